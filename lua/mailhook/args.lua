@@ -1,0 +1,57 @@
+-- mailhook.args — a small getopt for the CLI commands.
+--
+--   local opts, rest = args.parse({...}, { to = "list", subject = "string", json = "flag", t = "flag" })
+--
+-- Kinds: "flag" (true when present), "string" (last one wins), "list" (every
+-- occurrence, in order).  Long options are --name VALUE or --name=VALUE;
+-- one-letter options are -x VALUE.  "--" ends the options.  On a bad option it
+-- returns nil and a message naming it.
+local M = {}
+
+function M.parse(argv, spec)
+  local opts, rest = {}, {}
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then
+      for j = i + 1, #argv do rest[#rest + 1] = argv[j] end
+      break
+    end
+    local name, value = a:match("^%-%-([%w_-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w_-]+)$") or a:match("^%-(%w)$") end
+    if name then
+      local key = name:gsub("-", "_")
+      local kind = spec[key]
+      if not kind then return nil, "unknown option '" .. a .. "'" end
+      if kind == "flag" then
+        if value then return nil, "option '" .. a .. "' takes no value" end
+        opts[key] = true
+      else
+        if value == nil then
+          i = i + 1
+          value = argv[i]
+          if value == nil then return nil, "option '" .. a .. "' needs a value" end
+        end
+        if kind == "list" then
+          opts[key] = opts[key] or {}
+          table.insert(opts[key], value)
+        else
+          opts[key] = value
+        end
+      end
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, rest
+end
+
+-- Prints "mailhook CMD: MESSAGE" on stderr and returns code (2 by default),
+-- so a command can `return args.fail("enqueue", err)`.
+function M.fail(cmd, msg, code)
+  io.stderr:write("mailhook ", cmd, ": ", tostring(msg), "\n")
+  return code or 2
+end
+
+return M

@@ -1,0 +1,70 @@
+-- mailhook.cli — what `mailhook COMMAND [ARGS]` runs.
+-- A command is, in order: scripts/COMMAND.lua (an admin action a site may
+-- edit; it gets the arguments as `...` and returns the exit status), or the
+-- module mailhook.cmd.COMMAND (a function(...) returning the exit status).
+local core = require "mailhook.core"
+
+local M = {}
+
+-- name, arguments, summary: the help text, in the order an administrator meets them.
+M.commands = {
+  { "run", "[RULES.lua ...]", "the service: watch the pickup folder and deliver the queue" },
+  { "test", "[--to ADDR]", "connect, negotiate TLS, authenticate, check the From address; report" },
+  { "update", "KEY=VALUE ...", "validate and save settings (password masked in the output)" },
+  { "settings", "", "print the settings, password masked" },
+  { "enqueue", "--to A [--cc A] [--bcc A] [--from A] [--subject S] [--attach F]... [--html F]",
+    "queue a message (body on stdin) durably; print its id" },
+  { "sendmail", "[-t] [-f FROM] [-i] [RCPT...]", "queue a full RFC 5322 message from stdin" },
+  { "hook", "EVENT [KEY=VALUE ...] | EVENT --json", "run the rules for EVENT" },
+  { "queue", "[--json] | show ID | rm ID | retry ID", "inspect and manage the queue" },
+  { "flush", "", "deliver the queue now and wait" },
+  { "repl", "", "interactive Lua with the runtime loaded" },
+  { "version", "", "print the version" },
+  { "help", "", "this text" },
+}
+
+function M.help(out)
+  out = out or io.stdout
+  out:write("usage: mailhook [-c FILE] [-s DIR] [-v|-q] COMMAND [ARGS]\n",
+            "       mailhook [-c FILE] [-s DIR] SCRIPT.lua [ARGS] | -e CODE [ARGS]\n\ncommands:\n")
+  for _, c in ipairs(M.commands) do
+    out:write(string.format("  %-9s %s\n            %s\n", c[1], c[2], c[3]))
+  end
+  out:write("\noptions:\n",
+            "  -c FILE   settings file (now ", core.paths.conf, ")\n",
+            "  -s DIR    spool folder (now ", core.paths.spool, ")\n",
+            "  -v / -q   debug / errors-only logging\n")
+end
+
+local function file_exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() return true end
+  return false
+end
+
+function M.main(cmd, ...)
+  if cmd == nil or cmd == "help" then M.help() return 0 end
+  if cmd == "version" then print("mailhook " .. core.version) return 0 end
+  if not cmd:match("^[%w_-]+$") then
+    io.stderr:write("mailhook: unknown command '", cmd, "' (try 'mailhook help')\n")
+    return 2
+  end
+  local script = core.paths.scripts .. "/" .. cmd .. ".lua"
+  if file_exists(script) then
+    local chunk, err = loadfile(script)
+    if not chunk then error(err, 0) end
+    return chunk(...)
+  end
+  local name = "mailhook.cmd." .. cmd:gsub("-", "_")
+  local ok, mod = pcall(require, name)
+  if not ok then
+    if tostring(mod):find("module '" .. name .. "' not found", 1, true) then
+      io.stderr:write("mailhook: unknown command '", cmd, "' (try 'mailhook help')\n")
+      return 2
+    end
+    error(mod, 0)
+  end
+  return mod(...)
+end
+
+return M

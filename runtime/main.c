@@ -1,0 +1,202 @@
+/*
+** main.c — the mailhook binary: global options, paths, the Lua state, and the
+** main task on the libuv loop.  Everything a site may want to change (the CLI
+** commands themselves) lives in Lua: lua/mailhook/cli.lua and scripts/.
+**
+**   mailhook [-c FILE] [-s DIR] [-v] COMMAND [ARGS]   see `mailhook help`
+**   mailhook [-c FILE] [-s DIR] SCRIPT.lua [ARGS]     run a script, like lua
+**   mailhook [-c FILE] [-s DIR] -e CODE [ARGS]
+*/
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <uv.h>
+#include "l_sched.h"
+#include "log.h"
+#include "version.h"
+
+int luaopen_mailhook_core(lua_State *L);
+
+/* Where things are: the build tree (ROOT/build/mailhook beside ROOT/lua) or an
+** installed PREFIX (PREFIX/bin/mailhook, PREFIX/share/mailhook/lua). */
+typedef struct {
+  char root[PATH_MAX - 64]; /* the repo, or PREFIX (shorter: suffixes are appended) */
+  char lua[PATH_MAX];       /* folder holding mailhook/init.lua */
+  char scripts[PATH_MAX];   /* admin action scripts (test.lua, update.lua, ...) */
+  char conf[PATH_MAX];      /* settings file: -c, $MAILHOOK_CONF, or the default */
+  char spool[PATH_MAX];     /* spool folder: -s, $MAILHOOK_SPOOL, or the default */
+  int installed;            /* 1 for an installed binary */
+} paths_t;
+
+static int exists(const char *p) { return access(p, F_OK) == 0; }
+
+static void find_paths(paths_t *p) {
+  char exe[PATH_MAX - 64], probe[PATH_MAX + 32];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  char *slash;
+  if (n <= 0) n = (ssize_t)snprintf(exe, sizeof exe, "%s/bin/mailhook", MH_PREFIX);
+  exe[n] = 0;
+  if ((slash = strrchr(exe, '/'))) *slash = 0;        /* bin dir */
+  if ((slash = strrchr(exe, '/'))) *slash = 0; else strcpy(exe, ".");
+  snprintf(p->root, sizeof p->root, "%s", exe);
+  snprintf(probe, sizeof probe, "%s/lua/mailhook/init.lua", p->root);
+  p->installed = !exists(probe);
+  if (p->installed) {
+    snprintf(p->lua, sizeof p->lua, "%s/share/mailhook/lua", p->root);
+    snprintf(p->scripts, sizeof p->scripts, "%s/share/mailhook/scripts", p->root);
+    snprintf(p->conf, sizeof p->conf, "%s/etc/mailhook.conf", p->root);
+    snprintf(p->spool, sizeof p->spool, "%s/var/spool/mailhook", p->root);
+  } else {
+    snprintf(p->lua, sizeof p->lua, "%s/lua", p->root);
+    snprintf(p->scripts, sizeof p->scripts, "%s/scripts", p->root);
+    snprintf(p->conf, sizeof p->conf, "%s/mailhook.conf", p->root);
+    snprintf(p->spool, sizeof p->spool, "%s/spool", p->root);
+  }
+  if (getenv("MAILHOOK_CONF") && *getenv("MAILHOOK_CONF"))
+    snprintf(p->conf, sizeof p->conf, "%s", getenv("MAILHOOK_CONF"));
+  if (getenv("MAILHOOK_SPOOL") && *getenv("MAILHOOK_SPOOL"))
+    snprintf(p->spool, sizeof p->spool, "%s", getenv("MAILHOOK_SPOOL"));
+}
+
+static void set_paths(lua_State *L, const paths_t *p) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "mailhook.core");
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, p->root);    lua_setfield(L, -2, "root");
+  lua_pushstring(L, p->lua);     lua_setfield(L, -2, "lua");
+  lua_pushstring(L, p->scripts); lua_setfield(L, -2, "scripts");
+  lua_pushstring(L, p->conf);    lua_setfield(L, -2, "conf");
+  lua_pushstring(L, p->spool);   lua_setfield(L, -2, "spool");
+  lua_pushboolean(L, p->installed); lua_setfield(L, -2, "installed");
+  lua_setfield(L, -2, "paths");
+  lua_pop(L, 2);
+  /* package.path: ours first, then Lua's default (LuaSocket lives there) */
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", p->lua, p->lua);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}
+
+static void usage_error(const char *fmt, const char *what) {
+  fprintf(stderr, "mailhook: ");
+  fprintf(stderr, fmt, what);
+  fprintf(stderr, " (try 'mailhook help')\n");
+  exit(2);
+}
+
+/* The `arg` table as lua.c builds it: arg[0] = script, arg[1..] = its arguments. */
+static void set_arg(lua_State *L, char **argv, int argc, int script) {
+  lua_createtable(L, argc - script - 1, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+int main(int argc, char **argv) {
+  paths_t paths;
+  const char *code = NULL;
+  int i, status, first, nargs;
+  lua_State *L;
+  mh_task *task;
+
+  signal(SIGPIPE, SIG_IGN);
+  find_paths(&paths);
+  for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+    const char *o = argv[i];
+    if (!strcmp(o, "--")) { i++; break; }
+    if (!strcmp(o, "-c") || !strcmp(o, "-s") || !strcmp(o, "-e")) {
+      if (i + 1 >= argc) usage_error("option %s needs a value", o);
+      if (o[1] == 'c') snprintf(paths.conf, sizeof paths.conf, "%s", argv[++i]);
+      else if (o[1] == 's') snprintf(paths.spool, sizeof paths.spool, "%s", argv[++i]);
+      else { code = argv[++i]; i++; break; }
+    } else if (!strcmp(o, "-v") || !strcmp(o, "--verbose")) {
+      mh_log_set_level(MH_LOG_DEBUG);
+    } else if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
+      mh_log_set_level(MH_LOG_ERROR);
+    } else if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+      argv[i] = (char *)"help"; break;
+    } else if (!strcmp(o, "-V") || !strcmp(o, "--version")) {
+      argv[i] = (char *)"version"; break;
+    } else {
+      usage_error("unknown option '%s'", o);
+    }
+  }
+  first = i;
+
+  L = luaL_newstate();
+  if (!L) { fprintf(stderr, "mailhook: cannot create Lua state: out of memory\n"); return 1; }
+  luaL_openlibs(L);
+  luaL_requiref(L, "mailhook.core", luaopen_mailhook_core, 0);
+  lua_pop(L, 1);
+  set_paths(L, &paths);
+
+  if (code) {
+    set_arg(L, argv, argc, first - 1);
+    status = luaL_loadbuffer(L, code, strlen(code), "=(command line)");
+    nargs = argc - first;
+    for (int k = first; k < argc; k++) lua_pushstring(L, argv[k]);
+  } else if (first < argc && (strchr(argv[first], '/') || strstr(argv[first], ".lua") ||
+                              !strcmp(argv[first], "-"))) {
+    const char *script = argv[first];
+    set_arg(L, argv, argc, first);
+    status = luaL_loadfile(L, !strcmp(script, "-") ? NULL : script);
+    nargs = argc - first - 1;
+    for (int k = first + 1; k < argc; k++) lua_pushstring(L, argv[k]);
+    if (status == LUA_ERRFILE && !exists(script)) {
+      fprintf(stderr, "mailhook: cannot open script '%s': no such file\n", script);
+      return 1;
+    }
+  } else {
+    /* a command: mailhook.cli dispatches it (help when none) */
+    static const char boot[] = "return require('mailhook.cli').main(...)";
+    set_arg(L, argv, argc, first - 1);
+    status = luaL_loadbuffer(L, boot, sizeof boot - 1, "=mailhook");
+    nargs = argc - first;
+    for (int k = first; k < argc; k++) lua_pushstring(L, argv[k]);
+  }
+  if (status != LUA_OK) {
+    fprintf(stderr, "mailhook: %s\n", lua_tostring(L, -1 - nargs));
+    lua_close(L);
+    return 1;
+  }
+
+  task = mh_task_spawn(L, -1 - nargs, nargs, code ? "(command line)" :
+                       first < argc ? argv[first] : "mailhook");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "mailhook.main_task");
+  lua_settop(L, 0);
+  uv_run(mh_l_loop(), UV_RUN_DEFAULT);
+
+  status = 0;
+  if (mh_task_done(task) < 0) {
+    status = 1;
+  } else if (mh_task_done(task) > 0) {
+    /* the main chunk's first result, when an integer, is the exit status */
+    lua_getfield(L, LUA_REGISTRYINDEX, "mailhook.main_task");
+    lua_getfield(L, -1, "wait");
+    lua_insert(L, -2);
+    lua_call(L, 1, 2);
+    if (lua_isinteger(L, -1)) status = (int)lua_tointeger(L, -1);
+    lua_settop(L, 0);
+  } else {
+    /* the loop ran dry while the main task still waited: a wait with no request
+       behind it (coroutine.yield() at the top of a script, a join on itself) */
+    fprintf(stderr, "mailhook: main task never finished (it waited on nothing)\n");
+    status = 1;
+  }
+  fflush(stdout);
+  lua_close(L);
+  uv_run(mh_l_loop(), UV_RUN_NOWAIT);  /* close callbacks of handles closed by __gc */
+  uv_loop_close(mh_l_loop());
+  return status;
+}

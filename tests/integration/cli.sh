@@ -1,0 +1,52 @@
+# The binary's own surface: scripts, -e, arg, exit codes, help, bad input.
+. "$ROOT/tests/lib/tap.sh"
+
+out=$("$MAILHOOK" -e 'print(select("#", ...), (...), arg[1], arg[2])' a b 2>&1)
+is "$out" "2	a	a	b" "-e gets its arguments as ... and in arg"
+
+printf 'print(arg[0], arg[1], ...)\nreturn 7\n' > "$T/s.lua"
+out=$("$MAILHOOK" "$T/s.lua" x y); rc=$?
+is "$out" "$T/s.lua	x	x	y" "a script gets arg[0], arg[1..] and ..."
+is "$rc" 7 "an integer returned by the main chunk is the exit status"
+
+"$MAILHOOK" -e 'error("boom")' 2>"$T/err"; rc=$?
+is "$rc" 1 "a failing main chunk exits 1"
+like "$(cat "$T/err")" "boom" "its message is printed"
+like "$(cat "$T/err")" "stack traceback" "with a traceback"
+
+printf 'x = = 1\n' > "$T/bad.lua"
+out=$("$MAILHOOK" "$T/bad.lua" 2>&1); rc=$?
+is "$rc" 1 "a syntax error exits 1"
+like "$out" "bad.lua:1:" "and names the file and line"
+is "$(printf '%s' "$out" | wc -l)" 0 "on one line"
+
+out=$("$MAILHOOK" "$T/missing.lua" 2>&1); rc=$?
+is "$rc" 1 "a missing script exits 1"
+like "$out" "cannot open script .*missing.lua" "naming the script"
+
+out=$("$MAILHOOK" frobnicate 2>&1); rc=$?
+is "$rc" 2 "an unknown command exits 2"
+like "$out" "unknown command 'frobnicate'" "naming it"
+
+out=$("$MAILHOOK" --frob 2>&1); rc=$?
+is "$rc" 2 "an unknown option exits 2"
+like "$out" "unknown option '--frob'" "naming it"
+
+out=$("$MAILHOOK" -c 2>&1); rc=$?
+is "$rc" 2 "an option without its value exits 2"
+
+like "$("$MAILHOOK" version)" "^mailhook [0-9]+\.[0-9]+\.[0-9]+$" "version"
+like "$("$MAILHOOK" help)" "enqueue" "help lists the commands"
+
+out=$("$MAILHOOK" -e 'local mh = require "mailhook"; mh.spawn(function() mh.sleep(0.05) print("late") end) print("main done")')
+is "$out" "main done
+late" "the process waits for every task before exiting"
+
+out=$(timeout 5 "$MAILHOOK" -e 'coroutine.yield() print("resumed")' 2>&1)
+is "$out" "resumed" "a plain coroutine.yield() in a task just lets others run"
+
+out=$(timeout 5 "$MAILHOOK" -e 'local mh = require "mailhook"; mh.current_task():wait()' 2>&1); rc=$?
+is "$rc" 1 "a main task that waits on nothing does not hang"
+like "$out" "never finished" "and says so"
+
+done_testing

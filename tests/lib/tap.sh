@@ -1,0 +1,42 @@
+# tests/lib/tap.sh — TAP for shell integration tests (sourced).
+#   . "$ROOT/tests/lib/tap.sh"
+#   ok "$cond_exit_status" "description"  |  is "$got" "$want" "description"
+#   like "$got" "regex" "description"     |  done_testing
+# A scratch folder $T is made and removed at exit; register extra clean-up with
+# `on_exit "cmd"` (peers are killed there).
+: "${ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${BUILD:=$ROOT/build}"
+: "${MAILHOOK:=$BUILD/mailhook}"
+_tap_n=0; _tap_failed=0; _tap_exit=()
+T=$(mktemp -d "${TMPDIR:-/tmp}/mh-test.XXXXXX")
+on_exit() { _tap_exit+=("$1"); }
+_tap_cleanup() {
+  local c
+  for c in "${_tap_exit[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+  rm -rf "$T"
+}
+trap _tap_cleanup EXIT
+ok() {   # ok STATUS DESC  (STATUS 0 = pass)
+  _tap_n=$((_tap_n + 1))
+  if [ "$1" = 0 ]; then echo "ok $_tap_n - $2"; else echo "not ok $_tap_n - $2"; _tap_failed=$((_tap_failed + 1)); fi
+}
+is() {
+  if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; printf '#   got:  %s\n#   want: %s\n' "$1" "$2"; fi
+}
+like() {
+  if printf '%s' "$1" | grep -Eq -- "$2"; then ok 0 "$3"; else ok 1 "$3"; printf '#   got: %s\n#   want /%s/\n' "$1" "$2" | head -20; fi
+}
+unlike() {
+  if printf '%s' "$1" | grep -Eq -- "$2"; then ok 1 "$3"; printf '#   got: %s\n#   must not match /%s/\n' "$1" "$2" | head -20; else ok 0 "$3"; fi
+}
+diag() { echo "# $*"; }
+done_testing() { echo "1..$_tap_n"; [ "$_tap_failed" = 0 ]; }
+# wait_for TIMEOUT_S CMD...: poll CMD every 50 ms until it succeeds; 1 on timeout.
+wait_for() {
+  local limit=$1; shift
+  local end=$(( $(date +%s%N) + limit * 1000000000 ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s%N)" -gt "$end" ] && return 1
+    sleep 0.05
+  done
+}

@@ -1,0 +1,76 @@
+-- The scheduler: tasks, sleep, every, resolve, joins, errors, misuse.
+local tap = require "tap"
+local mh = require "mailhook"
+
+tap.test("sleep waits at least the time asked, and lets others run", function(t)
+  local order = {}
+  local t0 = mh.monotonic()
+  local a = mh.spawn(function() mh.sleep(0.05); order[#order + 1] = "slow" end)
+  local b = mh.spawn(function() mh.sleep(0.01); order[#order + 1] = "fast" end)
+  a:wait(); b:wait()
+  t:ok(mh.monotonic() - t0 >= 0.049, "waited >= 50 ms")
+  t:same(order, { "fast", "slow" }, "the shorter sleep finished first")
+end)
+
+tap.test("wait returns a task's results or its error", function(t)
+  local ok, a, b = mh.spawn(function(x, y) mh.sleep(0); return x + y, "z" end, 2, 3):wait()
+  t:same({ ok, a, b }, { true, 5, "z" }, "results")
+  local ok2, err = mh.spawn(function() mh.sleep(0); error("boom") end):wait()
+  t:is(ok2, false, "failed task")
+  t:like(err, "boom", "its message")
+  t:is(mh.spawn(function() end):wait(), true, "a task that never waits")
+end)
+
+tap.test("every runs a task each period until stopped", function(t)
+  local n = 0
+  local h
+  local tick = t:expect(3, function() n = n + 1; if n == 3 then h:stop() end end, "tick")
+  h = mh.every(0.01, tick)
+  while n < 3 do mh.sleep(0.01) end
+  mh.sleep(0.05)
+  t:is(n, 3, "no tick after stop")
+end)
+
+tap.test("resolve uses getaddrinfo and returns every address", function(t)
+  local addrs = mh.resolve("localhost")
+  t:ok(type(addrs) == "table" and #addrs >= 1, "localhost has addresses")
+  local found = false
+  for _, a in ipairs(addrs) do if a == "127.0.0.1" or a == "::1" then found = true end end
+  t:ok(found, "one is a loopback address")
+  local r, msg, info = mh.resolve("no-such-host.invalid")
+  t:is(r, nil, "unknown name fails")
+  t:like(msg, "no%-such%-host%.invalid", "message names the host")
+  t:is(info and info.stage, "dns", "stage is dns")
+end)
+
+tap.test("a waiting call where it cannot yield is a clear error", function(t)
+  local ok, err = pcall(coroutine.wrap(function() mh.sleep(0) end))
+  t:ok(not ok, "inside coroutine.wrap")
+  t:like(err, "mailhook task", "says why")
+  ok, err = pcall(table.sort, { 3, 2, 1 }, function(a, b) mh.sleep(0); return a < b end)
+  t:ok(not ok, "inside table.sort")
+  t:like(err, "cannot wait here", "says why")
+  t:ok(not pcall(mh.sleep, -1), "negative seconds raise")
+end)
+
+tap.test("cancel interrupts a waiting task", function(t)
+  local task = mh.spawn(function() mh.sleep(10); return "not reached" end)
+  mh.sleep(0.01)
+  t:is(task:status(), "waiting", "it waits")
+  local t0 = mh.monotonic()
+  task:cancel()
+  local ok, err = task:wait()
+  t:is(ok, false, "interrupted")
+  t:like(err, "interrupted", "message")
+  t:ok(mh.monotonic() - t0 < 1, "did not sleep 10 s")
+end)
+
+tap.test("plain coroutine.yield in a task lets other tasks run", function(t)
+  local trace = {}
+  local a = mh.spawn(function() trace[#trace + 1] = "a1"; coroutine.yield(); trace[#trace + 1] = "a2" end)
+  local b = mh.spawn(function() trace[#trace + 1] = "b1" end)
+  a:wait(); b:wait()
+  t:same(trace, { "a1", "b1", "a2" }, "interleaved")
+end)
+
+return tap.done()
