@@ -71,10 +71,11 @@ deps:
 
 # The whole TAP suite: unit (C), lua, integration (real SMTP peers started by the tests).
 PROVE_JOBS ?= 2
+TEST_FILES = $(wildcard tests/unit/test-*.c tests/lua/test-*.lua tests/integration/*.sh)
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory fuzz-smoke
-	prove -j$(PROVE_JOBS) --exec tests/run-one tests/unit/*.c tests/lua/test-*.lua tests/integration/*.sh
+	prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZER=address,undefined CFLAGS="-O1 -g" test-built
@@ -82,7 +83,7 @@ asan:
 # The suite against an already configured BUILD (used by asan).
 test-built: deps
 	@$(MAKE) --no-print-directory all
-	MAILHOOK_BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=1 prove -j$(PROVE_JOBS) --exec tests/run-one tests/unit/*.c tests/lua/test-*.lua tests/integration/*.sh
+	MAILHOOK_BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=1 prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
 
 valgrind: all
 	@for t in $(UNIT_BIN); do valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 $$t >/dev/null || exit 1; done; echo "valgrind: unit tests clean"
