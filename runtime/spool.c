@@ -51,7 +51,8 @@ static int fail(char *err, int code, const char *fmt, ...) {
     vsnprintf(err, MH_SPOOL_ERRLEN, fmt, ap);
     va_end(ap);
     n = strlen(err);
-    snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code));
+    if (code != MH_ECORRUPT)  /* the parser's messages say what was wrong */
+      snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code));
   }
   return code;
 }
@@ -275,13 +276,23 @@ int mh_addr_check(const char *addr, int empty_ok) {
   const char *at;
   if (n == 0) return empty_ok ? 0 : MH_EBADADDR;
   if (n > 320) return MH_EBADADDR;
-  for (const char *p = addr; *p; p++) {
+  const char *p = addr;
+  if (*p == '"') {   /* quoted local part: anything printable but CR, LF, NUL */
+    for (p++; *p && *p != '"'; p++) {
+      if (*p == '\\' && p[1]) p++;
+      if ((unsigned char)*p < ' ' || *p == 127) return MH_EBADADDR;
+    }
+    if (*p != '"' || p[1] != '@') return MH_EBADADDR;
+    p++;
+  }
+  for (; *p; p++) {
     unsigned char c = (unsigned char)*p;
     if (c <= ' ' || c == 127 || c == '<' || c == '>' || c == ',' || c == ';' ||
         c == '(' || c == ')' || c == '\\' || c == '[' || c == ']')
       return MH_EBADADDR;
   }
   at = strrchr(addr, '@');
+  if (addr[0] != '"' && strchr(addr, '"')) return MH_EBADADDR;
   if (!at || at == addr || !at[1] || at[1] == '.' || addr[n - 1] == '.' || strchr(at, '"') ||
       strstr(at, ".."))
     return MH_EBADADDR;
