@@ -121,15 +121,15 @@ static void async_cb(uv_async_t *h) {
     }                                /* "ready": the hook fires when it resumes */
     return;
   }
-  sig_pending = 0;
   if (R.prompt_active) {             /* at the prompt: drop the line, fresh prompt */
+    sig_pending = 0;
+    fputs("^C\n", stdout);          /* the cursor is on the line typed: end it */
+    fflush(stdout);
     rl_free_line_state();
     rl_callback_sigcleanup();
     rl_callback_handler_remove();
     R.prompt_active = 0;
     uv_poll_stop(&R.poll);
-    fputs("^C\n", stdout);
-    fflush(stdout);
     if (R.waiting) {
       lua_State *co = mh_wait_co(&R.w);
       R.waiting = 0;
@@ -140,6 +140,8 @@ static void async_cb(uv_async_t *h) {
       }
     }
   }
+  /* else: between a line's Enter and its guard(): sig_pending stays set and
+     guard() interrupts the line at once */
 }
 
 /* guard(task | nil): while set, Ctrl-C interrupts task instead of the prompt. */
@@ -152,9 +154,15 @@ static int l_guard(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, R.guard_ref);
     R.guard_ref = LUA_NOREF;
   }
-  sig_pending = 0;
-  if (lua_isnoneornil(L, 1)) return 0;
+  if (lua_isnoneornil(L, 1)) {
+    sig_pending = 0;                 /* a Ctrl-C for the line that just ended */
+    return 0;
+  }
   R.guard_task = (mh_task *)luaL_checkudata(L, 1, "mailhook.Task");
+  if (sig_pending && !sig_running) { /* Ctrl-C came after Enter, before this */
+    sig_pending = 0;
+    mh_task_interrupt(R.guard_task);
+  }
   /* the task's coroutine is its first user value (l_sched.c) */
   if (lua_getiuservalue(L, 1, 1) == LUA_TTHREAD) guard_co = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -357,6 +365,14 @@ static int l_readline(lua_State *L) {
   open_repl(L);
   if (R.waiting) return luaL_error(L, "repl.readline: another readline() is waiting");
   if (!R.tty && pipe_take(L)) return 1;
+  if (R.tty && sig_pending && !sig_running) {  /* Ctrl-C while no prompt was shown */
+    sig_pending = 0;
+    fputs("^C\n", stdout);
+    fflush(stdout);
+    lua_pushnil(L);
+    lua_pushliteral(L, "interrupted");
+    return 2;
+  }
   mh_wait_init(L, &R.w, "repl.readline");
   R.w.cancel = readline_cancel;
   R.waiting = 1;

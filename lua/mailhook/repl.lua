@@ -176,8 +176,8 @@ local function report(msg)
   io.stderr:flush()
 end
 
--- run([opts]) -> exit status: 0 when every line ran, 1 when one failed (so a
--- piped script can be checked).  opts.env: the environment to use.
+-- run([opts]) -> exit status: on a terminal 0; from a pipe 0 when every line
+-- ran, 1 when one failed (so a piped script can be checked).  opts.env: the environment to use.
 function M.run(opts)
   opts = opts or {}
   local R = core.repl
@@ -237,6 +237,7 @@ function M.run(opts)
     failed = failed + 1
   end
   R.close()
+  if interactive then return 0 end   -- Ctrl-D: a session, not a script
   return failed == 0 and 0 or 1
 end
 
