@@ -86,6 +86,19 @@ out=$(printf 'update(5)\n"go on"\n' | repl 2>&1)
 like "$out" "update: expected a table" "update with a wrong argument says what it expects"
 like "$out" '"go on"' "and the REPL goes on"
 
+# Admin functions whose module is not in this build say so, and the REPL goes on.
+for spec in "test():smtp" "update{port = 25}:settings" "settings():settings" "queue():queue"; do
+  call=${spec%:*}; mod=${spec##*:}
+  [ -f "$ROOT/lua/mailhook/$mod.lua" ] && continue
+  out=$(printf '%s\n"next"\n' "$call" | repl 2>&1)
+  like "$out" "not available in this build \\(no mailhook\.$mod\\)" "$call without mailhook.$mod: not available in this build"
+  like "$out" '"next"' "and the REPL goes on"
+done
+if ! "$MAILHOOK" -e 'local mh = require "mailhook"; os.exit(type(mh.enqueue) == "function" and 0 or 1)' 2>/dev/null; then
+  out=$(printf 'enqueue{to = "a@b.example", subject = "s", text = "t"}\n' | repl 2>&1)
+  like "$out" "not available in this build" "enqueue without mh.enqueue: not available in this build"
+fi
+
 out=$("$MAILHOOK" repl extra 2>&1); rc=$?
 is "$rc" 2 "an unexpected argument exits 2"
 like "$out" "unexpected argument 'extra'" "naming it"
