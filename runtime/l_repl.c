@@ -45,6 +45,9 @@ static struct {
   int line_done;              /* line_cb ran: hand `line` over outside readline */
   char *line;                 /* what line_cb got (NULL = Ctrl-D), malloc'd by readline */
   char *history;              /* history file, NULL when history is not kept */
+  int completer_ref;          /* registry ref of the Lua completer, for Tab */
+  char **cands;               /* candidates of the completion in progress */
+  size_t ncands;
 
   lua_State *L;               /* main state, for the registry */
   int guard_ref;              /* registry ref of the task Ctrl-C interrupts */
@@ -56,7 +59,7 @@ static struct {
   int reading;                /* pipe mode: an uv_fs_read is in flight */
   uv_fs_t req;
   char chunk[CHUNK];
-} R = { .guard_ref = LUA_NOREF };
+} R = { .guard_ref = LUA_NOREF, .completer_ref = LUA_NOREF };
 
 /* Written by the SIGINT handler, read on the loop thread. */
 static volatile sig_atomic_t sig_pending;  /* a Ctrl-C not yet acted upon */
@@ -224,6 +227,62 @@ static void readline_cancel(mh_wait *w) {
   if (R.reading) uv_cancel((uv_req_t *)&R.req);
 }
 
+/* ------------------------------------------------------------ completion */
+
+static void free_cands(void) {
+  for (size_t i = 0; i < R.ncands; i++) free(R.cands[i]);
+  free(R.cands);
+  R.cands = NULL;
+  R.ncands = 0;
+}
+
+/* readline's generator: hands out R.cands one by one (readline frees them). */
+static char *cand_gen(const char *text, int state) {
+  static size_t next;
+  (void)text;
+  if (!state) next = 0;
+  return next < R.ncands ? strdup(R.cands[next++]) : NULL;
+}
+
+/* Tab: asks the Lua completer (completer(word) -> {candidate, ...}) under
+** pcall; never falls back to file names, which mean nothing in Lua. */
+static char **complete_cb(const char *text, int start, int end) {
+  lua_State *L = R.L;
+  int top = lua_gettop(L);
+  (void)start; (void)end;
+  rl_attempted_completion_over = 1;
+  rl_completion_append_character = '\0';
+  free_cands();
+  if (R.completer_ref == LUA_NOREF) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, R.completer_ref);
+  lua_pushstring(L, text);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+    size_t n = (size_t)lua_rawlen(L, -1);
+    R.cands = (char **)calloc(n ? n : 1, sizeof *R.cands);
+    for (size_t i = 1; R.cands && i <= n; i++) {
+      const char *c;
+      lua_rawgeti(L, -1, (lua_Integer)i);
+      c = lua_tostring(L, -1);
+      if (c && (R.cands[R.ncands] = strdup(c))) R.ncands++;
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+  return R.ncands ? rl_completion_matches(text, cand_gen) : NULL;
+}
+
+/* completer(fn | nil): fn(word) -> list of completions of word, for Tab. */
+static int l_completer(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, R.completer_ref);
+  R.completer_ref = LUA_NOREF;
+  if (!lua_isnoneornil(L, 1)) {
+    lua_pushvalue(L, 1);
+    R.completer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 0;
+}
+
 /* Leave the terminal as we found it, whatever ends the process. */
 static void restore_terminal(void) {
   if (R.prompt_active) rl_callback_handler_remove();
@@ -322,6 +381,9 @@ static void open_repl(lua_State *L) {
       if (fl >= 0) fcntl(0, F_SETFL, fl);
       rl_readline_name = "mailhook";
       rl_catch_signals = 0;           /* our SIGINT handler; readline keeps SIGWINCH */
+      rl_attempted_completion_function = complete_cb;
+      /* a Lua word: names joined by . and : complete as one */
+      rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{(,+-*/%^~#[]";
       using_history();
       stifle_history(HISTORY_MAX);
       if (!once) { atexit(restore_terminal); once = 1; }
@@ -350,6 +412,9 @@ static int l_close(lua_State *L) {
   uv_close((uv_handle_t *)&R.async, close_cb);
   free(R.history);
   R.history = NULL;
+  free_cands();
+  luaL_unref(L, LUA_REGISTRYINDEX, R.completer_ref);
+  R.completer_ref = LUA_NOREF;
   free(R.buf);
   R.buf = NULL;
   R.len = R.cap = 0;
@@ -445,7 +510,7 @@ void l_repl_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"readline", l_readline}, {"interactive", l_interactive}, {"history", l_history},
     {"add_history", l_add_history}, {"guard", l_guard}, {"write", l_write},
-    {"close", l_close}, {NULL, NULL}};
+    {"completer", l_completer}, {"close", l_close}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_setfield(L, -2, "repl");
 }

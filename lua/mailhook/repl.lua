@@ -154,6 +154,53 @@ local function show(r)
   M.write(table.concat(parts, "\t") .. "\n")
 end
 
+local KEYWORDS = {}
+for w in ([[and break do else elseif end false for function goto if in
+            local nil not or repeat return then true until while]]):gmatch("%a+") do
+  KEYWORDS[#KEYWORDS + 1] = w
+end
+
+-- complete(word, env) -> sorted completions of word for Tab: globals and
+-- keywords for a bare name; for "a.b.c" or "obj:m" the fields (and methods,
+-- through __index tables) of what a.b / obj names.  Never calls a function
+-- other than __index metamethods, under pcall.
+function M.complete(word, env)
+  local base, sep, stem = word:match("^(.-)([.:])([%w_]*)$")
+  local out, seen = {}, {}
+  local prefix = base and base .. sep or ""
+  stem = stem or word
+  local function add(k)
+    if type(k) == "string" and k:match("^[%a_][%w_]*$") and k:sub(1, #stem) == stem
+       and not seen[k] then
+      seen[k] = true
+      out[#out + 1] = prefix .. k
+    end
+  end
+  local function add_keys(t, depth)
+    if type(t) == "table" then for k in next, t do add(k) end end
+    local mt = getmetatable(t)
+    if type(mt) == "table" and type(mt.__index) == "table" and depth < 4 then
+      add_keys(mt.__index, depth + 1)
+    end
+  end
+  if not base then
+    add_keys(env, 0)
+    for _, kw in ipairs(KEYWORDS) do add(kw) end
+  else
+    local v = env
+    for name in (base .. "."):gmatch("(.-)%.") do
+      if not name:match("^[%a_][%w_]*$") then return out end
+      local ok, nv = pcall(function() return v[name] end)
+      if not ok or nv == nil then return out end
+      v = nv
+    end
+    if sep == "." and type(v) ~= "table" then return out end
+    add_keys(v, 0)
+  end
+  table.sort(out)
+  return out
+end
+
 local function history_path()
   local p = os.getenv("MAILHOOK_HISTORY")
   if p then return p ~= "" and p or nil end
@@ -190,6 +237,7 @@ function M.run(opts)
       local ok, err = R.history(hist)
       if not ok then report("mailhook repl: " .. err .. " (history not kept)") end
     end
+    R.completer(function(word) return M.complete(word, env) end)
     M.write(string.format("mailhook %s (%s): help() lists the admin functions, Ctrl-D exits\n",
                           mh.version, _VERSION))
   end

@@ -58,6 +58,13 @@ step "the chunk completes: back to the prompt" last_is ">"
 type_line 'triple(14)'
 step "the function defined over three lines works" count_is_at_least "42" 1
 
+$TM send-keys -t "$S" -l 'tri'; $TM send-keys -t "$S" Tab
+step "Tab completes a global defined at the prompt" last_is "> triple"
+$TM send-keys -t "$S" -l '(5) + mh.sl'; $TM send-keys -t "$S" Tab
+step "Tab completes a field of mh" last_is "> triple(5) + mh.sleep"
+$TM send-keys -t "$S" C-u
+step "Ctrl-U clears it" last_is ">"
+
 type_line 't0 = mh.monotonic()'
 type_line 'mh.sleep(0.5) or "slept"'
 step "mh.sleep(0.5) at the prompt returns, with its result" has '"slept"'
