@@ -96,6 +96,13 @@ type_line '"clean"'
 step "the next line does not contain the cleared text" has '"clean"'
 unlike "$(screen)" "garbage typed\"clean\"|garbage typed.*error" "the cleared text was not run"
 
+type_line 'function never()'
+step "a chunk is being continued" last_is ">>"
+$TM send-keys -t "$S" C-c
+step "Ctrl-C at the continuation prompt goes back to the first prompt" last_is ">"
+type_line 'type(never)'
+step "the unfinished chunk was dropped" has '"nil"'
+
 type_line 'h = mh.every(0.05, function() print("tick") end)'
 step "mh.every keeps firing while the prompt waits (printed above it)" count_is_at_least "tick" 3
 step "with the prompt redrawn below" last_is ">"
