@@ -33,7 +33,8 @@
 #define CHUNK 65536           /* bytes per read from a pipe */
 
 static struct {
-  int opened;                 /* handles initialised, SIGINT handler installed */
+  int opened;                 /* handles initialised */
+  int sig_installed;          /* our SIGINT handler is in place (terminal only) */
   int tty;                    /* stdin is a terminal: readline; else plain lines */
   uv_poll_t poll;             /* stdin readable, while a prompt waits (tty) */
   uv_async_t async;           /* the SIGINT handler wakes the loop with it */
@@ -387,12 +388,12 @@ static void open_repl(lua_State *L) {
       using_history();
       stifle_history(HISTORY_MAX);
       if (!once) { atexit(restore_terminal); once = 1; }
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_sigint;
+      sa.sa_flags = SA_RESTART;
+      sigemptyset(&sa.sa_mask);
+      R.sig_installed = sigaction(SIGINT, &sa, &R.old_int) == 0;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &R.old_int);
   }
   R.opened = 1;
 }
@@ -405,10 +406,9 @@ static int l_close(lua_State *L) {
   lua_settop(L, 0);
   l_guard(L);
   restore_terminal();
-  if (R.tty) {
-    sigaction(SIGINT, &R.old_int, NULL);
-    uv_close((uv_handle_t *)&R.poll, close_cb);
-  }
+  if (R.sig_installed) sigaction(SIGINT, &R.old_int, NULL);
+  R.sig_installed = 0;
+  if (R.tty) uv_close((uv_handle_t *)&R.poll, close_cb);
   uv_close((uv_handle_t *)&R.async, close_cb);
   free(R.history);
   R.history = NULL;
@@ -418,6 +418,7 @@ static int l_close(lua_State *L) {
   free(R.buf);
   R.buf = NULL;
   R.len = R.cap = 0;
+  R.eof = 0;
   R.opened = 0;
   return 0;
 }
