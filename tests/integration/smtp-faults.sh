@@ -32,7 +32,7 @@ is "$RC" 1 "STARTTLS required but not offered: fails"
 ilike "$OUT" "\btls\b" "stage tls named"
 ilike "$OUT" "starttls" "the error says STARTTLS was not offered"
 unlike "$(cat "$F_REC")" "AUTH|MAIL|pw-never-sent" "no AUTH, no MAIL, no password on the wire"
-mh_test "$(conf port="$F" tls=auto auth=true username=u password=pw-never-sent)"
+mh_test "$(conf port="$F" tls=auto tls_required= auth=true username=u password=pw-never-sent)"
 is "$RC" 1 "the same with tls=auto (tls_required defaults true with auth): fails"
 unlike "$(cat "$F_REC".* 2>/dev/null)" "AUTH|MAIL|pw-never-sent" "no AUTH, no MAIL, no password on the wire"
 
