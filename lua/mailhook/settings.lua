@@ -364,7 +364,6 @@ function M.ready(cfg)
   if not cfg.server or #cfg.server == 0 then
     return nil, "no server is set (mailhook update server=HOST)"
   end
-  if not cfg.from then return nil, "no from address is set (mailhook update from=ADDRESS)" end
   return true
 end
 
