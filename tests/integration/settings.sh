@@ -37,6 +37,14 @@ out=$(MAILHOOK_CONF="$C" "$MAILHOOK" -e '
 like "$out" "password=\*{8}" "mh.settings.get() masks the password"
 unlike "$out" "$SECRET" "neither get() nor load() holds the password"
 
+# the REPL: results are pretty-printed, so whatever it can reach must not hold the password
+if "$MAILHOOK" help | grep -q "^  repl"; then
+  out=$(printf 'mh.settings.get()\nmh.settings.load()\nmh.settings.update{port = 587}\nmh.settings\n' |
+        MAILHOOK_CONF="$C" MAILHOOK_HISTORY="$T/hist" timeout 20 "$MAILHOOK" repl 2>&1)
+  like "$out" 'password = "\*{8}"' "REPL: get() shows the password masked"
+  unlike "$out" "$SECRET" "REPL: the password never appears"
+fi
+
 # invalid updates: exit 2, the key named, the file byte-identical
 cp "$C" "$T/before"
 for bad in port=0 port=abc from=no-at-sign tls=sometimes tls_min_version=1.4 auth_mechanism=cram-md5 \
