@@ -1,8 +1,11 @@
 /*
 ** l_fsutil.c — core.fsutil: the durable-file helpers of fsutil.c for Lua,
-** plus hostname() (the default EHLO name).  These calls block the loop
+** plus hostname() (the default EHLO name) and mode(path).  These calls block the loop
 ** briefly; they are meant for small files written rarely (settings).
 */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <uv.h>
 #include "l_sched.h"
 #include "error.h"
@@ -21,6 +24,15 @@ static int l_write_atomic(lua_State *L) {
   return 1;
 }
 
+/* mode(path) -> permission bits (e.g. 384 for 0600) | nil, err */
+static int l_mode(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) < 0) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
+  lua_pushinteger(L, st.st_mode & 07777);
+  return 1;
+}
+
 /* hostname() -> the machine's host name | nil, err */
 static int l_hostname(lua_State *L) {
   char buf[256];
@@ -35,6 +47,7 @@ void l_fsutil_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "write_atomic", l_write_atomic },
     { "hostname", l_hostname },
+    { "mode", l_mode },
     { NULL, NULL },
   };
   luaL_newlib(L, fns);

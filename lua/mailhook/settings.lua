@@ -65,6 +65,7 @@ local NORMALISE = { bool = true, enum = true, hosts = true, port = true, count =
 
 -- Private per-cfg data (password, file path), weak so cfg tables die normally.
 local private = setmetatable({}, { __mode = "k" })
+local warned = {}           -- files already reported as readable by others
 
 -- ----------------------------------------------------------------- parsers
 -- Each parser takes a Lua value (a string from the file or the CLI, or a typed
@@ -317,6 +318,14 @@ function M.load(path)
                        or string.format("%s: %s: %s", path, key, reason)
   end
   private[cfg] = { password = secret_or_key, path = path }
+  if secret_or_key and not warned[path] then
+    local mode = core.fsutil.mode(path)
+    if mode and mode & 63 ~= 0 then       -- 0077: group or others may read the password
+      warned[path] = true
+      core.log("warn", string.format("%s holds a password and is readable by other users (chmod 600 %s)",
+                                     path, path))
+    end
+  end
   return cfg
 end
 

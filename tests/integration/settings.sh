@@ -97,6 +97,14 @@ if [ "$(id -u)" != 0 ]; then
   like "$out" "noread.conf: cannot read" "naming the file"
 fi
 
+# a hand-made file that others can read, holding a password: a warning (never the password)
+printf 'password = %s\n' "$SECRET" > "$T/open.conf"; chmod 644 "$T/open.conf"
+err=$("$MAILHOOK" -c "$T/open.conf" settings 2>&1 >/dev/null)
+like "$err" "open.conf holds a password and is readable by other users" "warns about a 0644 file with a password"
+unlike "$err" "$SECRET" "without showing it"
+chmod 600 "$T/open.conf"
+is "$("$MAILHOOK" -c "$T/open.conf" settings 2>&1 >/dev/null)" "" "no warning at 0600"
+
 # the update leaves a readable-by-owner-only file even under a permissive umask
 rm -f "$C"
 (umask 000; "$MAILHOOK" -c "$C" update port=2525 >/dev/null)
