@@ -414,9 +414,16 @@ end
 -- Everything is validated first; then the file is rewritten atomically (mode
 -- 0600) keeping its comments and the order of its lines.  On any error nothing
 -- is written.
+local update
+
 function M.update(changes, path)
   path = path or M.path()
   if type(changes) ~= "table" then error("settings.update: changes must be a table", 2) end
+  -- one update at a time per folder: two concurrent updates both take effect
+  return core.fsutil.with_lock(path, update, changes, path)
+end
+
+function update(changes, path)
   local doc, err = read_doc(path)
   if not doc then return nil, err, {} end
   local keys, norm = {}, {}

@@ -110,6 +110,16 @@ rm -f "$C"
 (umask 000; "$MAILHOOK" -c "$C" update port=2525 >/dev/null)
 is "$(stat -c %a "$C")" 600 "mode 0600 under umask 000"
 
+# concurrent updates of different keys: every one of them lands (updates are serialised)
+rm -f "$C"
+pids=()
+for kv in retry_interval=31 retry_max=2h max_queue_age=4d connect_timeout=11 command_timeout=12 \
+          data_timeout=13 session_deadline=14 connections=3 helo_name=box.example.com rules=/srv/rules; do
+  "$MAILHOOK" -c "$C" update "$kv" >/dev/null 2>&1 & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+is "$(grep -c ' = ' "$C")" 10 "10 concurrent updates: all 10 keys saved"
+
 # the password never reaches a log (debug logging on)
 out=$("$MAILHOOK" -v -c "$C" update "password=$SECRET" 2>&1 >/dev/null)
 unlike "$out" "$SECRET" "no log line shows the password"
