@@ -110,6 +110,19 @@ rm -f "$C"
 (umask 000; "$MAILHOOK" -c "$C" update port=2525 >/dev/null)
 is "$(stat -c %a "$C")" 600 "mode 0600 under umask 000"
 
+# an fsync or rename failure: the update fails, the file is untouched, no temporary file is left
+if command -v strace >/dev/null; then
+  printf 'port = 25\n' > "$T/io.conf"; cp "$T/io.conf" "$T/io.before"
+  for fault in fsync:error=EIO rename:error=EXDEV; do
+    out=$(strace -f -o /dev/null -e trace="${fault%%:*}" -e inject="$fault" \
+            "$MAILHOOK" -c "$T/io.conf" update port=26 2>&1); rc=$?
+    is "$rc" 1 "injected ${fault}: update exits 1 (an I/O error, not an invalid value)"
+    like "$out" "io.conf: (Input/output error|Invalid cross-device link)" "injected ${fault}: error names the file"
+    cmp -s "$T/io.conf" "$T/io.before"; ok $? "injected ${fault}: file unchanged"
+    is "$(ls -a "$T" | grep -c '^\.io\.conf\.')" 0 "injected ${fault}: no temporary file left"
+  done
+fi
+
 # concurrent updates of different keys: every one of them lands (updates are serialised)
 rm -f "$C"
 pids=()
