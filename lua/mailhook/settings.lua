@@ -335,6 +335,7 @@ local function run_first_line(cmd, what)
   if not p then return nil, what .. " could not be started" end
   local line = p:read("l")
   local ok, how, code = p:close()
+  if line then line = line:gsub("\r$", "") end
   if not ok then
     return nil, string.format("%s failed (%s %s)", what, tostring(how), tostring(code))
   end
@@ -379,8 +380,9 @@ end
 -- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of
 -- raw values (as in the file) without touching any file.
 function M.validate(values)
-  local cfg, key, reason = validate(values)
-  if not cfg then return nil, key .. ": " .. reason, { key = key } end
+  local cfg, secret_or_key, reason = validate(values)
+  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
+  private[cfg] = { password = secret_or_key }
   return cfg
 end
 
