@@ -83,6 +83,40 @@ done
 is "$problems" 0 "after $runs kills: every acknowledged id present exactly once and intact, tmp/ swept, nothing torn"
 ok $([ $acked_total -gt 0 ] && echo 0 || echo 1) "some runs acknowledged messages before the kill ($acked_total)"
 
+# The CLI: `mailhook sendmail` killed at each of its writes, fsyncs and renames.
+# Exit 0 is its acknowledgement: then the message must be there, once, intact.
+C=$T/mailhook.conf
+"$MAILHOOK" -c "$C" update enabled=true server=127.0.0.1 from=noreply@ex.org >/dev/null
+printf 'From: app@ex.org\nTo: ops@ex.org\nSubject: via sendmail\n\n%s\n' "$(head -c 3000 /dev/zero | tr '\0' x)" > "$T/msg"
+bad=0; runs=0
+for sc in write fsync renameat2; do
+  n=1
+  while :; do
+    rm -rf "$S"
+    ( UV_THREADPOOL_SIZE=1 strace -f -o /dev/null -e trace=$sc -e inject=$sc:signal=SIGKILL:when=$n \
+      "$MAILHOOK" -c "$C" -s "$S" sendmail -t < "$T/msg" >/dev/null 2>&1; exit $? ) 2>/dev/null
+    rc=$?
+    runs=$((runs + 1))
+    out=$("$MAILHOOK" -s "$S" -e '
+      local sp = assert(require("mailhook.spool").open(...)); assert(sp:lock())
+      local n = 0
+      for _, id in ipairs(assert(sp:scan())) do
+        local e = assert(sp:load(id)); local f = io.open(e.path, "rb"); local s = f:read("a"); f:close()
+        if s:find("Subject: via sendmail\r\n", 1, true) and s:find(string.rep("x", 3000) .. "\r\n$") then n = n + 1
+        else print("TORN " .. id) end
+      end
+      for name in io.popen("ls -A " .. ... .. "/tmp"):lines() do print("UNSWEPT " .. name) end
+      print("COUNT " .. n)' "$S" 2>&1)
+    if [ $rc = 0 ]; then want="COUNT 1"; else want="COUNT [01]"; fi
+    if ! printf '%s' "$out" | grep -Eq "^$want\$" || printf '%s' "$out" | grep -q "TORN\|UNSWEPT"; then
+      bad=$((bad + 1)); diag "sendmail killed at $sc #$n (rc $rc): $out"
+    fi
+    [ $rc = 0 ] && break
+    n=$((n + 1)); [ $n -gt 30 ] && break
+  done
+done
+is "$bad" 0 "mailhook sendmail killed at each write, fsync and rename ($runs runs): acknowledged means present once and intact; nothing torn, tmp/ swept"
+
 # The deliverer side: adoption of drop-ins and delivered() unlink; kill at each
 # rename and unlink.  A drop-in is never lost: original or adopted copy remains.
 cat > "$T/deliver.lua" <<'LUA'
