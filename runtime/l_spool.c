@@ -659,7 +659,10 @@ static void watch_fire(uv_timer_t *t) {
 static void watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
   lwatch *w = (lwatch *)h->data;
   if (w->stopped) return;
-  if (name && (name[0] == '.')) return;
+  if (name) {   /* hidden files and our own sidecar updates are not new mail */
+    size_t n = strlen(name);
+    if (name[0] == '.' || (n > 6 && !strcmp(name + n - 6, ".state"))) return;
+  }
   if (!uv_is_active((uv_handle_t *)&w->timer)) uv_timer_start(&w->timer, watch_fire, 5, 0);
 }
 
