@@ -152,7 +152,7 @@ static void hex_digest(X509 *cert, char *out, size_t cap, int colons) {
   size_t o = 0;
   out[0] = '\0';
   if (!X509_digest(cert, EVP_sha256(), md, &n)) return;
-  for (unsigned i = 0; i < n && o + 4 < cap; i++)
+  for (unsigned i = 0; i < n && o + (colons ? 3 : 2) < cap; i++)
     o += (size_t)snprintf(out + o, cap - o, colons && i ? ":%02X" : (colons ? "%02X" : "%02x"), md[i]);
 }
 
