@@ -62,13 +62,19 @@ local function run_one(h, ev)
   local count, limit = 0, rules.budget
   local clock0, tlimit = os.clock(), rules.time_budget
   local stopped
+  local function over()
+    -- once over budget, raise at every instruction, so that a pcall inside the
+    -- handler cannot swallow the stop: the caller's next instruction raises too
+    error(budget_tag, 2)
+  end
   debug.sethook(function()
     count = count + STEP
     if count > limit or os.clock() - clock0 > tlimit then
       stopped = stopped or (count > limit and
         string.format("exceeded its budget of %d instructions", limit) or
         string.format("exceeded its budget of %g CPU seconds", tlimit))
-      error(budget_tag, 2)     -- raised again at every check, even inside pcall
+      debug.sethook(over, "", 1)
+      error(budget_tag, 2)
     end
   end, "", STEP)
   local ok, err = xpcall(h.fn, function(m)
@@ -99,6 +105,7 @@ function rules.emit(event, fields)
   if type(event) ~= "string" or event == "" then
     error("mh.emit: event must be a non-empty string", 2)
   end
+  if fields ~= nil and type(fields) ~= "table" then error("mh.emit: fields must be a table", 2) end
   local list = rules.handlers_for(event)
   local tasks, failures = {}, {}
   for i, h in ipairs(list) do
@@ -155,7 +162,7 @@ local function expand(paths)
       for _, n in ipairs(names) do
         if n:match("%.lua$") then files[#files + 1] = p .. "/" .. n end
       end
-    else
+    elseif p:match("%.lua$") or io.open(p, "r") then  -- a missing folder: no rules yet
       files[#files + 1] = p
     end
   end
