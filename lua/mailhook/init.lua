@@ -22,6 +22,9 @@ local function logger(level)
   return function(...) return core.log(level, ...) end
 end
 
+-- mh.enqueue{...} -> id | nil, err, info (waits until durable): lua/mailhook/enqueue.lua
+mh.enqueue = function(...) return require("mailhook.enqueue").enqueue(...) end
+
 mh.log = {
   debug = logger "debug", info = logger "info",
   warn = logger "warn", error = logger "error",
