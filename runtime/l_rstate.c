@@ -11,6 +11,7 @@
 **   rstate.localtime(t, tz) -> {year, month, day, hour, min, sec, wday, yday,
 **       isdst, gmtoff}: the broken-down local time of epoch t in zone tz
 **       (a zoneinfo name such as "Europe/Paris"; nil or "" = the process zone).
+**   rstate.exists(path) -> bool.
 **   rstate.list(dir) -> sorted names; rstate.mkdir(path): mkdir -p, 0700.
 **   rstate.mktime(fields, tz) -> epoch: the inverse (isdst = -1: the zone's
 **       rules decide, so a time in a DST gap moves forward, as mktime does).
@@ -339,10 +340,16 @@ static int l_mkdir(lua_State *L) {
   return 1;
 }
 
+/* exists(path) -> bool */
+static int l_exists(lua_State *L) {
+  lua_pushboolean(L, access(luaL_checkstring(L, 1), F_OK) == 0);
+  return 1;
+}
+
 void l_rstate_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"lock", l_lock}, {"write", l_write}, {"localtime", l_localtime},
-    {"mktime", l_mktime}, {"list", l_list}, {"mkdir", l_mkdir}, {NULL, NULL}};
+    {"mktime", l_mktime}, {"list", l_list}, {"exists", l_exists}, {"mkdir", l_mkdir}, {NULL, NULL}};
   static const luaL_Reg lock_m[] = {{"unlock", l_unlock}, {NULL, NULL}};
   if (luaL_newmetatable(L, LOCK_MT)) {
     luaL_newlib(L, lock_m);

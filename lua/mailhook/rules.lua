@@ -162,7 +162,7 @@ local function expand(paths)
       for _, n in ipairs(names) do
         if n:match("%.lua$") then files[#files + 1] = p .. "/" .. n end
       end
-    elseif p:match("%.lua$") or io.open(p, "r") then  -- a missing folder: no rules yet
+    elseif p:match("%.lua$") or core.rstate.exists(p) then  -- a missing folder: no rules yet
       files[#files + 1] = p
     end
   end
@@ -188,12 +188,14 @@ function rules.load(paths)
   return n, errors
 end
 
--- The rules folder of the settings (default ROOT/rules in the repo).
+-- The rules folder of the settings (`rules`, default ./rules): a relative path
+-- is taken from the settings file's folder (ROOT/rules in the repo).
 function rules.default_paths(cfg)
-  local folder = cfg and cfg.rules
-  if folder == nil or folder == "./rules" or folder == "rules" then
-    folder = (core.paths.installed and (core.paths.root .. "/etc/mailhook/rules"))
-      or (core.paths.root .. "/rules")
+  local folder = (cfg and cfg.rules) or "./rules"
+  if folder:sub(1, 1) ~= "/" then
+    local conf = core.paths.conf or "./mailhook.conf"
+    local base = conf:match("^(.*)/[^/]*$") or "."
+    folder = base .. "/" .. folder:gsub("^%./", "")
   end
   return folder
 end
