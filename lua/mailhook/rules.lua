@@ -188,6 +188,26 @@ function rules.load(paths)
   return n, errors
 end
 
+-- Names `hook` and mh_emit accept: an event, a field.
+function rules.valid_event(name) return type(name) == "string" and name:match("^[%w_.:-]+$") ~= nil end
+function rules.valid_field(name) return type(name) == "string" and name:match("^[%a_][%w_.-]*$") ~= nil end
+
+-- dispatch(event, fields) -> status (0 ok, 1 a rule failed), {message...}:
+-- what `mailhook hook` and mh_emit() do once the rules are loaded: run the
+-- handlers (waits), then send mail owed by earlier events that fell due.
+function rules.dispatch(event, fields)
+  local ok, failures, n = rules.emit(event, fields)
+  local msgs = {}
+  for _, f in ipairs(failures) do msgs[#msgs + 1] = "rule " .. f.handler .. " failed: " .. f.error end
+  if n == 0 then core.log("warn", "hook: no rule handles event '" .. event .. "'") end
+  local rs = require "mailhook.rule_state"
+  if core.rstate.exists(rs.state_dir()) then
+    local sok, serr = pcall(rs.sweep)
+    if not sok then core.log("warn", "hook: sweep: " .. tostring(serr)) end
+  end
+  return ok and 0 or 1, msgs
+end
+
 -- The rules folder of the settings (`rules`, default ./rules): a relative path
 -- is taken from the settings file's folder (ROOT/rules in the repo).
 function rules.default_paths(cfg)

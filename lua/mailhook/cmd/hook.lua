@@ -3,7 +3,7 @@
 -- before it exits, so an event becomes mail even while no service runs.
 -- Exit: 0 ok; 1 a rule failed (named) or a rule file did not load;
 -- 2 a malformed event (bad JSON, KEY without =, a non-object) or usage.
-local core = require "mailhook.core"
+local rules = require "mailhook.rules"
 
 local function usage(msg)
   io.stderr:write("mailhook hook: ", msg, "\n",
@@ -35,14 +35,14 @@ local function fields_from(argv)
     elseif a:match("^%-%-rules=") then rules_path = a:sub(9)
     elseif a:match("^%-%-") then return nil, "unknown option '" .. a .. "'"
     elseif not event then
-      if not a:match("^[%w_.:-]+$") then
+      if not rules.valid_event(a) then
         return nil, "bad event name '" .. a .. "' (letters, digits, _ . : - only)"
       end
       event = a
     else
       local k, v = a:match("^([^=]*)=(.*)$")
       if not k then return nil, "argument '" .. a .. "' is not KEY=VALUE" end
-      if not k:match("^[%a_][%w_.-]*$") then return nil, "bad field name '" .. k .. "' in '" .. a .. "'" end
+      if not rules.valid_field(k) then return nil, "bad field name '" .. k .. "' in '" .. a .. "'" end
       fields[k] = v
     end
     i = i + 1
@@ -80,28 +80,12 @@ return function(...)
     error(settings, 0)
   end
 
-  local rules = require "mailhook.rules"
   local _, load_errors = rules.load(rules_path or rules.default_paths(cfg))
-  local done, failures, n = rules.emit(event, fields)
-  local status = 0
+  local status, msgs = rules.dispatch(event, fields)
   for _, e in ipairs(load_errors) do
     io.stderr:write("mailhook hook: rule file ", e.file, " did not load: ", (e.error:match("^[^\n]*")), "\n")
     status = 1
   end
-  if not done then
-    for _, f in ipairs(failures) do
-      io.stderr:write("mailhook hook ", event, ": rule ", f.handler, " failed: ", f.error, "\n")
-    end
-    status = 1
-  end
-  if n == 0 and #load_errors == 0 then
-    core.log("warn", "hook: no rule handles event '" .. event .. "'")
-  end
-  -- mail owed by earlier events whose time has come (summaries, digests, held)
-  local rs = require "mailhook.rule_state"
-  if core.rstate.list(rs.state_dir()) then
-    local sok, serr = pcall(rs.sweep)
-    if not sok then core.log("warn", "hook: sweep: " .. tostring(serr)) end
-  end
+  for _, m in ipairs(msgs) do io.stderr:write("mailhook hook ", event, ": ", m, "\n") end
   return status
 end
