@@ -19,7 +19,8 @@ local rules = {
   sweep_interval = 5,       -- seconds between sweeps of due summaries in `run`
 }
 
-local handlers = {}         -- event -> {{fn=, name=}, ...} in registration order
+local handlers = {}         -- event -> {{fn=, name=, file=}, ...} in registration order
+local loading = nil         -- the rule file being loaded (its handlers are tagged with it)
 local STEP = 10000          -- the count hook runs every STEP instructions
 
 local function describe(fn)
@@ -38,7 +39,7 @@ function rules.on(event, fn, name)
   if name ~= nil and type(name) ~= "string" then error("mh.on: name must be a string", 2) end
   local list = handlers[event]
   if not list then list = {}; handlers[event] = list end
-  list[#list + 1] = { fn = fn, name = name or (event .. "@" .. describe(fn)) }
+  list[#list + 1] = { fn = fn, name = name or (event .. "@" .. describe(fn)), file = loading }
 end
 
 -- handlers_for(event) -> the list that emit would run (a copy).
@@ -136,6 +137,7 @@ local function rule_env(path)
     throttle = rs.throttle, digest = rs.digest, period = rs.period, hold = rs.hold,
     enqueue = function(...) return mh.enqueue(...) end,
     RULE_FILE = path,
+    SERVICE = rules.is_service(),   -- true under `mailhook run`: start timers only then
   }
   return setmetatable({}, {
     __index = function(_, k)
@@ -157,6 +159,9 @@ local function expand(paths)
   if type(paths) == "string" then paths = { paths } end
   local files = {}
   for _, p in ipairs(paths) do
+    if p:sub(1, 1) ~= "/" and not core.rstate.exists(p) then
+      p = rules.default_paths({ rules = p })   -- the settings' `rules`: beside the settings file
+    end
     local names = core.rstate.list(p)
     if names then
       for _, n in ipairs(names) do
@@ -174,10 +179,18 @@ end
 -- others still load.  A missing folder is no error (no rules yet).
 function rules.load(paths)
   local n, errors = 0, {}
+  -- a reload (SIGHUP) replaces what the files registered before
+  for event, list in pairs(handlers) do
+    local keep = {}
+    for _, h in ipairs(list) do if not h.file then keep[#keep + 1] = h end end
+    handlers[event] = keep
+  end
   for _, file in ipairs(expand(paths)) do
     local chunk, err = loadfile(file, "t", rule_env(file))
     if chunk then
+      loading = file
       local ok, e = xpcall(chunk, debug.traceback)
+      loading = nil
       if ok then n = n + 1 else chunk, err = nil, e end
     end
     if not chunk then
@@ -185,6 +198,7 @@ function rules.load(paths)
       core.log("error", "rule file " .. file .. ": " .. tostring(err))
     end
   end
+  if rules.is_service() then rules.serve() end
   return n, errors
 end
 
@@ -220,14 +234,35 @@ function rules.default_paths(cfg)
   return folder
 end
 
--- start(paths) -> handle with :stop(): loads the rules (for `mailhook run`) and
--- sends due throttle summaries, digests and held mail while the service runs.
-function rules.start(paths)
-  local n, errors = rules.load(paths)
+-- is_service() -> whether this process is `mailhook run` (the service owns
+-- the timers: summaries, digests and held mail are sent by it).
+function rules.is_service()
+  local a = rawget(_G, "arg")
+  return rules.serving or (type(a) == "table" and a[1] == "run")
+end
+
+-- serve(): starts (once) the sweep that sends due throttle summaries, digests
+-- and held mail every rules.sweep_interval seconds.  Returns the timer handle.
+local sweeper
+function rules.serve()
+  if sweeper then return sweeper end
+  rules.serving = true
   local rs = require "mailhook.rule_state"
-  core.spawn(rs.sweep)
-  local h = core.every(rules.sweep_interval, rs.sweep)
-  return { loaded = n, errors = errors, stop = function() h:stop() end }
+  local function sweep()
+    local ok, err = pcall(rs.sweep)
+    if not ok then core.log("warn", "rules: sweep: " .. tostring(err)) end
+  end
+  core.spawn(sweep)
+  sweeper = core.every(rules.sweep_interval, sweep)
+  return sweeper
+end
+
+-- start(paths) -> {loaded=, errors=, stop=}: loads the rules and serves.
+function rules.start(paths)
+  rules.serving = true
+  local n, errors = rules.load(paths)
+  local h = rules.serve()
+  return { loaded = n, errors = errors, stop = function() h:stop(); sweeper = nil; rules.serving = false end }
 end
 
 return rules
