@@ -485,6 +485,7 @@ static int l_sleep(lua_State *L) {
   r->w.cancel = sleep_cancel;
   r->timer.data = r;
   uv_timer_init(mh_l_loop(), &r->timer);
+  uv_update_time(mh_l_loop());  /* the cached loop time may be stale after long Lua work */
   uv_timer_start(&r->timer, sleep_cb, ms, 0);
   return mh_wait_yield(L, &r->w);
 }
