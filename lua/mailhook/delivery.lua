@@ -655,8 +655,8 @@ function M.flush(opts)
     local st = d:run()
     done_task = false
     ticker:wait()
-    if sp.unlock then sp:unlock() end
     local left = count(sp)
+    if not opts.spool then sp:close() end   -- releases the lock (it lasts until close)
     progress(st.delivered + st.failed, total, left)
     return { delivered = st.delivered, deferred = st.deferred, failed = st.failed, left = left,
              total = total, via = "self", error = d.last_error }
@@ -694,6 +694,16 @@ function M.flush(opts)
   progress(math.max(0, total - left), total, left)
   return { delivered = math.max(0, total - left), deferred = 0, failed = 0, left = left, total = total,
            via = "service", pid = pid, error = err }
+end
+
+-- mh.queue.flush(opts) -> summary | nil, err, summary   (waits)
+local okq, queue = pcall(require, "mailhook.queue")
+if okq and type(queue) == "table" then
+  queue.flush_impl = function(opts)
+    local s = M.flush(opts)
+    if s.left == 0 and not s.error then return s end
+    return nil, s.error or (s.left .. " message(s) left in the queue"), s
+  end
 end
 
 return M

@@ -134,6 +134,6 @@ return function(...)
   for _, h in ipairs(handles) do h:stop() end
   mh.log.info(string.format("mailhook run: stopped (delivered %d, deferred %d, failed %d, %d left)",
                             st.delivered, st.deferred, st.failed, count(sp)))
-  if sp.unlock then sp:unlock() end
+  sp:close()
   return 0
 end
