@@ -28,7 +28,7 @@ wait_for 10 grep -q "<3@test>" "$T/peer/log"; ok $? "the message after a 5xx goe
 wait_for 10 failed_with "554 5.6.0"; ok $? "the 5xx one is in failed/ with a sidecar holding the reply"
 sc=$(sidecar_of "554 5.6.0")
 like "$(cat "$sc")" "rejected by the server" "the sidecar gives the reason"
-like "$(cat "$sc")" "20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]" "and the time"
+like "$(cat "$sc")" "failed_at [0-9]{10}" "and the time"
 is "$(failed_count)" 1 "one message in failed/"
 unlike "$(cat "$T/peer/log")" "<2@test>" "the rejected message never reached the server's mailbox"
 
