@@ -10,11 +10,10 @@ PORT=$(free_port)
 conf_for "$PORT" retry_interval=1
 attempts() { [ "$(grep -c -- '-> connecting' "$T/svc.log")" -ge "$1" ]; }
 SVC_LOG_LEVEL=debug svc_start
-wait_for 10 grep -q "unreachable" "$T/svc.log"
-ok $? "with no server the service reports it unreachable"
-
 enqueue 100 > "$T/ids"
-is "$(wc -l < "$T/ids")" 100 "100 messages queued during the outage"
+is "$(wc -l < "$T/ids")" 100 "100 messages queued while no server listens"
+wait_for 10 grep -q "unreachable" "$T/svc.log"
+ok $? "the service reports the server unreachable"
 wait_for 10 attempts 3
 ok $? "it keeps retrying every retry_interval"
 is "$(grep -c 'unreachable' "$T/svc.log")" 1 "several retries, one log line"

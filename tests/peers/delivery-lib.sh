@@ -3,7 +3,7 @@
 #
 #   delivery_require                 SKIP the whole file unless spool, smtp, settings exist
 #   free_port                        a free TCP port on 127.0.0.1
-#   conf_for PORT [KEY=VALUE ...]    write $T/mailhook.conf with `mailhook update` (plain, no auth)
+#   conf_for PORT [KEY=VALUE ...]    a fresh $T/mailhook.conf by `mailhook update` (plain, no auth)
 #   peer_start PORT DIR [ARGS]       start tests/peers/delivery-smtpd.py; waits until it listens
 #   peer_stop                        stop it
 #   enqueue N [FROM [RCPT...]]       queue N messages (Message-ID <i@test>, Subject "msg i")
@@ -29,10 +29,16 @@ free_port() {
   $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-conf_for() {
+conf_for() {   # defaults first; a KEY=VALUE given replaces the default of KEY
   local port=$1; shift
-  "$MAILHOOK" update enabled=true server=127.0.0.1 port="$port" tls=none tls_required=false \
-    from=app@example.com retry_interval=1 retry_max=2 connect_timeout=2 "$@" >/dev/null
+  local -A kv=([enabled]=true [server]=127.0.0.1 [port]=$port [tls]=none [tls_required]=false
+               [from]=app@example.com [retry_interval]=1 [retry_max]=2 [connect_timeout]=2)
+  local a k
+  for a in "$@"; do kv[${a%%=*}]=${a#*=}; done
+  local args=()
+  for k in "${!kv[@]}"; do args+=("$k=${kv[$k]}"); done
+  rm -f "$CONF"
+  "$MAILHOOK" update "${args[@]}" >/dev/null
 }
 
 PEER=
@@ -52,7 +58,8 @@ enqueue() {
   local n=$1 from=${2:-app@example.com}; shift; [ $# -gt 0 ] && shift
   local rcpts="$*"; [ -z "$rcpts" ] && rcpts="ok@example.net"
   "$MAILHOOK" -e '
-    local n, first, from, rcpts = tonumber(...), tonumber(select(2, ...)), select(3, ...), select(4, ...)
+    local n, first, from, rcpts = ...
+    n, first = tonumber(n), tonumber(first)
     local to = {} for r in rcpts:gmatch("%S+") do to[#to + 1] = r end
     local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
     for i = first, first + n - 1 do
