@@ -16,9 +16,16 @@ pct() { /usr/bin/python3 -c 'import sys; print("%.0f%%" % (100*float(sys.argv[1]
 rounds() {
   local p=() s=() b=() i
   for ((i = 0; i < ROUNDS; i++)); do
-    p+=("$(/usr/bin/python3 "$ROOT/bench/spool-probe.py" "$B/probe" "$N")")
-    s+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 1)")
-    b+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 32)")
+    # the order flips every round, so neither side always runs first after the clean-up
+    if ((i % 2 == 0)); then
+      p+=("$(/usr/bin/python3 "$ROOT/bench/spool-probe.py" "$B/probe" "$N")")
+      s+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 1)")
+      b+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 32)")
+    else
+      b+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 32)")
+      s+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 1)")
+      p+=("$(/usr/bin/python3 "$ROOT/bench/spool-probe.py" "$B/probe" "$N")")
+    fi
     rm -rf "$B/probe/new" "$B/spool/pickup"/*   # keep the folders from growing between rounds
   done
   local fp fs fb
