@@ -156,14 +156,15 @@ local function on_error(e)
 end
 
 -- Compiles a chunk: as an expression first ("return " .. src), then as
--- statements.  Returns fn; or nil, "incomplete"; or nil, syntax error.
+-- statements.  Returns fn; or nil, "incomplete" (either form ran out of
+-- input: `function f()`, `{1,`); or nil, the statement form's syntax error.
 function M.compile(src, env)
-  local fn = load("return " .. src, "=stdin", "t", env)
+  local fn, experr = load("return " .. src, "=stdin", "t", env)
   if fn then return fn end
   local err
   fn, err = load(src, "=stdin", "t", env)
   if fn then return fn end
-  if err:sub(-5) == "<eof>" then return nil, "incomplete" end
+  if err:sub(-5) == "<eof>" or experr:sub(-5) == "<eof>" then return nil, "incomplete" end
   return nil, err
 end
 
