@@ -173,10 +173,11 @@ local function run(fn)
   local task = mh.spawn(function() return xpcall(fn, on_error) end)
   core.repl.guard(task)
   local r = table.pack(task:wait())
-  core.repl.guard(nil)
+  local hit = core.repl.guard(nil)
   if not r[1] then  -- interrupted before it started, or failed outside xpcall
-    return false, r[2] == "interrupted" and INTERRUPTED or r[2]
+    return false, (hit or r[2] == "interrupted") and INTERRUPTED or r[2]
   end
+  if hit and not r[2] then return false, INTERRUPTED end  -- whatever the message became
   return table.unpack(r, 2, r.n)
 end
 
