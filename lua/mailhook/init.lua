@@ -22,12 +22,19 @@ local function logger(level)
   return function(...) return core.log(level, ...) end
 end
 
+-- mh.enqueue{...} -> id | nil, err, info (waits until durable): lua/mailhook/enqueue.lua
+mh.enqueue = function(...) return require("mailhook.enqueue").enqueue(...) end
+
 mh.log = {
   debug = logger "debug", info = logger "info",
   warn = logger "warn", error = logger "error",
   level = core.log_level,        -- level() -> name; level "debug" sets it
   syslog = core.log_syslog,      -- syslog(true [, ident]) sends lines to syslog
 }
+
+-- Rules (lua/mailhook/rules.lua), loaded on first use.
+function mh.on(event, fn, name) return require("mailhook.rules").on(event, fn, name) end
+function mh.emit(event, fields) return require("mailhook.rules").emit(event, fields) end
 
 -- Submodules load lazily: mh.settings -> require "mailhook.settings".
 return setmetatable(mh, {

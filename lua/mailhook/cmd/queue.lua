@@ -1,0 +1,125 @@
+-- mailhook queue [--json] | queue show ID | queue rm ID | queue retry ID
+-- Lists and manages the pickup/ and failed/ folders.  The listing streams:
+-- one batch of files is read at a time, whatever the size of the queue.
+local args = require "mailhook.args"
+local queue = require "mailhook.queue"
+
+local function age(secs)
+  if secs < 0 then secs = 0 end
+  if secs < 120 then return string.format("%ds", secs) end
+  if secs < 7200 then return string.format("%dm", secs // 60) end
+  if secs < 172800 then return string.format("%dh", secs // 3600) end
+  return string.format("%dd", secs // 86400)
+end
+
+local function next_attempt(e, now)
+  if e.state == "failed" then return "failed" end
+  if (e.next_attempt or 0) <= now then return "now" end
+  return "in " .. age(e.next_attempt - now)
+end
+
+local function json_string(s)
+  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
+    local map = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+    return map[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function json_list(t)
+  local out = {}
+  for i, v in ipairs(t or {}) do out[i] = json_string(v) end
+  return "[" .. table.concat(out, ",") .. "]"
+end
+
+local function json_entry(e)
+  local f = {
+    '"id":' .. json_string(e.id), '"state":' .. json_string(e.state),
+    '"size":' .. e.size, '"queued_at":' .. e.queued_at, '"attempts":' .. e.attempts,
+    '"next_attempt":' .. e.next_attempt, '"from":' .. json_string(e.from or ""),
+    '"to":' .. json_list(e.to), '"done":' .. json_list(e.done),
+  }
+  if e.last_reply then f[#f + 1] = '"last_reply":' .. json_string(e.last_reply) end
+  if e.reason then f[#f + 1] = '"reason":' .. json_string(e.reason) end
+  if e.failed_at then f[#f + 1] = '"failed_at":' .. e.failed_at end
+  return "{" .. table.concat(f, ",") .. "}"
+end
+
+local function list(json)
+  local now = os.time()
+  local n = 0
+  local out = io.stdout
+  if json then out:write("[") end
+  for e in queue.list() do
+    n = n + 1
+    if json then
+      out:write(n > 1 and ",\n" or "\n", json_entry(e))
+    else
+      if n == 1 then
+        out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %s\n", "ID", "AGE", "SIZE", "TRY",
+                                "NEXT", "LAST REPLY", "RECIPIENTS"))
+      end
+      local reply = (e.reason or e.last_reply or ""):sub(1, 30)
+      out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %s\n", e.id, age(now - e.queued_at),
+                              e.size, e.attempts, next_attempt(e, now), reply,
+                              table.concat(e.to, ",")))
+    end
+  end
+  if json then out:write(n > 0 and "\n]\n" or "]\n")
+  elseif n == 0 then out:write("queue is empty\n") end
+  return 0
+end
+
+local function show(id)
+  local e, err = queue.show(id)
+  if not e then return args.fail("queue show", err, 1) end
+  local function line(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", v)) end end
+  line("id", e.id); line("state", e.state); line("file", e.path); line("size", e.size)
+  line("queued", os.date("!%Y-%m-%d %H:%M:%S UTC", e.queued_at))
+  line("from", e.from == "" and "<>" or e.from)
+  line("to", table.concat(e.to, ", "))
+  if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
+  line("attempts", e.attempts)
+  if e.next_attempt > 0 then line("next attempt", os.date("!%Y-%m-%d %H:%M:%S UTC", e.next_attempt)) end
+  line("last reply", e.last_reply)
+  line("reason", e.reason)
+  if e.failed_at then line("failed at", os.date("!%Y-%m-%d %H:%M:%S UTC", e.failed_at)) end
+  -- the message as it is sent, streamed
+  local f = io.open(e.path, "rb")
+  if f then
+    io.write("\n")
+    f:seek("set", e.offset)
+    while true do
+      local chunk = f:read(65536)
+      if not chunk then break end
+      io.write((chunk:gsub("\r\n", "\n")))
+    end
+    f:close()
+  end
+  return 0
+end
+
+return function(...)
+  local opts, rest = args.parse({ ... }, { json = "flag", help = "flag" })
+  if not opts then return args.fail("queue", rest) end
+  local sub, id = rest[1], rest[2]
+  if opts.help then
+    io.write("usage: mailhook queue [--json] | queue show ID | queue rm ID | queue retry ID\n")
+    return 0
+  end
+  if sub == nil or sub == "list" then return list(opts.json) end
+  if not id then return args.fail("queue", "'" .. sub .. "' needs a message id") end
+  if sub == "show" then return show(id) end
+  if sub == "rm" or sub == "remove" then
+    local ok, err = queue.remove(id)
+    if not ok then return args.fail("queue rm", err, 1) end
+    print("removed " .. id)
+    return 0
+  end
+  if sub == "retry" then
+    local ok, err = queue.retry(id)
+    if not ok then return args.fail("queue retry", err, 1) end
+    print("queued " .. id .. " for delivery")
+    return 0
+  end
+  return args.fail("queue", "unknown subcommand '" .. sub .. "' (show, rm, retry)")
+end

@@ -1,0 +1,51 @@
+-- mailhook.enqueue — intake: mh.enqueue{...} builds a message and queues it
+-- durably.  Nothing is generated while outgoing mail is disabled or no server
+-- was ever set (the seed's rule).
+--
+--   mh.enqueue{to = {...}, cc =, bcc =, from =, subject =, text =, html =,
+--              attachments = {{path =, type =, name =}}, headers = {...}}
+--     -> id | nil, err, info                       (waits until fsynced)
+local M = {}
+
+-- ready([path]) -> cfg | nil, err, info: the settings, when they allow intake.
+function M.ready(path)
+  local ok, settings = pcall(require, "mailhook.settings")
+  if not ok then
+    return nil, "settings are not available in this build (no mailhook.settings module)",
+           { code = "EDISABLED", class = "permanent", stage = "settings" }
+  end
+  local cfg, err = settings.load(path)
+  if not cfg then return nil, err, { code = "EINVAL", class = "permanent", stage = "settings" } end
+  local yes, why = settings.ready(cfg)
+  if not yes then return nil, why, { code = "EDISABLED", class = "permanent", stage = "settings" } end
+  return cfg
+end
+
+-- enqueue(t [, opts]) -> id | nil, err, info.  opts.spool: a Spool to use;
+-- opts.conf: a settings file other than the -c one.
+function M.enqueue(t, opts)
+  if type(t) ~= "table" then error("mh.enqueue: expects a table of message fields", 2) end
+  local cfg, err, info = M.ready(opts and opts.conf)
+  if not cfg then return nil, err, info end
+  local fields = {}
+  for k, v in pairs(t) do fields[k] = v end
+  if fields.from == nil then fields.from = cfg.from end
+  local mh = require "mailhook"
+  if not mh.message then
+    return nil, "the message builder is not available in this build",
+           { code = "EINVAL", class = "permanent", stage = "message" }
+  end
+  local msg
+  msg, err, info = mh.message(fields)
+  if not msg then return nil, err, info end
+  local sp = opts and opts.spool
+  if not sp then
+    sp, err, info = require("mailhook.queue").spool()
+    if not sp then return nil, err, info end
+  end
+  local env = msg:envelope()
+  if (env.from == nil or env.from == "") and cfg.from then env.from = cfg.from end
+  return sp:enqueue(msg, env)
+end
+
+return setmetatable(M, { __call = function(_, ...) return M.enqueue(...) end })

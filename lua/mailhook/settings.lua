@@ -1,0 +1,496 @@
+-- mailhook.settings — the settings file (the seed's "Shared Email Parameters"):
+-- load, validate, display with the password masked, and update atomically.
+--
+-- File format (mailhook.conf): one `key = value` a line; blank lines and lines
+-- whose first non-blank character is `#` are comments (a `#` after a value is
+-- part of the value).  A value may be written in double quotes (`\"` and `\\`
+-- inside) to keep leading or trailing spaces.  Booleans are true/false
+-- (yes/no, on/off also read); lists (server) are comma-separated; durations
+-- are seconds, or a number with a suffix s, m, h or d (`30m`, `5d`, `0.5s`).
+-- `key =` with nothing after it is the same as not setting the key.
+--
+-- A loaded `cfg` is a plain table of every key (defaults filled) without the
+-- password: settings.password(cfg) gives it, so printing cfg (the REPL does)
+-- cannot reveal it.  Nothing here ever puts a password in a message.
+local core = require "mailhook.core"
+
+local M = {}
+
+local MASK = "********"
+
+-- ------------------------------------------------------------------ schema
+-- The keys in display order.  kind decides parsing; default may be a function
+-- of the other (already parsed) values.
+local SCHEMA = {
+  { "enabled", "bool", false },
+  { "from", "address" },
+  { "server", "hosts" },
+  { "port", "port", function(c) return c.tls == "implicit" and 465 or 25 end },
+  { "tls", "enum", "auto", { "auto", "implicit", "starttls", "none" } },
+  { "tls_required", "bool", function(c) return c.auth == true end },
+  { "tls_min_version", "enum", "1.2", { "1.0", "1.1", "1.2", "1.3" } },
+  { "tls_verify", "bool", true },
+  { "tls_ca_file", "file" },
+  { "tls_fingerprint", "fingerprint" },
+  { "auth", "bool", false },
+  { "auth_mechanism", "enum", nil, { "auto", "plain", "login", "xoauth2", "oauthbearer" } },
+  { "username", "string" },
+  { "password", "secret" },
+  { "password_command", "string" },
+  { "oauth_token_command", "string" },
+  { "helo_name", "host", function() return core.fsutil.hostname() end },
+  { "retry_interval", "duration", 30 },
+  { "retry_max", "duration", 30 * 60 },
+  { "max_queue_age", "duration", 5 * 86400 },
+  { "connect_timeout", "duration", 30 },
+  { "command_timeout", "duration", 300 },
+  { "data_timeout", "duration", 600 },
+  { "session_deadline", "duration", 900 },
+  { "connections", "count", 1, { 1, 64 } },
+  { "rules", "string", "./rules" },
+  { "log_level", "enum", "info", { "debug", "info", "warn", "error" } },
+}
+
+local BY_NAME, ORDER = {}, {}
+M.keys = {}
+for i, s in ipairs(SCHEMA) do
+  BY_NAME[s[1]] = s
+  ORDER[s[1]] = i
+  M.keys[i] = s[1]
+end
+
+-- Kinds written to the file in their normalised form; the others (strings,
+-- durations such as "1h") are written as the user gave them.
+local NORMALISE = { bool = true, enum = true, hosts = true, port = true, count = true, fingerprint = true }
+
+-- Private per-cfg data (password, file path), weak so cfg tables die normally.
+local private = setmetatable({}, { __mode = "k" })
+local warned = {}           -- files already reported as readable by others
+
+-- ----------------------------------------------------------------- parsers
+-- Each parser takes a Lua value (a string from the file or the CLI, or a typed
+-- value from Lua) and returns the normalised value, or nil and a reason.
+
+local function text(v)
+  if type(v) == "number" then v = tostring(v) end
+  if type(v) ~= "string" then return nil, "must be a string (got " .. type(v) .. ")" end
+  if v:find("[%z\1-\31\127]") then return nil, "must not contain control characters (CR, LF, NUL, ...)" end
+  return v
+end
+
+local function valid_host(h)
+  if h:match("^%[[%x:.]+%]$") or (h:find(":", 1, true) and h:match("^[%x:.]+$")) then
+    return true                                         -- IPv6 (bracketed or not)
+  end
+  if #h > 253 then return false end
+  for label in (h .. "."):gmatch("([^.]*)%.") do
+    if label == "" or #label > 63 or not label:match("^[%w-]+$")
+       or label:sub(1, 1) == "-" or label:sub(-1) == "-" then
+      return false
+    end
+  end
+  return true
+end
+
+local parse = {}
+
+function parse.bool(v)
+  if type(v) == "boolean" then return v end
+  if type(v) == "string" then
+    local l = v:lower()
+    if l == "true" or l == "yes" or l == "on" then return true end
+    if l == "false" or l == "no" or l == "off" then return false end
+  end
+  return nil, "must be true or false (got '" .. tostring(v) .. "')"
+end
+
+function parse.string(v) return text(v) end
+parse.secret = parse.string
+
+function parse.address(v)
+  local s, err = text(v)
+  if not s then return nil, err end
+  local ok, why = core.msg.valid_address(s)
+  if not ok then return nil, "'" .. s .. "' is not a valid address: " .. why end
+  return s
+end
+
+function parse.host(v)
+  local s, err = text(v)
+  if not s then return nil, err end
+  if not valid_host(s) then return nil, "'" .. s .. "' is not a valid host name or IP address" end
+  return s
+end
+
+function parse.hosts(v)
+  local list = {}
+  if type(v) == "table" then
+    for i, h in ipairs(v) do list[i] = h end
+  else
+    local s, err = text(v)
+    if not s then return nil, err end
+    for h in (s .. ","):gmatch("([^,]*),") do list[#list + 1] = h:match("^%s*(.-)%s*$") end
+  end
+  if #list == 0 then return nil, "needs at least one host name" end
+  for i, h in ipairs(list) do
+    local ok, err = parse.host(h)
+    if not ok then return nil, h == "" and "empty host name in the list" or err end
+    list[i] = ok
+  end
+  return list
+end
+
+local function integer(v, lo, hi, what)
+  local n = math.tointeger(type(v) == "string" and v:match("^%s*%d+%s*$") and tonumber(v) or v)
+  if not n or n < lo or n > hi then
+    return nil, "must be " .. what .. " " .. lo .. "-" .. hi .. " (got '" .. tostring(v) .. "')"
+  end
+  return n
+end
+
+function parse.port(v) return integer(v, 1, 65535, "a port number") end
+
+function parse.count(v, s) return integer(v, s[4][1], s[4][2], "a whole number") end
+
+local UNIT = { s = 1, m = 60, h = 3600, d = 86400 }
+
+function parse.duration(v)
+  local n
+  if type(v) == "number" then
+    n = v
+  elseif type(v) == "string" then
+    local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*([smhd]?)%s*$")
+    if num then n = tonumber(num) * (UNIT[unit] or 1) end
+  end
+  if not n or n ~= n or n <= 0 or n > 10 * 365 * 86400 then
+    return nil, "must be a positive duration such as 30, 30s, 30m, 2h or 5d (got '" .. tostring(v) .. "')"
+  end
+  return math.tointeger(n) or n
+end
+
+function parse.enum(v, s)
+  if type(v) == "number" then v = string.format("%.1f", v) end  -- tls_min_version = 1.2
+  if type(v) == "string" then
+    local l = v:lower()
+    for _, allowed in ipairs(s[4]) do
+      if l == allowed then return l end
+    end
+  end
+  return nil, "must be one of " .. table.concat(s[4], ", ") .. " (got '" .. tostring(v) .. "')"
+end
+
+function parse.file(v)
+  local s, err = text(v)
+  if not s then return nil, err end
+  local f, ferr = io.open(s, "r")
+  if not f then return nil, "cannot read " .. tostring(ferr) end
+  f:close()
+  return s
+end
+
+function parse.fingerprint(v)
+  local s, err = text(v)
+  if not s then return nil, err end
+  local hex = s:lower():gsub("^sha256:", ""):gsub(":", "")
+  if not hex:match("^" .. ("%x"):rep(64) .. "$") then
+    return nil, "must be a SHA-256 fingerprint: 64 hex digits, colons allowed"
+  end
+  return hex
+end
+
+-- Parses value for key: normalised value | nil, reason.  "" means "not set".
+local function parse_value(key, value)
+  local s = BY_NAME[key]
+  if not s then return nil, "unknown setting" end
+  if value == "" or value == nil then return nil end
+  return parse[s[2]](value, s)
+end
+
+-- --------------------------------------------------------------- validation
+
+-- values: key -> raw value (string or typed).  Returns cfg, secret (the
+-- password or nil) on success, or nil, bad key, reason [, the key whose line
+-- to name when the bad key is missing from the file].  Checks each value, fills defaults, then the rules between keys.
+local function validate(values)
+  local cfg = {}
+  for key, raw in pairs(values) do
+    if not BY_NAME[key] then return nil, key, "unknown setting" end
+    local v, err = parse_value(key, raw)
+    if err then return nil, key, err end
+    cfg[key] = v
+  end
+  for _, s in ipairs(SCHEMA) do
+    if cfg[s[1]] == nil and s[3] ~= nil then
+      local d = s[3]
+      if type(d) == "function" then d = d(cfg) end
+      cfg[s[1]] = d
+    end
+  end
+  if cfg.auth_mechanism == "auto" then cfg.auth_mechanism = nil end
+  local secret = cfg.password
+  cfg.password = nil
+  -- rules between keys
+  if cfg.tls == "none" and cfg.tls_required then
+    return nil, "tls", "tls = none but tls_required is true" ..
+      (values.tls_required == nil and " (the default when auth is on)" or "") ..
+      "; set tls_required=false to allow plain text"
+  end
+  if secret and cfg.password_command then
+    return nil, "password_command", "set either password or password_command, not both", "password"
+  end
+  if cfg.auth then
+    if not cfg.username then return nil, "username", "auth is true but username is not set", "auth" end
+    local m = cfg.auth_mechanism
+    if (m == "xoauth2" or m == "oauthbearer") and not cfg.oauth_token_command then
+      return nil, "oauth_token_command", "auth_mechanism " .. m .. " needs oauth_token_command",
+        "auth_mechanism"
+    end
+    if (m == "plain" or m == "login" or not cfg.oauth_token_command)
+       and not secret and not cfg.password_command then
+      return nil, "password", "auth is true but neither password nor password_command is set", "auth"
+    end
+  end
+  return cfg, secret
+end
+
+-- ------------------------------------------------------------------- files
+
+-- The settings file in use: -c FILE, $MAILHOOK_CONF or the default.
+function M.path() return core.paths.conf end
+
+-- Parses the text of a settings file into {lines = {raw...}, values = {key = raw},
+-- where = {key = line number}} or nil, "FILE:LINE: message".
+local function parse_text(textv, file)
+  local doc = { lines = {}, values = {}, where = {} }
+  local n = 0
+  for line in (textv:gsub("\r?\n$", "") .. "\n"):gmatch("(.-)\r?\n") do
+    n = n + 1
+    doc.lines[n] = line
+    local body = line:match("^%s*(.-)%s*$")
+    if body ~= "" and body:sub(1, 1) ~= "#" then
+      local key, value = body:match("^([%w_]+)%s*=%s*(.-)$")
+      if not key then
+        return nil, string.format("%s:%d: expected 'key = value'", file, n)
+      end
+      if not BY_NAME[key] then
+        return nil, string.format("%s:%d: unknown setting '%s'", file, n, key)
+      end
+      if doc.where[key] then
+        return nil, string.format("%s:%d: '%s' set twice (first on line %d)", file, n, key, doc.where[key])
+      end
+      if value:sub(1, 1) == '"' then
+        local inner = value:match('^"(.*)"$')
+        if not inner or inner:gsub("\\.", ""):find('"', 1, true) or inner:gsub("\\.", ""):find("\\", 1, true) then
+          return nil, string.format('%s:%d: %s: unterminated or badly escaped "quoted value"', file, n, key)
+        end
+        value = inner:gsub("\\(.)", "%1")
+      end
+      doc.values[key] = value
+      doc.where[key] = n
+    end
+  end
+  return doc
+end
+
+-- Reads and parses path; a missing file is an empty document.
+local function read_doc(path)
+  local f, err, code = io.open(path, "rb")
+  if not f then
+    if code == 2 then return { lines = {}, values = {}, where = {} } end
+    return nil, path .. ": cannot read: " .. tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
+  end
+  local data, rerr = f:read("a")
+  f:close()
+  if not data then return nil, path .. ": cannot read: " .. tostring(rerr) end
+  return parse_text(data, path)
+end
+
+-- load([path]) -> cfg | nil, "FILE:LINE: message"
+function M.load(path)
+  path = path or M.path()
+  local doc, err = read_doc(path)
+  if not doc then return nil, err end
+  local cfg, secret_or_key, reason, at = validate(doc.values)
+  if not cfg then
+    local key = secret_or_key
+    local line = doc.where[key] or doc.where[at]
+    return nil, line and string.format("%s:%d: %s: %s", path, line, key, reason)
+                       or string.format("%s: %s: %s", path, key, reason)
+  end
+  private[cfg] = { password = secret_or_key, path = path }
+  if secret_or_key and not warned[path] then
+    local mode = core.fsutil.mode(path)
+    if mode and mode & 63 ~= 0 then       -- 0077: group or others may read the password
+      warned[path] = true
+      core.log("warn", string.format("%s holds a password and is readable by other users (chmod 600 %s)",
+                                     path, path))
+    end
+  end
+  return cfg
+end
+
+-- password(cfg) -> the password (from the file, or password_command's first line) | nil, err
+local function run_first_line(cmd, what)
+  local p = io.popen(cmd, "r")
+  if not p then return nil, what .. " could not be started" end
+  local line = p:read("l")
+  local ok, how, code = p:close()
+  if line then line = line:gsub("\r$", "") end
+  if not ok then
+    return nil, string.format("%s failed (%s %s)", what, tostring(how), tostring(code))
+  end
+  if not line or line == "" then return nil, what .. " printed nothing" end
+  return line
+end
+
+function M.password(cfg)
+  local p = private[cfg]
+  if p and p.password then return p.password end
+  if cfg.password_command then return run_first_line(cfg.password_command, "password_command") end
+  return nil, "no password is set (mailhook update password=... or password_command=...)"
+end
+
+-- token(cfg) -> a fresh OAuth token from oauth_token_command | nil, err
+function M.token(cfg)
+  if not cfg.oauth_token_command then
+    return nil, "no oauth_token_command is set (mailhook update oauth_token_command=...)"
+  end
+  return run_first_line(cfg.oauth_token_command, "oauth_token_command")
+end
+
+-- get([path]) -> cfg for display (password = "********" when one is set) | nil, err
+function M.get(path)
+  local cfg, err = M.load(path)
+  if not cfg then return nil, err end
+  local out = {}
+  for k, v in pairs(cfg) do out[k] = v end
+  if private[cfg].password then out.password = MASK end
+  return out
+end
+
+-- ready(cfg) -> true | nil, reason: whether anything may be generated.
+function M.ready(cfg)
+  if not cfg.enabled then return nil, "outgoing mail is disabled (mailhook update enabled=true)" end
+  if not cfg.server or #cfg.server == 0 then
+    return nil, "no server is set (mailhook update server=HOST)"
+  end
+  return true
+end
+
+-- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of
+-- raw values (as in the file) without touching any file.
+function M.validate(values)
+  local cfg, secret_or_key, reason = validate(values)
+  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
+  private[cfg] = { password = secret_or_key }
+  return cfg
+end
+
+-- How a value is written in the file.
+local function format_value(key, v)
+  if type(v) == "table" then
+    local parts = {}
+    for i, h in ipairs(v) do parts[i] = tostring(h) end
+    return table.concat(parts, ", ")
+  end
+  if type(v) == "number" then
+    return math.tointeger(v) and string.format("%d", v) or string.format("%.17g", v)
+  end
+  v = tostring(v)
+  if v:match("^%s") or v:match("%s$") or v:sub(1, 1) == '"' then
+    return '"' .. v:gsub('[\\"]', "\\%0") .. '"'
+  end
+  return v
+end
+
+-- A display form of a duration (seconds): the largest whole unit.
+local function format_duration(n)
+  for _, u in ipairs { { "d", 86400 }, { "h", 3600 }, { "m", 60 } } do
+    if n >= u[2] and n % u[2] == 0 then return string.format("%d%s", n // u[2], u[1]) end
+  end
+  return (math.tointeger(n) and string.format("%d", n) or tostring(n)) .. "s"
+end
+
+-- update(changes [, path]) -> cfg | nil, err, {key = bad key}
+-- changes: key -> value (typed, or strings as on the command line; "" unsets).
+-- Everything is validated first; then the file is rewritten atomically (mode
+-- 0600) keeping its comments and the order of its lines.  On any error nothing
+-- is written.
+local update
+
+function M.update(changes, path)
+  path = path or M.path()
+  if type(changes) ~= "table" then error("settings.update: changes must be a table", 2) end
+  -- one update at a time per folder: two concurrent updates both take effect
+  return core.fsutil.with_lock(path, update, changes, path)
+end
+
+function update(changes, path)
+  local doc, err = read_doc(path)
+  if not doc then return nil, err, {} end
+  local keys, norm = {}, {}
+  for key, value in pairs(changes) do
+    if type(key) ~= "string" or not BY_NAME[key] then
+      return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
+    end
+    local parsed, perr = parse_value(key, value)
+    if perr then return nil, key .. ": " .. perr, { key = key } end
+    keys[#keys + 1] = key
+    if NORMALISE[BY_NAME[key][2]] and parsed ~= nil then norm[key] = parsed end
+  end
+  table.sort(keys, function(a, b) return ORDER[a] < ORDER[b] end)
+  -- the new set of values, validated as a whole
+  local values = {}
+  for k, v in pairs(doc.values) do values[k] = v end
+  for _, key in ipairs(keys) do
+    local v = changes[key]
+    values[key] = (v ~= "") and v or nil
+  end
+  local cfg, secret_or_key, reason = validate(values)
+  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
+  -- the new text: changed lines in place, unset ones dropped, new ones appended
+  local lines, drop = {}, {}
+  for i, l in ipairs(doc.lines) do lines[i] = l end
+  for _, key in ipairs(keys) do
+    local v = norm[key] ~= nil and norm[key] or values[key]
+    local line = v ~= nil and (key .. " = " .. format_value(key, v)) or nil
+    if doc.where[key] then
+      if line then lines[doc.where[key]] = line else drop[doc.where[key]] = true end
+    elseif line then
+      lines[#lines + 1] = line
+    end
+  end
+  local out = {}
+  for i, l in ipairs(lines) do
+    if not drop[i] then out[#out + 1] = l end
+  end
+  local textv = #out > 0 and table.concat(out, "\n") .. "\n" or ""
+  local again, perr = parse_text(textv, path)      -- what we write must read back
+  if not again then return nil, perr, {} end
+  local ok, werr, info = core.fsutil.write_atomic(path, textv, 384)  -- 0600
+  if not ok then return nil, werr, info end
+  private[cfg] = { password = secret_or_key, path = path }
+  return cfg
+end
+
+-- lines(cfg_or_display) -> {"key = value", ...} in display order, password masked.
+function M.format(cfg)
+  local out = {}
+  local secret = private[cfg] and private[cfg].password or (cfg.password and MASK)
+  for _, s in ipairs(SCHEMA) do
+    local key, v = s[1], cfg[s[1]]
+    if key == "password" then v = secret and MASK or nil end
+    local shown
+    if v == nil then
+      shown = key == "auth_mechanism" and "auto (strongest offered)" or "(not set)"
+    elseif s[2] == "duration" then
+      shown = format_duration(v)
+    else
+      shown = format_value(key, v)
+    end
+    out[#out + 1] = key .. " = " .. shown
+  end
+  return out
+end
+
+return M

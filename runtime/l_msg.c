@@ -1,0 +1,345 @@
+/*
+** l_msg.c — core.msg: the message builder of msg.c for Lua.
+**
+**   core.msg.build{from=, to=, cc=, bcc=, reply_to=, subject=, text=, html=,
+**                  attachments = {{path=, type=, name=} | "path", ...},
+**                  headers = {["X-Foo"] = "v"} | {{"X-Foo", "v"}, ...}, date = epoch}
+**     -> Message | nil, err, info      (info.code "EBADADDR", info.field "to", ...)
+**   msg:envelope() -> {from = "a@b", to = {"x@y", ...}}
+**   msg:bytes() -> string     msg:id() -> "<...>"    msg:save(path) -> true | nil, err
+**   core.msg.valid_address(s) -> true | nil, reason
+**   core.msg.type_for(filename) -> content type
+**
+** Addresses: "a@b", "Name <a@b>", a comma-separated string of those, or
+** {name = "Name", address = "a@b"}, or a list of any of these.
+** Wrong argument types raise; bad values return nil, err, info.
+** The userdata "mailhook.Message" holds the mh_msg * as its first member, so
+** other bindings (l_spool.c) can take it with luaL_checkudata.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "l_sched.h"
+#include "error.h"
+#include "msg.h"
+#include "l_msg.h"
+
+#define MSG_MT MH_MSG_MT
+
+typedef struct {
+  mh_msg *m;                /* first member: the contract with other bindings */
+  int ready;                /* finished; until then u->m is only owned (freed by __gc
+                               if a wrong argument raised half-way through build) */
+} l_msg;
+
+static l_msg *check_msg(lua_State *L, int idx) {
+  l_msg *u = luaL_checkudata(L, idx, MSG_MT);
+  if (!u->m || !u->ready) luaL_error(L, "message is closed");
+  return u;
+}
+
+mh_msg *l_msg_check(lua_State *L, int idx) { return check_msg(L, idx)->m; }
+
+/* nil, err, info{code, class, field} from the builder's last error; frees
+** the half-built message of u. */
+static int build_fail(lua_State *L, l_msg *u, int code, const char *field) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", mh_msg_error(u->m));
+  mh_msg_free(u->m);
+  u->m = NULL;
+  int n = mh_l_fail(L, code, NULL, "%s", msg);
+  lua_pushstring(L, field);
+  lua_setfield(L, -2, "field");
+  return n;
+}
+
+/* Adds the addresses in the value at idx to field. */
+static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const char *fname) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL) return 0;
+  if (t == LUA_TSTRING) {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return mh_msg_add_addr(m, f, s, n, NULL);
+  }
+  if (t != LUA_TTABLE) return luaL_error(L, "mh.message: %s must be a string or a table", fname);
+  idx = lua_absindex(L, idx);
+  if (lua_getfield(L, idx, "address") != LUA_TNIL) {
+    size_t n;
+    const char *a = lua_tolstring(L, -1, &n);
+    if (!a) return luaL_error(L, "mh.message: %s.address must be a string", fname);
+    lua_getfield(L, idx, "name");
+    const char *name = lua_tostring(L, -1);
+    int rc = mh_msg_add_addr(m, f, a, n, name ? name : "");
+    lua_pop(L, 2);
+    return rc;
+  }
+  lua_pop(L, 1);
+  lua_Integer len = luaL_len(L, idx);
+  if (len == 0) return luaL_error(L, "mh.message: %s is an empty table", fname);
+  for (lua_Integer i = 1; i <= len; i++) {
+    lua_geti(L, idx, i);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      int nested = lua_geti(L, -1, 1) != LUA_TNIL;   /* lists inside lists: misuse */
+      lua_pop(L, 1);
+      if (nested)
+        return luaL_error(L, "mh.message: %s[%d] must be a string or {name=, address=}", fname, (int)i);
+    }
+    int rc = add_addrs(L, m, -1, f, fname);
+    lua_pop(L, 1);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+static const char *opt_string(lua_State *L, int idx, const char *field, size_t *len) {
+  int t = lua_getfield(L, idx, field);
+  if (t == LUA_TNIL) { lua_pop(L, 1); return NULL; }
+  if (t != LUA_TSTRING && t != LUA_TNUMBER) luaL_error(L, "mh.message: %s must be a string", field);
+  const char *s = lua_tolstring(L, -1, len);
+  lua_pop(L, 1);            /* still referenced by the table */
+  return s;
+}
+
+static int add_attachments(lua_State *L, mh_msg *m, int idx) {
+  if (lua_getfield(L, idx, "attachments") == LUA_TNIL) { lua_pop(L, 1); return 0; }
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int at = lua_gettop(L);
+  lua_Integer len = luaL_len(L, at);
+  for (lua_Integer i = 1; i <= len; i++) {
+    int rc;
+    if (lua_geti(L, at, i) == LUA_TSTRING) {
+      rc = mh_msg_add_attachment(m, lua_tostring(L, -1), NULL, NULL);
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_getfield(L, -1, "path");
+      lua_getfield(L, -2, "type");
+      lua_getfield(L, -3, "name");
+      const char *path = lua_tostring(L, -3);
+      if (!path) return luaL_error(L, "mh.message: attachments[%d].path must be a string", (int)i);
+      rc = mh_msg_add_attachment(m, path, lua_tostring(L, -2), lua_tostring(L, -1));
+      lua_pop(L, 3);
+    } else {
+      return luaL_error(L, "mh.message: attachments[%d] must be a path or {path=, type=, name=}", (int)i);
+    }
+    lua_pop(L, 1);
+    if (rc < 0) { lua_pop(L, 1); return rc; }
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int add_headers(lua_State *L, mh_msg *m, int idx) {
+  int rc = 0;
+  if (lua_getfield(L, idx, "headers") == LUA_TNIL) { lua_pop(L, 1); return 0; }
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int h = lua_gettop(L);
+  lua_Integer len = luaL_len(L, h);
+  if (len > 0) {            /* a list of {name, value} pairs: in that order */
+    for (lua_Integer i = 1; i <= len && rc == 0; i++) {
+      lua_geti(L, h, i);
+      if (!lua_istable(L, -1)) return luaL_error(L, "mh.message: headers[%d] must be {name, value}", (int)i);
+      lua_geti(L, -1, 1);
+      lua_geti(L, -2, 2);
+      size_t vn;
+      const char *name = lua_tostring(L, -2), *value = lua_tolstring(L, -1, &vn);
+      if (!name || !value) return luaL_error(L, "mh.message: headers[%d] must be {name, value}", (int)i);
+      rc = mh_msg_add_header(m, name, value, vn);
+      lua_pop(L, 3);
+    }
+  } else {                  /* a map: sorted by name, so the bytes do not depend on hashing */
+    size_t n = 0, cap = 8;
+    const char **names = malloc(cap * sizeof *names);
+    lua_pushnil(L);
+    while (names && lua_next(L, h)) {
+      if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
+        free(names);
+        return luaL_error(L, "mh.message: headers must map names to strings");
+      }
+      if (n == cap) {
+        const char **nn = realloc(names, (cap *= 2) * sizeof *nn);
+        if (!nn) { free(names); names = NULL; break; }
+        names = nn;
+      }
+      names[n++] = lua_tostring(L, -2);
+      lua_pop(L, 1);
+    }
+    if (!names) return luaL_error(L, "out of memory");
+    qsort(names, n, sizeof *names, cmp_names);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      size_t vn;
+      lua_getfield(L, h, names[i]);
+      const char *value = lua_tolstring(L, -1, &vn);
+      rc = mh_msg_add_header(m, names[i], value, vn);
+      lua_pop(L, 1);
+    }
+    free(names);
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+static const char *const known[] = {
+  "from", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "attachments", "headers", "date", NULL,
+};
+
+/* build{...} -> Message | nil, err, info */
+static int l_build(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    int ok = 0;
+    if (lua_type(L, -2) == LUA_TSTRING)
+      for (int i = 0; known[i]; i++) ok |= !strcmp(known[i], lua_tostring(L, -2));
+    if (!ok) return luaL_error(L, "mh.message: unknown field '%s'", luaL_tolstring(L, -2, NULL));
+    lua_pop(L, 1);
+  }
+  l_msg *u = lua_newuserdatauv(L, sizeof *u, 0);   /* index 2, created closed */
+  u->m = NULL;
+  u->ready = 0;
+  luaL_setmetatable(L, MSG_MT);
+  mh_msg *m = u->m = mh_msg_new();
+  if (!m) return luaL_error(L, "out of memory");
+  static const struct { const char *name; mh_msg_field f; } fields[] = {
+    { "from", MH_MSG_FROM }, { "to", MH_MSG_TO }, { "cc", MH_MSG_CC },
+    { "bcc", MH_MSG_BCC }, { "reply_to", MH_MSG_REPLY_TO },
+  };
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    lua_getfield(L, 1, fields[i].name);
+    int rc = add_addrs(L, m, -1, fields[i].f, fields[i].name);
+    lua_pop(L, 1);
+    if (rc < 0) return build_fail(L, u, rc, fields[i].name);
+  }
+  size_t n;
+  const char *s;
+  int rc;
+  if ((s = opt_string(L, 1, "subject", &n)) && (rc = mh_msg_set_subject(m, s, n)) < 0)
+    return build_fail(L, u, rc, "subject");
+  if ((s = opt_string(L, 1, "text", &n)) && (rc = mh_msg_set_text(m, s, n)) < 0)
+    return build_fail(L, u, rc, "text");
+  if ((s = opt_string(L, 1, "html", &n)) && (rc = mh_msg_set_html(m, s, n)) < 0)
+    return build_fail(L, u, rc, "html");
+  if ((rc = add_headers(L, m, 1)) < 0) return build_fail(L, u, rc, "headers");
+  if ((rc = add_attachments(L, m, 1)) < 0) return build_fail(L, u, rc, "attachments");
+  lua_getfield(L, 1, "date");
+  time_t now = lua_isnil(L, -1) ? time(NULL) : (time_t)luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  if ((rc = mh_msg_finish(m, now)) < 0) {
+    const char *e = mh_msg_error(m);
+    return build_fail(L, u, rc, !strncmp(e, "from", 4) ? "from" : !strncmp(e, "to", 2) ? "to" : "message");
+  }
+  u->ready = 1;
+  return 1;
+}
+
+static int l_envelope(lua_State *L) {
+  l_msg *u = check_msg(L, 1);
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, mh_msg_env_from(u->m));
+  lua_setfield(L, -2, "from");
+  size_t n = mh_msg_rcpt_count(u->m);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, mh_msg_rcpt(u->m, i));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "to");
+  return 1;
+}
+
+static int l_bytes(lua_State *L) {
+  l_msg *u = check_msg(L, 1);
+  char *out;
+  size_t len;
+  int rc = mh_msg_bytes(u->m, &out, &len);
+  if (rc < 0) return mh_l_fail(L, rc, NULL, "%s", mh_msg_error(u->m));
+  lua_pushlstring(L, out, len);
+  free(out);
+  return 1;
+}
+
+static int l_id(lua_State *L) {
+  lua_pushstring(L, mh_msg_id(check_msg(L, 1)->m));
+  return 1;
+}
+
+/* save(path) -> true | nil, err: writes the message to a new or truncated file
+** (mode 0600).  Blocks while writing; meant for tools and tests, the spool has
+** its own durable path. */
+static int l_save(lua_State *L) {
+  l_msg *u = check_msg(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
+  int rc = mh_msg_write(u->m, fd);
+  if (close(fd) < 0 && rc == 0) rc = -errno;
+  if (rc < 0) return mh_l_fail(L, rc, NULL, "%s: %s", path, mh_msg_error(u->m)[0] ? mh_msg_error(u->m) : mh_strerror(rc));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  l_msg *u = luaL_checkudata(L, 1, MSG_MT);
+  mh_msg_free(u->m);
+  u->m = NULL;
+  u->ready = 0;
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  l_msg *u = luaL_checkudata(L, 1, MSG_MT);
+  if (u->m && u->ready) lua_pushfstring(L, "mailhook.Message %s", mh_msg_id(u->m));
+  else lua_pushliteral(L, "mailhook.Message (closed)");
+  return 1;
+}
+
+/* valid_address(s) -> true | nil, "reason" */
+static int l_valid_address(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n), *why;
+  if (mh_msg_check_addr(s, n, &why) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+static int l_type_for(lua_State *L) {
+  lua_pushstring(L, mh_msg_type_for(luaL_checkstring(L, 1)));
+  return 1;
+}
+
+void l_msg_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    { "envelope", l_envelope }, { "bytes", l_bytes }, { "id", l_id },
+    { "save", l_save }, { "close", l_close }, { NULL, NULL },
+  };
+  static const luaL_Reg fns[] = {
+    { "build", l_build },
+    { "valid_address", l_valid_address },
+    { "type_for", l_type_for },
+    { NULL, NULL },
+  };
+  luaL_newmetatable(L, MSG_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newlib(L, fns);
+  lua_setfield(L, -2, "msg");
+}

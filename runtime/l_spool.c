@@ -1,0 +1,786 @@
+/*
+** l_spool.c — core.spool: the spool (runtime/spool.c) for Lua.  Every call
+** that touches the disk runs on libuv's thread pool (mh_l_work) and yields the
+** calling task until the work is done, so the loop never stalls on an fsync.
+**
+**   core.spool.open(dir) -> Spool | nil, err, info
+**   core.spool.parse(bytes) -> {from, to = {...}, offset, canonical} | nil, err, info
+**   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message)
+**   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
+**   Spool:lock() Spool:scan() Spool:load(id) Spool:delivered(id) Spool:defer(id, t)
+**   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
+**   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
+*/
+#include <stdlib.h>
+#include <string.h>
+#include "l_sched.h"
+#include "error.h"
+#include "spool.h"
+
+#if defined(__has_include)
+#if __has_include("msg.h")
+#include "msg.h"
+#define HAVE_MSG 1
+#endif
+#endif
+
+#define SPOOL_MT "mailhook.Spool"
+#define LIST_MT "mailhook.SpoolList"
+#define WATCH_MT "mailhook.SpoolWatch"
+#define LIST_BATCH 64
+
+/* The Spool userdata.  Work in flight keeps it alive (an anchor ref) and
+** holds `pending`, so a close while work runs waits for the work to end. */
+typedef struct {
+  mh_spool *sp;      /* NULL once closed */
+  int pending;       /* thread-pool jobs using sp */
+  int closing;       /* close asked while jobs ran: the last job closes sp */
+} lspool;
+
+static lspool *check_spool(lua_State *L, int idx) {
+  lspool *ls = (lspool *)luaL_checkudata(L, idx, SPOOL_MT);
+  if (!ls->sp || ls->closing) luaL_argerror(L, idx, "spool is closed");
+  return ls;
+}
+
+static void release(lspool *ls) {
+  if (--ls->pending == 0 && ls->closing && ls->sp) {
+    mh_spool_close(ls->sp);
+    ls->sp = NULL;
+  }
+}
+
+static lua_State *main_state(lua_State *L) {
+  lua_State *m;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  m = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return m;
+}
+
+/* ------------------------------------------------------------ open */
+
+static int l_open(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  char err[MH_SPOOL_ERRLEN];
+  mh_spool *sp;
+  int rc = mh_spool_open(dir, &sp, err);
+  lspool *ls;
+  if (rc) return mh_l_fail(L, rc, "spool", "%s", err);
+  ls = (lspool *)lua_newuserdatauv(L, sizeof *ls, 1);
+  memset(ls, 0, sizeof *ls);
+  ls->sp = sp;
+  luaL_setmetatable(L, SPOOL_MT);
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
+  if (!ls->sp || ls->closing) return 0;
+  if (ls->pending) { ls->closing = 1; return 0; }
+  mh_spool_close(ls->sp);
+  ls->sp = NULL;
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
+  if (ls->sp) lua_pushfstring(L, "mailhook.Spool(%s)", mh_spool_dir(ls->sp));
+  else lua_pushliteral(L, "mailhook.Spool(closed)");
+  return 1;
+}
+
+/* --------------------------------------------------------- generic ops */
+
+enum { OP_ENQ, OP_LOCK, OP_SCAN, OP_LOAD, OP_DELIVERED, OP_DEFER, OP_FAIL, OP_RETRY,
+       OP_REMOVE, OP_LIST };
+
+typedef struct {
+  const char *data;  /* bytes (anchored), or NULL for a message */
+  size_t len;
+  int strip_bcc;     /* bytes given without an envelope: Bcc lines left out */
+  void *msg;         /* mh_msg * */
+} source;
+
+typedef struct mh_spool_iter_box lbox;
+
+typedef struct {
+  int kind;
+  lspool *ls;
+  lua_State *main;   /* to drop the anchor in done() */
+  int anchor;        /* registry ref: table anchoring the spool and the data */
+  int rc;
+  char err[MH_SPOOL_ERRLEN];
+  char id[256];
+  /* enqueue */
+  size_t n;
+  mh_spool_item *items;
+  source *src;
+  char **strs;       /* every string we strdup'ed (envelopes) */
+  size_t nstrs;
+  /* lock */
+  long holder;
+  /* scan */
+  char **ids;
+  long nids;
+  /* load */
+  mh_spool_entry entry;
+  int have_entry;
+  /* defer / fail */
+  int64_t next_attempt;
+  char *reply, *reason;
+  /* list */
+  void *list;
+} op;
+
+static int source_write(void *arg, int fd) {
+  source *s = (source *)arg;
+#ifdef HAVE_MSG
+  if (s->msg) return mh_msg_write((mh_msg *)s->msg, fd);
+#endif
+  if (s->strip_bcc) return mh__spool_write_no_bcc(fd, s->data, s->len);
+  return mh__spool_write_all(fd, s->data, s->len);
+}
+
+static char *keep(op *o, const char *s) {
+  char *p = strdup(s ? s : "");
+  if (p) o->strs[o->nstrs++] = p;
+  return p;
+}
+
+static void op_free(void *arg) {
+  op *o = (op *)arg;
+  size_t i;
+  for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
+  free(o->strs);
+  if (o->items) for (i = 0; i < o->n; i++) free((void *)o->items[i].to);
+  free(o->items);
+  free(o->src);
+  for (long k = 0; k < o->nids; k++) free(o->ids[k]);
+  free(o->ids);
+  if (o->have_entry) mh_spool_entry_free(&o->entry);
+  free(o->reply);
+  free(o->reason);
+  release(o->ls);
+  luaL_unref(o->main, LUA_REGISTRYINDEX, o->anchor);
+  free(o);
+}
+
+static void op_work(void *arg) {
+  op *o = (op *)arg;
+  mh_spool *sp = o->ls->sp;
+  o->err[0] = '\0';
+  switch (o->kind) {
+  case OP_ENQ: o->rc = mh_spool_enqueue(sp, o->items, o->n, o->err); break;
+  case OP_LOCK:
+    o->rc = mh_spool_lock(sp, &o->holder);
+    if (o->rc == MH_ELOCKED)
+      snprintf(o->err, sizeof o->err, "spool %s is locked by pid %ld", mh_spool_dir(sp), o->holder);
+    else if (o->rc)
+      snprintf(o->err, sizeof o->err, "spool %s: lock: %s", mh_spool_dir(sp), mh_strerror(o->rc));
+    break;
+  case OP_SCAN: o->nids = mh_spool_scan(sp, &o->ids, o->err); o->rc = o->nids < 0 ? (int)o->nids : 0;
+    if (o->nids < 0) o->nids = 0;
+    break;
+  case OP_LOAD:
+    o->rc = mh_spool_load(sp, o->id, &o->entry, o->err);
+    o->have_entry = o->rc == 0;
+    break;
+  case OP_DELIVERED: o->rc = mh_spool_delivered(sp, o->id, o->err); break;
+  case OP_DEFER:
+    o->rc = mh_spool_defer(sp, o->id, o->next_attempt, o->reply,
+                           (const char *const *)o->strs, o->nstrs, o->err);
+    break;
+  case OP_FAIL: o->rc = mh_spool_fail(sp, o->id, o->reason, o->reply, o->err); break;
+  case OP_RETRY: o->rc = mh_spool_retry(sp, o->id, o->err); break;
+  case OP_REMOVE: o->rc = mh_spool_remove(sp, o->id, o->err); break;
+  }
+}
+
+static void push_strings(lua_State *L, char **v, size_t n) {
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, v[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+/* The entry table of INTERFACES.md: to = pending recipients, all = envelope. */
+static void push_entry(lua_State *L, mh_spool_entry *e) {
+  lua_createtable(L, 0, 16);
+  lua_pushstring(L, e->id); lua_setfield(L, -2, "id");
+  lua_pushstring(L, e->path); lua_setfield(L, -2, "path");
+  lua_pushstring(L, e->failed ? "failed" : "pickup"); lua_setfield(L, -2, "state");
+  lua_pushinteger(L, (lua_Integer)e->env.offset); lua_setfield(L, -2, "offset");
+  lua_pushinteger(L, e->size); lua_setfield(L, -2, "size");
+  lua_pushinteger(L, e->queued_at); lua_setfield(L, -2, "queued_at");
+  if (e->env.from) { lua_pushstring(L, e->env.from); lua_setfield(L, -2, "from"); }
+  push_strings(L, e->env.to, e->env.nto); lua_setfield(L, -2, "all");
+  lua_newtable(L);
+  for (size_t i = 0, k = 0; i < e->env.nto; i++) {
+    size_t j;
+    for (j = 0; j < e->state.ndone && strcmp(e->state.done[j], e->env.to[i]); j++) {}
+    if (j < e->state.ndone) continue;
+    lua_pushstring(L, e->env.to[i]);
+    lua_rawseti(L, -2, (lua_Integer)++k);
+  }
+  lua_setfield(L, -2, "to");
+  push_strings(L, e->state.done, e->state.ndone); lua_setfield(L, -2, "done");
+  lua_pushinteger(L, e->state.attempts); lua_setfield(L, -2, "attempts");
+  lua_pushinteger(L, e->state.next_attempt); lua_setfield(L, -2, "next_attempt");
+  if (e->state.last_reply) { lua_pushstring(L, e->state.last_reply); lua_setfield(L, -2, "last_reply"); }
+  if (e->state.reason) { lua_pushstring(L, e->state.reason); lua_setfield(L, -2, "reason"); }
+  if (e->state.failed_at) { lua_pushinteger(L, e->state.failed_at); lua_setfield(L, -2, "failed_at"); }
+}
+
+static int op_push(lua_State *co, void *arg) {
+  op *o = (op *)arg;
+  if (o->rc) return mh_l_fail(co, o->rc, "spool", "%s", o->err[0] ? o->err : mh_strerror(o->rc));
+  switch (o->kind) {
+  case OP_ENQ:
+    if (o->n == 1 && !o->list) { lua_pushstring(co, o->items[0].id); return 1; }
+    lua_createtable(co, (int)o->n, 0);
+    for (size_t i = 0; i < o->n; i++) {
+      lua_pushstring(co, o->items[i].id);
+      lua_rawseti(co, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+  case OP_SCAN: push_strings(co, o->ids, (size_t)o->nids); return 1;
+  case OP_LOAD: push_entry(co, &o->entry); return 1;
+  default: lua_pushboolean(co, 1); return 1;
+  }
+}
+
+/* A new op on the spool at index 1; the anchor table is left on the stack. */
+static op *op_new(lua_State *L, int kind, size_t nstrs) {
+  lspool *ls = check_spool(L, 1);
+  op *o = (op *)calloc(1, sizeof *o);
+  if (!o) luaL_error(L, "out of memory");
+  o->strs = (char **)calloc(nstrs + 1, sizeof *o->strs);
+  if (!o->strs) { free(o); luaL_error(L, "out of memory"); }
+  o->kind = kind;
+  o->ls = ls;
+  o->main = main_state(L);
+  o->anchor = LUA_NOREF;
+  lua_newtable(L);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  return o;
+}
+
+/* Starts o on the pool; the anchor table at the top of the stack is ref'd. */
+static int op_start(lua_State *L, op *o, const char *what) {
+  o->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  o->ls->pending++;
+  return mh_l_work(L, what, op_work, op_push, op_free, o);
+}
+
+/* mh_l_work raises before starting when L cannot wait: check first so that an
+** op is never leaked by that error. */
+static void check_can_wait(lua_State *L, const char *what) {
+  mh_wait probe;
+  mh_wait_init(L, &probe, what);
+}
+
+static const char *checkid(lua_State *L, int idx) {
+  size_t n;
+  const char *id = luaL_checklstring(L, idx, &n);
+  luaL_argcheck(L, n > 0 && n < 250 && !strchr(id, '/') && id[0] != '.', idx, "not a message id");
+  return id;
+}
+
+/* ---------------------------------------------------------- enqueue */
+
+/* Reads an envelope {from = , to = {...}} at idx into item (strings copied). */
+static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) {
+  size_t n, i;
+  const char **to;
+  lua_getfield(L, idx, "from");
+  if (!lua_isnil(L, -1) && !lua_isstring(L, -1)) return snprintf(err, 200, "envelope.from must be a string"), -1;
+  it->from = keep(o, lua_isnil(L, -1) ? "" : lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "to");
+  if (lua_isstring(L, -1)) {        /* one recipient as a string */
+    to = (const char **)calloc(1, sizeof *to);
+    if (!to) return snprintf(err, 200, "out of memory"), -1;
+    to[0] = keep(o, lua_tostring(L, -1));
+    it->to = to;
+    it->nto = 1;
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_istable(L, -1)) return snprintf(err, 200, "envelope.to must be a list of addresses"), -1;
+  n = lua_rawlen(L, -1);
+  to = (const char **)calloc(n + 1, sizeof *to);
+  if (!to) return snprintf(err, 200, "out of memory"), -1;
+  it->to = to;
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    if (!lua_isstring(L, -1)) return snprintf(err, 200, "envelope.to[%zu] must be a string", i + 1), -1;
+    to[i] = keep(o, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  it->nto = n;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Counts the strings an envelope at idx needs (for op_new's array). */
+static size_t env_strings(lua_State *L, int idx) {
+  size_t n = 1;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "to");
+    n += lua_istable(L, -1) ? lua_rawlen(L, -1) : 1;
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+/* Fills item i from data at didx and envelope at eidx (nil: parse the bytes).
+** Returns 0, or pushes nothing and sets err (a usage error: raise). */
+static int fill_item(lua_State *L, op *o, size_t i, int didx, int eidx, int anchor, char *err,
+                     int *code) {
+  mh_spool_item *it = &o->items[i];
+  source *s = &o->src[i];
+  *code = MH_EINVAL;
+  it->write = source_write;
+  it->arg = s;
+  if (lua_type(L, didx) == LUA_TSTRING) {
+    s->data = lua_tolstring(L, didx, &s->len);
+  } else {
+#ifdef HAVE_MSG
+    void *ud = luaL_testudata(L, didx, "mailhook.Message");
+    if (!ud) return snprintf(err, 200, "message must be a string or a mailhook.Message"), -1;
+    s->msg = *(void **)ud;
+    if (!s->msg) return snprintf(err, 200, "message is closed"), -1;
+#else
+    return snprintf(err, 200, "message must be a string (this build has no message builder)"), -1;
+#endif
+  }
+  lua_pushvalue(L, didx);
+  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  if (lua_istable(L, eidx)) return read_env(L, eidx, o, it, err);
+  if (!lua_isnil(L, eidx)) return snprintf(err, 200, "envelope must be a table"), -1;
+  if (!s->data) return snprintf(err, 200, "a message object needs its envelope"), -1;
+  {
+    mh_env env;
+    const char **to;
+    int rc = mh_env_parse(s->data, s->len, 1, &env, err);
+    if (rc) { *code = rc; return -2; }
+    s->strip_bcc = 1;
+    it->from = keep(o, env.from);
+    to = (const char **)calloc(env.nto + 1, sizeof *to);
+    if (!to) { mh_env_free(&env); return snprintf(err, 200, "out of memory"), -1; }
+    /* env strings are moved into o->strs (sized by the caller for this) */
+    char **ns = (char **)realloc(o->strs, (o->nstrs + env.nto + 1) * sizeof *ns);
+    if (!ns) { free(to); mh_env_free(&env); return snprintf(err, 200, "out of memory"), -1; }
+    o->strs = ns;
+    for (size_t k = 0; k < env.nto; k++) { to[k] = env.to[k]; o->strs[o->nstrs++] = env.to[k]; }
+    free(env.to);
+    env.to = NULL;
+    env.nto = 0;
+    mh_env_free(&env);
+    it->to = to;
+    for (it->nto = 0; to[it->nto]; it->nto++) {}   /* NULL-terminated */
+  }
+  return 0;
+}
+
+/* Spool:enqueue(data [, env]) -> id | nil, err, info   (waits until durable) */
+static int l_enqueue(lua_State *L) {
+  char err[MH_SPOOL_ERRLEN];
+  int code, rc;
+  op *o;
+  check_spool(L, 1);
+  check_can_wait(L, "spool:enqueue");
+  lua_settop(L, 3);
+  o = op_new(L, OP_ENQ, env_strings(L, 3));   /* anchor at 4 */
+  o->n = 1;
+  o->items = (mh_spool_item *)calloc(1, sizeof *o->items);
+  o->src = (source *)calloc(1, sizeof *o->src);
+  if (!o->items || !o->src) { o->ls->pending++; op_free(o); return luaL_error(L, "out of memory"); }
+  rc = fill_item(L, o, 0, 2, 3, 4, err, &code);
+  if (rc) {
+    o->ls->pending++;
+    lua_pop(L, 1);
+    op_free(o);
+    if (rc == -2) return mh_l_fail(L, code, "spool", "%s", err);
+    return luaL_argerror(L, rc == -1 ? 2 : 3, err);
+  }
+  return op_start(L, o, "spool:enqueue");
+}
+
+/* Spool:enqueue_many({{data, env}, ...}) -> {id...} | nil, err, info  (waits) */
+static int l_enqueue_many(lua_State *L) {
+  char err[MH_SPOOL_ERRLEN];
+  size_t n, i, ns = 0;
+  int code, rc;
+  op *o;
+  check_spool(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  check_can_wait(L, "spool:enqueue_many");
+  lua_settop(L, 2);
+  n = lua_rawlen(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= MH_SPOOL_MAXBATCH, 2, "1 to 1024 messages");
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i);
+    luaL_argcheck(L, lua_istable(L, -1), 2, "each item must be {data, envelope}");
+    lua_rawgeti(L, -1, 2);
+    ns += env_strings(L, -1);
+    lua_pop(L, 2);
+  }
+  o = op_new(L, OP_ENQ, ns);   /* anchor at 3 */
+  o->list = o;                 /* marks "return a table of ids" */
+  o->n = n;
+  o->items = (mh_spool_item *)calloc(n, sizeof *o->items);
+  o->src = (source *)calloc(n, sizeof *o->src);
+  if (!o->items || !o->src) { o->ls->pending++; op_free(o); return luaL_error(L, "out of memory"); }
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);   /* 4 */
+    lua_rawgeti(L, 4, 1);                    /* 5 data */
+    lua_rawgeti(L, 4, 2);                    /* 6 env */
+    rc = fill_item(L, o, i, 5, 6, 3, err, &code);
+    lua_settop(L, 3);
+    if (rc) {
+      o->ls->pending++;
+      lua_pop(L, 1);
+      op_free(o);
+      if (rc == -2) return mh_l_fail(L, code, "spool", "message %zu: %s", i + 1, err);
+      return luaL_error(L, "bad message %d: %s", (int)i + 1, err);
+    }
+  }
+  return op_start(L, o, "spool:enqueue_many");
+}
+
+/* ------------------------------------------------------ simple ops */
+
+static int simple(lua_State *L, int kind, const char *what) {
+  op *o;
+  check_spool(L, 1);
+  check_can_wait(L, what);
+  const char *id = kind == OP_LOCK || kind == OP_SCAN ? NULL : checkid(L, 2);
+  o = op_new(L, kind, 0);
+  if (id) snprintf(o->id, sizeof o->id, "%s", id);
+  return op_start(L, o, what);
+}
+
+static int l_lock(lua_State *L) { return simple(L, OP_LOCK, "spool:lock"); }
+static int l_scan(lua_State *L) { return simple(L, OP_SCAN, "spool:scan"); }
+static int l_load(lua_State *L) { return simple(L, OP_LOAD, "spool:load"); }
+static int l_delivered(lua_State *L) { return simple(L, OP_DELIVERED, "spool:delivered"); }
+static int l_retry(lua_State *L) { return simple(L, OP_RETRY, "spool:retry"); }
+static int l_remove(lua_State *L) { return simple(L, OP_REMOVE, "spool:remove"); }
+
+static char *opt_str(lua_State *L, int t, const char *key) {
+  char *v = NULL;
+  lua_getfield(L, t, key);
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isstring(L, -1)) luaL_error(L, "%s must be a string", key);
+    v = strdup(lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Spool:defer(id, {reply=, next_attempt=, done = {rcpt...}}) -> true (waits) */
+static int l_defer(lua_State *L) {
+  const char *id;
+  size_t nd = 0;
+  op *o;
+  check_spool(L, 1);
+  id = checkid(L, 2);
+  if (lua_isnoneornil(L, 3)) { lua_settop(L, 2); lua_newtable(L); }
+  luaL_checktype(L, 3, LUA_TTABLE);
+  check_can_wait(L, "spool:defer");
+  lua_settop(L, 3);
+  lua_getfield(L, 3, "done");  /* 4 */
+  if (!lua_isnil(L, 4)) {
+    luaL_argcheck(L, lua_istable(L, 4), 3, "done must be a list of addresses");
+    nd = lua_rawlen(L, 4);
+    for (size_t i = 1; i <= nd; i++) {
+      lua_rawgeti(L, 4, (lua_Integer)i);
+      luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3, "done must be a list of addresses");
+      lua_pop(L, 1);
+    }
+  }
+  lua_getfield(L, 3, "next_attempt");  /* 5 */
+  luaL_argcheck(L, lua_isnil(L, 5) || lua_isnumber(L, 5), 3, "next_attempt must be a number");
+  lua_getfield(L, 3, "reply");         /* 6 */
+  luaL_argcheck(L, lua_isnil(L, 6) || lua_isstring(L, 6), 3, "reply must be a string");
+  o = op_new(L, OP_DEFER, nd);         /* anchor at 7 */
+  snprintf(o->id, sizeof o->id, "%s", id);
+  o->next_attempt = (int64_t)luaL_optnumber(L, 5, 0);
+  if (!lua_isnil(L, 6)) o->reply = strdup(lua_tostring(L, 6));
+  for (size_t i = 1; i <= nd; i++) {
+    lua_rawgeti(L, 4, (lua_Integer)i);
+    keep(o, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return op_start(L, o, "spool:defer");
+}
+
+/* Spool:fail(id, {reason=, reply=}) -> true (waits) */
+static int l_fail(lua_State *L) {
+  const char *id;
+  char *reason, *reply;
+  op *o;
+  check_spool(L, 1);
+  id = checkid(L, 2);
+  if (lua_isnoneornil(L, 3)) { lua_settop(L, 2); lua_newtable(L); }
+  luaL_checktype(L, 3, LUA_TTABLE);
+  check_can_wait(L, "spool:fail");
+  lua_settop(L, 3);
+  reason = opt_str(L, 3, "reason");
+  reply = opt_str(L, 3, "reply");
+  o = op_new(L, OP_FAIL, 0);
+  snprintf(o->id, sizeof o->id, "%s", id);
+  o->reason = reason;
+  o->reply = reply;
+  return op_start(L, o, "spool:fail");
+}
+
+/* --------------------------------------------------------------- list */
+
+typedef struct {
+  lspool *ls;
+  mh_spool_iter *it;
+  mh_spool_entry buf[LIST_BATCH];
+  int n, next;       /* entries in buf, the next one to hand out */
+  int done;          /* the iterator ran out */
+  int busy;          /* a batch is being read */
+  int rc;
+} llist;
+
+/* One batch request: its own struct, since the task may already have asked
+** for the next batch when done() of this one runs. */
+typedef struct {
+  llist *l;
+  int pushed;        /* push ran (the task got the batch and is not waiting) */
+} lbatch;
+
+static void list_work(void *arg) {
+  llist *l = ((lbatch *)arg)->l;
+  l->n = l->next = 0;
+  while (l->n < LIST_BATCH) {
+    int rc = mh_spool_iter_next(l->it, &l->buf[l->n]);
+    if (rc <= 0) { l->done = 1; l->rc = rc; break; }
+    l->n++;
+  }
+}
+
+static int list_push(lua_State *co, void *arg) {
+  lbatch *b = (lbatch *)arg;
+  llist *l = b->l;
+  b->pushed = 1;
+  l->busy = 0;      /* before the task resumes and asks for more */
+  if (l->n == 0 && l->rc < 0) return mh_l_fail(co, l->rc, "spool", "listing: %s", mh_strerror(l->rc));
+  if (l->n == 0) { lua_pushnil(co); return 1; }
+  push_entry(co, &l->buf[0]);
+  mh_spool_entry_free(&l->buf[0]);
+  l->next = 1;
+  return 1;
+}
+
+static void list_done(void *arg) {
+  lbatch *b = (lbatch *)arg;
+  if (!b->pushed) b->l->busy = 0;   /* interrupted: nobody got this batch */
+  release(b->l->ls);
+  free(b);
+}
+
+/* the iterator: next entry | nil at the end (waits when a batch must be read) */
+static int list_iter(lua_State *L) {
+  llist *l = (llist *)luaL_checkudata(L, lua_upvalueindex(1), LIST_MT);
+  if (!l->it) return 0;
+  if (l->next < l->n) {
+    push_entry(L, &l->buf[l->next]);
+    mh_spool_entry_free(&l->buf[l->next]);
+    l->next++;
+    return 1;
+  }
+  if (l->done) return 0;
+  if (l->busy) return luaL_error(L, "spool listing used by two tasks at once");
+  if (!l->ls->sp) return luaL_error(L, "spool is closed");
+  check_can_wait(L, "spool:list");
+  lbatch *b = (lbatch *)calloc(1, sizeof *b);
+  if (!b) return luaL_error(L, "out of memory");
+  b->l = l;
+  l->busy = 1;
+  l->ls->pending++;
+  return mh_l_work(L, "spool:list", list_work, list_push, list_done, b);
+}
+
+static int list_gc(lua_State *L) {
+  llist *l = (llist *)luaL_checkudata(L, 1, LIST_MT);
+  /* a batch in flight keeps the list alive (upvalue of the running iterator) */
+  for (int i = l->next; i < l->n; i++) mh_spool_entry_free(&l->buf[i]);
+  l->n = l->next = 0;
+  mh_spool_iter_close(l->it);
+  l->it = NULL;
+  return 0;
+}
+
+/* Spool:list([which]) -> iterator over entries ("pickup", "failed" or both),
+** for use as `for e in sp:list() do ... end`.  Memory stays flat. */
+static int l_list(lua_State *L) {
+  static const char *const opts[] = { "all", "pickup", "failed", NULL };
+  lspool *ls = check_spool(L, 1);
+  int which = luaL_checkoption(L, 2, "all", opts), rc;
+  llist *l = (llist *)lua_newuserdatauv(L, sizeof *l, 1);
+  memset(l, 0, sizeof *l);
+  luaL_setmetatable(L, LIST_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);   /* keeps the spool alive */
+  l->ls = ls;
+  if ((rc = mh_spool_iter_open(ls->sp, which, &l->it))) return luaL_error(L, "%s", mh_strerror(rc));
+  lua_pushcclosure(L, list_iter, 1);
+  return 1;
+}
+
+/* -------------------------------------------------------------- watch */
+
+typedef struct {
+  uv_fs_event_t ev;
+  uv_timer_t timer;  /* coalesces a burst of events into one call */
+  lua_State *L;      /* the main state, to spawn from */
+  int fn_ref;
+  int closing;       /* handles to close: 2, 1, 0 */
+  int stopped;
+} lwatch;
+
+static void watch_fire(uv_timer_t *t) {
+  lwatch *w = (lwatch *)t->data;
+  if (w->stopped) return;
+  lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->fn_ref);
+  mh_task_spawn(w->L, -1, 0, "spool watch");
+  lua_pop(w->L, 2);
+}
+
+static void watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
+  lwatch *w = (lwatch *)h->data;
+  if (w->stopped) return;
+  if (name) {   /* hidden files and our own sidecar updates are not new mail */
+    size_t n = strlen(name);
+    if (name[0] == '.' || (n > 6 && !strcmp(name + n - 6, ".state"))) return;
+  }
+  if (!uv_is_active((uv_handle_t *)&w->timer)) uv_timer_start(&w->timer, watch_fire, 5, 0);
+}
+
+static void watch_closed(uv_handle_t *h) {
+  lwatch *w = (lwatch *)h->data;
+  if (--w->closing == 0) {   /* both closed: the userdata may go */
+    lua_pushnil(w->L);
+    lua_rawsetp(w->L, LUA_REGISTRYINDEX, w);
+  }
+}
+
+static void watch_stop(lwatch *w) {
+  if (w->stopped) return;
+  w->stopped = 1;
+  luaL_unref(w->L, LUA_REGISTRYINDEX, w->fn_ref);
+  w->fn_ref = LUA_NOREF;
+  w->closing = 2;
+  uv_fs_event_stop(&w->ev);
+  uv_close((uv_handle_t *)&w->ev, watch_closed);
+  uv_close((uv_handle_t *)&w->timer, watch_closed);
+}
+
+static int l_watch_stop(lua_State *L) {
+  watch_stop((lwatch *)luaL_checkudata(L, 1, WATCH_MT));
+  return 0;
+}
+
+/* Spool:watch(fn) -> handle with :stop(); fn() runs as a task when files
+** appear in pickup/ (bursts coalesced). */
+static int l_watch(lua_State *L) {
+  lspool *ls = check_spool(L, 1);
+  char path[4200];
+  lwatch *w;
+  int rc;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  w = (lwatch *)lua_newuserdatauv(L, sizeof *w, 0);
+  memset(w, 0, sizeof *w);
+  luaL_setmetatable(L, WATCH_MT);
+  w->L = main_state(L);
+  snprintf(path, sizeof path, "%s/pickup", mh_spool_dir(ls->sp));
+  uv_fs_event_init(mh_l_loop(), &w->ev);
+  uv_timer_init(mh_l_loop(), &w->timer);
+  w->ev.data = w->timer.data = w;
+  lua_pushvalue(L, 2);
+  w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, w);   /* pinned until both handles closed */
+  rc = uv_fs_event_start(&w->ev, watch_event, path, 0);
+  if (rc < 0) {
+    watch_stop(w);
+    return mh_l_fail(L, rc, "spool", "watch %s: %s", path, uv_strerror(rc));
+  }
+  return 1;
+}
+
+/* -------------------------------------------------------------- parse */
+
+/* core.spool.parse(bytes) -> {from, to, offset, canonical} | nil, err, info */
+static int l_parse(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char err[MH_SPOOL_ERRLEN];
+  mh_env env;
+  int rc = mh_env_parse(s, len, 1, &env, err);
+  if (rc) return mh_l_fail(L, rc, "parse", "%s", err);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, env.from); lua_setfield(L, -2, "from");
+  push_strings(L, env.to, env.nto); lua_setfield(L, -2, "to");
+  lua_pushinteger(L, (lua_Integer)env.offset); lua_setfield(L, -2, "offset");
+  lua_pushboolean(L, env.canonical); lua_setfield(L, -2, "canonical");
+  mh_env_free(&env);
+  return 1;
+}
+
+/* core.spool.addresses(list) -> {addr...} | nil, err, info (RFC 5322 list) */
+static int l_addresses(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char err[MH_SPOOL_ERRLEN];
+  mh_env env;
+  int rc;
+  memset(&env, 0, sizeof env);
+  rc = mh_env_addrs(s, len, &env, err);
+  if (rc) { mh_env_free(&env); return mh_l_fail(L, rc, "parse", "%s", err); }
+  push_strings(L, env.to, env.nto);
+  mh_env_free(&env);
+  return 1;
+}
+
+/* ------------------------------------------------------------ module */
+
+void l_spool_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    { "enqueue", l_enqueue }, { "enqueue_many", l_enqueue_many }, { "lock", l_lock },
+    { "scan", l_scan }, { "load", l_load }, { "delivered", l_delivered },
+    { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
+    { "list", l_list }, { "watch", l_watch }, { "close", l_close }, { NULL, NULL }
+  };
+  static const luaL_Reg funcs[] = {
+    { "open", l_open }, { "parse", l_parse }, { "addresses", l_addresses }, { NULL, NULL }
+  };
+  luaL_newmetatable(L, SPOOL_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_close); lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_close); lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_tostring); lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, LIST_MT);
+  lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, WATCH_MT);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "stop");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  lua_setfield(L, -2, "spool");
+}

@@ -1,0 +1,1044 @@
+/*
+** msg.c — the message builder (see msg.h for the contract).
+**
+** Fields are copied and checked as they are set.  mh_msg_finish() renders the
+** message into a list of pieces: in-memory bytes (headers, MIME part headers,
+** encoded bodies) and attachment references, whose files are read and
+** base64-encoded in fixed-size chunks only while writing.  Header lines are
+** produced by one folding writer fed with tokens that each start with the
+** whitespace a fold may replace, so no header line can exceed 998 octets and
+** no input byte can end one: CR, LF and NUL are refused at the door.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "error.h"
+#include "msg.h"
+
+#define FOLD_AT 78          /* fold header lines after this many columns when possible */
+#define MAX_PLAIN_WORD 900  /* a longer unbroken word is sent as encoded words instead */
+#define EW_BYTES 42         /* input bytes per encoded word: 56 base64 + 12 = 68 <= 75,
+                               so "Reply-To: " and one word fit in 78 columns */
+#define B64_LINE 57         /* input bytes per 76-column base64 line */
+#define CHUNK (B64_LINE * 1024)  /* attachment bytes read at a time */
+#define OUT_FLUSH 65536     /* write to the descriptor when this much is buffered */
+
+/* A growable byte buffer; `oom` is sticky so that a run of appends needs one check. */
+typedef struct {
+  char *p;
+  size_t len, cap;
+  int oom;
+} buf;
+
+typedef struct {
+  char *name;               /* display name (UTF-8) or NULL */
+  char *addr;               /* bare address, validated */
+} mbox;
+
+typedef struct {
+  mbox *v;
+  size_t n, cap;
+} alist;
+
+typedef struct {
+  char *name;               /* validated field name */
+  char *value;              /* unstructured value (may hold NUL-free UTF-8) */
+  size_t len;
+} header;
+
+typedef struct {
+  char *path;               /* read at write time */
+  char *type;               /* content type, validated */
+  char *name;               /* file name shown to the reader */
+} attach;
+
+typedef struct {
+  buf mem;                  /* bytes written as they are */
+  long att;                 /* >= 0: then stream attachment att as base64 */
+} piece;
+
+struct mh_msg {
+  alist from, to, cc, bcc, reply_to;
+  char *subject;            /* NULL: no Subject header */
+  size_t subject_len;
+  header *hdrs;             /* extra headers, in the order given */
+  size_t nhdrs;
+  char *text, *html;        /* bodies as given (NULL: none) */
+  size_t text_len, html_len;
+  attach *att;
+  size_t natt;
+  int finished;             /* mh_msg_finish done: setters refuse, output allowed */
+  char id[320];             /* Message-ID with brackets */
+  piece *pieces;            /* the rendered message */
+  size_t npieces;
+  char **rcpt;              /* envelope recipients, deduplicated */
+  size_t nrcpt;
+  char err[512];            /* detail of the last failure */
+};
+
+static int fail(mh_msg *m, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(mh_msg *m, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m->err, sizeof m->err, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+const char *mh_msg_error(const mh_msg *m) { return m->err; }
+
+/* ------------------------------------------------------------------ buf */
+
+static void put(buf *b, const void *p, size_t n) {
+  if (b->oom || n == 0) return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n) cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) { b->oom = 1; return; }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
+
+static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
+
+static char *dupn(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (d) { memcpy(d, s, n); d[n] = '\0'; }
+  return d;
+}
+
+static int has_crlfnul(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
+  return 0;
+}
+
+/* ------------------------------------------------------------ addresses */
+
+/* RFC 5322 atext: the characters of a dot-atom besides the dots. */
+static int is_atext(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+  return c && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+static int is_alnum(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* A domain: dot-separated labels of letters, digits and inner hyphens (each
+** 1..63, all ≤ 253), or an address literal [1.2.3.4] / [IPv6:...]. */
+static int check_domain(const char *d, size_t n, const char **why) {
+  if (n == 0) { *why = "empty domain"; return MH_EBADADDR; }
+  if (d[0] == '[') {
+    if (d[n - 1] != ']' || n < 3) { *why = "unterminated address literal"; return MH_EBADADDR; }
+    for (size_t i = 1; i < n - 1; i++)
+      if (!is_alnum((unsigned char)d[i]) && !strchr(".:", d[i])) {
+        *why = "bad character in address literal";
+        return MH_EBADADDR;
+      }
+    return 0;
+  }
+  if (n > 253) { *why = "domain too long"; return MH_EBADADDR; }
+  size_t label = 0;
+  for (size_t i = 0; i <= n; i++) {
+    if (i == n || d[i] == '.') {
+      if (label == 0) { *why = "empty label in domain"; return MH_EBADADDR; }
+      if (label > 63) { *why = "domain label too long"; return MH_EBADADDR; }
+      if (d[i - 1] == '-' || d[i - label] == '-') {
+        *why = "domain label starts or ends with '-'";
+        return MH_EBADADDR;
+      }
+      label = 0;
+      continue;
+    }
+    if (!is_alnum((unsigned char)d[i]) && d[i] != '-') {
+      *why = (unsigned char)d[i] >= 0x80 ? "non-ASCII domain (use its xn-- form)"
+                                          : "bad character in domain";
+      return MH_EBADADDR;
+    }
+    label++;
+  }
+  return 0;
+}
+
+int mh_msg_check_addr(const char *a, size_t n, const char **why) {
+  const char *dummy;
+  if (!why) why = &dummy;
+  *why = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (a[i] == '\r' || a[i] == '\n' || a[i] == '\0') {
+      *why = "CR, LF or NUL in address";
+      return MH_EBADHDR;
+    }
+  if (n == 0) { *why = "empty address"; return MH_EBADADDR; }
+  if (n > 254) { *why = "address longer than 254 characters"; return MH_EBADADDR; }
+  /* the local part ends at the last '@' outside a quoted string */
+  size_t at, i = 0;
+  if (a[0] == '"') {
+    for (i = 1; i < n && a[i] != '"'; i++) {
+      unsigned char c = (unsigned char)a[i];
+      if (c == '\\') {
+        if (++i >= n) break;
+        c = (unsigned char)a[i];
+      }
+      if (c < 0x20 || c >= 0x7f) {
+        if (c == '\t' || c == ' ') continue;
+        *why = "bad character in quoted local part";
+        return MH_EBADADDR;
+      }
+    }
+    if (i >= n) { *why = "unterminated quoted local part"; return MH_EBADADDR; }
+    i++;
+    if (i >= n || a[i] != '@') { *why = "no @ after quoted local part"; return MH_EBADADDR; }
+    at = i;
+  } else {
+    const char *p = memchr(a, '@', n);
+    if (!p) { *why = "no @"; return MH_EBADADDR; }
+    at = (size_t)(p - a);
+    if (at == 0) { *why = "empty local part"; return MH_EBADADDR; }
+    for (i = 0; i < at; i++) {
+      if (a[i] == '.') {
+        if (i == 0 || i == at - 1 || a[i - 1] == '.') {
+          *why = "misplaced dot in local part";
+          return MH_EBADADDR;
+        }
+      } else if (!is_atext((unsigned char)a[i])) {
+        *why = (unsigned char)a[i] >= 0x80 ? "non-ASCII local part"
+                                            : "bad character in local part";
+        return MH_EBADADDR;
+      }
+    }
+  }
+  if (at > 64) { *why = "local part longer than 64 characters"; return MH_EBADADDR; }
+  return check_domain(a + at + 1, n - at - 1, why);
+}
+
+int mh_msg_valid_addr(const char *addr) {
+  return mh_msg_check_addr(addr, strlen(addr), NULL) == 0;
+}
+
+/* ------------------------------------------------------------ building */
+
+mh_msg *mh_msg_new(void) { return calloc(1, sizeof(mh_msg)); }
+
+static void alist_free(alist *l) {
+  for (size_t i = 0; i < l->n; i++) { free(l->v[i].name); free(l->v[i].addr); }
+  free(l->v);
+}
+
+void mh_msg_free(mh_msg *m) {
+  if (!m) return;
+  alist_free(&m->from); alist_free(&m->to); alist_free(&m->cc);
+  alist_free(&m->bcc); alist_free(&m->reply_to);
+  free(m->subject);
+  for (size_t i = 0; i < m->nhdrs; i++) { free(m->hdrs[i].name); free(m->hdrs[i].value); }
+  free(m->hdrs);
+  free(m->text); free(m->html);
+  for (size_t i = 0; i < m->natt; i++) { free(m->att[i].path); free(m->att[i].type); free(m->att[i].name); }
+  free(m->att);
+  for (size_t i = 0; i < m->npieces; i++) free(m->pieces[i].mem.p);
+  free(m->pieces);
+  for (size_t i = 0; i < m->nrcpt; i++) free(m->rcpt[i]);
+  free(m->rcpt);
+  free(m);
+}
+
+static const char *field_name(mh_msg_field f) {
+  switch (f) {
+  case MH_MSG_FROM: return "from";
+  case MH_MSG_TO: return "to";
+  case MH_MSG_CC: return "cc";
+  case MH_MSG_BCC: return "bcc";
+  default: return "reply_to";
+  }
+}
+
+static alist *field_list(mh_msg *m, mh_msg_field f) {
+  switch (f) {
+  case MH_MSG_FROM: return &m->from;
+  case MH_MSG_TO: return &m->to;
+  case MH_MSG_CC: return &m->cc;
+  case MH_MSG_BCC: return &m->bcc;
+  default: return &m->reply_to;
+  }
+}
+
+static int is_wsp(char c) { return c == ' ' || c == '\t'; }
+
+/* Adds one "addr" / "Name <addr>" item (already split, trimmed).  name_in
+** overrides the name when given. */
+static int add_one(mh_msg *m, mh_msg_field f, const char *s, size_t n, const char *name_in) {
+  const char *fname = field_name(f), *why;
+  const char *a = s;
+  size_t alen = n;
+  char *name = NULL;
+  if (!name_in && n > 0 && s[n - 1] == '>') {
+    /* the last '<' outside a quoted name starts the address */
+    size_t lt = n, i;
+    int q = 0;
+    for (i = 0; i + 1 < n; i++) {
+      if (s[i] == '\\' && q) { i++; continue; }
+      if (s[i] == '"') q = !q;
+      else if (s[i] == '<' && !q) lt = i;
+    }
+    if (lt == n) return fail(m, MH_EBADADDR, "%s: '%.*s' is not a valid address: no '<' before '>'",
+                             fname, (int)n, s);
+    a = s + lt + 1;
+    alen = n - lt - 2;
+    size_t nl = lt;
+    while (nl > 0 && is_wsp(s[nl - 1])) nl--;
+    if (nl >= 2 && s[0] == '"' && s[nl - 1] == '"') {
+      /* a quoted display name: unquote it (\x -> x) */
+      name = malloc(nl);
+      if (!name) return fail(m, MH_ENOMEM, "out of memory");
+      size_t k = 0;
+      for (size_t j = 1; j + 1 < nl; j++) {
+        if (s[j] == '\\' && j + 2 < nl) j++;
+        name[k++] = s[j];
+      }
+      name[k] = '\0';
+    } else if (nl > 0) {
+      name = dupn(s, nl);
+      if (!name) return fail(m, MH_ENOMEM, "out of memory");
+    }
+  } else if (name_in && *name_in) {
+    if (has_crlfnul(name_in, strlen(name_in)))
+      return fail(m, MH_EBADHDR, "%s: CR, LF or NUL in the display name", fname);
+    name = strdup(name_in);
+    if (!name) return fail(m, MH_ENOMEM, "out of memory");
+  }
+  int rc = mh_msg_check_addr(a, alen, &why);
+  if (rc < 0) {
+    free(name);
+    return fail(m, rc, "%s: '%.*s' is not a valid address: %s", fname, (int)(alen > 300 ? 300 : alen), a, why);
+  }
+  alist *l = field_list(m, f);
+  if (f == MH_MSG_FROM && l->n > 0) {
+    free(name);
+    return fail(m, MH_EINVAL, "from: only one From address");
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 4;
+    mbox *v = realloc(l->v, cap * sizeof *v);
+    if (!v) { free(name); return fail(m, MH_ENOMEM, "out of memory"); }
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n].name = name;
+  l->v[l->n].addr = dupn(a, alen);
+  if (!l->v[l->n].addr) { free(name); return fail(m, MH_ENOMEM, "out of memory"); }
+  l->n++;
+  return 0;
+}
+
+int mh_msg_add_addr(mh_msg *m, mh_msg_field f, const char *spec, size_t len, const char *name) {
+  const char *fname = field_name(f);
+  if (m->finished) return fail(m, MH_EINVAL, "message already finished");
+  if (has_crlfnul(spec, len)) return fail(m, MH_EBADHDR, "%s: CR, LF or NUL in address", fname);
+  if (name) {
+    size_t b = 0, e = len;
+    while (b < e && is_wsp(spec[b])) b++;
+    while (e > b && is_wsp(spec[e - 1])) e--;
+    return add_one(m, f, spec + b, e - b, name);
+  }
+  /* split at commas outside quotes and angle brackets; all or nothing */
+  alist *l = field_list(m, f);
+  size_t before = l->n, start = 0, added = 0;
+  int q = 0, angle = 0;
+  for (size_t i = 0; i <= len; i++) {
+    if (i < len) {
+      char c = spec[i];
+      if (q && c == '\\') { i++; continue; }
+      if (c == '"') q = !q;
+      else if (!q && c == '<') angle = 1;
+      else if (!q && c == '>') angle = 0;
+      if (c != ',' || q || angle) continue;
+    }
+    size_t b = start, e = i < len ? i : len;
+    while (b < e && is_wsp(spec[b])) b++;
+    while (e > b && is_wsp(spec[e - 1])) e--;
+    if (e > b) {
+      int rc = add_one(m, f, spec + b, e - b, NULL);
+      if (rc < 0) {
+        while (l->n > before) {
+          l->n--;
+          free(l->v[l->n].name);
+          free(l->v[l->n].addr);
+        }
+        return rc;
+      }
+      added++;
+    }
+    start = i + 1;
+  }
+  if (added == 0) return fail(m, MH_EBADADDR, "%s: empty address", fname);
+  return 0;
+}
+
+int mh_msg_set_subject(mh_msg *m, const char *s, size_t len) {
+  if (m->finished) return fail(m, MH_EINVAL, "message already finished");
+  if (has_crlfnul(s, len)) return fail(m, MH_EBADHDR, "subject: CR, LF or NUL in the subject");
+  char *d = dupn(s, len);
+  if (!d) return fail(m, MH_ENOMEM, "out of memory");
+  free(m->subject);
+  m->subject = d;
+  m->subject_len = len;
+  return 0;
+}
+
+static const char *const builder_headers[] = {
+  "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version", NULL,
+};
+
+int mh_msg_add_header(mh_msg *m, const char *name, const char *value, size_t len) {
+  size_t nlen = strlen(name);
+  if (m->finished) return fail(m, MH_EINVAL, "message already finished");
+  if (has_crlfnul(name, nlen) || has_crlfnul(value, len))
+    return fail(m, MH_EBADHDR, "header %.80s: CR, LF or NUL in the header name or value", name);
+  if (nlen == 0 || nlen > 76) return fail(m, MH_EINVAL, "header name must be 1-76 characters");
+  for (size_t i = 0; i < nlen; i++)
+    if ((unsigned char)name[i] <= 32 || (unsigned char)name[i] >= 127 || name[i] == ':')
+      return fail(m, MH_EINVAL, "header name '%.80s': only printable ASCII without ':' or spaces", name);
+  for (int i = 0; builder_headers[i]; i++)
+    if (!strcasecmp(name, builder_headers[i]))
+      return fail(m, MH_EINVAL, "header %s is written by the builder (use its own field)", name);
+  if (!strncasecmp(name, "content-", 8))
+    return fail(m, MH_EINVAL, "header %s is written by the builder", name);
+  header *v = realloc(m->hdrs, (m->nhdrs + 1) * sizeof *v);
+  if (!v) return fail(m, MH_ENOMEM, "out of memory");
+  m->hdrs = v;
+  v[m->nhdrs].name = strdup(name);
+  v[m->nhdrs].value = dupn(value, len);
+  v[m->nhdrs].len = len;
+  if (!v[m->nhdrs].name || !v[m->nhdrs].value) {
+    free(v[m->nhdrs].name); free(v[m->nhdrs].value);
+    return fail(m, MH_ENOMEM, "out of memory");
+  }
+  m->nhdrs++;
+  return 0;
+}
+
+static int set_body(mh_msg *m, char **dst, size_t *dlen, const char *s, size_t len) {
+  if (m->finished) return fail(m, MH_EINVAL, "message already finished");
+  char *d = dupn(s, len);
+  if (!d) return fail(m, MH_ENOMEM, "out of memory");
+  free(*dst);
+  *dst = d;
+  *dlen = len;
+  return 0;
+}
+
+int mh_msg_set_text(mh_msg *m, const char *s, size_t len) {
+  return set_body(m, &m->text, &m->text_len, s, len);
+}
+
+int mh_msg_set_html(mh_msg *m, const char *s, size_t len) {
+  return set_body(m, &m->html, &m->html_len, s, len);
+}
+
+static const struct { const char *ext, *type; } types[] = {
+  { "wav", "audio/wav" },        { "mp3", "audio/mpeg" },        { "pdf", "application/pdf" },
+  { "tif", "image/tiff" },       { "tiff", "image/tiff" },       { "png", "image/png" },
+  { "jpg", "image/jpeg" },       { "jpeg", "image/jpeg" },       { "gif", "image/gif" },
+  { "txt", "text/plain" },       { "csv", "text/csv" },          { "htm", "text/html" },
+  { "html", "text/html" },       { "json", "application/json" }, { "xml", "application/xml" },
+  { "zip", "application/zip" },  { NULL, NULL },
+};
+
+const char *mh_msg_type_for(const char *filename) {
+  const char *dot = strrchr(filename, '.'), *slash = strrchr(filename, '/');
+  if (dot && (!slash || dot > slash))
+    for (int i = 0; types[i].ext; i++)
+      if (!strcasecmp(dot + 1, types[i].ext)) return types[i].type;
+  return "application/octet-stream";
+}
+
+static int is_tspecial(unsigned char c) { return c && strchr("()<>@,;:\\\"/[]?=", c) != NULL; }
+static int is_token(unsigned char c) { return c > 32 && c < 127 && !is_tspecial(c); }
+
+/* "type/subtype" of token characters, then optionally "; ..." of printable ASCII. */
+static int valid_type(const char *t) {
+  size_t i = 0, n = strlen(t);
+  if (n == 0 || n > 200) return 0;
+  while (i < n && is_token((unsigned char)t[i])) i++;
+  if (i == 0 || i >= n || t[i] != '/') return 0;
+  size_t s = ++i;
+  while (i < n && is_token((unsigned char)t[i])) i++;
+  if (i == s) return 0;
+  if (i == n) return 1;
+  if (t[i] != ';') return 0;
+  for (; i < n; i++)
+    if ((unsigned char)t[i] < 32 || (unsigned char)t[i] >= 127) return 0;
+  return 1;
+}
+
+int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const char *name) {
+  struct stat st;
+  if (m->finished) return fail(m, MH_EINVAL, "message already finished");
+  if (has_crlfnul(path, strlen(path)))
+    return fail(m, MH_EBADHDR, "attachment: CR or LF in the path");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(m, -errno, "attachment %s: %s", path, strerror(errno));
+  int rc = fstat(fd, &st);
+  close(fd);
+  if (rc < 0) return fail(m, -errno, "attachment %s: %s", path, strerror(errno));
+  if (!S_ISREG(st.st_mode)) return fail(m, MH_EINVAL, "attachment %s: not a regular file", path);
+  if (!name || !*name) {
+    const char *slash = strrchr(path, '/');
+    name = slash ? slash + 1 : path;
+  }
+  if (!*name) return fail(m, MH_EINVAL, "attachment %s: no file name", path);
+  if (has_crlfnul(name, strlen(name)))
+    return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the file name", path);
+  if (strlen(name) > 255) return fail(m, MH_EINVAL, "attachment %s: file name longer than 255 bytes", path);
+  if (!type || !*type) type = mh_msg_type_for(name);
+  if (has_crlfnul(type, strlen(type)))
+    return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the content type", path);
+  if (!valid_type(type))
+    return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is not type/subtype", path, type);
+  attach *v = realloc(m->att, (m->natt + 1) * sizeof *v);
+  if (!v) return fail(m, MH_ENOMEM, "out of memory");
+  m->att = v;
+  v[m->natt].path = strdup(path);
+  v[m->natt].type = strdup(type);
+  v[m->natt].name = strdup(name);
+  if (!v[m->natt].path || !v[m->natt].type || !v[m->natt].name) {
+    free(v[m->natt].path); free(v[m->natt].type); free(v[m->natt].name);
+    return fail(m, MH_ENOMEM, "out of memory");
+  }
+  m->natt++;
+  return 0;
+}
+
+/* ------------------------------------------------------------ encoding */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Base64 of n bytes into out (4 * ceil(n/3) characters); returns that length. */
+static size_t b64_enc(const unsigned char *in, size_t n, char *out) {
+  size_t o = 0, i = 0;
+  for (; i + 2 < n; i += 3) {
+    unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+    out[o++] = b64[v >> 18]; out[o++] = b64[(v >> 12) & 63];
+    out[o++] = b64[(v >> 6) & 63]; out[o++] = b64[v & 63];
+  }
+  if (i < n) {
+    unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0);
+    out[o++] = b64[v >> 18]; out[o++] = b64[(v >> 12) & 63];
+    out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+    out[o++] = '=';
+  }
+  return o;
+}
+
+/* The folding header writer: tokens that start with a space or tab may be
+** moved to a new line (the fold replaces nothing: CRLF goes before the WSP). */
+typedef struct {
+  buf *b;
+  size_t col;               /* columns used on the current line */
+  size_t min;               /* never fold while col <= min (just the name) */
+} fold;
+
+static void fold_begin(fold *f, buf *b, const char *name) {
+  f->b = b;
+  puts_(b, name);
+  put(b, ":", 1);
+  f->col = f->min = strlen(name) + 1;
+}
+
+static void fold_tok(fold *f, const char *t, size_t n) {
+  if (n > 0 && is_wsp(t[0]) && f->col > f->min && f->col + n > FOLD_AT) {
+    put(f->b, "\r\n", 2);
+    f->col = 0;
+  }
+  put(f->b, t, n);
+  f->col += n;
+}
+
+static void fold_end(fold *f) { put(f->b, "\r\n", 2); }
+
+/* Encoded words (RFC 2047, UTF-8, B) for s, each as a token " =?UTF-8?B?...?=";
+** chunks end on UTF-8 character boundaries where the input allows. */
+static void fold_encoded(fold *f, const char *s, size_t n) {
+  char tok[96];
+  size_t i = 0;
+  if (n == 0) {
+    fold_tok(f, " =?UTF-8?B?" "?=", 13);  /* split: no trigraph */
+    return;
+  }
+  while (i < n) {
+    size_t take = n - i < EW_BYTES ? n - i : EW_BYTES;
+    if (i + take < n) {
+      size_t back = 0;
+      while (back < 3 && take - back > 1 && ((unsigned char)s[i + take - back] & 0xC0) == 0x80) back++;
+      if (((unsigned char)s[i + take - back] & 0xC0) != 0x80) take -= back;
+    }
+    memcpy(tok, " =?UTF-8?B?", 11);
+    size_t k = 11 + b64_enc((const unsigned char *)s + i, take, tok + 11);
+    tok[k++] = '?';
+    tok[k++] = '=';
+    fold_tok(f, tok, k);
+    i += take;
+  }
+}
+
+/* Whether s can go as plain text: printable ASCII (and tabs), no "=?" that a
+** reader would decode, no word too long for one line. */
+static int plain_ok(const char *s, size_t n) {
+  size_t word = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c < 32 && c != '\t') || c >= 127) return 0;
+    if (c == '=' && i + 1 < n && s[i + 1] == '?') return 0;
+    word = is_wsp((char)c) ? 0 : word + 1;
+    if (word > MAX_PLAIN_WORD) return 0;
+  }
+  return 1;
+}
+
+/* An unstructured value (Subject, extra headers): " " then the text, foldable
+** before any whitespace that is followed by more text. */
+static void fold_unstructured(fold *f, const char *s, size_t n) {
+  if (!plain_ok(s, n)) {
+    fold_encoded(f, s, n);
+    return;
+  }
+  size_t i = 0, start = 0;
+  /* the first segment goes right after "Name: " */
+  while (i < n && !is_wsp(s[i])) i++;
+  put(f->b, " ", 1);
+  f->col++;
+  put(f->b, s, i);
+  f->col += i;
+  while (i < n) {
+    start = i;
+    while (i < n && is_wsp(s[i])) i++;
+    while (i < n && !is_wsp(s[i])) i++;
+    if (i > start && !is_wsp(s[i - 1])) {
+      fold_tok(f, s + start, i - start);
+    } else {                /* trailing whitespace: never alone on a line */
+      put(f->b, s + start, i - start);
+      f->col += i - start;
+    }
+  }
+}
+
+/* A display name: atoms, a quoted string, or encoded words. */
+static void fold_phrase(fold *f, const char *s, size_t n) {
+  int atoms = 1;
+  if (!plain_ok(s, n)) {
+    fold_encoded(f, s, n);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\t' || (c == ' ' && (i == 0 || i + 1 == n || s[i + 1] == ' '))) atoms = 0;
+    else if (c != ' ' && !is_atext(c)) atoms = 0;
+  }
+  if (atoms) {
+    size_t i = 0;
+    while (i < n) {
+      size_t st = i;
+      i++;                  /* includes the leading space of every atom but the first */
+      while (i < n && s[i] != ' ') i++;
+      if (st == 0) {
+        char tmp[MAX_PLAIN_WORD + 2];
+        tmp[0] = ' ';
+        memcpy(tmp + 1, s, i);
+        fold_tok(f, tmp, i + 1);
+      } else {
+        fold_tok(f, s + st, i - st);
+      }
+    }
+    return;
+  }
+  /* quoted string: escaped length must still fit on a line */
+  size_t esc = 0;
+  for (size_t i = 0; i < n; i++) esc += (s[i] == '"' || s[i] == '\\') ? 2 : 1;
+  if (esc > MAX_PLAIN_WORD) {
+    fold_encoded(f, s, n);
+    return;
+  }
+  char tmp[2 * MAX_PLAIN_WORD + 4];
+  size_t k = 0;
+  tmp[k++] = ' ';
+  tmp[k++] = '"';
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '"' || s[i] == '\\') tmp[k++] = '\\';
+    tmp[k++] = s[i];
+  }
+  tmp[k++] = '"';
+  fold_tok(f, tmp, k);
+}
+
+static void header_addrs(buf *b, const char *name, const alist *l) {
+  fold f;
+  char tmp[300];
+  fold_begin(&f, b, name);
+  for (size_t i = 0; i < l->n; i++) {
+    const mbox *a = &l->v[i];
+    if (a->name && *a->name) {
+      fold_phrase(&f, a->name, strlen(a->name));
+      snprintf(tmp, sizeof tmp, " <%s>", a->addr);
+    } else {
+      snprintf(tmp, sizeof tmp, " %s", a->addr);
+    }
+    fold_tok(&f, tmp, strlen(tmp));
+    if (i + 1 < l->n) fold_tok(&f, ",", 1);
+  }
+  fold_end(&f);
+}
+
+/* Normalises line endings to CRLF (lone CR and lone LF too) and makes sure a
+** non-empty body ends with CRLF; picks 7bit (ASCII, no NUL, lines <= 998) or
+** quoted-printable.  Appends the encoded body to out; returns the CTE name. */
+static const char *encode_body(buf *out, const char *s, size_t n) {
+  int sevenbit = 1;
+  size_t line = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\r' || c == '\n') {
+      if (c == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+      line = 0;
+      continue;
+    }
+    if (c == 0 || c >= 128 || ++line > 998) { sevenbit = 0; break; }
+  }
+  if (sevenbit) {
+    size_t st = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (s[i] == '\r' || s[i] == '\n') {
+        put(out, s + st, i - st);
+        put(out, "\r\n", 2);
+        if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+        st = i + 1;
+      }
+    }
+    if (st < n) { put(out, s + st, n - st); put(out, "\r\n", 2); }
+    return "7bit";
+  }
+  /* quoted-printable, lines of at most 76 characters */
+  static const char hex[] = "0123456789ABCDEF";
+  size_t col = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\r' || c == '\n') {
+      if (c == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+      put(out, "\r\n", 2);
+      col = 0;
+      continue;
+    }
+    char e[3];
+    size_t k;
+    int eol = i + 1 == n || s[i + 1] == '\r' || s[i + 1] == '\n';
+    if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol)) {
+      e[0] = (char)c;
+      k = 1;
+    } else {
+      e[0] = '='; e[1] = hex[c >> 4]; e[2] = hex[c & 15];
+      k = 3;
+    }
+    /* room for a soft break "=" unless this is the last character of the line */
+    if (col + k > (eol ? 76 : 75)) {
+      put(out, "=\r\n", 3);
+      col = 0;
+    }
+    put(out, e, k);
+    col += k;
+  }
+  if (n > 0 && s[n - 1] != '\r' && s[n - 1] != '\n') put(out, "\r\n", 2);
+  return "quoted-printable";
+}
+
+/* RFC 2231 attr-char. */
+static int is_attr_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c && strchr("!#$&+-.^_`|~", c));
+}
+
+/* Content-Type / Content-Disposition of an attachment part. */
+static void attach_headers(buf *b, const attach *a) {
+  const char *nm = a->name;
+  size_t n = strlen(nm);
+  int simple = n <= 60;
+  for (size_t i = 0; i < n && simple; i++) {
+    unsigned char c = (unsigned char)nm[i];
+    if (c < 32 || c >= 127 || c == '"' || c == '\\') simple = 0;
+  }
+  puts_(b, "Content-Type: ");
+  puts_(b, a->type);
+  if (simple) { puts_(b, ";\r\n name=\""); puts_(b, nm); puts_(b, "\""); }
+  puts_(b, "\r\nContent-Disposition: attachment;\r\n ");
+  if (simple) {
+    puts_(b, "filename=\""); puts_(b, nm); puts_(b, "\"");
+  } else {
+    static const char hex[] = "0123456789ABCDEF";
+    puts_(b, "filename*=UTF-8''");
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = (unsigned char)nm[i];
+      if (is_attr_char(c)) put(b, nm + i, 1);
+      else { char e[3] = { '%', hex[c >> 4], hex[c & 15] }; put(b, e, 3); }
+    }
+  }
+  puts_(b, "\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+}
+
+/* ------------------------------------------------------------ finishing */
+
+static void random_hex(char *out, size_t nbytes) {
+  unsigned char r[32];
+  static unsigned counter;
+  if (nbytes > sizeof r) nbytes = sizeof r;
+  if (getrandom(r, nbytes, 0) != (ssize_t)nbytes) {
+    /* no entropy source: unique enough for ids and boundaries */
+    unsigned long x = (unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16) ^ ++counter;
+    for (size_t i = 0; i < nbytes; i++) { x = x * 6364136223846793005UL + 1442695040888963407UL; r[i] = (unsigned char)(x >> 56); }
+  }
+  for (size_t i = 0; i < nbytes; i++) sprintf(out + 2 * i, "%02x", r[i]);
+}
+
+static piece *new_piece(mh_msg *m, long att) {
+  piece *v = realloc(m->pieces, (m->npieces + 1) * sizeof *v);
+  if (!v) return NULL;
+  m->pieces = v;
+  memset(&v[m->npieces], 0, sizeof *v);
+  v[m->npieces].att = att;
+  return &v[m->npieces++];
+}
+
+/* Adds addr to the envelope recipients unless already there. */
+static int add_rcpt(mh_msg *m, const char *a) {
+  for (size_t i = 0; i < m->nrcpt; i++)
+    if (!strcmp(m->rcpt[i], a)) return 0;
+  char **v = realloc(m->rcpt, (m->nrcpt + 1) * sizeof *v);
+  if (!v) return MH_ENOMEM;
+  m->rcpt = v;
+  if (!(v[m->nrcpt] = strdup(a))) return MH_ENOMEM;
+  m->nrcpt++;
+  return 0;
+}
+
+/* The text/html part (or the alternative of both) with its headers. */
+static void body_part(mh_msg *m, buf *b, const char *alt_boundary) {
+  int text = m->text != NULL, html = m->html != NULL;
+  if (text && html) {
+    puts_(b, "Content-Type: multipart/alternative;\r\n boundary=\"");
+    puts_(b, alt_boundary);
+    puts_(b, "\"\r\n\r\n");
+    for (int i = 0; i < 2; i++) {
+      buf enc = { 0 };
+      const char *cte = i == 0 ? encode_body(&enc, m->text, m->text_len)
+                               : encode_body(&enc, m->html, m->html_len);
+      puts_(b, "\r\n--"); puts_(b, alt_boundary);
+      puts_(b, i == 0 ? "\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                      : "\r\nContent-Type: text/html; charset=utf-8\r\n");
+      puts_(b, "Content-Transfer-Encoding: "); puts_(b, cte); puts_(b, "\r\n\r\n");
+      put(b, enc.p, enc.len);
+      if (enc.oom) b->oom = 1;
+      free(enc.p);
+    }
+    puts_(b, "\r\n--"); puts_(b, alt_boundary); puts_(b, "--\r\n");
+    return;
+  }
+  buf enc = { 0 };
+  const char *cte = html ? encode_body(&enc, m->html, m->html_len)
+                         : encode_body(&enc, text ? m->text : "", text ? m->text_len : 0);
+  puts_(b, html ? "Content-Type: text/html; charset=utf-8\r\n" : "Content-Type: text/plain; charset=utf-8\r\n");
+  puts_(b, "Content-Transfer-Encoding: "); puts_(b, cte); puts_(b, "\r\n\r\n");
+  put(b, enc.p, enc.len);
+  if (enc.oom) b->oom = 1;
+  free(enc.p);
+}
+
+static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+int mh_msg_finish(mh_msg *m, time_t now) {
+  struct tm tm;
+  char date[64], rnd[65], bound[2][80], tmp[64];
+  if (m->finished) return fail(m, MH_EINVAL, "message already finished");
+  if (m->from.n == 0) return fail(m, MH_EINVAL, "from: no From address");
+  if (m->to.n + m->cc.n + m->bcc.n == 0) return fail(m, MH_EINVAL, "to: no recipient (to, cc or bcc)");
+  for (size_t i = 0; i < m->to.n; i++) if (add_rcpt(m, m->to.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
+  for (size_t i = 0; i < m->cc.n; i++) if (add_rcpt(m, m->cc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
+  for (size_t i = 0; i < m->bcc.n; i++) if (add_rcpt(m, m->bcc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
+
+  localtime_r(&now, &tm);
+  long off = tm.tm_gmtoff / 60;
+  snprintf(date, sizeof date, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday],
+           tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+  const char *domain = strrchr(m->from.v[0].addr, '@') + 1;
+  random_hex(rnd, 12);
+  strftime(tmp, sizeof tmp, "%Y%m%d%H%M%S", gmtime_r(&now, &tm));
+  snprintf(m->id, sizeof m->id, "<%.14s.%.24s@%.253s>", tmp, rnd, domain);
+  for (int i = 0; i < 2; i++) {
+    random_hex(rnd, 12);
+    snprintf(bound[i], sizeof bound[i], "=_mh_%s_%d", rnd, i);
+  }
+
+  piece *p = new_piece(m, -1);
+  if (!p) return fail(m, MH_ENOMEM, "out of memory");
+  buf *b = &p->mem;
+  fold f;
+  fold_begin(&f, b, "Date"); fold_tok(&f, " ", 1); fold_tok(&f, date, strlen(date)); fold_end(&f);
+  header_addrs(b, "From", &m->from);
+  if (m->reply_to.n) header_addrs(b, "Reply-To", &m->reply_to);
+  if (m->to.n) header_addrs(b, "To", &m->to);
+  else if (!m->cc.n) puts_(b, "To: undisclosed-recipients:;\r\n");
+  if (m->cc.n) header_addrs(b, "Cc", &m->cc);
+  if (m->subject) {
+    fold_begin(&f, b, "Subject");
+    fold_unstructured(&f, m->subject, m->subject_len);
+    fold_end(&f);
+  }
+  puts_(b, "Message-ID: "); puts_(b, m->id); puts_(b, "\r\n");
+  for (size_t i = 0; i < m->nhdrs; i++) {
+    fold_begin(&f, b, m->hdrs[i].name);
+    fold_unstructured(&f, m->hdrs[i].value, m->hdrs[i].len);
+    fold_end(&f);
+  }
+  puts_(b, "MIME-Version: 1.0\r\n");
+  if (m->natt == 0) {
+    body_part(m, b, bound[1]);
+  } else {
+    puts_(b, "Content-Type: multipart/mixed;\r\n boundary=\"");
+    puts_(b, bound[0]);
+    puts_(b, "\"\r\n\r\nThis is a multi-part message in MIME format.\r\n\r\n--");
+    puts_(b, bound[0]);
+    puts_(b, "\r\n");
+    body_part(m, b, bound[1]);
+    for (size_t i = 0; i < m->natt; i++) {
+      puts_(b, "\r\n--"); puts_(b, bound[0]); puts_(b, "\r\n");
+      attach_headers(b, &m->att[i]);
+      if (b->oom) return fail(m, MH_ENOMEM, "out of memory");
+      if (!new_piece(m, (long)i) || !(p = new_piece(m, -1))) return fail(m, MH_ENOMEM, "out of memory");
+      b = &p->mem;
+    }
+    puts_(b, "\r\n--"); puts_(b, bound[0]); puts_(b, "--\r\n");
+  }
+  if (b->oom) return fail(m, MH_ENOMEM, "out of memory");
+  m->finished = 1;
+  return 0;
+}
+
+/* --------------------------------------------------------------- output */
+
+/* Where output goes: a descriptor (buffered, flushed at OUT_FLUSH) or memory. */
+typedef struct {
+  int fd;                   /* -1: keep everything in b */
+  buf b;
+  int err;                  /* first write error (negative errno); sticky */
+} out;
+
+static int flush(out *o) {
+  size_t done = 0;
+  while (!o->err && done < o->b.len) {
+    ssize_t n = write(o->fd, o->b.p + done, o->b.len - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      o->err = -errno;
+    } else {
+      done += (size_t)n;
+    }
+  }
+  o->b.len = 0;
+  return o->err;
+}
+
+static void out_put(out *o, const void *p, size_t n) {
+  if (o->err) return;
+  put(&o->b, p, n);
+  if (o->b.oom) { o->err = MH_ENOMEM; return; }
+  if (o->fd >= 0 && o->b.len >= OUT_FLUSH) flush(o);
+}
+
+/* Streams attachment a as base64 lines of 76 columns. */
+static int stream_attachment(mh_msg *m, out *o, const attach *a) {
+  static const size_t cap = CHUNK;
+  unsigned char *in = malloc(cap);
+  char *line = malloc((cap / B64_LINE) * 78 + 8);
+  int fd = open(a->path, O_RDONLY | O_CLOEXEC);
+  int rc = 0;
+  if (!in || !line) { rc = fail(m, MH_ENOMEM, "out of memory"); goto done; }
+  if (fd < 0) { rc = fail(m, -errno, "attachment %s: %s", a->path, strerror(errno)); goto done; }
+  for (;;) {
+    size_t have = 0;
+    while (have < cap) {             /* fill the chunk so lines stay aligned */
+      ssize_t n = read(fd, in + have, cap - have);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        rc = fail(m, -errno, "attachment %s: %s", a->path, strerror(errno));
+        goto done;
+      }
+      if (n == 0) break;
+      have += (size_t)n;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < have; i += B64_LINE) {
+      size_t take = have - i < B64_LINE ? have - i : B64_LINE;
+      k += b64_enc(in + i, take, line + k);
+      line[k++] = '\r';
+      line[k++] = '\n';
+    }
+    out_put(o, line, k);
+    if (o->err) { rc = o->err; goto done; }
+    if (have < cap) break;
+  }
+done:
+  if (fd >= 0) close(fd);
+  free(in);
+  free(line);
+  return rc;
+}
+
+static int emit(mh_msg *m, out *o) {
+  if (!m->finished) return fail(m, MH_EINVAL, "message not finished");
+  for (size_t i = 0; i < m->npieces; i++) {
+    const piece *p = &m->pieces[i];
+    if (p->att >= 0) {
+      int rc = stream_attachment(m, o, &m->att[p->att]);
+      if (rc < 0) return rc;
+    } else {
+      out_put(o, p->mem.p, p->mem.len);
+    }
+    if (o->err) return fail(m, o->err, "write: %s", mh_strerror(o->err));
+  }
+  return 0;
+}
+
+int mh_msg_write(mh_msg *m, int fd) {
+  out o = { .fd = fd };
+  int rc = emit(m, &o);
+  if (rc == 0 && flush(&o) < 0) rc = fail(m, o.err, "write: %s", mh_strerror(o.err));
+  free(o.b.p);
+  return rc;
+}
+
+int mh_msg_bytes(mh_msg *m, char **outp, size_t *len) {
+  out o = { .fd = -1 };
+  int rc = emit(m, &o);
+  if (rc < 0) { free(o.b.p); return rc; }
+  put(&o.b, "", 1);                     /* NUL-terminate for convenience */
+  if (o.b.oom) { free(o.b.p); return fail(m, MH_ENOMEM, "out of memory"); }
+  *outp = o.b.p;
+  *len = o.b.len - 1;
+  return 0;
+}
+
+const char *mh_msg_env_from(const mh_msg *m) { return m->from.n ? m->from.v[0].addr : NULL; }
+size_t mh_msg_rcpt_count(const mh_msg *m) { return m->nrcpt; }
+const char *mh_msg_rcpt(const mh_msg *m, size_t i) { return i < m->nrcpt ? m->rcpt[i] : NULL; }
+const char *mh_msg_id(const mh_msg *m) { return m->id; }

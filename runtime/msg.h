@@ -1,0 +1,122 @@
+/*
+** msg.h — the message builder: RFC 5322 / MIME messages for notifications,
+** built from fields a caller gives (possibly from templates and event data,
+** so nothing in them may add a header line) and streamed to a descriptor so
+** that attachments of any size never sit in memory.
+**
+** Use: mh_msg_new(); set/add fields (each checks its input at once and
+** returns 0 or a negative code, with mh_msg_error() naming what was wrong);
+** mh_msg_finish() fixes Date, Message-ID and the MIME boundary and renders
+** everything except attachment contents; then mh_msg_write() (any number of
+** times: the same bytes each time, attachment files permitting) or
+** mh_msg_bytes().
+**
+** The output holds: every line CRLF-terminated and at most 998 octets (header
+** lines are folded at 78 where possible); non-ASCII (or encoded-word-looking)
+** display names, subjects and header values as RFC 2047 encoded words
+** (UTF-8, B, each at most 75 characters); bodies in 7bit when they are ASCII
+** with short lines, else quoted-printable (never 8bit: the bytes are fixed
+** before the server, and whether it offers 8BITMIME, is known); attachments
+** in base64, 76 columns.  Bcc recipients are in the envelope, never in the
+** headers.
+*/
+#ifndef MH_MSG_H
+#define MH_MSG_H
+
+#include <stddef.h>
+#include <time.h>
+
+typedef struct mh_msg mh_msg;
+
+/* Which address header an address goes to. */
+typedef enum {
+  MH_MSG_FROM,       /* one address: header From and the envelope sender */
+  MH_MSG_TO,
+  MH_MSG_CC,
+  MH_MSG_BCC,        /* envelope only */
+  MH_MSG_REPLY_TO,
+} mh_msg_field;
+
+/* ------------------------------------------------------------ addresses */
+
+/* Checks a bare address (local@domain, RFC 5321 "Mailbox": dot-atom or quoted
+** local part, host name or [address literal] domain; ASCII only).  Returns 0, or
+** MH_EBADHDR for CR, LF or NUL and MH_EBADADDR for anything else, with *why (when
+** why is not NULL) set to a short static reason such as "no @". */
+int mh_msg_check_addr(const char *addr, size_t len, const char **why);
+
+/* 1 when addr (a C string) is a valid bare address. */
+int mh_msg_valid_addr(const char *addr);
+
+/* ------------------------------------------------------------- building */
+
+/* A new empty message; NULL when out of memory. */
+mh_msg *mh_msg_new(void);
+
+/* Frees m and everything it holds; NULL is fine. */
+void mh_msg_free(mh_msg *m);
+
+/* The detail of the last failure ("to: 'bob' is not a valid address: no @",
+** "attachment /x/y.pdf: No such file or directory"); "" when none. */
+const char *mh_msg_error(const mh_msg *m);
+
+/* Adds addresses to field (all of them, or none on error).  spec is one address or a comma-separated list, each
+** "a@b", "Name <a@b>" or "\"Name, Inc.\" <a@b>"; name, when not NULL, is the
+** display name for a spec that is a single bare address (then spec is not split).
+** Display names may be any UTF-8.  MH_EBADADDR / MH_EBADHDR naming the bad one;
+** MH_EINVAL for a second From. */
+int mh_msg_add_addr(mh_msg *m, mh_msg_field field, const char *spec, size_t len,
+                    const char *name);
+
+/* Subject (UTF-8, any length; CR, LF or NUL -> MH_EBADHDR). */
+int mh_msg_set_subject(mh_msg *m, const char *s, size_t len);
+
+/* An extra header, e.g. "X-Event", "Auto-Submitted".  The name must be printable
+** ASCII without ':' (at most 76 characters) and not one the builder writes itself
+** (From, To, Cc, Bcc, Reply-To, Subject, Date, Message-ID, MIME-Version,
+** Content-*): MH_EINVAL.  The value is unstructured text like the subject. */
+int mh_msg_add_header(mh_msg *m, const char *name, const char *value, size_t len);
+
+/* The plain-text and HTML bodies (UTF-8; any line endings, normalised to CRLF).
+** Either, both (multipart/alternative) or neither (an empty text part). */
+int mh_msg_set_text(mh_msg *m, const char *s, size_t len);
+int mh_msg_set_html(mh_msg *m, const char *s, size_t len);
+
+/* Attaches the file at path (read only when the message is written, in chunks).
+** type: "type/subtype[; params]" or NULL for one from the extension
+** (mh_msg_type_for); name: the file name shown to the reader or NULL for the
+** base name of path.  The file must exist and be a readable regular file now:
+** else the error names the path. */
+int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const char *name);
+
+/* The content type used for a file name's extension (case-insensitive):
+** wav, mp3, pdf, tif/tiff, png, jpg/jpeg, gif, txt, csv, htm/html, json, xml,
+** zip; else application/octet-stream. */
+const char *mh_msg_type_for(const char *filename);
+
+/* Fixes Date (now, local time zone), Message-ID (<time.random@from-domain>) and
+** the boundary, and renders the headers and bodies.  Needs a From and at least
+** one recipient (MH_EINVAL otherwise).  Called once; the setters fail after. */
+int mh_msg_finish(mh_msg *m, time_t now);
+
+/* ------------------------------------------------------------- output */
+
+/* Writes the whole message to fd (blocking writes; attachments read in 57 KiB
+** chunks, so memory stays flat whatever their size).  0, or a negative code:
+** -errno of a failed write (never retried; the caller discards the file), or of
+** an attachment that can no longer be read (mh_msg_error names it). */
+int mh_msg_write(mh_msg *m, int fd);
+
+/* The whole message in memory (*out malloc'ed, caller frees).  0 or negative. */
+int mh_msg_bytes(mh_msg *m, char **out, size_t *len);
+
+/* The envelope: sender and recipients (To, Cc, Bcc in that order, duplicates
+** removed, bare addresses).  Valid after mh_msg_finish. */
+const char *mh_msg_env_from(const mh_msg *m);
+size_t mh_msg_rcpt_count(const mh_msg *m);
+const char *mh_msg_rcpt(const mh_msg *m, size_t i);
+
+/* The Message-ID (with its angle brackets), after mh_msg_finish. */
+const char *mh_msg_id(const mh_msg *m);
+
+#endif

@@ -1,0 +1,1149 @@
+/*
+** spool.c — the durable pickup folder (see spool.h for the layout and the
+** promises).  The one rule every function here keeps: a file becomes visible
+** in pickup/ only by rename(2) of a complete, fsynced file, and a success is
+** reported only after the folder holding the new name was fsynced too.
+*/
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include "spool.h"
+#include "error.h"
+#include "log.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+#define HEAD_CAP (4u << 20)   /* a header block larger than this is unparsable */
+
+struct mh_spool {
+  char *dir;        /* the spool folder as given */
+  int dirfd;        /* DIR itself (seq, lock) */
+  int tmpfd;        /* DIR/tmp */
+  int pickupfd;     /* DIR/pickup */
+  int failedfd;     /* DIR/failed */
+  int corruptfd;    /* DIR/corrupt */
+  int lockfd;       /* DIR/lock while we hold the deliverer lock, else -1 */
+};
+
+static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
+
+/* ------------------------------------------------------------ helpers */
+
+/* Formats "what: why" into err (when err is given); returns code. */
+static int fail(char *err, int code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    size_t n;
+    va_start(ap, fmt);
+    vsnprintf(err, MH_SPOOL_ERRLEN, fmt, ap);
+    va_end(ap);
+    n = strlen(err);
+    if (code != MH_ECORRUPT)  /* the parser's messages say what was wrong */
+      snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code));
+  }
+  return code;
+}
+
+/* write(2) until done; -errno on the first error (never retried on fd). */
+static int write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int fsync_fd(int fd) {
+  return fsync(fd) < 0 ? -errno : 0;
+}
+
+/* rename without ever replacing an existing file (falls back to link+unlink
+** where renameat2 is missing). */
+static int rename_new(int fromfd, const char *from, int tofd, const char *to) {
+  if (renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return -errno;
+  if (linkat(fromfd, from, tofd, to, 0) < 0) return -errno;
+  unlinkat(fromfd, from, 0);
+  return 0;
+}
+
+static int64_t now_us(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+int mh_spool_is_id(const char *s) {
+  int i;
+  for (i = 0; i < 16; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+  return s[16] == '\0';
+}
+
+/* "ID.eml" for a canonical id, else the name itself (a drop-in's file name).
+** Returns MH_EINVAL for names that could leave the folder. */
+static int file_name(const char *id, char *out, size_t cap) {
+  if (!id[0] || id[0] == '.' || strchr(id, '/') || strlen(id) + 5 > cap) return MH_EINVAL;
+  if (mh_spool_is_id(id)) snprintf(out, cap, "%s.eml", id);
+  else snprintf(out, cap, "%s", id);
+  return 0;
+}
+
+static char *xstrndup(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (p) { memcpy(p, s, n); p[n] = '\0'; }
+  return p;
+}
+
+/* -------------------------------------------------------- open, close */
+
+static int open_sub(int dirfd, const char *name) {
+  if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST) return -errno;
+  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
+int mh_spool_open(const char *dir, mh_spool **out, char *err) {
+  static const char *subs[] = { "tmp", "pickup", "failed", "corrupt" };
+  mh_spool *sp = calloc(1, sizeof *sp);
+  int *fds[4], rc, i;
+  *out = NULL;
+  if (!sp || !(sp->dir = strdup(dir))) { free(sp); return fail(err, MH_ENOMEM, "spool %s", dir); }
+  sp->dirfd = sp->tmpfd = sp->pickupfd = sp->failedfd = sp->corruptfd = sp->lockfd = -1;
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    rc = fail(err, -errno, "spool %s", dir);
+    goto bad;
+  }
+  sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (sp->dirfd < 0) { rc = fail(err, -errno, "spool %s", dir); goto bad; }
+  fds[0] = &sp->tmpfd; fds[1] = &sp->pickupfd; fds[2] = &sp->failedfd; fds[3] = &sp->corruptfd;
+  for (i = 0; i < 4; i++) {
+    int fd = open_sub(sp->dirfd, subs[i]);
+    if (fd < 0) { rc = fail(err, fd, "spool %s/%s", dir, subs[i]); goto bad; }
+    *fds[i] = fd;
+  }
+  *out = sp;
+  return 0;
+bad:
+  mh_spool_close(sp);
+  return rc;
+}
+
+void mh_spool_close(mh_spool *sp) {
+  if (!sp) return;
+  if (sp->dirfd >= 0) close(sp->dirfd);
+  if (sp->tmpfd >= 0) close(sp->tmpfd);
+  if (sp->pickupfd >= 0) close(sp->pickupfd);
+  if (sp->failedfd >= 0) close(sp->failedfd);
+  if (sp->corruptfd >= 0) close(sp->corruptfd);
+  if (sp->lockfd >= 0) close(sp->lockfd);
+  free(sp->dir);
+  free(sp);
+}
+
+const char *mh_spool_dir(const mh_spool *sp) { return sp->dir; }
+
+/* ------------------------------------------------------------- lock */
+
+int mh_spool_lock(mh_spool *sp, long *holder) {
+  char buf[32];
+  int fd, n;
+  if (sp->lockfd >= 0) return 0;
+  fd = openat(sp->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int e = errno;
+    if (e == EWOULDBLOCK) {
+      ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
+      buf[r > 0 ? r : 0] = '\0';
+      if (holder) *holder = strtol(buf, NULL, 10);
+      close(fd);
+      return MH_ELOCKED;
+    }
+    close(fd);
+    return -e;
+  }
+  n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* informative only */ }
+  sp->lockfd = fd;
+  n = mh_spool_sweep(sp, 0);
+  if (n > 0) mh_info("spool %s: removed %d stale file(s) from tmp/", sp->dir, n);
+  return 0;
+}
+
+int mh_spool_sweep(mh_spool *sp, int min_age) {
+  int dfd = dup(sp->tmpfd), removed = 0;
+  DIR *d;
+  struct dirent *de;
+  time_t now = time(NULL);
+  if (dfd < 0) return -errno;
+  d = fdopendir(dfd);
+  if (!d) { close(dfd); return -errno; }
+  while ((de = readdir(d))) {
+    struct stat st;
+    int fd;
+    if (de->d_name[0] == '.') continue;
+    fd = openat(sp->tmpfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    /* a live writer holds a flock on its tmp file; a dead one's lock is gone */
+    if (fstat(fd, &st) == 0 && now - st.st_mtime >= min_age &&
+        flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      if (unlinkat(sp->tmpfd, de->d_name, 0) == 0) removed++;
+    }
+    close(fd);
+  }
+  closedir(d);
+  return removed;
+}
+
+/* -------------------------------------------------------------- ids */
+
+static int64_t parse_hex(const char *s, size_t n) {
+  int64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    int c = s[i], d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+/* Under flock on DIR/seq: new = max(floor, last + 1); store and return it. */
+static int seq_bump(mh_spool *sp, int64_t floor, int64_t *out) {
+  char buf[40];
+  int64_t last = 0, v;
+  ssize_t n;
+  int fd = openat(sp->dirfd, "seq", O_RDWR | O_CREAT | O_CLOEXEC, 0600), rc = 0;
+  if (fd < 0) return -errno;
+  while (flock(fd, LOCK_EX) < 0) {
+    if (errno != EINTR) { rc = -errno; goto out; }
+  }
+  n = pread(fd, buf, sizeof buf, 0);
+  if (n >= 16) last = parse_hex(buf, 16);
+  if (last < 0) last = 0;
+  v = floor > last ? floor : last + 1;
+  snprintf(buf, sizeof buf, "%016" PRIx64 "\n", (uint64_t)v);
+  /* no fsync: a process crash keeps the page cache, and after a power cut the
+     scanner raises seq above every id it finds (mh_spool_raise_seq); an id that
+     collides anyway cannot replace a file (rename_new) */
+  if (pwrite(fd, buf, 17, 0) != 17) rc = errno ? -errno : MH_EINVAL;
+  *out = v;
+out:
+  close(fd);
+  return rc;
+}
+
+int mh_spool_new_id(mh_spool *sp, char id[MH_SPOOL_IDLEN]) {
+  int64_t v;
+  int rc = seq_bump(sp, now_us(), &v);
+  if (rc < 0) return rc;
+  snprintf(id, MH_SPOOL_IDLEN, "%016" PRIx64, (uint64_t)v);
+  return 0;
+}
+
+int mh_spool_raise_seq(mh_spool *sp, const char *id) {
+  int64_t v, got;
+  if (!mh_spool_is_id(id)) return MH_EINVAL;
+  v = parse_hex(id, 16);
+  return seq_bump(sp, v, &got);
+}
+
+/* ------------------------------------------------------ header parsing */
+
+int mh_addr_check(const char *addr, int empty_ok) {
+  size_t n = strlen(addr);
+  const char *at;
+  if (n == 0) return empty_ok ? 0 : MH_EBADADDR;
+  if (n > 320) return MH_EBADADDR;
+  const char *p = addr;
+  if (*p == '"') {   /* quoted local part: anything printable but CR, LF, NUL */
+    for (p++; *p && *p != '"'; p++) {
+      if (*p == '\\' && p[1]) p++;
+      if ((unsigned char)*p < ' ' || *p == 127) return MH_EBADADDR;
+    }
+    if (*p != '"' || p[1] != '@') return MH_EBADADDR;
+    p++;
+  }
+  for (; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c <= ' ' || c == 127 || c == '<' || c == '>' || c == ',' || c == ';' ||
+        c == '(' || c == ')' || c == '\\' || c == '[' || c == ']')
+      return MH_EBADADDR;
+  }
+  at = strrchr(addr, '@');
+  if (addr[0] != '"' && strchr(addr, '"')) return MH_EBADADDR;
+  if (!at || at == addr || !at[1] || at[1] == '.' || addr[n - 1] == '.' || strchr(at, '"') ||
+      strstr(at, ".."))
+    return MH_EBADADDR;
+  return 0;
+}
+
+static int env_add(mh_env *env, const char *a, size_t n) {
+  char **nt;
+  for (size_t i = 0; i < env->nto && i < 1000; i++)  /* drop exact duplicates */
+    if (strlen(env->to[i]) == n && !memcmp(env->to[i], a, n)) return 0;
+  nt = realloc(env->to, (env->nto + 1) * sizeof *nt);
+  if (!nt) return MH_ENOMEM;
+  env->to = nt;
+  if (!(nt[env->nto] = xstrndup(a, n))) return MH_ENOMEM;
+  env->nto++;
+  return 0;
+}
+
+void mh_env_free(mh_env *env) {
+  if (!env) return;
+  for (size_t i = 0; i < env->nto; i++) free(env->to[i]);
+  free(env->to);
+  free(env->from);
+  memset(env, 0, sizeof *env);
+}
+
+/* Ends one mailbox of an address list: plain text or <angle> address. */
+static int finish_mailbox(mh_env *env, char *plain, size_t pn, char *angle, size_t an,
+                          int had_angle, char *err) {
+  char *a;
+  size_t n;
+  int rc;
+  if (had_angle) {
+    char *c = memchr(angle, ':', an);   /* obsolete source route @a,@b:addr */
+    a = angle; n = an;
+    if (c && angle[0] == '@') { n -= (size_t)(c + 1 - angle); a = c + 1; }
+  } else {
+    a = plain; n = pn;
+  }
+  while (n && isspace((unsigned char)a[0])) { a++; n--; }
+  while (n && isspace((unsigned char)a[n - 1])) n--;
+  if (n == 0) {
+    if (had_angle) return fail(err, MH_EBADADDR, "empty address <>");
+    return 0;  /* an empty list element */
+  }
+  a[n] = '\0';
+  if (mh_addr_check(a, 0)) return fail(err, MH_EBADADDR, "'%s'", a);
+  rc = env_add(env, a, n);
+  return rc ? fail(err, rc, "address list") : 0;
+}
+
+int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
+  char *plain = malloc(len + 1), *angle = malloc(len + 1);
+  size_t pn = 0, an = 0, i;
+  int depth = 0, quote = 0, in_angle = 0, had_angle = 0, rc = 0;
+  if (!plain || !angle) { rc = fail(err, MH_ENOMEM, "address list"); goto out; }
+  for (i = 0; i < len && rc == 0; i++) {
+    char c = val[i];
+    if (c == '\r' || c == '\n') continue;  /* folding */
+    if (depth) {
+      if (c == '\\' && i + 1 < len) i++;
+      else if (c == '(') depth++;
+      else if (c == ')') depth--;
+      continue;
+    }
+    if (quote) {
+      if (in_angle) angle[an++] = c; else plain[pn++] = c;
+      if (c == '\\' && i + 1 < len) {
+        i++;
+        if (in_angle) angle[an++] = val[i]; else plain[pn++] = val[i];
+      } else if (c == '"') {
+        quote = 0;
+      }
+      continue;
+    }
+    switch (c) {
+    case '(': depth = 1; break;
+    case '"': quote = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
+    case '<': in_angle = 1; had_angle = 1; an = 0; break;
+    case '>': in_angle = 0; break;
+    case ':':
+      if (in_angle) angle[an++] = c;
+      else pn = 0;  /* "group name:" */
+      break;
+    case ',': case ';':
+      if (in_angle) { angle[an++] = c; break; }
+      rc = finish_mailbox(env, plain, pn, angle, an, had_angle, err);
+      pn = an = 0; had_angle = 0;
+      break;
+    default:
+      if (in_angle) angle[an++] = c; else plain[pn++] = c;
+    }
+  }
+  if (rc == 0 && (depth || quote || in_angle))
+    rc = fail(err, MH_EBADADDR, "unbalanced address list '%.*s'", (int)(len > 80 ? 80 : len), val);
+  if (rc == 0) rc = finish_mailbox(env, plain, pn, angle, an, had_angle, err);
+out:
+  free(plain);
+  free(angle);
+  return rc;
+}
+
+/* The header line at p (up to the end of the header block he): its end
+** (continuations included) and the length of its name.  0, or MH_ECORRUPT. */
+static int hdr_line(const char *buf, size_t p, size_t he, size_t *end, size_t *name_len) {
+  size_t q = p, e;
+  while (q < he && buf[q] != ':' && buf[q] != '\n') {
+    unsigned char c = (unsigned char)buf[q];
+    if (c <= 32 || c >= 127) return MH_ECORRUPT;
+    q++;
+  }
+  if (q == p || q >= he || buf[q] != ':') return MH_ECORRUPT;
+  *name_len = q - p;
+  e = q;
+  for (;;) {
+    const char *nl = memchr(buf + e, '\n', he - e);
+    e = nl ? (size_t)(nl - buf) + 1 : he;
+    if (e < he && (buf[e] == ' ' || buf[e] == '\t')) continue;
+    break;
+  }
+  *end = e;
+  return 0;
+}
+
+/* Where the header block starting at `from` ends (the blank line's first byte),
+** and where the body starts.  0, 1 when not found in buf. */
+static int find_blank(const char *buf, size_t len, size_t from, size_t *he, size_t *body) {
+  size_t p = from;
+  while (p < len) {
+    if (buf[p] == '\n') { *he = p; *body = p + 1; return 0; }
+    if (buf[p] == '\r' && p + 1 < len && buf[p + 1] == '\n') { *he = p; *body = p + 2; return 0; }
+    const char *nl = memchr(buf + p, '\n', len - p);
+    if (!nl) return 1;
+    p = (size_t)(nl - buf) + 1;
+  }
+  return 1;
+}
+
+static int name_is(const char *buf, size_t p, size_t n, const char *name) {
+  return strlen(name) == n && strncasecmp(buf + p, name, n) == 0;
+}
+
+/* The value of the header line [p, end) with its name of n bytes: trimmed. */
+static void hdr_value(const char *buf, size_t p, size_t end, size_t n, size_t *vs, size_t *ve) {
+  size_t s = p + n + 1;
+  while (s < end && (buf[s] == ' ' || buf[s] == '\t')) s++;
+  while (end > s && (buf[end - 1] == '\n' || buf[end - 1] == '\r' || buf[end - 1] == ' ' ||
+                     buf[end - 1] == '\t'))
+    end--;
+  *vs = s;
+  *ve = end;
+}
+
+int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
+  size_t p = 0, he, body, end, n, vs, ve;
+  int rc, have_sender = 0, from_done = 0;
+  memset(env, 0, sizeof *env);
+  if (find_blank(buf, len, 0, &he, &body)) {
+    if (!eof) return len > HEAD_CAP ? fail(err, MH_ECORRUPT, "header block over 4 MB") : 1;
+    he = body = len;   /* a message without a body */
+  }
+  if (he == 0) return fail(err, MH_ECORRUPT, "no header lines");
+  /* canonical X-Sender / X-Receiver lines first */
+  while (p < he) {
+    if ((rc = hdr_line(buf, p, he, &end, &n))) break;
+    if (name_is(buf, p, n, "X-Sender") && !have_sender) {
+      hdr_value(buf, p, end, n, &vs, &ve);
+      if (ve > vs && buf[vs] == '<' && buf[ve - 1] == '>') { vs++; ve--; }
+      if (!(env->from = xstrndup(buf + vs, ve - vs))) goto nomem;
+      if (mh_addr_check(env->from, 1)) {
+        rc = fail(err, MH_ECORRUPT, "bad X-Sender '%s'", env->from);
+        goto bad;
+      }
+      have_sender = 1;
+    } else if (name_is(buf, p, n, "X-Receiver")) {
+      hdr_value(buf, p, end, n, &vs, &ve);
+      if (ve > vs && buf[vs] == '<' && buf[ve - 1] == '>') { vs++; ve--; }
+      char *a = xstrndup(buf + vs, ve - vs);
+      if (!a) goto nomem;
+      if (mh_addr_check(a, 0)) {
+        rc = fail(err, MH_ECORRUPT, "bad X-Receiver '%s'", a);
+        free(a);
+        goto bad;
+      }
+      rc = env_add(env, a, strlen(a));
+      free(a);
+      if (rc) goto nomem;
+    } else {
+      break;
+    }
+    p = end;
+  }
+  if (have_sender || env->nto) {
+    if (!env->nto) { rc = fail(err, MH_ECORRUPT, "X-Sender without X-Receiver"); goto bad; }
+    if (!env->from && !(env->from = strdup(""))) goto nomem;
+    env->canonical = 1;
+    env->offset = p;
+    if (p >= he) { rc = fail(err, MH_ECORRUPT, "no message after the X- lines"); goto bad; }
+    return 0;
+  }
+  /* else the envelope comes from From and To/Cc/Bcc; every line must be a header */
+  for (p = 0; p < he; p = end) {
+    if (hdr_line(buf, p, he, &end, &n)) {
+      const char *nl = memchr(buf + p, '\n', he - p);
+      size_t ln = 1;
+      for (size_t k = 0; k < p; k++) ln += buf[k] == '\n';
+      rc = fail(err, MH_ECORRUPT, "line %zu is not a header ('%.*s')", ln,
+                (int)((nl ? (size_t)(nl - buf) : he) - p > 60 ? 60 : (nl ? (size_t)(nl - buf) : he) - p),
+                buf + p);
+      goto bad;
+    }
+    hdr_value(buf, p, end, n, &vs, &ve);
+    if (name_is(buf, p, n, "From") && !from_done) {
+      mh_env tmp;
+      memset(&tmp, 0, sizeof tmp);
+      rc = mh_env_addrs(buf + vs, ve - vs, &tmp, err);
+      if (rc == 0 && tmp.nto) { env->from = tmp.to[0]; tmp.to[0] = strdup(""); }
+      mh_env_free(&tmp);
+      if (rc) { rc = rc == MH_ENOMEM ? rc : MH_ECORRUPT; goto bad_from; }
+      from_done = 1;
+    } else if (name_is(buf, p, n, "To") || name_is(buf, p, n, "Cc") || name_is(buf, p, n, "Bcc")) {
+      rc = mh_env_addrs(buf + vs, ve - vs, env, err);
+      if (rc) {
+        char why[MH_SPOOL_ERRLEN];
+        snprintf(why, sizeof why, "%s", err ? err : "");
+        rc = fail(err, MH_ECORRUPT, "%.*s header: %s", (int)n, buf + p, why);
+        goto bad;
+      }
+    }
+  }
+  if (!env->nto) { rc = fail(err, MH_ECORRUPT, "no recipients (no X-Receiver, To, Cc or Bcc)"); goto bad; }
+  if (!env->from && !(env->from = strdup(""))) goto nomem;
+  env->offset = 0;
+  return 0;
+bad_from:
+  if (err) {
+    char why[MH_SPOOL_ERRLEN];
+    snprintf(why, sizeof why, "%s", err);
+    fail(err, MH_ECORRUPT, "From header: %s", why);
+  }
+  goto bad;
+nomem:
+  rc = fail(err, MH_ENOMEM, "envelope");
+bad:
+  mh_env_free(env);
+  return rc;
+}
+
+/* Writes the header block buf[0..he) without its Bcc lines. */
+static int write_no_bcc(int fd, const char *buf, size_t he) {
+  size_t p = 0, end, n, run = 0;
+  int rc;
+  while (p < he) {
+    if (hdr_line(buf, p, he, &end, &n)) end = he, n = 0;
+    if (n && name_is(buf, p, n, "Bcc")) {
+      if ((rc = write_all(fd, buf + run, p - run))) return rc;
+      run = end;
+    }
+    p = end;
+  }
+  return write_all(fd, buf + run, he - run);
+}
+
+/* The X-Sender / X-Receiver lines for an envelope, in one write. */
+static int write_env(int fd, const char *from, const char *const *to, size_t nto) {
+  size_t cap = 32 + strlen(from), len = 0;
+  char *buf;
+  int rc;
+  for (size_t i = 0; i < nto; i++) cap += 16 + strlen(to[i]);
+  if (!(buf = malloc(cap))) return MH_ENOMEM;
+  len += (size_t)snprintf(buf, cap, "X-Sender: %s\r\n", from[0] ? from : "<>");
+  for (size_t i = 0; i < nto; i++)
+    len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s\r\n", to[i]);
+  rc = write_all(fd, buf, len);
+  free(buf);
+  return rc;
+}
+
+/* ----------------------------------------------------------- enqueue */
+
+typedef struct {
+  int fd;            /* the tmp file, -1 once closed */
+  int state;         /* 0 nothing, 1 in tmp/, 2 renamed into pickup/ */
+} slot;
+
+int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
+  slot *s;
+  size_t i;
+  int rc = 0;
+  char name[MH_SPOOL_IDLEN + 8];
+  if (n == 0 || n > MH_SPOOL_MAXBATCH) return fail(err, MH_EINVAL, "enqueue of %zu messages", n);
+  for (i = 0; i < n; i++) {
+    if (mh_addr_check(items[i].from ? items[i].from : "", 1))
+      return fail(err, MH_EBADADDR, "sender '%s'", items[i].from);
+    if (items[i].nto == 0) return fail(err, MH_EBADADDR, "no recipients");
+    for (size_t k = 0; k < items[i].nto; k++)
+      if (mh_addr_check(items[i].to[k], 0))
+        return fail(err, MH_EBADADDR, "recipient '%s'", items[i].to[k]);
+  }
+  s = calloc(n, sizeof *s);
+  if (!s) return fail(err, MH_ENOMEM, "enqueue");
+  for (i = 0; i < n; i++) s[i].fd = -1;
+  /* 1. every message into tmp/ID, each under a flock the sweeper respects */
+  for (i = 0; i < n; i++) {
+    mh_spool_item *it = &items[i];
+    if ((rc = mh_spool_new_id(sp, it->id))) { fail(err, rc, "spool %s: seq", sp->dir); goto undo; }
+    s[i].fd = openat(sp->tmpfd, it->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (s[i].fd < 0) { rc = fail(err, -errno, "spool %s: create tmp/%s", sp->dir, it->id); goto undo; }
+    s[i].state = 1;
+    flock(s[i].fd, LOCK_EX | LOCK_NB);
+    if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->to, it->nto)) ||
+        (rc = it->write(it->arg, s[i].fd))) {
+      fail(err, rc, "spool %s: write tmp/%s", sp->dir, it->id);
+      goto undo;
+    }
+  }
+  /* 2. start write-back of all, then wait for each (group commit) */
+  if (n > 1)
+    for (i = 0; i < n; i++) sync_file_range(s[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+  for (i = 0; i < n; i++) {
+    if ((rc = fsync_fd(s[i].fd))) { fail(err, rc, "spool %s: fsync tmp/%s", sp->dir, items[i].id); goto undo; }
+  }
+  /* 3. rename each into pickup/, never over an existing file */
+  for (i = 0; i < n; i++) {
+    snprintf(name, sizeof name, "%s.eml", items[i].id);
+    while ((rc = rename_new(sp->tmpfd, items[i].id, sp->pickupfd, name)) == -EEXIST) {
+      /* an id issued before a lost seq update: take a later one */
+      char old[MH_SPOOL_IDLEN];
+      memcpy(old, items[i].id, sizeof old);
+      if ((rc = mh_spool_new_id(sp, items[i].id)) ||
+          (renameat(sp->tmpfd, old, sp->tmpfd, items[i].id) < 0 && (rc = -errno))) {
+        memcpy(items[i].id, old, sizeof old);
+        break;
+      }
+      snprintf(name, sizeof name, "%s.eml", items[i].id);
+    }
+    if (rc) { fail(err, rc, "spool %s: rename tmp/%s into pickup/", sp->dir, items[i].id); goto undo; }
+    s[i].state = 2;
+  }
+  /* 4. one folder fsync makes every new name durable */
+  if ((rc = fsync_fd(sp->pickupfd))) { fail(err, rc, "spool %s: fsync pickup/", sp->dir); goto undo; }
+  for (i = 0; i < n; i++) close(s[i].fd);
+  free(s);
+  return 0;
+undo:
+  /* nothing is acknowledged: remove every file of the batch (never retry an fd) */
+  for (i = 0; i < n; i++) {
+    if (s[i].state == 1) unlinkat(sp->tmpfd, items[i].id, 0);
+    if (s[i].state == 2) {
+      snprintf(name, sizeof name, "%s.eml", items[i].id);
+      unlinkat(sp->pickupfd, name, 0);
+    }
+    if (s[i].fd >= 0) close(s[i].fd);
+    items[i].id[0] = '\0';
+  }
+  fsync(sp->pickupfd);
+  free(s);
+  return rc;
+}
+
+/* ----------------------------------------------------------- sidecar */
+
+static void state_free(mh_state *st) {
+  for (size_t i = 0; i < st->ndone; i++) free(st->done[i]);
+  free(st->done);
+  free(st->last_reply);
+  free(st->reason);
+  memset(st, 0, sizeof *st);
+}
+
+/* Reads DIRFD/ID.state into st (a missing file leaves st zeroed). */
+static int state_read(int dirfd, const char *id, mh_state *st) {
+  char name[300], *buf = NULL, *line, *save;
+  struct stat sb;
+  int fd, rc = 0;
+  memset(st, 0, sizeof *st);
+  snprintf(name, sizeof name, "%s.state", id);
+  fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : -errno;
+  if (fstat(fd, &sb) < 0) { rc = -errno; goto out; }
+  if (sb.st_size > (off_t)HEAD_CAP) { rc = MH_ECORRUPT; goto out; }
+  buf = malloc((size_t)sb.st_size + 1);
+  if (!buf) { rc = MH_ENOMEM; goto out; }
+  ssize_t got = pread(fd, buf, (size_t)sb.st_size, 0);
+  if (got < 0) { rc = -errno; goto out; }
+  buf[got] = '\0';
+  for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *v = strchr(line, ' ');
+    if (!v) continue;
+    *v++ = '\0';
+    if (!strcmp(line, "attempts")) st->attempts = atoi(v);
+    else if (!strcmp(line, "next_attempt")) st->next_attempt = strtoll(v, NULL, 10);
+    else if (!strcmp(line, "failed_at")) st->failed_at = strtoll(v, NULL, 10);
+    else if (!strcmp(line, "last_reply")) { free(st->last_reply); st->last_reply = strdup(v); }
+    else if (!strcmp(line, "reason")) { free(st->reason); st->reason = strdup(v); }
+    else if (!strcmp(line, "done")) {
+      char **nd = realloc(st->done, (st->ndone + 1) * sizeof *nd);
+      if (!nd) { rc = MH_ENOMEM; break; }
+      st->done = nd;
+      if ((nd[st->ndone] = strdup(v))) st->ndone++;
+    }
+  }
+out:
+  free(buf);
+  close(fd);
+  if (rc) state_free(st);
+  return rc;
+}
+
+/* Appends "key text" with CR/LF/NUL turned into spaces. */
+static void put_text(FILE *f, const char *key, const char *v) {
+  if (!v) return;
+  fprintf(f, "%s ", key);
+  for (; *v; v++) fputc(*v == '\r' || *v == '\n' ? ' ' : *v, f);
+  fputc('\n', f);
+}
+
+/* Writes st as DIRFD/ID.state atomically: tmp file, fsync, rename, fsync DIRFD. */
+static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *st) {
+  char tname[300], name[300];
+  char *mem = NULL;
+  size_t mlen = 0;
+  FILE *f = open_memstream(&mem, &mlen);
+  int fd, rc;
+  if (!f) return MH_ENOMEM;
+  fprintf(f, "attempts %d\nnext_attempt %" PRId64 "\n", st->attempts, st->next_attempt);
+  put_text(f, "last_reply", st->last_reply);
+  for (size_t i = 0; i < st->ndone; i++) put_text(f, "done", st->done[i]);
+  put_text(f, "reason", st->reason);
+  if (st->failed_at) fprintf(f, "failed_at %" PRId64 "\n", st->failed_at);
+  if (fclose(f) != 0) { free(mem); return MH_ENOMEM; }
+  snprintf(tname, sizeof tname, "%s.state.%ld.%u", id, (long)getpid(),
+           __atomic_add_fetch(&tmp_counter, 1, __ATOMIC_RELAXED));
+  snprintf(name, sizeof name, "%s.state", id);
+  fd = openat(sp->tmpfd, tname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) { free(mem); return -errno; }
+  flock(fd, LOCK_EX | LOCK_NB);
+  rc = write_all(fd, mem, mlen);
+  free(mem);
+  if (!rc) rc = fsync_fd(fd);
+  close(fd);
+  if (!rc && renameat(sp->tmpfd, tname, dirfd, name) < 0) rc = -errno;
+  if (rc) { unlinkat(sp->tmpfd, tname, 0); return rc; }
+  return fsync_fd(dirfd);
+}
+
+/* --------------------------------------------------------- load, list */
+
+/* Reads the head of the open file fd until mh_env_parse can decide. */
+static int read_env(int fd, mh_env *env, char *err) {
+  size_t cap = 8192, len = 0;
+  char *buf = malloc(cap);
+  int rc;
+  if (!buf) return fail(err, MH_ENOMEM, "read");
+  for (;;) {
+    ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
+    if (n < 0) { rc = fail(err, -errno, "read"); break; }
+    len += (size_t)n;
+    rc = mh_env_parse(buf, len, n == 0 || len < cap, env, err);
+    if (rc != 1) break;
+    if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
+    char *nb = realloc(buf, cap * 2);
+    if (!nb) { rc = fail(err, MH_ENOMEM, "read"); break; }
+    buf = nb;
+    cap *= 2;
+  }
+  free(buf);
+  return rc;
+}
+
+void mh_spool_entry_free(mh_spool_entry *e) {
+  mh_env_free(&e->env);
+  state_free(&e->state);
+}
+
+/* Fills e from the open file fd (named name in the folder dirfd). */
+static int fill_entry(mh_spool *sp, int dirfd, int fd, const char *name, mh_spool_entry *e,
+                      char *err) {
+  struct stat st;
+  size_t nl = strlen(name);
+  int rc;
+  memset(e, 0, sizeof *e);
+  e->failed = dirfd == sp->failedfd;
+  if (nl > 4 && !strcmp(name + nl - 4, ".eml") && nl == 20) snprintf(e->id, sizeof e->id, "%.16s", name);
+  else snprintf(e->id, sizeof e->id, "%s", name);
+  snprintf(e->path, sizeof e->path, "%s/%s/%s", sp->dir, e->failed ? "failed" : "pickup", name);
+  if (fstat(fd, &st) < 0) return fail(err, -errno, "%s", e->path);
+  e->size = st.st_size;
+  e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st.st_mtime;
+  if ((rc = read_env(fd, &e->env, err))) return rc;
+  if ((rc = state_read(dirfd, e->id, &e->state))) {
+    mh_env_free(&e->env);
+    return fail(err, rc, "%s.state", e->id);
+  }
+  return 0;
+}
+
+/* Moves DIRFD/NAME to corrupt/ under a free name; fsyncs both folders. */
+static void to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why) {
+  char dest[300];
+  snprintf(dest, sizeof dest, "%s", name);
+  for (int k = 1; rename_new(dirfd, name, sp->corruptfd, dest) == -EEXIST && k < 1000; k++)
+    snprintf(dest, sizeof dest, "%s.%d", name, k);
+  fsync(sp->corruptfd);
+  fsync(dirfd);
+  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, name, dest, why);
+}
+
+int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
+  char name[300];
+  int dirs[2] = { sp->pickupfd, sp->failedfd }, rc;
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  for (int i = 0; i < 2; i++) {
+    int fd = openat(dirs[i], name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;
+      return fail(err, -errno, "%s/%s", i ? "failed" : "pickup", name);
+    }
+    rc = fill_entry(sp, dirs[i], fd, name, e, err);
+    close(fd);
+    if (rc == MH_ECORRUPT && i == 0) to_corrupt(sp, dirs[i], name, err ? err : "unparsable");
+    return rc;
+  }
+  return fail(err, MH_ENOTFOUND, "message %s", id);
+}
+
+struct mh_spool_iter {
+  mh_spool *sp;
+  int which;     /* folders still to list: bit 1 pickup, bit 2 failed */
+  int dirfd;     /* the folder being listed */
+  DIR *d;
+};
+
+int mh_spool_iter_open(mh_spool *sp, int which, mh_spool_iter **out) {
+  mh_spool_iter *it = calloc(1, sizeof *it);
+  if (!it) return MH_ENOMEM;
+  it->sp = sp;
+  it->which = which == 1 ? 1 : which == 2 ? 2 : 3;
+  it->dirfd = -1;
+  *out = it;
+  return 0;
+}
+
+int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
+  for (;;) {
+    struct dirent *de;
+    if (!it->d) {
+      int src, dfd;
+      if (it->which & 1) { src = it->sp->pickupfd; it->which &= ~1; }
+      else if (it->which & 2) { src = it->sp->failedfd; it->which &= ~2; }
+      else return 0;
+      if ((dfd = dup(src)) < 0) return -errno;
+      lseek(dfd, 0, SEEK_SET);
+      if (!(it->d = fdopendir(dfd))) { close(dfd); return -errno; }
+      it->dirfd = src;
+    }
+    errno = 0;
+    if (!(de = readdir(it->d))) {
+      int e0 = errno;
+      closedir(it->d);
+      it->d = NULL;
+      if (e0) return -e0;
+      continue;
+    }
+    size_t nl = strlen(de->d_name);
+    if (de->d_name[0] == '.' || (nl > 6 && !strcmp(de->d_name + nl - 6, ".state"))) continue;
+    int fd = openat(it->dirfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;   /* delivered meanwhile */
+    char err[MH_SPOOL_ERRLEN];
+    int rc = fill_entry(it->sp, it->dirfd, fd, de->d_name, e, err);
+    close(fd);
+    if (rc == MH_ECORRUPT) {  /* listed, flagged: the deliverer moves it */
+      memset(&e->env, 0, sizeof e->env);
+      e->state.reason = strdup(err);
+      return 1;
+    }
+    if (rc < 0) continue;
+    return 1;
+  }
+}
+
+void mh_spool_iter_close(mh_spool_iter *it) {
+  if (!it) return;
+  if (it->d) closedir(it->d);
+  free(it);
+}
+
+/* ------------------------------------------------------------- scan */
+
+/* A drop-in NAME in pickup/: give it an id, the canonical form (X- lines, no
+** Bcc), and make it durable before the original goes.  ids gets the new id. */
+static int adopt(mh_spool *sp, const char *name, char *newid) {
+  char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8];
+  mh_env env;
+  size_t cap = 8192, len = 0, he, body;
+  char *buf = NULL;
+  int fd = openat(sp->pickupfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -1, rc;
+  struct stat st;
+  if (fd < 0) return -errno;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) { close(fd); return MH_EINVAL; }
+  buf = malloc(cap);
+  if (!buf) { close(fd); return MH_ENOMEM; }
+  for (;;) {  /* the whole header block into memory */
+    ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
+    if (n < 0) { rc = -errno; goto out; }
+    len += (size_t)n;
+    rc = mh_env_parse(buf, len, n == 0 || len < cap, &env, err);
+    if (rc != 1) break;
+    if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
+    char *nb = realloc(buf, cap * 2);
+    if (!nb) { rc = MH_ENOMEM; goto out; }
+    buf = nb;
+    cap *= 2;
+  }
+  if (rc == MH_ECORRUPT) { to_corrupt(sp, sp->pickupfd, name, err); rc = 1; goto out; }
+  if (rc) goto out;
+  if ((rc = mh_spool_new_id(sp, newid))) goto out_env;
+  snprintf(dest, sizeof dest, "%s.eml", newid);
+  if (env.canonical) {  /* already in our form: a rename is enough */
+    if ((rc = rename_new(sp->pickupfd, name, sp->pickupfd, dest)) == 0) rc = fsync_fd(sp->pickupfd);
+    goto out_env;
+  }
+  if (find_blank(buf, len, 0, &he, &body)) he = body = len;
+  out = openat(sp->tmpfd, newid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out < 0) { rc = -errno; goto out_env; }
+  flock(out, LOCK_EX | LOCK_NB);
+  if ((rc = write_env(out, env.from, (const char *const *)env.to, env.nto)) ||
+      (rc = write_no_bcc(out, buf, he)))
+    goto fail_tmp;
+  /* the rest of the file, streamed */
+  {
+    off_t pos = (off_t)he;
+    for (;;) {
+      ssize_t n = pread(fd, buf, cap, pos);
+      if (n < 0) { rc = -errno; goto fail_tmp; }
+      if (n == 0) break;
+      if ((rc = write_all(out, buf, (size_t)n))) goto fail_tmp;
+      pos += n;
+    }
+  }
+  if ((rc = fsync_fd(out)) || (rc = rename_new(sp->tmpfd, newid, sp->pickupfd, dest)) ||
+      (rc = fsync_fd(sp->pickupfd)))
+    goto fail_tmp;
+  close(out);
+  unlinkat(sp->pickupfd, name, 0);   /* the adopted copy is durable: the original goes */
+  rc = 0;
+  goto out_env;
+fail_tmp:
+  close(out);
+  unlinkat(sp->tmpfd, newid, 0);
+  unlinkat(sp->pickupfd, dest, 0);
+out_env:
+  mh_env_free(&env);
+out:
+  free(buf);
+  close(fd);
+  return rc;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+long mh_spool_scan(mh_spool *sp, char ***out, char *err) {
+  int dfd = dup(sp->pickupfd), rc = 0;
+  DIR *d;
+  struct dirent *de;
+  char **ids = NULL, **orphans = NULL;
+  size_t n = 0, cap = 0, no = 0, ocap = 0;
+  int adopted = 0;
+  *out = NULL;
+  if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
+  lseek(dfd, 0, SEEK_SET);
+  if (!(d = fdopendir(dfd))) { close(dfd); return fail(err, -errno, "spool %s: pickup/", sp->dir); }
+  while ((de = readdir(d))) {
+    const char *nm = de->d_name;
+    size_t nl = strlen(nm);
+    char id[MH_SPOOL_IDLEN];
+    if (nm[0] == '.') continue;
+    if (nl > 6 && !strcmp(nm + nl - 6, ".state")) {
+      if (sp->lockfd >= 0) {   /* remember: removed below if its .eml is gone */
+        if (no == ocap) {
+          char **t = realloc(orphans, (ocap = ocap ? ocap * 2 : 16) * sizeof *t);
+          if (!t) { rc = MH_ENOMEM; break; }
+          orphans = t;
+        }
+        if (!(orphans[no] = xstrndup(nm, nl - 6))) { rc = MH_ENOMEM; break; }
+        no++;
+      }
+      continue;
+    }
+    if (nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = '\0', mh_spool_is_id(id))) {
+      /* ours */
+    } else {
+      if (sp->lockfd < 0) continue;   /* only the lock holder adopts drop-ins */
+      int a = adopt(sp, nm, id);
+      if (a == 1) continue;           /* went to corrupt/ */
+      if (a < 0) { mh_warn("spool %s: cannot adopt pickup/%s: %s", sp->dir, nm, mh_strerror(a)); continue; }
+      adopted++;
+    }
+    if (n == cap) {
+      char **t = realloc(ids, (cap = cap ? cap * 2 : 64) * sizeof *t);
+      if (!t) { rc = MH_ENOMEM; break; }
+      ids = t;
+    }
+    if (!(ids[n] = strdup(id))) { rc = MH_ENOMEM; break; }
+    n++;
+  }
+  closedir(d);
+  if (rc == 0 && n) qsort(ids, n, sizeof *ids, cmp_str);
+  for (size_t i = 0; i < no; i++) {
+    if (rc == 0 && !bsearch(&orphans[i], ids, n, sizeof *ids, cmp_str)) {
+      char name[300];
+      struct stat st;
+      snprintf(name, sizeof name, "%s.eml", orphans[i]);
+      if (fstatat(sp->pickupfd, name, &st, 0) < 0 && errno == ENOENT) {
+        snprintf(name, sizeof name, "%s.state", orphans[i]);
+        unlinkat(sp->pickupfd, name, 0);
+      }
+    }
+    free(orphans[i]);
+  }
+  free(orphans);
+  if (rc) {
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    return fail(err, rc, "spool %s: scan", sp->dir);
+  }
+  if (adopted) fsync(sp->pickupfd);   /* the unlinks of adopted originals */
+  if (n) mh_spool_raise_seq(sp, ids[n - 1]);
+  *out = ids;
+  return (long)n;
+}
+
+/* ----------------------------------------------- delivered, defer, ... */
+
+int mh_spool_delivered(mh_spool *sp, const char *id, char *err) {
+  char name[300];
+  int rc;
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  if (unlinkat(sp->pickupfd, name, 0) < 0)
+    return fail(err, errno == ENOENT ? MH_ENOTFOUND : -errno, "spool %s: unlink pickup/%s", sp->dir, name);
+  snprintf(name, sizeof name, "%s.state", id);
+  unlinkat(sp->pickupfd, name, 0);
+  if ((rc = fsync_fd(sp->pickupfd))) return fail(err, rc, "spool %s: fsync pickup/", sp->dir);
+  return 0;
+}
+
+static int exists_in(int dirfd, const char *id) {
+  char name[300];
+  struct stat st;
+  if (file_name(id, name, sizeof name)) return 0;
+  return fstatat(dirfd, name, &st, 0) == 0;
+}
+
+int mh_spool_defer(mh_spool *sp, const char *id, int64_t next_attempt, const char *reply,
+                   const char *const *done, size_t ndone, char *err) {
+  mh_state st;
+  int rc;
+  if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
+  if ((rc = state_read(sp->pickupfd, id, &st))) return fail(err, rc, "%s.state", id);
+  st.attempts++;
+  st.next_attempt = next_attempt;
+  if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
+  for (size_t i = 0; i < ndone; i++) {
+    size_t k;
+    for (k = 0; k < st.ndone && strcmp(st.done[k], done[i]); k++) {}
+    if (k < st.ndone) continue;
+    char **nd = realloc(st.done, (st.ndone + 1) * sizeof *nd);
+    if (!nd) { state_free(&st); return fail(err, MH_ENOMEM, "defer"); }
+    st.done = nd;
+    if ((nd[st.ndone] = strdup(done[i]))) st.ndone++;
+  }
+  rc = state_write(sp, sp->pickupfd, id, &st);
+  state_free(&st);
+  return rc ? fail(err, rc, "spool %s: write pickup/%s.state", sp->dir, id) : 0;
+}
+
+int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *reply, char *err) {
+  char name[300];
+  mh_state st;
+  int rc;
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
+  if ((rc = state_read(sp->pickupfd, id, &st))) return fail(err, rc, "%s.state", id);
+  free(st.reason);
+  st.reason = strdup(reason ? reason : "failed");
+  if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
+  st.failed_at = (int64_t)time(NULL);
+  /* sidecar first (an orphan in failed/ is harmless), then the message */
+  rc = state_write(sp, sp->failedfd, id, &st);
+  state_free(&st);
+  if (rc) return fail(err, rc, "spool %s: write failed/%s.state", sp->dir, id);
+  if (renameat(sp->pickupfd, name, sp->failedfd, name) < 0)
+    return fail(err, -errno, "spool %s: move %s to failed/", sp->dir, name);
+  if ((rc = fsync_fd(sp->failedfd)) || (rc = fsync_fd(sp->pickupfd)))
+    return fail(err, rc, "spool %s: fsync", sp->dir);
+  snprintf(name, sizeof name, "%s.state", id);
+  unlinkat(sp->pickupfd, name, 0);
+  return 0;
+}
+
+int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
+  char name[300];
+  mh_state st;
+  int rc, from_failed;
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  from_failed = exists_in(sp->failedfd, id);
+  if (!from_failed && !exists_in(sp->pickupfd, id))
+    return fail(err, MH_ENOTFOUND, "message %s", id);
+  if ((rc = state_read(from_failed ? sp->failedfd : sp->pickupfd, id, &st)))
+    return fail(err, rc, "%s.state", id);
+  st.next_attempt = 0;
+  free(st.reason); st.reason = NULL;
+  st.failed_at = 0;
+  rc = state_write(sp, sp->pickupfd, id, &st);
+  state_free(&st);
+  if (rc) return fail(err, rc, "spool %s: write pickup/%s.state", sp->dir, id);
+  if (!from_failed) return 0;
+  if ((rc = rename_new(sp->failedfd, name, sp->pickupfd, name)))
+    return fail(err, rc, "spool %s: move %s back to pickup/", sp->dir, name);
+  if ((rc = fsync_fd(sp->pickupfd)) || (rc = fsync_fd(sp->failedfd)))
+    return fail(err, rc, "spool %s: fsync", sp->dir);
+  snprintf(name, sizeof name, "%s.state", id);
+  unlinkat(sp->failedfd, name, 0);
+  return 0;
+}
+
+int mh_spool_remove(mh_spool *sp, const char *id, char *err) {
+  char name[300];
+  int dirs[2] = { sp->pickupfd, sp->failedfd };
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  for (int i = 0; i < 2; i++) {
+    if (unlinkat(dirs[i], name, 0) < 0) {
+      if (errno == ENOENT) continue;
+      return fail(err, -errno, "spool %s: unlink %s", sp->dir, name);
+    }
+    snprintf(name, sizeof name, "%s.state", id);
+    unlinkat(dirs[i], name, 0);
+    fsync(dirs[i]);
+    return 0;
+  }
+  return fail(err, MH_ENOTFOUND, "message %s", id);
+}
+
+int mh__spool_write_all(int fd, const void *buf, size_t len) { return write_all(fd, buf, len); }
+
+int mh__spool_write_no_bcc(int fd, const char *buf, size_t len) {
+  size_t he, body;
+  int rc;
+  if (find_blank(buf, len, 0, &he, &body)) he = len;
+  if ((rc = write_no_bcc(fd, buf, he))) return rc;
+  return write_all(fd, buf + he, len - he);
+}

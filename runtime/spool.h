@@ -1,0 +1,170 @@
+/*
+** spool.h — the durable pickup folder: every message mailhook has
+** acknowledged lives here as one file until a server said 250 to its final dot.
+**
+**   DIR/tmp/      files being written (never read by the sender; swept at start)
+**   DIR/pickup/   ready messages ID.eml (+ ID.state sidecar once tried)
+**   DIR/failed/   dead letters ID.eml + ID.state (reason, time, reply)
+**   DIR/corrupt/  unparsable files, kept for a human
+**   DIR/seq       the id clock (see mh_spool_new_id)
+**   DIR/lock      flock(2)ed by the one deliverer of this spool
+**
+** A spool file starts with "X-Sender: FROM" and one "X-Receiver: RCPT" line per
+** recipient; the message as it is sent follows (entry offset).  Every function
+** here does blocking disk I/O: bindings call them on the thread pool.  An
+** mh_spool is safe to use from several threads at once (its fields are
+** read-only after open; every cross-process exclusion is a flock).
+*/
+#ifndef MH_SPOOL_H
+#define MH_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MH_SPOOL_IDLEN 17     /* 16 hex digits + NUL */
+#define MH_SPOOL_ERRLEN 256   /* room for a "what failed: why" message */
+#define MH_SPOOL_MAXBATCH 1024
+
+typedef struct mh_spool mh_spool;
+
+/* An envelope, as parsed from a spool file or given by a caller. */
+typedef struct mh_env {
+  char *from;          /* envelope sender; "" is the null sender <> */
+  char **to;           /* recipients, bare addresses */
+  size_t nto;
+  size_t offset;       /* first byte of the message proper (after the X- lines) */
+  int canonical;       /* 1 when the envelope came from X-Sender/X-Receiver lines */
+} mh_env;
+
+/* Per-message delivery state: the sidecar ID.state (a missing file = all zero). */
+typedef struct mh_state {
+  int attempts;        /* delivery attempts so far */
+  int64_t next_attempt;/* unix seconds; 0 = as soon as possible */
+  char *last_reply;    /* the server's last reply ("451 4.7.0 try later"), or NULL */
+  char **done;         /* recipients already accepted: never sent to again */
+  size_t ndone;
+  char *reason;        /* failed/: why it failed, or NULL */
+  int64_t failed_at;   /* failed/: when (unix seconds) */
+} mh_state;
+
+/* What load/list return about one message. */
+typedef struct mh_spool_entry {
+  char id[256];        /* the id (or the file name of a not yet adopted drop-in) */
+  int failed;          /* 1 when it sits in failed/ */
+  char path[4096];     /* the .eml file */
+  int64_t size;        /* bytes of the file, X- lines included */
+  int64_t queued_at;   /* unix seconds, from the id's clock (mtime for a drop-in) */
+  mh_env env;          /* the whole envelope (pending = env.to minus state.done) */
+  mh_state state;
+} mh_spool_entry;
+
+/* How a message body gets into its file: write everything to fd, return 0 or a
+** negative code.  Called on the thread that runs mh_spool_enqueue. */
+typedef int (*mh_spool_writer)(void *arg, int fd);
+
+/* One message to enqueue. */
+typedef struct mh_spool_item {
+  const char *from;             /* envelope sender ("" = null sender) */
+  const char *const *to;        /* recipients; at least one */
+  size_t nto;
+  mh_spool_writer write;        /* produces the message bytes */
+  void *arg;                    /* its argument */
+  char id[MH_SPOOL_IDLEN];      /* out: the id, valid once enqueue returned 0 */
+} mh_spool_item;
+
+/* Opens (creating what is missing, mode 0700) the spool in dir.  0 or -errno;
+** err (MH_SPOOL_ERRLEN, may be NULL) says which path failed. */
+int mh_spool_open(const char *dir, mh_spool **out, char *err);
+void mh_spool_close(mh_spool *sp);
+const char *mh_spool_dir(const mh_spool *sp);
+
+/* Takes the deliverer lock (non-blocking) and then sweeps stale tmp/ files.
+** 0; MH_ELOCKED with *holder = the holder's pid; -errno.  The lock lasts until
+** mh_spool_close.  Enqueuing never takes this lock. */
+int mh_spool_lock(mh_spool *sp, long *holder);
+
+/* Removes tmp/ files no live writer holds (a writer flocks its tmp file) and
+** older than min_age seconds.  Returns how many were removed, or -errno. */
+int mh_spool_sweep(mh_spool *sp, int min_age);
+
+/* The next id: 16 hex digits of max(now in microseconds, last id + 1), kept in
+** DIR/seq under flock, so ids sort in enqueue order across processes, restarts
+** and backward clock steps.  0 or -errno. */
+int mh_spool_new_id(mh_spool *sp, char id[MH_SPOOL_IDLEN]);
+
+/* Makes the seq clock at least id (the scanner calls it with the highest id it
+** saw, so a seq update lost in a power cut cannot make ids go backwards). */
+int mh_spool_raise_seq(mh_spool *sp, const char *id);
+
+/* Enqueues n items (1..MH_SPOOL_MAXBATCH) all or nothing: tmp/ID written with
+** O_EXCL 0600, fsynced, renamed into pickup/ (never over an existing file), and
+** pickup/ fsynced once for the batch.  0 once every item is durable (ids set);
+** otherwise a negative code, err says what failed, and no item was acknowledged
+** (every tmp/ file and every file already renamed is removed again). */
+int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
+
+/* Ready ids of pickup/, oldest first (caller frees each and the array).  As
+** the lock holder does it: drop-ins (any other file name) are adopted into the
+** canonical form under a fresh id, unparsable ones moved to corrupt/, orphan
+** sidecars removed.  Returns the count or a negative code. */
+long mh_spool_scan(mh_spool *sp, char ***ids, char *err);
+
+/* Loads one message (pickup/ first, then failed/).  0, MH_ENOTFOUND, or
+** MH_ECORRUPT (a pickup/ file that cannot be parsed is moved to corrupt/). */
+int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err);
+void mh_spool_entry_free(mh_spool_entry *e);
+
+/* After the server's 250 to the final dot: unlink ID.eml and ID.state, fsync. */
+int mh_spool_delivered(mh_spool *sp, const char *id, char *err);
+
+/* Records a failed attempt: attempts + 1, next_attempt, last_reply, and the
+** recipients newly accepted (added to done); written atomically and fsynced. */
+int mh_spool_defer(mh_spool *sp, const char *id, int64_t next_attempt,
+                   const char *reply, const char *const *done, size_t ndone, char *err);
+
+/* Moves the message to failed/ with its sidecar (reason, time, reply). */
+int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *reply,
+                  char *err);
+
+/* failed/ID back to pickup/ (or a deferred pickup/ID made due now); attempts
+** and accepted recipients are kept. */
+int mh_spool_retry(mh_spool *sp, const char *id, char *err);
+
+/* Deletes a message (pickup/ or failed/) and its sidecar. */
+int mh_spool_remove(mh_spool *sp, const char *id, char *err);
+
+/* Streaming listing: directory order, one readdir batch at a time, so memory
+** stays flat whatever the size of the queue. */
+typedef struct mh_spool_iter mh_spool_iter;
+/* which: 0 pickup then failed, 1 pickup only, 2 failed only */
+int mh_spool_iter_open(mh_spool *sp, int which, mh_spool_iter **it);
+/* 1 with *e filled (free with mh_spool_entry_free), 0 at the end, <0 error. */
+int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e);
+void mh_spool_iter_close(mh_spool_iter *it);
+
+/* Envelope parsing (exposed for tests, sendmail and the fuzzer).
+** Parses the head of a message in buf[0..len): the X-Sender/X-Receiver lines
+** when present, else From (sender) and To/Cc/Bcc (recipients).  eof says buf
+** holds the whole file.  0 and env filled; 1 = need more bytes (header block
+** not complete and !eof); MH_ECORRUPT when unparsable (err says why). */
+int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err);
+void mh_env_free(mh_env *env);
+
+/* Appends the addr-specs of an RFC 5322 address list (display names, comments,
+** groups) to env->to.  0, MH_EBADADDR (err names it) or MH_ENOMEM. */
+int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err);
+
+/* 0 when addr is a usable bare address (local@domain, no space, control
+** character, <, > or comma; <= 320 bytes); "" is allowed when empty_ok. */
+int mh_addr_check(const char *addr, int empty_ok);
+
+/* For the binding: writes buf[0..len) to fd, with the Bcc lines of its header
+** block (up to the first blank line) left out; and a plain write loop.  0 or
+** -errno (never retried on fd). */
+int mh__spool_write_no_bcc(int fd, const char *buf, size_t len);
+int mh__spool_write_all(int fd, const void *buf, size_t len);
+
+/* True for a canonical id (16 lowercase hex digits). */
+int mh_spool_is_id(const char *s);
+
+#endif

@@ -1,0 +1,140 @@
+# mailhook settings / mailhook update: the CLI, the file on disk, masking, exit codes.
+. "$ROOT/tests/lib/tap.sh"
+C="$T/mailhook.conf"
+SECRET='hunter2-TOPSECRET'
+
+out=$("$MAILHOOK" -c "$C" settings); rc=$?
+is "$rc" 0 "settings without a file exits 0"
+like "$out" "^# $C" "names the file in use"
+like "$out" "enabled = false" "shows the defaults"
+ok "$([ ! -e "$C" ]; echo $?)" "settings does not create the file"
+
+out=$("$MAILHOOK" -c "$C" update enabled=true server=mx1.example.com,mx2.example.com port=587 \
+       from=alerts@example.com auth=true username=bob "password=$SECRET" retry_max=1h 2>&1); rc=$?
+is "$rc" 0 "update exits 0"
+like "$out" "password = \*{8}" "update prints the settings with the password masked"
+unlike "$out" "$SECRET" "update output never shows the password"
+is "$(stat -c %a "$C")" 600 "the file is mode 0600"
+is "$(grep -c . "$C")" 8 "one line per key set"
+grep -qx "server = mx1.example.com, mx2.example.com" "$C"; ok $? "server list written"
+grep -qx "password = $SECRET" "$C"; ok $? "password stored in the (0600) file"
+grep -qx "retry_max = 1h" "$C"; ok $? "duration kept as written"
+
+out=$("$MAILHOOK" -c "$C" settings 2>&1); rc=$?
+is "$rc" 0 "settings exits 0"
+like "$out" "server = mx1.example.com, mx2.example.com" "shows the server list"
+like "$out" "tls_required = true" "tls_required follows auth"
+like "$out" "password = \*{8}" "password masked"
+unlike "$out" "$SECRET" "settings never shows the password"
+
+out=$(MAILHOOK_CONF="$C" "$MAILHOOK" -e '
+  local mh = require "mailhook"
+  local g = mh.settings.get()
+  local parts = {}
+  for k, v in pairs(g) do parts[#parts + 1] = k .. "=" .. tostring(v) end
+  for k, v in pairs(mh.settings.load()) do parts[#parts + 1] = k .. "=" .. tostring(v) end
+  print(table.concat(parts, " "))' 2>&1)
+like "$out" "password=\*{8}" "mh.settings.get() masks the password"
+unlike "$out" "$SECRET" "neither get() nor load() holds the password"
+
+# the REPL: results are pretty-printed, so whatever it can reach must not hold the password
+if "$MAILHOOK" help | grep -q "^  repl"; then
+  out=$(printf 'mh.settings.get()\nmh.settings.load()\nmh.settings.update{port = 587}\nmh.settings\n' |
+        MAILHOOK_CONF="$C" MAILHOOK_HISTORY="$T/hist" timeout 20 "$MAILHOOK" repl 2>&1)
+  like "$out" 'password = "\*{8}"' "REPL: get() shows the password masked"
+  unlike "$out" "$SECRET" "REPL: the password never appears"
+fi
+
+# invalid updates: exit 2, the key named, the file byte-identical
+cp "$C" "$T/before"
+for bad in port=0 port=abc from=no-at-sign tls=sometimes tls_min_version=1.4 auth_mechanism=cram-md5 \
+           enabled=maybe colour=blue server=bad_host! retry_max=-5 connections=1000 "tls_fingerprint=zz"; do
+  out=$("$MAILHOOK" -c "$C" update port=2525 "$bad" 2>&1); rc=$?
+  key=${bad%%=*}
+  is "$rc" 2 "update $bad exits 2"
+  like "$out" "$key" "update $bad names $key"
+  cmp -s "$C" "$T/before"; ok $? "update $bad leaves the file byte-identical"
+done
+out=$("$MAILHOOK" -c "$C" update username= 2>&1); rc=$?
+is "$rc" 2 "unsetting username while auth is on exits 2"
+like "$out" "username" "and names username"
+cmp -s "$C" "$T/before"; ok $? "file byte-identical"
+out=$("$MAILHOOK" -c "$C" update tls=none 2>&1); rc=$?
+is "$rc" 2 "tls=none while TLS is required exits 2"
+like "$out" "tls_required=false" "and says how to allow it"
+out=$("$MAILHOOK" -c "$C" update notakeyvalue 2>&1); rc=$?
+is "$rc" 2 "an argument without = exits 2"
+out=$("$MAILHOOK" -c "$C" update 2>&1); rc=$?
+is "$rc" 2 "no argument exits 2 with usage"
+like "$out" "usage: mailhook update KEY=VALUE" "usage shown"
+ls -a "$T" | grep -q '^\.mailhook\.conf\.'; ok $((! $?)) "no temporary file left behind"
+
+# password from stdin keeps it out of argv
+out=$(printf 'from-stdin-PW\n' | "$MAILHOOK" -c "$C" update password=- 2>&1); rc=$?
+is "$rc" 0 "password=- reads stdin"
+grep -qx "password = from-stdin-PW" "$C"; ok $? "and stores it"
+unlike "$out" "from-stdin-PW" "without printing it"
+
+# a malformed file names FILE:LINE
+printf '# ok\nport = 25\nport 26\n' > "$T/bad.conf"
+out=$("$MAILHOOK" -c "$T/bad.conf" settings 2>&1); rc=$?
+is "$rc" 1 "settings on a malformed file exits 1"
+like "$out" "$T/bad.conf:3: expected 'key = value'" "names FILE:LINE"
+cp "$T/bad.conf" "$T/bad.before"
+out=$("$MAILHOOK" -c "$T/bad.conf" update port=26 2>&1); rc=$?
+is "$rc" 2 "update on a malformed file exits 2"
+like "$out" "bad.conf:3:" "names FILE:LINE"
+cmp -s "$T/bad.conf" "$T/bad.before"; ok $? "and writes nothing"
+printf 'port = 25\nfrom = x@y.example\nport = 99999\n' > "$T/bad2.conf"
+out=$("$MAILHOOK" -c "$T/bad2.conf" settings 2>&1)
+like "$out" "bad2.conf:3: 'port' set twice" "duplicate key names its line"
+
+# unreadable file
+if [ "$(id -u)" != 0 ]; then
+  printf 'port = 25\n' > "$T/noread.conf"; chmod 000 "$T/noread.conf"
+  out=$("$MAILHOOK" -c "$T/noread.conf" settings 2>&1); rc=$?
+  is "$rc" 1 "an unreadable file exits 1"
+  like "$out" "noread.conf: cannot read" "naming the file"
+fi
+
+# a hand-made file that others can read, holding a password: a warning (never the password)
+printf 'password = %s\n' "$SECRET" > "$T/open.conf"; chmod 644 "$T/open.conf"
+err=$("$MAILHOOK" -c "$T/open.conf" settings 2>&1 >/dev/null)
+like "$err" "open.conf holds a password and is readable by other users" "warns about a 0644 file with a password"
+unlike "$err" "$SECRET" "without showing it"
+chmod 600 "$T/open.conf"
+is "$("$MAILHOOK" -c "$T/open.conf" settings 2>&1 >/dev/null)" "" "no warning at 0600"
+
+# the update leaves a readable-by-owner-only file even under a permissive umask
+rm -f "$C"
+(umask 000; "$MAILHOOK" -c "$C" update port=2525 >/dev/null)
+is "$(stat -c %a "$C")" 600 "mode 0600 under umask 000"
+
+# an fsync or rename failure: the update fails, the file is untouched, no temporary file is left
+if command -v strace >/dev/null; then
+  printf 'port = 25\n' > "$T/io.conf"; cp "$T/io.conf" "$T/io.before"
+  for fault in fsync:error=EIO rename:error=EXDEV; do
+    out=$(strace -f -o /dev/null -e trace="${fault%%:*}" -e inject="$fault" \
+            "$MAILHOOK" -c "$T/io.conf" update port=26 2>&1); rc=$?
+    is "$rc" 1 "injected ${fault}: update exits 1 (an I/O error, not an invalid value)"
+    like "$out" "io.conf: (Input/output error|Invalid cross-device link)" "injected ${fault}: error names the file"
+    cmp -s "$T/io.conf" "$T/io.before"; ok $? "injected ${fault}: file unchanged"
+    is "$(ls -a "$T" | grep -c '^\.io\.conf\.')" 0 "injected ${fault}: no temporary file left"
+  done
+fi
+
+# concurrent updates of different keys: every one of them lands (updates are serialised)
+rm -f "$C"
+pids=()
+for kv in retry_interval=31 retry_max=2h max_queue_age=4d connect_timeout=11 command_timeout=12 \
+          data_timeout=13 session_deadline=14 connections=3 helo_name=box.example.com rules=/srv/rules; do
+  "$MAILHOOK" -c "$C" update "$kv" >/dev/null 2>&1 & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+is "$(grep -c ' = ' "$C")" 10 "10 concurrent updates: all 10 keys saved"
+
+# the password never reaches a log (debug logging on)
+out=$("$MAILHOOK" -v -c "$C" update "password=$SECRET" 2>&1 >/dev/null)
+unlike "$out" "$SECRET" "no log line shows the password"
+
+done_testing

@@ -1,0 +1,157 @@
+# tests/lib/peers.sh — start the real SMTP peers an integration test talks to (sourced
+# after tests/lib/tap.sh).  Every peer listens on 127.0.0.1 on a free high port, writes
+# under $T, and is killed at exit (on_exit); nothing touches the machine's own MTA.
+#
+#   start_smtpd VAR [smtpd.py options]   aiosmtpd (tests/peers/smtpd.py); VAR=port,
+#                                        VAR_PID, VAR_OUT (its stdout), VAR_ERR
+#   start_sink VAR [smtp-sink options]   Postfix's smtp-sink; VAR=port, VAR_PID
+#   start_fault VAR SCRIPT [fault.py options]   scripted peer (tests/peers/fault.py);
+#                                        VAR=port, VAR_PID, VAR_OUT, VAR_REC (bytes received)
+#   stop_peer VAR                        SIGTERM the peer and wait for it
+#   make_certs DIR                       tests/peers/mkcerts; sets CERT_FP (good leaf sha256)
+#   write_conf FILE key=value ...        a mailhook settings file, `key = value` lines
+#   free_port                            print a free TCP port on 127.0.0.1
+#   count_mail DIR                       how many messages a --maildir holds
+#   mh_test CONF [ARGS]                  run `mailhook -c CONF test ARGS`: OUT, RC, ELAPSED_MS
+#   need_engine                          SKIP the file when `mailhook test` does not exist
+#   ilike GOT REGEX DESC                 like, ignoring case
+: "${ROOT:?source tests/lib/tap.sh first}"
+PEERS=$ROOT/tests/peers
+PY=/usr/bin/python3                    # Debian's interpreter: its aiosmtpd, not PATH's python3
+SMTP_SINK=$ROOT/.deps/postfix/usr/sbin/smtp-sink
+_peer_n=0
+
+free_port() {
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# _await_port VAR PID OUT NAME: wait (10 s) for "PORT n" from a peer that may die first.
+_await_port() {
+  local var=$1 pid=$2 out=$3 name=$4 i
+  for i in $(seq 200); do
+    if grep -q '^PORT ' "$out" 2>/dev/null; then
+      printf -v "$var" '%s' "$(sed -n 's/^PORT //p' "$out" | head -1)"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "# $name did not start:" >&2
+  sed 's/^/#   /' "${out%.out}.err" >&2 2>/dev/null
+  return 1
+}
+
+start_smtpd() {
+  local var=$1; shift
+  _peer_n=$((_peer_n + 1))
+  local out=$T/smtpd-$_peer_n.out
+  "$PY" "$PEERS/smtpd.py" --port 0 "$@" >"$out" 2>"${out%.out}.err" &
+  local pid=$!
+  on_exit "kill $pid; wait $pid"
+  printf -v "${var}_PID" '%s' "$pid"
+  printf -v "${var}_OUT" '%s' "$out"
+  printf -v "${var}_ERR" '%s' "${out%.out}.err"
+  _await_port "$var" "$pid" "$out" "smtpd.py $*"
+}
+
+start_fault() {
+  local var=$1 script=$2; shift 2
+  _peer_n=$((_peer_n + 1))
+  local out=$T/fault-$_peer_n.out rec=$T/fault-$_peer_n.rec
+  : > "$rec"
+  "$PY" "$PEERS/fault.py" --port 0 --script "$script" --record "$rec" "$@" >"$out" 2>"${out%.out}.err" &
+  local pid=$!
+  on_exit "kill $pid; wait $pid"
+  printf -v "${var}_PID" '%s' "$pid"
+  printf -v "${var}_OUT" '%s' "$out"
+  printf -v "${var}_REC" '%s' "$rec"
+  _await_port "$var" "$pid" "$out" "fault.py $script"
+}
+
+# smtp-sink takes its port on the command line: pick one, start, and wait until it
+# accepts; a port taken in between makes it exit, and the next one is tried.
+start_sink() {
+  local var=$1; shift
+  local try port pid user=()
+  [ "$(id -u)" = 0 ] && user=(-u nobody)       # smtp-sink refuses to run as root
+  [ -x "$SMTP_SINK" ] || { echo "# $SMTP_SINK missing: run scripts/deps" >&2; return 1; }
+  for try in 1 2 3; do
+    _peer_n=$((_peer_n + 1))
+    port=$(free_port)
+    "$SMTP_SINK" "${user[@]}" "$@" "127.0.0.1:$port" 64 >"$T/sink-$_peer_n.out" 2>&1 &
+    pid=$!
+    if wait_for 5 _port_open "$port" && kill -0 "$pid" 2>/dev/null; then
+      on_exit "kill $pid; wait $pid"
+      printf -v "$var" '%s' "$port"
+      printf -v "${var}_PID" '%s' "$pid"
+      return 0
+    fi
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  done
+  echo "# smtp-sink did not start: $(cat "$T/sink-$_peer_n.out")" >&2
+  return 1
+}
+
+_port_open() { "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1"; }
+
+stop_peer() {
+  local pid_var=${1}_PID
+  local pid=${!pid_var}
+  kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  return 0
+}
+
+make_certs() {
+  CERT_FP=$("$PEERS/mkcerts" "$1") || { echo "# mkcerts failed: $(cat "$1/mkcerts.log")" >&2; return 1; }
+}
+
+# write_conf FILE key=value ...: one `key = value` line per key (the settings format:
+# `#` comments, server comma-separated, booleans true/false), mode 0600.  A key given
+# twice keeps its first place and its last value, so a test passes a base list and
+# then its overrides.
+write_conf() {
+  local file=$1 kv k; shift
+  local -A val=(); local order=()
+  for kv in "$@"; do
+    k=${kv%%=*}
+    [ -n "${val[$k]+set}" ] || order+=("$k")
+    val[$k]=${kv#*=}
+  done
+  ( umask 077
+    { echo "# written by $(basename "$0")"
+      for k in "${order[@]}"; do printf '%s = %s\n' "$k" "${val[$k]}"; done; } > "$file" )
+}
+
+# ilike GOT REGEX DESC: like, ignoring case.
+ilike() {
+  if printf '%s' "$1" | grep -Eiq -- "$2"; then ok 0 "$3"; else ok 1 "$3"; printf '#   got: %s\n#   want /%s/i\n' "$1" "$2" | head -30; fi
+}
+
+# mh_test CONF [ARGS]: `mailhook -c CONF test ARGS` bounded by 60 s; sets OUT (stdout and
+# stderr) and RC.  ELAPSED_MS is how long it took.
+mh_test() {
+  local conf=$1 t0; shift
+  t0=$(date +%s%N)
+  OUT=$(timeout 60 "$MAILHOOK" -c "$conf" test "$@" 2>&1); RC=$?
+  ELAPSED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
+# need_engine: skip the whole file (TAP "1..0 # SKIP") when this build has no
+# `mailhook test` command yet.  Only an unknown command skips: any other outcome,
+# a crash included, lets the tests run and fail.
+need_engine() {
+  local out rc
+  write_conf "$T/probe.conf" enabled=true server=127.0.0.1 port="$(free_port)" tls=none tls_required=false \
+    from=probe@example.org connect_timeout=2
+  out=$(timeout 20 "$MAILHOOK" -c "$T/probe.conf" test 2>&1); rc=$?
+  if [ "$rc" = 2 ] && printf '%s' "$out" | grep -q "unknown command 'test'"; then
+    echo "1..0 # SKIP engine not built (mailhook test: unknown command)"
+    exit 0
+  fi
+}
+
+count_mail() {
+  local n=0 f
+  for f in "$1"/*.eml; do [ -e "$f" ] && n=$((n + 1)); done
+  echo "$n"
+}

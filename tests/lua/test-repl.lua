@@ -1,0 +1,49 @@
+-- mailhook.repl's pieces that need no terminal: compiling a chunk (expression,
+-- statement, incomplete, error), Tab completion, the environment.
+local tap = require "tap"
+local repl = require "mailhook.repl"
+
+tap.test("compile: expression first, then statement, incomplete, error", function(t)
+  local env = repl.environment()
+  local fn = repl.compile("1 + 2", env)
+  t:is(select(2, pcall(fn)), 3, "an expression returns its value")
+  fn = repl.compile("x = 5", env)
+  t:is(select("#", fn()), 0, "a statement returns nothing")
+  t:is(env.x, 5, "globals go to the REPL environment")
+  t:is(rawget(_G, "x"), nil, "not to _G")
+  t:same({ repl.compile("function f()", env) }, { nil, "incomplete" }, "an unfinished function")
+  t:same({ repl.compile("t = {", env) }, { nil, "incomplete" }, "an unfinished table")
+  t:same({ repl.compile("s = [[", env) }, { nil, "incomplete" }, "an unfinished long string")
+  local f2, err = repl.compile("x = = 1", env)
+  t:is(f2, nil, "a syntax error")
+  t:like(err, "^stdin:1: unexpected symbol near '='", "named as in lua")
+  fn = repl.compile("return 1, nil, 3", env)
+  t:is(select("#", fn()), 3, "every value is kept, nils included")
+end)
+
+tap.test("environment: mh and the admin functions", function(t)
+  local env = repl.environment()
+  t:is(env.mh, require "mailhook", "mh")
+  for _, name in ipairs { "help", "test", "update", "settings", "enqueue", "queue" } do
+    t:is(type(env[name]), "function", name)
+  end
+  t:is(env.string, string, "the standard library through _G")
+  t:ok(not pcall(env.update, "port=25"), "update with a string raises")
+  t:ok(not pcall(env.enqueue), "enqueue without a table raises")
+  t:ok(not pcall(env.test, 42), "test with a number raises")
+end)
+
+tap.test("complete: globals, keywords, fields, methods", function(t)
+  local env = repl.environment()
+  env.triple = function() end
+  env.obj = setmetatable({}, { __index = { send = 1, stop = 2 } })
+  t:same(repl.complete("tri", env), { "triple" }, "a global set at the prompt")
+  t:same(repl.complete("whi", env), { "while" }, "a keyword")
+  t:same(repl.complete("mh.sle", env), { "mh.sleep" }, "a field of mh")
+  t:same(repl.complete("string.for", env), { "string.format" }, "a field of a library")
+  t:same(repl.complete("obj:s", env), { "obj:send", "obj:stop" }, "methods through __index")
+  t:same(repl.complete("nosuch.x", env), {}, "an unknown table: nothing")
+  t:same(repl.complete("(1).x", env), {}, "not a name: nothing")
+end)
+
+return tap.done()

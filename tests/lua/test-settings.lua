@@ -1,0 +1,209 @@
+-- mailhook.settings: parsing, defaults, validation, atomic update, masking.
+local tap = require "tap"
+local settings = require "mailhook.settings"
+
+local function tmpconf(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text or "")
+  f:close()
+  return path
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+tap.test("defaults when the file is missing", function(t)
+  local cfg = assert(settings.load("/nonexistent/dir/mailhook.conf"))
+  t:is(cfg.enabled, false, "enabled false")
+  t:is(cfg.port, 25, "port 25")
+  t:is(cfg.tls, "auto", "tls auto")
+  t:is(cfg.tls_required, false, "tls_required false without auth")
+  t:is(cfg.tls_min_version, "1.2", "tls_min_version 1.2")
+  t:is(cfg.tls_verify, true, "tls_verify true")
+  t:is(cfg.retry_interval, 30, "retry_interval 30 s")
+  t:is(cfg.retry_max, 1800, "retry_max 30 min")
+  t:is(cfg.max_queue_age, 5 * 86400, "max_queue_age 5 days")
+  t:is(cfg.connect_timeout, 30, "connect_timeout")
+  t:is(cfg.command_timeout, 300, "command_timeout")
+  t:is(cfg.data_timeout, 600, "data_timeout")
+  t:is(cfg.session_deadline, 900, "session_deadline")
+  t:is(cfg.connections, 1, "connections")
+  t:is(cfg.log_level, "info", "log_level")
+  t:is(cfg.rules, "./rules", "rules")
+  t:ok(type(cfg.helo_name) == "string" and #cfg.helo_name > 0, "helo_name defaults to the host name")
+  t:is(cfg.server, nil, "no server")
+  local ok, err = settings.ready(cfg)
+  t:is(ok, nil, "not ready")
+  t:like(err, "enabled=true", "names the setting to change")
+end)
+
+tap.test("parsing: comments, quotes, lists, durations, booleans", function(t)
+  local path = tmpconf([[
+# comment line
+   # indented comment
+enabled = yes
+server = a.example.com , 192.0.2.7,[2001:db8::1]
+from = alerts@example.com
+port = 587
+retry_interval = 45s
+retry_max = 2h
+max_queue_age = 3d
+connect_timeout = 0.5
+helo_name = box.example.com
+username = "  spaced \"user\"  "
+tls_fingerprint = AB:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89
+auth_mechanism = auto
+]])
+  local cfg, err = settings.load(path)
+  t:ok(cfg, "loads", err)
+  cfg = cfg or {}
+  t:is(cfg.enabled, true, "yes is true")
+  t:same(cfg.server, { "a.example.com", "192.0.2.7", "[2001:db8::1]" }, "server list, failover order")
+  t:is(cfg.port, 587, "port number")
+  t:is(cfg.retry_interval, 45, "45s")
+  t:is(cfg.retry_max, 7200, "2h")
+  t:is(cfg.max_queue_age, 3 * 86400, "3d")
+  t:is(cfg.connect_timeout, 0.5, "fractional seconds")
+  t:is(cfg.username, '  spaced "user"  ', "quoted value keeps spaces and escapes")
+  t:is(cfg.tls_fingerprint, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+       "fingerprint normalised")
+  t:is(cfg.auth_mechanism, nil, "auto mechanism is nil (strongest offered)")
+  t:ok(settings.ready(cfg), "ready")
+  os.remove(path)
+end)
+
+tap.test("implicit TLS defaults the port to 465; auth makes TLS required", function(t)
+  local path = tmpconf("tls = implicit\nauth = true\nusername = u\npassword_command = echo pw\n")
+  local cfg = assert(settings.load(path))
+  t:is(cfg.port, 465, "port 465")
+  t:is(cfg.tls_required, true, "tls_required true with auth")
+  t:is(settings.password(cfg), "pw", "password_command's first line")
+  os.remove(path)
+end)
+
+tap.test("malformed files name FILE:LINE", function(t)
+  local cases = {
+    { "port = 25\nthis is not a setting\n", ":2: expected 'key = value'" },
+    { "\n\ncolour = blue\n", ":3: unknown setting 'colour'" },
+    { "port = 25\nport = 26\n", ":2: 'port' set twice %(first on line 1%)" },
+    { "port = 70000\n", ":1: port: must be a port number 1%-65535" },
+    { "from = not an address\n", ":1: from: 'not an address' is not a valid address" },
+    { "tls = maybe\n", ":1: tls: must be one of auto, implicit, starttls, none" },
+    { "tls_min_version = 1.4\n", ":1: tls_min_version: must be one of 1.0, 1.1, 1.2, 1.3" },
+    { "auth_mechanism = cram-md5\n", ":1: auth_mechanism: must be one of" },
+    { "enabled = perhaps\n", ":1: enabled: must be true or false" },
+    { "retry_max = soon\n", ":1: retry_max: must be a positive duration" },
+    { "server = ok.example.com,bad_host!\n", ":1: server: 'bad_host!' is not a valid host name" },
+    { 'username = "open\n', ":1: username: unterminated" },
+    { "x\nauth = true\n", ":1: expected" },
+    { "# c\nauth = true\n", ":2: username: auth is true but username is not set" },
+    { "auth = true\ntls = none\nusername = u\npassword = p\n", ":2: tls: tls = none but tls_required is true" },
+    { "connections = 0\n", ":1: connections: must be a whole number 1%-64" },
+    { "tls_ca_file = /nonexistent/ca.pem\n", ":1: tls_ca_file: cannot read" },
+  }
+  for _, c in ipairs(cases) do
+    local path = tmpconf(c[1])
+    local cfg, err = settings.load(path)
+    t:is(cfg, nil, "rejects " .. string.format("%q", c[1]))
+    t:like(err, "^" .. path:gsub("%p", "%%%0") .. c[2], "message for " .. string.format("%q", c[1]))
+    os.remove(path)
+  end
+end)
+
+tap.test("an unreadable file is an error naming it", function(t)
+  local cfg, err = settings.load("/")  -- a folder: cannot be read as a file
+  t:is(cfg, nil, "error")
+  t:like(err, "^/", "names the file")
+end)
+
+tap.test("the password never appears in cfg or get()", function(t)
+  local path = tmpconf("auth = true\nusername = bob\npassword = hunter2-SECRET\n")
+  local cfg = assert(settings.load(path))
+  for k, v in pairs(cfg) do
+    t:ok(not tostring(v):find("hunter2", 1, true), "cfg." .. k .. " does not hold it")
+  end
+  t:is(cfg.password, nil, "cfg.password is nil")
+  t:is(settings.password(cfg), "hunter2-SECRET", "password(cfg) gives it")
+  local shown = assert(settings.get(path))
+  t:is(shown.password, "********", "get() masks it")
+  local text = table.concat(settings.format(cfg), "\n")
+  t:ok(not text:find("hunter2", 1, true), "format() masks it")
+  t:like(text, "password = %*%*%*%*%*%*%*%*", "and shows that one is set")
+  os.remove(path)
+end)
+
+tap.test("password_command and oauth_token_command failures", function(t)
+  local path = tmpconf("auth = true\nusername = u\npassword_command = exit 3\noauth_token_command = printf 'tok1\\ntok2'\n")
+  local cfg = assert(settings.load(path))
+  local pw, err = settings.password(cfg)
+  t:is(pw, nil, "a failing password_command gives no password")
+  t:like(err, "password_command failed", "and says so")
+  t:is(settings.token(cfg), "tok1", "token is the first line")
+  os.remove(path)
+end)
+
+tap.test("update writes atomically, 0600, keeps comments; invalid writes nothing", function(t)
+  local path = tmpconf("# site settings\nport = 25\n\n# trailing comment\n")
+  local cfg, err = settings.update({ server = "mx.example.com", port = 587, enabled = true,
+                                     from = "a@example.com", retry_max = "1h" }, path)
+  t:ok(cfg, "update ok", err)
+  t:is(slurp(path), "# site settings\nport = 587\n\n# trailing comment\nenabled = true\n" ..
+       "from = a@example.com\nserver = mx.example.com\nretry_max = 1h\n", "file content")
+  local p = io.popen("stat -c %a '" .. path .. "'")
+  t:is(p:read("l"), "600", "mode 0600")
+  p:close()
+  local before = slurp(path)
+  local ok2, err2, info = settings.update({ port = 587, from = "bad@@x" }, path)
+  t:is(ok2, nil, "invalid update fails")
+  t:is(info.key, "from", "names the bad key")
+  t:like(err2, "^from: ", "message starts with the key")
+  t:is(slurp(path), before, "file byte-identical")
+  local ok3, _, info3 = settings.update({ colour = "red" }, path)
+  t:is(ok3, nil, "unknown key fails")
+  t:is(info3.key, "colour", "names it")
+  t:is(slurp(path), before, "file still byte-identical")
+  local ok4, err4, info4 = settings.update({ auth = true }, path)
+  t:is(ok4, nil, "a change breaking a rule between keys fails")
+  t:is(info4.key, "username", "names the missing key")
+  t:like(err4, "username is not set", "says why")
+  t:is(slurp(path), before, "file still byte-identical")
+  local cfg5 = assert(settings.update({ port = "" }, path))
+  t:is(cfg5.port, 25, "'' unsets a key")
+  t:ok(not slurp(path):find("port", 1, true), "and removes its line")
+  local ok6, _, info6 = settings.update({ username = "a\nport = 1" }, path)
+  t:is(ok6, nil, "a value with a line break is refused")
+  t:is(info6.key, "username", "naming the key")
+  os.remove(path)
+end)
+
+tap.test("update round-trips awkward values", function(t)
+  local path = tmpconf("")
+  local cfg = assert(settings.update({ username = ' "quoted" with spaces ', password = " p#w\\x ",
+                                       auth = true, tls_min_version = 1.3, server = { "a.example", "b.example" } }, path))
+  local again = assert(settings.load(path))
+  t:is(again.username, ' "quoted" with spaces ', "username survives")
+  t:is(settings.password(again), " p#w\\x ", "password survives")
+  t:is(again.tls_min_version, "1.3", "number 1.3 is version 1.3")
+  t:same(again.server, { "a.example", "b.example" }, "list survives")
+  t:is(settings.password(cfg), " p#w\\x ", "cfg returned by update knows the password")
+  os.remove(path)
+end)
+
+tap.test("validate() checks a table without a file", function(t)
+  t:ok(settings.validate { port = 2525, server = "x.example" }, "valid")
+  local v = assert(settings.validate { auth = true, username = "u", password = "pw" })
+  t:is(v.password, nil, "validated cfg does not hold the password")
+  t:is(settings.password(v), "pw", "but password() knows it")
+  local ok, err, info = settings.validate { port = "25x" }
+  t:is(ok, nil, "invalid")
+  t:is(info.key, "port", "names the key")
+  t:like(err, "^port:", "message")
+end)
+
+return tap.done()

@@ -1,0 +1,185 @@
+-- The spool from Lua (core.spool through mailhook.spool): enqueue with and
+-- without an envelope, errors, state, fail/retry/remove, listing, lock,
+-- group commit, watch, and that disk work never stalls the loop.
+local tap = require "tap"
+local mh = require "mailhook"
+local spool = require "mailhook.spool"
+
+local dir = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-spool.XXXXXX"):read("l")
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function count(sub)
+  local n = 0
+  for name in io.popen("ls -A '" .. dir .. "/" .. sub .. "'"):lines() do
+    if name ~= "" then n = n + 1 end
+  end
+  return n
+end
+
+local sp = assert(spool.open(dir))
+
+tap.test("enqueue with an envelope writes X- lines and the bytes as given", function(t)
+  local id, err = sp:enqueue("Subject: one\r\n\r\nbody\r\n", { from = "a@b.c", to = { "x@y.z" } })
+  t:ok(spool.is_id(id), "an id: " .. tostring(id or err))
+  t:is(slurp(dir .. "/pickup/" .. id .. ".eml"),
+       "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nSubject: one\r\n\r\nbody\r\n", "file content")
+  local e = sp:load(id)
+  t:is(e.offset, #"X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\n", "offset")
+  t:same(e.to, { "x@y.z" }, "pending recipients")
+  t:is(e.from, "a@b.c", "sender")
+  t:is(e.attempts, 0, "no attempt yet")
+end)
+
+tap.test("enqueue without an envelope parses the headers and strips Bcc", function(t)
+  local id = assert(sp:enqueue("From: Ann <ann@ex.org>\r\nTo: Bob <bob@ex.org>\r\n" ..
+                               "Bcc: boss@ex.org\r\nSubject: s\r\n\r\nhello\r\n"))
+  local e = sp:load(id)
+  t:same(e.to, { "bob@ex.org", "boss@ex.org" }, "Bcc recipient is in the envelope")
+  t:is(e.from, "ann@ex.org", "sender from From")
+  local sent = slurp(e.path):sub(e.offset + 1)
+  t:ok(not sent:find("Bcc") and not sent:find("boss@"), "but not in the copy that is sent")
+end)
+
+tap.test("bad input is an error that queues nothing", function(t)
+  local before = count("pickup")
+  local id, err, info = sp:enqueue("x\r\n", { from = "a@b.c", to = { "x@y.z\r\nDATA" } })
+  t:is(id, nil, "CR/LF in a recipient")
+  t:like(err, "recipient", "names the recipient")
+  t:is(info.class, "permanent", "permanent")
+  id, err = sp:enqueue("x\r\n", { from = "not an address", to = { "x@y.z" } })
+  t:like(err, "sender 'not an address'", "bad sender named")
+  id, err = sp:enqueue("Subject: no rcpt\r\n\r\n")
+  t:like(err, "no recipients", "no recipients without an envelope")
+  id, err = sp:enqueue("garbage line\r\n\r\n")
+  t:like(err, "not a header", "malformed header block")
+  t:is(count("pickup"), before, "nothing was written")
+  t:is(count("tmp"), 0, "nothing left in tmp/")
+  t:ok(not pcall(sp.enqueue, sp, 42), "a wrong type raises")
+end)
+
+tap.test("defer keeps state across a reopen; fail, retry, remove", function(t)
+  local id = assert(sp:enqueue("Subject: st\r\n\r\n", { from = "", to = { "a@x.y", "b@x.y" } }))
+  t:ok(sp:defer(id, { reply = "451 4.3.0 later", next_attempt = 2000000000, done = { "a@x.y" } }), "defer")
+  local sp2 = assert(spool.open(dir))
+  local e = sp2:load(id)
+  t:same({ e.attempts, e.next_attempt, e.last_reply }, { 1, 2000000000, "451 4.3.0 later" }, "state reloaded")
+  t:same(e.to, { "b@x.y" }, "accepted recipient no longer pending")
+  t:same(e.all, { "a@x.y", "b@x.y" }, "whole envelope kept")
+  sp2:close()
+  t:ok(sp:fail(id, { reason = "550 5.1.1 no such user", reply = "550 5.1.1 no such user" }), "fail")
+  e = sp:load(id)
+  t:is(e.state, "failed", "in failed/")
+  t:is(e.reason, "550 5.1.1 no such user", "with its reason")
+  t:ok(sp:retry(id), "retry")
+  e = sp:load(id)
+  t:same({ e.state, e.next_attempt, e.attempts }, { "pickup", 0, 1 }, "back in pickup/, due now")
+  t:ok(sp:remove(id), "remove")
+  local r, err, info = sp:load(id)
+  t:is(info and info.code, "ENOTFOUND", "gone: " .. tostring(err))
+  r, err = sp:delivered(id)
+  t:like(err, "no such message", "delivered of a missing id fails")
+  t:ok(not pcall(sp.load, sp, "../etc/passwd"), "an id with a slash raises")
+end)
+
+tap.test("list streams every message of both folders", function(t)
+  local ids = assert(sp:enqueue_many({
+    { "Subject: m1\r\n\r\n", { to = { "m@x.y" } } },
+    { "Subject: m2\r\n\r\n", { to = { "m@x.y" } } },
+    { "Subject: m3\r\n\r\n", { to = { "m@x.y" } } },
+  }))
+  t:is(#ids, 3, "a batch returns its ids")
+  t:ok(ids[1] < ids[2] and ids[2] < ids[3], "in order")
+  assert(sp:fail(ids[3], { reason = "test" }))
+  local seen, failed = {}, 0
+  for e in sp:list() do
+    seen[e.id] = true
+    if e.state == "failed" then failed = failed + 1 end
+  end
+  t:ok(seen[ids[1]] and seen[ids[2]] and seen[ids[3]], "all listed")
+  t:is(failed, 1, "the failed one flagged")
+  local n = 0
+  for _ in sp:list("failed") do n = n + 1 end
+  t:is(n, 1, "list('failed')")
+  local many = {}
+  for i = 1, 150 do many[i] = { "Subject: bulk\r\n\r\n", { to = { "bulk@x.y" } } } end
+  assert(sp:enqueue_many(many))
+  local total, all = 0, 0
+  for e in sp:list("pickup") do total = total + 1 end
+  for name in io.popen("ls '" .. dir .. "/pickup'"):lines() do
+    if name:match("%.eml$") then all = all + 1 end
+  end
+  t:is(total, all, "more than one batch (64) listed: every file of pickup/")
+end)
+
+tap.test("the lock: one deliverer per spool", function(t)
+  local a, b = assert(spool.open(dir)), assert(spool.open(dir))
+  t:ok(a:lock(), "first lock")
+  local ok, err = b:lock()
+  t:is(ok, nil, "second refused")
+  t:like(err, "locked by pid %d+", "names the holder")
+  t:ok(b:enqueue("Subject: x\r\n\r\n", { to = { "q@x.y" } }), "enqueuing never waits for the lock")
+  a:close()
+  t:ok(b:lock(), "free again after close")
+  b:close()
+end)
+
+tap.test("scan adopts a drop-in and returns ids oldest first", function(t)
+  local f = assert(io.open(dir .. "/pickup/from-app.eml", "wb"))
+  f:write("From: app@ex.org\r\nTo: ops@ex.org\r\nSubject: dropped\r\n\r\nhi\r\n")
+  f:close()
+  local locked = assert(spool.open(dir))
+  assert(locked:lock())
+  local ids = assert(locked:scan())
+  local sorted = true
+  for i = 2, #ids do if ids[i - 1] >= ids[i] then sorted = false end end
+  t:ok(sorted, "sorted")
+  local e = locked:load(ids[#ids])
+  t:same(e.to, { "ops@ex.org" }, "the drop-in is the newest")
+  t:like(slurp(e.path), "^X%-Sender: app@ex.org\r\nX%-Receiver: ops@ex.org\r\nFrom:", "in canonical form")
+  t:is(slurp(dir .. "/pickup/from-app.eml"), nil, "original gone")
+  locked:close()
+end)
+
+tap.test("watch calls fn when a file appears in pickup/", function(t)
+  local hits = 0
+  local w = sp:watch(function() hits = hits + 1 end)
+  mh.sleep(0.02)
+  assert(sp:enqueue("Subject: w\r\n\r\n", { to = { "w@x.y" } }))
+  local t0 = mh.monotonic()
+  while hits == 0 and mh.monotonic() - t0 < 3 do mh.sleep(0.01) end
+  t:ok(hits >= 1, "called after an enqueue")
+  w:stop()
+end)
+
+tap.test("disk work runs off the loop: a ticker keeps ticking during enqueues", function(t)
+  local ticks, running = 0, true
+  local ticker = mh.spawn(function() while running do mh.sleep(0.001) ticks = ticks + 1 end end)
+  local writers = {}
+  for i = 1, 4 do
+    writers[i] = mh.spawn(function()
+      for _ = 1, 10 do assert(sp:enqueue("Subject: c\r\n\r\n", { to = { "c@x.y" } })) end
+    end)
+  end
+  for i = 1, 4 do t:ok(writers[i]:wait(), "writer " .. i) end
+  running = false
+  ticker:wait()
+  t:ok(ticks > 5, "the ticker ran meanwhile (" .. ticks .. " ticks)")
+end)
+
+tap.test("misuse outside a task is a clear error", function(t)
+  local ok, err = pcall(coroutine.wrap(function() return sp:scan() end))
+  t:ok(not ok, "raises")
+  t:like(err, "spool:scan waits", "says why")
+end)
+
+local status = tap.done()
+sp:close()
+os.execute("rm -rf '" .. dir .. "'")
+return status

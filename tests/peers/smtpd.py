@@ -1,0 +1,303 @@
+#!/usr/bin/python3
+"""tests/peers/smtpd.py — a real SMTP server for the tests: aiosmtpd (Debian's
+python3-aiosmtpd 1.4) on 127.0.0.1, with STARTTLS or implicit TLS, AUTH PLAIN
+and LOGIN, and the replies a delivery test needs on demand (per-recipient 4xx/5xx,
+a DATA that fails once, a size limit).  Run it with /usr/bin/python3.
+
+Each accepted message lands atomically in --maildir as NNNNNN.eml (the content
+exactly as received, dot-stuffing undone, CRLF kept) next to NNNNNN.json (the
+envelope: from, to, options, tls, auth).  The .json is written first and the .eml
+renamed into place last, so a test that sees NNNNNN.eml can read both.  Numbers
+continue after the highest already in the folder, so a restarted server keeps
+the arrival order.
+
+With --port 0 a free port is chosen; "PORT n" is printed on stdout (flushed) once
+the server accepts connections, so callers wait for that line.  SIGTERM and
+SIGINT close the listener and exit 0.
+"""
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import ssl
+import sys
+import time
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+def parse_reply(text, what):
+    """'450 4.2.0 busy' -> the reply line as sent; refuses anything but a 3-digit code."""
+    text = text.strip()
+    if not re.match(r"^[2-5][0-9][0-9]( |$)", text):
+        sys.exit(f"smtpd.py: {what}: reply must start with a 3-digit code: {text!r}")
+    return text
+
+
+def parse_addr_reply(spec, what):
+    """'addr=450 4.2.0 busy' -> (lowercased addr, reply)."""
+    addr, sep, reply = spec.partition("=")
+    if not sep or not addr:
+        sys.exit(f"smtpd.py: {what}: want ADDR=REPLY, got {spec!r}")
+    return addr.strip().lower(), parse_reply(reply, what)
+
+
+class Events:
+    """The --log file: one line per session event, flushed at once so a test can
+    wait for a line (connect, ehlo, starttls, auth ok/fail, mail, rcpt, data, quit)."""
+
+    def __init__(self, path):
+        self.f = open(path, "a", buffering=1) if path else None
+
+    def __call__(self, *words):
+        if self.f:
+            self.f.write(" ".join(str(w) for w in words) + "\n")
+
+
+class Maildir:
+    """Where accepted messages go: NNNNNN.json then NNNNNN.eml, each written to
+    .tmp/ first and renamed, so a reader never sees half a file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.n = 0
+        if path:
+            os.makedirs(os.path.join(path, ".tmp"), exist_ok=True)
+            for name in os.listdir(path):
+                m = re.match(r"^(\d+)\.eml$", name)
+                if m:
+                    self.n = max(self.n, int(m.group(1)))
+
+    def _put(self, name, data):
+        tmp = os.path.join(self.path, ".tmp", name)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.rename(tmp, os.path.join(self.path, name))
+
+    def store(self, content, meta):
+        """Writes one message; returns its number (0 when there is no maildir)."""
+        if not self.path:
+            return 0
+        self.n += 1
+        base = "%06d" % self.n
+        self._put(base + ".json", (json.dumps(meta, indent=1) + "\n").encode())
+        self._put(base + ".eml", content)
+        return self.n
+
+
+def tls_of(server):
+    """The TLS version of the session, or None when it is in the clear."""
+    t = server.transport
+    obj = t.get_extra_info("ssl_object") if t else None
+    return obj.version() if obj else None
+
+
+class Handler:
+    """aiosmtpd hooks: the replies asked for on the command line, and the store."""
+
+    def __init__(self, opts, maildir, log):
+        self.o = opts
+        self.maildir = maildir
+        self.log = log
+        self.rcpt = dict(parse_addr_reply(s, "--reply-rcpt") for s in opts.reply_rcpt)
+        self.rcpt_once = dict(parse_addr_reply(s, "--reply-rcpt-once") for s in opts.reply_rcpt_once)
+        self.mail = dict(parse_addr_reply(s, "--reply-mail") for s in opts.reply_mail)
+        self.fail_data = [parse_reply(s, "--fail-data-once") for s in opts.fail_data_once]
+        self.data_reply = parse_reply(opts.reply_data, "--reply-data") if opts.reply_data else None
+        self.messages = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.log("ehlo", hostname, "tls=%s" % (tls_of(server) or "none"))
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        session.host_name = hostname
+        self.log("helo", hostname)
+        return "250 %s" % server.hostname
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        self.log("mail", "<%s>" % address, *options)
+        reply = self.mail.get(address.lower())
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        self.log("rcpt", "<%s>" % address, *options)
+        key = address.lower()
+        if key in self.rcpt_once:
+            return self.rcpt_once.pop(key)
+        if key in self.rcpt:
+            return self.rcpt[key]
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 OK"
+
+    async def handle_RSET(self, server, session, envelope):
+        self.log("rset")
+        return "250 2.0.0 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        content = envelope.original_content
+        self.log("data", len(content), "bytes")
+        if self.o.delay_data:
+            await asyncio.sleep(self.o.delay_data)
+        if self.fail_data:
+            reply = self.fail_data.pop(0)
+            self.log("reply", reply)
+            return reply
+        if self.data_reply:
+            self.log("reply", self.data_reply)
+            return self.data_reply
+        auth = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
+        meta = {
+            "from": envelope.mail_from,
+            "to": envelope.rcpt_tos,
+            "mail_options": envelope.mail_options,
+            "rcpt_options": envelope.rcpt_options,
+            "helo": session.host_name,
+            "tls": tls_of(server),
+            "auth": auth,
+            "size": len(content),
+            "time": time.time(),
+        }
+        n = self.maildir.store(content, meta)
+        self.messages += 1
+        self.log("stored", "%06d" % n if n else "-")
+        return "250 2.0.0 OK queued as %06d" % n
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.log("quit")
+        return "221 2.0.0 Bye"
+
+
+class Authenticator:
+    """AUTH PLAIN and LOGIN against the one --auth USER:PASS; every attempt logged
+    with its mechanism and outcome (never the password)."""
+
+    def __init__(self, spec, log):
+        user, sep, password = spec.partition(":")
+        if not sep:
+            sys.exit("smtpd.py: --auth wants USER:PASS")
+        self.user, self.password, self.log = user.encode(), password.encode(), log
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        good = (isinstance(auth_data, LoginPassword)
+                and auth_data.login == self.user and auth_data.password == self.password)
+        who = auth_data.login.decode(errors="replace") if isinstance(auth_data, LoginPassword) else "?"
+        self.log("auth", "ok" if good else "fail", mechanism, who)
+        return AuthResult(success=good, handled=False, auth_data=auth_data)
+
+
+class Server(SMTP):
+    """aiosmtpd's SMTP with the connection and STARTTLS events logged."""
+
+    events = None
+
+    def connection_made(self, transport):
+        starttls = self._original_transport is not None
+        super().connection_made(transport)
+        if self.events:
+            self.events("starttls" if starttls else "connect", tls_of(self) or "")
+
+    async def smtp_STARTTLS(self, arg):
+        if self.events:
+            self.events("cmd STARTTLS")
+        return await super().smtp_STARTTLS(arg)
+
+
+def main():
+    p = argparse.ArgumentParser(description="aiosmtpd test peer")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 = a free port, printed as PORT n")
+    p.add_argument("--hostname", default="localhost", help="name in the greeting and EHLO reply")
+    p.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
+    p.add_argument("--require-starttls", action="store_true", help="refuse all but EHLO/NOOP/QUIT before STARTTLS")
+    p.add_argument("--cert", help="server certificate (PEM; may hold the chain)")
+    p.add_argument("--key", help="server key (PEM)")
+    p.add_argument("--tls-max", choices=["1.2", "1.3"], help="highest TLS version offered")
+    p.add_argument("--auth", help="USER:PASS; AUTH PLAIN and LOGIN, required before MAIL")
+    p.add_argument("--auth-optional", action="store_true", help="offer AUTH but accept mail without it")
+    p.add_argument("--auth-in-clear", action="store_true", help="offer AUTH before TLS (a bad server)")
+    p.add_argument("--maildir", help="store each accepted message here as NNNNNN.eml + .json")
+    p.add_argument("--log", help="append one line per session event to this file")
+    p.add_argument("--reply-rcpt", action="append", default=[], metavar="ADDR=REPLY",
+                   help="RCPT TO ADDR always gets REPLY, e.g. 'x@y=450 4.2.0 busy'")
+    p.add_argument("--reply-rcpt-once", action="append", default=[], metavar="ADDR=REPLY",
+                   help="the first RCPT TO ADDR gets REPLY, later ones are accepted")
+    p.add_argument("--reply-mail", action="append", default=[], metavar="ADDR=REPLY",
+                   help="MAIL FROM ADDR always gets REPLY")
+    p.add_argument("--fail-data-once", action="append", default=[], metavar="REPLY",
+                   help="the next DATA gets REPLY (repeat the option for several)")
+    p.add_argument("--reply-data", metavar="REPLY", help="every DATA gets REPLY (nothing stored)")
+    p.add_argument("--delay-data", type=float, default=0, help="seconds before answering the final dot")
+    p.add_argument("--size", type=int, default=33554432, help="SIZE limit (0 = no SIZE)")
+    p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
+    p.add_argument("--timeout", type=float, default=300, help="idle timeout of a session")
+    o = p.parse_args()
+
+    logging.basicConfig(level=logging.CRITICAL)
+    log = Events(o.log)
+    maildir = Maildir(o.maildir)
+    handler = Handler(o, maildir, log)
+
+    ctx = None
+    if o.tls != "none":
+        if not (o.cert and o.key):
+            sys.exit("smtpd.py: --tls %s needs --cert and --key" % o.tls)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(o.cert, o.key)
+        if o.tls_max:
+            ctx.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[o.tls_max]
+    if o.require_starttls and o.tls != "starttls":
+        sys.exit("smtpd.py: --require-starttls needs --tls starttls")
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    Server.events = log
+    kwargs = dict(
+        hostname=o.hostname,
+        data_size_limit=o.size or None,
+        enable_SMTPUTF8=o.smtputf8,
+        timeout=o.timeout,
+        tls_context=ctx if o.tls == "starttls" else None,
+        require_starttls=o.require_starttls,
+        # Implicit TLS: the whole session is encrypted, aiosmtpd only knows STARTTLS.
+        auth_require_tls=not (o.auth_in_clear or o.tls == "implicit"),
+        loop=loop,
+    )
+    if o.auth:
+        kwargs["authenticator"] = Authenticator(o.auth, log)
+        kwargs["auth_required"] = not o.auth_optional
+    if kwargs.get("auth_required") and not kwargs["auth_require_tls"]:
+        import warnings
+        warnings.simplefilter("ignore")
+
+    server = loop.run_until_complete(loop.create_server(
+        lambda: Server(handler, **kwargs), o.host, o.port,
+        ssl=ctx if o.tls == "implicit" else None))
+
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+
+    port = server.sockets[0].getsockname()[1]
+    print("PORT %d" % port, flush=True)
+    loop.run_until_complete(stop)
+    server.close()
+    # Open sessions are dropped: a test that stops the server wants it gone.
+    for t in asyncio.all_tasks(loop):
+        t.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

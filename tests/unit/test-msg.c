@@ -1,0 +1,370 @@
+/* The message builder (runtime/msg.c), without Lua: headers, encodings,
+** line limits, header injection, attachments streamed and decoded back. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "tap.h"
+#include "error.h"
+#include "msg.h"
+
+/* 1 when every line ends in CRLF, is at most 998 octets and there is no bare CR or LF. */
+static int lines_ok(const char *s, size_t n, char *why, size_t whysz) {
+  size_t col = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '\r') {
+      if (i + 1 >= n || s[i + 1] != '\n') { snprintf(why, whysz, "bare CR at %zu", i); return 0; }
+      i++;
+      col = 0;
+    } else if (s[i] == '\n') {
+      snprintf(why, whysz, "bare LF at %zu", i);
+      return 0;
+    } else if (++col > 998) {
+      snprintf(why, whysz, "line over 998 at %zu", i);
+      return 0;
+    }
+  }
+  if (n && col) { snprintf(why, whysz, "last line without CRLF"); return 0; }
+  return 1;
+}
+
+/* The header block (up to the first empty line), NUL-terminated copy. */
+static char *head_of(const char *s) {
+  const char *e = strstr(s, "\r\n\r\n");
+  size_t n = e ? (size_t)(e - s) + 2 : strlen(s);
+  char *h = malloc(n + 1);
+  memcpy(h, s, n);
+  h[n] = '\0';
+  return h;
+}
+
+/* Counts header fields named name (case-sensitive, at line starts) in a header block. */
+static int count_field(const char *head, const char *name) {
+  int c = 0;
+  size_t n = strlen(name);
+  for (const char *p = head; p && *p; ) {
+    if (!strncmp(p, name, n) && p[n] == ':') c++;
+    p = strstr(p, "\r\n");
+    if (p) p += 2;
+  }
+  return c;
+}
+
+static mh_msg *basic(void) {
+  mh_msg *m = mh_msg_new();
+  mh_msg_add_addr(m, MH_MSG_FROM, "PBX <pbx@example.com>", 21, NULL);
+  return m;
+}
+
+static char *build(mh_msg *m, size_t *len) {
+  char *out = NULL;
+  int rc = mh_msg_finish(m, 1700000000);
+  if (rc == 0) rc = mh_msg_bytes(m, &out, len);
+  if (rc < 0) diag("build failed: %s", mh_msg_error(m));
+  return out;
+}
+
+static void test_addresses(void) {
+  const char *why;
+  static const char *good[] = { "a@b.c", "first.last+tag@example.co.uk", "\"x y\"@example.com",
+                                "u@[192.0.2.1]", "u@[IPv6:2001:db8::1]", "x@localhost", NULL };
+  static const char *bad[] = { "", "no-at", "@example.com", "a@", "a..b@x.com", ".a@x.com", "a.@x.com",
+                               "a@-x.com", "a@x-.com", "a@x..com", "a b@x.com", "a@x_y.com", "é@x.com",
+                               "a@b@c", "\"unterminated@x.com", NULL };
+  for (int i = 0; good[i]; i++)
+    ok(mh_msg_check_addr(good[i], strlen(good[i]), &why) == 0, "valid: %s", good[i]);
+  for (int i = 0; bad[i]; i++) {
+    int rc = mh_msg_check_addr(bad[i], strlen(bad[i]), &why);
+    ok(rc == MH_EBADADDR && why && *why, "invalid: '%s' (%s)", bad[i], why ? why : "");
+  }
+  is_int(mh_msg_check_addr("a\r\n@x.com", 9, &why), MH_EBADHDR, "CR/LF in an address: EBADHDR");
+  is_int(mh_msg_check_addr("a\0b@x.com", 9, &why), MH_EBADHDR, "NUL in an address: EBADHDR");
+  char longlocal[80];
+  memset(longlocal, 'a', 65);
+  strcpy(longlocal + 65, "@x.com");
+  ok(!mh_msg_valid_addr(longlocal), "local part over 64 refused");
+}
+
+static void test_headers_and_bcc(void) {
+  mh_msg *m = basic();
+  size_t len;
+  is_int(mh_msg_add_addr(m, MH_MSG_TO, "a@example.com, \"Doe, John\" <j@example.com>", 42, NULL), 0, "to list");
+  is_int(mh_msg_add_addr(m, MH_MSG_CC, "c@example.com", 13, NULL), 0, "cc");
+  is_int(mh_msg_add_addr(m, MH_MSG_BCC, "hidden@example.com", 18, NULL), 0, "bcc");
+  is_int(mh_msg_add_addr(m, MH_MSG_BCC, "a@example.com", 13, NULL), 0, "bcc duplicate of a To");
+  is_int(mh_msg_set_subject(m, "Voicemail", 9), 0, "subject");
+  is_int(mh_msg_add_header(m, "X-Event", "voicemail", 9), 0, "extra header");
+  is_int(mh_msg_set_text(m, "hi\n", 3), 0, "text");
+  char *out = build(m, &len);
+  ok(out != NULL, "built");
+  if (!out) { mh_msg_free(m); return; }
+  char *head = head_of(out);
+  static const char *once[] = { "Date", "From", "To", "Cc", "Subject", "Message-ID", "X-Event",
+                                "MIME-Version", "Content-Type", "Content-Transfer-Encoding", NULL };
+  for (int i = 0; once[i]; i++) is_int(count_field(head, once[i]), 1, "one %s header", once[i]);
+  is_int(count_field(head, "Bcc"), 0, "no Bcc header");
+  ok(strstr(out, "hidden@example.com") == NULL, "the Bcc address is nowhere in the bytes");
+  ok(strstr(head, "Date: Tue, 14 Nov 2023 ") != NULL, "Date fixed at build time (given clock)");
+  ok(strstr(head, "To: a@example.com, \"Doe, John\" <j@example.com>\r\n") != NULL, "To list with a quoted name");
+  is_int(mh_msg_rcpt_count(m), 4, "envelope: 4 distinct recipients");
+  is_str(mh_msg_rcpt(m, 3), "hidden@example.com", "envelope holds the Bcc");
+  is_str(mh_msg_env_from(m), "pbx@example.com", "envelope sender");
+  ok(!strncmp(mh_msg_id(m), "<20231114", 9) && strstr(mh_msg_id(m), "@example.com>"), "Message-ID %s", mh_msg_id(m));
+  char why[64] = "";
+  ok(lines_ok(out, len, why, sizeof why), "CRLF lines <= 998 (%s)", why);
+  /* the same bytes through a descriptor */
+  char path[] = "/tmp/mh-msg.XXXXXX";
+  int fd = mkstemp(path);
+  is_int(mh_msg_write(m, fd), 0, "write to a descriptor");
+  off_t sz = lseek(fd, 0, SEEK_END);
+  char *back = malloc((size_t)sz + 1);
+  ok(pread(fd, back, (size_t)sz, 0) == sz && (size_t)sz == len && !memcmp(back, out, len),
+     "mh_msg_write gives the same bytes as mh_msg_bytes");
+  close(fd);
+  unlink(path);
+  free(back);
+  free(head);
+  free(out);
+  mh_msg_free(m);
+}
+
+static void test_injection(void) {
+  mh_msg *m = basic();
+  is_int(mh_msg_set_subject(m, "a\r\nBcc: x@evil.com", 18), MH_EBADHDR, "CRLF in subject refused");
+  ok(strstr(mh_msg_error(m), "subject") != NULL, "error names the subject: %s", mh_msg_error(m));
+  is_int(mh_msg_set_subject(m, "a\nb", 3), MH_EBADHDR, "LF in subject refused");
+  is_int(mh_msg_set_subject(m, "a\0b", 3), MH_EBADHDR, "NUL in subject refused");
+  is_int(mh_msg_add_header(m, "X-A", "v\rw", 3), MH_EBADHDR, "CR in a header value refused");
+  is_int(mh_msg_add_header(m, "X-A\n", "v", 1), MH_EBADHDR, "LF in a header name refused");
+  is_int(mh_msg_add_header(m, "X A", "v", 1), MH_EINVAL, "space in a header name refused");
+  is_int(mh_msg_add_header(m, "bcc", "v@x.com", 7), MH_EINVAL, "Bcc as an extra header refused");
+  is_int(mh_msg_add_header(m, "Content-Type", "text/html", 9), MH_EINVAL, "Content-* refused");
+  is_int(mh_msg_add_addr(m, MH_MSG_TO, "x@y.com\r\nBcc: z@evil.com", 24, NULL), MH_EBADHDR, "CRLF in To refused");
+  is_int(mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, "Name\nBcc: z@evil.com"), MH_EBADHDR, "LF in a display name refused");
+  is_int(mh_msg_add_addr(m, MH_MSG_TO, "bob, x@y.com", 12, NULL), MH_EBADADDR, "a bad address in a list");
+  ok(strstr(mh_msg_error(m), "'bob'") != NULL, "error names it: %s", mh_msg_error(m));
+  is_int(mh_msg_add_addr(m, MH_MSG_FROM, "b@x.com", 7, NULL), MH_EINVAL, "a second From refused");
+  /* encoded-word tricks: text that looks like an encoded CRLF is itself encoded */
+  const char *trick = "=?UTF-8?B?DQpCY2M6IGV2aWxAeC5jb20=?=";
+  is_int(mh_msg_set_subject(m, trick, strlen(trick)), 0, "encoded-word-looking subject accepted");
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, "=?UTF-8?Q?a=0D=0AX-Evil:_1?=");
+  size_t len;
+  char *out = build(m, &len);
+  char *head = out ? head_of(out) : NULL;
+  ok(head && !strstr(head, "Subject: =?UTF-8?B?DQpCY2M6IGV2aWxAeC5jb20=?=\r\n"), "not passed through as is");
+  ok(head && strstr(head, "Subject: =?UTF-8?B?PT9VVEYtOD9CP0RRcENZMk02SUdWMmFXeEFlQzVqYjIwPT89?=") != NULL,
+     "but encoded, so it decodes to the literal text");
+  ok(head && !strstr(head, "=?UTF-8?Q?a=0D"), "the display name trick is encoded too");
+  free(head);
+  free(out);
+  mh_msg_free(m);
+}
+
+static void test_long_and_non_ascii(void) {
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  char subj[5000], body[6000], name[400];
+  memset(subj, 'S', sizeof subj);                 /* one 5000-character word */
+  for (size_t i = 0; i < sizeof body; i++) body[i] = (i % 3000 == 2999) ? '\n' : 'b';
+  for (size_t i = 0; i + 2 < sizeof name; i += 2) { name[i] = (char)0xC3; name[i + 1] = (char)0xA9; } /* é... */
+  name[sizeof name - 2] = 'x';
+  name[sizeof name - 1] = '\0';
+  mh_msg_add_addr(m, MH_MSG_CC, "c@y.com", 7, name);
+  mh_msg_set_subject(m, subj, sizeof subj);
+  mh_msg_set_text(m, body, sizeof body);
+  mh_msg_add_header(m, "X-Long", "word word word word word word word word word word word word word word word word word", 84);
+  size_t len;
+  char *out = build(m, &len);
+  char why[64] = "";
+  ok(out && lines_ok(out, len, why, sizeof why), "every line CRLF and <= 998 (%s)", why);
+  ok(out && strstr(out, "Content-Transfer-Encoding: quoted-printable") != NULL, "3000-char lines: quoted-printable");
+  char *head = out ? head_of(out) : NULL;
+  int maxcol = 0, col = 0;
+  for (char *p = head; p && *p; p++) {
+    if (*p == '\r') { col = 0; continue; }
+    if (*p != '\n' && ++col > maxcol) maxcol = col;
+  }
+  ok(maxcol <= 78, "header lines folded to <= 78 columns (longest %d)", maxcol);
+  /* encoded words are at most 75 characters */
+  int ew_ok = 1;
+  for (char *p = head; p && (p = strstr(p, "=?UTF-8?B?")); ) {
+    char *e = strstr(p + 10, "?=");
+    if (!e || e + 2 - p > 75) ew_ok = 0;
+    p = e ? e + 2 : p + 1;
+  }
+  ok(ew_ok, "every encoded word <= 75 characters");
+  ok(head && strstr(head, "X-Long: word") && strstr(head, "\r\n word"), "unstructured header folded at spaces");
+  free(head);
+  free(out);
+  mh_msg_free(m);
+}
+
+static void test_bodies(void) {
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  mh_msg_set_text(m, "line1\nline2\r\nline3\rend", 22);
+  mh_msg_set_html(m, "<p>caf\xc3\xa9 = ok</p>\n", 18);
+  size_t len;
+  char *out = build(m, &len);
+  ok(out && strstr(out, "Content-Type: multipart/alternative;") != NULL, "text + html: multipart/alternative");
+  ok(out && strstr(out, "\r\n\r\nline1\r\nline2\r\nline3\r\nend\r\n") != NULL, "bare LF and CR normalised to CRLF");
+  ok(out && strstr(out, "<p>caf=C3=A9 =3D ok</p>") != NULL, "non-ASCII html: quoted-printable");
+  ok(out && strstr(out, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit") != NULL,
+     "ASCII text: 7bit");
+  char why[64] = "";
+  ok(out && lines_ok(out, len, why, sizeof why), "CRLF only (%s)", why);
+  free(out);
+  mh_msg_free(m);
+  /* trailing whitespace and long lines in QP */
+  m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  char line[2100];
+  memset(line, 'q', 2000);
+  memcpy(line + 2000, "  \n\xff", 4);
+  mh_msg_set_text(m, line, 2004);
+  out = build(m, &len);
+  ok(out && lines_ok(out, len, why, sizeof why), "long QP body lines ok (%s)", why);
+  ok(out && strstr(out, "=20\r\n=FF\r\n") != NULL, "trailing space encoded, =FF for 0xff");
+  int qp_ok = 1;
+  const char *body = out ? strstr(out, "\r\n\r\n") + 4 : NULL;
+  for (const char *p = body; p && *p; ) {
+    const char *e = strstr(p, "\r\n");
+    if (!e) break;
+    if (e - p > 76) qp_ok = 0;
+    p = e + 2;
+  }
+  ok(qp_ok, "quoted-printable lines <= 76");
+  free(out);
+  mh_msg_free(m);
+}
+
+static int b64v(char c) {
+  const char *t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const char *p = c ? strchr(t, c) : NULL;
+  return p ? (int)(p - t) : -1;
+}
+
+static void test_attachment(void) {
+  char path[] = "/tmp/mh-att-XXXXXX.pdf";
+  int fd = mkstemps(path, 4);
+  size_t n = 200000 + 7;          /* several read chunks and a partial last line */
+  unsigned char *data = malloc(n);
+  unsigned x = 12345;
+  for (size_t i = 0; i < n; i++) { x = x * 1103515245 + 12345; data[i] = (unsigned char)(x >> 16); }
+  ok(write(fd, data, n) == (ssize_t)n, "test file written");
+  close(fd);
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  mh_msg_set_text(m, "see attached", 12);
+  is_int(mh_msg_add_attachment(m, path, NULL, "Fax 12.pdf"), 0, "attachment added");
+  is_int(mh_msg_add_attachment(m, path, "audio/wav", "r\xc3\xa9sum\xc3\xa9 \"1\".wav"), 0, "non-ASCII name");
+  is_int(mh_msg_add_attachment(m, "/nonexistent/msg.wav", NULL, NULL), -ENOENT, "missing file refused");
+  ok(strstr(mh_msg_error(m), "/nonexistent/msg.wav") != NULL, "error names the path: %s", mh_msg_error(m));
+  is_int(mh_msg_add_attachment(m, path, "bad type", NULL), MH_EINVAL, "bad content type refused");
+  is_int(mh_msg_add_attachment(m, path, "text/plain\r\nX: y", NULL), MH_EBADHDR, "CRLF in type refused");
+  is_int(mh_msg_add_attachment(m, "/tmp", NULL, NULL), MH_EINVAL, "a folder refused");
+  size_t len;
+  char *out = build(m, &len);
+  char why[64] = "";
+  ok(out && lines_ok(out, len, why, sizeof why), "CRLF lines (%s)", why);
+  ok(out && strstr(out, "Content-Type: multipart/mixed;") != NULL, "multipart/mixed");
+  ok(out && strstr(out, "Content-Type: application/pdf;\r\n name=\"Fax 12.pdf\"\r\n"
+                        "Content-Disposition: attachment;\r\n filename=\"Fax 12.pdf\"\r\n") != NULL,
+     "type from the extension, quoted name");
+  ok(out && strstr(out, "filename*=UTF-8''r%C3%A9sum%C3%A9%20%221%22.wav") != NULL, "RFC 2231 name");
+  /* decode the first base64 part and compare */
+  const char *p = out ? strstr(out, "Content-Transfer-Encoding: base64\r\n\r\n") : NULL;
+  unsigned char *dec = malloc(n + 4);
+  size_t dn = 0;
+  int linelen_ok = 1;
+  if (p) {
+    p += 37;
+    while (*p && *p != '\r') {
+      const char *e = strstr(p, "\r\n");
+      if (e - p > 76) linelen_ok = 0;
+      for (const char *q = p; q + 3 < e + 1 && q < e; q += 4) {
+        int a = b64v(q[0]), b = b64v(q[1]), c = b64v(q[2]), d = b64v(q[3]);
+        dec[dn++] = (unsigned char)(a << 2 | b >> 4);
+        if (q[2] != '=') dec[dn++] = (unsigned char)(b << 4 | c >> 2);
+        if (q[3] != '=') dec[dn++] = (unsigned char)(c << 6 | d);
+      }
+      p = e + 2;
+    }
+  }
+  ok(linelen_ok, "base64 lines <= 76");
+  ok(dn == n && !memcmp(dec, data, n), "base64 decodes back byte-identical (%zu of %zu bytes)", dn, n);
+  /* the file vanishing before the write: an error naming it */
+  unlink(path);
+  char *o2 = NULL;
+  size_t l2;
+  is_int(mh_msg_bytes(m, &o2, &l2), -ENOENT, "a vanished attachment fails the write");
+  ok(strstr(mh_msg_error(m), path) != NULL, "naming the path");
+  free(o2);
+  free(dec);
+  free(data);
+  free(out);
+  mh_msg_free(m);
+}
+
+static void test_misc(void) {
+  is_str(mh_msg_type_for("a.WAV"), "audio/wav", "wav");
+  is_str(mh_msg_type_for("a.mp3"), "audio/mpeg", "mp3");
+  is_str(mh_msg_type_for("x/a.tif"), "image/tiff", "tif");
+  is_str(mh_msg_type_for("a.tiff"), "image/tiff", "tiff");
+  is_str(mh_msg_type_for("a.jpg"), "image/jpeg", "jpg");
+  is_str(mh_msg_type_for("a.csv"), "text/csv", "csv");
+  is_str(mh_msg_type_for("a.d/noext"), "application/octet-stream", "no extension");
+  mh_msg *m = mh_msg_new();
+  is_int(mh_msg_finish(m, 0), MH_EINVAL, "no From: refused");
+  mh_msg_add_addr(m, MH_MSG_FROM, "a@b.c", 5, NULL);
+  is_int(mh_msg_finish(m, 0), MH_EINVAL, "no recipient: refused");
+  mh_msg_add_addr(m, MH_MSG_BCC, "z@b.c", 5, NULL);
+  is_int(mh_msg_finish(m, 0), 0, "Bcc only is enough");
+  char *out;
+  size_t len;
+  mh_msg_bytes(m, &out, &len);
+  ok(strstr(out, "To: undisclosed-recipients:;\r\n") != NULL, "To: undisclosed-recipients:;");
+  is_int(mh_msg_set_subject(m, "x", 1), MH_EINVAL, "setters fail after finish");
+  free(out);
+  mh_msg_free(m);
+}
+
+static void test_edges(void) {
+  char line[1000];
+  size_t len;
+  memset(line, 'a', sizeof line);
+  for (int extra = 0; extra < 2; extra++) {
+    mh_msg *m = basic();
+    mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+    mh_msg_set_text(m, line, 998 + (size_t)extra);
+    char *out = build(m, &len);
+    ok(out && strstr(out, extra ? "quoted-printable" : "Content-Transfer-Encoding: 7bit"),
+       "a %d-octet line: %s", 998 + extra, extra ? "quoted-printable" : "7bit");
+    free(out);
+    mh_msg_free(m);
+  }
+  mh_msg *m = basic();
+  is_int(mh_msg_add_addr(m, MH_MSG_TO, "ok@y.com, also@y.com, bad@", 26, NULL), MH_EBADADDR, "a list with a bad address");
+  is_int(mh_msg_add_addr(m, MH_MSG_TO, "only@y.com", 10, NULL), 0, "then a good one");
+  mh_msg_add_addr(m, MH_MSG_REPLY_TO, "r1@y.com, R Two <r2@y.com>", 26, NULL);
+  char *out = build(m, &len);
+  ok(out && strstr(out, "\r\nTo: only@y.com\r\n"), "the failed list added nothing (all or nothing)");
+  ok(out && strstr(out, "\r\nReply-To: r1@y.com, R Two <r2@y.com>\r\n"), "Reply-To list");
+  is_int(mh_msg_rcpt_count(m), 1, "Reply-To is not a recipient");
+  ok(out && strstr(out, "charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n") &&
+     out[len - 1] == '\n', "no body: an empty text part");
+  free(out);
+  mh_msg_free(m);
+}
+
+int main(void) {
+  test_edges();
+  test_addresses();
+  test_headers_and_bcc();
+  test_injection();
+  test_long_and_non_ascii();
+  test_bodies();
+  test_attachment();
+  test_misc();
+  return done_testing();
+}

@@ -1,0 +1,293 @@
+/*
+** test-spool.c — the spool core without Lua: id ordering (also when the clock
+** or the seq file go backwards), envelope parsing, the commit protocol's files,
+** sidecar state, drop-in adoption, corrupt files, the tmp/ sweep and the lock.
+*/
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "tap.h"
+#include "error.h"
+#include "spool.h"
+
+static char root[256];
+
+static int write_bytes(void *arg, int fd) {
+  const char *s = arg;
+  return write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  static char buf[65536];
+  size_t n;
+  if (!f) return NULL;
+  n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+}
+
+static int count(const char *sub) {
+  char path[512];
+  DIR *d;
+  struct dirent *de;
+  int n = 0;
+  snprintf(path, sizeof path, "%s/%s", root, sub);
+  if (!(d = opendir(path))) return -1;
+  while ((de = readdir(d))) if (de->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+static void put_file(const char *rel, const char *content) {
+  char path[512];
+  FILE *f;
+  snprintf(path, sizeof path, "%s/%s", root, rel);
+  f = fopen(path, "wb");
+  fputs(content, f);
+  fclose(f);
+}
+
+static void test_ids(mh_spool *sp) {
+  char a[MH_SPOOL_IDLEN], b[MH_SPOOL_IDLEN], c[MH_SPOOL_IDLEN];
+  int sorted = 1;
+  ok(mh_spool_new_id(sp, a) == 0 && mh_spool_is_id(a), "an id is 16 hex digits (%s)", a);
+  for (int i = 0; i < 1000; i++) {
+    if (mh_spool_new_id(sp, b)) { sorted = 0; break; }
+    if (strcmp(a, b) >= 0) sorted = 0;
+    memcpy(a, b, sizeof a);
+  }
+  ok(sorted, "1000 ids in a row sort strictly increasing");
+  /* the clock "steps back": seq holds a time far ahead; ids keep increasing */
+  put_file("seq", "00ff000000000000\n");
+  ok(mh_spool_new_id(sp, c) == 0 && strcmp(c, "00ff000000000000") > 0,
+     "after a backward clock step ids still sort after the last one (%s)", c);
+  ok(mh_spool_raise_seq(sp, "0100000000000000") == 0 && mh_spool_new_id(sp, c) == 0 &&
+     strcmp(c, "0100000000000000") > 0, "raise_seq lifts the clock above a seen id");
+  /* two processes share the clock through the flocked seq file */
+  {
+    int fds[2];
+    char child[MH_SPOOL_IDLEN] = "";
+    pid_t pid = -1;
+    if (pipe(fds) == 0 && (pid = fork()) == 0) {
+      char id[MH_SPOOL_IDLEN];
+      for (int i = 0; i < 200; i++) mh_spool_new_id(sp, id);
+      if (write(fds[1], id, sizeof id) < 0) _exit(1);
+      _exit(0);
+    }
+    for (int i = 0; i < 200; i++) mh_spool_new_id(sp, a);
+    waitpid(pid, NULL, 0);
+    if (read(fds[0], child, sizeof child) < 0) child[0] = '\0';
+    close(fds[0]); close(fds[1]);
+    mh_spool_new_id(sp, b);
+    ok(strcmp(b, a) > 0 && strcmp(b, child) > 0, "ids from two processes never repeat or go back");
+  }
+}
+
+static void test_parse(void) {
+  mh_env env;
+  char err[MH_SPOOL_ERRLEN];
+  const char *m1 = "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Receiver: <w@y.z>\r\nFrom: a@b.c\r\n\r\nhi\r\n";
+  is_int(mh_env_parse(m1, strlen(m1), 1, &env, err), 0, "canonical file parses");
+  ok(env.canonical && !strcmp(env.from, "a@b.c") && env.nto == 2 && !strcmp(env.to[1], "w@y.z"),
+     "X-Sender / X-Receiver give the envelope");
+  is_int(env.offset, strlen("X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Receiver: <w@y.z>\r\n"),
+         "offset is the first byte after the X- lines");
+  mh_env_free(&env);
+
+  const char *m2 = "From: \"Doe, John\" <john@ex.org>\nTo: Ann <ann@ex.org>, bob@ex.org (Bob)\n"
+                   "Cc: team: c1@ex.org, c2@ex.org;, \"q,x\"@ex.org\nBcc: hidden@ex.org\n"
+                   "Subject: x\n\nbody\n";
+  is_int(mh_env_parse(m2, strlen(m2), 1, &env, err), 0, "From/To/Cc/Bcc message parses");
+  ok(!env.canonical && !strcmp(env.from, "john@ex.org"), "sender from From (display name with comma)");
+  ok(env.nto == 6 && !strcmp(env.to[0], "ann@ex.org") && !strcmp(env.to[1], "bob@ex.org") &&
+     !strcmp(env.to[2], "c1@ex.org") && !strcmp(env.to[3], "c2@ex.org") &&
+     !strcmp(env.to[4], "\"q,x\"@ex.org") && !strcmp(env.to[5], "hidden@ex.org"),
+     "recipients: names, comments, groups, quoted local parts, Bcc");
+  mh_env_free(&env);
+
+  const char *m3 = "To: a@b.c,\n a2@b.c\nSubject: folded\n\n";
+  ok(mh_env_parse(m3, strlen(m3), 1, &env, err) == 0 && env.nto == 2, "folded To header");
+  mh_env_free(&env);
+
+  const char *bad[] = {
+    "this is not a header\n\nbody\n",
+    "To: a@b.c\nbroken line\n\nbody\n",
+    "Subject: no recipients\n\nbody\n",
+    "To: not an address\n\n",
+    "To: <>\n\n",
+    "X-Sender: a@b.c\nSubject: x\n\n",
+    "\nbody only\n",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    int rc = mh_env_parse(bad[i], strlen(bad[i]), 1, &env, err);
+    ok(rc == MH_ECORRUPT, "malformed #%zu refused: %s", i, rc ? err : "(accepted)");
+  }
+  const char *part = "To: a@b.c\nSubject: x";
+  is_int(mh_env_parse(part, strlen(part), 0, &env, err), 1, "an incomplete header block asks for more");
+  ok(mh_addr_check("a@b.c", 0) == 0 && mh_addr_check("", 1) == 0 && mh_addr_check("", 0) &&
+     mh_addr_check("a b@c.d", 0) && mh_addr_check("a@b\r\nRCPT TO:<x@y>", 0) && mh_addr_check("ab.c", 0),
+     "address check: CR/LF, spaces, missing @ refused");
+}
+
+static void test_enqueue(mh_spool *sp) {
+  char err[MH_SPOOL_ERRLEN], path[600];
+  const char *to[] = { "x@y.z", "w@y.z" };
+  mh_spool_item it = { "a@b.c", to, 2, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "" };
+  mh_spool_entry e;
+  struct stat st;
+  int before = count("pickup");
+  is_int(mh_spool_enqueue(sp, &it, 1, err), 0, "enqueue");
+  snprintf(path, sizeof path, "%s/pickup/%s.eml", root, it.id);
+  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Receiver: w@y.z\r\nSubject: t\r\n\r\nbody\r\n",
+         "pickup/ID.eml holds the envelope lines and the message");
+  ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "mode 0600");
+  is_int(count("tmp"), 0, "nothing left in tmp/");
+  is_int(count("pickup"), before + 1, "one file more in pickup/");
+
+  const char *bad_to[] = { "x@y.z\r\nRCPT TO:<evil@x.y>" };
+  mh_spool_item bad = { "a@b.c", bad_to, 1, write_bytes, (void *)"x", "" };
+  is_int(mh_spool_enqueue(sp, &bad, 1, err), MH_EBADADDR, "a recipient with CR/LF is refused");
+  is_int(count("pickup"), before + 1, "and nothing was written");
+
+  /* defer / load: state survives in the sidecar */
+  const char *done[] = { "x@y.z" };
+  is_int(mh_spool_defer(sp, it.id, 12345, "451 4.7.0 later", done, 1, err), 0, "defer");
+  is_int(mh_spool_load(sp, it.id, &e, err), 0, "load");
+  ok(e.state.attempts == 1 && e.state.next_attempt == 12345 && !strcmp(e.state.last_reply, "451 4.7.0 later") &&
+     e.state.ndone == 1 && !strcmp(e.state.done[0], "x@y.z"), "sidecar state read back");
+  ok(e.env.offset > 0 && e.size > (int64_t)e.env.offset && !e.failed, "offset and size");
+  mh_spool_entry_free(&e);
+
+  is_int(mh_spool_fail(sp, it.id, "550 5.1.1 unknown", "550 5.1.1 unknown user", err), 0, "fail");
+  is_int(count("failed"), 2, "failed/ holds the message and its sidecar");
+  is_int(mh_spool_load(sp, it.id, &e, err), 0, "a failed message loads");
+  ok(e.failed && e.state.reason && e.state.failed_at > 0, "with its reason and time");
+  mh_spool_entry_free(&e);
+  is_int(mh_spool_retry(sp, it.id, err), 0, "retry");
+  is_int(count("failed"), 0, "failed/ is empty again");
+  is_int(mh_spool_load(sp, it.id, &e, err), 0, "back in pickup/");
+  ok(!e.failed && e.state.attempts == 1 && e.state.next_attempt == 0 && !e.state.reason,
+     "due now, attempts kept, no reason");
+  mh_spool_entry_free(&e);
+  is_int(mh_spool_delivered(sp, it.id, err), 0, "delivered");
+  is_int(mh_spool_load(sp, it.id, &e, err), MH_ENOTFOUND, "gone after delivered");
+  is_int(count("pickup"), before, "no sidecar left behind");
+
+  /* a batch: group commit */
+  mh_spool_item many[5];
+  const char *one[] = { "m@y.z" };
+  for (int i = 0; i < 5; i++) {
+    mh_spool_item x = { "", one, 1, write_bytes, (void *)"Subject: b\r\n\r\n.\r\n", "" };
+    many[i] = x;
+  }
+  is_int(mh_spool_enqueue(sp, many, 5, err), 0, "a batch of 5");
+  ok(strcmp(many[0].id, many[4].id) < 0, "batch ids in order");
+  is_int(count("pickup"), before + 5, "all five in pickup/");
+
+  /* a lost seq update cannot make an id replace a file */
+  put_file("pickup/0200000000000001.eml", "X-Sender: <>\r\nX-Receiver: old@y.z\r\nSubject: old\r\n\r\n");
+  put_file("seq", "0200000000000000\n");
+  mh_spool_item again = { "a@b.c", to, 2, write_bytes, (void *)"Subject: new\r\n\r\n", "" };
+  is_int(mh_spool_enqueue(sp, &again, 1, err), 0, "enqueue when the next id is taken");
+  is_str(again.id, "0200000000000002", "it takes the next free id");
+  snprintf(path, sizeof path, "%s/pickup/0200000000000001.eml", root);
+  ok(strstr(slurp(path), "Subject: old") != NULL, "the existing file was not replaced");
+}
+
+static void test_scan(mh_spool *sp) {
+  char err[MH_SPOOL_ERRLEN], **ids = NULL, path[600];
+  long n;
+  mh_spool_entry e;
+  long holder = 0;
+  int fd;
+  /* a stale tmp file (no writer) and a live one (flocked by us) */
+  put_file("tmp/stale", "half a message");
+  snprintf(path, sizeof path, "%s/tmp/live", root);
+  fd = open(path, O_CREAT | O_WRONLY, 0600);
+  flock(fd, LOCK_EX);
+  put_file("pickup/dropin.eml", "From: Ann <ann@ex.org>\r\nTo: bob@ex.org\r\nBcc: secret@ex.org,\r\n"
+                                " other@ex.org\r\nSubject: drop\r\n\r\nhello\r\n");
+  put_file("pickup/garbage", "no headers here at all\n");
+  put_file("pickup/0000000000000001.state", "attempts 3\n");
+  is_int(mh_spool_lock(sp, &holder), 0, "lock");
+  is_int(count("tmp"), 1, "the stale tmp file was swept, the live one kept");
+  close(fd);
+  unlink(path);
+  {
+    pid_t pid = fork();
+    if (pid == 0) {
+      mh_spool *sp2;
+      long h = 0;
+      int rc;
+      if (mh_spool_open(root, &sp2, NULL)) _exit(3);
+      rc = mh_spool_lock(sp2, &h);
+      _exit(rc == MH_ELOCKED && h == (long)getppid() ? 0 : 1);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a second deliverer is refused, naming our pid");
+  }
+  n = mh_spool_scan(sp, &ids, err);
+  ok(n >= 6, "scan found the ready messages (%ld)", n);
+  int sorted = 1;
+  for (long i = 1; i < n; i++) if (strcmp(ids[i - 1], ids[i]) >= 0) sorted = 0;
+  ok(sorted, "oldest first");
+  is_int(count("corrupt"), 1, "the unparsable drop-in went to corrupt/");
+  snprintf(path, sizeof path, "%s/pickup/dropin.eml", root);
+  ok(access(path, F_OK) != 0, "the drop-in was adopted under an id");
+  snprintf(path, sizeof path, "%s/pickup/0000000000000001.state", root);
+  ok(access(path, F_OK) != 0, "an orphan sidecar was removed");
+  /* the adopted one is the newest id */
+  is_int(mh_spool_load(sp, ids[n - 1], &e, err), 0, "adopted drop-in loads");
+  ok(e.env.canonical && !strcmp(e.env.from, "ann@ex.org") && e.env.nto == 3, "its envelope: From, To, Bcc");
+  {
+    char *body = slurp(e.path);
+    ok(body && !strstr(body + e.env.offset, "Bcc") && !strstr(body + e.env.offset, "other@ex.org") &&
+       strstr(body, "Subject: drop\r\n\r\nhello\r\n"), "Bcc (with its continuation) is gone from the sent copy");
+  }
+  mh_spool_entry_free(&e);
+  for (long i = 0; i < n; i++) free(ids[i]);
+  free(ids);
+  /* a torn canonical file found by load goes to corrupt/ */
+  put_file("pickup/00000000000000aa.eml", "X-Sender: a@b.c\r\n");
+  is_int(mh_spool_load(sp, "00000000000000aa", &e, err), MH_ECORRUPT, "load of an unparsable file: %s", err);
+  is_int(count("corrupt"), 2, "moved to corrupt/, not deleted");
+  /* listing */
+  mh_spool_iter *it;
+  int listed = 0, rc;
+  mh_spool_iter_open(sp, 0, &it);
+  while ((rc = mh_spool_iter_next(it, &e)) == 1) { listed++; mh_spool_entry_free(&e); }
+  mh_spool_iter_close(it);
+  is_int(listed, n, "list streams every message");
+}
+
+int main(void) {
+  mh_spool *sp;
+  char err[MH_SPOOL_ERRLEN];
+  snprintf(root, sizeof root, "%s/mh-spool-unit.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(root)) return 1;
+  is_int(mh_spool_open(root, &sp, err), 0, "open creates the spool");
+  ok(count("tmp") == 0 && count("pickup") == 0 && count("failed") == 0 && count("corrupt") == 0,
+     "tmp/ pickup/ failed/ corrupt/ exist");
+  test_ids(sp);
+  test_parse();
+  test_enqueue(sp);
+  test_scan(sp);
+  mh_spool_close(sp);
+  is_int(mh_spool_open("/proc/no/such", &sp, err), -ENOENT, "open of an impossible folder fails: %s", err);
+  {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd)) diag("could not remove %s", root);
+  }
+  return done_testing();
+}
