@@ -79,8 +79,12 @@ function M.reply_text(r)
   if not r.smtp and not r.text then return nil end
   local parts = {}
   if r.smtp then parts[#parts + 1] = tostring(r.smtp) end
-  if r.enhanced and r.enhanced ~= "" then parts[#parts + 1] = r.enhanced end
-  if r.text and r.text ~= "" then parts[#parts + 1] = (tostring(r.text):gsub("[\r\n]+", " ")) end
+  local text = r.text and tostring(r.text):gsub("[\r\n]+", " ") or ""
+  -- the engine's text may already start with the enhanced code
+  if r.enhanced and r.enhanced ~= "" and text:sub(1, #r.enhanced) ~= r.enhanced then
+    parts[#parts + 1] = r.enhanced
+  end
+  if text ~= "" then parts[#parts + 1] = text end
   return table.concat(parts, " ")
 end
 
@@ -173,9 +177,13 @@ function D:cfgn(key, default)
   return M.seconds(self.cfg[key], default)
 end
 
+-- Events run in their own task: a slow handler (an SMS gateway, a ticket system)
+-- never holds the queue.
 function D:emit(event, fields)
-  local ok, err = pcall(self.emit_fn, event, fields)
-  if not ok then self.log.error("delivery: a `" .. event .. "` handler raised: " .. tostring(err)) end
+  self.spawn(function()
+    local ok, err = pcall(self.emit_fn, event, fields)
+    if not ok then self.log.error("delivery: a `" .. event .. "` handler raised: " .. tostring(err)) end
+  end)
 end
 
 -- Wakes every worker waiting in a sleep (and, when `hard`, one connecting): a new

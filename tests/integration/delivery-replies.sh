@@ -13,7 +13,15 @@ touch "$T/peer/reject"          # permdata@ gets 554 while this file exists
 sidecar_of() { grep -rl -- "$1" "$SPOOL/failed" 2>/dev/null | grep -v '\.eml$' | head -1; }
 failed_with() { [ -n "$(sidecar_of "$1")" ]; }
 
-svc_start
+# a rule that tells someone by another path when a message fails
+cat > "$T/alert.lua" <<LUA
+on("failed", function(ev)
+  local f = assert(io.open("$T/alerts", "a"))
+  f:write(ev.id, " | ", ev.subject or "-", " | ", ev.reason, " | ", ev.reply or "-", "\n")
+  f:close()
+end)
+LUA
+svc_start "$T/alert.lua"
 
 # (c) 4xx at the final dot, then success
 enqueue 1 tempdata-once@example.com >/dev/null            # <1@test>
@@ -31,6 +39,9 @@ like "$(cat "$sc")" "rejected by the server" "the sidecar gives the reason"
 like "$(cat "$sc")" "failed_at [0-9]{10}" "and the time"
 is "$(failed_count)" 1 "one message in failed/"
 unlike "$(cat "$T/peer/log")" "<2@test>" "the rejected message never reached the server's mailbox"
+wait_for 5 test -s "$T/alerts"; ok $? "the rule subscribed to \`failed\` ran"
+like "$(cat "$T/alerts")" "^[0-9a-f]{16} \| msg 2 \| rejected by the server.* \| 554 5.6.0 content rejected" \
+     "with the id, subject, reason and reply"
 
 # (g) queue retry of the failed message delivers it (the server accepts it now)
 rm -f "$T/peer/reject"
