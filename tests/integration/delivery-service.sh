@@ -106,4 +106,16 @@ wait_for 15 pickup_empty; ok $? "a restart delivers the rest"
 wait_for 5 received_at_least "$T/peer2" 10
 is "$(received_ids "$T/peer2" | sort -u | wc -l)" 10 "each once"
 svc_stop
+
+# --- connections = 2: two sessions in parallel, every message once
+enqueue 10 >/dev/null
+svc_start --connections 2
+wait_for 15 pickup_empty; ok $? "--connections 2 drains the queue"
+wait_for 5 received_at_least "$T/peer2" 20
+is "$(received_ids "$T/peer2" | sort | uniq -d | wc -l)" 0 "none twice"
+is "$(tail -10 "$T/peer2/log" | awk '{print $5}' | sort -u | wc -l)" 2 "over two sessions (client ports)"
+svc_stop
+out=$("$MAILHOOK" run --connections 0 2>&1); rc=$?
+is "$rc" 2 "--connections 0 is refused"
+like "$out" "connections must be a whole number from 1 to 64" "with a clear message"
 done_testing
