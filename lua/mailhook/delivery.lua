@@ -260,7 +260,7 @@ function D:next_entry(w)
       local ids = sp:scan(M.BATCH)
       if type(ids) ~= "table" then ids = {} end
       -- a limited scan whose every id waits would starve the rest: look at all
-      if #ids >= M.BATCH then
+      if #ids == M.BATCH then
         local due = false
         for _, id in ipairs(ids) do
           if not self.claimed[id] and not (self.later[id] and self.later[id] > now and not self.forced)
@@ -520,6 +520,7 @@ function W:loop()
       self:close_session(true)
       self:enter("disabled", why or "settings not ready")
       if d.once then d.last_error = why; break end
+      if d.forced then d:end_forced(why or "settings not ready") end
       self:wait(d.scan_interval)
     else
       if self.stale then self.stale = false; self:close_session(true) end

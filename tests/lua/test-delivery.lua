@@ -437,4 +437,18 @@ tap.test("flush_request on a service: deferred messages go now, on_flushed repor
   d:stop(); task:wait()
 end)
 
+tap.test("flush_request while disabled ends the pass at once, with the reason", function(t)
+  local d, sp, smtp = setup{ ready = function() return nil, "outgoing mail is disabled" end }
+  sp:add{}
+  local flushed
+  d.on_flushed = function(_, err) flushed = { err = err } end
+  local task = start(d)
+  mh.sleep(0.1)
+  d:flush_request()
+  t:ok(until_(function() return flushed ~= nil end, 1), "the pass ended")
+  t:like(flushed and flushed.err, "disabled", "saying why")
+  t:is(smtp.connects, 0, "no connection attempted")
+  d:stop(); task:wait()
+end)
+
 return tap.done()
