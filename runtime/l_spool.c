@@ -123,6 +123,8 @@ typedef struct {
   /* scan */
   char **ids;
   long nids;
+  long limit;        /* scan: keep only the oldest limit ids (0 = all), for bounded memory */
+  long total;        /* scan: how many ready ids there were before the limit */
   /* load */
   mh_spool_entry entry;
   int have_entry;
@@ -181,6 +183,11 @@ static void op_work(void *arg) {
     break;
   case OP_SCAN: o->nids = mh_spool_scan(sp, &o->ids, o->err); o->rc = o->nids < 0 ? (int)o->nids : 0;
     if (o->nids < 0) o->nids = 0;
+    o->total = o->nids;
+    if (o->limit > 0 && o->nids > o->limit) {   /* free the rest here, off the loop */
+      for (long k = o->limit; k < o->nids; k++) free(o->ids[k]);
+      o->nids = o->limit;
+    }
     break;
   case OP_LOAD:
     o->rc = mh_spool_load(sp, o->id, &o->entry, o->err);
@@ -245,7 +252,7 @@ static int op_push(lua_State *co, void *arg) {
       lua_rawseti(co, -2, (lua_Integer)i + 1);
     }
     return 1;
-  case OP_SCAN: push_strings(co, o->ids, (size_t)o->nids); return 1;
+  case OP_SCAN: push_strings(co, o->ids, (size_t)o->nids); lua_pushinteger(co, o->total); return 2;
   case OP_LOAD: push_entry(co, &o->entry); return 1;
   default: lua_pushboolean(co, 1); return 1;
   }
@@ -465,7 +472,19 @@ static int simple(lua_State *L, int kind, const char *what) {
 }
 
 static int l_lock(lua_State *L) { return simple(L, OP_LOCK, "spool:lock"); }
-static int l_scan(lua_State *L) { return simple(L, OP_SCAN, "spool:scan"); }
+/* Spool:scan([limit]) -> {id...} oldest first, total   (waits).  With limit, only
+** the oldest limit ids reach Lua (a 100,000-message backlog stays cheap). */
+static int l_scan(lua_State *L) {
+  op *o;
+  lua_Integer limit = luaL_optinteger(L, 2, 0);
+  check_spool(L, 1);
+  luaL_argcheck(L, limit >= 0, 2, "limit must be >= 0");
+  check_can_wait(L, "spool:scan");
+  lua_settop(L, 1);
+  o = op_new(L, OP_SCAN, 0);
+  o->limit = (long)limit;
+  return op_start(L, o, "spool:scan");
+}
 static int l_load(lua_State *L) { return simple(L, OP_LOAD, "spool:load"); }
 static int l_delivered(lua_State *L) { return simple(L, OP_DELIVERED, "spool:delivered"); }
 static int l_retry(lua_State *L) { return simple(L, OP_RETRY, "spool:retry"); }

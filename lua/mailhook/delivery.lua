@@ -609,8 +609,10 @@ M.Worker = W
 
 ---------------------------------------------------------------- flush
 
+-- How many messages wait in pickup/ (scan(1): only one id crosses into Lua).
 local function count(sp)
-  local ids = sp:scan()
+  local ids, total = sp:scan(1)
+  if type(total) == "number" then return total end
   return type(ids) == "table" and #ids or 0
 end
 
