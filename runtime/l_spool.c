@@ -11,6 +11,7 @@
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
 */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include "l_sched.h"
@@ -153,6 +154,7 @@ static char *keep(op *o, const char *s) {
 static void op_free(void *arg) {
   op *o = (op *)arg;
   size_t i;
+  int big_scan = o->kind == OP_SCAN && o->total > 4096;
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
   free(o->strs);
   if (o->items) for (i = 0; i < o->n; i++) free((void *)o->items[i].to);
@@ -166,6 +168,9 @@ static void op_free(void *arg) {
   release(o->ls);
   luaL_unref(o->main, LUA_REGISTRYINDEX, o->anchor);
   free(o);
+  /* A big scan ran on a pool thread, whose malloc arena keeps the freed memory:
+  ** give it back, or each of the pool's threads would hold a backlog's worth. */
+  if (big_scan) malloc_trim(0);
 }
 
 static void op_work(void *arg) {
