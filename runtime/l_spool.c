@@ -186,13 +186,11 @@ static void op_work(void *arg) {
     else if (o->rc)
       snprintf(o->err, sizeof o->err, "spool %s: lock: %s", mh_spool_dir(sp), mh_strerror(o->rc));
     break;
-  case OP_SCAN: o->nids = mh_spool_scan(sp, &o->ids, o->err); o->rc = o->nids < 0 ? (int)o->nids : 0;
-    if (o->nids < 0) o->nids = 0;
-    o->total = o->nids;
-    if (o->limit > 0 && o->nids > o->limit) {   /* free the rest here, off the loop */
-      for (long k = o->limit; k < o->nids; k++) free(o->ids[k]);
-      o->nids = o->limit;
-    }
+  case OP_SCAN:
+    if (o->limit > 0) o->nids = mh_spool_scan_oldest(sp, o->limit, &o->ids, &o->total, o->err);
+    else o->total = o->nids = mh_spool_scan(sp, &o->ids, o->err);
+    o->rc = o->nids < 0 ? (int)o->nids : 0;
+    if (o->nids < 0) o->nids = o->total = 0;
     break;
   case OP_LOAD:
     o->rc = mh_spool_load(sp, o->id, &o->entry, o->err);

@@ -1027,6 +1027,76 @@ long mh_spool_scan(mh_spool *sp, char ***out, char *err) {
   return (long)n;
 }
 
+/* The max-heap of the `limit` smallest ids seen so far (root = the largest). */
+static void heap_down(char **h, long n, long i) {
+  for (;;) {
+    long l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && strcmp(h[l], h[m]) > 0) m = l;
+    if (r < n && strcmp(h[r], h[m]) > 0) m = r;
+    if (m == i) return;
+    char *t = h[i]; h[i] = h[m]; h[m] = t;
+    i = m;
+  }
+}
+
+static void heap_up(char **h, long i) {
+  while (i > 0) {
+    long p = (i - 1) / 2;
+    if (strcmp(h[p], h[i]) >= 0) return;
+    char *t = h[i]; h[i] = h[p]; h[p] = t;
+    i = p;
+  }
+}
+
+long mh_spool_scan_oldest(mh_spool *sp, long limit, char ***out, long *total, char *err) {
+  int dfd, rc = 0, adopted = 0;
+  DIR *d;
+  struct dirent *de;
+  char **heap, maxid[MH_SPOOL_IDLEN] = "";
+  long n = 0, all = 0;
+  *out = NULL;
+  *total = 0;
+  if (limit <= 0) return fail(err, MH_EINVAL, "scan: limit must be > 0");
+  if (!(heap = calloc((size_t)limit, sizeof *heap))) return fail(err, MH_ENOMEM, "scan");
+  if ((dfd = dup(sp->pickupfd)) < 0) { free(heap); return fail(err, -errno, "spool %s: pickup/", sp->dir); }
+  lseek(dfd, 0, SEEK_SET);
+  if (!(d = fdopendir(dfd))) { close(dfd); free(heap); return fail(err, -errno, "spool %s: pickup/", sp->dir); }
+  while ((de = readdir(d))) {
+    const char *nm = de->d_name;
+    size_t nl = strlen(nm);
+    char id[MH_SPOOL_IDLEN];
+    if (nm[0] == '.' || (nl > 6 && !strcmp(nm + nl - 6, ".state"))) continue;
+    if (!(nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = '\0', mh_spool_is_id(id)))) {
+      if (sp->lockfd < 0) continue;   /* only the lock holder adopts drop-ins */
+      int a = adopt(sp, nm, id);
+      if (a == 1) continue;
+      if (a < 0) { mh_warn("spool %s: cannot adopt pickup/%s: %s", sp->dir, nm, mh_strerror(a)); continue; }
+      adopted++;
+    }
+    all++;
+    if (strcmp(id, maxid) > 0) memcpy(maxid, id, sizeof maxid);
+    if (n < limit) {
+      if (!(heap[n] = strdup(id))) { rc = MH_ENOMEM; break; }
+      heap_up(heap, n++);
+    } else if (strcmp(id, heap[0]) < 0) {
+      memcpy(heap[0], id, MH_SPOOL_IDLEN);   /* every id has the same length */
+      heap_down(heap, n, 0);
+    }
+  }
+  closedir(d);
+  if (rc) {
+    for (long i = 0; i < n; i++) free(heap[i]);
+    free(heap);
+    return fail(err, rc, "spool %s: scan", sp->dir);
+  }
+  qsort(heap, (size_t)n, sizeof *heap, cmp_str);
+  if (adopted) fsync(sp->pickupfd);
+  if (all) mh_spool_raise_seq(sp, maxid);
+  *out = heap;
+  *total = all;
+  return n;
+}
+
 /* ----------------------------------------------- delivered, defer, ... */
 
 int mh_spool_delivered(mh_spool *sp, const char *id, char *err) {

@@ -109,6 +109,11 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
 ** sidecars removed.  Returns the count or a negative code. */
 long mh_spool_scan(mh_spool *sp, char ***ids, char *err);
 
+/* Like mh_spool_scan, keeping only the limit oldest ids (a bounded heap while the
+** folder is read), so memory does not grow with the backlog; *total = every ready
+** id.  Drop-ins are adopted; orphan sidecars are left to the full scan. */
+long mh_spool_scan_oldest(mh_spool *sp, long limit, char ***ids, long *total, char *err);
+
 /* Loads one message (pickup/ first, then failed/).  0, MH_ENOTFOUND, or
 ** MH_ECORRUPT (a pickup/ file that cannot be parsed is moved to corrupt/). */
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err);

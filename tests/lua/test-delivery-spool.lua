@@ -27,6 +27,18 @@ tap.test("scan(limit) returns the oldest ids and the total", function(t)
   t:is(#all, 5, "no limit: all")
   t:is(total2, 5, "total")
   t:ok(not pcall(sp.scan, sp, -1), "a negative limit raises")
+  -- more ids than the limit, in directory order: the heap keeps the oldest, sorted
+  local batch = {}
+  for i = 1, 60 do batch[i] = { msg(100 + i), { from = "a@example.com", to = { "b@example.net" } } } end
+  assert(sp:enqueue_many(batch))
+  local full = sp:scan()
+  local seven, t7 = sp:scan(7)
+  t:same(seven, { table.unpack(full, 1, 7) }, "scan(7) = the first 7 of a full scan")
+  t:is(t7, 65, "total counts every ready message")
+  local one, t1 = sp:scan(1)
+  t:same(one, { full[1] }, "scan(1): the oldest")
+  t:is(t1, 65, "and the total")
+  all = full
   for _, id in ipairs(all) do sp:remove(id) end
   sp:close()
 end)
