@@ -94,7 +94,7 @@ static int l_tostring(lua_State *L) {
 /* --------------------------------------------------------- generic ops */
 
 enum { OP_ENQ, OP_LOCK, OP_SCAN, OP_LOAD, OP_DELIVERED, OP_DEFER, OP_FAIL, OP_RETRY,
-       OP_REMOVE, OP_LIST };
+       OP_REMOVE, OP_LIST, OP_SYNC };
 
 typedef struct {
   const char *data;  /* bytes (anchored), or NULL for a message */
@@ -126,6 +126,7 @@ typedef struct {
   long nids;
   long limit;        /* scan: keep only the oldest limit ids (0 = all), for bounded memory */
   long total;        /* scan: how many ready ids there were before the limit */
+  int nosync;        /* delivered: leave the fsync of pickup/ to a later sync() */
   /* load */
   mh_spool_entry entry;
   int have_entry;
@@ -196,7 +197,10 @@ static void op_work(void *arg) {
     o->rc = mh_spool_load(sp, o->id, &o->entry, o->err);
     o->have_entry = o->rc == 0;
     break;
-  case OP_DELIVERED: o->rc = mh_spool_delivered(sp, o->id, o->err); break;
+  case OP_DELIVERED:
+    o->rc = o->nosync ? mh_spool_delivered_nosync(sp, o->id, o->err) : mh_spool_delivered(sp, o->id, o->err);
+    break;
+  case OP_SYNC: o->rc = mh_spool_sync(sp, o->err); break;
   case OP_DEFER:
     o->rc = mh_spool_defer(sp, o->id, o->next_attempt, o->reply,
                            (const char *const *)o->strs, o->nstrs, o->err);
@@ -489,7 +493,37 @@ static int l_scan(lua_State *L) {
   return op_start(L, o, "spool:scan");
 }
 static int l_load(lua_State *L) { return simple(L, OP_LOAD, "spool:load"); }
-static int l_delivered(lua_State *L) { return simple(L, OP_DELIVERED, "spool:delivered"); }
+/* Spool:delivered(id [, {sync = false}]) -> true   (waits).  sync = false: unlink
+** only; the caller runs Spool:sync() after a run of removals (group commit). */
+static int l_delivered(lua_State *L) {
+  const char *id;
+  int nosync = 0;
+  op *o;
+  check_spool(L, 1);
+  id = checkid(L, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "sync");
+    nosync = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  check_can_wait(L, "spool:delivered");
+  lua_settop(L, 2);
+  o = op_new(L, OP_DELIVERED, 0);
+  snprintf(o->id, sizeof o->id, "%s", id);
+  o->nosync = nosync;
+  return op_start(L, o, "spool:delivered");
+}
+
+/* Spool:sync() -> true   (waits): fsync pickup/ (after delivered{sync = false}). */
+static int l_sync(lua_State *L) {
+  op *o;
+  check_spool(L, 1);
+  check_can_wait(L, "spool:sync");
+  lua_settop(L, 1);
+  o = op_new(L, OP_SYNC, 0);
+  return op_start(L, o, "spool:sync");
+}
 static int l_retry(lua_State *L) { return simple(L, OP_RETRY, "spool:retry"); }
 static int l_remove(lua_State *L) { return simple(L, OP_REMOVE, "spool:remove"); }
 
@@ -779,7 +813,7 @@ static int l_addresses(lua_State *L) {
 void l_spool_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "enqueue", l_enqueue }, { "enqueue_many", l_enqueue_many }, { "lock", l_lock },
-    { "scan", l_scan }, { "load", l_load }, { "delivered", l_delivered },
+    { "scan", l_scan }, { "load", l_load }, { "delivered", l_delivered }, { "sync", l_sync },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
     { "list", l_list }, { "watch", l_watch }, { "close", l_close }, { NULL, NULL }
   };

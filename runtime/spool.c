@@ -1111,6 +1111,21 @@ int mh_spool_delivered(mh_spool *sp, const char *id, char *err) {
   return 0;
 }
 
+int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err) {
+  char name[300];
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  if (unlinkat(sp->pickupfd, name, 0) < 0)
+    return fail(err, errno == ENOENT ? MH_ENOTFOUND : -errno, "spool %s: unlink pickup/%s", sp->dir, name);
+  snprintf(name, sizeof name, "%s.state", id);
+  unlinkat(sp->pickupfd, name, 0);
+  return 0;
+}
+
+int mh_spool_sync(mh_spool *sp, char *err) {
+  int rc = fsync_fd(sp->pickupfd);
+  return rc ? fail(err, rc, "spool %s: fsync pickup/", sp->dir) : 0;
+}
+
 static int exists_in(int dirfd, const char *id) {
   char name[300];
   struct stat st;

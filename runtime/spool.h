@@ -122,6 +122,12 @@ void mh_spool_entry_free(mh_spool_entry *e);
 /* After the server's 250 to the final dot: unlink ID.eml and ID.state, fsync. */
 int mh_spool_delivered(mh_spool *sp, const char *id, char *err);
 
+/* The same without the fsync of pickup/: the unlink is done (a SIGKILL cannot undo
+** it) but a power cut may; then the message is sent again, never lost.  The
+** deliverer calls mh_spool_sync once for a run of removals (group commit). */
+int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err);
+int mh_spool_sync(mh_spool *sp, char *err);
+
 /* Records a failed attempt: attempts + 1, next_attempt, last_reply, and the
 ** recipients newly accepted (added to done); written atomically and fsynced. */
 int mh_spool_defer(mh_spool *sp, const char *id, int64_t next_attempt,

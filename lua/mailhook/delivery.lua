@@ -168,6 +168,7 @@ function M.new(opts)
     stopping = false,
     outage = nil,                       -- {err =, since =, stuck =} while the server is unreachable
     stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0 },
+    unsynced = 0,                       -- removals not yet covered by an fsync of pickup/
     last_error = nil,                   -- once mode: why the pass stopped early
   }, D)
   return d
@@ -348,8 +349,32 @@ function D:defer(e, reply, done)
                               e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
 end
 
+-- Removals are group-committed: each unlink is done at once (a SIGKILL cannot
+-- undo it, so the crash guarantee is unchanged), and one fsync of pickup/ covers
+-- a run of them: at most SYNC_EVERY removals, and always before a wait or a stop.
+-- A power cut may undo the unsynced ones: those messages are sent again, never lost.
+M.SYNC_EVERY = 64
+
+function D:sync()
+  if self.unsynced == 0 then return end
+  self.unsynced = 0
+  if type(self.spool.sync) ~= "function" then return end
+  local ok, err = self.spool:sync()
+  if ok == nil and err then
+    self.stats.errors = self.stats.errors + 1
+    self.log.error("delivery: fsync of pickup/ failed (removed messages may be sent again): " .. tostring(err))
+  end
+end
+
 function D:delivered(e, n)
-  local ok, err = self.spool:delivered(e.id)
+  local ok, err
+  if type(self.spool.sync) == "function" then
+    ok, err = self.spool:delivered(e.id, { sync = false })
+    self.unsynced = self.unsynced + 1
+    if self.unsynced >= M.SYNC_EVERY then self:sync() end
+  else
+    ok, err = self.spool:delivered(e.id)
+  end
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
     self.log.error("delivery: " .. e.id .. " was delivered but could not be removed (it may be sent again): "
@@ -409,6 +434,7 @@ end
 
 -- wait(seconds) -> true when woken early (kick, flush, reload, stop)
 function W:wait(seconds)
+  self.d:sync()
   if self.d.stopping then return true end
   self.woken = false
   self.sleeping = true
@@ -580,6 +606,7 @@ function W:loop()
     end
   end
   self:enter("stopping")
+  d:sync()
   self:close_session(true)
   self:enter("stopped")
 end
@@ -595,6 +622,7 @@ function D:run()
   end
   for _, w in ipairs(self.workers) do
     local ok, err = w.task:wait()
+    self:sync()
     if not ok then
       self.log.error("delivery[" .. w.i .. "] stopped on an error: " .. tostring(err))
       self.last_error = self.last_error or tostring(err)

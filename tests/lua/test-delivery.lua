@@ -437,6 +437,24 @@ tap.test("flush_request on a service: deferred messages go now, on_flushed repor
   d:stop(); task:wait()
 end)
 
+tap.test("removals are group-committed: one fsync of pickup/ per run, before waiting", function(t)
+  local d, sp = setup()
+  local calls = {}
+  sp.delivered = function(self, id, o)
+    mh.sleep(0)
+    calls[#calls + 1] = (o and o.sync == false) and "unlink" or "unlink+fsync"
+    self.msgs[id] = nil
+    return true
+  end
+  sp.sync = function() mh.sleep(0); calls[#calls + 1] = "fsync"; return true end
+  for i = 1, 3 do sp:add{} end
+  local task = start(d)
+  t:ok(until_(function() return #calls >= 4 end), "settled")
+  t:same(calls, { "unlink", "unlink", "unlink", "fsync" }, "three unlinks, then one fsync before going idle")
+  d:stop(); task:wait()
+  t:is(#calls, 4, "nothing left to sync at stop")
+end)
+
 tap.test("flush_request while disabled ends the pass at once, with the reason", function(t)
   local d, sp, smtp = setup{ ready = function() return nil, "outgoing mail is disabled" end }
   sp:add{}
