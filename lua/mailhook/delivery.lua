@@ -679,6 +679,9 @@ function M.flush(opts)
   end
   local total = count(sp)
   local progress = opts.progress or function() end
+  if total == 0 then
+    return { delivered = 0, deferred = 0, failed = 0, left = 0, total = 0, via = "self" }
+  end
   local locked, lerr = sp:lock()
   if locked then
     local d = M.new{ spool = sp, cfg = cfg, once = true, connect = opts.connect, ready = opts.ready,
@@ -740,7 +743,7 @@ local okq, queue = pcall(require, "mailhook.queue")
 if okq and type(queue) == "table" then
   queue.flush_impl = function(opts)
     local s = M.flush(opts)
-    if s.left == 0 and not s.error then return s end
+    if s.left == 0 then return s end
     return nil, s.error or (s.left .. " message(s) left in the queue"), s
   end
 end
