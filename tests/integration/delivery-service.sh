@@ -86,8 +86,13 @@ out=$("$MAILHOOK" flush 2>&1); rc=$?
 is "$rc" 0 "flush alone: exit 0"
 like "$out" "5 delivered, 0 deferred, 0 failed, 0 left" "summary"
 is "$(received_count "$T/peer")" $((n0 + 5)) "the server got the 5"
+enqueue 3 >/dev/null
 out=$(script -qc "$MAILHOOK flush" /dev/null 2>&1 </dev/null) || true
-like "$out" "flush: 0 delivered" "on a terminal too"
+like "$out" "flush: 3/3 +[0-9.]+ msg/s +ETA" "on a terminal: a progress line (done/total, rate, ETA)"
+like "$out" "flush: 3 delivered" "and the summary"
+enqueue 2 >/dev/null
+out=$("$MAILHOOK" -e 'local s = require("mailhook").queue.flush(); print(s.delivered, s.left, s.via)' 2>&1)
+is "$out" "2	0	self" "mh.queue.flush() from Lua delivers and reports"
 
 # --- (d) SIGTERM in the middle of a queue: the message in flight is finished
 peer_stop
