@@ -160,6 +160,7 @@ local function setup(o)
     emit = function(ev, f) events[#events + 1] = { ev, f } end,
     idle_close = o.idle_close or 0.1, scan_interval = o.scan_interval or 0.05,
     connections = o.connections, once = o.once, random = function() return 0.5 end,
+    stuck_after = o.stuck_after,
   }
   return d, sp, smtp, log, events
 end
@@ -253,6 +254,20 @@ tap.test("an outage: the queue waits, retries every retry_interval, logs once", 
   t:is(log:count("reachable again"), 1, "the recovery is logged once")
   t:same(ids_sent(smtp), { "000001", "000002", "000003" }, "in order, none twice")
   t:same(sp.ops, { "delivered 000001", "delivered 000002", "delivered 000003" }, "no message was deferred")
+  d:stop(); task:wait()
+end)
+
+tap.test("an outage lasting stuck_after emits `queue_stuck` once", function(t)
+  local d, sp, smtp, log, events = setup{ smtp = { fail_connects = 8 }, stuck_after = 0.15 }
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "delivered in the end")
+  local n = 0
+  for _, e in ipairs(events) do if e[1] == "queue_stuck" then n = n + 1 end end
+  t:is(n, 1, "one queue_stuck event")
+  local ev
+  for _, e in ipairs(events) do if e[1] == "queue_stuck" then ev = e[2] end end
+  t:like(ev and ev.reason, "connection refused", "with the reason")
   d:stop(); task:wait()
 end)
 
