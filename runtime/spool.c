@@ -977,8 +977,9 @@ static void heap_down(char **h, size_t n, size_t i) {
   }
 }
 
-long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, char *err) {
+long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *err) {
   int dfd = dup(sp->pickupfd), rc = 0;
+  long all = 0;
   DIR *d;
   struct dirent *de;
   char **ids = NULL, **orphans = NULL;
@@ -1015,6 +1016,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, char *err) {
       if (a < 0) { mh_warn("spool %s: cannot adopt pickup/%s: %s", sp->dir, nm, mh_strerror(a)); continue; }
       adopted++;
     }
+    all++;
     if (id_max[0] == '\0' || strcmp(id, id_max) > 0) memcpy(id_max, id, sizeof id_max);
     if (limit && n == limit) {          /* full: replace the newest if this is older */
       if (strcmp(id, ids[0]) < 0) {
@@ -1055,6 +1057,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, char *err) {
   if (adopted) fsync(sp->pickupfd);   /* the unlinks of adopted originals */
   if (id_max[0]) mh_spool_raise_seq(sp, id_max);
   *out = ids;
+  if (total) *total = all;
   return (long)n;
 }
 
@@ -1070,6 +1073,21 @@ int mh_spool_delivered(mh_spool *sp, const char *id, char *err) {
   unlinkat(sp->pickupfd, name, 0);
   if ((rc = fsync_fd(sp->pickupfd))) return fail(err, rc, "spool %s: fsync pickup/", sp->dir);
   return 0;
+}
+
+int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err) {
+  char name[300];
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  if (unlinkat(sp->pickupfd, name, 0) < 0)
+    return fail(err, errno == ENOENT ? MH_ENOTFOUND : -errno, "spool %s: unlink pickup/%s", sp->dir, name);
+  snprintf(name, sizeof name, "%s.state", id);
+  unlinkat(sp->pickupfd, name, 0);
+  return 0;
+}
+
+int mh_spool_sync(mh_spool *sp, char *err) {
+  int rc = fsync_fd(sp->pickupfd);
+  return rc ? fail(err, rc, "spool %s: fsync pickup/", sp->dir) : 0;
 }
 
 static int exists_in(int dirfd, const char *id) {

@@ -107,8 +107,9 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
 ** limit > 0 only the `limit` oldest (memory bounded by limit, not by the
 ** queue).  As the lock holder does it: drop-ins (any other file name) are
 ** adopted into the canonical form under a fresh id, unparsable ones moved to
-** corrupt/, orphan sidecars removed.  Returns the count or a negative code. */
-long mh_spool_scan(mh_spool *sp, size_t limit, char ***ids, char *err);
+** corrupt/, orphan sidecars removed.  *total (when not NULL) = every ready id,
+** beyond the limit too.  Returns the count or a negative code. */
+long mh_spool_scan(mh_spool *sp, size_t limit, char ***ids, long *total, char *err);
 
 /* Loads one message (pickup/ first, then failed/).  0, MH_ENOTFOUND, or
 ** MH_ECORRUPT (a pickup/ file that cannot be parsed is moved to corrupt/). */
@@ -117,6 +118,12 @@ void mh_spool_entry_free(mh_spool_entry *e);
 
 /* After the server's 250 to the final dot: unlink ID.eml and ID.state, fsync. */
 int mh_spool_delivered(mh_spool *sp, const char *id, char *err);
+
+/* The same without the fsync of pickup/: the unlink is done (a SIGKILL cannot undo
+** it) but a power cut may; then the message is sent again, never lost.  The
+** deliverer calls mh_spool_sync once for a run of removals (group commit). */
+int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err);
+int mh_spool_sync(mh_spool *sp, char *err);
 
 /* Records a failed attempt: attempts (or the stored count + 1 when attempts
 ** < 0), next_attempt, last_reply, and the recipients newly accepted (added to

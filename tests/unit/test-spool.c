@@ -238,8 +238,8 @@ static void test_scan(mh_spool *sp) {
   }
   {
     char **few = NULL;
-    long k = mh_spool_scan(sp, 2, &few, err);
-    n = mh_spool_scan(sp, 0, &ids, err);
+    long k = mh_spool_scan(sp, 2, &few, NULL, err);
+    n = mh_spool_scan(sp, 0, &ids, NULL, err);
     ok(k == 2 && n > 2 && !strcmp(few[0], ids[0]) && !strcmp(few[1], ids[1]),
        "scan with a limit returns the oldest ids only");
     for (long i = 0; i < k; i++) free(few[i]);
