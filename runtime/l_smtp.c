@@ -2,8 +2,8 @@
 ** l_smtp.c — core.smtp: the SMTP session (smtp.c) and TLS (tls.c) on a libuv
 ** TCP socket, as a Lua object whose operations wait (l_sched.h).
 **
-**   local c = core.smtp.new{host=, port=, tls="implicit"|"starttls"|"opportunistic"|"none",
-**                           helo=, verify=, ca_file=, fingerprint=, min_version=,
+**   local c = core.smtp.new{host=, port=, tls="auto"|"implicit"|"starttls"|"opportunistic"|"none",
+**                           tls_required=, greeting_wait=, helo=, verify=, ca_file=, fingerprint=, min_version=,
 **                           connect_timeout=, command_timeout=, data_timeout=, session_deadline=}
 **   c:open()                      -> true | nil, err, info      (waits: DNS, every address, TLS, EHLO)
 **   c:auth(mech, user, secret)    -> true | nil, err, info      (waits)
@@ -11,6 +11,12 @@
 **   c:check_sender(from)          -> true | nil, err, info      (waits: MAIL FROM + RSET)
 **   c:quit()                      -> true                       (waits)
 **   c:close()  c:alive()  c:info() -> table
+**
+** tls = "auto": a plain SMTP server greets first, an implicit-TLS server waits for
+** the ClientHello; so after connecting, a greeting within greeting_wait seconds
+** means plain SMTP (then STARTTLS: required when tls_required, else when offered),
+** and silence means implicit TLS.  A late plain greeting during that handshake
+** is reported as info.plain_smtp, and the Lua layer reconnects with STARTTLS.
 **
 ** A session event can finish an operation; the waiting task is resumed only
 ** after the event call into smtp.c has returned (settle()), so Lua never
@@ -28,7 +34,7 @@
 #define CONN_MT "mailhook.SmtpConn"
 
 enum { OP_NONE, OP_OPEN, OP_AUTH, OP_SEND, OP_CHECK, OP_QUIT };
-enum { TLS_NONE, TLS_IMPLICIT, TLS_STARTTLS, TLS_OPPORTUNISTIC };
+enum { TLS_NONE, TLS_IMPLICIT, TLS_STARTTLS, TLS_OPPORTUNISTIC, TLS_AUTO };
 
 typedef struct conn conn;
 
@@ -61,6 +67,10 @@ struct conn {
   int pending_err;             /* a transport error to give the session after the event */
   char pending_msg[200];
   int writes;                  /* uv_write requests in flight */
+  uint64_t sniff_ms;           /* TLS_AUTO: how long to wait for a plain greeting */
+  char hs_first[8];            /* first bytes received during a handshake (plain greeting?) */
+  size_t hs_n;
+  int plain_greeting;          /* an implicit handshake met a plain "220" */
   /* settings */
   char host[256], ca_file[1024], fingerprint[128], min_version[8], helo[256];
   int port, verify;
@@ -256,6 +266,13 @@ static void tls_step(conn *c) {
   if (rc == MH_TLS_WANT_READ) return;
   c->handshaking = 0;
   if (rc < 0) {
+    if (c->tls_mode == TLS_IMPLICIT && c->hs_n >= 4 && c->hs_first[0] >= '2' && c->hs_first[0] <= '5' &&
+        c->hs_first[1] >= '0' && c->hs_first[1] <= '9' && c->hs_first[2] >= '0' && c->hs_first[2] <= '9') {
+      c->plain_greeting = 1;
+      fail(c, MH_ETLS, "tls", "%s:%d greets in plain text (\"%.3s ...\"): it does not speak implicit TLS "
+           "on this port (use tls = starttls or auto)", c->host, c->port, c->hs_first);
+      return;
+    }
     fail(c, MH_ETLS, "tls", "%s:%d: %s", c->host, c->port, mh_tls_error(c->tls));
     return;
   }
@@ -287,9 +304,20 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     settle(c);
     return;
   }
+  if (c->tls_mode == TLS_AUTO && !c->tls) {
+    /* the server spoke first: plain SMTP (an implicit-TLS server waits for us) */
+    uv_timer_stop(&c->timer);
+    c->tls_mode = TLS_STARTTLS;   /* the session's starttls param says required or not */
+    mh_smtp_connected(c->s, 0);
+  }
   if (!c->tls) {
     mh_smtp_data(c->s, b->base, (size_t)n);
   } else {
+    if (c->handshaking && c->hs_n < sizeof c->hs_first) {
+      size_t room = sizeof c->hs_first - c->hs_n, m = room < (size_t)n ? room : (size_t)n;
+      memcpy(c->hs_first + c->hs_n, b->base, m);
+      c->hs_n += m;
+    }
     mh_tls_feed(c->tls, b->base, (size_t)n);
     if (c->handshaking) tls_step(c);
     while (!c->handshaking && c->tls_on && c->sk && mh_smtp_get_state(c->s) != MH_SMTP_CLOSED) {
@@ -341,6 +369,7 @@ static void settle(conn *c) {
 /* ----------------------------------------------------------- connect */
 
 static void try_next(conn *c);
+static void sniff_cb(uv_timer_t *t);
 
 static void connect_cb(uv_connect_t *req, int status) {
   sock *k = (sock *)req->data;
@@ -361,9 +390,20 @@ static void connect_cb(uv_connect_t *req, int status) {
   uv_read_start((uv_stream_t *)&k->tcp, alloc_cb, read_cb);
   if (c->tls_mode == TLS_IMPLICIT) {
     if (tls_begin(c) == 0) tls_step(c);
+  } else if (c->tls_mode == TLS_AUTO) {
+    uv_timer_start(&c->timer, sniff_cb, c->sniff_ms, 0);
   } else {
     mh_smtp_connected(c->s, 0);
   }
+  settle(c);
+}
+
+/* TLS_AUTO: no greeting in sniff_ms, so the server waits for a ClientHello. */
+static void sniff_cb(uv_timer_t *t) {
+  conn *c = (conn *)t->data;
+  if (c->tls_mode != TLS_AUTO || c->tls || !c->sk) return;
+  c->tls_mode = TLS_IMPLICIT;
+  if (tls_begin(c) == 0) tls_step(c);
   settle(c);
 }
 
@@ -472,6 +512,10 @@ static int push_fail(lua_State *L, conn *c, int rc) {
   if (rc == MH_ETOOBIG || rc == MH_EBADADDR) set_str(L, "class", "permanent");
   lua_pushboolean(L, !c->s || c->closed || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED || !c->sk);
   lua_setfield(L, -2, "connection");
+  if (c->plain_greeting) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "plain_smtp");
+  }
   return 3;
 }
 
@@ -586,7 +630,8 @@ static int l_new(lua_State *L) {
   else if (!strcmp(tlsm, "starttls")) c->tls_mode = TLS_STARTTLS;
   else if (!strcmp(tlsm, "opportunistic")) c->tls_mode = TLS_OPPORTUNISTIC;
   else if (!strcmp(tlsm, "none")) c->tls_mode = TLS_NONE;
-  else { free(c); return luaL_argerror(L, 1, "tls must be implicit, starttls, opportunistic or none"); }
+  else if (!strcmp(tlsm, "auto")) c->tls_mode = TLS_AUTO;
+  else { free(c); return luaL_argerror(L, 1, "tls must be auto, implicit, starttls, opportunistic or none"); }
   opt_str(L, "helo", c->helo, sizeof c->helo, "localhost");
   opt_str(L, "ca_file", c->ca_file, sizeof c->ca_file, NULL);
   opt_str(L, "fingerprint", c->fingerprint, sizeof c->fingerprint, NULL);
@@ -596,11 +641,15 @@ static int l_new(lua_State *L) {
   lua_pop(L, 1);
   c->connect_ms = opt_ms(L, "connect_timeout", 30);
   c->deadline_ms = opt_ms(L, "session_deadline", 900);
+  c->sniff_ms = opt_ms(L, "greeting_wait", 1.5);
   memset(&p, 0, sizeof p);
   p.helo = c->helo;
   p.host = c->host;
   p.port = c->port;
-  p.starttls = c->tls_mode == TLS_STARTTLS ? 2 : c->tls_mode == TLS_OPPORTUNISTIC ? 1 : 0;
+  lua_getfield(L, 1, "tls_required");
+  p.starttls = c->tls_mode == TLS_STARTTLS ? 2 : c->tls_mode == TLS_OPPORTUNISTIC ? 1
+             : c->tls_mode == TLS_AUTO ? (lua_toboolean(L, -1) ? 2 : 1) : 0;
+  lua_pop(L, 1);
   p.command_ms = opt_ms(L, "command_timeout", 300);
   p.data_ms = opt_ms(L, "data_timeout", 600);
   io.ud = c;
