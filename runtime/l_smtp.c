@@ -804,7 +804,9 @@ static int l_close(lua_State *L) {
   conn *c = u->c;
   if (!c) return 0;
   u->c = NULL;
-  if (c->waiting) { c->waiting = 0; c->w.task = NULL; }
+  /* another task waiting on this session: its wait is cancelled and it gets an error */
+  if (c->waiting && c->w.task) mh_task_interrupt(c->w.task);
+  c->waiting = 0;
   conn_close(c);
   unref(c);
   return 0;
