@@ -74,7 +74,7 @@ struct conn {
   /* settings */
   char host[256], ca_file[1024], fingerprint[128], min_version[8], helo[256];
   int port, verify;
-  uint64_t connect_ms, deadline_ms;
+  uint64_t connect_ms, deadline_ms, command_ms;
   /* what happened */
   char address[64];            /* the address connected to */
   char tried[700];             /* every address tried and why it failed */
@@ -250,12 +250,24 @@ static void io_done(void *ud, int rc) {
 
 /* -------------------------------------------------------------- TLS */
 
+static void hs_timeout_cb(uv_timer_t *t) {
+  conn *c = (conn *)t->data;
+  if (!c->handshaking) return;
+  c->handshaking = 0;
+  fail(c, MH_ETIMEDOUT, "tls", "%s:%d: TLS handshake timed out after %llu s", c->host, c->port,
+       (unsigned long long)(c->command_ms / 1000));
+  settle(c);
+}
+
+/* Starts a TLS client (implicit: the handshake is timed here; after STARTTLS the
+** session's timer for the TLS state runs). */
 static int tls_begin(conn *c) {
   mh_tls_params p = { c->host, c->verify, c->ca_file, c->fingerprint, c->min_version };
   char err[300];
   c->tls = mh_tls_new(&p, err, sizeof err);
   if (!c->tls) return fail(c, MH_ETLS, "tls", "%s", err), -1;
   c->handshaking = 1;
+  if (c->tls_mode == TLS_IMPLICIT) uv_timer_start(&c->timer, hs_timeout_cb, c->command_ms, 0);
   return 0;
 }
 
@@ -650,7 +662,7 @@ static int l_new(lua_State *L) {
   p.starttls = c->tls_mode == TLS_STARTTLS ? 2 : c->tls_mode == TLS_OPPORTUNISTIC ? 1
              : c->tls_mode == TLS_AUTO ? (lua_toboolean(L, -1) ? 2 : 1) : 0;
   lua_pop(L, 1);
-  p.command_ms = opt_ms(L, "command_timeout", 300);
+  p.command_ms = c->command_ms = opt_ms(L, "command_timeout", 300);
   p.data_ms = opt_ms(L, "data_timeout", 600);
   io.ud = c;
   io.write = io_write;

@@ -60,4 +60,22 @@ print(s.getsockname()[1], flush=True); time.sleep(1)']])
   p:close()
 end)
 
+tap.test("a silent server: the implicit TLS handshake has a timeout too", function(t)
+  local p = io.popen([[/usr/bin/python3 -c '
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+print(s.getsockname()[1], flush=True); time.sleep(2)']])
+  local port = tonumber(p:read("l"))
+  for _, mode in ipairs { "implicit", "auto" } do
+    local t0 = mh.monotonic()
+    local s, err, info = smtp.connect { server = { "127.0.0.1" }, port = port, tls = mode, tls_required = true,
+                                        command_timeout = 0.3, greeting_wait = 0.2 }
+    t:is(s, nil, mode .. ": fails")
+    t:is(info and info.stage, "tls", mode .. ": stage tls")
+    t:like(err, "handshake timed out", mode .. ": says so")
+    t:ok(mh.monotonic() - t0 < 1.5, mode .. ": promptly")
+  end
+  p:close()
+end)
+
 return tap.done()
