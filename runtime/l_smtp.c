@@ -67,6 +67,7 @@ struct conn {
   int pending_err;             /* a transport error to give the session after the event */
   char pending_msg[200];
   int writes;                  /* uv_write requests in flight */
+  int flushed;                 /* everything written left: tell the session in settle() */
   uint64_t sniff_ms;           /* TLS_AUTO: how long to wait for a plain greeting */
   char hs_first[8];            /* first bytes received during a handshake (plain greeting?) */
   size_t hs_n;
@@ -173,7 +174,7 @@ static void sock_write(conn *c, const char *buf, size_t len) {
   if (c->writes == 0) {
     n = uv_try_write((uv_stream_t *)&c->sk->tcp, &b, 1);
     if (n == (int)len) {
-      if (c->s) mh_smtp_flushed(c->s);
+      c->flushed = 1;   /* told to the session in settle(), never from inside its callback */
       return;
     }
     if (n < 0 && n != UV_EAGAIN) {
@@ -361,6 +362,11 @@ static void settle(conn *c) {
     if (c->start_tls) {
       c->start_tls = 0;
       if (tls_begin(c) == 0) tls_step(c);
+      continue;
+    }
+    if (c->flushed) {
+      c->flushed = 0;
+      if (c->s && c->writes == 0) mh_smtp_flushed(c->s);
       continue;
     }
     break;
