@@ -72,7 +72,7 @@ tap.test("STARTTLS required + AUTH PLAIN with our CA; capabilities from after TL
   t:like(i.tls_version or "", "^TLSv1%.[23]$", "TLS 1.2 or 1.3")
   t:ok(i.cert and i.cert.verified, "certificate verified")
   t:like(i.cert and i.cert.subject or "", "CN=localhost", "certificate subject")
-  t:like(i.cert and i.cert.issuer or "", "mailhook%-test%-CA", "issuer")
+  t:like(i.cert and i.cert.issuer or "", "mailhook test CA", "issuer")
   t:like(i.cert and i.cert.not_after or "", "^%d%d%d%d%-%d%d%-%d%d", "expiry")
   t:is(i.auth_mechanism, "plain", "PLAIN chosen (strongest offered for a password)")
   local joined = table.concat(i.capabilities, " ")
