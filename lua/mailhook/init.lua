@@ -32,6 +32,10 @@ mh.log = {
   syslog = core.log_syslog,      -- syslog(true [, ident]) sends lines to syslog
 }
 
+-- Rules (lua/mailhook/rules.lua), loaded on first use.
+function mh.on(event, fn, name) return require("mailhook.rules").on(event, fn, name) end
+function mh.emit(event, fields) return require("mailhook.rules").emit(event, fields) end
+
 -- Submodules load lazily: mh.settings -> require "mailhook.settings".
 return setmetatable(mh, {
   __index = function(t, k)

@@ -1,0 +1,91 @@
+-- mailhook hook EVENT [KEY=VALUE ...] | EVENT --json [--rules PATH]
+-- Runs the rules for EVENT in this process: whatever they enqueue is durable
+-- before it exits, so an event becomes mail even while no service runs.
+-- Exit: 0 ok; 1 a rule failed (named) or a rule file did not load;
+-- 2 a malformed event (bad JSON, KEY without =, a non-object) or usage.
+local rules = require "mailhook.rules"
+
+local function usage(msg)
+  io.stderr:write("mailhook hook: ", msg, "\n",
+                  "usage: mailhook hook EVENT [KEY=VALUE ...] | mailhook hook EVENT --json < object.json\n")
+  return 2
+end
+
+-- JSON values as event fields: null means "no value".
+local function strip_null(v, null)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do
+    if x ~= null then out[k] = strip_null(x, null) end
+  end
+  return out
+end
+
+-- fields_from(argv, json) -> event, fields | nil, message
+local function fields_from(argv)
+  local event, fields, json, rules_path = nil, {}, false, nil
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--json" then json = true
+    elseif a == "--rules" then
+      i = i + 1
+      rules_path = argv[i]
+      if not rules_path then return nil, "option '--rules' needs a folder or file" end
+    elseif a:match("^%-%-rules=") then rules_path = a:sub(9)
+    elseif a:match("^%-%-") then return nil, "unknown option '" .. a .. "'"
+    elseif not event then
+      if not rules.valid_event(a) then
+        return nil, "bad event name '" .. a .. "' (letters, digits, _ . : - only)"
+      end
+      event = a
+    else
+      local k, v = a:match("^([^=]*)=(.*)$")
+      if not k then return nil, "argument '" .. a .. "' is not KEY=VALUE" end
+      if not rules.valid_field(k) then return nil, "bad field name '" .. k .. "' in '" .. a .. "'" end
+      fields[k] = v
+    end
+    i = i + 1
+  end
+  if not event then return nil, "no EVENT given" end
+  if json then
+    if next(fields) then return nil, "--json reads the fields from stdin; KEY=VALUE cannot be mixed with it" end
+    local json_mod = require "mailhook.json"
+    local text = io.stdin:read("a") or ""
+    local v, err = json_mod.decode(text)
+    if v == nil then return nil, "bad JSON on stdin: " .. err end
+    if type(v) ~= "table" or not text:match("^%s*{") then
+      return nil, "the JSON on stdin must be an object ({...}), not " ..
+        (type(v) == "table" and "an array" or type(v) == "string" and "a string" or tostring(v))
+    end
+    fields = strip_null(v, json_mod.null)
+  end
+  return event, fields, rules_path
+end
+
+return function(...)
+  local event, fields, rules_path = fields_from({ ... })
+  if not event then return usage(fields) end
+
+  local cfg
+  local ok, settings = pcall(require, "mailhook.settings")
+  if ok and type(settings) == "table" and settings.load then
+    local err
+    cfg, err = settings.load()
+    if not cfg then
+      io.stderr:write("mailhook hook: settings: ", tostring(err), "\n")
+      return 1
+    end
+  elseif not ok and not tostring(settings):find("module 'mailhook.settings' not found", 1, true) then
+    error(settings, 0)
+  end
+
+  local _, load_errors = rules.load(rules_path or rules.default_paths(cfg))
+  local status, msgs = rules.dispatch(event, fields)
+  for _, e in ipairs(load_errors) do
+    io.stderr:write("mailhook hook: rule file ", e.file, " did not load: ", (e.error:match("^[^\n]*")), "\n")
+    status = 1
+  end
+  for _, m in ipairs(msgs) do io.stderr:write("mailhook hook ", event, ": ", m, "\n") end
+  return status
+end

@@ -1,0 +1,136 @@
+-- mailhook.json — a small strict JSON decoder (RFC 8259) for `mailhook hook
+-- EVENT --json`: no dependency, exact error positions, nothing lenient.
+--   json.decode(text) -> value | nil, "line L, column C: message"
+-- null decodes to json.null (a unique sentinel), so a caller can tell it from
+-- an absent key; objects and arrays become tables.
+local M = { null = setmetatable({}, { __tostring = function() return "null" end }) }
+
+local ESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+
+local function utf8char(cp) return utf8.char(cp) end
+
+function M.decode(s)
+  if type(s) ~= "string" then return nil, "expected a string" end
+  local pos = 1
+  local function fail(msg)
+    local line, col = 1, 1
+    for i = 1, math.min(pos - 1, #s) do
+      if s:byte(i) == 10 then line, col = line + 1, 1 else col = col + 1 end
+    end
+    error({ msg = string.format("line %d, column %d: %s", line, col, msg) }, 0)
+  end
+  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
+  local value
+  local function str()
+    pos = pos + 1
+    local out = {}
+    while true do
+      local a, b = s:find('^[^"\\%z\1-\31]+', pos)
+      if a then out[#out + 1] = s:sub(a, b); pos = b + 1 end
+      local c = s:sub(pos, pos)
+      if c == '"' then pos = pos + 1; return table.concat(out) end
+      if c == "" then fail("unterminated string") end
+      if c ~= "\\" then fail("control character in a string") end
+      local e = s:sub(pos + 1, pos + 1)
+      if ESC[e] then out[#out + 1] = ESC[e]; pos = pos + 2
+      elseif e == "u" then
+        local h = s:match("^%x%x%x%x", pos + 2)
+        if not h then fail("bad \\u escape") end
+        local cp = tonumber(h, 16)
+        pos = pos + 6
+        if cp >= 0xD800 and cp <= 0xDBFF then
+          local l = s:match("^\\u(%x%x%x%x)", pos)
+          local lo = l and tonumber(l, 16)
+          if not lo or lo < 0xDC00 or lo > 0xDFFF then fail("lone surrogate in \\u escape") end
+          cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
+          pos = pos + 6
+        elseif cp >= 0xDC00 and cp <= 0xDFFF then
+          fail("lone surrogate in \\u escape")
+        end
+        out[#out + 1] = utf8char(cp)
+      else
+        fail("bad escape '\\" .. e .. "'")
+      end
+    end
+  end
+  local depth = 0
+  function value()
+    ws()
+    local c = s:sub(pos, pos)
+    if c == "{" then
+      depth = depth + 1
+      if depth > 200 then fail("nested too deeply") end
+      pos = pos + 1
+      local obj = {}
+      ws()
+      if s:sub(pos, pos) == "}" then pos = pos + 1; depth = depth - 1; return obj end
+      while true do
+        ws()
+        if s:sub(pos, pos) ~= '"' then fail("expected a string key") end
+        local k = str()
+        ws()
+        if s:sub(pos, pos) ~= ":" then fail("expected ':' after a key") end
+        pos = pos + 1
+        obj[k] = value()
+        ws()
+        local d = s:sub(pos, pos)
+        pos = pos + 1
+        if d == "}" then depth = depth - 1; return obj end
+        if d ~= "," then pos = pos - 1; fail("expected ',' or '}'") end
+      end
+    elseif c == "[" then
+      depth = depth + 1
+      if depth > 200 then fail("nested too deeply") end
+      pos = pos + 1
+      local arr = {}
+      ws()
+      if s:sub(pos, pos) == "]" then pos = pos + 1; depth = depth - 1; return arr end
+      while true do
+        arr[#arr + 1] = value()
+        ws()
+        local d = s:sub(pos, pos)
+        pos = pos + 1
+        if d == "]" then depth = depth - 1; return arr end
+        if d ~= "," then pos = pos - 1; fail("expected ',' or ']'") end
+      end
+    elseif c == '"' then
+      return str()
+    elseif c == "-" or c:match("%d") then
+      local p = pos
+      if s:sub(p, p) == "-" then p = p + 1 end
+      local int = s:match("^%d+", p)
+      if not int or (#int > 1 and int:sub(1, 1) == "0") then fail("bad number") end
+      p = p + #int
+      if s:sub(p, p) == "." then
+        local frac = s:match("^%d+", p + 1)
+        if not frac then fail("bad number") end
+        p = p + 1 + #frac
+      end
+      if s:sub(p, p):match("[eE]") then
+        local ex = s:match("^[-+]?%d+", p + 1)
+        if not ex then fail("bad number") end
+        p = p + 1 + #ex
+      end
+      local num = s:sub(pos, p - 1)
+      pos = pos + #num
+      return math.tointeger(tonumber(num)) or tonumber(num)
+    elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4; return true
+    elseif s:sub(pos, pos + 4) == "false" then pos = pos + 5; return false
+    elseif s:sub(pos, pos + 3) == "null" then pos = pos + 4; return M.null
+    elseif c == "" then fail("unexpected end of input")
+    else fail("unexpected character '" .. c .. "'") end
+  end
+  local ok, v = pcall(function()
+    local r = value()
+    ws()
+    if pos <= #s then fail("trailing characters after the value") end
+    return r
+  end)
+  if not ok then
+    if type(v) == "table" then return nil, v.msg end
+    error(v, 0)
+  end
+  return v
+end
+
+return M

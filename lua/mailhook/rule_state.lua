@@ -1,0 +1,436 @@
+-- mailhook.rule_state — the rule primitives whose state lives on disk next to
+-- the spool (SPOOL/state/rules/), so neither a restart nor a second `hook`
+-- process resets them: throttle, digest, period (quiet hours in a time zone),
+-- hold, and the sweep that sends what fell due.
+--
+-- Every read-modify-write of the state runs under one exclusive flock
+-- (state/rules/lock), taken in turn by the tasks of one process, so concurrent
+-- `mailhook hook` processes never lose a count; files are replaced atomically
+-- and durably (core.rstate.write).  Mail the state owes (a throttle summary, a
+-- digest, a held message) is first written to state/rules/held/ and only
+-- removed once mh.enqueue made it durable: nothing is lost if the settings
+-- refuse mail for a while, it is sent by a later sweep.
+local core = require "mailhook.core"
+local rstate = core.rstate
+
+local rs = {
+  dir = nil,                 -- nil: SPOOL/state/rules (core.paths.spool)
+  clock = os.time,           -- seconds since the epoch (tests may replace it)
+  enqueue = nil,             -- nil: mh.enqueue (tests may replace it)
+}
+
+local function state_dir() return rs.dir or (core.paths.spool .. "/state/rules") end
+rs.state_dir = state_dir
+
+local function enqueue(msg)
+  local f = rs.enqueue or require("mailhook").enqueue
+  if not f then return nil, "mh.enqueue is not available in this build" end
+  return f(msg)
+end
+
+------------------------------------------------------------------ files
+
+-- A value as Lua source (tables, strings, numbers, booleans).
+local function ser(v, out)
+  local t = type(v)
+  if t == "string" then out[#out + 1] = string.format("%q", v)
+  elseif t == "number" then
+    out[#out + 1] = math.type(v) == "integer" and tostring(v) or string.format("%.17g", v)
+  elseif t == "boolean" then out[#out + 1] = tostring(v)
+  elseif t == "table" then
+    out[#out + 1] = "{"
+    for k, x in pairs(v) do
+      if type(x) ~= "function" and type(x) ~= "userdata" then
+        out[#out + 1] = "["; ser(k, out); out[#out + 1] = "]="; ser(x, out); out[#out + 1] = ","
+      end
+    end
+    out[#out + 1] = "}"
+  else
+    out[#out + 1] = "nil"
+  end
+  return out
+end
+
+local function encode(v) return "return " .. table.concat(ser(v, {})) .. "\n" end
+
+local function read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  local chunk = load(s, "=" .. path, "t", {})
+  local ok, v = pcall(chunk or error)
+  if not ok or type(v) ~= "table" then
+    core.log("warn", "rule state " .. path .. " is unreadable; starting afresh")
+    return nil
+  end
+  return v
+end
+
+local function write(path, v)
+  local ok, err = rstate.write(path, encode(v))
+  if not ok then error("rule state: " .. err, 0) end
+end
+
+-- A key as a file name: safe characters kept, the rest %XX.
+local function fname(key)
+  if type(key) ~= "string" or key == "" then error("key must be a non-empty string", 3) end
+  local s = key:gsub("[^%w%-_.]", function(c) return string.format("%%%02X", c:byte()) end)
+  if #s > 200 then error("key is too long (at most about 200 characters)", 3) end
+  if s:sub(1, 1) == "." then s = "%2E" .. s:sub(2) end
+  return s .. ".lua"
+end
+
+local function ensure(sub)
+  local d = state_dir() .. "/" .. sub
+  local ok, err = rstate.mkdir(d)
+  if not ok then error("rule state: " .. err, 0) end
+  return d
+end
+
+local busy = false  -- one task of this process holds the flock
+
+-- Runs fn() under the state lock (in-process turn, then flock).  The instruction
+-- budget is suspended meanwhile, so a handler stopped by it never leaves the
+-- lock held half-way through an update.
+local function locked(fn)
+  local hook, mask, count = debug.gethook()
+  debug.sethook()
+  while busy do core.sleep(0.002) end
+  busy = true
+  local dir = state_dir()
+  local ok, err = rstate.mkdir(dir)
+  local lk
+  if ok then lk, err = rstate.lock(dir .. "/lock") end
+  if not lk then
+    busy = false
+    if hook then debug.sethook(hook, mask, count) end
+    error("rule state: " .. tostring(err), 0)
+  end
+  local res = table.pack(pcall(fn))
+  lk:unlock()
+  busy = false
+  if hook then debug.sethook(hook, mask, count) end
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+------------------------------------------------------------------ held mail
+
+local seq = 0
+
+-- Writes a message owed for later (or now) to held/; returns its file name.
+local function park(msg, due, reason)
+  local d = ensure("held")
+  seq = seq + 1
+  local name = string.format("%012d-%08x-%04d.lua", due, math.random(0, 0x7fffffff), seq)
+  write(d .. "/" .. name, { due = due, message = msg, reason = reason, parked = rs.clock() })
+  return name
+end
+
+-- Enqueues every held message due at now; a refused one stays for the next sweep.
+-- Returns the number sent.
+local function flush_held(now)
+  local d = state_dir() .. "/held"
+  local names = rstate.list(d) or {}
+  local sent = 0
+  for _, n in ipairs(names) do
+    if n:match("%.lua$") then
+      local h = read(d .. "/" .. n)
+      if h and (h.due or 0) <= now then
+        local id, err = enqueue(h.message)
+        if id then
+          os.remove(d .. "/" .. n)
+          sent = sent + 1
+          core.log("info", string.format("rules: sent %s (%s)", h.reason or "held mail", tostring(id)))
+        else
+          core.log("warn", string.format("rules: %s stays held: %s", h.reason or "mail", tostring(err)))
+        end
+      elseif not h then
+        os.rename(d .. "/" .. n, d .. "/" .. n .. ".bad")
+      end
+    end
+  end
+  return sent
+end
+
+------------------------------------------------------------------ throttle
+
+local function fmt_time(t) return os.date("!%Y-%m-%d %H:%M:%SZ", t) end
+
+local function message_spec(o, what)
+  local spec = type(o[what]) == "table" and o[what] or {}
+  local m = {}
+  for k, v in pairs(spec) do m[k] = v end
+  m.to = m.to or o.to
+  m.cc = m.cc or o.cc
+  m.from = m.from or o.from
+  if m.to == nil then
+    error(string.format("%s needs an address: %s = {to = ...} or to = ...", what, what), 4)
+  end
+  return m
+end
+
+local function render(src, ctx)
+  local text = require("mailhook.template")(src)(ctx)
+  return text
+end
+
+local function items_text(items)
+  local out = {}
+  for _, it in ipairs(items or {}) do
+    out[#out + 1] = string.format("- %s  %s", fmt_time(it.t), it.text)
+  end
+  return table.concat(out, "\n")
+end
+
+-- A throttle window ended: park its summary when something was suppressed.
+local function close_throttle(st)
+  if (st.suppressed or 0) > 0 and st.summary then
+    local m = {}
+    for k, v in pairs(st.summary) do m[k] = v end
+    local ctx = { key = st.key, suppressed = st.suppressed, sent = st.count, max = st.max,
+                  per = st.per, from = fmt_time(st.window_start), ["until"] = fmt_time(st.window_end),
+                  items = items_text(st.items) }
+    m.subject = render(m.subject or "[mailhook] {{suppressed}} more suppressed: {{key}}", ctx)
+    m.text = render(m.text or
+      "{{suppressed}} more notifications for '{{key}}' were suppressed between {{from}} and " ..
+      "{{until}} (limit: {{max}} per {{per}} s).\n{{#if items}}\n{{items}}\n{{/if}}", ctx)
+    park(m, st.window_end, "throttle summary for " .. st.key)
+  end
+end
+
+-- throttle{key=, max=, per= [, summary = true | {to=, subject=, text=}] [, to=]
+--          [, item = "one line"] [, critical = bool]} -> allowed, state
+-- Up to max events per window of per seconds are allowed; the rest are counted
+-- and, with summary, one mail "N more suppressed" is sent at the end of the
+-- window (by `mailhook run`, or by the next event after it).  critical = true
+-- always allows and is not counted.  Waits (disk).
+function rs.throttle(o)
+  if type(o) ~= "table" then error("throttle{key=, max=, per=}: expects a table", 2) end
+  if type(o.max) ~= "number" or o.max < 0 then error("throttle: max must be a number >= 0", 2) end
+  if type(o.per) ~= "number" or o.per <= 0 then error("throttle: per must be seconds > 0", 2) end
+  local file = fname(o.key)
+  if o.critical then return true, { bypass = true } end
+  local summary = o.summary and message_spec(o, "summary") or nil
+  return locked(function()
+    local path = ensure("throttle") .. "/" .. file
+    local now = rs.clock()
+    local st = read(path)
+    if st and now >= st.window_end then
+      close_throttle(st)
+      st = nil
+      flush_held(now)
+    end
+    st = st or { kind = "throttle", key = o.key, window_start = now, window_end = now + o.per,
+                 count = 0, suppressed = 0, items = {} }
+    st.max, st.per, st.summary = o.max, o.per, summary
+    local allowed = st.count < o.max
+    if allowed then
+      st.count = st.count + 1
+    else
+      st.suppressed = st.suppressed + 1
+      if o.item and #st.items < 100 then st.items[#st.items + 1] = { t = now, text = tostring(o.item) } end
+    end
+    write(path, st)
+    return allowed, st
+  end)
+end
+
+------------------------------------------------------------------ digest
+
+local function close_digest(st)
+  local m = {}
+  for k, v in pairs(st.message) do m[k] = v end
+  local ctx = { key = st.key, count = #st.items, from = fmt_time(st.window_start),
+                ["until"] = fmt_time(st.window_end), items = items_text(st.items) }
+  m.subject = render(m.subject or "[mailhook] digest {{key}}: {{count}} events", ctx)
+  m.text = render(m.text or "{{count}} events for '{{key}}' between {{from}} and {{until}}:\n\n{{items}}\n", ctx)
+  park(m, st.window_end, "digest for " .. st.key)
+end
+
+-- digest{key=, window=, item = "one line" [, message = {to=, subject=, text=}]
+--        [, to=] [, critical = bool]} -> collected, state
+-- Collects item; at the end of the window (started by the first item) one mail
+-- lists them all.  critical = true returns false at once: send it yourself now.
+-- Waits (disk).
+function rs.digest(o)
+  if type(o) ~= "table" then error("digest{key=, window=, item=}: expects a table", 2) end
+  if type(o.window) ~= "number" or o.window <= 0 then error("digest: window must be seconds > 0", 2) end
+  local file = fname(o.key)
+  if o.critical then return false, { bypass = true } end
+  local spec = message_spec(o, "message")
+  return locked(function()
+    local path = ensure("digest") .. "/" .. file
+    local now = rs.clock()
+    local st = read(path)
+    if st and now >= st.window_end then
+      close_digest(st)
+      os.remove(path)
+      st = nil
+      flush_held(now)
+    end
+    st = st or { kind = "digest", key = o.key, window_start = now, window_end = now + o.window, items = {} }
+    st.message = spec
+    if #st.items < 1000 then st.items[#st.items + 1] = { t = now, text = tostring(o.item or o.key) } end
+    write(path, st)
+    return true, st
+  end)
+end
+
+------------------------------------------------------------------ hold & sweep
+
+-- hold(message, until_epoch [, reason]) -> name: the message is enqueued once
+-- until_epoch has passed (by `mailhook run`'s sweep or a later event); at once
+-- when it already has.  Durable before it returns.  Waits (disk).
+function rs.hold(msg, due, reason)
+  if type(msg) ~= "table" then error("hold(message, until): message must be a table", 2) end
+  if type(due) ~= "number" then error("hold(message, until): until must be an epoch time", 2) end
+  return locked(function()
+    local name = park(msg, math.floor(due), reason or "held message")
+    flush_held(rs.clock())
+    return name
+  end)
+end
+
+-- sweep() -> n_sent: closes ended throttle and digest windows and enqueues the
+-- held mail that fell due.  `mailhook run` calls it every few seconds.  Waits.
+function rs.sweep()
+  return locked(function()
+    local now = rs.clock()
+    local base = state_dir()
+    for _, kind in ipairs { "throttle", "digest" } do
+      for _, n in ipairs(rstate.list(base .. "/" .. kind) or {}) do
+        if n:match("%.lua$") then
+          local path = base .. "/" .. kind .. "/" .. n
+          local st = read(path)
+          if st and now >= (st.window_end or 0) then
+            if kind == "throttle" then close_throttle(st) else close_digest(st) end
+            os.remove(path)
+          end
+        end
+      end
+    end
+    return flush_held(now)
+  end)
+end
+
+------------------------------------------------------------------ period
+
+local DAYS = { sun = 1, mon = 2, tue = 3, wed = 4, thu = 5, fri = 6, sat = 7 }
+local DAY_ORDER = { "mon", "tue", "wed", "thu", "fri", "sat", "sun" }
+
+local function parse_days(w)
+  local set = {}
+  if w == nil then for i = 1, 7 do set[i] = true end return set end
+  if type(w) == "string" then
+    local list = {}
+    for part in w:gmatch("[^,%s]+") do list[#list + 1] = part end
+    w = list
+  end
+  if type(w) ~= "table" then error("period: weekdays must be a list or a string such as 'mon-fri'", 3) end
+  for _, part in ipairs(w) do
+    part = tostring(part):lower()
+    local a, b = part:match("^(%a+)%-(%a+)$")
+    a, b = (a or part):sub(1, 3), (b or part):sub(1, 3)
+    if not DAYS[a] or not DAYS[b] then error("period: unknown weekday '" .. part .. "'", 3) end
+    local i, j
+    for k, d in ipairs(DAY_ORDER) do if d == a then i = k end if d == b then j = k end end
+    local k = i
+    while true do
+      set[DAYS[DAY_ORDER[k]]] = true
+      if k == j then break end
+      k = k % 7 + 1
+    end
+  end
+  return set
+end
+
+local function parse_times(times)
+  if times == nil then times = { "00:00-24:00" } end
+  if type(times) == "string" then times = { times } end
+  local out = {}
+  for _, s in ipairs(times) do
+    local h1, m1, h2, m2 = tostring(s):match("^%s*(%d%d?):(%d%d)%s*%-%s*(%d%d?):(%d%d)%s*$")
+    if not h1 then error("period: times '" .. tostring(s) .. "' is not HH:MM-HH:MM", 3) end
+    local a, b = tonumber(h1) * 60 + tonumber(m1), tonumber(h2) * 60 + tonumber(m2)
+    if a >= 24 * 60 or b > 24 * 60 or tonumber(m1) > 59 or tonumber(m2) > 59 then
+      error("period: times '" .. s .. "' out of range", 3)
+    end
+    out[#out + 1] = { a, b }
+  end
+  return out
+end
+
+local Period = {}
+Period.__index = Period
+
+-- contains([t]) -> whether epoch t (default now) lies in the period, in its zone.
+-- A range that crosses midnight ("22:00-07:00") belongs to the weekday it starts on.
+function Period:contains(t)
+  t = t or rs.clock()
+  local lt = rstate.localtime(t, self.tz)
+  local m = lt.hour * 60 + lt.min
+  local today, yesterday = lt.wday, (lt.wday + 5) % 7 + 1
+  for _, r in ipairs(self.ranges) do
+    local a, b = r[1], r[2]
+    if a < b then
+      if self.days[today] and m >= a and m < b then return true end
+    else  -- crosses midnight (or a == b: a whole day from a to a)
+      if self.days[today] and m >= a then return true end
+      if self.days[yesterday] and m < b then return true end
+    end
+  end
+  return false
+end
+
+-- ends([t]) -> the epoch at which the period that contains t ends (t itself when
+-- t is outside), honouring daylight saving changes of the zone.
+function Period:ends(t)
+  t = t or rs.clock()
+  if not self:contains(t) then return t end
+  local lt = rstate.localtime(t, self.tz)
+  local cands = {}
+  for d = 0, 8 do
+    for _, r in ipairs(self.ranges) do
+      local e = r[2]
+      local c = rstate.mktime({ year = lt.year, month = lt.month, day = lt.day + d,
+                                hour = e // 60, min = e % 60, sec = 0 }, self.tz)
+      if c > t then cands[#cands + 1] = c end
+    end
+  end
+  table.sort(cands)
+  for _, c in ipairs(cands) do
+    if not self:contains(c) then return c end
+  end
+  return t + 8 * 86400
+end
+
+-- route(message [, {critical = bool, elsewhere = {to = ...}}]) -> how, id_or_name
+-- Inside the period: held until it ends ("held"), or sent at once to
+-- `elsewhere` ("routed"); outside it, or critical: enqueued now ("sent").
+function Period:route(msg, opts)
+  opts = opts or {}
+  if opts.critical or not self:contains() then
+    return "sent", assert(enqueue(msg))
+  end
+  if opts.elsewhere then
+    local m = {}
+    for k, v in pairs(msg) do m[k] = v end
+    for k, v in pairs(opts.elsewhere) do m[k] = v end
+    return "routed", assert(enqueue(m))
+  end
+  return "held", rs.hold(msg, self:ends(), opts.reason or "held for the end of a quiet period")
+end
+
+-- period{weekdays = "mon-fri" | {"sat", "sun"}, times = "22:00-07:00" | {...},
+--        tz = "Europe/Paris"} -> period with :contains(t), :ends(t), :route(msg, opts)
+function rs.period(o)
+  if type(o) ~= "table" then error("period{weekdays=, times=, tz=}: expects a table", 2) end
+  if o.tz ~= nil and type(o.tz) ~= "string" then error("period: tz must be a zone name", 2) end
+  local p = setmetatable({ days = parse_days(o.weekdays), ranges = parse_times(o.times), tz = o.tz }, Period)
+  if p.tz then rstate.localtime(0, p.tz) end  -- an unknown zone is an error now, not at 3 am
+  return p
+end
+
+return rs

@@ -1,0 +1,224 @@
+-- mailhook.template — small message templates that never break on a missing
+-- value, and never let a value change the shape of a message.
+--
+--   local render = mh.template(source [, {html = true} | {header = true} | {name = "x"}])
+--   local text, missing = render(context)
+--
+--   {{name}}  {{caller.name}}  {{caller|unknown}}      variables, dotted paths, defaults
+--   {{#if x}}...{{else}}...{{/if}}   {{#unless x}}...{{/unless}}
+--   {{#each items}}{{@index}}: {{.}} {{name}}{{else}}none{{/each}}
+--   {{{raw}}}                                         no HTML escaping (html templates only)
+--
+-- `missing` lists (once each, in order) the variables that had no value and no
+-- default; they render as "".  Escaping follows the context: in an html
+-- template every value is HTML-escaped; in a header template CR, LF and NUL
+-- (and any other control character) become spaces, in values and in the
+-- result, so a value can never start a new header line.
+--
+--   mh.template.file(path [, opts]) -> render | nil, err   (html when path ends in .html)
+--   mh.template.default(name) -> {subject=, text=, html=} renders, shipped in
+--       lua/mailhook/templates/NAME.{subject,txt,html} (voicemail, fax, alarm)
+--   mh.template.message(name_or_set, context) -> {subject=, text=, html=}, missing
+local M = {}
+
+local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+
+-- Parses src into a tree; raises "NAME:LINE: message" on a malformed tag.
+local function parse(src, name)
+  local pos, len = 1, #src
+  local root = { kind = "block", children = {} }
+  local stack = { root }
+  local function line_at(p)
+    local n = 1
+    for _ in src:sub(1, p):gmatch("\n") do n = n + 1 end
+    return n
+  end
+  local function fail(p, msg) error(string.format("%s:%d: %s", name, line_at(p), msg), 0) end
+  local function add(node)
+    local top = stack[#stack]
+    local list = top.in_else and top.no or top.children
+    list[#list + 1] = node
+  end
+  while pos <= len do
+    local s = src:find("{{", pos, true)
+    if not s then add({ kind = "text", s = src:sub(pos) }) break end
+    if s > pos then add({ kind = "text", s = src:sub(pos, s - 1) }) end
+    local raw = src:sub(s, s + 2) == "{{{"
+    local close = raw and "}}}" or "}}"
+    local e = src:find(close, s + (raw and 3 or 2), true)
+    if not e then fail(s, "unclosed '" .. (raw and "{{{" or "{{") .. "'") end
+    local tag = trim(src:sub(s + (raw and 3 or 2), e - 1))
+    pos = e + #close
+    local c = tag:sub(1, 1)
+    if c == "#" then
+      local kw, arg = tag:match("^#(%a+)%s+(.-)$")
+      if not kw or arg == "" then fail(s, "'{{" .. tag .. "}}' needs a name") end
+      if kw ~= "if" and kw ~= "unless" and kw ~= "each" then fail(s, "unknown block '{{#" .. kw .. "}}'") end
+      local node = { kind = kw, path = trim(arg), children = {}, no = {}, at = s }
+      add(node)
+      stack[#stack + 1] = node
+    elseif c == "/" then
+      local kw = trim(tag:sub(2))
+      local top = stack[#stack]
+      if #stack == 1 then fail(s, "'{{/" .. kw .. "}}' without an opening block") end
+      if top.kind ~= kw then
+        fail(s, "'{{/" .. kw .. "}}' closes '{{#" .. top.kind .. " " .. top.path .. "}}'")
+      end
+      stack[#stack] = nil
+    elseif tag == "else" then
+      local top = stack[#stack]
+      if #stack == 1 or top.in_else then fail(s, "'{{else}}' outside a block") end
+      top.in_else = true
+    elseif c == "!" then
+      -- a comment
+    else
+      if tag == "" then fail(s, "empty '{{}}'") end
+      local path, default = tag:match("^(.-)|(.*)$")
+      path = trim(path or tag)
+      if not path:match("^[%w_@%.%-]+$") then fail(s, "bad variable name '" .. path .. "'") end
+      add({ kind = "var", path = path, default = default, raw = raw })
+    end
+  end
+  if #stack > 1 then
+    local top = stack[#stack]
+    fail(top.at, "'{{#" .. top.kind .. " " .. top.path .. "}}' is never closed")
+  end
+  return root
+end
+
+-- Looks a path up in the scopes (innermost first): "." is the current item,
+-- "@index" its 1-based position, "a.b" walks tables.
+local function lookup(scopes, path)
+  local top = scopes[#scopes]
+  if path == "." then return top.item end
+  if path == "@index" then return top.index end
+  local first, rest = path:match("^([^%.]+)(.*)$")
+  local v
+  for i = #scopes, 1, -1 do
+    local ctx = scopes[i].ctx
+    if type(ctx) == "table" and ctx[first] ~= nil then v = ctx[first] break end
+  end
+  for part in rest:gmatch("[^%.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[tonumber(part) or part]
+    if v == nil then v = nil end
+  end
+  return v
+end
+
+local function truthy(v)
+  if v == nil or v == false or v == "" or v == 0 then return false end
+  if type(v) == "table" and next(v) == nil then return false end
+  return true
+end
+
+local HTML = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
+
+local function fold(s) return (s:gsub("[%z\1-\8\10-\31\127]", " ")) end
+
+local function render(node, scopes, out, missing, seen, opts)
+  for _, n in ipairs(node.children) do
+    if n.kind == "text" then
+      out[#out + 1] = n.s
+    elseif n.kind == "var" then
+      local v = lookup(scopes, n.path)
+      local s
+      if v == nil or v == "" then
+        if n.default then s = n.default
+        else
+          if v == nil and not seen[n.path] then seen[n.path] = true; missing[#missing + 1] = n.path end
+          s = ""
+        end
+      else
+        s = type(v) == "table" and "" or tostring(v)
+      end
+      if opts.header then s = fold(s)
+      elseif opts.html and not n.raw then s = s:gsub("[&<>\"']", HTML) end
+      out[#out + 1] = s
+    elseif n.kind == "if" or n.kind == "unless" then
+      local yes = truthy(lookup(scopes, n.path))
+      if n.kind == "unless" then yes = not yes end
+      render(yes and n or { children = n.no }, scopes, out, missing, seen, opts)
+    elseif n.kind == "each" then
+      local list = lookup(scopes, n.path)
+      if type(list) == "table" and #list > 0 then
+        for i, item in ipairs(list) do
+          scopes[#scopes + 1] = { ctx = item, item = item, index = i }
+          render(n, scopes, out, missing, seen, opts)
+          scopes[#scopes] = nil
+        end
+      else
+        render({ children = n.no }, scopes, out, missing, seen, opts)
+      end
+    end
+  end
+end
+
+-- compile(source [, opts]) -> render(context) -> text, missing.  Raises on a
+-- malformed template (a misuse found once, when the rule loads).
+function M.compile(source, opts)
+  if type(source) ~= "string" then error("mh.template: source must be a string", 2) end
+  opts = opts or {}
+  local tree = parse(source, opts.name or "template")
+  return function(context)
+    local out, missing = {}, {}
+    render(tree, { { ctx = context or {}, item = context } }, out, missing, {}, opts)
+    local text = table.concat(out)
+    if opts.header then text = fold(text):gsub("^ +", ""):gsub(" +$", "") end
+    return text, missing
+  end
+end
+
+-- file(path [, opts]) -> render | nil, err
+function M.file(path, opts)
+  local f, err = io.open(path, "r")
+  if not f then return nil, err end
+  local src = f:read("a")
+  f:close()
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.name = o.name or path
+  if o.html == nil and path:match("%.html?$") then o.html = true end
+  local ok, r = pcall(M.compile, src, o)
+  if not ok then return nil, r end
+  return r
+end
+
+local function templates_dir()
+  local core = require "mailhook.core"
+  return (core.paths and core.paths.lua or ".") .. "/mailhook/templates"
+end
+
+-- default(name) -> {subject=, text=, html=} (renders; html may be nil)
+function M.default(name)
+  if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
+    error("mh.template.default: bad template name", 2)
+  end
+  local dir = templates_dir()
+  local set = {}
+  set.subject = M.file(dir .. "/" .. name .. ".subject", { header = true })
+  set.text = M.file(dir .. "/" .. name .. ".txt")
+  set.html = M.file(dir .. "/" .. name .. ".html", { html = true })
+  if not set.subject and not set.text then
+    error("mh.template.default: no template named '" .. name .. "' in " .. dir, 2)
+  end
+  return set
+end
+
+-- message(name_or_set, context) -> {subject=, text=, html=}, missing (all parts)
+function M.message(set, context)
+  if type(set) == "string" then set = M.default(set) end
+  local out, missing, seen = {}, {}, {}
+  for _, part in ipairs { "subject", "text", "html" } do
+    if set[part] then
+      local text, miss = set[part](context)
+      out[part] = text
+      for _, k in ipairs(miss) do
+        if not seen[k] then seen[k] = true; missing[#missing + 1] = k end
+      end
+    end
+  end
+  return out, missing
+end
+
+return setmetatable(M, { __call = function(_, source, opts) return M.compile(source, opts) end })

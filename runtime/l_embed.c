@@ -1,0 +1,182 @@
+/*
+** l_embed.c — the embedding API of mailhook.h: a Lua state with the runtime,
+** the rules loaded once, and mh_emit() running the rules' dispatch (the same
+** code as `mailhook hook`) in a task on the libuv loop until it finished.
+** A binding file (l_*) because it drives Lua; l_embed_open() marks the core
+** table so Lua code can tell it runs embedded.
+*/
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "l_sched.h"
+#include "mailhook.h"
+
+int luaopen_mailhook_core(lua_State *L);
+
+struct mh_runtime {
+  lua_State *L;             /* the state holding the rules; closed by mh_close */
+};
+
+static void set_err(char **err, const char *fmt, ...) {
+  va_list ap;
+  char buf[2048];
+  if (!err) return;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  *err = strdup(buf);
+}
+
+/* core.paths as main.c builds them, from $MAILHOOK_ROOT or the PREFIX. */
+static void set_paths(lua_State *L, const char *conf, const char *spool) {
+  char root[PATH_MAX - 64], lua[PATH_MAX], probe[PATH_MAX + 32];
+  const char *r = getenv("MAILHOOK_ROOT");
+  int installed;
+  snprintf(root, sizeof root, "%s", r && *r ? r : MH_PREFIX);
+  snprintf(probe, sizeof probe, "%s/lua/mailhook/init.lua", root);
+  installed = access(probe, R_OK) != 0;
+  snprintf(lua, sizeof lua, installed ? "%s/share/mailhook/lua" : "%s/lua", root);
+  if (!conf || !*conf) conf = getenv("MAILHOOK_CONF");
+  if (!spool || !*spool) spool = getenv("MAILHOOK_SPOOL");
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "mailhook.core");
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, root);
+  lua_setfield(L, -2, "root");
+  lua_pushstring(L, lua);
+  lua_setfield(L, -2, "lua");
+  lua_pushfstring(L, installed ? "%s/share/mailhook/scripts" : "%s/scripts", root);
+  lua_setfield(L, -2, "scripts");
+  if (conf && *conf) lua_pushstring(L, conf);
+  else lua_pushfstring(L, installed ? "%s/etc/mailhook.conf" : "%s/mailhook.conf", root);
+  lua_setfield(L, -2, "conf");
+  if (spool && *spool) lua_pushstring(L, spool);
+  else lua_pushfstring(L, installed ? "%s/var/spool/mailhook" : "%s/spool", root);
+  lua_setfield(L, -2, "spool");
+  lua_pushboolean(L, installed);
+  lua_setfield(L, -2, "installed");
+  lua_setfield(L, -2, "paths");
+  lua_pop(L, 2);
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua, lua);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}
+
+/* Loads the settings and the rule files; returns nil on success, else a message. */
+static const char OPEN_LUA[] =
+  "local settings = require 'mailhook.settings'\n"
+  "local rules = require 'mailhook.rules'\n"
+  "local cfg, err = settings.load()\n"
+  "if not cfg then return 'settings: ' .. tostring(err) end\n"
+  "local _, errors = rules.load(rules.default_paths(cfg))\n"
+  "if #errors > 0 then\n"
+  "  return 'rule file ' .. errors[1].file .. ' did not load: ' .. errors[1].error:match('^[^\\n]*')\n"
+  "end\n";
+
+mh_runtime *mh_open(const char *conf, const char *spool, char **err) {
+  mh_runtime *rt;
+  lua_State *L;
+  if (err) *err = NULL;
+  rt = (mh_runtime *)calloc(1, sizeof *rt);
+  L = rt ? luaL_newstate() : NULL;
+  if (!L) {
+    free(rt);
+    set_err(err, "out of memory");
+    return NULL;
+  }
+  rt->L = L;
+  luaL_openlibs(L);
+  luaL_requiref(L, "mailhook.core", luaopen_mailhook_core, 0);
+  lua_pop(L, 1);
+  set_paths(L, conf, spool);
+  if (luaL_loadbuffer(L, OPEN_LUA, sizeof OPEN_LUA - 1, "=mh_open") != LUA_OK ||
+      lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isnil(L, -1)) {
+    set_err(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "cannot load the rules");
+    mh_close(rt);
+    return NULL;
+  }
+  lua_settop(L, 0);
+  return rt;
+}
+
+/* The task body: res = {status=, message=} filled by rules.dispatch. */
+static const char EMIT_LUA[] =
+  "local res, event, fields = ...\n"
+  "local status, msgs = require('mailhook.rules').dispatch(event, fields)\n"
+  "res.status = status\n"
+  "res.message = table.concat(msgs, '; ')\n";
+
+int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err) {
+  lua_State *L;
+  mh_task *task;
+  int status, done, i;
+  if (err) *err = NULL;
+  if (!rt || !event) { set_err(err, "mh_emit: no runtime or no event"); return 2; }
+  L = rt->L;
+  lua_settop(L, 0);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "mailhook.rules");           /* 2: rules */
+  lua_getfield(L, 2, "valid_event");
+  lua_pushstring(L, event);
+  lua_call(L, 1, 1);
+  if (!lua_toboolean(L, -1)) {
+    set_err(err, "bad event name '%s' (letters, digits, _ . : - only)", event);
+    lua_settop(L, 0);
+    return 2;
+  }
+  lua_pop(L, 1);
+  if (luaL_loadbuffer(L, EMIT_LUA, sizeof EMIT_LUA - 1, "=mh_emit") != LUA_OK) {
+    set_err(err, "%s", lua_tostring(L, -1));
+    lua_settop(L, 0);
+    return 1;
+  }                                                  /* 3: function */
+  lua_newtable(L);                                   /* 4: res */
+  lua_pushstring(L, event);                          /* 5 */
+  lua_newtable(L);                                   /* 6: fields */
+  for (i = 0; kv && kv[i]; i += 2) {
+    lua_getfield(L, 2, "valid_field");
+    lua_pushstring(L, kv[i]);
+    lua_call(L, 1, 1);
+    done = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!done) { set_err(err, "bad field name '%s'", kv[i]); lua_settop(L, 0); return 2; }
+    if (!kv[i + 1]) { set_err(err, "field '%s' has no value", kv[i]); lua_settop(L, 0); return 2; }
+    lua_pushstring(L, kv[i + 1]);
+    lua_setfield(L, 6, kv[i]);
+  }
+  task = mh_task_spawn(L, 3, 3, "mh_emit");
+  (void)task;
+  uv_run(mh_l_loop(), UV_RUN_DEFAULT);
+  done = mh_task_done(task);
+  if (done <= 0) {
+    set_err(err, "mh_emit: the rules did not finish%s", done < 0 ? " (an internal error, see the log)" : "");
+    lua_settop(L, 0);
+    return 1;
+  }
+  lua_getfield(L, 4, "status");
+  status = (int)lua_tointeger(L, -1);
+  lua_getfield(L, 4, "message");
+  if (status != 0) set_err(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "a rule failed");
+  lua_settop(L, 0);
+  return status;
+}
+
+void mh_close(mh_runtime *rt) {
+  if (!rt) return;
+  if (rt->L) lua_close(rt->L);
+  uv_run(mh_l_loop(), UV_RUN_NOWAIT);   /* close callbacks of handles closed by __gc */
+  free(rt);
+}
+
+void l_embed_open(lua_State *L) {
+  (void)L;   /* nothing to add: the API is for C hosts */
+}

@@ -1,0 +1,367 @@
+/*
+** l_rstate.c — the few system calls the rule layer needs for its state on
+** disk (spool/state/rules/) and its calendars, as core.rstate:
+**
+**   rstate.lock(path) -> lock | nil, err, info   (waits) an exclusive flock on
+**       path (created 0600), so concurrent `mailhook hook` processes take turns
+**       on one key's state; lock:unlock() (also __close/__gc) releases it.
+**   rstate.write(path, data) -> true | nil, err, info   (waits) atomic and
+**       durable: path.tmp.PID written with O_EXCL, fsynced, renamed over path,
+**       folder fsynced.  On any failure the temporary file is removed.
+**   rstate.localtime(t, tz) -> {year, month, day, hour, min, sec, wday, yday,
+**       isdst, gmtoff}: the broken-down local time of epoch t in zone tz
+**       (a zoneinfo name such as "Europe/Paris"; nil or "" = the process zone).
+**   rstate.exists(path) -> bool.
+**   rstate.list(dir) -> sorted names; rstate.mkdir(path): mkdir -p, 0700.
+**   rstate.mktime(fields, tz) -> epoch: the inverse (isdst = -1: the zone's
+**       rules decide, so a time in a DST gap moves forward, as mktime does).
+**
+** The zone functions switch TZ, call tzset(), convert and restore TZ: all Lua
+** runs on the loop thread, and no thread-pool work of ours reads the zone.
+** An unknown zone name is an error (glibc would silently use UTC).
+*/
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "l_sched.h"
+#include "error.h"
+
+#define LOCK_MT "mailhook.Lock"
+
+typedef struct {
+  int fd;                 /* the locked file; -1 once released */
+} lock_t;
+
+/* ------------------------------------------------------------------ lock */
+
+typedef struct {
+  char path[PATH_MAX];    /* the lock file */
+  int fd;                 /* result: the locked descriptor, or -1 */
+  int err;                /* result: errno of the failure */
+} lock_req;
+
+static void lock_work(void *arg) {
+  lock_req *r = (lock_req *)arg;
+  r->fd = open(r->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (r->fd < 0) { r->err = errno; return; }
+  while (flock(r->fd, LOCK_EX) < 0) {
+    if (errno == EINTR) continue;
+    r->err = errno;
+    close(r->fd);
+    r->fd = -1;
+    return;
+  }
+}
+
+static int lock_push(lua_State *co, void *arg) {
+  lock_req *r = (lock_req *)arg;
+  lock_t *lk;
+  if (r->fd < 0)
+    return mh_l_fail(co, -r->err, "state", "cannot lock %s: %s", r->path, strerror(r->err));
+  lk = (lock_t *)lua_newuserdatauv(co, sizeof *lk, 0);
+  lk->fd = r->fd;
+  r->fd = -1;             /* owned by the userdata now */
+  luaL_setmetatable(co, LOCK_MT);
+  return 1;
+}
+
+static void lock_done(void *arg) {
+  lock_req *r = (lock_req *)arg;
+  if (r->fd >= 0) close(r->fd);  /* task interrupted: nobody took the lock */
+  free(r);
+}
+
+static int l_lock(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  lock_req *r;
+  luaL_argcheck(L, len < PATH_MAX, 1, "path too long");
+  r = (lock_req *)calloc(1, sizeof *r);
+  if (!r) return luaL_error(L, "out of memory");
+  memcpy(r->path, path, len + 1);
+  r->fd = -1;
+  return mh_l_work(L, "rstate.lock", lock_work, lock_push, lock_done, r);
+}
+
+/* Idempotent: __gc, __close and unlock() all come here. */
+static int l_unlock(lua_State *L) {
+  lock_t *lk = (lock_t *)luaL_checkudata(L, 1, LOCK_MT);
+  if (lk->fd >= 0) {
+    close(lk->fd);        /* closing the only descriptor releases the flock */
+    lk->fd = -1;
+  }
+  return 0;
+}
+
+static int l_lock_tostring(lua_State *L) {
+  lock_t *lk = (lock_t *)luaL_checkudata(L, 1, LOCK_MT);
+  lua_pushfstring(L, "mailhook.Lock(%s)", lk->fd >= 0 ? "held" : "released");
+  return 1;
+}
+
+/* ----------------------------------------------------------------- write */
+
+typedef struct {
+  char path[PATH_MAX];    /* destination */
+  char *data;             /* copy of the bytes (the Lua string may go) */
+  size_t len;
+  int err;                /* result: errno, 0 on success */
+  const char *step;       /* result: which step failed, for the message */
+} write_req;
+
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) { if (errno == EINTR) continue; return -1; }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void write_work(void *arg) {
+  write_req *r = (write_req *)arg;
+  char tmp[PATH_MAX + 32], dir[PATH_MAX];
+  char *slash;
+  int fd = -1, dfd;
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", r->path, (long)getpid());
+  unlink(tmp);            /* a leftover of a crashed process with our pid */
+  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) { r->step = "create"; goto fail; }
+  if (write_all(fd, r->data, r->len) < 0) { r->step = "write"; goto fail; }
+  if (fsync(fd) < 0) { r->step = "fsync"; goto fail; }
+  if (close(fd) < 0) { fd = -1; r->step = "close"; goto fail; }
+  fd = -1;
+  if (rename(tmp, r->path) < 0) { r->step = "rename"; goto fail; }
+  snprintf(dir, sizeof dir, "%s", r->path);
+  slash = strrchr(dir, '/');
+  if (slash == dir) dir[1] = 0;
+  else if (slash) *slash = 0;
+  else strcpy(dir, ".");
+  dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    if (fsync(dfd) < 0) { r->err = errno; r->step = "fsync folder"; }
+    close(dfd);
+  }
+  return;
+fail:
+  r->err = errno;
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+}
+
+static int write_push(lua_State *co, void *arg) {
+  write_req *r = (write_req *)arg;
+  if (r->err)
+    return mh_l_fail(co, -r->err, "state", "cannot write %s (%s): %s", r->path, r->step,
+                     strerror(r->err));
+  lua_pushboolean(co, 1);
+  return 1;
+}
+
+static void write_done(void *arg) {
+  write_req *r = (write_req *)arg;
+  free(r->data);
+  free(r);
+}
+
+static int l_write(lua_State *L) {
+  size_t plen, dlen;
+  const char *path = luaL_checklstring(L, 1, &plen);
+  const char *data = luaL_checklstring(L, 2, &dlen);
+  write_req *r;
+  luaL_argcheck(L, plen < PATH_MAX, 1, "path too long");
+  r = (write_req *)calloc(1, sizeof *r);
+  if (!r || !(r->data = (char *)malloc(dlen ? dlen : 1))) {
+    free(r);
+    return luaL_error(L, "out of memory");
+  }
+  memcpy(r->path, path, plen + 1);
+  memcpy(r->data, data, dlen);
+  r->len = dlen;
+  return mh_l_work(L, "rstate.write", write_work, write_push, write_done, r);
+}
+
+/* ----------------------------------------------------------------- zones */
+
+/* Switches the process zone to tz (NULL/"" = leave it); returns the previous
+** TZ value to restore (malloc'd, or NULL when TZ was unset) through *old and
+** whether a switch happened. */
+static int zone_enter(lua_State *L, const char *tz, char **old) {
+  const char *cur;
+  char file[PATH_MAX];
+  *old = NULL;
+  if (!tz || !*tz) return 0;
+  if (tz[0] != ':' && strcmp(tz, "UTC") != 0 && !strchr(tz, ',')) {
+    /* a zoneinfo name must exist: glibc falls back to UTC silently */
+    if (strstr(tz, "..") || tz[0] == '/')
+      luaL_error(L, "time zone '%s' is not a zoneinfo name", tz);
+    snprintf(file, sizeof file, "/usr/share/zoneinfo/%s", tz);
+    if (access(file, R_OK) != 0) luaL_error(L, "unknown time zone '%s'", tz);
+  }
+  cur = getenv("TZ");
+  if (cur) *old = strdup(cur);
+  setenv("TZ", tz, 1);
+  tzset();
+  return 1;
+}
+
+static void zone_leave(int switched, char *old) {
+  if (!switched) return;
+  if (old) { setenv("TZ", old, 1); free(old); }
+  else unsetenv("TZ");
+  tzset();
+}
+
+static void setint(lua_State *L, const char *k, long v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static int l_localtime(lua_State *L) {
+  time_t t = (time_t)luaL_checkinteger(L, 1);
+  const char *tz = luaL_optstring(L, 2, NULL);
+  struct tm tm;
+  char *old;
+  int sw = zone_enter(L, tz, &old);
+  int ok = localtime_r(&t, &tm) != NULL;
+  zone_leave(sw, old);
+  if (!ok) return luaL_error(L, "time %I out of range", (lua_Integer)t);
+  lua_createtable(L, 0, 10);
+  setint(L, "year", tm.tm_year + 1900L);
+  setint(L, "month", tm.tm_mon + 1L);
+  setint(L, "day", tm.tm_mday);
+  setint(L, "hour", tm.tm_hour);
+  setint(L, "min", tm.tm_min);
+  setint(L, "sec", tm.tm_sec);
+  setint(L, "wday", tm.tm_wday + 1L);   /* as os.date: 1 = Sunday */
+  setint(L, "yday", tm.tm_yday + 1L);
+  setint(L, "gmtoff", tm.tm_gmtoff);
+  lua_pushboolean(L, tm.tm_isdst > 0);
+  lua_setfield(L, -2, "isdst");
+  return 1;
+}
+
+static int getint(lua_State *L, const char *k, int def) {
+  int v, isnum;
+  lua_getfield(L, 1, k);
+  v = (int)lua_tointegerx(L, -1, &isnum);
+  if (!isnum) {
+    if (def < 0) luaL_error(L, "field '%s' missing in date table", k);
+    v = def;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static int l_mktime(lua_State *L) {
+  const char *tz = luaL_optstring(L, 2, NULL);
+  struct tm tm;
+  time_t t;
+  char *old;
+  int sw;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  memset(&tm, 0, sizeof tm);
+  tm.tm_year = getint(L, "year", -1) - 1900;
+  tm.tm_mon = getint(L, "month", -1) - 1;
+  tm.tm_mday = getint(L, "day", -1);
+  tm.tm_hour = getint(L, "hour", 12);
+  tm.tm_min = getint(L, "min", 0);
+  tm.tm_sec = getint(L, "sec", 0);
+  tm.tm_isdst = -1;
+  sw = zone_enter(L, tz, &old);
+  t = mktime(&tm);
+  zone_leave(sw, old);
+  lua_pushinteger(L, (lua_Integer)t);
+  return 1;
+}
+
+/* list(dir) -> {name, ...} sorted, without dot files | nil, err, info.
+** Synchronous: the state folders hold a handful of small files. */
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int l_list(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  struct dirent *e;
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  if (!d) return mh_l_fail(L, -errno, "state", "cannot list %s: %s", path, strerror(errno));
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    if (n == cap) {
+      char **nn = (char **)realloc(names, (cap = cap ? cap * 2 : 16) * sizeof *names);
+      if (!nn) break;
+      names = nn;
+    }
+    if (!(names[n] = strdup(e->d_name))) break;
+    n++;
+  }
+  closedir(d);
+  if (n) qsort(names, n, sizeof *names, cmp_str);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    free(names[i]);
+  }
+  free(names);
+  return 1;
+}
+
+/* mkdir(path) -> true | nil, err, info: like mkdir -p, mode 0700. */
+static int l_mkdir(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  char buf[PATH_MAX];
+  luaL_argcheck(L, len > 0 && len < PATH_MAX, 1, "bad path");
+  memcpy(buf, path, len + 1);
+  for (char *p = buf + 1; ; p++) {
+    if (*p == '/' || *p == 0) {
+      char c = *p;
+      *p = 0;
+      if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+        return mh_l_fail(L, -errno, "state", "cannot create %s: %s", buf, strerror(errno));
+      *p = c;
+      if (!c) break;
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* exists(path) -> bool */
+static int l_exists(lua_State *L) {
+  lua_pushboolean(L, access(luaL_checkstring(L, 1), F_OK) == 0);
+  return 1;
+}
+
+void l_rstate_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"lock", l_lock}, {"write", l_write}, {"localtime", l_localtime},
+    {"mktime", l_mktime}, {"list", l_list}, {"exists", l_exists}, {"mkdir", l_mkdir}, {NULL, NULL}};
+  static const luaL_Reg lock_m[] = {{"unlock", l_unlock}, {NULL, NULL}};
+  if (luaL_newmetatable(L, LOCK_MT)) {
+    luaL_newlib(L, lock_m);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_unlock);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_unlock);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_lock_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  lua_setfield(L, -2, "rstate");
+}

@@ -1,0 +1,51 @@
+# Embedding: examples/embed/host.c built against build/libmailhook.a and
+# runtime/mailhook.h; mh_emit has hook's semantics (durable mail, failing
+# rule named, malformed event refused).
+. "$ROOT/tests/lib/tap.sh"
+BUILD_DIR=${BUILD:-$ROOT/build}
+SAN=""
+case "$BUILD_DIR" in *asan*) SAN="-fsanitize=address,undefined" ;; esac
+cc -std=c11 -Wall -Wextra $SAN -I"$ROOT/runtime" "$ROOT/examples/embed/host.c" "$BUILD_DIR/libmailhook.a" \
+   $(pkg-config --libs lua5.4 libuv openssl) -lreadline -lm -o "$T/host" 2>"$T/cc.err"
+ok $? "host.c compiles and links against libmailhook.a"
+[ -x "$T/host" ] || { cat "$T/cc.err"; done_testing; exit; }
+export MAILHOOK_ROOT="$ROOT"
+mkdir -p "$T/rules"
+cat > "$T/mailhook.conf" <<CONF
+enabled = true
+server = 127.0.0.1
+from = pbx@example.com
+CONF
+cat > "$T/rules/vm.lua" <<'LUA'
+on("voicemail", function(ev)
+  if ev.fail then error("rule refuses") end
+  local m = mh.template.message("voicemail", ev)
+  assert(mh.enqueue { to = "owner@example.com", subject = m.subject, text = m.text })
+end)
+LUA
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller=+33123 duration=42 mailbox=200 2>&1); rc=$?
+is "$rc" 0 "mh_emit returns 0"
+like "$out" "mail durable" "the host reports it"
+is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 1 "the message is in the spool when mh_emit returns"
+like "$(cat "$T"/spool/pickup/*.eml)" "Subject: New voicemail from \+33123 \(42 s\) for mailbox 200" "built by the rule and the shipped template"
+
+HOST_TWICE=1 "$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller=+1 >/dev/null 2>&1
+is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 3 "two emits on one runtime: two more messages"
+
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail fail=1 2>&1); rc=$?
+is "$rc" 1 "a failing rule: status 1"
+like "$out" "rule voicemail@vm.lua:1 failed: .*rule refuses" "naming the handler"
+
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller 2>&1); rc=$?
+is "$rc" 2 "a key without a value: status 2"
+like "$out" "field 'caller' has no value" "says so"
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" 'bad event' 2>&1); rc=$?
+is "$rc" 2 "a bad event name: status 2"
+is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 3 "nothing queued by refused events"
+
+echo 'y = 2' > "$T/rules/broken.lua"
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller=1 2>&1); rc=$?
+is "$rc" 1 "mh_open fails on a broken rule file"
+like "$out" "broken.lua did not load: .*undeclared global 'y'" "naming it"
+
+done_testing

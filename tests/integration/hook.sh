@@ -1,0 +1,115 @@
+# mailhook hook: rules run in the hook process, mail durable in the spool on
+# exit, malformed events, failing and endless handlers, concurrent processes
+# sharing throttle state, and a summary sent by a later process.
+. "$ROOT/tests/lib/tap.sh"
+export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
+cat > "$MAILHOOK_CONF" <<CONF
+enabled = true
+server = 127.0.0.1
+from = pbx@example.com
+rules = rules
+CONF
+mkdir -p "$T/rules"
+cat > "$T/rules/10-test.lua" <<'LUA'
+on("alarm", function(ev)
+  assert(mh.enqueue { to = ev.to or "ops@example.com", subject = "alarm " .. tostring(ev.severity),
+                      text = (ev.message or "") .. "\n" .. (ev.site and ev.site.name or "") })
+end)
+on("count", function(ev)
+  local ok = throttle { key = "burst", max = 5, per = 3600 }
+  local f = io.open(ev.out, "a"); f:write(ok and "yes\n" or "no\n"); f:close()
+end)
+on("flap", function(ev)
+  if throttle { key = "flap", max = 1, per = tonumber(ev.per), summary = true, to = "ops@example.com" } then
+    assert(mh.enqueue { to = "ops@example.com", subject = "flap " .. ev.n, text = "x" })
+  end
+end)
+on("boom", function() error("kaboom") end)
+on("spin", function() while true do end end)
+LUA
+pickup() { ls "$T/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
+eml() { cat "$T"/spool/pickup/*.eml 2>/dev/null; }
+
+out=$("$MAILHOOK" hook alarm severity=high message=on-battery 2>&1); rc=$?
+is "$rc" 0 "hook alarm exits 0"
+is "$(pickup)" 1 "one message durable in pickup/ when hook returns"
+like "$(eml)" "Subject: alarm high" "built by the rule"
+like "$(eml)" "X-Receiver: <?ops@example.com>?" "addressed by the rule"
+rm -f "$T"/spool/pickup/*.eml
+
+out=$(printf '{"severity":"low","message":"caf\\u00e9","site":{"name":"Lyon"},"x":null}' | "$MAILHOOK" hook alarm --json 2>&1); rc=$?
+is "$rc" 0 "hook --json exits 0"
+like "$(eml)" "Lyon" "nested JSON fields reach the rule"
+rm -f "$T"/spool/pickup/*.eml
+
+for bad in "severity" "=x" "9x=1"; do
+  out=$("$MAILHOOK" hook alarm "$bad" 2>&1); rc=$?
+  is "$rc" 2 "'$bad' is a malformed event (exit 2)"
+done
+like "$out" "bad field name '9x'" "the message names the field"
+out=$("$MAILHOOK" hook alarm severity 2>&1)
+like "$out" "argument 'severity' is not KEY=VALUE" "KEY without = is named"
+for j in '{"a":' '[1,2]' '"text"' '{"a":1} {}' ''; do
+  out=$(printf '%s' "$j" | "$MAILHOOK" hook alarm --json 2>&1); rc=$?
+  is "$rc" 2 "JSON '$j' refused with exit 2"
+done
+like "$(printf '{"a":1,}' | "$MAILHOOK" hook alarm --json 2>&1)" "bad JSON on stdin: line 1, column 8" "bad JSON: where"
+like "$(printf '[]' | "$MAILHOOK" hook alarm --json 2>&1)" "must be an object" "non-object: says so"
+out=$("$MAILHOOK" hook 2>&1); rc=$?
+is "$rc" 2 "no event: exit 2"
+is "$(pickup)" 0 "malformed events queued nothing"
+
+out=$("$MAILHOOK" hook boom 2>&1); rc=$?
+is "$rc" 1 "a failing rule exits 1"
+like "$out" "rule boom@10-test.lua:[0-9]+ failed: .*kaboom" "naming the handler and its error"
+like "$out" "stack traceback" "the log has the traceback"
+
+start=$(date +%s)
+out=$(timeout 20 "$MAILHOOK" hook spin 2>&1); rc=$?
+is "$rc" 1 "an endless handler is stopped (exit 1)"
+like "$out" "rule spin@10-test.lua:[0-9]+ .*stopped: exceeded its budget" "with a clear log line"
+ok "$([ $(( $(date +%s) - start )) -lt 10 ]; echo $?)" "within seconds"
+
+out=$("$MAILHOOK" hook nobody-listens a=1 2>&1); rc=$?
+is "$rc" 0 "an event without rules exits 0"
+like "$out" "no rule handles event 'nobody-listens'" "with a warning"
+
+# 20 concurrent hook processes share one throttle (max 5) through the flock
+for i in $(seq 20); do "$MAILHOOK" hook count "out=$T/count" & done; wait
+is "$(grep -c yes "$T/count")" 5 "exactly 5 of 20 concurrent processes allowed"
+is "$(grep -c no "$T/count")" 15 "the other 15 suppressed, none lost"
+is "$(stat -c %a "$T/spool/state/rules/throttle/burst.lua")" 600 "state file next to the spool, 0600"
+
+# throttle with summary: three events in a 2 s window from three processes;
+# then a service process (rules.start, as `mailhook run` does) that was not
+# alive during the window sends the summary at its end.
+for n in 1 2 3; do "$MAILHOOK" hook flap per=2 n=$n; done
+is "$(pickup)" 1 "one flap mail, two suppressed"
+"$MAILHOOK" -e '
+  local mh = require "mailhook"; local rules = require "mailhook.rules"
+  rules.sweep_interval = 0.2
+  local s = rules.start(arg[1]); mh.sleep(3.5); s.stop()' "$T/rules" &
+svc=$!; on_exit "kill $svc"
+has_summary() { cat "$T"/spool/pickup/*.eml | grep -q "Subject: \[mailhook\] 2 more suppressed: flap"; }
+wait_for 8 has_summary
+ok $? "the summary \"2 more suppressed\" is queued at the end of the window"
+wait $svc
+is "$(pickup)" 2 "exactly one summary"
+
+# a rule file that does not load is reported; the others still run
+echo 'x = 1' > "$T/rules/20-broken.lua"
+out=$("$MAILHOOK" hook alarm severity=mid 2>&1); rc=$?
+is "$rc" 1 "a broken rule file makes hook exit 1"
+like "$out" "20-broken.lua did not load: .*assignment to undeclared global 'x'" "naming file and reason"
+is "$(grep -l 'alarm mid' "$T"/spool/pickup/*.eml | wc -l)" 1 "the other rules still queued their mail"
+rm "$T/rules/20-broken.lua"
+
+# outgoing mail disabled: the rule's enqueue fails, hook says so, nothing queued
+sed -i 's/enabled = true/enabled = false/' "$MAILHOOK_CONF"
+before=$(pickup)
+out=$("$MAILHOOK" hook alarm severity=x 2>&1); rc=$?
+is "$rc" 1 "enqueue refused: exit 1"
+like "$out" "disabled" "the reason reaches the output"
+is "$(pickup)" "$before" "nothing queued"
+
+done_testing

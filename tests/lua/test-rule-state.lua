@@ -1,0 +1,192 @@
+-- Rule primitives with state on disk: throttle with summary, digest, period
+-- (time zones, daylight saving), hold, critical bypass, and a "restart" (the
+-- module reloaded from scratch) in the middle of a window.  The clock is
+-- injected; mail goes through rs.enqueue, captured here (the hook integration
+-- test runs the same primitives in separate processes).
+local tap = require "tap"
+local mh = require "mailhook"
+
+local dir = os.tmpname()
+os.remove(dir)
+
+local now = 1000000
+local sent = {}
+local refuse = false
+
+local function fresh()
+  package.loaded["mailhook.rule_state"] = nil
+  local rs = require "mailhook.rule_state"
+  rs.dir = dir
+  rs.clock = function() return now end
+  rs.enqueue = function(m)
+    if refuse then return nil, "outgoing mail is disabled" end
+    sent[#sent + 1] = m
+    return "id" .. #sent
+  end
+  return rs
+end
+
+local function files(sub)
+  return mh.core.rstate.list(dir .. "/" .. sub) or {}
+end
+
+tap.test("throttle: max per window, then one summary at the end of the window", function(t)
+  local rs = fresh()
+  sent = {}
+  local allowed = {}
+  for i = 1, 5 do
+    allowed[i] = rs.throttle { key = "ups/1", max = 2, per = 60, summary = true, to = "ops@example.com",
+                               item = "event " .. i }
+  end
+  t:same(allowed, { true, true, false, false, false }, "two allowed, three suppressed")
+  t:is(#sent, 0, "no summary during the window")
+  t:is(#files("throttle"), 1, "state on disk")
+  now = now + 30
+  -- a restart in the middle of the window: a new process knows the counts
+  rs = fresh()
+  t:is(rs.throttle { key = "ups/1", max = 2, per = 60, summary = true, to = "ops@example.com", item = "event 6" },
+       false, "still suppressed after a restart")
+  t:is(rs.sweep(), 0, "nothing due mid-window")
+  now = now + 31
+  t:is(rs.sweep(), 1, "the sweep at the window end sends the summary")
+  t:is(#sent, 1, "one summary")
+  local m = sent[1]
+  t:is(m.to, "ops@example.com", "to the summary address")
+  t:is(m.subject, "[mailhook] 4 more suppressed: ups/1", "subject counts them")
+  t:like(m.text, "4 more notifications for 'ups/1' were suppressed", "text says so")
+  t:like(m.text, "event 3\n.*event 6", "and lists them")
+  t:is(#files("throttle"), 0, "window closed")
+  t:is(rs.sweep(), 0, "sent once only")
+  t:is(rs.throttle { key = "ups/1", max = 2, per = 60, summary = true, to = "ops@example.com" }, true,
+       "a new window allows again")
+end)
+
+tap.test("throttle: the next event after the window sends the summary (no service)", function(t)
+  local rs = fresh()
+  sent = {}
+  for _ = 1, 3 do rs.throttle { key = "k2", max = 1, per = 10, summary = { to = "a@b.c", subject = "{{suppressed}} hidden" } } end
+  now = now + 11
+  t:is(rs.throttle { key = "k2", max = 1, per = 10, summary = { to = "a@b.c", subject = "{{suppressed}} hidden" } },
+       true, "new window")
+  t:is(#sent, 1, "summary of the old window sent on the way")
+  t:is(sent[1] and sent[1].subject, "2 hidden", "custom subject")
+  now = now + 11
+  rs.sweep()
+  t:is(#sent, 1, "no summary when nothing was suppressed")
+end)
+
+tap.test("throttle: critical bypasses and is not counted; no summary without an address", function(t)
+  local rs = fresh()
+  sent = {}
+  t:is(rs.throttle { key = "k3", max = 0, per = 10 }, false, "max 0 suppresses")
+  t:is(rs.throttle { key = "k3", max = 0, per = 10, critical = true }, true, "critical passes")
+  local _, st = rs.throttle { key = "k3", max = 0, per = 10 }
+  t:is(st.suppressed, 2, "critical was not counted")
+  local ok, err = pcall(rs.throttle, { key = "k4", max = 1, per = 10, summary = true })
+  t:ok(not ok, "summary without to is a misuse")
+  t:like(err, "summary needs an address", "says so")
+  t:ok(not pcall(rs.throttle, { key = "", max = 1, per = 10 }), "empty key")
+  t:ok(not pcall(rs.throttle, { key = "x", max = 1, per = 0 }), "per 0")
+  now = now + 11
+  rs.sweep()
+end)
+
+tap.test("a summary refused by the settings stays held and goes later", function(t)
+  local rs = fresh()
+  sent = {}
+  for _ = 1, 2 do rs.throttle { key = "k5", max = 1, per = 5, summary = true, to = "x@y.z" } end
+  now = now + 6
+  refuse = true
+  t:is(rs.sweep(), 0, "refused")
+  t:is(#files("held"), 1, "kept in held/")
+  refuse = false
+  t:is(rs.sweep(), 1, "sent by the next sweep")
+  t:is(#files("held"), 0, "and removed")
+end)
+
+tap.test("digest: one mail listing the events of the window", function(t)
+  local rs = fresh()
+  sent = {}
+  for i = 1, 3 do
+    t:is(rs.digest { key = "disk", window = 300, item = "disk " .. i .. " at 91%", to = "admin@example.com" },
+         true, "collected " .. i)
+    now = now + 10
+  end
+  rs = fresh()  -- restart mid-window
+  rs.digest { key = "disk", window = 300, item = "disk 4 at 95%", to = "admin@example.com" }
+  t:is(#sent, 0, "nothing yet")
+  now = now + 300
+  t:is(rs.sweep(), 1, "one mail at the end")
+  t:is(sent[1].subject, "[mailhook] digest disk: 4 events", "subject")
+  t:like(sent[1].text, "disk 1 at 91%%.*disk 2.*disk 3.*disk 4 at 95%%", "lists all four in order")
+  t:is(rs.digest { key = "disk", window = 300, item = "x", to = "a@b.c", critical = true }, false,
+       "critical is not digested")
+  now = now + 301
+  rs.sweep()
+end)
+
+tap.test("period: weekdays, times across midnight, time zone, daylight saving", function(t)
+  local rs = fresh()
+  local p = rs.period { weekdays = "mon-fri", times = "22:00-07:00", tz = "Europe/Paris" }
+  t:is(p:contains(1795815000), true, "Friday 22:30 Paris is inside")
+  t:is(p:contains(1795842000), true, "Saturday 06:00 Paris still belongs to Friday night")
+  t:is(p:contains(1795849140), false, "Saturday 07:59 Paris is outside")
+  t:is(p:contains(1795780800), false, "Friday 13:00 Paris is outside")
+  t:is(p:contains(1795860000 + 12 * 3600), false, "Saturday 23:00 Paris is the weekend")
+  t:is(p:ends(1795815000), 1795845600, "Friday night ends Saturday 07:00 Paris (06:00 UTC)")
+  t:is(p:ends(1795780800), 1795780800, "outside: ends now")
+  local all = rs.period { times = "22:00-07:00", tz = "Europe/Paris" }
+  t:is(all:ends(1774738800), 1774760400, "spring forward: ends 07:00 CEST = 05:00 UTC")
+  t:is(all:ends(1792882800), 1792908000, "fall back: ends 07:00 CET = 06:00 UTC")
+  local ny = rs.period { weekdays = { "sat", "sun" }, times = { "00:00-24:00" }, tz = "America/New_York" }
+  t:is(ny:contains(1795860000), true, "Saturday in New York")
+  t:is(ny:contains(1795815000), false, "Friday 16:30 in New York")
+  local ok, err = pcall(rs.period, { tz = "Mars/Olympus" })
+  t:ok(not ok, "unknown zone")
+  t:like(err, "unknown time zone 'Mars/Olympus'", "named")
+  t:ok(not pcall(rs.period, { times = "25:00-07:00" }), "bad time")
+  t:ok(not pcall(rs.period, { weekdays = "mon-frydai" }), "bad weekday")
+end)
+
+tap.test("period:route holds until the end, routes elsewhere, critical goes now", function(t)
+  local rs = fresh()
+  sent = {}
+  now = 1795815000  -- Friday 22:30 Paris
+  local quiet = rs.period { weekdays = "mon-fri", times = "22:00-07:00", tz = "Europe/Paris" }
+  local how = quiet:route({ to = "boss@example.com", subject = "s1" })
+  t:is(how, "held", "held in quiet hours")
+  t:is(#sent, 0, "not sent")
+  how = quiet:route({ to = "boss@example.com", subject = "s2" }, { elsewhere = { to = "night@example.com" } })
+  t:is(how, "routed", "routed elsewhere")
+  t:is(sent[1] and sent[1].to, "night@example.com", "to the night desk")
+  how = quiet:route({ to = "boss@example.com", subject = "s3" }, { critical = true })
+  t:is(how, "sent", "critical bypass")
+  t:is(sent[2] and sent[2].subject, "s3", "sent at once")
+  now = 1795845599
+  rs = fresh()
+  t:is(rs.sweep(), 0, "a second before the end: still held (after a restart)")
+  now = 1795845600
+  t:is(rs.sweep(), 1, "released at 07:00 Paris")
+  t:is(sent[3] and sent[3].subject, "s1", "the held message")
+end)
+
+tap.test("state files are private and concurrent tasks do not lose counts", function(t)
+  local rs = fresh()
+  local tasks, yes = {}, 0
+  for i = 1, 8 do
+    tasks[i] = mh.spawn(function()
+      if rs.throttle { key = "burst", max = 3, per = 100 } then yes = yes + 1 end
+    end)
+  end
+  for _, tk in ipairs(tasks) do tk:wait() end
+  t:is(yes, 3, "exactly max allowed among concurrent tasks")
+  local _, st = rs.throttle { key = "burst", max = 3, per = 100 }
+  t:is(st.suppressed, 6, "every other one counted")
+  local f = io.popen("stat -c %a " .. dir .. "/throttle/burst.lua")
+  t:is(f:read("l"), "600", "mode 0600")
+  f:close()
+end)
+
+local r = tap.done()
+os.execute("rm -rf " .. dir)
+return r
