@@ -348,6 +348,14 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   settle(c);
 }
 
+/* Between operations nothing waits on the session: its deadline stops, and its
+** socket no longer keeps the loop (the process) alive — a script that forgets
+** s:quit() still ends. */
+static void go_idle(conn *c) {
+  uv_timer_stop(&c->deadline);
+  if (c->sk) uv_unref((uv_handle_t *)&c->sk->tcp);
+}
+
 /* After every event: transport work the session asked for, then resume the task. */
 static void settle(conn *c) {
   lua_State *co;
@@ -378,6 +386,7 @@ static void settle(conn *c) {
   }
   if (!c->op_done || !c->waiting) return;
   c->waiting = 0;
+  go_idle(c);
   co = mh_wait_co(&c->w);
   if (!co) return;
   n = push_result(co, c);
@@ -691,6 +700,7 @@ static void begin(lua_State *L, conn *c, int op, const char *what) {
   if (c->waiting) luaL_error(L, "%s: another operation is in progress on this session", what);
   mh_wait_init(L, &c->w, what);
   c->w.cancel = cancel_cb;
+  if (c->sk) uv_ref((uv_handle_t *)&c->sk->tcp);
   c->op = op;
   c->op_done = 0;
   c->fail_code = 0;
@@ -701,7 +711,7 @@ static void begin(lua_State *L, conn *c, int op, const char *what) {
 /* Ends the op start: the result at once when it already finished, else wait. */
 static int wait_op(lua_State *L, conn *c) {
   settle(c);
-  if (c->op_done) return push_result(L, c);
+  if (c->op_done) { go_idle(c); return push_result(L, c); }
   c->waiting = 1;
   return mh_wait_yield(L, &c->w);
 }

@@ -44,6 +44,18 @@ mh_test "$(conf port="$I" tls=auto tls_ca_file="$C/ca.crt")"
 is "$RC" 0 "second run (straight to implicit)"
 ok $([ "$ELAPSED_MS" -lt 1400 ] && echo 0 || echo 1) "without waiting for a greeting (${ELAPSED_MS} ms)"
 
+# a script that forgets s:quit(): an idle session does not keep the process alive
+cat > "$T/noquit.lua" <<'LUA'
+local smtp = require "mailhook.smtp"
+local s = assert(smtp.connect { server = { "127.0.0.1" }, port = tonumber(arg[1]), tls = "none", tls_required = false })
+assert(s:send { from = "a@example.org", to = { "b@example.org" }, data = "Subject: x\r\n\r\ny\r\n" })
+LUA
+t0=$(date +%s%N)
+timeout 20 "$MAILHOOK" "$T/noquit.lua" "$N"; rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+is "$rc" 0 "a script leaving its session open exits 0"
+ok $([ "$ms" -lt 5000 ] && echo 0 || echo 1) "at once (${ms} ms), not at the session deadline"
+
 mh_test "$(conf port="$N" tls=auto tls_required=false server=no-such-host.invalid)"
 is "$RC" 1 "unknown host fails"
 like "$OUT" "FAILED at stage dns" "stage dns"
