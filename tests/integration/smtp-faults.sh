@@ -29,8 +29,8 @@ S
 start_fault F "$s"
 mh_test "$(conf port="$F" tls=starttls tls_required=true auth=true username=u password=pw-never-sent)"
 is "$RC" 1 "STARTTLS required but not offered: fails"
-ilike "$OUT" "\btls\b" "stage tls named"
-ilike "$OUT" "starttls" "the error says STARTTLS was not offered"
+ilike "$OUT" "stage[: ]+tls\b" "stage tls named"
+ilike "$ERR" "starttls" "the error says STARTTLS was not offered"
 unlike "$(cat "$F_REC")" "AUTH|MAIL|pw-never-sent" "no AUTH, no MAIL, no password on the wire"
 mh_test "$(conf port="$F" tls=auto tls_required= auth=true username=u password=pw-never-sent)"
 is "$RC" 1 "the same with tls=auto (tls_required defaults true with auth): fails"
@@ -50,7 +50,7 @@ S
 start_fault F "$s" --cert "$C/server.crt" --key "$C/server.key"
 mh_test "$(conf port="$F" tls=starttls tls_required=true tls_ca_file="$C/ca.crt")"
 is "$RC" 1 "extra bytes after STARTTLS's 220: aborts"
-ilike "$OUT" "\btls\b" "stage tls named"
+ilike "$OUT" "stage[: ]+tls\b" "stage tls named"
 rest=$(after STARTTLS "$F_REC" | od -An -tx1 | head -1)
 unlike "$rest" "^ *16 03" "no TLS handshake started over the injected bytes"
 unlike "$(cat "$F_REC")" "AUTH|MAIL" "nothing sent after the violation"
@@ -66,8 +66,8 @@ S
 start_fault F "$s"
 mh_test "$(conf port="$F")"
 is "$RC" 1 "a reply cut mid-line, then close: fails"
-ilike "$OUT" "\bconnect\b" "stage connect named"
-ilike "$OUT" "clos|eof|lost|reset|unexpected" "reason: the connection ended"
+ilike "$OUT" "stage[: ]+connect\b" "stage connect named"
+ilike "$ERR" "clos|eof|lost|reset|unexpected" "reason: the connection ended"
 
 s=$(script <<'S'
 send 220 fault.example ESMTP
@@ -81,7 +81,7 @@ S
 start_fault F "$s"
 mh_test "$(conf port="$F")"
 is "$RC" 1 "a 5000-byte reply line: fails"
-ilike "$OUT" "long|too|limit" "reason: the line is too long"
+ilike "$ERR" "long|too|limit" "reason: the line is too long"
 
 s=$(script <<'S'
 send 220 fault.example ESMTP
@@ -94,7 +94,7 @@ S
 start_fault F "$s"
 mh_test "$(conf port="$F")"
 is "$RC" 1 "a continuation line with another code: fails"
-ilike "$OUT" "continu|code|protocol|malformed|mismatch" "reason: the mismatched code"
+ilike "$ERR" "continu|code|protocol|malformed|mismatch" "reason: the mismatched code"
 
 s=$(script <<'S'
 send 220 fault.example ESMTP
@@ -106,7 +106,7 @@ S
 start_fault F "$s"
 mh_test "$(conf port="$F")"
 is "$RC" 1 "a reply of 1000 lines: fails"
-ilike "$OUT" "lines|too|long|limit" "reason: too many lines"
+ilike "$ERR" "lines|too|long|limit" "reason: too many lines"
 
 s=$(script <<'S'
 raw 220-fault.example\r\n220-second\r\n220 third\r\n
@@ -138,7 +138,7 @@ start_fault F "$s"
 mh_test "$(conf port="$F" command_timeout=3 session_deadline=3)"
 is "$RC" 1 "one byte per second: fails"
 ok $(( ELAPSED_MS < 9000 ? 0 : 1 )) "within the deadline (took ${ELAPSED_MS} ms; 3 s deadline)"
-ilike "$OUT" "deadline|time" "reason: the deadline"
+ilike "$ERR" "deadline|time" "reason: the deadline"
 
 s=$(script <<'S'
 send 220 fault.example ESMTP
@@ -149,7 +149,7 @@ start_fault F "$s"
 mh_test "$(conf port="$F" command_timeout=2 session_deadline=20)"
 is "$RC" 1 "a server that stalls after the greeting: fails"
 ok $(( ELAPSED_MS < 8000 ? 0 : 1 )) "at its command timeout (took ${ELAPSED_MS} ms; 2 s timeout)"
-ilike "$OUT" "time" "reason: timeout"
+ilike "$ERR" "time" "reason: timeout"
 
 # 421 while the message is being sent.
 s=$(script <<'S'
@@ -179,11 +179,11 @@ like "$OUT" "421" "the server's reply is shown"
 # --- connect and DNS ---------------------------------------------------------------------
 mh_test "$(conf port="$(free_port)")"
 is "$RC" 1 "nothing listening: fails"
-ilike "$OUT" "\bconnect\b" "stage connect named"
-ilike "$OUT" "refused" "reason: connection refused"
+ilike "$OUT" "stage[: ]+connect\b" "stage connect named"
+ilike "$ERR" "refused" "reason: connection refused"
 mh_test "$(conf server=no-such-host.invalid port=25)"
 is "$RC" 1 "a name that does not resolve: fails"
-ilike "$OUT" "\bdns\b" "stage dns named"
+ilike "$OUT" "stage[: ]+dns\b" "stage dns named"
 
 # --- Postfix smtp-sink: 421, drops, 4xx/5xx, delays ------------------------------------------
 start_sink S; mh_test "$(conf port="$S")"
@@ -195,13 +195,13 @@ is "$RC" 1 "421 greeting: fails"; like "$OUT" "421" "reply shown"
 start_sink S -q EHLO; mh_test "$(conf port="$S")"
 is "$RC" 1 "dropped after EHLO: fails"
 start_sink S -Q MAIL; mh_test "$(conf port="$S")"
-is "$RC" 1 "421 to MAIL: fails"; ilike "$OUT" "sender" "stage sender"; like "$OUT" "421" "reply shown"
+is "$RC" 1 "421 to MAIL: fails"; ilike "$OUT" "stage[: ]+sender\b" "stage sender"; like "$OUT" "421" "reply shown"
 start_sink S -f MAIL; mh_test "$(conf port="$S")"
-is "$RC" 1 "5xx to MAIL: fails"; ilike "$OUT" "sender" "stage sender"; like "$OUT" "5[0-9][0-9]" "reply shown"
+is "$RC" 1 "5xx to MAIL: fails"; ilike "$OUT" "stage[: ]+sender\b" "stage sender"; like "$OUT" "5[0-9][0-9]" "reply shown"
 start_sink S -r MAIL; mh_test "$(conf port="$S")"
 is "$RC" 1 "4xx to MAIL: fails"; like "$OUT" "4[0-9][0-9]" "reply shown"
 start_sink S -f RCPT; mh_test "$(conf port="$S")" --to rcpt@example.net
-is "$RC" 1 "5xx to RCPT: fails"; ilike "$OUT" "recipient" "stage recipient"; like "$OUT" "5[0-9][0-9]" "reply shown"
+is "$RC" 1 "5xx to RCPT: fails"; ilike "$OUT" "stage[: ]+recipient\b" "stage recipient"; like "$OUT" "5[0-9][0-9]" "reply shown"
 start_sink S -Q RCPT; mh_test "$(conf port="$S")" --to rcpt@example.net
 is "$RC" 1 "421 to RCPT: fails"; like "$OUT" "421" "reply shown"
 start_sink S -Q .; mh_test "$(conf port="$S")" --to rcpt@example.net

@@ -12,7 +12,8 @@
 #   write_conf FILE key=value ...        a mailhook settings file, `key = value` lines
 #   free_port                            print a free TCP port on 127.0.0.1
 #   count_mail DIR                       how many messages a --maildir holds
-#   mh_test CONF [ARGS]                  run `mailhook -c CONF test ARGS`: OUT, RC, ELAPSED_MS
+#   mh_test CONF [ARGS]                  run `mailhook -c CONF test ARGS`: OUT, RC, ERR, ELAPSED_MS
+#   todo_ok STATUS DESC REASON           a TAP TODO test (a known gap, reported, not failing)
 #   need_engine                          SKIP the file when `mailhook test` does not exist
 #   ilike GOT REGEX DESC                 like, ignoring case
 : "${ROOT:?source tests/lib/tap.sh first}"
@@ -122,18 +123,34 @@ write_conf() {
       for k in "${order[@]}"; do printf '%s = %s\n' "$k" "${val[$k]}"; done; } > "$file" )
 }
 
-# ilike GOT REGEX DESC: like, ignoring case.
+# ilike GOT REGEX DESC: like, ignoring case (bash's own regex: no process per check;
+# `^`/`$` anchor the whole text, not each line).
 ilike() {
-  if printf '%s' "$1" | grep -Eiq -- "$2"; then ok 0 "$3"; else ok 1 "$3"; printf '#   got: %s\n#   want /%s/i\n' "$1" "$2" | head -30; fi
+  local m=1
+  shopt -s nocasematch; [[ $1 =~ $2 ]] && m=0; shopt -u nocasematch
+  ok "$m" "$3"
+  [ "$m" = 0 ] || printf '#   got: %s\n#   want /%s/i\n' "$1" "$2" | head -30
 }
 
 # mh_test CONF [ARGS]: `mailhook -c CONF test ARGS` bounded by 60 s; sets OUT (stdout and
-# stderr) and RC.  ELAPSED_MS is how long it took.
+# stderr), RC, ERR (the report's "error" lines: the reason, without the generic hints)
+# and ELAPSED_MS (how long it took).
 mh_test() {
   local conf=$1 t0; shift
   t0=$(date +%s%N)
   OUT=$(timeout 60 "$MAILHOOK" -c "$conf" test "$@" 2>&1); RC=$?
+  ERR=$(printf '%s\n' "$OUT" | grep -iE '^[[:space:]]*error\b')
   ELAPSED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+  if [ -n "${PEERS_DEBUG:-}" ]; then   # PEERS_DEBUG=1 prove -v ...: show every report
+    printf '%s\n' "-- mailhook test $* (exit $RC, $ELAPSED_MS ms)" "$OUT" | sed 's/^/#   /'
+  fi
+}
+
+# todo_ok STATUS DESC REASON: a TAP TODO test — reported, not failing the suite; for a
+# known gap between the contract and the engine (named in REASON).
+todo_ok() {
+  _tap_n=$((_tap_n + 1))
+  if [ "$1" = 0 ]; then echo "ok $_tap_n - $2 # TODO $3"; else echo "not ok $_tap_n - $2 # TODO $3"; fi
 }
 
 # need_engine: skip the whole file (TAP "1..0 # SKIP") when this build has no

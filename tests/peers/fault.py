@@ -31,6 +31,7 @@ stdout, flushed line by line: "PORT n" once listening, then "CONNECT n",
 """
 import argparse
 import codecs
+import os
 import re
 import signal
 import socket
@@ -202,7 +203,7 @@ def main():
     if any(op == "starttls" for _, op, _ in steps) and not (o.cert and o.key):
         sys.exit("fault.py: the script uses starttls: give --cert and --key")
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((o.host, o.port))
