@@ -26,8 +26,9 @@
 #include "l_sched.h"
 #include "error.h"
 #include "msg.h"
+#include "l_msg.h"
 
-#define MSG_MT "mailhook.Message"
+#define MSG_MT MH_MSG_MT
 
 typedef struct {
   mh_msg *m;                /* first member: the contract with other bindings */
@@ -40,6 +41,8 @@ static l_msg *check_msg(lua_State *L, int idx) {
   if (!u->m || !u->ready) luaL_error(L, "message is closed");
   return u;
 }
+
+mh_msg *l_msg_check(lua_State *L, int idx) { return check_msg(L, idx)->m; }
 
 /* nil, err, info{code, class, field} from the builder's last error; frees
 ** the half-built message of u. */

@@ -551,8 +551,15 @@ typedef struct {
   int rc;
 } llist;
 
+/* One batch request: its own struct, since the task may already have asked
+** for the next batch when done() of this one runs. */
+typedef struct {
+  llist *l;
+  int pushed;        /* push ran (the task got the batch and is not waiting) */
+} lbatch;
+
 static void list_work(void *arg) {
-  llist *l = (llist *)arg;
+  llist *l = ((lbatch *)arg)->l;
   l->n = l->next = 0;
   while (l->n < LIST_BATCH) {
     int rc = mh_spool_iter_next(l->it, &l->buf[l->n]);
@@ -562,7 +569,10 @@ static void list_work(void *arg) {
 }
 
 static int list_push(lua_State *co, void *arg) {
-  llist *l = (llist *)arg;
+  lbatch *b = (lbatch *)arg;
+  llist *l = b->l;
+  b->pushed = 1;
+  l->busy = 0;      /* before the task resumes and asks for more */
   if (l->n == 0 && l->rc < 0) return mh_l_fail(co, l->rc, "spool", "listing: %s", mh_strerror(l->rc));
   if (l->n == 0) { lua_pushnil(co); return 1; }
   push_entry(co, &l->buf[0]);
@@ -572,9 +582,10 @@ static int list_push(lua_State *co, void *arg) {
 }
 
 static void list_done(void *arg) {
-  llist *l = (llist *)arg;
-  l->busy = 0;
-  release(l->ls);
+  lbatch *b = (lbatch *)arg;
+  if (!b->pushed) b->l->busy = 0;   /* interrupted: nobody got this batch */
+  release(b->l->ls);
+  free(b);
 }
 
 /* the iterator: next entry | nil at the end (waits when a batch must be read) */
@@ -591,9 +602,12 @@ static int list_iter(lua_State *L) {
   if (l->busy) return luaL_error(L, "spool listing used by two tasks at once");
   if (!l->ls->sp) return luaL_error(L, "spool is closed");
   check_can_wait(L, "spool:list");
+  lbatch *b = (lbatch *)calloc(1, sizeof *b);
+  if (!b) return luaL_error(L, "out of memory");
+  b->l = l;
   l->busy = 1;
   l->ls->pending++;
-  return mh_l_work(L, "spool:list", list_work, list_push, list_done, l);
+  return mh_l_work(L, "spool:list", list_work, list_push, list_done, b);
 }
 
 static int list_gc(lua_State *L) {
@@ -645,7 +659,10 @@ static void watch_fire(uv_timer_t *t) {
 static void watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
   lwatch *w = (lwatch *)h->data;
   if (w->stopped) return;
-  if (name && (name[0] == '.')) return;
+  if (name) {   /* hidden files and our own sidecar updates are not new mail */
+    size_t n = strlen(name);
+    if (name[0] == '.' || (n > 6 && !strcmp(name + n - 6, ".state"))) return;
+  }
   if (!uv_is_active((uv_handle_t *)&w->timer)) uv_timer_start(&w->timer, watch_fire, 5, 0);
 }
 

@@ -352,8 +352,9 @@ int mh_msg_add_addr(mh_msg *m, mh_msg_field f, const char *spec, size_t len, con
     while (e > b && is_wsp(spec[e - 1])) e--;
     return add_one(m, f, spec + b, e - b, name);
   }
-  /* split at commas outside quotes and angle brackets */
-  size_t start = 0, added = 0;
+  /* split at commas outside quotes and angle brackets; all or nothing */
+  alist *l = field_list(m, f);
+  size_t before = l->n, start = 0, added = 0;
   int q = 0, angle = 0;
   for (size_t i = 0; i <= len; i++) {
     if (i < len) {
@@ -369,7 +370,14 @@ int mh_msg_add_addr(mh_msg *m, mh_msg_field f, const char *spec, size_t len, con
     while (e > b && is_wsp(spec[e - 1])) e--;
     if (e > b) {
       int rc = add_one(m, f, spec + b, e - b, NULL);
-      if (rc < 0) return rc;
+      if (rc < 0) {
+        while (l->n > before) {
+          l->n--;
+          free(l->v[l->n].name);
+          free(l->v[l->n].addr);
+        }
+        return rc;
+      }
       added++;
     }
     start = i + 1;

@@ -60,7 +60,7 @@ void mh_msg_free(mh_msg *m);
 ** "attachment /x/y.pdf: No such file or directory"); "" when none. */
 const char *mh_msg_error(const mh_msg *m);
 
-/* Adds addresses to field.  spec is one address or a comma-separated list, each
+/* Adds addresses to field (all of them, or none on error).  spec is one address or a comma-separated list, each
 ** "a@b", "Name <a@b>" or "\"Name, Inc.\" <a@b>"; name, when not NULL, is the
 ** display name for a spec that is a single bare address (then spec is not split).
 ** Display names may be any UTF-8.  MH_EBADADDR / MH_EBADHDR naming the bad one;

@@ -556,16 +556,19 @@ static int write_no_bcc(int fd, const char *buf, size_t he) {
   return write_all(fd, buf + run, he - run);
 }
 
-/* The X-Sender / X-Receiver lines for an envelope. */
+/* The X-Sender / X-Receiver lines for an envelope, in one write. */
 static int write_env(int fd, const char *from, const char *const *to, size_t nto) {
-  char line[400];
-  int n = snprintf(line, sizeof line, "X-Sender: %s\r\n", from[0] ? from : "<>"), rc;
-  if ((rc = write_all(fd, line, (size_t)n))) return rc;
-  for (size_t i = 0; i < nto; i++) {
-    n = snprintf(line, sizeof line, "X-Receiver: %s\r\n", to[i]);
-    if ((rc = write_all(fd, line, (size_t)n))) return rc;
-  }
-  return 0;
+  size_t cap = 32 + strlen(from), len = 0;
+  char *buf;
+  int rc;
+  for (size_t i = 0; i < nto; i++) cap += 16 + strlen(to[i]);
+  if (!(buf = malloc(cap))) return MH_ENOMEM;
+  len += (size_t)snprintf(buf, cap, "X-Sender: %s\r\n", from[0] ? from : "<>");
+  for (size_t i = 0; i < nto; i++)
+    len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s\r\n", to[i]);
+  rc = write_all(fd, buf, len);
+  free(buf);
+  return rc;
 }
 
 /* ----------------------------------------------------------- enqueue */

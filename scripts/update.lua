@@ -2,7 +2,8 @@
 -- change, save the settings file atomically (mode 0600), print the settings
 -- with the password masked.  `KEY=` unsets KEY; `password=-` reads the
 -- password from the first line of stdin (keeps it out of the shell history).
--- Exit 0 when saved; 2 when anything is invalid (nothing is written then).
+-- Exit 0 when saved; 2 when anything is invalid (nothing is written then);
+-- 1 when writing failed (I/O error: the old file is left as it was).
 local settings = require "mailhook.settings"
 local args = require "mailhook.args"
 
@@ -22,8 +23,9 @@ for _, a in ipairs(argv) do
   end
   changes[key] = value
 end
-local cfg, err = settings.update(changes)
-if not cfg then return args.fail("update", err) end
+local cfg, err, info = settings.update(changes)
+-- 2: something invalid (a key, a value, the file's syntax); 1: the disk failed
+if not cfg then return args.fail("update", err, (info and info.code) and 1 or 2) end
 io.write("# saved ", settings.path(), "\n")
 for _, line in ipairs(settings.format(cfg)) do io.write(line, "\n") end
 return 0

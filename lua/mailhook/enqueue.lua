@@ -21,10 +21,11 @@ function M.ready(path)
   return cfg
 end
 
--- enqueue(t [, opts]) -> id | nil, err, info.  opts.spool: a Spool to use.
+-- enqueue(t [, opts]) -> id | nil, err, info.  opts.spool: a Spool to use;
+-- opts.conf: a settings file other than the -c one.
 function M.enqueue(t, opts)
   if type(t) ~= "table" then error("mh.enqueue: expects a table of message fields", 2) end
-  local cfg, err, info = M.ready()
+  local cfg, err, info = M.ready(opts and opts.conf)
   if not cfg then return nil, err, info end
   local fields = {}
   for k, v in pairs(t) do fields[k] = v end

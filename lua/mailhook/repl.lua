@@ -18,15 +18,44 @@ local M = {}
 
 local PROMPT, PROMPT2 = "> ", ">> "
 
+-- An error shown as its message alone (no traceback): "not available".
+local Plain = { __tostring = function(e) return e.msg end }
+local function plain_error(msg) error(setmetatable({ msg = msg }, Plain), 0) end
+
 -- Loads a module an admin function needs; a missing one is "not available in
 -- this build" (a clear message, not a crash), any other failure is raised.
 local function need(module, fname)
   local ok, mod = pcall(require, module)
   if ok then return mod end
   if tostring(mod):find("module '" .. module .. "' not found", 1, true) then
-    error(fname .. " is not available in this build (no " .. module .. ")", 0)
+    plain_error(fname .. " is not available in this build (no " .. module .. ")")
   end
   error(mod, 0)
+end
+
+local QUEUE_ROWS = 100   -- queue() shows this many, then says how many more
+
+local function utc(t)
+  return type(t) == "number" and t > 0 and os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(t)) or nil
+end
+
+-- queue([which]) -> one row per message ("pickup", "failed" or both): id,
+-- state, from, to, attempts, queued and next attempt (UTC), last reply.
+local function queue_rows(which)
+  local q = need("mailhook.queue", "queue()")
+  local rows, n = {}, 0
+  for e in q.list(which) do
+    n = n + 1
+    if n <= QUEUE_ROWS then
+      rows[n] = { id = e.id, state = e.state, from = e.from, to = e.to, attempts = e.attempts,
+                  queued = utc(e.queued_at), next_attempt = utc(e.next_attempt),
+                  last_reply = e.last_reply, reason = e.reason }
+    end
+  end
+  if n > QUEUE_ROWS then
+    rows[#rows + 1] = string.format("... and %d more (mh.queue.list() goes through all)", n - QUEUE_ROWS)
+  end
+  return rows
 end
 
 -- The admin functions, in the order help() lists them: name, usage, summary, fn.
@@ -47,7 +76,10 @@ M.commands = {
       if type(changes) ~= "table" then
         error("update: expected a table of settings, e.g. update{port = 587}", 2)
       end
-      return need("mailhook.settings", "update()").update(changes)
+      local settings = need("mailhook.settings", "update()")
+      local cfg, err, info = settings.update(changes)
+      if not cfg then return nil, err, info end
+      return settings.get()   -- what was saved, password masked
     end },
   { "settings", "settings()", "the current settings, password masked",
     function() return need("mailhook.settings", "settings()").get() end },
@@ -59,12 +91,12 @@ M.commands = {
       end
       local ok, fn = pcall(function() return mh.enqueue end)
       if not ok or type(fn) ~= "function" then
-        error("enqueue() is not available in this build (no mh.enqueue)", 0)
+        plain_error("enqueue() is not available in this build (no mh.enqueue)")
       end
       return fn(msg)
     end },
-  { "queue", "queue()", "the messages waiting in the spool",
-    function() return need("mailhook.queue", "queue()").list() end },
+  { "queue", "queue() / queue \"failed\"", "the messages in the spool: id, state, to, attempts, last reply",
+    function(which) return queue_rows(which) end },
 }
 
 -- help(): prints one line per admin function.
@@ -109,6 +141,7 @@ local function on_error(e)
   if e == "interrupted" or (type(e) == "userdata" and getmetatable(e) == nil) then
     return INTERRUPTED
   end
+  if getmetatable(e) == Plain then return e.msg end
   local msg = e
   if type(e) ~= "string" then
     local mt = getmetatable(e)

@@ -65,6 +65,7 @@ local NORMALISE = { bool = true, enum = true, hosts = true, port = true, count =
 
 -- Private per-cfg data (password, file path), weak so cfg tables die normally.
 local private = setmetatable({}, { __mode = "k" })
+local warned = {}           -- files already reported as readable by others
 
 -- ----------------------------------------------------------------- parsers
 -- Each parser takes a Lua value (a string from the file or the CLI, or a typed
@@ -317,6 +318,14 @@ function M.load(path)
                        or string.format("%s: %s: %s", path, key, reason)
   end
   private[cfg] = { password = secret_or_key, path = path }
+  if secret_or_key and not warned[path] then
+    local mode = core.fsutil.mode(path)
+    if mode and mode & 63 ~= 0 then       -- 0077: group or others may read the password
+      warned[path] = true
+      core.log("warn", string.format("%s holds a password and is readable by other users (chmod 600 %s)",
+                                     path, path))
+    end
+  end
   return cfg
 end
 
@@ -326,6 +335,7 @@ local function run_first_line(cmd, what)
   if not p then return nil, what .. " could not be started" end
   local line = p:read("l")
   local ok, how, code = p:close()
+  if line then line = line:gsub("\r$", "") end
   if not ok then
     return nil, string.format("%s failed (%s %s)", what, tostring(how), tostring(code))
   end
@@ -364,15 +374,15 @@ function M.ready(cfg)
   if not cfg.server or #cfg.server == 0 then
     return nil, "no server is set (mailhook update server=HOST)"
   end
-  if not cfg.from then return nil, "no from address is set (mailhook update from=ADDRESS)" end
   return true
 end
 
 -- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of
 -- raw values (as in the file) without touching any file.
 function M.validate(values)
-  local cfg, key, reason = validate(values)
-  if not cfg then return nil, key .. ": " .. reason, { key = key } end
+  local cfg, secret_or_key, reason = validate(values)
+  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
+  private[cfg] = { password = secret_or_key }
   return cfg
 end
 
@@ -406,9 +416,16 @@ end
 -- Everything is validated first; then the file is rewritten atomically (mode
 -- 0600) keeping its comments and the order of its lines.  On any error nothing
 -- is written.
+local update
+
 function M.update(changes, path)
   path = path or M.path()
   if type(changes) ~= "table" then error("settings.update: changes must be a table", 2) end
+  -- one update at a time per folder: two concurrent updates both take effect
+  return core.fsutil.with_lock(path, update, changes, path)
+end
+
+function update(changes, path)
   local doc, err = read_doc(path)
   if not doc then return nil, err, {} end
   local keys, norm = {}, {}

@@ -37,6 +37,14 @@ out=$(MAILHOOK_CONF="$C" "$MAILHOOK" -e '
 like "$out" "password=\*{8}" "mh.settings.get() masks the password"
 unlike "$out" "$SECRET" "neither get() nor load() holds the password"
 
+# the REPL: results are pretty-printed, so whatever it can reach must not hold the password
+if "$MAILHOOK" help | grep -q "^  repl"; then
+  out=$(printf 'mh.settings.get()\nmh.settings.load()\nmh.settings.update{port = 587}\nmh.settings\n' |
+        MAILHOOK_CONF="$C" MAILHOOK_HISTORY="$T/hist" timeout 20 "$MAILHOOK" repl 2>&1)
+  like "$out" 'password = "\*{8}"' "REPL: get() shows the password masked"
+  unlike "$out" "$SECRET" "REPL: the password never appears"
+fi
+
 # invalid updates: exit 2, the key named, the file byte-identical
 cp "$C" "$T/before"
 for bad in port=0 port=abc from=no-at-sign tls=sometimes tls_min_version=1.4 auth_mechanism=cram-md5 \
@@ -89,10 +97,41 @@ if [ "$(id -u)" != 0 ]; then
   like "$out" "noread.conf: cannot read" "naming the file"
 fi
 
+# a hand-made file that others can read, holding a password: a warning (never the password)
+printf 'password = %s\n' "$SECRET" > "$T/open.conf"; chmod 644 "$T/open.conf"
+err=$("$MAILHOOK" -c "$T/open.conf" settings 2>&1 >/dev/null)
+like "$err" "open.conf holds a password and is readable by other users" "warns about a 0644 file with a password"
+unlike "$err" "$SECRET" "without showing it"
+chmod 600 "$T/open.conf"
+is "$("$MAILHOOK" -c "$T/open.conf" settings 2>&1 >/dev/null)" "" "no warning at 0600"
+
 # the update leaves a readable-by-owner-only file even under a permissive umask
 rm -f "$C"
 (umask 000; "$MAILHOOK" -c "$C" update port=2525 >/dev/null)
 is "$(stat -c %a "$C")" 600 "mode 0600 under umask 000"
+
+# an fsync or rename failure: the update fails, the file is untouched, no temporary file is left
+if command -v strace >/dev/null; then
+  printf 'port = 25\n' > "$T/io.conf"; cp "$T/io.conf" "$T/io.before"
+  for fault in fsync:error=EIO rename:error=EXDEV; do
+    out=$(strace -f -o /dev/null -e trace="${fault%%:*}" -e inject="$fault" \
+            "$MAILHOOK" -c "$T/io.conf" update port=26 2>&1); rc=$?
+    is "$rc" 1 "injected ${fault}: update exits 1 (an I/O error, not an invalid value)"
+    like "$out" "io.conf: (Input/output error|Invalid cross-device link)" "injected ${fault}: error names the file"
+    cmp -s "$T/io.conf" "$T/io.before"; ok $? "injected ${fault}: file unchanged"
+    is "$(ls -a "$T" | grep -c '^\.io\.conf\.')" 0 "injected ${fault}: no temporary file left"
+  done
+fi
+
+# concurrent updates of different keys: every one of them lands (updates are serialised)
+rm -f "$C"
+pids=()
+for kv in retry_interval=31 retry_max=2h max_queue_age=4d connect_timeout=11 command_timeout=12 \
+          data_timeout=13 session_deadline=14 connections=3 helo_name=box.example.com rules=/srv/rules; do
+  "$MAILHOOK" -c "$C" update "$kv" >/dev/null 2>&1 & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+is "$(grep -c ' = ' "$C")" 10 "10 concurrent updates: all 10 keys saved"
 
 # the password never reaches a log (debug logging on)
 out=$("$MAILHOOK" -v -c "$C" update "password=$SECRET" 2>&1 >/dev/null)

@@ -197,6 +197,9 @@ end)
 
 tap.test("validate() checks a table without a file", function(t)
   t:ok(settings.validate { port = 2525, server = "x.example" }, "valid")
+  local v = assert(settings.validate { auth = true, username = "u", password = "pw" })
+  t:is(v.password, nil, "validated cfg does not hold the password")
+  t:is(settings.password(v), "pw", "but password() knows it")
   local ok, err, info = settings.validate { port = "25x" }
   t:is(ok, nil, "invalid")
   t:is(info.key, "port", "names the key")

@@ -107,6 +107,15 @@ tap.test("list streams every message of both folders", function(t)
   local n = 0
   for _ in sp:list("failed") do n = n + 1 end
   t:is(n, 1, "list('failed')")
+  local many = {}
+  for i = 1, 150 do many[i] = { "Subject: bulk\r\n\r\n", { to = { "bulk@x.y" } } } end
+  assert(sp:enqueue_many(many))
+  local total, all = 0, 0
+  for e in sp:list("pickup") do total = total + 1 end
+  for name in io.popen("ls '" .. dir .. "/pickup'"):lines() do
+    if name:match("%.eml$") then all = all + 1 end
+  end
+  t:is(total, all, "more than one batch (64) listed: every file of pickup/")
 end)
 
 tap.test("the lock: one deliverer per spool", function(t)

@@ -329,7 +329,36 @@ static void test_misc(void) {
   mh_msg_free(m);
 }
 
+static void test_edges(void) {
+  char line[1000];
+  size_t len;
+  memset(line, 'a', sizeof line);
+  for (int extra = 0; extra < 2; extra++) {
+    mh_msg *m = basic();
+    mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+    mh_msg_set_text(m, line, 998 + (size_t)extra);
+    char *out = build(m, &len);
+    ok(out && strstr(out, extra ? "quoted-printable" : "Content-Transfer-Encoding: 7bit"),
+       "a %d-octet line: %s", 998 + extra, extra ? "quoted-printable" : "7bit");
+    free(out);
+    mh_msg_free(m);
+  }
+  mh_msg *m = basic();
+  is_int(mh_msg_add_addr(m, MH_MSG_TO, "ok@y.com, also@y.com, bad@", 26, NULL), MH_EBADADDR, "a list with a bad address");
+  is_int(mh_msg_add_addr(m, MH_MSG_TO, "only@y.com", 10, NULL), 0, "then a good one");
+  mh_msg_add_addr(m, MH_MSG_REPLY_TO, "r1@y.com, R Two <r2@y.com>", 26, NULL);
+  char *out = build(m, &len);
+  ok(out && strstr(out, "\r\nTo: only@y.com\r\n"), "the failed list added nothing (all or nothing)");
+  ok(out && strstr(out, "\r\nReply-To: r1@y.com, R Two <r2@y.com>\r\n"), "Reply-To list");
+  is_int(mh_msg_rcpt_count(m), 1, "Reply-To is not a recipient");
+  ok(out && strstr(out, "charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n") &&
+     out[len - 1] == '\n', "no body: an empty text part");
+  free(out);
+  mh_msg_free(m);
+}
+
 int main(void) {
+  test_edges();
   test_addresses();
   test_headers_and_bcc();
   test_injection();

@@ -103,7 +103,8 @@ return function(...)
 
   local parsed
   parsed, err = spool.parse(data)
-  if not parsed and not (not t and err:find("no recipients", 1, true)) then
+  -- a header block without recipients is fine here: they may come from the arguments
+  if not parsed and not err:find("no recipients", 1, true) then
     return fail(EX_DATAERR, "malformed message: " .. err)
   end
   if parsed and parsed.canonical then

@@ -1,0 +1,67 @@
+# The spool: durable enqueue rate of 1 KB messages next to the disk's own
+# write+fsync+rename+folder-fsync floor (bench/spool-probe.py), measured
+# alternately in one run, on a fresh and on a churned spool; group commit;
+# peak RSS of `mailhook queue` over 100,000 messages and of enqueuing a 200 MB
+# attachment.  Goals: single >= 80% of the floor; batch > floor; RSS <= 10 / 20 MB.
+. "$(dirname "$0")/lib.sh"
+: "${ROOT:=$(cd "$(dirname "$0")/.." && pwd)}"
+B=${BENCH_DIR:-$ROOT/build/bench-spool}
+N=${SPOOL_BENCH_N:-200}; ROUNDS=${SPOOL_BENCH_ROUNDS:-5}
+rm -rf "$B"; mkdir -p "$B"
+med() { /usr/bin/python3 -c 'import sys,statistics; print("%.0f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+pct() { /usr/bin/python3 -c 'import sys; print("%.0f%%" % (100*float(sys.argv[1])/float(sys.argv[2])))' "$1" "$2"; }
+
+# rounds LABEL: probe, single enqueue, batch enqueue, alternately, ROUNDS times
+rounds() {
+  local p=() s=() b=() i
+  for ((i = 0; i < ROUNDS; i++)); do
+    p+=("$(/usr/bin/python3 "$ROOT/bench/spool-probe.py" "$B/probe" "$N")")
+    s+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 1)")
+    b+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 32)")
+    rm -rf "$B/probe/new" "$B/spool/pickup"/*   # keep the folders from growing between rounds
+  done
+  local fp fs fb
+  fp=$(med "${p[@]}"); fs=$(med "${s[@]}"); fb=$(med "${b[@]}")
+  echo "spool  $1: floor (write+fsync+rename+dir fsync) $fp files/s | enqueue $fs msg/s ($(pct "$fs" "$fp") of floor, goal >= 80%) | batch of 32 $fb msg/s ($(pct "$fb" "$fp") of floor, goal > 100%)"
+}
+rounds "fresh  "
+
+# churn: mass creation and deletion in the very folders, then measure at once
+churn() {
+  /usr/bin/python3 - "$@" <<'PY'
+import os, sys
+for d in sys.argv[1:]:
+    os.makedirs(d, exist_ok=True)
+    names = ["%s/churn-%d" % (d, i) for i in range(20000)]
+    for n in names:
+        with open(n, "wb") as f: f.write(b"x" * 1024)
+    os.sync()
+    for n in names: os.unlink(n)
+PY
+}
+churn "$B/probe/tmp" "$B/probe/new" "$B/spool/tmp" "$B/spool/pickup"
+rounds "churned"
+
+# peak RSS of `mailhook queue` over 100,000 messages (files written directly:
+# the listing is what is measured)
+Q=$B/q100k; mkdir -p "$Q/pickup" "$Q/tmp" "$Q/failed" "$Q/corrupt"
+/usr/bin/python3 - "$Q/pickup" <<'PY'
+import sys, time
+d = sys.argv[1]; base = int(time.time() * 1e6)
+body = b"X-Sender: a@ex.org\r\nX-Receiver: b@ex.org\r\nFrom: a@ex.org\r\nTo: b@ex.org\r\nSubject: s\r\n\r\n" + b"x" * 900 + b"\r\n"
+for i in range(100000):
+    with open("%s/%016x.eml" % (d, base + i), "wb") as f: f.write(body)
+PY
+read -r rss secs < <( { /usr/bin/time -f "%M %e" "$MAILHOOK" -s "$Q" queue > "$B/q.out"; } 2>&1 | tail -1)
+echo "spool  mailhook queue over $(($(wc -l < "$B/q.out") - 1)) messages: peak RSS $((rss / 1024)) MB (goal <= 10 MB), ${secs} s"
+read -r rss secs < <( { /usr/bin/time -f "%M %e" "$MAILHOOK" -s "$Q" queue --json > /dev/null; } 2>&1 | tail -1)
+echo "spool  mailhook queue --json: peak RSS $((rss / 1024)) MB, ${secs} s"
+rm -rf "$Q"
+
+# peak RSS of enqueuing a 200 MB attachment (the message builder streams it)
+C=$B/conf
+"$MAILHOOK" -c "$C" update enabled=true server=127.0.0.1 from=bench@ex.org > /dev/null
+head -c 200000000 /dev/urandom > "$B/big.bin"
+read -r rss secs < <( { echo body | /usr/bin/time -f "%M %e" "$MAILHOOK" -c "$C" -s "$B/spool" enqueue --to sink@ex.org --attach "$B/big.bin" > /dev/null; } 2>&1 | tail -1)
+echo "spool  enqueue of a 200 MB attachment: peak RSS $((rss / 1024)) MB (goal <= 20 MB), ${secs} s (file $(( $(du -m "$B"/spool/pickup/*.eml | tail -1 | cut -f1) )) MB)"
+rm -rf "$B"

@@ -1,0 +1,60 @@
+# SMTP throughput: 2,000 messages of 1 KB over one connection to Postfix's smtp-sink.
+# mailhook (one session, PIPELINING, RSET between messages) next to smtp-source
+# (-d: one session, connection reuse) and msmtp (one process per message: 100 of
+# them, extrapolated), run alternately, clients pinned to CPU 0 and the sink to
+# CPU 1 alike.  Goals: >= 1.5x smtp-source, >= 50x msmtp.  Figures only.
+. "$(dirname "$0")/lib.sh"
+SINK=$ROOT/.deps/postfix/usr/sbin/smtp-sink
+SOURCE=$ROOT/.deps/postfix/usr/sbin/smtp-source
+[ -x "$SINK" ] || { echo "smtp: smtp-sink missing (run scripts/deps)"; exit 0; }
+T=$(mktemp -d /tmp/mh-bench40.XXXXXX)
+trap 'kill $SINKPID 2>/dev/null; rm -rf "$T"' EXIT
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+taskset -c 1 "$SINK" -u nobody -4 127.0.0.1:"$PORT" 256 >/dev/null 2>&1 &
+SINKPID=$!
+for _ in $(seq 50); do /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT)).close()" 2>/dev/null && break; sleep 0.1; done
+
+cat > "$T/send.lua" <<'LUA'
+local smtp = require "mailhook.smtp"
+local n, port = tonumber(arg[1]), tonumber(arg[2])
+local body = "From: a@example.test\r\nTo: b@example.test\r\nSubject: bench\r\n\r\n" ..
+  string.rep(string.rep("x", 62) .. "\r\n", 15)
+local s = assert(smtp.connect { server = { "127.0.0.1" }, port = port, tls = "none", tls_required = false,
+                               from = "a@example.test" })
+for _ = 1, n do assert(s:send { from = "a@example.test", to = { "b@example.test" }, data = body }) end
+s:quit()
+LUA
+printf 'From: a@example.test\r\nTo: b@example.test\r\nSubject: bench\r\n\r\n%s' \
+  "$(for _ in $(seq 15); do printf '%062d\r\n' 0; done)" > "$T/msg"
+cat > "$T/msmtp.sh" <<SH
+for i in \$(seq 100); do msmtp --host=127.0.0.1 --port=$PORT --auth=off --tls=off --from=a@example.test b@example.test < "$T/msg" || exit 1; done
+SH
+
+MAILHOOK_SPOOL=$T /usr/bin/python3 - "$MAILHOOK" "$T/send.lua" "$SOURCE" "$PORT" "$T/msmtp.sh" <<'PY'
+import subprocess, sys, time, statistics, shutil
+mh, script, source, port, msmtp = sys.argv[1:6]
+N = 2000
+def run(cmd):
+    t = time.perf_counter()
+    r = subprocess.run(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        sys.exit("failed: %s: %s" % (cmd[0], r.stderr.decode()[-300:]))
+    return dt
+a, b, c = [], [], []
+for _ in range(5):
+    a.append(N / run([mh, script, str(N), port]))
+    b.append(N / run([source, "-d", "-s", "1", "-m", str(N), "-l", "1024", "-f", "a@example.test",
+                      "-t", "b@example.test", "127.0.0.1:" + port]))
+have_msmtp = shutil.which("msmtp") is not None
+for _ in range(3 if have_msmtp else 0):
+    c.append(100 / run(["sh", msmtp]))
+ma, mb = statistics.median(a), statistics.median(b)
+print("smtp  mailhook     %7.0f msg/s   (2000 x 1 KB, one session, median of 5)" % ma)
+print("smtp  smtp-source  %7.0f msg/s   (-d: one session, reuse)   ratio %.2f (goal >= 1.5)" % (mb, ma / mb))
+if c:
+    mc = statistics.median(c)
+    print("smtp  msmtp        %7.1f msg/s   (one process per message, 100 runs)   ratio %.0f (goal >= 50)" % (mc, ma / mc))
+else:
+    print("smtp  msmtp        not installed")
+PY

@@ -1,0 +1,52 @@
+-- mailhook.cmd.flush — `mailhook flush [--timeout S]`: deliver the queue now and wait.
+-- On a terminal a progress line (done/total, rate, ETA), then a summary.
+-- Exit 0 only when pickup/ is empty at the end.  While a service runs on the
+-- spool, it is asked to flush (never two deliverers on one spool).
+local mh = require "mailhook"
+local args = require "mailhook.args"
+local delivery = require "mailhook.delivery"
+
+local function isatty(fd) return os.execute("[ -t " .. fd .. " ]") == true end
+
+return function(...)
+  local opts, rest = args.parse({ ... }, { timeout = "string", help = "flag", h = "flag" })
+  if not opts then return args.fail("flush", rest) end
+  if opts.help or opts.h then
+    io.stdout:write("usage: mailhook flush [--timeout SECONDS]\n",
+                    "  deliver the queue now (backoff ignored) and wait; exit 0 if nothing is left\n")
+    return 0
+  end
+  if #rest > 0 then return args.fail("flush", "unexpected argument '" .. rest[1] .. "'") end
+  local timeout = opts.timeout and tonumber(opts.timeout)
+  if opts.timeout and (not timeout or timeout <= 0) then
+    return args.fail("flush", "--timeout needs a number of seconds, not '" .. opts.timeout .. "'")
+  end
+
+  local tty = isatty(2)
+  local t0 = mh.monotonic()
+  local shown = false
+  local function progress(done, total, left)
+    if not tty or total == 0 then return end
+    local dt = mh.monotonic() - t0
+    local rate = dt > 0 and done / dt or 0
+    local eta = rate > 0 and (total - done) / rate or nil
+    io.stderr:write(string.format("\rflush: %d/%d  %.1f msg/s  ETA %s   ", done, total, rate,
+                                  eta and string.format("%ds", math.floor(eta + 0.5)) or "?"))
+    io.stderr:flush()
+    shown = true
+  end
+
+  local ok, s = pcall(delivery.flush, { progress = progress, timeout = timeout })
+  if shown then io.stderr:write("\n") end
+  if not ok then return args.fail("flush", s, 1) end
+  local dt = mh.monotonic() - t0
+  if s.via == "service" then
+    io.stdout:write(string.format("flush: asked the service (pid %d): %d delivered, %d left, %.1f s\n",
+                                  s.pid, s.delivered, s.left, dt))
+  else
+    io.stdout:write(string.format("flush: %d delivered, %d deferred, %d failed, %d left, %.1f s\n",
+                                  s.delivered, s.deferred, s.failed, s.left, dt))
+  end
+  if s.error then io.stderr:write("mailhook flush: ", tostring(s.error), "\n") end
+  return s.left == 0 and 0 or 1
+end

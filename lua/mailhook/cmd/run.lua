@@ -1,0 +1,139 @@
+-- mailhook.cmd.run — `mailhook run [--connections N] [RULES.lua ...]`: the service.
+--
+-- Takes the spool lock (one deliverer per spool), loads the rules, watches
+-- pickup/ and delivers the queue through mailhook.delivery until SIGTERM or
+-- SIGINT (the message in flight is finished, then exit 0).  SIGHUP reloads the
+-- settings and the rules; SIGUSR1 is a flush request (what `mailhook flush`
+-- sends while a service runs): backoff is ignored for one pass, and when the
+-- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".
+local mh = require "mailhook"
+local core = require "mailhook.core"
+local args = require "mailhook.args"
+local delivery = require "mailhook.delivery"
+
+local function count(sp)
+  local ids = sp:scan()
+  return type(ids) == "table" and #ids or 0
+end
+
+-- Written by rename, so `mailhook flush` never reads half a line.
+local function write_flush_done(dir, left, err)
+  local path = delivery.flush_done_path(dir)
+  local f, ferr = io.open(path .. ".tmp", "wb")
+  if not f then return nil, ferr end
+  f:write(string.format("%.3f %d %s\n", mh.now(), left, err and tostring(err):gsub("\n", " ") or ""))
+  f:close()
+  return os.rename(path .. ".tmp", path)
+end
+
+-- Rules: named files, else the settings' rules folder.  The rules module is
+-- optional (guarded): without it the service still delivers.
+local function load_rules(files, cfg)
+  local ok, rules = pcall(require, "mailhook.rules")
+  if not ok or type(rules) ~= "table" or type(rules.load) ~= "function" then
+    if #files > 0 then
+      mh.log.warn("mailhook run: rules named but the rules module is not available: " ..
+                  (ok and "no rules.load" or tostring(rules):match("[^\n]*")))
+    end
+    return
+  end
+  local list = files
+  if #list == 0 then list = { cfg.rules or "./rules" } end
+  local r, err = rules.load(list)
+  if r == nil and err then
+    -- a broken rule never stops the queue: deliveries matter more than alerts
+    mh.log.error("mailhook run: rules not loaded: " .. tostring(err))
+  else
+    mh.log.info("mailhook run: rules loaded from " .. table.concat(list, ", "))
+  end
+end
+
+return function(...)
+  local opts, files = args.parse({ ... }, { connections = "string", help = "flag", h = "flag" })
+  if not opts then return args.fail("run", files) end
+  if opts.help or opts.h then
+    io.stdout:write("usage: mailhook run [--connections N] [RULES.lua ...]\n",
+                    "  deliver the spool until SIGTERM/SIGINT; SIGHUP reloads settings and rules,\n",
+                    "  SIGUSR1 flushes (backoff ignored for one pass)\n")
+    return 0
+  end
+  local connections
+  if opts.connections then
+    connections = tonumber(opts.connections)
+    if not connections or connections < 1 or connections ~= math.floor(connections) or connections > 64 then
+      return args.fail("run", "--connections must be a whole number from 1 to 64, not '" .. opts.connections .. "'")
+    end
+  end
+
+  local settings = require "mailhook.settings"
+  local cfg, err = settings.load(core.paths.conf)
+  if not cfg then return args.fail("run", err) end
+
+  local dir = core.paths.spool
+  local sp, serr = require("mailhook.spool").open(dir)
+  if not sp then return args.fail("run", "spool " .. dir .. ": " .. tostring(serr), 1) end
+  local locked, lerr = sp:lock()
+  if not locked then
+    return args.fail("run", tostring(lerr) .. " (one service per spool; stop it first, or use `mailhook flush`)", 1)
+  end
+
+  load_rules(files, cfg)
+
+  local d = delivery.new{ spool = sp, cfg = cfg, connections = connections or cfg.connections }
+  d.on_flushed = function(_, ferr)
+    local ok, werr = write_flush_done(dir, count(sp), ferr)
+    if not ok then mh.log.error("mailhook run: cannot write flush.done: " .. tostring(werr)) end
+  end
+
+  local stops = 0
+  local function stop(name)
+    stops = stops + 1
+    if stops == 1 then
+      mh.log.info("mailhook run: SIG" .. name .. ": finishing the message in flight, then exiting")
+      d:stop()
+    else
+      mh.log.warn("mailhook run: SIG" .. name .. " again: exiting now (the message in flight stays queued)")
+      io.stderr:flush()
+      os.exit(1)
+    end
+  end
+  local handles = {
+    core.signal.on("TERM", stop),
+    core.signal.on("INT", stop),
+    core.signal.on("HUP", function()
+      local c, e = settings.load(core.paths.conf)
+      if not c then
+        mh.log.error("mailhook run: SIGHUP: settings not reloaded, keeping the old ones: " .. tostring(e))
+      else
+        cfg = c
+        d:reload(c)
+        mh.log.info("mailhook run: SIGHUP: settings reloaded")
+      end
+      load_rules(files, cfg)
+    end),
+    core.signal.on("USR1", function()
+      mh.log.info("mailhook run: flush requested")
+      d:flush_request()
+    end),
+  }
+
+  -- libuv fs events on pickup/ so a new message moves at once; the idle scan
+  -- every few seconds is the safety net (1 s when the spool cannot watch).
+  local watch
+  if type(sp.watch) == "function" then
+    local ok, w = pcall(sp.watch, sp, function() d:kick() end)
+    if ok and w then watch = w else mh.log.warn("mailhook run: cannot watch pickup/ (" .. tostring(w) .. "); scanning every second") end
+  end
+  if not watch then d.scan_interval = 1 end
+
+  mh.log.info(string.format("mailhook run: delivering %s (%d queued, %s)", dir, count(sp),
+                            (connections or cfg.connections or 1) == 1 and "1 connection"
+                            or (connections or cfg.connections) .. " connections"))
+  local st = d:run()
+  if watch and watch.stop then watch:stop() end
+  for _, h in ipairs(handles) do h:stop() end
+  mh.log.info(string.format("mailhook run: stopped (delivered %d, deferred %d, failed %d, %d left)",
+                            st.delivered, st.deferred, st.failed, count(sp)))
+  sp:close()
+  return 0
+end

@@ -1,0 +1,709 @@
+-- mailhook.delivery — the deliverer: it joins the spool (mailhook.spool) and the
+-- SMTP engine (mailhook.smtp) into what `mailhook run` and `mailhook flush` do.
+--
+--   local delivery = require "mailhook.delivery"
+--   local d = delivery.new{spool = sp, cfg = cfg}   -- other parts injectable (tests)
+--   d:run()            -- waits: delivers until d:stop() (or, with once = true, until
+--                      -- nothing is left that can be sent now)
+--   d:kick()           -- something appeared in pickup/: look now
+--   d:flush_request()  -- ignore backoff for one pass, reconnect now
+--   d:reload(cfg)      -- new settings: sessions are reopened before the next message
+--   d:stop()           -- finish the message in flight, QUIT, and make run() return
+--   delivery.flush{...} -- what `mailhook flush` and mh.queue.flush() do (see below)
+--
+-- Each connection is a worker with an explicit state machine:
+--
+--   idle ──due message──> connecting ──ok──> sending ──queue empty──> idle
+--     ^                      │  failed (dns, connect, tls, auth, 421)
+--     │                      v
+--     │                waiting-retry ──retry_interval──> connecting
+--   disabled (settings not ready: no connection is attempted)
+--   any state ──stop()──> stopping ──> stopped
+--
+-- enter() logs every transition at debug level; the lines an administrator
+-- reads (paused, unreachable, reachable again, deferred, failed) are logged
+-- once per change, never once per retry.
+--
+-- Outcomes of one message (the reply decides, not guesswork):
+--   250 to the final dot, every recipient accepted   -> spool:delivered (unlink)
+--   some recipients 4xx                              -> spool:defer with done = accepted
+--   4xx for the message (MAIL, DATA, final dot)      -> spool:defer, backoff
+--   5xx (message, or every recipient left)           -> spool:fail, sidecar, `failed` event
+--   older than max_queue_age                         -> spool:fail "expired"
+--   the session broke (421, EOF, timeout)            -> the queue waits retry_interval
+local M = {}
+
+M.STATES = { "idle", "disabled", "connecting", "sending", "waiting-retry", "stopping", "stopped" }
+
+-- Defaults (seconds) where the settings say nothing.
+M.IDLE_CLOSE = 5       -- close a session after this long with nothing to send
+M.SCAN_INTERVAL = 5    -- safety-net rescan of pickup/ when idle
+M.STUCK_AFTER = 600    -- emit `queue_stuck` once an outage lasts this long
+M.BATCH = 1000         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
+
+-- seconds(v, default): a duration from the settings: a number of seconds, or
+-- "90", "90s", "30 min", "2 h", "5 days".  Returns default for nil or garbage.
+local UNITS = { s = 1, sec = 1, second = 1, m = 60, min = 60, minute = 60,
+                h = 3600, hour = 3600, d = 86400, day = 86400, w = 604800, week = 604800 }
+function M.seconds(v, default)
+  if type(v) == "number" then return v end
+  if type(v) ~= "string" then return default end
+  local n, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
+  n = tonumber(n)
+  if not n then return default end
+  if unit == "" then return n end
+  unit = unit:lower():gsub("s$", "")
+  if unit == "" then unit = "s" end
+  local k = UNITS[unit]
+  return k and n * k or default
+end
+
+-- backoff(attempts, base, cap [, random]) -> seconds before the next attempt of
+-- a message that got a 4xx: base doubling with each attempt (base, 2 base, 4 base,
+-- ...), times a jitter in [0.75, 1.25) so deferred messages do not come back in a
+-- herd, never above cap.
+function M.backoff(attempts, base, cap, random)
+  random = random or math.random
+  attempts = math.max(1, math.floor(attempts or 1))
+  local d = base * 2 ^ math.min(attempts - 1, 40)
+  if d > cap then d = cap end
+  d = d * (0.75 + 0.5 * random())
+  if d > cap then d = cap end
+  return d
+end
+
+-- reply_text{smtp=, enhanced=, text=} -> "451 4.7.0 try later" (or nil)
+function M.reply_text(r)
+  if type(r) == "string" then return r end
+  if type(r) ~= "table" then return nil end
+  if not r.smtp and not r.text then return nil end
+  local parts = {}
+  if r.smtp then parts[#parts + 1] = tostring(r.smtp) end
+  if r.enhanced and r.enhanced ~= "" then parts[#parts + 1] = r.enhanced end
+  if r.text and r.text ~= "" then parts[#parts + 1] = (tostring(r.text):gsub("[\r\n]+", " ")) end
+  return table.concat(parts, " ")
+end
+
+-- Permanent or transient, from the reply code first, the class second.
+local function is_permanent(x)
+  local code = tonumber(x.smtp)
+  if code then return code >= 500 end
+  return x.class == "permanent"
+end
+
+-- The Subject of a spool file (for the `failed` event), read from its header.
+local function subject_of(path)
+  local f = path and io.open(path, "rb")
+  if not f then return nil end
+  local head = f:read(65536) or ""
+  f:close()
+  head = head:match("^(.-)\r?\n\r?\n") or head
+  local s = head:match("\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\r\n]*)")
+      or head:match("^[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\r\n]*)")
+  return s
+end
+
+local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s") end
+
+---------------------------------------------------------------- the deliverer
+
+local D = {}
+D.__index = D
+
+-- Lazily found parts, so a unit test can run without the spool or SMTP modules.
+local function default_connect(cfg)
+  return require("mailhook.smtp").connect(cfg)
+end
+
+local function default_ready(cfg)
+  local ok, settings = pcall(require, "mailhook.settings")
+  if not ok then return true end
+  if type(settings.ready) ~= "function" then return true end
+  return settings.ready(cfg)
+end
+
+-- The `failed`/`queue_stuck` events go to the rules when the rules module exists.
+local function default_emit(event, fields)
+  local mh = require "mailhook"
+  local emit = rawget(mh, "emit")
+  if not emit then
+    local rules = mh.rules
+    emit = rules and rules.emit
+  end
+  if emit then return emit(event, fields) end
+end
+
+-- new{spool =, cfg = [, connect =, ready =, emit =, log =, now =, sleep =, spawn =,
+--      random =, idle_close =, scan_interval =, stuck_after =, connections =, once =]}
+function M.new(opts)
+  assert(type(opts) == "table" and opts.spool, "delivery.new needs {spool = ...}")
+  local mh = require "mailhook"
+  local d = setmetatable({
+    spool = opts.spool,
+    cfg = opts.cfg or {},
+    connect = opts.connect or default_connect,
+    ready = opts.ready or default_ready,
+    emit_fn = opts.emit or default_emit,
+    log = opts.log or mh.log,
+    now = opts.now or mh.now,
+    sleep = opts.sleep or mh.sleep,
+    spawn = opts.spawn or mh.spawn,
+    random = opts.random or math.random,
+    idle_close = opts.idle_close or M.IDLE_CLOSE,
+    scan_interval = opts.scan_interval or M.SCAN_INTERVAL,
+    stuck_after = opts.stuck_after or M.STUCK_AFTER,
+    once = opts.once or false,          -- flush mode: one pass, backoff ignored, stop on outage
+    n = opts.connections,
+    workers = {},
+    queue = {}, pos = 1,                -- the last scan, oldest first, and where we are in it
+    claimed = {},                       -- id -> worker sending it
+    later = {},                         -- id -> next_attempt of a deferred message
+    seen = {},                          -- ids attempted in this forced pass (flush)
+    forced = opts.once or false,        -- backoff ignored until the pass ends
+    kicked = false,
+    stopping = false,
+    outage = nil,                       -- {err =, since =, stuck =} while the server is unreachable
+    stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0 },
+    last_error = nil,                   -- once mode: why the pass stopped early
+  }, D)
+  return d
+end
+
+function D:cfgn(key, default)
+  return M.seconds(self.cfg[key], default)
+end
+
+function D:emit(event, fields)
+  local ok, err = pcall(self.emit_fn, event, fields)
+  if not ok then self.log.error("delivery: a `" .. event .. "` handler raised: " .. tostring(err)) end
+end
+
+-- Wakes every worker waiting in a sleep (and, when `hard`, one connecting): a new
+-- message, a flush, a reload, a stop.  Sending workers are never interrupted.
+function D:wake(hard)
+  for _, w in ipairs(self.workers) do
+    if w.task and (w.sleeping or (hard and w.state == "connecting" and w.interruptible)) then
+      w.woken = true
+      w.task:cancel()
+    end
+  end
+end
+
+function D:kick()
+  self.kicked = true
+  for _, w in ipairs(self.workers) do
+    -- an outage keeps its own cadence: a new message does not reconnect at once
+    if w.state ~= "waiting-retry" then
+      if w.sleeping then w.woken = true; w.task:cancel() end
+    end
+  end
+end
+
+function D:flush_request()
+  self.forced = true
+  self.seen = {}
+  self.kicked = true
+  self:wake(false)
+end
+
+-- The forced pass asked by flush_request() is over (err: why it stopped early).
+function D:end_forced(err)
+  self.forced, self.seen = false, {}
+  if self.on_flushed then
+    local ok, e = pcall(self.on_flushed, self, err)
+    if not ok then self.log.error("delivery: on_flushed: " .. tostring(e)) end
+  end
+end
+
+function D:reload(cfg)
+  self.cfg = cfg
+  for _, w in ipairs(self.workers) do w.stale = true end
+  self.kicked = true
+  self:wake(false)
+end
+
+function D:stop()
+  if self.stopping then return end
+  self.stopping = true
+  self:wake(true)
+end
+
+-- Any worker still in an outage?
+function D:state()
+  local s = {}
+  for i, w in ipairs(self.workers) do s[i] = w.state end
+  return s
+end
+
+-- next_entry(w) -> entry | nil, soonest next_attempt.  Claims the entry for w.
+-- Walks the last scan oldest first; scans again once when it is used up.
+-- Expired messages met on the way go to failed/ here, so they expire even
+-- while the server is unreachable.
+function D:next_entry(w)
+  local sp = self.spool
+  local now = self.now()
+  local rescanned = false
+  local soonest
+  while not self.stopping do
+    if self.pos > #self.queue then
+      if rescanned then break end
+      rescanned = true
+      if self.kicked then self.later = {}; self.kicked = false end
+      local ids = sp:scan(M.BATCH)
+      if type(ids) ~= "table" then ids = {} end
+      -- a limited scan whose every id waits would starve the rest: look at all
+      if #ids >= M.BATCH then
+        local due = false
+        for _, id in ipairs(ids) do
+          if not self.claimed[id] and not (self.later[id] and self.later[id] > now and not self.forced)
+             and not self.seen[id] then due = true; break end
+        end
+        if not due then ids = sp:scan() or ids end
+      end
+      self.queue, self.pos = ids, 1
+    else
+      local id = self.queue[self.pos]
+      self.pos = self.pos + 1
+      local later = self.later[id]
+      if self.claimed[id] or self.seen[id] then
+        -- in flight on another worker, or already tried in this forced pass
+      elseif later and later > now and not self.forced then
+        if not soonest or later < soonest then soonest = later end
+      else
+        self.later[id] = nil
+        self.claimed[id] = w
+        local e, err = sp:load(id)
+        if not e then
+          self.claimed[id] = nil
+          self.log.debug("delivery: " .. id .. " skipped: " .. tostring(err))
+        elseif e.next_attempt and e.next_attempt > now and not self.forced then
+          self.claimed[id] = nil
+          self.later[id] = e.next_attempt
+          if not soonest or e.next_attempt < soonest then soonest = e.next_attempt end
+        elseif e.queued_at and now - e.queued_at > self:cfgn("max_queue_age", 5 * 86400) then
+          self:fail(e, "expired: in the queue since " .. os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(e.queued_at))
+                       .. ", longer than max_queue_age (" .. self:cfgn("max_queue_age", 5 * 86400) .. " s)",
+                    e.last_reply)
+          self.claimed[id] = nil
+        else
+          e.id = e.id or id
+          return e
+        end
+      end
+    end
+  end
+  -- prune due times of messages that went away (else an idle worker would spin)
+  for id, t in pairs(self.later) do
+    if t <= now then self.later[id] = nil end
+  end
+  return nil, soonest
+end
+
+function D:release(e) self.claimed[e.id] = nil end
+
+-- e was not settled (the session broke, or never opened): it must go first
+-- again, so the next pick starts over from a fresh scan.
+function D:requeue(e)
+  self.claimed[e.id] = nil
+  self.pos = #self.queue + 1
+end
+
+function D:fail(e, reason, reply)
+  local subject = subject_of(e.path)   -- before the file moves
+  local ok, err = self.spool:fail(e.id, { reason = reason, reply = reply })
+  if ok == nil and err then
+    self.stats.errors = self.stats.errors + 1
+    self.log.error("delivery: " .. e.id .. ": could not move to failed/: " .. tostring(err))
+    return
+  end
+  self.stats.failed = self.stats.failed + 1
+  self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
+                .. (reply and (" (" .. reply .. ")") or ""))
+  self:emit("failed", { id = e.id, reason = reason, reply = reply, to = e.to, from = e.from,
+                        subject = subject })
+end
+
+function D:defer(e, reply, done)
+  local n = (e.attempts or 0) + 1
+  local delay = M.backoff(n, math.min(self:cfgn("retry_interval", 30), 30),
+                          self:cfgn("retry_max", 1800), self.random)
+  local at = self.now() + delay
+  local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = at, done = done, attempts = n })
+  if ok == nil and err then
+    self.stats.errors = self.stats.errors + 1
+    self.log.error("delivery: " .. e.id .. ": could not record the deferral: " .. tostring(err))
+  end
+  self.later[e.id] = at
+  if self.forced then self.seen[e.id] = true end
+  self.stats.deferred = self.stats.deferred + 1
+  self.log.info(string.format("delivery: %s deferred (attempt %d): %s; next attempt in %d s",
+                              e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
+end
+
+function D:delivered(e, n)
+  local ok, err = self.spool:delivered(e.id)
+  if ok == nil and err then
+    self.stats.errors = self.stats.errors + 1
+    self.log.error("delivery: " .. e.id .. " was delivered but could not be removed (it may be sent again): "
+                   .. tostring(err))
+  end
+  self.stats.delivered = self.stats.delivered + 1
+  self.log.info("delivery: " .. e.id .. " delivered to " .. plural(n, "recipient"))
+end
+
+-- settle(e, result): the per-recipient outcome of a send that reached DATA or
+-- was refused recipient by recipient.
+function D:settle(e, res)
+  local accepted = res.accepted or {}
+  local transient, permanent = {}, {}
+  for _, r in ipairs(res.rejected or {}) do
+    local line = (r.rcpt or r[1] or "?") .. ": " .. (M.reply_text(r) or "rejected")
+    if is_permanent(r) then permanent[#permanent + 1] = line else transient[#transient + 1] = line end
+  end
+  if #transient == 0 and #permanent == 0 then
+    return self:delivered(e, #accepted)
+  end
+  if #transient > 0 then
+    -- the accepted ones are done; permanent ones stay pending and fail once
+    -- nothing temporary is left (their reply is in the sidecar then)
+    local reply = table.concat(transient, "; ")
+    if #permanent > 0 then reply = reply .. "; " .. table.concat(permanent, "; ") end
+    return self:defer(e, reply, accepted)
+  end
+  if #accepted > 0 then
+    -- record the accepted ones first, so a later `queue retry` never resends to them
+    self.spool:defer(e.id, { reply = table.concat(permanent, "; "), next_attempt = self.now(),
+                             done = accepted, attempts = (e.attempts or 0) + 1 })
+  end
+  return self:fail(e, "rejected by the server: " .. table.concat(permanent, "; "),
+                   table.concat(permanent, "; "))
+end
+
+---------------------------------------------------------------- a worker
+
+local W = {}
+W.__index = W
+
+-- enter(state [, detail]): the one place a worker changes state.
+function W:enter(state, detail)
+  if self.state == state and self.detail == detail then return end
+  local d = self.d
+  d.log.debug(string.format("delivery[%d]: %s -> %s%s", self.i, self.state or "-", state,
+                            detail and (" (" .. detail .. ")") or ""))
+  local old = self.state
+  self.state, self.detail, self.since = state, detail, d.now()
+  if state == "disabled" and (old ~= "disabled") then
+    d.log.warn("delivery paused: " .. tostring(detail) .. "; no connection is attempted")
+  elseif old == "disabled" and state ~= "stopping" and state ~= "stopped" then
+    d.log.info("delivery resumed: the settings are ready")
+  end
+end
+
+-- wait(seconds) -> true when woken early (kick, flush, reload, stop)
+function W:wait(seconds)
+  if self.d.stopping then return true end
+  self.woken = false
+  self.sleeping = true
+  pcall(self.d.sleep, math.max(0, seconds))
+  self.sleeping = false
+  local woken = self.woken
+  self.woken = false
+  return woken
+end
+
+function W:close_session(polite)
+  local s = self.session
+  if not s then return end
+  self.session = nil
+  self.sent = 0
+  if polite and s.alive and s:alive() then pcall(s.quit, s) end
+  pcall(s.close, s)
+end
+
+-- The server is unreachable: log once per distinct error, then wait.
+function W:outage(err, info)
+  local d = self.d
+  local now = d.now()
+  local interval = d:cfgn("retry_interval", 30)
+  if not d.outage then
+    d.outage = { err = err, since = now }
+    d.log.warn(string.format("delivery: server unreachable (%s%s); the queue waits, retrying every %s s",
+                             info and info.stage and (info.stage .. ": ") or "", err, interval))
+  elseif d.outage.err ~= err then
+    d.outage.err = err
+    d.log.warn(string.format("delivery: server still unreachable, now: %s%s",
+                             info and info.stage and (info.stage .. ": ") or "", err))
+  end
+  if not d.outage.stuck and now - d.outage.since >= d.stuck_after then
+    d.outage.stuck = true
+    d:emit("queue_stuck", { reason = err, since = d.outage.since })
+  end
+  self:enter("waiting-retry", err)
+  if d.forced and not d.once then d:end_forced(err) end
+  if d.once then
+    d.last_error = err
+    return "stop"
+  end
+  -- a flush request reconnects at once; a new message does not
+  self:wait(interval)
+end
+
+function W:connected(s)
+  local d = self.d
+  self.session, self.sent = s, 0
+  if d.outage then
+    d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
+                             math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
+    d.outage = nil
+  else
+    local info = s.info and s:info() or {}
+    d.log.debug("delivery: connected to " .. tostring(info.server or "?") .. " ("
+                .. tostring(info.security or "?") .. ")")
+  end
+end
+
+-- One message on the open session.
+function W:send(e)
+  local d = self.d
+  local s = self.session
+  d.stats.attempts = d.stats.attempts + 1
+  if not e.to or #e.to == 0 then return d:delivered(e, 0) end
+  local reused = self.sent > 0
+  local res, err, info = s:send{ from = e.from, to = e.to, path = e.path, offset = e.offset }
+  self.sent = self.sent + 1
+  if res then
+    self.broke = nil
+    return d:settle(e, res)
+  end
+  info = info or {}
+  local reply = M.reply_text(info) or err
+  if info.connection or info.stage == "connect" or info.stage == "dns" or info.stage == "tls"
+     or info.stage == "auth" or tonumber(info.smtp) == 421 then
+    self:close_session(false)
+    -- the same message broke the session before: do not let it block the queue
+    if self.broke == e.id then
+      self.broke = nil
+      return d:defer(e, reply)
+    end
+    self.broke = e.id
+    if info.code == "ETIMEDOUT" and (info.stage == "data" or info.stage == "rcpt" or info.stage == "mail") then
+      -- a stall on this message: it waits its backoff, the rest go on
+      return d:defer(e, reply)
+    end
+    if reused and not info.smtp then
+      -- a kept-alive session that died under us: reconnect at once, no outage yet
+      d.log.debug("delivery: session lost (" .. tostring(err) .. "), reconnecting")
+      return "again"
+    end
+    return "outage", err, info
+  end
+  self.broke = nil
+  if is_permanent(info) then
+    return d:fail(e, "rejected by the server at " .. tostring(info.stage or "send") .. ": " .. tostring(err), reply)
+  end
+  return d:defer(e, reply)
+end
+
+function W:loop()
+  local d = self.d
+  while not d.stopping do
+    local ready, why = d.ready(d.cfg)
+    if not ready then
+      self:close_session(true)
+      self:enter("disabled", why or "settings not ready")
+      if d.once then d.last_error = why; break end
+      self:wait(d.scan_interval)
+    else
+      if self.stale then self.stale = false; self:close_session(true) end
+      local e, soonest = d:next_entry(self)
+      if not e then
+        if d.stopping then break end
+        if d.forced and not d.once then d:end_forced() end
+        if d.once then break end
+        self:enter("idle")
+        local now = d.now()
+        local wait = d.scan_interval
+        if soonest then wait = math.min(wait, soonest - now) end
+        if self.session then
+          local left = self.idle_since and (self.idle_since + d.idle_close - now) or d.idle_close
+          if not self.idle_since then self.idle_since = now end
+          if left <= 0 then
+            self:close_session(true)
+            self.idle_since = nil
+          else
+            wait = math.min(wait, left)
+          end
+        end
+        self:wait(wait)
+      else
+        self.idle_since = nil
+        local go = true
+        if self.session and not (self.session.alive and self.session:alive()) then
+          self:close_session(false)
+        end
+        if not self.session then
+          self:enter("connecting")
+          self.interruptible = true
+          local ok, s, err, info = pcall(d.connect, d.cfg)
+          self.interruptible = false
+          if not ok then
+            d:requeue(e)
+            if d.stopping then break end
+            s, err, info = nil, tostring(s), { stage = "connect" }
+          end
+          if s then
+            self:connected(s)
+          else
+            d:requeue(e)
+            go = false
+            if self:outage(err, info) == "stop" then break end
+          end
+        end
+        if go then
+          self:enter("sending", e.id)
+          local outcome, err, info = self:send(e)
+          if outcome == "outage" or outcome == "again" then d:requeue(e) else d:release(e) end
+          if outcome == "outage" then
+            if self:outage(err, info) == "stop" then break end
+          end
+        end
+      end
+    end
+  end
+  self:enter("stopping")
+  self:close_session(true)
+  self:enter("stopped")
+end
+
+-- run() waits: delivers until stop() (service) or, once = true, until the pass
+-- ends.  Returns the stats table.
+function D:run()
+  local n = math.max(1, math.floor(tonumber(self.n or self.cfg.connections) or 1))
+  for i = 1, n do
+    local w = setmetatable({ d = self, i = i, sent = 0 }, W)
+    self.workers[i] = w
+    w.task = self.spawn(W.loop, w)
+  end
+  for _, w in ipairs(self.workers) do
+    local ok, err = w.task:wait()
+    if not ok then
+      self.log.error("delivery[" .. w.i .. "] stopped on an error: " .. tostring(err))
+      self.last_error = self.last_error or tostring(err)
+      self.stats.errors = self.stats.errors + 1
+    end
+  end
+  return self.stats
+end
+
+M.Deliverer = D
+M.Worker = W
+
+---------------------------------------------------------------- flush
+
+local function count(sp)
+  local ids = sp:scan()
+  return type(ids) == "table" and #ids or 0
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The file a running service writes when a flush it was asked for is over:
+-- "TIME LEFT\n" (see cmd/run.lua).
+function M.flush_done_path(dir) return dir .. "/flush.done" end
+
+-- flush{[spool_dir =, cfg =, progress = fn(done, total, left), timeout =]} -> summary
+--   summary = {delivered =, deferred =, failed =, left =, total =, via = "self"|"service",
+--              error = string|nil}
+-- Waits.  Delivers the queue now, backoff ignored, one pass; stops early when
+-- the server cannot be reached.  While a service holds the spool lock, it asks
+-- that service (SIGUSR1 to the pid in the lock) and waits for it: never two
+-- deliverers on one spool.  Also mh.queue.flush().
+function M.flush(opts)
+  opts = opts or {}
+  local mh = require "mailhook"
+  local core = require "mailhook.core"
+  local dir = opts.spool_dir or core.paths.spool
+  local sp = opts.spool or require("mailhook.spool").open(dir)
+  local cfg = opts.cfg
+  if not cfg then
+    local settings = require "mailhook.settings"
+    local err
+    cfg, err = settings.load(core.paths.conf)
+    if not cfg then return { error = err, left = count(sp), total = count(sp), delivered = 0,
+                             deferred = 0, failed = 0 } end
+  end
+  local total = count(sp)
+  local progress = opts.progress or function() end
+  local locked, lerr = sp:lock()
+  if locked then
+    local d = M.new{ spool = sp, cfg = cfg, once = true, connect = opts.connect, ready = opts.ready,
+                     emit = opts.emit, connections = cfg.connections }
+    local done_task = true
+    local ticker = mh.spawn(function()
+      while done_task do
+        local st = d.stats
+        progress(st.delivered + st.failed, total, nil)
+        mh.sleep(0.2)
+      end
+    end)
+    local st = d:run()
+    done_task = false
+    ticker:wait()
+    local left = count(sp)
+    if not opts.spool then sp:close() end   -- releases the lock (it lasts until close)
+    progress(st.delivered + st.failed, total, left)
+    return { delivered = st.delivered, deferred = st.deferred, failed = st.failed, left = left,
+             total = total, via = "self", error = d.last_error }
+  end
+  -- a service holds the lock: ask it
+  local pid = tonumber(tostring(lerr):match("pid (%d+)"))
+  if not pid then
+    return { error = "cannot flush: " .. tostring(lerr), left = total, total = total,
+             delivered = 0, deferred = 0, failed = 0 }
+  end
+  local donefile = M.flush_done_path(dir)
+  local asked = mh.now()
+  local ok, kerr = core.signal.kill(pid, "USR1")
+  if not ok then
+    return { error = "cannot reach the service (pid " .. pid .. "): " .. tostring(kerr), left = total,
+             total = total, delivered = 0, deferred = 0, failed = 0 }
+  end
+  local timeout = opts.timeout
+  local left = total
+  local err
+  while true do
+    mh.sleep(0.2)
+    left = count(sp)
+    progress(math.max(0, total - left), total, nil)
+    if left == 0 then break end
+    local s = read_file(donefile)
+    local t, l, why = (s or ""):match("^(%S+) (%d+) ?(.-)\n?$")
+    if tonumber(t) and tonumber(t) >= asked then
+      if why and why ~= "" then err = why end
+      break
+    end
+    if not core.signal.kill(pid, 0) then err = "the service (pid " .. pid .. ") went away"; break end
+    if timeout and mh.now() - asked > timeout then err = "timed out waiting for the service"; break end
+  end
+  progress(math.max(0, total - left), total, left)
+  return { delivered = math.max(0, total - left), deferred = 0, failed = 0, left = left, total = total,
+           via = "service", pid = pid, error = err }
+end
+
+-- mh.queue.flush(opts) -> summary | nil, err, summary   (waits)
+local okq, queue = pcall(require, "mailhook.queue")
+if okq and type(queue) == "table" then
+  queue.flush_impl = function(opts)
+    local s = M.flush(opts)
+    if s.left == 0 and not s.error then return s end
+    return nil, s.error or (s.left .. " message(s) left in the queue"), s
+  end
+end
+
+return M

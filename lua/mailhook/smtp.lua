@@ -1,0 +1,357 @@
+-- mailhook.smtp — the SMTP client as the rest of mailhook uses it: the security
+-- policy (tls = auto | implicit | starttls | none, never a silent downgrade),
+-- failover over the server list, authentication (PLAIN, LOGIN, XOAUTH2,
+-- OAUTHBEARER), and the Test button (smtp.test).  The protocol itself is the C
+-- engine behind core.smtp (runtime/smtp.c, tls.c, l_smtp.c).
+--
+--   local s, err, info = smtp.connect(cfg)          (waits)
+--   s:info()  s:send{from=, to={...}, data= | path=, offset=}  (waits)
+--   s:check_sender(from) (waits)  s:alive()  s:quit() (waits)  s:close()
+--   smtp.test{to = nil [, cfg = cfg]} -> report | nil, err, info   (waits)
+--
+-- Expected failures return nil, message, info with info = {class, stage, smtp,
+-- enhanced, text, connection, code}.
+local core = require "mailhook.core"
+
+local M = {}
+
+-- ------------------------------------------------------------ secrets
+
+local function settings_mod()
+  local ok, s = pcall(require, "mailhook.settings")
+  if ok and type(s) == "table" then return s end
+  return nil
+end
+
+-- First line of a command's output (used only when mailhook.settings is absent).
+local function run_first_line(cmd, what)
+  local f = io.popen(cmd, "r")
+  if not f then return nil, what .. " could not be started" end
+  local line = f:read("l")
+  local ok, _, code = f:close()
+  if not ok then return nil, what .. " failed (exit " .. tostring(code) .. ")" end
+  return line or ""
+end
+
+local function password(cfg)
+  local s = settings_mod()
+  if s and s.password then return s.password(cfg) end
+  if cfg.password_command then return run_first_line(cfg.password_command, "password_command") end
+  return cfg.password
+end
+
+local function token(cfg)
+  local s = settings_mod()
+  if s and s.token then return s.token(cfg) end
+  if not cfg.oauth_token_command then return nil, "no oauth_token_command is set" end
+  return run_first_line(cfg.oauth_token_command, "oauth_token_command")
+end
+
+-- ----------------------------------------------- servers seen with TLS
+
+-- A small file in the spool: one "host:port" a line for every server that was
+-- once reached with TLS.  Plain text is refused for those from then on.
+function M.tls_seen_path()
+  return (core.paths and core.paths.spool or "./spool") .. "/state/tls-seen"
+end
+
+local function seen_set()
+  local set = {}
+  local f = io.open(M.tls_seen_path(), "r")
+  if f then
+    for line in f:lines() do set[line] = true end
+    f:close()
+  end
+  return set
+end
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function mark_seen(key)
+  local set = seen_set()
+  if set[key] then return end
+  set[key] = true
+  local path = M.tls_seen_path()
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir and not io.open(dir .. "/.", "r") then os.execute("mkdir -p " .. shell_quote(dir)) end
+  local tmp = path .. ".tmp"
+  local f = io.open(tmp, "w")
+  if not f then
+    core.log("warn", "cannot record that " .. key .. " uses TLS in " .. path)
+    return
+  end
+  local keys = {}
+  for k in pairs(set) do keys[#keys + 1] = k end
+  table.sort(keys)
+  f:write(table.concat(keys, "\n"), "\n")
+  f:close()
+  os.rename(tmp, path)
+end
+
+-- ----------------------------------------------------------- policy
+
+local function servers_of(cfg)
+  local s = cfg.server
+  if type(s) == "string" then
+    local list = {}
+    for name in s:gmatch("[^,%s]+") do list[#list + 1] = name end
+    return list
+  end
+  return s or {}
+end
+
+local function tls_required(cfg)
+  if cfg.tls_required ~= nil then return cfg.tls_required end
+  return cfg.auth == true
+end
+
+-- The engine mode for one server:
+--   tls = implicit            -> implicit
+--   tls = starttls            -> starttls (required)
+--   tls = none                -> none (refused when tls_required)
+--   tls = auto, port 465      -> implicit
+--   tls = auto, other ports   -> starttls when required or the server was seen with
+--                                TLS before; else opportunistic (STARTTLS when offered)
+function M.mode_for(cfg, host, port, seen)
+  local tls = cfg.tls or "auto"
+  if tls == "implicit" or tls == "starttls" then return tls end
+  if tls == "none" then
+    if tls_required(cfg) then
+      return nil, "tls = none but tls_required is true: refusing to send in plain text"
+    end
+    if seen[host .. ":" .. port] then
+      return nil, host .. ":" .. port .. " was seen with TLS before; refusing plain text (tls = none)"
+    end
+    return "none"
+  end
+  if port == 465 then return "implicit" end
+  if tls_required(cfg) or seen[host .. ":" .. port] then return "starttls" end
+  return "opportunistic"
+end
+
+local function fail_info(code, stage, msg, extra)
+  local info = { code = code, class = "transient", stage = stage }
+  for k, v in pairs(extra or {}) do info[k] = v end
+  return nil, msg, info
+end
+
+-- ----------------------------------------------------------- auth
+
+-- Order when auth_mechanism is not set: the OAuth mechanisms when a token command
+-- is configured, else PLAIN (one round trip) then LOGIN.
+local function choose_mech(cfg, offered)
+  local set = {}
+  for _, m in ipairs(offered) do set[m] = true end
+  local want = cfg.auth_mechanism
+  if want and want ~= "" and want ~= "auto" then
+    want = want:lower()
+    if not set[want] then
+      return nil, "the server does not offer AUTH " .. want:upper() .. " (it offers: " ..
+        (#offered > 0 and table.concat(offered, ", ") or "none") .. ")"
+    end
+    return want
+  end
+  local order = cfg.oauth_token_command and { "oauthbearer", "xoauth2", "plain", "login" }
+                or { "plain", "login" }
+  for _, m in ipairs(order) do if set[m] then return m end end
+  return nil, "no usable authentication mechanism (the server offers: " ..
+    (#offered > 0 and table.concat(offered, ", ") or "none") .. ")"
+end
+
+local function authenticate(c, cfg, security)
+  local info = c:info()
+  if tls_required(cfg) and security == "none" then   -- the engine prevents it; stay sure
+    return fail_info("ENOTLS", "auth", "refusing to authenticate without TLS (tls_required)")
+  end
+  local mech, why = choose_mech(cfg, info.auth_offered or {})
+  if not mech then return fail_info("ENOAUTH", "auth", why, { class = "permanent" }) end
+  local oauth = mech == "xoauth2" or mech == "oauthbearer"
+  local secret, err
+  if oauth then secret, err = token(cfg) else secret, err = password(cfg) end
+  if not secret then return fail_info("EAUTH", "auth", err or "no password", { class = "permanent" }) end
+  if secret == "" then
+    return fail_info("EAUTH", "auth", oauth and "auth = true but oauth_token_command printed an empty token"
+      or "auth = true but the password is empty", { class = "permanent" })
+  end
+  local ok, msg, i = c:auth(mech, cfg.username or "", secret)
+  if not ok and oauth and not i.connection and i.smtp and i.smtp >= 500 then
+    -- an expired token: ask for a fresh one, once
+    secret = token(cfg)
+    if secret and secret ~= "" then ok, msg, i = c:auth(mech, cfg.username or "", secret) end
+  end
+  secret = nil
+  if not ok then return nil, msg, i end
+  return mech
+end
+
+-- ----------------------------------------------------------- session
+
+local Session = {}
+Session.__index = Session
+
+function Session:info()
+  local i = self.c:info()
+  i.auth_mechanism = self.auth_mechanism
+  i.helo = self.helo
+  return i
+end
+
+-- send{from=, to={...}, data=} or {path=, offset=} (a spool file from offset).  Waits.
+function Session:send(m)
+  local data = m.data
+  if not data then
+    if not m.path then error("send: data or path required", 2) end
+    local f, err = io.open(m.path, "rb")
+    if not f then return fail_info("ENOTFOUND", "data", err, { class = "transient" }) end
+    if m.offset then f:seek("set", m.offset) end
+    data = f:read("a")
+    f:close()
+  end
+  local to = m.to
+  if type(to) == "string" then to = { to } end
+  return self.c:send(m.from, to or {}, data)
+end
+
+function Session:check_sender(from) return self.c:check_sender(from) end
+function Session:alive() return self.c:alive() end
+function Session:quit() return self.c:quit() end
+function Session:close() return self.c:close() end
+Session.__close = Session.close
+function Session:__tostring() return "mailhook.smtp session " .. tostring(self.c) end
+
+-- connect(cfg [, report]) -> session | nil, err, info.  Waits: DNS, every address of
+-- every server in order, TLS, EHLO, AUTH.  report (a table) receives what was
+-- learned even on failure (tests and `mailhook test`).
+function M.connect(cfg, report)
+  report = report or {}
+  local list = servers_of(cfg)
+  if #list == 0 then
+    return fail_info("EINVAL", "connect", "no server is set (mailhook update server=smtp.example.com)",
+      { class = "permanent" })
+  end
+  local seen = seen_set()
+  local port = tonumber(cfg.port) or ((cfg.tls == "implicit") and 465 or 25)
+  local last_err, last_info
+  report.attempts = {}
+  for _, host in ipairs(list) do
+    local mode, why = M.mode_for(cfg, host, port, seen)
+    if not mode then return fail_info("EDOWNGRADE", "tls", why, { class = "permanent" }) end
+    local c = core.smtp.new {
+      host = host, port = port, tls = mode, helo = cfg.helo_name,
+      verify = cfg.tls_verify ~= false, ca_file = cfg.tls_ca_file, fingerprint = cfg.tls_fingerprint,
+      min_version = cfg.tls_min_version and tostring(cfg.tls_min_version) or "1.2",
+      connect_timeout = cfg.connect_timeout, command_timeout = cfg.command_timeout,
+      data_timeout = cfg.data_timeout, session_deadline = cfg.session_deadline,
+    }
+    local ok, err, info = c:open()
+    local ci = c:info()
+    report.info = ci
+    report.attempts[#report.attempts + 1] = { server = host, port = port, mode = mode, error = err }
+    if ok then
+      local key = host .. ":" .. port
+      if ci.security ~= "none" then mark_seen(key)
+      elseif seen[key] then
+        c:close()
+        return fail_info("EDOWNGRADE", "tls", key .. " was seen with TLS before and now offers none; " ..
+          "refusing plain text (a downgrade attack, or a server misconfiguration)")
+      end
+      local s = setmetatable({ c = c, server = host, helo = cfg.helo_name }, Session)
+      if cfg.auth then
+        local mech, aerr, ainfo = authenticate(c, cfg, ci.security)
+        if not mech then
+          report.info = c:info()
+          c:quit()
+          c:close()
+          return nil, aerr, ainfo
+        end
+        s.auth_mechanism = mech
+      end
+      return s
+    end
+    c:close()
+    last_err, last_info = err, info
+    if info.class == "permanent" and info.stage ~= "connect" and info.stage ~= "dns" then break end
+    if #list > 1 then core.log("warn", "smtp: " .. err .. (host ~= list[#list] and "; trying the next server" or "")) end
+  end
+  return nil, last_err, last_info
+end
+
+-- ----------------------------------------------------------- test
+
+-- The stages `mailhook test` names.
+local TEST_STAGE = { dns = "dns", connect = "connect", tls = "tls", auth = "auth", mail = "sender",
+                     rcpt = "recipient", data = "recipient", quit = "connect" }
+
+local function test_message(cfg, to)
+  local ok, message = pcall(require, "mailhook.message")
+  local subject = "mailhook test message"
+  local text = "This is a test message sent by `mailhook test` from " .. (cfg.helo_name or "mailhook") ..
+    ".\nIf you can read it, outgoing mail works.\n"
+  if ok and message ~= nil and (type(message) == "function" or getmetatable(message)) then
+    local built, m = pcall(message, { from = cfg.from, to = { to }, subject = subject, text = text })
+    if built and type(m) ~= "nil" and m.bytes then return m:bytes() end
+  end
+  local host = (cfg.from or "mailhook@localhost"):match("@(.+)$") or "localhost"
+  return table.concat({
+    "From: <" .. cfg.from .. ">",
+    "To: <" .. to .. ">",
+    "Subject: " .. subject,
+    "Date: " .. os.date("!%a, %d %b %Y %H:%M:%S +0000"),
+    "Message-ID: <" .. string.format("%d.%d", os.time(), math.random(1, 1 << 30)) .. ".test@" .. host .. ">",
+    "MIME-Version: 1.0",
+    "Content-Type: text/plain; charset=utf-8",
+    "Content-Transfer-Encoding: 8bit",
+    "",
+    text,
+  }, "\r\n")
+end
+
+-- test{to = nil [, cfg = cfg]} -> report | nil, err, info (info.report).  Waits.
+function M.test(opts)
+  opts = opts or {}
+  local cfg = opts.cfg
+  if not cfg then
+    local s = settings_mod()
+    if not s then return fail_info("EINVAL", "connect", "settings are not available") end
+    local err
+    cfg, err = s.load()
+    if not cfg then return fail_info("EINVAL", "connect", err, { class = "permanent" }) end
+  end
+  local report = { from = cfg.from, to = opts.to, stages = {} }
+  local function failed(err, info)
+    info = info or {}
+    info.stage = TEST_STAGE[info.stage] or info.stage or "connect"
+    report.failed_stage = info.stage
+    report.error = err
+    report.reply = info.smtp and (info.smtp .. " " .. (info.text or "")) or nil
+    info.report = report
+    return nil, err, info
+  end
+  if not cfg.from or cfg.from == "" then
+    return failed("no From address is set (mailhook update from=notify@example.com)", { stage = "sender" })
+  end
+  local s, err, info = M.connect(cfg, report)
+  if not s then return failed(err, info) end
+  report.info = s:info()
+  report.stages[#report.stages + 1] = "connect"
+  if report.info.security ~= "none" then report.stages[#report.stages + 1] = "tls" end
+  if cfg.auth then report.stages[#report.stages + 1] = "auth" end
+  local ok
+  ok, err, info = s:check_sender(cfg.from)
+  if not ok then s:quit(); s:close(); return failed(err, info) end
+  report.from_accepted = true
+  report.stages[#report.stages + 1] = "sender"
+  if opts.to then
+    local r
+    r, err, info = s:send { from = cfg.from, to = { opts.to }, data = test_message(cfg, opts.to) }
+    if not r then s:quit(); s:close(); return failed(err, info) end
+    report.sent = true
+    report.reply = r.reply.smtp .. " " .. r.reply.text
+    report.stages[#report.stages + 1] = "recipient"
+  end
+  s:quit()
+  s:close()
+  return report
+end
+
+return M

@@ -1,0 +1,162 @@
+/*
+** l_signal.c — core.signal: POSIX signals as Lua callbacks, on the libuv loop.
+**
+**   local h = core.signal.on("TERM", function(name) ... end)   -- fn runs as a new task
+**   h:stop()                                                    -- idempotent
+**   core.signal.kill(pid, "USR1") -> true | nil, message, info
+**
+** The service (`mailhook run`) uses it for TERM/INT (finish the message in
+** flight, then exit), HUP (reload settings and rules) and USR1 (flush now).
+** Each delivery spawns a task, so a handler may wait (send, sleep, ...) and a
+** handler that raises is logged by the scheduler, never unwinding through
+** libuv.  A handle does not keep the loop alive on its own (it is unref'd):
+** a process whose work is done exits even while it listens for signals.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+#include "l_sched.h"
+#include "error.h"
+
+#define SIGNAL_MT "mailhook.Signal"
+
+/* The uv handle lives on the heap, not in the userdata: a userdata collected
+** by lua_close() at exit may go before libuv has run the close callback, and
+** libuv needs the memory until then. */
+typedef struct {
+  uv_signal_t h;             /* the libuv handle; h.data points back here */
+  lua_State *L;              /* main state, to spawn tasks from */
+  int fn_ref;                /* the Lua callback (registry ref), released on stop */
+  int signum;                /* for the task name and the callback's argument */
+} sigwatch;
+
+typedef struct {
+  sigwatch *s;                 /* NULL once stopped (the heap part is closing or freed) */
+} sig_ud;
+
+static const struct { const char *name; int num; } names[] = {
+  {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}, {"USR1", SIGUSR1},
+  {"USR2", SIGUSR2}, {"QUIT", SIGQUIT}, {"CHLD", SIGCHLD}, {"WINCH", SIGWINCH},
+  {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"KILL", SIGKILL}, {"STOP", SIGSTOP},
+  {"CONT", SIGCONT}, {NULL, 0}};
+
+static const char *name_of(int num) {
+  for (int i = 0; names[i].name; i++)
+    if (names[i].num == num) return names[i].name;
+  return "?";
+}
+
+/* Accepts "TERM", "SIGTERM", "term" or a number; raises on anything else. */
+static int check_signum(lua_State *L, int idx) {
+  const char *s;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Integer n = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, n > 0 && n < 65, idx, "no such signal number");
+    return (int)n;
+  }
+  s = luaL_checkstring(L, idx);
+  if (!strncasecmp(s, "SIG", 3)) s += 3;
+  for (int i = 0; names[i].name; i++)
+    if (!strcasecmp(s, names[i].name)) return names[i].num;
+  return luaL_argerror(L, idx, lua_pushfstring(L, "unknown signal '%s'", lua_tostring(L, idx)));
+}
+
+static void close_cb(uv_handle_t *h) { free(h->data); }
+
+/* Delivery: spawn the callback as a task with the signal's name. */
+static void signal_cb(uv_signal_t *h, int signum) {
+  sigwatch *s = (sigwatch *)h->data;
+  lua_State *L = s->L;
+  char task_name[32];
+  if (s->fn_ref == LUA_NOREF) return;
+  snprintf(task_name, sizeof task_name, "signal %s", name_of(signum));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
+  lua_pushstring(L, name_of(signum));
+  mh_task_spawn(L, -2, 1, task_name);
+  lua_pop(L, 3);  /* the task, the name, the function */
+}
+
+/* Stops listening; the heap part is freed by libuv's close callback. */
+static void stop(lua_State *L, sig_ud *u) {
+  sigwatch *s = u->s;
+  if (!s) return;
+  u->s = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
+  s->fn_ref = LUA_NOREF;
+  uv_signal_stop(&s->h);
+  uv_close((uv_handle_t *)&s->h, close_cb);
+}
+
+/* on(signal, fn) -> handle.  fn(name) runs as a new task at each delivery. */
+static int l_on(lua_State *L) {
+  int signum = check_signum(L, 1);
+  sig_ud *u;
+  sigwatch *s;
+  int rc;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_argcheck(L, signum != SIGKILL && signum != SIGSTOP, 1, "KILL and STOP cannot be caught");
+  u = (sig_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->s = NULL;
+  luaL_setmetatable(L, SIGNAL_MT);
+  s = (sigwatch *)calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "out of memory");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  s->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  s->signum = signum;
+  s->h.data = s;
+  uv_signal_init(mh_l_loop(), &s->h);
+  rc = uv_signal_start(&s->h, signal_cb, signum);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&s->h, close_cb);
+    return luaL_error(L, "signal %s: %s", name_of(signum), uv_strerror(rc));
+  }
+  uv_unref((uv_handle_t *)&s->h);
+  lua_pushvalue(L, 2);
+  s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  u->s = s;
+  return 1;
+}
+
+static int l_stop(lua_State *L) {
+  stop(L, (sig_ud *)luaL_checkudata(L, 1, SIGNAL_MT));
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  sig_ud *u = (sig_ud *)luaL_checkudata(L, 1, SIGNAL_MT);
+  if (u->s) lua_pushfstring(L, "mailhook.Signal(%s): %p", name_of(u->s->signum), (void *)u);
+  else lua_pushfstring(L, "mailhook.Signal(stopped): %p", (void *)u);
+  return 1;
+}
+
+/* kill(pid, signal) -> true | nil, message, info.  Signal 0 probes a pid. */
+static int l_kill(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  int signum = (lua_isinteger(L, 2) && lua_tointeger(L, 2) == 0) ? 0 : check_signum(L, 2);
+  luaL_argcheck(L, pid > 0, 1, "pid must be > 0");
+  if (kill((pid_t)pid, signum) < 0)
+    return mh_l_fail(L, -errno, NULL, "kill %d: %s", (int)pid, strerror(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+void l_signal_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"on", l_on}, {"kill", l_kill}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"stop", l_stop}, {NULL, NULL}};
+  luaL_newmetatable(L, SIGNAL_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_stop);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_stop);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  lua_setfield(L, -2, "signal");
+}

@@ -1,0 +1,852 @@
+/*
+** l_smtp.c — core.smtp: the SMTP session (smtp.c) and TLS (tls.c) on a libuv
+** TCP socket, as a Lua object whose operations wait (l_sched.h).
+**
+**   local c = core.smtp.new{host=, port=, tls="implicit"|"starttls"|"opportunistic"|"none",
+**                           helo=, verify=, ca_file=, fingerprint=, min_version=,
+**                           connect_timeout=, command_timeout=, data_timeout=, session_deadline=}
+**   c:open()                      -> true | nil, err, info      (waits: DNS, every address, TLS, EHLO)
+**   c:auth(mech, user, secret)    -> true | nil, err, info      (waits)
+**   c:send(from, {rcpt...}, data) -> result | nil, err, info    (waits)
+**   c:check_sender(from)          -> true | nil, err, info      (waits: MAIL FROM + RSET)
+**   c:quit()                      -> true                       (waits)
+**   c:close()  c:alive()  c:info() -> table
+**
+** A session event can finish an operation; the waiting task is resumed only
+** after the event call into smtp.c has returned (settle()), so Lua never
+** re-enters the state machine from inside it.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "l_sched.h"
+#include "smtp.h"
+#include "tls.h"
+#include "error.h"
+#include "log.h"
+
+#define CONN_MT "mailhook.SmtpConn"
+
+enum { OP_NONE, OP_OPEN, OP_AUTH, OP_SEND, OP_CHECK, OP_QUIT };
+enum { TLS_NONE, TLS_IMPLICIT, TLS_STARTTLS, TLS_OPPORTUNISTIC };
+
+typedef struct conn conn;
+
+typedef struct {               /* one TCP attempt; freed in its close callback */
+  uv_tcp_t tcp;
+  uv_connect_t req;
+  conn *c;
+  int timed_out;               /* the connect timer cancelled it */
+} sock;
+
+struct conn {
+  mh_wait w;                   /* the task waiting for the current op */
+  int waiting;                 /* w is in use */
+  int op;                      /* OP_*: what the waiting task asked */
+  int op_done, op_rc;          /* the op ended (set by callbacks, acted on in settle) */
+  int refs;                    /* userdata + open handles + requests in flight */
+  int closed;                  /* conn_close ran */
+  int ud_alive;                /* the Lua userdata still points here */
+  uv_timer_t timer;            /* connect timeout, then the session's command timer */
+  uv_timer_t deadline;         /* session_deadline: a trickling server cannot escape it */
+  uv_getaddrinfo_t gai;
+  sock *sk;                    /* the current socket, NULL when none */
+  struct addrinfo *ai, *ai_cur;  /* addresses of host, the one being tried */
+  mh_smtp *s;
+  mh_tls *tls;
+  int tls_mode;                /* TLS_* */
+  int tls_on;                  /* writes go through TLS */
+  int handshaking;             /* the handshake is running */
+  int start_tls;               /* the session asked for STARTTLS's handshake */
+  int pending_err;             /* a transport error to give the session after the event */
+  char pending_msg[200];
+  int writes;                  /* uv_write requests in flight */
+  /* settings */
+  char host[256], ca_file[1024], fingerprint[128], min_version[8], helo[256];
+  int port, verify;
+  uint64_t connect_ms, deadline_ms;
+  /* what happened */
+  char address[64];            /* the address connected to */
+  char tried[700];             /* every address tried and why it failed */
+  int fail_code;               /* failure of the transport itself (dns, connect, tls) */
+  const char *fail_stage;
+  char fail_msg[800];
+};
+
+static void settle(conn *c);
+static int push_result(lua_State *L, conn *c);
+
+/* ---------------------------------------------------------- lifetime */
+
+static void unref(conn *c) {
+  if (--c->refs > 0) return;
+  mh_smtp_free(c->s);
+  mh_tls_free(c->tls);
+  if (c->ai) uv_freeaddrinfo(c->ai);
+  free(c);
+}
+
+static void handle_closed(uv_handle_t *h) { unref((conn *)h->data); }
+
+static void sock_closed(uv_handle_t *h) {
+  sock *k = (sock *)h->data;
+  conn *c = k->c;
+  free(k);
+  unref(c);
+}
+
+static void sock_close(conn *c) {
+  if (!c->sk) return;
+  uv_close((uv_handle_t *)&c->sk->tcp, sock_closed);
+  c->sk = NULL;
+}
+
+static void conn_close(conn *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  sock_close(c);
+  uv_close((uv_handle_t *)&c->timer, handle_closed);
+  uv_close((uv_handle_t *)&c->deadline, handle_closed);
+}
+
+/* A transport failure.  While the session runs it goes through the session (which
+** ends its op); before, it ends the open op directly. */
+static void fail(conn *c, int code, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(conn *c, int code, const char *stage, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->fail_msg, sizeof c->fail_msg, fmt, ap);
+  va_end(ap);
+  c->fail_code = code;
+  c->fail_stage = stage;
+  if (c->s && mh_smtp_get_state(c->s) != MH_SMTP_INIT && mh_smtp_get_state(c->s) != MH_SMTP_CLOSED) {
+    mh_smtp_error(c->s, code, c->fail_msg);
+  } else if (c->op != OP_NONE) {
+    c->op_done = 1;
+    c->op_rc = code;
+  }
+  sock_close(c);
+  uv_timer_stop(&c->timer);
+}
+
+/* ----------------------------------------------------------- writing */
+
+typedef struct {
+  uv_write_t req;
+  conn *c;
+  char data[];
+} wreq;
+
+static void write_cb(uv_write_t *req, int status) {
+  wreq *r = (wreq *)req->data;
+  conn *c = r->c;
+  free(r);
+  c->writes--;
+  if (!c->closed && c->s) {
+    if (status < 0 && status != UV_ECANCELED) {
+      fail(c, MH_ECONNECT, "connect", "write failed: %s", uv_strerror(status));
+    } else if (status == 0 && c->writes == 0) {
+      mh_smtp_flushed(c->s);
+    }
+    settle(c);
+  }
+  unref(c);
+}
+
+/* Bytes to the socket: written at once when the kernel takes them, else queued. */
+static void sock_write(conn *c, const char *buf, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+  int n;
+  wreq *r;
+  if (!c->sk || c->pending_err) return;
+  if (c->writes == 0) {
+    n = uv_try_write((uv_stream_t *)&c->sk->tcp, &b, 1);
+    if (n == (int)len) {
+      if (c->s) mh_smtp_flushed(c->s);
+      return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+      c->pending_err = MH_ECONNECT;
+      snprintf(c->pending_msg, sizeof c->pending_msg, "write failed: %s", uv_strerror(n));
+      return;
+    }
+    if (n > 0) { buf += n; len -= (size_t)n; }
+  }
+  r = (wreq *)malloc(sizeof *r + len);
+  if (!r) { c->pending_err = MH_ENOMEM; snprintf(c->pending_msg, sizeof c->pending_msg, "out of memory"); return; }
+  r->c = c;
+  r->req.data = r;
+  memcpy(r->data, buf, len);
+  b = uv_buf_init(r->data, (unsigned)len);
+  c->refs++;
+  c->writes++;
+  if ((n = uv_write(&r->req, (uv_stream_t *)&c->sk->tcp, &b, 1, write_cb)) < 0) {
+    c->refs--;
+    c->writes--;
+    free(r);
+    c->pending_err = MH_ECONNECT;
+    snprintf(c->pending_msg, sizeof c->pending_msg, "write failed: %s", uv_strerror(n));
+  }
+}
+
+/* Everything TLS has for the network, in one write. */
+static void tls_flush(conn *c) {
+  size_t n = mh_tls_pending(c->tls);
+  if (n == 0) return;
+  char *b = (char *)malloc(n);
+  if (!b) return;
+  n = mh_tls_take(c->tls, b, n);
+  sock_write(c, b, n);
+  free(b);
+}
+
+/* ----------------------------------------------------- session callbacks */
+
+static void io_write(void *ud, const char *buf, size_t len) {
+  conn *c = (conn *)ud;
+  if (c->tls_on) {
+    if (mh_tls_write(c->tls, buf, len) < 0) {
+      c->pending_err = MH_ETLS;
+      snprintf(c->pending_msg, sizeof c->pending_msg, "%s", mh_tls_error(c->tls));
+      return;
+    }
+    tls_flush(c);
+  } else {
+    sock_write(c, buf, len);
+  }
+}
+
+static void timer_cb(uv_timer_t *t) {
+  conn *c = (conn *)t->data;
+  if (c->s && mh_smtp_get_state(c->s) != MH_SMTP_INIT) mh_smtp_timeout(c->s);
+  settle(c);
+}
+
+static void io_timer(void *ud, uint64_t ms) {
+  conn *c = (conn *)ud;
+  if (c->closed) return;
+  if (ms) uv_timer_start(&c->timer, timer_cb, ms, 0);
+  else uv_timer_stop(&c->timer);
+}
+
+static void io_starttls(void *ud) { ((conn *)ud)->start_tls = 1; }
+
+static void io_done(void *ud, int rc) {
+  conn *c = (conn *)ud;
+  c->op_done = 1;
+  c->op_rc = rc;
+}
+
+/* -------------------------------------------------------------- TLS */
+
+static int tls_begin(conn *c) {
+  mh_tls_params p = { c->host, c->verify, c->ca_file, c->fingerprint, c->min_version };
+  char err[300];
+  c->tls = mh_tls_new(&p, err, sizeof err);
+  if (!c->tls) return fail(c, MH_ETLS, "tls", "%s", err), -1;
+  c->handshaking = 1;
+  return 0;
+}
+
+/* Drives the handshake after new input; when done, verifies and hands over. */
+static void tls_step(conn *c) {
+  int rc = mh_tls_handshake(c->tls);
+  tls_flush(c);
+  if (rc == MH_TLS_WANT_READ) return;
+  c->handshaking = 0;
+  if (rc < 0) {
+    fail(c, MH_ETLS, "tls", "%s:%d: %s", c->host, c->port, mh_tls_error(c->tls));
+    return;
+  }
+  if ((rc = mh_tls_check(c->tls)) < 0) {
+    fail(c, rc, "tls", "%s:%d: %s", c->host, c->port, mh_tls_error(c->tls));
+    return;
+  }
+  c->tls_on = 1;
+  if (c->tls_mode == TLS_IMPLICIT) mh_smtp_connected(c->s, 1);
+  else mh_smtp_tls_ready(c->s);
+}
+
+/* ---------------------------------------------------------- reading */
+
+static char rbuf[65536];   /* one loop thread: reads are handled one at a time */
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) { *b = uv_buf_init(rbuf, sizeof rbuf); }
+
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  sock *k = (sock *)st->data;
+  conn *c = k->c;
+  if (n == 0) return;
+  if (n < 0) {
+    if (c->handshaking)
+      fail(c, MH_ETLS, "tls", "%s:%d: connection closed during the TLS handshake", c->host, c->port);
+    else
+      fail(c, n == UV_EOF ? MH_EEOF : MH_ECONNECT, NULL, "connection closed by the server%s%s",
+           n == UV_EOF ? "" : ": ", n == UV_EOF ? "" : uv_strerror((int)n));
+    settle(c);
+    return;
+  }
+  if (!c->tls) {
+    mh_smtp_data(c->s, b->base, (size_t)n);
+  } else {
+    mh_tls_feed(c->tls, b->base, (size_t)n);
+    if (c->handshaking) tls_step(c);
+    while (!c->handshaking && c->tls_on && c->sk && mh_smtp_get_state(c->s) != MH_SMTP_CLOSED) {
+      static char pbuf[16384];
+      int m = mh_tls_read(c->tls, pbuf, sizeof pbuf);
+      tls_flush(c);
+      if (m == 0) break;
+      if (m < 0) {
+        fail(c, m == MH_EEOF ? MH_EEOF : MH_ETLS, NULL, "%s", mh_tls_error(c->tls));
+        break;
+      }
+      mh_smtp_data(c->s, pbuf, (size_t)m);
+    }
+  }
+  settle(c);
+}
+
+/* After every event: transport work the session asked for, then resume the task. */
+static void settle(conn *c) {
+  lua_State *co;
+  int n;
+  for (;;) {
+    if (c->pending_err && c->s) {
+      int e = c->pending_err;
+      c->pending_err = 0;
+      fail(c, e, NULL, "%s", c->pending_msg);
+      continue;
+    }
+    if (c->start_tls) {
+      c->start_tls = 0;
+      if (tls_begin(c) == 0) tls_step(c);
+      continue;
+    }
+    break;
+  }
+  if (c->s && mh_smtp_get_state(c->s) == MH_SMTP_CLOSED) {
+    sock_close(c);
+    if (!c->closed) uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->deadline);
+  }
+  if (!c->op_done || !c->waiting) return;
+  c->waiting = 0;
+  co = mh_wait_co(&c->w);
+  if (!co) return;
+  n = push_result(co, c);
+  mh_wait_resume(&c->w, n);
+}
+
+/* ----------------------------------------------------------- connect */
+
+static void try_next(conn *c);
+
+static void connect_cb(uv_connect_t *req, int status) {
+  sock *k = (sock *)req->data;
+  conn *c = k->c;
+  if (c->closed || c->sk != k) { settle(c); return; }
+  uv_timer_stop(&c->timer);
+  if (status < 0) {
+    size_t l = strlen(c->tried);
+    snprintf(c->tried + l, sizeof c->tried - l, "%s%s: %s", l ? "; " : "", c->address,
+             k->timed_out ? "connect timed out" : uv_strerror(status));
+    sock_close(c);
+    c->ai_cur = c->ai_cur->ai_next;
+    try_next(c);
+    settle(c);
+    return;
+  }
+  uv_tcp_nodelay(&k->tcp, 1);   /* commands and the final dot must not wait for Nagle */
+  uv_read_start((uv_stream_t *)&k->tcp, alloc_cb, read_cb);
+  if (c->tls_mode == TLS_IMPLICIT) {
+    if (tls_begin(c) == 0) tls_step(c);
+  } else {
+    mh_smtp_connected(c->s, 0);
+  }
+  settle(c);
+}
+
+static void connect_timeout_cb(uv_timer_t *t) {
+  conn *c = (conn *)t->data;
+  if (c->sk) {
+    c->sk->timed_out = 1;
+    uv_close((uv_handle_t *)&c->sk->tcp, sock_closed);   /* connect_cb runs with ECANCELED */
+    c->sk = NULL;
+    /* try_next follows from connect_cb (it sees sk != k): do it here instead */
+    {
+      size_t l = strlen(c->tried);
+      snprintf(c->tried + l, sizeof c->tried - l, "%s%s: connect timed out", l ? "; " : "", c->address);
+    }
+    c->ai_cur = c->ai_cur->ai_next;
+    try_next(c);
+    settle(c);
+  }
+}
+
+/* Connect to the next address of the name, or fail with every reason. */
+static void try_next(conn *c) {
+  int rc;
+  for (; c->ai_cur; c->ai_cur = c->ai_cur->ai_next) {
+    struct addrinfo *a = c->ai_cur;
+    sock *k;
+    if (a->ai_family == AF_INET) uv_ip4_name((struct sockaddr_in *)a->ai_addr, c->address, sizeof c->address);
+    else if (a->ai_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, c->address, sizeof c->address);
+    else continue;
+    k = (sock *)calloc(1, sizeof *k);
+    if (!k) break;
+    k->c = c;
+    uv_tcp_init(mh_l_loop(), &k->tcp);
+    k->tcp.data = k;
+    k->req.data = k;
+    c->refs++;
+    c->sk = k;
+    mh_debug("smtp: connecting to %s port %d (%s)", c->address, c->port, c->host);
+    rc = uv_tcp_connect(&k->req, &k->tcp, a->ai_addr, connect_cb);
+    if (rc < 0) {
+      size_t l = strlen(c->tried);
+      snprintf(c->tried + l, sizeof c->tried - l, "%s%s: %s", l ? "; " : "", c->address, uv_strerror(rc));
+      sock_close(c);
+      continue;
+    }
+    uv_timer_start(&c->timer, connect_timeout_cb, c->connect_ms, 0);
+    return;
+  }
+  c->address[0] = '\0';
+  fail(c, MH_ECONNECT, "connect", "could not connect to %s port %d: %s", c->host, c->port,
+       *c->tried ? c->tried : "no usable address");
+}
+
+static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  conn *c = (conn *)req->data;
+  if (c->closed) {
+    if (res) uv_freeaddrinfo(res);
+    unref(c);
+    return;
+  }
+  if (status < 0) {
+    fail(c, MH_EDNS, "dns", "cannot resolve %s: %s", c->host, uv_strerror(status));
+  } else {
+    c->ai = c->ai_cur = res;
+    try_next(c);
+  }
+  settle(c);
+  unref(c);
+}
+
+static void deadline_cb(uv_timer_t *t) {
+  conn *c = (conn *)t->data;
+  fail(c, MH_ETIMEDOUT, NULL, "session deadline of %llu s exceeded (server too slow)",
+       (unsigned long long)(c->deadline_ms / 1000));
+  settle(c);
+}
+
+/* ------------------------------------------------------------- results */
+
+static const char *tls_mode_name(const conn *c) {
+  if (!c->tls_on) return "none";
+  return c->tls_mode == TLS_IMPLICIT ? "implicit" : "starttls";
+}
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* Pushes nil, message, info for the failed op. */
+static int push_fail(lua_State *L, conn *c, int rc) {
+  const mh_smtp_reply *r = c->s ? mh_smtp_last_reply(c->s) : NULL;
+  const char *stage = c->fail_code && c->fail_stage ? c->fail_stage
+                      : (c->s && *mh_smtp_stage(c->s) ? mh_smtp_stage(c->s) : "connect");
+  const char *msg = c->s && *mh_smtp_errmsg(c->s) && !(c->fail_code && c->fail_stage) ? mh_smtp_errmsg(c->s)
+                    : c->fail_msg;
+  if (!*msg) msg = mh_strerror(rc);
+  mh_l_fail(L, rc, stage, "%s", msg);
+  if (r && r->code) {
+    lua_pushinteger(L, r->code);
+    lua_setfield(L, -2, "smtp");
+    if (r->enhanced[0]) set_str(L, "enhanced", r->enhanced);
+    set_str(L, "text", r->text);
+    set_str(L, "class", r->code >= 500 ? "permanent" : "transient");
+  }
+  if (rc == MH_ETOOBIG || rc == MH_EBADADDR) set_str(L, "class", "permanent");
+  lua_pushboolean(L, !c->s || c->closed || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED || !c->sk);
+  lua_setfield(L, -2, "connection");
+  return 3;
+}
+
+/* The per-recipient lists of a send: accepted = {rcpt...}, rejected = {{rcpt=,...}}. */
+static void push_rcpts(lua_State *L, conn *c) {
+  size_t n, a = 0, j = 0;
+  const mh_smtp_rcpt *r = mh_smtp_rcpts(c->s, &n);
+  lua_newtable(L);
+  for (size_t i = 0; i < n; i++)
+    if (r[i].accepted) { lua_pushstring(L, r[i].rcpt); lua_rawseti(L, -2, (lua_Integer)++a); }
+  lua_setfield(L, -2, "accepted");
+  lua_newtable(L);
+  for (size_t i = 0; i < n; i++) {
+    if (r[i].accepted) continue;
+    lua_createtable(L, 0, 5);
+    set_str(L, "rcpt", r[i].rcpt);
+    if (r[i].code) {
+      lua_pushinteger(L, r[i].code);
+      lua_setfield(L, -2, "smtp");
+      set_str(L, "enhanced", r[i].enhanced);
+      set_str(L, "text", r[i].text);
+      set_str(L, "class", r[i].code >= 500 ? "permanent" : "transient");
+    } else {
+      set_str(L, "class", "transient");   /* never answered (connection lost) */
+    }
+    lua_rawseti(L, -2, (lua_Integer)++j);
+  }
+  lua_setfield(L, -2, "rejected");
+}
+
+/* Pushes what the finished op returns to Lua. */
+static int push_result(lua_State *L, conn *c) {
+  int rc = c->op_rc, op = c->op;
+  c->op_done = 0;
+  c->op = OP_NONE;
+  if (rc < 0) {
+    push_fail(L, c, rc);
+    if (op == OP_SEND) push_rcpts(L, c);
+    return 3;
+  }
+  if (op == OP_SEND) {
+    const mh_smtp_reply *r = mh_smtp_last_reply(c->s);
+    lua_newtable(L);
+    push_rcpts(L, c);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, r->code);
+    lua_setfield(L, -2, "smtp");
+    set_str(L, "enhanced", r->enhanced);
+    set_str(L, "text", r->text);
+    lua_setfield(L, -2, "reply");
+    return 1;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---------------------------------------------------------- Lua side */
+
+typedef struct { conn *c; } conn_ud;
+
+static conn *check_conn(lua_State *L) {
+  conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
+  if (!u->c) luaL_error(L, "SMTP session is closed");
+  return u->c;
+}
+
+static void cancel_cb(mh_wait *w) {
+  conn *c = (conn *)w;   /* w is the first member */
+  c->waiting = 0;
+  c->op = OP_NONE;
+  conn_close(c);
+}
+
+static uint64_t opt_ms(lua_State *L, const char *k, double def) {
+  double v;
+  lua_getfield(L, 1, k);
+  v = luaL_optnumber(L, -1, def);
+  lua_pop(L, 1);
+  if (v <= 0) v = def;
+  return (uint64_t)(v * 1000.0);
+}
+
+static void opt_str(lua_State *L, const char *k, char *dst, size_t cap, const char *def) {
+  const char *v;
+  lua_getfield(L, 1, k);
+  v = luaL_optstring(L, -1, def);
+  snprintf(dst, cap, "%s", v ? v : "");
+  lua_pop(L, 1);
+}
+
+/* new(opts) -> connection object (nothing happens until :open()) */
+static int l_new(lua_State *L) {
+  conn_ud *u;
+  conn *c;
+  char tlsm[16];
+  mh_smtp_params p;
+  mh_smtp_io io;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  u = (conn_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->c = NULL;
+  luaL_setmetatable(L, CONN_MT);
+  c = (conn *)calloc(1, sizeof *c);
+  if (!c) return luaL_error(L, "out of memory");
+  opt_str(L, "host", c->host, sizeof c->host, NULL);
+  if (!*c->host) { free(c); return luaL_argerror(L, 1, "host missing"); }
+  lua_getfield(L, 1, "port");
+  c->port = (int)luaL_optinteger(L, -1, 25);
+  lua_pop(L, 1);
+  if (c->port < 1 || c->port > 65535) { free(c); return luaL_argerror(L, 1, "port out of range"); }
+  opt_str(L, "tls", tlsm, sizeof tlsm, "starttls");
+  if (!strcmp(tlsm, "implicit")) c->tls_mode = TLS_IMPLICIT;
+  else if (!strcmp(tlsm, "starttls")) c->tls_mode = TLS_STARTTLS;
+  else if (!strcmp(tlsm, "opportunistic")) c->tls_mode = TLS_OPPORTUNISTIC;
+  else if (!strcmp(tlsm, "none")) c->tls_mode = TLS_NONE;
+  else { free(c); return luaL_argerror(L, 1, "tls must be implicit, starttls, opportunistic or none"); }
+  opt_str(L, "helo", c->helo, sizeof c->helo, "localhost");
+  opt_str(L, "ca_file", c->ca_file, sizeof c->ca_file, NULL);
+  opt_str(L, "fingerprint", c->fingerprint, sizeof c->fingerprint, NULL);
+  opt_str(L, "min_version", c->min_version, sizeof c->min_version, "1.2");
+  lua_getfield(L, 1, "verify");
+  c->verify = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  c->connect_ms = opt_ms(L, "connect_timeout", 30);
+  c->deadline_ms = opt_ms(L, "session_deadline", 900);
+  memset(&p, 0, sizeof p);
+  p.helo = c->helo;
+  p.host = c->host;
+  p.port = c->port;
+  p.starttls = c->tls_mode == TLS_STARTTLS ? 2 : c->tls_mode == TLS_OPPORTUNISTIC ? 1 : 0;
+  p.command_ms = opt_ms(L, "command_timeout", 300);
+  p.data_ms = opt_ms(L, "data_timeout", 600);
+  io.ud = c;
+  io.write = io_write;
+  io.timer = io_timer;
+  io.starttls = io_starttls;
+  io.done = io_done;
+  c->s = mh_smtp_new(&p, &io);
+  if (!c->s) { free(c); return luaL_error(L, "out of memory"); }
+  c->refs = 3;           /* userdata + two timers */
+  c->ud_alive = 1;
+  uv_timer_init(mh_l_loop(), &c->timer);
+  uv_timer_init(mh_l_loop(), &c->deadline);
+  c->timer.data = c->deadline.data = c;
+  u->c = c;
+  return 1;
+}
+
+/* Common start of an op: the task may wait (raises otherwise), one op at a time. */
+static void begin(lua_State *L, conn *c, int op, const char *what) {
+  if (c->waiting) luaL_error(L, "%s: another operation is in progress on this session", what);
+  mh_wait_init(L, &c->w, what);
+  c->w.cancel = cancel_cb;
+  c->op = op;
+  c->op_done = 0;
+  c->fail_code = 0;
+  c->fail_stage = NULL;
+  c->fail_msg[0] = '\0';
+}
+
+/* Ends the op start: the result at once when it already finished, else wait. */
+static int wait_op(lua_State *L, conn *c) {
+  settle(c);
+  if (c->op_done) return push_result(L, c);
+  c->waiting = 1;
+  return mh_wait_yield(L, &c->w);
+}
+
+static int l_open(lua_State *L) {
+  conn *c = check_conn(L);
+  char port[8];
+  int rc;
+  struct addrinfo hints;
+  if (c->closed || mh_smtp_get_state(c->s) != MH_SMTP_INIT)
+    return luaL_error(L, "smtp open: the session was already opened");
+  begin(L, c, OP_OPEN, "smtp open");
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(port, sizeof port, "%d", c->port);
+  c->gai.data = c;
+  uv_timer_start(&c->deadline, deadline_cb, c->deadline_ms, 0);
+  c->refs++;
+  rc = uv_getaddrinfo(mh_l_loop(), &c->gai, gai_cb, c->host, port, &hints);
+  if (rc < 0) {
+    c->refs--;
+    fail(c, MH_EDNS, "dns", "cannot resolve %s: %s", c->host, uv_strerror(rc));
+  }
+  return wait_op(L, c);
+}
+
+/* Every op but open needs a usable session. */
+static int not_ready(lua_State *L, conn *c, const char *what) {
+  if (!c->closed && c->sk && mh_smtp_get_state(c->s) == MH_SMTP_READY) return 0;
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: the SMTP session is not usable (%s)", what,
+                  *mh_smtp_errmsg(c->s) ? mh_smtp_errmsg(c->s) : "closed");
+  lua_createtable(L, 0, 4);
+  set_str(L, "code", "ECONNECT");
+  set_str(L, "class", "transient");
+  set_str(L, "stage", "connect");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "connection");
+  return 1;
+}
+
+static void restart_deadline(conn *c) { uv_timer_start(&c->deadline, deadline_cb, c->deadline_ms, 0); }
+
+static int l_auth(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *mech = luaL_checkstring(L, 2);
+  const char *user = luaL_checkstring(L, 3);
+  const char *secret = luaL_checkstring(L, 4);
+  unsigned m = !strcasecmp(mech, "plain") ? MH_SMTP_AUTH_PLAIN : !strcasecmp(mech, "login") ? MH_SMTP_AUTH_LOGIN
+             : !strcasecmp(mech, "xoauth2") ? MH_SMTP_AUTH_XOAUTH2
+             : !strcasecmp(mech, "oauthbearer") ? MH_SMTP_AUTH_OAUTHBEARER : 0;
+  int rc;
+  luaL_argcheck(L, m != 0, 2, "mechanism must be plain, login, xoauth2 or oauthbearer");
+  if (not_ready(L, c, "smtp auth")) return 3;
+  begin(L, c, OP_AUTH, "smtp auth");
+  restart_deadline(c);
+  if ((rc = mh_smtp_auth(c->s, m, user, secret)) < 0) { c->op_done = 1; c->op_rc = rc; }
+  return wait_op(L, c);
+}
+
+static int l_send(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *from = luaL_checkstring(L, 2);
+  size_t len, n;
+  const char *data;
+  const char **rcpt;
+  int rc;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  data = luaL_checklstring(L, 4, &len);
+  n = (size_t)luaL_len(L, 3);
+  if (not_ready(L, c, "smtp send")) return 3;
+  rcpt = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rcpt, 0);  /* freed by the GC */
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    rcpt[i] = lua_tostring(L, -1);
+    if (!rcpt[i]) return luaL_argerror(L, 3, "recipients must be strings");
+    lua_pop(L, 1);   /* the string stays alive in the table */
+  }
+  begin(L, c, OP_SEND, "smtp send");
+  restart_deadline(c);
+  if ((rc = mh_smtp_send(c->s, from, rcpt, n, data, len)) < 0) { c->op_done = 1; c->op_rc = rc; }
+  return wait_op(L, c);
+}
+
+static int l_check_sender(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *from = luaL_checkstring(L, 2);
+  int rc;
+  if (not_ready(L, c, "smtp check_sender")) return 3;
+  begin(L, c, OP_CHECK, "smtp check_sender");
+  restart_deadline(c);
+  if ((rc = mh_smtp_check_sender(c->s, from)) < 0) { c->op_done = 1; c->op_rc = rc; }
+  return wait_op(L, c);
+}
+
+static int l_quit(lua_State *L) {
+  conn *c = check_conn(L);
+  if (c->closed || !c->sk || mh_smtp_get_state(c->s) != MH_SMTP_READY) {
+    conn_close(c);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  begin(L, c, OP_QUIT, "smtp quit");
+  mh_smtp_quit(c->s);
+  return wait_op(L, c);
+}
+
+static int l_alive(lua_State *L) {
+  conn *c = check_conn(L);
+  lua_pushboolean(L, !c->closed && c->sk && mh_smtp_get_state(c->s) == MH_SMTP_READY);
+  return 1;
+}
+
+/* Idempotent: __gc, __close and :close(). */
+static int l_close(lua_State *L) {
+  conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
+  conn *c = u->c;
+  if (!c) return 0;
+  u->c = NULL;
+  if (c->waiting) { c->waiting = 0; c->w.task = NULL; }
+  conn_close(c);
+  unref(c);
+  return 0;
+}
+
+static int l_info(lua_State *L) {
+  conn *c = check_conn(L);
+  const mh_smtp_caps *caps = mh_smtp_get_caps(c->s);
+  lua_newtable(L);
+  set_str(L, "server", c->host);
+  set_str(L, "address", c->address);
+  lua_pushinteger(L, c->port);
+  lua_setfield(L, -2, "port");
+  set_str(L, "security", tls_mode_name(c));
+  set_str(L, "helo", c->helo);
+  lua_pushboolean(L, mh_smtp_used_ehlo(c->s));
+  lua_setfield(L, -2, "esmtp");
+  if (c->tls) {
+    mh_tls_info ti;
+    mh_tls_get_info(c->tls, &ti);
+    if (c->tls_on) { set_str(L, "tls_version", ti.version); set_str(L, "cipher", ti.cipher); }
+    lua_createtable(L, 0, 6);
+    set_str(L, "subject", ti.subject);
+    set_str(L, "issuer", ti.issuer);
+    set_str(L, "not_after", ti.not_after);
+    set_str(L, "fingerprint", ti.fingerprint);
+    lua_pushboolean(L, ti.verified);
+    lua_setfield(L, -2, "verified");
+    set_str(L, "result", ti.verify_result);
+    if (!ti.verified && *mh_tls_error(c->tls)) set_str(L, "error", mh_tls_error(c->tls));
+    lua_setfield(L, -2, "cert");
+  }
+  /* capabilities: keywords as the server sent them */
+  lua_newtable(L);
+  {
+    const char *p = caps->list;
+    int i = 0;
+    while (*p) {
+      const char *e = strchr(p, ' ');
+      size_t n = e ? (size_t)(e - p) : strlen(p);
+      lua_pushlstring(L, p, n);
+      lua_rawseti(L, -2, ++i);
+      p += n;
+      while (*p == ' ') p++;
+    }
+  }
+  lua_setfield(L, -2, "capabilities");
+  lua_newtable(L);
+  {
+    static const struct { unsigned bit; const char *name; } mechs[] = {
+      { MH_SMTP_AUTH_OAUTHBEARER, "oauthbearer" }, { MH_SMTP_AUTH_XOAUTH2, "xoauth2" },
+      { MH_SMTP_AUTH_PLAIN, "plain" }, { MH_SMTP_AUTH_LOGIN, "login" } };
+    int i = 0;
+    for (size_t k = 0; k < sizeof mechs / sizeof mechs[0]; k++)
+      if (caps->auth & mechs[k].bit) { lua_pushstring(L, mechs[k].name); lua_rawseti(L, -2, ++i); }
+  }
+  lua_setfield(L, -2, "auth_offered");
+  lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_PIPELINING) != 0);
+  lua_setfield(L, -2, "pipelining");
+  lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_STARTTLS) != 0);
+  lua_setfield(L, -2, "starttls_offered");
+  if (caps->size) { lua_pushinteger(L, (lua_Integer)caps->size); lua_setfield(L, -2, "size"); }
+  set_str(L, "state", mh_smtp_state_name(mh_smtp_get_state(c->s)));
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
+  if (!u->c) lua_pushstring(L, "mailhook.SmtpConn (closed)");
+  else lua_pushfstring(L, "mailhook.SmtpConn(%s:%d, %s)", u->c->host, u->c->port,
+                       mh_smtp_state_name(mh_smtp_get_state(u->c->s)));
+  return 1;
+}
+
+void l_smtp_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "check_sender", l_check_sender },
+    { "quit", l_quit }, { "alive", l_alive }, { "close", l_close }, { "info", l_info }, { NULL, NULL } };
+  if (luaL_newmetatable(L, CONN_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_new);
+  lua_setfield(L, -2, "new");
+  lua_setfield(L, -2, "smtp");
+}

@@ -1,0 +1,946 @@
+/*
+** smtp.c — the SMTP client protocol: reply parser, EHLO capabilities, the
+** dot-stuffing data writer and the session state machine (see smtp.h).
+**
+** One enter_state() sends the command that belongs to a state (and arms its
+** timer); one on_reply() decides, per state, where a complete reply leads.
+** With PIPELINING, [RSET,] MAIL, every RCPT and DATA leave as one group and
+** the replies are then walked through the same states without sending again.
+*/
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "smtp.h"
+#include "error.h"
+#include "log.h"
+
+/* --------------------------------------------------------------- names */
+
+enum { K_NONE, K_GREET, K_CMD, K_MAIL, K_DATA, K_DOT };
+
+static const char *const state_names[] = {
+#define MH__X(name, kind) #name,
+  MH_SMTP_STATE_MAP(MH__X)
+#undef MH__X
+};
+
+static const int state_kind[] = {
+#define MH__X(name, kind) K_##kind,
+  MH_SMTP_STATE_MAP(MH__X)
+#undef MH__X
+};
+
+const char *mh_smtp_state_name(mh_smtp_state st) {
+  return (unsigned)st < MH_SMTP_NSTATES ? state_names[st] : "?";
+}
+
+/* -------------------------------------------------------------- buffer */
+
+int mh_buf_add(mh_buf *b, const void *p, size_t n) {
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *d;
+    while (cap < b->len + n + 1) cap *= 2;
+    d = (char *)realloc(b->data, cap);
+    if (!d) return MH_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+  }
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+void mh_buf_free(mh_buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+static int buf_printf(mh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int buf_printf(mh_buf *b, const char *fmt, ...) {
+  char tmp[1200];
+  int n;
+  va_list ap;
+  va_start(ap, fmt);
+  n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof tmp) return MH_ETOOLONG;
+  return mh_buf_add(b, tmp, (size_t)n);
+}
+
+/* -------------------------------------------------------- reply parser */
+
+void mh_smtp_reply_reset(mh_smtp_reply *r) {
+  r->code = 0;
+  r->nlines = 0;
+  r->done = 0;
+  r->enhanced[0] = '\0';
+  r->len = 0;
+  r->text[0] = '\0';
+  r->first[0] = '\0';
+}
+
+/* "X.Y.Z" at the start of text, X the class of code: its length, else 0. */
+static size_t enhanced_len(const char *t, size_t n, int code) {
+  size_t i = 0, parts = 0;
+  if (n < 5 || t[0] != '0' + code / 100) return 0;
+  while (parts < 3) {
+    size_t d = 0;
+    while (i < n && t[i] >= '0' && t[i] <= '9' && d < 3) { i++; d++; }
+    if (d == 0) return 0;
+    parts++;
+    if (parts < 3) {
+      if (i >= n || t[i] != '.') return 0;
+      i++;
+    }
+  }
+  if (i < n && t[i] != ' ') return 0;
+  return i;
+}
+
+int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len) {
+  int code;
+  const char *t;
+  size_t tn, room;
+  if (r->done) mh_smtp_reply_reset(r);
+  if (len > MH_SMTP_LINE_MAX) return MH_ETOOLONG;
+  if (r->nlines >= MH_SMTP_LINES_MAX) return MH_ETOOLONG;
+  if (len < 3) return MH_EPROTO;
+  for (int i = 0; i < 3; i++)
+    if (line[i] < '0' || line[i] > '9') return MH_EPROTO;
+  code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+  if (line[0] < '2' || line[0] > '5') return MH_EPROTO;
+  if (len > 3 && line[3] != ' ' && line[3] != '-') return MH_EPROTO;
+  if (r->nlines > 0 && code != r->code) return MH_EPROTO;  /* continuation must keep the code */
+  r->code = code;
+  r->nlines++;
+  t = len > 4 ? line + 4 : "";
+  tn = len > 4 ? len - 4 : 0;
+  memcpy(r->first, t, tn);
+  r->first[tn] = '\0';
+  if (r->nlines == 1) {
+    size_t e = enhanced_len(t, tn, code);
+    if (e && e < sizeof r->enhanced) {
+      memcpy(r->enhanced, t, e);
+      r->enhanced[e] = '\0';
+    }
+  }
+  /* joined text, truncated at the buffer's end; NUL and control bytes become '?' */
+  room = sizeof r->text - 1 - r->len;
+  if (r->nlines > 1 && room > 0) { r->text[r->len++] = '\n'; room--; }
+  for (size_t i = 0; i < tn && room > 0; i++, room--) {
+    unsigned char c = (unsigned char)t[i];
+    r->text[r->len++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+  }
+  r->text[r->len] = '\0';
+  if (len == 3 || line[3] == ' ') r->done = 1;
+  return r->done;
+}
+
+/* ---------------------------------------------------------- EHLO caps */
+
+static int kw_eq(const char *t, size_t n, const char *kw) {
+  return strlen(kw) == n && strncasecmp(t, kw, n) == 0;
+}
+
+void mh_smtp_caps_line(mh_smtp_caps *c, const char *text) {
+  const char *p = text, *e;
+  size_t n, have;
+  while (*p == ' ') p++;
+  e = p;
+  while (*e && *e != ' ' && *e != '=') e++;
+  n = (size_t)(e - p);
+  if (n == 0) return;
+  /* the report list: keyword and parameters, as sent, bounded */
+  have = strlen(c->list);
+  if (have + strlen(p) + 2 < sizeof c->list) {
+    if (have) strcat(c->list, " ");
+    for (const char *q = p; *q; q++) {
+      size_t l = strlen(c->list);
+      c->list[l] = (*q == ' ') ? ',' : ((unsigned char)*q < 0x20 ? '?' : *q);
+      c->list[l + 1] = '\0';
+    }
+  }
+  if (kw_eq(p, n, "PIPELINING")) c->flags |= MH_SMTP_CAP_PIPELINING;
+  else if (kw_eq(p, n, "8BITMIME")) c->flags |= MH_SMTP_CAP_8BITMIME;
+  else if (kw_eq(p, n, "SMTPUTF8")) c->flags |= MH_SMTP_CAP_SMTPUTF8;
+  else if (kw_eq(p, n, "STARTTLS")) c->flags |= MH_SMTP_CAP_STARTTLS;
+  else if (kw_eq(p, n, "ENHANCEDSTATUSCODES")) c->flags |= MH_SMTP_CAP_ENHANCED;
+  else if (kw_eq(p, n, "SIZE")) {
+    c->flags |= MH_SMTP_CAP_SIZE;
+    if (*e == ' ' || *e == '=') {
+      uint64_t v = 0;
+      const char *q = e + 1;
+      int digits = 0;
+      while (*q >= '0' && *q <= '9' && digits < 19) { v = v * 10 + (uint64_t)(*q - '0'); q++; digits++; }
+      if (digits) c->size = v;
+    }
+  } else if (kw_eq(p, n, "AUTH")) {
+    /* "AUTH PLAIN LOGIN" or the old "AUTH=PLAIN LOGIN" */
+    const char *q = e;
+    c->flags |= MH_SMTP_CAP_AUTH;
+    while (*q) {
+      const char *m;
+      while (*q == ' ' || *q == '=') q++;
+      m = q;
+      while (*q && *q != ' ') q++;
+      if (kw_eq(m, (size_t)(q - m), "PLAIN")) c->auth |= MH_SMTP_AUTH_PLAIN;
+      else if (kw_eq(m, (size_t)(q - m), "LOGIN")) c->auth |= MH_SMTP_AUTH_LOGIN;
+      else if (kw_eq(m, (size_t)(q - m), "XOAUTH2")) c->auth |= MH_SMTP_AUTH_XOAUTH2;
+      else if (kw_eq(m, (size_t)(q - m), "OAUTHBEARER")) c->auth |= MH_SMTP_AUTH_OAUTHBEARER;
+    }
+  }
+}
+
+/* --------------------------------------------------------- data writer */
+
+void mh_smtp_dot_init(mh_smtp_dotw *w) {
+  memset(w, 0, sizeof *w);
+  w->bol = 1;
+  w->empty_line = 1;
+}
+
+/* A line ends: CRLF out; an empty line in the header starts the body. */
+static int dot_eol(mh_smtp_dotw *w, mh_buf *out) {
+  if (!w->body && w->empty_line) w->body = 1;
+  w->bol = 1;
+  w->empty_line = 1;
+  w->col = 0;
+  return mh_buf_add(out, "\r\n", 2);
+}
+
+static int dot_byte(mh_smtp_dotw *w, mh_buf *out, char c) {
+  int rc;
+  if (w->col >= MH_SMTP_TEXT_LINE) {
+    /* too long: break it; in the header as a fold, so no new field can start */
+    if ((rc = mh_buf_add(out, w->body ? "\r\n" : "\r\n ", w->body ? 2 : 3)) < 0) return rc;
+    w->col = w->body ? 0 : 1;
+    w->bol = w->body;
+  }
+  if (w->bol && c == '.') {
+    if ((rc = mh_buf_add(out, ".", 1)) < 0) return rc;
+    w->col++;
+  }
+  w->bol = 0;
+  w->empty_line = 0;
+  w->col++;
+  return mh_buf_add(out, &c, 1);
+}
+
+int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) {
+  int rc = 0;
+  for (size_t i = 0; i < len && rc == 0; i++) {
+    char c = in[i];
+    if (w->cr) {
+      w->cr = 0;
+      /* CR LF, or a bare CR: either way one line end */
+      if ((rc = dot_eol(w, out)) < 0) break;
+      if (c == '\n') continue;
+    }
+    if (c == '\r') w->cr = 1;
+    else if (c == '\n') rc = dot_eol(w, out);
+    else rc = dot_byte(w, out, c);
+  }
+  return rc;
+}
+
+int mh_smtp_dot_finish(mh_smtp_dotw *w, mh_buf *out) {
+  int rc = 0;
+  if (w->cr) { w->cr = 0; rc = dot_eol(w, out); }
+  if (rc == 0 && !w->bol) rc = dot_eol(w, out);
+  if (rc == 0) rc = mh_buf_add(out, ".\r\n", 3);
+  return rc;
+}
+
+/* ------------------------------------------------------------- base64 */
+
+static int b64(mh_buf *out, const unsigned char *in, size_t n) {
+  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i += 3) {
+    unsigned v = (unsigned)in[i] << 16;
+    char q[4];
+    if (i + 1 < n) v |= (unsigned)in[i + 1] << 8;
+    if (i + 2 < n) v |= in[i + 2];
+    q[0] = tab[(v >> 18) & 63];
+    q[1] = tab[(v >> 12) & 63];
+    q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+    q[3] = i + 2 < n ? tab[v & 63] : '=';
+    rc = mh_buf_add(out, q, 4);
+  }
+  return rc;
+}
+
+/* Overwrite memory that held a secret (the compiler may not drop it). */
+static void wipe(void *p, size_t n) {
+  volatile unsigned char *v = (volatile unsigned char *)p;
+  while (n--) *v++ = 0;
+}
+
+static void wipe_buf(mh_buf *b) {
+  if (b->data) wipe(b->data, b->cap);
+  mh_buf_free(b);
+}
+
+/* -------------------------------------------------------------- session */
+
+enum { OP_NONE, OP_OPEN, OP_AUTH, OP_SEND, OP_CHECK, OP_QUIT };
+
+struct mh_smtp {
+  mh_smtp_io io;                /* the owner's callbacks */
+  char helo[256];               /* EHLO argument */
+  char host[256];               /* for OAUTHBEARER's host= */
+  int port;
+  int starttls;                 /* params.starttls */
+  uint64_t command_ms, data_ms; /* timeout caps */
+  mh_smtp_state state;
+  int op;                       /* OP_*: the operation io.done will end */
+  int tls;                      /* the connection is encrypted */
+  int after_starttls_reply;     /* the 220 to STARTTLS was just parsed: no byte may follow */
+  mh_smtp_caps caps;            /* forgotten when TLS starts */
+  mh_smtp_reply reply;          /* the reply being parsed / last parsed */
+  mh_smtp_reply decisive;       /* the reply that ended the last op (copy) */
+  char line[MH_SMTP_LINE_MAX + 2];  /* input line being assembled */
+  size_t linelen;
+  mh_buf wbuf;                  /* output of the current event, written once at its end */
+  const char *stage;            /* stage of the last failure */
+  char errmsg[600];             /* message of the last failure */
+  /* transaction */
+  char from[512];
+  mh_smtp_rcpt *rcpts;          /* per recipient results */
+  size_t nrcpt, rcpt_i;         /* count, next reply to expect */
+  int accepted;                 /* recipients accepted so far */
+  int first_rejected;           /* index of the first rejected rcpt, -1 none */
+  mh_buf body;                  /* stuffed message and ".\r\n", ready to send */
+  char mail_params[64];         /* " SIZE=n BODY=8BITMIME SMTPUTF8" */
+  int ahead;                    /* the pipelined group was already sent */
+  int need_rset;                /* a transaction was started since the last RSET */
+  int mail_failed;              /* MAIL refused (pipelined replies still to eat) */
+  int data_refused;             /* DATA not 354 */
+  int empty_data;               /* 354 with no recipient: ".\r\n" sent to close */
+  int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET */
+  /* auth */
+  unsigned mech;
+  int auth_step;
+  mh_buf auth_user, auth_secret;  /* wiped after use */
+};
+
+static void enter_state(mh_smtp *s, mh_smtp_state st);
+
+mh_smtp_state mh_smtp_get_state(const mh_smtp *s) { return s->state; }
+const mh_smtp_caps *mh_smtp_get_caps(const mh_smtp *s) { return &s->caps; }
+const mh_smtp_reply *mh_smtp_last_reply(const mh_smtp *s) { return &s->decisive; }
+const char *mh_smtp_stage(const mh_smtp *s) { return s->stage ? s->stage : ""; }
+const char *mh_smtp_errmsg(const mh_smtp *s) { return s->errmsg; }
+int mh_smtp_is_tls(const mh_smtp *s) { return s->tls; }
+int mh_smtp_used_ehlo(const mh_smtp *s) { return (s->caps.flags & MH_SMTP_CAP_EHLO) != 0; }
+const mh_smtp_rcpt *mh_smtp_rcpts(const mh_smtp *s, size_t *n) { *n = s->nrcpt; return s->rcpts; }
+
+mh_smtp *mh_smtp_new(const mh_smtp_params *p, const mh_smtp_io *io) {
+  mh_smtp *s = (mh_smtp *)calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->io = *io;
+  snprintf(s->helo, sizeof s->helo, "%s", p->helo && *p->helo ? p->helo : "localhost");
+  snprintf(s->host, sizeof s->host, "%s", p->host ? p->host : "");
+  s->port = p->port;
+  s->starttls = p->starttls;
+  s->command_ms = p->command_ms ? p->command_ms : 300000;
+  s->data_ms = p->data_ms ? p->data_ms : 600000;
+  s->state = MH_SMTP_INIT;
+  s->first_rejected = -1;
+  return s;
+}
+
+static void clear_rcpts(mh_smtp *s) {
+  for (size_t i = 0; i < s->nrcpt; i++) free(s->rcpts[i].rcpt);
+  free(s->rcpts);
+  s->rcpts = NULL;
+  s->nrcpt = s->rcpt_i = 0;
+}
+
+void mh_smtp_free(mh_smtp *s) {
+  if (!s) return;
+  clear_rcpts(s);
+  mh_buf_free(&s->body);
+  mh_buf_free(&s->wbuf);
+  wipe_buf(&s->auth_user);
+  wipe_buf(&s->auth_secret);
+  free(s);
+}
+
+uint64_t mh_smtp_state_timeout(const mh_smtp *s) {
+  uint64_t rfc;
+  switch (state_kind[s->state]) {
+    case K_GREET: rfc = 300000; break;   /* §4.5.3.2.1: initial 220, 5 min */
+    case K_MAIL:  rfc = 300000; break;   /* §4.5.3.2.2-3: MAIL, RCPT, 5 min */
+    case K_DATA:  rfc = 120000; break;   /* §4.5.3.2.4: DATA initiation, 2 min */
+    case K_DOT:   return s->data_ms;     /* §4.5.3.2.6: data termination, 10 min */
+    case K_CMD:   rfc = 300000; break;
+    default:      return 0;
+  }
+  return rfc < s->command_ms ? rfc : s->command_ms;
+}
+
+static const char *stage_of(mh_smtp_state st) {
+  switch (st) {
+    case MH_SMTP_STARTTLS: case MH_SMTP_TLS: return "tls";
+    case MH_SMTP_AUTH: return "auth";
+    case MH_SMTP_RSET: case MH_SMTP_MAIL: return "mail";
+    case MH_SMTP_RCPT: return "rcpt";
+    case MH_SMTP_DATA: case MH_SMTP_BODY: return "data";
+    case MH_SMTP_QUIT: return "quit";
+    default: return "connect";
+  }
+}
+
+static void flush(mh_smtp *s) {
+  if (s->wbuf.len) {
+    size_t n = s->wbuf.len;
+    s->wbuf.len = 0;      /* the callback must not see a half-reset buffer */
+    s->io.write(s->io.ud, s->wbuf.data, n);
+  }
+}
+
+/* Ends the operation in progress with rc (io.done), the session going to st. */
+static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
+  int op = s->op;
+  if (st != s->state) enter_state(s, st);
+  s->op = OP_NONE;
+  if (op != OP_NONE) s->io.done(s->io.ud, rc);
+}
+
+static void set_err(mh_smtp *s, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(mh_smtp *s, const char *stage, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+  va_end(ap);
+  s->stage = stage;
+}
+
+/* The session is unusable: record why, close, end the op. */
+static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
+  va_list ap;
+  if (s->state == MH_SMTP_CLOSED) return;
+  va_start(ap, fmt);
+  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+  va_end(ap);
+  s->stage = stage;
+  s->wbuf.len = 0;
+  mh_debug("smtp: %s", s->errmsg);
+  finish(s, code, MH_SMTP_CLOSED);
+}
+
+/* A refused command: the failure message quotes the server. */
+static void refused(mh_smtp *s, const char *what, const char *stage) {
+  s->decisive = s->reply;
+  set_err(s, stage, "%s: %d %s", what, s->reply.code, s->reply.text);
+  for (char *p = s->errmsg; *p; p++) if (*p == '\n') *p = ' ';
+}
+
+static void put_cmd(mh_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put_cmd(mh_smtp *s, const char *fmt, ...) {
+  char tmp[1100];
+  int n;
+  va_list ap;
+  va_start(ap, fmt);
+  n = vsnprintf(tmp, sizeof tmp - 2, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof tmp - 2) n = (int)sizeof tmp - 3;
+  if (mh_log_get_level() <= MH_LOG_DEBUG) {
+    if (strncmp(tmp, "AUTH ", 5) == 0) mh_debug("smtp > AUTH (credentials not logged)");
+    else mh_debug("smtp > %.*s", n, tmp);
+  }
+  memcpy(tmp + n, "\r\n", 2);
+  mh_buf_add(&s->wbuf, tmp, (size_t)n + 2);
+}
+
+static void put_rcpt(mh_smtp *s, size_t i) { put_cmd(s, "RCPT TO:<%s>", s->rcpts[i].rcpt); }
+
+/* The pipelined group from st onwards: [RSET] MAIL RCPT... DATA. */
+static void put_group(mh_smtp *s, mh_smtp_state st) {
+  if (st == MH_SMTP_RSET) put_cmd(s, "RSET");
+  put_cmd(s, "MAIL FROM:<%s>%s", s->from, s->mail_params);
+  if (s->op == OP_CHECK) { put_cmd(s, "RSET"); return; }
+  for (size_t i = 0; i < s->nrcpt; i++) put_rcpt(s, i);
+  put_cmd(s, "DATA");
+}
+
+static void auth_start(mh_smtp *s) {
+  mh_buf ir = { 0 };
+  switch (s->mech) {
+    case MH_SMTP_AUTH_PLAIN: {
+      mh_buf raw = { 0 };
+      mh_buf_add(&raw, "\0", 1);
+      mh_buf_add(&raw, s->auth_user.data, s->auth_user.len);
+      mh_buf_add(&raw, "\0", 1);
+      mh_buf_add(&raw, s->auth_secret.data, s->auth_secret.len);
+      b64(&ir, (unsigned char *)raw.data, raw.len);
+      wipe_buf(&raw);
+      put_cmd(s, "AUTH PLAIN %s", ir.data ? ir.data : "=");
+      break;
+    }
+    case MH_SMTP_AUTH_LOGIN:
+      put_cmd(s, "AUTH LOGIN");
+      break;
+    case MH_SMTP_AUTH_XOAUTH2: {
+      mh_buf raw = { 0 };
+      mh_buf_add(&raw, "user=", 5);
+      mh_buf_add(&raw, s->auth_user.data, s->auth_user.len);
+      mh_buf_add(&raw, "\001auth=Bearer ", 13);
+      mh_buf_add(&raw, s->auth_secret.data, s->auth_secret.len);
+      mh_buf_add(&raw, "\001\001", 2);
+      b64(&ir, (unsigned char *)raw.data, raw.len);
+      wipe_buf(&raw);
+      put_cmd(s, "AUTH XOAUTH2 %s", ir.data);
+      break;
+    }
+    case MH_SMTP_AUTH_OAUTHBEARER: {
+      mh_buf raw = { 0 };
+      buf_printf(&raw, "n,a=%s,\001host=%s\001port=%d\001auth=Bearer ", s->auth_user.data,
+                 s->host, s->port);
+      mh_buf_add(&raw, s->auth_secret.data, s->auth_secret.len);
+      mh_buf_add(&raw, "\001\001", 2);
+      b64(&ir, (unsigned char *)raw.data, raw.len);
+      wipe_buf(&raw);
+      put_cmd(s, "AUTH OAUTHBEARER %s", ir.data);
+      break;
+    }
+  }
+  wipe_buf(&ir);
+}
+
+/* The one place a state's command is sent and its timer armed. */
+static void enter_state(mh_smtp *s, mh_smtp_state st) {
+  mh_smtp_state old = s->state;
+  s->state = st;
+  mh_debug("smtp: %s -> %s", state_names[old], state_names[st]);
+  switch (st) {
+    case MH_SMTP_EHLO: put_cmd(s, "EHLO %s", s->helo); break;
+    case MH_SMTP_HELO: put_cmd(s, "HELO %s", s->helo); break;
+    case MH_SMTP_STARTTLS: put_cmd(s, "STARTTLS"); break;
+    case MH_SMTP_AUTH: s->auth_step = 0; auth_start(s); break;
+    case MH_SMTP_RSET:
+    case MH_SMTP_MAIL:
+      if (st == MH_SMTP_MAIL) s->need_rset = 1;
+      if (s->ahead) break;
+      if (s->caps.flags & MH_SMTP_CAP_PIPELINING) { put_group(s, st); s->ahead = 1; }
+      else if (st == MH_SMTP_RSET) put_cmd(s, "RSET");
+      else put_cmd(s, "MAIL FROM:<%s>%s", s->from, s->mail_params);
+      break;
+    case MH_SMTP_RCPT: if (!s->ahead) put_rcpt(s, s->rcpt_i); break;
+    case MH_SMTP_DATA: if (!s->ahead) put_cmd(s, "DATA"); break;
+    case MH_SMTP_BODY:
+      s->ahead = 0;
+      if (s->empty_data) mh_buf_add(&s->wbuf, ".\r\n", 3);
+      else mh_buf_add(&s->wbuf, s->body.data, s->body.len);   /* body and dot together */
+      break;
+    case MH_SMTP_QUIT: put_cmd(s, "QUIT"); break;
+    case MH_SMTP_READY: case MH_SMTP_CLOSED: s->ahead = 0; break;
+    default: break;
+  }
+  if (st == MH_SMTP_TLS) s->io.starttls(s->io.ud);
+  s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
+}
+
+static int is2(int code) { return code >= 200 && code < 300; }
+
+/* The final reply (to DATA or the dot) refused the message: it applies to
+** every recipient accepted so far. */
+static void reject_accepted(mh_smtp *s) {
+  mh_smtp_reply *r = &s->reply;
+  for (size_t i = 0; i < s->nrcpt; i++) {
+    mh_smtp_rcpt *rc = &s->rcpts[i];
+    if (!rc->accepted) continue;
+    rc->accepted = 0;
+    rc->code = r->code;
+    snprintf(rc->enhanced, sizeof rc->enhanced, "%s", r->enhanced);
+    snprintf(rc->text, sizeof rc->text, "%.511s", r->text);
+  }
+}
+
+/* The message transaction ended (after the final reply, or early). */
+static void send_done(mh_smtp *s) {
+  if (s->mail_failed) finish(s, MH_EREPLY, MH_SMTP_READY);
+  else if (s->accepted == 0) {
+    s->decisive = s->reply;
+    if (s->first_rejected >= 0) {
+      mh_smtp_rcpt *r = &s->rcpts[s->first_rejected];
+      s->decisive.code = r->code;
+      snprintf(s->decisive.enhanced, sizeof s->decisive.enhanced, "%s", r->enhanced);
+      snprintf(s->decisive.text, sizeof s->decisive.text, "%s", r->text);
+      set_err(s, "rcpt", "no recipient accepted: %s: %d %s", r->rcpt, r->code, r->text);
+    }
+    finish(s, MH_EREPLY, MH_SMTP_READY);
+  } else if (s->data_refused) finish(s, MH_EREPLY, MH_SMTP_READY);
+  else finish(s, 0, MH_SMTP_READY);
+}
+
+/* A complete reply arrived: where it leads depends on the state. */
+static void on_reply(mh_smtp *s) {
+  mh_smtp_reply *r = &s->reply;
+  int code = r->code;
+  mh_debug("smtp < %d %s", code, r->first);
+  if (code == 421 && s->state != MH_SMTP_QUIT) {
+    /* the server is closing the channel, whatever we asked */
+    refused(s, "server closing the connection", stage_of(s->state));
+    finish(s, MH_EREPLY, MH_SMTP_CLOSED);
+    return;
+  }
+  switch (s->state) {
+    case MH_SMTP_BANNER:
+      if (is2(code)) enter_state(s, MH_SMTP_EHLO);
+      else { refused(s, "greeting", "connect"); finish(s, MH_EREPLY, MH_SMTP_CLOSED); }
+      break;
+    case MH_SMTP_EHLO:
+    case MH_SMTP_HELO:
+      if (!is2(code)) {
+        if (s->state == MH_SMTP_EHLO && code >= 500) { enter_state(s, MH_SMTP_HELO); break; }
+        refused(s, s->state == MH_SMTP_EHLO ? "EHLO refused" : "HELO refused", "connect");
+        finish(s, MH_EREPLY, MH_SMTP_CLOSED);
+        break;
+      }
+      if (s->state == MH_SMTP_EHLO) s->caps.flags |= MH_SMTP_CAP_EHLO;
+      if (!s->tls && s->starttls && (s->caps.flags & MH_SMTP_CAP_STARTTLS))
+        enter_state(s, MH_SMTP_STARTTLS);
+      else if (!s->tls && s->starttls == 2) {
+        s->decisive = *r;
+        set_err(s, "tls", "the server does not offer STARTTLS and TLS is required; "
+                "nothing was sent (no credentials, no mail)");
+        finish(s, MH_ENOTLS, MH_SMTP_CLOSED);
+      } else finish(s, 0, MH_SMTP_READY);
+      break;
+    case MH_SMTP_STARTTLS:
+      if (code == 220) {
+        memset(&s->caps, 0, sizeof s->caps);   /* nothing learned in the clear counts */
+        s->after_starttls_reply = 1;
+      } else {
+        refused(s, "STARTTLS refused", "tls");
+        finish(s, MH_ENOTLS, MH_SMTP_CLOSED);
+      }
+      break;
+    case MH_SMTP_AUTH:
+      if (code == 235) { s->decisive = *r; wipe_buf(&s->auth_secret); finish(s, 0, MH_SMTP_READY); break; }
+      if (code == 334 && s->auth_step < 3) {
+        s->auth_step++;
+        if (s->mech == MH_SMTP_AUTH_LOGIN && s->auth_step <= 2) {
+          mh_buf e = { 0 };
+          mh_buf *v = s->auth_step == 1 ? &s->auth_user : &s->auth_secret;
+          b64(&e, (unsigned char *)(v->data ? v->data : ""), v->len);
+          mh_buf_add(&s->wbuf, e.data ? e.data : "", e.len);
+          mh_buf_add(&s->wbuf, "\r\n", 2);
+          wipe_buf(&e);
+        } else if (s->mech == MH_SMTP_AUTH_OAUTHBEARER) {
+          mh_buf_add(&s->wbuf, "AQ==\r\n", 6);  /* %x01: abort, the server then says why */
+        } else {
+          mh_buf_add(&s->wbuf, "\r\n", 2);      /* XOAUTH2 error challenge: empty answer */
+        }
+        s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
+        break;
+      }
+      wipe_buf(&s->auth_secret);
+      refused(s, "authentication failed", "auth");
+      finish(s, code == 334 ? MH_EPROTO : MH_EAUTH, code == 334 ? MH_SMTP_CLOSED : MH_SMTP_READY);
+      break;
+    case MH_SMTP_RSET:
+      if (!is2(code)) {
+        refused(s, "RSET refused", "mail");
+        finish(s, MH_EREPLY, MH_SMTP_CLOSED);
+        break;
+      }
+      s->need_rset = 0;
+      if (s->op == OP_CHECK && s->check_rc != 1) { finish(s, s->check_rc, MH_SMTP_READY); break; }
+      if (s->op == OP_CHECK) s->check_rc = 0;
+      enter_state(s, MH_SMTP_MAIL);
+      break;
+    case MH_SMTP_MAIL:
+      if (s->op == OP_CHECK) {
+        if (is2(code)) { s->decisive = *r; s->check_rc = 0; }
+        else { refused(s, "MAIL FROM refused", "mail"); s->check_rc = MH_EREPLY; }
+        enter_state(s, MH_SMTP_RSET);
+        break;
+      }
+      if (!is2(code)) {
+        refused(s, "MAIL FROM refused", "mail");
+        s->mail_failed = 1;
+        if (!s->ahead) { send_done(s); break; }
+      }
+      s->rcpt_i = 0;
+      enter_state(s, MH_SMTP_RCPT);
+      break;
+    case MH_SMTP_RCPT: {
+      mh_smtp_rcpt *rc = &s->rcpts[s->rcpt_i];
+      rc->code = code;
+      rc->accepted = is2(code) && !s->mail_failed;
+      snprintf(rc->enhanced, sizeof rc->enhanced, "%s", r->enhanced);
+      snprintf(rc->text, sizeof rc->text, "%.511s", r->text);
+      if (rc->accepted) s->accepted++;
+      else if (s->first_rejected < 0) s->first_rejected = (int)s->rcpt_i;
+      if (++s->rcpt_i < s->nrcpt) { enter_state(s, MH_SMTP_RCPT); break; }
+      if (!s->ahead && s->accepted == 0) { send_done(s); break; }
+      enter_state(s, MH_SMTP_DATA);
+      break;
+    }
+    case MH_SMTP_DATA:
+      if (code == 354) {
+        if (s->accepted == 0 || s->mail_failed) s->empty_data = 1;
+        enter_state(s, MH_SMTP_BODY);
+        break;
+      }
+      if (s->accepted > 0 && !s->mail_failed) {
+        refused(s, "DATA refused", "data");
+        s->data_refused = 1;
+        reject_accepted(s);
+      }
+      send_done(s);
+      break;
+    case MH_SMTP_BODY:
+      if (s->empty_data) { send_done(s); break; }
+      s->decisive = *r;
+      if (!is2(code)) {
+        refused(s, "message refused", "data");
+        s->data_refused = 1;
+        reject_accepted(s);
+      }
+      send_done(s);
+      break;
+    case MH_SMTP_QUIT:
+      s->decisive = *r;
+      finish(s, 0, MH_SMTP_CLOSED);
+      break;
+    default:
+      /* READY, TLS, INIT: nothing was asked */
+      die(s, MH_EPROTO, stage_of(s->state), "unexpected reply in state %s: %d %s",
+          state_names[s->state], code, r->first);
+      break;
+  }
+}
+
+/* ----------------------------------------------------------- events */
+
+void mh_smtp_connected(mh_smtp *s, int tls) {
+  s->tls = tls;
+  s->op = OP_OPEN;
+  enter_state(s, MH_SMTP_BANNER);
+  flush(s);
+}
+
+void mh_smtp_tls_ready(mh_smtp *s) {
+  if (s->state != MH_SMTP_TLS) return;
+  s->tls = 1;
+  s->linelen = 0;
+  mh_smtp_reply_reset(&s->reply);
+  enter_state(s, MH_SMTP_EHLO);   /* capabilities again, now under TLS */
+  flush(s);
+}
+
+void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
+  size_t i = 0;
+  if (s->state == MH_SMTP_CLOSED) return;
+  while (i < len && s->state != MH_SMTP_CLOSED) {
+    const char *nl;
+    size_t n;
+    int rc;
+    if (s->state == MH_SMTP_TLS || s->after_starttls_reply) {
+      /* bytes between STARTTLS's 220 and the handshake: injected plain text
+         (CVE-2011-0411 class) — never act on them */
+      s->after_starttls_reply = 0;
+      die(s, MH_EPROTO, "tls", "protocol violation: %zu byte(s) received after the 220 "
+          "reply to STARTTLS, before the TLS handshake", len - i);
+      break;
+    }
+    nl = memchr(buf + i, '\n', len - i);
+    n = nl ? (size_t)(nl - (buf + i)) : len - i;
+    if (s->linelen + n > MH_SMTP_LINE_MAX + 1) {
+      die(s, MH_ETOOLONG, stage_of(s->state), "reply line longer than %d bytes", MH_SMTP_LINE_MAX);
+      break;
+    }
+    memcpy(s->line + s->linelen, buf + i, n);
+    s->linelen += n;
+    i += n;
+    if (!nl) break;
+    i++;  /* the LF */
+    if (s->linelen && s->line[s->linelen - 1] == '\r') s->linelen--;
+    rc = mh_smtp_reply_line(&s->reply, s->line, s->linelen);
+    s->linelen = 0;
+    if (rc < 0) {
+      if (rc == MH_ETOOLONG)
+        die(s, rc, stage_of(s->state), "reply longer than %d lines or %d bytes per line",
+            MH_SMTP_LINES_MAX, MH_SMTP_LINE_MAX);
+      else
+        die(s, rc, stage_of(s->state), "malformed reply line (line %d%s)", s->reply.nlines + 1,
+            s->reply.nlines ? ", a continuation must carry the code of the first line" : "");
+      break;
+    }
+    if (s->state == MH_SMTP_EHLO && s->reply.nlines > 1 && is2(s->reply.code))
+      mh_smtp_caps_line(&s->caps, s->reply.first);
+    if (rc == 1) {
+      on_reply(s);
+      if (s->after_starttls_reply) {
+        if (i < len) continue;   /* loop top reports the violation */
+        s->after_starttls_reply = 0;
+        enter_state(s, MH_SMTP_TLS);
+      }
+    }
+  }
+  flush(s);
+}
+
+void mh_smtp_flushed(mh_smtp *s) {
+  /* the final dot's timer counts from the moment the data left */
+  if (s->state == MH_SMTP_BODY) s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
+}
+
+void mh_smtp_timeout(mh_smtp *s) {
+  die(s, MH_ETIMEDOUT, stage_of(s->state), "timed out in state %s (no complete reply in time)",
+      state_names[s->state]);
+}
+
+void mh_smtp_error(mh_smtp *s, int code, const char *what) {
+  die(s, code, stage_of(s->state), "%s (in state %s)", what ? what : mh_strerror(code),
+      state_names[s->state]);
+}
+
+/* ------------------------------------------------------- operations */
+
+static int start_op(mh_smtp *s, int op) {
+  if (s->state != MH_SMTP_READY || s->op != OP_NONE) {
+    set_err(s, stage_of(s->state), "session not ready (state %s)", state_names[s->state]);
+    return MH_EINVAL;
+  }
+  s->errmsg[0] = '\0';
+  s->stage = NULL;
+  mh_smtp_reply_reset(&s->decisive);
+  s->op = op;
+  return 0;
+}
+
+int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret) {
+  int rc;
+  if (mech != MH_SMTP_AUTH_PLAIN && mech != MH_SMTP_AUTH_LOGIN && mech != MH_SMTP_AUTH_XOAUTH2 &&
+      mech != MH_SMTP_AUTH_OAUTHBEARER)
+    return MH_EINVAL;
+  if ((rc = start_op(s, OP_AUTH)) < 0) return rc;
+  wipe_buf(&s->auth_user);
+  wipe_buf(&s->auth_secret);
+  if (mh_buf_add(&s->auth_user, user ? user : "", user ? strlen(user) : 0) < 0 ||
+      mh_buf_add(&s->auth_secret, secret ? secret : "", secret ? strlen(secret) : 0) < 0) {
+    s->op = OP_NONE;
+    return MH_ENOMEM;
+  }
+  s->mech = mech;
+  enter_state(s, MH_SMTP_AUTH);
+  flush(s);
+  return 0;
+}
+
+/* An address we may put between < and >: no CR, LF, controls, brackets, spaces. */
+static int addr_ok(const char *a, int *utf8) {
+  size_t n = strlen(a);
+  if (n > 500) return 0;
+  for (const unsigned char *p = (const unsigned char *)a; *p; p++) {
+    if (*p < 0x21 || *p == 0x7f || *p == '<' || *p == '>') return 0;
+    if (*p >= 0x80) *utf8 = 1;
+  }
+  return 1;
+}
+
+/* Shared by send and check: from, rcpts, MAIL parameters. */
+static int prepare(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
+                   int eightbit, uint64_t size) {
+  int utf8 = 0;
+  if (!addr_ok(from, &utf8)) {
+    set_err(s, "mail", "invalid sender address: %.100s", from);
+    return MH_EBADADDR;
+  }
+  for (size_t i = 0; i < nrcpt; i++)
+    if (!*rcpt[i] || !addr_ok(rcpt[i], &utf8)) {
+      set_err(s, "rcpt", "invalid recipient address: %.100s", rcpt[i]);
+      return MH_EBADADDR;
+    }
+  if (utf8 && !(s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
+    set_err(s, "mail", "an address is not ASCII and the server does not offer SMTPUTF8");
+    return MH_EBADADDR;
+  }
+  clear_rcpts(s);
+  if (nrcpt) {
+    s->rcpts = (mh_smtp_rcpt *)calloc(nrcpt, sizeof *s->rcpts);
+    if (!s->rcpts) return MH_ENOMEM;
+    for (size_t i = 0; i < nrcpt; i++) {
+      s->rcpts[i].rcpt = strdup(rcpt[i]);
+      if (!s->rcpts[i].rcpt) { s->nrcpt = i; clear_rcpts(s); return MH_ENOMEM; }
+    }
+  }
+  s->nrcpt = nrcpt;
+  s->rcpt_i = 0;
+  s->accepted = 0;
+  s->first_rejected = -1;
+  s->mail_failed = s->data_refused = s->empty_data = 0;
+  snprintf(s->from, sizeof s->from, "%s", from);
+  s->mail_params[0] = '\0';
+  if (size && (s->caps.flags & MH_SMTP_CAP_SIZE))
+    snprintf(s->mail_params, sizeof s->mail_params, " SIZE=%llu", (unsigned long long)size);
+  if (eightbit && (s->caps.flags & MH_SMTP_CAP_8BITMIME))
+    strcat(s->mail_params, " BODY=8BITMIME");
+  if (utf8) strcat(s->mail_params, " SMTPUTF8");
+  return 0;
+}
+
+int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
+                 const char *data, size_t len) {
+  mh_smtp_dotw w;
+  int rc, eightbit = 0;
+  if ((rc = start_op(s, OP_SEND)) < 0) return rc;
+  s->op = OP_NONE;  /* until the checks pass: a refusal here is not an io.done */
+  if (nrcpt == 0) { set_err(s, "rcpt", "no recipient"); return MH_EBADADDR; }
+  for (size_t i = 0; i < len; i++) if ((unsigned char)data[i] >= 0x80) { eightbit = 1; break; }
+  s->body.len = 0;
+  mh_smtp_dot_init(&w);
+  if ((rc = mh_smtp_dot_write(&w, &s->body, data, len)) < 0 || (rc = mh_smtp_dot_finish(&w, &s->body)) < 0)
+    return rc;
+  if (s->caps.size && s->body.len - 3 > s->caps.size) {
+    set_err(s, "mail", "message of %zu bytes is larger than the server's limit of %llu bytes",
+            s->body.len - 3, (unsigned long long)s->caps.size);
+    return MH_ETOOBIG;
+  }
+  if ((rc = prepare(s, from, rcpt, nrcpt, eightbit, s->body.len - 3)) < 0) return rc;
+  s->op = OP_SEND;
+  enter_state(s, s->need_rset ? MH_SMTP_RSET : MH_SMTP_MAIL);
+  flush(s);
+  return 0;
+}
+
+int mh_smtp_check_sender(mh_smtp *s, const char *from) {
+  int rc;
+  if ((rc = start_op(s, OP_CHECK)) < 0) return rc;
+  s->op = OP_NONE;
+  if ((rc = prepare(s, from, NULL, 0, 0, 0)) < 0) return rc;
+  s->op = OP_CHECK;
+  s->check_rc = 1;  /* 1: MAIL not sent yet (an RSET first) */
+  if (s->need_rset) {
+    /* RSET first, then MAIL, then RSET again: keep it simple, no pipelining here */
+    int pipe = s->caps.flags & MH_SMTP_CAP_PIPELINING;
+    s->caps.flags &= ~(unsigned)MH_SMTP_CAP_PIPELINING;
+    enter_state(s, MH_SMTP_RSET);
+    s->caps.flags |= (unsigned)pipe;
+  } else {
+    s->check_rc = 0;
+    enter_state(s, MH_SMTP_MAIL);
+  }
+  flush(s);
+  return 0;
+}
+
+int mh_smtp_quit(mh_smtp *s) {
+  int rc;
+  if ((rc = start_op(s, OP_QUIT)) < 0) return rc;
+  enter_state(s, MH_SMTP_QUIT);
+  flush(s);
+  return 0;
+}

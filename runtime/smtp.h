@@ -1,0 +1,193 @@
+/*
+** smtp.h — the SMTP client session as an explicit state machine.
+**
+** The session owns the protocol only: it never touches a socket, a timer or
+** TLS.  Its owner (runtime/l_smtp.c, or a unit test) feeds it I/O events —
+** connected, data in, output flushed, timeout, error, TLS ready — and the
+** session answers through the callbacks of mh_smtp_io: bytes to write, a
+** timer to arm, "start TLS now", and "the operation is done".  Every write of
+** one event goes out as one buffer, so a PIPELINING group (or a message and its
+** terminating dot) leaves in one segment.
+**
+** Reply parsing, EHLO capabilities and the dot-stuffing data writer are
+** exported too, for the fuzzers and the unit tests.
+*/
+#ifndef MH_SMTP_H
+#define MH_SMTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bounds of a server reply: longer lines or more lines are a protocol violation
+** (RFC 5321 §4.5.3.1.5 says 512 octets; real servers exceed it, 2000 does not). */
+#define MH_SMTP_LINE_MAX   2000
+#define MH_SMTP_LINES_MAX  100
+/* RFC 5321 §4.5.3.1.6: a text line of a message is at most 998 octets. */
+#define MH_SMTP_TEXT_LINE  998
+
+/* X(name, command-timeout-kind): the states of a session, in the order a
+** session meets them.  The kind picks the RFC 5321 §4.5.3.2 timeout. */
+#define MH_SMTP_STATE_MAP(X) \
+  X(INIT,     NONE)    /* not connected yet */                                   \
+  X(BANNER,   GREET)   /* waiting for the 220 greeting */                         \
+  X(EHLO,     CMD)                                                                \
+  X(HELO,     CMD)     /* fallback when EHLO is refused */                        \
+  X(STARTTLS, CMD)                                                                \
+  X(TLS,      CMD)     /* handshake in the owner's hands; no byte may arrive */   \
+  X(AUTH,     CMD)     /* AUTH exchange, several steps */                         \
+  X(READY,    NONE)    /* idle between operations */                              \
+  X(RSET,     CMD)                                                                \
+  X(MAIL,     MAIL)                                                               \
+  X(RCPT,     MAIL)                                                               \
+  X(DATA,     DATA)    /* waiting for 354 */                                      \
+  X(BODY,     DOT)     /* body and dot sent, waiting for the final reply */       \
+  X(QUIT,     CMD)                                                                \
+  X(CLOSED,   NONE)    /* QUIT answered or session failed: unusable */
+
+typedef enum {
+#define MH__X(name, kind) MH_SMTP_##name,
+  MH_SMTP_STATE_MAP(MH__X)
+#undef MH__X
+  MH_SMTP_NSTATES
+} mh_smtp_state;
+
+const char *mh_smtp_state_name(mh_smtp_state st);
+
+/* Capability flags learned from EHLO. */
+enum {
+  MH_SMTP_CAP_PIPELINING = 1 << 0,
+  MH_SMTP_CAP_SIZE       = 1 << 1,
+  MH_SMTP_CAP_8BITMIME   = 1 << 2,
+  MH_SMTP_CAP_SMTPUTF8   = 1 << 3,
+  MH_SMTP_CAP_STARTTLS   = 1 << 4,
+  MH_SMTP_CAP_AUTH       = 1 << 5,
+  MH_SMTP_CAP_ENHANCED   = 1 << 6,   /* ENHANCEDSTATUSCODES */
+  MH_SMTP_CAP_EHLO       = 1 << 7    /* the server answered EHLO (not HELO) */
+};
+
+/* AUTH mechanisms, a bit each. */
+enum {
+  MH_SMTP_AUTH_PLAIN = 1 << 0,
+  MH_SMTP_AUTH_LOGIN = 1 << 1,
+  MH_SMTP_AUTH_XOAUTH2 = 1 << 2,
+  MH_SMTP_AUTH_OAUTHBEARER = 1 << 3
+};
+
+typedef struct {
+  unsigned flags;          /* MH_SMTP_CAP_* */
+  unsigned auth;           /* MH_SMTP_AUTH_* offered */
+  uint64_t size;           /* SIZE limit; 0 = none announced */
+  char list[1024];         /* the EHLO keywords as the server sent them, space-separated
+                              (for reports; truncated, never used for decisions) */
+} mh_smtp_caps;
+
+/* One parsed reply.  Text lines are joined with '\n' (code and separator removed). */
+typedef struct {
+  int code;                /* 3-digit code; 0 while incomplete */
+  int nlines;              /* lines received so far */
+  int done;                /* the last line (code + space) arrived */
+  char enhanced[16];       /* "4.7.0" from the first line when present, else "" */
+  size_t len;              /* bytes used in text */
+  char text[MH_SMTP_LINE_MAX * 4];  /* joined text, truncated (never the parse basis) */
+  char first[MH_SMTP_LINE_MAX + 1]; /* the current line's text, for the EHLO parser */
+} mh_smtp_reply;
+
+/* Reply parser: give it one line (without CR/LF).  Returns 1 when the reply is
+** complete, 0 when more lines follow, or a negative code: MH_EPROTO (malformed
+** line, continuation with another code), MH_ETOOLONG (line or line count over the
+** bounds).  Call mh_smtp_reply_reset() before the first line of a reply. */
+void mh_smtp_reply_reset(mh_smtp_reply *r);
+int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len);
+
+/* EHLO parser: one line of the EHLO reply's text (the keyword and parameters). */
+void mh_smtp_caps_line(mh_smtp_caps *c, const char *text);
+
+/* A growable byte buffer. */
+typedef struct {
+  char *data;
+  size_t len, cap;
+} mh_buf;
+int mh_buf_add(mh_buf *b, const void *p, size_t n);
+void mh_buf_free(mh_buf *b);
+
+/* The data writer: message bytes in, wire bytes out.  Line ends of any kind (CRLF,
+** bare LF, bare CR) leave as CRLF, so no bare CR or LF reaches the server (the
+** SMTP smuggling class, CVE-2023-51764); a line starting with '.' gets another
+** '.'; a line over 998 octets is broken (folded with a space in the header, so
+** it cannot become a new header field). */
+typedef struct {
+  int bol;                 /* at the beginning of a line */
+  int cr;                  /* last byte was a CR whose LF has not been seen yet */
+  int body;                /* past the empty line that ends the header */
+  int empty_line;          /* the current line is still empty (header end detection) */
+  size_t col;              /* octets on the current line */
+} mh_smtp_dotw;
+void mh_smtp_dot_init(mh_smtp_dotw *w);
+int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len);
+/* Ends the data: a final CRLF when the data did not end with one, then ".\r\n". */
+int mh_smtp_dot_finish(mh_smtp_dotw *w, mh_buf *out);
+
+typedef struct mh_smtp mh_smtp;
+
+/* How the session talks to its owner.  The callbacks must not call back into
+** the session (the owner records and acts after the event call returns). */
+typedef struct {
+  void *ud;                                             /* passed to every callback */
+  void (*write)(void *ud, const char *buf, size_t len); /* bytes for the server (plain text;
+                                                           the owner encrypts when TLS is on) */
+  void (*timer)(void *ud, uint64_t ms);                 /* (re)arm the command timer; 0 stops it */
+  void (*starttls)(void *ud);                           /* begin the TLS handshake now; answer
+                                                           with mh_smtp_tls_ready() or _error() */
+  void (*done)(void *ud, int rc);                       /* the operation ended: 0 or MH_E* */
+} mh_smtp_io;
+
+typedef struct {
+  const char *helo;        /* EHLO/HELO argument (copied) */
+  const char *host;        /* server name, for OAUTHBEARER (copied; may be NULL) */
+  int port;                /* for OAUTHBEARER */
+  int starttls;            /* 0 never, 1 when offered, 2 required (no STARTTLS = MH_ENOTLS) */
+  uint64_t command_ms;     /* caps every command timeout (RFC values below) */
+  uint64_t data_ms;        /* the final dot's timeout (RFC: 10 min) */
+} mh_smtp_params;
+
+/* Result per recipient of the last message. */
+typedef struct {
+  char *rcpt;              /* the address (owned) */
+  int code;                /* the server's code to RCPT (or to the final dot when later refused) */
+  char enhanced[16];
+  char text[512];
+  int accepted;            /* 2xx to RCPT */
+} mh_smtp_rcpt;
+
+mh_smtp *mh_smtp_new(const mh_smtp_params *p, const mh_smtp_io *io);
+void mh_smtp_free(mh_smtp *s);
+
+/* I/O events.  Each may complete the operation in progress (io.done). */
+void mh_smtp_connected(mh_smtp *s, int tls);       /* TCP up (tls: implicit TLS already done) */
+void mh_smtp_data(mh_smtp *s, const char *buf, size_t len);
+void mh_smtp_flushed(mh_smtp *s);                  /* everything written reached the kernel */
+void mh_smtp_timeout(mh_smtp *s);                  /* the command timer (or the deadline) fired */
+void mh_smtp_error(mh_smtp *s, int code, const char *what);  /* transport failure: closes */
+void mh_smtp_tls_ready(mh_smtp *s);                /* STARTTLS handshake done and verified */
+
+/* Operations, one at a time, only in READY (the first one, opening, starts with
+** mh_smtp_connected).  Each returns 0 when started (io.done follows, possibly
+** before the return) or a negative code when it could not start (no io.done). */
+int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret);
+int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
+                 const char *data, size_t len);
+int mh_smtp_check_sender(mh_smtp *s, const char *from);
+int mh_smtp_quit(mh_smtp *s);
+
+/* What the session knows. */
+mh_smtp_state mh_smtp_get_state(const mh_smtp *s);
+const mh_smtp_caps *mh_smtp_get_caps(const mh_smtp *s);
+const mh_smtp_reply *mh_smtp_last_reply(const mh_smtp *s);  /* the reply that decided the op */
+const char *mh_smtp_stage(const mh_smtp *s);      /* "connect", "tls", "auth", "mail", "rcpt", "data" */
+const char *mh_smtp_errmsg(const mh_smtp *s);     /* why the last op failed ("" when it did not) */
+int mh_smtp_is_tls(const mh_smtp *s);
+int mh_smtp_used_ehlo(const mh_smtp *s);
+const mh_smtp_rcpt *mh_smtp_rcpts(const mh_smtp *s, size_t *n);
+uint64_t mh_smtp_state_timeout(const mh_smtp *s); /* ms for the current state's reply */
+
+#endif

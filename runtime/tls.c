@@ -1,0 +1,238 @@
+/*
+** tls.c — the TLS client of the SMTP engine: OpenSSL with two memory BIOs
+** (network bytes in, network bytes out), so the owner moves bytes on the loop
+** and nothing here ever blocks.  See tls.h.
+*/
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include "tls.h"
+#include "error.h"
+
+struct mh_tls {
+  SSL_CTX *ctx;          /* one per connection: its trust store follows the settings */
+  SSL *ssl;
+  BIO *in;               /* bytes from the server, written by mh_tls_feed */
+  BIO *out;              /* bytes for the server, read by mh_tls_take */
+  int verify;            /* chain + host name must verify */
+  char pin[65];          /* sha256 hex, lower case, no colons; "" = no pin */
+  int checked;           /* mh_tls_check passed */
+  char verify_result[160];
+  char err[300];         /* the last failure, for the administrator */
+};
+
+const char *mh_tls_error(const mh_tls *t) { return t->err; }
+
+/* OpenSSL's queued errors as one message (after a prefix). */
+static void ssl_err(mh_tls *t, const char *what) {
+  unsigned long e = ERR_get_error();
+  char buf[200] = "";
+  if (e) ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  snprintf(t->err, sizeof t->err, "%s%s%s", what, *buf ? ": " : "", buf);
+}
+
+/* The one mapping from SSL_get_error to what the owner must do. */
+static int want(mh_tls *t, int ret, const char *what) {
+  switch (SSL_get_error(t->ssl, ret)) {
+    case SSL_ERROR_WANT_READ: return MH_TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE: return MH_TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN: snprintf(t->err, sizeof t->err, "TLS closed by the server"); return MH_EEOF;
+    default: ssl_err(t, what); return MH_ETLS;
+  }
+}
+
+static int parse_version(const char *v) {
+  if (!v || !*v || strcmp(v, "1.2") == 0) return TLS1_2_VERSION;
+  if (strcmp(v, "1.3") == 0) return TLS1_3_VERSION;
+  if (strcmp(v, "1.1") == 0) return TLS1_1_VERSION;
+  if (strcmp(v, "1.0") == 0) return TLS1_VERSION;
+  return -1;
+}
+
+/* Normalises a pin ("AB:cd:..." or "abcd...") to 64 lower-case hex digits; 0 ok, -1 bad. */
+static int norm_pin(const char *in, char out[65]) {
+  size_t n = 0;
+  for (const char *p = in; *p; p++) {
+    if (*p == ':' || *p == ' ') continue;
+    if (!isxdigit((unsigned char)*p) || n >= 64) return -1;
+    out[n++] = (char)tolower((unsigned char)*p);
+  }
+  out[n] = '\0';
+  return n == 64 ? 0 : -1;
+}
+
+mh_tls *mh_tls_new(const mh_tls_params *p, char *err, size_t errlen) {
+  mh_tls *t = (mh_tls *)calloc(1, sizeof *t);
+  int minv = parse_version(p->min_version);
+  unsigned char a[16];
+  if (!t) { snprintf(err, errlen, "out of memory"); return NULL; }
+  if (minv < 0) { snprintf(err, errlen, "tls_min_version must be 1.0, 1.1, 1.2 or 1.3"); goto fail; }
+  if (p->fingerprint && *p->fingerprint && norm_pin(p->fingerprint, t->pin) < 0) {
+    snprintf(err, errlen, "tls_fingerprint must be a sha256 digest: 64 hex digits (colons allowed)");
+    goto fail;
+  }
+  t->verify = p->verify;
+  t->ctx = SSL_CTX_new(TLS_client_method());
+  if (!t->ctx) { snprintf(err, errlen, "TLS: cannot create a context"); goto fail; }
+  SSL_CTX_set_min_proto_version(t->ctx, minv);
+  if (minv < TLS1_2_VERSION) {
+    /* OpenSSL 3 refuses TLS 1.0/1.1 at the default security level: asked for explicitly */
+    SSL_CTX_set_security_level(t->ctx, 0);
+    SSL_CTX_set_cipher_list(t->ctx, "DEFAULT:@SECLEVEL=0");
+  }
+  /* verification is decided in mh_tls_check, after the handshake and before any data */
+  SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, NULL);
+  if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) ERR_clear_error();
+  if (p->ca_file && *p->ca_file && SSL_CTX_load_verify_locations(t->ctx, p->ca_file, NULL) != 1) {
+    ERR_clear_error();
+    snprintf(err, errlen, "cannot load tls_ca_file %s", p->ca_file);
+    goto fail;
+  }
+  t->ssl = SSL_new(t->ctx);
+  t->in = BIO_new(BIO_s_mem());
+  t->out = BIO_new(BIO_s_mem());
+  if (!t->ssl || !t->in || !t->out) { snprintf(err, errlen, "TLS: out of memory"); goto fail; }
+  BIO_set_mem_eof_return(t->in, -1);   /* empty = "want more", not end of file */
+  SSL_set_bio(t->ssl, t->in, t->out);
+  SSL_set_connect_state(t->ssl);
+  if (p->host && *p->host) {
+    if (inet_pton(AF_INET, p->host, a) == 1 || inet_pton(AF_INET6, p->host, a) == 1) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), p->host);   /* no SNI for an address */
+    } else {
+      SSL_set_tlsext_host_name(t->ssl, p->host);
+      SSL_set1_host(t->ssl, p->host);
+    }
+  }
+  return t;
+fail:
+  if (t->ssl) SSL_free(t->ssl);
+  else { BIO_free(t->in); BIO_free(t->out); }
+  SSL_CTX_free(t->ctx);
+  free(t);
+  return NULL;
+}
+
+void mh_tls_free(mh_tls *t) {
+  if (!t) return;
+  SSL_free(t->ssl);      /* frees both BIOs */
+  SSL_CTX_free(t->ctx);
+  free(t);
+}
+
+int mh_tls_feed(mh_tls *t, const char *buf, size_t len) {
+  if (len && BIO_write(t->in, buf, (int)len) != (int)len) return MH_ENOMEM;
+  return 0;
+}
+
+size_t mh_tls_pending(mh_tls *t) { return (size_t)BIO_ctrl_pending(t->out); }
+
+size_t mh_tls_take(mh_tls *t, char *buf, size_t cap) {
+  int n = BIO_read(t->out, buf, (int)cap);
+  return n > 0 ? (size_t)n : 0;
+}
+
+int mh_tls_handshake(mh_tls *t) {
+  int r = SSL_do_handshake(t->ssl);
+  if (r == 1) return MH_TLS_OK;
+  r = want(t, r, "TLS handshake failed");
+  if (r == MH_TLS_WANT_WRITE) r = MH_TLS_WANT_READ;  /* memory BIO: output is always taken */
+  return r == MH_EEOF ? MH_ETLS : r;
+}
+
+static void hex_digest(X509 *cert, char *out, size_t cap, int colons) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  size_t o = 0;
+  out[0] = '\0';
+  if (!X509_digest(cert, EVP_sha256(), md, &n)) return;
+  for (unsigned i = 0; i < n && o + (colons ? 3 : 2) < cap; i++)
+    o += (size_t)snprintf(out + o, cap - o, colons && i ? ":%02X" : (colons ? "%02X" : "%02x"), md[i]);
+}
+
+int mh_tls_check(mh_tls *t) {
+  X509 *cert = SSL_get1_peer_certificate(t->ssl);
+  long vr;
+  if (!cert) {
+    snprintf(t->verify_result, sizeof t->verify_result, "no certificate");
+    snprintf(t->err, sizeof t->err, "the server sent no certificate");
+    return MH_ECERT;
+  }
+  vr = SSL_get_verify_result(t->ssl);
+  snprintf(t->verify_result, sizeof t->verify_result, "%s",
+           vr == X509_V_OK ? "ok" : X509_verify_cert_error_string(vr));
+  if (t->pin[0]) {
+    char got[65];
+    hex_digest(cert, got, sizeof got, 0);
+    X509_free(cert);
+    if (strcmp(got, t->pin) != 0) {
+      snprintf(t->err, sizeof t->err, "certificate sha256 fingerprint %s does not match tls_fingerprint", got);
+      snprintf(t->verify_result, sizeof t->verify_result, "fingerprint mismatch");
+      return MH_ECERT;
+    }
+    snprintf(t->verify_result, sizeof t->verify_result, "fingerprint pinned (matches)");
+    t->checked = 1;
+    return 0;
+  }
+  X509_free(cert);
+  if (t->verify && vr != X509_V_OK) {
+    snprintf(t->err, sizeof t->err, "certificate verification failed: %s", X509_verify_cert_error_string(vr));
+    return MH_ECERT;
+  }
+  if (!t->verify) snprintf(t->verify_result, sizeof t->verify_result, "not verified (tls_verify=false)%s%s",
+                           vr == X509_V_OK ? "" : ": ", vr == X509_V_OK ? "" : X509_verify_cert_error_string(vr));
+  t->checked = 1;
+  return 0;
+}
+
+int mh_tls_read(mh_tls *t, char *buf, size_t cap) {
+  int n = SSL_read(t->ssl, buf, (int)cap);
+  if (n > 0) return n;
+  n = want(t, n, "TLS read failed");
+  return n == MH_TLS_WANT_READ || n == MH_TLS_WANT_WRITE ? 0 : n;
+}
+
+int mh_tls_write(mh_tls *t, const char *buf, size_t len) {
+  if (len == 0) return 0;
+  int n = SSL_write(t->ssl, buf, (int)len);
+  if (n == (int)len) return 0;
+  n = want(t, n, "TLS write failed");
+  return n < 0 ? n : MH_ETLS;
+}
+
+static void name_str(X509_NAME *nm, char *out, size_t cap) {
+  BIO *b = BIO_new(BIO_s_mem());
+  int n;
+  out[0] = '\0';
+  if (!b) return;
+  X509_NAME_print_ex(b, nm, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  n = BIO_read(b, out, (int)cap - 1);
+  out[n > 0 ? n : 0] = '\0';
+  BIO_free(b);
+}
+
+void mh_tls_get_info(mh_tls *t, mh_tls_info *o) {
+  X509 *cert;
+  memset(o, 0, sizeof *o);
+  snprintf(o->version, sizeof o->version, "%s", SSL_get_version(t->ssl));
+  snprintf(o->cipher, sizeof o->cipher, "%s", SSL_get_cipher_name(t->ssl) ? SSL_get_cipher_name(t->ssl) : "");
+  o->verified = t->checked;
+  snprintf(o->verify_result, sizeof o->verify_result, "%s", t->verify_result);
+  cert = SSL_get1_peer_certificate(t->ssl);
+  if (!cert) return;
+  name_str(X509_get_subject_name(cert), o->subject, sizeof o->subject);
+  name_str(X509_get_issuer_name(cert), o->issuer, sizeof o->issuer);
+  {
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+      strftime(o->not_after, sizeof o->not_after, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  }
+  hex_digest(cert, o->fingerprint, sizeof o->fingerprint, 1);
+  X509_free(cert);
+}

@@ -1,0 +1,82 @@
+-- mailhook test [--to ADDR] — the Test button: connect, negotiate TLS,
+-- authenticate, check that the From address is accepted (MAIL FROM + RSET),
+-- QUIT; with --to also send a real test message.  Prints what an
+-- administrator needs to act on; never the password.
+-- Exit 0 when everything passed, 1 when a stage failed (named), 2 on bad usage.
+local args = require "mailhook.args"
+local smtp = require "mailhook.smtp"
+
+local opts, rest = args.parse({ ... }, { to = "string", help = "flag" })
+if not opts then return args.fail("test", rest) end
+if opts.help then
+  print("usage: mailhook test [--to ADDR]")
+  return 0
+end
+if #rest > 0 then return args.fail("test", "unexpected argument '" .. rest[1] .. "'") end
+
+local cfg, err
+local ok, settings = pcall(require, "mailhook.settings")
+if not ok then return args.fail("test", "settings module missing: " .. tostring(settings), 1) end
+cfg, err = settings.load()
+if not cfg then return args.fail("test", err, 1) end
+
+local HINT = {
+  dns = "the server name does not resolve: check `server` and this machine's DNS",
+  connect = "nothing answers there: check `server`, `port` and firewalls (465 = implicit TLS, 587 = submission)",
+  tls = "TLS failed: check `tls`, `tls_ca_file`, `tls_fingerprint`, or the server's certificate",
+  auth = "authentication failed: check `username`, `password`/`password_command`, `auth_mechanism`",
+  sender = "the server refuses the From address: use an address this account may send as",
+  recipient = "the server refused the test recipient or the message",
+}
+
+local function row(k, v) io.write(string.format("  %-14s %s\n", k, v)) end
+
+local function show_info(i)
+  if not i then return end
+  row("server", string.format("%s%s port %s", i.server or "?",
+    (i.address and i.address ~= "") and (" (" .. i.address .. ")") or "", tostring(i.port or "?")))
+  local sec = ({ implicit = "implicit TLS", starttls = "STARTTLS", none = "none (plain text)" })[i.security]
+    or tostring(i.security)
+  if i.tls_version then sec = sec .. " (" .. i.tls_version .. ", " .. (i.cipher or "?") .. ")" end
+  row("security", sec)
+  if i.cert and (i.cert.subject or "") ~= "" then
+    row("certificate", "subject " .. i.cert.subject)
+    row("", "issuer  " .. (i.cert.issuer or "?"))
+    row("", "expires " .. (i.cert.not_after or "?"))
+    row("", "sha256  " .. (i.cert.fingerprint or "?"))
+    row("", "verified " .. (i.cert.verified and "yes" or "NO") .. " (" .. (i.cert.result or "") .. ")")
+  end
+  if i.capabilities and #i.capabilities > 0 then
+    row("capabilities", table.concat(i.capabilities, " "))
+  end
+  if i.auth_mechanism then
+    row("auth", i.auth_mechanism:upper() .. (cfg.username and (" as " .. cfg.username) or ""))
+  elseif cfg.auth then
+    row("auth", "offered: " .. (#(i.auth_offered or {}) > 0 and table.concat(i.auth_offered, ", ") or "none"))
+  else
+    row("auth", "not used (auth = false)")
+  end
+end
+
+local servers = type(cfg.server) == "table" and table.concat(cfg.server, ", ") or tostring(cfg.server or "(not set)")
+io.write("mailhook test: ", servers, " port ", tostring(cfg.port or "?"), ", tls = ", tostring(cfg.tls or "auto"),
+  ", from ", tostring(cfg.from or "(not set)"), opts.to and (", test message to " .. opts.to) or "", "\n")
+
+local report, msg, info = smtp.test { to = opts.to, cfg = cfg }
+if report then
+  show_info(report.info)
+  row("from", report.from .. " accepted (MAIL FROM + RSET)")
+  if report.sent then row("test message", "sent to " .. report.to .. ": " .. (report.reply or "")) end
+  io.write("result: OK\n")
+  return 0
+end
+report = info and info.report or {}
+show_info(report.info)
+if report.from_accepted then row("from", report.from .. " accepted") end
+io.write("result: FAILED at stage ", tostring(info and info.stage or "?"), "\n")
+io.write("  error          ", tostring(msg), "\n")
+if info and info.smtp then
+  io.write("  server reply   ", tostring(info.smtp), " ", (tostring(info.text or ""):gsub("\n", " ")), "\n")
+end
+if info and HINT[info.stage] then io.write("  hint           ", HINT[info.stage], "\n") end
+return 1

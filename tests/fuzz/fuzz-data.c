@@ -1,0 +1,52 @@
+/*
+** fuzz-data.c — the data writer: whatever the message bytes and however they
+** are split, the output has only CRLF line ends, no line over 998 octets but
+** where a fold was needed, every line starting with '.' is stuffed, and
+** "\r\n.\r\n" appears exactly once: at the very end.
+*/
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "smtp.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  mh_smtp_dotw w;
+  mh_buf out = { 0 };
+  size_t split = size ? data[0] % (size + 1) : 0;
+  mh_smtp_dot_init(&w);
+  mh_smtp_dot_write(&w, &out, (const char *)data, split);
+  mh_smtp_dot_write(&w, &out, (const char *)data + split, size - split);
+  mh_smtp_dot_finish(&w, &out);
+  const char *o = out.data;
+  size_t n = out.len;
+  assert(n >= 3 && memcmp(o + n - 3, ".\r\n", 3) == 0);
+  assert(n == 3 || (n >= 5 && memcmp(o + n - 5, "\r\n.\r\n", 5) == 0));
+  size_t col = 0;
+  int bol = 1;
+  for (size_t i = 0; i < n; i++) {
+    if (o[i] == '\r') { assert(i + 1 < n && o[i + 1] == '\n'); continue; }
+    if (o[i] == '\n') { assert(i > 0 && o[i - 1] == '\r'); col = 0; bol = 1; continue; }
+    if (bol && o[i] == '.' && i + 3 != n) {
+      /* a line starting with '.' inside the data: stuffed, so never "." alone */
+      assert(i + 1 < n && o[i + 1] == '.');
+    }
+    bol = 0;
+    col++;
+    assert(col <= 1000);   /* 998 + a stuffed dot + a folding space */
+  }
+  /* the terminator only at the end (the input itself may never produce it) */
+  const char *t = o;
+  size_t left = n;
+  while (left >= 5) {
+    const char *hit = memmem(t, left, "\r\n.\r\n", 5);
+    if (!hit) break;
+    assert(hit + 5 == o + n);
+    left -= (size_t)(hit + 1 - t);
+    t = hit + 1;
+  }
+  assert(!(n > 3 && memcmp(o, ".\r\n", 3) == 0));
+  mh_buf_free(&out);
+  return 0;
+}

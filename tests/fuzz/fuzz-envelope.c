@@ -1,0 +1,35 @@
+/*
+** fuzz-envelope.c — libFuzzer target for the spool's envelope parser, which
+** reads files any program may drop into pickup/.  Asserts: no crash or leak;
+** an accepted envelope has at least one recipient, every address passes
+** mh_addr_check (so none can carry CR, LF or a space into an SMTP command),
+** and the offset lies inside the input.
+*/
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "spool.h"
+#include "error.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  char err[MH_SPOOL_ERRLEN];
+  mh_env env;
+  int rc = mh_env_parse((const char *)data, size, 1, &env, err);
+  if (rc == 0) {
+    if (env.nto == 0 || env.offset > size || !env.from) abort();
+    if (mh_addr_check(env.from, 1)) abort();
+    for (size_t i = 0; i < env.nto; i++)
+      if (mh_addr_check(env.to[i], 0)) abort();
+    mh_env_free(&env);
+  } else if (rc != MH_ECORRUPT && rc != MH_ENOMEM) {
+    abort();
+  }
+  memset(&env, 0, sizeof env);
+  rc = mh_env_addrs((const char *)data, size, &env, err);
+  for (size_t i = 0; i < env.nto; i++)
+    if (mh_addr_check(env.to[i], 0)) abort();
+  mh_env_free(&env);
+  return 0;
+}

@@ -1,0 +1,80 @@
+/*
+** fuzz-reply.c — the reply parser and EHLO capability parser, and the session
+** fed arbitrary server bytes: never a crash, never a line or reply over the
+** bounds, a continuation never changes the code, and after a STARTTLS 220
+** followed by any byte the session never asks for a handshake.
+*/
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "smtp.h"
+#include "error.h"
+
+typedef struct { size_t written; int done; int starttls; } rec;
+static void w_cb(void *ud, const char *b, size_t n) { ((rec *)ud)->written += n; (void)b; }
+static void t_cb(void *ud, uint64_t ms) { (void)ud; (void)ms; }
+static void s_cb(void *ud) { ((rec *)ud)->starttls++; }
+static void d_cb(void *ud, int rc) { ((rec *)ud)->done++; (void)rc; }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  /* 1. line by line through the reply parser */
+  mh_smtp_reply r;
+  mh_smtp_caps caps;
+  size_t i = 0;
+  int code = 0;
+  mh_smtp_reply_reset(&r);
+  memset(&caps, 0, sizeof caps);
+  while (i < size) {
+    const uint8_t *nl = memchr(data + i, '\n', size - i);
+    size_t n = nl ? (size_t)(nl - (data + i)) : size - i;
+    int rc = mh_smtp_reply_line(&r, (const char *)data + i, n);
+    if (rc < 0) {
+      mh_smtp_reply_reset(&r);
+      code = 0;
+    } else {
+      assert(n <= MH_SMTP_LINE_MAX);
+      assert(r.nlines <= MH_SMTP_LINES_MAX);
+      assert(r.code >= 200 && r.code <= 599);
+      if (code) assert(r.code == code);   /* continuation lines keep the code */
+      code = rc == 1 ? 0 : r.code;
+      assert(r.len < sizeof r.text);
+      mh_smtp_caps_line(&caps, r.first);
+      assert(strlen(caps.list) < sizeof caps.list);
+    }
+    i += n + 1;
+  }
+
+  /* 2. the whole input as a server's bytes, after a STARTTLS (required) */
+  rec rr = { 0 };
+  mh_smtp_params p = { .helo = "fuzz", .starttls = 2 };
+  mh_smtp_io io = { &rr, w_cb, t_cb, s_cb, d_cb };
+  mh_smtp *s = mh_smtp_new(&p, &io);
+  mh_smtp_connected(s, 0);
+  static const char pre[] = "220 x\r\n250 STARTTLS\r\n220 go\r\n";
+  mh_smtp_data(s, pre, sizeof pre - 1);
+  assert(rr.starttls == 1 || mh_smtp_get_state(s) == MH_SMTP_CLOSED);
+  if (size > 0) {
+    mh_smtp_data(s, (const char *)data, size);
+    /* bytes during the handshake: closed, never handed on */
+    assert(mh_smtp_get_state(s) == MH_SMTP_CLOSED);
+  }
+  mh_smtp_free(s);
+
+  /* 3. the same bytes to a plain session at any state, split in two */
+  memset(&rr, 0, sizeof rr);
+  p.starttls = 0;
+  s = mh_smtp_new(&p, &io);
+  mh_smtp_connected(s, 0);
+  size_t half = size / 2;
+  mh_smtp_data(s, (const char *)data, half);
+  if (mh_smtp_get_state(s) == MH_SMTP_READY) {
+    const char *to[] = { "b@x" };
+    mh_smtp_send(s, "a@x", to, 1, "hi\r\n", 4);
+  }
+  mh_smtp_data(s, (const char *)data + half, size - half);
+  assert(rr.done <= 2);
+  mh_smtp_free(s);
+  return 0;
+}

@@ -1,0 +1,37 @@
+# Delivery, issue 5 point 3 (a): outage and recovery.  No server listening,
+# 100 messages queued while `mailhook run` waits; the server starts: all 100
+# arrive, in enqueue order, within retry_interval plus a margin, none lost,
+# none twice.  The outage is logged once, not once per retry.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/peers/delivery-lib.sh"
+delivery_require
+
+PORT=$(free_port)
+conf_for "$PORT" retry_interval=1
+attempts() { [ "$(grep -c -- '-> connecting' "$T/svc.log")" -ge "$1" ]; }
+SVC_LOG_LEVEL=debug svc_start
+enqueue 100 > "$T/ids"
+is "$(wc -l < "$T/ids")" 100 "100 messages queued while no server listens"
+wait_for 10 grep -q "unreachable" "$T/svc.log"
+ok $? "the service reports the server unreachable"
+wait_for 10 attempts 3
+ok $? "it keeps retrying every retry_interval"
+is "$(grep -c 'unreachable' "$T/svc.log")" 1 "several retries, one log line"
+is "$(pickup_count)" 100 "all 100 wait in pickup/"
+
+t0=$(date +%s%N)
+peer_start "$PORT" "$T/peer"
+wait_for 30 pickup_empty
+ok $? "the queue drains once the server is up"
+took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+diag "drained in ${took_ms} ms after the server started"
+[ "$took_ms" -le 11000 ]; ok $? "within retry_interval (1 s) plus a 10 s margin"
+wait_for 5 received_at_least "$T/peer" 100
+is "$(received_count "$T/peer")" 100 "the server got 100 messages: none lost, none twice"
+expect=$(seq 1 100 | sed 's/.*/<&@test>/')
+is "$(received_ids "$T/peer")" "$expect" "in enqueue order"
+like "$(cat "$T/svc.log")" "reachable again" "the recovery is logged"
+
+svc_stop; rc=$?
+is "$rc" 0 "SIGTERM stops the service with status 0"
+done_testing

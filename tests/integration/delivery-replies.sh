@@ -1,0 +1,78 @@
+# Delivery, issue 5 point 3 (c), (f), (g) with a real server (aiosmtpd): a 4xx
+# then success, a 5xx, mixed recipients, expiry -> failed/ with the right
+# reason; a stalled server does not hold the queue past its deadline; `queue
+# retry` of a failed message delivers it.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/peers/delivery-lib.sh"
+delivery_require
+
+PORT=$(free_port)
+conf_for "$PORT" retry_interval=1 retry_max=1
+peer_start "$PORT" "$T/peer"
+touch "$T/peer/reject"          # permdata@ gets 554 while this file exists
+sidecar_of() { grep -rl -- "$1" "$SPOOL/failed" 2>/dev/null | grep -v '\.eml$' | head -1; }
+failed_with() { [ -n "$(sidecar_of "$1")" ]; }
+
+svc_start
+
+# (c) 4xx at the final dot, then success
+enqueue 1 tempdata-once@example.com >/dev/null            # <1@test>
+wait_for 10 grep -q "<1@test>" "$T/peer/log"
+ok $? "a message refused with 451 is delivered on a later attempt"
+like "$(cat "$T/svc.log")" "deferred \(attempt 1\): 451 4.3.0" "the deferral is logged with the reply"
+
+# (c) 5xx -> failed/ with reason, time and the server's reply; the rest go on
+enqueue 1 permdata@example.com >/dev/null                 # <2@test>
+enqueue 1 >/dev/null                                       # <3@test>
+wait_for 10 grep -q "<3@test>" "$T/peer/log"; ok $? "the message after a 5xx goes on"
+wait_for 10 failed_with "554 5.6.0"; ok $? "the 5xx one is in failed/ with a sidecar holding the reply"
+sc=$(sidecar_of "554 5.6.0")
+like "$(cat "$sc")" "rejected by the server" "the sidecar gives the reason"
+like "$(cat "$sc")" "failed_at [0-9]{10}" "and the time"
+is "$(failed_count)" 1 "one message in failed/"
+unlike "$(cat "$T/peer/log")" "<2@test>" "the rejected message never reached the server's mailbox"
+
+# (g) queue retry of the failed message delivers it (the server accepts it now)
+rm -f "$T/peer/reject"
+fid=$(basename "$(ls "$SPOOL/failed/"*.eml | head -1)" .eml)
+out=$("$MAILHOOK" queue retry "$fid" 2>&1); rc=$?
+is "$rc" 0 "queue retry $fid: exit 0 ($out)"
+wait_for 10 grep -q "<2@test>" "$T/peer/log"; ok $? "the retried message is delivered"
+is "$(failed_count)" 0 "failed/ is empty again"
+
+# (c) mixed recipients: accepted ones are done and never sent again
+enqueue 1 app@example.com ok-1@example.net temp-once@example.net perm@example.net >/dev/null   # <4@test>
+wait_for 10 failed_with "perm@example.net"; ok $? "the 550 recipient fails, named in the sidecar"
+is "$(grep -c "<4@test>" "$T/peer/log")" 2 "two deliveries of the message"
+is "$(grep "<4@test>" "$T/peer/log" | sed -n 1p | cut -d' ' -f3)" "ok-1@example.net" "first to the accepted recipient"
+is "$(grep "<4@test>" "$T/peer/log" | sed -n 2p | cut -d' ' -f3)" "temp-once@example.net" \
+   "then only to the deferred one, once it is accepted (the accepted one is never sent again)"
+like "$(cat "$(sidecar_of "perm@example.net")")" "550 5.1.1" "the sidecar has the 550 reply"
+svc_stop; is $? 0 "stopped"
+
+# (c) expiry: older than max_queue_age -> failed/ "expired", even with no server
+peer_stop
+conf_for "$PORT" retry_interval=1 max_queue_age=2
+enqueue 1 >/dev/null                                       # <5@test>
+svc_start
+wait_for 15 failed_with "expired"; ok $? "a message older than max_queue_age moves to failed/ as expired"
+like "$(cat "$(sidecar_of expired)")" "max_queue_age" "the reason says why"
+svc_stop
+
+# (f) a stalled server does not hold the queue past its deadline
+conf_for "$PORT" retry_interval=1 retry_max=60 command_timeout=2 data_timeout=2 session_deadline=3
+rm -rf "$SPOOL/failed"/*
+peer_start "$PORT" "$T/peer3"
+enqueue 1 stall@example.com >/dev/null                     # <6@test> never gets its final-dot reply
+enqueue 2 >/dev/null                                       # <7@test> <8@test>
+t0=$(date +%s%N)
+svc_start
+wait_for 20 received_at_least "$T/peer3" 2; ok $? "the messages behind the stalled one are delivered"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+diag "after ${ms} ms"
+[ "$ms" -lt 9000 ]; ok $? "within the deadline plus a margin"
+is "$(received_ids "$T/peer3" | tr '\n' ' ')" "<7@test> <8@test> " "in order"
+is "$(pickup_count)" 1 "the stalled message stays queued for a later attempt"
+like "$(cat "$T/svc.log")" "deferred" "it was deferred, not lost"
+svc_stop; is $? 0 "stopped"
+done_testing

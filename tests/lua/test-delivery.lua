@@ -1,0 +1,436 @@
+-- The deliverer's scheduling logic (lua/mailhook/delivery.lua), driven with an
+-- in-memory spool and a scripted SMTP session passed in: order, connection
+-- reuse, outages (logged once), backoff, 4xx/5xx, mixed recipients, expiry,
+-- disabled settings, stop, N connections, flush passes.  The real spool and the
+-- real SMTP engine are exercised by tests/integration/delivery-*.sh.
+local tap = require "tap"
+local mh = require "mailhook"
+local delivery = require "mailhook.delivery"
+
+---------------------------------------------------------------- fakes
+
+local function copy(t) local c = {} for k, v in pairs(t) do c[k] = v end return c end
+
+-- An in-memory spool with the interface of mailhook.spool; each call waits a turn.
+local function fake_spool()
+  local sp = { msgs = {}, ops = {}, seq = 0, failed = {} }
+  function sp:add(f)
+    self.seq = self.seq + 1
+    local id = string.format("%06d", self.seq)
+    self.msgs[id] = { id = id, from = f.from or "app@example.com", to = copy(f.to or { "ok@example.com" }),
+                      attempts = 0, queued_at = f.queued_at or mh.now(), path = id, offset = 0,
+                      next_attempt = f.next_attempt }
+    return id
+  end
+  function sp:scan(limit)
+    mh.sleep(0)
+    local ids = {}
+    for id in pairs(self.msgs) do ids[#ids + 1] = id end
+    table.sort(ids)
+    if limit and #ids > limit then for i = #ids, limit + 1, -1 do ids[i] = nil end end
+    return ids
+  end
+  function sp:load(id)
+    mh.sleep(0)
+    local m = self.msgs[id]
+    if not m then return nil, "no such message" end
+    local e = copy(m); e.to = copy(m.to)
+    return e
+  end
+  function sp:delivered(id)
+    mh.sleep(0)
+    self.ops[#self.ops + 1] = "delivered " .. id
+    self.msgs[id] = nil
+    return true
+  end
+  function sp:defer(id, o)
+    mh.sleep(0)
+    local m = self.msgs[id]
+    self.ops[#self.ops + 1] = "defer " .. id
+    m.attempts = o.attempts or m.attempts + 1
+    m.next_attempt, m.last_reply = o.next_attempt, o.reply
+    local done = {}
+    for _, r in ipairs(o.done or {}) do done[r] = true end
+    local left = {}
+    for _, r in ipairs(m.to) do if not done[r] then left[#left + 1] = r end end
+    m.to = left
+    return true
+  end
+  function sp:fail(id, o)
+    mh.sleep(0)
+    self.ops[#self.ops + 1] = "fail " .. id
+    self.failed[id] = { reason = o.reason, reply = o.reply, entry = self.msgs[id] }
+    self.msgs[id] = nil
+    return true
+  end
+  function sp:count() local n = 0 for _ in pairs(self.msgs) do n = n + 1 end return n end
+  return sp
+end
+
+-- A scripted SMTP engine.  Recipients say what the server answers:
+--   ok@    250           temp@  450 on the first try of each message, then 250
+--   perm@  550           from tempmsg@ -> 451 at DATA; from permmsg@ -> 554 at DATA
+--   from broke@ -> the session breaks (421) the first time
+local function fake_smtp(opts)
+  opts = opts or {}
+  local smtp = { connects = 0, sends = {}, quits = 0, fail_connects = opts.fail_connects or 0,
+                 tried = {}, delay = opts.delay or 0, sessions = {} }
+  function smtp.connect(cfg)
+    mh.sleep(0)
+    smtp.connects = smtp.connects + 1
+    if smtp.fail_connects > 0 then
+      smtp.fail_connects = smtp.fail_connects - 1
+      return nil, "127.0.0.1:25: connection refused", { stage = "connect", class = "transient", connection = true }
+    end
+    local n = smtp.connects
+    local s = { open = true, n = n }
+    smtp.sessions[#smtp.sessions + 1] = s
+    function s:alive() return self.open end
+    function s:info() return { server = "fake", security = "none" } end
+    function s:quit() mh.sleep(0); smtp.quits = smtp.quits + 1; self.open = false; return true end
+    function s:close() self.open = false end
+    function s:send(m)
+      assert(self.open, "send on a closed session")
+      if smtp.delay > 0 then mh.sleep(smtp.delay) end
+      mh.sleep(0)
+      smtp.sends[#smtp.sends + 1] = { session = n, id = m.path, to = copy(m.to) }
+      local key = m.path
+      smtp.tried[key] = (smtp.tried[key] or 0) + 1
+      if m.from:match("^tempmsg@") and smtp.tried[key] == 1 then
+        return nil, "451 4.3.0 try later", { class = "transient", stage = "data", smtp = 451, enhanced = "4.3.0",
+                                             text = "try later" }
+      elseif m.from:match("^permmsg@") then
+        return nil, "554 5.6.0 content rejected", { class = "permanent", stage = "data", smtp = 554,
+                                                    enhanced = "5.6.0", text = "content rejected" }
+      elseif m.from:match("^broke@") and smtp.tried[key] == 1 then
+        self.open = false
+        return nil, "421 4.3.2 shutting down", { class = "transient", stage = "mail", smtp = 421,
+                                                 connection = true }
+      end
+      local res = { accepted = {}, rejected = {}, reply = { smtp = 250, text = "ok" } }
+      for _, r in ipairs(m.to) do
+        if r:match("^ok@") or (r:match("^temp@") and smtp.tried[key] > 1) then
+          res.accepted[#res.accepted + 1] = r
+        elseif r:match("^temp@") then
+          res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 450, enhanced = "4.2.1", text = "mailbox busy",
+                                              class = "transient" }
+        else
+          res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 550, enhanced = "5.1.1", text = "no such user",
+                                              class = "permanent" }
+        end
+      end
+      return res
+    end
+    return s
+  end
+  return smtp
+end
+
+-- A logger that records lines by level.
+local function fake_log()
+  local l = { lines = {} }
+  for _, level in ipairs { "debug", "info", "warn", "error" } do
+    l[level] = function(msg) l.lines[#l.lines + 1] = level .. " " .. msg end
+  end
+  function l:count(pat)
+    local n = 0
+    for _, line in ipairs(self.lines) do if line:find(pat) then n = n + 1 end end
+    return n
+  end
+  return l
+end
+
+local function until_(cond, limit)
+  local t0 = mh.monotonic()
+  while not cond() do
+    if mh.monotonic() - t0 > (limit or 3) then return false end
+    mh.sleep(0.01)
+  end
+  return true
+end
+
+local CFG = { retry_interval = 0.05, retry_max = 0.2, max_queue_age = 3600 }
+
+local function setup(o)
+  o = o or {}
+  local sp, smtp, log, events = fake_spool(), fake_smtp(o.smtp), fake_log(), {}
+  local d = delivery.new{
+    spool = sp, cfg = o.cfg or copy(CFG), connect = smtp.connect, log = log,
+    ready = o.ready or function() return true end,
+    emit = function(ev, f) events[#events + 1] = { ev, f } end,
+    idle_close = o.idle_close or 0.1, scan_interval = o.scan_interval or 0.05,
+    connections = o.connections, once = o.once, random = function() return 0.5 end,
+  }
+  return d, sp, smtp, log, events
+end
+
+local function start(d)
+  local task = mh.spawn(function() return d:run() end)
+  return task
+end
+
+local function ids_sent(smtp)
+  local t = {}
+  for _, s in ipairs(smtp.sends) do t[#t + 1] = s.id end
+  return t
+end
+
+---------------------------------------------------------------- pure functions
+
+tap.test("backoff doubles from the base with jitter, capped", function(t)
+  local mid = function() return 0.5 end
+  t:is(delivery.backoff(1, 30, 1800, mid), 30, "attempt 1: the base")
+  t:is(delivery.backoff(2, 30, 1800, mid), 60, "attempt 2: doubled")
+  t:is(delivery.backoff(4, 30, 1800, mid), 240, "attempt 4: 8 x base")
+  t:is(delivery.backoff(7, 30, 1800, mid), 1800, "attempt 7: capped at retry_max")
+  t:is(delivery.backoff(100, 30, 1800, mid), 1800, "a huge attempt count stays capped")
+  t:is(delivery.backoff(1, 30, 1800, function() return 0 end), 22.5, "jitter low end: 0.75 x")
+  t:ok(delivery.backoff(1, 30, 1800, function() return 0.999 end) > 37, "jitter high end: ~1.25 x")
+  t:is(delivery.backoff(7, 30, 1800, function() return 0.999 end), 1800, "jitter never exceeds the cap")
+  local lo, hi = math.huge, 0
+  for _ = 1, 200 do
+    local v = delivery.backoff(3, 30, 1800)
+    lo, hi = math.min(lo, v), math.max(hi, v)
+  end
+  t:ok(lo >= 90 and hi < 150 and hi > lo, "random jitter spreads within [0.75, 1.25) x 120")
+end)
+
+tap.test("durations from the settings", function(t)
+  t:is(delivery.seconds(30), 30, "a number is seconds")
+  t:is(delivery.seconds("90"), 90, "a bare string number")
+  t:is(delivery.seconds("30 min"), 1800, "30 min")
+  t:is(delivery.seconds("5 days"), 432000, "5 days")
+  t:is(delivery.seconds("2h"), 7200, "2h")
+  t:is(delivery.seconds("1.5s"), 1.5, "1.5s")
+  t:is(delivery.seconds("soon", 7), 7, "garbage gives the default")
+  t:is(delivery.seconds(nil, 8), 8, "nil gives the default")
+end)
+
+tap.test("reply_text", function(t)
+  t:is(delivery.reply_text{ smtp = 451, enhanced = "4.7.0", text = "later\r\n" }, "451 4.7.0 later ", "code, enhanced, text")
+  t:is(delivery.reply_text{ smtp = 250 }, "250", "code alone")
+  t:is(delivery.reply_text(nil), nil, "nil")
+end)
+
+---------------------------------------------------------------- scheduling
+
+tap.test("messages go oldest first on one reused session, then it closes when idle", function(t)
+  local d, sp, smtp = setup()
+  for i = 1, 5 do sp:add{ to = { "ok@x" } } end
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "all delivered")
+  t:same(ids_sent(smtp), { "000001", "000002", "000003", "000004", "000005" }, "in enqueue order")
+  t:is(smtp.connects, 1, "one connection for all")
+  t:ok(until_(function() return smtp.quits == 1 end), "the idle session is closed with QUIT")
+  t:is(d.workers[1].state, "idle", "the worker is idle")
+  -- a new message after the close: kick() starts it at once on a new session
+  sp:add{ to = { "ok@x" } }
+  local t0 = mh.monotonic()
+  d:kick()
+  t:ok(until_(function() return sp:count() == 0 end), "a new message is delivered")
+  t:ok(mh.monotonic() - t0 < 0.5, "promptly")
+  t:is(smtp.connects, 2, "on a new connection")
+  d:stop()
+  local ok, st = task:wait()
+  t:ok(ok, "run returns after stop")
+  t:is(st.delivered, 6, "stats count the deliveries")
+  t:is(d.workers[1].state, "stopped", "final state")
+end)
+
+tap.test("an outage: the queue waits, retries every retry_interval, logs once", function(t)
+  local d, sp, smtp, log = setup{ smtp = { fail_connects = 6 } }
+  for i = 1, 3 do sp:add{ to = { "ok@x" } } end
+  local t0 = mh.monotonic()
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "delivered once the server is back")
+  local took = mh.monotonic() - t0
+  t:is(smtp.connects, 7, "6 refused attempts, then one that works")
+  t:ok(took >= 6 * 0.05 - 0.01, "attempts were spaced by retry_interval (" .. string.format("%.2f", took) .. " s)")
+  t:is(log:count("^warn delivery: server unreachable"), 1, "'unreachable' logged once, not per attempt")
+  t:is(log:count("^warn"), 1, "no other warning")
+  t:is(log:count("reachable again"), 1, "the recovery is logged once")
+  t:same(ids_sent(smtp), { "000001", "000002", "000003" }, "in order, none twice")
+  t:same(sp.ops, { "delivered 000001", "delivered 000002", "delivered 000003" }, "no message was deferred")
+  d:stop(); task:wait()
+end)
+
+tap.test("a new message does not cut an outage's retry cadence short", function(t)
+  local d, sp, smtp = setup{ cfg = { retry_interval = 0.3, retry_max = 1, max_queue_age = 3600 },
+                             smtp = { fail_connects = 1 } }
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return smtp.connects == 1 end), "first attempt refused")
+  sp:add{}
+  d:kick()
+  mh.sleep(0.1)
+  t:is(smtp.connects, 1, "no reconnect because of the kick")
+  t:ok(until_(function() return sp:count() == 0 end), "delivered at the next retry")
+  d:stop(); task:wait()
+end)
+
+tap.test("a 4xx defers that message with backoff; the rest go on", function(t)
+  local d, sp, smtp, log = setup()
+  sp:add{ from = "tempmsg@x" }
+  sp:add{}
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return sp.ops[3] ~= nil end), "three outcomes")
+  t:same({ sp.ops[1], sp.ops[2], sp.ops[3] }, { "defer 000001", "delivered 000002", "delivered 000003" },
+         "the first is deferred, the others delivered meanwhile")
+  t:like(log.lines[#log.lines] .. table.concat(log.lines, "\n"), "000001 deferred %(attempt 1%): 451 4%.3%.0 try later",
+         "the deferral is logged with the reply")
+  t:ok(until_(function() return sp:count() == 0 end), "delivered after its backoff")
+  t:is(sp.ops[4], "delivered 000001", "on its second attempt")
+  t:is(smtp.tried["000001"], 2, "tried twice")
+  d:stop(); task:wait()
+end)
+
+tap.test("a 5xx moves the message to failed/ with reason and reply, and emits `failed`", function(t)
+  local d, sp, smtp, log, events = setup()
+  sp:add{ from = "permmsg@x", to = { "ok@x" } }
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "queue settled")
+  local f = sp.failed["000001"]
+  t:ok(f, "in failed/")
+  t:like(f and f.reason, "rejected by the server at data", "the reason names the stage")
+  t:is(f and f.reply, "554 5.6.0 content rejected", "the server's reply")
+  t:is(#events, 1, "one event")
+  t:is(events[1] and events[1][1], "failed", "named failed")
+  t:is(events[1] and events[1][2].id, "000001", "with the id")
+  t:is(events[1] and events[1][2].reply, "554 5.6.0 content rejected", "and the reply")
+  t:is(smtp.tried["000001"], 1, "never retried")
+  t:is(sp.ops[2], "delivered 000002", "the next one went on")
+  d:stop(); task:wait()
+end)
+
+tap.test("mixed recipients are settled one by one; accepted ones never again", function(t)
+  local d, sp, smtp, log, events = setup()
+  sp:add{ to = { "ok@x", "temp@x", "perm@x" } }
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "settled")
+  t:same(smtp.sends[1] and smtp.sends[1].to, { "ok@x", "temp@x", "perm@x" }, "first try: all three")
+  t:same(smtp.sends[2] and smtp.sends[2].to, { "temp@x", "perm@x" }, "second try: not the accepted one")
+  t:is(sp.ops[1], "defer 000001", "deferred for the 450")
+  local f = sp.failed["000001"]
+  t:like(f and f.reason, "perm@x: 550 5%.1%.1 no such user", "then failed for the 550, naming the recipient")
+  t:same(f and f.entry.to, { "perm@x" }, "only the rejected recipient is left in it")
+  t:is(#events, 1, "one `failed` event")
+  d:stop(); task:wait()
+end)
+
+tap.test("a message older than max_queue_age goes to failed/ as expired, even during an outage", function(t)
+  local d, sp, smtp, log, events = setup{ smtp = { fail_connects = 1000 } }
+  sp:add{ queued_at = mh.now() - 7200 }
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return sp.failed["000001"] ~= nil end), "moved")
+  t:like(sp.failed["000001"].reason, "^expired: in the queue since .* longer than max_queue_age %(3600 s%)",
+         "reason: expired")
+  t:is(smtp.sends[1], nil, "never sent")
+  t:is(events[1] and events[1][1], "failed", "`failed` emitted")
+  t:is(sp:count(), 1, "the young one waits for the server")
+  d:stop(); task:wait()
+end)
+
+tap.test("while the settings are not ready no connection is attempted (logged once)", function(t)
+  local ready = false
+  local d, sp, smtp, log = setup{ ready = function()
+    if ready then return true end
+    return nil, "outgoing mail is disabled (mailhook update enabled=true)"
+  end }
+  sp:add{}
+  local task = start(d)
+  mh.sleep(0.3)
+  t:is(smtp.connects, 0, "no connection")
+  t:is(d.workers[1].state, "disabled", "state disabled")
+  t:is(log:count("^warn delivery paused: outgoing mail is disabled"), 1, "logged once over several scans")
+  ready = true
+  d:reload(copy(CFG))
+  t:ok(until_(function() return sp:count() == 0 end), "after a reload it delivers")
+  t:is(log:count("delivery resumed"), 1, "resume logged")
+  d:stop(); task:wait()
+end)
+
+tap.test("stop finishes the message in flight, then QUITs", function(t)
+  local d, sp, smtp = setup{ smtp = { delay = 0.15 } }
+  for i = 1, 4 do sp:add{} end
+  local task = start(d)
+  t:ok(until_(function() return d.workers[1] and d.workers[1].state == "sending" end), "sending")
+  d:stop()
+  local ok = task:wait()
+  t:ok(ok, "run returned")
+  t:is(#sp.ops, 1, "exactly the message in flight was settled")
+  t:is(sp.ops[1], "delivered 000001", "and it was delivered")
+  t:is(sp:count(), 3, "the rest stay queued")
+  t:is(smtp.quits, 1, "QUIT sent")
+end)
+
+tap.test("a broken session (421) makes the queue wait, without deferring the message", function(t)
+  local d, sp, smtp, log = setup()
+  sp:add{ from = "broke@x" }
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "all delivered")
+  t:same(ids_sent(smtp), { "000001", "000001", "000002" }, "the same message first, again, in order")
+  t:is(smtp.connects, 2, "reconnected")
+  t:same(sp.ops, { "delivered 000001", "delivered 000002" }, "nothing deferred")
+  t:is(log:count("server unreachable"), 1, "logged as an outage")
+  d:stop(); task:wait()
+end)
+
+tap.test("connections = 2: two sessions, each in order", function(t)
+  local d, sp, smtp = setup{ connections = 2, smtp = { delay = 0.02 } }
+  for i = 1, 8 do sp:add{} end
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "all delivered")
+  t:is(smtp.connects, 2, "two connections")
+  local per, inorder = {}, true
+  for _, s in ipairs(smtp.sends) do
+    local last = per[s.session]
+    if last and last >= s.id then inorder = false end
+    per[s.session] = s.id
+  end
+  t:ok(per[1] and per[2], "both were used")
+  t:ok(inorder, "each session in order")
+  t:is(#smtp.sends, 8, "none twice")
+  d:stop(); task:wait()
+end)
+
+tap.test("once (flush): backoff ignored, one pass, a deferral is not retried in the pass", function(t)
+  local d, sp, smtp = setup{ once = true }
+  sp:add{ next_attempt = mh.now() + 3600 }
+  sp:add{ from = "tempmsg@x" }
+  sp:add{}
+  local st = d:run()
+  t:is(st.delivered, 2, "two delivered, one waiting an hour among them")
+  t:is(st.deferred, 1, "one deferred")
+  t:is(smtp.tried["000002"], 1, "the deferred one was tried once in the pass")
+  t:is(sp:count(), 1, "it is left")
+end)
+
+tap.test("once (flush): an unreachable server ends the pass with the reason", function(t)
+  local d, sp, smtp = setup{ once = true, smtp = { fail_connects = 100 } }
+  sp:add{}
+  local st = d:run()
+  t:is(st.delivered, 0, "nothing delivered")
+  t:like(d.last_error, "connection refused", "last_error says why")
+  t:is(smtp.connects, 1, "one attempt, no waiting")
+end)
+
+tap.test("flush_request on a service: deferred messages go now, on_flushed reports", function(t)
+  local d, sp, smtp = setup{ cfg = { retry_interval = 0.05, retry_max = 60, max_queue_age = 3600 } }
+  sp:add{ next_attempt = mh.now() + 3600 }
+  local flushed
+  d.on_flushed = function(_, err) flushed = { err = err, left = sp:count() } end
+  local task = start(d)
+  mh.sleep(0.2)
+  t:is(sp:count(), 1, "waits for its next attempt")
+  d:flush_request()
+  t:ok(until_(function() return flushed ~= nil end), "the forced pass ended")
+  t:is(flushed and flushed.left, 0, "with the queue empty")
+  t:is(flushed and flushed.err, nil, "and no error")
+  d:stop(); task:wait()
+end)
+
+return tap.done()

@@ -1,0 +1,68 @@
+-- mh.enqueue{...}: settings.ready + mh.message + spool:enqueue, durable on return.
+local tap = require "tap"
+local mh = require "mailhook"
+local spool = require "mailhook.spool"
+local intake = require "mailhook.enqueue"
+local settings = require "mailhook.settings"
+
+local dir = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-enq.XXXXXX"):read("l")
+local conf = dir .. "/mailhook.conf"
+local sp = assert(spool.open(dir .. "/spool"))
+
+local function files()
+  local n = 0
+  for name in io.popen("ls '" .. dir .. "/spool/pickup'"):lines() do
+    if name:match("%.eml$") then n = n + 1 end
+  end
+  return n
+end
+
+tap.test("refused while disabled, naming the setting; nothing written", function(t)
+  local id, err, info = intake.enqueue({ to = { "a@ex.org" }, subject = "x", text = "y" },
+                                       { spool = sp, conf = conf })
+  t:is(id, nil, "no id")
+  t:like(err, "enabled", "names enabled")
+  t:is(info and info.code, "EDISABLED", "code EDISABLED")
+  t:is(files(), 0, "nothing in pickup/")
+end)
+
+tap.test("queued durably once enabled, with the settings' sender", function(t)
+  assert(settings.update({ enabled = "true", server = "127.0.0.1", from = "noreply@ex.org" }, conf))
+  local id, err = intake.enqueue({ to = { "Ann <ann@ex.org>" }, bcc = { "b@ex.org" }, subject = "Voicemail",
+                                   text = "You have a message." }, { spool = sp, conf = conf })
+  t:ok(spool.is_id(id), "an id: " .. tostring(id or err))
+  local e = sp:load(id)
+  t:is(e.from, "noreply@ex.org", "envelope sender from the settings")
+  t:same(e.to, { "ann@ex.org", "b@ex.org" }, "recipients, Bcc included")
+  local f = io.open(e.path, "rb"); local s = f:read("a"); f:close()
+  local sent = s:sub(e.offset + 1)
+  t:like(sent, "Subject: Voicemail", "the built message")
+  -- (the Message-ID's random part may end in "b" before "@ex.org": look for the address alone)
+  t:ok(not sent:find("[^%w%.%-]b@ex%.org") and not sent:find("\nBcc:"), "Bcc not in the sent copy")
+  t:like(sent, "\r\nMessage%-ID: <", "Message-ID fixed at enqueue")
+end)
+
+tap.test("a builder error (bad address, CR/LF in subject) queues nothing", function(t)
+  local before = files()
+  local id, err = intake.enqueue({ to = { "not an address" }, text = "x" }, { spool = sp, conf = conf })
+  t:is(id, nil, "bad address refused")
+  t:like(err, "not an address", "named")
+  id, err = intake.enqueue({ to = { "a@ex.org" }, subject = "a\r\nBcc: evil@ex.org", text = "x" },
+                           { spool = sp, conf = conf })
+  t:is(id, nil, "CR/LF in subject refused")
+  id, err = intake.enqueue({ to = { "a@ex.org" }, text = "x", attachments = { { path = dir .. "/nope.wav" } } },
+                           { spool = sp, conf = conf })
+  t:is(id, nil, "missing attachment refused")
+  t:like(err, "nope.wav", "named")
+  t:is(files(), before, "nothing written")
+end)
+
+tap.test("mh.enqueue is reachable from the mailhook table", function(t)
+  t:is(type(mh.enqueue), "function", "mh.enqueue")
+  t:is(type(mh.queue.list), "function", "mh.queue.list")
+end)
+
+local status = tap.done()
+sp:close()
+os.execute("rm -rf '" .. dir .. "'")
+return status

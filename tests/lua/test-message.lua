@@ -1,0 +1,178 @@
+-- mh.message: the Lua face of the builder; output parsed back in Lua.
+local tap = require "tap"
+local mh = require "mailhook"
+
+-- Header block and body of a message.
+local function split(bytes)
+  local head, body = bytes:match("^(.-\r\n)\r\n(.*)$")
+  return head, body
+end
+
+-- Unfolded header fields: list of {name, value}.
+local function fields(head)
+  local out = {}
+  for line in head:gmatch("(.-)\r\n") do
+    if line:match("^[ \t]") then
+      out[#out].value = out[#out].value .. line
+    else
+      local n, v = line:match("^([^:]+):%s?(.*)$")
+      out[#out + 1] = { name = n, value = v }
+    end
+  end
+  return out
+end
+
+local function field(head, name)
+  for _, f in ipairs(fields(head)) do
+    if f.name == name then return f.value end
+  end
+end
+
+local function lines_ok(bytes)
+  if bytes:find("\r[^\n]") or bytes:find("[^\r]\n") or bytes:find("^\n") then return false, "bare CR or LF" end
+  if not bytes:find("\r\n$") then return false, "unterminated" end
+  for line in bytes:gmatch("(.-)\r\n") do
+    if #line > 998 then return false, "line of " .. #line end
+  end
+  return true
+end
+
+-- Minimal base64 decoder for the test.
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function unb64(s)
+  s = s:gsub("[^%w+/=]", "")
+  local out = {}
+  for i = 1, #s, 4 do
+    local q = s:sub(i, i + 3)
+    local n, pad = 0, 0
+    for j = 1, 4 do
+      local c = q:sub(j, j)
+      local v = B64:find(c, 1, true)
+      if c == "=" then pad = pad + 1; v = 1 end
+      n = n * 64 + (v - 1)
+    end
+    local bytes = string.char((n >> 16) & 255, (n >> 8) & 255, n & 255)
+    out[#out + 1] = bytes:sub(1, 3 - pad)
+  end
+  return table.concat(out)
+end
+
+tap.test("headers, envelope, Bcc absent", function(t)
+  local m, err = mh.message {
+    from = "PBX <pbx@example.com>",
+    to = { "Bob <bob@example.com>", { name = "Zoë", address = "zoe@example.com" } },
+    cc = "ops@example.com",
+    bcc = { "audit@example.com", "bob@example.com" },
+    reply_to = "helpdesk@example.com",
+    subject = "Voicemail from 555-0100",
+    text = "You have a new message.\n",
+    headers = { ["X-Event"] = "voicemail", ["Auto-Submitted"] = "auto-generated" },
+    date = 1700000000,
+  }
+  t:ok(m, "built", err)
+  local bytes = m:bytes()
+  local head = split(bytes)
+  t:ok(lines_ok(bytes), "CRLF lines <= 998")
+  local names = {}
+  for _, f in ipairs(fields(head)) do names[#names + 1] = f.name end
+  t:is(table.concat(names, " "), "Date From Reply-To To Cc Subject Message-ID Auto-Submitted X-Event " ..
+       "MIME-Version Content-Type Content-Transfer-Encoding", "header fields, in order (extra ones sorted)")
+  t:ok(not bytes:find("audit@example.com", 1, true), "Bcc address nowhere in the bytes")
+  t:is(field(head, "Subject"), "Voicemail from 555-0100", "subject")
+  t:is(field(head, "Message-ID"), m:id(), "Message-ID is msg:id()")
+  t:like(field(head, "Date"), "^Tue, 14 Nov 2023 ", "Date from the given time")
+  t:like(field(head, "To"), "^Bob <bob@example.com>, =%?UTF%-8%?B%?", "non-ASCII name encoded")
+  local env = m:envelope()
+  t:is(env.from, "pbx@example.com", "envelope from")
+  t:same(env.to, { "bob@example.com", "zoe@example.com", "ops@example.com", "audit@example.com" },
+         "envelope recipients: To, Cc, Bcc, no duplicates")
+  t:is(m:bytes(), bytes, "the same bytes every time (Date and Message-ID fixed)")
+  t:like(tostring(m), "^mailhook.Message <", "__tostring")
+end)
+
+tap.test("bad input: error naming the culprit, nothing built", function(t)
+  local cases = {
+    { { from = "a@example.com", to = "bob" }, "to: 'bob' is not a valid address", "EBADADDR", "to" },
+    { { from = "a@example.com", to = "x@example.com, y@@example.com" }, "'y@@example.com'", "EBADADDR", "to" },
+    { { from = "nobody", to = "x@example.com" }, "from: 'nobody'", "EBADADDR", "from" },
+    { { from = "a@example.com", to = "x@example.com", subject = "hi\r\nBcc: evil@example.com" },
+      "subject: CR, LF or NUL", "EBADHDR", "subject" },
+    { { from = "a@example.com", to = "x@example.com", subject = "nul\0here" }, "CR, LF or NUL", "EBADHDR", "subject" },
+    { { from = "a@example.com", to = "x@example.com\nBcc: evil@example.com" }, "CR, LF or NUL", "EBADHDR", "to" },
+    { { from = "a@example.com", to = { { name = "Bob\r\nX-Evil: 1", address = "b@example.com" } } },
+      "display name", "EBADHDR", "to" },
+    { { from = "a@example.com", to = "x@example.com", headers = { ["X-A"] = "v\nX-B: w" } },
+      "header X%-A: CR, LF or NUL", "EBADHDR", "headers" },
+    { { from = "a@example.com", to = "x@example.com", headers = { Bcc = "evil@example.com" } },
+      "written by the builder", "EINVAL", "headers" },
+    { { from = "a@example.com", to = "x@example.com", attachments = { "/nonexistent/vm.wav" } },
+      "attachment /nonexistent/vm.wav: No such file", "ENOENT", "attachments" },
+    { { from = "a@example.com" }, "no recipient", "EINVAL", "to" },
+    { { to = "x@example.com" }, "no From", "EINVAL", "from" },
+  }
+  for i, c in ipairs(cases) do
+    local m, err, info = mh.message(c[1])
+    t:is(m, nil, "case " .. i .. " refused")
+    t:like(err, c[2], "case " .. i .. " message")
+    t:is(info and info.code, c[3], "case " .. i .. " code")
+    t:is(info and info.field, c[4], "case " .. i .. " field")
+  end
+  t:ok(not pcall(mh.message, { from = "a@example.com", to = "x@example.com", colour = "red" }),
+       "an unknown field raises")
+  t:ok(not pcall(mh.message, { from = "a@example.com", to = 42 }), "a wrong type raises")
+end)
+
+tap.test("attachments stream and decode back byte-identical", function(t)
+  local path = os.tmpname() .. ".wav"
+  local f = assert(io.open(path, "wb"))
+  local parts = {}
+  for i = 0, 70000 do parts[#parts + 1] = string.char((i * 7 + (i >> 8)) % 256) end
+  local data = table.concat(parts)
+  f:write(data)
+  f:close()
+  local m = assert(mh.message { from = "a@example.com", to = "b@example.com", text = "see attached",
+                                html = "<p>see attached</p>", attachments = { { path = path, name = "message 1.wav" } } })
+  local bytes = m:bytes()
+  t:ok(lines_ok(bytes), "CRLF lines <= 998")
+  t:like(bytes, "Content%-Type: multipart/mixed;", "multipart/mixed")
+  t:like(bytes, "Content%-Type: multipart/alternative;", "with the alternative inside")
+  t:like(bytes, 'Content%-Type: audio/wav;\r\n name="message 1.wav"', "type from the extension")
+  local b64 = bytes:match("Content%-Transfer%-Encoding: base64\r\n\r\n(.-)\r\n\r\n%-%-")
+  t:ok(b64, "base64 part found")
+  local longest = 0
+  for line in (b64 or ""):gmatch("[^\r\n]+") do longest = math.max(longest, #line) end
+  t:is(longest, 76, "76-column base64 lines")
+  t:ok(unb64(b64 or "") == data, "decodes back byte-identical")
+  local out = path .. ".eml"
+  t:ok(m:save(out), "save to a file")
+  local g = io.open(out, "rb")
+  t:ok(g:read("a") == bytes, "saved bytes equal bytes()")
+  g:close()
+  os.remove(out)
+  os.remove(path)
+  local _, err = m:bytes()
+  t:like(err, "attachment .*: No such file", "a vanished attachment is an error naming it")
+end)
+
+tap.test("long lines and non-ASCII", function(t)
+  local m = assert(mh.message { from = "a@example.com", to = "b@example.com",
+                                subject = ("Ünïcödé "):rep(40), text = ("x"):rep(3000) .. "\n" })
+  local bytes = m:bytes()
+  t:ok(lines_ok(bytes), "CRLF lines <= 998")
+  t:like(bytes, "Content%-Transfer%-Encoding: quoted%-printable", "3000-char line: quoted-printable")
+  local head = split(bytes)
+  for line in head:gmatch("(.-)\r\n") do
+    if #line > 78 then t:ok(false, "header line over 78: " .. line) end
+  end
+  for w in head:gmatch("=%?UTF%-8%?B%?[^?]*%?=") do
+    if #w > 75 then t:ok(false, "encoded word over 75: " .. w) end
+  end
+  t:ok(true, "header lines <= 78, encoded words <= 75")
+  t:is(mh.message.type_for("fax.TIF"), "image/tiff", "type_for")
+  t:ok(mh.message.valid_address("a@b.example"), "valid_address")
+  local ok, why = mh.message.valid_address("a@b..example")
+  t:is(ok, nil, "invalid address")
+  t:like(why, "label", "with a reason")
+end)
+
+return tap.done()

@@ -1,0 +1,447 @@
+/*
+** test-smtp.c — the SMTP session state machine driven by scripted reply lines,
+** with no socket: what it writes is captured and compared byte for byte.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include "tap.h"
+#include "smtp.h"
+#include "error.h"
+
+/* What the session told its owner. */
+typedef struct {
+  mh_buf out;        /* every byte written */
+  int writes;        /* number of write calls (a pipelined group is one) */
+  int done, rc;      /* io.done calls and the last rc */
+  int starttls;      /* io.starttls calls */
+  uint64_t timer;    /* last timer armed */
+} rec;
+
+static void w_cb(void *ud, const char *b, size_t n) { rec *r = ud; mh_buf_add(&r->out, b, n); r->writes++; }
+static void t_cb(void *ud, uint64_t ms) { ((rec *)ud)->timer = ms; }
+static void s_cb(void *ud) { ((rec *)ud)->starttls++; }
+static void d_cb(void *ud, int rc) { rec *r = ud; r->done++; r->rc = rc; }
+
+static mh_smtp *new_session(rec *r, int starttls) {
+  mh_smtp_params p = { .helo = "client.test", .host = "mx.test", .port = 25, .starttls = starttls,
+                       .command_ms = 60000, .data_ms = 600000 };
+  mh_smtp_io io = { r, w_cb, t_cb, s_cb, d_cb };
+  mh_buf_free(&r->out);
+  memset(r, 0, sizeof *r);
+  return mh_smtp_new(&p, &io);
+}
+
+static void feed(mh_smtp *s, const char *text) { mh_smtp_data(s, text, strlen(text)); }
+
+/* Output since the last call, as a string (and forget it). */
+static char last_out[70000];
+static const char *take(rec *r) {
+  size_t n = r->out.len < sizeof last_out - 1 ? r->out.len : sizeof last_out - 1;
+  memcpy(last_out, r->out.data ? r->out.data : "", n);
+  last_out[n] = '\0';
+  r->out.len = 0;
+  r->writes = 0;
+  return last_out;
+}
+
+static const char *EHLO_FULL =
+  "250-mx.test greets you\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250-8BITMIME\r\n"
+  "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN XOAUTH2\r\n250 STARTTLS\r\n";
+
+/* Opens a session up to READY with the given EHLO reply. */
+static mh_smtp *opened(rec *r, const char *ehlo) {
+  mh_smtp *s = new_session(r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx.test ESMTP\r\n");
+  feed(s, ehlo);
+  take(r);
+  r->done = 0;
+  return s;
+}
+
+static void test_ehlo_caps(void) {
+  rec r = { 0 };
+  mh_smtp *s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  is_int(mh_smtp_get_state(s), MH_SMTP_BANNER, "waits for the greeting");
+  is_int(r.timer, 60000, "greeting timer is the RFC 5 min capped by command_timeout");
+  feed(s, "220 mx.test ESMTP\r\n");
+  is_str(take(&r), "EHLO client.test\r\n", "EHLO with the helo name");
+  feed(s, EHLO_FULL);
+  is_int(r.done, 1, "open done");
+  is_int(r.rc, 0, "open ok");
+  const mh_smtp_caps *c = mh_smtp_get_caps(s);
+  ok((c->flags & MH_SMTP_CAP_PIPELINING) && (c->flags & MH_SMTP_CAP_8BITMIME) &&
+     (c->flags & MH_SMTP_CAP_SMTPUTF8) && (c->flags & MH_SMTP_CAP_STARTTLS) &&
+     (c->flags & MH_SMTP_CAP_ENHANCED), "PIPELINING 8BITMIME SMTPUTF8 STARTTLS ENHANCEDSTATUSCODES");
+  is_int(c->size, 100000, "SIZE limit");
+  is_int(c->auth, MH_SMTP_AUTH_PLAIN | MH_SMTP_AUTH_LOGIN | MH_SMTP_AUTH_XOAUTH2, "AUTH mechanisms");
+  ok(strstr(c->list, "AUTH,PLAIN,LOGIN,XOAUTH2") != NULL, "capability list for the report: %s", c->list);
+  ok(mh_smtp_used_ehlo(s), "EHLO used");
+  is_int(r.timer, 0, "no timer while idle");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_helo_fallback(void) {
+  rec r = { 0 };
+  mh_smtp *s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 old.test\r\n");
+  take(&r);
+  feed(s, "502 5.5.1 command not implemented\r\n");
+  is_str(take(&r), "HELO client.test\r\n", "HELO after a 5xx to EHLO");
+  feed(s, "250 old.test\r\n");
+  is_int(r.rc, 0, "open ok with HELO");
+  ok(!mh_smtp_used_ehlo(s), "no EHLO");
+  is_int(mh_smtp_get_caps(s)->flags, 0, "no capabilities");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_pipelining(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, EHLO_FULL);
+  const char *to[] = { "b@x.test", "c@x.test" };
+  const char *msg = "Subject: hi\r\n\r\nbody\r\n";
+  is_int(mh_smtp_send(s, "a@x.test", to, 2, msg, strlen(msg)), 0, "send started");
+  is_int(r.writes, 1, "the group is one write");
+  is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nDATA\r\n",
+         "MAIL, RCPT, RCPT, DATA pipelined");
+  feed(s, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n");
+  is_int(r.writes, 1, "body and dot in one write");
+  is_str(take(&r), "Subject: hi\r\n\r\nbody\r\n.\r\n", "body then dot");
+  is_int(r.timer, 600000, "final dot timer is data_timeout");
+  is_int(r.done, 0, "not done before the final reply");
+  feed(s, "250 2.0.0 queued as X\r\n");
+  is_int(r.done, 1, "done");
+  is_int(r.rc, 0, "accepted");
+  size_t n;
+  const mh_smtp_rcpt *rc = mh_smtp_rcpts(s, &n);
+  is_int(n, 2, "two recipient results");
+  ok(rc[0].accepted && rc[0].code == 250, "first accepted");
+  ok(!rc[1].accepted && rc[1].code == 550, "second refused");
+  is_str(rc[1].enhanced, "5.1.1", "its enhanced code");
+  is_str(rc[1].text, "5.1.1 no such user", "its text");
+  /* next message: RSET in front of the group */
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg)), 0, "second send");
+  is_str(take(&r), "RSET\r\nMAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
+         "RSET between messages, in the group");
+  feed(s, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n");
+  is_int(r.rc, 0, "second accepted");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_no_pipelining(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 8BITMIME\r\n");
+  const char *to[] = { "b@x.test", "c@x.test" };
+  mh_smtp_send(s, "a@x.test", to, 2, "x", 1);
+  is_str(take(&r), "MAIL FROM:<a@x.test>\r\n", "MAIL alone");
+  feed(s, "250 ok\r\n");
+  is_str(take(&r), "RCPT TO:<b@x.test>\r\n", "first RCPT");
+  feed(s, "451 4.3.0 try later\r\n");
+  is_str(take(&r), "RCPT TO:<c@x.test>\r\n", "second RCPT");
+  feed(s, "550 5.1.1 unknown\r\n");
+  is_int(r.done, 1, "done without DATA");
+  is_int(r.rc, MH_EREPLY, "no recipient accepted");
+  is_str(take(&r), "", "no DATA sent");
+  is_str(mh_smtp_stage(s), "rcpt", "stage rcpt");
+  is_int(mh_smtp_last_reply(s)->code, 451, "decisive reply is the first refusal");
+  ok(strstr(mh_smtp_errmsg(s), "b@x.test") != NULL, "message names the recipient: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_size(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 SIZE 100\r\n");
+  const char *to[] = { "b@x.test" };
+  char big[200];
+  memset(big, 'a', sizeof big);
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, big, sizeof big), MH_ETOOBIG, "over SIZE fails at once");
+  is_str(take(&r), "", "nothing sent");
+  is_int(r.done, 0, "no io.done for a refusal before start");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "session still usable");
+  ok(strstr(mh_smtp_errmsg(s), "limit of 100") != NULL, "message says the limit");
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, big, 50), 0, "under SIZE goes");
+  is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=52\r\n", "SIZE parameter");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_bad_addresses(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250 mx\r\n");
+  const char *to[] = { "b@x.test>\r\nRCPT TO:<evil@x" };
+  const char *ok_to[] = { "b@x.test" };
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, "x", 1), MH_EBADADDR, "CRLF in a recipient refused");
+  is_int(mh_smtp_send(s, "a@x.test\r\nDATA", ok_to, 1, "x", 1), MH_EBADADDR, "CRLF in the sender refused");
+  const char *u[] = { "j\xc3\xbcrg@x.test" };
+  is_int(mh_smtp_send(s, "a@x.test", u, 1, "x", 1), MH_EBADADDR, "UTF-8 address without SMTPUTF8");
+  is_str(take(&r), "", "nothing sent");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+/* Returns 1 if every CR and LF in b[0..n) is part of a CRLF pair. */
+static int crlf_only(const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (b[i] == '\r' && (i + 1 >= n || b[i + 1] != '\n')) return 0;
+    if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r')) return 0;
+  }
+  return 1;
+}
+
+static void test_dot_stuffing(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  const char *to[] = { "b@x.test" };
+  const char msg[] = "Subject: x\n\nline1\n.\nfoo\r.\rbar\rbaz\r\n..x\n.";
+  mh_smtp_send(s, "a@x.test", to, 1, msg, sizeof msg - 1);
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  const char *got = take(&r);
+  is_str(got, "Subject: x\r\n\r\nline1\r\n..\r\nfoo\r\n..\r\nbar\r\nbaz\r\n...x\r\n..\r\n.\r\n",
+         "dot-stuffed, every line end CRLF, one terminator");
+  ok(crlf_only(got, strlen(got)), "no bare CR or LF on the wire");
+  ok(strstr(got, "\r\n.\r\n") == got + strlen(got) - 5, "\\r\\n.\\r\\n only at the end");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+
+  /* the writer alone, in pieces: a CR at the end of one chunk and LF at the next */
+  mh_smtp_dotw w;
+  mh_buf out = { 0 };
+  mh_smtp_dot_init(&w);
+  mh_smtp_dot_write(&w, &out, "a\r", 2);
+  mh_smtp_dot_write(&w, &out, "\n.b\r", 4);
+  mh_smtp_dot_write(&w, &out, ".c", 2);
+  mh_smtp_dot_finish(&w, &out);
+  is_str(out.data, "a\r\n..b\r\n..c\r\n.\r\n", "CRLF split across writes is one line end");
+  mh_buf_free(&out);
+
+  /* a 2000-byte header line is folded (continuation starts with a space), a body line broken */
+  char big[2100];
+  memcpy(big, "X-Long: ", 8);
+  memset(big + 8, 'h', 1992);
+  memcpy(big + 2000, "\n\n", 2);
+  memset(big + 2002, 'b', 98);
+  mh_smtp_dot_init(&w);
+  mh_smtp_dot_write(&w, &out, big, 2100);
+  mh_smtp_dot_finish(&w, &out);
+  int maxline = 0, cur = 0, folded = 0;
+  for (size_t i = 0; i < out.len; i++) {
+    if (out.data[i] == '\r') {
+      if (cur > maxline) maxline = cur;
+      cur = 0;
+      i++;
+      if (i + 1 < out.len && out.data[i + 1] == ' ') folded++;
+      continue;
+    }
+    cur++;
+  }
+  ok(maxline <= 998, "no line over 998 octets (max %d)", maxline);
+  ok(folded >= 2, "header line folded with a leading space (%d folds)", folded);
+  mh_buf_free(&out);
+}
+
+static void test_reply_parser(void) {
+  rec r = { 0 };
+  mh_smtp *s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220-first\r\n250 other code\r\n");
+  is_int(r.rc, MH_EPROTO, "continuation with another code is a violation");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "session closed");
+  ok(strstr(mh_smtp_errmsg(s), "continuation") != NULL, "message says why: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  char line[2100];
+  memset(line, 'a', sizeof line);
+  memcpy(line, "220 ", 4);
+  mh_smtp_data(s, line, sizeof line);
+  is_int(r.rc, MH_ETOOLONG, "over-long line (even before its LF) refused");
+  mh_smtp_free(s);
+
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  for (int i = 0; i < 150 && r.done == 0; i++) feed(s, "220-more\r\n");
+  is_int(r.rc, MH_ETOOLONG, "more than %d lines refused", MH_SMTP_LINES_MAX);
+  mh_smtp_free(s);
+
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "22O hello\r\n");
+  is_int(r.rc, MH_EPROTO, "non-digit code refused");
+  mh_smtp_free(s);
+
+  mh_smtp_reply rep;
+  mh_smtp_reply_reset(&rep);
+  is_int(mh_smtp_reply_line(&rep, "451 4.7.1 greylisted", 20), 1, "one-line reply complete");
+  is_str(rep.enhanced, "4.7.1", "enhanced code");
+  mh_smtp_reply_reset(&rep);
+  mh_smtp_reply_line(&rep, "451 5.7.1 class mismatch", 24);
+  is_str(rep.enhanced, "", "enhanced code of another class ignored");
+  mh_smtp_reply_reset(&rep);
+  is_int(mh_smtp_reply_line(&rep, "250", 3), 1, "bare code is a complete reply");
+}
+
+static void test_starttls(void) {
+  rec r = { 0 };
+  mh_smtp *s = new_session(&r, 2);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx\r\n");
+  take(&r);
+  feed(s, "250-mx\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n");
+  is_str(take(&r), "STARTTLS\r\n", "STARTTLS sent");
+  feed(s, "220 go ahead\r\n250-injected\r\n");
+  is_int(r.done, 1, "done");
+  is_int(r.rc, MH_EPROTO, "bytes after the 220 abort the session");
+  is_int(r.starttls, 0, "no handshake started");
+  is_str(take(&r), "", "nothing sent after");
+  is_str(mh_smtp_stage(s), "tls", "stage tls");
+  mh_smtp_free(s);
+
+  s = new_session(&r, 2);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx\r\n");
+  feed(s, "250-mx\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n");
+  take(&r);
+  feed(s, "220 go ahead\r\n");
+  is_int(r.starttls, 1, "handshake requested");
+  is_int(mh_smtp_get_caps(s)->auth, 0, "capabilities from before TLS forgotten");
+  feed(s, "2");
+  is_int(r.rc, MH_EPROTO, "a byte during the handshake aborts too");
+  mh_smtp_free(s);
+
+  s = new_session(&r, 2);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx\r\n250-mx\r\n250 STARTTLS\r\n");
+  feed(s, "220 go ahead\r\n");
+  take(&r);
+  mh_smtp_tls_ready(s);
+  is_str(take(&r), "EHLO client.test\r\n", "EHLO again after the handshake");
+  feed(s, "250-mx\r\n250 AUTH LOGIN\r\n");
+  is_int(r.rc, 0, "open ok");
+  ok(mh_smtp_is_tls(s), "TLS on");
+  is_int(mh_smtp_get_caps(s)->auth, MH_SMTP_AUTH_LOGIN, "capabilities from after TLS");
+  mh_smtp_free(s);
+
+  s = new_session(&r, 2);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx\r\n");
+  take(&r);
+  feed(s, "250-mx\r\n250 AUTH PLAIN\r\n");
+  is_int(r.rc, MH_ENOTLS, "STARTTLS not offered while required");
+  is_str(take(&r), "", "nothing sent (no AUTH, no MAIL)");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "closed");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_auth(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 AUTH PLAIN LOGIN\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_PLAIN, "user", "pass");
+  is_str(take(&r), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n", "AUTH PLAIN with initial response");
+  feed(s, "235 2.7.0 ok\r\n");
+  is_int(r.rc, 0, "authenticated");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 AUTH LOGIN\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_LOGIN, "user", "pass");
+  is_str(take(&r), "AUTH LOGIN\r\n", "AUTH LOGIN");
+  feed(s, "334 VXNlcm5hbWU6\r\n");
+  is_str(take(&r), "dXNlcg==\r\n", "user name");
+  feed(s, "334 UGFzc3dvcmQ6\r\n");
+  is_str(take(&r), "cGFzcw==\r\n", "password");
+  feed(s, "535 5.7.8 bad credentials\r\n");
+  is_int(r.rc, MH_EAUTH, "refused");
+  is_str(mh_smtp_stage(s), "auth", "stage auth");
+  is_int(mh_smtp_last_reply(s)->code, 535, "server's code kept");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "session still usable after 535");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 AUTH XOAUTH2\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_XOAUTH2, "u", "tok");
+  is_str(take(&r), "AUTH XOAUTH2 dXNlcj11AWF1dGg9QmVhcmVyIHRvawEB\r\n", "XOAUTH2 initial response");
+  feed(s, "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+  is_str(take(&r), "\r\n", "empty answer to the error challenge");
+  feed(s, "535 5.7.3 token expired\r\n");
+  is_int(r.rc, MH_EAUTH, "refused after the challenge");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_check_sender_and_quit(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  is_int(mh_smtp_check_sender(s, "a@x.test"), 0, "check started");
+  is_str(take(&r), "MAIL FROM:<a@x.test>\r\nRSET\r\n", "MAIL and RSET pipelined");
+  feed(s, "553 5.7.1 sender not allowed\r\n250 ok\r\n");
+  is_int(r.rc, MH_EREPLY, "sender refused");
+  is_str(mh_smtp_stage(s), "mail", "stage mail");
+  is_int(mh_smtp_last_reply(s)->code, 553, "code kept");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready again");
+  mh_smtp_quit(s);
+  is_str(take(&r), "QUIT\r\n", "QUIT");
+  feed(s, "221 bye\r\n");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "closed after QUIT");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_timeouts_and_421(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250 mx\r\n");
+  const char *to[] = { "b@x.test" };
+  mh_smtp_send(s, "a@x.test", to, 1, "x", 1);
+  is_int(mh_smtp_state_timeout(s), 60000, "MAIL: 5 min capped by command_timeout");
+  feed(s, "250 ok\r\n250 ok\r\n");
+  is_int(mh_smtp_get_state(s), MH_SMTP_DATA, "waiting for 354");
+  is_int(r.timer, 60000, "DATA: 2 min capped");
+  feed(s, "3");
+  mh_smtp_timeout(s);
+  is_int(r.rc, MH_ETIMEDOUT, "a partial reply does not stop the timeout");
+  is_str(mh_smtp_stage(s), "data", "stage data");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250 mx\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, "x", 1);
+  feed(s, "421 4.4.2 shutting down\r\n");
+  is_int(r.rc, MH_EREPLY, "421 ends the op");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "and the session");
+  mh_smtp_free(s);
+
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "554 go away\r\n");
+  is_int(r.rc, MH_EREPLY, "554 greeting fails the open");
+  is_str(mh_smtp_stage(s), "connect", "stage connect");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+static void test_state_names(void) {
+  is_str(mh_smtp_state_name(MH_SMTP_BANNER), "BANNER", "state names from the X-macro");
+  is_str(mh_smtp_state_name(MH_SMTP_CLOSED), "CLOSED", "last state");
+}
+
+int main(void) {
+  test_ehlo_caps();
+  test_helo_fallback();
+  test_pipelining();
+  test_no_pipelining();
+  test_size();
+  test_bad_addresses();
+  test_dot_stuffing();
+  test_reply_parser();
+  test_starttls();
+  test_auth();
+  test_check_sender_and_quit();
+  test_timeouts_and_421();
+  test_state_names();
+  return done_testing();
+}
