@@ -21,6 +21,7 @@ local rules = {
 
 local handlers = {}         -- event -> {{fn=, name=, file=}, ...} in registration order
 local loading = nil         -- the rule file being loaded (its handlers are tagged with it)
+local file_timers = {}      -- every() timers made by rule files (stopped on reload)
 local STEP = 10000          -- the count hook runs every STEP instructions
 
 local function describe(fn)
@@ -137,6 +138,13 @@ local function rule_env(path)
     throttle = rs.throttle, digest = rs.digest, period = rs.period, hold = rs.hold,
     enqueue = function(...) return mh.enqueue(...) end,
     RULE_FILE = path,
+    -- every(seconds, fn): a periodic task for the service; it never keeps a
+    -- process alive and is stopped when the rules are reloaded
+    every = function(seconds, fn)
+      local h = core.rstate.ticker(seconds, fn)
+      file_timers[#file_timers + 1] = h
+      return h
+    end,
     SERVICE = rules.is_service(),   -- true under `mailhook run`: start timers only then
   }
   return setmetatable({}, {
@@ -180,6 +188,8 @@ end
 function rules.load(paths)
   local n, errors = 0, {}
   -- a reload (SIGHUP) replaces what the files registered before
+  for _, h in ipairs(file_timers) do h:stop() end
+  file_timers = {}
   for event, list in pairs(handlers) do
     local keep = {}
     for _, h in ipairs(list) do if not h.file then keep[#keep + 1] = h end end
@@ -242,7 +252,8 @@ function rules.is_service()
 end
 
 -- serve(): starts (once) the sweep that sends due throttle summaries, digests
--- and held mail every rules.sweep_interval seconds.  Returns the timer handle.
+-- and held mail every rules.sweep_interval seconds, on a timer that does not keep
+-- the process alive (the service's own handles do).  Returns the timer handle.
 local sweeper
 function rules.serve()
   if sweeper then return sweeper end
@@ -253,7 +264,7 @@ function rules.serve()
     if not ok then core.log("warn", "rules: sweep: " .. tostring(err)) end
   end
   core.spawn(sweep)
-  sweeper = core.every(rules.sweep_interval, sweep)
+  sweeper = core.rstate.ticker(rules.sweep_interval, sweep)   -- never holds the process
   return sweeper
 end
 
