@@ -132,12 +132,12 @@ end
 -- must not silently make a nil, nor leak state between files).
 local function rule_env(path)
   local mh = require "mailhook"
-  local rs = require "mailhook.rule_state"
+  local function rs() return require "mailhook.rule_state" end
   local own = {
-    mh = mh, on = rules.on, emit = rules.emit, template = mh.template,
-    throttle = rs.throttle, digest = rs.digest, period = rs.period, hold = rs.hold,
+    mh = mh, on = rules.on, emit = rules.emit,
     enqueue = function(...) return mh.enqueue(...) end,
     RULE_FILE = path,
+    SERVICE = rules.is_service(),   -- true under `mailhook run`: start timers only then
     -- every(seconds, fn): a periodic task for the service; it never keeps a
     -- process alive and is stopped when the rules are reloaded
     every = function(seconds, fn)
@@ -145,11 +145,19 @@ local function rule_env(path)
       file_timers[#file_timers + 1] = h
       return h
     end,
-    SERVICE = rules.is_service(),   -- true under `mailhook run`: start timers only then
+  }
+  -- loaded on first use, so a hook whose rules need neither stays cheap
+  local lazy = {
+    template = function() return mh.template end,
+    throttle = function() return rs().throttle end,
+    digest = function() return rs().digest end,
+    period = function() return rs().period end,
+    hold = function() return rs().hold end,
   }
   return setmetatable({}, {
     __index = function(_, k)
       local v = own[k]
+      if v == nil and lazy[k] then v = lazy[k](); own[k] = v end
       if v == nil then v = _G[k] end
       if v == nil then
         error(string.format("read of undeclared global '%s' (declare it with local)", tostring(k)), 2)
@@ -224,9 +232,10 @@ function rules.dispatch(event, fields)
   local msgs = {}
   for _, f in ipairs(failures) do msgs[#msgs + 1] = "rule " .. f.handler .. " failed: " .. f.error end
   if n == 0 then core.log("warn", "hook: no rule handles event '" .. event .. "'") end
-  local rs = require "mailhook.rule_state"
-  if core.rstate.exists(rs.state_dir()) then
-    local sok, serr = pcall(rs.sweep)
+  local loaded = package.loaded["mailhook.rule_state"]
+  local dir = loaded and loaded.state_dir() or (core.paths.spool .. "/state/rules")
+  if core.rstate.exists(dir) then
+    local sok, serr = pcall(require("mailhook.rule_state").sweep)
     if not sok then core.log("warn", "hook: sweep: " .. tostring(serr)) end
   end
   return ok and 0 or 1, msgs
