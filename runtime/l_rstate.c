@@ -357,24 +357,26 @@ static int l_exists(lua_State *L) {
 ** previous tick's task is still running. */
 #define TICKER_MT "mailhook.Ticker"
 
+/* Owned by C (malloc), not by the userdata: the timer's memory must outlive the
+** Lua state when lua_close() collects a ticker that was never stopped, until
+** libuv's close callback runs. */
 typedef struct {
   uv_timer_t timer;
-  lua_State *L;           /* the main state, to spawn from */
+  lua_State *L;           /* the main state, to spawn from; NULL once stopped */
   int fn_ref;             /* the function, released on stop */
   mh_task *last;          /* the previous tick's task (kept by last_ref) */
   int last_ref;
-  int closed;
 } ticker_t;
 
-static void ticker_close_cb(uv_handle_t *h) {
-  ticker_t *t = (ticker_t *)h->data;
-  lua_pushnil(t->L);
-  lua_rawsetp(t->L, LUA_REGISTRYINDEX, t);   /* unpin: the userdata may go now */
-}
+typedef struct {
+  ticker_t *t;            /* NULL once stopped */
+} ticker_ud;
+
+static void ticker_close_cb(uv_handle_t *h) { free(h->data); }
 
 static void ticker_cb(uv_timer_t *h) {
   ticker_t *t = (ticker_t *)h->data;
-  if (t->last && mh_task_done(t->last) == 0) return;
+  if (!t->L || (t->last && mh_task_done(t->last) == 0)) return;
   luaL_unref(t->L, LUA_REGISTRYINDEX, t->last_ref);
   lua_rawgeti(t->L, LUA_REGISTRYINDEX, t->fn_ref);
   t->last = mh_task_spawn(t->L, -1, 0, "rules sweep");
@@ -382,31 +384,55 @@ static void ticker_cb(uv_timer_t *h) {
   lua_pop(t->L, 1);
 }
 
-static int l_ticker_stop(lua_State *L) {
-  ticker_t *t = (ticker_t *)luaL_checkudata(L, 1, TICKER_MT);
-  if (t->closed) return 0;
-  t->closed = 1;
+/* Stops the timer and hands its memory to the close callback.  release: also
+** drop the Lua references and the pin (not during lua_close, from __gc). */
+static void ticker_stop(lua_State *L, ticker_ud *u, int release) {
+  ticker_t *t = u->t;
+  if (!t) return;
+  u->t = NULL;
+  if (release) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->last_ref);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, u);
+  }
+  t->L = NULL;
+  t->last = NULL;
   uv_timer_stop(&t->timer);
   uv_close((uv_handle_t *)&t->timer, ticker_close_cb);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->last_ref);
-  t->fn_ref = t->last_ref = LUA_NOREF;
-  t->last = NULL;
+}
+
+static int l_ticker_stop(lua_State *L) {
+  ticker_stop(L, (ticker_ud *)luaL_checkudata(L, 1, TICKER_MT), 1);
   return 0;
+}
+
+static int l_ticker_gc(lua_State *L) {
+  ticker_stop(L, (ticker_ud *)luaL_checkudata(L, 1, TICKER_MT), 0);
+  return 0;
+}
+
+static int l_ticker_tostring(lua_State *L) {
+  ticker_ud *u = (ticker_ud *)luaL_checkudata(L, 1, TICKER_MT);
+  lua_pushfstring(L, "mailhook.Ticker(%s)", u->t ? "running" : "stopped");
+  return 1;
 }
 
 /* ticker(seconds, fn) -> handle with :stop() */
 static int l_ticker(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
+  ticker_ud *u;
   ticker_t *t;
   uint64_t ms;
   luaL_argcheck(L, s > 0 && s < 1e9, 1, "period must be > 0 seconds");
   luaL_checktype(L, 2, LUA_TFUNCTION);
   ms = (uint64_t)(s * 1000.0 + 0.5);
   if (ms == 0) ms = 1;
-  t = (ticker_t *)lua_newuserdatauv(L, sizeof *t, 0);
-  memset(t, 0, sizeof *t);
+  u = (ticker_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->t = NULL;
   luaL_setmetatable(L, TICKER_MT);
+  t = (ticker_t *)calloc(1, sizeof *t);
+  if (!t) return luaL_error(L, "out of memory");
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   t->L = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -417,8 +443,9 @@ static int l_ticker(lua_State *L) {
   uv_timer_init(mh_l_loop(), &t->timer);
   uv_timer_start(&t->timer, ticker_cb, ms, ms);
   uv_unref((uv_handle_t *)&t->timer);
+  u->t = t;
   lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, t);      /* pinned until stopped and closed */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, u);      /* pinned until stopped */
   return 1;
 }
 
@@ -431,6 +458,12 @@ void l_rstate_open(lua_State *L) {
   if (luaL_newmetatable(L, TICKER_MT)) {
     luaL_newlib(L, ticker_m);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_ticker_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_ticker_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_ticker_tostring);
+    lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
   if (luaL_newmetatable(L, LOCK_MT)) {
