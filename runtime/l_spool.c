@@ -120,6 +120,10 @@ typedef struct {
   size_t nstrs;
   /* lock */
   long holder;
+  /* scan: at most this many ids (0 = all) */
+  size_t limit;
+  /* defer: attempts to record, -1 = stored + 1 */
+  int attempts;
   /* scan */
   char **ids;
   long nids;
@@ -179,7 +183,7 @@ static void op_work(void *arg) {
     else if (o->rc)
       snprintf(o->err, sizeof o->err, "spool %s: lock: %s", mh_spool_dir(sp), mh_strerror(o->rc));
     break;
-  case OP_SCAN: o->nids = mh_spool_scan(sp, &o->ids, o->err); o->rc = o->nids < 0 ? (int)o->nids : 0;
+  case OP_SCAN: o->nids = mh_spool_scan(sp, o->limit, &o->ids, o->err); o->rc = o->nids < 0 ? (int)o->nids : 0;
     if (o->nids < 0) o->nids = 0;
     break;
   case OP_LOAD:
@@ -188,7 +192,7 @@ static void op_work(void *arg) {
     break;
   case OP_DELIVERED: o->rc = mh_spool_delivered(sp, o->id, o->err); break;
   case OP_DEFER:
-    o->rc = mh_spool_defer(sp, o->id, o->next_attempt, o->reply,
+    o->rc = mh_spool_defer(sp, o->id, o->attempts, o->next_attempt, o->reply,
                            (const char *const *)o->strs, o->nstrs, o->err);
     break;
   case OP_FAIL: o->rc = mh_spool_fail(sp, o->id, o->reason, o->reply, o->err); break;
@@ -465,7 +469,17 @@ static int simple(lua_State *L, int kind, const char *what) {
 }
 
 static int l_lock(lua_State *L) { return simple(L, OP_LOCK, "spool:lock"); }
-static int l_scan(lua_State *L) { return simple(L, OP_SCAN, "spool:scan"); }
+/* Spool:scan([limit]) -> {id...} oldest first (the `limit` oldest)   (waits) */
+static int l_scan(lua_State *L) {
+  lua_Integer limit = luaL_optinteger(L, 2, 0);
+  op *o;
+  check_spool(L, 1);
+  luaL_argcheck(L, limit >= 0, 2, "limit must be >= 0");
+  check_can_wait(L, "spool:scan");
+  o = op_new(L, OP_SCAN, 0);
+  o->limit = (size_t)limit;
+  return op_start(L, o, "spool:scan");
+}
 static int l_load(lua_State *L) { return simple(L, OP_LOAD, "spool:load"); }
 static int l_delivered(lua_State *L) { return simple(L, OP_DELIVERED, "spool:delivered"); }
 static int l_retry(lua_State *L) { return simple(L, OP_RETRY, "spool:retry"); }
@@ -507,8 +521,11 @@ static int l_defer(lua_State *L) {
   luaL_argcheck(L, lua_isnil(L, 5) || lua_isnumber(L, 5), 3, "next_attempt must be a number");
   lua_getfield(L, 3, "reply");         /* 6 */
   luaL_argcheck(L, lua_isnil(L, 6) || lua_isstring(L, 6), 3, "reply must be a string");
-  o = op_new(L, OP_DEFER, nd);         /* anchor at 7 */
+  lua_getfield(L, 3, "attempts");      /* 7 */
+  luaL_argcheck(L, lua_isnil(L, 7) || lua_isinteger(L, 7), 3, "attempts must be an integer");
+  o = op_new(L, OP_DEFER, nd);         /* anchor at 8 */
   snprintf(o->id, sizeof o->id, "%s", id);
+  o->attempts = lua_isnil(L, 7) ? -1 : (int)lua_tointeger(L, 7);
   o->next_attempt = (int64_t)luaL_optnumber(L, 5, 0);
   if (!lua_isnil(L, 6)) o->reply = strdup(lua_tostring(L, 6));
   for (size_t i = 1; i <= nd; i++) {

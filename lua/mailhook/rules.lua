@@ -277,6 +277,12 @@ function rules.serve()
   return sweeper
 end
 
+-- unserve(): stops the sweep (the service is exiting: no timer may keep it alive).
+function rules.unserve()
+  if sweeper then sweeper:stop(); sweeper = nil end
+  rules.serving = false
+end
+
 -- start(paths) -> {loaded=, errors=, stop=}: loads the rules and serves.
 function rules.start(paths)
   rules.serving = true

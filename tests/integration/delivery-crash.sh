@@ -23,6 +23,9 @@ queue_round() {   # queue N messages for this round; the ids are <ENQ_SEQ+1..+N@
 }
 # received IDs of this round, with repetitions
 round_ids() { received_ids "$T/peer" | tr -d '<>' | awk -F@ -v a="$FIRST" -v b="$((FIRST + N - 1))" '$1 >= a && $1 <= b'; }
+# strace started with -o FILE PROG blocks SIGTERM (its -I3 default): stop the traced
+# service itself, and strace ends with it.
+stop_traced() { pkill -TERM -P "$1" 2>/dev/null; kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
 svc_gone_or_drained() { ! kill -0 "$1" 2>/dev/null || pickup_empty; }
 
 # calls SYSCALL: how many times a clean run makes it while delivering one round
@@ -31,7 +34,7 @@ calls() {
   strace -f -c -o "$T/count" -e trace="$1" "$MAILHOOK" run >/dev/null 2>&1 &
   local st=$!
   wait_for 20 pickup_empty
-  kill -TERM $st; wait $st
+  stop_traced $st
   awk -v s="$1" '$NF == s { print $4; f = 1 } END { if (!f) print 0 }' "$T/count"
 }
 
@@ -44,7 +47,7 @@ round() {
     -e inject="$sc":signal=SIGKILL:when="$when" "$MAILHOOK" run >>"$T/svc.log" 2>&1 &
   local st=$!
   wait_for 20 svc_gone_or_drained $st
-  kill -TERM $st 2>/dev/null; wait $st 2>/dev/null
+  stop_traced $st
   local killed=no; grep -q "killed by SIGKILL" "$T/strace.log" && killed=yes
   svc_start                    # restart without injection: the spool holds the rest
   wait_for 20 pickup_empty

@@ -132,6 +132,8 @@ return function(...)
   local st = d:run()
   if watch and watch.stop then watch:stop() end
   for _, h in ipairs(handles) do h:stop() end
+  local rok, rules = pcall(require, "mailhook.rules")
+  if rok and type(rules) == "table" and rules.unserve then rules.unserve() end
   mh.log.info(string.format("mailhook run: stopped (delivered %d, deferred %d, failed %d, %d left)",
                             st.delivered, st.deferred, st.failed, count(sp)))
   sp:close()
