@@ -6,18 +6,26 @@
 . "$(dirname "$0")/lib.sh"
 : "${ROOT:=$(cd "$(dirname "$0")/.." && pwd)}"
 B=${BENCH_DIR:-$ROOT/build/bench-spool}
-N=${SPOOL_BENCH_N:-200}; ROUNDS=${SPOOL_BENCH_ROUNDS:-5}
+N=${SPOOL_BENCH_N:-150}; ROUNDS=${SPOOL_BENCH_ROUNDS:-7}
 rm -rf "$B"; mkdir -p "$B"
 med() { /usr/bin/python3 -c 'import sys,statistics; print("%.0f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+mb() { /usr/bin/python3 -c 'import sys; print("%.1f MB" % (int(sys.argv[1]) / 1024))' "$1"; }
 pct() { /usr/bin/python3 -c 'import sys; print("%.0f%%" % (100*float(sys.argv[1])/float(sys.argv[2])))' "$1" "$2"; }
 
 # rounds LABEL: probe, single enqueue, batch enqueue, alternately, ROUNDS times
 rounds() {
   local p=() s=() b=() i
   for ((i = 0; i < ROUNDS; i++)); do
-    p+=("$(/usr/bin/python3 "$ROOT/bench/spool-probe.py" "$B/probe" "$N")")
-    s+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 1)")
-    b+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 32)")
+    # the order flips every round, so neither side always runs first after the clean-up
+    if ((i % 2 == 0)); then
+      p+=("$(/usr/bin/python3 "$ROOT/bench/spool-probe.py" "$B/probe" "$N")")
+      s+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 1)")
+      b+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 32)")
+    else
+      b+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 32)")
+      s+=("$("$MAILHOOK" "$ROOT/bench/spool-enqueue.lua" "$B/spool" "$N" 1)")
+      p+=("$(/usr/bin/python3 "$ROOT/bench/spool-probe.py" "$B/probe" "$N")")
+    fi
     rm -rf "$B/probe/new" "$B/spool/pickup"/*   # keep the folders from growing between rounds
   done
   local fp fs fb
@@ -32,7 +40,7 @@ churn() {
 import os, sys
 for d in sys.argv[1:]:
     os.makedirs(d, exist_ok=True)
-    names = ["%s/churn-%d" % (d, i) for i in range(20000)]
+    names = ["%s/churn-%d" % (d, i) for i in range(8000)]
     for n in names:
         with open(n, "wb") as f: f.write(b"x" * 1024)
     os.sync()
@@ -53,15 +61,17 @@ for i in range(100000):
     with open("%s/%016x.eml" % (d, base + i), "wb") as f: f.write(body)
 PY
 read -r rss secs < <( { /usr/bin/time -f "%M %e" "$MAILHOOK" -s "$Q" queue > "$B/q.out"; } 2>&1 | tail -1)
-echo "spool  mailhook queue over $(($(wc -l < "$B/q.out") - 1)) messages: peak RSS $((rss / 1024)) MB (goal <= 10 MB), ${secs} s"
+echo "spool  mailhook queue over $(($(wc -l < "$B/q.out") - 1)) messages: peak RSS $(mb "$rss") (goal <= 10 MB), ${secs} s"
 read -r rss secs < <( { /usr/bin/time -f "%M %e" "$MAILHOOK" -s "$Q" queue --json > /dev/null; } 2>&1 | tail -1)
-echo "spool  mailhook queue --json: peak RSS $((rss / 1024)) MB, ${secs} s"
+echo "spool  mailhook queue --json: peak RSS $(mb "$rss"), ${secs} s"
 rm -rf "$Q"
+read -r rss secs < <( { /usr/bin/time -f "%M %e" "$MAILHOOK" -e '' ; } 2>&1 | tail -1)
+echo "spool  (for scale: mailhook -e '' peak RSS $(mb "$rss"))"
 
 # peak RSS of enqueuing a 200 MB attachment (the message builder streams it)
 C=$B/conf
 "$MAILHOOK" -c "$C" update enabled=true server=127.0.0.1 from=bench@ex.org > /dev/null
 head -c 200000000 /dev/urandom > "$B/big.bin"
 read -r rss secs < <( { echo body | /usr/bin/time -f "%M %e" "$MAILHOOK" -c "$C" -s "$B/spool" enqueue --to sink@ex.org --attach "$B/big.bin" > /dev/null; } 2>&1 | tail -1)
-echo "spool  enqueue of a 200 MB attachment: peak RSS $((rss / 1024)) MB (goal <= 20 MB), ${secs} s (file $(( $(du -m "$B"/spool/pickup/*.eml | tail -1 | cut -f1) )) MB)"
+echo "spool  enqueue of a 200 MB attachment: peak RSS $(mb "$rss") (goal <= 20 MB), ${secs} s (file $(( $(du -m "$B"/spool/pickup/*.eml | tail -1 | cut -f1) )) MB)"
 rm -rf "$B"

@@ -31,13 +31,17 @@ for i in \$(seq 100); do msmtp --host=127.0.0.1 --port=$PORT --auth=off --tls=of
 SH
 
 MAILHOOK_SPOOL=$T /usr/bin/python3 - "$MAILHOOK" "$T/send.lua" "$SOURCE" "$PORT" "$T/msmtp.sh" <<'PY'
-import subprocess, sys, time, statistics, shutil
+import subprocess, sys, time, statistics, shutil, resource
 mh, script, source, port, msmtp = sys.argv[1:6]
 N = 2000
+cpu = {}
 def run(cmd):
     t = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu.setdefault(cmd[0], []).append(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime)
     if r.returncode != 0:
         sys.exit("failed: %s: %s" % (cmd[0], r.stderr.decode()[-300:]))
     return dt
@@ -50,8 +54,10 @@ have_msmtp = shutil.which("msmtp") is not None
 for _ in range(3 if have_msmtp else 0):
     c.append(100 / run(["sh", msmtp]))
 ma, mb = statistics.median(a), statistics.median(b)
+ca, cb = statistics.median(cpu[mh]) / N * 1e6, statistics.median(cpu[source]) / N * 1e6
 print("smtp  mailhook     %7.0f msg/s   (2000 x 1 KB, one session, median of 5)" % ma)
 print("smtp  smtp-source  %7.0f msg/s   (-d: one session, reuse)   ratio %.2f (goal >= 1.5)" % (mb, ma / mb))
+print("smtp  client CPU per message: mailhook %.0f us, smtp-source %.0f us (the sink not counted)" % (ca, cb))
 if c:
     mc = statistics.median(c)
     print("smtp  msmtp        %7.1f msg/s   (one process per message, 100 runs)   ratio %.0f (goal >= 50)" % (mc, ma / mc))

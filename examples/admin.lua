@@ -51,9 +51,10 @@ on("disk_full", function(ev)
   })
 end)
 
--- Under `mailhook run` only: watch the spool's disk and emit disk_full.
+-- Under `mailhook run` only: watch the spool's disk and emit disk_full
+-- (every() is the rules' timer: it never keeps a process alive).
 if SERVICE then
-  mh.every(300, function()
+  every(300, function()
     local p = io.popen("df -P " .. mh.paths.spool .. " 2>/dev/null")
     local out = p and p:read("a") or ""
     if p then p:close() end

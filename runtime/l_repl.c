@@ -65,14 +65,20 @@ static struct {
 /* Written by the SIGINT handler, read on the loop thread. */
 static volatile sig_atomic_t sig_pending;  /* a Ctrl-C not yet acted upon */
 static volatile sig_atomic_t sig_running;  /* it came while a line ran (else: at the prompt) */
+static volatile sig_atomic_t sig_hit;      /* the guarded line was interrupted */
 static lua_State *volatile guard_co;       /* coroutine of the guarded task (hooked) */
 
 /* ------------------------------------------------------------ interrupt */
 
-/* Count hook set by the signal handler: raises "interrupted" in the busy task. */
+/* Count hook set by the signal handler: raises "interrupted" in the busy task.
+** It stays armed until guard(nil), so a loop that catches errors with pcall
+** cannot swallow the interrupt: the period changes by one instruction each
+** time, or a loop of fixed length would be hit at the same (caught) place. */
+#define REARM 1000
 static void stop_hook(lua_State *L, lua_Debug *ar) {
+  static unsigned shift;
   (void)ar;
-  lua_sethook(L, NULL, 0, 0);
+  lua_sethook(L, stop_hook, LUA_MASKCOUNT, REARM + (int)(shift++ % 97));
   sig_pending = 0;
   lua_pushliteral(L, "interrupted");
   lua_error(L);
@@ -90,6 +96,7 @@ static void on_sigint(int sig) {
   }
   sig_pending = 1;
   sig_running = co != NULL;
+  if (co) sig_hit = 1;
   if (co) lua_sethook(co, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
   uv_async_send(&R.async);
   errno = saved;
@@ -148,8 +155,12 @@ static void async_cb(uv_async_t *h) {
      guard() interrupts the line at once */
 }
 
-/* guard(task | nil): while set, Ctrl-C interrupts task instead of the prompt. */
+/* guard(task): until guard(nil), Ctrl-C interrupts task instead of the prompt.
+** guard(nil) returns true when a Ctrl-C reached the task meanwhile (whatever
+** became of the error it raised: the line counts as interrupted). */
 static int l_guard(lua_State *L) {
+  int hit = sig_hit;
+  sig_hit = 0;
   if (R.guard_task) {
     lua_State *co = guard_co;
     guard_co = NULL;
@@ -160,11 +171,13 @@ static int l_guard(lua_State *L) {
   }
   if (lua_isnoneornil(L, 1)) {
     sig_pending = 0;                 /* a Ctrl-C for the line that just ended */
-    return 0;
+    lua_pushboolean(L, hit);
+    return 1;
   }
   R.guard_task = (mh_task *)luaL_checkudata(L, 1, "mailhook.Task");
   if (sig_pending && !sig_running) { /* Ctrl-C came after Enter, before this */
     sig_pending = 0;
+    sig_hit = 1;
     mh_task_interrupt(R.guard_task);
   }
   /* the task's coroutine is its first user value (l_sched.c) */

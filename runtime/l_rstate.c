@@ -12,6 +12,8 @@
 **       isdst, gmtoff}: the broken-down local time of epoch t in zone tz
 **       (a zoneinfo name such as "Europe/Paris"; nil or "" = the process zone).
 **   rstate.exists(path) -> bool.
+**   rstate.ticker(seconds, fn) -> handle:stop(): fn as a task every period, on
+**       a timer that does not keep the process alive (the service's sweep).
 **   rstate.list(dir) -> sorted names; rstate.mkdir(path): mkdir -p, 0700.
 **   rstate.mktime(fields, tz) -> epoch: the inverse (isdst = -1: the zone's
 **       rules decide, so a time in a DST gap moves forward, as mktime does).
@@ -29,6 +31,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <stdint.h>
 #include <time.h>
 #include <unistd.h>
 #include "l_sched.h"
@@ -346,11 +349,123 @@ static int l_exists(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- ticker */
+
+/* A periodic timer that never keeps the process alive (uv_unref): the sweep of
+** due summaries runs while `mailhook run` runs, and does not hold it once the
+** service stopped its own handles.  Each tick spawns fn as a task unless the
+** previous tick's task is still running. */
+#define TICKER_MT "mailhook.Ticker"
+
+/* Owned by C (malloc), not by the userdata: the timer's memory must outlive the
+** Lua state when lua_close() collects a ticker that was never stopped, until
+** libuv's close callback runs. */
+typedef struct {
+  uv_timer_t timer;
+  lua_State *L;           /* the main state, to spawn from; NULL once stopped */
+  int fn_ref;             /* the function, released on stop */
+  mh_task *last;          /* the previous tick's task (kept by last_ref) */
+  int last_ref;
+} ticker_t;
+
+typedef struct {
+  ticker_t *t;            /* NULL once stopped */
+} ticker_ud;
+
+static void ticker_close_cb(uv_handle_t *h) { free(h->data); }
+
+static void ticker_cb(uv_timer_t *h) {
+  ticker_t *t = (ticker_t *)h->data;
+  if (!t->L || (t->last && mh_task_done(t->last) == 0)) return;
+  luaL_unref(t->L, LUA_REGISTRYINDEX, t->last_ref);
+  lua_rawgeti(t->L, LUA_REGISTRYINDEX, t->fn_ref);
+  t->last = mh_task_spawn(t->L, -1, 0, "rules sweep");
+  t->last_ref = luaL_ref(t->L, LUA_REGISTRYINDEX);
+  lua_pop(t->L, 1);
+}
+
+/* Stops the timer and hands its memory to the close callback.  release: also
+** drop the Lua references and the pin (not during lua_close, from __gc). */
+static void ticker_stop(lua_State *L, ticker_ud *u, int release) {
+  ticker_t *t = u->t;
+  if (!t) return;
+  u->t = NULL;
+  if (release) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->last_ref);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, u);
+  }
+  t->L = NULL;
+  t->last = NULL;
+  uv_timer_stop(&t->timer);
+  uv_close((uv_handle_t *)&t->timer, ticker_close_cb);
+}
+
+static int l_ticker_stop(lua_State *L) {
+  ticker_stop(L, (ticker_ud *)luaL_checkudata(L, 1, TICKER_MT), 1);
+  return 0;
+}
+
+static int l_ticker_gc(lua_State *L) {
+  ticker_stop(L, (ticker_ud *)luaL_checkudata(L, 1, TICKER_MT), 0);
+  return 0;
+}
+
+static int l_ticker_tostring(lua_State *L) {
+  ticker_ud *u = (ticker_ud *)luaL_checkudata(L, 1, TICKER_MT);
+  lua_pushfstring(L, "mailhook.Ticker(%s)", u->t ? "running" : "stopped");
+  return 1;
+}
+
+/* ticker(seconds, fn) -> handle with :stop() */
+static int l_ticker(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  ticker_ud *u;
+  ticker_t *t;
+  uint64_t ms;
+  luaL_argcheck(L, s > 0 && s < 1e9, 1, "period must be > 0 seconds");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  ms = (uint64_t)(s * 1000.0 + 0.5);
+  if (ms == 0) ms = 1;
+  u = (ticker_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->t = NULL;
+  luaL_setmetatable(L, TICKER_MT);
+  t = (ticker_t *)calloc(1, sizeof *t);
+  if (!t) return luaL_error(L, "out of memory");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  t->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  lua_pushvalue(L, 2);
+  t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->last_ref = LUA_NOREF;
+  t->timer.data = t;
+  uv_timer_init(mh_l_loop(), &t->timer);
+  uv_timer_start(&t->timer, ticker_cb, ms, ms);
+  uv_unref((uv_handle_t *)&t->timer);
+  u->t = t;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, u);      /* pinned until stopped */
+  return 1;
+}
+
 void l_rstate_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"lock", l_lock}, {"write", l_write}, {"localtime", l_localtime},
-    {"mktime", l_mktime}, {"list", l_list}, {"exists", l_exists}, {"mkdir", l_mkdir}, {NULL, NULL}};
+    {"mktime", l_mktime}, {"list", l_list}, {"exists", l_exists}, {"ticker", l_ticker}, {"mkdir", l_mkdir}, {NULL, NULL}};
   static const luaL_Reg lock_m[] = {{"unlock", l_unlock}, {NULL, NULL}};
+  static const luaL_Reg ticker_m[] = {{"stop", l_ticker_stop}, {NULL, NULL}};
+  if (luaL_newmetatable(L, TICKER_MT)) {
+    luaL_newlib(L, ticker_m);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_ticker_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_ticker_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_ticker_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, LOCK_MT)) {
     luaL_newlib(L, lock_m);
     lua_setfield(L, -2, "__index");

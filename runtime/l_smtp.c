@@ -2,8 +2,8 @@
 ** l_smtp.c — core.smtp: the SMTP session (smtp.c) and TLS (tls.c) on a libuv
 ** TCP socket, as a Lua object whose operations wait (l_sched.h).
 **
-**   local c = core.smtp.new{host=, port=, tls="implicit"|"starttls"|"opportunistic"|"none",
-**                           helo=, verify=, ca_file=, fingerprint=, min_version=,
+**   local c = core.smtp.new{host=, port=, tls="auto"|"implicit"|"starttls"|"opportunistic"|"none",
+**                           tls_required=, greeting_wait=, helo=, verify=, ca_file=, fingerprint=, min_version=,
 **                           connect_timeout=, command_timeout=, data_timeout=, session_deadline=}
 **   c:open()                      -> true | nil, err, info      (waits: DNS, every address, TLS, EHLO)
 **   c:auth(mech, user, secret)    -> true | nil, err, info      (waits)
@@ -11,6 +11,12 @@
 **   c:check_sender(from)          -> true | nil, err, info      (waits: MAIL FROM + RSET)
 **   c:quit()                      -> true                       (waits)
 **   c:close()  c:alive()  c:info() -> table
+**
+** tls = "auto": a plain SMTP server greets first, an implicit-TLS server waits for
+** the ClientHello; so after connecting, a greeting within greeting_wait seconds
+** means plain SMTP (then STARTTLS: required when tls_required, else when offered),
+** and silence means implicit TLS.  A late plain greeting during that handshake
+** is reported as info.plain_smtp, and the Lua layer reconnects with STARTTLS.
 **
 ** A session event can finish an operation; the waiting task is resumed only
 ** after the event call into smtp.c has returned (settle()), so Lua never
@@ -28,7 +34,7 @@
 #define CONN_MT "mailhook.SmtpConn"
 
 enum { OP_NONE, OP_OPEN, OP_AUTH, OP_SEND, OP_CHECK, OP_QUIT };
-enum { TLS_NONE, TLS_IMPLICIT, TLS_STARTTLS, TLS_OPPORTUNISTIC };
+enum { TLS_NONE, TLS_IMPLICIT, TLS_STARTTLS, TLS_OPPORTUNISTIC, TLS_AUTO };
 
 typedef struct conn conn;
 
@@ -61,10 +67,15 @@ struct conn {
   int pending_err;             /* a transport error to give the session after the event */
   char pending_msg[200];
   int writes;                  /* uv_write requests in flight */
+  int flushed;                 /* everything written left: tell the session in settle() */
+  uint64_t sniff_ms;           /* TLS_AUTO: how long to wait for a plain greeting */
+  char hs_first[8];            /* first bytes received during a handshake (plain greeting?) */
+  size_t hs_n;
+  int plain_greeting;          /* an implicit handshake met a plain "220" */
   /* settings */
   char host[256], ca_file[1024], fingerprint[128], min_version[8], helo[256];
   int port, verify;
-  uint64_t connect_ms, deadline_ms;
+  uint64_t connect_ms, deadline_ms, command_ms;
   /* what happened */
   char address[64];            /* the address connected to */
   char tried[700];             /* every address tried and why it failed */
@@ -163,7 +174,7 @@ static void sock_write(conn *c, const char *buf, size_t len) {
   if (c->writes == 0) {
     n = uv_try_write((uv_stream_t *)&c->sk->tcp, &b, 1);
     if (n == (int)len) {
-      if (c->s) mh_smtp_flushed(c->s);
+      c->flushed = 1;   /* told to the session in settle(), never from inside its callback */
       return;
     }
     if (n < 0 && n != UV_EAGAIN) {
@@ -240,12 +251,24 @@ static void io_done(void *ud, int rc) {
 
 /* -------------------------------------------------------------- TLS */
 
+static void hs_timeout_cb(uv_timer_t *t) {
+  conn *c = (conn *)t->data;
+  if (!c->handshaking) return;
+  c->handshaking = 0;
+  fail(c, MH_ETIMEDOUT, "tls", "%s:%d: TLS handshake timed out after %llu s", c->host, c->port,
+       (unsigned long long)(c->command_ms / 1000));
+  settle(c);
+}
+
+/* Starts a TLS client (implicit: the handshake is timed here; after STARTTLS the
+** session's timer for the TLS state runs). */
 static int tls_begin(conn *c) {
   mh_tls_params p = { c->host, c->verify, c->ca_file, c->fingerprint, c->min_version };
   char err[300];
   c->tls = mh_tls_new(&p, err, sizeof err);
   if (!c->tls) return fail(c, MH_ETLS, "tls", "%s", err), -1;
   c->handshaking = 1;
+  if (c->tls_mode == TLS_IMPLICIT) uv_timer_start(&c->timer, hs_timeout_cb, c->command_ms, 0);
   return 0;
 }
 
@@ -256,6 +279,13 @@ static void tls_step(conn *c) {
   if (rc == MH_TLS_WANT_READ) return;
   c->handshaking = 0;
   if (rc < 0) {
+    if (c->tls_mode == TLS_IMPLICIT && c->hs_n >= 4 && c->hs_first[0] >= '2' && c->hs_first[0] <= '5' &&
+        c->hs_first[1] >= '0' && c->hs_first[1] <= '9' && c->hs_first[2] >= '0' && c->hs_first[2] <= '9') {
+      c->plain_greeting = 1;
+      fail(c, MH_ETLS, "tls", "%s:%d greets in plain text (\"%.3s ...\"): it does not speak implicit TLS "
+           "on this port (use tls = starttls or auto)", c->host, c->port, c->hs_first);
+      return;
+    }
     fail(c, MH_ETLS, "tls", "%s:%d: %s", c->host, c->port, mh_tls_error(c->tls));
     return;
   }
@@ -287,9 +317,20 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     settle(c);
     return;
   }
+  if (c->tls_mode == TLS_AUTO && !c->tls) {
+    /* the server spoke first: plain SMTP (an implicit-TLS server waits for us) */
+    uv_timer_stop(&c->timer);
+    c->tls_mode = TLS_STARTTLS;   /* the session's starttls param says required or not */
+    mh_smtp_connected(c->s, 0);
+  }
   if (!c->tls) {
     mh_smtp_data(c->s, b->base, (size_t)n);
   } else {
+    if (c->handshaking && c->hs_n < sizeof c->hs_first) {
+      size_t room = sizeof c->hs_first - c->hs_n, m = room < (size_t)n ? room : (size_t)n;
+      memcpy(c->hs_first + c->hs_n, b->base, m);
+      c->hs_n += m;
+    }
     mh_tls_feed(c->tls, b->base, (size_t)n);
     if (c->handshaking) tls_step(c);
     while (!c->handshaking && c->tls_on && c->sk && mh_smtp_get_state(c->s) != MH_SMTP_CLOSED) {
@@ -305,6 +346,14 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     }
   }
   settle(c);
+}
+
+/* Between operations nothing waits on the session: its deadline stops, and its
+** socket no longer keeps the loop (the process) alive — a script that forgets
+** s:quit() still ends. */
+static void go_idle(conn *c) {
+  uv_timer_stop(&c->deadline);
+  if (c->sk) uv_unref((uv_handle_t *)&c->sk->tcp);
 }
 
 /* After every event: transport work the session asked for, then resume the task. */
@@ -323,6 +372,11 @@ static void settle(conn *c) {
       if (tls_begin(c) == 0) tls_step(c);
       continue;
     }
+    if (c->flushed) {
+      c->flushed = 0;
+      if (c->s && c->writes == 0) mh_smtp_flushed(c->s);
+      continue;
+    }
     break;
   }
   if (c->s && mh_smtp_get_state(c->s) == MH_SMTP_CLOSED) {
@@ -332,6 +386,7 @@ static void settle(conn *c) {
   }
   if (!c->op_done || !c->waiting) return;
   c->waiting = 0;
+  go_idle(c);
   co = mh_wait_co(&c->w);
   if (!co) return;
   n = push_result(co, c);
@@ -341,6 +396,7 @@ static void settle(conn *c) {
 /* ----------------------------------------------------------- connect */
 
 static void try_next(conn *c);
+static void sniff_cb(uv_timer_t *t);
 
 static void connect_cb(uv_connect_t *req, int status) {
   sock *k = (sock *)req->data;
@@ -361,9 +417,20 @@ static void connect_cb(uv_connect_t *req, int status) {
   uv_read_start((uv_stream_t *)&k->tcp, alloc_cb, read_cb);
   if (c->tls_mode == TLS_IMPLICIT) {
     if (tls_begin(c) == 0) tls_step(c);
+  } else if (c->tls_mode == TLS_AUTO) {
+    uv_timer_start(&c->timer, sniff_cb, c->sniff_ms, 0);
   } else {
     mh_smtp_connected(c->s, 0);
   }
+  settle(c);
+}
+
+/* TLS_AUTO: no greeting in sniff_ms, so the server waits for a ClientHello. */
+static void sniff_cb(uv_timer_t *t) {
+  conn *c = (conn *)t->data;
+  if (c->tls_mode != TLS_AUTO || c->tls || !c->sk) return;
+  c->tls_mode = TLS_IMPLICIT;
+  if (tls_begin(c) == 0) tls_step(c);
   settle(c);
 }
 
@@ -472,6 +539,10 @@ static int push_fail(lua_State *L, conn *c, int rc) {
   if (rc == MH_ETOOBIG || rc == MH_EBADADDR) set_str(L, "class", "permanent");
   lua_pushboolean(L, !c->s || c->closed || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED || !c->sk);
   lua_setfield(L, -2, "connection");
+  if (c->plain_greeting) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "plain_smtp");
+  }
   return 3;
 }
 
@@ -586,7 +657,8 @@ static int l_new(lua_State *L) {
   else if (!strcmp(tlsm, "starttls")) c->tls_mode = TLS_STARTTLS;
   else if (!strcmp(tlsm, "opportunistic")) c->tls_mode = TLS_OPPORTUNISTIC;
   else if (!strcmp(tlsm, "none")) c->tls_mode = TLS_NONE;
-  else { free(c); return luaL_argerror(L, 1, "tls must be implicit, starttls, opportunistic or none"); }
+  else if (!strcmp(tlsm, "auto")) c->tls_mode = TLS_AUTO;
+  else { free(c); return luaL_argerror(L, 1, "tls must be auto, implicit, starttls, opportunistic or none"); }
   opt_str(L, "helo", c->helo, sizeof c->helo, "localhost");
   opt_str(L, "ca_file", c->ca_file, sizeof c->ca_file, NULL);
   opt_str(L, "fingerprint", c->fingerprint, sizeof c->fingerprint, NULL);
@@ -596,12 +668,16 @@ static int l_new(lua_State *L) {
   lua_pop(L, 1);
   c->connect_ms = opt_ms(L, "connect_timeout", 30);
   c->deadline_ms = opt_ms(L, "session_deadline", 900);
+  c->sniff_ms = opt_ms(L, "greeting_wait", 1.5);
   memset(&p, 0, sizeof p);
   p.helo = c->helo;
   p.host = c->host;
   p.port = c->port;
-  p.starttls = c->tls_mode == TLS_STARTTLS ? 2 : c->tls_mode == TLS_OPPORTUNISTIC ? 1 : 0;
-  p.command_ms = opt_ms(L, "command_timeout", 300);
+  lua_getfield(L, 1, "tls_required");
+  p.starttls = c->tls_mode == TLS_STARTTLS ? 2 : c->tls_mode == TLS_OPPORTUNISTIC ? 1
+             : c->tls_mode == TLS_AUTO ? (lua_toboolean(L, -1) ? 2 : 1) : 0;
+  lua_pop(L, 1);
+  p.command_ms = c->command_ms = opt_ms(L, "command_timeout", 300);
   p.data_ms = opt_ms(L, "data_timeout", 600);
   io.ud = c;
   io.write = io_write;
@@ -624,6 +700,7 @@ static void begin(lua_State *L, conn *c, int op, const char *what) {
   if (c->waiting) luaL_error(L, "%s: another operation is in progress on this session", what);
   mh_wait_init(L, &c->w, what);
   c->w.cancel = cancel_cb;
+  if (c->sk) uv_ref((uv_handle_t *)&c->sk->tcp);
   c->op = op;
   c->op_done = 0;
   c->fail_code = 0;
@@ -634,7 +711,7 @@ static void begin(lua_State *L, conn *c, int op, const char *what) {
 /* Ends the op start: the result at once when it already finished, else wait. */
 static int wait_op(lua_State *L, conn *c) {
   settle(c);
-  if (c->op_done) return push_result(L, c);
+  if (c->op_done) { go_idle(c); return push_result(L, c); }
   c->waiting = 1;
   return mh_wait_yield(L, &c->w);
 }
@@ -755,7 +832,9 @@ static int l_close(lua_State *L) {
   conn *c = u->c;
   if (!c) return 0;
   u->c = NULL;
-  if (c->waiting) { c->waiting = 0; c->w.task = NULL; }
+  /* another task waiting on this session: its wait is cancelled and it gets an error */
+  if (c->waiting && c->w.task) mh_task_interrupt(c->w.task);
+  c->waiting = 0;
   conn_close(c);
   unref(c);
   return 0;

@@ -11,6 +11,7 @@
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
 */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include "l_sched.h"
@@ -93,7 +94,7 @@ static int l_tostring(lua_State *L) {
 /* --------------------------------------------------------- generic ops */
 
 enum { OP_ENQ, OP_LOCK, OP_SCAN, OP_LOAD, OP_DELIVERED, OP_DEFER, OP_FAIL, OP_RETRY,
-       OP_REMOVE, OP_LIST };
+       OP_REMOVE, OP_LIST, OP_SYNC };
 
 typedef struct {
   const char *data;  /* bytes (anchored), or NULL for a message */
@@ -120,9 +121,14 @@ typedef struct {
   size_t nstrs;
   /* lock */
   long holder;
+  /* defer: attempts to record, -1 = stored + 1 */
+  int attempts;
   /* scan */
   char **ids;
   long nids;
+  long limit;        /* scan: keep only the oldest limit ids (0 = all), for bounded memory */
+  long total;        /* scan: how many ready ids there were before the limit */
+  int nosync;        /* delivered: leave the fsync of pickup/ to a later sync() */
   /* load */
   mh_spool_entry entry;
   int have_entry;
@@ -151,6 +157,7 @@ static char *keep(op *o, const char *s) {
 static void op_free(void *arg) {
   op *o = (op *)arg;
   size_t i;
+  int big_scan = o->kind == OP_SCAN && o->total > 4096;
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
   free(o->strs);
   if (o->items) for (i = 0; i < o->n; i++) free((void *)o->items[i].to);
@@ -164,6 +171,9 @@ static void op_free(void *arg) {
   release(o->ls);
   luaL_unref(o->main, LUA_REGISTRYINDEX, o->anchor);
   free(o);
+  /* A big scan ran on a pool thread, whose malloc arena keeps the freed memory:
+  ** give it back, or each of the pool's threads would hold a backlog's worth. */
+  if (big_scan) malloc_trim(0);
 }
 
 static void op_work(void *arg) {
@@ -179,16 +189,21 @@ static void op_work(void *arg) {
     else if (o->rc)
       snprintf(o->err, sizeof o->err, "spool %s: lock: %s", mh_spool_dir(sp), mh_strerror(o->rc));
     break;
-  case OP_SCAN: o->nids = mh_spool_scan(sp, &o->ids, o->err); o->rc = o->nids < 0 ? (int)o->nids : 0;
-    if (o->nids < 0) o->nids = 0;
+  case OP_SCAN:
+    o->nids = mh_spool_scan(sp, (size_t)o->limit, &o->ids, &o->total, o->err);
+    o->rc = o->nids < 0 ? (int)o->nids : 0;
+    if (o->nids < 0) o->nids = o->total = 0;
     break;
   case OP_LOAD:
     o->rc = mh_spool_load(sp, o->id, &o->entry, o->err);
     o->have_entry = o->rc == 0;
     break;
-  case OP_DELIVERED: o->rc = mh_spool_delivered(sp, o->id, o->err); break;
+  case OP_DELIVERED:
+    o->rc = o->nosync ? mh_spool_delivered_nosync(sp, o->id, o->err) : mh_spool_delivered(sp, o->id, o->err);
+    break;
+  case OP_SYNC: o->rc = mh_spool_sync(sp, o->err); break;
   case OP_DEFER:
-    o->rc = mh_spool_defer(sp, o->id, o->next_attempt, o->reply,
+    o->rc = mh_spool_defer(sp, o->id, o->attempts, o->next_attempt, o->reply,
                            (const char *const *)o->strs, o->nstrs, o->err);
     break;
   case OP_FAIL: o->rc = mh_spool_fail(sp, o->id, o->reason, o->reply, o->err); break;
@@ -245,7 +260,7 @@ static int op_push(lua_State *co, void *arg) {
       lua_rawseti(co, -2, (lua_Integer)i + 1);
     }
     return 1;
-  case OP_SCAN: push_strings(co, o->ids, (size_t)o->nids); return 1;
+  case OP_SCAN: push_strings(co, o->ids, (size_t)o->nids); lua_pushinteger(co, o->total); return 2;
   case OP_LOAD: push_entry(co, &o->entry); return 1;
   default: lua_pushboolean(co, 1); return 1;
   }
@@ -465,9 +480,51 @@ static int simple(lua_State *L, int kind, const char *what) {
 }
 
 static int l_lock(lua_State *L) { return simple(L, OP_LOCK, "spool:lock"); }
-static int l_scan(lua_State *L) { return simple(L, OP_SCAN, "spool:scan"); }
+/* Spool:scan([limit]) -> {id...} oldest first, total   (waits).  With limit, only
+** the oldest limit ids reach Lua (a 100,000-message backlog stays cheap). */
+static int l_scan(lua_State *L) {
+  op *o;
+  lua_Integer limit = luaL_optinteger(L, 2, 0);
+  check_spool(L, 1);
+  luaL_argcheck(L, limit >= 0, 2, "limit must be >= 0");
+  check_can_wait(L, "spool:scan");
+  lua_settop(L, 1);
+  o = op_new(L, OP_SCAN, 0);
+  o->limit = (long)limit;
+  return op_start(L, o, "spool:scan");
+}
 static int l_load(lua_State *L) { return simple(L, OP_LOAD, "spool:load"); }
-static int l_delivered(lua_State *L) { return simple(L, OP_DELIVERED, "spool:delivered"); }
+/* Spool:delivered(id [, {sync = false}]) -> true   (waits).  sync = false: unlink
+** only; the caller runs Spool:sync() after a run of removals (group commit). */
+static int l_delivered(lua_State *L) {
+  const char *id;
+  int nosync = 0;
+  op *o;
+  check_spool(L, 1);
+  id = checkid(L, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "sync");
+    nosync = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  check_can_wait(L, "spool:delivered");
+  lua_settop(L, 2);
+  o = op_new(L, OP_DELIVERED, 0);
+  snprintf(o->id, sizeof o->id, "%s", id);
+  o->nosync = nosync;
+  return op_start(L, o, "spool:delivered");
+}
+
+/* Spool:sync() -> true   (waits): fsync pickup/ (after delivered{sync = false}). */
+static int l_sync(lua_State *L) {
+  op *o;
+  check_spool(L, 1);
+  check_can_wait(L, "spool:sync");
+  lua_settop(L, 1);
+  o = op_new(L, OP_SYNC, 0);
+  return op_start(L, o, "spool:sync");
+}
 static int l_retry(lua_State *L) { return simple(L, OP_RETRY, "spool:retry"); }
 static int l_remove(lua_State *L) { return simple(L, OP_REMOVE, "spool:remove"); }
 
@@ -507,8 +564,11 @@ static int l_defer(lua_State *L) {
   luaL_argcheck(L, lua_isnil(L, 5) || lua_isnumber(L, 5), 3, "next_attempt must be a number");
   lua_getfield(L, 3, "reply");         /* 6 */
   luaL_argcheck(L, lua_isnil(L, 6) || lua_isstring(L, 6), 3, "reply must be a string");
-  o = op_new(L, OP_DEFER, nd);         /* anchor at 7 */
+  lua_getfield(L, 3, "attempts");      /* 7 */
+  luaL_argcheck(L, lua_isnil(L, 7) || lua_isinteger(L, 7), 3, "attempts must be an integer");
+  o = op_new(L, OP_DEFER, nd);         /* anchor at 8 */
   snprintf(o->id, sizeof o->id, "%s", id);
+  o->attempts = lua_isnil(L, 7) ? -1 : (int)lua_tointeger(L, 7);
   o->next_attempt = (int64_t)luaL_optnumber(L, 5, 0);
   if (!lua_isnil(L, 6)) o->reply = strdup(lua_tostring(L, 6));
   for (size_t i = 1; i <= nd; i++) {
@@ -757,7 +817,7 @@ static int l_addresses(lua_State *L) {
 void l_spool_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "enqueue", l_enqueue }, { "enqueue_many", l_enqueue_many }, { "lock", l_lock },
-    { "scan", l_scan }, { "load", l_load }, { "delivered", l_delivered },
+    { "scan", l_scan }, { "load", l_load }, { "delivered", l_delivered }, { "sync", l_sync },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
     { "list", l_list }, { "watch", l_watch }, { "close", l_close }, { NULL, NULL }
   };

@@ -956,13 +956,36 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-long mh_spool_scan(mh_spool *sp, char ***out, char *err) {
+/* A max-heap of ids (the largest at h[0]), to keep the `limit` oldest. */
+static void heap_up(char **h, size_t i) {
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (strcmp(h[p], h[i]) >= 0) break;
+    char *t = h[p]; h[p] = h[i]; h[i] = t;
+    i = p;
+  }
+}
+
+static void heap_down(char **h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && strcmp(h[l], h[m]) > 0) m = l;
+    if (r < n && strcmp(h[r], h[m]) > 0) m = r;
+    if (m == i) break;
+    char *t = h[m]; h[m] = h[i]; h[i] = t;
+    i = m;
+  }
+}
+
+long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *err) {
   int dfd = dup(sp->pickupfd), rc = 0;
+  long all = 0;
   DIR *d;
   struct dirent *de;
   char **ids = NULL, **orphans = NULL;
   size_t n = 0, cap = 0, no = 0, ocap = 0;
   int adopted = 0;
+  char id_max[MH_SPOOL_IDLEN] = "";
   *out = NULL;
   if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
   lseek(dfd, 0, SEEK_SET);
@@ -993,6 +1016,15 @@ long mh_spool_scan(mh_spool *sp, char ***out, char *err) {
       if (a < 0) { mh_warn("spool %s: cannot adopt pickup/%s: %s", sp->dir, nm, mh_strerror(a)); continue; }
       adopted++;
     }
+    all++;
+    if (id_max[0] == '\0' || strcmp(id, id_max) > 0) memcpy(id_max, id, sizeof id_max);
+    if (limit && n == limit) {          /* full: replace the newest if this is older */
+      if (strcmp(id, ids[0]) < 0) {
+        memcpy(ids[0], id, MH_SPOOL_IDLEN);
+        heap_down(ids, n, 0);
+      }
+      continue;
+    }
     if (n == cap) {
       char **t = realloc(ids, (cap = cap ? cap * 2 : 64) * sizeof *t);
       if (!t) { rc = MH_ENOMEM; break; }
@@ -1000,11 +1032,12 @@ long mh_spool_scan(mh_spool *sp, char ***out, char *err) {
     }
     if (!(ids[n] = strdup(id))) { rc = MH_ENOMEM; break; }
     n++;
+    if (limit) heap_up(ids, n - 1);
   }
   closedir(d);
   if (rc == 0 && n) qsort(ids, n, sizeof *ids, cmp_str);
   for (size_t i = 0; i < no; i++) {
-    if (rc == 0 && !bsearch(&orphans[i], ids, n, sizeof *ids, cmp_str)) {
+    if (rc == 0) {
       char name[300];
       struct stat st;
       snprintf(name, sizeof name, "%s.eml", orphans[i]);
@@ -1022,8 +1055,9 @@ long mh_spool_scan(mh_spool *sp, char ***out, char *err) {
     return fail(err, rc, "spool %s: scan", sp->dir);
   }
   if (adopted) fsync(sp->pickupfd);   /* the unlinks of adopted originals */
-  if (n) mh_spool_raise_seq(sp, ids[n - 1]);
+  if (id_max[0]) mh_spool_raise_seq(sp, id_max);
   *out = ids;
+  if (total) *total = all;
   return (long)n;
 }
 
@@ -1041,6 +1075,21 @@ int mh_spool_delivered(mh_spool *sp, const char *id, char *err) {
   return 0;
 }
 
+int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err) {
+  char name[300];
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  if (unlinkat(sp->pickupfd, name, 0) < 0)
+    return fail(err, errno == ENOENT ? MH_ENOTFOUND : -errno, "spool %s: unlink pickup/%s", sp->dir, name);
+  snprintf(name, sizeof name, "%s.state", id);
+  unlinkat(sp->pickupfd, name, 0);
+  return 0;
+}
+
+int mh_spool_sync(mh_spool *sp, char *err) {
+  int rc = fsync_fd(sp->pickupfd);
+  return rc ? fail(err, rc, "spool %s: fsync pickup/", sp->dir) : 0;
+}
+
 static int exists_in(int dirfd, const char *id) {
   char name[300];
   struct stat st;
@@ -1048,13 +1097,13 @@ static int exists_in(int dirfd, const char *id) {
   return fstatat(dirfd, name, &st, 0) == 0;
 }
 
-int mh_spool_defer(mh_spool *sp, const char *id, int64_t next_attempt, const char *reply,
+int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_attempt, const char *reply,
                    const char *const *done, size_t ndone, char *err) {
   mh_state st;
   int rc;
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
   if ((rc = state_read(sp->pickupfd, id, &st))) return fail(err, rc, "%s.state", id);
-  st.attempts++;
+  st.attempts = attempts >= 0 ? attempts : st.attempts + 1;
   st.next_attempt = next_attempt;
   if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
   for (size_t i = 0; i < ndone; i++) {

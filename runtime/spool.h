@@ -103,11 +103,13 @@ int mh_spool_raise_seq(mh_spool *sp, const char *id);
 ** (every tmp/ file and every file already renamed is removed again). */
 int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
 
-/* Ready ids of pickup/, oldest first (caller frees each and the array).  As
-** the lock holder does it: drop-ins (any other file name) are adopted into the
-** canonical form under a fresh id, unparsable ones moved to corrupt/, orphan
-** sidecars removed.  Returns the count or a negative code. */
-long mh_spool_scan(mh_spool *sp, char ***ids, char *err);
+/* Ready ids of pickup/, oldest first (caller frees each and the array); with
+** limit > 0 only the `limit` oldest (memory bounded by limit, not by the
+** queue).  As the lock holder does it: drop-ins (any other file name) are
+** adopted into the canonical form under a fresh id, unparsable ones moved to
+** corrupt/, orphan sidecars removed.  *total (when not NULL) = every ready id,
+** beyond the limit too.  Returns the count or a negative code. */
+long mh_spool_scan(mh_spool *sp, size_t limit, char ***ids, long *total, char *err);
 
 /* Loads one message (pickup/ first, then failed/).  0, MH_ENOTFOUND, or
 ** MH_ECORRUPT (a pickup/ file that cannot be parsed is moved to corrupt/). */
@@ -117,9 +119,16 @@ void mh_spool_entry_free(mh_spool_entry *e);
 /* After the server's 250 to the final dot: unlink ID.eml and ID.state, fsync. */
 int mh_spool_delivered(mh_spool *sp, const char *id, char *err);
 
-/* Records a failed attempt: attempts + 1, next_attempt, last_reply, and the
-** recipients newly accepted (added to done); written atomically and fsynced. */
-int mh_spool_defer(mh_spool *sp, const char *id, int64_t next_attempt,
+/* The same without the fsync of pickup/: the unlink is done (a SIGKILL cannot undo
+** it) but a power cut may; then the message is sent again, never lost.  The
+** deliverer calls mh_spool_sync once for a run of removals (group commit). */
+int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err);
+int mh_spool_sync(mh_spool *sp, char *err);
+
+/* Records a failed attempt: attempts (or the stored count + 1 when attempts
+** < 0), next_attempt, last_reply, and the recipients newly accepted (added to
+** done); written atomically and fsynced. */
+int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_attempt,
                    const char *reply, const char *const *done, size_t ndone, char *err);
 
 /* Moves the message to failed/ with its sidecar (reason, time, reply). */

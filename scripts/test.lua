@@ -35,6 +35,7 @@ local function show_info(i)
   if not i then return end
   row("server", string.format("%s%s port %s", i.server or "?",
     (i.address and i.address ~= "") and (" (" .. i.address .. ")") or "", tostring(i.port or "?")))
+  if not i.address or i.address == "" then return end   -- never connected: nothing more is known
   local sec = ({ implicit = "implicit TLS", starttls = "STARTTLS", none = "none (plain text)" })[i.security]
     or tostring(i.security)
   if i.tls_version then sec = sec .. " (" .. i.tls_version .. ", " .. (i.cipher or "?") .. ")" end

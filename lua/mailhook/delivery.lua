@@ -79,8 +79,12 @@ function M.reply_text(r)
   if not r.smtp and not r.text then return nil end
   local parts = {}
   if r.smtp then parts[#parts + 1] = tostring(r.smtp) end
-  if r.enhanced and r.enhanced ~= "" then parts[#parts + 1] = r.enhanced end
-  if r.text and r.text ~= "" then parts[#parts + 1] = (tostring(r.text):gsub("[\r\n]+", " ")) end
+  local text = r.text and tostring(r.text):gsub("[\r\n]+", " ") or ""
+  -- the engine's text may already start with the enhanced code
+  if r.enhanced and r.enhanced ~= "" and text:sub(1, #r.enhanced) ~= r.enhanced then
+    parts[#parts + 1] = r.enhanced
+  end
+  if text ~= "" then parts[#parts + 1] = text end
   return table.concat(parts, " ")
 end
 
@@ -164,6 +168,7 @@ function M.new(opts)
     stopping = false,
     outage = nil,                       -- {err =, since =, stuck =} while the server is unreachable
     stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0 },
+    unsynced = 0,                       -- removals not yet covered by an fsync of pickup/
     last_error = nil,                   -- once mode: why the pass stopped early
   }, D)
   return d
@@ -173,9 +178,13 @@ function D:cfgn(key, default)
   return M.seconds(self.cfg[key], default)
 end
 
+-- Events run in their own task: a slow handler (an SMS gateway, a ticket system)
+-- never holds the queue.
 function D:emit(event, fields)
-  local ok, err = pcall(self.emit_fn, event, fields)
-  if not ok then self.log.error("delivery: a `" .. event .. "` handler raised: " .. tostring(err)) end
+  self.spawn(function()
+    local ok, err = pcall(self.emit_fn, event, fields)
+    if not ok then self.log.error("delivery: a `" .. event .. "` handler raised: " .. tostring(err)) end
+  end)
 end
 
 -- Wakes every worker waiting in a sleep (and, when `hard`, one connecting): a new
@@ -252,7 +261,7 @@ function D:next_entry(w)
       local ids = sp:scan(M.BATCH)
       if type(ids) ~= "table" then ids = {} end
       -- a limited scan whose every id waits would starve the rest: look at all
-      if #ids >= M.BATCH then
+      if #ids == M.BATCH then
         local due = false
         for _, id in ipairs(ids) do
           if not self.claimed[id] and not (self.later[id] and self.later[id] > now and not self.forced)
@@ -340,8 +349,32 @@ function D:defer(e, reply, done)
                               e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
 end
 
+-- Removals are group-committed: each unlink is done at once (a SIGKILL cannot
+-- undo it, so the crash guarantee is unchanged), and one fsync of pickup/ covers
+-- a run of them: at most SYNC_EVERY removals, and always before a wait or a stop.
+-- A power cut may undo the unsynced ones: those messages are sent again, never lost.
+M.SYNC_EVERY = 64
+
+function D:sync()
+  if self.unsynced == 0 then return end
+  self.unsynced = 0
+  if type(self.spool.sync) ~= "function" then return end
+  local ok, err = self.spool:sync()
+  if ok == nil and err then
+    self.stats.errors = self.stats.errors + 1
+    self.log.error("delivery: fsync of pickup/ failed (removed messages may be sent again): " .. tostring(err))
+  end
+end
+
 function D:delivered(e, n)
-  local ok, err = self.spool:delivered(e.id)
+  local ok, err
+  if type(self.spool.sync) == "function" then
+    ok, err = self.spool:delivered(e.id, { sync = false })
+    self.unsynced = self.unsynced + 1
+    if self.unsynced >= M.SYNC_EVERY then self:sync() end
+  else
+    ok, err = self.spool:delivered(e.id)
+  end
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
     self.log.error("delivery: " .. e.id .. " was delivered but could not be removed (it may be sent again): "
@@ -401,6 +434,7 @@ end
 
 -- wait(seconds) -> true when woken early (kick, flush, reload, stop)
 function W:wait(seconds)
+  self.d:sync()
   if self.d.stopping then return true end
   self.woken = false
   self.sleeping = true
@@ -512,6 +546,7 @@ function W:loop()
       self:close_session(true)
       self:enter("disabled", why or "settings not ready")
       if d.once then d.last_error = why; break end
+      if d.forced then d:end_forced(why or "settings not ready") end
       self:wait(d.scan_interval)
     else
       if self.stale then self.stale = false; self:close_session(true) end
@@ -571,6 +606,7 @@ function W:loop()
     end
   end
   self:enter("stopping")
+  d:sync()
   self:close_session(true)
   self:enter("stopped")
 end
@@ -586,6 +622,7 @@ function D:run()
   end
   for _, w in ipairs(self.workers) do
     local ok, err = w.task:wait()
+    self:sync()
     if not ok then
       self.log.error("delivery[" .. w.i .. "] stopped on an error: " .. tostring(err))
       self.last_error = self.last_error or tostring(err)
@@ -600,8 +637,10 @@ M.Worker = W
 
 ---------------------------------------------------------------- flush
 
+-- How many messages wait in pickup/ (scan(1): only one id crosses into Lua).
 local function count(sp)
-  local ids = sp:scan()
+  local ids, total = sp:scan(1)
+  if type(total) == "number" then return total end
   return type(ids) == "table" and #ids or 0
 end
 
@@ -640,6 +679,9 @@ function M.flush(opts)
   end
   local total = count(sp)
   local progress = opts.progress or function() end
+  if total == 0 then
+    return { delivered = 0, deferred = 0, failed = 0, left = 0, total = 0, via = "self" }
+  end
   local locked, lerr = sp:lock()
   if locked then
     local d = M.new{ spool = sp, cfg = cfg, once = true, connect = opts.connect, ready = opts.ready,
@@ -701,7 +743,7 @@ local okq, queue = pcall(require, "mailhook.queue")
 if okq and type(queue) == "table" then
   queue.flush_impl = function(opts)
     local s = M.flush(opts)
-    if s.left == 0 and not s.error then return s end
+    if s.left == 0 then return s end
     return nil, s.error or (s.left .. " message(s) left in the queue"), s
   end
 end

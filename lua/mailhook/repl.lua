@@ -156,14 +156,15 @@ local function on_error(e)
 end
 
 -- Compiles a chunk: as an expression first ("return " .. src), then as
--- statements.  Returns fn; or nil, "incomplete"; or nil, syntax error.
+-- statements.  Returns fn; or nil, "incomplete" (either form ran out of
+-- input: `function f()`, `{1,`); or nil, the statement form's syntax error.
 function M.compile(src, env)
-  local fn = load("return " .. src, "=stdin", "t", env)
+  local fn, experr = load("return " .. src, "=stdin", "t", env)
   if fn then return fn end
   local err
   fn, err = load(src, "=stdin", "t", env)
   if fn then return fn end
-  if err:sub(-5) == "<eof>" then return nil, "incomplete" end
+  if err:sub(-5) == "<eof>" or experr:sub(-5) == "<eof>" then return nil, "incomplete" end
   return nil, err
 end
 
@@ -172,10 +173,11 @@ local function run(fn)
   local task = mh.spawn(function() return xpcall(fn, on_error) end)
   core.repl.guard(task)
   local r = table.pack(task:wait())
-  core.repl.guard(nil)
+  local hit = core.repl.guard(nil)
   if not r[1] then  -- interrupted before it started, or failed outside xpcall
-    return false, r[2] == "interrupted" and INTERRUPTED or r[2]
+    return false, (hit or r[2] == "interrupted") and INTERRUPTED or r[2]
   end
+  if hit and not r[2] then return false, INTERRUPTED end  -- whatever the message became
   return table.unpack(r, 2, r.n)
 end
 

@@ -119,12 +119,42 @@ end
 
 local seq = 0
 
+-- Attachments of a held message are copied beside it (durably), so the
+-- application may delete its file once `hook` returned.  Returns the copy of
+-- msg pointing at the copies, and the list of copies.
+local function keep_attachments(msg, dir, name)
+  if type(msg.attachments) ~= "table" or #msg.attachments == 0 then return msg, {} end
+  local copies = {}
+  local m = {}
+  for k, v in pairs(msg) do m[k] = v end
+  m.attachments = {}
+  for i, a in ipairs(msg.attachments) do
+    local c = {}
+    for k, v in pairs(a) do c[k] = v end
+    if type(a.path) == "string" then
+      local f, err = io.open(a.path, "rb")
+      if not f then error("hold: attachment " .. tostring(err), 0) end
+      local data = f:read("a")
+      f:close()
+      local copy = string.format("%s/%s.%d.att", dir, name, i)
+      write(copy, data)
+      c.path = copy
+      c.name = c.name or a.path:match("[^/]+$")
+      copies[#copies + 1] = copy
+    end
+    m.attachments[i] = c
+  end
+  return m, copies
+end
+
 -- Writes a message owed for later (or now) to held/; returns its file name.
 local function park(msg, due, reason)
   local d = ensure("held")
   seq = seq + 1
   local name = string.format("%012d-%08x-%04d.lua", due, math.random(0, 0x7fffffff), seq)
-  write(d .. "/" .. name, { due = due, message = msg, reason = reason, parked = rs.clock() })
+  local copies
+  msg, copies = keep_attachments(msg, d, name)
+  write(d .. "/" .. name, { due = due, message = msg, reason = reason, parked = rs.clock(), copies = copies })
   return name
 end
 
@@ -141,6 +171,7 @@ local function flush_held(now)
         local id, err = enqueue(h.message)
         if id then
           os.remove(d .. "/" .. n)
+          for _, c in ipairs(h.copies or {}) do os.remove(c) end
           sent = sent + 1
           core.log("info", string.format("rules: sent %s (%s)", h.reason or "held mail", tostring(id)))
         else

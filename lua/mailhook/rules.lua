@@ -21,6 +21,7 @@ local rules = {
 
 local handlers = {}         -- event -> {{fn=, name=, file=}, ...} in registration order
 local loading = nil         -- the rule file being loaded (its handlers are tagged with it)
+local file_timers = {}      -- every() timers made by rule files (stopped on reload)
 local STEP = 10000          -- the count hook runs every STEP instructions
 
 local function describe(fn)
@@ -131,17 +132,32 @@ end
 -- must not silently make a nil, nor leak state between files).
 local function rule_env(path)
   local mh = require "mailhook"
-  local rs = require "mailhook.rule_state"
+  local function rs() return require "mailhook.rule_state" end
   local own = {
-    mh = mh, on = rules.on, emit = rules.emit, template = mh.template,
-    throttle = rs.throttle, digest = rs.digest, period = rs.period, hold = rs.hold,
+    mh = mh, on = rules.on, emit = rules.emit,
     enqueue = function(...) return mh.enqueue(...) end,
     RULE_FILE = path,
     SERVICE = rules.is_service(),   -- true under `mailhook run`: start timers only then
+    -- every(seconds, fn): a periodic task for the service; it never keeps a
+    -- process alive and is stopped when the rules are reloaded
+    every = function(seconds, fn)
+      local h = core.rstate.ticker(seconds, fn)
+      file_timers[#file_timers + 1] = h
+      return h
+    end,
+  }
+  -- loaded on first use, so a hook whose rules need neither stays cheap
+  local lazy = {
+    template = function() return mh.template end,
+    throttle = function() return rs().throttle end,
+    digest = function() return rs().digest end,
+    period = function() return rs().period end,
+    hold = function() return rs().hold end,
   }
   return setmetatable({}, {
     __index = function(_, k)
       local v = own[k]
+      if v == nil and lazy[k] then v = lazy[k](); own[k] = v end
       if v == nil then v = _G[k] end
       if v == nil then
         error(string.format("read of undeclared global '%s' (declare it with local)", tostring(k)), 2)
@@ -180,6 +196,8 @@ end
 function rules.load(paths)
   local n, errors = 0, {}
   -- a reload (SIGHUP) replaces what the files registered before
+  for _, h in ipairs(file_timers) do h:stop() end
+  file_timers = {}
   for event, list in pairs(handlers) do
     local keep = {}
     for _, h in ipairs(list) do if not h.file then keep[#keep + 1] = h end end
@@ -214,9 +232,10 @@ function rules.dispatch(event, fields)
   local msgs = {}
   for _, f in ipairs(failures) do msgs[#msgs + 1] = "rule " .. f.handler .. " failed: " .. f.error end
   if n == 0 then core.log("warn", "hook: no rule handles event '" .. event .. "'") end
-  local rs = require "mailhook.rule_state"
-  if core.rstate.exists(rs.state_dir()) then
-    local sok, serr = pcall(rs.sweep)
+  local loaded = package.loaded["mailhook.rule_state"]
+  local dir = loaded and loaded.state_dir() or (core.paths.spool .. "/state/rules")
+  if core.rstate.exists(dir) then
+    local sok, serr = pcall(require("mailhook.rule_state").sweep)
     if not sok then core.log("warn", "hook: sweep: " .. tostring(serr)) end
   end
   return ok and 0 or 1, msgs
@@ -242,7 +261,8 @@ function rules.is_service()
 end
 
 -- serve(): starts (once) the sweep that sends due throttle summaries, digests
--- and held mail every rules.sweep_interval seconds.  Returns the timer handle.
+-- and held mail every rules.sweep_interval seconds, on a timer that does not keep
+-- the process alive (the service's own handles do).  Returns the timer handle.
 local sweeper
 function rules.serve()
   if sweeper then return sweeper end
@@ -253,8 +273,14 @@ function rules.serve()
     if not ok then core.log("warn", "rules: sweep: " .. tostring(err)) end
   end
   core.spawn(sweep)
-  sweeper = core.every(rules.sweep_interval, sweep)
+  sweeper = core.rstate.ticker(rules.sweep_interval, sweep)   -- never holds the process
   return sweeper
+end
+
+-- unserve(): stops the sweep (the service is exiting: no timer may keep it alive).
+function rules.unserve()
+  if sweeper then sweeper:stop(); sweeper = nil end
+  rules.serving = false
 end
 
 -- start(paths) -> {loaded=, errors=, stop=}: loads the rules and serves.

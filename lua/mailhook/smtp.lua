@@ -49,8 +49,9 @@ end
 
 -- ----------------------------------------------- servers seen with TLS
 
--- A small file in the spool: one "host:port" a line for every server that was
--- once reached with TLS.  Plain text is refused for those from then on.
+-- A small file in the spool: one "host:port mode" a line (mode implicit or
+-- starttls) for every server once reached with TLS.  Plain text is refused for
+-- those from then on, and auto goes straight to the mode that worked.
 function M.tls_seen_path()
   return (core.paths and core.paths.spool or "./spool") .. "/state/tls-seen"
 end
@@ -59,7 +60,10 @@ local function seen_set()
   local set = {}
   local f = io.open(M.tls_seen_path(), "r")
   if f then
-    for line in f:lines() do set[line] = true end
+    for line in f:lines() do
+      local key, mode = line:match("^(%S+)%s*(%S*)")
+      if key then set[key] = mode ~= "" and mode or "starttls" end
+    end
     f:close()
   end
   return set
@@ -67,10 +71,10 @@ end
 
 local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
-local function mark_seen(key)
+local function mark_seen(key, mode)
   local set = seen_set()
-  if set[key] then return end
-  set[key] = true
+  if set[key] == mode then return end
+  set[key] = mode
   local path = M.tls_seen_path()
   local dir = path:match("^(.*)/[^/]*$")
   if dir and not io.open(dir .. "/.", "r") then os.execute("mkdir -p " .. shell_quote(dir)) end
@@ -81,7 +85,7 @@ local function mark_seen(key)
     return
   end
   local keys = {}
-  for k in pairs(set) do keys[#keys + 1] = k end
+  for k, m in pairs(set) do keys[#keys + 1] = k .. " " .. m end
   table.sort(keys)
   f:write(table.concat(keys, "\n"), "\n")
   f:close()
@@ -110,8 +114,10 @@ end
 --   tls = starttls            -> starttls (required)
 --   tls = none                -> none (refused when tls_required)
 --   tls = auto, port 465      -> implicit
---   tls = auto, other ports   -> starttls when required or the server was seen with
---                                TLS before; else opportunistic (STARTTLS when offered)
+--   tls = auto, seen before   -> the mode that worked then (implicit or starttls)
+--   tls = auto, otherwise     -> "auto": the engine waits briefly for a greeting;
+--                                none means implicit TLS, a plain 220 means STARTTLS
+--                                (required when tls_required, else when offered)
 function M.mode_for(cfg, host, port, seen)
   local tls = cfg.tls or "auto"
   if tls == "implicit" or tls == "starttls" then return tls end
@@ -124,7 +130,14 @@ function M.mode_for(cfg, host, port, seen)
     end
     return "none"
   end
+  local known = seen[host .. ":" .. port]
+  if known == "implicit" or known == "starttls" then return known end
   if port == 465 then return "implicit" end
+  return "auto"
+end
+
+-- After an automatic implicit attempt met a plain greeting: STARTTLS instead.
+local function fallback_mode(cfg, host, port, seen)
   if tls_required(cfg) or seen[host .. ":" .. port] then return "starttls" end
   return "opportunistic"
 end
@@ -168,10 +181,10 @@ local function authenticate(c, cfg, security)
   local oauth = mech == "xoauth2" or mech == "oauthbearer"
   local secret, err
   if oauth then secret, err = token(cfg) else secret, err = password(cfg) end
-  if not secret then return fail_info("EAUTH", "auth", err or "no password", { class = "permanent" }) end
-  if secret == "" then
-    return fail_info("EAUTH", "auth", oauth and "auth = true but oauth_token_command printed an empty token"
-      or "auth = true but the password is empty", { class = "permanent" })
+  if not secret or secret == "" then
+    -- said exactly: the commonest mistake after an upgrade or a fresh install
+    local what = oauth and "auth = true but the OAuth token is empty" or "auth = true but the password is empty"
+    return fail_info("EAUTH", "auth", what .. (err and (" (" .. err .. ")") or ""), { class = "permanent" })
   end
   local ok, msg, i = c:auth(mech, cfg.username or "", secret)
   if not ok and oauth and not i.connection and i.smtp and i.smtp >= 500 then
@@ -236,20 +249,30 @@ function M.connect(cfg, report)
   for _, host in ipairs(list) do
     local mode, why = M.mode_for(cfg, host, port, seen)
     if not mode then return fail_info("EDOWNGRADE", "tls", why, { class = "permanent" }) end
-    local c = core.smtp.new {
-      host = host, port = port, tls = mode, helo = cfg.helo_name,
+    local c, ok, err, info
+    local function attempt()
+      c = core.smtp.new {
+      host = host, port = port, tls = mode, tls_required = tls_required(cfg), helo = cfg.helo_name,
+      greeting_wait = cfg.greeting_wait,
       verify = cfg.tls_verify ~= false, ca_file = cfg.tls_ca_file, fingerprint = cfg.tls_fingerprint,
       min_version = cfg.tls_min_version and tostring(cfg.tls_min_version) or "1.2",
       connect_timeout = cfg.connect_timeout, command_timeout = cfg.command_timeout,
       data_timeout = cfg.data_timeout, session_deadline = cfg.session_deadline,
-    }
-    local ok, err, info = c:open()
+      }
+      ok, err, info = c:open()
+    end
+    attempt()
+    if not ok and info.plain_smtp and (cfg.tls or "auto") == "auto" then
+      c:close()
+      mode = fallback_mode(cfg, host, port, seen)
+      attempt()
+    end
     local ci = c:info()
     report.info = ci
     report.attempts[#report.attempts + 1] = { server = host, port = port, mode = mode, error = err }
     if ok then
       local key = host .. ":" .. port
-      if ci.security ~= "none" then mark_seen(key)
+      if ci.security ~= "none" then mark_seen(key, ci.security)
       elseif seen[key] then
         c:close()
         return fail_info("EDOWNGRADE", "tls", key .. " was seen with TLS before and now offers none; " ..

@@ -4,9 +4,9 @@
 --   sp:enqueue(msg_or_bytes [, envelope]) -> id | nil, err, info         (waits until durable)
 --   sp:enqueue_many({{msg_or_bytes, envelope}, ...}) -> {id...}          (waits; group commit)
 --   sp:lock() -> true | nil, "spool DIR is locked by pid N"             (waits; sweeps tmp/)
---   sp:scan() -> {id...} oldest first; adopts drop-ins                   (waits)
+--   sp:scan([limit]) -> {id...} oldest first, total; adopts drop-ins    (waits)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
---   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}})  (wait)
+--   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
 --   sp:fail(id, {reason=, reply=})  sp:retry(id)  sp:remove(id)          (wait)
 --   for entry in sp:list(["pickup"|"failed"]) do ... end                 (waits per batch)
 --   sp:watch(fn) -> handle:stop()    fn() as a task when files appear in pickup/

@@ -24,15 +24,28 @@ queue_round() {   # queue N messages for this round; the ids are <ENQ_SEQ+1..+N@
 # received IDs of this round, with repetitions
 round_ids() { received_ids "$T/peer" | tr -d '<>' | awk -F@ -v a="$FIRST" -v b="$((FIRST + N - 1))" '$1 >= a && $1 <= b'; }
 svc_gone_or_drained() { ! kill -0 "$1" 2>/dev/null || pickup_empty; }
+# stop_traced PID: SIGTERM the service strace runs (strace itself ignores it), wait for both
+stop_traced() {
+  local c
+  for c in $(pgrep -P "$1"); do kill -TERM "$c" 2>/dev/null; done
+  wait "$1" 2>/dev/null
+}
 
-# calls SYSCALL: how many times a clean run makes it while delivering one round
+# calls SYSCALL: traces a clean run delivering one round; sets CALLS to the calls
+# the main thread made (strace counts `when=` per thread), and SOCK to the ordinals
+# of those that wrote SMTP commands or data to the socket (for write/writev).
+# (Not in $(...): the round counters must survive.)
 calls() {
   queue_round
-  strace -f -c -o "$T/count" -e trace="$1" "$MAILHOOK" run >/dev/null 2>&1 &
+  strace -f -o "$T/trace" -e trace="$1" "$MAILHOOK" run >/dev/null 2>&1 &
   local st=$!
   wait_for 20 pickup_empty
-  kill -TERM $st; wait $st
-  awk -v s="$1" '$NF == s { print $4; f = 1 } END { if (!f) print 0 }' "$T/count"
+  stop_traced $st
+  local main
+  main=$(awk 'NR == 1 {print $1}' "$T/trace")
+  grep -E "^$main +$1\(" "$T/trace" > "$T/main-calls"
+  CALLS=$(wc -l < "$T/main-calls")
+  SOCK=$(awk '/"(EHLO|MAIL FROM|RCPT TO|DATA|RSET|QUIT|From: )/ {print NR}' "$T/main-calls")
 }
 
 # round SYSCALL WHEN: kill the service at the WHEN-th SYSCALL, restart, check.
@@ -44,7 +57,7 @@ round() {
     -e inject="$sc":signal=SIGKILL:when="$when" "$MAILHOOK" run >>"$T/svc.log" 2>&1 &
   local st=$!
   wait_for 20 svc_gone_or_drained $st
-  kill -TERM $st 2>/dev/null; wait $st 2>/dev/null
+  stop_traced $st
   local killed=no; grep -q "killed by SIGKILL" "$T/strace.log" && killed=yes
   svc_start                    # restart without injection: the spool holds the rest
   wait_for 20 pickup_empty
@@ -60,12 +73,25 @@ round() {
   fi
 }
 
-# write and writev cover file writes and socket writes (libuv writes sockets with them)
-for group in "write writev" "fsync fdatasync" "rename renameat renameat2" "unlink unlinkat"; do
+# socket writes: the main thread's write/writev calls that carry SMTP commands or data
+for sc in write writev; do
+  calls "$sc"
+  diag "$sc: $CALLS call(s) in a clean round, $(echo $SOCK | wc -w) of them SMTP to the socket"
+  [ -n "$SOCK" ] || continue
+  sockw=1
+  n=$(echo $SOCK | wc -w); step=$(( (n + POINTS - 2) / (POINTS - 1) )); [ $step -lt 1 ] && step=1
+  for when in $( (echo $SOCK | tr ' ' '\n' | awk -v s=$step '(NR - 1) % s == 0'; echo $SOCK | awk '{print $NF}') | sort -un); do
+    round "$sc" "$when"
+  done
+done
+[ -n "${sockw:-}" ]; ok $? "socket writes of SMTP commands and data were found and injected"
+
+# file writes, fsync, rename, unlink: spread over the calls of a clean round
+for group in "fsync fdatasync" "rename renameat renameat2" "unlink unlinkat"; do
   used=0
   for sc in $group; do
-    n=$(calls "$sc")
-    diag "$sc: $n call(s) in a clean round"
+    calls "$sc"; n=$CALLS
+    diag "$sc: $n call(s) in a clean round (main thread)"
     [ "$n" -gt 0 ] || continue
     used=1
     step=$(( (n + POINTS - 2) / (POINTS - 1) )); [ $step -lt 1 ] && step=1

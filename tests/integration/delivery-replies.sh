@@ -13,7 +13,15 @@ touch "$T/peer/reject"          # permdata@ gets 554 while this file exists
 sidecar_of() { grep -rl -- "$1" "$SPOOL/failed" 2>/dev/null | grep -v '\.eml$' | head -1; }
 failed_with() { [ -n "$(sidecar_of "$1")" ]; }
 
-svc_start
+# a rule that tells someone by another path when a message fails
+cat > "$T/alert.lua" <<LUA
+on("failed", function(ev)
+  local f = assert(io.open("$T/alerts", "a"))
+  f:write(ev.id, " | ", ev.subject or "-", " | ", ev.reason, " | ", ev.reply or "-", "\n")
+  f:close()
+end)
+LUA
+svc_start "$T/alert.lua"
 
 # (c) 4xx at the final dot, then success
 enqueue 1 tempdata-once@example.com >/dev/null            # <1@test>
@@ -31,6 +39,9 @@ like "$(cat "$sc")" "rejected by the server" "the sidecar gives the reason"
 like "$(cat "$sc")" "failed_at [0-9]{10}" "and the time"
 is "$(failed_count)" 1 "one message in failed/"
 unlike "$(cat "$T/peer/log")" "<2@test>" "the rejected message never reached the server's mailbox"
+wait_for 5 test -s "$T/alerts"; ok $? "the rule subscribed to \`failed\` ran"
+like "$(cat "$T/alerts")" "^[0-9a-f]{16} \| msg 2 \| rejected by the server.* \| 554 5.6.0 content rejected" \
+     "with the id, subject, reason and reply"
 
 # (g) queue retry of the failed message delivers it (the server accepts it now)
 rm -f "$T/peer/reject"
@@ -40,6 +51,11 @@ is "$rc" 0 "queue retry $fid: exit 0 ($out)"
 wait_for 10 grep -q "<2@test>" "$T/peer/log"; ok $? "the retried message is delivered"
 is "$(failed_count)" 0 "failed/ is empty again"
 
+# SIGHUP reloads the rules: the new version of the rule handles the next failure
+sed -i 's/f:write(ev.id/f:write("v2 ", ev.id/' "$T/alert.lua"
+kill -HUP "$SVC"
+wait_for 5 grep -q "SIGHUP: settings reloaded" "$T/svc.log"; ok $? "SIGHUP: reloaded"
+
 # (c) mixed recipients: accepted ones are done and never sent again
 enqueue 1 app@example.com ok-1@example.net temp-once@example.net perm@example.net >/dev/null   # <4@test>
 wait_for 10 failed_with "perm@example.net"; ok $? "the 550 recipient fails, named in the sidecar"
@@ -48,6 +64,8 @@ is "$(grep "<4@test>" "$T/peer/log" | sed -n 1p | cut -d' ' -f3)" "ok-1@example.
 is "$(grep "<4@test>" "$T/peer/log" | sed -n 2p | cut -d' ' -f3)" "temp-once@example.net" \
    "then only to the deferred one, once it is accepted (the accepted one is never sent again)"
 like "$(cat "$(sidecar_of "perm@example.net")")" "550 5.1.1" "the sidecar has the 550 reply"
+wait_for 5 grep -q "^v2 " "$T/alerts"; ok $? "the reloaded rule ran for it (once: $(grep -c . "$T/alerts") alert lines)"
+is "$(grep -c . "$T/alerts")" 2 "each failure alerted once, by the rule version loaded at the time"
 svc_stop; is $? 0 "stopped"
 
 # (c) expiry: older than max_queue_age -> failed/ "expired", even with no server

@@ -86,8 +86,13 @@ out=$("$MAILHOOK" flush 2>&1); rc=$?
 is "$rc" 0 "flush alone: exit 0"
 like "$out" "5 delivered, 0 deferred, 0 failed, 0 left" "summary"
 is "$(received_count "$T/peer")" $((n0 + 5)) "the server got the 5"
+enqueue 3 >/dev/null
 out=$(script -qc "$MAILHOOK flush" /dev/null 2>&1 </dev/null) || true
-like "$out" "flush: 0 delivered" "on a terminal too"
+like "$out" "flush: 3/3 +[0-9.]+ msg/s +ETA" "on a terminal: a progress line (done/total, rate, ETA)"
+like "$out" "flush: 3 delivered" "and the summary"
+enqueue 2 >/dev/null
+out=$("$MAILHOOK" -e 'local s = require("mailhook").queue.flush(); print(s.delivered, s.left, s.via)' 2>&1)
+is "$out" "2	0	self" "mh.queue.flush() from Lua delivers and reports"
 
 # --- (d) SIGTERM in the middle of a queue: the message in flight is finished
 peer_stop
@@ -106,4 +111,16 @@ wait_for 15 pickup_empty; ok $? "a restart delivers the rest"
 wait_for 5 received_at_least "$T/peer2" 10
 is "$(received_ids "$T/peer2" | sort -u | wc -l)" 10 "each once"
 svc_stop
+
+# --- connections = 2: two sessions in parallel, every message once
+enqueue 10 >/dev/null
+svc_start --connections 2
+wait_for 15 pickup_empty; ok $? "--connections 2 drains the queue"
+wait_for 5 received_at_least "$T/peer2" 20
+is "$(received_ids "$T/peer2" | sort | uniq -d | wc -l)" 0 "none twice"
+is "$(tail -10 "$T/peer2/log" | awk '{print $5}' | sort -u | wc -l)" 2 "over two sessions (client ports)"
+svc_stop
+out=$("$MAILHOOK" run --connections 0 2>&1); rc=$?
+is "$rc" 2 "--connections 0 is refused"
+like "$out" "connections must be a whole number from 1 to 64" "with a clear message"
 done_testing

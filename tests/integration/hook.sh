@@ -112,4 +112,18 @@ is "$rc" 1 "enqueue refused: exit 1"
 like "$out" "disabled" "the reason reaches the output"
 is "$(pickup)" "$before" "nothing queued"
 
+printf 'enabled = maybe\n' > "$T/bad.conf"
+out=$("$MAILHOOK" -c "$T/bad.conf" hook alarm severity=x 2>&1); rc=$?
+is "$rc" 1 "unreadable settings: exit 1"
+like "$out" "settings: .*bad.conf:1" "naming the file and line"
+
+# timers of the rules never hold a process, and one exiting with them running exits cleanly
+mkdir -p "$T/rules2"
+echo 'if SERVICE then every(0.02, function() end) end on("x", function() end)' > "$T/rules2/t.lua"
+out=$(timeout 10 "$MAILHOOK" -e '
+  local mh = require "mailhook"; local rules = require "mailhook.rules"
+  rules.start(arg[1]); mh.sleep(0.1); print("bye")' "$T/rules2" 2>&1); rc=$?
+is "$rc" 0 "a service process exits while the rules' timers still run"
+is "$out" "bye" "cleanly"
+
 done_testing

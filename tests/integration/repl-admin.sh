@@ -67,7 +67,36 @@ if have queue && "$MAILHOOK" -e 'os.exit(type(require("mailhook").enqueue) == "f
 fi
 
 if have smtp; then
-  diag "mailhook.smtp is present: test() is exercised by tests/integration/repl-admin-test.sh"
+  # test() against a real aiosmtpd: STARTTLS with our CA, AUTH, From accepted.
+  . "$ROOT/tests/lib/peers.sh"
+  make_certs "$T/certs" || exit 1
+  start_smtpd SMTPD --tls starttls --cert "$T/certs/server.crt" --key "$T/certs/server.key" \
+    --auth "pbx:$PW" --maildir "$T/mail" || exit 1
+  write_conf "$T/smtp.conf" enabled=true server=127.0.0.1 port="$SMTPD" tls=starttls \
+    tls_ca_file="$T/certs/ca.crt" auth=true username=pbx password="$PW" from=pbx@example.com
+  out=$(printf 'r = test()\nr.from_accepted, r.info.security\nr\n' | MAILHOOK_CONF="$T/smtp.conf" repl 2>&1); rc=$?
+  like "$out" '^true	"starttls"' "test() passes against aiosmtpd: STARTTLS, AUTH, From accepted"
+  like "$out" 'stages = \{ "connect", "tls", "auth", "sender" \}' "the report lists the stages"
+  unlike "$out" "$PW" "the report never shows the password"
+  is "$rc" 0 "exit 0"
+  is "$(count_mail "$T/mail")" 0 "test() without to sends nothing"
+
+  out=$(printf 'test{to = "ops@example.com"}\n' | MAILHOOK_CONF="$T/smtp.conf" repl 2>&1)
+  like "$out" 'sent = true' "test{to = ...} sends a test message"
+  step_mail() { [ "$(count_mail "$T/mail")" -ge 1 ]; }
+  wait_for 10 step_mail; ok $? "the server received it"
+  like "$(cat "$T"/mail/*.eml 2>/dev/null)" "Subject: mailhook test message" "it is the test message"
+
+  out=$(printf 'test "ops2@example.com"\n' | MAILHOOK_CONF="$T/smtp.conf" repl 2>&1)
+  like "$out" 'sent = true' "test \"ADDR\" is the same as test{to = ADDR}"
+
+  write_conf "$T/bad.conf" enabled=true server=127.0.0.1 port="$SMTPD" tls=starttls \
+    tls_ca_file="$T/certs/ca.crt" auth=true username=pbx password="wrong-$PW" from=pbx@example.com
+  out=$(printf 'test()\n"next"\n' | MAILHOOK_CONF="$T/bad.conf" repl 2>&1)
+  like "$out" '^nil	' "a wrong password: test() returns nil, message, info"
+  like "$out" 'stage = "auth"' "naming the auth stage"
+  unlike "$out" "wrong-$PW" "and not the password"
+  like "$out" '"next"' "the REPL goes on"
 else
   out=$(printf 'test()\n' | repl 2>&1); rc=$?
   is "$out" "test() is not available in this build (no mailhook.smtp)" "test() without the SMTP module: one clear line"

@@ -23,6 +23,9 @@ out=$(printf 'function double(n)\n  local r = n * 2\n  return r\nend\ndouble(21)
 is "$out" '42
 "v"' "a multi-line function definition and table constructor"
 
+out=$(printf '{\n  b = 1,\n  a = 2,\n}\n' | repl 2>&1)
+is "$out" "{ a = 2, b = 1 }" "a table expression over several lines prints its value"
+
 out=$(printf 'for i = 1, 3 do\nprint("line", i)\nend\n' | repl 2>&1)
 is "$out" "line	1
 line	2

@@ -72,7 +72,7 @@ tap.test("STARTTLS required + AUTH PLAIN with our CA; capabilities from after TL
   t:like(i.tls_version or "", "^TLSv1%.[23]$", "TLS 1.2 or 1.3")
   t:ok(i.cert and i.cert.verified, "certificate verified")
   t:like(i.cert and i.cert.subject or "", "CN=localhost", "certificate subject")
-  t:like(i.cert and i.cert.issuer or "", "mailhook%-test%-CA", "issuer")
+  t:like(i.cert and i.cert.issuer or "", "mailhook test CA", "issuer")
   t:like(i.cert and i.cert.not_after or "", "^%d%d%d%d%-%d%d%-%d%d", "expiry")
   t:is(i.auth_mechanism, "plain", "PLAIN chosen (strongest offered for a password)")
   local joined = table.concat(i.capabilities, " ")
@@ -84,7 +84,7 @@ tap.test("STARTTLS required + AUTH PLAIN with our CA; capabilities from after TL
   local m = mails("starttls")
   t:like(m[#m].json or "", '"tls": true', "server saw TLS")
   t:like(m[#m].json or "", '"auth": true', "and AUTH")
-  t:like(read(smtp.tls_seen_path()) or "", "localhost:" .. P.starttls, "server remembered as seen with TLS")
+  t:like(read(smtp.tls_seen_path()) or "", "localhost:" .. P.starttls .. " starttls", "server remembered as seen with STARTTLS")
 end)
 
 tap.test("LOGIN, XOAUTH2 and OAUTHBEARER; an expired token is fetched again once", function(t)
@@ -114,7 +114,7 @@ tap.test("auth failures are named", function(t)
   t:is(info and info.smtp, 535, "server code")
   s, err, info = smtp.connect(cfg { server = { "127.0.0.1" }, port = P.starttls, auth = true,
     username = "user", password_command = "printf ''", tls_ca_file = CA })
-  t:is(err, "auth = true but the password is empty", "empty password said exactly")
+  t:like(err or "", "^auth = true but the password is empty", "empty password said exactly")
   t:is(info and info.stage, "auth", "stage auth")
 end)
 

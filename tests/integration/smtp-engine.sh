@@ -1,24 +1,15 @@
 # The SMTP engine against real peers on 127.0.0.1: Postfix's smtp-sink, aiosmtpd
 # with required STARTTLS + AUTH (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER), aiosmtpd
-# with implicit TLS, and a trickling peer for the session deadline.  The
+# with implicit TLS, and a trickling peer for the session deadline.  The aiosmtpd
+# peer is tests/peers/smtp-aiosmtpd.py rather than smtpd.py because it also speaks
+# the OAuth mechanisms (with the XOAUTH2 error challenge) that token refresh needs.  The
 # scenarios themselves are in smtp-engine.lua (run by the runtime).
 . "$ROOT/tests/lib/tap.sh"
 SINK=$ROOT/.deps/postfix/usr/sbin/smtp-sink
 PY=/usr/bin/python3
 
-# certificates: our own CA and a leaf for localhost + 127.0.0.1
-mkdir -p "$T/certs"
-(
-  cd "$T/certs" || exit 1
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt \
-    -days 30 -subj /CN=mailhook-test-CA -addext basicConstraints=critical,CA:TRUE \
-    -addext keyUsage=critical,keyCertSign,cRLSign
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
-    -subj /CN=localhost
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
-  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 30 -extfile ext
-) >"$T/certs.log" 2>&1 || { cat "$T/certs.log"; echo "Bail out! cannot make certificates"; exit 1; }
-FP=$(openssl x509 -in "$T/certs/server.crt" -noout -fingerprint -sha256 | sed 's/.*=//')
+# certificates: our own CA and a leaf for localhost + 127.0.0.1 (tests/peers/mkcerts)
+FP=$("$ROOT/tests/peers/mkcerts" "$T/certs") || { cat "$T/certs/mkcerts.log"; echo "Bail out! cannot make certificates"; exit 1; }
 
 # start_peer NAME ARGS...: an aiosmtpd peer; its port in $PORT_NAME
 start_peer() {

@@ -16,6 +16,7 @@ _tap_cleanup() {
   rm -rf "$T"
 }
 trap _tap_cleanup EXIT
+trap "exit 143" TERM INT HUP   # so the clean-up runs when a time limit kills the test
 ok() {   # ok STATUS DESC  (STATUS 0 = pass)
   _tap_n=$((_tap_n + 1))
   if [ "$1" = 0 ]; then echo "ok $_tap_n - $2"; else echo "not ok $_tap_n - $2"; _tap_failed=$((_tap_failed + 1)); fi

@@ -160,6 +160,7 @@ local function setup(o)
     emit = function(ev, f) events[#events + 1] = { ev, f } end,
     idle_close = o.idle_close or 0.1, scan_interval = o.scan_interval or 0.05,
     connections = o.connections, once = o.once, random = function() return 0.5 end,
+    stuck_after = o.stuck_after,
   }
   return d, sp, smtp, log, events
 end
@@ -209,6 +210,8 @@ end)
 tap.test("reply_text", function(t)
   t:is(delivery.reply_text{ smtp = 451, enhanced = "4.7.0", text = "later\r\n" }, "451 4.7.0 later ", "code, enhanced, text")
   t:is(delivery.reply_text{ smtp = 250 }, "250", "code alone")
+  t:is(delivery.reply_text{ smtp = 554, enhanced = "5.6.0", text = "5.6.0 no" }, "554 5.6.0 no",
+       "an enhanced code already in the text is not repeated")
   t:is(delivery.reply_text(nil), nil, "nil")
 end)
 
@@ -254,6 +257,20 @@ tap.test("an outage: the queue waits, retries every retry_interval, logs once", 
   d:stop(); task:wait()
 end)
 
+tap.test("an outage lasting stuck_after emits `queue_stuck` once", function(t)
+  local d, sp, smtp, log, events = setup{ smtp = { fail_connects = 8 }, stuck_after = 0.15 }
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "delivered in the end")
+  local n = 0
+  for _, e in ipairs(events) do if e[1] == "queue_stuck" then n = n + 1 end end
+  t:is(n, 1, "one queue_stuck event")
+  local ev
+  for _, e in ipairs(events) do if e[1] == "queue_stuck" then ev = e[2] end end
+  t:like(ev and ev.reason, "connection refused", "with the reason")
+  d:stop(); task:wait()
+end)
+
 tap.test("a new message does not cut an outage's retry cadence short", function(t)
   local d, sp, smtp = setup{ cfg = { retry_interval = 0.3, retry_max = 1, max_queue_age = 3600 },
                              smtp = { fail_connects = 1 } }
@@ -295,6 +312,7 @@ tap.test("a 5xx moves the message to failed/ with reason and reply, and emits `f
   t:ok(f, "in failed/")
   t:like(f and f.reason, "rejected by the server at data", "the reason names the stage")
   t:is(f and f.reply, "554 5.6.0 content rejected", "the server's reply")
+  t:ok(until_(function() return #events >= 1 end), "an event")
   t:is(#events, 1, "one event")
   t:is(events[1] and events[1][1], "failed", "named failed")
   t:is(events[1] and events[1][2].id, "000001", "with the id")
@@ -315,7 +333,7 @@ tap.test("mixed recipients are settled one by one; accepted ones never again", f
   local f = sp.failed["000001"]
   t:like(f and f.reason, "perm@x: 550 5%.1%.1 no such user", "then failed for the 550, naming the recipient")
   t:same(f and f.entry.to, { "perm@x" }, "only the rejected recipient is left in it")
-  t:is(#events, 1, "one `failed` event")
+  t:ok(until_(function() return #events >= 1 end) and #events == 1, "one `failed` event")
   d:stop(); task:wait()
 end)
 
@@ -328,6 +346,7 @@ tap.test("a message older than max_queue_age goes to failed/ as expired, even du
   t:like(sp.failed["000001"].reason, "^expired: in the queue since .* longer than max_queue_age %(3600 s%)",
          "reason: expired")
   t:is(smtp.sends[1], nil, "never sent")
+  until_(function() return #events >= 1 end)
   t:is(events[1] and events[1][1], "failed", "`failed` emitted")
   t:is(sp:count(), 1, "the young one waits for the server")
   d:stop(); task:wait()
@@ -430,6 +449,38 @@ tap.test("flush_request on a service: deferred messages go now, on_flushed repor
   t:ok(until_(function() return flushed ~= nil end), "the forced pass ended")
   t:is(flushed and flushed.left, 0, "with the queue empty")
   t:is(flushed and flushed.err, nil, "and no error")
+  d:stop(); task:wait()
+end)
+
+tap.test("removals are group-committed: one fsync of pickup/ per run, before waiting", function(t)
+  local d, sp = setup()
+  local calls = {}
+  sp.delivered = function(self, id, o)
+    mh.sleep(0)
+    calls[#calls + 1] = (o and o.sync == false) and "unlink" or "unlink+fsync"
+    self.msgs[id] = nil
+    return true
+  end
+  sp.sync = function() mh.sleep(0); calls[#calls + 1] = "fsync"; return true end
+  for i = 1, 3 do sp:add{} end
+  local task = start(d)
+  t:ok(until_(function() return #calls >= 4 end), "settled")
+  t:same(calls, { "unlink", "unlink", "unlink", "fsync" }, "three unlinks, then one fsync before going idle")
+  d:stop(); task:wait()
+  t:is(#calls, 4, "nothing left to sync at stop")
+end)
+
+tap.test("flush_request while disabled ends the pass at once, with the reason", function(t)
+  local d, sp, smtp = setup{ ready = function() return nil, "outgoing mail is disabled" end }
+  sp:add{}
+  local flushed
+  d.on_flushed = function(_, err) flushed = { err = err } end
+  local task = start(d)
+  mh.sleep(0.1)
+  d:flush_request()
+  t:ok(until_(function() return flushed ~= nil end, 1), "the pass ended")
+  t:like(flushed and flushed.err, "disabled", "saying why")
+  t:is(smtp.connects, 0, "no connection attempted")
   d:stop(); task:wait()
 end)
 

@@ -170,6 +170,26 @@ tap.test("period:route holds until the end, routes elsewhere, critical goes now"
   t:is(sent[3] and sent[3].subject, "s1", "the held message")
 end)
 
+tap.test("a held message keeps a copy of its attachments", function(t)
+  local rs = fresh()
+  sent = {}
+  now = 2000000
+  local src = dir .. "-rec.wav"
+  local f = assert(io.open(src, "wb")); f:write("RIFF....WAVE"); f:close()
+  rs.hold({ to = "a@b.c", subject = "vm", attachments = { { path = src, type = "audio/wav" } } }, now + 60)
+  os.remove(src)   -- the application deletes its file once hook returned
+  now = now + 60
+  t:is(rs.sweep(), 1, "released")
+  local a = sent[1] and sent[1].attachments and sent[1].attachments[1]
+  t:is(a and a.name, src:match("[^/]+$"), "the original file name is kept")
+  t:ok(a and a.path ~= src, "sent from the copy")
+  local names = mh.core.rstate.list(dir .. "/held")
+  t:is(#names, 0, "copy removed once enqueued")
+  local ok, err = pcall(rs.hold, { to = "a@b.c", attachments = { { path = src } } }, now + 60)
+  t:ok(not ok, "holding a missing attachment fails at once")
+  t:like(err, "hold: attachment", "says so")
+end)
+
 tap.test("state files are private and concurrent tasks do not lose counts", function(t)
   local rs = fresh()
   local tasks, yes = {}, 0

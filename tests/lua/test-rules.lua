@@ -114,4 +114,38 @@ tap.test("rule files: strict environment, errors reported per file", function(t)
   rules.clear()
 end)
 
+tap.test("a reload replaces the handlers and timers of rule files", function(t)
+  rules.clear()
+  local d = tmpdir()
+  write(d .. "/a.lua", [[
+    on("r", function(ev) ev.out[#ev.out + 1] = "a" end)
+    every(0.01, function() TICKS.n = TICKS.n + 1 end)
+  ]])
+  local ticks = { n = 0 }
+  _G.TICKS = ticks
+  mh.on("r", function(ev) ev.out[#ev.out + 1] = "direct" end)
+  rules.load(d)
+  rules.load(d)   -- SIGHUP
+  local out = {}
+  mh.emit("r", { out = out })
+  table.sort(out)
+  t:same(out, { "a", "direct" }, "file handlers once, direct ones kept")
+  local until_ = mh.monotonic() + 2
+  while ticks.n < 3 and mh.monotonic() < until_ do mh.sleep(0.01) end
+  t:ok(ticks.n >= 3, "every() of a rule file ticks")
+  write(d .. "/a.lua", "-- emptied\n")
+  rules.load(d)
+  mh.sleep(0.02)   -- a tick spawned just before the stop may still run once
+  local n = ticks.n
+  mh.sleep(0.05)
+  t:is(ticks.n, n, "stopped by the reload")
+  out = {}
+  mh.emit("r", { out = out })
+  t:same(out, { "direct" }, "handlers of the file gone")
+  _G.TICKS = nil
+  os.remove(d .. "/a.lua")
+  os.remove(d)
+  rules.clear()
+end)
+
 return tap.done()

@@ -4,7 +4,7 @@
     delivery-smtpd.py --port PORT --out DIR [--delay S]
 
 Every accepted message is written to DIR/NNNNNN.eml (arrival order) and a line
-"NNNNNN MAIL_FROM RCPT,RCPT MESSAGE-ID" is appended to DIR/log.  DIR/ready is
+"NNNNNN MAIL_FROM RCPT,RCPT MESSAGE-ID CLIENT_PORT" is appended to DIR/log.  DIR/ready is
 created once listening.  What the server answers is chosen by the addresses,
 so one server plays every scenario:
 
@@ -60,7 +60,8 @@ class Handler:
             f.write(data)
         os.rename(os.path.join(self.out, name + ".tmp"), os.path.join(self.out, name + ".eml"))
         with open(os.path.join(self.out, "log"), "a") as f:
-            f.write("%s %s %s %s\n" % (name, envelope.mail_from, ",".join(envelope.rcpt_tos), mid))
+            f.write("%s %s %s %s %s\n" % (name, envelope.mail_from, ",".join(envelope.rcpt_tos), mid,
+                                          session.peer[1] if session.peer else "-"))
         return "250 OK queued as %s" % name
 
 

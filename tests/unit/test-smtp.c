@@ -133,6 +133,27 @@ static void test_pipelining(void) {
   mh_buf_free(&r.out);
 }
 
+static void test_pipelined_mail_refused(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  const char *to[] = { "b@x.test" };
+  mh_smtp_send(s, "a@x.test", to, 1, "x", 1);
+  take(&r);
+  feed(s, "550 5.7.1 sender refused\r\n");
+  is_int(r.done, 0, "the pipelined replies are still awaited");
+  feed(s, "503 5.5.1 need MAIL\r\n554 5.5.1 no valid recipients\r\n");
+  is_int(r.done, 1, "done after the DATA reply");
+  is_int(r.rc, MH_EREPLY, "refused");
+  is_str(mh_smtp_stage(s), "mail", "stage mail");
+  is_int(mh_smtp_last_reply(s)->code, 550, "MAIL's reply decides");
+  is_str(take(&r), "", "no data sent");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready for the next message");
+  mh_smtp_send(s, "a@x.test", to, 1, "x", 1);
+  ok(strncmp(take(&r), "RSET\r\n", 6) == 0, "RSET before the next transaction");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 static void test_no_pipelining(void) {
   rec r = { 0 };
   mh_smtp *s = opened(&r, "250-mx\r\n250 8BITMIME\r\n");
@@ -433,6 +454,7 @@ int main(void) {
   test_ehlo_caps();
   test_helo_fallback();
   test_pipelining();
+  test_pipelined_mail_refused();
   test_no_pipelining();
   test_size();
   test_bad_addresses();

@@ -160,7 +160,7 @@ static void test_enqueue(mh_spool *sp) {
 
   /* defer / load: state survives in the sidecar */
   const char *done[] = { "x@y.z" };
-  is_int(mh_spool_defer(sp, it.id, 12345, "451 4.7.0 later", done, 1, err), 0, "defer");
+  is_int(mh_spool_defer(sp, it.id, -1, 12345, "451 4.7.0 later", done, 1, err), 0, "defer");
   is_int(mh_spool_load(sp, it.id, &e, err), 0, "load");
   ok(e.state.attempts == 1 && e.state.next_attempt == 12345 && !strcmp(e.state.last_reply, "451 4.7.0 later") &&
      e.state.ndone == 1 && !strcmp(e.state.done[0], "x@y.z"), "sidecar state read back");
@@ -236,7 +236,15 @@ static void test_scan(mh_spool *sp) {
     waitpid(pid, &st, 0);
     ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a second deliverer is refused, naming our pid");
   }
-  n = mh_spool_scan(sp, &ids, err);
+  {
+    char **few = NULL;
+    long k = mh_spool_scan(sp, 2, &few, NULL, err);
+    n = mh_spool_scan(sp, 0, &ids, NULL, err);
+    ok(k == 2 && n > 2 && !strcmp(few[0], ids[0]) && !strcmp(few[1], ids[1]),
+       "scan with a limit returns the oldest ids only");
+    for (long i = 0; i < k; i++) free(few[i]);
+    free(few);
+  }
   ok(n >= 6, "scan found the ready messages (%ld)", n);
   int sorted = 1;
   for (long i = 1; i < n; i++) if (strcmp(ids[i - 1], ids[i]) >= 0) sorted = 0;

@@ -11,8 +11,10 @@ local core = require "mailhook.core"
 local args = require "mailhook.args"
 local delivery = require "mailhook.delivery"
 
+-- How many messages wait in pickup/ (scan(1): only one id crosses into Lua).
 local function count(sp)
-  local ids = sp:scan()
+  local ids, total = sp:scan(1)
+  if type(total) == "number" then return total end
   return type(ids) == "table" and #ids or 0
 end
 
@@ -26,26 +28,36 @@ local function write_flush_done(dir, left, err)
   return os.rename(path .. ".tmp", path)
 end
 
--- Rules: named files, else the settings' rules folder.  The rules module is
--- optional (guarded): without it the service still delivers.
-local function load_rules(files, cfg)
+-- Rules: the named files, else the settings' rules folder.  The rules module is
+-- optional (guarded): without it the service still delivers.  A broken rule file
+-- is logged and never stops the queue (deliveries matter more than alerts).
+-- The first load starts the rules' service (sweeps of summaries, digests, held
+-- mail); returns a stop function, or nil.
+local function load_rules(files, cfg, first)
   local ok, rules = pcall(require, "mailhook.rules")
   if not ok or type(rules) ~= "table" or type(rules.load) ~= "function" then
     if #files > 0 then
       mh.log.warn("mailhook run: rules named but the rules module is not available: " ..
                   (ok and "no rules.load" or tostring(rules):match("[^\n]*")))
     end
-    return
+    return nil
   end
-  local list = files
-  if #list == 0 then list = { cfg.rules or "./rules" } end
-  local r, err = rules.load(list)
-  if r == nil and err then
-    -- a broken rule never stops the queue: deliveries matter more than alerts
-    mh.log.error("mailhook run: rules not loaded: " .. tostring(err))
+  local paths = files
+  if #paths == 0 then
+    paths = rules.default_paths and { rules.default_paths(cfg) } or { cfg.rules or "./rules" }
+  end
+  local n, errors, stop
+  if first and rules.start then
+    local h = rules.start(paths)
+    n, errors, stop = h.loaded, h.errors, h.stop
   else
-    mh.log.info("mailhook run: rules loaded from " .. table.concat(list, ", "))
+    n, errors = rules.load(paths)
   end
+  if type(errors) == "table" and #errors > 0 then
+    mh.log.error(string.format("mailhook run: %d rule file(s) failed to load (see above); delivery goes on", #errors))
+  end
+  mh.log.info(string.format("mailhook run: %s rule file(s) loaded from %s", tostring(n), table.concat(paths, ", ")))
+  return stop
 end
 
 return function(...)
@@ -77,7 +89,7 @@ return function(...)
     return args.fail("run", tostring(lerr) .. " (one service per spool; stop it first, or use `mailhook flush`)", 1)
   end
 
-  load_rules(files, cfg)
+  local stop_rules = load_rules(files, cfg, true)
 
   local d = delivery.new{ spool = sp, cfg = cfg, connections = connections or cfg.connections }
   d.on_flushed = function(_, ferr)
@@ -109,7 +121,7 @@ return function(...)
         d:reload(c)
         mh.log.info("mailhook run: SIGHUP: settings reloaded")
       end
-      load_rules(files, cfg)
+      load_rules(files, cfg, false)
     end),
     core.signal.on("USR1", function()
       mh.log.info("mailhook run: flush requested")
@@ -132,6 +144,9 @@ return function(...)
   local st = d:run()
   if watch and watch.stop then watch:stop() end
   for _, h in ipairs(handles) do h:stop() end
+  if stop_rules then pcall(stop_rules) end
+  local rok, rules = pcall(require, "mailhook.rules")
+  if rok and type(rules) == "table" and rules.unserve then rules.unserve() end
   mh.log.info(string.format("mailhook run: stopped (delivered %d, deferred %d, failed %d, %d left)",
                             st.delivered, st.deferred, st.failed, count(sp)))
   sp:close()

@@ -1,0 +1,40 @@
+# `mailhook run` loads the same rules as `hook`: it sends the throttle summary
+# at the end of a window that `hook` processes recorded (even when the service
+# itself was restarted in the middle of the window), delivers it to a real SMTP
+# server, and its `failed` event reaches the rules.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
+start_smtpd P --maildir "$T/inbox" --reply-rcpt "dead@example.org=550 5.1.1 no such user"
+write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$P" from=pbx@example.com tls=none \
+  tls_required=false rules=rules retry_interval=1
+mkdir -p "$T/rules"
+cat > "$T/rules/flap.lua" <<'LUA'
+on("flap", function(ev)
+  if throttle { key = "flap", max = 1, per = 3, summary = true, to = "ops@example.com" } then
+    assert(mh.enqueue { to = "ops@example.com", subject = "flap " .. ev.n, text = "x" })
+  end
+end)
+on("failed", function(ev)
+  assert(mh.enqueue { to = "postmaster@example.com", subject = "failed: " .. tostring(ev.id), text = tostring(ev.reason) })
+end)
+LUA
+inbox_has() { grep -qs "$1" "$T"/inbox/*.eml; }
+start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill $RUN"; }
+
+for n in 1 2 3 4; do "$MAILHOOK" hook flap n=$n; done
+is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 1 "hook: one mail, three suppressed (recorded on disk)"
+start_run
+wait_for 10 inbox_has "Subject: flap 1"; ok $? "run delivers the allowed mail"
+kill "$RUN"; wait "$RUN" 2>/dev/null
+start_run                                   # a restart in the middle of the window
+wait_for 15 inbox_has "3 more suppressed: flap"; ok $? "the restarted service sends the summary at the window end"
+sleep_until_quiet() { [ "$(ls "$T/spool/pickup" | grep -c '\.eml$')" = 0 ]; }
+wait_for 10 sleep_until_quiet
+is "$(grep -l "more suppressed: flap" "$T"/inbox/*.eml | wc -l)" 1 "exactly one summary"
+# a message the server refuses for good: the service emits `failed`, the rule tells the postmaster
+"$MAILHOOK" enqueue --to dead@example.org --subject doomed </dev/null >/dev/null
+wait_for 15 inbox_has "Subject: failed: "; ok $? "the failed event reached the rule, its mail delivered"
+like "$(grep -l "Subject: failed: " "$T"/inbox/*.eml | xargs cat)" "5.1.1|no such user|550" "with the server's reason"
+kill "$RUN"; wait "$RUN" 2>/dev/null
+done_testing

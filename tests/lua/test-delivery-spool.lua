@@ -1,0 +1,91 @@
+-- The deliverer on the real spool (runtime/spool.c): spool:scan(limit) keeps
+-- memory bounded; a once-pass (flush) removes each message only after its
+-- 250 and records deferrals and failures in the spool's sidecars.  The SMTP
+-- side is a scripted session here; tests/integration/delivery-*.sh use real servers.
+local tap = require "tap"
+local mh = require "mailhook"
+local delivery = require "mailhook.delivery"
+local spool = require "mailhook.spool"
+
+local dir = os.tmpname()
+os.remove(dir)
+local function rm_rf() os.execute("rm -rf '" .. dir .. "'") end
+
+local function msg(i, from)
+  return "From: " .. (from or "a@example.com") .. "\r\nTo: b@example.net\r\nSubject: m" .. i ..
+         "\r\nMessage-ID: <" .. i .. "@t>\r\n\r\nbody " .. i .. "\r\n"
+end
+
+tap.test("scan(limit) returns the oldest ids and the total", function(t)
+  local sp = assert(spool.open(dir))
+  local ids = {}
+  for i = 1, 5 do ids[i] = assert(sp:enqueue(msg(i), { from = "a@example.com", to = { "b@example.net" } })) end
+  local got, total = sp:scan(2)
+  t:same(got, { ids[1], ids[2] }, "the two oldest")
+  t:is(total, 5, "total of all")
+  local all, total2 = sp:scan()
+  t:is(#all, 5, "no limit: all")
+  t:is(total2, 5, "total")
+  t:ok(not pcall(sp.scan, sp, -1), "a negative limit raises")
+  -- more ids than the limit, in directory order: the heap keeps the oldest, sorted
+  local batch = {}
+  for i = 1, 60 do batch[i] = { msg(100 + i), { from = "a@example.com", to = { "b@example.net" } } } end
+  assert(sp:enqueue_many(batch))
+  local full = sp:scan()
+  local seven, t7 = sp:scan(7)
+  t:same(seven, { table.unpack(full, 1, 7) }, "scan(7) = the first 7 of a full scan")
+  t:is(t7, 65, "total counts every ready message")
+  local one, t1 = sp:scan(1)
+  t:same(one, { full[1] }, "scan(1): the oldest")
+  t:is(t1, 65, "and the total")
+  all = full
+  for _, id in ipairs(all) do sp:remove(id) end
+  sp:close()
+end)
+
+tap.test("a flush pass on the real spool: 250 removes, 4xx defers, 5xx fails with a sidecar", function(t)
+  local sp = assert(spool.open(dir))
+  assert(sp:lock())
+  local ok1 = assert(sp:enqueue(msg(1), { from = "a@example.com", to = { "ok@x" } }))
+  local tmp = assert(sp:enqueue(msg(2), { from = "a@example.com", to = { "ok@x", "temp@x" } }))
+  local bad = assert(sp:enqueue(msg(3), { from = "a@example.com", to = { "perm@x" } }))
+  local sent = {}
+  local function connect()
+    local s = {}
+    function s:alive() return true end
+    function s:quit() return true end
+    function s:close() end
+    function s:send(m)
+      local f = assert(io.open(m.path, "rb")); f:seek("set", m.offset); local data = f:read("a"); f:close()
+      sent[#sent + 1] = data
+      local res = { accepted = {}, rejected = {} }
+      for _, r in ipairs(m.to) do
+        if r == "ok@x" then res.accepted[#res.accepted + 1] = r
+        elseif r == "temp@x" then res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 451, text = "later", class = "transient" }
+        else res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 550, text = "unknown", class = "permanent" } end
+      end
+      return res
+    end
+    return s
+  end
+  local d = delivery.new{ spool = sp, cfg = { retry_interval = 30, retry_max = 1800, max_queue_age = 3600 },
+                          connect = connect, ready = function() return true end, once = true,
+                          emit = function() end, log = { debug = function() end, info = function() end,
+                          warn = function() end, error = function() end } }
+  local st = d:run()
+  t:same({ st.delivered, st.deferred, st.failed }, { 1, 1, 1 }, "one of each")
+  t:like(sent[1] or "", "^From: a@example%.com\r\n", "the bytes sent start after the X- lines")
+  t:is(sp:load(ok1), nil, "the delivered one is gone")
+  local e = sp:load(tmp)
+  t:same(e and e.to, { "temp@x" }, "the deferred one keeps only its pending recipient")
+  t:is(e and e.attempts, 1, "one attempt recorded")
+  t:ok(e and e.next_attempt >= os.time() + 20, "next attempt ~30 s away (backoff)")
+  local f = sp:load(bad)
+  t:is(f and f.state, "failed", "the rejected one is in failed/")
+  t:like(f and f.reason, "perm@x: 550 unknown", "its sidecar names the recipient and the reply")
+  sp:close()
+end)
+
+local status = tap.done()
+rm_rf()
+return status

@@ -1,0 +1,81 @@
+-- core.smtp and mailhook.smtp without a real server: argument checks, DNS and
+-- connect failures named, the tls policy table, a session closed while another
+-- task waits on it, and no handle left open afterwards (tap checks that).
+local tap = require "tap"
+local mh = require "mailhook"
+local smtp = require "mailhook.smtp"
+local core = mh.core
+
+tap.test("misuse raises, clearly", function(t)
+  local ok, err = pcall(core.smtp.new, { port = 25 })
+  t:ok(not ok and err:find("host missing"), "host required")
+  ok, err = pcall(core.smtp.new, { host = "x", tls = "maybe" })
+  t:ok(not ok and err:find("tls must be"), "tls mode checked")
+  ok, err = pcall(core.smtp.new, { host = "x", port = 70000 })
+  t:ok(not ok and err:find("port"), "port range checked")
+end)
+
+tap.test("dns and connect failures name the stage, the host and every address", function(t)
+  local s, err, info = smtp.connect { server = { "no-such-host.invalid" }, port = 25, tls = "none",
+                                      tls_required = false }
+  t:is(s, nil, "unknown host")
+  t:is(info.stage, "dns", "stage dns")
+  t:like(err, "no%-such%-host%.invalid", "names the host")
+  -- a port nobody listens on (bound, then closed by the python one-liner)
+  local p = io.popen([[/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])']])
+  local port = tonumber(p:read("l")); p:close()
+  s, err, info = smtp.connect { server = { "127.0.0.1" }, port = port, tls = "none", tls_required = false }
+  t:is(info and info.stage, "connect", "stage connect")
+  t:like(err, "127%.0%.0%.1: connection refused", "address and reason")
+  t:is(info and info.class, "transient", "transient")
+end)
+
+tap.test("tls policy", function(t)
+  local seen = { ["a:25"] = "starttls", ["b:2525"] = "implicit" }
+  t:is(smtp.mode_for({ tls = "auto" }, "x", 465, {}), "implicit", "auto on 465: implicit")
+  t:is(smtp.mode_for({ tls = "auto" }, "x", 587, {}), "auto", "auto elsewhere: detect")
+  t:is(smtp.mode_for({ tls = "auto" }, "a", 25, seen), "starttls", "seen with STARTTLS: required")
+  t:is(smtp.mode_for({ tls = "auto" }, "b", 2525, seen), "implicit", "seen with implicit TLS")
+  t:is(smtp.mode_for({ tls = "none", tls_required = true }, "x", 25, {}), nil, "none + required refused")
+  t:is(smtp.mode_for({ tls = "none", auth = true }, "x", 25, {}), nil, "none + auth refused (required by default)")
+  t:is(smtp.mode_for({ tls = "none", tls_required = false }, "a", 25, seen), nil, "none for a server seen with TLS")
+  t:is(smtp.mode_for({ tls = "none", tls_required = false }, "x", 25, {}), "none", "none otherwise")
+end)
+
+tap.test("closing a session another task waits on interrupts that task", function(t)
+  local p = io.popen([[/usr/bin/python3 -c '
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True); time.sleep(1)']])
+  local port = tonumber(p:read("l"))
+  local c = core.smtp.new { host = "127.0.0.1", port = port, tls = "none", connect_timeout = 5 }
+  local waiter = mh.spawn(function() return c:open() end)
+  mh.sleep(0.1)
+  t:is(waiter:status(), "waiting", "open waits for a greeting that never comes")
+  c:close()
+  local ok, err = waiter:wait()
+  t:is(ok, false, "the waiter failed")
+  t:like(err, "interrupted", "interrupted")
+  t:ok(not pcall(c.alive, c), "a closed session raises on use")
+  p:close()
+end)
+
+tap.test("a silent server: the implicit TLS handshake has a timeout too", function(t)
+  local p = io.popen([[/usr/bin/python3 -c '
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+print(s.getsockname()[1], flush=True); time.sleep(2)']])
+  local port = tonumber(p:read("l"))
+  for _, mode in ipairs { "implicit", "auto" } do
+    local t0 = mh.monotonic()
+    local s, err, info = smtp.connect { server = { "127.0.0.1" }, port = port, tls = mode, tls_required = true,
+                                        command_timeout = 0.3, greeting_wait = 0.2 }
+    t:is(s, nil, mode .. ": fails")
+    t:is(info and info.stage, "tls", mode .. ": stage tls")
+    t:like(err, "handshake timed out", mode .. ": says so")
+    t:ok(mh.monotonic() - t0 < 1.5, mode .. ": promptly")
+  end
+  p:close()
+end)
+
+return tap.done()
