@@ -248,7 +248,7 @@ print("sent")
 return 0
 LUA
 start_fault F "$wire"
-out=$(timeout 30 "$MAILHOOK" "$T/send.lua" "$(conf port="$F")" 2>&1); rc=$?
+out=$(MAILHOOK_SPOOL=$T/spool timeout 30 "$MAILHOOK" "$T/send.lua" "$(conf port="$F")" 2>&1); rc=$?
 is "$rc" 0 "mh.smtp sends a message with awkward line ends"; [ "$rc" = 0 ] || diag "$out"
 wait_for 5 grep -q "^END" "$F_OUT"
 "$PY" - "$F_REC" > "$T/wire.check" <<'PY'
@@ -278,7 +278,7 @@ grep -q $'^\\.\\.leading dot\r$' "$F_REC"; ok $? "'.leading dot' went as '..lead
 grep -q $'^\\.\\.\\.two dots\r$' "$F_REC"; ok $? "'..two dots' went as '...two dots'"
 
 start_smtpd M --maildir "$T/mail"
-out=$(timeout 30 "$MAILHOOK" "$T/send.lua" "$(conf port="$M")" 2>&1); rc=$?
+out=$(MAILHOOK_SPOOL=$T/spool timeout 30 "$MAILHOOK" "$T/send.lua" "$(conf port="$M")" 2>&1); rc=$?
 is "$rc" 0 "the same message to aiosmtpd"
 is "$(count_mail "$T/mail")" 1 "arrives as one message"
 like "$(cat "$T/mail/000001.eml" | tr -d '\r')" "after-lf" "text after a bare-LF dot line arrived as data"

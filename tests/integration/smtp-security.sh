@@ -96,6 +96,20 @@ is "$RC" 1 "tls=none against a server requiring STARTTLS: the sender check fails
 ilike "$OUT" "stage[: ]+sender\b" "stage sender named"
 like "$OUT" "530" "with the server's reply"
 
+# Never a silent downgrade: a server seen with TLS that later offers none is refused,
+# even with tls = auto and tls_required = false.
+port=$(free_port)
+tls_server D server --port "$port"
+mh_test "$(conf port="$port" tls=auto tls_ca_file="$C/ca.crt")"
+is "$RC" 0 "a STARTTLS server is seen with TLS"
+stop_peer D
+start_smtpd D2 --port "$port" --log "$T/down.log"
+mh_test "$(conf port="$port" tls=auto tls_required=false tls_ca_file="$C/ca.crt")"
+is "$RC" 1 "the same host:port without STARTTLS later: refused"
+ilike "$OUT" "stage[: ]+tls\b" "stage tls named"
+ilike "$ERR" "seen with TLS|downgrade|not offer STARTTLS" "reason: TLS was expected there"
+unlike "$(cat "$T/down.log")" "^mail" "no MAIL FROM in the clear"
+
 # --- AUTH -------------------------------------------------------------------------------
 tls_server A server --auth "user:$PASS" --log "$T/auth.log"
 mh_test "$(conf port="$A" tls=starttls tls_ca_file="$C/ca.crt" auth=true username=user password="$PASS")"
@@ -113,7 +127,7 @@ is "$RC" 1 "a wrong password fails"
 ilike "$OUT" "stage[: ]+auth\b" "stage auth named"
 like "$OUT" "535" "with the server's reply"
 unlike "$OUT" "$PASS" "the password is not in the report"
-OUT=$(timeout 60 "$MAILHOOK" -v -c "$c" test 2>&1)
+OUT=$(MAILHOOK_SPOOL=$T/spool timeout 60 "$MAILHOOK" -v -c "$c" test 2>&1)
 unlike "$OUT" "$PASS|$(printf '\0user\0wrong-%s' "$PASS" | base64)" "nor in the debug log (-v)"
 
 start_smtpd AC --auth "user:$PASS" --auth-in-clear --log "$T/clear.log"

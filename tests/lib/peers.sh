@@ -134,11 +134,12 @@ ilike() {
 
 # mh_test CONF [ARGS]: `mailhook -c CONF test ARGS` bounded by 60 s; sets OUT (stdout and
 # stderr), RC, ERR (the report's "error" lines: the reason, without the generic hints)
-# and ELAPSED_MS (how long it took).
+# and ELAPSED_MS (how long it took).  The spool is $T/spool, never the repository's.
 mh_test() {
   local conf=$1 t0; shift
   t0=$(date +%s%N)
-  OUT=$(timeout 60 "$MAILHOOK" -c "$conf" test "$@" 2>&1); RC=$?
+  # The test's own spool: `test` remembers servers seen with TLS in SPOOL/state.
+  OUT=$(MAILHOOK_SPOOL=$T/spool timeout 60 "$MAILHOOK" -c "$conf" test "$@" 2>&1); RC=$?
   ERR=$(printf '%s\n' "$OUT" | grep -iE '^[[:space:]]*error\b')
   ELAPSED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
   if [ -n "${PEERS_DEBUG:-}" ]; then   # PEERS_DEBUG=1 prove -v ...: show every report
@@ -160,7 +161,7 @@ need_engine() {
   local out rc
   write_conf "$T/probe.conf" enabled=true server=127.0.0.1 port="$(free_port)" tls=none tls_required=false \
     from=probe@example.org connect_timeout=2
-  out=$(timeout 20 "$MAILHOOK" -c "$T/probe.conf" test 2>&1); rc=$?
+  out=$(MAILHOOK_SPOOL=$T/spool timeout 20 "$MAILHOOK" -c "$T/probe.conf" test 2>&1); rc=$?
   if [ "$rc" = 2 ] && printf '%s' "$out" | grep -q "unknown command 'test'"; then
     echo "1..0 # SKIP engine not built (mailhook test: unknown command)"
     exit 0
