@@ -47,8 +47,8 @@ int mh_fsutil_fsync_parent(const char *path) {
   return fsync_dir(dir);
 }
 
-/* Writes all of len bytes, retrying short writes and EINTR. */
-static int write_all(int fd, const char *p, size_t len) {
+int mh_fsutil_write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
   while (len > 0) {
     ssize_t n = write(fd, p, len);
     if (n < 0) {
@@ -78,7 +78,7 @@ int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_
   }
   /* The umask may have narrowed mode; widening is never wanted, but make it exact. */
   if (fchmod(fd, mode) < 0) { rc = -errno; goto fail; }
-  if ((rc = write_all(fd, data, len)) < 0) goto fail;
+  if ((rc = mh_fsutil_write_all(fd, data, len)) < 0) goto fail;
   if (fsync(fd) < 0) { rc = -errno; goto fail; }
   rc = close(fd);
   fd = -1;

@@ -19,6 +19,10 @@
 ** Returns 0 or a negative errno. */
 int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* write(2) all of len bytes, retrying short writes and EINTR; 0 or -errno on the
+** first error (the caller never retries on that descriptor). */
+int mh_fsutil_write_all(int fd, const void *buf, size_t len);
+
 /* fsync the folder that holds path (its dirname); 0 or a negative errno. */
 int mh_fsutil_fsync_parent(const char *path);
 

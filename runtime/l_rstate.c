@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "l_sched.h"
+#include "fsutil.h"
 #include "error.h"
 
 #define LOCK_MT "mailhook.Lock"
@@ -120,45 +121,14 @@ typedef struct {
   const char *step;       /* result: which step failed, for the message */
 } write_req;
 
-static int write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) { if (errno == EINTR) continue; return -1; }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
+/* Off the loop: the durable replace of fsutil (temp file, fsync, rename, folder fsync). */
 static void write_work(void *arg) {
   write_req *r = (write_req *)arg;
-  char tmp[PATH_MAX + 32], dir[PATH_MAX];
-  char *slash;
-  int fd = -1, dfd;
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", r->path, (long)getpid());
-  unlink(tmp);            /* a leftover of a crashed process with our pid */
-  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) { r->step = "create"; goto fail; }
-  if (write_all(fd, r->data, r->len) < 0) { r->step = "write"; goto fail; }
-  if (fsync(fd) < 0) { r->step = "fsync"; goto fail; }
-  if (close(fd) < 0) { fd = -1; r->step = "close"; goto fail; }
-  fd = -1;
-  if (rename(tmp, r->path) < 0) { r->step = "rename"; goto fail; }
-  snprintf(dir, sizeof dir, "%s", r->path);
-  slash = strrchr(dir, '/');
-  if (slash == dir) dir[1] = 0;
-  else if (slash) *slash = 0;
-  else strcpy(dir, ".");
-  dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    if (fsync(dfd) < 0) { r->err = errno; r->step = "fsync folder"; }
-    close(dfd);
+  int rc = mh_fsutil_write_atomic(r->path, r->data, r->len, 0600);
+  if (rc < 0) {
+    r->err = -rc;
+    r->step = "atomic write";
   }
-  return;
-fail:
-  r->err = errno;
-  if (fd >= 0) close(fd);
-  unlink(tmp);
 }
 
 static int write_push(lua_State *co, void *arg) {

@@ -17,6 +17,7 @@
 #include "l_sched.h"
 #include "error.h"
 #include "spool.h"
+#include "fsutil.h"
 
 #if defined(__has_include)
 #if __has_include("msg.h")
@@ -145,7 +146,7 @@ static int source_write(void *arg, int fd) {
   if (s->msg) return mh_msg_write((mh_msg *)s->msg, fd);
 #endif
   if (s->strip_bcc) return mh__spool_write_no_bcc(fd, s->data, s->len);
-  return mh__spool_write_all(fd, s->data, s->len);
+  return mh_fsutil_write_all(fd, s->data, s->len);
 }
 
 static char *keep(op *o, const char *s) {

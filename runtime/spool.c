@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "spool.h"
+#include "fsutil.h"
 #include "error.h"
 #include "log.h"
 
@@ -57,20 +58,6 @@ static int fail(char *err, int code, const char *fmt, ...) {
   return code;
 }
 
-/* write(2) until done; -errno on the first error (never retried on fd). */
-static int write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
 
 static int fsync_fd(int fd) {
   return fsync(fd) < 0 ? -errno : 0;
@@ -548,12 +535,12 @@ static int write_no_bcc(int fd, const char *buf, size_t he) {
   while (p < he) {
     if (hdr_line(buf, p, he, &end, &n)) end = he, n = 0;
     if (n && name_is(buf, p, n, "Bcc")) {
-      if ((rc = write_all(fd, buf + run, p - run))) return rc;
+      if ((rc = mh_fsutil_write_all(fd, buf + run, p - run))) return rc;
       run = end;
     }
     p = end;
   }
-  return write_all(fd, buf + run, he - run);
+  return mh_fsutil_write_all(fd, buf + run, he - run);
 }
 
 /* The X-Sender / X-Receiver lines for an envelope, in one write. */
@@ -566,7 +553,7 @@ static int write_env(int fd, const char *from, const char *const *to, size_t nto
   len += (size_t)snprintf(buf, cap, "X-Sender: %s\r\n", from[0] ? from : "<>");
   for (size_t i = 0; i < nto; i++)
     len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s\r\n", to[i]);
-  rc = write_all(fd, buf, len);
+  rc = mh_fsutil_write_all(fd, buf, len);
   free(buf);
   return rc;
 }
@@ -730,7 +717,7 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   fd = openat(sp->tmpfd, tname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) { free(mem); return -errno; }
   flock(fd, LOCK_EX | LOCK_NB);
-  rc = write_all(fd, mem, mlen);
+  rc = mh_fsutil_write_all(fd, mem, mlen);
   free(mem);
   if (!rc) rc = fsync_fd(fd);
   close(fd);
@@ -929,7 +916,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
       ssize_t n = pread(fd, buf, cap, pos);
       if (n < 0) { rc = -errno; goto fail_tmp; }
       if (n == 0) break;
-      if ((rc = write_all(out, buf, (size_t)n))) goto fail_tmp;
+      if ((rc = mh_fsutil_write_all(out, buf, (size_t)n))) goto fail_tmp;
       pos += n;
     }
   }
@@ -1187,12 +1174,11 @@ int mh_spool_remove(mh_spool *sp, const char *id, char *err) {
   return fail(err, MH_ENOTFOUND, "message %s", id);
 }
 
-int mh__spool_write_all(int fd, const void *buf, size_t len) { return write_all(fd, buf, len); }
 
 int mh__spool_write_no_bcc(int fd, const char *buf, size_t len) {
   size_t he, body;
   int rc;
   if (find_blank(buf, len, 0, &he, &body)) he = len;
   if ((rc = write_no_bcc(fd, buf, he))) return rc;
-  return write_all(fd, buf + he, len - he);
+  return mh_fsutil_write_all(fd, buf + he, len - he);
 }

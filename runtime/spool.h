@@ -168,10 +168,9 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err);
 int mh_addr_check(const char *addr, int empty_ok);
 
 /* For the binding: writes buf[0..len) to fd, with the Bcc lines of its header
-** block (up to the first blank line) left out; and a plain write loop.  0 or
+** block (up to the first blank line) left out.  0 or
 ** -errno (never retried on fd). */
 int mh__spool_write_no_bcc(int fd, const char *buf, size_t len);
-int mh__spool_write_all(int fd, const void *buf, size_t len);
 
 /* True for a canonical id (16 lowercase hex digits). */
 int mh_spool_is_id(const char *s);
