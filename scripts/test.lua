@@ -39,6 +39,9 @@ local function show_info(i)
   local sec = ({ implicit = "implicit TLS", starttls = "STARTTLS", none = "none (plain text)" })[i.security]
     or tostring(i.security)
   if i.tls_version then sec = sec .. " (" .. i.tls_version .. ", " .. (i.cipher or "?") .. ")" end
+  if i.security == "none" and i.cert and (i.cert.subject or "") ~= "" then
+    sec = "TLS attempted, not established: the certificate below was refused"
+  end
   row("security", sec)
   if i.cert and (i.cert.subject or "") ~= "" then
     row("certificate", "subject " .. i.cert.subject)
