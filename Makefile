@@ -11,7 +11,16 @@ CFLAGS    ?= -O2 -g
 SANITIZER ?=
 PKGS      := lua5.4 libuv openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# OpenSSL is linked statically by default: loading and relocating the shared
+# libcrypto doubled the start-up of every `mailhook hook` (bench/10-startup.sh).
+# The price: rebuild after an OpenSSL security update, or build OPENSSL_STATIC=0.
+OPENSSL_STATIC ?= 1
+ifeq ($(OPENSSL_STATIC),1)
+SSL_LIBS := -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic
+else
+SSL_LIBS := -lssl -lcrypto
+endif
+PKG_LIBS   := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) $(SSL_LIBS) -ldl -lpthread
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Iruntime -I$(BUILD) -MMD -MP \
