@@ -292,6 +292,10 @@ function M.connect(cfg, report)
       return s
     end
     c:close()
+    if info.stage == "tls" and seen[host .. ":" .. port] and info.code == "ENOTLS" then
+      err = err .. " (" .. host .. ":" .. port .. " was seen with TLS before: a downgrade attack, " ..
+            "or a server misconfiguration)"
+    end
     last_err, last_info = err, info
     if info.class == "permanent" and info.stage ~= "connect" and info.stage ~= "dns" then break end
     if #list > 1 then core.log("warn", "smtp: " .. err .. (host ~= list[#list] and "; trying the next server" or "")) end
