@@ -8,7 +8,6 @@
 **   mailhook [-c FILE] [-s DIR] -e CODE [ARGS]
 */
 #include <limits.h>
-#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,9 +74,10 @@ static void find_paths(paths_t *p) {
 ** BUILD/luac/REL.luac for every lua/REL.lua (scripts/build-luac), and this
 ** searcher, placed before Lua's own, loads it instead of parsing the source.
 ** The source stays the truth: it is read every time and the bytecode is used
-** only when its header holds the source's exact size and FNV-1a 64 hash, so
-** an edited module (a site's, or one changed since `make`) is parsed as
-** before, and so is every failure here (missing, short, foreign bytecode):
+** only when the copy of the source it carries is byte for byte the same (a
+** memcmp: cheaper than any hash of it, exact), so an edited module (a site's,
+** or one changed since `make`) is parsed as before, and so is every failure
+** here (missing, short, foreign bytecode):
 ** the searcher then returns nothing and Lua's searcher runs as it always did.
 ** The bytecode is trusted like the binary beside it (same folder, same owner). */
 
@@ -103,11 +103,7 @@ static char *slurp(const char *path, size_t *len) {
   return buf;
 }
 
-static uint64_t fnv1a64(const char *s, size_t n) {
-  uint64_t h = 0xcbf29ce484222325u;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3u;
-  return h;
-}
+#define MAGIC "MHLUAC2 "
 
 /* package.searchers entry: upvalues lua dir, luac dir.  name -> loader, source
 ** path (what Lua's file searcher returns) | nothing (let the next searcher look).
@@ -116,12 +112,11 @@ static uint64_t fnv1a64(const char *s, size_t n) {
 static int bc_searcher(lua_State *L) {
   const char *luadir = lua_tostring(L, lua_upvalueindex(1));
   const char *luacdir = lua_tostring(L, lua_upvalueindex(2));
-  size_t dlen = strlen(luadir), slen, blen, want_len, flen;
+  size_t dlen = strlen(luadir), slen, blen, flen, hdr = sizeof MAGIC - 1;
   const char *found;
-  char src[PATH_MAX], bc[PATH_MAX + 16];
-  unsigned long long want_hash;
-  int hdr = 0, ok;
-  char *stext, *btext;
+  char src[PATH_MAX], bc[PATH_MAX + 16], *stext, *btext, *end;
+  unsigned long long want_len;
+  int ok;
   luaL_checkstring(L, 1);
   lua_getglobal(L, "package");
   if (lua_getfield(L, -1, "searchpath") != LUA_TFUNCTION) return 0;
@@ -138,10 +133,12 @@ static int bc_searcher(lua_State *L) {
   snprintf(bc, sizeof bc, "%s/%sc", luacdir, src + dlen + 1);
   if (!(stext = slurp(src, &slen))) return 0;
   btext = slurp(bc, &blen);
-  ok = btext && sscanf(btext, "MHLUAC1 %zu %16llx\n%n", &want_len, &want_hash, &hdr) == 2 &&
-       hdr > 0 && want_len == slen && want_hash == fnv1a64(stext, slen);
+  /* MAGIC <source length>\n <the source> <string.dump of it> */
+  ok = btext && blen > hdr && !memcmp(btext, MAGIC, hdr) &&
+       (want_len = strtoull(btext + hdr, &end, 10), *end == '\n') && want_len == slen &&
+       (hdr = (size_t)(end + 1 - btext), blen - hdr > slen) && !memcmp(btext + hdr, stext, slen);
   free(stext);
-  if (ok) ok = luaL_loadbufferx(L, btext + hdr, blen - (size_t)hdr, src, "b") == LUA_OK;
+  if (ok) ok = luaL_loadbufferx(L, btext + hdr + slen, blen - hdr - slen, src, "b") == LUA_OK;
   free(btext);
   if (!ok) { lua_settop(L, 1); return 0; }        /* the source is parsed, as before */
   lua_pushstring(L, src);
