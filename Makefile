@@ -40,10 +40,14 @@ MAIN_OBJ := $(BUILD)/obj/main.o
 UNIT_SRC := $(wildcard tests/unit/test-*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
+# lua/ precompiled beside the binary: loaded instead of parsed when it still
+# matches the source (runtime/main.c, bc_searcher; scripts/build-luac).
+LUA_SRC  := $(shell find lua -name '*.lua')
+LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
 .PHONY: all deps test run bench asan valgrind fuzz install uninstall clean peers
 
-all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN)
+all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
 
 # The list of binding modules, generated so that adding runtime/l_foo.c is enough.
 $(BUILD)/l_modules.h: $(BIND_SRC) Makefile
@@ -70,6 +74,10 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 
 $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(CORE_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
+	@mkdir -p $(@D)
+	@ASAN_OPTIONS=detect_leaks=0 $(BUILD)/mailhook scripts/build-luac $< $@
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libmhcore.a
 	@mkdir -p $(@D)

@@ -31,6 +31,7 @@ typedef struct {
   char scripts[PATH_MAX];   /* admin action scripts (test.lua, update.lua, ...) */
   char conf[PATH_MAX];      /* settings file: -c, $MAILHOOK_CONF, or the default */
   char spool[PATH_MAX];     /* spool folder: -s, $MAILHOOK_SPOOL, or the default */
+  char luac[PATH_MAX];      /* precompiled lua/ beside the binary ("" = none): bc_searcher */
   int installed;            /* 1 for an installed binary */
 } paths_t;
 
@@ -43,6 +44,7 @@ static void find_paths(paths_t *p) {
   if (n <= 0) n = (ssize_t)snprintf(exe, sizeof exe, "%s/bin/mailhook", MH_PREFIX);
   exe[n] = 0;
   if ((slash = strrchr(exe, '/'))) *slash = 0;        /* bin dir */
+  snprintf(p->luac, sizeof p->luac, "%s/luac", exe);
   if ((slash = strrchr(exe, '/'))) *slash = 0; else strcpy(exe, ".");
   snprintf(p->root, sizeof p->root, "%s", exe);
   snprintf(probe, sizeof probe, "%s/lua/mailhook/init.lua", p->root);
@@ -52,6 +54,7 @@ static void find_paths(paths_t *p) {
     snprintf(p->scripts, sizeof p->scripts, "%s/share/mailhook/scripts", p->root);
     snprintf(p->conf, sizeof p->conf, "%s/etc/mailhook.conf", p->root);
     snprintf(p->spool, sizeof p->spool, "%s/var/spool/mailhook", p->root);
+    p->luac[0] = 0;   /* `make install` installs sources only */
   } else {
     snprintf(p->lua, sizeof p->lua, "%s/lua", p->root);
     snprintf(p->scripts, sizeof p->scripts, "%s/scripts", p->root);
@@ -62,6 +65,99 @@ static void find_paths(paths_t *p) {
     snprintf(p->conf, sizeof p->conf, "%s", getenv("MAILHOOK_CONF"));
   if (getenv("MAILHOOK_SPOOL") && *getenv("MAILHOOK_SPOOL"))
     snprintf(p->spool, sizeof p->spool, "%s", getenv("MAILHOOK_SPOOL"));
+}
+
+/* ------------------------------------------------------- bytecode searcher
+** Parsing the Lua modules a `mailhook hook` needs (cli, rules, settings,
+** template, ...: ~60 KB) was ~60% of the instructions of a whole run
+** (callgrind: 11.8M -> 4.9M with bytecode; bench/60-hook.sh).  `make` writes
+** BUILD/luac/REL.luac for every lua/REL.lua (scripts/build-luac), and this
+** searcher, placed before Lua's own, loads it instead of parsing the source.
+** The source stays the truth: it is read every time and the bytecode is used
+** only when the copy of the source it carries is byte for byte the same (a
+** memcmp: cheaper than any hash of it, exact), so an edited module (a site's,
+** or one changed since `make`) is parsed as before, and so is every failure
+** here (missing, short, foreign bytecode):
+** the searcher then returns nothing and Lua's searcher runs as it always did.
+** The bytecode is trusted like the binary beside it (same folder, same owner). */
+
+/* Reads all of PATH into a malloc'd buffer (NUL-terminated); NULL on any failure. */
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  size_t cap = 0, n = 0, got;
+  if (!f) return NULL;
+  do {
+    if (n + 4096 + 1 > cap) {
+      char *nb = realloc(buf, cap = (n + 4096 + 1) * 2);
+      if (!nb) { free(buf); fclose(f); return NULL; }
+      buf = nb;
+    }
+    got = fread(buf + n, 1, cap - n - 1, f);
+    n += got;
+  } while (got > 0);
+  if (ferror(f)) { free(buf); fclose(f); return NULL; }
+  fclose(f);
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
+
+#define MAGIC "MHLUAC2 "
+
+/* package.searchers entry: upvalues lua dir, luac dir.  name -> loader, source
+** path (what Lua's file searcher returns) | nothing (let the next searcher look).
+** Only for the file Lua's searcher would pick itself (package.searchpath over
+** package.path, which a script may have changed) when it lies in our lua dir. */
+static int bc_searcher(lua_State *L) {
+  const char *luadir = lua_tostring(L, lua_upvalueindex(1));
+  const char *luacdir = lua_tostring(L, lua_upvalueindex(2));
+  size_t dlen = strlen(luadir), slen, blen, flen, hdr = sizeof MAGIC - 1;
+  const char *found;
+  char src[PATH_MAX], bc[PATH_MAX + 16], *stext, *btext, *end;
+  unsigned long long want_len;
+  int ok;
+  luaL_checkstring(L, 1);
+  lua_getglobal(L, "package");
+  if (lua_getfield(L, -1, "searchpath") != LUA_TFUNCTION) return 0;
+  lua_pushvalue(L, 1);
+  lua_getfield(L, -3, "path");
+  if (!lua_isstring(L, -1)) return 0;
+  lua_call(L, 2, 1);
+  found = lua_tolstring(L, -1, &flen);
+  if (!found || flen >= sizeof src || strncmp(found, luadir, dlen) || found[dlen] != '/' ||
+      flen < 4 || strcmp(found + flen - 4, ".lua"))
+    return 0;
+  memcpy(src, found, flen + 1);
+  lua_settop(L, 1);
+  snprintf(bc, sizeof bc, "%s/%sc", luacdir, src + dlen + 1);
+  if (!(stext = slurp(src, &slen))) return 0;
+  btext = slurp(bc, &blen);
+  /* MAGIC <source length>\n <the source> <string.dump of it> */
+  ok = btext && blen > hdr && !memcmp(btext, MAGIC, hdr) &&
+       (want_len = strtoull(btext + hdr, &end, 10), *end == '\n') && want_len == slen &&
+       (hdr = (size_t)(end + 1 - btext), blen - hdr > slen) && !memcmp(btext + hdr, stext, slen);
+  free(stext);
+  if (ok) ok = luaL_loadbufferx(L, btext + hdr + slen, blen - hdr - slen, src, "b") == LUA_OK;
+  free(btext);
+  if (!ok) { lua_settop(L, 1); return 0; }        /* the source is parsed, as before */
+  lua_pushstring(L, src);
+  return 2;
+}
+
+static void add_bc_searcher(lua_State *L, const paths_t *p) {
+  if (!p->luac[0] || !exists(p->luac)) return;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchers");
+  for (lua_Integer i = (lua_Integer)luaL_len(L, -1); i >= 2; i--) {  /* shift 2.. up by one */
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushstring(L, p->lua);
+  lua_pushstring(L, p->luac);
+  lua_pushcclosure(L, bc_searcher, 2);
+  lua_rawseti(L, -2, 2);                /* after preload, before the source searcher */
+  lua_pop(L, 2);
 }
 
 static void set_paths(lua_State *L, const paths_t *p) {
@@ -83,6 +179,7 @@ static void set_paths(lua_State *L, const paths_t *p) {
   lua_concat(L, 2);
   lua_setfield(L, -2, "path");
   lua_pop(L, 1);
+  add_bc_searcher(L, p);
 }
 
 static void usage_error(const char *fmt, const char *what) {
@@ -100,6 +197,21 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
     lua_rawseti(L, -2, i - script);
   }
   lua_setglobal(L, "arg");
+}
+
+/* Whether COMMAND is a one-shot intake (hook, enqueue, sendmail): an event
+** turned into mail, then exit.  Its disk work is one write after another, so
+** libuv's default pool of 4 threads, all started on the first request, buys
+** nothing and costs ~1 ms of a ~12 ms run (4 clone3 + stack mappings at start,
+** 4 joins at exit): bench/60-hook.sh.  These commands get a pool of one
+** unless UV_THREADPOOL_SIZE is already set (the caller's choice wins).
+** Safe with one worker: no request waits on another request of this process
+** (the spool's seq flock is taken and released inside one request; rule
+** state's flock is turned in-process first, see rule_state.lua locked()).
+** Every other command (run, flush, repl, scripts) keeps libuv's default.
+** Programs a rule starts inherit the variable: it only sizes their pool. */
+static int one_worker(const char *cmd) {
+  return !strcmp(cmd, "hook") || !strcmp(cmd, "enqueue") || !strcmp(cmd, "sendmail");
 }
 
 int main(int argc, char **argv) {
@@ -159,6 +271,7 @@ int main(int argc, char **argv) {
   } else {
     /* a command: mailhook.cli dispatches it (help when none) */
     static const char boot[] = "return require('mailhook.cli').main(...)";
+    if (first < argc && one_worker(argv[first])) setenv("UV_THREADPOOL_SIZE", "1", 0);
     set_arg(L, argv, argc, first - 1);
     status = luaL_loadbuffer(L, boot, sizeof boot - 1, "=mailhook");
     nargs = argc - first;

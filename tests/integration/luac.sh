@@ -1,0 +1,61 @@
+# The bytecode searcher (runtime/main.c bc_searcher, scripts/build-luac):
+# BUILD/luac/REL.luac is loaded instead of parsing lua/REL.lua only while the
+# copy of the source it carries is that source, byte for byte; an edited source, a damaged or
+# missing .luac, or a package.path pointing elsewhere all get the source, as
+# Lua's own searcher would.  Runs a copy of the binary in a scratch root, with
+# a probe module whose bytecode answers differently from its source.
+. "$ROOT/tests/lib/tap.sh"
+R="$T/root"
+mkdir -p "$R/build/luac/mailhook" "$R/lua"
+cp "$MAILHOOK" "$R/build/mailhook"
+cp -R "$ROOT/lua/mailhook" "$R/lua/"
+cp -R "$BUILD/luac/." "$R/build/luac/"
+MH="$R/build/mailhook"
+# head SRC: what a .luac of SRC starts with (header line, then the source)
+head_of() { printf 'MHLUAC2 %d\n' "$(wc -c < "$1")"; cat "$1"; }
+# probe.luac: the dump of 'return "bytecode"' behind the head of probe.lua
+printf 'return "bytecode"\n' > "$R/lua/mailhook/zz_probe.lua"
+(cd "$R" && build/mailhook "$ROOT/scripts/build-luac" lua/mailhook/zz_probe.lua build/luac/mailhook/zz_probe.luac)
+head_of "$R/lua/mailhook/zz_probe.lua" > "$T/head"
+n=$(wc -c < "$T/head")
+is "$(head -c "$n" "$R/build/luac/mailhook/zz_probe.luac" | od -An -c)" "$(od -An -c < "$T/head")" \
+   "build-luac writes the header and the source first"
+tail -c +$((n + 1)) "$R/build/luac/mailhook/zz_probe.luac" > "$T/dump"
+like "$(head -c 4 "$T/dump" | od -An -c)" "033 +L +u +a" "then a Lua binary chunk"
+printf 'return "source"\n' > "$R/lua/mailhook/zz_probe.lua"
+{ head_of "$R/lua/mailhook/zz_probe.lua"; cat "$T/dump"; } > "$R/build/luac/mailhook/zz_probe.luac"
+probe() { "$MH" -e 'io.write((require "mailhook.zz_probe"))' 2>&1; }
+
+is "$(probe)" "bytecode" "a .luac matching its source is loaded, not the source"
+printf 'return "source" -- edited\n' > "$R/lua/mailhook/zz_probe.lua"
+is "$(probe)" "source" "an edited source is parsed (its carried copy no longer matches)"
+printf 'return "sourcE"\n' > "$R/lua/mailhook/zz_probe.lua"
+is "$(probe)" "sourcE" "so is an edit of the same length"
+printf 'return "source"\n' > "$R/lua/mailhook/zz_probe.lua"
+is "$(probe)" "bytecode" "(the probe again matches)"
+{ head_of "$R/lua/mailhook/zz_probe.lua"; head -c 20 "$T/dump"; } > "$R/build/luac/mailhook/zz_probe.luac.t"
+mv "$R/build/luac/mailhook/zz_probe.luac.t" "$R/build/luac/mailhook/zz_probe.luac"
+is "$(probe)" "source" "a truncated .luac falls back to the source"
+rm "$R/build/luac/mailhook/zz_probe.luac"
+is "$(probe)" "source" "a missing .luac falls back to the source"
+{ head_of "$R/lua/mailhook/zz_probe.lua"; cat "$T/dump"; } > "$R/build/luac/mailhook/zz_probe.luac"
+mkdir -p "$T/over/mailhook"; printf 'return "override"\n' > "$T/over/mailhook/zz_probe.lua"
+is "$("$MH" -e 'package.path = arg[1] .. "/?.lua;" .. package.path; io.write((require "mailhook.zz_probe"))' "$T/over")" \
+   "override" "a module found first elsewhere on package.path wins, as with Lua's searcher"
+out=$("$MH" -e 'require "mailhook.zz_nothing"' 2>&1)
+like "$out" "module 'mailhook.zz_nothing' not found" "a missing module is still reported by require"
+unlike "$out" "luac" "without naming the bytecode folder"
+
+# the real modules: built by make, matching, named and numbered as their sources
+out=$("$MAILHOOK" -e '
+  local s = require "mailhook.settings"
+  local i = debug.getinfo(s.load, "S")
+  io.write(i.source, " ", i.linedefined > 0 and "lines" or "nolines")')
+is "$out" "@$("$MAILHOOK" -e 'io.write(require("mailhook.core").paths.lua)')/mailhook/settings.lua lines" \
+   "a precompiled module keeps its source name and line numbers"
+for f in $(cd "$ROOT/lua" && find . -name '*.lua' | sed 's|^\./||'); do
+  head_of "$ROOT/lua/$f" > "$T/h"
+  cmp -s -n "$(wc -c < "$T/h")" "$T/h" "$BUILD/luac/${f}c" || { echo "# stale or missing: $f"; bad=1; }
+done
+is "${bad:-0}" 0 "make precompiled every lua/ module, each matching its source"
+done_testing
