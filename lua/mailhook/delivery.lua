@@ -583,11 +583,46 @@ function W:send(e)
   return d:defer(e, reply)
 end
 
+-- Prefetch: the next entry is picked and loaded (spool:load, a thread-pool
+-- trip: open, read, parse) while the current message is on the wire, so the
+-- disk and the network overlap.  Picking claims it exactly as another worker
+-- would, so nothing else sends it; it is sent next, in the scan's order.  When
+-- the current message breaks the session (outage, lost session) both are
+-- requeued, and a rescan finds them oldest first as before.  A prefetch that
+-- found nothing proves nothing (the current one may be requeued, new mail may
+-- come): the loop then asks next_entry() itself.
+function W:prefetch()
+  local d = self.d
+  if d.stopping then return nil end
+  return d.spawn(function() return d:next_entry(self) end)
+end
+
+-- join_ahead(task): waits for the prefetch; keeps the entry it claimed.
+function W:join_ahead(task)
+  if not task then return end
+  local ok, e = task:wait()
+  if not ok then
+    self.d.log.error("delivery[" .. self.i .. "]: picking the next message failed: " .. tostring(e))
+  elseif e then
+    self.ahead = e
+  end
+end
+
+-- take_ahead(release) -> the prefetched entry (now the worker's), or nil; with
+-- release, it is given back (requeued: the next pick starts with a fresh scan).
+function W:take_ahead(release)
+  local e = self.ahead
+  self.ahead = nil
+  if e and release then self.d:requeue(e); return nil end
+  return e
+end
+
 function W:loop()
   local d = self.d
   while not d.stopping do
     local ready, why = d.ready(d.cfg)
     if not ready then
+      self:take_ahead(true)
       self:close_session(true)
       self:enter("disabled", why or "settings not ready")
       if d.once then d.last_error = why; break end
@@ -595,7 +630,9 @@ function W:loop()
       self:wait(d.scan_interval)
     else
       if self.stale then self.stale = false; self:close_session(true) end
-      local e, soonest = d:next_entry(self)
+      -- the entry picked (and loaded) while the previous message was sent
+      local e, soonest = self:take_ahead(false), nil
+      if not e then e, soonest = d:next_entry(self) end
       if not e then
         if d.stopping then break end
         if d.forced and not d.once then d:end_forced() end
@@ -641,8 +678,15 @@ function W:loop()
         end
         if go then
           self:enter("sending", e.id)
+          local pre = self:prefetch()
           local outcome, err, info = self:send(e)
-          if outcome == "outage" or outcome == "again" then d:requeue(e) else d:release(e) end
+          self:join_ahead(pre)
+          if outcome == "outage" or outcome == "again" then
+            d:requeue(e)
+            self:take_ahead(true)   -- both go first again, in their order
+          else
+            d:release(e)
+          end
           if outcome == "outage" then
             if self:outage(err, info) == "stop" then break end
           end
@@ -650,6 +694,7 @@ function W:loop()
       end
     end
   end
+  self:take_ahead(true)
   self:enter("stopping")
   d:sync()
   self:close_session(true)
