@@ -504,6 +504,23 @@ tap.test("removals run behind the sends: overlapped, one behind at most, never r
   end
 end)
 
+tap.test("the next message is picked and loaded while the current one is sent", function(t)
+  local d, sp, smtp = setup{ once = true, smtp = { delay = 0.03 } }
+  local during = {}
+  local load = sp.load
+  sp.load = function(self, id)
+    -- a send is recorded when it ends: fewer sends than id's index - 1 means
+    -- the previous one was still on the wire
+    during[id] = #smtp.sends < tonumber(id) - 1
+    return load(self, id)
+  end
+  for _ = 1, 3 do sp:add{} end
+  local st = d:run()
+  t:is(st.delivered, 3, "all three delivered")
+  t:same(ids_sent(smtp), { "000001", "000002", "000003" }, "once each, in order")
+  t:ok(during["000002"] and during["000003"], "000002 and 000003 were loaded during the send before them")
+end)
+
 tap.test("flush_request while disabled ends the pass at once, with the reason", function(t)
   local d, sp, smtp = setup{ ready = function() return nil, "outgoing mail is disabled" end }
   sp:add{}
