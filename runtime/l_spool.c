@@ -132,6 +132,7 @@ typedef struct {
   long total;        /* scan: how many ready ids there were before the limit */
   int nosync;        /* delivered: leave the fsync of pickup/ to a later sync() */
   int held;          /* delivered: the removed file, still open (see close_held), or -1 */
+  int may_hold;      /* delivered: fewer than MAX_HELD closes are pending (decided on the loop) */
   /* load */
   mh_spool_entry entry;
   int have_entry;
@@ -167,6 +168,12 @@ typedef struct {
   int fd;
 } held_close;
 
+/* Closes queued and not yet done (loop thread only).  Bounded, so a disk slower
+** than the sends cannot pile up open files towards the fd limit: past MAX_HELD
+** a removal closes its file itself, as before (slower, never wrong). */
+#define MAX_HELD 64
+static int nheld;
+
 static void held_close_work(uv_work_t *req) {
   held_close *h = (held_close *)req->data;
   close(h->fd);
@@ -176,6 +183,7 @@ static void held_close_work(uv_work_t *req) {
 static void held_close_after(uv_work_t *req, int status) {
   held_close *h = (held_close *)req->data;
   if (h->fd >= 0) close(h->fd);   /* cancelled before it ran */
+  nheld--;
   free(h);
   (void)status;
 }
@@ -190,7 +198,9 @@ static void close_held(int fd) {
   if (uv_queue_work(mh_l_loop(), &h->req, held_close_work, held_close_after)) {
     close(fd);
     free(h);
+    return;
   }
+  nheld++;
 }
 
 static void op_free(void *arg) {
@@ -239,8 +249,9 @@ static void op_work(void *arg) {
     o->have_entry = o->rc == 0;
     break;
   case OP_DELIVERED:
-    o->rc = o->nosync ? mh_spool_delivered_held(sp, o->id, &o->held, o->err)
-                      : mh_spool_delivered(sp, o->id, o->err);
+    o->rc = !o->nosync ? mh_spool_delivered(sp, o->id, o->err)
+            : o->may_hold ? mh_spool_delivered_held(sp, o->id, &o->held, o->err)
+            : mh_spool_delivered_nosync(sp, o->id, o->err);
     break;
   case OP_SYNC: o->rc = mh_spool_sync(sp, o->err); break;
   case OP_DEFER:
@@ -555,6 +566,7 @@ static int l_delivered(lua_State *L) {
   o = op_new(L, OP_DELIVERED, 0);
   snprintf(o->id, sizeof o->id, "%s", id);
   o->nosync = nosync;
+  o->may_hold = nheld < MAX_HELD;
   return op_start(L, o, "spool:delivered");
 }
 
