@@ -14,6 +14,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "l_sched.h"
 #include "error.h"
 #include "spool.h"
@@ -130,6 +131,8 @@ typedef struct {
   long limit;        /* scan: keep only the oldest limit ids (0 = all), for bounded memory */
   long total;        /* scan: how many ready ids there were before the limit */
   int nosync;        /* delivered: leave the fsync of pickup/ to a later sync() */
+  int held;          /* delivered: the removed file, still open (see close_held), or -1 */
+  int may_hold;      /* delivered: fewer than MAX_HELD closes are pending (decided on the loop) */
   /* load */
   mh_spool_entry entry;
   int have_entry;
@@ -155,10 +158,56 @@ static char *keep(op *o, const char *s) {
   return p;
 }
 
+/* The close of a removed spool file, on the thread pool and waited for by
+** nobody: the message is already out of the queue (its names are gone), and
+** this close is where the kernel frees its blocks, which is slow with discard.
+** Done apart, spool:delivered returns as soon as the names are gone and the
+** deliverer's next message does not wait for it (see delivery.lua). */
+typedef struct {
+  uv_work_t req;
+  int fd;
+} held_close;
+
+/* Closes queued and not yet done (loop thread only).  Bounded, so a disk slower
+** than the sends cannot pile up open files towards the fd limit: past MAX_HELD
+** a removal closes its file itself, as before (slower, never wrong). */
+#define MAX_HELD 64
+static int nheld;
+
+static void held_close_work(uv_work_t *req) {
+  held_close *h = (held_close *)req->data;
+  close(h->fd);
+  h->fd = -1;
+}
+
+static void held_close_after(uv_work_t *req, int status) {
+  held_close *h = (held_close *)req->data;
+  if (h->fd >= 0) close(h->fd);   /* cancelled before it ran */
+  nheld--;
+  free(h);
+  (void)status;
+}
+
+static void close_held(int fd) {
+  held_close *h;
+  if (fd < 0) return;
+  h = (held_close *)calloc(1, sizeof *h);
+  if (!h) { close(fd); return; }
+  h->fd = fd;
+  h->req.data = h;
+  if (uv_queue_work(mh_l_loop(), &h->req, held_close_work, held_close_after)) {
+    close(fd);
+    free(h);
+    return;
+  }
+  nheld++;
+}
+
 static void op_free(void *arg) {
   op *o = (op *)arg;
   size_t i;
   int big_scan = o->kind == OP_SCAN && o->total > 4096;
+  close_held(o->held);
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
   free(o->strs);
   if (o->items) for (i = 0; i < o->n; i++) free((void *)o->items[i].to);
@@ -200,7 +249,9 @@ static void op_work(void *arg) {
     o->have_entry = o->rc == 0;
     break;
   case OP_DELIVERED:
-    o->rc = o->nosync ? mh_spool_delivered_nosync(sp, o->id, o->err) : mh_spool_delivered(sp, o->id, o->err);
+    o->rc = !o->nosync ? mh_spool_delivered(sp, o->id, o->err)
+            : o->may_hold ? mh_spool_delivered_held(sp, o->id, &o->held, o->err)
+            : mh_spool_delivered_nosync(sp, o->id, o->err);
     break;
   case OP_SYNC: o->rc = mh_spool_sync(sp, o->err); break;
   case OP_DEFER:
@@ -275,6 +326,7 @@ static op *op_new(lua_State *L, int kind, size_t nstrs) {
   o->strs = (char **)calloc(nstrs + 1, sizeof *o->strs);
   if (!o->strs) { free(o); luaL_error(L, "out of memory"); }
   o->kind = kind;
+  o->held = -1;
   o->ls = ls;
   o->main = main_state(L);
   o->anchor = LUA_NOREF;
@@ -514,6 +566,7 @@ static int l_delivered(lua_State *L) {
   o = op_new(L, OP_DELIVERED, 0);
   snprintf(o->id, sizeof o->id, "%s", id);
   o->nosync = nosync;
+  o->may_hold = nheld < MAX_HELD;
   return op_start(L, o, "spool:delivered");
 }
 

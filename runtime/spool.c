@@ -1072,6 +1072,19 @@ int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err) {
   return 0;
 }
 
+int mh_spool_delivered_held(mh_spool *sp, const char *id, int *held, char *err) {
+  char name[300];
+  int rc;
+  *held = -1;
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  /* open first: the unlink below then drops the last name, not the last
+  ** reference, and the slow eviction waits for the caller's close */
+  *held = openat(sp->pickupfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  rc = mh_spool_delivered_nosync(sp, id, err);
+  if (rc && *held >= 0) { close(*held); *held = -1; }
+  return rc;
+}
+
 int mh_spool_sync(mh_spool *sp, char *err) {
   int rc = fsync_fd(sp->pickupfd);
   return rc ? fail(err, rc, "spool %s: fsync pickup/", sp->dir) : 0;

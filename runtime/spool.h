@@ -123,6 +123,13 @@ int mh_spool_delivered(mh_spool *sp, const char *id, char *err);
 ** it) but a power cut may; then the message is sent again, never lost.  The
 ** deliverer calls mh_spool_sync once for a run of removals (group commit). */
 int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err);
+
+/* mh_spool_delivered_nosync that returns with the file still open in *held (or
+** -1): the unlink then only removes the names (the message is gone from the
+** queue when it returns, as above), and freeing the data blocks, which waits
+** 100-250 us per 1 KB file on ext4 mounted with discard, happens when the caller
+** closes *held, off the deliverer's critical path. */
+int mh_spool_delivered_held(mh_spool *sp, const char *id, int *held, char *err);
 int mh_spool_sync(mh_spool *sp, char *err);
 
 /* Records a failed attempt: attempts (or the stored count + 1 when attempts

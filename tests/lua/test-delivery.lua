@@ -470,6 +470,57 @@ tap.test("removals are group-committed: one fsync of pickup/ per run, before wai
   t:is(#calls, 4, "nothing left to sync at stop")
 end)
 
+tap.test("removals run behind the sends: overlapped, one behind at most, never re-sent, done by the end", function(t)
+  local d, sp, smtp = setup{ once = true }
+  local events, pending, most, overlapped = {}, 0, 0, false
+  -- a slow unlink (an fsynced file on ext4 waits for the journal)
+  sp.delivered = function(self, id, o)
+    pending = pending + 1
+    if pending > most then most = pending end
+    events[#events + 1] = "unlink " .. id
+    local sends = #smtp.sends
+    mh.sleep(0.03)
+    if #smtp.sends > sends then overlapped = true end
+    self.msgs[id] = nil
+    pending = pending - 1
+    events[#events + 1] = "gone " .. id
+    return true
+  end
+  sp.sync = function() events[#events + 1] = "fsync"; return true end
+  local ids = {}
+  for i = 1, 4 do ids[i] = sp:add{} end
+  local st = d:run()
+  t:is(st.delivered, 4, "all four delivered")
+  t:same(ids_sent(smtp), ids, "each sent once, in order (none picked again while its unlink ran)")
+  t:ok(overlapped, "the next message was sent while the previous one's unlink ran")
+  t:is(most, 1, "at most one removal pending at a time (one connection): the crash window stays one message")
+  t:is(sp:count(), 0, "every file removed when run() returns")
+  t:is(events[#events], "fsync", "and the fsync of pickup/ came after the last removal")
+  for i, id in ipairs(ids) do
+    local sent_at, unlink_at
+    for k, ev in ipairs(events) do if ev == "unlink " .. id then unlink_at = k end end
+    for k, s in ipairs(smtp.sends) do if s.id == id then sent_at = k end end
+    t:ok(unlink_at and sent_at, id .. " was sent, then removed")
+  end
+end)
+
+tap.test("the next message is picked and loaded while the current one is sent", function(t)
+  local d, sp, smtp = setup{ once = true, smtp = { delay = 0.03 } }
+  local during = {}
+  local load = sp.load
+  sp.load = function(self, id)
+    -- a send is recorded when it ends: fewer sends than id's index - 1 means
+    -- the previous one was still on the wire
+    during[id] = #smtp.sends < tonumber(id) - 1
+    return load(self, id)
+  end
+  for _ = 1, 3 do sp:add{} end
+  local st = d:run()
+  t:is(st.delivered, 3, "all three delivered")
+  t:same(ids_sent(smtp), { "000001", "000002", "000003" }, "once each, in order")
+  t:ok(during["000002"] and during["000003"], "000002 and 000003 were loaded during the send before them")
+end)
+
 tap.test("flush_request while disabled ends the pass at once, with the reason", function(t)
   local d, sp, smtp = setup{ ready = function() return nil, "outgoing mail is disabled" end }
   sp:add{}

@@ -278,6 +278,34 @@ static void test_scan(mh_spool *sp) {
   is_int(listed, n, "list streams every message");
 }
 
+/* delivered with the file held open: the names are gone when it returns (the
+** message is out of the queue), the caller's fd still reads the bytes (its
+** close frees the blocks, off the deliverer's path); errors hold nothing. */
+static void test_delivered_held(mh_spool *sp) {
+  char err[MH_SPOOL_ERRLEN], path[600], buf[64];
+  int held = 7;
+  put_file("pickup/00000000000000b1.eml", "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\n\r\nheld body\r\n");
+  put_file("pickup/00000000000000b1.state", "attempts 1\n");
+  is_int(mh_spool_delivered_held(sp, "00000000000000b1", &held, err), 0, "delivered_held");
+  snprintf(path, sizeof path, "%s/pickup/00000000000000b1.eml", root);
+  ok(access(path, F_OK) != 0, "the message file is unlinked when it returns");
+  snprintf(path, sizeof path, "%s/pickup/00000000000000b1.state", root);
+  ok(access(path, F_OK) != 0, "and its sidecar");
+  ok(held >= 0, "the file is handed back open");
+  {
+    ssize_t n = held >= 0 ? pread(held, buf, sizeof buf - 1, 0) : -1;
+    buf[n > 0 ? n : 0] = '\0';
+    ok(n > 0 && strstr(buf, "held body"), "still readable through the held fd until closed");
+  }
+  if (held >= 0) close(held);
+  held = 7;
+  is_int(mh_spool_delivered_held(sp, "00000000000000b1", &held, err), MH_ENOTFOUND, "again: not found: %s", err);
+  is_int(held, -1, "and nothing held");
+  held = 7;
+  is_int(mh_spool_delivered_held(sp, "../x", &held, err), MH_EINVAL, "a bad id is refused");
+  is_int(held, -1, "nothing held");
+}
+
 int main(void) {
   mh_spool *sp;
   char err[MH_SPOOL_ERRLEN];
@@ -290,6 +318,7 @@ int main(void) {
   test_parse();
   test_enqueue(sp);
   test_scan(sp);
+  test_delivered_held(sp);
   mh_spool_close(sp);
   is_int(mh_spool_open("/proc/no/such", &sp, err), -ENOENT, "open of an impossible folder fails: %s", err);
   {
