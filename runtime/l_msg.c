@@ -330,16 +330,7 @@ void l_msg_open(lua_State *L) {
     { "type_for", l_type_for },
     { NULL, NULL },
   };
-  luaL_newmetatable(L, MSG_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  mh_l_newclass(L, MSG_MT, methods, l_close, l_tostring);
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "msg");
 }

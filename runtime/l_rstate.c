@@ -425,28 +425,8 @@ void l_rstate_open(lua_State *L) {
     {"mktime", l_mktime}, {"list", l_list}, {"exists", l_exists}, {"ticker", l_ticker}, {"mkdir", l_mkdir}, {NULL, NULL}};
   static const luaL_Reg lock_m[] = {{"unlock", l_unlock}, {NULL, NULL}};
   static const luaL_Reg ticker_m[] = {{"stop", l_ticker_stop}, {NULL, NULL}};
-  if (luaL_newmetatable(L, TICKER_MT)) {
-    luaL_newlib(L, ticker_m);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_ticker_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_ticker_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_ticker_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, LOCK_MT)) {
-    luaL_newlib(L, lock_m);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_unlock);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_unlock);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_lock_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  mh_l_newclass(L, TICKER_MT, ticker_m, l_ticker_gc, l_ticker_tostring);
+  mh_l_newclass(L, LOCK_MT, lock_m, l_unlock, l_lock_tostring);
   luaL_newlib(L, funcs);
   lua_setfield(L, -2, "rstate");
 }

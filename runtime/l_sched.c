@@ -386,6 +386,24 @@ int mh_l_fail(lua_State *L, int code, const char *stage, const char *fmt, ...) {
   return 3;
 }
 
+void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction close, lua_CFunction tostring) {
+  if (luaL_newmetatable(L, name)) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+    if (tostring) {
+      lua_pushcfunction(L, tostring);
+      lua_setfield(L, -2, "__tostring");
+    }
+  }
+  lua_pop(L, 1);
+}
+
 /* ------------------------------------------------------------ Lua: tasks */
 
 /* spawn(fn, ...) -> task.  The task starts on the next loop turn. */

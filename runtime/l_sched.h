@@ -69,6 +69,11 @@ void mh_task_interrupt(mh_task *t);
 ** info = {code = "EXXX", class = ..., stage = ...}.  Returns 3. */
 int mh_l_fail(lua_State *L, int code, const char *stage, const char *fmt, ...);
 
+/* The userdata class of STYLE.md: metatable `name` with methods as __index, and
+** one idempotent close as both __gc and __close; tostring may be NULL. */
+void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction close, lua_CFunction tostring);
+
 /* Per-module registration (generated list in build/l_modules.h). */
 #define MH_MODULE(name) void name##_open(lua_State *L);
 #include "l_modules.h"

@@ -147,16 +147,7 @@ static int l_kill(lua_State *L) {
 void l_signal_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"on", l_on}, {"kill", l_kill}, {NULL, NULL}};
   static const luaL_Reg methods[] = {{"stop", l_stop}, {NULL, NULL}};
-  luaL_newmetatable(L, SIGNAL_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_stop);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_stop);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  mh_l_newclass(L, SIGNAL_MT, methods, l_stop, l_tostring);
   luaL_newlib(L, funcs);
   lua_setfield(L, -2, "signal");
 }

@@ -878,13 +878,7 @@ void l_spool_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     { "open", l_open }, { "parse", l_parse }, { "addresses", l_addresses }, { NULL, NULL }
   };
-  luaL_newmetatable(L, SPOOL_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_close); lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_close); lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, l_tostring); lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  mh_l_newclass(L, SPOOL_MT, methods, l_close, l_tostring);
   luaL_newmetatable(L, LIST_MT);
   lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__close");
