@@ -20,13 +20,7 @@ local function cfg(t)
   return c
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = tap.slurp
 
 -- the messages a peer stored, in order
 local function mails(name)

@@ -79,6 +79,24 @@ function T:expect(n, fn, what)
   end
 end
 
+-- File helpers the tests share: the whole content of a file (nil when absent),
+-- and a fresh temporary file holding text (its path).
+function tap.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function tap.tmpfile(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text or "")
+  f:close()
+  return path
+end
+
 function tap.test(name, fn) tests[#tests + 1] = { name = name, fn = fn } end
 
 function tap.skip(name, why) tests[#tests + 1] = { name = name, skip = why } end

@@ -2,21 +2,9 @@
 local tap = require "tap"
 local settings = require "mailhook.settings"
 
-local function tmpconf(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(text or "")
-  f:close()
-  return path
-end
+local tmpconf = tap.tmpfile
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = tap.slurp
 
 tap.test("defaults when the file is missing", function(t)
   local cfg = assert(settings.load("/nonexistent/dir/mailhook.conf"))

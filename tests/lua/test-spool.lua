@@ -7,13 +7,7 @@ local spool = require "mailhook.spool"
 
 local dir = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-spool.XXXXXX"):read("l")
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = tap.slurp
 
 local function count(sub)
   local n = 0
