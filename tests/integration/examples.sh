@@ -81,21 +81,17 @@ hook disk_full path=/var/spool/mailhook percent=93
 like "$(cat "$(newest)")" "Subject: \[mailhook\] disk nearly full: /var/spool/mailhook at 93%" "admin: disk nearly full"
 is "$(cat "$T/hook.err")" "" "no warnings or errors from the examples"
 
-# delivery to a real SMTP server, once the engine (mailhook flush) exists
-if [ -e "$ROOT/lua/mailhook/cmd/flush.lua" ] || [ -e "$ROOT/scripts/flush.lua" ]; then
-  start_smtpd P --maildir "$T/inbox"
-  write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$P" from=pbx@example.com tls=none \
-    tls_required=false rules=rules
-  queued=$(n_eml)
-  timeout 60 "$MAILHOOK" flush >"$T/flush.out" 2>&1; rc=$?
-  is "$rc" 0 "flush delivers the queue"
-  is "$(count_mail "$T/inbox")" "$queued" "every example mail reached the SMTP server"
-  vm=$(grep -l "New voicemail from +33123456789" "$T"/inbox/*.eml | head -1)
-  ok "$([ -n "$vm" ]; echo $?)" "the voicemail arrived"
-  like "$(cat "$vm" 2>/dev/null)" "Content-Type: audio/wav" "with its recording"
-  like "$(cat "${vm%.eml}.json" 2>/dev/null | tr -d '\n ')" '"to":\["alice@example.com"\]' "to the mailbox owner"
-else
-  ok 0 "# SKIP delivery: mailhook flush is not on this branch yet (checked up to the durable spool files)"
-fi
+# Delivery: the example mail reaches a real SMTP server.
+start_smtpd P --maildir "$T/inbox"
+write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$P" from=pbx@example.com tls=none \
+  tls_required=false rules=rules
+queued=$(n_eml)
+timeout 60 "$MAILHOOK" flush >"$T/flush.out" 2>&1; rc=$?
+is "$rc" 0 "flush delivers the queue"
+is "$(count_mail "$T/inbox")" "$queued" "every example mail reached the SMTP server"
+vm=$(grep -l "New voicemail from +33123456789" "$T"/inbox/*.eml | head -1)
+ok "$([ -n "$vm" ]; echo $?)" "the voicemail arrived"
+like "$(cat "$vm" 2>/dev/null)" "Content-Type: audio/wav" "with its recording"
+like "$(cat "${vm%.eml}.json" 2>/dev/null | tr -d '\n ')" '"to":\["alice@example.com"\]' "to the mailbox owner"
 
 done_testing

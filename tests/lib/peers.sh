@@ -14,7 +14,7 @@
 #   count_mail DIR                       how many messages a --maildir holds
 #   mh_test CONF [ARGS]                  run `mailhook -c CONF test ARGS`: OUT, RC, ERR, ELAPSED_MS
 #   todo_ok STATUS DESC REASON           a TAP TODO test (a known gap, reported, not failing)
-#   need_engine                          SKIP the file when `mailhook test` does not exist
+#   need_engine                          bail out (a failure) when `mailhook test` does not exist
 #   ilike GOT REGEX DESC                 like, ignoring case
 : "${ROOT:?source tests/lib/tap.sh first}"
 PEERS=$ROOT/tests/peers
@@ -154,17 +154,17 @@ todo_ok() {
   if [ "$1" = 0 ]; then echo "ok $_tap_n - $2 # TODO $3"; else echo "not ok $_tap_n - $2 # TODO $3"; fi
 }
 
-# need_engine: skip the whole file (TAP "1..0 # SKIP") when this build has no
-# `mailhook test` command yet.  Only an unknown command skips: any other outcome,
-# a crash included, lets the tests run and fail.
+# need_engine: bail out of the file (a failure, never a skip) when this build has no
+# `mailhook test` command; any other outcome, a crash included, lets the tests run
+# and fail one by one.
 need_engine() {
   local out rc
   write_conf "$T/probe.conf" enabled=true server=127.0.0.1 port="$(free_port)" tls=none tls_required=false \
     from=probe@example.org connect_timeout=2
   out=$(MAILHOOK_SPOOL=$T/spool timeout 20 "$MAILHOOK" -c "$T/probe.conf" test 2>&1); rc=$?
   if [ "$rc" = 2 ] && printf '%s' "$out" | grep -q "unknown command 'test'"; then
-    echo "1..0 # SKIP engine not built (mailhook test: unknown command)"
-    exit 0
+    echo "Bail out! mailhook test: unknown command (the engine must be built)"
+    exit 1
   fi
 }
 

@@ -1,7 +1,7 @@
 # tests/peers/delivery-lib.sh — helpers for tests/integration/delivery-*.sh (sourced
 # after tests/lib/tap.sh): settings, spool, a real SMTP peer, the service.
 #
-#   delivery_require                 SKIP the whole file unless spool, smtp, settings exist
+#   delivery_require                 bail out (a failure, never a skip) unless spool, smtp, settings load
 #   free_port                        a free TCP port on 127.0.0.1
 #   conf_for PORT [KEY=VALUE ...]    a fresh $T/mailhook.conf by `mailhook update` (plain, no auth)
 #   peer_start PORT DIR [ARGS]       start tests/peers/delivery-smtpd.py; waits until it listens
@@ -20,8 +20,8 @@ delivery_require() {
   why=$("$MAILHOOK" -e 'for _, m in ipairs{"mailhook.spool", "mailhook.smtp", "mailhook.settings"} do
           local ok = pcall(require, m) if not ok then io.write(m, " ") end end' 2>&1)
   if [ -n "$why" ]; then
-    echo "1..0 # SKIP spool/smtp not on main (missing: $why)"
-    exit 0
+    echo "Bail out! cannot load $why"   # a broken module must fail the suite, not skip it
+    exit 1
   fi
 }
 
