@@ -8,6 +8,9 @@
 **   c:open()                      -> true | nil, err, info      (waits: DNS, every address, TLS, EHLO)
 **   c:auth(mech, user, secret)    -> true | nil, err, info      (waits)
 **   c:send(from, {rcpt...}, data) -> result | nil, err, info    (waits)
+**   c:submit(from, {rcpt...}, data) -> true                     (never waits)
+**   c:result()                    -> what send returns, for the oldest submission (waits)
+**   c:pending()                   -> submissions not collected yet (at most 2)
 **   c:check_sender(from)          -> true | nil, err, info      (waits: MAIL FROM + RSET)
 **   c:quit()                      -> true                       (waits)
 **   c:close()  c:alive()  c:info() -> table
@@ -17,6 +20,12 @@
 ** means plain SMTP (then STARTTLS: required when tls_required, else when offered),
 ** and silence means implicit TLS.  A late plain greeting during that handshake
 ** is reported as info.plain_smtp, and the Lua layer reconnects with STARTTLS.
+**
+** submit/result pipeline across messages (smtp.h): with one message in flight
+** a second may be submitted, and its commands leave with the first one's final
+** dot.  Outcomes come back in order through result(), which also opens the gate
+** for the next message's data: the caller settles each message (removes it
+** from the spool) before asking for the next result.
 **
 ** A session event can finish an operation; the waiting task is resumed only
 ** after the event call into smtp.c has returned (settle()), so Lua never
@@ -38,6 +47,24 @@ enum { TLS_NONE, TLS_IMPLICIT, TLS_STARTTLS, TLS_OPPORTUNISTIC, TLS_AUTO };
 
 typedef struct conn conn;
 
+/* The outcome of one submitted send, kept until c:result() collects it: the
+** session moves on to the next transaction as soon as one ends (pipelining),
+** so what Lua gets is copied out in io.done. */
+typedef struct {
+  int done;                    /* the outcome is in (else the session still runs it) */
+  int rc;                      /* 0 or MH_E* */
+  int closed;                  /* the connection was gone when it ended */
+  int code;                    /* the decisive reply */
+  char enhanced[16];
+  char text[2048];
+  const char *stage;           /* static strings */
+  char msg[800];               /* why it failed */
+  mh_smtp_rcpt *rcpts;         /* deep copy (rcpt strings owned) */
+  size_t nrcpt;
+} sres;
+
+#define MAX_SENDS 2            /* in flight: the running transaction and one queued */
+
 typedef struct {               /* one TCP attempt; freed in its close callback */
   uv_tcp_t tcp;
   uv_connect_t req;
@@ -50,6 +77,8 @@ struct conn {
   int waiting;                 /* w is in use */
   int op;                      /* OP_*: what the waiting task asked */
   int op_done, op_rc;          /* the op ended (set by callbacks, acted on in settle) */
+  sres sends[MAX_SENDS];       /* submitted sends in order, from `first`, `nsends` of them */
+  int first, nsends;
   int refs;                    /* userdata + open handles + requests in flight */
   int closed;                  /* conn_close ran */
   int ud_alive;                /* the Lua userdata still points here */
@@ -86,11 +115,20 @@ struct conn {
 
 static void settle(conn *c);
 static int push_result(lua_State *L, conn *c);
+static int pop_send(lua_State *L, conn *c);
 
 /* ---------------------------------------------------------- lifetime */
 
+static void sres_clear(sres *r) {
+  for (size_t i = 0; i < r->nrcpt; i++) free(r->rcpts[i].rcpt);
+  free(r->rcpts);
+  r->rcpts = NULL;
+  r->nrcpt = 0;
+}
+
 static void unref(conn *c) {
   if (--c->refs > 0) return;
+  for (int i = 0; i < MAX_SENDS; i++) sres_clear(&c->sends[i]);
   mh_smtp_free(c->s);
   mh_tls_free(c->tls);
   if (c->ai) uv_freeaddrinfo(c->ai);
@@ -243,8 +281,14 @@ static void io_timer(void *ud, uint64_t ms) {
 
 static void io_starttls(void *ud) { ((conn *)ud)->start_tls = 1; }
 
+static void snap_send(conn *c, sres *r, int rc);
+
 static void io_done(void *ud, int rc) {
   conn *c = (conn *)ud;
+  for (int i = 0; i < c->nsends; i++) {   /* a submitted send ended (they end in order) */
+    sres *r = &c->sends[(c->first + i) % MAX_SENDS];
+    if (!r->done) { snap_send(c, r, rc); return; }
+  }
   c->op_done = 1;
   c->op_rc = rc;
 }
@@ -384,12 +428,13 @@ static void settle(conn *c) {
     if (!c->closed) uv_timer_stop(&c->timer);
     uv_timer_stop(&c->deadline);
   }
-  if (!c->op_done || !c->waiting) return;
+  if (!c->waiting) return;
+  if (c->op == OP_SEND ? !c->sends[c->first].done : !c->op_done) return;
   c->waiting = 0;
-  go_idle(c);
+  if (c->op != OP_SEND || c->nsends == 1) go_idle(c);
   co = mh_wait_co(&c->w);
   if (!co) return;
-  n = push_result(co, c);
+  n = c->op == OP_SEND ? pop_send(co, c) : push_result(co, c);
   mh_wait_resume(&c->w, n);
 }
 
@@ -547,9 +592,8 @@ static int push_fail(lua_State *L, conn *c, int rc) {
 }
 
 /* The per-recipient lists of a send: accepted = {rcpt...}, rejected = {{rcpt=,...}}. */
-static void push_rcpts(lua_State *L, conn *c) {
-  size_t n, a = 0, j = 0;
-  const mh_smtp_rcpt *r = mh_smtp_rcpts(c->s, &n);
+static void push_rcpts(lua_State *L, const mh_smtp_rcpt *r, size_t n) {
+  size_t a = 0, j = 0;
   lua_newtable(L);
   for (size_t i = 0; i < n; i++)
     if (r[i].accepted) { lua_pushstring(L, r[i].rcpt); lua_rawseti(L, -2, (lua_Integer)++a); }
@@ -578,25 +622,86 @@ static int push_result(lua_State *L, conn *c) {
   int rc = c->op_rc, op = c->op;
   c->op_done = 0;
   c->op = OP_NONE;
+  (void)op;
+  if (rc < 0) return push_fail(L, c, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Copies out what a send's io.done describes (see sres). */
+static void snap_send(conn *c, sres *r, int rc) {
+  const mh_smtp_reply *rp = mh_smtp_last_reply(c->s);
+  size_t n;
+  const mh_smtp_rcpt *rr = mh_smtp_rcpts(c->s, &n);
+  r->done = 1;
+  r->rc = rc;
+  r->closed = c->closed || !c->sk || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED;
+  r->code = rp->code;
+  snprintf(r->enhanced, sizeof r->enhanced, "%s", rp->enhanced);
+  snprintf(r->text, sizeof r->text, "%.2047s", rp->text);
   if (rc < 0) {
-    push_fail(L, c, rc);
-    if (op == OP_SEND) push_rcpts(L, c);
-    return 3;
+    const char *msg = *mh_smtp_errmsg(c->s) && !(c->fail_code && c->fail_stage) ? mh_smtp_errmsg(c->s)
+                      : c->fail_msg;
+    r->stage = c->fail_code && c->fail_stage ? c->fail_stage
+               : *mh_smtp_stage(c->s) ? mh_smtp_stage(c->s) : "connect";
+    snprintf(r->msg, sizeof r->msg, "%s", *msg ? msg : mh_strerror(rc));
   }
-  if (op == OP_SEND) {
-    const mh_smtp_reply *r = mh_smtp_last_reply(c->s);
+  sres_clear(r);
+  if (n && (r->rcpts = (mh_smtp_rcpt *)calloc(n, sizeof *r->rcpts)) != NULL) {
+    for (size_t i = 0; i < n; i++) {
+      r->rcpts[i] = rr[i];
+      r->rcpts[i].rcpt = strdup(rr[i].rcpt ? rr[i].rcpt : "");
+      if (!r->rcpts[i].rcpt) { r->nrcpt = i; return; }
+    }
+    r->nrcpt = n;
+  }
+}
+
+/* A send that ended before reaching the session (refused at once). */
+static void snap_refused(sres *r, int rc, const char *stage, const char *msg, int closed) {
+  sres_clear(r);
+  r->done = 1;
+  r->rc = rc;
+  r->closed = closed;
+  r->code = 0;
+  r->enhanced[0] = r->text[0] = '\0';
+  r->stage = stage;
+  snprintf(r->msg, sizeof r->msg, "%s", msg);
+}
+
+/* Pushes the oldest send's outcome (what c:send returns) and forgets it. */
+static int pop_send(lua_State *L, conn *c) {
+  sres *r = &c->sends[c->first];
+  int nret = 1;
+  c->first = (c->first + 1) % MAX_SENDS;
+  c->nsends--;
+  c->op = OP_NONE;
+  if (r->rc < 0) {
+    mh_l_fail(L, r->rc, r->stage, "%s", r->msg);
+    if (r->code) {
+      lua_pushinteger(L, r->code);
+      lua_setfield(L, -2, "smtp");
+      if (r->enhanced[0]) set_str(L, "enhanced", r->enhanced);
+      set_str(L, "text", r->text);
+      set_str(L, "class", r->code >= 500 ? "permanent" : "transient");
+    }
+    if (r->rc == MH_ETOOBIG || r->rc == MH_EBADADDR) set_str(L, "class", "permanent");
+    lua_pushboolean(L, r->closed);
+    lua_setfield(L, -2, "connection");
+    push_rcpts(L, r->rcpts, r->nrcpt);
+    nret = 3;
+  } else {
     lua_newtable(L);
-    push_rcpts(L, c);
+    push_rcpts(L, r->rcpts, r->nrcpt);
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, r->code);
     lua_setfield(L, -2, "smtp");
     set_str(L, "enhanced", r->enhanced);
     set_str(L, "text", r->text);
     lua_setfield(L, -2, "reply");
-    return 1;
   }
-  lua_pushboolean(L, 1);
-  return 1;
+  sres_clear(r);
+  return nret;
 }
 
 /* ---------------------------------------------------------- Lua side */
@@ -773,28 +878,98 @@ static int l_auth(lua_State *L) {
   return wait_op(L, c);
 }
 
-static int l_send(lua_State *L) {
-  conn *c = check_conn(L);
+/* Submits one send (arguments 2..4: from, {rcpt...}, data); its outcome joins
+** the queue that c:result() reads.  Never waits. */
+static void submit(lua_State *L, conn *c, const char *what) {
   const char *from = luaL_checkstring(L, 2);
   size_t len, n;
   const char *data;
   const char **rcpt;
+  sres *r;
   int rc;
   luaL_checktype(L, 3, LUA_TTABLE);
   data = luaL_checklstring(L, 4, &len);
   n = (size_t)luaL_len(L, 3);
-  if (not_ready(L, c, "smtp send")) return 3;
+  if ((c->waiting && c->op != OP_SEND) || (!c->nsends && c->op != OP_NONE))
+    luaL_error(L, "%s: another operation is in progress on this session", what);
+  if (c->nsends >= MAX_SENDS)
+    luaL_error(L, "%s: %d sends are outstanding already (collect one with result())", what, MAX_SENDS);
   rcpt = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rcpt, 0);  /* freed by the GC */
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
     rcpt[i] = lua_tostring(L, -1);
-    if (!rcpt[i]) return luaL_argerror(L, 3, "recipients must be strings");
+    if (!rcpt[i]) luaL_argerror(L, 3, "recipients must be strings");
     lua_pop(L, 1);   /* the string stays alive in the table */
   }
-  begin(L, c, OP_SEND, "smtp send");
-  restart_deadline(c);
-  if ((rc = mh_smtp_send(c->s, from, rcpt, n, data, len)) < 0) { c->op_done = 1; c->op_rc = rc; }
-  return wait_op(L, c);
+  r = &c->sends[(c->first + c->nsends) % MAX_SENDS];
+  if (c->nsends == 0) {
+    c->fail_code = 0;
+    c->fail_stage = NULL;
+    c->fail_msg[0] = '\0';
+  }
+  c->nsends++;
+  if (c->closed || !c->sk || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED ||
+      (c->nsends == 1 && mh_smtp_get_state(c->s) != MH_SMTP_READY)) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "%s: the SMTP session is not usable (%s)", what,
+             *mh_smtp_errmsg(c->s) ? mh_smtp_errmsg(c->s) : "closed");
+    snap_refused(r, MH_ECONNECT, "connect", msg, 1);
+    return;
+  }
+  uv_ref((uv_handle_t *)&c->sk->tcp);
+  restart_deadline(c);   /* per message: a long stream of them is not one slow session */
+  r->done = 0;
+  if ((rc = mh_smtp_send(c->s, from, rcpt, n, data, len)) < 0) {
+    const char *stage;
+    const char *msg = mh_smtp_send_error(c->s, &stage);
+    /* its outcome is in at once; result() still gives the ones before it first */
+    snap_refused(r, rc, *stage ? stage : "mail", *msg ? msg : mh_strerror(rc), 0);
+  }
+}
+
+/* The oldest outcome; waits for it.  Releases the gate first: the caller has
+** settled the previous message, so the next one's data may leave. */
+static int collect(lua_State *L, conn *c, const char *what) {
+  if (!c->nsends) luaL_error(L, "%s: no send is outstanding on this session", what);
+  if (c->waiting) luaL_error(L, "%s: another task is waiting on this session", what);
+  if (c->s && !c->closed) mh_smtp_release(c->s);
+  settle(c);
+  if (c->sends[c->first].done) {
+    int n = pop_send(L, c);
+    if (!c->nsends) go_idle(c);
+    return n;
+  }
+  mh_wait_init(L, &c->w, what);
+  c->w.cancel = cancel_cb;
+  c->op = OP_SEND;
+  c->waiting = 1;
+  return mh_wait_yield(L, &c->w);
+}
+
+/* c:send(from, {rcpt...}, data) -> result | nil, err, info   (waits) */
+static int l_send(lua_State *L) {
+  conn *c = check_conn(L);
+  submit(L, c, "smtp send");
+  return collect(L, c, "smtp send");
+}
+
+/* c:submit(from, {rcpt...}, data) -> true   (never waits; c:result() tells) */
+static int l_submit(lua_State *L) {
+  conn *c = check_conn(L);
+  submit(L, c, "smtp submit");
+  settle(c);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* c:result() -> what c:send returns, for the oldest submitted send   (waits) */
+static int l_result(lua_State *L) { return collect(L, check_conn(L), "smtp result"); }
+
+/* c:pending() -> number of submitted sends whose outcome was not collected */
+static int l_pending(lua_State *L) {
+  conn *c = check_conn(L);
+  lua_pushinteger(L, c->nsends);
+  return 1;
 }
 
 static int l_check_sender(lua_State *L) {
@@ -911,7 +1086,8 @@ static int l_tostring(lua_State *L) {
 
 void l_smtp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "check_sender", l_check_sender },
+    { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit },
+    { "result", l_result }, { "pending", l_pending }, { "check_sender", l_check_sender },
     { "quit", l_quit }, { "alive", l_alive }, { "close", l_close }, { "info", l_info }, { NULL, NULL } };
   mh_l_newclass(L, CONN_MT, methods, l_close, l_tostring);
   lua_newtable(L);

@@ -289,6 +289,22 @@ static void wipe_buf(mh_buf *b) {
 
 enum { OP_NONE, OP_OPEN, OP_AUTH, OP_SEND, OP_CHECK, OP_QUIT };
 
+/* One message transaction: what a send asked and what the server answered. */
+typedef struct {
+  char from[512];
+  mh_smtp_rcpt *rcpts;          /* per recipient results */
+  size_t nrcpt, rcpt_i;         /* count, next reply to expect */
+  int accepted;                 /* recipients accepted so far */
+  int first_rejected;           /* index of the first rejected rcpt, -1 none */
+  mh_buf body;                  /* stuffed message and ".\r\n", ready to send */
+  char mail_params[64];         /* " SIZE=n BODY=8BITMIME SMTPUTF8" */
+  int ahead;                    /* its command group was already written */
+  int mail_failed;              /* MAIL refused (pipelined replies still to eat) */
+  int data_refused;             /* DATA not 354 */
+  int empty_data;               /* 354 with no recipient: ".\r\n" sent to close */
+  int body_held;                /* its 354 came while gated: the data waits for release */
+} txn;
+
 struct mh_smtp {
   mh_smtp_io io;                /* the owner's callbacks */
   char helo[256];               /* EHLO argument */
@@ -308,19 +324,17 @@ struct mh_smtp {
   mh_buf wbuf;                  /* output of the current event, written once at its end */
   const char *stage;            /* stage of the last failure */
   char errmsg[600];             /* message of the last failure */
-  /* transaction */
-  char from[512];
-  mh_smtp_rcpt *rcpts;          /* per recipient results */
-  size_t nrcpt, rcpt_i;         /* count, next reply to expect */
-  int accepted;                 /* recipients accepted so far */
-  int first_rejected;           /* index of the first rejected rcpt, -1 none */
-  mh_buf body;                  /* stuffed message and ".\r\n", ready to send */
-  char mail_params[64];         /* " SIZE=n BODY=8BITMIME SMTPUTF8" */
-  int ahead;                    /* the pipelined group was already sent */
-  int need_rset;                /* a transaction was started since the last RSET */
-  int mail_failed;              /* MAIL refused (pipelined replies still to eat) */
-  int data_refused;             /* DATA not 354 */
-  int empty_data;               /* 354 with no recipient: ".\r\n" sent to close */
+  /* transactions: the current one (replies are walked through it) and the next
+     one queued behind it (cross-message pipelining), in two slots */
+  txn tx[2];
+  txn *t;                       /* the current transaction (tx[0] or tx[1]) */
+  txn *q;                       /* the queued one, NULL when none */
+  int gated;                    /* the current one became current by rotation: its data
+                                   waits for mh_smtp_release() */
+  int need_rset;                /* a transaction was started since the last RSET or final dot */
+  char verr[600];               /* why the last mh_smtp_send returned an error (also in
+                                   errmsg unless it was queuing behind a running one) */
+  const char *vstage;
   int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET */
   /* auth */
   unsigned mech;
@@ -337,7 +351,7 @@ const char *mh_smtp_stage(const mh_smtp *s) { return s->stage ? s->stage : ""; }
 const char *mh_smtp_errmsg(const mh_smtp *s) { return s->errmsg; }
 int mh_smtp_is_tls(const mh_smtp *s) { return s->tls; }
 int mh_smtp_used_ehlo(const mh_smtp *s) { return (s->caps.flags & MH_SMTP_CAP_EHLO) != 0; }
-const mh_smtp_rcpt *mh_smtp_rcpts(const mh_smtp *s, size_t *n) { *n = s->nrcpt; return s->rcpts; }
+const mh_smtp_rcpt *mh_smtp_rcpts(const mh_smtp *s, size_t *n) { *n = s->t->nrcpt; return s->t->rcpts; }
 
 mh_smtp *mh_smtp_new(const mh_smtp_params *p, const mh_smtp_io *io) {
   mh_smtp *s = (mh_smtp *)calloc(1, sizeof *s);
@@ -350,21 +364,24 @@ mh_smtp *mh_smtp_new(const mh_smtp_params *p, const mh_smtp_io *io) {
   s->command_ms = p->command_ms ? p->command_ms : 300000;
   s->data_ms = p->data_ms ? p->data_ms : 600000;
   s->state = MH_SMTP_INIT;
-  s->first_rejected = -1;
+  s->t = &s->tx[0];
+  s->tx[0].first_rejected = s->tx[1].first_rejected = -1;
   return s;
 }
 
-static void clear_rcpts(mh_smtp *s) {
-  for (size_t i = 0; i < s->nrcpt; i++) free(s->rcpts[i].rcpt);
-  free(s->rcpts);
-  s->rcpts = NULL;
-  s->nrcpt = s->rcpt_i = 0;
+static void clear_rcpts(txn *x) {
+  for (size_t i = 0; i < x->nrcpt; i++) free(x->rcpts[i].rcpt);
+  free(x->rcpts);
+  x->rcpts = NULL;
+  x->nrcpt = x->rcpt_i = 0;
 }
 
 void mh_smtp_free(mh_smtp *s) {
   if (!s) return;
-  clear_rcpts(s);
-  mh_buf_free(&s->body);
+  for (int i = 0; i < 2; i++) {
+    clear_rcpts(&s->tx[i]);
+    mh_buf_free(&s->tx[i].body);
+  }
   mh_buf_free(&s->wbuf);
   wipe_buf(&s->auth_user);
   wipe_buf(&s->auth_secret);
@@ -404,12 +421,30 @@ static void flush(mh_smtp *s) {
   }
 }
 
-/* Ends the operation in progress with rc (io.done), the session going to st. */
+/* The queued transaction becomes the current one. */
+static void rotate(mh_smtp *s) {
+  s->t = s->q;
+  s->q = NULL;
+  s->op = OP_SEND;
+  s->gated = 1;
+}
+
+/* Ends the operation in progress with rc (io.done), the session going to st.
+** A transaction queued behind a send then starts (its commands may be out
+** already), or, when the session closed, ends too with the same rc. */
 static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
   int op = s->op;
   if (st != s->state) enter_state(s, st);
   s->op = OP_NONE;
   if (op != OP_NONE) s->io.done(s->io.ud, rc);
+  if (op != OP_SEND || !s->q) return;
+  rotate(s);
+  if (s->state == MH_SMTP_CLOSED) {
+    s->op = OP_NONE;
+    s->io.done(s->io.ud, rc);
+  } else {
+    enter_state(s, s->t->ahead || !s->need_rset ? MH_SMTP_MAIL : MH_SMTP_RSET);
+  }
 }
 
 static void set_err(mh_smtp *s, const char *stage, const char *fmt, ...)
@@ -461,15 +496,28 @@ static void put_cmd(mh_smtp *s, const char *fmt, ...) {
   mh_buf_add(&s->wbuf, tmp, (size_t)n + 2);
 }
 
-static void put_rcpt(mh_smtp *s, size_t i) { put_cmd(s, "RCPT TO:<%s>", s->rcpts[i].rcpt); }
+static void put_rcpt(mh_smtp *s, txn *x, size_t i) { put_cmd(s, "RCPT TO:<%s>", x->rcpts[i].rcpt); }
 
-/* The pipelined group from st onwards: [RSET] MAIL RCPT... DATA. */
-static void put_group(mh_smtp *s, mh_smtp_state st) {
-  if (st == MH_SMTP_RSET) put_cmd(s, "RSET");
-  put_cmd(s, "MAIL FROM:<%s>%s", s->from, s->mail_params);
+/* The pipelined group of x: [RSET] MAIL RCPT... DATA. */
+static void put_group(mh_smtp *s, txn *x, int rset) {
+  x->ahead = 1;
+  if (rset) put_cmd(s, "RSET");
+  put_cmd(s, "MAIL FROM:<%s>%s", x->from, x->mail_params);
   if (s->op == OP_CHECK) { put_cmd(s, "RSET"); return; }
-  for (size_t i = 0; i < s->nrcpt; i++) put_rcpt(s, i);
+  for (size_t i = 0; i < x->nrcpt; i++) put_rcpt(s, x, i);
   put_cmd(s, "DATA");
+}
+
+/* The current message's data and final dot, then (PIPELINING) the queued
+** transaction's commands right behind them, in the same write: RFC 2920 §3.1
+** allows the message content to open a group, so the next MAIL, RCPT and DATA
+** need not wait for the reply to the dot.  No RSET: the dot ends the
+** transaction, whatever its reply. */
+static void put_body(mh_smtp *s) {
+  txn *t = s->t;
+  if (t->empty_data) mh_buf_add(&s->wbuf, ".\r\n", 3);
+  else mh_buf_add(&s->wbuf, t->body.data, t->body.len);
+  if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
 }
 
 static void auth_start(mh_smtp *s) {
@@ -529,20 +577,21 @@ static void enter_state(mh_smtp *s, mh_smtp_state st) {
     case MH_SMTP_RSET:
     case MH_SMTP_MAIL:
       if (st == MH_SMTP_MAIL) s->need_rset = 1;
-      if (s->ahead) break;
-      if (s->caps.flags & MH_SMTP_CAP_PIPELINING) { put_group(s, st); s->ahead = 1; }
+      if (s->t->ahead) break;
+      if (s->caps.flags & MH_SMTP_CAP_PIPELINING) put_group(s, s->t, st == MH_SMTP_RSET);
       else if (st == MH_SMTP_RSET) put_cmd(s, "RSET");
-      else put_cmd(s, "MAIL FROM:<%s>%s", s->from, s->mail_params);
+      else put_cmd(s, "MAIL FROM:<%s>%s", s->t->from, s->t->mail_params);
       break;
-    case MH_SMTP_RCPT: if (!s->ahead) put_rcpt(s, s->rcpt_i); break;
-    case MH_SMTP_DATA: if (!s->ahead) put_cmd(s, "DATA"); break;
+    case MH_SMTP_RCPT: if (!s->t->ahead) put_rcpt(s, s->t, s->t->rcpt_i); break;
+    case MH_SMTP_DATA: if (!s->t->ahead) put_cmd(s, "DATA"); break;
     case MH_SMTP_BODY:
-      s->ahead = 0;
-      if (s->empty_data) mh_buf_add(&s->wbuf, ".\r\n", 3);
-      else mh_buf_add(&s->wbuf, s->body.data, s->body.len);   /* body and dot together */
+      s->t->ahead = 0;
+      /* gated: the owner has not settled the previous message yet */
+      if (s->gated) { s->t->body_held = 1; s->io.timer(s->io.ud, 0); return; }
+      put_body(s);   /* body and dot together */
       break;
     case MH_SMTP_QUIT: put_cmd(s, "QUIT"); break;
-    case MH_SMTP_READY: case MH_SMTP_CLOSED: s->ahead = 0; break;
+    case MH_SMTP_READY: case MH_SMTP_CLOSED: s->t->ahead = 0; break;
     default: break;
   }
   if (st == MH_SMTP_TLS) s->io.starttls(s->io.ud);
@@ -555,8 +604,8 @@ static int is2(int code) { return code >= 200 && code < 300; }
 ** every recipient accepted so far. */
 static void reject_accepted(mh_smtp *s) {
   mh_smtp_reply *r = &s->reply;
-  for (size_t i = 0; i < s->nrcpt; i++) {
-    mh_smtp_rcpt *rc = &s->rcpts[i];
+  for (size_t i = 0; i < s->t->nrcpt; i++) {
+    mh_smtp_rcpt *rc = &s->t->rcpts[i];
     if (!rc->accepted) continue;
     rc->accepted = 0;
     rc->code = r->code;
@@ -567,18 +616,18 @@ static void reject_accepted(mh_smtp *s) {
 
 /* The message transaction ended (after the final reply, or early). */
 static void send_done(mh_smtp *s) {
-  if (s->mail_failed) finish(s, MH_EREPLY, MH_SMTP_READY);
-  else if (s->accepted == 0) {
+  if (s->t->mail_failed) finish(s, MH_EREPLY, MH_SMTP_READY);
+  else if (s->t->accepted == 0) {
     s->decisive = s->reply;
-    if (s->first_rejected >= 0) {
-      mh_smtp_rcpt *r = &s->rcpts[s->first_rejected];
+    if (s->t->first_rejected >= 0) {
+      mh_smtp_rcpt *r = &s->t->rcpts[s->t->first_rejected];
       s->decisive.code = r->code;
       snprintf(s->decisive.enhanced, sizeof s->decisive.enhanced, "%s", r->enhanced);
       snprintf(s->decisive.text, sizeof s->decisive.text, "%s", r->text);
       set_err(s, "rcpt", "no recipient accepted: %s: %d %s", r->rcpt, r->code, r->text);
     }
     finish(s, MH_EREPLY, MH_SMTP_READY);
-  } else if (s->data_refused) finish(s, MH_EREPLY, MH_SMTP_READY);
+  } else if (s->t->data_refused) finish(s, MH_EREPLY, MH_SMTP_READY);
   else finish(s, 0, MH_SMTP_READY);
 }
 
@@ -591,6 +640,10 @@ static void on_reply(mh_smtp *s) {
     /* the server is closing the channel, whatever we asked */
     refused(s, "server closing the connection", stage_of(s->state));
     finish(s, MH_EREPLY, MH_SMTP_CLOSED);
+    return;
+  }
+  if (s->state == MH_SMTP_BODY && s->t->body_held) {
+    die(s, MH_EPROTO, "data", "protocol violation: a reply (%d) before the message data was sent", code);
     return;
   }
   switch (s->state) {
@@ -668,44 +721,45 @@ static void on_reply(mh_smtp *s) {
       }
       if (!is2(code)) {
         refused(s, "MAIL FROM refused", "mail");
-        s->mail_failed = 1;
-        if (!s->ahead) { send_done(s); break; }
+        s->t->mail_failed = 1;
+        if (!s->t->ahead) { send_done(s); break; }
       }
-      s->rcpt_i = 0;
+      s->t->rcpt_i = 0;
       enter_state(s, MH_SMTP_RCPT);
       break;
     case MH_SMTP_RCPT: {
-      mh_smtp_rcpt *rc = &s->rcpts[s->rcpt_i];
+      mh_smtp_rcpt *rc = &s->t->rcpts[s->t->rcpt_i];
       rc->code = code;
-      rc->accepted = is2(code) && !s->mail_failed;
+      rc->accepted = is2(code) && !s->t->mail_failed;
       snprintf(rc->enhanced, sizeof rc->enhanced, "%s", r->enhanced);
       snprintf(rc->text, sizeof rc->text, "%.511s", r->text);
-      if (rc->accepted) s->accepted++;
-      else if (s->first_rejected < 0) s->first_rejected = (int)s->rcpt_i;
-      if (++s->rcpt_i < s->nrcpt) { enter_state(s, MH_SMTP_RCPT); break; }
-      if (!s->ahead && s->accepted == 0) { send_done(s); break; }
+      if (rc->accepted) s->t->accepted++;
+      else if (s->t->first_rejected < 0) s->t->first_rejected = (int)s->t->rcpt_i;
+      if (++s->t->rcpt_i < s->t->nrcpt) { enter_state(s, MH_SMTP_RCPT); break; }
+      if (!s->t->ahead && s->t->accepted == 0) { send_done(s); break; }
       enter_state(s, MH_SMTP_DATA);
       break;
     }
     case MH_SMTP_DATA:
       if (code == 354) {
-        if (s->accepted == 0 || s->mail_failed) s->empty_data = 1;
+        if (s->t->accepted == 0 || s->t->mail_failed) s->t->empty_data = 1;
         enter_state(s, MH_SMTP_BODY);
         break;
       }
-      if (s->accepted > 0 && !s->mail_failed) {
+      if (s->t->accepted > 0 && !s->t->mail_failed) {
         refused(s, "DATA refused", "data");
-        s->data_refused = 1;
+        s->t->data_refused = 1;
         reject_accepted(s);
       }
       send_done(s);
       break;
     case MH_SMTP_BODY:
-      if (s->empty_data) { send_done(s); break; }
+      s->need_rset = 0;   /* the dot ended the transaction, whatever the reply */
+      if (s->t->empty_data) { send_done(s); break; }
       s->decisive = *r;
       if (!is2(code)) {
         refused(s, "message refused", "data");
-        s->data_refused = 1;
+        s->t->data_refused = 1;
         reject_accepted(s);
       }
       send_done(s);
@@ -794,7 +848,7 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
 
 void mh_smtp_flushed(mh_smtp *s) {
   /* the final dot's timer counts from the moment the data left */
-  if (s->state == MH_SMTP_BODY) s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
+  if (s->state == MH_SMTP_BODY && !s->t->body_held) s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
 }
 
 void mh_smtp_timeout(mh_smtp *s) {
@@ -851,76 +905,130 @@ static int addr_ok(const char *a, int *utf8) {
   return 1;
 }
 
-/* Shared by send and check: from, rcpts, MAIL parameters. */
-static int prepare(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
+/* A message refused before anything is sent: the reason goes to verr (and,
+** by the caller, to errmsg when no other transaction is running). */
+static int refuse(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int refuse(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->verr, sizeof s->verr, fmt, ap);
+  va_end(ap);
+  s->vstage = stage;
+  return code;
+}
+
+/* Shared by send and check: from, rcpts, MAIL parameters, into x. */
+static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt, size_t nrcpt,
                    int eightbit, uint64_t size) {
   int utf8 = 0;
-  if (!addr_ok(from, &utf8)) {
-    set_err(s, "mail", "invalid sender address: %.100s", from);
-    return MH_EBADADDR;
-  }
+  if (!addr_ok(from, &utf8)) return refuse(s, MH_EBADADDR, "mail", "invalid sender address: %.100s", from);
   for (size_t i = 0; i < nrcpt; i++)
-    if (!*rcpt[i] || !addr_ok(rcpt[i], &utf8)) {
-      set_err(s, "rcpt", "invalid recipient address: %.100s", rcpt[i]);
-      return MH_EBADADDR;
-    }
-  if (utf8 && !(s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
-    set_err(s, "mail", "an address is not ASCII and the server does not offer SMTPUTF8");
-    return MH_EBADADDR;
-  }
-  clear_rcpts(s);
+    if (!*rcpt[i] || !addr_ok(rcpt[i], &utf8))
+      return refuse(s, MH_EBADADDR, "rcpt", "invalid recipient address: %.100s", rcpt[i]);
+  if (utf8 && !(s->caps.flags & MH_SMTP_CAP_SMTPUTF8))
+    return refuse(s, MH_EBADADDR, "mail", "an address is not ASCII and the server does not offer SMTPUTF8");
+  clear_rcpts(x);
   if (nrcpt) {
-    s->rcpts = (mh_smtp_rcpt *)calloc(nrcpt, sizeof *s->rcpts);
-    if (!s->rcpts) return MH_ENOMEM;
+    x->rcpts = (mh_smtp_rcpt *)calloc(nrcpt, sizeof *x->rcpts);
+    if (!x->rcpts) return MH_ENOMEM;
     for (size_t i = 0; i < nrcpt; i++) {
-      s->rcpts[i].rcpt = strdup(rcpt[i]);
-      if (!s->rcpts[i].rcpt) { s->nrcpt = i; clear_rcpts(s); return MH_ENOMEM; }
+      x->rcpts[i].rcpt = strdup(rcpt[i]);
+      if (!x->rcpts[i].rcpt) { x->nrcpt = i; clear_rcpts(x); return MH_ENOMEM; }
     }
   }
-  s->nrcpt = nrcpt;
-  s->rcpt_i = 0;
-  s->accepted = 0;
-  s->first_rejected = -1;
-  s->mail_failed = s->data_refused = s->empty_data = 0;
-  snprintf(s->from, sizeof s->from, "%s", from);
-  s->mail_params[0] = '\0';
+  x->nrcpt = nrcpt;
+  x->rcpt_i = 0;
+  x->accepted = 0;
+  x->first_rejected = -1;
+  x->mail_failed = x->data_refused = x->empty_data = x->ahead = x->body_held = 0;
+  snprintf(x->from, sizeof x->from, "%s", from);
+  x->mail_params[0] = '\0';
   if (size && (s->caps.flags & MH_SMTP_CAP_SIZE))
-    snprintf(s->mail_params, sizeof s->mail_params, " SIZE=%llu", (unsigned long long)size);
+    snprintf(x->mail_params, sizeof x->mail_params, " SIZE=%llu", (unsigned long long)size);
   if (eightbit && (s->caps.flags & MH_SMTP_CAP_8BITMIME))
-    strcat(s->mail_params, " BODY=8BITMIME");
-  if (utf8) strcat(s->mail_params, " SMTPUTF8");
+    strcat(x->mail_params, " BODY=8BITMIME");
+  if (utf8) strcat(x->mail_params, " SMTPUTF8");
   return 0;
+}
+
+/* Stuffs the message into x and fills its envelope. */
+static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcpt, size_t nrcpt,
+                    const char *data, size_t len) {
+  mh_smtp_dotw w;
+  int rc, eightbit = 0;
+  if (nrcpt == 0) return refuse(s, MH_EBADADDR, "rcpt", "no recipient");
+  for (size_t i = 0; i < len; i++) if ((unsigned char)data[i] >= 0x80) { eightbit = 1; break; }
+  x->body.len = 0;
+  mh_smtp_dot_init(&w);
+  if ((rc = mh_smtp_dot_write(&w, &x->body, data, len)) < 0 || (rc = mh_smtp_dot_finish(&w, &x->body)) < 0)
+    return refuse(s, rc, "data", "%s", mh_strerror(rc));
+  if (s->caps.size && x->body.len - 3 > s->caps.size)
+    return refuse(s, MH_ETOOBIG, "mail", "message of %zu bytes is larger than the server's limit of %llu bytes",
+                  x->body.len - 3, (unsigned long long)s->caps.size);
+  return prepare(s, x, from, rcpt, nrcpt, eightbit, x->body.len - 3);
+}
+
+/* Can a send be queued behind the one running?  Only one may wait. */
+static int can_queue(const mh_smtp *s) {
+  return s->op == OP_SEND && !s->q && s->state >= MH_SMTP_RSET && s->state <= MH_SMTP_BODY;
 }
 
 int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                  const char *data, size_t len) {
-  mh_smtp_dotw w;
-  int rc, eightbit = 0;
-  if ((rc = start_op(s, OP_SEND)) < 0) return rc;
-  s->op = OP_NONE;  /* until the checks pass: a refusal here is not an io.done */
-  if (nrcpt == 0) { set_err(s, "rcpt", "no recipient"); return MH_EBADADDR; }
-  for (size_t i = 0; i < len; i++) if ((unsigned char)data[i] >= 0x80) { eightbit = 1; break; }
-  s->body.len = 0;
-  mh_smtp_dot_init(&w);
-  if ((rc = mh_smtp_dot_write(&w, &s->body, data, len)) < 0 || (rc = mh_smtp_dot_finish(&w, &s->body)) < 0)
-    return rc;
-  if (s->caps.size && s->body.len - 3 > s->caps.size) {
-    set_err(s, "mail", "message of %zu bytes is larger than the server's limit of %llu bytes",
-            s->body.len - 3, (unsigned long long)s->caps.size);
-    return MH_ETOOBIG;
+  int rc;
+  s->verr[0] = '\0';
+  s->vstage = NULL;
+  if (can_queue(s)) {
+    txn *x = s->t == &s->tx[0] ? &s->tx[1] : &s->tx[0];
+    if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len)) < 0) return rc;
+    s->q = x;
+    /* the current dot is out already: the commands follow at once */
+    if (s->state == MH_SMTP_BODY && !s->t->body_held && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) {
+      put_group(s, x, 0);
+      flush(s);
+    }
+    return 0;
   }
-  if ((rc = prepare(s, from, rcpt, nrcpt, eightbit, s->body.len - 3)) < 0) return rc;
+  if ((rc = start_op(s, OP_SEND)) < 0) {
+    snprintf(s->verr, sizeof s->verr, "%s", s->errmsg);
+    s->vstage = s->stage;
+    return rc;
+  }
+  s->op = OP_NONE;  /* until the checks pass: a refusal here is not an io.done */
+  if ((rc = load_txn(s, s->t, from, rcpt, nrcpt, data, len)) < 0) {
+    set_err(s, s->vstage, "%s", s->verr);
+    return rc;
+  }
   s->op = OP_SEND;
+  s->gated = 0;
   enter_state(s, s->need_rset ? MH_SMTP_RSET : MH_SMTP_MAIL);
   flush(s);
   return 0;
+}
+
+void mh_smtp_release(mh_smtp *s) {
+  s->gated = 0;
+  if (s->state != MH_SMTP_BODY || !s->t->body_held) return;
+  s->t->body_held = 0;
+  put_body(s);
+  s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
+  flush(s);
+}
+
+const char *mh_smtp_send_error(const mh_smtp *s, const char **stage) {
+  if (stage) *stage = s->vstage ? s->vstage : "";
+  return s->verr;
 }
 
 int mh_smtp_check_sender(mh_smtp *s, const char *from) {
   int rc;
   if ((rc = start_op(s, OP_CHECK)) < 0) return rc;
   s->op = OP_NONE;
-  if ((rc = prepare(s, from, NULL, 0, 0, 0)) < 0) return rc;
+  if ((rc = prepare(s, s->t, from, NULL, 0, 0, 0)) < 0) {
+    set_err(s, s->vstage, "%s", s->verr);
+    return rc;
+  }
   s->op = OP_CHECK;
   s->check_rc = 1;  /* 1: MAIL not sent yet (an RSET first) */
   if (s->need_rset) {

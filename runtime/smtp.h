@@ -138,7 +138,8 @@ typedef struct {
   void (*timer)(void *ud, uint64_t ms);                 /* (re)arm the command timer; 0 stops it */
   void (*starttls)(void *ud);                           /* begin the TLS handshake now; answer
                                                            with mh_smtp_tls_ready() or _error() */
-  void (*done)(void *ud, int rc);                       /* the operation ended: 0 or MH_E* */
+  void (*done)(void *ud, int rc);                       /* the operation ended: 0 or MH_E*; it may
+                                                           read the getters (they describe it) */
 } mh_smtp_io;
 
 typedef struct {
@@ -172,10 +173,33 @@ void mh_smtp_tls_ready(mh_smtp *s);                /* STARTTLS handshake done an
 
 /* Operations, one at a time, only in READY (the first one, opening, starts with
 ** mh_smtp_connected).  Each returns 0 when started (io.done follows, possibly
-** before the return) or a negative code when it could not start (no io.done). */
+** before the return) or a negative code when it could not start (no io.done).
+**
+** mh_smtp_send is the exception: while one send runs, one more may be queued
+** behind it (cross-message pipelining).  With PIPELINING its MAIL, RCPT and DATA
+** leave right behind the running message's final dot (in the same write when it
+** is queued before the data leaves), so the server's reply to the dot and the
+** replies to the next commands come back together: one round trip per message.
+** Without PIPELINING it starts after the running one's final reply.  io.done is
+** called once per transaction, in order; inside it the getters describe the
+** transaction that just ended.  When the session fails, a queued transaction
+** ends too, with the same code (its recipients unanswered: code 0).
+**
+** The gate: a queued transaction that becomes the current one sends its data
+** only after mh_smtp_release().  The owner first settles the message before it
+** (removes it from the spool), so a crash repeats at most one message: data of
+** message n+1 never leaves while message n is accepted but not yet settled.
+** A transaction started in READY is never gated.
+**
+** mh_smtp_send's refusals before anything is sent (bad address, too big, no
+** recipient, nothing to queue behind, a second queued send: MH_EINVAL) leave
+** their reason in mh_smtp_send_error(), and also in mh_smtp_errmsg() unless
+** another transaction was running. */
 int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret);
 int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                  const char *data, size_t len);
+void mh_smtp_release(mh_smtp *s);
+const char *mh_smtp_send_error(const mh_smtp *s, const char **stage);
 int mh_smtp_check_sender(mh_smtp *s, const char *from);
 int mh_smtp_quit(mh_smtp *s);
 

@@ -6,6 +6,7 @@
 --
 --   local s, err, info = smtp.connect(cfg)          (waits)
 --   s:info()  s:send{from=, to={...}, data= | path=, offset=}  (waits)
+--   s:submit{...} (never waits)  s:result() (waits: the oldest submission's outcome)
 --   s:check_sender(from) (waits)  s:alive()  s:quit() (waits)  s:close()
 --   smtp.test{to = nil [, cfg = cfg]} -> report | nil, err, info   (waits)
 --
@@ -209,21 +210,44 @@ function Session:info()
   return i
 end
 
--- send{from=, to={...}, data=} or {path=, offset=} (a spool file from offset).  Waits.
-function Session:send(m)
-  local data = m.data
-  if not data then
-    if not m.path then error("send: data or path required", 2) end
-    local f, err = io.open(m.path, "rb")
-    if not f then return fail_info("ENOTFOUND", "data", err, { class = "transient" }) end
-    if m.offset then f:seek("set", m.offset) end
-    data = f:read("a")
-    f:close()
-  end
+-- The message of m: m.data, or the spool file m.path from m.offset.
+local function data_of(m)
+  if m.data then return m.data end
+  if not m.path then error("send: data or path required", 3) end
+  local f, err = io.open(m.path, "rb")
+  if not f then return nil, err end
+  if m.offset then f:seek("set", m.offset) end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+local function rcpts_of(m)
   local to = m.to
   if type(to) == "string" then to = { to } end
-  return self.c:send(m.from, to or {}, data)
+  return to or {}
 end
+
+-- send{from=, to={...}, data=} or {path=, offset=} (a spool file from offset).  Waits.
+function Session:send(m)
+  local data, err = data_of(m)
+  if not data then return fail_info("ENOTFOUND", "data", err, { class = "transient" }) end
+  return self.c:send(m.from, rcpts_of(m), data)
+end
+
+-- submit{...} (as send) -> true | nil, err, info (the message could not be
+-- read: nothing was submitted).  Never waits.  With one message in flight a
+-- second may be submitted, and its commands leave with the first one's final
+-- dot (one round trip per message).  result() -> what send returns, for the
+-- oldest submission (waits).  Settle that message before asking for the next
+-- result: the next message's data leaves only then.
+function Session:submit(m)
+  local data, err = data_of(m)
+  if not data then return fail_info("ENOTFOUND", "data", err, { class = "transient" }) end
+  return self.c:submit(m.from, rcpts_of(m), data)
+end
+function Session:result() return self.c:result() end
+function Session:pending() return self.c:pending() end
 
 function Session:check_sender(from) return self.c:check_sender(from) end
 function Session:alive() return self.c:alive() end
