@@ -1,0 +1,110 @@
+-- core.smtp c:submit / c:result: misuse raises (a third submission, result() with
+-- nothing outstanding, submit while another operation runs), and every outcome,
+-- immediate validation failures and "session not usable" included, comes back
+-- from c:result() in submission order.  The peer is tests/peers/fault.py with a
+-- script (a server that answers exactly the expected commands, or stalls).
+local tap = require "tap"
+local mh = require "mailhook"
+local core = mh.core
+
+local ROOT = os.getenv("ROOT") or "."
+
+-- A fault peer running SCRIPT: {port=, stop()}.
+local function fault(script)
+  local path = tap.tmpfile(script)
+  local p = io.popen("sh -c 'echo $$; exec /usr/bin/python3 " .. ROOT .. "/tests/peers/fault.py --port 0 --idle 10 --script "
+                     .. path .. "'")
+  local pid = p:read("l")
+  local port = tonumber((p:read("l") or ""):match("^PORT (%d+)"))
+  return { port = port, stop = function()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    p:close()
+    os.remove(path)
+  end }
+end
+
+local OPEN = [[
+send 220 fault.example ESMTP
+expect ^EHLO
+send 250-fault.example
+send 250 PIPELINING
+]]
+
+-- the replies to one pipelined message (from sN@x.test) and its data
+local function accept(n)
+  return "expect ^MAIL FROM:<s" .. n .. "@x.test>\nexpect ^RCPT\nexpect ^DATA\n" ..
+         "send 250 ok\nsend 250 ok\nsend 354 go\ndata\nsend 250 queued " .. n .. "\n"
+end
+
+local function conn(port)
+  return core.smtp.new { host = "127.0.0.1", port = port, tls = "none", tls_required = false,
+                         connect_timeout = 5, command_timeout = 5, data_timeout = 5, session_deadline = 30 }
+end
+
+local function m(n) return "s" .. n .. "@x.test", { "r" .. n .. "@x.test" }, "Subject: " .. n .. "\r\n\r\nbody\r\n" end
+
+tap.test("two outstanding at most; results in submission order, immediate failures included", function(t)
+  local f = fault(OPEN .. accept(1) .. accept(2) .. accept(3) .. accept(4) .. "expect ^QUIT\nsend 221 bye\n")
+  t:ok(f.port, "fault peer started")
+  local c = conn(f.port)
+  t:is(c:open(), true, "open")
+  local ok, err = pcall(c.result, c)
+  t:ok(not ok, "result() with nothing outstanding raises: " .. tostring(err))
+
+  t:is(c:submit(m(1)), true, "submit 1 -> true")
+  t:is(c:submit(m(2)), true, "submit 2 -> true")
+  ok, err = pcall(c.submit, c, m(9))
+  t:ok(not ok, "a third submit raises: " .. tostring(err))
+  local r, e = c:result()
+  t:is(r and r.reply.text, "queued 1", "result 1 is message 1's", e)
+  r, e = c:result()
+  t:is(r and r.reply.text, "queued 2", "result 2 is message 2's (nothing lost by the refused third)", e)
+
+  t:is(c:submit(m(3)), true, "submit 3")
+  t:is(c:submit("s@x.test", { "bad>\r\nRCPT TO:<evil@x.test" }, "x"), true, "submit with a bad address -> true")
+  r, e = c:result()
+  t:is(r and r.reply.text, "queued 3", "first the result of 3", e)
+  local r2, e2, i2 = c:result()
+  t:is(r2, nil, "then the bad address's failure")
+  t:is(i2 and i2.code, "EBADADDR", "EBADADDR: " .. tostring(e2))
+
+  t:is(c:submit("s@x.test", {}, "x"), true, "submit with no recipient -> true")
+  t:is(c:submit(m(4)), true, "submit 4")
+  r2, e2, i2 = c:result()
+  t:is(r2, nil, "first the no-recipient failure")
+  t:ok(i2 and i2.code, "with a code: " .. tostring(i2 and i2.code) .. " " .. tostring(e2))
+  r, e = c:result()
+  t:is(r and r.reply.text, "queued 4", "then 4's result", e)
+  ok, err = pcall(c.result, c)
+  t:ok(not ok, "result() again with nothing outstanding raises")
+
+  t:is(c:quit(), true, "QUIT")
+  t:is(c:submit(m(5)), true, "submit after QUIT -> true (the outcome comes from result)")
+  r2, e2, i2 = c:result()
+  t:is(r2, nil, "session not usable: result fails")
+  t:ok(i2 and i2.connection, "info.connection: " .. tostring(e2))
+  c:close()
+  f.stop()
+end)
+
+tap.test("submit while another operation runs raises", function(t)
+  local f = fault(OPEN .. "expect ^MAIL\nstall\n")
+  local c = conn(f.port)
+  t:is(c:open(), true, "open")
+  local waiter = mh.spawn(function() return c:check_sender("a@x.test") end)
+  local waited = false
+  for _ = 1, 40 do
+    if waiter:status() == "waiting" then waited = true break end
+    mh.sleep(0.01)
+  end
+  t:ok(waited, "check_sender waits for a reply that never comes")
+  local ok, err = pcall(c.submit, c, m(1))
+  t:ok(not ok, "submit during check_sender raises: " .. tostring(err))
+  ok = pcall(c.result, c)
+  t:ok(not ok, "result() during check_sender (no submission outstanding) raises")
+  c:close()
+  waiter:wait()
+  f.stop()
+end)
+
+return tap.done()
