@@ -514,6 +514,26 @@ static void test_rset_only_after_unfinished(void) {
   send_msg(s, 3);
   is_str(take(&r), cat2("RSET\r\n", group(3, 1)), "RSET before the next MAIL");
   close_session(&r);
+
+  s = opened(&r, EHLO_PIPE);
+  diag("message 1 accepted, queued message 2's MAIL refused (its group behind 1's dot): RSET before 3");
+  send_msg(s, 1);
+  send_msg(s, 2);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  take(&r);
+  feed(s, "250 queued 1\r\n550 5.7.1 sender refused\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n");
+  is_int(r.ndone, 2, "both done in one read");
+  is_accepted(&r, 0, 1, "queued 1");
+  is_int(r.d[1].rc, MH_EREPLY, "message 2 refused");
+  is_str(r.d[1].stage, "mail", "stage mail");
+  is_int(r.d[1].code, 550, "MAIL's reply decides");
+  is_str(take(&r), "", "no data sent for message 2 (its DATA was refused)");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "READY");
+  send_msg(s, 3);
+  is_str(take(&r), cat2("RSET\r\n", group(3, 1)), "RSET before message 3");
+  feed(s, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  is_str(take(&r), body(3), "message 3 started from READY: not gated");
+  close_session(&r);
 }
 
 /* After a session failure with message 2 queued: io.done for 1 then for 2, same rc;
