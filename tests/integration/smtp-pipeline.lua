@@ -140,7 +140,12 @@ tap.test("replies cut across the two messages' replies", function(t)
   t:ok(s, "connected", err)
   if not s then return end
   s:submit(msg(1))
-  s:submit(msg(2))
+  -- message 2 from a spool-like file: the bytes before offset must not be sent
+  local m2 = msg(2)
+  local prefix = "X-Spool-Envelope: not for the wire\n"
+  local path = tap.tmpfile(prefix .. m2.data)
+  t:is(s:submit { from = m2.from, to = m2.to[1], path = path, offset = #prefix }, true, "submit{path=, offset=}")
+  t:is(s:pending(), 2, "two pending")
   local r1, e1 = s:result()
   t:is(r1 and r1.reply.text, "2.0.0 queued as Q1", "message 1's result is message 1's reply", e1)
   local r2, e2 = s:result()
@@ -153,6 +158,8 @@ tap.test("replies cut across the two messages' replies", function(t)
   local dot1 = wire:find("body of message 1\r\n.\r\nMAIL FROM:<s2@example.test>\r\n", 1, true)
   t:ok(dot1, "message 2's MAIL right behind message 1's dot, no RSET")
   t:is(count(wire, "body of message 2\r\n.\r\n"), 1, "message 2's body once")
+  t:is(count(wire, "X-Spool-Envelope"), 0, "nothing before offset sent")
+  os.remove(path)
 end)
 
 tap.test("a server that stalls after message 1's 250: message 2 times out", function(t)
