@@ -107,4 +107,23 @@ tap.test("submit while another operation runs raises", function(t)
   f.stop()
 end)
 
+tap.test("submit while AUTH runs raises", function(t)
+  local f = fault("send 220 fault.example ESMTP\nexpect ^EHLO\nsend 250-fault.example\nsend 250 AUTH PLAIN\n" ..
+                  "expect ^AUTH PLAIN\nstall\n")
+  local c = conn(f.port)
+  t:is(c:open(), true, "open")
+  local waiter = mh.spawn(function() return c:auth("plain", "user", "secret") end)
+  local waited = false
+  for _ = 1, 40 do
+    if waiter:status() == "waiting" then waited = true break end
+    mh.sleep(0.01)
+  end
+  t:ok(waited, "auth waits for a reply that never comes")
+  local ok, err = pcall(c.submit, c, m(1))
+  t:ok(not ok, "submit during auth raises: " .. tostring(err))
+  c:close()
+  waiter:wait()
+  f.stop()
+end)
+
 return tap.done()
