@@ -785,6 +785,57 @@ static void test_byte_boundaries(void) {
   close_session(&ref);
 }
 
+/* The getters inside io.done must describe the transaction that just ended
+** (smtp.h), not an earlier one.  These fail against f41be8c (see the report):
+** errmsg and stage keep the previous transaction's failure (or a refused third
+** send's "session not ready") through a later success, and last_reply keeps the
+** previous message's 250 when the next one dies without a reply of its own. */
+static void test_getters_not_stale(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, EHLO_PIPE);
+  diag("getters in io.done describe that transaction, not the one before");
+  send_msg(s, 1);
+  send_msg(s, 2);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n554 5.7.1 spam\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  mh_smtp_release(s);
+  feed(s, "250 queued 2\r\n");
+  is_int(r.ndone, 2, "message 1 refused at the dot, message 2 accepted");
+  is_int(r.d[1].rc, 0, "message 2: rc 0");
+  is_str(r.d[1].errmsg, "", "message 2's callback: errmsg empty, not message 1's refusal");
+  is_str(r.d[1].stage, "", "message 2's callback: stage empty, not message 1's");
+  close_session(&r);
+
+  s = opened(&r, EHLO_PIPE);
+  send_msg(s, 1);
+  send_msg(s, 2);
+  is_int(send_msg(s, 3), MH_EINVAL, "a third send: MH_EINVAL");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 queued 1\r\n");
+  is_int(r.d[0].rc, 0, "message 1 accepted");
+  is_str(r.d[0].errmsg, "", "message 1's callback: errmsg empty (smtp.h: a refused send does not "
+         "touch errmsg while another transaction runs)");
+  close_session(&r);
+
+  s = opened(&r, EHLO_PIPE);
+  send_msg(s, 1);
+  send_msg(s, 2);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued as Q1\r\n");
+  mh_smtp_timeout(s);
+  is_int(r.ndone, 2, "message 1 accepted, message 2 timed out waiting for its MAIL reply");
+  is_int(r.d[1].rc, MH_ETIMEDOUT, "message 2: MH_ETIMEDOUT");
+  is_int(r.d[1].code, 0, "message 2's last_reply: none (got message 1's)");
+  ok(strstr(r.d[1].text, "Q1") == NULL, "message 2's last_reply text is not message 1's: '%s'", r.d[1].text);
+  close_session(&r);
+
+  s = opened(&r, EHLO_PIPE);
+  send_msg(s, 1);
+  send_msg(s, 2);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued as Q1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  mh_smtp_error(s, MH_EEOF, "connection closed by server");
+  is_int(r.d[1].rc, MH_EEOF, "message 2 (gated) fails with the transport error");
+  is_int(r.d[1].code, 0, "its last_reply: none (got message 1's 250)");
+  close_session(&r);
+}
+
 int main(void) {
   test_two_queued_before_body();
   test_354_in_same_read();
@@ -800,5 +851,6 @@ int main(void) {
   test_session_failures();
   test_no_pipelining();
   test_byte_boundaries();
+  test_getters_not_stale();
   return done_testing();
 }
