@@ -1,6 +1,7 @@
 /*
 ** l_fsutil.c — core.fsutil: the durable-file helpers of fsutil.c for Lua,
-** plus hostname() (the default EHLO name), mode(path) and with_lock(path, fn).  These calls block the loop
+** plus hostname() (the default EHLO name), mode(path), with_lock(path, fn) and
+** isatty(fd) (a progress line only on a terminal, without forking a shell).  These calls block the loop
 ** briefly; they are meant for small files written rarely (settings).
 */
 #include <errno.h>
@@ -14,6 +15,12 @@
 #include "l_sched.h"
 #include "error.h"
 #include "fsutil.h"
+
+/* isatty(fd) -> boolean */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
 
 /* write_atomic(path, bytes [, mode = 0600]) -> true | nil, err, info */
 static int l_write_atomic(lua_State *L) {
@@ -73,6 +80,7 @@ static int l_hostname(lua_State *L) {
 void l_fsutil_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "write_atomic", l_write_atomic },
+    { "isatty", l_isatty },
     { "hostname", l_hostname },
     { "mode", l_mode },
     { "with_lock", l_with_lock },

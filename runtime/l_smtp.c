@@ -886,7 +886,7 @@ static void submit(lua_State *L, conn *c, const char *what) {
   const char *data;
   const char **rcpt;
   sres *r;
-  int rc;
+  int rc, gate;
   luaL_checktype(L, 3, LUA_TTABLE);
   data = luaL_checklstring(L, 4, &len);
   n = (size_t)luaL_len(L, 3);
@@ -902,6 +902,10 @@ static void submit(lua_State *L, conn *c, const char *what) {
     lua_pop(L, 1);   /* the string stays alive in the table */
   }
   r = &c->sends[(c->first + c->nsends) % MAX_SENDS];
+  /* the ones before it have all ended but are not collected (not settled):
+  ** this one starts afresh in the session, and must be gated by hand */
+  gate = c->nsends > 0;
+  for (int i = 0; i < c->nsends; i++) if (!c->sends[(c->first + i) % MAX_SENDS].done) gate = 0;
   if (c->nsends == 0) {
     c->fail_code = 0;
     c->fail_stage = NULL;
@@ -924,6 +928,8 @@ static void submit(lua_State *L, conn *c, const char *what) {
     const char *msg = mh_smtp_send_error(c->s, &stage);
     /* its outcome is in at once; result() still gives the ones before it first */
     snap_refused(r, rc, *stage ? stage : "mail", *msg ? msg : mh_strerror(rc), 0);
+  } else if (gate) {
+    mh_smtp_gate(c->s);
   }
 }
 
@@ -932,7 +938,8 @@ static void submit(lua_State *L, conn *c, const char *what) {
 static int collect(lua_State *L, conn *c, const char *what) {
   if (!c->nsends) luaL_error(L, "%s: no send is outstanding on this session", what);
   if (c->waiting) luaL_error(L, "%s: another task is waiting on this session", what);
-  if (c->s && !c->closed) mh_smtp_release(c->s);
+  /* asking for a result not in yet means the ones before were settled */
+  if (!c->sends[c->first].done && c->s && !c->closed) mh_smtp_release(c->s);
   settle(c);
   if (c->sends[c->first].done) {
     int n = pop_send(L, c);
@@ -949,6 +956,7 @@ static int collect(lua_State *L, conn *c, const char *what) {
 /* c:send(from, {rcpt...}, data) -> result | nil, err, info   (waits) */
 static int l_send(lua_State *L) {
   conn *c = check_conn(L);
+  if (c->nsends) luaL_error(L, "smtp send: %d submitted send(s) not collected (use result())", c->nsends);
   submit(L, c, "smtp send");
   return collect(L, c, "smtp send");
 }

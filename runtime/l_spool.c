@@ -7,7 +7,8 @@
 **   core.spool.parse(bytes) -> {from, to = {...}, offset, canonical} | nil, err, info
 **   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message)
 **   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
-**   Spool:lock() Spool:scan() Spool:load(id) Spool:delivered(id) Spool:defer(id, t)
+**   Spool:lock() Spool:scan() Spool:load(id [, {data =, now =}]) Spool:sync()
+**   Spool:delivered(id [, {sync = false, now =}]) Spool:defer(id, t)
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
 */
@@ -53,6 +54,8 @@ static void release(lspool *ls) {
   }
 }
 
+static void flush_closes(void);
+
 static lua_State *main_state(lua_State *L) {
   lua_State *m;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
@@ -80,6 +83,7 @@ static int l_open(lua_State *L) {
 static int l_close(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
   if (!ls->sp || ls->closing) return 0;
+  flush_closes();
   if (ls->pending) { ls->closing = 1; return 0; }
   mh_spool_close(ls->sp);
   ls->sp = NULL;
@@ -136,6 +140,7 @@ typedef struct {
   /* load */
   mh_spool_entry entry;
   int have_entry;
+  size_t data_max;   /* load: the message itself too when at most this long (0: no) */
   /* defer / fail */
   int64_t next_attempt;
   char *reply, *reason;
@@ -158,49 +163,61 @@ static char *keep(op *o, const char *s) {
   return p;
 }
 
-/* The close of a removed spool file, on the thread pool and waited for by
+/* The closes of removed spool files, on the thread pool and waited for by
 ** nobody: the message is already out of the queue (its names are gone), and
-** this close is where the kernel frees its blocks, which is slow with discard.
-** Done apart, spool:delivered returns as soon as the names are gone and the
-** deliverer's next message does not wait for it (see delivery.lua). */
+** the last close is where the kernel frees its blocks, which is slow with
+** discard (100-280 us a file on ext4 here).  Done apart, spool:delivered
+** returns as soon as the names are gone and the deliverer's next message does
+** not wait for it (see delivery.lua).  They go in batches of CLOSE_BATCH, one
+** pool job each: a job per file cost two context switches per message.
+** Spool:sync() and Spool:close() send a partial batch off. */
+#define CLOSE_BATCH 64
 typedef struct {
   uv_work_t req;
-  int fd;
+  int n;
+  int fds[CLOSE_BATCH];
 } held_close;
 
-/* Closes queued and not yet done (loop thread only).  Bounded, so a disk slower
-** than the sends cannot pile up open files towards the fd limit: past MAX_HELD
-** a removal closes its file itself, as before (slower, never wrong). */
-#define MAX_HELD 64
+/* Files held open (batched or in a job), loop thread only.  Bounded, so a disk
+** slower than the sends cannot pile up open files towards the fd limit: past
+** MAX_HELD a removal closes its file itself (slower, never wrong). */
+#define MAX_HELD 256
 static int nheld;
+static held_close *batch;   /* the batch being filled, or NULL */
 
 static void held_close_work(uv_work_t *req) {
   held_close *h = (held_close *)req->data;
-  close(h->fd);
-  h->fd = -1;
+  for (int i = 0; i < h->n; i++) { close(h->fds[i]); h->fds[i] = -1; }
 }
 
 static void held_close_after(uv_work_t *req, int status) {
   held_close *h = (held_close *)req->data;
-  if (h->fd >= 0) close(h->fd);   /* cancelled before it ran */
-  nheld--;
+  for (int i = 0; i < h->n; i++) if (h->fds[i] >= 0) close(h->fds[i]);   /* cancelled */
+  nheld -= h->n;
   free(h);
   (void)status;
 }
 
-static void close_held(int fd) {
-  held_close *h;
-  if (fd < 0) return;
-  h = (held_close *)calloc(1, sizeof *h);
-  if (!h) { close(fd); return; }
-  h->fd = fd;
+/* Sends the batch being filled to the pool. */
+static void flush_closes(void) {
+  held_close *h = batch;
+  if (!h) return;
+  batch = NULL;
   h->req.data = h;
   if (uv_queue_work(mh_l_loop(), &h->req, held_close_work, held_close_after)) {
+    held_close_after(&h->req, 0);
+  }
+}
+
+static void close_held(int fd) {
+  if (fd < 0) return;
+  if (nheld >= MAX_HELD || (!batch && !(batch = (held_close *)calloc(1, sizeof *batch)))) {
     close(fd);
-    free(h);
     return;
   }
+  batch->fds[batch->n++] = fd;
   nheld++;
+  if (batch->n == CLOSE_BATCH) flush_closes();
 }
 
 static void op_free(void *arg) {
@@ -245,7 +262,7 @@ static void op_work(void *arg) {
     if (o->nids < 0) o->nids = o->total = 0;
     break;
   case OP_LOAD:
-    o->rc = mh_spool_load(sp, o->id, &o->entry, o->err);
+    o->rc = mh_spool_load_ex(sp, o->id, &o->entry, o->data_max, o->err);
     o->have_entry = o->rc == 0;
     break;
   case OP_DELIVERED:
@@ -298,6 +315,7 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
   if (e->state.last_reply) { lua_pushstring(L, e->state.last_reply); lua_setfield(L, -2, "last_reply"); }
   if (e->state.reason) { lua_pushstring(L, e->state.reason); lua_setfield(L, -2, "reason"); }
   if (e->state.failed_at) { lua_pushinteger(L, e->state.failed_at); lua_setfield(L, -2, "failed_at"); }
+  if (e->data) { lua_pushlstring(L, e->data, e->datalen); lua_setfield(L, -2, "data"); }
 }
 
 static int op_push(lua_State *co, void *arg) {
@@ -341,6 +359,31 @@ static int op_start(lua_State *L, op *o, const char *what) {
   o->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
   o->ls->pending++;
   return mh_l_work(L, what, op_work, op_push, op_free, o);
+}
+
+/* Runs o on the calling thread and returns its results: no wait, no pool.  For
+** the deliverer's per-message work on files in the page cache (an open, a read,
+** an unlink: some 10 us), where a thread-pool round trip cost more than the
+** work itself (two context switches each way on a busy CPU).  What may block
+** for long (fsync, the close that frees blocks) never runs this way. */
+static int op_now(lua_State *L, op *o) {
+  int n;
+  lua_pop(L, 1);          /* the anchor table: nothing to keep alive */
+  o->ls->pending++;
+  op_work(o);
+  n = op_push(L, o);
+  op_free(o);
+  return n;
+}
+
+/* opts.now at index idx: run on the calling thread (see op_now). */
+static int opt_now(lua_State *L, int idx) {
+  int now;
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  lua_getfield(L, idx, "now");
+  now = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return now;
 }
 
 /* mh_l_work raises before starting when L cannot wait: check first so that an
@@ -546,12 +589,35 @@ static int l_scan(lua_State *L) {
   o->limit = (long)limit;
   return op_start(L, o, "spool:scan");
 }
-static int l_load(lua_State *L) { return simple(L, OP_LOAD, "spool:load"); }
-/* Spool:delivered(id [, {sync = false}]) -> true   (waits).  sync = false: unlink
-** only; the caller runs Spool:sync() after a run of removals (group commit). */
+/* Spool:load(id [, {data = N, now = true}]) -> entry   (waits unless now).
+** data = N: entry.data holds the message (after the envelope) when it is at
+** most N bytes.  now: on the calling thread, no wait (see op_now). */
+static int l_load(lua_State *L) {
+  const char *id;
+  int now;
+  lua_Integer max = 0;
+  op *o;
+  check_spool(L, 1);
+  id = checkid(L, 2);
+  now = opt_now(L, 3);
+  if (lua_type(L, 3) == LUA_TTABLE) {
+    lua_getfield(L, 3, "data");
+    max = luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
+  }
+  if (!now) check_can_wait(L, "spool:load");
+  lua_settop(L, 2);
+  o = op_new(L, OP_LOAD, 0);
+  snprintf(o->id, sizeof o->id, "%s", id);
+  o->data_max = max > 0 ? (size_t)max : 0;
+  return now ? op_now(L, o) : op_start(L, o, "spool:load");
+}
+/* Spool:delivered(id [, {sync = false, now = true}]) -> true   (waits unless now).
+** sync = false: unlink only; the caller runs Spool:sync() after a run of
+** removals (group commit).  now (with sync = false): on the calling thread. */
 static int l_delivered(lua_State *L) {
   const char *id;
-  int nosync = 0;
+  int nosync = 0, now;
   op *o;
   check_spool(L, 1);
   id = checkid(L, 2);
@@ -561,19 +627,21 @@ static int l_delivered(lua_State *L) {
     nosync = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  check_can_wait(L, "spool:delivered");
+  now = nosync && opt_now(L, 3);
+  if (!now) check_can_wait(L, "spool:delivered");
   lua_settop(L, 2);
   o = op_new(L, OP_DELIVERED, 0);
   snprintf(o->id, sizeof o->id, "%s", id);
   o->nosync = nosync;
   o->may_hold = nheld < MAX_HELD;
-  return op_start(L, o, "spool:delivered");
+  return now ? op_now(L, o) : op_start(L, o, "spool:delivered");
 }
 
 /* Spool:sync() -> true   (waits): fsync pickup/ (after delivered{sync = false}). */
 static int l_sync(lua_State *L) {
   op *o;
   check_spool(L, 1);
+  flush_closes();   /* the files removed so far start being freed too */
   check_can_wait(L, "spool:sync");
   lua_settop(L, 1);
   o = op_new(L, OP_SYNC, 0);

@@ -421,12 +421,16 @@ static void flush(mh_smtp *s) {
   }
 }
 
-/* The queued transaction becomes the current one. */
+/* The queued transaction becomes the current one, with a clean record of
+** failure (the getters now describe it). */
 static void rotate(mh_smtp *s) {
   s->t = s->q;
   s->q = NULL;
   s->op = OP_SEND;
   s->gated = 1;
+  s->errmsg[0] = '\0';
+  s->stage = NULL;
+  mh_smtp_reply_reset(&s->decisive);
 }
 
 /* Ends the operation in progress with rc (io.done), the session going to st.
@@ -438,11 +442,22 @@ static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
   s->op = OP_NONE;
   if (op != OP_NONE) s->io.done(s->io.ud, rc);
   if (op != OP_SEND || !s->q) return;
-  rotate(s);
   if (s->state == MH_SMTP_CLOSED) {
+    /* the same failure ends it: same reason, same reply (a 421), if any */
+    const char *stage = s->stage;
+    char msg[sizeof s->errmsg];
+    memcpy(msg, s->errmsg, sizeof msg);
+    int code = s->decisive.code == 421 ? 421 : 0;
+    mh_smtp_reply keep;
+    if (code) keep = s->decisive;
+    rotate(s);
+    memcpy(s->errmsg, msg, sizeof msg);
+    s->stage = stage;
+    if (code) s->decisive = keep;
     s->op = OP_NONE;
     s->io.done(s->io.ud, rc);
   } else {
+    rotate(s);
     enter_state(s, s->t->ahead || !s->need_rset ? MH_SMTP_MAIL : MH_SMTP_RSET);
   }
 }
@@ -990,6 +1005,9 @@ int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t n
     }
     return 0;
   }
+  if (s->op != OP_NONE)   /* something runs: its record of failure stays as it is */
+    return refuse(s, MH_EINVAL, stage_of(s->state), "session busy (state %s)%s",
+                  state_names[s->state], s->op == OP_SEND ? ": one send is queued already" : "");
   if ((rc = start_op(s, OP_SEND)) < 0) {
     snprintf(s->verr, sizeof s->verr, "%s", s->errmsg);
     s->vstage = s->stage;
@@ -1005,6 +1023,10 @@ int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t n
   enter_state(s, s->need_rset ? MH_SMTP_RSET : MH_SMTP_MAIL);
   flush(s);
   return 0;
+}
+
+void mh_smtp_gate(mh_smtp *s) {
+  if (s->op == OP_SEND && s->state >= MH_SMTP_RSET && s->state <= MH_SMTP_DATA) s->gated = 1;
 }
 
 void mh_smtp_release(mh_smtp *s) {

@@ -199,6 +199,9 @@ int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret
 int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                  const char *data, size_t len);
 void mh_smtp_release(mh_smtp *s);
+/* Gates the running transaction (started in READY) as if it had been queued:
+** for an owner that has not settled the message before it yet. */
+void mh_smtp_gate(mh_smtp *s);
 const char *mh_smtp_send_error(const mh_smtp *s, const char **stage);
 int mh_smtp_check_sender(mh_smtp *s, const char *from);
 int mh_smtp_quit(mh_smtp *s);

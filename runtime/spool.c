@@ -753,6 +753,26 @@ static int read_env(int fd, mh_env *env, char *err) {
 void mh_spool_entry_free(mh_spool_entry *e) {
   mh_env_free(&e->env);
   state_free(&e->state);
+  free(e->data);
+  e->data = NULL;
+}
+
+/* e->data: the file from the envelope's end, when small enough. */
+static int read_data(int fd, mh_spool_entry *e, size_t data_max, char *err) {
+  size_t want, got = 0;
+  if (e->size < (int64_t)e->env.offset) return 0;
+  want = (size_t)(e->size - (int64_t)e->env.offset);
+  if (want > data_max) return 0;
+  if (!(e->data = malloc(want + 1))) return fail(err, MH_ENOMEM, "read");
+  while (got < want) {
+    ssize_t n = pread(fd, e->data + got, want - got, (off_t)(e->env.offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) { free(e->data); e->data = NULL; return fail(err, -errno, "%s", e->path); }
+    if (n == 0) break;   /* shorter than its size said: send what is there */
+    got += (size_t)n;
+  }
+  e->datalen = got;
+  return 0;
 }
 
 /* Fills e from the open file fd (named name in the folder dirfd). */
@@ -789,6 +809,10 @@ static void to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *wh
 }
 
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
+  return mh_spool_load_ex(sp, id, e, 0, err);
+}
+
+int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t data_max, char *err) {
   char name[300];
   int dirs[2] = { sp->pickupfd, sp->failedfd }, rc;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
@@ -799,6 +823,7 @@ int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
       return fail(err, -errno, "%s/%s", i ? "failed" : "pickup", name);
     }
     rc = fill_entry(sp, dirs[i], fd, name, e, err);
+    if (rc == 0 && data_max && (rc = read_data(fd, e, data_max, err)) != 0) mh_spool_entry_free(e);
     close(fd);
     if (rc == MH_ECORRUPT && i == 0) to_corrupt(sp, dirs[i], name, err ? err : "unparsable");
     return rc;

@@ -56,6 +56,8 @@ typedef struct mh_spool_entry {
   int64_t queued_at;   /* unix seconds, from the id's clock (mtime for a drop-in) */
   mh_env env;          /* the whole envelope (pending = env.to minus state.done) */
   mh_state state;
+  char *data;          /* mh_spool_load_ex: the message after the envelope lines, or NULL */
+  size_t datalen;
 } mh_spool_entry;
 
 /* How a message body gets into its file: write everything to fd, return 0 or a
@@ -114,6 +116,10 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***ids, long *total, char *e
 /* Loads one message (pickup/ first, then failed/).  0, MH_ENOTFOUND, or
 ** MH_ECORRUPT (a pickup/ file that cannot be parsed is moved to corrupt/). */
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err);
+/* The same, and the message itself (what follows the X- envelope lines) in
+** e->data when it is at most data_max bytes: the deliverer then sends it
+** without opening the file again. */
+int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t data_max, char *err);
 void mh_spool_entry_free(mh_spool_entry *e);
 
 /* After the server's 250 to the final dot: unlink ID.eml and ID.state, fsync. */

@@ -107,6 +107,16 @@ local function subject_of(path)
   return s
 end
 
+-- The deliverer's per-message disk work (load, unlink) runs on the loop thread
+-- (`now`): files in the page cache, some 10 us of work, where a thread-pool
+-- round trip cost more (two context switches each way: 12 per message were
+-- measured, half the CPU of a drain).  Scans, fsyncs and the closes that free
+-- the blocks stay on the pool.  A message up to DATA_MAX bytes comes with its
+-- data, so it is not opened again to be sent.
+M.DATA_MAX = 256 * 1024
+local LOAD_OPTS = { data = M.DATA_MAX, now = true }
+local REMOVE_OPTS = { sync = false, now = true }
+
 local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s") end
 
 ---------------------------------------------------------------- the deliverer
@@ -169,9 +179,7 @@ function M.new(opts)
     outage = nil,                       -- {err =, since =, stuck =} while the server is unreachable
     stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0 },
     unsynced = 0,                       -- removals not yet covered by an fsync of pickup/
-    removing = {},                      -- id -> true: delivered, its unlink not done yet
-    removals = {},                      -- task -> id: the removals running behind the sends
-    nremovals = 0,                      -- how many of them
+    syncing = nil,                      -- the task running that fsync, if any
     last_error = nil,                   -- once mode: why the pass stopped early
   }, D)
   return d
@@ -267,7 +275,7 @@ function D:next_entry(w)
       if #ids == M.BATCH then
         local due = false
         for _, id in ipairs(ids) do
-          if not self.claimed[id] and not self.removing[id] and not (self.later[id] and self.later[id] > now and not self.forced)
+          if not self.claimed[id] and not (self.later[id] and self.later[id] > now and not self.forced)
              and not self.seen[id] then due = true; break end
         end
         if not due then ids = sp:scan() or ids end
@@ -277,15 +285,14 @@ function D:next_entry(w)
       local id = self.queue[self.pos]
       self.pos = self.pos + 1
       local later = self.later[id]
-      if self.claimed[id] or self.seen[id] or self.removing[id] then
-        -- in flight on another worker, already tried in this forced pass, or
-        -- delivered and being removed
+      if self.claimed[id] or self.seen[id] then
+        -- in flight on another worker, or already tried in this forced pass
       elseif later and later > now and not self.forced then
         if not soonest or later < soonest then soonest = later end
       else
         self.later[id] = nil
         self.claimed[id] = w
-        local e, err = sp:load(id)
+        local e, err = sp:load(id, LOAD_OPTS)
         if not e then
           self.claimed[id] = nil
           self.log.debug("delivery: " .. id .. " skipped: " .. tostring(err))
@@ -353,33 +360,13 @@ function D:defer(e, reply, done)
                               e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
 end
 
--- Removals are group-committed: each unlink is done at once (a SIGKILL cannot
--- undo it, so the crash guarantee is unchanged), and one fsync of pickup/ covers
--- a run of them: at most SYNC_EVERY removals, and always before a wait or a stop.
--- A power cut may undo the unsynced ones: those messages are sent again, never lost.
+-- Removals are group-committed: each unlink is done before the next message's
+-- data may leave (the engine's gate, see Worker:burst), so a SIGKILL repeats at
+-- most the one message in flight; one fsync of pickup/ covers a run of them (at
+-- most SYNC_EVERY, and always before a wait or a stop), in a task of its own so
+-- the sends do not wait for it.  A power cut may undo the unsynced removals:
+-- those messages are sent again, never lost.
 M.SYNC_EVERY = 64
-
--- Removals run behind the sends: the unlink of a spool file that was fsynced
--- at enqueue waits ~250 us on ext4 (the journal), as long as a whole SMTP
--- transaction on a local link, so waiting for it before the next message
--- halved the delivery rate (bench/50-delivery.sh).  The unlink of message n
--- therefore runs in its own task while message n+1 is sent.  Still never before
--- the 250 to the final dot (delivered() is only called after it), and bounded:
--- each worker waits for the previous removal before starting another, so at
--- most one delivered-but-not-yet-removed file per connection can be sent again
--- after a crash (at-least-once, as before; the window is one message wider).
--- The id stays in `removing` until its file is gone, so no scan in between can
--- pick it up and send it twice.  sync() waits for every removal first, so a
--- stop, a wait or the end of a flush never leaves one half done.
-
--- await_removals(max): waits until at most `max` removals are pending.
-function D:await_removals(max)
-  while self.nremovals > (max or 0) do
-    local t = next(self.removals)
-    if not t then break end
-    t:wait()
-  end
-end
 
 -- The fsync of pickup/ itself, for the removals already done.
 function D:sync_now()
@@ -393,9 +380,19 @@ function D:sync_now()
   end
 end
 
+-- sync(): every removal so far is on disk when it returns (waits).
 function D:sync()
-  self:await_removals(0)
+  if self.syncing then self.syncing:wait() end
   self:sync_now()
+end
+
+-- sync_later(): the same, in the background (one at a time).
+function D:sync_later()
+  if self.syncing then return end
+  self.syncing = self.spawn(function()
+    self:sync_now()
+    self.syncing = nil
+  end)
 end
 
 local function removal_failed(d, id, err)
@@ -406,21 +403,11 @@ end
 
 function D:delivered(e, n)
   if type(self.spool.sync) == "function" then
-    -- one removal behind per connection at most (see above)
-    self:await_removals(math.max(0, #self.workers - 1))
-    self.removing[e.id] = true
-    self.nremovals = self.nremovals + 1
-    local task = self.spawn(function(id)
-      local ok, res, err = pcall(self.spool.delivered, self.spool, id, { sync = false })
-      self.removing[id] = nil
-      self.nremovals = self.nremovals - 1
-      for t, i in pairs(self.removals) do if i == id then self.removals[t] = nil end end
-      if not ok then removal_failed(self, id, res)
-      elseif res == nil and err then removal_failed(self, id, err) end
-      self.unsynced = self.unsynced + 1
-      if self.unsynced >= M.SYNC_EVERY then self:sync_now() end
-    end, e.id)
-    if self.removing[e.id] then self.removals[task] = e.id end
+    local ok, res, err = pcall(self.spool.delivered, self.spool, e.id, REMOVE_OPTS)
+    if not ok then removal_failed(self, e.id, res)
+    elseif res == nil and err then removal_failed(self, e.id, err) end
+    self.unsynced = self.unsynced + 1
+    if self.unsynced >= M.SYNC_EVERY then self:sync_later() end
   else
     local ok, err = self.spool:delivered(e.id)
     if ok == nil and err then removal_failed(self, e.id, err) end
@@ -541,15 +528,10 @@ function W:connected(s)
   end
 end
 
--- One message on the open session.
-function W:send(e)
+-- The outcome of one message whose result came back: settles it and returns
+-- nil, or "outage"/"again", err, info when the session broke.
+function W:outcome(e, res, err, info, reused)
   local d = self.d
-  local s = self.session
-  d.stats.attempts = d.stats.attempts + 1
-  if not e.to or #e.to == 0 then return d:delivered(e, 0) end
-  local reused = self.sent > 0
-  local res, err, info = s:send{ from = e.from, to = e.to, path = e.path, offset = e.offset }
-  self.sent = self.sent + 1
   if res then
     self.broke = nil
     return d:settle(e, res)
@@ -583,38 +565,48 @@ function W:send(e)
   return d:defer(e, reply)
 end
 
--- Prefetch: the next entry is picked and loaded (spool:load, a thread-pool
--- trip: open, read, parse) while the current message is on the wire, so the
--- disk and the network overlap.  Picking claims it exactly as another worker
--- would, so nothing else sends it; it is sent next, in the scan's order.  When
--- the current message breaks the session (outage, lost session) both are
--- requeued, and a rescan finds them oldest first as before.  A prefetch that
--- found nothing proves nothing (the current one may be requeued, new mail may
--- come): the loop then asks next_entry() itself.
-function W:prefetch()
-  local d = self.d
-  if d.stopping then return nil end
-  return d.spawn(function() return d:next_entry(self) end)
-end
-
--- join_ahead(task): waits for the prefetch; keeps the entry it claimed.
-function W:join_ahead(task)
-  if not task then return end
-  local ok, e = task:wait()
-  if not ok then
-    self.d.log.error("delivery[" .. self.i .. "]: picking the next message failed: " .. tostring(e))
-  elseif e then
-    self.ahead = e
+-- burst(e): e and the messages after it on the open session, two in flight:
+-- the next one's MAIL, RCPT and DATA ride with this one's final dot
+-- (mailhook.smtp submit/result), one round trip per message.  Each message is
+-- settled (removed, deferred, failed) before the next result is asked for,
+-- which is what lets the next one's data leave.  Returns nil when nothing more
+-- is ready, or "outage"/"again", err, info when the session broke (every
+-- message not settled is requeued, oldest first again).
+function W:burst(e)
+  local d, s = self.d, self.session
+  local flight = {}
+  local function submit(x)
+    d.stats.attempts = d.stats.attempts + 1
+    if not x.to or #x.to == 0 then d:delivered(x, 0); d:release(x); return end
+    local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset }
+    self.sent = self.sent + 1
+    if ok then flight[#flight + 1] = { e = x, reused = self.sent > 1 }; return end
+    -- the file could not be read: it waits its backoff, the rest go on
+    d:defer(x, M.reply_text(info) or err)
+    d:release(x)
   end
-end
-
--- take_ahead(release) -> the prefetched entry (now the worker's), or nil; with
--- release, it is given back (requeued: the next pick starts with a fresh scan).
-function W:take_ahead(release)
-  local e = self.ahead
-  self.ahead = nil
-  if e and release then self.d:requeue(e); return nil end
-  return e
+  local drained = false   -- nothing more was due: no rescan per message at the tail
+  submit(e)
+  while #flight > 0 do
+    if #flight < 2 and not drained and not d.stopping and not self.stale then
+      local x = d:next_entry(self)
+      if x then submit(x) else drained = true end
+    end
+    local f = table.remove(flight, 1)
+    local res, err, info = s:result()
+    local outcome, oerr, oinfo = self:outcome(f.e, res, err, info, f.reused)
+    if outcome == "outage" or outcome == "again" then d:requeue(f.e) else d:release(f.e) end
+    if not self.session then
+      -- the session is gone: what was in flight behind it goes first again
+      for _, g in ipairs(flight) do
+        pcall(s.result, s)
+        d:requeue(g.e)
+      end
+      if outcome ~= "outage" then outcome = "again" end
+      return outcome, oerr, oinfo
+    end
+  end
+  return nil
 end
 
 function W:loop()
@@ -622,7 +614,6 @@ function W:loop()
   while not d.stopping do
     local ready, why = d.ready(d.cfg)
     if not ready then
-      self:take_ahead(true)
       self:close_session(true)
       self:enter("disabled", why or "settings not ready")
       if d.once then d.last_error = why; break end
@@ -630,9 +621,7 @@ function W:loop()
       self:wait(d.scan_interval)
     else
       if self.stale then self.stale = false; self:close_session(true) end
-      -- the entry picked (and loaded) while the previous message was sent
-      local e, soonest = self:take_ahead(false), nil
-      if not e then e, soonest = d:next_entry(self) end
+      local e, soonest = d:next_entry(self)
       if not e then
         if d.stopping then break end
         if d.forced and not d.once then d:end_forced() end
@@ -678,15 +667,7 @@ function W:loop()
         end
         if go then
           self:enter("sending", e.id)
-          local pre = self:prefetch()
-          local outcome, err, info = self:send(e)
-          self:join_ahead(pre)
-          if outcome == "outage" or outcome == "again" then
-            d:requeue(e)
-            self:take_ahead(true)   -- both go first again, in their order
-          else
-            d:release(e)
-          end
+          local outcome, err, info = self:burst(e)
           if outcome == "outage" then
             if self:outage(err, info) == "stop" then break end
           end
@@ -694,7 +675,6 @@ function W:loop()
       end
     end
   end
-  self:take_ahead(true)
   self:enter("stopping")
   d:sync()
   self:close_session(true)

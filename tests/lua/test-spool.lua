@@ -174,6 +174,45 @@ tap.test("disk work runs off the loop: a ticker keeps ticking during enqueues", 
   t:ok(ticks > 5, "the ticker ran meanwhile (" .. ticks .. " ticks)")
 end)
 
+tap.test("the deliverer's path: load with the data, on the calling thread; delivered now", function(t)
+  local body = "Subject: d\r\n\r\n" .. string.rep("x", 100) .. "\r\n"
+  local id = assert(sp:enqueue(body, { from = "a@b.c", to = { "x@y.z" } }))
+  -- outside any task: these do not wait, so they may run anywhere
+  local e = coroutine.wrap(function() return sp:load(id, { data = 1024, now = true }) end)()
+  t:is(e and e.data, body, "data is the message after the envelope lines")
+  t:is(e and e.to[1], "x@y.z", "with the envelope as usual")
+  t:is(sp:load(id, { data = 10 }).data, nil, "a message over the limit has no data (sent from its file)")
+  t:is(sp:load(id).data, nil, "no data unless asked")
+  local e2, err, info = sp:load("0000000000000000", { now = true })
+  t:ok(e2 == nil and info and info.code == "ENOTFOUND", "a missing one: nil, " .. tostring(err))
+  local ok = coroutine.wrap(function() return sp:delivered(id, { sync = false, now = true }) end)()
+  t:is(ok, true, "delivered now")
+  t:ok(not io.open(dir .. "/pickup/" .. id .. ".eml"), "its file is gone at once")
+  t:ok(sp:sync(), "sync sends the held closes off")
+  local _, derr = sp:delivered(id, { sync = false, now = true })
+  t:like(derr, "unlink", "twice: an error naming the unlink")
+end)
+
+tap.test("many removals on the calling thread: every file gone, closes batched", function(t)
+  local ids = {}
+  for i = 1, 100 do ids[i] = assert(sp:enqueue("Subject: " .. i .. "\r\n\r\nx\r\n", { from = "a@b.c", to = { "x@y.z" } })) end
+  local before = count("pickup")
+  for _, id in ipairs(ids) do assert(sp:delivered(id, { sync = false, now = true })) end
+  t:is(count("pickup"), before - 100, "100 files removed")
+  -- our open files ($PPID: the shell's parent is this process)
+  local function fds()
+    local n = 0
+    for _ in io.popen("ls /proc/$PPID/fd 2>/dev/null"):lines() do n = n + 1 end
+    return n
+  end
+  t:ok(fds() >= 100 % 64, "the last partial batch of closes waits (" .. fds() .. " fds open)")
+  t:ok(sp:sync(), "and synced")
+  -- the held files are closed by the pool: wait for /proc to show few open fds
+  local t0 = mh.monotonic()
+  while fds() > 40 and mh.monotonic() - t0 < 5 do mh.sleep(0.05) end
+  t:ok(fds() <= 40, "the removed files are closed (" .. fds() .. " fds open)")
+end)
+
 tap.test("misuse outside a task is a clear error", function(t)
   local ok, err = pcall(coroutine.wrap(function() return sp:scan() end))
   t:ok(not ok, "raises")

@@ -6,7 +6,7 @@ local mh = require "mailhook"
 local args = require "mailhook.args"
 local delivery = require "mailhook.delivery"
 
-local function isatty(fd) return os.execute("[ -t " .. fd .. " ]") == true end
+local function isatty(fd) return require("mailhook.core").fsutil.isatty(fd) end
 
 return function(...)
   local opts, rest = args.parse({ ... }, { timeout = "string", help = "flag", h = "flag" })
