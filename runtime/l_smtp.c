@@ -10,6 +10,7 @@
 **   c:send(from, {rcpt...}, data) -> result | nil, err, info    (waits)
 **   c:submit(from, {rcpt...}, data) -> true                     (never waits)
 **   c:result()                    -> what send returns, for the oldest submission (waits)
+**   c:release()                   -> (the collected ones are settled: the next data may go)
 **   c:pending()                   -> submissions not collected yet (at most 2)
 **   c:check_sender(from)          -> true | nil, err, info      (waits: MAIL FROM + RSET)
 **   c:quit()                      -> true                       (waits)
@@ -973,6 +974,18 @@ static int l_submit(lua_State *L) {
 /* c:result() -> what c:send returns, for the oldest submitted send   (waits) */
 static int l_result(lua_State *L) { return collect(L, check_conn(L), "smtp result"); }
 
+/* c:release(): every outcome collected so far is settled: the oldest send
+** outstanding may send its data now (result() does this too).  Called after
+** submitting the next message, the data leaves with that one's commands. */
+static int l_release(lua_State *L) {
+  conn *c = check_conn(L);
+  if (c->nsends && !c->sends[c->first].done && c->s && !c->closed) {
+    mh_smtp_release(c->s);
+    settle(c);
+  }
+  return 0;
+}
+
 /* c:pending() -> number of submitted sends whose outcome was not collected */
 static int l_pending(lua_State *L) {
   conn *c = check_conn(L);
@@ -1095,7 +1108,7 @@ static int l_tostring(lua_State *L) {
 void l_smtp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit },
-    { "result", l_result }, { "pending", l_pending }, { "check_sender", l_check_sender },
+    { "result", l_result }, { "release", l_release }, { "pending", l_pending }, { "check_sender", l_check_sender },
     { "quit", l_quit }, { "alive", l_alive }, { "close", l_close }, { "info", l_info }, { NULL, NULL } };
   mh_l_newclass(L, CONN_MT, methods, l_close, l_tostring);
   lua_newtable(L);

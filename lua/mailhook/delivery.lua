@@ -586,12 +586,24 @@ function W:burst(e)
     d:release(x)
   end
   local drained = false   -- nothing more was due: no rescan per message at the tail
+  local function pick()
+    if drained or d.stopping or self.stale then return nil end
+    local x = d:next_entry(self)
+    if not x then drained = true end
+    return x
+  end
   submit(e)
+  local nxt = pick()      -- picked and loaded ahead, while the server works
   while #flight > 0 do
-    if #flight < 2 and not drained and not d.stopping and not self.stale then
-      local x = d:next_entry(self)
-      if x then submit(x) else drained = true end
+    if nxt and #flight < 2 then
+      if d.stopping or self.stale then d:requeue(nxt) else submit(nxt) end
+      nxt = nil
     end
+    -- every result so far is settled: the oldest in flight sends its data,
+    -- with the commands of the one just submitted, and while the server
+    -- works the next one is loaded
+    if s.release then s:release() end
+    if not nxt then nxt = pick() end
     local f = table.remove(flight, 1)
     local res, err, info = s:result()
     local outcome, oerr, oinfo = self:outcome(f.e, res, err, info, f.reused)
@@ -602,10 +614,12 @@ function W:burst(e)
         pcall(s.result, s)
         d:requeue(g.e)
       end
+      if nxt then d:requeue(nxt) end
       if outcome ~= "outage" then outcome = "again" end
       return outcome, oerr, oinfo
     end
   end
+  if nxt then d:requeue(nxt) end
   return nil
 end
 

@@ -240,13 +240,14 @@ end
 -- second may be submitted, and its commands leave with the first one's final
 -- dot (one round trip per message).  result() -> what send returns, for the
 -- oldest submission (waits).  Settle that message before asking for the next
--- result: the next message's data leaves only then.
+-- result (or calling release()): the next message's data leaves only then.
 function Session:submit(m)
   local data, err = data_of(m)
   if not data then return fail_info("ENOTFOUND", "data", err, { class = "transient" }) end
   return self.c:submit(m.from, rcpts_of(m), data)
 end
 function Session:result() return self.c:result() end
+function Session:release() return self.c:release() end
 function Session:pending() return self.c:pending() end
 
 function Session:check_sender(from) return self.c:check_sender(from) end

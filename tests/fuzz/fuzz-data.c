@@ -2,13 +2,41 @@
 ** fuzz-data.c — the data writer: whatever the message bytes and however they
 ** are split, the output has only CRLF line ends, no line over 998 octets but
 ** where a fold was needed, every line starting with '.' is stuffed, and
-** "\r\n.\r\n" appears exactly once: at the very end.
+** "\r\n.\r\n" appears exactly once: at the very end.  And the output is the
+** same however the input is split, and the same as a plain byte-at-a-time
+** reference writer's (the engine copies runs of ordinary bytes at once).
 */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "smtp.h"
+
+/* The reference: one byte at a time, the rules spelled out. */
+typedef struct { int bol, cr, body, empty, col; } ref;
+static void ref_eol(ref *r, mh_buf *o) {
+  if (!r->body && r->empty) r->body = 1;
+  r->bol = r->empty = 1;
+  r->col = 0;
+  mh_buf_add(o, "\r\n", 2);
+}
+static void ref_write(ref *r, mh_buf *o, const uint8_t *in, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char c = (char)in[i];
+    if (r->cr) { r->cr = 0; ref_eol(r, o); if (c == '\n') continue; }
+    if (c == '\r') { r->cr = 1; continue; }
+    if (c == '\n') { ref_eol(r, o); continue; }
+    if (r->col >= MH_SMTP_TEXT_LINE) {
+      mh_buf_add(o, r->body ? "\r\n" : "\r\n ", r->body ? 2 : 3);
+      r->col = r->body ? 0 : 1;
+      r->bol = r->body;
+    }
+    if (r->bol && c == '.') { mh_buf_add(o, ".", 1); r->col++; }
+    r->bol = r->empty = 0;
+    r->col++;
+    mh_buf_add(o, &c, 1);
+  }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -19,6 +47,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mh_smtp_dot_write(&w, &out, (const char *)data, split);
   mh_smtp_dot_write(&w, &out, (const char *)data + split, size - split);
   mh_smtp_dot_finish(&w, &out);
+  {
+    mh_smtp_dotw w1;
+    mh_buf whole = { 0 }, exp = { 0 };
+    ref r = { 1, 0, 0, 1, 0 };
+    mh_smtp_dot_init(&w1);
+    mh_smtp_dot_write(&w1, &whole, (const char *)data, size);
+    mh_smtp_dot_finish(&w1, &whole);
+    assert(whole.len == out.len && memcmp(whole.data, out.data, out.len) == 0);
+    ref_write(&r, &exp, data, size);
+    if (r.cr) { r.cr = 0; ref_eol(&r, &exp); }
+    if (!r.bol) ref_eol(&r, &exp);
+    mh_buf_add(&exp, ".\r\n", 3);
+    assert(exp.len == out.len && memcmp(exp.data, out.data, out.len) == 0);
+    mh_buf_free(&whole);
+    mh_buf_free(&exp);
+  }
   const char *o = out.data;
   size_t n = out.len;
   assert(n >= 3 && memcmp(o + n - 3, ".\r\n", 3) == 0);
