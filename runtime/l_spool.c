@@ -33,13 +33,54 @@
 #define WATCH_MT "mailhook.SpoolWatch"
 #define LIST_BATCH 64
 
+/* Files kept open between load{keep = true} and delivered{now = true}: the
+** removal then needs no path lookup.  A few, the oldest closed first. */
+#define KEPT_MAX 8
+typedef struct {
+  char id[32];
+  int fd;            /* -1: free */
+  int has_state;     /* its ID.state existed at load */
+} kept_file;
+
 /* The Spool userdata.  Work in flight keeps it alive (an anchor ref) and
 ** holds `pending`, so a close while work runs waits for the work to end. */
 typedef struct {
   mh_spool *sp;      /* NULL once closed */
   int pending;       /* thread-pool jobs using sp */
   int closing;       /* close asked while jobs ran: the last job closes sp */
+  kept_file kept[KEPT_MAX];
+  unsigned kept_next;  /* the slot to take next (round robin: the oldest) */
 } lspool;
+
+static void kept_close_all(lspool *ls) {
+  for (int i = 0; i < KEPT_MAX; i++)
+    if (ls->kept[i].fd >= 0) { close(ls->kept[i].fd); ls->kept[i].fd = -1; }
+}
+
+/* Remembers fd for id (loop thread); the file it replaces is closed. */
+static void kept_add(lspool *ls, const char *id, int fd, int has_state) {
+  kept_file *k = &ls->kept[ls->kept_next++ % KEPT_MAX];
+  if (k->fd >= 0) close(k->fd);   /* still named: a cheap close */
+  k->fd = -1;
+  if (strlen(id) >= sizeof k->id) { close(fd); return; }   /* not a canonical id: not kept */
+  snprintf(k->id, sizeof k->id, "%.31s", id);
+  k->fd = fd;
+  k->has_state = has_state;
+}
+
+/* The kept fd of id, forgotten by the table (the caller owns it), or -1. */
+static int kept_take(lspool *ls, const char *id, int *has_state) {
+  for (int i = 0; i < KEPT_MAX; i++) {
+    kept_file *k = &ls->kept[i];
+    if (k->fd >= 0 && !strcmp(k->id, id)) {
+      int fd = k->fd;
+      k->fd = -1;
+      *has_state = k->has_state;
+      return fd;
+    }
+  }
+  return -1;
+}
 
 static lspool *check_spool(lua_State *L, int idx) {
   lspool *ls = (lspool *)luaL_checkudata(L, idx, SPOOL_MT);
@@ -75,6 +116,7 @@ static int l_open(lua_State *L) {
   if (rc) return mh_l_fail(L, rc, "spool", "%s", err);
   ls = (lspool *)lua_newuserdatauv(L, sizeof *ls, 1);
   memset(ls, 0, sizeof *ls);
+  for (int i = 0; i < KEPT_MAX; i++) ls->kept[i].fd = -1;
   ls->sp = sp;
   luaL_setmetatable(L, SPOOL_MT);
   return 1;
@@ -83,6 +125,7 @@ static int l_open(lua_State *L) {
 static int l_close(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
   if (!ls->sp || ls->closing) return 0;
+  kept_close_all(ls);
   flush_closes();
   if (ls->pending) { ls->closing = 1; return 0; }
   mh_spool_close(ls->sp);
@@ -141,6 +184,10 @@ typedef struct {
   mh_spool_entry entry;
   int have_entry;
   size_t data_max;   /* load: the message itself too when at most this long (0: no) */
+  int keep;          /* load: keep the file open (kept_add), in kept_fd */
+  int kept_fd;
+  int known;         /* delivered: held came from the kept table; has_state says ... */
+  int has_state;     /* ... whether there is an ID.state to remove */
   /* defer / fail */
   int64_t next_attempt;
   char *reply, *reason;
@@ -225,6 +272,7 @@ static void op_free(void *arg) {
   size_t i;
   int big_scan = o->kind == OP_SCAN && o->total > 4096;
   close_held(o->held);
+  if (o->kept_fd >= 0) close(o->kept_fd);
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
   free(o->strs);
   if (o->items) for (i = 0; i < o->n; i++) free((void *)o->items[i].to);
@@ -262,11 +310,12 @@ static void op_work(void *arg) {
     if (o->nids < 0) o->nids = o->total = 0;
     break;
   case OP_LOAD:
-    o->rc = mh_spool_load_ex(sp, o->id, &o->entry, o->data_max, o->err);
+    o->rc = mh_spool_load_ex(sp, o->id, &o->entry, o->data_max, o->keep ? &o->kept_fd : NULL, o->err);
     o->have_entry = o->rc == 0;
     break;
   case OP_DELIVERED:
-    o->rc = !o->nosync ? mh_spool_delivered(sp, o->id, o->err)
+    o->rc = o->known ? mh_spool_unlink_names(sp, o->id, o->has_state, o->err)
+            : !o->nosync ? mh_spool_delivered(sp, o->id, o->err)
             : o->may_hold ? mh_spool_delivered_held(sp, o->id, &o->held, o->err)
             : mh_spool_delivered_nosync(sp, o->id, o->err);
     break;
@@ -331,7 +380,13 @@ static int op_push(lua_State *co, void *arg) {
     }
     return 1;
   case OP_SCAN: push_strings(co, o->ids, (size_t)o->nids); lua_pushinteger(co, o->total); return 2;
-  case OP_LOAD: push_entry(co, &o->entry); return 1;
+  case OP_LOAD:
+    if (o->kept_fd >= 0 && o->ls->sp && !o->ls->closing) {
+      kept_add(o->ls, o->id, o->kept_fd, o->entry.has_state);
+      o->kept_fd = -1;
+    }
+    push_entry(co, &o->entry);
+    return 1;
   default: lua_pushboolean(co, 1); return 1;
   }
 }
@@ -345,6 +400,7 @@ static op *op_new(lua_State *L, int kind, size_t nstrs) {
   if (!o->strs) { free(o); luaL_error(L, "out of memory"); }
   o->kind = kind;
   o->held = -1;
+  o->kept_fd = -1;
   o->ls = ls;
   o->main = main_state(L);
   o->anchor = LUA_NOREF;
@@ -589,12 +645,14 @@ static int l_scan(lua_State *L) {
   o->limit = (long)limit;
   return op_start(L, o, "spool:scan");
 }
-/* Spool:load(id [, {data = N, now = true}]) -> entry   (waits unless now).
-** data = N: entry.data holds the message (after the envelope) when it is at
-** most N bytes.  now: on the calling thread, no wait (see op_now). */
+/* Spool:load(id [, {data = N, keep = true, now = true}]) -> entry   (waits
+** unless now).  data = N: entry.data holds the message (after the envelope)
+** when it is at most N bytes.  keep: the file stays open for a later
+** delivered{now = true} (a few are kept, the oldest closed first).  now: on
+** the calling thread, no wait (see op_now). */
 static int l_load(lua_State *L) {
   const char *id;
-  int now;
+  int now, keep = 0;
   lua_Integer max = 0;
   op *o;
   check_spool(L, 1);
@@ -603,13 +661,16 @@ static int l_load(lua_State *L) {
   if (lua_type(L, 3) == LUA_TTABLE) {
     lua_getfield(L, 3, "data");
     max = luaL_optinteger(L, -1, 0);
-    lua_pop(L, 1);
+    lua_getfield(L, 3, "keep");
+    keep = lua_toboolean(L, -1);
+    lua_pop(L, 2);
   }
   if (!now) check_can_wait(L, "spool:load");
   lua_settop(L, 2);
   o = op_new(L, OP_LOAD, 0);
   snprintf(o->id, sizeof o->id, "%s", id);
   o->data_max = max > 0 ? (size_t)max : 0;
+  o->keep = keep;
   return now ? op_now(L, o) : op_start(L, o, "spool:load");
 }
 /* Spool:delivered(id [, {sync = false, now = true}]) -> true   (waits unless now).
@@ -634,6 +695,7 @@ static int l_delivered(lua_State *L) {
   snprintf(o->id, sizeof o->id, "%s", id);
   o->nosync = nosync;
   o->may_hold = nheld < MAX_HELD;
+  if (now && (o->held = kept_take(o->ls, id, &o->has_state)) >= 0) o->known = 1;
   return now ? op_now(L, o) : op_start(L, o, "spool:delivered");
 }
 

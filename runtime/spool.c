@@ -659,12 +659,14 @@ static int state_read(int dirfd, const char *id, mh_state *st) {
   snprintf(name, sizeof name, "%s.state", id);
   fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? 0 : -errno;
+  rc = 1;   /* found */
   if (fstat(fd, &sb) < 0) { rc = -errno; goto out; }
   if (sb.st_size > (off_t)HEAD_CAP) { rc = MH_ECORRUPT; goto out; }
   buf = malloc((size_t)sb.st_size + 1);
   if (!buf) { rc = MH_ENOMEM; goto out; }
   ssize_t got = pread(fd, buf, (size_t)sb.st_size, 0);
   if (got < 0) { rc = -errno; goto out; }
+  rc = 1;
   buf[got] = '\0';
   for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char *v = strchr(line, ' ');
@@ -685,7 +687,7 @@ static int state_read(int dirfd, const char *id, mh_state *st) {
 out:
   free(buf);
   close(fd);
-  if (rc) state_free(st);
+  if (rc < 0) state_free(st);
   return rc;
 }
 
@@ -728,8 +730,10 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
 
 /* --------------------------------------------------------- load, list */
 
-/* Reads the head of the open file fd until mh_env_parse can decide. */
-static int read_env(int fd, mh_env *env, char *err) {
+/* Reads the head of the open file fd until mh_env_parse can decide.  With
+** head, the bytes read stay there (*head, *headlen; the caller frees them): a
+** small file is then read once. */
+static int read_env(int fd, mh_env *env, char **head, size_t *headlen, char *err) {
   size_t cap = 8192, len = 0;
   char *buf = malloc(cap);
   int rc;
@@ -746,6 +750,7 @@ static int read_env(int fd, mh_env *env, char *err) {
     buf = nb;
     cap *= 2;
   }
+  if (head && rc == 0) { *head = buf; *headlen = len; return 0; }
   free(buf);
   return rc;
 }
@@ -757,12 +762,20 @@ void mh_spool_entry_free(mh_spool_entry *e) {
   e->data = NULL;
 }
 
-/* e->data: the file from the envelope's end, when small enough. */
-static int read_data(int fd, mh_spool_entry *e, size_t data_max, char *err) {
+/* e->data: the file from the envelope's end, when small enough; taken from
+** the head already read (head, len: ownership passes here) when it holds it. */
+static int read_data(int fd, mh_spool_entry *e, size_t data_max, char *head, size_t len, char *err) {
   size_t want, got = 0;
-  if (e->size < (int64_t)e->env.offset) return 0;
+  if (e->size < (int64_t)e->env.offset) { free(head); return 0; }
   want = (size_t)(e->size - (int64_t)e->env.offset);
-  if (want > data_max) return 0;
+  if (want > data_max) { free(head); return 0; }
+  if (head && len == (size_t)e->size && len >= e->env.offset) {
+    memmove(head, head + e->env.offset, want);
+    e->data = head;
+    e->datalen = want;
+    return 0;
+  }
+  free(head);
   if (!(e->data = malloc(want + 1))) return fail(err, MH_ENOMEM, "read");
   while (got < want) {
     ssize_t n = pread(fd, e->data + got, want - got, (off_t)(e->env.offset + got));
@@ -777,7 +790,7 @@ static int read_data(int fd, mh_spool_entry *e, size_t data_max, char *err) {
 
 /* Fills e from the open file fd (named name in the folder dirfd). */
 static int fill_entry(mh_spool *sp, int dirfd, int fd, const char *name, mh_spool_entry *e,
-                      char *err) {
+                      char **head, size_t *headlen, char *err) {
   struct stat st;
   size_t nl = strlen(name);
   int rc;
@@ -789,11 +802,13 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const char *name, mh_spoo
   if (fstat(fd, &st) < 0) return fail(err, -errno, "%s", e->path);
   e->size = st.st_size;
   e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st.st_mtime;
-  if ((rc = read_env(fd, &e->env, err))) return rc;
-  if ((rc = state_read(dirfd, e->id, &e->state))) {
+  if ((rc = read_env(fd, &e->env, head, headlen, err))) return rc;
+  if ((rc = state_read(dirfd, e->id, &e->state)) < 0) {
     mh_env_free(&e->env);
+    if (head) { free(*head); *head = NULL; }
     return fail(err, rc, "%s.state", e->id);
   }
+  e->has_state = rc;
   return 0;
 }
 
@@ -809,12 +824,14 @@ static void to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *wh
 }
 
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
-  return mh_spool_load_ex(sp, id, e, 0, err);
+  return mh_spool_load_ex(sp, id, e, 0, NULL, err);
 }
 
-int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t data_max, char *err) {
+int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t data_max, int *keep,
+                     char *err) {
   char name[300];
   int dirs[2] = { sp->pickupfd, sp->failedfd }, rc;
+  if (keep) *keep = -1;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   for (int i = 0; i < 2; i++) {
     int fd = openat(dirs[i], name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -822,9 +839,13 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
       if (errno == ENOENT) continue;
       return fail(err, -errno, "%s/%s", i ? "failed" : "pickup", name);
     }
-    rc = fill_entry(sp, dirs[i], fd, name, e, err);
-    if (rc == 0 && data_max && (rc = read_data(fd, e, data_max, err)) != 0) mh_spool_entry_free(e);
-    close(fd);
+    char *head = NULL;
+    size_t headlen = 0;
+    rc = fill_entry(sp, dirs[i], fd, name, e, data_max ? &head : NULL, &headlen, err);
+    if (rc == 0 && data_max && (rc = read_data(fd, e, data_max, head, headlen, err)) != 0)
+      mh_spool_entry_free(e);
+    if (rc == 0 && keep) *keep = fd;
+    else close(fd);
     if (rc == MH_ECORRUPT && i == 0) to_corrupt(sp, dirs[i], name, err ? err : "unparsable");
     return rc;
   }
@@ -874,7 +895,7 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
     int fd = openat(it->dirfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) continue;   /* delivered meanwhile */
     char err[MH_SPOOL_ERRLEN];
-    int rc = fill_entry(it->sp, it->dirfd, fd, de->d_name, e, err);
+    int rc = fill_entry(it->sp, it->dirfd, fd, de->d_name, e, NULL, NULL, err);
     close(fd);
     if (rc == MH_ECORRUPT) {  /* listed, flagged: the deliverer moves it */
       memset(&e->env, 0, sizeof e->env);
@@ -1097,6 +1118,18 @@ int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err) {
   return 0;
 }
 
+int mh_spool_unlink_names(mh_spool *sp, const char *id, int has_state, char *err) {
+  char name[300];
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  if (unlinkat(sp->pickupfd, name, 0) < 0)
+    return fail(err, errno == ENOENT ? MH_ENOTFOUND : -errno, "spool %s: unlink pickup/%s", sp->dir, name);
+  if (has_state) {
+    snprintf(name, sizeof name, "%s.state", id);
+    unlinkat(sp->pickupfd, name, 0);
+  }
+  return 0;
+}
+
 int mh_spool_delivered_held(mh_spool *sp, const char *id, int *held, char *err) {
   char name[300];
   int rc;
@@ -1127,7 +1160,7 @@ int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_atte
   mh_state st;
   int rc;
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
-  if ((rc = state_read(sp->pickupfd, id, &st))) return fail(err, rc, "%s.state", id);
+  if ((rc = state_read(sp->pickupfd, id, &st)) < 0) return fail(err, rc, "%s.state", id);
   st.attempts = attempts >= 0 ? attempts : st.attempts + 1;
   st.next_attempt = next_attempt;
   if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
@@ -1151,7 +1184,7 @@ int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *
   int rc;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
-  if ((rc = state_read(sp->pickupfd, id, &st))) return fail(err, rc, "%s.state", id);
+  if ((rc = state_read(sp->pickupfd, id, &st)) < 0) return fail(err, rc, "%s.state", id);
   free(st.reason);
   st.reason = strdup(reason ? reason : "failed");
   if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
@@ -1177,7 +1210,7 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
   from_failed = exists_in(sp->failedfd, id);
   if (!from_failed && !exists_in(sp->pickupfd, id))
     return fail(err, MH_ENOTFOUND, "message %s", id);
-  if ((rc = state_read(from_failed ? sp->failedfd : sp->pickupfd, id, &st)))
+  if ((rc = state_read(from_failed ? sp->failedfd : sp->pickupfd, id, &st)) < 0)
     return fail(err, rc, "%s.state", id);
   st.next_attempt = 0;
   free(st.reason); st.reason = NULL;

@@ -58,6 +58,7 @@ typedef struct mh_spool_entry {
   mh_state state;
   char *data;          /* mh_spool_load_ex: the message after the envelope lines, or NULL */
   size_t datalen;
+  int has_state;       /* an ID.state sidecar was found */
 } mh_spool_entry;
 
 /* How a message body gets into its file: write everything to fd, return 0 or a
@@ -118,8 +119,11 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***ids, long *total, char *e
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err);
 /* The same, and the message itself (what follows the X- envelope lines) in
 ** e->data when it is at most data_max bytes: the deliverer then sends it
-** without opening the file again. */
-int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t data_max, char *err);
+** without opening the file again.
+** fd (when not NULL): the file stays open, its descriptor in *fd (else -1), so
+** a removal after delivery needs no lookup (mh_spool_unlink_names). */
+int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t data_max, int *fd,
+                     char *err);
 void mh_spool_entry_free(mh_spool_entry *e);
 
 /* After the server's 250 to the final dot: unlink ID.eml and ID.state, fsync. */
@@ -136,6 +140,9 @@ int mh_spool_delivered_nosync(mh_spool *sp, const char *id, char *err);
 ** 100-250 us per 1 KB file on ext4 mounted with discard, happens when the caller
 ** closes *held, off the deliverer's critical path. */
 int mh_spool_delivered_held(mh_spool *sp, const char *id, int *held, char *err);
+/* The unlinks of mh_spool_delivered_nosync, for a file the caller holds open
+** (from mh_spool_load_ex): ID.state only when has_state is not 0. */
+int mh_spool_unlink_names(mh_spool *sp, const char *id, int has_state, char *err);
 int mh_spool_sync(mh_spool *sp, char *err);
 
 /* Records a failed attempt: attempts (or the stored count + 1 when attempts

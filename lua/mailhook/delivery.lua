@@ -112,9 +112,10 @@ end
 -- round trip cost more (two context switches each way: 12 per message were
 -- measured, half the CPU of a drain).  Scans, fsyncs and the closes that free
 -- the blocks stay on the pool.  A message up to DATA_MAX bytes comes with its
--- data, so it is not opened again to be sent.
+-- data, so it is not opened again to be sent, and its file is kept open for
+-- the removal (no path lookup then).
 M.DATA_MAX = 256 * 1024
-local LOAD_OPTS = { data = M.DATA_MAX, now = true }
+local LOAD_OPTS = { data = M.DATA_MAX, keep = true, now = true }
 local REMOVE_OPTS = { sync = false, now = true }
 
 local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s") end
@@ -181,8 +182,16 @@ function M.new(opts)
     unsynced = 0,                       -- removals not yet covered by an fsync of pickup/
     syncing = nil,                      -- the task running that fsync, if any
     last_error = nil,                   -- once mode: why the pass stopped early
+    verbose = true,                     -- info lines are logged (else not even built)
   }, D)
+  d:check_verbose()
   return d
+end
+
+-- Is the per-message info line wanted?  (Building it cost as much as a syscall.)
+function D:check_verbose()
+  local level = type(self.log) == "table" and type(self.log.level) == "function" and self.log.level()
+  self.verbose = not level or level == "debug" or level == "info"
 end
 
 function D:cfgn(key, default)
@@ -237,6 +246,7 @@ end
 
 function D:reload(cfg)
   self.cfg = cfg
+  self:check_verbose()
   for _, w in ipairs(self.workers) do w.stale = true end
   self.kicked = true
   self:wake(false)
@@ -413,7 +423,7 @@ function D:delivered(e, n)
     if ok == nil and err then removal_failed(self, e.id, err) end
   end
   self.stats.delivered = self.stats.delivered + 1
-  self.log.info("delivery: " .. e.id .. " delivered to " .. plural(n, "recipient"))
+  if self.verbose then self.log.info("delivery: " .. e.id .. " delivered to " .. plural(n, "recipient")) end
 end
 
 -- settle(e, result): the per-recipient outcome of a send that reached DATA or
@@ -586,6 +596,7 @@ function W:burst(e)
     d:release(x)
   end
   local drained = false   -- nothing more was due: no rescan per message at the tail
+  d:check_verbose()
   local function pick()
     if drained or d.stopping or self.stale then return nil end
     local x = d:next_entry(self)
