@@ -35,7 +35,7 @@
 
 /* Files kept open between load{keep = true} and delivered{now = true}: the
 ** removal then needs no path lookup.  A few, the oldest closed first. */
-#define KEPT_MAX 8
+#define KEPT_MAX 16
 typedef struct {
   char id[32];
   int fd;            /* -1: free */
