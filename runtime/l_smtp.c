@@ -296,6 +296,9 @@ static void io_starttls(void *ud) { ((conn *)ud)->start_tls = 1; }
 
 static void snap_send(conn *c, sres *r, int rc);
 
+static void deadline_cb(uv_timer_t *t);
+static void restart_deadline(conn *c) { uv_timer_start(&c->deadline, deadline_cb, c->deadline_ms, 0); }
+
 static void io_more(void *ud) { ((conn *)ud)->want_more = 1; }
 
 /* The next piece of the streamed message the session is sending (the oldest
@@ -317,6 +320,9 @@ static void feed_more(conn *c) {
   }
   r->off += (uint64_t)n;
   r->left -= (uint64_t)n;
+  /* the previous piece left: progress, so a big message on a slow link is not
+  ** cut by the session deadline (the data timer still bounds a stall) */
+  restart_deadline(c);
   mh_smtp_more(c->s, fbuf, (size_t)n, r->left == 0);
 }
 
@@ -904,7 +910,6 @@ static int not_ready(lua_State *L, conn *c, const char *what) {
   return 1;
 }
 
-static void restart_deadline(conn *c) { uv_timer_start(&c->deadline, deadline_cb, c->deadline_ms, 0); }
 
 static int l_auth(lua_State *L) {
   conn *c = check_conn(L);
