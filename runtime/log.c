@@ -13,6 +13,9 @@
 static mh_log_level min_level = MH_LOG_INFO;
 static int level_from_env = 0;  /* $MAILHOOK_LOG_LEVEL read once */
 static int to_syslog = 0;
+static mh_log_hook hook_before;   /* around each stderr line: see mh_log_set_hooks */
+static mh_log_hook hook_after;
+static void *hook_ud;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -46,6 +49,12 @@ void mh_log_use_syslog(const char *ident) {
   }
 }
 
+void mh_log_set_hooks(mh_log_hook before, mh_log_hook after, void *ud) {
+  hook_before = before;
+  hook_after = after;
+  hook_ud = ud;
+}
+
 void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
   init_from_env();
@@ -62,8 +71,13 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   gettimeofday(&tv, NULL);
   localtime_r(&tv.tv_sec, &tm);
   strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (hook_before) hook_before(hook_ud);
   fprintf(stderr, "%s.%03d %-5s %s\n", ts, (int)(tv.tv_usec / 1000),
           level_names[level], msg);
+  if (hook_after) {
+    fflush(stderr);   /* the line first, then what the hook redraws after it */
+    hook_after(hook_ud);
+  }
 }
 
 void mh_log(mh_log_level level, const char *fmt, ...) {
