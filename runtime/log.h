@@ -26,8 +26,9 @@ const char *mh_log_level_name(mh_log_level level);
 ** syslog), with ud: lets an interactive front end (the REPL's readline) take
 ** its prompt off the screen and draw it again below the line, so log lines of
 ** background tasks do not land in the middle of the line being typed.  Either
-** may be NULL; mh_log_set_hooks(NULL, NULL, NULL) removes them.  Single
-** threaded, like the rest of the log: set them from the loop thread only. */
+** may be NULL; mh_log_set_hooks(NULL, NULL, NULL) removes them.  They run
+** only for lines logged by the thread that set them (the loop thread); lines
+** of other threads (libuv's workers) are written without them. */
 typedef void (*mh_log_hook)(void *ud);
 void mh_log_set_hooks(mh_log_hook before, mh_log_hook after, void *ud);
 

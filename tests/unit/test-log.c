@@ -1,9 +1,11 @@
 /*
 ** test-log.c — the hooks around each stderr line of runtime/log.c
 ** (mh_log_set_hooks): called once before and once after every line written,
-** in that order, never for a line dropped by the level, gone once removed.
+** in that order, never for a line dropped by the level nor one of another
+** thread, gone once removed.
 ** stderr is pointed at a scratch file; the hooks write markers into it.
 */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +31,10 @@ static char *take(FILE *f) {
   return buf;
 }
 
+static void *worker(void *arg) { (void)arg; mh_warn("from a worker"); return NULL; }
+
 int main(void) {
+  pthread_t th;
   FILE *f = tmpfile();
   char *got;
   if (!f || dup2(fileno(f), 2) < 0) { printf("1..0 # SKIP no scratch file\n"); return 0; }
@@ -46,6 +51,12 @@ int main(void) {
   got = take(f);
   is_str(got, "", "a line below the level is not written");
   is_int(calls, 2, "and calls no hook");
+
+  if (pthread_create(&th, NULL, worker, NULL) == 0) pthread_join(th, NULL);
+  got = take(f);
+  ok(strstr(got, " warn  from a worker\n") && !strchr(got, '<') && !strchr(got, '>'),
+     "a line of another thread is written without the hooks");
+  is_int(calls, 2, "which were not called");
 
   mh_log_set_hooks(NULL, after, NULL);
   mh_error("two");
