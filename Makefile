@@ -122,17 +122,22 @@ run: deps all
 bench: deps all
 	@scripts/bench
 
-install: $(BUILD)/mailhook
+# The precompiled modules go to PREFIX/lib/mailhook/luac, where the installed
+# binary looks (runtime/main.c find_paths); used only while they match the
+# installed sources, like BUILD/luac in the build tree.
+install: $(BUILD)/mailhook $(LUAC_OUT)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
-	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/etc $(DESTDIR)$(PREFIX)/var/spool/mailhook
+	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/etc $(DESTDIR)$(PREFIX)/var/spool/mailhook \
+	           $(DESTDIR)$(PREFIX)/lib/mailhook/luac
 	install -m 0755 $(BUILD)/mailhook $(DESTDIR)$(PREFIX)/bin/mailhook
 	cp -R lua/mailhook/. $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook/
+	cp -R $(BUILD)/luac/. $(DESTDIR)$(PREFIX)/lib/mailhook/luac/
 	cp scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/ 2>/dev/null || true
 	-install -m 0644 $(BUILD)/libmailhook.a $(DESTDIR)$(PREFIX)/lib/ 2>/dev/null
 	-install -m 0644 runtime/mailhook.h $(DESTDIR)$(PREFIX)/include/ 2>/dev/null
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/share/mailhook
+	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -28,6 +28,7 @@
 #include <readline/readline.h>
 #include <readline/history.h>
 #include "l_sched.h"
+#include "log.h"
 
 #define HISTORY_MAX 1000      /* entries kept in memory and in the history file */
 #define CHUNK 65536           /* bytes per read from a pipe */
@@ -44,6 +45,8 @@ static struct {
   int waiting;                /* w belongs to a live readline() */
   int prompt_active;          /* readline's callback handler is installed */
   int line_done;              /* line_cb ran: hand `line` over outside readline */
+  int in_rl;                  /* inside rl_callback_read_char (keys, Tab): no redraw */
+  int log_cleared;            /* log_before took the prompt off: log_after redraws it */
   char *line;                 /* what line_cb got (NULL = Ctrl-D), malloc'd by readline */
   char *history;              /* history file, NULL when history is not kept */
   int completer_ref;          /* registry ref of the Lua completer, for Tab */
@@ -208,7 +211,9 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     R.line_done = 1;
     R.line = NULL;
   } else {
+    R.in_rl = 1;
     rl_callback_read_char();
+    R.in_rl = 0;
   }
   if (!R.line_done) return;
   R.line_done = 0;
@@ -297,8 +302,35 @@ static int l_completer(lua_State *L) {
   return 0;
 }
 
+/* ------------------------------------------------------------ log lines */
+
+/* log.c calls these around every line it writes to stderr (mh_log_set_hooks),
+** set while the REPL reads a terminal.  A log line of a background task that
+** comes while a prompt is shown would otherwise land in the middle of the line
+** being typed: the prompt and the partial line are wiped first, the log line
+** is written on the cleared line, and readline draws them again below it (the
+** text and the cursor position kept), as l_write does for print().  Nothing
+** happens when no prompt is shown (a line runs: its output is ordinary) or
+** from inside readline itself (a completer that logs). */
+static void log_before(void *ud) {
+  (void)ud;
+  if (!R.prompt_active || R.in_rl || R.log_cleared) return;
+  fflush(stdout);
+  rl_clear_visible_line();           /* to column 0 of the prompt's first row, rows erased */
+  fflush(rl_outstream ? rl_outstream : stdout);
+  R.log_cleared = 1;
+}
+
+static void log_after(void *ud) {
+  (void)ud;
+  if (!R.log_cleared) return;
+  R.log_cleared = 0;
+  if (R.prompt_active) rl_forced_update_display();  /* prompt, text, cursor; flushes */
+}
+
 /* Leave the terminal as we found it, whatever ends the process. */
 static void restore_terminal(void) {
+  mh_log_set_hooks(NULL, NULL, NULL);
   if (R.prompt_active) rl_callback_handler_remove();
   R.prompt_active = 0;
 }
@@ -401,6 +433,7 @@ static void open_repl(lua_State *L) {
       using_history();
       stifle_history(HISTORY_MAX);
       if (!once) { atexit(restore_terminal); once = 1; }
+      mh_log_set_hooks(log_before, log_after, NULL);
       memset(&sa, 0, sizeof sa);
       sa.sa_handler = on_sigint;
       sa.sa_flags = SA_RESTART;

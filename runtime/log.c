@@ -1,6 +1,7 @@
 /*
 ** log.c — timestamped log lines on stderr, or syslog (see log.h).
 */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,10 @@
 static mh_log_level min_level = MH_LOG_INFO;
 static int level_from_env = 0;  /* $MAILHOOK_LOG_LEVEL read once */
 static int to_syslog = 0;
+static mh_log_hook hook_before;   /* around each stderr line: see mh_log_set_hooks */
+static mh_log_hook hook_after;
+static void *hook_ud;
+static pthread_t hook_thread;     /* the hooks run only for lines of the thread that set them */
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -46,6 +51,13 @@ void mh_log_use_syslog(const char *ident) {
   }
 }
 
+void mh_log_set_hooks(mh_log_hook before, mh_log_hook after, void *ud) {
+  hook_before = before;
+  hook_after = after;
+  hook_ud = ud;
+  hook_thread = pthread_self();
+}
+
 void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
   init_from_env();
@@ -62,8 +74,16 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   gettimeofday(&tv, NULL);
   localtime_r(&tv.tv_sec, &tm);
   strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  /* a line of a worker thread (spool work on libuv's pool) is written bare:
+     the hooks touch the front end's state, which is the loop thread's only */
+  int hooked = (hook_before || hook_after) && pthread_equal(pthread_self(), hook_thread);
+  if (hooked && hook_before) hook_before(hook_ud);
   fprintf(stderr, "%s.%03d %-5s %s\n", ts, (int)(tv.tv_usec / 1000),
           level_names[level], msg);
+  if (hooked && hook_after) {
+    fflush(stderr);   /* the line first, then what the hook redraws after it */
+    hook_after(hook_ud);
+  }
 }
 
 void mh_log(mh_log_level level, const char *fmt, ...) {

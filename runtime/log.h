@@ -22,6 +22,16 @@ void mh_log_use_syslog(const char *ident);
 int mh_log_parse_level(const char *name);
 const char *mh_log_level_name(mh_log_level level);
 
+/* Called just before and just after every line written to stderr (not to
+** syslog), with ud: lets an interactive front end (the REPL's readline) take
+** its prompt off the screen and draw it again below the line, so log lines of
+** background tasks do not land in the middle of the line being typed.  Either
+** may be NULL; mh_log_set_hooks(NULL, NULL, NULL) removes them.  They run
+** only for lines logged by the thread that set them (the loop thread); lines
+** of other threads (libuv's workers) are written without them. */
+typedef void (*mh_log_hook)(void *ud);
+void mh_log_set_hooks(mh_log_hook before, mh_log_hook after, void *ud);
+
 void mh_log(mh_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void mh_vlog(mh_log_level level, const char *fmt, va_list ap);

@@ -31,7 +31,7 @@ typedef struct {
   char scripts[PATH_MAX];   /* admin action scripts (test.lua, update.lua, ...) */
   char conf[PATH_MAX];      /* settings file: -c, $MAILHOOK_CONF, or the default */
   char spool[PATH_MAX];     /* spool folder: -s, $MAILHOOK_SPOOL, or the default */
-  char luac[PATH_MAX];      /* precompiled lua/ beside the binary ("" = none): bc_searcher */
+  char luac[PATH_MAX];      /* precompiled lua/ (BUILD/luac, PREFIX/lib/mailhook/luac): bc_searcher */
   int installed;            /* 1 for an installed binary */
 } paths_t;
 
@@ -54,7 +54,8 @@ static void find_paths(paths_t *p) {
     snprintf(p->scripts, sizeof p->scripts, "%s/share/mailhook/scripts", p->root);
     snprintf(p->conf, sizeof p->conf, "%s/etc/mailhook.conf", p->root);
     snprintf(p->spool, sizeof p->spool, "%s/var/spool/mailhook", p->root);
-    p->luac[0] = 0;   /* `make install` installs sources only */
+    /* `make install` puts BUILD/luac there: bytecode is per machine, not shared */
+    snprintf(p->luac, sizeof p->luac, "%s/lib/mailhook/luac", p->root);
   } else {
     snprintf(p->lua, sizeof p->lua, "%s/lua", p->root);
     snprintf(p->scripts, sizeof p->scripts, "%s/scripts", p->root);
@@ -79,7 +80,10 @@ static void find_paths(paths_t *p) {
 ** or one changed since `make`) is parsed as before, and so is every failure
 ** here (missing, short, foreign bytecode):
 ** the searcher then returns nothing and Lua's searcher runs as it always did.
-** The bytecode is trusted like the binary beside it (same folder, same owner). */
+** The bytecode is trusted like the binary beside it (same folder, same owner).
+** An installed binary reads PREFIX/lib/mailhook/luac, made in the build tree:
+** the chunk is renamed on loading to the source file it stands for, wherever
+** the tree now lies (DESTDIR, a moved PREFIX), so messages name that file. */
 
 /* Reads all of PATH into a malloc'd buffer (NUL-terminated); NULL on any failure. */
 static char *slurp(const char *path, size_t *len) {
@@ -104,6 +108,63 @@ static char *slurp(const char *path, size_t *len) {
 }
 
 #define MAGIC "MHLUAC2 "
+
+/* lua_load reads a renamed dump in four pieces: see load_as. */
+typedef struct {
+  const char *part[4];
+  size_t len[4];
+  int next;
+} pieces_t;
+
+static const char *read_pieces(lua_State *L, void *ud, size_t *size) {
+  pieces_t *p = (pieces_t *)ud;
+  (void)L;
+  while (p->next < 4) {
+    int i = p->next++;
+    if (p->len[i]) { *size = p->len[i]; return p->part[i]; }
+  }
+  *size = 0;
+  return NULL;
+}
+
+/* Loads DUMP (string.dump of a main chunk, with debug info) as the chunk of
+** source file SRC: its main function's source name, which build-luac set to
+** the build tree's file, becomes "@SRC", as Lua's file searcher names it (the
+** nested functions inherit it).  Lua 5.4's layout: a header of 15 bytes, then
+** an integer and a number of the sizes given at bytes 13 and 14, the number of
+** upvalues (1 byte), then the source: its length + 1 in base 128, most
+** significant group first, the last byte marked with 0x80, then its bytes.
+** Anything else (another layout, a stripped dump) is loaded as it is, and
+** lua_load itself rejects what is not a sound chunk of this Lua. */
+static int load_as(lua_State *L, const char *dump, size_t n, const char *src) {
+  const unsigned char *d = (const unsigned char *)dump;
+  char name[PATH_MAX + 2];
+  unsigned char size[16], tmp[16], b;
+  size_t off, at, len = 0, nlen = (size_t)snprintf(name, sizeof name, "@%s", src), x;
+  int k = 0, m = 0;
+  pieces_t p;
+  if (n < 17 || memcmp(dump, LUA_SIGNATURE, 4) || d[4] != 0x54 || nlen >= sizeof name)
+    return luaL_loadbufferx(L, dump, n, src, "b");
+  off = at = 15 + (size_t)d[13] + d[14] + 1;
+  do {                                 /* the old name's length + 1 */
+    if (at >= n || at - off > 8) return luaL_loadbufferx(L, dump, n, src, "b");
+    b = d[at++];
+    len = (len << 7) | (b & 0x7f);
+  } while (!(b & 0x80));
+  if (len == 0 || len - 1 > n - at ||  /* stripped (no name), or short */
+      (len - 1 == nlen && !memcmp(dump + at, name, nlen)))  /* already right */
+    return luaL_loadbufferx(L, dump, n, src, "b");
+  x = nlen + 1;
+  do { tmp[k++] = (unsigned char)(x & 0x7f); x >>= 7; } while (x);
+  while (k) size[m++] = tmp[--k];
+  size[m - 1] |= 0x80;
+  p.part[0] = dump;                   p.len[0] = off;
+  p.part[1] = (const char *)size;     p.len[1] = (size_t)m;
+  p.part[2] = name;                   p.len[2] = nlen;
+  p.part[3] = dump + at + (len - 1);  p.len[3] = n - at - (len - 1);
+  p.next = 0;
+  return lua_load(L, read_pieces, &p, src, "b");
+}
 
 /* package.searchers entry: upvalues lua dir, luac dir.  name -> loader, source
 ** path (what Lua's file searcher returns) | nothing (let the next searcher look).
@@ -138,7 +199,7 @@ static int bc_searcher(lua_State *L) {
        (want_len = strtoull(btext + hdr, &end, 10), *end == '\n') && want_len == slen &&
        (hdr = (size_t)(end + 1 - btext), blen - hdr > slen) && !memcmp(btext + hdr, stext, slen);
   free(stext);
-  if (ok) ok = luaL_loadbufferx(L, btext + hdr + slen, blen - hdr - slen, src, "b") == LUA_OK;
+  if (ok) ok = load_as(L, btext + hdr + slen, blen - hdr - slen, src) == LUA_OK;
   free(btext);
   if (!ok) { lua_settop(L, 1); return 0; }        /* the source is parsed, as before */
   lua_pushstring(L, src);

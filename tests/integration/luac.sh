@@ -58,4 +58,42 @@ for f in $(cd "$ROOT/lua" && find . -name '*.lua' | sed 's|^\./||'); do
   cmp -s -n "$(wc -c < "$T/h")" "$T/h" "$BUILD/luac/${f}c" || { echo "# stale or missing: $f"; bad=1; }
 done
 is "${bad:-0}" 0 "make precompiled every lua/ module, each matching its source"
+
+# `make install PREFIX=`: the precompiled modules go to PREFIX/lib/mailhook/luac
+# and the installed binary loads them (relocatable: the tree is moved first).
+# -o: never rebuild the binary here (an ASan build would be remade without it).
+P="$T/prefix"
+make -C "$ROOT" -s --no-print-directory -o "$BUILD/mailhook" BUILD="$BUILD" PREFIX="$P" install >"$T/make.out" 2>&1
+is "$?" 0 "make install PREFIX= runs"
+P2="$T/moved"
+mv "$P" "$P2"
+IMH="$P2/bin/mailhook"
+ILUA="$P2/share/mailhook/lua"
+ILUAC="$P2/lib/mailhook/luac"
+bad=0; n=0
+for f in $(cd "$ILUA" && find . -name '*.lua' | sed 's|^\./||'); do
+  head_of "$ILUA/$f" > "$T/h"; n=$((n + 1))
+  cmp -s -n "$(wc -c < "$T/h")" "$T/h" "$ILUAC/${f}c" || { echo "# not installed or stale: $f"; bad=1; }
+done
+ok "$([ "$bad" = 0 ] && [ "$n" -gt 10 ]; echo $?)" "every installed module has its precompiled chunk in PREFIX/lib/mailhook/luac ($n)"
+# the probe, in the installed tree: a .luac whose bytecode differs from its source
+printf 'return "source"\n' > "$ILUA/mailhook/zz_probe.lua"
+{ head_of "$ILUA/mailhook/zz_probe.lua"; cat "$T/dump"; } > "$ILUAC/mailhook/zz_probe.luac"
+iprobe() { "$IMH" -e 'io.write((require "mailhook.zz_probe"))' 2>&1; }
+is "$(iprobe)" "bytecode" "the installed binary loads a matching chunk from PREFIX/lib/mailhook/luac"
+printf 'return "source" -- edited after install\n' > "$ILUA/mailhook/zz_probe.lua"
+is "$(iprobe)" "source" "and parses a source edited after install"
+out=$("$IMH" -e '
+  local s = require "mailhook.settings"
+  local i = debug.getinfo(s.load, "S")
+  io.write(i.source, " ", i.linedefined > 0 and "lines" or "nolines")')
+is "$out" "@$ILUA/mailhook/settings.lua lines" \
+   "an installed precompiled module is named as its installed source (not the build tree's), with lines"
+out=$("$IMH" -e 'local ok, e = pcall(require("mailhook.args").parse, 42) io.write(tostring(e))' 2>&1)
+like "$out" "/moved/share/mailhook/lua/mailhook/args.lua:[0-9]+: " "an error raised in it names the installed file and its line"
+# a real module edited after install: the edit is what runs
+{ printf 'MH_EDITED = "yes"\n'; cat "$ILUA/mailhook/pretty.lua"; } > "$T/p" && mv "$T/p" "$ILUA/mailhook/pretty.lua"
+is "$("$IMH" -e 'require "mailhook.pretty" io.write(tostring(MH_EDITED))')" "yes" \
+   "a real module edited after install runs as edited"
+is "$(printf '{1}\n' | MAILHOOK_HISTORY= "$IMH" repl 2>&1)" "{ 1 }" "the installed binary works on (its REPL)"
 done_testing
