@@ -32,6 +32,8 @@ local HINT = {
     "(25, 465 = implicit TLS, 587 = submission) and that nothing in between (a proxy, " ..
     "an antivirus, a firewall) rewrites the traffic",
   requires_tls = "set `tls = starttls` (or `tls = auto`: STARTTLS when the server offers it)",
+  requires_tls_auto = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
+    "(465, `tls = implicit`) or its submission port (587)",
   tls_version = "the server's TLS is older than `tls_min_version` allows: update the server's TLS; " ..
     "lower `tls_min_version` only for a legacy server you trust (1.0 and 1.1 are broken)",
   tls_version_13 = "the server does not speak TLS 1.3: set `tls_min_version = 1.2` (the default), " ..
@@ -46,6 +48,7 @@ local function hint_for(info)
   if not info then return nil end
   local why = info.why
   if why == "tls_version" and info.tls_min_version == "1.3" then why = "tls_version_13" end
+  if why == "requires_tls" and (cfg.tls or "auto") == "auto" then why = "requires_tls_auto" end
   if not why and info.code == "EPROTO" then why = "protocol" end
   local h = (why and HINT[why]) or HINT[info.stage]
   if h and h:find("%s", 1, true) then h = h:format(info.tls_min_version or "1.2") end

@@ -399,8 +399,7 @@ function M.requires_tls(ci, info)
   end
   local offers = false
   for _, cap in ipairs(ci.capabilities or {}) do if cap:upper() == "STARTTLS" then offers = true end end
-  local reply = tostring(info.smtp) .. ((info.enhanced and info.enhanced ~= "") and (" " .. info.enhanced) or "")
-    .. " " .. text:gsub("\n", " ")
+  local reply = tostring(info.smtp) .. " " .. text:gsub("\n", " ")   -- text starts with the enhanced code
   return "the server requires TLS before it accepts mail, and this session is in plain text " ..
     "(it answered: " .. reply .. ")" .. (offers and "; it offers STARTTLS" or "")
 end
