@@ -78,6 +78,45 @@ is "$(printf '%s\n' "$OUT" | grep '^  hint')" \
   "the hint names the version floor"
 nothing_sent quiet "no alert"
 
+# --- the bytes on the wire: a scripted peer that refuses the handshake, then goes on
+# recording the raw connection until the client closes (tests/peers/fault.py).
+script() { n=$((n + 1)); cat > "$T/s$n.script"; echo "$T/s$n.script"; }
+s=$(script <<'S'
+send 220 fault.example ESMTP
+expect ^EHLO
+send 250-fault.example
+send 250-STARTTLS
+send 250 AUTH PLAIN LOGIN
+expect ^STARTTLS
+send 220 2.0.0 go ahead
+starttls 1.1
+expect ^EHLO
+send 250-fault.example
+send 250 AUTH PLAIN LOGIN
+S
+)
+start_fault F "$s" --cert "$C/server.crt" --key "$C/server.key"
+mh_test "$(conf port="$F" tls=starttls)"
+is "$RC" 1 "wire: STARTTLS to a TLS 1.1 peer: exit 1"
+like "$ERR" "no TLS version in common" "wire: the version error"
+wait_for 5 grep -q "^END 1" "$F_OUT"; ok $? "wire: the client closed the connection"
+like "$(cat "$F_OUT")" "TLS-FAIL 1 " "wire: the peer refused the handshake"
+is "$(tr -d '\r' < "$F_REC")" "$(printf 'EHLO client.example.org\nSTARTTLS')" \
+  "wire: EHLO and STARTTLS in plain text, then nothing (no AUTH, no MAIL, no password)"
+
+s=$(script <<'S'
+starttls 1.1
+send 220 fault.example ESMTP
+expect ^EHLO
+S
+)
+start_fault F "$s" --cert "$C/server.crt" --key "$C/server.key"
+mh_test "$(conf port="$F" tls=implicit)"
+is "$RC" 1 "wire: implicit TLS to a TLS 1.1 peer: exit 1"
+like "$ERR" "no TLS version in common" "wire: the version error"
+wait_for 5 grep -q "^END 1" "$F_OUT"; ok $? "wire: the client closed the connection"
+is "$(wc -c < "$F_REC")" 0 "wire: not one byte after the refused handshake"
+
 # --- tls_min_version = 1.3 against a TLS 1.2 server ----------------------------------------
 peer imp12 implicit 1.2
 mh_test "$(conf port="$P" tls=implicit tls_min_version=1.3)"
