@@ -35,7 +35,7 @@ local HINT = {
   requires_tls_auto = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
     "(465, `tls = implicit`) or its submission port (587)",
   tls_version = "the server's TLS is older than `tls_min_version` allows: update the server's TLS; " ..
-    "lower `tls_min_version` only for a legacy server you trust (1.0 and 1.1 are broken)",
+    "lower `tls_min_version` only for a legacy server you trust (1.0 and 1.1 are deprecated, RFC 8996)",
   tls_version_13 = "the server does not speak TLS 1.3: set `tls_min_version = 1.2` (the default), " ..
     "or enable TLS 1.3 on the server",
   tls_closed = "the server hung up during the TLS handshake: often it supports no TLS version from " ..
@@ -68,7 +68,7 @@ local function show_info(i, stage)
   if i.security == "none" and i.cert and (i.cert.subject or "") ~= "" then
     sec = "TLS attempted, not established: the certificate below was refused"
   elseif i.security == "none" and stage == "tls" and cfg.tls ~= "none" then
-    sec = "TLS attempted, not established"
+    sec = "TLS not established"
   end
   row("security", sec)
   if i.cert and (i.cert.subject or "") ~= "" then

@@ -384,8 +384,8 @@ end
 function M.requires_tls(ci, info)
   if not ci or ci.security ~= "none" or not info or not info.smtp or info.stage == "tls" then return nil end
   local text = tostring(info.text or "")
-  local tlsish = text:lower():find("tls", 1, true) or text:lower():find("encrypt", 1, true)
-                 or text:lower():find("ssl", 1, true)
+  local low = text:lower()
+  local tlsish = low:find("tls", 1, true) or low:find("encrypt", 1, true) or low:find("ssl", 1, true)
   if not tlsish or not (info.smtp == 530 or info.smtp == 538 or tostring(info.enhanced or ""):match("^5%.7%.")) then
     return nil
   end

@@ -31,7 +31,7 @@ nothing_sent() {
   unlike "$log" "^(starttls |ehlo .*tls=TLS|auth|mail|rcpt|data)" "$2: no TLS session, AUTH, MAIL or RCPT reached the server"
   unlike "$log$OUT" "$PW" "$2: the password appears nowhere"
 }
-VERSION_HINT="  hint           the server's TLS is older than \`tls_min_version\` allows: update the server's TLS; lower \`tls_min_version\` only for a legacy server you trust (1.0 and 1.1 are broken)"
+VERSION_HINT="  hint           the server's TLS is older than \`tls_min_version\` allows: update the server's TLS; lower \`tls_min_version\` only for a legacy server you trust (1.0 and 1.1 are deprecated, RFC 8996)"
 V13_HINT="  hint           the server does not speak TLS 1.3: set \`tls_min_version = 1.2\` (the default), or enable TLS 1.3 on the server"
 
 # --- a TLS 1.1 server, the default floor (1.2) -------------------------------------------
@@ -42,7 +42,7 @@ like "$OUT" "result: FAILED at stage tls" "stage tls"
 is "$ERR" "  error          127.0.0.1:$P: no TLS version in common: mailhook requires TLS 1.2 or later (tls_min_version = 1.2) and the server offers only older versions (OpenSSL: alert protocol version)" \
   "the error names the version problem"
 is "$(printf '%s\n' "$OUT" | grep '^  hint')" "$VERSION_HINT" "the version hint, exactly"
-like "$OUT" "security +TLS attempted, not established" "security: not established (not 'plain text')"
+like "$OUT" "security +TLS not established" "security: not established (not 'none (plain text)')"
 nothing_sent imp11 "implicit"
 
 peer st11 starttls 1.1
