@@ -11,7 +11,9 @@
 --   smtp.test{to = nil [, cfg = cfg]} -> report | nil, err, info   (waits)
 --
 -- Expected failures return nil, message, info with info = {class, stage, smtp,
--- enhanced, text, connection, code}.
+-- enhanced, text, connection, code, why}; why names a cause an administrator can
+-- act on: "tls_version" (no TLS version in common), "tls_closed" (the server hung
+-- up in the handshake), "requires_tls" (smtp.test: refused in plain text).
 local core = require "mailhook.core"
 
 local M = {}
