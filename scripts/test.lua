@@ -27,11 +27,37 @@ local HINT = {
   auth = "authentication failed: check `username`, `password`/`password_command`, `auth_mechanism`",
   sender = "the server refuses the From address: use an address this account may send as",
   recipient = "the server refused the test recipient or the message",
+  -- by cause (info.why, or info.code EPROTO), before the stage's own hint
+  protocol = "the server answered, but not in SMTP: check that `port` is an SMTP port " ..
+    "(25, 465 = implicit TLS, 587 = submission) and that nothing in between (a proxy, " ..
+    "an antivirus, a firewall) rewrites the traffic",
+  requires_tls = "set `tls = starttls` (or `tls = auto`: STARTTLS when the server offers it)",
+  requires_tls_auto = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
+    "(465, `tls = implicit`) or its submission port (587)",
+  tls_version = "the server's TLS is older than `tls_min_version` allows: update the server's TLS; " ..
+    "lower `tls_min_version` only for a legacy server you trust (1.0 and 1.1 are deprecated, RFC 8996)",
+  tls_version_13 = "the server does not speak TLS 1.3: set `tls_min_version = 1.2` (the default), " ..
+    "or enable TLS 1.3 on the server",
+  tls_closed = "the server hung up during the TLS handshake: often it supports no TLS version from " ..
+    "`tls_min_version` (%s) up or no cipher in common; also check `tls` " ..
+    "(465 = implicit TLS, 587 = STARTTLS) and the server's TLS log",
 }
+
+-- The hint for a failure: its cause when known, else its stage.
+local function hint_for(info)
+  if not info then return nil end
+  local why = info.why
+  if why == "tls_version" and info.tls_min_version == "1.3" then why = "tls_version_13" end
+  if why == "requires_tls" and (cfg.tls or "auto") == "auto" then why = "requires_tls_auto" end
+  if not why and info.code == "EPROTO" then why = "protocol" end
+  local h = (why and HINT[why]) or HINT[info.stage]
+  if h and h:find("%s", 1, true) then h = h:format(info.tls_min_version or "1.2") end
+  return h
+end
 
 local function row(k, v) io.write(string.format("  %-14s %s\n", k, v)) end
 
-local function show_info(i)
+local function show_info(i, stage)
   if not i then return end
   row("server", string.format("%s%s port %s", i.server or "?",
     (i.address and i.address ~= "") and (" (" .. i.address .. ")") or "", tostring(i.port or "?")))
@@ -41,6 +67,8 @@ local function show_info(i)
   if i.tls_version then sec = sec .. " (" .. i.tls_version .. ", " .. (i.cipher or "?") .. ")" end
   if i.security == "none" and i.cert and (i.cert.subject or "") ~= "" then
     sec = "TLS attempted, not established: the certificate below was refused"
+  elseif i.security == "none" and stage == "tls" and cfg.tls ~= "none" then
+    sec = "TLS not established"
   end
   row("security", sec)
   if i.cert and (i.cert.subject or "") ~= "" then
@@ -75,12 +103,13 @@ if report then
   return 0
 end
 report = info and info.report or {}
-show_info(report.info)
+show_info(report.info, info and info.stage)
 if report.from_accepted then row("from", report.from .. " accepted") end
 io.write("result: FAILED at stage ", tostring(info and info.stage or "?"), "\n")
 io.write("  error          ", tostring(msg), "\n")
 if info and info.smtp then
   io.write("  server reply   ", tostring(info.smtp), " ", (tostring(info.text or ""):gsub("\n", " ")), "\n")
 end
-if info and HINT[info.stage] then io.write("  hint           ", HINT[info.stage], "\n") end
+local hint = hint_for(info)
+if hint then io.write("  hint           ", hint, "\n") end
 return 1

@@ -11,7 +11,9 @@
 --   smtp.test{to = nil [, cfg = cfg]} -> report | nil, err, info   (waits)
 --
 -- Expected failures return nil, message, info with info = {class, stage, smtp,
--- enhanced, text, connection, code}.
+-- enhanced, text, connection, code, why}; why names a cause an administrator can
+-- act on: "tls_version" (no TLS version in common), "tls_closed" (the server hung
+-- up in the handshake), "requires_tls" (smtp.test: refused in plain text).
 local core = require "mailhook.core"
 
 local M = {}
@@ -147,6 +149,24 @@ local function fail_info(code, stage, msg, extra)
   local info = { code = code, class = "transient", stage = stage }
   for k, v in pairs(extra or {}) do info[k] = v end
   return nil, msg, info
+end
+
+-- A TLS handshake that failed because client and server share no TLS version,
+-- said for an administrator instead of in OpenSSL's words (kept in parentheses):
+-- the server's protocol_version alert, or a ServerHello below tls_min_version.
+-- Returns the new message, or nil when err is about something else.
+local VERSION_WORDS = { "alert protocol version", "unsupported protocol", "no protocols available" }
+function M.version_refusal(err, min)
+  local low = tostring(err):lower()
+  local word
+  for _, w in ipairs(VERSION_WORDS) do if low:find(w, 1, true) then word = w break end end
+  if not word then return nil end
+  min = min or "1.2"
+  local where = tostring(err):match("^(%S+:%d+): ") or ""
+  local need = min == "1.3" and "TLS 1.3" or ("TLS " .. min .. " or later")
+  return string.format("%sno TLS version in common: mailhook requires %s (tls_min_version = %s) " ..
+    "and the server offers only older versions (OpenSSL: %s)", where ~= "" and (where .. ": ") or "",
+    need, min, word)
 end
 
 -- ----------------------------------------------------------- auth
@@ -313,6 +333,15 @@ function M.connect(cfg, report)
       err = err .. " (" .. host .. ":" .. port .. " was seen with TLS before: a downgrade attack, " ..
             "or a server misconfiguration)"
     end
+    if info.stage == "tls" then
+      local min = cfg.tls_min_version and tostring(cfg.tls_min_version) or "1.2"
+      local clear = M.version_refusal(err, min)
+      if clear then
+        err, info.why, info.tls_min_version = clear, "tls_version", min
+      elseif err:find("connection closed during the TLS handshake", 1, true) then
+        info.why, info.tls_min_version = "tls_closed", min   -- often a version or cipher mismatch
+      end
+    end
     last_err, last_info = err, info
     if info.class == "permanent" and info.stage ~= "connect" and info.stage ~= "dns" then break end
     if #list > 1 then core.log("warn", "smtp: " .. err .. (host ~= list[#list] and "; trying the next server" or "")) end
@@ -350,6 +379,25 @@ local function test_message(cfg, to)
   }, "\r\n")
 end
 
+-- A session in plain text refused because the server wants TLS first (RFC 3207's
+-- "530 Must issue a STARTTLS command first", or 5.7.x naming TLS or encryption):
+-- the message that says so, or nil.  ci is the session's info, info the failure's.
+-- A 530 about authentication (RFC 4954) is not this: the text must name TLS.
+function M.requires_tls(ci, info)
+  if not ci or ci.security ~= "none" or not info or not info.smtp or info.stage == "tls" then return nil end
+  local text = tostring(info.text or "")
+  local low = text:lower()
+  local tlsish = low:find("tls", 1, true) or low:find("encrypt", 1, true) or low:find("ssl", 1, true)
+  if not tlsish or not (info.smtp == 530 or info.smtp == 538 or tostring(info.enhanced or ""):match("^5%.7%.")) then
+    return nil
+  end
+  local offers = false
+  for _, cap in ipairs(ci.capabilities or {}) do if cap:upper() == "STARTTLS" then offers = true end end
+  local reply = tostring(info.smtp) .. " " .. text:gsub("\n", " ")   -- text starts with the enhanced code
+  return "the server requires TLS before it accepts mail, and this session is in plain text " ..
+    "(it answered: " .. reply .. ")" .. (offers and "; it offers STARTTLS" or "")
+end
+
 -- test{to = nil [, cfg = cfg]} -> report | nil, err, info (info.report).  Waits.
 function M.test(opts)
   opts = opts or {}
@@ -365,6 +413,8 @@ function M.test(opts)
   local function failed(err, info)
     info = info or {}
     info.stage = TEST_STAGE[info.stage] or info.stage or "connect"
+    local clear = M.requires_tls(report.info, info)
+    if clear then err, info.why = clear, "requires_tls" end
     report.failed_stage = info.stage
     report.error = err
     report.reply = info.smtp and (info.smtp .. " " .. (info.text or "")) or nil

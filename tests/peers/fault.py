@@ -16,8 +16,12 @@ Every connection runs the script from the top.  Script lines (# starts a comment
     data             read up to and including CRLF.CRLF (the end of DATA)
     sleep SECONDS    pause
     trickle SECONDS  from now on, send one byte every SECONDS (0 = at once)
-    starttls         TLS handshake as the server (needs --cert/--key); then all
-                     reads and writes go through TLS
+    starttls [MAX]   TLS handshake as the server (needs --cert/--key); then all
+                     reads and writes go through TLS.  MAX (1.0 1.1 1.2 1.3) is the
+                     highest version offered (1.0/1.1 at security level 0); with
+                     it, a failed handshake prints "TLS-FAIL n REASON" and the raw
+                     connection goes on being recorded until the client closes
+                     (what a client sends after a refused handshake)
     close            close the connection now
     stall            say nothing more; record until the client closes
 TEXT takes Python escapes (\\r \\n \\t \\xNN \\\\).  After the last line the peer
@@ -52,6 +56,20 @@ def unescape(text):
     return codecs.escape_decode(text.encode())[0]
 
 
+TLS_MAX = {"": None, "1.0": "TLSv1", "1.1": "TLSv1_1", "1.2": "TLSv1_2", "1.3": "TLSv1_3"}
+
+
+def cap_version(ctx, arg):
+    """The highest TLS version ctx offers; OpenSSL 3 serves 1.0/1.1 only at level 0."""
+    import warnings
+    with warnings.catch_warnings():   # TLSv1/TLSv1_1 are deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if arg in ("1.0", "1.1"):
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = getattr(ssl.TLSVersion, TLS_MAX[arg])
+
+
 def parse(path):
     """The script as a list of (lineno, op, arg); refuses unknown ops at start."""
     ops = {"send", "raw", "repeat", "expect", "read", "data", "sleep", "trickle",
@@ -67,6 +85,8 @@ def parse(path):
                 sys.exit(f"fault.py: {path}:{n}: unknown step {op!r}")
             if op == "expect":
                 re.compile(arg)
+            if op == "starttls" and arg not in TLS_MAX:
+                sys.exit(f"fault.py: {path}:{n}: starttls takes 1.0, 1.1, 1.2 or 1.3, not {arg!r}")
             if op == "repeat":
                 count, _, text = arg.partition(" ")
                 arg = (int(count), text)
@@ -169,7 +189,19 @@ def serve(sock, n, steps, o):
                 if c.buf:
                     say("EXPECT-FAIL", n, lineno, "bytes before handshake", repr(c.buf))
                 c.sock.settimeout(o.idle)
-                c.sock = ctx.wrap_socket(c.sock, server_side=True)
+                if not arg:
+                    c.sock = ctx.wrap_socket(c.sock, server_side=True)
+                    continue
+                cap_version(ctx, arg)
+                raw = c.sock.dup()    # the connection outlives a failed handshake
+                try:
+                    c.sock = ctx.wrap_socket(c.sock, server_side=True)
+                except (OSError, ssl.SSLError) as e:
+                    say("TLS-FAIL", n, getattr(e, "reason", None) or e.__class__.__name__)
+                    c.sock = raw
+                    reason = "tls-failed-" + c.drain(o.idle)
+                    break
+                raw.close()
             elif op == "close":
                 reason = "closed"
                 break

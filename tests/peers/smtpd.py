@@ -195,6 +195,24 @@ class Authenticator:
         return AuthResult(success=good, handled=False, auth_data=auth_data)
 
 
+def send_handshake_alerts():
+    """asyncio (3.11's sslproto) closes the connection when a server-side handshake
+    fails without sending the alert OpenSSL queued (e.g. protocol_version when no
+    TLS version is shared).  Real servers (Postfix, Exim: OpenSSL on a socket) send
+    it, and the client's report depends on it: flush it before asyncio closes."""
+    import asyncio.sslproto as sp
+    done = sp.SSLProtocol._on_handshake_complete
+
+    def on_handshake_complete(self, exc):
+        if exc is not None:
+            try:
+                self._process_outgoing()
+            except Exception:
+                pass
+        return done(self, exc)
+    sp.SSLProtocol._on_handshake_complete = on_handshake_complete
+
+
 class Server(SMTP):
     """aiosmtpd's SMTP with the connection and STARTTLS events logged."""
 
@@ -221,7 +239,10 @@ def main():
     p.add_argument("--require-starttls", action="store_true", help="refuse all but EHLO/NOOP/QUIT before STARTTLS")
     p.add_argument("--cert", help="server certificate (PEM; may hold the chain)")
     p.add_argument("--key", help="server key (PEM)")
-    p.add_argument("--tls-max", choices=["1.2", "1.3"], help="highest TLS version offered")
+    p.add_argument("--tls-max", choices=["1.0", "1.1", "1.2", "1.3"],
+                   help="highest TLS version offered (1.0/1.1: a legacy server, security level 0)")
+    p.add_argument("--tls-no-alert", action="store_true",
+                   help="with --tls-max: a failed handshake just closes (asyncio's own behaviour)")
     p.add_argument("--auth", help="USER:PASS; AUTH PLAIN and LOGIN, required before MAIL")
     p.add_argument("--auth-optional", action="store_true", help="offer AUTH but accept mail without it")
     p.add_argument("--auth-in-clear", action="store_true", help="offer AUTH before TLS (a bad server)")
@@ -254,7 +275,19 @@ def main():
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(o.cert, o.key)
         if o.tls_max:
-            ctx.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[o.tls_max]
+            import warnings
+            with warnings.catch_warnings():   # TLSv1/TLSv1_1 are deprecated: that is the point
+                warnings.simplefilter("ignore", DeprecationWarning)
+                versions = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
+                            "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+                if o.tls_max in ("1.0", "1.1"):
+                    # OpenSSL 3 refuses TLS < 1.2 at its default security level, on the
+                    # server side too: a legacy server is played at level 0 (this peer only).
+                    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+                    ctx.minimum_version = ssl.TLSVersion.TLSv1
+                ctx.maximum_version = versions[o.tls_max]
+            if not o.tls_no_alert:
+                send_handshake_alerts()
     if o.require_starttls and o.tls != "starttls":
         sys.exit("smtpd.py: --require-starttls needs --tls starttls")
 
