@@ -115,6 +115,7 @@ static long pull(mh_intake *in, char *out, size_t cap) {
 }
 
 int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, char *err) {
+  int over = 0;
   for (;;) {
     if (in->cap - in->len < MH_INTAKE_CHUNK) {
       size_t nc = in->cap ? in->cap * 2 : MH_INTAKE_CHUNK * 2;
@@ -136,10 +137,7 @@ int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, ch
       const char *b = memmem(in->buf + from, in->len - from, "\r\n\r\n", 4);
       if (b) { in->head_len = (size_t)(b - in->buf) + 2; break; }
     }
-    if (in->len > MH_INTAKE_HEADMAX) {
-      if (err) snprintf(err, MH_INTAKE_ERRLEN, "header block over %u MB", MH_INTAKE_HEADMAX >> 20);
-      return MH_ECORRUPT;
-    }
+    if (in->len > MH_INTAKE_HEADMAX) { over = 1; break; }   /* no empty line within the limit */
     if (n == 0) {   /* ended without an empty line: all of it is the header block */
       if (in->len && (in->len < 2 || in->buf[in->len - 2] != '\r' || in->buf[in->len - 1] != '\n')) {
         in->buf[in->len++] = '\r';   /* room: cap - len >= MH_INTAKE_CHUNK */
@@ -148,6 +146,10 @@ int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, ch
       in->head_len = in->len;
       break;
     }
+  }
+  if (over || in->head_len > MH_INTAKE_HEADMAX) {
+    if (err) snprintf(err, MH_INTAKE_ERRLEN, "header block over %u MB", MH_INTAKE_HEADMAX >> 20);
+    return MH_ECORRUPT;
   }
   *head = in->buf;
   *len = in->head_len;
