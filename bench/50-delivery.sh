@@ -5,7 +5,8 @@
 #     per message: $MSMTP_N (100) timed, extrapolated).  Same sink, same run, rounds
 #     alternating, the senders pinned to CPU 0 and the sink to CPU 1.
 #     Goals: >= 1.5x smtp-source, >= 50x msmtp.
-#  2. Peak RSS of `mailhook flush` draining a backlog of $BACKLOG messages
+#  2. Peak RSS and time of delivering one $BIG_MB (200) MB message.
+#  3. Peak RSS of `mailhook flush` draining a backlog of $BACKLOG messages
 #     (default 20,000 to keep `make bench` to a few minutes; BACKLOG=100000 for
 #     the figure of the goal: <= 10 MB and flat), RSS sampled every 0.2 s.
 . "$(dirname "$0")/lib.sh"
@@ -85,6 +86,27 @@ echo "delivery  $MSGS x 1 KB, spool -> smtp-sink, median of $ROUNDS alternating 
 echo "delivery    mailhook flush     ${mh} msg/s  (rounds: ${mh_rates[*]})"
 echo "delivery    smtp-source -s 1   ${src} msg/s  (rounds: ${src_rates[*]})   ratio $($PY -c "print('%.2f' % ($mh/$src))")  (goal >= 1.5)"
 echo "delivery    msmtp per message  ${ms} msg/s  ($MSMTP_N timed, extrapolated)   ratio $($PY -c "print('%.1f' % ($mh/$ms))")  (goal >= 50)"
+
+# Memory: one big message (a fax with a large attachment), read piece by piece
+# from its spool file as it is sent.
+BIG_MB=${BIG_MB:-200}
+$PY - "$W/big.eml" "$BIG_MB" <<'PY'
+import sys
+line = b"0123456789" * 7 + b"abcdef\r\n"
+n = int(sys.argv[2]) * 1024 * 1024 // len(line)
+with open(sys.argv[1], "wb") as f:
+    f.write(b"From: bench@example.com\r\nTo: sink@example.net\r\nSubject: big\r\n\r\n")
+    for _ in range(n // 1024):
+        f.write(line * 1024)
+PY
+"$MAILHOOK" -e '
+  local f = assert(io.open(..., "rb"))
+  local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
+  assert(sp:enqueue(f:read("a"), { from = "bench@example.com", to = { "sink@example.net" } }))' "$W/big.eml"
+/usr/bin/time -f "%e %M" -o "$W/big.time" taskset -c 0 "$MAILHOOK" flush >/dev/null 2>"$W/flush.err"
+read -r secs kb < <(tail -1 "$W/big.time")
+echo "delivery  one ${BIG_MB} MB message to smtp-sink: ${secs} s, peak RSS $((kb / 1024)) MB (read from its file piece by piece)"
+rm -f "$W/big.eml"
 
 # Memory: peak and flatness of RSS while draining the backlog.
 fill "$BACKLOG"

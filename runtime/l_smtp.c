@@ -32,9 +32,13 @@
 ** after the event call into smtp.c has returned (settle()), so Lua never
 ** re-enters the state machine from inside it.
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "l_sched.h"
 #include "smtp.h"
 #include "tls.h"
@@ -62,6 +66,8 @@ typedef struct {
   char msg[800];               /* why it failed */
   mh_smtp_rcpt *rcpts;         /* deep copy (rcpt strings owned) */
   size_t nrcpt;
+  int fd;                      /* submit_file: the message's file, read as it is sent; -1 */
+  uint64_t off, left;          /* where the next piece starts, bytes still to send */
 } sres;
 
 #define MAX_SENDS 2            /* in flight: the running transaction and one queued */
@@ -80,6 +86,7 @@ struct conn {
   int op_done, op_rc;          /* the op ended (set by callbacks, acted on in settle) */
   sres sends[MAX_SENDS];       /* submitted sends in order, from `first`, `nsends` of them */
   int first, nsends;
+  int want_more;               /* the session asked for a streamed message's next piece */
   int refs;                    /* userdata + open handles + requests in flight */
   int closed;                  /* conn_close ran */
   int ud_alive;                /* the Lua userdata still points here */
@@ -120,6 +127,11 @@ static int pop_send(lua_State *L, conn *c);
 
 /* ---------------------------------------------------------- lifetime */
 
+static void sres_close_file(sres *r) {
+  if (r->fd >= 0) close(r->fd);
+  r->fd = -1;
+}
+
 static void sres_clear(sres *r) {
   for (size_t i = 0; i < r->nrcpt; i++) free(r->rcpts[i].rcpt);
   free(r->rcpts);
@@ -129,7 +141,7 @@ static void sres_clear(sres *r) {
 
 static void unref(conn *c) {
   if (--c->refs > 0) return;
-  for (int i = 0; i < MAX_SENDS; i++) sres_clear(&c->sends[i]);
+  for (int i = 0; i < MAX_SENDS; i++) { sres_clear(&c->sends[i]); sres_close_file(&c->sends[i]); }
   mh_smtp_free(c->s);
   mh_tls_free(c->tls);
   if (c->ai) uv_freeaddrinfo(c->ai);
@@ -284,6 +296,36 @@ static void io_starttls(void *ud) { ((conn *)ud)->start_tls = 1; }
 
 static void snap_send(conn *c, sres *r, int rc);
 
+static void deadline_cb(uv_timer_t *t);
+static void restart_deadline(conn *c) { uv_timer_start(&c->deadline, deadline_cb, c->deadline_ms, 0); }
+
+static void io_more(void *ud) { ((conn *)ud)->want_more = 1; }
+
+/* The next piece of the streamed message the session is sending (the oldest
+** send not ended), read from its file. */
+static void feed_more(conn *c) {
+  static char fbuf[65536];   /* one loop thread */
+  sres *r = NULL;
+  for (int i = 0; i < c->nsends; i++) {
+    sres *x = &c->sends[(c->first + i) % MAX_SENDS];
+    if (!x->done) { r = x; break; }
+  }
+  if (!r || r->fd < 0) { mh_smtp_more_error(c->s, MH_EINVAL, "no message file"); return; }
+  size_t want = r->left < sizeof fbuf ? (size_t)r->left : sizeof fbuf;
+  ssize_t n;
+  do n = pread(r->fd, fbuf, want, (off_t)r->off); while (n < 0 && errno == EINTR);
+  if (n < 0 || (n == 0 && want > 0)) {
+    mh_smtp_more_error(c->s, n < 0 ? -errno : MH_EEOF, n < 0 ? strerror(errno) : "the file got shorter");
+    return;
+  }
+  r->off += (uint64_t)n;
+  r->left -= (uint64_t)n;
+  /* the previous piece left: progress, so a big message on a slow link is not
+  ** cut by the session deadline (the data timer still bounds a stall) */
+  restart_deadline(c);
+  mh_smtp_more(c->s, fbuf, (size_t)n, r->left == 0);
+}
+
 static void io_done(void *ud, int rc) {
   conn *c = (conn *)ud;
   for (int i = 0; i < c->nsends; i++) {   /* a submitted send ended (they end in order) */
@@ -420,6 +462,11 @@ static void settle(conn *c) {
     if (c->flushed) {
       c->flushed = 0;
       if (c->s && c->writes == 0) mh_smtp_flushed(c->s);
+      continue;
+    }
+    if (c->want_more) {
+      c->want_more = 0;
+      if (c->s && !c->closed) feed_more(c);
       continue;
     }
     break;
@@ -637,6 +684,7 @@ static void snap_send(conn *c, sres *r, int rc) {
   r->done = 1;
   r->rc = rc;
   r->closed = c->closed || !c->sk || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED;
+  sres_close_file(r);
   r->code = rp->code;
   snprintf(r->enhanced, sizeof r->enhanced, "%s", rp->enhanced);
   snprintf(r->text, sizeof r->text, "%.2047s", rp->text);
@@ -790,6 +838,7 @@ static int l_new(lua_State *L) {
   io.timer = io_timer;
   io.starttls = io_starttls;
   io.done = io_done;
+  io.more = io_more;
   c->s = mh_smtp_new(&p, &io);
   if (!c->s) { free(c); return luaL_error(L, "out of memory"); }
   c->refs = 3;           /* userdata + two timers */
@@ -797,6 +846,7 @@ static int l_new(lua_State *L) {
   uv_timer_init(mh_l_loop(), &c->timer);
   uv_timer_init(mh_l_loop(), &c->deadline);
   c->timer.data = c->deadline.data = c;
+  for (int i = 0; i < MAX_SENDS; i++) c->sends[i].fd = -1;
   u->c = c;
   return 1;
 }
@@ -860,7 +910,6 @@ static int not_ready(lua_State *L, conn *c, const char *what) {
   return 1;
 }
 
-static void restart_deadline(conn *c) { uv_timer_start(&c->deadline, deadline_cb, c->deadline_ms, 0); }
 
 static int l_auth(lua_State *L) {
   conn *c = check_conn(L);
@@ -881,20 +930,24 @@ static int l_auth(lua_State *L) {
 
 /* Submits one send (arguments 2..4: from, {rcpt...}, data); its outcome joins
 ** the queue that c:result() reads.  Never waits. */
-static void submit(lua_State *L, conn *c, const char *what) {
+static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off, uint64_t size) {
   const char *from = luaL_checkstring(L, 2);
-  size_t len, n;
-  const char *data;
+  size_t len = 0, n;
+  const char *data = NULL;
   const char **rcpt;
   sres *r;
   int rc, gate;
   luaL_checktype(L, 3, LUA_TTABLE);
-  data = luaL_checklstring(L, 4, &len);
+  if (fd < 0) data = luaL_checklstring(L, 4, &len);
   n = (size_t)luaL_len(L, 3);
-  if ((c->waiting && c->op != OP_SEND) || (!c->nsends && c->op != OP_NONE))
+  if ((c->waiting && c->op != OP_SEND) || (!c->nsends && c->op != OP_NONE)) {
+    if (fd >= 0) close(fd);
     luaL_error(L, "%s: another operation is in progress on this session", what);
-  if (c->nsends >= MAX_SENDS)
+  }
+  if (c->nsends >= MAX_SENDS) {
+    if (fd >= 0) close(fd);
     luaL_error(L, "%s: %d sends are outstanding already (collect one with result())", what, MAX_SENDS);
+  }
   rcpt = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rcpt, 0);  /* freed by the GC */
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
@@ -919,16 +972,22 @@ static void submit(lua_State *L, conn *c, const char *what) {
     snprintf(msg, sizeof msg, "%s: the SMTP session is not usable (%s)", what,
              *mh_smtp_errmsg(c->s) ? mh_smtp_errmsg(c->s) : "closed");
     snap_refused(r, MH_ECONNECT, "connect", msg, 1);
+    if (fd >= 0) close(fd);
     return;
   }
   uv_ref((uv_handle_t *)&c->sk->tcp);
   restart_deadline(c);   /* per message: a long stream of them is not one slow session */
   r->done = 0;
-  if ((rc = mh_smtp_send(c->s, from, rcpt, n, data, len)) < 0) {
+  r->fd = fd;
+  r->off = off;
+  r->left = size;
+  rc = fd >= 0 ? mh_smtp_send_stream(c->s, from, rcpt, n, size, 1) : mh_smtp_send(c->s, from, rcpt, n, data, len);
+  if (rc < 0) {
     const char *stage;
     const char *msg = mh_smtp_send_error(c->s, &stage);
     /* its outcome is in at once; result() still gives the ones before it first */
     snap_refused(r, rc, *stage ? stage : "mail", *msg ? msg : mh_strerror(rc), 0);
+    sres_close_file(r);
   } else if (gate) {
     mh_smtp_gate(c->s);
   }
@@ -958,14 +1017,41 @@ static int collect(lua_State *L, conn *c, const char *what) {
 static int l_send(lua_State *L) {
   conn *c = check_conn(L);
   if (c->nsends) luaL_error(L, "smtp send: %d submitted send(s) not collected (use result())", c->nsends);
-  submit(L, c, "smtp send");
+  submit(L, c, "smtp send", -1, 0, 0);
   return collect(L, c, "smtp send");
 }
 
 /* c:submit(from, {rcpt...}, data) -> true   (never waits; c:result() tells) */
 static int l_submit(lua_State *L) {
   conn *c = check_conn(L);
-  submit(L, c, "smtp submit");
+  submit(L, c, "smtp submit", -1, 0, 0);
+  settle(c);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* c:submit_file(from, {rcpt...}, path [, offset]) -> true | nil, err, info
+** (never waits).  As submit, for a message read from its file while it is sent,
+** one piece at a time (memory stays at 64 KiB whatever its size).  nil when
+** the file cannot be opened: nothing was submitted. */
+static int l_submit_file(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *path = luaL_checkstring(L, 4);
+  lua_Integer off = luaL_optinteger(L, 5, 0);
+  struct stat st;
+  int fd;
+  luaL_argcheck(L, off >= 0, 5, "offset must be >= 0");
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return mh_l_fail(L, e == ENOENT ? MH_ENOTFOUND : -e, "data", "%s: %s", path, strerror(e));
+  }
+  if ((uint64_t)st.st_size < (uint64_t)off) {
+    close(fd);
+    return mh_l_fail(L, MH_EINVAL, "data", "%s: offset %lld past its end", path, (long long)off);
+  }
+  submit(L, c, "smtp submit", fd, (uint64_t)off, (uint64_t)st.st_size - (uint64_t)off);
   settle(c);
   lua_pushboolean(L, 1);
   return 1;
@@ -1108,7 +1194,8 @@ static int l_tostring(lua_State *L) {
 void l_smtp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit },
-    { "result", l_result }, { "release", l_release }, { "pending", l_pending }, { "check_sender", l_check_sender },
+    { "submit_file", l_submit_file }, { "result", l_result }, { "release", l_release },
+    { "pending", l_pending }, { "check_sender", l_check_sender },
     { "quit", l_quit }, { "alive", l_alive }, { "close", l_close }, { "info", l_info }, { NULL, NULL } };
   mh_l_newclass(L, CONN_MT, methods, l_close, l_tostring);
   lua_newtable(L);

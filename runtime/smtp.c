@@ -314,6 +314,11 @@ typedef struct {
   int data_refused;             /* DATA not 354 */
   int empty_data;               /* 354 with no recipient: ".\r\n" sent to close */
   int body_held;                /* its 354 came while gated: the data waits for release */
+  /* streamed data (mh_smtp_send_stream): given in pieces by the owner */
+  int streamed;
+  mh_smtp_dotw dotw;            /* the stuffer's state across the pieces */
+  int wanting;                  /* io.more was called: a piece is awaited */
+  int dot_out;                  /* its data and final dot are written */
 } txn;
 
 struct mh_smtp {
@@ -534,16 +539,28 @@ static void put_group(mh_smtp *s, txn *x, int rset) {
   put_cmd(s, "DATA");
 }
 
-/* The current message's data and final dot, then (PIPELINING) the queued
-** transaction's commands right behind them, in the same write: RFC 2920 §3.1
+/* The current message's final dot is written: then (PIPELINING) the queued
+** transaction's commands go right behind it, in the same write: RFC 2920 §3.1
 ** allows the message content to open a group, so the next MAIL, RCPT and DATA
 ** need not wait for the reply to the dot.  No RSET: the dot ends the
 ** transaction, whatever its reply. */
+static void dot_written(mh_smtp *s) {
+  s->t->dot_out = 1;
+  if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
+}
+
+/* The current message's data and final dot (a streamed one: its first piece is
+** asked for). */
 static void put_body(mh_smtp *s) {
   txn *t = s->t;
+  if (t->streamed && !t->empty_data) {
+    t->wanting = 1;
+    if (s->io.more) s->io.more(s->io.ud);
+    return;
+  }
   if (t->empty_data) mh_buf_add(&s->wbuf, ".\r\n", 3);
   else mh_buf_add(&s->wbuf, t->body.data, t->body.len);
-  if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
+  dot_written(s);
 }
 
 static void auth_start(mh_smtp *s) {
@@ -875,6 +892,33 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
 void mh_smtp_flushed(mh_smtp *s) {
   /* the final dot's timer counts from the moment the data left */
   if (s->state == MH_SMTP_BODY && !s->t->body_held) s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
+  /* a streamed message: everything written left, the next piece may come */
+  if (s->state == MH_SMTP_BODY && s->t->streamed && !s->t->dot_out && !s->t->body_held && !s->t->wanting) {
+    s->t->wanting = 1;
+    if (s->io.more) s->io.more(s->io.ud);
+  }
+}
+
+void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last) {
+  txn *t = s->t;
+  int rc;
+  if (s->state != MH_SMTP_BODY || !t->streamed || !t->wanting) return;
+  t->wanting = 0;
+  if ((rc = mh_smtp_dot_write(&t->dotw, &s->wbuf, buf, len)) < 0 ||
+      (last && (rc = mh_smtp_dot_finish(&t->dotw, &s->wbuf)) < 0)) {
+    die(s, rc, "data", "%s", mh_strerror(rc));
+    return;
+  }
+  if (last) dot_written(s);
+  s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
+  flush(s);
+}
+
+void mh_smtp_more_error(mh_smtp *s, int code, const char *what) {
+  if (s->state != MH_SMTP_BODY || !s->t->streamed) return;
+  /* half a message is on the wire: only closing the session keeps the server
+  ** from taking it as complete */
+  die(s, code, "data", "reading the message failed: %s", what ? what : mh_strerror(code));
 }
 
 void mh_smtp_timeout(mh_smtp *s) {
@@ -968,6 +1012,7 @@ static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt
   x->accepted = 0;
   x->first_rejected = -1;
   x->mail_failed = x->data_refused = x->empty_data = x->ahead = x->body_held = 0;
+  x->streamed = x->wanting = x->dot_out = 0;
   snprintf(x->from, sizeof x->from, "%s", from);
   x->mail_params[0] = '\0';
   if (size && (s->caps.flags & MH_SMTP_CAP_SIZE))
@@ -979,11 +1024,23 @@ static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt
 }
 
 /* Stuffs the message into x and fills its envelope. */
+/* Streamed: data is NULL and len the message's size (its data comes later
+** through io.more / mh_smtp_more; eightbit as the owner says). */
 static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcpt, size_t nrcpt,
-                    const char *data, size_t len) {
+                    const char *data, size_t len, int eightbit) {
   mh_smtp_dotw w;
-  int rc, eightbit = 0;
+  int rc;
   if (nrcpt == 0) return refuse(s, MH_EBADADDR, "rcpt", "no recipient");
+  if (!data) {
+    if (s->caps.size && len > s->caps.size)
+      return refuse(s, MH_ETOOBIG, "mail", "message of %zu bytes is larger than the server's limit of %llu bytes",
+                    len, (unsigned long long)s->caps.size);
+    x->body.len = 0;
+    if ((rc = prepare(s, x, from, rcpt, nrcpt, eightbit, len)) < 0) return rc;
+    x->streamed = 1;
+    mh_smtp_dot_init(&x->dotw);
+    return 0;
+  }
   for (size_t i = 0; i < len; i++) if ((unsigned char)data[i] >= 0x80) { eightbit = 1; break; }
   x->body.len = 0;
   mh_smtp_dot_init(&w);
@@ -1000,17 +1057,17 @@ static int can_queue(const mh_smtp *s) {
   return s->op == OP_SEND && !s->q && s->state >= MH_SMTP_RSET && s->state <= MH_SMTP_BODY;
 }
 
-int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
-                 const char *data, size_t len) {
+static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
+                    const char *data, size_t len, int eightbit) {
   int rc;
   s->verr[0] = '\0';
   s->vstage = NULL;
   if (can_queue(s)) {
     txn *x = s->t == &s->tx[0] ? &s->tx[1] : &s->tx[0];
-    if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len)) < 0) return rc;
+    if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len, eightbit)) < 0) return rc;
     s->q = x;
     /* the current dot is out already: the commands follow at once */
-    if (s->state == MH_SMTP_BODY && !s->t->body_held && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) {
+    if (s->state == MH_SMTP_BODY && s->t->dot_out && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) {
       put_group(s, x, 0);
       flush(s);
     }
@@ -1025,7 +1082,7 @@ int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t n
     return rc;
   }
   s->op = OP_NONE;  /* until the checks pass: a refusal here is not an io.done */
-  if ((rc = load_txn(s, s->t, from, rcpt, nrcpt, data, len)) < 0) {
+  if ((rc = load_txn(s, s->t, from, rcpt, nrcpt, data, len, eightbit)) < 0) {
     set_err(s, s->vstage, "%s", s->verr);
     return rc;
   }
@@ -1034,6 +1091,16 @@ int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t n
   enter_state(s, s->need_rset ? MH_SMTP_RSET : MH_SMTP_MAIL);
   flush(s);
   return 0;
+}
+
+int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
+                 const char *data, size_t len) {
+  return send_txn(s, from, rcpt, nrcpt, data ? data : "", len, 0);
+}
+
+int mh_smtp_send_stream(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
+                        uint64_t size, int eightbit) {
+  return send_txn(s, from, rcpt, nrcpt, NULL, (size_t)size, eightbit);
 }
 
 void mh_smtp_gate(mh_smtp *s) {

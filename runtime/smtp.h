@@ -140,6 +140,9 @@ typedef struct {
                                                            with mh_smtp_tls_ready() or _error() */
   void (*done)(void *ud, int rc);                       /* the operation ended: 0 or MH_E*; it may
                                                            read the getters (they describe it) */
+  void (*more)(void *ud);                               /* a streamed message's next piece may be
+                                                           given (mh_smtp_more); may be NULL when
+                                                           mh_smtp_send_stream is never used */
 } mh_smtp_io;
 
 typedef struct {
@@ -199,6 +202,20 @@ int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret
 int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                  const char *data, size_t len);
 void mh_smtp_release(mh_smtp *s);
+
+/* mh_smtp_send for a message too big to hold in memory (a spool file with a
+** large attachment): size is its length (SIZE= and the server's limit are
+** checked with it), eightbit asks for BODY=8BITMIME where offered.  Its data is
+** given later in pieces: after io.more the owner calls mh_smtp_more once (not
+** from inside a callback), with last set on the final piece; the next io.more
+** comes when that piece has left (mh_smtp_flushed), so memory stays at one
+** piece.  Everything else (queueing, the gate, io.done) is as for a send.  A
+** piece that cannot be read: mh_smtp_more_error, which ends the session (half a
+** message must never look complete to the server). */
+int mh_smtp_send_stream(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
+                        uint64_t size, int eightbit);
+void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last);
+void mh_smtp_more_error(mh_smtp *s, int code, const char *what);
 /* Gates the running transaction (started in READY) as if it had been queued:
 ** for an owner that has not settled the message before it yet. */
 void mh_smtp_gate(mh_smtp *s);

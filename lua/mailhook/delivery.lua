@@ -8,10 +8,12 @@
 --   d:kick()           -- something appeared in pickup/: look now
 --   d:flush_request()  -- ignore backoff for one pass, reconnect now
 --   d:reload(cfg)      -- new settings: sessions are reopened before the next message
---   d:stop()           -- finish the message in flight, QUIT, and make run() return
+--   d:stop()           -- finish the messages in flight (two with pipelining), QUIT, return
 --   delivery.flush{...} -- what `mailhook flush` and mh.queue.flush() do (see below)
 --
--- Each connection is a worker with an explicit state machine:
+-- Each connection is a worker with an explicit state machine; in `sending` it
+-- keeps two messages in flight (Worker:burst: the next one's commands ride with
+-- the current one's final dot, its data waits until the current one is settled):
 --
 --   idle ──due message──> connecting ──ok──> sending ──queue empty──> idle
 --     ^                      │  failed (dns, connect, tls, auth, 421)

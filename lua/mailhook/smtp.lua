@@ -210,29 +210,19 @@ function Session:info()
   return i
 end
 
--- The message of m: m.data, or the spool file m.path from m.offset.
-local function data_of(m)
-  if m.data then return m.data end
-  if not m.path then error("send: data or path required", 3) end
-  local f, err = io.open(m.path, "rb")
-  if not f then return nil, err end
-  if m.offset then f:seek("set", m.offset) end
-  local data = f:read("a")
-  f:close()
-  return data
-end
-
 local function rcpts_of(m)
   local to = m.to
   if type(to) == "string" then to = { to } end
   return to or {}
 end
 
--- send{from=, to={...}, data=} or {path=, offset=} (a spool file from offset).  Waits.
+-- send{from=, to={...}, data=} or {path=, offset=} (a spool file from offset,
+-- read piece by piece as it is sent: memory does not grow with its size).  Waits.
 function Session:send(m)
-  local data, err = data_of(m)
-  if not data then return fail_info("ENOTFOUND", "data", err, { class = "transient" }) end
-  return self.c:send(m.from, rcpts_of(m), data)
+  if m.data then return self.c:send(m.from, rcpts_of(m), m.data) end
+  local ok, err, info = self:submit(m)
+  if not ok then return nil, err, info end
+  return self.c:result()
 end
 
 -- submit{...} (as send) -> true | nil, err, info (the message could not be
@@ -242,9 +232,11 @@ end
 -- oldest submission (waits).  Settle that message before asking for the next
 -- result (or calling release()): the next message's data leaves only then.
 function Session:submit(m)
-  local data, err = data_of(m)
-  if not data then return fail_info("ENOTFOUND", "data", err, { class = "transient" }) end
-  return self.c:submit(m.from, rcpts_of(m), data)
+  if m.data then return self.c:submit(m.from, rcpts_of(m), m.data) end
+  if not m.path then error("submit: data or path required", 2) end
+  local ok, err, info = self.c:submit_file(m.from, rcpts_of(m), m.path, m.offset or 0)
+  if not ok and info then info.class = "transient" end
+  return ok, err, info
 end
 function Session:result() return self.c:result() end
 function Session:release() return self.c:release() end

@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* 2. the whole input as a server's bytes, after a STARTTLS (required) */
   rec rr = { 0 };
   mh_smtp_params p = { .helo = "fuzz", .starttls = 2 };
-  mh_smtp_io io = { &rr, w_cb, t_cb, s_cb, d_cb };
+  mh_smtp_io io = { &rr, w_cb, t_cb, s_cb, d_cb, NULL };
   mh_smtp *s = mh_smtp_new(&p, &io);
   mh_smtp_connected(s, 0);
   static const char pre[] = "220 x\r\n250 STARTTLS\r\n220 go\r\n";

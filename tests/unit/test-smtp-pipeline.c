@@ -80,7 +80,7 @@ static void d_cb(void *ud, int rc) {
 static mh_smtp *new_session(rec *r) {
   mh_smtp_params p = { .helo = "client.test", .host = "mx.test", .port = 25, .starttls = 0,
                        .command_ms = 60000, .data_ms = 600000 };
-  mh_smtp_io io = { r, w_cb, t_cb, s_cb, d_cb };
+  mh_smtp_io io = { r, w_cb, t_cb, s_cb, d_cb, NULL };
   mh_buf_free(&r->out);
   memset(r, 0, sizeof *r);
   r->s = mh_smtp_new(&p, &io);

@@ -15,17 +15,19 @@ typedef struct {
   int done, rc;      /* io.done calls and the last rc */
   int starttls;      /* io.starttls calls */
   uint64_t timer;    /* last timer armed */
+  int more;          /* io.more calls (a streamed message's next piece wanted) */
 } rec;
 
 static void w_cb(void *ud, const char *b, size_t n) { rec *r = ud; mh_buf_add(&r->out, b, n); r->writes++; }
 static void t_cb(void *ud, uint64_t ms) { ((rec *)ud)->timer = ms; }
 static void s_cb(void *ud) { ((rec *)ud)->starttls++; }
 static void d_cb(void *ud, int rc) { rec *r = ud; r->done++; r->rc = rc; }
+static void m_cb(void *ud) { ((rec *)ud)->more++; }
 
 static mh_smtp *new_session(rec *r, int starttls) {
   mh_smtp_params p = { .helo = "client.test", .host = "mx.test", .port = 25, .starttls = starttls,
                        .command_ms = 60000, .data_ms = 600000 };
-  mh_smtp_io io = { r, w_cb, t_cb, s_cb, d_cb };
+  mh_smtp_io io = { r, w_cb, t_cb, s_cb, d_cb, m_cb };
   mh_buf_free(&r->out);
   memset(r, 0, sizeof *r);
   return mh_smtp_new(&p, &io);
@@ -450,6 +452,64 @@ static void test_state_names(void) {
   is_str(mh_smtp_state_name(MH_SMTP_CLOSED), "CLOSED", "last state");
 }
 
+/* A message streamed in pieces (mh_smtp_send_stream): asked for piece by piece
+** as each one leaves, stuffed across the pieces, and the next message's
+** commands ride with the last piece and its dot. */
+static void test_streamed(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n");
+  const char *to[] = { "b@x.test" };
+  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 5000, 1), MH_ETOOBIG, "over the SIZE limit: refused at once");
+  is_int(r.done, 0, "without io.done");
+  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 20, 1), 0, "streamed send started");
+  is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=20 BODY=8BITMIME\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
+         "SIZE from the given size, BODY=8BITMIME as asked");
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, "two\r\n", 5), 0, "a second message queued behind it");
+  is_str(take(&r), "", "nothing more yet");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  is_int(r.more, 1, "the 354 asks for the first piece");
+  is_str(take(&r), "", "and writes nothing by itself");
+  mh_smtp_more(s, "Subject: s\r\n\r\nab\r\n", 18, 0);
+  is_str(take(&r), "Subject: s\r\n\r\nab\r\n", "first piece out");
+  is_int(r.more, 1, "no second request before it left");
+  mh_smtp_flushed(s);
+  is_int(r.more, 2, "it left: the next piece is asked for");
+  mh_smtp_more(s, ".x\r\n", 4, 1);
+  is_int(r.writes, 1, "the last piece, the dot and the next commands: one write");
+  is_str(take(&r), "..x\r\n.\r\nMAIL FROM:<a@x.test> SIZE=5\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
+         "a dot at the start of a piece is stuffed; the next MAIL rides with the final dot");
+  mh_smtp_flushed(s);
+  is_int(r.more, 2, "nothing more asked after the last piece");
+  feed(s, "250 q1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  is_int(r.done, 1, "message 1 done");
+  is_int(r.rc, 0, "accepted");
+  mh_smtp_release(s);
+  is_str(take(&r), "two\r\n.\r\n", "message 2's data after release");
+  feed(s, "250 q2\r\n");
+  is_int(r.done, 2, "message 2 done");
+  mh_smtp_free(s);
+
+  /* the gate holds a streamed message's first request; a read error ends the session */
+  s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, "one\r\n", 5);
+  mh_smtp_send_stream(s, "a@x.test", to, 1, 10, 0);
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  take(&r);
+  feed(s, "250 q1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  is_int(r.done, 1, "message 1 done");
+  is_int(r.more, 0, "message 2 gated: no piece asked for yet");
+  mh_smtp_release(s);
+  is_int(r.more, 1, "released: its first piece is asked for");
+  mh_smtp_more_error(s, MH_EEOF, "the file got shorter");
+  is_int(r.done, 2, "the half-sent message ends");
+  is_int(r.rc, MH_EEOF, "with the read error");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "and the session with it (half a message must not look complete)");
+  ok(strstr(mh_smtp_errmsg(s), "file got shorter") != NULL, "the reason says why: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 int main(void) {
   test_ehlo_caps();
   test_helo_fallback();
@@ -465,5 +525,6 @@ int main(void) {
   test_check_sender_and_quit();
   test_timeouts_and_421();
   test_state_names();
+  test_streamed();
   return done_testing();
 }
