@@ -11,7 +11,7 @@
 **   Spool:delivered(id [, {sync = false, now =}]) Spool:defer(id, t)
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
-**   core.spool.stream(fd [, {dot = false}]) -> Stream: a message read from fd
+**   core.spool.stream(fd [, {dot = true}]) -> Stream: a message read from fd
 **     in chunks (sendmail's stdin); Stream:head() -> header block, empty (waits);
 **     Stream:set_head(bytes); Spool:enqueue(stream, env) streams it in (waits)
 */

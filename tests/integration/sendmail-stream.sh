@@ -119,4 +119,23 @@ is "$rc" 0 "a message without body or final newline is queued"
 f=$(ls "$S"/pickup/*.eml)
 is "$(tail -c 6 "$f" | od -An -tx1 | tr -d ' \n')" "626f64790d0a" "ends with CRLF"
 
+# --- the Lua API: a stream is enqueued once, and needs its envelope
+rm -f "$S"/pickup/*.eml
+out=$(printf 'Subject: s\nBcc: x@ex.org\n\nbody\n' | "$MAILHOOK" -s "$S" -e '
+  local core = require "mailhook.core"
+  local sp = assert(require("mailhook.spool").open(...))
+  local st = core.spool.stream(0, { dot = false })
+  local head, empty = assert(st:head())
+  print("HEAD " .. head:gsub("\r", "<CR>"):gsub("\n", "<LF>") .. " " .. tostring(empty))
+  print("NOENV", pcall(sp.enqueue, sp, st))
+  st:set_head("Subject: s\r\n")
+  print("ID", (assert(sp:enqueue(st, { from = "a@ex.org", to = { "b@ex.org" } }))))
+  print("AGAIN", pcall(sp.enqueue, sp, st, { to = { "b@ex.org" } }))' "$S" 2>&1)
+like "$out" 'HEAD Subject: s<CR><LF>Bcc: x@ex.org<CR><LF> false' "head(): the header lines in CRLF, not empty"
+like "$out" "NOENV\s+false.*needs its envelope" "a stream without envelope: an error saying so"
+like "$out" "ID\s+[0-9a-f]{16}" "enqueue(stream, env) returns the id"
+like "$out" "AGAIN\s+false.*already used" "a second enqueue of the same stream: an error"
+is "$(grep -av '^X-' "$S"/pickup/*.eml | od -An -c | tr -s ' \n' ' ')" " S u b j e c t : s \r \n \r \n b o d y \r \n " \
+   "the file: the head set, then the rest of the input"
+
 done_testing
