@@ -2,7 +2,8 @@
 # write+fsync+rename+folder-fsync floor (bench/spool-probe.py), measured
 # alternately in one run, on a fresh and on a churned spool; group commit;
 # peak RSS of `mailhook queue` over 100,000 messages and of enqueuing a 200 MB
-# attachment.  Goals: single >= 80% of the floor; batch > floor; RSS <= 10 / 20 MB.
+# attachment and of piping a 200 MB message through mailhook sendmail.
+# Goals: single >= 80% of the floor; batch > floor; RSS <= 10 / 20 / 20 MB.
 . "$(dirname "$0")/lib.sh"
 : "${ROOT:=$(cd "$(dirname "$0")/.." && pwd)}"
 B=${BENCH_DIR:-$ROOT/build/bench-spool}
@@ -74,4 +75,11 @@ C=$B/conf
 head -c 200000000 /dev/urandom > "$B/big.bin"
 read -r rss secs < <( { echo body | /usr/bin/time -f "%M %e" "$MAILHOOK" -c "$C" -s "$B/spool" enqueue --to sink@ex.org --attach "$B/big.bin" > /dev/null; } 2>&1 | tail -1)
 echo "spool  enqueue of a 200 MB attachment: peak RSS $(mb "$rss") (goal <= 20 MB), ${secs} s (file $(( $(du -m "$B"/spool/pickup/*.eml | tail -1 | cut -f1) )) MB)"
+rm -f "$B/big.bin" "$B"/spool/pickup/*.eml
+
+# peak RSS and time of piping a 200 MB message through mailhook sendmail -t
+# (stdin streams into the spool file in 64 KiB chunks; LF lines made CRLF)
+{ printf 'From: app@ex.org\nTo: sink@ex.org\nSubject: fax\n\n'; head -c 150000000 /dev/urandom | base64 -w 76; } > "$B/big.eml"
+read -r rss secs < <( { cat "$B/big.eml" | /usr/bin/time -f "%M %e" "$MAILHOOK" -c "$C" -s "$B/spool" sendmail -t > /dev/null; } 2>&1 | tail -1)
+echo "spool  sendmail of a $(( $(stat -c %s "$B/big.eml") / 1000000 )) MB message through a pipe: peak RSS $(mb "$rss") (goal <= 20 MB), ${secs} s (file $(( $(du -m "$B"/spool/pickup/*.eml | tail -1 | cut -f1) )) MB)"
 rm -rf "$B"

@@ -11,6 +11,9 @@
 **   Spool:delivered(id [, {sync = false, now =}]) Spool:defer(id, t)
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
+**   core.spool.stream(fd [, {dot = true}]) -> Stream: a message read from fd
+**     in chunks (sendmail's stdin); Stream:head() -> header block, empty (waits);
+**     Stream:set_head(bytes); Spool:enqueue(stream, env) streams it in (waits)
 */
 #include <malloc.h>
 #include <stdlib.h>
@@ -20,6 +23,7 @@
 #include "error.h"
 #include "spool.h"
 #include "fsutil.h"
+#include "intake.h"
 
 #if defined(__has_include)
 #if __has_include("msg.h")
@@ -31,6 +35,7 @@
 #define SPOOL_MT "mailhook.Spool"
 #define LIST_MT "mailhook.SpoolList"
 #define WATCH_MT "mailhook.SpoolWatch"
+#define STREAM_MT "mailhook.SpoolStream"
 #define LIST_BATCH 64
 
 /* Files kept open between load{keep = true} and delivered{now = true}: the
@@ -150,9 +155,17 @@ typedef struct {
   size_t len;
   int strip_bcc;     /* bytes given without an envelope: Bcc lines left out */
   void *msg;         /* mh_msg * */
+  mh_intake *intake; /* a Stream: read from its descriptor as it is written */
 } source;
 
 typedef struct mh_spool_iter_box lbox;
+
+/* The Stream userdata: a message read from a descriptor (runtime/intake.c). */
+typedef struct {
+  mh_intake *in;     /* NULL once closed or handed to an enqueue (which frees it) */
+  int busy;          /* head() runs on the pool: close waits for it */
+  int closing;       /* close asked while busy: the job frees in */
+} lstream;
 
 typedef struct {
   int kind;
@@ -200,6 +213,7 @@ static int source_write(void *arg, int fd) {
 #ifdef HAVE_MSG
   if (s->msg) return mh_msg_write((mh_msg *)s->msg, fd);
 #endif
+  if (s->intake) return mh_intake_write(s->intake, fd);
   if (s->strip_bcc) return mh__spool_write_no_bcc(fd, s->data, s->len);
   return mh_fsutil_write_all(fd, s->data, s->len);
 }
@@ -277,6 +291,7 @@ static void op_free(void *arg) {
   free(o->strs);
   if (o->items) for (i = 0; i < o->n; i++) free((void *)o->items[i].to);
   free(o->items);
+  if (o->src) for (i = 0; i < o->n; i++) mh_intake_free(o->src[i].intake);
   free(o->src);
   for (long k = 0; k < o->nids; k++) free(o->ids[k]);
   free(o->ids);
@@ -296,7 +311,13 @@ static void op_work(void *arg) {
   mh_spool *sp = o->ls->sp;
   o->err[0] = '\0';
   switch (o->kind) {
-  case OP_ENQ: o->rc = mh_spool_enqueue(sp, o->items, o->n, o->err); break;
+  case OP_ENQ:
+    o->rc = mh_spool_enqueue(sp, o->items, o->n, o->err);
+    for (size_t i = 0; o->rc && i < o->n; i++)   /* the input failed, not the spool */
+      if (o->src[i].intake && mh_intake_error(o->src[i].intake))
+        snprintf(o->err, sizeof o->err, "reading the message: %s",
+                 mh_strerror(mh_intake_error(o->src[i].intake)));
+    break;
   case OP_LOCK:
     o->rc = mh_spool_lock(sp, &o->holder);
     if (o->rc == MH_ELOCKED)
@@ -514,6 +535,12 @@ static int fill_item(lua_State *L, op *o, size_t i, int didx, int eidx, int anch
   it->arg = s;
   if (lua_type(L, didx) == LUA_TSTRING) {
     s->data = lua_tolstring(L, didx, &s->len);
+  } else if (luaL_testudata(L, didx, STREAM_MT)) {
+    lstream *st = (lstream *)lua_touserdata(L, didx);
+    if (!st->in || st->busy) return snprintf(err, 200, "stream is closed, busy or already used"), -1;
+    if (!lua_istable(L, eidx)) return snprintf(err, 200, "a stream needs its envelope"), -1;
+    s->intake = st->in;   /* the op owns it now: freed by op_free, used once */
+    st->in = NULL;
   } else {
 #ifdef HAVE_MSG
     void *ud = luaL_testudata(L, didx, "mailhook.Message");
@@ -865,7 +892,8 @@ static int list_gc(lua_State *L) {
 }
 
 /* Spool:list([which]) -> iterator over entries ("pickup", "failed" or both),
-** for use as `for e in sp:list() do ... end`.  Memory stays flat. */
+** oldest first, for use as `for e in sp:list() do ... end`.  Memory: 8 bytes an
+** id plus one batch of entries. */
 static int l_list(lua_State *L) {
   static const char *const opts[] = { "all", "pickup", "failed", NULL };
   lspool *ls = check_spool(L, 1);
@@ -962,6 +990,113 @@ static int l_watch(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------------------- stream */
+
+static int stream_close(lua_State *L) {
+  lstream *st = (lstream *)luaL_checkudata(L, 1, STREAM_MT);
+  if (st->busy) { st->closing = 1; return 0; }
+  mh_intake_free(st->in);
+  st->in = NULL;
+  return 0;
+}
+
+static int stream_tostring(lua_State *L) {
+  lstream *st = (lstream *)luaL_checkudata(L, 1, STREAM_MT);
+  lua_pushstring(L, st->in ? "mailhook.SpoolStream" : "mailhook.SpoolStream(closed)");
+  return 1;
+}
+
+/* core.spool.stream(fd [, {dot = false}]) -> Stream.  dot (default true): a line
+** with a lone "." ends the message (sendmail without -i).  fd is not closed. */
+static int l_stream(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  int dot = 1;
+  lstream *st;
+  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a file descriptor");
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "dot");
+    if (!lua_isnil(L, -1)) dot = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  st = (lstream *)lua_newuserdatauv(L, sizeof *st, 0);
+  memset(st, 0, sizeof *st);
+  luaL_setmetatable(L, STREAM_MT);
+  if (!(st->in = mh_intake_new((int)fd, dot))) return luaL_error(L, "out of memory");
+  return 1;
+}
+
+typedef struct {
+  lstream *st;
+  lua_State *main;
+  int anchor;        /* registry ref to the Stream while the job runs */
+  int rc;
+  char err[MH_INTAKE_ERRLEN];
+  const char *head;
+  size_t len;
+  int empty;
+  int pushed;        /* push ran: the stream was handed back before the task resumed */
+} lhead;
+
+static void head_work(void *arg) {
+  lhead *h = (lhead *)arg;
+  h->rc = mh_intake_head(h->st->in, &h->head, &h->len, &h->empty, h->err);
+}
+
+static int head_push(lua_State *co, void *arg) {
+  lhead *h = (lhead *)arg;
+  int n;
+  if (h->rc) n = mh_l_fail(co, h->rc, "intake", "%s", h->err);
+  else {
+    lua_pushlstring(co, h->head, h->len);   /* points into the reader: before any free */
+    lua_pushboolean(co, h->empty);
+    n = 2;
+  }
+  /* the stream is free again before the task resumes (done() runs later) */
+  h->pushed = 1;
+  h->st->busy = 0;
+  if (h->st->closing) { mh_intake_free(h->st->in); h->st->in = NULL; }
+  return n;
+}
+
+static void head_done(void *arg) {
+  lhead *h = (lhead *)arg;
+  if (!h->pushed) {   /* interrupted: nobody got the head */
+    h->st->busy = 0;
+    if (h->st->closing) { mh_intake_free(h->st->in); h->st->in = NULL; }
+  }
+  luaL_unref(h->main, LUA_REGISTRYINDEX, h->anchor);
+  free(h);
+}
+
+/* Stream:head() -> header block (CRLF lines, without the empty line), empty
+** | nil, err, info   (waits: reads the input up to its first empty line, at
+** most 4 MB).  empty: the input had no message at all.  Once per stream. */
+static int stream_head(lua_State *L) {
+  lstream *st = (lstream *)luaL_checkudata(L, 1, STREAM_MT);
+  lhead *h;
+  if (!st->in || st->busy) return luaL_error(L, "stream is closed, busy or already used");
+  check_can_wait(L, "stream:head");
+  if (!(h = (lhead *)calloc(1, sizeof *h))) return luaL_error(L, "out of memory");
+  h->st = st;
+  h->main = main_state(L);
+  lua_settop(L, 1);
+  h->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  st->busy = 1;
+  return mh_l_work(L, "stream:head", head_work, head_push, head_done, h);
+}
+
+/* Stream:set_head(bytes): the header block written in place of the one read
+** (Bcc removed, Date added...). */
+static int stream_set_head(lua_State *L) {
+  lstream *st = (lstream *)luaL_checkudata(L, 1, STREAM_MT);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (!st->in || st->busy) return luaL_error(L, "stream is closed, busy or already used");
+  if (mh_intake_set_head(st->in, s, n)) return luaL_error(L, "out of memory");
+  return 0;
+}
+
 /* -------------------------------------------------------------- parse */
 
 /* core.spool.parse(bytes) -> {from, to, offset, canonical} | nil, err, info */
@@ -1006,9 +1141,14 @@ void l_spool_open(lua_State *L) {
     { "list", l_list }, { "watch", l_watch }, { "close", l_close }, { NULL, NULL }
   };
   static const luaL_Reg funcs[] = {
-    { "open", l_open }, { "parse", l_parse }, { "addresses", l_addresses }, { NULL, NULL }
+    { "open", l_open }, { "parse", l_parse }, { "addresses", l_addresses }, { "stream", l_stream },
+    { NULL, NULL }
+  };
+  static const luaL_Reg stream_methods[] = {
+    { "head", stream_head }, { "set_head", stream_set_head }, { "close", stream_close }, { NULL, NULL }
   };
   mh_l_newclass(L, SPOOL_MT, methods, l_close, l_tostring);
+  mh_l_newclass(L, STREAM_MT, stream_methods, stream_close, stream_tostring);
   luaL_newmetatable(L, LIST_MT);
   lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__close");

@@ -852,11 +852,18 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
   return fail(err, MH_ENOTFOUND, "message %s", id);
 }
 
+/* The listing's first pass keeps every canonical id as its 64-bit value (ids
+** are fixed-width hex, so the numbers sort as the names do): 8 bytes a
+** message, 0.8 MB for 100,000, whatever the size of their files. */
 struct mh_spool_iter {
   mh_spool *sp;
-  int which;     /* folders still to list: bit 1 pickup, bit 2 failed */
-  int dirfd;     /* the folder being listed */
-  DIR *d;
+  int which;            /* folders listed: bit 1 pickup, bit 2 failed */
+  int collected;        /* the first pass ran */
+  uint64_t *ids[2];     /* pickup/, failed/: sorted ids (oldest first) */
+  size_t nids[2], next[2];
+  struct iter_other { char *name; int failed; } *others;  /* other names (drop-ins not
+                           adopted yet): listed last, by name */
+  size_t nothers, onext;
 };
 
 int mh_spool_iter_open(mh_spool *sp, int which, mh_spool_iter **out) {
@@ -864,38 +871,120 @@ int mh_spool_iter_open(mh_spool *sp, int which, mh_spool_iter **out) {
   if (!it) return MH_ENOMEM;
   it->sp = sp;
   it->which = which == 1 ? 1 : which == 2 ? 2 : 3;
-  it->dirfd = -1;
   *out = it;
   return 0;
 }
 
-int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
+/* In-place heapsort: qsort would allocate a copy of the array (glibc's merge
+** sort), doubling the listing's memory. */
+static void sift(uint64_t *v, size_t n, size_t i) {
   for (;;) {
+    size_t l = 2 * i + 1, m = i;
+    if (l < n && v[l] > v[m]) m = l;
+    if (l + 1 < n && v[l + 1] > v[m]) m = l + 1;
+    if (m == i) return;
+    uint64_t t = v[i]; v[i] = v[m]; v[m] = t;
+    i = m;
+  }
+}
+
+static void sort_ids(uint64_t *v, size_t n) {
+  for (size_t i = n / 2; i-- > 0;) sift(v, n, i);
+  for (size_t k = n; k > 1; k--) {
+    uint64_t t = v[0]; v[0] = v[k - 1]; v[k - 1] = t;
+    sift(v, k - 1, 0);
+  }
+}
+
+static int cmp_other(const void *a, const void *b) {
+  return strcmp(((const struct iter_other *)a)->name, ((const struct iter_other *)b)->name);
+}
+
+/* A canonical id's value (unsigned: any 16 hex digits fit). */
+static uint64_t id_value(const char *id) {
+  uint64_t v = 0;
+  for (int i = 0; i < 16; i++) v = v * 16 + (uint64_t)(id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
+  return v;
+}
+
+/* The first pass: every name of the listed folders, ids only. */
+static int iter_collect(mh_spool_iter *it) {
+  size_t rcap[2] = { 0, 0 }, ocap = 0;
+  for (int f = 0; f < 2; f++) {
+    int src = f ? it->sp->failedfd : it->sp->pickupfd, dfd;
+    DIR *d;
     struct dirent *de;
-    if (!it->d) {
-      int src, dfd;
-      if (it->which & 1) { src = it->sp->pickupfd; it->which &= ~1; }
-      else if (it->which & 2) { src = it->sp->failedfd; it->which &= ~2; }
-      else return 0;
-      if ((dfd = dup(src)) < 0) return -errno;
-      lseek(dfd, 0, SEEK_SET);
-      if (!(it->d = fdopendir(dfd))) { close(dfd); return -errno; }
-      it->dirfd = src;
+    if (!(it->which & (1 << f))) continue;
+    if ((dfd = dup(src)) < 0) return -errno;
+    lseek(dfd, 0, SEEK_SET);
+    if (!(d = fdopendir(dfd))) { close(dfd); return -errno; }
+    for (;;) {
+      errno = 0;
+      if (!(de = readdir(d))) {
+        int e0 = errno;
+        closedir(d);
+        if (e0) return -e0;
+        break;
+      }
+      const char *nm = de->d_name;
+      size_t nl = strlen(nm);
+      char id[MH_SPOOL_IDLEN];
+      if (nm[0] == '.' || (nl > 6 && !strcmp(nm + nl - 6, ".state"))) continue;
+      if (nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = '\0', mh_spool_is_id(id))) {
+        if (it->nids[f] == rcap[f]) {
+          uint64_t *t = realloc(it->ids[f], (rcap[f] = rcap[f] ? rcap[f] * 2 : 256) * sizeof *t);
+          if (!t) { closedir(d); return MH_ENOMEM; }
+          it->ids[f] = t;
+        }
+        it->ids[f][it->nids[f]++] = id_value(id);
+      } else {
+        if (it->nothers == ocap) {
+          struct iter_other *t = realloc(it->others, (ocap = ocap ? ocap * 2 : 16) * sizeof *t);
+          if (!t) { closedir(d); return MH_ENOMEM; }
+          it->others = t;
+        }
+        if (!(it->others[it->nothers].name = strdup(nm))) { closedir(d); return MH_ENOMEM; }
+        it->others[it->nothers++].failed = f;
+      }
     }
-    errno = 0;
-    if (!(de = readdir(it->d))) {
-      int e0 = errno;
-      closedir(it->d);
-      it->d = NULL;
-      if (e0) return -e0;
-      continue;
+  }
+  sort_ids(it->ids[0], it->nids[0]);
+  sort_ids(it->ids[1], it->nids[1]);
+  if (it->nothers > 1) qsort(it->others, it->nothers, sizeof *it->others, cmp_other);
+  it->collected = 1;
+  return 0;
+}
+
+int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
+  if (!it->collected) {
+    int rc = iter_collect(it);
+    if (rc) return rc;
+  }
+  for (;;) {
+    char name[300];
+    int failed;
+    int p = it->next[0] < it->nids[0], q = it->next[1] < it->nids[1];
+    if (p || q) {   /* merge the two folders, oldest first */
+      uint64_t a = p ? it->ids[0][it->next[0]] : 0, b = q ? it->ids[1][it->next[1]] : 0;
+      failed = !p || (q && b < a);
+      if (p && q && a == b) it->next[1]++;   /* moved between the folders while read: once */
+      snprintf(name, sizeof name, "%016" PRIx64 ".eml", failed ? b : a);
+      it->next[failed]++;
+    } else if (it->onext < it->nothers) {
+      snprintf(name, sizeof name, "%s", it->others[it->onext].name);
+      failed = it->others[it->onext++].failed;
+    } else {
+      return 0;
     }
-    size_t nl = strlen(de->d_name);
-    if (de->d_name[0] == '.' || (nl > 6 && !strcmp(de->d_name + nl - 6, ".state"))) continue;
-    int fd = openat(it->dirfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int dirfd = failed ? it->sp->failedfd : it->sp->pickupfd;
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT && it->which == 3) {   /* moved by fail or retry meanwhile */
+      dirfd = failed ? it->sp->pickupfd : it->sp->failedfd;
+      fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
     if (fd < 0) continue;   /* delivered meanwhile */
     char err[MH_SPOOL_ERRLEN];
-    int rc = fill_entry(it->sp, it->dirfd, fd, de->d_name, e, NULL, NULL, err);
+    int rc = fill_entry(it->sp, dirfd, fd, name, e, NULL, NULL, err);
     close(fd);
     if (rc == MH_ECORRUPT) {  /* listed, flagged: the deliverer moves it */
       memset(&e->env, 0, sizeof e->env);
@@ -909,7 +998,10 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
 
 void mh_spool_iter_close(mh_spool_iter *it) {
   if (!it) return;
-  if (it->d) closedir(it->d);
+  for (size_t i = 0; i < it->nothers; i++) free(it->others[i].name);
+  free(it->others);
+  free(it->ids[0]);
+  free(it->ids[1]);
   free(it);
 }
 

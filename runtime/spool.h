@@ -162,8 +162,11 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err);
 /* Deletes a message (pickup/ or failed/) and its sidecar. */
 int mh_spool_remove(mh_spool *sp, const char *id, char *err);
 
-/* Streaming listing: directory order, one readdir batch at a time, so memory
-** stays flat whatever the size of the queue. */
+/* Streaming listing, oldest first (enqueue order; pickup/ and failed/ merged),
+** then the drop-ins not adopted yet by name.  The first call of next reads the
+** folders' names once and keeps only the ids (8 bytes a message: 0.8 MB for
+** 100,000); entries are then loaded one at a time, so memory does not grow
+** with the size of the messages.  A message delivered meanwhile is left out. */
 typedef struct mh_spool_iter mh_spool_iter;
 /* which: 0 pickup then failed, 1 pickup only, 2 failed only */
 int mh_spool_iter_open(mh_spool *sp, int which, mh_spool_iter **it);

@@ -34,8 +34,9 @@ local function with_spool(fn)
   end
 end
 
--- list([which]) -> iterator of entries ("pickup", "failed" or both), directory order;
--- one batch of files is read at a time, so memory stays flat.
+-- list([which]) -> iterator of entries ("pickup", "failed" or both), oldest first
+-- (enqueue order), drop-ins not adopted yet last; the ids are read once (8
+-- bytes each), then one batch of files at a time, so memory stays small.
 function M.list(which)
   local sp, err = M.spool()
   if not sp then error(err, 2) end

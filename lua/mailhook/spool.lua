@@ -8,7 +8,7 @@
 --   sp:load(id) -> entry | nil, err, info                                (waits)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
 --   sp:fail(id, {reason=, reply=})  sp:retry(id)  sp:remove(id)          (wait)
---   for entry in sp:list(["pickup"|"failed"]) do ... end                 (waits per batch)
+--   for entry in sp:list(["pickup"|"failed"]) do ... end   (oldest first; waits per batch)
 --   sp:watch(fn) -> handle:stop()    fn() as a task when files appear in pickup/
 --
 -- envelope = {from = "a@b", to = {"x@y", ...}}.  Bytes given without an

@@ -1,6 +1,7 @@
 -- mailhook queue [--json] | queue show ID | queue rm ID | queue retry ID
--- Lists and manages the pickup/ and failed/ folders.  The listing streams:
--- one batch of files is read at a time, whatever the size of the queue.
+-- Lists and manages the pickup/ and failed/ folders.  The listing is oldest
+-- first (enqueue order) and streams: the ids are read once (8 bytes each),
+-- then one batch of files at a time, whatever the size of the queue.
 local args = require "mailhook.args"
 local queue = require "mailhook.queue"
 

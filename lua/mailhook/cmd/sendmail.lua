@@ -1,5 +1,8 @@
 -- mailhook sendmail [-t] [-f FROM] [-i] [RCPT...] — the sendmail(8) interface:
--- a whole RFC 5322 message on stdin is queued durably.
+-- a whole RFC 5322 message on stdin is queued durably.  stdin streams into the
+-- spool file in 64 KiB chunks (runtime/intake.c): only the header block (at
+-- most 4 MB) is held in memory, to work out the envelope; a 200 MB fax costs
+-- no more memory than a one-line alarm.
 --   -t        recipients from To, Cc and Bcc (added to any given as arguments);
 --             Bcc is removed from the copy that is sent (always)
 --   -f FROM   envelope sender (default: the `from` setting, else the From header)
@@ -17,13 +20,6 @@ local EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG
 local function fail(code, msg)
   io.stderr:write("mailhook sendmail: ", msg, "\n")
   return code
-end
-
--- The header block (up to the first blank line) and the rest.
-local function split(msg)
-  local s, e = msg:find("\r\n\r\n", 1, true)
-  if not s then return msg, "" end
-  return msg:sub(1, s + 1), msg:sub(s + 2)
 end
 
 local function strip_bcc(head)
@@ -92,17 +88,19 @@ return function(...)
     for _, x in ipairs(list) do to[#to + 1] = x end
   end
 
-  local data = io.read("a") or ""
-  data = data:gsub("\r?\n", "\r\n")
-  if dot then  -- a line with a lone dot ends the message
-    local s = ("\r\n" .. data):find("\r\n%.\r\n")
-    if s then data = data:sub(1, s + 1) end
+  -- only the header block is read now (CRLF lines; a lone dot ends the
+  -- message unless -i); the body follows into the spool file as it comes
+  local stream = require("mailhook.core").spool.stream(0, { dot = dot })
+  local head, empty, hinfo = stream:head()
+  if not head then
+    stream:close()
+    if hinfo and hinfo.code == "ECORRUPT" then return fail(EX_DATAERR, "malformed message: " .. empty) end
+    return fail(EX_TEMPFAIL, empty)
   end
-  if data == "" then return fail(EX_DATAERR, "empty message on stdin") end
-  if not data:find("\r\n$") then data = data .. "\r\n" end
+  if empty then stream:close() return fail(EX_DATAERR, "empty message on stdin") end
 
   local parsed
-  parsed, err = spool.parse(data)
+  parsed, err = spool.parse(head .. "\r\n")
   -- a header block without recipients is fine here: they may come from the arguments
   if not parsed and not err:find("no recipients", 1, true) then
     return fail(EX_DATAERR, "malformed message: " .. err)
@@ -123,7 +121,6 @@ return function(...)
   end
   from = from or cfg.from or (parsed and parsed.from) or ""
 
-  local head, body = split(data)
   head = strip_bcc(head)
   -- Date and Message-ID fixed now, so every retry sends the same bytes
   local extra = ""
@@ -138,7 +135,8 @@ return function(...)
     return fail(EX_CANTCREAT, err)
   end
   local id
-  id, err, info = sp:enqueue(extra .. head .. body, { from = from, to = to })
+  stream:set_head(extra .. head)
+  id, err, info = sp:enqueue(stream, { from = from, to = to })
   if not id then
     local code = info and info.code
     if code == "EBADADDR" then return fail(EX_DATAERR, err) end

@@ -1,0 +1,215 @@
+/*
+** intake.c — a message from a descriptor, converted as it streams (see
+** intake.h).  Memory: the input chunk, the header block, one output chunk;
+** never the message.
+*/
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "intake.h"
+#include "error.h"
+#include "fsutil.h"
+
+/* Where a lone-dot line could be starting (output bytes seen on this line). */
+enum { LINE_START, DOT, DOT_CR, MID_LINE };
+
+struct mh_intake {
+  int fd;              /* the input (stdin); not ours to close */
+  int dot;             /* a lone "." line ends the message */
+  int eof;             /* read(2) returned 0 */
+  int ended;           /* no more output: end of input or the dot line */
+  int dot_end;         /* ended by the dot line: the rest of the input is drained */
+  int prev_cr;         /* the last input byte was CR (its LF stays as it is) */
+  int dstate;          /* lone-dot detection, see the enum */
+  int rerr;            /* the read error met by mh_intake_write, or 0 */
+  char raw[MH_INTAKE_CHUNK];  /* input not converted yet */
+  size_t rpos, rlen;
+  char *buf;           /* converted output: the header block, then the rest read with it */
+  size_t len, cap;
+  size_t head_len;     /* the header block is buf[0..head_len) */
+  char *head;          /* the caller's replacement header block, or NULL */
+  size_t head_over;    /* its length */
+  size_t written;      /* bytes written by mh_intake_write */
+  char last[2];        /* the last two bytes written after the header block */
+  size_t nlast;        /* how many of them there are (0..2) */
+};
+
+mh_intake *mh_intake_new(int fd, int dot) {
+  mh_intake *in = calloc(1, sizeof *in);
+  if (!in) return NULL;
+  in->fd = fd;
+  in->dot = dot;
+  in->dstate = LINE_START;
+  return in;
+}
+
+void mh_intake_free(mh_intake *in) {
+  if (!in) return;
+  free(in->buf);
+  free(in->head);
+  free(in);
+}
+
+/* Refills raw.  0 with bytes, 1 at end of input, -errno.  A non-blocking
+** descriptor (a pipe libuv touched) is waited for with poll. */
+static int refill(mh_intake *in) {
+  for (;;) {
+    ssize_t n = read(in->fd, in->raw, sizeof in->raw);
+    if (n > 0) { in->rpos = 0; in->rlen = (size_t)n; return 0; }
+    if (n == 0) { in->eof = 1; return 1; }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      struct pollfd p = { .fd = in->fd, .events = POLLIN };
+      if (poll(&p, 1, -1) < 0 && errno != EINTR) return -errno;
+      continue;
+    }
+    return -errno;
+  }
+}
+
+/* One output byte through the lone-dot detector into out (at *o). */
+static void emit(mh_intake *in, char *out, size_t *o, char x) {
+  if (in->dot) {
+    if (in->dstate == LINE_START && x == '.') { in->dstate = DOT; return; }
+    if (in->dstate == DOT) {
+      if (x == '\r') { in->dstate = DOT_CR; return; }
+      out[(*o)++] = '.';
+    } else if (in->dstate == DOT_CR) {
+      if (x == '\n') { in->ended = in->dot_end = 1; return; }
+      out[(*o)++] = '.';
+      out[(*o)++] = '\r';
+    }
+  }
+  out[(*o)++] = x;
+  in->dstate = x == '\n' ? LINE_START : MID_LINE;
+}
+
+/* Up to cap (>= 4) converted bytes into out: their count, 0 once the message
+** ended, or -errno. */
+static long pull(mh_intake *in, char *out, size_t cap) {
+  size_t o = 0;
+  while (o + 4 <= cap && !in->ended) {
+    if (in->rpos == in->rlen) {
+      if (o) break;   /* hand over what there is before blocking on the pipe */
+      int rc = refill(in);
+      if (rc < 0) return rc;
+      if (rc == 1) {  /* end of input: a held "." or ".\r" was text after all */
+        if (in->dstate == DOT || in->dstate == DOT_CR) out[o++] = '.';
+        if (in->dstate == DOT_CR) out[o++] = '\r';
+        in->dstate = MID_LINE;
+        in->ended = 1;
+        break;
+      }
+    }
+    while (in->rpos < in->rlen && o + 4 <= cap && !in->ended) {
+      char c = in->raw[in->rpos++];
+      if (c == '\n' && !in->prev_cr) emit(in, out, &o, '\r');
+      if (!in->ended) emit(in, out, &o, c);
+      in->prev_cr = c == '\r';
+    }
+  }
+  return (long)o;
+}
+
+int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, char *err) {
+  int over = 0;
+  for (;;) {
+    if (in->cap - in->len < MH_INTAKE_CHUNK) {
+      size_t nc = in->cap ? in->cap * 2 : MH_INTAKE_CHUNK * 2;
+      char *nb = realloc(in->buf, nc);
+      if (!nb) { if (err) snprintf(err, MH_INTAKE_ERRLEN, "header block: out of memory"); return MH_ENOMEM; }
+      in->buf = nb;
+      in->cap = nc;
+    }
+    size_t from = in->len >= 3 ? in->len - 3 : 0;
+    long n = pull(in, in->buf + in->len, MH_INTAKE_CHUNK);
+    if (n < 0) {
+      if (err) snprintf(err, MH_INTAKE_ERRLEN, "reading the message: %s", strerror((int)-n));
+      return (int)n;
+    }
+    in->len += (size_t)n;
+    /* the first empty line: at the very start, or a CRLF right after a CRLF */
+    if (in->len >= 2 && in->buf[0] == '\r' && in->buf[1] == '\n') { in->head_len = 0; break; }
+    if (in->len >= 4) {
+      const char *b = memmem(in->buf + from, in->len - from, "\r\n\r\n", 4);
+      if (b) { in->head_len = (size_t)(b - in->buf) + 2; break; }
+    }
+    if (in->len > MH_INTAKE_HEADMAX) { over = 1; break; }   /* no empty line within the limit */
+    if (n == 0) {   /* ended without an empty line: all of it is the header block */
+      if (in->len && (in->len < 2 || in->buf[in->len - 2] != '\r' || in->buf[in->len - 1] != '\n')) {
+        in->buf[in->len++] = '\r';   /* room: cap - len >= MH_INTAKE_CHUNK */
+        in->buf[in->len++] = '\n';
+      }
+      in->head_len = in->len;
+      break;
+    }
+  }
+  if (over || in->head_len > MH_INTAKE_HEADMAX) {
+    if (err) snprintf(err, MH_INTAKE_ERRLEN, "header block over %u MB", MH_INTAKE_HEADMAX >> 20);
+    return MH_ECORRUPT;
+  }
+  *head = in->buf;
+  *len = in->head_len;
+  *empty = in->len == 0;
+  return 0;
+}
+
+int mh_intake_set_head(mh_intake *in, const char *head, size_t len) {
+  char *h = malloc(len ? len : 1);
+  if (!h) return MH_ENOMEM;
+  memcpy(h, head, len);
+  free(in->head);
+  in->head = h;
+  in->head_over = len;
+  return 0;
+}
+
+/* Writes the bytes of the message after the header block, noting the last two. */
+static int put_rest(mh_intake *in, int fd, const char *p, size_t n) {
+  int rc;
+  if (!n) return 0;
+  if ((rc = mh_fsutil_write_all(fd, p, n))) return rc;
+  in->written += n;
+  if (n >= 2) { in->last[0] = p[n - 2]; in->last[1] = p[n - 1]; in->nlast = 2; }
+  else { in->last[0] = in->last[1]; in->last[1] = p[0]; in->nlast = in->nlast ? 2 : 1; }
+  return 0;
+}
+
+int mh_intake_write(void *arg, int fd) {
+  mh_intake *in = (mh_intake *)arg;
+  const char *h = in->head ? in->head : in->buf;
+  size_t hl = in->head ? in->head_over : in->head_len;
+  char *out;
+  int rc;
+  if (hl && (rc = mh_fsutil_write_all(fd, h, hl))) return rc;
+  in->written += hl;
+  if ((rc = put_rest(in, fd, in->buf + in->head_len, in->len - in->head_len))) return rc;
+  /* the header block's buffer may be megabytes: give it back before streaming */
+  free(in->buf);
+  in->buf = NULL;
+  in->len = in->cap = in->head_len = 0;
+  if (!(out = malloc(MH_INTAKE_CHUNK))) return MH_ENOMEM;
+  for (;;) {
+    long n = pull(in, out, MH_INTAKE_CHUNK);
+    if (n < 0) { in->rerr = (int)n; rc = (int)n; break; }
+    if (n == 0) { rc = 0; break; }
+    if ((rc = put_rest(in, fd, out, (size_t)n))) break;
+  }
+  free(out);
+  if (rc) return rc;
+  if (in->nlast && !(in->nlast == 2 && in->last[0] == '\r' && in->last[1] == '\n')) {
+    if ((rc = mh_fsutil_write_all(fd, "\r\n", 2))) return rc;
+    in->written += 2;
+  }
+  /* after the dot line: read the rest and drop it, as sendmail does */
+  if (in->dot_end)
+    while (!in->eof && refill(in) == 0) {}
+  return 0;
+}
+
+int mh_intake_error(const mh_intake *in) { return in->rerr; }
+
+size_t mh_intake_written(const mh_intake *in) { return in->written; }

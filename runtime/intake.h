@@ -1,0 +1,54 @@
+/*
+** intake.h — a message read from a descriptor (mailhook sendmail's stdin) in
+** bounded chunks, for the spool to store without holding it in memory.
+**
+** The bytes are converted as they pass: every LF not preceded by CR becomes
+** CRLF, and (unless the caller said otherwise, sendmail -i) a line holding a
+** lone dot ends the message; what follows it is read and dropped, as sendmail
+** does, so the writer never gets EPIPE.  The message ends with CRLF (added
+** when the input did not).  The header block is read first and kept whole
+** (at most MH_INTAKE_HEADMAX bytes) so the caller can work out the envelope;
+** the body streams through a 64 KiB buffer straight into the spool file.
+** Blocking reads: call on the thread pool.  Not thread-safe (one user).
+*/
+#ifndef MH_INTAKE_H
+#define MH_INTAKE_H
+
+#include <stddef.h>
+
+#define MH_INTAKE_HEADMAX (4u << 20)   /* the spool's own limit for a header block */
+#define MH_INTAKE_CHUNK 65536
+
+typedef struct mh_intake mh_intake;
+
+/* A reader of fd (not closed by mh_intake_free); dot: a lone "." line ends the
+** message.  NULL when out of memory. */
+mh_intake *mh_intake_new(int fd, int dot);
+void mh_intake_free(mh_intake *in);
+
+/* Reads the header block: the lines before the first empty line, each ending
+** in CRLF (the whole message when it has no empty line).  0 with *head, *len
+** pointing into the reader (valid until mh_intake_set_head or free) and *empty
+** set when the message has no byte at all; MH_ECORRUPT when the block is over
+** MH_INTAKE_HEADMAX; -errno when reading fails (err, MH_INTAKE_ERRLEN, says
+** which).  Called once. */
+#define MH_INTAKE_ERRLEN 256
+int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, char *err);
+
+/* Replaces the header block that is written (the caller removed Bcc, added a
+** Date...): a copy of head[0..len) is taken.  0 or MH_ENOMEM. */
+int mh_intake_set_head(mh_intake *in, const char *head, size_t len);
+
+/* An mh_spool_writer: writes the header block, then the rest of the message
+** (converted, read as it goes) to fd.  0, or a negative code: a read error is
+** also kept for mh_intake_error, so the caller can say "stdin" and not the
+** spool file.  Called once. */
+int mh_intake_write(void *in, int fd);
+
+/* The read error (negative errno) mh_intake_write met, or 0. */
+int mh_intake_error(const mh_intake *in);
+
+/* Bytes of the message written by mh_intake_write (head included). */
+size_t mh_intake_written(const mh_intake *in);
+
+#endif

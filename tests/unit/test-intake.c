@@ -1,0 +1,159 @@
+/*
+** test-intake.c — the streaming reader of mailhook sendmail (runtime/intake.c)
+** against the rule it replaces (the whole input in memory: every LF not after
+** a CR made CRLF, cut before the first lone "." line unless -i, CRLF added at
+** the end).  Input goes through a packet pipe (O_DIRECT), so each write is one
+** read on the other side: CR/LF pairs and ".\r\n" lines are cut at chosen
+** read boundaries.
+*/
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "tap.h"
+#include "intake.h"
+#include "error.h"
+
+/* The reference: what the in-memory sendmail made of in[0..n). */
+static size_t reference(const char *in, size_t n, int dot, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) out[o++] = '\r';
+    out[o++] = in[i];
+  }
+  if (dot)
+    for (size_t p = 0; p + 3 <= o; p++)
+      if ((p == 0 || (p >= 2 && out[p - 2] == '\r' && out[p - 1] == '\n')) && !memcmp(out + p, ".\r\n", 3)) {
+        o = p;
+        break;
+      }
+  if (o && (o < 2 || out[o - 2] != '\r' || out[o - 1] != '\n')) { out[o++] = '\r'; out[o++] = '\n'; }
+  return o;
+}
+
+/* Runs the reader over in[0..n) cut into packets at cuts[]; the message it
+** writes goes to out (its length returned), *empty set; -1 on an error. */
+static long through(const char *in, size_t n, const size_t *cuts, size_t ncuts, int dot, char *out,
+                    size_t cap, int *empty) {
+  int p[2], tmp;
+  const char *head;
+  size_t hl, at = 0;
+  char err[MH_INTAKE_ERRLEN];
+  long got = -1;
+  if (pipe2(p, O_DIRECT) < 0) return -1;
+  for (size_t k = 0; k <= ncuts; k++) {   /* small inputs: the pipe holds them all */
+    size_t end = k < ncuts ? cuts[k] : n;
+    if (end > at && write(p[1], in + at, end - at) != (ssize_t)(end - at)) goto out;
+    at = end > at ? end : at;
+  }
+  close(p[1]);
+  p[1] = -1;
+  mh_intake *r = mh_intake_new(p[0], dot);
+  if (!r || mh_intake_head(r, &head, &hl, empty, err)) { mh_intake_free(r); goto out; }
+  if (*empty) { mh_intake_free(r); got = 0; goto out; }
+  if ((tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600)) < 0) { mh_intake_free(r); goto out; }
+  if (mh_intake_write(r, tmp) == 0) got = pread(tmp, out, cap, 0);
+  close(tmp);
+  mh_intake_free(r);
+out:
+  close(p[0]);
+  if (p[1] >= 0) close(p[1]);
+  return got;
+}
+
+static int same(const char *in, size_t n, const size_t *cuts, size_t ncuts, int dot) {
+  char want[2048], got[2048];
+  int empty;
+  size_t wl = reference(in, n, dot, want);
+  long gl = through(in, n, cuts, ncuts, dot, got, sizeof got, &empty);
+  if (gl < 0 || (size_t)gl != wl || memcmp(got, want, wl) || (wl == 0) != (empty == 1)) {
+    diag("input '%.*s' dot %d: got %ld bytes '%.*s', want %zu '%.*s'", (int)n, in, dot, gl,
+         gl > 0 ? (int)gl : 0, got, wl, (int)wl, want);
+    return 0;
+  }
+  return 1;
+}
+
+static void fixed(void) {
+  size_t c1[] = { 6 }, c2[] = { 4, 5 }, c3[] = { 3, 4 };
+  ok(same("To: a\r\n\r\nbody", 14, c1, 1, 1), "CR | LF across a read: one CRLF");
+  ok(same("x\n.\r\nmore", 10, c2, 2, 1), "'.' | '\\r' | '\\n' across reads: the message ends");
+  ok(same("x\n.\r\nmore", 10, c2, 2, 0), "the same with -i: kept");
+  ok(same("a\n.", 3, c3, 0, 1), "a dot at the end without newline is text");
+  ok(same("a\n.\r", 4, c3, 2, 1), "'.\\r' at the end is text");
+  ok(same("a\n..\n. \n.x\n", 12, NULL, 0, 1), "'..', '. ' and '.x' lines are text");
+  ok(same(".\nafter", 7, NULL, 0, 1), "a dot first: empty message");
+  ok(same("", 0, NULL, 0, 1), "no input: empty message");
+  ok(same("\n\nbody", 6, c3, 1, 1), "an empty first line");
+}
+
+/* Random inputs over a small alphabet, random cuts: the same bytes as the reference. */
+static void random_inputs(void) {
+  static const char alpha[] = "a.\r\n: ";
+  char in[400];
+  size_t cuts[8];
+  int bad = 0, runs = 3000;
+  srand(42);
+  for (int r = 0; r < runs; r++) {
+    size_t n = (size_t)rand() % sizeof in, nc = (size_t)rand() % 8;
+    for (size_t i = 0; i < n; i++) in[i] = alpha[rand() % 6];
+    for (size_t k = 0; k < nc; k++) cuts[k] = n ? (size_t)rand() % n : 0;
+    for (size_t k = 1; k < nc; k++)   /* ascending */
+      for (size_t j = k; j > 0 && cuts[j - 1] > cuts[j]; j--) { size_t t = cuts[j]; cuts[j] = cuts[j - 1]; cuts[j - 1] = t; }
+    if (!same(in, n, cuts, nc, r & 1) && ++bad > 3) break;
+  }
+  ok(bad == 0, "%d random inputs cut at random reads: the bytes of the in-memory rule", runs);
+}
+
+static void head_split(void) {
+  int p[2], empty;
+  const char *head;
+  size_t hl;
+  char err[MH_INTAKE_ERRLEN];
+  const char msg[] = "From: a@b\nTo: c@d\n\nbody\n";
+  if (pipe(p) < 0) return;
+  ok(write(p[1], msg, sizeof msg - 1) == sizeof msg - 1, "written");
+  close(p[1]);
+  mh_intake *r = mh_intake_new(p[0], 1);
+  is_int(mh_intake_head(r, &head, &hl, &empty, err), 0, "head read");
+  ok(hl == 20 && !memcmp(head, "From: a@b\r\nTo: c@d\r\n", 20), "head: the header lines, CRLF, without the empty line");
+  int tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+  char got[64];
+  mh_intake_set_head(r, "To: c@d\r\n", 9);
+  is_int(mh_intake_write(r, tmp), 0, "written with a replaced head");
+  ssize_t n = pread(tmp, got, sizeof got, 0);
+  ok(n == 17 && !memcmp(got, "To: c@d\r\n\r\nbody\r\n", 17), "replaced head, then the rest");
+  is_int(mh_intake_written(r), 17, "written counts it all");
+  close(tmp);
+  mh_intake_free(r);
+  close(p[0]);
+}
+
+static void head_cap(void) {
+  int fd = open("/tmp", O_TMPFILE | O_RDWR, 0600), empty;
+  const char *head;
+  size_t hl;
+  char err[MH_INTAKE_ERRLEN];
+  char *big = malloc(MH_INTAKE_HEADMAX + 100);
+  memcpy(big, "X: ", 3);
+  memset(big + 3, 'a', MH_INTAKE_HEADMAX + 90);
+  memcpy(big + MH_INTAKE_HEADMAX + 93, "\n\nbody", 6);
+  ok(write(fd, big, MH_INTAKE_HEADMAX + 99) == MH_INTAKE_HEADMAX + 99, "a 4 MB header line written");
+  lseek(fd, 0, SEEK_SET);
+  mh_intake *r = mh_intake_new(fd, 1);
+  is_int(mh_intake_head(r, &head, &hl, &empty, err), MH_ECORRUPT, "a header block over the limit: MH_ECORRUPT");
+  is_str(err, "header block over 4 MB", "err says so");
+  mh_intake_free(r);
+  free(big);
+  close(fd);
+}
+
+int main(void) {
+  fixed();
+  random_inputs();
+  head_split();
+  head_cap();
+  return done_testing();
+}
