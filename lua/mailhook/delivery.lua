@@ -33,6 +33,7 @@
 --   5xx (message, or every recipient left)           -> spool:fail, sidecar, `failed` event
 --   older than max_queue_age                         -> spool:fail "expired"
 --   the session broke (421, EOF, timeout)            -> the queue waits retry_interval
+--   530/538 to MAIL or RCPT (auth or TLS required)   -> the same: a setting, not the message
 local M = {}
 
 M.STATES = { "idle", "disabled", "connecting", "sending", "waiting-retry", "stopping", "stopped" }
@@ -95,6 +96,24 @@ local function is_permanent(x)
   local code = tonumber(x.smtp)
   if code then return code >= 500 end
   return x.class == "permanent"
+end
+
+-- A refusal of the session rather than of a message: 530 to MAIL or RCPT
+-- ("authentication required", RFC 4954; "must issue STARTTLS first", RFC 3207)
+-- or 538 ("encryption required").  Failing each message for it would empty the
+-- queue into failed/ over a setting.
+local function session_refusal(info)
+  local code = tonumber(info.smtp)
+  return (code == 530 or code == 538) and (info.stage == "mail" or info.stage == "rcpt")
+end
+
+-- What to tell an administrator about it (ci: the session's info()).
+function M.session_refusal_text(ci, info, reply)
+  local ok, smtp = pcall(require, "mailhook.smtp")
+  local tls = ok and type(smtp.requires_tls) == "function" and smtp.requires_tls(ci, info)
+  if tls then return tls .. ": set tls = starttls (or auto)" end
+  return "the server refuses mail on this session (" .. tostring(reply) ..
+         "): check `auth`, `username` and `tls` (mailhook test shows what was negotiated)"
 end
 
 -- The Subject of a spool file (for the `failed` event), read from its header.
@@ -414,6 +433,12 @@ local function removal_failed(d, id, err)
 end
 
 function D:delivered(e, n)
+  if self.outage and self.outage.refused then
+    -- the session refusal is over (connect() cleared the other kinds)
+    self.log.info(string.format("delivery: the server accepts mail again after %d s (was: %s)",
+                                math.floor(self.now() - self.outage.since + 0.5), self.outage.err))
+    self.outage = nil
+  end
   if type(self.spool.sync) == "function" then
     local ok, res, err = pcall(self.spool.delivered, self.spool, e.id, REMOVE_OPTS)
     if not ok then removal_failed(self, e.id, res)
@@ -503,14 +528,16 @@ function W:outage(err, info)
   local d = self.d
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)
+  local what = info and info.session_refused and "server refuses mail on this session" or "server unreachable"
+  if d.outage then d.outage.refused = info and info.session_refused end
   if not d.outage then
-    d.outage = { err = err, since = now }
-    d.log.warn(string.format("delivery: server unreachable (%s%s); the queue waits, retrying every %s s",
+    d.outage = { err = err, since = now, refused = info and info.session_refused }
+    d.log.warn(string.format("delivery: %s (%s%s); the queue waits, retrying every %s s", what,
                              info and info.stage and (info.stage .. ": ") or "", err, interval))
   elseif d.outage.err ~= err then
     d.outage.err = err
-    d.log.warn(string.format("delivery: server still unreachable, now: %s%s",
-                             info and info.stage and (info.stage .. ": ") or "", err))
+    d.log.warn(string.format("delivery: %s, now: %s%s", info and info.session_refused and what
+                             or "server still unreachable", info and info.stage and (info.stage .. ": ") or "", err))
   end
   if not d.outage.stuck and now - d.outage.since >= d.stuck_after then
     d.outage.stuck = true
@@ -544,11 +571,11 @@ function W:connected(s)
   local d = self.d
   if not s.submit then s = sequential(s) end
   self.session, self.sent = s, 0
-  if d.outage then
+  if d.outage and not d.outage.refused then
     d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
                              math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
     d.outage = nil
-  else
+  elseif not d.outage then
     local info = s.info and s:info() or {}
     d.log.debug("delivery: connected to " .. tostring(info.server or "?") .. " ("
                 .. tostring(info.security or "?") .. ")")
@@ -586,6 +613,15 @@ function W:outcome(e, res, err, info, reused)
     return "outage", err, info
   end
   self.broke = nil
+  if session_refusal(info) then
+    -- about the session, not this message: every message would get it, so none
+    -- is failed; the queue waits as for an outage, saying what to change
+    local s = self.session
+    local why = M.session_refusal_text(s and s.info and s:info(), info, reply)
+    self:close_session(true)
+    info.session_refused = true
+    return "outage", why, info
+  end
   if is_permanent(info) then
     return d:fail(e, "rejected by the server at " .. tostring(info.stage or "send") .. ": " .. tostring(err), reply)
   end

@@ -93,4 +93,25 @@ is "$(received_ids "$T/peer3" | tr '\n' ' ')" "<7@test> <8@test> " "in order"
 is "$(pickup_count)" 1 "the stalled message stays queued for a later attempt"
 like "$(cat "$T/svc.log")" "deferred" "it was deferred, not lost"
 svc_stop; is $? 0 "stopped"
+
+# a 530 to MAIL ("must issue STARTTLS first") is about the session, not the
+# message: nothing goes to failed/, the queue waits, said once, with the fix
+peer_stop
+conf_for "$PORT" retry_interval=1 retry_max=1
+rm -f "$SPOOL/pickup"/*
+peer_start "$PORT" "$T/peer4"
+touch "$T/peer4/needtls"
+enqueue 2 >/dev/null                                       # <9@test> <10@test>
+: > "$T/svc.log"
+svc_start
+refusals() { [ "$(grep -c . "$T/peer4/refused" 2>/dev/null || echo 0)" -ge "$1" ]; }
+wait_for 15 refusals 3; ok $? "the service tried again (three 530s)"
+is "$(failed_count)" 0 "no message moved to failed/ for it"
+is "$(pickup_count)" 2 "both still queued"
+is "$(grep -c "refuses mail on this session" "$T/svc.log")" 1 "said once, not at every retry"
+like "$(cat "$T/svc.log")" "requires TLS.*set tls = starttls" "with what to change"
+rm "$T/peer4/needtls"
+wait_for 15 pickup_empty; ok $? "once the server takes mail again, the queue drains"
+is "$(received_ids "$T/peer4" | tr '\n' ' ')" "<9@test> <10@test> " "in order"
+svc_stop; is $? 0 "stopped"
 done_testing

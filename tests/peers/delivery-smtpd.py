@@ -14,6 +14,8 @@ so one server plays every scenario:
   MAIL FROM tempdata-once@  451 4.3.0 at the final dot the first time (per Message-ID)
   MAIL FROM permdata@     554 5.6.0 at the final dot while DIR/reject exists
   MAIL FROM stall@        never answers the final dot (a stalled server)
+  any MAIL                530 5.7.0 "must issue STARTTLS first" while DIR/needtls exists
+                          (each refusal appends a line to DIR/refused)
 --delay S: wait S seconds before each final-dot reply (a slow server).
 """
 import argparse, asyncio, os, re, signal, sys, time
@@ -23,6 +25,16 @@ from aiosmtpd.controller import Controller
 class Handler:
     def __init__(self, out, delay):
         self.out, self.delay, self.n, self.seen = out, delay, 0, set()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # while OUT/needtls exists: the reply of a server that wants STARTTLS first
+        if os.path.exists(os.path.join(self.out, "needtls")):
+            with open(os.path.join(self.out, "refused"), "a") as f:
+                f.write("530\n")
+            return "530 5.7.0 Must issue a STARTTLS command first"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0].lower()
