@@ -3,7 +3,8 @@
 # middle of the data is cut off by data_timeout (the session deadline restarts
 # with each piece that leaves, so it is not what ends it); a file that shrinks
 # while it is sent ends the session rather than letting half a message look
-# complete; the bytes before offset never leave.
+# complete; the bytes before offset never leave; and a 6 MB message from the spool
+# through STARTTLS + AUTH arrives byte for byte.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 
@@ -66,4 +67,26 @@ like "$shrink" "^shrink	true	data	true	.*(shorter|reading the message failed)" "
 wait_for 10 grep -q "^END" "$SHRINK_OUT"; ok $? "the peer saw the connection end"
 ! grep -q '^\.\r\?$' "$SHRINK_REC"; ok $? "no final dot was sent for the truncated message"
 ! grep -q 'X-Not-Sent' "$STALL_REC" "$SHRINK_REC"; ok $? "the bytes before offset never left"
+
+# over STARTTLS with AUTH, through the delivery service: a 6 MB message from the
+# spool (streamed, so the pieces go through TLS as the socket drains) arrives
+# byte for byte, and a small one behind it rides the same session
+make_certs "$T/certs" || exit 1
+start_smtpd TLSP --tls starttls --require-starttls --cert "$T/certs/server.crt" --key "$T/certs/server.key" \
+  --auth user:s3cret --maildir "$T/tlsmail" --log "$T/tls.log"
+export MAILHOOK_CONF=$T/tls.conf MAILHOOK_SPOOL=$T/tlsspool
+write_conf "$MAILHOOK_CONF" enabled=true from=fax@example.org server=127.0.0.1 port="$TLSP" tls=starttls \
+  tls_ca_file="$T/certs/ca.crt" auth=true username=user password=s3cret connect_timeout=5
+head -c $((6 * 1024 * 1024)) /dev/urandom | base64 -w 76 | sed 's/$/\r/' > "$T/b64"
+printf 'From: fax@example.org\r\nTo: ops@example.net\r\nSubject: fax\r\n\r\n' | cat - "$T/b64" > "$T/fax.eml"
+"$MAILHOOK" -e '
+  local f = assert(io.open(..., "rb")); local bytes = f:read("a"); f:close()
+  local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
+  assert(sp:enqueue(bytes, { from = "fax@example.org", to = { "ops@example.net" } }))
+  assert(sp:enqueue("Subject: small\r\n\r\nafter the fax\r\n", { from = "fax@example.org", to = { "ops@example.net" } }))' "$T/fax.eml"
+"$MAILHOOK" flush >"$T/tlsflush.out" 2>&1; ok $? "flush over STARTTLS + AUTH: $(tail -1 "$T/tlsflush.out")"
+cmp -s "$T/fax.eml" "$T/tlsmail/000001.eml"; ok $? "the 6 MB message arrived byte for byte through TLS"
+like "$(cat "$T/tlsmail/000001.json")" '"tls": "TLSv1.[23]"' "over TLS"
+like "$(cat "$T/tlsmail/000002.eml")" "after the fax" "the small one behind it too"
+is "$(grep -c '^starttls' "$T/tls.log")" 1 "both on one session"
 done_testing
