@@ -79,7 +79,10 @@ local function show_info(i, stage)
     row("", "verified " .. (i.cert.verified and "yes" or "NO") .. " (" .. (i.cert.result or "") .. ")")
   end
   if i.capabilities and #i.capabilities > 0 then
-    row("capabilities", table.concat(i.capabilities, " "))
+    -- each keyword with its parameters as the server sent them ("SIZE 35882577")
+    local caps = {}
+    for k, c in ipairs(i.capabilities) do caps[k] = (c:gsub(",", " ")) end
+    row("capabilities", table.concat(caps, ", "))
   end
   if i.auth_mechanism then
     row("auth", i.auth_mechanism:upper() .. (cfg.username and (" as " .. cfg.username) or ""))
