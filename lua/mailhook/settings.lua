@@ -444,7 +444,7 @@ function update(changes, path)
   for k, v in pairs(doc.values) do values[k] = v end
   for _, key in ipairs(keys) do
     local v = changes[key]
-    values[key] = (v ~= "") and v or nil
+    if v == "" then values[key] = nil else values[key] = v end   -- false is a value, not "unset"
   end
   local cfg, secret_or_key, reason = validate(values)
   if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
@@ -452,7 +452,8 @@ function update(changes, path)
   local lines, drop = {}, {}
   for i, l in ipairs(doc.lines) do lines[i] = l end
   for _, key in ipairs(keys) do
-    local v = norm[key] ~= nil and norm[key] or values[key]
+    local v = norm[key]
+    if v == nil then v = values[key] end
     local line = v ~= nil and (key .. " = " .. format_value(key, v)) or nil
     if doc.where[key] then
       if line then lines[doc.where[key]] = line else drop[doc.where[key]] = true end
