@@ -203,6 +203,11 @@ local function parse_value(key, value)
   local s = BY_NAME[key]
   if not s then return nil, "unknown setting" end
   if value == "" or value == nil then return nil end
+  -- before any parser, which may quote the value in its message: a lone CR
+  -- (old Mac line ends) makes the rest of the file, password included, one value
+  if type(value) == "string" and value:find("[%z\1-\31\127]") then
+    return nil, "must not contain control characters (CR, LF, NUL, ...)"
+  end
   return parse[s[2]](value, s)
 end
 

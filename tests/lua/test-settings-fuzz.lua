@@ -22,4 +22,24 @@ tap.test("update: a boolean false is saved, not dropped", function(t)
   os.remove(path)
 end)
 
+tap.test("load: a value error never shows the password (lone CR line ends)", function(t)
+  for _, text in ipairs {
+    "port = 25\rpassword = s3cret\n",
+    "enabled = yes\rauth = true\rpassword = s3cret\r",
+    "tls_verify = no\r#password = s3cret\n",
+    "connect_timeout = 16\rpassword = s3cret\1\n",
+  } do
+    local path = tap.tmpfile(text)
+    local cfg, err = settings.load(path)
+    t:is(cfg, nil, string.format("%q refused", text))
+    t:like(err, "^" .. path:gsub("%p", "%%%0") .. ":1: [%w_]+: must not contain control characters", "names FILE:1 and the key")
+    t:ok(not tostring(err):find("s3cret", 1, true), "message does not show the password", err)
+    os.remove(path)
+  end
+  local cfg, err, info = settings.update({ port = "25\r" }, "/nonexistent/dir/mailhook.conf")
+  t:is(cfg, nil, "update refuses a CR in a port")
+  t:is(info and info.key, "port", "naming the key")
+  t:like(err, "control characters", "saying why")
+end)
+
 return tap.done()
