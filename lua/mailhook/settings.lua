@@ -399,7 +399,11 @@ local function format_value(key, v)
     return table.concat(parts, ", ")
   end
   if type(v) == "number" then
-    return math.tointeger(v) and string.format("%d", v) or string.format("%.17g", v)
+    if math.tointeger(v) then return string.format("%d", v) end
+    local s = string.format("%.17g", v)
+    -- the file has no exponents (a duration of 1e-05 would read back as an error)
+    if s:find("[eE]") and v > -1 and v < 1 then s = string.format("%.99f", v):gsub("0+$", "") end
+    return s
   end
   v = tostring(v)
   if v:match("^%s") or v:match("%s$") or v:sub(1, 1) == '"' then
@@ -473,6 +477,8 @@ function update(changes, path)
   local textv = #out > 0 and table.concat(out, "\n") .. "\n" or ""
   local again, perr = parse_text(textv, path)      -- what we write must read back
   if not again then return nil, perr, {} end
+  local ok2, bad, why = validate(again.values)       -- and load() must accept it
+  if not ok2 then return nil, bad .. ": " .. why .. " (as it would be written)", { key = bad } end
   local ok, werr, info = core.fsutil.write_atomic(path, textv, 384)  -- 0600
   if not ok then return nil, werr, info end
   private[cfg] = { password = secret_or_key, path = path }

@@ -42,4 +42,23 @@ tap.test("load: a value error never shows the password (lone CR line ends)", fun
   t:like(err, "control characters", "saying why")
 end)
 
+tap.test("update: a tiny numeric duration is written so that load() reads it back", function(t)
+  local path = tap.tmpfile("")
+  local cfg, err = settings.update({ session_deadline = 1e-5, retry_interval = 0.00012 }, path)
+  t:ok(cfg, "update ok", err)
+  t:ok(not slurp(path):find("e-", 1, true), "no exponent in the file", slurp(path))
+  local back, lerr = settings.load(path)
+  t:ok(back, "load() accepts what update() wrote", lerr)
+  t:is(back and back.session_deadline, 1e-5, "1e-5 s back")
+  t:is(back and back.retry_interval, 0.00012, "0.00012 s back")
+  -- smaller than the file can hold: refused, naming the key, nothing written
+  local before = slurp(path)
+  local ok, err2, info = settings.update({ data_timeout = 1e-300 }, path)
+  t:is(ok, nil, "1e-300 refused")
+  t:is(info and info.key, "data_timeout", "naming the key")
+  t:like(err2, "^data_timeout: ", "message starts with the key")
+  t:is(slurp(path), before, "file byte-identical")
+  os.remove(path)
+end)
+
 return tap.done()
