@@ -141,7 +141,14 @@ function parse.hosts(v)
 end
 
 local function integer(v, lo, hi, what)
-  local n = math.tointeger(type(v) == "string" and v:match("^%s*%d+%s*$") and tonumber(v) or v)
+  -- a string is decimal digits only (math.tointeger alone takes "0x19", "1e1")
+  local n
+  if type(v) == "string" then
+    n = v:match("^%s*(%d+)%s*$")
+    n = n and math.tointeger(tonumber(n))
+  elseif type(v) == "number" then
+    n = math.tointeger(v)
+  end
   if not n or n < lo or n > hi then
     return nil, "must be " .. what .. " " .. lo .. "-" .. hi .. " (got '" .. tostring(v) .. "')"
   end

@@ -61,4 +61,16 @@ tap.test("update: a tiny numeric duration is written so that load() reads it bac
   os.remove(path)
 end)
 
+tap.test("port and connections: decimal digits only", function(t)
+  for _, v in ipairs { "0x19", "1e1", "25.0", "0x1", "99999999999999999999" } do
+    local ok, err, info = settings.validate { port = v }
+    t:is(ok, nil, string.format("port %q refused", v))
+    t:is(info and info.key, "port", "naming the key")
+    t:is((settings.validate { connections = v }), nil, string.format("connections %q refused", v))
+  end
+  t:is(settings.validate { port = " 587 " }.port, 587, "spaces around digits are fine")
+  t:is(settings.validate { port = 25.0 }.port, 25, "a whole float from Lua is fine")
+  t:is(settings.validate { connections = "064" }.connections, 64, "leading zeros are decimal")
+end)
+
 return tap.done()
