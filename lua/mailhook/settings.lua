@@ -275,6 +275,7 @@ function M.path() return core.paths.conf end
 local function parse_text(textv, file)
   local doc = { lines = {}, values = {}, where = {} }
   local n = 0
+  if textv == "" then return doc end   -- no lines (not one empty line: update would keep it)
   for line in (textv:gsub("\r?\n$", "") .. "\n"):gmatch("(.-)\r?\n") do
     n = n + 1
     doc.lines[n] = line

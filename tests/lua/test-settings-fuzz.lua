@@ -82,6 +82,21 @@ tap.test("port and connections: decimal digits only", function(t)
   t:is(settings.validate { connections = "064" }.connections, 64, "leading zeros are decimal")
 end)
 
+tap.test("update of an empty file adds no blank line", function(t)
+  local path = tap.tmpfile("")
+  t:ok(settings.update({ enabled = true }, path), "update ok")
+  t:is(slurp(path), "enabled = true\n", "just the new line")
+  t:ok(settings.update({ enabled = "" }, path), "unset it")
+  t:is(slurp(path), "", "empty again")
+  t:ok(settings.update({ enabled = true }, path), "set again")
+  t:is(slurp(path), "enabled = true\n", "still no blank line")
+  os.remove(path)
+  path = tap.tmpfile("\n")
+  t:ok(settings.update({ enabled = true }, path), "a file of one blank line")
+  t:is(slurp(path), "\nenabled = true\n", "keeps its blank line")
+  os.remove(path)
+end)
+
 -- ------------------------------------------------------------ properties
 
 -- Every password this test writes holds MARK, which nothing else holds.
