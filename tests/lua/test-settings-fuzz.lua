@@ -548,6 +548,7 @@ tap.test("an invalid update leaves the file byte-identical and names the key", f
   end
   t:is(failures, 0, cases .. " invalid updates write nothing and name the key")
   os.remove(path)
+  os.remove(CA_FILE)   -- the last test to use it
 end)
 
 return tap.done()
