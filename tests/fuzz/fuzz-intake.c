@@ -13,26 +13,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "intake.h"
+#include "../unit/intake-ref.h"
 #include "error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The in-memory rule (the sendmail.lua of before), into out (2n + 2 bytes). */
-static size_t reference(const char *in, size_t n, int dot, char *out) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) out[o++] = '\r';
-    out[o++] = in[i];
-  }
-  if (dot)
-    for (size_t p = 0; p + 3 <= o; p++)
-      if ((p == 0 || (p >= 2 && out[p - 2] == '\r' && out[p - 1] == '\n')) && !memcmp(out + p, ".\r\n", 3)) {
-        o = p;
-        break;
-      }
-  if (o && (o < 2 || out[o - 2] != '\r' || out[o - 1] != '\n')) { out[o++] = '\r'; out[o++] = '\n'; }
-  return o;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > 8192) return 0;
@@ -44,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t hl;
   char err[MH_INTAKE_ERRLEN];
   char *want = malloc(2 * n + 2), *got = malloc(2 * n + 2);
-  size_t wl = reference(in, n, dot, want);
+  size_t wl = intake_reference(in, n, dot, want);
   if (pipe2(p, O_DIRECT) < 0) abort();
   /* every packet takes a page of the pipe until read: at most 14 of them fit
   ** the default pipe, so longer inputs are cut into fewer, larger packets */

@@ -14,24 +14,8 @@
 #include <unistd.h>
 #include "tap.h"
 #include "intake.h"
+#include "intake-ref.h"
 #include "error.h"
-
-/* The reference: what the in-memory sendmail made of in[0..n). */
-static size_t reference(const char *in, size_t n, int dot, char *out) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) out[o++] = '\r';
-    out[o++] = in[i];
-  }
-  if (dot)
-    for (size_t p = 0; p + 3 <= o; p++)
-      if ((p == 0 || (p >= 2 && out[p - 2] == '\r' && out[p - 1] == '\n')) && !memcmp(out + p, ".\r\n", 3)) {
-        o = p;
-        break;
-      }
-  if (o && (o < 2 || out[o - 2] != '\r' || out[o - 1] != '\n')) { out[o++] = '\r'; out[o++] = '\n'; }
-  return o;
-}
 
 /* Runs the reader over in[0..n) cut into packets at cuts[]; the message it
 ** writes goes to out (its length returned), *empty set; -1 on an error. */
@@ -66,7 +50,7 @@ out:
 static int same(const char *in, size_t n, const size_t *cuts, size_t ncuts, int dot) {
   char want[2048], got[2048];
   int empty;
-  size_t wl = reference(in, n, dot, want);
+  size_t wl = intake_reference(in, n, dot, want);
   long gl = through(in, n, cuts, ncuts, dot, got, sizeof got, &empty);
   if (gl < 0 || (size_t)gl != wl || memcmp(got, want, wl) || (wl == 0) != (empty == 1)) {
     diag("input '%.*s' dot %d: got %ld bytes '%.*s', want %zu '%.*s'", (int)n, in, dot, gl,
