@@ -20,35 +20,10 @@ local M = {}
 
 -- ------------------------------------------------------------ secrets
 
-local function settings_mod()
-  local ok, s = pcall(require, "mailhook.settings")
-  if ok and type(s) == "table" then return s end
-  return nil
-end
-
--- First line of a command's output (used only when mailhook.settings is absent).
-local function run_first_line(cmd, what)
-  local f = io.popen(cmd, "r")
-  if not f then return nil, what .. " could not be started" end
-  local line = f:read("l")
-  local ok, _, code = f:close()
-  if not ok then return nil, what .. " failed (exit " .. tostring(code) .. ")" end
-  return line or ""
-end
-
-local function password(cfg)
-  local s = settings_mod()
-  if s and s.password then return s.password(cfg) end
-  if cfg.password_command then return run_first_line(cfg.password_command, "password_command") end
-  return cfg.password
-end
-
-local function token(cfg)
-  local s = settings_mod()
-  if s and s.token then return s.token(cfg) end
-  if not cfg.oauth_token_command then return nil, "no oauth_token_command is set" end
-  return run_first_line(cfg.oauth_token_command, "oauth_token_command")
-end
+-- Secrets come from mailhook.settings only (password_command, oauth_token_command,
+-- the masked password of a loaded file): one place runs those commands.
+local function password(cfg) return require("mailhook.settings").password(cfg) end
+local function token(cfg) return require("mailhook.settings").token(cfg) end
 
 -- ----------------------------------------------- servers seen with TLS
 
@@ -403,10 +378,8 @@ function M.test(opts)
   opts = opts or {}
   local cfg = opts.cfg
   if not cfg then
-    local s = settings_mod()
-    if not s then return fail_info("EINVAL", "connect", "settings are not available") end
     local err
-    cfg, err = s.load()
+    cfg, err = require("mailhook.settings").load()
     if not cfg then return fail_info("EINVAL", "connect", err, { class = "permanent" }) end
   end
   local report = { from = cfg.from, to = opts.to, stages = {} }
