@@ -1,5 +1,9 @@
 /*
 ** log.c — timestamped log lines on stderr, or syslog (see log.h).
+** Timestamps are UTC in ISO 8601 with the offset written out
+** (2026-12-04T13:30:32.123+00:00): the same clock as `mailhook queue`, and a
+** line read next to the server's log or another machine's needs no guess
+** about which zone it was written in.
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -72,13 +76,13 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   struct tm tm;
   char ts[32];
   gettimeofday(&tv, NULL);
-  localtime_r(&tv.tv_sec, &tm);
+  gmtime_r(&tv.tv_sec, &tm);
   strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
   /* a line of a worker thread (spool work on libuv's pool) is written bare:
      the hooks touch the front end's state, which is the loop thread's only */
   int hooked = (hook_before || hook_after) && pthread_equal(pthread_self(), hook_thread);
   if (hooked && hook_before) hook_before(hook_ud);
-  fprintf(stderr, "%s.%03d %-5s %s\n", ts, (int)(tv.tv_usec / 1000),
+  fprintf(stderr, "%s.%03d+00:00 %-5s %s\n", ts, (int)(tv.tv_usec / 1000),
           level_names[level], msg);
   if (hooked && hook_after) {
     fflush(stderr);   /* the line first, then what the hook redraws after it */

@@ -1,6 +1,7 @@
 /*
 ** log.h — the one logger of the process, shared by the C core and Lua.
 ** Lines go to stderr as "TIMESTAMP LEVEL message" (or to syslog when asked),
+** TIMESTAMP in UTC with its offset (ISO 8601: 2026-12-04T13:30:32.123+00:00),
 ** so an administrator reading a journal at 3 a.m. sees one format.
 ** Nothing here ever formats a password: callers pass masked values.
 */

@@ -2,13 +2,15 @@
 ** test-log.c — the hooks around each stderr line of runtime/log.c
 ** (mh_log_set_hooks): called once before and once after every line written,
 ** in that order, never for a line dropped by the level nor one of another
-** thread, gone once removed.
+** thread, gone once removed; and the timestamp of a line: UTC with its
+** offset written out (ISO 8601), whatever the process's local zone.
 ** stderr is pointed at a scratch file; the hooks write markers into it.
 */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "log.h"
 #include "tap.h"
@@ -69,5 +71,29 @@ int main(void) {
   got = take(f);
   ok(strstr(got, " info  three\n") && !strchr(got, '>') && !strchr(got, '<'), "removed: the bare line");
   is_int(calls, 0, "no hook called");
+
+  /* a local zone 5 h 30 away from UTC (a POSIX TZ string: no tzdata needed) */
+  setenv("TZ", "IST-5:30", 1);
+  tzset();
+  {
+    struct tm tm;
+    int ms = -1, n = 0;
+    char off[8] = "";
+    time_t before = time(NULL), at;
+    mh_warn("stamp");
+    got = take(f);
+    memset(&tm, 0, sizeof tm);
+    ok(sscanf(got, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%6s %n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+              &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, off, &n) == 8 && n > 0,
+       "the timestamp is ISO 8601 with milliseconds and an offset: %.40s", got);
+    is_str(off, "+00:00", "the offset is written out (UTC)");
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    at = timegm(&tm);
+    /* the zone's 19,800 s would show; a minute covers any load on the machine */
+    ok(at >= before - 1 && at <= time(NULL) + 60, "and it is the UTC time, not the local one (%lld vs %lld)",
+       (long long)at, (long long)before);
+    ok(strstr(got, " warn  stamp\n") != NULL, "then the level and the message");
+  }
   return done_testing();
 }
