@@ -473,7 +473,9 @@ static void check_can_wait(lua_State *L, const char *what) {
 static const char *checkid(lua_State *L, int idx) {
   size_t n;
   const char *id = luaL_checklstring(L, idx, &n);
-  luaL_argcheck(L, n > 0 && n < 250 && !strchr(id, '/') && id[0] != '.', idx, "not a message id");
+  /* strlen: a NUL inside would make "a\0b" the file "a" */
+  luaL_argcheck(L, n > 0 && n < 250 && strlen(id) == n && !strchr(id, '/') && id[0] != '.', idx,
+                "not a message id");
   return id;
 }
 

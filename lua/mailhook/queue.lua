@@ -3,7 +3,7 @@
 -- task: a script, a handler, the REPL).
 --
 --   for e in mh.queue.list() do print(e.id, e.state, #e.to) end   -- streams
---   mh.queue.show(id) -> entry | nil, err, info
+--   mh.queue.show(id) -> entry | nil, err, info      -- a malformed id: nil, err (check_id)
 --   mh.queue.remove(id) -> true | nil, err, info
 --   mh.queue.retry(id)  -> true | nil, err, info     -- failed/ back to pickup/, due now
 --   mh.queue.flush(...)                               -- delivery's (see below)
@@ -43,9 +43,50 @@ function M.list(which)
   return sp:list(which)
 end
 
-M.show = with_spool(function(sp, id) return sp:load(id) end)
-M.remove = with_spool(function(sp, id) return sp:remove(id) end)
-M.retry = with_spool(function(sp, id) return sp:retry(id) end)
+-- An id as a message shows it: control bytes escaped, a long one cut.
+local function shown(id)
+  local s = id:sub(1, 60):gsub("%c", function(c) return string.format("\\x%02x", c:byte()) end)
+  if #id > 60 then s = s .. "..." .. " (" .. #id .. " bytes)" end
+  return "'" .. s .. "'"
+end
+
+-- check_id(id) -> id | nil, message, info: whether id names a message the way
+-- `mailhook queue` lists them: a spool id (16 hex digits; "ID.eml", the file's
+-- name, is taken for it) or the file name of a drop-in.  Never a path (no "/",
+-- no leading "."), an empty string, a control byte (NUL), a sidecar
+-- ("ID.state") or a name longer than a file name can be: such input is refused
+-- here, with a message naming it, before it reaches the spool.
+function M.check_id(id)
+  local function bad(why)
+    return nil, (type(id) == "string" and shown(id) or tostring(id)) .. " is not a message id (" .. why ..
+      "; ids are as `mailhook queue` lists them)", { class = "permanent", stage = "queue", code = "EINVAL" }
+  end
+  if type(id) ~= "string" then return bad("a " .. type(id) .. ", not a string") end
+  if id == "" then return bad("empty") end
+  if id:find("%c") then return bad("it holds a control character") end
+  if id:find("/", 1, true) then return bad("it holds a '/'") end
+  if id:sub(1, 1) == "." then return bad("it starts with '.'") end
+  if #id > 200 then return bad("too long") end
+  local hex = id:match("^(" .. ("%x"):rep(16) .. ")%.eml$")
+  if hex and hex == hex:lower() then return hex end
+  if id:match("%.state$") or id:find(".state.", 1, true) then
+    return bad("that is a message's state file")
+  end
+  return id
+end
+
+-- op(name, fn): fn(sp, id) after check_id (a bad id is nil, message, info).
+local function by_id(fn)
+  return with_spool(function(sp, id, ...)
+    local good, err, info = M.check_id(id)
+    if not good then return nil, err, info end
+    return fn(sp, good, ...)
+  end)
+end
+
+M.show = by_id(function(sp, id) return sp:load(id) end)
+M.remove = by_id(function(sp, id) return sp:remove(id) end)
+M.retry = by_id(function(sp, id) return sp:retry(id) end)
 
 -- flush is the delivery part's: it sets M.flush_impl (function(opts) -> ok, err)
 -- when its module loads; mailhook.delivery is tried when nothing did.

@@ -13,6 +13,9 @@ local function age(secs)
   return string.format("%dd", secs // 86400)
 end
 
+-- A time as the log lines show it: UTC, ISO 8601, the offset written out.
+local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%S+00:00", math.floor(t)) end
+
 local function next_attempt(e, now)
   if e.state == "failed" then return "failed" end
   if (e.next_attempt or 0) <= now then return "now" end
@@ -75,15 +78,15 @@ local function show(id)
   if not e then return args.fail("queue show", err, 1) end
   local function line(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", v)) end end
   line("id", e.id); line("state", e.state); line("file", e.path); line("size", e.size)
-  line("queued", os.date("!%Y-%m-%d %H:%M:%S UTC", e.queued_at))
+  line("queued", iso(e.queued_at))
   line("from", e.from == "" and "<>" or e.from)
   line("to", table.concat(e.to, ", "))
   if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
   line("attempts", e.attempts)
-  if e.next_attempt > 0 then line("next attempt", os.date("!%Y-%m-%d %H:%M:%S UTC", e.next_attempt)) end
+  if e.next_attempt > 0 then line("next attempt", iso(e.next_attempt)) end
   line("last reply", e.last_reply)
   line("reason", e.reason)
-  if e.failed_at then line("failed at", os.date("!%Y-%m-%d %H:%M:%S UTC", e.failed_at)) end
+  if e.failed_at then line("failed at", iso(e.failed_at)) end
   -- the message as it is sent, streamed
   local f = io.open(e.path, "rb")
   if f then
@@ -99,28 +102,47 @@ local function show(id)
   return 0
 end
 
+local USAGE = "usage: mailhook queue [--json] | queue show ID | queue rm ID | queue retry ID\n"
+
+-- subcommand -> what it does with a checked id.  Every id goes through
+-- queue.check_id first: a path, an empty or over-long name, a control byte is a
+-- one-line error naming it, never a traceback.
+local SUB = {
+  show = show,
+  rm = function(id)
+    local ok, err = queue.remove(id)
+    if not ok then return args.fail("queue rm", err, 1) end
+    print("removed " .. id)
+    return 0
+  end,
+  retry = function(id)
+    local ok, err = queue.retry(id)
+    if not ok then return args.fail("queue retry", err, 1) end
+    print("queued " .. id .. " for delivery")
+    return 0
+  end,
+}
+SUB.remove = SUB.rm
+
 return function(...)
   local opts, rest = args.parse({ ... }, { json = "flag", help = "flag" })
   if not opts then return args.fail("queue", rest) end
   local sub, id = rest[1], rest[2]
   if opts.help then
-    io.write("usage: mailhook queue [--json] | queue show ID | queue rm ID | queue retry ID\n")
+    io.write(USAGE)
     return 0
   end
-  if sub == nil or sub == "list" then return list(opts.json) end
-  if not id then return args.fail("queue", "'" .. sub .. "' needs a message id") end
-  if sub == "show" then return show(id) end
-  if sub == "rm" or sub == "remove" then
-    local ok, err = queue.remove(id)
-    if not ok then return args.fail("queue rm", err, 1) end
-    print("removed " .. id)
-    return 0
+  if sub == nil or sub == "list" then
+    if rest[2] then return args.fail("queue", "unexpected argument '" .. rest[2] .. "'") end
+    return list(opts.json)
   end
-  if sub == "retry" then
-    local ok, err = queue.retry(id)
-    if not ok then return args.fail("queue retry", err, 1) end
-    print("queued " .. id .. " for delivery")
-    return 0
+  local fn = SUB[sub]
+  if not fn then
+    return args.fail("queue", "unknown subcommand '" .. sub .. "' (list, show, rm, retry)")
   end
-  return args.fail("queue", "unknown subcommand '" .. sub .. "' (show, rm, retry)")
+  if id == nil then return args.fail("queue " .. sub, "needs a message id: mailhook queue " .. sub .. " ID") end
+  if rest[3] then return args.fail("queue " .. sub, "one message id at a time (got '" .. rest[3] .. "' too)") end
+  local good, err = queue.check_id(id)
+  if not good then return args.fail("queue " .. sub, err) end
+  return fn(good)
 end
