@@ -32,6 +32,9 @@ typedef struct {
   char conf[PATH_MAX];      /* settings file: -c, $MAILHOOK_CONF, or the default */
   char spool[PATH_MAX];     /* spool folder: -s, $MAILHOOK_SPOOL, or the default */
   char luac[PATH_MAX];      /* precompiled lua/ (BUILD/luac, PREFIX/lib/mailhook/luac): bc_searcher */
+  const char *conf_given;   /* who named conf: "-c", "$MAILHOOK_CONF", or NULL for the default.
+                               A named file must exist (a typo must not mean "defaults");
+                               the default's absence does mean defaults */
   int installed;            /* 1 for an installed binary */
 } paths_t;
 
@@ -62,8 +65,11 @@ static void find_paths(paths_t *p) {
     snprintf(p->conf, sizeof p->conf, "%s/mailhook.conf", p->root);
     snprintf(p->spool, sizeof p->spool, "%s/spool", p->root);
   }
-  if (getenv("MAILHOOK_CONF") && *getenv("MAILHOOK_CONF"))
+  p->conf_given = NULL;
+  if (getenv("MAILHOOK_CONF") && *getenv("MAILHOOK_CONF")) {
     snprintf(p->conf, sizeof p->conf, "%s", getenv("MAILHOOK_CONF"));
+    p->conf_given = "$MAILHOOK_CONF";
+  }
   if (getenv("MAILHOOK_SPOOL") && *getenv("MAILHOOK_SPOOL"))
     snprintf(p->spool, sizeof p->spool, "%s", getenv("MAILHOOK_SPOOL"));
 }
@@ -231,6 +237,7 @@ static void set_paths(lua_State *L, const paths_t *p) {
   lua_pushstring(L, p->conf);    lua_setfield(L, -2, "conf");
   lua_pushstring(L, p->spool);   lua_setfield(L, -2, "spool");
   lua_pushboolean(L, p->installed); lua_setfield(L, -2, "installed");
+  if (p->conf_given) { lua_pushstring(L, p->conf_given); lua_setfield(L, -2, "conf_given"); }
   lua_setfield(L, -2, "paths");
   lua_pop(L, 2);
   /* package.path: ours first, then Lua's default (LuaSocket lives there) */
@@ -289,8 +296,17 @@ int main(int argc, char **argv) {
     if (!strcmp(o, "--")) { i++; break; }
     if (!strcmp(o, "-c") || !strcmp(o, "-s") || !strcmp(o, "-e")) {
       if (i + 1 >= argc) usage_error("option %s needs a value", o);
-      if (o[1] == 'c') snprintf(paths.conf, sizeof paths.conf, "%s", argv[++i]);
-      else if (o[1] == 's') snprintf(paths.spool, sizeof paths.spool, "%s", argv[++i]);
+      if (o[1] != 'e' && strlen(argv[i + 1]) >= sizeof paths.conf - 1)
+        usage_error("the value of option %s is too long", o);
+      if (o[1] == 'c') {
+        if (!*argv[i + 1]) usage_error("option %s needs a file name, not an empty string", o);
+        snprintf(paths.conf, sizeof paths.conf, "%s", argv[++i]);
+        paths.conf_given = "-c";
+      }
+      else if (o[1] == 's') {
+        if (!*argv[i + 1]) usage_error("option %s needs a folder name, not an empty string", o);
+        snprintf(paths.spool, sizeof paths.spool, "%s", argv[++i]);
+      }
       else { code = argv[++i]; i++; break; }
     } else if (!strcmp(o, "-v") || !strcmp(o, "--verbose")) {
       mh_log_set_level(MH_LOG_DEBUG);

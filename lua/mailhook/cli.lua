@@ -6,14 +6,17 @@ local core = require "mailhook.core"
 
 local M = {}
 
--- name, arguments, summary: the help text, in the order an administrator meets them.
+-- name, arguments, summary[, script]: the help text, in the order an administrator
+-- meets them.  script = true: the command is an admin action in scripts/NAME.lua
+-- (a site may edit it), so its absence is a broken installation, said as such.
 M.commands = {
   { "run", "[RULES.lua ...]", "the service: watch the pickup folder and deliver the queue" },
-  { "test", "[--to ADDR]", "connect, negotiate TLS, authenticate, check the From address; report" },
-  { "update", "KEY=VALUE ...", "validate and save settings (password masked in the output)" },
+  { "test", "[--to ADDR] [--timeout S]", "connect, negotiate TLS, authenticate, check the From address; report",
+    true },
+  { "update", "KEY=VALUE ...", "validate and save settings (password masked in the output)", true },
   { "settings", "", "print the settings, password masked" },
   { "enqueue", "--to A [--cc A] [--bcc A] [--from A] [--subject S] [--attach F]... [--html F]",
-    "queue a message (body on stdin) durably; print its id" },
+    "queue a message (body on stdin) durably; print its id", true },
   { "sendmail", "[-t] [-f FROM] [-i] [RCPT...]", "queue a full RFC 5322 message from stdin" },
   { "hook", "EVENT [KEY=VALUE ...] | EVENT --json", "run the rules for EVENT" },
   { "queue", "[--json] | show ID | rm ID | retry ID", "inspect and manage the queue" },
@@ -43,7 +46,8 @@ local function file_exists(path)
 end
 
 function M.main(cmd, ...)
-  if cmd == nil or cmd == "help" then M.help() return 0 end
+  if cmd == nil then M.help(io.stderr) return 2 end   -- no command: a usage error
+  if cmd == "help" then M.help() return 0 end
   if cmd == "version" then print("mailhook " .. core.version) return 0 end
   if not cmd:match("^[%w_-]+$") then
     io.stderr:write("mailhook: unknown command '", cmd, "' (try 'mailhook help')\n")
@@ -59,6 +63,13 @@ function M.main(cmd, ...)
   local ok, mod = pcall(require, name)
   if not ok then
     if tostring(mod):find("module '" .. name .. "' not found", 1, true) then
+      for _, c in ipairs(M.commands) do
+        if c[1] == cmd and c[4] then
+          io.stderr:write("mailhook: the '", cmd, "' command is the script ", script,
+                          ", which is missing (restore it from the source tree or reinstall)\n")
+          return 1
+        end
+      end
       io.stderr:write("mailhook: unknown command '", cmd, "' (try 'mailhook help')\n")
       return 2
     end

@@ -305,11 +305,11 @@ local function parse_text(textv, file)
   return doc
 end
 
--- Reads and parses path; a missing file is an empty document.
+-- Reads and parses path; a missing file is an empty document (missing = true).
 local function read_doc(path)
   local f, err, code = io.open(path, "rb")
   if not f then
-    if code == 2 then return { lines = {}, values = {}, where = {} } end
+    if code == 2 then return { lines = {}, values = {}, where = {}, missing = true } end
     return nil, path .. ": cannot read: " .. tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
   end
   local data, rerr = f:read("a")
@@ -319,10 +319,17 @@ local function read_doc(path)
 end
 
 -- load([path]) -> cfg | nil, "FILE:LINE: message"
+-- A missing file means the defaults, except the settings file named with -c or
+-- $MAILHOOK_CONF (core.paths.conf_given): a typo there must not quietly run
+-- with defaults.  update() creates that file.
 function M.load(path)
   path = path or M.path()
   local doc, err = read_doc(path)
   if not doc then return nil, err end
+  if doc.missing and path == core.paths.conf and core.paths.conf_given then
+    return nil, string.format("%s: no such settings file (named by %s; " ..
+      "`mailhook update KEY=VALUE` creates it)", path, core.paths.conf_given)
+  end
   local cfg, secret_or_key, reason, at = validate(doc.values)
   if not cfg then
     local key = secret_or_key

@@ -3,10 +3,14 @@
 C="$T/mailhook.conf"
 SECRET='hunter2-TOPSECRET'
 
-out=$("$MAILHOOK" -c "$C" settings); rc=$?
-is "$rc" 0 "settings without a file exits 0"
-like "$out" "^# $C" "names the file in use"
-like "$out" "enabled = false" "shows the defaults"
+# A file named with -c or $MAILHOOK_CONF must exist (a typo must not mean "defaults");
+# update creates it.  (The default file's absence means defaults: tests/integration/first-use.sh.)
+out=$("$MAILHOOK" -c "$C" settings 2>&1); rc=$?
+is "$rc" 1 "settings with -c naming no file exits 1"
+like "$out" "^mailhook settings: $C: no such settings file \(named by -c" "naming the file and the option"
+out=$(MAILHOOK_CONF=$C "$MAILHOOK" settings 2>&1); rc=$?
+is "$rc" 1 "the same with \$MAILHOOK_CONF"
+like "$out" "named by \\\$MAILHOOK_CONF" "naming the variable"
 ok "$([ ! -e "$C" ]; echo $?)" "settings does not create the file"
 
 out=$("$MAILHOOK" -c "$C" update enabled=true server=mx1.example.com,mx2.example.com port=587 \
