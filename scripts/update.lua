@@ -2,6 +2,8 @@
 -- change, save the settings file atomically (mode 0600), print the settings
 -- with the password masked.  `KEY=` unsets KEY; `password=-` reads the
 -- password from the first line of stdin (keeps it out of the shell history).
+-- Risky settings that are valid (allow_plaintext_auth = true) are warned about
+-- on stderr after the save.
 -- Exit 0 when saved; 2 when anything is invalid (nothing is written then);
 -- 1 when writing failed (I/O error: the old file is left as it was).
 local settings = require "mailhook.settings"
@@ -28,4 +30,6 @@ local cfg, err, info = settings.update(changes)
 if not cfg then return args.fail("update", err, (info and info.code) and 1 or 2) end
 io.write("# saved ", settings.path(), "\n")
 for _, line in ipairs(settings.format(cfg)) do io.write(line, "\n") end
+-- valid but risky (allow_plaintext_auth = true, ...): said every time, on stderr
+for _, w in ipairs(settings.warnings(cfg)) do io.stderr:write("mailhook update: warning: ", w, "\n") end
 return 0

@@ -33,6 +33,9 @@ local SCHEMA = {
   { "tls_ca_file", "file" },
   { "tls_fingerprint", "fingerprint" },
   { "auth", "bool", false },
+  -- the one way credentials ever cross without TLS, whatever tls/tls_required say:
+  -- an opt-in of its own, never a consequence of another setting (a demo's tls = none)
+  { "allow_plaintext_auth", "bool", false },
   { "auth_mechanism", "enum", nil, { "auto", "plain", "login", "xoauth2", "oauthbearer" } },
   { "username", "string" },
   { "password", "secret" },
@@ -245,7 +248,8 @@ local function validate(values)
   if cfg.tls == "none" and cfg.tls_required then
     return nil, "tls", "tls = none but tls_required is true" ..
       (values.tls_required == nil and " (the default when auth is on)" or "") ..
-      "; set tls_required=false to allow plain text"
+      "; set tls_required=false to allow plain text" ..
+      (cfg.auth and " (credentials then also need allow_plaintext_auth=true)" or "")
   end
   if secret and cfg.password_command then
     return nil, "password_command", "set either password or password_command, not both", "password"
@@ -395,6 +399,22 @@ function M.ready(cfg)
     return nil, "no server is set (mailhook update server=HOST)"
   end
   return true
+end
+
+-- warnings(cfg) -> {text...}: what `update` and `test` say on stderr about
+-- valid but risky settings (empty when there is nothing to say).
+function M.warnings(cfg)
+  local out = {}
+  if cfg.allow_plaintext_auth then
+    out[#out + 1] = "allow_plaintext_auth = true: the username and password cross the network " ..
+      "in the clear whenever a session has no TLS (anyone on the path can read them); " ..
+      "set allow_plaintext_auth=false once the server offers TLS"
+  elseif cfg.auth and cfg.tls == "none" then
+    out[#out + 1] = "auth = true with tls = none: mailhook will not send the credentials in plain " ..
+      "text, so authentication fails; set tls=auto (or starttls/implicit), or, for a server " ..
+      "that cannot do TLS, allow_plaintext_auth=true"
+  end
+  return out
 end
 
 -- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of

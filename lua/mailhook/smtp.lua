@@ -167,10 +167,29 @@ local function choose_mech(cfg, offered)
     (#offered > 0 and table.concat(offered, ", ") or "none") .. ")"
 end
 
+-- Credentials never cross in the clear by accident: a session without TLS gets
+-- no AUTH unless allow_plaintext_auth = true, an opt-in of its own that no other
+-- setting implies (tls = none, tls_required = false, a server without STARTTLS
+-- all leave it false).  The refusal names the setting; nothing was sent.
+M.PLAINTEXT_AUTH_REFUSED = "refusing to send the username and password in plain text: this session " ..
+  "has no TLS (allow_plaintext_auth is false)"
+
+local function offers_starttls(info)
+  for _, cap in ipairs(info.capabilities or {}) do
+    if cap:upper():match("^STARTTLS") then return true end
+  end
+  return false
+end
+
 local function authenticate(c, cfg, security)
   local info = c:info()
-  if tls_required(cfg) and security == "none" then   -- the engine prevents it; stay sure
-    return fail_info("ENOTLS", "auth", "refusing to authenticate without TLS (tls_required)")
+  if security == "none" and (tls_required(cfg) or cfg.allow_plaintext_auth ~= true) then
+    local starttls = offers_starttls(info)
+    return fail_info("EPLAINAUTH", "auth", M.PLAINTEXT_AUTH_REFUSED ..
+      (starttls and "; the server offers STARTTLS: set tls = auto (or starttls)"
+                or "; use TLS (tls = auto, starttls or implicit; port 465 or 587), or set " ..
+                   "allow_plaintext_auth = true for a server that cannot do TLS"),
+      { class = "permanent", why = "plaintext_auth", starttls_offered = starttls })
   end
   local mech, why = choose_mech(cfg, info.auth_offered or {})
   if not mech then return fail_info("ENOAUTH", "auth", why, { class = "permanent" }) end
@@ -244,10 +263,11 @@ function Session:close() return self.c:close() end
 Session.__close = Session.close
 function Session:__tostring() return "mailhook.smtp session " .. tostring(self.c) end
 
--- connect(cfg [, report]) -> session | nil, err, info.  Waits: DNS, every address of
--- every server in order, TLS, EHLO, AUTH.  report (a table) receives what was
--- learned even on failure (tests and `mailhook test`).
-function M.connect(cfg, report)
+-- connect(cfg [, report [, limits]]) -> session | nil, err, info.  Waits: DNS, every
+-- address of every server in order, TLS, EHLO, AUTH.  report (a table) receives
+-- what was learned even on failure (tests and `mailhook test`); limits overrides
+-- cfg's connect_timeout, command_timeout, data_timeout, session_deadline (test's bound).
+function M.connect(cfg, report, limits)
   report = report or {}
   local list = servers_of(cfg)
   if #list == 0 then
@@ -268,8 +288,10 @@ function M.connect(cfg, report)
       greeting_wait = cfg.greeting_wait,
       verify = cfg.tls_verify ~= false, ca_file = cfg.tls_ca_file, fingerprint = cfg.tls_fingerprint,
       min_version = cfg.tls_min_version and tostring(cfg.tls_min_version) or "1.2",
-      connect_timeout = cfg.connect_timeout, command_timeout = cfg.command_timeout,
-      data_timeout = cfg.data_timeout, session_deadline = cfg.session_deadline,
+      connect_timeout = limits and limits.connect_timeout or cfg.connect_timeout,
+      command_timeout = limits and limits.command_timeout or cfg.command_timeout,
+      data_timeout = limits and limits.data_timeout or cfg.data_timeout,
+      session_deadline = limits and limits.session_deadline or cfg.session_deadline,
       }
       ok, err, info = c:open()
     end
@@ -373,7 +395,49 @@ function M.requires_tls(ci, info)
     "(it answered: " .. reply .. ")" .. (offers and "; it offers STARTTLS" or "")
 end
 
--- test{to = nil [, cfg = cfg]} -> report | nil, err, info (info.report).  Waits.
+-- The Test button answers within a short bound: every wait of `test` (DNS, the
+-- connection, the greeting, a TLS handshake, each command's reply) is capped by
+-- it, whatever the service's own (longer, RFC 5321) timeouts say.
+M.TEST_TIMEOUT = 30
+
+-- The timeouts a test runs with: cfg's, each at most `bound` seconds (given to
+-- connect() apart from cfg, which stays the loaded table its password belongs to).
+local function bounded(cfg, bound)
+  local t = {}
+  for _, k in ipairs { "connect_timeout", "command_timeout", "data_timeout", "session_deadline" } do
+    local v = tonumber(cfg[k])
+    t[k] = (v and v > 0 and v < bound) and v or bound
+  end
+  return t
+end
+
+-- What a timeout interrupted (info.waited, from the engine), in words, with how
+-- long it was waited for: "127.0.0.1 port 2525: connected, but the server sent no
+-- greeting (timed out after 30 s)".  nil when info is not a timeout the engine named.
+local WAITED = {
+  dns = "%s: no answer from DNS (timed out after %s)",
+  connect = "%s: could not connect (timed out after %s)",
+  greeting = "%s: connected, but the server sent no greeting (timed out after %s)",
+  tls = "%s: connected, but the TLS handshake got no answer (timed out after %s)",
+}
+function M.waited_message(info, where, secs)
+  if not info or info.code ~= "ETIMEDOUT" or not info.waited then return nil end
+  local after = string.format("%d s", math.max(1, math.floor((secs or 0) + 0.5)))
+  local fmt = WAITED[info.waited]
+  local msg
+  if fmt then
+    msg = fmt:format(where, after)
+    if info.waited == "greeting" and info.tls_probe then
+      msg = msg .. "; nor did it answer a TLS handshake: not an SMTP server, or a stuck one"
+    end
+  else
+    msg = string.format("%s: the server did not answer %s (timed out after %s)", where, info.waited, after)
+  end
+  return msg
+end
+
+-- test{to = nil [, cfg = cfg] [, timeout = seconds]} -> report | nil, err, info (info.report).
+-- Waits, at most `timeout` (M.TEST_TIMEOUT, 30 s) for each step.
 function M.test(opts)
   opts = opts or {}
   local cfg = opts.cfg
@@ -382,9 +446,24 @@ function M.test(opts)
     cfg, err = require("mailhook.settings").load()
     if not cfg then return fail_info("EINVAL", "connect", err, { class = "permanent" }) end
   end
-  local report = { from = cfg.from, to = opts.to, stages = {} }
+  local bound = tonumber(opts.timeout) or M.TEST_TIMEOUT
+  if bound <= 0 then error("smtp.test: timeout must be a positive number of seconds", 2) end
+  local limits = bounded(cfg, bound)
+  local report = { from = cfg.from, to = opts.to, stages = {}, timeout = bound }
+  local now = core.monotonic
+  local step_started = now()
   local function failed(err, info)
     info = info or {}
+    local where = report.info and report.info.address and report.info.address ~= "" and
+      (report.info.address .. " port " .. tostring(report.info.port or cfg.port)) or
+      (tostring(servers_of(cfg)[1] or "?") .. " port " .. tostring(cfg.port or "?"))
+    local said = M.waited_message(info, where, now() - step_started)
+    if said then
+      err = said
+      if info.waited == "greeting" or info.waited == "connect" then info.stage = "connect"
+      elseif info.waited == "dns" then info.stage = "dns"
+      elseif info.waited == "tls" or info.waited == "STARTTLS" then info.stage = "tls" end
+    end
     info.stage = TEST_STAGE[info.stage] or info.stage or "connect"
     local clear = M.requires_tls(report.info, info)
     if clear then err, info.why = clear, "requires_tls" end
@@ -397,8 +476,9 @@ function M.test(opts)
   if not cfg.from or cfg.from == "" then
     return failed("no From address is set (mailhook update from=notify@example.com)", { stage = "sender" })
   end
-  local s, err, info = M.connect(cfg, report)
+  local s, err, info = M.connect(cfg, report, limits)
   if not s then return failed(err, info) end
+  step_started = now()
   report.info = s:info()
   report.stages[#report.stages + 1] = "connect"
   if report.info.security ~= "none" then report.stages[#report.stages + 1] = "tls" end
@@ -408,6 +488,7 @@ function M.test(opts)
   if not ok then s:quit(); s:close(); return failed(err, info) end
   report.from_accepted = true
   report.stages[#report.stages + 1] = "sender"
+  step_started = now()
   if opts.to then
     local r
     r, err, info = s:send { from = cfg.from, to = { opts.to }, data = test_message(cfg, opts.to) }
