@@ -22,6 +22,11 @@
 ** and silence means implicit TLS.  A late plain greeting during that handshake
 ** is reported as info.plain_smtp, and the Lua layer reconnects with STARTTLS.
 **
+** A failure by timeout names what never came in info.waited: "dns", "connect",
+** "greeting" (connected, and the server sent not one byte; info.tls_probe when
+** tls = auto also tried a ClientHello that got no answer), "tls", or the command
+** whose reply was due ("EHLO", "AUTH", "MAIL FROM", "the final dot", ...).
+**
 ** submit/result pipeline across messages (smtp.h): with one message in flight
 ** a second may be submitted, and its commands leave with the first one's final
 ** dot.  Outcomes come back in order through result(), which also opens the gate
@@ -64,6 +69,7 @@ typedef struct {
   char text[2048];
   const char *stage;           /* static strings */
   char msg[800];               /* why it failed */
+  const char *waited;          /* a timeout: what never came (waiting_for), else NULL */
   mh_smtp_rcpt *rcpts;         /* deep copy (rcpt strings owned) */
   size_t nrcpt;
   int fd;                      /* submit_file: the message's file, read as it is sent; -1 */
@@ -109,6 +115,10 @@ struct conn {
   char hs_first[8];            /* first bytes received during a handshake (plain greeting?) */
   size_t hs_n;
   int plain_greeting;          /* an implicit handshake met a plain "220" */
+  int connected;               /* the TCP connection to the current address is up */
+  int sniffed;                 /* TLS_AUTO heard no greeting in sniff_ms and sent a ClientHello */
+  uint64_t received;           /* bytes read on this connection: 0 = the server never spoke */
+  const char *waited;          /* what a timeout cut short (static; see waiting_for): info.waited */
   /* settings */
   char host[256], ca_file[1024], fingerprint[128], min_version[8], helo[256];
   int port, verify;
@@ -279,9 +289,40 @@ static void io_write(void *ud, const char *buf, size_t len) {
   }
 }
 
+/* What the connection waits for now, named for an administrator: "dns",
+** "connect", "greeting" (connected, and not one byte from the server: with
+** tls = auto, not even an answer to the ClientHello sent after greeting_wait),
+** "tls" (a handshake), or the command whose reply is due ("EHLO", "AUTH",
+** "MAIL FROM", ...).  Recorded when a timeout fires, so `mailhook test` can say
+** what never came instead of only "timed out". */
+static const char *waiting_for(const conn *c) {
+  mh_smtp_state st = c->s ? mh_smtp_get_state(c->s) : MH_SMTP_INIT;
+  if (!c->ai) return "dns";
+  if (!c->connected) return "connect";
+  if (c->received == 0 && (c->tls_mode == TLS_AUTO || c->sniffed || st == MH_SMTP_BANNER)) return "greeting";
+  if (c->handshaking || st == MH_SMTP_TLS) return "tls";
+  switch (st) {
+    case MH_SMTP_BANNER: return "greeting";
+    case MH_SMTP_EHLO: return "EHLO";
+    case MH_SMTP_HELO: return "HELO";
+    case MH_SMTP_STARTTLS: return "STARTTLS";
+    case MH_SMTP_AUTH: return "AUTH";
+    case MH_SMTP_RSET: return "RSET";
+    case MH_SMTP_MAIL: return "MAIL FROM";
+    case MH_SMTP_RCPT: return "RCPT TO";
+    case MH_SMTP_DATA: return "DATA";
+    case MH_SMTP_BODY: return "the final dot";
+    case MH_SMTP_QUIT: return "QUIT";
+    default: return NULL;
+  }
+}
+
 static void timer_cb(uv_timer_t *t) {
   conn *c = (conn *)t->data;
-  if (c->s && mh_smtp_get_state(c->s) != MH_SMTP_INIT) mh_smtp_timeout(c->s);
+  if (c->s && mh_smtp_get_state(c->s) != MH_SMTP_INIT) {
+    c->waited = waiting_for(c);
+    mh_smtp_timeout(c->s);
+  }
   settle(c);
 }
 
@@ -341,6 +382,7 @@ static void io_done(void *ud, int rc) {
 static void hs_timeout_cb(uv_timer_t *t) {
   conn *c = (conn *)t->data;
   if (!c->handshaking) return;
+  c->waited = waiting_for(c);
   c->handshaking = 0;
   fail(c, MH_ETIMEDOUT, "tls", "%s:%d: TLS handshake timed out after %llu s", c->host, c->port,
        (unsigned long long)(c->command_ms / 1000));
@@ -395,6 +437,7 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   sock *k = (sock *)st->data;
   conn *c = k->c;
   if (n == 0) return;
+  if (n > 0) c->received += (uint64_t)n;
   if (n < 0) {
     if (c->handshaking)
       fail(c, MH_ETLS, "tls", "%s:%d: connection closed during the TLS handshake", c->host, c->port);
@@ -506,6 +549,7 @@ static void connect_cb(uv_connect_t *req, int status) {
     settle(c);
     return;
   }
+  c->connected = 1;
   uv_tcp_nodelay(&k->tcp, 1);   /* commands and the final dot must not wait for Nagle */
   uv_read_start((uv_stream_t *)&k->tcp, alloc_cb, read_cb);
   if (c->tls_mode == TLS_IMPLICIT) {
@@ -523,6 +567,7 @@ static void sniff_cb(uv_timer_t *t) {
   conn *c = (conn *)t->data;
   if (c->tls_mode != TLS_AUTO || c->tls || !c->sk) return;
   c->tls_mode = TLS_IMPLICIT;
+  c->sniffed = 1;
   if (tls_begin(c) == 0) tls_step(c);
   settle(c);
 }
@@ -561,6 +606,8 @@ static void try_next(conn *c) {
     k->req.data = k;
     c->refs++;
     c->sk = k;
+    c->connected = 0;
+    c->received = 0;
     mh_debug("smtp: connecting to %s port %d (%s)", c->address, c->port, c->host);
     rc = uv_tcp_connect(&k->req, &k->tcp, a->ai_addr, connect_cb);
     if (rc < 0) {
@@ -596,6 +643,7 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
 
 static void deadline_cb(uv_timer_t *t) {
   conn *c = (conn *)t->data;
+  c->waited = waiting_for(c);
   fail(c, MH_ETIMEDOUT, NULL, "session deadline of %llu s exceeded (server too slow)",
        (unsigned long long)(c->deadline_ms / 1000));
   settle(c);
@@ -635,6 +683,13 @@ static int push_fail(lua_State *L, conn *c, int rc) {
   if (c->plain_greeting) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "plain_smtp");
+  }
+  if (rc == MH_ETIMEDOUT && c->waited) {
+    set_str(L, "waited", c->waited);
+    if (c->sniffed) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "tls_probe");
+    }
   }
   return 3;
 }
@@ -694,6 +749,7 @@ static void snap_send(conn *c, sres *r, int rc) {
     r->stage = c->fail_code && c->fail_stage ? c->fail_stage
                : *mh_smtp_stage(c->s) ? mh_smtp_stage(c->s) : "connect";
     snprintf(r->msg, sizeof r->msg, "%s", *msg ? msg : mh_strerror(rc));
+    r->waited = rc == MH_ETIMEDOUT ? c->waited : NULL;
   }
   sres_clear(r);
   if (n && (r->rcpts = (mh_smtp_rcpt *)calloc(n, sizeof *r->rcpts)) != NULL) {
@@ -715,6 +771,7 @@ static void snap_refused(sres *r, int rc, const char *stage, const char *msg, in
   r->code = 0;
   r->enhanced[0] = r->text[0] = '\0';
   r->stage = stage;
+  r->waited = NULL;
   snprintf(r->msg, sizeof r->msg, "%s", msg);
 }
 
@@ -737,6 +794,7 @@ static int pop_send(lua_State *L, conn *c) {
     if (r->rc == MH_ETOOBIG || r->rc == MH_EBADADDR) set_str(L, "class", "permanent");
     lua_pushboolean(L, r->closed);
     lua_setfield(L, -2, "connection");
+    if (r->waited) set_str(L, "waited", r->waited);
     push_rcpts(L, r->rcpts, r->nrcpt);
     nret = 3;
   } else {
@@ -862,6 +920,7 @@ static void begin(lua_State *L, conn *c, int op, const char *what) {
   c->fail_code = 0;
   c->fail_stage = NULL;
   c->fail_msg[0] = '\0';
+  c->waited = NULL;
 }
 
 /* Ends the op start: the result at once when it already finished, else wait. */
@@ -964,6 +1023,7 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
     c->fail_code = 0;
     c->fail_stage = NULL;
     c->fail_msg[0] = '\0';
+    c->waited = NULL;
   }
   c->nsends++;
   if (c->closed || !c->sk || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED ||
@@ -1176,7 +1236,9 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "auth_offered");
   lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_PIPELINING) != 0);
   lua_setfield(L, -2, "pipelining");
-  lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_STARTTLS) != 0);
+  /* after STARTTLS the second EHLO no longer lists it: it was offered all the same */
+  lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_STARTTLS) != 0 ||
+                     (c->tls_on && c->tls_mode != TLS_IMPLICIT));
   lua_setfield(L, -2, "starttls_offered");
   if (caps->size) { lua_pushinteger(L, (lua_Integer)caps->size); lua_setfield(L, -2, "size"); }
   set_str(L, "state", mh_smtp_state_name(mh_smtp_get_state(c->s)));

@@ -1,118 +1,45 @@
--- mailhook test [--to ADDR] — the Test button: connect, negotiate TLS,
--- authenticate, check that the From address is accepted (MAIL FROM + RSET),
--- QUIT; with --to also send a real test message.  Prints what an
--- administrator needs to act on; never the password.
+-- mailhook test [--to ADDR] [--timeout SECONDS] — the Test button: connect,
+-- negotiate TLS, authenticate, check that the From address is accepted (MAIL
+-- FROM + RSET), QUIT; with --to also send a real test message.  Prints what an
+-- administrator needs to act on (mailhook.testreport: the REPL's test() shows the
+-- same report); never the password.  Every wait (DNS, connection, greeting, TLS,
+-- each reply) is bounded by --timeout (30 s), so the answer comes quickly and
+-- names what never came.
 -- Exit 0 when everything passed, 1 when a stage failed (named), 2 on bad usage.
 local args = require "mailhook.args"
-local smtp = require "mailhook.smtp"
 
-local opts, rest = args.parse({ ... }, { to = "string", help = "flag" })
+local USAGE = "usage: mailhook test [--to ADDR] [--timeout SECONDS]\n"
+
+local opts, rest = args.parse({ ... }, { to = "string", timeout = "string", help = "flag" })
 if not opts then return args.fail("test", rest) end
 if opts.help then
-  print("usage: mailhook test [--to ADDR]")
+  io.write(USAGE, "  connect, negotiate TLS, authenticate, check the From address and report;\n",
+           "  --to also sends a test message; every step waits at most --timeout seconds (30)\n")
   return 0
 end
 if #rest > 0 then return args.fail("test", "unexpected argument '" .. rest[1] .. "'") end
+local timeout
+if opts.timeout then
+  timeout = tonumber(opts.timeout)
+  if not timeout or timeout <= 0 or timeout ~= timeout or timeout > 86400 then
+    return args.fail("test", "--timeout needs a number of seconds (0 < S <= 86400), not '" .. opts.timeout .. "'")
+  end
+end
 
-local cfg, err
 local ok, settings = pcall(require, "mailhook.settings")
 if not ok then return args.fail("test", "settings module missing: " .. tostring(settings), 1) end
-cfg, err = settings.load()
+local cfg, err = settings.load()
 if not cfg then return args.fail("test", err, 1) end
 
-local HINT = {
-  dns = "the server name does not resolve: check `server` and this machine's DNS",
-  connect = "nothing answers there: check `server`, `port` and firewalls (465 = implicit TLS, 587 = submission)",
-  tls = "TLS failed: check `tls`, `tls_ca_file`, `tls_fingerprint`, or the server's certificate",
-  auth = "authentication failed: check `username`, `password`/`password_command`, `auth_mechanism`",
-  sender = "the server refuses the From address: use an address this account may send as",
-  recipient = "the server refused the test recipient or the message",
-  -- by cause (info.why, or info.code EPROTO), before the stage's own hint
-  protocol = "the server answered, but not in SMTP: check that `port` is an SMTP port " ..
-    "(25, 465 = implicit TLS, 587 = submission) and that nothing in between (a proxy, " ..
-    "an antivirus, a firewall) rewrites the traffic",
-  requires_tls = "set `tls = starttls` (or `tls = auto`: STARTTLS when the server offers it)",
-  requires_tls_auto = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
-    "(465, `tls = implicit`) or its submission port (587)",
-  tls_version = "the server's TLS is older than `tls_min_version` allows: update the server's TLS; " ..
-    "lower `tls_min_version` only for a legacy server you trust (1.0 and 1.1 are deprecated, RFC 8996)",
-  tls_version_13 = "the server does not speak TLS 1.3: set `tls_min_version = 1.2` (the default), " ..
-    "or enable TLS 1.3 on the server",
-  tls_closed = "the server hung up during the TLS handshake: often it supports no TLS version from " ..
-    "`tls_min_version` (%s) up or no cipher in common; also check `tls` " ..
-    "(465 = implicit TLS, 587 = STARTTLS) and the server's TLS log",
+-- risky settings first (allow_plaintext_auth = true, ...), on stderr
+for _, w in ipairs(settings.warnings(cfg)) do io.stderr:write("mailhook test: warning: ", w, "\n") end
+
+local r = require("mailhook.testreport").run {
+  cfg = cfg, to = opts.to, timeout = timeout,
+  started = function(header)
+    io.write(header, "\n")
+    io.stdout:flush()
+  end,
 }
-
--- The hint for a failure: its cause when known, else its stage.
-local function hint_for(info)
-  if not info then return nil end
-  local why = info.why
-  if why == "tls_version" and info.tls_min_version == "1.3" then why = "tls_version_13" end
-  if why == "requires_tls" and (cfg.tls or "auto") == "auto" then why = "requires_tls_auto" end
-  if not why and info.code == "EPROTO" then why = "protocol" end
-  local h = (why and HINT[why]) or HINT[info.stage]
-  if h and h:find("%s", 1, true) then h = h:format(info.tls_min_version or "1.2") end
-  return h
-end
-
-local function row(k, v) io.write(string.format("  %-14s %s\n", k, v)) end
-
-local function show_info(i, stage)
-  if not i then return end
-  row("server", string.format("%s%s port %s", i.server or "?",
-    (i.address and i.address ~= "") and (" (" .. i.address .. ")") or "", tostring(i.port or "?")))
-  if not i.address or i.address == "" then return end   -- never connected: nothing more is known
-  local sec = ({ implicit = "implicit TLS", starttls = "STARTTLS", none = "none (plain text)" })[i.security]
-    or tostring(i.security)
-  if i.tls_version then sec = sec .. " (" .. i.tls_version .. ", " .. (i.cipher or "?") .. ")" end
-  if i.security == "none" and i.cert and (i.cert.subject or "") ~= "" then
-    sec = "TLS attempted, not established: the certificate below was refused"
-  elseif i.security == "none" and stage == "tls" and cfg.tls ~= "none" then
-    sec = "TLS not established"
-  end
-  row("security", sec)
-  if i.cert and (i.cert.subject or "") ~= "" then
-    row("certificate", "subject " .. i.cert.subject)
-    row("", "issuer  " .. (i.cert.issuer or "?"))
-    row("", "expires " .. (i.cert.not_after or "?"))
-    row("", "sha256  " .. (i.cert.fingerprint or "?"))
-    row("", "verified " .. (i.cert.verified and "yes" or "NO") .. " (" .. (i.cert.result or "") .. ")")
-  end
-  if i.capabilities and #i.capabilities > 0 then
-    -- each keyword with its parameters as the server sent them ("SIZE 35882577")
-    local caps = {}
-    for k, c in ipairs(i.capabilities) do caps[k] = (c:gsub(",", " ")) end
-    row("capabilities", table.concat(caps, ", "))
-  end
-  if i.auth_mechanism then
-    row("auth", i.auth_mechanism:upper() .. (cfg.username and (" as " .. cfg.username) or ""))
-  elseif cfg.auth then
-    row("auth", "offered: " .. (#(i.auth_offered or {}) > 0 and table.concat(i.auth_offered, ", ") or "none"))
-  else
-    row("auth", "not used (auth = false)")
-  end
-end
-
-local servers = type(cfg.server) == "table" and table.concat(cfg.server, ", ") or tostring(cfg.server or "(not set)")
-io.write("mailhook test: ", servers, " port ", tostring(cfg.port or "?"), ", tls = ", tostring(cfg.tls or "auto"),
-  ", from ", tostring(cfg.from or "(not set)"), opts.to and (", test message to " .. opts.to) or "", "\n")
-
-local report, msg, info = smtp.test { to = opts.to, cfg = cfg }
-if report then
-  show_info(report.info)
-  row("from", report.from .. " accepted (MAIL FROM + RSET)")
-  if report.sent then row("test message", "sent to " .. report.to .. ": " .. (report.reply or "")) end
-  io.write("result: OK\n")
-  return 0
-end
-report = info and info.report or {}
-show_info(report.info, info and info.stage)
-if report.from_accepted then row("from", report.from .. " accepted") end
-io.write("result: FAILED at stage ", tostring(info and info.stage or "?"), "\n")
-io.write("  error          ", tostring(msg), "\n")
-if info and info.smtp then
-  io.write("  server reply   ", tostring(info.smtp), " ", (tostring(info.text or ""):gsub("\n", " ")), "\n")
-end
-local hint = hint_for(info)
-if hint then io.write("  hint           ", hint, "\n") end
-return 1
+io.write(r.body)
+return r.ok and 0 or 1

@@ -1,0 +1,191 @@
+-- mailhook.testreport — the Test button's report, in words: what `mailhook test`
+-- prints and what the REPL's test() returns, from one place so the two never
+-- drift apart.  Runs mailhook.smtp.test and turns its report (or its failure)
+-- into the text an administrator acts on: what was negotiated, the stage that
+-- failed, the server's reply, and a hint chosen by cause, else by stage.
+-- Never shows the password (smtp.test's report holds none).
+--
+--   local tr = require "mailhook.testreport"
+--   local r = tr.run{cfg = cfg, to = nil, timeout = 30}   (waits)
+--   r.ok, r.text (the report, one line each), r.warnings {...}, r.report, r.error, r.info
+local M = {}
+
+M.HINT = {
+  dns = "the server name does not resolve: check `server` and this machine's DNS",
+  connect = "nothing answers there: check `server`, `port` and firewalls (465 = implicit TLS, 587 = submission)",
+  tls = "TLS failed: check `tls`, `tls_ca_file`, `tls_fingerprint`, or the server's certificate",
+  auth = "authentication failed: check `username`, `password`/`password_command`, `auth_mechanism`",
+  sender = "the server refuses the From address: use an address this account may send as",
+  recipient = "the server refused the test recipient or the message",
+  -- by cause (info.why, info.waited, or info.code EPROTO), before the stage's own hint
+  protocol = "the server answered, but not in SMTP: check that `port` is an SMTP port " ..
+    "(25, 465 = implicit TLS, 587 = submission) and that nothing in between (a proxy, " ..
+    "an antivirus, a firewall) rewrites the traffic",
+  requires_tls = "set `tls = starttls` (or `tls = auto`: STARTTLS when the server offers it)",
+  requires_tls_auto = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
+    "(465, `tls = implicit`) or its submission port (587)",
+  tls_version = "the server's TLS is older than `tls_min_version` allows: update the server's TLS; " ..
+    "lower `tls_min_version` only for a legacy server you trust (1.0 and 1.1 are deprecated, RFC 8996)",
+  tls_version_13 = "the server does not speak TLS 1.3: set `tls_min_version = 1.2` (the default), " ..
+    "or enable TLS 1.3 on the server",
+  tls_closed = "the server hung up during the TLS handshake: often it supports no TLS version from " ..
+    "`tls_min_version` (%s) up or no cipher in common; also check `tls` " ..
+    "(465 = implicit TLS, 587 = STARTTLS) and the server's TLS log",
+  offers_starttls = "the server offers STARTTLS: set tls = auto",
+  plaintext_auth = "use TLS for the credentials: `tls = auto` (or `starttls`, or `implicit` on port 465); " ..
+    "set `allow_plaintext_auth = true` only for a server that cannot do TLS, on a network you trust",
+  no_greeting = "something accepts connections on this port but does not speak SMTP (or is stuck): " ..
+    "check `server` and `port` (25, 465 = implicit TLS, 587 = submission)",
+  dns_silent = "the DNS resolver does not answer: check this machine's resolver (/etc/resolv.conf)",
+  tls_silent = "something accepts connections on this port but does not answer a TLS handshake: " ..
+    "check `port` and `tls` (465 = implicit TLS, 587 = STARTTLS, 25 = plain then STARTTLS)",
+  silent = "the server stopped answering (overloaded, or a filter in between holds the traffic); " ..
+    "`mailhook test --timeout SECONDS` waits longer",
+}
+
+local function offers_starttls(i)
+  for _, cap in ipairs(i and i.capabilities or {}) do
+    if tostring(cap):upper():match("^STARTTLS") then return true end
+  end
+  return false
+end
+
+-- hint_for(cfg, info, report) -> the hint line for a failure: its cause when
+-- known, else its stage.
+function M.hint_for(cfg, info, report)
+  if not info then return nil end
+  local why = info.why
+  if why == "tls_version" and info.tls_min_version == "1.3" then why = "tls_version_13" end
+  if why == "requires_tls" and (cfg.tls or "auto") == "auto" then why = "requires_tls_auto" end
+  if why == "plaintext_auth" and info.starttls_offered then why = "offers_starttls" end
+  if not why and info.code == "ETIMEDOUT" and info.waited then
+    why = info.waited == "greeting" and "no_greeting" or info.waited == "dns" and "dns_silent" or
+          info.waited == "connect" and "connect" or info.waited == "tls" and "tls_silent" or "silent"
+  end
+  if not why and info.code == "EPROTO" then why = "protocol" end
+  -- plain text by choice against a server that offers TLS: say so before any
+  -- guess about credentials or addresses (the refusal may well be the server's
+  -- way of asking for TLS)
+  if not why and cfg.tls == "none" and offers_starttls(report and report.info) and
+     (info.stage == "auth" or info.stage == "sender" or info.stage == "recipient") then
+    why = "offers_starttls"
+  end
+  local h = (why and M.HINT[why]) or M.HINT[info.stage]
+  if h and h:find("%s", 1, true) then h = h:format(info.tls_min_version or "1.2") end
+  return h
+end
+
+-- header(cfg, opts) -> the first line: what is tested, against what.
+function M.header(cfg, opts)
+  local servers = type(cfg.server) == "table" and table.concat(cfg.server, ", ") or tostring(cfg.server or "(not set)")
+  return "mailhook test: " .. servers .. " port " .. tostring(cfg.port or "?") .. ", tls = " ..
+    tostring(cfg.tls or "auto") .. ", from " .. tostring(cfg.from or "(not set)") ..
+    (opts.to and (", test message to " .. opts.to) or "")
+end
+
+-- The rows about the session (server, security, certificate, capabilities, auth).
+local function info_rows(out, cfg, i, stage, failure)
+  local function row(k, v) out[#out + 1] = string.format("  %-14s %s", k, v) end
+  if not i then return row end
+  row("server", string.format("%s%s port %s", i.server or "?",
+    (i.address and i.address ~= "") and (" (" .. i.address .. ")") or "", tostring(i.port or "?")))
+  if not i.address or i.address == "" then return row end   -- never connected: nothing more is known
+  local sec = ({ implicit = "implicit TLS", starttls = "STARTTLS", none = "none (plain text)" })[i.security]
+    or tostring(i.security)
+  if i.tls_version then sec = sec .. " (" .. i.tls_version .. ", " .. (i.cipher or "?") .. ")" end
+  local waited = failure and failure.code == "ETIMEDOUT" and failure.waited
+  if i.security == "none" and (waited == "greeting" or waited == "tls") then
+    sec = "not negotiated: the server sent nothing"
+  elseif i.security == "none" and i.cert and (i.cert.subject or "") ~= "" then
+    sec = "TLS attempted, not established: the certificate below was refused"
+  elseif i.security == "none" and stage == "tls" and cfg.tls ~= "none" then
+    sec = "TLS not established"
+  end
+  row("security", sec)
+  if i.cert and (i.cert.subject or "") ~= "" then
+    row("certificate", "subject " .. i.cert.subject)
+    row("", "issuer  " .. (i.cert.issuer or "?"))
+    row("", "expires " .. (i.cert.not_after or "?"))
+    row("", "sha256  " .. (i.cert.fingerprint or "?"))
+    row("", "verified " .. (i.cert.verified and "yes" or "NO") .. " (" .. (i.cert.result or "") .. ")")
+  end
+  if i.capabilities and #i.capabilities > 0 then
+    -- each keyword with its parameters as the server sent them ("SIZE 35882577")
+    local caps = {}
+    for k, c in ipairs(i.capabilities) do caps[k] = (c:gsub(",", " ")) end
+    row("capabilities", table.concat(caps, ", "))
+  end
+  if i.auth_mechanism then
+    row("auth", i.auth_mechanism:upper() .. (cfg.username and (" as " .. cfg.username) or ""))
+  elseif cfg.auth then
+    row("auth", "offered: " .. (#(i.auth_offered or {}) > 0 and table.concat(i.auth_offered, ", ") or "none"))
+  else
+    row("auth", "not used (auth = false)")
+  end
+  return row
+end
+
+-- format(cfg, opts, report, err, info) -> the report's lines (a list), as
+-- `mailhook test` prints them after its header: report set = success, else the
+-- failure (err, info; info.report holds what was learned).
+function M.format(cfg, opts, report, err, info)
+  local out = {}
+  if report then
+    local row = info_rows(out, cfg, report.info)
+    row("from", report.from .. " accepted (MAIL FROM + RSET)")
+    if report.sent then row("test message", "sent to " .. report.to .. ": " .. (report.reply or "")) end
+    out[#out + 1] = "result: OK"
+    return out
+  end
+  local learned = info and info.report or {}
+  local row = info_rows(out, cfg, learned.info, info and info.stage, info)
+  if learned.from_accepted then row("from", learned.from .. " accepted") end
+  out[#out + 1] = "result: FAILED at stage " .. tostring(info and info.stage or "?")
+  out[#out + 1] = "  error          " .. tostring(err)
+  if info and info.smtp then
+    out[#out + 1] = "  server reply   " .. tostring(info.smtp) .. " " .. (tostring(info.text or ""):gsub("\n", " "))
+  end
+  local hint = M.hint_for(cfg, info, learned)
+  if hint then out[#out + 1] = "  hint           " .. hint end
+  return out
+end
+
+-- The object run() returns: its fields, and the report's text as its string
+-- form (the REPL prints it so; print(r) and tostring(r) give it too).
+local Result = { __tostring = function(r) return r.text end }
+Result.__index = Result
+
+-- run{cfg = cfg, to = ADDR, timeout = S [, started = fn(header)]} -> result (waits):
+-- result.ok, .from_accepted, .sent, .stages, .text (the header and the report, as
+-- `mailhook test` prints them;
+-- .body without the header), .warnings (about the settings: allow_plaintext_auth,
+-- ...), .report (smtp.test's), .info (the session: security, capabilities,
+-- auth_mechanism, ...); on failure .error, .stage, .hint, .failure (the failure's
+-- info: class, smtp, why, waited).  started(header) runs before the test waits,
+-- so a terminal shows what is being tried at once.
+function M.run(opts)
+  local cfg = opts.cfg
+  local smtp = require "mailhook.smtp"
+  local settings = require "mailhook.settings"
+  local r = setmetatable({ warnings = settings.warnings and settings.warnings(cfg) or {} }, Result)
+  local header = M.header(cfg, opts)
+  if opts.started then opts.started(header) end
+  local report, err, info = smtp.test { to = opts.to, cfg = cfg, timeout = opts.timeout }
+  local lines = M.format(cfg, opts, report, err, info)
+  r.body = table.concat(lines, "\n") .. "\n"
+  r.text = header .. "\n" .. r.body
+  r.ok = report ~= nil
+  local learned = report or (info and info.report) or {}
+  r.from_accepted, r.sent, r.stages = learned.from_accepted == true, learned.sent == true, learned.stages
+  if report then
+    r.report, r.info = report, report.info
+  else
+    r.error, r.stage, r.failure = err, info and info.stage, info
+    r.report = info and info.report
+    r.info = r.report and r.report.info
+    r.hint = M.hint_for(cfg, info, r.report)
+  end
+  return r
+end
+
+return M
