@@ -74,27 +74,36 @@ if have smtp; then
     --auth "pbx:$PW" --maildir "$T/mail" || exit 1
   write_conf "$T/smtp.conf" enabled=true server=127.0.0.1 port="$SMTPD" tls=starttls \
     tls_ca_file="$T/certs/ca.crt" auth=true username=pbx password="$PW" from=pbx@example.com
-  out=$(printf 'r = test()\nr.from_accepted, r.info.security\nr\n' | MAILHOOK_CONF="$T/smtp.conf" repl 2>&1); rc=$?
+  out=$(printf 'r = test()\nr.from_accepted, r.info.security\nr.stages\nr.ok, r.info.auth_mechanism\nr\n' |
+        MAILHOOK_CONF="$T/smtp.conf" repl 2>&1); rc=$?
   like "$out" '^true	"starttls"' "test() passes against aiosmtpd: STARTTLS, AUTH, From accepted"
-  like "$out" 'stages = \{ "connect", "tls", "auth", "sender" \}' "the report lists the stages"
+  like "$out" $'\nmailhook test: 127.0.0.1 port [0-9]+, tls = starttls' "the result shows as the report"
+  like "$out" '\{ "connect", "tls", "auth", "sender" \}' "the report lists the stages"
+  like "$out" $'\ntrue\t"plain"' "r.ok, and the mechanism as the session reports it (lower case)"
   unlike "$out" "$PW" "the report never shows the password"
   is "$rc" 0 "exit 0"
   is "$(count_mail "$T/mail")" 0 "test() without to sends nothing"
 
   out=$(printf 'test{to = "ops@example.com"}\n' | MAILHOOK_CONF="$T/smtp.conf" repl 2>&1)
-  like "$out" 'sent = true' "test{to = ...} sends a test message"
+  like "$out" 'test message +sent to ops@example.com: 250' "test{to = ...} sends a test message"
   step_mail() { [ "$(count_mail "$T/mail")" -ge 1 ]; }
   wait_for 10 step_mail; ok $? "the server received it"
   like "$(cat "$T"/mail/*.eml 2>/dev/null)" "Subject: mailhook test message" "it is the test message"
 
   out=$(printf 'test "ops2@example.com"\n' | MAILHOOK_CONF="$T/smtp.conf" repl 2>&1)
-  like "$out" 'sent = true' "test \"ADDR\" is the same as test{to = ADDR}"
+  like "$out" 'test message +sent to ops2@example.com: 250' "test \"ADDR\" is the same as test{to = ADDR}"
+
+  # the REPL's test() and the CLI's `mailhook test` give the same report, line for line
+  repl_out=$(printf 'test()\n' | MAILHOOK_CONF="$T/smtp.conf" repl 2>/dev/null)
+  cli_out=$(MAILHOOK_CONF="$T/smtp.conf" MAILHOOK_SPOOL=$T/spool "$MAILHOOK" test 2>/dev/null)
+  is "$repl_out" "$cli_out" "test() at the REPL prints exactly what mailhook test prints"
 
   write_conf "$T/bad.conf" enabled=true server=127.0.0.1 port="$SMTPD" tls=starttls \
     tls_ca_file="$T/certs/ca.crt" auth=true username=pbx password="wrong-$PW" from=pbx@example.com
-  out=$(printf 'test()\n"next"\n' | MAILHOOK_CONF="$T/bad.conf" repl 2>&1)
-  like "$out" '^nil	' "a wrong password: test() returns nil, message, info"
-  like "$out" 'stage = "auth"' "naming the auth stage"
+  out=$(printf 'r = test()\nr\nr.ok, r.stage\n"next"\n' | MAILHOOK_CONF="$T/bad.conf" repl 2>&1)
+  like "$out" 'result: FAILED at stage auth' "a wrong password: the report names the failed stage"
+  like "$out" 'hint +authentication failed' "with the CLI's hint"
+  like "$out" $'\nfalse\t"auth"' "r.ok is false, r.stage names the auth stage"
   unlike "$out" "wrong-$PW" "and not the password"
   like "$out" '"next"' "the REPL goes on"
 else
