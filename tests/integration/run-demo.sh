@@ -1,32 +1,82 @@
-# scripts/run-demo (what `make run` runs), in a scratch folder: the capture server
-# starts, the settings point at it, a sample message is delivered and shown — or,
-# while the service or enqueue is not built, it says what is missing.  Either way no
-# process is left behind.
+# scripts/run-demo (what `make run` runs) in a copy of the tree, as a user would meet it:
+# the capture server starts, the demo writes its own settings and spool under .run/,
+# a sample message is delivered and shown.  Then the user configures the real server
+# with `mailhook update` and queues a message in ./spool, and runs the demo again:
+# the user's settings and queued mail stay byte for byte as they were and nothing of
+# theirs lands in .run/mail.  The real checkout's files are never touched (the copy
+# is under $T), and no process is left behind.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
-export RUN_DIR=$T/run MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool RUN_DEMO_STOP_WAIT=5
-has() { [ -f "$ROOT/scripts/$1.lua" ] || [ -f "$ROOT/lua/mailhook/cmd/$1.lua" ]; }
+unset MAILHOOK_CONF MAILHOOK_SPOOL
+export RUN_DEMO_STOP_WAIT=5
 
-out=$(timeout 60 "$ROOT/scripts/run-demo" </dev/null 2>&1); rc=$?
+# The tree: the binary copied (it finds lua/ and scripts/ beside its folder, and its
+# default settings and spool at the top: ./mailhook.conf, ./spool), the rest copied
+# or linked.
+U=$T/tree
+mkdir -p "$U/build" "$U/tests"
+cp "$MAILHOOK" "$U/build/mailhook"
+cp -r "$ROOT/lua" "$ROOT/scripts" "$U/"
+ln -s "$ROOT/tests/peers" "$U/tests/peers"
+UMH=$U/build/mailhook
+has() { [ -f "$U/scripts/$1.lua" ] || [ -f "$U/lua/mailhook/cmd/$1.lua" ]; }
+demo() { (cd "$U" && unset MAILHOOK RUN_DIR && timeout 90 scripts/run-demo </dev/null 2>&1); }
+snapshot() {   # every file of the user's (settings, spool) with its sha256, sorted
+  (cd "$U" && find mailhook.conf spool -type f 2>/dev/null | sort | xargs -r sha256sum)
+}
+
+out=$(demo); rc=$?
 like "$out" "capture SMTP server on 127.0.0.1:[0-9]+" "the capture server starts"
-like "$(head -1 "$MAILHOOK_CONF")" "^# written by scripts/run-demo" "the settings file is written"
-like "$(cat "$MAILHOOK_CONF")" "port = [0-9]+" "pointing at the capture server's port"
-is "$(stat -c %a "$MAILHOOK_CONF")" 600 "mode 0600"
+like "$out" "demo settings: .run/mailhook.conf" "the demo names its own settings file"
+like "$out" "your ./mailhook.conf and ./spool are not used" "and says the user's are not used"
+like "$(cat "$U/.run/mailhook.conf")" "port = [0-9]+" "its settings point at the capture server's port"
+is "$(stat -c %a "$U/.run/mailhook.conf")" 600 "mode 0600"
+unlike "$(cat "$U/.run/mailhook.conf")" "^(auth|allow_plaintext_auth|username|password)" \
+  "the demo needs no AUTH and no allow_plaintext_auth"
+ok "$([ ! -e "$U/mailhook.conf" ]; echo $?)" "no ./mailhook.conf is written"
+ok "$([ ! -e "$U/spool" ]; echo $?)" "no ./spool is created"
 if has run && has enqueue; then
   is "$rc" 0 "the demo succeeds"
-  like "$out" "delivered: it landed in .*run/mail/000001.eml" "and says where the message landed"
+  like "$out" "delivered: it landed in .run/mail/000001.eml" "and says where the message landed"
   unlike "$out" "did not stop" "the service and the capture server stop on SIGTERM"
-  grep -q "^Subject: mailhook demo" "$RUN_DIR/mail/000001.eml"; ok $? "the sample message is there"
-  out=$(timeout 60 "$ROOT/scripts/run-demo" </dev/null 2>&1)
-  like "$out" "landed in .*000002.eml" "a second run rewrites its own settings for the new port and delivers again"
+  grep -q "^Subject: mailhook demo" "$U/.run/mail/000001.eml"; ok $? "the sample message is there"
+  ok "$([ -d "$U/.run/spool/pickup" ]; echo $?)" "it went through the demo's own spool"
+
+  # The user sets up the real server, as the README says, and queues a message.
+  out=$(cd "$U" && printf 'S3cret-pw\n' | "$UMH" update enabled=true from=pbx@example.com \
+        server=smtp.example.invalid port=587 auth=true username=pbx password=- 2>&1); rc=$?
+  is "$rc" 0 "the user's update succeeds"
+  id=$(cd "$U" && printf 'the quarterly figures\n' | "$UMH" enqueue --to boss@example.com --subject figures 2>&1)
+  like "$id" "^[0-9a-f]{16}$" "the user's message is queued in ./spool"
+  before=$(snapshot)
+  like "$before" "mailhook.conf" "(the snapshot holds the settings)"
+  like "$before" "spool/pickup/$id.eml" "(and the queued message)"
+  touch -d '2001-01-01' "$U/mailhook.conf"; mtime=$(stat -c %Y "$U/mailhook.conf")
+
+  out=$(demo); rc=$?
+  is "$rc" 0 "the demo runs again"
+  like "$out" "landed in .run/mail/000002.eml" "and delivers its own sample message"
+  is "$(snapshot)" "$before" "the user's settings and queued mail are byte for byte as they were"
+  is "$(stat -c %Y "$U/mailhook.conf")" "$mtime" "the settings file was not even rewritten"
+  grep -qx "server = smtp.example.invalid" "$U/mailhook.conf"; ok $? "the real server is still set"
+  grep -qx "password = S3cret-pw" "$U/mailhook.conf"; ok $? "and the password"
+  unlike "$(cat "$U"/.run/mail/*.eml "$U"/.run/mail/*.json 2>/dev/null)" "boss@example.com|quarterly" \
+    "nothing of the user's was delivered into .run/mail"
+  is "$(count_mail "$U/.run/mail")" 2 "the capture folder holds the two demo messages only"
+
+  # $MAILHOOK_CONF / $MAILHOOK_SPOOL of the user's environment are not used either
+  mkdir -p "$T/elsewhere"
+  cp "$U/mailhook.conf" "$T/elsewhere/mine.conf"
+  env_before=$(sha256sum "$T/elsewhere/mine.conf")
+  out=$(cd "$U" && MAILHOOK_CONF=$T/elsewhere/mine.conf MAILHOOK_SPOOL=$T/elsewhere/spool \
+        timeout 90 scripts/run-demo </dev/null 2>&1); rc=$?
+  is "$rc" 0 "with \$MAILHOOK_CONF and \$MAILHOOK_SPOOL set, the demo still runs on its own files"
+  is "$(sha256sum "$T/elsewhere/mine.conf")" "$env_before" "the file \$MAILHOOK_CONF names is untouched"
+  ok "$([ ! -e "$T/elsewhere/spool" ]; echo $?)" "the spool \$MAILHOOK_SPOOL names is not created"
+  is "$(snapshot)" "$before" "and ./mailhook.conf, ./spool are still as they were"
 else
   is "$rc" 0 "without run/enqueue it exits 0"
   like "$out" "not built yet in this tree: .*(run|enqueue)" "and names what is missing"
 fi
-printf 'server = smtp.example.invalid\n' > "$MAILHOOK_CONF"
-out=$(timeout 60 "$ROOT/scripts/run-demo" </dev/null 2>&1)
-like "$out" "using your mailhook.conf as it is" "a settings file of the user's is left alone"
-like "$out" "enqueue failed: .*disabled" "its refusal to enqueue (enabled = false) is shown"
-is "$(cat "$MAILHOOK_CONF")" "server = smtp.example.invalid" "untouched"
-pgrep -f "$RUN_DIR/mail|$MAILHOOK_CONF" >/dev/null; is $? 1 "no capture server and no service left running"
+pgrep -f "$U/" >/dev/null; is $? 1 "no capture server and no service left running"
 done_testing
