@@ -24,7 +24,8 @@
 **
 ** A failure by timeout names what never came in info.waited: "dns", "connect",
 ** "greeting" (connected, and the server sent not one byte; info.tls_probe when
-** tls = auto also tried a ClientHello that got no answer), "tls", or the command
+** tls = auto also tried a ClientHello that got no answer), "tls" (implicit TLS),
+** "the TLS handshake after STARTTLS", or the command
 ** whose reply was due ("EHLO", "AUTH", "MAIL FROM", "the final dot", ...).
 **
 ** submit/result pipeline across messages (smtp.h): with one message in flight
@@ -292,7 +293,8 @@ static void io_write(void *ud, const char *buf, size_t len) {
 /* What the connection waits for now, named for an administrator: "dns",
 ** "connect", "greeting" (connected, and not one byte from the server: with
 ** tls = auto, not even an answer to the ClientHello sent after greeting_wait),
-** "tls" (a handshake), or the command whose reply is due ("EHLO", "AUTH",
+** "tls" (an implicit-TLS handshake), "the TLS handshake after STARTTLS", or the
+** command whose reply is due ("EHLO", "AUTH",
 ** "MAIL FROM", ...).  Recorded when a timeout fires, so `mailhook test` can say
 ** what never came instead of only "timed out". */
 static const char *waiting_for(const conn *c) {
@@ -300,7 +302,8 @@ static const char *waiting_for(const conn *c) {
   if (!c->ai) return "dns";
   if (!c->connected) return "connect";
   if (c->received == 0 && (c->tls_mode == TLS_AUTO || c->sniffed || st == MH_SMTP_BANNER)) return "greeting";
-  if (c->handshaking || st == MH_SMTP_TLS) return "tls";
+  if (c->handshaking || st == MH_SMTP_TLS)
+    return c->tls_mode == TLS_IMPLICIT ? "tls" : "the TLS handshake after STARTTLS";
   switch (st) {
     case MH_SMTP_BANNER: return "greeting";
     case MH_SMTP_EHLO: return "EHLO";

@@ -462,7 +462,8 @@ function M.test(opts)
       err = said
       if info.waited == "greeting" or info.waited == "connect" then info.stage = "connect"
       elseif info.waited == "dns" then info.stage = "dns"
-      elseif info.waited == "tls" or info.waited == "STARTTLS" then info.stage = "tls" end
+      elseif info.waited == "tls" or info.waited == "STARTTLS" or
+             info.waited == "the TLS handshake after STARTTLS" then info.stage = "tls" end
     end
     info.stage = TEST_STAGE[info.stage] or info.stage or "connect"
     local clear = M.requires_tls(report.info, info)

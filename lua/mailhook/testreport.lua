@@ -32,6 +32,7 @@ M.HINT = {
     "`tls_min_version` (%s) up or no cipher in common; also check `tls` " ..
     "(465 = implicit TLS, 587 = STARTTLS) and the server's TLS log",
   offers_starttls = "the server offers STARTTLS: set tls = auto",
+  too_big = "the message is larger than the server's SIZE limit (in its EHLO reply)",
   plaintext_auth = "use TLS for the credentials: `tls = auto` (or `starttls`, or `implicit` on port 465); " ..
     "set `allow_plaintext_auth = true` only for a server that cannot do TLS, on a network you trust",
   no_greeting = "something accepts connections on this port but does not speak SMTP (or is stuck): " ..
@@ -63,6 +64,7 @@ function M.hint_for(cfg, info, report)
           info.waited == "connect" and "connect" or info.waited == "tls" and "tls_silent" or "silent"
   end
   if not why and info.code == "EPROTO" then why = "protocol" end
+  if not why and info.code == "ETOOBIG" then why = "too_big" end
   -- plain text by choice against a server that offers TLS: say so before any
   -- guess about credentials or addresses (the refusal may well be the server's
   -- way of asking for TLS)
@@ -94,7 +96,7 @@ local function info_rows(out, cfg, i, stage, failure)
     or tostring(i.security)
   if i.tls_version then sec = sec .. " (" .. i.tls_version .. ", " .. (i.cipher or "?") .. ")" end
   local waited = failure and failure.code == "ETIMEDOUT" and failure.waited
-  if i.security == "none" and (waited == "greeting" or waited == "tls") then
+  if i.security == "none" and (waited == "greeting" or (waited == "tls" and #(i.capabilities or {}) == 0)) then
     sec = "not negotiated: the server sent nothing"
   elseif i.security == "none" and i.cert and (i.cert.subject or "") ~= "" then
     sec = "TLS attempted, not established: the certificate below was refused"

@@ -62,6 +62,12 @@ $TM send-keys -t "$S" -l '(5) + mh.sl'; $TM send-keys -t "$S" Tab
 step "Tab completes a field of mh" last_is "> triple(5) + mh.sleep"
 $TM send-keys -t "$S" C-u
 step "Ctrl-U clears it" last_is ">"
+type_line 'package.loaded["mailhook.smtp"] == nil and "smtp not loaded"'
+step "(mh.smtp is not loaded yet)" has '"smtp not loaded"'
+$TM send-keys -t "$S" -l 'mh.sm'; $TM send-keys -t "$S" Tab
+step "Tab completes a lazily loaded module before it was touched" last_is "> mh.smtp"
+$TM send-keys -t "$S" C-u
+step "Ctrl-U clears it" last_is ">"
 
 type_line 't0 = mh.monotonic()'
 type_line 'mh.sleep(0.5) or "slept"'

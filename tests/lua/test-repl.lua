@@ -49,4 +49,49 @@ tap.test("complete: globals, keywords, fields, methods", function(t)
   t:same(repl.complete("(1).x", env), {}, "not a name: nothing")
 end)
 
+tap.test("complete: mh's lazily loaded modules, before they are touched", function(t)
+  local env = repl.environment()
+  t:is(package.loaded["mailhook.smtp"], nil, "mailhook.smtp is not loaded yet")
+  t:same(repl.complete("mh.sm", env), { "mh.smtp" }, "mh.sm -> mh.smtp")
+  t:same(repl.complete("mh.que", env), { "mh.queue" }, "mh.que -> mh.queue")
+  t:same(repl.complete("mh.sle", env), { "mh.sleep" }, "loaded fields still complete")
+  t:is(package.loaded["mailhook.smtp"], nil, "completing loaded nothing")
+  t:same(repl.complete("mh:sm", env), {}, "not after ':'")
+  env.alias = env.mh
+  t:same(repl.complete("alias.sm", env), { "alias.smtp" }, "through another name for mh too")
+end)
+
+tap.test("help(fn): per-function help", function(t)
+  local env = repl.environment()
+  local written = {}
+  local real = repl.write
+  repl.write = function(text) written[#written + 1] = text end
+  local function help(...)
+    written = {}
+    local ok, err = pcall(env.help, ...)
+    return ok and table.concat(written) or nil, err
+  end
+  local all = help()
+  t:like(all, "admin functions", "help() lists the admin functions")
+  t:like(all, "help%(fn%)", "and says how to get help on one")
+  local h = help(env.test)
+  t:like(h, "^test%(%) / test{to = ADDR, timeout = S} — ", "help(test): its usage")
+  t:like(h, "r%.ok, r%.info", "and what it returns")
+  t:ok(h ~= all, "not the whole list")
+  t:like(help(env.update), "^update{KEY = VALUE", "help(update)")
+  t:like(help(env.mh.sleep), "^mh%.sleep%(seconds%)\n  pause this task", "help(mh.sleep)")
+  t:like(help("mh.sleep"), "^mh%.sleep%(seconds%)", "help \"mh.sleep\"")
+  t:like(help("queue"), "^queue%(%) / queue \"failed\"", "help \"queue\": an admin function by name")
+  local q = env.mh.queue
+  t:like(help(q.show), "^mh%.queue%.show%(id%)", "help(mh.queue.show)")
+  t:like(help(q), "mh%.queue%.retry%(id%)", "help(mh.queue) lists the module's functions")
+  t:like(help(env.mh.log.warn), "^mh%.log%.warn", "help(mh.log.warn)")
+  t:like(help(function() end), "^a Lua function defined at ", "a function of one's own: where it is defined")
+  t:like(help(string.format), "^a C function", "a C function without help says so")
+  local none, err = help(42)
+  t:is(none, nil, "help(42) is an error")
+  t:like(tostring(err), "no help for a number", "saying so")
+  repl.write = real
+end)
+
 return tap.done()

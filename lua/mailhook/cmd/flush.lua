@@ -35,6 +35,13 @@ return function(...)
     return args.fail("flush", "--timeout needs a number of seconds, not '" .. opts.timeout .. "'")
   end
 
+  -- settings that cannot be read (a -c naming no file, a syntax error) are an
+  -- error before anything is counted, as for `run`
+  do
+    local cfg, err = require("mailhook.settings").load()
+    if not cfg then return args.fail("flush", err, 1) end
+  end
+
   local tty = isatty(2)
   local t0 = mh.monotonic()
   local shown = false

@@ -1,0 +1,145 @@
+# A newcomer's CLI (issue 11, point 7): usage errors, a missing admin script, an
+# explicit settings file that does not exist, queue subcommands and hostile ids,
+# flush's counts, log timestamps.  Each error is one line naming what was wrong.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+unset MAILHOOK_CONF MAILHOOK_SPOOL
+S=$T/spool
+mh() { "$MAILHOOK" -s "$S" "$@"; }
+
+# --- no command: a usage error --------------------------------------------------------
+"$MAILHOOK" >"$T/out" 2>"$T/err"; rc=$?
+is "$rc" 2 "mailhook with no arguments exits 2"
+like "$(cat "$T/err")" "^usage: mailhook " "with the usage on stderr"
+is "$(cat "$T/out")" "" "and nothing on stdout"
+out=$("$MAILHOOK" help 2>/dev/null); rc=$?
+is "$rc" 0 "mailhook help exits 0"
+like "$out" "^usage: mailhook " "with the usage on stdout"
+
+# --- a tree of one's own: the binary finds lua/ and scripts/ beside its folder ----------
+U=$T/tree
+mkdir -p "$U/build"
+cp "$MAILHOOK" "$U/build/mailhook"
+cp -r "$ROOT/lua" "$ROOT/scripts" "$U/"
+out=$(cd "$U" && build/mailhook settings 2>&1); rc=$?
+is "$rc" 0 "the default settings file missing: defaults (exit 0)"
+like "$out" "^# $U/mailhook.conf" "naming the default file"
+like "$out" "enabled = false" "with the defaults"
+rm "$U/scripts/test.lua"
+out=$(cd "$U" && build/mailhook test 2>&1); rc=$?
+is "$rc" 1 "a missing scripts/test.lua: exit 1"
+like "$out" "^mailhook: the 'test' command is the script $U/scripts/test.lua, which is missing" \
+  "naming the missing script"
+unlike "$out" "unknown command" "not 'unknown command'"
+is "$(printf '%s\n' "$out" | wc -l)" 1 "on one line"
+out=$(cd "$U" && build/mailhook frobnicate 2>&1); rc=$?
+is "$rc" 2 "an unknown command is still exit 2"
+like "$out" "unknown command 'frobnicate'" "named as such"
+
+# --- an explicit settings file must exist ---------------------------------------------
+for cmd in settings test run flush "enqueue --to a@example.org"; do
+  # shellcheck disable=SC2086
+  out=$(echo body | timeout 20 "$MAILHOOK" -c /nonexistent.conf -s "$S" $cmd 2>&1); rc=$?
+  ok "$([ "$rc" -ne 0 ]; echo $?)" "-c /nonexistent.conf $cmd fails (exit $rc)"
+  like "$out" "/nonexistent.conf: no such settings file \(named by -c" "naming the file and -c"
+done
+out=$(MAILHOOK_CONF=$T/typo.conf "$MAILHOOK" settings 2>&1); rc=$?
+is "$rc" 1 "\$MAILHOOK_CONF naming no file: exit 1"
+like "$out" "typo.conf: no such settings file \(named by \\\$MAILHOOK_CONF" "naming the variable"
+out=$("$MAILHOOK" -c "$T/new.conf" update port=2525 2>&1); rc=$?
+is "$rc" 0 "update creates the file -c names"
+out=$("$MAILHOOK" -c "$T/new.conf" settings 2>&1); rc=$?
+is "$rc" 0 "then settings reads it"
+like "$out" "port = 2525" "with the value saved"
+out=$("$MAILHOOK" -c "" settings 2>&1); rc=$?
+is "$rc" 2 "-c with an empty value is a usage error"
+
+# --- queue subcommands and hostile ids ------------------------------------------------
+write_conf "$T/q.conf" enabled=true server=127.0.0.1 from=pbx@example.org
+id=$(echo hello | "$MAILHOOK" -c "$T/q.conf" -s "$S" enqueue --to ops@example.org --subject hi)
+like "$id" "^[0-9a-f]{16}$" "a message queued"
+snap() { (cd "$S" && find . -type f | sort | xargs sha256sum); }
+before=$(snap)
+
+out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue bogus 2>&1); rc=$?
+is "$rc" 2 "queue bogus: exit 2"
+like "$out" "unknown subcommand 'bogus'" "says unknown subcommand"
+unlike "$out" "needs a message id" "not that it needs an id"
+out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue bogus "$id" 2>&1)
+like "$out" "unknown subcommand 'bogus'" "also with an id after it"
+out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue show 2>&1); rc=$?
+is "$rc" 2 "queue show without an id: exit 2"
+like "$out" "needs a message id" "says so"
+
+long=$(head -c 5000 /dev/zero | tr '\0' a)
+for sub in show rm retry; do
+  for bad in .. / ../seq "../pickup/$id.eml" "" "$long" "$(printf 'a\tb')" "$id.state" "x/../../etc/passwd"; do
+    out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue "$sub" -- "$bad" 2>&1); rc=$?
+    what=${bad:0:20}
+    is "$rc" 2 "queue $sub '$what': exit 2"
+    ok "$([ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && ! printf '%s' "$out" | grep -q 'traceback\|\.lua:'; echo $?)" \
+      "queue $sub '$what': one line, no traceback ($out)"
+    like "$out" "^mailhook queue $sub: .* is not a message id" "queue $sub '$what': says it is not a message id"
+  done
+done
+is "$(snap)" "$before" "the spool is byte for byte as it was"
+out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue show "$id" 2>&1); rc=$?
+is "$rc" 0 "a real id still works"
+like "$out" "queued: +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\+00:00" "queue show's times are ISO 8601 UTC"
+out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue show "$id.eml" 2>&1); rc=$?
+is "$rc" 0 "ID.eml (the file's name) is taken for the id"
+# the Lua API: a NUL inside an id, and other hostile ids, are nil + message
+out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" -e '
+  local q = require "mailhook.queue"
+  for _, bad in ipairs { "'"$id"'\0x", "..", "", "/etc/passwd", ("a"):rep(300) } do
+    for _, f in ipairs { "show", "remove", "retry" } do
+      local ok, r, err = pcall(q[f], bad)
+      io.write(ok and r == nil and tostring(err):find("is not a message id", 1, true) and "ok" or
+               ("BAD " .. f .. " " .. tostring(r) .. " " .. tostring(err)), "\n")
+    end
+  end' 2>&1)
+is "$(printf '%s\n' "$out" | sort -u)" "ok" "mh.queue.show/remove/retry: every hostile id (NUL inside too) is nil, message"
+is "$(snap)" "$before" "and the spool is still as it was"
+
+# --- log timestamps: UTC with the offset, the clock queue shows -------------------------
+line=$(TZ=IST-5:30 "$MAILHOOK" -e 'require("mailhook").log.warn("stamp")' 2>&1)
+like "$line" "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?\+00:00 warn +stamp$" \
+  "a log line starts with an ISO 8601 time and its offset"
+logged=$(date -u -d "$(printf '%s' "$line" | cut -d' ' -f1)" +%s)
+shown=$(TZ=IST-5:30 "$MAILHOOK" -c "$T/q.conf" -s "$S" queue show "$id" | sed -n 's/^queued: *//p')
+queued=$(date -u -d "$shown" +%s)
+ok "$([ $((logged - queued)) -ge -5 ] && [ $((logged - queued)) -lt 3600 ]; echo $?)" \
+  "with a local zone 5:30 away, the log's time and queue's agree (UTC both: $line / $shown)"
+
+# --- flush: failed messages are counted as failed, never as left or delivered ----------
+start_smtpd P --reply-rcpt "bad@example.org=550 5.1.1 no such user" --maildir "$T/mail" || exit 1
+F=$T/f.conf
+write_conf "$F" enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false from=pbx@example.org \
+  retry_interval=600
+FS=$T/fspool
+fl() { "$MAILHOOK" -c "$F" -s "$FS" "$@"; }
+echo x | fl enqueue --to bad@example.org --subject a >/dev/null
+echo x | fl enqueue --to good@example.org --subject b >/dev/null
+out=$(fl flush 2>/dev/null); rc=$?
+like "$out" "^flush: 1 delivered, 0 deferred, 1 failed, 0 left" "flush: 1 delivered, 1 failed, 0 left"
+is "$rc" 0 "exit 0: nothing is left in pickup/"
+# again with the earlier dead letter in failed/, through a running service: the service
+# cannot reach the server (it is down) until flush asks, then delivers one and fails one
+stop_peer P
+echo x | fl enqueue --to bad@example.org --subject c >/dev/null
+echo x | fl enqueue --to good@example.org --subject d >/dev/null
+"$MAILHOOK" -c "$F" -s "$FS" run 2>"$T/run.log" &
+RUNPID=$!
+on_exit "kill $RUNPID; wait $RUNPID"
+wait_for 20 grep -q "could not connect\|unreachable\|connect" "$T/run.log"; ok $? "(the service runs and finds the server down)"
+PORT_AGAIN=$P
+"$PY" "$PEERS/smtpd.py" --port "$PORT_AGAIN" --reply-rcpt "bad@example.org=550 5.1.1 no such user" \
+  --maildir "$T/mail" >"$T/again.out" 2>&1 &
+AGAIN=$!
+on_exit "kill $AGAIN"
+wait_for 10 grep -q '^PORT' "$T/again.out"; ok $? "(the server is back)"
+out=$(fl flush --timeout 30 2>/dev/null); rc=$?
+like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 1 failed, 0 left" \
+  "through the service: 1 delivered, 1 failed, 0 left (the dead letters of before not counted)"
+kill "$RUNPID"; wait "$RUNPID" 2>/dev/null
+done_testing
