@@ -154,7 +154,7 @@ end
 
 -- The object run() returns: its fields, and the report's text as its string
 -- form (the REPL prints it so; print(r) and tostring(r) give it too).
-local Result = { __tostring = function(r) return r.text end }
+local Result = { __tostring = function(r) return (r.text:gsub("\n$", "")) end }
 Result.__index = Result
 
 -- run{cfg = cfg, to = ADDR, timeout = S [, started = fn(header)]} -> result (waits):

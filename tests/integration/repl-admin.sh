@@ -97,6 +97,21 @@ if have smtp; then
   repl_out=$(printf 'test()\n' | MAILHOOK_CONF="$T/smtp.conf" repl 2>/dev/null)
   cli_out=$(MAILHOOK_CONF="$T/smtp.conf" MAILHOOK_SPOOL=$T/spool "$MAILHOOK" test 2>/dev/null)
   is "$repl_out" "$cli_out" "test() at the REPL prints exactly what mailhook test prints"
+  # docs/repl.md's example is this report: the same rows, in the same order
+  labels() { sed -n '2,/^result:/p' | cut -c1-17 | sed 's/ *$//'; }
+  doc=$(sed -n '/^> test()$/,/^result: OK$/p' "$ROOT/docs/repl.md" | sed 1d)
+  is "$(printf '%s
+' "$doc" | labels)" "$(printf '%s
+' "$repl_out" | labels)"     "docs/repl.md's test() example has the real report's rows"
+  out=$(printf 'r = test()
+r.info.auth_mechanism, r.info.starttls_offered
+r.info.capabilities
+' |
+        MAILHOOK_CONF="$T/smtp.conf" repl 2>&1)
+  like "$out" '^"plain"	true' "the mechanism in lower case, starttls_offered true after STARTTLS (as the doc says)"
+  like "$out" '"AUTH,LOGIN,PLAIN"' "capabilities: keyword and parameters joined by commas (as the doc says)"
+  grep -q 'r.info.auth_mechanism' "$ROOT/docs/repl.md" && ! grep -q 'auth_mechanism = "PLAIN"' "$ROOT/docs/repl.md"
+  ok $? "the doc puts the fields under r.info, mechanism in lower case"
 
   write_conf "$T/bad.conf" enabled=true server=127.0.0.1 port="$SMTPD" tls=starttls \
     tls_ca_file="$T/certs/ca.crt" auth=true username=pbx password="wrong-$PW" from=pbx@example.com
