@@ -142,4 +142,8 @@ out=$(fl flush --timeout 30 2>/dev/null); rc=$?
 like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 1 failed, 0 left" \
   "through the service: 1 delivered, 1 failed, 0 left (the dead letters of before not counted)"
 kill "$RUNPID"; wait "$RUNPID" 2>/dev/null
+
+# --- the docs hold no placeholder (docs/delivery.md had @FIGURES@) ----------------------
+left=$(grep -rnE '@[A-Z_]{3,}@' "$ROOT/README.md" "$ROOT/docs" 2>/dev/null)
+is "$left" "" "no @PLACEHOLDER@ left in README.md or docs/"
 done_testing
