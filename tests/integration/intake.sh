@@ -8,9 +8,18 @@ mh() { "$MAILHOOK" -c "$C" -s "$S" "$@"; }
 n_pickup() { find "$S/pickup" -type f -name '*.eml' 2>/dev/null | wc -l; }
 snapshot() { (cd "$S" && find pickup failed -type f -name '*.eml' | sort | xargs -r sha1sum) 2>/dev/null; }
 
-# --- the seed's rule: nothing is generated while disabled or without a server
+# --- a settings file named with -c must exist (a typo never means "defaults")
 out=$(echo body | mh enqueue --to a@ex.org 2>&1); rc=$?
-is "$rc" 1 "enqueue with no settings file: refused"
+is "$rc" 1 "enqueue with -c naming no file: refused"
+like "$out" "no such settings file" "naming the missing file"
+out=$(printf 'To: a@ex.org\n\nx\n' | mh sendmail -t 2>&1); rc=$?
+is "$rc" 78 "sendmail refused too (EX_CONFIG)"
+is "$(n_pickup)" 0 "nothing written"
+
+# --- the seed's rule: nothing is generated while disabled or without a server
+mh update log_level=info >/dev/null      # a settings file of defaults: enabled = false
+out=$(echo body | mh enqueue --to a@ex.org 2>&1); rc=$?
+is "$rc" 1 "enqueue with the default settings: refused"
 like "$out" "enabled" "naming the setting to change"
 out=$(printf 'To: a@ex.org\n\nx\n' | mh sendmail -t 2>&1); rc=$?
 is "$rc" 69 "sendmail refused too (EX_UNAVAILABLE)"

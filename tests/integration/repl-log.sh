@@ -12,7 +12,7 @@ out=$(printf 'mh.spawn(function() mh.log.warn("from a task") end)\nmh.sleep(0.05
       MAILHOOK_HISTORY= timeout 20 "$MAILHOOK" repl 2>"$T/err")
 like "$out" '^mailhook\.Task.*
 "after"$' "piped: stdout holds the results only"
-like "$(cat "$T/err")" '^[0-9T:.-]+ warn  from a task$' "piped: the log line on stderr, as one plain line"
+like "$(cat "$T/err")" '^[0-9T:.+-]+ warn  from a task$' "piped: the log line on stderr, as one plain line"
 is "$(tr -d '\r\033' < "$T/err" | cmp -s - "$T/err"; echo $?)" 0 "piped: no terminal control bytes on stderr"
 is "$(printf '%s' "$out" | tr -d '\r\033' | cmp -s - <(printf '%s' "$out"); echo $?)" 0 \
    "piped: none on stdout either"
@@ -57,9 +57,9 @@ touch "$GO"
 step "the task's log lines appear" has "second line 1"
 step "the prompt and the partial line are redrawn last" last_is '> v = "ab"'
 scr=$(screen | sed '/^$/d')
-like "$(printf '%s\n' "$scr" | tail -3 | head -1)" '^[0-9T:.-]+ warn  hello from task 1$' \
+like "$(printf '%s\n' "$scr" | tail -3 | head -1)" '^[0-9T:.+-]+ warn  hello from task 1$' \
    "the first log line is a line of its own"
-like "$(printf '%s\n' "$scr" | tail -2 | head -1)" '^[0-9T:.-]+ warn  second line 1$' \
+like "$(printf '%s\n' "$scr" | tail -2 | head -1)" '^[0-9T:.+-]+ warn  second line 1$' \
    "so is the second, right below it"
 is "$(printf '%s\n' "$scr" | grep -c 'v = "ab"')" 1 "the partial line is shown once (the old copy was wiped)"
 # the cursor: column 8 (between a and b) of the last row with text
