@@ -41,6 +41,24 @@ struct mh_spool {
 
 static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
 
+#ifdef MH_TESTS
+/* Test builds only (tests/unit/test-spool-hostile.c compiles this file with
+** -DMH_TESTS): test_point runs a competitor at a named point of a protocol,
+** exactly inside a window; test_fault makes the call at a named point fail
+** with the -errno it returns (0: no fault). */
+static void (*test_point)(const char *where);
+static int (*test_fault)(const char *where);
+#define TEST_POINT(w) do { if (test_point) test_point(w); } while (0)
+static int fault_at(const char *where) {
+  int e = test_fault ? test_fault(where) : 0;
+  if (e) errno = -e;
+  return e;
+}
+#else
+#define TEST_POINT(w) ((void)0)
+#define fault_at(w) 0
+#endif
+
 /* ------------------------------------------------------------ helpers */
 
 /* Formats "what: why" into err (when err is given); returns code. */
@@ -589,6 +607,7 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
     s[i].fd = openat(sp->tmpfd, it->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (s[i].fd < 0) { rc = fail(err, -errno, "spool %s: create tmp/%s", sp->dir, it->id); goto undo; }
     s[i].state = 1;
+    TEST_POINT("tmp-created");
     flock(s[i].fd, LOCK_EX | LOCK_NB);
     if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->to, it->nto)) ||
         (rc = it->write(it->arg, s[i].fd))) {
@@ -718,6 +737,7 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   snprintf(name, sizeof name, "%s.state", id);
   fd = openat(sp->tmpfd, tname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) { free(mem); return -errno; }
+  TEST_POINT("tmp-created");
   flock(fd, LOCK_EX | LOCK_NB);
   rc = mh_fsutil_write_all(fd, mem, mlen);
   free(mem);
@@ -816,7 +836,7 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const char *name, mh_spoo
 static void to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why) {
   char dest[300];
   snprintf(dest, sizeof dest, "%s", name);
-  for (int k = 1; rename_new(dirfd, name, sp->corruptfd, dest) == -EEXIST && k < 1000; k++)
+  for (int k = 1; (fault_at("corrupt-rename") ? -errno : rename_new(dirfd, name, sp->corruptfd, dest)) == -EEXIST && k < 1000; k++)
     snprintf(dest, sizeof dest, "%s.%d", name, k);
   fsync(sp->corruptfd);
   fsync(dirfd);
@@ -1044,7 +1064,8 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   out = openat(sp->tmpfd, newid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (out < 0) { rc = -errno; goto out_env; }
   flock(out, LOCK_EX | LOCK_NB);
-  if ((rc = write_env(out, env.from, (const char *const *)env.to, env.nto)) ||
+  if ((fault_at("adopt-write") && (rc = -errno)) ||
+      (rc = write_env(out, env.from, (const char *const *)env.to, env.nto)) ||
       (rc = write_no_bcc(out, buf, he)))
     goto fail_tmp;
   /* the rest of the file, streamed */
