@@ -97,7 +97,7 @@ static int fail(char *err, int code, const char *fmt, ...) {
     vsnprintf(err, MH_SPOOL_ERRLEN, fmt, ap);
     va_end(ap);
     n = strlen(err);
-    if (code != MH_ECORRUPT && code != MH_EUNSAFE && code != MH_ENOTREG)  /* these messages say it */
+    if (code != MH_ECORRUPT && code != MH_EUNSAFE)  /* these messages say it themselves */
       snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code));
   }
   return code;
@@ -250,7 +250,7 @@ static int folder_check(int fd, const char *what, int policy, char *err) {
   struct stat st;
   uid_t me = geteuid();
   if (fstat(fd, &st) < 0) return fail(err, -errno, "%s", what);
-  if (!S_ISDIR(st.st_mode)) return fail(err, MH_ENOTREG, "%s is not a folder", what);
+  if (!S_ISDIR(st.st_mode)) return fail(err, MH_EUNSAFE, "%s is not a folder", what);
   if (st.st_uid != me && st.st_uid != 0)
     return fail(err, MH_EUNSAFE, "%s belongs to uid %ld, not to the running user (uid %ld) or root: "
                 "refusing a spool another user could change (chown it, or run as its owner)",
@@ -274,7 +274,7 @@ static int open_sub(int dirfd, const char *dir, const char *name, int policy, ch
   if (fd < 0) {
     int e = errno;
     if (e == ELOOP || e == ENOTDIR)
-      return fail(err, MH_ENOTREG, "%s is a symbolic link or a file, not a folder", what);
+      return fail(err, MH_EUNSAFE, "%s is a symbolic link or a file, not a folder", what);
     return fail(err, -e, "%s", what);
   }
   int rc = folder_check(fd, what, policy, err);
