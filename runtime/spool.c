@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,10 +36,13 @@
 
 #define HEAD_CAP (4u << 20)   /* a header block larger than this is unparsable */
 
-/* A writer creates its tmp/ file as "w.NAME", flocks it, then renames it to
-** NAME: the sweep removes a NAME it can lock (its writer is gone), but a
-** "w." name only when it can lock it AND it is older than this many seconds,
-** so the instant between creat and flock is never a window for the sweep. */
+/* A tmp/ file is locked before anything can see its name (create_tmp): made
+** nameless (O_TMPFILE), flocked, then linked in as NAME.  Where O_TMPFILE or
+** the link is not available it is made as "w.PID.NAME", flocked, renamed to
+** NAME: the sweep removes a NAME it can lock (its writer is gone), but a "w."
+** name only when it can lock it AND its writer PID is gone or it is older than
+** SWEEP_FRESH seconds, so the instant between creat and flock is never a
+** window for the sweep, and a writer killed in it leaves nothing for long. */
 #define SWEEP_FRESH 600
 #define CREATING "w."
 
@@ -334,17 +338,42 @@ void mh_spool_close(mh_spool *sp) {
   free(sp);
 }
 
+/* The nameless way: O_TMPFILE in tmp/, flock, link in as NAME (linkat with
+** AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; else through /proc/self/fd).  A
+** crash before the link leaves nothing.  0 with *out, -EEXIST, or another
+** -errno when the file system or the kernel cannot (the caller falls back). */
+static int create_tmp_nameless(mh_spool *sp, const char *name, int *out) {
+  char proc[64];
+  int fd = fault_at("tmpfile") ? -1 : openat(sp->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  TEST_POINT("tmp-created");
+  while (flock(fd, LOCK_EX) < 0) {   /* nobody else can reach it: never waits */
+    if (errno != EINTR) { int e = -errno; close(fd); return e; }
+  }
+  if (linkat(fd, "", sp->tmpfd, name, AT_EMPTY_PATH) == 0) { *out = fd; return 0; }
+  if (errno == EEXIST) { close(fd); return -EEXIST; }
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  if (linkat(AT_FDCWD, proc, sp->tmpfd, name, AT_SYMLINK_FOLLOW) == 0) { *out = fd; return 0; }
+  int e = -errno;
+  close(fd);
+  return e;
+}
+
 /* Creates tmp/NAME for writing (0600), already flocked by the time anything
-** can see NAME: made as tmp/w.NAME (O_EXCL), flocked, renamed to NAME (see
-** SWEEP_FRESH).  The fd, or -errno (nothing left behind). */
+** can see NAME (see SWEEP_FRESH): nameless first, else as tmp/w.PID.NAME
+** (O_EXCL), flocked, renamed to NAME.  0 with *out, or -errno (nothing left
+** behind). */
 static int create_tmp(mh_spool *sp, const char *name, int *out) {
   char wname[300];
   int fd, rc;
   *out = -1;
-  if (snprintf(wname, sizeof wname, CREATING "%s", name) >= (int)sizeof wname) return -ENAMETOOLONG;
+  rc = create_tmp_nameless(sp, name, out);
+  if (rc == 0 || rc == -EEXIST) return rc;
+  if (snprintf(wname, sizeof wname, CREATING "%ld.%s", (long)getpid(), name) >= (int)sizeof wname)
+    return -ENAMETOOLONG;
   fd = openat(sp->tmpfd, wname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return -errno;
-  TEST_POINT("tmp-created");
+  TEST_POINT("tmp-created-named");
   /* blocking: a sweep may hold it for an instant (it leaves a young w. file) */
   while (flock(fd, LOCK_EX) < 0) {
     if (errno != EINTR) { rc = -errno; goto bad; }
@@ -415,7 +444,13 @@ int mh_spool_sweep(mh_spool *sp, int min_age) {
     /* a live writer holds a flock on its tmp file; a dead one's lock is gone.
        A "w." file may be a writer between its creat and its flock: only an
        old one is stale. */
-    if (now - st.st_mtime >= (creating ? SWEEP_FRESH : min_age) &&
+    int stale = now - st.st_mtime >= (creating ? SWEEP_FRESH : min_age);
+    if (creating && !stale) {   /* w.PID.NAME: its writer is gone? */
+      char *end;
+      long pid = strtol(de->d_name + strlen(CREATING), &end, 10);
+      stale = pid > 0 && *end == '.' && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+    }
+    if (stale &&
         flock(fd, LOCK_EX | LOCK_NB) == 0 &&
         fstatat(sp->tmpfd, de->d_name, &again, AT_SYMLINK_NOFOLLOW) == 0 &&
         again.st_ino == st.st_ino && again.st_dev == st.st_dev) {   /* still that file */

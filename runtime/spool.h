@@ -96,10 +96,11 @@ const char *mh_spool_dir(const mh_spool *sp);
 int mh_spool_lock(mh_spool *sp, long *holder);
 
 /* Removes tmp/ files no live writer holds (a writer flocks its tmp file
-** before it has its name: created as w.NAME, flocked, renamed) and older than
-** min_age seconds; a w. file only once also older than 10 minutes.  What is
-** not a regular file in tmp/ is removed too (a folder is left).  Returns how
-** many were removed, or -errno. */
+** before it has its name: made nameless with O_TMPFILE, flocked, linked in; or
+** else as w.PID.NAME, flocked, renamed) and older than min_age seconds; a w.
+** file only when its writer PID is gone or it is older than 10 minutes.  What
+** is not a regular file in tmp/ is removed too (a folder is left).  Returns
+** how many were removed, or -errno. */
 int mh_spool_sweep(mh_spool *sp, int min_age);
 
 /* The next id: 16 hex digits of max(now in microseconds, last id + 1), kept in

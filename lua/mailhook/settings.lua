@@ -385,15 +385,20 @@ end
 -- an excerpt of it (stderr_excerpt); on success it is logged at debug level,
 -- masked.
 local function run_first_line(cmd, what)
-  local errfile = os.tmpname()
-  local p = io.popen("exec 2>" .. shell_quote(errfile) .. "\n" .. cmd, "r")
-  if not p then os.remove(errfile) return nil, what .. " could not be started" end
+  -- no temporary file possible (a read-only /tmp): stderr is dropped instead
+  local made, errfile = pcall(os.tmpname)
+  if not made then errfile = nil end
+  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\n" .. cmd, "r")
+  if not p then
+    if errfile then os.remove(errfile) end
+    return nil, what .. " could not be started"
+  end
   local line = p:read("l")
   local ok, how, code = p:close()
-  local ef = io.open(errfile, "rb")
+  local ef = errfile and io.open(errfile, "rb")
   local errtext = ef and ef:read(4096)
   if ef then ef:close() end
-  os.remove(errfile)
+  if errfile then os.remove(errfile) end
   if line then line = line:gsub("\r$", "") end
   local said = stderr_excerpt(errtext, line ~= "" and line or nil)
   if not ok then

@@ -399,7 +399,9 @@ static void test_spool_permissions(void) {
 
 /* Point 6: the start-up sweep ran between a producer's creat and its flock and
 ** removed its tmp file.  test_point runs a whole service start (lock + sweep,
-** in another process) exactly inside that window. */
+** in another process) exactly inside that window, for both ways a tmp/ file
+** is made: nameless (O_TMPFILE, then linked in once locked) and, where that is
+** not available (forced here by test_fault), as w.PID.NAME. */
 static const char *window_point;
 static int window_hits;
 static void run_service_start(const char *where) {
@@ -408,55 +410,64 @@ static void run_service_start(const char *where) {
   if (in_child(do_lock, NULL, 10) != 0) diag("the competing service start failed");
 }
 
+static const char *fault_where;
+static int fault_code;
+static int inject(const char *where) { return fault_where && !strcmp(where, fault_where) ? fault_code : 0; }
+
+static void sweep_window(mh_spool *sp, const char *point, const char *how) {
+  char err[MH_SPOOL_ERRLEN], id[MH_SPOOL_IDLEN] = "", name[64];
+  test_point = run_service_start;
+  window_point = point;
+  window_hits = 0;
+  int rc = enqueue_one(sp, id);
+  ok(window_hits == 1, "%s: a service started inside the producer's creat..flock window", how);
+  is_int(rc, 0, "%s: the producer's enqueue still succeeds", how);
+  snprintf(name, sizeof name, "pickup/%s.eml", id);
+  is_int(rc ? 0 : kind_of(name), S_IFREG, "%s: its message is in pickup/", how);
+  window_hits = 0;
+  rc = rc ? rc : mh_spool_defer(sp, id, -1, 0, "451 later", NULL, 0, err);
+  ok(window_hits == 1 && rc == 0, "%s: a deferral's state file survives a service start in its window (%s)",
+     how, rc ? err : "ok");
+  test_point = NULL;
+  window_point = NULL;
+}
+
 static void test_sweep_window(void) {
-  char err[MH_SPOOL_ERRLEN], id[MH_SPOOL_IDLEN];
   mh_spool *sp;
   fresh("sweep");
   sp = open_or_die();
-  test_point = run_service_start;
-  window_point = "tmp-created";
-  window_hits = 0;
-  log_reset();
-  int rc = enqueue_one(sp, id);
-  ok(window_hits == 1, "a service started inside the producer's creat..flock window");
-  is_int(rc, 0, "the producer's enqueue still succeeds");
-  is_int(kind_of("tmp") == S_IFDIR, 1, "tmp/ is there");
-  if (rc == 0) {
-    char name[64];
-    snprintf(name, sizeof name, "pickup/%s.eml", id);
-    is_int(kind_of(name), S_IFREG, "its message is in pickup/");
-  } else {
-    ok(0, "its message is in pickup/");
-  }
-  /* the sidecar writer and the adopter use the same creation */
-  window_point = "tmp-created";
-  window_hits = 0;
-  rc = rc ? rc : mh_spool_defer(sp, id, -1, 0, "451 later", NULL, 0, err);
-  ok(window_hits == 1 && rc == 0, "a deferral's state file survives a service start in its window (%s)",
-     rc ? err : "ok");
-  test_point = NULL;
-  window_point = NULL;
+  sweep_window(sp, "tmp-created", "nameless");
+  test_fault = inject;
+  fault_where = "tmpfile";
+  fault_code = -EOPNOTSUPP;
+  sweep_window(sp, "tmp-created-named", "w.PID.NAME");
+  test_fault = NULL;
+  fault_where = NULL;
   mh_spool_close(sp);
-  /* a writer's creation file that a crash left behind is swept once old */
+  /* creation files left by writers killed between creat and rename */
   {
-    char p[700];
+    char p[700], n1[64], n2[64], n3[64];
     struct timespec ts[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
-    put("tmp/w.00000000000000d1", "crashed between creat and flock, long ago");
-    put("tmp/w.00000000000000d2", "being created right now");
-    path_of(p, sizeof p, "tmp/w.00000000000000d1");
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(n1, sizeof n1, "tmp/w.%ld.00000000000000d1", (long)dead);
+    snprintf(n2, sizeof n2, "tmp/w.%ld.00000000000000d2", (long)getpid());
+    snprintf(n3, sizeof n3, "tmp/w.%ld.00000000000000d3", (long)getpid());
+    put(n1, "its writer is dead");
+    put(n2, "its writer is alive and about to lock it");
+    put(n3, "its writer is alive but this is 2001");
+    path_of(p, sizeof p, n3);
     utimensat(AT_FDCWD, p, ts, 0);
     is_int(in_child(do_lock, NULL, 10), 0, "a service start");
-    is_int(kind_of("tmp/w.00000000000000d1"), 0, "an old creation file is swept");
-    is_int(kind_of("tmp/w.00000000000000d2"), S_IFREG, "a young one is kept (its writer may be about to lock it)");
+    is_int(kind_of(n1), 0, "a creation file whose writer is gone is swept at once");
+    is_int(kind_of(n2), S_IFREG, "a young one whose writer lives is kept");
+    is_int(kind_of(n3), 0, "an old one is swept (its writer never locked it)");
   }
 }
 
 /* Point 7: a failed move to corrupt/ is never reported as done, and failures
 ** are reported once per change of state, not at every scan. */
-static const char *fault_where;
-static int fault_code;
-static int inject(const char *where) { return fault_where && !strcmp(where, fault_where) ? fault_code : 0; }
-
 static int do_scans_faulty(void *arg) {
   test_fault = inject;
   return do_scans(arg);
