@@ -58,8 +58,11 @@ mkfifo "$T/fifo"
 run sh -c "echo hi | '$MAILHOOK' enqueue --to ok@example.net --attach '$T/fifo'"
 is "$RC" 1 "enqueue --attach FIFO: refused at once (exit 1, not hung)"
 like "$OUT" "attachment $T/fifo: a FIFO, not a regular file" "naming the file and what it is"
-# the bound on memory only protects the machine from an unfixed build
-run sh -c "ulimit -v 2000000; echo hi | '$MAILHOOK' enqueue --to ok@example.net --html /dev/zero"
+# the bound on memory only protects the machine from an unfixed build (a
+# sanitizer build reserves more address space than it allows: none then)
+MEMCAP="ulimit -v 2000000;"
+sh -c "$MEMCAP '$MAILHOOK' -e 'return 0'" >/dev/null 2>&1 || MEMCAP=
+run sh -c "$MEMCAP echo hi | '$MAILHOOK' enqueue --to ok@example.net --html /dev/zero"
 is "$RC" 1 "enqueue --html /dev/zero: refused (not read without end)"
 like "$OUT" "html /dev/zero: a character device, not a regular file" "naming it"
 truncate -s 65M "$T/big.bin"
@@ -72,7 +75,7 @@ like "$OUT" "html $T/big.html: 17825792 bytes, over the 16 MiB limit" "--html ov
 run sh -c "head -c 17M /dev/zero | '$MAILHOOK' enqueue --to ok@example.net"
 is "$RC" 1 "a body on stdin over its limit is refused"
 like "$OUT" "the body on stdin: over the 16 MiB limit" "naming it and the limit"
-run sh -c "ulimit -v 2000000; '$MAILHOOK' enqueue --to ok@example.net < /dev/zero"
+run sh -c "$MEMCAP '$MAILHOOK' enqueue --to ok@example.net < /dev/zero"
 like "$OUT" "the body on stdin: over the 16 MiB limit" "an endless stdin: refused at the limit, not read forever"
 is "$(pickup_count)" "$n0" "nothing was queued by any of them"
 
