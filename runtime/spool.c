@@ -215,6 +215,7 @@ static unsigned notes_begin(mh_spool *sp) {
   return g;
 }
 
+/* The scan of generation gen saw name: its note (if any) is kept. */
 static void note_seen(mh_spool *sp, const char *name, unsigned gen) {
   pthread_mutex_lock(&sp->mu);
   for (size_t i = 0; i < sp->nnotes; i++)
@@ -442,8 +443,8 @@ int mh_spool_sweep(mh_spool *sp, int min_age) {
     }
     if (fd < 0) continue;
     /* a live writer holds a flock on its tmp file; a dead one's lock is gone.
-       A "w." file may be a writer between its creat and its flock: only an
-       old one is stale. */
+       A "w." file may be a writer between its creat and its flock: stale only
+       when that writer is gone, or when it is old (see SWEEP_FRESH). */
     int stale = now - st.st_mtime >= (creating ? SWEEP_FRESH : min_age);
     if (creating && !stale) {   /* w.PID.NAME: its writer is gone? */
       char *end;
