@@ -20,8 +20,16 @@ for _, a in ipairs(argv) do
   if not key then return args.fail("update", "expected KEY=VALUE, got '" .. a .. "'") end
   if changes[key] ~= nil then return args.fail("update", "'" .. key .. "' given twice") end
   if key == "password" and value == "-" then
-    value = io.read("l")
-    if not value or value == "" then return args.fail("update", "password: nothing on stdin") end
+    -- one line, at most 4 KiB: `update password=- < /dev/zero` is refused, not read forever
+    local buf = {}
+    while #buf <= 4096 do
+      local c = io.read(1)
+      if not c or c == "\n" then break end
+      buf[#buf + 1] = c
+    end
+    if #buf > 4096 then return args.fail("update", "password: the line on stdin is over 4 KiB") end
+    value = table.concat(buf):gsub("\r$", "")
+    if value == "" then return args.fail("update", "password: nothing on stdin") end
   end
   changes[key] = value
 end

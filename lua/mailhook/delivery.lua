@@ -118,7 +118,7 @@ end
 
 -- The Subject of a spool file (for the `failed` event), read from its header.
 local function subject_of(path)
-  local f = path and io.open(path, "rb")
+  local f = path and require("mailhook.core").fsutil.open(path)   -- the core's rule: never a FIFO
   if not f then return nil end
   local head = f:read(65536) or ""
   f:close()
@@ -359,14 +359,35 @@ function D:requeue(e)
   self.pos = #self.queue + 1
 end
 
+-- A spool failure about one message (what: "defer", "fail"), told once per
+-- message and error: a full disk fails the same write at every retry.
+-- true when it is news (log it); err nil: it worked (forget the failure, and
+-- true when there was one).
+local function spool_news(self, id, what, err)
+  self.spool_errs = self.spool_errs or {}
+  local k = id .. " " .. what
+  local old = self.spool_errs[k]
+  if err == nil then
+    self.spool_errs[k] = nil
+    return old ~= nil
+  end
+  if old == tostring(err) then return false end
+  self.spool_errs[k] = tostring(err)
+  return true
+end
+
 function D:fail(e, reason, reply)
   local subject = subject_of(e.path)   -- before the file moves
   local ok, err = self.spool:fail(e.id, { reason = reason, reply = reply })
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
-    self.log.error("delivery: " .. e.id .. ": could not move to failed/: " .. tostring(err))
+    if spool_news(self, e.id, "fail", err) then
+      self.log.error("delivery: " .. e.id .. ": could not move to failed/: " .. tostring(err) ..
+                     " (said once; tried again at each attempt)")
+    end
     return
   end
+  spool_news(self, e.id, "fail", nil)
   self.stats.failed = self.stats.failed + 1
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
                 .. (reply and (" (" .. reply .. ")") or ""))
@@ -382,7 +403,12 @@ function D:defer(e, reply, done)
   local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = at, done = done, attempts = n })
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
-    self.log.error("delivery: " .. e.id .. ": could not record the deferral: " .. tostring(err))
+    if spool_news(self, e.id, "defer", err) then
+      self.log.error("delivery: " .. e.id .. ": could not record the deferral: " .. tostring(err) ..
+                     " (said once until it changes)")
+    end
+  elseif spool_news(self, e.id, "defer", nil) then
+    self.log.info("delivery: " .. e.id .. ": its deferral is recorded again")
   end
   self.later[e.id] = at
   if self.forced then self.seen[e.id] = true end
@@ -792,12 +818,8 @@ local function count(sp)
   return type(ids) == "table" and #ids or 0
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+local function read_file(path)   -- a spool file: the core's rule (regular, no link, bounded)
+  return (require("mailhook.core").fsutil.read(path, { max = 4096 }))
 end
 
 -- The file a running service writes when a flush it was asked for is over:

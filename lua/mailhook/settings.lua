@@ -189,14 +189,27 @@ function parse.enum(v, s)
   return nil, "must be one of " .. table.concat(s[4], ", ") .. " (got '" .. tostring(v) .. "')"
 end
 
+-- A file someone named: a readable regular file (checked without a blocking
+-- open: a FIFO or a device is refused, never opened), links followed.
 function parse.file(v)
   local s, err = text(v)
   if not s then return nil, err end
-  local f, ferr = io.open(s, "r")
-  if not f then return nil, "cannot read " .. tostring(ferr) end
-  f:close()
+  local ok, ferr = core.fsutil.check(s, { follow = true, max = core.fsutil.limits.ca })
+  if not ok then return nil, "cannot read " .. tostring(ferr) end
   return s
 end
+
+-- Checks made when a value is saved (update), beyond parsing: what a load
+-- only needs to find again.  tls_ca_file must hold a PEM certificate OpenSSL
+-- can load (a folder, /dev/zero, a FIFO or a text file is refused now, not at
+-- the first connection).  nil, reason when refused.
+local SAVE_CHECK = {
+  tls_ca_file = function(path)
+    local n, err = core.fsutil.check_ca_file(path)
+    if not n then return nil, (tostring(err):gsub("^tls_ca_file ", "")) end
+    return true
+  end,
+}
 
 function parse.fingerprint(v)
   local s, err = text(v)
@@ -310,15 +323,14 @@ local function parse_text(textv, file)
 end
 
 -- Reads and parses path; a missing file is an empty document (missing = true).
+-- Read by the core's rule for foreign files: a regular file (links followed),
+-- at most limits.config bytes; a FIFO or a device is refused, never opened.
 local function read_doc(path)
-  local f, err, code = io.open(path, "rb")
-  if not f then
-    if code == 2 then return { lines = {}, values = {}, where = {}, missing = true } end
+  local data, err, info = core.fsutil.read(path, { follow = true, max = core.fsutil.limits.config })
+  if not data then
+    if info and info.code == "ENOENT" then return { lines = {}, values = {}, where = {}, missing = true } end
     return nil, path .. ": cannot read: " .. tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
   end
-  local data, rerr = f:read("a")
-  f:close()
-  if not data then return nil, path .. ": cannot read: " .. tostring(rerr) end
   return parse_text(data, path)
 end
 
@@ -354,16 +366,58 @@ function M.load(path)
 end
 
 -- password(cfg) -> the password (from the file, or password_command's first line) | nil, err
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- What a command wrote on stderr, fit for a message or a log: its first
+-- non-blank line, the secret it printed (when known) masked, control
+-- characters dropped, at most 200 characters.  nil when it wrote nothing.
+local function stderr_excerpt(text, secret)
+  if not text then return nil end
+  local line = text:match("([^\r\n]*%S[^\r\n]*)")
+  if not line then return nil end
+  if secret and #secret >= 1 then
+    local i = 1
+    while true do
+      local a, b = line:find(secret, i, true)
+      if not a then break end
+      line = line:sub(1, a - 1) .. MASK .. line:sub(b + 1)
+      i = a + #MASK
+    end
+  end
+  line = line:gsub("[%z\1-\31\127]", "")
+  if #line > 200 then line = line:sub(1, 200) .. "..." end
+  return line
+end
+
+-- The first line a command prints (a secret: password_command,
+-- oauth_token_command).  Its stderr is captured in a private temporary file
+-- (os.tmpname: mkstemp, 0600) and never passed through: a failure is named with
+-- an excerpt of it (stderr_excerpt); on success it is logged at debug level,
+-- masked.
 local function run_first_line(cmd, what)
-  local p = io.popen(cmd, "r")
-  if not p then return nil, what .. " could not be started" end
+  -- no temporary file possible (a read-only /tmp): stderr is dropped instead
+  local made, errfile = pcall(os.tmpname)
+  if not made then errfile = nil end
+  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\n" .. cmd, "r")
+  if not p then
+    if errfile then os.remove(errfile) end
+    return nil, what .. " could not be started"
+  end
   local line = p:read("l")
   local ok, how, code = p:close()
+  local ef = errfile and io.open(errfile, "rb")
+  local errtext = ef and ef:read(4096)
+  if ef then ef:close() end
+  if errfile then os.remove(errfile) end
   if line then line = line:gsub("\r$", "") end
+  local said = stderr_excerpt(errtext, line ~= "" and line or nil)
   if not ok then
-    return nil, string.format("%s failed (%s %s)", what, tostring(how), tostring(code))
+    return nil, string.format("%s failed (%s %s)%s", what, tostring(how), tostring(code),
+                              said and (": " .. said) or "")
   end
-  if not line or line == "" then return nil, what .. " printed nothing" end
+  if not line or line == "" then return nil, what .. " printed nothing" .. (said and (": " .. said) or "") end
+  if said then core.log("debug", what .. " wrote on stderr: " .. said) end
   return line
 end
 
@@ -479,6 +533,10 @@ function update(changes, path)
     end
     local parsed, perr = parse_value(key, value)
     if perr then return nil, key .. ": " .. perr, { key = key } end
+    if parsed ~= nil and SAVE_CHECK[key] then
+      local ok, why = SAVE_CHECK[key](parsed)
+      if not ok then return nil, key .. ": " .. why, { key = key } end
+    end
     keys[#keys + 1] = key
     if NORMALISE[BY_NAME[key][2]] and parsed ~= nil then norm[key] = parsed end
   end

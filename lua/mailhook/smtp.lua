@@ -34,40 +34,36 @@ function M.tls_seen_path()
   return (core.paths and core.paths.spool or "./spool") .. "/state/tls-seen"
 end
 
+-- Read by the core's rule for spool files (a regular file, no link followed,
+-- at most limits.config bytes): a FIFO or a link planted there is no list.
 local function seen_set()
   local set = {}
-  local f = io.open(M.tls_seen_path(), "r")
-  if f then
-    for line in f:lines() do
-      local key, mode = line:match("^(%S+)%s*(%S*)")
-      if key then set[key] = mode ~= "" and mode or "starttls" end
-    end
-    f:close()
+  local text = core.fsutil.read(M.tls_seen_path())
+  for line in (text or ""):gmatch("[^\n]+") do
+    local key, mode = line:match("^(%S+)%s*(%S*)")
+    if key then set[key] = mode ~= "" and mode or "starttls" end
   end
   return set
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
+-- Written as every spool file: the spool opened (created 0700 with its state/
+-- folder, its owner and modes checked), then the file replaced atomically and
+-- durably (O_EXCL temporary file, fsync, rename, folder fsync), mode 0600.
 local function mark_seen(key, mode)
   local set = seen_set()
   if set[key] == mode then return end
   set[key] = mode
   local path = M.tls_seen_path()
-  local dir = path:match("^(.*)/[^/]*$")
-  if dir and not io.open(dir .. "/.", "r") then os.execute("mkdir -p " .. shell_quote(dir)) end
-  local tmp = path .. ".tmp"
-  local f = io.open(tmp, "w")
-  if not f then
-    core.log("warn", "cannot record that " .. key .. " uses TLS in " .. path)
-    return
-  end
+  local sp, err = core.spool.open(core.paths and core.paths.spool or "./spool")
+  if sp then sp:close() end
   local keys = {}
   for k, m in pairs(set) do keys[#keys + 1] = k .. " " .. m end
   table.sort(keys)
-  f:write(table.concat(keys, "\n"), "\n")
-  f:close()
-  os.rename(tmp, path)
+  local ok, werr
+  if sp then ok, werr = core.fsutil.write_atomic(path, table.concat(keys, "\n") .. "\n", 384) end  -- 0600
+  if not ok then
+    core.log("warn", "cannot record that " .. key .. " uses TLS in " .. path .. ": " .. tostring(werr or err))
+  end
 end
 
 -- ----------------------------------------------------------- policy

@@ -39,7 +39,8 @@ function methods.enqueue_many(sp, list)
   return raw_many(sp, items)
 end
 
--- open([dir]) -> spool | nil, err, info; creates tmp/ pickup/ failed/ corrupt/.
+-- open([dir]) -> spool | nil, err, info; creates tmp/ pickup/ failed/ corrupt/
+-- state/ (0700); refuses (MH_EUNSAFE) a spool writable by others or not ours.
 function M.open(dir)
   return core.spool.open(dir or core.paths.spool)
 end

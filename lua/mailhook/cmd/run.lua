@@ -18,14 +18,13 @@ local function count(sp)
   return type(ids) == "table" and #ids or 0
 end
 
--- Written by rename, so `mailhook flush` never reads half a line.
+-- Written by rename, so `mailhook flush` never reads half a line: the core's
+-- atomic write (an O_EXCL temporary file: never through a link planted in
+-- the spool), mode 0600.
 local function write_flush_done(dir, left, err)
   local path = delivery.flush_done_path(dir)
-  local f, ferr = io.open(path .. ".tmp", "wb")
-  if not f then return nil, ferr end
-  f:write(string.format("%.3f %d %s\n", mh.now(), left, err and tostring(err):gsub("\n", " ") or ""))
-  f:close()
-  return os.rename(path .. ".tmp", path)
+  return core.fsutil.write_atomic(path, string.format("%.3f %d %s\n", mh.now(), left,
+                                                      err and tostring(err):gsub("\n", " ") or ""), 384)
 end
 
 -- Rules: the named files, else the settings' rules folder.  The rules module is
