@@ -37,6 +37,11 @@ BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/main.o
+# The Lua C module and its objects (see "The Lua C module" below).
+LUAMOD      := $(BUILD)/lua/mailhook/core.so
+LUAMOD_BIND := $(filter-out runtime/l_repl.c runtime/l_embed.c,$(BIND_SRC))
+PIC_OBJ     := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/pic/%.o) $(LUAMOD_BIND:runtime/%.c=$(BUILD)/obj/pic/%.o)
+LUAMOD_LIBS := $(shell pkg-config --libs libuv libssl libcrypto 2>/dev/null) -lpthread -lm
 UNIT_SRC := $(wildcard tests/unit/test-*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
@@ -45,9 +50,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 LUA_SRC  := $(shell find lua -name '*.lua')
 LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
-.PHONY: all deps test run bench asan valgrind fuzz install uninstall clean peers
+.PHONY: lualib all deps test run bench asan valgrind fuzz install uninstall clean peers
 
-all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
+all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) $(LUAMOD)
 
 # The list of binding modules, generated so that adding runtime/l_foo.c is enough.
 $(BUILD)/l_modules.h: $(BIND_SRC) Makefile
@@ -74,6 +79,30 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 
 $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(CORE_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# The Lua C module (docs/lua-library.md): BUILD/lua/mailhook/core.so, what
+# `require "mailhook.core"` loads in a stock Lua 5.4.  Its objects are a set
+# of their own, position-independent, with Lua's API as weak references
+# (runtime/l_core.c says why); linked to the shared libuv and OpenSSL and to
+# no Lua library (the interpreter that loads it is Lua); only
+# luaopen_mailhook_core exported (runtime/lualib.map).  Without the REPL
+# (readline: the binary's) and the C embedding API (it makes its own states).
+lualib: $(LUAMOD)
+
+$(BUILD)/obj/pic/l_modules.h: Makefile $(BIND_SRC)
+	@mkdir -p $(@D)
+	@printf '/* generated: the bindings of the Lua module */\n' > $@.tmp
+	@for f in $(sort $(filter-out l_core,$(LUAMOD_BIND:runtime/%.c=%))); do echo "MH_MODULE($$f)" >> $@.tmp; done
+	@mv $@.tmp $@
+
+$(BUILD)/obj/pic/%.o: runtime/%.c $(BUILD)/obj/pic/l_modules.h
+	@mkdir -p $(@D)
+	$(CC) -I$(BUILD)/obj/pic $(ALL_CFLAGS) -fPIC -c -o $@ $<
+	@objcopy --wildcard --weaken-symbol='lua_*' --weaken-symbol='luaL_*' $@
+
+$(LUAMOD): $(PIC_OBJ) runtime/lualib.map
+	@mkdir -p $(@D)
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=runtime/lualib.map -o $@ $(PIC_OBJ) $(LUAMOD_LIBS)
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
@@ -142,4 +171,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(wildcard $(BUILD)/obj/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d)

@@ -98,6 +98,7 @@ struct conn {
   int refs;                    /* userdata + open handles + requests in flight */
   int closed;                  /* conn_close ran */
   int ud_alive;                /* the Lua userdata still points here */
+  uv_loop_t *loop;             /* the loop of the state that made it (sockets, timers, DNS) */
   uv_timer_t timer;            /* connect timeout, then the session's command timer */
   uv_timer_t deadline;         /* session_deadline: a trickling server cannot escape it */
   uv_getaddrinfo_t gai;
@@ -131,6 +132,12 @@ struct conn {
   int fail_code;               /* failure of the transport itself (dns, connect, tls) */
   const char *fail_stage;
   char fail_msg[800];
+  /* buffers of this session's callbacks (each used within one call; a read
+     may nest the others: bytes in rbuf, decrypted into pbuf, the session asks
+     for the next piece of a streamed message into fbuf) */
+  char rbuf[65536];            /* what the socket read */
+  char pbuf[16384];            /* TLS plaintext */
+  char fbuf[65536];            /* a piece of a message file being sent */
 };
 
 static void settle(conn *c);
@@ -228,8 +235,18 @@ static void write_cb(uv_write_t *req, int status) {
   unref(c);
 }
 
-/* Bytes to the socket: written at once when the kernel takes them, else queued. */
+/* Bytes to the socket: written at once when the kernel takes them, else queued.
+** A write to a connection the server reset raises SIGPIPE: the guard makes it
+** an EPIPE for a process that does not ignore the signal (a foreign Lua). */
+static void sock_write_unguarded(conn *c, const char *buf, size_t len);
 static void sock_write(conn *c, const char *buf, size_t len) {
+  mh_l_sigpipe g;
+  mh_l_sigpipe_begin(c->loop, &g);
+  sock_write_unguarded(c, buf, len);
+  mh_l_sigpipe_end(&g);
+}
+
+static void sock_write_unguarded(conn *c, const char *buf, size_t len) {
   uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
   int n;
   wreq *r;
@@ -349,14 +366,14 @@ static void io_more(void *ud) { ((conn *)ud)->want_more = 1; }
 /* The next piece of the streamed message the session is sending (the oldest
 ** send not ended), read from its file. */
 static void feed_more(conn *c) {
-  static char fbuf[65536];   /* one loop thread */
+  char *fbuf = c->fbuf;
   sres *r = NULL;
   for (int i = 0; i < c->nsends; i++) {
     sres *x = &c->sends[(c->first + i) % MAX_SENDS];
     if (!x->done) { r = x; break; }
   }
   if (!r || r->fd < 0) { mh_smtp_more_error(c->s, MH_EINVAL, "no message file"); return; }
-  size_t want = r->left < sizeof fbuf ? (size_t)r->left : sizeof fbuf;
+  size_t want = r->left < sizeof c->fbuf ? (size_t)r->left : sizeof c->fbuf;
   ssize_t n;
   do n = pread(r->fd, fbuf, want, (off_t)r->off); while (n < 0 && errno == EINTR);
   if (n < 0 || (n == 0 && want > 0)) {
@@ -433,9 +450,10 @@ static void tls_step(conn *c) {
 
 /* ---------------------------------------------------------- reading */
 
-static char rbuf[65536];   /* one loop thread: reads are handled one at a time */
-
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) { *b = uv_buf_init(rbuf, sizeof rbuf); }
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  conn *c = ((sock *)h->data)->c;
+  *b = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
 
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   sock *k = (sock *)st->data;
@@ -468,8 +486,8 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     mh_tls_feed(c->tls, b->base, (size_t)n);
     if (c->handshaking) tls_step(c);
     while (!c->handshaking && c->tls_on && c->sk && mh_smtp_get_state(c->s) != MH_SMTP_CLOSED) {
-      static char pbuf[16384];
-      int m = mh_tls_read(c->tls, pbuf, sizeof pbuf);
+      char *pbuf = c->pbuf;
+      int m = mh_tls_read(c->tls, pbuf, sizeof c->pbuf);
       tls_flush(c);
       if (m == 0) break;
       if (m < 0) {
@@ -605,7 +623,7 @@ static void try_next(conn *c) {
     k = (sock *)calloc(1, sizeof *k);
     if (!k) break;
     k->c = c;
-    uv_tcp_init(mh_l_loop(), &k->tcp);
+    uv_tcp_init(c->loop, &k->tcp);
     k->tcp.data = k;
     k->req.data = k;
     c->refs++;
@@ -905,8 +923,9 @@ static int l_new(lua_State *L) {
   if (!c->s) { free(c); return luaL_error(L, "out of memory"); }
   c->refs = 3;           /* userdata + two timers */
   c->ud_alive = 1;
-  uv_timer_init(mh_l_loop(), &c->timer);
-  uv_timer_init(mh_l_loop(), &c->deadline);
+  c->loop = mh_l_loop(L);
+  uv_timer_init(c->loop, &c->timer);
+  uv_timer_init(c->loop, &c->deadline);
   c->timer.data = c->deadline.data = c;
   for (int i = 0; i < MAX_SENDS; i++) c->sends[i].fd = -1;
   u->c = c;
@@ -950,7 +969,7 @@ static int l_open(lua_State *L) {
   c->gai.data = c;
   uv_timer_start(&c->deadline, deadline_cb, c->deadline_ms, 0);
   c->refs++;
-  rc = uv_getaddrinfo(mh_l_loop(), &c->gai, gai_cb, c->host, port, &hints);
+  rc = uv_getaddrinfo(c->loop, &c->gai, gai_cb, c->host, port, &hints);
   if (rc < 0) {
     c->refs--;
     fail(c, MH_EDNS, "dns", "cannot resolve %s: %s", c->host, uv_strerror(rc));

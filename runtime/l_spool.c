@@ -47,10 +47,13 @@ typedef struct {
   int has_state;     /* its ID.state existed at load */
 } kept_file;
 
+typedef struct closes closes;
+
 /* The Spool userdata.  Work in flight keeps it alive (an anchor ref) and
 ** holds `pending`, so a close while work runs waits for the work to end. */
 typedef struct {
   mh_spool *sp;      /* NULL once closed */
+  closes *cl;        /* the state's batched closes of removed files (see close_held) */
   int pending;       /* thread-pool jobs using sp */
   int closing;       /* close asked while jobs ran: the last job closes sp */
   kept_file kept[KEPT_MAX];
@@ -100,15 +103,11 @@ static void release(lspool *ls) {
   }
 }
 
-static void flush_closes(void);
+static void flush_closes(closes *cl);
+static closes *state_closes(lua_State *L);
 
-static lua_State *main_state(lua_State *L) {
-  lua_State *m;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  m = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  return m;
-}
+/* The thread callbacks work on (registry refs, spawns): never a caller's. */
+static lua_State *main_state(lua_State *L) { return mh_l_cbstate(L); }
 
 /* ------------------------------------------------------------ open */
 
@@ -123,6 +122,7 @@ static int l_open(lua_State *L) {
   memset(ls, 0, sizeof *ls);
   for (int i = 0; i < KEPT_MAX; i++) ls->kept[i].fd = -1;
   ls->sp = sp;
+  ls->cl = state_closes(L);
   luaL_setmetatable(L, SPOOL_MT);
   return 1;
 }
@@ -131,7 +131,7 @@ static int l_close(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
   if (!ls->sp || ls->closing) return 0;
   kept_close_all(ls);
-  flush_closes();
+  flush_closes(ls->cl);
   if (ls->pending) { ls->closing = 1; return 0; }
   mh_spool_close(ls->sp);
   ls->sp = NULL;
@@ -235,16 +235,24 @@ static char *keep(op *o, const char *s) {
 #define CLOSE_BATCH 64
 typedef struct {
   uv_work_t req;
+  closes *cl;        /* whose count of held files it is in */
   int n;
   int fds[CLOSE_BATCH];
 } held_close;
 
-/* Files held open (batched or in a job), loop thread only.  Bounded, so a disk
-** slower than the sends cannot pile up open files towards the fd limit: past
-** MAX_HELD a removal closes its file itself (slower, never wrong). */
+/* Files held open (batched or in a job), per Lua state, on its loop thread.
+** Bounded, so a disk slower than the sends cannot pile up open files towards
+** the fd limit: past MAX_HELD a removal closes its file itself (slower, never
+** wrong).  A userdata in the registry: its __gc (lua_close, before the loop
+** is closed) sends the last batch, and removals after it close at once. */
 #define MAX_HELD 256
-static int nheld;
-static held_close *batch;   /* the batch being filled, or NULL */
+struct closes {
+  uv_loop_t *loop;          /* where the jobs run */
+  int nheld;                /* files batched or in a job */
+  held_close *batch;        /* the batch being filled, or NULL */
+  int closed;               /* the state is closing: no more batching */
+};
+static const char CLOSES = 0;   /* registry key (its address) */
 
 static void held_close_work(uv_work_t *req) {
   held_close *h = (held_close *)req->data;
@@ -254,38 +262,67 @@ static void held_close_work(uv_work_t *req) {
 static void held_close_after(uv_work_t *req, int status) {
   held_close *h = (held_close *)req->data;
   for (int i = 0; i < h->n; i++) if (h->fds[i] >= 0) close(h->fds[i]);   /* cancelled */
-  nheld -= h->n;
+  h->cl->nheld -= h->n;
   free(h);
   (void)status;
 }
 
 /* Sends the batch being filled to the pool. */
-static void flush_closes(void) {
-  held_close *h = batch;
+static void flush_closes(closes *cl) {
+  held_close *h = cl->batch;
   if (!h) return;
-  batch = NULL;
+  cl->batch = NULL;
   h->req.data = h;
-  if (uv_queue_work(mh_l_loop(), &h->req, held_close_work, held_close_after)) {
+  h->cl = cl;
+  if (uv_queue_work(cl->loop, &h->req, held_close_work, held_close_after)) {
     held_close_after(&h->req, 0);
   }
 }
 
-static void close_held(int fd) {
+static void close_held(closes *cl, int fd) {
   if (fd < 0) return;
-  if (nheld >= MAX_HELD || (!batch && !(batch = (held_close *)calloc(1, sizeof *batch)))) {
+  if (cl->closed || cl->nheld >= MAX_HELD ||
+      (!cl->batch && !(cl->batch = (held_close *)calloc(1, sizeof *cl->batch)))) {
     close(fd);
     return;
   }
-  batch->fds[batch->n++] = fd;
-  nheld++;
-  if (batch->n == CLOSE_BATCH) flush_closes();
+  cl->batch->fds[cl->batch->n++] = fd;
+  cl->nheld++;
+  if (cl->batch->n == CLOSE_BATCH) flush_closes(cl);
+}
+
+static int closes_gc(lua_State *L) {
+  closes *cl = (closes *)lua_touserdata(L, 1);
+  flush_closes(cl);
+  cl->closed = 1;
+  return 0;
+}
+
+/* The state's closes (made on first use). */
+static closes *state_closes(lua_State *L) {
+  closes *cl;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CLOSES) == LUA_TUSERDATA) {
+    cl = (closes *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return cl;
+  }
+  lua_pop(L, 1);
+  cl = (closes *)lua_newuserdatauv(L, sizeof *cl, 0);
+  memset(cl, 0, sizeof *cl);
+  cl->loop = mh_l_loop(L);
+  lua_newtable(L);
+  lua_pushcfunction(L, closes_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CLOSES);
+  return cl;
 }
 
 static void op_free(void *arg) {
   op *o = (op *)arg;
   size_t i;
   int big_scan = o->kind == OP_SCAN && o->total > 4096;
-  close_held(o->held);
+  close_held(o->ls->cl, o->held);
   if (o->kept_fd >= 0) close(o->kept_fd);
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
   free(o->strs);
@@ -726,7 +763,7 @@ static int l_delivered(lua_State *L) {
   o = op_new(L, OP_DELIVERED, 0);
   snprintf(o->id, sizeof o->id, "%s", id);
   o->nosync = nosync;
-  o->may_hold = nheld < MAX_HELD;
+  o->may_hold = o->ls->cl->nheld < MAX_HELD;
   if (now && (o->held = kept_take(o->ls, id, &o->has_state)) >= 0) o->known = 1;
   return now ? op_now(L, o) : op_start(L, o, "spool:delivered");
 }
@@ -735,7 +772,7 @@ static int l_delivered(lua_State *L) {
 static int l_sync(lua_State *L) {
   op *o;
   check_spool(L, 1);
-  flush_closes();   /* the files removed so far start being freed too */
+  flush_closes(check_spool(L, 1)->cl);   /* the files removed so far start being freed too */
   check_can_wait(L, "spool:sync");
   lua_settop(L, 1);
   o = op_new(L, OP_SYNC, 0);
@@ -919,7 +956,7 @@ static int l_list(lua_State *L) {
 typedef struct {
   uv_fs_event_t ev;
   uv_timer_t timer;  /* coalesces a burst of events into one call */
-  lua_State *L;      /* the main state, to spawn from */
+  lua_State *L;      /* the state's callback thread, to spawn from */
   int fn_ref;
   int closing;       /* handles to close: 2, 1, 0 */
   int stopped;
@@ -981,8 +1018,8 @@ static int l_watch(lua_State *L) {
   luaL_setmetatable(L, WATCH_MT);
   w->L = main_state(L);
   snprintf(path, sizeof path, "%s/pickup", mh_spool_dir(ls->sp));
-  uv_fs_event_init(mh_l_loop(), &w->ev);
-  uv_timer_init(mh_l_loop(), &w->timer);
+  uv_fs_event_init(mh_l_loop(L), &w->ev);
+  uv_timer_init(mh_l_loop(L), &w->timer);
   w->ev.data = w->timer.data = w;
   lua_pushvalue(L, 2);
   w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1164,6 +1201,7 @@ void l_spool_open(lua_State *L) {
   lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "stop");
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__gc");   /* pinned: lua_close only */
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_setfield(L, -2, "spool");

@@ -365,7 +365,7 @@ int main(int argc, char **argv) {
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "mailhook.main_task");
   lua_settop(L, 0);
-  uv_run(mh_l_loop(), UV_RUN_DEFAULT);
+  mh_l_run(L, UV_RUN_DEFAULT);
 
   status = 0;
   if (mh_task_done(task) < 0) {
@@ -385,8 +385,6 @@ int main(int argc, char **argv) {
     status = 1;
   }
   fflush(stdout);
-  lua_close(L);
-  uv_run(mh_l_loop(), UV_RUN_NOWAIT);  /* close callbacks of handles closed by __gc */
-  uv_loop_close(mh_l_loop());
+  lua_close(L);   /* closes the state's loop too (l_sched.c, ctx_gc) */
   return status;
 }
