@@ -35,6 +35,36 @@ static int runtime_version(lua_State *L) {
   return (int)lua_version(L);
 }
 
+/* core.paths for a program that loaded the module (the mailhook binary
+** replaces the table with its own, main.c set_paths): nothing is derived from
+** /proc/self/exe, which is the interpreter.  The settings file and the spool
+** are $MAILHOOK_CONF and $MAILHOOK_SPOOL, else those of this build's installed
+** service; mh.configure{conf =, spool =} changes them (lua/mailhook/init.lua,
+** which also sets `lua` to the folder it was loaded from). */
+static void push_lib_paths(lua_State *L) {
+  const char *conf = getenv("MAILHOOK_CONF"), *spool = getenv("MAILHOOK_SPOOL");
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, MH_PREFIX);
+  lua_setfield(L, -2, "root");
+  lua_pushstring(L, MH_PREFIX "/share/mailhook/scripts");
+  lua_setfield(L, -2, "scripts");
+  if (conf && *conf) {
+    lua_pushstring(L, conf);
+    lua_setfield(L, -2, "conf");
+    lua_pushliteral(L, "$MAILHOOK_CONF");   /* a file someone named must exist */
+    lua_setfield(L, -2, "conf_given");
+  } else {
+    lua_pushstring(L, MH_PREFIX "/etc/mailhook.conf");
+    lua_setfield(L, -2, "conf");
+  }
+  lua_pushstring(L, spool && *spool ? spool : MH_PREFIX "/var/spool/mailhook");
+  lua_setfield(L, -2, "spool");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "installed");
+  lua_pushboolean(L, 1);                    /* loaded by another program than mailhook */
+  lua_setfield(L, -2, "library");
+}
+
 int luaopen_mailhook_core(lua_State *L) {
   int v = runtime_version(L);
   if (v != LUA_VERSION_NUM) {
@@ -52,5 +82,7 @@ int luaopen_mailhook_core(lua_State *L) {
 #undef MH_MODULE
   lua_pushliteral(L, MH_VERSION);
   lua_setfield(L, -2, "version");
+  push_lib_paths(L);
+  lua_setfield(L, -2, "paths");
   return 1;
 }

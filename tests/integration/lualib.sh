@@ -1,0 +1,56 @@
+# mailhook as a Lua library: Debian's stock /usr/bin/lua5.4 (not the mailhook binary)
+# loads BUILD/lua/mailhook/core.so and lua/mailhook/*.lua through LUA_CPATH and
+# LUA_PATH, as a user's program would (docs/lua-library.md).  The Lua programs are
+# tests/lualib/*.lua; real peers from tests/lib/peers.sh.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/lib/lualib.sh"
+
+[ -f "$LUAMOD" ] || { echo "Bail out! $LUAMOD is not built (make)"; exit 1; }
+
+# --- the module as a file -------------------------------------------------------------
+needed=$(readelf -d "$LUAMOD" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+like "$needed" "libuv\.so" "core.so is linked to the shared libuv"
+like "$needed" "libssl\.so.*libcrypto\.so|libcrypto\.so.*libssl\.so" "and to the shared OpenSSL"
+unlike "$needed" "liblua" "and to no Lua library (the interpreter is Lua)"
+exported=$(readelf --dyn-syms -W "$LUAMOD" | awk '$7 != "UND" && $5 != "LOCAL" && $4 == "FUNC" {print $8}' | tr '\n' ' ')
+is "$exported" "luaopen_mailhook_core " "it exports luaopen_mailhook_core alone"
+
+# --- require, waiting, mh.run, paths ----------------------------------------------------
+MAILHOOK_CONF=$T/basics.conf MAILHOOK_SPOOL=$T/basics-spool lua_tap basics.lua "$T"
+
+# --- a durable enqueue that survives SIGKILL right after it returns -------------------
+write_conf "$T/mailhook.conf" enabled=true server=127.0.0.1 from=pbx@example.com
+export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
+head -c 300000 /dev/urandom > "$T/fax.pdf"
+mkfifo "$T/hold"
+( exec 3<>"$T/hold"; lua54 "$ROOT/tests/lualib/enqueue.lua" "Fax from +33123" "$T/fax.pdf" <&3 >"$T/enq.out" 2>"$T/enq.err" ) &
+enq=$!
+wait_for 30 grep -q '^ID ' "$T/enq.out"
+ok $? "mh.enqueue returns an id in lua5.4 (blocking, no task)"
+kill -KILL $(pgrep -P "$enq" -x lua5.4 || echo "$enq") 2>/dev/null
+wait "$enq" 2>/dev/null
+id=$(sed -n 's/^ID //p' "$T/enq.out")
+[ -f "$T/spool/pickup/$id.eml" ]; ok $? "after SIGKILL the message is in pickup/ ($id)"
+ls -A "$T/spool/tmp" 2>/dev/null | grep -q . ; ok $((! $?)) "and nothing is left in tmp/"
+like "$(cat "$T/spool/pickup/$id.eml")" "Subject: Fax from \+33123" "it is whole: headers"
+b64=$(base64 -w 76 < "$T/fax.pdf" | tail -1)
+grep -qF "$b64" "$T/spool/pickup/$id.eml"; ok $? "and the attachment to its last line"
+out=$(MAILHOOK_SPOOL=$T/spool "$MAILHOOK" queue 2>&1)
+like "$out" "$id" "mailhook queue lists it"
+
+# --- rules: mh.on / mh.emit --------------------------------------------------------------
+MAILHOOK_SPOOL=$T/rules-spool lua_tap rules.lua
+
+# --- the SMTP engine against a real server: STARTTLS + AUTH ---------------------------
+make_certs "$T/certs" || exit 1
+start_smtpd P --tls starttls --cert "$T/certs/server.crt" --key "$T/certs/server.key" \
+  --auth "pbx:s3cret-pass" --maildir "$T/inbox" --log "$T/smtpd.log" || exit 1
+write_conf "$T/tls.conf" enabled=true server=127.0.0.1 port="$P" from=pbx@example.com tls=starttls \
+  tls_ca_file="$T/certs/ca.crt" auth=true username=pbx password=s3cret-pass \
+  connect_timeout=10 command_timeout=10 session_deadline=60
+MAILHOOK_CONF=$T/tls.conf MAILHOOK_SPOOL=$T/tls-spool lua_tap smtp.lua "$T/inbox"
+grep -q '^starttls' "$T/smtpd.log"; ok $? "the server saw STARTTLS"
+grep -q '^auth ok' "$T/smtpd.log"; ok $? "and a successful AUTH"
+
+done_testing
