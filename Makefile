@@ -6,6 +6,16 @@
 
 CC        ?= cc
 PREFIX    ?= /usr/local
+# Where `make install` puts the Lua library, as Debian's lua5.4 looks for it
+# (`lua5.4 -e 'print(package.path, package.cpath)'`): PREFIX/share/lua/5.4 for
+# the modules; the C module in PREFIX/lib/lua/5.4, or, for PREFIX=/usr, in the
+# multiarch folder Debian's lua-* packages use (/usr/lib/x86_64-linux-gnu/lua/5.4).
+LUA_LMOD  ?= $(PREFIX)/share/lua/5.4
+ifeq ($(patsubst %/,%,$(PREFIX)),/usr)
+LUA_CMOD  ?= $(PREFIX)/lib/$(shell $(CC) -print-multiarch)/lua/5.4
+else
+LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
+endif
 BUILD     ?= build
 CFLAGS    ?= -O2 -g
 SANITIZER ?=
@@ -37,7 +47,16 @@ BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/main.o
-# The Lua C module and its objects (see "The Lua C module" below).
+# The Lua C module and its objects (see "The Lua C module" below).  The knobs
+# LuaRocks passes (LUA_INCDIR, LIBUV_INCDIR/LIBDIR, OPENSSL_INCDIR/LIBDIR) are
+# honoured when set; pkg-config finds everything otherwise.
+LUA_INCDIR ?=
+LIBUV_INCDIR ?=
+LIBUV_LIBDIR ?=
+OPENSSL_INCDIR ?=
+OPENSSL_LIBDIR ?=
+EXT_CFLAGS := $(addprefix -I,$(LUA_INCDIR) $(LIBUV_INCDIR) $(OPENSSL_INCDIR))
+EXT_LDFLAGS := $(addprefix -L,$(LIBUV_LIBDIR) $(OPENSSL_LIBDIR))
 LUAMOD      := $(BUILD)/lua/mailhook/core.so
 LUAMOD_BIND := $(filter-out runtime/l_repl.c runtime/l_embed.c,$(BIND_SRC))
 PIC_OBJ     := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/pic/%.o) $(LUAMOD_BIND:runtime/%.c=$(BUILD)/obj/pic/%.o)
@@ -50,7 +69,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 LUA_SRC  := $(shell find lua -name '*.lua')
 LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
-.PHONY: lualib all deps test run bench asan valgrind fuzz install uninstall clean peers
+.PHONY: lualib install-lualib all deps test run bench asan valgrind fuzz install uninstall clean peers
 
 all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) $(LUAMOD)
 
@@ -97,12 +116,20 @@ $(BUILD)/obj/pic/l_modules.h: Makefile $(BIND_SRC)
 
 $(BUILD)/obj/pic/%.o: runtime/%.c $(BUILD)/obj/pic/l_modules.h
 	@mkdir -p $(@D)
-	$(CC) -I$(BUILD)/obj/pic $(ALL_CFLAGS) -fPIC -c -o $@ $<
+	$(CC) -I$(BUILD)/obj/pic $(EXT_CFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
 	@objcopy --wildcard --weaken-symbol='lua_*' --weaken-symbol='luaL_*' $@
 
 $(LUAMOD): $(PIC_OBJ) runtime/lualib.map
 	@mkdir -p $(@D)
-	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=runtime/lualib.map -o $@ $(PIC_OBJ) $(LUAMOD_LIBS)
+	$(CC) -shared $(ALL_LDFLAGS) $(EXT_LDFLAGS) -Wl,--version-script=runtime/lualib.map -o $@ $(PIC_OBJ) $(LUAMOD_LIBS)
+
+# LuaRocks' install step (rockspecs/mailhook-scm-1.rockspec, build type make):
+# the Lua modules into LUADIR and core.so into LIBDIR, the rock tree's folders.
+install-lualib: $(LUAMOD)
+	@test -n "$(LUADIR)" -a -n "$(LIBDIR)" || { echo "make install-lualib: LUADIR and LIBDIR must be set (LuaRocks sets them)" >&2; exit 1; }
+	install -d $(DESTDIR)$(LUADIR)/mailhook $(DESTDIR)$(LIBDIR)/mailhook
+	cp -R lua/mailhook/. $(DESTDIR)$(LUADIR)/mailhook/
+	install -m 0755 $(LUAMOD) $(DESTDIR)$(LIBDIR)/mailhook/core.so
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
@@ -154,7 +181,7 @@ bench: deps all
 # The precompiled modules go to PREFIX/lib/mailhook/luac, where the installed
 # binary looks (runtime/main.c find_paths); used only while they match the
 # installed sources, like BUILD/luac in the build tree.
-install: $(BUILD)/mailhook $(LUAC_OUT)
+install: $(BUILD)/mailhook $(LUAC_OUT) $(LUAMOD)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
 	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/etc $(DESTDIR)$(PREFIX)/var/spool/mailhook \
 	           $(DESTDIR)$(PREFIX)/lib/mailhook/luac
@@ -164,9 +191,16 @@ install: $(BUILD)/mailhook $(LUAC_OUT)
 	cp scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/ 2>/dev/null || true
 	-install -m 0644 $(BUILD)/libmailhook.a $(DESTDIR)$(PREFIX)/lib/ 2>/dev/null
 	-install -m 0644 runtime/mailhook.h $(DESTDIR)$(PREFIX)/include/ 2>/dev/null
+	@# the Lua library (docs/lua-library.md): where lua5.4 looks with no LUA_PATH/LUA_CPATH;
+	@# the modules are the binary's (a relative link), core.so beside them
+	install -d $(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(LUA_CMOD)/mailhook
+	ln -sfn "$$(realpath -m --relative-to=$(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook)" \
+	        $(DESTDIR)$(LUA_LMOD)/mailhook
+	install -m 0755 $(LUAMOD) $(DESTDIR)$(LUA_CMOD)/mailhook/core.so
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook
+	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook \
+	       $(DESTDIR)$(LUA_LMOD)/mailhook $(DESTDIR)$(LUA_CMOD)/mailhook
 
 clean:
 	rm -rf build build-asan build-fuzz
