@@ -16,6 +16,17 @@ unlike "$needed" "liblua" "and to no Lua library (the interpreter is Lua)"
 exported=$(readelf --dyn-syms -W "$LUAMOD" | awk '$7 != "UND" && $5 != "LOCAL" && $4 == "FUNC" {print $8}' | tr '\n' ' ')
 is "$exported" "luaopen_mailhook_core " "it exports luaopen_mailhook_core alone"
 
+# --- another Lua refuses it by name ------------------------------------------------------
+if [ -x /usr/bin/lua5.3 ]; then
+  out=$(lua_with /usr/bin/lua5.3 -e 'require "mailhook.core"' 2>&1)
+  like "$out" "mailhook.core was built for Lua 5\.4, but this interpreter is Lua 5\.3" \
+    "lua5.3 loading core.so: an error naming both versions (not 'undefined symbol')"
+  out=$(lua_with /usr/bin/lua5.3 -e 'require "mailhook"' 2>&1)
+  like "$out" "mailhook needs Lua 5\.4.*this is Lua 5\.3" "require 'mailhook' in lua5.3: the same, from init.lua"
+else
+  ok 1 "lua5.3 is missing: scripts/deps installs it (the version check is tested with it)"
+fi
+
 # --- require, waiting, mh.run, paths ----------------------------------------------------
 MAILHOOK_CONF=$T/basics.conf MAILHOOK_SPOOL=$T/basics-spool lua_tap basics.lua "$T"
 
@@ -60,5 +71,15 @@ write_conf "$T/host.conf" enabled=true server=127.0.0.1 port="$P" from=pbx@examp
 MAILHOOK_CONF=$T/host.conf MAILHOOK_SPOOL=$T/host-spool lua_tap hostloop.lua
 # ... and luv's (lua-luv): a poll handle on mh.pollfd, a timer for mh.timeout
 MAILHOOK_CONF=$T/host.conf MAILHOOK_SPOOL=$T/host-spool lua_tap hostloop-luv.lua
+
+# --- two lua_States in one process (a C host embedding liblua5.4) ------------------------
+SAN=""
+[ -n "$_san_preload" ] && SAN="-fsanitize=address,undefined -fno-omit-frame-pointer"
+cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O1 -g $SAN $(pkg-config --cflags lua5.4) \
+   "$ROOT/tests/lualib/two-states.c" -o "$T/two-states" $(pkg-config --libs lua5.4) -lpthread 2>"$T/cc.err"
+ok $? "the C host (liblua5.4) compiles"
+[ -s "$T/cc.err" ] && sed 's/^/#   /' "$T/cc.err"
+mkdir -p "$T/two"
+MAILHOOK_CONF=$T/mailhook.conf tap_cmd two-states "$T/two-states" "$T/two"
 
 done_testing

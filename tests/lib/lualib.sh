@@ -5,9 +5,11 @@
 #
 #   lua54 ARGS...            /usr/bin/lua5.4 with those paths (and, for a sanitizer
 #                            build, its runtime preloaded: lua5.4 is not instrumented)
+#   lua_with LUA ARGS...     another interpreter the same way (lua5.3)
 #   lua_tap SCRIPT ARGS...   run tests/lualib/SCRIPT under lua54; its "ok - "/"not ok - "
 #                            lines become numbered TAP tests, "# " lines pass through,
 #                            and a last test checks that it exited 0
+#   tap_cmd NAME CMD...      the same for any command (a C host)
 LUA54=${LUA54:-/usr/bin/lua5.4}
 LUAMOD=$BUILD/lua/mailhook/core.so
 export LUA_PATH="$ROOT/tests/lualib/?.lua;$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
@@ -20,24 +22,35 @@ if [ -f "$LUAMOD" ] && readelf -d "$LUAMOD" 2>/dev/null | grep -q 'libasan'; the
   _san_preload=$(cc -print-file-name=libasan.so)
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}:abort_on_error=0
 fi
-lua54() {
-  if [ -n "$_san_preload" ]; then LD_PRELOAD="$_san_preload${LD_PRELOAD:+:$LD_PRELOAD}" "$LUA54" "$@"
-  else "$LUA54" "$@"; fi
+lua54() { lua_with "$LUA54" "$@"; }
+# lua_with INTERPRETER ARGS...: another interpreter (lua5.3) the same way.
+lua_with() {
+  if [ -n "$_san_preload" ]; then LD_PRELOAD="$_san_preload${LD_PRELOAD:+:$LD_PRELOAD}" "$@"
+  else "$@"; fi
 }
 
-lua_tap() {
-  local script=$1 rc line; shift
-  local out=$T/lua_tap.$$.out
-  lua54 "$ROOT/tests/lualib/$script" "$@" >"$out" 2>"$out.err"; rc=$?
+# tap_cmd NAME CMD...: run CMD; its "ok - "/"not ok - " lines become numbered tests
+# named NAME: ..., "# " lines pass through, and a last test checks it exited 0
+# (its stderr is shown when not, or when a sanitizer wrote a report).
+tap_cmd() {
+  local name=$1 rc line; shift
+  local out=$T/tap_cmd.$$.out
+  "$@" >"$out" 2>"$out.err"; rc=$?
   while IFS= read -r line; do
     case $line in
-      "ok - "*)     ok 0 "$script: ${line#ok - }" ;;
-      "not ok - "*) ok 1 "$script: ${line#not ok - }" ;;
+      "ok - "*)     ok 0 "$name: ${line#ok - }" ;;
+      "not ok - "*) ok 1 "$name: ${line#not ok - }" ;;
       "#"*)         echo "$line" ;;
     esac
   done < "$out"
-  is "$rc" 0 "$script: lua5.4 exits 0"
+  is "$rc" 0 "$name: exits 0"
   if [ "$rc" != 0 ] || grep -q 'ERROR: \|runtime error:' "$out.err"; then
     sed 's/^/#   stderr: /' "$out.err" | head -40
   fi
+}
+
+# lua_tap SCRIPT ARGS...: tests/lualib/SCRIPT under lua54, as tap_cmd.
+lua_tap() {
+  local script=$1; shift
+  tap_cmd "$script" lua54 "$ROOT/tests/lualib/$script" "$@"
 }
