@@ -3,13 +3,22 @@
 -- QUIT; with --to also send a real test message.  Prints what an
 -- administrator needs to act on; never the password.
 -- Exit 0 when everything passed, 1 when a stage failed (named), 2 on bad usage.
+-- --json: the same facts as one JSON document (result_of below, docs/console.md).
+-- The console runs this same script with a table instead of arguments,
+-- {to =, cfg =, on_stage = fn(name, report)}, and gets that result table back.
 local args = require "mailhook.args"
 local smtp = require "mailhook.smtp"
 
-local opts, rest = args.parse({ ... }, { to = "string", help = "flag" })
+local api = type((...)) == "table" and (...) or nil
+local opts, rest
+if api then
+  opts, rest = { to = api.to, json = true }, {}
+else
+  opts, rest = args.parse({ ... }, { to = "string", help = "flag", json = "flag" })
+end
 if not opts then return args.fail("test", rest) end
 if opts.help then
-  print("usage: mailhook test [--to ADDR]")
+  print("usage: mailhook test [--to ADDR] [--json]")
   return 0
 end
 if #rest > 0 then return args.fail("test", "unexpected argument '" .. rest[1] .. "'") end
@@ -17,8 +26,15 @@ if #rest > 0 then return args.fail("test", "unexpected argument '" .. rest[1] ..
 local cfg, err
 local ok, settings = pcall(require, "mailhook.settings")
 if not ok then return args.fail("test", "settings module missing: " .. tostring(settings), 1) end
-cfg, err = settings.load()
-if not cfg then return args.fail("test", err, 1) end
+if api and api.cfg then cfg = api.cfg else cfg, err = settings.load() end
+if not cfg then
+  if api then return { ok = false, failed_stage = "settings", error = err } end
+  if opts.json then
+    io.write(require("mailhook.json").encode { ok = false, failed_stage = "settings", error = err }, "\n")
+    return 1
+  end
+  return args.fail("test", err, 1)
+end
 
 local HINT = {
   dns = "the server name does not resolve: check `server` and this machine's DNS",
@@ -93,11 +109,62 @@ local function show_info(i, stage)
   end
 end
 
-local servers = type(cfg.server) == "table" and table.concat(cfg.server, ", ") or tostring(cfg.server or "(not set)")
-io.write("mailhook test: ", servers, " port ", tostring(cfg.port or "?"), ", tls = ", tostring(cfg.tls or "auto"),
-  ", from ", tostring(cfg.from or "(not set)"), opts.to and (", test message to " .. opts.to) or "", "\n")
+-- The result as data: what the text below shows, for --json and the console.
+-- stages: dns, connect, tls, auth, sender, recipient in order, each "ok",
+-- "failed", "skipped" (not configured) or "not reached", with at_ms (when it
+-- completed, from the start of the test) where known.
+local STAGES = { "dns", "connect", "tls", "auth", "sender", "recipient" }
+local function result_of(report, msg, info)
+  local rep = report or (info and info.report) or {}
+  local i = rep.info or {}
+  local failed = not report and (info and info.stage or "connect") or nil
+  local passed, at = {}, rep.stage_at or {}
+  for _, st in ipairs(rep.stages or {}) do passed[st] = true end
+  if passed.connect or (failed and failed ~= "dns" and i.address and i.address ~= "") then passed.dns = true end
+  local optional = { tls = passed.connect and i.security == "none", auth = not cfg.auth, recipient = not opts.to }
+  local stages, reached = {}, true
+  for _, name in ipairs(STAGES) do
+    local state
+    if name == failed then state, reached = "failed", false
+    elseif passed[name] then state = "ok"
+    elseif reached and optional[name] then state = "skipped"
+    else state = "not reached" end
+    stages[#stages + 1] = { name = name, state = state, at_ms = at[name == "dns" and "connect" or name] }
+  end
+  local cert = i.cert and (i.cert.subject or "") ~= "" and {
+    subject = i.cert.subject, issuer = i.cert.issuer, not_after = i.cert.not_after,
+    sha256 = i.cert.fingerprint, verified = i.cert.verified and true or false, result = i.cert.result } or nil
+  local caps = {}
+  for k, c in ipairs(i.capabilities or {}) do caps[k] = (c:gsub(",", " ")) end
+  return {
+    ok = report ~= nil, server = cfg.server, port = cfg.port, tls = cfg.tls or "auto", from = cfg.from,
+    to = opts.to, username = cfg.auth and cfg.username or nil, stages = stages,
+    connection = i.server and {
+      server = i.server, address = (i.address ~= "" and i.address) or nil, port = i.port,
+      security = i.security, tls_version = i.tls_version, cipher = i.cipher, certificate = cert,
+      capabilities = caps, auth_mechanism = i.auth_mechanism, auth_offered = i.auth_offered } or nil,
+    from_accepted = rep.from_accepted or false, sent = rep.sent or false,
+    test_reply = rep.sent and rep.reply or nil,
+    failed_stage = failed, error = not report and tostring(msg) or nil,
+    reply = not report and info and info.smtp and { smtp = info.smtp, enhanced = info.enhanced,
+      text = (tostring(info.text or ""):gsub("\n", " ")) } or nil,
+    hint = not report and hint_for(info) or nil,
+  }
+end
 
-local report, msg, info = smtp.test { to = opts.to, cfg = cfg }
+local servers = type(cfg.server) == "table" and table.concat(cfg.server, ", ") or tostring(cfg.server or "(not set)")
+if not opts.json then
+  io.write("mailhook test: ", servers, " port ", tostring(cfg.port or "?"), ", tls = ", tostring(cfg.tls or "auto"),
+    ", from ", tostring(cfg.from or "(not set)"), opts.to and (", test message to " .. opts.to) or "", "\n")
+end
+
+local report, msg, info = smtp.test { to = opts.to, cfg = cfg, on_stage = api and api.on_stage }
+if opts.json then
+  local result = result_of(report, msg, info)
+  if api then return result end
+  io.write(require("mailhook.json").encode(result), "\n")
+  return report and 0 or 1
+end
 if report then
   show_info(report.info)
   row("from", report.from .. " accepted (MAIL FROM + RSET)")
