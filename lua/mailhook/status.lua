@@ -292,7 +292,10 @@ local function ask(dir, pid, timeout)
   local mh = require "mailhook"
   local path = M.file_path(dir)
   local old = denull(decode(read_file(path)))
-  if not old or old.pid ~= pid then return old, false, "the service (pid " .. pid .. ") wrote no status file" end
+  if not old or old.pid ~= pid then
+    return nil, false, "the lock holder (pid " .. pid .. ") wrote no status file: not asked (an older " ..
+      "mailhook, or another program; SIGUSR2 could stop it)"
+  end
   local seq = old.seq
   local ok = core.signal.kill(pid, "USR2")
   if not ok then return old, false, "cannot signal pid " .. pid end
