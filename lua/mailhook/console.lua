@@ -546,8 +546,9 @@ end)
 
 -- --------------------------------------------------------------- status
 
--- The status report, computed at most once a second (every page and the SSE
--- streams share it).
+-- The status report, shared by every page and the SSE streams: computed again
+-- when the deliverer changed something, else at most once a second (the queue
+-- may also change from outside: enqueues).
 function M:status_report()
   local now = core.monotonic()
   if self.report_cache and now - self.report_at < M.STATUS_EVERY then return self.report_cache end
@@ -714,6 +715,7 @@ function M.start(opts)
   self:reload(cfg)
   if self.status then
     self.status.listeners[self] = function()
+      self.report_cache = nil            -- the next report is computed afresh
       for sub in pairs(self.subs) do sub.status_dirty = true; sub.cond:notify() end
     end
   end
