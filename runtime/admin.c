@@ -131,7 +131,7 @@ int mh_admin_page(const char *dir, const mh_admin_page_opts *o, char (*ids)[MH_A
     if (has_before && v >= before) { above++; continue; }
     heap_offer(&h, v);
   }
-  qsort(h.v, h.n, sizeof *h.v, cmp_u64);
+  if (h.n > 1) qsort(h.v, h.n, sizeof *h.v, cmp_u64);   /* h.v is NULL when limit is 0 */
   for (size_t i = 0; i < h.n; i++) snprintf(ids[i], MH_ADMIN_IDLEN, "%016" PRIx64, h.v[i]);
   *n = h.n;
   /* smallest-first: every id in range not taken lies after the page; largest-

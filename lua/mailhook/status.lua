@@ -401,12 +401,16 @@ function M.collect(opts)
 end
 
 -- flowing(report) -> true | false, why: the exit status of `mailhook status`.
--- Mail flows when a service runs on the spool, the settings are ready (for the
--- file and for the service, which may not have reloaded it) and the connection
--- is not waiting out an outage.
+-- Mail flows when a service runs on the spool and answers, the settings are
+-- ready (for the file and for the service, which may not have reloaded it) and
+-- the connection is not waiting out an outage.
 function M.flowing(r)
   if not r.service.running then
     return false, r.service.error or "no service is running on this spool (start it: mailhook run)"
+  end
+  if r.service.answered == false then
+    -- a service whose loop does not answer within seconds delivers nothing either
+    return false, tostring(r.service.note or "the service did not answer")
   end
   if not r.settings.ready then return false, "settings not ready: " .. tostring(r.settings.error) end
   if r.service.settings_ready == false then

@@ -91,7 +91,8 @@ st --timeout 1
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 kill -CONT "$SVC"
 is "$RC" 1 "a service that does not answer: exit 1"
-like "$OUT" "did not answer within 1 s" "said so"
+like "$OUT" "^mail is NOT flowing: the service \(pid $SVC\) did not answer within 1 s" "said so first"
+like "$OUT" "last state from " "with the time of its last known state"
 [ "$ms" -lt 8000 ]; ok $? "status returned (${ms} ms; --timeout 1)"
 svc_stop
 

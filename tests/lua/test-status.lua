@@ -136,6 +136,9 @@ tap.test("flowing: each reason", function(t)
   t:ok(not ok and why:find("SIGHUP", 1, true), "the service's own settings not ready (not reloaded)")
   r = base(); r.connection.state = "disabled"
   t:is(status.flowing(r), false, "paused")
+  r = base(); r.service.answered = false; r.service.note = "the service (pid 9) did not answer within 2 s"
+  ok, why = status.flowing(r)
+  t:ok(not ok and why:find("did not answer", 1, true), "a service that does not answer, even with a good last state")
   r = base(); r.connection = nil; r.service.note = "the service (pid 9) did not answer within 2 s"
   ok, why = status.flowing(r)
   t:ok(not ok and why:find("did not answer", 1, true), "a service that does not answer")
