@@ -35,6 +35,12 @@ LIBS := $(PKG_LIBS) -lreadline -lm
 H2O_CFLAGS := $(shell pkg-config --cflags libh2o 2>/dev/null) -DH2O_USE_LIBUV=1
 H2O_LIBS   := $(shell pkg-config --libs libh2o libuv 2>/dev/null || echo -lh2o -luv)
 HTTP_SO    := $(BUILD)/mailhook-http.so
+# Without libh2o-dev (scripts/deps installs it) everything else still builds; the
+# console then says at start that its plugin is missing.
+ifeq ($(shell pkg-config --exists libh2o 2>/dev/null && echo yes),)
+HTTP_SO    :=
+$(info make: libh2o-dev not installed: the console plugin is not built (scripts/deps))
+endif
 
 CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/http.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
@@ -86,8 +92,10 @@ $(BUILD)/obj/pic/http.o: runtime/http.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(H2O_CFLAGS) -fPIC -c -o $@ $<
 
+ifneq ($(HTTP_SO),)
 $(HTTP_SO): $(BUILD)/obj/pic/http.o
 	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ $(H2O_LIBS)
+endif
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
@@ -147,7 +155,7 @@ install: $(BUILD)/mailhook $(LUAC_OUT) $(HTTP_SO)
 	cp -R lua/mailhook/. $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook/
 	cp -R $(BUILD)/luac/. $(DESTDIR)$(PREFIX)/lib/mailhook/luac/
 	cp scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/ 2>/dev/null || true
-	install -m 0755 $(HTTP_SO) $(DESTDIR)$(PREFIX)/lib/mailhook/mailhook-http.so
+	$(if $(HTTP_SO),install -m 0755 $(HTTP_SO) $(DESTDIR)$(PREFIX)/lib/mailhook/mailhook-http.so,@echo "make install: no console plugin (libh2o-dev missing)")
 	install -d $(DESTDIR)$(PREFIX)/share/mailhook/console
 	cp -R console/. $(DESTDIR)$(PREFIX)/share/mailhook/console/
 	-install -m 0644 $(BUILD)/libmailhook.a $(DESTDIR)$(PREFIX)/lib/ 2>/dev/null
