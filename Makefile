@@ -31,8 +31,18 @@ ALL_CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-rec
 ALL_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 LIBS := $(PKG_LIBS) -lreadline -lm
+# libh2o-dev (h2o 2.2, libuv flavour) for the console plugin only.
+H2O_CFLAGS := $(shell pkg-config --cflags libh2o 2>/dev/null) -DH2O_USE_LIBUV=1
+H2O_LIBS   := $(shell pkg-config --libs libh2o libuv 2>/dev/null || echo -lh2o -luv)
+HTTP_SO    := $(BUILD)/mailhook-http.so
+# Without libh2o-dev (scripts/deps installs it) everything else still builds; the
+# console then says at start that its plugin is missing.
+ifeq ($(shell pkg-config --exists libh2o 2>/dev/null && echo yes),)
+HTTP_SO    :=
+$(info make: libh2o-dev not installed: the console plugin is not built (scripts/deps))
+endif
 
-CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c,$(wildcard runtime/*.c))
+CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/http.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
@@ -47,7 +57,7 @@ LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
 .PHONY: all deps test run bench asan valgrind fuzz install uninstall clean peers
 
-all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
+all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) $(HTTP_SO)
 
 # The list of binding modules, generated so that adding runtime/l_foo.c is enough.
 $(BUILD)/l_modules.h: $(BIND_SRC) Makefile
@@ -74,6 +84,18 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 
 $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(CORE_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# The console's HTTP server (runtime/http.c over h2o) is a plugin the binary
+# dlopens when a console starts (runtime/l_http.c): libh2o links the shared
+# libssl/libcrypto, whose loading every `mailhook hook` would pay otherwise.
+$(BUILD)/obj/pic/http.o: runtime/http.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(H2O_CFLAGS) -fPIC -c -o $@ $<
+
+ifneq ($(HTTP_SO),)
+$(HTTP_SO): $(BUILD)/obj/pic/http.o
+	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ $(H2O_LIBS)
+endif
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
@@ -125,7 +147,7 @@ bench: deps all
 # The precompiled modules go to PREFIX/lib/mailhook/luac, where the installed
 # binary looks (runtime/main.c find_paths); used only while they match the
 # installed sources, like BUILD/luac in the build tree.
-install: $(BUILD)/mailhook $(LUAC_OUT)
+install: $(BUILD)/mailhook $(LUAC_OUT) $(HTTP_SO)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
 	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/etc $(DESTDIR)$(PREFIX)/var/spool/mailhook \
 	           $(DESTDIR)$(PREFIX)/lib/mailhook/luac
@@ -133,6 +155,9 @@ install: $(BUILD)/mailhook $(LUAC_OUT)
 	cp -R lua/mailhook/. $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook/
 	cp -R $(BUILD)/luac/. $(DESTDIR)$(PREFIX)/lib/mailhook/luac/
 	cp scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/ 2>/dev/null || true
+	$(if $(HTTP_SO),install -m 0755 $(HTTP_SO) $(DESTDIR)$(PREFIX)/lib/mailhook/mailhook-http.so,@echo "make install: no console plugin (libh2o-dev missing)")
+	install -d $(DESTDIR)$(PREFIX)/share/mailhook/console
+	cp -R console/. $(DESTDIR)$(PREFIX)/share/mailhook/console/
 	-install -m 0644 $(BUILD)/libmailhook.a $(DESTDIR)$(PREFIX)/lib/ 2>/dev/null
 	-install -m 0644 runtime/mailhook.h $(DESTDIR)$(PREFIX)/include/ 2>/dev/null
 
@@ -142,4 +167,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(wildcard $(BUILD)/obj/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d)

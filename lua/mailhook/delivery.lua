@@ -146,6 +146,17 @@ local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s")
 local D = {}
 D.__index = D
 
+-- The status hook (mailhook.status): d.on_change(d, event, ...) when set, for
+-- "state" (worker, old, new, detail), "outage" (worker, err, info) and the
+-- outcomes "delivered" (entry), "deferred" / "failed" (entry, reply).  It must
+-- not wait; an error in it is logged and delivery goes on.
+function D:changed(event, ...)
+  local fn = self.on_change
+  if not fn then return end
+  local ok, err = pcall(fn, self, event, ...)
+  if not ok then self.log.error("delivery: on_change: " .. tostring(err)) end
+end
+
 -- Lazily found parts, so a unit test can run without the spool or SMTP modules.
 local function default_connect(cfg)
   return require("mailhook.smtp").connect(cfg)
@@ -389,6 +400,7 @@ function D:fail(e, reason, reply)
   end
   spool_news(self, e.id, "fail", nil)
   self.stats.failed = self.stats.failed + 1
+  self:changed("failed", e, reply or reason)
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
                 .. (reply and (" (" .. reply .. ")") or ""))
   self:emit("failed", { id = e.id, reason = reason, reply = reply, to = e.to, from = e.from,
@@ -413,6 +425,7 @@ function D:defer(e, reply, done)
   self.later[e.id] = at
   if self.forced then self.seen[e.id] = true end
   self.stats.deferred = self.stats.deferred + 1
+  self:changed("deferred", e, reply)
   self.log.info(string.format("delivery: %s deferred (attempt %d): %s; next attempt in %d s",
                               e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
 end
@@ -476,6 +489,7 @@ function D:delivered(e, n)
     if ok == nil and err then removal_failed(self, e.id, err) end
   end
   self.stats.delivered = self.stats.delivered + 1
+  self:changed("delivered", e)
   if self.verbose then self.log.info("delivery: " .. e.id .. " delivered to " .. plural(n, "recipient")) end
 end
 
@@ -520,6 +534,7 @@ function W:enter(state, detail)
                             detail and (" (" .. detail .. ")") or ""))
   local old = self.state
   self.state, self.detail, self.since = state, detail, d.now()
+  d:changed("state", self, old, state, detail)
   if state == "disabled" and (old ~= "disabled") then
     d.log.warn("delivery paused: " .. tostring(detail) .. "; no connection is attempted")
   elseif old == "disabled" and state ~= "stopping" and state ~= "stopped" then
@@ -552,6 +567,7 @@ end
 -- The server is unreachable: log once per distinct error, then wait.
 function W:outage(err, info)
   local d = self.d
+  d:changed("outage", self, err, info)
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)
   local what = info and info.session_refused and "server refuses mail on this session" or "server unreachable"

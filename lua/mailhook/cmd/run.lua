@@ -5,7 +5,9 @@
 -- SIGINT (the message in flight is finished, then exit 0).  SIGHUP reloads the
 -- settings and the rules; SIGUSR1 is a flush request (what `mailhook flush`
 -- sends while a service runs): backoff is ignored for one pass, and when the
--- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".
+-- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".  SIGUSR2 is `mailhook
+-- status` asking: SPOOL/status.json is written at once (mailhook.status).  With
+-- admin_listen set, the console is served on this loop (mailhook.console).
 local mh = require "mailhook"
 local core = require "mailhook.core"
 local args = require "mailhook.args"
@@ -96,6 +98,18 @@ return function(...)
     if not ok then mh.log.error("mailhook run: cannot write flush.done: " .. tostring(werr)) end
   end
 
+  -- status: SPOOL/status.json follows the deliverer; SIGUSR2 asks for it now
+  local status = require("mailhook.status").tracker{ delivery = d, spool_dir = dir, conf = core.paths.conf }
+  local usr2 = core.signal.on("USR2", function() status:answer() end)
+  local console
+  local function console_start(c)
+    if not c.admin_listen then return end
+    local con, cerr = require("mailhook.console").start{ cfg = c, delivery = d, status = status, spool = sp }
+    if con then console = con; status.console = con.url
+    else mh.log.error("mailhook run: console not started: " .. tostring(cerr) .. " (delivery goes on)") end
+  end
+  console_start(cfg)
+
   local stops = 0
   local function stop(name)
     stops = stops + 1
@@ -119,6 +133,7 @@ return function(...)
         cfg = c
         d:reload(c)
         mh.log.info("mailhook run: SIGHUP: settings reloaded")
+        if console then console:reload(c) else console_start(c) end
       end
       load_rules(files, cfg, false)
     end),
@@ -141,6 +156,9 @@ return function(...)
                             (connections or cfg.connections or 1) == 1 and "1 connection"
                             or (connections or cfg.connections) .. " connections"))
   local st = d:run()
+  if console then console:stop() end
+  status:stop()
+  usr2:stop()
   if watch and watch.stop then watch:stop() end
   for _, h in ipairs(handles) do h:stop() end
   if stop_rules then pcall(stop_rules) end
