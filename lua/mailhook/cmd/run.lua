@@ -10,6 +10,7 @@ local mh = require "mailhook"
 local core = require "mailhook.core"
 local args = require "mailhook.args"
 local delivery = require "mailhook.delivery"
+local service = require "mailhook.service"   -- the log sink, systemd's notify protocol
 
 -- How many messages wait in pickup/ (scan(1): only one id crosses into Lua).
 local function count(sp)
@@ -80,6 +81,7 @@ return function(...)
   local settings = require "mailhook.settings"
   local cfg, err = settings.load(core.paths.conf)
   if not cfg then return args.fail("run", err) end
+  service.setup(cfg)
 
   local dir = core.paths.spool
   local sp, serr = require("mailhook.spool").open(dir)
@@ -97,10 +99,12 @@ return function(...)
     if not ok then mh.log.error("mailhook run: cannot write flush.done: " .. tostring(werr)) end
   end
 
+  local svc        -- the service manager's view (READY=1 below, once the rules are loaded)
   local stops = 0
   local function stop(name)
     stops = stops + 1
     if stops == 1 then
+      if svc then svc:stopping() end
       mh.log.info("mailhook run: SIG" .. name .. ": finishing the message in flight, then exiting")
       d:stop()
     else
@@ -113,15 +117,18 @@ return function(...)
     core.signal.on("TERM", stop),
     core.signal.on("INT", stop),
     core.signal.on("HUP", function()
+      if svc then svc:reloading() end
       local c, e = settings.load(core.paths.conf)
       if not c then
         mh.log.error("mailhook run: SIGHUP: settings not reloaded, keeping the old ones: " .. tostring(e))
       else
         cfg = c
+        service.apply_log(c)
         d:reload(c)
         mh.log.info("mailhook run: SIGHUP: settings reloaded")
       end
       load_rules(files, cfg, false)
+      if svc then svc:reloaded() end
     end),
     core.signal.on("USR1", function()
       mh.log.info("mailhook run: flush requested")
@@ -141,7 +148,9 @@ return function(...)
   mh.log.info(string.format("mailhook run: delivering %s (%d queued, %s)", dir, count(sp),
                             (connections or cfg.connections or 1) == 1 and "1 connection"
                             or (connections or cfg.connections) .. " connections"))
+  svc = service.start{ spool = sp, delivery = d }
   local st = d:run()
+  svc:close()
   if watch and watch.stop then watch:stop() end
   for _, h in ipairs(handles) do h:stop() end
   if stop_rules then pcall(stop_rules) end
