@@ -20,6 +20,7 @@
 #include "instpaths.h"
 #include "l_sched.h"
 #include "log.h"
+#include "privdrop.h"
 #include "version.h"
 
 int luaopen_mailhook_core(lua_State *L);
@@ -307,6 +308,11 @@ int main(int argc, char **argv) {
     }
   }
   first = i;
+  /* root works as the owner of the spool (privdrop.h), before touching anything */
+  if ((status = mh_privdrop_to_owner(paths.spool)) < 0) {
+    fprintf(stderr, "mailhook: cannot switch to the owner of the spool %s: %s\n", paths.spool, strerror(-status));
+    return 1;
+  }
 
   L = luaL_newstate();
   if (!L) { fprintf(stderr, "mailhook: cannot create Lua state: out of memory\n"); return 1; }
