@@ -144,7 +144,9 @@ bench: deps all
 # loudly: an install that half happened must not look like one that did.
 # The settings file is installed only when there is none (never over an
 # administrator's); the spool folder is made, never emptied.
-install: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) $(BUILD)/mailhook.service
+INSTALLABLE := $(BUILD)/mailhook $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) $(BUILD)/mailhook.service
+installable: $(INSTALLABLE)
+install: $(INSTALLABLE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
 	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/mailhook/luac \
 	           $(DESTDIR)$(SYSCONFDIR)/mailhook $(DESTDIR)$(SYSTEMDUNITDIR) \
@@ -200,7 +202,13 @@ LINTIAN ?= 1
 deb:
 	@scripts/build-deb $(BUILD)/deb $(LINTIAN)
 
-.PHONY: FORCE man deb
+# The slow checks kept out of `make test`: the Debian packages built as Debian
+# builds them (optimised, with their unit tests) and lintian's verdict (~3 min).
+test-long: deps
+	@$(MAKE) --no-print-directory all
+	MH_DEB_FULL=1 prove --exec tests/run-one tests/integration/deb.sh
+
+.PHONY: FORCE man deb installable test-long
 FORCE:
 
 clean:
