@@ -5,7 +5,9 @@
 -- SIGINT (the message in flight is finished, then exit 0).  SIGHUP reloads the
 -- settings and the rules; SIGUSR1 is a flush request (what `mailhook flush`
 -- sends while a service runs): backoff is ignored for one pass, and when the
--- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".
+-- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".  Under systemd
+-- (Type=notify) it reports ready, reloading and stopping, and where the log
+-- goes follows the settings (mailhook.service, docs/service.md).
 local mh = require "mailhook"
 local core = require "mailhook.core"
 local args = require "mailhook.args"
