@@ -21,8 +21,10 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int sock_fd = -1;             /* the datagram socket, once opened */
 
+/* secure_getenv: a setuid or setgid mailhook (a submission helper) never lets
+** its caller point its log at a socket of the caller's choosing. */
 const char *mh_journal_socket(void) {
-  const char *p = getenv("MAILHOOK_JOURNAL_SOCKET");
+  const char *p = secure_getenv("MAILHOOK_JOURNAL_SOCKET");
   return p && *p ? p : DEFAULT_SOCKET;
 }
 

@@ -12,7 +12,8 @@
 ** the unit and the rest of the trusted fields itself.
 **
 ** The socket is /run/systemd/journal/socket; $MAILHOOK_JOURNAL_SOCKET names
-** another (the tests bind their own socket there and read the datagrams).
+** another (the tests bind their own socket there and read the datagrams),
+** except in a setuid or setgid process, which ignores it.
 */
 #ifndef MH_JOURNAL_H
 #define MH_JOURNAL_H
