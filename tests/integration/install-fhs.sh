@@ -34,7 +34,7 @@ for m in man1/mailhook.1 man5/mailhook.conf.5 man3/mailhook-lua.3; do
 done
 U=$S/usr/lib/systemd/system/mailhook.service
 like "$(grep '^ExecStart=' "$U")" '^ExecStart=/usr/bin/mailhook run$' "the unit runs /usr/bin/mailhook"
-is "$(grep '^ReadWritePaths=' "$U" | tr '\n' ' ')" "ReadWritePaths=/var/spool/mailhook ReadWritePaths=/etc/mailhook " \
+is "$(grep '^ReadWritePaths=' "$U" | tr '\n' ' ')" "ReadWritePaths=/var/spool/mailhook ReadWritePaths=-/etc/mailhook " \
   "and may write the spool, /var/spool/mailhook, and the settings' folder /etc/mailhook, nothing else"
 if command -v systemd-analyze >/dev/null; then
   sed "s|^ExecStart=/usr/bin/mailhook|ExecStart=$S/usr/bin/mailhook|" "$U" > "$T/mailhook.service"
@@ -90,7 +90,7 @@ out=$(clean_env "$P2/bin/mailhook" help)
 like "$out" "now $T/conf2/mailhook/mailhook.conf\)" "the binary was rebuilt with the new SYSCONFDIR"
 like "$out" "now $T/state2/spool/mailhook\)" "and the new LOCALSTATEDIR"
 is "$(grep '^ReadWritePaths=' "$P2/lib/systemd/system/mailhook.service" | tr '\n' ' ')" \
-  "ReadWritePaths=$T/state2/spool/mailhook ReadWritePaths=$T/conf2/mailhook " "the unit follows LOCALSTATEDIR and SYSCONFDIR"
+  "ReadWritePaths=$T/state2/spool/mailhook ReadWritePaths=-$T/conf2/mailhook " "the unit follows LOCALSTATEDIR and SYSCONFDIR"
 
 # --- uninstall: the program goes, the site's data stays
 mk uninstall PREFIX=/usr DESTDIR="$S" >/dev/null 2>&1; rc=$?
