@@ -144,8 +144,9 @@ else
   echo "body" | inr mailhook enqueue --to ops@example.net --subject "root cron" >/dev/null; check $? "root's enqueue queues"
 fi
 # the service as the unit runs it: user mailhook, NOTIFY_SOCKET
-inr /usr/bin/python3 "$ROOT/tests/peers/unixgram.py" --mode notify --socket /run/notify.sock --out /run/notify.jsonl \
-  >"$T/notifyd.log" 2>&1 &
+# started directly (not through the function inr), so that $! is the listener itself
+chroot "$R" /usr/bin/env -i PATH=/usr/bin:/bin /usr/bin/python3 "$ROOT/tests/peers/unixgram.py" --mode notify \
+  --socket /run/notify.sock --out /run/notify.jsonl >"$T/notifyd.log" 2>&1 &
 lp=$!
 for i in $(seq 200); do grep -q Bound "$T/notifyd.log" && break; sleep 0.05; done
 chroot "$R" /usr/bin/env -i PATH=/usr/bin:/bin NOTIFY_SOCKET=/run/notify.sock \
