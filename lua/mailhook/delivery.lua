@@ -35,6 +35,7 @@
 --   the session broke (421, EOF, timeout)            -> the queue waits retry_interval
 --   530/538 to MAIL or RCPT (auth or TLS required)   -> the same: a setting, not the message
 local M = {}
+local maillog = require "mailhook.maillog"   -- the per-recipient outcome lines (call sites: "maillog.")
 
 M.STATES = { "idle", "disabled", "connecting", "sending", "waiting-retry", "stopping", "stopped" }
 
@@ -403,6 +404,7 @@ function D:fail(e, reason, reply)
   self:changed("failed", e, reply or reason)
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
                 .. (reply and (" (" .. reply .. ")") or ""))
+  maillog.outcome(self, e, "failed", reply or reason)
   self:emit("failed", { id = e.id, reason = reason, reply = reply, to = e.to, from = e.from,
                         subject = subject })
 end
@@ -428,6 +430,7 @@ function D:defer(e, reply, done)
   self:changed("deferred", e, reply)
   self.log.info(string.format("delivery: %s deferred (attempt %d): %s; next attempt in %d s",
                               e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
+  maillog.outcome(self, e, "deferred", reply or "temporary failure", done)
 end
 
 -- Removals are group-committed: each unlink is done before the next message's
@@ -490,12 +493,13 @@ function D:delivered(e, n)
   end
   self.stats.delivered = self.stats.delivered + 1
   self:changed("delivered", e)
-  if self.verbose then self.log.info("delivery: " .. e.id .. " delivered to " .. plural(n, "recipient")) end
+  maillog.outcome(self, e, "sent")
 end
 
 -- settle(e, result): the per-recipient outcome of a send that reached DATA or
 -- was refused recipient by recipient.
 function D:settle(e, res)
+  maillog.note(e, res)
   local accepted = res.accepted or {}
   local transient, permanent = {}, {}
   for _, r in ipairs(res.rejected or {}) do
@@ -613,6 +617,7 @@ function W:connected(s)
   local d = self.d
   if not s.submit then s = sequential(s) end
   self.session, self.sent = s, 0
+  self.relay = maillog.relay(s)
   if d.outage and not d.outage.refused then
     d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
                              math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
@@ -683,6 +688,7 @@ function W:burst(e)
   local function submit(x)
     d.stats.attempts = d.stats.attempts + 1
     if not x.to or #x.to == 0 then d:delivered(x, 0); d:release(x); return end
+    x.relay = self.relay
     local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset }
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = { e = x, reused = self.sent > 1 }; return end

@@ -52,6 +52,10 @@ local SCHEMA = {
   { "connections", "count", 1, { 1, 64 } },
   { "rules", "string", "./rules" },
   { "log_level", "enum", "info", { "debug", "info", "warn", "error" } },
+  -- where the log goes (docs/service.md): stderr, syslog(3), or the journal's
+  -- native protocol with structured fields (the per-message lines' MAILHOOK_*)
+  { "log", "enum", "stderr", { "stderr", "syslog", "journal" } },
+  { "syslog_facility", "enum", "mail", core.logsink.facilities },
   -- the admin console (docs/console.md): off while admin_listen is unset
   { "admin_listen", "listen" },
   { "admin_password", "admin_hash" },

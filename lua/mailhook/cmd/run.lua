@@ -7,11 +7,14 @@
 -- sends while a service runs): backoff is ignored for one pass, and when the
 -- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".  SIGUSR2 is `mailhook
 -- status` asking: SPOOL/status.json is written at once (mailhook.status).  With
--- admin_listen set, the console is served on this loop (mailhook.console).
+-- admin_listen set, the console is served on this loop (mailhook.console).  Under systemd
+-- (Type=notify) it reports ready, reloading and stopping, and where the log
+-- goes follows the settings (mailhook.service, docs/service.md).
 local mh = require "mailhook"
 local core = require "mailhook.core"
 local args = require "mailhook.args"
 local delivery = require "mailhook.delivery"
+local service = require "mailhook.service"   -- the log sink, systemd's notify protocol
 
 -- How many messages wait in pickup/ (scan(1): only one id crosses into Lua).
 local function count(sp)
@@ -81,6 +84,7 @@ return function(...)
   local settings = require "mailhook.settings"
   local cfg, err = settings.load(core.paths.conf)
   if not cfg then return args.fail("run", err) end
+  service.setup(cfg)
 
   local dir = core.paths.spool
   local sp, serr = require("mailhook.spool").open(dir)
@@ -110,10 +114,12 @@ return function(...)
   end
   console_start(cfg)
 
+  local svc        -- the service manager's view (READY=1 below, once the rules are loaded)
   local stops = 0
   local function stop(name)
     stops = stops + 1
     if stops == 1 then
+      if svc then svc:stopping() end
       mh.log.info("mailhook run: SIG" .. name .. ": finishing the message in flight, then exiting")
       d:stop()
     else
@@ -126,16 +132,19 @@ return function(...)
     core.signal.on("TERM", stop),
     core.signal.on("INT", stop),
     core.signal.on("HUP", function()
+      if svc then svc:reloading() end
       local c, e = settings.load(core.paths.conf)
       if not c then
         mh.log.error("mailhook run: SIGHUP: settings not reloaded, keeping the old ones: " .. tostring(e))
       else
         cfg = c
+        service.apply_log(c)
         d:reload(c)
         mh.log.info("mailhook run: SIGHUP: settings reloaded")
         if console then console:reload(c) else console_start(c) end
       end
       load_rules(files, cfg, false)
+      if svc then svc:reloaded() end
     end),
     core.signal.on("USR1", function()
       mh.log.info("mailhook run: flush requested")
@@ -155,7 +164,9 @@ return function(...)
   mh.log.info(string.format("mailhook run: delivering %s (%d queued, %s)", dir, count(sp),
                             (connections or cfg.connections or 1) == 1 and "1 connection"
                             or (connections or cfg.connections) .. " connections"))
+  svc = service.start{ spool = sp, delivery = d }
   local st = d:run()
+  svc:close()
   if console then console:stop() end
   status:stop()
   usr2:stop()
