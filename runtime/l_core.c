@@ -9,6 +9,7 @@
 ** interpreter loads with require "mailhook.core" (docs/lua-library.md).
 */
 #include <stdlib.h>
+#include "instpaths.h"
 #include "l_sched.h"
 #include "version.h"
 
@@ -44,20 +45,21 @@ static int runtime_version(lua_State *L) {
 static void push_lib_paths(lua_State *L) {
   const char *conf = getenv("MAILHOOK_CONF"), *spool = getenv("MAILHOOK_SPOOL");
   lua_createtable(L, 0, 8);
-  lua_pushstring(L, MH_PREFIX);
+  lua_pushstring(L, mh_instpaths_prefix());
   lua_setfield(L, -2, "root");
-  lua_pushstring(L, MH_PREFIX "/share/mailhook/scripts");
+  lua_pushfstring(L, "%s/share/mailhook/scripts", mh_instpaths_prefix());
   lua_setfield(L, -2, "scripts");
   if (conf && *conf) {
     lua_pushstring(L, conf);
     lua_setfield(L, -2, "conf");
     lua_pushliteral(L, "$MAILHOOK_CONF");   /* a file someone named must exist */
     lua_setfield(L, -2, "conf_given");
-  } else {
-    lua_pushstring(L, MH_PREFIX "/etc/mailhook.conf");
+  } else {   /* the installed service's (instpaths.h): SYSCONFDIR/mailhook/mailhook.conf */
+    lua_pushfstring(L, "%s/mailhook/mailhook.conf", mh_instpaths_sysconfdir());
     lua_setfield(L, -2, "conf");
   }
-  lua_pushstring(L, spool && *spool ? spool : MH_PREFIX "/var/spool/mailhook");
+  if (spool && *spool) lua_pushstring(L, spool);
+  else lua_pushfstring(L, "%s/spool/mailhook", mh_instpaths_localstatedir());
   lua_setfield(L, -2, "spool");
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "installed");

@@ -35,6 +35,7 @@
 --   the session broke (421, EOF, timeout)            -> the queue waits retry_interval
 --   530/538 to MAIL or RCPT (auth or TLS required)   -> the same: a setting, not the message
 local M = {}
+local maillog = require "mailhook.maillog"   -- the per-recipient outcome lines (call sites: "maillog.")
 
 M.STATES = { "idle", "disabled", "connecting", "sending", "waiting-retry", "stopping", "stopped" }
 
@@ -145,6 +146,17 @@ local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s")
 
 local D = {}
 D.__index = D
+
+-- The status hook (mailhook.status): d.on_change(d, event, ...) when set, for
+-- "state" (worker, old, new, detail), "outage" (worker, err, info) and the
+-- outcomes "delivered" (entry), "deferred" / "failed" (entry, reply).  It must
+-- not wait; an error in it is logged and delivery goes on.
+function D:changed(event, ...)
+  local fn = self.on_change
+  if not fn then return end
+  local ok, err = pcall(fn, self, event, ...)
+  if not ok then self.log.error("delivery: on_change: " .. tostring(err)) end
+end
 
 -- Lazily found parts, so a unit test can run without the spool or SMTP modules.
 local function default_connect(cfg)
@@ -389,8 +401,10 @@ function D:fail(e, reason, reply)
   end
   spool_news(self, e.id, "fail", nil)
   self.stats.failed = self.stats.failed + 1
+  self:changed("failed", e, reply or reason)
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
                 .. (reply and (" (" .. reply .. ")") or ""))
+  maillog.outcome(self, e, "failed", reply or reason)
   self:emit("failed", { id = e.id, reason = reason, reply = reply, to = e.to, from = e.from,
                         subject = subject })
 end
@@ -413,8 +427,10 @@ function D:defer(e, reply, done)
   self.later[e.id] = at
   if self.forced then self.seen[e.id] = true end
   self.stats.deferred = self.stats.deferred + 1
+  self:changed("deferred", e, reply)
   self.log.info(string.format("delivery: %s deferred (attempt %d): %s; next attempt in %d s",
                               e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
+  maillog.outcome(self, e, "deferred", reply or "temporary failure", done)
 end
 
 -- Removals are group-committed: each unlink is done before the next message's
@@ -476,12 +492,14 @@ function D:delivered(e, n)
     if ok == nil and err then removal_failed(self, e.id, err) end
   end
   self.stats.delivered = self.stats.delivered + 1
-  if self.verbose then self.log.info("delivery: " .. e.id .. " delivered to " .. plural(n, "recipient")) end
+  self:changed("delivered", e)
+  maillog.outcome(self, e, "sent")
 end
 
 -- settle(e, result): the per-recipient outcome of a send that reached DATA or
 -- was refused recipient by recipient.
 function D:settle(e, res)
+  maillog.note(e, res)
   local accepted = res.accepted or {}
   local transient, permanent = {}, {}
   for _, r in ipairs(res.rejected or {}) do
@@ -520,6 +538,7 @@ function W:enter(state, detail)
                             detail and (" (" .. detail .. ")") or ""))
   local old = self.state
   self.state, self.detail, self.since = state, detail, d.now()
+  d:changed("state", self, old, state, detail)
   if state == "disabled" and (old ~= "disabled") then
     d.log.warn("delivery paused: " .. tostring(detail) .. "; no connection is attempted")
   elseif old == "disabled" and state ~= "stopping" and state ~= "stopped" then
@@ -552,6 +571,7 @@ end
 -- The server is unreachable: log once per distinct error, then wait.
 function W:outage(err, info)
   local d = self.d
+  d:changed("outage", self, err, info)
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)
   local what = info and info.session_refused and "server refuses mail on this session" or "server unreachable"
@@ -597,6 +617,7 @@ function W:connected(s)
   local d = self.d
   if not s.submit then s = sequential(s) end
   self.session, self.sent = s, 0
+  self.relay = maillog.relay(s)
   if d.outage and not d.outage.refused then
     d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
                              math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
@@ -667,6 +688,7 @@ function W:burst(e)
   local function submit(x)
     d.stats.attempts = d.stats.attempts + 1
     if not x.to or #x.to == 0 then d:delivered(x, 0); d:release(x); return end
+    x.relay = self.relay
     local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset }
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = { e = x, reused = self.sent > 1 }; return end

@@ -52,6 +52,14 @@ local SCHEMA = {
   { "connections", "count", 1, { 1, 64 } },
   { "rules", "string", "./rules" },
   { "log_level", "enum", "info", { "debug", "info", "warn", "error" } },
+  -- where the log goes (docs/service.md): stderr, syslog(3), or the journal's
+  -- native protocol with structured fields (the per-message lines' MAILHOOK_*)
+  { "log", "enum", "stderr", { "stderr", "syslog", "journal" } },
+  { "syslog_facility", "enum", "mail", core.logsink.facilities },
+  -- the admin console (docs/console.md): off while admin_listen is unset
+  { "admin_listen", "listen" },
+  { "admin_password", "admin_hash" },
+  { "admin_token_file", "string" },
 }
 
 local BY_NAME, ORDER = {}, {}
@@ -64,11 +72,13 @@ end
 
 -- Kinds written to the file in their normalised form; the others (strings,
 -- durations such as "1h") are written as the user gave them.
-local NORMALISE = { bool = true, enum = true, hosts = true, port = true, count = true, fingerprint = true }
+local NORMALISE = { bool = true, enum = true, hosts = true, port = true, count = true, fingerprint = true,
+                    listen = true }
 
 -- Private per-cfg data (password, file path), weak so cfg tables die normally.
 local private = setmetatable({}, { __mode = "k" })
 local warned = {}           -- files already reported as readable by others
+local admin_hashes = setmetatable({}, { __mode = "k" })  -- cfg -> admin_password hash (kept out of cfg)
 
 -- ----------------------------------------------------------------- parsers
 -- Each parser takes a Lua value (a string from the file or the CLI, or a typed
@@ -221,6 +231,41 @@ function parse.fingerprint(v)
   return hex
 end
 
+-- The console's address: "PORT" (127.0.0.1), "HOST:PORT", "[V6]:PORT"; HOST a
+-- numeric address or localhost.  Normalised to "HOST:PORT" ("[::1]:PORT").
+function parse.listen(v)
+  local s, err = text(v)
+  if not s then return nil, err end
+  local host, port = s:match("^%[([%x:.]+)%]:(%d+)$")
+  if not host then host, port = s:match("^([%d.]+):(%d+)$") end
+  if not host then host, port = s:match("^(localhost):(%d+)$") end
+  if not host and s:match("^%d+$") then host, port = "127.0.0.1", s end
+  local n = port and integer(port, 1, 65535, "a port number")
+  if not host or not n then
+    return nil, "must be PORT or ADDRESS:PORT with a numeric address, e.g. 127.0.0.1:8025 or [::1]:8025 (got '" .. s .. "')"
+  end
+  if host == "localhost" then host = "127.0.0.1" end
+  if host:find(":", 1, true) then return "[" .. host .. "]:" .. n end
+  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  for _, x in ipairs { a, b, c, d } do
+    if tonumber(x) > 255 then return nil, "'" .. host .. "' is not an IPv4 address" end
+  end
+  if not a then return nil, "'" .. host .. "' is not an IPv4 address" end
+  return host .. ":" .. n
+end
+
+-- admin_password holds only a salted hash (core.pwhash): `mailhook update
+-- admin_password=-` hashes what it reads on stdin; a password itself is refused.
+function parse.admin_hash(v)
+  local s, err = text(v)
+  if not s then return nil, err end
+  if not core.pwhash.valid(s) then
+    return nil, "must be a password hash as `mailhook update admin_password=-` writes it " ..
+      "(the password itself is never stored)"
+  end
+  return s
+end
+
 -- Parses value for key: normalised value | nil, reason.  "" means "not set".
 local function parse_value(key, value)
   local s = BY_NAME[key]
@@ -257,6 +302,7 @@ local function validate(values)
   if cfg.auth_mechanism == "auto" then cfg.auth_mechanism = nil end
   local secret = cfg.password
   cfg.password = nil
+  admin_hashes[cfg], cfg.admin_password = cfg.admin_password, nil   -- settings.admin_hash(cfg)
   -- rules between keys
   if cfg.tls == "none" and cfg.tls_required then
     return nil, "tls", "tls = none but tls_required is true" ..
@@ -443,7 +489,35 @@ function M.get(path)
   local out = {}
   for k, v in pairs(cfg) do out[k] = v end
   if private[cfg].password then out.password = MASK end
+  if admin_hashes[cfg] then out.admin_password = MASK end
   return out
+end
+
+-- admin_hash(cfg) -> the console's admin password hash | nil (never in cfg itself).
+function M.admin_hash(cfg) return admin_hashes[cfg] end
+
+-- preview(changes [, path]) -> cfg | nil, err, {key = bad key}: what update()
+-- would save, validated the same way, without writing anything (the console's
+-- Test of values not saved yet).  settings.password(cfg) works on the result.
+function M.preview(changes, path)
+  path = path or M.path()
+  if type(changes) ~= "table" then error("settings.preview: changes must be a table", 2) end
+  local doc, err = read_doc(path)
+  if not doc then return nil, err, {} end
+  local values = {}
+  for k, v in pairs(doc.values) do values[k] = v end
+  for key, value in pairs(changes) do
+    if type(key) ~= "string" or not BY_NAME[key] then
+      return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
+    end
+    local _, perr = parse_value(key, value)
+    if perr then return nil, key .. ": " .. perr, { key = key } end
+    if value == "" then values[key] = nil else values[key] = value end
+  end
+  local cfg, secret_or_key, reason = validate(values)
+  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
+  private[cfg] = { password = secret_or_key, path = path }
+  return cfg
 end
 
 -- ready(cfg) -> true | nil, reason: whether anything may be generated.
@@ -578,6 +652,22 @@ function update(changes, path)
   return cfg
 end
 
+-- report(cfg [, path]) -> {path =, settings = {key = value, ...}, password_set =,
+-- admin_password_set =}: the facts `mailhook settings` prints, as data (its
+-- --json, update --json, the console).  Durations in seconds; the password and
+-- the admin hash never appear, only whether they are set.
+function M.report(cfg, path)
+  local p = private[cfg]
+  local out = { path = path or (p and p.path) or M.path(), settings = {},
+                password_set = (p and p.password ~= nil) or cfg.password == MASK,
+                admin_password_set = admin_hashes[cfg] ~= nil or cfg.admin_password == MASK }
+  for _, sch in ipairs(SCHEMA) do
+    local key = sch[1]
+    if key ~= "password" and key ~= "admin_password" then out.settings[key] = cfg[key] end
+  end
+  return out
+end
+
 -- lines(cfg_or_display) -> {"key = value", ...} in display order, password masked.
 function M.format(cfg)
   local out = {}
@@ -585,6 +675,7 @@ function M.format(cfg)
   for _, s in ipairs(SCHEMA) do
     local key, v = s[1], cfg[s[1]]
     if key == "password" then v = secret and MASK or nil end
+    if key == "admin_password" then v = (admin_hashes[cfg] or cfg.admin_password) and MASK or nil end
     local shown
     if v == nil then
       shown = key == "auth_mechanism" and "auto (strongest offered)" or "(not set)"
