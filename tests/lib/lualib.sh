@@ -17,11 +17,12 @@ export LUA_CPATH="$BUILD/lua/?.so;;"
 # A module built with -fsanitize=address needs the ASan runtime first in the process:
 # preload it into the uninstrumented interpreter.  Leak detection stays on: lua5.4
 # closes its state at exit (so core.so's __gc closes the loop), and a leak is ours.
-_san_preload=""
-if [ -f "$LUAMOD" ] && readelf -d "$LUAMOD" 2>/dev/null | grep -q 'libasan'; then
+# (tests/run-one sets MH_ASAN_PRELOAD for such a build; a test run by hand finds it here.)
+_san_preload=${MH_ASAN_PRELOAD:-}
+if [ -z "$_san_preload" ] && [ -f "$LUAMOD" ] && readelf -d "$LUAMOD" 2>/dev/null | grep -q 'libasan'; then
   _san_preload=$(cc -print-file-name=libasan.so)
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}:abort_on_error=0
 fi
+[ -n "$_san_preload" ] && export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 lua54() { lua_with "$LUA54" "$@"; }
 # lua_with INTERPRETER ARGS...: another interpreter (lua5.3) the same way.
 lua_with() {
