@@ -54,6 +54,8 @@ for p in /usr/bin/mailhook /etc/mailhook/mailhook.conf /usr/share/mailhook/lua/m
   like "$C" "^$p$" "mailhook ships $p"
 done
 like "$C" "^(/usr)?/lib/systemd/system/mailhook.service$" "mailhook ships the unit"
+like "$C" "^/usr/lib/$(cc -print-multiarch)/lua/5.4/mailhook/core.so$" "and the Lua module where lua5.4 looks (docs/lua-library.md)"
+like "$(dpkg-deb -c "$DEB")" "\./usr/share/lua/5.4/mailhook -> \.\./\.\./mailhook/lua/mailhook" "with its Lua modules (a link to the binary's)"
 unlike "$C" "^/usr/(etc|var)/|libmailhook\.a|/include/" "nothing in /usr/etc or /usr/var, no embedding library"
 unlike "$C" "^/var/spool" "the spool is made by the postinst, not shipped"
 is "$(dpkg-deb -I "$DEB" conffiles)" "/etc/mailhook/mailhook.conf" "the settings file is a conffile"
