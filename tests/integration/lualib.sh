@@ -67,7 +67,7 @@ grep -q '^auth ok' "$T/smtpd.log"; ok $? "and a successful AUTH"
 # --- a host's own loop drives mailhook's: socket.select on mh.pollfd, mh.step -----------
 write_conf "$T/host.conf" enabled=true server=127.0.0.1 port="$P" from=pbx@example.com tls=starttls \
   tls_ca_file="$T/certs/ca.crt" auth=true username=pbx password=s3cret-pass \
-  connect_timeout=30 command_timeout=30 session_deadline=60
+  connect_timeout=120 command_timeout=120 session_deadline=300
 MAILHOOK_CONF=$T/host.conf MAILHOOK_SPOOL=$T/host-spool lua_tap hostloop.lua
 # ... and luv's (lua-luv): a poll handle on mh.pollfd, a timer for mh.timeout
 MAILHOOK_CONF=$T/host.conf MAILHOOK_SPOOL=$T/host-spool lua_tap hostloop-luv.lua

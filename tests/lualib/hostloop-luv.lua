@@ -49,7 +49,7 @@ t.ok(ok and res, "the mailhook task finished inside luv's loop", table.concat(lo
 t.is(ticks, 3, "luv's own timer ran meanwhile")
 t.is(log[#log], "mh:saw the ticks", "both progressed")
 t.ok(wakes >= 3, "luv's poll of mailhook's fd fired (" .. wakes .. " times)")
-t.ok(elapsed < 20, "no reply waited for a timer (" .. string.format("%.2f", elapsed) .. " s)")
+t.ok(elapsed < 60, "no reply waited for a timer (" .. string.format("%.2f", elapsed) .. " s)")
 for _, h in ipairs { poll, timer, tick } do h:close() end
 uv.run()
 t.is(mh.core.handles(), 0, "mailhook left no handle open")
