@@ -36,7 +36,7 @@ static char INTERRUPT;      /* sentinel value a task is resumed with when interr
 
 /* A rule's budget: see the budgets section below. */
 typedef struct mh_budget mh_budget;
-enum { STOP_NONE, STOP_INSTR, STOP_TIME, STOP_MEM, STOP_KILLED };
+enum { STOP_NONE, STOP_INSTR, STOP_TIME, STOP_LIFE, STOP_MEM };
 
 struct mh_budget {
   int refs;                 /* tasks and rule_call frames holding it */
@@ -48,9 +48,13 @@ struct mh_budget {
   long long instr_used;     /* instructions counted so far */
   long long instr_limit;
   uint64_t start;           /* uv_hrtime() at creation */
-  uint64_t deadline;        /* start + the time limit (ns, uv_hrtime clock) */
-  double seconds;           /* the time limit, for messages */
+  uint64_t run_used;        /* ns its slices ran (wall clock while charged), ended slices */
+  uint64_t run_limit;       /* ns of running time allowed */
+  uint64_t deadline;        /* start + the lifetime limit: waits included (ns) */
+  double seconds, life;     /* the limits in seconds, for messages */
   size_t mem_limit;         /* Lua heap bytes allowed while it is charged */
+  size_t mem_refused;       /* growth the allocator last refused it, 0: none since
+                               (the hook then collects and decides: see budget_hook) */
   mh_budget *prev, *next;   /* the live list (the watchdog thread names them) */
   char label[160];          /* "rule NAME for event 'E'", "rule file F", ... */
 };
@@ -196,6 +200,7 @@ static void finish(mh_task *t, int status, int nres) {
     char why[200];
     const char *msg = lua_touserdata(co, -1) == &INTERRUPT ? "interrupted" : lua_tostring(co, -1);
     t->state = -1;
+    if (t->budget && t->budget->mem_refused && !t->budget->stopped) t->budget->stopped = STOP_MEM;
     if (t->budget && t->budget->stopped) {
       msg = budget_why(t->budget, why, sizeof why);   /* not "interrupted" nor "not enough memory" */
     } else if (msg == NULL) {
@@ -483,9 +488,12 @@ void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
 **    function up per thread, finds none for a new coroutine, and does nothing.
 **    Once a budget is spent the hook raises at every instruction (count 1),
 **    so a pcall inside the rule cannot swallow the stop.
-**  - Waits: a rule's deadline is wall-clock time (waits included).  A loop
-**    timer (wall_timer) interrupts the waiting tasks of a budget past its
-**    deadline, so a rule sleeping in a loop, or a task it spawned, ends too.
+**    Running time is the wall-clock time of the rule's own slices, so a
+**    rule is not charged for the time another rule held the loop.
+**  - Waits: a rule also has a lifetime (waits included, a multiple of its
+**    running time).  A loop timer (wall_timer) interrupts the waiting tasks of
+**    a budget past it, so a rule sleeping in a loop, or a task it spawned,
+**    ends too.
 **  - Time inside one C call (a backtracking string.find, a __gc finalizer,
 **    which runs with hooks disabled): no hook can run there, so a watchdog
 **    thread outside the Lua state ends the process once the running slice
@@ -501,16 +509,18 @@ void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
 ** the slice. */
 
 #define STEP 10000          /* instructions between two checks of the hook */
+#define HOOK_MASK (LUA_MASKCOUNT | LUA_MASKCALL)
 #define BUDGET_MT "mailhook.RuleCall"
 
 /* Defaults for new budgets: core.budget_limits{} (rules.lua sets them from
 ** the settings rule_timeout and rule_memory). */
 static struct {
   long long instructions;
-  double seconds;
+  double seconds;           /* running time */
+  double life;              /* lifetime, waits included */
   size_t memory;
   double grace;             /* seconds the watchdog adds before ending the process */
-} limits = { 50000000LL, 10.0, (size_t)128 << 20, 1.0 };
+} limits = { 50000000LL, 10.0, 30.0, (size_t)128 << 20, 1.0 };
 
 static mh_budget *live;     /* budgets alive (refs > 0), under wd.mu */
 static int last_id;
@@ -544,6 +554,7 @@ static uv_async_t pong;
 static void watchdog_start(void);
 
 static uint64_t secs_ns(double s) { return s <= 0 ? 0 : (uint64_t)(s * 1e9); }
+static uint64_t cur_t0;     /* when cur's slice began */
 
 static void wall_timer_cb(uv_timer_t *h);
 
@@ -571,8 +582,10 @@ static mh_budget *budget_new(const char *label) {
   b->id = ++last_id;
   b->instr_limit = limits.instructions;
   b->seconds = limits.seconds;
+  b->life = limits.life > limits.seconds ? limits.life : limits.seconds;
   b->start = uv_hrtime();
-  b->deadline = b->start + secs_ns(limits.seconds);
+  b->run_limit = secs_ns(b->seconds);
+  b->deadline = b->start + secs_ns(b->life);
   b->mem_limit = limits.memory;
   snprintf(b->label, sizeof b->label, "%s", label);
   pthread_mutex_lock(&wd.mu);
@@ -601,11 +614,19 @@ static mh_budget *budget_by_id(int id) {
   return NULL;
 }
 
-/* Spent?  Marks it stopped (instructions or time) the first time. */
+/* Running time of b so far, the slice running now included. */
+static uint64_t run_time(mh_budget *b, uint64_t now) {
+  return b->run_used + (b == cur && now > cur_t0 ? now - cur_t0 : 0);
+}
+
+/* Spent?  Marks it stopped (instructions, running time, lifetime) the first time. */
 static int budget_over(mh_budget *b) {
+  uint64_t now;
   if (b->stopped) return 1;
+  now = uv_hrtime();
   if (b->instr_used > b->instr_limit) b->stopped = STOP_INSTR;
-  else if (uv_hrtime() > b->deadline) b->stopped = STOP_TIME;
+  else if (run_time(b, now) > b->run_limit) b->stopped = STOP_TIME;
+  else if (now > b->deadline) b->stopped = STOP_LIFE;
   return b->stopped != STOP_NONE;
 }
 
@@ -615,8 +636,12 @@ static const char *budget_why(mh_budget *b, char *buf, size_t n) {
       snprintf(buf, n, "stopped: exceeded its budget of %lld instructions (an endless loop?)", b->instr_limit);
       break;
     case STOP_TIME:
-      snprintf(buf, n, "stopped: exceeded its budget of %g seconds (an endless loop, or a wait that "
-               "never ends?)", b->seconds);
+      snprintf(buf, n, "stopped: exceeded its budget of %g seconds of running time (an endless loop?)",
+               b->seconds);
+      break;
+    case STOP_LIFE:
+      snprintf(buf, n, "stopped: not finished %g seconds after it started, waits included (a wait "
+               "that never ends?)", b->life);
       break;
     case STOP_MEM:
       snprintf(buf, n, "stopped: exceeded the memory limit of %zu MB for rules", b->mem_limit >> 20);
@@ -632,7 +657,9 @@ static void watchdog_slice(mh_budget *b, uint64_t now) {
   pthread_mutex_lock(&wd.mu);
   wd.progress_at = now;
   if (b) {
-    uint64_t dl = (b->deadline > now ? b->deadline : now) + secs_ns(limits.grace);
+    uint64_t used = run_time(b, now), left = used < b->run_limit ? b->run_limit - used : 0;
+    uint64_t dl = (now + left < b->deadline ? now + left : b->deadline);
+    dl = (dl > now ? dl : now) + secs_ns(limits.grace);
     wd.slice_deadline = dl;
     memcpy(wd.slice_label, b->label, sizeof wd.slice_label);
     if (dl < wd.wake_at) pthread_cond_signal(&wd.cv);
@@ -648,22 +675,35 @@ static mh_budget *slice_switch(mh_budget *b) {
   mh_budget *old = cur;
   uint64_t now;
   if (old == b) return old;
+  now = uv_hrtime();
+  if (old && now > cur_t0) old->run_used += now - cur_t0;
   cur = b;
-  if (wd.started) {
-    now = uv_hrtime();
-    watchdog_slice(b, now);
-  }
+  cur_t0 = now;
+  if (wd.started) watchdog_slice(b, now);
   return old;
 }
 
+/* The hook of budgeted coroutines: count events (every STEP instructions)
+** charge instructions; call events check the clock, so that a loop calling a
+** slow C function (string.rep of megabytes, a big table.concat) meets its
+** deadline within one call, not within STEP of them. */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   mh_budget *b = cur;
   int count = lua_gethookcount(L);
   char why[200];
-  if (ar->event != LUA_HOOKCOUNT || !b) return;  /* a rule's coroutine resumed outside it */
-  b->instr_used += count;
+  if (!b) return;                        /* a rule's coroutine resumed outside it */
+  if (ar->event == LUA_HOOKCOUNT) b->instr_used += count;
+  else if (ar->event != LUA_HOOKCALL && ar->event != LUA_HOOKTAILCALL) return;
+  if (b->mem_refused && !b->stopped) {   /* a refusal with no collection behind it */
+    size_t need = b->mem_refused;
+    b->mem_refused = 0;
+    cur = NULL;                          /* the collection is nobody's */
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    cur = b;
+    if (heap + need > b->mem_limit) b->stopped = STOP_MEM;
+  }
   if (!budget_over(b) || b->defer) return;
-  if (count != 1) lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);  /* raise at every instruction */
+  if (count != 1) lua_sethook(L, budget_hook, HOOK_MASK, 1);  /* raise at every instruction */
   lua_pushstring(L, budget_why(b, why, sizeof why));
   lua_error(L);
 }
@@ -673,7 +713,7 @@ static void hook_arm(lua_State *co, mh_budget *b) {
   if (b) {
     int count = b->stopped && !b->defer ? 1 : STEP;
     if (lua_gethook(co) != budget_hook || lua_gethookcount(co) != count)
-      lua_sethook(co, budget_hook, LUA_MASKCOUNT, count);
+      lua_sethook(co, budget_hook, HOOK_MASK, count);
   } else if (lua_gethook(co) == budget_hook) {
     lua_sethook(co, NULL, 0, 0);   /* keeps plain tasks on Lua's fast path */
   }
@@ -704,7 +744,7 @@ static void wall_timer_cb(uv_timer_t *h) {
     if (b->expired_seen || b->deadline > now) continue;
     if (b->defer) continue;              /* budget_release looks again */
     b->expired_seen = 1;
-    if (!b->stopped) b->stopped = STOP_TIME;
+    if (!b->stopped) b->stopped = STOP_LIFE;
     due[n++] = budget_ref(b);
   }
   for (int i = 0; i < n; i++) {
@@ -745,7 +785,10 @@ static void rule_task_finished(mh_task *t, const char *msg) {
 ** lua_setallocf'd over luaL_newstate's (both realloc/free, so blocks made
 ** before are freed correctly).  Lua retries a refused allocation once after an
 ** emergency full collection: a refusal of the same request right after that is
-** final, and stops the rule (so a pcall inside it cannot go on allocating). */
+** final, and stops the rule (so a pcall inside it cannot go on allocating).
+** Some refusals get no such retry (lauxlib's buffers call the allocator
+** directly: string.rep, table.concat, io.read): the next hook collects and
+** stops the rule if the heap still has no room for what was refused. */
 static struct { const void *ptr; size_t nsize; int armed; } refused;
 
 static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -760,6 +803,7 @@ static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize > old && cur && heap + (nsize - old) > cur->mem_limit) {
     if (refused.armed && refused.ptr == ptr && refused.nsize == nsize && !cur->stopped)
       cur->stopped = STOP_MEM;
+    cur->mem_refused = nsize - old;
     refused.armed = 1;
     refused.ptr = ptr;
     refused.nsize = nsize;
@@ -935,10 +979,11 @@ static int rule_call_k(lua_State *L, int status, lua_KContext ctx) {
   rcall *rc = (rcall *)lua_touserdata(L, 1);
   mh_budget *b = rc->b;
   char why[200];
-  int nres = lua_gettop(L) - 3;
+  int nres = lua_gettop(L) - 3, mem;
   (void)ctx;
   if (status == LUA_YIELD) status = LUA_OK;   /* resumed after a wait, then returned */
-  if (status == LUA_ERRMEM && !b->stopped) b->stopped = STOP_MEM;
+  if ((status == LUA_ERRMEM || (status != LUA_OK && b->mem_refused)) && !b->stopped)
+    b->stopped = STOP_MEM;    /* it failed for want of memory the limit refused */
   if (status == LUA_OK && !b->stopped) {
     rcall_restore(L, rc);
     lua_pushboolean(L, 1);
@@ -966,8 +1011,9 @@ static int rule_call_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushstring(L, m ? m : "error in the error handler");
     lua_pushvalue(L, -1);
   }
-  rcall_restore(L, rc);
-  if (b->stopped == STOP_MEM) lua_gc(L, LUA_GCCOLLECT);   /* give the heap back now */
+  mem = b->stopped == STOP_MEM;
+  rcall_restore(L, rc);       /* may free b */
+  if (mem) lua_gc(L, LUA_GCCOLLECT);   /* give the heap back now */
   return 3;
 }
 
@@ -1006,7 +1052,9 @@ static int l_rule_call(lua_State *L) {
   return rule_call_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 3, 0, rule_call_k), 0);
 }
 
-/* budget_limits([{instructions=, seconds=, memory=, grace=}]) -> the limits now.
+/* budget_limits([{instructions=, seconds=, life=, memory=, grace=}]) -> the
+** limits now: seconds of running time, life seconds from start (waits
+** included; never less than seconds).
 ** New budgets take them; budgets alive keep theirs. */
 static int l_budget_limits(lua_State *L) {
   if (lua_istable(L, 1)) {
@@ -1020,6 +1068,11 @@ static int l_budget_limits(lua_State *L) {
       v = luaL_checknumber(L, -1);
       luaL_argcheck(L, v > 0 && v < 1e7, 1, "seconds must be > 0");
       limits.seconds = v;
+    }
+    if (lua_getfield(L, 1, "life") != LUA_TNIL) {
+      v = luaL_checknumber(L, -1);
+      luaL_argcheck(L, v > 0 && v < 1e7, 1, "life must be > 0");
+      limits.life = v;
     }
     if (lua_getfield(L, 1, "memory") != LUA_TNIL) {
       v = luaL_checknumber(L, -1);
@@ -1038,6 +1091,8 @@ static int l_budget_limits(lua_State *L) {
   lua_setfield(L, -2, "instructions");
   lua_pushnumber(L, limits.seconds);
   lua_setfield(L, -2, "seconds");
+  lua_pushnumber(L, limits.life);
+  lua_setfield(L, -2, "life");
   lua_pushinteger(L, (lua_Integer)limits.memory);
   lua_setfield(L, -2, "memory");
   lua_pushnumber(L, limits.grace);

@@ -10,7 +10,7 @@
 -- The service side:
 --   local w = rule_worker.start{files = {...}}   starts the worker (and restarts it)
 --   w:emit(event, fields)     queued; sent once the worker is ready; never waits
---   w:reload()                SIGHUP: the worker reloads settings and rules
+--   w:reload(cfg)             SIGHUP: the worker reloads settings and rules
 --   w:stop()                  closes the channel, waits up to stop_grace s, then
 --                             SIGKILL (waits)
 -- The worker side: rule_worker.serve(argv) (lua/mailhook/cmd/rules_worker.lua).
@@ -25,7 +25,7 @@ local W = {
   stop_grace = 2,          -- seconds a stopping worker gets before SIGKILL
   heartbeat = 1,           -- seconds between the worker's signs of life
   silence = nil,           -- seconds without a sign of life before SIGKILL
-                           -- (nil: the rules' time budget + grace + 5)
+                           -- (nil: the settings' rule_timeout + 6)
   max_pending = 1000,      -- events kept while no worker runs (the oldest go first)
   backoff_max = 60,        -- seconds between restarts of a worker that keeps dying
 }
@@ -70,10 +70,11 @@ local function mh() return require "mailhook" end
 
 local function log(level, msg) core.log(level, "mailhook run: " .. msg) end
 
--- start{files = {...} [, conf =, spool =]} -> supervisor
+-- start{files = {...}, cfg = settings [, conf =, spool =]} -> supervisor
 function W.start(o)
   local s = setmetatable({
     files = o and o.files or {},
+    cfg = o and o.cfg or {},
     conf = o and o.conf or core.paths.conf,
     spool = o and o.spool or core.paths.spool,
     skip = {},            -- rule files that stopped a worker while loading (until reload)
@@ -126,8 +127,7 @@ end
 -- Kills a worker that gave no sign of life for too long: its own watchdog
 -- should have ended it first; this is the service's own guarantee.
 function S:guard_loop(proc)
-  local rules = require "mailhook.rules"
-  local limit = W.silence or (rules.time_budget + rules.grace + 5)
+  local limit = W.silence or ((tonumber(self.cfg.rule_timeout) or 10) + 6)
   while true do
     if not pcall(core.sleep, W.heartbeat) then return end
     local quiet = core.monotonic() - self.heard
@@ -194,8 +194,9 @@ function S:emit(event, fields)
   return true, {}
 end
 
--- reload(): SIGHUP.  Files skipped after a stuck load are tried again.
-function S:reload()
+-- reload([cfg]): SIGHUP.  Files skipped after a stuck load are tried again.
+function S:reload(cfg)
+  if cfg then self.cfg = cfg end
   self.skip = {}
   if self.chan and self.ready then self.chan:send(W.encode { op = "reload" }) end
 end
@@ -264,8 +265,8 @@ function W.serve(argv)
   local cfg = settings.load()
   if cfg then rules.configure(cfg) end
   -- the process's own limits: the rules' heap (enforced by the allocator)
-  -- plus room for the runtime; no core files; delivery first (nice)
-  core.proc.limit { data = rules.memory_limit + 512 * 1048576, core = 0, nice = 5 }
+  -- plus room for the runtime; no core files
+  core.proc.limit { data = rules.memory_limit + 512 * 1048576, core = 0 }
   core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }
   rules.on_rule = function(label) send { op = "rule", label = label } end
   rules.on_loading = function(file) send { op = "loading", file = file } end

@@ -25,7 +25,8 @@ local core = require "mailhook.core"
 
 local rules = {
   budget = 50000000,        -- instructions one rule may run (an endless loop is stopped)
-  time_budget = 10,         -- seconds of wall-clock time one rule may take (settings rule_timeout)
+  time_budget = 10,         -- seconds of running time one rule may take (settings rule_timeout)
+  life_factor = 3,          -- and it must end within life_factor x time_budget, waits included
   memory_limit = 128 * 1048576,  -- bytes of Lua heap while a rule runs (settings rule_memory, MB)
   grace = 1,                -- seconds past time_budget before the watchdog ends a stuck process
   sweep_interval = 5,       -- seconds between sweeps of due summaries in `run`
@@ -111,6 +112,7 @@ end
 -- rule's mh.enqueue calls failed and the rule did not mark it handled.
 function rules.run(label, fn, ...)
   core.budget_limits { instructions = rules.budget, seconds = rules.time_budget,
+                       life = rules.time_budget * rules.life_factor,
                        memory = rules.memory_limit, grace = rules.grace }
   if rules.on_rule then rules.on_rule(label) end
   local id
@@ -286,6 +288,8 @@ function rules.valid_field(name) return type(name) == "string" and name:match("^
 -- what `mailhook hook` and mh_emit() do once the rules are loaded: run the
 -- handlers (waits), then send mail owed by earlier events that fell due.
 function rules.dispatch(event, fields)
+  late = {}                 -- what tasks of earlier events did was logged then
+  core.rule_failures()
   local ok, failures, n = rules.emit(event, fields)
   local msgs = {}
   for _, f in ipairs(failures) do msgs[#msgs + 1] = "rule " .. f.handler .. " failed: " .. f.error end

@@ -34,8 +34,8 @@ end
 -- returns or a heap that grows can never hold delivery, and SIGTERM is never
 -- kept waiting by a rule.  A broken rule file is logged by the worker and never
 -- stops the queue (deliveries matter more than alerts).
-local function start_rules(files)
-  return require("mailhook.rule_worker").start { files = files }
+local function start_rules(files, cfg)
+  return require("mailhook.rule_worker").start { files = files, cfg = cfg }
 end
 
 return function(...)
@@ -67,7 +67,7 @@ return function(...)
     return args.fail("run", tostring(lerr) .. " (one service per spool; stop it first, or use `mailhook flush`)", 1)
   end
 
-  local worker = start_rules(files)
+  local worker = start_rules(files, cfg)
 
   local d = delivery.new{ spool = sp, cfg = cfg, connections = connections or cfg.connections,
                           emit = function(event, fields) return worker:emit(event, fields) end }
@@ -100,7 +100,7 @@ return function(...)
         d:reload(c)
         mh.log.info("mailhook run: SIGHUP: settings reloaded")
       end
-      worker:reload()
+      worker:reload(cfg)
     end),
     core.signal.on("USR1", function()
       mh.log.info("mailhook run: flush requested")
