@@ -40,13 +40,13 @@ on("spawnwait", function(ev) first(ev); mh.spawn(function() while true do mh.sle
 on("sleep", function(ev) first(ev); mh.sleep(1e6) end, "sleeper")
 on("hog", function(ev)
   first(ev)
-  local t = {}
-  for i = 1, 1e9 do t[i] = ("x"):rep(4096) .. i end
+  local t, chunk = {}, ("0123456789abcdef"):rep(4096)   -- 64 KB
+  for i = 1, 1e9 do t[i] = chunk .. i end
 end, "memory-hog")
 on("hogpcall", function(ev)   -- catching the memory error does not help it
   first(ev)
-  local t = {}
-  while true do pcall(function() t[#t + 1] = ("y"):rep(1 << 20) .. #t end) end
+  local t, chunk = {}, ("0123456789abcdef"):rep(65536)  -- 1 MB
+  while true do pcall(function() t[#t + 1] = chunk .. #t end) end
 end, "memory-hog-pcall")
 on("every", function(ev) first(ev); mh.every(0.05, function() end) end, "leaves-a-timer")
 on("fine", function(ev) first(ev) end, "fine")

@@ -79,8 +79,8 @@ on("failed", function(ev)
   elseif kind == "pattern" then
     local _ = ("a"):rep(1e6):find(".-.-.-.-b")
   elseif kind == "hog" then
-    local t = {}
-    for i = 1, 1e9 do t[i] = ("x"):rep(4096) .. i end
+    local t, chunk = {}, ("0123456789abcdef"):rep(4096)
+    for i = 1, 1e9 do t[i] = chunk .. i end
   else
     assert(mh.enqueue { to = "postmaster@example.com", subject = "told: " .. tostring(kind), text = "x" })
   end

@@ -208,8 +208,8 @@ tap.test("memory: the allocator caps the Lua heap while a rule runs", function(t
   rules.memory_limit = 24 * 1048576
   local after
   mh.on("hog", function()
-    local keep = {}
-    while true do pcall(function() keep[#keep + 1] = ("m"):rep(1 << 20) .. #keep end) end
+    local keep, chunk = {}, ("0123456789abcdef"):rep(65536)   -- 1 MB
+    while true do pcall(function() keep[#keep + 1] = chunk .. #keep end) end
   end, "hog")
   mh.on("hog", function() after = ("ok"):rep(10) end, "modest")
   local ok, failures = mh.emit("hog", {})
