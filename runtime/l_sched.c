@@ -587,7 +587,11 @@ static mh_budget *budget_new(const char *label) {
   b->run_limit = secs_ns(b->seconds);
   b->deadline = b->start + secs_ns(b->life);
   b->mem_limit = limits.memory;
-  snprintf(b->label, sizeof b->label, "%s", label);
+  {
+    size_t n = strlen(label);
+    if (n >= sizeof b->label) n = sizeof b->label - 1;
+    memcpy(b->label, label, n);   /* calloc'd: NUL-terminated */
+  }
   pthread_mutex_lock(&wd.mu);
   b->next = live;
   if (live) live->prev = b;

@@ -110,10 +110,16 @@ end
 -- rules.time_budget seconds, rules.memory_limit bytes); tasks and coroutines
 -- it starts share the budget.  A normal return still fails when one of the
 -- rule's mh.enqueue calls failed and the rule did not mark it handled.
+local set_limits = {}        -- what core.budget_limits was last given
 function rules.run(label, fn, ...)
-  core.budget_limits { instructions = rules.budget, seconds = rules.time_budget,
-                       life = rules.time_budget * rules.life_factor,
-                       memory = rules.memory_limit, grace = rules.grace }
+  local sl = set_limits
+  if sl.instructions ~= rules.budget or sl.seconds ~= rules.time_budget or sl.memory ~= rules.memory_limit
+     or sl.life ~= rules.time_budget * rules.life_factor or sl.grace ~= rules.grace then
+    set_limits = { instructions = rules.budget, seconds = rules.time_budget,
+                   life = rules.time_budget * rules.life_factor,
+                   memory = rules.memory_limit, grace = rules.grace }
+    core.budget_limits(set_limits)
+  end
   if rules.on_rule then rules.on_rule(label) end
   local id
   local res = table.pack(core.rule_call(label, function(...)
