@@ -522,7 +522,7 @@ static struct {
   double grace;             /* seconds the watchdog adds before ending the process */
 } limits = { 50000000LL, 10.0, 30.0, (size_t)128 << 20, 1.0 };
 
-static mh_budget *live;     /* budgets alive (refs > 0), under wd.mu */
+static mh_budget *live;     /* budgets alive (refs > 0); loop thread only */
 static int last_id;
 static uv_timer_t wall_timer;
 static int wall_timer_init;
@@ -535,7 +535,8 @@ static rt_failure *rt_failures, **rt_failures_tail = &rt_failures;
 typedef struct rt_waiter { mh_wait w; struct rt_waiter *next; } rt_waiter;
 static rt_waiter *rt_waiters;
 
-/* The watchdog thread's view; every field under mu. */
+/* What the watchdog thread sees; every field under mu (the loop thread
+** writes, the watchdog reads). */
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -558,13 +559,12 @@ static uint64_t cur_t0;     /* when cur's slice began */
 
 static void wall_timer_cb(uv_timer_t *h);
 
-/* Re-arms wall_timer for the earliest deadline not yet enforced. */
+/* Re-arms wall_timer for the earliest lifetime not yet enforced (a budget in
+** a deferred section is left to budget_release, which re-arms it). */
 static void wall_timer_arm(void) {
   uint64_t now = uv_hrtime(), due = 0;
-  pthread_mutex_lock(&wd.mu);
   for (mh_budget *b = live; b; b = b->next)
-    if (!b->expired_seen && (!due || b->deadline < due)) due = b->deadline;
-  pthread_mutex_unlock(&wd.mu);
+    if (!b->expired_seen && !b->defer && (!due || b->deadline < due)) due = b->deadline;
   if (!wall_timer_init) {
     uv_timer_init(mh_l_loop(), &wall_timer);
     uv_unref((uv_handle_t *)&wall_timer);   /* never keeps a process alive */
@@ -592,11 +592,9 @@ static mh_budget *budget_new(const char *label) {
     if (n >= sizeof b->label) n = sizeof b->label - 1;
     memcpy(b->label, label, n);   /* calloc'd: NUL-terminated */
   }
-  pthread_mutex_lock(&wd.mu);
   b->next = live;
   if (live) live->prev = b;
   live = b;
-  pthread_mutex_unlock(&wd.mu);
   wall_timer_arm();
   return b;
 }
@@ -605,10 +603,8 @@ static mh_budget *budget_ref(mh_budget *b) { if (b) b->refs++; return b; }
 
 static void budget_unref(mh_budget *b) {
   if (!b || --b->refs > 0) return;
-  pthread_mutex_lock(&wd.mu);
   if (b->prev) b->prev->next = b->next; else live = b->next;
   if (b->next) b->next->prev = b->prev;
-  pthread_mutex_unlock(&wd.mu);
   if (cur == b) slice_switch(NULL);   /* cannot happen while charged; be safe */
   free(b);
 }
@@ -1116,15 +1112,15 @@ static int l_budget(lua_State *L) {
 ** budget charged now is deferred (a rule-state update is never cut half-way). */
 static int l_budget_hold(lua_State *L) {
   if (!cur) return 0;
-  cur->defer++;
+  if (cur->defer++ == 0) wall_timer_arm();   /* its lifetime waits for the release */
   lua_pushinteger(L, cur->id);
   return 1;
 }
 
 static int l_budget_release(lua_State *L) {
   mh_budget *b = budget_by_id((int)luaL_checkinteger(L, 1));
-  if (b && b->defer > 0 && --b->defer == 0 && budget_over(b)) {
-    b->expired_seen = 0;    /* let the wall timer interrupt what waits */
+  if (b && b->defer > 0 && --b->defer == 0) {
+    if (budget_over(b)) b->expired_seen = 0;   /* the timer interrupts what waits */
     wall_timer_arm();
   }
   return 0;
