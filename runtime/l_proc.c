@@ -452,12 +452,13 @@ static int l_proc_tostring(lua_State *L) {
 
 /* ------------------------------------------------------------------ limits */
 
+/* Sets the soft limit only (at most the hard one), so that a later call may
+** raise it again: a reload may give the rules more memory. */
 static int set_limit(int res, lua_Integer v) {
   struct rlimit rl;
-  rl.rlim_cur = rl.rlim_max = (rlim_t)v;
-  if (getrlimit(res, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && (rlim_t)v > rl.rlim_max)
-    v = (lua_Integer)rl.rlim_max;
+  if (getrlimit(res, &rl) < 0) return -1;
   rl.rlim_cur = (rlim_t)v;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
   return setrlimit(res, &rl);
 }
 

@@ -255,19 +255,17 @@ function W.serve(argv)
       return 0, {}
     end
     rules.configure(cfg)
+    -- the process's own limits: the rules' heap (enforced by the allocator)
+    -- plus room for the runtime; no core files
+    core.proc.limit { data = rules.memory_limit + 512 * 1048576, core = 0 }
+    core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }
     local paths = #files > 0 and files or { rules.default_paths(cfg) }
     local n, errors = rules.load(paths, { skip = skip })
     core.log("info", string.format("rules worker: %d rule file(s) loaded from %s%s", n,
       table.concat(paths, ", "), #errors > 0 and (", " .. #errors .. " failed (see above)") or ""))
     return n, errors
   end
-  -- the budget's limits first: the settings say how long a rule may take
-  local cfg = settings.load()
-  if cfg then rules.configure(cfg) end
-  -- the process's own limits: the rules' heap (enforced by the allocator)
-  -- plus room for the runtime; no core files
-  core.proc.limit { data = rules.memory_limit + 512 * 1048576, core = 0 }
-  core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }
+  core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }   -- before any rule runs
   rules.on_rule = function(label) send { op = "rule", label = label } end
   rules.on_loading = function(file) send { op = "loading", file = file } end
   rules.serving = true
