@@ -108,7 +108,7 @@ stop_run
 ok "$([ "$STOP_S" -le 10 ]; echo $?)" "SIGTERM: prompt stop (${STOP_S} s)"
 
 # 3. a rule file whose top level never ends: stopped, named, skipped; the
-#    other files load and their rules work
+#    other files load and their rules work; fixed, it loads again at SIGHUP
 rm -f "$T/run.log"
 printf 'while true do end\n' > "$T/rules/10-spin.lua"
 printf 'local x = ("a"):rep(1e6):find(".-.-.-.-b")\n' > "$T/rules/20-pattern.lua"
@@ -126,6 +126,16 @@ ok $? "a pattern at a rule file's top level: the worker is stopped and the file 
 send dead@example.org third
 inbox_has_ok() { grep -qs "Subject: toplevel-ok third" "$T"/inbox/*.eml; }
 wait_for 40 inbox_has_ok; ok $? "the other rule file loaded and handled the event"
+# fixed, the skipped file loads again at SIGHUP
+cat > "$T/rules/20-pattern.lua" <<'LUA'
+on("failed", function(ev)
+  assert(mh.enqueue { to = "postmaster@example.com", subject = "fixed " .. tostring(ev.subject), text = "x" })
+end)
+LUA
+kill -HUP "$RUN"
+send dead@example.org fourth
+fixed_has() { grep -qs "Subject: fixed fourth" "$T"/inbox/*.eml; }
+wait_for 60 fixed_has; ok $? "SIGHUP: the worker reloads the fixed file, and its rule handles the next event"
 stop_run
 is "$RUN_RC" 0 "clean stop"
 done_testing
