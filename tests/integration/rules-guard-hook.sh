@@ -64,7 +64,8 @@ check() {   # check EVENT RULE-NAME REGEX WHAT
   run "$1"
   is "$RC" 1 "$4: hook exits 1 (after ${SECS} s)"
   ok "$([ "$SECS" -lt 30 ]; echo $?)" "$4: ends within its budget, not by the test's timeout"
-  like "$OUT" "$2.*$3" "$4: the log names the rule and says why"
+  like "$OUT" "$2" "$4: the log names the rule"
+  like "$OUT" "$3" "$4: and says why"
   pickup_has "before $1"; ok $? "$4: the mail queued before stays queued"
 }
 check wrap "rule wrap-loop for event 'wrap'" "stopped: exceeded its budget" "a loop in coroutine.wrap"
@@ -73,7 +74,7 @@ check cocreate "rule coroutine-pingpong for event 'cocreate'" "stopped: exceeded
 check pattern "rule pattern for event 'pattern'" "stopped: still running .* inside one call" \
   "a backtracking string.find (C code, no hook runs)"
 check gc "rule gc-loop for event 'gc'" "stopped: .*__gc finalizer" "a __gc finalizer that loops"
-check gclate "rule gc-at-exit for event 'gclate'" "stopped: its __gc finalizer has run for" \
+check gclate "rule gc-at-exit for event 'gclate'" "stopped: .*__gc finalizer" \
   "a looping __gc finalizer collected when the process ends"
 check spawn "rule spawn-loop for event 'spawn'" "stopped: exceeded its budget" "a loop in an mh.spawn task"
 check spawnwait "rule spawn-sleeper for event 'spawnwait'" "stopped: not finished 3 seconds after it started" \
