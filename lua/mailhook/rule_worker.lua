@@ -124,6 +124,20 @@ function S:read_loop(chan)
   end
 end
 
+-- wait_ready(seconds) -> true once a worker has loaded the rules (its first
+-- "ready"), false after `seconds` (waits).  The service tells its manager it
+-- is ready (READY=1) only then, so `systemctl start` returns with the rules in
+-- place; a worker that never gets there delays that by the bound, never
+-- delivery.  A start-up wait, polled: no condition is worth a primitive here.
+function S:wait_ready(seconds)
+  local deadline = core.monotonic() + seconds
+  while not self.ready do
+    if core.monotonic() >= deadline then return false end
+    mh().sleep(0.01)
+  end
+  return true
+end
+
 -- Kills a worker that gave no sign of life for too long: its own watchdog
 -- should have ended it first; this is the service's own guarantee.
 function S:guard_loop(proc)

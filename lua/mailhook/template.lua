@@ -213,7 +213,10 @@ function M.file(path, opts)
   local r, err = load_file(full, opts)
   if not r then
     local why = tostring(err)
-    if why:sub(1, #full + 2) == full .. ": " then why = why:sub(#full + 3) end
+    -- the reason alone: the path is said once, as written and as resolved
+    for _, prefix in ipairs { full .. ": ", "template " .. full .. ": " } do
+      if why:sub(1, #prefix) == prefix then why = why:sub(#prefix + 1) end
+    end
     error(string.format("mh.template.file: %s%s: %s", path, full ~= path and (" (" .. full .. ")") or "", why), 2)
   end
   return r

@@ -143,9 +143,17 @@ return function(...)
   mh.log.info(string.format("mailhook run: delivering %s (%d queued, %s)", dir, count(sp),
                             (connections or cfg.connections or 1) == 1 and "1 connection"
                             or (connections or cfg.connections) .. " connections"))
-  svc = service.start{ spool = sp, delivery = d }
+  -- READY=1 once the rules worker has loaded the rules (bounded); delivery starts at once
+  local ready_task = mh.spawn(function()
+    local bound = 3 * (tonumber(cfg.rule_timeout) or 10)
+    if not worker:wait_ready(bound) then
+      mh.log.warn(string.format("mailhook run: the rules are not loaded after %d s; ready anyway", bound))
+    end
+    if stops == 0 then svc = service.start{ spool = sp, delivery = d } end
+  end)
   local st = d:run()
-  svc:close()
+  ready_task:cancel()
+  if svc then svc:close() end
   if console then console:stop() end
   status:stop()
   usr2:stop()
