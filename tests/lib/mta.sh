@@ -52,7 +52,7 @@ _mta_n=0
 # configuration with its privileges only for root) and OpenSMTPD's mount namespace.
 mta_scenarios() {
   local why="" fn
-  [ "$(id -u)" = 0 ] || why="needs root (system users, exim -C, a mount namespace)"
+  [ "$(id -u)" = 0 ] || why="needs root (the servers' system users, Exim's -C, OpenSMTPD's mount namespace)"
   for fn in "$@"; do
     if [ -n "$why" ]; then
       _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # skip $fn: $why"
@@ -76,13 +76,16 @@ _mta_require() {
   chmod 711 "$T"
 }
 
-# _mta_user NAME HOME: the system user NAME (with its group), created when missing.  Two
-# tests may race to create it: whoever loses finds it made.
+# _mta_user NAME HOME: the system user NAME (with its group), created when missing.  Tests
+# running in parallel may create users at the same moment: useradd then fails on the lock
+# of /etc/passwd, and is tried again until the user exists.
 _mta_user() {
+  wait_for 20 _mta_useradd "$1" "$2" || { echo "# cannot create the system user $1" >&2; return 1; }
+}
+_mta_useradd() {
   getent passwd "$1" >/dev/null && return 0
-  useradd --system --user-group --no-create-home --home-dir "$2" --shell /usr/sbin/nologin "$1" \
-    >/dev/null 2>&1 || wait_for 10 getent passwd "$1" ||
-    { echo "# cannot create the system user $1" >&2; return 1; }
+  useradd --system --user-group --no-create-home --home-dir "$2" --shell /usr/sbin/nologin "$1" >/dev/null 2>&1
+  getent passwd "$1" >/dev/null
 }
 
 # _mta_tree PID: PID's process group and every descendant (a server's forks may start their
