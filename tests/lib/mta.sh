@@ -221,13 +221,18 @@ _start_exim() {
   _mta_user Debian-exim /nonexistent || return 1
   _mta_common "$var" exim "$@"
   local dir=$MTA_DIR try
+  # Exim may re-execute itself (exim_path) after it dropped to Debian-exim, who may not
+  # reach the checkout (a clone in root's 0700 home): it runs from a copy under $T.
+  if [ ! -x "$T/exim-bin/exim4" ]; then
+    mkdir -p "$T/exim-bin" && cp "$MTA_EXIM" "$T/exim-bin/exim4" && chmod 755 "$T/exim-bin" "$T/exim-bin/exim4"
+  fi
   for try in 1 2 3; do
     _exim_conf "$dir" "$MTA_PORT" "${MTA_OPTS[@]}" || return 1
     printf -v "${var}_CONF" '%s' "$dir/exim.conf"
     printf -v "${var}_LOG" '%s' "$dir/log/mainlog"
     # -bdf: the daemon stays in the foreground (its pid is the tree's root); -q5s: a queue
     # run at start and every 5 s, so messages accepted before a kill are delivered.
-    _mta_launch "$var" exim "$dir" "$MTA_PORT" "$MTA_EXIM" -C "$dir/exim.conf" -bdf -q5s && return 0
+    _mta_launch "$var" exim "$dir" "$MTA_PORT" "$T/exim-bin/exim4" -C "$dir/exim.conf" -bdf -q5s && return 0
     [ -n "$MTA_FIXED" ] && break
     MTA_PORT=$(free_port)
   done
@@ -317,7 +322,7 @@ login:
   ( umask 022
     cat > "$dir/exim.conf" <<EOF
 # written by tests/lib/mta.sh for one test: nothing here is the machine's Exim.
-exim_path = $MTA_EXIM
+exim_path = $T/exim-bin/exim4
 primary_hostname = exim.test
 spool_directory = $dir/spool
 log_file_path = $dir/log/%slog
