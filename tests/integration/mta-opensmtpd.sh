@@ -179,6 +179,7 @@ sc_kill_restart() {
   wait_for 60 pickup_empty; ok $? "the service drained the queue after the restart"
   wait_for 30 mta_idle O
   kill -TERM "$svc"; wait "$svc"
+  like "$(cat "$T/kill.svc.log")" "server reachable again" "the service logged the outage's end"
   local list dup miss
   list=$(mta_list O)
   miss=$(for i in $(seq 150); do printf '%s\n' "$list" | grep -qF "<kill-$i@test>" || echo "$i"; done | tr '\n' ' ')
