@@ -152,7 +152,7 @@ sc_size() {
   ok "$([ -n "$f" ] && echo 0 || echo 1)" "the big message is in failed/"
   if [ -n "$f" ]; then
     local st; st=$(cat "${f%.eml}.state")
-    ilike "$(printf '%s\n' "$st" | grep '^reason')" "SIZE|advertised" "the reason names the server's advertised SIZE"
+    like "$(printf '%s\n' "$st" | grep '^reason')" "20480" "the reason gives the limit the server advertised (SIZE 20480)"
     unlike "$st" "rejected by the server" "and does not say the server rejected it"
   fi
   unlike "$(cat "$O_LOG")" "size=3[0-9]{4} " "opensmtpd never received it"
