@@ -133,6 +133,7 @@ sc_session_limit() {
   is "$(grep -c 'result="452 4.5.3 .*Too many messages sent' "$O_LOG")" 1 \
     "the limit is met once: later sessions close before it"
   is "$(find "$SPOOL/pickup" -name '*.state' | wc -l)" 0 "no message was deferred for it"
+  unlike "$FLUSH_OUT" "deferred \\(|unreachable|queue waits" "nor logged as deferred or as an outage"
   stop_mta O
 }
 
