@@ -480,7 +480,7 @@ EOF
 #   MH ARGS...                         build/mailhook on that spool with those settings
 #   mta_queue TAG N RCPT...            N messages through `mailhook sendmail` (Message-ID
 #                                      <TAG-i@test>, Subject "TAG i", a dot-led body line)
-#   mta_flush [ARGS]                   `mailhook flush`, bounded: FLUSH_OUT, FLUSH_RC (also
+#   mta_flush                          `mailhook flush`, bounded: FLUSH_OUT, FLUSH_RC (also
 #                                      appended to $T/flush.log)
 #   pickup_n / failed_n                messages in pickup/ / failed/
 #   spool_file MSGID [pickup|failed]   the spool file holding MSGID
@@ -505,7 +505,7 @@ mta_queue() {
 }
 
 mta_flush() {
-  FLUSH_OUT=$(MAILHOOK_LOG_LEVEL=info timeout 120 "$MAILHOOK" -c "$CONF" -s "$SPOOL" flush --timeout 90 "$@" 2>&1)
+  FLUSH_OUT=$(MAILHOOK_LOG_LEVEL=info timeout 120 "$MAILHOOK" -c "$CONF" -s "$SPOOL" flush --timeout 90 2>&1)
   FLUSH_RC=$?
   printf '%s\n' "$FLUSH_OUT" >> "$T/flush.log"   # every flush's output, for checks across them
 }
