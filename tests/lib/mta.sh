@@ -399,7 +399,7 @@ _start_opensmtpd() {
     printf -v "${var}_CONF" '%s' "$dir/smtpd.conf"
     printf -v "${var}_LOG" '%s' "$dir/daemon.out"
     _mta_launch "$var" opensmtpd "$dir" "$MTA_PORT" \
-      unshare --mount --propagation private /bin/sh "$dir/ns.sh" && return 0
+      unshare --mount --propagation unchanged /bin/sh "$dir/ns.sh" && return 0
     [ -n "$MTA_FIXED" ] && break
     MTA_PORT=$(free_port)
   done
@@ -461,9 +461,17 @@ action "maildir" maildir "$dir/mail" virtual <vusers> userbase <vuserbase>
 match from any for any action "maildir"
 EOF
     cat > "$dir/ns.sh" <<EOF
-# run by tests/lib/mta.sh as \`unshare --mount --propagation private sh ns.sh\`: the mounts
-# below exist in this namespace only and vanish with its last process.
+# run by tests/lib/mta.sh as \`unshare --mount sh ns.sh\`: the mounts below exist in this
+# namespace only and vanish with its last process.
 set -e
+# Nothing mounted here may propagate to the machine: every mount becomes private first.
+# In a chroot (scripts/fresh-root) / is no mount point and cannot be made private; the
+# mounts then stay here only if what we can see is not shared, so we go on only then.
+if ! mount --make-rprivate / 2>/dev/null; then
+  if grep -q ' shared:' /proc/self/mountinfo; then
+    echo "ns.sh: / is not a mount point and shared mounts are visible: nothing mounted" >&2; exit 1
+  fi
+fi
 for d in /var/spool /var/lib /run; do mount -t tmpfs -o mode=0755,size=16m mta-test "\$d"; done
 mkdir -p /var/spool/smtpd /var/lib/opensmtpd/empty
 mount --bind "$dir/spool" /var/spool/smtpd
