@@ -157,9 +157,10 @@ mta_rule_off() {
       exim) rm -f "$f" ;;
       opensmtpd)
         : > "$f"; name=$(basename "$f")
-        # smtpctl reaches the control socket inside the server's namespace, and insists on
-        # running with the queue user's group (the package makes it setgid opensmtpq)
-        nsenter -t "${!pid}" -m setpriv --regid=opensmtpq --clear-groups \
+        # smtpctl reaches the control socket inside the server's namespace (-r -w: and keeps
+        # the server's root, a chroot's included), and insists on running with the queue
+        # user's group (the package makes it setgid opensmtpq)
+        nsenter -t "${!pid}" -m -r -w setpriv --regid=opensmtpq --clear-groups \
           "$MTA_OSMTPD/usr/sbin/smtpctl" update table "$name" >/dev/null ||
           echo "# smtpctl update table $name failed" >&2 ;;
     esac
