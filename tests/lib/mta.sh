@@ -167,9 +167,9 @@ mta_rule_off() {
   done
 }
 
-# _mta_launch VAR KIND DIR PORT FIXED CMD...: start CMD in its own session (its process
-# group is the server's tree), wait until PORT accepts connections; with a free port picked
-# here (FIXED empty), a port taken in between makes the caller try another.
+# _mta_launch VAR KIND DIR PORT CMD...: start CMD in its own session (its process group is
+# the server's tree) and wait until PORT accepts connections; 1 when it died first (a port
+# taken in between: the caller tries another unless the port was fixed).
 _mta_launch() {
   local var=$1 kind=$2 dir=$3 port=$4; shift 4
   setsid "$@" >>"$dir/daemon.out" 2>&1 &
