@@ -41,3 +41,16 @@ t.ok(r, "emit inside mh.run")
 local count = 0
 for _ in mh.queue.list() do count = count + 1 end
 t.is(count, 3, "three messages queued in all")
+
+-- rule budgets work in a stock interpreter too: the lifetime of a rule that
+-- waits forever is enforced by a timer on this state's loop
+mh.core.budget_limits { seconds = 0.3, life = 0.3 }
+mh.on("sleepy", function() while true do mh.sleep(0.02) end end, "sleeper")
+mh.on("spin", function() local n = 0 while true do n = n + 1 end end, "spinner")
+local ok3, f3 = mh.emit("sleepy", {})
+t.ok(not ok3 and f3[1] and f3[1].error:find("not finished", 1, true), "a rule waiting forever is stopped by its lifetime",
+     f3[1] and f3[1].error)
+local ok4, f4 = mh.emit("spin", {})
+t.ok(not ok4 and f4[1] and f4[1].error:find("stopped", 1, true), "a rule looping forever is stopped by its budget",
+     f4[1] and f4[1].error)
+t.ok(mh.core.heap() > 0, "the state's allocator counts its heap")
