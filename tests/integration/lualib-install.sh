@@ -5,7 +5,11 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/lualib.sh"
 unset LUA_PATH LUA_CPATH
-_san_preload=""            # the copies below are built without a sanitizer
+# The copies below are built as a user builds them: without a sanitizer, and
+# without the variables of a `make asan` or `make test` that runs this test
+# (MAKEFLAGS carries BUILD=, SANITIZER=, CFLAGS= and the jobserver to every make).
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+_san_preload=""
 
 command -v luarocks >/dev/null || { echo "Bail out! luarocks is missing: run scripts/deps"; exit 1; }
 
