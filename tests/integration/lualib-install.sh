@@ -5,10 +5,11 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/lualib.sh"
 unset LUA_PATH LUA_CPATH
-# The copies below are built as a user builds them: without a sanitizer, and
-# without the variables of a `make asan` or `make test` that runs this test
-# (MAKEFLAGS carries BUILD=, SANITIZER=, CFLAGS= and the jobserver to every make).
-unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+# The copies below are built as a user builds them, in their own build folder:
+# without a sanitizer, and without the variables of the `make test`/`make asan`
+# that runs this test (tests/run-one exports BUILD, the worktree's build folder,
+# which the Makefile would take; MAKEFLAGS carries BUILD=, SANITIZER=, CFLAGS=).
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES BUILD CFLAGS LDFLAGS SANITIZER PREFIX DESTDIR
 _san_preload=""
 
 command -v luarocks >/dev/null || { echo "Bail out! luarocks is missing: run scripts/deps"; exit 1; }
