@@ -931,10 +931,12 @@ static int l_auth(lua_State *L) {
 /* Submits one send (arguments 2..4: from, {rcpt...}, data); its outcome joins
 ** the queue that c:result() reads.  Never waits. */
 static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off, uint64_t size) {
-  const char *from = luaL_checkstring(L, 2);
+  size_t fromlen;
+  const char *from = luaL_checklstring(L, 2, &fromlen);
   size_t len = 0, n;
   const char *data = NULL;
   const char **rcpt;
+  const char *nul = fromlen != strlen(from) ? from : NULL;   /* an address cut short by a NUL */
   sres *r;
   int rc, gate;
   luaL_checktype(L, 3, LUA_TTABLE);
@@ -950,9 +952,11 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
   }
   rcpt = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rcpt, 0);  /* freed by the GC */
   for (size_t i = 0; i < n; i++) {
+    size_t rl;
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
-    rcpt[i] = lua_tostring(L, -1);
+    rcpt[i] = lua_tolstring(L, -1, &rl);
     if (!rcpt[i]) luaL_argerror(L, 3, "recipients must be strings");
+    if (!nul && rl != strlen(rcpt[i])) nul = rcpt[i];
     lua_pop(L, 1);   /* the string stays alive in the table */
   }
   r = &c->sends[(c->first + c->nsends) % MAX_SENDS];
@@ -972,6 +976,15 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
     snprintf(msg, sizeof msg, "%s: the SMTP session is not usable (%s)", what,
              *mh_smtp_errmsg(c->s) ? mh_smtp_errmsg(c->s) : "closed");
     snap_refused(r, MH_ECONNECT, "connect", msg, 1);
+    if (fd >= 0) close(fd);
+    return;
+  }
+  if (nul) {
+    /* the engine sees C strings: "a@x\0RCPT TO:<y>" would reach it as "a@x" */
+    char msg[300];
+    snprintf(msg, sizeof msg, "invalid %s address: a NUL byte in '%.100s...'",
+             nul == from ? "sender" : "recipient", nul);
+    snap_refused(r, MH_EBADADDR, nul == from ? "mail" : "rcpt", msg, 0);
     if (fd >= 0) close(fd);
     return;
   }

@@ -352,10 +352,17 @@ struct mh_smtp {
                                    errmsg unless it was queuing behind a running one) */
   const char *vstage;
   int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET */
+  /* replies owed: a reply is only ever the answer to something written */
+  int wcmds;                    /* commands (and final dots) in wbuf, not yet written */
+  int expect;                   /* replies the server owes for what was written (the
+                                   greeting counts as one); a reply beyond them is a
+                                   protocol violation, never a result */
   /* auth */
   unsigned mech;
   int auth_step;
   mh_buf auth_user, auth_secret;  /* wiped after use */
+  mh_buf auth_sent;             /* the base64 strings sent in the AUTH exchange, '\n'
+                                   separated: masked in any reply that echoes them */
 };
 
 static void enter_state(mh_smtp *s, mh_smtp_state st);
@@ -401,6 +408,7 @@ void mh_smtp_free(mh_smtp *s) {
   mh_buf_free(&s->wbuf);
   wipe_buf(&s->auth_user);
   wipe_buf(&s->auth_secret);
+  wipe_buf(&s->auth_sent);
   free(s);
 }
 
@@ -429,7 +437,12 @@ static const char *stage_of(mh_smtp_state st) {
   }
 }
 
+/* Writes what the event produced, in one buffer.  From now on the server owes
+** a reply to each command in it (and not before: a reply that arrives in the
+** same read as the one that made us write a command cannot be its answer). */
 static void flush(mh_smtp *s) {
+  s->expect += s->wcmds;
+  s->wcmds = 0;
   if (s->wbuf.len) {
     size_t n = s->wbuf.len;
     s->wbuf.len = 0;      /* the callback must not see a half-reset buffer */
@@ -499,6 +512,7 @@ static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
   va_end(ap);
   s->stage = stage;
   s->wbuf.len = 0;
+  s->wcmds = 0;
   mh_debug("smtp: %s", s->errmsg);
   finish(s, code, MH_SMTP_CLOSED);
 }
@@ -525,6 +539,7 @@ static void put_cmd(mh_smtp *s, const char *fmt, ...) {
   }
   memcpy(tmp + n, "\r\n", 2);
   mh_buf_add(&s->wbuf, tmp, (size_t)n + 2);
+  s->wcmds++;
 }
 
 static void put_rcpt(mh_smtp *s, txn *x, size_t i) { put_cmd(s, "RCPT TO:<%s>", x->rcpts[i].rcpt); }
@@ -546,6 +561,7 @@ static void put_group(mh_smtp *s, txn *x, int rset) {
 ** transaction, whatever its reply. */
 static void dot_written(mh_smtp *s) {
   s->t->dot_out = 1;
+  s->wcmds++;           /* the final dot: the server owes its reply once it is written */
   if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
 }
 
@@ -563,8 +579,17 @@ static void put_body(mh_smtp *s) {
   dot_written(s);
 }
 
+/* Remembers a base64 string about to be sent in the AUTH exchange, so that a
+** server echoing it in a reply never gets it into a message or a log. */
+static void auth_remember(mh_smtp *s, const mh_buf *b64s) {
+  if (!b64s->len) return;
+  mh_buf_add(&s->auth_sent, b64s->data, b64s->len);
+  mh_buf_add(&s->auth_sent, "\n", 1);
+}
+
 static void auth_start(mh_smtp *s) {
   mh_buf ir = { 0 };
+  wipe_buf(&s->auth_sent);
   switch (s->mech) {
     case MH_SMTP_AUTH_PLAIN: {
       mh_buf raw = { 0 };
@@ -604,6 +629,7 @@ static void auth_start(mh_smtp *s) {
       break;
     }
   }
+  auth_remember(s, &ir);
   wipe_buf(&ir);
 }
 
@@ -722,13 +748,20 @@ static void on_reply(mh_smtp *s) {
       }
       break;
     case MH_SMTP_AUTH:
-      if (code == 235) { s->decisive = *r; wipe_buf(&s->auth_secret); finish(s, 0, MH_SMTP_READY); break; }
+      if (code == 235) {
+        s->decisive = *r;
+        wipe_buf(&s->auth_secret);
+        wipe_buf(&s->auth_sent);
+        finish(s, 0, MH_SMTP_READY);
+        break;
+      }
       if (code == 334 && s->auth_step < 3) {
         s->auth_step++;
         if (s->mech == MH_SMTP_AUTH_LOGIN && s->auth_step <= 2) {
           mh_buf e = { 0 };
           mh_buf *v = s->auth_step == 1 ? &s->auth_user : &s->auth_secret;
           b64(&e, (unsigned char *)(v->data ? v->data : ""), v->len);
+          auth_remember(s, &e);
           mh_buf_add(&s->wbuf, e.data ? e.data : "", e.len);
           mh_buf_add(&s->wbuf, "\r\n", 2);
           wipe_buf(&e);
@@ -737,10 +770,12 @@ static void on_reply(mh_smtp *s) {
         } else {
           mh_buf_add(&s->wbuf, "\r\n", 2);      /* XOAUTH2 error challenge: empty answer */
         }
+        s->wcmds++;   /* each answer to a 334 is owed a reply */
         s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
         break;
       }
       wipe_buf(&s->auth_secret);
+      wipe_buf(&s->auth_sent);
       refused(s, "authentication failed", "auth");
       finish(s, code == 334 ? MH_EPROTO : MH_EAUTH, code == 334 ? MH_SMTP_CLOSED : MH_SMTP_READY);
       break;
@@ -819,11 +854,78 @@ static void on_reply(mh_smtp *s) {
   }
 }
 
+/* ------------------------------------------------- credentials echoed */
+
+static int b64ch(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '+' || c == '/' || c == '=';
+}
+
+/* Marks [from, from + n) of a text of len bytes. */
+static void mark(unsigned char *m, size_t len, size_t from, size_t n) {
+  for (size_t k = from; k < from + n && k < len; k++) m[k] = 1;
+}
+
+/* Some servers quote the AUTH line in their 535 ("535 5.7.8 AUTH PLAIN
+** AGFsaWNl... failed"): the reply text would carry the credentials into the
+** error, the log, `mailhook test` and the failed/ sidecar.  Every trace is
+** replaced in text (NUL-terminated, cap bytes, edited in place) by "********":
+** the secret as given (4 bytes or more), each base64 string sent, and any
+** run of 8 or more base64 characters that is a piece of one of them (an echo
+** cut short or re-wrapped).  The user name alone is left (it is no secret). */
+static void mask_creds(const mh_smtp *s, char *text, size_t cap) {
+  static const char MASK[] = "********";
+  size_t len = strlen(text), o = 0, i;
+  const char *sent = s->auth_sent.data ? s->auth_sent.data : "";
+  size_t sentlen = s->auth_sent.len;
+  unsigned char *m;
+  char *out;
+  int any = 0;
+  if (!len || (!sentlen && s->auth_secret.len < 4)) return;
+  if (!(m = (unsigned char *)calloc(len, 1))) return;
+  if (!(out = (char *)malloc(len * (sizeof MASK - 1) + 1))) { free(m); return; }
+  /* the secret itself (echoed decoded: NUL and controls arrive as '?') */
+  if (s->auth_secret.len >= 4)
+    for (const char *p = text; (p = strstr(p, s->auth_secret.data)) != NULL; p++)
+      mark(m, len, (size_t)(p - text), s->auth_secret.len), any = 1;
+  /* each base64 string sent, wherever it appears */
+  for (const char *a = sent; a < sent + sentlen;) {
+    const char *e = memchr(a, '\n', (size_t)(sent + sentlen - a));
+    size_t an = e ? (size_t)(e - a) : (size_t)(sent + sentlen - a);
+    if (an) {
+      for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), a, an)) != NULL; p++)
+        mark(m, len, (size_t)(p - text), an), any = 1;
+    }
+    a += an + 1;
+  }
+  /* runs of base64 characters that are pieces of what was sent */
+  for (i = 0; i < len;) {
+    size_t j = i;
+    while (j < len && b64ch((unsigned char)text[j])) j++;
+    if (j - i >= 8 && sentlen && memmem(sent, sentlen, text + i, j - i)) mark(m, len, i, j - i), any = 1;
+    i = j > i ? j : i + 1;
+  }
+  if (any) {
+    for (i = 0; i < len;) {
+      if (!m[i]) { out[o++] = text[i++]; continue; }
+      while (i < len && m[i]) i++;
+      memcpy(out + o, MASK, sizeof MASK - 1);
+      o += sizeof MASK - 1;
+    }
+    if (o > cap - 1) o = cap - 1;   /* a short secret masked may lengthen the text */
+    out[o] = '\0';
+    memcpy(text, out, o + 1);
+  }
+  free(out);
+  free(m);
+}
+
 /* ----------------------------------------------------------- events */
 
 void mh_smtp_connected(mh_smtp *s, int tls) {
   s->tls = tls;
   s->op = OP_OPEN;
+  s->expect = 1;   /* the greeting */
   enter_state(s, MH_SMTP_BANNER);
   flush(s);
 }
@@ -874,6 +976,25 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
         die(s, rc, stage_of(s->state), "malformed reply line (line %d%s)", s->reply.nlines + 1,
             s->reply.nlines ? ", a continuation must carry the code of the first line" : "");
       break;
+    }
+    if (s->reply.nlines == 1) {
+      /* a reply starts: it must answer something written (the greeting, a
+      ** command, a final dot).  A 421 may come at any time (RFC 5321 §3.8). */
+      if (s->expect == 0 && s->reply.code != 421) {
+        if (s->state == MH_SMTP_BODY)
+          die(s, MH_EPROTO, "data", "protocol violation: a reply (%d) arrived before the message "
+              "and its final dot were sent; the message is kept", s->reply.code);
+        else
+          die(s, MH_EPROTO, stage_of(s->state), "protocol violation: a reply (%d) arrived with no "
+              "command outstanding (state %s)", s->reply.code, state_names[s->state]);
+        break;
+      }
+      if (s->expect > 0) s->expect--;
+    }
+    if (s->state == MH_SMTP_AUTH) {
+      mask_creds(s, s->reply.first, sizeof s->reply.first);
+      mask_creds(s, s->reply.text, sizeof s->reply.text);
+      s->reply.len = strlen(s->reply.text);
     }
     if (s->state == MH_SMTP_EHLO && s->reply.nlines > 1 && is2(s->reply.code))
       mh_smtp_caps_line(&s->caps, s->reply.first);

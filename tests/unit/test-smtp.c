@@ -129,7 +129,8 @@ static void test_pipelining(void) {
   is_int(mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg)), 0, "second send");
   is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
          "no RSET after a completed transaction");
-  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 ok\r\n");
   is_int(r.rc, 0, "second accepted");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
@@ -341,7 +342,8 @@ static void test_starttls(void) {
 
   s = new_session(&r, 2);
   mh_smtp_connected(s, 0);
-  feed(s, "220 mx\r\n250-mx\r\n250 STARTTLS\r\n");
+  feed(s, "220 mx\r\n");
+  feed(s, "250-mx\r\n250 STARTTLS\r\n");
   feed(s, "220 go ahead\r\n");
   take(&r);
   mh_smtp_tls_ready(s);
@@ -422,7 +424,8 @@ static void test_timeouts_and_421(void) {
   const char *to[] = { "b@x.test" };
   mh_smtp_send(s, "a@x.test", to, 1, "x", 1);
   is_int(mh_smtp_state_timeout(s), 60000, "MAIL: 5 min capped by command_timeout");
-  feed(s, "250 ok\r\n250 ok\r\n");
+  feed(s, "250 ok\r\n");
+  feed(s, "250 ok\r\n");
   is_int(mh_smtp_get_state(s), MH_SMTP_DATA, "waiting for 354");
   is_int(r.timer, 60000, "DATA: 2 min capped");
   feed(s, "3");
@@ -510,6 +513,178 @@ static void test_streamed(void) {
   mh_buf_free(&r.out);
 }
 
+
+/* Issue 10.3: a reply is only ever the answer to something written.  A server
+** that answers DATA with "354" and "250 ok" in one packet (and closes) must not
+** make the message look delivered: the 250 came before the body and its dot
+** left.  The class: any reply with no command outstanding. */
+static void test_reply_before_written(void) {
+  rec r = { 0 };
+  const char *to[] = { "b@x.test" };
+  const char *msg = "Subject: hi\r\n\r\nbody\r\n";
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n");
+  is_int(r.done, 1, "354 and 250 in one read: the send ends");
+  is_int(r.rc, MH_EPROTO, "as a protocol violation, not a delivery");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "the session is dropped");
+  ok(strstr(mh_smtp_errmsg(s), "before the message and its final dot were sent") != NULL,
+     "the reason says so: %s", mh_smtp_errmsg(s));
+  is_str(take(&r), "", "and the body is not sent after the fact");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  is_str(take(&r), "Subject: hi\r\n\r\nbody\r\n.\r\n", "one reply per read: the body and dot leave");
+  feed(s, "250 2.0.0 queued\r\n");
+  is_int(r.rc, 0, "and the 250 that follows them is the result");
+  feed(s, "250 extra\r\n");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "a reply while idle (nothing asked): closed");
+  ok(strstr(mh_smtp_errmsg(s), "no command outstanding") != NULL, "named: %s", mh_smtp_errmsg(s));
+  is_int(r.done, 1, "no io.done for it (no operation ran)");
+  mh_smtp_free(s);
+
+  /* without PIPELINING the RCPT leaves after MAIL's reply: a RCPT reply in the
+  ** same read as MAIL's answers nothing */
+  s = opened(&r, "250 mx\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  is_str(take(&r), "MAIL FROM:<a@x.test>\r\n", "MAIL alone");
+  feed(s, "250 ok\r\n250 ok\r\n");
+  is_int(r.rc, MH_EPROTO, "a reply to RCPT before RCPT was sent: violation");
+  is_str(mh_smtp_stage(s), "rcpt", "at stage rcpt");
+  mh_smtp_free(s);
+
+  /* the greeting and the EHLO reply in one read */
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx\r\n250 mx\r\n");
+  is_int(r.rc, MH_EPROTO, "an EHLO reply before EHLO: the open fails");
+  mh_smtp_free(s);
+
+  /* a streamed message: a reply while its pieces are still being given */
+  s = opened(&r, "250-mx\r\n250-8BITMIME\r\n250 PIPELINING\r\n");
+  mh_smtp_send_stream(s, "a@x.test", to, 1, 20, 1);
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  mh_smtp_more(s, "Subject: s\r\n\r\n", 14, 0);
+  mh_smtp_flushed(s);
+  feed(s, "250 2.0.0 queued\r\n");
+  is_int(r.rc, MH_EPROTO, "streamed: a 250 before the last piece and the dot is a violation");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "closed");
+  mh_smtp_free(s);
+
+  /* a 421 may come at any time: the session closes, not a violation */
+  s = opened(&r, "250 mx\r\n");
+  feed(s, "421 4.4.2 idle too long\r\n");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "an unsolicited 421 closes the session");
+  ok(strstr(mh_smtp_errmsg(s), "violation") == NULL, "and is not called a violation: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+
+  /* AUTH LOGIN: the password line leaves only after the second 334 */
+  s = opened(&r, "250-mx\r\n250 AUTH LOGIN\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_LOGIN, "user", "pass");
+  take(&r);
+  feed(s, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n");
+  is_int(r.rc, MH_EPROTO, "two 334s in one read: the second answers nothing");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+/* The AUTH line's argument of the last write (after "AUTH MECH "), or the line. */
+static char b64_sent[512];
+static const char *auth_arg(const char *out) {
+  const char *p = strncmp(out, "AUTH ", 5) == 0 ? strchr(out + 5, ' ') : NULL;
+  size_t n;
+  p = p ? p + 1 : out;
+  n = strcspn(p, "\r\n");
+  if (n >= sizeof b64_sent) n = sizeof b64_sent - 1;
+  memcpy(b64_sent, p, n);
+  b64_sent[n] = '\0';
+  return b64_sent;
+}
+
+/* Checks that neither the secret nor the base64 of the exchange is left in
+** what the session reports after a 535 that quotes them. */
+static void no_creds(mh_smtp *s, const char *secret, const char *b64s, const char *what) {
+  const char *e = mh_smtp_errmsg(s), *t = mh_smtp_last_reply(s)->text;
+  ok(strstr(e, b64s) == NULL && strstr(t, b64s) == NULL, "%s: the base64 is masked: %s", what, e);
+  ok(strstr(e, secret) == NULL && strstr(t, secret) == NULL, "%s: the secret is masked", what);
+  ok(strstr(e, "********") != NULL, "%s: in its place ********", what);
+  is_int(mh_smtp_last_reply(s)->code, 535, "%s: the code is kept", what);
+}
+
+/* Issue 10.8: a server that echoes the AUTH line in its 535 reply. */
+static void test_auth_echo_masked(void) {
+  rec r = { 0 };
+  char reply[1200];
+  mh_smtp *s = opened(&r, "250-mx\r\n250 AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_PLAIN, "alice", "s3cret-pw");
+  const char *a = auth_arg(take(&r));
+  snprintf(reply, sizeof reply, "535 5.7.8 AUTH PLAIN %s: authentication failed\r\n", a);
+  feed(s, reply);
+  is_int(r.rc, MH_EAUTH, "PLAIN refused");
+  no_creds(s, "s3cret-pw", a, "PLAIN");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 AUTH LOGIN\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_LOGIN, "alice", "s3cret-pw");
+  take(&r);
+  feed(s, "334 VXNlcm5hbWU6\r\n");
+  take(&r);
+  feed(s, "334 UGFzc3dvcmQ6\r\n");
+  a = auth_arg(take(&r));
+  snprintf(reply, sizeof reply, "535-5.7.8 you said\r\n535-5.7.8 %s\r\n535 5.7.8 and s3cret-pw is wrong\r\n", a);
+  feed(s, reply);
+  no_creds(s, "s3cret-pw", a, "LOGIN (multi-line, and the password in clear)");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 AUTH XOAUTH2\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_XOAUTH2, "alice", "ya29.token-value");
+  a = auth_arg(take(&r));
+  snprintf(reply, sizeof reply, "535 5.7.3 bad XOAUTH2 %.24s\r\n", a);   /* a truncated echo */
+  feed(s, reply);
+  char piece[32];
+  snprintf(piece, sizeof piece, "%.24s", a);
+  no_creds(s, "ya29.token-value", piece, "XOAUTH2 (an echo cut short)");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 AUTH OAUTHBEARER\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_OAUTHBEARER, "alice", "ya29.token-value");
+  a = auth_arg(take(&r));
+  snprintf(reply, sizeof reply, "535 5.7.8 [%s] rejected\r\n", a);
+  feed(s, reply);
+  no_creds(s, "ya29.token-value", a, "OAUTHBEARER");
+  ok(strstr(mh_smtp_errmsg(s), "rejected") != NULL, "the rest of the reply stays: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+/* Issue 10.4, defence in depth: whatever a caller passes, no CR, LF, NUL,
+** space or angle bracket gets into MAIL FROM:<...> or RCPT TO:<...>. */
+static void test_command_injection(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  static const char *const bad[] = {
+    "a@x\r\nRCPT TO:<evil@y>", "a@x\nRCPT TO:<evil@y>", "a@x\rRCPT TO:<evil@y>", "a@x> NOTIFY=NEVER",
+    "a@x>\r\nDATA", "<a@x", "a@x ORCPT=rfc822;b", "a@x\tb", "" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const char *to[] = { bad[i] };
+    const char *good[] = { "b@x.test" };
+    is_int(mh_smtp_send(s, "a@x.test", to, 1, "x\r\n", 3), MH_EBADADDR, "recipient %zu refused", i);
+    if (*bad[i])
+      is_int(mh_smtp_send(s, bad[i], good, 1, "x\r\n", 3), MH_EBADADDR, "sender %zu refused", i);
+    if (*bad[i]) is_int(mh_smtp_check_sender(s, bad[i]), MH_EBADADDR, "check_sender %zu refused", i);
+  }
+  is_str(take(&r), "", "nothing written for any of them");
+  is_int(r.done, 0, "and no io.done");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "the session is still usable");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 int main(void) {
   test_ehlo_caps();
   test_helo_fallback();
@@ -526,5 +701,8 @@ int main(void) {
   test_timeouts_and_421();
   test_state_names();
   test_streamed();
+  test_reply_before_written();
+  test_auth_echo_masked();
+  test_command_injection();
   return done_testing();
 }
