@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "spool.h"
+#include "eol.h"
 #include "fsutil.h"
 #include "error.h"
 #include "log.h"
@@ -383,20 +384,22 @@ out:
 }
 
 /* The header line at p (up to the end of the header block he): its end
-** (continuations included) and the length of its name.  0, or MH_ECORRUPT. */
+** (continuations included) and the length of its name.  0, or MH_ECORRUPT.
+** Lines end as eol.h says (CRLF, bare CR, bare LF): as the data writer sends
+** them, so a bare CR inside a value starts a new field here too. */
 static int hdr_line(const char *buf, size_t p, size_t he, size_t *end, size_t *name_len) {
   size_t q = p, e;
-  while (q < he && buf[q] != ':' && buf[q] != '\n') {
+  while (q < he && buf[q] != ':') {
     unsigned char c = (unsigned char)buf[q];
-    if (c <= 32 || c >= 127) return MH_ECORRUPT;
+    if (c <= 32 || c >= 127) return MH_ECORRUPT;   /* CR and LF included */
     q++;
   }
-  if (q == p || q >= he || buf[q] != ':') return MH_ECORRUPT;
+  if (q == p || q >= he) return MH_ECORRUPT;
   *name_len = q - p;
   e = q;
   for (;;) {
-    const char *nl = memchr(buf + e, '\n', he - e);
-    e = nl ? (size_t)(nl - buf) + 1 : he;
+    const char *nl = mh_eol_find(buf + e, he - e);
+    e = nl ? (size_t)(nl - buf) + mh_eol_len(nl, he - (size_t)(nl - buf)) : he;
     if (e < he && (buf[e] == ' ' || buf[e] == '\t')) continue;
     break;
   }
@@ -405,15 +408,21 @@ static int hdr_line(const char *buf, size_t p, size_t he, size_t *end, size_t *n
 }
 
 /* Where the header block starting at `from` ends (the blank line's first byte),
-** and where the body starts.  0, 1 when not found in buf. */
-static int find_blank(const char *buf, size_t len, size_t from, size_t *he, size_t *body) {
+** and where the body starts.  0, 1 when not found in buf (eof: buf is all
+** there is, so a CR at its very end is a whole line end). */
+static int find_blank(const char *buf, size_t len, size_t from, int eof, size_t *he, size_t *body) {
   size_t p = from;
   while (p < len) {
-    if (buf[p] == '\n') { *he = p; *body = p + 1; return 0; }
-    if (buf[p] == '\r' && p + 1 < len && buf[p + 1] == '\n') { *he = p; *body = p + 2; return 0; }
-    const char *nl = memchr(buf + p, '\n', len - p);
-    if (!nl) return 1;
-    p = (size_t)(nl - buf) + 1;
+    const char *nl;
+    if (mh_eol_len(buf + p, len - p)) {   /* a line with nothing on it */
+      if (!eof && mh_eol_pending(buf + p, len - p)) return 1;
+      *he = p;
+      *body = p + mh_eol_len(buf + p, len - p);
+      return 0;
+    }
+    nl = mh_eol_find(buf + p, len - p);
+    if (!nl || (!eof && mh_eol_pending(buf, (size_t)(nl - buf) + 1))) return 1;
+    p = (size_t)(nl - buf) + mh_eol_len(nl, len - (size_t)(nl - buf));
   }
   return 1;
 }
@@ -437,7 +446,7 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
   size_t p = 0, he, body, end, n, vs, ve;
   int rc, have_sender = 0, from_done = 0;
   memset(env, 0, sizeof *env);
-  if (find_blank(buf, len, 0, &he, &body)) {
+  if (find_blank(buf, len, 0, eof, &he, &body)) {
     if (!eof) return len > HEAD_CAP ? fail(err, MH_ECORRUPT, "header block over 4 MB") : 1;
     he = body = len;   /* a message without a body */
   }
@@ -478,14 +487,23 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
     env->canonical = 1;
     env->offset = p;
     if (p >= he) { rc = fail(err, MH_ECORRUPT, "no message after the X- lines"); goto bad; }
+    /* the message proper starts with a header field: anything else is a line
+    ** that was smuggled into (or cut out of) the envelope */
+    if (hdr_line(buf, p, he, &end, &n)) {
+      const char *nl = mh_eol_find(buf + p, he - p);
+      size_t ln = nl ? (size_t)(nl - (buf + p)) : he - p;
+      rc = fail(err, MH_ECORRUPT, "the line after the X- envelope is not a header ('%.*s')",
+                (int)(ln > 60 ? 60 : ln), buf + p);
+      goto bad;
+    }
     return 0;
   }
   /* else the envelope comes from From and To/Cc/Bcc; every line must be a header */
   for (p = 0; p < he; p = end) {
     if (hdr_line(buf, p, he, &end, &n)) {
-      const char *nl = memchr(buf + p, '\n', he - p);
+      const char *nl = mh_eol_find(buf + p, he - p);
       size_t ln = 1;
-      for (size_t k = 0; k < p; k++) ln += buf[k] == '\n';
+      for (size_t k = 0; k < p; k++) ln += buf[k] == '\n' || (buf[k] == '\r' && buf[k + 1] != '\n');
       rc = fail(err, MH_ECORRUPT, "line %zu is not a header ('%.*s')", ln,
                 (int)((nl ? (size_t)(nl - buf) : he) - p > 60 ? 60 : (nl ? (size_t)(nl - buf) : he) - p),
                 buf + p);
@@ -1040,7 +1058,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
     if ((rc = rename_new(sp->pickupfd, name, sp->pickupfd, dest)) == 0) rc = fsync_fd(sp->pickupfd);
     goto out_env;
   }
-  if (find_blank(buf, len, 0, &he, &body)) he = body = len;
+  if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
   out = openat(sp->tmpfd, newid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (out < 0) { rc = -errno; goto out_env; }
   flock(out, LOCK_EX | LOCK_NB);
@@ -1341,7 +1359,7 @@ int mh_spool_remove(mh_spool *sp, const char *id, char *err) {
 int mh__spool_write_no_bcc(int fd, const char *buf, size_t len) {
   size_t he, body;
   int rc;
-  if (find_blank(buf, len, 0, &he, &body)) he = len;
+  if (find_blank(buf, len, 0, 1, &he, &body)) he = len;
   if ((rc = write_no_bcc(fd, buf, he))) return rc;
   return mh_fsutil_write_all(fd, buf + he, len - he);
 }

@@ -825,12 +825,15 @@ function M.flush(opts)
     if not cfg then return { error = err, left = count(sp), total = count(sp), delivered = 0,
                              deferred = 0, failed = 0 } end
   end
-  local total = count(sp)
   local progress = opts.progress or function() end
+  -- the lock first: only its holder adopts drop-ins, so a count taken before
+  -- it would miss a .eml renamed into pickup/ by another program
+  local locked, lerr = sp:lock()
+  local total = count(sp)
   if total == 0 then
+    if locked and not opts.spool then sp:close() end
     return { delivered = 0, deferred = 0, failed = 0, left = 0, total = 0, via = "self" }
   end
-  local locked, lerr = sp:lock()
   if locked then
     local d = M.new{ spool = sp, cfg = cfg, once = true, connect = opts.connect, ready = opts.ready,
                      emit = opts.emit, connections = cfg.connections }
