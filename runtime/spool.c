@@ -663,9 +663,33 @@ undo:
 static void state_free(mh_state *st) {
   for (size_t i = 0; i < st->ndone; i++) free(st->done[i]);
   free(st->done);
+  for (size_t i = 0; i < st->nrefused; i++) { free(st->refused[i].rcpt); free(st->refused[i].reply); }
+  free(st->refused);
   free(st->last_reply);
   free(st->reason);
   memset(st, 0, sizeof *st);
+}
+
+/* Adds rcpt to st's refused recipients, or gives it the new reply.  0 or MH_ENOMEM. */
+static int refused_set(mh_state *st, const char *rcpt, const char *reply) {
+  size_t k;
+  char *r;
+  for (k = 0; k < st->nrefused && strcmp(st->refused[k].rcpt, rcpt); k++) {}
+  if (!(r = strdup(reply ? reply : ""))) return MH_ENOMEM;
+  if (k < st->nrefused) {
+    free(st->refused[k].reply);
+    st->refused[k].reply = r;
+    return 0;
+  }
+  mh_refused *nr = realloc(st->refused, (st->nrefused + 1) * sizeof *nr);
+  if (!nr || !(nr[st->nrefused].rcpt = strdup(rcpt))) {
+    free(r);
+    if (nr) st->refused = nr;
+    return MH_ENOMEM;
+  }
+  st->refused = nr;
+  nr[st->nrefused++].reply = r;
+  return 0;
 }
 
 /* Reads DIRFD/ID.state into st (a missing file leaves st zeroed). */
@@ -700,6 +724,11 @@ static int state_read(int dirfd, const char *id, mh_state *st) {
       if (!nd) { rc = MH_ENOMEM; break; }
       st->done = nd;
       if ((nd[st->ndone] = strdup(v))) st->ndone++;
+    } else if (!strcmp(line, "refused")) {   /* "refused ADDR<TAB>REPLY" */
+      char *tab = strchr(v, '\t');
+      if (tab) *tab++ = '\0';
+      if ((rc = refused_set(st, v, tab ? tab : "")) < 0) break;
+      rc = 1;
     }
   }
 out:
@@ -717,6 +746,15 @@ static void put_text(FILE *f, const char *key, const char *v) {
   fputc('\n', f);
 }
 
+/* Appends "refused ADDR<TAB>REPLY" (control characters of both as spaces). */
+static void put_refused(FILE *f, const mh_refused *r) {
+  fputs("refused ", f);
+  for (const char *v = r->rcpt; *v; v++) fputc((unsigned char)*v < ' ' ? ' ' : *v, f);
+  fputc('\t', f);
+  for (const char *v = r->reply; *v; v++) fputc((unsigned char)*v < ' ' ? ' ' : *v, f);
+  fputc('\n', f);
+}
+
 /* Writes st as DIRFD/ID.state atomically: tmp file, fsync, rename, fsync DIRFD. */
 static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *st) {
   char tname[300], name[300];
@@ -728,6 +766,7 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   fprintf(f, "attempts %d\nnext_attempt %" PRId64 "\n", st->attempts, st->next_attempt);
   put_text(f, "last_reply", st->last_reply);
   for (size_t i = 0; i < st->ndone; i++) put_text(f, "done", st->done[i]);
+  for (size_t i = 0; i < st->nrefused; i++) put_refused(f, &st->refused[i]);
   put_text(f, "reason", st->reason);
   if (st->failed_at) fprintf(f, "failed_at %" PRId64 "\n", st->failed_at);
   if (fclose(f) != 0) { free(mem); return MH_ENOMEM; }
@@ -1266,7 +1305,8 @@ static int exists_in(int dirfd, const char *id) {
 }
 
 int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_attempt, const char *reply,
-                   const char *const *done, size_t ndone, char *err) {
+                   const char *const *done, size_t ndone, const mh_refused *refused, size_t nrefused,
+                   char *err) {
   mh_state st;
   int rc;
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
@@ -1283,12 +1323,15 @@ int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_atte
     st.done = nd;
     if ((nd[st.ndone] = strdup(done[i]))) st.ndone++;
   }
+  for (size_t i = 0; i < nrefused; i++)
+    if (refused_set(&st, refused[i].rcpt, refused[i].reply)) { state_free(&st); return fail(err, MH_ENOMEM, "defer"); }
   rc = state_write(sp, sp->pickupfd, id, &st);
   state_free(&st);
   return rc ? fail(err, rc, "spool %s: write pickup/%s.state", sp->dir, id) : 0;
 }
 
-int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *reply, char *err) {
+int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *reply, int attempts,
+                  const mh_refused *refused, size_t nrefused, char *err) {
   char name[300];
   mh_state st;
   int rc;
@@ -1298,6 +1341,9 @@ int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *
   free(st.reason);
   st.reason = strdup(reason ? reason : "failed");
   if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
+  if (attempts >= 0) st.attempts = attempts;
+  for (size_t i = 0; i < nrefused; i++)
+    if (refused_set(&st, refused[i].rcpt, refused[i].reply)) { state_free(&st); return fail(err, MH_ENOMEM, "fail"); }
   st.failed_at = (int64_t)time(NULL);
   /* sidecar first (an orphan in failed/ is harmless), then the message */
   rc = state_write(sp, sp->failedfd, id, &st);
@@ -1325,6 +1371,10 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
   st.next_attempt = 0;
   free(st.reason); st.reason = NULL;
   st.failed_at = 0;
+  for (size_t i = 0; i < st.nrefused; i++) { free(st.refused[i].rcpt); free(st.refused[i].reply); }
+  free(st.refused);
+  st.refused = NULL;
+  st.nrefused = 0;
   rc = state_write(sp, sp->pickupfd, id, &st);
   state_free(&st);
   if (rc) return fail(err, rc, "spool %s: write pickup/%s.state", sp->dir, id);
