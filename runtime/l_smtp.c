@@ -1191,6 +1191,10 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "pipelining");
   lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_STARTTLS) != 0);
   lua_setfield(L, -2, "starttls_offered");
+  lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_8BITMIME) != 0);
+  lua_setfield(L, -2, "eightbitmime");
+  lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_SMTPUTF8) != 0);
+  lua_setfield(L, -2, "smtputf8");
   if (caps->size) { lua_pushinteger(L, (lua_Integer)caps->size); lua_setfield(L, -2, "size"); }
   set_str(L, "state", mh_smtp_state_name(mh_smtp_get_state(c->s)));
   return 1;

@@ -650,6 +650,10 @@ function W:connected(s)
   if not s.submit then s = sequential(s) end
   self.session, self.sent, self.mails = s, 0, 0
   self.key = self:server_key()
+  -- a server that says it has no SMTPUTF8 (a session that does not say: the
+  -- engine decides) gets no RCPT for a non-ASCII address (RFC 6531 §3.4)
+  local info = s.info and s:info() or {}
+  self.no_utf8 = info.smtputf8 == false
   if d.outage and not d.outage.refused then
     d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
                              math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
@@ -661,6 +665,16 @@ function W:connected(s)
   end
 end
 
+-- A send's result with the recipients refused before sending (non-ASCII
+-- addresses to a server without SMTPUTF8) added to its rejected list.
+local function with_local(e, res)
+  if not e.local_refused then return res end
+  local rejected = {}
+  for _, r in ipairs(res.rejected or {}) do rejected[#rejected + 1] = r end
+  for _, r in ipairs(e.local_refused) do rejected[#rejected + 1] = r end
+  return { accepted = res.accepted, rejected = rejected, reply = res.reply }
+end
+
 -- The outcome of one message whose result came back: settles it and returns
 -- nil, or "outage"/"again", err, info when the session broke or must be
 -- replaced (a per-connection limit met: "again" reconnects at once and the
@@ -670,7 +684,7 @@ function W:outcome(e, res, err, info)
   if res then
     self.broke = nil
     self.mails = (self.mails or 0) + 1
-    return d:settle(e, res)
+    return d:settle(e, with_local(e, res))
   end
   info = info or {}
   local reply = M.reply_text(info) or err
@@ -726,7 +740,7 @@ function W:outcome(e, res, err, info)
     self.mails = (self.mails or 0) + 1
     local whole = info.stage == "data" and { reply = reply, reason = "rejected by the server at data: " ..
                                              tostring(err) } or nil
-    return d:settle(e, { accepted = info.accepted or {}, rejected = info.rejected or {} }, whole)
+    return d:settle(e, with_local(e, { accepted = info.accepted or {}, rejected = info.rejected or {} }), whole)
   end
   if info.stage == "mail" and code and code >= 400 and code < 500 then
     -- a 4xx to MAIL on a fresh connection: about this message after all (a
@@ -761,7 +775,24 @@ function W:burst(e)
   local flight = {}
   local function submit(x)
     d.stats.attempts = d.stats.attempts + 1
-    if not x.to or #x.to == 0 then d:settle(x, { accepted = {} }); d:release(x); return end
+    if self.no_utf8 and x.to then
+      -- each non-ASCII recipient fails by itself, with why; the others go on
+      local ascii, bad = {}, {}
+      for _, r in ipairs(x.to) do
+        if r:find("[\128-\255]") then
+          bad[#bad + 1] = { rcpt = r, class = "permanent", text = "not sent: the address is not ASCII and " ..
+                            "the server does not offer SMTPUTF8 (RFC 6531)" }
+        else
+          ascii[#ascii + 1] = r
+        end
+      end
+      if #bad > 0 then x.to, x.local_refused = ascii, bad end
+    end
+    if not x.to or #x.to == 0 then
+      d:settle(x, { accepted = {}, rejected = x.local_refused or {} })
+      d:release(x)
+      return
+    end
     local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset }
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = { e = x }; return end
