@@ -18,7 +18,7 @@
 /* The length of the line end at p (n bytes available): 2 for CRLF, 1 for a
 ** bare CR or LF, 0 when p does not start a line end.  A CR that is the last
 ** byte available counts 1: a caller reading a stream asks for more first
-** (mh_eol_pending) when the difference matters. */
+** when the difference matters. */
 static inline size_t mh_eol_len(const char *p, size_t n) {
   if (n == 0) return 0;
   if (p[0] == '\n') return 1;
@@ -31,11 +31,6 @@ static inline const char *mh_eol_find(const char *p, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (p[i] == '\r' || p[i] == '\n') return p + i;
   return NULL;
-}
-
-/* True when p[0..n) ends with a CR whose LF may still come. */
-static inline int mh_eol_pending(const char *p, size_t n) {
-  return n > 0 && p[n - 1] == '\r';
 }
 
 #endif

@@ -41,6 +41,7 @@
 #include <unistd.h>
 #include "l_sched.h"
 #include "smtp.h"
+#include "mime7.h"
 #include "tls.h"
 #include "error.h"
 #include "log.h"
@@ -629,7 +630,7 @@ static int push_fail(lua_State *L, conn *c, int rc) {
     set_str(L, "text", r->text);
     set_str(L, "class", r->code >= 500 ? "permanent" : "transient");
   }
-  if (rc == MH_ETOOBIG || rc == MH_EBADADDR) set_str(L, "class", "permanent");
+  if (rc == MH_ETOOBIG || rc == MH_EBADADDR || rc == MH_E8BIT) set_str(L, "class", "permanent");
   lua_pushboolean(L, !c->s || c->closed || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED || !c->sk);
   lua_setfield(L, -2, "connection");
   if (c->plain_greeting) {
@@ -734,7 +735,7 @@ static int pop_send(lua_State *L, conn *c) {
       set_str(L, "text", r->text);
       set_str(L, "class", r->code >= 500 ? "permanent" : "transient");
     }
-    if (r->rc == MH_ETOOBIG || r->rc == MH_EBADADDR) set_str(L, "class", "permanent");
+    if (r->rc == MH_ETOOBIG || r->rc == MH_EBADADDR || r->rc == MH_E8BIT) set_str(L, "class", "permanent");
     lua_pushboolean(L, r->closed);
     lua_setfield(L, -2, "connection");
     push_rcpts(L, r->rcpts, r->nrcpt);
@@ -928,6 +929,50 @@ static int l_auth(lua_State *L) {
   return wait_op(L, c);
 }
 
+/* A spool file's message (from off, size bytes) scanned whole (mime7.h pass 1),
+** 64 KiB at a time: for a server without 8BITMIME (or without SMTPUTF8, for a
+** message whose header holds 8-bit bytes), whose pieces are then converted as
+** they are sent.  One more read of the file, on the loop thread, only then.
+** 0, or a negative code with err set. */
+static int scan_file(int fd, uint64_t off, uint64_t size, mh_mime7 **out, char *err, size_t errlen) {
+  static char buf[65536];   /* one loop thread */
+  mh_mime7 *m = mh_mime7_new();
+  int rc = 0;
+  *out = NULL;
+  if (!m) { snprintf(err, errlen, "out of memory"); return MH_ENOMEM; }
+  while (size > 0 && rc == 0) {
+    size_t want = size < sizeof buf ? (size_t)size : sizeof buf;
+    ssize_t n;
+    do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      rc = n < 0 ? -errno : MH_EEOF;
+      snprintf(err, errlen, "reading the message: %s", n < 0 ? strerror(errno) : "the file got shorter");
+      break;
+    }
+    rc = mh_mime7_scan(m, buf, (size_t)n);
+    off += (uint64_t)n;
+    size -= (uint64_t)n;
+  }
+  if (rc == 0) rc = mh_mime7_scan_end(m);
+  if (rc < 0) {
+    if (!*err) snprintf(err, errlen, "scanning the message: %s", mh_strerror(rc));
+    mh_mime7_free(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
+}
+
+/* Does the top-level header of the message at off hold 8-bit bytes?  (Its first
+** 64 KiB are read: the SMTPUTF8 question for a server that takes 8-bit whole.) */
+static int head8_file(int fd, uint64_t off, uint64_t size) {
+  static char buf[65536];
+  size_t want = size < sizeof buf ? (size_t)size : sizeof buf;
+  ssize_t n;
+  do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
+  return n > 0 && mh_mime7_head8(buf, (size_t)n);
+}
+
 /* Submits one send (arguments 2..4: from, {rcpt...}, data); its outcome joins
 ** the queue that c:result() reads.  Never waits. */
 static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off, uint64_t size) {
@@ -994,7 +1039,24 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
   r->fd = fd;
   r->off = off;
   r->left = size;
-  rc = fd >= 0 ? mh_smtp_send_stream(c->s, from, rcpt, n, size, 1) : mh_smtp_send(c->s, from, rcpt, n, data, len);
+  if (fd >= 0) {
+    mh_mime7 *scan = NULL;
+    unsigned flags = MH_SMTP_STREAM_8BIT;
+    char err[300] = "";
+    int head8 = head8_file(fd, off, size);
+    if (mh_smtp_stream_scan_needed(c->s, head8)) {
+      if ((rc = scan_file(fd, off, size, &scan, err, sizeof err)) < 0) {
+        snap_refused(r, rc, "data", err, 0);
+        sres_close_file(r);
+        return;
+      }
+    } else if (head8) {
+      flags |= MH_SMTP_STREAM_HEAD8;
+    }
+    rc = mh_smtp_send_stream(c->s, from, rcpt, n, size, flags, scan);
+  } else {
+    rc = mh_smtp_send(c->s, from, rcpt, n, data, len);
+  }
   if (rc < 0) {
     const char *stage;
     const char *msg = mh_smtp_send_error(c->s, &stage);

@@ -415,14 +415,16 @@ static int find_blank(const char *buf, size_t len, size_t from, int eof, size_t 
   while (p < len) {
     const char *nl;
     if (mh_eol_len(buf + p, len - p)) {   /* a line with nothing on it */
-      if (!eof && mh_eol_pending(buf + p, len - p)) return 1;
+      if (!eof && buf[p] == '\r' && p + 1 == len) return 1;   /* its LF may follow */
       *he = p;
       *body = p + mh_eol_len(buf + p, len - p);
       return 0;
     }
     nl = mh_eol_find(buf + p, len - p);
-    if (!nl || (!eof && mh_eol_pending(buf, (size_t)(nl - buf) + 1))) return 1;
-    p = (size_t)(nl - buf) + mh_eol_len(nl, len - (size_t)(nl - buf));
+    if (!nl) return 1;
+    p = (size_t)(nl - buf);
+    if (!eof && *nl == '\r' && p + 1 == len) return 1;   /* CR or CRLF: the next byte says */
+    p += mh_eol_len(nl, len - p);
   }
   return 1;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "tap.h"
 #include "smtp.h"
+#include "mime7.h"
 #include "error.h"
 
 /* What the session told its owner. */
@@ -45,6 +46,9 @@ static const char *take(rec *r) {
   r->writes = 0;
   return last_out;
 }
+
+/* The output since the last take() is want. */
+#define like_out(r, want, ...) is_str(take(r), want, __VA_ARGS__)
 
 static const char *EHLO_FULL =
   "250-mx.test greets you\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250-8BITMIME\r\n"
@@ -188,9 +192,17 @@ static void test_size(void) {
   is_str(take(&r), "", "nothing sent");
   is_int(r.done, 0, "no io.done for a refusal before start");
   is_int(mh_smtp_get_state(s), MH_SMTP_READY, "session still usable");
-  ok(strstr(mh_smtp_errmsg(s), "limit of 100") != NULL, "message says the limit");
+  is_str(mh_smtp_errmsg(s), "message is 202 bytes, the server accepts at most 100 (its SIZE); not sent",
+         "the reason gives both sizes, and says it was decided here (issue 19.3)");
   is_int(mh_smtp_send(s, "a@x.test", to, 1, big, 50), 0, "under SIZE goes");
   is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=52\r\n", "SIZE parameter");
+  feed(s, "250 ok\r\n");
+  feed(s, "250 ok\r\n");
+  feed(s, "354 go\r\n");
+  feed(s, "250 ok\r\n");
+  take(&r);
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, ".a\r\n..\r\nb", 9), 0, "a message with dots at line starts");
+  is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=11\r\n", "SIZE: the message with its CRLF, not the stuffed dots");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
 }
@@ -462,9 +474,9 @@ static void test_streamed(void) {
   rec r = { 0 };
   mh_smtp *s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n");
   const char *to[] = { "b@x.test" };
-  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 5000, 1), MH_ETOOBIG, "over the SIZE limit: refused at once");
+  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 5000, MH_SMTP_STREAM_8BIT, NULL), MH_ETOOBIG, "over the SIZE limit: refused at once");
   is_int(r.done, 0, "without io.done");
-  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 20, 1), 0, "streamed send started");
+  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 20, MH_SMTP_STREAM_8BIT, NULL), 0, "streamed send started");
   is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=20 BODY=8BITMIME\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
          "SIZE from the given size, BODY=8BITMIME as asked");
   is_int(mh_smtp_send(s, "a@x.test", to, 1, "two\r\n", 5), 0, "a second message queued behind it");
@@ -495,7 +507,7 @@ static void test_streamed(void) {
   /* the gate holds a streamed message's first request; a read error ends the session */
   s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
   mh_smtp_send(s, "a@x.test", to, 1, "one\r\n", 5);
-  mh_smtp_send_stream(s, "a@x.test", to, 1, 10, 0);
+  mh_smtp_send_stream(s, "a@x.test", to, 1, 10, 0, NULL);
   take(&r);
   feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
   take(&r);
@@ -566,7 +578,7 @@ static void test_reply_before_written(void) {
 
   /* a streamed message: a reply while its pieces are still being given */
   s = opened(&r, "250-mx\r\n250-8BITMIME\r\n250 PIPELINING\r\n");
-  mh_smtp_send_stream(s, "a@x.test", to, 1, 20, 1);
+  mh_smtp_send_stream(s, "a@x.test", to, 1, 20, MH_SMTP_STREAM_8BIT, NULL);
   take(&r);
   feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
   mh_smtp_more(s, "Subject: s\r\n\r\n", 14, 0);
@@ -685,6 +697,78 @@ static void test_command_injection(void) {
   mh_buf_free(&r.out);
 }
 
+
+/* Issue 19.3: 8-bit and UTF-8 negotiated, never assumed. */
+static void test_8bit_negotiated(void) {
+  rec r = { 0 };
+  const char *to[] = { "b@x.test" };
+  const char *msg = "Subject: caf\xc3\xa9\r\n\r\nCaf\xc3\xa9 cr\xc3\xa8me, and a longer sentence in ASCII\r\n";
+  /* a server with 8BITMIME and SMTPUTF8: sent as it is, both declared */
+  mh_smtp *s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  like_out(&r, "MAIL FROM:<a@x.test> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
+           "8BITMIME and SMTPUTF8 offered: both declared");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  ok(strstr(take(&r), "Caf\xc3\xa9 cr\xc3\xa8me") != NULL, "the 8-bit bytes go as they are");
+  mh_smtp_free(s);
+
+  /* 8BITMIME without SMTPUTF8: the header is converted (RFC 2047), not the body */
+  s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  const char *o = take(&r);
+  ok(strstr(o, " BODY=8BITMIME\r\n") && !strstr(o, "SMTPUTF8"), "BODY=8BITMIME, no SMTPUTF8: %s", o);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  o = take(&r);
+  ok(strstr(o, "Subject: =?UTF-8?B?Y2Fmw6k=?=\r\n") && strstr(o, "Caf\xc3\xa9 cr\xc3\xa8me"),
+     "Subject as RFC 2047 words, the body as it is");
+  mh_smtp_free(s);
+
+  /* neither: everything converted, SIZE= the converted size */
+  s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250 SIZE 100000\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  o = take(&r);
+  ok(strstr(o, "MAIL FROM:<a@x.test> SIZE=") && !strstr(o, "BODY=8BITMIME") && !strstr(o, "SMTPUTF8"),
+     "no 8BITMIME: neither declared: %s", o);
+  unsigned long size = strstr(o, "SIZE=") ? strtoul(strstr(o, "SIZE=") + 5, NULL, 10) : 0;
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  o = take(&r);
+  int seven = 1;
+  for (const char *p = o; *p; p++) if ((unsigned char)*p >= 0x80) seven = 0;
+  ok(seven, "nothing 8-bit on the wire (RFC 6152 §3)");
+  ok(strstr(o, "Content-Transfer-Encoding: quoted-printable\r\n") && strstr(o, "Caf=C3=A9 cr=C3=A8me, and"),
+     "the body as quoted-printable (smaller than base64 here)");
+  is_int(size, strlen(o) - 3, "SIZE= is the size actually sent (%lu)", size);
+  mh_smtp_free(s);
+
+  /* what cannot be converted: refused at once, saying why */
+  s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  const char *bad = "Message-ID: <\xc3\xa9@x>\r\n\r\nbody\r\n";
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, bad, strlen(bad)), MH_E8BIT, "an 8-bit Message-ID: MH_E8BIT");
+  ok(strstr(mh_smtp_errmsg(s), "does not offer SMTPUTF8") && strstr(mh_smtp_errmsg(s), "Message-ID"),
+     "the reason names the missing extension and the field: %s", mh_smtp_errmsg(s));
+  is_str(take(&r), "", "nothing sent");
+  mh_smtp_free(s);
+
+  /* a streamed message with its scan: converted piece by piece */
+  s = opened(&r, "250-mx\r\n250-SIZE 100000\r\n250 PIPELINING\r\n");
+  mh_mime7 *scan = mh_mime7_new();
+  mh_mime7_scan(scan, msg, strlen(msg));
+  mh_mime7_scan_end(scan);
+  uint64_t want = mh_mime7_size(scan, MH_MIME7_BODIES | MH_MIME7_HEADERS);
+  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, strlen(msg), MH_SMTP_STREAM_8BIT, scan), 0, "streamed, scanned");
+  o = take(&r);
+  is_int(strstr(o, "SIZE=") ? strtoul(strstr(o, "SIZE=") + 5, NULL, 10) : 0, want, "SIZE= the converted size");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  mh_smtp_more(s, msg, 10, 0);
+  mh_smtp_flushed(s);
+  mh_smtp_more(s, msg + 10, strlen(msg) - 10, 1);
+  o = take(&r);
+  ok(strstr(o, "=?UTF-8?B?Y2Fmw6k=?=") && strstr(o, "Caf=C3=A9 cr=C3=A8me, and a longer sentence in ASCII\r\n.\r\n"),
+     "converted as the pieces pass");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 int main(void) {
   test_ehlo_caps();
   test_helo_fallback();
@@ -704,5 +788,6 @@ int main(void) {
   test_reply_before_written();
   test_auth_echo_masked();
   test_command_injection();
+  test_8bit_negotiated();
   return done_testing();
 }

@@ -133,6 +133,17 @@ static void test_parse(void) {
   }
   const char *part = "To: a@b.c\nSubject: x";
   is_int(mh_env_parse(part, strlen(part), 0, &env, err), 1, "an incomplete header block asks for more");
+  /* lines end at CRLF, a bare CR or a bare LF (runtime/eol.h), as the data writer sends them */
+  const char *cut = "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nSubject: s\r\n\r\nbody\r\nmore\r";
+  ok(mh_env_parse(cut, strlen(cut), 0, &env, err) == 0 && env.nto == 1,
+     "a buffer cut after a CR in the body: the header block is complete");
+  mh_env_free(&env);
+  const char *cr_end = "To: a@b.c\r\nSubject: x\r\n\r";
+  is_int(mh_env_parse(cr_end, strlen(cr_end), 0, &env, err), 1, "a CR at the very end: the next byte decides");
+  const char *bare = "From: a@b.c\rTo: x@y.z\rSubject: hi\rBcc: hidden@y.z\r\rbody";
+  ok(mh_env_parse(bare, strlen(bare), 1, &env, err) == 0 && env.nto == 2 && !strcmp(env.to[1], "hidden@y.z"),
+     "bare CRs end the header lines: the Bcc is a field of its own (issue 10.4)");
+  mh_env_free(&env);
   ok(mh_addr_check("a@b.c", 0) == 0 && mh_addr_check("", 1) == 0 && mh_addr_check("", 0) &&
      mh_addr_check("a b@c.d", 0) && mh_addr_check("a@b\r\nRCPT TO:<x@y>", 0) && mh_addr_check("ab.c", 0),
      "address check: CR/LF, spaces, missing @ refused");
