@@ -502,6 +502,10 @@ function D:settle(e, res, whole)
     end
   end
   if #pending == 0 and #refused == 0 and #(e.refused or {}) == 0 then
+    if #accepted == 0 and #(e.to or {}) > 0 then
+      -- no word on any recipient: never taken for a delivery
+      return self:defer(e, "no result for any recipient")
+    end
     return self:delivered(e, #accepted)
   end
   for i, line in ipairs(plines) do
@@ -735,7 +739,17 @@ function W:outcome(e, res, err, info)
     info.session_refused = true
     return "outage", why, info
   end
-  if (info.stage == "rcpt" or info.stage == "data") and (info.accepted or info.rejected) then
+  local n = (e.attempts or 0) + 1
+  if info.code == "ETOOBIG" or info.code == "E8BIT" then
+    -- decided here (the server's advertised SIZE; no 8BITMIME/SMTPUTF8 and
+    -- nothing to convert it with): the server was not asked, the reason says so
+    return d:fail(e, tostring(err), nil, { attempts = n })
+  end
+  if info.code == "EBADADDR" then
+    return d:fail(e, "not sent: " .. tostring(err), nil, { attempts = n })
+  end
+  if (info.stage == "rcpt" or info.stage == "data") and info.smtp
+     and #(info.accepted or {}) + #(info.rejected or {}) > 0 then
     -- the server answered MAIL: each recipient is settled by its own reply
     self.mails = (self.mails or 0) + 1
     local whole = info.stage == "data" and { reply = reply, reason = "rejected by the server at data: " ..
@@ -747,14 +761,6 @@ function W:outcome(e, res, err, info)
     -- limit learnt from its refusal on the connection before was not one)
     local l = M.limits[self.key or ""]
     if l and l.by == e.id then M.limits[self.key] = nil end
-  end
-  local n = (e.attempts or 0) + 1
-  if info.code == "ETOOBIG" then
-    -- decided here from the server's advertised SIZE: the server was not asked
-    return d:fail(e, tostring(err), nil, { attempts = n })
-  end
-  if info.code == "EBADADDR" or info.code == "E8BIT" then
-    return d:fail(e, "not sent: " .. tostring(err), nil, { attempts = n })
   end
   if is_permanent(info) then
     return d:fail(e, "rejected by the server at " .. tostring(info.stage or "send") .. ": " .. tostring(err),

@@ -135,6 +135,15 @@ local function fake_smtp(opts)
       if m.from:match("^tempmsg@") and smtp.tried[key] == 1 then
         return nil, "451 4.3.0 try later", { class = "transient", stage = "data", smtp = 451, enhanced = "4.3.0",
                                              text = "try later" }
+      elseif m.from:match("^unconvertible@") then
+        -- refused by the engine before anything was sent (as l_smtp's snap_refused):
+        -- empty per-recipient lists, no server code
+        return nil, "not sent: the server does not offer SMTPUTF8 and the message cannot be converted: " ..
+                    "the Message-ID header holds 8-bit bytes",
+               { code = "E8BIT", class = "permanent", stage = "data", connection = false, accepted = {}, rejected = {} }
+      elseif m.from:match("^toobig@") then
+        return nil, "message is 5000 bytes, the server accepts at most 100 (its SIZE); not sent",
+               { code = "ETOOBIG", class = "permanent", stage = "mail", connection = false, accepted = {}, rejected = {} }
       elseif m.from:match("^permmsg@") then
         return nil, "554 5.6.0 content rejected", { class = "permanent", stage = "data", smtp = 554,
                                                     enhanced = "5.6.0", text = "content rejected" }
@@ -439,6 +448,20 @@ tap.test("19.1 (c): 2 accepted, 1 refused, 1 deferred: the deferred one gets it 
   t:is(log:count("perm@x: 550.*refused for good.*1 recipient still pending"), 1,
        "the refusal logged once, with what is still pending")
   d:stop(); task:wait()
+end)
+
+tap.test("19.3: refused before sending (no 8BITMIME/SMTPUTF8 to convert with, over SIZE): failed/, saying so", function(t)
+  local d, sp, smtp = setup{ once = true }
+  sp:add{ from = "unconvertible@x" }
+  sp:add{ from = "toobig@x" }
+  local st = d:run()
+  t:is(st.failed, 2, "both failed")
+  t:is(st.delivered, 0, "neither taken for a delivery (empty recipient lists are no result)")
+  t:like(sp.failed["000001"] and sp.failed["000001"].reason, "^not sent: the server does not offer SMTPUTF8",
+         "the reason is the engine's")
+  t:like(sp.failed["000002"] and sp.failed["000002"].reason, "^message is 5000 bytes, the server accepts at most 100",
+         "the size refusal says both sizes")
+  t:ok(not sp.failed["000002"].reason:find("rejected by the server", 1, true), "not 'rejected by the server'")
 end)
 
 tap.test("19.1: every recipient 550: failed/ at once, attempts 1", function(t)
