@@ -122,9 +122,11 @@ local function subject_of(path)
   if not f then return nil end
   local head = f:read(65536) or ""
   f:close()
-  head = head:match("^(.-)\r?\n\r?\n") or head
-  local s = head:match("\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\r\n]*)")
-      or head:match("^[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\r\n]*)")
+  -- lines end at CRLF, a bare CR or a bare LF (runtime/eol.h)
+  head = head:gsub("\r\n", "\n"):gsub("\r", "\n")
+  head = head:match("^(.-)\n\n") or head
+  local s = head:match("\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\n]*)")
+      or head:match("^[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\n]*)")
   return s
 end
 
