@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mh_smtp_connected(s, 0);
   /* one reply per read: a reply that comes before the command it answers was
   ** written is a protocol violation (smtp.c, flush) */
-  static const char *const pre[] = { "220 x\r\n", "250 STARTTLS\r\n", "220 go\r\n" };
+  static const char *const pre[] = { "220 x\r\n", "250-x\r\n250 STARTTLS\r\n", "220 go\r\n" };
   for (int k = 0; k < 3; k++) mh_smtp_data(s, pre[k], strlen(pre[k]));
   assert(rr.starttls == 1);
   if (size > 0) {
