@@ -167,14 +167,13 @@ typedef struct {
 } hinfo;
 
 struct mh_mime7 {
-  int pass;                /* 1 scan, 2 convert */
+  int pass;                /* 0 new, 1 scanning, 3 scanned, 2 converting, 4 converted */
   unsigned what;           /* pass 2: MH_MIME7_* */
   mh_mime7_out out;        /* pass 2: the sink */
   void *ud;
   int err;                 /* the first error (sticky) */
   /* input */
   int cr;                  /* the last byte was a CR: an LF now belongs to its line end */
-  int last_eol_in;         /* the last input byte was a line end */
   int ctx;                 /* CTX_HEAD / CTX_BODY */
   sbuf line;               /* the current line (BODY: its first LINECAP bytes at most) */
   int streaming;           /* BODY: the line outgrew LINECAP, its bytes go straight on */
@@ -198,7 +197,8 @@ struct mh_mime7 {
   u8st u8;                 /* pass 1: is the current leaf's body UTF-8 */
   char last_out;           /* pass 2: the last byte written ('\n' at the start) */
   /* results of pass 1 */
-  uint64_t size;           /* bytes as sent unconverted (final CRLF not included) */
+  uint64_t size;           /* bytes as sent unconverted (the final CRLF the writer adds
+                              to a message without one: not included, see tail_o) */
   int64_t dhead, dbody;    /* size deltas of converting headers / bodies */
   int tail_o, tail_b;      /* the output ends with a line end: unconverted / bodies converted */
   char why_head[240], why_body[240];   /* "" or why it cannot be converted */
@@ -785,7 +785,7 @@ static void parse_ct(hinfo *h, const char *v, size_t n) {
   /* parameters: only boundary matters here */
   h->blen = 0;
   while (i < n) {
-    size_t ns, ne, vs;
+    size_t ns, ne;
     if (v[i] != ';') { i++; continue; }
     i++;
     while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n')) i++;
@@ -796,7 +796,6 @@ static void parse_ct(hinfo *h, const char *v, size_t n) {
     if (i >= n || v[i] != '=') continue;
     i++;
     while (i < n && (v[i] == ' ' || v[i] == '\t')) i++;
-    vs = i;
     char val[BMAX + 2];
     size_t vl = 0;
     int toolong = 0;
@@ -810,7 +809,6 @@ static void parse_ct(hinfo *h, const char *v, size_t n) {
       for (; i < n && v[i] != ';' && v[i] != ' ' && v[i] != '\t' && v[i] != '\r' && v[i] != '('; i++)
         if (vl < BMAX + 1) val[vl++] = v[i]; else toolong = 1;
     }
-    (void)vs;
     if (ne - ns == 8 && !strncasecmp(v + ns, "boundary", 8)) {
       if (!toolong && vl >= 1 && vl <= BMAX) { memcpy(h->bnd, val, vl); h->bnd[vl] = '\0'; h->blen = vl; }
       else h->blen = 0;
@@ -1043,13 +1041,11 @@ static void feed(mh_mime7 *m, const char *buf, size_t len) {
     }
     if (c == '\r' || c == '\n') {
       m->cr = c == '\r';
-      m->last_eol_in = 1;
       line_end(m);
       continue;
     }
     size_t j = i;
     while (j < len && buf[j] != '\r' && buf[j] != '\n') j++;
-    m->last_eol_in = 0;
     if (m->ctx == CTX_HEAD) {
       if (sb_add(&m->line, buf + i, j - i)) m->err = MH_ENOMEM;
       if (m->line.n > FIELDCAP + 1) {   /* one line alone over the field limit */
