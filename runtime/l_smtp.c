@@ -963,6 +963,31 @@ static int scan_file(int fd, uint64_t off, uint64_t size, mh_mime7 **out, char *
   return 0;
 }
 
+/* Does the message at off hold any 8-bit or NUL byte?  A plain pass (a word at
+** a time) before the MIME scan: a 7-bit file, most big ones (base64
+** attachments), needs no scan at all.  1 yes, 0 no, -1 the file could not be
+** read (the scan that follows says why). */
+static int has8_file(int fd, uint64_t off, uint64_t size) {
+  static char buf[65536];
+  while (size > 0) {
+    size_t want = size < sizeof buf ? (size_t)size : sizeof buf, i = 0;
+    ssize_t n;
+    do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1;
+    for (; i + 8 <= (size_t)n; i += 8) {
+      uint64_t w;
+      memcpy(&w, buf + i, 8);
+      /* a byte >= 0x80, or a zero byte (the classic has-zero test) */
+      if ((w & 0x8080808080808080ull) || ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) break;
+    }
+    for (; i < (size_t)n; i++)
+      if ((unsigned char)buf[i] >= 0x80 || buf[i] == 0) return 1;
+    off += (uint64_t)n;
+    size -= (uint64_t)n;
+  }
+  return 0;
+}
+
 /* Does the top-level header of the message at off hold 8-bit bytes?  (Its first
 ** 64 KiB are read: the SMTPUTF8 question for a server that takes 8-bit whole.) */
 static int head8_file(int fd, uint64_t off, uint64_t size) {
@@ -1044,12 +1069,16 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
     unsigned flags = MH_SMTP_STREAM_8BIT;
     char err[300] = "";
     int head8 = head8_file(fd, off, size);
-    if (mh_smtp_stream_scan_needed(c->s, head8)) {
+    if (mh_smtp_stream_scan_needed(c->s, head8) && has8_file(fd, off, size) != 0) {
       if ((rc = scan_file(fd, off, size, &scan, err, sizeof err)) < 0) {
         snap_refused(r, rc, "data", err, 0);
         sres_close_file(r);
         return;
       }
+      /* the reads took their time on this thread: the timers about to be
+      ** armed (the session's, the command's) count from now */
+      uv_update_time(mh_l_loop());
+      restart_deadline(c);
     } else if (head8) {
       flags |= MH_SMTP_STREAM_HEAD8;
     }
