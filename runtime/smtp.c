@@ -885,7 +885,7 @@ static void mark(unsigned char *m, size_t len, size_t from, size_t n) {
 ** replaced in text (NUL-terminated, cap bytes, edited in place) by "********":
 ** the secret as given (4 bytes or more), each base64 string sent, and any
 ** run of 8 or more base64 characters that is a piece of one of them (an echo
-** cut short or re-wrapped).  The user name alone is left (it is no secret). */
+** cut short or re-wrapped).  The user name in clear is left (it is no secret). */
 static void mask_creds(const mh_smtp *s, char *text, size_t cap) {
   static const char MASK[] = "********";
   size_t len = strlen(text), o = 0, i;
