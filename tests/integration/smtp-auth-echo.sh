@@ -1,4 +1,5 @@
 # A server that echoes the AUTH line in its 535 reply (issue 10 point 8): the
+# (the scripted peer has no TLS: allow_plaintext_auth=true is the explicit opt-in that lets AUTH go in clear)
 # base64 credentials (and the password itself) never reach `mailhook test`'s
 # report, the delivery log, `mailhook queue` or failed/.  Scripted peers
 # (tests/peers/fault.py) quote exactly what a client with these credentials
@@ -28,7 +29,7 @@ expect ^QUIT
 send 221 bye
 S
 start_fault F "$T/plain.script" --idle 5 || { echo "Bail out! fault.py"; exit 1; }
-write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false auth=true \
+write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
   auth_mechanism=plain username=alice password="$PW" from=app@example.com retry_interval=1
 mh_test "$C"
 is "$RC" 1 "mailhook test: fails at auth"
@@ -61,7 +62,7 @@ expect ^QUIT
 send 221 bye
 S
 start_fault F "$T/login.script" --idle 5
-write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false auth=true \
+write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
   auth_mechanism=login username=alice password="$PW" from=app@example.com retry_interval=1
 mh_test "$C"
 is "$RC" 1 "LOGIN: mailhook test fails at auth"
