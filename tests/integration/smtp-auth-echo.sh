@@ -1,9 +1,9 @@
 # A server that echoes the AUTH line in its 535 reply (issue 10 point 8): the
-# (the scripted peer has no TLS: allow_plaintext_auth=true is the explicit opt-in that lets AUTH go in clear)
 # base64 credentials (and the password itself) never reach `mailhook test`'s
 # report, the delivery log, `mailhook queue` or failed/.  Scripted peers
 # (tests/peers/fault.py) quote exactly what a client with these credentials
 # sends: PLAIN's initial response, LOGIN's two lines, and the password in clear.
+# The peers have no TLS: allow_plaintext_auth=true is the explicit opt-in that lets AUTH go in clear.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 
