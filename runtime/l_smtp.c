@@ -139,6 +139,7 @@ struct conn {
   char rbuf[65536];            /* what the socket read */
   char pbuf[16384];            /* TLS plaintext */
   char fbuf[65536];            /* a piece of a message file being sent */
+  char sbuf[65536];            /* a message file read whole before it is submitted (8-bit scan) */
 };
 
 static void settle(conn *c);
@@ -1016,14 +1017,14 @@ static int l_auth(lua_State *L) {
 ** message whose header holds 8-bit bytes), whose pieces are then converted as
 ** they are sent.  One more read of the file, on the loop thread, only then.
 ** 0, or a negative code with err set. */
-static int scan_file(int fd, uint64_t off, uint64_t size, mh_mime7 **out, char *err, size_t errlen) {
-  static char buf[65536];   /* one loop thread */
+static int scan_file(char *buf, size_t bufsize, int fd, uint64_t off, uint64_t size, mh_mime7 **out,
+                     char *err, size_t errlen) {
   mh_mime7 *m = mh_mime7_new();
   int rc = 0;
   *out = NULL;
   if (!m) { snprintf(err, errlen, "out of memory"); return MH_ENOMEM; }
   while (size > 0 && rc == 0) {
-    size_t want = size < sizeof buf ? (size_t)size : sizeof buf;
+    size_t want = size < bufsize ? (size_t)size : bufsize;
     ssize_t n;
     do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
     if (n <= 0) {
@@ -1049,10 +1050,9 @@ static int scan_file(int fd, uint64_t off, uint64_t size, mh_mime7 **out, char *
 ** a time) before the MIME scan: a 7-bit file, most big ones (base64
 ** attachments), needs no scan at all.  1 yes, 0 no, -1 the file could not be
 ** read (the scan that follows says why). */
-static int has8_file(int fd, uint64_t off, uint64_t size) {
-  static char buf[65536];
+static int has8_file(char *buf, size_t bufsize, int fd, uint64_t off, uint64_t size) {
   while (size > 0) {
-    size_t want = size < sizeof buf ? (size_t)size : sizeof buf, i = 0;
+    size_t want = size < bufsize ? (size_t)size : bufsize, i = 0;
     ssize_t n;
     do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
     if (n <= 0) return -1;
@@ -1072,9 +1072,8 @@ static int has8_file(int fd, uint64_t off, uint64_t size) {
 
 /* Does the top-level header of the message at off hold 8-bit bytes?  (Its first
 ** 64 KiB are read: the SMTPUTF8 question for a server that takes 8-bit whole.) */
-static int head8_file(int fd, uint64_t off, uint64_t size) {
-  static char buf[65536];
-  size_t want = size < sizeof buf ? (size_t)size : sizeof buf;
+static int head8_file(char *buf, size_t bufsize, int fd, uint64_t off, uint64_t size) {
+  size_t want = size < bufsize ? (size_t)size : bufsize;
   ssize_t n;
   do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
   return n > 0 && mh_mime7_head8(buf, (size_t)n);
@@ -1151,16 +1150,16 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
     mh_mime7 *scan = NULL;
     unsigned flags = MH_SMTP_STREAM_8BIT;
     char err[300] = "";
-    int head8 = head8_file(fd, off, size);
-    if (mh_smtp_stream_scan_needed(c->s, head8) && has8_file(fd, off, size) != 0) {
-      if ((rc = scan_file(fd, off, size, &scan, err, sizeof err)) < 0) {
+    int head8 = head8_file(c->sbuf, sizeof c->sbuf, fd, off, size);
+    if (mh_smtp_stream_scan_needed(c->s, head8) && has8_file(c->sbuf, sizeof c->sbuf, fd, off, size) != 0) {
+      if ((rc = scan_file(c->sbuf, sizeof c->sbuf, fd, off, size, &scan, err, sizeof err)) < 0) {
         snap_refused(r, rc, "data", err, 0);
         sres_close_file(r);
         return;
       }
       /* the reads took their time on this thread: the timers about to be
       ** armed (the session's, the command's) count from now */
-      uv_update_time(mh_l_loop());
+      uv_update_time(c->loop);
       restart_deadline(c);
     } else if (head8) {
       flags |= MH_SMTP_STREAM_HEAD8;
