@@ -6,9 +6,16 @@ local t = require "lltap"
 local dir = assert(arg[1], "usage: basics.lua DIR")
 
 -- ---------------------------------------------------------------- require
+-- the signal dispositions the process has (caught, ignored), from /proc
+local function signals()
+  local st = assert(io.open("/proc/self/status")):read("a")
+  return st:match("SigIgn:%s*(%x+)") .. " " .. st:match("SigCgt:%s*(%x+)")
+end
+local before = signals()
 local mh = require "mailhook"
 t.ok(type(mh) == "table" and type(mh.enqueue) == "function", "require 'mailhook' gives the API")
 t.like(mh.version, "^%d+%.%d+", "with its version")
+t.is(signals(), before, "require installs no signal handler and ignores no signal (SIGPIPE included)")
 t.ok(require "mailhook" == mh, "a second require gives the same module")
 local core = require "mailhook.core"
 t.ok(core == mh.core, "mailhook.core is the one mailhook uses")
@@ -43,6 +50,7 @@ t.is(mh.wait_mode(), "block", "at the top of a script a waiting call blocks")
 local t0 = mh.monotonic()
 mh.sleep(0.05)
 t.ok(mh.monotonic() - t0 >= 0.049, "mh.sleep blocks the caller (no task, no mh.run)")
+t.is(signals(), before, "nor does running the loop")
 local addrs = mh.resolve("localhost")
 t.ok(type(addrs) == "table" and #addrs >= 1, "mh.resolve blocks and returns the addresses")
 t.is(coroutine.wrap(function() return mh.wait_mode() end)(), "block",
