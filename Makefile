@@ -9,34 +9,45 @@ PREFIX    ?= /usr/local
 BUILD     ?= build
 CFLAGS    ?= -O2 -g
 SANITIZER ?=
-PKGS      := lua5.4 libuv openssl
+# Every library, its flags and its link line come from pkg-config (Debian's .pc files).
+PKGS      := lua5.4 libuv libssl libcrypto readline
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# OpenSSL is linked statically by default: loading and relocating the shared
-# libcrypto doubled the start-up of every `mailhook hook` (bench/10-startup.sh).
-# The price: rebuild after an OpenSSL security update, or build OPENSSL_STATIC=0.
-OPENSSL_STATIC ?= 1
+# OpenSSL is linked shared by default, as Debian policy requires of a package: a security
+# update of libssl3 then reaches mailhook without a rebuild.  OPENSSL_STATIC=1 links
+# libssl.a and libcrypto.a instead, with the rest of `pkg-config --static` for what they
+# need (Debian 13's libcrypto.a needs zlib and zstd), those still shared.  Start-up both
+# ways on Debian 12 and 13: docs/perf-hook.md.
+OPENSSL_STATIC ?= 0
 ifeq ($(OPENSSL_STATIC),1)
-SSL_LIBS := -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic
+SSL_LIBS := $(patsubst -lssl,-l:libssl.a,$(patsubst -lcrypto,-l:libcrypto.a,$(shell pkg-config --static --libs libssl libcrypto)))
 else
-SSL_LIBS := -lssl -lcrypto
+SSL_LIBS := $(shell pkg-config --libs libssl libcrypto)
 endif
-PKG_LIBS   := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) $(SSL_LIBS) -ldl -lpthread
+PKG_LIBS  := $(shell pkg-config --libs lua5.4 libuv) $(SSL_LIBS)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Iruntime -I$(BUILD) -MMD -MP \
               -DMH_PREFIX='"$(PREFIX)"'
-ALL_LDFLAGS := $(LDFLAGS)
+# --as-needed: no library the code does not call is loaded at start.
+ALL_LDFLAGS := -Wl,-O1 -Wl,--as-needed $(LDFLAGS)
 ifneq ($(SANITIZER),)
 ALL_CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 ALL_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
-LIBS := $(PKG_LIBS) -lreadline -lm
+LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline)
+# The binary does not link OpenSSL: its TLS client (tls.c) is BUILD/mailhook-tls.so,
+# loaded on the first TLS session (runtime/tls_load.c says why: Debian's libssl and
+# libcrypto are BIND_NOW and their relocations were 80% of a `hook`'s start-up).
+BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline)
 
-CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c,$(wildcard runtime/*.c))
+CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/main.o
+# The binary's core: tls.c's place taken by its loader.
+BIN_CORE_OBJ := $(filter-out $(BUILD)/obj/tls.o,$(CORE_OBJ)) $(BUILD)/obj/tls_load.o
+TLS_MODULE := $(BUILD)/mailhook-tls.so
 UNIT_SRC := $(wildcard tests/unit/test-*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
@@ -45,9 +56,13 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 LUA_SRC  := $(shell find lua -name '*.lua')
 LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
-.PHONY: all deps test run bench asan valgrind fuzz install uninstall clean peers
+.PHONY: all pkg-check FORCE deps deps-check deps-trace test run bench asan valgrind fuzz install uninstall clean peers
 
-all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
+all: pkg-check $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
+
+# A clear message instead of missing headers when the -dev packages are not there.
+pkg-check:
+	@pkg-config --exists $(PKGS) || { echo "make: pkg-config does not find $(PKGS): run scripts/deps (as root), or make deps" >&2; exit 1; }
 
 # The list of binding modules, generated so that adding runtime/l_foo.c is enough.
 $(BUILD)/l_modules.h: $(BIND_SRC) Makefile
@@ -72,24 +87,49 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(CORE_OBJ)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+# The link line, kept in a file that changes only when the line does, so that a
+# change of link mode (OPENSSL_STATIC, LDFLAGS) relinks.
+LINK_LINE := $(ALL_LDFLAGS) $(LIBS) | $(SSL_LIBS)
+$(BUILD)/link-line: FORCE
+	@mkdir -p $(@D)
+	@echo '$(LINK_LINE)' | cmp -s - $@ 2>/dev/null || echo '$(LINK_LINE)' > $@
+FORCE:
+
+$(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(BIN_CORE_OBJ) $(BUILD)/link-line
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
+
+# The TLS module: tls.c position-independent, with OpenSSL (shared, or its archives
+# with OPENSSL_STATIC=1, their symbols kept inside).
+$(BUILD)/obj/pic/%.o: runtime/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
+$(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/link-line
+	$(CC) $(ALL_LDFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $< $(SSL_LIBS)
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
 	@ASAN_OPTIONS=detect_leaks=0 $(BUILD)/mailhook scripts/build-luac $< $@
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libmhcore.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libmhcore.a $(BUILD)/link-line
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DMH_TESTS -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libmhcore.a $(LIBS)
 
 deps:
 	@scripts/deps
 
+# Every package the build and the suite use is named in scripts/deps or pulled in by one
+# that is (scripts/deps-check); deps-trace records what they use (tests/deps/RELEASE.list).
+deps-check: deps
+	@scripts/deps-check
+deps-trace: deps
+	@scripts/deps-trace
+
 # The whole TAP suite: unit (C), lua, integration (real SMTP peers started by the tests).
 PROVE_JOBS ?= 2
 TEST_FILES = $(wildcard tests/unit/test-*.c tests/lua/test-*.lua tests/integration/*.sh)
+DEPS_CHECK ?= 1
 test: deps
+	@[ "$(DEPS_CHECK)" = 0 ] || scripts/deps-check
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory fuzz-smoke
 	prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
@@ -107,14 +147,15 @@ valgrind: all
 
 # Fuzzers (clang libFuzzer): bounded runs; fuzz-smoke is the few seconds make test spends.
 FUZZ_SECONDS ?= 60
-FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
-build-fuzz/%: tests/fuzz/%.c $(CORE_SRC)
+FUZZ_BUILD ?= build-fuzz
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Iruntime -o $@ $< $(CORE_SRC) $(PKG_LIBS)
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do echo "== $$f ($(FUZZ_SECONDS)s)"; $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 2>&1 | tail -2 || exit 1; done
 fuzz-smoke: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do $$f -max_total_time=3 >build-fuzz/$$(basename $$f).log 2>&1 || { tail -30 build-fuzz/$$(basename $$f).log; exit 1; }; done
+	@for f in $(FUZZ_BIN); do $$f -max_total_time=3 >$(FUZZ_BUILD)/$$(basename $$f).log 2>&1 || { tail -30 $(FUZZ_BUILD)/$$(basename $$f).log; exit 1; }; done
 
 run: deps all
 	@scripts/run-demo
@@ -125,11 +166,12 @@ bench: deps all
 # The precompiled modules go to PREFIX/lib/mailhook/luac, where the installed
 # binary looks (runtime/main.c find_paths); used only while they match the
 # installed sources, like BUILD/luac in the build tree.
-install: $(BUILD)/mailhook $(LUAC_OUT)
+install: $(BUILD)/mailhook $(TLS_MODULE) $(LUAC_OUT)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
 	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/etc $(DESTDIR)$(PREFIX)/var/spool/mailhook \
 	           $(DESTDIR)$(PREFIX)/lib/mailhook/luac
 	install -m 0755 $(BUILD)/mailhook $(DESTDIR)$(PREFIX)/bin/mailhook
+	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/lib/mailhook/
 	cp -R lua/mailhook/. $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook/
 	cp -R $(BUILD)/luac/. $(DESTDIR)$(PREFIX)/lib/mailhook/luac/
 	cp scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/ 2>/dev/null || true
@@ -142,4 +184,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(wildcard $(BUILD)/obj/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d)
