@@ -19,11 +19,11 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # ways on Debian 12 and 13: docs/perf-hook.md.
 OPENSSL_STATIC ?= 0
 ifeq ($(OPENSSL_STATIC),1)
-SSL_LIBS := $(patsubst -lssl,-l:libssl.a,$(patsubst -lcrypto,-l:libcrypto.a,$(shell pkg-config --static --libs libssl libcrypto)))
+SSL_LIBS := $(patsubst -lssl,-l:libssl.a,$(patsubst -lcrypto,-l:libcrypto.a,$(shell pkg-config --static --libs libssl libcrypto 2>/dev/null)))
 else
-SSL_LIBS := $(shell pkg-config --libs libssl libcrypto)
+SSL_LIBS := $(shell pkg-config --libs libssl libcrypto 2>/dev/null)
 endif
-PKG_LIBS  := $(shell pkg-config --libs lua5.4 libuv) $(SSL_LIBS)
+PKG_LIBS  := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) $(SSL_LIBS)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Iruntime -I$(BUILD) -MMD -MP \
@@ -34,11 +34,11 @@ ifneq ($(SANITIZER),)
 ALL_CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 ALL_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
-LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline)
+LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline 2>/dev/null)
 # The binary does not link OpenSSL: its TLS client (tls.c) is BUILD/mailhook-tls.so,
 # loaded on the first TLS session (runtime/tls_load.c says why: Debian's libssl and
 # libcrypto are BIND_NOW and their relocations were 80% of a `hook`'s start-up).
-BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline)
+BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline 2>/dev/null)
 
 CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
