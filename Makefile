@@ -58,7 +58,7 @@ LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
 .PHONY: all pkg-check FORCE deps deps-check deps-trace test run bench asan valgrind fuzz install uninstall clean peers
 
-all: pkg-check $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
+all: pkg-check $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) $(BUILD)/tests/fsync-gate.so
 
 # A clear message instead of missing headers when the -dev packages are not there.
 pkg-check:
@@ -113,6 +113,12 @@ $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libmhcore.a $(BUILD)/link-line
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DMH_TESTS -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libmhcore.a $(LIBS)
+
+# A test-only LD_PRELOAD library (tests/lib/fsync-gate.c), never sanitized: it is preloaded
+# into a child mailhook to hold its fsyncs (tests/lua/test-spool.lua).
+$(BUILD)/tests/fsync-gate.so: tests/lib/fsync-gate.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC -o $@ $<
 
 deps:
 	@scripts/deps
