@@ -138,7 +138,7 @@ test: deps
 	@[ "$(DEPS_CHECK)" = 0 ] || scripts/deps-check
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory fuzz-smoke
-	prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+	MAILHOOK_BUILD=$(BUILD) prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZER=address,undefined CFLAGS="-O1 -g" test-built
@@ -152,16 +152,25 @@ valgrind: all
 	@for t in $(UNIT_BIN); do valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 $$t >/dev/null || exit 1; done; echo "valgrind: unit tests clean"
 
 # Fuzzers (clang libFuzzer): bounded runs; fuzz-smoke is the few seconds make test spends.
+# The core is compiled once (instrumented, -fsanitize=fuzzer-no-link) and linked into each
+# harness; crash reproducers land in FUZZ_BUILD, never in the checkout.
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
-$(FUZZ_BUILD)/%: tests/fuzz/%.c $(CORE_SRC)
+FUZZ_OBJ := $(CORE_SRC:runtime/%.c=$(FUZZ_BUILD)/obj/%.o)
+.SECONDARY: $(FUZZ_OBJ)
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=address,undefined $(PKG_CFLAGS) -Iruntime -MMD -MP
+$(FUZZ_BUILD)/obj/%.o: runtime/%.c
 	@mkdir -p $(@D)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Iruntime -o $@ $< $(CORE_SRC) $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(PKG_LIBS)
 fuzz: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do echo "== $$f ($(FUZZ_SECONDS)s)"; $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 2>&1 | tail -2 || exit 1; done
+	@for f in $(FUZZ_BIN); do echo "== $$f ($(FUZZ_SECONDS)s)"; $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -artifact_prefix=$(FUZZ_BUILD)/ 2>&1 | tail -2 || exit 1; done
 fuzz-smoke: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do $$f -max_total_time=3 >$(FUZZ_BUILD)/$$(basename $$f).log 2>&1 || { tail -30 $(FUZZ_BUILD)/$$(basename $$f).log; exit 1; }; done
+	@printf '%s\n' $(FUZZ_BIN) | xargs -P $(PROVE_JOBS) -I{} sh -c \
+	  '{} -max_total_time=3 -artifact_prefix=$(FUZZ_BUILD)/ >{}.log 2>&1 || { tail -30 {}.log; echo "fuzz-smoke: {} failed"; exit 1; }'
 
 run: deps all
 	@scripts/run-demo
@@ -190,4 +199,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d $(FUZZ_BUILD)/obj/*.d $(FUZZ_BUILD)/*.d)
