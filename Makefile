@@ -56,7 +56,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 LUA_SRC  := $(shell find lua -name '*.lua')
 LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
-.PHONY: all pkg-check FORCE deps deps-check deps-trace test run bench asan valgrind fuzz install uninstall clean peers
+.PHONY: all pkg-check FORCE deps deps-check deps-trace test test-fresh run bench asan valgrind fuzz install uninstall clean peers
 
 all: pkg-check $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) $(BUILD)/tests/fsync-gate.so
 
@@ -132,13 +132,14 @@ deps-trace: deps
 
 # The whole TAP suite: unit (C), lua, integration (real SMTP peers started by the tests).
 PROVE_JOBS ?= 2
+PROVE_FLAGS ?= --timer
 TEST_FILES = $(wildcard tests/unit/test-*.c tests/lua/test-*.lua tests/integration/*.sh)
 DEPS_CHECK ?= 1
 test: deps
 	@[ "$(DEPS_CHECK)" = 0 ] || scripts/deps-check
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory fuzz-smoke
-	MAILHOOK_BUILD=$(BUILD) prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+	MAILHOOK_BUILD=$(BUILD) prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZER=address,undefined CFLAGS="-O1 -g" test-built
@@ -146,7 +147,12 @@ asan:
 # The suite against an already configured BUILD (used by asan).
 test-built: deps
 	@$(MAKE) --no-print-directory all
-	MAILHOOK_BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=1 prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+	MAILHOOK_BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=1 prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+
+# `make test` from a clean clone of HEAD in fresh minimal Debian 12 and 13 roots, both at once
+# (as root: scripts/fresh-root; FRESH_SUITES="bookworm trixie"). CI runs it after make asan.
+test-fresh:
+	@.ci/run fresh
 
 valgrind: all
 	@for t in $(UNIT_BIN); do valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 $$t >/dev/null || exit 1; done; echo "valgrind: unit tests clean"
@@ -197,6 +203,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-trace build-ci
 
 -include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d $(FUZZ_BUILD)/obj/*.d $(FUZZ_BUILD)/*.d)
