@@ -56,7 +56,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 LUA_SRC  := $(shell find lua -name '*.lua')
 LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
-.PHONY: all pkg-check FORCE deps deps-check deps-trace test test-fresh run bench asan valgrind fuzz install uninstall clean peers
+.PHONY: all pkg-check FORCE deps deps-check deps-trace test test-fresh test-long run bench asan valgrind fuzz install uninstall clean peers
 
 all: pkg-check $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) $(BUILD)/tests/fsync-gate.so
 
@@ -148,6 +148,12 @@ asan:
 test-built: deps
 	@$(MAKE) --no-print-directory all
 	MAILHOOK_BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=1 prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+
+# The property runs at length (not in make test, nor CI): each fuzzer FUZZ_SECONDS (60 s)
+# instead of 3, and the delivery crash test with 16 kill points per system call instead of 4.
+test-long: all
+	@$(MAKE) --no-print-directory fuzz
+	MAILHOOK_BUILD=$(BUILD) DELIVERY_CRASH_POINTS=16 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/delivery-crash.sh
 
 # `make test` from a clean clone of HEAD in fresh minimal Debian 12 and 13 roots, both at once
 # (as root: scripts/fresh-root; FRESH_SUITES="bookworm trixie"). CI runs it after make asan.
