@@ -37,7 +37,7 @@ endif
 LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline 2>/dev/null)
 # The binary does not link OpenSSL: its TLS client (tls.c) is BUILD/mailhook-tls.so,
 # loaded on the first TLS session (runtime/tls_load.c says why: Debian's libssl and
-# libcrypto are BIND_NOW and their relocations were 80% of a `hook`'s start-up).
+# libcrypto are BIND_NOW: their relocations were two thirds of the instructions of every start).
 BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline 2>/dev/null)
 
 CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c,$(wildcard runtime/*.c))
