@@ -172,10 +172,10 @@ $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(BIN_CORE_OBJ) $(BUILD)/link-line
 $(BUILD)/obj/pic/%.o: runtime/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
-# (fsutil.o and error.o inside it too: tls.c reads tls_ca_file with mh_fsutil_read, and
-# the binary exports none of its own symbols to a module it dlopens.)
-$(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/obj/pic/fsutil.o $(BUILD)/obj/pic/error.o \
-               $(BUILD)/link-line
+# What tls.c calls of the core (mh_fsutil_read, mh_error, ...) is the binary's own
+# copy, exported to it (BIN_LDFLAGS).  The Lua module (core.so) does not load this
+# module: it links tls.o and the whole core itself, as a stock lua5.4 exports no mh_*.
+$(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/link-line
 	$(CC) $(ALL_LDFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $(filter %.o,$^) $(SSL_LIBS)
 
 # The console's HTTP server (runtime/http.c over h2o) is a plugin the binary

@@ -15,6 +15,11 @@ like "$needed" "libssl\.so.*libcrypto\.so|libcrypto\.so.*libssl\.so" "and to the
 unlike "$needed" "liblua" "and to no Lua library (the interpreter is Lua)"
 exported=$(readelf --dyn-syms -W "$LUAMOD" | awk '$7 != "UND" && $5 != "LOCAL" && $4 == "FUNC" {print $8}' | tr '\n' ' ')
 is "$exported" "luaopen_mailhook_core " "it exports luaopen_mailhook_core alone"
+# A stock lua5.4 exports no mh_* (the binary does, for its TLS module): core.so holds
+# the whole core, TLS client included, and needs nothing of mailhook's from outside.
+undef=$(nm -D --undefined-only "$LUAMOD" | awk '$2 ~ /^mh_/ {print $2}' | tr '\n' ' ')
+is "$undef" "" "core.so calls no mh_* it does not hold itself"
+grep -q 'mailhook-tls' "$LUAMOD"; ok $((! $?)) "and never names the binary's TLS module"
 
 # --- another Lua refuses it by name ------------------------------------------------------
 if [ -x /usr/bin/lua5.3 ]; then

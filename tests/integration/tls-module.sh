@@ -11,6 +11,16 @@ MAPS='for l in io.lines("/proc/self/maps") do
   if l:find("libssl", 1, true) or l:find("libcrypto", 1, true) or l:find("mailhook-tls", 1, true) then
     io.stderr:write(l, "\n") end end'
 
+# The module holds tls.c alone: what it calls of the core (mh_fsutil_read, mh_error...) is the
+# binary's own copy, which the binary exports (-Wl,--export-dynamic-symbol='mh_*').
+TLSMOD=$(dirname "$MAILHOOK")/mailhook-tls.so
+tls_undef=$(nm -D --undefined-only "$TLSMOD" | awk '$2 ~ /^mh_/ {print $2}')
+tls_def=$(nm -D --defined-only "$TLSMOD" | awk '$3 ~ /^mh_fsutil|^mh_error/ {print $3}' | tr '\n' ' ')
+is "$tls_def" "" "the TLS module carries no copy of the core's fsutil/error"
+bin_def=$(nm -D --defined-only "$MAILHOOK" | awk '{print $3}')
+missing=""; for s in $tls_undef; do printf '%s\n' "$bin_def" | grep -qx "$s" || missing="$missing $s"; done
+is "$missing" "" "every mh_* it calls is exported by the binary ($(echo $tls_undef))"
+
 out=$("$MAILHOOK" -e "$MAPS" 2>&1); rc=$?
 is "$rc" 0 "mailhook -e runs"
 is "$out" "" "start-up maps neither OpenSSL nor the TLS module"
