@@ -13,7 +13,35 @@
 if _VERSION ~= "Lua 5.4" then
   error("mailhook needs Lua 5.4 (its C module is built for it), and this is " .. _VERSION, 2)
 end
-local core = require "mailhook.core"
+-- The C module: the binary's own (preloaded), else wherever package.cpath finds
+-- core.so (an install, a rock tree, LUA_CPATH).  In a checkout found through
+-- LUA_PATH alone (LUA_PATH="lua/?.lua;lua/?/init.lua;;"), the one `make` built
+-- beside it, build/lua/mailhook/core.so.  Else an error that says what to do.
+local function load_core()
+  if package.loaded["mailhook.core"] or package.preload["mailhook.core"]
+     or package.searchpath("mailhook.core", package.cpath) then
+    return require "mailhook.core"
+  end
+  local src = debug.getinfo(1, "S").source
+  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/mailhook/init%.lua$")
+  local built = dir and dir .. "/../build/lua/mailhook/core.so"
+  local f = built and io.open(built, "rb")
+  if f then
+    f:close()
+    local open, err = package.loadlib(built, "luaopen_mailhook_core")
+    if not open then error("mailhook: cannot load " .. built .. ": " .. tostring(err), 3) end
+    local core = open("mailhook.core", built)
+    package.loaded["mailhook.core"] = core
+    return core
+  end
+  local ok, err = pcall(require, "mailhook.core")   -- the standard message, with where it looked
+  if ok then return err end
+  error("mailhook: its C module mailhook/core.so was not found: run `make` (it builds build/lua/mailhook/core.so)"
+        .. " and set LUA_CPATH=\"$PWD/build/lua/?.so;;\", or `make install`, or"
+        .. " `luarocks --lua-version 5.4 make rockspecs/mailhook-scm-1.rockspec` (docs/lua-library.md)\n"
+        .. tostring(err), 3)
+end
+local core = load_core()
 
 local mh = {
   core = core,

@@ -32,6 +32,16 @@ else
   ok 1 "lua5.3 is missing: scripts/deps installs it (the version check is tested with it)"
 fi
 
+# --- the issue's own line, in a checkout: LUA_PATH alone, core.so where make built it --------
+mkdir -p "$T/co"; cp -R "$ROOT/lua" "$T/co/lua"; ln -s "$BUILD" "$T/co/build"
+out=$(cd "$T/co" && LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="" lua54 -e '
+  local mh = require "mailhook"; print(mh.wait_mode(), package.loaded["mailhook.core"] == mh.core, mh.paths.lua)' 2>&1)
+is "$out" "block	true	lua" "LUA_PATH=\"lua/?.lua;lua/?/init.lua;;\" lua5.4 -e 'require \"mailhook\"' in a checkout loads build/'s core.so"
+rm "$T/co/build"
+out=$(cd "$T/co" && LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="" lua54 -e 'require "mailhook"' 2>&1)
+like "$out" "mailhook/core\.so was not found: run .make.*LUA_CPATH=.*make install.*luarocks" \
+  "not built: the error says to make it, or how to point at it"
+
 # --- require, waiting, mh.run, paths ----------------------------------------------------
 MAILHOOK_CONF=$T/basics.conf MAILHOOK_SPOOL=$T/basics-spool lua_tap basics.lua "$T"
 
