@@ -54,6 +54,11 @@ mkfifo "$T/hold"
 enq=$!
 wait_for 30 grep -q '^ID ' "$T/enq.out"
 ok $? "mh.enqueue returns an id in lua5.4 (blocking, no task)"
+# the process is alive, its state open: it holds no spool lock (only `mailhook run`,
+# or a program that asks with Spool:lock(), does) and wrote nothing to stderr
+{ [ ! -e "$T/spool/lock" ] || flock -n "$T/spool/lock" true; }
+ok $? "a require and an enqueue take no spool lock (flock -n on SPOOL/lock succeeds meanwhile)"
+is "$(cat "$T/enq.err")" "" "and write nothing to stderr"
 kill -KILL $(pgrep -P "$enq" -x lua5.4 || echo "$enq") 2>/dev/null
 wait "$enq" 2>/dev/null
 id=$(sed -n 's/^ID //p' "$T/enq.out")
