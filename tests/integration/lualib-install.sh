@@ -34,6 +34,15 @@ is "$rc" 0 "luarocks make --tree builds and installs the rock (with no network w
 [ -f "$T/tree/share/lua/5.4/mailhook/templates/voicemail.txt" ]; ok $? "with the shipped templates"
 out=$(luarocks --lua-version 5.4 --tree "$T/tree" list 2>&1)
 like "$out" "mailhook" "luarocks list names it"
+# --local, as the docs and the issue have it: the user's own tree (HOME is a scratch one)
+( cd "$T/src" && HOME=$T/home $nonet luarocks --lua-version 5.4 make --local rockspecs/mailhook-scm-1.rockspec \
+    CFLAGS="-O0 -fPIC" ) >"$T/rocks-local.out" 2>&1
+ok $? "luarocks make --local installs it into HOME's tree"
+[ -f "$T/home/.luarocks/lib/lua/5.4/mailhook/core.so" ] && [ -f "$T/home/.luarocks/share/lua/5.4/mailhook/init.lua" ]
+ok $? "core.so and the modules in ~/.luarocks/{lib,share}/lua/5.4"
+out=$(eval "$(HOME=$T/home luarocks --lua-version 5.4 path)"; cd "$T" && lua54 -e '
+  print(package.searchpath("mailhook.core", package.cpath), require "mailhook".wait_mode())' 2>&1)
+is "$out" "$T/home/.luarocks/lib/lua/5.4/mailhook/core.so	block" "lua5.4 loads it from there (luarocks path)"
 
 eval "$(luarocks --lua-version 5.4 --tree "$T/tree" path)"
 write_conf() { local f=$1; shift; ( umask 077; printf '%s\n' "$@" > "$f" ); }
