@@ -217,9 +217,13 @@ $(BUILD)/obj/lualib/%.o: $(BUILD)/obj/%.o
 	@mkdir -p $(@D)
 	@$(WEAKEN_LUA) $< $@
 
+# -z nodelete: never unloaded.  Lua's package library dlcloses a C module with
+# the last state that loaded it, but the rules' watchdog thread (l_sched.c)
+# lives on in core.so, waiting on a condition variable there: unmapped, it
+# would wake in freed memory (tests/lualib/two-states.c).
 $(LUAMOD): $(LUAMOD_OBJ) runtime/lualib.map
 	@mkdir -p $(@D)
-	$(CC) -shared $(ALL_LDFLAGS) $(EXT_LDFLAGS) -Wl,--version-script=runtime/lualib.map -o $@ $(LUAMOD_OBJ) $(LUAMOD_LIBS)
+	$(CC) -shared $(ALL_LDFLAGS) $(EXT_LDFLAGS) -Wl,-z,nodelete -Wl,--version-script=runtime/lualib.map -o $@ $(LUAMOD_OBJ) $(LUAMOD_LIBS)
 
 # LuaRocks' install step (rockspecs/mailhook-scm-1.rockspec, build type make):
 # the Lua modules into LUADIR and core.so into LIBDIR, the rock tree's folders.
