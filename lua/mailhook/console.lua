@@ -133,17 +133,32 @@ function M:tap_log()
   self.orig_log = orig
   local ring, n, max = {}, 0, M.LOG_LINES
   self.ring = ring
-  core.log = function(level, ...)
-    orig(level, ...)
+  local function keep(level, text)
     local want = LEVELS[core.log_level()] or 2
     if (LEVELS[level] or 2) < want then return end
-    local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
     n = n + 1
-    ring[n] = { seq = n, at = core.now(), level = level, text = table.concat(parts, " ") }
+    ring[n] = { seq = n, at = core.now(), level = level, text = text }
     ring[n - max] = nil
     self.log_seq = n
     for sub in pairs(self.subs) do sub.cond:notify() end
+  end
+  core.log = function(level, ...)
+    orig(level, ...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    keep(level, table.concat(parts, " "))
+  end
+  -- the mail log's per-recipient lines (maillog.lua) are written with
+  -- core.logsink.entry, beside core.log: kept too
+  local sink = core.logsink
+  if sink and sink.entry then
+    local orig_entry = sink.entry
+    self.orig_entry = orig_entry
+    sink.entry = function(level, msg, fields)
+      local written = orig_entry(level, msg, fields)
+      keep(level, tostring(msg))
+      return written
+    end
   end
 end
 
@@ -737,6 +752,7 @@ function M:stop()
   if self.status then self.status.listeners[self] = nil end
   self.server:close()
   if self.orig_log then core.log = self.orig_log end
+  if self.orig_entry then core.logsink.entry = self.orig_entry end
 end
 
 return M
