@@ -641,7 +641,8 @@ function W:burst(e)
   local function submit(x)
     d.stats.attempts = d.stats.attempts + 1
     if not x.to or #x.to == 0 then d:delivered(x, 0); d:release(x); return end
-    local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset }
+    local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset,
+                                    from_params = x.from_params, to_params = x.to_params }
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = { e = x, reused = self.sent > 1 }; return end
     -- the file could not be read: it waits its backoff, the rest go on
