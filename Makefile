@@ -32,7 +32,7 @@ ALL_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 LIBS := $(PKG_LIBS) -lreadline -lm
 
-CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c,$(wildcard runtime/*.c))
+CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/drop.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
@@ -47,7 +47,7 @@ LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 
 .PHONY: all deps test run bench asan valgrind fuzz install uninstall clean peers
 
-all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
+all: $(BUILD)/mailhook $(BUILD)/mailhook-drop $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
 
 # The list of binding modules, generated so that adding runtime/l_foo.c is enough.
 $(BUILD)/l_modules.h: $(BIND_SRC) Makefile
@@ -74,6 +74,14 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 
 $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(CORE_OBJ)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# The setgid drop program of unprivileged submission (runtime/drop.c, docs/sendmail.md):
+# libc only, no Lua, its spool and size limit compiled in.
+DROP_SPOOL ?= $(PREFIX)/var/spool/mailhook
+DROP_GROUP ?= mailhook
+$(BUILD)/mailhook-drop: runtime/drop.c runtime/maildrop.h Makefile
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DMH_DROP_SPOOL='"$(DROP_SPOOL)"' $(ALL_LDFLAGS) -o $@ runtime/drop.c
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)

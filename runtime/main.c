@@ -34,6 +34,9 @@ typedef struct {
   char conf[PATH_MAX];      /* settings file: -c, $MAILHOOK_CONF, or the default */
   char spool[PATH_MAX];     /* spool folder: -s, $MAILHOOK_SPOOL, or the default */
   char luac[PATH_MAX];      /* precompiled lua/ (BUILD/luac, PREFIX/lib/mailhook/luac): bc_searcher */
+  char drop[PATH_MAX];      /* the setgid drop program of unprivileged submission (BUILD/mailhook-drop,
+                               PREFIX/sbin/mailhook-drop; $MAILHOOK_DROP: the caller's own choice,
+                               it gains nothing by it) */
   const char *conf_given;   /* who named conf: "-c", "$MAILHOOK_CONF", or NULL for the default.
                                A named file must exist (a typo must not mean "defaults");
                                the default's absence does mean defaults */
@@ -50,6 +53,7 @@ static void find_paths(paths_t *p) {
   exe[n] = 0;
   if ((slash = strrchr(exe, '/'))) *slash = 0;        /* bin dir */
   snprintf(p->luac, sizeof p->luac, "%s/luac", exe);
+  snprintf(p->drop, sizeof p->drop, "%s/mailhook-drop", exe);
   if ((slash = strrchr(exe, '/'))) *slash = 0; else strcpy(exe, ".");
   snprintf(p->root, sizeof p->root, "%s", exe);
   snprintf(probe, sizeof probe, "%s/lua/mailhook/init.lua", p->root);
@@ -61,6 +65,7 @@ static void find_paths(paths_t *p) {
     snprintf(p->spool, sizeof p->spool, "%s/var/spool/mailhook", p->root);
     /* `make install` puts BUILD/luac there: bytecode is per machine, not shared */
     snprintf(p->luac, sizeof p->luac, "%s/lib/mailhook/luac", p->root);
+    snprintf(p->drop, sizeof p->drop, "%s/sbin/mailhook-drop", p->root);
   } else {
     snprintf(p->lua, sizeof p->lua, "%s/lua", p->root);
     snprintf(p->scripts, sizeof p->scripts, "%s/scripts", p->root);
@@ -74,6 +79,8 @@ static void find_paths(paths_t *p) {
   }
   if (getenv("MAILHOOK_SPOOL") && *getenv("MAILHOOK_SPOOL"))
     snprintf(p->spool, sizeof p->spool, "%s", getenv("MAILHOOK_SPOOL"));
+  if (getenv("MAILHOOK_DROP") && *getenv("MAILHOOK_DROP"))
+    snprintf(p->drop, sizeof p->drop, "%s", getenv("MAILHOOK_DROP"));
 }
 
 /* ------------------------------------------------------- bytecode searcher
@@ -238,6 +245,7 @@ static void set_paths(lua_State *L, const paths_t *p) {
   lua_pushstring(L, p->scripts); lua_setfield(L, -2, "scripts");
   lua_pushstring(L, p->conf);    lua_setfield(L, -2, "conf");
   lua_pushstring(L, p->spool);   lua_setfield(L, -2, "spool");
+  lua_pushstring(L, p->drop);    lua_setfield(L, -2, "drop");
   lua_pushboolean(L, p->installed); lua_setfield(L, -2, "installed");
   if (p->conf_given) { lua_pushstring(L, p->conf_given); lua_setfield(L, -2, "conf_given"); }
   lua_setfield(L, -2, "paths");
