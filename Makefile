@@ -1,11 +1,25 @@
 # mailhook — one GNU Makefile.  make · make test · make run · make bench · make asan · make install
 #
-# Knobs: CC, CFLAGS, LDFLAGS, PREFIX, BUILD, SANITIZER (e.g. address,undefined).
+# Knobs: CC, CFLAGS, LDFLAGS, PREFIX, BUILD, SANITIZER (e.g. address,undefined);
+# for `make install`: DESTDIR, SYSCONFDIR, LOCALSTATEDIR, MANDIR, SYSTEMDUNITDIR.
 # The C core (runtime/*.c but l_*.c and main.c) never includes lua.h; the Lua
 # bindings are runtime/l_*.c, registered automatically from their file names.
 
 CC        ?= cc
 PREFIX    ?= /usr/local
+# Where the settings (SYSCONFDIR/mailhook/mailhook.conf) and the spool
+# (LOCALSTATEDIR/spool/mailhook) go, as autoconf and the FHS have them: under
+# PREFIX, except for the distribution's own PREFIX /usr (/etc and /var).
+override PREFIX := $(patsubst %/,%,$(PREFIX))
+ifeq ($(PREFIX),/usr)
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+else
+SYSCONFDIR    ?= $(PREFIX)/etc
+LOCALSTATEDIR ?= $(PREFIX)/var
+endif
+MANDIR         ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD     ?= build
 CFLAGS    ?= -O2 -g
 SANITIZER ?=
@@ -31,8 +45,18 @@ ALL_CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-rec
 ALL_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 LIBS := $(PKG_LIBS) -lreadline -lm
+# libh2o-dev (h2o 2.2, libuv flavour) for the console plugin only.
+H2O_CFLAGS := $(shell pkg-config --cflags libh2o 2>/dev/null) -DH2O_USE_LIBUV=1
+H2O_LIBS   := $(shell pkg-config --libs libh2o libuv 2>/dev/null || echo -lh2o -luv)
+HTTP_SO    := $(BUILD)/mailhook-http.so
+# Without libh2o-dev (scripts/deps installs it) everything else still builds; the
+# console then says at start that its plugin is missing.
+ifeq ($(shell pkg-config --exists libh2o 2>/dev/null && echo yes),)
+HTTP_SO    :=
+$(info make: libh2o-dev not installed: the console plugin is not built (scripts/deps))
+endif
 
-CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/drop.c,$(wildcard runtime/*.c))
+CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/http.c runtime/drop.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
@@ -44,10 +68,12 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 # matches the source (runtime/main.c, bc_searcher; scripts/build-luac).
 LUA_SRC  := $(shell find lua -name '*.lua')
 LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
+MAN_SRC  := $(wildcard man/*.scd)
+MAN_OUT  := $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
 
 .PHONY: all deps test run bench asan valgrind fuzz install uninstall clean peers
 
-all: $(BUILD)/mailhook $(BUILD)/mailhook-drop $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT)
+all: $(BUILD)/mailhook $(BUILD)/mailhook-drop $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) $(HTTP_SO) $(MAN_OUT)
 
 # The list of binding modules, generated so that adding runtime/l_foo.c is enough.
 $(BUILD)/l_modules.h: $(BIND_SRC) Makefile
@@ -77,11 +103,23 @@ $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(CORE_OBJ)
 
 # The setgid drop program of unprivileged submission (runtime/drop.c, docs/sendmail.md):
 # libc only, no Lua, its spool and size limit compiled in.
-DROP_SPOOL ?= $(PREFIX)/var/spool/mailhook
+DROP_SPOOL ?= $(LOCALSTATEDIR)/spool/mailhook
 DROP_GROUP ?= mailhook
-$(BUILD)/mailhook-drop: runtime/drop.c runtime/maildrop.h Makefile
+$(BUILD)/mailhook-drop: runtime/drop.c runtime/maildrop.h Makefile $(BUILD)/instpaths.stamp
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DMH_DROP_SPOOL='"$(DROP_SPOOL)"' $(ALL_LDFLAGS) -o $@ runtime/drop.c
+
+# The console's HTTP server (runtime/http.c over h2o) is a plugin the binary
+# dlopens when a console starts (runtime/l_http.c): libh2o links the shared
+# libssl/libcrypto, whose loading every `mailhook hook` would pay otherwise.
+$(BUILD)/obj/pic/http.o: runtime/http.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(H2O_CFLAGS) -fPIC -c -o $@ $<
+
+ifneq ($(HTTP_SO),)
+$(HTTP_SO): $(BUILD)/obj/pic/http.o
+	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ $(H2O_LIBS)
+endif
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
@@ -132,22 +170,144 @@ bench: deps all
 
 # The precompiled modules go to PREFIX/lib/mailhook/luac, where the installed
 # binary looks (runtime/main.c find_paths); used only while they match the
-# installed sources, like BUILD/luac in the build tree.
-install: $(BUILD)/mailhook $(LUAC_OUT)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
-	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/etc $(DESTDIR)$(PREFIX)/var/spool/mailhook \
-	           $(DESTDIR)$(PREFIX)/lib/mailhook/luac
+# installed sources, like BUILD/luac in the build tree.  Every step fails
+# loudly: an install that half happened must not look like one that did.
+# The settings file is installed only when there is none (never over an
+# administrator's); the spool folder is made, never emptied.
+INSTALLABLE := $(BUILD)/mailhook $(BUILD)/mailhook-drop $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) \
+               $(BUILD)/mailhook.service $(HTTP_SO)
+installable: $(INSTALLABLE)
+install: $(INSTALLABLE)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
+	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/mailhook/luac \
+	           $(DESTDIR)$(SYSCONFDIR)/mailhook $(DESTDIR)$(SYSTEMDUNITDIR) \
+	           $(addprefix $(DESTDIR)$(MANDIR)/man,1 3 5)
+	install -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/spool/mailhook
 	install -m 0755 $(BUILD)/mailhook $(DESTDIR)$(PREFIX)/bin/mailhook
-	cp -R lua/mailhook/. $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook/
+	cp -R lua/mailhook $(DESTDIR)$(PREFIX)/share/mailhook/lua/
 	cp -R $(BUILD)/luac/. $(DESTDIR)$(PREFIX)/lib/mailhook/luac/
-	cp scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/ 2>/dev/null || true
-	-install -m 0644 $(BUILD)/libmailhook.a $(DESTDIR)$(PREFIX)/lib/ 2>/dev/null
-	-install -m 0644 runtime/mailhook.h $(DESTDIR)$(PREFIX)/include/ 2>/dev/null
+	install -m 0644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/
+	install -m 0644 $(BUILD)/libmailhook.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 runtime/mailhook.h $(DESTDIR)$(PREFIX)/include/
+	for m in $(MAN_OUT); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/ || exit 1; done
+	install -m 0644 $(BUILD)/mailhook.service $(DESTDIR)$(SYSTEMDUNITDIR)/mailhook.service
+	test -e $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf || \
+	  install -m 0644 packaging/mailhook.conf $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf
+	install -d $(DESTDIR)$(PREFIX)/sbin
+	install -m 0755 $(BUILD)/mailhook-drop $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
+	@$(MAKE) --no-print-directory install-drop-perms
+	$(if $(HTTP_SO),install -m 0755 $(HTTP_SO) $(DESTDIR)$(PREFIX)/lib/mailhook/mailhook-http.so,@echo "make install: no console plugin (libh2o-dev missing)")
+	install -d $(DESTDIR)$(PREFIX)/share/mailhook/console
+	cp -R console/. $(DESTDIR)$(PREFIX)/share/mailhook/console/
 
+# Unprivileged submission (docs/sendmail.md): mailhook-drop setgid to DROP_GROUP,
+# SPOOL/maildrop/ mode 1730 of that group and of the spool's owner (the service
+# removes what it adopts), and the spool folder 0710 of the group so the
+# program can reach maildrop/.  The group is made only when asked
+# (CREATE_GROUP=1: groupadd --system); when it is missing, or when install
+# cannot change owners (a packager's DESTDIR as a user), the program stays
+# without setgid and install says so: then only root and the service's user
+# submit (the package's postinst does the rest with dpkg-statoverride).
+DROP_GROUP   ?= mailhook
+CREATE_GROUP ?= 0
+# auto: set the group and modes unless installing into a DESTDIR stage (a
+# package's: its postinst does it); yes / no: always / never.
+DROP_PERMS   ?= auto
+DROP_BIN      = $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
+DROP_SPOOLDIR = $(DESTDIR)$(LOCALSTATEDIR)/spool/mailhook
+install-drop-perms:
+	@if [ "$(DROP_PERMS)" = no ] || { [ "$(DROP_PERMS)" = auto ] && [ -n "$(DESTDIR)" ]; }; then \
+	  echo "make install: mailhook-drop installed without setgid (DESTDIR: the package sets its group)"; exit 0; fi; \
+	if [ "$(CREATE_GROUP)" = 1 ] && ! getent group '$(DROP_GROUP)' >/dev/null; then \
+	  groupadd --system '$(DROP_GROUP)' || exit 1; echo "make install: group $(DROP_GROUP) created"; fi; \
+	if getent group '$(DROP_GROUP)' >/dev/null && chgrp '$(DROP_GROUP)' '$(DROP_BIN)' 2>/dev/null; then \
+	  chmod 2755 '$(DROP_BIN)' && \
+	  install -d -m 1730 -g '$(DROP_GROUP)' '$(DROP_SPOOLDIR)/maildrop' && \
+	  chmod 1730 '$(DROP_SPOOLDIR)/maildrop' && \
+	  chown "$$(stat -c %u '$(DROP_SPOOLDIR)')" '$(DROP_SPOOLDIR)/maildrop' && \
+	  chgrp '$(DROP_GROUP)' '$(DROP_SPOOLDIR)' && chmod 0710 '$(DROP_SPOOLDIR)' || exit 1; \
+	  echo "make install: $(PREFIX)/sbin/mailhook-drop setgid $(DROP_GROUP): every local user can send"; \
+	else \
+	  echo "make install: no group '$(DROP_GROUP)' (or not root): mailhook-drop installed without setgid," \
+	       "so only root and the spool's owner can send; CREATE_GROUP=1 makes the group (docs/sendmail.md)"; \
+	fi
+
+# The names of an MTA (docs/sendmail.md): PREFIX/sbin/sendmail, PREFIX/bin/mailq and
+# PREFIX/bin/newaliases, symbolic links to the mailhook binary (argv[0] says
+# which it is).  Never over another mail system's files: a name that exists and
+# is not already our link is refused, unless FORCE_SENDMAIL=1 (then replaced).
+FORCE_SENDMAIL ?= 0
+MTA_LINKS := sbin/sendmail:../bin/mailhook bin/mailq:mailhook bin/newaliases:mailhook
+install-sendmail: install
+	@for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -e "$$name" ] || [ -L "$$name" ]; then \
+	    if [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ]; then continue; fi; \
+	    if [ "$(FORCE_SENDMAIL)" != 1 ]; then \
+	      echo "make install-sendmail: $$name exists and is not mailhook's (another mail system?):" \
+	           "refusing to replace it (FORCE_SENDMAIL=1 replaces it)" >&2; exit 1; fi; \
+	  fi; \
+	  install -d "$$(dirname "$$name")" && ln -sfn "$$to" "$$name" || exit 1; \
+	  echo "make install-sendmail: $$name -> $$to"; \
+	done
+
+# Only our own links go.
+uninstall-sendmail:
+	@for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ]; then rm -f "$$name"; fi; \
+	done
+
+# What install put there, but the settings and the spool (they hold the site's data).
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook
+	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/sbin/mailhook-drop \
+	       $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook \
+	       $(DESTDIR)$(PREFIX)/lib/libmailhook.a $(DESTDIR)$(PREFIX)/include/mailhook.h \
+	       $(DESTDIR)$(SYSTEMDUNITDIR)/mailhook.service \
+	       $(foreach m,$(MAN_OUT),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+
+# The installed paths are compiled into runtime/instpaths.c alone; the stamp
+# changes when they do, so `make install PREFIX=/usr` after a plain `make`
+# rebuilds that object instead of installing a binary that looks in /usr/local.
+INSTPATHS_DEFS := -DMH_INST_PREFIX='"$(PREFIX)"' -DMH_INST_SYSCONFDIR='"$(SYSCONFDIR)"' \
+                  -DMH_INST_LOCALSTATEDIR='"$(LOCALSTATEDIR)"'
+$(BUILD)/obj/instpaths.o: ALL_CFLAGS += $(INSTPATHS_DEFS)
+$(BUILD)/obj/instpaths.o: $(BUILD)/instpaths.stamp
+$(BUILD)/instpaths.stamp: FORCE
+	@mkdir -p $(@D)
+	@echo '$(INSTPATHS_DEFS)' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+# Manual pages: man/NAME.SECTION.scd -> BUILD/man/NAME.SECTION (scdoc, from Debian).
+man: $(MAN_OUT)
+$(BUILD)/man/%: man/%.scd
+	@mkdir -p $(@D)
+	scdoc < $< > $@.tmp && mv $@.tmp $@
+
+# The systemd unit, with this install's paths.
+$(BUILD)/mailhook.service: packaging/mailhook.service.in Makefile $(BUILD)/instpaths.stamp
+	@mkdir -p $(@D)
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    -e 's|@LOCALSTATEDIR@|$(LOCALSTATEDIR)|g' $< > $@.tmp && mv $@.tmp $@
+
+# The Debian packages (debian/): built from a copy of the tree in BUILD/deb, so
+# dpkg-buildpackage writes nothing beside the checkout; then lintian, which must
+# find no error nor warning.  Result: BUILD/deb/mailhook_VERSION_ARCH.deb and
+# BUILD/deb/mailhook-mta_VERSION_all.deb.  LINTIAN=0 skips lintian.
+LINTIAN ?= 1
+deb:
+	@scripts/build-deb $(BUILD)/deb $(LINTIAN)
+
+# The slow checks kept out of `make test`: the Debian packages built as Debian
+# builds them (optimised, with their unit tests) and lintian's verdict (~3 min).
+test-long: deps
+	@$(MAKE) --no-print-directory all
+	MH_DEB_FULL=1 prove --exec tests/run-one tests/integration/deb.sh
+
+.PHONY: FORCE man deb installable test-long install-drop-perms install-sendmail uninstall-sendmail
+FORCE:
 
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(wildcard $(BUILD)/obj/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d)

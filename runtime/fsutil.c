@@ -1,18 +1,168 @@
 /*
-** fsutil.c — atomic, durable replacement of small files (see fsutil.h).
-** The sequence is the Maildir/OpenSMTPD one: O_EXCL temporary file in the
+** fsutil.c — the safe opening of foreign files and the atomic, durable
+** replacement of small files (see fsutil.h).
+** Opening: stat first, then a non-blocking open without following a link
+** (unless asked), then fstat again: a FIFO, a device or a folder can never
+** make mailhook block or read without end.
+** Replacing: the Maildir/OpenSMTPD sequence: O_EXCL temporary file in the
 ** destination folder, write, fsync, rename, fsync the folder; one `fail:`
 ** path unlinks the temporary file.  A write or fsync error is never retried
 ** on the same descriptor: the whole operation fails.
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "error.h"
 #include "fsutil.h"
+
+/* ------------------------------------------------------ foreign files */
+
+int mh_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, unsigned fsflags,
+                   struct stat *st) {
+  struct stat sb;
+  int follow = (fsflags & MH_FS_FOLLOW) != 0, fd;
+  if (!st) st = &sb;
+  memset(st, 0, sizeof *st);
+  /* 1. what is there, before any open (a device's open may act); O_CREAT |
+  **    O_EXCL opens nothing that exists (and never follows a link) */
+  if ((oflags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
+    /* nothing to look at */
+  } else if (fstatat(dirfd, path, st, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISREG(st->st_mode)) return MH_ENOTREG;
+  } else if (errno != ENOENT || !(oflags & O_CREAT)) {
+    return -errno;
+  }
+  /* 2. never blocking, never through a link unless asked */
+  fd = openat(dirfd, path, oflags | O_NONBLOCK | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), mode);
+  if (fd < 0) {
+    int e = errno;
+    /* ELOOP: a link appeared (O_NOFOLLOW); ENXIO: a FIFO opened for writing */
+    if ((e == ELOOP || e == ENXIO) && fstatat(dirfd, path, st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        !S_ISREG(st->st_mode))
+      return MH_ENOTREG;
+    return -e;
+  }
+  /* 3. what was opened is what is read */
+  if (fstat(fd, st) < 0) { int e = errno; close(fd); return -e; }
+  if (!S_ISREG(st->st_mode)) { close(fd); return MH_ENOTREG; }
+  /* 4. blocking again: regular files ignore O_NONBLOCK, but keep it exact */
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  return fd;
+}
+
+int mh_fsutil_open_input(int dirfd, const char *path, unsigned fsflags, int64_t max, struct stat *st) {
+  struct stat sb;
+  if (!st) st = &sb;
+  int fd = mh_fsutil_open(dirfd, path, O_RDONLY, 0, fsflags, st);
+  if (fd >= 0 && max > 0 && (int64_t)st->st_size > max) { close(fd); return MH_ELIMIT; }
+  return fd;
+}
+
+/* Reads fd to its end into a growing buffer, at most max bytes (max + 1 read
+** means over the limit).  Waits with poll when fd is non-blocking. */
+static int read_all(int fd, int64_t max, size_t hint, char **out, size_t *len) {
+  size_t cap, n = 0;
+  if (hint > (1u << 20)) hint = 1u << 20;   /* grown as it arrives past that */
+  cap = hint + 1 > 4096 ? hint + 1 : 4096;
+  char *buf = malloc(cap + 1);
+  if (!buf) return MH_ENOMEM;
+  for (;;) {
+    if (n == cap) {
+      size_t ncap = cap * 2;
+      if (max > 0 && ncap > (size_t)max + 1) ncap = (size_t)max + 1;
+      if (ncap <= cap) ncap = cap + 1;
+      char *nb = realloc(buf, ncap + 1);
+      if (!nb) { free(buf); return MH_ENOMEM; }
+      buf = nb;
+      cap = ncap;
+    }
+    size_t want = cap - n;
+    if (max > 0 && n + want > (size_t)max + 1) want = (size_t)max + 1 - n;
+    ssize_t r = read(fd, buf + n, want);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) { int e = errno; free(buf); return -e; }
+        continue;
+      }
+      int e = errno;
+      free(buf);
+      return -e;
+    }
+    if (r == 0) break;
+    n += (size_t)r;
+    if (max > 0 && (int64_t)n > max) { free(buf); return MH_ELIMIT; }
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+int mh_fsutil_read(int dirfd, const char *path, unsigned fsflags, int64_t max, char **out,
+                   size_t *len, struct stat *st) {
+  struct stat sb;
+  if (!st) st = &sb;
+  int fd = mh_fsutil_open_input(dirfd, path, fsflags, max, st), rc;
+  if (fd < 0) return fd;
+  rc = read_all(fd, max, (size_t)st->st_size, out, len);
+  close(fd);
+  return rc;
+}
+
+int mh_fsutil_read_fd(int fd, int64_t max, char **out, size_t *len) {
+  return read_all(fd, max, 0, out, len);
+}
+
+const char *mh_fsutil_kind(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a folder";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a file";
+}
+
+char *mh_fsutil_size(char *buf, size_t n, int64_t bytes) {
+  if (bytes >= (1 << 20) && bytes % (1 << 20) == 0)
+    snprintf(buf, n, "%" PRId64 " MiB", bytes >> 20);
+  else if (bytes >= 1024 && bytes % 1024 == 0)
+    snprintf(buf, n, "%" PRId64 " KiB", bytes >> 10);
+  else
+    snprintf(buf, n, "%" PRId64 " bytes", bytes);
+  return buf;
+}
+
+char *mh_fsutil_why(char *buf, size_t n, const char *what, const char *path, int rc,
+                    const struct stat *st, int64_t max) {
+  char lim[32], head[PATH_MAX + 64];
+  snprintf(head, sizeof head, "%s%s%s", what ? what : "", what && *what && path ? " " : "",
+           path ? path : "");
+  if (!head[0]) snprintf(head, sizeof head, "input");
+  mh_fsutil_size(lim, sizeof lim, max);
+  if (rc == MH_ENOTREG)
+    snprintf(buf, n, "%s: %s, not a regular file", head, st ? mh_fsutil_kind(st->st_mode) : "not a file");
+  else if (rc == MH_ELIMIT && path && st && (int64_t)st->st_size > max)
+    snprintf(buf, n, "%s: %" PRId64 " bytes, over the %s limit", head, (int64_t)st->st_size, lim);
+  else if (rc == MH_ELIMIT)
+    snprintf(buf, n, "%s: over the %s limit", head, lim);
+  else
+    snprintf(buf, n, "%s: %s", head, mh_strerror(rc));
+  return buf;
+}
+
+/* ------------------------------------------------- atomic replacement */
 
 /* Splits path into its folder (into dir, "." when there is none) and returns the
 ** base name within path.  Returns NULL when path does not fit. */

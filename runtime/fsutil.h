@@ -1,13 +1,87 @@
 /*
-** fsutil.h — small durable-file helpers: replace a file atomically and
-** durably (temporary file, fsync, rename, fsync of the folder).  Used by the
-** settings writer; blocking calls, meant for small files written rarely.
+** fsutil.h — small file helpers shared by the core and the bindings:
+**   - the ONE rule for opening a file mailhook did not create itself (a
+**     drop-in, a sidecar, an attachment, a settings, template or CA file,
+**     stdin): never a blocking open, never anything but a regular file, never
+**     more bytes than the input's limit (mh_fsutil_open, mh_fsutil_read...);
+**   - the input size limits (MH_LIMIT_*), named in docs/spool.md;
+**   - replace a file atomically and durably (temporary file, fsync, rename,
+**     fsync of the folder).
+** Blocking calls, meant for small files or for the thread pool.
 */
 #ifndef MH_FSUTIL_H
 #define MH_FSUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+
+/* ------------------------------------------------------ input limits
+** What one input may weigh.  Past it, the input is refused with an error
+** naming it and the limit (mh_fsutil_why); nothing is queued.  Documented in
+** docs/spool.md ("Limits") and docs/message.md. */
+#define MH_LIMIT_ATTACHMENT ((int64_t)64 << 20)  /* one attachment file (--attach, attachments = {}) */
+#define MH_LIMIT_BODY       ((int64_t)16 << 20)  /* a text or HTML body: enqueue's stdin, --html, text =, html = */
+#define MH_LIMIT_EVENT      ((int64_t)1 << 20)   /* the JSON document of `hook EVENT --json` */
+#define MH_LIMIT_FIELD      ((int64_t)64 << 10)  /* one event field's value (KEY=VALUE or JSON string) */
+#define MH_LIMIT_CONFIG     ((int64_t)1 << 20)   /* settings, rule, template and spool state files */
+#define MH_LIMIT_CA         ((int64_t)4 << 20)   /* tls_ca_file (a whole CA bundle is ~220 KB) */
+
+/* --------------------------------------------- opening foreign files */
+
+/* fsflags of mh_fsutil_open. */
+#define MH_FS_FOLLOW 1u   /* follow a symbolic link as the last component: for a path
+                             someone named (an attachment, the settings file, a CA
+                             bundle); without it a link is refused (files in folders
+                             mailhook owns: spool files, drop-ins, sidecars) */
+
+/* Opens dirfd/path (dirfd AT_FDCWD for a plain path) with oflags (O_RDONLY,
+** O_RDWR, O_CREAT, O_EXCL ...; mode for O_CREAT) the safe way, for a file
+** mailhook did not create itself or that lies in a folder others might have
+** written to:
+**   1. fstatat first: anything but a regular file (FIFO, device, socket,
+**      folder; a symbolic link unless MH_FS_FOLLOW) is refused unopened, so a
+**      device's open has no side effect;
+**   2. openat with O_NONBLOCK | O_CLOEXEC (| O_NOFOLLOW unless MH_FS_FOLLOW):
+**      a FIFO swapped in after 1 still cannot block the open;
+**   3. fstat of the descriptor: a regular file again (it is what is read);
+**   4. O_NONBLOCK cleared (regular files ignore it anyway).
+** Returns the descriptor; MH_ENOTREG with st->st_mode telling what it was (see
+** mh_fsutil_kind); -errno (-ENOENT ...).  st (may be NULL) receives the
+** descriptor's fstat. */
+int mh_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, unsigned fsflags,
+                   struct stat *st);
+
+/* mh_fsutil_open for reading, and a size check: MH_ELIMIT (st->st_size says
+** how big) when max > 0 and the file holds more than max bytes. */
+int mh_fsutil_open_input(int dirfd, const char *path, unsigned fsflags, int64_t max, struct stat *st);
+
+/* Reads a whole file opened by the rule above, at most max bytes (checked
+** before reading and while reading, in case it grows): *out (malloc'ed,
+** NUL-terminated, caller frees) and *len.  0, MH_ENOTREG, MH_ELIMIT, -errno. */
+int mh_fsutil_read(int dirfd, const char *path, unsigned fsflags, int64_t max, char **out,
+                   size_t *len, struct stat *st);
+
+/* Reads fd (stdin, a pipe) to its end, at most max bytes: MH_ELIMIT as soon as
+** byte max + 1 arrives (nothing more is read).  A non-blocking fd is waited
+** for with poll.  0 with *out (NUL-terminated) and *len, or a negative code. */
+int mh_fsutil_read_fd(int fd, int64_t max, char **out, size_t *len);
+
+/* "a FIFO", "a folder", "a symbolic link", "a socket", "a character device",
+** "a block device", "a regular file" (for messages). */
+const char *mh_fsutil_kind(mode_t mode);
+
+/* The one wording of an input failure, into buf: "WHAT PATH: a FIFO, not a
+** regular file", "WHAT PATH: 70000000 bytes, over the 64 MiB limit", "WHAT
+** PATH: No such file or directory".  what may be "" (no prefix), path NULL
+** (stdin: "WHAT: ..."); st is what mh_fsutil_open* filled; max the limit.
+** Returns buf. */
+char *mh_fsutil_why(char *buf, size_t n, const char *what, const char *path, int rc,
+                    const struct stat *st, int64_t max);
+
+/* "64 MiB", "1 MiB", "512 KiB" or "1234 bytes": a limit for messages. */
+char *mh_fsutil_size(char *buf, size_t n, int64_t bytes);
 
 /* Replaces path with exactly len bytes of data, durably:
 **   a temporary ".NAME.XXXXXX" in the same folder (O_CREAT|O_EXCL, mode),

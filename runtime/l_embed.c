@@ -14,6 +14,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include "instpaths.h"
 #include "l_sched.h"
 #include "mailhook.h"
 
@@ -35,10 +36,10 @@ static void set_err(char **err, const char *fmt, ...) {
 
 /* core.paths as main.c builds them, from $MAILHOOK_ROOT or the PREFIX. */
 static void set_paths(lua_State *L, const char *conf, const char *spool) {
-  char root[PATH_MAX - 64], lua[PATH_MAX], probe[PATH_MAX + 32];
+  char root[PATH_MAX - 64], lua[PATH_MAX], probe[PATH_MAX + 32], dconf[PATH_MAX], dspool[PATH_MAX];
   const char *r = getenv("MAILHOOK_ROOT");
   int installed;
-  snprintf(root, sizeof root, "%s", r && *r ? r : MH_PREFIX);
+  snprintf(root, sizeof root, "%s", r && *r ? r : mh_instpaths_prefix());
   snprintf(probe, sizeof probe, "%s/lua/mailhook/init.lua", root);
   installed = access(probe, R_OK) != 0;
   snprintf(lua, sizeof lua, installed ? "%s/share/mailhook/lua" : "%s/lua", root);
@@ -53,11 +54,14 @@ static void set_paths(lua_State *L, const char *conf, const char *spool) {
   lua_setfield(L, -2, "lua");
   lua_pushfstring(L, installed ? "%s/share/mailhook/scripts" : "%s/scripts", root);
   lua_setfield(L, -2, "scripts");
+  if (installed) mh_instpaths_defaults(root, dconf, sizeof dconf, dspool, sizeof dspool);  /* as main.c */
   if (conf && *conf) lua_pushstring(L, conf);
-  else lua_pushfstring(L, installed ? "%s/etc/mailhook.conf" : "%s/mailhook.conf", root);
+  else if (installed) lua_pushstring(L, dconf);
+  else lua_pushfstring(L, "%s/mailhook.conf", root);
   lua_setfield(L, -2, "conf");
   if (spool && *spool) lua_pushstring(L, spool);
-  else lua_pushfstring(L, installed ? "%s/var/spool/mailhook" : "%s/spool", root);
+  else if (installed) lua_pushstring(L, dspool);
+  else lua_pushfstring(L, "%s/spool", root);
   lua_setfield(L, -2, "spool");
   lua_pushboolean(L, installed);
   lua_setfield(L, -2, "installed");

@@ -1,12 +1,17 @@
 /*
-** l_fsutil.c — core.fsutil: the durable-file helpers of fsutil.c for Lua,
-** plus hostname() (the default EHLO name), mode(path), with_lock(path, fn) and
-** isatty(fd) (a progress line only on a terminal, without forking a shell).  These calls block the loop
-** briefly; they are meant for small files written rarely (settings).
+** l_fsutil.c — core.fsutil: the file helpers of fsutil.c for Lua, so that Lua
+** code opens a file it did not create by the same one rule as the C core
+** (read, open, check: regular files only, never a blocking open, a size limit;
+** limits: the named input limits), plus write_atomic, check_ca_file (what
+** tls_ca_file must be), hostname() (the default EHLO name), mode(path),
+** with_lock(path, fn) and isatty(fd) (a progress line only on a terminal,
+** without forking a shell).  These calls block the loop briefly; they are
+** meant for small files (settings, templates, rules, state, stdin).
 */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/file.h>
 #include <unistd.h>
 #include <string.h>
@@ -15,6 +20,131 @@
 #include "l_sched.h"
 #include "error.h"
 #include "fsutil.h"
+#include "tls.h"
+
+/* The options {max = N, follow = bool, what = "attachment"} at idx (may be
+** absent): the limit (default MH_LIMIT_CONFIG), MH_FS_FOLLOW, the prefix of
+** messages. */
+static void input_opts(lua_State *L, int idx, int64_t *max, unsigned *flags, const char **what) {
+  *max = MH_LIMIT_CONFIG;
+  *flags = 0;
+  *what = "";
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_getfield(L, idx, "max");
+  if (!lua_isnil(L, -1)) {
+    lua_Integer m = luaL_checkinteger(L, -1);
+    luaL_argcheck(L, m > 0, idx, "max must be > 0");
+    *max = (int64_t)m;
+  }
+  lua_getfield(L, idx, "follow");
+  if (lua_toboolean(L, -1)) *flags |= MH_FS_FOLLOW;
+  lua_getfield(L, idx, "what");
+  if (!lua_isnil(L, -1)) *what = luaL_checkstring(L, -1);   /* stays anchored by the table */
+  lua_pop(L, 3);
+}
+
+/* read(path | fd [, {max =, follow =, what =}]) -> bytes | nil, err, info.
+** A path: only a regular file (a FIFO, a device, a folder: refused unopened;
+** a symbolic link only with follow = true), at most max bytes (default
+** limits.config).  An fd (stdin: 0): read to its end, refused as soon as it
+** passes max.  err names what, the path and the limit. */
+static int l_read(lua_State *L) {
+  int64_t max;
+  unsigned flags;
+  const char *what, *path = NULL;
+  char *buf = NULL, why[4200];
+  size_t len = 0;
+  struct stat st;
+  int rc;
+  input_opts(L, 2, &max, &flags, &what);
+  memset(&st, 0, sizeof st);
+  if (lua_type(L, 1) == LUA_TNUMBER) {
+    lua_Integer fd = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a file descriptor");
+    rc = mh_fsutil_read_fd((int)fd, max, &buf, &len);
+  } else {
+    path = luaL_checkstring(L, 1);
+    rc = mh_fsutil_read(AT_FDCWD, path, flags, max, &buf, &len, &st);
+  }
+  if (rc < 0) {
+    mh_fsutil_why(why, sizeof why, *what ? what : path ? "" : "input", path, rc, &st, max);
+    return mh_l_fail(L, rc, "read", "%s", why);
+  }
+  lua_pushlstring(L, buf, len);
+  free(buf);
+  return 1;
+}
+
+/* check(path [, {max =, follow =, what =}]) -> size | nil, err, info: what read
+** would refuse, without reading (an attachment is only named at first). */
+static int l_check(lua_State *L) {
+  int64_t max;
+  unsigned flags;
+  const char *what, *path = luaL_checkstring(L, 1);
+  char why[4200];
+  struct stat st;
+  input_opts(L, 2, &max, &flags, &what);
+  memset(&st, 0, sizeof st);
+  int fd = mh_fsutil_open_input(AT_FDCWD, path, flags, max, &st);
+  if (fd < 0) {
+    mh_fsutil_why(why, sizeof why, what, path, fd, &st, max);
+    return mh_l_fail(L, fd, "read", "%s", why);
+  }
+  close(fd);
+  lua_pushinteger(L, (lua_Integer)st.st_size);
+  return 1;
+}
+
+/* __close/__gc of a file handle made by l_open (liolib's io_fclose). */
+static int stream_close(lua_State *L) {
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  int res = fclose(p->f);
+  return luaL_fileresult(L, res == 0, NULL);
+}
+
+/* open(path [, {max =, follow =, what =}]) -> file | nil, err, info: a Lua file
+** handle (io's own: f:read, f:seek, f:lines, f:close) opened for reading by the
+** same rule as read (no size limit unless max), for a file read piece by
+** piece (a spool file streamed). */
+static int l_open(lua_State *L) {
+  int64_t max;
+  unsigned flags;
+  const char *what, *path = luaL_checkstring(L, 1);
+  char why[4200];
+  struct stat st;
+  input_opts(L, 2, &max, &flags, &what);
+  /* a stream: no size limit unless asked */
+  if (lua_isnoneornil(L, 2) || lua_getfield(L, 2, "max") == LUA_TNIL) max = 0;
+  lua_settop(L, 2);
+  memset(&st, 0, sizeof st);
+  luaL_Stream *p = (luaL_Stream *)lua_newuserdatauv(L, sizeof(luaL_Stream), 0);
+  p->closef = NULL;   /* a closed file until fdopen worked */
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+  int fd = mh_fsutil_open_input(AT_FDCWD, path, flags, max, &st);
+  if (fd < 0) {
+    mh_fsutil_why(why, sizeof why, what, path, fd, &st, max);
+    return mh_l_fail(L, fd, "read", "%s", why);
+  }
+  if (!(p->f = fdopen(fd, "rb"))) {
+    int e = errno;
+    close(fd);
+    return mh_l_fail(L, -e, "read", "%s: %s", path, strerror(e));
+  }
+  p->closef = stream_close;
+  return 1;
+}
+
+/* check_ca_file(path) -> number of certificates | nil, err, info: path is what
+** tls_ca_file needs (a regular PEM file with a certificate, read safely). */
+static int l_check_ca_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char err[4400];
+  int n = mh_tls_check_ca_file(path, err, sizeof err);
+  if (n < 0) return mh_l_fail(L, n, "read", "%s", err);
+  lua_pushinteger(L, n);
+  return 1;
+}
 
 /* isatty(fd) -> boolean */
 static int l_isatty(lua_State *L) {
@@ -84,8 +214,22 @@ void l_fsutil_open(lua_State *L) {
     { "hostname", l_hostname },
     { "mode", l_mode },
     { "with_lock", l_with_lock },
+    { "read", l_read },
+    { "open", l_open },
+    { "check", l_check },
+    { "check_ca_file", l_check_ca_file },
     { NULL, NULL },
   };
+  static const struct { const char *name; int64_t v; } limits[] = {
+    { "attachment", MH_LIMIT_ATTACHMENT }, { "body", MH_LIMIT_BODY }, { "event", MH_LIMIT_EVENT },
+    { "field", MH_LIMIT_FIELD }, { "config", MH_LIMIT_CONFIG }, { "ca", MH_LIMIT_CA },
+  };
   luaL_newlib(L, fns);
+  lua_createtable(L, 0, 6);   /* limits: the named input limits (fsutil.h, docs/spool.md) */
+  for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+    lua_pushinteger(L, (lua_Integer)limits[i].v);
+    lua_setfield(L, -2, limits[i].name);
+  }
+  lua_setfield(L, -2, "limits");
   lua_setfield(L, -2, "fsutil");
 }

@@ -49,13 +49,14 @@ typedef struct {
 typedef struct {
   char path[PATH_MAX];    /* the lock file */
   int fd;                 /* result: the locked descriptor, or -1 */
-  int err;                /* result: errno of the failure */
+  int err;                /* result: errno of the failure (or -MH_ENOTREG: not a regular file) */
 } lock_req;
 
 static void lock_work(void *arg) {
   lock_req *r = (lock_req *)arg;
-  r->fd = open(r->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (r->fd < 0) { r->err = errno; return; }
+  /* a spool file: never through a link, never a FIFO (fsutil's rule) */
+  r->fd = mh_fsutil_open(AT_FDCWD, r->path, O_RDWR | O_CREAT, 0600, 0, NULL);
+  if (r->fd < 0) { r->err = -r->fd; r->fd = -1; return; }   /* an errno, or -MH_ENOTREG */
   while (flock(r->fd, LOCK_EX) < 0) {
     if (errno == EINTR) continue;
     r->err = errno;
@@ -69,7 +70,7 @@ static int lock_push(lua_State *co, void *arg) {
   lock_req *r = (lock_req *)arg;
   lock_t *lk;
   if (r->fd < 0)
-    return mh_l_fail(co, -r->err, "state", "cannot lock %s: %s", r->path, strerror(r->err));
+    return mh_l_fail(co, -r->err, "state", "cannot lock %s: %s", r->path, mh_strerror(-r->err));
   lk = (lock_t *)lua_newuserdatauv(co, sizeof *lk, 0);
   lk->fd = r->fd;
   r->fd = -1;             /* owned by the userdata now */

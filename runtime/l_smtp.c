@@ -50,6 +50,7 @@
 #include "tls.h"
 #include "error.h"
 #include "log.h"
+#include "fsutil.h"
 
 #define CONN_MT "mailhook.SmtpConn"
 
@@ -1127,12 +1128,10 @@ static int l_submit_file(lua_State *L) {
   struct stat st;
   int fd;
   luaL_argcheck(L, off >= 0, 5, "offset must be >= 0");
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fstat(fd, &st) < 0) {
-    int e = errno;
-    if (fd >= 0) close(fd);
-    return mh_l_fail(L, e == ENOENT ? MH_ENOTFOUND : -e, "data", "%s: %s", path, strerror(e));
-  }
+  /* a spool file: opened by fsutil's rule (regular, never a FIFO or a link) */
+  fd = mh_fsutil_open(AT_FDCWD, path, O_RDONLY, 0, 0, &st);
+  if (fd < 0)
+    return mh_l_fail(L, fd == -ENOENT ? MH_ENOTFOUND : fd, "data", "%s: %s", path, mh_strerror(fd));
   if ((uint64_t)st.st_size < (uint64_t)off) {
     close(fd);
     return mh_l_fail(L, MH_EINVAL, "data", "%s: offset %lld past its end", path, (long long)off);

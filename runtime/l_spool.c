@@ -325,6 +325,9 @@ static void op_work(void *arg) {
     o->rc = mh_spool_lock(sp, &o->holder);
     if (o->rc == MH_ELOCKED)
       snprintf(o->err, sizeof o->err, "spool %s is locked by pid %ld", mh_spool_dir(sp), o->holder);
+    else if (o->rc == MH_ENOTREG)   /* a link or a FIFO planted as DIR/lock: never used */
+      snprintf(o->err, sizeof o->err, "spool %s: lock is not a regular file (remove it: mailhook "
+               "creates it)", mh_spool_dir(sp));
     else if (o->rc)
       snprintf(o->err, sizeof o->err, "spool %s: lock: %s", mh_spool_dir(sp), mh_strerror(o->rc));
     break;
@@ -977,9 +980,10 @@ static void watch_fire(uv_timer_t *t) {
 static void watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
   lwatch *w = (lwatch *)h->data;
   if (w->stopped) return;
-  if (name) {   /* hidden files and our own sidecar updates are not new mail */
+  if (name) {   /* hidden files and our own sidecar updates (ID.state) are not new mail */
     size_t n = strlen(name);
-    if (name[0] == '.' || (n > 6 && !strcmp(name + n - 6, ".state"))) return;
+    if (name[0] == '.' || (n == 22 && !strcmp(name + 16, ".state") && strspn(name, "0123456789abcdef") == 16))
+      return;
   }
   if (!uv_is_active((uv_handle_t *)&w->timer)) uv_timer_start(&w->timer, watch_fire, 5, 0);
 }

@@ -13,6 +13,12 @@
 #include <syslog.h>
 #include <sys/time.h>
 #include <time.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "error.h"
+#include "journal.h"
 #include "log.h"
 
 static mh_log_level min_level = MH_LOG_INFO;
@@ -22,6 +28,10 @@ static mh_log_hook hook_before;   /* around each stderr line: see mh_log_set_hoo
 static mh_log_hook hook_after;
 static void *hook_ud;
 static pthread_t hook_thread;     /* the hooks run only for lines of the thread that set them */
+static int to_journal = 0;        /* the sinks: see "sinks" at the end */
+static int level_explicit = 0;    /* -v/-q, $MAILHOOK_LOG_LEVEL or mh.log.level(): the settings yield */
+static _Thread_local int journal_skip;
+static int journal_line(mh_log_level level, const char *msg, const mh_journal_field *extra, size_t n);
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -39,20 +49,16 @@ static void init_from_env(void) {
   if (level_from_env) return;
   level_from_env = 1;
   int l = mh_log_parse_level(getenv("MAILHOOK_LOG_LEVEL"));
-  if (l >= 0) min_level = (mh_log_level)l;
+  if (l >= 0) { min_level = (mh_log_level)l; level_explicit = 1; }
 }
 
-void mh_log_set_level(mh_log_level level) { level_from_env = 1; min_level = level; }
+void mh_log_set_level(mh_log_level level) { level_from_env = 1; level_explicit = 1; min_level = level; }
 mh_log_level mh_log_get_level(void) { init_from_env(); return min_level; }
 
+/* openlog(3) keeps the ident pointer: mh_log_set_sink copies it first (a Lua
+** string passed here may be collected once the call returns). */
 void mh_log_use_syslog(const char *ident) {
-  if (ident) {
-    openlog(ident, LOG_PID, LOG_MAIL);
-    to_syslog = 1;
-  } else if (to_syslog) {
-    closelog();
-    to_syslog = 0;
-  }
+  mh_log_set_sink(ident ? MH_LOG_SYSLOG : MH_LOG_STDERR, ident, -1);
 }
 
 void mh_log_set_hooks(mh_log_hook before, mh_log_hook after, void *ud) {
@@ -72,6 +78,7 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
     syslog(prio[level], "%s", msg);
     return;
   }
+  if (to_journal && !journal_skip && journal_line(level, msg, NULL, 0) == 0) return;   /* else stderr */
   struct timeval tv;
   struct tm tm;
   char ts[32];
@@ -95,4 +102,99 @@ void mh_log(mh_log_level level, const char *fmt, ...) {
   va_start(ap, fmt);
   mh_vlog(level, fmt, ap);
   va_end(ap);
+}
+
+/* ------------------------------------------------------------------ sinks
+** The `log` setting: stderr (above), syslog(3), or the journal's native
+** protocol (journal.h) with structured fields.  A line the journal does not
+** take (no journald, a full socket) is written to stderr instead, and the
+** first such failure says why there: nothing is dropped silently. */
+
+static const int syslog_prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
+static char sink_ident[64] = "mailhook";   /* SYSLOG_IDENTIFIER, openlog's ident */
+static int sink_facility = LOG_MAIL;       /* syslog facility (also SYSLOG_FACILITY) */
+static int journal_failed;                 /* the failure was reported once */
+/* journal_skip (declared above): this thread's line failed the journal already, stderr it is */
+
+/* Whether something listens on the Unix socket at PATH (a datagram socket, or
+** a stream one for a syslogd that listens so): 0 or -errno.  syslog(3) itself
+** drops lines silently when nothing does. */
+static int probe(const char *path) {
+  struct sockaddr_un sa;
+  int types[2] = {SOCK_DGRAM, SOCK_STREAM}, rc = -ENOENT;
+  if (strlen(path) >= sizeof sa.sun_path) return -ENAMETOOLONG;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  strcpy(sa.sun_path, path);
+  for (int i = 0; i < 2; i++) {
+    int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
+    close(fd);
+    if (rc != -EPROTOTYPE) break;
+  }
+  return rc;
+}
+
+int mh_log_set_sink(mh_log_sink sink, const char *ident, int facility) {
+  int rc = 0;
+  if (sink != MH_LOG_STDERR && sink != MH_LOG_SYSLOG && sink != MH_LOG_JOURNAL) return MH_EINVAL;
+  if (sink == MH_LOG_SYSLOG) rc = probe(_PATH_LOG);
+  if (sink == MH_LOG_JOURNAL) rc = probe(mh_journal_socket());
+  if (rc < 0) return rc;
+  snprintf(sink_ident, sizeof sink_ident, "%s", ident && *ident ? ident : "mailhook");
+  if (facility >= 0) sink_facility = facility;
+  if (to_syslog) closelog();
+  to_syslog = 0;
+  to_journal = 0;
+  journal_failed = 0;
+  if (sink == MH_LOG_SYSLOG) {
+    openlog(sink_ident, LOG_PID, sink_facility);   /* sink_ident: openlog keeps the pointer */
+    to_syslog = 1;
+  } else if (sink == MH_LOG_JOURNAL) {
+    to_journal = 1;
+  }
+  return 0;
+}
+
+mh_log_sink mh_log_get_sink(void) {
+  return to_syslog ? MH_LOG_SYSLOG : to_journal ? MH_LOG_JOURNAL : MH_LOG_STDERR;
+}
+
+void mh_log_set_default_level(mh_log_level level) {
+  init_from_env();
+  if (!level_explicit) min_level = level;
+}
+
+/* One journal entry: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, SYSLOG_FACILITY and
+** the caller's fields.  0, or the failure (the caller writes to stderr). */
+static int journal_line(mh_log_level level, const char *msg, const mh_journal_field *extra, size_t n) {
+  mh_journal_field f[32];
+  char prio[12], fac[12];
+  size_t k = 0;
+  int rc;
+  snprintf(prio, sizeof prio, "%d", syslog_prio[level]);
+  snprintf(fac, sizeof fac, "%d", sink_facility >> 3);
+  f[k++] = (mh_journal_field){"MESSAGE", msg, (size_t)-1};
+  f[k++] = (mh_journal_field){"PRIORITY", prio, (size_t)-1};
+  f[k++] = (mh_journal_field){"SYSLOG_IDENTIFIER", sink_ident, (size_t)-1};
+  f[k++] = (mh_journal_field){"SYSLOG_FACILITY", fac, (size_t)-1};
+  for (size_t i = 0; i < n && k < sizeof f / sizeof f[0]; i++) f[k++] = extra[i];
+  rc = mh_journal_send(f, k);
+  if (rc < 0 && !journal_failed) {
+    journal_failed = 1;
+    fprintf(stderr, "mailhook: the journal (%s) does not take log entries: %s; logging to stderr\n",
+            mh_journal_socket(), mh_strerror(rc));
+  }
+  return rc;
+}
+
+int mh_log_fields(mh_log_level level, const char *msg, const mh_journal_field *extra, size_t n) {
+  init_from_env();
+  if (level < min_level) return 0;
+  if (to_journal && journal_line(level, msg, extra, n) == 0) return 1;
+  journal_skip = to_journal;
+  mh_log(level, "%s", msg);
+  journal_skip = 0;
+  return 1;
 }

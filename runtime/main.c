@@ -19,14 +19,17 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <uv.h>
+#include "instpaths.h"
 #include "l_sched.h"
 #include "log.h"
+#include "privdrop.h"
 #include "version.h"
 
 int luaopen_mailhook_core(lua_State *L);
 
 /* Where things are: the build tree (ROOT/build/mailhook beside ROOT/lua) or an
-** installed PREFIX (PREFIX/bin/mailhook, PREFIX/share/mailhook/lua). */
+** installed PREFIX (PREFIX/bin/mailhook, PREFIX/share/mailhook/lua; the
+** settings and the spool where SYSCONFDIR and LOCALSTATEDIR say). */
 typedef struct {
   char root[PATH_MAX - 64]; /* the repo, or PREFIX (shorter: suffixes are appended) */
   char lua[PATH_MAX];       /* folder holding mailhook/init.lua */
@@ -61,8 +64,8 @@ static void find_paths(paths_t *p) {
   if (p->installed) {
     snprintf(p->lua, sizeof p->lua, "%s/share/mailhook/lua", p->root);
     snprintf(p->scripts, sizeof p->scripts, "%s/share/mailhook/scripts", p->root);
-    snprintf(p->conf, sizeof p->conf, "%s/etc/mailhook.conf", p->root);
-    snprintf(p->spool, sizeof p->spool, "%s/var/spool/mailhook", p->root);
+    /* SYSCONFDIR/mailhook/mailhook.conf, LOCALSTATEDIR/spool/mailhook (instpaths.h) */
+    mh_instpaths_defaults(p->root, p->conf, sizeof p->conf, p->spool, sizeof p->spool);
     /* `make install` puts BUILD/luac there: bytecode is per machine, not shared */
     snprintf(p->luac, sizeof p->luac, "%s/lib/mailhook/luac", p->root);
     snprintf(p->drop, sizeof p->drop, "%s/sbin/mailhook-drop", p->root);
@@ -389,6 +392,11 @@ int main(int argc, char **argv) {
     }
   }
   first = i;
+  /* root works as the owner of the spool (privdrop.h), before touching anything */
+  if ((status = mh_privdrop_to_owner(paths.spool)) < 0) {
+    fprintf(stderr, "mailhook: cannot switch to the owner of the spool %s: %s\n", paths.spool, strerror(-status));
+    return 1;
+  }
 
   L = luaL_newstate();
   if (!L) { fprintf(stderr, "mailhook: cannot create Lua state: out of memory\n"); return 1; }

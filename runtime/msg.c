@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "error.h"
+#include "fsutil.h"
 #include "msg.h"
 
 #define FOLD_AT 78          /* fold header lines after this many columns when possible */
@@ -429,8 +430,14 @@ int mh_msg_add_header(mh_msg *m, const char *name, const char *value, size_t len
   return 0;
 }
 
-static int set_body(mh_msg *m, char **dst, size_t *dlen, const char *s, size_t len) {
+/* A body (what: "text" or "html") of at most MH_LIMIT_BODY bytes. */
+static int set_body(mh_msg *m, char **dst, size_t *dlen, const char *s, size_t len, const char *what) {
   if (m->finished) return fail(m, MH_EINVAL, "message already finished");
+  if ((int64_t)len > MH_LIMIT_BODY) {
+    char lim[32];
+    return fail(m, MH_ELIMIT, "%s body: %zu bytes, over the %s limit", what, len,
+                mh_fsutil_size(lim, sizeof lim, MH_LIMIT_BODY));
+  }
   char *d = dupn(s, len);
   if (!d) return fail(m, MH_ENOMEM, "out of memory");
   free(*dst);
@@ -440,11 +447,11 @@ static int set_body(mh_msg *m, char **dst, size_t *dlen, const char *s, size_t l
 }
 
 int mh_msg_set_text(mh_msg *m, const char *s, size_t len) {
-  return set_body(m, &m->text, &m->text_len, s, len);
+  return set_body(m, &m->text, &m->text_len, s, len, "text");
 }
 
 int mh_msg_set_html(mh_msg *m, const char *s, size_t len) {
-  return set_body(m, &m->html, &m->html_len, s, len);
+  return set_body(m, &m->html, &m->html_len, s, len, "html");
 }
 
 static const struct { const char *ext, *type; } types[] = {
@@ -488,12 +495,16 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
   if (m->finished) return fail(m, MH_EINVAL, "message already finished");
   if (has_crlfnul(path, strlen(path)))
     return fail(m, MH_EBADHDR, "attachment: CR or LF in the path");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(m, -errno, "attachment %s: %s", path, strerror(errno));
-  int rc = fstat(fd, &st);
+  /* the one rule for a file we did not create: a regular file (a FIFO would
+     block, /dev/zero never end), at most MH_LIMIT_ATTACHMENT; a link is
+     followed (the caller named the path) */
+  int fd = mh_fsutil_open_input(AT_FDCWD, path, MH_FS_FOLLOW, MH_LIMIT_ATTACHMENT, &st);
+  if (fd < 0) {
+    char why[sizeof m->err];
+    mh_fsutil_why(why, sizeof why, "attachment", path, fd, &st, MH_LIMIT_ATTACHMENT);
+    return fail(m, fd, "%s", why);
+  }
   close(fd);
-  if (rc < 0) return fail(m, -errno, "attachment %s: %s", path, strerror(errno));
-  if (!S_ISREG(st.st_mode)) return fail(m, MH_EINVAL, "attachment %s: not a regular file", path);
   if (!name || !*name) {
     const char *slash = strrchr(path, '/');
     name = slash ? slash + 1 : path;
@@ -970,10 +981,17 @@ static int stream_attachment(mh_msg *m, out *o, const attach *a) {
   static const size_t cap = CHUNK;
   unsigned char *in = malloc(cap);
   char *line = malloc((cap / B64_LINE) * 78 + 8);
-  int fd = open(a->path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  /* opened again the safe way: the name may lead elsewhere by now */
+  int fd = mh_fsutil_open_input(AT_FDCWD, a->path, MH_FS_FOLLOW, MH_LIMIT_ATTACHMENT, &st);
+  int64_t total = 0;
   int rc = 0;
   if (!in || !line) { rc = fail(m, MH_ENOMEM, "out of memory"); goto done; }
-  if (fd < 0) { rc = fail(m, -errno, "attachment %s: %s", a->path, strerror(errno)); goto done; }
+  if (fd < 0) {
+    char why[sizeof m->err];
+    rc = fail(m, fd, "%s", mh_fsutil_why(why, sizeof why, "attachment", a->path, fd, &st, MH_LIMIT_ATTACHMENT));
+    goto done;
+  }
   for (;;) {
     size_t have = 0;
     while (have < cap) {             /* fill the chunk so lines stay aligned */
@@ -985,6 +1003,12 @@ static int stream_attachment(mh_msg *m, out *o, const attach *a) {
       }
       if (n == 0) break;
       have += (size_t)n;
+    }
+    if ((total += (int64_t)have) > MH_LIMIT_ATTACHMENT) {   /* it grew while read */
+      char lim[32];
+      rc = fail(m, MH_ELIMIT, "attachment %s: grew over the %s limit while read", a->path,
+                mh_fsutil_size(lim, sizeof lim, MH_LIMIT_ATTACHMENT));
+      goto done;
     }
     size_t k = 0;
     for (size_t i = 0; i < have; i += B64_LINE) {

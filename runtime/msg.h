@@ -78,15 +78,18 @@ int mh_msg_set_subject(mh_msg *m, const char *s, size_t len);
 int mh_msg_add_header(mh_msg *m, const char *name, const char *value, size_t len);
 
 /* The plain-text and HTML bodies (UTF-8; any line endings, normalised to CRLF).
-** Either, both (multipart/alternative) or neither (an empty text part). */
+** Either, both (multipart/alternative) or neither (an empty text part).  Each
+** at most MH_LIMIT_BODY bytes (fsutil.h): MH_ELIMIT past it. */
 int mh_msg_set_text(mh_msg *m, const char *s, size_t len);
 int mh_msg_set_html(mh_msg *m, const char *s, size_t len);
 
 /* Attaches the file at path (read only when the message is written, in chunks).
 ** type: "type/subtype[; params]" or NULL for one from the extension
 ** (mh_msg_type_for); name: the file name shown to the reader or NULL for the
-** base name of path.  The file must exist and be a readable regular file now:
-** else the error names the path. */
+** base name of path.  The file must exist and be a readable regular file now,
+** of at most MH_LIMIT_ATTACHMENT bytes (opened by fsutil's rule: never a FIFO
+** or a device, MH_ENOTREG; MH_ELIMIT past the limit, also if it grows before
+** it is written): else the error names the path. */
 int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const char *name);
 
 /* The content type used for a file name's extension (case-insensitive):

@@ -3,12 +3,19 @@
 ** promises).  The one rule every function here keeps: a file becomes visible
 ** in pickup/ only by rename(2) of a complete, fsynced file, and a success is
 ** reported only after the folder holding the new name was fsynced too.
+** And the hostile-folder rules: every file of the spool is opened through
+** mh_fsutil_open (never blocking, never through a link, regular files only);
+** what is not a regular file in pickup/ is moved aside to corrupt/ once; the
+** folders themselves must belong to us (or root) and be writable by nobody
+** else (spool_folder_check); a failure is logged once per change of state.
 */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +36,25 @@
 
 #define HEAD_CAP (4u << 20)   /* a header block larger than this is unparsable */
 
+/* A tmp/ file is locked before anything can see its name (create_tmp): made
+** nameless (O_TMPFILE), flocked, then linked in as NAME.  Where O_TMPFILE or
+** the link is not available it is made as "w.PID.NAME", flocked, renamed to
+** NAME: the sweep removes a NAME it can lock (its writer is gone), but a "w."
+** name only when it can lock it AND its writer PID is gone or it is older than
+** SWEEP_FRESH seconds, so the instant between creat and flock is never a
+** window for the sweep, and a writer killed in it leaves nothing for long. */
+#define SWEEP_FRESH 600
+#define CREATING "w."
+
+/* A problem already logged about a spool name ("pickup/x.eml"), so that the
+** next scans stay silent until its state changes (another error, or fixed). */
+typedef struct {
+  char *name;       /* "pickup/NAME" */
+  int code;         /* what was logged (a negative code) */
+  unsigned gen;     /* the last scan that saw the name (older ones are pruned) */
+} note;
+#define NOTES_MAX 1024   /* past this many distinct names, problems are logged each time */
+
 struct mh_spool {
   char *dir;        /* the spool folder as given */
   int dirfd;        /* DIR itself (seq, lock) */
@@ -36,10 +62,33 @@ struct mh_spool {
   int pickupfd;     /* DIR/pickup */
   int failedfd;     /* DIR/failed */
   int corruptfd;    /* DIR/corrupt */
+  int statefd;      /* DIR/state (tls-seen, rules/: owned by the Lua layer) */
   int lockfd;       /* DIR/lock while we hold the deliverer lock, else -1 */
+  pthread_mutex_t mu;   /* guards notes (scans run on several pool threads) */
+  note *notes;      /* problems logged once (see note_once) */
+  size_t nnotes;
+  unsigned gen;     /* scan generation, for pruning notes of names gone */
 };
 
 static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
+
+#ifdef MH_TESTS
+/* Test builds only (tests/unit/test-spool-hostile.c compiles this file with
+** -DMH_TESTS): test_point runs a competitor at a named point of a protocol,
+** exactly inside a window; test_fault makes the call at a named point fail
+** with the -errno it returns (0: no fault). */
+static void (*test_point)(const char *where);
+static int (*test_fault)(const char *where);
+#define TEST_POINT(w) do { if (test_point) test_point(w); } while (0)
+static int fault_at(const char *where) {
+  int e = test_fault ? test_fault(where) : 0;
+  if (e) errno = -e;
+  return e;
+}
+#else
+#define TEST_POINT(w) ((void)0)
+#define fault_at(w) 0
+#endif
 
 /* ------------------------------------------------------------ helpers */
 
@@ -52,7 +101,7 @@ static int fail(char *err, int code, const char *fmt, ...) {
     vsnprintf(err, MH_SPOOL_ERRLEN, fmt, ap);
     va_end(ap);
     n = strlen(err);
-    if (code != MH_ECORRUPT)  /* the parser's messages say what was wrong */
+    if (code != MH_ECORRUPT && code != MH_EUNSAFE)  /* these messages say it themselves */
       snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code));
   }
   return code;
@@ -86,6 +135,16 @@ int mh_spool_is_id(const char *s) {
   return s[16] == '\0';
 }
 
+/* True for the name of a message's sidecar, "ID.state" with a canonical id
+** (any other *.state name is a drop-in like any other). */
+static int is_sidecar(const char *nm, size_t nl) {
+  char id[MH_SPOOL_IDLEN];
+  if (nl != 22 || strcmp(nm + 16, ".state")) return 0;
+  memcpy(id, nm, 16);
+  id[16] = '\0';
+  return mh_spool_is_id(id);
+}
+
 /* "ID.eml" for a canonical id, else the name itself (a drop-in's file name).
 ** Returns MH_EINVAL for names that could leave the folder. */
 static int file_name(const char *id, char *out, size_t cap) {
@@ -101,32 +160,181 @@ static char *xstrndup(const char *s, size_t n) {
   return p;
 }
 
+/* ------------------------------------------------------------ notes */
+
+/* Should a problem (code) about name be logged?  1 the first time, and when
+** it changed; 0 when the same was logged already.  Remembers it. */
+static int note_once(mh_spool *sp, const char *name, int code) {
+  int say = 1;
+  pthread_mutex_lock(&sp->mu);
+  for (size_t i = 0; i < sp->nnotes; i++) {
+    if (strcmp(sp->notes[i].name, name)) continue;
+    say = sp->notes[i].code != code;
+    sp->notes[i].code = code;
+    sp->notes[i].gen = sp->gen;
+    pthread_mutex_unlock(&sp->mu);
+    return say;
+  }
+  if (sp->nnotes < NOTES_MAX) {
+    note *nv = realloc(sp->notes, (sp->nnotes + 1) * sizeof *nv);
+    char *copy = strdup(name);
+    if (nv) sp->notes = nv;
+    if (nv && copy) {
+      nv[sp->nnotes].name = copy;
+      nv[sp->nnotes].code = code;
+      nv[sp->nnotes].gen = sp->gen;
+      sp->nnotes++;
+    } else {
+      free(copy);
+    }
+  }
+  pthread_mutex_unlock(&sp->mu);
+  return say;
+}
+
+/* The problem about name is over; 1 when one had been logged. */
+static int note_clear(mh_spool *sp, const char *name) {
+  int had = 0;
+  pthread_mutex_lock(&sp->mu);
+  for (size_t i = 0; i < sp->nnotes; i++) {
+    if (strcmp(sp->notes[i].name, name)) continue;
+    free(sp->notes[i].name);
+    sp->notes[i] = sp->notes[--sp->nnotes];
+    had = 1;
+    break;
+  }
+  pthread_mutex_unlock(&sp->mu);
+  return had;
+}
+
+/* A scan starts: its generation, to mark the names it sees. */
+static unsigned notes_begin(mh_spool *sp) {
+  pthread_mutex_lock(&sp->mu);
+  unsigned g = ++sp->gen;
+  pthread_mutex_unlock(&sp->mu);
+  return g;
+}
+
+/* The scan of generation gen saw name: its note (if any) is kept. */
+static void note_seen(mh_spool *sp, const char *name, unsigned gen) {
+  pthread_mutex_lock(&sp->mu);
+  for (size_t i = 0; i < sp->nnotes; i++)
+    if (!strcmp(sp->notes[i].name, name)) { if (sp->notes[i].gen < gen) sp->notes[i].gen = gen; break; }
+  pthread_mutex_unlock(&sp->mu);
+}
+
+/* After a full scan of pickup/: forget the names it did not see (gone: if
+** one comes back, its problem is news again). */
+static void notes_prune(mh_spool *sp, unsigned gen) {
+  pthread_mutex_lock(&sp->mu);
+  for (size_t i = 0; i < sp->nnotes;) {
+    if (sp->notes[i].gen < gen && !strncmp(sp->notes[i].name, "pickup/", 7)) {
+      free(sp->notes[i].name);
+      sp->notes[i] = sp->notes[--sp->nnotes];
+    } else {
+      i++;
+    }
+  }
+  pthread_mutex_unlock(&sp->mu);
+}
+
 /* -------------------------------------------------------- open, close */
 
-static int open_sub(int dirfd, const char *name) {
-  if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST) return -errno;
-  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  return fd < 0 ? -errno : fd;
+/* How a spool folder may be shared.  Every folder is FOLDER_PRIVATE but the
+** postdrop-style maildrop/ of unprivileged submission (docs/sendmail.md,
+** runtime/drop.c): FOLDER_DROPBOX, owned by us, and either private too or
+** exactly mode 1730 or 1770 (group-writable and sticky, the drop program's
+** group), exempt from the group-write rule only because it is named here. */
+enum { FOLDER_PRIVATE, FOLDER_DROPBOX };
+
+/* The `postfix check` rule for a spool folder (fd open on it, shown as what):
+** owned by the running user or root, and writable by nobody else (a
+** FOLDER_DROPBOX may be 1730 or 1770).  0, or MH_EUNSAFE with err naming the
+** folder, its owner and mode, and the fix. */
+static int folder_check(int fd, const char *what, int policy, char *err) {
+  struct stat st;
+  uid_t me = geteuid();
+  if (fstat(fd, &st) < 0) return fail(err, -errno, "%s", what);
+  if (!S_ISDIR(st.st_mode)) return fail(err, MH_EUNSAFE, "%s is not a folder", what);
+  if (st.st_uid != me && st.st_uid != 0)
+    return fail(err, MH_EUNSAFE, "%s belongs to uid %ld, not to the running user (uid %ld) or root: "
+                "refusing a spool another user could change (chown it, or run as its owner)",
+                what, (long)st.st_uid, (long)me);
+  mode_t m = st.st_mode & 07777;
+  if (policy == FOLDER_DROPBOX && (m == 01730 || m == 01770)) return 0;
+  if (policy == FOLDER_DROPBOX && (st.st_mode & (S_IWGRP | S_IWOTH)))
+    return fail(err, MH_EUNSAFE, "%s is mode %04o: a maildrop is 1730 (or 1770), group-writable and sticky, "
+                "or private (chmod 1730 it)", what, (unsigned)m);
+  mode_t bad = S_IWGRP | S_IWOTH;
+  if (st.st_mode & bad)
+    return fail(err, MH_EUNSAFE, "%s is mode %04o, writable by %s: refusing a spool others could change "
+                "(chmod go-w it)", what, (unsigned)(st.st_mode & 07777),
+                (st.st_mode & S_IWOTH) ? "other users" : "its group");
+  return 0;
+}
+
+/* DIR/name: created (mode 0700, never wider whatever the umask) when missing,
+** opened without following a link, checked.  The fd, or an error (err). */
+static int open_sub(int dirfd, const char *dir, const char *name, int policy, char *err) {
+  char what[MH_SPOOL_ERRLEN];
+  int fd;
+  snprintf(what, sizeof what, "spool %s/%s", dir, name);
+  if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST) return fail(err, -errno, "%s", what);
+  fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ELOOP || e == ENOTDIR)
+      return fail(err, MH_EUNSAFE, "%s is a symbolic link or a file, not a folder", what);
+    return fail(err, -e, "%s", what);
+  }
+  int rc = folder_check(fd, what, policy, err);
+  if (rc) { close(fd); return rc; }
+  return fd;
 }
 
 int mh_spool_open(const char *dir, mh_spool **out, char *err) {
-  static const char *subs[] = { "tmp", "pickup", "failed", "corrupt" };
+  static const struct { const char *name; int policy; } subs[] = {
+    { "tmp", FOLDER_PRIVATE }, { "pickup", FOLDER_PRIVATE }, { "failed", FOLDER_PRIVATE },
+    { "corrupt", FOLDER_PRIVATE }, { "state", FOLDER_PRIVATE },
+  };
   mh_spool *sp = calloc(1, sizeof *sp);
-  int *fds[4], rc, i;
+  int *fds[5], rc, i;
+  char what[MH_SPOOL_ERRLEN];
   *out = NULL;
   if (!sp || !(sp->dir = strdup(dir))) { free(sp); return fail(err, MH_ENOMEM, "spool %s", dir); }
-  sp->dirfd = sp->tmpfd = sp->pickupfd = sp->failedfd = sp->corruptfd = sp->lockfd = -1;
+  sp->dirfd = sp->tmpfd = sp->pickupfd = sp->failedfd = sp->corruptfd = sp->statefd = sp->lockfd = -1;
+  pthread_mutex_init(&sp->mu, NULL);
   if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
     rc = fail(err, -errno, "spool %s", dir);
     goto bad;
   }
+  /* the root may be a link (an administrator's choice of path); what it
+     leads to is checked */
   sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (sp->dirfd < 0) { rc = fail(err, -errno, "spool %s", dir); goto bad; }
+  snprintf(what, sizeof what, "spool %s", dir);
+  if ((rc = folder_check(sp->dirfd, what, FOLDER_PRIVATE, err))) goto bad;
   fds[0] = &sp->tmpfd; fds[1] = &sp->pickupfd; fds[2] = &sp->failedfd; fds[3] = &sp->corruptfd;
-  for (i = 0; i < 4; i++) {
-    int fd = open_sub(sp->dirfd, subs[i]);
-    if (fd < 0) { rc = fail(err, fd, "spool %s/%s", dir, subs[i]); goto bad; }
+  fds[4] = &sp->statefd;
+  for (i = 0; i < 5; i++) {
+    int fd = open_sub(sp->dirfd, dir, subs[i].name, subs[i].policy, err);
+    if (fd < 0) { rc = fd; goto bad; }
     *fds[i] = fd;
+  }
+  /* maildrop/ is made by whoever sets up unprivileged submission (its group:
+     make install, the package), never here; when it is there, its own rule */
+  {
+    int fd = openat(sp->dirfd, "maildrop", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    snprintf(what, sizeof what, "spool %s/maildrop", dir);
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+      rc = fail(err, MH_EUNSAFE, "%s is a symbolic link or a file, not a folder", what);
+      goto bad;
+    }
+    if (fd >= 0) {
+      rc = folder_check(fd, what, FOLDER_DROPBOX, err);
+      close(fd);
+      if (rc) goto bad;
+    }
   }
   *out = sp;
   return 0;
@@ -142,9 +350,63 @@ void mh_spool_close(mh_spool *sp) {
   if (sp->pickupfd >= 0) close(sp->pickupfd);
   if (sp->failedfd >= 0) close(sp->failedfd);
   if (sp->corruptfd >= 0) close(sp->corruptfd);
+  if (sp->statefd >= 0) close(sp->statefd);
   if (sp->lockfd >= 0) close(sp->lockfd);
+  for (size_t i = 0; i < sp->nnotes; i++) free(sp->notes[i].name);
+  free(sp->notes);
+  pthread_mutex_destroy(&sp->mu);
   free(sp->dir);
   free(sp);
+}
+
+/* The nameless way: O_TMPFILE in tmp/, flock, link in as NAME (linkat with
+** AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; else through /proc/self/fd).  A
+** crash before the link leaves nothing.  0 with *out, -EEXIST, or another
+** -errno when the file system or the kernel cannot (the caller falls back). */
+static int create_tmp_nameless(mh_spool *sp, const char *name, int *out) {
+  char proc[64];
+  int fd = fault_at("tmpfile") ? -1 : openat(sp->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  TEST_POINT("tmp-created");
+  while (flock(fd, LOCK_EX) < 0) {   /* nobody else can reach it: never waits */
+    if (errno != EINTR) { int e = -errno; close(fd); return e; }
+  }
+  if (linkat(fd, "", sp->tmpfd, name, AT_EMPTY_PATH) == 0) { *out = fd; return 0; }
+  if (errno == EEXIST) { close(fd); return -EEXIST; }
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  if (linkat(AT_FDCWD, proc, sp->tmpfd, name, AT_SYMLINK_FOLLOW) == 0) { *out = fd; return 0; }
+  int e = -errno;
+  close(fd);
+  return e;
+}
+
+/* Creates tmp/NAME for writing (0600), already flocked by the time anything
+** can see NAME (see SWEEP_FRESH): nameless first, else as tmp/w.PID.NAME
+** (O_EXCL), flocked, renamed to NAME.  0 with *out, or -errno (nothing left
+** behind). */
+static int create_tmp(mh_spool *sp, const char *name, int *out) {
+  char wname[300];
+  int fd, rc;
+  *out = -1;
+  rc = create_tmp_nameless(sp, name, out);
+  if (rc == 0 || rc == -EEXIST) return rc;
+  if (snprintf(wname, sizeof wname, CREATING "%ld.%s", (long)getpid(), name) >= (int)sizeof wname)
+    return -ENAMETOOLONG;
+  fd = openat(sp->tmpfd, wname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  TEST_POINT("tmp-created-named");
+  /* blocking: a sweep may hold it for an instant (it leaves a young w. file) */
+  while (flock(fd, LOCK_EX) < 0) {
+    if (errno != EINTR) { rc = -errno; goto bad; }
+  }
+  TEST_POINT("tmp-locked");
+  if ((rc = rename_new(sp->tmpfd, wname, sp->tmpfd, name))) goto bad;
+  *out = fd;
+  return 0;
+bad:
+  close(fd);
+  unlinkat(sp->tmpfd, wname, 0);
+  return rc;
 }
 
 const char *mh_spool_dir(const mh_spool *sp) { return sp->dir; }
@@ -155,8 +417,9 @@ int mh_spool_lock(mh_spool *sp, long *holder) {
   char buf[32];
   int fd, n;
   if (sp->lockfd >= 0) return 0;
-  fd = openat(sp->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return -errno;
+  /* never through a link, never a FIFO (a hostile user's lock -> /etc/shadow) */
+  fd = mh_fsutil_open(sp->dirfd, "lock", O_RDWR | O_CREAT, 0600, 0, NULL);
+  if (fd < 0) return fd;
   if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
     int e = errno;
     if (e == EWOULDBLOCK) {
@@ -183,17 +446,35 @@ int mh_spool_sweep(mh_spool *sp, int min_age) {
   struct dirent *de;
   time_t now = time(NULL);
   if (dfd < 0) return -errno;
+  lseek(dfd, 0, SEEK_SET);
   d = fdopendir(dfd);
   if (!d) { close(dfd); return -errno; }
   while ((de = readdir(d))) {
-    struct stat st;
-    int fd;
+    struct stat st, again;
+    int fd, creating = !strncmp(de->d_name, CREATING, strlen(CREATING));
     if (de->d_name[0] == '.') continue;
-    fd = openat(sp->tmpfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    fd = mh_fsutil_open(sp->tmpfd, de->d_name, O_RDONLY, 0, 0, &st);
+    if (fd == MH_ENOTREG) {
+      /* nothing but our files belongs in tmp/, which nothing reads: a FIFO,
+         link or socket there is removed; a folder is left (and said) */
+      if (!S_ISDIR(st.st_mode) && unlinkat(sp->tmpfd, de->d_name, 0) == 0) removed++;
+      else if (S_ISDIR(st.st_mode)) mh_warn("spool %s: tmp/%s is a folder; left alone", sp->dir, de->d_name);
+      continue;
+    }
     if (fd < 0) continue;
-    /* a live writer holds a flock on its tmp file; a dead one's lock is gone */
-    if (fstat(fd, &st) == 0 && now - st.st_mtime >= min_age &&
-        flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    /* a live writer holds a flock on its tmp file; a dead one's lock is gone.
+       A "w." file may be a writer between its creat and its flock: stale only
+       when that writer is gone, or when it is old (see SWEEP_FRESH). */
+    int stale = now - st.st_mtime >= (creating ? SWEEP_FRESH : min_age);
+    if (creating && !stale) {   /* w.PID.NAME: its writer is gone? */
+      char *end;
+      long pid = strtol(de->d_name + strlen(CREATING), &end, 10);
+      stale = pid > 0 && *end == '.' && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+    }
+    if (stale &&
+        flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        fstatat(sp->tmpfd, de->d_name, &again, AT_SYMLINK_NOFOLLOW) == 0 &&
+        again.st_ino == st.st_ino && again.st_dev == st.st_dev) {   /* still that file */
       if (unlinkat(sp->tmpfd, de->d_name, 0) == 0) removed++;
     }
     close(fd);
@@ -221,8 +502,8 @@ static int seq_bump(mh_spool *sp, int64_t floor, int64_t *out) {
   char buf[40];
   int64_t last = 0, v;
   ssize_t n;
-  int fd = openat(sp->dirfd, "seq", O_RDWR | O_CREAT | O_CLOEXEC, 0600), rc = 0;
-  if (fd < 0) return -errno;
+  int fd = mh_fsutil_open(sp->dirfd, "seq", O_RDWR | O_CREAT, 0600, 0, NULL), rc = 0;
+  if (fd < 0) return fd;
   while (flock(fd, LOCK_EX) < 0) {
     if (errno != EINTR) { rc = -errno; goto out; }
   }
@@ -684,10 +965,11 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
   for (i = 0; i < n; i++) {
     mh_spool_item *it = &items[i];
     if ((rc = mh_spool_new_id(sp, it->id))) { fail(err, rc, "spool %s: seq", sp->dir); goto undo; }
-    s[i].fd = openat(sp->tmpfd, it->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (s[i].fd < 0) { rc = fail(err, -errno, "spool %s: create tmp/%s", sp->dir, it->id); goto undo; }
+    if ((rc = create_tmp(sp, it->id, &s[i].fd))) {
+      fail(err, rc, "spool %s: create tmp/%s", sp->dir, it->id);
+      goto undo;
+    }
     s[i].state = 1;
-    flock(s[i].fd, LOCK_EX | LOCK_NB);
     if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->from_params, it->to, it->to_params,
                         it->nto)) ||
         (rc = it->write(it->arg, s[i].fd))) {
@@ -749,24 +1031,24 @@ static void state_free(mh_state *st) {
   memset(st, 0, sizeof *st);
 }
 
-/* Reads DIRFD/ID.state into st (a missing file leaves st zeroed). */
-static int state_read(int dirfd, const char *id, mh_state *st) {
+static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const struct stat *sb);
+
+/* Reads DIRFD/ID.state into st (a missing file leaves st zeroed): 1 found, 0
+** none, or a negative code.  An ID.state that is not a regular file (a FIFO
+** or a link: planted, never ours) or is over 4 MB is no state: it is set
+** aside (set_aside) and 0 returned, so a message is never stuck behind it. */
+static int state_read(mh_spool *sp, int dirfd, const char *id, mh_state *st) {
   char name[300], *buf = NULL, *line, *save;
+  size_t len = 0;
   struct stat sb;
-  int fd, rc = 0;
+  int rc;
   memset(st, 0, sizeof *st);
   snprintf(name, sizeof name, "%s.state", id);
-  fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? 0 : -errno;
+  rc = mh_fsutil_read(dirfd, name, 0, HEAD_CAP, &buf, &len, &sb);
+  if (rc == -ENOENT) return 0;
+  if (rc == MH_ENOTREG || rc == MH_ELIMIT) { set_aside(sp, dirfd, name, rc, &sb); return 0; }
+  if (rc < 0) return rc;
   rc = 1;   /* found */
-  if (fstat(fd, &sb) < 0) { rc = -errno; goto out; }
-  if (sb.st_size > (off_t)HEAD_CAP) { rc = MH_ECORRUPT; goto out; }
-  buf = malloc((size_t)sb.st_size + 1);
-  if (!buf) { rc = MH_ENOMEM; goto out; }
-  ssize_t got = pread(fd, buf, (size_t)sb.st_size, 0);
-  if (got < 0) { rc = -errno; goto out; }
-  rc = 1;
-  buf[got] = '\0';
   for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char *v = strchr(line, ' ');
     if (!v) continue;
@@ -783,9 +1065,7 @@ static int state_read(int dirfd, const char *id, mh_state *st) {
       if ((nd[st->ndone] = strdup(v))) st->ndone++;
     }
   }
-out:
   free(buf);
-  close(fd);
   if (rc < 0) state_free(st);
   return rc;
 }
@@ -815,10 +1095,8 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   snprintf(tname, sizeof tname, "%s.state.%ld.%u", id, (long)getpid(),
            __atomic_add_fetch(&tmp_counter, 1, __ATOMIC_RELAXED));
   snprintf(name, sizeof name, "%s.state", id);
-  fd = openat(sp->tmpfd, tname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) { free(mem); return -errno; }
-  flock(fd, LOCK_EX | LOCK_NB);
-  rc = mh_fsutil_write_all(fd, mem, mlen);
+  if ((rc = create_tmp(sp, tname, &fd))) { free(mem); return rc; }
+  rc = fault_at("state-write") ? -errno : mh_fsutil_write_all(fd, mem, mlen);
   free(mem);
   if (!rc) rc = fsync_fd(fd);
   close(fd);
@@ -887,22 +1165,27 @@ static int read_data(int fd, mh_spool_entry *e, size_t data_max, char *head, siz
   return 0;
 }
 
-/* Fills e from the open file fd (named name in the folder dirfd). */
-static int fill_entry(mh_spool *sp, int dirfd, int fd, const char *name, mh_spool_entry *e,
-                      char **head, size_t *headlen, char *err) {
-  struct stat st;
+/* Clears e and fills its id, path and folder from name in dirfd. */
+static void entry_names(mh_spool *sp, int dirfd, const char *name, mh_spool_entry *e) {
   size_t nl = strlen(name);
-  int rc;
   memset(e, 0, sizeof *e);
   e->failed = dirfd == sp->failedfd;
   if (nl > 4 && !strcmp(name + nl - 4, ".eml") && nl == 20) snprintf(e->id, sizeof e->id, "%.16s", name);
   else snprintf(e->id, sizeof e->id, "%s", name);
   snprintf(e->path, sizeof e->path, "%s/%s/%s", sp->dir, e->failed ? "failed" : "pickup", name);
+}
+
+/* Fills e from the open file fd (named name in the folder dirfd). */
+static int fill_entry(mh_spool *sp, int dirfd, int fd, const char *name, mh_spool_entry *e,
+                      char **head, size_t *headlen, char *err) {
+  struct stat st;
+  int rc;
+  entry_names(sp, dirfd, name, e);
   if (fstat(fd, &st) < 0) return fail(err, -errno, "%s", e->path);
   e->size = st.st_size;
   e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st.st_mtime;
   if ((rc = read_env(fd, &e->env, head, headlen, err))) return rc;
-  if ((rc = state_read(dirfd, e->id, &e->state)) < 0) {
+  if ((rc = state_read(sp, dirfd, e->id, &e->state)) < 0) {
     mh_env_free(&e->env);
     if (head) { free(*head); *head = NULL; }
     return fail(err, rc, "%s.state", e->id);
@@ -911,15 +1194,52 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const char *name, mh_spoo
   return 0;
 }
 
-/* Moves DIRFD/NAME to corrupt/ under a free name; fsyncs both folders. */
-static void to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why) {
-  char dest[300];
+static const char *folder_name(mh_spool *sp, int dirfd) {
+  return dirfd == sp->failedfd ? "failed" : dirfd == sp->tmpfd ? "tmp" : "pickup";
+}
+
+/* Moves DIRFD/NAME to corrupt/ under a free name and fsyncs both folders;
+** "moved" is logged once it is done.  A move that fails leaves the file
+** where it is (the caller skips it) and is logged once, until the move works
+** or fails differently.  0, -ENOENT (gone meanwhile), or the error. */
+static int to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why) {
+  char dest[300], key[320];
+  const char *folder = folder_name(sp, dirfd);
+  int rc;
+  snprintf(key, sizeof key, "%s/%s", folder, name);
   snprintf(dest, sizeof dest, "%s", name);
-  for (int k = 1; rename_new(dirfd, name, sp->corruptfd, dest) == -EEXIST && k < 1000; k++)
+  for (int k = 1;; k++) {
+    rc = fault_at("corrupt-rename") ? -errno : rename_new(dirfd, name, sp->corruptfd, dest);
+    if (rc != -EEXIST || k >= 1000) break;
     snprintf(dest, sizeof dest, "%s.%d", name, k);
+  }
+  if (rc == -ENOENT) { note_clear(sp, key); return rc; }
+  if (rc) {
+    if (note_once(sp, key, rc))
+      mh_error("spool %s: %s should go to corrupt/ (%s) but cannot be moved: %s; it stays in %s/ and "
+               "is skipped (logged once)", sp->dir, key, why, mh_strerror(rc), folder);
+    return rc;
+  }
   fsync(sp->corruptfd);
   fsync(dirfd);
-  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, name, dest, why);
+  note_clear(sp, key);
+  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, key, dest, why);
+  return 0;
+}
+
+/* What is not a regular file (or is over its limit) where a spool file is
+** expected (rc from mh_fsutil_open*, sb what it filled): the deliverer (the
+** lock holder) moves it from pickup/ to corrupt/; anyone else leaves it and
+** says so once.  Returns 0 once moved, else the reason it is still there. */
+static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const struct stat *sb) {
+  char why[200], key[320];
+  mh_fsutil_why(why, sizeof why, "", NULL, rc, sb, HEAD_CAP);
+  /* mh_fsutil_why says "input: a FIFO, ...": keep what follows the colon */
+  const char *w = strchr(why, ':') ? strchr(why, ':') + 2 : why;
+  if (dirfd == sp->pickupfd && sp->lockfd >= 0) return to_corrupt(sp, dirfd, name, w);
+  snprintf(key, sizeof key, "%s/%s", folder_name(sp, dirfd), name);
+  if (note_once(sp, key, rc)) mh_warn("spool %s: %s is %s; ignored", sp->dir, key, w);
+  return rc;
 }
 
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
@@ -933,11 +1253,16 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
   if (keep) *keep = -1;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   for (int i = 0; i < 2; i++) {
-    int fd = openat(dirs[i], name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-      if (errno == ENOENT) continue;
-      return fail(err, -errno, "%s/%s", i ? "failed" : "pickup", name);
+    struct stat sb;
+    int fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, 0, &sb);
+    if (fd == -ENOENT) continue;
+    if (fd == MH_ENOTREG) {   /* a FIFO or a link under a message's name: never ours */
+      char why[100];
+      snprintf(why, sizeof why, "%s, not a regular file", mh_fsutil_kind(sb.st_mode));
+      if (i == 0) to_corrupt(sp, dirs[i], name, why);
+      return fail(err, MH_ECORRUPT, "%s/%s is %s", i ? "failed" : "pickup", name, why);
     }
+    if (fd < 0) return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
     char *head = NULL;
     size_t headlen = 0;
     rc = fill_entry(sp, dirs[i], fd, name, e, data_max ? &head : NULL, &headlen, err);
@@ -1028,7 +1353,7 @@ static int iter_collect(mh_spool_iter *it) {
       const char *nm = de->d_name;
       size_t nl = strlen(nm);
       char id[MH_SPOOL_IDLEN];
-      if (nm[0] == '.' || (nl > 6 && !strcmp(nm + nl - 6, ".state"))) continue;
+      if (nm[0] == '.' || is_sidecar(nm, nl)) continue;
       if (nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = '\0', mh_spool_is_id(id))) {
         if (it->nids[f] == rcap[f]) {
           uint64_t *t = realloc(it->ids[f], (rcap[f] = rcap[f] ? rcap[f] * 2 : 256) * sizeof *t);
@@ -1060,7 +1385,7 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
     if (rc) return rc;
   }
   for (;;) {
-    char name[300];
+    char name[256];
     int failed;
     int p = it->next[0] < it->nids[0], q = it->next[1] < it->nids[1];
     if (p || q) {   /* merge the two folders, oldest first */
@@ -1076,10 +1401,20 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
       return 0;
     }
     int dirfd = failed ? it->sp->failedfd : it->sp->pickupfd;
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 && errno == ENOENT && it->which == 3) {   /* moved by fail or retry meanwhile */
+    struct stat sb;
+    int fd = mh_fsutil_open(dirfd, name, O_RDONLY, 0, 0, &sb);
+    if (fd == -ENOENT && it->which == 3) {   /* moved by fail or retry meanwhile */
       dirfd = failed ? it->sp->pickupfd : it->sp->failedfd;
-      fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      fd = mh_fsutil_open(dirfd, name, O_RDONLY, 0, 0, &sb);
+    }
+    if (fd == MH_ENOTREG) {   /* a FIFO, a link, a folder: listed, flagged, never opened */
+      char why[400];
+      entry_names(it->sp, dirfd, name, e);
+      e->queued_at = (int64_t)sb.st_mtime;
+      snprintf(why, sizeof why, "%s/%s is %s, not a regular file", failed ? "failed" : "pickup", name,
+               mh_fsutil_kind(sb.st_mode));
+      e->state.reason = strdup(why);
+      return 1;
     }
     if (fd < 0) continue;   /* delivered meanwhile */
     char err[MH_SPOOL_ERRLEN];
@@ -1107,16 +1442,20 @@ void mh_spool_iter_close(mh_spool_iter *it) {
 /* ------------------------------------------------------------- scan */
 
 /* A drop-in NAME in pickup/: give it an id, the canonical form (X- lines, no
-** Bcc), and make it durable before the original goes.  ids gets the new id. */
+** Bcc), and make it durable before the original goes.  newid gets the new id.
+** 0 adopted; 1 not a message (set aside to corrupt/, or gone meanwhile: skip
+** it); a negative code when it could not be done now (it stays; the caller
+** says so once). */
 static int adopt(mh_spool *sp, const char *name, char *newid) {
   char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8];
   mh_env env;
   size_t cap = 8192, len = 0, he, body;
   char *buf = NULL;
-  int fd = openat(sp->pickupfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out = -1, rc;
   struct stat st;
-  if (fd < 0) return -errno;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) { close(fd); return MH_EINVAL; }
+  int fd = mh_fsutil_open(sp->pickupfd, name, O_RDONLY, 0, 0, &st), out = -1, rc;
+  if (fd == -ENOENT) return 1;
+  if (fd == MH_ENOTREG) { set_aside(sp, sp->pickupfd, name, fd, &st); return 1; }
+  if (fd < 0) return fd;
   buf = malloc(cap);
   if (!buf) { close(fd); return MH_ENOMEM; }
   for (;;) {  /* the whole header block into memory */
@@ -1140,10 +1479,9 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
     goto out_env;
   }
   if (find_blank(buf, len, 0, &he, &body)) he = body = len;
-  out = openat(sp->tmpfd, newid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (out < 0) { rc = -errno; goto out_env; }
-  flock(out, LOCK_EX | LOCK_NB);
-  if ((rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
+  if ((rc = create_tmp(sp, newid, &out))) goto out_env;
+  if ((fault_at("adopt-write") && (rc = -errno)) ||
+      (rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
                       (const char *const *)env.to_params, env.nto)) ||
       (rc = write_no_bcc(out, buf, he)))
     goto fail_tmp;
@@ -1211,6 +1549,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   size_t n = 0, cap = 0, no = 0, ocap = 0;
   int adopted = 0;
   char id_max[MH_SPOOL_IDLEN] = "";
+  unsigned gen = notes_begin(sp);
   *out = NULL;
   if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
   lseek(dfd, 0, SEEK_SET);
@@ -1218,9 +1557,24 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   while ((de = readdir(d))) {
     const char *nm = de->d_name;
     size_t nl = strlen(nm);
-    char id[MH_SPOOL_IDLEN];
+    char id[MH_SPOOL_IDLEN], key[300];
+    struct stat sb;
+    int type = de->d_type;
     if (nm[0] == '.') continue;
-    if (nl > 6 && !strcmp(nm + nl - 6, ".state")) {
+    snprintf(key, sizeof key, "pickup/%s", nm);
+    note_seen(sp, key, gen);
+    if (type == DT_UNKNOWN) {   /* file systems without d_type */
+      if (fstatat(sp->pickupfd, nm, &sb, AT_SYMLINK_NOFOLLOW) < 0) continue;   /* gone */
+      type = IFTODT(sb.st_mode);
+    }
+    sb.st_mode = DTTOIF(type);
+    if (type != DT_REG) {
+      /* a FIFO, a link, a folder...: not a message whatever its name.  The
+         deliverer moves it aside (once); anyone else leaves it alone. */
+      if (sp->lockfd >= 0) set_aside(sp, sp->pickupfd, nm, MH_ENOTREG, &sb);
+      continue;
+    }
+    if (is_sidecar(nm, nl)) {
       if (sp->lockfd >= 0) {   /* remember: removed below if its .eml is gone */
         if (no == ocap) {
           char **t = realloc(orphans, (ocap = ocap ? ocap * 2 : 16) * sizeof *t);
@@ -1237,8 +1591,14 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
     } else {
       if (sp->lockfd < 0) continue;   /* only the lock holder adopts drop-ins */
       int a = adopt(sp, nm, id);
-      if (a == 1) continue;           /* went to corrupt/ */
-      if (a < 0) { mh_warn("spool %s: cannot adopt pickup/%s: %s", sp->dir, nm, mh_strerror(a)); continue; }
+      if (a == 1) continue;           /* set aside to corrupt/, or gone */
+      if (a < 0) {                    /* e.g. a full disk: tried again at each scan, said once */
+        if (note_once(sp, key, a))
+          mh_warn("spool %s: cannot adopt pickup/%s: %s; it stays there and is tried again at each "
+                  "scan (logged once)", sp->dir, nm, mh_strerror(a));
+        continue;
+      }
+      if (note_clear(sp, key)) mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, nm, id);
       adopted++;
     }
     all++;
@@ -1263,17 +1623,27 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   if (rc == 0 && n) qsort(ids, n, sizeof *ids, cmp_str);
   for (size_t i = 0; i < no; i++) {
     if (rc == 0) {
-      char name[300];
+      char name[300], *buf = NULL;
+      size_t blen;
       struct stat st;
       snprintf(name, sizeof name, "%s.eml", orphans[i]);
-      if (fstatat(sp->pickupfd, name, &st, 0) < 0 && errno == ENOENT) {
+      if (fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+        /* a sidecar whose message was delivered or failed (a crash between
+           the two unlinks): ours, removed; a file that only bears the name
+           and is no state file is kept for a human */
         snprintf(name, sizeof name, "%s.state", orphans[i]);
-        unlinkat(sp->pickupfd, name, 0);
+        if (mh_fsutil_read(sp->pickupfd, name, 0, HEAD_CAP, &buf, &blen, &st) == 0 &&
+            !strncmp(buf, "attempts ", 9))
+          unlinkat(sp->pickupfd, name, 0);
+        else if (buf)
+          to_corrupt(sp, sp->pickupfd, name, "an orphan sidecar that is no state file");
+        free(buf);
       }
     }
     free(orphans[i]);
   }
   free(orphans);
+  if (rc == 0) notes_prune(sp, gen);
   if (rc) {
     for (size_t i = 0; i < n; i++) free(ids[i]);
     free(ids);
@@ -1329,7 +1699,8 @@ int mh_spool_delivered_held(mh_spool *sp, const char *id, int *held, char *err) 
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   /* open first: the unlink below then drops the last name, not the last
   ** reference, and the slow eviction waits for the caller's close */
-  *held = openat(sp->pickupfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  *held = mh_fsutil_open(sp->pickupfd, name, O_RDONLY, 0, 0, NULL);
+  if (*held < 0) *held = -1;
   rc = mh_spool_delivered_nosync(sp, id, err);
   if (rc && *held >= 0) { close(*held); *held = -1; }
   return rc;
@@ -1344,7 +1715,7 @@ static int exists_in(int dirfd, const char *id) {
   char name[300];
   struct stat st;
   if (file_name(id, name, sizeof name)) return 0;
-  return fstatat(dirfd, name, &st, 0) == 0;
+  return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
 int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_attempt, const char *reply,
@@ -1352,7 +1723,7 @@ int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_atte
   mh_state st;
   int rc;
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
-  if ((rc = state_read(sp->pickupfd, id, &st)) < 0) return fail(err, rc, "%s.state", id);
+  if ((rc = state_read(sp, sp->pickupfd, id, &st)) < 0) return fail(err, rc, "%s.state", id);
   st.attempts = attempts >= 0 ? attempts : st.attempts + 1;
   st.next_attempt = next_attempt;
   if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
@@ -1376,7 +1747,7 @@ int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *
   int rc;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
-  if ((rc = state_read(sp->pickupfd, id, &st)) < 0) return fail(err, rc, "%s.state", id);
+  if ((rc = state_read(sp, sp->pickupfd, id, &st)) < 0) return fail(err, rc, "%s.state", id);
   free(st.reason);
   st.reason = strdup(reason ? reason : "failed");
   if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
@@ -1402,7 +1773,7 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
   from_failed = exists_in(sp->failedfd, id);
   if (!from_failed && !exists_in(sp->pickupfd, id))
     return fail(err, MH_ENOTFOUND, "message %s", id);
-  if ((rc = state_read(from_failed ? sp->failedfd : sp->pickupfd, id, &st)) < 0)
+  if ((rc = state_read(sp, from_failed ? sp->failedfd : sp->pickupfd, id, &st)) < 0)
     return fail(err, rc, "%s.state", id);
   st.next_attempt = 0;
   free(st.reason); st.reason = NULL;

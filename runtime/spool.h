@@ -5,9 +5,14 @@
 **   DIR/tmp/      files being written (never read by the sender; swept at start)
 **   DIR/pickup/   ready messages ID.eml (+ ID.state sidecar once tried)
 **   DIR/failed/   dead letters ID.eml + ID.state (reason, time, reply)
-**   DIR/corrupt/  unparsable files, kept for a human
+**   DIR/corrupt/  unparsable files (and what is not a regular file), kept for a human
+**   DIR/state/    the Lua layer's own files (tls-seen, rules/)
 **   DIR/seq       the id clock (see mh_spool_new_id)
 **   DIR/lock      flock(2)ed by the one deliverer of this spool
+**
+** Nothing found in these folders is trusted: every file is opened through
+** mh_fsutil_open (never blocking, never through a link, regular files only),
+** and the folders must belong to us or root and be writable by nobody else.
 **
 ** A spool file starts with "X-Sender: FROM" and one "X-Receiver: RCPT" line per
 ** recipient; the message as it is sent follows (entry offset).  Either line
@@ -83,8 +88,12 @@ typedef struct mh_spool_item {
   const char *const *to_params; /* of each recipient (nto entries, NULL for none), or NULL */
 } mh_spool_item;
 
-/* Opens (creating what is missing, mode 0700) the spool in dir.  0 or -errno;
-** err (MH_SPOOL_ERRLEN, may be NULL) says which path failed. */
+/* Opens (creating what is missing, mode 0700) the spool in dir: the folder
+** and tmp/ pickup/ failed/ corrupt/ state/.  Like `postfix check`, each must
+** belong to the running user or root and be writable by nobody else (the
+** sub-folders are opened without following a link): else MH_EUNSAFE.  0 or a
+** negative code; err (MH_SPOOL_ERRLEN, may be NULL) says which path failed and
+** why (owner, mode). */
 int mh_spool_open(const char *dir, mh_spool **out, char *err);
 void mh_spool_close(mh_spool *sp);
 const char *mh_spool_dir(const mh_spool *sp);
@@ -94,8 +103,12 @@ const char *mh_spool_dir(const mh_spool *sp);
 ** mh_spool_close.  Enqueuing never takes this lock. */
 int mh_spool_lock(mh_spool *sp, long *holder);
 
-/* Removes tmp/ files no live writer holds (a writer flocks its tmp file) and
-** older than min_age seconds.  Returns how many were removed, or -errno. */
+/* Removes tmp/ files no live writer holds (a writer flocks its tmp file
+** before it has its name: made nameless with O_TMPFILE, flocked, linked in; or
+** else as w.PID.NAME, flocked, renamed) and older than min_age seconds; a w.
+** file only when its writer PID is gone or it is older than 10 minutes.  What
+** is not a regular file in tmp/ is removed too (a folder is left).  Returns
+** how many were removed, or -errno. */
 int mh_spool_sweep(mh_spool *sp, int min_age);
 
 /* The next id: 16 hex digits of max(now in microseconds, last id + 1), kept in
@@ -116,14 +129,19 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
 
 /* Ready ids of pickup/, oldest first (caller frees each and the array); with
 ** limit > 0 only the `limit` oldest (memory bounded by limit, not by the
-** queue).  As the lock holder does it: drop-ins (any other file name) are
-** adopted into the canonical form under a fresh id, unparsable ones moved to
-** corrupt/, orphan sidecars removed.  *total (when not NULL) = every ready id,
-** beyond the limit too.  Returns the count or a negative code. */
+** queue).  As the lock holder does it: drop-ins (any other file name, *.state
+** too) are adopted into the canonical form under a fresh id, unparsable ones
+** and anything that is not a regular file moved to corrupt/, orphan sidecars
+** removed (kept in corrupt/ when not a state file).  A failure (a full disk)
+** leaves the file and is logged once per name and error, not at each scan.
+** *total (when not NULL) = every ready id, beyond the limit too.  Returns the
+** count or a negative code. */
 long mh_spool_scan(mh_spool *sp, size_t limit, char ***ids, long *total, char *err);
 
 /* Loads one message (pickup/ first, then failed/).  0, MH_ENOTFOUND, or
-** MH_ECORRUPT (a pickup/ file that cannot be parsed is moved to corrupt/). */
+** MH_ECORRUPT (a pickup/ file that cannot be parsed, or is not a regular
+** file, is moved to corrupt/).  An ID.state that is not a regular file is no
+** state (moved to corrupt/ by the lock holder). */
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err);
 /* The same, and the message itself (what follows the X- envelope lines) in
 ** e->data when it is at most data_max bytes: the deliverer then sends it

@@ -5,15 +5,18 @@
 */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include "tls.h"
 #include "error.h"
+#include "fsutil.h"
 
 struct mh_tls {
   SSL_CTX *ctx;          /* one per connection: its trust store follows the settings */
@@ -68,6 +71,46 @@ static int norm_pin(const char *in, char out[65]) {
   return n == 64 ? 0 : -1;
 }
 
+/* Adds the PEM certificates (and CRLs) of the file at path to store.  The
+** file is read through mh_fsutil_read (a regular file, at most MH_LIMIT_CA;
+** a link is followed: an administrator named it), never by OpenSSL's own
+** fopen, which would block on a FIFO or read /dev/zero without end.  The
+** count of certificates (> 0), or a negative code with err saying why. */
+static int load_ca(X509_STORE *store, const char *path, char *err, size_t errlen) {
+  char *buf = NULL;
+  size_t len = 0;
+  struct stat st;
+  int n = 0, rc = mh_fsutil_read(AT_FDCWD, path, MH_FS_FOLLOW, MH_LIMIT_CA, &buf, &len, &st);
+  if (rc < 0) {
+    mh_fsutil_why(err, errlen, "tls_ca_file", path, rc, &st, MH_LIMIT_CA);
+    return rc;
+  }
+  BIO *b = BIO_new_mem_buf(buf, (int)len);
+  STACK_OF(X509_INFO) *infos = b ? PEM_X509_INFO_read_bio(b, NULL, NULL, NULL) : NULL;
+  for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
+    X509_INFO *xi = sk_X509_INFO_value(infos, i);
+    if (xi->x509 && X509_STORE_add_cert(store, xi->x509) == 1) n++;
+    if (xi->crl) X509_STORE_add_crl(store, xi->crl);
+  }
+  if (infos) sk_X509_INFO_pop_free(infos, X509_INFO_free);
+  BIO_free(b);
+  free(buf);
+  ERR_clear_error();
+  if (n == 0) {
+    snprintf(err, errlen, "tls_ca_file %s: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", path);
+    return MH_EINVAL;
+  }
+  return n;
+}
+
+int mh_tls_check_ca_file(const char *path, char *err, size_t errlen) {
+  X509_STORE *store = X509_STORE_new();
+  if (!store) { snprintf(err, errlen, "out of memory"); return MH_ENOMEM; }
+  int rc = load_ca(store, path, err, errlen);
+  X509_STORE_free(store);
+  return rc;
+}
+
 mh_tls *mh_tls_new(const mh_tls_params *p, char *err, size_t errlen) {
   mh_tls *t = (mh_tls *)calloc(1, sizeof *t);
   int minv = parse_version(p->min_version);
@@ -90,11 +133,8 @@ mh_tls *mh_tls_new(const mh_tls_params *p, char *err, size_t errlen) {
   /* verification is decided in mh_tls_check, after the handshake and before any data */
   SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, NULL);
   if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) ERR_clear_error();
-  if (p->ca_file && *p->ca_file && SSL_CTX_load_verify_locations(t->ctx, p->ca_file, NULL) != 1) {
-    ERR_clear_error();
-    snprintf(err, errlen, "cannot load tls_ca_file %s", p->ca_file);
+  if (p->ca_file && *p->ca_file && load_ca(SSL_CTX_get_cert_store(t->ctx), p->ca_file, err, errlen) < 0)
     goto fail;
-  }
   t->ssl = SSL_new(t->ctx);
   t->in = BIO_new(BIO_s_mem());
   t->out = BIO_new(BIO_s_mem());

@@ -31,6 +31,12 @@ enum {
   MH_TLS_WANT_WRITE = 2     /* has bytes to send (take them, then call again) */
 };
 
+/* Checks that path holds at least one PEM certificate that mh_tls_new could
+** load as tls_ca_file (read the safe way: a regular file, at most
+** MH_LIMIT_CA).  The count of certificates, or a negative code with err naming
+** what was wrong (a FIFO, a folder, /dev/zero, no PEM certificate...). */
+int mh_tls_check_ca_file(const char *path, char *err, size_t errlen);
+
 /* Creates a client.  On failure returns NULL with a reason in err. */
 mh_tls *mh_tls_new(const mh_tls_params *p, char *err, size_t errlen);
 void mh_tls_free(mh_tls *t);

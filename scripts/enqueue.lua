@@ -21,27 +21,32 @@ if not opts.to and not opts.cc and not opts.bcc then
   return args.fail("enqueue", "no recipient: give --to, --cc or --bcc")
 end
 
--- every file named must be readable before anything is built
+-- every file named must be readable before anything is built, by the core's
+-- rule for files we did not create: regular files only (a FIFO or /dev/zero
+-- is refused, never opened), each within its limit (docs/spool.md, "Limits")
+local fsutil = require("mailhook.core").fsutil
 local attachments = {}
 for _, path in ipairs(opts.attach or {}) do
-  local f, err = io.open(path, "rb")
-  if not f then return args.fail("enqueue", "attachment " .. err, 1) end
-  f:close()
+  local ok, err = fsutil.check(path, { follow = true, max = fsutil.limits.attachment, what = "attachment" })
+  if not ok then return args.fail("enqueue", err, 1) end
   attachments[#attachments + 1] = { path = path }
 end
 local html
 if opts.html then
-  local f, err = io.open(opts.html, "rb")
-  if not f then return args.fail("enqueue", "html body " .. err, 1) end
-  html = f:read("a")
-  f:close()
+  local err
+  html, err = fsutil.read(opts.html, { follow = true, max = fsutil.limits.body, what = "--html" })
+  if not html then return args.fail("enqueue", err, 1) end
 end
 
 -- refuse before reading stdin when intake is off
 local ok, err = intake.ready()
 if not ok then return args.fail("enqueue", err, 1) end
 
-local text = io.read("a") or ""
+-- the body, at most limits.body (an endless stdin is refused, not read forever)
+local text, rinfo
+text, err, rinfo = fsutil.read(0, { max = fsutil.limits.body, what = "the body on stdin" })
+if not text and rinfo and rinfo.code == "EBADF" then text = "" end   -- no stdin at all: no body
+if not text then return args.fail("enqueue", err, 1) end
 local id, info
 id, err, info = intake.enqueue{
   to = opts.to, cc = opts.cc, bcc = opts.bcc, from = opts.from,

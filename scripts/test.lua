@@ -6,15 +6,25 @@
 -- each reply) is bounded by --timeout (30 s), so the answer comes quickly and
 -- names what never came.
 -- Exit 0 when everything passed, 1 when a stage failed (named), 2 on bad usage.
+-- --json: the same facts as one JSON document (mailhook.testreport.data, docs/console.md).
+-- The console runs this same script with a table instead of arguments,
+-- {to =, cfg =, on_stage = fn(name, report)}, and gets that result table back.
 local args = require "mailhook.args"
 
-local USAGE = "usage: mailhook test [--to ADDR] [--timeout SECONDS]\n"
+local USAGE = "usage: mailhook test [--to ADDR] [--timeout SECONDS] [--json]\n"
 
-local opts, rest = args.parse({ ... }, { to = "string", timeout = "string", help = "flag" })
+local api = type((...)) == "table" and (...) or nil
+local opts, rest
+if api then
+  opts, rest = { to = api.to, timeout = api.timeout and tostring(api.timeout), json = true }, {}
+else
+  opts, rest = args.parse({ ... }, { to = "string", timeout = "string", help = "flag", json = "flag" })
+end
 if not opts then return args.fail("test", rest) end
 if opts.help then
   io.write(USAGE, "  connect, negotiate TLS, authenticate, check the From address and report;\n",
-           "  --to also sends a test message; every step waits at most --timeout seconds (30)\n")
+           "  --to also sends a test message; every step waits at most --timeout seconds (30);\n",
+           "  --json prints the same facts as one JSON document\n")
   return 0
 end
 if #rest > 0 then return args.fail("test", "unexpected argument '" .. rest[1] .. "'") end
@@ -28,18 +38,33 @@ end
 
 local ok, settings = pcall(require, "mailhook.settings")
 if not ok then return args.fail("test", "settings module missing: " .. tostring(settings), 1) end
-local cfg, err = settings.load()
-if not cfg then return args.fail("test", err, 1) end
+local cfg, err
+if api and api.cfg then cfg = api.cfg else cfg, err = settings.load() end
+if not cfg then
+  if api then return { ok = false, failed_stage = "settings", error = err } end
+  if opts.json then
+    io.write(require("mailhook.json").encode { ok = false, failed_stage = "settings", error = err }, "\n")
+    return 1
+  end
+  return args.fail("test", err, 1)
+end
 
--- risky settings first (allow_plaintext_auth = true, ...), on stderr
-for _, w in ipairs(settings.warnings(cfg)) do io.stderr:write("mailhook test: warning: ", w, "\n") end
+-- risky settings first (allow_plaintext_auth = true, ...), on stderr (in --json: in the document)
+if not opts.json then
+  for _, w in ipairs(settings.warnings(cfg)) do io.stderr:write("mailhook test: warning: ", w, "\n") end
+end
 
 local r = require("mailhook.testreport").run {
-  cfg = cfg, to = opts.to, timeout = timeout,
-  started = function(header)
+  cfg = cfg, to = opts.to, timeout = timeout, on_stage = api and api.on_stage,
+  started = not opts.json and function(header)
     io.write(header, "\n")
     io.stdout:flush()
-  end,
+  end or nil,
 }
+if api then return r.data end
+if opts.json then
+  io.write(require("mailhook.json").encode(r.data), "\n")
+  return r.ok and 0 or 1
+end
 io.write(r.body)
 return r.ok and 0 or 1

@@ -6,11 +6,20 @@
 -- on stderr after the save.
 -- Exit 0 when saved; 2 when anything is invalid (nothing is written then);
 -- 1 when writing failed (I/O error: the old file is left as it was).
+-- `admin_password=-` reads the console's password on stdin and stores only its
+-- salted hash.  --json: the result as one JSON document ({ok, path, settings,
+-- password_set} or {ok = false, error, key}); the console runs this script with
+-- a table, {changes = {key = value}}, and gets that result table back.
 local settings = require "mailhook.settings"
 local args = require "mailhook.args"
 
-local argv = { ... }
-if #argv == 0 then
+local api = type((...)) == "table" and (...) or nil
+local argv = api and {} or { ... }
+local json = false
+for i = #argv, 1, -1 do
+  if argv[i] == "--json" then json = true; table.remove(argv, i) end
+end
+if not api and #argv == 0 then
   io.stderr:write("usage: mailhook update KEY=VALUE ...\nkeys: ", table.concat(settings.keys, " "), "\n")
   return 2
 end
@@ -20,12 +29,40 @@ for _, a in ipairs(argv) do
   if not key then return args.fail("update", "expected KEY=VALUE, got '" .. a .. "'") end
   if changes[key] ~= nil then return args.fail("update", "'" .. key .. "' given twice") end
   if key == "password" and value == "-" then
+    -- one line, at most 4 KiB: `update password=- < /dev/zero` is refused, not read forever
+    local buf = {}
+    while #buf <= 4096 do
+      local c = io.read(1)
+      if not c or c == "\n" then break end
+      buf[#buf + 1] = c
+    end
+    if #buf > 4096 then return args.fail("update", "password: the line on stdin is over 4 KiB") end
+    value = table.concat(buf):gsub("\r$", "")
+    if value == "" then return args.fail("update", "password: nothing on stdin") end
+  end
+  if key == "admin_password" and value == "-" then
     value = io.read("l")
-    if not value or value == "" then return args.fail("update", "password: nothing on stdin") end
+    if not value or value == "" then return args.fail("update", "admin_password: nothing on stdin") end
   end
   changes[key] = value
 end
+if api then changes = api.changes or {} end
+-- the console's password: only its hash is ever stored (a hash given as it is stays)
+local core = require "mailhook.core"
+local admin_pw = changes.admin_password
+if type(admin_pw) == "string" and admin_pw ~= "" and not core.pwhash.valid(admin_pw) then
+  local h, herr = core.pwhash.make(admin_pw)
+  if not h then return args.fail("update", "admin_password: " .. tostring(herr), 1) end
+  changes.admin_password = h
+end
 local cfg, err, info = settings.update(changes)
+if api or json then
+  local result = cfg and settings.report(cfg) or { ok = false, error = err, key = info and info.key, path = settings.path() }
+  result.ok = cfg ~= nil
+  if api then return result end
+  io.write(require("mailhook.json").encode(result), "\n")
+  return cfg and 0 or ((info and info.code) and 1 or 2)
+end
 -- 2: something invalid (a key, a value, the file's syntax); 1: the disk failed
 if not cfg then return args.fail("update", err, (info and info.code) and 1 or 2) end
 io.write("# saved ", settings.path(), "\n")

@@ -35,6 +35,7 @@
 --   the session broke (421, EOF, timeout)            -> the queue waits retry_interval
 --   530/538 to MAIL or RCPT (auth or TLS required)   -> the same: a setting, not the message
 local M = {}
+local maillog = require "mailhook.maillog"   -- the per-recipient outcome lines (call sites: "maillog.")
 
 M.STATES = { "idle", "disabled", "connecting", "sending", "waiting-retry", "stopping", "stopped" }
 
@@ -118,7 +119,7 @@ end
 
 -- The Subject of a spool file (for the `failed` event), read from its header.
 local function subject_of(path)
-  local f = path and io.open(path, "rb")
+  local f = path and require("mailhook.core").fsutil.open(path)   -- the core's rule: never a FIFO
   if not f then return nil end
   local head = f:read(65536) or ""
   f:close()
@@ -145,6 +146,17 @@ local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s")
 
 local D = {}
 D.__index = D
+
+-- The status hook (mailhook.status): d.on_change(d, event, ...) when set, for
+-- "state" (worker, old, new, detail), "outage" (worker, err, info) and the
+-- outcomes "delivered" (entry), "deferred" / "failed" (entry, reply).  It must
+-- not wait; an error in it is logged and delivery goes on.
+function D:changed(event, ...)
+  local fn = self.on_change
+  if not fn then return end
+  local ok, err = pcall(fn, self, event, ...)
+  if not ok then self.log.error("delivery: on_change: " .. tostring(err)) end
+end
 
 -- Lazily found parts, so a unit test can run without the spool or SMTP modules.
 local function default_connect(cfg)
@@ -359,17 +371,40 @@ function D:requeue(e)
   self.pos = #self.queue + 1
 end
 
+-- A spool failure about one message (what: "defer", "fail"), told once per
+-- message and error: a full disk fails the same write at every retry.
+-- true when it is news (log it); err nil: it worked (forget the failure, and
+-- true when there was one).
+local function spool_news(self, id, what, err)
+  self.spool_errs = self.spool_errs or {}
+  local k = id .. " " .. what
+  local old = self.spool_errs[k]
+  if err == nil then
+    self.spool_errs[k] = nil
+    return old ~= nil
+  end
+  if old == tostring(err) then return false end
+  self.spool_errs[k] = tostring(err)
+  return true
+end
+
 function D:fail(e, reason, reply)
   local subject = subject_of(e.path)   -- before the file moves
   local ok, err = self.spool:fail(e.id, { reason = reason, reply = reply })
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
-    self.log.error("delivery: " .. e.id .. ": could not move to failed/: " .. tostring(err))
+    if spool_news(self, e.id, "fail", err) then
+      self.log.error("delivery: " .. e.id .. ": could not move to failed/: " .. tostring(err) ..
+                     " (said once; tried again at each attempt)")
+    end
     return
   end
+  spool_news(self, e.id, "fail", nil)
   self.stats.failed = self.stats.failed + 1
+  self:changed("failed", e, reply or reason)
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
                 .. (reply and (" (" .. reply .. ")") or ""))
+  maillog.outcome(self, e, "failed", reply or reason)
   self:emit("failed", { id = e.id, reason = reason, reply = reply, to = e.to, from = e.from,
                         subject = subject })
 end
@@ -382,13 +417,20 @@ function D:defer(e, reply, done)
   local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = at, done = done, attempts = n })
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
-    self.log.error("delivery: " .. e.id .. ": could not record the deferral: " .. tostring(err))
+    if spool_news(self, e.id, "defer", err) then
+      self.log.error("delivery: " .. e.id .. ": could not record the deferral: " .. tostring(err) ..
+                     " (said once until it changes)")
+    end
+  elseif spool_news(self, e.id, "defer", nil) then
+    self.log.info("delivery: " .. e.id .. ": its deferral is recorded again")
   end
   self.later[e.id] = at
   if self.forced then self.seen[e.id] = true end
   self.stats.deferred = self.stats.deferred + 1
+  self:changed("deferred", e, reply)
   self.log.info(string.format("delivery: %s deferred (attempt %d): %s; next attempt in %d s",
                               e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
+  maillog.outcome(self, e, "deferred", reply or "temporary failure", done)
 end
 
 -- Removals are group-committed: each unlink is done before the next message's
@@ -450,12 +492,14 @@ function D:delivered(e, n)
     if ok == nil and err then removal_failed(self, e.id, err) end
   end
   self.stats.delivered = self.stats.delivered + 1
-  if self.verbose then self.log.info("delivery: " .. e.id .. " delivered to " .. plural(n, "recipient")) end
+  self:changed("delivered", e)
+  maillog.outcome(self, e, "sent")
 end
 
 -- settle(e, result): the per-recipient outcome of a send that reached DATA or
 -- was refused recipient by recipient.
 function D:settle(e, res)
+  maillog.note(e, res)
   local accepted = res.accepted or {}
   local transient, permanent = {}, {}
   for _, r in ipairs(res.rejected or {}) do
@@ -494,6 +538,7 @@ function W:enter(state, detail)
                             detail and (" (" .. detail .. ")") or ""))
   local old = self.state
   self.state, self.detail, self.since = state, detail, d.now()
+  d:changed("state", self, old, state, detail)
   if state == "disabled" and (old ~= "disabled") then
     d.log.warn("delivery paused: " .. tostring(detail) .. "; no connection is attempted")
   elseif old == "disabled" and state ~= "stopping" and state ~= "stopped" then
@@ -526,6 +571,7 @@ end
 -- The server is unreachable: log once per distinct error, then wait.
 function W:outage(err, info)
   local d = self.d
+  d:changed("outage", self, err, info)
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)
   local what = info and info.session_refused and "server refuses mail on this session" or "server unreachable"
@@ -571,6 +617,7 @@ function W:connected(s)
   local d = self.d
   if not s.submit then s = sequential(s) end
   self.session, self.sent = s, 0
+  self.relay = maillog.relay(s)
   if d.outage and not d.outage.refused then
     d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
                              math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
@@ -641,6 +688,7 @@ function W:burst(e)
   local function submit(x)
     d.stats.attempts = d.stats.attempts + 1
     if not x.to or #x.to == 0 then d:delivered(x, 0); d:release(x); return end
+    x.relay = self.relay
     local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset,
                                     from_params = x.from_params, to_params = x.to_params }
     self.sent = self.sent + 1
@@ -793,12 +841,8 @@ local function count(sp)
   return type(ids) == "table" and #ids or 0
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+local function read_file(path)   -- a spool file: the core's rule (regular, no link, bounded)
+  return (require("mailhook.core").fsutil.read(path, { max = 4096 }))
 end
 
 -- The file a running service writes when a flush it was asked for is over:

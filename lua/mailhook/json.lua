@@ -3,6 +3,7 @@
 --   json.decode(text) -> value | nil, "line L, column C: message"
 -- null decodes to json.null (a unique sentinel), so a caller can tell it from
 -- an absent key; objects and arrays become tables.
+--   json.encode(value) -> text   (the `--json` of the CLI and the console; below)
 local M = { null = setmetatable({}, { __tostring = function() return "null" end }) }
 
 local ESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
@@ -131,6 +132,97 @@ function M.decode(s)
     error(v, 0)
   end
   return v
+end
+
+-- ------------------------------------------------------------------ encode
+-- encode(value) -> one line of JSON.  Tables with keys 1..n only are arrays (an
+-- empty table is {} unless marked with json.array(t)); other tables are objects
+-- with their keys sorted, so the output is stable (tests and diffs compare it).
+-- json.null is null; NaN and infinities (no JSON form) are null.  Strings are
+-- made valid UTF-8 (a stray byte becomes U+FFFD: a server's reply may hold
+-- anything), and <, >, & are escaped as \u003c... so the text may be put in an
+-- HTML page as it is.  A function, a cycle or a non-string key is misuse: it raises.
+local ARRAY = setmetatable({}, { __mode = "k" })
+
+function M.array(t) t = t or {}; ARRAY[t] = true; return t end
+
+local ESCAPE = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+                 ["<"] = "\\u003c", [">"] = "\\u003e", ["&"] = "\\u0026" }
+
+local function valid_utf8(s)
+  if utf8.len(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local ok, n = pcall(utf8.codepoint, s, i)
+    local len = ok and #utf8.char(n) or nil
+    if ok and utf8.len(s:sub(i, i + len - 1)) == 1 then
+      out[#out + 1] = s:sub(i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = "\u{FFFD}"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+local function encode_string(s)
+  s = valid_utf8(s)
+  return '"' .. s:gsub('[%c"\\<>&\127]', function(c)
+    return ESCAPE[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function encode(v, out, seen)
+  local t = type(v)
+  if v == nil or v == M.null then out[#out + 1] = "null"
+  elseif t == "boolean" then out[#out + 1] = v and "true" or "false"
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then out[#out + 1] = "null"
+    elseif math.type(v) == "integer" then out[#out + 1] = string.format("%d", v)
+    else out[#out + 1] = string.format("%.17g", v) end
+  elseif t == "string" then out[#out + 1] = encode_string(v)
+  elseif t == "table" then
+    if seen[v] then error("json.encode: a table contains itself", 0) end
+    seen[v] = true
+    local n = #v
+    local keys, count = {}, 0
+    for k in pairs(v) do
+      count = count + 1
+      if type(k) == "string" then keys[#keys + 1] = k
+      elseif not (math.type(k) == "integer" and k >= 1 and k <= n) then
+        error("json.encode: a key must be a string (got " .. type(k) .. ")", 0)
+      end
+    end
+    if (n > 0 and count == n) or (count == 0 and ARRAY[v]) then
+      out[#out + 1] = "["
+      for i = 1, n do
+        if i > 1 then out[#out + 1] = "," end
+        encode(v[i], out, seen)
+      end
+      out[#out + 1] = "]"
+    else
+      if #keys ~= count then error("json.encode: a table mixes a list and keys", 0) end
+      table.sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = encode_string(k)
+        out[#out + 1] = ":"
+        encode(v[k], out, seen)
+      end
+      out[#out + 1] = "}"
+    end
+    seen[v] = nil
+  else
+    error("json.encode: cannot encode a " .. t, 0)
+  end
+end
+
+function M.encode(v)
+  local out = {}
+  encode(v, out, {})
+  return table.concat(out)
 end
 
 return M

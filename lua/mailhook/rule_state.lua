@@ -54,10 +54,15 @@ end
 local function encode(v) return "return " .. table.concat(ser(v, {})) .. "\n" end
 
 local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
+  -- a spool file: read by the core's rule (a regular file, no link followed,
+  -- at most limits.config bytes); a FIFO planted there cannot block a hook
+  local s, err, info = core.fsutil.read(path)
+  if not s then
+    if not (info and info.code == "ENOENT") then
+      core.log("warn", "rule state " .. tostring(err) .. "; starting afresh")
+    end
+    return nil
+  end
   local chunk = load(s, "=" .. path, "t", {})
   local ok, v = pcall(chunk or error)
   if not ok or type(v) ~= "table" then
@@ -132,10 +137,9 @@ local function keep_attachments(msg, dir, name)
     local c = {}
     for k, v in pairs(a) do c[k] = v end
     if type(a.path) == "string" then
-      local f, err = io.open(a.path, "rb")
-      if not f then error("hold: attachment " .. tostring(err), 0) end
-      local data = f:read("a")
-      f:close()
+      local data, err = core.fsutil.read(a.path, { follow = true, max = core.fsutil.limits.attachment,
+                                                   what = "hold: attachment" })
+      if not data then error(err, 0) end
       local copy = string.format("%s/%s.%d.att", dir, name, i)
       write(copy, data)
       c.path = copy

@@ -204,7 +204,10 @@ function rules.load(paths)
     handlers[event] = keep
   end
   for _, file in ipairs(expand(paths)) do
-    local chunk, err = loadfile(file, "t", rule_env(file))
+    -- read by the core's rule for foreign files: a FIFO named *.lua cannot hang `hook`
+    local src, err = core.fsutil.read(file, { follow = true, what = "rule file" })
+    local chunk
+    if src then chunk, err = load(src, "@" .. file, "t", rule_env(file)) end
     if chunk then
       loading = file
       local ok, e = xpcall(chunk, debug.traceback)

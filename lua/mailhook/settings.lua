@@ -60,6 +60,14 @@ local SCHEMA = {
   { "connections", "count", 1, { 1, 64 } },
   { "rules", "string", "./rules" },
   { "log_level", "enum", "info", { "debug", "info", "warn", "error" } },
+  -- where the log goes (docs/service.md): stderr, syslog(3), or the journal's
+  -- native protocol with structured fields (the per-message lines' MAILHOOK_*)
+  { "log", "enum", "stderr", { "stderr", "syslog", "journal" } },
+  { "syslog_facility", "enum", "mail", core.logsink.facilities },
+  -- the admin console (docs/console.md): off while admin_listen is unset
+  { "admin_listen", "listen" },
+  { "admin_password", "admin_hash" },
+  { "admin_token_file", "string" },
   -- local addresses and the sender of what `sendmail` takes in (docs/sendmail.md):
   -- a bare name (root, www-data) is qualified with default_domain, or sent to the
   -- aliases file's addresses, or to admin_address; from_rewrite says what becomes
@@ -87,11 +95,12 @@ end
 -- Kinds written to the file in their normalised form; the others (strings,
 -- durations such as "1h") are written as the user gave them.
 local NORMALISE = { bool = true, enum = true, hosts = true, port = true, count = true, fingerprint = true,
-                    addresses = true }
+                    listen = true, addresses = true }
 
 -- Private per-cfg data (password, file path), weak so cfg tables die normally.
 local private = setmetatable({}, { __mode = "k" })
 local warned = {}           -- files already reported as readable by others
+local admin_hashes = setmetatable({}, { __mode = "k" })  -- cfg -> admin_password hash (kept out of cfg)
 
 -- ----------------------------------------------------------------- parsers
 -- Each parser takes a Lua value (a string from the file or the CLI, or a typed
@@ -232,14 +241,27 @@ function parse.enum(v, s)
   return nil, "must be one of " .. table.concat(s[4], ", ") .. " (got '" .. tostring(v) .. "')"
 end
 
+-- A file someone named: a readable regular file (checked without a blocking
+-- open: a FIFO or a device is refused, never opened), links followed.
 function parse.file(v)
   local s, err = text(v)
   if not s then return nil, err end
-  local f, ferr = io.open(s, "r")
-  if not f then return nil, "cannot read " .. tostring(ferr) end
-  f:close()
+  local ok, ferr = core.fsutil.check(s, { follow = true, max = core.fsutil.limits.ca })
+  if not ok then return nil, "cannot read " .. tostring(ferr) end
   return s
 end
+
+-- Checks made when a value is saved (update), beyond parsing: what a load
+-- only needs to find again.  tls_ca_file must hold a PEM certificate OpenSSL
+-- can load (a folder, /dev/zero, a FIFO or a text file is refused now, not at
+-- the first connection).  nil, reason when refused.
+local SAVE_CHECK = {
+  tls_ca_file = function(path)
+    local n, err = core.fsutil.check_ca_file(path)
+    if not n then return nil, (tostring(err):gsub("^tls_ca_file ", "")) end
+    return true
+  end,
+}
 
 function parse.fingerprint(v)
   local s, err = text(v)
@@ -249,6 +271,41 @@ function parse.fingerprint(v)
     return nil, "must be a SHA-256 fingerprint: 64 hex digits, colons allowed"
   end
   return hex
+end
+
+-- The console's address: "PORT" (127.0.0.1), "HOST:PORT", "[V6]:PORT"; HOST a
+-- numeric address or localhost.  Normalised to "HOST:PORT" ("[::1]:PORT").
+function parse.listen(v)
+  local s, err = text(v)
+  if not s then return nil, err end
+  local host, port = s:match("^%[([%x:.]+)%]:(%d+)$")
+  if not host then host, port = s:match("^([%d.]+):(%d+)$") end
+  if not host then host, port = s:match("^(localhost):(%d+)$") end
+  if not host and s:match("^%d+$") then host, port = "127.0.0.1", s end
+  local n = port and integer(port, 1, 65535, "a port number")
+  if not host or not n then
+    return nil, "must be PORT or ADDRESS:PORT with a numeric address, e.g. 127.0.0.1:8025 or [::1]:8025 (got '" .. s .. "')"
+  end
+  if host == "localhost" then host = "127.0.0.1" end
+  if host:find(":", 1, true) then return "[" .. host .. "]:" .. n end
+  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  for _, x in ipairs { a, b, c, d } do
+    if tonumber(x) > 255 then return nil, "'" .. host .. "' is not an IPv4 address" end
+  end
+  if not a then return nil, "'" .. host .. "' is not an IPv4 address" end
+  return host .. ":" .. n
+end
+
+-- admin_password holds only a salted hash (core.pwhash): `mailhook update
+-- admin_password=-` hashes what it reads on stdin; a password itself is refused.
+function parse.admin_hash(v)
+  local s, err = text(v)
+  if not s then return nil, err end
+  if not core.pwhash.valid(s) then
+    return nil, "must be a password hash as `mailhook update admin_password=-` writes it " ..
+      "(the password itself is never stored)"
+  end
+  return s
 end
 
 -- Parses value for key: normalised value | nil, reason.  "" means "not set".
@@ -289,6 +346,7 @@ local function validate(values, hidden)
   if cfg.auth_mechanism == "auto" then cfg.auth_mechanism = nil end
   local secret = cfg.password
   cfg.password = nil
+  admin_hashes[cfg], cfg.admin_password = cfg.admin_password, nil   -- settings.admin_hash(cfg)
   -- rules between keys
   if cfg.tls == "none" and cfg.tls_required then
     return nil, "tls", "tls = none but tls_required is true" ..
@@ -359,18 +417,19 @@ local function parse_text(textv, file, secrets)
 end
 
 -- Reads and parses path; a missing file is an empty document (missing = true).
+-- Read by the core's rule for foreign files: a regular file (links followed),
+-- at most limits.config bytes; a FIFO or a device is refused, never opened.
+-- secrets: the secrets file, which this user may not be allowed to read (a
+-- local user's sendmail): then a document marked hidden, not an error.
 local function read_doc(path, secrets)
-  local f, err, code = io.open(path, "rb")
-  if not f then
-    if code == 2 then return { lines = {}, values = {}, where = {}, missing = true } end
-    if secrets and code == 13 then   -- EACCES: not this user's to read
+  local data, err, info = core.fsutil.read(path, { follow = true, max = core.fsutil.limits.config })
+  if not data then
+    if info and info.code == "ENOENT" then return { lines = {}, values = {}, where = {}, missing = true } end
+    if secrets and info and info.code == "EACCES" then
       return { lines = {}, values = {}, where = {}, hidden = true }
     end
     return nil, path .. ": cannot read: " .. tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
   end
-  local data, rerr = f:read("a")
-  f:close()
-  if not data then return nil, path .. ": cannot read: " .. tostring(rerr) end
   return parse_text(data, path, secrets)
 end
 
@@ -432,16 +491,58 @@ function M.load(path)
 end
 
 -- password(cfg) -> the password (from the file, or password_command's first line) | nil, err
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- What a command wrote on stderr, fit for a message or a log: its first
+-- non-blank line, the secret it printed (when known) masked, control
+-- characters dropped, at most 200 characters.  nil when it wrote nothing.
+local function stderr_excerpt(text, secret)
+  if not text then return nil end
+  local line = text:match("([^\r\n]*%S[^\r\n]*)")
+  if not line then return nil end
+  if secret and #secret >= 1 then
+    local i = 1
+    while true do
+      local a, b = line:find(secret, i, true)
+      if not a then break end
+      line = line:sub(1, a - 1) .. MASK .. line:sub(b + 1)
+      i = a + #MASK
+    end
+  end
+  line = line:gsub("[%z\1-\31\127]", "")
+  if #line > 200 then line = line:sub(1, 200) .. "..." end
+  return line
+end
+
+-- The first line a command prints (a secret: password_command,
+-- oauth_token_command).  Its stderr is captured in a private temporary file
+-- (os.tmpname: mkstemp, 0600) and never passed through: a failure is named with
+-- an excerpt of it (stderr_excerpt); on success it is logged at debug level,
+-- masked.
 local function run_first_line(cmd, what)
-  local p = io.popen(cmd, "r")
-  if not p then return nil, what .. " could not be started" end
+  -- no temporary file possible (a read-only /tmp): stderr is dropped instead
+  local made, errfile = pcall(os.tmpname)
+  if not made then errfile = nil end
+  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\n" .. cmd, "r")
+  if not p then
+    if errfile then os.remove(errfile) end
+    return nil, what .. " could not be started"
+  end
   local line = p:read("l")
   local ok, how, code = p:close()
+  local ef = errfile and io.open(errfile, "rb")
+  local errtext = ef and ef:read(4096)
+  if ef then ef:close() end
+  if errfile then os.remove(errfile) end
   if line then line = line:gsub("\r$", "") end
+  local said = stderr_excerpt(errtext, line ~= "" and line or nil)
   if not ok then
-    return nil, string.format("%s failed (%s %s)", what, tostring(how), tostring(code))
+    return nil, string.format("%s failed (%s %s)%s", what, tostring(how), tostring(code),
+                              said and (": " .. said) or "")
   end
-  if not line or line == "" then return nil, what .. " printed nothing" end
+  if not line or line == "" then return nil, what .. " printed nothing" .. (said and (": " .. said) or "") end
+  if said then core.log("debug", what .. " wrote on stderr: " .. said) end
   return line
 end
 
@@ -471,7 +572,33 @@ function M.get(path)
   local out = {}
   for k, v in pairs(cfg) do out[k] = v end
   if private[cfg].password then out.password = MASK end
+  if admin_hashes[cfg] then out.admin_password = MASK end
   return out
+end
+
+-- admin_hash(cfg) -> the console's admin password hash | nil (never in cfg itself).
+function M.admin_hash(cfg) return admin_hashes[cfg] end
+
+-- preview(changes [, path]) -> cfg | nil, err, {key = bad key}: what update()
+-- would save, validated the same way, without writing anything (the console's
+-- Test of values not saved yet).  settings.password(cfg) works on the result.
+function M.preview(changes, path)
+  path = path or M.path()
+  if type(changes) ~= "table" then error("settings.preview: changes must be a table", 2) end
+  local doc, sdoc, values = read_both(path)
+  if not doc then return nil, sdoc, {} end
+  for key, value in pairs(changes) do
+    if type(key) ~= "string" or not BY_NAME[key] then
+      return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
+    end
+    local _, perr = parse_value(key, value)
+    if perr then return nil, key .. ": " .. perr, { key = key } end
+    if value == "" then values[key] = nil else values[key] = value end
+  end
+  local cfg, secret_or_key, reason = validate(values, sdoc.hidden)
+  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
+  private[cfg] = { password = secret_or_key, path = path, hidden = sdoc.hidden }
+  return cfg
 end
 
 -- ready(cfg) -> true | nil, reason: whether anything may be generated.
@@ -592,6 +719,10 @@ function update(changes, path)
     end
     local parsed, perr = parse_value(key, value)
     if perr then return nil, key .. ": " .. perr, { key = key } end
+    if parsed ~= nil and SAVE_CHECK[key] then
+      local ok, why = SAVE_CHECK[key](parsed)
+      if not ok then return nil, key .. ": " .. why, { key = key } end
+    end
     keys[#keys + 1] = key
     if NORMALISE[BY_NAME[key][2]] and parsed ~= nil then norm[key] = parsed end
   end
@@ -643,6 +774,22 @@ function update(changes, path)
   return cfg
 end
 
+-- report(cfg [, path]) -> {path =, settings = {key = value, ...}, password_set =,
+-- admin_password_set =}: the facts `mailhook settings` prints, as data (its
+-- --json, update --json, the console).  Durations in seconds; the password and
+-- the admin hash never appear, only whether they are set.
+function M.report(cfg, path)
+  local p = private[cfg]
+  local out = { path = path or (p and p.path) or M.path(), settings = {},
+                password_set = (p and p.password ~= nil) or cfg.password == MASK,
+                admin_password_set = admin_hashes[cfg] ~= nil or cfg.admin_password == MASK }
+  for _, sch in ipairs(SCHEMA) do
+    local key = sch[1]
+    if key ~= "password" and key ~= "admin_password" then out.settings[key] = cfg[key] end
+  end
+  return out
+end
+
 -- lines(cfg_or_display) -> {"key = value", ...} in display order, password masked.
 function M.format(cfg)
   local out = {}
@@ -650,6 +797,7 @@ function M.format(cfg)
   for _, s in ipairs(SCHEMA) do
     local key, v = s[1], cfg[s[1]]
     if key == "password" then v = secret and MASK or nil end
+    if key == "admin_password" then v = (admin_hashes[cfg] or cfg.admin_password) and MASK or nil end
     local shown
     if v == nil then
       shown = key == "auth_mechanism" and "auto (strongest offered)" or "(not set)"

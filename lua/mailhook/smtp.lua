@@ -34,40 +34,36 @@ function M.tls_seen_path()
   return (core.paths and core.paths.spool or "./spool") .. "/state/tls-seen"
 end
 
+-- Read by the core's rule for spool files (a regular file, no link followed,
+-- at most limits.config bytes): a FIFO or a link planted there is no list.
 local function seen_set()
   local set = {}
-  local f = io.open(M.tls_seen_path(), "r")
-  if f then
-    for line in f:lines() do
-      local key, mode = line:match("^(%S+)%s*(%S*)")
-      if key then set[key] = mode ~= "" and mode or "starttls" end
-    end
-    f:close()
+  local text = core.fsutil.read(M.tls_seen_path())
+  for line in (text or ""):gmatch("[^\n]+") do
+    local key, mode = line:match("^(%S+)%s*(%S*)")
+    if key then set[key] = mode ~= "" and mode or "starttls" end
   end
   return set
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
+-- Written as every spool file: the spool opened (created 0700 with its state/
+-- folder, its owner and modes checked), then the file replaced atomically and
+-- durably (O_EXCL temporary file, fsync, rename, folder fsync), mode 0600.
 local function mark_seen(key, mode)
   local set = seen_set()
   if set[key] == mode then return end
   set[key] = mode
   local path = M.tls_seen_path()
-  local dir = path:match("^(.*)/[^/]*$")
-  if dir and not io.open(dir .. "/.", "r") then os.execute("mkdir -p " .. shell_quote(dir)) end
-  local tmp = path .. ".tmp"
-  local f = io.open(tmp, "w")
-  if not f then
-    core.log("warn", "cannot record that " .. key .. " uses TLS in " .. path)
-    return
-  end
+  local sp, err = core.spool.open(core.paths and core.paths.spool or "./spool")
+  if sp then sp:close() end
   local keys = {}
   for k, m in pairs(set) do keys[#keys + 1] = k .. " " .. m end
   table.sort(keys)
-  f:write(table.concat(keys, "\n"), "\n")
-  f:close()
-  os.rename(tmp, path)
+  local ok, werr
+  if sp then ok, werr = core.fsutil.write_atomic(path, table.concat(keys, "\n") .. "\n", 384) end  -- 0600
+  if not ok then
+    core.log("warn", "cannot record that " .. key .. " uses TLS in " .. path .. ": " .. tostring(werr or err))
+  end
 end
 
 -- ----------------------------------------------------------- policy
@@ -282,6 +278,19 @@ function Session:close() return self.c:close() end
 Session.__close = Session.close
 function Session:__tostring() return "mailhook.smtp session " .. tostring(self.c) end
 
+-- A stage of smtp.test passed: listed in report.stages, its time (ms since the
+-- test began) in report.stage_at, and told to report.on_stage(name, report) when
+-- a caller follows the test as it goes (the console shows each stage at once).
+local function passed(report, name)
+  if not report.stages then return end          -- not a test (delivery's sessions)
+  report.stages[#report.stages + 1] = name
+  report.stage_at[name] = math.floor((core.monotonic() - report.t0) * 1000 + 0.5)
+  if report.on_stage then
+    local ok, err = pcall(report.on_stage, name, report)
+    if not ok then core.log("warn", "smtp.test: on_stage: " .. tostring(err)) end
+  end
+end
+
 -- connect(cfg [, report [, limits]]) -> session | nil, err, info.  Waits: DNS, every
 -- address of every server in order, TLS, EHLO, AUTH.  report (a table) receives
 -- what was learned even on failure (tests and `mailhook test`); limits overrides
@@ -332,6 +341,8 @@ function M.connect(cfg, report, limits)
           "refusing plain text (a downgrade attack, or a server misconfiguration)")
       end
       local s = setmetatable({ c = c, server = host, helo = cfg.helo_name }, Session)
+      passed(report, "connect")
+      if ci.security ~= "none" then passed(report, "tls") end
       if cfg.auth then
         local mech, aerr, ainfo = authenticate(c, cfg, ci.security)
         if not mech then
@@ -341,6 +352,8 @@ function M.connect(cfg, report, limits)
           return nil, aerr, ainfo
         end
         s.auth_mechanism = mech
+        if report.info then report.info.auth_mechanism = mech end
+        passed(report, "auth")
       end
       return s
     end
@@ -455,8 +468,11 @@ function M.waited_message(info, where, secs)
   return msg
 end
 
--- test{to = nil [, cfg = cfg] [, timeout = seconds]} -> report | nil, err, info (info.report).
--- Waits, at most `timeout` (M.TEST_TIMEOUT, 30 s) for each step.
+-- test{to = nil [, cfg = cfg] [, timeout = seconds] [, on_stage = fn(name, report)]}
+-- -> report | nil, err, info (info.report).  Waits, at most `timeout` (M.TEST_TIMEOUT,
+-- 30 s) for each step.  report.stages lists the stages passed (connect, tls, auth,
+-- sender, recipient) and report.stage_at their time in ms from the start; on_stage
+-- is called as each one passes.
 function M.test(opts)
   opts = opts or {}
   local cfg = opts.cfg
@@ -468,7 +484,8 @@ function M.test(opts)
   local bound = tonumber(opts.timeout) or M.TEST_TIMEOUT
   if bound <= 0 then error("smtp.test: timeout must be a positive number of seconds", 2) end
   local limits = bounded(cfg, bound)
-  local report = { from = cfg.from, to = opts.to, stages = {}, timeout = bound }
+  local report = { from = cfg.from, to = opts.to, stages = {}, stage_at = {}, t0 = core.monotonic(),
+                   on_stage = opts.on_stage, timeout = bound }
   local now = core.monotonic
   local step_started = now()
   local function failed(err, info)
@@ -500,14 +517,11 @@ function M.test(opts)
   if not s then return failed(err, info) end
   step_started = now()
   report.info = s:info()
-  report.stages[#report.stages + 1] = "connect"
-  if report.info.security ~= "none" then report.stages[#report.stages + 1] = "tls" end
-  if cfg.auth then report.stages[#report.stages + 1] = "auth" end
   local ok
   ok, err, info = s:check_sender(cfg.from)
   if not ok then s:quit(); s:close(); return failed(err, info) end
   report.from_accepted = true
-  report.stages[#report.stages + 1] = "sender"
+  passed(report, "sender")
   step_started = now()
   if opts.to then
     local r
@@ -515,7 +529,7 @@ function M.test(opts)
     if not r then s:quit(); s:close(); return failed(err, info) end
     report.sent = true
     report.reply = r.reply.smtp .. " " .. r.reply.text
-    report.stages[#report.stages + 1] = "recipient"
+    passed(report, "recipient")
   end
   s:quit()
   s:close()

@@ -70,7 +70,8 @@ function methods.watch(sp, fn)
   return { stop = function() md:stop(); return w:stop() end }
 end
 
--- open([dir]) -> spool | nil, err, info; creates tmp/ pickup/ failed/ corrupt/.
+-- open([dir]) -> spool | nil, err, info; creates tmp/ pickup/ failed/ corrupt/
+-- state/ (0700); refuses (MH_EUNSAFE) a spool writable by others or not ours.
 function M.open(dir)
   dir = dir or core.paths.spool
   local sp, err, info = core.spool.open(dir)

@@ -171,10 +171,11 @@ end
 
 -- file(path [, opts]) -> render | nil, err
 function M.file(path, opts)
-  local f, err = io.open(path, "r")
-  if not f then return nil, err end
-  local src = f:read("a")
-  f:close()
+  -- the core's rule for files we did not create: a regular file (a FIFO or a
+  -- device is refused, never opened), at most limits.config bytes
+  local fsutil = require("mailhook.core").fsutil
+  local src, err = fsutil.read(path, { follow = true, what = "template" })
+  if not src then return nil, err end
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.name = o.name or path

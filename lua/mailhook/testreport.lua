@@ -152,18 +152,65 @@ function M.format(cfg, opts, report, err, info)
   return out
 end
 
+-- data(cfg, opts, report, err, info) -> the result as data: what format() shows,
+-- for --json and the console (docs/console.md).  stages: dns, connect, tls, auth,
+-- sender, recipient in order, each "ok", "failed", "skipped" (not configured) or
+-- "not reached", with at_ms (when it completed, from the start of the test)
+-- where known.
+local STAGES = { "dns", "connect", "tls", "auth", "sender", "recipient" }
+function M.data(cfg, opts, report, msg, info)
+  local rep = report or (info and info.report) or {}
+  local i = rep.info or {}
+  local failed = not report and (info and info.stage or "connect") or nil
+  local passed, at = {}, rep.stage_at or {}
+  for _, st in ipairs(rep.stages or {}) do passed[st] = true end
+  if passed.connect or (failed and failed ~= "dns" and i.address and i.address ~= "") then passed.dns = true end
+  local optional = { tls = passed.connect and i.security == "none", auth = not cfg.auth, recipient = not opts.to }
+  local stages, reached = {}, true
+  for _, name in ipairs(STAGES) do
+    local state
+    if name == failed then state, reached = "failed", false
+    elseif passed[name] then state = "ok"
+    elseif reached and optional[name] then state = "skipped"
+    else state = "not reached" end
+    stages[#stages + 1] = { name = name, state = state, at_ms = at[name == "dns" and "connect" or name] }
+  end
+  local cert = i.cert and (i.cert.subject or "") ~= "" and {
+    subject = i.cert.subject, issuer = i.cert.issuer, not_after = i.cert.not_after,
+    sha256 = i.cert.fingerprint, verified = i.cert.verified and true or false, result = i.cert.result } or nil
+  local caps = {}
+  for k, c in ipairs(i.capabilities or {}) do caps[k] = (c:gsub(",", " ")) end
+  return {
+    ok = report ~= nil, server = cfg.server, port = cfg.port, tls = cfg.tls or "auto", from = cfg.from,
+    to = opts.to, username = cfg.auth and cfg.username or nil, stages = stages,
+    connection = i.server and {
+      server = i.server, address = (i.address ~= "" and i.address) or nil, port = i.port,
+      security = i.security, tls_version = i.tls_version, cipher = i.cipher, certificate = cert,
+      capabilities = caps, auth_mechanism = i.auth_mechanism, auth_offered = i.auth_offered } or nil,
+    from_accepted = rep.from_accepted or false, sent = rep.sent or false,
+    test_reply = rep.sent and rep.reply or nil,
+    failed_stage = failed, error = not report and tostring(msg) or nil,
+    reply = not report and info and info.smtp and { smtp = info.smtp, enhanced = info.enhanced,
+      text = (tostring(info.text or ""):gsub("\n", " ")) } or nil,
+    hint = not report and M.hint_for(cfg, info, rep) or nil,
+    warnings = require("mailhook.settings").warnings(cfg),
+  }
+end
+
 -- The object run() returns: its fields, and the report's text as its string
 -- form (the REPL prints it so; print(r) and tostring(r) give it too).
 local Result = { __tostring = function(r) return (r.text:gsub("\n$", "")) end }
 Result.__index = Result
 
--- run{cfg = cfg, to = ADDR, timeout = S [, started = fn(header)]} -> result (waits):
+-- run{cfg = cfg, to = ADDR, timeout = S [, started = fn(header)] [, on_stage = fn(name,
+-- report)]} -> result (waits):
 -- result.ok, .from_accepted, .sent, .stages, .text (the header and the report, as
 -- `mailhook test` prints them;
 -- .body without the header), .warnings (about the settings: allow_plaintext_auth,
 -- ...), .report (smtp.test's), .info (the session: security, capabilities,
 -- auth_mechanism, ...); on failure .error, .stage, .hint, .failure (the failure's
--- info: class, smtp, why, waited).  started(header) runs before the test waits,
+-- info: class, smtp, why, waited); .data, the same facts as data (M.data: --json
+-- and the console).  on_stage(name, report) is called as each stage passes.  started(header) runs before the test waits,
 -- so a terminal shows what is being tried at once.
 function M.run(opts)
   local cfg = opts.cfg
@@ -172,8 +219,10 @@ function M.run(opts)
   local r = setmetatable({ warnings = settings.warnings and settings.warnings(cfg) or {} }, Result)
   local header = M.header(cfg, opts)
   if opts.started then opts.started(header) end
-  local report, err, info = smtp.test { to = opts.to, cfg = cfg, timeout = opts.timeout }
+  local report, err, info = smtp.test { to = opts.to, cfg = cfg, timeout = opts.timeout,
+                                       on_stage = opts.on_stage }
   local lines = M.format(cfg, opts, report, err, info)
+  r.data = M.data(cfg, opts, report, err, info)
   r.body = table.concat(lines, "\n") .. "\n"
   r.text = header .. "\n" .. r.body
   r.ok = report ~= nil

@@ -130,7 +130,21 @@ local function is_comment(l)
   return b == "" or b:sub(1, 1) == "#"
 end
 
-local CA_FILE = tap.tmpfile("not really a certificate, but readable\n")
+-- a real (self-signed, test-only) certificate: update() checks that tls_ca_file
+-- holds one (a text file is refused when saved)
+local CA_FILE = tap.tmpfile([[
+-----BEGIN CERTIFICATE-----
+MIIBjjCCATOgAwIBAgIUTr5Fqixz2W7Cg4zUDZkspxuXc4cwCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQbWFpbGhvb2sgdGVzdCBDQTAgFw0yNjEyMDQxNDAyNDBaGA8y
+MTI2MTExMDE0MDI0MFowGzEZMBcGA1UEAwwQbWFpbGhvb2sgdGVzdCBDQTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABJT4lg4XUxZiA8mUZJFQijp0PMyfHYFdWaRS
+K9xowfih0dWqu09/TrIzjouiwxIZ7EDrjahLlmHzck+m/hZ/G8GjUzBRMB0GA1Ud
+DgQWBBS/wjzDhojDs+ERMzrGo1ifHkJ58TAfBgNVHSMEGDAWgBS/wjzDhojDs+ER
+MzrGo1ifHkJ58TAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQDi
+iDB4oo1ql0oH+x/X8SYSXN07UikKPmzLaXKiMOwr9gIhAOubzoy+1PiOpQHu4sRr
+2rDhKefacrVjhMwHAA9MrcaR
+-----END CERTIFICATE-----
+]])
 
 -- ------------------------------------------------------------ valid values
 -- Each generator returns input (as given to update: typed, or a string as on

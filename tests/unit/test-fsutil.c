@@ -1,10 +1,16 @@
-/* fsutil: atomic replacement, mode, failures leave nothing behind. */
+/* fsutil: atomic replacement, mode, failures leave nothing behind; the safe
+** opening of foreign files (FIFO, device, folder, link, size limits), each
+** bounded by alarm() so that a regression fails instead of hanging. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "tap.h"
+#include "error.h"
 #include "fsutil.h"
 
 static char dir[64];
@@ -58,11 +64,97 @@ static void test_failures(void) {
   is_int(mh_fsutil_fsync_parent("/etc/hostname"), 0, "fsync_parent of an existing folder");
 }
 
+/* Opens path the safe way in a child under alarm(5): the result code, or
+** -9999 when the open hung (the child was killed). */
+static int open_bounded(const char *path, unsigned flags, int64_t max) {
+  int fds[2];
+  if (pipe(fds)) return -9998;
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct stat st;
+    alarm(5);
+    int fd = mh_fsutil_open_input(AT_FDCWD, path, flags, max, &st);
+    if (write(fds[1], &fd, sizeof fd) < 0) _exit(1);
+    _exit(0);
+  }
+  close(fds[1]);
+  int rc = -9999, status;
+  if (read(fds[0], &rc, sizeof rc) != sizeof rc) rc = -9999;
+  close(fds[0]);
+  waitpid(pid, &status, 0);
+  return rc;
+}
+
+static void test_open_input(void) {
+  char fifo[128], file[128], link[128], sub[128], why[512];
+  struct stat st;
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  snprintf(file, sizeof file, "%s/file", dir);
+  snprintf(link, sizeof link, "%s/link", dir);
+  snprintf(sub, sizeof sub, "%s/folder", dir);
+  mkfifo(fifo, 0600);
+  mkdir(sub, 0700);
+  FILE *f = fopen(file, "wb");
+  fputs("0123456789", f);
+  fclose(f);
+  if (symlink(file, link)) diag("symlink failed");
+
+  is_int(open_bounded(fifo, 0, 0), MH_ENOTREG, "a FIFO is refused at once (no blocking open)");
+  is_int(open_bounded(fifo, MH_FS_FOLLOW, 0), MH_ENOTREG, "also when links are followed");
+  is_int(open_bounded("/dev/zero", MH_FS_FOLLOW, 0), MH_ENOTREG, "/dev/zero is refused");
+  is_int(open_bounded(sub, MH_FS_FOLLOW, 0), MH_ENOTREG, "a folder is refused");
+  is_int(open_bounded(link, 0, 0), MH_ENOTREG, "a symbolic link is refused without MH_FS_FOLLOW");
+  ok(open_bounded(link, MH_FS_FOLLOW, 0) >= 0, "and followed with it");
+  ok(open_bounded(file, 0, 10) >= 0, "a file of exactly the limit opens");
+  is_int(open_bounded(file, 0, 9), MH_ELIMIT, "one byte over the limit is refused");
+  is_int(open_bounded("/no/such/file", 0, 0), -ENOENT, "a missing file: -ENOENT");
+
+  int fd = mh_fsutil_open(AT_FDCWD, fifo, O_RDWR | O_CREAT, 0600, 0, &st);
+  is_int(fd, MH_ENOTREG, "open for writing (O_CREAT) refuses an existing FIFO");
+  ok(S_ISFIFO(st.st_mode), "and says what it was");
+  mh_fsutil_why(why, sizeof why, "attachment", fifo, fd, &st, 0);
+  ok(strstr(why, "attachment ") == why && strstr(why, "/fifo: a FIFO, not a regular file"), "wording: %s", why);
+  fd = mh_fsutil_open_input(AT_FDCWD, file, 0, 4, &st);
+  mh_fsutil_why(why, sizeof why, "--html", file, fd, &st, 4);
+  ok(strstr(why, "10 bytes, over the 4 bytes limit") != NULL, "wording: %s", why);
+  mh_fsutil_why(why, sizeof why, "attachment", "x", MH_ELIMIT, &st, 64 << 20);
+  ok(strstr(why, "over the 64 MiB limit") != NULL, "limits in MiB: %s", why);
+
+  char *buf = NULL;
+  size_t len = 0;
+  is_int(mh_fsutil_read(AT_FDCWD, file, 0, 100, &buf, &len, NULL), 0, "read a whole file");
+  ok(buf && len == 10 && !strcmp(buf, "0123456789"), "its bytes, NUL-terminated");
+  free(buf);
+  {   /* a pipe that never ends: read_fd stops at the limit */
+    int p[2];
+    if (pipe(p)) diag("pipe");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      char z[4096] = { 0 };
+      close(p[0]);
+      for (;;) if (write(p[1], z, sizeof z) < 0) _exit(0);
+    }
+    close(p[1]);
+    alarm(10);
+    buf = NULL;
+    int rc = mh_fsutil_read_fd(p[0], 100000, &buf, &len);
+    alarm(0);
+    is_int(rc, MH_ELIMIT, "an endless stdin stops at its limit");
+    ok(buf == NULL, "nothing is returned");
+    close(p[0]);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+  }
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/mh-fsutil.XXXXXX");
   if (!mkdtemp(dir)) return 1;
   test_write_replace();
   test_failures();
+  test_open_input();
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) diag("could not remove %s", dir);

@@ -262,7 +262,10 @@ static void test_attachment(void) {
   ok(strstr(mh_msg_error(m), "/nonexistent/msg.wav") != NULL, "error names the path: %s", mh_msg_error(m));
   is_int(mh_msg_add_attachment(m, path, "bad type", NULL), MH_EINVAL, "bad content type refused");
   is_int(mh_msg_add_attachment(m, path, "text/plain\r\nX: y", NULL), MH_EBADHDR, "CRLF in type refused");
-  is_int(mh_msg_add_attachment(m, "/tmp", NULL, NULL), MH_EINVAL, "a folder refused");
+  is_int(mh_msg_add_attachment(m, "/tmp", NULL, NULL), MH_ENOTREG, "a folder refused");
+  is_int(mh_msg_add_attachment(m, "/dev/zero", NULL, NULL), MH_ENOTREG, "/dev/zero refused (never read)");
+  ok(strstr(mh_msg_error(m), "/dev/zero: a character device, not a regular file") != NULL,
+     "the error names it: %s", mh_msg_error(m));
   size_t len;
   char *out = build(m, &len);
   char why[64] = "";

@@ -21,6 +21,31 @@ local function strip_null(v, null)
   return out
 end
 
+-- Limits (docs/spool.md, "Limits"): the JSON document at most limits.event
+-- bytes, each field's value (KEY=VALUE, or a string anywhere in the JSON) at
+-- most limits.field bytes.  Past them the event is refused, naming what.
+local fsutil = require("mailhook.core").fsutil
+
+local function size(n)
+  if n % (1 << 20) == 0 then return (n >> 20) .. " MiB" end
+  if n % 1024 == 0 then return (n >> 10) .. " KiB" end
+  return n .. " bytes"
+end
+
+-- nil, or a message naming the first value over the field limit.
+local function too_big(name, v, depth)
+  if type(v) == "string" and #v > fsutil.limits.field then
+    return string.format("field '%s': %d bytes, over the %s limit", name, #v, size(fsutil.limits.field))
+  end
+  if type(v) == "table" and depth < 300 then
+    for k, x in pairs(v) do
+      local why = too_big(type(k) == "string" and (name .. "." .. k) or (name .. "[" .. tostring(k) .. "]"), x,
+                          depth + 1)
+      if why then return why end
+    end
+  end
+end
+
 -- fields_from(argv, json) -> event, fields | nil, message
 local function fields_from(argv)
   local event, fields, json, rules_path = nil, {}, false, nil
@@ -42,7 +67,9 @@ local function fields_from(argv)
     else
       local k, v = a:match("^([^=]*)=(.*)$")
       if not k then return nil, "argument '" .. a .. "' is not KEY=VALUE" end
-      if not rules.valid_field(k) then return nil, "bad field name '" .. k .. "' in '" .. a .. "'" end
+      if not rules.valid_field(k) then return nil, "bad field name '" .. k .. "' in '" .. a:sub(1, 80) .. "'" end
+      local why = too_big(k, v, 0)
+      if why then return nil, why end
       fields[k] = v
     end
     i = i + 1
@@ -51,7 +78,9 @@ local function fields_from(argv)
   if json then
     if next(fields) then return nil, "--json reads the fields from stdin; KEY=VALUE cannot be mixed with it" end
     local json_mod = require "mailhook.json"
-    local text = io.stdin:read("a") or ""
+    local text, rerr, rinfo = fsutil.read(0, { max = fsutil.limits.event, what = "the JSON on stdin" })
+    if not text and rinfo and rinfo.code == "EBADF" then text = "" end
+    if not text then return nil, rerr end
     local v, err = json_mod.decode(text)
     if v == nil then return nil, "bad JSON on stdin: " .. err end
     if type(v) ~= "table" or not text:match("^%s*{") then
@@ -59,6 +88,10 @@ local function fields_from(argv)
         (type(v) == "table" and "an array" or type(v) == "string" and "a string" or tostring(v))
     end
     fields = strip_null(v, json_mod.null)
+    for k, x in pairs(fields) do
+      local why = too_big(tostring(k), x, 0)
+      if why then return nil, why end
+    end
   end
   return event, fields, rules_path
 end

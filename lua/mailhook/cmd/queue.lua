@@ -87,8 +87,9 @@ local function show(id)
   line("last reply", e.last_reply)
   line("reason", e.reason)
   if e.failed_at then line("failed at", iso(e.failed_at)) end
-  -- the message as it is sent, streamed
-  local f = io.open(e.path, "rb")
+  -- the message as it is sent, streamed (a spool file: opened by the core's
+  -- rule, so a FIFO swapped in since the load cannot block `queue show`)
+  local f = require("mailhook.core").fsutil.open(e.path)
   if f then
     io.write("\n")
     f:seek("set", e.offset)

@@ -5,11 +5,16 @@
 -- SIGINT (the message in flight is finished, then exit 0).  SIGHUP reloads the
 -- settings and the rules; SIGUSR1 is a flush request (what `mailhook flush`
 -- sends while a service runs): backoff is ignored for one pass, and when the
--- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".
+-- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".  SIGUSR2 is `mailhook
+-- status` asking: SPOOL/status.json is written at once (mailhook.status).  With
+-- admin_listen set, the console is served on this loop (mailhook.console).  Under systemd
+-- (Type=notify) it reports ready, reloading and stopping, and where the log
+-- goes follows the settings (mailhook.service, docs/service.md).
 local mh = require "mailhook"
 local core = require "mailhook.core"
 local args = require "mailhook.args"
 local delivery = require "mailhook.delivery"
+local service = require "mailhook.service"   -- the log sink, systemd's notify protocol
 
 -- How many messages wait in pickup/ (scan(1): only one id crosses into Lua).
 local function count(sp)
@@ -18,14 +23,13 @@ local function count(sp)
   return type(ids) == "table" and #ids or 0
 end
 
--- Written by rename, so `mailhook flush` never reads half a line.
+-- Written by rename, so `mailhook flush` never reads half a line: the core's
+-- atomic write (an O_EXCL temporary file: never through a link planted in
+-- the spool), mode 0600.
 local function write_flush_done(dir, left, err)
   local path = delivery.flush_done_path(dir)
-  local f, ferr = io.open(path .. ".tmp", "wb")
-  if not f then return nil, ferr end
-  f:write(string.format("%.3f %d %s\n", mh.now(), left, err and tostring(err):gsub("\n", " ") or ""))
-  f:close()
-  return os.rename(path .. ".tmp", path)
+  return core.fsutil.write_atomic(path, string.format("%.3f %d %s\n", mh.now(), left,
+                                                      err and tostring(err):gsub("\n", " ") or ""), 384)
 end
 
 -- Rules: the named files, else the settings' rules folder.  The rules module is
@@ -80,6 +84,7 @@ return function(...)
   local settings = require "mailhook.settings"
   local cfg, err = settings.load(core.paths.conf)
   if not cfg then return args.fail("run", err) end
+  service.setup(cfg)
 
   local dir = core.paths.spool
   local sp, serr = require("mailhook.spool").open(dir)
@@ -97,10 +102,24 @@ return function(...)
     if not ok then mh.log.error("mailhook run: cannot write flush.done: " .. tostring(werr)) end
   end
 
+  -- status: SPOOL/status.json follows the deliverer; SIGUSR2 asks for it now
+  local status = require("mailhook.status").tracker{ delivery = d, spool_dir = dir, conf = core.paths.conf }
+  local usr2 = core.signal.on("USR2", function() status:answer() end)
+  local console
+  local function console_start(c)
+    if not c.admin_listen then return end
+    local con, cerr = require("mailhook.console").start{ cfg = c, delivery = d, status = status, spool = sp }
+    if con then console = con; status.console = con.url
+    else mh.log.error("mailhook run: console not started: " .. tostring(cerr) .. " (delivery goes on)") end
+  end
+  console_start(cfg)
+
+  local svc        -- the service manager's view (READY=1 below, once the rules are loaded)
   local stops = 0
   local function stop(name)
     stops = stops + 1
     if stops == 1 then
+      if svc then svc:stopping() end
       mh.log.info("mailhook run: SIG" .. name .. ": finishing the message in flight, then exiting")
       d:stop()
     else
@@ -113,15 +132,19 @@ return function(...)
     core.signal.on("TERM", stop),
     core.signal.on("INT", stop),
     core.signal.on("HUP", function()
+      if svc then svc:reloading() end
       local c, e = settings.load(core.paths.conf)
       if not c then
         mh.log.error("mailhook run: SIGHUP: settings not reloaded, keeping the old ones: " .. tostring(e))
       else
         cfg = c
+        service.apply_log(c)
         d:reload(c)
         mh.log.info("mailhook run: SIGHUP: settings reloaded")
+        if console then console:reload(c) else console_start(c) end
       end
       load_rules(files, cfg, false)
+      if svc then svc:reloaded() end
     end),
     core.signal.on("USR1", function()
       mh.log.info("mailhook run: flush requested")
@@ -141,7 +164,12 @@ return function(...)
   mh.log.info(string.format("mailhook run: delivering %s (%d queued, %s)", dir, count(sp),
                             (connections or cfg.connections or 1) == 1 and "1 connection"
                             or (connections or cfg.connections) .. " connections"))
+  svc = service.start{ spool = sp, delivery = d }
   local st = d:run()
+  svc:close()
+  if console then console:stop() end
+  status:stop()
+  usr2:stop()
   if watch and watch.stop then watch:stop() end
   for _, h in ipairs(handles) do h:stop() end
   if stop_rules then pcall(stop_rules) end

@@ -1,0 +1,466 @@
+// console/console.js — the console's pages in plain JavaScript (no framework, no
+// build step).  Every change is a JSON POST carrying the session's CSRF token
+// (X-CSRF-Token); the session cookie itself is HttpOnly, so no script reads it.
+// The API is described in docs/console.md.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  csrf: null,
+  settings: null,        // the last settings report (GET /api/settings)
+  password: 'keep',      // keep | replace | remove
+  queue: { folder: 'pickup', after: null, before: null, last: false, page: null },
+  events: null,          // the EventSource of the status page
+  logSeen: new Set(),    // log lines shown (by seq)
+};
+
+// ---------------------------------------------------------------- helpers
+
+function text(el, s) { el.textContent = s == null ? '' : String(s); }
+
+function el(tag, cls, content) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (content != null) e.textContent = String(content);
+  return e;
+}
+
+function ago(secs) {
+  if (secs == null) return '?';
+  secs = Math.max(0, Math.round(secs));
+  if (secs < 120) return secs + 's';
+  if (secs < 7200) return Math.floor(secs / 60) + 'm';
+  if (secs < 172800) return Math.floor(secs / 3600) + 'h ' + Math.floor(secs % 3600 / 60) + 'm';
+  return Math.floor(secs / 86400) + 'd ' + Math.floor(secs % 86400 / 3600) + 'h';
+}
+
+function clock(t) {
+  if (!t) return '?';
+  return new Date(t * 1000).toLocaleString();
+}
+
+function replyText(r) {
+  if (!r) return '';
+  return [r.smtp, r.text].filter((x) => x != null && x !== '').join(' ');
+}
+
+async function api(method, path, body) {
+  const opts = { method, credentials: 'same-origin', headers: {} };
+  if (method !== 'GET') {
+    opts.headers['Content-Type'] = 'application/json';
+    opts.headers['X-CSRF-Token'] = state.csrf || '';
+    opts.body = JSON.stringify(body || {});
+  }
+  const res = await fetch(path, opts);
+  if (res.status === 401) {
+    window.location.assign('/login');
+    throw new Error('logged out');
+  }
+  let data = {};
+  try { data = await res.json(); } catch (e) { data = { ok: false, error: 'bad answer (' + res.status + ')' }; }
+  data.httpStatus = res.status;
+  return data;
+}
+
+// ---------------------------------------------------------------- pages
+
+const pages = ['settings', 'queue', 'status'];
+
+function show(name) {
+  if (!pages.includes(name)) name = 'settings';
+  for (const p of pages) {
+    $('page-' + p).hidden = p !== name;
+    $('nav-' + p).classList.toggle('active', p === name);
+  }
+  if (name === 'queue') loadQueue();
+  if (name === 'status') startEvents(); else stopEvents();
+}
+
+window.addEventListener('hashchange', () => show(location.hash.slice(1)));
+
+$('logout').addEventListener('click', async () => {
+  await api('POST', '/api/logout', {}).catch(() => {});
+  window.location.assign('/login');
+});
+
+// ---------------------------------------------------------------- settings
+
+const fields = () => Array.from(document.querySelectorAll('#settings-form [data-key]'));
+
+function fieldValue(input) {
+  return input.type === 'checkbox' ? input.checked : input.value.trim();
+}
+
+function shownValue(key, v) {
+  if (v == null) return '';
+  if (Array.isArray(v)) return v.join(', ');
+  return String(v);
+}
+
+function fillSettings(report) {
+  state.settings = report;
+  for (const input of fields()) {
+    const v = report.settings[input.dataset.key];
+    if (input.type === 'checkbox') input.checked = v === true;
+    else input.value = shownValue(input.dataset.key, v);
+    input.dataset.saved = input.type === 'checkbox' ? String(v === true) : shownValue(input.dataset.key, v);
+  }
+  setPassword('keep');
+  markChanges();
+}
+
+function setPassword(mode) {
+  state.password = mode;
+  const set = state.settings && state.settings.password_set;
+  text($('password-state'), mode === 'remove' ? 'will be removed on Update'
+    : mode === 'replace' ? 'type the new password:' : set ? 'a password is set (never shown)' : 'no password is set');
+  $('f-password').hidden = mode !== 'replace';
+  $('password-keep').hidden = mode === 'keep';
+  $('password-replace').hidden = mode === 'replace';
+  $('password-remove').hidden = mode === 'remove' || !set;
+  if (mode !== 'replace') $('f-password').value = '';
+  if (mode === 'replace') $('f-password').focus();
+  markChanges();
+}
+
+$('password-replace').addEventListener('click', () => setPassword('replace'));
+$('password-remove').addEventListener('click', () => setPassword('remove'));
+$('password-keep').addEventListener('click', () => setPassword('keep'));
+
+// The fields changed since the last load or save: {key: value}.
+function changes() {
+  const out = {};
+  for (const input of fields()) {
+    const v = fieldValue(input);
+    if (String(v) !== input.dataset.saved) out[input.dataset.key] = v;
+  }
+  if (state.password === 'replace' && $('f-password').value !== '') out.password = $('f-password').value;
+  if (state.password === 'remove') out.password = '';
+  return out;
+}
+
+function markChanges() {
+  let any = false;
+  for (const input of fields()) {
+    const changed = String(fieldValue(input)) !== input.dataset.saved;
+    input.closest('.row').classList.toggle('changed', changed);
+    any = any || changed;
+  }
+  const pw = state.password !== 'keep' && !(state.password === 'replace' && $('f-password').value === '');
+  $('f-password').closest('.row').classList.toggle('changed', pw);
+  $('unsaved').hidden = !(any || pw);
+}
+
+document.getElementById('settings-form').addEventListener('input', markChanges);
+document.getElementById('settings-form').addEventListener('change', markChanges);
+window.addEventListener('beforeunload', (ev) => {
+  if (!$('unsaved').hidden) { ev.preventDefault(); ev.returnValue = ''; }
+});
+
+function clearErrors() {
+  for (const e of document.querySelectorAll('.field-error')) text(e, '');
+  text($('update-result'), '');
+}
+
+function showFieldError(key, message) {
+  const target = $('err-' + key);
+  if (target) text(target, message);
+  else text($('update-result'), message);
+}
+
+async function loadSettings() {
+  const r = await api('GET', '/api/settings');
+  if (r.ok) fillSettings(r);
+  else text($('update-result'), r.error);
+}
+
+$('update-button').addEventListener('click', async () => {
+  clearErrors();
+  const c = changes();
+  if (Object.keys(c).length === 0) { text($('update-result'), 'nothing changed'); return; }
+  $('update-button').disabled = true;
+  try {
+    const r = await api('POST', '/api/settings', { changes: c });
+    if (r.ok) {
+      fillSettings(r);
+      text($('update-result'), 'saved');
+      $('update-result').className = 'ok';
+    } else {
+      $('update-result').className = 'error';
+      // "key: reason" -> the reason beside the field
+      const msg = (r.error || 'not saved').replace(new RegExp('^' + (r.key || '') + ': '), '');
+      if (r.key) showFieldError(r.key, msg);
+      text($('update-result'), 'not saved: ' + (r.key ? 'see ' + r.key : msg));
+    }
+  } finally {
+    $('update-button').disabled = false;
+  }
+});
+
+// ---------------------------------------------------------------- test
+
+const STAGE_NAMES = ['dns', 'connect', 'tls', 'auth', 'sender', 'recipient'];
+
+function stage(name, st, detail) {
+  const li = $('stage-' + name);
+  if (!li) return;
+  li.dataset.state = st;
+  text(li.querySelector('.detail'), detail || '');
+}
+
+function resetStages() {
+  for (const n of STAGE_NAMES) stage(n, 'pending', '');
+  text($('test-result'), 'testing…');
+  text($('test-error'), '');
+  text($('test-hint'), '');
+  $('test-info').replaceChildren();
+}
+
+function fact(dl, k, v) {
+  if (v == null || v === '') return;
+  dl.append(el('dt', null, k), el('dd', null, v));
+}
+
+function showResult(r) {
+  for (const s of r.stages || []) {
+    let detail = s.state === 'ok' && s.at_ms != null ? s.at_ms + ' ms' : s.state === 'ok' ? '' : s.state;
+    const c = r.connection || {};
+    if (s.name === 'connect' && c.address && s.state === 'ok') detail = c.address + ' port ' + c.port + ', ' + detail;
+    if (s.name === 'tls' && s.state === 'ok') detail = (c.tls_version || '') + ' ' + (c.cipher || '') + ', ' + detail;
+    if (s.name === 'auth' && s.state === 'ok' && c.auth_mechanism) detail = c.auth_mechanism.toUpperCase() + ', ' + detail;
+    if (s.state === 'failed') detail = 'failed';
+    stage(s.name, s.state === 'ok' ? 'ok' : s.state === 'failed' ? 'failed' : s.state === 'skipped' ? 'skipped' : 'unreached', detail);
+  }
+  text($('test-result'), r.ok ? 'OK: everything passed' : 'FAILED at stage ' + (r.failed_stage || '?'));
+  $('test-result').className = r.ok ? 'ok' : 'error';
+  if (!r.ok) {
+    text($('test-error'), r.error + (r.reply ? ' (server reply: ' + replyText(r.reply) + ')' : ''));
+    text($('test-hint'), r.hint ? 'Hint: ' + r.hint : '');
+    if (r.failed_stage === 'settings' && r.key) showFieldError(r.key, (r.error || '').replace(new RegExp('^' + r.key + ': '), ''));
+  }
+  const dl = $('test-info');
+  dl.replaceChildren();
+  const c = r.connection;
+  if (c) {
+    fact(dl, 'server', (c.server || '') + (c.address ? ' (' + c.address + ')' : '') + ' port ' + (c.port || ''));
+    fact(dl, 'security', c.security + (c.tls_version ? ' (' + c.tls_version + ', ' + (c.cipher || '') + ')' : ''));
+    if (c.certificate) {
+      fact(dl, 'certificate', c.certificate.subject);
+      fact(dl, 'issuer', c.certificate.issuer);
+      fact(dl, 'expires', c.certificate.not_after);
+      fact(dl, 'verified', (c.certificate.verified ? 'yes' : 'NO') + ' (' + (c.certificate.result || '') + ')');
+    }
+    if (c.capabilities) fact(dl, 'capabilities', c.capabilities.join(', '));
+    fact(dl, 'auth', c.auth_mechanism ? c.auth_mechanism.toUpperCase() : (c.auth_offered || []).length ? 'offered: ' + c.auth_offered.join(', ') : '');
+  }
+  if (r.sent) fact(dl, 'test message', 'sent to ' + r.to + ': ' + (r.test_reply || ''));
+}
+
+$('test-button').addEventListener('click', async () => {
+  clearErrors();
+  $('test-panel').hidden = false;
+  resetStages();
+  $('test-button').disabled = true;
+  try {
+    const to = $('f-test_to').value.trim();
+    const res = await fetch('/api/test', {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': state.csrf || '' },
+      body: JSON.stringify({ changes: changes(), to: to || null }),
+    });
+    if (res.status === 401) { window.location.assign('/login'); return; }
+    if (!res.ok) {
+      const b = await res.json().catch(() => ({}));
+      text($('test-result'), b.error || ('test refused (' + res.status + ')'));
+      return;
+    }
+    // one JSON object a line, as each stage passes; the last is the result
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) buf += dec.decode(value, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line.trim()) continue;
+        const ev = JSON.parse(line);
+        if (ev.event === 'stage') {
+          if (ev.name === 'connect') stage('dns', 'ok', '');
+          stage(ev.name, 'ok', (ev.name === 'tls' && ev.tls_version ? ev.tls_version + ', ' : '') +
+            (ev.name === 'auth' && ev.auth_mechanism ? ev.auth_mechanism.toUpperCase() + ', ' : '') + ev.at_ms + ' ms');
+          if (ev.name === 'connect' && ev.security === 'none') stage('tls', 'skipped', 'plain text');
+        } else if (ev.event === 'result') {
+          showResult(ev.result);
+        }
+      }
+      if (done) break;
+    }
+  } catch (e) {
+    text($('test-result'), 'the test was interrupted: ' + e.message);
+  } finally {
+    $('test-button').disabled = false;
+  }
+});
+
+// ---------------------------------------------------------------- queue
+
+function queueQuery() {
+  const q = state.queue;
+  const p = new URLSearchParams({ folder: q.folder, limit: '50' });
+  if (q.after) p.set('after', q.after);
+  if (q.before) p.set('before', q.before);
+  if (q.last) p.set('last', '1');
+  return '/api/queue?' + p.toString();
+}
+
+function actionButton(label, cls, fn) {
+  const b = el('button', 'small ' + cls, label);
+  b.type = 'button';
+  b.addEventListener('click', fn);
+  return b;
+}
+
+async function queueAction(what, id) {
+  if (what === 'remove' && !window.confirm('Remove message ' + id + ' for good?')) return;
+  const r = await api('POST', '/api/queue/' + what, { id });
+  text($('queue-message'), r.ok ? (what === 'retry' ? id + ' queued for delivery' : id + ' removed') : r.error);
+  await loadQueue();
+}
+
+async function loadQueue() {
+  const q = state.queue;
+  $('queue-pickup-tab').classList.toggle('active', q.folder === 'pickup');
+  $('queue-failed-tab').classList.toggle('active', q.folder === 'failed');
+  const r = await api('GET', queueQuery());
+  if (!r.ok) { text($('queue-message'), r.error); return; }
+  q.page = r;
+  text($('count-pickup'), '(' + r.counts.pickup + ')');
+  text($('count-failed'), '(' + r.counts.failed + ')');
+  const body = document.querySelector('#queue-table tbody');
+  body.replaceChildren();
+  const now = Date.now() / 1000;
+  for (const e of r.entries) {
+    const tr = el('tr');
+    tr.dataset.id = e.id;
+    tr.append(el('td', 'mono', e.id), el('td', null, ago(e.age)), el('td', null, e.subject || ''),
+      el('td', null, (e.to || []).join(', ')), el('td', 'num', e.attempts),
+      el('td', null, e.state === 'failed' ? 'failed ' + (e.failed_at ? clock(e.failed_at) : '')
+        : !e.next_attempt || e.next_attempt <= now ? 'now' : 'in ' + ago(e.next_attempt - now)),
+      el('td', 'reply', e.reason || e.last_reply || ''));
+    const actions = el('td', 'actions');
+    actions.append(actionButton('Retry', 'retry', () => queueAction('retry', e.id)),
+      actionButton('Remove', 'remove danger', () => queueAction('remove', e.id)));
+    tr.append(actions);
+    body.append(tr);
+  }
+  if (r.entries.length === 0) {
+    const tr = el('tr');
+    const td = el('td', 'muted', q.folder === 'pickup' ? 'nothing waiting' : 'no failed message');
+    td.colSpan = 8;
+    tr.append(td);
+    body.append(tr);
+  }
+  text($('queue-range'), r.total === 0 ? '0 messages' : 'messages ' + r.first.toLocaleString() + '–' +
+    r.last.toLocaleString() + ' of ' + r.total.toLocaleString() + (r.drop_ins ? ' (+' + r.drop_ins + ' dropped in)' : ''));
+  $('queue-first').disabled = $('queue-prev').disabled = r.first <= 1;
+  $('queue-next').disabled = $('queue-last').disabled = r.last >= r.total;
+}
+
+function queuePage(after, before, last) {
+  Object.assign(state.queue, { after, before, last });
+  loadQueue();
+}
+
+$('queue-pickup-tab').addEventListener('click', () => { state.queue.folder = 'pickup'; queuePage(null, null, false); });
+$('queue-failed-tab').addEventListener('click', () => { state.queue.folder = 'failed'; queuePage(null, null, false); });
+$('queue-first').addEventListener('click', () => queuePage(null, null, false));
+$('queue-last').addEventListener('click', () => queuePage(null, null, true));
+$('queue-next').addEventListener('click', () => {
+  const e = state.queue.page.entries;
+  if (e.length) queuePage(e[e.length - 1].id, null, false);
+});
+$('queue-prev').addEventListener('click', () => {
+  const e = state.queue.page.entries;
+  if (e.length) queuePage(null, e[0].id, true);
+});
+$('flush-button').addEventListener('click', async () => {
+  const r = await api('POST', '/api/queue/flush', {});
+  text($('queue-message'), r.ok ? 'flush requested: every message is tried now' : r.error);
+  setTimeout(loadQueue, 1000);
+});
+
+// ---------------------------------------------------------------- status
+
+function showStatus(r) {
+  const flow = $('flow');
+  text(flow, r.flowing ? 'mail is flowing' : 'NOT flowing');
+  flow.className = 'pill ' + (r.flowing ? 'ok' : 'bad');
+  text($('status-summary'), r.flowing ? 'Mail is flowing.' : 'Mail is NOT flowing: ' + r.reason);
+  $('status-summary').className = 'summary ' + (r.flowing ? 'ok' : 'error');
+  const dl = $('status-rows');
+  dl.replaceChildren();
+  const now = r.checked_at;
+  const s = r.service;
+  fact(dl, 'service', s.running ? 'running, pid ' + s.pid + ', since ' + clock(s.since) + ' (' + ago(now - s.since) + ')' : 'not running');
+  fact(dl, 'settings', r.settings.ready ? 'ready (' + r.settings.path + ')' : 'NOT ready: ' + r.settings.error);
+  const c = r.connection;
+  if (c) {
+    let line = c.state + ' since ' + clock(c.since);
+    if (c.state === 'connected') line = 'connected to ' + (c.server || '?') + (c.security && c.security !== 'none' ? ' (' + c.security + ')' : '') + ' since ' + clock(c.since);
+    if (c.state === 'waiting-retry' && c.outage) line = 'waiting to retry since ' + clock(c.outage.since) + ': ' + (c.outage.stage ? c.outage.stage + ': ' : '') + c.outage.error;
+    fact(dl, 'connection', line);
+    if (c.next_attempt) fact(dl, 'next attempt', clock(c.next_attempt) + ' (in ' + ago(c.next_attempt - now) + ')');
+    if (c.last_error) {
+      const e = c.last_error;
+      fact(dl, 'last error', clock(e.at) + ' ' + (e.stage ? 'at ' + e.stage + ': ' : '') + (e.id ? e.id + ' ' : '') + e.error +
+        (e.reply && replyText(e.reply) && !String(e.error).includes(replyText(e.reply)) ? ' (' + replyText(e.reply) + ')' : ''));
+    }
+    fact(dl, 'last success', c.last_success ? clock(c.last_success) + ' (' + ago(now - c.last_success) + ' ago)' : 'none since start');
+  }
+  const q = r.queue;
+  if (q) fact(dl, 'queue', q.pickup + ' in pickup/' + (q.oldest_age != null ? ', oldest ' + ago(q.oldest_age) : '') + '; ' + q.failed + ' in failed/');
+  const k = r.counters;
+  if (k) fact(dl, 'since start', 'delivered ' + k.delivered + ', deferred ' + k.deferred + ', failed ' + k.failed);
+}
+
+function addLog(l) {
+  if (state.logSeen.has(l.seq)) return;     // the SSE stream and /api/log may overlap
+  state.logSeen.add(l.seq);
+  const li = el('li', 'log-' + l.level);
+  li.append(el('time', null, new Date(l.at * 1000).toLocaleTimeString()), el('span', 'level', l.level), el('span', 'text', l.text));
+  const list = $('log-lines');
+  list.append(li);
+  while (list.children.length > 500) list.firstChild.remove();
+  li.scrollIntoView({ block: 'nearest' });
+}
+
+function startEvents() {
+  if (state.events) return;
+  $('log-lines').replaceChildren();
+  state.logSeen.clear();
+  const es = new EventSource('/api/events');
+  state.events = es;
+  es.addEventListener('open', () => text($('log-live'), '(live)'));
+  es.addEventListener('error', () => text($('log-live'), '(reconnecting…)'));
+  es.addEventListener('status', (ev) => showStatus(JSON.parse(ev.data)));
+  es.addEventListener('log', (ev) => addLog(JSON.parse(ev.data)));
+  api('GET', '/api/log').then((r) => { if (r.ok) r.lines.forEach(addLog); });
+}
+
+function stopEvents() {
+  if (state.events) { state.events.close(); state.events = null; }
+}
+
+// ---------------------------------------------------------------- start
+
+(async () => {
+  const s = await api('GET', '/api/session');
+  state.csrf = s.csrf;
+  await loadSettings();
+  const st = await api('GET', '/api/status');
+  if (st.service) showStatus(st);
+  show(location.hash.slice(1) || 'settings');
+})();

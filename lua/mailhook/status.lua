@@ -1,0 +1,529 @@
+-- mailhook.status — the answer to "is mail flowing, and if not, why?" for
+-- `mailhook status`, the console and /metrics.
+--
+-- The service side: status.tracker{delivery = d, ...} follows the deliverer
+-- (the d.on_change hook of mailhook.delivery) and keeps the live state; it
+-- rewrites SPOOL/status.json by rename on each change of state (message
+-- outcomes coalesced to a few writes a second), at once when asked by SIGUSR2,
+-- and a last time when the service stops.
+--
+-- The asking side: status.collect{...} (waits) finds who holds the spool's
+-- lock (/proc/locks: never taking the lock), asks that service with SIGUSR2 and
+-- waits for a fresher status.json (the channel `mailhook flush` uses: a signal,
+-- and a file written by rename), falls back to the last file when the service
+-- does not answer, and reads the queue from the spool itself.  One report
+-- table, rendered as text (status.text) or JSON; status.flowing(report) is the
+-- exit status of `mailhook status`.
+--
+--   local t = status.tracker{delivery = d, spool_dir = dir, conf = path, console = url}
+--   t:snapshot() -> the service part of a report     t:stop()  (waits: the last write)
+--   status.collect{[spool_dir =, conf =, tracker =, ask = true, timeout = 2, now =]} -> report
+--   status.text(report) -> text                       status.flowing(report) -> bool, why
+local core = require "mailhook.core"
+
+local M = {}
+
+M.FILE = "status.json"           -- in the spool folder, beside flush.done
+M.MIN_WRITE_INTERVAL = 0.25      -- seconds between two writes of the file (coalescing)
+M.ASK_TIMEOUT = 2                -- seconds `mailhook status` waits for the service's answer
+
+-- States of the connection, as the report names them.
+M.STATES = { "idle", "connecting", "connected", "waiting-retry", "disabled", "stopping", "stopped" }
+
+function M.file_path(dir) return dir .. "/" .. M.FILE end
+
+-- ------------------------------------------------------------------ cond
+-- A wake-up between tasks: cond:wait(seconds) sleeps until cond:notify() or
+-- the timeout (returns true when notified).  One waiter at a time.
+local Cond = {}
+Cond.__index = Cond
+
+function M.cond() return setmetatable({ set = false }, Cond) end
+
+function Cond:wait(seconds)
+  if self.set then self.set = false; return true end
+  local mh = require "mailhook"
+  self.task, self.sleeping = mh.current_task(), true
+  pcall(mh.sleep, seconds)
+  self.sleeping, self.task = false, nil
+  local was = self.set
+  self.set = false
+  return was
+end
+
+function Cond:notify()
+  self.set = true
+  if self.sleeping and self.task then
+    self.sleeping = false
+    self.task:cancel()
+  end
+end
+
+-- ---------------------------------------------------------------- helpers
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Written by rename: a reader sees the old state or the new one, never half.
+local function write_file(path, data)
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(data)
+  f:close()
+  if not ok then os.remove(tmp); return nil, werr end
+  return os.rename(tmp, path)
+end
+
+local function reply_of(info)
+  if type(info) ~= "table" or not (info.smtp or info.text) then return nil end
+  return { smtp = info.smtp, enhanced = info.enhanced,
+           text = info.text and (tostring(info.text):gsub("[\r\n]+", " ")) or nil }
+end
+
+-- The state the report shows for the workers (one connection by default):
+-- the worst of them, in this order.
+local RANK = { ["waiting-retry"] = 1, disabled = 2, connecting = 3, connected = 4, idle = 5,
+               stopping = 6, stopped = 7 }
+
+local function worker_state(w)
+  local s = w.state
+  if s == "sending" or (s == "idle" and w.session) then return "connected" end
+  return s or "idle"
+end
+
+-- ---------------------------------------------------------------- tracker
+
+local Tracker = {}
+Tracker.__index = Tracker
+
+-- tracker{delivery = d, spool_dir =, conf =, console = url | nil, now =}
+-- Sets d.on_change; starts the writer task.  Call t:stop() when the service stops.
+function M.tracker(opts)
+  local mh = require "mailhook"
+  local d = assert(opts.delivery, "status.tracker needs {delivery = d}")
+  local t = setmetatable({
+    d = d,
+    dir = opts.spool_dir or core.paths.spool,
+    conf = opts.conf or core.paths.conf,
+    console = opts.console,
+    now = opts.now or mh.now,
+    started_at = (opts.now or mh.now)(),
+    pid = opts.pid or M.pid(),
+    seq = 0,                     -- bumped by each write: `mailhook status` waits for a new one
+    state = "idle", since = nil, -- the aggregated connection state and since when
+    server = nil,                -- the server of the last session opened
+    outage = nil,                -- {since, error, stage, reply, refused}
+    last_error = nil,            -- {at, error, stage, reply, id}: kept after recovery
+    last_success = nil,          -- time of the last message delivered
+    dirty = true, urgent = true,
+    cond = M.cond(),
+    listeners = {},              -- fn(t) called after each change (the console's live page)
+  }, Tracker)
+  t.since = t.started_at
+  d.on_change = function(_, event, ...) t:on_change(event, ...) end
+  t.writer = mh.spawn(function() t:write_loop() end)
+  return t
+end
+
+-- The process id, from /proc/self/stat (no getpid in Lua).
+function M.pid()
+  local s = read_file("/proc/self/stat")
+  return s and tonumber(s:match("^(%d+)")) or nil
+end
+
+function Tracker:on_change(event, w, a, b, c)
+  local now = self.now()
+  if event == "state" then
+    -- (worker, old, new, detail)
+    if w and w.session and w.session.info then
+      local ok, i = pcall(w.session.info, w.session)
+      if ok and type(i) == "table" then self.server, self.security = i.server or self.server, i.security end
+    end
+    local agg = self:aggregate()
+    -- a reconnection attempt during an outage is still the outage (its since stays)
+    if agg == "connecting" and self.outage then agg = "waiting-retry" end
+    if agg ~= self.state then
+      self.state, self.since = agg, now
+      self.urgent = true
+    end
+    if agg == "connected" or agg == "disabled" or (agg == "idle" and not self.d.outage) then
+      self.outage = nil              -- over (a reconnection attempt is still part of it)
+    end
+  elseif event == "outage" then
+    -- (worker, err, info): the connection failed; the queue waits retry_interval
+    local info = type(b) == "table" and b or {}
+    local e = { at = now, error = tostring(a), stage = info.stage, reply = reply_of(info),
+                refused = info.session_refused or nil }
+    if not self.outage then
+      self.outage = { since = (type(self.d.outage) == "table" and self.d.outage.since) or now }
+    end
+    self.outage.error, self.outage.stage, self.outage.reply = e.error, e.stage, e.reply
+    self.outage.last_attempt = now
+    self.last_error = e
+    self.urgent = true
+  elseif event == "delivered" then
+    self.last_success = now
+  elseif event == "deferred" or event == "failed" then
+    -- (entry, reply): a message-level outcome, kept as the last error seen
+    self.last_error = { at = now, error = (event == "failed" and "moved to failed/" or "deferred"),
+                        id = w and w.id, reply = a and { text = tostring(a) } or nil }
+  end
+  self.dirty = true
+  if self.urgent then self.cond:notify() end
+  for _, fn in pairs(self.listeners) do pcall(fn, self) end
+end
+
+-- The workers' states folded into one (the worst), and the earliest since.
+function Tracker:aggregate()
+  local best, since
+  for _, w in ipairs(self.d.workers or {}) do
+    local s = worker_state(w)
+    if not best or RANK[s] < RANK[best] then best, since = s, w.since end
+  end
+  return best or "idle", since
+end
+
+local function seconds(v, default)
+  local ok, delivery = pcall(require, "mailhook.delivery")
+  if ok and delivery.seconds then return delivery.seconds(v, default) end
+  return tonumber(v) or default
+end
+
+-- The service part of a report, as the file holds it.
+function Tracker:snapshot()
+  local d = self.d
+  local st = d.stats or {}
+  local ready, why = true, nil
+  if d.ready then ready, why = d.ready(d.cfg) end
+  local state = self.stopped and "stopped" or (d.stopping and "stopping") or self.state
+  local next_attempt
+  if state == "waiting-retry" and self.outage then
+    next_attempt = (self.outage.last_attempt or self.outage.since) + seconds(d.cfg.retry_interval, 30)
+  end
+  return {
+    pid = self.pid, started_at = self.started_at, updated_at = self.now(), seq = self.seq,
+    stopped_at = self.stopped_at, console = self.console,
+    settings_ready = ready and true or false, settings_error = (not ready) and why or nil,
+    connection = {
+      state = state, since = self.since, server = self.server, security = self.security,
+      servers = d.cfg.server, port = d.cfg.port,
+      outage = self.outage, next_attempt = next_attempt,
+      last_error = self.last_error, last_success = self.last_success,
+      connections = #(d.workers or {}),
+    },
+    counters = { delivered = st.delivered or 0, deferred = st.deferred or 0, failed = st.failed or 0,
+                 attempts = st.attempts or 0 },
+  }
+end
+
+function Tracker:write()
+  local json = require "mailhook.json"
+  self.seq = self.seq + 1
+  self.dirty, self.urgent = false, false
+  local ok, err = write_file(M.file_path(self.dir), json.encode(self:snapshot()) .. "\n")
+  if not ok and not self.warned then
+    self.warned = true
+    require("mailhook").log.warn("status: cannot write " .. M.file_path(self.dir) .. ": " .. tostring(err))
+  end
+  self.last_write = self.now()
+end
+
+-- Writes when something changed: at once for a change of state, else at most
+-- every MIN_WRITE_INTERVAL (a drain of thousands of messages costs a few writes).
+function Tracker:write_loop()
+  local mh = require "mailhook"
+  while not self.stopped do
+    if self.dirty then
+      self:write()
+      pcall(mh.sleep, M.MIN_WRITE_INTERVAL)
+    end
+    if not self.dirty and not self.stopped then self.cond:wait(30) end
+  end
+end
+
+-- SIGUSR2: `mailhook status` asks; the answer is a fresh file.
+function Tracker:answer() self:write() end
+
+-- The service stops: the last state, said so.
+function Tracker:stop()
+  if self.stopped then return end
+  self.stopped = true
+  self.stopped_at = self.now()
+  self.state, self.since = "stopped", self.stopped_at
+  self.cond:notify()
+  if self.writer then self.writer:wait() end
+  self:write()
+  self.d.on_change = nil
+end
+
+-- ---------------------------------------------------------------- collect
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function decode(text)
+  if not text then return nil end
+  local ok, v = pcall(require("mailhook.json").decode, text)
+  return ok and type(v) == "table" and v or nil
+end
+
+-- json.null -> nil, recursively (a file written by json.encode holds no null, but be strict).
+local function denull(v)
+  local json = require "mailhook.json"
+  if v == json.null then return nil end
+  if type(v) == "table" then for k, x in pairs(v) do v[k] = denull(x) end end
+  return v
+end
+
+-- Asks the service holding the lock for a fresh file (SIGUSR2) and waits up
+-- to timeout for it.  Returns the snapshot and whether it answered.  The signal
+-- is sent only to a service that wrote the file itself (its pid is in it): one
+-- that does not know SIGUSR2 would be killed by it.
+local function ask(dir, pid, timeout)
+  local mh = require "mailhook"
+  local path = M.file_path(dir)
+  local old = denull(decode(read_file(path)))
+  if not old or old.pid ~= pid then
+    return nil, false, "the lock holder (pid " .. pid .. ") wrote no status file: not asked (an older " ..
+      "mailhook, or another program; SIGUSR2 could stop it)"
+  end
+  local seq = old.seq
+  local ok = core.signal.kill(pid, "USR2")
+  if not ok then return old, false, "cannot signal pid " .. pid end
+  local deadline = mh.monotonic() + timeout
+  repeat
+    mh.sleep(0.02)
+    local cur = denull(decode(read_file(path)))
+    if cur and cur.pid == pid and (cur.seq or 0) > (seq or 0) then return cur, true end
+  until mh.monotonic() > deadline
+  return old, false, string.format("the service (pid %d) did not answer within %g s", pid, timeout)
+end
+
+-- The queue, read from the spool (no lock, nothing moved): pickup/ count and
+-- oldest message, failed/ count, drop-ins not adopted yet.
+function M.queue_facts(dir, now)
+  local q = { pickup = 0, failed = 0, drop_ins = 0 }
+  local ids, total, _, others = core.admin.page(dir .. "/pickup", { limit = 1 })
+  if not ids then q.error = total; return q end
+  q.pickup, q.drop_ins = total, others
+  if ids[1] then
+    q.oldest_id = ids[1]
+    local sp = require("mailhook.queue").spool(dir)       -- opened once per folder
+    local e = sp and sp:load(ids[1])
+    if type(e) == "table" and e.queued_at then
+      q.oldest_queued_at = e.queued_at
+      q.oldest_age = math.max(0, math.floor(now - e.queued_at))
+    end
+  end
+  local fids, ftotal = core.admin.page(dir .. "/failed", { limit = 0 })
+  if fids then q.failed = ftotal end
+  return q
+end
+
+-- collect{...} -> report (waits).  Options: spool_dir, conf (paths), tracker (in
+-- the service itself: no signal), ask (false: never signal), timeout.
+function M.collect(opts)
+  opts = opts or {}
+  local mh = require "mailhook"
+  local now = (opts.now or mh.now)()
+  local dir = opts.spool_dir or core.paths.spool
+  local conf = opts.conf or core.paths.conf
+  local r = { checked_at = now, spool = dir }
+
+  -- the settings file, as a service would load it now
+  local settings = require "mailhook.settings"
+  local cfg, err = settings.load(conf)
+  r.settings = { path = conf }
+  if not cfg then
+    r.settings.ready, r.settings.error = false, err
+  else
+    local ok, why = settings.ready(cfg)
+    r.settings.ready, r.settings.error = ok and true or false, (not ok) and why or nil
+    r.settings.server, r.settings.port = cfg.server, cfg.port
+  end
+
+  -- the service
+  local snap, answered, why
+  r.service = { running = false }
+  if opts.tracker then
+    snap, answered = opts.tracker:snapshot(), true
+    r.service.running, r.service.pid = true, snap.pid
+  elseif not exists(dir .. "/pickup") then
+    r.service.error = "no spool at " .. dir
+  else
+    local pid, lerr = core.admin.lock_holder(dir)
+    if pid == nil then r.service.error = lerr end
+    if pid then
+      r.service.running, r.service.pid = true, pid
+      if opts.ask ~= false then
+        snap, answered, why = ask(dir, pid, opts.timeout or M.ASK_TIMEOUT)
+      else
+        snap = denull(decode(read_file(M.file_path(dir))))
+        if snap and snap.pid ~= pid then snap = nil end
+      end
+      r.service.answered = answered
+      if not answered then r.service.note = why end
+    else
+      local last = denull(decode(read_file(M.file_path(dir))))
+      if last then
+        r.service.last_pid = last.pid
+        r.service.last_seen = last.stopped_at or last.updated_at
+        r.service.last_stopped = last.stopped_at ~= nil
+        r.service.last_connection = last.connection
+      end
+    end
+  end
+  if snap then
+    r.service.since = snap.started_at
+    r.service.updated_at = snap.updated_at
+    r.service.console = snap.console
+    r.service.settings_ready = snap.settings_ready
+    r.service.settings_error = snap.settings_error
+    r.connection = snap.connection
+    r.counters = snap.counters
+  end
+
+  -- the queue
+  if exists(dir .. "/pickup") then r.queue = M.queue_facts(dir, now) end
+
+  local ok, reason = M.flowing(r)
+  r.flowing, r.reason = ok, reason
+  return r
+end
+
+-- flowing(report) -> true | false, why: the exit status of `mailhook status`.
+-- Mail flows when a service runs on the spool and answers, the settings are
+-- ready (for the file and for the service, which may not have reloaded it) and
+-- the connection is not waiting out an outage.
+function M.flowing(r)
+  if not r.service.running then
+    return false, r.service.error or "no service is running on this spool (start it: mailhook run)"
+  end
+  if r.service.answered == false then
+    -- a service whose loop does not answer within seconds delivers nothing either
+    return false, tostring(r.service.note or "the service did not answer")
+  end
+  if not r.settings.ready then return false, "settings not ready: " .. tostring(r.settings.error) end
+  if r.service.settings_ready == false then
+    return false, "the service's settings are not ready: " .. tostring(r.service.settings_error) ..
+      " (the file may have changed since: SIGHUP reloads it)"
+  end
+  local c = r.connection
+  if not c then return false, r.service.note or "the service did not say how delivery goes" end
+  if c.state == "waiting-retry" then
+    local o = c.outage or c.last_error or {}
+    return false, "the server cannot be reached: " .. tostring(o.stage and (o.stage .. ": ") or "") ..
+      tostring(o.error or "?")
+  end
+  if c.state == "disabled" then return false, "delivery is paused: " .. tostring(r.service.settings_error or "settings not ready") end
+  if c.state == "stopping" or c.state == "stopped" then return false, "the service is stopping" end
+  return true
+end
+
+-- ---------------------------------------------------------------- text
+
+local function clock(t)
+  if not t then return "?" end
+  return os.date("%Y-%m-%d %H:%M:%S", math.floor(t))
+end
+
+function M.ago(secs)
+  if not secs then return "?" end
+  secs = math.max(0, math.floor(secs + 0.5))
+  if secs < 120 then return secs .. "s" end
+  if secs < 7200 then return string.format("%dm", secs // 60) end
+  if secs < 172800 then return string.format("%dh %dm", secs // 3600, secs % 3600 // 60) end
+  return string.format("%dd %dh", secs // 86400, secs % 86400 // 3600)
+end
+
+local function reply_text(rep)
+  if type(rep) ~= "table" then return nil end
+  local parts = {}
+  if rep.smtp then parts[#parts + 1] = tostring(rep.smtp) end
+  if rep.text and rep.text ~= "" then parts[#parts + 1] = rep.text end
+  return #parts > 0 and table.concat(parts, " ") or nil
+end
+M.reply_text = reply_text
+
+local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s") end
+
+-- text(report) -> the lines `mailhook status` prints.
+function M.text(r)
+  local now = r.checked_at
+  local out = {}
+  local function row(k, v) out[#out + 1] = string.format("%-13s%s", k, v) end
+  out[#out + 1] = r.flowing and "mail is flowing" or ("mail is NOT flowing: " .. tostring(r.reason))
+  local s = r.service
+  if s.running then
+    row("service", string.format("running, pid %s, since %s (%s)%s", tostring(s.pid), clock(s.since),
+      M.ago(s.since and now - s.since), s.console and (", console " .. s.console) or ""))
+    if s.note then row("", s.note .. (s.updated_at and (", last state from " .. clock(s.updated_at)) or "")) end
+  elseif s.error then
+    row("service", "not running: " .. s.error)
+  else
+    row("service", "not running" .. (s.last_pid and string.format(" (pid %d %s %s)", s.last_pid,
+      s.last_stopped and "stopped at" or "last seen at", clock(s.last_seen)) or ""))
+  end
+  if r.settings.ready then
+    row("settings", "ready (" .. tostring(r.settings.path) .. ")")
+  else
+    row("settings", "NOT ready: " .. tostring(r.settings.error))
+  end
+  local c = r.connection
+  if c then
+    local servers = type(c.servers) == "table" and table.concat(c.servers, ", ") or tostring(c.servers or "?")
+    local line
+    if c.state == "connected" then
+      line = "connected to " .. tostring(c.server or servers) .. (c.security and c.security ~= "none" and
+        (" (" .. c.security .. ")") or "") .. " since " .. clock(c.since)
+    elseif c.state == "waiting-retry" then
+      local o = c.outage or {}
+      line = string.format("waiting to retry since %s (%s): %s%s", clock(o.since or c.since),
+        M.ago(now - (o.since or c.since or now)), o.stage and (o.stage .. ": ") or "", tostring(o.error))
+      if reply_text(o.reply) and not tostring(o.error):find(reply_text(o.reply), 1, true) then
+        line = line .. " (server said: " .. reply_text(o.reply) .. ")"
+      end
+    elseif c.state == "disabled" then
+      line = "paused: " .. tostring(s.settings_error or "settings not ready")
+    else
+      line = c.state .. " (" .. servers .. " port " .. tostring(c.port or "?") .. ") since " .. clock(c.since)
+    end
+    row("connection", line)
+    if c.next_attempt then
+      row("next attempt", string.format("%s (in %s)", clock(c.next_attempt), M.ago(c.next_attempt - now)))
+    end
+    local e = c.last_error
+    if e then
+      local what = e.id and (e.id .. " " .. e.error) or e.error
+      row("last error", string.format("%s %s%s%s", clock(e.at), e.stage and ("at " .. e.stage .. ": ") or "",
+        tostring(what), reply_text(e.reply) and not tostring(what):find(reply_text(e.reply), 1, true)
+          and (" (" .. reply_text(e.reply) .. ")") or ""))
+    end
+    row("last success", c.last_success and (clock(c.last_success) .. " (" .. M.ago(now - c.last_success) .. " ago)")
+      or "none since start")
+  end
+  local q = r.queue
+  if q then
+    local line = plural(q.pickup, "message") .. " in pickup/"
+    if q.oldest_age then line = line .. ", oldest " .. M.ago(q.oldest_age) end
+    if q.drop_ins and q.drop_ins > 0 then line = line .. ", " .. q.drop_ins .. " dropped in, not adopted yet" end
+    line = line .. "; " .. q.failed .. " in failed/"
+    row("queue", line)
+  end
+  local k = r.counters
+  if k then
+    row("since start", string.format("delivered %d, deferred %d, failed %d", k.delivered, k.deferred, k.failed))
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+return M

@@ -1,0 +1,142 @@
+/*
+** admin.c — read-only probes of a spool for status and the console (see
+** admin.h): the deliverer lock's holder and pages of a queue folder.
+*/
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include "admin.h"
+#include "spool.h"
+
+int mh_admin_lock_holder(const char *spool_dir, long *pid) {
+  char path[4096], line[256];
+  struct stat st;
+  FILE *f;
+  int found = 0;
+  snprintf(path, sizeof path, "%s/lock", spool_dir);
+  if (stat(path, &st) < 0) return errno == ENOENT ? 0 : -errno;
+  if (!(f = fopen("/proc/locks", "re"))) return -errno;
+  /* "1: FLOCK  ADVISORY  WRITE 4242 08:01:131075 0 EOF"; waiters read "1: -> FLOCK ..." */
+  while (fgets(line, sizeof line, f)) {
+    char type[16], mode[16], rw[16];
+    long p;
+    unsigned maj, min;
+    unsigned long long ino;
+    int n;
+    const char *s = strchr(line, ':');
+    if (!s || strstr(line, "->")) continue;
+    n = sscanf(s + 1, " %15s %15s %15s %ld %x:%x:%llu", type, mode, rw, &p, &maj, &min, &ino);
+    if (n != 7 || strcmp(type, "FLOCK") || strcmp(rw, "WRITE")) continue;
+    if (ino == (unsigned long long)st.st_ino && maj == major(st.st_dev) && min == minor(st.st_dev)) {
+      *pid = p;
+      found = 1;
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+/* A canonical id's value (16 lowercase hex digits, as the spool writes them). */
+static uint64_t id_value(const char *id) {
+  uint64_t v = 0;
+  for (int i = 0; i < 16; i++) v = v * 16 + (uint64_t)(id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
+  return v;
+}
+
+/* A bounded heap keeping the `cap` best values: the smallest (max-heap on
+** top, `largest` = 0) or the largest (min-heap, `largest` = 1). */
+typedef struct {
+  uint64_t *v;
+  size_t n, cap;
+  int largest;
+} heap_t;
+
+static int worse(const heap_t *h, uint64_t a, uint64_t b) {  /* a goes out before b */
+  return h->largest ? a < b : a > b;
+}
+
+static void sift_down(heap_t *h, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, m = i;
+    if (l < h->n && worse(h, h->v[l], h->v[m])) m = l;
+    if (l + 1 < h->n && worse(h, h->v[l + 1], h->v[m])) m = l + 1;
+    if (m == i) return;
+    uint64_t t = h->v[i]; h->v[i] = h->v[m]; h->v[m] = t;
+    i = m;
+  }
+}
+
+static void heap_offer(heap_t *h, uint64_t x) {
+  if (h->n < h->cap) {
+    size_t i = h->n++;
+    h->v[i] = x;
+    while (i > 0 && worse(h, h->v[i], h->v[(i - 1) / 2])) {
+      uint64_t t = h->v[i]; h->v[i] = h->v[(i - 1) / 2]; h->v[(i - 1) / 2] = t;
+      i = (i - 1) / 2;
+    }
+  } else if (h->cap > 0 && worse(h, h->v[0], x)) {
+    h->v[0] = x;
+    sift_down(h, 0);
+  }
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+int mh_admin_page(const char *dir, const mh_admin_page_opts *o, char (*ids)[MH_ADMIN_IDLEN],
+                  size_t *n, size_t *total, size_t *skipped, size_t *others) {
+  DIR *d;
+  struct dirent *de;
+  heap_t h = { NULL, 0, o->limit, o->last };
+  uint64_t after = 0, before = UINT64_MAX;
+  int has_after = o->after && mh_spool_is_id(o->after);
+  int has_before = o->before && mh_spool_is_id(o->before);
+  size_t below = 0, above = 0;   /* ids <= after, ids >= before */
+  *n = *total = *skipped = *others = 0;
+  if (has_after) after = id_value(o->after);
+  if (has_before) before = id_value(o->before);
+  if (o->limit && !(h.v = malloc(o->limit * sizeof *h.v))) return -ENOMEM;
+  if (!(d = opendir(dir))) { free(h.v); return -errno; }
+  for (;;) {
+    const char *nm;
+    size_t nl;
+    char id[MH_ADMIN_IDLEN];
+    errno = 0;
+    if (!(de = readdir(d))) {
+      int e = errno;
+      closedir(d);
+      if (e) { free(h.v); return -e; }
+      break;
+    }
+    nm = de->d_name;
+    nl = strlen(nm);
+    if (nm[0] == '.' || (nl > 6 && !strcmp(nm + nl - 6, ".state"))) continue;
+    if (!(nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = 0, mh_spool_is_id(id)))) {
+      (*others)++;
+      continue;
+    }
+    uint64_t v = id_value(id);
+    (*total)++;
+    if (has_after && v <= after) { below++; continue; }
+    if (has_before && v >= before) { above++; continue; }
+    heap_offer(&h, v);
+  }
+  if (h.n > 1) qsort(h.v, h.n, sizeof *h.v, cmp_u64);   /* h.v is NULL when limit is 0 */
+  for (size_t i = 0; i < h.n; i++) snprintf(ids[i], MH_ADMIN_IDLEN, "%016" PRIx64, h.v[i]);
+  *n = h.n;
+  /* smallest-first: every id in range not taken lies after the page; largest-
+     first: before it */
+  *skipped = o->last ? *total - above - h.n : below;
+  free(h.v);
+  return 0;
+}

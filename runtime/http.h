@@ -1,0 +1,122 @@
+/*
+** http.h — the admin console's HTTP server: h2o (Debian's libh2o, its libuv
+** flavour) on the service's own libuv loop.  h2o parses HTTP/1.1 and writes the
+** responses; this module adds what a console open to one administrator needs
+** and h2o's library mode leaves out: a bound on connections, a request rate
+** limit (429), a drop of clients that stop reading, a clean close of every
+** connection when the service stops, and a request object that outlives h2o's
+** call so a Lua handler may answer later (after a Test that takes seconds) or
+** stream (server-sent events).  No HTTP is parsed here.
+**
+** The module is built as a plugin (BUILD/mailhook-http.so, installed in
+** PREFIX/lib/mailhook/) that runtime/l_http.c dlopens when a console is started:
+** libh2o pulls in the shared libssl/libcrypto, whose loading and relocations
+** every `mailhook hook` would otherwise pay (the binary links OpenSSL
+** statically for that reason).  So this header declares only opaque types and
+** one table of functions, found with dlsym(MH_HTTP_API_SYMBOL): nothing here
+** needs h2o.h, and the binary never links libh2o.
+**
+** Threading: everything runs on the loop thread.  Ownership: a request is held
+** by h2o until its connection is done and by the caller until release(); the
+** last of the two frees it.
+*/
+#ifndef MH_HTTP_H
+#define MH_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct mh_http_server mh_http_server;
+typedef struct mh_http_req mh_http_req;
+
+/* A response header (copied at once: the strings may be freed after the call). */
+typedef struct {
+  const char *name;             /* as written (e.g. "Content-Type") */
+  const char *value;
+} mh_http_header;
+
+typedef struct {
+  const char *host;             /* numeric address to bind: "127.0.0.1", "::1" */
+  int port;                     /* 0 = any free port (tests); see address() */
+  size_t max_body;              /* request bodies above this get 413 from h2o */
+  unsigned max_conns;           /* open connections served; above it every request
+                                   gets 429, and above twice it new connections are
+                                   closed at once (file descriptors stay bounded) */
+  double rate;                  /* requests per second, sustained (token bucket) ... */
+  double burst;                 /* ... with this many at once; beyond: 429 + Retry-After */
+  unsigned req_timeout_ms;      /* a whole request (head and body) must arrive within
+                                   this, and an idle keep-alive connection is closed
+                                   after it: a client sending a byte at a time holds
+                                   one connection for this long, never more */
+  unsigned stall_ms;            /* a response write without progress for this long
+                                   (a client that stopped reading) drops the connection */
+  size_t max_stream_buffer;     /* bytes a stream may have unsent before it is dropped */
+  /* A complete request (head and body) passed every limit: the callee owns one
+  ** reference to r (release it when done) and answers now or later. */
+  void (*on_request)(void *ud, mh_http_req *r);
+  void *ud;
+} mh_http_params;
+
+/* What /metrics and the tests want to know about the server itself. */
+typedef struct {
+  uint64_t connections;         /* open now */
+  uint64_t accepted;            /* connections since start */
+  uint64_t requests;            /* requests passed to on_request */
+  uint64_t limited;             /* answered 429 (rate or connections) */
+  uint64_t refused;             /* connections closed at accept (over twice max_conns) */
+  uint64_t stalled;             /* connections dropped for not reading */
+} mh_http_stats;
+
+typedef struct {
+  int version;                  /* MH_HTTP_API_VERSION */
+  /* Binds and listens on loop.  0 and *out, or a negative libuv error with a
+  ** message in err. */
+  int (*listen)(uv_loop_t *loop, const mh_http_params *p, mh_http_server **out,
+                char *err, size_t errlen);
+  /* The bound address ("127.0.0.1") and port (the one chosen when port was 0). */
+  int (*address)(mh_http_server *s, char *host, size_t hostlen, int *port);
+  void (*stats)(mh_http_server *s, mh_http_stats *st);
+  /* Stops listening and ends every connection: a request not answered yet gets
+  ** 503, a stream ends, idle and stalled sockets are shut down.  done(ud) runs
+  ** once the last connection is closed (maybe before close returns).  After it,
+  ** no handle of the server keeps the loop alive. */
+  void (*close)(mh_http_server *s, void (*done)(void *ud), void *ud);
+  /* Frees what is left (h2o's context and configuration).  Only with the loop
+  ** NOT running (h2o runs the loop once to close its timers): at exit. */
+  void (*destroy)(mh_http_server *s);
+
+  /* The request, valid until release (strings are not NUL-terminated unless said). */
+  const char *(*method)(mh_http_req *r, size_t *len);
+  const char *(*path)(mh_http_req *r, size_t *len);       /* without the query, normalised */
+  const char *(*query)(mh_http_req *r, size_t *len);      /* after '?', or NULL */
+  const char *(*header)(mh_http_req *r, const char *lc_name, size_t *len); /* first one, or NULL */
+  const char *(*body)(mh_http_req *r, size_t *len);       /* NULL when none */
+  int (*peer)(mh_http_req *r, char *buf, size_t len);     /* "127.0.0.1"; 0 or -1 */
+
+  /* Answers with a whole body.  0; MH_HTTP_GONE when the connection went away
+  ** (nothing sent); MH_HTTP_BUSY when already answered. */
+  int (*respond)(mh_http_req *r, int status, const mh_http_header *h, size_t nh,
+                 const char *body, size_t len);
+  /* Starts a streamed response (chunked), then write() pieces and end() it.
+  ** write: 0; MH_HTTP_GONE; MH_HTTP_FULL when more than max_stream_buffer bytes
+  ** wait (the connection is then dropped: a client that does not read). */
+  int (*stream)(mh_http_req *r, int status, const mh_http_header *h, size_t nh);
+  int (*write)(mh_http_req *r, const char *data, size_t len);
+  int (*end)(mh_http_req *r);
+  /* 1 while the connection can still take an answer. */
+  int (*alive)(mh_http_req *r);
+  /* Drops the caller's reference (the request is freed once h2o is done too). */
+  void (*release)(mh_http_req *r);
+} mh_http_api;
+
+#define MH_HTTP_API_VERSION 1
+#define MH_HTTP_API_SYMBOL "mh_http_api_v1"
+#define MH_HTTP_GONE (-1001)
+#define MH_HTTP_BUSY (-1002)
+#define MH_HTTP_FULL (-1003)
+
+/* The plugin's one export: the table above. */
+const mh_http_api *mh_http_api_v1(void);
+
+#endif

@@ -1,0 +1,421 @@
+/*
+** l_http.c — core.http: the console's HTTP server (runtime/http.c, in the
+** plugin mailhook-http.so) as Lua objects.  Each request runs its handler as a
+** new task, so a handler may wait (a Test of the mail server, a page of the
+** queue read on the thread pool) and answer when it is done.
+**
+**   local srv, err = core.http.listen{host = "127.0.0.1", port = 8025,
+**       max_body =, max_conns =, rate =, burst =, req_timeout =, stall =,
+**       max_stream_buffer =, handler = function(req) ... end}
+**   srv:address() -> host, port      srv:stats() -> {connections=, requests=, limited=, ...}
+**   srv:close()                      -- waits until every connection is closed
+**   req:method() req:path() req:query() req:header(lc_name) req:body() req:peer()
+**   req:respond(status, headers, body) -> true | nil, "closed"
+**   req:stream(status, headers) ; req:write(data) ; req:finish()   -- chunked (SSE)
+**   req:alive()
+** headers: {["Content-Type"] = "text/html", ...} and/or a list of {name, value}
+** pairs (for a header given twice).  A name or value holding CR, LF or NUL is
+** misuse (it would split the response): it raises.
+**
+** The plugin is loaded on the first listen() only: the binary does not link
+** libh2o, whose shared OpenSSL would slow every start of `mailhook hook`.  It
+** is looked for beside the binary (BUILD/mailhook-http.so) and in
+** PREFIX/lib/mailhook/ for an installed one.
+*/
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "l_sched.h"
+#include "http.h"
+
+#define SERVER_MT "mailhook.HttpServer"
+#define REQ_MT "mailhook.HttpRequest"
+
+static const mh_http_api *api;   /* the plugin's table, once loaded */
+
+typedef struct {
+  mh_http_server *s;             /* NULL when listen failed */
+  lua_State *L;                  /* the main state, to spawn handler tasks from */
+  int handler_ref;               /* the Lua handler (registry) */
+  int closed;                    /* close() ran to its end */
+  mh_wait *closing;              /* the task waiting in close(), if any */
+  int close_done;                /* the done callback ran */
+} server_ud;
+
+typedef struct {
+  mh_http_req *r;                /* NULL once released */
+} req_ud;
+
+/* ---------------------------------------------------------------- plugin */
+
+/* Loads the plugin once: the table, or NULL with the reason in err. */
+static const mh_http_api *load_plugin(char *err, size_t errlen) {
+  char exe[PATH_MAX], path[PATH_MAX + 64];
+  const char *tries[2] = { "%s/mailhook-http.so", "%s/../lib/mailhook/mailhook-http.so" };
+  const char *first_error = NULL;
+  char first[512] = "";
+  ssize_t n;
+  char *slash;
+  if (api) return api;
+  n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) { snprintf(err, errlen, "cannot find the binary's folder (/proc/self/exe)"); return NULL; }
+  exe[n] = 0;
+  if ((slash = strrchr(exe, '/'))) *slash = 0;
+  for (int i = 0; i < 2; i++) {
+    void *h;
+    const mh_http_api *(*get)(void);
+    snprintf(path, sizeof path, tries[i], exe);
+    if (access(path, F_OK) != 0) continue;
+    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
+      if (!first_error) { snprintf(first, sizeof first, "%s", dlerror()); first_error = first; }
+      continue;
+    }
+    *(void **)&get = dlsym(h, MH_HTTP_API_SYMBOL);
+    if (!get || get()->version != MH_HTTP_API_VERSION) {
+      snprintf(first, sizeof first, "%.400s: not a mailhook HTTP plugin of this version", path);
+      first_error = first;
+      dlclose(h);
+      continue;
+    }
+    api = get();               /* never unloaded: its code runs until exit */
+    return api;
+  }
+  snprintf(err, errlen, "the console's HTTP plugin cannot be loaded: %s",
+           first_error ? first_error : "mailhook-http.so not found beside the binary or in "
+           "PREFIX/lib/mailhook (build it with make; it needs libh2o-dev: scripts/deps)");
+  return NULL;
+}
+
+/* --------------------------------------------------------------- requests */
+
+static mh_http_req *check_req(lua_State *L) {
+  req_ud *u = (req_ud *)luaL_checkudata(L, 1, REQ_MT);
+  if (!u->r) luaL_error(L, "request already released");
+  return u->r;
+}
+
+static int push_str(lua_State *L, const char *s, size_t len) {
+  if (s) lua_pushlstring(L, s, len); else lua_pushnil(L);
+  return 1;
+}
+
+static int r_method(lua_State *L) { size_t n; const char *s = api->method(check_req(L), &n); return push_str(L, s, n); }
+static int r_path(lua_State *L) { size_t n; const char *s = api->path(check_req(L), &n); return push_str(L, s, n); }
+static int r_query(lua_State *L) { size_t n; const char *s = api->query(check_req(L), &n); return push_str(L, s, n); }
+static int r_body(lua_State *L) { size_t n; const char *s = api->body(check_req(L), &n); return push_str(L, s, n); }
+
+static int r_header(lua_State *L) {
+  mh_http_req *r = check_req(L);
+  size_t n;
+  const char *s = api->header(r, luaL_checkstring(L, 2), &n);
+  return push_str(L, s, n);
+}
+
+static int r_peer(lua_State *L) {
+  char buf[64];
+  if (api->peer(check_req(L), buf, sizeof buf) != 0) return push_str(L, NULL, 0);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+static int r_alive(lua_State *L) {
+  lua_pushboolean(L, api->alive(check_req(L)));
+  return 1;
+}
+
+/* A name or value is used as it is: one holding CR, LF or NUL is misuse. */
+static const char *check_field(lua_State *L, int idx, const char *what) {
+  size_t len;
+  const char *s = luaL_tolstring(L, idx, &len);
+  if (strlen(s) != len || strpbrk(s, "\r\n"))
+    luaL_error(L, "response header %s must not contain CR, LF or NUL", what);
+  return s;
+}
+
+/* headers at idx -> an array of nh pairs, in a userdata left on the stack with
+** the strings (anchored in its user value), so everything lives until the call
+** is made and nothing leaks when a bad field raises. */
+static mh_http_header *collect_headers(lua_State *L, int idx, size_t *nh) {
+  size_t n = 0, i = 0;
+  mh_http_header *h;
+  int anchor;
+  *nh = 0;
+  if (lua_isnoneornil(L, idx)) return NULL;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+  h = (mh_http_header *)lua_newuserdatauv(L, (n ? n : 1) * sizeof *h, 1);
+  lua_createtable(L, (int)(2 * n), 0);         /* the strings */
+  anchor = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx) && i < n) {
+    if (lua_type(L, -2) == LUA_TNUMBER) {      /* {name, value} */
+      if (!lua_istable(L, -1)) luaL_error(L, "response headers: list items must be {name, value}");
+      lua_rawgeti(L, -1, 1);
+      h[i].name = check_field(L, -1, "name");
+      lua_rawseti(L, anchor, (lua_Integer)(2 * i + 1));
+      lua_pop(L, 1);
+      lua_rawgeti(L, -1, 2);
+      h[i].value = check_field(L, -1, "value");
+      lua_rawseti(L, anchor, (lua_Integer)(2 * i + 2));
+      lua_pop(L, 1);
+    } else {
+      h[i].name = check_field(L, -2, "name");
+      lua_rawseti(L, anchor, (lua_Integer)(2 * i + 1));
+      h[i].value = check_field(L, -1, "value");
+      lua_rawseti(L, anchor, (lua_Integer)(2 * i + 2));
+    }
+    i++;
+    lua_pop(L, 1);
+  }
+  lua_setiuservalue(L, -2, 1);                 /* the strings live with the array */
+  *nh = i;
+  return h;
+}
+
+static int result(lua_State *L, int rc) {
+  if (rc == 0) { lua_pushboolean(L, 1); return 1; }
+  lua_pushnil(L);
+  lua_pushstring(L, rc == MH_HTTP_GONE ? "closed" : rc == MH_HTTP_BUSY ? "already answered"
+                    : rc == MH_HTTP_FULL ? "client not reading (dropped)" : uv_strerror(rc));
+  return 2;
+}
+
+/* req:respond(status, headers, body) -> true | nil, why */
+static int r_respond(lua_State *L) {
+  mh_http_req *r = check_req(L);
+  int status = (int)luaL_checkinteger(L, 2);
+  size_t nh, len = 0;
+  const char *body = luaL_optlstring(L, 4, "", &len);
+  mh_http_header *h;
+  int rc;
+  luaL_argcheck(L, status >= 100 && status <= 599, 2, "HTTP status must be 100-599");
+  h = collect_headers(L, 3, &nh);
+  rc = api->respond(r, status, h, nh, body, len);
+  return result(L, rc);
+}
+
+static int r_stream(lua_State *L) {
+  mh_http_req *r = check_req(L);
+  int status = (int)luaL_checkinteger(L, 2);
+  size_t nh;
+  mh_http_header *h;
+  int rc;
+  luaL_argcheck(L, status >= 100 && status <= 599, 2, "HTTP status must be 100-599");
+  h = collect_headers(L, 3, &nh);
+  rc = api->stream(r, status, h, nh);
+  return result(L, rc);
+}
+
+static int r_write(lua_State *L) {
+  mh_http_req *r = check_req(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  return result(L, api->write(r, data, len));
+}
+
+static int r_finish(lua_State *L) { return result(L, api->end(check_req(L))); }
+
+static int r_gc(lua_State *L) {
+  req_ud *u = (req_ud *)luaL_checkudata(L, 1, REQ_MT);
+  if (u->r) {
+    mh_http_req *r = u->r;
+    u->r = NULL;
+    /* a handler that never answered (it raised before respond): 500, not a hang */
+    if (api->alive(r)) {
+      static const mh_http_header h[] = { { "Content-Type", "text/plain; charset=utf-8" } };
+      static const char msg[] = "internal error: the handler did not answer\n";
+      api->respond(r, 500, h, 1, msg, sizeof msg - 1);
+    }
+    api->release(r);
+  }
+  return 0;
+}
+
+static int r_tostring(lua_State *L) {
+  req_ud *u = (req_ud *)luaL_checkudata(L, 1, REQ_MT);
+  lua_pushfstring(L, "mailhook.HttpRequest: %p%s", (void *)u, u->r ? "" : " (released)");
+  return 1;
+}
+
+/* ---------------------------------------------------------------- server */
+
+/* From h2o, on the loop: a request passed the limits.  The handler runs as a
+** new task with the request object; the object's __gc releases it. */
+static void on_request(void *ud, mh_http_req *r) {
+  server_ud *su = (server_ud *)ud;
+  lua_State *L = su->L;
+  req_ud *u;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, su->handler_ref);
+  u = (req_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->r = r;
+  luaL_setmetatable(L, REQ_MT);
+  mh_task_spawn(L, -2, 1, "console");
+  lua_pop(L, 3);                  /* the task, the request, the handler */
+}
+
+static lua_Number opt_num(lua_State *L, const char *key, lua_Number def) {
+  lua_Number v;
+  lua_getfield(L, 1, key);
+  v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* listen{...} -> server | nil, message, info */
+static int l_listen(lua_State *L) {
+  char err[600];
+  mh_http_params p;
+  server_ud *su;
+  const char *host;
+  int rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "handler");
+  luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler (a function) is required");
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "host");
+  host = luaL_optstring(L, -1, "127.0.0.1");
+  memset(&p, 0, sizeof p);
+  p.host = host;
+  p.port = (int)opt_num(L, "port", 0);
+  luaL_argcheck(L, p.port >= 0 && p.port <= 65535, 1, "port must be 0-65535");
+  p.max_body = (size_t)opt_num(L, "max_body", 64 * 1024);
+  p.max_conns = (unsigned)opt_num(L, "max_conns", 32);
+  p.rate = opt_num(L, "rate", 20);
+  p.burst = opt_num(L, "burst", 100);
+  p.req_timeout_ms = (unsigned)(opt_num(L, "req_timeout", 10) * 1000);
+  p.stall_ms = (unsigned)(opt_num(L, "stall", 30) * 1000);
+  p.max_stream_buffer = (size_t)opt_num(L, "max_stream_buffer", 1 << 20);
+  luaL_argcheck(L, p.max_conns > 0 && p.rate > 0 && p.burst >= 1 && p.req_timeout_ms > 0, 1,
+                "max_conns, rate, burst and req_timeout must be positive");
+  if (!load_plugin(err, sizeof err)) return mh_l_fail(L, UV_ENOENT, "console", "%s", err);
+
+  su = (server_ud *)lua_newuserdatauv(L, sizeof *su, 0);
+  memset(su, 0, sizeof *su);
+  su->handler_ref = LUA_NOREF;
+  luaL_setmetatable(L, SERVER_MT);
+  p.on_request = on_request;
+  p.ud = su;
+  rc = api->listen(mh_l_loop(), &p, &su->s, err, sizeof err);
+  if (rc != 0) {
+    su->closed = 1;
+    return mh_l_fail(L, rc, "console", "%s", err);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  su->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "handler");
+  su->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* held until lua_close: its __gc then runs with the loop stopped, the only
+     time h2o's context may be disposed (it runs the loop once itself) */
+  lua_pushvalue(L, -1);
+  luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+static server_ud *check_server(lua_State *L) {
+  server_ud *su = (server_ud *)luaL_checkudata(L, 1, SERVER_MT);
+  if (!su->s) luaL_error(L, "HTTP server is not listening");
+  return su;
+}
+
+static int s_address(lua_State *L) {
+  server_ud *su = check_server(L);
+  char host[64];
+  int port;
+  api->address(su->s, host, sizeof host, &port);
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int s_stats(lua_State *L) {
+  server_ud *su = check_server(L);
+  mh_http_stats st;
+  api->stats(su->s, &st);
+  lua_createtable(L, 0, 6);
+#define F(name) lua_pushinteger(L, (lua_Integer)st.name); lua_setfield(L, -2, #name);
+  F(connections) F(accepted) F(requests) F(limited) F(refused) F(stalled)
+#undef F
+  return 1;
+}
+
+typedef struct {
+  mh_wait w;
+  server_ud *su;
+} close_wait;
+
+static void close_done(void *ud) {
+  server_ud *su = (server_ud *)ud;
+  su->close_done = 1;
+  su->closed = 1;
+  if (su->closing) {
+    mh_wait *w = su->closing;
+    su->closing = NULL;
+    if (mh_wait_co(w)) mh_wait_resume(w, 0);   /* NULL: the waiter was interrupted */
+    free(w);
+  }
+}
+
+/* srv:close() — waits until every connection is closed.  Idempotent. */
+static int s_close(lua_State *L) {
+  server_ud *su = (server_ud *)luaL_checkudata(L, 1, SERVER_MT);
+  close_wait *cw;
+  if (!su->s || su->closed) return 0;
+  if (su->closing) return luaL_error(L, "HTTP server: close() already waited on by another task");
+  api->close(su->s, close_done, su);
+  if (su->close_done) return 0;  /* nothing was open */
+  cw = (close_wait *)calloc(1, sizeof *cw);
+  if (!cw) return luaL_error(L, "out of memory");
+  cw->su = su;
+  cw->w.cancel = NULL;           /* an interrupted waiter: the close goes on */
+  mh_wait_init(L, &cw->w, "console close");
+  su->closing = &cw->w;
+  return mh_wait_yield(L, &cw->w);
+}
+
+/* At lua_close (see l_listen): the loop is not running. */
+static int s_gc(lua_State *L) {
+  server_ud *su = (server_ud *)luaL_checkudata(L, 1, SERVER_MT);
+  if (su->s) {
+    api->destroy(su->s);
+    su->s = NULL;
+  }
+  if (su->handler_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, su->handler_ref);
+    su->handler_ref = LUA_NOREF;
+  }
+  return 0;
+}
+
+static int s_tostring(lua_State *L) {
+  server_ud *su = (server_ud *)luaL_checkudata(L, 1, SERVER_MT);
+  lua_pushfstring(L, "mailhook.HttpServer: %p%s", (void *)su, su->closed ? " (closed)" : "");
+  return 1;
+}
+
+void l_http_open(lua_State *L) {
+  static const luaL_Reg funcs[] = { { "listen", l_listen }, { NULL, NULL } };
+  static const luaL_Reg req_methods[] = {
+    { "method", r_method }, { "path", r_path }, { "query", r_query }, { "header", r_header },
+    { "body", r_body }, { "peer", r_peer }, { "respond", r_respond }, { "stream", r_stream },
+    { "write", r_write }, { "finish", r_finish }, { "alive", r_alive }, { NULL, NULL } };
+  static const luaL_Reg server_methods[] = {
+    { "address", s_address }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL } };
+  mh_l_newclass(L, REQ_MT, req_methods, r_gc, r_tostring);
+  /* the server: __gc only (no __close: destroying it needs the loop stopped) */
+  if (luaL_newmetatable(L, SERVER_MT)) {
+    lua_newtable(L);
+    luaL_setfuncs(L, server_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, s_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, s_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  lua_setfield(L, -2, "http");
+}

@@ -1,0 +1,97 @@
+/*
+** l_pwhash.c — core.pwhash: runtime/pwhash.c for Lua (the console's login and
+** `mailhook update admin_password=-`).
+**
+**   core.pwhash.make(password) -> "$scrypt$..." | nil, err, info   (waits: thread pool)
+**   core.pwhash.check(password, stored) -> true | false | nil, err (waits: thread pool)
+**   core.pwhash.valid(stored) -> boolean      (the stored form, parameters in bounds)
+**   core.pwhash.random(nbytes) -> hex string  (session ids, CSRF tokens; nbytes <= 64)
+**   core.pwhash.equal(a, b) -> boolean        (time independent of where they differ)
+** A check costs tens of milliseconds and 32 MiB: it never runs on the loop.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include "l_sched.h"
+#include "error.h"
+#include "pwhash.h"
+
+typedef struct {
+  char *pw;                   /* a copy of the password, wiped and freed in done */
+  size_t pwlen;
+  char stored[256];           /* check: the stored hash; make: the result */
+  int check;                  /* 1: check, 0: make */
+  int rc;                     /* result */
+} pw_req;
+
+static void pw_work(void *arg) {
+  pw_req *r = (pw_req *)arg;
+  if (r->check) r->rc = mh_pwhash_check(r->pw, r->pwlen, r->stored);
+  else r->rc = mh_pwhash_make(r->pw, r->pwlen, r->stored, sizeof r->stored);
+}
+
+static int pw_push(lua_State *co, void *arg) {
+  pw_req *r = (pw_req *)arg;
+  if (r->rc < 0) return mh_l_fail(co, r->rc, "password", r->check ? "the stored admin password is not a "
+                                  "valid hash (set it again: mailhook update admin_password=-)" : NULL);
+  if (r->check) lua_pushboolean(co, r->rc == 1);
+  else lua_pushstring(co, r->stored);
+  return 1;
+}
+
+static void pw_done(void *arg) {
+  pw_req *r = (pw_req *)arg;
+  volatile char *p = r->pw;
+  for (size_t i = 0; i < r->pwlen; i++) p[i] = 0;
+  free(r->pw);
+  free(r);
+}
+
+static int start(lua_State *L, int check) {
+  size_t len;
+  const char *pw = luaL_checklstring(L, 1, &len);
+  pw_req *r = (pw_req *)calloc(1, sizeof *r);
+  if (!r) return luaL_error(L, "out of memory");
+  if (check) {
+    size_t slen;
+    const char *stored = luaL_checklstring(L, 2, &slen);
+    if (slen >= sizeof r->stored) { free(r); return luaL_argerror(L, 2, "stored hash too long"); }
+    memcpy(r->stored, stored, slen + 1);
+  }
+  if (!(r->pw = (char *)malloc(len + 1))) { free(r); return luaL_error(L, "out of memory"); }
+  memcpy(r->pw, pw, len + 1);
+  r->pwlen = len;
+  r->check = check;
+  return mh_l_work(L, check ? "pwhash.check" : "pwhash.make", pw_work, pw_push, pw_done, r);
+}
+
+static int l_make(lua_State *L) { return start(L, 0); }
+static int l_check(lua_State *L) { return start(L, 1); }
+
+static int l_valid(lua_State *L) {
+  lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING && mh_pwhash_valid(lua_tostring(L, 1)));
+  return 1;
+}
+
+static int l_random(lua_State *L) {
+  char hex[129];
+  lua_Integer n = luaL_optinteger(L, 1, 32);
+  luaL_argcheck(L, n > 0 && n <= 64, 1, "1-64 bytes");
+  if (mh_random_hex(hex, (size_t)n) < 0) return luaL_error(L, "no random bytes from OpenSSL");
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+static int l_equal(lua_State *L) {
+  size_t la, lb;
+  const char *a = luaL_checklstring(L, 1, &la);
+  const char *b = luaL_checklstring(L, 2, &lb);
+  lua_pushboolean(L, la == lb && mh_ct_equal(a, b, la));
+  return 1;
+}
+
+void l_pwhash_open(lua_State *L) {
+  static const luaL_Reg funcs[] = { { "make", l_make }, { "check", l_check }, { "valid", l_valid },
+                                    { "random", l_random }, { "equal", l_equal }, { NULL, NULL } };
+  luaL_newlib(L, funcs);
+  lua_setfield(L, -2, "pwhash");
+}

@@ -1,0 +1,73 @@
+# The console at the HTTP level (issue 15): bound address, no session -> 401 or
+# a redirect to /login, cookie flags, CSRF (403), Origin, Host (DNS rebinding),
+# oversized request (413), too many requests and connections (429), the token
+# file, /metrics in Prometheus' format, server-sent events, queue paging over
+# 120 messages, delivery going on while clients send requests a byte at a time,
+# and no secret in any response.  The checks are tests/console/http_checks.py;
+# this file starts the real parts: aiosmtpd-less delivery peer, `mailhook run`.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/peers/delivery-lib.sh"
+delivery_require
+
+PORT=$(free_port)
+AP=$(free_port)
+SMTP_PW='smtp-Pw-4471-never-shown'
+ADMIN_PW='admin-Console-Pw-9031'
+TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+( umask 077; echo "$TOKEN" > "$T/token" )
+conf_for "$PORT" admin_listen="127.0.0.1:$AP" admin_token_file="$T/token" retry_interval=1
+# a password in the settings (the plain peer does not ask for it): it must never be shown
+printf 'password = %s\n' "$SMTP_PW" >> "$CONF"
+echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null
+ok $? "admin password set"
+
+peer_start "$PORT" "$T/peer"
+svc_start
+up() { "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$AP"; }
+wait_for 10 up; ok $? "the console listens (admin_listen)"
+like "$(cat "$T/svc.log")" "console: http://127.0.0.1:$AP \(this machine only\)" "the service logs its address"
+
+"$PY" "$ROOT/tests/console/http_checks.py" "http://127.0.0.1:$AP" "$ADMIN_PW" "$TOKEN" "$SMTP_PW" \
+  "$SPOOL" "$CONF" "$MAILHOOK" "$T/peer" > "$T/checks.tap" 2> "$T/checks.err"
+rc=$?
+# renumber the checks' TAP into this file's plan
+while IFS= read -r line; do
+  case $line in
+    "ok "*) ok 0 "${line#ok * - }" ;;
+    "not ok "*) ok 1 "${line#not ok * - }" ;;
+    "#"*) echo "$line" ;;
+  esac
+done < "$T/checks.tap"
+[ "$rc" = 0 ] || { diag "http_checks.py exit $rc"; sed 's/^/# /' "$T/checks.err" | tail -20; }
+ok "$rc" "http_checks.py ran to its end"
+
+kill -0 "$SVC"; ok $? "the service is still running"
+unlike "$(cat "$T/svc.log")" "$ADMIN_PW|$SMTP_PW|$TOKEN" "no secret in the service's log"
+like "$(cat "$T/svc.log")" "console: failed login from 127.0.0.1" "failed logins are logged"
+svc_stop; rc=$?
+is "$rc" 0 "SIGTERM with the console on: exit 0"
+up 2>/dev/null; [ $? != 0 ]; ok $? "the console is closed"
+
+# --- a token file others may read is refused
+chmod 644 "$T/token"
+svc_start
+wait_for 10 up
+wait_for 5 grep -q "admin_token_file .* is readable by others" "$T/svc.log"
+ok $? "a token file readable by others: refused, said in the log"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AP/api/status")
+is "$code" 401 "and its token does not log in"
+svc_stop
+
+# --- admin_listen taken: the console does not start, delivery does
+"$PY" -c 'import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("up", flush=True); time.sleep(60)' "$AP" > "$T/squat.out" &
+SQ=$!
+on_exit "kill $SQ"
+wait_for 5 grep -q up "$T/squat.out"
+svc_start
+enqueue 1 >/dev/null
+wait_for 10 pickup_empty; ok $? "port taken: delivery goes on"
+like "$(cat "$T/svc.log")" "console not started: cannot listen on 127.0.0.1 port $AP" "the console's failure is logged"
+svc_stop
+kill "$SQ"
+
+done_testing

@@ -1,0 +1,102 @@
+# Install, issue 14: `make install` places files as autoconf and the FHS have them.
+# PREFIX=/usr -> settings in /etc/mailhook, spool in /var/spool/mailhook (not /usr/etc,
+# /usr/var); another PREFIX keeps both under it; SYSCONFDIR/LOCALSTATEDIR override; DESTDIR
+# stages the tree, and the staged binary finds its own settings and spool in the stage
+# (compiled-in defaults, relative to where the tree was staged) and delivers from there; a
+# changed PREFIX rebuilds the compiled-in paths; an existing settings file is never
+# replaced; a step that fails makes `make install` fail (nothing is ignored); the unit
+# gets this install's paths and passes `systemd-analyze verify`; uninstall keeps the
+# site's data.  Builds in its own folder ($T/build, -O0) so the suite's build is untouched.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+
+B=$T/build
+mk() { make -C "$ROOT" --no-print-directory -s BUILD="$B" CFLAGS="-O0" "$@"; }
+clean_env() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL -u MAILHOOK_ROOT "$@"; }
+
+# --- PREFIX=/usr, staged with DESTDIR
+S=$T/stage
+mk install PREFIX=/usr DESTDIR="$S" >"$T/make1.log" 2>&1; rc=$?
+is "$rc" 0 "make install PREFIX=/usr DESTDIR=STAGE succeeds"
+[ "$rc" = 0 ] || sed 's/^/#   /' "$T/make1.log" | tail -20
+perm() { stat -c %a "$1" 2>/dev/null; }
+is "$(perm "$S/usr/bin/mailhook")" 755 "the binary in STAGE/usr/bin, mode 755"
+is "$(perm "$S/etc/mailhook/mailhook.conf")" 644 "the settings in STAGE/etc/mailhook/mailhook.conf, mode 644 (no secret in it: docs/settings.md)"
+is "$(perm "$S/usr/sbin/mailhook-drop")" 755 "the drop program in STAGE/usr/sbin (setgid only with its group: docs/sendmail.md)"
+is "$(perm "$S/var/spool/mailhook")" 700 "the spool folder STAGE/var/spool/mailhook, mode 700"
+[ ! -e "$S/usr/etc" ] && [ ! -e "$S/usr/var" ]; ok $? "nothing in /usr/etc nor /usr/var"
+[ -f "$S/usr/share/mailhook/lua/mailhook/init.lua" ] && [ -f "$S/usr/share/mailhook/lua/mailhook/cmd/run.lua" ]
+ok $? "the Lua modules in STAGE/usr/share/mailhook/lua"
+[ -f "$S/usr/share/mailhook/scripts/test.lua" ]; ok $? "the admin scripts in STAGE/usr/share/mailhook/scripts"
+[ -f "$S/usr/lib/mailhook/luac/mailhook/init.luac" ]; ok $? "the precompiled modules in STAGE/usr/lib/mailhook/luac"
+[ -f "$S/usr/lib/libmailhook.a" ] && [ -f "$S/usr/include/mailhook.h" ]; ok $? "the embedding library and header"
+for m in man1/mailhook.1 man5/mailhook.conf.5 man3/mailhook-lua.3; do
+  [ -s "$S/usr/share/man/$m" ]; ok $? "the manual page STAGE/usr/share/man/$m"
+done
+U=$S/usr/lib/systemd/system/mailhook.service
+like "$(grep '^ExecStart=' "$U")" '^ExecStart=/usr/bin/mailhook run$' "the unit runs /usr/bin/mailhook"
+is "$(grep '^ReadWritePaths=' "$U" | tr '\n' ' ')" "ReadWritePaths=/var/spool/mailhook ReadWritePaths=-/etc/mailhook " \
+  "and may write the spool, /var/spool/mailhook, and the settings' folder /etc/mailhook, nothing else"
+if command -v systemd-analyze >/dev/null; then
+  sed "s|^ExecStart=/usr/bin/mailhook|ExecStart=$S/usr/bin/mailhook|" "$U" > "$T/mailhook.service"
+  out=$(systemd-analyze verify --man=no "$T/mailhook.service" 2>&1); rc=$?
+  is "$rc:$out" "0:" "systemd-analyze verify: the unit has no error nor warning"
+else
+  ok 0 "systemd-analyze verify # SKIP systemd-analyze missing (scripts/deps installs systemd)"
+fi
+
+# the staged binary: its compiled-in defaults (SYSCONFDIR=/etc, LOCALSTATEDIR=/var), found in the stage
+out=$(clean_env "$S/usr/bin/mailhook" help)
+like "$out" "settings file \(now $S/etc/mailhook/mailhook.conf\)" "the staged binary reads STAGE/etc/mailhook/mailhook.conf"
+like "$out" "spool folder \(now $S/var/spool/mailhook\)" "and uses the spool STAGE/var/spool/mailhook"
+is "$(clean_env "$S/usr/bin/mailhook" -e 'io.write(package.searchpath("mailhook.settings", package.path))')" \
+  "$S/usr/share/mailhook/lua/mailhook/settings.lua" "its Lua modules come from the stage, not the source tree"
+like "$(clean_env "$S/usr/bin/mailhook" settings)" "log = journal" "it loads the installed default settings (log = journal)"
+start_smtpd SMTP --maildir "$T/mail"
+clean_env "$S/usr/bin/mailhook" update enabled=true from=app@example.com server=127.0.0.1 port="$SMTP" \
+  tls=none tls_required=false log=stderr >/dev/null; rc=$?
+is "$rc" 0 "mailhook update writes the staged settings"
+is "$(perm "$S/etc/mailhook/mailhook.conf")" 644 "(still mode 644: the password went to mailhook.secrets)"
+like "$(cat "$S/etc/mailhook/mailhook.conf")" "# mailhook.conf — the settings of mailhook" "keeping the shipped comments"
+id=$(echo "from the stage" | clean_env "$S/usr/bin/mailhook" enqueue --to rcpt@example.net --subject staged); rc=$?
+is "$rc" 0 "enqueue into the staged spool"
+[ -f "$S/var/spool/mailhook/pickup/$id.eml" ]; ok $? "the message is in STAGE/var/spool/mailhook/pickup"
+clean_env "$S/usr/bin/mailhook" flush >"$T/flush.out" 2>&1; rc=$?
+is "$rc" 0 "mailhook flush from the stage"
+wait_for 10 test -e "$T/mail/000001.eml"; ok $? "the message reached the server"
+like "$(cat "$T/mail/000001.eml" 2>/dev/null)" "from the stage" "its body intact"
+
+# --- an existing settings file is kept; a failing step fails the install
+echo "# the site's own" >> "$S/etc/mailhook/mailhook.conf"
+mk install PREFIX=/usr DESTDIR="$S" >/dev/null 2>&1; rc=$?
+is "$rc" 0 "installing again over the stage"
+like "$(cat "$S/etc/mailhook/mailhook.conf")" "# the site's own" "does not replace the site's settings"
+mkdir -p "$T/bad/usr/include/mailhook.h"           # a folder where the header goes
+mk install PREFIX=/usr DESTDIR="$T/bad" >"$T/make-bad.log" 2>&1; rc=$?
+[ "$rc" != 0 ]; ok $? "make install fails when a file cannot be installed (exit $rc)"
+like "$(cat "$T/make-bad.log")" "mailhook.h" "naming what failed"
+
+# --- another PREFIX: everything under it; SYSCONFDIR/LOCALSTATEDIR override; paths rebuilt
+P=$T/opt
+mk install PREFIX="$P" >/dev/null 2>&1; rc=$?
+is "$rc" 0 "make install PREFIX=/some/opt (the same build folder)"
+out=$(clean_env "$P/bin/mailhook" help)
+like "$out" "now $P/etc/mailhook/mailhook.conf\)" "settings in PREFIX/etc/mailhook"
+like "$out" "now $P/var/spool/mailhook\)" "spool in PREFIX/var/spool/mailhook"
+[ -d "$P/var/spool/mailhook" ] && [ -f "$P/etc/mailhook/mailhook.conf" ]; ok $? "both made by the install"
+P2=$T/opt2
+mk install PREFIX="$P2" SYSCONFDIR="$T/conf2" LOCALSTATEDIR="$T/state2" >/dev/null 2>&1; rc=$?
+is "$rc" 0 "make install with SYSCONFDIR and LOCALSTATEDIR"
+out=$(clean_env "$P2/bin/mailhook" help)
+like "$out" "now $T/conf2/mailhook/mailhook.conf\)" "the binary was rebuilt with the new SYSCONFDIR"
+like "$out" "now $T/state2/spool/mailhook\)" "and the new LOCALSTATEDIR"
+is "$(grep '^ReadWritePaths=' "$P2/lib/systemd/system/mailhook.service" | tr '\n' ' ')" \
+  "ReadWritePaths=$T/state2/spool/mailhook ReadWritePaths=-$T/conf2/mailhook " "the unit follows LOCALSTATEDIR and SYSCONFDIR"
+
+# --- uninstall: the program goes, the site's data stays
+mk uninstall PREFIX=/usr DESTDIR="$S" >/dev/null 2>&1; rc=$?
+is "$rc" 0 "make uninstall"
+[ ! -e "$S/usr/bin/mailhook" ] && [ ! -e "$S/usr/share/mailhook" ] && [ ! -e "$S/usr/share/man/man1/mailhook.1" ] \
+  && [ ! -e "$U" ]; ok $? "removes the binary, modules, manual pages and unit"
+[ -f "$S/etc/mailhook/mailhook.conf" ] && [ -d "$S/var/spool/mailhook/pickup" ]; ok $? "keeps the settings and the spool"
+done_testing

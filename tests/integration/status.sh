@@ -1,0 +1,138 @@
+# `mailhook status [--json]` (issue 15): the service (pid, since), the settings,
+# the connection (connected / waiting to retry since T, the last error with its
+# stage and the server's reply, the next attempt), the queue, the counters since
+# start; exit 0 only while mail flows.  It asks the running service (SIGUSR2, a
+# file written by rename) and reads the spool itself; it never signals a lock
+# holder that is not a mailhook service, and says so when the service does not
+# answer.  Real servers: the delivery peer and aiosmtpd with AUTH.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/peers/delivery-lib.sh"
+delivery_require
+J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
+st() { OUT=$("$MAILHOOK" status "$@" 2>&1); RC=$?; }
+
+PORT=$(free_port)
+conf_for "$PORT"
+
+# --- no service
+mkdir -p "$SPOOL"
+"$MAILHOOK" queue >/dev/null      # creates the spool's folders
+st
+is "$RC" 1 "no service: exit 1"
+like "$OUT" "^mail is NOT flowing: no service is running on this spool" "says so first"
+like "$OUT" "settings +ready" "the settings are still checked"
+st --json
+is "$RC" 1 "--json: the same exit status"
+is "$(echo "$OUT" | J 'd["service"]["running"]')" false "service.running false"
+is "$(echo "$OUT" | J 'd["flowing"]')" false "flowing false"
+
+# --- running, server up: flowing; counters; the pid and since
+peer_start "$PORT" "$T/peer"
+svc_start
+wait_for 10 test -e "$SPOOL/status.json"; ok $? "the service writes SPOOL/status.json"
+enqueue 3 >/dev/null
+wait_for 10 received_at_least "$T/peer" 3; ok $? "3 delivered"
+wait_for 5 pickup_empty
+st
+is "$RC" 0 "running and the server answers: exit 0"
+like "$OUT" "^mail is flowing" "mail is flowing"
+like "$OUT" "service +running, pid $SVC, since " "the service's pid and start"
+like "$OUT" "delivered 3, deferred 0, failed 0" "counters since start"
+like "$OUT" "last success +[0-9-]+ [0-9:]+ \([0-9]+s ago\)" "the last success"
+like "$OUT" "queue +0 messages in pickup/" "an empty queue"
+st --json
+is "$(echo "$OUT" | J 'd["service"]["pid"]')" "$SVC" "--json: pid"
+is "$(echo "$OUT" | J 'd["service"]["answered"]')" true "the service answered the signal"
+is "$(echo "$OUT" | J 'd["counters"]["delivered"]')" 3 "--json: delivered"
+kill -0 "$SVC"; ok $? "the service is alive after being asked"
+
+# --- the server goes away: waiting to retry, since when, the error and the next attempt
+peer_stop
+enqueue 2 >/dev/null
+wait_for 15 grep -q "unreachable" "$T/svc.log"; ok $? "the service sees the outage"
+st
+is "$RC" 1 "server down: exit 1"
+like "$OUT" "NOT flowing: the server cannot be reached: connect: " "why, with the stage"
+like "$OUT" "connection +waiting to retry since [0-9-]+ [0-9:]+ \([0-9]+s\): connect: .*refused" \
+  "waiting to retry since T with the error"
+like "$OUT" "next attempt +[0-9-]+ [0-9:]+ \(in [0-9]+s\)" "the next attempt"
+like "$OUT" "queue +2 messages in pickup/, oldest [0-9]+s" "the queue depth and its oldest"
+st --json
+is "$(echo "$OUT" | J 'd["connection"]["state"]')" waiting-retry "--json: state waiting-retry"
+is "$(echo "$OUT" | J 'd["connection"]["outage"]["stage"]')" connect "outage stage"
+is "$(echo "$OUT" | J 'd["queue"]["pickup"]')" 2 "queue depth"
+since1=$(echo "$OUT" | J 'd["connection"]["outage"]["since"]')
+sleep 2.5    # two retry intervals: the outage's start must not move with each attempt
+st --json
+is "$(echo "$OUT" | J 'd["connection"]["outage"]["since"]')" "$since1" "the outage keeps its start across retries"
+peer_start "$PORT" "$T/peer"
+wait_for 15 pickup_empty; ok $? "the server is back: the queue drains"
+st
+is "$RC" 0 "flowing again: exit 0"
+like "$OUT" "last error +.* at connect: " "the last error is kept for the record"
+
+# --- settings disabled in the file, not reloaded yet; then reloaded
+"$MAILHOOK" update enabled=false >/dev/null
+st
+is "$RC" 1 "settings disabled in the file: exit 1"
+like "$OUT" "settings not ready: outgoing mail is disabled \(mailhook update enabled=true\)" "naming the setting"
+kill -HUP "$SVC"
+wait_for 5 grep -q "paused" "$T/svc.log"
+st
+like "$OUT" "connection +paused: outgoing mail is disabled" "after SIGHUP: delivery paused"
+"$MAILHOOK" update enabled=true >/dev/null
+kill -HUP "$SVC"
+
+# --- a service that does not answer (stopped): said, bounded by --timeout
+kill -STOP "$SVC"
+t0=$(date +%s%N)
+st --timeout 1
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+kill -CONT "$SVC"
+is "$RC" 1 "a service that does not answer: exit 1"
+like "$OUT" "^mail is NOT flowing: the service \(pid $SVC\) did not answer within 1 s" "said so first"
+like "$OUT" "last state from " "with the time of its last known state"
+[ "$ms" -lt 8000 ]; ok $? "status returned (${ms} ms; --timeout 1)"
+svc_stop
+
+# --- a crashed service: not running, its last state named
+svc_start
+wait_for 10 test -e "$SPOOL/status.json"
+wait_for 5 "$MAILHOOK" status
+pid=$SVC
+kill -9 "$SVC"; wait "$SVC" 2>/dev/null; SVC=
+st
+is "$RC" 1 "after a crash: exit 1"
+like "$OUT" "service +not running \(pid $pid last seen at " "not running, the pid and when it was last seen"
+
+# --- a lock holder that is not a mailhook service is never signalled
+"$PY" -c 'import fcntl, sys, time
+f = open(sys.argv[1], "a"); fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(60)' \
+  "$SPOOL/lock" > "$T/flock.out" &
+FL=$!
+on_exit "kill $FL"
+wait_for 5 grep -q locked "$T/flock.out"
+st
+is "$RC" 1 "a foreign lock holder: exit 1"
+like "$OUT" "wrote no status file" "it is not asked (a signal could kill it)"
+kill -0 "$FL"; ok $? "and it is still alive"
+kill "$FL"; wait "$FL" 2>/dev/null
+
+# --- an authentication failure: the stage and the server's reply
+make_certs "$T/certs" || exit 1
+start_smtpd A --tls starttls --cert "$T/certs/server.crt" --key "$T/certs/server.key" --auth user:right || exit 1
+conf_for "$A" tls=starttls tls_ca_file="$T/certs/ca.crt" auth=true username=user password=wrong
+svc_start
+enqueue 1 >/dev/null
+auth_outage() { "$MAILHOOK" status --json | J 'd["connection"]["outage"]["stage"]' | grep -qx auth; }
+wait_for 15 auth_outage; ok $? "the service is in an outage at auth"
+st
+is "$RC" 1 "wrong password: exit 1"
+like "$OUT" "connection +waiting to retry since .*: auth: .*535" "waiting, at auth, with the server's 535"
+st --json
+is "$(echo "$OUT" | J 'd["connection"]["outage"]["reply"]["smtp"]')" 535 "--json: the reply code"
+unlike "$OUT" "wrong" "the password is not in the report"
+svc_stop
+
+done_testing

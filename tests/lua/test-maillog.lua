@@ -1,0 +1,89 @@
+-- The mail log's lines (lua/mailhook/maillog.lua) as the deliverer calls it, with a
+-- logger that records them: which status each recipient gets, the fields, a server
+-- reply that tries to start a line of its own, the cases no server was reached.
+-- (The sinks themselves — stderr, journal, syslog — are tests/integration/service-log.sh.)
+local tap = require "tap"
+local maillog = require "mailhook.maillog"
+
+local function deliverer()
+  local d = { lines = {}, verbose = true, now = function() return 1000.5 end }
+  d.log = {}
+  for _, level in ipairs { "debug", "info", "warn", "error" } do
+    d.log[level] = function(line) d.lines[#d.lines + 1] = level .. " " .. line end
+  end
+  return d
+end
+
+local function entry(t)
+  local e = { id = "0000018f2a6b3c4d", from = "pbx@example.com", to = { "a@example.net" }, size = 1100,
+              offset = 100, queued_at = 1000, attempts = 0, relay = "mx.example.net[192.0.2.1]:25" }
+  for k, v in pairs(t or {}) do e[k] = v end
+  return e
+end
+
+tap.test("sent: every field, Postfix's order", function(t)
+  local d, e = deliverer(), entry()
+  maillog.note(e, { accepted = { "a@example.net" }, reply = { smtp = 250, enhanced = "2.0.0", text = "Ok: queued" } })
+  maillog.outcome(d, e, "sent")
+  t:is(d.lines[1], "info 0000018f2a6b3c4d: to=<a@example.net>, from=<pbx@example.com>, size=1000, "
+       .. "relay=mx.example.net[192.0.2.1]:25, delay=0.50, attempts=1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued)",
+       "the line")
+  t:is(#d.lines, 1, "one line")
+  maillog.outcome(d, e, "sent")
+  t:is(#d.lines, 2, "a second outcome of the same attempt has no note left: its own line, not a copy")
+end)
+
+tap.test("mixed recipients: each its own status and reply", function(t)
+  local d, e = deliverer(), entry { to = { "ok@x.net", "busy@x.net", "gone@x.net" } }
+  maillog.note(e, { accepted = { "ok@x.net" }, reply = { smtp = 250, text = "2.0.0 fine" },
+                    rejected = { { rcpt = "busy@x.net", smtp = 451, enhanced = "4.2.0", text = "busy" },
+                                 { rcpt = "gone@x.net", smtp = 550, enhanced = "5.1.1", text = "no such user" } } })
+  maillog.outcome(d, e, "deferred", "busy@x.net: 451 ...; gone@x.net: 550 ...", { "ok@x.net" })
+  t:is(#d.lines, 3, "one line per recipient")
+  t:like(d.lines[1], "to=<ok@x%.net>.*dsn=2%.0%.0, status=sent %(250 2%.0%.0 fine%)$", "the accepted one: sent")
+  t:like(d.lines[2], "to=<busy@x%.net>.*dsn=4%.2%.0, status=deferred %(451 4%.2%.0 busy%)$", "451: deferred, its reply")
+  t:like(d.lines[3], "to=<gone@x%.net>.*status=deferred %(550 5%.1%.1 no such user%)$",
+         "550 with a 451 beside it: deferred with the message (its own reply)")
+end)
+
+tap.test("failed is a warning; expired in the queue: relay=none, attempts unchanged", function(t)
+  local d, e = deliverer(), entry { relay = false, attempts = 7 }
+  e.relay = nil
+  maillog.outcome(d, e, "failed", "expired: in the queue since 2026-12-01")
+  t:is(#d.lines, 1, "one line")
+  t:like(d.lines[1], "^warn ", "a warning")
+  t:like(d.lines[1], "relay=none, delay=0%.50, attempts=7, status=failed %(expired: in the queue since 2026%-12%-01%)$",
+         "no relay, the attempts so far, the reason (no dsn when there is no code)")
+end)
+
+tap.test("a reply cannot forge a line; long replies are cut", function(t)
+  local d, e = deliverer(), entry()
+  maillog.outcome(d, e, "deferred", "451 4.0.0 a\r\n0000000000000000: to=<x>, status=sent (250 ok)")
+  t:is(#d.lines, 1, "still one line")
+  t:ok(not d.lines[1]:find("[\r\n]"), "no CR or LF in it")
+  d.lines = {}
+  maillog.outcome(d, entry(), "deferred", "451 " .. ("x"):rep(2000))
+  t:ok(#d.lines[1] < 800, "a 2000-character reply is cut (" .. #d.lines[1] .. " characters)")
+  t:like(d.lines[1], "%.%.%.%)$", "and says so")
+end)
+
+tap.test("nothing for no recipients; info lines only when info is logged", function(t)
+  local d = deliverer()
+  maillog.outcome(d, entry { to = {} }, "sent")
+  t:is(#d.lines, 0, "no recipient, no line")
+  d.verbose = false
+  maillog.outcome(d, entry(), "sent")
+  maillog.outcome(d, entry(), "deferred", "451 later")
+  t:is(#d.lines, 0, "sent and deferred are info: not built at level warn")
+  maillog.outcome(d, entry(), "failed", "550 no")
+  t:is(#d.lines, 1, "failed still is")
+end)
+
+tap.test("relay() from a session's info", function(t)
+  t:is(maillog.relay { info = function() return { server = "smtp.example.com", address = "2001:db8::25", port = 587 } end },
+       "smtp.example.com[2001:db8::25]:587", "host[address]:port")
+  t:is(maillog.relay { info = function() error("closed") end }, nil, "a session that raises: nil")
+  t:is(maillog.relay {}, nil, "no info(): nil")
+end)
+
+tap.done()

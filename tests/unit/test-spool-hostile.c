@@ -1,0 +1,549 @@
+/*
+** test-spool-hostile.c — the spool attacked as a hostile local user or a full
+** disk would (issue 10, points 1, 5, 6, 7, 8): FIFOs, symbolic links and
+** folders dropped into pickup/ or beside a queued message, a spool folder
+** pre-created world-writable with lock and seq as links to a victim file, a
+** service start racing a producer's tmp/ file, renames and writes failing
+** with ENOSPC.  Every step that could hang runs in a child under alarm(): a
+** hang is a failed test, never a stuck suite.
+**
+** This file compiles runtime/spool.c itself (with -DMH_TESTS, as every unit
+** test is): its test-only points (test_point, test_fault) let a test run a
+** competitor exactly inside a window, or make one call fail, deterministically.
+*/
+#include "spool.c"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include "tap.h"
+
+static char root[512];     /* the current test's spool */
+static char base[256];     /* every test's spools live under it */
+static int logfd = -1;     /* stderr is sent here while a child runs */
+static char logpath[800];
+
+static void skip(const char *why) {
+  printf("ok %d # SKIP %s\n", ++tap_n, why);
+}
+
+/* A fresh spool folder for a test (not opened). */
+static void fresh(const char *name) {
+  snprintf(root, sizeof root, "%s/%s", base, name);
+  mkdir(root, 0700);
+}
+
+static void path_of(char *out, size_t n, const char *rel) { snprintf(out, n, "%s/%s", root, rel); }
+
+static void put(const char *rel, const char *content) {
+  char p[700];
+  path_of(p, sizeof p, rel);
+  FILE *f = fopen(p, "wb");
+  if (f) { fputs(content, f); fclose(f); }
+}
+
+/* The content of a regular file ("" for anything else: the test itself must
+** never block on what it checks). */
+static char *get(const char *path) {
+  static char buf[8192];
+  struct stat st;
+  ssize_t n = 0;
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW);
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) n = read(fd, buf, sizeof buf - 1);
+  if (fd >= 0) close(fd);
+  buf[n > 0 ? n : 0] = '\0';
+  return buf;
+}
+
+static int kind_of(const char *rel) {   /* S_IFMT bits of rel (no link followed), 0 when absent */
+  char p[700];
+  struct stat st;
+  path_of(p, sizeof p, rel);
+  return lstat(p, &st) == 0 ? (int)(st.st_mode & S_IFMT) : 0;
+}
+
+/* Lines of the captured log that contain needle. */
+static int log_count(const char *needle) {
+  FILE *f = fopen(logpath, "rb");
+  char line[2048];
+  int n = 0;
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f)) if (strstr(line, needle)) n++;
+  fclose(f);
+  return n;
+}
+
+static void log_reset(void) { if (ftruncate(logfd, 0) < 0) {} lseek(logfd, 0, SEEK_SET); }
+
+/* Runs fn(arg) in a child (stderr into the log) with a time limit: its exit
+** status, or -1 when it had to be killed (it hung). */
+static int in_child(int (*fn)(void *), void *arg, int secs) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm((unsigned)secs);
+    dup2(logfd, 2);
+    _exit(fn(arg));
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static mh_spool *open_or_die(void) {
+  mh_spool *sp;
+  char err[MH_SPOOL_ERRLEN];
+  if (mh_spool_open(root, &sp, err)) { fprintf(stderr, "open: %s\n", err); _exit(90); }
+  return sp;
+}
+
+static int write_str(void *arg, int fd) {
+  return mh_fsutil_write_all(fd, arg, strlen(arg));
+}
+
+/* Enqueues one small message; its id into id.  0 or the error. */
+static int enqueue_one(mh_spool *sp, char *id) {
+  const char *to[] = { "x@y.z" };
+  mh_spool_item it = { "a@b.c", to, 1, write_str, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL };
+  char err[MH_SPOOL_ERRLEN];
+  int rc = mh_spool_enqueue(sp, &it, 1, err);
+  if (rc) fprintf(stderr, "enqueue: %s\n", err);
+  else strcpy(id, it.id);
+  return rc;
+}
+
+/* ---------------------------------------------------- children's work */
+
+/* As the service: lock, then scan n times.  Exit 0 when every scan worked. */
+static int do_scans(void *arg) {
+  mh_spool *sp = open_or_die();
+  long h;
+  char err[MH_SPOOL_ERRLEN], **ids;
+  if (mh_spool_lock(sp, &h)) return 91;
+  for (int i = 0; i < *(int *)arg; i++) {
+    long n = mh_spool_scan(sp, 0, &ids, NULL, err);
+    if (n < 0) { fprintf(stderr, "scan: %s\n", err); return 92; }
+    for (long k = 0; k < n; k++) free(ids[k]);
+    free(ids);
+  }
+  mh_spool_close(sp);
+  return 0;
+}
+
+/* As `mailhook queue` (no lock): list everything; exit 0, the count on stdout's place: the log. */
+static int do_list(void *arg) {
+  mh_spool *sp = open_or_die();
+  mh_spool_iter *it = NULL;
+  mh_spool_entry e;
+  int n = 0, rc;
+  if (mh_spool_iter_open(sp, 0, &it)) return 99;
+  while ((rc = mh_spool_iter_next(it, &e)) == 1) {
+    fprintf(stderr, "LISTED %s attempts=%d\n", e.id, e.state.attempts);
+    n++;
+    mh_spool_entry_free(&e);
+  }
+  mh_spool_iter_close(it);
+  mh_spool_close(sp);
+  return rc == 0 ? 0 : 93;
+}
+
+/* As the deliverer: lock, load the id in arg; exit 0 when it loads. */
+static int do_load(void *arg) {
+  mh_spool *sp = open_or_die();
+  mh_spool_entry e;
+  long h;
+  char err[MH_SPOOL_ERRLEN];
+  if (mh_spool_lock(sp, &h)) return 91;
+  int rc = mh_spool_load(sp, (const char *)arg, &e, err);
+  if (rc) { fprintf(stderr, "load: %s\n", err); return 94; }
+  fprintf(stderr, "LOADED %s attempts=%d\n", e.id, e.state.attempts);
+  mh_spool_entry_free(&e);
+  mh_spool_close(sp);
+  return 0;
+}
+
+static int do_defer(void *arg) {
+  mh_spool *sp = open_or_die();
+  long h;
+  char err[MH_SPOOL_ERRLEN];
+  if (mh_spool_lock(sp, &h)) return 91;
+  int rc = mh_spool_defer(sp, (const char *)arg, -1, 0, "451 later", NULL, 0, err);
+  if (rc) { fprintf(stderr, "defer: %s\n", err); return 95; }
+  mh_spool_close(sp);
+  return 0;
+}
+
+static int do_lock(void *arg) {
+  mh_spool *sp;
+  char err[MH_SPOOL_ERRLEN];
+  long h;
+  int rc = mh_spool_open(root, &sp, err);
+  if (rc) { fprintf(stderr, "open: %s\n", err); return 96; }
+  rc = mh_spool_lock(sp, &h);
+  if (rc) fprintf(stderr, "lock: %s\n", mh_strerror(rc));
+  mh_spool_close(sp);
+  return rc ? 97 : 0;
+}
+
+static int do_enqueue(void *arg) {
+  mh_spool *sp;
+  char err[MH_SPOOL_ERRLEN], id[MH_SPOOL_IDLEN];
+  int rc = mh_spool_open(root, &sp, err);
+  if (rc) { fprintf(stderr, "open: %s\n", err); return 96; }
+  rc = enqueue_one(sp, id);
+  mh_spool_close(sp);
+  return rc ? 98 : 0;
+}
+
+/* ------------------------------------------------------------- tests */
+
+/* Point 1: a FIFO named x.eml in pickup/ froze the scan (blocking open). */
+static void test_fifo_dropin(void) {
+  char p[700];
+  int scans = 1;
+  fresh("fifo-dropin");
+  mh_spool_close(open_or_die());
+  path_of(p, sizeof p, "pickup/x.eml");
+  mkfifo(p, 0600);
+  log_reset();
+  is_int(in_child(do_list, NULL, 10), 0, "a FIFO drop-in: `queue` (no lock) lists and returns");
+  log_reset();
+  is_int(in_child(do_scans, &scans, 10), 0, "a FIFO drop-in: the service's scan returns");
+  is_int(kind_of("pickup/x.eml"), 0, "the FIFO is gone from pickup/");
+  is_int(kind_of("corrupt/x.eml"), S_IFIFO, "it was moved to corrupt/ (kept for a human)");
+  is_int(log_count("x.eml"), 1, "logged once, naming it");
+  ok(log_count("FIFO") >= 1, "the log says it is a FIFO");
+  scans = 3;
+  log_reset();
+  is_int(in_child(do_scans, &scans, 10), 0, "three more scans");
+  is_int(log_count("x.eml"), 0, "nothing more is logged about it");
+}
+
+/* Point 1: a FIFO named ID.state beside a queued message. */
+static void test_fifo_state(void) {
+  char p[700], id[MH_SPOOL_IDLEN] = "", name[64];
+  mh_spool *sp;
+  fresh("fifo-state");
+  sp = open_or_die();
+  is_int(enqueue_one(sp, id), 0, "a message is queued");
+  mh_spool_close(sp);
+  snprintf(name, sizeof name, "pickup/%s.state", id);
+  path_of(p, sizeof p, name);
+  mkfifo(p, 0600);
+  log_reset();
+  is_int(in_child(do_list, NULL, 10), 0, "a FIFO ID.state: `queue` returns");
+  ok(log_count("LISTED") == 1, "and lists the message");
+  log_reset();
+  is_int(in_child(do_load, id, 10), 0, "the deliverer's load returns and loads the message");
+  ok(log_count("attempts=0") == 1, "with no state (the FIFO is no state)");
+  snprintf(name, sizeof name, "corrupt/%s.state", id);
+  is_int(kind_of(name), S_IFIFO, "the FIFO was moved to corrupt/");
+  ok(log_count(id) >= 1 && log_count("FIFO") >= 1, "and that was logged");
+  /* again, while deferring */
+  mkfifo(p, 0600);
+  is_int(in_child(do_defer, id, 10), 0, "defer with a FIFO ID.state returns and records the deferral");
+  snprintf(name, sizeof name, "pickup/%s.state", id);
+  is_int(kind_of(name), S_IFREG, "ID.state is a regular file again");
+  path_of(p, sizeof p, name);
+  ok(strstr(get(p), "attempts 1") != NULL, "holding the deferral");
+}
+
+/* Point 1: a FIFO under a canonical name (ID.eml). */
+static void test_fifo_canonical(void) {
+  char p[700];
+  int scans = 2;
+  fresh("fifo-id");
+  mh_spool_close(open_or_die());
+  path_of(p, sizeof p, "pickup/00000000000000ff.eml");
+  mkfifo(p, 0600);
+  log_reset();
+  is_int(in_child(do_list, NULL, 10), 0, "a FIFO named ID.eml: `queue` returns");
+  is_int(in_child(do_load, "00000000000000ff", 10), 94, "its load returns, refused");
+  is_int(in_child(do_scans, &scans, 10), 0, "the scans return");
+  is_int(kind_of("corrupt/00000000000000ff.eml"), S_IFIFO, "moved to corrupt/");
+  is_int(log_count("moved to corrupt/"), 1, "logged once");
+}
+
+/* Point 8: symbolic links and folders dropped into pickup/ are moved aside
+** once, never followed, never warned about at every scan. */
+static void test_link_and_folder(void) {
+  char p[700], victim[700];
+  int scans = 3;
+  fresh("links");
+  mh_spool_close(open_or_die());
+  path_of(victim, sizeof victim, "victim");
+  put("victim", "From: a@b.c\r\nTo: x@y.z\r\n\r\nsecret of someone else\r\n");
+  path_of(p, sizeof p, "pickup/link.eml");
+  if (symlink(victim, p)) diag("symlink: %s", strerror(errno));
+  path_of(p, sizeof p, "pickup/dir.eml");
+  mkdir(p, 0700);
+  log_reset();
+  is_int(in_child(do_scans, &scans, 10), 0, "three scans with a link and a folder in pickup/");
+  is_int(kind_of("corrupt/link.eml"), S_IFLNK, "the link was moved to corrupt/ (not followed)");
+  is_int(kind_of("corrupt/dir.eml"), S_IFDIR, "the folder was moved to corrupt/");
+  is_int(log_count("link.eml"), 1, "the link: logged once");
+  is_int(log_count("dir.eml"), 1, "the folder: logged once");
+  ok(strstr(get(victim), "secret of someone else") != NULL && kind_of("victim") == S_IFREG,
+     "the link's target is untouched");
+  int n = 0;
+  DIR *d;
+  path_of(p, sizeof p, "pickup");
+  if ((d = opendir(p))) {
+    struct dirent *de;
+    while ((de = readdir(d))) if (de->d_name[0] != '.') n++;
+    closedir(d);
+  }
+  is_int(n, 0, "nothing was adopted from the link (no message queued from its target)");
+}
+
+/* Point 8: a drop-in named *.state is a drop-in, never deleted as a sidecar. */
+static void test_state_named_dropin(void) {
+  int scans = 1;
+  fresh("state-dropin");
+  mh_spool_close(open_or_die());
+  put("pickup/report.state", "From: a@b.c\r\nTo: x@y.z\r\nSubject: named .state\r\n\r\nhello\r\n");
+  put("pickup/00000000000000c1.state", "this is not a state file\n");
+  put("pickup/00000000000000c2.state", "attempts 2\nnext_attempt 0\n");
+  log_reset();
+  is_int(in_child(do_scans, &scans, 10), 0, "scan");
+  is_int(kind_of("pickup/report.state"), 0, "report.state left pickup/ ...");
+  ok(in_child(do_list, NULL, 10) == 0 && log_count("LISTED") == 1, "... adopted as a message");
+  is_int(kind_of("corrupt/00000000000000c1.state"), S_IFREG,
+         "an orphan ID.state that is not a state file is moved to corrupt/, not deleted");
+  is_int(kind_of("pickup/00000000000000c2.state"), 0, "a real orphan sidecar is still removed");
+}
+
+/* Point 5: a spool pre-created by another user, lock and seq links to a victim. */
+static void test_symlinked_lock_seq(void) {
+  char p[700], victim[700], victim2[700];
+  fresh("links-lock");
+  mh_spool_close(open_or_die());
+  path_of(victim, sizeof victim, "victim-lock");
+  put("victim-lock", "precious 1\n");
+  path_of(victim2, sizeof victim2, "victim-seq");
+  put("victim-seq", "precious 2\n");
+  path_of(p, sizeof p, "lock");
+  unlink(p);
+  if (symlink(victim, p)) diag("symlink: %s", strerror(errno));
+  path_of(p, sizeof p, "seq");
+  unlink(p);
+  if (symlink(victim2, p)) diag("symlink: %s", strerror(errno));
+  log_reset();
+  is_int(in_child(do_lock, NULL, 10), 97, "lock through a symbolic link is refused");
+  ok(log_count("not a regular file") == 1, "with a clear error");
+  is_str(get(victim), "precious 1\n", "the lock link's target is untouched");
+  log_reset();
+  is_int(in_child(do_enqueue, NULL, 10), 98, "an enqueue with seq a symbolic link is refused");
+  ok(log_count("seq") >= 1, "the error names seq");
+  is_str(get(victim2), "precious 2\n", "the seq link's target is untouched");
+  /* a FIFO as lock or seq cannot block either */
+  path_of(p, sizeof p, "lock");
+  unlink(p);
+  mkfifo(p, 0600);
+  is_int(in_child(do_lock, NULL, 10), 97, "a FIFO as lock: refused, no hang");
+}
+
+/* Point 5: owner and mode of the spool folders (as `postfix check`). */
+static void test_spool_permissions(void) {
+  char p[700], err[MH_SPOOL_ERRLEN];
+  mh_spool *sp;
+  struct stat st;
+  mode_t old = umask(0);
+  fresh("perm-new");
+  rmdir(root);
+  is_int(mh_spool_open(root, &sp, err), 0, "a new spool is created (umask 0)");
+  mh_spool_close(sp);
+  umask(old);
+  ok(stat(root, &st) == 0 && (st.st_mode & 07777) == 0700, "the spool root is 0700 (%o)", st.st_mode & 07777);
+  int subs_ok = 1;
+  const char *subs[] = { "tmp", "pickup", "failed", "corrupt", "state" };
+  for (int i = 0; i < 5; i++) {
+    path_of(p, sizeof p, subs[i]);
+    if (stat(p, &st) || (st.st_mode & 07777) != 0700) { subs_ok = 0; diag("%s: %o", subs[i], st.st_mode & 07777); }
+  }
+  ok(subs_ok, "tmp/ pickup/ failed/ corrupt/ state/ are 0700");
+
+  chmod(root, 0777);
+  err[0] = '\0';
+  is_int(mh_spool_open(root, &sp, err), MH_EUNSAFE, "a spool writable by others is refused");
+  ok(strstr(err, root) && strstr(err, "0777"), "the error names the folder and its mode: %s", err);
+  chmod(root, 0770);
+  is_int(mh_spool_open(root, &sp, err), MH_EUNSAFE, "writable by its group: refused");
+  chmod(root, 0755);
+  is_int(mh_spool_open(root, &sp, err), 0, "0755 is fine");
+  if (sp) mh_spool_close(sp);
+  path_of(p, sizeof p, "pickup");
+  chmod(p, 0733);
+  is_int(mh_spool_open(root, &sp, err), MH_EUNSAFE, "a service sub-folder writable by others: refused");
+  ok(strstr(err, "pickup") != NULL, "naming it: %s", err);
+  chmod(p, 0700);
+  path_of(p, sizeof p, "failed");
+  rmdir(p);
+  if (symlink("/tmp", p)) diag("symlink: %s", strerror(errno));
+  ok(mh_spool_open(root, &sp, err) < 0, "a sub-folder that is a symbolic link: refused (%s)", err);
+  unlink(p);
+  mkdir(p, 0700);
+  if (geteuid() == 0) {
+    if (chown(root, 65534, 65534) == 0) {
+      is_int(mh_spool_open(root, &sp, err), MH_EUNSAFE, "a spool owned by another user: refused (root)");
+      ok(strstr(err, "65534") != NULL, "naming the owner: %s", err);
+      if (chown(root, 0, 0)) diag("chown back failed");
+    } else {
+      skip("chown failed");
+      skip("chown failed");
+    }
+  } else {
+    skip("not root: cannot give the spool to another user");
+    skip("not root");
+  }
+}
+
+/* Point 6: the start-up sweep ran between a producer's creat and its flock and
+** removed its tmp file.  test_point runs a whole service start (lock + sweep,
+** in another process) exactly inside that window, for both ways a tmp/ file
+** is made: nameless (O_TMPFILE, then linked in once locked) and, where that is
+** not available (forced here by test_fault), as w.PID.NAME. */
+static const char *window_point;
+static int window_hits;
+static void run_service_start(const char *where) {
+  if (!window_point || strcmp(where, window_point)) return;
+  window_hits++;
+  if (in_child(do_lock, NULL, 10) != 0) diag("the competing service start failed");
+}
+
+static const char *fault_where;
+static int fault_code;
+static int inject(const char *where) { return fault_where && !strcmp(where, fault_where) ? fault_code : 0; }
+
+static void sweep_window(mh_spool *sp, const char *point, const char *how) {
+  char err[MH_SPOOL_ERRLEN], id[MH_SPOOL_IDLEN] = "", name[64];
+  test_point = run_service_start;
+  window_point = point;
+  window_hits = 0;
+  int rc = enqueue_one(sp, id);
+  ok(window_hits == 1, "%s: a service started inside the producer's creat..flock window", how);
+  is_int(rc, 0, "%s: the producer's enqueue still succeeds", how);
+  snprintf(name, sizeof name, "pickup/%s.eml", id);
+  is_int(rc ? 0 : kind_of(name), S_IFREG, "%s: its message is in pickup/", how);
+  window_hits = 0;
+  rc = rc ? rc : mh_spool_defer(sp, id, -1, 0, "451 later", NULL, 0, err);
+  ok(window_hits == 1 && rc == 0, "%s: a deferral's state file survives a service start in its window (%s)",
+     how, rc ? err : "ok");
+  test_point = NULL;
+  window_point = NULL;
+}
+
+static void test_sweep_window(void) {
+  mh_spool *sp;
+  fresh("sweep");
+  sp = open_or_die();
+  sweep_window(sp, "tmp-created", "nameless");
+  test_fault = inject;
+  fault_where = "tmpfile";
+  fault_code = -EOPNOTSUPP;
+  sweep_window(sp, "tmp-created-named", "w.PID.NAME");
+  test_fault = NULL;
+  fault_where = NULL;
+  mh_spool_close(sp);
+  /* creation files left by writers killed between creat and rename */
+  {
+    char p[700], n1[64], n2[64], n3[64];
+    struct timespec ts[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(n1, sizeof n1, "tmp/w.%ld.00000000000000d1", (long)dead);
+    snprintf(n2, sizeof n2, "tmp/w.%ld.00000000000000d2", (long)getpid());
+    snprintf(n3, sizeof n3, "tmp/w.%ld.00000000000000d3", (long)getpid());
+    put(n1, "its writer is dead");
+    put(n2, "its writer is alive and about to lock it");
+    put(n3, "its writer is alive but this is 2001");
+    path_of(p, sizeof p, n3);
+    utimensat(AT_FDCWD, p, ts, 0);
+    is_int(in_child(do_lock, NULL, 10), 0, "a service start");
+    is_int(kind_of(n1), 0, "a creation file whose writer is gone is swept at once");
+    is_int(kind_of(n2), S_IFREG, "a young one whose writer lives is kept");
+    is_int(kind_of(n3), 0, "an old one is swept (its writer never locked it)");
+  }
+}
+
+/* Point 7: a failed move to corrupt/ is never reported as done, and failures
+** are reported once per change of state, not at every scan. */
+static int do_scans_faulty(void *arg) {
+  test_fault = inject;
+  return do_scans(arg);
+}
+
+static void test_enospc(void) {
+  int scans = 3;
+  fresh("enospc");
+  mh_spool_close(open_or_die());
+  put("pickup/garbage.eml", "no header here\n");
+  fault_where = "corrupt-rename";
+  fault_code = -ENOSPC;
+  log_reset();
+  is_int(in_child(do_scans_faulty, &scans, 10), 0, "three scans while the move to corrupt/ fails (ENOSPC)");
+  is_int(log_count("moved to corrupt/"), 0, "never logged as moved");
+  is_int(kind_of("pickup/garbage.eml"), S_IFREG, "it is still in pickup/");
+  is_int(log_count("garbage.eml"), 1, "the failure is logged once for three scans");
+  ok(log_count("No space left") == 1, "naming the cause");
+  fault_where = NULL;
+  log_reset();
+  is_int(in_child(do_scans_faulty, &scans, 10), 0, "the disk has room again");
+  is_int(kind_of("corrupt/garbage.eml"), S_IFREG, "now it is moved");
+  is_int(log_count("moved to corrupt/"), 1, "and that is logged once");
+
+  /* adoption failing for lack of space */
+  put("pickup/drop.eml", "From: a@b.c\r\nTo: x@y.z\r\n\r\nhi\r\n");
+  fault_where = "adopt-write";
+  fault_code = -ENOSPC;
+  log_reset();
+  is_int(in_child(do_scans_faulty, &scans, 10), 0, "three scans while adoption fails (ENOSPC)");
+  is_int(log_count("drop.eml"), 1, "the adoption failure is logged once");
+  is_int(kind_of("pickup/drop.eml"), S_IFREG, "the drop-in is still there");
+  {
+    int n = 0;
+    DIR *d;
+    char p[700];
+    path_of(p, sizeof p, "tmp");
+    if ((d = opendir(p))) {
+      struct dirent *de;
+      while ((de = readdir(d))) if (de->d_name[0] != '.') n++;
+      closedir(d);
+    }
+    is_int(n, 0, "no half copy is left in tmp/");
+  }
+  fault_where = NULL;
+  log_reset();
+  is_int(in_child(do_scans_faulty, &scans, 10), 0, "room again");
+  is_int(kind_of("pickup/drop.eml"), 0, "the drop-in is adopted");
+}
+
+int main(void) {
+  snprintf(base, sizeof base, "%s/mh-spool-hostile.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(base)) return 1;
+  snprintf(logpath, sizeof logpath, "%s/log", base);
+  logfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0600);
+  setvbuf(stdout, NULL, _IONBF, 0);
+  test_fifo_dropin();
+  test_fifo_state();
+  test_fifo_canonical();
+  test_link_and_folder();
+  test_state_named_dropin();
+  test_symlinked_lock_seq();
+  test_spool_permissions();
+  test_sweep_window();
+  test_enospc();
+  if (tap_failed || getenv("SHOW_LOG")) {
+    FILE *f = fopen(logpath, "rb");
+    char line[2048];
+    diag("last log:");
+    while (f && fgets(line, sizeof line, f)) printf("#   %s", line);
+    if (f) fclose(f);
+  }
+  {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'", base, base);
+    if (system(cmd)) diag("could not remove %s", base);
+  }
+  return done_testing();
+}
