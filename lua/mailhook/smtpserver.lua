@@ -64,7 +64,8 @@ function M.run(o)
         end
       elseif verb == "MAIL" then
         local a = arg:match("^[Ff][Rr][Oo][Mm]:(.*)$")
-        local addr, params = a and path_and_params(a)
+        local addr, params
+        if a then addr, params = path_and_params(a) end
         if tx then reply("503 5.5.1 Error: nested MAIL command")
         elseif not addr then reply("501 5.5.4 Syntax: MAIL FROM:<address>")
         elseif addr ~= "" and not submit.check_arg(addr) then reply("553 5.1.7 Bad sender address syntax")
@@ -81,7 +82,8 @@ function M.run(o)
         end
       elseif verb == "RCPT" then
         local a = arg:match("^[Tt][Oo]:(.*)$")
-        local addr, params = a and path_and_params(a)
+        local addr, params
+        if a then addr, params = path_and_params(a) end
         if not tx then reply("503 5.5.1 Error: need MAIL command")
         elseif not addr or addr == "" then reply("501 5.5.4 Syntax: RCPT TO:<address>")
         elseif #tx.rcpts >= M.MAX_RCPT then reply("452 4.5.3 Error: too many recipients")
@@ -91,7 +93,7 @@ function M.run(o)
           if ok then list, rwhy, code = submit.resolver(o.cfg)(addr) end
           if not ok then reply("553 5.1.3 Bad recipient address syntax")
           elseif not list then
-            reply((code == submit.EX.TEMPFAIL and "451 4.3.0 " or "550 5.1.1 ") .. tostring(rwhy):gsub("%c", " "))
+            reply((code == submit.EX.TEMPFAIL and "451 4.3.0 " or "553 5.1.3 ") .. tostring(rwhy):gsub("%c", " "))
           else
             local p = {}
             if params.NOTIFY and submit.dsn_notify(params.NOTIFY) then p[#p + 1] = "NOTIFY=" .. submit.dsn_notify(params.NOTIFY) end
