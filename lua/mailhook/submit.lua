@@ -47,8 +47,9 @@ function M.split(value)
       item.addr = a:match("^%s*(.-)%s*$")
       item.name = #cur.text > 0 and table.concat(cur.text, " ") or cur.comment
     else
-      local joined = table.concat(cur.words)
-      if #cur.words == 1 or joined:find("@", 1, true) then item.addr = joined end
+      -- one word (the tokenizer glued "a . b @ c" into one): an addr-spec;
+      -- more ("a b@c", "John Doe") is a phrase without its address
+      if #cur.words == 1 then item.addr = cur.words[1] end
       item.name = cur.comment
     end
     if item.addr == "" then item.addr = nil end
