@@ -103,7 +103,10 @@ function M.split(value)
       reset()                           -- "group name:" starts a group
       i = i + 1
     elseif c:match("%s") then
-      cur.glue = false
+      -- a blank separates words, but not after a '.' or '@' (obs-local-part:
+      -- "a . b @ example.com" is one address)
+      local last = cur.words[#cur.words]
+      cur.glue = last ~= nil and (last:sub(-1) == "." or last:sub(-1) == "@")
       cur.raw[#cur.raw + 1] = c
       i = i + 1
     else
