@@ -232,6 +232,10 @@ int mh_maildrop_open(const char *spool, const char *name, mh_drop_rec *rec, int 
     if (n < 0) { rc = fail(err, -errno, "maildrop/%s: %s", name, strerror(errno)); goto bad; }
     if (n == 0) { rc = fail(err, MH_ECORRUPT, "maildrop/%s: no message after the record", name); goto bad; }
     len += (size_t)n;
+    if (len >= sizeof MH_DROP_MAGIC - 1 && memcmp(buf, MH_DROP_MAGIC, sizeof MH_DROP_MAGIC - 1)) {
+      rc = fail(err, MH_ECORRUPT, "maildrop/%s: not a file of mailhook-drop", name);
+      goto bad;
+    }
     if ((end = memmem(buf, len, "\n\n", 2))) {
       rec->offset = (int64_t)(end - buf) + 2;
       break;
