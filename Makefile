@@ -232,12 +232,13 @@ install-drop-perms:
 	       "so only root and the spool's owner can send; CREATE_GROUP=1 makes the group (docs/sendmail.md)"; \
 	fi
 
-# The names of an MTA (docs/sendmail.md): PREFIX/sbin/sendmail, PREFIX/bin/mailq and
+# The names of an MTA (docs/sendmail.md): PREFIX/sbin/sendmail (and PREFIX/lib/sendmail,
+# the old path mdadm and others still use), PREFIX/bin/mailq and
 # PREFIX/bin/newaliases, symbolic links to the mailhook binary (argv[0] says
 # which it is).  Never over another mail system's files: a name that exists and
 # is not already our link is refused, unless FORCE_SENDMAIL=1 (then replaced).
 FORCE_SENDMAIL ?= 0
-MTA_LINKS := sbin/sendmail:../bin/mailhook bin/mailq:mailhook bin/newaliases:mailhook
+MTA_LINKS := sbin/sendmail:../bin/mailhook lib/sendmail:../sbin/sendmail bin/mailq:mailhook bin/newaliases:mailhook
 install-sendmail: install
 	@for l in $(MTA_LINKS); do \
 	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
