@@ -47,6 +47,9 @@ f=$(find "$SPOOL/maildrop" -type f)
 is "$(perm "$f")" "nobody:$DROPGROUP 640" "nobody's, of the drop group, 0640"
 like "$(head -c 200 "$f")" "^MAILHOOK-DROP 1"$'\n'"uid 65534"$'\n' "its record: the uid the kernel gave"
 is "$(find "$SPOOL/pickup" -name '*.eml' | wc -l)" 0 "nothing in pickup/ (nobody cannot write there)"
+out=$(env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailq")
+like "$out" "uid 65534" "root's mailq lists it (waiting in maildrop/)"
+like "$out" "-- [0-9]+ Kbytes in 1 Request\." "counted as a request"
 deliver
 is "$(n_drop):$(n_mail)" "0:1" "root's flush adopts it and delivers it"
 is "$(envelope 1)" "pbx@example.com | ops@example.net" "envelope: the account's from (from_rewrite = envelope)"
@@ -92,6 +95,22 @@ like "$(cat "$T/mail/000005.eml")" "from userid $(id -u "$U")" "its uid recorded
 ( exec 1>&- 2>&-; printf 'To: ops@example.net\nSubject: closed\n\nx\n' | as nobody "$SM" -oi -t; echo $? > "$T/rc" )
 is "$(cat "$T/rc"):$(n_drop)" "0:1" "nobody with stdout and stderr closed: exit 0, one file"
 deliver
+
+# --- the service (mailhook run) adopts what arrives while it runs
+env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$MH" run >"$T/run.out" 2>&1 &
+svc=$!
+on_exit "kill $svc"
+wait_for 20 grep -q . "$SPOOL/lock"
+before=$(n_mail)
+printf 'To: ops@example.net\nSubject: while the service runs\n\nx\n' | as nobody "$SM" -t; rc=$?
+is "$rc" 0 "nobody sends while the service runs"
+delivered() { [ "$(n_mail)" -gt "$before" ]; }
+wait_for 60 delivered; rc=$?
+ok $rc "the service adopts and delivers it"
+[ $rc = 0 ] || diag "$(cat "$T/run.out")"
+is "$(n_drop)" 0 "maildrop/ is empty again"
+kill -TERM $svc; wait $svc
+is "$?" 0 "the service stops cleanly"
 
 # --- the secrets stay the service's
 out=$(as nobody "$MH" settings 2>&1); rc=$?

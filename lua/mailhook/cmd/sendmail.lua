@@ -241,6 +241,22 @@ local function mailq()
       end
       for _, r in ipairs(e.to or {}) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
     end
+    -- what local users handed over and the service has not adopted yet
+    local names = core.maildrop.list(core.paths.spool)
+    for _, name in ipairs(type(names) == "table" and names or {}) do
+      local rec, fd = core.maildrop.open(core.paths.spool, name)
+      if rec then
+        core.maildrop.close(fd)
+        out:write(n == 0 and string.format("%-17s %8s %-19s %s\n", "----Queue ID-----", "--Size--",
+                                           "---Arrival Time----", "--Sender/Recipient------") or "\n")
+        n = n + 1
+        bytes = bytes + rec.size
+        out:write(string.format("%-17s %8d %19.19s %s\n", name, rec.size, os.date("%a %b %e %H:%M:%S", rec.time),
+                                "uid " .. rec.uid))
+        out:write(string.rep(" ", 48), "(in maildrop/: waits for the service)\n")
+        for _, r in ipairs(rec.to) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
+      end
+    end
   end)
   if not ok then return fail(EX.TEMPFAIL, tostring(lerr)) end
   if n == 0 then out:write("Mail queue is empty\n")
