@@ -18,6 +18,9 @@ else
 SYSCONFDIR    ?= $(PREFIX)/etc
 LOCALSTATEDIR ?= $(PREFIX)/var
 endif
+# The account the service runs as (the package's `mailhook`): root becomes it, and
+# only it, when the spool belongs to it (runtime/privdrop.h).
+SERVICE_USER   ?= mailhook
 MANDIR         ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD     ?= build
@@ -271,7 +274,7 @@ uninstall:
 # changes when they do, so `make install PREFIX=/usr` after a plain `make`
 # rebuilds that object instead of installing a binary that looks in /usr/local.
 INSTPATHS_DEFS := -DMH_INST_PREFIX='"$(PREFIX)"' -DMH_INST_SYSCONFDIR='"$(SYSCONFDIR)"' \
-                  -DMH_INST_LOCALSTATEDIR='"$(LOCALSTATEDIR)"'
+                  -DMH_INST_LOCALSTATEDIR='"$(LOCALSTATEDIR)"' -DMH_SERVICE_USER='"$(SERVICE_USER)"'
 $(BUILD)/obj/instpaths.o: ALL_CFLAGS += $(INSTPATHS_DEFS)
 $(BUILD)/obj/instpaths.o: $(BUILD)/instpaths.stamp
 $(BUILD)/instpaths.stamp: FORCE

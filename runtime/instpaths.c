@@ -22,6 +22,7 @@
 const char *mh_instpaths_prefix(void) { return MH_INST_PREFIX; }
 const char *mh_instpaths_sysconfdir(void) { return MH_INST_SYSCONFDIR; }
 const char *mh_instpaths_localstatedir(void) { return MH_INST_LOCALSTATEDIR; }
+const char *mh_instpaths_service_user(void) { return MH_SERVICE_USER; }
 
 int mh_instpaths_defaults(const char *root, char *conf, size_t conflen, char *spool, size_t spoollen) {
   const char *prefix = MH_INST_PREFIX;
