@@ -18,6 +18,9 @@
 #ifndef MH_INST_LOCALSTATEDIR
 #define MH_INST_LOCALSTATEDIR MH_INST_PREFIX "/var"
 #endif
+#ifndef MH_SERVICE_USER
+#define MH_SERVICE_USER "mailhook"   /* the Makefile's SERVICE_USER */
+#endif
 
 const char *mh_instpaths_prefix(void) { return MH_INST_PREFIX; }
 const char *mh_instpaths_sysconfdir(void) { return MH_INST_SYSCONFDIR; }

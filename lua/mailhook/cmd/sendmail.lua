@@ -148,8 +148,15 @@ local function store(caller, env, source, o)
   if o.envid then argv[#argv + 1] = "-V"; argv[#argv + 1] = o.envid end
   argv[#argv + 1] = "--"
   for _, r in ipairs(env.to) do argv[#argv + 1] = r end
-  local status, err = core.maildrop.submit(argv, source)
-  if not status then return nil, EX.TEMPFAIL, err end
+  local status, err, info = core.maildrop.submit(argv, source)
+  if not status then
+    -- the program is not there or cannot run: nothing will change by trying again
+    if info and (info.code == "ENOENT" or info.code == "EACCES" or info.code == "ENOEXEC") then
+      return nil, EX.CANTCREAT, "this user (uid " .. caller.uid .. ") may not write the spool " .. core.paths.spool ..
+        ", and " .. err .. " (unprivileged submission: docs/sendmail.md)"
+    end
+    return nil, EX.TEMPFAIL, err
+  end
   if status ~= 0 then   -- the drop program said why on stderr
     return nil, status < 128 and status or EX.TEMPFAIL,
       status >= 128 and (core.paths.drop .. " was killed by signal " .. (status - 128)) or nil
