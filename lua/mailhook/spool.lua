@@ -46,6 +46,7 @@ end
 -- total counts them, as messages waiting.  A watch covers maildrop/ too.
 local holders = setmetatable({}, { __mode = "k" })   -- spools whose lock we hold
 local dirs = setmetatable({}, { __mode = "k" })      -- spool -> its folder (M.open)
+local adopting = setmetatable({}, { __mode = "k" })  -- spools whose maildrop/ is being adopted
 
 function methods.lock(sp, ...)
   local ok, err, info = raw_lock(sp, ...)
@@ -56,7 +57,14 @@ end
 function methods.scan(sp, ...)
   local maildrop = require "mailhook.maildrop"
   local dir = dirs[sp]
-  if dir and holders[sp] then maildrop.adopt(sp, dir) end
+  -- one adoption at a time: two workers scanning at once (connections > 1)
+  -- must not both take the same file in
+  if dir and holders[sp] and not adopting[sp] then
+    adopting[sp] = true
+    local ok, err = pcall(maildrop.adopt, sp, dir)
+    adopting[sp] = nil
+    if not ok then core.log("error", "maildrop: adoption failed: " .. tostring(err)) end
+  end
   local ids, total, info = raw_scan(sp, ...)
   if dir and ids and not holders[sp] and type(total) == "number" then total = total + maildrop.count(dir) end
   return ids, total, info

@@ -323,7 +323,7 @@ return function(...)
     local cfg, c2, err = settings_for_intake()
     if not cfg then return fail(c2, err) end
     local caller = submit.caller()
-    return require("mailhook.smtpserver").run {
+    return require("mailhook.sendmail_bs").run {
       cfg = cfg, caller = caller,
       store = function(env, bytes, dsn) return store(caller, env, bytes, dsn) end,
     }

@@ -1,4 +1,4 @@
--- mailhook.smtpserver — `sendmail -bs`: an SMTP dialogue on stdin and stdout,
+-- mailhook.sendmail_bs — `sendmail -bs`: an SMTP dialogue on stdin and stdout,
 -- no network (the way some programs submit: Exim-style callers, MUAs with a
 -- local "SMTP" transport).  Every message a DATA completes goes through the
 -- same intake as `sendmail` (lua/mailhook/submit.lua): the envelope is MAIL
