@@ -134,7 +134,10 @@ $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(BIN_CORE_OBJ) $(BUILD)/link-line
 $(BUILD)/obj/pic/%.o: runtime/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
-$(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/link-line
+# tls.c reads tls_ca_file by fsutil's rule (mh_fsutil_read, mh_fsutil_why), and the
+# binary exports nothing: the module carries its own copy of fsutil.c and error.c.
+$(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/obj/pic/fsutil.o $(BUILD)/obj/pic/error.o \
+               $(BUILD)/link-line
 	$(CC) $(ALL_LDFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $(filter %.o,$^) $(SSL_LIBS)
 
 # The setgid drop program of unprivileged submission (runtime/drop.c, docs/sendmail.md):
