@@ -120,24 +120,26 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 
 # The link line, kept in a file that changes only when the line does, so that a
 # change of link mode (OPENSSL_STATIC, LDFLAGS) relinks.
-LINK_LINE := $(ALL_LDFLAGS) $(LIBS) | $(SSL_LIBS)
+BIN_LDFLAGS := -Wl,--export-dynamic-symbol='mh_*'
+LINK_LINE := $(ALL_LDFLAGS) $(BIN_LDFLAGS) $(LIBS) | $(SSL_LIBS)
 $(BUILD)/link-line: FORCE
 	@mkdir -p $(@D)
 	@echo '$(LINK_LINE)' | cmp -s - $@ 2>/dev/null || echo '$(LINK_LINE)' > $@
 FORCE:
 
+# The core's mh_* functions are exported so that the modules it loads (TLS,
+# console) use the binary's own copy of what they call (mh_fsutil_read, ...).
 $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(BIN_CORE_OBJ) $(BUILD)/link-line
-	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
+	$(CC) $(ALL_LDFLAGS) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
 
 # The TLS module: tls.c position-independent, with OpenSSL (shared, or its archives
 # with OPENSSL_STATIC=1, their symbols kept inside).
 $(BUILD)/obj/pic/%.o: runtime/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
-# tls.c reads tls_ca_file by fsutil's rule (mh_fsutil_read, mh_fsutil_why), and the
-# binary exports nothing: the module carries its own copy of fsutil.c and error.c.
-$(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/obj/pic/fsutil.o $(BUILD)/obj/pic/error.o \
-               $(BUILD)/link-line
+# tls.c reads tls_ca_file by fsutil's rule through the binary's exported mh_fsutil_read
+# and mh_fsutil_why (BIN_LDFLAGS above): the module carries no copy of the core.
+$(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/link-line
 	$(CC) $(ALL_LDFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $(filter %.o,$^) $(SSL_LIBS)
 
 # The setgid drop program of unprivileged submission (runtime/drop.c, docs/sendmail.md):
