@@ -278,6 +278,7 @@ install: $(INSTALLABLE)
 	install -d $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(BUILD)/mailhook-drop $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
 	@$(MAKE) --no-print-directory install-drop-perms
+	@$(MAKE) --no-print-directory install-mta-links
 	$(if $(HTTP_SO),install -m 0755 $(HTTP_SO) $(DESTDIR)$(PREFIX)/lib/mailhook/mailhook-http.so,@echo "make install: no console plugin (libh2o-dev missing)")
 	install -d $(DESTDIR)$(PREFIX)/share/mailhook/console
 	cp -R console/. $(DESTDIR)$(PREFIX)/share/mailhook/console/
@@ -321,6 +322,35 @@ install-drop-perms:
 # is not already our link is refused, unless FORCE_SENDMAIL=1 (then replaced).
 FORCE_SENDMAIL ?= 0
 MTA_LINKS := sbin/sendmail:../bin/mailhook lib/sendmail:../sbin/sendmail bin/mailq:mailhook bin/newaliases:mailhook
+# `make install` makes these links too, but only where every name is free (or
+# already mailhook's link): when one of them is another mail system's, or, for
+# an install without DESTDIR, when /usr/sbin/sendmail or /usr/lib/sendmail is
+# another's (PREFIX/sbin/sendmail would win over it in root's PATH), it makes
+# none and says so: never over an existing MTA's files unless asked, with
+# `make install-sendmail`.  SENDMAIL_LINKS=no leaves them out (the Debian
+# package: mailhook-mta ships them).
+SENDMAIL_LINKS ?= auto
+install-mta-links:
+	@if [ "$(SENDMAIL_LINKS)" = no ]; then exit 0; fi; \
+	me=$$(readlink -f '$(DESTDIR)$(PREFIX)/bin/mailhook'); other=; \
+	for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -e "$$name" ] || [ -L "$$name" ]; then \
+	    [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ] || other="$$other $$name"; fi; \
+	done; \
+	if [ -z "$(DESTDIR)" ]; then for sys in /usr/sbin/sendmail /usr/lib/sendmail; do \
+	  if { [ -e "$$sys" ] || [ -L "$$sys" ]; } && [ "$$(readlink -f "$$sys")" != "$$me" ]; then other="$$other $$sys"; fi; \
+	done; fi; \
+	if [ -n "$$other" ]; then \
+	  echo "make install: another mail system's$$other: no sendmail, mailq, newaliases links" \
+	       "(make install-sendmail makes them, FORCE_SENDMAIL=1 over its files: docs/sendmail.md)"; exit 0; fi; \
+	for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  [ -L "$$name" ] && continue; \
+	  install -d "$$(dirname "$$name")" && ln -s "$$to" "$$name" || exit 1; \
+	  echo "make install: $$name -> $$to"; \
+	done
+
 install-sendmail: install
 	@for l in $(MTA_LINKS); do \
 	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
@@ -348,6 +378,7 @@ uninstall:
 	       $(DESTDIR)$(PREFIX)/lib/libmailhook.a $(DESTDIR)$(PREFIX)/include/mailhook.h \
 	       $(DESTDIR)$(SYSTEMDUNITDIR)/mailhook.service \
 	       $(foreach m,$(MAN_OUT),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	@$(MAKE) --no-print-directory uninstall-sendmail
 
 # The installed paths are compiled into runtime/instpaths.c alone; the stamp
 # changes when they do, so `make install PREFIX=/usr` after a plain `make`
@@ -382,7 +413,7 @@ deb:
 	@scripts/build-deb $(BUILD)/deb $(LINTIAN)
 
 
-.PHONY: man deb installable install-drop-perms install-sendmail uninstall-sendmail
+.PHONY: man deb installable install-drop-perms install-mta-links install-sendmail uninstall-sendmail
 
 clean:
 	rm -rf build build-asan build-fuzz build-trace build-ci
