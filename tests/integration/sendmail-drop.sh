@@ -133,6 +133,14 @@ like "$out" "^mailhook queue: spool .*: Permission denied$" "in one line, naming
 out=$(as nobody "$P/bin/mailq" 2>&1); rc=$?
 is "$rc" 77 "nobody's mailq: EX_NOPERM"
 like "$out" "readable only by root and the service's user" "saying why"
+out=$(as nobody "$SM" -q 2>&1); rc=$?
+is "$rc" 77 "nobody's sendmail -q: EX_NOPERM (it was a Lua traceback, exit 1)"
+like "$out" "^mailhook sendmail: only root and the service's user flush the queue $SPOOL" "saying why, naming the spool"
+unlike "$out" "traceback|attempt to" "no traceback"
+out=$(as nobody "$MH" flush 2>&1); rc=$?
+is "$rc" 1 "nobody's mailhook flush: exit 1"
+like "$out" "^mailhook flush: spool $SPOOL: .*Permission denied" "in one line, naming the spool"
+unlike "$out" "traceback|attempt to" "no traceback"
 mkdir -p "$T/evil"; chmod 777 "$T/evil"
 out=$(as nobody sh -c "mkdir -m 700 $T/evil/sp && mkdir $T/evil/sp/maildrop && chmod 1730 $T/evil/sp/maildrop && echo x | '$P/sbin/mailhook-drop' -s $T/evil/sp a@example.net" 2>&1); rc=$?
 is "$rc" 73 "a maildrop/ the caller made: refused (EX_CANTCREAT)"
