@@ -337,6 +337,10 @@ static const char *const *mta_name(const char *argv0) {
   return NULL;
 }
 
+/* The argv main builds under an MTA name: kept here, reachable for the whole
+** process (a pointer only in main's frame is a leak to LeakSanitizer at exit). */
+static char **volatile mta_argv;     /* volatile: a store never read is not optimised away */
+
 int main(int argc, char **argv) {
   paths_t paths;
   const char *code = NULL;
@@ -360,7 +364,7 @@ int main(int argc, char **argv) {
     for (int k = 1; k < argc; k++) nv[extra + k] = argv[k];
     nv[argc + extra] = NULL;
     argc += extra;
-    argv = nv;                         /* lives as long as the process */
+    argv = mta_argv = nv;              /* lives as long as the process */
     i = 1;
   } else for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
     const char *o = argv[i];
