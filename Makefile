@@ -88,7 +88,7 @@ HTTP_SO    :=
 $(info make: libh2o-dev not installed: the console plugin is not built (scripts/deps))
 endif
 
-CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/http.c,$(wildcard runtime/*.c))
+CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/http.c runtime/drop.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
@@ -116,7 +116,7 @@ MAN_OUT  := $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
 .PHONY: all pkg-check FORCE deps deps-check deps-trace test test-fresh test-long run bench asan valgrind fuzz install uninstall clean peers \
         lualib install-lualib
 
-all: pkg-check $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) \
+all: pkg-check $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) \
      $(BUILD)/tests/fsync-gate.so $(HTTP_SO) $(MAN_OUT) $(LUAMOD)
 
 # A clear message instead of missing headers when the -dev packages are not there.
@@ -177,6 +177,14 @@ $(BUILD)/obj/pic/%.o: runtime/%.c
 # module: it links tls.o and the whole core itself, as a stock lua5.4 exports no mh_*.
 $(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/link-line
 	$(CC) $(ALL_LDFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $(filter %.o,$^) $(SSL_LIBS)
+
+# The setgid drop program of unprivileged submission (runtime/drop.c, docs/sendmail.md):
+# libc only, no Lua, its spool and size limit compiled in.
+DROP_SPOOL ?= $(LOCALSTATEDIR)/spool/mailhook
+DROP_GROUP ?= mailhook
+$(BUILD)/mailhook-drop: runtime/drop.c runtime/maildrop.h Makefile $(BUILD)/instpaths.stamp
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DMH_DROP_SPOOL='"$(DROP_SPOOL)"' $(ALL_LDFLAGS) -o $@ runtime/drop.c
 
 # The console's HTTP server (runtime/http.c over h2o) is a plugin the binary
 # dlopens when a console starts (runtime/l_http.c): libh2o links the shared
@@ -326,8 +334,8 @@ bench: deps all
 # loudly: an install that half happened must not look like one that did.
 # The settings file is installed only when there is none (never over an
 # administrator's); the spool folder is made, never emptied.
-INSTALLABLE := $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) $(BUILD)/mailhook.service $(HTTP_SO) \
-               $(LUAMOD)
+INSTALLABLE := $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) \
+               $(BUILD)/mailhook.service $(HTTP_SO) $(LUAMOD)
 installable: $(INSTALLABLE)
 install: $(INSTALLABLE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
@@ -345,7 +353,11 @@ install: $(INSTALLABLE)
 	for m in $(MAN_OUT); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/ || exit 1; done
 	install -m 0644 $(BUILD)/mailhook.service $(DESTDIR)$(SYSTEMDUNITDIR)/mailhook.service
 	test -e $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf || \
-	  install -m 0600 packaging/mailhook.conf $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf
+	  install -m 0644 packaging/mailhook.conf $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf
+	install -d $(DESTDIR)$(PREFIX)/sbin
+	install -m 0755 $(BUILD)/mailhook-drop $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
+	@$(MAKE) --no-print-directory install-drop-perms
+	@$(MAKE) --no-print-directory install-mta-links
 	$(if $(HTTP_SO),install -m 0755 $(HTTP_SO) $(DESTDIR)$(PREFIX)/lib/mailhook/mailhook-http.so,@echo "make install: no console plugin (libh2o-dev missing)")
 	install -d $(DESTDIR)$(PREFIX)/share/mailhook/console
 	cp -R console/. $(DESTDIR)$(PREFIX)/share/mailhook/console/
@@ -356,13 +368,103 @@ install: $(INSTALLABLE)
 	        $(DESTDIR)$(LUA_LMOD)/mailhook
 	install -m 0755 $(LUAMOD) $(DESTDIR)$(LUA_CMOD)/mailhook/core.so
 
+# Unprivileged submission (docs/sendmail.md): mailhook-drop setgid to DROP_GROUP,
+# SPOOL/maildrop/ mode 1730 of that group and of the spool's owner (the service
+# removes what it adopts), and the spool folder 0710 of the group so the
+# program can reach maildrop/.  The group is made only when asked
+# (CREATE_GROUP=1: groupadd --system); when it is missing, or when install
+# cannot change owners (a packager's DESTDIR as a user), the program stays
+# without setgid and install says so: then only root and the service's user
+# submit (the package's postinst does the rest with dpkg-statoverride).
+DROP_GROUP   ?= mailhook
+CREATE_GROUP ?= 0
+# auto: set the group and modes unless installing into a DESTDIR stage (a
+# package's: its postinst does it); yes / no: always / never.
+DROP_PERMS   ?= auto
+DROP_BIN      = $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
+DROP_SPOOLDIR = $(DESTDIR)$(LOCALSTATEDIR)/spool/mailhook
+install-drop-perms:
+	@if [ "$(DROP_PERMS)" = no ] || { [ "$(DROP_PERMS)" = auto ] && [ -n "$(DESTDIR)" ]; }; then \
+	  echo "make install: mailhook-drop installed without setgid (DESTDIR: the package sets its group)"; exit 0; fi; \
+	if [ "$(CREATE_GROUP)" = 1 ] && ! getent group '$(DROP_GROUP)' >/dev/null; then \
+	  groupadd --system '$(DROP_GROUP)' || exit 1; echo "make install: group $(DROP_GROUP) created"; fi; \
+	if getent group '$(DROP_GROUP)' >/dev/null && chgrp '$(DROP_GROUP)' '$(DROP_BIN)' 2>/dev/null; then \
+	  chmod 2755 '$(DROP_BIN)' && \
+	  install -d -m 1730 -g '$(DROP_GROUP)' '$(DROP_SPOOLDIR)/maildrop' && \
+	  chmod 1730 '$(DROP_SPOOLDIR)/maildrop' && \
+	  chown "$$(stat -c %u '$(DROP_SPOOLDIR)')" '$(DROP_SPOOLDIR)/maildrop' && \
+	  chgrp '$(DROP_GROUP)' '$(DROP_SPOOLDIR)' && chmod 0710 '$(DROP_SPOOLDIR)' || exit 1; \
+	  echo "make install: $(PREFIX)/sbin/mailhook-drop setgid $(DROP_GROUP): every local user can send"; \
+	else \
+	  echo "make install: no group '$(DROP_GROUP)' (or not root): mailhook-drop installed without setgid," \
+	       "so only root and the spool's owner can send; CREATE_GROUP=1 makes the group (docs/sendmail.md)"; \
+	fi
+
+# The names of an MTA (docs/sendmail.md): PREFIX/sbin/sendmail (and PREFIX/lib/sendmail,
+# the old path mdadm and others still use), PREFIX/bin/mailq and
+# PREFIX/bin/newaliases, symbolic links to the mailhook binary (argv[0] says
+# which it is).  Never over another mail system's files: a name that exists and
+# is not already our link is refused, unless FORCE_SENDMAIL=1 (then replaced).
+FORCE_SENDMAIL ?= 0
+MTA_LINKS := sbin/sendmail:../bin/mailhook lib/sendmail:../sbin/sendmail bin/mailq:mailhook bin/newaliases:mailhook
+# `make install` makes these links too, but only where every name is free (or
+# already mailhook's link): when one of them is another mail system's, or, for
+# an install without DESTDIR, when /usr/sbin/sendmail or /usr/lib/sendmail is
+# another's (PREFIX/sbin/sendmail would win over it in root's PATH), it makes
+# none and says so: never over an existing MTA's files unless asked, with
+# `make install-sendmail`.  SENDMAIL_LINKS=no leaves them out (the Debian
+# package: mailhook-mta ships them).
+SENDMAIL_LINKS ?= auto
+install-mta-links:
+	@if [ "$(SENDMAIL_LINKS)" = no ]; then exit 0; fi; \
+	me=$$(readlink -f '$(DESTDIR)$(PREFIX)/bin/mailhook'); other=; \
+	for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -e "$$name" ] || [ -L "$$name" ]; then \
+	    [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ] || other="$$other $$name"; fi; \
+	done; \
+	if [ -z "$(DESTDIR)" ]; then for sys in /usr/sbin/sendmail /usr/lib/sendmail; do \
+	  if { [ -e "$$sys" ] || [ -L "$$sys" ]; } && [ "$$(readlink -f "$$sys")" != "$$me" ]; then other="$$other $$sys"; fi; \
+	done; fi; \
+	if [ -n "$$other" ]; then \
+	  echo "make install: another mail system's$$other: no sendmail, mailq, newaliases links" \
+	       "(make install-sendmail makes them, FORCE_SENDMAIL=1 over its files: docs/sendmail.md)"; exit 0; fi; \
+	for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  [ -L "$$name" ] && continue; \
+	  install -d "$$(dirname "$$name")" && ln -s "$$to" "$$name" || exit 1; \
+	  echo "make install: $$name -> $$to"; \
+	done
+
+install-sendmail: install
+	@for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -e "$$name" ] || [ -L "$$name" ]; then \
+	    if [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ]; then continue; fi; \
+	    if [ "$(FORCE_SENDMAIL)" != 1 ]; then \
+	      echo "make install-sendmail: $$name exists and is not mailhook's (another mail system?):" \
+	           "refusing to replace it (FORCE_SENDMAIL=1 replaces it)" >&2; exit 1; fi; \
+	  fi; \
+	  install -d "$$(dirname "$$name")" && ln -sfn "$$to" "$$name" || exit 1; \
+	  echo "make install-sendmail: $$name -> $$to"; \
+	done
+
+# Only our own links go.
+uninstall-sendmail:
+	@for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ]; then rm -f "$$name"; fi; \
+	done
+
 # What install put there, but the settings and the spool (they hold the site's data).
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook \
+	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/sbin/mailhook-drop \
+	       $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook \
 	       $(DESTDIR)$(PREFIX)/lib/libmailhook.a $(DESTDIR)$(PREFIX)/include/mailhook.h \
 	       $(DESTDIR)$(SYSTEMDUNITDIR)/mailhook.service \
 	       $(foreach m,$(MAN_OUT),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
 	       $(DESTDIR)$(LUA_LMOD)/mailhook $(DESTDIR)$(LUA_CMOD)/mailhook
+	@$(MAKE) --no-print-directory uninstall-sendmail
 
 # The installed paths are compiled into runtime/instpaths.c alone; the stamp
 # changes when they do, so `make install PREFIX=/usr` after a plain `make`
@@ -397,7 +499,7 @@ deb:
 	@scripts/build-deb $(BUILD)/deb $(LINTIAN)
 
 
-.PHONY: man deb installable
+.PHONY: man deb installable install-drop-perms install-mta-links install-sendmail uninstall-sendmail
 
 clean:
 	rm -rf build build-asan build-fuzz build-trace build-ci

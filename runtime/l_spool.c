@@ -328,7 +328,10 @@ static void op_free(void *arg) {
   if (o->kept_fd >= 0) close(o->kept_fd);
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
   free(o->strs);
-  if (o->items) for (i = 0; i < o->n; i++) free((void *)o->items[i].to);
+  if (o->items) for (i = 0; i < o->n; i++) {
+    free((void *)o->items[i].to);
+    free((void *)o->items[i].to_params);
+  }
   free(o->items);
   if (o->src) for (i = 0; i < o->n; i++) mh_intake_free(o->src[i].intake);
   free(o->src);
@@ -405,6 +408,17 @@ static void push_strings(lua_State *L, char **v, size_t n) {
   }
 }
 
+/* The DSN parameters of env into the table on top: from_params (a string),
+** to_params = {[rcpt] = params} (only when some recipient has any). */
+static void push_params(lua_State *L, const mh_env *env) {
+  if (env->from_params) { lua_pushstring(L, env->from_params); lua_setfield(L, -2, "from_params"); }
+  if (!env->to_params) return;
+  lua_newtable(L);
+  for (size_t i = 0; i < env->nto; i++)
+    if (env->to_params[i]) { lua_pushstring(L, env->to_params[i]); lua_setfield(L, -2, env->to[i]); }
+  lua_setfield(L, -2, "to_params");
+}
+
 /* Is rcpt among the recipients refused for good? */
 static int is_refused(const mh_state *st, const char *rcpt) {
   for (size_t j = 0; j < st->nrefused; j++)
@@ -423,6 +437,7 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
   lua_pushinteger(L, e->size); lua_setfield(L, -2, "size");
   lua_pushinteger(L, e->queued_at); lua_setfield(L, -2, "queued_at");
   if (e->env.from) { lua_pushstring(L, e->env.from); lua_setfield(L, -2, "from"); }
+  push_params(L, &e->env);
   push_strings(L, e->env.to, e->env.nto); lua_setfield(L, -2, "all");
   lua_newtable(L);
   for (size_t i = 0, k = 0; i < e->env.nto; i++) {
@@ -543,7 +558,35 @@ static const char *checkid(lua_State *L, int idx) {
 
 /* ---------------------------------------------------------- enqueue */
 
-/* Reads an envelope {from = , to = {...}} at idx into item (strings copied). */
+/* The DSN parameters of an envelope at idx (from_params = "RET=HDRS",
+** to_params = {[rcpt] = "NOTIFY=..."}): into it once its recipients are read.
+** 0, or -1 with err (a usage error). */
+static int read_params(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) {
+  const char **tp;
+  lua_getfield(L, idx, "from_params");
+  if (!lua_isnil(L, -1) && !lua_isstring(L, -1))
+    return lua_pop(L, 1), snprintf(err, 200, "envelope.from_params must be a string"), -1;
+  if (lua_isstring(L, -1)) it->from_params = keep(o, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "to_params");
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); return 0; }
+  if (!lua_istable(L, -1))
+    return lua_pop(L, 1), snprintf(err, 200, "envelope.to_params must be a table {[rcpt] = params}"), -1;
+  if (!(tp = (const char **)calloc(it->nto + 1, sizeof *tp))) return lua_pop(L, 1), snprintf(err, 200, "out of memory"), -1;
+  it->to_params = tp;
+  for (size_t i = 0; i < it->nto; i++) {
+    lua_getfield(L, -1, it->to[i]);
+    if (lua_isstring(L, -1)) tp[i] = keep(o, lua_tostring(L, -1));
+    else if (!lua_isnil(L, -1))
+      return lua_pop(L, 2), snprintf(err, 200, "envelope.to_params[%s] must be a string", it->to[i]), -1;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Reads an envelope {from = , to = {...}, from_params =, to_params = {}} at
+** idx into item (strings copied). */
 static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) {
   size_t n, i;
   const char **to;
@@ -559,7 +602,7 @@ static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) 
     it->to = to;
     it->nto = 1;
     lua_pop(L, 1);
-    return 0;
+    return read_params(L, idx, o, it, err);
   }
   if (!lua_istable(L, -1)) return snprintf(err, 200, "envelope.to must be a list of addresses"), -1;
   n = lua_rawlen(L, -1);
@@ -574,15 +617,16 @@ static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) 
   }
   it->nto = n;
   lua_pop(L, 1);
-  return 0;
+  return read_params(L, idx, o, it, err);
 }
 
-/* Counts the strings an envelope at idx needs (for op_new's array). */
+/* Counts the strings an envelope at idx needs (for op_new's array): from and
+** its parameters, each recipient and its parameters. */
 static size_t env_strings(lua_State *L, int idx) {
-  size_t n = 1;
+  size_t n = 2;
   if (lua_istable(L, idx)) {
     lua_getfield(L, idx, "to");
-    n += lua_istable(L, -1) ? lua_rawlen(L, -1) : 1;
+    n += 2 * (lua_istable(L, -1) ? lua_rawlen(L, -1) : 1);
     lua_pop(L, 1);
   }
   return n;
@@ -1230,6 +1274,7 @@ static int l_parse(lua_State *L) {
   push_strings(L, env.to, env.nto); lua_setfield(L, -2, "to");
   lua_pushinteger(L, (lua_Integer)env.offset); lua_setfield(L, -2, "offset");
   lua_pushboolean(L, env.canonical); lua_setfield(L, -2, "canonical");
+  push_params(L, &env);
   mh_env_free(&env);
   return 1;
 }

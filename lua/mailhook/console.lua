@@ -125,12 +125,14 @@ local function loopback(host) return LOOPBACK[host] or host:match("^127%.") ~= n
 
 -- Recent log lines for the page: core.log is wrapped while a console runs, so
 -- every line of the Lua layer (delivery, rules, settings) is kept, as it was
--- written (lines never hold a password: log.h's contract).
+-- written (lines never hold a password: log.h's contract); so is
+-- core.logsink.entry, through which the mail log's per-recipient lines
+-- (maillog.lua: "ID: to=<..>, ..., status=sent") are written.
 local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
 
 function M:tap_log()
-  local orig = core.log
-  self.orig_log = orig
+  local orig, orig_entry = core.log, core.logsink.entry
+  self.orig_log, self.orig_entry = orig, orig_entry
   local ring, n, max = {}, 0, M.LOG_LINES
   self.ring = ring
   local function keep(level, text)
@@ -148,17 +150,10 @@ function M:tap_log()
     for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
     keep(level, table.concat(parts, " "))
   end
-  -- the mail log's per-recipient lines (maillog.lua) are written with
-  -- core.logsink.entry, beside core.log: kept too
-  local sink = core.logsink
-  if sink and sink.entry then
-    local orig_entry = sink.entry
-    self.orig_entry = orig_entry
-    sink.entry = function(level, msg, fields)
-      local written = orig_entry(level, msg, fields)
-      keep(level, tostring(msg))
-      return written
-    end
+  core.logsink.entry = function(level, message, fields)
+    local written = orig_entry(level, message, fields)
+    keep(level, tostring(message))
+    return written
   end
 end
 
