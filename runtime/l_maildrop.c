@@ -345,8 +345,8 @@ static int l_watch(lua_State *L) {
   memset(w, 0, sizeof *w);
   luaL_setmetatable(L, WATCH_MT);
   w->L = main_state(L);
-  uv_fs_event_init(mh_l_loop(), &w->ev);
-  uv_timer_init(mh_l_loop(), &w->timer);
+  uv_fs_event_init(mh_l_loop(L), &w->ev);
+  uv_timer_init(mh_l_loop(L), &w->timer);
   w->ev.data = w->timer.data = w;
   lua_pushvalue(L, 2);
   w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
