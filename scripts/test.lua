@@ -36,8 +36,7 @@ if opts.timeout then
   end
 end
 
-local ok, settings = pcall(require, "mailhook.settings")
-if not ok then return args.fail("test", "settings module missing: " .. tostring(settings), 1) end
+local settings = require "mailhook.settings"
 local cfg, err
 if api and api.cfg then cfg = api.cfg else cfg, err = settings.load() end
 if not cfg then
