@@ -11,6 +11,7 @@
 -- Exit codes are sysexits(3)'s, as sendmail's: 0 queued, 64 usage, 65 bad
 -- message or address, 69 outgoing mail disabled, 73 spool not writable,
 -- 75 temporary failure (disk full, I/O error: try again), 78 bad settings.
+local core = require "mailhook.core"
 local spool = require "mailhook.spool"
 local intake = require "mailhook.enqueue"
 
@@ -20,19 +21,6 @@ local EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG
 local function fail(code, msg)
   io.stderr:write("mailhook sendmail: ", msg, "\n")
   return code
-end
-
-local function strip_bcc(head)
-  local out, skip = {}, false
-  for line in head:gmatch("[^\n]*\n") do
-    if line:match("^[ \t]") then
-      if not skip then out[#out + 1] = line end
-    else
-      skip = line:lower():match("^bcc%s*:") ~= nil
-      if not skip then out[#out + 1] = line end
-    end
-  end
-  return table.concat(out)
 end
 
 -- An address from the command line (a RCPT argument or -f) gets the checks
@@ -81,15 +69,6 @@ local function has(head, name)
   return ("\n" .. head:lower()):find("\n" .. name .. "%s*:") ~= nil
 end
 
-local function message_id(domain)
-  local r = io.open("/dev/urandom", "rb")
-  local bytes = r and r:read(12) or tostring(os.time())
-  if r then r:close() end
-  return string.format("<%s.%s@%s>", os.date("!%Y%m%d%H%M%S"),
-                       (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end)),
-                       domain)
-end
-
 return function(...)
   local argv = { ... }
   local from, dot, t = nil, true, false
@@ -132,7 +111,7 @@ return function(...)
 
   -- only the header block is read now (CRLF lines; a lone dot ends the
   -- message unless -i); the body follows into the spool file as it comes
-  local stream = require("mailhook.core").spool.stream(0, { dot = dot })
+  local stream = core.spool.stream(0, { dot = dot })
   local head, empty, hinfo = stream:head()
   if not head then
     stream:close()
@@ -167,12 +146,13 @@ return function(...)
   end
   from = from or cfg.from or (parsed and parsed.from) or ""
 
-  head = strip_bcc(head)
-  -- Date and Message-ID fixed now, so every retry sends the same bytes
+  -- Date and Message-ID fixed now, so every retry sends the same bytes (the
+  -- core's rules, as for a message mh.message builds); the Bcc fields are left
+  -- out by the core as the head is set (stream:set_head, the spool's rule)
   local extra = ""
-  if not has(head, "date") then extra = extra .. "Date: " .. os.date("%a, %d %b %Y %H:%M:%S %z") .. "\r\n" end
+  if not has(head, "date") then extra = extra .. "Date: " .. core.msg.date() .. "\r\n" end
   if not has(head, "message%-id") then
-    extra = extra .. "Message-ID: " .. message_id((from:match("@(.+)$")) or "localhost") .. "\r\n"
+    extra = extra .. "Message-ID: " .. core.msg.new_id(from:match("@(.+)$")) .. "\r\n"
   end
 
   local sp
