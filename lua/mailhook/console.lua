@@ -96,13 +96,9 @@ local function cookies_of(req)
   return out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+-- The pages and the token file, by the core's rule for a file someone named:
+-- a regular file (a FIFO is never opened), links followed, at most 1 MiB.
+local function read_file(path) return (core.fsutil.read(path, { follow = true })) end
 
 -- The share folder with the pages (a site may edit them): PREFIX/share/mailhook/console
 -- when installed, ROOT/console in the build tree.
