@@ -1,5 +1,5 @@
 # `mailhook test` and mh.smtp against servers that misbehave: scripted faults no real
-# server produces on demand (tests/peers/fault.py), Postfix's smtp-sink with its 421 /
+# server produces on demand (tests/peers/fault.lua), Postfix's smtp-sink with its 421 /
 # drop / 4xx / 5xx / delay options, and the bytes on the wire (dot-stuffing, CRLF only).
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"

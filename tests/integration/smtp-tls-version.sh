@@ -79,7 +79,7 @@ is "$(printf '%s\n' "$OUT" | grep '^  hint')" \
 nothing_sent quiet "no alert"
 
 # --- the bytes on the wire: a scripted peer that refuses the handshake, then goes on
-# recording the raw connection until the client closes (tests/peers/fault.py).
+# recording the raw connection until the client closes (tests/peers/fault.lua).
 script() { n=$((n + 1)); cat > "$T/s$n.script"; echo "$T/s$n.script"; }
 s=$(script <<'S'
 send 220 fault.example ESMTP
