@@ -6,7 +6,7 @@
 # and no secret in any response.  The checks are tests/console/http_checks.py;
 # this file starts the real parts: aiosmtpd-less delivery peer, `mailhook run`.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 PORT=$(free_port)
