@@ -120,14 +120,17 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 
 # The link line, kept in a file that changes only when the line does, so that a
 # change of link mode (OPENSSL_STATIC, LDFLAGS) relinks.
-LINK_LINE := $(ALL_LDFLAGS) $(LIBS) | $(SSL_LIBS)
+BIN_LDFLAGS := -Wl,--export-dynamic-symbol='mh_*'
+LINK_LINE := $(ALL_LDFLAGS) $(BIN_LDFLAGS) $(LIBS) | $(SSL_LIBS)
 $(BUILD)/link-line: FORCE
 	@mkdir -p $(@D)
 	@echo '$(LINK_LINE)' | cmp -s - $@ 2>/dev/null || echo '$(LINK_LINE)' > $@
 FORCE:
 
+# The core's mh_* functions are exported so that the modules it loads (TLS,
+# console) use the binary's own copy of what they call (mh_fsutil_read, ...).
 $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(BIN_CORE_OBJ) $(BUILD)/link-line
-	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
+	$(CC) $(ALL_LDFLAGS) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
 
 # The TLS module: tls.c position-independent, with OpenSSL (shared, or its archives
 # with OPENSSL_STATIC=1, their symbols kept inside).
