@@ -32,7 +32,7 @@
 #define MSG_MT MH_MSG_MT
 
 typedef struct {
-  mh_msg *m;                /* first member: the contract with other bindings */
+  mh_msg *m;                /* the message; other bindings get it by l_msg_test() */
   int ready;                /* finished; until then u->m is only owned (freed by __gc
                                if a wrong argument raised half-way through build) */
 } l_msg;
@@ -43,7 +43,11 @@ static l_msg *check_msg(lua_State *L, int idx) {
   return u;
 }
 
-mh_msg *l_msg_check(lua_State *L, int idx) { return check_msg(L, idx)->m; }
+mh_msg *l_msg_test(lua_State *L, int idx, int *closed) {
+  l_msg *u = luaL_testudata(L, idx, MSG_MT);
+  *closed = u && (!u->m || !u->ready);
+  return u && !*closed ? u->m : NULL;
+}
 
 /* nil, err, info{code, class, field} from the builder's last error; frees
 ** the half-built message of u. */

@@ -13,31 +13,11 @@
 --
 -- envelope = {from = "a@b", to = {"x@y", ...}}.  Bytes given without an
 -- envelope are parsed (From; To/Cc/Bcc) and their Bcc lines left out of the
--- spool file; a Message object without one uses msg:envelope().
+-- spool file; a Message object without one uses its own envelope (the C
+-- binding reads it from the message: runtime/l_msg.h).
 local core = require "mailhook.core"
 
 local M = {}
-
-local methods = debug.getregistry()["mailhook.Spool"].__index
-local raw_enqueue, raw_many = methods.enqueue, methods.enqueue_many
-
-local function envelope_of(data, env)
-  if env == nil and type(data) == "userdata" then
-    local ok, e = pcall(function() return data:envelope() end)
-    if ok then return e end
-  end
-  return env
-end
-
-function methods.enqueue(sp, data, env)
-  return raw_enqueue(sp, data, envelope_of(data, env))
-end
-
-function methods.enqueue_many(sp, list)
-  local items = {}
-  for i, it in ipairs(list) do items[i] = { it[1], envelope_of(it[1], it[2]) } end
-  return raw_many(sp, items)
-end
 
 -- open([dir]) -> spool | nil, err, info; creates tmp/ pickup/ failed/ corrupt/
 -- state/ (0700); refuses (MH_EUNSAFE) a spool writable by others or not ours.
@@ -48,7 +28,6 @@ end
 M.parse = core.spool.parse          -- parse(bytes) -> {from, to, offset, canonical} | nil, err
 M.addresses = core.spool.addresses  -- addresses("A <a@b>, c@d") -> {"a@b", "c@d"} | nil, err
 
--- is_id(s): a canonical spool id (16 hex digits, sorting in enqueue order).
-function M.is_id(s) return type(s) == "string" and s:match("^%x+$") ~= nil and #s == 16 end
+M.is_id = core.spool.is_id          -- is_id(s): a canonical id (16 lowercase hex digits, spool.c's rule)
 
 return M

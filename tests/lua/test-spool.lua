@@ -223,6 +223,38 @@ tap.test("many removals on the calling thread: every file gone, closes batched",
   t:ok(fds() <= 40, "the removed files are closed (" .. fds() .. " fds open)")
 end)
 
+tap.test("a message object is enqueued with its own envelope by the C binding itself", function(t)
+  -- core.spool directly: no Lua layer between (mailhook.spool once patched the
+  -- C metatable to call msg:envelope(); the binding reads it from msg.c now)
+  local core = require "mailhook.core"
+  local raw = assert(core.spool.open(dir))
+  local m = assert(require("mailhook.message")({ from = "ann@ex.org", to = { "bob@ex.org" },
+    cc = { "cy@ex.org", "bob@ex.org" }, bcc = { "dee@ex.org" }, subject = "obj", text = "hi\n" }))
+  local id, err = raw:enqueue(m)
+  t:ok(spool.is_id(id), "queued: " .. tostring(id or err))
+  local e = id and sp:load(id)
+  t:same(e and e.to, { "bob@ex.org", "cy@ex.org", "dee@ex.org" }, "To, Cc, Bcc, no duplicate")
+  t:is(e and e.from, "ann@ex.org", "the sender")
+  t:ok(e and not slurp(e.path):sub(e.offset + 1):find("dee@ex.org", 1, true), "no Bcc in the bytes")
+  if id then sp:remove(id) end
+  m:close()
+  local ok2, err2 = pcall(raw.enqueue, raw, m)
+  t:ok(not ok2, "a closed message is refused")
+  t:like(tostring(err2), "message is closed", "and says so")
+  local ok3, err3 = pcall(raw.enqueue, raw, {})
+  t:ok(not ok3 and tostring(err3):find("must be a string", 1, true), "a table is no message: " .. tostring(err3))
+  raw:close()
+end)
+
+tap.test("is_id is the core's rule: 16 lowercase hex digits", function(t)
+  t:ok(spool.is_id("0123456789abcdef"), "lowercase hex")
+  t:ok(not spool.is_id("0123456789ABCDEF"), "uppercase is no spool id (the files are lowercase)")
+  t:ok(not spool.is_id("0123456789abcde"), "15 digits")
+  t:ok(not spool.is_id("0123456789abcdef0"), "17 digits")
+  t:ok(not spool.is_id("0123456789abcde\0"), "a NUL inside")
+  t:ok(not spool.is_id(12345), "a number")
+end)
+
 tap.test("misuse outside a task is a clear error", function(t)
   local ok, err = pcall(coroutine.wrap(function() return sp:scan() end))
   t:ok(not ok, "raises")
