@@ -17,9 +17,10 @@ return function(...)
     return 0
   end
   if #rest > 0 then return args.fail("flush", "unexpected argument '" .. rest[1] .. "'") end
-  local timeout = opts.timeout and tonumber(opts.timeout)
-  if opts.timeout and (not timeout or timeout <= 0) then
-    return args.fail("flush", "--timeout needs a number of seconds, not '" .. opts.timeout .. "'")
+  local timeout, terr
+  if opts.timeout then
+    timeout, terr = args.seconds("--timeout", opts.timeout)
+    if not timeout then return args.fail("flush", terr) end
   end
 
   -- settings that cannot be read (a -c naming no file, a syntax error) are an
