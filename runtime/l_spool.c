@@ -408,7 +408,14 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
 
 static int op_push(lua_State *co, void *arg) {
   op *o = (op *)arg;
-  if (o->rc) return mh_l_fail(co, o->rc, "spool", "%s", o->err[0] ? o->err : mh_strerror(o->rc));
+  if (o->rc) {
+    int n = mh_l_fail(co, o->rc, "spool", "%s", o->err[0] ? o->err : mh_strerror(o->rc));
+    if (o->kind == OP_LOCK && o->rc == MH_ELOCKED) {   /* who holds it, as a field: never parsed from text */
+      lua_pushinteger(co, o->holder);
+      lua_setfield(co, -2, "pid");
+    }
+    return n;
+  }
   switch (o->kind) {
   case OP_ENQ:
     if (o->n == 1 && !o->list) { lua_pushstring(co, o->items[0].id); return 1; }

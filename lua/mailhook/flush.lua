@@ -70,7 +70,7 @@ function M.run(opts)
   local progress = opts.progress or function() end
   -- the lock first: only its holder adopts drop-ins, so a count taken before
   -- it would miss a .eml renamed into pickup/ by another program
-  local locked, lerr = sp:lock()
+  local locked, lerr, linfo = sp:lock()
   local total = count(sp)
   if total == 0 then
     if locked and not opts.spool then sp:close() end
@@ -100,7 +100,7 @@ function M.run(opts)
              total = total, via = "self", error = d.last_error }
   end
   -- a service holds the lock: ask it
-  local pid = tonumber(tostring(lerr):match("pid (%d+)"))
+  local pid = type(linfo) == "table" and linfo.code == "ELOCKED" and linfo.pid
   if not pid then
     return { error = "cannot flush: " .. tostring(lerr), left = total, total = total,
              delivered = 0, deferred = 0, failed = 0 }

@@ -3,7 +3,7 @@
 --   local sp = require("mailhook.spool").open([dir])   -- default: the -s / $MAILHOOK_SPOOL folder
 --   sp:enqueue(msg_or_bytes [, envelope]) -> id | nil, err, info         (waits until durable)
 --   sp:enqueue_many({{msg_or_bytes, envelope}, ...}) -> {id...}          (waits; group commit)
---   sp:lock() -> true | nil, "spool DIR is locked by pid N"             (waits; sweeps tmp/)
+--   sp:lock() -> true | nil, "spool DIR is locked by pid N", {code = "ELOCKED", pid = N}  (waits; sweeps tmp/)
 --   sp:scan([limit]) -> {id...} oldest first, total; adopts drop-ins    (waits)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
