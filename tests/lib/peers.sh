@@ -123,6 +123,14 @@ write_conf() {
       for k in "${order[@]}"; do printf '%s = %s\n' "$k" "${val[$k]}"; done; } > "$file" )
 }
 
+# new_conf KEY=VALUE...: a new settings file under $T, the test's BASE array (its common
+# keys, when it sets one) then the arguments (write_conf: the last value wins); prints its
+# path.  fault_script: a new fault.lua script under $T from stdin; prints its path.  Both
+# are called in $(...), so each name comes from mktemp (a counter would not outlive the
+# subshell).  Not `conf`/`script`: script(1) runs tests under a terminal.
+new_conf() { local f; f=$(mktemp "$T/c.XXXXXX") && write_conf "$f" "${BASE[@]}" "$@" && echo "$f"; }
+fault_script() { local f; f=$(mktemp "$T/s.XXXXXX") && cat > "$f" && echo "$f"; }
+
 # ilike GOT REGEX DESC: like, ignoring case (bash's own regex: no process per check;
 # `^`/`$` anchor the whole text, not each line).
 ilike() {
