@@ -119,27 +119,37 @@ local function loopback(host) return LOOPBACK[host] or host:match("^127%.") ~= n
 
 -- --------------------------------------------------------------- the log
 
--- Recent log lines for the page: core.log is wrapped while a console runs, so
--- every line of the Lua layer (delivery, rules, settings) is kept, as it was
--- written (lines never hold a password: log.h's contract).
+-- Recent log lines for the page.  The Lua layer writes its lines through two
+-- calls, both wrapped while a console runs, so every line is kept as written
+-- (lines never hold a password: log.h's contract): core.log (delivery, rules,
+-- settings) and core.logsink.entry (the per-recipient mail log lines of
+-- mailhook.maillog, which carry journal fields).
 local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
 
 function M:tap_log()
-  local orig = core.log
-  self.orig_log = orig
+  local orig, orig_entry = core.log, core.logsink.entry
+  self.orig_log, self.orig_entry = orig, orig_entry
   local ring, n, max = {}, 0, M.LOG_LINES
   self.ring = ring
+  local function keep(level, text)
+    n = n + 1
+    ring[n] = { seq = n, at = core.now(), level = level, text = text }
+    ring[n - max] = nil
+    self.log_seq = n
+    for sub in pairs(self.subs) do sub.cond:notify() end
+  end
   core.log = function(level, ...)
     orig(level, ...)
     local want = LEVELS[core.log_level()] or 2
     if (LEVELS[level] or 2) < want then return end
     local parts = {}
     for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-    n = n + 1
-    ring[n] = { seq = n, at = core.now(), level = level, text = table.concat(parts, " ") }
-    ring[n - max] = nil
-    self.log_seq = n
-    for sub in pairs(self.subs) do sub.cond:notify() end
+    keep(level, table.concat(parts, " "))
+  end
+  core.logsink.entry = function(level, msg, fields)
+    local written = orig_entry(level, msg, fields)
+    if written then keep(level, tostring(msg)) end   -- false: the level drops it
+    return written
   end
 end
 
@@ -733,6 +743,7 @@ function M:stop()
   if self.status then self.status.listeners[self] = nil end
   self.server:close()
   if self.orig_log then core.log = self.orig_log end
+  if self.orig_entry then core.logsink.entry = self.orig_entry end
 end
 
 return M
