@@ -71,10 +71,12 @@ local function read(path)
     end
     return nil
   end
-  local chunk = load(s, "=" .. path, "t", {})
-  local ok, v = pcall(chunk or error)
-  if not ok or type(v) ~= "table" then
-    core.log("warn", "rule state " .. path .. " is unreadable; starting afresh")
+  -- a literal only, never code: a state file that loops (planted, or
+  -- damaged) must not stop every rule that reads it (mailhook.literal)
+  local v, why = require("mailhook.literal").decode(s)
+  if type(v) ~= "table" then
+    core.log("warn", "rule state " .. path .. " is unreadable (" .. tostring(why or "not a table") ..
+             "); starting afresh")
     return nil
   end
   return v

@@ -55,10 +55,12 @@ end
 
 -- encode(table) -> string; decode(string) -> table | nil
 function W.encode(t) return "return " .. table.concat(ser(t, {}, 0)) end
+-- A frame is read as a literal, never run: the service decodes what the
+-- worker sends, and a rule can write on the worker's channel, so a frame that
+-- were code ("while true do end") would freeze the service (mailhook.literal).
 function W.decode(s)
-  local chunk = load(s, "=frame", "t", {})
-  local ok, v = pcall(chunk or error)
-  return ok and type(v) == "table" and v or nil
+  local v = require("mailhook.literal").decode(s)
+  return type(v) == "table" and v or nil
 end
 
 -- --------------------------------------------------------- the service side
