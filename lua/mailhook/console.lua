@@ -96,12 +96,10 @@ local function cookies_of(req)
   return out
 end
 
+-- The core's rule for a file read whole (a regular file, links followed, at
+-- most 1 MiB): an admin_token_file that is a FIFO cannot block the service.
 local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+  return (core.fsutil.read(path, { follow = true }))
 end
 
 -- The share folder with the pages (a site may edit them): PREFIX/share/mailhook/console
@@ -461,7 +459,7 @@ end)
 -- --------------------------------------------------------------- queue
 
 local function subject_of(path, offset)
-  local f = path and io.open(path, "rb")
+  local f = path and core.fsutil.open(path)   -- a spool file: never a FIFO
   if not f then return nil end
   if offset then f:seek("set", offset) end
   local head = f:read(16384) or ""

@@ -192,6 +192,14 @@ local function rule_env(path)
       return setmetatable(t, mt)
     end,
     SERVICE = rules.is_service(),   -- true under `mailhook run`: start timers only then
+    -- os.exit would end `hook` (or the rules worker) with the other rules not
+    -- run and their mail not queued, `hook` saying 0: refused, like a raise
+    os = setmetatable({
+      exit = function()
+        error("os.exit is not allowed in a rule (it would end the process before the other rules " ..
+              "ran and their mail was queued): return, or raise an error", 2)
+      end,
+    }, { __index = os }),
     -- every(seconds, fn): a periodic task for the service; it never keeps a
     -- process alive and is stopped when the rules are reloaded
     every = function(seconds, fn)
@@ -268,9 +276,11 @@ function rules.load(paths, opts)
     if skip[file] then
       err = "skipped: it stopped the rules worker while loading (it loads again after a reload, SIGHUP)"
     else
-      -- read by the core's rule for foreign files: a FIFO named *.lua cannot hang `hook`
+      -- read by the core's rule for foreign files: a FIFO named *.lua cannot hang `hook`;
+      -- and a rule is code run with our rights: a file another user owns, or any
+      -- user may write, is refused (owned)
       local src
-      src, err = core.fsutil.read(file, { follow = true, what = "rule file" })
+      src, err = core.fsutil.read(file, { follow = true, owned = true, what = "rule file" })
       if src then chunk, err = load(src, "@" .. file, "t", rule_env(file)) end
     end
     if chunk then

@@ -470,10 +470,26 @@ local function run_first_line(cmd, what)
   return line
 end
 
+-- A command named by the settings runs with this process's rights (root's,
+-- the service's): only when the settings file is one no other user could have
+-- changed, owned by the running user or root and not writable by every user.
+-- nil, err otherwise (a missing file: a command given directly, as preview).
+local function command_allowed(cfg, what)
+  local p = private[cfg]
+  if not (p and p.path) then return true end
+  local ok, err, info = core.fsutil.check(p.path, { follow = true, owned = true, what = "settings" })
+  if ok or (info and info.code == "ENOENT") then return true end
+  return nil, what .. " not run: " .. tostring(err)
+end
+
 function M.password(cfg)
   local p = private[cfg]
   if p and p.password then return p.password end
-  if cfg.password_command then return run_first_line(cfg.password_command, "password_command") end
+  if cfg.password_command then
+    local ok, err = command_allowed(cfg, "password_command")
+    if not ok then return nil, err end
+    return run_first_line(cfg.password_command, "password_command")
+  end
   return nil, "no password is set (mailhook update password=... or password_command=...)"
 end
 
@@ -482,6 +498,8 @@ function M.token(cfg)
   if not cfg.oauth_token_command then
     return nil, "no oauth_token_command is set (mailhook update oauth_token_command=...)"
   end
+  local ok, err = command_allowed(cfg, "oauth_token_command")
+  if not ok then return nil, err end
   return run_first_line(cfg.oauth_token_command, "oauth_token_command")
 end
 

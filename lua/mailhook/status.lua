@@ -61,23 +61,19 @@ end
 
 -- ---------------------------------------------------------------- helpers
 
+-- Read by the core's rule for files in the spool (a regular file only, no
+-- link followed, at most limits.config bytes): a FIFO planted as status.json
+-- cannot block `mailhook status`.  /proc files are regular files too.
 local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+  return (core.fsutil.read(path))
 end
 
 -- Written by rename: a reader sees the old state or the new one, never half.
+-- The temporary file is created O_EXCL (core.fsutil.write_atomic): a FIFO or a
+-- link left at its name cannot block the service or be written through.  Not
+-- fsynced: a snapshot, rewritten at each change.
 local function write_file(path, data)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(data)
-  f:close()
-  if not ok then os.remove(tmp); return nil, werr end
-  return os.rename(tmp, path)
+  return core.fsutil.write_atomic(path, data, 384, { sync = false })   -- 0600
 end
 
 local function reply_of(info)
@@ -264,11 +260,7 @@ end
 
 -- ---------------------------------------------------------------- collect
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local function exists(path) return core.rstate.exists(path) end   -- a stat: nothing is opened
 
 local function decode(text)
   if not text then return nil end
