@@ -27,6 +27,9 @@
 #define MH_LIMIT_FIELD      ((int64_t)64 << 10)  /* one event field's value (KEY=VALUE or JSON string) */
 #define MH_LIMIT_CONFIG     ((int64_t)1 << 20)   /* settings, rule, template and spool state files */
 #define MH_LIMIT_CA         ((int64_t)4 << 20)   /* tls_ca_file (a whole CA bundle is ~220 KB) */
+#define MH_LIMIT_MESSAGE    ((int64_t)1 << 30)   /* a whole message streamed from stdin (mailhook
+                                                    sendmail): a runaway producer (`yes |`) stops
+                                                    there instead of filling the spool's disk */
 
 /* --------------------------------------------- opening foreign files */
 

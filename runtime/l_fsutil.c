@@ -233,9 +233,10 @@ void l_fsutil_open(lua_State *L) {
   static const struct { const char *name; int64_t v; } limits[] = {
     { "attachment", MH_LIMIT_ATTACHMENT }, { "body", MH_LIMIT_BODY }, { "event", MH_LIMIT_EVENT },
     { "field", MH_LIMIT_FIELD }, { "config", MH_LIMIT_CONFIG }, { "ca", MH_LIMIT_CA },
+    { "message", MH_LIMIT_MESSAGE },
   };
   luaL_newlib(L, fns);
-  lua_createtable(L, 0, 6);   /* limits: the named input limits (fsutil.h, docs/spool.md) */
+  lua_createtable(L, 0, 7);   /* limits: the named input limits (fsutil.h, docs/spool.md) */
   for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
     lua_pushinteger(L, (lua_Integer)limits[i].v);
     lua_setfield(L, -2, limits[i].name);

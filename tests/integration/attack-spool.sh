@@ -73,6 +73,22 @@ like "$OUT" "1 delivered" "it delivered the drop-in"
 is "$(got_subject dropped-for-flush)" 1 "the server got it"
 [ ! -e "$SPOOL/pickup/app-1.eml" ]; ok $? "pickup/ no longer holds it"
 
+# --- an endless stdin stops at the message limit -------------------------------------------------
+# (mailhook sendmail's stream, limits.message = 1 GiB; here the same stream with a small max)
+n0=$(pickup_count)
+run sh -c "{ printf 'To: x@example.net\n\n'; yes; } | head -c 300000 | '$MAILHOOK' -e '
+  local st = require(\"mailhook.core\").spool.stream(0, { dot = false, max = 65536 })
+  assert(st:head())
+  local sp = assert(require(\"mailhook.spool\").open(os.getenv(\"MAILHOOK_SPOOL\")))
+  local id, err, info = sp:enqueue(st, { from = \"a@example.com\", to = { \"x@example.net\" } })
+  io.write(tostring(id), \" | \", tostring(err), \" | \", tostring(info and info.code))'"
+like "$OUT" "^nil \| the message: over the 64 KiB limit \(nothing queued\) \| ELIMIT" \
+  "a stream past its limit: refused, naming the limit"
+is "$(pickup_count)" "$n0" "nothing queued"
+is "$(ls -A "$SPOOL/tmp" | wc -l)" 0 "nothing left in tmp/"
+run "$MAILHOOK" -e 'io.write(require("mailhook.core").fsutil.limits.message)'
+is "$OUT" 1073741824 "limits.message is 1 GiB"
+
 # --- names that would forge log lines or drive the terminal --------------------------------------
 NAME=$'x\n2026-01-01T00:00:00.000+00:00 info  forged: all delivered\e[2J.eml'
 printf 'no header\033[31m here\n' > "$SPOOL/pickup/$NAME"

@@ -140,6 +140,7 @@ return function(...)
   if not id then
     local code = info and info.code
     if code == "EBADADDR" then return fail(EX_DATAERR, err) end
+    if code == "ELIMIT" then return fail(EX_DATAERR, err) end   -- over limits.message: retrying cannot help
     if code == "EACCES" or code == "EPERM" or code == "EROFS" then return fail(EX_CANTCREAT, err) end
     return fail(EX_TEMPFAIL, err)
   end
