@@ -1500,6 +1500,15 @@ static void heap_down(char **h, size_t n, size_t i) {
   }
 }
 
+/* Drop-ins one scan adopts at most.  An adoption costs two fsyncs (~5 ms on
+** a disk) and the deliverer waits for its scan: a flood of drop-ins (a
+** million files) was adopted in one scan of hours while nothing was sent.
+** So a scan adopts for ADOPT_MS at most (and ADOPT_MAX files); the rest wait
+** for the next scans (the deliverer scans again as soon as its list is used
+** up, and every few seconds when idle); they count in *total. */
+#define ADOPT_MAX 256
+#define ADOPT_MS 500
+
 long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *err) {
   int dfd = dup(sp->pickupfd), rc = 0;
   long all = 0;
@@ -1508,6 +1517,9 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   char **ids = NULL, **orphans = NULL;
   size_t n = 0, cap = 0, no = 0, ocap = 0;
   int adopted = 0;
+  char fresh[ADOPT_MAX][MH_SPOOL_IDLEN];   /* ids this scan gave: readdir may show their
+                                              new names too, and each must count once */
+  int64_t t0 = now_us();
   char id_max[MH_SPOOL_IDLEN] = "";
   unsigned gen = notes_begin(sp);
   *out = NULL;
@@ -1547,12 +1559,16 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
       continue;
     }
     if (nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = '\0', mh_spool_is_id(id))) {
-      /* ours */
+      /* ours; unless adopted by this very scan (already counted) */
+      int seen = 0;
+      for (int k = 0; k < adopted && !seen; k++) seen = !strcmp(fresh[k], id);
+      if (seen) continue;
     } else {
-      if (sp->lockfd < 0) {           /* only the lock holder adopts drop-ins; they */
-        all++;                        /* still wait to be sent: counted (a flush with */
-        continue;                     /* no service running must not see an empty queue) */
-      }
+      if (sp->lockfd < 0 || adopted >= ADOPT_MAX ||   /* only the lock holder adopts drop-ins, */
+          (adopted && now_us() - t0 > ADOPT_MS * 1000)) {
+        all++;                        /* a slice per scan; they still wait to be sent: */
+        continue;                     /* counted (a flush with no service running must */
+      }                               /* not see an empty queue) */
       int a = adopt(sp, nm, id);
       if (a == 1) continue;           /* set aside to corrupt/, or gone */
       if (a == -EBUSY) {              /* written in place: once it is closed */
@@ -1569,7 +1585,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
         continue;
       }
       if (note_clear(sp, key)) mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, vis(nm, vn), id);
-      adopted++;
+      memcpy(fresh[adopted++], id, MH_SPOOL_IDLEN);
     }
     all++;
     if (id_max[0] == '\0' || strcmp(id, id_max) > 0) memcpy(id_max, id, sizeof id_max);
