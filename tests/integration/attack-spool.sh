@@ -7,7 +7,9 @@
 #   - `mailhook flush` with no service running: a drop-in was not counted, so
 #     flush said "0 left" and never delivered it;
 #   - a drop-in whose name holds a newline and an escape sequence: a forged
-#     line in the log, and the escape sent raw to the terminal by `mailhook queue`.
+#     line in the log, and the escape sent raw to the terminal by `mailhook queue`;
+#   - `mailhook queue rm` of the message being sent: an error "could not be
+#     removed (it may be sent again)", false: it is gone.
 # Every command runs under `timeout`: a hang is a failed test, never a stuck suite.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/peers/delivery-lib.sh"
@@ -100,5 +102,18 @@ run "$MAILHOOK" flush
 unlike "$OUT" $'\e' "the log of the move to corrupt/: no escape byte"
 is "$(printf '%s\n' "$OUT" | grep -c '^2026-01-01T00:00:00.000+00:00 info  forged')" 0 "and no forged log line"
 like "$OUT" "moved to corrupt/x\\\\x0a2026" "the name is logged escaped"
+
+# --- queue rm of the message being sent ----------------------------------------------------------
+peer_stop
+peer_start "$PORT" "$T/slow" --delay 3
+svc_start
+id=$(enqueue 1)
+wait_for "$LIMIT" test -e "$T/slow/in-data"; ok $? "the message is in flight (its final dot waits for the reply)"
+run "$MAILHOOK" queue rm "$id"
+is "$RC" 0 "queue rm of the message in flight"
+wait_for "$LIMIT" grep -q "$id.*status=sent" "$T/svc.log"; ok $? "the send in flight completes"
+svc_stop
+unlike "$(grep "$id" "$T/svc.log")" "could not be removed" "no false alarm that it may be sent again"
+like "$(grep "$id" "$T/svc.log")" "removed meanwhile \(mailhook queue rm\)" "it says it was removed meanwhile"
 
 done_testing

@@ -16,7 +16,8 @@ so one server plays every scenario:
   MAIL FROM stall@        never answers the final dot (a stalled server)
   any MAIL                530 5.7.0 "must issue STARTTLS first" while DIR/needtls exists
                           (each refusal appends a line to DIR/refused)
---delay S: wait S seconds before each final-dot reply (a slow server).
+--delay S: wait S seconds before each final-dot reply (a slow server); DIR/in-data
+is created when a message's data has arrived and its reply waits.
 """
 import argparse, asyncio, os, re, signal, sys, time
 from aiosmtpd.controller import Controller
@@ -58,6 +59,8 @@ class Handler:
         mid = m.group(1).decode() if m else "-"
         sender = (envelope.mail_from or "").lower()
         if self.delay:
+            # a test may act while the final dot waits for its reply: DIR/in-data says when
+            open(os.path.join(self.out, "in-data"), "a").close()
             await asyncio.sleep(self.delay)
         if sender.startswith("stall@"):
             await asyncio.sleep(3600)
