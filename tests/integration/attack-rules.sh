@@ -6,6 +6,8 @@
 #   - a rule state file that is code: every `hook` using that key was ended by
 #     the watchdog, for ever;
 #   - os.exit in a handler: `hook` exited 0 before the other handlers ran;
+#   - a rule enqueuing in a loop: as many messages as its time budget allowed
+#     (~200,000 on a disk whose fsync is cheap), at every event;
 #   - a rule file any user may write, or another user owns: run with our rights;
 #     a password_command in settings any user may write: run too;
 #   - a FIFO named like a site template: `hook` blocked in the open;
@@ -66,6 +68,21 @@ run "$MAILHOOK" hook bye --rules "$T/bye.lua"
 is "$RC" 1 "os.exit in a handler: hook fails (exit 1), not a silent 0"
 like "$OUT" "os.exit is not allowed in a rule" "saying why"
 is "$(pickup_count)" "$((n0 + 1))" "the other handler ran and its mail is queued"
+
+# --- a rule that enqueues in a loop -------------------------------------------------------
+cat > "$T/loop.lua" <<'EOF'
+require("mailhook.rules").max_enqueue = 20       -- the default, 1000, is slow to reach in a test
+on("loop", function()
+  for i = 1, 1000000 do pcall(mh.enqueue, { to = "ok@example.net", subject = "loop " .. i, text = "x" }) end
+end)
+EOF
+n0=$(pickup_count)
+run "$MAILHOOK" hook loop --rules "$T/loop.lua"
+is "$RC" 1 "a rule enqueuing in a loop (its errors swallowed by pcall): hook fails"
+like "$OUT" "over the limit of 20 messages for one rule run \(an endless loop\?\)" "naming the limit"
+is "$(pickup_count)" "$((n0 + 20))" "exactly the limit was queued"
+run "$MAILHOOK" -e 'io.write(require("mailhook.rules").max_enqueue)'
+is "$OUT" 1000 "the limit is 1000 messages per rule run"
 
 # --- code others could change -----------------------------------------------------------
 printf 'on("ww", function() local f = io.open("%s", "w") f:write("ran") f:close() end)\n' "$T/ran" > "$T/ww.lua"
