@@ -1419,6 +1419,9 @@ void mh_spool_iter_close(mh_spool_iter *it) {
 **     else's that the service can read and would mail out.  Set aside;
 **   - a file owned by neither the running user nor root got here by a hard
 **     link whose first name is gone, or by root's hand: set aside too;
+**   - a file over limits.message (1 GiB, as sendmail's stdin): a sparse file
+**     (`truncate -s 100G`) takes no disk, but its copy filled the disk and
+**     held the scan -- and so every delivery -- for as long.  Set aside;
 **   - a file some process still has open for writing is being written in
 **     place (a read lease is refused, EAGAIN, while any writer has it open):
 **     -EBUSY, tried again at the next scan.  Where leases are not available
@@ -1437,6 +1440,12 @@ static int dropin_check(mh_spool *sp, const char *name, int fd, const struct sta
   if (st->st_uid != geteuid() && st->st_uid != 0) {
     snprintf(why, sizeof why, "it belongs to uid %ld, neither the spool's user (uid %ld) nor root",
              (long)st->st_uid, (long)geteuid());
+    to_corrupt(sp, sp->pickupfd, name, why);
+    return 1;
+  }
+  if ((int64_t)st->st_size > MH_LIMIT_MESSAGE) {
+    snprintf(why, sizeof why, "it is %lld bytes, over the %lld MiB limit of a message (limits.message)",
+             (long long)st->st_size, (long long)(MH_LIMIT_MESSAGE >> 20));
     to_corrupt(sp, sp->pickupfd, name, why);
     return 1;
   }

@@ -439,6 +439,13 @@ local function stderr_excerpt(text, secret)
   return line
 end
 
+-- How long a secret command may run and how long its line may be.  It runs
+-- where the password is needed -- inside the service's delivery loop -- and
+-- nothing else moves meanwhile: `sleep 1000` (a vault waiting for a prompt)
+-- froze `run` and `flush`, `cat /dev/zero` grew a 600 MB line.  Past these it
+-- is ended (coreutils timeout: TERM to its process group, KILL 2 s later).
+M.command_limits = { seconds = 10, bytes = 65536 }
+
 -- The first line a command prints (a secret: password_command,
 -- oauth_token_command).  Its stderr is captured in a private temporary file
 -- (os.tmpname: mkstemp, 0600) and never passed through: a failure is named with
@@ -448,12 +455,24 @@ local function run_first_line(cmd, what)
   -- no temporary file possible (a read-only /tmp): stderr is dropped instead
   local made, errfile = pcall(os.tmpname)
   if not made then errfile = nil end
-  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\n" .. cmd, "r")
+  local lim, t0 = M.command_limits, os.time()
+  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\nexec timeout -k 2 " ..
+                     string.format("%d", lim.seconds) .. " /bin/sh -c " .. shell_quote(cmd), "r")
   if not p then
     if errfile then os.remove(errfile) end
     return nil, what .. " could not be started"
   end
-  local line = p:read("l")
+  -- the first line, at most lim.bytes: read(1) takes what the pipe holds
+  -- (stdio's buffer), so a line is returned as soon as it is complete
+  local buf, n, long = {}, 0, false
+  while true do
+    local c = p:read(1)
+    if c == nil or c == "\n" then break end
+    n = n + 1
+    if n > lim.bytes then long = true break end
+    buf[n] = c
+  end
+  local line = table.concat(buf)
   local ok, how, code = p:close()
   local ef = errfile and io.open(errfile, "rb")
   local errtext = ef and ef:read(4096)
@@ -461,6 +480,17 @@ local function run_first_line(cmd, what)
   if errfile then os.remove(errfile) end
   if line then line = line:gsub("\r$", "") end
   local said = stderr_excerpt(errtext, line ~= "" and line or nil)
+  if long then
+    return nil, string.format("%s printed a line over %d bytes (a password or token is shorter; ended)",
+                              what, lim.bytes)
+  end
+  -- 124: timeout ended it with TERM; KILL, 2 s later, ends timeout itself too
+  if not ok and ((how == "exit" and code == 124) or
+                 ((how == "signal" and code == 9 or how == "exit" and code == 137) and
+                  os.time() - t0 >= lim.seconds)) then
+    return nil, string.format("%s did not finish within %d s (ended)%s", what, lim.seconds,
+                              said and (": " .. said) or "")
+  end
   if not ok then
     return nil, string.format("%s failed (%s %s)%s", what, tostring(how), tostring(code),
                               said and (": " .. said) or "")

@@ -572,6 +572,27 @@ static void test_hard_links(void) {
   }
 }
 
+/* A drop-in over limits.message: a sparse file takes no disk, but its copy
+** wrote every byte (a 100 GB `truncate -s` filled the disk, the scan held
+** every delivery meanwhile).  Set aside at once, nothing copied. */
+static void test_oversized(void) {
+  char p[700];
+  int fd, scans = 1;
+  fresh("oversized");
+  mh_spool_close(open_or_die());
+  put("pickup/huge.eml", "From: a@b.c\r\nTo: x@y.z\r\n\r\nzeros follow\r\n");
+  path_of(p, sizeof p, "pickup/huge.eml");
+  fd = open(p, O_WRONLY);
+  ok(fd >= 0 && ftruncate(fd, MH_LIMIT_MESSAGE + 1) == 0, "a sparse drop-in of limits.message + 1 byte");
+  if (fd >= 0) close(fd);
+  log_reset();
+  is_int(in_child(do_scans, &scans, 20), 0, "a scan returns");
+  is_int(kind_of("corrupt/huge.eml"), S_IFREG, "moved to corrupt/, not adopted");
+  is_int(dropins_in("pickup"), 0, "nothing adopted into pickup/");
+  is_int(dropins_in("tmp"), 0, "nothing copied into tmp/");
+  is_int(log_count("over the 1024 MiB limit of a message"), 1, "said once, naming the limit");
+}
+
 /* A writer in place: a process holds the drop-in open for writing (seen by a
 ** read lease), or writes it while it is copied (seen by its size and time,
 ** where leases are not available: forced with test_fault). */
@@ -716,6 +737,7 @@ int main(void) {
   test_sweep_window();
   test_enospc();
   test_hard_links();
+  test_oversized();
   test_written_in_place();
   test_control_names();
   test_flood();
