@@ -16,7 +16,7 @@
 #     /tmp/mailhook/cmd/stats.lua, or a C module ./mailhook/cmd/stats.so).
 # Every command runs under `timeout`: a hang is a failed test, never a stuck suite.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 LIMIT=15

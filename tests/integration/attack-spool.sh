@@ -12,7 +12,7 @@
 #     removed (it may be sent again)", false: it is gone.
 # Every command runs under `timeout`: a hang is a failed test, never a stuck suite.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 LIMIT=15
