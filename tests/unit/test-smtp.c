@@ -412,6 +412,28 @@ static void test_auth(void) {
   mh_buf_free(&r.out);
 }
 
+/* An OAuth access token runs to kilobytes (RFC 4954 §4 allows 12288 octets
+** on the AUTH line): the command leaves whole, never cut at a fixed buffer. */
+static void test_auth_long_token(void) {
+  rec r = { 0 };
+  static char tok[3000], want[8192], raw[3100];
+  mh_buf b = { 0 };
+  memset(tok, 'T', sizeof tok - 1);
+  mh_smtp *s = opened(&r, "250-mx\r\n250 AUTH XOAUTH2\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_XOAUTH2, "u", tok);
+  int n = snprintf(raw, sizeof raw, "user=u\001auth=Bearer %s\001\001", tok);
+  mh_buf_b64(&b, raw, (size_t)n);
+  snprintf(want, sizeof want, "AUTH XOAUTH2 %s\r\n", b.data);
+  const char *got = take(&r);
+  is_int(strlen(got), strlen(want), "the AUTH line is whole (%zu bytes)", strlen(want));
+  ok(strcmp(got, want) == 0, "and exactly the initial response");
+  feed(s, "235 ok\r\n");
+  is_int(r.rc, 0, "authenticated");
+  mh_buf_free(&b);
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 static void test_check_sender_and_quit(void) {
   rec r = { 0 };
   mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
@@ -781,6 +803,7 @@ int main(void) {
   test_reply_parser();
   test_starttls();
   test_auth();
+  test_auth_long_token();
   test_check_sender_and_quit();
   test_timeouts_and_421();
   test_state_names();
