@@ -7,6 +7,7 @@
 ** With PIPELINING, [RSET,] MAIL, every RCPT and DATA leave as one group and
 ** the replies are then walked through the same states without sending again.
 */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -396,6 +397,8 @@ static void flush(mh_smtp *s) {
     die(s, MH_ENOMEM, stage_of(s->state), "out of memory while writing to the server");
     return;
   }
+  /* a closed session writes nothing (die() dropped what the event had made) */
+  assert(s->state != MH_SMTP_CLOSED || s->wbuf.len == 0);
   s->expect += s->wcmds;
   s->wcmds = 0;
   if (s->wbuf.len) {
@@ -408,6 +411,8 @@ static void flush(mh_smtp *s) {
 /* The queued transaction becomes the current one, with a clean record of
 ** failure (the getters now describe it). */
 static void rotate(mh_smtp *s) {
+  /* the queued transaction is the other slot, never the current one */
+  assert(s->q && s->q != s->t && (s->q == &s->tx[0] || s->q == &s->tx[1]));
   s->t = s->q;
   s->q = NULL;
   s->op = OP_SEND;
@@ -422,6 +427,7 @@ static void rotate(mh_smtp *s) {
 ** already), or, when the session closed, ends too with the same rc. */
 static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
   int op = s->op;
+  assert(!s->q || op == OP_SEND);   /* only a send has another queued behind it */
   if (st != s->state) enter_state(s, st);
   s->op = OP_NONE;
   if (op != OP_NONE) s->io.done(s->io.ud, rc);
@@ -515,6 +521,7 @@ static void put_group(mh_smtp *s, txn *x, int rset) {
 ** need not wait for the reply to the dot.  No RSET: the dot ends the
 ** transaction, whatever its reply. */
 static void dot_written(mh_smtp *s) {
+  assert(s->state == MH_SMTP_BODY && !s->t->dot_out);   /* one final dot per message */
   s->t->dot_out = 1;
   s->wcmds++;           /* the final dot: the server owes its reply once it is written */
   if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
@@ -524,6 +531,8 @@ static void dot_written(mh_smtp *s) {
 ** asked for). */
 static void put_body(mh_smtp *s) {
   txn *t = s->t;
+  /* the data leaves once, after the 354, and never while the gate holds it */
+  assert(s->state == MH_SMTP_BODY && !t->dot_out && !t->body_held);
   if (t->streamed && !t->empty_data) {
     t->wanting = 1;
     if (s->io.more) s->io.more(s->io.ud);
@@ -596,6 +605,8 @@ static void auth_start(mh_smtp *s) {
 /* The one place a state's command is sent and its timer armed. */
 static void enter_state(mh_smtp *s, mh_smtp_state st) {
   mh_smtp_state old = s->state;
+  assert(st > MH_SMTP_INIT && st < MH_SMTP_NSTATES);
+  assert(old != MH_SMTP_CLOSED);   /* a closed session is never reopened */
   s->state = st;
   mh_debug("smtp: %s -> %s", state_names[old], state_names[st]);
   switch (st) {
@@ -766,6 +777,7 @@ static void on_reply(mh_smtp *s) {
       enter_state(s, MH_SMTP_RCPT);
       break;
     case MH_SMTP_RCPT: {
+      assert(s->t->rcpt_i < s->t->nrcpt);   /* one RCPT reply per recipient sent */
       mh_smtp_rcpt *rc = &s->t->rcpts[s->t->rcpt_i];
       rc->code = code;
       rc->accepted = is2(code) && !s->t->mail_failed;
@@ -883,6 +895,7 @@ static void mask_creds(const mh_smtp *s, char *text, size_t cap) {
 /* ----------------------------------------------------------- events */
 
 void mh_smtp_connected(mh_smtp *s, int tls) {
+  assert(s->state == MH_SMTP_INIT);   /* one connection per session */
   s->tls = tls;
   s->op = OP_OPEN;
   s->expect = 1;   /* the greeting */
@@ -1221,6 +1234,7 @@ static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_
   s->vstage = NULL;
   if (can_queue(s)) {
     txn *x = s->t == &s->tx[0] ? &s->tx[1] : &s->tx[0];
+    assert(x != s->t);
     if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len, flags, scan)) < 0) return rc;
     s->q = x;
     /* the current dot is out already: the commands follow at once */
