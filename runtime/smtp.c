@@ -244,6 +244,7 @@ static int conv_out(void *ud, const char *p, size_t n) {
 /* -------------------------------------------------------------- session */
 
 enum { OP_NONE, OP_OPEN, OP_AUTH, OP_SEND, OP_CHECK, OP_QUIT };
+enum { CHECK_CLEARING = 1 };   /* check_rc: not an outcome, see the field */
 
 /* One message transaction: what a send asked and what the server answered. */
 typedef struct {
@@ -298,7 +299,9 @@ struct mh_smtp {
   char verr[600];               /* why the last mh_smtp_send returned an error (also in
                                    errmsg unless it was queuing behind a running one) */
   const char *vstage;
-  int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET */
+  int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET; or
+                                   CHECK_CLEARING while the RSET that clears an earlier
+                                   transaction is out, before MAIL (sent alone) */
   /* replies owed: a reply is only ever the answer to something written */
   int wcmds;                    /* commands (and final dots) in wbuf, not yet written */
   int expect;                   /* replies the server owes for what was written (the
@@ -602,6 +605,16 @@ static void auth_start(mh_smtp *s) {
   mh_buf_wipe(&ir);
 }
 
+/* Whether entering st sends its commands as one PIPELINING group ([RSET,] MAIL,
+** RCPT..., DATA; a sender check's MAIL and RSET).  The one exception to
+** "whenever the server offers PIPELINING": the RSET that clears an earlier
+** transaction before a sender check leaves alone, and the check's own MAIL
+** and RSET follow as a group once it is answered. */
+static int grouped(const mh_smtp *s, mh_smtp_state st) {
+  if (!(s->caps.flags & MH_SMTP_CAP_PIPELINING)) return 0;
+  return !(s->op == OP_CHECK && st == MH_SMTP_RSET && s->check_rc == CHECK_CLEARING);
+}
+
 /* The one place a state's command is sent and its timer armed. */
 static void enter_state(mh_smtp *s, mh_smtp_state st) {
   mh_smtp_state old = s->state;
@@ -618,7 +631,7 @@ static void enter_state(mh_smtp *s, mh_smtp_state st) {
     case MH_SMTP_MAIL:
       if (st == MH_SMTP_MAIL) s->need_rset = 1;
       if (s->t->ahead) break;
-      if (s->caps.flags & MH_SMTP_CAP_PIPELINING) put_group(s, s->t, st == MH_SMTP_RSET);
+      if (grouped(s, st)) put_group(s, s->t, st == MH_SMTP_RSET);
       else if (st == MH_SMTP_RSET) put_cmd(s, "RSET");
       else put_cmd(s, "MAIL FROM:<%s>%s", s->t->from, s->t->mail_params);
       break;
@@ -757,7 +770,7 @@ static void on_reply(mh_smtp *s) {
         break;
       }
       s->need_rset = 0;
-      if (s->op == OP_CHECK && s->check_rc != 1) { finish(s, s->check_rc, MH_SMTP_READY); break; }
+      if (s->op == OP_CHECK && s->check_rc != CHECK_CLEARING) { finish(s, s->check_rc, MH_SMTP_READY); break; }
       if (s->op == OP_CHECK) s->check_rc = 0;
       enter_state(s, MH_SMTP_MAIL);
       break;
@@ -1309,13 +1322,10 @@ int mh_smtp_check_sender(mh_smtp *s, const char *from) {
     return rc;
   }
   s->op = OP_CHECK;
-  s->check_rc = 1;  /* 1: MAIL not sent yet (an RSET first) */
   if (s->need_rset) {
-    /* RSET first, then MAIL, then RSET again: keep it simple, no pipelining here */
-    int pipe = s->caps.flags & MH_SMTP_CAP_PIPELINING;
-    s->caps.flags &= ~(unsigned)MH_SMTP_CAP_PIPELINING;
+    /* RSET first (alone: grouped()), then MAIL and RSET again */
+    s->check_rc = CHECK_CLEARING;
     enter_state(s, MH_SMTP_RSET);
-    s->caps.flags |= (unsigned)pipe;
   } else {
     s->check_rc = 0;
     enter_state(s, MH_SMTP_MAIL);

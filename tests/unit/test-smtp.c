@@ -444,6 +444,22 @@ static void test_check_sender_and_quit(void) {
   is_str(mh_smtp_stage(s), "mail", "stage mail");
   is_int(mh_smtp_last_reply(s)->code, 553, "code kept");
   is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready again");
+  /* after a transaction that ended before its dot: the RSET that clears it
+  ** leaves alone, then MAIL and RSET as a group; the learned PIPELINING is
+  ** not touched on the way */
+  const char *to[] = { "b@x.test" };
+  mh_smtp_send(s, "a@x.test", to, 1, "x\r\n", 3);
+  take(&r);
+  feed(s, "250 ok\r\n550 no such user\r\n554 no valid recipients\r\n");
+  is_int(r.rc, MH_EREPLY, "a message refused before its data");
+  is_int(mh_smtp_check_sender(s, "c@x.test"), 0, "a check after it");
+  is_str(take(&r), "RSET\r\n", "the clearing RSET alone");
+  ok(mh_smtp_get_caps(s)->flags & MH_SMTP_CAP_PIPELINING, "PIPELINING still known meanwhile");
+  feed(s, "250 flushed\r\n");
+  is_str(take(&r), "MAIL FROM:<c@x.test>\r\nRSET\r\n", "then MAIL and RSET pipelined");
+  feed(s, "250 ok\r\n250 ok\r\n");
+  is_int(r.rc, 0, "sender accepted");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready again");
   mh_smtp_quit(s);
   is_str(take(&r), "QUIT\r\n", "QUIT");
   feed(s, "221 bye\r\n");
