@@ -16,6 +16,8 @@ export RUN_DEMO_STOP_WAIT=5
 U=$T/tree
 mkdir -p "$U/build" "$U/tests"
 cp "$MAILHOOK" "$U/build/mailhook"
+# the TLS module beside it, as in a built tree (the console password's scrypt is in it)
+[ -e "$(dirname "$MAILHOOK")/mailhook-tls.so" ] && cp "$(dirname "$MAILHOOK")/mailhook-tls.so" "$U/build/"
 cp -r "$ROOT/lua" "$ROOT/scripts" "$U/"
 ln -s "$ROOT/tests/peers" "$U/tests/peers"
 UMH=$U/build/mailhook
@@ -78,5 +80,12 @@ else
   is "$rc" 0 "without run/enqueue it exits 0"
   like "$out" "not built yet in this tree: .*(run|enqueue)" "and names what is missing"
 fi
+# A tree whose TLS module is missing: setting the console's password says so
+# (it said "admin_password: invalid argument", and the demo died on it).
+B=$T/bare; mkdir -p "$B/build"; cp "$MAILHOOK" "$B/build/"; cp -r "$ROOT/lua" "$ROOT/scripts" "$B/"
+out=$(printf 'pw\n' | "$B/build/mailhook" -c "$B/x.conf" -s "$B/spool" update admin_password=- 2>&1); rc=$?
+ok "$([ "$rc" != 0 ]; echo $?)" "without the TLS module, update admin_password=- fails"
+if [ -e /usr/local/lib/mailhook/mailhook-tls.so ]; then ok 0 "(an installed module is found: skipped)"
+else like "$out" "admin_password: cannot load the TLS module|admin_password: .*mailhook-tls.so" "and names the missing TLS module"; fi
 pgrep -f "$U/" >/dev/null; is $? 1 "no capture server and no service left running"
 done_testing

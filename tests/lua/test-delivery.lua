@@ -269,7 +269,8 @@ end)
 ---------------------------------------------------------------- scheduling
 
 tap.test("messages go oldest first on one reused session, then it closes when idle", function(t)
-  local d, sp, smtp = setup()
+  -- the rescan once an hour: only kick() can start the message added at the end
+  local d, sp, smtp = setup{ scan_interval = 3600 }
   for i = 1, 5 do sp:add{ to = { "ok@x" } } end
   local task = start(d)
   t:ok(until_(function() return sp:count() == 0 end), "all delivered")
@@ -279,10 +280,9 @@ tap.test("messages go oldest first on one reused session, then it closes when id
   t:is(d.workers[1].state, "idle", "the worker is idle")
   -- a new message after the close: kick() starts it at once on a new session
   sp:add{ to = { "ok@x" } }
-  local t0 = mh.monotonic()
   d:kick()
-  t:ok(until_(function() return sp:count() == 0 end), "a new message is delivered")
-  t:ok(mh.monotonic() - t0 < 0.5, "promptly")
+  t:ok(until_(function() return sp:count() == 0 end),
+       "a new message is delivered at once (kick: the next rescan is an hour away)")
   t:is(smtp.connects, 2, "on a new connection")
   d:stop()
   local ok, st = task:wait()
