@@ -485,17 +485,22 @@ void mh_client_free(mh_client *c) {
 
 /* ------------------------------------------------------------ operations */
 
-/* An operation starts: a fresh record of failure, the connection active. */
-static void begin(mh_client *c, int op) {
-  assert(c->op == OP_NONE);   /* one at a time (mh_client_busy) */
-  c->op = op;
-  c->op_done = 0;
+/* A fresh record of failure (an operation, or the first send of a batch). */
+static void fail_reset(mh_client *c) {
   c->fail_code = 0;
   c->fail_stage = NULL;
   c->fail_msg[0] = '\0';
   c->fail_why = MH_CLIENT_WHY_NONE;
   c->fail_reason = NULL;
   c->waited = NULL;
+}
+
+/* An operation starts: a fresh record of failure, the connection active. */
+static void begin(mh_client *c, int op) {
+  assert(c->op == OP_NONE);   /* one at a time (mh_client_busy) */
+  c->op = op;
+  c->op_done = 0;
+  fail_reset(c);
   active(c);
 }
 
@@ -638,14 +643,7 @@ static send_slot *new_slot(mh_client *c) {
   send_slot *r;
   assert(c->nsends < MH_CLIENT_MAX_SENDS);
   r = slot(c, c->nsends);
-  if (c->nsends == 0) {
-    c->fail_code = 0;
-    c->fail_stage = NULL;
-    c->fail_msg[0] = '\0';
-    c->fail_why = MH_CLIENT_WHY_NONE;
-    c->fail_reason = NULL;
-    c->waited = NULL;
-  }
+  if (c->nsends == 0) fail_reset(c);
   c->nsends++;
   mh_client_result_free(&r->res);
   memset(&r->res, 0, sizeof r->res);

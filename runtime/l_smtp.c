@@ -150,22 +150,14 @@ static int push_outcome(lua_State *L, lconn *u, const mh_client_result *r, int s
   return 3;
 }
 
-/* Pushes the finished operation's outcome (and forgets it). */
-static int pop_op(lua_State *L, lconn *u) {
+/* Pushes the finished operation's outcome (send = 0), or the oldest send's
+** (send = 1: what c:send returns), and forgets it. */
+static int pop_outcome(lua_State *L, lconn *u, int send) {
   mh_client_result r;
   int n;
-  mh_client_op_take(u->c, &r);
-  n = push_outcome(L, u, &r, 0);
-  mh_client_result_free(&r);
-  return n;
-}
-
-/* Pushes the oldest send's outcome (what c:send returns) and forgets it. */
-static int pop_send(lua_State *L, lconn *u) {
-  mh_client_result r;
-  int n;
-  mh_client_result_take(u->c, &r);
-  n = push_outcome(L, u, &r, 1);
+  if (send) mh_client_result_take(u->c, &r);
+  else mh_client_op_take(u->c, &r);
+  n = push_outcome(L, u, &r, send);
   mh_client_result_free(&r);
   return n;
 }
@@ -178,7 +170,7 @@ static void wake(lconn *u) {
   if (kind == WAIT_OP ? !mh_client_op_done(u->c) : !mh_client_result_ready(u->c)) return;
   u->waiting = WAIT_NONE;
   if (!(co = mh_wait_co(&u->w))) return;
-  n = kind == WAIT_OP ? pop_op(co, u) : pop_send(co, u);
+  n = pop_outcome(co, u, kind != WAIT_OP);
   mh_wait_resume(&u->w, n);
 }
 
@@ -278,7 +270,7 @@ static void begin(lua_State *L, lconn *u, const char *what) {
 
 /* Ends an operation's start: the outcome at once when it already ended, else wait. */
 static int wait_op(lua_State *L, lconn *u) {
-  if (mh_client_op_done(u->c)) return pop_op(L, u);
+  if (mh_client_op_done(u->c)) return pop_outcome(L, u, 0);
   u->waiting = WAIT_OP;
   return mh_wait_yield(L, &u->w);
 }
@@ -381,7 +373,7 @@ static int collect(lua_State *L, lconn *u, const char *what) {
   if (u->waiting) luaL_error(L, "%s: another task is waiting on this session", what);
   /* asking for a result not in yet means the ones before were settled */
   mh_client_release(u->c);
-  if (mh_client_result_ready(u->c)) return pop_send(L, u);
+  if (mh_client_result_ready(u->c)) return pop_outcome(L, u, 1);
   mh_wait_init(L, &u->w, what);
   u->w.cancel = cancel_cb;
   u->waiting = WAIT_SEND;
