@@ -67,7 +67,8 @@ typedef struct {
   void *ud;
 } mh_client_params;
 
-/* The outcome of one operation or one send. */
+/* The outcome of one operation or one send.  (A new field: client.c's
+** result_clear and result_move name every field.) */
 typedef struct {
   int rc;                       /* 0 or a negative code (MH_E*) */
   const char *stage;            /* failed: "dns", "connect", "tls", "auth", "mail", "rcpt",

@@ -52,6 +52,9 @@ struct mh_transport {
   char address[64];            /* the address being tried / connected to */
   char tried[700];             /* every address tried and why it failed */
   int writes;                  /* write requests in flight */
+  uv_idle_t low_idle;          /* LOW after a write the kernel took at once: on the next
+                                  loop turn, never from inside mh_transport_write */
+  int low_due;                 /* such a LOW is owed */
   uint64_t received;           /* bytes read */
   mh_tls *tls;                 /* the TLS engine once start_tls ran */
   int tls_on;                  /* the handshake succeeded: data goes through TLS */
@@ -139,7 +142,8 @@ static void fail(mh_transport *t, int code, int tls_why, const char *fmt, ...) {
 
 /* SIGPIPE around a write, for a process that does not ignore it: the signal a
 ** write to a reset connection raises is consumed, and the write fails with
-** EPIPE instead of killing the host.  Returns what write returned. */
+** EPIPE instead of killing the host.  req NULL: uv_try_write (what the kernel
+** takes now, or UV_EAGAIN).  Returns what the write returned. */
 static int guarded_write(mh_transport *t, uv_write_t *req, uv_buf_t *b, uv_write_cb cb) {
   sigset_t set, old, pend;
   int rc, active = 0, was_pending = 0;
@@ -151,7 +155,8 @@ static int guarded_write(mh_transport *t, uv_write_t *req, uv_buf_t *b, uv_write
       was_pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
     }
   }
-  rc = uv_write(req, (uv_stream_t *)&t->sk->tcp, b, 1, cb);
+  rc = req ? uv_write(req, (uv_stream_t *)&t->sk->tcp, b, 1, cb)
+           : uv_try_write((uv_stream_t *)&t->sk->tcp, b, 1);
   if (active) {
     if (!was_pending && sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE)) {
       static const struct timespec zero = { 0, 0 };
@@ -175,13 +180,38 @@ static void write_cb(uv_write_t *req, int status) {
   unref(t);
 }
 
-/* Bytes for the socket, copied into the queue; libuv writes them at once when
-** the kernel takes them, and write_cb follows on a later loop turn. */
+static void low_cb(uv_idle_t *h) {
+  mh_transport *t = (mh_transport *)h->data;
+  uv_idle_stop(h);
+  if (!t->low_due) return;
+  t->low_due = 0;
+  /* a write queued since then reports LOW itself (write_cb) */
+  if (t->writes == 0 && t->phase != MH_TR_FAILED) emit(t, MH_TR_LOW, NULL, 0);
+}
+
+/* Bytes for the socket: written at once when nothing is queued and the kernel
+** takes them (LOW then follows on the next loop turn), else copied into the
+** queue (LOW from write_cb once it has emptied).  A command or a reply-sized
+** write takes the first way: no copy, no allocation. */
 static void queue_raw(mh_transport *t, const char *buf, size_t len) {
   wreq *r;
   uv_buf_t b;
   int rc;
   if (!t->sk || t->phase == MH_TR_FAILED || len == 0) return;
+  if (t->writes == 0) {
+    b = uv_buf_init((char *)buf, (unsigned)len);
+    rc = guarded_write(t, NULL, &b, NULL);
+    if (rc < 0 && rc != UV_EAGAIN) {
+      fail(t, MH_ECONNECT, MH_TLS_WHY_NONE, "write failed: %s", uv_strerror(rc));
+      return;
+    }
+    if (rc == (int)len) {
+      t->low_due = 1;
+      uv_idle_start(&t->low_idle, low_cb);
+      return;
+    }
+    if (rc > 0) { buf += rc; len -= (size_t)rc; }
+  }
   if (!(r = (wreq *)malloc(sizeof *r + len))) {
     fail(t, MH_ENOMEM, MH_TLS_WHY_NONE, "out of memory (%zu bytes to write)", len);
     return;
@@ -437,7 +467,9 @@ mh_transport *mh_transport_new(const mh_transport_params *p) {
   t->guard_sigpipe = !(sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN);
   uv_timer_init(t->loop, &t->timer);
   t->timer.data = t;
-  t->refs = 2;   /* the owner and the timer */
+  uv_idle_init(t->loop, &t->low_idle);
+  t->low_idle.data = t;
+  t->refs = 3;   /* the owner, the timer and the idle handle */
   return t;
 }
 
@@ -472,6 +504,7 @@ void mh_transport_close(mh_transport *t) {
   if (t->phase != MH_TR_FAILED) t->phase = MH_TR_CLOSED;
   sock_close(t);
   uv_close((uv_handle_t *)&t->timer, handle_closed);
+  uv_close((uv_handle_t *)&t->low_idle, handle_closed);
 }
 
 void mh_transport_free(mh_transport *t) {
