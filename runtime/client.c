@@ -708,6 +708,10 @@ static void refused(send_slot *r, int rc, const char *stage, const char *msg, in
   slot_close_file(r);
 }
 
+int mh_client_set_dsn(mh_client *c, const char *mail, const char *const *rcpt, size_t n) {
+  return mh_smtp_set_dsn(c->s, mail, rcpt, n);
+}
+
 void mh_client_refuse(mh_client *c, int rc, const char *stage, const char *msg, int closed) {
   refused(new_slot(c), rc, stage, msg, closed);
 }

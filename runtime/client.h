@@ -123,6 +123,10 @@ void mh_client_submit(mh_client *c, const char *from, const char *const *rcpt, s
                       const char *data, size_t len);
 void mh_client_submit_file(mh_client *c, const char *from, const char *const *rcpt, size_t nrcpt,
                            int fd, uint64_t off, uint64_t size);
+/* The RFC 3461 parameters of the next submission (smtp.h mh_smtp_set_dsn:
+** filtered, sent only where the server offers DSN, forgotten after that one
+** send): mail for MAIL FROM, rcpt[i] for the i-th recipient.  0 or MH_ENOMEM. */
+int mh_client_set_dsn(mh_client *c, const char *mail, const char *const *rcpt, size_t n);
 /* A submission that ends before it starts (the owner refused it: a NUL in an
 ** address, a session that is not usable), queued in order with the others. */
 void mh_client_refuse(mh_client *c, int rc, const char *stage, const char *msg, int closed);

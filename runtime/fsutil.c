@@ -221,7 +221,8 @@ int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_
   /* O_EXCL with a name unique to this process and call; retry on a collision
      with a stale file left by a crashed writer of the same pid. */
   for (int tries = 0; fd < 0; tries++) {
-    int n = snprintf(tmp, sizeof tmp, "%s/.%s.%ld.%u", dir, base, (long)getpid(), counter++);
+    int n = snprintf(tmp, sizeof tmp, "%s/.%s.%ld.%u", dir, base, (long)getpid(),
+                     __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));   /* states in threads */
     if (n < 0 || (size_t)n >= sizeof tmp) return -ENAMETOOLONG;
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0 && (errno != EEXIST || tries > 100)) return -errno;

@@ -53,7 +53,8 @@ static struct {
   char **cands;               /* candidates of the completion in progress */
   size_t ncands;
 
-  lua_State *L;               /* main state, for the registry */
+  lua_State *L;               /* the state's callback thread (mh_l_cbstate), for the registry */
+  uv_loop_t *loop;            /* the loop of the state that opened it (one at a time) */
   int guard_ref;              /* registry ref of the task Ctrl-C interrupts */
   mh_task *guard_task;
 
@@ -395,7 +396,7 @@ static void read_cb(uv_fs_t *req) {
 ** the (negative) error: the caller then takes what is left. */
 static int start_read(void) {
   uv_buf_t b = uv_buf_init(R.chunk, sizeof R.chunk);
-  int rc = uv_fs_read(mh_l_loop(), &R.req, 0, &b, 1, -1, read_cb);
+  int rc = uv_fs_read(R.loop, &R.req, 0, &b, 1, -1, read_cb);
   if (rc < 0) {
     R.eof = 1;
     return rc;
@@ -408,18 +409,18 @@ static int start_read(void) {
 
 static void open_repl(lua_State *L) {
   struct sigaction sa;
+  if (R.opened && R.loop != mh_l_loop(L))
+    luaL_error(L, "the REPL is open in another Lua state (the terminal is the process's)");
   if (R.opened) return;
-  R.L = L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  R.L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  R.L = mh_l_cbstate(L);
+  R.loop = mh_l_loop(L);
   R.tty = isatty(0);
-  uv_async_init(mh_l_loop(), &R.async, async_cb);
+  uv_async_init(R.loop, &R.async, async_cb);
   uv_unref((uv_handle_t *)&R.async);
   if (R.tty) {
     static int once;
     int fl = fcntl(0, F_GETFL);
-    if (uv_poll_init(mh_l_loop(), &R.poll, 0) < 0) {
+    if (uv_poll_init(R.loop, &R.poll, 0) < 0) {
       R.tty = 0;                      /* not pollable after all: read it as a pipe */
     } else {
       /* uv_poll_init made the terminal non-blocking, which the shell shares and

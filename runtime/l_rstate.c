@@ -404,14 +404,12 @@ static int l_ticker(lua_State *L) {
   luaL_setmetatable(L, TICKER_MT);
   t = (ticker_t *)calloc(1, sizeof *t);
   if (!t) return luaL_error(L, "out of memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  t->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  t->L = mh_l_cbstate(L);
   lua_pushvalue(L, 2);
   t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->last_ref = LUA_NOREF;
   t->timer.data = t;
-  uv_timer_init(mh_l_loop(), &t->timer);
+  uv_timer_init(mh_l_loop(L), &t->timer);
   uv_timer_start(&t->timer, ticker_cb, ms, ms);
   uv_unref((uv_handle_t *)&t->timer);
   u->t = t;

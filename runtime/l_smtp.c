@@ -251,7 +251,7 @@ static int l_new(lua_State *L) {
   p.greeting_wait_ms = opt_ms(L, "greeting_wait", 1.5);
   p.command_ms = opt_ms(L, "command_timeout", 300);
   p.data_ms = opt_ms(L, "data_timeout", 600);
-  p.loop = mh_l_loop();
+  p.loop = mh_l_loop(L);   /* the loop of this state (each state has its own) */
   p.notify = notify;
   u = (lconn *)lua_newuserdatauv(L, sizeof *u, 0);
   memset(u, 0, sizeof *u);
@@ -387,6 +387,29 @@ static int l_send(lua_State *L) {
   if (n) luaL_error(L, "smtp send: %d submitted send(s) not collected (use result())", (int)n);
   submit(L, u, "smtp send", -1, 0, 0);
   return collect(L, u, "smtp send");
+}
+
+/* c:set_dsn([mail [, {rcpt params...}]]): the RFC 3461 parameters of the next
+** send or submit (mh_client_set_dsn: sent only where the server offers DSN);
+** the list is parallel to that send's recipients.  Without arguments: none.
+** Never waits. */
+static int l_set_dsn(lua_State *L) {
+  lconn *u = check_lconn(L);
+  const char *mail = luaL_optstring(L, 2, NULL);
+  const char **rp = NULL;
+  size_t n = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    n = (size_t)luaL_len(L, 3);
+    rp = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rp, 0);   /* freed by the GC */
+    for (size_t i = 0; i < n; i++) {
+      lua_rawgeti(L, 3, (lua_Integer)i + 1);
+      rp[i] = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;   /* false: none */
+      lua_pop(L, 1);   /* the string stays alive in the table */
+    }
+  }
+  if (mh_client_set_dsn(u->c, mail, rp, n) < 0) return luaL_error(L, "out of memory");
+  return 0;
 }
 
 /* c:submit(from, {rcpt...}, data) -> true   (never waits; c:result() tells) */
@@ -557,7 +580,7 @@ static int l_tostring(lua_State *L) {
 
 void l_smtp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit },
+    { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit }, { "set_dsn", l_set_dsn },
     { "submit_file", l_submit_file }, { "result", l_result }, { "release", l_release },
     { "pending", l_pending }, { "check_sender", l_check_sender },
     { "quit", l_quit }, { "alive", l_alive }, { "close", l_close }, { "info", l_info }, { NULL, NULL } };

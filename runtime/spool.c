@@ -241,17 +241,17 @@ static void notes_prune(mh_spool *sp, unsigned gen) {
 
 /* -------------------------------------------------------- open, close */
 
-/* How a spool folder may be shared.  Every folder of today is FOLDER_PRIVATE.
-** The postdrop-style maildrop/ of a later issue (unprivileged submission) will
-** be listed in `subs` below with FOLDER_DROPBOX: owned by us, group-writable
-** and sticky (1730, a mailhook group), exempt from the group-write rule only
-** because it is named here. */
+/* How a spool folder may be shared.  Every folder is FOLDER_PRIVATE but the
+** postdrop-style maildrop/ of unprivileged submission (docs/sendmail.md,
+** runtime/drop.c): FOLDER_DROPBOX, owned by us, and either private too or
+** exactly mode 1730 or 1770 (group-writable and sticky, the drop program's
+** group), exempt from the group-write rule only because it is named here. */
 enum { FOLDER_PRIVATE, FOLDER_DROPBOX };
 
 /* The `postfix check` rule for a spool folder (fd open on it, shown as what):
 ** owned by the running user or root, and writable by nobody else (a
-** FOLDER_DROPBOX may be group-writable when sticky).  0, or MH_EUNSAFE with
-** err naming the folder, its owner and mode, and the fix. */
+** FOLDER_DROPBOX may be 1730 or 1770).  0, or MH_EUNSAFE with err naming the
+** folder, its owner and mode, and the fix. */
 static int folder_check(int fd, const char *what, int policy, char *err) {
   struct stat st;
   uid_t me = geteuid();
@@ -261,7 +261,12 @@ static int folder_check(int fd, const char *what, int policy, char *err) {
     return fail(err, MH_EUNSAFE, "%s belongs to uid %ld, not to the running user (uid %ld) or root: "
                 "refusing a spool another user could change (chown it, or run as its owner)",
                 what, (long)st.st_uid, (long)me);
-  mode_t bad = policy == FOLDER_DROPBOX && (st.st_mode & S_ISVTX) ? S_IWOTH : (S_IWGRP | S_IWOTH);
+  mode_t m = st.st_mode & 07777;
+  if (policy == FOLDER_DROPBOX && (m == 01730 || m == 01770)) return 0;
+  if (policy == FOLDER_DROPBOX && (st.st_mode & (S_IWGRP | S_IWOTH)))
+    return fail(err, MH_EUNSAFE, "%s is mode %04o: a maildrop is 1730 (or 1770), group-writable and sticky, "
+                "or private (chmod 1730 it)", what, (unsigned)m);
+  mode_t bad = S_IWGRP | S_IWOTH;
   if (st.st_mode & bad)
     return fail(err, MH_EUNSAFE, "%s is mode %04o, writable by %s: refusing a spool others could change "
                 "(chmod go-w it)", what, (unsigned)(st.st_mode & 07777),
@@ -316,6 +321,21 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
     int fd = open_sub(sp->dirfd, dir, subs[i].name, subs[i].policy, err);
     if (fd < 0) { rc = fd; goto bad; }
     *fds[i] = fd;
+  }
+  /* maildrop/ is made by whoever sets up unprivileged submission (its group:
+     make install, the package), never here; when it is there, its own rule */
+  {
+    int fd = openat(sp->dirfd, "maildrop", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    snprintf(what, sizeof what, "spool %s/maildrop", dir);
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+      rc = fail(err, MH_EUNSAFE, "%s is a symbolic link or a file, not a folder", what);
+      goto bad;
+    }
+    if (fd >= 0) {
+      rc = folder_check(fd, what, FOLDER_DROPBOX, err);
+      close(fd);
+      if (rc) goto bad;
+    }
   }
   *out = sp;
   return 0;
@@ -548,24 +568,94 @@ int mh_addr_check(const char *addr, int empty_ok) {
   return 0;
 }
 
-static int env_add(mh_env *env, const char *a, size_t n) {
+/* Appends recipient a[0..n) with its DSN parameters (NULL or "" for none),
+** keeping to_params parallel to to once a recipient has any. */
+static int env_add_p(mh_env *env, const char *a, size_t n, const char *params) {
   char **nt;
   for (size_t i = 0; i < env->nto && i < 1000; i++)  /* drop exact duplicates */
     if (strlen(env->to[i]) == n && !memcmp(env->to[i], a, n)) return 0;
+  if (params && *params && !env->to_params &&
+      !(env->to_params = calloc(env->nto + 1, sizeof *env->to_params)))
+    return MH_ENOMEM;
+  if (env->to_params) {
+    char **np = realloc(env->to_params, (env->nto + 1) * sizeof *np);
+    if (!np) return MH_ENOMEM;
+    env->to_params = np;
+    np[env->nto] = NULL;
+    if (params && *params && !(np[env->nto] = strdup(params))) return MH_ENOMEM;
+  }
   nt = realloc(env->to, (env->nto + 1) * sizeof *nt);
   if (!nt) return MH_ENOMEM;
   env->to = nt;
-  if (!(nt[env->nto] = xstrndup(a, n))) return MH_ENOMEM;
+  if (!(nt[env->nto] = xstrndup(a, n))) {
+    if (env->to_params) { free(env->to_params[env->nto]); env->to_params[env->nto] = NULL; }
+    return MH_ENOMEM;
+  }
   env->nto++;
   return 0;
 }
 
+static int env_add(mh_env *env, const char *a, size_t n) { return env_add_p(env, a, n, NULL); }
+
 void mh_env_free(mh_env *env) {
   if (!env) return;
-  for (size_t i = 0; i < env->nto; i++) free(env->to[i]);
+  for (size_t i = 0; i < env->nto; i++) {
+    free(env->to[i]);
+    if (env->to_params) free(env->to_params[i]);
+  }
   free(env->to);
+  free(env->to_params);
   free(env->from);
+  free(env->from_params);
   memset(env, 0, sizeof *env);
+}
+
+int mh_spool_params_ok(const char *p, int sender) {
+  static const char *const for_sender[] = { "RET", "ENVID", NULL };
+  static const char *const for_rcpt[] = { "NOTIFY", "ORCPT", NULL };
+  const char *const *allowed = sender ? for_sender : for_rcpt;
+  if (!p) return 0;
+  if (strlen(p) > 500) return MH_EBADADDR;
+  while (*p) {
+    const char *e, *eq;
+    int known = 0;
+    while (*p == ' ') p++;
+    if (!*p) break;
+    for (e = p; *e && *e != ' '; e++) {}
+    eq = memchr(p, '=', (size_t)(e - p));
+    if (!eq || eq == p || eq + 1 == e) return MH_EBADADDR;
+    for (int k = 0; allowed[k]; k++)
+      if (strlen(allowed[k]) == (size_t)(eq - p) && !strncasecmp(p, allowed[k], (size_t)(eq - p))) known = 1;
+    if (!known) return MH_EBADADDR;
+    for (const char *q = eq + 1; q < e; q++)
+      if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e || *q == '<' || *q == '>') return MH_EBADADDR;
+    p = e;
+  }
+  return 0;
+}
+
+/* The value [vs, ve) of an X-Sender / X-Receiver line: the address, without
+** its angle brackets, in [*as, *ae), and where its parameters start (*ps: the
+** first byte after the address and its spaces; ve when there are none).  The
+** address ends at the first space outside a quoted local part. */
+static void env_value_split(const char *buf, size_t vs, size_t ve, size_t *as, size_t *ae, size_t *ps) {
+  size_t p = vs;
+  if (p < ve && buf[p] == '<') {
+    const char *gt = memchr(buf + p, '>', ve - p);
+    *as = p + 1;
+    *ae = gt ? (size_t)(gt - buf) : ve;
+    p = gt ? *ae + 1 : ve;
+  } else {
+    int quote = 0;
+    *as = p;
+    for (; p < ve && (quote || buf[p] != ' '); p++) {
+      if (buf[p] == '\\' && quote && p + 1 < ve) p++;
+      else if (buf[p] == '"') quote = !quote;
+    }
+    *ae = p;
+  }
+  while (p < ve && (buf[p] == ' ' || buf[p] == '\t')) p++;
+  *ps = p;
 }
 
 /* Ends one mailbox of an address list: plain text or <angle> address. */
@@ -718,26 +808,43 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
   while (p < he) {
     if ((rc = hdr_line(buf, p, he, &end, &n))) break;
     if (name_is(buf, p, n, "X-Sender") && !have_sender) {
+      size_t as, ae, ps;
       hdr_value(buf, p, end, n, &vs, &ve);
-      if (ve > vs && buf[vs] == '<' && buf[ve - 1] == '>') { vs++; ve--; }
-      if (!(env->from = xstrndup(buf + vs, ve - vs))) goto nomem;
+      env_value_split(buf, vs, ve, &as, &ae, &ps);
+      if (!(env->from = xstrndup(buf + as, ae - as))) goto nomem;
       if (mh_addr_check(env->from, 1)) {
         rc = fail(err, MH_ECORRUPT, "bad X-Sender '%s'", env->from);
         goto bad;
       }
+      if (ps < ve) {
+        if (!(env->from_params = xstrndup(buf + ps, ve - ps))) goto nomem;
+        if (mh_spool_params_ok(env->from_params, 1)) {
+          rc = fail(err, MH_ECORRUPT, "bad X-Sender parameters '%.100s'", env->from_params);
+          goto bad;
+        }
+      }
       have_sender = 1;
     } else if (name_is(buf, p, n, "X-Receiver")) {
+      size_t as, ae, ps;
       hdr_value(buf, p, end, n, &vs, &ve);
-      if (ve > vs && buf[vs] == '<' && buf[ve - 1] == '>') { vs++; ve--; }
-      char *a = xstrndup(buf + vs, ve - vs);
+      env_value_split(buf, vs, ve, &as, &ae, &ps);
+      char *a = xstrndup(buf + as, ae - as), *params = NULL;
       if (!a) goto nomem;
       if (mh_addr_check(a, 0)) {
         rc = fail(err, MH_ECORRUPT, "bad X-Receiver '%s'", a);
         free(a);
         goto bad;
       }
-      rc = env_add(env, a, strlen(a));
+      if (ps < ve && (!(params = xstrndup(buf + ps, ve - ps)) || mh_spool_params_ok(params, 0))) {
+        rc = params ? fail(err, MH_ECORRUPT, "bad X-Receiver parameters '%.100s'", params) : MH_ENOMEM;
+        free(a);
+        free(params);
+        if (rc == MH_ENOMEM) goto nomem;
+        goto bad;
+      }
+      rc = env_add_p(env, a, strlen(a), params);
       free(a);
+      free(params);
       if (rc) goto nomem;
     } else {
       break;
@@ -824,16 +931,22 @@ static int write_no_bcc(int fd, const char *buf, size_t he) {
   return mh_fsutil_write_all(fd, buf + run, he - run);
 }
 
-/* The X-Sender / X-Receiver lines for an envelope, in one write. */
-static int write_env(int fd, const char *from, const char *const *to, size_t nto) {
-  size_t cap = 32 + strlen(from), len = 0;
+/* The X-Sender / X-Receiver lines for an envelope, in one write; the DSN
+** parameters (from_params, to_params: may be NULL) after the addresses. */
+static int write_env(int fd, const char *from, const char *from_params, const char *const *to,
+                     const char *const *to_params, size_t nto) {
+  size_t cap = 32 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
   char *buf;
   int rc;
-  for (size_t i = 0; i < nto; i++) cap += 16 + strlen(to[i]);
-  if (!(buf = malloc(cap))) return MH_ENOMEM;
-  len += (size_t)snprintf(buf, cap, "X-Sender: %s\r\n", from[0] ? from : "<>");
   for (size_t i = 0; i < nto; i++)
-    len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s\r\n", to[i]);
+    cap += 16 + strlen(to[i]) + (to_params && to_params[i] ? strlen(to_params[i]) + 1 : 0);
+  if (!(buf = malloc(cap))) return MH_ENOMEM;
+  len += (size_t)snprintf(buf, cap, "X-Sender: %s%s%s\r\n", from[0] ? from : "<>",
+                          from_params && *from_params ? " " : "", from_params ? from_params : "");
+  for (size_t i = 0; i < nto; i++) {
+    const char *tp = to_params && to_params[i] ? to_params[i] : "";
+    len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s%s%s\r\n", to[i], *tp ? " " : "", tp);
+  }
   rc = mh_fsutil_write_all(fd, buf, len);
   free(buf);
   return rc;
@@ -859,6 +972,11 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
     for (size_t k = 0; k < items[i].nto; k++)
       if (mh_addr_check(items[i].to[k], 0))
         return fail(err, MH_EBADADDR, "recipient '%s'", items[i].to[k]);
+    if (mh_spool_params_ok(items[i].from_params, 1))
+      return fail(err, MH_EBADADDR, "DSN parameters '%.100s' of the sender", items[i].from_params);
+    for (size_t k = 0; items[i].to_params && k < items[i].nto; k++)
+      if (mh_spool_params_ok(items[i].to_params[k], 0))
+        return fail(err, MH_EBADADDR, "DSN parameters '%.100s' of '%s'", items[i].to_params[k], items[i].to[k]);
   }
   s = calloc(n, sizeof *s);
   if (!s) return fail(err, MH_ENOMEM, "enqueue");
@@ -872,7 +990,8 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
       goto undo;
     }
     s[i].state = 1;
-    if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->to, it->nto)) ||
+    if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->from_params, it->to, it->to_params,
+                        it->nto)) ||
         (rc = it->write(it->arg, s[i].fd))) {
       fail(err, rc, "spool %s: write tmp/%s", sp->dir, it->id);
       goto undo;
@@ -1421,7 +1540,8 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
   if ((fault_at("adopt-write") && (rc = -errno)) ||
-      (rc = write_env(out, env.from, (const char *const *)env.to, env.nto)) ||
+      (rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
+                      (const char *const *)env.to_params, env.nto)) ||
       (rc = write_no_bcc(out, buf, he)))
     goto fail_tmp;
   /* the rest of the file, streamed */

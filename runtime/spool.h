@@ -15,7 +15,10 @@
 ** and the folders must belong to us or root and be writable by nobody else.
 **
 ** A spool file starts with "X-Sender: FROM" and one "X-Receiver: RCPT" line per
-** recipient; the message as it is sent follows (entry offset).  Every function
+** recipient; the message as it is sent follows (entry offset).  Either line
+** may carry RFC 3461 parameters after the address ("X-Sender: a@b RET=HDRS
+** ENVID=x", "X-Receiver: c@d NOTIFY=SUCCESS,FAILURE"): sendmail's -N -R -V,
+** sent only where the server offers DSN (docs/sendmail.md).  Every function
 ** here does blocking disk I/O: bindings call them on the thread pool.  An
 ** mh_spool is safe to use from several threads at once (its fields are
 ** read-only after open; every cross-process exclusion is a flock).
@@ -39,6 +42,9 @@ typedef struct mh_env {
   size_t nto;
   size_t offset;       /* first byte of the message proper (after the X- lines) */
   int canonical;       /* 1 when the envelope came from X-Sender/X-Receiver lines */
+  char *from_params;   /* RFC 3461 MAIL parameters ("RET=HDRS ENVID=x"), or NULL */
+  char **to_params;    /* NOTIFY/ORCPT per recipient (nto entries, NULL for none), or
+                          NULL when no recipient has any */
 } mh_env;
 
 /* A recipient the server refused for good (a 5xx to RCPT, or to the message
@@ -88,6 +94,8 @@ typedef struct mh_spool_item {
   mh_spool_writer write;        /* produces the message bytes */
   void *arg;                    /* its argument */
   char id[MH_SPOOL_IDLEN];      /* out: the id, valid once enqueue returned 0 */
+  const char *from_params;      /* DSN parameters of the sender, or NULL (mh_spool_params_ok) */
+  const char *const *to_params; /* of each recipient (nto entries, NULL for none), or NULL */
 } mh_spool_item;
 
 /* Opens (creating what is missing, mode 0700) the spool in dir: the folder
@@ -223,6 +231,12 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err);
 /* 0 when addr is a usable bare address (local@domain, no space, control
 ** character, <, > or comma; <= 320 bytes); "" is allowed when empty_ok. */
 int mh_addr_check(const char *addr, int empty_ok);
+
+/* 0 when p is a list of RFC 3461 parameters a spool file may carry: space
+** separated KEY=VALUE, KEY one of RET, ENVID (sender: sender != 0) or NOTIFY,
+** ORCPT (recipient), VALUE printable ASCII without '<' or '>', at most 500
+** bytes in all.  NULL and "" are fine (none).  Else MH_EBADADDR. */
+int mh_spool_params_ok(const char *p, int sender);
 
 /* For the binding: writes buf[0..len) to fd, with the Bcc lines of its header
 ** block (up to the first blank line) left out.  0 or

@@ -125,25 +125,35 @@ local function loopback(host) return LOOPBACK[host] or host:match("^127%.") ~= n
 
 -- Recent log lines for the page: core.log is wrapped while a console runs, so
 -- every line of the Lua layer (delivery, rules, settings) is kept, as it was
--- written (lines never hold a password: log.h's contract).
+-- written (lines never hold a password: log.h's contract); so is
+-- core.logsink.entry, through which the mail log's per-recipient lines
+-- (maillog.lua: "ID: to=<..>, ..., status=sent") are written.
 local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
 
 function M:tap_log()
-  local orig = core.log
-  self.orig_log = orig
+  local orig, orig_entry = core.log, core.logsink.entry
+  self.orig_log, self.orig_entry = orig, orig_entry
   local ring, n, max = {}, 0, M.LOG_LINES
   self.ring = ring
-  core.log = function(level, ...)
-    orig(level, ...)
+  local function keep(level, text)
     local want = LEVELS[core.log_level()] or 2
     if (LEVELS[level] or 2) < want then return end
-    local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
     n = n + 1
-    ring[n] = { seq = n, at = core.now(), level = level, text = table.concat(parts, " ") }
+    ring[n] = { seq = n, at = core.now(), level = level, text = text }
     ring[n - max] = nil
     self.log_seq = n
     for sub in pairs(self.subs) do sub.cond:notify() end
+  end
+  core.log = function(level, ...)
+    orig(level, ...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    keep(level, table.concat(parts, " "))
+  end
+  core.logsink.entry = function(level, message, fields)
+    local written = orig_entry(level, message, fields)
+    keep(level, tostring(message))
+    return written
   end
 end
 
@@ -737,6 +747,7 @@ function M:stop()
   if self.status then self.status.listeners[self] = nil end
   self.server:close()
   if self.orig_log then core.log = self.orig_log end
+  if self.orig_entry then core.logsink.entry = self.orig_entry end
 end
 
 return M

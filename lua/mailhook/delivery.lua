@@ -849,7 +849,8 @@ function W:burst(e)
       return
     end
     x.relay = self.relay
-    local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset }
+    local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset,
+                                    from_params = x.from_params, to_params = x.to_params }
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = { e = x }; return end
     -- the file could not be read: it waits its backoff, the rest go on
@@ -1018,7 +1019,7 @@ function M.flush_done_path(dir) return dir .. "/flush.done" end
 
 -- flush{[spool_dir =, cfg =, progress = fn(done, total, left), timeout =]} -> summary
 --   summary = {delivered =, deferred =, failed =, left =, total =, via = "self"|"service",
---              error = string|nil}
+--              error = string|nil, spool_error = true when the spool could not be opened}
 -- Waits.  Delivers the queue now, backoff ignored, one pass; stops early when
 -- the server cannot be reached.  While a service holds the spool lock, it asks
 -- that service (SIGUSR1 to the pid in the lock) and waits for it: never two
@@ -1028,7 +1029,14 @@ function M.flush(opts)
   local mh = require "mailhook"
   local core = require "mailhook.core"
   local dir = opts.spool_dir or core.paths.spool
-  local sp = opts.spool or require("mailhook.spool").open(dir)
+  local sp, serr = opts.spool, nil
+  if not sp then sp, serr = require("mailhook.spool").open(dir) end
+  if not sp then
+    -- a spool this user may not open (sendmail -q, mailhook flush as a local
+    -- user): said, with nothing counted
+    return { error = "spool " .. dir .. ": " .. tostring(serr), spool_error = true, delivered = 0, deferred = 0,
+             failed = 0, left = 0, total = 0 }
+  end
   local cfg = opts.cfg
   if not cfg then
     local settings = require "mailhook.settings"

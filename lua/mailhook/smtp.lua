@@ -224,10 +224,28 @@ local function rcpts_of(m)
   return to or {}
 end
 
+-- The RFC 3461 parameters of m (from_params = "RET=HDRS", to_params =
+-- {[rcpt] = "NOTIFY=..."}, as a spool entry carries them) for its next send:
+-- sent only where the server offers DSN.  Always set, so a message without
+-- any never inherits another's.
+local function set_dsn(c, m, rcpts)
+  if not c.set_dsn then return end
+  local list
+  if m.to_params then
+    list = {}
+    for i, r in ipairs(rcpts) do list[i] = m.to_params[r] or false end
+  end
+  c:set_dsn(m.from_params, list)
+end
+
 -- send{from=, to={...}, data=} or {path=, offset=} (a spool file from offset,
--- read piece by piece as it is sent: memory does not grow with its size).  Waits.
+-- read piece by piece as it is sent: memory does not grow with its size);
+-- from_params, to_params: DSN parameters (see set_dsn).  Waits.
 function Session:send(m)
-  if m.data then return self.c:send(m.from, rcpts_of(m), m.data) end
+  if m.data then
+    set_dsn(self.c, m, rcpts_of(m))
+    return self.c:send(m.from, rcpts_of(m), m.data)
+  end
   local ok, err, info = self:submit(m)
   if not ok then return nil, err, info end
   return self.c:result()
@@ -240,6 +258,7 @@ end
 -- oldest submission (waits).  Settle that message before asking for the next
 -- result (or calling release()): the next message's data leaves only then.
 function Session:submit(m)
+  if m.data or m.path then set_dsn(self.c, m, rcpts_of(m)) end
   if m.data then return self.c:submit(m.from, rcpts_of(m), m.data) end
   if not m.path then error("submit: data or path required", 2) end
   local ok, err, info = self.c:submit_file(m.from, rcpts_of(m), m.path, m.offset or 0)

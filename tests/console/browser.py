@@ -74,6 +74,18 @@ def stage_state(name):
     return E("stage-" + name).get_attribute("data-state")
 
 
+# The secrets file beside CONF (settings.lua's secrets_path: NAME.conf -> NAME.secrets)
+SECRETS = CONF[:-len(".conf")] + ".secrets" if CONF.endswith(".conf") else CONF + ".secrets"
+
+
+def secrets_text():
+    try:
+        with open(SECRETS) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def conf_text():
     with open(CONF) as f:
         return f.read()
@@ -154,9 +166,14 @@ try:
     for line in ("enabled = true", "from = pbx@example.com", "server = localhost", "port = " + SMTP_PORT,
                  "tls = starttls", "auth = true", "username = smtpuser"):
         ok(("\n" + line + "\n") in ("\n" + text), "the settings file has '%s'" % line, text)
-    ok(SMTP_PW in text, "and the new password (the file is the one place it lives)")
+    # the secrets live apart (docs/settings.md, "Secrets"): NAME.secrets, 0600; the settings 0644
+    with open(SECRETS) as f:
+        stext = f.read()
+    ok(SMTP_PW in stext, "and the new password, in the secrets file (the one place it lives)")
+    ok(SMTP_PW not in text, "not in the settings file")
     ok("tls_verify = false" not in text, "verification stays on (the default, so not written)")
-    ok(oct(os.stat(CONF).st_mode & 0o777) == "0o600", "the file stays mode 0600")
+    ok(oct(os.stat(SECRETS).st_mode & 0o777) == "0o600", "the secrets file is mode 0600")
+    ok(oct(os.stat(CONF).st_mode & 0o777) == "0o644", "the settings file mode 0644 (nothing secret in it)")
     until(lambda: not E("unsaved").is_displayed(), "no unsaved changes any more")
     until(lambda: "a password is set" in E("password-state").text, "the page says a password is set (never shows it)")
     ok(E("f-password").get_attribute("value") == "", "the password field is empty")
@@ -219,7 +236,7 @@ try:
     ok("535" in E("test-error").text, "the server's reply is shown", E("test-error").text)
     hint = E("test-hint").text
     ok("password" in hint and hint.startswith("Hint:"), "with the hint naming the password", hint)
-    ok("not-the-password" not in conf_text(), "a Test never saves")
+    ok("not-the-password" not in conf_text() + secrets_text(), "a Test never saves")
     shot("test-failed")
 finally:
     try:

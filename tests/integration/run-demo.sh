@@ -24,7 +24,7 @@ UMH=$U/build/mailhook
 has() { [ -f "$U/scripts/$1.lua" ] || [ -f "$U/lua/mailhook/cmd/$1.lua" ]; }
 demo() { (cd "$U" && unset MAILHOOK RUN_DIR && timeout 90 scripts/run-demo </dev/null 2>&1); }
 snapshot() {   # every file of the user's (settings, spool) with its sha256, sorted
-  (cd "$U" && find mailhook.conf spool -type f 2>/dev/null | sort | xargs -r sha256sum)
+  (cd "$U" && find mailhook.conf mailhook.secrets spool -type f 2>/dev/null | sort | xargs -r sha256sum)
 }
 
 out=$(demo); rc=$?
@@ -32,7 +32,7 @@ like "$out" "capture SMTP server on 127.0.0.1:[0-9]+" "the capture server starts
 like "$out" "demo settings: .run/mailhook.conf" "the demo names its own settings file"
 like "$out" "your ./mailhook.conf and ./spool are not used" "and says the user's are not used"
 like "$(cat "$U/.run/mailhook.conf")" "port = [0-9]+" "its settings point at the capture server's port"
-is "$(stat -c %a "$U/.run/mailhook.conf")" 600 "mode 0600"
+is "$(stat -c %a "$U/.run/mailhook.conf")" 644 "mode 0644 (nothing secret in it)"
 unlike "$(cat "$U/.run/mailhook.conf")" "^(auth|allow_plaintext_auth|username|password)" \
   "the demo needs no AUTH and no allow_plaintext_auth"
 ok "$([ ! -e "$U/mailhook.conf" ]; echo $?)" "no ./mailhook.conf is written"
@@ -61,7 +61,7 @@ if has run && has enqueue; then
   is "$(snapshot)" "$before" "the user's settings and queued mail are byte for byte as they were"
   is "$(stat -c %Y "$U/mailhook.conf")" "$mtime" "the settings file was not even rewritten"
   grep -qx "server = smtp.example.invalid" "$U/mailhook.conf"; ok $? "the real server is still set"
-  grep -qx "password = S3cret-pw" "$U/mailhook.conf"; ok $? "and the password"
+  grep -qx "password = S3cret-pw" "$U/mailhook.secrets"; ok $? "and the password (in mailhook.secrets)"
   unlike "$(cat "$U"/.run/mail/*.eml "$U"/.run/mail/*.json 2>/dev/null)" "boss@example.com|quarterly" \
     "nothing of the user's was delivered into .run/mail"
   is "$(count_mail "$U/.run/mail")" 2 "the capture folder holds the two demo messages only"

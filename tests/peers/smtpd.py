@@ -112,6 +112,8 @@ class Handler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.log("ehlo", hostname, "tls=%s" % (tls_of(server) or "none"))
+        if self.o.dsn:   # RFC 3461: announced before the last line
+            responses.insert(len(responses) - 1, "250-DSN")
         return responses
 
     async def handle_HELO(self, server, session, envelope, hostname):
@@ -224,6 +226,34 @@ class Server(SMTP):
         if self.events:
             self.events("starttls" if starttls else "connect", tls_of(self) or "")
 
+    dsn = False
+
+    async def _dsn_split(self, arg, keys):
+        """With --dsn: the RFC 3461 parameters (keys) taken out of a MAIL/RCPT argument,
+        which aiosmtpd would refuse (it knows none), to be put back on the envelope."""
+        if not self.dsn or not arg:
+            return arg, []
+        words = arg.split(" ")
+        taken = [w for w in words[1:] if w.split("=", 1)[0].upper() in keys]
+        return " ".join([words[0]] + [w for w in words[1:] if w not in taken]), taken
+
+    async def smtp_MAIL(self, arg):
+        arg, taken = await self._dsn_split(arg, ("RET", "ENVID"))
+        await super().smtp_MAIL(arg)
+        if taken and self.envelope.mail_from is not None:
+            self.envelope.mail_options.extend(taken)
+            if self.events:
+                self.events("dsn mail", *taken)
+
+    async def smtp_RCPT(self, arg):
+        arg, taken = await self._dsn_split(arg, ("NOTIFY", "ORCPT"))
+        before = len(self.envelope.rcpt_tos)
+        await super().smtp_RCPT(arg)
+        if taken and len(self.envelope.rcpt_tos) > before:
+            self.envelope.rcpt_options.extend(taken)
+            if self.events:
+                self.events("dsn rcpt", *taken)
+
     async def smtp_STARTTLS(self, arg):
         if self.events:
             self.events("cmd STARTTLS")
@@ -260,6 +290,8 @@ def main():
     p.add_argument("--delay-data", type=float, default=0, help="seconds before answering the final dot")
     p.add_argument("--size", type=int, default=33554432, help="SIZE limit (0 = no SIZE)")
     p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
+    p.add_argument("--dsn", action="store_true",
+                   help="offer DSN (RFC 3461): RET, ENVID, NOTIFY, ORCPT accepted and kept in the .json options")
     p.add_argument("--timeout", type=float, default=300, help="idle timeout of a session")
     o = p.parse_args()
 
@@ -294,6 +326,7 @@ def main():
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     Server.events = log
+    Server.dsn = o.dsn
     kwargs = dict(
         hostname=o.hostname,
         data_size_limit=o.size or None,

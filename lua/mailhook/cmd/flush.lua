@@ -60,6 +60,7 @@ return function(...)
   local ok, s = pcall(delivery.flush, { progress = progress, timeout = timeout })
   if shown then io.stderr:write("\n") end
   if not ok then return args.fail("flush", s, 1) end
+  if s.spool_error then return args.fail("flush", s.error, 1) end
   local dt = mh.monotonic() - t0
   if s.via == "service" then
     -- the service reports what pickup/ still holds; what left it went out or

@@ -57,6 +57,9 @@ local function list(json)
   local now = os.time()
   local n = 0
   local out = io.stdout
+  -- a spool this user may not open (a local user's: 0710) is a one-line error
+  local sp, serr = queue.spool()
+  if not sp then return args.fail("queue", serr, 1) end
   if json then out:write("[") end
   for e in queue.list() do
     n = n + 1
