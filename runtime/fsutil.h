@@ -84,7 +84,8 @@ char *mh_fsutil_why(char *buf, size_t n, const char *what, const char *path, int
 char *mh_fsutil_size(char *buf, size_t n, int64_t bytes);
 
 /* Replaces path with exactly len bytes of data, durably:
-**   a temporary ".NAME.XXXXXX" in the same folder (O_CREAT|O_EXCL, mode),
+**   a temporary ".NAME.PID.N" in the same folder (O_CREAT|O_EXCL, mode; N
+**   counts this process's calls, a collision tries the next),
 **   write all, fsync, close, rename over path, fsync the folder.
 ** Readers see either the old file or the new one, never a mix.  On any failure
 ** the temporary file is removed and path is untouched (unless the failure was

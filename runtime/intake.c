@@ -12,6 +12,7 @@
 #include "intake.h"
 #include "error.h"
 #include "fsutil.h"
+#include "spool.h"
 
 /* Where a lone-dot line could be starting (output bytes seen on this line). */
 enum { LINE_START, DOT, DOT_CR, MID_LINE };
@@ -174,7 +175,7 @@ int mh_intake_set_head(mh_intake *in, const char *head, size_t len) {
   memcpy(h, head, len);
   free(in->head);
   in->head = h;
-  in->head_over = len;
+  in->head_over = mh__spool_drop_bcc(h, len);   /* never a Bcc in what is sent */
   return 0;
 }
 

@@ -36,8 +36,9 @@ void mh_intake_free(mh_intake *in);
 #define MH_INTAKE_ERRLEN 256
 int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, char *err);
 
-/* Replaces the header block that is written (the caller removed Bcc, added a
-** Date...): a copy of head[0..len) is taken.  0 or MH_ENOMEM. */
+/* Replaces the header block that is written (the caller added a Date...): a
+** copy of head[0..len) is taken, its Bcc fields left out (mh__spool_drop_bcc,
+** the spool's rule for what is sent).  0 or MH_ENOMEM. */
 int mh_intake_set_head(mh_intake *in, const char *head, size_t len);
 
 /* An mh_spool_writer: writes the header block, then the rest of the message

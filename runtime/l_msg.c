@@ -9,6 +9,7 @@
 **   msg:bytes() -> string     msg:id() -> "<...>"    msg:save(path) -> true | nil, err
 **   core.msg.valid_address(s) -> true | nil, reason
 **   core.msg.type_for(filename) -> content type
+**   core.msg.date([t]) -> RFC 5322 date     core.msg.new_id([domain]) -> "<...@domain>"
 **
 ** Addresses: "a@b", "Name <a@b>", a comma-separated string of those, or
 ** {name = "Name", address = "a@b"}, or a list of any of these.
@@ -31,7 +32,7 @@
 #define MSG_MT MH_MSG_MT
 
 typedef struct {
-  mh_msg *m;                /* first member: the contract with other bindings */
+  mh_msg *m;                /* the message; other bindings get it by l_msg_test() */
   int ready;                /* finished; until then u->m is only owned (freed by __gc
                                if a wrong argument raised half-way through build) */
 } l_msg;
@@ -42,7 +43,11 @@ static l_msg *check_msg(lua_State *L, int idx) {
   return u;
 }
 
-mh_msg *l_msg_check(lua_State *L, int idx) { return check_msg(L, idx)->m; }
+mh_msg *l_msg_test(lua_State *L, int idx, int *closed) {
+  l_msg *u = luaL_testudata(L, idx, MSG_MT);
+  *closed = u && (!u->m || !u->ready);
+  return u && !*closed ? u->m : NULL;
+}
 
 /* nil, err, info{code, class, field} from the builder's last error; frees
 ** the half-built message of u. */
@@ -314,6 +319,22 @@ static int l_valid_address(lua_State *L) {
   return 2;
 }
 
+/* date([t]) -> "Fri, 4 Dec 2026 13:30:32 +0100" (now by default): the Date rule */
+static int l_date(lua_State *L) {
+  char out[64];
+  mh_msg_date(out, sizeof out, (time_t)luaL_optinteger(L, 1, (lua_Integer)time(NULL)));
+  lua_pushstring(L, out);
+  return 1;
+}
+
+/* new_id([domain]) -> "<...@domain>": the Message-ID rule (the one build uses) */
+static int l_new_id(lua_State *L) {
+  char out[320];
+  mh_msg_make_id(out, sizeof out, luaL_optstring(L, 1, NULL), time(NULL));
+  lua_pushstring(L, out);
+  return 1;
+}
+
 static int l_type_for(lua_State *L) {
   lua_pushstring(L, mh_msg_type_for(luaL_checkstring(L, 1)));
   return 1;
@@ -328,6 +349,8 @@ void l_msg_open(lua_State *L) {
     { "build", l_build },
     { "valid_address", l_valid_address },
     { "type_for", l_type_for },
+    { "date", l_date },
+    { "new_id", l_new_id },
     { NULL, NULL },
   };
   mh_l_newclass(L, MSG_MT, methods, l_close, l_tostring);

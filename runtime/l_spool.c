@@ -25,12 +25,7 @@
 #include "fsutil.h"
 #include "intake.h"
 
-#if defined(__has_include)
-#if __has_include("msg.h")
-#include "msg.h"
-#define HAVE_MSG 1
-#endif
-#endif
+#include "l_msg.h"   /* a message object (mh.message) is enqueued as it is */
 
 #define SPOOL_MT "mailhook.Spool"
 #define LIST_MT "mailhook.SpoolList"
@@ -154,7 +149,7 @@ typedef struct {
   const char *data;  /* bytes (anchored), or NULL for a message */
   size_t len;
   int strip_bcc;     /* bytes given without an envelope: Bcc lines left out */
-  void *msg;         /* mh_msg * */
+  mh_msg *msg;       /* a message object (anchored with the op): written by msg.c */
   mh_intake *intake; /* a Stream: read from its descriptor as it is written */
 } source;
 
@@ -212,9 +207,7 @@ typedef struct {
 
 static int source_write(void *arg, int fd) {
   source *s = (source *)arg;
-#ifdef HAVE_MSG
-  if (s->msg) return mh_msg_write((mh_msg *)s->msg, fd);
-#endif
+  if (s->msg) return mh_msg_write(s->msg, fd);
   if (s->intake) return mh_intake_write(s->intake, fd);
   if (s->strip_bcc) return mh__spool_write_no_bcc(fd, s->data, s->len);
   return mh_fsutil_write_all(fd, s->data, s->len);
@@ -467,7 +460,14 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
 
 static int op_push(lua_State *co, void *arg) {
   op *o = (op *)arg;
-  if (o->rc) return mh_l_fail(co, o->rc, "spool", "%s", o->err[0] ? o->err : mh_strerror(o->rc));
+  if (o->rc) {
+    int n = mh_l_fail(co, o->rc, "spool", "%s", o->err[0] ? o->err : mh_strerror(o->rc));
+    if (o->kind == OP_LOCK && o->rc == MH_ELOCKED) {   /* who holds it, as a field: never parsed from text */
+      lua_pushinteger(co, o->holder);
+      lua_setfield(co, -2, "pid");
+    }
+    return n;
+  }
   switch (o->kind) {
   case OP_ENQ:
     if (o->n == 1 && !o->list) { lua_pushstring(co, o->items[0].id); return 1; }
@@ -650,20 +650,27 @@ static int fill_item(lua_State *L, op *o, size_t i, int didx, int eidx, int anch
     s->intake = st->in;   /* the op owns it now: freed by op_free, used once */
     st->in = NULL;
   } else {
-#ifdef HAVE_MSG
-    void *ud = luaL_testudata(L, didx, "mailhook.Message");
-    if (!ud) return snprintf(err, 200, "message must be a string or a mailhook.Message"), -1;
-    s->msg = *(void **)ud;
-    if (!s->msg) return snprintf(err, 200, "message is closed"), -1;
-#else
-    return snprintf(err, 200, "message must be a string (this build has no message builder)"), -1;
-#endif
+    int closed;
+    s->msg = l_msg_test(L, didx, &closed);
+    if (closed) return snprintf(err, 200, "message is closed"), -1;
+    if (!s->msg) return snprintf(err, 200, "message must be a string or a mailhook.Message"), -1;
   }
   lua_pushvalue(L, didx);
   lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
   if (lua_istable(L, eidx)) return read_env(L, eidx, o, it, err);
   if (!lua_isnil(L, eidx)) return snprintf(err, 200, "envelope must be a table"), -1;
-  if (!s->data) return snprintf(err, 200, "a message object needs its envelope"), -1;
+  if (s->msg) {
+    /* the message's own envelope (msg.c's: To, Cc, Bcc, no duplicates); its
+    ** strings live as long as the message, which the anchor keeps */
+    size_t n = mh_msg_rcpt_count(s->msg);
+    const char **to = (const char **)calloc(n + 1, sizeof *to);
+    if (!to) return snprintf(err, 200, "out of memory"), -1;
+    for (size_t k = 0; k < n; k++) to[k] = mh_msg_rcpt(s->msg, k);
+    it->from = mh_msg_env_from(s->msg) ? mh_msg_env_from(s->msg) : "";
+    it->to = to;
+    it->nto = n;
+    return 0;
+  }
   {
     mh_env env;
     const char **to;
@@ -1294,6 +1301,15 @@ static int l_addresses(lua_State *L) {
   return 1;
 }
 
+/* core.spool.is_id(s) -> boolean: a canonical spool id, by spool.c's one rule
+** (16 lowercase hex digits; a NUL inside is no id). */
+static int l_is_id(lua_State *L) {
+  size_t len;
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+  lua_pushboolean(L, s && len == 16 && mh_spool_is_id(s));
+  return 1;
+}
+
 /* ------------------------------------------------------------ module */
 
 void l_spool_open(lua_State *L) {
@@ -1305,7 +1321,7 @@ void l_spool_open(lua_State *L) {
   };
   static const luaL_Reg funcs[] = {
     { "open", l_open }, { "parse", l_parse }, { "addresses", l_addresses }, { "stream", l_stream },
-    { NULL, NULL }
+    { "is_id", l_is_id }, { NULL, NULL }
   };
   static const luaL_Reg stream_methods[] = {
     { "head", stream_head }, { "set_head", stream_set_head }, { "close", stream_close }, { NULL, NULL }

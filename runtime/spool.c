@@ -916,19 +916,41 @@ bad:
   return rc;
 }
 
-/* Writes the header block buf[0..he) without its Bcc lines. */
-static int write_no_bcc(int fd, const char *buf, size_t he) {
+/* The one rule for leaving Bcc out of what is sent: the runs of the header
+** block buf[0..he) that are not a Bcc field (its continuation lines included),
+** each given to put(arg, run, len) in order.  0, or what put returned. */
+static int no_bcc_runs(const char *buf, size_t he, int (*put)(void *, const char *, size_t), void *arg) {
   size_t p = 0, end, n, run = 0;
   int rc;
   while (p < he) {
     if (hdr_line(buf, p, he, &end, &n)) end = he, n = 0;
     if (n && name_is(buf, p, n, "Bcc")) {
-      if ((rc = mh_fsutil_write_all(fd, buf + run, p - run))) return rc;
+      if ((rc = put(arg, buf + run, p - run))) return rc;
       run = end;
     }
     p = end;
   }
-  return mh_fsutil_write_all(fd, buf + run, he - run);
+  return put(arg, buf + run, he - run);
+}
+
+static int put_fd(void *arg, const char *p, size_t n) { return mh_fsutil_write_all(*(int *)arg, p, n); }
+
+/* Writes the header block buf[0..he) without its Bcc lines. */
+static int write_no_bcc(int fd, const char *buf, size_t he) { return no_bcc_runs(buf, he, put_fd, &fd); }
+
+/* An in-place sink: a run never starts before what was kept so far ends. */
+typedef struct { char *out; size_t len; } kept;
+static int put_kept(void *arg, const char *p, size_t n) {
+  kept *k = (kept *)arg;
+  memmove(k->out + k->len, p, n);
+  k->len += n;
+  return 0;
+}
+
+size_t mh__spool_drop_bcc(char *buf, size_t len) {
+  kept k = { buf, 0 };
+  no_bcc_runs(buf, len, put_kept, &k);
+  return k.len;
 }
 
 /* The X-Sender / X-Receiver lines for an envelope, in one write; the DSN

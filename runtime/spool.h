@@ -243,6 +243,10 @@ int mh_spool_params_ok(const char *p, int sender);
 ** -errno (never retried on fd). */
 int mh__spool_write_no_bcc(int fd, const char *buf, size_t len);
 
+/* For the intake (mailhook sendmail): removes the Bcc fields of the header
+** block buf[0..len) in place, by the same rule; returns the new length. */
+size_t mh__spool_drop_bcc(char *buf, size_t len);
+
 /* True for a canonical id (16 lowercase hex digits). */
 int mh_spool_is_id(const char *s);
 

@@ -96,13 +96,9 @@ local function cookies_of(req)
   return out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+-- The pages and the token file, by the core's rule for a file someone named:
+-- a regular file (a FIFO is never opened), links followed, at most 1 MiB.
+local function read_file(path) return (core.fsutil.read(path, { follow = true })) end
 
 -- The share folder with the pages (a site may edit them): PREFIX/share/mailhook/console
 -- when installed, ROOT/console in the build tree.
@@ -123,11 +119,11 @@ local function loopback(host) return LOOPBACK[host] or host:match("^127%.") ~= n
 
 -- --------------------------------------------------------------- the log
 
--- Recent log lines for the page: core.log is wrapped while a console runs, so
--- every line of the Lua layer (delivery, rules, settings) is kept, as it was
--- written (lines never hold a password: log.h's contract); so is
--- core.logsink.entry, through which the mail log's per-recipient lines
--- (maillog.lua: "ID: to=<..>, ..., status=sent") are written.
+-- Recent log lines for the page.  The Lua layer writes its lines through two
+-- calls, both wrapped while a console runs, so every line is kept as written
+-- (lines never hold a password: log.h's contract): core.log (delivery, rules,
+-- settings) and core.logsink.entry (the per-recipient mail log lines of
+-- mailhook.maillog, which carry journal fields).
 local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
 
 function M:tap_log()
@@ -136,8 +132,6 @@ function M:tap_log()
   local ring, n, max = {}, 0, M.LOG_LINES
   self.ring = ring
   local function keep(level, text)
-    local want = LEVELS[core.log_level()] or 2
-    if (LEVELS[level] or 2) < want then return end
     n = n + 1
     ring[n] = { seq = n, at = core.now(), level = level, text = text }
     ring[n - max] = nil
@@ -146,13 +140,15 @@ function M:tap_log()
   end
   core.log = function(level, ...)
     orig(level, ...)
+    local want = LEVELS[core.log_level()] or 2
+    if (LEVELS[level] or 2) < want then return end
     local parts = {}
     for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
     keep(level, table.concat(parts, " "))
   end
-  core.logsink.entry = function(level, message, fields)
-    local written = orig_entry(level, message, fields)
-    keep(level, tostring(message))
+  core.logsink.entry = function(level, msg, fields)
+    local written = orig_entry(level, msg, fields)
+    if written then keep(level, tostring(msg)) end   -- false: the level drops it
     return written
   end
 end

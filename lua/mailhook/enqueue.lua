@@ -9,15 +9,13 @@
 -- A failure inside a rule is never silent: it is logged at once with the
 -- rule's name, and the rule fails (`hook` exits 1) unless it sets
 -- info.handled = true (docs/rules.md, "When mh.enqueue fails").
+local settings = require "mailhook.settings"
+local message = require "mailhook.message"
+
 local M = {}
 
 -- ready([path]) -> cfg | nil, err, info: the settings, when they allow intake.
 function M.ready(path)
-  local ok, settings = pcall(require, "mailhook.settings")
-  if not ok then
-    return nil, "settings are not available in this build (no mailhook.settings module)",
-           { code = "EDISABLED", class = "permanent", stage = "settings" }
-  end
   local cfg, err = settings.load(path)
   if not cfg then return nil, err, { code = "EINVAL", class = "permanent", stage = "settings" } end
   local yes, why = settings.ready(cfg)
@@ -49,13 +47,8 @@ function enqueue(t, opts)
   local fields = {}
   for k, v in pairs(t) do fields[k] = v end
   if fields.from == nil then fields.from = cfg.from end
-  local mh = require "mailhook"
-  if not mh.message then
-    return nil, "the message builder is not available in this build",
-           { code = "EINVAL", class = "permanent", stage = "message" }
-  end
   local msg
-  msg, err, info = mh.message(fields)
+  msg, err, info = message(fields)
   if not msg then return nil, err, info end
   local sp = opts and opts.spool
   if not sp then

@@ -21,6 +21,7 @@
 -- settings file holding a password still works, and the next update moves the
 -- password out of it.
 local core = require "mailhook.core"
+local duration = require "mailhook.duration"
 
 local M = {}
 
@@ -217,21 +218,8 @@ function parse.port(v) return integer(v, 1, 65535, "a port number") end
 
 function parse.count(v, s) return integer(v, s[4][1], s[4][2], "a whole number") end
 
-local UNIT = { s = 1, m = 60, h = 3600, d = 86400 }
-
-function parse.duration(v)
-  local n
-  if type(v) == "number" then
-    n = v
-  elseif type(v) == "string" then
-    local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*([smhd]?)%s*$")
-    if num then n = tonumber(num) * (UNIT[unit] or 1) end
-  end
-  if not n or n ~= n or n <= 0 or n > 10 * 365 * 86400 then
-    return nil, "must be a positive duration such as 30, 30s, 30m, 2h or 5d (got '" .. tostring(v) .. "')"
-  end
-  return math.tointeger(n) or n
-end
+-- durations: one rule for the whole layer (mailhook.duration)
+parse.duration = duration.parse
 
 function parse.enum(v, s)
   if type(v) == "number" then v = string.format("%.1f", v) end  -- tls_min_version = 1.2
@@ -659,14 +647,6 @@ local function format_value(key, v)
   return v
 end
 
--- A display form of a duration (seconds): the largest whole unit.
-local function format_duration(n)
-  for _, u in ipairs { { "d", 86400 }, { "h", 3600 }, { "m", 60 } } do
-    if n >= u[2] and n % u[2] == 0 then return string.format("%d%s", n // u[2], u[1]) end
-  end
-  return (math.tointeger(n) and string.format("%d", n) or tostring(n)) .. "s"
-end
-
 -- update(changes [, path]) -> cfg | nil, err, {key = bad key}
 -- changes: key -> value (typed, or strings as on the command line; "" unsets).
 -- Everything is validated first; then the file is rewritten atomically (mode
@@ -805,7 +785,7 @@ function M.format(cfg)
     if v == nil then
       shown = key == "auth_mechanism" and "auto (strongest offered)" or "(not set)"
     elseif s[2] == "duration" then
-      shown = format_duration(v)
+      shown = duration.format(v)
     else
       shown = format_value(key, v)
     end

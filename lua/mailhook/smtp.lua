@@ -377,28 +377,19 @@ end
 local TEST_STAGE = { dns = "dns", connect = "connect", tls = "tls", auth = "auth", mail = "sender",
                      rcpt = "recipient", data = "recipient", quit = "connect" }
 
+-- The message `mailhook test --to` sends, built by the core's message builder
+-- (runtime/msg.c: its Date, its Message-ID), as every other message is.
 local function test_message(cfg, to)
-  local ok, message = pcall(require, "mailhook.message")
-  local subject = "mailhook test message"
-  local text = "This is a test message sent by `mailhook test` from " .. (cfg.helo_name or "mailhook") ..
-    ".\nIf you can read it, outgoing mail works.\n"
-  if ok and message ~= nil and (type(message) == "function" or getmetatable(message)) then
-    local built, m = pcall(message, { from = cfg.from, to = { to }, subject = subject, text = text })
-    if built and type(m) ~= "nil" and m.bytes then return m:bytes() end
+  local msg, err, info = require("mailhook.message")({ from = cfg.from, to = { to }, subject = "mailhook test message",
+    text = "This is a test message sent by `mailhook test` from " .. (cfg.helo_name or "mailhook") ..
+           ".\nIf you can read it, outgoing mail works.\n" })
+  if not msg then
+    -- refused before the server is asked: named by the address at fault
+    info = info or {}
+    info.stage = info.field == "from" and "mail" or "rcpt"
+    return nil, err, info
   end
-  local host = (cfg.from or "mailhook@localhost"):match("@(.+)$") or "localhost"
-  return table.concat({
-    "From: <" .. cfg.from .. ">",
-    "To: <" .. to .. ">",
-    "Subject: " .. subject,
-    "Date: " .. os.date("!%a, %d %b %Y %H:%M:%S +0000"),
-    "Message-ID: <" .. string.format("%d.%d", os.time(), math.random(1, 1 << 30)) .. ".test@" .. host .. ">",
-    "MIME-Version: 1.0",
-    "Content-Type: text/plain; charset=utf-8",
-    "Content-Transfer-Encoding: 8bit",
-    "",
-    text,
-  }, "\r\n")
+  return msg:bytes()
 end
 
 -- A session in plain text refused because the server wants TLS first (RFC 3207's
@@ -517,8 +508,9 @@ function M.test(opts)
   passed(report, "sender")
   step_started = now()
   if opts.to then
-    local r
-    r, err, info = s:send { from = cfg.from, to = { opts.to }, data = test_message(cfg, opts.to) }
+    local r, data
+    data, err, info = test_message(cfg, opts.to)
+    if data then r, err, info = s:send { from = cfg.from, to = { opts.to }, data = data } end
     if not r then s:quit(); s:close(); return failed(err, info) end
     report.sent = true
     report.reply = r.reply.smtp .. " " .. r.reply.text

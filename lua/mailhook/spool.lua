@@ -3,7 +3,7 @@
 --   local sp = require("mailhook.spool").open([dir])   -- default: the -s / $MAILHOOK_SPOOL folder
 --   sp:enqueue(msg_or_bytes [, envelope]) -> id | nil, err, info         (waits until durable)
 --   sp:enqueue_many({{msg_or_bytes, envelope}, ...}) -> {id...}          (waits; group commit)
---   sp:lock() -> true | nil, "spool DIR is locked by pid N"             (waits; sweeps tmp/)
+--   sp:lock() -> true | nil, "spool DIR is locked by pid N", {code = "ELOCKED", pid = N}  (waits; sweeps tmp/)
 --   sp:scan([limit]) -> {id...} oldest first, total; adopts drop-ins    (waits)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
@@ -13,32 +13,14 @@
 --
 -- envelope = {from = "a@b", to = {"x@y", ...}}.  Bytes given without an
 -- envelope are parsed (From; To/Cc/Bcc) and their Bcc lines left out of the
--- spool file; a Message object without one uses msg:envelope().
+-- spool file; a Message object without one uses its own envelope (the C
+-- binding reads it from the message: runtime/l_msg.h).
 local core = require "mailhook.core"
 
 local M = {}
 
 local methods = debug.getregistry()["mailhook.Spool"].__index
-local raw_enqueue, raw_many = methods.enqueue, methods.enqueue_many
 local raw_lock, raw_scan, raw_watch = methods.lock, methods.scan, methods.watch
-
-local function envelope_of(data, env)
-  if env == nil and type(data) == "userdata" then
-    local ok, e = pcall(function() return data:envelope() end)
-    if ok then return e end
-  end
-  return env
-end
-
-function methods.enqueue(sp, data, env)
-  return raw_enqueue(sp, data, envelope_of(data, env))
-end
-
-function methods.enqueue_many(sp, list)
-  local items = {}
-  for i, it in ipairs(list) do items[i] = { it[1], envelope_of(it[1], it[2]) } end
-  return raw_many(sp, items)
-end
 
 -- SPOOL/maildrop/ (unprivileged submission, lua/mailhook/maildrop.lua): the
 -- lock holder adopts its files into pickup/ at every scan, so whatever runs
@@ -90,7 +72,6 @@ end
 M.parse = core.spool.parse          -- parse(bytes) -> {from, to, offset, canonical} | nil, err
 M.addresses = core.spool.addresses  -- addresses("A <a@b>, c@d") -> {"a@b", "c@d"} | nil, err
 
--- is_id(s): a canonical spool id (16 hex digits, sorting in enqueue order).
-function M.is_id(s) return type(s) == "string" and s:match("^%x+$") ~= nil and #s == 16 end
+M.is_id = core.spool.is_id          -- is_id(s): a canonical id (16 lowercase hex digits, spool.c's rule)
 
 return M

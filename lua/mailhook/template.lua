@@ -237,8 +237,9 @@ local function site_dir()
   local conf = core.paths and core.paths.conf or "./mailhook.conf"
   if site_cache[conf] == nil then
     local folder = "./templates"
-    local ok, settings = pcall(require, "mailhook.settings")
-    local cfg = ok and type(settings) == "table" and settings.load and settings.load(conf)
+    -- settings that cannot be read leave the default folder (the command that
+    -- loaded them first, hook or run, has already said why)
+    local cfg = require("mailhook.settings").load(conf)
     if type(cfg) == "table" and type(cfg.templates) == "string" and cfg.templates ~= "" then
       folder = cfg.templates
     end

@@ -21,20 +21,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE, ADMIN_PW, SMTP_PORT, SMTP_PW, CONF, SHOTS, MAILHOOK, MAILDIR = sys.argv[1:9]
 
-n = 0
-failed = 0
-
-
-def ok(cond, desc, diag=None):
-    global n, failed
-    n += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, desc), flush=True)
-    if not cond:
-        failed += 1
-        if diag is not None:
-            for line in str(diag).splitlines()[:15]:
-                print("#   " + line, flush=True)
-    return cond
+sys.dont_write_bytecode = True   # no __pycache__ in the checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from taplib import ok, done  # noqa: E402  (one TAP writer for both checkers)
 
 
 profile = tempfile.mkdtemp(prefix="mh-chromium-")
@@ -49,8 +38,7 @@ try:
     driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
 except WebDriverException as e:
     ok(False, "chromium starts headless", e)
-    print("1..%d" % n)
-    sys.exit(1)
+    done()
 ok(True, "chromium starts headless")
 driver.set_page_load_timeout(60)
 wait = WebDriverWait(driver, 30)
@@ -245,5 +233,4 @@ finally:
         pass
     shutil.rmtree(profile, ignore_errors=True)
 
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+done()

@@ -49,4 +49,13 @@ out=$(timeout 5 "$MAILHOOK" -e 'local mh = require "mailhook"; mh.current_task()
 is "$rc" 1 "a main task that waits on nothing does not hang"
 like "$out" "never finished" "and says so"
 
+# every command's --timeout by one rule (mailhook.args.seconds): a usage error naming it
+for cmd in flush status test; do
+  for bad in 0 1e999 abc; do
+    out=$("$MAILHOOK" -c "$T/none.conf" -s "$T/spool" "$cmd" --timeout "$bad" 2>&1); rc=$?
+    is "$rc" 2 "$cmd --timeout '$bad': a usage error"
+    like "$out" "mailhook $cmd: --timeout needs a number of seconds" "naming the option"
+  done
+done
+
 done_testing

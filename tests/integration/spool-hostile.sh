@@ -14,7 +14,7 @@
 # Every command runs under `timeout`: a hang is a failed test, never a stuck suite.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 LIMIT=15   # seconds a command may take here; past it, it hung

@@ -306,7 +306,7 @@ end
 
 -- -q: deliver the queue now (through a running service when there is one).
 local function flush()
-  local summary = require("mailhook.delivery").flush {}
+  local summary = require("mailhook.flush").run {}
   if summary.spool_error and tostring(summary.error):find("Permission denied", 1, true) then
     -- a local user: the service delivers what it hands over as it arrives
     return fail(EX_NOPERM, "only root and the service's user flush the queue " .. core.paths.spool ..

@@ -1,0 +1,47 @@
+-- mailhook.luaval — plain Lua values written as Lua source and read back in
+-- an empty environment: the rule state files in the spool (mailhook.rule_state)
+-- and the frames between the service and its rules worker (mailhook.rule_worker).
+--
+--   luaval.encode(v) -> "return {...}\n"
+--   luaval.decode(text [, name]) -> table | nil     (name: the chunk name in errors)
+--
+-- Strings, numbers (integers kept integers, floats to 17 digits), booleans and
+-- tables of them, keys strings or numbers; anything else (a function, a
+-- userdata, a coroutine, a table nested 20 deep or more) is written as nil, so
+-- what is read back is data and never code that runs.
+local M = {}
+
+M.MAX_DEPTH = 20
+
+local function ser(v, out, depth)
+  local t = type(v)
+  if t == "string" then out[#out + 1] = string.format("%q", v)
+  elseif t == "number" then
+    out[#out + 1] = math.type(v) == "integer" and tostring(v) or string.format("%.17g", v)
+  elseif t == "boolean" then out[#out + 1] = tostring(v)
+  elseif t == "table" and depth < M.MAX_DEPTH then
+    out[#out + 1] = "{"
+    for k, x in pairs(v) do
+      local kt, xt = type(k), type(x)
+      if (kt == "string" or kt == "number") and xt ~= "function" and xt ~= "userdata" and xt ~= "thread" then
+        out[#out + 1] = "["; ser(k, out, depth); out[#out + 1] = "]="; ser(x, out, depth + 1); out[#out + 1] = ","
+      end
+    end
+    out[#out + 1] = "}"
+  else
+    out[#out + 1] = "nil"
+  end
+  return out
+end
+
+function M.encode(v) return "return " .. table.concat(ser(v, {}, 0)) .. "\n" end
+
+-- decode(text [, name]) -> the table text returns, or nil when it does not
+-- load, raises, or returns something else (text only: no bytecode, no globals).
+function M.decode(text, name)
+  local chunk = load(text, "=" .. (name or "value"), "t", {})
+  local ok, v = pcall(chunk or error)
+  return ok and type(v) == "table" and v or nil
+end
+
+return M
