@@ -53,4 +53,10 @@ int mh_intake_error(const mh_intake *in);
 /* Bytes of the message written by mh_intake_write (head included). */
 size_t mh_intake_written(const mh_intake *in);
 
+/* The most bytes mh_intake_write writes (default MH_LIMIT_MESSAGE): past it,
+** it stops with MH_ELIMIT (also kept for mh_intake_error: the input is at
+** fault, not the spool), so the enqueue fails and nothing is queued. */
+void mh_intake_set_max(mh_intake *in, size_t max);
+size_t mh_intake_max(const mh_intake *in);
+
 #endif

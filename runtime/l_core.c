@@ -9,11 +9,51 @@
 ** interpreter loads with require "mailhook.core" (docs/lua-library.md).
 */
 #include <stdlib.h>
+#include <string.h>
 #include "instpaths.h"
 #include "l_sched.h"
 #include "version.h"
 
 int luaopen_mailhook_core(lua_State *L);
+
+/* Drops from package[field] ("path" or "cpath") every template that is not
+** an absolute path.  Lua's defaults end in "./?.lua;./?/init.lua" and
+** "./?.so": a module missing from our folders (a mistyped command,
+** `mailhook stats` -> mailhook.cmd.stats, an unknown `mh.x`) was then loaded
+** from the current folder, so root running mailhook in /tmp ran whatever
+** another user left in /tmp/mailhook/cmd/stats.lua or /tmp/mailhook.so.
+** Whatever the current folder holds is nobody's choice; a module outside
+** our folders must be named by an absolute path ($LUA_PATH, or a script
+** changing package.path itself after this). */
+static void absolute_only(lua_State *L, const char *field) {
+  luaL_Buffer b;
+  const char *s, *e;
+  int first = 1;
+  if (lua_getglobal(L, "package") != LUA_TTABLE) { lua_pop(L, 1); return; }
+  if (lua_getfield(L, -1, field) != LUA_TSTRING) { lua_pop(L, 2); return; }
+  s = lua_tostring(L, -1);
+  luaL_buffinit(L, &b);
+  for (; *s; s = *e ? e + 1 : e) {
+    e = strchr(s, ';');
+    if (!e) e = s + strlen(s);
+    if (e > s && *s == '/') {
+      if (!first) luaL_addchar(&b, ';');
+      luaL_addlstring(&b, s, (size_t)(e - s));
+      first = 0;
+    }
+  }
+  luaL_pushresult(&b);
+  lua_setfield(L, -3, field);
+  lua_pop(L, 2);
+}
+
+/* For the binary's own hosts (main.c, the embedding API, l_embed.c), which
+** call it before they add their own folders: never inside luaopen, since a
+** host interpreter that loads core.so keeps its package.path as it chose it. */
+void mh_l_absolute_paths(lua_State *L) {
+  absolute_only(L, "path");
+  absolute_only(L, "cpath");
+}
 
 /* The module is loaded by whatever interpreter asks for it.  In core.so every
 ** Lua API symbol is a weak reference (the Makefile weakens them), so a Lua of

@@ -99,6 +99,7 @@ mh_runtime *mh_open(const char *conf, const char *spool, char **err) {
   }
   rt->L = L;
   luaL_openlibs(L);
+  mh_l_absolute_paths(L);   /* before our folders are added: nothing from the current folder */
   luaL_requiref(L, "mailhook.core", luaopen_mailhook_core, 0);
   lua_pop(L, 1);
   set_paths(L, conf, spool);

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,7 @@
 #include "l_sched.h"
 #include "error.h"
 #include "msg.h"
+#include "fsutil.h"
 #include "l_msg.h"
 
 #define MSG_MT MH_MSG_MT
@@ -278,12 +280,16 @@ static int l_id(lua_State *L) {
 
 /* save(path) -> true | nil, err: writes the message to a new or truncated file
 ** (mode 0600).  Blocks while writing; meant for tools and tests, the spool has
-** its own durable path. */
+** its own durable path.  Opened by the core's rule (mh_fsutil_open, no link
+** followed): a symbolic link planted at path (in /tmp, by another user) is
+** refused, never written through, and a FIFO cannot block the caller. */
 static int l_save(lua_State *L) {
   l_msg *u = check_msg(L, 1);
   const char *path = luaL_checkstring(L, 2);
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
+  struct stat st;
+  char why[4200];
+  int fd = mh_fsutil_open(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0600, 0, &st);
+  if (fd < 0) return mh_l_fail(L, fd, NULL, "%s", mh_fsutil_why(why, sizeof why, "", path, fd, &st, 0));
   int rc = mh_msg_write(u->m, fd);
   if (close(fd) < 0 && rc == 0) rc = -errno;
   if (rc < 0) return mh_l_fail(L, rc, NULL, "%s: %s", path, mh_msg_error(u->m)[0] ? mh_msg_error(u->m) : mh_strerror(rc));

@@ -23,6 +23,7 @@
 ** libuv's close callbacks; the userdata only point at it.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,6 +264,9 @@ static int l_channel(lua_State *L) {
   int rc;
   if (fstat(3, &st) < 0 || !S_ISSOCK(st.st_mode))
     return mh_l_fail(L, MH_EINVAL, "channel", "no channel on fd 3 (this command is started by `mailhook run`)");
+  /* the channel is this process's alone: a program a rule starts (os.execute,
+     io.popen) must not inherit it and write frames to the service */
+  fcntl(3, F_SETFD, FD_CLOEXEC);
   c = chan_new(mh_l_loop(L));
   if (!c) return luaL_error(L, "out of memory");
   rc = uv_pipe_open(&c->pipe, 3);

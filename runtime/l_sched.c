@@ -371,12 +371,18 @@ mh_task *mh_task_spawn(lua_State *L, int idx, int nargs, const char *name) {
   mh_lctx *x = mh_l_ctx(L);
   idx = lua_absindex(L, idx);
   luaL_checktype(L, idx, LUA_TFUNCTION);
+  /* the arguments are copied onto L, then moved to the new coroutine, whose
+     stack starts at LUA_MINSTACK (20) slots: room is made on both first
+     (mailhook with 30 arguments, mh.spawn(f, table.unpack(t)) wrote past the
+     end of the stack: a crash, or a hang) */
+  luaL_checkstack(L, nargs + 8, "too many arguments for a task");
   t = (mh_task *)lua_newuserdatauv(L, sizeof *t, 3);
   memset(t, 0, sizeof *t);
   t->x = x;
   snprintf(t->name, sizeof t->name, "%s", name ? name : "task");
   luaL_setmetatable(L, TASK_MT);
   co = lua_newthread(L);
+  if (!lua_checkstack(co, nargs + 2)) luaL_error(L, "too many arguments for a task (%d)", nargs);
   t->co = co;
   lua_setiuservalue(L, -2, 1);              /* keeps the coroutine alive */
   lua_pushvalue(L, idx);

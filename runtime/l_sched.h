@@ -44,6 +44,10 @@ typedef struct mh_lctx mh_lctx;
 
 /* Makes (once per state) and returns the state's context; luaopen calls it. */
 mh_lctx *mh_l_ctx_open(lua_State *L);
+/* l_core.c: drops every relative template ("./?.lua") from package.path and
+** cpath.  The binary's own hosts (main.c, l_embed.c) call it before adding
+** their folders; a stock interpreter loading core.so keeps its paths. */
+void mh_l_absolute_paths(lua_State *L);
 /* The context of L's state; raises when the state has none (no luaopen). */
 mh_lctx *mh_l_ctx(lua_State *L);
 

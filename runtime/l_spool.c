@@ -351,9 +351,14 @@ static void op_work(void *arg) {
   case OP_ENQ:
     o->rc = mh_spool_enqueue(sp, o->items, o->n, o->err);
     for (size_t i = 0; o->rc && i < o->n; i++)   /* the input failed, not the spool */
-      if (o->src[i].intake && mh_intake_error(o->src[i].intake))
+      if (o->src[i].intake && mh_intake_error(o->src[i].intake) == MH_ELIMIT) {
+        char lim[32];
+        snprintf(o->err, sizeof o->err, "the message: over the %s limit (nothing queued)",
+                 mh_fsutil_size(lim, sizeof lim, (int64_t)mh_intake_max(o->src[i].intake)));
+      } else if (o->src[i].intake && mh_intake_error(o->src[i].intake)) {
         snprintf(o->err, sizeof o->err, "reading the message: %s",
                  mh_strerror(mh_intake_error(o->src[i].intake)));
+      }
     break;
   case OP_LOCK:
     o->rc = mh_spool_lock(sp, &o->holder);
@@ -1175,10 +1180,11 @@ static int stream_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.spool.stream(fd [, {dot = false}]) -> Stream.  dot (default true): a line
+/* core.spool.stream(fd [, {dot = false, max = N}]) -> Stream (max: at most N
+** bytes of message, fewer than MH_LIMIT_MESSAGE).  dot (default true): a line
 ** with a lone "." ends the message (sendmail without -i).  fd is not closed. */
 static int l_stream(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
+  lua_Integer fd = luaL_checkinteger(L, 1), max = 0;
   int dot = 1;
   lstream *st;
   luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a file descriptor");
@@ -1186,12 +1192,16 @@ static int l_stream(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "dot");
     if (!lua_isnil(L, -1)) dot = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, 2, "max");   /* below MH_LIMIT_MESSAGE only (tests, a stricter caller) */
+    if (!lua_isnil(L, -1)) max = luaL_checkinteger(L, -1);
+    lua_pop(L, 2);
   }
+  luaL_argcheck(L, max >= 0 && max <= MH_LIMIT_MESSAGE, 2, "max must be at most limits.message");
   st = (lstream *)lua_newuserdatauv(L, sizeof *st, 0);
   memset(st, 0, sizeof *st);
   luaL_setmetatable(L, STREAM_MT);
   if (!(st->in = mh_intake_new((int)fd, dot))) return luaL_error(L, "out of memory");
+  if (max > 0) mh_intake_set_max(st->in, (size_t)max);
   return 1;
 }
 

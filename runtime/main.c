@@ -405,9 +405,18 @@ int main(int argc, char **argv) {
   L = luaL_newstate();
   if (!L) { fprintf(stderr, "mailhook: cannot create Lua state: out of memory\n"); return 1; }
   luaL_openlibs(L);
+  mh_l_absolute_paths(L);   /* before our folders are added: nothing from the current folder */
   luaL_requiref(L, "mailhook.core", luaopen_mailhook_core, 0);
   lua_pop(L, 1);
   set_paths(L, &paths);
+  /* each argument takes a stack slot below (a command line may hold thousands:
+     sendmail RCPT...), Lua guarantees LUA_MINSTACK = 20: 30 arguments wrote
+     past the stack's end */
+  if (!lua_checkstack(L, argc + 8)) {
+    fprintf(stderr, "mailhook: too many arguments (%d)\n", argc);
+    lua_close(L);
+    return 2;
+  }
 
   if (code) {
     set_arg(L, argv, argc, first - 1);

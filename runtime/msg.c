@@ -70,6 +70,9 @@ struct mh_msg {
   size_t text_len, html_len;
   attach *att;
   size_t natt;
+  int64_t att_bytes;        /* the attachments' sizes so far: their sum stays within
+                               MH_LIMIT_MESSAGE (each is within MH_LIMIT_ATTACHMENT;
+                               --attach given 1,000 times made a 64 GB message) */
   int finished;             /* mh_msg_finish done: setters refuse, output allowed */
   char id[320];             /* Message-ID with brackets */
   piece *pieces;            /* the rendered message */
@@ -482,6 +485,12 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
     return fail(m, fd, "%s", why);
   }
   close(fd);
+  if (m->att_bytes + (int64_t)st.st_size > MH_LIMIT_MESSAGE) {
+    char lim[32];
+    return fail(m, MH_ELIMIT, "attachment %s: the attachments add up to %lld bytes, over the %s limit "
+                "of a message", path, (long long)(m->att_bytes + (int64_t)st.st_size),
+                mh_fsutil_size(lim, sizeof lim, MH_LIMIT_MESSAGE));
+  }
   if (!name || !*name) {
     const char *slash = strrchr(path, '/');
     name = slash ? slash + 1 : path;
@@ -506,6 +515,7 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
     return fail(m, MH_ENOMEM, "out of memory");
   }
   m->natt++;
+  m->att_bytes += (int64_t)st.st_size;
   return 0;
 }
 

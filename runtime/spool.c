@@ -161,6 +161,21 @@ static char *xstrndup(const char *s, size_t n) {
   return p;
 }
 
+/* A name or a text taken from a spool file, fit for a log line: control
+** bytes (a newline that would start a forged log line, an escape sequence
+** for the terminal that shows the log) as \xNN.  Returns buf. */
+#define VIS_LEN 1100
+static const char *vis(const char *s, char *buf) {
+  size_t o = 0;
+  for (; *s && o + 5 < VIS_LEN; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(buf + o, VIS_LEN - o, "\\x%02x", c);
+    else buf[o++] = (char)c;
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
 /* ------------------------------------------------------------ notes */
 
 /* Should a problem (code) about name be logged?  1 the first time, and when
@@ -436,6 +451,14 @@ int mh_spool_lock(mh_spool *sp, long *holder) {
   n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
   if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* informative only */ }
   sp->lockfd = fd;
+  /* the lock holder adopts drop-ins, probing each with a read lease for an
+     instant (dropin_check); a writer opening it in that instant makes the
+     kernel send SIGIO, whose default ends the process.  Nothing here uses
+     SIGIO: ignored, unless the host chose a handler. */
+  {
+    struct sigaction sa;
+    if (sigaction(SIGIO, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGIO, SIG_IGN);
+  }
   n = mh_spool_sweep(sp, 0);
   if (n > 0) mh_info("spool %s: removed %d stale file(s) from tmp/", sp->dir, n);
   return 0;
@@ -459,7 +482,10 @@ int mh_spool_sweep(mh_spool *sp, int min_age) {
       /* nothing but our files belongs in tmp/, which nothing reads: a FIFO,
          link or socket there is removed; a folder is left (and said) */
       if (!S_ISDIR(st.st_mode) && unlinkat(sp->tmpfd, de->d_name, 0) == 0) removed++;
-      else if (S_ISDIR(st.st_mode)) mh_warn("spool %s: tmp/%s is a folder; left alone", sp->dir, de->d_name);
+      else if (S_ISDIR(st.st_mode)) {
+        char v[VIS_LEN];
+        mh_warn("spool %s: tmp/%s is a folder; left alone", sp->dir, vis(de->d_name, v));
+      }
       continue;
     }
     if (fd < 0) continue;
@@ -1295,16 +1321,17 @@ static int to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why
     snprintf(dest, sizeof dest, "%s.%d", name, k);
   }
   if (rc == -ENOENT) { note_clear(sp, key); return rc; }
+  char vk[VIS_LEN], vw[VIS_LEN], vd[VIS_LEN];
   if (rc) {
     if (note_once(sp, key, rc))
       mh_error("spool %s: %s should go to corrupt/ (%s) but cannot be moved: %s; it stays in %s/ and "
-               "is skipped (logged once)", sp->dir, key, why, mh_strerror(rc), folder);
+               "is skipped (logged once)", sp->dir, vis(key, vk), vis(why, vw), mh_strerror(rc), folder);
     return rc;
   }
   fsync(sp->corruptfd);
   fsync(dirfd);
   note_clear(sp, key);
-  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, key, dest, why);
+  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, vis(key, vk), vis(dest, vd), vis(why, vw));
   return 0;
 }
 
@@ -1319,7 +1346,10 @@ static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const st
   const char *w = strchr(why, ':') ? strchr(why, ':') + 2 : why;
   if (dirfd == sp->pickupfd && sp->lockfd >= 0) return to_corrupt(sp, dirfd, name, w);
   snprintf(key, sizeof key, "%s/%s", folder_name(sp, dirfd), name);
-  if (note_once(sp, key, rc)) mh_warn("spool %s: %s is %s; ignored", sp->dir, key, w);
+  if (note_once(sp, key, rc)) {
+    char vk[VIS_LEN];
+    mh_warn("spool %s: %s is %s; ignored", sp->dir, vis(key, vk), w);
+  }
   return rc;
 }
 
@@ -1522,11 +1552,65 @@ void mh_spool_iter_close(mh_spool_iter *it) {
 
 /* ------------------------------------------------------------- scan */
 
+/* Whether the drop-in NAME (open read-only as fd, st its fstat) may be
+** adopted now.  The pickup convention is a complete file renamed into pickup/
+** by the spool's user, so:
+**   - a file with more than one name is a hard link (O_NOFOLLOW does not see
+**     those): to another spool file (sent twice), or to a file of someone
+**     else's that the service can read and would mail out.  Set aside;
+**   - a file owned by neither the running user nor root got here by a hard
+**     link whose first name is gone, or by root's hand: set aside too;
+**   - a file over limits.message (1 GiB, as sendmail's stdin): a sparse file
+**     (`truncate -s 100G`) takes no disk, but its copy filled the disk and
+**     held the scan -- and so every delivery -- for as long.  Set aside;
+**   - a file some process still has open for writing is being written in
+**     place (a read lease is refused, EAGAIN, while any writer has it open):
+**     -EBUSY, tried again at the next scan.  Where leases are not available
+**     (EINVAL: some file systems; EACCES: a file of root's, without
+**     CAP_LEASE) the size and time are checked again after the copy (adopt).
+** 0 yes; 1 set aside (corrupt/; or left, said once, when that move fails);
+** -EBUSY. */
+static int dropin_check(mh_spool *sp, const char *name, int fd, const struct stat *st) {
+  char why[200];
+  if (st->st_nlink != 1) {
+    snprintf(why, sizeof why, "it has %lu names (a hard link: only a file renamed into pickup/ is "
+             "adopted)", (unsigned long)st->st_nlink);
+    to_corrupt(sp, sp->pickupfd, name, why);
+    return 1;
+  }
+  if (st->st_uid != geteuid() && st->st_uid != 0) {
+    snprintf(why, sizeof why, "it belongs to uid %ld, neither the spool's user (uid %ld) nor root",
+             (long)st->st_uid, (long)geteuid());
+    to_corrupt(sp, sp->pickupfd, name, why);
+    return 1;
+  }
+  if ((int64_t)st->st_size > MH_LIMIT_MESSAGE) {
+    snprintf(why, sizeof why, "it is %lld bytes, over the %lld MiB limit of a message (limits.message)",
+             (long long)st->st_size, (long long)(MH_LIMIT_MESSAGE >> 20));
+    to_corrupt(sp, sp->pickupfd, name, why);
+    return 1;
+  }
+  if (fault_at("lease") || fcntl(fd, F_SETLEASE, F_RDLCK) < 0) {
+    if (errno == EAGAIN) return -EBUSY;
+  } else {
+    fcntl(fd, F_SETLEASE, F_UNLCK);
+  }
+  return 0;
+}
+
+/* The drop-in changed while it was copied (a writer in place that leases
+** could not see): its size or modification time moved. */
+static int changed_since(int fd, const struct stat *st) {
+  struct stat now;
+  return fstat(fd, &now) < 0 || now.st_size != st->st_size ||
+         now.st_mtim.tv_sec != st->st_mtim.tv_sec || now.st_mtim.tv_nsec != st->st_mtim.tv_nsec;
+}
+
 /* A drop-in NAME in pickup/: give it an id, the canonical form (X- lines, no
 ** Bcc), and make it durable before the original goes.  newid gets the new id.
 ** 0 adopted; 1 not a message (set aside to corrupt/, or gone meanwhile: skip
 ** it); a negative code when it could not be done now (it stays; the caller
-** says so once). */
+** says so once): -EBUSY while a program still writes it. */
 static int adopt(mh_spool *sp, const char *name, char *newid) {
   char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8];
   mh_env env;
@@ -1537,6 +1621,8 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if (fd == -ENOENT) return 1;
   if (fd == MH_ENOTREG) { set_aside(sp, sp->pickupfd, name, fd, &st); return 1; }
   if (fd < 0) return fd;
+  if ((rc = dropin_check(sp, name, fd, &st))) { close(fd); return rc; }
+  TEST_POINT("adopt-checked");
   buf = malloc(cap);
   if (!buf) { close(fd); return MH_ENOMEM; }
   for (;;) {  /* the whole header block into memory */
@@ -1556,6 +1642,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if ((rc = mh_spool_new_id(sp, newid))) goto out_env;
   snprintf(dest, sizeof dest, "%s.eml", newid);
   if (env.canonical) {  /* already in our form: a rename is enough */
+    if (changed_since(fd, &st)) { rc = -EBUSY; goto out_env; }
     if ((rc = rename_new(sp->pickupfd, name, sp->pickupfd, dest)) == 0) rc = fsync_fd(sp->pickupfd);
     goto out_env;
   }
@@ -1577,6 +1664,8 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
       pos += n;
     }
   }
+  /* a writer still at work (unseen by the lease): not this time */
+  if (changed_since(fd, &st)) { rc = -EBUSY; goto fail_tmp; }
   if ((rc = fsync_fd(out)) || (rc = rename_new(sp->tmpfd, newid, sp->pickupfd, dest)) ||
       (rc = fsync_fd(sp->pickupfd)))
     goto fail_tmp;
@@ -1621,6 +1710,15 @@ static void heap_down(char **h, size_t n, size_t i) {
   }
 }
 
+/* Drop-ins one scan adopts at most.  An adoption costs two fsyncs (~5 ms on
+** a disk) and the deliverer waits for its scan: a flood of drop-ins (a
+** million files) was adopted in one scan of hours while nothing was sent.
+** So a scan adopts for ADOPT_MS at most (and ADOPT_MAX files); the rest wait
+** for the next scans (the deliverer scans again as soon as its list is used
+** up, and every few seconds when idle); they count in *total. */
+#define ADOPT_MAX 256
+#define ADOPT_MS 500
+
 long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *err) {
   int dfd = dup(sp->pickupfd), rc = 0;
   long all = 0;
@@ -1629,6 +1727,9 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   char **ids = NULL, **orphans = NULL;
   size_t n = 0, cap = 0, no = 0, ocap = 0;
   int adopted = 0;
+  char fresh[ADOPT_MAX][MH_SPOOL_IDLEN];   /* ids this scan gave: readdir may show their
+                                              new names too, and each must count once */
+  int64_t t0 = now_us();
   char id_max[MH_SPOOL_IDLEN] = "";
   unsigned gen = notes_begin(sp);
   *out = NULL;
@@ -1638,7 +1739,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   while ((de = readdir(d))) {
     const char *nm = de->d_name;
     size_t nl = strlen(nm);
-    char id[MH_SPOOL_IDLEN], key[300];
+    char id[MH_SPOOL_IDLEN], key[300], vn[VIS_LEN];
     struct stat sb;
     int type = de->d_type;
     if (nm[0] == '.') continue;
@@ -1668,19 +1769,33 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
       continue;
     }
     if (nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = '\0', mh_spool_is_id(id))) {
-      /* ours */
+      /* ours; unless adopted by this very scan (already counted) */
+      int seen = 0;
+      for (int k = 0; k < adopted && !seen; k++) seen = !strcmp(fresh[k], id);
+      if (seen) continue;
     } else {
-      if (sp->lockfd < 0) continue;   /* only the lock holder adopts drop-ins */
+      if (sp->lockfd < 0 || adopted >= ADOPT_MAX ||   /* only the lock holder adopts drop-ins, */
+          (adopted && now_us() - t0 > ADOPT_MS * 1000)) {
+        all++;                        /* a slice per scan; they still wait to be sent: */
+        continue;                     /* counted (a flush with no service running must */
+      }                               /* not see an empty queue) */
       int a = adopt(sp, nm, id);
       if (a == 1) continue;           /* set aside to corrupt/, or gone */
+      if (a == -EBUSY) {              /* written in place: once it is closed */
+        if (note_once(sp, key, a))
+          mh_warn("spool %s: pickup/%s is still being written (a program has it open for writing); "
+                  "adopted once it is complete and closed (a drop-in should be renamed into pickup/ "
+                  "when complete; logged once)", sp->dir, vis(nm, vn));
+        continue;
+      }
       if (a < 0) {                    /* e.g. a full disk: tried again at each scan, said once */
         if (note_once(sp, key, a))
           mh_warn("spool %s: cannot adopt pickup/%s: %s; it stays there and is tried again at each "
-                  "scan (logged once)", sp->dir, nm, mh_strerror(a));
+                  "scan (logged once)", sp->dir, vis(nm, vn), mh_strerror(a));
         continue;
       }
-      if (note_clear(sp, key)) mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, nm, id);
-      adopted++;
+      if (note_clear(sp, key)) mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, vis(nm, vn), id);
+      memcpy(fresh[adopted++], id, MH_SPOOL_IDLEN);
     }
     all++;
     if (id_max[0] == '\0' || strcmp(id, id_max) > 0) memcpy(id_max, id, sizeof id_max);

@@ -144,8 +144,9 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
 ** and anything that is not a regular file moved to corrupt/, orphan sidecars
 ** removed (kept in corrupt/ when not a state file).  A failure (a full disk)
 ** leaves the file and is logged once per name and error, not at each scan.
-** *total (when not NULL) = every ready id, beyond the limit too.  Returns the
-** count or a negative code. */
+** *total (when not NULL) = every ready id, beyond the limit too, and, for a
+** process that does not hold the lock (which adopts nothing), every drop-in
+** waiting for adoption.  Returns the count or a negative code. */
 long mh_spool_scan(mh_spool *sp, size_t limit, char ***ids, long *total, char *err);
 
 /* Loads one message (pickup/ first, then failed/).  0, MH_ENOTFOUND, or

@@ -467,7 +467,7 @@ end)
 -- --------------------------------------------------------------- queue
 
 local function subject_of(path, offset)
-  local f = path and io.open(path, "rb")
+  local f = path and core.fsutil.open(path)   -- a spool file: never a FIFO
   if not f then return nil end
   if offset then f:seek("set", offset) end
   local head = f:read(16384) or ""

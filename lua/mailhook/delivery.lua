@@ -429,7 +429,11 @@ function D:sync_later()
   end)
 end
 
-local function removal_failed(d, id, err)
+local function removal_failed(d, id, err, info)
+  if type(info) == "table" and info.code == "ENOTFOUND" then   -- `queue rm` raced the send: gone already
+    d.log.info("delivery: " .. id .. " was delivered; it had been removed meanwhile (mailhook queue rm)")
+    return
+  end
   d.stats.errors = d.stats.errors + 1
   d.log.error("delivery: " .. id .. " was delivered but could not be removed (it may be sent again): "
               .. tostring(err))
@@ -442,9 +446,9 @@ function D:delivered(e, n)
                                 math.floor(self.now() - self.outage.since + 0.5), self.outage.err))
     self.outage = nil
   end
-  local ok, res, err = pcall(self.spool.delivered, self.spool, e.id, REMOVE_OPTS)
+  local ok, res, err, info = pcall(self.spool.delivered, self.spool, e.id, REMOVE_OPTS)
   if not ok then removal_failed(self, e.id, res)
-  elseif res == nil and err then removal_failed(self, e.id, err) end
+  elseif res == nil and err then removal_failed(self, e.id, err, info) end
   self.unsynced = self.unsynced + 1
   if self.unsynced >= M.SYNC_EVERY then self:sync_later() end
   self.stats.delivered = self.stats.delivered + 1

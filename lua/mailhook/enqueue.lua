@@ -31,6 +31,10 @@ local enqueue
 -- info is always a table on failure (a rule may set info.handled = true).
 function M.enqueue(t, opts)
   if type(t) ~= "table" then error("mh.enqueue: expects a table of message fields", 2) end
+  if not (opts and opts.note == false) then   -- a rule's own mail: at most rules.max_enqueue
+    local rules = package.loaded["mailhook.rules"]
+    if rules and rules.count_enqueue then rules.count_enqueue() end
+  end
   local id, err, info = enqueue(t, opts)
   if id then return id end
   if type(info) ~= "table" then info = { class = "permanent" } end

@@ -3,7 +3,7 @@
 -- and the frames between the service and its rules worker (mailhook.rule_worker).
 --
 --   luaval.encode(v) -> "return {...}\n"
---   luaval.decode(text [, name]) -> table | nil     (name: the chunk name in errors)
+--   luaval.decode(text) -> table | nil, why          (a literal, never run: mailhook.literal)
 --
 -- Strings, numbers (integers kept integers, floats to 17 digits), booleans and
 -- tables of them, keys strings or numbers; anything else (a function, a
@@ -36,12 +36,15 @@ end
 
 function M.encode(v) return "return " .. table.concat(ser(v, {}, 0)) .. "\n" end
 
--- decode(text [, name]) -> the table text returns, or nil when it does not
--- load, raises, or returns something else (text only: no bytecode, no globals).
-function M.decode(text, name)
-  local chunk = load(text, "=" .. (name or "value"), "t", {})
-  local ok, v = pcall(chunk or error)
-  return ok and type(v) == "table" and v or nil
+-- decode(text) -> the table text holds, or nil and why when it is not a
+-- literal table.  Read as a literal, never run (mailhook.literal): rule state
+-- files and the rules worker's frames come back through here, and a planted
+-- or damaged one that were code ("while true do end") would stop every rule
+-- reading it, or the service itself.
+function M.decode(text)
+  local v, why = require("mailhook.literal").decode(text)
+  if type(v) ~= "table" then return nil, why or "not a table" end
+  return v
 end
 
 return M

@@ -72,7 +72,7 @@ end
 local function message_id(e)
   local head = e.data
   if not head and e.path then
-    local f = io.open(e.path, "rb")
+    local f = require("mailhook.core").fsutil.open(e.path)   -- a spool file: never a FIFO
     if f then
       if e.offset then f:seek("set", e.offset) end
       head = f:read(65536)

@@ -51,9 +51,9 @@ local function read(path)
     end
     return nil
   end
-  local v = luaval.decode(s, path)
+  local v, why = luaval.decode(s)
   if not v then
-    core.log("warn", "rule state " .. path .. " is unreadable; starting afresh")
+    core.log("warn", "rule state " .. path .. " is unreadable (" .. tostring(why) .. "); starting afresh")
     return nil
   end
   return v

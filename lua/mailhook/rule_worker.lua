@@ -35,7 +35,7 @@ local W = {
 
 -- encode(table) -> string; decode(string) -> table | nil (mailhook.luaval)
 W.encode = luaval.encode
-function W.decode(s) return luaval.decode(s, "frame") end
+function W.decode(s) return (luaval.decode(s)) end   -- a literal, never run
 
 -- --------------------------------------------------------- the service side
 

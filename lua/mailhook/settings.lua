@@ -506,6 +506,13 @@ local function stderr_excerpt(text, secret)
   return line
 end
 
+-- How long a secret command may run and how long its line may be.  It runs
+-- where the password is needed -- inside the service's delivery loop -- and
+-- nothing else moves meanwhile: `sleep 1000` (a vault waiting for a prompt)
+-- froze `run` and `flush`, `cat /dev/zero` grew a 600 MB line.  Past these it
+-- is ended (coreutils timeout: TERM to its process group, KILL 2 s later).
+M.command_limits = { seconds = 10, bytes = 65536 }
+
 -- The first line a command prints (a secret: password_command,
 -- oauth_token_command).  Its stderr is captured in a private temporary file
 -- (os.tmpname: mkstemp, 0600) and never passed through: a failure is named with
@@ -515,12 +522,24 @@ local function run_first_line(cmd, what)
   -- no temporary file possible (a read-only /tmp): stderr is dropped instead
   local made, errfile = pcall(os.tmpname)
   if not made then errfile = nil end
-  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\n" .. cmd, "r")
+  local lim, t0 = M.command_limits, os.time()
+  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\nexec timeout -k 2 " ..
+                     string.format("%d", lim.seconds) .. " /bin/sh -c " .. shell_quote(cmd), "r")
   if not p then
     if errfile then os.remove(errfile) end
     return nil, what .. " could not be started"
   end
-  local line = p:read("l")
+  -- the first line, at most lim.bytes: read(1) takes what the pipe holds
+  -- (stdio's buffer), so a line is returned as soon as it is complete
+  local buf, n, long = {}, 0, false
+  while true do
+    local c = p:read(1)
+    if c == nil or c == "\n" then break end
+    n = n + 1
+    if n > lim.bytes then long = true break end
+    buf[n] = c
+  end
+  local line = table.concat(buf)
   local ok, how, code = p:close()
   local ef = errfile and io.open(errfile, "rb")
   local errtext = ef and ef:read(4096)
@@ -528,6 +547,17 @@ local function run_first_line(cmd, what)
   if errfile then os.remove(errfile) end
   if line then line = line:gsub("\r$", "") end
   local said = stderr_excerpt(errtext, line ~= "" and line or nil)
+  if long then
+    return nil, string.format("%s printed a line over %d bytes (a password or token is shorter; ended)",
+                              what, lim.bytes)
+  end
+  -- 124: timeout ended it with TERM; KILL, 2 s later, ends timeout itself too
+  if not ok and ((how == "exit" and code == 124) or
+                 ((how == "signal" and code == 9 or how == "exit" and code == 137) and
+                  os.time() - t0 >= lim.seconds)) then
+    return nil, string.format("%s did not finish within %d s (ended)%s", what, lim.seconds,
+                              said and (": " .. said) or "")
+  end
   if not ok then
     return nil, string.format("%s failed (%s %s)%s", what, tostring(how), tostring(code),
                               said and (": " .. said) or "")
@@ -537,10 +567,26 @@ local function run_first_line(cmd, what)
   return line
 end
 
+-- A command named by the settings runs with this process's rights (root's,
+-- the service's): only when the settings file is one no other user could have
+-- changed, owned by the running user or root and not writable by every user.
+-- nil, err otherwise (a missing file: a command given directly, as preview).
+local function command_allowed(cfg, what)
+  local p = private[cfg]
+  if not (p and p.path) then return true end
+  local ok, err, info = core.fsutil.check(p.path, { follow = true, owned = true, what = "settings" })
+  if ok or (info and info.code == "ENOENT") then return true end
+  return nil, what .. " not run: " .. tostring(err)
+end
+
 function M.password(cfg)
   local p = private[cfg]
   if p and p.password then return p.password end
-  if cfg.password_command then return run_first_line(cfg.password_command, "password_command") end
+  if cfg.password_command then
+    local ok, err = command_allowed(cfg, "password_command")
+    if not ok then return nil, err end
+    return run_first_line(cfg.password_command, "password_command")
+  end
   if p and p.hidden then
     return nil, "the password is in " .. M.secrets_path(p.path) .. ", which this user cannot read " ..
       "(the service's user and root can)"
@@ -553,6 +599,8 @@ function M.token(cfg)
   if not cfg.oauth_token_command then
     return nil, "no oauth_token_command is set (mailhook update oauth_token_command=...)"
   end
+  local ok, err = command_allowed(cfg, "oauth_token_command")
+  if not ok then return nil, err end
   return run_first_line(cfg.oauth_token_command, "oauth_token_command")
 end
 

@@ -248,11 +248,7 @@ end
 
 -- ---------------------------------------------------------------- collect
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local function exists(path) return core.rstate.exists(path) end   -- a stat: nothing is opened
 
 local function decode(text)
   if not text then return nil end

@@ -258,11 +258,9 @@ function M.dirs() return { site_dir(), shipped_dir() } end
 local PARTS = { { "subject", ".subject", { header = true } }, { "text", ".txt" },
                 { "html", ".html", { html = true } } }
 
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
-end
+-- Whether path exists, without opening it (a FIFO named like a template must
+-- not block `hook`; load_file then reads it by the core's rule, or refuses it).
+local function exists(path) return require("mailhook.core").rstate.exists(path) end
 
 -- default(name) -> {subject=, text=, html=} (renders; html may be nil).  The
 -- set comes whole from the first folder holding any NAME.subject, NAME.txt or

@@ -188,6 +188,9 @@ class Handler:
         content = envelope.original_content
         self.log("data", len(content), "bytes")
         if self.o.delay_data:
+            # a test may act while the final dot waits for its reply: MAILDIR/in-data says when
+            if self.o.maildir:
+                open(os.path.join(self.o.maildir, "in-data"), "a").close()
             await asyncio.sleep(self.o.delay_data)
         mid = message_id(content)
         if self.o.by_local_part:
@@ -374,7 +377,7 @@ def main():
     p.add_argument("--fail-data-once", action="append", default=[], metavar="REPLY",
                    help="the next DATA gets REPLY (repeat the option for several)")
     p.add_argument("--reply-data", metavar="REPLY", help="every DATA gets REPLY (nothing stored)")
-    p.add_argument("--delay-data", type=float, default=0, help="seconds before answering the final dot")
+    p.add_argument("--delay-data", type=float, default=0, help="seconds before answering the final dot (MAILDIR/in-data is made first)")
     p.add_argument("--size", type=int, default=33554432, help="SIZE limit (0 = no SIZE)")
     p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
     p.add_argument("--dsn", action="store_true",

@@ -16,6 +16,8 @@
 #include "intake.h"
 #include "intake-ref.h"
 #include "error.h"
+#include "fsutil.h"
+#include <sys/stat.h>
 
 /* Runs the reader over in[0..n) cut into packets at cuts[]; the message it
 ** writes goes to out (its length returned), *empty set; -1 on an error. */
@@ -168,11 +170,37 @@ static void head_cap(void) {
   close(fd);
 }
 
+/* An endless input (`yes | mailhook sendmail -i`) stops at the message limit
+** (MH_LIMIT_MESSAGE; a small one here) instead of filling the disk. */
+static void total_cap(void) {
+  int in = open("/tmp", O_TMPFILE | O_RDWR, 0600), out = open("/tmp", O_TMPFILE | O_RDWR, 0600), empty;
+  const char *head;
+  size_t hl;
+  char err[MH_INTAKE_ERRLEN], line[1000];
+  struct stat st;
+  ok(write(in, "To: c@d\n\n", 9) == 9, "a header block");
+  memset(line, 'y', sizeof line - 1);
+  line[sizeof line - 1] = '\n';
+  for (int i = 0; i < 300; i++) if (write(in, line, sizeof line) != (ssize_t)sizeof line) break;
+  lseek(in, 0, SEEK_SET);
+  mh_intake *r = mh_intake_new(in, 0);
+  is_int(mh_intake_max(r), (size_t)MH_LIMIT_MESSAGE, "the default limit is limits.message");
+  mh_intake_set_max(r, 100000);
+  is_int(mh_intake_head(r, &head, &hl, &empty, err), 0, "head read");
+  is_int(mh_intake_write(r, out), MH_ELIMIT, "300 KB of input past a 100 KB limit: MH_ELIMIT");
+  is_int(mh_intake_error(r), MH_ELIMIT, "blamed on the input, not the spool");
+  ok(fstat(out, &st) == 0 && st.st_size <= 100000, "no byte past the limit was written (%lld)", (long long)st.st_size);
+  mh_intake_free(r);
+  close(in);
+  close(out);
+}
+
 int main(void) {
   fixed();
   random_inputs();
   head_split();
   head_no_bcc();
   head_cap();
+  total_cap();
   return done_testing();
 }

@@ -136,6 +136,7 @@ local function store(caller, env, source, o)
     if not id then
       local code = info and info.code
       if code == "EBADADDR" then return nil, EX.DATAERR, err end
+      if code == "ELIMIT" then return nil, EX.DATAERR, err end   -- over limits.message: retrying cannot help
       if code == "EACCES" or code == "EPERM" or code == "EROFS" then return nil, EX.CANTCREAT, err end
       return nil, EX.TEMPFAIL, err
     end
