@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 #include "mime7.h"
+#include "b64.h"
+#include "buf.h"
 #include "eol.h"
 #include "error.h"
 
@@ -28,25 +30,6 @@
 #define QP_WIDTH  76            /* RFC 2045 §6.7: encoded lines of at most 76 octets */
 
 /* ------------------------------------------------------------ buffers */
-
-typedef struct { char *p; size_t n, cap; } sbuf;
-
-static int sb_add(sbuf *b, const void *p, size_t n) {
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *q;
-    while (cap < b->n + n + 1) cap *= 2;
-    if (!(q = realloc(b->p, cap))) return MH_ENOMEM;
-    b->p = q;
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->n, p, n);
-  b->n += n;
-  b->p[b->n] = '\0';
-  return 0;
-}
-static int sb_adds(sbuf *b, const char *s) { return sb_add(b, s, strlen(s)); }
-static void sb_free(sbuf *b) { free(b->p); b->p = NULL; b->n = b->cap = 0; }
 
 static int is8(const char *p, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -106,25 +89,6 @@ static void u8_feed(u8st *u, const char *s, size_t n) {
   }
 }
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* A whole base64 block (no line breaks), for encoded-words. */
-static int b64_block(sbuf *o, const unsigned char *in, size_t n) {
-  int rc = 0;
-  for (size_t i = 0; i < n && rc == 0; i += 3) {
-    unsigned v = (unsigned)in[i] << 16;
-    char q[4];
-    if (i + 1 < n) v |= (unsigned)in[i + 1] << 8;
-    if (i + 2 < n) v |= in[i + 2];
-    q[0] = B64[(v >> 18) & 63];
-    q[1] = B64[(v >> 12) & 63];
-    q[2] = i + 1 < n ? B64[(v >> 6) & 63] : '=';
-    q[3] = i + 2 < n ? B64[v & 63] : '=';
-    rc = sb_add(o, q, 4);
-  }
-  return rc;
-}
-
 /* ------------------------------------------------------------ the walker */
 
 enum { T_LEAF, T_MULTI, T_MSG };
@@ -175,12 +139,12 @@ struct mh_mime7 {
   /* input */
   int cr;                  /* the last byte was a CR: an LF now belongs to its line end */
   int ctx;                 /* CTX_HEAD / CTX_BODY */
-  sbuf line;               /* the current line (BODY: its first LINECAP bytes at most) */
+  mh_buf line;               /* the current line (BODY: its first LINECAP bytes at most) */
   int streaming;           /* BODY: the line outgrew LINECAP, its bytes go straight on */
   int started;             /* BODY: the current line has had bytes */
   int eol_held;            /* BODY: the last line end, held in case a delimiter follows */
   int at_eol;              /* the last bytes given out (either pass, unconverted) end a line */
-  sbuf field;              /* HEAD: the field being gathered, its lines joined by CRLF */
+  mh_buf field;              /* HEAD: the field being gathered, its lines joined by CRLF */
   hinfo h;                 /* HEAD: what the block says so far */
   int cte_done;            /* pass 2: the first CTE field of this block was written */
   /* structure */
@@ -217,8 +181,8 @@ mh_mime7 *mh_mime7_new(void) {
 
 void mh_mime7_free(mh_mime7 *m) {
   if (!m) return;
-  sb_free(&m->line);
-  sb_free(&m->field);
+  mh_buf_free(&m->line);
+  mh_buf_free(&m->field);
   free(m->ents);
   free(m);
 }
@@ -316,11 +280,9 @@ static void b64_char(mh_mime7 *m, char c) {
 }
 
 static void b64_quantum(mh_mime7 *m) {
-  unsigned v = (unsigned)m->bq[0] << 16 | (unsigned)m->bq[1] << 8 | m->bq[2];
-  b64_char(m, B64[(v >> 18) & 63]);
-  b64_char(m, B64[(v >> 12) & 63]);
-  b64_char(m, m->bn > 1 ? B64[(v >> 6) & 63] : '=');
-  b64_char(m, m->bn > 2 ? B64[v & 63] : '=');
+  char q[4];
+  mh_b64_encode(q, m->bq, m->bn);
+  for (int i = 0; i < 4; i++) b64_char(m, q[i]);
   m->bn = 0;
   m->bq[0] = m->bq[1] = m->bq[2] = 0;
 }
@@ -417,7 +379,7 @@ static void start_entity(mh_mime7 *m) {
   m->ctx = CTX_HEAD;
   memset(&m->h, 0, sizeof m->h);
   m->cte_done = 0;
-  m->field.n = 0;
+  m->field.len = 0;
   memset(&m->u8, 0, sizeof m->u8);
 }
 
@@ -480,26 +442,26 @@ static const char *const STRUCT_FIELDS[] = {
   "Content-MD5", "Original-Message-ID", NULL };
 
 /* The field value unfolded (its CRLFs dropped, the WSP after them kept). */
-static int unfold(sbuf *o, const char *v, size_t n) {
+static int unfold(mh_buf *o, const char *v, size_t n) {
   size_t i = 0, run = 0;
   int rc = 0;
-  o->n = 0;
+  o->len = 0;
   while (i < n) {
     if (v[i] == '\r' && i + 1 < n && v[i + 1] == '\n') {
-      if ((rc = sb_add(o, v + run, i - run))) return rc;
+      if ((rc = mh_buf_add(o, v + run, i - run))) return rc;
       i += 2;
       run = i;
       continue;
     }
     i++;
   }
-  return sb_add(o, v + run, n - run);
+  return mh_buf_add(o, v + run, n - run);
 }
 
 /* RFC 2047 encoded-words (B) for s[0..n), separated by folds: the first word
 ** on a line already `used` octets long, the others on lines of their own;
 ** each at most 75 octets, and none splits a UTF-8 character. */
-static int enc_words(sbuf *o, const char *s, size_t n, size_t used) {
+static int enc_words(mh_buf *o, const char *s, size_t n, size_t used) {
   int utf8 = utf8_ok(s, n);
   const char *cs = utf8 ? "UTF-8" : "UNKNOWN-8BIT";
   size_t over = 2 + strlen(cs) + 3 + 2, i = 0;
@@ -520,12 +482,12 @@ static int enc_words(sbuf *o, const char *s, size_t n, size_t used) {
       }
       raw = k;
     }
-    if (!first) rc = sb_adds(o, "\r\n ");
-    if (!rc) rc = sb_adds(o, "=?");
-    if (!rc) rc = sb_adds(o, cs);
-    if (!rc) rc = sb_adds(o, "?B?");
-    if (!rc) rc = b64_block(o, (const unsigned char *)s + i, raw);
-    if (!rc) rc = sb_adds(o, "?=");
+    if (!first) rc = mh_buf_adds(o, "\r\n ");
+    if (!rc) rc = mh_buf_adds(o, "=?");
+    if (!rc) rc = mh_buf_adds(o, cs);
+    if (!rc) rc = mh_buf_adds(o, "?B?");
+    if (!rc) rc = mh_buf_b64(o, s + i, raw);
+    if (!rc) rc = mh_buf_adds(o, "?=");
     i += raw;
     first = 0;
   }
@@ -534,22 +496,22 @@ static int enc_words(sbuf *o, const char *s, size_t n, size_t used) {
 
 /* Unstructured text (Subject, Comments, X-...): everything after the leading
 ** blanks becomes encoded-words, so it decodes to exactly the unfolded text. */
-static int enc_text(sbuf *o, const char *name, size_t nl, const sbuf *u) {
+static int enc_text(mh_buf *o, const char *name, size_t nl, const mh_buf *u) {
   size_t i = 0;
   int rc;
-  while (i < u->n && (u->p[i] == ' ' || u->p[i] == '\t')) i++;
-  if ((rc = sb_add(o, name, nl)) || (rc = sb_adds(o, ": "))) return rc;
-  return enc_words(o, u->p + i, u->n - i, nl + 2);
+  while (i < u->len && (u->data[i] == ' ' || u->data[i] == '\t')) i++;
+  if ((rc = mh_buf_add(o, name, nl)) || (rc = mh_buf_adds(o, ": "))) return rc;
+  return enc_words(o, u->data + i, u->len - i, nl + 2);
 }
 
 /* The display name of a phrase, quoted-strings unquoted. */
-static int unquote(sbuf *o, const char *p, size_t n) {
+static int unquote(mh_buf *o, const char *p, size_t n) {
   int rc = 0, q = 0;
-  o->n = 0;
+  o->len = 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
     if (p[i] == '"') { q = !q; continue; }
     if (q && p[i] == '\\' && i + 1 < n) i++;
-    rc = sb_add(o, p + i, 1);
+    rc = mh_buf_add(o, p + i, 1);
   }
   return rc;
 }
@@ -562,12 +524,12 @@ static void trim(const char **p, size_t *n) {
 /* Address lists (From, To, Cc...): an 8-bit display name becomes encoded-words
 ** (RFC 2047 §5 (3)); an 8-bit address, comment or group cannot be converted.
 ** Mailboxes are written one a line.  0, 1 (why says why), or a negative code. */
-static int enc_addr(sbuf *o, const char *name, size_t nl, const sbuf *u, char *why) {
-  const char *v = u->p;
-  size_t n = u->n, a = 0;
+static int enc_addr(mh_buf *o, const char *name, size_t nl, const mh_buf *u, char *why) {
+  const char *v = u->data;
+  size_t n = u->len, a = 0;
   int q = 0, depth = 0, angle = 0, rc, nitem = 0;
-  sbuf dn = { 0 };
-  if ((rc = sb_add(o, name, nl)) || (rc = sb_adds(o, ":"))) return rc;
+  mh_buf dn = { 0 };
+  if ((rc = mh_buf_add(o, name, nl)) || (rc = mh_buf_adds(o, ":"))) return rc;
   for (size_t i = 0; i <= n; i++) {
     char c = i < n ? v[i] : ',';
     if (i < n) {
@@ -585,7 +547,7 @@ static int enc_addr(sbuf *o, const char *name, size_t nl, const sbuf *u, char *w
       if (angle) continue;
       if (c == ':' || c == ';') {
         snprintf(why, 240, "the %.*s header uses group syntax with 8-bit bytes", (int)nl, name);
-        sb_free(&dn);
+        mh_buf_free(&dn);
         return 1;
       }
       if (c != ',') continue;
@@ -605,34 +567,34 @@ static int enc_addr(sbuf *o, const char *name, size_t nl, const sbuf *u, char *w
         else if (!iq && item[k] == '>') gt = item + k;
         else if (!iq && item[k] == '(') {
           snprintf(why, 240, "the %.*s header has an 8-bit comment", (int)nl, name);
-          sb_free(&dn);
+          mh_buf_free(&dn);
           return 1;
         }
       }
       if (!lt || !gt || gt < lt || is8(lt, (size_t)(item + in - lt))) {
         snprintf(why, 240, "the %.*s header holds a non-ASCII address, which only SMTPUTF8 can carry "
                  "(RFC 6531)", (int)nl, name);
-        sb_free(&dn);
+        mh_buf_free(&dn);
         return 1;
       }
       const char *ph = item;
       size_t pn = (size_t)(lt - item);
       trim(&ph, &pn);
       if ((rc = unquote(&dn, ph, pn)) ||
-          (rc = sb_adds(o, nitem ? ",\r\n " : " ")) ||
-          (rc = enc_words(o, dn.p ? dn.p : "", dn.n, nitem ? 1 : nl + 2)) ||
-          (rc = sb_adds(o, "\r\n ")) ||
-          (rc = sb_add(o, lt, (size_t)(item + in - lt)))) {
-        sb_free(&dn);
+          (rc = mh_buf_adds(o, nitem ? ",\r\n " : " ")) ||
+          (rc = enc_words(o, dn.data ? dn.data : "", dn.len, nitem ? 1 : nl + 2)) ||
+          (rc = mh_buf_adds(o, "\r\n ")) ||
+          (rc = mh_buf_add(o, lt, (size_t)(item + in - lt)))) {
+        mh_buf_free(&dn);
         return rc;
       }
-    } else if ((rc = sb_adds(o, nitem ? ",\r\n " : " ")) || (rc = sb_add(o, item, in))) {
-      sb_free(&dn);
+    } else if ((rc = mh_buf_adds(o, nitem ? ",\r\n " : " ")) || (rc = mh_buf_add(o, item, in))) {
+      mh_buf_free(&dn);
       return rc;
     }
     nitem++;
   }
-  sb_free(&dn);
+  mh_buf_free(&dn);
   return 0;
 }
 
@@ -645,12 +607,12 @@ static int attr_char(unsigned char c) {
 /* Content-Type / Content-Disposition: 8-bit parameter values become RFC 2231
 ** extended values (charset''%XX, split in continuations past 60 octets); an
 ** 8-bit type or parameter name cannot be converted. */
-static int enc_params(sbuf *o, const char *name, size_t nl, const sbuf *u, char *why) {
-  const char *v = u->p;
-  size_t n = u->n, a = 0;
+static int enc_params(mh_buf *o, const char *name, size_t nl, const mh_buf *u, char *why) {
+  const char *v = u->data;
+  size_t n = u->len, a = 0;
   int q = 0, rc, first = 1;
-  sbuf val = { 0 }, pct = { 0 };
-  if ((rc = sb_add(o, name, nl)) || (rc = sb_adds(o, ":"))) return rc;
+  mh_buf val = { 0 }, pct = { 0 };
+  if ((rc = mh_buf_add(o, name, nl)) || (rc = mh_buf_adds(o, ":"))) return rc;
   for (size_t i = 0; i <= n; i++) {
     if (i < n) {
       if (q) { if (v[i] == '\\' && i + 1 < n) i++; else if (v[i] == '"') q = 0; continue; }
@@ -667,12 +629,12 @@ static int enc_params(sbuf *o, const char *name, size_t nl, const sbuf *u, char 
         snprintf(why, 240, "the %.*s header has an 8-bit type", (int)nl, name);
         goto bad;
       }
-      if ((rc = sb_adds(o, " ")) || (rc = sb_add(o, seg, sn))) goto out;
+      if ((rc = mh_buf_adds(o, " ")) || (rc = mh_buf_add(o, seg, sn))) goto out;
       continue;
     }
     if (sn == 0) continue;
     if (!is8(seg, sn)) {
-      if ((rc = sb_adds(o, ";\r\n\t")) || (rc = sb_add(o, seg, sn))) goto out;
+      if ((rc = mh_buf_adds(o, ";\r\n\t")) || (rc = mh_buf_add(o, seg, sn))) goto out;
       continue;
     }
     const char *eq = memchr(seg, '=', sn), *pn = seg, *pv;
@@ -689,42 +651,42 @@ static int enc_params(sbuf *o, const char *name, size_t nl, const sbuf *u, char 
     pv = eq + 1;
     pvn = (size_t)(seg + sn - pv);
     trim(&pv, &pvn);
-    val.n = 0;
+    val.len = 0;
     if (pvn && pv[0] == '"') {   /* a quoted-string: its content, escapes undone */
       for (size_t j = 1; j < pvn && pv[j] != '"' && rc == 0; j++) {
         if (pv[j] == '\\' && j + 1 < pvn) j++;
-        rc = sb_add(&val, pv + j, 1);
+        rc = mh_buf_add(&val, pv + j, 1);
       }
     } else {
-      rc = sb_add(&val, pv, pvn);   /* a token */
+      rc = mh_buf_add(&val, pv, pvn);   /* a token */
     }
     if (rc) goto out;
     {
-      const char *cs = utf8_ok(val.p, val.n) ? "utf-8''" : "unknown-8bit''";
+      const char *cs = utf8_ok(val.data, val.len) ? "utf-8''" : "unknown-8bit''";
       size_t k = 0, part = 0;
-      pct.n = 0;
-      for (size_t j = 0; j < val.n && rc == 0; j++) {
-        unsigned char c = (unsigned char)val.p[j];
+      pct.len = 0;
+      for (size_t j = 0; j < val.len && rc == 0; j++) {
+        unsigned char c = (unsigned char)val.data[j];
         char t[4];
-        if (attr_char(c)) rc = sb_add(&pct, &val.p[j], 1);
-        else { snprintf(t, sizeof t, "%%%02X", c); rc = sb_add(&pct, t, 3); }
+        if (attr_char(c)) rc = mh_buf_add(&pct, &val.data[j], 1);
+        else { snprintf(t, sizeof t, "%%%02X", c); rc = mh_buf_add(&pct, t, 3); }
       }
       if (rc) goto out;
-      if (pct.n <= 60) {
-        if ((rc = sb_adds(o, ";\r\n\t")) || (rc = sb_add(o, pn, pl)) || (rc = sb_adds(o, "*=")) ||
-            (rc = sb_adds(o, cs)) || (rc = sb_add(o, pct.p, pct.n)))
+      if (pct.len <= 60) {
+        if ((rc = mh_buf_adds(o, ";\r\n\t")) || (rc = mh_buf_add(o, pn, pl)) || (rc = mh_buf_adds(o, "*=")) ||
+            (rc = mh_buf_adds(o, cs)) || (rc = mh_buf_add(o, pct.data, pct.len)))
           goto out;
       } else {
-        while (k < pct.n) {
-          size_t c = pct.n - k > 60 ? 60 : pct.n - k;
+        while (k < pct.len) {
+          size_t c = pct.len - k > 60 ? 60 : pct.len - k;
           char num[32];
-          if (k + c < pct.n) {   /* never split a %XX */
-            if (pct.p[k + c - 1] == '%') c -= 1;
-            else if (c >= 2 && pct.p[k + c - 2] == '%') c -= 2;
+          if (k + c < pct.len) {   /* never split a %XX */
+            if (pct.data[k + c - 1] == '%') c -= 1;
+            else if (c >= 2 && pct.data[k + c - 2] == '%') c -= 2;
           }
           snprintf(num, sizeof num, "*%zu*=", part);
-          if ((rc = sb_adds(o, ";\r\n\t")) || (rc = sb_add(o, pn, pl)) || (rc = sb_adds(o, num)) ||
-              (part == 0 && (rc = sb_adds(o, cs))) || (rc = sb_add(o, pct.p + k, c)))
+          if ((rc = mh_buf_adds(o, ";\r\n\t")) || (rc = mh_buf_add(o, pn, pl)) || (rc = mh_buf_adds(o, num)) ||
+              (part == 0 && (rc = mh_buf_adds(o, cs))) || (rc = mh_buf_add(o, pct.data + k, c)))
             goto out;
           k += c;
           part++;
@@ -737,18 +699,18 @@ static int enc_params(sbuf *o, const char *name, size_t nl, const sbuf *u, char 
 bad:
   rc = 1;
 out:
-  sb_free(&val);
-  sb_free(&pct);
+  mh_buf_free(&val);
+  mh_buf_free(&pct);
   return rc;
 }
 
 /* The 7-bit form of an 8-bit field into o: 0, 1 (cannot: why), or a negative code. */
-static int enc_field(sbuf *o, const char *f, size_t n, char *why) {
+static int enc_field(mh_buf *o, const char *f, size_t n, char *why) {
   const char *colon = memchr(f, ':', n);
   size_t nl;
-  sbuf u = { 0 };
+  mh_buf u = { 0 };
   int rc;
-  o->n = 0;
+  o->len = 0;
   if (!colon) { snprintf(why, 240, "a header line without a field name holds 8-bit bytes"); return 1; }
   nl = (size_t)(colon - f);
   while (nl && (f[nl - 1] == ' ' || f[nl - 1] == '\t')) nl--;
@@ -767,7 +729,7 @@ static int enc_field(sbuf *o, const char *f, size_t n, char *why) {
   if (name_in(f, nl, ADDR_FIELDS)) rc = enc_addr(o, f, nl, &u, why);
   else if (name_in(f, nl, PARAM_FIELDS)) rc = enc_params(o, f, nl, &u, why);
   else rc = enc_text(o, f, nl, &u);
-  sb_free(&u);
+  mh_buf_free(&u);
   return rc;
 }
 
@@ -831,12 +793,12 @@ static int parse_cte(const char *v, size_t n) {
 
 /* One complete header field (m->field, lines joined by CRLF, no final line end). */
 static void field_done(mh_mime7 *m) {
-  const char *f = m->field.p;
-  size_t n = m->field.n, nl;
+  const char *f = m->field.data;
+  size_t n = m->field.len, nl;
   ent *e = cur(m);
   const char *colon;
   int top = e->top, cte = 0;
-  if (!n || m->err) { m->field.n = 0; return; }
+  if (!n || m->err) { m->field.len = 0; return; }
   colon = memchr(f, ':', n);
   nl = colon ? (size_t)(colon - f) : 0;
   while (nl && (f[nl - 1] == ' ' || f[nl - 1] == '\t')) nl--;
@@ -854,16 +816,16 @@ static void field_done(mh_mime7 *m) {
     m->tail_o = m->tail_b = 1;
     if (cte) { e->cte_n++; e->cte_len += (uint32_t)(n + 2); }
     if (is8(f, n)) {
-      sbuf o = { 0 };
+      mh_buf o = { 0 };
       char why[240] = "";
       int rc;
       if (top) m->info.head8 = 1; else m->info.body8 = 1;
       rc = enc_field(&o, f, n, why);
       if (rc < 0) m->err = rc;
       else if (rc == 1) set_why(top ? m->why_head : m->why_body, why);
-      else if (top) m->dhead += (int64_t)o.n - (int64_t)n;
-      else m->dbody += (int64_t)o.n - (int64_t)n;
-      sb_free(&o);
+      else if (top) m->dhead += (int64_t)o.len - (int64_t)n;
+      else m->dbody += (int64_t)o.len - (int64_t)n;
+      mh_buf_free(&o);
     }
   } else {
     unsigned need = top ? MH_MIME7_HEADERS : MH_MIME7_BODIES;
@@ -872,18 +834,18 @@ static void field_done(mh_mime7 *m) {
       if (!m->cte_done) put(m, CTE_LINE[e->enc], strlen(CTE_LINE[e->enc]));
       m->cte_done = 1;
     } else if ((m->what & need) && is8(f, n)) {
-      sbuf o = { 0 };
+      mh_buf o = { 0 };
       char why[240] = "";
       int rc = enc_field(&o, f, n, why);
-      if (rc == 0) { put(m, o.p, o.n); put(m, "\r\n", 2); }
+      if (rc == 0) { put(m, o.data, o.len); put(m, "\r\n", 2); }
       else m->err = rc < 0 ? rc : MH_E8BIT;
-      sb_free(&o);
+      mh_buf_free(&o);
     } else {
       put(m, f, n);
       put(m, "\r\n", 2);
     }
   }
-  m->field.n = 0;
+  m->field.len = 0;
 }
 
 /* The empty line: the header block of the entity on top is complete. */
@@ -921,7 +883,7 @@ static void header_end(mh_mime7 *m) {
   m->ctx = CTX_BODY;
   m->eol_held = 0;
   m->streaming = m->started = 0;
-  m->line.n = 0;
+  m->line.len = 0;
   m->qcol = m->qws = 0;
   m->qcount = 0;
   m->bn = m->bcol = 0;
@@ -932,16 +894,16 @@ static void header_end(mh_mime7 *m) {
 /* One line of a header block (its line end seen, or the end of input). */
 static void header_line(mh_mime7 *m, const char *p, size_t n, int eof) {
   if (n == 0 && !eof) { header_end(m); return; }
-  if (n && (p[0] == ' ' || p[0] == '\t') && m->field.n) {
-    if (sb_add(&m->field, "\r\n", 2) || sb_add(&m->field, p, n)) m->err = MH_ENOMEM;
+  if (n && (p[0] == ' ' || p[0] == '\t') && m->field.len) {
+    if (mh_buf_add(&m->field, "\r\n", 2) || mh_buf_add(&m->field, p, n)) m->err = MH_ENOMEM;
   } else {
     field_done(m);
-    if (n && sb_add(&m->field, p, n)) m->err = MH_ENOMEM;
+    if (n && mh_buf_add(&m->field, p, n)) m->err = MH_ENOMEM;
   }
-  if (m->field.n > FIELDCAP) {
+  if (m->field.len > FIELDCAP) {
     set_why(m->why_head, "a header field longer than 256 KiB");
     set_why(m->why_body, "a header field longer than 256 KiB");
-    m->field.n = 0;
+    m->field.len = 0;
   }
   if (eof) field_done(m);
 }
@@ -992,30 +954,30 @@ static void body_bytes(mh_mime7 *m, const char *p, size_t n) {
     if (!m->open_multi || p[0] != '-') { release_eol(m); m->streaming = 1; }
   }
   if (m->streaming) { content(m, p, n, 0); return; }
-  if (m->line.n + n > LINECAP) {   /* too long for a delimiter */
+  if (m->line.len + n > LINECAP) {   /* too long for a delimiter */
     release_eol(m);
-    content(m, m->line.p, m->line.n, 0);
-    m->line.n = 0;
+    content(m, m->line.data, m->line.len, 0);
+    m->line.len = 0;
     m->streaming = 1;
     content(m, p, n, 0);
     return;
   }
-  if (sb_add(&m->line, p, n)) m->err = MH_ENOMEM;
+  if (mh_buf_add(&m->line, p, n)) m->err = MH_ENOMEM;
 }
 
 /* A body line ended (eol), or the input did (!eol). */
 static void body_line_end(mh_mime7 *m, int eol) {
   if (!m->streaming) {
-    int close = 0, k = delimiter(m, m->line.p, m->line.n, &close);
+    int close = 0, k = delimiter(m, m->line.data, m->line.len, &close);
     if (k >= 0) {
-      on_delimiter(m, k, close, m->line.p, m->line.n, eol);
-      m->line.n = 0;
+      on_delimiter(m, k, close, m->line.data, m->line.len, eol);
+      m->line.len = 0;
       m->started = m->streaming = 0;
       return;
     }
-    if (m->line.n || eol) release_eol(m);
-    content(m, m->line.p, m->line.n, 0);
-    m->line.n = 0;
+    if (m->line.len || eol) release_eol(m);
+    content(m, m->line.data, m->line.len, 0);
+    m->line.len = 0;
   }
   m->started = m->streaming = 0;
   if (eol) m->eol_held = 1;
@@ -1025,8 +987,8 @@ static void body_line_end(mh_mime7 *m, int eol) {
 
 static void line_end(mh_mime7 *m) {
   if (m->ctx == CTX_HEAD) {
-    header_line(m, m->line.p, m->line.n, 0);
-    m->line.n = 0;
+    header_line(m, m->line.data, m->line.len, 0);
+    m->line.len = 0;
   } else {
     body_line_end(m, 1);
   }
@@ -1047,11 +1009,11 @@ static void feed(mh_mime7 *m, const char *buf, size_t len) {
     size_t j = i;
     while (j < len && buf[j] != '\r' && buf[j] != '\n') j++;
     if (m->ctx == CTX_HEAD) {
-      if (sb_add(&m->line, buf + i, j - i)) m->err = MH_ENOMEM;
-      if (m->line.n > FIELDCAP + 1) {   /* one line alone over the field limit */
+      if (mh_buf_add(&m->line, buf + i, j - i)) m->err = MH_ENOMEM;
+      if (m->line.len > FIELDCAP + 1) {   /* one line alone over the field limit */
         set_why(m->why_head, "a header field longer than 256 KiB");
     set_why(m->why_body, "a header field longer than 256 KiB");
-        m->line.n = 0;
+        m->line.len = 0;
       }
     } else {
       body_bytes(m, buf + i, j - i);
@@ -1064,9 +1026,9 @@ static void feed(mh_mime7 *m, const char *buf, size_t len) {
 ** entity ends. */
 static void finish(mh_mime7 *m) {
   if (m->ctx == CTX_HEAD) {
-    if (m->line.n || m->field.n) header_line(m, m->line.p, m->line.n, 1);
-    m->line.n = 0;
-  } else if (m->started || m->line.n) {
+    if (m->line.len || m->field.len) header_line(m, m->line.data, m->line.len, 1);
+    m->line.len = 0;
+  } else if (m->started || m->line.len) {
     body_line_end(m, 0);
   }
   release_eol(m);   /* the last line end of the message is content */
@@ -1122,7 +1084,7 @@ int mh_mime7_convert_begin(mh_mime7 *m, unsigned what, mh_mime7_out out, void *u
   m->out = out;
   m->ud = ud;
   m->cr = m->depth = m->open_multi = 0;
-  m->line.n = m->field.n = 0;
+  m->line.len = m->field.len = 0;
   m->eol_held = m->streaming = m->started = 0;
   m->at_eol = 1;
   m->next = 0;

@@ -19,6 +19,8 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "b64.h"
+#include "buf.h"
 #include "error.h"
 #include "fsutil.h"
 #include "msg.h"
@@ -30,13 +32,6 @@
 #define B64_LINE 57         /* input bytes per 76-column base64 line */
 #define CHUNK (B64_LINE * 1024)  /* attachment bytes read at a time */
 #define OUT_FLUSH 65536     /* write to the descriptor when this much is buffered */
-
-/* A growable byte buffer; `oom` is sticky so that a run of appends needs one check. */
-typedef struct {
-  char *p;
-  size_t len, cap;
-  int oom;
-} buf;
 
 typedef struct {
   char *name;               /* display name (UTF-8) or NULL */
@@ -61,7 +56,7 @@ typedef struct {
 } attach;
 
 typedef struct {
-  buf mem;                  /* bytes written as they are */
+  mh_buf mem;                 /* bytes written as they are */
   long att;                 /* >= 0: then stream attachment att as base64 */
 } piece;
 
@@ -97,24 +92,6 @@ static int fail(mh_msg *m, int code, const char *fmt, ...) {
 }
 
 const char *mh_msg_error(const mh_msg *m) { return m->err; }
-
-/* ------------------------------------------------------------------ buf */
-
-static void put(buf *b, const void *p, size_t n) {
-  if (b->oom || n == 0) return;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) { b->oom = 1; return; }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-}
-
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 
 static char *dupn(const char *s, size_t n) {
   char *d = malloc(n + 1);
@@ -251,7 +228,7 @@ void mh_msg_free(mh_msg *m) {
   free(m->text); free(m->html);
   for (size_t i = 0; i < m->natt; i++) { free(m->att[i].path); free(m->att[i].type); free(m->att[i].name); }
   free(m->att);
-  for (size_t i = 0; i < m->npieces; i++) free(m->pieces[i].mem.p);
+  for (size_t i = 0; i < m->npieces; i++) free(m->pieces[i].mem.data);
   free(m->pieces);
   for (size_t i = 0; i < m->nrcpt; i++) free(m->rcpt[i]);
   free(m->rcpt);
@@ -544,50 +521,31 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
 
 /* ------------------------------------------------------------ encoding */
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Base64 of n bytes into out (4 * ceil(n/3) characters); returns that length. */
-static size_t b64_enc(const unsigned char *in, size_t n, char *out) {
-  size_t o = 0, i = 0;
-  for (; i + 2 < n; i += 3) {
-    unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-    out[o++] = b64[v >> 18]; out[o++] = b64[(v >> 12) & 63];
-    out[o++] = b64[(v >> 6) & 63]; out[o++] = b64[v & 63];
-  }
-  if (i < n) {
-    unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0);
-    out[o++] = b64[v >> 18]; out[o++] = b64[(v >> 12) & 63];
-    out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-    out[o++] = '=';
-  }
-  return o;
-}
-
 /* The folding header writer: tokens that start with a space or tab may be
 ** moved to a new line (the fold replaces nothing: CRLF goes before the WSP). */
 typedef struct {
-  buf *b;
+  mh_buf *b;
   size_t col;               /* columns used on the current line */
   size_t min;               /* never fold while col <= min (just the name) */
 } fold;
 
-static void fold_begin(fold *f, buf *b, const char *name) {
+static void fold_begin(fold *f, mh_buf *b, const char *name) {
   f->b = b;
-  puts_(b, name);
-  put(b, ":", 1);
+  mh_buf_adds(b, name);
+  mh_buf_add(b, ":", 1);
   f->col = f->min = strlen(name) + 1;
 }
 
 static void fold_tok(fold *f, const char *t, size_t n) {
   if (n > 0 && is_wsp(t[0]) && f->col > f->min && f->col + n > FOLD_AT) {
-    put(f->b, "\r\n", 2);
+    mh_buf_add(f->b, "\r\n", 2);
     f->col = 0;
   }
-  put(f->b, t, n);
+  mh_buf_add(f->b, t, n);
   f->col += n;
 }
 
-static void fold_end(fold *f) { put(f->b, "\r\n", 2); }
+static void fold_end(fold *f) { mh_buf_add(f->b, "\r\n", 2); }
 
 /* Encoded words (RFC 2047, UTF-8, B) for s, each as a token " =?UTF-8?B?...?=";
 ** chunks end on UTF-8 character boundaries where the input allows. */
@@ -606,7 +564,7 @@ static void fold_encoded(fold *f, const char *s, size_t n) {
       if (((unsigned char)s[i + take - back] & 0xC0) != 0x80) take -= back;
     }
     memcpy(tok, " =?UTF-8?B?", 11);
-    size_t k = 11 + b64_enc((const unsigned char *)s + i, take, tok + 11);
+    size_t k = 11 + mh_b64_encode(tok + 11, s + i, take);
     tok[k++] = '?';
     tok[k++] = '=';
     fold_tok(f, tok, k);
@@ -638,9 +596,9 @@ static void fold_unstructured(fold *f, const char *s, size_t n) {
   size_t i = 0, start = 0;
   /* the first segment goes right after "Name: " */
   while (i < n && !is_wsp(s[i])) i++;
-  put(f->b, " ", 1);
+  mh_buf_add(f->b, " ", 1);
   f->col++;
-  put(f->b, s, i);
+  mh_buf_add(f->b, s, i);
   f->col += i;
   while (i < n) {
     start = i;
@@ -649,7 +607,7 @@ static void fold_unstructured(fold *f, const char *s, size_t n) {
     if (i > start && !is_wsp(s[i - 1])) {
       fold_tok(f, s + start, i - start);
     } else {                /* trailing whitespace: never alone on a line */
-      put(f->b, s + start, i - start);
+      mh_buf_add(f->b, s + start, i - start);
       f->col += i - start;
     }
   }
@@ -703,7 +661,7 @@ static void fold_phrase(fold *f, const char *s, size_t n) {
   fold_tok(f, tmp, k);
 }
 
-static void header_addrs(buf *b, const char *name, const alist *l) {
+static void header_addrs(mh_buf *b, const char *name, const alist *l) {
   fold f;
   char tmp[300];
   fold_begin(&f, b, name);
@@ -724,7 +682,7 @@ static void header_addrs(buf *b, const char *name, const alist *l) {
 /* Normalises line endings to CRLF (lone CR and lone LF too) and makes sure a
 ** non-empty body ends with CRLF; picks 7bit (ASCII, no NUL, lines <= 998) or
 ** quoted-printable.  Appends the encoded body to out; returns the CTE name. */
-static const char *encode_body(buf *out, const char *s, size_t n) {
+static const char *encode_body(mh_buf *out, const char *s, size_t n) {
   int sevenbit = 1;
   size_t line = 0;
   for (size_t i = 0; i < n; i++) {
@@ -740,13 +698,13 @@ static const char *encode_body(buf *out, const char *s, size_t n) {
     size_t st = 0;
     for (size_t i = 0; i < n; i++) {
       if (s[i] == '\r' || s[i] == '\n') {
-        put(out, s + st, i - st);
-        put(out, "\r\n", 2);
+        mh_buf_add(out, s + st, i - st);
+        mh_buf_add(out, "\r\n", 2);
         if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
         st = i + 1;
       }
     }
-    if (st < n) { put(out, s + st, n - st); put(out, "\r\n", 2); }
+    if (st < n) { mh_buf_add(out, s + st, n - st); mh_buf_add(out, "\r\n", 2); }
     return "7bit";
   }
   /* quoted-printable, lines of at most 76 characters */
@@ -756,7 +714,7 @@ static const char *encode_body(buf *out, const char *s, size_t n) {
     unsigned char c = (unsigned char)s[i];
     if (c == '\r' || c == '\n') {
       if (c == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
-      put(out, "\r\n", 2);
+      mh_buf_add(out, "\r\n", 2);
       col = 0;
       continue;
     }
@@ -772,13 +730,13 @@ static const char *encode_body(buf *out, const char *s, size_t n) {
     }
     /* room for a soft break "=" unless this is the last character of the line */
     if (col + k > (eol ? 76 : 75)) {
-      put(out, "=\r\n", 3);
+      mh_buf_add(out, "=\r\n", 3);
       col = 0;
     }
-    put(out, e, k);
+    mh_buf_add(out, e, k);
     col += k;
   }
-  if (n > 0 && s[n - 1] != '\r' && s[n - 1] != '\n') put(out, "\r\n", 2);
+  if (n > 0 && s[n - 1] != '\r' && s[n - 1] != '\n') mh_buf_add(out, "\r\n", 2);
   return "quoted-printable";
 }
 
@@ -789,7 +747,7 @@ static int is_attr_char(unsigned char c) {
 }
 
 /* Content-Type / Content-Disposition of an attachment part. */
-static void attach_headers(buf *b, const attach *a) {
+static void attach_headers(mh_buf *b, const attach *a) {
   const char *nm = a->name;
   size_t n = strlen(nm);
   int simple = n <= 60;
@@ -797,22 +755,22 @@ static void attach_headers(buf *b, const attach *a) {
     unsigned char c = (unsigned char)nm[i];
     if (c < 32 || c >= 127 || c == '"' || c == '\\') simple = 0;
   }
-  puts_(b, "Content-Type: ");
-  puts_(b, a->type);
-  if (simple) { puts_(b, ";\r\n name=\""); puts_(b, nm); puts_(b, "\""); }
-  puts_(b, "\r\nContent-Disposition: attachment;\r\n ");
+  mh_buf_adds(b, "Content-Type: ");
+  mh_buf_adds(b, a->type);
+  if (simple) { mh_buf_adds(b, ";\r\n name=\""); mh_buf_adds(b, nm); mh_buf_adds(b, "\""); }
+  mh_buf_adds(b, "\r\nContent-Disposition: attachment;\r\n ");
   if (simple) {
-    puts_(b, "filename=\""); puts_(b, nm); puts_(b, "\"");
+    mh_buf_adds(b, "filename=\""); mh_buf_adds(b, nm); mh_buf_adds(b, "\"");
   } else {
     static const char hex[] = "0123456789ABCDEF";
-    puts_(b, "filename*=UTF-8''");
+    mh_buf_adds(b, "filename*=UTF-8''");
     for (size_t i = 0; i < n; i++) {
       unsigned char c = (unsigned char)nm[i];
-      if (is_attr_char(c)) put(b, nm + i, 1);
-      else { char e[3] = { '%', hex[c >> 4], hex[c & 15] }; put(b, e, 3); }
+      if (is_attr_char(c)) mh_buf_add(b, nm + i, 1);
+      else { char e[3] = { '%', hex[c >> 4], hex[c & 15] }; mh_buf_add(b, e, 3); }
     }
   }
-  puts_(b, "\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+  mh_buf_adds(b, "\r\nContent-Transfer-Encoding: base64\r\n\r\n");
 }
 
 /* ------------------------------------------------------------ finishing */
@@ -851,35 +809,35 @@ static int add_rcpt(mh_msg *m, const char *a) {
 }
 
 /* The text/html part (or the alternative of both) with its headers. */
-static void body_part(mh_msg *m, buf *b, const char *alt_boundary) {
+static void body_part(mh_msg *m, mh_buf *b, const char *alt_boundary) {
   int text = m->text != NULL, html = m->html != NULL;
   if (text && html) {
-    puts_(b, "Content-Type: multipart/alternative;\r\n boundary=\"");
-    puts_(b, alt_boundary);
-    puts_(b, "\"\r\n\r\n");
+    mh_buf_adds(b, "Content-Type: multipart/alternative;\r\n boundary=\"");
+    mh_buf_adds(b, alt_boundary);
+    mh_buf_adds(b, "\"\r\n\r\n");
     for (int i = 0; i < 2; i++) {
-      buf enc = { 0 };
+      mh_buf enc = { 0 };
       const char *cte = i == 0 ? encode_body(&enc, m->text, m->text_len)
                                : encode_body(&enc, m->html, m->html_len);
-      puts_(b, "\r\n--"); puts_(b, alt_boundary);
-      puts_(b, i == 0 ? "\r\nContent-Type: text/plain; charset=utf-8\r\n"
+      mh_buf_adds(b, "\r\n--"); mh_buf_adds(b, alt_boundary);
+      mh_buf_adds(b, i == 0 ? "\r\nContent-Type: text/plain; charset=utf-8\r\n"
                       : "\r\nContent-Type: text/html; charset=utf-8\r\n");
-      puts_(b, "Content-Transfer-Encoding: "); puts_(b, cte); puts_(b, "\r\n\r\n");
-      put(b, enc.p, enc.len);
+      mh_buf_adds(b, "Content-Transfer-Encoding: "); mh_buf_adds(b, cte); mh_buf_adds(b, "\r\n\r\n");
+      mh_buf_add(b, enc.data, enc.len);
       if (enc.oom) b->oom = 1;
-      free(enc.p);
+      free(enc.data);
     }
-    puts_(b, "\r\n--"); puts_(b, alt_boundary); puts_(b, "--\r\n");
+    mh_buf_adds(b, "\r\n--"); mh_buf_adds(b, alt_boundary); mh_buf_adds(b, "--\r\n");
     return;
   }
-  buf enc = { 0 };
+  mh_buf enc = { 0 };
   const char *cte = html ? encode_body(&enc, m->html, m->html_len)
                          : encode_body(&enc, text ? m->text : "", text ? m->text_len : 0);
-  puts_(b, html ? "Content-Type: text/html; charset=utf-8\r\n" : "Content-Type: text/plain; charset=utf-8\r\n");
-  puts_(b, "Content-Transfer-Encoding: "); puts_(b, cte); puts_(b, "\r\n\r\n");
-  put(b, enc.p, enc.len);
+  mh_buf_adds(b, html ? "Content-Type: text/html; charset=utf-8\r\n" : "Content-Type: text/plain; charset=utf-8\r\n");
+  mh_buf_adds(b, "Content-Transfer-Encoding: "); mh_buf_adds(b, cte); mh_buf_adds(b, "\r\n\r\n");
+  mh_buf_add(b, enc.data, enc.len);
   if (enc.oom) b->oom = 1;
-  free(enc.p);
+  free(enc.data);
 }
 
 static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
@@ -921,43 +879,43 @@ int mh_msg_finish(mh_msg *m, time_t now) {
 
   piece *p = new_piece(m, -1);
   if (!p) return fail(m, MH_ENOMEM, "out of memory");
-  buf *b = &p->mem;
+  mh_buf *b = &p->mem;
   fold f;
   fold_begin(&f, b, "Date"); fold_tok(&f, " ", 1); fold_tok(&f, date, strlen(date)); fold_end(&f);
   header_addrs(b, "From", &m->from);
   if (m->reply_to.n) header_addrs(b, "Reply-To", &m->reply_to);
   if (m->to.n) header_addrs(b, "To", &m->to);
-  else if (!m->cc.n) puts_(b, "To: undisclosed-recipients:;\r\n");
+  else if (!m->cc.n) mh_buf_adds(b, "To: undisclosed-recipients:;\r\n");
   if (m->cc.n) header_addrs(b, "Cc", &m->cc);
   if (m->subject) {
     fold_begin(&f, b, "Subject");
     fold_unstructured(&f, m->subject, m->subject_len);
     fold_end(&f);
   }
-  puts_(b, "Message-ID: "); puts_(b, m->id); puts_(b, "\r\n");
+  mh_buf_adds(b, "Message-ID: "); mh_buf_adds(b, m->id); mh_buf_adds(b, "\r\n");
   for (size_t i = 0; i < m->nhdrs; i++) {
     fold_begin(&f, b, m->hdrs[i].name);
     fold_unstructured(&f, m->hdrs[i].value, m->hdrs[i].len);
     fold_end(&f);
   }
-  puts_(b, "MIME-Version: 1.0\r\n");
+  mh_buf_adds(b, "MIME-Version: 1.0\r\n");
   if (m->natt == 0) {
     body_part(m, b, bound[1]);
   } else {
-    puts_(b, "Content-Type: multipart/mixed;\r\n boundary=\"");
-    puts_(b, bound[0]);
-    puts_(b, "\"\r\n\r\nThis is a multi-part message in MIME format.\r\n\r\n--");
-    puts_(b, bound[0]);
-    puts_(b, "\r\n");
+    mh_buf_adds(b, "Content-Type: multipart/mixed;\r\n boundary=\"");
+    mh_buf_adds(b, bound[0]);
+    mh_buf_adds(b, "\"\r\n\r\nThis is a multi-part message in MIME format.\r\n\r\n--");
+    mh_buf_adds(b, bound[0]);
+    mh_buf_adds(b, "\r\n");
     body_part(m, b, bound[1]);
     for (size_t i = 0; i < m->natt; i++) {
-      puts_(b, "\r\n--"); puts_(b, bound[0]); puts_(b, "\r\n");
+      mh_buf_adds(b, "\r\n--"); mh_buf_adds(b, bound[0]); mh_buf_adds(b, "\r\n");
       attach_headers(b, &m->att[i]);
       if (b->oom) return fail(m, MH_ENOMEM, "out of memory");
       if (!new_piece(m, (long)i) || !(p = new_piece(m, -1))) return fail(m, MH_ENOMEM, "out of memory");
       b = &p->mem;
     }
-    puts_(b, "\r\n--"); puts_(b, bound[0]); puts_(b, "--\r\n");
+    mh_buf_adds(b, "\r\n--"); mh_buf_adds(b, bound[0]); mh_buf_adds(b, "--\r\n");
   }
   if (b->oom) return fail(m, MH_ENOMEM, "out of memory");
   m->finished = 1;
@@ -969,14 +927,14 @@ int mh_msg_finish(mh_msg *m, time_t now) {
 /* Where output goes: a descriptor (buffered, flushed at OUT_FLUSH) or memory. */
 typedef struct {
   int fd;                   /* -1: keep everything in b */
-  buf b;
+  mh_buf b;
   int err;                  /* first write error (negative errno); sticky */
 } out;
 
 static int flush(out *o) {
   size_t done = 0;
   while (!o->err && done < o->b.len) {
-    ssize_t n = write(o->fd, o->b.p + done, o->b.len - done);
+    ssize_t n = write(o->fd, o->b.data + done, o->b.len - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       o->err = -errno;
@@ -990,7 +948,7 @@ static int flush(out *o) {
 
 static void out_put(out *o, const void *p, size_t n) {
   if (o->err) return;
-  put(&o->b, p, n);
+  mh_buf_add(&o->b, p, n);
   if (o->b.oom) { o->err = MH_ENOMEM; return; }
   if (o->fd >= 0 && o->b.len >= OUT_FLUSH) flush(o);
 }
@@ -1032,7 +990,7 @@ static int stream_attachment(mh_msg *m, out *o, const attach *a) {
     size_t k = 0;
     for (size_t i = 0; i < have; i += B64_LINE) {
       size_t take = have - i < B64_LINE ? have - i : B64_LINE;
-      k += b64_enc(in + i, take, line + k);
+      k += mh_b64_encode(line + k, in + i, take);
       line[k++] = '\r';
       line[k++] = '\n';
     }
@@ -1055,7 +1013,7 @@ static int emit(mh_msg *m, out *o) {
       int rc = stream_attachment(m, o, &m->att[p->att]);
       if (rc < 0) return rc;
     } else {
-      out_put(o, p->mem.p, p->mem.len);
+      out_put(o, p->mem.data, p->mem.len);
     }
     if (o->err) return fail(m, o->err, "write: %s", mh_strerror(o->err));
   }
@@ -1066,18 +1024,18 @@ int mh_msg_write(mh_msg *m, int fd) {
   out o = { .fd = fd };
   int rc = emit(m, &o);
   if (rc == 0 && flush(&o) < 0) rc = fail(m, o.err, "write: %s", mh_strerror(o.err));
-  free(o.b.p);
+  free(o.b.data);
   return rc;
 }
 
 int mh_msg_bytes(mh_msg *m, char **outp, size_t *len) {
   out o = { .fd = -1 };
   int rc = emit(m, &o);
-  if (rc < 0) { free(o.b.p); return rc; }
-  put(&o.b, "", 1);                     /* NUL-terminate for convenience */
-  if (o.b.oom) { free(o.b.p); return fail(m, MH_ENOMEM, "out of memory"); }
-  *outp = o.b.p;
-  *len = o.b.len - 1;
+  if (rc < 0) { free(o.b.data); return rc; }
+  mh_buf_add(&o.b, "", 0);              /* NUL-terminated (mh_buf), even when empty */
+  if (o.b.oom) { free(o.b.data); return fail(m, MH_ENOMEM, "out of memory"); }
+  *outp = o.b.data;
+  *len = o.b.len;
   return 0;
 }
 

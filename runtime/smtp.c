@@ -7,6 +7,7 @@
 ** With PIPELINING, [RSET,] MAIL, every RCPT and DATA leave as one group and
 ** the replies are then walked through the same states without sending again.
 */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,42 +35,6 @@ static const int state_kind[] = {
 
 const char *mh_smtp_state_name(mh_smtp_state st) {
   return (unsigned)st < MH_SMTP_NSTATES ? state_names[st] : "?";
-}
-
-/* -------------------------------------------------------------- buffer */
-
-int mh_buf_add(mh_buf *b, const void *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *d;
-    while (cap < b->len + n + 1) cap *= 2;
-    d = (char *)realloc(b->data, cap);
-    if (!d) return MH_ENOMEM;
-    b->data = d;
-    b->cap = cap;
-  }
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-  return 0;
-}
-
-void mh_buf_free(mh_buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
-}
-
-static int buf_printf(mh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int buf_printf(mh_buf *b, const char *fmt, ...) {
-  char tmp[1200];
-  int n;
-  va_list ap;
-  va_start(ap, fmt);
-  n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof tmp) return MH_ETOOLONG;
-  return mh_buf_add(b, tmp, (size_t)n);
 }
 
 /* -------------------------------------------------------- reply parser */
@@ -277,39 +242,10 @@ static int conv_out(void *ud, const char *p, size_t n) {
   return mh_smtp_dot_write(k->w, k->out, p, n);
 }
 
-/* ------------------------------------------------------------- base64 */
-
-static int b64(mh_buf *out, const unsigned char *in, size_t n) {
-  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  int rc = 0;
-  for (size_t i = 0; i < n && rc == 0; i += 3) {
-    unsigned v = (unsigned)in[i] << 16;
-    char q[4];
-    if (i + 1 < n) v |= (unsigned)in[i + 1] << 8;
-    if (i + 2 < n) v |= in[i + 2];
-    q[0] = tab[(v >> 18) & 63];
-    q[1] = tab[(v >> 12) & 63];
-    q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-    q[3] = i + 2 < n ? tab[v & 63] : '=';
-    rc = mh_buf_add(out, q, 4);
-  }
-  return rc;
-}
-
-/* Overwrite memory that held a secret (the compiler may not drop it). */
-static void wipe(void *p, size_t n) {
-  volatile unsigned char *v = (volatile unsigned char *)p;
-  while (n--) *v++ = 0;
-}
-
-static void wipe_buf(mh_buf *b) {
-  if (b->data) wipe(b->data, b->cap);
-  mh_buf_free(b);
-}
-
 /* -------------------------------------------------------------- session */
 
 enum { OP_NONE, OP_OPEN, OP_AUTH, OP_SEND, OP_CHECK, OP_QUIT };
+enum { CHECK_CLEARING = 1 };   /* check_rc: not an outcome, see the field */
 
 /* One message transaction: what a send asked and what the server answered. */
 typedef struct {
@@ -366,7 +302,9 @@ struct mh_smtp {
   char verr[600];               /* why the last mh_smtp_send returned an error (also in
                                    errmsg unless it was queuing behind a running one) */
   const char *vstage;
-  int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET */
+  int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET; or
+                                   CHECK_CLEARING while the RSET that clears an earlier
+                                   transaction is out, before MAIL (sent alone) */
   /* DSN parameters asked for the next send (mh_smtp_set_dsn), already filtered */
   char *dsn_mail;
   char **dsn_rcpt;
@@ -385,6 +323,8 @@ struct mh_smtp {
 };
 
 static void enter_state(mh_smtp *s, mh_smtp_state st);
+static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 mh_smtp_state mh_smtp_get_state(const mh_smtp *s) { return s->state; }
 const mh_smtp_caps *mh_smtp_get_caps(const mh_smtp *s) { return &s->caps; }
@@ -488,9 +428,9 @@ void mh_smtp_free(mh_smtp *s) {
   }
   mh_buf_free(&s->wbuf);
   clear_dsn(s);
-  wipe_buf(&s->auth_user);
-  wipe_buf(&s->auth_secret);
-  wipe_buf(&s->auth_sent);
+  mh_buf_wipe(&s->auth_user);
+  mh_buf_wipe(&s->auth_secret);
+  mh_buf_wipe(&s->auth_sent);
   free(s);
 }
 
@@ -523,6 +463,14 @@ static const char *stage_of(mh_smtp_state st) {
 ** a reply to each command in it (and not before: a reply that arrives in the
 ** same read as the one that made us write a command cannot be its answer). */
 static void flush(mh_smtp *s) {
+  if (s->wbuf.oom) {
+    /* a command or the data could not be buffered whole: none of it may leave */
+    mh_buf_free(&s->wbuf);
+    die(s, MH_ENOMEM, stage_of(s->state), "out of memory while writing to the server");
+    return;
+  }
+  /* a closed session writes nothing (die() dropped what the event had made) */
+  assert(s->state != MH_SMTP_CLOSED || s->wbuf.len == 0);
   s->expect += s->wcmds;
   s->wcmds = 0;
   if (s->wbuf.len) {
@@ -535,6 +483,8 @@ static void flush(mh_smtp *s) {
 /* The queued transaction becomes the current one, with a clean record of
 ** failure (the getters now describe it). */
 static void rotate(mh_smtp *s) {
+  /* the queued transaction is the other slot, never the current one */
+  assert(s->q && s->q != s->t && (s->q == &s->tx[0] || s->q == &s->tx[1]));
   s->t = s->q;
   s->q = NULL;
   s->op = OP_SEND;
@@ -549,6 +499,7 @@ static void rotate(mh_smtp *s) {
 ** already), or, when the session closed, ends too with the same rc. */
 static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
   int op = s->op;
+  assert(!s->q || op == OP_SEND);   /* only a send has another queued behind it */
   if (st != s->state) enter_state(s, st);
   s->op = OP_NONE;
   if (op != OP_NONE) s->io.done(s->io.ud, rc);
@@ -606,21 +557,21 @@ static void refused(mh_smtp *s, const char *what, const char *stage) {
   for (char *p = s->errmsg; *p; p++) if (*p == '\n') *p = ' ';
 }
 
+/* One command into the event's output, whole (an AUTH line with an OAuth
+** token may run to kilobytes: RFC 4954 §4 allows 12288 octets). */
 static void put_cmd(mh_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put_cmd(mh_smtp *s, const char *fmt, ...) {
-  char tmp[1100];
-  int n;
+  size_t start = s->wbuf.len;
   va_list ap;
   va_start(ap, fmt);
-  n = vsnprintf(tmp, sizeof tmp - 2, fmt, ap);
+  mh_buf_vprintf(&s->wbuf, fmt, ap);
   va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof tmp - 2) n = (int)sizeof tmp - 3;
-  if (mh_log_get_level() <= MH_LOG_DEBUG) {
-    if (strncmp(tmp, "AUTH ", 5) == 0) mh_debug("smtp > AUTH (credentials not logged)");
-    else mh_debug("smtp > %.*s", n, tmp);
+  if (!s->wbuf.oom && mh_log_get_level() <= MH_LOG_DEBUG) {
+    const char *cmd = s->wbuf.data + start;
+    if (strncmp(cmd, "AUTH ", 5) == 0) mh_debug("smtp > AUTH (credentials not logged)");
+    else mh_debug("smtp > %.*s", (int)(s->wbuf.len - start), cmd);
   }
-  memcpy(tmp + n, "\r\n", 2);
-  mh_buf_add(&s->wbuf, tmp, (size_t)n + 2);
+  mh_buf_add(&s->wbuf, "\r\n", 2);
   s->wcmds++;
 }
 
@@ -644,6 +595,7 @@ static void put_group(mh_smtp *s, txn *x, int rset) {
 ** need not wait for the reply to the dot.  No RSET: the dot ends the
 ** transaction, whatever its reply. */
 static void dot_written(mh_smtp *s) {
+  assert(s->state == MH_SMTP_BODY && !s->t->dot_out);   /* one final dot per message */
   s->t->dot_out = 1;
   s->wcmds++;           /* the final dot: the server owes its reply once it is written */
   if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
@@ -653,6 +605,8 @@ static void dot_written(mh_smtp *s) {
 ** asked for). */
 static void put_body(mh_smtp *s) {
   txn *t = s->t;
+  /* the data leaves once, after the 354, and never while the gate holds it */
+  assert(s->state == MH_SMTP_BODY && !t->dot_out && !t->body_held);
   if (t->streamed && !t->empty_data) {
     t->wanting = 1;
     if (s->io.more) s->io.more(s->io.ud);
@@ -669,11 +623,12 @@ static void auth_remember(mh_smtp *s, const mh_buf *b64s) {
   if (!b64s->len) return;
   mh_buf_add(&s->auth_sent, b64s->data, b64s->len);
   mh_buf_add(&s->auth_sent, "\n", 1);
+  if (s->auth_sent.oom) s->wbuf.oom = 1;   /* an echo could not be masked: do not send it */
 }
 
 static void auth_start(mh_smtp *s) {
   mh_buf ir = { 0 };
-  wipe_buf(&s->auth_sent);
+  mh_buf_wipe(&s->auth_sent);
   switch (s->mech) {
     case MH_SMTP_AUTH_PLAIN: {
       mh_buf raw = { 0 };
@@ -681,8 +636,9 @@ static void auth_start(mh_smtp *s) {
       mh_buf_add(&raw, s->auth_user.data, s->auth_user.len);
       mh_buf_add(&raw, "\0", 1);
       mh_buf_add(&raw, s->auth_secret.data, s->auth_secret.len);
-      b64(&ir, (unsigned char *)raw.data, raw.len);
-      wipe_buf(&raw);
+      if (raw.oom) ir.oom = 1;
+      else mh_buf_b64(&ir, raw.data, raw.len);
+      mh_buf_wipe(&raw);
       put_cmd(s, "AUTH PLAIN %s", ir.data ? ir.data : "=");
       break;
     }
@@ -696,30 +652,45 @@ static void auth_start(mh_smtp *s) {
       mh_buf_add(&raw, "\001auth=Bearer ", 13);
       mh_buf_add(&raw, s->auth_secret.data, s->auth_secret.len);
       mh_buf_add(&raw, "\001\001", 2);
-      b64(&ir, (unsigned char *)raw.data, raw.len);
-      wipe_buf(&raw);
+      if (raw.oom) ir.oom = 1;
+      else mh_buf_b64(&ir, raw.data, raw.len);
+      mh_buf_wipe(&raw);
       put_cmd(s, "AUTH XOAUTH2 %s", ir.data);
       break;
     }
     case MH_SMTP_AUTH_OAUTHBEARER: {
       mh_buf raw = { 0 };
-      buf_printf(&raw, "n,a=%s,\001host=%s\001port=%d\001auth=Bearer ", s->auth_user.data,
+      mh_buf_printf(&raw, "n,a=%s,\001host=%s\001port=%d\001auth=Bearer ", s->auth_user.data,
                  s->host, s->port);
       mh_buf_add(&raw, s->auth_secret.data, s->auth_secret.len);
       mh_buf_add(&raw, "\001\001", 2);
-      b64(&ir, (unsigned char *)raw.data, raw.len);
-      wipe_buf(&raw);
+      if (raw.oom) ir.oom = 1;
+      else mh_buf_b64(&ir, raw.data, raw.len);
+      mh_buf_wipe(&raw);
       put_cmd(s, "AUTH OAUTHBEARER %s", ir.data);
       break;
     }
   }
+  if (ir.oom) s->wbuf.oom = 1;   /* credentials not encoded whole: flush() ends the session */
   auth_remember(s, &ir);
-  wipe_buf(&ir);
+  mh_buf_wipe(&ir);
+}
+
+/* Whether entering st sends its commands as one PIPELINING group ([RSET,] MAIL,
+** RCPT..., DATA; a sender check's MAIL and RSET).  The one exception to
+** "whenever the server offers PIPELINING": the RSET that clears an earlier
+** transaction before a sender check leaves alone, and the check's own MAIL
+** and RSET follow as a group once it is answered. */
+static int grouped(const mh_smtp *s, mh_smtp_state st) {
+  if (!(s->caps.flags & MH_SMTP_CAP_PIPELINING)) return 0;
+  return !(s->op == OP_CHECK && st == MH_SMTP_RSET && s->check_rc == CHECK_CLEARING);
 }
 
 /* The one place a state's command is sent and its timer armed. */
 static void enter_state(mh_smtp *s, mh_smtp_state st) {
   mh_smtp_state old = s->state;
+  assert(st > MH_SMTP_INIT && st < MH_SMTP_NSTATES);
+  assert(old != MH_SMTP_CLOSED);   /* a closed session is never reopened */
   s->state = st;
   mh_debug("smtp: %s -> %s", state_names[old], state_names[st]);
   switch (st) {
@@ -731,7 +702,7 @@ static void enter_state(mh_smtp *s, mh_smtp_state st) {
     case MH_SMTP_MAIL:
       if (st == MH_SMTP_MAIL) s->need_rset = 1;
       if (s->t->ahead) break;
-      if (s->caps.flags & MH_SMTP_CAP_PIPELINING) put_group(s, s->t, st == MH_SMTP_RSET);
+      if (grouped(s, st)) put_group(s, s->t, st == MH_SMTP_RSET);
       else if (st == MH_SMTP_RSET) put_cmd(s, "RSET");
       else put_cmd(s, "MAIL FROM:<%s>%s", s->t->from, s->t->mail_params);
       break;
@@ -834,8 +805,8 @@ static void on_reply(mh_smtp *s) {
     case MH_SMTP_AUTH:
       if (code == 235) {
         s->decisive = *r;
-        wipe_buf(&s->auth_secret);
-        wipe_buf(&s->auth_sent);
+        mh_buf_wipe(&s->auth_secret);
+        mh_buf_wipe(&s->auth_sent);
         finish(s, 0, MH_SMTP_READY);
         break;
       }
@@ -844,11 +815,11 @@ static void on_reply(mh_smtp *s) {
         if (s->mech == MH_SMTP_AUTH_LOGIN && s->auth_step <= 2) {
           mh_buf e = { 0 };
           mh_buf *v = s->auth_step == 1 ? &s->auth_user : &s->auth_secret;
-          b64(&e, (unsigned char *)(v->data ? v->data : ""), v->len);
+          if (mh_buf_b64(&e, v->data ? v->data : "", v->len) < 0) s->wbuf.oom = 1;
           auth_remember(s, &e);
           mh_buf_add(&s->wbuf, e.data ? e.data : "", e.len);
           mh_buf_add(&s->wbuf, "\r\n", 2);
-          wipe_buf(&e);
+          mh_buf_wipe(&e);
         } else if (s->mech == MH_SMTP_AUTH_OAUTHBEARER) {
           mh_buf_add(&s->wbuf, "AQ==\r\n", 6);  /* %x01: abort, the server then says why */
         } else {
@@ -858,8 +829,8 @@ static void on_reply(mh_smtp *s) {
         s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
         break;
       }
-      wipe_buf(&s->auth_secret);
-      wipe_buf(&s->auth_sent);
+      mh_buf_wipe(&s->auth_secret);
+      mh_buf_wipe(&s->auth_sent);
       refused(s, "authentication failed", "auth");
       finish(s, code == 334 ? MH_EPROTO : MH_EAUTH, code == 334 ? MH_SMTP_CLOSED : MH_SMTP_READY);
       break;
@@ -870,7 +841,7 @@ static void on_reply(mh_smtp *s) {
         break;
       }
       s->need_rset = 0;
-      if (s->op == OP_CHECK && s->check_rc != 1) { finish(s, s->check_rc, MH_SMTP_READY); break; }
+      if (s->op == OP_CHECK && s->check_rc != CHECK_CLEARING) { finish(s, s->check_rc, MH_SMTP_READY); break; }
       if (s->op == OP_CHECK) s->check_rc = 0;
       enter_state(s, MH_SMTP_MAIL);
       break;
@@ -890,6 +861,7 @@ static void on_reply(mh_smtp *s) {
       enter_state(s, MH_SMTP_RCPT);
       break;
     case MH_SMTP_RCPT: {
+      assert(s->t->rcpt_i < s->t->nrcpt);   /* one RCPT reply per recipient sent */
       mh_smtp_rcpt *rc = &s->t->rcpts[s->t->rcpt_i];
       rc->code = code;
       rc->accepted = is2(code) && !s->t->mail_failed;
@@ -1007,6 +979,7 @@ static void mask_creds(const mh_smtp *s, char *text, size_t cap) {
 /* ----------------------------------------------------------- events */
 
 void mh_smtp_connected(mh_smtp *s, int tls) {
+  assert(s->state == MH_SMTP_INIT);   /* one connection per session */
   s->tls = tls;
   s->op = OP_OPEN;
   s->expect = 1;   /* the greeting */
@@ -1162,8 +1135,8 @@ int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret
       mech != MH_SMTP_AUTH_OAUTHBEARER)
     return MH_EINVAL;
   if ((rc = start_op(s, OP_AUTH)) < 0) return rc;
-  wipe_buf(&s->auth_user);
-  wipe_buf(&s->auth_secret);
+  mh_buf_wipe(&s->auth_user);
+  mh_buf_wipe(&s->auth_secret);
   if (mh_buf_add(&s->auth_user, user ? user : "", user ? strlen(user) : 0) < 0 ||
       mh_buf_add(&s->auth_secret, secret ? secret : "", secret ? strlen(secret) : 0) < 0) {
     s->op = OP_NONE;
@@ -1360,6 +1333,7 @@ static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_
   s->vstage = NULL;
   if (can_queue(s)) {
     txn *x = s->t == &s->tx[0] ? &s->tx[1] : &s->tx[0];
+    assert(x != s->t);
     if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len, flags, scan)) < 0) return rc;
     s->q = x;
     /* the current dot is out already: the commands follow at once */
@@ -1439,13 +1413,10 @@ int mh_smtp_check_sender(mh_smtp *s, const char *from) {
     return rc;
   }
   s->op = OP_CHECK;
-  s->check_rc = 1;  /* 1: MAIL not sent yet (an RSET first) */
   if (s->need_rset) {
-    /* RSET first, then MAIL, then RSET again: keep it simple, no pipelining here */
-    int pipe = s->caps.flags & MH_SMTP_CAP_PIPELINING;
-    s->caps.flags &= ~(unsigned)MH_SMTP_CAP_PIPELINING;
+    /* RSET first (alone: grouped()), then MAIL and RSET again */
+    s->check_rc = CHECK_CLEARING;
     enter_state(s, MH_SMTP_RSET);
-    s->caps.flags |= (unsigned)pipe;
   } else {
     s->check_rc = 0;
     enter_state(s, MH_SMTP_MAIL);

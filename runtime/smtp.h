@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "buf.h"
 
 /* Bounds of a server reply: longer lines or more lines are a protocol violation
 ** (RFC 5321 §4.5.3.1.5 says 512 octets; real servers exceed it, 2000 does not). */
@@ -102,14 +103,6 @@ int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len);
 
 /* EHLO parser: one line of the EHLO reply's text (the keyword and parameters). */
 void mh_smtp_caps_line(mh_smtp_caps *c, const char *text);
-
-/* A growable byte buffer. */
-typedef struct {
-  char *data;
-  size_t len, cap;
-} mh_buf;
-int mh_buf_add(mh_buf *b, const void *p, size_t n);
-void mh_buf_free(mh_buf *b);
 
 /* The data writer: message bytes in, wire bytes out.  Line ends of any kind (CRLF,
 ** bare LF, bare CR) leave as CRLF, so no bare CR or LF reaches the server (the

@@ -4,8 +4,10 @@
 ** and nothing here ever blocks.  See tls.h.
 */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <ctype.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +16,13 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 #include "tls.h"
 #include "error.h"
 #include "fsutil.h"
 
 struct mh_tls {
-  SSL_CTX *ctx;          /* one per connection: its trust store follows the settings */
-  SSL *ssl;
+  SSL *ssl;              /* holds a reference to the shared SSL_CTX (ctx_get) */
   BIO *in;               /* bytes from the server, written by mh_tls_feed */
   BIO *out;              /* bytes for the server, read by mh_tls_take */
   int verify;            /* chain + host name must verify */
@@ -28,17 +30,37 @@ struct mh_tls {
   int checked;           /* mh_tls_check passed */
   char verify_result[160];
   char err[300];         /* the last failure, for the administrator */
+  int why;               /* MH_TLS_WHY_* of the last failure: what a caller acts on */
+  int reason;            /* ERR_GET_REASON of OpenSSL's error behind it, 0 none */
 };
 
 const char *mh_tls_error(const mh_tls *t) { return t->err; }
 
-/* OpenSSL's queued errors as one message (after a prefix). */
+/* The OpenSSL reasons a caller acts on, by code (never by their text): no TLS
+** version in common, said by the server's alert or found in its ServerHello.
+** The names are ours, stable, and shown to the administrator. */
+static const struct { int reason; const char *name; } known[] = {
+  { SSL_R_TLSV1_ALERT_PROTOCOL_VERSION, "alert protocol version" },
+  { SSL_R_UNSUPPORTED_PROTOCOL, "unsupported protocol" },
+  { SSL_R_NO_PROTOCOLS_AVAILABLE, "no protocols available" },
+};
+
+static const char *reason_name(int reason) {
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (known[i].reason == reason) return known[i].name;
+  return "";
+}
+
+/* OpenSSL's queued errors as one message (after a prefix), and the first
+** one's reason as a code (t->reason, t->why). */
 static void ssl_err(mh_tls *t, const char *what) {
   unsigned long e = ERR_get_error();
   char buf[200] = "";
   if (e) ERR_error_string_n(e, buf, sizeof buf);
   ERR_clear_error();
   snprintf(t->err, sizeof t->err, "%s%s%s", what, *buf ? ": " : "", buf);
+  t->reason = e && ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) : 0;
+  t->why = *reason_name(t->reason) ? MH_TLS_WHY_VERSION : MH_TLS_WHY_OTHER;
 }
 
 /* The one mapping from SSL_get_error to what the owner must do. */
@@ -46,7 +68,10 @@ static int want(mh_tls *t, int ret, const char *what) {
   switch (SSL_get_error(t->ssl, ret)) {
     case SSL_ERROR_WANT_READ: return MH_TLS_WANT_READ;
     case SSL_ERROR_WANT_WRITE: return MH_TLS_WANT_WRITE;
-    case SSL_ERROR_ZERO_RETURN: snprintf(t->err, sizeof t->err, "TLS closed by the server"); return MH_EEOF;
+    case SSL_ERROR_ZERO_RETURN:
+      snprintf(t->err, sizeof t->err, "TLS closed by the server");
+      t->why = MH_TLS_WHY_CLOSED;
+      return MH_EEOF;
     default: ssl_err(t, what); return MH_ETLS;
   }
 }
@@ -111,10 +136,105 @@ int mh_tls_check_ca_file(const char *path, char *err, size_t errlen) {
   return rc;
 }
 
+/* ------------------------------------------------------- the context */
+
+/* Identity of a file behind a trust store: a replaced or edited file is
+** another one (an absent file is all zero). */
+typedef struct { dev_t dev; ino_t ino; off_t size; struct timespec mtime, ctime; } file_id;
+
+static void file_id_of(const char *path, file_id *id) {
+  struct stat st;
+  memset(id, 0, sizeof *id);
+  if (!path || !*path || stat(path, &st) != 0) return;
+  id->dev = st.st_dev;
+  id->ino = st.st_ino;
+  id->size = st.st_size;
+  id->mtime = st.st_mtim;
+  id->ctime = st.st_ctim;
+}
+
+/* The SSL_CTX of the current settings, shared by every connection made with
+** them: its trust store (the system's ~140 certificates, the tls_ca_file) is
+** loaded once per settings generation, not per connection.  A generation is
+** what the context is built from — tls_min_version, tls_ca_file — and the
+** files themselves: the CA file and the system bundle (SSL_CERT_FILE or
+** OpenSSL's default), so a new bundle or an edited CA file is read at the next
+** connection, as a new setting is.  The connections of the previous generation
+** keep theirs (each SSL holds a reference).  Host name, pin and verification
+** are per connection (on the SSL, or decided in mh_tls_check).  Guarded: two
+** Lua states may connect from two threads. */
+static struct {
+  pthread_mutex_t lock;
+  SSL_CTX *ctx;          /* NULL until the first connection */
+  int minv;
+  char ca_file[1024];
+  file_id ca, sys;
+} cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static const char *system_bundle(void) {
+  const char *f = getenv(X509_get_default_cert_file_env());
+  return f && *f ? f : X509_get_default_cert_file();
+}
+
+static SSL_CTX *ctx_build(int minv, const char *ca_file, char *err, size_t errlen) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) { snprintf(err, errlen, "TLS: cannot create a context"); return NULL; }
+  SSL_CTX_set_min_proto_version(ctx, minv);
+  if (minv < TLS1_2_VERSION) {
+    /* OpenSSL 3 refuses TLS 1.0/1.1 at the default security level: asked for explicitly */
+    SSL_CTX_set_security_level(ctx, 0);
+    SSL_CTX_set_cipher_list(ctx, "DEFAULT:@SECLEVEL=0");
+  }
+  /* verification is decided in mh_tls_check, after the handshake and before any data */
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  if (SSL_CTX_set_default_verify_paths(ctx) != 1) ERR_clear_error();
+  if (*ca_file && load_ca(SSL_CTX_get_cert_store(ctx), ca_file, err, errlen) < 0) {
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+/* A reference to the context for (minv, ca_file), built when the generation
+** changed; NULL with err set when it cannot be (a bad CA file). */
+static SSL_CTX *ctx_get(int minv, const char *ca_file, char *err, size_t errlen) {
+  file_id ca, sys;
+  SSL_CTX *ctx;
+  ca_file = ca_file ? ca_file : "";
+  file_id_of(ca_file, &ca);
+  file_id_of(system_bundle(), &sys);
+  pthread_mutex_lock(&cache.lock);
+  if (!cache.ctx || cache.minv != minv || strcmp(cache.ca_file, ca_file) != 0 ||
+      memcmp(&cache.ca, &ca, sizeof ca) != 0 || memcmp(&cache.sys, &sys, sizeof sys) != 0) {
+    if (strlen(ca_file) >= sizeof cache.ca_file) {
+      pthread_mutex_unlock(&cache.lock);
+      snprintf(err, errlen, "tls_ca_file: path too long");
+      return NULL;
+    }
+    if (!(ctx = ctx_build(minv, ca_file, err, errlen))) {
+      pthread_mutex_unlock(&cache.lock);
+      return NULL;
+    }
+    SSL_CTX_free(cache.ctx);   /* the previous generation's connections keep theirs */
+    cache.ctx = ctx;
+    cache.minv = minv;
+    snprintf(cache.ca_file, sizeof cache.ca_file, "%s", ca_file);
+    cache.ca = ca;
+    cache.sys = sys;
+  }
+  ctx = cache.ctx;
+  SSL_CTX_up_ref(ctx);
+  pthread_mutex_unlock(&cache.lock);
+  return ctx;
+}
+
+/* ------------------------------------------------------- connections */
+
 mh_tls *mh_tls_new(const mh_tls_params *p, char *err, size_t errlen) {
   mh_tls *t = (mh_tls *)calloc(1, sizeof *t);
   int minv = parse_version(p->min_version);
   unsigned char a[16];
+  SSL_CTX *ctx = NULL;
   if (!t) { snprintf(err, errlen, "out of memory"); return NULL; }
   if (minv < 0) { snprintf(err, errlen, "tls_min_version must be 1.0, 1.1, 1.2 or 1.3"); goto fail; }
   if (p->fingerprint && *p->fingerprint && norm_pin(p->fingerprint, t->pin) < 0) {
@@ -122,20 +242,9 @@ mh_tls *mh_tls_new(const mh_tls_params *p, char *err, size_t errlen) {
     goto fail;
   }
   t->verify = p->verify;
-  t->ctx = SSL_CTX_new(TLS_client_method());
-  if (!t->ctx) { snprintf(err, errlen, "TLS: cannot create a context"); goto fail; }
-  SSL_CTX_set_min_proto_version(t->ctx, minv);
-  if (minv < TLS1_2_VERSION) {
-    /* OpenSSL 3 refuses TLS 1.0/1.1 at the default security level: asked for explicitly */
-    SSL_CTX_set_security_level(t->ctx, 0);
-    SSL_CTX_set_cipher_list(t->ctx, "DEFAULT:@SECLEVEL=0");
-  }
-  /* verification is decided in mh_tls_check, after the handshake and before any data */
-  SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, NULL);
-  if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) ERR_clear_error();
-  if (p->ca_file && *p->ca_file && load_ca(SSL_CTX_get_cert_store(t->ctx), p->ca_file, err, errlen) < 0)
-    goto fail;
-  t->ssl = SSL_new(t->ctx);
+  if (!(ctx = ctx_get(minv, p->ca_file, err, errlen))) goto fail;
+  t->ssl = SSL_new(ctx);
+  SSL_CTX_free(ctx);     /* the SSL holds its own reference */
   t->in = BIO_new(BIO_s_mem());
   t->out = BIO_new(BIO_s_mem());
   if (!t->ssl || !t->in || !t->out) { snprintf(err, errlen, "TLS: out of memory"); goto fail; }
@@ -154,15 +263,13 @@ mh_tls *mh_tls_new(const mh_tls_params *p, char *err, size_t errlen) {
 fail:
   if (t->ssl) SSL_free(t->ssl);
   else { BIO_free(t->in); BIO_free(t->out); }
-  SSL_CTX_free(t->ctx);
   free(t);
   return NULL;
 }
 
 void mh_tls_free(mh_tls *t) {
   if (!t) return;
-  SSL_free(t->ssl);      /* frees both BIOs */
-  SSL_CTX_free(t->ctx);
+  SSL_free(t->ssl);      /* frees both BIOs and its reference to the context */
   free(t);
 }
 
@@ -202,6 +309,7 @@ int mh_tls_check(mh_tls *t) {
   if (!cert) {
     snprintf(t->verify_result, sizeof t->verify_result, "no certificate");
     snprintf(t->err, sizeof t->err, "the server sent no certificate");
+    t->why = MH_TLS_WHY_CERT;
     return MH_ECERT;
   }
   vr = SSL_get_verify_result(t->ssl);
@@ -214,6 +322,7 @@ int mh_tls_check(mh_tls *t) {
     if (strcmp(got, t->pin) != 0) {
       snprintf(t->err, sizeof t->err, "certificate sha256 fingerprint %s does not match tls_fingerprint", got);
       snprintf(t->verify_result, sizeof t->verify_result, "fingerprint mismatch");
+      t->why = MH_TLS_WHY_CERT;
       return MH_ECERT;
     }
     snprintf(t->verify_result, sizeof t->verify_result, "fingerprint pinned (matches)");
@@ -223,6 +332,7 @@ int mh_tls_check(mh_tls *t) {
   X509_free(cert);
   if (t->verify && vr != X509_V_OK) {
     snprintf(t->err, sizeof t->err, "certificate verification failed: %s", X509_verify_cert_error_string(vr));
+    t->why = MH_TLS_WHY_CERT;
     return MH_ECERT;
   }
   if (!t->verify) snprintf(t->verify_result, sizeof t->verify_result, "not verified (tls_verify=false)%s%s",
@@ -264,6 +374,9 @@ void mh_tls_get_info(mh_tls *t, mh_tls_info *o) {
   snprintf(o->cipher, sizeof o->cipher, "%s", SSL_get_cipher_name(t->ssl) ? SSL_get_cipher_name(t->ssl) : "");
   o->verified = t->checked;
   snprintf(o->verify_result, sizeof o->verify_result, "%s", t->verify_result);
+  o->why = t->why;
+  o->reason = t->reason;
+  o->reason_name = reason_name(t->reason);
   cert = SSL_get1_peer_certificate(t->ssl);
   if (!cert) return;
   name_str(X509_get_subject_name(cert), o->subject, sizeof o->subject);

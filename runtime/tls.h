@@ -37,7 +37,10 @@ enum {
 ** what was wrong (a FIFO, a folder, /dev/zero, no PEM certificate...). */
 int mh_tls_check_ca_file(const char *path, char *err, size_t errlen);
 
-/* Creates a client.  On failure returns NULL with a reason in err. */
+/* Creates a client.  On failure returns NULL with a reason in err.  The
+** SSL_CTX behind it, and its trust store, are shared by every client made
+** with the same min_version and ca_file while those files stay the same (one
+** per settings generation: tls.c, ctx_get). */
 mh_tls *mh_tls_new(const mh_tls_params *p, char *err, size_t errlen);
 void mh_tls_free(mh_tls *t);
 
@@ -60,7 +63,19 @@ int mh_tls_write(mh_tls *t, const char *buf, size_t len);
 
 const char *mh_tls_error(const mh_tls *t);
 
-/* What was negotiated, for reports (valid after the handshake; strings may be ""). */
+/* Why a TLS step failed, as a code a caller may act on (never OpenSSL's text). */
+enum {
+  MH_TLS_WHY_NONE = 0,
+  MH_TLS_WHY_VERSION,       /* no TLS version in common (reason_name says how it showed) */
+  MH_TLS_WHY_CLOSED,        /* the server closed the connection during the handshake (set by
+                               the owner, which sees the end of the stream) or sent close_notify */
+  MH_TLS_WHY_CERT,          /* the certificate was refused (mh_tls_check) */
+  MH_TLS_WHY_OTHER          /* anything else: mh_tls_error has OpenSSL's words */
+};
+
+/* What was negotiated, for reports (valid after the handshake; strings may be "").
+** why, reason and reason_name describe the last failure (also before the
+** handshake completed). */
 typedef struct {
   char version[16];         /* "TLSv1.3" */
   char cipher[64];
@@ -70,6 +85,10 @@ typedef struct {
   char fingerprint[100];    /* sha256 hex with colons */
   int verified;             /* 1 when mh_tls_check passed */
   char verify_result[160];  /* "ok" or OpenSSL's reason */
+  int why;                  /* MH_TLS_WHY_* of the last failure */
+  int reason;               /* ERR_GET_REASON of the OpenSSL error behind it, 0 none */
+  const char *reason_name;  /* a stable name of ours for a known reason ("alert protocol
+                               version"), else "" (static) */
 } mh_tls_info;
 void mh_tls_get_info(mh_tls *t, mh_tls_info *out);
 

@@ -2,7 +2,8 @@
 -- policy (tls = auto | implicit | starttls | none, never a silent downgrade),
 -- failover over the server list, authentication (PLAIN, LOGIN, XOAUTH2,
 -- OAUTHBEARER), and the Test button (smtp.test).  The protocol itself is the C
--- engine behind core.smtp (runtime/smtp.c, tls.c, l_smtp.c).
+-- client behind core.smtp (runtime/client.c: smtp.c's session on transport.c's
+-- TCP and TLS; l_smtp.c).
 --
 --   local s, err, info = smtp.connect(cfg)          (waits)
 --   s:info()  s:send{from=, to={...}, data= | path=, offset=}  (waits)
@@ -13,7 +14,8 @@
 -- Expected failures return nil, message, info with info = {class, stage, smtp,
 -- enhanced, text, connection, code, why}; why names a cause an administrator can
 -- act on: "tls_version" (no TLS version in common), "tls_closed" (the server hung
--- up in the handshake), "requires_tls" (smtp.test: refused in plain text).
+-- up in the handshake) — both given by the C engine as codes, never found in
+-- its words — and "requires_tls" (smtp.test: refused in plain text).
 local core = require "mailhook.core"
 
 local M = {}
@@ -122,22 +124,18 @@ local function fail_info(code, stage, msg, extra)
   return nil, msg, info
 end
 
--- A TLS handshake that failed because client and server share no TLS version,
--- said for an administrator instead of in OpenSSL's words (kept in parentheses):
--- the server's protocol_version alert, or a ServerHello below tls_min_version.
--- Returns the new message, or nil when err is about something else.
-local VERSION_WORDS = { "alert protocol version", "unsupported protocol", "no protocols available" }
-function M.version_refusal(err, min)
-  local low = tostring(err):lower()
-  local word
-  for _, w in ipairs(VERSION_WORDS) do if low:find(w, 1, true) then word = w break end end
-  if not word then return nil end
+-- A TLS handshake that failed because client and server share no TLS version
+-- (the engine's info.why = "tls_version": the server's protocol_version alert,
+-- or a ServerHello below tls_min_version), said for an administrator; how it
+-- showed (info.tls_reason, the engine's name for OpenSSL's reason) is kept in
+-- parentheses.  Returns the message, or nil when info is about something else.
+function M.version_refusal(info, min)
+  if type(info) ~= "table" or info.why ~= "tls_version" then return nil end
   min = min or "1.2"
-  local where = tostring(err):match("^(%S+:%d+): ") or ""
+  local where = info.server and (info.server .. ":" .. tostring(info.port) .. ": ") or ""
   local need = min == "1.3" and "TLS 1.3" or ("TLS " .. min .. " or later")
   return string.format("%sno TLS version in common: mailhook requires %s (tls_min_version = %s) " ..
-    "and the server offers only older versions (OpenSSL: %s)", where ~= "" and (where .. ": ") or "",
-    need, min, word)
+    "and the server offers only older versions (OpenSSL: %s)", where, need, min, info.tls_reason or "unknown")
 end
 
 -- ----------------------------------------------------------- auth
@@ -362,15 +360,10 @@ function M.connect(cfg, report, limits)
       err = err .. " (" .. host .. ":" .. port .. " was seen with TLS before: a downgrade attack, " ..
             "or a server misconfiguration)"
     end
-    if info.stage == "tls" then
-      local min = cfg.tls_min_version and tostring(cfg.tls_min_version) or "1.2"
-      local clear = M.version_refusal(err, min)
-      if clear then
-        err, info.why, info.tls_min_version = clear, "tls_version", min
-      elseif err:find("connection closed during the TLS handshake", 1, true) then
-        info.why, info.tls_min_version = "tls_closed", min   -- often a version or cipher mismatch
-      end
-    end
+    if info.why == "tls_version" or info.why == "tls_closed" then   -- codes from the engine
+      info.tls_min_version = cfg.tls_min_version and tostring(cfg.tls_min_version) or "1.2"
+      err = M.version_refusal(info, info.tls_min_version) or err   -- tls_closed: often a version
+    end                                                              -- or cipher mismatch too
     last_err, last_info = err, info
     if info.class == "permanent" and info.stage ~= "connect" and info.stage ~= "dns" then break end
     if #list > 1 then core.log("warn", "smtp: " .. err .. (host ~= list[#list] and "; trying the next server" or "")) end

@@ -1,5 +1,5 @@
 -- mailhook.smtp's wording of two failures an administrator must act on: a TLS
--- handshake with no version in common (OpenSSL's words, rewritten), and a plain
+-- handshake with no version in common (the engine's code, worded), and a plain
 -- session refused because the server wants TLS first (530 ... STARTTLS) — and the
 -- look-alikes that must not be mistaken for them.  The real servers are in
 -- tests/integration/smtp-tls-version.sh and smtp-test-hints.sh.
@@ -7,15 +7,19 @@ local tap = require "tap"
 local smtp = require "mailhook.smtp"
 
 tap.test("no TLS version in common", function(t)
-  local e = smtp.version_refusal("127.0.0.1:2525: TLS handshake failed: error:0A00042E:SSL routines::tlsv1 alert protocol version", "1.2")
+  -- the engine says it by code (info.why, info.tls_reason), never in OpenSSL's words
+  local e = smtp.version_refusal({ why = "tls_version", tls_reason = "alert protocol version",
+                                   server = "127.0.0.1", port = 2525 }, "1.2")
   t:is(e, "127.0.0.1:2525: no TLS version in common: mailhook requires TLS 1.2 or later (tls_min_version = 1.2) " ..
     "and the server offers only older versions (OpenSSL: alert protocol version)", "the server's alert")
-  e = smtp.version_refusal("h:25: TLS handshake failed: error:0A000102:SSL routines::unsupported protocol", "1.3")
+  e = smtp.version_refusal({ why = "tls_version", tls_reason = "unsupported protocol", server = "h", port = 25 }, "1.3")
   t:like(e, "^h:25: no TLS version in common: mailhook requires TLS 1%.3 %(tls_min_version = 1%.3%)", "a ServerHello below the floor")
-  t:like(smtp.version_refusal("TLS handshake failed: x: no protocols available"), "requires TLS 1%.2 or later", "default floor 1.2")
-  t:is(smtp.version_refusal("h:25: certificate verification failed: certificate has expired", "1.2"), nil,
+  t:like(smtp.version_refusal({ why = "tls_version", tls_reason = "no protocols available" }), "requires TLS 1%.2 or later", "default floor 1.2")
+  t:is(smtp.version_refusal({ why = nil, code = "ECERT", stage = "tls" }, "1.2"), nil,
     "a certificate failure is not a version failure")
-  t:is(smtp.version_refusal("h:25: connection closed during the TLS handshake", "1.2"), nil, "nor a bare close")
+  t:is(smtp.version_refusal({ why = "tls_closed", stage = "tls" }, "1.2"), nil, "nor a bare close")
+  t:is(smtp.version_refusal("h:25: TLS handshake failed: error:0A00042E:SSL routines::tlsv1 alert protocol version", "1.2"),
+    nil, "words alone decide nothing")
 end)
 
 tap.test("a server that requires TLS before MAIL", function(t)

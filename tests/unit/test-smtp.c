@@ -412,6 +412,28 @@ static void test_auth(void) {
   mh_buf_free(&r.out);
 }
 
+/* An OAuth access token runs to kilobytes (RFC 4954 §4 allows 12288 octets
+** on the AUTH line): the command leaves whole, never cut at a fixed buffer. */
+static void test_auth_long_token(void) {
+  rec r = { 0 };
+  static char tok[3000], want[8192], raw[3100];
+  mh_buf b = { 0 };
+  memset(tok, 'T', sizeof tok - 1);
+  mh_smtp *s = opened(&r, "250-mx\r\n250 AUTH XOAUTH2\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_XOAUTH2, "u", tok);
+  int n = snprintf(raw, sizeof raw, "user=u\001auth=Bearer %s\001\001", tok);
+  mh_buf_b64(&b, raw, (size_t)n);
+  snprintf(want, sizeof want, "AUTH XOAUTH2 %s\r\n", b.data);
+  const char *got = take(&r);
+  is_int(strlen(got), strlen(want), "the AUTH line is whole (%zu bytes)", strlen(want));
+  ok(strcmp(got, want) == 0, "and exactly the initial response");
+  feed(s, "235 ok\r\n");
+  is_int(r.rc, 0, "authenticated");
+  mh_buf_free(&b);
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 static void test_check_sender_and_quit(void) {
   rec r = { 0 };
   mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
@@ -421,6 +443,22 @@ static void test_check_sender_and_quit(void) {
   is_int(r.rc, MH_EREPLY, "sender refused");
   is_str(mh_smtp_stage(s), "mail", "stage mail");
   is_int(mh_smtp_last_reply(s)->code, 553, "code kept");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready again");
+  /* after a transaction that ended before its dot: the RSET that clears it
+  ** leaves alone, then MAIL and RSET as a group; the learned PIPELINING is
+  ** not touched on the way */
+  const char *to[] = { "b@x.test" };
+  mh_smtp_send(s, "a@x.test", to, 1, "x\r\n", 3);
+  take(&r);
+  feed(s, "250 ok\r\n550 no such user\r\n554 no valid recipients\r\n");
+  is_int(r.rc, MH_EREPLY, "a message refused before its data");
+  is_int(mh_smtp_check_sender(s, "c@x.test"), 0, "a check after it");
+  is_str(take(&r), "RSET\r\n", "the clearing RSET alone");
+  ok(mh_smtp_get_caps(s)->flags & MH_SMTP_CAP_PIPELINING, "PIPELINING still known meanwhile");
+  feed(s, "250 flushed\r\n");
+  is_str(take(&r), "MAIL FROM:<c@x.test>\r\nRSET\r\n", "then MAIL and RSET pipelined");
+  feed(s, "250 ok\r\n250 ok\r\n");
+  is_int(r.rc, 0, "sender accepted");
   is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready again");
   mh_smtp_quit(s);
   is_str(take(&r), "QUIT\r\n", "QUIT");
@@ -781,6 +819,7 @@ int main(void) {
   test_reply_parser();
   test_starttls();
   test_auth();
+  test_auth_long_token();
   test_check_sender_and_quit();
   test_timeouts_and_421();
   test_state_names();
