@@ -18,7 +18,15 @@
 **    the request, so a flood costs a few microseconds of C per request;
 **  - readers that stop reading: h2o has no write timeout, so a sweep each
 **    second shuts down a socket whose pending write made no progress for
-**    stall_ms; a stream whose unsent bytes exceed max_stream_buffer is dropped.
+**    stall_ms; a stream whose unsent bytes exceed max_stream_buffer is dropped;
+**  - framing: h2o 2.2 frames a body by the first of two Content-Length
+**    headers, lets Transfer-Encoding win over Content-Length silently, and
+**    takes the last of two Host headers.  A proxy in front that chose the
+**    other one would see a different request boundary (request smuggling), so
+**    such a request is answered 400 and its connection closed: the bytes h2o
+**    would have read as a next request are never parsed.  The check re-reads
+**    the head with h2o's own parser (picohttpparser, see framing_error), and
+**    also bounds the head to max_head bytes (431).
 ** None of these waits: the loop never blocks on a client.
 */
 #include <errno.h>
@@ -30,6 +38,18 @@
 #include <arpa/inet.h>
 #include <h2o.h>
 #include "http.h"
+
+/* picohttpparser, the HTTP/1 parser inside libh2o (exported by it; its header
+** is not installed by libh2o-dev).  Declared as picohttpparser.h does. */
+struct phr_header {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+};
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
+                      const char **path, size_t *path_len, int *minor_version,
+                      struct phr_header *headers, size_t *num_headers, size_t last_len);
 
 typedef struct conn conn;
 
@@ -156,8 +176,10 @@ static const char *reason_of(int status) {
   case 409: return "Conflict";
   case 413: return "Payload Too Large";
   case 415: return "Unsupported Media Type";
+  case 421: return "Misdirected Request";
   case 422: return "Unprocessable Content";
   case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
   case 503: return "Service Unavailable";
   default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
@@ -173,12 +195,19 @@ static void send_whole(h2o_req_t *req, int status, const mh_http_header *h, size
   h2o_send_inline(req, body, len);
 }
 
-/* The answers of this file itself (limits, shutdown): text, never kept alive. */
+/* The answers of this file itself (limits, framing, shutdown): text with the
+** console's security headers (a browser renders nothing active from them),
+** never kept alive. */
 static void send_plain(h2o_req_t *req, int status, const char *retry_after, const char *text) {
-  mh_http_header h[3] = { { "Content-Type", "text/plain; charset=utf-8" },
-                          { "Cache-Control", "no-store" }, { "Retry-After", retry_after } };
+  mh_http_header h[7] = { { "Content-Type", "text/plain; charset=utf-8" },
+                          { "Cache-Control", "no-store" },
+                          { "X-Content-Type-Options", "nosniff" },
+                          { "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'" },
+                          { "X-Frame-Options", "DENY" },
+                          { "Referrer-Policy", "no-referrer" },
+                          { "Retry-After", retry_after } };
   req->http1_is_persistent = 0;
-  send_whole(req, status, h, retry_after ? 3 : 2, text, strlen(text));
+  send_whole(req, status, h, retry_after ? 7 : 6, text, strlen(text));
 }
 
 static int h_respond(mh_http_req *r, int status, const mh_http_header *h, size_t nh,
@@ -334,6 +363,51 @@ static int h_peer(mh_http_req *r, char *buf, size_t len) {
 
 /* ---------------------------------------------------------------- limits */
 
+/* Case-insensitive name match of a parsed header. */
+static int name_is(const struct phr_header *h, const char *lc) {
+  size_t n = strlen(lc);
+  if (!h->name || h->name_len != n) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = h->name[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+    if (c != lc[i]) return 0;
+  }
+  return 1;
+}
+
+/* Why the request's framing is ambiguous (see the file's comment), or NULL.
+** h2o hands the request over with its raw head still at the start of the
+** socket's input buffer (it consumes the bytes once the response is done), so
+** the head is parsed again here by the same parser h2o used: what is counted
+** is exactly what h2o saw.  *status is 400, or 431 for a head over max_head. */
+static const char *framing_error(mh_http_server *s, h2o_req_t *req, int *status) {
+  struct phr_header hs[H2O_MAX_HEADERS];
+  size_t nh = H2O_MAX_HEADERS, ml, pl;
+  const char *m, *p;
+  int minor, len, cl = 0, te = 0, host = 0;
+  h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+  *status = 400;
+  if (!sock || !sock->input || !sock->input->size) return "the request's head cannot be read again";
+  len = phr_parse_request(sock->input->bytes, sock->input->size, &m, &ml, &p, &pl, &minor, hs, &nh, 0);
+  if (len < 0) return "the request's head cannot be parsed again";
+  /* the head found must be this request's (never a later pipelined one) */
+  if (ml != req->method.len || memcmp(m, req->method.base, ml) != 0 ||
+      pl != req->path.len || memcmp(p, req->path.base, pl) != 0)
+    return "the request's head cannot be found again";
+  if ((size_t)len > s->p.max_head) { *status = 431; return "request head too large"; }
+  for (size_t i = 0; i < nh; i++) {
+    if (!hs[i].name) return "obsolete header line folding";
+    if (name_is(&hs[i], "content-length")) cl++;
+    else if (name_is(&hs[i], "transfer-encoding")) te++;
+    else if (name_is(&hs[i], "host")) host++;
+  }
+  if (cl > 1) return "more than one Content-Length";
+  if (te > 1) return "more than one Transfer-Encoding";
+  if (cl && te) return "both Content-Length and Transfer-Encoding";
+  if (host > 1) return "more than one Host";
+  return NULL;
+}
+
 /* One token for this request, or 0 when the bucket is empty. */
 static int take_token(mh_http_server *s) {
   uint64_t now = uv_now(s->loop);
@@ -357,6 +431,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     s->st.limited++;
     send_plain(req, 429, "1", "too many requests: try again in a second\n");
     return 0;
+  }
+  {
+    int status;
+    const char *why = framing_error(s, req, &status);
+    if (why) {
+      char text[128];
+      s->st.malformed++;
+      snprintf(text, sizeof text, "bad request: %s\n", why);
+      send_plain(req, status, NULL, text);     /* and the connection closes */
+      return 0;
+    }
   }
   r = calloc(1, sizeof *r);
   if (!r) {

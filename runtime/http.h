@@ -40,6 +40,8 @@ typedef struct {
   const char *host;             /* numeric address to bind: "127.0.0.1", "::1" */
   int port;                     /* 0 = any free port (tests); see address() */
   size_t max_body;              /* request bodies above this get 413 from h2o */
+  size_t max_head;              /* request line + headers above this get 431 (h2o
+                                   itself buffers a head up to H2O_MAX_REQLEN) */
   unsigned max_conns;           /* open connections served; above it every request
                                    gets 429, and above twice it new connections are
                                    closed at once (file descriptors stay bounded) */
@@ -66,6 +68,7 @@ typedef struct {
   uint64_t limited;             /* answered 429 (rate or connections) */
   uint64_t refused;             /* connections closed at accept (over twice max_conns) */
   uint64_t stalled;             /* connections dropped for not reading */
+  uint64_t malformed;           /* answered 400/431 for an ambiguous framing or a large head */
 } mh_http_stats;
 
 typedef struct {

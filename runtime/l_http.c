@@ -5,9 +5,9 @@
 ** queue read on the thread pool) and answer when it is done.
 **
 **   local srv, err = core.http.listen{host = "127.0.0.1", port = 8025,
-**       max_body =, max_conns =, rate =, burst =, req_timeout =, stall =,
+**       max_body =, max_head =, max_conns =, rate =, burst =, req_timeout =, stall =,
 **       max_stream_buffer =, handler = function(req) ... end}
-**   srv:address() -> host, port      srv:stats() -> {connections=, requests=, limited=, ...}
+**   srv:address() -> host, port      srv:stats() -> {connections=, requests=, limited=, malformed=, ...}
 **   srv:close()                      -- waits until every connection is closed
 **   req:method() req:path() req:query() req:header(lc_name) req:body() req:peer()
 **   req:respond(status, headers, body) -> true | nil, "closed"
@@ -282,6 +282,7 @@ static int l_listen(lua_State *L) {
   p.port = (int)opt_num(L, "port", 0);
   luaL_argcheck(L, p.port >= 0 && p.port <= 65535, 1, "port must be 0-65535");
   p.max_body = (size_t)opt_num(L, "max_body", 64 * 1024);
+  p.max_head = (size_t)opt_num(L, "max_head", 8 * 1024);
   p.max_conns = (unsigned)opt_num(L, "max_conns", 32);
   p.rate = opt_num(L, "rate", 20);
   p.burst = opt_num(L, "burst", 100);
@@ -335,9 +336,9 @@ static int s_stats(lua_State *L) {
   server_ud *su = check_server(L);
   mh_http_stats st;
   api->stats(su->s, &st);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
 #define F(name) lua_pushinteger(L, (lua_Integer)st.name); lua_setfield(L, -2, #name);
-  F(connections) F(accepted) F(requests) F(limited) F(refused) F(stalled)
+  F(connections) F(accepted) F(requests) F(limited) F(refused) F(stalled) F(malformed)
 #undef F
   return 1;
 }
