@@ -34,4 +34,10 @@ int mh_random_hex(char *out, size_t n);
 /* 1 when a and b (each len bytes) are equal; the time depends on len only. */
 int mh_ct_equal(const void *a, const void *b, size_t len);
 
+/* 1 when given (glen bytes) equals secret (slen bytes).  Both are hashed
+** (SHA-256) and the digests compared in constant time: the time depends on the
+** lengths only, and a wrong length takes as long as a wrong byte (a plain
+** length check first would tell the secret's length).  0 on any failure. */
+int mh_ct_equal_str(const void *given, size_t glen, const void *secret, size_t slen);
+
 #endif
