@@ -66,8 +66,12 @@ wait_for 5 grep -q up "$T/squat.out"
 svc_start
 enqueue 1 >/dev/null
 wait_for 10 pickup_empty; ok $? "port taken: delivery goes on"
-like "$(cat "$T/svc.log")" "console not started: cannot listen on 127.0.0.1 port $AP" "the console's failure is logged"
+like "$(cat "$T/svc.log")" "console not started: cannot listen on 127.0.0.1 port $AP: address already in use \(delivery goes on; SIGHUP tries again\)" "the console's failure is logged, saying what to do"
+kill "$SQ"; wait "$SQ" 2>/dev/null
+kill -HUP "$SVC"
+wait_for 10 up; ok $? "the port free again: SIGHUP starts the console"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AP/login")
+is "$code" 200 "and it serves the login page"
 svc_stop
-kill "$SQ"
 
 done_testing
