@@ -227,6 +227,12 @@ function M:host_ok(host)
   local name, port = host:match("^%[([%x:.]+)%]:(%d+)$")
   local v6 = name ~= nil
   if not name then name, port = host:match("^([^:%[%]]+):(%d+)$") end
+  if not name then                      -- no port: 80 (what a browser sends for :80)
+    name = host:match("^%[([%x:.]+)%]$")
+    v6 = name ~= nil
+    if not name then name = host:match("^([^:%[%]]+)$") end
+    port = "80"
+  end
   if not name then return false end
   if tonumber(port) ~= self.port or #port > 5 then return false end
   if v6 then
@@ -419,22 +425,33 @@ function M:auth_failed(peer, what)
   self.log.warn("console: " .. what .. " from " .. tostring(peer))
 end
 
--- One scrypt check at a time: each costs 32 MiB and tens of milliseconds of a
--- thread-pool worker, and delivery's disk work shares that pool (4 workers).
--- A check that finds another running waits for it (the gate bounds how many).
-function M:scrypt_check(pw, hash)
+-- fn(...) run when no other work of the same kind runs (waiting for it in
+-- turn): what the console puts on libuv's thread pool (4 workers, shared with
+-- delivery's disk work) takes one worker at most, however many clients ask at
+-- once.  Returns fn's results; raises what it raises.
+function M:one_at_a_time(kind, fn, ...)
   local status = require "mailhook.status"
-  if self.checking then
+  local busy, q = self.busy, self.waiting[kind]
+  if not q then q = {}; self.waiting[kind] = q end
+  if busy[kind] then
     local me = status.cond()
-    local q = self.check_queue
     q[#q + 1] = me
-    while self.checking do me:wait(1) end     -- woken when the check before ends
+    while busy[kind] do me:wait(1) end       -- woken when the one before ends
     for i, c in ipairs(q) do if c == me then table.remove(q, i); break end end
   end
-  self.checking = true
-  local ok, r, err = pcall(core.pwhash.check, pw, hash)
-  self.checking = false
-  if self.check_queue[1] then self.check_queue[1]:notify() end
+  busy[kind] = true
+  local res = table.pack(pcall(fn, ...))
+  busy[kind] = false
+  if q[1] then q[1]:notify() end
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+-- One scrypt check at a time: each costs 32 MiB and tens of milliseconds of a
+-- thread-pool worker.  Before: 30 concurrent logins ran 30 checks and held all
+-- 4 workers for ~24 s.  (The gate bounds how many wait.)
+function M:scrypt_check(pw, hash)
+  local ok, r, err = pcall(self.one_at_a_time, self, "scrypt", core.pwhash.check, pw, hash)
   if not ok then return nil, tostring(r) end
   return r, err
 end
@@ -482,12 +499,14 @@ end
 -- (sent by every browser with a POST) names the console exactly, and its
 -- Sec-Fetch-Site (sent by current browsers) says same-origin.  Clients that
 -- send neither (curl, scripts) are judged by the CSRF token or the bearer token.
+local function without_80(hostport) return (hostport:gsub(":80$", "")) end
+
 function M:same_origin(req)
   local site = req:header("sec-fetch-site")
   if site and site ~= "" and site ~= "same-origin" then return false end
   local origin = req:header("origin")
   if not origin or origin == "" then return true end
-  return origin == "http://" .. tostring(req:header("host")):lower()
+  return without_80(origin:lower()) == "http://" .. without_80(tostring(req:header("host")):lower())
 end
 
 -- -------------------------------------------------------------- routing
@@ -877,8 +896,9 @@ route("GET", "/api/queue", function(self, req)
     if q[k] == "" then q[k] = nil end
   end
   local dir = core.paths.spool .. "/" .. folder
-  local ids, total, skipped, others = core.admin.page(dir, { after = q.after, before = q.before,
-    last = q.last == "1", limit = limit })
+  -- one folder read at a time (each reads every name of the folder on the thread pool)
+  local ids, total, skipped, others = self:one_at_a_time("page", core.admin.page, dir, { after = q.after,
+    before = q.before, last = q.last == "1", limit = limit })
   if not ids then return self:fail(req, 500, total) end
   local sp = require("mailhook.queue").spool()
   local now = core.now()
@@ -888,7 +908,7 @@ route("GET", "/api/queue", function(self, req)
     if e then entries[#entries + 1] = entry_json(e, now) end
   end
   local other = folder == "pickup" and "failed" or "pickup"
-  local _, ototal = core.admin.page(core.paths.spool .. "/" .. other, { limit = 0 })
+  local _, ototal = self:one_at_a_time("page", core.admin.page, core.paths.spool .. "/" .. other, { limit = 0 })
   local counts = { [folder] = total, [other] = ototal }
   return self:send_json(req, 200, { ok = true, folder = folder, total = total, first = skipped + 1,
     last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts })
@@ -1126,7 +1146,7 @@ function M.start(opts)
     cfg = cfg, delivery = opts.delivery, status = opts.status, spool = opts.spool,
     log = mh.log, sessions = {}, subs = {}, cache = {}, listen = cfg.admin_listen,
     assets = opts.assets or M.assets_dir(), host = host, loopback = loopback(host),
-    fails = {}, pending = {}, pending_all = 0, limit_said = {}, check_queue = {},
+    fails = {}, pending = {}, pending_all = 0, limit_said = {}, busy = {}, waiting = {},
   }, { __index = M })
   self.port = port
   local limits = {}

@@ -248,6 +248,8 @@ out, closed = raw(b"GET /api/session HTTP/1.0\r\nCookie: " + COOKIE.encode() + b
 is_(statuses(out), [421], "HTTP/1.0 without Host: 421")
 out, closed = raw(b"GET /api/session HTTP/1.1\r\nCookie: " + COOKIE.encode() + b"\r\n\r\n")
 is_(statuses(out), [421], "HTTP/1.1 without Host: 421")
+out, closed = raw(b"GET /api/session HTTP/1.0\r\n" + H + b"Cookie: " + COOKIE.encode() + b"\r\n\r\n")
+ok(statuses(out) == [200] and closed, "HTTP/1.0 with Host: served, then closed", out[:200])
 
 # ================================================================== paths
 
