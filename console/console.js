@@ -320,6 +320,8 @@ $('test-button').addEventListener('click', async () => {
     if (!res.ok) {
       const b = await res.json().catch(() => ({}));
       text($('test-result'), b.error || ('test refused (' + res.status + ')'));
+      $('test-result').className = 'error';
+      if (b.key) showFieldError(b.key, b.error);
       return;
     }
     // one JSON object a line, as each stage passes; the last is the result

@@ -409,12 +409,20 @@ function M:auth_gate(peer)
   end
   if not wait then return nil end
   wait = math.max(1, math.ceil(wait))
-  local said = self.limit_said[peer]
+  -- one log line per refused client and window; refusals for the total or the
+  -- waiting line are one entry ("*"), so a client cycling through 127.0.0.0/8
+  -- cannot grow the table (it never holds more than LOGIN_FAILS_ALL clients)
+  local key = mine + (self.pending[peer] or 0) >= M.LOGIN_FAILS and peer or "*"
+  local said = self.limit_said[key]
   if not said or now - said >= M.LOGIN_WINDOW then
-    self.limit_said[peer] = now
+    for k, t in pairs(self.limit_said) do
+      if now - t >= M.LOGIN_WINDOW then self.limit_said[k] = nil end
+    end
+    self.limit_said[key] = now
     self.log.warn(string.format("console: logins from %s refused for %d s: too many failed attempts " ..
-                                "(%d from it, %d in all in the last %d s)", tostring(peer), wait, mine,
-                                #keep, M.LOGIN_WINDOW))
+                                "(%d from it, %d in all in the last %d s, %d being checked)",
+                                key == "*" and "every client" or tostring(peer), wait, mine, #keep,
+                                M.LOGIN_WINDOW, self.pending_all))
   end
   return wait
 end
@@ -593,7 +601,8 @@ end
 function M:handle(req)
   local ok, err = xpcall(self.dispatch, debug.traceback, self, req)
   if not ok then
-    self.log.error("console: " .. tostring(req:method()) .. " " .. tostring(req:path()) .. ": " .. tostring(err))
+    local what = (tostring(req:method()) .. " " .. tostring(req:path())):gsub("%c", "?")
+    self.log.error("console: " .. what .. ": " .. tostring(err))
     if req:alive() then pcall(self.fail, self, req, 500, "internal error (see the service's log)") end
   end
 end
@@ -829,6 +838,13 @@ route("POST", "/api/test", function(self, req, ctx)
   if not changes then return self:fail(req, st, err, { key = key }) end
   local to = ctx.body.to
   if to ~= nil and (type(to) ~= "string" or to == "") then to = nil end
+  if to then
+    local valid, why = core.msg.valid_address(to)
+    if not valid or to:find("[%z\1-\31\127]") then
+      return self:fail(req, 422, "test_to: not an address a test message can go to: " ..
+                       tostring(why or "control characters"), { key = "test_to" })
+    end
+  end
   local settings = require "mailhook.settings"
   local cfg, perr, pinfo = settings.preview(changes)
   local gok, gerr, gkey = true, nil, nil

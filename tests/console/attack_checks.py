@@ -321,6 +321,10 @@ time.sleep(0.5)
 ok(not os.path.exists(marker), "no command ran (no marker file)")
 is_(conf(), before, "the settings file is unchanged")
 
+st, h, b = request("POST", "/api/test", {"changes": {}, "to": "a@example.com>\r\nRCPT TO:<x@evil.example"},
+                   cookie=COOKIE, headers={"X-CSRF-Token": CSRF})
+ok(st == 422 and jbody(b).get("key") == "test_to", "a Test message address with CRLF (SMTP injection): 422 beside the field", b[:300])
+
 # ================================================================== the stored SMTP password stays with its server
 
 ev0 = evil_connections()
