@@ -18,33 +18,45 @@ else
 SYSCONFDIR    ?= $(PREFIX)/etc
 LOCALSTATEDIR ?= $(PREFIX)/var
 endif
+# The account the service runs as (the package's `mailhook`): root becomes it, and
+# only it, when the spool belongs to it (runtime/privdrop.h).
+SERVICE_USER   ?= mailhook
 MANDIR         ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD     ?= build
 CFLAGS    ?= -O2 -g
 SANITIZER ?=
-PKGS      := lua5.4 libuv openssl
+# Every library, its flags and its link line come from pkg-config (Debian's .pc files).
+PKGS      := lua5.4 libuv libssl libcrypto readline
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# OpenSSL is linked statically by default: loading and relocating the shared
-# libcrypto doubled the start-up of every `mailhook hook` (bench/10-startup.sh).
-# The price: rebuild after an OpenSSL security update, or build OPENSSL_STATIC=0.
-OPENSSL_STATIC ?= 1
+# OpenSSL is linked shared by default, as Debian policy requires of a package: a security
+# update of libssl3 then reaches mailhook without a rebuild.  OPENSSL_STATIC=1 links
+# libssl.a and libcrypto.a instead, with the rest of `pkg-config --static` for what they
+# need (Debian 13's libcrypto.a needs zlib and zstd), those still shared.  Start-up both
+# ways on Debian 12 and 13: docs/perf-hook.md.
+OPENSSL_STATIC ?= 0
 ifeq ($(OPENSSL_STATIC),1)
-SSL_LIBS := -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic
+SSL_LIBS := $(patsubst -lssl,-l:libssl.a,$(patsubst -lcrypto,-l:libcrypto.a,$(shell pkg-config --static --libs libssl libcrypto 2>/dev/null)))
 else
-SSL_LIBS := -lssl -lcrypto
+SSL_LIBS := $(shell pkg-config --libs libssl libcrypto 2>/dev/null)
 endif
-PKG_LIBS   := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) $(SSL_LIBS) -ldl -lpthread
+PKG_LIBS  := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) $(SSL_LIBS)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Iruntime -I$(BUILD) -MMD -MP \
               -DMH_PREFIX='"$(PREFIX)"'
-ALL_LDFLAGS := $(LDFLAGS)
+# --as-needed: no library the code does not call is loaded at start.
+ALL_LDFLAGS := -Wl,-O1 -Wl,--as-needed $(LDFLAGS)
 ifneq ($(SANITIZER),)
 ALL_CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 ALL_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
-LIBS := $(PKG_LIBS) -lreadline -lm
+LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline 2>/dev/null)
+# The binary does not link OpenSSL: its TLS client (tls.c) is BUILD/mailhook-tls.so,
+# loaded on the first TLS session (runtime/tls_load.c says why: Debian's libssl and
+# libcrypto are BIND_NOW: their relocations were two thirds of the instructions of every start).
+BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline 2>/dev/null)
+
 # libh2o-dev (h2o 2.2, libuv flavour) for the console plugin only.
 H2O_CFLAGS := $(shell pkg-config --cflags libh2o 2>/dev/null) -DH2O_USE_LIBUV=1
 H2O_LIBS   := $(shell pkg-config --libs libh2o libuv 2>/dev/null || echo -lh2o -luv)
@@ -56,11 +68,14 @@ HTTP_SO    :=
 $(info make: libh2o-dev not installed: the console plugin is not built (scripts/deps))
 endif
 
-CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/http.c,$(wildcard runtime/*.c))
+CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/http.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/main.o
+# The binary's core: tls.c's place taken by its loader.
+BIN_CORE_OBJ := $(filter-out $(BUILD)/obj/tls.o $(BUILD)/obj/pwhash.o,$(CORE_OBJ)) $(BUILD)/obj/tls_load.o
+TLS_MODULE := $(BUILD)/mailhook-tls.so
 UNIT_SRC := $(wildcard tests/unit/test-*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
@@ -71,9 +86,14 @@ LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 MAN_SRC  := $(wildcard man/*.scd)
 MAN_OUT  := $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
 
-.PHONY: all deps test run bench asan valgrind fuzz install uninstall clean peers
+.PHONY: all pkg-check FORCE deps deps-check deps-trace test test-fresh test-long run bench asan valgrind fuzz install uninstall clean peers
 
-all: $(BUILD)/mailhook $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) $(HTTP_SO) $(MAN_OUT)
+all: pkg-check $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) \
+     $(BUILD)/tests/fsync-gate.so $(HTTP_SO) $(MAN_OUT)
+
+# A clear message instead of missing headers when the -dev packages are not there.
+pkg-check:
+	@pkg-config --exists $(PKGS) || { echo "make: pkg-config does not find $(PKGS): run scripts/deps (as root), or make deps" >&2; exit 1; }
 
 # The list of binding modules, generated so that adding runtime/l_foo.c is enough.
 $(BUILD)/l_modules.h: $(BIND_SRC) Makefile
@@ -98,8 +118,27 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(CORE_OBJ)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+# The link line, kept in a file that changes only when the line does, so that a
+# change of link mode (OPENSSL_STATIC, LDFLAGS) relinks.
+BIN_LDFLAGS := -Wl,--export-dynamic-symbol='mh_*'
+LINK_LINE := $(ALL_LDFLAGS) $(BIN_LDFLAGS) $(LIBS) | $(SSL_LIBS)
+$(BUILD)/link-line: FORCE
+	@mkdir -p $(@D)
+	@echo '$(LINK_LINE)' | cmp -s - $@ 2>/dev/null || echo '$(LINK_LINE)' > $@
+FORCE:
+
+# The core's mh_* functions are exported so that the modules it loads (TLS,
+# console) use the binary's own copy of what they call (mh_fsutil_read, ...).
+$(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(BIN_CORE_OBJ) $(BUILD)/link-line
+	$(CC) $(ALL_LDFLAGS) $(BIN_LDFLAGS) -o $@ $(filter %.o,$^) $(BIN_LIBS)
+
+# The TLS module: tls.c position-independent, with OpenSSL (shared, or its archives
+# with OPENSSL_STATIC=1, their symbols kept inside).
+$(BUILD)/obj/pic/%.o: runtime/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
+$(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/link-line
+	$(CC) $(ALL_LDFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $(filter %.o,$^) $(SSL_LIBS)
 
 # The console's HTTP server (runtime/http.c over h2o) is a plugin the binary
 # dlopens when a console starts (runtime/l_http.c): libh2o links the shared
@@ -117,20 +156,36 @@ $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
 	@ASAN_OPTIONS=detect_leaks=0 $(BUILD)/mailhook scripts/build-luac $< $@
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libmhcore.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libmhcore.a $(BUILD)/link-line
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DMH_TESTS -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libmhcore.a $(LIBS)
+
+# A test-only LD_PRELOAD library (tests/lib/fsync-gate.c), never sanitized: it is preloaded
+# into a child mailhook to hold its fsyncs (tests/lua/test-spool.lua).
+$(BUILD)/tests/fsync-gate.so: tests/lib/fsync-gate.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC -o $@ $<
 
 deps:
 	@scripts/deps
 
+# Every package the build and the suite use is named in scripts/deps or pulled in by one
+# that is (scripts/deps-check); deps-trace records what they use (tests/deps/RELEASE.list).
+deps-check: deps
+	@scripts/deps-check
+deps-trace: deps
+	@scripts/deps-trace
+
 # The whole TAP suite: unit (C), lua, integration (real SMTP peers started by the tests).
 PROVE_JOBS ?= 2
+PROVE_FLAGS ?= --timer
 TEST_FILES = $(wildcard tests/unit/test-*.c tests/lua/test-*.lua tests/integration/*.sh)
+DEPS_CHECK ?= 1
 test: deps
+	@[ "$(DEPS_CHECK)" = 0 ] || scripts/deps-check
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory fuzz-smoke
-	prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+	MAILHOOK_BUILD=$(BUILD) prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZER=address,undefined CFLAGS="-O1 -g" test-built
@@ -138,21 +193,45 @@ asan:
 # The suite against an already configured BUILD (used by asan).
 test-built: deps
 	@$(MAKE) --no-print-directory all
-	MAILHOOK_BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=1 prove -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+	MAILHOOK_BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=1 prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+
+# The slow checks kept out of `make test` (and CI): each fuzzer FUZZ_SECONDS (60 s)
+# instead of 3, the delivery crash test with 16 kill points per system call instead
+# of 4, and the Debian packages built as Debian builds them (optimised, with their
+# unit tests) with lintian's verdict (~3 min).
+test-long: deps all
+	@$(MAKE) --no-print-directory fuzz
+	MAILHOOK_BUILD=$(BUILD) DELIVERY_CRASH_POINTS=16 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/delivery-crash.sh
+	MAILHOOK_BUILD=$(BUILD) MH_DEB_FULL=1 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/deb.sh
+
+# `make test` from a clean clone of HEAD in fresh minimal Debian 12 and 13 roots, both at once
+# (as root: scripts/fresh-root; FRESH_SUITES="bookworm trixie"). CI runs it after make asan.
+test-fresh:
+	@.ci/run fresh
 
 valgrind: all
 	@for t in $(UNIT_BIN); do valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 $$t >/dev/null || exit 1; done; echo "valgrind: unit tests clean"
 
 # Fuzzers (clang libFuzzer): bounded runs; fuzz-smoke is the few seconds make test spends.
+# The core is compiled once (instrumented, -fsanitize=fuzzer-no-link) and linked into each
+# harness; crash reproducers land in FUZZ_BUILD, never in the checkout.
 FUZZ_SECONDS ?= 60
-FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
-build-fuzz/%: tests/fuzz/%.c $(CORE_SRC)
+FUZZ_BUILD ?= build-fuzz
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_OBJ := $(CORE_SRC:runtime/%.c=$(FUZZ_BUILD)/obj/%.o)
+.SECONDARY: $(FUZZ_OBJ)
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=address,undefined $(PKG_CFLAGS) -Iruntime -MMD -MP
+$(FUZZ_BUILD)/obj/%.o: runtime/%.c
 	@mkdir -p $(@D)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Iruntime -o $@ $< $(CORE_SRC) $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(PKG_LIBS)
 fuzz: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do echo "== $$f ($(FUZZ_SECONDS)s)"; $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 2>&1 | tail -2 || exit 1; done
+	@for f in $(FUZZ_BIN); do echo "== $$f ($(FUZZ_SECONDS)s)"; $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -artifact_prefix=$(FUZZ_BUILD)/ 2>&1 | tail -2 || exit 1; done
 fuzz-smoke: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do $$f -max_total_time=3 >build-fuzz/$$(basename $$f).log 2>&1 || { tail -30 build-fuzz/$$(basename $$f).log; exit 1; }; done
+	@printf '%s\n' $(FUZZ_BIN) | xargs -P $(PROVE_JOBS) -I{} sh -c \
+	  '{} -max_total_time=3 -artifact_prefix=$(FUZZ_BUILD)/ >{}.log 2>&1 || { tail -30 {}.log; echo "fuzz-smoke: {} failed"; exit 1; }'
 
 run: deps all
 	@scripts/run-demo
@@ -166,7 +245,7 @@ bench: deps all
 # loudly: an install that half happened must not look like one that did.
 # The settings file is installed only when there is none (never over an
 # administrator's); the spool folder is made, never emptied.
-INSTALLABLE := $(BUILD)/mailhook $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) $(BUILD)/mailhook.service $(HTTP_SO)
+INSTALLABLE := $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) $(BUILD)/mailhook.service $(HTTP_SO)
 installable: $(INSTALLABLE)
 install: $(INSTALLABLE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
@@ -175,6 +254,7 @@ install: $(INSTALLABLE)
 	           $(addprefix $(DESTDIR)$(MANDIR)/man,1 3 5)
 	install -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/spool/mailhook
 	install -m 0755 $(BUILD)/mailhook $(DESTDIR)$(PREFIX)/bin/mailhook
+	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/lib/mailhook/
 	cp -R lua/mailhook $(DESTDIR)$(PREFIX)/share/mailhook/lua/
 	cp -R $(BUILD)/luac/. $(DESTDIR)$(PREFIX)/lib/mailhook/luac/
 	install -m 0644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/
@@ -199,7 +279,7 @@ uninstall:
 # changes when they do, so `make install PREFIX=/usr` after a plain `make`
 # rebuilds that object instead of installing a binary that looks in /usr/local.
 INSTPATHS_DEFS := -DMH_INST_PREFIX='"$(PREFIX)"' -DMH_INST_SYSCONFDIR='"$(SYSCONFDIR)"' \
-                  -DMH_INST_LOCALSTATEDIR='"$(LOCALSTATEDIR)"'
+                  -DMH_INST_LOCALSTATEDIR='"$(LOCALSTATEDIR)"' -DMH_SERVICE_USER='"$(SERVICE_USER)"'
 $(BUILD)/obj/instpaths.o: ALL_CFLAGS += $(INSTPATHS_DEFS)
 $(BUILD)/obj/instpaths.o: $(BUILD)/instpaths.stamp
 $(BUILD)/instpaths.stamp: FORCE
@@ -227,16 +307,10 @@ LINTIAN ?= 1
 deb:
 	@scripts/build-deb $(BUILD)/deb $(LINTIAN)
 
-# The slow checks kept out of `make test`: the Debian packages built as Debian
-# builds them (optimised, with their unit tests) and lintian's verdict (~3 min).
-test-long: deps
-	@$(MAKE) --no-print-directory all
-	MH_DEB_FULL=1 prove --exec tests/run-one tests/integration/deb.sh
 
-.PHONY: FORCE man deb installable test-long
-FORCE:
+.PHONY: man deb installable
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-trace build-ci
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d $(FUZZ_BUILD)/obj/*.d $(FUZZ_BUILD)/*.d)

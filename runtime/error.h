@@ -31,10 +31,11 @@
   X(TIMEDOUT, "timed out")                                                  \
   X(EOF,      "connection closed by server")                                \
   X(TOOBIG,   "message larger than the server accepts")                     \
-  X(CANCELED, "operation canceled")                                        \
+  X(CANCELED, "operation canceled")                                         \
   X(NOTREG,   "not a regular file")                                         \
   X(LIMIT,    "larger than its size limit")                                 \
-  X(UNSAFE,   "unsafe owner or permissions")
+  X(UNSAFE,   "unsafe owner or permissions")                                \
+  X(8BIT,     "8-bit data the server cannot take and mailhook cannot convert")
 
 /* The codes start at -2000: errno values are small positive numbers. */
 enum {

@@ -1,6 +1,6 @@
 /*
 ** instpaths.c — the installed defaults of the settings file and the spool
-** (see instpaths.h).  The three MH_INST_* values come from the Makefile, for
+** (see instpaths.h).  The MH_INST_* values and MH_SERVICE_USER come from the Makefile, for
 ** this object only; the fallbacks are the Makefile's own defaults, for
 ** builds that compile the core without it (the fuzzers).
 */
@@ -18,10 +18,14 @@
 #ifndef MH_INST_LOCALSTATEDIR
 #define MH_INST_LOCALSTATEDIR MH_INST_PREFIX "/var"
 #endif
+#ifndef MH_SERVICE_USER
+#define MH_SERVICE_USER "mailhook"
+#endif
 
 const char *mh_instpaths_prefix(void) { return MH_INST_PREFIX; }
 const char *mh_instpaths_sysconfdir(void) { return MH_INST_SYSCONFDIR; }
 const char *mh_instpaths_localstatedir(void) { return MH_INST_LOCALSTATEDIR; }
+const char *mh_instpaths_service_user(void) { return MH_SERVICE_USER; }
 
 int mh_instpaths_defaults(const char *root, char *conf, size_t conflen, char *spool, size_t spoollen) {
   const char *prefix = MH_INST_PREFIX;

@@ -15,6 +15,9 @@
 const char *mh_instpaths_prefix(void);
 const char *mh_instpaths_sysconfdir(void);
 const char *mh_instpaths_localstatedir(void);
+/* The service's account (SERVICE_USER, `mailhook`): the one user root switches
+** to when the spool is its own (privdrop.h). */
+const char *mh_instpaths_service_user(void);
 
 /* The default settings file and spool of an installed tree whose PREFIX was
 ** found at ROOT (the binary's ROOT/bin/mailhook, from /proc/self/exe):

@@ -105,9 +105,20 @@ static long pull(mh_intake *in, char *out, size_t cap) {
       }
     }
     while (in->rpos < in->rlen && o + 4 <= cap && !in->ended) {
+      /* every line end (CRLF, bare CR, bare LF: eol.h) leaves as CRLF, so the
+      ** header block the caller parses splits where the data writer will */
       char c = in->raw[in->rpos++];
-      if (c == '\n' && !in->prev_cr) emit(in, out, &o, '\r');
-      if (!in->ended) emit(in, out, &o, c);
+      if (c == '\r') {
+        emit(in, out, &o, '\r');
+        if (!in->ended) emit(in, out, &o, '\n');
+      } else if (c == '\n') {
+        if (!in->prev_cr) {
+          emit(in, out, &o, '\r');
+          if (!in->ended) emit(in, out, &o, '\n');
+        }
+      } else {
+        emit(in, out, &o, c);
+      }
       in->prev_cr = c == '\r';
     }
   }

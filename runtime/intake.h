@@ -2,10 +2,11 @@
 ** intake.h — a message read from a descriptor (mailhook sendmail's stdin) in
 ** bounded chunks, for the spool to store without holding it in memory.
 **
-** The bytes are converted as they pass: every LF not preceded by CR becomes
-** CRLF, and (unless the caller said otherwise, sendmail -i) a line holding a
-** lone dot ends the message; what follows it is read and dropped, as sendmail
-** does, so the writer never gets EPIPE.  The message ends with CRLF (added
+** The bytes are converted as they pass: every line end (CRLF, a bare CR, a
+** bare LF; runtime/eol.h) becomes CRLF, and (unless the caller said
+** otherwise, sendmail -i) a line holding a lone dot ends the message; what
+** follows it is read and dropped, as sendmail does, so the writer never gets
+** EPIPE.  The message ends with CRLF (added
 ** when the input did not).  The header block is read first and kept whole
 ** (at most MH_INTAKE_HEADMAX bytes) so the caller can work out the envelope;
 ** the body streams through a 64 KiB buffer straight into the spool file.

@@ -7,13 +7,23 @@
 ** coroutine, its result table, and its joiners.  The registry table TASKS maps
 ** each live coroutine to its task, which is how mh_wait_init() knows that the
 ** running coroutine may wait (and which task to resume later).
+**
+** Budgets (the second half of this file) bound what rule code may spend:
+** every task and coroutine a rule creates is charged to the rule's budget,
+** through a C count hook that lua_newthread copies into each new coroutine,
+** a wall-clock deadline enforced by a loop timer (for waits) and by a watchdog
+** thread (for time spent inside one C call, where no hook runs), and a memory
+** cap in the Lua allocator.  docs/rules.md says why it is built this way.
 */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "l_sched.h"
 #include "error.h"
 #include "log.h"
@@ -23,6 +33,31 @@
 
 static char TASKS;          /* registry key: coroutine -> task userdata */
 static char INTERRUPT;      /* sentinel value a task is resumed with when interrupted */
+
+/* A rule's budget: see the budgets section below. */
+typedef struct mh_budget mh_budget;
+enum { STOP_NONE, STOP_INSTR, STOP_TIME, STOP_LIFE, STOP_MEM };
+
+struct mh_budget {
+  int refs;                 /* tasks and rule_call frames holding it */
+  int id;                   /* stable number for Lua (core.budget()) */
+  int stopped;              /* STOP_*: why it was stopped, once it was */
+  int defer;                /* > 0: in a section that must not be cut (rule state lock) */
+  int reported;             /* its rule_call reported the failure: tasks need not */
+  int expired_seen;         /* the wall timer interrupted its tasks already */
+  long long instr_used;     /* instructions counted so far */
+  long long instr_limit;
+  uint64_t start;           /* uv_hrtime() at creation */
+  uint64_t run_used;        /* ns its slices ran (wall clock while charged), ended slices */
+  uint64_t run_limit;       /* ns of running time allowed */
+  uint64_t deadline;        /* start + the lifetime limit: waits included (ns) */
+  double seconds, life;     /* the limits in seconds, for messages */
+  size_t mem_limit;         /* Lua heap bytes allowed while it is charged */
+  size_t mem_refused;       /* growth the allocator last refused it, 0: none since
+                               (the hook then collects and decides: see budget_hook) */
+  mh_budget *prev, *next;   /* the live list (the watchdog thread names them) */
+  char label[160];          /* "rule NAME for event 'E'", "rule file F", ... */
+};
 
 struct mh_task {
   lua_State *co;            /* the coroutine (kept alive by the user value) */
@@ -34,6 +69,10 @@ struct mh_task {
   int state;                /* 0 running, 1 returned, -1 raised */
   int quiet;                /* a joiner (or the REPL) reports the error, do not log it */
   int interrupted;          /* an interrupt is pending for the next resume */
+  mh_budget *budget;        /* the rule budget its slices are charged to (a reference),
+                               or NULL: inherited at spawn, swapped by rule_call */
+  int rule_task;            /* spawned while a budget was current: counted in
+                               rule_tasks_live, its failure reported by rule_tasks_wait */
   char name[48];            /* for log lines: script name, handler, "repl" */
 };
 
@@ -53,6 +92,17 @@ uv_loop_t *mh_l_loop(void) { return uv_default_loop(); }
 /* ---------------------------------------------------------------- tasks */
 
 static void task_resume(mh_task *t, int nargs);
+
+/* Budgets (defined below, used by the task machinery). */
+static mh_budget *cur;                      /* the budget charged now, or NULL */
+static int rule_tasks_live;                 /* tasks with rule_task set, not finished */
+static mh_budget *budget_ref(mh_budget *b);
+static void budget_unref(mh_budget *b);
+static mh_budget *slice_switch(mh_budget *b);
+static void hook_arm(lua_State *co, mh_budget *b);
+static int budget_over(mh_budget *b);
+static const char *budget_why(mh_budget *b, char *buf, size_t n);
+static void rule_task_finished(mh_task *t, const char *msg);
 
 static void ready_cb(uv_idle_t *h) {
   while (ready_head) {
@@ -147,16 +197,24 @@ static void finish(mh_task *t, int status, int nres) {
     lua_pushinteger(L, nres);
     lua_setfield(L, -2, "n");
   } else {
+    char why[200];
     const char *msg = lua_touserdata(co, -1) == &INTERRUPT ? "interrupted" : lua_tostring(co, -1);
     t->state = -1;
-    if (msg == NULL) {
+    if (t->budget && t->budget->mem_refused && !t->budget->stopped) t->budget->stopped = STOP_MEM;
+    if (t->budget && t->budget->stopped) {
+      msg = budget_why(t->budget, why, sizeof why);   /* not "interrupted" nor "not enough memory" */
+    } else if (msg == NULL) {
       if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
         msg = lua_tostring(co, -1);
       else
         msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
     }
     luaL_traceback(L, co, msg, 0);
-    if (!t->quiet) mh_error("%s: %s", t->name, lua_tostring(L, -1));
+    if (!t->quiet) {
+      if (t->budget) mh_error("%s (a task of %s): %s", t->name, t->budget->label, lua_tostring(L, -1));
+      else mh_error("%s: %s", t->name, lua_tostring(L, -1));
+    }
+    if (t->rule_task) rule_task_finished(t, msg);
     lua_setfield(L, -2, "traceback");
     lua_pushstring(L, msg);
     lua_rawseti(L, -2, 1);
@@ -164,6 +222,9 @@ static void finish(mh_task *t, int status, int nres) {
     lua_setfield(L, -2, "n");
     lua_resetthread(co);
   }
+  if (t->rule_task && status == LUA_OK) rule_task_finished(t, NULL);
+  budget_unref(t->budget);
+  t->budget = NULL;
   lua_setiuservalue(L, tidx, 2);
   /* wake joiners */
   j = joiners_of(L, tidx);
@@ -191,7 +252,10 @@ static void finish(mh_task *t, int status, int nres) {
 
 static void task_resume(mh_task *t, int nargs) {
   int nres = 0, st;
+  mh_budget *saved;
   if (t->state != 0) return;
+  /* a rule out of budget does not run again: it raises where it waits */
+  if (t->budget && t->started && !t->budget->defer && budget_over(t->budget)) t->interrupted = 1;
   if (t->interrupted) {
     t->interrupted = 0;
     lua_pop(t->co, nargs);
@@ -207,7 +271,10 @@ static void task_resume(mh_task *t, int nargs) {
     t->started = 1;
     nargs = lua_gettop(t->co) - 1;   /* function + arguments pushed at spawn */
   }
+  saved = slice_switch(t->budget);
+  hook_arm(t->co, t->budget);
   st = lua_resume(t->co, NULL, nargs, &nres);
+  slice_switch(saved);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (!t->wait && !t->ready) make_ready(t, 0);  /* plain coroutine.yield(): let others run */
@@ -239,6 +306,11 @@ mh_task *mh_task_spawn(lua_State *L, int idx, int nargs, const char *name) {
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
   lua_pop(L, 1);
+  if (cur) {                  /* a task a rule starts is part of the rule */
+    t->budget = budget_ref(cur);
+    t->rule_task = 1;
+    rule_tasks_live++;
+  }
   make_ready(t, 0);
   return t;
 }
@@ -404,6 +476,752 @@ void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
   lua_pop(L, 1);
 }
 
+/* ---------------------------------------------------------------- budgets
+**
+** What a rule may spend, and how each way of spending is bounded:
+**
+**  - Lua instructions and running time: a C count hook (budget_hook) checks
+**    the budget charged now (`cur`) every STEP instructions.  It is a C hook
+**    on purpose: lua_newthread copies the creator's hook into every new
+**    coroutine, so coroutine.wrap/create inside a rule are counted too.  The
+**    debug library's Lua hooks were not: its C dispatcher looks the Lua
+**    function up per thread, finds none for a new coroutine, and does nothing.
+**    Once a budget is spent the hook raises at every instruction (count 1),
+**    so a pcall inside the rule cannot swallow the stop.
+**    Running time is the wall-clock time of the rule's own slices, so a
+**    rule is not charged for the time another rule held the loop.
+**  - Waits: a rule also has a lifetime (waits included, a multiple of its
+**    running time).  A loop timer (wall_timer) interrupts the waiting tasks of
+**    a budget past it, so a rule sleeping in a loop, or a task it spawned,
+**    ends too.
+**  - Time inside one C call (a backtracking string.find, a __gc finalizer,
+**    which runs with hooks disabled): no hook can run there, so a watchdog
+**    thread outside the Lua state ends the process once the running slice
+**    passes its deadline plus a grace (and, where asked, once the loop itself
+**    stalls outside any rule).  Mail made durable before stays queued.
+**  - Memory: the allocator refuses to grow the Lua heap past the limit while
+**    a budget is charged; a refusal that Lua's emergency collection does not
+**    cure stops the rule.
+**
+** A budget is shared (refcounted) by the rule_call that made it and by every
+** task started while it was charged (mh.spawn from a handler, task:wait...).
+** Tasks of a budget hold it in mh_task.budget; task_resume makes it `cur` for
+** the slice. */
+
+#define STEP 10000          /* instructions between two checks of the hook */
+#define HOOK_MASK (LUA_MASKCOUNT | LUA_MASKCALL)
+#define BUDGET_MT "mailhook.RuleCall"
+
+/* Defaults for new budgets: core.budget_limits{} (rules.lua sets them from
+** the settings rule_timeout and rule_memory). */
+static struct {
+  long long instructions;
+  double seconds;           /* running time */
+  double life;              /* lifetime, waits included */
+  size_t memory;
+  double grace;             /* seconds the watchdog adds before ending the process */
+} limits = { 50000000LL, 10.0, 30.0, (size_t)128 << 20, 1.0 };
+
+static mh_budget *live;     /* budgets alive (refs > 0); loop thread only */
+static int last_id;
+static uv_timer_t wall_timer;
+static int wall_timer_init;
+static size_t heap;         /* bytes the Lua state holds (the allocator's count) */
+
+/* Rule tasks that failed (spawned tasks: their rule_call was over), for
+** core.rule_tasks_wait(); waiters resumed when rule_tasks_live drops to 0. */
+typedef struct rt_failure { struct rt_failure *next; char text[400]; } rt_failure;
+static rt_failure *rt_failures, **rt_failures_tail = &rt_failures;
+typedef struct rt_waiter { mh_wait w; struct rt_waiter *next; } rt_waiter;
+static rt_waiter *rt_waiters;
+
+/* What the watchdog thread sees; every field under mu (the loop thread
+** writes, the watchdog reads). */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int started;
+  uint64_t slice_deadline;  /* when the running slice must have ended, 0: none */
+  char slice_label[160];    /* whose slice it is */
+  uint64_t progress_at;     /* last slice change or pong: the loop thread moves */
+  uint64_t stall_limit;     /* 0: no stall detection (only hook and the rules worker) */
+  uint64_t ping_sent;       /* an unanswered ping went at this time, 0: none */
+  uint64_t wake_at;         /* when the thread will look next */
+  int exit_code;            /* what the process exits with when the watchdog fires */
+  char gc_label[160];       /* a rule's __gc finalizer runs now: that rule ("" none) */
+} wd = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, "", 0, 0, 0, 0, 1, "" };
+static uv_async_t pong;
+
+static void watchdog_start(void);
+
+static uint64_t secs_ns(double s) { return s <= 0 ? 0 : (uint64_t)(s * 1e9); }
+static uint64_t cur_t0;     /* when cur's slice began */
+
+static void wall_timer_cb(uv_timer_t *h);
+
+/* Re-arms wall_timer for the earliest lifetime not yet enforced (a budget in
+** a deferred section is left to budget_release, which re-arms it). */
+static void wall_timer_arm(void) {
+  uint64_t now = uv_hrtime(), due = 0;
+  for (mh_budget *b = live; b; b = b->next)
+    if (!b->expired_seen && !b->defer && (!due || b->deadline < due)) due = b->deadline;
+  if (!wall_timer_init) {
+    uv_timer_init(mh_l_loop(), &wall_timer);
+    uv_unref((uv_handle_t *)&wall_timer);   /* never keeps a process alive */
+    wall_timer_init = 1;
+  }
+  if (!due) { uv_timer_stop(&wall_timer); return; }
+  uv_timer_start(&wall_timer, wall_timer_cb, due > now ? (due - now) / 1000000 + 1 : 0, 0);
+}
+
+static mh_budget *budget_new(const char *label) {
+  mh_budget *b = (mh_budget *)calloc(1, sizeof *b);
+  if (!b) return NULL;
+  watchdog_start();
+  b->refs = 1;
+  b->id = ++last_id;
+  b->instr_limit = limits.instructions;
+  b->seconds = limits.seconds;
+  b->life = limits.life > limits.seconds ? limits.life : limits.seconds;
+  b->start = uv_hrtime();
+  b->run_limit = secs_ns(b->seconds);
+  b->deadline = b->start + secs_ns(b->life);
+  b->mem_limit = limits.memory;
+  {
+    size_t n = strlen(label);
+    if (n >= sizeof b->label) n = sizeof b->label - 1;
+    memcpy(b->label, label, n);   /* calloc'd: NUL-terminated */
+  }
+  b->next = live;
+  if (live) live->prev = b;
+  live = b;
+  wall_timer_arm();
+  return b;
+}
+
+static mh_budget *budget_ref(mh_budget *b) { if (b) b->refs++; return b; }
+
+static void budget_unref(mh_budget *b) {
+  if (!b || --b->refs > 0) return;
+  if (b->prev) b->prev->next = b->next; else live = b->next;
+  if (b->next) b->next->prev = b->prev;
+  if (cur == b) slice_switch(NULL);   /* cannot happen while charged; be safe */
+  free(b);
+}
+
+static mh_budget *budget_by_id(int id) {
+  for (mh_budget *b = live; b; b = b->next) if (b->id == id) return b;
+  return NULL;
+}
+
+/* Running time of b so far, the slice running now included. */
+static uint64_t run_time(mh_budget *b, uint64_t now) {
+  return b->run_used + (b == cur && now > cur_t0 ? now - cur_t0 : 0);
+}
+
+/* Spent?  Marks it stopped (instructions, running time, lifetime) the first time. */
+static int budget_over(mh_budget *b) {
+  uint64_t now;
+  if (b->stopped) return 1;
+  now = uv_hrtime();
+  if (b->instr_used > b->instr_limit) b->stopped = STOP_INSTR;
+  else if (run_time(b, now) > b->run_limit) b->stopped = STOP_TIME;
+  else if (now > b->deadline) b->stopped = STOP_LIFE;
+  return b->stopped != STOP_NONE;
+}
+
+static const char *budget_why(mh_budget *b, char *buf, size_t n) {
+  switch (b->stopped) {
+    case STOP_INSTR:
+      snprintf(buf, n, "stopped: exceeded its budget of %lld instructions (an endless loop?)", b->instr_limit);
+      break;
+    case STOP_TIME:
+      snprintf(buf, n, "stopped: exceeded its budget of %g seconds of running time (an endless loop?)",
+               b->seconds);
+      break;
+    case STOP_LIFE:
+      snprintf(buf, n, "stopped: not finished %g seconds after it started, waits included (a wait "
+               "that never ends?)", b->life);
+      break;
+    case STOP_MEM:
+      snprintf(buf, n, "stopped: exceeded the memory limit of %zu MB for rules", b->mem_limit >> 20);
+      break;
+    default:
+      snprintf(buf, n, "stopped");
+  }
+  return buf;
+}
+
+/* Publishes the running slice to the watchdog thread (deadline + grace). */
+static void watchdog_slice(mh_budget *b, uint64_t now) {
+  pthread_mutex_lock(&wd.mu);
+  wd.progress_at = now;
+  if (b) {
+    uint64_t used = run_time(b, now), left = used < b->run_limit ? b->run_limit - used : 0;
+    uint64_t dl = (now + left < b->deadline ? now + left : b->deadline);
+    dl = (dl > now ? dl : now) + secs_ns(limits.grace);
+    wd.slice_deadline = dl;
+    memcpy(wd.slice_label, b->label, sizeof wd.slice_label);
+    if (dl < wd.wake_at) pthread_cond_signal(&wd.cv);
+  } else {
+    wd.slice_deadline = 0;
+  }
+  pthread_mutex_unlock(&wd.mu);
+}
+
+/* Makes b the charged budget; returns the one it replaces (for slice_switch
+** back).  No clock read when nothing changes (unbudgeted tasks). */
+static mh_budget *slice_switch(mh_budget *b) {
+  mh_budget *old = cur;
+  uint64_t now;
+  if (old == b) return old;
+  now = uv_hrtime();
+  if (old && now > cur_t0) old->run_used += now - cur_t0;
+  cur = b;
+  cur_t0 = now;
+  if (wd.started) watchdog_slice(b, now);
+  return old;
+}
+
+/* The hook of budgeted coroutines: count events (every STEP instructions)
+** charge instructions; call events check the clock, so that a loop calling a
+** slow C function (string.rep of megabytes, a big table.concat) meets its
+** deadline within one call, not within STEP of them. */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  mh_budget *b = cur;
+  int count = lua_gethookcount(L);
+  char why[200];
+  if (!b) return;                        /* a rule's coroutine resumed outside it */
+  if (ar->event == LUA_HOOKCOUNT) b->instr_used += count;
+  else if (ar->event != LUA_HOOKCALL && ar->event != LUA_HOOKTAILCALL) return;
+  if (b->mem_refused && !b->stopped) {   /* a refusal with no collection behind it */
+    size_t need = b->mem_refused;
+    b->mem_refused = 0;
+    cur = NULL;                          /* the collection is nobody's */
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    cur = b;
+    if (heap + need > b->mem_limit) b->stopped = STOP_MEM;
+  }
+  if (!budget_over(b) || b->defer) return;
+  if (count != 1) lua_sethook(L, budget_hook, HOOK_MASK, 1);  /* raise at every instruction */
+  lua_pushstring(L, budget_why(b, why, sizeof why));
+  lua_error(L);
+}
+
+/* Installs (or removes) the budget hook on a coroutine about to run. */
+static void hook_arm(lua_State *co, mh_budget *b) {
+  if (b) {
+    int count = b->stopped && !b->defer ? 1 : STEP;
+    if (lua_gethook(co) != budget_hook || lua_gethookcount(co) != count)
+      lua_sethook(co, budget_hook, HOOK_MASK, count);
+  } else if (lua_gethook(co) == budget_hook) {
+    lua_sethook(co, NULL, 0, 0);   /* keeps plain tasks on Lua's fast path */
+  }
+}
+
+/* Interrupts every unfinished task of b (they raise where they wait). */
+static void budget_interrupt_tasks(mh_budget *b) {
+  lua_State *L = mainL;
+  int top = lua_gettop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    mh_task *t = (mh_task *)luaL_testudata(L, -1, TASK_MT);
+    if (t && t->budget == b && t->state == 0 && !t->interrupted) mh_task_interrupt(t);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+}
+
+/* Budgets past their deadline: their waiting tasks are interrupted (a rule
+** sleeping in a loop, a spawned task waiting forever). */
+static void wall_timer_cb(uv_timer_t *h) {
+  uint64_t now = uv_hrtime();
+  mh_budget *due[32];
+  int n = 0;
+  (void)h;
+  for (mh_budget *b = live; b && n < 32; b = b->next) {
+    if (b->expired_seen || b->deadline > now) continue;
+    if (b->defer) continue;              /* budget_release looks again */
+    b->expired_seen = 1;
+    if (!b->stopped) b->stopped = STOP_LIFE;
+    due[n++] = budget_ref(b);
+  }
+  for (int i = 0; i < n; i++) {
+    budget_interrupt_tasks(due[i]);
+    budget_unref(due[i]);
+  }
+  wall_timer_arm();
+}
+
+/* A rule task ended (msg: its error, NULL when it returned). */
+static void rule_task_finished(mh_task *t, const char *msg) {
+  t->rule_task = 0;
+  rule_tasks_live--;
+  if (msg && t->budget && !t->budget->reported) {
+    rt_failure *f = (rt_failure *)calloc(1, sizeof *f);
+    if (f) {
+      snprintf(f->text, sizeof f->text, "%s (a task it started, %s): %s", t->budget->label, t->name, msg);
+      *rt_failures_tail = f;
+      rt_failures_tail = &f->next;
+    }
+  }
+  if (rule_tasks_live == 0) {
+    while (rt_waiters) {
+      rt_waiter *w = rt_waiters;
+      rt_waiters = w->next;
+      if (w->w.task) {
+        mh_task *wt = w->w.task;
+        w->w.task = NULL;
+        wt->wait = NULL;
+        make_ready(wt, 0);
+      }
+      free(w);
+    }
+  }
+}
+
+/* ---------------------------------------------------------- the allocator
+** lua_setallocf'd over luaL_newstate's (both realloc/free, so blocks made
+** before are freed correctly).  Lua retries a refused allocation once after an
+** emergency full collection: a refusal of the same request right after that is
+** final, and stops the rule (so a pcall inside it cannot go on allocating).
+** Some refusals get no such retry (lauxlib's buffers call the allocator
+** directly: string.rep, table.concat, io.read): the next hook collects and
+** stops the rule if the heap still has no room for what was refused. */
+static struct { const void *ptr; size_t nsize; int armed; } refused;
+
+static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  size_t old = ptr ? osize : 0;
+  void *p;
+  (void)ud;
+  if (nsize == 0) {
+    free(ptr);
+    heap -= old;
+    return NULL;
+  }
+  if (nsize > old && cur && heap + (nsize - old) > cur->mem_limit) {
+    if (refused.armed && refused.ptr == ptr && refused.nsize == nsize && !cur->stopped)
+      cur->stopped = STOP_MEM;
+    cur->mem_refused = nsize - old;
+    refused.armed = 1;
+    refused.ptr = ptr;
+    refused.nsize = nsize;
+    return NULL;
+  }
+  p = realloc(ptr, nsize);
+  if (!p) return NULL;
+  heap = heap - old + nsize;
+  if (nsize > old) refused.armed = 0;
+  return p;
+}
+
+/* --------------------------------------------------------------- watchdog
+** A thread that never touches Lua.  It ends the process (after one log line
+** naming the rule) when the slice running now passes its deadline plus the
+** grace: only code the count hook cannot reach gets there (one long C call,
+** a __gc finalizer).  With stall detection on (hook, the rules worker), it also
+** pings the loop and ends the process when the loop neither answers nor
+** changes slice for stall_limit: code outside any rule stuck the same way
+** (a finalizer run by a collection outside a rule, lua_close's finalizers). */
+
+static void pong_cb(uv_async_t *h) {
+  (void)h;
+  pthread_mutex_lock(&wd.mu);
+  wd.ping_sent = 0;
+  wd.progress_at = uv_hrtime();
+  pthread_mutex_unlock(&wd.mu);
+}
+
+static void fire(const char *what) {
+  mh_error("%s; ending the process (mail already queued stays queued)", what);
+  fflush(stderr);
+  _exit(wd.exit_code);
+}
+
+static void *watchdog_main(void *arg) {
+  char msg[640];
+  (void)arg;
+  pthread_setname_np(pthread_self(), "mh-watchdog");   /* seen in ps -L, /proc/PID/task */
+  pthread_mutex_lock(&wd.mu);
+  for (;;) {
+    uint64_t now = uv_hrtime(), next = now + 1000000000ULL;
+    struct timespec ts;
+    if (wd.slice_deadline && now >= wd.slice_deadline) {
+      if (wd.gc_label[0])
+        snprintf(msg, sizeof msg, "%s: stopped: still running %.1f s past its budget, inside a __gc "
+                 "finalizer set by %s that never returns", wd.slice_label, limits.grace, wd.gc_label);
+      else
+        snprintf(msg, sizeof msg, "%s: stopped: still running %.1f s past its budget, inside one "
+                 "call where rules cannot be interrupted (a C function such as a string pattern "
+                 "that backtracks, or a __gc finalizer)", wd.slice_label, limits.grace);
+      pthread_mutex_unlock(&wd.mu);
+      fire(msg);
+    }
+    if (wd.stall_limit && !wd.slice_deadline) {   /* a slice has its own deadline */
+      if (wd.ping_sent) {
+        uint64_t last = wd.ping_sent > wd.progress_at ? wd.ping_sent : wd.progress_at;
+        if (now - last >= wd.stall_limit) {
+          if (wd.gc_label[0])
+            snprintf(msg, sizeof msg, "%s: stopped: its __gc finalizer has run for %.1f s and never "
+                     "returns", wd.gc_label, (double)(now - last) / 1e9);
+          else
+            snprintf(msg, sizeof msg, "rules: stopped: the event loop has not moved for %.1f s, "
+                     "outside any rule (a __gc finalizer that never returns?)",
+                     (double)(now - last) / 1e9);
+          pthread_mutex_unlock(&wd.mu);
+          fire(msg);
+        }
+        if (last + wd.stall_limit < next) next = last + wd.stall_limit;
+      } else {
+        wd.ping_sent = now;
+        uv_async_send(&pong);
+      }
+    }
+    if (wd.slice_deadline && wd.slice_deadline < next) next = wd.slice_deadline;
+    if (next <= now) next = now + 1000000;
+    wd.wake_at = next;
+    ts.tv_sec = (time_t)(next / 1000000000ULL);
+    ts.tv_nsec = (long)(next % 1000000000ULL);
+    pthread_cond_timedwait(&wd.cv, &wd.mu, &ts);
+  }
+  return NULL;
+}
+
+/* Starts the thread once (from the loop thread).  uv_hrtime is CLOCK_MONOTONIC,
+** so the condition variable waits on that clock. */
+static void watchdog_start(void) {
+  pthread_condattr_t ca;
+  pthread_attr_t at;
+  pthread_t th;
+  if (wd.started) return;
+  uv_async_init(mh_l_loop(), &pong, pong_cb);
+  uv_unref((uv_handle_t *)&pong);   /* never closed: the loop cannot be closed under it */
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_destroy(&wd.cv);
+  pthread_cond_init(&wd.cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 64 * 1024);
+  wd.started = 1;
+  wd.progress_at = uv_hrtime();
+  wd.wake_at = UINT64_MAX;
+  if (pthread_create(&th, &at, watchdog_main, NULL) != 0) {
+    wd.started = 0;
+    mh_error("rules: cannot start the watchdog thread: rules stuck in a C call will not be stopped");
+  }
+  pthread_attr_destroy(&at);
+}
+
+/* ------------------------------------------------------- Lua: rule budgets */
+
+/* The frame of one core.rule_call: the budget it made and what it replaced. */
+typedef struct {
+  mh_budget *b;             /* the rule's budget (a reference) */
+  mh_budget *saved;         /* the task's budget before (a reference), or cur's */
+  mh_task *t;               /* the task it runs in, NULL on a thread that is none */
+  int done;                 /* restored: __gc has nothing to do */
+} rcall;
+
+static void rcall_restore(lua_State *L, rcall *rc) {
+  if (rc->done) return;
+  rc->done = 1;
+  if (rc->t && rc->t->state == 0) {
+    budget_unref(rc->t->budget);
+    rc->t->budget = budget_ref(rc->saved);
+  }
+  slice_switch(rc->saved);
+  if (L) hook_arm(L, rc->saved);
+  if (rc->b->stopped) budget_interrupt_tasks(rc->b);   /* its sleepers end with it */
+  budget_unref(rc->b);
+  budget_unref(rc->saved);
+}
+
+static int rcall_gc(lua_State *L) {
+  rcall *rc = (rcall *)lua_touserdata(L, 1);
+  if (!rc->done) {   /* the coroutine was abandoned inside the rule */
+    rc->done = 1;
+    budget_unref(rc->b);
+    budget_unref(rc->saved);
+  }
+  return 0;
+}
+
+/* The message handler: C, so no Lua instruction (and no budget hook) runs in
+** it; nothing is charged or refused while it builds the traceback. */
+static int rcall_msgh(lua_State *L) {
+  mh_budget *b = cur;
+  char why[200];
+  const char *msg;
+  cur = NULL;
+  if (b && b->stopped) {
+    msg = budget_why(b, why, sizeof why);
+  } else {
+    msg = lua_tostring(L, 1);
+    if (!msg) {
+      if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
+      else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+  }
+  lua_createtable(L, 2, 0);
+  lua_pushstring(L, msg);
+  lua_rawseti(L, -2, 1);
+  luaL_traceback(L, L, msg, 1);
+  lua_rawseti(L, -2, 2);
+  cur = b;
+  return 1;
+}
+
+/* Stack: [rcall, label, msgh, results... | error]. */
+static int rule_call_k(lua_State *L, int status, lua_KContext ctx) {
+  rcall *rc = (rcall *)lua_touserdata(L, 1);
+  mh_budget *b = rc->b;
+  char why[200];
+  int nres = lua_gettop(L) - 3, mem;
+  (void)ctx;
+  if (status == LUA_YIELD) status = LUA_OK;   /* resumed after a wait, then returned */
+  if ((status == LUA_ERRMEM || (status != LUA_OK && b->mem_refused)) && !b->stopped)
+    b->stopped = STOP_MEM;    /* it failed for want of memory the limit refused */
+  if (status == LUA_OK && !b->stopped) {
+    rcall_restore(L, rc);
+    lua_pushboolean(L, 1);
+    lua_replace(L, 3);
+    return nres + 1;
+  }
+  slice_switch(NULL);         /* nothing below is charged or refused */
+  b->reported = 1;
+  if (b->stopped) {
+    const char *tb = status != LUA_OK && lua_istable(L, -1) && lua_rawgeti(L, -1, 2) == LUA_TSTRING
+                     ? lua_tostring(L, -1) : NULL;
+    budget_why(b, why, sizeof why);
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, why);
+    if (tb && strncmp(tb, why, strlen(why)) != 0) lua_pushfstring(L, "%s\n%s", why, tb);
+    else if (tb) lua_pushstring(L, tb);
+    else lua_pushstring(L, why);
+  } else if (lua_istable(L, -1)) {
+    lua_pushboolean(L, 0);
+    lua_rawgeti(L, -2, 1);
+    lua_rawgeti(L, -3, 2);
+  } else {
+    const char *m = lua_tostring(L, -1);
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, m ? m : "error in the error handler");
+    lua_pushvalue(L, -1);
+  }
+  mem = b->stopped == STOP_MEM;
+  rcall_restore(L, rc);       /* may free b */
+  if (mem) lua_gc(L, LUA_GCCOLLECT);   /* give the heap back now */
+  return 3;
+}
+
+/* rule_call(label, fn, ...) -> true, results... | false, message, traceback
+** Runs fn(...) in the calling coroutine under a fresh budget (the defaults of
+** budget_limits), named label in every message.  Tasks fn starts share the
+** budget.  May wait (when fn does). */
+static int l_rule_call(lua_State *L) {
+  rcall *rc;
+  mh_budget *b;
+  mh_task *t;
+  int nargs;
+  const char *label = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  nargs = lua_gettop(L) - 2;
+  rc = (rcall *)lua_newuserdatauv(L, sizeof *rc, 0);
+  memset(rc, 0, sizeof *rc);
+  rc->done = 1;
+  luaL_setmetatable(L, BUDGET_MT);
+  lua_insert(L, 1);                          /* [rc, label, fn, args...] */
+  lua_pushcfunction(L, rcall_msgh);
+  lua_insert(L, 3);                          /* [rc, label, msgh, fn, args...] */
+  b = budget_new(label);
+  if (!b) return luaL_error(L, "rule_call: out of memory");
+  t = find_task(L);
+  rc->b = b;
+  rc->t = t;
+  rc->saved = budget_ref(t ? t->budget : cur);
+  rc->done = 0;
+  if (t) {
+    budget_unref(t->budget);
+    t->budget = budget_ref(b);
+  }
+  slice_switch(b);
+  hook_arm(L, b);
+  return rule_call_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 3, 0, rule_call_k), 0);
+}
+
+/* budget_limits([{instructions=, seconds=, life=, memory=, grace=}]) -> the
+** limits now: seconds of running time, life seconds from start (waits
+** included; never less than seconds).
+** New budgets take them; budgets alive keep theirs. */
+static int l_budget_limits(lua_State *L) {
+  if (lua_istable(L, 1)) {
+    lua_Number v;
+    if (lua_getfield(L, 1, "instructions") != LUA_TNIL) {
+      v = luaL_checknumber(L, -1);
+      luaL_argcheck(L, v >= 1, 1, "instructions must be >= 1");
+      limits.instructions = (long long)v;
+    }
+    if (lua_getfield(L, 1, "seconds") != LUA_TNIL) {
+      v = luaL_checknumber(L, -1);
+      luaL_argcheck(L, v > 0 && v < 1e7, 1, "seconds must be > 0");
+      limits.seconds = v;
+    }
+    if (lua_getfield(L, 1, "life") != LUA_TNIL) {
+      v = luaL_checknumber(L, -1);
+      luaL_argcheck(L, v > 0 && v < 1e7, 1, "life must be > 0");
+      limits.life = v;
+    }
+    if (lua_getfield(L, 1, "memory") != LUA_TNIL) {
+      v = luaL_checknumber(L, -1);
+      luaL_argcheck(L, v >= 1 << 20, 1, "memory must be at least 1 MB");
+      limits.memory = (size_t)v;
+    }
+    if (lua_getfield(L, 1, "grace") != LUA_TNIL) {
+      v = luaL_checknumber(L, -1);
+      luaL_argcheck(L, v >= 0 && v < 1e6, 1, "grace must be >= 0");
+      limits.grace = v;
+    }
+    lua_settop(L, 1);
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)limits.instructions);
+  lua_setfield(L, -2, "instructions");
+  lua_pushnumber(L, limits.seconds);
+  lua_setfield(L, -2, "seconds");
+  lua_pushnumber(L, limits.life);
+  lua_setfield(L, -2, "life");
+  lua_pushinteger(L, (lua_Integer)limits.memory);
+  lua_setfield(L, -2, "memory");
+  lua_pushnumber(L, limits.grace);
+  lua_setfield(L, -2, "grace");
+  return 1;
+}
+
+/* budget() -> id, label of the budget charged now | nil */
+static int l_budget(lua_State *L) {
+  if (!cur) return 0;
+  lua_pushinteger(L, cur->id);
+  lua_pushstring(L, cur->label);
+  return 2;
+}
+
+/* budget_hold() -> token | nil: until budget_release(token), a stop of the
+** budget charged now is deferred (a rule-state update is never cut half-way). */
+static int l_budget_hold(lua_State *L) {
+  if (!cur) return 0;
+  if (cur->defer++ == 0) wall_timer_arm();   /* its lifetime waits for the release */
+  lua_pushinteger(L, cur->id);
+  return 1;
+}
+
+static int l_budget_release(lua_State *L) {
+  mh_budget *b = budget_by_id((int)luaL_checkinteger(L, 1));
+  if (b && b->defer > 0 && --b->defer == 0) {
+    if (budget_over(b)) b->expired_seen = 0;   /* the timer interrupts what waits */
+    wall_timer_arm();
+  }
+  return 0;
+}
+
+static void rt_waiter_cancel(mh_wait *w) {
+  rt_waiter **p = &rt_waiters;
+  while (*p && *p != (rt_waiter *)w) p = &(*p)->next;
+  if (*p) { *p = ((rt_waiter *)w)->next; free(w); }
+}
+
+static int rt_failures_push(lua_State *L) {
+  int i = 0;
+  lua_newtable(L);
+  while (rt_failures) {
+    rt_failure *f = rt_failures;
+    rt_failures = f->next;
+    lua_pushstring(L, f->text);
+    lua_rawseti(L, -2, ++i);
+    free(f);
+  }
+  rt_failures_tail = &rt_failures;
+  return 1;
+}
+
+/* rule_tasks_wait(): waits until no task started by a rule is left (each ends
+** by its rule's deadline).  rule_failures() -> {"text", ...}: the failures of
+** such tasks that their rule did not report itself, forgotten once returned. */
+static int l_rule_tasks_wait(lua_State *L) {
+  rt_waiter *w;
+  mh_wait probe;
+  if (rule_tasks_live <= 0) return 0;
+  mh_wait_init(L, &probe, "rule_tasks_wait");
+  w = (rt_waiter *)calloc(1, sizeof *w);
+  if (!w) return luaL_error(L, "out of memory");
+  w->w = probe;
+  w->w.cancel = rt_waiter_cancel;
+  w->next = rt_waiters;
+  rt_waiters = w;
+  return mh_wait_yield(L, &w->w);
+}
+
+static int l_rule_failures(lua_State *L) { return rt_failures_push(L); }
+
+/* watchdog{stall = seconds | false, exit = code}: starts the watchdog thread
+** (budgets start it anyway), with stall detection for a process that exists to
+** run rules (hook, the rules worker); exit is the status it ends the process with. */
+static int l_watchdog(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  watchdog_start();
+  pthread_mutex_lock(&wd.mu);
+  if (lua_getfield(L, 1, "stall") == LUA_TNUMBER) wd.stall_limit = secs_ns(lua_tonumber(L, -1));
+  else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) wd.stall_limit = 0;
+  if (lua_getfield(L, 1, "exit") == LUA_TNUMBER) wd.exit_code = (int)lua_tointeger(L, -1);
+  wd.progress_at = uv_hrtime();
+  pthread_cond_signal(&wd.cv);
+  pthread_mutex_unlock(&wd.mu);
+  lua_pushboolean(L, wd.started);
+  return 1;
+}
+
+/* A rule's finalizer, wrapped (upvalues: the rule's label, the finalizer) so
+** that the watchdog can name the rule while it runs: finalizers run with hooks
+** off, at any collection, often outside the rule that made them. */
+static int gc_wrapper(lua_State *L) {
+  char saved[sizeof wd.gc_label];
+  int st;
+  pthread_mutex_lock(&wd.mu);
+  memcpy(saved, wd.gc_label, sizeof saved);
+  snprintf(wd.gc_label, sizeof wd.gc_label, "%s", lua_tostring(L, lua_upvalueindex(1)));
+  pthread_mutex_unlock(&wd.mu);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  st = lua_pcall(L, lua_gettop(L) - 1, 0, 0);
+  pthread_mutex_lock(&wd.mu);
+  memcpy(wd.gc_label, saved, sizeof saved);
+  pthread_mutex_unlock(&wd.mu);
+  if (st != LUA_OK) return lua_error(L);   /* Lua turns it into a warning */
+  return 0;
+}
+
+/* gc_guard(mt) -> mt: when a rule is charged and mt.__gc is a Lua function,
+** replaces it by gc_wrapper naming the rule (rule files' setmetatable). */
+static int l_gc_guard(lua_State *L) {
+  if (cur && lua_istable(L, 1) && lua_getfield(L, 1, "__gc") == LUA_TFUNCTION &&
+      lua_tocfunction(L, -1) != gc_wrapper) {
+    lua_pushstring(L, cur->label);
+    lua_insert(L, -2);
+    lua_pushcclosure(L, gc_wrapper, 2);
+    lua_setfield(L, 1, "__gc");
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* heap() -> bytes the Lua state holds (the allocator's count) */
+static int l_heap(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)heap);
+  return 1;
+}
+
 /* ------------------------------------------------------------ Lua: tasks */
 
 /* spawn(fn, ...) -> task.  The task starts on the next loop turn. */
@@ -460,7 +1278,9 @@ static int l_task_gc(lua_State *L) {
   joiner *j = joiners_of(L, 1);
   while (j) { joiner *n = j->next; free(j); j = n; }
   set_joiners(L, 1, NULL);
-  (void)t;
+  if (t->rule_task && t->state == 0) { t->rule_task = 0; rule_tasks_live--; }
+  budget_unref(t->budget);    /* a task collected unfinished (lua_close) */
+  t->budget = NULL;
   return 0;
 }
 
@@ -516,6 +1336,8 @@ typedef struct {
   int fn_ref;              /* the callback, released on stop */
   int task_ref;            /* the last tick's task, to skip overlapping ticks */
   int closed;
+  int budgeted;            /* made by a rule: each tick runs under a fresh budget */
+  char label[160];         /* that rule's name */
 } every_t;
 
 /* Only now may the userdata go: unpin it (l_every pinned it in the registry). */
@@ -538,7 +1360,13 @@ static void every_cb(uv_timer_t *h) {
     e->task_ref = LUA_NOREF;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);
-  mh_task_spawn(L, -1, 0, "every");
+  {
+    mh_task *t = mh_task_spawn(L, -1, 0, "every");
+    if (e->budgeted) {       /* a timer a rule started is that rule's, tick by tick */
+      t->budget = budget_new(e->label);
+      if (t->budget) { t->rule_task = 1; rule_tasks_live++; }
+    }
+  }
   e->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
 }
@@ -553,7 +1381,9 @@ static void every_stop(lua_State *L, every_t *e) {
   e->fn_ref = e->task_ref = LUA_NOREF;
 }
 
-/* every(seconds, fn) -> handle with :stop().  fn runs as a new task each period. */
+/* every(seconds, fn) -> handle with :stop().  fn runs as a new task each period.
+** Made by a rule, each tick runs under a fresh budget named after that rule,
+** and the timer does not keep the process alive (a rule's leftover). */
 static int l_every(lua_State *L) {
   uint64_t ms = to_ms(L, 1);
   every_t *e;
@@ -568,6 +1398,11 @@ static int l_every(lua_State *L) {
   e->task_ref = LUA_NOREF;
   e->timer.data = e;
   uv_timer_init(mh_l_loop(), &e->timer);
+  if (cur) {                /* a rule's timer: budgeted ticks, and it never holds a process */
+    e->budgeted = 1;
+    snprintf(e->label, sizeof e->label, "%s", cur->label);
+    uv_unref((uv_handle_t *)&e->timer);
+  }
   uv_timer_start(&e->timer, every_cb, ms, ms);
   /* a running timer must not be collected: pin it in the registry until stopped */
   lua_pushvalue(L, -1);
@@ -724,7 +1559,11 @@ void l_sched_open(lua_State *L) {
     {"spawn", l_spawn}, {"sleep", l_sleep}, {"every", l_every},
     {"resolve", l_resolve}, {"log", l_log}, {"log_level", l_log_level},
     {"log_syslog", l_log_syslog}, {"now", l_now}, {"monotonic", l_monotonic},
-    {"current_task", l_current}, {"handles", l_handles}, {NULL, NULL}};
+    {"current_task", l_current}, {"handles", l_handles},
+    {"rule_call", l_rule_call}, {"budget_limits", l_budget_limits}, {"budget", l_budget},
+    {"budget_hold", l_budget_hold}, {"budget_release", l_budget_release},
+    {"rule_tasks_wait", l_rule_tasks_wait}, {"rule_failures", l_rule_failures},
+    {"watchdog", l_watchdog}, {"heap", l_heap}, {"gc_guard", l_gc_guard}, {NULL, NULL}};
   static const luaL_Reg task_m[] = {
     {"wait", l_task_wait}, {"cancel", l_task_cancel}, {"status", l_task_status},
     {NULL, NULL}};
@@ -736,6 +1575,19 @@ void l_sched_open(lua_State *L) {
     lua_pop(L, 1);
     if (ml) mainL = ml;
   }
+  /* the counting allocator of the memory limit (blocks made so far are
+     realloc/free blocks too, and their bytes are counted from here) */
+  {
+    void *ud;
+    if (lua_getallocf(L, &ud) != budget_alloc) {
+      heap = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
+      lua_setallocf(L, budget_alloc, NULL);
+    }
+  }
+  luaL_newmetatable(L, BUDGET_MT);
+  lua_pushcfunction(L, rcall_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS);
   luaL_newmetatable(L, TASK_MT);

@@ -8,6 +8,10 @@
 ** calls mh_wait_resume().  That is the one mechanism: timers, getaddrinfo,
 ** thread-pool work (mh_l_work), SMTP sessions all go through it.
 **
+** Rule code runs under budgets (instructions, running time, lifetime, Lua
+** memory) kept here too, with a watchdog thread for what no hook reaches:
+** core.rule_call and friends, documented in l_sched.c and docs/rules.md.
+**
 ** Only for runtime/l_*.c: the C core never sees Lua.
 */
 #ifndef MH_L_SCHED_H
@@ -56,7 +60,8 @@ int mh_l_work(lua_State *L, const char *what, mh_work_fn work, mh_push_fn push,
               void (*done)(void *arg), void *arg);
 
 /* Spawn fn (at index idx) with the nargs values above it as a new task; pushes the
-** task object.  The task starts on the next loop turn. */
+** task object.  The task starts on the next loop turn.  Spawned while a rule
+** runs (core.rule_call), it belongs to that rule: same budget (see l_sched.c). */
 mh_task *mh_task_spawn(lua_State *L, int idx, int nargs, const char *name);
 
 /* Task state for hosts (main.c, the REPL). */

@@ -47,6 +47,7 @@
 #include <unistd.h>
 #include "l_sched.h"
 #include "smtp.h"
+#include "mime7.h"
 #include "tls.h"
 #include "error.h"
 #include "log.h"
@@ -681,7 +682,7 @@ static int push_fail(lua_State *L, conn *c, int rc) {
     set_str(L, "text", r->text);
     set_str(L, "class", r->code >= 500 ? "permanent" : "transient");
   }
-  if (rc == MH_ETOOBIG || rc == MH_EBADADDR) set_str(L, "class", "permanent");
+  if (rc == MH_ETOOBIG || rc == MH_EBADADDR || rc == MH_E8BIT) set_str(L, "class", "permanent");
   lua_pushboolean(L, !c->s || c->closed || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED || !c->sk);
   lua_setfield(L, -2, "connection");
   if (c->plain_greeting) {
@@ -795,7 +796,7 @@ static int pop_send(lua_State *L, conn *c) {
       set_str(L, "text", r->text);
       set_str(L, "class", r->code >= 500 ? "permanent" : "transient");
     }
-    if (r->rc == MH_ETOOBIG || r->rc == MH_EBADADDR) set_str(L, "class", "permanent");
+    if (r->rc == MH_ETOOBIG || r->rc == MH_EBADADDR || r->rc == MH_E8BIT) set_str(L, "class", "permanent");
     lua_pushboolean(L, r->closed);
     lua_setfield(L, -2, "connection");
     if (r->waited) set_str(L, "waited", r->waited);
@@ -991,13 +992,84 @@ static int l_auth(lua_State *L) {
   return wait_op(L, c);
 }
 
+/* A spool file's message (from off, size bytes) scanned whole (mime7.h pass 1),
+** 64 KiB at a time: for a server without 8BITMIME (or without SMTPUTF8, for a
+** message whose header holds 8-bit bytes), whose pieces are then converted as
+** they are sent.  One more read of the file, on the loop thread, only then.
+** 0, or a negative code with err set. */
+static int scan_file(int fd, uint64_t off, uint64_t size, mh_mime7 **out, char *err, size_t errlen) {
+  static char buf[65536];   /* one loop thread */
+  mh_mime7 *m = mh_mime7_new();
+  int rc = 0;
+  *out = NULL;
+  if (!m) { snprintf(err, errlen, "out of memory"); return MH_ENOMEM; }
+  while (size > 0 && rc == 0) {
+    size_t want = size < sizeof buf ? (size_t)size : sizeof buf;
+    ssize_t n;
+    do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      rc = n < 0 ? -errno : MH_EEOF;
+      snprintf(err, errlen, "reading the message: %s", n < 0 ? strerror(errno) : "the file got shorter");
+      break;
+    }
+    rc = mh_mime7_scan(m, buf, (size_t)n);
+    off += (uint64_t)n;
+    size -= (uint64_t)n;
+  }
+  if (rc == 0) rc = mh_mime7_scan_end(m);
+  if (rc < 0) {
+    if (!*err) snprintf(err, errlen, "scanning the message: %s", mh_strerror(rc));
+    mh_mime7_free(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
+}
+
+/* Does the message at off hold any 8-bit or NUL byte?  A plain pass (a word at
+** a time) before the MIME scan: a 7-bit file, most big ones (base64
+** attachments), needs no scan at all.  1 yes, 0 no, -1 the file could not be
+** read (the scan that follows says why). */
+static int has8_file(int fd, uint64_t off, uint64_t size) {
+  static char buf[65536];
+  while (size > 0) {
+    size_t want = size < sizeof buf ? (size_t)size : sizeof buf, i = 0;
+    ssize_t n;
+    do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1;
+    for (; i + 8 <= (size_t)n; i += 8) {
+      uint64_t w;
+      memcpy(&w, buf + i, 8);
+      /* a byte >= 0x80, or a zero byte (the classic has-zero test) */
+      if ((w & 0x8080808080808080ull) || ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) break;
+    }
+    for (; i < (size_t)n; i++)
+      if ((unsigned char)buf[i] >= 0x80 || buf[i] == 0) return 1;
+    off += (uint64_t)n;
+    size -= (uint64_t)n;
+  }
+  return 0;
+}
+
+/* Does the top-level header of the message at off hold 8-bit bytes?  (Its first
+** 64 KiB are read: the SMTPUTF8 question for a server that takes 8-bit whole.) */
+static int head8_file(int fd, uint64_t off, uint64_t size) {
+  static char buf[65536];
+  size_t want = size < sizeof buf ? (size_t)size : sizeof buf;
+  ssize_t n;
+  do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
+  return n > 0 && mh_mime7_head8(buf, (size_t)n);
+}
+
 /* Submits one send (arguments 2..4: from, {rcpt...}, data); its outcome joins
 ** the queue that c:result() reads.  Never waits. */
 static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off, uint64_t size) {
-  const char *from = luaL_checkstring(L, 2);
+  size_t fromlen;
+  const char *from = luaL_checklstring(L, 2, &fromlen);
   size_t len = 0, n;
   const char *data = NULL;
   const char **rcpt;
+  const char *nul = fromlen != strlen(from) ? from : NULL;   /* an address cut short by a NUL */
   sres *r;
   int rc, gate;
   luaL_checktype(L, 3, LUA_TTABLE);
@@ -1013,9 +1085,11 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
   }
   rcpt = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rcpt, 0);  /* freed by the GC */
   for (size_t i = 0; i < n; i++) {
+    size_t rl;
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
-    rcpt[i] = lua_tostring(L, -1);
+    rcpt[i] = lua_tolstring(L, -1, &rl);
     if (!rcpt[i]) luaL_argerror(L, 3, "recipients must be strings");
+    if (!nul && rl != strlen(rcpt[i])) nul = rcpt[i];
     lua_pop(L, 1);   /* the string stays alive in the table */
   }
   r = &c->sends[(c->first + c->nsends) % MAX_SENDS];
@@ -1039,13 +1113,43 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
     if (fd >= 0) close(fd);
     return;
   }
+  if (nul) {
+    /* the engine sees C strings: "a@x\0RCPT TO:<y>" would reach it as "a@x" */
+    char msg[300];
+    snprintf(msg, sizeof msg, "invalid %s address: a NUL byte in '%.100s...'",
+             nul == from ? "sender" : "recipient", nul);
+    snap_refused(r, MH_EBADADDR, nul == from ? "mail" : "rcpt", msg, 0);
+    if (fd >= 0) close(fd);
+    return;
+  }
   uv_ref((uv_handle_t *)&c->sk->tcp);
   restart_deadline(c);   /* per message: a long stream of them is not one slow session */
   r->done = 0;
   r->fd = fd;
   r->off = off;
   r->left = size;
-  rc = fd >= 0 ? mh_smtp_send_stream(c->s, from, rcpt, n, size, 1) : mh_smtp_send(c->s, from, rcpt, n, data, len);
+  if (fd >= 0) {
+    mh_mime7 *scan = NULL;
+    unsigned flags = MH_SMTP_STREAM_8BIT;
+    char err[300] = "";
+    int head8 = head8_file(fd, off, size);
+    if (mh_smtp_stream_scan_needed(c->s, head8) && has8_file(fd, off, size) != 0) {
+      if ((rc = scan_file(fd, off, size, &scan, err, sizeof err)) < 0) {
+        snap_refused(r, rc, "data", err, 0);
+        sres_close_file(r);
+        return;
+      }
+      /* the reads took their time on this thread: the timers about to be
+      ** armed (the session's, the command's) count from now */
+      uv_update_time(mh_l_loop());
+      restart_deadline(c);
+    } else if (head8) {
+      flags |= MH_SMTP_STREAM_HEAD8;
+    }
+    rc = mh_smtp_send_stream(c->s, from, rcpt, n, size, flags, scan);
+  } else {
+    rc = mh_smtp_send(c->s, from, rcpt, n, data, len);
+  }
   if (rc < 0) {
     const char *stage;
     const char *msg = mh_smtp_send_error(c->s, &stage);
@@ -1242,6 +1346,10 @@ static int l_info(lua_State *L) {
   lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_STARTTLS) != 0 ||
                      (c->tls_on && c->tls_mode != TLS_IMPLICIT));
   lua_setfield(L, -2, "starttls_offered");
+  lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_8BITMIME) != 0);
+  lua_setfield(L, -2, "eightbitmime");
+  lua_pushboolean(L, (caps->flags & MH_SMTP_CAP_SMTPUTF8) != 0);
+  lua_setfield(L, -2, "smtputf8");
   if (caps->size) { lua_pushinteger(L, (lua_Integer)caps->size); lua_setfield(L, -2, "size"); }
   set_str(L, "state", mh_smtp_state_name(mh_smtp_get_state(c->s)));
   return 1;

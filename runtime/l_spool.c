@@ -204,6 +204,8 @@ typedef struct {
   /* defer / fail */
   int64_t next_attempt;
   char *reply, *reason;
+  mh_refused *refused;   /* recipients refused for good by this attempt (owned) */
+  size_t nrefused;
   /* list */
   void *list;
 } op;
@@ -298,6 +300,8 @@ static void op_free(void *arg) {
   if (o->have_entry) mh_spool_entry_free(&o->entry);
   free(o->reply);
   free(o->reason);
+  for (i = 0; i < o->nrefused; i++) { free(o->refused[i].rcpt); free(o->refused[i].reply); }
+  free(o->refused);
   release(o->ls);
   luaL_unref(o->main, LUA_REGISTRYINDEX, o->anchor);
   free(o);
@@ -346,9 +350,11 @@ static void op_work(void *arg) {
   case OP_SYNC: o->rc = mh_spool_sync(sp, o->err); break;
   case OP_DEFER:
     o->rc = mh_spool_defer(sp, o->id, o->attempts, o->next_attempt, o->reply,
-                           (const char *const *)o->strs, o->nstrs, o->err);
+                           (const char *const *)o->strs, o->nstrs, o->refused, o->nrefused, o->err);
     break;
-  case OP_FAIL: o->rc = mh_spool_fail(sp, o->id, o->reason, o->reply, o->err); break;
+  case OP_FAIL:
+    o->rc = mh_spool_fail(sp, o->id, o->reason, o->reply, o->attempts, o->refused, o->nrefused, o->err);
+    break;
   case OP_RETRY: o->rc = mh_spool_retry(sp, o->id, o->err); break;
   case OP_REMOVE: o->rc = mh_spool_remove(sp, o->id, o->err); break;
   }
@@ -362,7 +368,15 @@ static void push_strings(lua_State *L, char **v, size_t n) {
   }
 }
 
-/* The entry table of INTERFACES.md: to = pending recipients, all = envelope. */
+/* Is rcpt among the recipients refused for good? */
+static int is_refused(const mh_state *st, const char *rcpt) {
+  for (size_t j = 0; j < st->nrefused; j++)
+    if (!strcmp(st->refused[j].rcpt, rcpt)) return 1;
+  return 0;
+}
+
+/* The entry table of INTERFACES.md: to = pending recipients (neither accepted
+** nor refused for good), all = envelope, refused = {{rcpt =, reply =}...}. */
 static void push_entry(lua_State *L, mh_spool_entry *e) {
   lua_createtable(L, 0, 16);
   lua_pushstring(L, e->id); lua_setfield(L, -2, "id");
@@ -377,12 +391,20 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
   for (size_t i = 0, k = 0; i < e->env.nto; i++) {
     size_t j;
     for (j = 0; j < e->state.ndone && strcmp(e->state.done[j], e->env.to[i]); j++) {}
-    if (j < e->state.ndone) continue;
+    if (j < e->state.ndone || is_refused(&e->state, e->env.to[i])) continue;
     lua_pushstring(L, e->env.to[i]);
     lua_rawseti(L, -2, (lua_Integer)++k);
   }
   lua_setfield(L, -2, "to");
   push_strings(L, e->state.done, e->state.ndone); lua_setfield(L, -2, "done");
+  lua_createtable(L, (int)e->state.nrefused, 0);
+  for (size_t i = 0; i < e->state.nrefused; i++) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, e->state.refused[i].rcpt); lua_setfield(L, -2, "rcpt");
+    lua_pushstring(L, e->state.refused[i].reply); lua_setfield(L, -2, "reply");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "refused");
   lua_pushinteger(L, e->state.attempts); lua_setfield(L, -2, "attempts");
   lua_pushinteger(L, e->state.next_attempt); lua_setfield(L, -2, "next_attempt");
   if (e->state.last_reply) { lua_pushstring(L, e->state.last_reply); lua_setfield(L, -2, "last_reply"); }
@@ -755,7 +777,50 @@ static char *opt_str(lua_State *L, int t, const char *key) {
   return v;
 }
 
-/* Spool:defer(id, {reply=, next_attempt=, done = {rcpt...}}) -> true (waits) */
+/* opts.refused = {{rcpt =, reply =}...} of the options table at t: checked
+** (misuse raises; call it before op_new), then copied into o (0, or -1 when
+** out of memory).  Stack-neutral. */
+static void check_refused(lua_State *L, int t) {
+  lua_getfield(L, t, "refused");
+  if (!lua_isnil(L, -1)) {
+    luaL_argcheck(L, lua_istable(L, -1), 3, "refused must be a list of {rcpt =, reply =}");
+    for (size_t i = 1, n = lua_rawlen(L, -1); i <= n; i++) {
+      lua_rawgeti(L, -1, (lua_Integer)i);
+      luaL_argcheck(L, lua_istable(L, -1), 3, "refused must be a list of {rcpt =, reply =}");
+      lua_getfield(L, -1, "rcpt");
+      lua_getfield(L, -2, "reply");
+      luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING, 3, "refused: each needs rcpt (a string)");
+      luaL_argcheck(L, lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING, 3, "refused: reply must be a string");
+      lua_pop(L, 3);
+    }
+  }
+  lua_pop(L, 1);
+}
+static int fill_refused(lua_State *L, int t, op *o) {
+  size_t n;
+  int rc = 0;
+  lua_getfield(L, t, "refused");
+  n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+  if (n && !(o->refused = (mh_refused *)calloc(n, sizeof *o->refused))) rc = -1;
+  for (size_t i = 1; i <= n && rc == 0; i++) {
+    const char *reply;
+    mh_refused *r = &o->refused[o->nrefused];
+    lua_rawgeti(L, -1, (lua_Integer)i);
+    lua_getfield(L, -1, "rcpt");
+    lua_getfield(L, -2, "reply");
+    reply = lua_tostring(L, -1);
+    r->rcpt = strdup(lua_tostring(L, -2));
+    r->reply = strdup(reply ? reply : "");
+    if (r->rcpt || r->reply) o->nrefused++;   /* freed by op_free either way */
+    if (!r->rcpt || !r->reply) rc = -1;
+    lua_pop(L, 3);
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* Spool:defer(id, {reply=, next_attempt=, done = {rcpt...}, refused = {{rcpt=, reply=}...},
+** attempts=}) -> true (waits) */
 static int l_defer(lua_State *L) {
   const char *id;
   size_t nd = 0;
@@ -782,6 +847,7 @@ static int l_defer(lua_State *L) {
   luaL_argcheck(L, lua_isnil(L, 6) || lua_isstring(L, 6), 3, "reply must be a string");
   lua_getfield(L, 3, "attempts");      /* 7 */
   luaL_argcheck(L, lua_isnil(L, 7) || lua_isinteger(L, 7), 3, "attempts must be an integer");
+  check_refused(L, 3);
   o = op_new(L, OP_DEFER, nd);         /* anchor at 8 */
   snprintf(o->id, sizeof o->id, "%s", id);
   o->attempts = lua_isnil(L, 7) ? -1 : (int)lua_tointeger(L, 7);
@@ -792,10 +858,12 @@ static int l_defer(lua_State *L) {
     keep(o, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
+  if (fill_refused(L, 3, o)) { o->ls->pending++; lua_pop(L, 1); op_free(o); return luaL_error(L, "out of memory"); }
   return op_start(L, o, "spool:defer");
 }
 
-/* Spool:fail(id, {reason=, reply=}) -> true (waits) */
+/* Spool:fail(id, {reason=, reply=, attempts=, refused = {{rcpt=, reply=}...}}) -> true
+** (waits).  attempts: the count to record (default: the stored one). */
 static int l_fail(lua_State *L) {
   const char *id;
   char *reason, *reply;
@@ -806,12 +874,19 @@ static int l_fail(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   check_can_wait(L, "spool:fail");
   lua_settop(L, 3);
+  lua_getfield(L, 3, "attempts");
+  luaL_argcheck(L, lua_isnil(L, -1) || lua_isinteger(L, -1), 3, "attempts must be an integer");
+  int attempts = lua_isnil(L, -1) ? -1 : (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  check_refused(L, 3);
   reason = opt_str(L, 3, "reason");
   reply = opt_str(L, 3, "reply");
-  o = op_new(L, OP_FAIL, 0);
+  o = op_new(L, OP_FAIL, 0);   /* anchor at 4 */
   snprintf(o->id, sizeof o->id, "%s", id);
   o->reason = reason;
   o->reply = reply;
+  o->attempts = attempts;
+  if (fill_refused(L, 3, o)) { o->ls->pending++; lua_pop(L, 1); op_free(o); return luaL_error(L, "out of memory"); }
   return op_start(L, o, "spool:fail");
 }
 

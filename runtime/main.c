@@ -325,7 +325,7 @@ int main(int argc, char **argv) {
   }
   first = i;
   /* root works as the owner of the spool (privdrop.h), before touching anything */
-  if ((status = mh_privdrop_to_owner(paths.spool)) < 0) {
+  if ((status = mh_privdrop_to_owner(paths.spool, mh_instpaths_service_user())) < 0) {
     fprintf(stderr, "mailhook: cannot switch to the owner of the spool %s: %s\n", paths.spool, strerror(-status));
     return 1;
   }

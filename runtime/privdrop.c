@@ -9,16 +9,17 @@
 #include <unistd.h>
 #include "privdrop.h"
 
-int mh_privdrop_to_owner(const char *dir) {
+int mh_privdrop_to_owner(const char *dir, const char *user) {
   struct stat st;
   struct passwd *pw;
   gid_t gid;
-  if (geteuid() != 0 || !dir || !*dir) return 0;
+  if (geteuid() != 0 || !dir || !*dir || !user || !*user) return 0;
   if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid == 0) return 0;
-  pw = getpwuid(st.st_uid);
-  gid = pw ? pw->pw_gid : st.st_gid;
+  pw = getpwnam(user);
+  if (!pw || pw->pw_uid != st.st_uid || pw->pw_uid == 0) return 0;   /* not the service's spool */
+  gid = pw->pw_gid;
   /* groups first (they need root), then the gid, the uid last */
-  if ((pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid)) < 0) return -errno;
+  if (initgroups(pw->pw_name, gid) < 0) return -errno;
   if (setgid(gid) < 0 || setuid(st.st_uid) < 0) return -errno;
   if (setuid(0) == 0 || geteuid() == 0 || getegid() != gid) return -EPERM;   /* for good */
   return 1;

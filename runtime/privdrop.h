@@ -6,10 +6,14 @@
 ** PBX's hook run as root) wrote into the spool as a root-owned 0600 file
 ** would wait there forever, and rule state or a settings file root rewrote
 ** would lock the service out the same way.  So a process running as root
-** whose spool folder belongs to another user becomes that user (its primary
-** group and supplementary groups too) before it touches anything: every file
-** stays the service's, and rules and scripts never run as root.  A spool
-** owned by root (a test's, a root-only setup) changes nothing.
+** whose spool folder belongs to the service's account (SERVICE_USER, by
+** name) becomes that user (its primary group and supplementary groups too)
+** before it touches anything: every file stays the service's, and rules and
+** scripts never run as root.  Only that account: a spool some other user
+** owns (one who pre-created it, say, with links planted in it) is not a
+** reason to become them; root stays root and the spool's own check refuses
+** that folder, naming its owner (spool.c).  A spool owned by root (a test's,
+** a root-only setup) changes nothing.
 */
 #ifndef MH_PRIVDROP_H
 #define MH_PRIVDROP_H
@@ -17,10 +21,10 @@
 #include <stddef.h>
 
 /* When the effective user is root and DIR (the spool folder, followed if it
-** is a symbolic link) exists and belongs to another user: switch to that
-** user for good (groups, gid, uid; root cannot be regained).  Returns 1 when
+** is a symbolic link) exists and belongs to the account named USER: switch
+** to that user for good (groups, gid, uid; root cannot be regained).  Returns 1 when
 ** it switched, 0 when there was nothing to do, -errno when a step failed (the
 ** caller must stop then: a half-dropped process must not go on). */
-int mh_privdrop_to_owner(const char *dir);
+int mh_privdrop_to_owner(const char *dir, const char *user);
 
 #endif

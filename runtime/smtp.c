@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "smtp.h"
+#include "mime7.h"
 #include "error.h"
 #include "log.h"
 
@@ -223,6 +224,7 @@ static int dot_byte(mh_smtp_dotw *w, mh_buf *out, char c) {
   if (w->bol && c == '.') {
     if ((rc = mh_buf_add(out, ".", 1)) < 0) return rc;
     w->col++;
+    w->dots++;
   }
   w->bol = 0;
   w->empty_line = 0;
@@ -264,6 +266,14 @@ int mh_smtp_dot_finish(mh_smtp_dotw *w, mh_buf *out) {
   if (rc == 0 && !w->bol) rc = dot_eol(w, out);
   if (rc == 0) rc = mh_buf_add(out, ".\r\n", 3);
   return rc;
+}
+
+/* The converter's output, stuffed as it comes (into the buffer of an
+** in-memory message, or the session's write buffer for a streamed one). */
+typedef struct { mh_smtp_dotw *w; mh_buf *out; } conv_sink;
+static int conv_out(void *ud, const char *p, size_t n) {
+  conv_sink *k = (conv_sink *)ud;
+  return mh_smtp_dot_write(k->w, k->out, p, n);
 }
 
 /* ------------------------------------------------------------- base64 */
@@ -319,6 +329,8 @@ typedef struct {
   mh_smtp_dotw dotw;            /* the stuffer's state across the pieces */
   int wanting;                  /* io.more was called: a piece is awaited */
   int dot_out;                  /* its data and final dot are written */
+  mh_mime7 *conv;               /* streamed to a server without 8BITMIME/SMTPUTF8: each piece
+                                   is converted to 7-bit as it passes (owned), else NULL */
 } txn;
 
 struct mh_smtp {
@@ -352,10 +364,17 @@ struct mh_smtp {
                                    errmsg unless it was queuing behind a running one) */
   const char *vstage;
   int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET */
+  /* replies owed: a reply is only ever the answer to something written */
+  int wcmds;                    /* commands (and final dots) in wbuf, not yet written */
+  int expect;                   /* replies the server owes for what was written (the
+                                   greeting counts as one); a reply beyond them is a
+                                   protocol violation, never a result */
   /* auth */
   unsigned mech;
   int auth_step;
   mh_buf auth_user, auth_secret;  /* wiped after use */
+  mh_buf auth_sent;             /* the base64 strings sent in the AUTH exchange, '\n'
+                                   separated: masked in any reply that echoes them */
 };
 
 static void enter_state(mh_smtp *s, mh_smtp_state st);
@@ -397,10 +416,12 @@ void mh_smtp_free(mh_smtp *s) {
   for (int i = 0; i < 2; i++) {
     clear_rcpts(&s->tx[i]);
     mh_buf_free(&s->tx[i].body);
+    mh_mime7_free(s->tx[i].conv);
   }
   mh_buf_free(&s->wbuf);
   wipe_buf(&s->auth_user);
   wipe_buf(&s->auth_secret);
+  wipe_buf(&s->auth_sent);
   free(s);
 }
 
@@ -429,7 +450,12 @@ static const char *stage_of(mh_smtp_state st) {
   }
 }
 
+/* Writes what the event produced, in one buffer.  From now on the server owes
+** a reply to each command in it (and not before: a reply that arrives in the
+** same read as the one that made us write a command cannot be its answer). */
 static void flush(mh_smtp *s) {
+  s->expect += s->wcmds;
+  s->wcmds = 0;
   if (s->wbuf.len) {
     size_t n = s->wbuf.len;
     s->wbuf.len = 0;      /* the callback must not see a half-reset buffer */
@@ -499,6 +525,7 @@ static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
   va_end(ap);
   s->stage = stage;
   s->wbuf.len = 0;
+  s->wcmds = 0;
   mh_debug("smtp: %s", s->errmsg);
   finish(s, code, MH_SMTP_CLOSED);
 }
@@ -525,6 +552,7 @@ static void put_cmd(mh_smtp *s, const char *fmt, ...) {
   }
   memcpy(tmp + n, "\r\n", 2);
   mh_buf_add(&s->wbuf, tmp, (size_t)n + 2);
+  s->wcmds++;
 }
 
 static void put_rcpt(mh_smtp *s, txn *x, size_t i) { put_cmd(s, "RCPT TO:<%s>", x->rcpts[i].rcpt); }
@@ -546,6 +574,7 @@ static void put_group(mh_smtp *s, txn *x, int rset) {
 ** transaction, whatever its reply. */
 static void dot_written(mh_smtp *s) {
   s->t->dot_out = 1;
+  s->wcmds++;           /* the final dot: the server owes its reply once it is written */
   if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
 }
 
@@ -563,8 +592,17 @@ static void put_body(mh_smtp *s) {
   dot_written(s);
 }
 
+/* Remembers a base64 string about to be sent in the AUTH exchange, so that a
+** server echoing it in a reply never gets it into a message or a log. */
+static void auth_remember(mh_smtp *s, const mh_buf *b64s) {
+  if (!b64s->len) return;
+  mh_buf_add(&s->auth_sent, b64s->data, b64s->len);
+  mh_buf_add(&s->auth_sent, "\n", 1);
+}
+
 static void auth_start(mh_smtp *s) {
   mh_buf ir = { 0 };
+  wipe_buf(&s->auth_sent);
   switch (s->mech) {
     case MH_SMTP_AUTH_PLAIN: {
       mh_buf raw = { 0 };
@@ -604,6 +642,7 @@ static void auth_start(mh_smtp *s) {
       break;
     }
   }
+  auth_remember(s, &ir);
   wipe_buf(&ir);
 }
 
@@ -722,13 +761,20 @@ static void on_reply(mh_smtp *s) {
       }
       break;
     case MH_SMTP_AUTH:
-      if (code == 235) { s->decisive = *r; wipe_buf(&s->auth_secret); finish(s, 0, MH_SMTP_READY); break; }
+      if (code == 235) {
+        s->decisive = *r;
+        wipe_buf(&s->auth_secret);
+        wipe_buf(&s->auth_sent);
+        finish(s, 0, MH_SMTP_READY);
+        break;
+      }
       if (code == 334 && s->auth_step < 3) {
         s->auth_step++;
         if (s->mech == MH_SMTP_AUTH_LOGIN && s->auth_step <= 2) {
           mh_buf e = { 0 };
           mh_buf *v = s->auth_step == 1 ? &s->auth_user : &s->auth_secret;
           b64(&e, (unsigned char *)(v->data ? v->data : ""), v->len);
+          auth_remember(s, &e);
           mh_buf_add(&s->wbuf, e.data ? e.data : "", e.len);
           mh_buf_add(&s->wbuf, "\r\n", 2);
           wipe_buf(&e);
@@ -737,10 +783,12 @@ static void on_reply(mh_smtp *s) {
         } else {
           mh_buf_add(&s->wbuf, "\r\n", 2);      /* XOAUTH2 error challenge: empty answer */
         }
+        s->wcmds++;   /* each answer to a 334 is owed a reply */
         s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
         break;
       }
       wipe_buf(&s->auth_secret);
+      wipe_buf(&s->auth_sent);
       refused(s, "authentication failed", "auth");
       finish(s, code == 334 ? MH_EPROTO : MH_EAUTH, code == 334 ? MH_SMTP_CLOSED : MH_SMTP_READY);
       break;
@@ -819,11 +867,78 @@ static void on_reply(mh_smtp *s) {
   }
 }
 
+/* ------------------------------------------------- credentials echoed */
+
+static int b64ch(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '+' || c == '/' || c == '=';
+}
+
+/* Marks [from, from + n) of a text of len bytes. */
+static void mark(unsigned char *m, size_t len, size_t from, size_t n) {
+  for (size_t k = from; k < from + n && k < len; k++) m[k] = 1;
+}
+
+/* Some servers quote the AUTH line in their 535 ("535 5.7.8 AUTH PLAIN
+** AGFsaWNl... failed"): the reply text would carry the credentials into the
+** error, the log, `mailhook test` and the failed/ sidecar.  Every trace is
+** replaced in text (NUL-terminated, cap bytes, edited in place) by "********":
+** the secret as given (4 bytes or more), each base64 string sent, and any
+** run of 8 or more base64 characters that is a piece of one of them (an echo
+** cut short or re-wrapped).  The user name in clear is left (it is no secret). */
+static void mask_creds(const mh_smtp *s, char *text, size_t cap) {
+  static const char MASK[] = "********";
+  size_t len = strlen(text), o = 0, i;
+  const char *sent = s->auth_sent.data ? s->auth_sent.data : "";
+  size_t sentlen = s->auth_sent.len;
+  unsigned char *m;
+  char *out;
+  int any = 0;
+  if (!len || (!sentlen && s->auth_secret.len < 4)) return;
+  if (!(m = (unsigned char *)calloc(len, 1))) return;
+  if (!(out = (char *)malloc(len * (sizeof MASK - 1) + 1))) { free(m); return; }
+  /* the secret itself (echoed decoded: NUL and controls arrive as '?') */
+  if (s->auth_secret.len >= 4)
+    for (const char *p = text; (p = strstr(p, s->auth_secret.data)) != NULL; p++)
+      mark(m, len, (size_t)(p - text), s->auth_secret.len), any = 1;
+  /* each base64 string sent, wherever it appears */
+  for (const char *a = sent; a < sent + sentlen;) {
+    const char *e = memchr(a, '\n', (size_t)(sent + sentlen - a));
+    size_t an = e ? (size_t)(e - a) : (size_t)(sent + sentlen - a);
+    if (an) {
+      for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), a, an)) != NULL; p++)
+        mark(m, len, (size_t)(p - text), an), any = 1;
+    }
+    a += an + 1;
+  }
+  /* runs of base64 characters that are pieces of what was sent */
+  for (i = 0; i < len;) {
+    size_t j = i;
+    while (j < len && b64ch((unsigned char)text[j])) j++;
+    if (j - i >= 8 && sentlen && memmem(sent, sentlen, text + i, j - i)) mark(m, len, i, j - i), any = 1;
+    i = j > i ? j : i + 1;
+  }
+  if (any) {
+    for (i = 0; i < len;) {
+      if (!m[i]) { out[o++] = text[i++]; continue; }
+      while (i < len && m[i]) i++;
+      memcpy(out + o, MASK, sizeof MASK - 1);
+      o += sizeof MASK - 1;
+    }
+    if (o > cap - 1) o = cap - 1;   /* a short secret masked may lengthen the text */
+    out[o] = '\0';
+    memcpy(text, out, o + 1);
+  }
+  free(out);
+  free(m);
+}
+
 /* ----------------------------------------------------------- events */
 
 void mh_smtp_connected(mh_smtp *s, int tls) {
   s->tls = tls;
   s->op = OP_OPEN;
+  s->expect = 1;   /* the greeting */
   enter_state(s, MH_SMTP_BANNER);
   flush(s);
 }
@@ -875,6 +990,25 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
             s->reply.nlines ? ", a continuation must carry the code of the first line" : "");
       break;
     }
+    if (s->reply.nlines == 1) {
+      /* a reply starts: it must answer something written (the greeting, a
+      ** command, a final dot).  A 421 may come at any time (RFC 5321 §3.8). */
+      if (s->expect == 0 && s->reply.code != 421) {
+        if (s->state == MH_SMTP_BODY)
+          die(s, MH_EPROTO, "data", "protocol violation: a reply (%d) arrived before the message "
+              "and its final dot were sent; the message is kept", s->reply.code);
+        else
+          die(s, MH_EPROTO, stage_of(s->state), "protocol violation: a reply (%d) arrived with no "
+              "command outstanding (state %s)", s->reply.code, state_names[s->state]);
+        break;
+      }
+      if (s->expect > 0) s->expect--;
+    }
+    if (s->state == MH_SMTP_AUTH) {
+      mask_creds(s, s->reply.first, sizeof s->reply.first);
+      mask_creds(s, s->reply.text, sizeof s->reply.text);
+      s->reply.len = strlen(s->reply.text);
+    }
     if (s->state == MH_SMTP_EHLO && s->reply.nlines > 1 && is2(s->reply.code))
       mh_smtp_caps_line(&s->caps, s->reply.first);
     if (rc == 1) {
@@ -904,9 +1038,15 @@ void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last) {
   int rc;
   if (s->state != MH_SMTP_BODY || !t->streamed || !t->wanting) return;
   t->wanting = 0;
-  if ((rc = mh_smtp_dot_write(&t->dotw, &s->wbuf, buf, len)) < 0 ||
-      (last && (rc = mh_smtp_dot_finish(&t->dotw, &s->wbuf)) < 0)) {
-    die(s, rc, "data", "%s", mh_strerror(rc));
+  if (t->conv) {
+    conv_sink k = { &t->dotw, &s->wbuf };
+    /* the sink is this piece's: the converter writes nothing between pieces */
+    rc = mh_mime7_convert_sink(t->conv, conv_out, &k, buf, len, last);
+  } else {
+    rc = mh_smtp_dot_write(&t->dotw, &s->wbuf, buf, len);
+  }
+  if (rc < 0 || (last && (rc = mh_smtp_dot_finish(&t->dotw, &s->wbuf)) < 0)) {
+    die(s, rc, "data", "%s%s", t->conv ? "converting the message to 7-bit: " : "", mh_strerror(rc));
     return;
   }
   if (last) dot_written(s);
@@ -990,7 +1130,7 @@ static int refuse(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
 
 /* Shared by send and check: from, rcpts, MAIL parameters, into x. */
 static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt, size_t nrcpt,
-                   int eightbit, uint64_t size) {
+                   int eightbit, uint64_t size, int head8) {
   int utf8 = 0;
   if (!addr_ok(from, &utf8)) return refuse(s, MH_EBADADDR, "mail", "invalid sender address: %.100s", from);
   for (size_t i = 0; i < nrcpt; i++)
@@ -1019,37 +1159,107 @@ static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt
     snprintf(x->mail_params, sizeof x->mail_params, " SIZE=%llu", (unsigned long long)size);
   if (eightbit && (s->caps.flags & MH_SMTP_CAP_8BITMIME))
     strcat(x->mail_params, " BODY=8BITMIME");
-  if (utf8) strcat(x->mail_params, " SMTPUTF8");
+  /* RFC 6531 §3.4: SMTPUTF8 when the envelope or the header holds UTF-8 (a
+  ** header not converted because the server offers it) */
+  if (utf8 || (head8 && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8))) strcat(x->mail_params, " SMTPUTF8");
   return 0;
 }
 
-/* Stuffs the message into x and fills its envelope. */
+/* What to convert for this session (mime7.h), from what a scan learnt: the
+** bodies without 8BITMIME (RFC 6152 §3), the top-level header fields without
+** SMTPUTF8 (RFC 6531). */
+static unsigned to_convert(const mh_smtp *s, const mh_mime7_info *i) {
+  unsigned what = 0;
+  if (i->body8 && !(s->caps.flags & MH_SMTP_CAP_8BITMIME)) what |= MH_MIME7_BODIES;
+  if (i->head8 && !(s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) what |= MH_MIME7_HEADERS;
+  return what;
+}
+
+/* A message that cannot be made 7-bit is refused before anything is sent. */
+static int refuse_8bit(mh_smtp *s, const mh_mime7 *m, unsigned what) {
+  return refuse(s, MH_E8BIT, "data", "not sent: the server does not offer %s and the message cannot be "
+                "converted: %s", (what & MH_MIME7_BODIES) && (what & MH_MIME7_HEADERS) ? "8BITMIME or SMTPUTF8"
+                : (what & MH_MIME7_BODIES) ? "8BITMIME" : "SMTPUTF8", mh_mime7_why(m, what));
+}
+
+static int too_big(mh_smtp *s, uint64_t size) {
+  return refuse(s, MH_ETOOBIG, "mail", "message is %llu bytes, the server accepts at most %llu (its SIZE); "
+                "not sent", (unsigned long long)size, (unsigned long long)s->caps.size);
+}
+
+/* Stuffs the message into x and fills its envelope.  An 8-bit message to a
+** server without 8BITMIME or SMTPUTF8 is converted first (mime7.h); SIZE= is
+** the size actually sent. */
 /* Streamed: data is NULL and len the message's size (its data comes later
-** through io.more / mh_smtp_more; eightbit as the owner says). */
+** through io.more / mh_smtp_more; flags and scan as mh_smtp_send_stream's). */
 static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcpt, size_t nrcpt,
-                    const char *data, size_t len, int eightbit) {
+                    const char *data, size_t len, unsigned flags, mh_mime7 *scan) {
   mh_smtp_dotw w;
-  int rc;
-  if (nrcpt == 0) return refuse(s, MH_EBADADDR, "rcpt", "no recipient");
+  int rc, eightbit = 0, head8 = 0;
+  unsigned what = 0;
+  uint64_t size;
+  mh_mime7 *m = NULL;
+  mh_mime7_free(x->conv);
+  x->conv = NULL;
+  if (nrcpt == 0) { mh_mime7_free(scan); return refuse(s, MH_EBADADDR, "rcpt", "no recipient"); }
   if (!data) {
-    if (s->caps.size && len > s->caps.size)
-      return refuse(s, MH_ETOOBIG, "mail", "message of %zu bytes is larger than the server's limit of %llu bytes",
-                    len, (unsigned long long)s->caps.size);
+    size = len;
+    eightbit = (flags & MH_SMTP_STREAM_8BIT) != 0;
+    head8 = (flags & MH_SMTP_STREAM_HEAD8) != 0;
+    if (scan) {
+      const mh_mime7_info *i = mh_mime7_get_info(scan);
+      what = to_convert(s, i);
+      eightbit = i->body8 && !(what & MH_MIME7_BODIES);
+      head8 = i->head8;
+      if (what && mh_mime7_why(scan, what)) { rc = refuse_8bit(s, scan, what); mh_mime7_free(scan); return rc; }
+      size = mh_mime7_size(scan, what);
+    }
+    if (s->caps.size && size > s->caps.size) { mh_mime7_free(scan); return too_big(s, size); }
     x->body.len = 0;
-    if ((rc = prepare(s, x, from, rcpt, nrcpt, eightbit, len)) < 0) return rc;
+    if ((rc = prepare(s, x, from, rcpt, nrcpt, eightbit, size, head8)) < 0) { mh_mime7_free(scan); return rc; }
     x->streamed = 1;
     mh_smtp_dot_init(&x->dotw);
+    if (what) {
+      if ((rc = mh_mime7_convert_begin(scan, what, conv_out, NULL)) < 0) { mh_mime7_free(scan); return rc; }
+      x->conv = scan;   /* pieces go through it (mh_smtp_more) */
+    } else {
+      mh_mime7_free(scan);
+    }
     return 0;
   }
   for (size_t i = 0; i < len; i++) if ((unsigned char)data[i] >= 0x80) { eightbit = 1; break; }
+  if (eightbit && (s->caps.flags & MH_SMTP_CAP_8BITMIME) && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
+    head8 = mh_mime7_head8(data, len);
+  } else if (eightbit) {
+    const mh_mime7_info *i;
+    if (!(m = mh_mime7_new()) || mh_mime7_scan(m, data, len) < 0 || mh_mime7_scan_end(m) < 0) {
+      mh_mime7_free(m);
+      return refuse(s, MH_ENOMEM, "data", "out of memory");
+    }
+    i = mh_mime7_get_info(m);
+    what = to_convert(s, i);
+    eightbit = i->body8 && !(what & MH_MIME7_BODIES);
+    head8 = i->head8;
+    if (what && mh_mime7_why(m, what)) { rc = refuse_8bit(s, m, what); mh_mime7_free(m); return rc; }
+  }
   x->body.len = 0;
   mh_smtp_dot_init(&w);
-  if ((rc = mh_smtp_dot_write(&w, &x->body, data, len)) < 0 || (rc = mh_smtp_dot_finish(&w, &x->body)) < 0)
+  if (what) {
+    conv_sink k = { &w, &x->body };
+    if ((rc = mh_mime7_convert_begin(m, what, conv_out, &k)) < 0 || (rc = mh_mime7_convert(m, data, len)) < 0 ||
+        (rc = mh_mime7_convert_end(m)) < 0) {
+      mh_mime7_free(m);
+      return refuse(s, rc, "data", "converting the message to 7-bit: %s", mh_strerror(rc));
+    }
+  } else if ((rc = mh_smtp_dot_write(&w, &x->body, data, len)) < 0) {
+    mh_mime7_free(m);
     return refuse(s, rc, "data", "%s", mh_strerror(rc));
-  if (s->caps.size && x->body.len - 3 > s->caps.size)
-    return refuse(s, MH_ETOOBIG, "mail", "message of %zu bytes is larger than the server's limit of %llu bytes",
-                  x->body.len - 3, (unsigned long long)s->caps.size);
-  return prepare(s, x, from, rcpt, nrcpt, eightbit, x->body.len - 3);
+  }
+  mh_mime7_free(m);
+  if ((rc = mh_smtp_dot_finish(&w, &x->body)) < 0) return refuse(s, rc, "data", "%s", mh_strerror(rc));
+  size = x->body.len - 3 - w.dots;   /* RFC 1870: the dot-stuffing is not counted */
+  if (s->caps.size && size > s->caps.size) return too_big(s, size);
+  return prepare(s, x, from, rcpt, nrcpt, eightbit, size, head8);
 }
 
 /* Can a send be queued behind the one running?  Only one may wait. */
@@ -1058,13 +1268,13 @@ static int can_queue(const mh_smtp *s) {
 }
 
 static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
-                    const char *data, size_t len, int eightbit) {
+                    const char *data, size_t len, unsigned flags, mh_mime7 *scan) {
   int rc;
   s->verr[0] = '\0';
   s->vstage = NULL;
   if (can_queue(s)) {
     txn *x = s->t == &s->tx[0] ? &s->tx[1] : &s->tx[0];
-    if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len, eightbit)) < 0) return rc;
+    if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len, flags, scan)) < 0) return rc;
     s->q = x;
     /* the current dot is out already: the commands follow at once */
     if (s->state == MH_SMTP_BODY && s->t->dot_out && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) {
@@ -1073,16 +1283,19 @@ static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_
     }
     return 0;
   }
-  if (s->op != OP_NONE)   /* something runs: its record of failure stays as it is */
+  if (s->op != OP_NONE) {  /* something runs: its record of failure stays as it is */
+    mh_mime7_free(scan);
     return refuse(s, MH_EINVAL, stage_of(s->state), "session busy (state %s)%s",
                   state_names[s->state], s->op == OP_SEND ? ": one send is queued already" : "");
+  }
   if ((rc = start_op(s, OP_SEND)) < 0) {
+    mh_mime7_free(scan);
     snprintf(s->verr, sizeof s->verr, "%s", s->errmsg);
     s->vstage = s->stage;
     return rc;
   }
   s->op = OP_NONE;  /* until the checks pass: a refusal here is not an io.done */
-  if ((rc = load_txn(s, s->t, from, rcpt, nrcpt, data, len, eightbit)) < 0) {
+  if ((rc = load_txn(s, s->t, from, rcpt, nrcpt, data, len, flags, scan)) < 0) {
     set_err(s, s->vstage, "%s", s->verr);
     return rc;
   }
@@ -1095,12 +1308,17 @@ static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_
 
 int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                  const char *data, size_t len) {
-  return send_txn(s, from, rcpt, nrcpt, data ? data : "", len, 0);
+  return send_txn(s, from, rcpt, nrcpt, data ? data : "", len, 0, NULL);
 }
 
 int mh_smtp_send_stream(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
-                        uint64_t size, int eightbit) {
-  return send_txn(s, from, rcpt, nrcpt, NULL, (size_t)size, eightbit);
+                        uint64_t size, unsigned flags, mh_mime7 *scan) {
+  return send_txn(s, from, rcpt, nrcpt, NULL, (size_t)size, flags, scan);
+}
+
+int mh_smtp_stream_scan_needed(const mh_smtp *s, int head8) {
+  if (!(s->caps.flags & MH_SMTP_CAP_8BITMIME)) return 1;   /* the body may need converting */
+  return head8 && !(s->caps.flags & MH_SMTP_CAP_SMTPUTF8);  /* its header does */
 }
 
 void mh_smtp_gate(mh_smtp *s) {
@@ -1125,7 +1343,7 @@ int mh_smtp_check_sender(mh_smtp *s, const char *from) {
   int rc;
   if ((rc = start_op(s, OP_CHECK)) < 0) return rc;
   s->op = OP_NONE;
-  if ((rc = prepare(s, s->t, from, NULL, 0, 0, 0)) < 0) {
+  if ((rc = prepare(s, s->t, from, NULL, 0, 0, 0, 0)) < 0) {
     set_err(s, s->vstage, "%s", s->verr);
     return rc;
   }

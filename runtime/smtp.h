@@ -116,6 +116,7 @@ void mh_buf_free(mh_buf *b);
 ** '.'; a line over 998 octets is broken (folded with a space in the header, so
 ** it cannot become a new header field). */
 typedef struct {
+  uint64_t dots;           /* dots added by stuffing (RFC 1870's SIZE does not count them) */
   int bol;                 /* at the beginning of a line */
   int cr;                  /* last byte was a CR whose LF has not been seen yet */
   int body;                /* past the empty line that ends the header */
@@ -128,6 +129,7 @@ int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len);
 int mh_smtp_dot_finish(mh_smtp_dotw *w, mh_buf *out);
 
 typedef struct mh_smtp mh_smtp;
+typedef struct mh_mime7 mh_mime7;   /* runtime/mime7.h */
 
 /* How the session talks to its owner.  The callbacks must not call back into
 ** the session (the owner records and acts after the event call returns). */
@@ -205,15 +207,29 @@ void mh_smtp_release(mh_smtp *s);
 
 /* mh_smtp_send for a message too big to hold in memory (a spool file with a
 ** large attachment): size is its length (SIZE= and the server's limit are
-** checked with it), eightbit asks for BODY=8BITMIME where offered.  Its data is
+** checked with it); flags: MH_SMTP_STREAM_8BIT asks for BODY=8BITMIME where
+** offered, MH_SMTP_STREAM_HEAD8 says the top-level header holds 8-bit bytes
+** (SMTPUTF8 where offered).  scan (NULL: not scanned) is a finished pass 1 of
+** mh_mime7 over the same bytes, handed over (freed by the session): when the
+** server lacks 8BITMIME or SMTPUTF8 (mh_smtp_stream_scan_needed), the owner
+** scans first, and the pieces are then converted to 7-bit as they pass, with
+** SIZE= the converted size; what cannot be converted is refused (MH_E8BIT,
+** the reason in mh_smtp_send_error).  Its data is
 ** given later in pieces: after io.more the owner calls mh_smtp_more once (not
 ** from inside a callback), with last set on the final piece; the next io.more
 ** comes when that piece has left (mh_smtp_flushed), so memory stays at one
 ** piece.  Everything else (queueing, the gate, io.done) is as for a send.  A
 ** piece that cannot be read: mh_smtp_more_error, which ends the session (half a
 ** message must never look complete to the server). */
+enum { MH_SMTP_STREAM_8BIT = 1, MH_SMTP_STREAM_HEAD8 = 2 };
 int mh_smtp_send_stream(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
-                        uint64_t size, int eightbit);
+                        uint64_t size, unsigned flags, mh_mime7 *scan);
+/* True when a streamed message must be scanned whole (mh_mime7) before
+** mh_smtp_send_stream: the server lacks 8BITMIME (its body may be 8-bit), or
+** head8 (its top-level header holds 8-bit bytes, mh_mime7_head8) and the
+** server lacks SMTPUTF8.  Otherwise no conversion can be needed: the file is
+** not read an extra time. */
+int mh_smtp_stream_scan_needed(const mh_smtp *s, int head8);
 void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last);
 void mh_smtp_more_error(mh_smtp *s, int code, const char *what);
 /* Gates the running transaction (started in READY) as if it had been queued:

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "spool.h"
+#include "eol.h"
 #include "fsutil.h"
 #include "error.h"
 #include "log.h"
@@ -644,20 +645,22 @@ out:
 }
 
 /* The header line at p (up to the end of the header block he): its end
-** (continuations included) and the length of its name.  0, or MH_ECORRUPT. */
+** (continuations included) and the length of its name.  0, or MH_ECORRUPT.
+** Lines end as eol.h says (CRLF, bare CR, bare LF): as the data writer sends
+** them, so a bare CR inside a value starts a new field here too. */
 static int hdr_line(const char *buf, size_t p, size_t he, size_t *end, size_t *name_len) {
   size_t q = p, e;
-  while (q < he && buf[q] != ':' && buf[q] != '\n') {
+  while (q < he && buf[q] != ':') {
     unsigned char c = (unsigned char)buf[q];
-    if (c <= 32 || c >= 127) return MH_ECORRUPT;
+    if (c <= 32 || c >= 127) return MH_ECORRUPT;   /* CR and LF included */
     q++;
   }
-  if (q == p || q >= he || buf[q] != ':') return MH_ECORRUPT;
+  if (q == p || q >= he) return MH_ECORRUPT;
   *name_len = q - p;
   e = q;
   for (;;) {
-    const char *nl = memchr(buf + e, '\n', he - e);
-    e = nl ? (size_t)(nl - buf) + 1 : he;
+    const char *nl = mh_eol_find(buf + e, he - e);
+    e = nl ? (size_t)(nl - buf) + mh_eol_len(nl, he - (size_t)(nl - buf)) : he;
     if (e < he && (buf[e] == ' ' || buf[e] == '\t')) continue;
     break;
   }
@@ -666,15 +669,23 @@ static int hdr_line(const char *buf, size_t p, size_t he, size_t *end, size_t *n
 }
 
 /* Where the header block starting at `from` ends (the blank line's first byte),
-** and where the body starts.  0, 1 when not found in buf. */
-static int find_blank(const char *buf, size_t len, size_t from, size_t *he, size_t *body) {
+** and where the body starts.  0, 1 when not found in buf (eof: buf is all
+** there is, so a CR at its very end is a whole line end). */
+static int find_blank(const char *buf, size_t len, size_t from, int eof, size_t *he, size_t *body) {
   size_t p = from;
   while (p < len) {
-    if (buf[p] == '\n') { *he = p; *body = p + 1; return 0; }
-    if (buf[p] == '\r' && p + 1 < len && buf[p + 1] == '\n') { *he = p; *body = p + 2; return 0; }
-    const char *nl = memchr(buf + p, '\n', len - p);
+    const char *nl;
+    if (mh_eol_len(buf + p, len - p)) {   /* a line with nothing on it */
+      if (!eof && buf[p] == '\r' && p + 1 == len) return 1;   /* its LF may follow */
+      *he = p;
+      *body = p + mh_eol_len(buf + p, len - p);
+      return 0;
+    }
+    nl = mh_eol_find(buf + p, len - p);
     if (!nl) return 1;
-    p = (size_t)(nl - buf) + 1;
+    p = (size_t)(nl - buf);
+    if (!eof && *nl == '\r' && p + 1 == len) return 1;   /* CR or CRLF: the next byte says */
+    p += mh_eol_len(nl, len - p);
   }
   return 1;
 }
@@ -698,7 +709,7 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
   size_t p = 0, he, body, end, n, vs, ve;
   int rc, have_sender = 0, from_done = 0;
   memset(env, 0, sizeof *env);
-  if (find_blank(buf, len, 0, &he, &body)) {
+  if (find_blank(buf, len, 0, eof, &he, &body)) {
     if (!eof) return len > HEAD_CAP ? fail(err, MH_ECORRUPT, "header block over 4 MB") : 1;
     he = body = len;   /* a message without a body */
   }
@@ -739,14 +750,23 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
     env->canonical = 1;
     env->offset = p;
     if (p >= he) { rc = fail(err, MH_ECORRUPT, "no message after the X- lines"); goto bad; }
+    /* the message proper starts with a header field: anything else is a line
+    ** that was smuggled into (or cut out of) the envelope */
+    if (hdr_line(buf, p, he, &end, &n)) {
+      const char *nl = mh_eol_find(buf + p, he - p);
+      size_t ln = nl ? (size_t)(nl - (buf + p)) : he - p;
+      rc = fail(err, MH_ECORRUPT, "the line after the X- envelope is not a header ('%.*s')",
+                (int)(ln > 60 ? 60 : ln), buf + p);
+      goto bad;
+    }
     return 0;
   }
   /* else the envelope comes from From and To/Cc/Bcc; every line must be a header */
   for (p = 0; p < he; p = end) {
     if (hdr_line(buf, p, he, &end, &n)) {
-      const char *nl = memchr(buf + p, '\n', he - p);
+      const char *nl = mh_eol_find(buf + p, he - p);
       size_t ln = 1;
-      for (size_t k = 0; k < p; k++) ln += buf[k] == '\n';
+      for (size_t k = 0; k < p; k++) ln += buf[k] == '\n' || (buf[k] == '\r' && buf[k + 1] != '\n');
       rc = fail(err, MH_ECORRUPT, "line %zu is not a header ('%.*s')", ln,
                 (int)((nl ? (size_t)(nl - buf) : he) - p > 60 ? 60 : (nl ? (size_t)(nl - buf) : he) - p),
                 buf + p);
@@ -907,9 +927,33 @@ undo:
 static void state_free(mh_state *st) {
   for (size_t i = 0; i < st->ndone; i++) free(st->done[i]);
   free(st->done);
+  for (size_t i = 0; i < st->nrefused; i++) { free(st->refused[i].rcpt); free(st->refused[i].reply); }
+  free(st->refused);
   free(st->last_reply);
   free(st->reason);
   memset(st, 0, sizeof *st);
+}
+
+/* Adds rcpt to st's refused recipients, or gives it the new reply.  0 or MH_ENOMEM. */
+static int refused_set(mh_state *st, const char *rcpt, const char *reply) {
+  size_t k;
+  char *r;
+  for (k = 0; k < st->nrefused && strcmp(st->refused[k].rcpt, rcpt); k++) {}
+  if (!(r = strdup(reply ? reply : ""))) return MH_ENOMEM;
+  if (k < st->nrefused) {
+    free(st->refused[k].reply);
+    st->refused[k].reply = r;
+    return 0;
+  }
+  mh_refused *nr = realloc(st->refused, (st->nrefused + 1) * sizeof *nr);
+  if (!nr || !(nr[st->nrefused].rcpt = strdup(rcpt))) {
+    free(r);
+    if (nr) st->refused = nr;
+    return MH_ENOMEM;
+  }
+  st->refused = nr;
+  nr[st->nrefused++].reply = r;
+  return 0;
 }
 
 static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const struct stat *sb);
@@ -944,6 +988,11 @@ static int state_read(mh_spool *sp, int dirfd, const char *id, mh_state *st) {
       if (!nd) { rc = MH_ENOMEM; break; }
       st->done = nd;
       if ((nd[st->ndone] = strdup(v))) st->ndone++;
+    } else if (!strcmp(line, "refused")) {   /* "refused ADDR<TAB>REPLY" */
+      char *tab = strchr(v, '\t');
+      if (tab) *tab++ = '\0';
+      if ((rc = refused_set(st, v, tab ? tab : "")) < 0) break;
+      rc = 1;
     }
   }
   free(buf);
@@ -959,6 +1008,15 @@ static void put_text(FILE *f, const char *key, const char *v) {
   fputc('\n', f);
 }
 
+/* Appends "refused ADDR<TAB>REPLY" (control characters of both as spaces). */
+static void put_refused(FILE *f, const mh_refused *r) {
+  fputs("refused ", f);
+  for (const char *v = r->rcpt; *v; v++) fputc((unsigned char)*v < ' ' ? ' ' : *v, f);
+  fputc('\t', f);
+  for (const char *v = r->reply; *v; v++) fputc((unsigned char)*v < ' ' ? ' ' : *v, f);
+  fputc('\n', f);
+}
+
 /* Writes st as DIRFD/ID.state atomically: tmp file, fsync, rename, fsync DIRFD. */
 static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *st) {
   char tname[300], name[300];
@@ -970,6 +1028,7 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   fprintf(f, "attempts %d\nnext_attempt %" PRId64 "\n", st->attempts, st->next_attempt);
   put_text(f, "last_reply", st->last_reply);
   for (size_t i = 0; i < st->ndone; i++) put_text(f, "done", st->done[i]);
+  for (size_t i = 0; i < st->nrefused; i++) put_refused(f, &st->refused[i]);
   put_text(f, "reason", st->reason);
   if (st->failed_at) fprintf(f, "failed_at %" PRId64 "\n", st->failed_at);
   if (fclose(f) != 0) { free(mem); return MH_ENOMEM; }
@@ -1359,7 +1418,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
     if ((rc = rename_new(sp->pickupfd, name, sp->pickupfd, dest)) == 0) rc = fsync_fd(sp->pickupfd);
     goto out_env;
   }
-  if (find_blank(buf, len, 0, &he, &body)) he = body = len;
+  if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
   if ((fault_at("adopt-write") && (rc = -errno)) ||
       (rc = write_env(out, env.from, (const char *const *)env.to, env.nto)) ||
@@ -1599,7 +1658,8 @@ static int exists_in(int dirfd, const char *id) {
 }
 
 int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_attempt, const char *reply,
-                   const char *const *done, size_t ndone, char *err) {
+                   const char *const *done, size_t ndone, const mh_refused *refused, size_t nrefused,
+                   char *err) {
   mh_state st;
   int rc;
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
@@ -1616,12 +1676,15 @@ int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_atte
     st.done = nd;
     if ((nd[st.ndone] = strdup(done[i]))) st.ndone++;
   }
+  for (size_t i = 0; i < nrefused; i++)
+    if (refused_set(&st, refused[i].rcpt, refused[i].reply)) { state_free(&st); return fail(err, MH_ENOMEM, "defer"); }
   rc = state_write(sp, sp->pickupfd, id, &st);
   state_free(&st);
   return rc ? fail(err, rc, "spool %s: write pickup/%s.state", sp->dir, id) : 0;
 }
 
-int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *reply, char *err) {
+int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *reply, int attempts,
+                  const mh_refused *refused, size_t nrefused, char *err) {
   char name[300];
   mh_state st;
   int rc;
@@ -1631,6 +1694,9 @@ int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *
   free(st.reason);
   st.reason = strdup(reason ? reason : "failed");
   if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
+  if (attempts >= 0) st.attempts = attempts;
+  for (size_t i = 0; i < nrefused; i++)
+    if (refused_set(&st, refused[i].rcpt, refused[i].reply)) { state_free(&st); return fail(err, MH_ENOMEM, "fail"); }
   st.failed_at = (int64_t)time(NULL);
   /* sidecar first (an orphan in failed/ is harmless), then the message */
   rc = state_write(sp, sp->failedfd, id, &st);
@@ -1658,6 +1724,10 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
   st.next_attempt = 0;
   free(st.reason); st.reason = NULL;
   st.failed_at = 0;
+  for (size_t i = 0; i < st.nrefused; i++) { free(st.refused[i].rcpt); free(st.refused[i].reply); }
+  free(st.refused);
+  st.refused = NULL;
+  st.nrefused = 0;
   rc = state_write(sp, sp->pickupfd, id, &st);
   state_free(&st);
   if (rc) return fail(err, rc, "spool %s: write pickup/%s.state", sp->dir, id);
@@ -1692,7 +1762,7 @@ int mh_spool_remove(mh_spool *sp, const char *id, char *err) {
 int mh__spool_write_no_bcc(int fd, const char *buf, size_t len) {
   size_t he, body;
   int rc;
-  if (find_blank(buf, len, 0, &he, &body)) he = len;
+  if (find_blank(buf, len, 0, 1, &he, &body)) he = len;
   if ((rc = write_no_bcc(fd, buf, he))) return rc;
   return mh_fsutil_write_all(fd, buf + he, len - he);
 }

@@ -41,6 +41,14 @@ typedef struct mh_env {
   int canonical;       /* 1 when the envelope came from X-Sender/X-Receiver lines */
 } mh_env;
 
+/* A recipient the server refused for good (a 5xx to RCPT, or to the message
+** once it had accepted that recipient), with the reply: RFC 5321 §4.2.1, a 5yz
+** command is not repeated, so it is never sent to again. */
+typedef struct mh_refused {
+  char *rcpt;          /* the address */
+  char *reply;         /* the server's reply ("550 5.1.1 no such user"), never NULL */
+} mh_refused;
+
 /* Per-message delivery state: the sidecar ID.state (a missing file = all zero). */
 typedef struct mh_state {
   int attempts;        /* delivery attempts so far */
@@ -48,6 +56,8 @@ typedef struct mh_state {
   char *last_reply;    /* the server's last reply ("451 4.7.0 try later"), or NULL */
   char **done;         /* recipients already accepted: never sent to again */
   size_t ndone;
+  mh_refused *refused; /* recipients refused for good: never sent to again either */
+  size_t nrefused;
   char *reason;        /* failed/: why it failed, or NULL */
   int64_t failed_at;   /* failed/: when (unix seconds) */
 } mh_state;
@@ -164,17 +174,23 @@ int mh_spool_unlink_names(mh_spool *sp, const char *id, int has_state, char *err
 int mh_spool_sync(mh_spool *sp, char *err);
 
 /* Records a failed attempt: attempts (or the stored count + 1 when attempts
-** < 0), next_attempt, last_reply, and the recipients newly accepted (added to
-** done); written atomically and fsynced. */
+** < 0), next_attempt, last_reply, the recipients newly accepted (added to
+** done) and those newly refused for good (added to refused, or their reply
+** updated); written atomically and fsynced. */
 int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_attempt,
-                   const char *reply, const char *const *done, size_t ndone, char *err);
+                   const char *reply, const char *const *done, size_t ndone,
+                   const mh_refused *refused, size_t nrefused, char *err);
 
-/* Moves the message to failed/ with its sidecar (reason, time, reply). */
+/* Moves the message to failed/ with its sidecar (reason, time, reply, and the
+** recipients refused by the attempt that failed it, added as by defer).
+** attempts: the count to record (the attempt that failed included), or < 0 to
+** keep the stored one (a message that expired without a new attempt). */
 int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *reply,
-                  char *err);
+                  int attempts, const mh_refused *refused, size_t nrefused, char *err);
 
 /* failed/ID back to pickup/ (or a deferred pickup/ID made due now); attempts
-** and accepted recipients are kept. */
+** and accepted recipients are kept, the refused ones are pending again (the
+** administrator asked for them to be tried). */
 int mh_spool_retry(mh_spool *sp, const char *id, char *err);
 
 /* Deletes a message (pickup/ or failed/) and its sidecar. */

@@ -123,9 +123,11 @@ local function subject_of(path)
   if not f then return nil end
   local head = f:read(65536) or ""
   f:close()
-  head = head:match("^(.-)\r?\n\r?\n") or head
-  local s = head:match("\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\r\n]*)")
-      or head:match("^[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\r\n]*)")
+  -- lines end at CRLF, a bare CR or a bare LF (runtime/eol.h)
+  head = head:gsub("\r\n", "\n"):gsub("\r", "\n")
+  head = head:match("^(.-)\n\n") or head
+  local s = head:match("\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\n]*)")
+      or head:match("^[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\n]*)")
   return s
 end
 
@@ -388,9 +390,17 @@ local function spool_news(self, id, what, err)
   return true
 end
 
-function D:fail(e, reason, reply)
+-- fail(e, reason, reply [, how]): to failed/ with its sidecar, and the `failed`
+-- event.  how = {attempts =, refused = {{rcpt =, reply =}...} (this attempt's),
+-- delivered = {...}}; attempts is the count to record (the attempt that failed
+-- included; nil keeps the stored one: an expiry is no attempt).  The event's
+-- `to` is the recipients that failed; `refused` gives each one's reply (the
+-- ones refused on earlier attempts too) and `delivered` those that got it.
+function D:fail(e, reason, reply, how)
+  how = how or {}
   local subject = subject_of(e.path)   -- before the file moves
-  local ok, err = self.spool:fail(e.id, { reason = reason, reply = reply })
+  local ok, err = self.spool:fail(e.id, { reason = reason, reply = reply, attempts = how.attempts,
+                                          refused = how.refused })
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
     if spool_news(self, e.id, "fail", err) then
@@ -405,16 +415,29 @@ function D:fail(e, reason, reply)
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
                 .. (reply and (" (" .. reply .. ")") or ""))
   maillog.outcome(self, e, "failed", reply or reason)
-  self:emit("failed", { id = e.id, reason = reason, reply = reply, to = e.to, from = e.from,
-                        subject = subject })
+  local refused, to = {}, {}
+  for _, r in ipairs(e.refused or {}) do refused[#refused + 1] = r end
+  for _, r in ipairs(how.refused or {}) do refused[#refused + 1] = r end
+  for _, r in ipairs(refused) do to[#to + 1] = r.rcpt end
+  if #refused == 0 then to = e.to end   -- the message itself failed: every pending recipient
+  local delivered = {}
+  for _, r in ipairs(e.done or {}) do delivered[#delivered + 1] = r end
+  for _, r in ipairs(how.delivered or {}) do delivered[#delivered + 1] = r end
+  self:emit("failed", { id = e.id, reason = reason, reply = reply, to = to, from = e.from,
+                        subject = subject, refused = refused, delivered = delivered,
+                        attempts = how.attempts or e.attempts })
 end
 
-function D:defer(e, reply, done)
+-- defer(e, reply [, done, refused]): a later attempt, after its backoff.  done:
+-- recipients accepted now; refused: {{rcpt =, reply =}...} refused for good now
+-- (both recorded, so neither is sent to again).
+function D:defer(e, reply, done, refused)
   local n = (e.attempts or 0) + 1
   local delay = M.backoff(n, math.min(self:cfgn("retry_interval", 30), 30),
                           self:cfgn("retry_max", 1800), self.random)
   local at = self.now() + delay
-  local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = at, done = done, attempts = n })
+  local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = at, done = done, attempts = n,
+                                           refused = refused })
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
     if spool_news(self, e.id, "defer", err) then
@@ -496,33 +519,71 @@ function D:delivered(e, n)
   maillog.outcome(self, e, "sent")
 end
 
--- settle(e, result): the per-recipient outcome of a send that reached DATA or
--- was refused recipient by recipient.
-function D:settle(e, res)
+-- settle(e, result): every recipient settled by its own reply (RFC 5321
+-- §4.2.1; docs/delivery.md): accepted -> done, never sent again; 5xx -> refused
+-- for good, recorded once with its reply, never sent again; 4xx (or no reply)
+-- -> still pending, retried after the backoff.  The message leaves pickup/
+-- only when nothing is pending: removed when no recipient ever failed, else
+-- moved to failed/ with every refused recipient and its reply.  result =
+-- {accepted = {...}, rejected = {{rcpt, smtp, enhanced, text, class}...}}: what
+-- a send returns, or the same fields of a failed send's info (no recipient
+-- accepted, DATA or the final dot refused: the engine gives that reply to each
+-- recipient it had accepted).  whole = {reply =, reason =} when a reply to
+-- DATA or to the final dot refused the message itself: the deferral and the
+-- failure are worded by it (each recipient is still settled as above).
+function D:settle(e, res, whole)
   maillog.note(e, res)
   local accepted = res.accepted or {}
-  local transient, permanent = {}, {}
+  local pending, refused = {}, {}
+  local tlines, plines = {}, {}
   for _, r in ipairs(res.rejected or {}) do
-    local line = (r.rcpt or r[1] or "?") .. ": " .. (M.reply_text(r) or "rejected")
-    if is_permanent(r) then permanent[#permanent + 1] = line else transient[#transient + 1] = line end
+    local rcpt = r.rcpt or r[1] or "?"
+    local reply = M.reply_text(r) or "rejected"
+    if is_permanent(r) then
+      refused[#refused + 1] = { rcpt = rcpt, reply = reply }
+      plines[#plines + 1] = rcpt .. ": " .. reply
+    else
+      pending[#pending + 1] = rcpt
+      tlines[#tlines + 1] = rcpt .. ": " .. reply
+    end
   end
-  if #transient == 0 and #permanent == 0 then
+  if #pending == 0 and #refused == 0 and #(e.refused or {}) == 0 then
+    if #accepted == 0 and #(e.to or {}) > 0 then
+      -- no word on any recipient: never taken for a delivery
+      return self:defer(e, "no result for any recipient")
+    end
     return self:delivered(e, #accepted)
   end
-  if #transient > 0 then
-    -- the accepted ones are done; permanent ones stay pending and fail once
-    -- nothing temporary is left (their reply is in the sidecar then)
-    local reply = table.concat(transient, "; ")
-    if #permanent > 0 then reply = reply .. "; " .. table.concat(permanent, "; ") end
-    return self:defer(e, reply, accepted)
+  for i, line in ipairs(plines) do
+    -- (a refusal of the message itself is logged once, by defer or fail)
+    if not (whole and refused[i].reply == whole.reply) then
+      self.log.warn("delivery: " .. e.id .. ": " .. line .. " (refused for good: not sent to again)"
+                    .. (#pending > 0 and ("; " .. plural(#pending, "recipient") .. " still pending") or ""))
+    end
   end
+  if #pending > 0 then
+    local all = {}
+    for _, l in ipairs(tlines) do all[#all + 1] = l end
+    for _, l in ipairs(plines) do all[#all + 1] = l end
+    return self:defer(e, whole and whole.reply or table.concat(all, "; "), accepted, refused)
+  end
+  -- nothing pending: some recipients failed for good (now or on an earlier attempt)
+  local n = (e.attempts or 0) + 1
   if #accepted > 0 then
-    -- record the accepted ones first, so a later `queue retry` never resends to them
-    self.spool:defer(e.id, { reply = table.concat(permanent, "; "), next_attempt = self.now(),
-                             done = accepted, attempts = (e.attempts or 0) + 1 })
+    -- the accepted ones first, so a later `queue retry` never resends to them
+    self.spool:defer(e.id, { reply = table.concat(plines, "; "), next_attempt = self.now(),
+                             done = accepted, refused = refused, attempts = n })
   end
-  return self:fail(e, "rejected by the server: " .. table.concat(permanent, "; "),
-                   table.concat(permanent, "; "))
+  local all = {}
+  for _, r in ipairs(e.refused or {}) do all[#all + 1] = r.rcpt .. ": " .. r.reply end
+  for _, l in ipairs(plines) do all[#all + 1] = l end
+  local delivered = #accepted + #(e.done or {})
+  local reason = whole and whole.reason or ("rejected by the server: " .. table.concat(all, "; "))
+  if delivered > 0 then
+    reason = reason .. " (delivered to " .. plural(delivered, "other recipient") .. ")"
+  end
+  return self:fail(e, reason, whole and whole.reply or table.concat(all, "; "),
+                   { attempts = n, refused = refused, delivered = accepted })
 end
 
 ---------------------------------------------------------------- a worker
@@ -563,7 +624,7 @@ function W:close_session(polite)
   local s = self.session
   if not s then return end
   self.session = nil
-  self.sent = 0
+  self.sent, self.mails = 0, 0
   if polite and s.alive and s:alive() then pcall(s.quit, s) end
   pcall(s.close, s)
 end
@@ -613,11 +674,39 @@ local function sequential(s)
        end })
 end
 
+-- Per-connection message limits met, per server ("host:port" -> {n =, at =,
+-- by = the id whose refusal taught it}), shared by every deliverer and worker
+-- of the process: Exim's smtp_accept_max_per_connection (421 to MAIL and a
+-- close), OpenSMTPD's 452 4.5.3 to every MAIL after the 100th.  Sessions then
+-- close just before the limit, as Postfix's smtp_connection_reuse_count_limit
+-- does, so later ones pay no refused command.  Forgotten after LIMIT_TTL, so a
+-- one-off refusal (a server restart) does not cap the sessions for ever.
+M.limits = {}
+M.LIMIT_TTL = 3600
+
+function W:server_key()
+  local s = self.session
+  local info = s and s.info and s:info() or {}
+  return tostring(info.server or (s and s.server) or "?") .. ":" .. tostring(info.port or self.d.cfg.port or "")
+end
+
+-- The limit in force for this session's server, or nil.
+function W:limit()
+  local l = M.limits[self.key or ""]
+  if l and self.d.now() - l.at > M.LIMIT_TTL then M.limits[self.key] = nil; l = nil end
+  return l and l.n
+end
+
 function W:connected(s)
   local d = self.d
   if not s.submit then s = sequential(s) end
-  self.session, self.sent = s, 0
+  self.session, self.sent, self.mails = s, 0, 0
   self.relay = maillog.relay(s)
+  self.key = self:server_key()
+  -- a server that says it has no SMTPUTF8 (a session that does not say: the
+  -- engine decides) gets no RCPT for a non-ASCII address (RFC 6531 §3.4)
+  local info = s.info and s:info() or {}
+  self.no_utf8 = info.smtputf8 == false
   if d.outage and not d.outage.refused then
     d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
                              math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
@@ -629,18 +718,48 @@ function W:connected(s)
   end
 end
 
+-- A send's result with the recipients refused before sending (non-ASCII
+-- addresses to a server without SMTPUTF8) added to its rejected list.
+local function with_local(e, res)
+  if not e.local_refused then return res end
+  local rejected = {}
+  for _, r in ipairs(res.rejected or {}) do rejected[#rejected + 1] = r end
+  for _, r in ipairs(e.local_refused) do rejected[#rejected + 1] = r end
+  return { accepted = res.accepted, rejected = rejected, reply = res.reply }
+end
+
 -- The outcome of one message whose result came back: settles it and returns
--- nil, or "outage"/"again", err, info when the session broke.
-function W:outcome(e, res, err, info, reused)
+-- nil, or "outage"/"again", err, info when the session broke or must be
+-- replaced (a per-connection limit met: "again" reconnects at once and the
+-- message goes first again, unpenalised).
+function W:outcome(e, res, err, info)
   local d = self.d
   if res then
     self.broke = nil
-    return d:settle(e, res)
+    self.mails = (self.mails or 0) + 1
+    return d:settle(e, with_local(e, res))
   end
   info = info or {}
   local reply = M.reply_text(info) or err
+  local code = tonumber(info.smtp)
+  local reused = (self.mails or 0) > 0
+  if reused and (code == 421 or (info.stage == "mail" and code and code >= 400 and code < 500)) then
+    -- a connection that has delivered messages refused one more: the server's
+    -- per-connection limit (Exim: 421 and a close; OpenSMTPD: 452 4.5.3, kept
+    -- open).  A new connection at once, in order; the limit is remembered.
+    local n = self.mails
+    local known = M.limits[self.key]
+    if not known or known.n ~= n then
+      d.log.info(string.format("delivery: %s refuses more than %s on one connection (%s); "
+                               .. "reconnecting, and closing before that from now on",
+                               self.key, plural(n, "message"), reply))
+    end
+    M.limits[self.key] = { n = n, at = d.now(), by = e.id }
+    self:close_session(code ~= 421)
+    return "again"
+  end
   if info.connection or info.stage == "connect" or info.stage == "dns" or info.stage == "tls"
-     or info.stage == "auth" or tonumber(info.smtp) == 421 then
+     or info.stage == "auth" or code == 421 then
     self:close_session(false)
     -- the same message broke the session before: do not let it block the queue
     if self.broke == e.id then
@@ -669,8 +788,32 @@ function W:outcome(e, res, err, info, reused)
     info.session_refused = true
     return "outage", why, info
   end
+  local n = (e.attempts or 0) + 1
+  if info.code == "ETOOBIG" or info.code == "E8BIT" then
+    -- decided here (the server's advertised SIZE; no 8BITMIME/SMTPUTF8 and
+    -- nothing to convert it with): the server was not asked, the reason says so
+    return d:fail(e, tostring(err), nil, { attempts = n })
+  end
+  if info.code == "EBADADDR" then
+    return d:fail(e, "not sent: " .. tostring(err), nil, { attempts = n })
+  end
+  if (info.stage == "rcpt" or info.stage == "data") and info.smtp
+     and #(info.accepted or {}) + #(info.rejected or {}) > 0 then
+    -- the server answered MAIL: each recipient is settled by its own reply
+    self.mails = (self.mails or 0) + 1
+    local whole = info.stage == "data" and { reply = reply, reason = "rejected by the server at data: " ..
+                                             tostring(err) } or nil
+    return d:settle(e, with_local(e, { accepted = info.accepted or {}, rejected = info.rejected or {} }), whole)
+  end
+  if info.stage == "mail" and code and code >= 400 and code < 500 then
+    -- a 4xx to MAIL on a fresh connection: about this message after all (a
+    -- limit learnt from its refusal on the connection before was not one)
+    local l = M.limits[self.key or ""]
+    if l and l.by == e.id then M.limits[self.key] = nil end
+  end
   if is_permanent(info) then
-    return d:fail(e, "rejected by the server at " .. tostring(info.stage or "send") .. ": " .. tostring(err), reply)
+    return d:fail(e, "rejected by the server at " .. tostring(info.stage or "send") .. ": " .. tostring(err),
+                  reply, { attempts = n })
   end
   return d:defer(e, reply)
 end
@@ -687,19 +830,39 @@ function W:burst(e)
   local flight = {}
   local function submit(x)
     d.stats.attempts = d.stats.attempts + 1
-    if not x.to or #x.to == 0 then d:delivered(x, 0); d:release(x); return end
+    if self.no_utf8 and x.to then
+      -- each non-ASCII recipient fails by itself, with why; the others go on
+      local ascii, bad = {}, {}
+      for _, r in ipairs(x.to) do
+        if r:find("[\128-\255]") then
+          bad[#bad + 1] = { rcpt = r, class = "permanent", text = "not sent: the address is not ASCII and " ..
+                            "the server does not offer SMTPUTF8 (RFC 6531)" }
+        else
+          ascii[#ascii + 1] = r
+        end
+      end
+      if #bad > 0 then x.to, x.local_refused = ascii, bad end
+    end
+    if not x.to or #x.to == 0 then
+      d:settle(x, { accepted = {}, rejected = x.local_refused or {} })
+      d:release(x)
+      return
+    end
     x.relay = self.relay
     local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset }
     self.sent = self.sent + 1
-    if ok then flight[#flight + 1] = { e = x, reused = self.sent > 1 }; return end
+    if ok then flight[#flight + 1] = { e = x }; return end
     -- the file could not be read: it waits its backoff, the rest go on
     d:defer(x, M.reply_text(info) or err)
     d:release(x)
   end
+  -- the server's per-connection limit, when one was met: no more than that
+  local limit = self:limit()
+  local function full() return limit and self.sent >= limit end
   local drained = false   -- nothing more was due: no rescan per message at the tail
   d:check_verbose()
   local function pick()
-    if drained or d.stopping or self.stale then return nil end
+    if drained or d.stopping or self.stale or full() then return nil end
     local x = d:next_entry(self)
     if not x then drained = true end
     return x
@@ -718,7 +881,7 @@ function W:burst(e)
     if not nxt then nxt = pick() end
     local f = table.remove(flight, 1)
     local res, err, info = s:result()
-    local outcome, oerr, oinfo = self:outcome(f.e, res, err, info, f.reused)
+    local outcome, oerr, oinfo = self:outcome(f.e, res, err, info)
     if outcome == "outage" or outcome == "again" then d:requeue(f.e) else d:release(f.e) end
     if not self.session then
       -- the session is gone: what was in flight behind it goes first again
@@ -732,6 +895,11 @@ function W:burst(e)
     end
   end
   if nxt then d:requeue(nxt) end
+  if full() then
+    -- the limit reached: a new connection before the server refuses one more
+    self:close_session(true)
+    return "again"
+  end
   return nil
 end
 
@@ -869,12 +1037,15 @@ function M.flush(opts)
     if not cfg then return { error = err, left = count(sp), total = count(sp), delivered = 0,
                              deferred = 0, failed = 0 } end
   end
-  local total = count(sp)
   local progress = opts.progress or function() end
+  -- the lock first: only its holder adopts drop-ins, so a count taken before
+  -- it would miss a .eml renamed into pickup/ by another program
+  local locked, lerr = sp:lock()
+  local total = count(sp)
   if total == 0 then
+    if locked and not opts.spool then sp:close() end
     return { delivered = 0, deferred = 0, failed = 0, left = 0, total = 0, via = "self" }
   end
-  local locked, lerr = sp:lock()
   if locked then
     local d = M.new{ spool = sp, cfg = cfg, once = true, connect = opts.connect, ready = opts.ready,
                      emit = opts.emit, connections = cfg.connections }

@@ -5,6 +5,10 @@
 --   mh.enqueue{to = {...}, cc =, bcc =, from =, subject =, text =, html =,
 --              attachments = {{path =, type =, name =}}, headers = {...}}
 --     -> id | nil, err, info                       (waits until fsynced)
+--
+-- A failure inside a rule is never silent: it is logged at once with the
+-- rule's name, and the rule fails (`hook` exits 1) unless it sets
+-- info.handled = true (docs/rules.md, "When mh.enqueue fails").
 local M = {}
 
 -- ready([path]) -> cfg | nil, err, info: the settings, when they allow intake.
@@ -21,10 +25,25 @@ function M.ready(path)
   return cfg
 end
 
+local enqueue
+
 -- enqueue(t [, opts]) -> id | nil, err, info.  opts.spool: a Spool to use;
--- opts.conf: a settings file other than the -c one.
+-- opts.conf: a settings file other than the -c one; opts.note = false: a
+-- failure is not the running rule's (held mail that waits for a later sweep).
+-- info is always a table on failure (a rule may set info.handled = true).
 function M.enqueue(t, opts)
   if type(t) ~= "table" then error("mh.enqueue: expects a table of message fields", 2) end
+  local id, err, info = enqueue(t, opts)
+  if id then return id end
+  if type(info) ~= "table" then info = { class = "permanent" } end
+  if not (opts and opts.note == false) then
+    local rules = package.loaded["mailhook.rules"]
+    if rules and rules.note_enqueue_failure then rules.note_enqueue_failure(err, info) end
+  end
+  return nil, err, info
+end
+
+function enqueue(t, opts)
   local cfg, err, info = M.ready(opts and opts.conf)
   if not cfg then return nil, err, info end
   local fields = {}

@@ -4,25 +4,39 @@
 --
 --   rules.on(event, fn [, name])      (mh.on)   "*" receives every event
 --   rules.emit(event, fields) -> ok, failures  (mh.emit; waits for the handlers
---       when called from a task: each handler runs in its own task, under an
---       instruction/time budget; a handler that raises is logged with its
---       traceback and the others still run; failures = {{handler=, event=, error=}})
+--       when called from a task: each handler runs in its own task, under its
+--       own budget; a handler that raises, runs out of budget or whose
+--       mh.enqueue failed unhandled is logged with its traceback and the others
+--       still run; failures = {{handler=, event=, error=}})
+--   rules.run(label, fn, ...) -> ok, message, traceback   fn under a fresh budget
 --   rules.load(paths) -> n_files, errors   a folder (its *.lua), a file, or a list
---   rules.start(paths) -> service handle   for `mailhook run`: loads the rules and
---       sends due summaries, digests and held mail every rules.sweep_interval s
+--   rules.start(paths) -> service handle   loads the rules and sends due
+--       summaries, digests and held mail every rules.sweep_interval s
+--   rules.configure(cfg)   the budget from the settings (rule_timeout, rule_memory)
 --   rules.throttle / digest / period / hold / sweep   see mailhook.rule_state
+--
+-- The budget (docs/rules.md): every rule -- a handler, a rule file's top
+-- level, an every() tick -- runs under a budget that covers every coroutine
+-- and task it starts: instructions, wall-clock seconds (waits included) and
+-- Lua memory; a watchdog thread ends the process when a rule is stuck inside
+-- one C call past its deadline.  `mailhook run` keeps its rules in a separate
+-- process (mailhook.rule_worker) so that nothing a rule does can hold delivery.
 local core = require "mailhook.core"
 
 local rules = {
-  budget = 50000000,        -- instructions one handler may run (an endless loop is stopped)
-  time_budget = 10,         -- CPU seconds one handler may use
+  budget = 50000000,        -- instructions one rule may run (an endless loop is stopped)
+  time_budget = 10,         -- seconds of running time one rule may take (settings rule_timeout)
+  life_factor = 3,          -- and it must end within life_factor x time_budget, waits included
+  memory_limit = 128 * 1048576,  -- bytes of Lua heap while a rule runs (settings rule_memory, MB)
+  grace = 1,                -- seconds past time_budget before the watchdog ends a stuck process
   sweep_interval = 5,       -- seconds between sweeps of due summaries in `run`
+  on_rule = nil,            -- function(label) called as each rule starts (the rules worker)
+  on_loading = nil,         -- function(file) called before each rule file loads (the rules worker)
 }
 
 local handlers = {}         -- event -> {{fn=, name=, file=}, ...} in registration order
 local loading = nil         -- the rule file being loaded (its handlers are tagged with it)
 local file_timers = {}      -- every() timers made by rule files (stopped on reload)
-local STEP = 10000          -- the count hook runs every STEP instructions
 
 local function describe(fn)
   local info = debug.getinfo(fn, "S")
@@ -56,39 +70,72 @@ end
 -- clear(): forget every handler (reload, tests).
 function rules.clear() handlers = {} end
 
-local budget_tag = {}       -- marks the error raised by the budget hook
+-- configure(cfg): the budget from the settings (rule_timeout in seconds,
+-- rule_memory in MB); keys that are absent leave the module's values.
+function rules.configure(cfg)
+  if type(cfg) ~= "table" then return end
+  if tonumber(cfg.rule_timeout) then rules.time_budget = tonumber(cfg.rule_timeout) end
+  if tonumber(cfg.rule_memory) then rules.memory_limit = tonumber(cfg.rule_memory) * 1048576 end
+end
 
--- Runs one handler inside the calling task, under the budget.  Returns true,
--- or false and the message (with traceback).
-local function run_one(h, ev)
-  local count, limit = 0, rules.budget
-  local clock0, tlimit = os.clock(), rules.time_budget
-  local stopped
-  local function over()
-    -- once over budget, raise at every instruction, so that a pcall inside the
-    -- handler cannot swallow the stop: the caller's next instruction raises too
-    error(budget_tag, 2)
+-- What mh.enqueue failures a running rule made: budget id -> {{err=, info=}...};
+-- `late` holds those of tasks that outlived their rule (dispatch reports them).
+local notes, late = {}, {}
+
+-- note_enqueue_failure(err, info): mailhook.enqueue calls it for every failed
+-- mh.enqueue.  Made by a rule (a budget is charged), it is logged at once with
+-- the rule's name, and fails the rule unless the rule sets info.handled = true.
+function rules.note_enqueue_failure(err, info)
+  local id, label = core.budget()
+  if not id then return end
+  core.log("error", string.format("%s: mh.enqueue failed: %s", label, tostring(err)))
+  local rec = { err = tostring(err), info = info, label = label }
+  local list = notes[id]
+  if list then
+    list[#list + 1] = rec
+  else
+    if #late >= 100 then table.remove(late, 1) end
+    late[#late + 1] = rec
   end
-  debug.sethook(function()
-    count = count + STEP
-    if count > limit or os.clock() - clock0 > tlimit then
-      stopped = stopped or (count > limit and
-        string.format("exceeded its budget of %d instructions", limit) or
-        string.format("exceeded its budget of %g CPU seconds", tlimit))
-      debug.sethook(over, "", 1)
-      error(budget_tag, 2)
-    end
-  end, "", STEP)
-  local ok, err = xpcall(h.fn, function(m)
-    debug.sethook()
-    if m == budget_tag then m = "stopped: " .. (stopped or "budget exceeded") .. " (an endless loop?)" end
-    return debug.traceback(tostring(m), 2)
-  end, ev)
-  debug.sethook()
-  if not ok and stopped and not tostring(err):find("stopped: ", 1, true) then
-    err = "stopped: " .. stopped .. " (an endless loop?)\n" .. tostring(err)
+end
+
+local function unhandled(list)
+  for _, r in ipairs(list or {}) do
+    if not (type(r.info) == "table" and r.info.handled == true) then return r end
   end
-  return ok, err
+end
+
+-- run(label, fn, ...) -> true, results... | false, message, traceback
+-- fn(...) under a fresh budget named label (rules.budget instructions,
+-- rules.time_budget seconds, rules.memory_limit bytes); tasks and coroutines
+-- it starts share the budget.  A normal return still fails when one of the
+-- rule's mh.enqueue calls failed and the rule did not mark it handled.
+local set_limits = {}        -- what core.budget_limits was last given
+function rules.run(label, fn, ...)
+  local sl = set_limits
+  if sl.instructions ~= rules.budget or sl.seconds ~= rules.time_budget or sl.memory ~= rules.memory_limit
+     or sl.life ~= rules.time_budget * rules.life_factor or sl.grace ~= rules.grace then
+    set_limits = { instructions = rules.budget, seconds = rules.time_budget,
+                   life = rules.time_budget * rules.life_factor,
+                   memory = rules.memory_limit, grace = rules.grace }
+    core.budget_limits(set_limits)
+  end
+  if rules.on_rule then rules.on_rule(label) end
+  local id
+  local res = table.pack(core.rule_call(label, function(...)
+    id = core.budget()
+    notes[id] = {}
+    return fn(...)
+  end, ...))
+  local list = id and notes[id]
+  if id then notes[id] = nil end
+  local bad = unhandled(list)
+  if res[1] and bad then
+    local msg = "its mail was not queued: mh.enqueue failed: " .. bad.err ..
+                " (a rule that dealt with it sets info.handled = true)"
+    return false, msg, msg
+  end
+  return table.unpack(res, 1, res.n)
 end
 
 local function copy_fields(event, fields)
@@ -112,10 +159,11 @@ function rules.emit(event, fields)
   local tasks, failures = {}, {}
   for i, h in ipairs(list) do
     local ev = copy_fields(event, fields)   -- a handler cannot change what the next one sees
+    local label = string.format("rule %s for event '%s'", h.name, event)
     tasks[i] = core.spawn(function()
-      local ok, err = run_one(h, ev)
+      local ok, err, tb = rules.run(label, h.fn, ev)
       if not ok then
-        core.log("error", string.format("rule %s for event '%s' failed: %s", h.name, event, err))
+        core.log("error", label .. " failed: " .. tostring(tb or err))
         failures[#failures + 1] = { handler = h.name, event = event,
                                     error = (tostring(err):match("^[^\n]*")) }
       end
@@ -137,11 +185,22 @@ local function rule_env(path)
     mh = mh, on = rules.on, emit = rules.emit,
     enqueue = function(...) return mh.enqueue(...) end,
     RULE_FILE = path,
+    -- a __gc finalizer set here is named after the rule that set it, so the
+    -- watchdog can say whose finalizer never returned
+    setmetatable = function(t, mt)
+      if type(mt) == "table" then core.gc_guard(mt) end
+      return setmetatable(t, mt)
+    end,
     SERVICE = rules.is_service(),   -- true under `mailhook run`: start timers only then
     -- every(seconds, fn): a periodic task for the service; it never keeps a
     -- process alive and is stopped when the rules are reloaded
     every = function(seconds, fn)
-      local h = core.rstate.ticker(seconds, fn)
+      if type(fn) ~= "function" then error("every(seconds, fn): fn must be a function", 2) end
+      local label = "every@" .. describe(fn)
+      local h = core.rstate.ticker(seconds, function()
+        local ok, _, tb = rules.run(label, fn)
+        if not ok then core.log("error", label .. " failed: " .. tostring(tb)) end
+      end)
       file_timers[#file_timers + 1] = h
       return h
     end,
@@ -193,8 +252,9 @@ end
 -- load(paths) -> n_loaded, errors: each file runs in its own environment; a file
 -- that fails to load or run is reported in errors ({file=, error=}) and the
 -- others still load.  A missing folder is no error (no rules yet).
-function rules.load(paths)
+function rules.load(paths, opts)
   local n, errors = 0, {}
+  local skip = opts and opts.skip or {}
   -- a reload (SIGHUP) replaces what the files registered before
   for _, h in ipairs(file_timers) do h:stop() end
   file_timers = {}
@@ -204,15 +264,21 @@ function rules.load(paths)
     handlers[event] = keep
   end
   for _, file in ipairs(expand(paths)) do
-    -- read by the core's rule for foreign files: a FIFO named *.lua cannot hang `hook`
-    local src, err = core.fsutil.read(file, { follow = true, what = "rule file" })
-    local chunk
-    if src then chunk, err = load(src, "@" .. file, "t", rule_env(file)) end
+    local chunk, err
+    if skip[file] then
+      err = "skipped: it stopped the rules worker while loading (it loads again after a reload, SIGHUP)"
+    else
+      -- read by the core's rule for foreign files: a FIFO named *.lua cannot hang `hook`
+      local src
+      src, err = core.fsutil.read(file, { follow = true, what = "rule file" })
+      if src then chunk, err = load(src, "@" .. file, "t", rule_env(file)) end
+    end
     if chunk then
       loading = file
-      local ok, e = xpcall(chunk, debug.traceback)
+      if rules.on_loading then rules.on_loading(file) end
+      local ok, e, tb = rules.run("rule file " .. file, chunk)
       loading = nil
-      if ok then n = n + 1 else chunk, err = nil, e end
+      if ok then n = n + 1 else chunk, err = nil, tb or e end
     end
     if not chunk then
       errors[#errors + 1] = { file = file, error = tostring(err) }
@@ -231,6 +297,8 @@ function rules.valid_field(name) return type(name) == "string" and name:match("^
 -- what `mailhook hook` and mh_emit() do once the rules are loaded: run the
 -- handlers (waits), then send mail owed by earlier events that fell due.
 function rules.dispatch(event, fields)
+  late = {}                 -- what tasks of earlier events did was logged then
+  core.rule_failures()
   local ok, failures, n = rules.emit(event, fields)
   local msgs = {}
   for _, f in ipairs(failures) do msgs[#msgs + 1] = "rule " .. f.handler .. " failed: " .. f.error end
@@ -238,9 +306,23 @@ function rules.dispatch(event, fields)
   local loaded = package.loaded["mailhook.rule_state"]
   local dir = loaded and loaded.state_dir() or (core.paths.spool .. "/state/rules")
   if core.rstate.exists(dir) then
-    local sok, serr = pcall(require("mailhook.rule_state").sweep)
-    if not sok then core.log("warn", "hook: sweep: " .. tostring(serr)) end
+    local sok, serr, stb = rules.run("rules sweep", require("mailhook.rule_state").sweep)
+    if not sok then core.log("warn", "hook: sweep: " .. tostring(stb or serr)) end
   end
+  -- tasks the rules started (mh.spawn) finish before the event counts as done:
+  -- what they enqueue is durable, and each ends by its rule's deadline
+  if core.current_task() and coroutine.isyieldable() then core.rule_tasks_wait() end
+  for _, f in ipairs(core.rule_failures()) do
+    ok = false
+    msgs[#msgs + 1] = f
+  end
+  for _, r in ipairs(late) do
+    if not (type(r.info) == "table" and r.info.handled == true) then
+      ok = false
+      msgs[#msgs + 1] = r.label .. " failed: its mail was not queued: mh.enqueue failed: " .. r.err
+    end
+  end
+  late = {}
   return ok and 0 or 1, msgs
 end
 
@@ -272,8 +354,8 @@ function rules.serve()
   rules.serving = true
   local rs = require "mailhook.rule_state"
   local function sweep()
-    local ok, err = pcall(rs.sweep)
-    if not ok then core.log("warn", "rules: sweep: " .. tostring(err)) end
+    local ok, err, tb = rules.run("rules sweep", rs.sweep)
+    if not ok then core.log("warn", "rules: sweep: " .. tostring(tb or err)) end
   end
   core.spawn(sweep)
   sweeper = core.rstate.ticker(rules.sweep_interval, sweep)   -- never holds the process

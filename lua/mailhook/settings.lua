@@ -51,6 +51,9 @@ local SCHEMA = {
   { "session_deadline", "duration", 900 },
   { "connections", "count", 1, { 1, 64 } },
   { "rules", "string", "./rules" },
+  { "templates", "string", "./templates" },
+  { "rule_timeout", "duration", 10 },
+  { "rule_memory", "count", 128, { 8, 65536 } },
   { "log_level", "enum", "info", { "debug", "info", "warn", "error" } },
   -- where the log goes (docs/service.md): stderr, syslog(3), or the journal's
   -- native protocol with structured fields (the per-message lines' MAILHOOK_*)

@@ -15,10 +15,18 @@
 -- (and any other control character) become spaces, in values and in the
 -- result, so a value can never start a new header line.
 --
---   mh.template.file(path [, opts]) -> render | nil, err   (html when path ends in .html)
---   mh.template.default(name) -> {subject=, text=, html=} renders, shipped in
---       lua/mailhook/templates/NAME.{subject,txt,html} (voicemail, fax, alarm)
+--   mh.template.file(path [, opts]) -> render   (html when path ends in .html)
+--       a relative path is taken from the folder of the Lua file that calls it
+--       (a rule file: rules/x.lua's "templates/a.txt" is rules/templates/a.txt),
+--       not from the working directory; a missing or malformed file raises at
+--       once, naming the path, so a rule file fails when it loads
+--   mh.template.default(name) -> {subject=, text=, html=} renders: the site's
+--       templates first (settings `templates`, default ./templates beside the
+--       settings file), then the shipped ones, lua/mailhook/templates/
+--       NAME.{subject,txt,html} (voicemail, fax, alarm); a set is taken whole
+--       from one folder
 --   mh.template.message(name_or_set, context) -> {subject=, text=, html=}, missing
+--   mh.template.dirs() -> {site_dir, shipped_dir}: where default() looks
 local M = {}
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
@@ -169,10 +177,10 @@ function M.compile(source, opts)
   end
 end
 
--- file(path [, opts]) -> render | nil, err
-function M.file(path, opts)
-  -- the core's rule for files we did not create: a regular file (a FIFO or a
-  -- device is refused, never opened), at most limits.config bytes
+-- Reads and compiles one file: render | nil, err (never raises).  Read by the
+-- core's rule for files we did not create: a regular file (a FIFO or a device
+-- is refused, never opened), at most limits.config bytes.
+local function load_file(path, opts)
   local fsutil = require("mailhook.core").fsutil
   local src, err = fsutil.read(path, { follow = true, what = "template" })
   if not src then return nil, err end
@@ -185,25 +193,106 @@ function M.file(path, opts)
   return r
 end
 
-local function templates_dir()
+-- The folder of the Lua file running at stack level `level` (nil: not a file).
+local function caller_dir(level)
+  local info = debug.getinfo(level + 1, "S")
+  local src = info and info.source
+  if type(src) ~= "string" or src:sub(1, 1) ~= "@" then return nil end
+  return src:sub(2):match("^(.*)/[^/]*$") or "."
+end
+
+-- file(path [, opts]) -> render.  Raises (at the caller) when the file is
+-- missing, unreadable or malformed, naming it.
+function M.file(path, opts)
+  if type(path) ~= "string" or path == "" then error("mh.template.file: path must be a non-empty string", 2) end
+  local full = path
+  if path:sub(1, 1) ~= "/" then
+    local dir = caller_dir(2)
+    if dir then full = dir .. "/" .. path end
+  end
+  local r, err = load_file(full, opts)
+  if not r then
+    local why = tostring(err)
+    -- the reason alone: the path is said once, as written and as resolved
+    for _, prefix in ipairs { full .. ": ", "template " .. full .. ": " } do
+      if why:sub(1, #prefix) == prefix then why = why:sub(#prefix + 1) end
+    end
+    error(string.format("mh.template.file: %s%s: %s", path, full ~= path and (" (" .. full .. ")") or "", why), 2)
+  end
+  return r
+end
+
+local function shipped_dir()
   local core = require "mailhook.core"
   return (core.paths and core.paths.lua or ".") .. "/mailhook/templates"
 end
 
--- default(name) -> {subject=, text=, html=} (renders; html may be nil)
+-- The site's folder: M.site_dir when set, else the settings' `templates`
+-- (default ./templates), a relative one taken from the settings file's folder.
+-- Read once per settings file.
+local site_cache = {}
+local function site_dir()
+  if M.site_dir then return M.site_dir end
+  local core = require "mailhook.core"
+  local conf = core.paths and core.paths.conf or "./mailhook.conf"
+  if site_cache[conf] == nil then
+    local folder = "./templates"
+    local ok, settings = pcall(require, "mailhook.settings")
+    local cfg = ok and type(settings) == "table" and settings.load and settings.load(conf)
+    if type(cfg) == "table" and type(cfg.templates) == "string" and cfg.templates ~= "" then
+      folder = cfg.templates
+    end
+    if folder:sub(1, 1) ~= "/" then
+      local base = conf:match("^(.*)/[^/]*$") or "."
+      folder = base .. "/" .. folder:gsub("^%./", "")
+    end
+    site_cache[conf] = folder
+  end
+  return site_cache[conf]
+end
+
+-- dirs() -> {site, shipped}: where default() looks, in order.
+function M.dirs() return { site_dir(), shipped_dir() } end
+
+local PARTS = { { "subject", ".subject", { header = true } }, { "text", ".txt" },
+                { "html", ".html", { html = true } } }
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() return true end
+  return false
+end
+
+-- default(name) -> {subject=, text=, html=} (renders; html may be nil).  The
+-- set comes whole from the first folder holding any NAME.subject, NAME.txt or
+-- NAME.html: a site's text is never paired with a shipped HTML part.
 function M.default(name)
   if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
     error("mh.template.default: bad template name", 2)
   end
-  local dir = templates_dir()
-  local set = {}
-  set.subject = M.file(dir .. "/" .. name .. ".subject", { header = true })
-  set.text = M.file(dir .. "/" .. name .. ".txt")
-  set.html = M.file(dir .. "/" .. name .. ".html", { html = true })
-  if not set.subject and not set.text then
-    error("mh.template.default: no template named '" .. name .. "' in " .. dir, 2)
+  for _, dir in ipairs(M.dirs()) do
+    local found = false
+    for _, p in ipairs(PARTS) do
+      if exists(dir .. "/" .. name .. p[2]) then found = true break end
+    end
+    if found then
+      local set = {}
+      for _, p in ipairs(PARTS) do
+        local path = dir .. "/" .. name .. p[2]
+        if exists(path) then
+          local r, err = load_file(path, p[3])
+          if not r then error("mh.template.default: " .. tostring(err), 2) end
+          set[p[1]] = r
+        end
+      end
+      if not set.subject and not set.text then
+        error("mh.template.default: template '" .. name .. "' in " .. dir .. " has neither " ..
+              name .. ".subject nor " .. name .. ".txt", 2)
+      end
+      return set
+    end
   end
-  return set
+  error("mh.template.default: no template named '" .. name .. "' in " .. table.concat(M.dirs(), " or "), 2)
 end
 
 -- message(name_or_set, context) -> {subject=, text=, html=}, missing (all parts)

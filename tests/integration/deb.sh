@@ -65,7 +65,8 @@ done
 # --- dpkg -x: the unpacked binary works from the unpacked tree
 X=$T/x
 dpkg -x "$DEB" "$X"; ok $? "dpkg -x"
-like "$(readelf -d "$X/usr/bin/mailhook" 2>/dev/null | grep NEEDED)" "libssl\.so\.3" "the binary needs libssl.so.3 (not a static copy)"
+like "$(readelf -d "$X/usr/lib/mailhook/mailhook-tls.so" 2>/dev/null | grep NEEDED)" "libssl\.so\.3" \
+  "its TLS module needs libssl.so.3 (not a static copy)"
 xm() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$X/usr/bin/mailhook" "$@"; }
 like "$(xm help)" "now $X/etc/mailhook/mailhook.conf\)" "its settings default to the unpacked /etc/mailhook/mailhook.conf"
 out=$(xm settings)

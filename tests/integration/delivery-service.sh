@@ -23,7 +23,9 @@ enqueue 1 >/dev/null
 wait_for 5 received_at_least "$T/peer" 1
 ok $? "a new message is delivered"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-[ "$ms" -lt 1500 ]; ok $? "within a second or so of being queued (${ms} ms, including the enqueue process)"
+# The watch on pickup/ moves it; the fallback rescan runs every 5 s (delivery.SCAN_INTERVAL): a bound
+# below that, not a bet on how fast a loaded machine starts a process.
+[ "$ms" -lt 4500 ]; ok $? "before the 5 s rescan could have found it (${ms} ms, including the enqueue process)"
 wait_for 5 pickup_empty; ok $? "and removed from pickup/"
 
 # --- (e) a drop-in .eml: envelope from X-Sender/X-Receiver, both stripped
@@ -74,7 +76,7 @@ out=$("$MAILHOOK" flush --timeout 20 2>&1); rc=$?
 is "$rc" 1 "flush while the server is down: exit 1"
 like "$out" "asked the service \(pid $SVC\).*3 left" "it asked the running service and reports what is left"
 peer_start "$PORT" "$T/peer"
-out=$("$MAILHOOK" flush --timeout 20 2>&1); rc=$?
+out=$("$MAILHOOK" flush --timeout 60 2>&1); rc=$?   # a bound for a loaded machine; the delivery takes a second
 is "$rc" 0 "flush through the service once the server is up: exit 0"
 is "$(pickup_count)" 0 "pickup/ is empty"
 svc_stop

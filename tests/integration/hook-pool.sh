@@ -3,7 +3,8 @@
 # the caller's UV_THREADPOOL_SIZE still wins, and other commands keep four.
 # Observed as the process's thread count (/proc/self/status) right after a
 # durable enqueue, and proven to still work under lock contention: several
-# concurrent hooks sharing rule state and the spool's id sequence.
+# concurrent hooks sharing rule state and the spool's id sequence.  A process
+# that runs rules also has the rules' watchdog thread (docs/rules.md): one more.
 . "$ROOT/tests/lib/tap.sh"
 export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
 unset UV_THREADPOOL_SIZE
@@ -35,11 +36,11 @@ pickup() { ls "$T/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
 
 "$MAILHOOK" hook alarm n=1 out="$T/th1"; rc=$?
 is "$rc" 0 "hook alarm exits 0"
-is "$(cat "$T/th1")" 2 "hook: main thread + one worker after a durable enqueue"
+is "$(cat "$T/th1")" 3 "hook: main thread + one worker + the rules' watchdog after a durable enqueue"
 is "$(pickup)" 1 "the message is in pickup/"
 
 UV_THREADPOOL_SIZE=3 "$MAILHOOK" hook alarm n=2 out="$T/th2"
-is "$(cat "$T/th2")" 4 "UV_THREADPOOL_SIZE set by the caller is kept (main + 3)"
+is "$(cat "$T/th2")" 5 "UV_THREADPOOL_SIZE set by the caller is kept (main + 3 + watchdog)"
 
 "$MAILHOOK" -e '
   local sp = assert(require("mailhook.queue").spool())

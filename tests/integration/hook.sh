@@ -1,6 +1,8 @@
 # mailhook hook: rules run in the hook process, mail durable in the spool on
 # exit, malformed events, failing and endless handlers, concurrent processes
-# sharing throttle state, and a summary sent by a later process.
+# sharing throttle state, a summary sent by a later process, failed
+# mh.enqueue calls of rules (issue 11 point 4) and rule files' templates found
+# beside them (issue 11 point 5).
 . "$ROOT/tests/lib/tap.sh"
 export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
 cat > "$MAILHOOK_CONF" <<CONF
@@ -111,6 +113,59 @@ out=$("$MAILHOOK" hook alarm severity=x 2>&1); rc=$?
 is "$rc" 1 "enqueue refused: exit 1"
 like "$out" "disabled" "the reason reaches the output"
 is "$(pickup)" "$before" "nothing queued"
+
+# a rule's mh.enqueue that fails is never silent: logged naming the rule, and
+# the hook fails -- checked or not -- unless the rule marks it handled
+sed -i 's/enabled = false/enabled = true/' "$MAILHOOK_CONF"
+mkdir -p "$T/rules3" "$T/elsewhere"
+cat > "$T/rules3/mail.lua" <<'LUA'
+on("noto", function(ev) mh.enqueue { subject = "no recipient", text = "x" } end, "unchecked-noto")
+on("noatt", function(ev)
+  mh.enqueue { to = "a@example.com", subject = "s", text = "x", attachments = { { path = ev.file } } }
+end, "unchecked-attachment")
+on("checked", function(ev)
+  local id, err = mh.enqueue { subject = "no recipient", text = "x" }
+  if not id then mh.log.warn("could not queue: " .. err) end     -- looked, then went on
+end, "checked-only")
+on("handled", function(ev)
+  local id, err, info = mh.enqueue { to = "a@example.com", subject = "s", text = "x",
+                                     attachments = { { path = ev.file } } }
+  if not id then
+    info.handled = true                                           -- the notice goes without it
+    assert(mh.enqueue { to = "a@example.com", subject = "without the recording", text = err })
+  end
+end, "handled")
+LUA
+before=$(pickup)
+for ev in noto "noatt file=$T/missing.wav" checked; do
+  # shellcheck disable=SC2086
+  out=$(cd "$T/elsewhere" && "$MAILHOOK" hook $ev --rules "$T/rules3" 2>&1); rc=$?
+  is "$rc" 1 "a failed mh.enqueue fails the hook: ${ev%% *}"
+done
+like "$out" "rule checked-only for event 'checked': mh.enqueue failed: to: no recipient" "logged, naming the rule"
+like "$out" "rule checked-only failed: its mail was not queued: mh.enqueue failed" "and the hook says the rule failed"
+out=$("$MAILHOOK" hook noatt file="$T/missing.wav" --rules "$T/rules3" 2>&1)
+like "$out" "unchecked-attachment .*mh.enqueue failed: attachment .*missing.wav" "a missing attachment is named"
+out=$("$MAILHOOK" hook handled file="$T/missing.wav" --rules "$T/rules3" 2>&1); rc=$?
+is "$rc" 0 "a rule that handled the failure (info.handled = true) succeeds"
+like "$out" "rule handled for event 'handled': mh.enqueue failed" "the failure is still logged"
+is "$(pickup)" "$((before + 1))" "only the fallback was queued"
+
+# templates of a rule file are found beside it, whatever the working directory
+mkdir -p "$T/rules4/templates"
+printf 'Alarm: {{what}}\n' > "$T/rules4/templates/body.txt"
+cat > "$T/rules4/tpl.lua" <<'LUA'
+local body = mh.template.file("templates/body.txt")
+on("tpl", function(ev) assert(mh.enqueue { to = "a@example.com", subject = "tpl", text = body(ev) }) end)
+LUA
+out=$(cd / && "$MAILHOOK" hook tpl what=fire --rules "$T/rules4" 2>&1); rc=$?
+is "$rc" 0 "template.file relative to the rule file, from another working directory"
+grep -qs "Alarm: fire" "$T"/spool/pickup/*.eml; ok $? "rendered into the mail"
+sed -i 's/body.txt/nope.txt/' "$T/rules4/tpl.lua"
+out=$("$MAILHOOK" hook tpl what=fire --rules "$T/rules4" 2>&1); rc=$?
+is "$rc" 1 "a missing template fails the hook"
+like "$out" "rule file .*tpl.lua did not load: .*templates/nope.txt \(.*rules4/templates/nope.txt\): No such file" \
+  "at load, naming the rule file and the template's path"
 
 printf 'enabled = maybe\n' > "$T/bad.conf"
 out=$("$MAILHOOK" -c "$T/bad.conf" hook alarm severity=x 2>&1); rc=$?

@@ -70,7 +70,8 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   chmod 711 "$T"; chmod 644 "$C"
   U=$T/uspool; mkdir -p "$U/tmp" "$U/pickup" "$U/failed" "$U/corrupt"
   chown nobody "$U" "$U/tmp" "$U/failed" "$U/corrupt"   # pickup/ stays root's, 0755
-  run_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$MAILHOOK" -c "$C" -s "$U" "$@"; }
+  NB=$(mailhook_for_others "$T/others")   # the checkout may be closed to nobody (a clone in /root)
+  run_nobody() { env -u LD_LIBRARY_PATH setpriv --reuid=nobody --regid=nogroup --clear-groups "$NB" -c "$C" -s "$U" "$@"; }
   out=$(echo x | run_nobody enqueue --to a@ex.org 2>&1); rc=$?
   is "$rc" 1 "unwritable pickup/: enqueue fails"
   like "$out" "pickup/: Permission denied" "with a clear error ($out)"

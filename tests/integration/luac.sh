@@ -63,7 +63,7 @@ is "${bad:-0}" 0 "make precompiled every lua/ module, each matching its source"
 # and the installed binary loads them (relocatable: the tree is moved first).
 # -o: never rebuild the binary here (an ASan build would be remade without it).
 P="$T/prefix"
-make -C "$ROOT" -s --no-print-directory -o "$BUILD/mailhook" BUILD="$BUILD" PREFIX="$P" install >"$T/make.out" 2>&1
+make -C "$ROOT" -s --no-print-directory -o "$BUILD/mailhook" -o "$BUILD/mailhook-tls.so" BUILD="$BUILD" PREFIX="$P" install >"$T/make.out" 2>&1
 is "$?" 0 "make install PREFIX= runs"
 P2="$T/moved"
 mv "$P" "$P2"

@@ -41,3 +41,19 @@ wait_for() {
     sleep 0.05
   done
 }
+# mailhook_for_others DIR: copies what another user needs to run $MAILHOOK (the binary, its TLS module,
+# the precompiled modules, lua/ and scripts/) into DIR, readable by all, and prints the copy's path.
+# For tests that drop to `nobody`: the checkout may be closed to other users (root's clone in /root is
+# mode 700). DIR is best under $T, which is then opened to others (711: they enter, not list). Run the copy with `env -u LD_LIBRARY_PATH` (run-one points it into the checkout, and a
+# search folder the user may not enter stops the dynamic loader).
+mailhook_for_others() {
+  local d=$1 up
+  mkdir -p "$d/build"
+  cp "$MAILHOOK" "$d/build/mailhook"
+  [ -e "$BUILD/mailhook-tls.so" ] && cp "$BUILD/mailhook-tls.so" "$d/build/"
+  [ -d "$BUILD/luac" ] && cp -R "$BUILD/luac" "$d/build/"
+  cp -R "$ROOT/lua" "$ROOT/scripts" "$d/"
+  chmod -R a+rX "$d"
+  case $d in "$T"/*) chmod a+x "$T" ;; esac   # the scratch folder is mktemp's 0700
+  echo "$d/build/mailhook"
+}

@@ -34,7 +34,7 @@ local function fake_spool()
     mh.sleep(0)
     local m = self.msgs[id]
     if not m then return nil, "no such message" end
-    local e = copy(m); e.to = copy(m.to)
+    local e = copy(m); e.to = copy(m.to); e.refused = copy(m.refused or {}); e.done = copy(m.done or {})
     return e
   end
   function sp:delivered(id)
@@ -50,7 +50,9 @@ local function fake_spool()
     m.attempts = o.attempts or m.attempts + 1
     m.next_attempt, m.last_reply = o.next_attempt, o.reply
     local done = {}
-    for _, r in ipairs(o.done or {}) do done[r] = true end
+    m.done, m.refused = m.done or {}, m.refused or {}
+    for _, r in ipairs(o.done or {}) do done[r] = true; m.done[#m.done + 1] = r end
+    for _, r in ipairs(o.refused or {}) do done[r.rcpt] = true; m.refused[#m.refused + 1] = r end
     local left = {}
     for _, r in ipairs(m.to) do if not done[r] then left[#left + 1] = r end end
     m.to = left
@@ -59,7 +61,11 @@ local function fake_spool()
   function sp:fail(id, o)
     mh.sleep(0)
     self.ops[#self.ops + 1] = "fail " .. id
-    self.failed[id] = { reason = o.reason, reply = o.reply, entry = self.msgs[id] }
+    local m = self.msgs[id]
+    if o.attempts then m.attempts = o.attempts end
+    m.refused = m.refused or {}
+    for _, r in ipairs(o.refused or {}) do m.refused[#m.refused + 1] = r end
+    self.failed[id] = { reason = o.reason, reply = o.reply, entry = m, attempts = m.attempts }
     self.msgs[id] = nil
     return true
   end
@@ -71,6 +77,9 @@ end
 --   ok@    250           temp@  450 on the first try of each message, then 250
 --   perm@  550           from tempmsg@ -> 451 at DATA; from permmsg@ -> 554 at DATA
 --   from broke@ -> the session breaks (421) the first time
+-- No recipient accepted: nil, err, info with info.accepted/rejected, as the
+-- engine says it.  opts.limit = N: a session takes N messages, then refuses
+-- MAIL with opts.limit_reply (421 and a close, as Exim; or 452, as OpenSMTPD).
 local function fake_smtp(opts)
   opts = opts or {}
   local smtp = { connects = 0, sends = {}, quits = 0, fail_connects = opts.fail_connects or 0,
@@ -83,7 +92,7 @@ local function fake_smtp(opts)
       return nil, "127.0.0.1:25: connection refused", { stage = "connect", class = "transient", connection = true }
     end
     local n = smtp.connects
-    local s = { open = true, n = n }
+    local s = { open = true, n = n, mails = 0, server = "fake" }
     smtp.sessions[#smtp.sessions + 1] = s
     function s:alive() return self.open end
     function s:info() return { server = "fake", security = "none" } end
@@ -107,12 +116,34 @@ local function fake_smtp(opts)
       assert(self.open, "send on a closed session")
       if smtp.delay > 0 then mh.sleep(smtp.delay) end
       mh.sleep(0)
+      if opts.limit and self.mails >= opts.limit then
+        smtp.limited = (smtp.limited or 0) + 1
+        if (opts.limit_reply or 421) == 421 then
+          self.open = false
+          return nil, "server closing the connection: 421 4.7.0 too many messages in this connection",
+                 { class = "transient", stage = "mail", smtp = 421, enhanced = "4.7.0",
+                   text = "too many messages in this connection", connection = true }
+        end
+        return nil, "MAIL FROM refused: 452 4.5.3 Too many messages sent",
+               { class = "transient", stage = "mail", smtp = 452, enhanced = "4.5.3",
+                 text = "Too many recipients: Too many messages sent", connection = false }
+      end
+      self.mails = self.mails + 1
       smtp.sends[#smtp.sends + 1] = { session = n, id = m.path, to = copy(m.to) }
       local key = m.path
       smtp.tried[key] = (smtp.tried[key] or 0) + 1
       if m.from:match("^tempmsg@") and smtp.tried[key] == 1 then
         return nil, "451 4.3.0 try later", { class = "transient", stage = "data", smtp = 451, enhanced = "4.3.0",
                                              text = "try later" }
+      elseif m.from:match("^unconvertible@") then
+        -- refused by the engine before anything was sent (as l_smtp's snap_refused):
+        -- empty per-recipient lists, no server code
+        return nil, "not sent: the server does not offer SMTPUTF8 and the message cannot be converted: " ..
+                    "the Message-ID header holds 8-bit bytes",
+               { code = "E8BIT", class = "permanent", stage = "data", connection = false, accepted = {}, rejected = {} }
+      elseif m.from:match("^toobig@") then
+        return nil, "message is 5000 bytes, the server accepts at most 100 (its SIZE); not sent",
+               { code = "ETOOBIG", class = "permanent", stage = "mail", connection = false, accepted = {}, rejected = {} }
       elseif m.from:match("^permmsg@") then
         return nil, "554 5.6.0 content rejected", { class = "permanent", stage = "data", smtp = 554,
                                                     enhanced = "5.6.0", text = "content rejected" }
@@ -132,6 +163,12 @@ local function fake_smtp(opts)
           res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 550, enhanced = "5.1.1", text = "no such user",
                                               class = "permanent" }
         end
+      end
+      if #res.accepted == 0 then   -- the engine: the send failed, each recipient's reply kept
+        local r1 = res.rejected[1]
+        return nil, "no recipient accepted: " .. r1.rcpt .. ": " .. r1.smtp .. " " .. r1.text,
+               { class = r1.class, stage = "rcpt", smtp = r1.smtp, enhanced = r1.enhanced, text = r1.text,
+                 accepted = {}, rejected = res.rejected }
       end
       return res
     end
@@ -232,7 +269,8 @@ end)
 ---------------------------------------------------------------- scheduling
 
 tap.test("messages go oldest first on one reused session, then it closes when idle", function(t)
-  local d, sp, smtp = setup()
+  -- the rescan once an hour: only kick() can start the message added at the end
+  local d, sp, smtp = setup{ scan_interval = 3600 }
   for i = 1, 5 do sp:add{ to = { "ok@x" } } end
   local task = start(d)
   t:ok(until_(function() return sp:count() == 0 end), "all delivered")
@@ -242,10 +280,9 @@ tap.test("messages go oldest first on one reused session, then it closes when id
   t:is(d.workers[1].state, "idle", "the worker is idle")
   -- a new message after the close: kick() starts it at once on a new session
   sp:add{ to = { "ok@x" } }
-  local t0 = mh.monotonic()
   d:kick()
-  t:ok(until_(function() return sp:count() == 0 end), "a new message is delivered")
-  t:ok(mh.monotonic() - t0 < 0.5, "promptly")
+  t:ok(until_(function() return sp:count() == 0 end),
+       "a new message is delivered at once (kick: the next rescan is an hour away)")
   t:is(smtp.connects, 2, "on a new connection")
   d:stop()
   local ok, st = task:wait()
@@ -342,13 +379,143 @@ tap.test("mixed recipients are settled one by one; accepted ones never again", f
   local task = start(d)
   t:ok(until_(function() return sp:count() == 0 end), "settled")
   t:same(smtp.sends[1] and smtp.sends[1].to, { "ok@x", "temp@x", "perm@x" }, "first try: all three")
-  t:same(smtp.sends[2] and smtp.sends[2].to, { "temp@x", "perm@x" }, "second try: not the accepted one")
+  t:same(smtp.sends[2] and smtp.sends[2].to, { "temp@x" },
+         "second try: only the 450 one (the accepted one is done, the 550 one never sent again)")
   t:is(sp.ops[1], "defer 000001", "deferred for the 450")
   local f = sp.failed["000001"]
   t:like(f and f.reason, "perm@x: 550 5%.1%.1 no such user", "then failed for the 550, naming the recipient")
-  t:same(f and f.entry.to, { "perm@x" }, "only the rejected recipient is left in it")
+  t:like(f and f.reason, "delivered to 2 other recipients", "saying the others got it")
+  t:same(f and f.entry.refused, { { rcpt = "perm@x", reply = "550 5.1.1 no such user" } },
+         "the refused recipient is recorded with its reply")
+  t:is(f and f.attempts, 2, "attempts counts the attempt that failed")
   t:ok(until_(function() return #events >= 1 end) and #events == 1, "one `failed` event")
+  local ev = events[1] and events[1][2] or {}
+  t:same(ev.to, { "perm@x" }, "the event's `to`: the recipient that failed")
+  t:same(ev.refused, { { rcpt = "perm@x", reply = "550 5.1.1 no such user" } }, "`refused` with its reply")
+  t:same(ev.delivered, { "ok@x", "temp@x" }, "`delivered`: the ones that got it")
   d:stop(); task:wait()
+end)
+
+
+-- Issue 19 point 1: every recipient settled by its own reply.
+tap.test("19.1 (a): A 550 then B 451, none accepted: B is retried, A recorded once and never sent again", function(t)
+  local d, sp, smtp, log, events = setup()
+  sp:add{ to = { "perm@x", "temp@x" } }
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "settled")
+  t:same(smtp.sends[1] and smtp.sends[1].to, { "perm@x", "temp@x" }, "first try: both")
+  t:same(smtp.sends[2] and smtp.sends[2].to, { "temp@x" }, "second try: only the 451 one")
+  t:is(#smtp.sends, 2, "two tries")
+  t:is(sp.ops[1], "defer 000001", "the first try deferred the message (it did not fail it)")
+  local f = sp.failed["000001"]
+  t:ok(f ~= nil, "then, with the 451 one delivered, failed/ for the 550 one")
+  t:like(f and f.reason, "perm@x: 550", "naming it")
+  t:ok(not (f and f.reason or ""):find("temp@x", 1, true), "and not the one that got it")
+  t:is(f and f.attempts, 2, "attempts 2")
+  d:stop(); task:wait()
+end)
+
+tap.test("19.1 (b): B 451 first, then A 550: the 550 is recorded, the next try does not RCPT A", function(t)
+  local d, sp, smtp = setup{ once = true }
+  sp:add{ to = { "temp@x", "perm@x" } }
+  local st = d:run()
+  t:is(st.deferred, 1, "deferred")
+  t:is(sp:count(), 1, "still queued (flush would exit non-zero)")
+  local m = sp.msgs["000001"]
+  t:same(m.refused, { { rcpt = "perm@x", reply = "550 5.1.1 no such user" } }, "the 550 recorded with its reply")
+  t:same(m.to, { "temp@x" }, "only the 451 one pending")
+  local d2 = setup{ once = true }
+  d2.spool, d2.connect = sp, smtp.connect
+  m.next_attempt = 0
+  d2:run()
+  t:same(smtp.sends[2] and smtp.sends[2].to, { "temp@x" }, "the second try: RCPT to the 451 one only")
+  t:ok(sp.failed["000001"] ~= nil, "then failed/ (the 550 one) with nothing pending")
+end)
+
+tap.test("19.1 (c): 2 accepted, 1 refused, 1 deferred: the deferred one gets it on the second try", function(t)
+  local d, sp, smtp, log, events = setup()
+  sp:add{ to = { "ok@x", "ok@y", "perm@x", "temp@x" } }
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "settled")
+  t:same(smtp.sends[2] and smtp.sends[2].to, { "temp@x" }, "second try: the deferred one only")
+  t:is(#smtp.sends, 2, "two tries")
+  local f = sp.failed["000001"]
+  t:like(f and f.reason, "perm@x: 550 .*delivered to 3 other recipients", "failed/ names the 550 one")
+  t:ok(until_(function() return #events >= 1 end), "a `failed` event")
+  local ev = events[1] and events[1][2] or {}
+  t:same(ev.to, { "perm@x" }, "for the refused recipient")
+  t:same(ev.delivered, { "ok@x", "ok@y", "temp@x" }, "naming the three that got it")
+  t:is(log:count("perm@x: 550.*refused for good.*1 recipient still pending"), 1,
+       "the refusal logged once, with what is still pending")
+  d:stop(); task:wait()
+end)
+
+tap.test("19.3: refused before sending (no 8BITMIME/SMTPUTF8 to convert with, over SIZE): failed/, saying so", function(t)
+  local d, sp, smtp = setup{ once = true }
+  sp:add{ from = "unconvertible@x" }
+  sp:add{ from = "toobig@x" }
+  local st = d:run()
+  t:is(st.failed, 2, "both failed")
+  t:is(st.delivered, 0, "neither taken for a delivery (empty recipient lists are no result)")
+  t:like(sp.failed["000001"] and sp.failed["000001"].reason, "^not sent: the server does not offer SMTPUTF8",
+         "the reason is the engine's")
+  t:like(sp.failed["000002"] and sp.failed["000002"].reason, "^message is 5000 bytes, the server accepts at most 100",
+         "the size refusal says both sizes")
+  t:ok(not sp.failed["000002"].reason:find("rejected by the server", 1, true), "not 'rejected by the server'")
+end)
+
+tap.test("19.1: every recipient 550: failed/ at once, attempts 1", function(t)
+  local d, sp, smtp = setup{ once = true }
+  sp:add{ to = { "perm@x", "perm@y" } }
+  local st = d:run()
+  t:is(st.failed, 1, "failed")
+  t:is(sp.failed["000001"] and sp.failed["000001"].attempts, 1, "attempts counts the attempt that failed")
+  t:like(sp.failed["000001"].reason, "perm@x: 550.*perm@y: 550", "both named")
+end)
+
+-- Issue 19 point 2: a server's per-connection limit costs a reconnect, not a deferral.
+for _, reply in ipairs { 421, 452 } do
+  tap.test("19.2: a " .. reply .. " to MAIL after N messages on a connection: reconnect at once, in order, "
+           .. "then close before the limit", function(t)
+    delivery.limits = {}
+    local d, sp, smtp, log = setup{ smtp = { limit = 3, limit_reply = reply } }
+    for i = 1, 10 do sp:add{} end
+    local task = start(d)
+    t:ok(until_(function() return sp:count() == 0 end), "all 10 delivered")
+    t:same(ids_sent(smtp), { "000001", "000002", "000003", "000004", "000005", "000006", "000007", "000008",
+                             "000009", "000010" }, "each once, in order")
+    t:is(smtp.limited, 1, "the limit was met once, then no refused command")
+    t:is(smtp.connects, 4, "four connections of at most 3 messages")
+    t:is(#sp.ops, 10, "no deferral, no failure")
+    t:is(log:count("server unreachable"), 0, "not an outage")
+    t:is(log:count("refuses more than 3 messages on one connection"), 1, "the limit is logged once")
+    t:is(delivery.limits["fake:"] and delivery.limits["fake:"].n, 3, "and remembered")
+    d:stop(); task:wait()
+    delivery.limits = {}
+  end)
+end
+
+tap.test("19.2: a 4xx to MAIL on a fresh connection is the message's (deferred), and no limit is learnt", function(t)
+  delivery.limits = {}
+  local d, sp, smtp, log = setup{ once = true }
+  sp:add{ from = "tempmsg@x" }
+  local st = d:run()
+  t:is(st.deferred, 1, "deferred")
+  t:is(next(delivery.limits), nil, "no limit")
+end)
+
+tap.test("19.2: connections = 2 share the limit learnt", function(t)
+  delivery.limits = {}
+  local d, sp, smtp = setup{ connections = 2, smtp = { limit = 2, limit_reply = 452, delay = 0.01 } }
+  for i = 1, 12 do sp:add{} end
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "all 12 delivered")
+  t:is(#smtp.sends, 12, "each once")
+  t:ok((smtp.limited or 0) <= 2, "at most one refusal per worker before the limit is known (" ..
+       tostring(smtp.limited) .. ")")
+  t:is(#sp.ops, 12, "no deferral")
+  d:stop(); task:wait()
+  delivery.limits = {}
 end)
 
 tap.test("a message older than max_queue_age goes to failed/ as expired, even during an outage", function(t)

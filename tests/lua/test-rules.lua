@@ -1,5 +1,6 @@
--- Rules: on/emit, one task per handler, failures isolated, the instruction
--- budget, and rule files in their own strict environments.
+-- Rules: on/emit, one task per handler, failures isolated, the budget (every
+-- coroutine and task a rule starts, instructions, wall-clock time, memory),
+-- mh.enqueue failures of rules, and rule files in their own strict environments.
 local tap = require "tap"
 local mh = require "mailhook"
 local rules = require "mailhook.rules"
@@ -10,6 +11,12 @@ local function tmpdir()
   assert(mh.core.rstate.mkdir(d))
   return d
 end
+
+-- Waits until every task a rule started has ended (each by its deadline).
+function core_wait_rule_tasks() mh.core.rule_tasks_wait() end
+
+-- One throttle call (takes and releases the rule-state lock).
+function throttle_like(rs) return rs.throttle { key = "k", max = 5, per = 60 } end
 
 local function write(path, text)
   local f = assert(io.open(path, "w"))
@@ -145,6 +152,163 @@ tap.test("a reload replaces the handlers and timers of rule files", function(t)
   _G.TICKS = nil
   os.remove(d .. "/a.lua")
   os.remove(d)
+  rules.clear()
+end)
+
+-- The budget covers every coroutine and task a rule creates (issue 10 point 2).
+tap.test("the budget covers coroutines and tasks the handler starts", function(t)
+  rules.clear()
+  local saved = rules.budget
+  rules.budget = 2000000
+  mh.on("esc", function() coroutine.wrap(function() while true do end end)() end, "wrap")
+  mh.on("esc", function()
+    local co = coroutine.create(function() local x = 0 while true do x = x + 1 end end)
+    local ok, err = coroutine.resume(co)   -- the stop surfaces here, and again in the handler
+    error("resume returned: " .. tostring(ok) .. " " .. tostring(err))
+  end, "create")
+  local spawned
+  mh.on("esc", function() spawned = mh.spawn(function() while true do end end) end, "spawn")
+  local ok, failures = mh.emit("esc", {})
+  local by = {}
+  for _, f in ipairs(failures) do by[f.handler] = f.error end
+  t:is(ok, false, "reported")
+  t:like(by.wrap, "stopped: exceeded its budget of 2000000 instructions", "a loop inside coroutine.wrap")
+  t:like(by.create, "stopped: exceeded its budget of 2000000 instructions", "a loop in a coroutine.create'd thread")
+  core_wait_rule_tasks()
+  t:is(spawned:status(), "failed", "a loop in a task the handler spawned is stopped too")
+  local _, msg = spawned:wait()
+  t:like(msg, "stopped: exceeded its budget", "with the budget's reason")
+  local fails = mh.core.rule_failures()
+  t:like(fails[1], "rule spawn for event 'esc' %(a task it started", "reported under the rule's name")
+  rules.budget = saved
+end)
+
+tap.test("a rule ends within its lifetime: waits end too", function(t)
+  rules.clear()
+  local saved = rules.time_budget
+  rules.time_budget = 0.3
+  local sleeper
+  mh.on("wait", function() mh.sleep(1e6) end, "sleeps")
+  mh.on("wait", function() sleeper = mh.spawn(function() while true do mh.sleep(0.01) end end) end, "spawns")
+  local t0 = mh.monotonic()
+  local ok, failures = mh.emit("wait", {})
+  core_wait_rule_tasks()
+  rules.time_budget = saved
+  t:is(ok, false, "the waiting handler failed")
+  t:like(failures[1] and failures[1].error, "stopped: not finished 0.9 seconds after it started",
+         "by its lifetime (3 x its running time)")
+  t:is(sleeper:status(), "failed", "the task it spawned ended with it")
+  t:ok(mh.monotonic() - t0 < 10, "no later than the budget (and some slack)")
+  mh.core.rule_failures()
+end)
+
+tap.test("memory: the allocator caps the Lua heap while a rule runs", function(t)
+  rules.clear()
+  local saved = rules.memory_limit
+  rules.memory_limit = 24 * 1048576
+  local after
+  mh.on("hog", function()
+    local keep, chunk = {}, ("0123456789abcdef"):rep(65536)   -- 1 MB
+    while true do pcall(function() keep[#keep + 1] = chunk .. #keep end) end
+  end, "hog")
+  mh.on("hog", function() after = ("ok"):rep(10) end, "modest")
+  local ok, failures = mh.emit("hog", {})
+  rules.memory_limit = saved
+  t:is(ok, false, "the hog failed")
+  t:is(#failures, 1, "only the hog")
+  t:like(failures[1].error, "stopped: exceeded the memory limit of 24 MB for rules", "a pcall cannot keep it going")
+  t:is(after, ("ok"):rep(10), "the modest handler ran")
+  t:ok(mh.core.heap() < 24 * 1048576, "its heap was given back")
+  local big = ("z"):rep(30 * 1048576)   -- outside a rule nothing is refused
+  t:is(#big, 30 * 1048576, "code outside rules is not limited")
+end)
+
+tap.test("a rule's own timers are budgeted and never hold the process", function(t)
+  rules.clear()
+  local ticks, timer, label = 0, nil, nil
+  local saved = rules.budget
+  rules.budget = 2000000
+  local before = mh.core.handles()
+  mh.on("tmr", function()
+    timer = mh.every(0.01, function()
+      ticks = ticks + 1
+      local _, l = mh.core.budget()
+      label = l
+      if ticks == 2 then while true do end end
+    end)
+  end, "ticker")
+  mh.emit("tmr", {})
+  t:is(mh.core.handles(), before, "the timer does not keep the loop alive")
+  local until_ = mh.monotonic() + 5
+  while ticks < 3 and mh.monotonic() < until_ do mh.sleep(0.01) end
+  timer:stop()
+  rules.budget = saved
+  t:ok(ticks >= 3, "it ticks on after one tick was stopped")
+  t:is(label, "rule ticker for event 'tmr'", "each tick runs under a budget named after the rule")
+  mh.core.rule_failures()
+end)
+
+tap.test("rule state: a stop is deferred until the lock is released", function(t)
+  rules.clear()
+  local rs = require "mailhook.rule_state"
+  local dir = tmpdir()
+  rs.dir = dir
+  local saved = rules.budget
+  rules.budget = 200000
+  mh.on("st", function()
+    local ok = throttle_like(rs)
+    while true do end
+  end, "locker")
+  local ok, failures = mh.emit("st", {})
+  t:like(failures[1] and failures[1].error, "stopped: exceeded its budget", "stopped")
+  rules.budget = saved
+  local allowed = mh.spawn(function() return rs.throttle { key = "k", max = 5, per = 60 } end)
+  local wok, res = allowed:wait()
+  t:ok(wok and res, "the lock was released: the next throttle works")
+  rs.dir = nil
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
+-- mh.enqueue failures inside a rule (issue 11 point 4)
+tap.test("a failed mh.enqueue fails the rule unless the rule marks it handled", function(t)
+  rules.clear()
+  local dir = tmpdir()
+  local paths = mh.core.paths
+  local conf, spool = paths.conf, paths.spool
+  paths.conf, paths.spool = dir .. "/mailhook.conf", dir .. "/spool"
+  write(paths.conf, "enabled = true\nserver = 127.0.0.1\nfrom = pbx@example.com\n")
+  mh.on("mail", function() mh.enqueue { subject = "no recipient", text = "x" } end, "unchecked")
+  mh.on("mail", function()
+    local id, err = mh.enqueue { to = "a@example.com", subject = "x", text = "y",
+                                 attachments = { { path = dir .. "/missing.wav" } } }
+    if not id then mh.log.warn("could not: " .. err) end          -- looked, did nothing about it
+  end, "checked-only")
+  mh.on("mail", function()
+    local id, err, info = mh.enqueue { subject = "no recipient", text = "x" }
+    if not id then
+      info.handled = true                                           -- dealt with it: a fallback
+      assert(mh.enqueue { to = "desk@example.com", subject = "fallback", text = err })
+    end
+  end, "handled")
+  local ok, failures = mh.emit("mail", {})
+  local by = {}
+  for _, f in ipairs(failures) do by[f.handler] = f.error end
+  t:is(ok, false, "reported")
+  t:like(by.unchecked, "its mail was not queued: mh.enqueue failed: .*recipient", "an unchecked failure fails the rule")
+  t:like(by["checked-only"], "mh.enqueue failed: attachment .*missing.wav", "so does one checked but not handled")
+  t:is(by.handled, nil, "a rule that marks it handled succeeds")
+  local status, msgs = rules.dispatch("nothing", {})
+  t:is(status, 0, "dispatch of an unrelated event is clean")
+  rules.clear()
+  mh.on("late", function() mh.spawn(function() mh.sleep(0.01); mh.enqueue { subject = "late", text = "x" } end) end,
+        "spawner")
+  status, msgs = rules.dispatch("late", {})
+  t:is(status, 1, "a task the rule started whose mh.enqueue failed fails the event")
+  t:like(table.concat(msgs, "\n"), "rule spawner for event 'late' failed: its mail was not queued", "named")
+  local id = mh.enqueue { subject = "outside", text = "x" }
+  t:is(id, nil, "outside a rule the result is only returned")
+  paths.conf, paths.spool = conf, spool
+  os.execute("rm -rf '" .. dir .. "'")
   rules.clear()
 end)
 

@@ -62,7 +62,7 @@ tap.test("cancel interrupts a waiting task", function(t)
   local ok, err = task:wait()
   t:is(ok, false, "interrupted")
   t:like(err, "interrupted", "message")
-  t:ok(mh.monotonic() - t0 < 1, "did not sleep 10 s")
+  t:ok(mh.monotonic() - t0 < 5, "did not sleep 10 s")   -- half the sleep: no bet on the machine's speed
 end)
 
 tap.test("plain coroutine.yield in a task lets other tasks run", function(t)

@@ -60,17 +60,32 @@ tap.test("a header value can never add a line", function(t)
   t:is(mh.template("a\nb{{x}}\n", { header = true })({ x = "\r" }), "a b", "nor can the template itself")
 end)
 
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(mh.core.rstate.mkdir(d))
+  return d
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
 tap.test("templates from files, and the shipped defaults", function(t)
-  local dir = os.tmpname()
-  os.remove(dir)
-  local html = dir .. ".html"
-  local f = assert(io.open(html, "w")); f:write("<p>{{x}}</p>"); f:close()
-  local r = assert(mh.template.file(html))
+  local dir = tmpdir()
+  local html = dir .. "/a.html"
+  write(html, "<p>{{x}}</p>")
+  local r = mh.template.file(html)
   t:is(r { x = "<" }, "<p>&lt;</p>", "a .html file is escaped as html")
-  os.remove(html)
-  local none, err = mh.template.file(dir .. ".missing")
-  t:is(none, nil, "a missing file fails")
-  t:like(err, "missing", "naming it")
+  local ok, err = pcall(mh.template.file, dir .. "/missing.txt")
+  t:ok(not ok, "a missing file raises")
+  t:like(err, "mh%.template%.file: .*missing%.txt: No such file", "naming it and why")
+  write(dir .. "/bad.txt", "{{#if x}}")
+  ok, err = pcall(mh.template.file, dir .. "/bad.txt")
+  t:ok(not ok, "a malformed file raises")
+  t:like(err, "bad%.txt:1: '{{#if x}}' is never closed", "naming it and the line")
   for _, name in ipairs { "voicemail", "fax", "alarm" } do
     local m, missing = mh.template.message(name, {})
     t:ok(m.subject and #m.subject > 0 and m.text and #m.text > 0, name .. " renders with no fields at all")
@@ -81,9 +96,139 @@ tap.test("templates from files, and the shipped defaults", function(t)
                                                owner = "Ann", attached = true })
   t:like(m.subject, "^New voicemail from %+33 1 23  Bcc: x@y %(12 s%) for mailbox 200$", "voicemail subject")
   t:like(m.text, "Duration: 12 seconds", "voicemail body")
-  t:like(m.html, "&lt;%+33 1 23", "voicemail html escapes")
+  t:like(m.html, "%+33 1 23", "voicemail html")
+  m = mh.template.message("voicemail", { caller = "<b>", caller_name = "J. & Co" })
+  t:like(m.html, "J%. &amp; Co %(&lt;b&gt;%)", "voicemail html escapes")
   local a = mh.template.message("alarm", { severity = "critical", source = "ups1", message = "on battery" })
   t:is(a.subject, "[critical] ups1: on battery", "alarm subject")
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
+-- A rule file's template.file("templates/x.txt") is found beside the rule
+-- file, whatever the working directory; a missing one fails the file at load.
+tap.test("template.file: relative to the rule file, an error at load", function(t)
+  local rules = require "mailhook.rules"
+  local dir = tmpdir()
+  assert(mh.core.rstate.mkdir(dir .. "/rules/templates"))
+  write(dir .. "/rules/templates/x.txt", "Hello {{who}}")
+  write(dir .. "/rules/10-ok.lua", [[
+    local body = mh.template.file("templates/x.txt")
+    on("tpl", function(ev) ev.out.text = body(ev) end)
+  ]])
+  write(dir .. "/rules/20-missing.lua", [[
+    local body = template.file("templates/nope.txt")
+    on("tpl", function(ev) ev.out.never = true end)
+  ]])
+  rules.clear()
+  local n, errors = rules.load(dir .. "/rules")
+  t:is(n, 1, "the file whose template exists loads (the working directory is elsewhere)")
+  t:is(#errors, 1, "the other fails at load")
+  t:like(errors[1] and errors[1].file, "20%-missing%.lua$", "that file")
+  t:like(errors[1] and errors[1].error, "templates/nope%.txt %(.*/rules/templates/nope%.txt%): No such file",
+         "naming the path, as written and as resolved")
+  local out = {}
+  mh.emit("tpl", { who = "Ann", out = out })
+  t:is(out.text, "Hello Ann", "the template renders")
+  t:is(out.never, nil, "nothing of the failed file runs")
+  rules.clear()
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
+-- Site templates (settings `templates`, default ./templates beside the
+-- settings file) are found before the shipped ones, whole sets at a time.
+tap.test("template.message: the site's folder first, then the shipped one", function(t)
+  local tpl = mh.template
+  local dir = tmpdir()
+  local paths = mh.core.paths
+  local conf = paths.conf
+  paths.conf = dir .. "/mailhook.conf"
+  write(paths.conf, "templates = site\n")
+  assert(mh.core.rstate.mkdir(dir .. "/site"))
+  write(dir .. "/site/voicemail.txt", "SITE voicemail for {{mailbox}}")
+  write(dir .. "/site/custom.subject", "custom {{x}}")
+  write(dir .. "/site/custom.txt", "body {{x}}")
+  t:is(tpl.dirs()[1], dir .. "/site", "the settings' folder, relative to the settings file")
+  local m = tpl.message("voicemail", { mailbox = "200" })
+  t:is(m.text, "SITE voicemail for 200", "the site's template wins")
+  t:is(m.subject, nil, "the set is the site's alone (no shipped subject mixed in)")
+  t:is(m.html, nil, "nor a shipped html part")
+  t:like(tpl.message("fax", { sender = "+1" }).subject, "^Fax from %+1", "others still come from the shipped set")
+  t:is(tpl.message("custom", { x = 1 }).subject, "custom 1", "a site-only template")
+  local ok, err = pcall(tpl.message, "nothing-here", {})
+  t:like(err, "no template named 'nothing%-here' in .*/site or .*/templates", "a missing one names both folders")
+  paths.conf = dir .. "/other.conf"     -- no `templates` key: ./templates beside it
+  write(paths.conf, "")
+  t:is(tpl.dirs()[1], dir .. "/templates", "default ./templates beside the settings file")
+  paths.conf = conf
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
+-- Every shipped template renders a well-formed message whatever optional
+-- field is missing or empty: no unbalanced or empty brackets, no dangling
+-- separator, no stray spaces (the voicemail "From:     <+33...>" class).
+local FIELDS = {
+  voicemail = { caller = "+33123456789", caller_name = "J. Doe", mailbox = "200", duration = "42",
+                owner = "Ann", time = "2024-01-02 10:00", attached = true, file_name = "msg1.wav" },
+  fax = { sender = "+33198765432", sender_name = "ACME", pages = "3", plural = true, recipient = "acct",
+          status = "ok", time = "2024-01-02 10:00", attached = true, file_name = "f.pdf" },
+  alarm = { severity = "major", source = "ups1", message = "on battery", time = "10:00", details = "d",
+            fields = { { name = "load", value = "80%" } } },
+}
+
+local function problems(text, html)
+  local bad = {}
+  if html then text = text:gsub("<[^>]*>", ""):gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&amp;", "&") end
+  for line in (text .. "\n"):gmatch("(.-)\n") do
+    for _, pair in ipairs { { "%(", "%)" }, { "<", ">" }, { "%[", "%]" } } do
+      local _, open = line:gsub(pair[1], "")
+      local _, close = line:gsub(pair[2], "")
+      if open ~= close then bad[#bad + 1] = "unbalanced " .. pair[1]:sub(-1) .. " in '" .. line .. "'" end
+    end
+    if line:find("%(%s*%)") or line:find("<%s*>") or line:find("%[%s*%]") then
+      bad[#bad + 1] = "empty brackets in '" .. line .. "'"
+    end
+    if line:find("<[^@>]*>") then bad[#bad + 1] = "angle brackets around a non-address in '" .. line .. "'" end
+    if line:find("%s$") then bad[#bad + 1] = "trailing space in '" .. line .. "'" end
+    if line:find("[^:%s]%s%s") then bad[#bad + 1] = "double space in '" .. line .. "'" end
+    if line:find(":%s*$") or line:find("%s[,;:]") or line:find("^%s*[,;]") then
+      bad[#bad + 1] = "dangling separator in '" .. line .. "'"
+    end
+  end
+  return bad
+end
+
+tap.test("shipped templates stay well-formed with any optional field missing", function(t)
+  for name, full in pairs(FIELDS) do
+    local cases = { { "all fields", full } }
+    for k in pairs(full) do
+      for _, v in ipairs { false, "" } do
+        local ctx = {}
+        for k2, v2 in pairs(full) do ctx[k2] = v2 end
+        ctx[k] = v or nil
+        cases[#cases + 1] = { (v == "" and "empty " or "no ") .. k, ctx }
+      end
+    end
+    cases[#cases + 1] = { "no fields", {} }
+    local bad = {}
+    for _, c in ipairs(cases) do
+      local m = mh.template.message(name, c[2])
+      for _, part in ipairs { "subject", "text", "html" } do
+        if m[part] then
+          for _, p in ipairs(problems(m[part], part == "html")) do
+            bad[#bad + 1] = name .. "." .. part .. " with " .. c[1] .. ": " .. p
+          end
+        end
+      end
+      if m.subject and (m.subject:find("^%s") or m.subject:find("%s$")) then
+        bad[#bad + 1] = name .. ".subject with " .. c[1] .. ": leading or trailing space"
+      end
+    end
+    t:same(bad, {}, name .. ": " .. #cases .. " cases, every part well-formed")
+  end
+  local m = mh.template.message("voicemail", { caller = "+33123456789" })
+  t:like(m.text, "\nFrom:     %+33123456789\n", "voicemail without caller_name: the number alone")
+  m = mh.template.message("voicemail", { caller = "+33123456789", caller_name = "J. Doe" })
+  t:like(m.text, "\nFrom:     J%. Doe %(%+33123456789%)\n", "with it: name (number)")
 end)
 
 return tap.done()

@@ -66,7 +66,8 @@ static void fixed(void) {
   ok(same("x\n.\r\nmore", 10, c2, 2, 1), "'.' | '\\r' | '\\n' across reads: the message ends");
   ok(same("x\n.\r\nmore", 10, c2, 2, 0), "the same with -i: kept");
   ok(same("a\n.", 3, c3, 0, 1), "a dot at the end without newline is text");
-  ok(same("a\n.\r", 4, c3, 2, 1), "'.\\r' at the end is text");
+  ok(same("a\n.\r", 4, c3, 2, 1), "'.\\r' at the end: a bare CR ends the line, a lone dot ends the message");
+  ok(same("Subject: hi\rBcc: x\r\n", 20, c3, 2, 1), "a bare CR in a header line: two CRLF lines");
   ok(same("a\n..\n. \n.x\n", 12, NULL, 0, 1), "'..', '. ' and '.x' lines are text");
   ok(same(".\nafter", 7, NULL, 0, 1), "a dot first: empty message");
   ok(same("", 0, NULL, 0, 1), "no input: empty message");

@@ -504,7 +504,8 @@ static void test_rset_only_after_unfinished(void) {
   mh_smtp *s = opened(&r, EHLO_PIPE);
   diag("RSET rule without queueing: after a refused dot none, after a refused RCPT one");
   send_msg(s, 1);
-  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n554 5.7.1 no\r\n");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "554 5.7.1 no\r\n");
   is_int(r.d[0].rc, MH_EREPLY, "message 1 refused at the dot");
   take(&r);
   send_msg(s, 2);
@@ -623,7 +624,8 @@ static void test_session_failures(void) {
   s = opened(&r, EHLO_PIPE);
   send_msg(s, 1);
   send_msg(s, 2);
-  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 queued 1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 queued 1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
   take(&r);
   mh_smtp_error(s, MH_ECONNECT, "write failed");
   is_int(r.ndone, 2, "two io.done");
@@ -796,7 +798,8 @@ static void test_getters_not_stale(void) {
   diag("getters in io.done describe that transaction, not the one before");
   send_msg(s, 1);
   send_msg(s, 2);
-  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n554 5.7.1 spam\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "554 5.7.1 spam\r\n250 ok\r\n250 ok\r\n354 go\r\n");
   mh_smtp_release(s);
   feed(s, "250 queued 2\r\n");
   is_int(r.ndone, 2, "message 1 refused at the dot, message 2 accepted");
@@ -809,7 +812,8 @@ static void test_getters_not_stale(void) {
   send_msg(s, 1);
   send_msg(s, 2);
   is_int(send_msg(s, 3), MH_EINVAL, "a third send: MH_EINVAL");
-  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 queued 1\r\n");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 queued 1\r\n");
   is_int(r.d[0].rc, 0, "message 1 accepted");
   is_str(r.d[0].errmsg, "", "message 1's callback: errmsg empty (smtp.h: a refused send does not "
          "touch errmsg while another transaction runs)");
@@ -818,7 +822,8 @@ static void test_getters_not_stale(void) {
   s = opened(&r, EHLO_PIPE);
   send_msg(s, 1);
   send_msg(s, 2);
-  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued as Q1\r\n");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 2.0.0 queued as Q1\r\n");
   mh_smtp_timeout(s);
   is_int(r.ndone, 2, "message 1 accepted, message 2 timed out waiting for its MAIL reply");
   is_int(r.d[1].rc, MH_ETIMEDOUT, "message 2: MH_ETIMEDOUT");
@@ -829,7 +834,8 @@ static void test_getters_not_stale(void) {
   s = opened(&r, EHLO_PIPE);
   send_msg(s, 1);
   send_msg(s, 2);
-  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued as Q1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 2.0.0 queued as Q1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
   mh_smtp_error(s, MH_EEOF, "connection closed by server");
   is_int(r.d[1].rc, MH_EEOF, "message 2 (gated) fails with the transport error");
   is_int(r.d[1].code, 0, "its last_reply: none (got message 1's 250)");

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "tap.h"
 #include "smtp.h"
+#include "mime7.h"
 #include "error.h"
 
 /* What the session told its owner. */
@@ -45,6 +46,9 @@ static const char *take(rec *r) {
   r->writes = 0;
   return last_out;
 }
+
+/* The output since the last take() is want. */
+#define like_out(r, want, ...) is_str(take(r), want, __VA_ARGS__)
 
 static const char *EHLO_FULL =
   "250-mx.test greets you\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250-8BITMIME\r\n"
@@ -129,7 +133,8 @@ static void test_pipelining(void) {
   is_int(mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg)), 0, "second send");
   is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=21\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
          "no RSET after a completed transaction");
-  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  feed(s, "250 ok\r\n");
   is_int(r.rc, 0, "second accepted");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
@@ -187,9 +192,17 @@ static void test_size(void) {
   is_str(take(&r), "", "nothing sent");
   is_int(r.done, 0, "no io.done for a refusal before start");
   is_int(mh_smtp_get_state(s), MH_SMTP_READY, "session still usable");
-  ok(strstr(mh_smtp_errmsg(s), "limit of 100") != NULL, "message says the limit");
+  is_str(mh_smtp_errmsg(s), "message is 202 bytes, the server accepts at most 100 (its SIZE); not sent",
+         "the reason gives both sizes, and says it was decided here (issue 19.3)");
   is_int(mh_smtp_send(s, "a@x.test", to, 1, big, 50), 0, "under SIZE goes");
   is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=52\r\n", "SIZE parameter");
+  feed(s, "250 ok\r\n");
+  feed(s, "250 ok\r\n");
+  feed(s, "354 go\r\n");
+  feed(s, "250 ok\r\n");
+  take(&r);
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, ".a\r\n..\r\nb", 9), 0, "a message with dots at line starts");
+  is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=11\r\n", "SIZE: the message with its CRLF, not the stuffed dots");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
 }
@@ -341,7 +354,8 @@ static void test_starttls(void) {
 
   s = new_session(&r, 2);
   mh_smtp_connected(s, 0);
-  feed(s, "220 mx\r\n250-mx\r\n250 STARTTLS\r\n");
+  feed(s, "220 mx\r\n");
+  feed(s, "250-mx\r\n250 STARTTLS\r\n");
   feed(s, "220 go ahead\r\n");
   take(&r);
   mh_smtp_tls_ready(s);
@@ -422,7 +436,8 @@ static void test_timeouts_and_421(void) {
   const char *to[] = { "b@x.test" };
   mh_smtp_send(s, "a@x.test", to, 1, "x", 1);
   is_int(mh_smtp_state_timeout(s), 60000, "MAIL: 5 min capped by command_timeout");
-  feed(s, "250 ok\r\n250 ok\r\n");
+  feed(s, "250 ok\r\n");
+  feed(s, "250 ok\r\n");
   is_int(mh_smtp_get_state(s), MH_SMTP_DATA, "waiting for 354");
   is_int(r.timer, 60000, "DATA: 2 min capped");
   feed(s, "3");
@@ -459,9 +474,9 @@ static void test_streamed(void) {
   rec r = { 0 };
   mh_smtp *s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n");
   const char *to[] = { "b@x.test" };
-  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 5000, 1), MH_ETOOBIG, "over the SIZE limit: refused at once");
+  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 5000, MH_SMTP_STREAM_8BIT, NULL), MH_ETOOBIG, "over the SIZE limit: refused at once");
   is_int(r.done, 0, "without io.done");
-  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 20, 1), 0, "streamed send started");
+  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, 20, MH_SMTP_STREAM_8BIT, NULL), 0, "streamed send started");
   is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=20 BODY=8BITMIME\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
          "SIZE from the given size, BODY=8BITMIME as asked");
   is_int(mh_smtp_send(s, "a@x.test", to, 1, "two\r\n", 5), 0, "a second message queued behind it");
@@ -492,7 +507,7 @@ static void test_streamed(void) {
   /* the gate holds a streamed message's first request; a read error ends the session */
   s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
   mh_smtp_send(s, "a@x.test", to, 1, "one\r\n", 5);
-  mh_smtp_send_stream(s, "a@x.test", to, 1, 10, 0);
+  mh_smtp_send_stream(s, "a@x.test", to, 1, 10, 0, NULL);
   take(&r);
   feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
   take(&r);
@@ -506,6 +521,250 @@ static void test_streamed(void) {
   is_int(r.rc, MH_EEOF, "with the read error");
   is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "and the session with it (half a message must not look complete)");
   ok(strstr(mh_smtp_errmsg(s), "file got shorter") != NULL, "the reason says why: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+
+/* Issue 10.3: a reply is only ever the answer to something written.  A server
+** that answers DATA with "354" and "250 ok" in one packet (and closes) must not
+** make the message look delivered: the 250 came before the body and its dot
+** left.  The class: any reply with no command outstanding. */
+static void test_reply_before_written(void) {
+  rec r = { 0 };
+  const char *to[] = { "b@x.test" };
+  const char *msg = "Subject: hi\r\n\r\nbody\r\n";
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n");
+  is_int(r.done, 1, "354 and 250 in one read: the send ends");
+  is_int(r.rc, MH_EPROTO, "as a protocol violation, not a delivery");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "the session is dropped");
+  ok(strstr(mh_smtp_errmsg(s), "before the message and its final dot were sent") != NULL,
+     "the reason says so: %s", mh_smtp_errmsg(s));
+  is_str(take(&r), "", "and the body is not sent after the fact");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  is_str(take(&r), "Subject: hi\r\n\r\nbody\r\n.\r\n", "one reply per read: the body and dot leave");
+  feed(s, "250 2.0.0 queued\r\n");
+  is_int(r.rc, 0, "and the 250 that follows them is the result");
+  feed(s, "250 extra\r\n");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "a reply while idle (nothing asked): closed");
+  ok(strstr(mh_smtp_errmsg(s), "no command outstanding") != NULL, "named: %s", mh_smtp_errmsg(s));
+  is_int(r.done, 1, "no io.done for it (no operation ran)");
+  mh_smtp_free(s);
+
+  /* without PIPELINING the RCPT leaves after MAIL's reply: a RCPT reply in the
+  ** same read as MAIL's answers nothing */
+  s = opened(&r, "250 mx\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  is_str(take(&r), "MAIL FROM:<a@x.test>\r\n", "MAIL alone");
+  feed(s, "250 ok\r\n250 ok\r\n");
+  is_int(r.rc, MH_EPROTO, "a reply to RCPT before RCPT was sent: violation");
+  is_str(mh_smtp_stage(s), "rcpt", "at stage rcpt");
+  mh_smtp_free(s);
+
+  /* the greeting and the EHLO reply in one read */
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx\r\n250 mx\r\n");
+  is_int(r.rc, MH_EPROTO, "an EHLO reply before EHLO: the open fails");
+  mh_smtp_free(s);
+
+  /* a streamed message: a reply while its pieces are still being given */
+  s = opened(&r, "250-mx\r\n250-8BITMIME\r\n250 PIPELINING\r\n");
+  mh_smtp_send_stream(s, "a@x.test", to, 1, 20, MH_SMTP_STREAM_8BIT, NULL);
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  mh_smtp_more(s, "Subject: s\r\n\r\n", 14, 0);
+  mh_smtp_flushed(s);
+  feed(s, "250 2.0.0 queued\r\n");
+  is_int(r.rc, MH_EPROTO, "streamed: a 250 before the last piece and the dot is a violation");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "closed");
+  mh_smtp_free(s);
+
+  /* a 421 may come at any time: the session closes, not a violation */
+  s = opened(&r, "250 mx\r\n");
+  feed(s, "421 4.4.2 idle too long\r\n");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "an unsolicited 421 closes the session");
+  ok(strstr(mh_smtp_errmsg(s), "violation") == NULL, "and is not called a violation: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+
+  /* AUTH LOGIN: the password line leaves only after the second 334 */
+  s = opened(&r, "250-mx\r\n250 AUTH LOGIN\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_LOGIN, "user", "pass");
+  take(&r);
+  feed(s, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n");
+  is_int(r.rc, MH_EPROTO, "two 334s in one read: the second answers nothing");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+/* The AUTH line's argument of the last write (after "AUTH MECH "), or the line. */
+static char b64_sent[512];
+static const char *auth_arg(const char *out) {
+  const char *p = strncmp(out, "AUTH ", 5) == 0 ? strchr(out + 5, ' ') : NULL;
+  size_t n;
+  p = p ? p + 1 : out;
+  n = strcspn(p, "\r\n");
+  if (n >= sizeof b64_sent) n = sizeof b64_sent - 1;
+  memcpy(b64_sent, p, n);
+  b64_sent[n] = '\0';
+  return b64_sent;
+}
+
+/* Checks that neither the secret nor the base64 of the exchange is left in
+** what the session reports after a 535 that quotes them. */
+static void no_creds(mh_smtp *s, const char *secret, const char *b64s, const char *what) {
+  const char *e = mh_smtp_errmsg(s), *t = mh_smtp_last_reply(s)->text;
+  ok(strstr(e, b64s) == NULL && strstr(t, b64s) == NULL, "%s: the base64 is masked: %s", what, e);
+  ok(strstr(e, secret) == NULL && strstr(t, secret) == NULL, "%s: the secret is masked", what);
+  ok(strstr(e, "********") != NULL, "%s: in its place ********", what);
+  is_int(mh_smtp_last_reply(s)->code, 535, "%s: the code is kept", what);
+}
+
+/* Issue 10.8: a server that echoes the AUTH line in its 535 reply. */
+static void test_auth_echo_masked(void) {
+  rec r = { 0 };
+  char reply[1200];
+  mh_smtp *s = opened(&r, "250-mx\r\n250 AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_PLAIN, "alice", "s3cret-pw");
+  const char *a = auth_arg(take(&r));
+  snprintf(reply, sizeof reply, "535 5.7.8 AUTH PLAIN %s: authentication failed\r\n", a);
+  feed(s, reply);
+  is_int(r.rc, MH_EAUTH, "PLAIN refused");
+  no_creds(s, "s3cret-pw", a, "PLAIN");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 AUTH LOGIN\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_LOGIN, "alice", "s3cret-pw");
+  take(&r);
+  feed(s, "334 VXNlcm5hbWU6\r\n");
+  take(&r);
+  feed(s, "334 UGFzc3dvcmQ6\r\n");
+  a = auth_arg(take(&r));
+  snprintf(reply, sizeof reply, "535-5.7.8 you said\r\n535-5.7.8 %s\r\n535 5.7.8 and s3cret-pw is wrong\r\n", a);
+  feed(s, reply);
+  no_creds(s, "s3cret-pw", a, "LOGIN (multi-line, and the password in clear)");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 AUTH XOAUTH2\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_XOAUTH2, "alice", "ya29.token-value");
+  a = auth_arg(take(&r));
+  snprintf(reply, sizeof reply, "535 5.7.3 bad XOAUTH2 %.24s\r\n", a);   /* a truncated echo */
+  feed(s, reply);
+  char piece[32];
+  snprintf(piece, sizeof piece, "%.24s", a);
+  no_creds(s, "ya29.token-value", piece, "XOAUTH2 (an echo cut short)");
+  mh_smtp_free(s);
+
+  s = opened(&r, "250-mx\r\n250 AUTH OAUTHBEARER\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_OAUTHBEARER, "alice", "ya29.token-value");
+  a = auth_arg(take(&r));
+  snprintf(reply, sizeof reply, "535 5.7.8 [%s] rejected\r\n", a);
+  feed(s, reply);
+  no_creds(s, "ya29.token-value", a, "OAUTHBEARER");
+  ok(strstr(mh_smtp_errmsg(s), "rejected") != NULL, "the rest of the reply stays: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+/* Issue 10.4, defence in depth: whatever a caller passes, no CR, LF, NUL,
+** space or angle bracket gets into MAIL FROM:<...> or RCPT TO:<...>. */
+static void test_command_injection(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  static const char *const bad[] = {
+    "a@x\r\nRCPT TO:<evil@y>", "a@x\nRCPT TO:<evil@y>", "a@x\rRCPT TO:<evil@y>", "a@x> NOTIFY=NEVER",
+    "a@x>\r\nDATA", "<a@x", "a@x ORCPT=rfc822;b", "a@x\tb", "" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const char *to[] = { bad[i] };
+    const char *good[] = { "b@x.test" };
+    is_int(mh_smtp_send(s, "a@x.test", to, 1, "x\r\n", 3), MH_EBADADDR, "recipient %zu refused", i);
+    if (*bad[i])
+      is_int(mh_smtp_send(s, bad[i], good, 1, "x\r\n", 3), MH_EBADADDR, "sender %zu refused", i);
+    if (*bad[i]) is_int(mh_smtp_check_sender(s, bad[i]), MH_EBADADDR, "check_sender %zu refused", i);
+  }
+  is_str(take(&r), "", "nothing written for any of them");
+  is_int(r.done, 0, "and no io.done");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "the session is still usable");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+
+/* Issue 19.3: 8-bit and UTF-8 negotiated, never assumed. */
+static void test_8bit_negotiated(void) {
+  rec r = { 0 };
+  const char *to[] = { "b@x.test" };
+  const char *msg = "Subject: caf\xc3\xa9\r\n\r\nCaf\xc3\xa9 cr\xc3\xa8me, and a longer sentence in ASCII\r\n";
+  /* a server with 8BITMIME and SMTPUTF8: sent as it is, both declared */
+  mh_smtp *s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  like_out(&r, "MAIL FROM:<a@x.test> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
+           "8BITMIME and SMTPUTF8 offered: both declared");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  ok(strstr(take(&r), "Caf\xc3\xa9 cr\xc3\xa8me") != NULL, "the 8-bit bytes go as they are");
+  mh_smtp_free(s);
+
+  /* 8BITMIME without SMTPUTF8: the header is converted (RFC 2047), not the body */
+  s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  const char *o = take(&r);
+  ok(strstr(o, " BODY=8BITMIME\r\n") && !strstr(o, "SMTPUTF8"), "BODY=8BITMIME, no SMTPUTF8: %s", o);
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  o = take(&r);
+  ok(strstr(o, "Subject: =?UTF-8?B?Y2Fmw6k=?=\r\n") && strstr(o, "Caf\xc3\xa9 cr\xc3\xa8me"),
+     "Subject as RFC 2047 words, the body as it is");
+  mh_smtp_free(s);
+
+  /* neither: everything converted, SIZE= the converted size */
+  s = opened(&r, "250-mx\r\n250-PIPELINING\r\n250 SIZE 100000\r\n");
+  mh_smtp_send(s, "a@x.test", to, 1, msg, strlen(msg));
+  o = take(&r);
+  ok(strstr(o, "MAIL FROM:<a@x.test> SIZE=") && !strstr(o, "BODY=8BITMIME") && !strstr(o, "SMTPUTF8"),
+     "no 8BITMIME: neither declared: %s", o);
+  unsigned long size = strstr(o, "SIZE=") ? strtoul(strstr(o, "SIZE=") + 5, NULL, 10) : 0;
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  o = take(&r);
+  int seven = 1;
+  for (const char *p = o; *p; p++) if ((unsigned char)*p >= 0x80) seven = 0;
+  ok(seven, "nothing 8-bit on the wire (RFC 6152 §3)");
+  ok(strstr(o, "Content-Transfer-Encoding: quoted-printable\r\n") && strstr(o, "Caf=C3=A9 cr=C3=A8me, and"),
+     "the body as quoted-printable (smaller than base64 here)");
+  is_int(size, strlen(o) - 3, "SIZE= is the size actually sent (%lu)", size);
+  mh_smtp_free(s);
+
+  /* what cannot be converted: refused at once, saying why */
+  s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  const char *bad = "Message-ID: <\xc3\xa9@x>\r\n\r\nbody\r\n";
+  is_int(mh_smtp_send(s, "a@x.test", to, 1, bad, strlen(bad)), MH_E8BIT, "an 8-bit Message-ID: MH_E8BIT");
+  ok(strstr(mh_smtp_errmsg(s), "does not offer SMTPUTF8") && strstr(mh_smtp_errmsg(s), "Message-ID"),
+     "the reason names the missing extension and the field: %s", mh_smtp_errmsg(s));
+  is_str(take(&r), "", "nothing sent");
+  mh_smtp_free(s);
+
+  /* a streamed message with its scan: converted piece by piece */
+  s = opened(&r, "250-mx\r\n250-SIZE 100000\r\n250 PIPELINING\r\n");
+  mh_mime7 *scan = mh_mime7_new();
+  mh_mime7_scan(scan, msg, strlen(msg));
+  mh_mime7_scan_end(scan);
+  uint64_t want = mh_mime7_size(scan, MH_MIME7_BODIES | MH_MIME7_HEADERS);
+  is_int(mh_smtp_send_stream(s, "a@x.test", to, 1, strlen(msg), MH_SMTP_STREAM_8BIT, scan), 0, "streamed, scanned");
+  o = take(&r);
+  is_int(strstr(o, "SIZE=") ? strtoul(strstr(o, "SIZE=") + 5, NULL, 10) : 0, want, "SIZE= the converted size");
+  feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+  mh_smtp_more(s, msg, 10, 0);
+  mh_smtp_flushed(s);
+  mh_smtp_more(s, msg + 10, strlen(msg) - 10, 1);
+  o = take(&r);
+  ok(strstr(o, "=?UTF-8?B?Y2Fmw6k=?=") && strstr(o, "Caf=C3=A9 cr=C3=A8me, and a longer sentence in ASCII\r\n.\r\n"),
+     "converted as the pieces pass");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
 }
@@ -526,5 +785,9 @@ int main(void) {
   test_timeouts_and_421();
   test_state_names();
   test_streamed();
+  test_reply_before_written();
+  test_auth_echo_masked();
+  test_command_injection();
+  test_8bit_negotiated();
   return done_testing();
 }

@@ -166,7 +166,7 @@ static int do_defer(void *arg) {
   long h;
   char err[MH_SPOOL_ERRLEN];
   if (mh_spool_lock(sp, &h)) return 91;
-  int rc = mh_spool_defer(sp, (const char *)arg, -1, 0, "451 later", NULL, 0, err);
+  int rc = mh_spool_defer(sp, (const char *)arg, -1, 0, "451 later", NULL, 0, NULL, 0, err);
   if (rc) { fprintf(stderr, "defer: %s\n", err); return 95; }
   mh_spool_close(sp);
   return 0;
@@ -425,7 +425,7 @@ static void sweep_window(mh_spool *sp, const char *point, const char *how) {
   snprintf(name, sizeof name, "pickup/%s.eml", id);
   is_int(rc ? 0 : kind_of(name), S_IFREG, "%s: its message is in pickup/", how);
   window_hits = 0;
-  rc = rc ? rc : mh_spool_defer(sp, id, -1, 0, "451 later", NULL, 0, err);
+  rc = rc ? rc : mh_spool_defer(sp, id, -1, 0, "451 later", NULL, 0, NULL, 0, err);
   ok(window_hits == 1 && rc == 0, "%s: a deferral's state file survives a service start in its window (%s)",
      how, rc ? err : "ok");
   test_point = NULL;

@@ -133,6 +133,17 @@ static void test_parse(void) {
   }
   const char *part = "To: a@b.c\nSubject: x";
   is_int(mh_env_parse(part, strlen(part), 0, &env, err), 1, "an incomplete header block asks for more");
+  /* lines end at CRLF, a bare CR or a bare LF (runtime/eol.h), as the data writer sends them */
+  const char *cut = "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nSubject: s\r\n\r\nbody\r\nmore\r";
+  ok(mh_env_parse(cut, strlen(cut), 0, &env, err) == 0 && env.nto == 1,
+     "a buffer cut after a CR in the body: the header block is complete");
+  mh_env_free(&env);
+  const char *cr_end = "To: a@b.c\r\nSubject: x\r\n\r";
+  is_int(mh_env_parse(cr_end, strlen(cr_end), 0, &env, err), 1, "a CR at the very end: the next byte decides");
+  const char *bare = "From: a@b.c\rTo: x@y.z\rSubject: hi\rBcc: hidden@y.z\r\rbody";
+  ok(mh_env_parse(bare, strlen(bare), 1, &env, err) == 0 && env.nto == 2 && !strcmp(env.to[1], "hidden@y.z"),
+     "bare CRs end the header lines: the Bcc is a field of its own (issue 10.4)");
+  mh_env_free(&env);
   ok(mh_addr_check("a@b.c", 0) == 0 && mh_addr_check("", 1) == 0 && mh_addr_check("", 0) &&
      mh_addr_check("a b@c.d", 0) && mh_addr_check("a@b\r\nRCPT TO:<x@y>", 0) && mh_addr_check("ab.c", 0),
      "address check: CR/LF, spaces, missing @ refused");
@@ -160,23 +171,40 @@ static void test_enqueue(mh_spool *sp) {
 
   /* defer / load: state survives in the sidecar */
   const char *done[] = { "x@y.z" };
-  is_int(mh_spool_defer(sp, it.id, -1, 12345, "451 4.7.0 later", done, 1, err), 0, "defer");
+  is_int(mh_spool_defer(sp, it.id, -1, 12345, "451 4.7.0 later", done, 1, NULL, 0, err), 0, "defer");
   is_int(mh_spool_load(sp, it.id, &e, err), 0, "load");
   ok(e.state.attempts == 1 && e.state.next_attempt == 12345 && !strcmp(e.state.last_reply, "451 4.7.0 later") &&
      e.state.ndone == 1 && !strcmp(e.state.done[0], "x@y.z"), "sidecar state read back");
   ok(e.env.offset > 0 && e.size > (int64_t)e.env.offset && !e.failed, "offset and size");
   mh_spool_entry_free(&e);
 
-  is_int(mh_spool_fail(sp, it.id, "550 5.1.1 unknown", "550 5.1.1 unknown user", err), 0, "fail");
+  /* a recipient refused for good is recorded once, with its reply (a tab or a
+  ** line break in it cannot break the sidecar) */
+  mh_refused bad1 = { "w@y.z", "550 5.1.1 no\tsuch\r\nuser" };
+  is_int(mh_spool_defer(sp, it.id, -1, 12346, "550 5.1.1 no such user", NULL, 0, &bad1, 1, err), 0,
+         "defer with a refused recipient");
+  mh_refused bad2 = { "w@y.z", "550 5.1.1 still no such user" };
+  is_int(mh_spool_defer(sp, it.id, -1, 12347, NULL, NULL, 0, &bad2, 1, err), 0, "the same one again");
+  is_int(mh_spool_load(sp, it.id, &e, err), 0, "load");
+  ok(e.state.nrefused == 1 && !strcmp(e.state.refused[0].rcpt, "w@y.z") &&
+     !strcmp(e.state.refused[0].reply, "550 5.1.1 still no such user"),
+     "one refused recipient, with the newest reply (%zu)", e.state.nrefused);
+  ok(e.state.attempts == 3 && e.state.ndone == 1, "attempts counted, done kept");
+  mh_spool_entry_free(&e);
+
+  is_int(mh_spool_fail(sp, it.id, "550 5.1.1 unknown", "550 5.1.1 unknown user", 4, NULL, 0, err), 0, "fail");
   is_int(count("failed"), 2, "failed/ holds the message and its sidecar");
   is_int(mh_spool_load(sp, it.id, &e, err), 0, "a failed message loads");
   ok(e.failed && e.state.reason && e.state.failed_at > 0, "with its reason and time");
+  is_int(e.state.attempts, 4, "and the attempt that failed it counted");
+  ok(e.state.nrefused == 1, "and its refused recipient");
   mh_spool_entry_free(&e);
   is_int(mh_spool_retry(sp, it.id, err), 0, "retry");
   is_int(count("failed"), 0, "failed/ is empty again");
   is_int(mh_spool_load(sp, it.id, &e, err), 0, "back in pickup/");
-  ok(!e.failed && e.state.attempts == 1 && e.state.next_attempt == 0 && !e.state.reason,
+  ok(!e.failed && e.state.attempts == 4 && e.state.next_attempt == 0 && !e.state.reason,
      "due now, attempts kept, no reason");
+  is_int(e.state.nrefused, 0, "the refused recipient is pending again (the administrator asked)");
   mh_spool_entry_free(&e);
   is_int(mh_spool_delivered(sp, it.id, err), 0, "delivered");
   is_int(mh_spool_load(sp, it.id, &e, err), MH_ENOTFOUND, "gone after delivered");

@@ -3,6 +3,10 @@
 -- before it exits, so an event becomes mail even while no service runs.
 -- Exit: 0 ok; 1 a rule failed (named) or a rule file did not load;
 -- 2 a malformed event (bad JSON, KEY without =, a non-object) or usage.
+-- Every rule runs under its budget (docs/rules.md); a rule stuck where no
+-- budget check can run (inside one C call) makes the watchdog end the process
+-- with exit 1 and a log line naming it: mail already queued stays queued.
+local core = require "mailhook.core"
 local rules = require "mailhook.rules"
 
 local function usage(msg)
@@ -113,6 +117,9 @@ return function(...)
     error(settings, 0)
   end
 
+  rules.configure(cfg)
+  -- this process exists to run rules: the loop itself must never stall either
+  core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }
   local _, load_errors = rules.load(rules_path or rules.default_paths(cfg))
   local status, msgs = rules.dispatch(event, fields)
   for _, e in ipairs(load_errors) do
@@ -120,5 +127,14 @@ return function(...)
     status = 1
   end
   for _, m in ipairs(msgs) do io.stderr:write("mailhook hook ", event, ": ", m, "\n") end
+  -- The rules and every task they started are done and their mail durable.
+  -- A handle a rule left open (a watch, a socket) would keep the process
+  -- alive for ever: after one more rule_timeout it is left behind.
+  core.rstate.ticker(rules.time_budget, function()
+    core.log("warn", "mailhook hook " .. event .. ": the rules left something open (a timer, a watch, " ..
+             "a connection?); exiting without it")
+    io.stderr:flush()
+    os.exit(status)
+  end)
   return status
 end

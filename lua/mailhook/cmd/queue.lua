@@ -42,6 +42,11 @@ local function json_entry(e)
     '"next_attempt":' .. e.next_attempt, '"from":' .. json_string(e.from or ""),
     '"to":' .. json_list(e.to), '"done":' .. json_list(e.done),
   }
+  local refused = {}
+  for i, r in ipairs(e.refused or {}) do
+    refused[i] = '{"rcpt":' .. json_string(r.rcpt) .. ',"reply":' .. json_string(r.reply) .. '}'
+  end
+  f[#f + 1] = '"refused":[' .. table.concat(refused, ",") .. ']'
   if e.last_reply then f[#f + 1] = '"last_reply":' .. json_string(e.last_reply) end
   if e.reason then f[#f + 1] = '"reason":' .. json_string(e.reason) end
   if e.failed_at then f[#f + 1] = '"failed_at":' .. e.failed_at end
@@ -63,9 +68,13 @@ local function list(json)
                                 "NEXT", "LAST REPLY", "RECIPIENTS"))
       end
       local reply = (e.reason or e.last_reply or ""):sub(1, 30)
+      -- pending recipients, then those refused for good (never sent to again)
+      local rcpts = table.concat(e.to, ",")
+      local refused = {}
+      for i, r in ipairs(e.refused or {}) do refused[i] = r.rcpt end
+      if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %s\n", e.id, age(now - e.queued_at),
-                              e.size, e.attempts, next_attempt(e, now), reply,
-                              table.concat(e.to, ",")))
+                              e.size, e.attempts, next_attempt(e, now), reply, rcpts))
     end
   end
   if json then out:write(n > 0 and "\n]\n" or "]\n")
@@ -82,6 +91,7 @@ local function show(id)
   line("from", e.from == "" and "<>" or e.from)
   line("to", table.concat(e.to, ", "))
   if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
+  for _, r in ipairs(e.refused or {}) do line("refused", r.rcpt .. ": " .. r.reply) end
   line("attempts", e.attempts)
   if e.next_attempt > 0 then line("next attempt", iso(e.next_attempt)) end
   line("last reply", e.last_reply)

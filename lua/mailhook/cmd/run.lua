@@ -1,6 +1,6 @@
 -- mailhook.cmd.run — `mailhook run [--connections N] [RULES.lua ...]`: the service.
 --
--- Takes the spool lock (one deliverer per spool), loads the rules, watches
+-- Takes the spool lock (one deliverer per spool), starts the rules worker, watches
 -- pickup/ and delivers the queue through mailhook.delivery until SIGTERM or
 -- SIGINT (the message in flight is finished, then exit 0).  SIGHUP reloads the
 -- settings and the rules; SIGUSR1 is a flush request (what `mailhook flush`
@@ -32,36 +32,14 @@ local function write_flush_done(dir, left, err)
                                                       err and tostring(err):gsub("\n", " ") or ""), 384)
 end
 
--- Rules: the named files, else the settings' rules folder.  The rules module is
--- optional (guarded): without it the service still delivers.  A broken rule file
--- is logged and never stops the queue (deliveries matter more than alerts).
--- The first load starts the rules' service (sweeps of summaries, digests, held
--- mail); returns a stop function, or nil.
-local function load_rules(files, cfg, first)
-  local ok, rules = pcall(require, "mailhook.rules")
-  if not ok or type(rules) ~= "table" or type(rules.load) ~= "function" then
-    if #files > 0 then
-      mh.log.warn("mailhook run: rules named but the rules module is not available: " ..
-                  (ok and "no rules.load" or tostring(rules):match("[^\n]*")))
-    end
-    return nil
-  end
-  local paths = files
-  if #paths == 0 then
-    paths = rules.default_paths and { rules.default_paths(cfg) } or { cfg.rules or "./rules" }
-  end
-  local n, errors, stop
-  if first and rules.start then
-    local h = rules.start(paths)
-    n, errors, stop = h.loaded, h.errors, h.stop
-  else
-    n, errors = rules.load(paths)
-  end
-  if type(errors) == "table" and #errors > 0 then
-    mh.log.error(string.format("mailhook run: %d rule file(s) failed to load (see above); delivery goes on", #errors))
-  end
-  mh.log.info(string.format("mailhook run: %s rule file(s) loaded from %s", tostring(n), table.concat(paths, ", ")))
-  return stop
+-- Rules: the named files, else the settings' rules folder, run in a separate
+-- process (mailhook.rule_worker) that the service starts, feeds with its
+-- events and restarts: a rule stuck in a C call, a finalizer that never
+-- returns or a heap that grows can never hold delivery, and SIGTERM is never
+-- kept waiting by a rule.  A broken rule file is logged by the worker and never
+-- stops the queue (deliveries matter more than alerts).
+local function start_rules(files, cfg)
+  return require("mailhook.rule_worker").start { files = files, cfg = cfg }
 end
 
 return function(...)
@@ -94,9 +72,10 @@ return function(...)
     return args.fail("run", tostring(lerr) .. " (one service per spool; stop it first, or use `mailhook flush`)", 1)
   end
 
-  local stop_rules = load_rules(files, cfg, true)
+  local worker = start_rules(files, cfg)
 
-  local d = delivery.new{ spool = sp, cfg = cfg, connections = connections or cfg.connections }
+  local d = delivery.new{ spool = sp, cfg = cfg, connections = connections or cfg.connections,
+                          emit = function(event, fields) return worker:emit(event, fields) end }
   d.on_flushed = function(_, ferr)
     local ok, werr = write_flush_done(dir, count(sp), ferr)
     if not ok then mh.log.error("mailhook run: cannot write flush.done: " .. tostring(werr)) end
@@ -144,7 +123,7 @@ return function(...)
         mh.log.info("mailhook run: SIGHUP: settings reloaded")
         if console then console:reload(c) else console_start(c) end
       end
-      load_rules(files, cfg, false)
+      worker:reload(cfg)
       if svc then svc:reloaded() end
     end),
     core.signal.on("USR1", function()
@@ -165,17 +144,23 @@ return function(...)
   mh.log.info(string.format("mailhook run: delivering %s (%d queued, %s)", dir, count(sp),
                             (connections or cfg.connections or 1) == 1 and "1 connection"
                             or (connections or cfg.connections) .. " connections"))
-  svc = service.start{ spool = sp, delivery = d }
+  -- READY=1 once the rules worker has loaded the rules (bounded); delivery starts at once
+  local ready_task = mh.spawn(function()
+    local bound = 3 * (tonumber(cfg.rule_timeout) or 10)
+    if not worker:wait_ready(bound) then
+      mh.log.warn(string.format("mailhook run: the rules are not loaded after %d s; ready anyway", bound))
+    end
+    if stops == 0 then svc = service.start{ spool = sp, delivery = d } end
+  end)
   local st = d:run()
-  svc:close()
+  ready_task:cancel()
+  if svc then svc:close() end
   if console then console:stop() end
   status:stop()
   usr2:stop()
   if watch and watch.stop then watch:stop() end
   for _, h in ipairs(handles) do h:stop() end
-  if stop_rules then pcall(stop_rules) end
-  local rok, rules = pcall(require, "mailhook.rules")
-  if rok and type(rules) == "table" and rules.unserve then rules.unserve() end
+  worker:stop()
   mh.log.info(string.format("mailhook run: stopped (delivered %d, deferred %d, failed %d, %d left)",
                             st.delivered, st.deferred, st.failed, count(sp)))
   sp:close()

@@ -35,6 +35,48 @@ local function strip_bcc(head)
   return table.concat(out)
 end
 
+-- An address from the command line (a RCPT argument or -f) gets the checks
+-- `mailhook enqueue` gives its --to (mh.message): no CR, LF or NUL (issue 10.4:
+-- "a@x<LF>RCPT TO:<evil@y>" must not become a second recipient), each item of
+-- the list a valid address, and no group syntax ("a@x RCPT TO:<evil@y>" would
+-- read as the group "a@x RCPT TO" holding evil@y) or unquoted "@" in a display
+-- name.  Non-ASCII addresses pass: delivery decides (SMTPUTF8, docs/smtp.md).
+-- Returns the bare addresses, or nil and why.
+local function printable(a) return (a:gsub("[%c]", function(c) return string.format("\\x%02X", c:byte()) end)) end
+local function arg_addresses(a)
+  if a:find("[%z\r\n]") then return nil, "'" .. printable(a) .. "': CR, LF or NUL in an address" end
+  local depth, quote, angle, phrase_at = 0, false, false, false
+  local i = 1
+  while i <= #a do
+    local c = a:sub(i, i)
+    if quote then
+      if c == "\\" then i = i + 1 elseif c == '"' then quote = false end
+    elseif depth > 0 then
+      if c == "\\" then i = i + 1 elseif c == "(" then depth = depth + 1 elseif c == ")" then depth = depth - 1 end
+    elseif c == '"' then quote = true
+    elseif c == "(" then depth = 1
+    elseif c == "<" then angle = true
+    elseif c == ">" then angle = false
+    elseif not angle and (c == ":" or c == ";") then
+      return nil, "'" .. a .. "': group syntax is not an address"
+    elseif c == "," then phrase_at = false
+    elseif not angle and c == "@" then phrase_at = true
+    end
+    if angle and phrase_at and c == "<" then
+      return nil, "'" .. a .. "': an unquoted '@' in the display name"
+    end
+    i = i + 1
+  end
+  local list, why = spool.addresses(a)
+  if not list then return nil, why end
+  local valid = require("mailhook.message").valid_address
+  for _, x in ipairs(list) do
+    local ok, bad = valid(x)
+    if not ok and not tostring(bad):find("non%-ASCII") then return nil, "'" .. x .. "': " .. tostring(bad) end
+  end
+  return list
+end
+
 local function has(head, name)
   return ("\n" .. head:lower()):find("\n" .. name .. "%s*:") ~= nil
 end
@@ -83,7 +125,7 @@ return function(...)
   -- recipients given as arguments may be address lists ("a@b, C <c@d>")
   local to = {}
   for _, r in ipairs(rcpts) do
-    local list, why = spool.addresses(r)
+    local list, why = arg_addresses(r)
     if not list then return fail(EX_DATAERR, "recipient " .. why) end
     for _, x in ipairs(list) do to[#to + 1] = x end
   end
@@ -114,10 +156,14 @@ return function(...)
   if #to == 0 then
     return fail(EX_USAGE, t and "no recipients in To, Cc or Bcc" or "no recipients (give them, or use -t)")
   end
-  if from and from ~= "" then
-    local ok = spool.addresses(from)
-    if not ok or #ok ~= 1 then return fail(EX_DATAERR, "bad sender address '" .. from .. "'") end
+  if from and from ~= "" and from ~= "<>" then
+    local ok, why = arg_addresses(from)
+    if not ok or #ok ~= 1 then
+      return fail(EX_DATAERR, "bad sender address " .. (why or ("'" .. from .. "': not one address")))
+    end
     from = ok[1]
+  elseif from == "<>" then
+    from = ""
   end
   from = from or cfg.from or (parsed and parsed.from) or ""
 

@@ -1,0 +1,36 @@
+/*
+** eol.h — what a line is, for every part that reads or writes message lines:
+** intake (runtime/intake.c), the spool's header parser (spool.c), the 7-bit
+** converter (mime7.c) and the SMTP data writer (smtp.c).
+**
+** A line ends at CRLF, at a bare CR or at a bare LF.  The writer sends each of
+** them as CRLF (no bare CR or LF ever reaches a server: SMTP smuggling,
+** CVE-2023-51764), so every parser must split lines the same way: a header
+** reader that took a bare CR for data would see one field where the server
+** gets two ("Subject: hi\rBcc: x" — issue 10 point 4).  Header-only: a few
+** inline helpers, no state.
+*/
+#ifndef MH_EOL_H
+#define MH_EOL_H
+
+#include <stddef.h>
+
+/* The length of the line end at p (n bytes available): 2 for CRLF, 1 for a
+** bare CR or LF, 0 when p does not start a line end.  A CR that is the last
+** byte available counts 1: a caller reading a stream asks for more first
+** when the difference matters. */
+static inline size_t mh_eol_len(const char *p, size_t n) {
+  if (n == 0) return 0;
+  if (p[0] == '\n') return 1;
+  if (p[0] != '\r') return 0;
+  return n > 1 && p[1] == '\n' ? 2 : 1;
+}
+
+/* The first CR or LF in p[0..n), or NULL. */
+static inline const char *mh_eol_find(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] == '\r' || p[i] == '\n') return p + i;
+  return NULL;
+}
+
+#endif

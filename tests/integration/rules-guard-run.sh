@@ -1,0 +1,141 @@
+# `mailhook run` whatever its rules do (issue 10 point 2): the rules live in a
+# worker process, so a `failed` handler stuck in an endless Lua loop, in a
+# backtracking string pattern (C code: no hook runs) or growing its heap never
+# stops delivery to a real SMTP server (aiosmtpd); the worker is killed and
+# restarted, naming the rule; SIGTERM ends the service promptly even while a
+# rule is stuck; a rule file whose top level never ends is stopped, named,
+# skipped, and the others load.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
+start_smtpd P --maildir "$T/inbox" --reply-rcpt "dead@example.org=550 5.1.1 no such user"
+conf() {   # conf RULE_TIMEOUT
+  write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$P" from=pbx@example.com tls=none \
+    tls_required=false rules=rules retry_interval=1 rule_timeout="$1" rule_memory=32
+}
+mkdir -p "$T/rules"
+inbox() { count_mail "$T/inbox"; }
+inbox_at_least() { [ "$(inbox)" -ge "$1" ]; }
+has_line() { grep -qE -- "$1" "$T/run.log"; }
+logged() {   # logged SECONDS REGEX: waits for the line; shows the log's end if it never comes
+  wait_for "$1" has_line "$2" && return 0
+  sed 's/^/#   /' "$T/run.log" | grep -v '^#   	' | tail -15
+  return 1
+}
+start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill -9 $RUN"; }
+stop_run() {   # SIGTERM; sets STOP_S (seconds until it exited)
+  local t0=$(date +%s%N)
+  kill -TERM "$RUN"; wait "$RUN"; RUN_RC=$?
+  STOP_S=$(( ($(date +%s%N) - t0) / 1000000000 ))
+}
+workers() { pgrep -f -- "-s $T/spool rules-worker" | grep -c . ; }   # this test's workers only
+send() { "$MAILHOOK" enqueue --to "$1" --subject "$2" </dev/null >/dev/null; }
+
+# 1. a `failed` handler stuck for longer than the test -- an endless Lua loop,
+#    then a backtracking pattern (C code) -- with a budget of 600 s: the queue
+#    still goes to the real server meanwhile, and SIGTERM ends the service
+#    within seconds (it never waits for the rule)
+conf 600
+for kind in loop pattern; do
+  rm -f "$T/stuck.flag"
+  cat > "$T/rules/stuck.lua" <<LUA
+if "$kind" == "loop" then
+  require("mailhook.rules").budget = 1e15   -- no instruction limit: only the 600 s of running time
+end
+on("failed", function(ev)
+  local f = io.open(os.getenv("MAILHOOK_SPOOL") .. "/../stuck.flag", "w"); f:write("x"); f:close()
+  if "$kind" == "loop" then while true do end end
+  local _ = ("a"):rep(1e6):find(".-.-.-.-b")   -- hours of backtracking in C
+end, "stuck-$kind")
+LUA
+  : > "$T/run.log"
+  start_run
+  send dead@example.org "doomed $kind"
+  wait_for 20 test -e "$T/stuck.flag"; ok $? "$kind: the failed event reached the rule, now stuck" ||
+    sed 's/^/#   /' "$T/run.log" | tail -15
+  before=$(inbox)
+  for i in 1 2 3; do send ops@example.com "while stuck $kind $i"; done
+  wait_for 20 inbox_at_least $((before + 3)); ok $? "$kind: the queue is delivered to the SMTP server while the rule is stuck"
+  stop_run
+  is "$RUN_RC" 0 "$kind: SIGTERM: clean stop"
+  ok "$([ "$STOP_S" -le 10 ]; echo $?)" "$kind: SIGTERM ends the service promptly although the rule is still stuck (${STOP_S} s)"
+  like "$(cat "$T/run.log")" "rules worker did not exit within 2 s: killed" "$kind: the stuck worker is killed at the stop"
+  no_worker() { [ "$(workers)" = 0 ]; }
+  wait_for 10 no_worker; ok $? "$kind: no rules worker left behind"
+done
+
+# 2. budgets that end: an endless Lua loop (caught by the count hook), the same
+#    pattern (caught by the worker's watchdog), and a memory hog (the allocator)
+#    are stopped, each named in the log; the worker is restarted and the next
+#    `failed` event reaches the rules again
+rm -f "$T/rules/stuck.lua" "$T/stuck.flag" "$T/run.log"
+cat > "$T/rules/guard.lua" <<'LUA'
+local n = 0
+on("failed", function(ev)
+  n = n + 1
+  local kind = ev.subject
+  if kind == "loop" then
+    coroutine.wrap(function() while true do end end)()     -- a plain coroutine: budgeted too
+  elseif kind == "pattern" then
+    local _ = ("a"):rep(1e6):find(".-.-.-.-b")
+  elseif kind == "hog" then
+    local t, chunk = {}, ("0123456789abcdef"):rep(4096)
+    for i = 1, 1e9 do t[i] = chunk .. i end
+  else
+    assert(mh.enqueue { to = "postmaster@example.com", subject = "told: " .. tostring(kind), text = "x" })
+  end
+end, "guard")
+LUA
+conf 5
+start_run
+send dead@example.org loop
+logged 30 "rule guard for event 'failed' failed: stopped: exceeded its budget"
+ok $? "a Lua loop in a coroutine.wrap is stopped by the budget, naming the rule"
+send dead@example.org hog
+logged 30 "rule guard for event 'failed' failed: stopped: exceeded the memory limit of 32 MB"
+ok $? "a memory hog is stopped by the allocator's limit, naming the rule"
+send dead@example.org pattern
+logged 30 "rule guard for event 'failed': stopped: still running .* inside one call"
+ok $? "a backtracking pattern is stopped by the worker's watchdog, naming the rule"
+logged 30 "the rules worker \(pid [0-9]+\) exited with status 1; .*restarting"
+ok $? "the service logs the worker's end and restarts it"
+before=$(inbox)
+send ops@example.com "after the stops"
+send dead@example.org notify
+wait_for 30 inbox_at_least $((before + 2)); ok $? "delivery went on; the restarted worker handles the next event"
+like "$(grep -l 'Subject: told: notify' "$T"/inbox/*.eml)" "eml" "the rule's mail for it was delivered"
+stop_run
+ok "$([ "$STOP_S" -le 10 ]; echo $?)" "SIGTERM: prompt stop (${STOP_S} s)"
+
+# 3. a rule file whose top level never ends: stopped, named, skipped; the
+#    other files load and their rules work; fixed, it loads again at SIGHUP
+rm -f "$T/run.log"
+printf 'while true do end\n' > "$T/rules/10-spin.lua"
+printf 'local x = ("a"):rep(1e6):find(".-.-.-.-b")\n' > "$T/rules/20-pattern.lua"
+cat > "$T/rules/30-ok.lua" <<'LUA'
+on("failed", function(ev)
+  assert(mh.enqueue { to = "postmaster@example.com", subject = "toplevel-ok " .. tostring(ev.subject), text = "x" })
+end)
+LUA
+rm -f "$T/rules/guard.lua"
+start_run
+logged 30 "rule file .*10-spin.lua.*stopped: exceeded its budget"
+ok $? "a Lua loop at a rule file's top level is stopped, naming the file"
+logged 40 "while loading .*20-pattern.lua; that file is skipped until the next reload"
+ok $? "a pattern at a rule file's top level: the worker is stopped and the file skipped"
+send dead@example.org third
+inbox_has_ok() { grep -qs "Subject: toplevel-ok third" "$T"/inbox/*.eml; }
+wait_for 40 inbox_has_ok; ok $? "the other rule file loaded and handled the event"
+# fixed, the skipped file loads again at SIGHUP
+cat > "$T/rules/20-pattern.lua" <<'LUA'
+on("failed", function(ev)
+  assert(mh.enqueue { to = "postmaster@example.com", subject = "fixed " .. tostring(ev.subject), text = "x" })
+end)
+LUA
+kill -HUP "$RUN"
+send dead@example.org fourth
+fixed_has() { grep -qs "Subject: fixed fourth" "$T"/inbox/*.eml; }
+wait_for 60 fixed_has; ok $? "SIGHUP: the worker reloads the fixed file, and its rule handles the next event"
+stop_run
+is "$RUN_RC" 0 "clean stop"
+done_testing

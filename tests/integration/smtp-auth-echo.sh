@@ -1,0 +1,73 @@
+# A server that echoes the AUTH line in its 535 reply (issue 10 point 8): the
+# base64 credentials (and the password itself) never reach `mailhook test`'s
+# report, the delivery log, `mailhook queue` or failed/.  Scripted peers
+# (tests/peers/fault.py) quote exactly what a client with these credentials
+# sends: PLAIN's initial response, LOGIN's two lines, and the password in clear.
+# The peers have no TLS: allow_plaintext_auth=true is the explicit opt-in that lets AUTH go in clear.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+
+PW=s3cret-pw
+B64_PLAIN=$(printf '\0alice\0%s' "$PW" | base64)     # AGFsaWNlAHMzY3JldC1wdw==
+B64_PW=$(printf '%s' "$PW" | base64)                  # czNjcmV0LXB3
+S=$T/spool C=$T/mailhook.conf
+export MAILHOOK_SPOOL=$S MAILHOOK_CONF=$C
+secret_free() {   # secret_free WHAT TEXT: none of the three forms in TEXT
+  local what=$1 text=$2
+  unlike "$text" "$B64_PLAIN|$B64_PW|$PW|AGFsaWNlAHMz" "$what: no credentials"
+}
+
+cat > "$T/plain.script" <<S
+send 220 echo.example ESMTP
+expect ^EHLO
+send 250-echo.example
+send 250 AUTH PLAIN
+expect ^AUTH PLAIN
+send 535-5.7.8 you sent: AUTH PLAIN $B64_PLAIN
+send 535 5.7.8 Authentication credentials invalid (password $PW)
+expect ^QUIT
+send 221 bye
+S
+start_fault F "$T/plain.script" --idle 5 || { echo "Bail out! fault.py"; exit 1; }
+write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
+  auth_mechanism=plain username=alice password="$PW" from=app@example.com retry_interval=1
+mh_test "$C"
+is "$RC" 1 "mailhook test: fails at auth"
+like "$OUT" "stage[: ]+auth" "stage auth"
+like "$OUT" "535 5.7.8" "the server's reply is quoted"
+like "$OUT" '\*\*\*\*\*\*\*\*' "with the credentials masked"
+secret_free "mailhook test's report" "$OUT"
+like "$(cat "$F_REC")" "AUTH PLAIN $B64_PLAIN" "(the peer did get the real credentials)"
+
+printf 'From: app@example.com\nTo: to@example.net\nSubject: x\n\nbody\n' | "$MAILHOOK" sendmail -t
+"$MAILHOOK" -v flush >"$T/flush.out" 2>&1
+like "$(cat "$T/flush.out")" "auth" "flush: the queue waits on the auth failure"
+secret_free "flush's log (debug level)" "$(cat "$T/flush.out")"
+secret_free "mailhook queue" "$("$MAILHOOK" queue; "$MAILHOOK" queue --json)"
+secret_free "the spool" "$(cat "$S"/pickup/* "$S"/failed/* 2>/dev/null)"
+stop_peer F
+
+cat > "$T/login.script" <<S
+send 220 echo.example ESMTP
+expect ^EHLO
+send 250-echo.example
+send 250 AUTH LOGIN
+expect ^AUTH LOGIN
+send 334 VXNlcm5hbWU6
+read
+send 334 UGFzc3dvcmQ6
+read
+send 535 5.7.8 bad password $B64_PW for $(printf alice | base64)
+expect ^QUIT
+send 221 bye
+S
+start_fault F "$T/login.script" --idle 5
+write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
+  auth_mechanism=login username=alice password="$PW" from=app@example.com retry_interval=1
+mh_test "$C"
+is "$RC" 1 "LOGIN: mailhook test fails at auth"
+like "$OUT" '535 5.7.8 bad password \*\*\*\*\*\*\*\*' "the echoed password line is masked"
+secret_free "LOGIN: mailhook test's report" "$OUT"
+"$MAILHOOK" -v flush >"$T/flush.out" 2>&1
+secret_free "LOGIN: flush's log" "$(cat "$T/flush.out")"
+done_testing

@@ -1,0 +1,541 @@
+# tests/lib/mta.sh — real Exim 4 and OpenSMTPD servers for integration tests (sourced after
+# tests/lib/tap.sh and tests/lib/peers.sh).  Both come from Debian packages that scripts/deps
+# unpacks into .deps/ and never installs: each server runs from a configuration written into
+# the test's scratch folder, on 127.0.0.1 on a free high port, delivers every recipient to a
+# maildir there, and is killed with its whole process tree at exit.  The machine's own mail
+# system, /etc and port 25 are never touched; the only system change is the servers' system
+# users, created with `useradd --system` when missing (Debian-exim; opensmtpd, opensmtpq).
+#
+#   mta_scenarios FN...        run each scenario function, or, where these servers cannot run
+#                              (not root), count each one as a TAP skip with the reason
+#   start_exim VAR [options]   Exim 4 (exim -C CONF -bdf); sets VAR (port), VAR_PID, VAR_DIR,
+#                              VAR_MAIL (the maildir), VAR_LOG (mainlog), VAR_CONF
+#       --port N               this port (a restart keeps its port; default: a free one)
+#       --no-sync              smtp_enforce_sync = false (default true: input sent before a
+#                              reply is due is a protocol error, 554, and the session ends)
+#       --no-pipelining        PIPELINING not advertised (default advertised)
+#       --no-chunking          CHUNKING not advertised (default advertised, Exim's default)
+#       --no-8bitmime          accept_8bitmime = false: 8BITMIME not advertised
+#       --no-smtputf8          SMTPUTF8 not advertised (Exim advertises it by default)
+#       --size BYTES           message_size_limit (advertised as SIZE; default 50M)
+#       --max-per-conn N       smtp_accept_max_per_connection: the (N+1)th MAIL gets
+#                              "421 too many messages in this connection" and the end
+#       --tls CERTDIR          STARTTLS with CERTDIR/server.crt and .key (tests/peers/mkcerts)
+#       --auth USER:PASS       AUTH PLAIN and LOGIN, offered only under TLS, required before MAIL
+#       --reply-rcpt ADDR=REPLY    RCPT TO:<ADDR> answered REPLY ("550 5.1.1 ...", "451 ...")
+#       --reply-data SENDER=REPLY  a message from SENDER answered REPLY after its final dot
+#   start_opensmtpd VAR [options]   OpenSMTPD (smtpd -d -f CONF) in its own mount namespace;
+#                              sets the same variables (VAR_LOG: its stderr log)
+#       --port N, --size BYTES, --reply-rcpt ADDR=REPLY, --reply-data SENDER=REPLY (as above)
+#       --max-mails N          smtp limit max-mails (default OpenSMTPD's own: 100; after it
+#                              every MAIL gets "452 4.5.3 ... Too many messages sent")
+#   mta_rule_off VAR ADDR      from now on ADDR's --reply-rcpt/--reply-data rule is off: the
+#                              server accepts it (Exim reads a switch file per rule;
+#                              OpenSMTPD's table is emptied and reloaded with smtpctl)
+#   stop_mta VAR [SIGNAL]      kill the server and its whole process tree (TERM, or KILL to
+#                              die mid-session) and wait until every process is gone
+#   restart_mta VAR            start it again as it was started: same port, options, spool
+#                              (messages it accepted before a kill are delivered) and maildir
+#   mta_idle VAR               true when the server holds nothing left to deliver
+#   mta_list VAR               maildir.py list: RCPT<TAB>MESSAGE-ID<TAB>SUBJECT<TAB>FILE a copy
+#   mta_copies VAR MSGID [RCPT]   how many copies of MSGID (to RCPT) were delivered
+: "${ROOT:?source tests/lib/tap.sh first}"
+: "${PEERS:?source tests/lib/peers.sh first}"
+MTA_EXIM=$ROOT/.deps/exim4/usr/sbin/exim4
+MTA_OSMTPD=$ROOT/.deps/opensmtpd
+MAILDIR_PY=$ROOT/tests/peers/maildir.py
+_mta_n=0
+
+# mta_scenarios FN...: where the servers can run, call each FN (its own TAP tests);
+# elsewhere each FN is one skipped test, counted in the plan with the reason.  Root is
+# needed for the servers' system users, Exim's -C (Debian's Exim honours an alternate
+# configuration with its privileges only for root) and OpenSMTPD's mount namespace.
+mta_scenarios() {
+  local why="" fn
+  [ "$(id -u)" = 0 ] || why="needs root (the servers' system users, Exim's -C, OpenSMTPD's mount namespace)"
+  for fn in "$@"; do
+    if [ -n "$why" ]; then
+      _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # skip $fn: $why"
+    else
+      local t0; t0=$(date +%s%N)
+      "$fn"
+      diag "$fn: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    fi
+  done
+}
+
+# _mta_require: what the servers need besides root; missing pieces are a failure (the
+# suite's own set-up, scripts/deps, must provide them), never a skip.
+_mta_require() {
+  local f
+  for f in "$MTA_EXIM" "$MTA_OSMTPD/usr/sbin/smtpd" "$MTA_OSMTPD/usr/libexec/opensmtpd/mail.maildir"; do
+    [ -x "$f" ] || { echo "Bail out! $f missing: run scripts/deps"; exit 1; }
+  done
+  # The servers' users (Exim's receiving side, OpenSMTPD's delivery user) must reach the
+  # folders under $T, which mktemp made 0700: let others traverse it (list nothing).
+  chmod 711 "$T"
+}
+
+# _mta_user NAME HOME: the system user NAME (with its group), created when missing.  Tests
+# running in parallel may create users at the same moment: useradd then fails on the lock
+# of /etc/passwd, and is tried again until the user exists.
+_mta_user() {
+  wait_for 20 _mta_useradd "$1" "$2" || { echo "# cannot create the system user $1" >&2; return 1; }
+}
+_mta_useradd() {
+  getent passwd "$1" >/dev/null && return 0
+  useradd --system --user-group --no-create-home --home-dir "$2" --shell /usr/sbin/nologin "$1" >/dev/null 2>&1
+  getent passwd "$1" >/dev/null
+}
+
+# _mta_tree PID: PID's process group and every descendant (a server's forks may start their
+# own session: they are found by parentage).
+_mta_tree() {
+  local pids=" $(pgrep -g "$1" 2>/dev/null | tr '\n' ' ')" frontier=$1 p c
+  while [ -n "$frontier" ]; do
+    local next=""
+    for p in $frontier; do
+      for c in $(pgrep -P "$p" 2>/dev/null); do
+        case "$pids" in *" $c "*) ;; *) pids="$pids$c "; next="$next $c" ;; esac
+      done
+    done
+    frontier=$next
+  done
+  case "$pids" in *" $1 "*) ;; *) kill -0 "$1" 2>/dev/null && pids="$pids$1 " ;; esac
+  echo $pids
+}
+
+# stop_mta VAR [SIGNAL]: SIGNAL (TERM) to the server's whole tree, KILL to whatever is left
+# after 5 s, and wait until no process of it remains.
+stop_mta() {
+  local pid_var=${1}_PID sig=${2:-TERM}
+  local pid=${!pid_var} left
+  [ -n "$pid" ] || return 0
+  # shellcheck disable=SC2046
+  kill -"$sig" $(_mta_tree "$pid") 2>/dev/null
+  if ! wait_for 5 _mta_gone "$pid"; then
+    # shellcheck disable=SC2046
+    kill -KILL $(_mta_tree "$pid") 2>/dev/null
+    wait_for 5 _mta_gone "$pid"
+  fi
+  left=$(_mta_tree "$pid")
+  [ -z "$left" ] || echo "# $1: processes left after stop: $left" >&2
+  printf -v "$pid_var" '%s' ""
+  return 0
+}
+_mta_gone() { [ -z "$(_mta_tree "$1")" ]; }
+
+# restart_mta VAR: start_exim/start_opensmtpd again with the arguments it was first given,
+# on the same port and in the same folder (spool and maildir kept).
+restart_mta() {
+  local kind_var=${1}_KIND args_var=${1}_ARGS
+  local -a args
+  eval "args=(${!args_var})"
+  "_start_${!kind_var}" "$1" --reuse "${!1}" "${args[@]}"
+}
+
+mta_list() { local mail=${1}_MAIL; "$PY" "$MAILDIR_PY" list "${!mail}"; }
+mta_copies() {   # mta_copies VAR MSGID [RCPT]
+  local mail=${1}_MAIL
+  "$PY" "$MAILDIR_PY" list "${!mail}" | awk -F'\t' -v id="$2" -v r="${3:-}" \
+    '$2 == id && (r == "" || $1 == r) { n++ } END { print n + 0 }'
+}
+
+mta_idle() {
+  local kind=${1}_KIND dir=${1}_DIR
+  case ${!kind} in
+    exim) [ -z "$(find "${!dir}/spool/input" -name '*-H' 2>/dev/null | head -1)" ] ;;
+    opensmtpd) [ -z "$(find "${!dir}/spool/queue" "${!dir}/spool/incoming" -type f 2>/dev/null | head -1)" ] ;;
+  esac
+}
+
+mta_rule_off() {
+  local kind=${1}_KIND dir=${1}_DIR pid=${1}_PID f name
+  for f in "${!dir}"/rules/*; do
+    [ "$(head -1 "$f")" = "$2" ] || continue
+    case ${!kind} in
+      exim) rm -f "$f" ;;
+      opensmtpd)
+        : > "$f"; name=$(basename "$f")
+        # smtpctl reaches the control socket inside the server's namespace (-r -w: and keeps
+        # the server's root, a chroot's included), and insists on running with the queue
+        # user's group (the package makes it setgid opensmtpq)
+        nsenter -t "${!pid}" -m -r -w setpriv --regid=opensmtpq --clear-groups \
+          "$MTA_OSMTPD/usr/sbin/smtpctl" update table "$name" >/dev/null ||
+          echo "# smtpctl update table $name failed" >&2 ;;
+    esac
+  done
+}
+
+# _mta_launch VAR KIND DIR PORT CMD...: start CMD in its own session (its process group is
+# the server's tree) and wait until PORT accepts connections; 1 when it died first (a port
+# taken in between: the caller tries another unless the port was fixed).
+_mta_launch() {
+  local var=$1 kind=$2 dir=$3 port=$4; shift 4
+  setsid "$@" >>"$dir/daemon.out" 2>&1 &
+  local pid=$!
+  disown "$pid"   # no "Killed" notice from bash when a test kills it; bash still reaps it
+  on_exit "stop_mta $var KILL"
+  printf -v "${var}_PID" '%s' "$pid"
+  if wait_for 15 _mta_listening "$pid" "$port" && kill -0 "$pid" 2>/dev/null; then
+    printf -v "$var" '%s' "$port"
+    return 0
+  fi
+  stop_mta "$var" KILL
+  return 1
+}
+_mta_listening() { kill -0 "$1" 2>/dev/null || return 0; _port_open "$2"; }
+
+# _mta_common VAR KIND "$@": parse --reuse PORT and --port N; set the folder, the port and
+# the variables; leaves the remaining options in MTA_OPTS.
+_mta_common() {
+  local var=$1 kind=$2; shift 2
+  local reuse="" port="" a
+  MTA_OPTS=()
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --reuse) reuse=$2; shift 2 ;;
+      --port) port=$2; shift 2 ;;
+      *) MTA_OPTS+=("$1"); shift ;;
+    esac
+  done
+  MTA_FIRST=""
+  if [ -n "$reuse" ]; then
+    MTA_DIR=$(eval echo "\$${var}_DIR"); MTA_PORT=$reuse; MTA_FIXED=1
+  else
+    MTA_FIRST=1
+    _mta_n=$((_mta_n + 1))
+    MTA_DIR=$T/$kind-$_mta_n; mkdir -p "$MTA_DIR/rules"
+    MTA_PORT=${port:-$(free_port)}; MTA_FIXED=$port
+    local q=""; for a in "${MTA_OPTS[@]}"; do q="$q $(printf '%q' "$a")"; done
+    printf -v "${var}_ARGS" '%s' "$q"
+    printf -v "${var}_KIND" '%s' "$kind"
+    printf -v "${var}_DIR" '%s' "$MTA_DIR"
+    printf -v "${var}_MAIL" '%s' "$MTA_DIR/mail"
+  fi
+}
+
+start_exim() { _start_exim "$@"; }
+_start_exim() {
+  local var=$1; shift
+  _mta_require
+  _mta_user Debian-exim /nonexistent || return 1
+  _mta_common "$var" exim "$@"
+  local dir=$MTA_DIR try
+  # Exim may re-execute itself (exim_path) after it dropped to Debian-exim, who may not
+  # reach the checkout (a clone in root's 0700 home): it runs from a copy under $T.
+  if [ ! -x "$T/exim-bin/exim4" ]; then
+    mkdir -p "$T/exim-bin" && cp "$MTA_EXIM" "$T/exim-bin/exim4" && chmod 755 "$T/exim-bin" "$T/exim-bin/exim4"
+  fi
+  for try in 1 2 3; do
+    _exim_conf "$dir" "$MTA_PORT" "${MTA_OPTS[@]}" || return 1
+    printf -v "${var}_CONF" '%s' "$dir/exim.conf"
+    printf -v "${var}_LOG" '%s' "$dir/log/mainlog"
+    # -bdf: the daemon stays in the foreground (its pid is the tree's root); -q5s: a queue
+    # run at start and every 5 s, so messages accepted before a kill are delivered.
+    _mta_launch "$var" exim "$dir" "$MTA_PORT" "$T/exim-bin/exim4" -C "$dir/exim.conf" -bdf -q5s && return 0
+    [ -n "$MTA_FIXED" ] && break
+    MTA_PORT=$(free_port)
+  done
+  echo "# exim did not start:" >&2
+  cat "$dir/daemon.out" "$dir/log/paniclog" 2>/dev/null | tail -20 | sed 's/^/#   /' >&2
+  return 1
+}
+
+# _exim_conf DIR PORT [options]: DIR/exim.conf for start_exim (owned by root, 0644: Exim
+# accepts -C from root only for such a file) and the folders Exim's user writes.
+_exim_conf() {
+  local dir=$1 port=$2; shift 2
+  local sync=true pipe='*' chunk='*' eightbit=true utf8='*' size=50M maxconn=1000 tls="" auth=""
+  local rcpt_acl="" data_acl="" n=0 kv addr reply verb
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --no-sync) sync=false ;;
+      --no-pipelining) pipe='' ;;
+      --no-chunking) chunk='' ;;
+      --no-8bitmime) eightbit=false ;;
+      --no-smtputf8) utf8='' ;;
+      --size) size=$2; shift ;;
+      --max-per-conn) maxconn=$2; shift ;;
+      --tls) tls=$2; shift ;;
+      --auth) auth=$2; shift ;;
+      --reply-rcpt|--reply-data)
+        kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
+        case $reply in 4*) verb=defer ;; *) verb=deny ;; esac
+        [ -z "$MTA_FIRST" ] || printf '%s\n' "$addr" > "$dir/rules/$n"   # a restart keeps it as it is
+        if [ "$1" = --reply-rcpt ]; then
+          rcpt_acl+="  $verb recipients = $addr
+         condition = \${if exists{$dir/rules/$n}}
+         message = $reply
+"
+        else
+          data_acl+="  $verb senders = $addr
+         condition = \${if exists{$dir/rules/$n}}
+         message = $reply
+"
+        fi
+        shift ;;
+      *) echo "# start_exim: unknown option $1" >&2; return 1 ;;
+    esac
+    shift
+  done
+  mkdir -p "$dir/spool" "$dir/log" "$dir/mail"
+  chown Debian-exim: "$dir/spool" "$dir/log" "$dir/mail"
+  # Exim loads its TLS credentials at start even when it offers no STARTTLS, and without a
+  # certificate it generates a self-signed RSA one first (half a second): it gets a small
+  # EC one, made once per test file, unless --tls names the test CA's.
+  local advertise=""
+  if [ -n "$tls" ]; then
+    advertise='*'
+  else
+    tls=$T/exim-selfsigned
+    [ -s "$tls/server.crt" ] || { mkdir -p "$tls" && openssl req -x509 -newkey ec \
+      -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=exim.test -days 30 \
+      -keyout "$tls/server.key" -out "$tls/server.crt" >/dev/null 2>&1; }
+  fi
+  mkdir -p "$dir/tls"
+  cp "$tls/server.crt" "$tls/server.key" "$dir/tls/"
+  chown -R Debian-exim: "$dir/tls"; chmod 600 "$dir/tls/server.key"
+  local tls_conf="tls_advertise_hosts = $advertise
+tls_certificate = $dir/tls/server.crt
+tls_privatekey = $dir/tls/server.key"
+  local mail_acl="  accept" auths=""
+  if [ -n "$auth" ]; then
+    local user=${auth%%:*} pass=${auth#*:}
+    mail_acl="  deny !authenticated = *
+       message = 530 5.7.0 authentication required
+  accept"
+    auths="plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = \${if and{{eq{\$auth2}{$user}}{eq{\$auth3}{$pass}}}}
+  server_set_id = \$auth2
+  server_advertise_condition = \${if def:tls_in_cipher}
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = Username:: : Password::
+  server_condition = \${if and{{eq{\$auth1}{$user}}{eq{\$auth2}{$pass}}}}
+  server_set_id = \$auth1
+  server_advertise_condition = \${if def:tls_in_cipher}"
+  fi
+  ( umask 022
+    cat > "$dir/exim.conf" <<EOF
+# written by tests/lib/mta.sh for one test: nothing here is the machine's Exim.
+exim_path = $T/exim-bin/exim4
+primary_hostname = exim.test
+spool_directory = $dir/spool
+log_file_path = $dir/log/%slog
+pid_file_path = $dir/exim.pid
+daemon_smtp_ports = $port
+local_interfaces = 127.0.0.1
+# no DNS or ident look-ups of the client; no environment passed on
+host_lookup =
+rfc1413_hosts =
+keep_environment =
+# deliveries run as Exim's user, who owns the maildir (the re-executed delivery process
+# has no root anyway: Exim drops it for a -C configuration)
+deliver_drop_privilege = true
+# every message delivered at once, however many came on the connection (Exim's default
+# queues those after the 10th until a queue run)
+smtp_accept_queue_per_connection = 0
+smtp_accept_max = 100
+smtp_accept_max_per_connection = $maxconn
+smtp_enforce_sync = $sync
+pipelining_advertise_hosts = $pipe
+chunking_advertise_hosts = $chunk
+accept_8bitmime = $eightbit
+smtputf8_advertise_hosts = $utf8
+message_size_limit = $size
+$tls_conf
+log_selector = +smtp_protocol_error +smtp_syntax_error +smtp_connection +received_recipients +pipelining
+acl_smtp_mail = acl_mail
+acl_smtp_rcpt = acl_rcpt
+acl_smtp_data = acl_data
+
+begin acl
+acl_mail:
+$mail_acl
+acl_rcpt:
+$rcpt_acl  accept
+acl_data:
+$data_acl  accept
+
+begin routers
+everyone:
+  driver = accept
+  transport = maildir
+
+begin transports
+# one maildir for every recipient; Envelope-to: names the recipient of each copy
+maildir:
+  driver = appendfile
+  directory = $dir/mail
+  maildir_format
+  create_directory
+  user = Debian-exim
+  envelope_to_add
+  return_path_add
+
+begin retry
+*  *  F,1h,10s
+
+begin authenticators
+$auths
+EOF
+  )
+}
+
+start_opensmtpd() { _start_opensmtpd "$@"; }
+_start_opensmtpd() {
+  local var=$1; shift
+  _mta_require
+  _mta_user opensmtpd /var/lib/opensmtpd/empty || return 1
+  _mta_user opensmtpq /var/lib/opensmtpd/empty || return 1
+  _mta_common "$var" opensmtpd "$@"
+  local dir=$MTA_DIR try
+  for try in 1 2 3; do
+    _osmtpd_conf "$dir" "$MTA_PORT" "${MTA_OPTS[@]}" || return 1
+    printf -v "${var}_CONF" '%s' "$dir/smtpd.conf"
+    printf -v "${var}_LOG" '%s' "$dir/daemon.out"
+    _mta_launch "$var" opensmtpd "$dir" "$MTA_PORT" \
+      unshare --mount --propagation unchanged /bin/sh "$dir/ns.sh" && return 0
+    [ -n "$MTA_FIXED" ] && break
+    MTA_PORT=$(free_port)
+  done
+  echo "# opensmtpd did not start:" >&2
+  tail -20 "$dir/daemon.out" 2>/dev/null | sed 's/^/#   /' >&2
+  return 1
+}
+
+# _osmtpd_conf DIR PORT [options]: DIR/smtpd.conf and DIR/ns.sh, the script that runs
+# smtpd in its new mount namespace.  OpenSMTPD's paths are compiled in: its queue
+# (/var/spool/smtpd, here DIR/spool bound over it, so a restart finds what it had
+# accepted), its chroot (/var/lib/opensmtpd/empty), its control socket (/var/run/smtpd.sock)
+# and its delivery agents (/usr/libexec/opensmtpd, here the unpacked package's).  Empty
+# tmpfs folders stand over /var/spool, /var/lib and /run inside the namespace only, so
+# nothing of the machine's is read or written and two tests never share a socket.
+_osmtpd_conf() {
+  local dir=$1 port=$2; shift 2
+  local size=35M maxmails="" filters="" chain="" n=0 kv addr reply phase cond
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --size) size=$2; shift ;;
+      --max-mails) maxmails="smtp limit max-mails $2"; shift ;;
+      --reply-rcpt|--reply-data)
+        kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
+        if [ "$1" = --reply-rcpt ]; then phase=rcpt-to cond=rcpt-to; else phase=commit cond=mail-from; fi
+        [ -z "$MTA_FIRST" ] || printf '%s\n' "$addr" > "$dir/rules/r$n"
+        filters+="table r$n file:$dir/rules/r$n
+filter \"f$n\" phase $phase match $cond <r$n> reject \"$reply\"
+"
+        chain+="${chain:+, }\"f$n\""
+        shift ;;
+      *) echo "# start_opensmtpd: unknown option $1" >&2; return 1 ;;
+    esac
+    shift
+  done
+  local nobody; nobody=$(id -u nobody):$(id -g nobody)
+  mkdir -p "$dir/spool" "$dir/mail"
+  chmod 711 "$dir/spool"; chown nobody "$dir/mail"
+  local listen="listen on 127.0.0.1 port $port hostname smtpd.test"
+  if [ -n "$chain" ]; then
+    filters+="filter \"rules\" chain { $chain }
+"
+    listen="$listen filter \"rules\""
+  fi
+  ( umask 022
+    cat > "$dir/smtpd.conf" <<EOF
+# written by tests/lib/mta.sh for one test: nothing here is the machine's OpenSMTPD.
+# Plain SMTP only: Debian 12's OpenSMTPD 6.8 fails every TLS handshake under OpenSSL 3
+# ("SSL routines::EVP lib", upstream issues #1171 and #1239).
+smtp max-message-size $size
+$maxmails
+$filters
+# every recipient is delivered, as one virtual user (the uid of nobody), to one maildir;
+# OpenSMTPD's Delivered-To: names the recipient of each copy
+table vusers { "@" = "vmail" }
+table vuserbase { "vmail" = "$nobody:$dir/mail" }
+$listen
+action "maildir" maildir "$dir/mail" virtual <vusers> userbase <vuserbase>
+match from any for any action "maildir"
+EOF
+    cat > "$dir/ns.sh" <<EOF
+# run by tests/lib/mta.sh as \`unshare --mount sh ns.sh\`: the mounts below exist in this
+# namespace only and vanish with its last process.
+set -e
+# Nothing mounted here may propagate to the machine: every mount becomes private first.
+# In a chroot (scripts/fresh-root) / is no mount point and cannot be made private; the
+# mounts then stay here only if what we can see is not shared, so we go on only then.
+if ! mount --make-rprivate / 2>/dev/null; then
+  if grep -q ' shared:' /proc/self/mountinfo; then
+    echo "ns.sh: / is not a mount point and shared mounts are visible: nothing mounted" >&2; exit 1
+  fi
+fi
+for d in /var/spool /var/lib /run; do mount -t tmpfs -o mode=0755,size=16m mta-test "\$d"; done
+mkdir -p /var/spool/smtpd /var/lib/opensmtpd/empty
+mount --bind "$dir/spool" /var/spool/smtpd
+mount --bind "$MTA_OSMTPD/usr/libexec" /usr/libexec
+exec "$MTA_OSMTPD/usr/sbin/smtpd" -d -f "$dir/smtpd.conf"
+EOF
+  )
+}
+
+# ---- driving mailhook against these servers (tests/integration/mta-*.sh) ----
+#   mta_mh NAME PORT [key=value ...]   a fresh spool $T/NAME.spool and settings $T/NAME.conf
+#                                      (plain SMTP, retry_interval 1 s unless given); sets
+#                                      SPOOL and CONF for the helpers below
+#   MH ARGS...                         build/mailhook on that spool with those settings
+#   mta_queue TAG N RCPT...            N messages through `mailhook sendmail` (Message-ID
+#                                      <TAG-i@test>, Subject "TAG i", a dot-led body line)
+#   mta_flush                          `mailhook flush`, bounded: FLUSH_OUT, FLUSH_RC (also
+#                                      appended to $T/flush.log)
+#   pickup_n / failed_n                messages in pickup/ / failed/
+#   spool_file MSGID [pickup|failed]   the spool file holding MSGID
+#   mta_once VAR TAG N RCPT...         one TAP test: each of TAG-1..N reached each RCPT
+#                                      exactly once (what is missing or doubled is shown)
+mta_mh() {
+  local name=$1 port=$2; shift 2
+  SPOOL=$T/$name.spool CONF=$T/$name.conf
+  write_conf "$CONF" enabled=true server=127.0.0.1 port="$port" tls=none tls_required=false \
+    from=app@example.org retry_interval=1 retry_max=2 connect_timeout=5 "$@"
+}
+MH() { MAILHOOK_SPOOL=$SPOOL "$MAILHOOK" -c "$CONF" "$@"; }
+
+mta_queue() {
+  local tag=$1 n=$2 i; shift 2
+  local to; to=$(printf '%s, ' "$@"); to=${to%, }
+  for i in $(seq "$n"); do
+    printf 'From: app@example.org\nTo: %s\nSubject: %s %d\nMessage-ID: <%s-%d@test>\n\nbody %s %d\n.leading dot\n' \
+      "$to" "$tag" "$i" "$tag" "$i" "$tag" "$i" | MH sendmail -i -f app@example.org "$@" ||
+      { echo "# sendmail failed for $tag-$i" >&2; return 1; }
+  done
+}
+
+mta_flush() {
+  FLUSH_OUT=$(MAILHOOK_LOG_LEVEL=info timeout 120 "$MAILHOOK" -c "$CONF" -s "$SPOOL" flush --timeout 90 2>&1)
+  FLUSH_RC=$?
+  printf '%s\n' "$FLUSH_OUT" >> "$T/flush.log"   # every flush's output, for checks across them
+}
+
+pickup_n() { find "$SPOOL/pickup" -maxdepth 1 -name '*.eml' 2>/dev/null | wc -l; }
+failed_n() { find "$SPOOL/failed" -maxdepth 1 -name '*.eml' 2>/dev/null | wc -l; }
+spool_file() { grep -l -i -m1 "^Message-ID: <$1>" "$SPOOL/${2:-pickup}"/*.eml 2>/dev/null | head -1; }
+
+mta_once() {
+  local var=$1 tag=$2 n=$3; shift 3
+  local list bad
+  list=$(mta_list "$var")
+  bad=$(printf '%s\n' "$list" | awk -F'\t' -v tag="$tag" -v n="$n" -v rcpts="$*" '
+    BEGIN { split(rcpts, r, " ") }
+    { c[$1 " " $2]++ }
+    END {
+      for (i = 1; i <= n; i++) for (j in r) {
+        k = r[j] " <" tag "-" i "@test>"
+        if (c[k] != 1) printf "%s: %d copies\n", k, c[k]
+      }
+    }')
+  ok "$([ -z "$bad" ] && echo 0 || echo 1)" "each of $tag-1..$n reached $* exactly once"
+  [ -z "$bad" ] || printf '%s\n' "$bad" | head -10 | sed 's/^/#   /'
+}
