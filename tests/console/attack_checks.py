@@ -183,7 +183,11 @@ out, closed = raw(b"POST /api/login HTTP/1.1\r\n" + H + b"Content-Type: applicat
 is_(statuses(out), [400], "two Transfer-Encoding headers: 400")
 out, closed = raw(b"POST /api/login HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
                   b"10\r\n{\"password\":\"x\"}\r\n0\r\n\r\n")
-is_(statuses(out), [400], "a Transfer-Encoding other than chunked: 400")
+ok(statuses(out) == [501] and closed, "a Transfer-Encoding other than chunked: 501, closed", out[:200])
+out, closed = raw(b"POST /api/login HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"10\r\n{\"password\":\"x\"}\r\n0\r\n\r\nGET /nope HTTP/1.1\r\n" + H + b"\r\n")
+ok(statuses(out) == [411] and closed, "a chunked body (no request body is chunked here): 411, closed, the bytes after "
+   "it never read as a request", out[:200])
 out, closed = raw(b"GET /login HTTP/1.1\r\nHost: evil.example\r\n" + H + b"\r\n")
 is_(statuses(out), [400], "two Host headers (the last would win): 400")
 out, closed = raw(b"GET /login HTTP/1.1\r\n" + H + b"X-Folded: a\r\n b\r\n\r\n")
@@ -191,10 +195,10 @@ is_(statuses(out), [400], "an obsolete folded header line: 400")
 big = b"7fff\r\n" + b"a" * 0x7fff + b"\r\n"
 out, closed = raw(b"POST /api/login HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
                   + big * 3 + b"0\r\n\r\n", wait=5)
-is_(statuses(out)[:1], [413], "a chunked body over 64 KB: 413 (h2o counts chunked bodies too)")
+is_(statuses(out)[:1], [411], "a chunked body over 64 KB: 411 (refused before a byte of it is read)")
 out, closed = raw(b"POST /api/login HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
                   b"zz\r\nabc\r\n0\r\n\r\n")
-is_(statuses(out)[:1], [400], "a broken chunk size: 400")
+is_(statuses(out)[:1], [411], "a broken chunk size: 411 (never read)")
 out, closed = raw(b"GET /login HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n")
 is_(statuses(out), [431], "a request head over 8 KB: 431")
 out, closed = raw(b"GET /login?" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n")
@@ -552,7 +556,7 @@ need = {"content-security-policy": "script-src 'self'", "x-content-type-options"
 missing = []
 for what, status, hdrs, text in seen:
     if status == 0 or status == 413 or (status == 400 and "bad request:" not in text) or status == 431 and "bad request" not in text:
-        continue          # raw exchanges and h2o's own answers (text/plain, no page)
+        continue          # raw exchanges and the HTTP layer's own answers (text/plain, no page)
     lines = [l.lower() for l in hdrs.splitlines()]
     for k, v in need.items():
         if not any(l.startswith(k + ": ") and (v.lower() in l or "default-src 'none'" in l) for l in lines):
