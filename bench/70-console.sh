@@ -4,7 +4,7 @@
 # a local client doing its worst at once:
 #   - 6 keep-alive clients requesting as fast as they can (status with the token,
 #     /metrics, unauthenticated API calls: 401, the login page),
-#   - 2 clients flooding POSTs of 60 KB bodies to the login (h2o reads them: 429/401),
+#   - 2 clients flooding POSTs of 60 KB bodies to the login (each read whole: 429/401),
 #   - 10 clients guessing the admin password at once, each guess from another
 #     127.x address (every check is scrypt's 32 MiB on the thread pool that
 #     delivery's disk work shares: the console runs one at a time, limits them
@@ -25,7 +25,6 @@ PY=/usr/bin/python3
 export LD_LIBRARY_PATH="$ROOT/.deps/postfix/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 [ -x "$PF/smtp-sink" ] || { echo "console  skipped: no smtp-sink (run scripts/deps)"; exit 0; }
-[ -e "$(dirname "$MAILHOOK")/mailhook-http.so" ] || { echo "console  skipped: no mailhook-http.so (make)"; exit 0; }
 
 W=$(mktemp -d /tmp/mh-bench-console.XXXXXX)
 SINK= SVC= HAM=

@@ -1,5 +1,5 @@
 -- mailhook.console — the admin console of `mailhook run`: HTTP on the service's
--- own loop (core.http: h2o, runtime/http.c), handlers in Lua on top of the same
+-- own loop (core.http: runtime/http.c), handlers in Lua on top of the same
 -- admin actions as the CLI (scripts/test.lua, scripts/update.lua, mh.queue,
 -- mailhook.status), static pages from the share folder.  See docs/console.md.
 --
