@@ -421,7 +421,13 @@ static int h_end(mh_http_req *r) {
 
 static int h_alive(mh_http_req *r) { return r->c != NULL && !r->c->closing; }
 
-static void h_release(mh_http_req *r) { req_unref(r); }
+/* The caller is done: a stream it did not end is ended now (nobody will
+** write to it again; left open it would hold the connection until the
+** client leaves). */
+static void h_release(mh_http_req *r) {
+  if (r->c && r->streaming && !r->ended) h_end(r);
+  req_unref(r);
+}
 
 static const char *h_method(mh_http_req *r, size_t *len) {
   *len = r->hp->method_len;

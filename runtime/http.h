@@ -112,7 +112,7 @@ typedef struct {
   /* 1 while the connection can still take an answer. */
   int (*alive)(mh_http_req *r);
   /* Drops the caller's reference (the request is freed once its connection is
-  ** done with it too). */
+  ** done with it too); a stream not ended yet is ended. */
   void (*release)(mh_http_req *r);
 } mh_http_api;
 

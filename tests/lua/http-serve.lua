@@ -7,6 +7,7 @@
 --   /flood     writes until the client is dropped (the result is in /stats)
 --   /big       4 MB at once (a client that does not read is dropped: stall)
 --   /hold      no answer until the server closes
+--   /abandon   a stream whose handler returns without finish()   /gc   collectgarbage
 --   /stats     the server's counters           /quit    close the server
 local core = require "mailhook.core"
 local srv
@@ -27,6 +28,13 @@ local function handler(req)
   elseif p == "/tick" then
     req:stream(200, T)
     while req:write("tick\n") do core.sleep(0.05) end
+  elseif p == "/abandon" then              -- a stream its handler leaves without finish()
+    req:stream(200, T)
+    req:write("left\n")
+  elseif p == "/gc" then
+    collectgarbage("collect")
+    collectgarbage("collect")
+    req:respond(200, T, "collected\n")
   elseif p == "/flood" then
     req:stream(200, T)
     local piece = string.rep("x", 8192)
