@@ -31,6 +31,13 @@ int mh_pwhash_valid(const char *s);
 ** (out holds 2n + 1).  0 or MH_EINVAL. */
 int mh_random_hex(char *out, size_t n);
 
+/* Frees what OpenSSL keeps for the calling thread (its random generators,
+** its error queue).  For a thread-pool worker after make or check: OpenSSL's
+** cleanup at exit frees only the main thread's, so each worker that ran one
+** would leave it behind (LeakSanitizer says so).  The next call in the thread
+** sets it up again. */
+void mh_pwhash_thread_end(void);
+
 /* 1 when a and b (each len bytes) are equal; the time depends on len only. */
 int mh_ct_equal(const void *a, const void *b, size_t len);
 
