@@ -23,6 +23,16 @@ endif
 SERVICE_USER   ?= mailhook
 MANDIR         ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+# Where `make install` puts the Lua library, as Debian's lua5.4 looks for it
+# (`lua5.4 -e 'print(package.path, package.cpath)'`): PREFIX/share/lua/5.4 for
+# the modules; the C module in PREFIX/lib/lua/5.4, or, for PREFIX=/usr, in the
+# multiarch folder Debian's lua-* packages use (/usr/lib/x86_64-linux-gnu/lua/5.4).
+LUA_LMOD  ?= $(PREFIX)/share/lua/5.4
+ifeq ($(PREFIX),/usr)
+LUA_CMOD  ?= $(PREFIX)/lib/$(shell $(CC) -print-multiarch)/lua/5.4
+else
+LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
+endif
 BUILD     ?= build
 CFLAGS    ?= -O2 -g
 SANITIZER ?=
@@ -43,8 +53,18 @@ endif
 PKG_LIBS  := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) $(SSL_LIBS)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Iruntime -I$(BUILD) -MMD -MP \
-              -DMH_PREFIX='"$(PREFIX)"'
+# The knobs LuaRocks passes (rockspecs/) (LUA_INCDIR, LIBUV_INCDIR/LIBDIR, OPENSSL_INCDIR/LIBDIR) are
+# honoured when set; pkg-config finds everything otherwise.
+LUA_INCDIR ?=
+LIBUV_INCDIR ?=
+LIBUV_LIBDIR ?=
+OPENSSL_INCDIR ?=
+OPENSSL_LIBDIR ?=
+EXT_CFLAGS := $(addprefix -I,$(LUA_INCDIR) $(LIBUV_INCDIR) $(OPENSSL_INCDIR))
+EXT_LDFLAGS := $(addprefix -L,$(LIBUV_LIBDIR) $(OPENSSL_LIBDIR))
+# -fPIC: the Lua module links the same objects (see "The Lua C module").
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXT_CFLAGS) $(PKG_CFLAGS) -Iruntime -I$(BUILD) -MMD -MP \
+              -fPIC -DMH_PREFIX='"$(PREFIX)"'
 # --as-needed: no library the code does not call is loaded at start.
 ALL_LDFLAGS := -Wl,-O1 -Wl,--as-needed $(LDFLAGS)
 ifneq ($(SANITIZER),)
@@ -57,7 +77,7 @@ LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline 2>/dev/null)
 # libcrypto are BIND_NOW: their relocations were two thirds of the instructions of every start).
 BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline 2>/dev/null)
 
-CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c,$(wildcard runtime/*.c))
+CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/drop.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
@@ -65,6 +85,13 @@ MAIN_OBJ := $(BUILD)/obj/main.o
 # The binary's core: tls.c's place taken by its loader.
 BIN_CORE_OBJ := $(filter-out $(BUILD)/obj/tls.o $(BUILD)/obj/pwhash.o,$(CORE_OBJ)) $(BUILD)/obj/tls_load.o
 TLS_MODULE := $(BUILD)/mailhook-tls.so
+# The Lua C module and its objects (see "The Lua C module" below).
+LUAMOD      := $(BUILD)/lua/mailhook/core.so
+LUAMOD_BIND := $(filter-out runtime/l_repl.c runtime/l_embed.c,$(BIND_SRC))
+LUAMOD_OBJ  := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/lualib/%.o) \
+               $(filter-out $(BUILD)/obj/lualib/l_core.o,$(LUAMOD_BIND:runtime/%.c=$(BUILD)/obj/lualib/%.o)) \
+               $(BUILD)/obj/lualib/l_core.o
+LUAMOD_LIBS := $(shell pkg-config --libs libuv libssl libcrypto 2>/dev/null) -lpthread -lm
 UNIT_SRC := $(wildcard tests/unit/test-*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
@@ -75,10 +102,11 @@ LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 MAN_SRC  := $(wildcard man/*.scd)
 MAN_OUT  := $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
 
-.PHONY: all pkg-check FORCE deps deps-check deps-trace test test-fresh test-long run bench asan valgrind fuzz install uninstall clean peers
+.PHONY: all pkg-check FORCE deps deps-check deps-trace test test-fresh test-long run bench asan valgrind fuzz install uninstall clean peers \
+        lualib install-lualib
 
-all: pkg-check $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) \
-     $(BUILD)/tests/fsync-gate.so $(MAN_OUT)
+all: pkg-check $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) \
+     $(BUILD)/tests/fsync-gate.so $(MAN_OUT) $(LUAMOD)
 
 # A clear message instead of missing headers when the -dev packages are not there.
 pkg-check:
@@ -93,9 +121,16 @@ $(BUILD)/l_modules.h: $(BIND_SRC) Makefile
 
 $(BIND_OBJ) $(MAIN_OBJ): $(BUILD)/l_modules.h
 
-$(BUILD)/obj/%.o: runtime/%.c
+$(BUILD)/obj/%.o: runtime/%.c $(BUILD)/obj/.pic
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Made once per build folder: objects older than it predate -fPIC (a build folder
+# from before the Lua module) and are remade once.  Never remade itself, so a
+# `make install` a test runs on a sanitizer's folder rebuilds nothing.
+$(BUILD)/obj/.pic:
+	@mkdir -p $(@D)
+	@touch $@
 
 # Core only: what the unit tests, fuzzers and embedders link without Lua.
 $(BUILD)/libmhcore.a: $(CORE_OBJ)
@@ -126,8 +161,62 @@ $(BUILD)/mailhook: $(MAIN_OBJ) $(BIND_OBJ) $(BIN_CORE_OBJ) $(BUILD)/link-line
 $(BUILD)/obj/pic/%.o: runtime/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
+# What tls.c calls of the core (mh_fsutil_read, mh_error, ...) is the binary's own
+# copy, exported to it (BIN_LDFLAGS).  The Lua module (core.so) does not load this
+# module: it links tls.o and the whole core itself, as a stock lua5.4 exports no mh_*.
 $(TLS_MODULE): $(BUILD)/obj/pic/tls.o $(BUILD)/obj/pic/pwhash.o $(BUILD)/link-line
 	$(CC) $(ALL_LDFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $(filter %.o,$^) $(SSL_LIBS)
+
+# The setgid drop program of unprivileged submission (runtime/drop.c, docs/sendmail.md):
+# libc only, no Lua, its spool and size limit compiled in.
+DROP_SPOOL ?= $(LOCALSTATEDIR)/spool/mailhook
+DROP_GROUP ?= mailhook
+$(BUILD)/mailhook-drop: runtime/drop.c runtime/maildrop.h Makefile $(BUILD)/instpaths.stamp
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DMH_DROP_SPOOL='"$(DROP_SPOOL)"' $(ALL_LDFLAGS) -o $@ runtime/drop.c
+
+# The Lua C module (docs/lua-library.md): BUILD/lua/mailhook/core.so, what
+# `require "mailhook.core"` loads in a stock Lua 5.4.  Every object is
+# position-independent (ALL_CFLAGS has -fPIC), so the module links the
+# binary's objects: PIC cost the binary nothing measurable (callgrind,
+# `mailhook -e ''` 2,026,162 instructions non-PIC and 2,028,278 PIC; `hook`
+# 5.13 M both; Debian's gcc makes PIE objects anyway).  Its copies in
+# BUILD/obj/lualib/ have Lua's API as weak references (runtime/l_core.c says
+# why), and l_core its own list of bindings: not the REPL (readline: the
+# binary's) nor the C embedding API (it makes its own states).  Linked to the
+# shared libuv and OpenSSL and to no Lua library (the interpreter that loads it
+# is Lua); only luaopen_mailhook_core exported (runtime/lualib.map).
+lualib: $(LUAMOD)
+
+$(BUILD)/obj/lualib/l_modules.h: Makefile $(BIND_SRC)
+	@mkdir -p $(@D)
+	@printf '/* generated: the bindings of the Lua module */\n' > $@.tmp
+	@for f in $(sort $(filter-out l_core,$(LUAMOD_BIND:runtime/%.c=%))); do echo "MH_MODULE($$f)" >> $@.tmp; done
+	@mv $@.tmp $@
+
+WEAKEN_LUA = objcopy --wildcard --weaken-symbol='lua_*' --weaken-symbol='luaL_*'
+$(BUILD)/obj/lualib/l_core.o: runtime/l_core.c $(BUILD)/obj/lualib/l_modules.h
+	$(CC) -I$(BUILD)/obj/lualib $(ALL_CFLAGS) -c -o $@ $<
+	@$(WEAKEN_LUA) $@
+$(BUILD)/obj/lualib/%.o: $(BUILD)/obj/%.o
+	@mkdir -p $(@D)
+	@$(WEAKEN_LUA) $< $@
+
+# -z nodelete: never unloaded.  Lua's package library dlcloses a C module with
+# the last state that loaded it, but the rules' watchdog thread (l_sched.c)
+# lives on in core.so, waiting on a condition variable there: unmapped, it
+# would wake in freed memory (tests/lualib/two-states.c).
+$(LUAMOD): $(LUAMOD_OBJ) runtime/lualib.map
+	@mkdir -p $(@D)
+	$(CC) -shared $(ALL_LDFLAGS) $(EXT_LDFLAGS) -Wl,-z,nodelete -Wl,--version-script=runtime/lualib.map -o $@ $(LUAMOD_OBJ) $(LUAMOD_LIBS)
+
+# LuaRocks' install step (rockspecs/mailhook-scm-1.rockspec, build type make):
+# the Lua modules into LUADIR and core.so into LIBDIR, the rock tree's folders.
+install-lualib: $(LUAMOD)
+	@test -n "$(LUADIR)" -a -n "$(LIBDIR)" || { echo "make install-lualib: LUADIR and LIBDIR must be set (LuaRocks sets them)" >&2; exit 1; }
+	install -d $(DESTDIR)$(LUADIR)/mailhook $(DESTDIR)$(LIBDIR)/mailhook
+	cp -R lua/mailhook/. $(DESTDIR)$(LUADIR)/mailhook/
+	install -m 0755 $(LUAMOD) $(DESTDIR)$(LIBDIR)/mailhook/core.so
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
@@ -222,7 +311,8 @@ bench: deps all
 # loudly: an install that half happened must not look like one that did.
 # The settings file is installed only when there is none (never over an
 # administrator's); the spool folder is made, never emptied.
-INSTALLABLE := $(BUILD)/mailhook $(TLS_MODULE) $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) $(BUILD)/mailhook.service
+INSTALLABLE := $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) \
+               $(BUILD)/mailhook.service $(LUAMOD)
 installable: $(INSTALLABLE)
 install: $(INSTALLABLE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
@@ -240,16 +330,117 @@ install: $(INSTALLABLE)
 	for m in $(MAN_OUT); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/ || exit 1; done
 	install -m 0644 $(BUILD)/mailhook.service $(DESTDIR)$(SYSTEMDUNITDIR)/mailhook.service
 	test -e $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf || \
-	  install -m 0600 packaging/mailhook.conf $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf
+	  install -m 0644 packaging/mailhook.conf $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf
+	install -d $(DESTDIR)$(PREFIX)/sbin
+	install -m 0755 $(BUILD)/mailhook-drop $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
+	@$(MAKE) --no-print-directory install-drop-perms
+	@$(MAKE) --no-print-directory install-mta-links
 	install -d $(DESTDIR)$(PREFIX)/share/mailhook/console
 	cp -R console/. $(DESTDIR)$(PREFIX)/share/mailhook/console/
+	@# the Lua library (docs/lua-library.md): where lua5.4 looks with no LUA_PATH/LUA_CPATH;
+	@# the modules are the binary's (a relative link), core.so beside them
+	install -d $(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(LUA_CMOD)/mailhook
+	ln -sfn "$$(realpath -m --relative-to=$(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook)" \
+	        $(DESTDIR)$(LUA_LMOD)/mailhook
+	install -m 0755 $(LUAMOD) $(DESTDIR)$(LUA_CMOD)/mailhook/core.so
+
+# Unprivileged submission (docs/sendmail.md): mailhook-drop setgid to DROP_GROUP,
+# SPOOL/maildrop/ mode 1730 of that group and of the spool's owner (the service
+# removes what it adopts), and the spool folder 0710 of the group so the
+# program can reach maildrop/.  The group is made only when asked
+# (CREATE_GROUP=1: groupadd --system); when it is missing, or when install
+# cannot change owners (a packager's DESTDIR as a user), the program stays
+# without setgid and install says so: then only root and the service's user
+# submit (the package's postinst does the rest with dpkg-statoverride).
+DROP_GROUP   ?= mailhook
+CREATE_GROUP ?= 0
+# auto: set the group and modes unless installing into a DESTDIR stage (a
+# package's: its postinst does it); yes / no: always / never.
+DROP_PERMS   ?= auto
+DROP_BIN      = $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
+DROP_SPOOLDIR = $(DESTDIR)$(LOCALSTATEDIR)/spool/mailhook
+install-drop-perms:
+	@if [ "$(DROP_PERMS)" = no ] || { [ "$(DROP_PERMS)" = auto ] && [ -n "$(DESTDIR)" ]; }; then \
+	  echo "make install: mailhook-drop installed without setgid (DESTDIR: the package sets its group)"; exit 0; fi; \
+	if [ "$(CREATE_GROUP)" = 1 ] && ! getent group '$(DROP_GROUP)' >/dev/null; then \
+	  groupadd --system '$(DROP_GROUP)' || exit 1; echo "make install: group $(DROP_GROUP) created"; fi; \
+	if getent group '$(DROP_GROUP)' >/dev/null && chgrp '$(DROP_GROUP)' '$(DROP_BIN)' 2>/dev/null; then \
+	  chmod 2755 '$(DROP_BIN)' && \
+	  install -d -m 1730 -g '$(DROP_GROUP)' '$(DROP_SPOOLDIR)/maildrop' && \
+	  chmod 1730 '$(DROP_SPOOLDIR)/maildrop' && \
+	  chown "$$(stat -c %u '$(DROP_SPOOLDIR)')" '$(DROP_SPOOLDIR)/maildrop' && \
+	  chgrp '$(DROP_GROUP)' '$(DROP_SPOOLDIR)' && chmod 0710 '$(DROP_SPOOLDIR)' || exit 1; \
+	  echo "make install: $(PREFIX)/sbin/mailhook-drop setgid $(DROP_GROUP): every local user can send"; \
+	else \
+	  echo "make install: no group '$(DROP_GROUP)' (or not root): mailhook-drop installed without setgid," \
+	       "so only root and the spool's owner can send; CREATE_GROUP=1 makes the group (docs/sendmail.md)"; \
+	fi
+
+# The names of an MTA (docs/sendmail.md): PREFIX/sbin/sendmail (and PREFIX/lib/sendmail,
+# the old path mdadm and others still use), PREFIX/bin/mailq and
+# PREFIX/bin/newaliases, symbolic links to the mailhook binary (argv[0] says
+# which it is).  Never over another mail system's files: a name that exists and
+# is not already our link is refused, unless FORCE_SENDMAIL=1 (then replaced).
+FORCE_SENDMAIL ?= 0
+MTA_LINKS := sbin/sendmail:../bin/mailhook lib/sendmail:../sbin/sendmail bin/mailq:mailhook bin/newaliases:mailhook
+# `make install` makes these links too, but only where every name is free (or
+# already mailhook's link): when one of them is another mail system's, or, for
+# an install without DESTDIR, when /usr/sbin/sendmail or /usr/lib/sendmail is
+# another's (PREFIX/sbin/sendmail would win over it in root's PATH), it makes
+# none and says so: never over an existing MTA's files unless asked, with
+# `make install-sendmail`.  SENDMAIL_LINKS=no leaves them out (the Debian
+# package: mailhook-mta ships them).
+SENDMAIL_LINKS ?= auto
+install-mta-links:
+	@if [ "$(SENDMAIL_LINKS)" = no ]; then exit 0; fi; \
+	me=$$(readlink -f '$(DESTDIR)$(PREFIX)/bin/mailhook'); other=; \
+	for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -e "$$name" ] || [ -L "$$name" ]; then \
+	    [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ] || other="$$other $$name"; fi; \
+	done; \
+	if [ -z "$(DESTDIR)" ]; then for sys in /usr/sbin/sendmail /usr/lib/sendmail; do \
+	  if { [ -e "$$sys" ] || [ -L "$$sys" ]; } && [ "$$(readlink -f "$$sys")" != "$$me" ]; then other="$$other $$sys"; fi; \
+	done; fi; \
+	if [ -n "$$other" ]; then \
+	  echo "make install: another mail system's$$other: no sendmail, mailq, newaliases links" \
+	       "(make install-sendmail makes them, FORCE_SENDMAIL=1 over its files: docs/sendmail.md)"; exit 0; fi; \
+	for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  [ -L "$$name" ] && continue; \
+	  install -d "$$(dirname "$$name")" && ln -s "$$to" "$$name" || exit 1; \
+	  echo "make install: $$name -> $$to"; \
+	done
+
+install-sendmail: install
+	@for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -e "$$name" ] || [ -L "$$name" ]; then \
+	    if [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ]; then continue; fi; \
+	    if [ "$(FORCE_SENDMAIL)" != 1 ]; then \
+	      echo "make install-sendmail: $$name exists and is not mailhook's (another mail system?):" \
+	           "refusing to replace it (FORCE_SENDMAIL=1 replaces it)" >&2; exit 1; fi; \
+	  fi; \
+	  install -d "$$(dirname "$$name")" && ln -sfn "$$to" "$$name" || exit 1; \
+	  echo "make install-sendmail: $$name -> $$to"; \
+	done
+
+# Only our own links go.
+uninstall-sendmail:
+	@for l in $(MTA_LINKS); do \
+	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
+	  if [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ]; then rm -f "$$name"; fi; \
+	done
 
 # What install put there, but the settings and the spool (they hold the site's data).
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook \
+	rm -rf $(DESTDIR)$(PREFIX)/bin/mailhook $(DESTDIR)$(PREFIX)/sbin/mailhook-drop \
+	       $(DESTDIR)$(PREFIX)/share/mailhook $(DESTDIR)$(PREFIX)/lib/mailhook \
 	       $(DESTDIR)$(PREFIX)/lib/libmailhook.a $(DESTDIR)$(PREFIX)/include/mailhook.h \
 	       $(DESTDIR)$(SYSTEMDUNITDIR)/mailhook.service \
-	       $(foreach m,$(MAN_OUT),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	       $(foreach m,$(MAN_OUT),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
+	       $(DESTDIR)$(LUA_LMOD)/mailhook $(DESTDIR)$(LUA_CMOD)/mailhook
+	@$(MAKE) --no-print-directory uninstall-sendmail
 
 # The installed paths are compiled into runtime/instpaths.c alone; the stamp
 # changes when they do, so `make install PREFIX=/usr` after a plain `make`
@@ -284,9 +475,9 @@ deb:
 	@scripts/build-deb $(BUILD)/deb $(LINTIAN)
 
 
-.PHONY: man deb installable
+.PHONY: man deb installable install-drop-perms install-mta-links install-sendmail uninstall-sendmail
 
 clean:
 	rm -rf build build-asan build-fuzz build-trace build-ci
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d $(FUZZ_BUILD)/obj/*.d $(FUZZ_BUILD)/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/pic/*.d $(BUILD)/obj/lualib/*.d $(FUZZ_BUILD)/obj/*.d $(FUZZ_BUILD)/*.d)

@@ -40,24 +40,6 @@ export MAILHOOK_CONF=$W/mailhook.conf MAILHOOK_SPOOL=$W/spool MAILHOOK_LOG_LEVEL
 "$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none tls_required=false \
   from=bench@example.com >/dev/null || { echo "delivery  skipped: cannot write settings"; exit 0; }
 
-# fill N: queue N 1 KB messages (group commit, batches of 500), not timed
-fill() {
-  "$MAILHOOK" -e '
-    local n = tonumber(...)
-    local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
-    local body = string.rep("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 14)
-    local env = { from = "bench@example.com", to = { "sink@example.net" } }
-    local i = 0
-    while i < n do
-      local batch = {}
-      for k = 1, math.min(500, n - i) do
-        i = i + 1
-        batch[k] = { "From: bench@example.com\r\nTo: sink@example.net\r\nSubject: bench " .. i ..
-                     "\r\nMessage-ID: <" .. i .. "@bench>\r\n\r\n" .. body, env }
-      end
-      assert(sp:enqueue_many(batch))
-    end' "$1"
-}
 now_ms() { date +%s%3N; }
 
 printf 'hello\r\n%s\r\n' "$(head -c 1000 /dev/zero | tr '\0' 'x')" > "$W/msg.txt"

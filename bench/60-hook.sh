@@ -13,21 +13,7 @@ USER_OPT=""; [ "$(id -u)" = 0 ] && USER_OPT="-u nobody"   # smtp-sink refuses to
 "$SINK" $USER_OPT -c 127.0.0.1:"$PORT" 256 >/dev/null 2>&1 &
 SINK_PID=$!
 trap 'kill $SINK_PID 2>/dev/null; rm -rf "$T"' EXIT
-mkdir -p "$T/rules"
-cat > "$T/mailhook.conf" <<CONF
-enabled = true
-server = 127.0.0.1
-port = $PORT
-from = pbx@example.com
-tls = none
-tls_required = false
-CONF
-cat > "$T/rules/alarm.lua" <<'LUA'
-on("alarm", function(ev)
-  local m = mh.template.message("alarm", ev)
-  assert(mh.enqueue { to = "ops@example.com", subject = m.subject, text = m.text })
-end)
-LUA
+hook_setup "$T" $PORT
 printf 'From: pbx@example.com\nTo: ops@example.com\nSubject: [major] ups1: on battery\n\nAlarm from ups1\n' > "$T/msg"
 for i in $(seq 50); do /usr/bin/python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1]))).close()' "$PORT" 2>/dev/null && break; sleep 0.05; done
 # one check that each command does what is measured

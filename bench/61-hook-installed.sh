@@ -12,21 +12,7 @@ make -C "$ROOT" -s --no-print-directory -o "$BUILD/mailhook" BUILD="$BUILD" PREF
   || { echo "   (make install failed)"; exit 1; }
 cp -R "$T/with" "$T/without"
 rm -rf "$T/without/lib/mailhook/luac"
-mkdir -p "$T/rules"
-cat > "$T/mailhook.conf" <<CONF
-enabled = true
-server = 127.0.0.1
-port = 9
-from = pbx@example.com
-tls = none
-tls_required = false
-CONF
-cat > "$T/rules/alarm.lua" <<'LUA'
-on("alarm", function(ev)
-  local m = mh.template.message("alarm", ev)
-  assert(mh.enqueue { to = "ops@example.com", subject = m.subject, text = m.text })
-end)
-LUA
+hook_setup "$T" 9
 export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
 for v in with without; do
   "$T/$v/bin/mailhook" hook alarm severity=major source=ups1 message=on-battery || echo "   ($v: hook failed)"

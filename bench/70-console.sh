@@ -51,23 +51,6 @@ TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   { echo "console  skipped: cannot write settings"; exit 0; }
 echo "bench-Admin-pw" | "$MAILHOOK" update admin_password=- >/dev/null
 
-fill() {
-  "$MAILHOOK" -e '
-    local n = tonumber(...)
-    local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
-    local body = string.rep("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 14)
-    local env = { from = "bench@example.com", to = { "sink@example.net" } }
-    local i = 0
-    while i < n do
-      local batch = {}
-      for k = 1, math.min(500, n - i) do
-        i = i + 1
-        batch[k] = { "From: bench@example.com\r\nTo: sink@example.net\r\nSubject: bench " .. i ..
-                     "\r\n\r\n" .. body, env }
-      end
-      assert(sp:enqueue_many(batch))
-    end' "$1"
-}
 pickup_count() { find "$MAILHOOK_SPOOL/pickup" -maxdepth 1 -name '*.eml' | wc -l; }
 now_ms() { date +%s%3N; }
 

@@ -52,6 +52,11 @@ int mh_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, unsigne
   /* 3. what was opened is what is read */
   if (fstat(fd, st) < 0) { int e = errno; close(fd); return -e; }
   if (!S_ISREG(st->st_mode)) { close(fd); return MH_ENOTREG; }
+  if ((fsflags & MH_FS_OWNED) &&
+      ((st->st_uid != geteuid() && st->st_uid != 0) || (st->st_mode & S_IWOTH))) {
+    close(fd);
+    return MH_EUNSAFE;
+  }
   /* 4. blocking again: regular files ignore O_NONBLOCK, but keep it exact */
   int fl = fcntl(fd, F_GETFL);
   if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -153,6 +158,12 @@ char *mh_fsutil_why(char *buf, size_t n, const char *what, const char *path, int
   mh_fsutil_size(lim, sizeof lim, max);
   if (rc == MH_ENOTREG)
     snprintf(buf, n, "%s: %s, not a regular file", head, st ? mh_fsutil_kind(st->st_mode) : "not a file");
+  else if (rc == MH_EUNSAFE && st && st->st_uid != geteuid() && st->st_uid != 0)
+    snprintf(buf, n, "%s: belongs to uid %ld, not to the running user (uid %ld) or root: refusing a file "
+             "another user could change (chown it)", head, (long)st->st_uid, (long)geteuid());
+  else if (rc == MH_EUNSAFE && st)
+    snprintf(buf, n, "%s: mode %04o, writable by every user: refusing a file others could change "
+             "(chmod o-w it)", head, (unsigned)(st->st_mode & 07777));
   else if (rc == MH_ELIMIT && path && st && (int64_t)st->st_size > max)
     snprintf(buf, n, "%s: %" PRId64 " bytes, over the %s limit", head, (int64_t)st->st_size, lim);
   else if (rc == MH_ELIMIT)
@@ -212,6 +223,10 @@ int mh_fsutil_write_all(int fd, const void *buf, size_t len) {
 }
 
 int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode) {
+  return mh_fsutil_write_atomic_ex(path, data, len, mode, 1);
+}
+
+int mh_fsutil_write_atomic_ex(const char *path, const void *data, size_t len, mode_t mode, int sync) {
   char dir[PATH_MAX], tmp[PATH_MAX];
   const char *base = split(path, dir, sizeof dir);
   int fd = -1, rc;
@@ -221,7 +236,8 @@ int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_
   /* O_EXCL with a name unique to this process and call; retry on a collision
      with a stale file left by a crashed writer of the same pid. */
   for (int tries = 0; fd < 0; tries++) {
-    int n = snprintf(tmp, sizeof tmp, "%s/.%s.%ld.%u", dir, base, (long)getpid(), counter++);
+    int n = snprintf(tmp, sizeof tmp, "%s/.%s.%ld.%u", dir, base, (long)getpid(),
+                     __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));   /* states in threads */
     if (n < 0 || (size_t)n >= sizeof tmp) return -ENAMETOOLONG;
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0 && (errno != EEXIST || tries > 100)) return -errno;
@@ -229,12 +245,12 @@ int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_
   /* The umask may have narrowed mode; widening is never wanted, but make it exact. */
   if (fchmod(fd, mode) < 0) { rc = -errno; goto fail; }
   if ((rc = mh_fsutil_write_all(fd, data, len)) < 0) goto fail;
-  if (fsync(fd) < 0) { rc = -errno; goto fail; }
+  if (sync && fsync(fd) < 0) { rc = -errno; goto fail; }
   rc = close(fd);
   fd = -1;
   if (rc < 0) { rc = -errno; goto fail; }
   if (rename(tmp, path) < 0) { rc = -errno; goto fail; }
-  return fsync_dir(dir);
+  return sync ? fsync_dir(dir) : 0;
 
 fail:
   if (fd >= 0) close(fd);

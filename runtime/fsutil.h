@@ -27,6 +27,9 @@
 #define MH_LIMIT_FIELD      ((int64_t)64 << 10)  /* one event field's value (KEY=VALUE or JSON string) */
 #define MH_LIMIT_CONFIG     ((int64_t)1 << 20)   /* settings, rule, template and spool state files */
 #define MH_LIMIT_CA         ((int64_t)4 << 20)   /* tls_ca_file (a whole CA bundle is ~220 KB) */
+#define MH_LIMIT_MESSAGE    ((int64_t)1 << 30)   /* a whole message streamed from stdin (mailhook
+                                                    sendmail): a runaway producer (`yes |`) stops
+                                                    there instead of filling the spool's disk */
 
 /* --------------------------------------------- opening foreign files */
 
@@ -35,6 +38,11 @@
                              someone named (an attachment, the settings file, a CA
                              bundle); without it a link is refused (files in folders
                              mailhook owns: spool files, drop-ins, sidecars) */
+#define MH_FS_OWNED  2u   /* the file opened (what a link leads to) must belong to the
+                             running user or root and must not be writable by every
+                             user: a file that is code, or names code to run (rule
+                             files, the settings with password_command), which no
+                             other user may change.  Else MH_EUNSAFE */
 
 /* Opens dirfd/path (dirfd AT_FDCWD for a plain path) with oflags (O_RDONLY,
 ** O_RDWR, O_CREAT, O_EXCL ...; mode for O_CREAT) the safe way, for a file
@@ -46,6 +54,8 @@
 **   2. openat with O_NONBLOCK | O_CLOEXEC (| O_NOFOLLOW unless MH_FS_FOLLOW):
 **      a FIFO swapped in after 1 still cannot block the open;
 **   3. fstat of the descriptor: a regular file again (it is what is read);
+**      with MH_FS_OWNED, owned by the running user or root and not writable
+**      by others (MH_EUNSAFE);
 **   4. O_NONBLOCK cleared (regular files ignore it anyway).
 ** Returns the descriptor; MH_ENOTREG with st->st_mode telling what it was (see
 ** mh_fsutil_kind); -errno (-ENOENT ...).  st (may be NULL) receives the
@@ -84,7 +94,8 @@ char *mh_fsutil_why(char *buf, size_t n, const char *what, const char *path, int
 char *mh_fsutil_size(char *buf, size_t n, int64_t bytes);
 
 /* Replaces path with exactly len bytes of data, durably:
-**   a temporary ".NAME.XXXXXX" in the same folder (O_CREAT|O_EXCL, mode),
+**   a temporary ".NAME.PID.N" in the same folder (O_CREAT|O_EXCL, mode; N
+**   counts this process's calls, a collision tries the next),
 **   write all, fsync, close, rename over path, fsync the folder.
 ** Readers see either the old file or the new one, never a mix.  On any failure
 ** the temporary file is removed and path is untouched (unless the failure was
@@ -92,6 +103,12 @@ char *mh_fsutil_size(char *buf, size_t n, int64_t bytes);
 ** but maybe not yet durable, and the error is still reported).
 ** Returns 0 or a negative errno. */
 int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* The same with sync = 0: no fsync of the file nor of the folder, for a
+** snapshot rewritten often that need not survive a power cut (status.json);
+** the temporary file is still made O_EXCL (never through a planted link or
+** FIFO) and renamed over path. */
+int mh_fsutil_write_atomic_ex(const char *path, const void *data, size_t len, mode_t mode, int sync);
 
 /* write(2) all of len bytes, retrying short writes and EINTR; 0 or -errno on the
 ** first error (the caller never retries on that descriptor). */

@@ -12,6 +12,7 @@
 #include "intake.h"
 #include "error.h"
 #include "fsutil.h"
+#include "spool.h"
 
 /* Where a lone-dot line could be starting (output bytes seen on this line). */
 enum { LINE_START, DOT, DOT_CR, MID_LINE };
@@ -33,6 +34,7 @@ struct mh_intake {
   char *head;          /* the caller's replacement header block, or NULL */
   size_t head_over;    /* its length */
   size_t written;      /* bytes written by mh_intake_write */
+  size_t max;          /* at most this many (MH_LIMIT_MESSAGE): see mh_intake_set_max */
   char last[2];        /* the last two bytes written after the header block */
   size_t nlast;        /* how many of them there are (0..2) */
 };
@@ -42,6 +44,7 @@ mh_intake *mh_intake_new(int fd, int dot) {
   if (!in) return NULL;
   in->fd = fd;
   in->dot = dot;
+  in->max = (size_t)MH_LIMIT_MESSAGE;
   in->dstate = LINE_START;
   return in;
 }
@@ -174,7 +177,7 @@ int mh_intake_set_head(mh_intake *in, const char *head, size_t len) {
   memcpy(h, head, len);
   free(in->head);
   in->head = h;
-  in->head_over = len;
+  in->head_over = mh__spool_drop_bcc(h, len);   /* never a Bcc in what is sent */
   return 0;
 }
 
@@ -182,6 +185,7 @@ int mh_intake_set_head(mh_intake *in, const char *head, size_t len) {
 static int put_rest(mh_intake *in, int fd, const char *p, size_t n) {
   int rc;
   if (!n) return 0;
+  if (in->written + n > in->max) return in->rerr = MH_ELIMIT;   /* the input's fault */
   if ((rc = mh_fsutil_write_all(fd, p, n))) return rc;
   in->written += n;
   if (n >= 2) { in->last[0] = p[n - 2]; in->last[1] = p[n - 1]; in->nlast = 2; }
@@ -222,5 +226,9 @@ int mh_intake_write(void *arg, int fd) {
 }
 
 int mh_intake_error(const mh_intake *in) { return in->rerr; }
+
+void mh_intake_set_max(mh_intake *in, size_t max) { in->max = max; }
+
+size_t mh_intake_max(const mh_intake *in) { return in->max; }
 
 size_t mh_intake_written(const mh_intake *in) { return in->written; }

@@ -36,8 +36,9 @@ void mh_intake_free(mh_intake *in);
 #define MH_INTAKE_ERRLEN 256
 int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, char *err);
 
-/* Replaces the header block that is written (the caller removed Bcc, added a
-** Date...): a copy of head[0..len) is taken.  0 or MH_ENOMEM. */
+/* Replaces the header block that is written (the caller added a Date...): a
+** copy of head[0..len) is taken, its Bcc fields left out (mh__spool_drop_bcc,
+** the spool's rule for what is sent).  0 or MH_ENOMEM. */
 int mh_intake_set_head(mh_intake *in, const char *head, size_t len);
 
 /* An mh_spool_writer: writes the header block, then the rest of the message
@@ -51,5 +52,11 @@ int mh_intake_error(const mh_intake *in);
 
 /* Bytes of the message written by mh_intake_write (head included). */
 size_t mh_intake_written(const mh_intake *in);
+
+/* The most bytes mh_intake_write writes (default MH_LIMIT_MESSAGE): past it,
+** it stops with MH_ELIMIT (also kept for mh_intake_error: the input is at
+** fault, not the spool), so the enqueue fails and nothing is queued. */
+void mh_intake_set_max(mh_intake *in, size_t max);
+size_t mh_intake_max(const mh_intake *in);
 
 #endif

@@ -99,6 +99,7 @@ mh_runtime *mh_open(const char *conf, const char *spool, char **err) {
   }
   rt->L = L;
   luaL_openlibs(L);
+  mh_l_absolute_paths(L);   /* before our folders are added: nothing from the current folder */
   luaL_requiref(L, "mailhook.core", luaopen_mailhook_core, 0);
   lua_pop(L, 1);
   set_paths(L, conf, spool);
@@ -159,7 +160,7 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
   }
   task = mh_task_spawn(L, 3, 3, "mh_emit");
   (void)task;
-  uv_run(mh_l_loop(), UV_RUN_DEFAULT);
+  mh_l_run(L, UV_RUN_DEFAULT);
   done = mh_task_done(task);
   if (done <= 0) {
     set_err(err, "mh_emit: the rules did not finish%s", done < 0 ? " (an internal error, see the log)" : "");
@@ -176,8 +177,7 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
 
 void mh_close(mh_runtime *rt) {
   if (!rt) return;
-  if (rt->L) lua_close(rt->L);
-  uv_run(mh_l_loop(), UV_RUN_NOWAIT);   /* close callbacks of handles closed by __gc */
+  if (rt->L) lua_close(rt->L);   /* closes the state's loop too (l_sched.c, ctx_gc) */
   free(rt);
 }
 

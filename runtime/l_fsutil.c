@@ -22,9 +22,10 @@
 #include "fsutil.h"
 #include "tls.h"
 
-/* The options {max = N, follow = bool, what = "attachment"} at idx (may be
-** absent): the limit (default MH_LIMIT_CONFIG), MH_FS_FOLLOW, the prefix of
-** messages. */
+/* The options {max = N, follow = bool, owned = bool, what = "attachment"} at
+** idx (may be absent): the limit (default MH_LIMIT_CONFIG), MH_FS_FOLLOW,
+** MH_FS_OWNED (a file no other user may change: rule files, settings), the
+** prefix of messages. */
 static void input_opts(lua_State *L, int idx, int64_t *max, unsigned *flags, const char **what) {
   *max = MH_LIMIT_CONFIG;
   *flags = 0;
@@ -39,9 +40,11 @@ static void input_opts(lua_State *L, int idx, int64_t *max, unsigned *flags, con
   }
   lua_getfield(L, idx, "follow");
   if (lua_toboolean(L, -1)) *flags |= MH_FS_FOLLOW;
+  lua_getfield(L, idx, "owned");
+  if (lua_toboolean(L, -1)) *flags |= MH_FS_OWNED;
   lua_getfield(L, idx, "what");
   if (!lua_isnil(L, -1)) *what = luaL_checkstring(L, -1);   /* stays anchored by the table */
-  lua_pop(L, 3);
+  lua_pop(L, 4);
 }
 
 /* read(path | fd [, {max =, follow =, what =}]) -> bytes | nil, err, info.
@@ -152,14 +155,21 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
-/* write_atomic(path, bytes [, mode = 0600]) -> true | nil, err, info */
+/* write_atomic(path, bytes [, mode = 0600 [, {sync = false}]]) -> true | nil, err, info
+** (sync = false: no fsync, for a snapshot rewritten often such as status.json) */
 static int l_write_atomic(lua_State *L) {
   size_t len;
+  int sync = 1;
   const char *path = luaL_checkstring(L, 1);
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer mode = luaL_optinteger(L, 3, 0600);
   luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode out of range");
-  int rc = mh_fsutil_write_atomic(path, data, len, (mode_t)mode);
+  if (lua_istable(L, 4)) {
+    lua_getfield(L, 4, "sync");
+    sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  int rc = mh_fsutil_write_atomic_ex(path, data, len, (mode_t)mode, sync);
   if (rc < 0) return mh_l_fail(L, rc, "write", "%s: %s", path, mh_strerror(rc));
   lua_pushboolean(L, 1);
   return 1;
@@ -223,9 +233,10 @@ void l_fsutil_open(lua_State *L) {
   static const struct { const char *name; int64_t v; } limits[] = {
     { "attachment", MH_LIMIT_ATTACHMENT }, { "body", MH_LIMIT_BODY }, { "event", MH_LIMIT_EVENT },
     { "field", MH_LIMIT_FIELD }, { "config", MH_LIMIT_CONFIG }, { "ca", MH_LIMIT_CA },
+    { "message", MH_LIMIT_MESSAGE },
   };
   luaL_newlib(L, fns);
-  lua_createtable(L, 0, 6);   /* limits: the named input limits (fsutil.h, docs/spool.md) */
+  lua_createtable(L, 0, 7);   /* limits: the named input limits (fsutil.h, docs/spool.md) */
   for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
     lua_pushinteger(L, (lua_Integer)limits[i].v);
     lua_setfield(L, -2, limits[i].name);

@@ -33,7 +33,7 @@ static const mh_http_api *api;   /* runtime/http.c's table (set by l_http_open) 
 
 typedef struct {
   mh_http_server *s;             /* NULL when listen failed */
-  lua_State *L;                  /* the main state, to spawn handler tasks from */
+  lua_State *L;                  /* the state's callback thread, to spawn handler tasks from */
   int handler_ref;               /* the Lua handler (registry) */
   int closed;                    /* close() ran to its end */
   mh_wait *closing;              /* the task waiting in close(), if any */
@@ -253,14 +253,12 @@ static int l_listen(lua_State *L) {
   luaL_setmetatable(L, SERVER_MT);
   p.on_request = on_request;
   p.ud = su;
-  rc = api->listen(mh_l_loop(), &p, &su->s, err, sizeof err);
+  rc = api->listen(mh_l_loop(L), &p, &su->s, err, sizeof err);
   if (rc != 0) {
     su->closed = 1;
     return mh_l_fail(L, rc, "console", "%s", err);
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  su->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  su->L = mh_l_cbstate(L);   /* the state's callback thread (l_sched.h) */
   lua_getfield(L, 1, "handler");
   su->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* held until lua_close: its __gc then runs with the loop stopped and frees

@@ -9,6 +9,7 @@
 **   msg:bytes() -> string     msg:id() -> "<...>"    msg:save(path) -> true | nil, err
 **   core.msg.valid_address(s) -> true | nil, reason
 **   core.msg.type_for(filename) -> content type
+**   core.msg.date([t]) -> RFC 5322 date     core.msg.new_id([domain]) -> "<...@domain>"
 **
 ** Addresses: "a@b", "Name <a@b>", a comma-separated string of those, or
 ** {name = "Name", address = "a@b"}, or a list of any of these.
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,12 +28,13 @@
 #include "l_sched.h"
 #include "error.h"
 #include "msg.h"
+#include "fsutil.h"
 #include "l_msg.h"
 
 #define MSG_MT MH_MSG_MT
 
 typedef struct {
-  mh_msg *m;                /* first member: the contract with other bindings */
+  mh_msg *m;                /* the message; other bindings get it by l_msg_test() */
   int ready;                /* finished; until then u->m is only owned (freed by __gc
                                if a wrong argument raised half-way through build) */
 } l_msg;
@@ -42,7 +45,11 @@ static l_msg *check_msg(lua_State *L, int idx) {
   return u;
 }
 
-mh_msg *l_msg_check(lua_State *L, int idx) { return check_msg(L, idx)->m; }
+mh_msg *l_msg_test(lua_State *L, int idx, int *closed) {
+  l_msg *u = luaL_testudata(L, idx, MSG_MT);
+  *closed = u && (!u->m || !u->ready);
+  return u && !*closed ? u->m : NULL;
+}
 
 /* nil, err, info{code, class, field} from the builder's last error; frees
 ** the half-built message of u. */
@@ -273,12 +280,16 @@ static int l_id(lua_State *L) {
 
 /* save(path) -> true | nil, err: writes the message to a new or truncated file
 ** (mode 0600).  Blocks while writing; meant for tools and tests, the spool has
-** its own durable path. */
+** its own durable path.  Opened by the core's rule (mh_fsutil_open, no link
+** followed): a symbolic link planted at path (in /tmp, by another user) is
+** refused, never written through, and a FIFO cannot block the caller. */
 static int l_save(lua_State *L) {
   l_msg *u = check_msg(L, 1);
   const char *path = luaL_checkstring(L, 2);
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
+  struct stat st;
+  char why[4200];
+  int fd = mh_fsutil_open(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0600, 0, &st);
+  if (fd < 0) return mh_l_fail(L, fd, NULL, "%s", mh_fsutil_why(why, sizeof why, "", path, fd, &st, 0));
   int rc = mh_msg_write(u->m, fd);
   if (close(fd) < 0 && rc == 0) rc = -errno;
   if (rc < 0) return mh_l_fail(L, rc, NULL, "%s: %s", path, mh_msg_error(u->m)[0] ? mh_msg_error(u->m) : mh_strerror(rc));
@@ -314,6 +325,22 @@ static int l_valid_address(lua_State *L) {
   return 2;
 }
 
+/* date([t]) -> "Fri, 4 Dec 2026 13:30:32 +0100" (now by default): the Date rule */
+static int l_date(lua_State *L) {
+  char out[64];
+  mh_msg_date(out, sizeof out, (time_t)luaL_optinteger(L, 1, (lua_Integer)time(NULL)));
+  lua_pushstring(L, out);
+  return 1;
+}
+
+/* new_id([domain]) -> "<...@domain>": the Message-ID rule (the one build uses) */
+static int l_new_id(lua_State *L) {
+  char out[320];
+  mh_msg_make_id(out, sizeof out, luaL_optstring(L, 1, NULL), time(NULL));
+  lua_pushstring(L, out);
+  return 1;
+}
+
 static int l_type_for(lua_State *L) {
   lua_pushstring(L, mh_msg_type_for(luaL_checkstring(L, 1)));
   return 1;
@@ -328,6 +355,8 @@ void l_msg_open(lua_State *L) {
     { "build", l_build },
     { "valid_address", l_valid_address },
     { "type_for", l_type_for },
+    { "date", l_date },
+    { "new_id", l_new_id },
     { NULL, NULL },
   };
   mh_l_newclass(L, MSG_MT, methods, l_close, l_tostring);

@@ -23,6 +23,7 @@
 ** libuv's close callbacks; the userdata only point at it.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,10 +153,10 @@ static void chan_close(chan *c) {
   uv_close((uv_handle_t *)&c->pipe, chan_close_cb);
 }
 
-static chan *chan_new(void) {
+static chan *chan_new(uv_loop_t *loop) {
   chan *c = (chan *)calloc(1, sizeof *c);
   if (!c) return NULL;
-  uv_pipe_init(mh_l_loop(), &c->pipe, 0);
+  uv_pipe_init(loop, &c->pipe, 0);
   c->pipe.data = c;
   return c;
 }
@@ -220,7 +221,12 @@ static int l_chan_send(lua_State *L) {
   memcpy(w->data, hdr, hlen);
   memcpy(w->data + hlen, s, n);
   b = uv_buf_init(w->data, (unsigned)(hlen + n));
-  rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb);
+  {
+    mh_l_sigpipe g;   /* a peer that died: EPIPE, not a killed process (l_sched.h) */
+    mh_l_sigpipe_begin(c->pipe.loop, &g);
+    rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb);
+    mh_l_sigpipe_end(&g);
+  }
   if (rc < 0) {
     free(w);
     return mh_l_fail(L, MH_EINVAL, "channel", "channel: %s", uv_strerror(rc));
@@ -258,7 +264,10 @@ static int l_channel(lua_State *L) {
   int rc;
   if (fstat(3, &st) < 0 || !S_ISSOCK(st.st_mode))
     return mh_l_fail(L, MH_EINVAL, "channel", "no channel on fd 3 (this command is started by `mailhook run`)");
-  c = chan_new();
+  /* the channel is this process's alone: a program a rule starts (os.execute,
+     io.popen) must not inherit it and write frames to the service */
+  fcntl(3, F_SETFD, FD_CLOEXEC);
+  c = chan_new(mh_l_loop(L));
   if (!c) return luaL_error(L, "out of memory");
   rc = uv_pipe_open(&c->pipe, 3);
   if (rc == 0) rc = uv_read_start((uv_stream_t *)&c->pipe, chan_alloc_cb, chan_read_cb);
@@ -345,7 +354,7 @@ static int l_spawn_proc(lua_State *L) {
   }
   argv[n + 1] = NULL;
   p = (proc *)calloc(1, sizeof *p);
-  c = p ? chan_new() : NULL;
+  c = p ? chan_new(mh_l_loop(L)) : NULL;
   if (!c) { free(p); return luaL_error(L, "out of memory"); }
   memset(&o, 0, sizeof o);
   memset(stdio, 0, sizeof stdio);
@@ -362,7 +371,7 @@ static int l_spawn_proc(lua_State *L) {
   o.stdio = stdio;
   o.stdio_count = 4;
   p->h.data = p;
-  rc = uv_spawn(mh_l_loop(), &p->h, &o);
+  rc = uv_spawn(mh_l_loop(L), &p->h, &o);
   if (rc < 0) {
     int e = rc;
     uv_close((uv_handle_t *)&p->h, proc_close_cb);

@@ -33,6 +33,8 @@ static void pw_work(void *arg) {
 
 static int pw_push(lua_State *co, void *arg) {
   pw_req *r = (pw_req *)arg;
+  const char *why = r->rc < 0 ? mh_pwhash_unavailable() : NULL;
+  if (why) return mh_l_fail(co, MH_ETLS, "password", "%s", why);
   if (r->rc < 0) return mh_l_fail(co, r->rc, "password", r->check ? "the stored admin password is not a "
                                   "valid hash (set it again: mailhook update admin_password=-)" : NULL);
   if (r->check) lua_pushboolean(co, r->rc == 1);
@@ -78,7 +80,10 @@ static int l_random(lua_State *L) {
   char hex[129];
   lua_Integer n = luaL_optinteger(L, 1, 32);
   luaL_argcheck(L, n > 0 && n <= 64, 1, "1-64 bytes");
-  if (mh_random_hex(hex, (size_t)n) < 0) return luaL_error(L, "no random bytes from OpenSSL");
+  if (mh_random_hex(hex, (size_t)n) < 0) {
+    const char *why = mh_pwhash_unavailable();
+    return luaL_error(L, "%s", why ? why : "no random bytes from OpenSSL");
+  }
   lua_pushstring(L, hex);
   return 1;
 }

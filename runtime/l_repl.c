@@ -29,6 +29,7 @@
 #include <readline/history.h>
 #include "l_sched.h"
 #include "log.h"
+#include "error.h"
 
 #define HISTORY_MAX 1000      /* entries kept in memory and in the history file */
 #define CHUNK 65536           /* bytes per read from a pipe */
@@ -53,7 +54,8 @@ static struct {
   char **cands;               /* candidates of the completion in progress */
   size_t ncands;
 
-  lua_State *L;               /* main state, for the registry */
+  lua_State *L;               /* the state's callback thread (mh_l_cbstate), for the registry */
+  uv_loop_t *loop;            /* the loop of the state that opened it (one at a time) */
   int guard_ref;              /* registry ref of the task Ctrl-C interrupts */
   mh_task *guard_task;
 
@@ -395,7 +397,7 @@ static void read_cb(uv_fs_t *req) {
 ** the (negative) error: the caller then takes what is left. */
 static int start_read(void) {
   uv_buf_t b = uv_buf_init(R.chunk, sizeof R.chunk);
-  int rc = uv_fs_read(mh_l_loop(), &R.req, 0, &b, 1, -1, read_cb);
+  int rc = uv_fs_read(R.loop, &R.req, 0, &b, 1, -1, read_cb);
   if (rc < 0) {
     R.eof = 1;
     return rc;
@@ -408,18 +410,18 @@ static int start_read(void) {
 
 static void open_repl(lua_State *L) {
   struct sigaction sa;
+  if (R.opened && R.loop != mh_l_loop(L))
+    luaL_error(L, "the REPL is open in another Lua state (the terminal is the process's)");
   if (R.opened) return;
-  R.L = L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  R.L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  R.L = mh_l_cbstate(L);
+  R.loop = mh_l_loop(L);
   R.tty = isatty(0);
-  uv_async_init(mh_l_loop(), &R.async, async_cb);
+  uv_async_init(R.loop, &R.async, async_cb);
   uv_unref((uv_handle_t *)&R.async);
   if (R.tty) {
     static int once;
     int fl = fcntl(0, F_GETFL);
-    if (uv_poll_init(mh_l_loop(), &R.poll, 0) < 0) {
+    if (uv_poll_init(R.loop, &R.poll, 0) < 0) {
       R.tty = 0;                      /* not pollable after all: read it as a pipe */
     } else {
       /* uv_poll_init made the terminal non-blocking, which the shell shares and
@@ -506,13 +508,38 @@ static int l_interactive(lua_State *L) {
   return 1;
 }
 
+/* Whether the history file may be kept at path: its folder belongs to us (or
+** root) and nobody else may write it (unless sticky, as /tmp), and the file,
+** when it exists, is a regular file of ours with one name.  `sudo mailhook
+** repl` keeping the caller's HOME would otherwise let that user point
+** ~/.mailhook_history at /etc/shadow (a link) for root to append to and
+** truncate, or make it a FIFO and hang the REPL.  NULL, or why not. */
+static const char *history_unsafe(const char *path) {
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  struct stat st;
+  uid_t me = geteuid();
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+  if (stat(dir, &st) < 0) return strerror(errno);
+  if (st.st_uid != me && st.st_uid != 0) return "its folder belongs to another user";
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) return "its folder is writable by others";
+  if (lstat(path, &st) < 0) return errno == ENOENT ? NULL : strerror(errno);
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
+  if (st.st_uid != me) return "it belongs to another user";
+  if (st.st_nlink != 1) return "it has more than one name (a hard link)";
+  return NULL;
+}
+
 /* history(path): load the history file (created 0600 if missing) and append
 ** every later add_history() line to it.  Returns true, or nil, message. */
 static int l_history(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = luaL_checkstring(L, 1), *why;
   int fd;
   open_repl(L);
-  fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if ((why = history_unsafe(path)))
+    return mh_l_fail(L, MH_EUNSAFE, NULL, "history file %s: %s", path, why);
+  fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
   if (fd < 0) return mh_l_fail(L, -errno, NULL, "history file %s: %s", path, strerror(errno));
   close(fd);
   read_history(path);

@@ -5,9 +5,10 @@
 **   rstate.lock(path) -> lock | nil, err, info   (waits) an exclusive flock on
 **       path (created 0600), so concurrent `mailhook hook` processes take turns
 **       on one key's state; lock:unlock() (also __close/__gc) releases it.
-**   rstate.write(path, data) -> true | nil, err, info   (waits) atomic and
-**       durable: path.tmp.PID written with O_EXCL, fsynced, renamed over path,
-**       folder fsynced.  On any failure the temporary file is removed.
+**   rstate.write(path, data) -> true | nil, err, info   (waits): core.fsutil's
+**       write_atomic (mh_fsutil_write_atomic: the one atomic, durable write,
+**       mode 0600) run on the thread pool, so a rule's state never stalls the
+**       loop; core.fsutil.write_atomic is the same write, blocking.
 **   rstate.localtime(t, tz) -> {year, month, day, hour, min, sec, wday, yday,
 **       isdst, gmtoff}: the broken-down local time of epoch t in zone tz
 **       (a zoneinfo name such as "Europe/Paris"; nil or "" = the process zone).
@@ -404,14 +405,12 @@ static int l_ticker(lua_State *L) {
   luaL_setmetatable(L, TICKER_MT);
   t = (ticker_t *)calloc(1, sizeof *t);
   if (!t) return luaL_error(L, "out of memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  t->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  t->L = mh_l_cbstate(L);
   lua_pushvalue(L, 2);
   t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->last_ref = LUA_NOREF;
   t->timer.data = t;
-  uv_timer_init(mh_l_loop(), &t->timer);
+  uv_timer_init(mh_l_loop(L), &t->timer);
   uv_timer_start(&t->timer, ticker_cb, ms, ms);
   uv_unref((uv_handle_t *)&t->timer);
   u->t = t;

@@ -15,7 +15,9 @@
 ** thread (for time spent inside one C call, where no hook runs), and a memory
 ** cap in the Lua allocator.  docs/rules.md says why it is built this way.
 */
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,9 +32,12 @@
 
 #define TASK_MT "mailhook.Task"
 #define EVERY_MT "mailhook.Every"
+#define CTX_MT "mailhook.Loop"
 
-static char TASKS;          /* registry key: coroutine -> task userdata */
-static char INTERRUPT;      /* sentinel value a task is resumed with when interrupted */
+/* Registry keys: only their addresses are used (never written). */
+static const char TASKS = 0;     /* coroutine -> task userdata */
+static const char INTERRUPT = 0; /* sentinel value a task is resumed with when interrupted */
+static const char CTX = 0;       /* the state's mh_lctx userdata */
 
 /* A rule's budget: see the budgets section below. */
 typedef struct mh_budget mh_budget;
@@ -56,11 +61,14 @@ struct mh_budget {
   size_t mem_refused;       /* growth the allocator last refused it, 0: none since
                                (the hook then collects and decides: see budget_hook) */
   mh_budget *prev, *next;   /* the live list (the watchdog thread names them) */
+  mh_lctx *x;               /* the state of the tasks it charges (its wall timer, its tasks) */
   char label[160];          /* "rule NAME for event 'E'", "rule file F", ... */
 };
 
 struct mh_task {
-  lua_State *co;            /* the coroutine (kept alive by the user value) */
+  lua_State *co;            /* the coroutine (kept alive by the user value); for the
+                               blocker, the blocked caller's thread */
+  mh_lctx *x;               /* the state's context (its loop, its ready queue) */
   mh_wait *wait;            /* the wait in progress, NULL while running or ready */
   mh_task *next_ready;      /* link in the ready queue */
   int ready;                /* queued: resume with ready_nargs values on co's stack */
@@ -69,6 +77,8 @@ struct mh_task {
   int state;                /* 0 running, 1 returned, -1 raised */
   int quiet;                /* a joiner (or the REPL) reports the error, do not log it */
   int interrupted;          /* an interrupt is pending for the next resume */
+  int blocker;              /* this is x->blocker, not a task: see mh_wait_yield */
+  int woke;                 /* blocker only: the wait is over, its results are pushed */
   mh_budget *budget;        /* the rule budget its slices are charged to (a reference),
                                or NULL: inherited at spawn, swapped by rule_call */
   int rule_task;            /* spawned while a budget was current: counted in
@@ -76,18 +86,86 @@ struct mh_task {
   char name[48];            /* for log lines: script name, handler, "repl" */
 };
 
-typedef struct joiner {     /* a task waiting in task:wait() */
+typedef struct joiner {     /* a task (or the blocked caller) waiting in task:wait() */
   mh_wait w;
   struct joiner *next;
   mh_task *target;
 } joiner;
 
-static lua_State *mainL;
-static uv_idle_t ready_idle;
-static int ready_idle_init;
-static mh_task *ready_head, *ready_tail;
+/* ------------------------------------------------------------ the state
+** One mh_lctx per Lua state, a userdata in the registry made by luaopen before
+** anything else that has a __gc: lua_close finalizes in the reverse order of
+** creation, so its __gc (ctx_gc) runs last, after every binding object closed
+** its handles, and closes the loop.  Nothing a state uses is shared with
+** another state: two interpreters in one process each have their own. */
+struct mh_lctx {
+  uv_loop_t loop;            /* the state's loop (loop.data = this) */
+  lua_State *cb;             /* scratch thread for callbacks (the ctx's user value):
+                                never running, so results and spawns never land on
+                                a caller's stack (the main thread may be blocked in
+                                mh_wait_yield, or be a host's) */
+  uv_idle_t ready_idle;      /* resumes ready tasks on the next loop turn; ref'd only
+                                while one is ready */
+  mh_task *ready_head, *ready_tail;   /* the ready queue, in order */
+  mh_task blocker;           /* stands for the caller blocked in mh_wait_yield outside
+                                the loop (at most one: the loop is not reentrant) */
+  const char *blocking_what; /* what the blocked caller waits in (messages) */
+  int running;               /* inside uv_run: a task or a callback runs, and nothing may
+                                run the loop again (uv_run is not reentrant) */
+  int closing;               /* ctx_gc started: callbacks only free, nothing resumes */
+  int closed;                /* the loop is closed */
+  int sigpipe_guard;         /* SIGPIPE was not ignored when the state opened (a foreign
+                                interpreter): writes and loop runs block it */
+  /* budgets section (below): what a budget needs of its state */
+  uv_timer_t wall_timer;     /* interrupts the waits of this state's budgets past their lifetime */
+  int wall_timer_init;
+};
 
-uv_loop_t *mh_l_loop(void) { return uv_default_loop(); }
+static mh_lctx *ctx_of(lua_State *L) {
+  mh_lctx *x;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX);
+  x = (mh_lctx *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return x;
+}
+
+mh_lctx *mh_l_ctx(lua_State *L) {
+  mh_lctx *x = ctx_of(L);
+  if (!x || x->closed) luaL_error(L, "mailhook.core is not open in this Lua state");
+  return x;
+}
+
+uv_loop_t *mh_l_loop(lua_State *L) { return &mh_l_ctx(L)->loop; }
+
+lua_State *mh_l_cbstate(lua_State *L) { return mh_l_ctx(L)->cb; }
+
+/* ------------------------------------------------------------- SIGPIPE */
+
+void mh_l_sigpipe_begin(uv_loop_t *loop, mh_l_sigpipe *g) {
+  mh_lctx *x = (mh_lctx *)loop->data;
+  sigset_t set, pend;
+  g->active = 0;
+  if (!x || !x->sigpipe_guard) return;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  if (pthread_sigmask(SIG_BLOCK, &set, &g->old) != 0) return;
+  if (sigismember(&g->old, SIGPIPE)) return;   /* blocked already (a guard outside this one) */
+  g->active = 1;
+  g->was_pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
+}
+
+void mh_l_sigpipe_end(mh_l_sigpipe *g) {
+  sigset_t set, pend;
+  if (!g->active) return;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  if (!g->was_pending && sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE)) {
+    static const struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
+  }
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+  g->active = 0;
+}
 
 /* ---------------------------------------------------------------- tasks */
 
@@ -105,32 +183,33 @@ static const char *budget_why(mh_budget *b, char *buf, size_t n);
 static void rule_task_finished(mh_task *t, const char *msg);
 
 static void ready_cb(uv_idle_t *h) {
-  while (ready_head) {
-    mh_task *t = ready_head;
-    ready_head = t->next_ready;
-    if (!ready_head) ready_tail = NULL;
+  mh_lctx *x = (mh_lctx *)h->data;
+  while (x->ready_head && !x->closing) {
+    mh_task *t = x->ready_head;
+    x->ready_head = t->next_ready;
+    if (!x->ready_head) x->ready_tail = NULL;
     t->ready = 0;
     t->next_ready = NULL;
     task_resume(t, t->ready_nargs);
   }
   uv_idle_stop(h);
+  uv_unref((uv_handle_t *)h);
 }
 
-/* Queue t to be resumed on the next loop turn with nargs values on its stack. */
+/* Queue t to be resumed on the next loop turn with nargs values on its stack.
+** The blocker is not queued: its wait is over, mh_wait_yield returns. */
 static void make_ready(mh_task *t, int nargs) {
+  mh_lctx *x = t->x;
+  if (t->blocker) { t->woke = 1; t->ready_nargs += nargs; return; }
   if (t->ready) { t->ready_nargs += nargs; return; }
   t->ready = 1;
   t->ready_nargs = nargs;
-  if (ready_tail) ready_tail->next_ready = t; else ready_head = t;
-  ready_tail = t;
-  if (!ready_idle_init) {
-    uv_idle_init(mh_l_loop(), &ready_idle);
-    uv_unref((uv_handle_t *)&ready_idle);
-    ready_idle_init = 1;
-  }
+  if (x->ready_tail) x->ready_tail->next_ready = t; else x->ready_head = t;
+  x->ready_tail = t;
+  if (x->closing) return;
   /* idle keeps the loop spinning only while something is ready */
-  uv_ref((uv_handle_t *)&ready_idle);
-  uv_idle_start(&ready_idle, ready_cb);
+  uv_ref((uv_handle_t *)&x->ready_idle);
+  uv_idle_start(&x->ready_idle, ready_cb);
 }
 
 /* Pushes the task userdata of t (found through TASKS). */
@@ -182,10 +261,13 @@ static int push_outcome(lua_State *L, int tidx) {
   return n + 1;
 }
 
+/* The task's end: its results (or error) kept for task:wait(), its joiners
+** woken.  Works on the state's callback thread, never on a caller's stack. */
 static void finish(mh_task *t, int status, int nres) {
-  lua_State *L = mainL, *co = t->co;
+  lua_State *L = t->x->cb, *co = t->co;
   int top = lua_gettop(L), tidx, i;
   joiner *j;
+  luaL_checkstack(L, nres + LUA_MINSTACK, "too many results");
   push_task(L, t);
   tidx = lua_gettop(L);
   lua_createtable(L, nres, 1);
@@ -253,7 +335,7 @@ static void finish(mh_task *t, int status, int nres) {
 static void task_resume(mh_task *t, int nargs) {
   int nres = 0, st;
   mh_budget *saved;
-  if (t->state != 0) return;
+  if (t->state != 0 || t->x->closing) return;
   /* a rule out of budget does not run again: it raises where it waits */
   if (t->budget && t->started && !t->budget->defer && budget_over(t->budget)) t->interrupted = 1;
   if (t->interrupted) {
@@ -264,7 +346,7 @@ static void task_resume(mh_task *t, int nargs) {
       finish(t, LUA_ERRRUN, 0);
       return;
     }
-    lua_pushlightuserdata(t->co, &INTERRUPT);
+    lua_pushlightuserdata(t->co, (void *)&INTERRUPT);
     nargs = 1;
   }
   if (!t->started) {
@@ -286,13 +368,21 @@ static void task_resume(mh_task *t, int nargs) {
 mh_task *mh_task_spawn(lua_State *L, int idx, int nargs, const char *name) {
   mh_task *t;
   lua_State *co;
+  mh_lctx *x = mh_l_ctx(L);
   idx = lua_absindex(L, idx);
   luaL_checktype(L, idx, LUA_TFUNCTION);
+  /* the arguments are copied onto L, then moved to the new coroutine, whose
+     stack starts at LUA_MINSTACK (20) slots: room is made on both first
+     (mailhook with 30 arguments, mh.spawn(f, table.unpack(t)) wrote past the
+     end of the stack: a crash, or a hang) */
+  luaL_checkstack(L, nargs + 8, "too many arguments for a task");
   t = (mh_task *)lua_newuserdatauv(L, sizeof *t, 3);
   memset(t, 0, sizeof *t);
+  t->x = x;
   snprintf(t->name, sizeof t->name, "%s", name ? name : "task");
   luaL_setmetatable(L, TASK_MT);
   co = lua_newthread(L);
+  if (!lua_checkstack(co, nargs + 2)) luaL_error(L, "too many arguments for a task (%d)", nargs);
   t->co = co;
   lua_setiuservalue(L, -2, 1);              /* keeps the coroutine alive */
   lua_pushvalue(L, idx);
@@ -327,21 +417,33 @@ void mh_task_interrupt(mh_task *t) {
     if (w->cancel) w->cancel(w);
   }
   t->interrupted = 1;
-  make_ready(t, 0);
+  make_ready(t, 0);   /* the blocker: its wait_blocking raises "interrupted" */
 }
 
 /* ---------------------------------------------------------------- waits */
 
 void mh_wait_init(lua_State *L, mh_wait *w, const char *what) {
-  mh_task *t;
+  mh_lctx *x = mh_l_ctx(L);
+  mh_task *t = find_task(L);
+  if (t && lua_isyieldable(L)) {   /* a task: it yields, the loop runs on */
+    w->task = t;
+    return;
+  }
+  if (!x->running) {               /* outside the loop: the caller blocks */
+    mh_task *b = &x->blocker;
+    b->co = L;
+    b->wait = NULL;
+    b->woke = 0;
+    b->ready_nargs = 0;
+    x->blocking_what = what;
+    w->task = b;
+    return;
+  }
   if (!lua_isyieldable(L))
-    luaL_error(L, "%s waits, and cannot wait here (main thread, a metamethod or a "
+    luaL_error(L, "%s waits, and cannot wait here (a metamethod, a __gc or a "
                "C call such as table.sort's comparator)", what);
-  t = find_task(L);
-  if (!t)
-    luaL_error(L, "%s waits, and must run in a mailhook task, not inside a plain "
-               "coroutine (use mh.spawn instead of coroutine.wrap)", what);
-  w->task = t;
+  luaL_error(L, "%s waits, and must run in a mailhook task, not inside a plain "
+             "coroutine (use mh.spawn instead of coroutine.wrap)", what);
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
@@ -349,24 +451,66 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (n >= 1 && lua_touserdata(L, -1) == &INTERRUPT) {
     lua_pop(L, n);
-    lua_pushlightuserdata(L, &INTERRUPT);  /* finish() prints it as "interrupted" */
+    lua_pushlightuserdata(L, (void *)&INTERRUPT);  /* finish() prints it as "interrupted" */
     return lua_error(L);
   }
   return n;
 }
 
+/* The blocked caller: runs the loop, one turn at a time, until the callback of
+** its wait pushed the results on its stack (other tasks run meanwhile). */
+static int wait_blocking(lua_State *L, mh_wait *w) {
+  mh_task *b = w->task;
+  mh_lctx *x = b->x;
+  int base = lua_gettop(L);
+  luaL_checkstack(L, LUA_MINSTACK, "mailhook wait");   /* room for the callbacks' results */
+  b->wait = w;
+  while (!b->woke) {
+    int alive = mh_l_run(L, UV_RUN_ONCE);
+    if (!b->woke && !alive) {
+      /* nothing left that could end the wait (a join on a task that waits on
+         nothing, a signal nobody sends): give the request up */
+      const char *what = x->blocking_what ? x->blocking_what : "a call";
+      b->wait = NULL;
+      w->task = NULL;
+      if (w->cancel) w->cancel(w);
+      mh_l_run(L, UV_RUN_NOWAIT);   /* close callbacks of what cancel closed */
+      return luaL_error(L, "%s waits for something that can no longer happen: the loop "
+                        "has nothing left to run", what);
+    }
+  }
+  b->woke = 0;
+  x->blocking_what = NULL;
+  if (b->interrupted) {   /* another task closed what it waited on (smtp close) */
+    b->interrupted = 0;
+    lua_settop(L, base);
+    return luaL_error(L, "interrupted");
+  }
+  return lua_gettop(L) - base;
+}
+
 int mh_wait_yield(lua_State *L, mh_wait *w) {
+  if (w->task->blocker) return wait_blocking(L, w);
   w->task->wait = w;
   return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), wait_k);
 }
 
-lua_State *mh_wait_co(mh_wait *w) { return w->task ? w->task->co : NULL; }
+/* In a callback: the thread to push results on (the task's coroutine, or the
+** blocked caller), with room for them; NULL when the wait was cancelled or the
+** state is closing (then only free the request). */
+lua_State *mh_wait_co(mh_wait *w) {
+  mh_task *t = w->task;
+  if (!t || t->x->closing) return NULL;
+  lua_checkstack(t->co, LUA_MINSTACK);
+  return t->co;
+}
 
 void mh_wait_resume(mh_wait *w, int nres) {
   mh_task *t = w->task;
   if (!t) return;
   w->task = NULL;
   t->wait = NULL;
+  if (t->blocker) { t->woke = 1; return; }
   task_resume(t, nres);
 }
 
@@ -420,7 +564,7 @@ int mh_l_work(lua_State *L, const char *what, mh_work_fn work, mh_push_fn push,
   r->done = done;
   r->arg = arg;
   r->req.data = r;
-  uv_queue_work(mh_l_loop(), &r->req, work_cb, after_work_cb);
+  uv_queue_work(mh_l_loop(L), &r->req, work_cb, after_work_cb);
   return mh_wait_yield(L, &r->w);
 }
 
@@ -524,9 +668,14 @@ static struct {
 
 static mh_budget *live;     /* budgets alive (refs > 0); loop thread only */
 static int last_id;
-static uv_timer_t wall_timer;
-static int wall_timer_init;
-static size_t heap;         /* bytes the Lua state holds (the allocator's count) */
+/* The counting allocator of a state (lua_setallocf'd by budget_state_open): it
+** forwards to the allocator the state had (luaL_newstate's, or a host's) and
+** counts what the state holds.  Per state, freed when the state closes. */
+typedef struct {
+  lua_Alloc prev;           /* the state's own allocator, which does the work */
+  void *prev_ud;
+  size_t heap;              /* bytes the Lua state holds */
+} lheap;
 
 /* Rule tasks that failed (spawned tasks: their rule_call was over), for
 ** core.rule_tasks_wait(); waiters resumed when rule_tasks_live drops to 0. */
@@ -551,33 +700,40 @@ static struct {
   char gc_label[160];       /* a rule's __gc finalizer runs now: that rule ("" none) */
 } wd = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, "", 0, 0, 0, 0, 1, "" };
 static uv_async_t pong;
+static uv_loop_t *pong_loop; /* the loop pong is on; pong_dead (under wd.mu) once it closed */
+static int pong_dead;
 
-static void watchdog_start(void);
+static void watchdog_start(uv_loop_t *loop);
+static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
 static uint64_t secs_ns(double s) { return s <= 0 ? 0 : (uint64_t)(s * 1e9); }
 static uint64_t cur_t0;     /* when cur's slice began */
 
 static void wall_timer_cb(uv_timer_t *h);
 
-/* Re-arms wall_timer for the earliest lifetime not yet enforced (a budget in
-** a deferred section is left to budget_release, which re-arms it). */
-static void wall_timer_arm(void) {
+/* Re-arms x's wall_timer for the earliest lifetime of its budgets not yet
+** enforced (a budget in a deferred section is left to budget_release, which
+** re-arms it). */
+static void wall_timer_arm(mh_lctx *x) {
   uint64_t now = uv_hrtime(), due = 0;
+  if (!x || x->closing) return;
   for (mh_budget *b = live; b; b = b->next)
-    if (!b->expired_seen && !b->defer && (!due || b->deadline < due)) due = b->deadline;
-  if (!wall_timer_init) {
-    uv_timer_init(mh_l_loop(), &wall_timer);
-    uv_unref((uv_handle_t *)&wall_timer);   /* never keeps a process alive */
-    wall_timer_init = 1;
+    if (b->x == x && !b->expired_seen && !b->defer && (!due || b->deadline < due)) due = b->deadline;
+  if (!x->wall_timer_init) {
+    uv_timer_init(&x->loop, &x->wall_timer);
+    x->wall_timer.data = x;
+    uv_unref((uv_handle_t *)&x->wall_timer);   /* never keeps a process alive */
+    x->wall_timer_init = 1;
   }
-  if (!due) { uv_timer_stop(&wall_timer); return; }
-  uv_timer_start(&wall_timer, wall_timer_cb, due > now ? (due - now) / 1000000 + 1 : 0, 0);
+  if (!due) { uv_timer_stop(&x->wall_timer); return; }
+  uv_timer_start(&x->wall_timer, wall_timer_cb, due > now ? (due - now) / 1000000 + 1 : 0, 0);
 }
 
-static mh_budget *budget_new(const char *label) {
+static mh_budget *budget_new(mh_lctx *x, const char *label) {
   mh_budget *b = (mh_budget *)calloc(1, sizeof *b);
   if (!b) return NULL;
-  watchdog_start();
+  watchdog_start(&x->loop);
+  b->x = x;
   b->refs = 1;
   b->id = ++last_id;
   b->instr_limit = limits.instructions;
@@ -595,7 +751,7 @@ static mh_budget *budget_new(const char *label) {
   b->next = live;
   if (live) live->prev = b;
   live = b;
-  wall_timer_arm();
+  wall_timer_arm(x);
   return b;
 }
 
@@ -700,7 +856,9 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     cur = NULL;                          /* the collection is nobody's */
     lua_gc(L, LUA_GCCOLLECT, 0);
     cur = b;
-    if (heap + need > b->mem_limit) b->stopped = STOP_MEM;
+    void *hud;
+    if (lua_getallocf(L, &hud) == budget_alloc && ((lheap *)hud)->heap + need > b->mem_limit)
+      b->stopped = STOP_MEM;
   }
   if (!budget_over(b) || b->defer) return;
   if (count != 1) lua_sethook(L, budget_hook, HOOK_MASK, 1);  /* raise at every instruction */
@@ -721,7 +879,8 @@ static void hook_arm(lua_State *co, mh_budget *b) {
 
 /* Interrupts every unfinished task of b (they raise where they wait). */
 static void budget_interrupt_tasks(mh_budget *b) {
-  lua_State *L = mainL;
+  lua_State *L = b->x->cb;
+  if (b->x->closing) return;
   int top = lua_gettop(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS);
   lua_pushnil(L);
@@ -736,12 +895,12 @@ static void budget_interrupt_tasks(mh_budget *b) {
 /* Budgets past their deadline: their waiting tasks are interrupted (a rule
 ** sleeping in a loop, a spawned task waiting forever). */
 static void wall_timer_cb(uv_timer_t *h) {
+  mh_lctx *x = (mh_lctx *)h->data;
   uint64_t now = uv_hrtime();
   mh_budget *due[32];
   int n = 0;
-  (void)h;
   for (mh_budget *b = live; b && n < 32; b = b->next) {
-    if (b->expired_seen || b->deadline > now) continue;
+    if (b->x != x || b->expired_seen || b->deadline > now) continue;
     if (b->defer) continue;              /* budget_release looks again */
     b->expired_seen = 1;
     if (!b->stopped) b->stopped = STOP_LIFE;
@@ -751,7 +910,7 @@ static void wall_timer_cb(uv_timer_t *h) {
     budget_interrupt_tasks(due[i]);
     budget_unref(due[i]);
   }
-  wall_timer_arm();
+  wall_timer_arm(x);
 }
 
 /* A rule task ended (msg: its error, NULL when it returned). */
@@ -792,15 +951,15 @@ static void rule_task_finished(mh_task *t, const char *msg) {
 static struct { const void *ptr; size_t nsize; int armed; } refused;
 
 static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  lheap *hp = (lheap *)ud;
   size_t old = ptr ? osize : 0;
   void *p;
-  (void)ud;
   if (nsize == 0) {
-    free(ptr);
-    heap -= old;
+    hp->prev(hp->prev_ud, ptr, osize, 0);
+    hp->heap -= old;
     return NULL;
   }
-  if (nsize > old && cur && heap + (nsize - old) > cur->mem_limit) {
+  if (nsize > old && cur && hp->heap + (nsize - old) > cur->mem_limit) {
     if (refused.armed && refused.ptr == ptr && refused.nsize == nsize && !cur->stopped)
       cur->stopped = STOP_MEM;
     cur->mem_refused = nsize - old;
@@ -809,9 +968,9 @@ static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     refused.nsize = nsize;
     return NULL;
   }
-  p = realloc(ptr, nsize);
+  p = hp->prev(hp->prev_ud, ptr, osize, nsize);
   if (!p) return NULL;
-  heap = heap - old + nsize;
+  hp->heap = hp->heap - old + nsize;
   if (nsize > old) refused.armed = 0;
   return p;
 }
@@ -873,7 +1032,7 @@ static void *watchdog_main(void *arg) {
           fire(msg);
         }
         if (last + wd.stall_limit < next) next = last + wd.stall_limit;
-      } else {
+      } else if (!pong_dead) {
         wd.ping_sent = now;
         uv_async_send(&pong);
       }
@@ -890,13 +1049,17 @@ static void *watchdog_main(void *arg) {
 
 /* Starts the thread once (from the loop thread).  uv_hrtime is CLOCK_MONOTONIC,
 ** so the condition variable waits on that clock. */
-static void watchdog_start(void) {
+static void watchdog_start(uv_loop_t *loop) {
   pthread_condattr_t ca;
   pthread_attr_t at;
   pthread_t th;
   if (wd.started) return;
-  uv_async_init(mh_l_loop(), &pong, pong_cb);
-  uv_unref((uv_handle_t *)&pong);   /* never closed: the loop cannot be closed under it */
+  /* on the first state's loop: stall detection is for a process that exists to
+     run rules (hook, the rules worker: one state); closed with that loop, and
+     never pinged after (budget_loop_closed) */
+  uv_async_init(loop, &pong, pong_cb);
+  uv_unref((uv_handle_t *)&pong);
+  pong_loop = loop;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_destroy(&wd.cv);
@@ -1036,7 +1199,7 @@ static int l_rule_call(lua_State *L) {
   lua_insert(L, 1);                          /* [rc, label, fn, args...] */
   lua_pushcfunction(L, rcall_msgh);
   lua_insert(L, 3);                          /* [rc, label, msgh, fn, args...] */
-  b = budget_new(label);
+  b = budget_new(mh_l_ctx(L), label);
   if (!b) return luaL_error(L, "rule_call: out of memory");
   t = find_task(L);
   rc->b = b;
@@ -1112,7 +1275,7 @@ static int l_budget(lua_State *L) {
 ** budget charged now is deferred (a rule-state update is never cut half-way). */
 static int l_budget_hold(lua_State *L) {
   if (!cur) return 0;
-  if (cur->defer++ == 0) wall_timer_arm();   /* its lifetime waits for the release */
+  if (cur->defer++ == 0) wall_timer_arm(cur->x);   /* its lifetime waits for the release */
   lua_pushinteger(L, cur->id);
   return 1;
 }
@@ -1121,7 +1284,7 @@ static int l_budget_release(lua_State *L) {
   mh_budget *b = budget_by_id((int)luaL_checkinteger(L, 1));
   if (b && b->defer > 0 && --b->defer == 0) {
     if (budget_over(b)) b->expired_seen = 0;   /* the timer interrupts what waits */
-    wall_timer_arm();
+    wall_timer_arm(b->x);
   }
   return 0;
 }
@@ -1170,7 +1333,7 @@ static int l_rule_failures(lua_State *L) { return rt_failures_push(L); }
 ** run rules (hook, the rules worker); exit is the status it ends the process with. */
 static int l_watchdog(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  watchdog_start();
+  watchdog_start(mh_l_loop(L));
   pthread_mutex_lock(&wd.mu);
   if (lua_getfield(L, 1, "stall") == LUA_TNUMBER) wd.stall_limit = secs_ns(lua_tonumber(L, -1));
   else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) wd.stall_limit = 0;
@@ -1218,8 +1381,39 @@ static int l_gc_guard(lua_State *L) {
 
 /* heap() -> bytes the Lua state holds (the allocator's count) */
 static int l_heap(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)heap);
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  lua_pushinteger(L, f == budget_alloc ? (lua_Integer)((lheap *)ud)->heap
+                                       : (lua_Integer)lua_gc(L, LUA_GCCOUNT) * 1024 + lua_gc(L, LUA_GCCOUNTB));
   return 1;
+}
+
+/* Installs the counting allocator over the state's own (once per state). */
+static void budget_state_open(lua_State *L) {
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  lheap *hp;
+  if (f == budget_alloc) return;
+  if (!(hp = (lheap *)malloc(sizeof *hp))) return;   /* no count: no memory limit */
+  hp->prev = f;
+  hp->prev_ud = ud;
+  hp->heap = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
+  lua_setallocf(L, budget_alloc, hp);
+}
+
+/* The state closes (ctx_gc, the last finalizer): its allocator is given back
+** (what remains is freed by it, as it was made by it), and pong is never
+** pinged again once its loop goes. */
+static void budget_state_close(lua_State *L, mh_lctx *x) {
+  void *ud;
+  if (lua_getallocf(L, &ud) == budget_alloc) {
+    lheap *hp = (lheap *)ud;
+    lua_setallocf(L, hp->prev, hp->prev_ud);
+    free(hp);
+  }
+  pthread_mutex_lock(&wd.mu);
+  if (pong_loop == &x->loop) pong_dead = 1;
+  pthread_mutex_unlock(&wd.mu);
 }
 
 /* ------------------------------------------------------------ Lua: tasks */
@@ -1276,7 +1470,12 @@ static int l_task_tostring(lua_State *L) {
 static int l_task_gc(lua_State *L) {
   mh_task *t = (mh_task *)luaL_checkudata(L, 1, TASK_MT);
   joiner *j = joiners_of(L, 1);
-  while (j) { joiner *n = j->next; free(j); j = n; }
+  while (j) {   /* a joiner still waiting (lua_close) forgets this wait before it goes */
+    joiner *n = j->next;
+    if (j->w.task && j->w.task->wait == &j->w) j->w.task->wait = NULL;
+    free(j);
+    j = n;
+  }
   set_joiners(L, 1, NULL);
   if (t->rule_task && t->state == 0) { t->rule_task = 0; rule_tasks_live--; }
   budget_unref(t->budget);    /* a task collected unfinished (lua_close) */
@@ -1322,8 +1521,8 @@ static int l_sleep(lua_State *L) {
   r->w = probe;
   r->w.cancel = sleep_cancel;
   r->timer.data = r;
-  uv_timer_init(mh_l_loop(), &r->timer);
-  uv_update_time(mh_l_loop());  /* the cached loop time may be stale after long Lua work */
+  uv_timer_init(mh_l_loop(L), &r->timer);
+  uv_update_time(mh_l_loop(L));  /* the cached loop time may be stale after long Lua work */
   uv_timer_start(&r->timer, sleep_cb, ms, 0);
   return mh_wait_yield(L, &r->w);
 }
@@ -1363,7 +1562,7 @@ static void every_cb(uv_timer_t *h) {
   {
     mh_task *t = mh_task_spawn(L, -1, 0, "every");
     if (e->budgeted) {       /* a timer a rule started is that rule's, tick by tick */
-      t->budget = budget_new(e->label);
+      t->budget = budget_new((mh_lctx *)h->loop->data, e->label);
       if (t->budget) { t->rule_task = 1; rule_tasks_live++; }
     }
   }
@@ -1392,12 +1591,12 @@ static int l_every(lua_State *L) {
   e = (every_t *)lua_newuserdatauv(L, sizeof *e, 0);
   memset(e, 0, sizeof *e);
   luaL_setmetatable(L, EVERY_MT);
-  e->L = mainL;
+  e->L = mh_l_cbstate(L);
   lua_pushvalue(L, 2);
   e->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   e->task_ref = LUA_NOREF;
   e->timer.data = e;
-  uv_timer_init(mh_l_loop(), &e->timer);
+  uv_timer_init(mh_l_loop(L), &e->timer);
   if (cur) {                /* a rule's timer: budgeted ticks, and it never holds a process */
     e->budgeted = 1;
     snprintf(e->label, sizeof e->label, "%s", cur->label);
@@ -1475,7 +1674,7 @@ static int l_resolve(lua_State *L) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   r->req.data = r;
-  rc = uv_getaddrinfo(mh_l_loop(), &r->req, resolve_cb, r->host, NULL, &hints);
+  rc = uv_getaddrinfo(mh_l_loop(L), &r->req, resolve_cb, r->host, NULL, &hints);
   if (rc < 0) {
     free(r);
     return mh_l_fail(L, MH_EDNS, "dns", "%s: %s", host, uv_strerror(rc));
@@ -1533,7 +1732,8 @@ static int l_monotonic(lua_State *L) {
 }
 
 static void count_cb(uv_handle_t *h, void *arg) {
-  if (h != (uv_handle_t *)&ready_idle && uv_is_active(h) && uv_has_ref(h) && !uv_is_closing(h))
+  mh_lctx *x = (mh_lctx *)h->loop->data;
+  if (h != (uv_handle_t *)&x->ready_idle && uv_is_active(h) && uv_has_ref(h) && !uv_is_closing(h))
     ++*(int *)arg;
 }
 
@@ -1541,7 +1741,7 @@ static void count_cb(uv_handle_t *h, void *arg) {
 ** fail a test that leaves a timer or a socket open) */
 static int l_handles(lua_State *L) {
   int n = 0;
-  uv_walk(mh_l_loop(), count_cb, &n);
+  uv_walk(mh_l_loop(L), count_cb, &n);
   lua_pushinteger(L, n);
   return 1;
 }
@@ -1554,12 +1754,205 @@ static int l_current(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------- running the loop
+** In the mailhook binary main.c runs the loop and everything happens in
+** tasks.  Loaded by another interpreter, nothing runs it: a waiting call
+** outside a task runs it until it is over (mh_wait_yield), mh.run(fn) runs fn
+** as a task until the loop has nothing left to do, and a host with a loop of
+** its own polls mh.pollfd(), sleeps at most mh.timeout() and calls mh.step(). */
+
+int mh_l_run(lua_State *L, uv_run_mode mode) {
+  mh_lctx *x = mh_l_ctx(L);
+  mh_l_sigpipe g;
+  int r;
+  if (x->running)
+    return luaL_error(L, "the mailhook loop is running already: this runs inside it (a task "
+                      "or a callback), where waiting calls yield instead");
+  mh_l_sigpipe_begin(&x->loop, &g);
+  x->running++;
+  r = uv_run(&x->loop, mode);
+  x->running--;
+  mh_l_sigpipe_end(&g);
+  return r;
+}
+
+/* run([fn, ...]) -> fn's results.  fn runs as a task (waiting calls in it
+** yield), and the loop runs until nothing is left for it: every task done,
+** every timer, watch and connection closed, as `mailhook SCRIPT.lua` runs.
+** fn's error is raised here; without fn, the tasks already spawned run. */
+static int l_run(lua_State *L) {
+  mh_lctx *x = mh_l_ctx(L);
+  mh_task *t = NULL;
+  int n, tidx = 0;
+  if (x->running) return luaL_error(L, "mh.run: called inside the running loop (a task or a "
+                                    "callback); use mh.spawn there");
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    t = mh_task_spawn(L, 1, lua_gettop(L) - 1, "mh.run");
+    t->quiet = 1;             /* its error is raised here, not logged */
+    tidx = lua_gettop(L);
+  }
+  luaL_checkstack(L, LUA_MINSTACK, "mh.run");
+  mh_l_run(L, UV_RUN_DEFAULT);
+  if (!t) return 0;
+  if (t->state == 0)
+    return luaL_error(L, "mh.run: the task never finished: it waits for something that can "
+                      "no longer happen (the loop has nothing left to run)");
+  n = push_outcome(L, tidx);
+  if (!lua_toboolean(L, -n)) return lua_error(L);   /* false, message: raise the message */
+  return n - 1;                                     /* the results above `true` */
+}
+
+/* step() -> busy: runs what is ready (expired timers, I/O the poll found, tasks
+** woken) and never blocks.  busy: mailhook still has something that will need
+** a step (a timer, a connection, a request, a task to resume). */
+static int l_step(lua_State *L) {
+  mh_lctx *x = mh_l_ctx(L);
+  luaL_checkstack(L, LUA_MINSTACK, "mh.step");
+  mh_l_run(L, UV_RUN_NOWAIT);
+  /* tasks woken in that turn start on the next: give them a few turns now */
+  for (int i = 0; i < 16 && x->ready_head; i++) mh_l_run(L, UV_RUN_NOWAIT);
+  lua_pushboolean(L, uv_loop_alive(&x->loop) || x->ready_head != NULL);
+  return 1;
+}
+
+/* pollfd() -> fd: readable when the loop has I/O to handle (its epoll fd). */
+static int l_pollfd(lua_State *L) {
+  lua_pushinteger(L, uv_backend_fd(mh_l_loop(L)));
+  return 1;
+}
+
+static void due_cb(uv_handle_t *h, void *arg) {
+  if (h->type == UV_TIMER && uv_is_active(h) && !uv_is_closing(h)) {
+    int64_t *min = (int64_t *)arg, due = (int64_t)uv_timer_get_due_in((uv_timer_t *)h);
+    if (*min < 0 || due < *min) *min = due;
+  }
+}
+
+/* timeout() -> ms: how long a host may sleep before the next step(): 0 when
+** work is ready now, -1 when only the fd can bring work (no timer).  Timers
+** that do not keep the loop alive count too: a host's loop runs anyway. */
+static int l_timeout(lua_State *L) {
+  mh_lctx *x = mh_l_ctx(L);
+  int64_t ms = -1;
+  uv_update_time(&x->loop);   /* the cached time may be old: the host did other work */
+  if (x->ready_head) ms = 0;
+  else if (uv_loop_alive(&x->loop)) ms = uv_backend_timeout(&x->loop);
+  else uv_walk(&x->loop, due_cb, &ms);
+  lua_pushinteger(L, (lua_Integer)ms);
+  return 1;
+}
+
+/* wait_mode() -> "task" (a waiting call here yields), "block" (it runs the
+** loop until it is over: outside the loop), or nil (it cannot wait here). */
+static int l_wait_mode(lua_State *L) {
+  mh_lctx *x = mh_l_ctx(L);
+  if (find_task(L) && lua_isyieldable(L)) lua_pushliteral(L, "task");
+  else if (!x->running) lua_pushliteral(L, "block");
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* ------------------------------------------------ the state's context */
+
+static void close_leftover(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (uv_is_closing(h)) return;
+  mh_debug("closing a %s handle left open at lua_close", uv_handle_type_name(h->type));
+  uv_close(h, NULL);
+}
+
+/* __gc of the context, last of the state's finalizers: every wait still in
+** progress is cancelled (its request ends and frees itself), handles left
+** open are closed, the loop runs until nothing is in flight (a fsync on the
+** thread pool is waited for), and is closed.  After it, no handle nor request
+** of this state is left, and lua_close may free the memory they lived in. */
+static void budget_state_close(lua_State *L, mh_lctx *x);   /* budgets section */
+
+static int ctx_gc(lua_State *L) {
+  mh_lctx *x = (mh_lctx *)lua_touserdata(L, 1);
+  int rc;
+  if (!x || x->closed || x->closing) return 0;
+  x->closing = 1;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS) == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      mh_task *t = (mh_task *)luaL_testudata(L, -1, TASK_MT);
+      if (t && t->wait) {
+        mh_wait *w = t->wait;
+        t->wait = NULL;
+        w->task = NULL;
+        if (w->cancel) w->cancel(w);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  x->ready_head = x->ready_tail = NULL;
+  uv_close((uv_handle_t *)&x->ready_idle, NULL);
+  budget_state_close(L, x);
+  x->running++;               /* callbacks see a running loop: nothing may block in them */
+  uv_run(&x->loop, UV_RUN_NOWAIT);    /* close callbacks, cancelled requests */
+  uv_walk(&x->loop, close_leftover, NULL);
+  uv_run(&x->loop, UV_RUN_DEFAULT);   /* what is still in flight ends */
+  x->running--;
+  rc = uv_loop_close(&x->loop);
+  if (rc < 0) mh_warn("lua_close: the mailhook loop could not be closed: %s", uv_strerror(rc));
+  x->closed = 1;
+  return 0;
+}
+
+mh_lctx *mh_l_ctx_open(lua_State *L) {
+  mh_lctx *x = ctx_of(L);
+  struct sigaction sa;
+  int rc;
+  if (x && !x->closed) return x;
+  x = (mh_lctx *)lua_newuserdatauv(L, sizeof *x, 1);
+  memset(x, 0, sizeof *x);
+  x->closed = 1;              /* until the loop is made */
+  if (luaL_newmetatable(L, CTX_MT)) {
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  x->cb = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);
+  if ((rc = uv_loop_init(&x->loop)) < 0) {
+    luaL_error(L, "mailhook: cannot make an event loop: %s", uv_strerror(rc));
+    return NULL;
+  }
+  x->loop.data = x;
+  x->closed = 0;
+  uv_idle_init(&x->loop, &x->ready_idle);
+  x->ready_idle.data = x;
+  uv_unref((uv_handle_t *)&x->ready_idle);
+  x->blocker.x = x;
+  x->blocker.blocker = 1;
+  snprintf(x->blocker.name, sizeof x->blocker.name, "%s", "caller");
+  /* SIGPIPE's disposition is the process's, and stays as it is: only when it
+     would kill the process (not ignored, as a stock interpreter leaves it) do
+     writes and loop runs block it for their duration */
+  x->sigpipe_guard = !(sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX);
+  return x;
+}
+
+/* every's __gc: lua_close stops a timer still running (pinned, it is collected
+** only then) with its callback, which unpins it. */
+static int l_every_gc(lua_State *L) {
+  every_t *e = (every_t *)luaL_checkudata(L, 1, EVERY_MT);
+  every_stop(L, e);
+  return 0;
+}
+
 void l_sched_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"spawn", l_spawn}, {"sleep", l_sleep}, {"every", l_every},
     {"resolve", l_resolve}, {"log", l_log}, {"log_level", l_log_level},
     {"log_syslog", l_log_syslog}, {"now", l_now}, {"monotonic", l_monotonic},
     {"current_task", l_current}, {"handles", l_handles},
+    {"run", l_run}, {"step", l_step}, {"pollfd", l_pollfd}, {"timeout", l_timeout},
+    {"wait_mode", l_wait_mode},
     {"rule_call", l_rule_call}, {"budget_limits", l_budget_limits}, {"budget", l_budget},
     {"budget_hold", l_budget_hold}, {"budget_release", l_budget_release},
     {"rule_tasks_wait", l_rule_tasks_wait}, {"rule_failures", l_rule_failures},
@@ -1567,29 +1960,17 @@ void l_sched_open(lua_State *L) {
   static const luaL_Reg task_m[] = {
     {"wait", l_task_wait}, {"cancel", l_task_cancel}, {"status", l_task_status},
     {NULL, NULL}};
-  mainL = L;
-  {
-    lua_State *ml;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    ml = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    if (ml) mainL = ml;
+  mh_l_ctx_open(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS) != LUA_TTABLE) {   /* once per state */
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS);
   }
-  /* the counting allocator of the memory limit (blocks made so far are
-     realloc/free blocks too, and their bytes are counted from here) */
-  {
-    void *ud;
-    if (lua_getallocf(L, &ud) != budget_alloc) {
-      heap = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
-      lua_setallocf(L, budget_alloc, NULL);
-    }
-  }
+  lua_pop(L, 1);
+  budget_state_open(L);   /* the counting allocator (budgets section) */
   luaL_newmetatable(L, BUDGET_MT);
   lua_pushcfunction(L, rcall_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS);
   luaL_newmetatable(L, TASK_MT);
   luaL_newlib(L, task_m);
   lua_setfield(L, -2, "__index");
@@ -1603,6 +1984,8 @@ void l_sched_open(lua_State *L) {
   lua_pushcfunction(L, l_every_stop);
   lua_setfield(L, -2, "stop");
   lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_every_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   luaL_setfuncs(L, funcs, 0);
 }

@@ -8,6 +8,10 @@
 ** calls mh_wait_resume().  That is the one mechanism: timers, getaddrinfo,
 ** thread-pool work (mh_l_work), SMTP sessions all go through it.
 **
+** A caller outside the loop (mailhook.core loaded by a stock Lua, no task
+** running) cannot yield to a loop that nobody runs: there the same wait runs
+** the loop itself until it is over, blocking the caller as LuaSocket does.
+**
 ** Rule code runs under budgets (instructions, running time, lifetime, Lua
 ** memory) kept here too, with a watchdog thread for what no hook reaches:
 ** core.rule_call and friends, documented in l_sched.c and docs/rules.md.
@@ -17,6 +21,7 @@
 #ifndef MH_L_SCHED_H
 #define MH_L_SCHED_H
 
+#include <signal.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <uv.h>
@@ -31,16 +36,56 @@ struct mh_wait {
                                   the request's callback must still run and free itself */
 };
 
-/* The loop every binding uses. */
-uv_loop_t *mh_l_loop(void);
+/* Each Lua state has its own libuv loop and scheduler state (an mh_lctx, made
+** by luaopen_mailhook_core and closed with the state: its __gc cancels what
+** still waits, closes every handle and the loop), so two states in one process
+** never share one, and nothing here is global.  loop->data is the mh_lctx. */
+typedef struct mh_lctx mh_lctx;
 
-/* Ties w to the running task.  Raises a clear Lua error (naming `what`) when L
-** cannot wait: the main thread, a C-call boundary, or a coroutine that is not
-** a mailhook task (coroutine.wrap inside a script). Call before starting I/O. */
+/* Makes (once per state) and returns the state's context; luaopen calls it. */
+mh_lctx *mh_l_ctx_open(lua_State *L);
+/* l_core.c: drops every relative template ("./?.lua") from package.path and
+** cpath.  The binary's own hosts (main.c, l_embed.c) call it before adding
+** their folders; a stock interpreter loading core.so keeps its paths. */
+void mh_l_absolute_paths(lua_State *L);
+/* The context of L's state; raises when the state has none (no luaopen). */
+mh_lctx *mh_l_ctx(lua_State *L);
+
+/* The loop of L's state: where a binding starts its handles and requests.
+** A callback finds it on its handle (h->loop) and keeps it for what it starts. */
+uv_loop_t *mh_l_loop(lua_State *L);
+
+/* A thread of the state that callbacks may push on and spawn from (never
+** running, never the caller's: the state's main thread may be blocked inside
+** a wait, or be a host's).  Keep it, not LUA_RIDX_MAINTHREAD, in callbacks. */
+lua_State *mh_l_cbstate(lua_State *L);
+
+/* Runs the loop of L's state (uv_run with MODE) for a host: main.c,
+** mh_emit, mh.run, mh.step.  The loop is not reentrant: raises when called
+** from inside it (a task, a callback).  Returns uv_run's result. */
+int mh_l_run(lua_State *L, uv_run_mode mode);
+
+/* SIGPIPE around a write to a socket, for a process that did not ignore it
+** (a foreign interpreter: the mailhook binary ignores it, and this costs
+** nothing there).  The signal a write raises is consumed, and the write fails
+** with EPIPE instead of killing the host.  Loop runs are guarded already. */
+typedef struct { int active, was_pending; sigset_t old; } mh_l_sigpipe;
+void mh_l_sigpipe_begin(uv_loop_t *loop, mh_l_sigpipe *g);
+void mh_l_sigpipe_end(mh_l_sigpipe *g);
+
+/* Ties w to the running task, or, outside the loop (a foreign interpreter's
+** main thread or its coroutines, when no task runs), to the caller, which
+** mh_wait_yield then blocks.  Raises a clear Lua error (naming `what`) when L
+** cannot wait: inside the running loop but not in a task that may yield (a
+** C-call boundary such as a table.sort comparator or a __gc, a coroutine.wrap
+** inside a task).  Call before starting I/O. */
 void mh_wait_init(lua_State *L, mh_wait *w, const char *what);
 
-/* Yields the task; when resumed returns the values the callback pushed.
-** Use as `return mh_wait_yield(L, w);`.  Raises "interrupted" on Ctrl-C/cancel. */
+/* In a task: yields it; when resumed returns the values the callback pushed.
+** Outside the loop: runs the loop until the callback has pushed them (other
+** tasks run meanwhile), as a blocking call does.  Use as
+** `return mh_wait_yield(L, w);`.  Raises "interrupted" on Ctrl-C/cancel, and a
+** clear error when the loop runs dry while the caller still waits. */
 int mh_wait_yield(lua_State *L, mh_wait *w);
 
 /* In the callback: the stack to push results on, or NULL if the wait was cancelled

@@ -28,7 +28,7 @@
 ** libuv needs the memory until then. */
 typedef struct {
   uv_signal_t h;             /* the libuv handle; h.data points back here */
-  lua_State *L;              /* main state, to spawn tasks from */
+  lua_State *L;              /* the state's callback thread, to spawn tasks from */
   int fn_ref;                /* the Lua callback (registry ref), released on stop */
   int signum;                /* for the task name and the callback's argument */
 } sigwatch;
@@ -103,12 +103,10 @@ static int l_on(lua_State *L) {
   luaL_setmetatable(L, SIGNAL_MT);
   s = (sigwatch *)calloc(1, sizeof *s);
   if (!s) return luaL_error(L, "out of memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  s->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  s->L = mh_l_cbstate(L);
   s->signum = signum;
   s->h.data = s;
-  uv_signal_init(mh_l_loop(), &s->h);
+  uv_signal_init(mh_l_loop(L), &s->h);
   rc = uv_signal_start(&s->h, signal_cb, signum);
   if (rc < 0) {
     uv_close((uv_handle_t *)&s->h, close_cb);

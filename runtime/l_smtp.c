@@ -99,6 +99,7 @@ struct conn {
   int refs;                    /* userdata + open handles + requests in flight */
   int closed;                  /* conn_close ran */
   int ud_alive;                /* the Lua userdata still points here */
+  uv_loop_t *loop;             /* the loop of the state that made it (sockets, timers, DNS) */
   uv_timer_t timer;            /* connect timeout, then the session's command timer */
   uv_timer_t deadline;         /* session_deadline: a trickling server cannot escape it */
   uv_getaddrinfo_t gai;
@@ -132,6 +133,13 @@ struct conn {
   int fail_code;               /* failure of the transport itself (dns, connect, tls) */
   const char *fail_stage;
   char fail_msg[800];
+  /* buffers of this session's callbacks (each used within one call; a read
+     may nest the others: bytes in rbuf, decrypted into pbuf, the session asks
+     for the next piece of a streamed message into fbuf) */
+  char rbuf[65536];            /* what the socket read */
+  char pbuf[16384];            /* TLS plaintext */
+  char fbuf[65536];            /* a piece of a message file being sent */
+  char sbuf[65536];            /* a message file read whole before it is submitted (8-bit scan) */
 };
 
 static void settle(conn *c);
@@ -229,8 +237,18 @@ static void write_cb(uv_write_t *req, int status) {
   unref(c);
 }
 
-/* Bytes to the socket: written at once when the kernel takes them, else queued. */
+/* Bytes to the socket: written at once when the kernel takes them, else queued.
+** A write to a connection the server reset raises SIGPIPE: the guard makes it
+** an EPIPE for a process that does not ignore the signal (a foreign Lua). */
+static void sock_write_unguarded(conn *c, const char *buf, size_t len);
 static void sock_write(conn *c, const char *buf, size_t len) {
+  mh_l_sigpipe g;
+  mh_l_sigpipe_begin(c->loop, &g);
+  sock_write_unguarded(c, buf, len);
+  mh_l_sigpipe_end(&g);
+}
+
+static void sock_write_unguarded(conn *c, const char *buf, size_t len) {
   uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
   int n;
   wreq *r;
@@ -350,14 +368,14 @@ static void io_more(void *ud) { ((conn *)ud)->want_more = 1; }
 /* The next piece of the streamed message the session is sending (the oldest
 ** send not ended), read from its file. */
 static void feed_more(conn *c) {
-  static char fbuf[65536];   /* one loop thread */
+  char *fbuf = c->fbuf;
   sres *r = NULL;
   for (int i = 0; i < c->nsends; i++) {
     sres *x = &c->sends[(c->first + i) % MAX_SENDS];
     if (!x->done) { r = x; break; }
   }
   if (!r || r->fd < 0) { mh_smtp_more_error(c->s, MH_EINVAL, "no message file"); return; }
-  size_t want = r->left < sizeof fbuf ? (size_t)r->left : sizeof fbuf;
+  size_t want = r->left < sizeof c->fbuf ? (size_t)r->left : sizeof c->fbuf;
   ssize_t n;
   do n = pread(r->fd, fbuf, want, (off_t)r->off); while (n < 0 && errno == EINTR);
   if (n < 0 || (n == 0 && want > 0)) {
@@ -434,9 +452,10 @@ static void tls_step(conn *c) {
 
 /* ---------------------------------------------------------- reading */
 
-static char rbuf[65536];   /* one loop thread: reads are handled one at a time */
-
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) { *b = uv_buf_init(rbuf, sizeof rbuf); }
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  conn *c = ((sock *)h->data)->c;
+  *b = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
 
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   sock *k = (sock *)st->data;
@@ -469,8 +488,8 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     mh_tls_feed(c->tls, b->base, (size_t)n);
     if (c->handshaking) tls_step(c);
     while (!c->handshaking && c->tls_on && c->sk && mh_smtp_get_state(c->s) != MH_SMTP_CLOSED) {
-      static char pbuf[16384];
-      int m = mh_tls_read(c->tls, pbuf, sizeof pbuf);
+      char *pbuf = c->pbuf;
+      int m = mh_tls_read(c->tls, pbuf, sizeof c->pbuf);
       tls_flush(c);
       if (m == 0) break;
       if (m < 0) {
@@ -606,7 +625,7 @@ static void try_next(conn *c) {
     k = (sock *)calloc(1, sizeof *k);
     if (!k) break;
     k->c = c;
-    uv_tcp_init(mh_l_loop(), &k->tcp);
+    uv_tcp_init(c->loop, &k->tcp);
     k->tcp.data = k;
     k->req.data = k;
     c->refs++;
@@ -906,8 +925,9 @@ static int l_new(lua_State *L) {
   if (!c->s) { free(c); return luaL_error(L, "out of memory"); }
   c->refs = 3;           /* userdata + two timers */
   c->ud_alive = 1;
-  uv_timer_init(mh_l_loop(), &c->timer);
-  uv_timer_init(mh_l_loop(), &c->deadline);
+  c->loop = mh_l_loop(L);
+  uv_timer_init(c->loop, &c->timer);
+  uv_timer_init(c->loop, &c->deadline);
   c->timer.data = c->deadline.data = c;
   for (int i = 0; i < MAX_SENDS; i++) c->sends[i].fd = -1;
   u->c = c;
@@ -951,7 +971,7 @@ static int l_open(lua_State *L) {
   c->gai.data = c;
   uv_timer_start(&c->deadline, deadline_cb, c->deadline_ms, 0);
   c->refs++;
-  rc = uv_getaddrinfo(mh_l_loop(), &c->gai, gai_cb, c->host, port, &hints);
+  rc = uv_getaddrinfo(c->loop, &c->gai, gai_cb, c->host, port, &hints);
   if (rc < 0) {
     c->refs--;
     fail(c, MH_EDNS, "dns", "cannot resolve %s: %s", c->host, uv_strerror(rc));
@@ -997,14 +1017,14 @@ static int l_auth(lua_State *L) {
 ** message whose header holds 8-bit bytes), whose pieces are then converted as
 ** they are sent.  One more read of the file, on the loop thread, only then.
 ** 0, or a negative code with err set. */
-static int scan_file(int fd, uint64_t off, uint64_t size, mh_mime7 **out, char *err, size_t errlen) {
-  static char buf[65536];   /* one loop thread */
+static int scan_file(char *buf, size_t bufsize, int fd, uint64_t off, uint64_t size, mh_mime7 **out,
+                     char *err, size_t errlen) {
   mh_mime7 *m = mh_mime7_new();
   int rc = 0;
   *out = NULL;
   if (!m) { snprintf(err, errlen, "out of memory"); return MH_ENOMEM; }
   while (size > 0 && rc == 0) {
-    size_t want = size < sizeof buf ? (size_t)size : sizeof buf;
+    size_t want = size < bufsize ? (size_t)size : bufsize;
     ssize_t n;
     do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
     if (n <= 0) {
@@ -1030,10 +1050,9 @@ static int scan_file(int fd, uint64_t off, uint64_t size, mh_mime7 **out, char *
 ** a time) before the MIME scan: a 7-bit file, most big ones (base64
 ** attachments), needs no scan at all.  1 yes, 0 no, -1 the file could not be
 ** read (the scan that follows says why). */
-static int has8_file(int fd, uint64_t off, uint64_t size) {
-  static char buf[65536];
+static int has8_file(char *buf, size_t bufsize, int fd, uint64_t off, uint64_t size) {
   while (size > 0) {
-    size_t want = size < sizeof buf ? (size_t)size : sizeof buf, i = 0;
+    size_t want = size < bufsize ? (size_t)size : bufsize, i = 0;
     ssize_t n;
     do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
     if (n <= 0) return -1;
@@ -1053,9 +1072,8 @@ static int has8_file(int fd, uint64_t off, uint64_t size) {
 
 /* Does the top-level header of the message at off hold 8-bit bytes?  (Its first
 ** 64 KiB are read: the SMTPUTF8 question for a server that takes 8-bit whole.) */
-static int head8_file(int fd, uint64_t off, uint64_t size) {
-  static char buf[65536];
-  size_t want = size < sizeof buf ? (size_t)size : sizeof buf;
+static int head8_file(char *buf, size_t bufsize, int fd, uint64_t off, uint64_t size) {
+  size_t want = size < bufsize ? (size_t)size : bufsize;
   ssize_t n;
   do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
   return n > 0 && mh_mime7_head8(buf, (size_t)n);
@@ -1132,16 +1150,16 @@ static void submit(lua_State *L, conn *c, const char *what, int fd, uint64_t off
     mh_mime7 *scan = NULL;
     unsigned flags = MH_SMTP_STREAM_8BIT;
     char err[300] = "";
-    int head8 = head8_file(fd, off, size);
-    if (mh_smtp_stream_scan_needed(c->s, head8) && has8_file(fd, off, size) != 0) {
-      if ((rc = scan_file(fd, off, size, &scan, err, sizeof err)) < 0) {
+    int head8 = head8_file(c->sbuf, sizeof c->sbuf, fd, off, size);
+    if (mh_smtp_stream_scan_needed(c->s, head8) && has8_file(c->sbuf, sizeof c->sbuf, fd, off, size) != 0) {
+      if ((rc = scan_file(c->sbuf, sizeof c->sbuf, fd, off, size, &scan, err, sizeof err)) < 0) {
         snap_refused(r, rc, "data", err, 0);
         sres_close_file(r);
         return;
       }
       /* the reads took their time on this thread: the timers about to be
       ** armed (the session's, the command's) count from now */
-      uv_update_time(mh_l_loop());
+      uv_update_time(c->loop);
       restart_deadline(c);
     } else if (head8) {
       flags |= MH_SMTP_STREAM_HEAD8;
@@ -1187,6 +1205,29 @@ static int l_send(lua_State *L) {
   if (c->nsends) luaL_error(L, "smtp send: %d submitted send(s) not collected (use result())", c->nsends);
   submit(L, c, "smtp send", -1, 0, 0);
   return collect(L, c, "smtp send");
+}
+
+/* c:set_dsn([mail [, {rcpt params...}]]): the RFC 3461 parameters of the next
+** send or submit (mh_smtp_set_dsn: sent only where the server offers DSN);
+** the list is parallel to that send's recipients.  Without arguments: none.
+** Never waits. */
+static int l_set_dsn(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *mail = luaL_optstring(L, 2, NULL);
+  const char **rp = NULL;
+  size_t n = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    n = (size_t)luaL_len(L, 3);
+    rp = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rp, 0);   /* freed by the GC */
+    for (size_t i = 0; i < n; i++) {
+      lua_rawgeti(L, 3, (lua_Integer)i + 1);
+      rp[i] = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;   /* false: none */
+      lua_pop(L, 1);   /* the string stays alive in the table */
+    }
+  }
+  if (mh_smtp_set_dsn(c->s, mail, rp, n) < 0) return luaL_error(L, "out of memory");
+  return 0;
 }
 
 /* c:submit(from, {rcpt...}, data) -> true   (never waits; c:result() tells) */
@@ -1365,7 +1406,7 @@ static int l_tostring(lua_State *L) {
 
 void l_smtp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit },
+    { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit }, { "set_dsn", l_set_dsn },
     { "submit_file", l_submit_file }, { "result", l_result }, { "release", l_release },
     { "pending", l_pending }, { "check_sender", l_check_sender },
     { "quit", l_quit }, { "alive", l_alive }, { "close", l_close }, { "info", l_info }, { NULL, NULL } };

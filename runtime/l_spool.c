@@ -25,12 +25,7 @@
 #include "fsutil.h"
 #include "intake.h"
 
-#if defined(__has_include)
-#if __has_include("msg.h")
-#include "msg.h"
-#define HAVE_MSG 1
-#endif
-#endif
+#include "l_msg.h"   /* a message object (mh.message) is enqueued as it is */
 
 #define SPOOL_MT "mailhook.Spool"
 #define LIST_MT "mailhook.SpoolList"
@@ -47,10 +42,13 @@ typedef struct {
   int has_state;     /* its ID.state existed at load */
 } kept_file;
 
+typedef struct closes closes;
+
 /* The Spool userdata.  Work in flight keeps it alive (an anchor ref) and
 ** holds `pending`, so a close while work runs waits for the work to end. */
 typedef struct {
   mh_spool *sp;      /* NULL once closed */
+  closes *cl;        /* the state's batched closes of removed files (see close_held) */
   int pending;       /* thread-pool jobs using sp */
   int closing;       /* close asked while jobs ran: the last job closes sp */
   kept_file kept[KEPT_MAX];
@@ -100,15 +98,11 @@ static void release(lspool *ls) {
   }
 }
 
-static void flush_closes(void);
+static void flush_closes(closes *cl);
+static closes *state_closes(lua_State *L);
 
-static lua_State *main_state(lua_State *L) {
-  lua_State *m;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  m = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  return m;
-}
+/* The thread callbacks work on (registry refs, spawns): never a caller's. */
+static lua_State *main_state(lua_State *L) { return mh_l_cbstate(L); }
 
 /* ------------------------------------------------------------ open */
 
@@ -123,6 +117,7 @@ static int l_open(lua_State *L) {
   memset(ls, 0, sizeof *ls);
   for (int i = 0; i < KEPT_MAX; i++) ls->kept[i].fd = -1;
   ls->sp = sp;
+  ls->cl = state_closes(L);
   luaL_setmetatable(L, SPOOL_MT);
   return 1;
 }
@@ -131,7 +126,7 @@ static int l_close(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
   if (!ls->sp || ls->closing) return 0;
   kept_close_all(ls);
-  flush_closes();
+  flush_closes(ls->cl);
   if (ls->pending) { ls->closing = 1; return 0; }
   mh_spool_close(ls->sp);
   ls->sp = NULL;
@@ -154,7 +149,7 @@ typedef struct {
   const char *data;  /* bytes (anchored), or NULL for a message */
   size_t len;
   int strip_bcc;     /* bytes given without an envelope: Bcc lines left out */
-  void *msg;         /* mh_msg * */
+  mh_msg *msg;       /* a message object (anchored with the op): written by msg.c */
   mh_intake *intake; /* a Stream: read from its descriptor as it is written */
 } source;
 
@@ -212,9 +207,7 @@ typedef struct {
 
 static int source_write(void *arg, int fd) {
   source *s = (source *)arg;
-#ifdef HAVE_MSG
-  if (s->msg) return mh_msg_write((mh_msg *)s->msg, fd);
-#endif
+  if (s->msg) return mh_msg_write(s->msg, fd);
   if (s->intake) return mh_intake_write(s->intake, fd);
   if (s->strip_bcc) return mh__spool_write_no_bcc(fd, s->data, s->len);
   return mh_fsutil_write_all(fd, s->data, s->len);
@@ -237,16 +230,24 @@ static char *keep(op *o, const char *s) {
 #define CLOSE_BATCH 64
 typedef struct {
   uv_work_t req;
+  closes *cl;        /* whose count of held files it is in */
   int n;
   int fds[CLOSE_BATCH];
 } held_close;
 
-/* Files held open (batched or in a job), loop thread only.  Bounded, so a disk
-** slower than the sends cannot pile up open files towards the fd limit: past
-** MAX_HELD a removal closes its file itself (slower, never wrong). */
+/* Files held open (batched or in a job), per Lua state, on its loop thread.
+** Bounded, so a disk slower than the sends cannot pile up open files towards
+** the fd limit: past MAX_HELD a removal closes its file itself (slower, never
+** wrong).  A userdata in the registry: its __gc (lua_close, before the loop
+** is closed) sends the last batch, and removals after it close at once. */
 #define MAX_HELD 256
-static int nheld;
-static held_close *batch;   /* the batch being filled, or NULL */
+struct closes {
+  uv_loop_t *loop;          /* where the jobs run */
+  int nheld;                /* files batched or in a job */
+  held_close *batch;        /* the batch being filled, or NULL */
+  int closed;               /* the state is closing: no more batching */
+};
+static const char CLOSES = 0;   /* registry key (its address) */
 
 static void held_close_work(uv_work_t *req) {
   held_close *h = (held_close *)req->data;
@@ -256,42 +257,74 @@ static void held_close_work(uv_work_t *req) {
 static void held_close_after(uv_work_t *req, int status) {
   held_close *h = (held_close *)req->data;
   for (int i = 0; i < h->n; i++) if (h->fds[i] >= 0) close(h->fds[i]);   /* cancelled */
-  nheld -= h->n;
+  h->cl->nheld -= h->n;
   free(h);
   (void)status;
 }
 
 /* Sends the batch being filled to the pool. */
-static void flush_closes(void) {
-  held_close *h = batch;
+static void flush_closes(closes *cl) {
+  held_close *h = cl->batch;
   if (!h) return;
-  batch = NULL;
+  cl->batch = NULL;
   h->req.data = h;
-  if (uv_queue_work(mh_l_loop(), &h->req, held_close_work, held_close_after)) {
+  h->cl = cl;
+  if (uv_queue_work(cl->loop, &h->req, held_close_work, held_close_after)) {
     held_close_after(&h->req, 0);
   }
 }
 
-static void close_held(int fd) {
+static void close_held(closes *cl, int fd) {
   if (fd < 0) return;
-  if (nheld >= MAX_HELD || (!batch && !(batch = (held_close *)calloc(1, sizeof *batch)))) {
+  if (cl->closed || cl->nheld >= MAX_HELD ||
+      (!cl->batch && !(cl->batch = (held_close *)calloc(1, sizeof *cl->batch)))) {
     close(fd);
     return;
   }
-  batch->fds[batch->n++] = fd;
-  nheld++;
-  if (batch->n == CLOSE_BATCH) flush_closes();
+  cl->batch->fds[cl->batch->n++] = fd;
+  cl->nheld++;
+  if (cl->batch->n == CLOSE_BATCH) flush_closes(cl);
+}
+
+static int closes_gc(lua_State *L) {
+  closes *cl = (closes *)lua_touserdata(L, 1);
+  flush_closes(cl);
+  cl->closed = 1;
+  return 0;
+}
+
+/* The state's closes (made on first use). */
+static closes *state_closes(lua_State *L) {
+  closes *cl;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CLOSES) == LUA_TUSERDATA) {
+    cl = (closes *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return cl;
+  }
+  lua_pop(L, 1);
+  cl = (closes *)lua_newuserdatauv(L, sizeof *cl, 0);
+  memset(cl, 0, sizeof *cl);
+  cl->loop = mh_l_loop(L);
+  lua_newtable(L);
+  lua_pushcfunction(L, closes_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CLOSES);
+  return cl;
 }
 
 static void op_free(void *arg) {
   op *o = (op *)arg;
   size_t i;
   int big_scan = o->kind == OP_SCAN && o->total > 4096;
-  close_held(o->held);
+  close_held(o->ls->cl, o->held);
   if (o->kept_fd >= 0) close(o->kept_fd);
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
   free(o->strs);
-  if (o->items) for (i = 0; i < o->n; i++) free((void *)o->items[i].to);
+  if (o->items) for (i = 0; i < o->n; i++) {
+    free((void *)o->items[i].to);
+    free((void *)o->items[i].to_params);
+  }
   free(o->items);
   if (o->src) for (i = 0; i < o->n; i++) mh_intake_free(o->src[i].intake);
   free(o->src);
@@ -318,9 +351,14 @@ static void op_work(void *arg) {
   case OP_ENQ:
     o->rc = mh_spool_enqueue(sp, o->items, o->n, o->err);
     for (size_t i = 0; o->rc && i < o->n; i++)   /* the input failed, not the spool */
-      if (o->src[i].intake && mh_intake_error(o->src[i].intake))
+      if (o->src[i].intake && mh_intake_error(o->src[i].intake) == MH_ELIMIT) {
+        char lim[32];
+        snprintf(o->err, sizeof o->err, "the message: over the %s limit (nothing queued)",
+                 mh_fsutil_size(lim, sizeof lim, (int64_t)mh_intake_max(o->src[i].intake)));
+      } else if (o->src[i].intake && mh_intake_error(o->src[i].intake)) {
         snprintf(o->err, sizeof o->err, "reading the message: %s",
                  mh_strerror(mh_intake_error(o->src[i].intake)));
+      }
     break;
   case OP_LOCK:
     o->rc = mh_spool_lock(sp, &o->holder);
@@ -368,6 +406,17 @@ static void push_strings(lua_State *L, char **v, size_t n) {
   }
 }
 
+/* The DSN parameters of env into the table on top: from_params (a string),
+** to_params = {[rcpt] = params} (only when some recipient has any). */
+static void push_params(lua_State *L, const mh_env *env) {
+  if (env->from_params) { lua_pushstring(L, env->from_params); lua_setfield(L, -2, "from_params"); }
+  if (!env->to_params) return;
+  lua_newtable(L);
+  for (size_t i = 0; i < env->nto; i++)
+    if (env->to_params[i]) { lua_pushstring(L, env->to_params[i]); lua_setfield(L, -2, env->to[i]); }
+  lua_setfield(L, -2, "to_params");
+}
+
 /* Is rcpt among the recipients refused for good? */
 static int is_refused(const mh_state *st, const char *rcpt) {
   for (size_t j = 0; j < st->nrefused; j++)
@@ -386,6 +435,7 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
   lua_pushinteger(L, e->size); lua_setfield(L, -2, "size");
   lua_pushinteger(L, e->queued_at); lua_setfield(L, -2, "queued_at");
   if (e->env.from) { lua_pushstring(L, e->env.from); lua_setfield(L, -2, "from"); }
+  push_params(L, &e->env);
   push_strings(L, e->env.to, e->env.nto); lua_setfield(L, -2, "all");
   lua_newtable(L);
   for (size_t i = 0, k = 0; i < e->env.nto; i++) {
@@ -415,7 +465,14 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
 
 static int op_push(lua_State *co, void *arg) {
   op *o = (op *)arg;
-  if (o->rc) return mh_l_fail(co, o->rc, "spool", "%s", o->err[0] ? o->err : mh_strerror(o->rc));
+  if (o->rc) {
+    int n = mh_l_fail(co, o->rc, "spool", "%s", o->err[0] ? o->err : mh_strerror(o->rc));
+    if (o->kind == OP_LOCK && o->rc == MH_ELOCKED) {   /* who holds it, as a field: never parsed from text */
+      lua_pushinteger(co, o->holder);
+      lua_setfield(co, -2, "pid");
+    }
+    return n;
+  }
   switch (o->kind) {
   case OP_ENQ:
     if (o->n == 1 && !o->list) { lua_pushstring(co, o->items[0].id); return 1; }
@@ -506,7 +563,35 @@ static const char *checkid(lua_State *L, int idx) {
 
 /* ---------------------------------------------------------- enqueue */
 
-/* Reads an envelope {from = , to = {...}} at idx into item (strings copied). */
+/* The DSN parameters of an envelope at idx (from_params = "RET=HDRS",
+** to_params = {[rcpt] = "NOTIFY=..."}): into it once its recipients are read.
+** 0, or -1 with err (a usage error). */
+static int read_params(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) {
+  const char **tp;
+  lua_getfield(L, idx, "from_params");
+  if (!lua_isnil(L, -1) && !lua_isstring(L, -1))
+    return lua_pop(L, 1), snprintf(err, 200, "envelope.from_params must be a string"), -1;
+  if (lua_isstring(L, -1)) it->from_params = keep(o, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "to_params");
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); return 0; }
+  if (!lua_istable(L, -1))
+    return lua_pop(L, 1), snprintf(err, 200, "envelope.to_params must be a table {[rcpt] = params}"), -1;
+  if (!(tp = (const char **)calloc(it->nto + 1, sizeof *tp))) return lua_pop(L, 1), snprintf(err, 200, "out of memory"), -1;
+  it->to_params = tp;
+  for (size_t i = 0; i < it->nto; i++) {
+    lua_getfield(L, -1, it->to[i]);
+    if (lua_isstring(L, -1)) tp[i] = keep(o, lua_tostring(L, -1));
+    else if (!lua_isnil(L, -1))
+      return lua_pop(L, 2), snprintf(err, 200, "envelope.to_params[%s] must be a string", it->to[i]), -1;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Reads an envelope {from = , to = {...}, from_params =, to_params = {}} at
+** idx into item (strings copied). */
 static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) {
   size_t n, i;
   const char **to;
@@ -522,7 +607,7 @@ static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) 
     it->to = to;
     it->nto = 1;
     lua_pop(L, 1);
-    return 0;
+    return read_params(L, idx, o, it, err);
   }
   if (!lua_istable(L, -1)) return snprintf(err, 200, "envelope.to must be a list of addresses"), -1;
   n = lua_rawlen(L, -1);
@@ -537,15 +622,16 @@ static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) 
   }
   it->nto = n;
   lua_pop(L, 1);
-  return 0;
+  return read_params(L, idx, o, it, err);
 }
 
-/* Counts the strings an envelope at idx needs (for op_new's array). */
+/* Counts the strings an envelope at idx needs (for op_new's array): from and
+** its parameters, each recipient and its parameters. */
 static size_t env_strings(lua_State *L, int idx) {
-  size_t n = 1;
+  size_t n = 2;
   if (lua_istable(L, idx)) {
     lua_getfield(L, idx, "to");
-    n += lua_istable(L, -1) ? lua_rawlen(L, -1) : 1;
+    n += 2 * (lua_istable(L, -1) ? lua_rawlen(L, -1) : 1);
     lua_pop(L, 1);
   }
   return n;
@@ -569,20 +655,27 @@ static int fill_item(lua_State *L, op *o, size_t i, int didx, int eidx, int anch
     s->intake = st->in;   /* the op owns it now: freed by op_free, used once */
     st->in = NULL;
   } else {
-#ifdef HAVE_MSG
-    void *ud = luaL_testudata(L, didx, "mailhook.Message");
-    if (!ud) return snprintf(err, 200, "message must be a string or a mailhook.Message"), -1;
-    s->msg = *(void **)ud;
-    if (!s->msg) return snprintf(err, 200, "message is closed"), -1;
-#else
-    return snprintf(err, 200, "message must be a string (this build has no message builder)"), -1;
-#endif
+    int closed;
+    s->msg = l_msg_test(L, didx, &closed);
+    if (closed) return snprintf(err, 200, "message is closed"), -1;
+    if (!s->msg) return snprintf(err, 200, "message must be a string or a mailhook.Message"), -1;
   }
   lua_pushvalue(L, didx);
   lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
   if (lua_istable(L, eidx)) return read_env(L, eidx, o, it, err);
   if (!lua_isnil(L, eidx)) return snprintf(err, 200, "envelope must be a table"), -1;
-  if (!s->data) return snprintf(err, 200, "a message object needs its envelope"), -1;
+  if (s->msg) {
+    /* the message's own envelope (msg.c's: To, Cc, Bcc, no duplicates); its
+    ** strings live as long as the message, which the anchor keeps */
+    size_t n = mh_msg_rcpt_count(s->msg);
+    const char **to = (const char **)calloc(n + 1, sizeof *to);
+    if (!to) return snprintf(err, 200, "out of memory"), -1;
+    for (size_t k = 0; k < n; k++) to[k] = mh_msg_rcpt(s->msg, k);
+    it->from = mh_msg_env_from(s->msg) ? mh_msg_env_from(s->msg) : "";
+    it->to = to;
+    it->nto = n;
+    return 0;
+  }
   {
     mh_env env;
     const char **to;
@@ -748,7 +841,7 @@ static int l_delivered(lua_State *L) {
   o = op_new(L, OP_DELIVERED, 0);
   snprintf(o->id, sizeof o->id, "%s", id);
   o->nosync = nosync;
-  o->may_hold = nheld < MAX_HELD;
+  o->may_hold = o->ls->cl->nheld < MAX_HELD;
   if (now && (o->held = kept_take(o->ls, id, &o->has_state)) >= 0) o->known = 1;
   return now ? op_now(L, o) : op_start(L, o, "spool:delivered");
 }
@@ -757,7 +850,7 @@ static int l_delivered(lua_State *L) {
 static int l_sync(lua_State *L) {
   op *o;
   check_spool(L, 1);
-  flush_closes();   /* the files removed so far start being freed too */
+  flush_closes(check_spool(L, 1)->cl);   /* the files removed so far start being freed too */
   check_can_wait(L, "spool:sync");
   lua_settop(L, 1);
   o = op_new(L, OP_SYNC, 0);
@@ -994,7 +1087,7 @@ static int l_list(lua_State *L) {
 typedef struct {
   uv_fs_event_t ev;
   uv_timer_t timer;  /* coalesces a burst of events into one call */
-  lua_State *L;      /* the main state, to spawn from */
+  lua_State *L;      /* the state's callback thread, to spawn from */
   int fn_ref;
   int closing;       /* handles to close: 2, 1, 0 */
   int stopped;
@@ -1056,8 +1149,8 @@ static int l_watch(lua_State *L) {
   luaL_setmetatable(L, WATCH_MT);
   w->L = main_state(L);
   snprintf(path, sizeof path, "%s/pickup", mh_spool_dir(ls->sp));
-  uv_fs_event_init(mh_l_loop(), &w->ev);
-  uv_timer_init(mh_l_loop(), &w->timer);
+  uv_fs_event_init(mh_l_loop(L), &w->ev);
+  uv_timer_init(mh_l_loop(L), &w->timer);
   w->ev.data = w->timer.data = w;
   lua_pushvalue(L, 2);
   w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1087,10 +1180,11 @@ static int stream_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.spool.stream(fd [, {dot = false}]) -> Stream.  dot (default true): a line
+/* core.spool.stream(fd [, {dot = false, max = N}]) -> Stream (max: at most N
+** bytes of message, fewer than MH_LIMIT_MESSAGE).  dot (default true): a line
 ** with a lone "." ends the message (sendmail without -i).  fd is not closed. */
 static int l_stream(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
+  lua_Integer fd = luaL_checkinteger(L, 1), max = 0;
   int dot = 1;
   lstream *st;
   luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a file descriptor");
@@ -1098,12 +1192,16 @@ static int l_stream(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "dot");
     if (!lua_isnil(L, -1)) dot = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, 2, "max");   /* below MH_LIMIT_MESSAGE only (tests, a stricter caller) */
+    if (!lua_isnil(L, -1)) max = luaL_checkinteger(L, -1);
+    lua_pop(L, 2);
   }
+  luaL_argcheck(L, max >= 0 && max <= MH_LIMIT_MESSAGE, 2, "max must be at most limits.message");
   st = (lstream *)lua_newuserdatauv(L, sizeof *st, 0);
   memset(st, 0, sizeof *st);
   luaL_setmetatable(L, STREAM_MT);
   if (!(st->in = mh_intake_new((int)fd, dot))) return luaL_error(L, "out of memory");
+  if (max > 0) mh_intake_set_max(st->in, (size_t)max);
   return 1;
 }
 
@@ -1193,6 +1291,7 @@ static int l_parse(lua_State *L) {
   push_strings(L, env.to, env.nto); lua_setfield(L, -2, "to");
   lua_pushinteger(L, (lua_Integer)env.offset); lua_setfield(L, -2, "offset");
   lua_pushboolean(L, env.canonical); lua_setfield(L, -2, "canonical");
+  push_params(L, &env);
   mh_env_free(&env);
   return 1;
 }
@@ -1212,6 +1311,15 @@ static int l_addresses(lua_State *L) {
   return 1;
 }
 
+/* core.spool.is_id(s) -> boolean: a canonical spool id, by spool.c's one rule
+** (16 lowercase hex digits; a NUL inside is no id). */
+static int l_is_id(lua_State *L) {
+  size_t len;
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+  lua_pushboolean(L, s && len == 16 && mh_spool_is_id(s));
+  return 1;
+}
+
 /* ------------------------------------------------------------ module */
 
 void l_spool_open(lua_State *L) {
@@ -1223,7 +1331,7 @@ void l_spool_open(lua_State *L) {
   };
   static const luaL_Reg funcs[] = {
     { "open", l_open }, { "parse", l_parse }, { "addresses", l_addresses }, { "stream", l_stream },
-    { NULL, NULL }
+    { "is_id", l_is_id }, { NULL, NULL }
   };
   static const luaL_Reg stream_methods[] = {
     { "head", stream_head }, { "set_head", stream_set_head }, { "close", stream_close }, { NULL, NULL }
@@ -1239,6 +1347,7 @@ void l_spool_open(lua_State *L) {
   lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "stop");
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__gc");   /* pinned: lua_close only */
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_setfield(L, -2, "spool");

@@ -74,6 +74,11 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   if (level < min_level) return;
   char msg[2048];
   vsnprintf(msg, sizeof msg, fmt, ap);
+  /* text from outside (a server's reply, a file name, a header) must not
+     drive the terminal that shows the log: control bytes but newline and
+     tab become '?' (an escape sequence, a CR that rewrites the line) */
+  for (char *c = msg; *c; c++)
+    if (((unsigned char)*c < 0x20 && *c != '\n' && *c != '\t') || *c == 0x7f) *c = '?';
   if (to_syslog) {
     syslog(prio[level], "%s", msg);
     return;

@@ -7,6 +7,8 @@
 **   mailhook [-c FILE] [-s DIR] SCRIPT.lua [ARGS]     run a script, like lua
 **   mailhook [-c FILE] [-s DIR] -e CODE [ARGS]
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +37,9 @@ typedef struct {
   char conf[PATH_MAX];      /* settings file: -c, $MAILHOOK_CONF, or the default */
   char spool[PATH_MAX];     /* spool folder: -s, $MAILHOOK_SPOOL, or the default */
   char luac[PATH_MAX];      /* precompiled lua/ (BUILD/luac, PREFIX/lib/mailhook/luac): bc_searcher */
+  char drop[PATH_MAX];      /* the setgid drop program of unprivileged submission (BUILD/mailhook-drop,
+                               PREFIX/sbin/mailhook-drop; $MAILHOOK_DROP: the caller's own choice,
+                               it gains nothing by it) */
   const char *conf_given;   /* who named conf: "-c", "$MAILHOOK_CONF", or NULL for the default.
                                A named file must exist (a typo must not mean "defaults");
                                the default's absence does mean defaults */
@@ -51,6 +56,7 @@ static void find_paths(paths_t *p) {
   exe[n] = 0;
   if ((slash = strrchr(exe, '/'))) *slash = 0;        /* bin dir */
   snprintf(p->luac, sizeof p->luac, "%s/luac", exe);
+  snprintf(p->drop, sizeof p->drop, "%s/mailhook-drop", exe);
   if ((slash = strrchr(exe, '/'))) *slash = 0; else strcpy(exe, ".");
   snprintf(p->root, sizeof p->root, "%s", exe);
   snprintf(probe, sizeof probe, "%s/lua/mailhook/init.lua", p->root);
@@ -62,6 +68,7 @@ static void find_paths(paths_t *p) {
     mh_instpaths_defaults(p->root, p->conf, sizeof p->conf, p->spool, sizeof p->spool);
     /* `make install` puts BUILD/luac there: bytecode is per machine, not shared */
     snprintf(p->luac, sizeof p->luac, "%s/lib/mailhook/luac", p->root);
+    snprintf(p->drop, sizeof p->drop, "%s/sbin/mailhook-drop", p->root);
   } else {
     snprintf(p->lua, sizeof p->lua, "%s/lua", p->root);
     snprintf(p->scripts, sizeof p->scripts, "%s/scripts", p->root);
@@ -75,6 +82,8 @@ static void find_paths(paths_t *p) {
   }
   if (getenv("MAILHOOK_SPOOL") && *getenv("MAILHOOK_SPOOL"))
     snprintf(p->spool, sizeof p->spool, "%s", getenv("MAILHOOK_SPOOL"));
+  if (getenv("MAILHOOK_DROP") && *getenv("MAILHOOK_DROP"))
+    snprintf(p->drop, sizeof p->drop, "%s", getenv("MAILHOOK_DROP"));
 }
 
 /* ------------------------------------------------------- bytecode searcher
@@ -239,6 +248,7 @@ static void set_paths(lua_State *L, const paths_t *p) {
   lua_pushstring(L, p->scripts); lua_setfield(L, -2, "scripts");
   lua_pushstring(L, p->conf);    lua_setfield(L, -2, "conf");
   lua_pushstring(L, p->spool);   lua_setfield(L, -2, "spool");
+  lua_pushstring(L, p->drop);    lua_setfield(L, -2, "drop");
   lua_pushboolean(L, p->installed); lua_setfield(L, -2, "installed");
   if (p->conf_given) { lua_pushstring(L, p->conf_given); lua_setfield(L, -2, "conf_given"); }
   lua_setfield(L, -2, "paths");
@@ -285,16 +295,78 @@ static int one_worker(const char *cmd) {
   return !strcmp(cmd, "hook") || !strcmp(cmd, "enqueue") || !strcmp(cmd, "sendmail");
 }
 
+/* Descriptors 0, 1 and 2 open, on /dev/null where the caller closed them, before
+** anything else opens a file (as MTAs do: Postfix's msg_vstream_init/
+** closefrom dance, sendmail's fill_fd).  A caller such as mailutils' mail(1)
+** runs sendmail with stdout and stderr closed: the first descriptor libuv
+** then made (its signal pipe, an fs event) would be 1 or 2, and libuv asserts
+** `fd > STDERR_FILENO` (SIGABRT after the message was already queued: the
+** caller saw a failure, wrote dead.letter, and the mail went out twice); a
+** spool file opened as fd 1 would receive whatever is printed next.  When
+** /dev/null itself cannot be opened (a broken chroot) nothing is safe to do:
+** exit 71 (EX_OSERR) before touching anything. */
+static void stdio_open(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+    int n = open("/dev/null", O_RDWR);   /* the lowest free number: fd itself */
+    if (n < 0) _exit(71);
+    if (n != fd) {
+      if (dup2(n, fd) < 0) _exit(71);
+      close(n);
+    }
+  }
+}
+
+/* What the binary is when installed under an MTA's name (`make
+** install-sendmail` links them, docs/sendmail.md): `sendmail` is `mailhook
+** sendmail`; `mailq` is `sendmail -bp` and `newaliases` is `sendmail -bi`, as
+** Postfix defines them.  Under these names every argument is the sendmail
+** command's (its -v, -q, -c mean what sendmail(1) says, not mailhook's global
+** options); the settings and spool come from $MAILHOOK_CONF, $MAILHOOK_SPOOL
+** or the defaults.  Returns the extra arguments to put before the caller's
+** (NULL for the plain `mailhook` name). */
+static const char *const *mta_name(const char *argv0) {
+  static const char *const sendmail[] = { "sendmail", NULL };
+  static const char *const mailq[] = { "sendmail", "-bp", NULL };
+  static const char *const newaliases[] = { "sendmail", "-bi", NULL };
+  const char *base = strrchr(argv0, '/');
+  base = base ? base + 1 : argv0;
+  if (!strcmp(base, "sendmail")) return sendmail;
+  if (!strcmp(base, "mailq")) return mailq;
+  if (!strcmp(base, "newaliases")) return newaliases;
+  return NULL;
+}
+
+/* The argv main builds under an MTA name: kept here, reachable for the whole
+** process (a pointer only in main's frame is a leak to LeakSanitizer at exit). */
+static char **volatile mta_argv;     /* volatile: a store never read is not optimised away */
+
 int main(int argc, char **argv) {
   paths_t paths;
   const char *code = NULL;
+  const char *const *mta;
   int i, status, first, nargs;
   lua_State *L;
   mh_task *task;
 
+  stdio_open();                        /* first: before libuv or anything opens a file */
   signal(SIGPIPE, SIG_IGN);
   find_paths(&paths);
-  for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+  mta = argc > 0 ? mta_name(argv[0]) : NULL;
+  if (mta) {
+    /* argv becomes: argv[0] MTA-ARGS... caller's args (no global options) */
+    int extra = 0;
+    char **nv;
+    while (mta[extra]) extra++;
+    if (!(nv = malloc(((size_t)argc + (size_t)extra + 1) * sizeof *nv))) return 71;
+    nv[0] = argv[0];
+    for (int k = 0; k < extra; k++) nv[1 + k] = (char *)mta[k];
+    for (int k = 1; k < argc; k++) nv[extra + k] = argv[k];
+    nv[argc + extra] = NULL;
+    argc += extra;
+    argv = mta_argv = nv;              /* lives as long as the process */
+    i = 1;
+  } else for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
     const char *o = argv[i];
     if (!strcmp(o, "--")) { i++; break; }
     if (!strcmp(o, "-c") || !strcmp(o, "-s") || !strcmp(o, "-e")) {
@@ -333,9 +405,18 @@ int main(int argc, char **argv) {
   L = luaL_newstate();
   if (!L) { fprintf(stderr, "mailhook: cannot create Lua state: out of memory\n"); return 1; }
   luaL_openlibs(L);
+  mh_l_absolute_paths(L);   /* before our folders are added: nothing from the current folder */
   luaL_requiref(L, "mailhook.core", luaopen_mailhook_core, 0);
   lua_pop(L, 1);
   set_paths(L, &paths);
+  /* each argument takes a stack slot below (a command line may hold thousands:
+     sendmail RCPT...), Lua guarantees LUA_MINSTACK = 20: 30 arguments wrote
+     past the stack's end */
+  if (!lua_checkstack(L, argc + 8)) {
+    fprintf(stderr, "mailhook: too many arguments (%d)\n", argc);
+    lua_close(L);
+    return 2;
+  }
 
   if (code) {
     set_arg(L, argv, argc, first - 1);
@@ -373,7 +454,7 @@ int main(int argc, char **argv) {
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "mailhook.main_task");
   lua_settop(L, 0);
-  uv_run(mh_l_loop(), UV_RUN_DEFAULT);
+  mh_l_run(L, UV_RUN_DEFAULT);
 
   status = 0;
   if (mh_task_done(task) < 0) {
@@ -393,8 +474,6 @@ int main(int argc, char **argv) {
     status = 1;
   }
   fflush(stdout);
-  lua_close(L);
-  uv_run(mh_l_loop(), UV_RUN_NOWAIT);  /* close callbacks of handles closed by __gc */
-  uv_loop_close(mh_l_loop());
+  lua_close(L);   /* closes the state's loop too (l_sched.c, ctx_gc) */
   return status;
 }

@@ -75,6 +75,9 @@ struct mh_msg {
   size_t text_len, html_len;
   attach *att;
   size_t natt;
+  int64_t att_bytes;        /* the attachments' sizes so far: their sum stays within
+                               MH_LIMIT_MESSAGE (each is within MH_LIMIT_ATTACHMENT;
+                               --attach given 1,000 times made a 64 GB message) */
   int finished;             /* mh_msg_finish done: setters refuse, output allowed */
   char id[320];             /* Message-ID with brackets */
   piece *pieces;            /* the rendered message */
@@ -505,6 +508,12 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
     return fail(m, fd, "%s", why);
   }
   close(fd);
+  if (m->att_bytes + (int64_t)st.st_size > MH_LIMIT_MESSAGE) {
+    char lim[32];
+    return fail(m, MH_ELIMIT, "attachment %s: the attachments add up to %lld bytes, over the %s limit "
+                "of a message", path, (long long)(m->att_bytes + (int64_t)st.st_size),
+                mh_fsutil_size(lim, sizeof lim, MH_LIMIT_MESSAGE));
+  }
   if (!name || !*name) {
     const char *slash = strrchr(path, '/');
     name = slash ? slash + 1 : path;
@@ -529,6 +538,7 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
     return fail(m, MH_ENOMEM, "out of memory");
   }
   m->natt++;
+  m->att_bytes += (int64_t)st.st_size;
   return 0;
 }
 
@@ -876,9 +886,25 @@ static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "S
 static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
-int mh_msg_finish(mh_msg *m, time_t now) {
+void mh_msg_date(char *out, size_t cap, time_t now) {
   struct tm tm;
-  char date[64], rnd[65], bound[2][80], tmp[64];
+  localtime_r(&now, &tm);
+  long off = tm.tm_gmtoff / 60;
+  snprintf(out, cap, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday],
+           tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+}
+
+void mh_msg_make_id(char *out, size_t cap, const char *domain, time_t now) {
+  struct tm tm;
+  char rnd[65], stamp[64];
+  random_hex(rnd, 12);
+  strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", gmtime_r(&now, &tm));
+  snprintf(out, cap, "<%.14s.%.24s@%.253s>", stamp, rnd, domain && domain[0] ? domain : "localhost");
+}
+
+int mh_msg_finish(mh_msg *m, time_t now) {
+  char date[64], rnd[65], bound[2][80];
   if (m->finished) return fail(m, MH_EINVAL, "message already finished");
   if (m->from.n == 0) return fail(m, MH_EINVAL, "from: no From address");
   if (m->to.n + m->cc.n + m->bcc.n == 0) return fail(m, MH_EINVAL, "to: no recipient (to, cc or bcc)");
@@ -886,15 +912,8 @@ int mh_msg_finish(mh_msg *m, time_t now) {
   for (size_t i = 0; i < m->cc.n; i++) if (add_rcpt(m, m->cc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
   for (size_t i = 0; i < m->bcc.n; i++) if (add_rcpt(m, m->bcc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
 
-  localtime_r(&now, &tm);
-  long off = tm.tm_gmtoff / 60;
-  snprintf(date, sizeof date, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday],
-           tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
-  const char *domain = strrchr(m->from.v[0].addr, '@') + 1;
-  random_hex(rnd, 12);
-  strftime(tmp, sizeof tmp, "%Y%m%d%H%M%S", gmtime_r(&now, &tm));
-  snprintf(m->id, sizeof m->id, "<%.14s.%.24s@%.253s>", tmp, rnd, domain);
+  mh_msg_date(date, sizeof date, now);
+  mh_msg_make_id(m->id, sizeof m->id, strrchr(m->from.v[0].addr, '@') + 1, now);
   for (int i = 0; i < 2; i++) {
     random_hex(rnd, 12);
     snprintf(bound[i], sizeof bound[i], "=_mh_%s_%d", rnd, i);

@@ -102,6 +102,15 @@ const char *mh_msg_type_for(const char *filename);
 ** one recipient (MH_EINVAL otherwise).  Called once; the setters fail after. */
 int mh_msg_finish(mh_msg *m, time_t now);
 
+/* The Date and Message-ID rules, for every message mailhook queues: one built
+** here (mh_msg_finish) and one that arrives whole without them (mailhook
+** sendmail adds them at intake, so every retry sends the same bytes).
+** mh_msg_date: RFC 5322 date-time in the local time zone ("Fri, 4 Dec 2026
+** 13:30:32 +0100"), at most 40 bytes.  mh_msg_make_id: "<YYYYMMDDhhmmss.RANDOM@domain>"
+** (96 random bits; domain "localhost" when NULL or empty), at most 300 bytes. */
+void mh_msg_date(char *out, size_t cap, time_t now);
+void mh_msg_make_id(char *out, size_t cap, const char *domain, time_t now);
+
 /* ------------------------------------------------------------- output */
 
 /* Writes the whole message to fd (blocking writes; attachments read in 57 KiB

@@ -38,6 +38,11 @@ int mh_random_hex(char *out, size_t n);
 ** sets it up again. */
 void mh_pwhash_thread_end(void);
 
+/* NULL when the functions above can work; otherwise why not (the binary's
+** copy of them lives in the TLS module, runtime/tls_load.c: "cannot load the TLS
+** module PATH: ..."), so a caller can say that instead of "invalid argument". */
+const char *mh_pwhash_unavailable(void);
+
 /* 1 when a and b (each len bytes) are equal; the time depends on len only. */
 int mh_ct_equal(const void *a, const void *b, size_t len);
 

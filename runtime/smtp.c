@@ -170,6 +170,7 @@ void mh_smtp_caps_line(mh_smtp_caps *c, const char *text) {
   else if (kw_eq(p, n, "SMTPUTF8")) c->flags |= MH_SMTP_CAP_SMTPUTF8;
   else if (kw_eq(p, n, "STARTTLS")) c->flags |= MH_SMTP_CAP_STARTTLS;
   else if (kw_eq(p, n, "ENHANCEDSTATUSCODES")) c->flags |= MH_SMTP_CAP_ENHANCED;
+  else if (kw_eq(p, n, "DSN")) c->flags |= MH_SMTP_CAP_DSN;
   else if (kw_eq(p, n, "SIZE")) {
     c->flags |= MH_SMTP_CAP_SIZE;
     if (*e == ' ' || *e == '=') {
@@ -318,7 +319,9 @@ typedef struct {
   int accepted;                 /* recipients accepted so far */
   int first_rejected;           /* index of the first rejected rcpt, -1 none */
   mh_buf body;                  /* stuffed message and ".\r\n", ready to send */
-  char mail_params[64];         /* " SIZE=n BODY=8BITMIME SMTPUTF8" */
+  char mail_params[512];        /* " SIZE=n BODY=8BITMIME SMTPUTF8 RET=.. ENVID=.." */
+  char **rcpt_dsn;              /* per recipient " NOTIFY=.. ORCPT=.." (nrcpt entries, NULL
+                                   for none), only when the server offers DSN */
   int ahead;                    /* its command group was already written */
   int mail_failed;              /* MAIL refused (pipelined replies still to eat) */
   int data_refused;             /* DATA not 354 */
@@ -364,6 +367,10 @@ struct mh_smtp {
                                    errmsg unless it was queuing behind a running one) */
   const char *vstage;
   int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET */
+  /* DSN parameters asked for the next send (mh_smtp_set_dsn), already filtered */
+  char *dsn_mail;
+  char **dsn_rcpt;
+  size_t dsn_n;
   /* replies owed: a reply is only ever the answer to something written */
   int wcmds;                    /* commands (and final dots) in wbuf, not yet written */
   int expect;                   /* replies the server owes for what was written (the
@@ -405,10 +412,71 @@ mh_smtp *mh_smtp_new(const mh_smtp_params *p, const mh_smtp_io *io) {
 }
 
 static void clear_rcpts(txn *x) {
-  for (size_t i = 0; i < x->nrcpt; i++) free(x->rcpts[i].rcpt);
+  for (size_t i = 0; i < x->nrcpt; i++) {
+    free(x->rcpts[i].rcpt);
+    if (x->rcpt_dsn) free(x->rcpt_dsn[i]);
+  }
   free(x->rcpts);
+  free(x->rcpt_dsn);
   x->rcpts = NULL;
+  x->rcpt_dsn = NULL;
   x->nrcpt = x->rcpt_i = 0;
+}
+
+static void clear_dsn(mh_smtp *s) {
+  for (size_t i = 0; i < s->dsn_n; i++) free(s->dsn_rcpt[i]);
+  free(s->dsn_rcpt);
+  free(s->dsn_mail);
+  s->dsn_rcpt = NULL;
+  s->dsn_mail = NULL;
+  s->dsn_n = 0;
+}
+
+/* The RFC 3461 parameters of in whose keyword is one of allowed (a
+** NULL-terminated list, case-insensitive) and whose value is printable ASCII
+** other than '<' and '>' (xtext is a subset), each preceded by a space: a
+** malloc'd string, "" when none is left, NULL when out of memory. */
+static char *dsn_filter(const char *in, const char *const *allowed) {
+  size_t cap = strlen(in) + 2, len = 0;
+  char *out = (char *)malloc(cap);
+  if (!out) return NULL;
+  out[0] = '\0';
+  for (const char *p = in; *p;) {
+    const char *e, *eq;
+    int good = 0;
+    while (*p == ' ') p++;
+    for (e = p; *e && *e != ' '; e++) {}
+    if (e == p) break;
+    eq = memchr(p, '=', (size_t)(e - p));
+    if (eq && eq > p && eq + 1 < e) {
+      for (int k = 0; allowed[k]; k++)
+        if (strlen(allowed[k]) == (size_t)(eq - p) && !strncasecmp(p, allowed[k], (size_t)(eq - p))) good = 1;
+      for (const char *q = eq + 1; good && q < e; q++)
+        if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e || *q == '<' || *q == '>') good = 0;
+    }
+    if (good) {
+      out[len++] = ' ';
+      memcpy(out + len, p, (size_t)(e - p));
+      len += (size_t)(e - p);
+      out[len] = '\0';
+    }
+    p = e;
+  }
+  return out;
+}
+
+int mh_smtp_set_dsn(mh_smtp *s, const char *mail, const char *const *rcpt, size_t n) {
+  static const char *const for_mail[] = { "RET", "ENVID", NULL };
+  static const char *const for_rcpt[] = { "NOTIFY", "ORCPT", NULL };
+  clear_dsn(s);
+  if (mail && !(s->dsn_mail = dsn_filter(mail, for_mail))) return MH_ENOMEM;
+  if (rcpt && n) {
+    if (!(s->dsn_rcpt = (char **)calloc(n, sizeof *s->dsn_rcpt))) { clear_dsn(s); return MH_ENOMEM; }
+    s->dsn_n = n;
+    for (size_t i = 0; i < n; i++)
+      if (rcpt[i] && !(s->dsn_rcpt[i] = dsn_filter(rcpt[i], for_rcpt))) { clear_dsn(s); return MH_ENOMEM; }
+  }
+  return 0;
 }
 
 void mh_smtp_free(mh_smtp *s) {
@@ -419,6 +487,7 @@ void mh_smtp_free(mh_smtp *s) {
     mh_mime7_free(s->tx[i].conv);
   }
   mh_buf_free(&s->wbuf);
+  clear_dsn(s);
   wipe_buf(&s->auth_user);
   wipe_buf(&s->auth_secret);
   wipe_buf(&s->auth_sent);
@@ -555,7 +624,9 @@ static void put_cmd(mh_smtp *s, const char *fmt, ...) {
   s->wcmds++;
 }
 
-static void put_rcpt(mh_smtp *s, txn *x, size_t i) { put_cmd(s, "RCPT TO:<%s>", x->rcpts[i].rcpt); }
+static void put_rcpt(mh_smtp *s, txn *x, size_t i) {
+  put_cmd(s, "RCPT TO:<%s>%s", x->rcpts[i].rcpt, x->rcpt_dsn && x->rcpt_dsn[i] ? x->rcpt_dsn[i] : "");
+}
 
 /* The pipelined group of x: [RSET] MAIL RCPT... DATA. */
 static void put_group(mh_smtp *s, txn *x, int rset) {
@@ -1162,6 +1233,21 @@ static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt
   /* RFC 6531 §3.4: SMTPUTF8 when the envelope or the header holds UTF-8 (a
   ** header not converted because the server offers it) */
   if (utf8 || (head8 && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8))) strcat(x->mail_params, " SMTPUTF8");
+  /* DSN only where offered: a request the server cannot honour is dropped, not
+     sent (it would refuse the unknown parameter) */
+  if ((s->caps.flags & MH_SMTP_CAP_DSN) && nrcpt) {
+    size_t have = strlen(x->mail_params);
+    if (s->dsn_mail && strlen(s->dsn_mail) < sizeof x->mail_params - have)
+      memcpy(x->mail_params + have, s->dsn_mail, strlen(s->dsn_mail) + 1);
+    if (s->dsn_rcpt) {
+      if (!(x->rcpt_dsn = (char **)calloc(nrcpt, sizeof *x->rcpt_dsn))) { clear_rcpts(x); return MH_ENOMEM; }
+      for (size_t i = 0; i < nrcpt && i < s->dsn_n; i++)
+        if (s->dsn_rcpt[i] && *s->dsn_rcpt[i] && !(x->rcpt_dsn[i] = strdup(s->dsn_rcpt[i]))) {
+          clear_rcpts(x);
+          return MH_ENOMEM;
+        }
+    }
+  }
   return 0;
 }
 
@@ -1306,14 +1392,19 @@ static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_
   return 0;
 }
 
+/* Both forget the DSN parameters set for them, used or not. */
 int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                  const char *data, size_t len) {
-  return send_txn(s, from, rcpt, nrcpt, data ? data : "", len, 0, NULL);
+  int rc = send_txn(s, from, rcpt, nrcpt, data ? data : "", len, 0, NULL);
+  clear_dsn(s);
+  return rc;
 }
 
 int mh_smtp_send_stream(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                         uint64_t size, unsigned flags, mh_mime7 *scan) {
-  return send_txn(s, from, rcpt, nrcpt, NULL, (size_t)size, flags, scan);
+  int rc = send_txn(s, from, rcpt, nrcpt, NULL, (size_t)size, flags, scan);
+  clear_dsn(s);
+  return rc;
 }
 
 int mh_smtp_stream_scan_needed(const mh_smtp *s, int head8) {

@@ -62,7 +62,8 @@ enum {
   MH_SMTP_CAP_STARTTLS   = 1 << 4,
   MH_SMTP_CAP_AUTH       = 1 << 5,
   MH_SMTP_CAP_ENHANCED   = 1 << 6,   /* ENHANCEDSTATUSCODES */
-  MH_SMTP_CAP_EHLO       = 1 << 7    /* the server answered EHLO (not HELO) */
+  MH_SMTP_CAP_EHLO       = 1 << 7,   /* the server answered EHLO (not HELO) */
+  MH_SMTP_CAP_DSN        = 1 << 8    /* RFC 3461 delivery status notifications */
 };
 
 /* AUTH mechanisms, a bit each. */
@@ -236,6 +237,19 @@ void mh_smtp_more_error(mh_smtp *s, int code, const char *what);
 ** for an owner that has not settled the message before it yet. */
 void mh_smtp_gate(mh_smtp *s);
 const char *mh_smtp_send_error(const mh_smtp *s, const char **stage);
+
+/* RFC 3461 parameters for the next mh_smtp_send / mh_smtp_send_stream (sendmail
+** -N, -R, -V, or -bs's MAIL and RCPT parameters, carried in the spool file's
+** envelope lines): mail = "RET=HDRS ENVID=x" for MAIL FROM, rcpt[i] =
+** "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b" for recipient i of that send (n
+** entries, NULL for none; rcpt may be NULL).  They are a request, not a
+** condition: sent only when the server announced DSN, silently left out
+** otherwise (a server without DSN would refuse the parameter, RFC 1869).  Only
+** the keywords RFC 3461 defines for each command, with printable ASCII values,
+** are ever written: anything else is dropped, so no parameter can carry a
+** line break or a '>'.  Copied; used (or dropped) by the next send, which
+** forgets them.  0 or MH_ENOMEM. */
+int mh_smtp_set_dsn(mh_smtp *s, const char *mail, const char *const *rcpt, size_t n);
 int mh_smtp_check_sender(mh_smtp *s, const char *from);
 int mh_smtp_quit(mh_smtp *s);
 

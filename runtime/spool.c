@@ -161,6 +161,21 @@ static char *xstrndup(const char *s, size_t n) {
   return p;
 }
 
+/* A name or a text taken from a spool file, fit for a log line: control
+** bytes (a newline that would start a forged log line, an escape sequence
+** for the terminal that shows the log) as \xNN.  Returns buf. */
+#define VIS_LEN 1100
+static const char *vis(const char *s, char *buf) {
+  size_t o = 0;
+  for (; *s && o + 5 < VIS_LEN; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(buf + o, VIS_LEN - o, "\\x%02x", c);
+    else buf[o++] = (char)c;
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
 /* ------------------------------------------------------------ notes */
 
 /* Should a problem (code) about name be logged?  1 the first time, and when
@@ -241,17 +256,17 @@ static void notes_prune(mh_spool *sp, unsigned gen) {
 
 /* -------------------------------------------------------- open, close */
 
-/* How a spool folder may be shared.  Every folder of today is FOLDER_PRIVATE.
-** The postdrop-style maildrop/ of a later issue (unprivileged submission) will
-** be listed in `subs` below with FOLDER_DROPBOX: owned by us, group-writable
-** and sticky (1730, a mailhook group), exempt from the group-write rule only
-** because it is named here. */
+/* How a spool folder may be shared.  Every folder is FOLDER_PRIVATE but the
+** postdrop-style maildrop/ of unprivileged submission (docs/sendmail.md,
+** runtime/drop.c): FOLDER_DROPBOX, owned by us, and either private too or
+** exactly mode 1730 or 1770 (group-writable and sticky, the drop program's
+** group), exempt from the group-write rule only because it is named here. */
 enum { FOLDER_PRIVATE, FOLDER_DROPBOX };
 
 /* The `postfix check` rule for a spool folder (fd open on it, shown as what):
 ** owned by the running user or root, and writable by nobody else (a
-** FOLDER_DROPBOX may be group-writable when sticky).  0, or MH_EUNSAFE with
-** err naming the folder, its owner and mode, and the fix. */
+** FOLDER_DROPBOX may be 1730 or 1770).  0, or MH_EUNSAFE with err naming the
+** folder, its owner and mode, and the fix. */
 static int folder_check(int fd, const char *what, int policy, char *err) {
   struct stat st;
   uid_t me = geteuid();
@@ -261,7 +276,12 @@ static int folder_check(int fd, const char *what, int policy, char *err) {
     return fail(err, MH_EUNSAFE, "%s belongs to uid %ld, not to the running user (uid %ld) or root: "
                 "refusing a spool another user could change (chown it, or run as its owner)",
                 what, (long)st.st_uid, (long)me);
-  mode_t bad = policy == FOLDER_DROPBOX && (st.st_mode & S_ISVTX) ? S_IWOTH : (S_IWGRP | S_IWOTH);
+  mode_t m = st.st_mode & 07777;
+  if (policy == FOLDER_DROPBOX && (m == 01730 || m == 01770)) return 0;
+  if (policy == FOLDER_DROPBOX && (st.st_mode & (S_IWGRP | S_IWOTH)))
+    return fail(err, MH_EUNSAFE, "%s is mode %04o: a maildrop is 1730 (or 1770), group-writable and sticky, "
+                "or private (chmod 1730 it)", what, (unsigned)m);
+  mode_t bad = S_IWGRP | S_IWOTH;
   if (st.st_mode & bad)
     return fail(err, MH_EUNSAFE, "%s is mode %04o, writable by %s: refusing a spool others could change "
                 "(chmod go-w it)", what, (unsigned)(st.st_mode & 07777),
@@ -316,6 +336,21 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
     int fd = open_sub(sp->dirfd, dir, subs[i].name, subs[i].policy, err);
     if (fd < 0) { rc = fd; goto bad; }
     *fds[i] = fd;
+  }
+  /* maildrop/ is made by whoever sets up unprivileged submission (its group:
+     make install, the package), never here; when it is there, its own rule */
+  {
+    int fd = openat(sp->dirfd, "maildrop", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    snprintf(what, sizeof what, "spool %s/maildrop", dir);
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+      rc = fail(err, MH_EUNSAFE, "%s is a symbolic link or a file, not a folder", what);
+      goto bad;
+    }
+    if (fd >= 0) {
+      rc = folder_check(fd, what, FOLDER_DROPBOX, err);
+      close(fd);
+      if (rc) goto bad;
+    }
   }
   *out = sp;
   return 0;
@@ -416,6 +451,14 @@ int mh_spool_lock(mh_spool *sp, long *holder) {
   n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
   if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* informative only */ }
   sp->lockfd = fd;
+  /* the lock holder adopts drop-ins, probing each with a read lease for an
+     instant (dropin_check); a writer opening it in that instant makes the
+     kernel send SIGIO, whose default ends the process.  Nothing here uses
+     SIGIO: ignored, unless the host chose a handler. */
+  {
+    struct sigaction sa;
+    if (sigaction(SIGIO, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGIO, SIG_IGN);
+  }
   n = mh_spool_sweep(sp, 0);
   if (n > 0) mh_info("spool %s: removed %d stale file(s) from tmp/", sp->dir, n);
   return 0;
@@ -439,7 +482,10 @@ int mh_spool_sweep(mh_spool *sp, int min_age) {
       /* nothing but our files belongs in tmp/, which nothing reads: a FIFO,
          link or socket there is removed; a folder is left (and said) */
       if (!S_ISDIR(st.st_mode) && unlinkat(sp->tmpfd, de->d_name, 0) == 0) removed++;
-      else if (S_ISDIR(st.st_mode)) mh_warn("spool %s: tmp/%s is a folder; left alone", sp->dir, de->d_name);
+      else if (S_ISDIR(st.st_mode)) {
+        char v[VIS_LEN];
+        mh_warn("spool %s: tmp/%s is a folder; left alone", sp->dir, vis(de->d_name, v));
+      }
       continue;
     }
     if (fd < 0) continue;
@@ -548,24 +594,94 @@ int mh_addr_check(const char *addr, int empty_ok) {
   return 0;
 }
 
-static int env_add(mh_env *env, const char *a, size_t n) {
+/* Appends recipient a[0..n) with its DSN parameters (NULL or "" for none),
+** keeping to_params parallel to to once a recipient has any. */
+static int env_add_p(mh_env *env, const char *a, size_t n, const char *params) {
   char **nt;
   for (size_t i = 0; i < env->nto && i < 1000; i++)  /* drop exact duplicates */
     if (strlen(env->to[i]) == n && !memcmp(env->to[i], a, n)) return 0;
+  if (params && *params && !env->to_params &&
+      !(env->to_params = calloc(env->nto + 1, sizeof *env->to_params)))
+    return MH_ENOMEM;
+  if (env->to_params) {
+    char **np = realloc(env->to_params, (env->nto + 1) * sizeof *np);
+    if (!np) return MH_ENOMEM;
+    env->to_params = np;
+    np[env->nto] = NULL;
+    if (params && *params && !(np[env->nto] = strdup(params))) return MH_ENOMEM;
+  }
   nt = realloc(env->to, (env->nto + 1) * sizeof *nt);
   if (!nt) return MH_ENOMEM;
   env->to = nt;
-  if (!(nt[env->nto] = xstrndup(a, n))) return MH_ENOMEM;
+  if (!(nt[env->nto] = xstrndup(a, n))) {
+    if (env->to_params) { free(env->to_params[env->nto]); env->to_params[env->nto] = NULL; }
+    return MH_ENOMEM;
+  }
   env->nto++;
   return 0;
 }
 
+static int env_add(mh_env *env, const char *a, size_t n) { return env_add_p(env, a, n, NULL); }
+
 void mh_env_free(mh_env *env) {
   if (!env) return;
-  for (size_t i = 0; i < env->nto; i++) free(env->to[i]);
+  for (size_t i = 0; i < env->nto; i++) {
+    free(env->to[i]);
+    if (env->to_params) free(env->to_params[i]);
+  }
   free(env->to);
+  free(env->to_params);
   free(env->from);
+  free(env->from_params);
   memset(env, 0, sizeof *env);
+}
+
+int mh_spool_params_ok(const char *p, int sender) {
+  static const char *const for_sender[] = { "RET", "ENVID", NULL };
+  static const char *const for_rcpt[] = { "NOTIFY", "ORCPT", NULL };
+  const char *const *allowed = sender ? for_sender : for_rcpt;
+  if (!p) return 0;
+  if (strlen(p) > 500) return MH_EBADADDR;
+  while (*p) {
+    const char *e, *eq;
+    int known = 0;
+    while (*p == ' ') p++;
+    if (!*p) break;
+    for (e = p; *e && *e != ' '; e++) {}
+    eq = memchr(p, '=', (size_t)(e - p));
+    if (!eq || eq == p || eq + 1 == e) return MH_EBADADDR;
+    for (int k = 0; allowed[k]; k++)
+      if (strlen(allowed[k]) == (size_t)(eq - p) && !strncasecmp(p, allowed[k], (size_t)(eq - p))) known = 1;
+    if (!known) return MH_EBADADDR;
+    for (const char *q = eq + 1; q < e; q++)
+      if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e || *q == '<' || *q == '>') return MH_EBADADDR;
+    p = e;
+  }
+  return 0;
+}
+
+/* The value [vs, ve) of an X-Sender / X-Receiver line: the address, without
+** its angle brackets, in [*as, *ae), and where its parameters start (*ps: the
+** first byte after the address and its spaces; ve when there are none).  The
+** address ends at the first space outside a quoted local part. */
+static void env_value_split(const char *buf, size_t vs, size_t ve, size_t *as, size_t *ae, size_t *ps) {
+  size_t p = vs;
+  if (p < ve && buf[p] == '<') {
+    const char *gt = memchr(buf + p, '>', ve - p);
+    *as = p + 1;
+    *ae = gt ? (size_t)(gt - buf) : ve;
+    p = gt ? *ae + 1 : ve;
+  } else {
+    int quote = 0;
+    *as = p;
+    for (; p < ve && (quote || buf[p] != ' '); p++) {
+      if (buf[p] == '\\' && quote && p + 1 < ve) p++;
+      else if (buf[p] == '"') quote = !quote;
+    }
+    *ae = p;
+  }
+  while (p < ve && (buf[p] == ' ' || buf[p] == '\t')) p++;
+  *ps = p;
 }
 
 /* Ends one mailbox of an address list: plain text or <angle> address. */
@@ -718,26 +834,43 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
   while (p < he) {
     if ((rc = hdr_line(buf, p, he, &end, &n))) break;
     if (name_is(buf, p, n, "X-Sender") && !have_sender) {
+      size_t as, ae, ps;
       hdr_value(buf, p, end, n, &vs, &ve);
-      if (ve > vs && buf[vs] == '<' && buf[ve - 1] == '>') { vs++; ve--; }
-      if (!(env->from = xstrndup(buf + vs, ve - vs))) goto nomem;
+      env_value_split(buf, vs, ve, &as, &ae, &ps);
+      if (!(env->from = xstrndup(buf + as, ae - as))) goto nomem;
       if (mh_addr_check(env->from, 1)) {
         rc = fail(err, MH_ECORRUPT, "bad X-Sender '%s'", env->from);
         goto bad;
       }
+      if (ps < ve) {
+        if (!(env->from_params = xstrndup(buf + ps, ve - ps))) goto nomem;
+        if (mh_spool_params_ok(env->from_params, 1)) {
+          rc = fail(err, MH_ECORRUPT, "bad X-Sender parameters '%.100s'", env->from_params);
+          goto bad;
+        }
+      }
       have_sender = 1;
     } else if (name_is(buf, p, n, "X-Receiver")) {
+      size_t as, ae, ps;
       hdr_value(buf, p, end, n, &vs, &ve);
-      if (ve > vs && buf[vs] == '<' && buf[ve - 1] == '>') { vs++; ve--; }
-      char *a = xstrndup(buf + vs, ve - vs);
+      env_value_split(buf, vs, ve, &as, &ae, &ps);
+      char *a = xstrndup(buf + as, ae - as), *params = NULL;
       if (!a) goto nomem;
       if (mh_addr_check(a, 0)) {
         rc = fail(err, MH_ECORRUPT, "bad X-Receiver '%s'", a);
         free(a);
         goto bad;
       }
-      rc = env_add(env, a, strlen(a));
+      if (ps < ve && (!(params = xstrndup(buf + ps, ve - ps)) || mh_spool_params_ok(params, 0))) {
+        rc = params ? fail(err, MH_ECORRUPT, "bad X-Receiver parameters '%.100s'", params) : MH_ENOMEM;
+        free(a);
+        free(params);
+        if (rc == MH_ENOMEM) goto nomem;
+        goto bad;
+      }
+      rc = env_add_p(env, a, strlen(a), params);
       free(a);
+      free(params);
       if (rc) goto nomem;
     } else {
       break;
@@ -809,31 +942,59 @@ bad:
   return rc;
 }
 
-/* Writes the header block buf[0..he) without its Bcc lines. */
-static int write_no_bcc(int fd, const char *buf, size_t he) {
+/* The one rule for leaving Bcc out of what is sent: the runs of the header
+** block buf[0..he) that are not a Bcc field (its continuation lines included),
+** each given to put(arg, run, len) in order.  0, or what put returned. */
+static int no_bcc_runs(const char *buf, size_t he, int (*put)(void *, const char *, size_t), void *arg) {
   size_t p = 0, end, n, run = 0;
   int rc;
   while (p < he) {
     if (hdr_line(buf, p, he, &end, &n)) end = he, n = 0;
     if (n && name_is(buf, p, n, "Bcc")) {
-      if ((rc = mh_fsutil_write_all(fd, buf + run, p - run))) return rc;
+      if ((rc = put(arg, buf + run, p - run))) return rc;
       run = end;
     }
     p = end;
   }
-  return mh_fsutil_write_all(fd, buf + run, he - run);
+  return put(arg, buf + run, he - run);
 }
 
-/* The X-Sender / X-Receiver lines for an envelope, in one write. */
-static int write_env(int fd, const char *from, const char *const *to, size_t nto) {
-  size_t cap = 32 + strlen(from), len = 0;
+static int put_fd(void *arg, const char *p, size_t n) { return mh_fsutil_write_all(*(int *)arg, p, n); }
+
+/* Writes the header block buf[0..he) without its Bcc lines. */
+static int write_no_bcc(int fd, const char *buf, size_t he) { return no_bcc_runs(buf, he, put_fd, &fd); }
+
+/* An in-place sink: a run never starts before what was kept so far ends. */
+typedef struct { char *out; size_t len; } kept;
+static int put_kept(void *arg, const char *p, size_t n) {
+  kept *k = (kept *)arg;
+  memmove(k->out + k->len, p, n);
+  k->len += n;
+  return 0;
+}
+
+size_t mh__spool_drop_bcc(char *buf, size_t len) {
+  kept k = { buf, 0 };
+  no_bcc_runs(buf, len, put_kept, &k);
+  return k.len;
+}
+
+/* The X-Sender / X-Receiver lines for an envelope, in one write; the DSN
+** parameters (from_params, to_params: may be NULL) after the addresses. */
+static int write_env(int fd, const char *from, const char *from_params, const char *const *to,
+                     const char *const *to_params, size_t nto) {
+  size_t cap = 32 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
   char *buf;
   int rc;
-  for (size_t i = 0; i < nto; i++) cap += 16 + strlen(to[i]);
-  if (!(buf = malloc(cap))) return MH_ENOMEM;
-  len += (size_t)snprintf(buf, cap, "X-Sender: %s\r\n", from[0] ? from : "<>");
   for (size_t i = 0; i < nto; i++)
-    len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s\r\n", to[i]);
+    cap += 16 + strlen(to[i]) + (to_params && to_params[i] ? strlen(to_params[i]) + 1 : 0);
+  if (!(buf = malloc(cap))) return MH_ENOMEM;
+  len += (size_t)snprintf(buf, cap, "X-Sender: %s%s%s\r\n", from[0] ? from : "<>",
+                          from_params && *from_params ? " " : "", from_params ? from_params : "");
+  for (size_t i = 0; i < nto; i++) {
+    const char *tp = to_params && to_params[i] ? to_params[i] : "";
+    len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s%s%s\r\n", to[i], *tp ? " " : "", tp);
+  }
   rc = mh_fsutil_write_all(fd, buf, len);
   free(buf);
   return rc;
@@ -859,6 +1020,11 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
     for (size_t k = 0; k < items[i].nto; k++)
       if (mh_addr_check(items[i].to[k], 0))
         return fail(err, MH_EBADADDR, "recipient '%s'", items[i].to[k]);
+    if (mh_spool_params_ok(items[i].from_params, 1))
+      return fail(err, MH_EBADADDR, "DSN parameters '%.100s' of the sender", items[i].from_params);
+    for (size_t k = 0; items[i].to_params && k < items[i].nto; k++)
+      if (mh_spool_params_ok(items[i].to_params[k], 0))
+        return fail(err, MH_EBADADDR, "DSN parameters '%.100s' of '%s'", items[i].to_params[k], items[i].to[k]);
   }
   s = calloc(n, sizeof *s);
   if (!s) return fail(err, MH_ENOMEM, "enqueue");
@@ -872,7 +1038,8 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
       goto undo;
     }
     s[i].state = 1;
-    if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->to, it->nto)) ||
+    if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->from_params, it->to, it->to_params,
+                        it->nto)) ||
         (rc = it->write(it->arg, s[i].fd))) {
       fail(err, rc, "spool %s: write tmp/%s", sp->dir, it->id);
       goto undo;
@@ -1154,16 +1321,17 @@ static int to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why
     snprintf(dest, sizeof dest, "%s.%d", name, k);
   }
   if (rc == -ENOENT) { note_clear(sp, key); return rc; }
+  char vk[VIS_LEN], vw[VIS_LEN], vd[VIS_LEN];
   if (rc) {
     if (note_once(sp, key, rc))
       mh_error("spool %s: %s should go to corrupt/ (%s) but cannot be moved: %s; it stays in %s/ and "
-               "is skipped (logged once)", sp->dir, key, why, mh_strerror(rc), folder);
+               "is skipped (logged once)", sp->dir, vis(key, vk), vis(why, vw), mh_strerror(rc), folder);
     return rc;
   }
   fsync(sp->corruptfd);
   fsync(dirfd);
   note_clear(sp, key);
-  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, key, dest, why);
+  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, vis(key, vk), vis(dest, vd), vis(why, vw));
   return 0;
 }
 
@@ -1178,7 +1346,10 @@ static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const st
   const char *w = strchr(why, ':') ? strchr(why, ':') + 2 : why;
   if (dirfd == sp->pickupfd && sp->lockfd >= 0) return to_corrupt(sp, dirfd, name, w);
   snprintf(key, sizeof key, "%s/%s", folder_name(sp, dirfd), name);
-  if (note_once(sp, key, rc)) mh_warn("spool %s: %s is %s; ignored", sp->dir, key, w);
+  if (note_once(sp, key, rc)) {
+    char vk[VIS_LEN];
+    mh_warn("spool %s: %s is %s; ignored", sp->dir, vis(key, vk), w);
+  }
   return rc;
 }
 
@@ -1381,11 +1552,65 @@ void mh_spool_iter_close(mh_spool_iter *it) {
 
 /* ------------------------------------------------------------- scan */
 
+/* Whether the drop-in NAME (open read-only as fd, st its fstat) may be
+** adopted now.  The pickup convention is a complete file renamed into pickup/
+** by the spool's user, so:
+**   - a file with more than one name is a hard link (O_NOFOLLOW does not see
+**     those): to another spool file (sent twice), or to a file of someone
+**     else's that the service can read and would mail out.  Set aside;
+**   - a file owned by neither the running user nor root got here by a hard
+**     link whose first name is gone, or by root's hand: set aside too;
+**   - a file over limits.message (1 GiB, as sendmail's stdin): a sparse file
+**     (`truncate -s 100G`) takes no disk, but its copy filled the disk and
+**     held the scan -- and so every delivery -- for as long.  Set aside;
+**   - a file some process still has open for writing is being written in
+**     place (a read lease is refused, EAGAIN, while any writer has it open):
+**     -EBUSY, tried again at the next scan.  Where leases are not available
+**     (EINVAL: some file systems; EACCES: a file of root's, without
+**     CAP_LEASE) the size and time are checked again after the copy (adopt).
+** 0 yes; 1 set aside (corrupt/; or left, said once, when that move fails);
+** -EBUSY. */
+static int dropin_check(mh_spool *sp, const char *name, int fd, const struct stat *st) {
+  char why[200];
+  if (st->st_nlink != 1) {
+    snprintf(why, sizeof why, "it has %lu names (a hard link: only a file renamed into pickup/ is "
+             "adopted)", (unsigned long)st->st_nlink);
+    to_corrupt(sp, sp->pickupfd, name, why);
+    return 1;
+  }
+  if (st->st_uid != geteuid() && st->st_uid != 0) {
+    snprintf(why, sizeof why, "it belongs to uid %ld, neither the spool's user (uid %ld) nor root",
+             (long)st->st_uid, (long)geteuid());
+    to_corrupt(sp, sp->pickupfd, name, why);
+    return 1;
+  }
+  if ((int64_t)st->st_size > MH_LIMIT_MESSAGE) {
+    snprintf(why, sizeof why, "it is %lld bytes, over the %lld MiB limit of a message (limits.message)",
+             (long long)st->st_size, (long long)(MH_LIMIT_MESSAGE >> 20));
+    to_corrupt(sp, sp->pickupfd, name, why);
+    return 1;
+  }
+  if (fault_at("lease") || fcntl(fd, F_SETLEASE, F_RDLCK) < 0) {
+    if (errno == EAGAIN) return -EBUSY;
+  } else {
+    fcntl(fd, F_SETLEASE, F_UNLCK);
+  }
+  return 0;
+}
+
+/* The drop-in changed while it was copied (a writer in place that leases
+** could not see): its size or modification time moved. */
+static int changed_since(int fd, const struct stat *st) {
+  struct stat now;
+  return fstat(fd, &now) < 0 || now.st_size != st->st_size ||
+         now.st_mtim.tv_sec != st->st_mtim.tv_sec || now.st_mtim.tv_nsec != st->st_mtim.tv_nsec;
+}
+
 /* A drop-in NAME in pickup/: give it an id, the canonical form (X- lines, no
 ** Bcc), and make it durable before the original goes.  newid gets the new id.
 ** 0 adopted; 1 not a message (set aside to corrupt/, or gone meanwhile: skip
 ** it); a negative code when it could not be done now (it stays; the caller
-** says so once). */
+** says so once): -EBUSY while a program still writes it. */
 static int adopt(mh_spool *sp, const char *name, char *newid) {
   char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8];
   mh_env env;
@@ -1396,6 +1621,8 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if (fd == -ENOENT) return 1;
   if (fd == MH_ENOTREG) { set_aside(sp, sp->pickupfd, name, fd, &st); return 1; }
   if (fd < 0) return fd;
+  if ((rc = dropin_check(sp, name, fd, &st))) { close(fd); return rc; }
+  TEST_POINT("adopt-checked");
   buf = malloc(cap);
   if (!buf) { close(fd); return MH_ENOMEM; }
   for (;;) {  /* the whole header block into memory */
@@ -1415,13 +1642,15 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if ((rc = mh_spool_new_id(sp, newid))) goto out_env;
   snprintf(dest, sizeof dest, "%s.eml", newid);
   if (env.canonical) {  /* already in our form: a rename is enough */
+    if (changed_since(fd, &st)) { rc = -EBUSY; goto out_env; }
     if ((rc = rename_new(sp->pickupfd, name, sp->pickupfd, dest)) == 0) rc = fsync_fd(sp->pickupfd);
     goto out_env;
   }
   if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
   if ((fault_at("adopt-write") && (rc = -errno)) ||
-      (rc = write_env(out, env.from, (const char *const *)env.to, env.nto)) ||
+      (rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
+                      (const char *const *)env.to_params, env.nto)) ||
       (rc = write_no_bcc(out, buf, he)))
     goto fail_tmp;
   /* the rest of the file, streamed */
@@ -1435,6 +1664,8 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
       pos += n;
     }
   }
+  /* a writer still at work (unseen by the lease): not this time */
+  if (changed_since(fd, &st)) { rc = -EBUSY; goto fail_tmp; }
   if ((rc = fsync_fd(out)) || (rc = rename_new(sp->tmpfd, newid, sp->pickupfd, dest)) ||
       (rc = fsync_fd(sp->pickupfd)))
     goto fail_tmp;
@@ -1479,6 +1710,15 @@ static void heap_down(char **h, size_t n, size_t i) {
   }
 }
 
+/* Drop-ins one scan adopts at most.  An adoption costs two fsyncs (~5 ms on
+** a disk) and the deliverer waits for its scan: a flood of drop-ins (a
+** million files) was adopted in one scan of hours while nothing was sent.
+** So a scan adopts for ADOPT_MS at most (and ADOPT_MAX files); the rest wait
+** for the next scans (the deliverer scans again as soon as its list is used
+** up, and every few seconds when idle); they count in *total. */
+#define ADOPT_MAX 256
+#define ADOPT_MS 500
+
 long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *err) {
   int dfd = dup(sp->pickupfd), rc = 0;
   long all = 0;
@@ -1487,6 +1727,9 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   char **ids = NULL, **orphans = NULL;
   size_t n = 0, cap = 0, no = 0, ocap = 0;
   int adopted = 0;
+  char fresh[ADOPT_MAX][MH_SPOOL_IDLEN];   /* ids this scan gave: readdir may show their
+                                              new names too, and each must count once */
+  int64_t t0 = now_us();
   char id_max[MH_SPOOL_IDLEN] = "";
   unsigned gen = notes_begin(sp);
   *out = NULL;
@@ -1496,7 +1739,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   while ((de = readdir(d))) {
     const char *nm = de->d_name;
     size_t nl = strlen(nm);
-    char id[MH_SPOOL_IDLEN], key[300];
+    char id[MH_SPOOL_IDLEN], key[300], vn[VIS_LEN];
     struct stat sb;
     int type = de->d_type;
     if (nm[0] == '.') continue;
@@ -1526,19 +1769,33 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
       continue;
     }
     if (nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = '\0', mh_spool_is_id(id))) {
-      /* ours */
+      /* ours; unless adopted by this very scan (already counted) */
+      int seen = 0;
+      for (int k = 0; k < adopted && !seen; k++) seen = !strcmp(fresh[k], id);
+      if (seen) continue;
     } else {
-      if (sp->lockfd < 0) continue;   /* only the lock holder adopts drop-ins */
+      if (sp->lockfd < 0 || adopted >= ADOPT_MAX ||   /* only the lock holder adopts drop-ins, */
+          (adopted && now_us() - t0 > ADOPT_MS * 1000)) {
+        all++;                        /* a slice per scan; they still wait to be sent: */
+        continue;                     /* counted (a flush with no service running must */
+      }                               /* not see an empty queue) */
       int a = adopt(sp, nm, id);
       if (a == 1) continue;           /* set aside to corrupt/, or gone */
+      if (a == -EBUSY) {              /* written in place: once it is closed */
+        if (note_once(sp, key, a))
+          mh_warn("spool %s: pickup/%s is still being written (a program has it open for writing); "
+                  "adopted once it is complete and closed (a drop-in should be renamed into pickup/ "
+                  "when complete; logged once)", sp->dir, vis(nm, vn));
+        continue;
+      }
       if (a < 0) {                    /* e.g. a full disk: tried again at each scan, said once */
         if (note_once(sp, key, a))
           mh_warn("spool %s: cannot adopt pickup/%s: %s; it stays there and is tried again at each "
-                  "scan (logged once)", sp->dir, nm, mh_strerror(a));
+                  "scan (logged once)", sp->dir, vis(nm, vn), mh_strerror(a));
         continue;
       }
-      if (note_clear(sp, key)) mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, nm, id);
-      adopted++;
+      if (note_clear(sp, key)) mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, vis(nm, vn), id);
+      memcpy(fresh[adopted++], id, MH_SPOOL_IDLEN);
     }
     all++;
     if (id_max[0] == '\0' || strcmp(id, id_max) > 0) memcpy(id_max, id, sizeof id_max);

@@ -15,7 +15,10 @@
 ** and the folders must belong to us or root and be writable by nobody else.
 **
 ** A spool file starts with "X-Sender: FROM" and one "X-Receiver: RCPT" line per
-** recipient; the message as it is sent follows (entry offset).  Every function
+** recipient; the message as it is sent follows (entry offset).  Either line
+** may carry RFC 3461 parameters after the address ("X-Sender: a@b RET=HDRS
+** ENVID=x", "X-Receiver: c@d NOTIFY=SUCCESS,FAILURE"): sendmail's -N -R -V,
+** sent only where the server offers DSN (docs/sendmail.md).  Every function
 ** here does blocking disk I/O: bindings call them on the thread pool.  An
 ** mh_spool is safe to use from several threads at once (its fields are
 ** read-only after open; every cross-process exclusion is a flock).
@@ -39,6 +42,9 @@ typedef struct mh_env {
   size_t nto;
   size_t offset;       /* first byte of the message proper (after the X- lines) */
   int canonical;       /* 1 when the envelope came from X-Sender/X-Receiver lines */
+  char *from_params;   /* RFC 3461 MAIL parameters ("RET=HDRS ENVID=x"), or NULL */
+  char **to_params;    /* NOTIFY/ORCPT per recipient (nto entries, NULL for none), or
+                          NULL when no recipient has any */
 } mh_env;
 
 /* A recipient the server refused for good (a 5xx to RCPT, or to the message
@@ -88,6 +94,8 @@ typedef struct mh_spool_item {
   mh_spool_writer write;        /* produces the message bytes */
   void *arg;                    /* its argument */
   char id[MH_SPOOL_IDLEN];      /* out: the id, valid once enqueue returned 0 */
+  const char *from_params;      /* DSN parameters of the sender, or NULL (mh_spool_params_ok) */
+  const char *const *to_params; /* of each recipient (nto entries, NULL for none), or NULL */
 } mh_spool_item;
 
 /* Opens (creating what is missing, mode 0700) the spool in dir: the folder
@@ -136,8 +144,9 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
 ** and anything that is not a regular file moved to corrupt/, orphan sidecars
 ** removed (kept in corrupt/ when not a state file).  A failure (a full disk)
 ** leaves the file and is logged once per name and error, not at each scan.
-** *total (when not NULL) = every ready id, beyond the limit too.  Returns the
-** count or a negative code. */
+** *total (when not NULL) = every ready id, beyond the limit too, and, for a
+** process that does not hold the lock (which adopts nothing), every drop-in
+** waiting for adoption.  Returns the count or a negative code. */
 long mh_spool_scan(mh_spool *sp, size_t limit, char ***ids, long *total, char *err);
 
 /* Loads one message (pickup/ first, then failed/).  0, MH_ENOTFOUND, or
@@ -224,10 +233,20 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err);
 ** character, <, > or comma; <= 320 bytes); "" is allowed when empty_ok. */
 int mh_addr_check(const char *addr, int empty_ok);
 
+/* 0 when p is a list of RFC 3461 parameters a spool file may carry: space
+** separated KEY=VALUE, KEY one of RET, ENVID (sender: sender != 0) or NOTIFY,
+** ORCPT (recipient), VALUE printable ASCII without '<' or '>', at most 500
+** bytes in all.  NULL and "" are fine (none).  Else MH_EBADADDR. */
+int mh_spool_params_ok(const char *p, int sender);
+
 /* For the binding: writes buf[0..len) to fd, with the Bcc lines of its header
 ** block (up to the first blank line) left out.  0 or
 ** -errno (never retried on fd). */
 int mh__spool_write_no_bcc(int fd, const char *buf, size_t len);
+
+/* For the intake (mailhook sendmail): removes the Bcc fields of the header
+** block buf[0..len) in place, by the same rule; returns the new length. */
+size_t mh__spool_drop_bcc(char *buf, size_t len);
 
 /* True for a canonical id (16 lowercase hex digits). */
 int mh_spool_is_id(const char *s);

@@ -144,6 +144,8 @@ static const char *need_module(void) {
   return fn.pw_make ? NULL : load_err;
 }
 
+const char *mh_pwhash_unavailable(void) { return need_module(); }
+
 int mh_pwhash_make(const char *pw, size_t pwlen, char *out, size_t outlen) {
   if (need_module()) return MH_EINVAL;
   return fn.pw_make(pw, pwlen, out, outlen);

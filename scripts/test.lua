@@ -30,14 +30,12 @@ end
 if #rest > 0 then return args.fail("test", "unexpected argument '" .. rest[1] .. "'") end
 local timeout
 if opts.timeout then
-  timeout = tonumber(opts.timeout)
-  if not timeout or timeout <= 0 or timeout ~= timeout or timeout > 86400 then
-    return args.fail("test", "--timeout needs a number of seconds (0 < S <= 86400), not '" .. opts.timeout .. "'")
-  end
+  local terr
+  timeout, terr = args.seconds("--timeout", opts.timeout, 86400)
+  if not timeout then return args.fail("test", terr) end
 end
 
-local ok, settings = pcall(require, "mailhook.settings")
-if not ok then return args.fail("test", "settings module missing: " .. tostring(settings), 1) end
+local settings = require "mailhook.settings"
 local cfg, err
 if api and api.cfg then cfg = api.cfg else cfg, err = settings.load() end
 if not cfg then

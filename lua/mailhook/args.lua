@@ -47,6 +47,18 @@ function M.parse(argv, spec)
   return opts, rest
 end
 
+-- seconds(opt, value [, max]) -> seconds | nil, message: an option's time
+-- bound (`--timeout`) by mailhook.duration's one rule (30, 30s, 2m; no
+-- exponent, sign, zero, nan or inf), at most max seconds when given.
+function M.seconds(opt, value, max)
+  local n = require("mailhook.duration").parse(value)
+  if not n or (max and n > max) then
+    return nil, string.format("%s needs a number of seconds%s, not '%s'", opt,
+                              max and string.format(" (up to %d)", max) or "", tostring(value))
+  end
+  return n
+end
+
 -- Prints "mailhook CMD: MESSAGE" on stderr and returns code (2 by default),
 -- so a command can `return args.fail("enqueue", err)`.
 function M.fail(cmd, msg, code)

@@ -190,6 +190,10 @@ local function session_cookies(req)
   return out
 end
 
+-- The pages and the token file, by the core's rule for a file someone named:
+-- a regular file (a FIFO is never opened), links followed, at most 1 MiB.
+local function read_file(path) return (core.fsutil.read(path, { follow = true })) end
+
 -- The share folder with the pages (a site may edit them): PREFIX/share/mailhook/console
 -- when installed, ROOT/console in the build tree.
 function M.assets_dir()
@@ -247,22 +251,19 @@ end
 
 -- --------------------------------------------------------------- the log
 
--- Recent log lines for the page: core.log (every line of the Lua and C layers)
--- and core.logsink.entry (the per-message mail log lines, mailhook.maillog) are
--- wrapped while a console runs, so every line the service writes is kept, as it
--- was written (scrubbed when sent: M:scrub).
+-- Recent log lines for the page.  The Lua layer writes its lines through two
+-- calls, both wrapped while a console runs, so every line is kept as written
+-- (lines never hold a password: log.h's contract): core.log (delivery, rules,
+-- settings) and core.logsink.entry (the per-recipient mail log lines of
+-- mailhook.maillog, which carry journal fields).
 local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
 
 function M:tap_log()
-  local orig = core.log
-  local logsink = core.logsink
-  local orig_entry = logsink and logsink.entry
+  local orig, orig_entry = core.log, core.logsink.entry
   self.orig_log, self.orig_entry = orig, orig_entry
   local ring, n, max = {}, 0, M.LOG_LINES
   self.ring = ring
-  local function record(level, text)
-    local want = LEVELS[core.log_level()] or 2
-    if (LEVELS[level] or 2) < want then return end
+  local function keep(level, text)
     n = n + 1
     ring[n] = { seq = n, at = core.now(), level = level, text = text }
     ring[n - max] = nil
@@ -271,16 +272,16 @@ function M:tap_log()
   end
   core.log = function(level, ...)
     orig(level, ...)
+    local want = LEVELS[core.log_level()] or 2
+    if (LEVELS[level] or 2) < want then return end
     local parts = {}
     for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-    record(level, table.concat(parts, " "))
+    keep(level, table.concat(parts, " "))
   end
-  if orig_entry then
-    logsink.entry = function(level, message, fields)
-      local written = orig_entry(level, message, fields)
-      record(level, tostring(message))
-      return written
-    end
+  core.logsink.entry = function(level, msg, fields)
+    local written = orig_entry(level, msg, fields)
+    if written then keep(level, tostring(msg)) end   -- false: the level drops it
+    return written
   end
 end
 
@@ -877,7 +878,7 @@ end)
 -- --------------------------------------------------------------- queue
 
 local function subject_of(path, offset)
-  local f = path and core.fsutil.open(path)
+  local f = path and core.fsutil.open(path)   -- a spool file: never a FIFO
   if not f then return nil end
   if offset then f:seek("set", offset) end
   local head = f:read(16384) or ""

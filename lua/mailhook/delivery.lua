@@ -1,5 +1,7 @@
 -- mailhook.delivery — the deliverer: it joins the spool (mailhook.spool) and the
 -- SMTP engine (mailhook.smtp) into what `mailhook run` and `mailhook flush` do.
+-- What a reply means is mailhook.outcome's to say; `flush` (one pass, or asking
+-- the running service) is mailhook.flush; durations are read by mailhook.duration.
 --
 --   local delivery = require "mailhook.delivery"
 --   local d = delivery.new{spool = sp, cfg = cfg}   -- other parts injectable (tests)
@@ -9,7 +11,6 @@
 --   d:flush_request()  -- ignore backoff for one pass, reconnect now
 --   d:reload(cfg)      -- new settings: sessions are reopened before the next message
 --   d:stop()           -- finish the messages in flight (two with pipelining), QUIT, return
---   delivery.flush{...} -- what `mailhook flush` and mh.queue.flush() do (see below)
 --
 -- Each connection is a worker with an explicit state machine; in `sending` it
 -- keeps two messages in flight (Worker:burst: the next one's commands ride with
@@ -36,6 +37,9 @@
 --   530/538 to MAIL or RCPT (auth or TLS required)   -> the same: a setting, not the message
 local M = {}
 local maillog = require "mailhook.maillog"   -- the per-recipient outcome lines (call sites: "maillog.")
+local outcome = require "mailhook.outcome"
+local duration = require "mailhook.duration"
+local settings = require "mailhook.settings"
 
 M.STATES = { "idle", "disabled", "connecting", "sending", "waiting-retry", "stopping", "stopped" }
 
@@ -44,23 +48,6 @@ M.IDLE_CLOSE = 5       -- close a session after this long with nothing to send
 M.SCAN_INTERVAL = 5    -- safety-net rescan of pickup/ when idle
 M.STUCK_AFTER = 600    -- emit `queue_stuck` once an outage lasts this long
 M.BATCH = 1000         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
-
--- seconds(v, default): a duration from the settings: a number of seconds, or
--- "90", "90s", "30 min", "2 h", "5 days".  Returns default for nil or garbage.
-local UNITS = { s = 1, sec = 1, second = 1, m = 60, min = 60, minute = 60,
-                h = 3600, hour = 3600, d = 86400, day = 86400, w = 604800, week = 604800 }
-function M.seconds(v, default)
-  if type(v) == "number" then return v end
-  if type(v) ~= "string" then return default end
-  local n, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
-  n = tonumber(n)
-  if not n then return default end
-  if unit == "" then return n end
-  unit = unit:lower():gsub("s$", "")
-  if unit == "" then unit = "s" end
-  local k = UNITS[unit]
-  return k and n * k or default
-end
 
 -- backoff(attempts, base, cap [, random]) -> seconds before the next attempt of
 -- a message that got a 4xx: base doubling with each attempt (base, 2 base, 4 base,
@@ -74,47 +61,6 @@ function M.backoff(attempts, base, cap, random)
   d = d * (0.75 + 0.5 * random())
   if d > cap then d = cap end
   return d
-end
-
--- reply_text{smtp=, enhanced=, text=} -> "451 4.7.0 try later" (or nil)
-function M.reply_text(r)
-  if type(r) == "string" then return r end
-  if type(r) ~= "table" then return nil end
-  if not r.smtp and not r.text then return nil end
-  local parts = {}
-  if r.smtp then parts[#parts + 1] = tostring(r.smtp) end
-  local text = r.text and tostring(r.text):gsub("[\r\n]+", " ") or ""
-  -- the engine's text may already start with the enhanced code
-  if r.enhanced and r.enhanced ~= "" and text:sub(1, #r.enhanced) ~= r.enhanced then
-    parts[#parts + 1] = r.enhanced
-  end
-  if text ~= "" then parts[#parts + 1] = text end
-  return table.concat(parts, " ")
-end
-
--- Permanent or transient, from the reply code first, the class second.
-local function is_permanent(x)
-  local code = tonumber(x.smtp)
-  if code then return code >= 500 end
-  return x.class == "permanent"
-end
-
--- A refusal of the session rather than of a message: 530 to MAIL or RCPT
--- ("authentication required", RFC 4954; "must issue STARTTLS first", RFC 3207)
--- or 538 ("encryption required").  Failing each message for it would empty the
--- queue into failed/ over a setting.
-local function session_refusal(info)
-  local code = tonumber(info.smtp)
-  return (code == 530 or code == 538) and (info.stage == "mail" or info.stage == "rcpt")
-end
-
--- What to tell an administrator about it (ci: the session's info()).
-function M.session_refusal_text(ci, info, reply)
-  local ok, smtp = pcall(require, "mailhook.smtp")
-  local tls = ok and type(smtp.requires_tls) == "function" and smtp.requires_tls(ci, info)
-  if tls then return tls .. ": set tls = starttls (or auto)" end
-  return "the server refuses mail on this session (" .. tostring(reply) ..
-         "): check `auth`, `username` and `tls` (mailhook test shows what was negotiated)"
 end
 
 -- The Subject of a spool file (for the `failed` event), read from its header.
@@ -160,16 +106,9 @@ function D:changed(event, ...)
   if not ok then self.log.error("delivery: on_change: " .. tostring(err)) end
 end
 
--- Lazily found parts, so a unit test can run without the spool or SMTP modules.
+-- The engine, unless a test gives its own connect (a scripted session).
 local function default_connect(cfg)
   return require("mailhook.smtp").connect(cfg)
-end
-
-local function default_ready(cfg)
-  local ok, settings = pcall(require, "mailhook.settings")
-  if not ok then return true end
-  if type(settings.ready) ~= "function" then return true end
-  return settings.ready(cfg)
 end
 
 -- The `failed`/`queue_stuck` events go to the rules when the rules module exists.
@@ -192,7 +131,7 @@ function M.new(opts)
     spool = opts.spool,
     cfg = opts.cfg or {},
     connect = opts.connect or default_connect,
-    ready = opts.ready or default_ready,
+    ready = opts.ready or settings.ready,   -- settings not ready: paused, nothing attempted
     emit_fn = opts.emit or default_emit,
     log = opts.log or mh.log,
     now = opts.now or mh.now,
@@ -230,7 +169,7 @@ function D:check_verbose()
 end
 
 function D:cfgn(key, default)
-  return M.seconds(self.cfg[key], default)
+  return duration.seconds(self.cfg[key], default)
 end
 
 -- Events run in their own task: a slow handler (an SMS gateway, a ticket system)
@@ -468,7 +407,6 @@ M.SYNC_EVERY = 64
 function D:sync_now()
   if self.unsynced == 0 then return end
   self.unsynced = 0
-  if type(self.spool.sync) ~= "function" then return end
   local ok, err = self.spool:sync()
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
@@ -491,7 +429,11 @@ function D:sync_later()
   end)
 end
 
-local function removal_failed(d, id, err)
+local function removal_failed(d, id, err, info)
+  if type(info) == "table" and info.code == "ENOTFOUND" then   -- `queue rm` raced the send: gone already
+    d.log.info("delivery: " .. id .. " was delivered; it had been removed meanwhile (mailhook queue rm)")
+    return
+  end
   d.stats.errors = d.stats.errors + 1
   d.log.error("delivery: " .. id .. " was delivered but could not be removed (it may be sent again): "
               .. tostring(err))
@@ -504,16 +446,11 @@ function D:delivered(e, n)
                                 math.floor(self.now() - self.outage.since + 0.5), self.outage.err))
     self.outage = nil
   end
-  if type(self.spool.sync) == "function" then
-    local ok, res, err = pcall(self.spool.delivered, self.spool, e.id, REMOVE_OPTS)
-    if not ok then removal_failed(self, e.id, res)
-    elseif res == nil and err then removal_failed(self, e.id, err) end
-    self.unsynced = self.unsynced + 1
-    if self.unsynced >= M.SYNC_EVERY then self:sync_later() end
-  else
-    local ok, err = self.spool:delivered(e.id)
-    if ok == nil and err then removal_failed(self, e.id, err) end
-  end
+  local ok, res, err, info = pcall(self.spool.delivered, self.spool, e.id, REMOVE_OPTS)
+  if not ok then removal_failed(self, e.id, res)
+  elseif res == nil and err then removal_failed(self, e.id, err, info) end
+  self.unsynced = self.unsynced + 1
+  if self.unsynced >= M.SYNC_EVERY then self:sync_later() end
   self.stats.delivered = self.stats.delivered + 1
   self:changed("delivered", e)
   maillog.outcome(self, e, "sent")
@@ -538,8 +475,8 @@ function D:settle(e, res, whole)
   local tlines, plines = {}, {}
   for _, r in ipairs(res.rejected or {}) do
     local rcpt = r.rcpt or r[1] or "?"
-    local reply = M.reply_text(r) or "rejected"
-    if is_permanent(r) then
+    local reply = outcome.reply_text(r) or "rejected"
+    if outcome.permanent(r) then
       refused[#refused + 1] = { rcpt = rcpt, reply = reply }
       plines[#plines + 1] = rcpt .. ": " .. reply
     else
@@ -731,7 +668,8 @@ end
 -- The outcome of one message whose result came back: settles it and returns
 -- nil, or "outage"/"again", err, info when the session broke or must be
 -- replaced (a per-connection limit met: "again" reconnects at once and the
--- message goes first again, unpenalised).
+-- message goes first again, unpenalised).  What the reply means is
+-- outcome.classify's; what is done about it is the worker's.
 function W:outcome(e, res, err, info)
   local d = self.d
   if res then
@@ -740,10 +678,11 @@ function W:outcome(e, res, err, info)
     return d:settle(e, with_local(e, res))
   end
   info = info or {}
-  local reply = M.reply_text(info) or err
+  local reply = outcome.reply_text(info) or err
   local code = tonumber(info.smtp)
   local reused = (self.mails or 0) > 0
-  if reused and (code == 421 or (info.stage == "mail" and code and code >= 400 and code < 500)) then
+  local kind = outcome.classify(info, reused)
+  if kind == "limit" then
     -- a connection that has delivered messages refused one more: the server's
     -- per-connection limit (Exim: 421 and a close; OpenSMTPD: 452 4.5.3, kept
     -- open).  A new connection at once, in order; the limit is remembered.
@@ -758,8 +697,7 @@ function W:outcome(e, res, err, info)
     self:close_session(code ~= 421)
     return "again"
   end
-  if info.connection or info.stage == "connect" or info.stage == "dns" or info.stage == "tls"
-     or info.stage == "auth" or code == 421 then
+  if kind == "connection" then
     self:close_session(false)
     -- the same message broke the session before: do not let it block the queue
     if self.broke == e.id then
@@ -767,7 +705,7 @@ function W:outcome(e, res, err, info)
       return d:defer(e, reply)
     end
     self.broke = e.id
-    if info.code == "ETIMEDOUT" and (info.stage == "data" or info.stage == "rcpt" or info.stage == "mail") then
+    if outcome.stalled(info) then
       -- a stall on this message: it waits its backoff, the rest go on
       return d:defer(e, reply)
     end
@@ -779,26 +717,25 @@ function W:outcome(e, res, err, info)
     return "outage", err, info
   end
   self.broke = nil
-  if session_refusal(info) then
+  if kind == "session" then
     -- about the session, not this message: every message would get it, so none
     -- is failed; the queue waits as for an outage, saying what to change
     local s = self.session
-    local why = M.session_refusal_text(s and s.info and s:info(), info, reply)
+    local why = outcome.session_refusal_text(s and s.info and s:info(), info, reply)
     self:close_session(true)
     info.session_refused = true
     return "outage", why, info
   end
   local n = (e.attempts or 0) + 1
-  if info.code == "ETOOBIG" or info.code == "E8BIT" then
+  if kind == "not_sent" then
     -- decided here (the server's advertised SIZE; no 8BITMIME/SMTPUTF8 and
     -- nothing to convert it with): the server was not asked, the reason says so
     return d:fail(e, tostring(err), nil, { attempts = n })
   end
-  if info.code == "EBADADDR" then
+  if kind == "bad_address" then
     return d:fail(e, "not sent: " .. tostring(err), nil, { attempts = n })
   end
-  if (info.stage == "rcpt" or info.stage == "data") and info.smtp
-     and #(info.accepted or {}) + #(info.rejected or {}) > 0 then
+  if kind == "recipients" then
     -- the server answered MAIL: each recipient is settled by its own reply
     self.mails = (self.mails or 0) + 1
     local whole = info.stage == "data" and { reply = reply, reason = "rejected by the server at data: " ..
@@ -811,7 +748,7 @@ function W:outcome(e, res, err, info)
     local l = M.limits[self.key or ""]
     if l and l.by == e.id then M.limits[self.key] = nil end
   end
-  if is_permanent(info) then
+  if kind == "permanent" then
     return d:fail(e, "rejected by the server at " .. tostring(info.stage or "send") .. ": " .. tostring(err),
                   reply, { attempts = n })
   end
@@ -849,11 +786,12 @@ function W:burst(e)
       return
     end
     x.relay = self.relay
-    local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset }
+    local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset,
+                                    from_params = x.from_params, to_params = x.to_params }
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = { e = x }; return end
     -- the file could not be read: it waits its backoff, the rest go on
-    d:defer(x, M.reply_text(info) or err)
+    d:defer(x, outcome.reply_text(info) or err)
     d:release(x)
   end
   -- the server's per-connection limit, when one was met: no more than that
@@ -998,120 +936,5 @@ end
 
 M.Deliverer = D
 M.Worker = W
-
----------------------------------------------------------------- flush
-
--- How many messages wait in pickup/ (scan(1): only one id crosses into Lua).
-local function count(sp)
-  local ids, total = sp:scan(1)
-  if type(total) == "number" then return total end
-  return type(ids) == "table" and #ids or 0
-end
-
-local function read_file(path)   -- a spool file: the core's rule (regular, no link, bounded)
-  return (require("mailhook.core").fsutil.read(path, { max = 4096 }))
-end
-
--- The file a running service writes when a flush it was asked for is over:
--- "TIME LEFT\n" (see cmd/run.lua).
-function M.flush_done_path(dir) return dir .. "/flush.done" end
-
--- flush{[spool_dir =, cfg =, progress = fn(done, total, left), timeout =]} -> summary
---   summary = {delivered =, deferred =, failed =, left =, total =, via = "self"|"service",
---              error = string|nil}
--- Waits.  Delivers the queue now, backoff ignored, one pass; stops early when
--- the server cannot be reached.  While a service holds the spool lock, it asks
--- that service (SIGUSR1 to the pid in the lock) and waits for it: never two
--- deliverers on one spool.  Also mh.queue.flush().
-function M.flush(opts)
-  opts = opts or {}
-  local mh = require "mailhook"
-  local core = require "mailhook.core"
-  local dir = opts.spool_dir or core.paths.spool
-  local sp = opts.spool or require("mailhook.spool").open(dir)
-  local cfg = opts.cfg
-  if not cfg then
-    local settings = require "mailhook.settings"
-    local err
-    cfg, err = settings.load(core.paths.conf)
-    if not cfg then return { error = err, left = count(sp), total = count(sp), delivered = 0,
-                             deferred = 0, failed = 0 } end
-  end
-  local progress = opts.progress or function() end
-  -- the lock first: only its holder adopts drop-ins, so a count taken before
-  -- it would miss a .eml renamed into pickup/ by another program
-  local locked, lerr = sp:lock()
-  local total = count(sp)
-  if total == 0 then
-    if locked and not opts.spool then sp:close() end
-    return { delivered = 0, deferred = 0, failed = 0, left = 0, total = 0, via = "self" }
-  end
-  if locked then
-    local d = M.new{ spool = sp, cfg = cfg, once = true, connect = opts.connect, ready = opts.ready,
-                     emit = opts.emit, connections = cfg.connections }
-    local done_task = true
-    local ticker = mh.spawn(function()
-      while done_task do
-        local st = d.stats
-        progress(st.delivered + st.failed, total, nil)
-        pcall(mh.sleep, 0.2)   -- cancelled when the pass ends
-      end
-    end)
-    local st = d:run()
-    done_task = false
-    -- interrupt the ticker's sleep: waiting it out added up to 0.2 s to every
-    -- flush (15% of draining 2,000 messages)
-    ticker:cancel()
-    ticker:wait()
-    local left = count(sp)
-    if not opts.spool then sp:close() end   -- releases the lock (it lasts until close)
-    progress(st.delivered + st.failed, total, left)
-    return { delivered = st.delivered, deferred = st.deferred, failed = st.failed, left = left,
-             total = total, via = "self", error = d.last_error }
-  end
-  -- a service holds the lock: ask it
-  local pid = tonumber(tostring(lerr):match("pid (%d+)"))
-  if not pid then
-    return { error = "cannot flush: " .. tostring(lerr), left = total, total = total,
-             delivered = 0, deferred = 0, failed = 0 }
-  end
-  local donefile = M.flush_done_path(dir)
-  local asked = mh.now()
-  local ok, kerr = core.signal.kill(pid, "USR1")
-  if not ok then
-    return { error = "cannot reach the service (pid " .. pid .. "): " .. tostring(kerr), left = total,
-             total = total, delivered = 0, deferred = 0, failed = 0 }
-  end
-  local timeout = opts.timeout
-  local left = total
-  local err
-  while true do
-    mh.sleep(0.2)
-    left = count(sp)
-    progress(math.max(0, total - left), total, nil)
-    if left == 0 then break end
-    local s = read_file(donefile)
-    local t, l, why = (s or ""):match("^(%S+) (%d+) ?(.-)\n?$")
-    if tonumber(t) and tonumber(t) >= asked then
-      if why and why ~= "" then err = why end
-      break
-    end
-    if not core.signal.kill(pid, 0) then err = "the service (pid " .. pid .. ") went away"; break end
-    if timeout and mh.now() - asked > timeout then err = "timed out waiting for the service"; break end
-  end
-  progress(math.max(0, total - left), total, left)
-  return { delivered = math.max(0, total - left), deferred = 0, failed = 0, left = left, total = total,
-           via = "service", pid = pid, error = err }
-end
-
--- mh.queue.flush(opts) -> summary | nil, err, summary   (waits)
-local okq, queue = pcall(require, "mailhook.queue")
-if okq and type(queue) == "table" then
-  queue.flush_impl = function(opts)
-    local s = M.flush(opts)
-    if s.left == 0 then return s end
-    return nil, s.error or (s.left .. " message(s) left in the queue"), s
-  end
-end
 
 return M

@@ -9,15 +9,13 @@
 -- A failure inside a rule is never silent: it is logged at once with the
 -- rule's name, and the rule fails (`hook` exits 1) unless it sets
 -- info.handled = true (docs/rules.md, "When mh.enqueue fails").
+local settings = require "mailhook.settings"
+local message = require "mailhook.message"
+
 local M = {}
 
 -- ready([path]) -> cfg | nil, err, info: the settings, when they allow intake.
 function M.ready(path)
-  local ok, settings = pcall(require, "mailhook.settings")
-  if not ok then
-    return nil, "settings are not available in this build (no mailhook.settings module)",
-           { code = "EDISABLED", class = "permanent", stage = "settings" }
-  end
   local cfg, err = settings.load(path)
   if not cfg then return nil, err, { code = "EINVAL", class = "permanent", stage = "settings" } end
   local yes, why = settings.ready(cfg)
@@ -33,6 +31,10 @@ local enqueue
 -- info is always a table on failure (a rule may set info.handled = true).
 function M.enqueue(t, opts)
   if type(t) ~= "table" then error("mh.enqueue: expects a table of message fields", 2) end
+  if not (opts and opts.note == false) then   -- a rule's own mail: at most rules.max_enqueue
+    local rules = package.loaded["mailhook.rules"]
+    if rules and rules.count_enqueue then rules.count_enqueue() end
+  end
   local id, err, info = enqueue(t, opts)
   if id then return id end
   if type(info) ~= "table" then info = { class = "permanent" } end
@@ -49,13 +51,8 @@ function enqueue(t, opts)
   local fields = {}
   for k, v in pairs(t) do fields[k] = v end
   if fields.from == nil then fields.from = cfg.from end
-  local mh = require "mailhook"
-  if not mh.message then
-    return nil, "the message builder is not available in this build",
-           { code = "EINVAL", class = "permanent", stage = "message" }
-  end
   local msg
-  msg, err, info = mh.message(fields)
+  msg, err, info = message(fields)
   if not msg then return nil, err, info end
   local sp = opts and opts.spool
   if not sp then

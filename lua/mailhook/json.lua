@@ -113,8 +113,11 @@ function M.decode(s)
         p = p + 1 + #ex
       end
       local num = s:sub(pos, p - 1)
+      local v = math.tointeger(tonumber(num)) or tonumber(num)
+      -- 1e400 would be inf: a value no JSON can hold (encode writes null)
+      if v == math.huge or v == -math.huge then fail("number out of range") end
       pos = pos + #num
-      return math.tointeger(tonumber(num)) or tonumber(num)
+      return v
     elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4; return true
     elseif s:sub(pos, pos + 4) == "false" then pos = pos + 5; return false
     elseif s:sub(pos, pos + 3) == "null" then pos = pos + 4; return M.null

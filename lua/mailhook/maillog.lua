@@ -27,6 +27,7 @@
 -- session: none for a message that expired in the queue), path and data
 -- (for the Message-ID, read only for the journal).
 local core = require "mailhook.core"
+local outcome = require "mailhook.outcome"   -- reply_text: one wording of a reply
 
 local M = {}
 
@@ -52,10 +53,7 @@ end
 
 local function reply_text(r)
   if r == nil then return nil end
-  if type(r) == "table" then
-    local ok, delivery = pcall(require, "mailhook.delivery")
-    r = ok and delivery.reply_text(r) or r.text
-  end
+  if type(r) == "table" then r = outcome.reply_text(r) end
   return r and clean(r, M.REPLY_MAX)
 end
 
@@ -74,7 +72,7 @@ end
 local function message_id(e)
   local head = e.data
   if not head and e.path then
-    local f = io.open(e.path, "rb")
+    local f = require("mailhook.core").fsutil.open(e.path)   -- a spool file: never a FIFO
     if f then
       if e.offset then f:seek("set", e.offset) end
       head = f:read(65536)

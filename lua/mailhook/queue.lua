@@ -6,7 +6,7 @@
 --   mh.queue.show(id) -> entry | nil, err, info      -- a malformed id: nil, err (check_id)
 --   mh.queue.remove(id) -> true | nil, err, info
 --   mh.queue.retry(id)  -> true | nil, err, info     -- failed/ back to pickup/, due now
---   mh.queue.flush(...)                               -- delivery's (see below)
+--   mh.queue.flush(opts) -> summary | nil, err, summary   -- mailhook.flush (waits)
 local spool = require "mailhook.spool"
 local core = require "mailhook.core"
 
@@ -88,15 +88,9 @@ M.show = by_id(function(sp, id) return sp:load(id) end)
 M.remove = by_id(function(sp, id) return sp:remove(id) end)
 M.retry = by_id(function(sp, id) return sp:retry(id) end)
 
--- flush is the delivery part's: it sets M.flush_impl (function(opts) -> ok, err)
--- when its module loads; mailhook.delivery is tried when nothing did.
-function M.flush(...)
-  if not M.flush_impl then pcall(require, "mailhook.delivery") end
-  if not M.flush_impl then
-    return nil, "queue flush is not available: no delivery module in this build",
-           { class = "permanent", stage = "flush" }
-  end
-  return M.flush_impl(...)
-end
+-- flush(opts): deliver now and wait (mailhook.flush.queue).  Required here,
+-- not at load: the hook's intake (mailhook.enqueue) loads this module, and
+-- the deliverer is no part of its start-up.
+function M.flush(...) return require("mailhook.flush").queue(...) end
 
 return M

@@ -18,20 +18,10 @@ local M = {}
 
 local PROMPT, PROMPT2 = "> ", ">> "
 
--- An error shown as its message alone (no traceback): "not available".
+-- An error shown as its message alone (no traceback): a refusal, not a crash.
 local Plain = { __tostring = function(e) return e.msg end }
 local function plain_error(msg) error(setmetatable({ msg = msg }, Plain), 0) end
 
--- Loads a module an admin function needs; a missing one is "not available in
--- this build" (a clear message, not a crash), any other failure is raised.
-local function need(module, fname)
-  local ok, mod = pcall(require, module)
-  if ok then return mod end
-  if tostring(mod):find("module '" .. module .. "' not found", 1, true) then
-    plain_error(fname .. " is not available in this build (no " .. module .. ")")
-  end
-  error(mod, 0)
-end
 
 local QUEUE_ROWS = 100   -- queue() shows this many, then says how many more
 
@@ -43,7 +33,7 @@ end
 -- queue([which]) -> one row per message ("pickup", "failed" or both): id,
 -- state, from, to, attempts, queued and next attempt (UTC), last reply.
 local function queue_rows(which)
-  local q = need("mailhook.queue", "queue()")
+  local q = require("mailhook.queue")
   local rows, n = {}, 0
   for e in q.list(which) do
     n = n + 1
@@ -69,11 +59,10 @@ local function admin_test(opts)
     error("test: expected nil, a table {to = ..., timeout = ...} or an address, got " .. type(opts), 2)
   end
   opts = opts or {}
-  need("mailhook.smtp", "test()")
-  local settings = need("mailhook.settings", "test()")
+  local settings = require("mailhook.settings")
   local cfg, err = settings.load()
   if not cfg then plain_error("test: " .. tostring(err)) end
-  local r = need("mailhook.testreport", "test()").run { cfg = cfg, to = opts.to, timeout = opts.timeout }
+  local r = require("mailhook.testreport").run { cfg = cfg, to = opts.to, timeout = opts.timeout }
   for _, w in ipairs(r.warnings) do io.stderr:write("mailhook test: warning: ", w, "\n") end
   return r
 end
@@ -99,10 +88,10 @@ M.commands = {
       if type(changes) ~= "table" then
         error("update: expected a table of settings, e.g. update{port = 587}", 2)
       end
-      local settings = need("mailhook.settings", "update()")
+      local settings = require("mailhook.settings")
       local cfg, err, info = settings.update(changes)
       if not cfg then return nil, err, info end
-      for _, w in ipairs(settings.warnings and settings.warnings(cfg) or {}) do
+      for _, w in ipairs(settings.warnings(cfg)) do
         io.stderr:write("mailhook update: warning: ", w, "\n")
       end
       return settings.get()   -- what was saved, password masked
@@ -111,7 +100,7 @@ M.commands = {
     "(mode 0600).  Returns the saved settings (password masked), or nil, message,\n" ..
     "{key = ...} and nothing is written.  update{password = \"...\"} is kept out of the history." },
   { "settings", "settings()", "the current settings, password masked",
-    function() return need("mailhook.settings", "settings()").get() end,
+    function() return require("mailhook.settings").get() end,
     "Every key with its default filled in; the password shows as \"********\"." },
   { "enqueue", "enqueue{to = ..., subject = ..., text = ...}",
     "build a message and queue it durably; returns its id (waits)",
@@ -119,11 +108,7 @@ M.commands = {
       if type(msg) ~= "table" then
         error("enqueue: expected a message table, e.g. enqueue{to = 'a@b', subject = 's', text = 't'}", 2)
       end
-      local ok, fn = pcall(function() return mh.enqueue end)
-      if not ok or type(fn) ~= "function" then
-        plain_error("enqueue() is not available in this build (no mh.enqueue)")
-      end
-      return fn(msg)
+      return mh.enqueue(msg)
     end,
     "As mh.enqueue{...}: from, to, cc, bcc, subject, text, html, attachments =\n" ..
     "{{path = ...}}, headers.  Returns the id once the message is durable, or nil,\n" ..

@@ -12,6 +12,7 @@
 -- refuse mail for a while, it is sent by a later sweep.
 local core = require "mailhook.core"
 local rstate = core.rstate
+local luaval = require "mailhook.luaval"
 
 local rs = {
   dir = nil,                 -- nil: SPOOL/state/rules (core.paths.spool)
@@ -38,28 +39,7 @@ end
 
 ------------------------------------------------------------------ files
 
--- A value as Lua source (tables, strings, numbers, booleans).
-local function ser(v, out)
-  local t = type(v)
-  if t == "string" then out[#out + 1] = string.format("%q", v)
-  elseif t == "number" then
-    out[#out + 1] = math.type(v) == "integer" and tostring(v) or string.format("%.17g", v)
-  elseif t == "boolean" then out[#out + 1] = tostring(v)
-  elseif t == "table" then
-    out[#out + 1] = "{"
-    for k, x in pairs(v) do
-      if type(x) ~= "function" and type(x) ~= "userdata" then
-        out[#out + 1] = "["; ser(k, out); out[#out + 1] = "]="; ser(x, out); out[#out + 1] = ","
-      end
-    end
-    out[#out + 1] = "}"
-  else
-    out[#out + 1] = "nil"
-  end
-  return out
-end
-
-local function encode(v) return "return " .. table.concat(ser(v, {})) .. "\n" end
+local encode = luaval.encode   -- state files are Lua source, read back as data only
 
 local function read(path)
   -- a spool file: read by the core's rule (a regular file, no link followed,
@@ -71,10 +51,9 @@ local function read(path)
     end
     return nil
   end
-  local chunk = load(s, "=" .. path, "t", {})
-  local ok, v = pcall(chunk or error)
-  if not ok or type(v) ~= "table" then
-    core.log("warn", "rule state " .. path .. " is unreadable; starting afresh")
+  local v, why = luaval.decode(s)
+  if not v then
+    core.log("warn", "rule state " .. path .. " is unreadable (" .. tostring(why) .. "); starting afresh")
     return nil
   end
   return v
@@ -230,6 +209,19 @@ local function items_text(items)
   return table.concat(out, "\n")
 end
 
+-- The window kept in path, or nil when there is none or it has ended: an
+-- ended one is closed first (close(st) parks its mail), then the held mail
+-- that is due goes out, and the caller starts a new window.
+local function current(path, now, close)
+  local st = read(path)
+  if st and now >= st.window_end then
+    close(st)
+    flush_held(now)
+    return nil
+  end
+  return st
+end
+
 -- A throttle window ended: park its summary when something was suppressed.
 local function close_throttle(st)
   if (st.suppressed or 0) > 0 and st.summary then
@@ -262,12 +254,7 @@ function rs.throttle(o)
   return locked(function()
     local path = ensure("throttle") .. "/" .. file
     local now = rs.clock()
-    local st = read(path)
-    if st and now >= st.window_end then
-      close_throttle(st)
-      st = nil
-      flush_held(now)
-    end
+    local st = current(path, now, close_throttle)
     st = st or { kind = "throttle", key = o.key, window_start = now, window_end = now + o.per,
                  count = 0, suppressed = 0, items = {} }
     st.max, st.per, st.summary = o.max, o.per, summary
@@ -309,13 +296,7 @@ function rs.digest(o)
   return locked(function()
     local path = ensure("digest") .. "/" .. file
     local now = rs.clock()
-    local st = read(path)
-    if st and now >= st.window_end then
-      close_digest(st)
-      os.remove(path)
-      st = nil
-      flush_held(now)
-    end
+    local st = current(path, now, function(ended) close_digest(ended); os.remove(path) end)
     st = st or { kind = "digest", key = o.key, window_start = now, window_end = now + o.window, items = {} }
     st.message = spec
     if #st.items < 1000 then st.items[#st.items + 1] = { t = now, text = tostring(o.item or o.key) } end

@@ -20,6 +20,7 @@
 -- worker; {op = "loading", file =}, {op = "ready", loaded =, errors =},
 -- {op = "rule", label =}, {op = "start", n =}, {op = "hb"} from it.
 local core = require "mailhook.core"
+local luaval = require "mailhook.luaval"
 
 local W = {
   stop_grace = 2,          -- seconds a stopping worker gets before SIGKILL
@@ -32,34 +33,9 @@ local W = {
 
 -- ------------------------------------------------------------------ frames
 
-local function ser(v, out, depth)
-  local t = type(v)
-  if t == "string" then out[#out + 1] = string.format("%q", v)
-  elseif t == "number" then
-    out[#out + 1] = math.type(v) == "integer" and tostring(v) or string.format("%.17g", v)
-  elseif t == "boolean" then out[#out + 1] = tostring(v)
-  elseif t == "table" and depth < 20 then
-    out[#out + 1] = "{"
-    for k, x in pairs(v) do
-      local kt, xt = type(k), type(x)
-      if (kt == "string" or kt == "number") and xt ~= "function" and xt ~= "userdata" and xt ~= "thread" then
-        out[#out + 1] = "["; ser(k, out, depth); out[#out + 1] = "]="; ser(x, out, depth + 1); out[#out + 1] = ","
-      end
-    end
-    out[#out + 1] = "}"
-  else
-    out[#out + 1] = "nil"
-  end
-  return out
-end
-
--- encode(table) -> string; decode(string) -> table | nil
-function W.encode(t) return "return " .. table.concat(ser(t, {}, 0)) end
-function W.decode(s)
-  local chunk = load(s, "=frame", "t", {})
-  local ok, v = pcall(chunk or error)
-  return ok and type(v) == "table" and v or nil
-end
+-- encode(table) -> string; decode(string) -> table | nil (mailhook.luaval)
+W.encode = luaval.encode
+function W.decode(s) return (luaval.decode(s)) end   -- a literal, never run
 
 -- --------------------------------------------------------- the service side
 

@@ -32,6 +32,8 @@ local rules = {
   sweep_interval = 5,       -- seconds between sweeps of due summaries in `run`
   on_rule = nil,            -- function(label) called as each rule starts (the rules worker)
   on_loading = nil,         -- function(file) called before each rule file loads (the rules worker)
+  max_enqueue = 1000,       -- messages one rule (its tasks included) may queue: a loop
+                            -- cannot flood the queue and the mail server (docs/rules.md)
 }
 
 local handlers = {}         -- event -> {{fn=, name=, file=}, ...} in registration order
@@ -99,6 +101,27 @@ function rules.note_enqueue_failure(err, info)
   end
 end
 
+-- count_enqueue(): mailhook.enqueue calls it before each mh.enqueue made by
+-- a rule; past rules.max_enqueue messages for one rule run (its tasks
+-- included) it raises, naming the rule and the limit.  On a disk whose fsync
+-- is cheap a loop queued ~200,000 messages within its time budget, every event.
+local counts = {}           -- budget id -> messages queued by that rule run
+function rules.count_enqueue()
+  local id, label = core.budget()
+  if not id then return end
+  local n = (counts[id] or 0) + 1
+  counts[id] = n
+  if n > rules.max_enqueue then
+    local msg = string.format("over the limit of %d messages for one rule run (an endless loop?); " ..
+                              "the %d before it are queued", rules.max_enqueue, rules.max_enqueue)
+    -- noted once (logged, and the rule fails even if a pcall swallows the raise)
+    if n == rules.max_enqueue + 1 then
+      rules.note_enqueue_failure(msg, { code = "ELIMIT", class = "permanent", stage = "rule" })
+    end
+    error(label .. ": mh.enqueue refused: " .. msg, 3)
+  end
+end
+
 local function unhandled(list)
   for _, r in ipairs(list or {}) do
     if not (type(r.info) == "table" and r.info.handled == true) then return r end
@@ -128,7 +151,7 @@ function rules.run(label, fn, ...)
     return fn(...)
   end, ...))
   local list = id and notes[id]
-  if id then notes[id] = nil end
+  if id then notes[id] = nil; counts[id] = nil end
   local bad = unhandled(list)
   if res[1] and bad then
     local msg = "its mail was not queued: mh.enqueue failed: " .. bad.err ..
@@ -192,6 +215,14 @@ local function rule_env(path)
       return setmetatable(t, mt)
     end,
     SERVICE = rules.is_service(),   -- true under `mailhook run`: start timers only then
+    -- os.exit would end `hook` (or the rules worker) with the other rules not
+    -- run and their mail not queued, `hook` saying 0: refused, like a raise
+    os = setmetatable({
+      exit = function()
+        error("os.exit is not allowed in a rule (it would end the process before the other rules " ..
+              "ran and their mail was queued): return, or raise an error", 2)
+      end,
+    }, { __index = os }),
     -- every(seconds, fn): a periodic task for the service; it never keeps a
     -- process alive and is stopped when the rules are reloaded
     every = function(seconds, fn)
@@ -268,9 +299,11 @@ function rules.load(paths, opts)
     if skip[file] then
       err = "skipped: it stopped the rules worker while loading (it loads again after a reload, SIGHUP)"
     else
-      -- read by the core's rule for foreign files: a FIFO named *.lua cannot hang `hook`
+      -- read by the core's rule for foreign files: a FIFO named *.lua cannot hang `hook`;
+      -- and a rule is code run with our rights: a file another user owns, or any
+      -- user may write, is refused (owned)
       local src
-      src, err = core.fsutil.read(file, { follow = true, what = "rule file" })
+      src, err = core.fsutil.read(file, { follow = true, owned = true, what = "rule file" })
       if src then chunk, err = load(src, "@" .. file, "t", rule_env(file)) end
     end
     if chunk then

@@ -118,12 +118,17 @@ function S:tick()
   if next(fields) then self:send(fields) end
 end
 
+-- A SIGHUP's reload waits for the rules worker; a SIGTERM may come meanwhile.
+-- Once STOPPING=1 is sent nothing says READY or RELOADING again (systemd would
+-- take the stopping service for running again).
 function S:reloading()
+  if self.stopped then return end
   self:send { RELOADING = 1, STATUS = "reloading the settings and the rules",
               MONOTONIC_USEC = string.format("%d", math.floor(mh.monotonic() * 1e6)) }
 end
 
 function S:reloaded()
+  if self.stopped then return end
   self.last_status = M.status_text(self.spool, self.delivery)
   self:send { READY = 1, STATUS = self.last_status }
 end

@@ -12,7 +12,16 @@
 -- A loaded `cfg` is a plain table of every key (defaults filled) without the
 -- password: settings.password(cfg) gives it, so printing cfg (the REPL does)
 -- cannot reveal it.  Nothing here ever puts a password in a message.
+--
+-- Secrets apart (docs/settings.md, "Secrets"): the keys of SECRET live in
+-- their own file beside the settings (mailhook.conf -> mailhook.secrets), mode
+-- 0600, read by the service alone; the settings file itself holds nothing
+-- secret and is written 0644, so any local user's `sendmail` can read what
+-- intake needs (enabled, server, from, default_domain, aliases...).  A legacy
+-- settings file holding a password still works, and the next update moves the
+-- password out of it.
 local core = require "mailhook.core"
+local duration = require "mailhook.duration"
 
 local M = {}
 
@@ -63,7 +72,21 @@ local SCHEMA = {
   { "admin_listen", "listen" },
   { "admin_password", "admin_hash" },
   { "admin_token_file", "string" },
+  -- local addresses and the sender of what `sendmail` takes in (docs/sendmail.md):
+  -- a bare name (root, www-data) is qualified with default_domain, or sent to the
+  -- aliases file's addresses, or to admin_address; from_rewrite says what becomes
+  -- of a sender the server may refuse (never, envelope, always)
+  { "default_domain", "host", function(c) return c.from and c.from:match("@([^@]+)$") or nil end },
+  { "admin_address", "addresses" },
+  { "aliases", "string" },
+  { "from_rewrite", "enum", "envelope", { "never", "envelope", "always" } },
 }
+
+-- Keys kept in the secrets file (never in the world-readable settings file).
+-- password_command and oauth_token_command are not secrets themselves, but a
+-- command often carries one (`echo hunter2`, a token in a URL): they go there too.
+local SECRET = { password = true, password_command = true, oauth_token_command = true,
+                 admin_password = true }
 
 local BY_NAME, ORDER = {}, {}
 M.keys = {}
@@ -76,7 +99,7 @@ end
 -- Kinds written to the file in their normalised form; the others (strings,
 -- durations such as "1h") are written as the user gave them.
 local NORMALISE = { bool = true, enum = true, hosts = true, port = true, count = true, fingerprint = true,
-                    listen = true }
+                    listen = true, addresses = true }
 
 -- Private per-cfg data (password, file path), weak so cfg tables die normally.
 local private = setmetatable({}, { __mode = "k" })
@@ -131,6 +154,26 @@ function parse.address(v)
   return s
 end
 
+-- A comma-separated list of addresses (admin_address = a@x, b@y), each validated.
+function parse.addresses(v)
+  local list = {}
+  if type(v) == "table" then
+    for i, a in ipairs(v) do list[i] = a end
+  else
+    local s, err = text(v)
+    if not s then return nil, err end
+    for a in (s .. ","):gmatch("([^,]*),") do list[#list + 1] = a:match("^%s*(.-)%s*$") end
+  end
+  if #list == 0 then return nil, "needs at least one address" end
+  for i, a in ipairs(list) do
+    if a == "" then return nil, "empty address in the list" end
+    local ok, err = parse.address(a)
+    if not ok then return nil, err end
+    list[i] = ok
+  end
+  return list
+end
+
 function parse.host(v)
   local s, err = text(v)
   if not s then return nil, err end
@@ -175,21 +218,8 @@ function parse.port(v) return integer(v, 1, 65535, "a port number") end
 
 function parse.count(v, s) return integer(v, s[4][1], s[4][2], "a whole number") end
 
-local UNIT = { s = 1, m = 60, h = 3600, d = 86400 }
-
-function parse.duration(v)
-  local n
-  if type(v) == "number" then
-    n = v
-  elseif type(v) == "string" then
-    local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*([smhd]?)%s*$")
-    if num then n = tonumber(num) * (UNIT[unit] or 1) end
-  end
-  if not n or n ~= n or n <= 0 or n > 10 * 365 * 86400 then
-    return nil, "must be a positive duration such as 30, 30s, 30m, 2h or 5d (got '" .. tostring(v) .. "')"
-  end
-  return math.tointeger(n) or n
-end
+-- durations: one rule for the whole layer (mailhook.duration)
+parse.duration = duration.parse
 
 function parse.enum(v, s)
   if type(v) == "number" then v = string.format("%.1f", v) end  -- tls_min_version = 1.2
@@ -287,7 +317,9 @@ end
 -- values: key -> raw value (string or typed).  Returns cfg, secret (the
 -- password or nil) on success, or nil, bad key, reason [, the key whose line
 -- to name when the bad key is missing from the file].  Checks each value, fills defaults, then the rules between keys.
-local function validate(values)
+-- hidden: the secrets file exists but this user cannot read it (a local user's
+-- sendmail): the rules about the password then cannot be checked, and are not.
+local function validate(values, hidden)
   local cfg = {}
   for key, raw in pairs(values) do
     if not BY_NAME[key] then return nil, key, "unknown setting" end
@@ -324,7 +356,7 @@ local function validate(values)
         "auth_mechanism"
     end
     if (m == "plain" or m == "login" or not cfg.oauth_token_command)
-       and not secret and not cfg.password_command then
+       and not secret and not cfg.password_command and not hidden then
       return nil, "password", "auth is true but neither password nor password_command is set", "auth"
     end
   end
@@ -338,7 +370,7 @@ function M.path() return core.paths.conf end
 
 -- Parses the text of a settings file into {lines = {raw...}, values = {key = raw},
 -- where = {key = line number}} or nil, "FILE:LINE: message".
-local function parse_text(textv, file)
+local function parse_text(textv, file, secrets)
   local doc = { lines = {}, values = {}, where = {} }
   local n = 0
   if textv == "" then return doc end   -- no lines (not one empty line: update would keep it)
@@ -353,6 +385,10 @@ local function parse_text(textv, file)
       end
       if not BY_NAME[key] then
         return nil, string.format("%s:%d: unknown setting '%s'", file, n, key)
+      end
+      if secrets and not SECRET[key] then
+        return nil, string.format("%s:%d: '%s' does not belong in the secrets file (only the password " ..
+                                  "and admin_password; the rest goes in the settings file)", file, n, key)
       end
       if doc.where[key] then
         return nil, string.format("%s:%d: '%s' set twice (first on line %d)", file, n, key, doc.where[key])
@@ -374,13 +410,42 @@ end
 -- Reads and parses path; a missing file is an empty document (missing = true).
 -- Read by the core's rule for foreign files: a regular file (links followed),
 -- at most limits.config bytes; a FIFO or a device is refused, never opened.
-local function read_doc(path)
+-- secrets: the secrets file, which this user may not be allowed to read (a
+-- local user's sendmail): then a document marked hidden, not an error.
+local function read_doc(path, secrets)
   local data, err, info = core.fsutil.read(path, { follow = true, max = core.fsutil.limits.config })
   if not data then
     if info and info.code == "ENOENT" then return { lines = {}, values = {}, where = {}, missing = true } end
+    if secrets and info and info.code == "EACCES" then
+      return { lines = {}, values = {}, where = {}, hidden = true }
+    end
     return nil, path .. ": cannot read: " .. tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
   end
-  return parse_text(data, path)
+  return parse_text(data, path, secrets)
+end
+
+-- The secrets file of the settings file path: mailhook.conf -> mailhook.secrets
+-- (same folder), any other name + ".secrets".
+function M.secrets_path(path)
+  path = path or M.path()
+  local base = path:match("^(.*)%.conf$")
+  return (base or path) .. ".secrets"
+end
+
+-- Both files of path: the settings doc, the secrets doc, and the values of both
+-- (a key of the secrets file wins: a settings file written before the split may
+-- still hold an old copy of the password).  nil, err when either is unreadable
+-- (the secrets file may be unreadable: sdoc.hidden) or malformed.
+local function read_both(path)
+  local doc, err = read_doc(path)
+  if not doc then return nil, err end
+  local sdoc
+  sdoc, err = read_doc(M.secrets_path(path), true)
+  if not sdoc then return nil, err end
+  local values = {}
+  for k, v in pairs(doc.values) do values[k] = v end
+  for k, v in pairs(sdoc.values) do values[k] = v end
+  return doc, sdoc, values
 end
 
 -- load([path]) -> cfg | nil, "FILE:LINE: message"
@@ -389,26 +454,28 @@ end
 -- with defaults.  update() creates that file.
 function M.load(path)
   path = path or M.path()
-  local doc, err = read_doc(path)
-  if not doc then return nil, err end
+  local doc, sdoc, values = read_both(path)
+  if not doc then return nil, sdoc end
   if doc.missing and path == core.paths.conf and core.paths.conf_given then
     return nil, string.format("%s: no such settings file (named by %s; " ..
       "`mailhook update KEY=VALUE` creates it)", path, core.paths.conf_given)
   end
-  local cfg, secret_or_key, reason, at = validate(doc.values)
+  local cfg, secret_or_key, reason, at = validate(values, sdoc.hidden)
   if not cfg then
     local key = secret_or_key
-    local line = doc.where[key] or doc.where[at]
-    return nil, line and string.format("%s:%d: %s: %s", path, line, key, reason)
-                       or string.format("%s: %s: %s", path, key, reason)
+    local where = sdoc.where[key] and sdoc or doc
+    local file = where == sdoc and M.secrets_path(path) or path
+    local line = where.where[key] or where.where[at]
+    return nil, line and string.format("%s:%d: %s: %s", file, line, key, reason)
+                       or string.format("%s: %s: %s", file, key, reason)
   end
-  private[cfg] = { password = secret_or_key, path = path }
-  if secret_or_key and not warned[path] then
+  private[cfg] = { password = secret_or_key, path = path, hidden = sdoc.hidden }
+  if doc.values.password and not warned[path] then
     local mode = core.fsutil.mode(path)
     if mode and mode & 63 ~= 0 then       -- 0077: group or others may read the password
       warned[path] = true
-      core.log("warn", string.format("%s holds a password and is readable by other users (chmod 600 %s)",
-                                     path, path))
+      core.log("warn", string.format("%s holds a password and is readable by other users (chmod 600 %s, " ..
+                                     "or `mailhook update` moves it to %s)", path, path, M.secrets_path(path)))
     end
   end
   return cfg
@@ -439,6 +506,13 @@ local function stderr_excerpt(text, secret)
   return line
 end
 
+-- How long a secret command may run and how long its line may be.  It runs
+-- where the password is needed -- inside the service's delivery loop -- and
+-- nothing else moves meanwhile: `sleep 1000` (a vault waiting for a prompt)
+-- froze `run` and `flush`, `cat /dev/zero` grew a 600 MB line.  Past these it
+-- is ended (coreutils timeout: TERM to its process group, KILL 2 s later).
+M.command_limits = { seconds = 10, bytes = 65536 }
+
 -- The first line a command prints (a secret: password_command,
 -- oauth_token_command).  Its stderr is captured in a private temporary file
 -- (os.tmpname: mkstemp, 0600) and never passed through: a failure is named with
@@ -448,12 +522,24 @@ local function run_first_line(cmd, what)
   -- no temporary file possible (a read-only /tmp): stderr is dropped instead
   local made, errfile = pcall(os.tmpname)
   if not made then errfile = nil end
-  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\n" .. cmd, "r")
+  local lim, t0 = M.command_limits, os.time()
+  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\nexec timeout -k 2 " ..
+                     string.format("%d", lim.seconds) .. " /bin/sh -c " .. shell_quote(cmd), "r")
   if not p then
     if errfile then os.remove(errfile) end
     return nil, what .. " could not be started"
   end
-  local line = p:read("l")
+  -- the first line, at most lim.bytes: read(1) takes what the pipe holds
+  -- (stdio's buffer), so a line is returned as soon as it is complete
+  local buf, n, long = {}, 0, false
+  while true do
+    local c = p:read(1)
+    if c == nil or c == "\n" then break end
+    n = n + 1
+    if n > lim.bytes then long = true break end
+    buf[n] = c
+  end
+  local line = table.concat(buf)
   local ok, how, code = p:close()
   local ef = errfile and io.open(errfile, "rb")
   local errtext = ef and ef:read(4096)
@@ -461,6 +547,17 @@ local function run_first_line(cmd, what)
   if errfile then os.remove(errfile) end
   if line then line = line:gsub("\r$", "") end
   local said = stderr_excerpt(errtext, line ~= "" and line or nil)
+  if long then
+    return nil, string.format("%s printed a line over %d bytes (a password or token is shorter; ended)",
+                              what, lim.bytes)
+  end
+  -- 124: timeout ended it with TERM; KILL, 2 s later, ends timeout itself too
+  if not ok and ((how == "exit" and code == 124) or
+                 ((how == "signal" and code == 9 or how == "exit" and code == 137) and
+                  os.time() - t0 >= lim.seconds)) then
+    return nil, string.format("%s did not finish within %d s (ended)%s", what, lim.seconds,
+                              said and (": " .. said) or "")
+  end
   if not ok then
     return nil, string.format("%s failed (%s %s)%s", what, tostring(how), tostring(code),
                               said and (": " .. said) or "")
@@ -470,10 +567,30 @@ local function run_first_line(cmd, what)
   return line
 end
 
+-- A command named by the settings runs with this process's rights (root's,
+-- the service's): only when the settings file is one no other user could have
+-- changed, owned by the running user or root and not writable by every user.
+-- nil, err otherwise (a missing file: a command given directly, as preview).
+local function command_allowed(cfg, what)
+  local p = private[cfg]
+  if not (p and p.path) then return true end
+  local ok, err, info = core.fsutil.check(p.path, { follow = true, owned = true, what = "settings" })
+  if ok or (info and info.code == "ENOENT") then return true end
+  return nil, what .. " not run: " .. tostring(err)
+end
+
 function M.password(cfg)
   local p = private[cfg]
   if p and p.password then return p.password end
-  if cfg.password_command then return run_first_line(cfg.password_command, "password_command") end
+  if cfg.password_command then
+    local ok, err = command_allowed(cfg, "password_command")
+    if not ok then return nil, err end
+    return run_first_line(cfg.password_command, "password_command")
+  end
+  if p and p.hidden then
+    return nil, "the password is in " .. M.secrets_path(p.path) .. ", which this user cannot read " ..
+      "(the service's user and root can)"
+  end
   return nil, "no password is set (mailhook update password=... or password_command=...)"
 end
 
@@ -489,6 +606,8 @@ function M.token(cfg)
   if not cfg.oauth_token_command then
     return nil, "no oauth_token_command is set (mailhook update oauth_token_command=...)"
   end
+  local ok, err = command_allowed(cfg, "oauth_token_command")
+  if not ok then return nil, err end
   return run_first_line(cfg.oauth_token_command, "oauth_token_command")
 end
 
@@ -512,10 +631,8 @@ function M.admin_hash(cfg) return admin_hashes[cfg] end
 function M.preview(changes, path)
   path = path or M.path()
   if type(changes) ~= "table" then error("settings.preview: changes must be a table", 2) end
-  local doc, err = read_doc(path)
-  if not doc then return nil, err, {} end
-  local values = {}
-  for k, v in pairs(doc.values) do values[k] = v end
+  local doc, sdoc, values = read_both(path)
+  if not doc then return nil, sdoc, {} end
   for key, value in pairs(changes) do
     if type(key) ~= "string" or not BY_NAME[key] then
       return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
@@ -524,9 +641,9 @@ function M.preview(changes, path)
     if perr then return nil, key .. ": " .. perr, { key = key } end
     if value == "" then values[key] = nil else values[key] = value end
   end
-  local cfg, secret_or_key, reason = validate(values)
+  local cfg, secret_or_key, reason = validate(values, sdoc.hidden)
   if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
-  private[cfg] = { password = secret_or_key, path = path }
+  private[cfg] = { password = secret_or_key, path = path, hidden = sdoc.hidden }
   return cfg
 end
 
@@ -585,14 +702,6 @@ local function format_value(key, v)
   return v
 end
 
--- A display form of a duration (seconds): the largest whole unit.
-local function format_duration(n)
-  for _, u in ipairs { { "d", 86400 }, { "h", 3600 }, { "m", 60 } } do
-    if n >= u[2] and n % u[2] == 0 then return string.format("%d%s", n // u[2], u[1]) end
-  end
-  return (math.tointeger(n) and string.format("%d", n) or tostring(n)) .. "s"
-end
-
 -- update(changes [, path]) -> cfg | nil, err, {key = bad key}
 -- changes: key -> value (typed, or strings as on the command line; "" unsets).
 -- Everything is validated first; then the file is rewritten atomically (mode
@@ -607,9 +716,40 @@ function M.update(changes, path)
   return core.fsutil.with_lock(path, update, changes, path)
 end
 
+-- The text of doc with the keys of `set` given their value (values, or its
+-- normalised form in norm: changed lines in place, new ones appended), and the
+-- keys of `drop` removed (unset, or moved to the other file).
+local function rewrite(doc, set, values, norm, drop)
+  local lines, gone = {}, {}
+  for i, l in ipairs(doc.lines) do lines[i] = l end
+  for _, key in ipairs(set) do
+    local v = norm[key]
+    if v == nil then v = values[key] end
+    local line = v ~= nil and (key .. " = " .. format_value(key, v)) or nil
+    if doc.where[key] then
+      if line then lines[doc.where[key]] = line else gone[doc.where[key]] = true end
+    elseif line then
+      lines[#lines + 1] = line
+    end
+  end
+  for key in pairs(drop) do
+    if doc.where[key] then gone[doc.where[key]] = true end
+  end
+  local out = {}
+  for i, l in ipairs(lines) do
+    if not gone[i] then out[#out + 1] = l end
+  end
+  return #out > 0 and table.concat(out, "\n") .. "\n" or ""
+end
+
 function update(changes, path)
-  local doc, err = read_doc(path)
-  if not doc then return nil, err, {} end
+  local doc, sdoc, values = read_both(path)
+  if not doc then return nil, sdoc, {} end
+  local spath = M.secrets_path(path)
+  if sdoc.hidden then
+    return nil, spath .. ": cannot read: Permission denied (update the settings as root or as the " ..
+      "service's user)", {}
+  end
   local keys, norm = {}, {}
   for key, value in pairs(changes) do
     if type(key) ~= "string" or not BY_NAME[key] then
@@ -626,37 +766,47 @@ function update(changes, path)
   end
   table.sort(keys, function(a, b) return ORDER[a] < ORDER[b] end)
   -- the new set of values, validated as a whole
-  local values = {}
-  for k, v in pairs(doc.values) do values[k] = v end
   for _, key in ipairs(keys) do
     local v = changes[key]
     if v == "" then values[key] = nil else values[key] = v end   -- false is a value, not "unset"
   end
   local cfg, secret_or_key, reason = validate(values)
   if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
-  -- the new text: changed lines in place, unset ones dropped, new ones appended
-  local lines, drop = {}, {}
-  for i, l in ipairs(doc.lines) do lines[i] = l end
+  -- the settings file gets the other keys and loses every secret one (a file
+  -- written before the split had the password: it moves to the secrets file)
+  local plain, secret, moved = {}, {}, {}
   for _, key in ipairs(keys) do
-    local v = norm[key]
-    if v == nil then v = values[key] end
-    local line = v ~= nil and (key .. " = " .. format_value(key, v)) or nil
+    if SECRET[key] then secret[#secret + 1] = key else plain[#plain + 1] = key end
+  end
+  for key in pairs(SECRET) do
     if doc.where[key] then
-      if line then lines[doc.where[key]] = line else drop[doc.where[key]] = true end
-    elseif line then
-      lines[#lines + 1] = line
+      moved[key] = true
+      if changes[key] == nil and not sdoc.where[key] then secret[#secret + 1] = key end
     end
   end
-  local out = {}
-  for i, l in ipairs(lines) do
-    if not drop[i] then out[#out + 1] = l end
-  end
-  local textv = #out > 0 and table.concat(out, "\n") .. "\n" or ""
-  local again, perr = parse_text(textv, path)      -- what we write must read back
+  table.sort(secret, function(a, b) return ORDER[a] < ORDER[b] end)
+  local textv = rewrite(doc, plain, values, norm, moved)
+  local stext = (#secret > 0 or next(sdoc.where)) and rewrite(sdoc, secret, values, norm, {}) or nil
+  -- what we write must read back, and load() must accept it
+  local again, perr = parse_text(textv, path)
   if not again then return nil, perr, {} end
-  local ok2, bad, why = validate(again.values)       -- and load() must accept it
+  local sagain = { values = {} }
+  if stext then
+    sagain, perr = parse_text(stext, spath, true)
+    if not sagain then return nil, perr, {} end
+  end
+  local merged = {}
+  for k, v in pairs(again.values) do merged[k] = v end
+  for k, v in pairs(sagain.values) do merged[k] = v end
+  local ok2, bad, why = validate(merged)
   if not ok2 then return nil, bad .. ": " .. why .. " (as it would be written)", { key = bad } end
-  local ok, werr, info = core.fsutil.write_atomic(path, textv, 384)  -- 0600
+  -- the secrets first: a crash in between leaves the password in both files
+  -- (the secrets file wins on load), never in neither
+  if stext and (#secret > 0 or next(moved)) then
+    local ok, werr, info = core.fsutil.write_atomic(spath, stext, 384)  -- 0600
+    if not ok then return nil, werr, info end
+  end
+  local ok, werr, info = core.fsutil.write_atomic(path, textv, 420)    -- 0644: intake reads it
   if not ok then return nil, werr, info end
   private[cfg] = { password = secret_or_key, path = path }
   return cfg
@@ -690,7 +840,7 @@ function M.format(cfg)
     if v == nil then
       shown = key == "auth_mechanism" and "auto (strongest offered)" or "(not set)"
     elseif s[2] == "duration" then
-      shown = format_duration(v)
+      shown = duration.format(v)
     else
       shown = format_value(key, v)
     end

@@ -3,7 +3,7 @@
 --   local sp = require("mailhook.spool").open([dir])   -- default: the -s / $MAILHOOK_SPOOL folder
 --   sp:enqueue(msg_or_bytes [, envelope]) -> id | nil, err, info         (waits until durable)
 --   sp:enqueue_many({{msg_or_bytes, envelope}, ...}) -> {id...}          (waits; group commit)
---   sp:lock() -> true | nil, "spool DIR is locked by pid N"             (waits; sweeps tmp/)
+--   sp:lock() -> true | nil, "spool DIR is locked by pid N", {code = "ELOCKED", pid = N}  (waits; sweeps tmp/)
 --   sp:scan([limit]) -> {id...} oldest first, total; adopts drop-ins    (waits)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
@@ -13,42 +13,65 @@
 --
 -- envelope = {from = "a@b", to = {"x@y", ...}}.  Bytes given without an
 -- envelope are parsed (From; To/Cc/Bcc) and their Bcc lines left out of the
--- spool file; a Message object without one uses msg:envelope().
+-- spool file; a Message object without one uses its own envelope (the C
+-- binding reads it from the message: runtime/l_msg.h).
 local core = require "mailhook.core"
 
 local M = {}
 
 local methods = debug.getregistry()["mailhook.Spool"].__index
-local raw_enqueue, raw_many = methods.enqueue, methods.enqueue_many
+local raw_lock, raw_scan, raw_watch = methods.lock, methods.scan, methods.watch
 
-local function envelope_of(data, env)
-  if env == nil and type(data) == "userdata" then
-    local ok, e = pcall(function() return data:envelope() end)
-    if ok then return e end
+-- SPOOL/maildrop/ (unprivileged submission, lua/mailhook/maildrop.lua): the
+-- lock holder adopts its files into pickup/ at every scan, so whatever runs
+-- the queue (run, flush, sendmail -q) takes them in; for everyone else a scan's
+-- total counts them, as messages waiting.  A watch covers maildrop/ too.
+local holders = setmetatable({}, { __mode = "k" })   -- spools whose lock we hold
+local dirs = setmetatable({}, { __mode = "k" })      -- spool -> its folder (M.open)
+local adopting = setmetatable({}, { __mode = "k" })  -- spools whose maildrop/ is being adopted
+
+function methods.lock(sp, ...)
+  local ok, err, info = raw_lock(sp, ...)
+  if ok then holders[sp] = true end
+  return ok, err, info
+end
+
+function methods.scan(sp, ...)
+  local maildrop = require "mailhook.maildrop"
+  local dir = dirs[sp]
+  -- one adoption at a time: two workers scanning at once (connections > 1)
+  -- must not both take the same file in
+  if dir and holders[sp] and not adopting[sp] then
+    adopting[sp] = true
+    local ok, err = pcall(maildrop.adopt, sp, dir)
+    adopting[sp] = nil
+    if not ok then core.log("error", "maildrop: adoption failed: " .. tostring(err)) end
   end
-  return env
+  local ids, total, info = raw_scan(sp, ...)
+  if dir and ids and not holders[sp] and type(total) == "number" then total = total + maildrop.count(dir) end
+  return ids, total, info
 end
 
-function methods.enqueue(sp, data, env)
-  return raw_enqueue(sp, data, envelope_of(data, env))
-end
-
-function methods.enqueue_many(sp, list)
-  local items = {}
-  for i, it in ipairs(list) do items[i] = { it[1], envelope_of(it[1], it[2]) } end
-  return raw_many(sp, items)
+function methods.watch(sp, fn)
+  local w, err, info = raw_watch(sp, fn)
+  if not w or not dirs[sp] then return w, err, info end
+  local md = core.maildrop.watch(dirs[sp] .. "/maildrop", fn)   -- none: no maildrop/ (or a kernel
+  if not md then return w end                                 -- without inotify: the scans remain)
+  return { stop = function() md:stop(); return w:stop() end }
 end
 
 -- open([dir]) -> spool | nil, err, info; creates tmp/ pickup/ failed/ corrupt/
 -- state/ (0700); refuses (MH_EUNSAFE) a spool writable by others or not ours.
 function M.open(dir)
-  return core.spool.open(dir or core.paths.spool)
+  dir = dir or core.paths.spool
+  local sp, err, info = core.spool.open(dir)
+  if sp then dirs[sp] = dir end
+  return sp, err, info
 end
 
 M.parse = core.spool.parse          -- parse(bytes) -> {from, to, offset, canonical} | nil, err
 M.addresses = core.spool.addresses  -- addresses("A <a@b>, c@d") -> {"a@b", "c@d"} | nil, err
 
--- is_id(s): a canonical spool id (16 hex digits, sorting in enqueue order).
-function M.is_id(s) return type(s) == "string" and s:match("^%x+$") ~= nil and #s == 16 end
+M.is_id = core.spool.is_id          -- is_id(s): a canonical id (16 lowercase hex digits, spool.c's rule)
 
 return M

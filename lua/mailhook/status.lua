@@ -20,6 +20,7 @@
 --   status.collect{[spool_dir =, conf =, tracker =, ask = true, timeout = 2, now =]} -> report
 --   status.text(report) -> text                       status.flowing(report) -> bool, why
 local core = require "mailhook.core"
+local seconds = require("mailhook.duration").seconds   -- a cfg value read again
 
 local M = {}
 
@@ -61,24 +62,11 @@ end
 
 -- ---------------------------------------------------------------- helpers
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- Written by rename: a reader sees the old state or the new one, never half.
-local function write_file(path, data)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(data)
-  f:close()
-  if not ok then os.remove(tmp); return nil, werr end
-  return os.rename(tmp, path)
-end
+-- status.json is a spool file: read by the core's rule (a regular file, no
+-- link followed, bounded), replaced by its atomic write (an O_EXCL temporary
+-- file, never a fixed name a link could be planted on; mode 0600).
+local function read_file(path) return (core.fsutil.read(path)) end
+local function write_file(path, data) return core.fsutil.write_atomic(path, data, 384) end
 
 local function reply_of(info)
   if type(info) ~= "table" or not (info.smtp or info.text) then return nil end
@@ -133,7 +121,9 @@ end
 
 -- The process id, from /proc/self/stat (no getpid in Lua).
 function M.pid()
-  local s = read_file("/proc/self/stat")
+  local f = io.open("/proc/self/stat", "rb")
+  local s = f and f:read(64)
+  if f then f:close() end
   return s and tonumber(s:match("^(%d+)")) or nil
 end
 
@@ -187,12 +177,6 @@ function Tracker:aggregate()
     if not best or RANK[s] < RANK[best] then best, since = s, w.since end
   end
   return best or "idle", since
-end
-
-local function seconds(v, default)
-  local ok, delivery = pcall(require, "mailhook.delivery")
-  if ok and delivery.seconds then return delivery.seconds(v, default) end
-  return tonumber(v) or default
 end
 
 -- The service part of a report, as the file holds it.
@@ -264,11 +248,7 @@ end
 
 -- ---------------------------------------------------------------- collect
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local function exists(path) return core.rstate.exists(path) end   -- a stat: nothing is opened
 
 local function decode(text)
   if not text then return nil end

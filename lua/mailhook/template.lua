@@ -237,8 +237,9 @@ local function site_dir()
   local conf = core.paths and core.paths.conf or "./mailhook.conf"
   if site_cache[conf] == nil then
     local folder = "./templates"
-    local ok, settings = pcall(require, "mailhook.settings")
-    local cfg = ok and type(settings) == "table" and settings.load and settings.load(conf)
+    -- settings that cannot be read leave the default folder (the command that
+    -- loaded them first, hook or run, has already said why)
+    local cfg = require("mailhook.settings").load(conf)
     if type(cfg) == "table" and type(cfg.templates) == "string" and cfg.templates ~= "" then
       folder = cfg.templates
     end
@@ -257,11 +258,9 @@ function M.dirs() return { site_dir(), shipped_dir() } end
 local PARTS = { { "subject", ".subject", { header = true } }, { "text", ".txt" },
                 { "html", ".html", { html = true } } }
 
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
-end
+-- Whether path exists, without opening it (a FIFO named like a template must
+-- not block `hook`; load_file then reads it by the core's rule, or refuses it).
+local function exists(path) return require("mailhook.core").rstate.exists(path) end
 
 -- default(name) -> {subject=, text=, html=} (renders; html may be nil).  The
 -- set comes whole from the first folder holding any NAME.subject, NAME.txt or

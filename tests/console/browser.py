@@ -23,20 +23,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 BASE, ADMIN_PW, SMTP_PORT, SMTP_PW, CONF, SHOTS, MAILHOOK, MAILDIR = sys.argv[1:9]
 NEW_ADMIN_PW = "new-Browser-Admin-Pw-31"
 
-n = 0
-failed = 0
-
-
-def ok(cond, desc, diag=None):
-    global n, failed
-    n += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, desc), flush=True)
-    if not cond:
-        failed += 1
-        if diag is not None:
-            for line in str(diag).splitlines()[:15]:
-                print("#   " + line, flush=True)
-    return cond
+sys.dont_write_bytecode = True   # no __pycache__ in the checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from taplib import ok, done  # noqa: E402  (one TAP writer for both checkers)
 
 
 profile = tempfile.mkdtemp(prefix="mh-chromium-")
@@ -51,8 +40,7 @@ try:
     driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
 except WebDriverException as e:
     ok(False, "chromium starts headless", e)
-    print("1..%d" % n)
-    sys.exit(1)
+    done()
 ok(True, "chromium starts headless")
 driver.set_page_load_timeout(60)
 wait = WebDriverWait(driver, 30)
@@ -74,6 +62,18 @@ def until(fn, desc, limit=30):
 
 def stage_state(name):
     return E("stage-" + name).get_attribute("data-state")
+
+
+# The secrets file beside CONF (settings.lua's secrets_path: NAME.conf -> NAME.secrets)
+SECRETS = CONF[:-len(".conf")] + ".secrets" if CONF.endswith(".conf") else CONF + ".secrets"
+
+
+def secrets_text():
+    try:
+        with open(SECRETS) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def conf_text():
@@ -156,9 +156,14 @@ try:
     for line in ("enabled = true", "from = pbx@example.com", "server = localhost", "port = " + SMTP_PORT,
                  "tls = starttls", "auth = true", "username = smtpuser"):
         ok(("\n" + line + "\n") in ("\n" + text), "the settings file has '%s'" % line, text)
-    ok(SMTP_PW in text, "and the new password (the file is the one place it lives)")
+    # the secrets live apart (docs/settings.md, "Secrets"): NAME.secrets, 0600; the settings 0644
+    with open(SECRETS) as f:
+        stext = f.read()
+    ok(SMTP_PW in stext, "and the new password, in the secrets file (the one place it lives)")
+    ok(SMTP_PW not in text, "not in the settings file")
     ok("tls_verify = false" not in text, "verification stays on (the default, so not written)")
-    ok(oct(os.stat(CONF).st_mode & 0o777) == "0o600", "the file stays mode 0600")
+    ok(oct(os.stat(SECRETS).st_mode & 0o777) == "0o600", "the secrets file is mode 0600")
+    ok(oct(os.stat(CONF).st_mode & 0o777) == "0o644", "the settings file mode 0644 (nothing secret in it)")
     until(lambda: not E("unsaved").is_displayed(), "no unsaved changes any more")
     until(lambda: "a password is set" in E("password-state").text, "the page says a password is set (never shows it)")
     ok(E("f-password").get_attribute("value") == "", "the password field is empty")
@@ -247,7 +252,7 @@ try:
     ok("535" in E("test-error").text, "the server's reply is shown", E("test-error").text)
     hint = E("test-hint").text
     ok("password" in hint and hint.startswith("Hint:"), "with the hint naming the password", hint)
-    ok("not-the-password" not in conf_text(), "a Test never saves")
+    ok("not-the-password" not in conf_text() + secrets_text(), "a Test never saves")
     shot("test-failed")
     E("password-keep").click()
 
@@ -286,5 +291,4 @@ finally:
         pass
     shutil.rmtree(profile, ignore_errors=True)
 
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+done()

@@ -84,17 +84,18 @@ unlike "$out" "$PW" "the new password is not echoed"
 # --- admin_password=-: a salted hash on disk, never the password
 echo 'console-Pass-1' | "$MAILHOOK" update admin_password=- >/dev/null; rc=$?
 is "$rc" 0 "update admin_password=- (stdin)"
-like "$(grep '^admin_password' "$MAILHOOK_CONF")" '^admin_password = \$scrypt\$ln=[0-9]+,r=[0-9]+,p=[0-9]+\$' "stored as a scrypt hash"
-unlike "$(cat "$MAILHOOK_CONF")" "console-Pass-1" "the password itself is nowhere in the file"
-h1=$(grep '^admin_password' "$MAILHOOK_CONF")
+SECRETS=${MAILHOOK_CONF%.conf}.secrets   # the secrets live apart (docs/settings.md, "Secrets")
+like "$(grep '^admin_password' "$SECRETS")" '^admin_password = \$scrypt\$ln=[0-9]+,r=[0-9]+,p=[0-9]+\$' "stored as a scrypt hash (in the secrets file)"
+unlike "$(cat "$MAILHOOK_CONF" "$SECRETS")" "console-Pass-1" "the password itself is nowhere in the files"
+h1=$(grep '^admin_password' "$SECRETS")
 echo 'console-Pass-1' | "$MAILHOOK" update admin_password=- >/dev/null
-h2=$(grep '^admin_password' "$MAILHOOK_CONF")
+h2=$(grep '^admin_password' "$SECRETS")
 [ "$h1" != "$h2" ]; ok $? "salted: the same password twice gives two hashes"
 is "$("$MAILHOOK" settings | grep '^admin_password')" "admin_password = ********" "settings masks it"
 is "$("$MAILHOOK" settings --json | J 'd["admin_password_set"]')" true "settings --json says it is set"
 out=$("$MAILHOOK" update admin_password=not-a-hash-in-the-file 2>&1); rc=$?
 is "$rc" 0 "a password given inline is hashed as well"
-unlike "$(cat "$MAILHOOK_CONF")" "not-a-hash-in-the-file" "and not stored"
+unlike "$(cat "$MAILHOOK_CONF" "$SECRETS")" "not-a-hash-in-the-file" "and not stored"
 printf 'admin_password = plain-text\n' >> "$T/bad.conf"
 out=$("$MAILHOOK" -c "$T/bad.conf" settings 2>&1); rc=$?
 is "$rc" 1 "a settings file with a plain admin_password is refused"

@@ -49,4 +49,29 @@ out=$(timeout 5 "$MAILHOOK" -e 'local mh = require "mailhook"; mh.current_task()
 is "$rc" 1 "a main task that waits on nothing does not hang"
 like "$out" "never finished" "and says so"
 
+# every command's --timeout by one rule (mailhook.args.seconds): a usage error naming it
+for cmd in flush status test; do
+  for bad in 0 1e999 abc; do
+    out=$("$MAILHOOK" -c "$T/none.conf" -s "$T/spool" "$cmd" --timeout "$bad" 2>&1); rc=$?
+    is "$rc" 2 "$cmd --timeout '$bad': a usage error"
+    like "$out" "mailhook $cmd: --timeout needs a number of seconds" "naming the option"
+  done
+done
+
+# Many arguments: each took a Lua stack slot beyond the 20 Lua guarantees (30
+# arguments crashed every command; mh.spawn with 200 hung)
+out=$(timeout 20 "$MAILHOOK" -e 'print(select("#", ...))' $(seq 30000) 2>&1); rc=$?
+is "$rc:$out" "0:30000" "-e with 30,000 arguments gets them all"
+out=$(timeout 20 "$MAILHOOK" "$T/s.lua" $(seq 40) 2>&1); rc=$?
+like "$rc:$out" "^7:" "a script with 40 arguments runs"
+rcpts=$(for i in $(seq 40); do printf 'r%d@example.net ' "$i"; done)
+out=$(printf 'Subject: many\n\nbody\n' | MAILHOOK_SPOOL="$T/spool" MAILHOOK_CONF="$T/many.conf" \
+      timeout 20 sh -c '"$0" update enabled=true server=127.0.0.1 from=app@example.com >/dev/null &&
+                        "$0" sendmail "$@"' "$MAILHOOK" $rcpts 2>&1); rc=$?
+is "$rc" 0 "sendmail with 40 recipient arguments queues the message ($out)"
+is "$(grep -c '^X-Receiver: r' "$T"/spool/pickup/*.eml 2>/dev/null)" 40 "for all 40 recipients"
+out=$(timeout 20 "$MAILHOOK" -e 'local t = {} for i = 1, 200 do t[i] = i end
+  require("mailhook").spawn(function(...) print(select("#", ...)) end, table.unpack(t))' 2>&1); rc=$?
+is "$rc:$out" "0:200" "mh.spawn with 200 arguments passes them all and ends"
+
 done_testing

@@ -36,15 +36,8 @@ rm -f "$SHOTS"/console-*.png
 "$PY" "$ROOT/tests/console/browser.py" "http://127.0.0.1:$AP" "$ADMIN_PW" "$S" "$SMTP_PW" "$MAILHOOK_CONF" \
   "$SHOTS" "$MAILHOOK" "$T/mail" > "$T/browser.tap" 2> "$T/browser.err"
 rc=$?
-while IFS= read -r line; do
-  case $line in
-    "ok "*) ok 0 "${line#ok * - }" ;;
-    "not ok "*) ok 1 "${line#not ok * - }" ;;
-    "#"*) echo "$line" ;;
-  esac
-done < "$T/browser.tap"
-[ "$rc" = 0 ] || { diag "browser.py exit $rc"; sed 's/^/# /' "$T/browser.err" | tail -25; }
-ok "$rc" "browser.py ran to its end"
+[ "$rc" = 0 ] || sed 's/^/# /' "$T/browser.err" | tail -25
+tap_merge "$T/browser.tap" "$rc" browser.py
 for p in login test-running test settings-error settings queue status test-failed; do
   [ -s "$SHOTS/console-$p.png" ]; ok $? "screenshot $SHOTS/console-$p.png"
 done

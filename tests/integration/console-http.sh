@@ -6,7 +6,7 @@
 # and no secret in any response.  The checks are tests/console/http_checks.py;
 # this file starts the real parts: aiosmtpd-less delivery peer, `mailhook run`.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 PORT=$(free_port)
@@ -30,16 +30,8 @@ like "$(cat "$T/svc.log")" "console: http://127.0.0.1:$AP \(this machine only\)"
 "$PY" "$ROOT/tests/console/http_checks.py" "http://127.0.0.1:$AP" "$ADMIN_PW" "$TOKEN" "$SMTP_PW" \
   "$SPOOL" "$CONF" "$MAILHOOK" "$T/peer" > "$T/checks.tap" 2> "$T/checks.err"
 rc=$?
-# renumber the checks' TAP into this file's plan
-while IFS= read -r line; do
-  case $line in
-    "ok "*) ok 0 "${line#ok * - }" ;;
-    "not ok "*) ok 1 "${line#not ok * - }" ;;
-    "#"*) echo "$line" ;;
-  esac
-done < "$T/checks.tap"
-[ "$rc" = 0 ] || { diag "http_checks.py exit $rc"; sed 's/^/# /' "$T/checks.err" | tail -20; }
-ok "$rc" "http_checks.py ran to its end"
+[ "$rc" = 0 ] || sed 's/^/# /' "$T/checks.err" | tail -20
+tap_merge "$T/checks.tap" "$rc" http_checks.py
 
 kill -0 "$SVC"; ok $? "the service is still running"
 unlike "$(cat "$T/svc.log")" "$ADMIN_PW|$SMTP_PW|$TOKEN" "no secret in the service's log"

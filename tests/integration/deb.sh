@@ -54,6 +54,8 @@ for p in /usr/bin/mailhook /etc/mailhook/mailhook.conf /usr/share/mailhook/lua/m
   like "$C" "^$p$" "mailhook ships $p"
 done
 like "$C" "^(/usr)?/lib/systemd/system/mailhook.service$" "mailhook ships the unit"
+like "$C" "^/usr/lib/$(cc -print-multiarch)/lua/5.4/mailhook/core.so$" "and the Lua module where lua5.4 looks (docs/lua-library.md)"
+like "$(dpkg-deb -c "$DEB")" "\./usr/share/lua/5.4/mailhook -> \.\./\.\./mailhook/lua/mailhook" "with its Lua modules (a link to the binary's)"
 unlike "$C" "^/usr/(etc|var)/|libmailhook\.a|/include/" "nothing in /usr/etc or /usr/var, no embedding library"
 unlike "$C" "^/var/spool" "the spool is made by the postinst, not shipped"
 is "$(dpkg-deb -I "$DEB" conffiles)" "/etc/mailhook/mailhook.conf" "the settings file is a conffile"
@@ -125,19 +127,24 @@ pw=$(inr getent passwd mailhook)
 echo "$pw" | awk -F: '$3 < 1000 && $7 ~ /nologin$/ { ok = 1 } END { exit !ok }'; check $? "the postinst made the system user mailhook (no login): $pw"
 inr getent group mailhook >/dev/null; check $? "and its group"
 st() { inr stat -c "%U:%G %a" "$1"; }
-[ "$(st /var/spool/mailhook)" = "mailhook:mailhook 700" ]; check $? "/var/spool/mailhook is mailhook's, 700 ($(st /var/spool/mailhook))"
+[ "$(st /var/spool/mailhook)" = "mailhook:mailhook 710" ]; check $? "/var/spool/mailhook is mailhook's, 710 ($(st /var/spool/mailhook))"
+[ "$(st /var/spool/mailhook/maildrop)" = "mailhook:mailhook 1730" ]; check $? "its maildrop/ 1730 ($(st /var/spool/mailhook/maildrop))"
+[ "$(st /usr/sbin/mailhook-drop)" = "root:mailhook 2755" ]; check $? "/usr/sbin/mailhook-drop setgid mailhook ($(st /usr/sbin/mailhook-drop))"
 [ "$(st /var/spool/mailhook/pickup)" = "mailhook:mailhook 700" ]; check $? "and its pickup/ folder"
-[ "$(st /etc/mailhook)" = "mailhook:mailhook 750" ]; check $? "/etc/mailhook is mailhook's, 750 ($(st /etc/mailhook))"
-[ "$(st /etc/mailhook/mailhook.conf)" = "mailhook:mailhook 600" ]; check $? "the settings are mailhook's, 600 ($(st /etc/mailhook/mailhook.conf))"
-inr dpkg-statoverride --list | grep -qE "mailhook mailhook 0?600 /etc/mailhook/mailhook.conf"; check $? "kept by dpkg-statoverride"
+[ "$(st /etc/mailhook)" = "mailhook:mailhook 755" ]; check $? "/etc/mailhook is mailhook's, 755 ($(st /etc/mailhook))"
+[ "$(st /etc/mailhook/mailhook.conf)" = "mailhook:mailhook 644" ]; check $? "the settings are mailhook's, 644: no secret in them ($(st /etc/mailhook/mailhook.conf))"
+inr dpkg-statoverride --list | grep -qE "mailhook mailhook 0?644 /etc/mailhook/mailhook.conf"; check $? "kept by dpkg-statoverride"
 inr dpkg-query -W -f '${Conffiles}' mailhook | grep -q "/etc/mailhook/mailhook.conf"; check $? "dpkg knows the conffile"
 inr test -L /etc/systemd/system/multi-user.target.wants/mailhook.service; check $? "the unit is enabled (deb-systemd-helper)"
 inr mailhook update enabled=true from=app@example.com server=127.0.0.1 port="$SMTP" tls=none tls_required=false >/dev/null 2>"$T/upd.err"
 check $? "root's mailhook update works (as the spool's owner) $(cat "$T/upd.err")"
-[ "$(st /etc/mailhook/mailhook.conf)" = "mailhook:mailhook 600" ]; check $? "and leaves the settings mailhook's, 600"
+[ "$(st /etc/mailhook/mailhook.conf)" = "mailhook:mailhook 644" ]; check $? "and leaves the settings mailhook's, 644"
 if [ "$WITHMTA" = 1 ]; then
   printf 'To: ops@example.net\nSubject: root cron\n\nfrom the installed sendmail\n' | inr /usr/sbin/sendmail -t
   check $? "root's /usr/sbin/sendmail -t queues"
+  printf 'To: ops@example.net\nSubject: nobody\n\nfrom a user\n' |
+    inr setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/sbin/sendmail -t
+  check $? "nobody's /usr/sbin/sendmail -t hands it to maildrop/ (mailhook-drop)"
   f=$(inr sh -c 'ls /var/spool/mailhook/pickup/*.eml' | head -1)
   [ "$(st "$f")" = "mailhook:mailhook 600" ]; check $? "the spool file is mailhook's ($(st "$f"))"
   inr mailq | grep -q "ops@example.net"; check $? "mailq lists it"
@@ -157,6 +164,11 @@ for i in $(seq 300); do grep -q '"READY": "1"' "$R/run/notify.jsonl" 2>/dev/null
 grep -q '"READY": "1"' "$R/run/notify.jsonl" 2>/dev/null; check $? "the service, run as the unit runs it, says READY=1"
 for i in $(seq 300); do [ -e "$T/mail/000002.eml" ] && break; sleep 0.05; done
 [ -e "$T/mail/000002.eml" ]; check $? "and delivers what root queued"
+if [ "$WITHMTA" = 1 ]; then
+  for i in $(seq 300); do [ -e "$T/mail/000003.eml" ] && break; sleep 0.05; done
+  cat "$T/mail/000002.eml" "$T/mail/000003.eml" 2>/dev/null | grep -q "from userid 65534"
+  check $? "and what nobody handed over (adopted from maildrop/, its uid in the Received line)"
+fi
 uid=$(inr id -u mailhook)
 pid=$(pgrep -u "$uid" -f "/usr/bin/mailhook run" | head -1)
 [ -n "$pid" ] && [ "$(awk '/^Uid:/ { print $2 }' /proc/$pid/status)" = "$uid" ]; check $? "as the user mailhook"

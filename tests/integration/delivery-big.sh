@@ -4,7 +4,7 @@
 # it arrives byte for byte: dot-stuffing across the pieces, 8-bit bytes, long
 # lines and a line that is a single dot all survive.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 [ -x /usr/bin/time ] || { echo "Bail out! /usr/bin/time is missing (Debian package time)"; exit 1; }
 

@@ -3,7 +3,7 @@
 # then a restart: every message delivered at least once, and a duplicate only
 # for the message that was in flight.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 command -v strace >/dev/null || { echo "1..0 # SKIP strace not installed"; exit 0; }
 strace -f -o /dev/null true 2>/dev/null || { echo "1..0 # SKIP strace cannot trace here (ptrace not permitted)"; exit 0; }

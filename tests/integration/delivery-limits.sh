@@ -1,5 +1,5 @@
 # A server's per-connection message limit costs a reconnect, not a deferral
-# (issue 19 point 2).  Scripted peers (tests/peers/fault.py) play the two real
+# (issue 19 point 2).  Scripted peers (tests/peers/fault.lua) play the two real
 # behaviours: Exim's smtp_accept_max_per_connection (421 to the MAIL after the
 # Nth message, then close) and OpenSMTPD's (452 4.5.3 to every MAIL after the
 # Nth, connection kept open).  One `flush` drains the queue in order, each
@@ -42,7 +42,7 @@ fill() {
                         "\r\n\r\nbody " .. i .. "\r\n", { from = "app@example.com", to = { "to@example.net" } }))
     end' "$1"
 }
-# the subjects the server took, connection by connection (fault.py: FILE, FILE.2, ...)
+# the subjects the server took, connection by connection (fault.lua: FILE, FILE.2, ...)
 taken() {
   local f k=1
   for f in "$1" $(ls "$1".* 2>/dev/null | sort -t. -k3 -n); do
@@ -56,7 +56,7 @@ mails_per_conn() {
 
 for kind in exim smtpd; do
   rm -rf "$S"
-  start_fault F "$T/$kind.script" --idle 5 || { echo "Bail out! fault.py did not start"; exit 1; }
+  start_fault F "$T/$kind.script" --idle 5 || { echo "Bail out! fault.lua did not start"; exit 1; }
   "$MAILHOOK" update enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false \
     from=app@example.com retry_interval=30 command_timeout=10 >/dev/null
   fill $MSGS
@@ -85,7 +85,7 @@ expect ^EHLO
 send 250 limit.example
 expect ^MAIL FROM
 send 451 4.3.0 try again later
-expect ^(RSET|QUIT)
+expect ^RSET|^QUIT
 send 250 ok
 expect ^QUIT
 send 221 bye

@@ -3,7 +3,7 @@
 # arrive, in enqueue order, within retry_interval plus a margin, none lost,
 # none twice.  The outage is logged once, not once per retry.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 PORT=$(free_port)

@@ -3,7 +3,7 @@
 # reason; a stalled server does not hold the queue past its deadline; `queue
 # retry` of a failed message delivers it.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 PORT=$(free_port)

@@ -4,7 +4,7 @@
 # in the middle of a queue (d), SIGHUP, `mailhook flush` alone and through a
 # running service, disabled settings.
 . "$ROOT/tests/lib/tap.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 PORT=$(free_port)
@@ -98,7 +98,7 @@ is "$out" "2	0	self" "mh.queue.flush() from Lua delivers and reports"
 
 # --- (d) SIGTERM in the middle of a queue: the message in flight is finished
 peer_stop
-peer_start "$PORT" "$T/peer2" --delay 0.2
+peer_start "$PORT" "$T/peer2" --delay-data 0.2
 enqueue 10 > "$T/ids"
 svc_start
 wait_for 10 received_at_least "$T/peer2" 2; ok $? "delivering slowly"

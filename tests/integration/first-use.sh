@@ -132,12 +132,8 @@ echo x | fl enqueue --to good@example.org --subject d >/dev/null
 RUNPID=$!
 on_exit "kill $RUNPID; wait $RUNPID"
 wait_for 20 grep -q "could not connect\|unreachable\|connect" "$T/run.log"; ok $? "(the service runs and finds the server down)"
-PORT_AGAIN=$P
-"$PY" "$PEERS/smtpd.py" --port "$PORT_AGAIN" --reply-rcpt "bad@example.org=550 5.1.1 no such user" \
-  --maildir "$T/mail" >"$T/again.out" 2>&1 &
-AGAIN=$!
-on_exit "kill $AGAIN"
-wait_for 10 grep -q '^PORT' "$T/again.out"; ok $? "(the server is back)"
+start_smtpd AGAIN --port "$P" --reply-rcpt "bad@example.org=550 5.1.1 no such user" --maildir "$T/mail"
+ok $? "(the server is back)"
 out=$(fl flush --timeout 30 2>/dev/null); rc=$?
 like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 1 failed, 0 left" \
   "through the service: 1 delivered, 1 failed, 0 left (the dead letters of before not counted)"

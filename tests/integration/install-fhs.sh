@@ -21,7 +21,8 @@ is "$rc" 0 "make install PREFIX=/usr DESTDIR=STAGE succeeds"
 [ "$rc" = 0 ] || sed 's/^/#   /' "$T/make1.log" | tail -20
 perm() { stat -c %a "$1" 2>/dev/null; }
 is "$(perm "$S/usr/bin/mailhook")" 755 "the binary in STAGE/usr/bin, mode 755"
-is "$(perm "$S/etc/mailhook/mailhook.conf")" 600 "the settings in STAGE/etc/mailhook/mailhook.conf, mode 600"
+is "$(perm "$S/etc/mailhook/mailhook.conf")" 644 "the settings in STAGE/etc/mailhook/mailhook.conf, mode 644 (no secret in it: docs/settings.md)"
+is "$(perm "$S/usr/sbin/mailhook-drop")" 755 "the drop program in STAGE/usr/sbin (setgid only with its group: docs/sendmail.md)"
 is "$(perm "$S/var/spool/mailhook")" 700 "the spool folder STAGE/var/spool/mailhook, mode 700"
 [ ! -e "$S/usr/etc" ] && [ ! -e "$S/usr/var" ]; ok $? "nothing in /usr/etc nor /usr/var"
 [ -f "$S/usr/share/mailhook/lua/mailhook/init.lua" ] && [ -f "$S/usr/share/mailhook/lua/mailhook/cmd/run.lua" ]
@@ -29,6 +30,10 @@ ok $? "the Lua modules in STAGE/usr/share/mailhook/lua"
 [ -f "$S/usr/share/mailhook/scripts/test.lua" ]; ok $? "the admin scripts in STAGE/usr/share/mailhook/scripts"
 [ -f "$S/usr/lib/mailhook/luac/mailhook/init.luac" ]; ok $? "the precompiled modules in STAGE/usr/lib/mailhook/luac"
 [ -f "$S/usr/lib/libmailhook.a" ] && [ -f "$S/usr/include/mailhook.h" ]; ok $? "the embedding library and header"
+# the MTA's names (issue 12): links to the binary, which argv[0] makes sendmail or mailq
+for l in sbin/sendmail bin/mailq bin/newaliases lib/sendmail; do
+  is "$(readlink -f "$S/usr/$l")" "$(readlink -f "$S/usr/bin/mailhook")" "STAGE/usr/$l is a link to the mailhook binary"
+done
 for m in man1/mailhook.1 man5/mailhook.conf.5 man3/mailhook-lua.3; do
   [ -s "$S/usr/share/man/$m" ]; ok $? "the manual page STAGE/usr/share/man/$m"
 done
@@ -55,7 +60,7 @@ start_smtpd SMTP --maildir "$T/mail"
 clean_env "$S/usr/bin/mailhook" update enabled=true from=app@example.com server=127.0.0.1 port="$SMTP" \
   tls=none tls_required=false log=stderr >/dev/null; rc=$?
 is "$rc" 0 "mailhook update writes the staged settings"
-is "$(perm "$S/etc/mailhook/mailhook.conf")" 600 "(still mode 600)"
+is "$(perm "$S/etc/mailhook/mailhook.conf")" 644 "(still mode 644: the password went to mailhook.secrets)"
 like "$(cat "$S/etc/mailhook/mailhook.conf")" "# mailhook.conf — the settings of mailhook" "keeping the shipped comments"
 id=$(echo "from the stage" | clean_env "$S/usr/bin/mailhook" enqueue --to rcpt@example.net --subject staged); rc=$?
 is "$rc" 0 "enqueue into the staged spool"
@@ -74,6 +79,25 @@ mkdir -p "$T/bad/usr/include/mailhook.h"           # a folder where the header g
 mk install PREFIX=/usr DESTDIR="$T/bad" >"$T/make-bad.log" 2>&1; rc=$?
 [ "$rc" != 0 ]; ok $? "make install fails when a file cannot be installed (exit $rc)"
 like "$(cat "$T/make-bad.log")" "mailhook.h" "naming what failed"
+
+# --- the MTA links: never over another mail system's files, none when asked for none
+O=$T/other-mta
+mkdir -p "$O/usr/sbin"; printf '#!/bin/sh\necho other MTA\n' > "$O/usr/sbin/sendmail"; chmod 755 "$O/usr/sbin/sendmail"
+mk install PREFIX=/usr DESTDIR="$O" >"$T/make-other.log" 2>&1; rc=$?
+is "$rc" 0 "make install over a stage holding another MTA's sbin/sendmail succeeds"
+is "$(cat "$O/usr/sbin/sendmail")" "$(printf '#!/bin/sh\necho other MTA')" "and leaves that sendmail as it was"
+[ ! -e "$O/usr/bin/mailq" ] && [ ! -L "$O/usr/bin/mailq" ] && [ ! -L "$O/usr/lib/sendmail" ]
+ok $? "and makes no mailq nor lib/sendmail link beside another MTA"
+like "$(cat "$T/make-other.log")" "another mail system's $O/usr/sbin/sendmail: no sendmail, mailq" "saying why"
+mk install-sendmail PREFIX=/usr DESTDIR="$O" >/dev/null 2>&1; rc=$?
+[ "$rc" != 0 ] && [ "$(cat "$O/usr/sbin/sendmail")" = "$(printf '#!/bin/sh\necho other MTA')" ]
+ok $? "make install-sendmail refuses it too (exit $rc)"
+mk install-sendmail PREFIX=/usr DESTDIR="$O" FORCE_SENDMAIL=1 >/dev/null 2>&1; rc=$?
+is "$rc:$(readlink "$O/usr/sbin/sendmail")" "0:../bin/mailhook" "FORCE_SENDMAIL=1 replaces it, as asked"
+N=$T/no-links
+mk install PREFIX=/usr DESTDIR="$N" SENDMAIL_LINKS=no >/dev/null 2>&1; rc=$?
+[ "$rc" = 0 ] && [ ! -L "$N/usr/sbin/sendmail" ] && [ ! -L "$N/usr/bin/mailq" ]
+ok $? "SENDMAIL_LINKS=no (the Debian package's mailhook) makes none"
 
 # --- another PREFIX: everything under it; SYSCONFDIR/LOCALSTATEDIR override; paths rebuilt
 P=$T/opt
@@ -97,5 +121,7 @@ mk uninstall PREFIX=/usr DESTDIR="$S" >/dev/null 2>&1; rc=$?
 is "$rc" 0 "make uninstall"
 [ ! -e "$S/usr/bin/mailhook" ] && [ ! -e "$S/usr/share/mailhook" ] && [ ! -e "$S/usr/share/man/man1/mailhook.1" ] \
   && [ ! -e "$U" ]; ok $? "removes the binary, modules, manual pages and unit"
+[ ! -L "$S/usr/sbin/sendmail" ] && [ ! -L "$S/usr/bin/mailq" ] && [ ! -L "$S/usr/lib/sendmail" ] \
+  && [ ! -L "$S/usr/bin/newaliases" ]; ok $? "and its sendmail, mailq, newaliases links"
 [ -f "$S/etc/mailhook/mailhook.conf" ] && [ -d "$S/var/spool/mailhook/pickup" ]; ok $? "keeps the settings and the spool"
 done_testing

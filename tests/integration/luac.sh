@@ -63,8 +63,11 @@ is "${bad:-0}" 0 "make precompiled every lua/ module, each matching its source"
 # and the installed binary loads them (relocatable: the tree is moved first).
 # -o: never rebuild the binary here (an ASan build would be remade without it).
 P="$T/prefix"
-make -C "$ROOT" -s --no-print-directory -o "$BUILD/mailhook" -o "$BUILD/mailhook-tls.so" BUILD="$BUILD" PREFIX="$P" install >"$T/make.out" 2>&1
+sum_before=$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" 2>/dev/null)
+make -C "$ROOT" -s --no-print-directory -o "$BUILD/mailhook" -o "$BUILD/mailhook-tls.so" -o "$BUILD/lua/mailhook/core.so" BUILD="$BUILD" PREFIX="$P" install >"$T/make.out" 2>&1
 is "$?" 0 "make install PREFIX= runs"
+is "$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" 2>/dev/null)" "$sum_before" \
+  "the install relinked neither the binary nor the Lua module of this build (a sanitizer build stays one)"
 P2="$T/moved"
 mv "$P" "$P2"
 IMH="$P2/bin/mailhook"

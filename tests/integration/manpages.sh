@@ -51,9 +51,12 @@ for o in $opts; do
   like "$O1" "(^|[ ,])$o( |,|$)" "mailhook(1) OPTIONS documents '$o'"
 done
 
-# --- sendmail options: every one cmd/sendmail.lua matches
-sopts=$(grep -oE 'a == "-[a-zA-Z]+"|a:match\("\^%-[a-zA-Z]' "$ROOT/lua/mailhook/cmd/sendmail.lua" \
-        | sed -E 's/a == "(-[a-zA-Z]+)"/\1/; s/a:match\("\^%-([a-zA-Z]).*/-\1/' | sort -u)
+# --- sendmail options: every letter of cmd/sendmail.lua's getopt tables (FLAG, WITH_VALUE),
+# its -b modes and -q
+sopts=$( { sed -n '/^local WITH_VALUE = {/,/}/p; /^local FLAG = {/,/}/p' "$ROOT/lua/mailhook/cmd/sendmail.lua" \
+           | grep -oE '\b[A-Za-z] = 1' | sed -E 's/^(.) = 1/-\1/'
+         grep -oE 'm == "[a-zA-Z]"' "$ROOT/lua/mailhook/cmd/sendmail.lua" | sed -E 's/m == "(.)"/-b\1/'
+         echo -q; } | sort -u)
 like "$(echo $sopts)" "-t" "the sendmail options come from the code ($(echo $sopts))"
 S1=$(section "$M/mailhook.1" "SENDMAIL COMPATIBILITY")
 for o in $sopts; do

@@ -104,7 +104,7 @@ send 250 PIPELINING
 expect ^QUIT
 send 221 bye
 SCRIPT
-start_fault F "$T/f1.script"; ok $? "fault.py starts"
+start_fault F "$T/f1.script"; ok $? "fault.lua starts"
 out=$(sw --port "$F" --quit-after EHLO)
 like "$out" "251-mismatched continuation" "it sends the scripted lines as they are"
 wait_for 5 grep -q "^END 1" "$F_OUT"; ok $? "the connection's end is reported"

@@ -16,13 +16,15 @@ export RUN_DEMO_STOP_WAIT=5
 U=$T/tree
 mkdir -p "$U/build" "$U/tests"
 cp "$MAILHOOK" "$U/build/mailhook"
+# the TLS module beside it, as in a built tree (the console password's scrypt is in it)
+[ -e "$(dirname "$MAILHOOK")/mailhook-tls.so" ] && cp "$(dirname "$MAILHOOK")/mailhook-tls.so" "$U/build/"
 cp -r "$ROOT/lua" "$ROOT/scripts" "$U/"
 ln -s "$ROOT/tests/peers" "$U/tests/peers"
 UMH=$U/build/mailhook
 has() { [ -f "$U/scripts/$1.lua" ] || [ -f "$U/lua/mailhook/cmd/$1.lua" ]; }
 demo() { (cd "$U" && unset MAILHOOK RUN_DIR && timeout 90 scripts/run-demo </dev/null 2>&1); }
 snapshot() {   # every file of the user's (settings, spool) with its sha256, sorted
-  (cd "$U" && find mailhook.conf spool -type f 2>/dev/null | sort | xargs -r sha256sum)
+  (cd "$U" && find mailhook.conf mailhook.secrets spool -type f 2>/dev/null | sort | xargs -r sha256sum)
 }
 
 out=$(demo); rc=$?
@@ -30,7 +32,7 @@ like "$out" "capture SMTP server on 127.0.0.1:[0-9]+" "the capture server starts
 like "$out" "demo settings: .run/mailhook.conf" "the demo names its own settings file"
 like "$out" "your ./mailhook.conf and ./spool are not used" "and says the user's are not used"
 like "$(cat "$U/.run/mailhook.conf")" "port = [0-9]+" "its settings point at the capture server's port"
-is "$(stat -c %a "$U/.run/mailhook.conf")" 600 "mode 0600"
+is "$(stat -c %a "$U/.run/mailhook.conf")" 644 "mode 0644 (nothing secret in it)"
 unlike "$(cat "$U/.run/mailhook.conf")" "^(auth|allow_plaintext_auth|username|password)" \
   "the demo needs no AUTH and no allow_plaintext_auth"
 ok "$([ ! -e "$U/mailhook.conf" ]; echo $?)" "no ./mailhook.conf is written"
@@ -59,7 +61,7 @@ if has run && has enqueue; then
   is "$(snapshot)" "$before" "the user's settings and queued mail are byte for byte as they were"
   is "$(stat -c %Y "$U/mailhook.conf")" "$mtime" "the settings file was not even rewritten"
   grep -qx "server = smtp.example.invalid" "$U/mailhook.conf"; ok $? "the real server is still set"
-  grep -qx "password = S3cret-pw" "$U/mailhook.conf"; ok $? "and the password"
+  grep -qx "password = S3cret-pw" "$U/mailhook.secrets"; ok $? "and the password (in mailhook.secrets)"
   unlike "$(cat "$U"/.run/mail/*.eml "$U"/.run/mail/*.json 2>/dev/null)" "boss@example.com|quarterly" \
     "nothing of the user's was delivered into .run/mail"
   is "$(count_mail "$U/.run/mail")" 2 "the capture folder holds the two demo messages only"
@@ -78,5 +80,12 @@ else
   is "$rc" 0 "without run/enqueue it exits 0"
   like "$out" "not built yet in this tree: .*(run|enqueue)" "and names what is missing"
 fi
+# A tree whose TLS module is missing: setting the console's password says so
+# (it said "admin_password: invalid argument", and the demo died on it).
+B=$T/bare; mkdir -p "$B/build"; cp "$MAILHOOK" "$B/build/"; cp -r "$ROOT/lua" "$ROOT/scripts" "$B/"
+out=$(printf 'pw\n' | "$B/build/mailhook" -c "$B/x.conf" -s "$B/spool" update admin_password=- 2>&1); rc=$?
+ok "$([ "$rc" != 0 ]; echo $?)" "without the TLS module, update admin_password=- fails"
+if [ -e /usr/local/lib/mailhook/mailhook-tls.so ]; then ok 0 "(an installed module is found: skipped)"
+else like "$out" "admin_password: cannot load the TLS module|admin_password: .*mailhook-tls.so" "and names the missing TLS module"; fi
 pgrep -f "$U/" >/dev/null; is $? 1 "no capture server and no service left running"
 done_testing

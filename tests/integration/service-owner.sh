@@ -21,6 +21,10 @@ id mailhook >/dev/null 2>&1 ||
 SVC=$(id -u mailhook)
 NOBODY=$(id -u nobody)
 chmod 755 "$T"                                   # the service user must reach its files under $T
+# and its program: a copy it can read (root's clone in /root is mode 700), run without run-one's
+# LD_LIBRARY_PATH into the checkout
+MAILHOOK=$(mailhook_for_others "$T/inst")
+unset LD_LIBRARY_PATH
 W=$T/site; mkdir -p "$W/rules"
 start_smtpd SMTP --maildir "$T/mail"
 write_conf "$W/mailhook.conf" enabled=true from=app@example.com server=127.0.0.1 port="$SMTP" tls=none \

@@ -18,10 +18,13 @@ out=$("$MAILHOOK" -c "$C" update enabled=true server=mx1.example.com,mx2.example
 is "$rc" 0 "update exits 0"
 like "$out" "password = \*{8}" "update prints the settings with the password masked"
 unlike "$out" "$SECRET" "update output never shows the password"
-is "$(stat -c %a "$C")" 600 "the file is mode 0600"
-is "$(grep -c . "$C")" 8 "one line per key set"
+S_FILE=${C%.conf}.secrets
+is "$(stat -c %a "$C")" 644 "the settings file is mode 0644 (nothing secret in it)"
+is "$(stat -c %a "$S_FILE")" 600 "the secrets file beside it is mode 0600"
+is "$(grep -c . "$C")" 7 "one line per key set, the password apart"
 grep -qx "server = mx1.example.com, mx2.example.com" "$C"; ok $? "server list written"
-grep -qx "password = $SECRET" "$C"; ok $? "password stored in the (0600) file"
+grep -qx "password = $SECRET" "$S_FILE"; ok $? "password stored in the (0600) secrets file"
+grep -q "$SECRET" "$C"; ok $((! $?)) "and not in the settings file"
 grep -qx "retry_max = 1h" "$C"; ok $? "duration kept as written"
 
 out=$("$MAILHOOK" -c "$C" settings 2>&1); rc=$?
@@ -76,7 +79,7 @@ ls -a "$T" | grep -q '^\.mailhook\.conf\.'; ok $((! $?)) "no temporary file left
 # password from stdin keeps it out of argv
 out=$(printf 'from-stdin-PW\n' | "$MAILHOOK" -c "$C" update password=- 2>&1); rc=$?
 is "$rc" 0 "password=- reads stdin"
-grep -qx "password = from-stdin-PW" "$C"; ok $? "and stores it"
+grep -qx "password = from-stdin-PW" "$S_FILE"; ok $? "and stores it (in the secrets file)"
 unlike "$out" "from-stdin-PW" "without printing it"
 
 # a malformed file names FILE:LINE
@@ -111,8 +114,11 @@ is "$("$MAILHOOK" -c "$T/open.conf" settings 2>&1 >/dev/null)" "" "no warning at
 
 # the update leaves a readable-by-owner-only file even under a permissive umask
 rm -f "$C"
-(umask 000; "$MAILHOOK" -c "$C" update port=2525 >/dev/null)
-is "$(stat -c %a "$C")" 600 "mode 0600 under umask 000"
+(umask 000; "$MAILHOOK" -c "$C" update port=2525 "password=$SECRET" >/dev/null)
+is "$(stat -c %a "$C")" 644 "settings mode 0644 under umask 000"
+is "$(stat -c %a "$S_FILE")" 600 "secrets mode 0600 under umask 000"
+(umask 777; "$MAILHOOK" -c "$C" update port=2526 >/dev/null)
+is "$(stat -c %a "$C")" 644 "settings mode 0644 under umask 777 (readable by the local users' sendmail)"
 
 # an fsync or rename failure: the update fails, the file is untouched, no temporary file is left
 # (strace's fault injection; a container that forbids ptrace, or a run already traced, cannot)

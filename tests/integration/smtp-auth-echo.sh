@@ -1,7 +1,7 @@
 # A server that echoes the AUTH line in its 535 reply (issue 10 point 8): the
 # base64 credentials (and the password itself) never reach `mailhook test`'s
 # report, the delivery log, `mailhook queue` or failed/.  Scripted peers
-# (tests/peers/fault.py) quote exactly what a client with these credentials
+# (tests/peers/fault.lua) quote exactly what a client with these credentials
 # sends: PLAIN's initial response, LOGIN's two lines, and the password in clear.
 # The peers have no TLS: allow_plaintext_auth=true is the explicit opt-in that lets AUTH go in clear.
 . "$ROOT/tests/lib/tap.sh"
@@ -28,7 +28,7 @@ send 535 5.7.8 Authentication credentials invalid (password $PW)
 expect ^QUIT
 send 221 bye
 S
-start_fault F "$T/plain.script" --idle 5 || { echo "Bail out! fault.py"; exit 1; }
+start_fault F "$T/plain.script" --idle 5 || { echo "Bail out! fault.lua"; exit 1; }
 write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
   auth_mechanism=plain username=alice password="$PW" from=app@example.com retry_interval=1
 mh_test "$C"

@@ -40,7 +40,7 @@ body = b"".join(b"line %07d of a fax that is big enough to be streamed from its 
 open(sys.argv[1], "wb").write(b"From: app@example.com\r\nTo: to@example.net\r\nSubject: fax\r\n\r\n" + body)' "$T/big.eml"
 
 for kind in pipelined plain; do
-  start_fault F "$T/$kind.script" --idle 5 || { echo "Bail out! fault.py"; exit 1; }
+  start_fault F "$T/$kind.script" --idle 5 || { echo "Bail out! fault.lua"; exit 1; }
   rm -rf "$S"
   "$MAILHOOK" update enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false \
     from=app@example.com retry_interval=30 command_timeout=5 >/dev/null

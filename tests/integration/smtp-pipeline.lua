@@ -23,15 +23,7 @@ local function msg(n)
            data = "Subject: pipe " .. n .. "\r\n\r\nbody of message " .. n .. "\r\n" }
 end
 
--- poll(seconds, fn): true once fn() is true, false after the time.
-local function poll(seconds, fn)
-  local limit = mh.monotonic() + seconds
-  repeat
-    if fn() then return true end
-    mh.sleep(0.05)
-  until mh.monotonic() > limit
-  return fn() and true or false
-end
+local poll = require("peers").poll   -- true once fn() is true, false after the time
 
 -- Sends messages 1..n keeping two in flight; returns the results in order, each
 -- {r, err, info}.  submit's own outcome is checked: it must return true.

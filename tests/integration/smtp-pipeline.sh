@@ -1,6 +1,6 @@
 # Pipelining across messages (c:submit / c:result, two sends in flight) against real
 # peers on 127.0.0.1: aiosmtpd (50 messages arrive once each, in order), Postfix's
-# smtp-sink (2,000 messages, all accepted), and scripted peers (tests/peers/fault.py)
+# smtp-sink (2,000 messages, all accepted), and scripted peers (tests/peers/fault.lua)
 # for what no real server does on demand: a 421 right after the first message's 250,
 # replies cut across the two messages, a stall after the first 250, a 550 to the
 # second message's RCPT.  Each fault script also checks the wire order: message 2's

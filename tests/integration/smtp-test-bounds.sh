@@ -1,7 +1,7 @@
 # `mailhook test` answers within a short bound and names what never came (issue 11,
 # point 6): a port that accepts TCP but never greets, and a server that stalls at each
 # later step (EHLO, STARTTLS, the TLS handshake, AUTH, MAIL FROM, RCPT TO, DATA, the
-# final dot).  Scripted peers (tests/peers/fault.py) that accept and stall: no real
+# final dot).  Scripted peers (tests/peers/fault.lua) that accept and stall: no real
 # server stalls on demand.  Every wait is bounded by --timeout (30 s by default).
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"

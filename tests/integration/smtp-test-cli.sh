@@ -9,11 +9,9 @@ export MAILHOOK_SPOOL=$T/spool
 mkdir -p "$MAILHOOK_SPOOL"
 BASE=(enabled=true from=mailhook@example.org server=127.0.0.1 helo_name=client.example.org
       connect_timeout=5 command_timeout=5 session_deadline=20)
-n=0
-conf() { n=$((n + 1)); write_conf "$T/c$n.conf" "${BASE[@]}" "$@"; echo "$T/c$n.conf"; }
 
 start_smtpd N --maildir "$T/plain" --log "$T/plain.log"
-mh_test "$(conf port="$N" tls=auto tls_required=false)"
+mh_test "$(new_conf port="$N" tls=auto tls_required=false)"
 is "$RC" 0 "plain server, tls_required=false: passes"
 like "$OUT" "security +none \(plain text\)" "security mode reported"
 like "$OUT" "from +mailhook@example.org accepted" "From accepted"
@@ -25,7 +23,7 @@ is "$(count_mail "$T/plain")" 0 "no message without --to"
 
 start_smtpd S --tls starttls --require-starttls --cert "$C/server.crt" --key "$C/server.key" \
   --auth user:pw-XYZ-123 --maildir "$T/tls" --log "$T/tls.log"
-mh_test "$(conf port="$S" auth=true username=user password=pw-XYZ-123 tls_ca_file="$C/ca.crt")" --to rcpt@example.org
+mh_test "$(new_conf port="$S" auth=true username=user password=pw-XYZ-123 tls_ca_file="$C/ca.crt")" --to rcpt@example.org
 is "$RC" 0 "STARTTLS + AUTH + --to: passes"
 like "$OUT" "security +STARTTLS \(TLSv1\.[23], " "STARTTLS with version and cipher"
 like "$OUT" "subject CN=localhost" "certificate subject"
@@ -37,11 +35,11 @@ wait_for 5 test "$(count_mail "$T/tls")" = 1; ok $? "the test message arrived"
 like "$(cat "$T"/tls/*.eml 2>/dev/null)" "Subject: mailhook test message" "with its subject"
 
 start_smtpd I --tls implicit --cert "$C/server.crt" --key "$C/server.key" --log "$T/implicit.log"
-mh_test "$(conf port="$I" tls=auto tls_ca_file="$C/ca.crt")"
+mh_test "$(new_conf port="$I" tls=auto tls_ca_file="$C/ca.crt")"
 is "$RC" 0 "tls=auto finds implicit TLS on a non-465 port"
 like "$OUT" "security +implicit TLS" "reported as implicit"
 like "$(cat "$MAILHOOK_SPOOL/state/tls-seen")" "127.0.0.1:$I implicit" "mode remembered for the server"
-mh_test "$(conf port="$I" tls=auto tls_ca_file="$C/ca.crt")"
+mh_test "$(new_conf port="$I" tls=auto tls_ca_file="$C/ca.crt")"
 is "$RC" 0 "second run (straight to implicit: tests/lua/test-smtp.lua checks the policy)"
 
 # a script that forgets s:quit(): an idle session does not keep the process alive
@@ -56,11 +54,11 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 is "$rc" 0 "a script leaving its session open exits 0"
 ok $([ "$ms" -lt 5000 ] && echo 0 || echo 1) "at once (${ms} ms), not at the session deadline"
 
-mh_test "$(conf port="$N" tls=auto tls_required=false server=no-such-host.invalid)"
+mh_test "$(new_conf port="$N" tls=auto tls_required=false server=no-such-host.invalid)"
 is "$RC" 1 "unknown host fails"
 like "$OUT" "FAILED at stage dns" "stage dns"
 P=$(free_port)
-mh_test "$(conf port="$P" tls=auto tls_required=false)"
+mh_test "$(new_conf port="$P" tls=auto tls_required=false)"
 is "$RC" 1 "closed port fails"
 like "$OUT" "FAILED at stage connect" "stage connect"
 like "$OUT" "127\.0\.0\.1: connection refused" "the address and the reason"

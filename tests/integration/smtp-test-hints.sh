@@ -14,9 +14,6 @@ export MAILHOOK_SPOOL=$T/spool
 mkdir -p "$MAILHOOK_SPOOL"
 BASE=(enabled=true from=mailhook@example.org server=127.0.0.1 helo_name=client.example.org
       tls=none tls_required=false tls_ca_file=$C/ca.crt connect_timeout=5 command_timeout=5 session_deadline=20)
-n=0
-conf() { n=$((n + 1)); write_conf "$T/c$n.conf" "${BASE[@]}" "$@"; echo "$T/c$n.conf"; }
-script() { n=$((n + 1)); cat > "$T/s$n.script"; echo "$T/s$n.script"; }
 hint() { printf '%s\n' "$OUT" | grep '^  hint'; }
 
 PROTO_HINT="  hint           the server answered, but not in SMTP: check that \`port\` is an SMTP port (25, 465 = implicit TLS, 587 = submission) and that nothing in between (a proxy, an antivirus, a firewall) rewrites the traffic"
@@ -25,18 +22,18 @@ CONNECT_HINT="  hint           nothing answers there: check \`server\`, \`port\`
 SENDER_HINT="  hint           the server refuses the From address: use an address this account may send as"
 
 # --- protocol violations ------------------------------------------------------------------
-s=$(script <<'S'
+s=$(fault_script <<'S'
 send SSH-2.0-OpenSSH_9.2p1 Debian-2
 sleep 2
 S
 )
 start_fault F "$s"
-mh_test "$(conf port="$F")"
+mh_test "$(new_conf port="$F")"
 is "$RC" 1 "a greeting that is not SMTP: exit 1"
 like "$ERR" "malformed reply" "the error: a malformed reply"
 is "$(hint)" "$PROTO_HINT" "hint: not SMTP (not 'nothing answers there')"
 
-s=$(script <<'S'
+s=$(fault_script <<'S'
 send 220 fault.example ESMTP
 expect ^EHLO
 send 250-fault.example
@@ -45,13 +42,13 @@ send 250 SIZE 1000
 S
 )
 start_fault F "$s"
-mh_test "$(conf port="$F")"
+mh_test "$(new_conf port="$F")"
 is "$RC" 1 "a malformed EHLO reply: exit 1"
 is "$(hint)" "$PROTO_HINT" "hint: not SMTP"
 
 # Bytes after STARTTLS's 220 (a response injection): stage tls, and the protocol hint,
 # not the certificate one.
-s=$(script <<'S'
+s=$(fault_script <<'S'
 send 220 fault.example ESMTP
 expect ^EHLO
 send 250-fault.example
@@ -62,21 +59,21 @@ raw 220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n
 S
 )
 start_fault F "$s" --cert "$C/server.crt" --key "$C/server.key"
-mh_test "$(conf port="$F" tls=starttls tls_required=true)"
+mh_test "$(new_conf port="$F" tls=starttls tls_required=true)"
 is "$RC" 1 "bytes injected after STARTTLS's 220: exit 1"
 like "$OUT" "result: FAILED at stage tls" "stage tls"
 like "$ERR" "protocol violation: .*after the 220 reply to STARTTLS" "the error names the injection"
 is "$(hint)" "$PROTO_HINT" "hint: not SMTP / something rewrites the traffic"
 
 # Nothing listening keeps its own hint.
-mh_test "$(conf port="$(free_port)")"
+mh_test "$(new_conf port="$(free_port)")"
 is "$RC" 1 "a closed port: exit 1"
 is "$(hint)" "$CONNECT_HINT" "hint: nothing answers there"
 
 # --- tls = none against a server that requires STARTTLS ------------------------------------
 start_smtpd S --tls starttls --require-starttls --cert "$C/server.crt" --key "$C/server.key" \
   --maildir "$T/req.mail" --log "$T/req.log"
-mh_test "$(conf port="$S")"
+mh_test "$(new_conf port="$S")"
 is "$RC" 1 "aiosmtpd --require-starttls, tls=none: exit 1"
 like "$OUT" "result: FAILED at stage sender" "stage sender (MAIL FROM was refused)"
 is "$ERR" "  error          the server requires TLS before it accepts mail, and this session is in plain text (it answered: 530 Must issue a STARTTLS command first); it offers STARTTLS" \
@@ -85,11 +82,11 @@ is "$(hint)" "$TLS_HINT" "hint: tls = starttls or auto"
 unlike "$OUT" "refuses the From address|RSET refused" "no incidental reason surfaces"
 unlike "$(cat "$T/req.log")" "^mail " "no MAIL FROM was accepted in plain text"
 # the advice works
-mh_test "$(conf port="$S" tls=starttls)"
+mh_test "$(new_conf port="$S" tls=starttls)"
 is "$RC" 0 "the same server with tls=starttls: passes"
 
 # A scripted server: 530 5.7.0 to MAIL (no STARTTLS offered), 250 to RSET.
-s=$(script <<'S'
+s=$(fault_script <<'S'
 send 220 fault.example ESMTP
 expect ^EHLO
 send 250-fault.example
@@ -103,21 +100,21 @@ send 221 bye
 S
 )
 start_fault F "$s"
-mh_test "$(conf port="$F")"
+mh_test "$(new_conf port="$F")"
 is "$RC" 1 "530 5.7.0 STARTTLS to MAIL, tls=none: exit 1"
 is "$ERR" "  error          the server requires TLS before it accepts mail, and this session is in plain text (it answered: 530 5.7.0 Must issue a STARTTLS command first)" \
   "the error says the server requires TLS (and not that it offers STARTTLS)"
 is "$(hint)" "$TLS_HINT" "hint: tls = starttls or auto"
 like "$OUT" "server reply   530 5.7.0 Must issue a STARTTLS command first" "the server's reply is shown"
 # tls = auto already, and no STARTTLS on offer: another port is the way
-mh_test "$(conf port="$F" tls=auto)"
+mh_test "$(new_conf port="$F" tls=auto)"
 is "$RC" 1 "the same with tls=auto (plain: nothing offered): exit 1"
 like "$ERR" "the server requires TLS before it accepts mail" "the error says the server requires TLS"
 is "$(hint)" "  hint           the server offers no STARTTLS on this port: use its implicit-TLS port (465, \`tls = implicit\`) or its submission port (587)" \
   "hint: another port"
 
 # 530 5.7.0 about authentication (RFC 4954) is not a TLS requirement.
-s=$(script <<'S'
+s=$(fault_script <<'S'
 send 220 fault.example ESMTP
 expect ^EHLO
 send 250-fault.example
@@ -131,7 +128,7 @@ send 221 bye
 S
 )
 start_fault F "$s"
-mh_test "$(conf port="$F")"
+mh_test "$(new_conf port="$F")"
 is "$RC" 1 "530 5.7.0 Authentication required: exit 1"
 unlike "$OUT" "requires TLS" "not reported as a TLS requirement"
 is "$(hint)" "$SENDER_HINT" "the sender hint"

@@ -16,8 +16,6 @@ PW=pw-TLSver-7781
 BASE=(enabled=true from=mailhook@example.org server=127.0.0.1 helo_name=client.example.org
       auth=true username=user password=$PW tls_ca_file=$C/ca.crt
       connect_timeout=5 command_timeout=5 session_deadline=20)
-n=0
-conf() { n=$((n + 1)); write_conf "$T/c$n.conf" "${BASE[@]}" "$@"; echo "$T/c$n.conf"; }
 # peer NAME MODE MAX [options]: an aiosmtpd with AUTH, TLS MODE capped at MAX, log $T/NAME.log
 peer() {
   local name=$1 mode=$2 max=$3; shift 3
@@ -36,7 +34,7 @@ V13_HINT="  hint           the server does not speak TLS 1.3: set \`tls_min_vers
 
 # --- a TLS 1.1 server, the default floor (1.2) -------------------------------------------
 peer imp11 implicit 1.1
-mh_test "$(conf port="$P" tls=implicit)"
+mh_test "$(new_conf port="$P" tls=implicit)"
 is "$RC" 1 "implicit TLS, server max 1.1: exit 1"
 like "$OUT" "result: FAILED at stage tls" "stage tls"
 is "$ERR" "  error          127.0.0.1:$P: no TLS version in common: mailhook requires TLS 1.2 or later (tls_min_version = 1.2) and the server offers only older versions (OpenSSL: alert protocol version)" \
@@ -46,7 +44,7 @@ like "$OUT" "security +TLS not established" "security: not established (not 'non
 nothing_sent imp11 "implicit"
 
 peer st11 starttls 1.1
-mh_test "$(conf port="$P" tls=starttls)"
+mh_test "$(new_conf port="$P" tls=starttls)"
 is "$RC" 1 "STARTTLS, server max 1.1: exit 1"
 like "$OUT" "result: FAILED at stage tls" "stage tls"
 like "$ERR" "no TLS version in common: mailhook requires TLS 1\.2 or later \(tls_min_version = 1\.2\)" \
@@ -56,13 +54,13 @@ like "$(cat "$T/st11.log")" "cmd STARTTLS" "STARTTLS was asked for (the refusal 
 nothing_sent st11 "STARTTLS"
 
 # tls = auto on a non-465 port that greets in plain text: STARTTLS, the same refusal
-mh_test "$(conf port="$P" tls=auto)"
+mh_test "$(new_conf port="$P" tls=auto)"
 is "$RC" 1 "tls=auto, STARTTLS server max 1.1: exit 1"
 like "$ERR" "no TLS version in common" "the same error"
 nothing_sent st11 "tls=auto"
 
 peer st10 starttls 1.0
-mh_test "$(conf port="$P" tls=starttls)"
+mh_test "$(new_conf port="$P" tls=starttls)"
 is "$RC" 1 "STARTTLS, server max 1.0: exit 1"
 like "$ERR" "no TLS version in common" "the error names the version problem"
 nothing_sent st10 "TLS 1.0"
@@ -70,7 +68,7 @@ nothing_sent st10 "TLS 1.0"
 # A server that hangs up without its protocol_version alert (asyncio's own behaviour):
 # the error can only say the connection closed; the hint names the likely cause.
 peer quiet implicit 1.1 --tls-no-alert
-mh_test "$(conf port="$P" tls=implicit)"
+mh_test "$(new_conf port="$P" tls=implicit)"
 is "$RC" 1 "implicit TLS, max 1.1, no alert: exit 1"
 like "$ERR" "connection closed during the TLS handshake" "the error: closed during the handshake"
 is "$(printf '%s\n' "$OUT" | grep '^  hint')" \
@@ -79,9 +77,8 @@ is "$(printf '%s\n' "$OUT" | grep '^  hint')" \
 nothing_sent quiet "no alert"
 
 # --- the bytes on the wire: a scripted peer that refuses the handshake, then goes on
-# recording the raw connection until the client closes (tests/peers/fault.py).
-script() { n=$((n + 1)); cat > "$T/s$n.script"; echo "$T/s$n.script"; }
-s=$(script <<'S'
+# recording the raw connection until the client closes (tests/peers/fault.lua).
+s=$(fault_script <<'S'
 send 220 fault.example ESMTP
 expect ^EHLO
 send 250-fault.example
@@ -96,7 +93,7 @@ send 250 AUTH PLAIN LOGIN
 S
 )
 start_fault F "$s" --cert "$C/server.crt" --key "$C/server.key"
-mh_test "$(conf port="$F" tls=starttls)"
+mh_test "$(new_conf port="$F" tls=starttls)"
 is "$RC" 1 "wire: STARTTLS to a TLS 1.1 peer: exit 1"
 like "$ERR" "no TLS version in common" "wire: the version error"
 wait_for 5 grep -q "^END 1" "$F_OUT"; ok $? "wire: the client closed the connection"
@@ -104,14 +101,14 @@ like "$(cat "$F_OUT")" "TLS-FAIL 1 " "wire: the peer refused the handshake"
 is "$(tr -d '\r' < "$F_REC")" "$(printf 'EHLO client.example.org\nSTARTTLS')" \
   "wire: EHLO and STARTTLS in plain text, then nothing (no AUTH, no MAIL, no password)"
 
-s=$(script <<'S'
+s=$(fault_script <<'S'
 starttls 1.1
 send 220 fault.example ESMTP
 expect ^EHLO
 S
 )
 start_fault F "$s" --cert "$C/server.crt" --key "$C/server.key"
-mh_test "$(conf port="$F" tls=implicit)"
+mh_test "$(new_conf port="$F" tls=implicit)"
 is "$RC" 1 "wire: implicit TLS to a TLS 1.1 peer: exit 1"
 like "$ERR" "no TLS version in common" "wire: the version error"
 wait_for 5 grep -q "^END 1" "$F_OUT"; ok $? "wire: the client closed the connection"
@@ -119,24 +116,24 @@ is "$(wc -c < "$F_REC")" 0 "wire: not one byte after the refused handshake"
 
 # --- tls_min_version = 1.3 against a TLS 1.2 server ----------------------------------------
 peer imp12 implicit 1.2
-mh_test "$(conf port="$P" tls=implicit tls_min_version=1.3)"
+mh_test "$(new_conf port="$P" tls=implicit tls_min_version=1.3)"
 is "$RC" 1 "tls_min_version=1.3, implicit TLS, server max 1.2: exit 1"
 like "$OUT" "result: FAILED at stage tls" "stage tls"
 like "$ERR" "no TLS version in common: mailhook requires TLS 1\.3 \(tls_min_version = 1\.3\)" "the error names 1.3"
 is "$(printf '%s\n' "$OUT" | grep '^  hint')" "$V13_HINT" "the 1.3 hint, exactly"
 nothing_sent imp12 "1.3 floor, implicit"
 # the default floor takes the same server: TLS 1.2 negotiated
-mh_test "$(conf port="$P" tls=implicit)"
+mh_test "$(new_conf port="$P" tls=implicit)"
 is "$RC" 0 "default floor, implicit TLS, server max 1.2: passes"
 like "$OUT" "security +implicit TLS \(TLSv1\.2, " "TLSv1.2 reported"
 like "$(cat "$T/imp12.log")" "auth ok PLAIN user" "AUTH went through, inside TLS"
 
 peer st12 starttls 1.2
-mh_test "$(conf port="$P" tls=starttls tls_min_version=1.3)"
+mh_test "$(new_conf port="$P" tls=starttls tls_min_version=1.3)"
 is "$RC" 1 "tls_min_version=1.3, STARTTLS, server max 1.2: exit 1"
 like "$ERR" "no TLS version in common: mailhook requires TLS 1\.3" "the error names 1.3"
 nothing_sent st12 "1.3 floor, STARTTLS"
-mh_test "$(conf port="$P" tls=starttls)" --to rcpt@example.org
+mh_test "$(new_conf port="$P" tls=starttls)" --to rcpt@example.org
 is "$RC" 0 "default floor, STARTTLS, server max 1.2, --to: passes"
 like "$OUT" "security +STARTTLS \(TLSv1\.2, " "TLSv1.2 reported"
 wait_for 5 test "$(count_mail "$T/st12.mail")" = 1; ok $? "the test message arrived"
@@ -144,19 +141,19 @@ like "$(cat "$T"/st12.mail/*.json 2>/dev/null)" '"tls": "TLSv1.2"' "the server r
 
 # --- TLS 1.3 servers: the default and 1.3 floors both work --------------------------------
 peer imp13 implicit 1.3
-mh_test "$(conf port="$P" tls=implicit)"
+mh_test "$(new_conf port="$P" tls=implicit)"
 is "$RC" 0 "default floor, implicit TLS 1.3: passes"
 like "$OUT" "security +implicit TLS \(TLSv1\.3, TLS_" "TLSv1.3 and its cipher reported"
-mh_test "$(conf port="$P" tls=implicit tls_min_version=1.3)"
+mh_test "$(new_conf port="$P" tls=implicit tls_min_version=1.3)"
 is "$RC" 0 "tls_min_version=1.3, implicit TLS 1.3: passes"
 peer st13 starttls 1.3
-mh_test "$(conf port="$P" tls=starttls tls_min_version=1.3)"
+mh_test "$(new_conf port="$P" tls=starttls tls_min_version=1.3)"
 is "$RC" 0 "tls_min_version=1.3, STARTTLS 1.3: passes"
 like "$OUT" "security +STARTTLS \(TLSv1\.3, " "TLSv1.3 reported"
 
 # --- the floor lowered on purpose reaches the legacy server --------------------------------
 peer leg starttls 1.1
-mh_test "$(conf port="$P" tls=starttls tls_min_version=1.1)"
+mh_test "$(new_conf port="$P" tls=starttls tls_min_version=1.1)"
 is "$RC" 0 "tls_min_version=1.1 set explicitly, STARTTLS 1.1: passes"
 like "$OUT" "security +STARTTLS \(TLSv1\.1, " "TLSv1.1 reported"
 done_testing

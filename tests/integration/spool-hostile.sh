@@ -8,13 +8,14 @@
 #     victim file), a spool owned by another user;
 #   - `mailhook test` run first: the modes it leaves;
 #   - update tls_ca_file= a folder, /dev/zero, a FIFO, a text file;
-#   - password_command's own stderr (a secret in it, a failure);
+#   - password_command's own stderr (a secret in it, a failure), one that never
+#     ends, one that prints without end;
 #   - a full disk (an ext4 loop device mounted here, as root; else tmpfs; skipped,
 #     counted, when not root): adoption, deferral and corrupt/ failures said once.
 # Every command runs under `timeout`: a hang is a failed test, never a stuck suite.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 LIMIT=15   # seconds a command may take here; past it, it hung
@@ -190,6 +191,17 @@ mh_test "$T/pw2.conf"
 is "$RC" 1 "a failing password_command fails the test"
 like "$OUT" "password_command failed \(exit 3\): vault: permission denied\[31m for smtp" \
   "named with its stderr's first line, control characters dropped"
+# a command that never ends (a vault waiting for a prompt) held the delivery loop for
+# ever; one that prints without end grew its line in memory (600 MB for 300 MB of NULs)
+write_conf "$T/pw3.conf" "${BASE[@]}" "password_command=echo $PASS; exec sleep 120"
+mh_test "$T/pw3.conf"
+is "$RC" 1 "a password_command that never ends fails the test"
+like "$OUT" "password_command did not finish within 10 s \(ended\)" "naming the limit"
+ok "$([ "$ELAPSED_MS" -lt 40000 ]; echo $?)" "it is ended ($ELAPSED_MS ms, limit 10 s), not waited for"
+write_conf "$T/pw4.conf" "${BASE[@]}" "password_command=cat /dev/zero"
+mh_test "$T/pw4.conf"
+is "$RC" 1 "a password_command printing a line without end fails the test"
+like "$OUT" "password_command printed a line over 65536 bytes" "naming the limit (read no further)"
 
 # --- point 7: a full disk ------------------------------------------------------------
 if [ "$(id -u)" != 0 ]; then

@@ -7,7 +7,7 @@
 # answer.  Real servers: the delivery peer and aiosmtpd with AUTH.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
 st() { OUT=$("$MAILHOOK" status "$@" 2>&1); RC=$?; }

@@ -11,6 +11,16 @@ MAPS='for l in io.lines("/proc/self/maps") do
   if l:find("libssl", 1, true) or l:find("libcrypto", 1, true) or l:find("mailhook-tls", 1, true) then
     io.stderr:write(l, "\n") end end'
 
+# The module holds tls.c alone: what it calls of the core (mh_fsutil_read, mh_error...) is the
+# binary's own copy, which the binary exports (-Wl,--export-dynamic-symbol='mh_*').
+TLSMOD=$(dirname "$MAILHOOK")/mailhook-tls.so
+tls_undef=$(nm -D --undefined-only "$TLSMOD" | awk '$2 ~ /^mh_/ {print $2}')
+tls_def=$(nm -D --defined-only "$TLSMOD" | awk '$3 ~ /^mh_fsutil|^mh_error/ {print $3}' | tr '\n' ' ')
+is "$tls_def" "" "the TLS module carries no copy of the core's fsutil/error"
+bin_def=$(nm -D --defined-only "$MAILHOOK" | awk '{print $3}')
+missing=""; for s in $tls_undef; do printf '%s\n' "$bin_def" | grep -qx "$s" || missing="$missing $s"; done
+is "$missing" "" "every mh_* it calls is exported by the binary ($(echo $tls_undef))"
+
 out=$("$MAILHOOK" -e "$MAPS" 2>&1); rc=$?
 is "$rc" 0 "mailhook -e runs"
 is "$out" "" "start-up maps neither OpenSSL nor the TLS module"
@@ -40,9 +50,12 @@ ilike "$OUT" "TLSv1\.[23]" "and reports the TLS version"
 # An install (DESTDIR staging, moved prefix) carries its module; a copy of the binary without its
 # module fails at the tls stage, naming the module, and still runs everything else.
 # -o: install what this build holds, never relink it (an ASan build, say, with other flags)
-make -s --no-print-directory -C "$ROOT" -o "$BUILD/mailhook" -o "$BUILD/mailhook-tls.so" BUILD="$BUILD" \
+sum_before=$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" 2>/dev/null)
+make -s --no-print-directory -C "$ROOT" -o "$BUILD/mailhook" -o "$BUILD/mailhook-tls.so" -o "$BUILD/lua/mailhook/core.so" BUILD="$BUILD" \
   install DESTDIR="$T/stage" PREFIX=/opt/mh >"$T/make.out" 2>&1
 ok $? "make install DESTDIR=... PREFIX=/opt/mh"
+is "$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" 2>/dev/null)" "$sum_before" \
+  "the install relinked neither the binary nor the Lua module of this build (a sanitizer build stays one)"
 ok "$([ -f "$T/stage/opt/mh/lib/mailhook/mailhook-tls.so" ]; echo $?)" "the module is installed in PREFIX/lib/mailhook"
 MAILHOOK_SPOOL=$T/spool2 timeout 60 "$T/stage/opt/mh/bin/mailhook" -c "$T/tls.conf" test >"$T/inst.out" 2>&1
 is "$?" 0 "the installed binary (moved prefix) finds its module and passes the TLS test"

@@ -498,8 +498,10 @@ EOF
 mta_mh() {
   local name=$1 port=$2; shift 2
   SPOOL=$T/$name.spool CONF=$T/$name.conf
+  # from_rewrite=never: the scenarios key the server's replies on the envelope sender a
+  # message was queued with (sendmail -f); the default would send every one as `from`
   write_conf "$CONF" enabled=true server=127.0.0.1 port="$port" tls=none tls_required=false \
-    from=app@example.org retry_interval=1 retry_max=2 connect_timeout=5 "$@"
+    from=app@example.org from_rewrite=never retry_interval=1 retry_max=2 connect_timeout=5 "$@"
 }
 MH() { MAILHOOK_SPOOL=$SPOOL "$MAILHOOK" -c "$CONF" "$@"; }
 

@@ -5,7 +5,7 @@
 #   start_smtpd VAR [smtpd.py options]   aiosmtpd (tests/peers/smtpd.py); VAR=port,
 #                                        VAR_PID, VAR_OUT (its stdout), VAR_ERR
 #   start_sink VAR [smtp-sink options]   Postfix's smtp-sink; VAR=port, VAR_PID
-#   start_fault VAR SCRIPT [fault.py options]   scripted peer (tests/peers/fault.py);
+#   start_fault VAR SCRIPT [fault.lua options]  scripted peer (tests/peers/fault.lua);
 #                                        VAR=port, VAR_PID, VAR_OUT, VAR_REC (bytes received)
 #   stop_peer VAR                        SIGTERM the peer and wait for it
 #   make_certs DIR                       tests/peers/mkcerts; sets CERT_FP (good leaf sha256)
@@ -60,13 +60,13 @@ start_fault() {
   _peer_n=$((_peer_n + 1))
   local out=$T/fault-$_peer_n.out rec=$T/fault-$_peer_n.rec
   : > "$rec"
-  "$PY" "$PEERS/fault.py" --port 0 --script "$script" --record "$rec" "$@" >"$out" 2>"${out%.out}.err" &
+  lua5.4 "$PEERS/fault.lua" --port 0 --script "$script" --record "$rec" "$@" >"$out" 2>"${out%.out}.err" &
   local pid=$!
   on_exit "kill $pid; wait $pid"
   printf -v "${var}_PID" '%s' "$pid"
   printf -v "${var}_OUT" '%s' "$out"
   printf -v "${var}_REC" '%s' "$rec"
-  _await_port "$var" "$pid" "$out" "fault.py $script"
+  _await_port "$var" "$pid" "$out" "fault.lua $script"
 }
 
 # smtp-sink takes its port on the command line: pick one, start, and wait until it
@@ -122,6 +122,14 @@ write_conf() {
     { echo "# written by $(basename "$0")"
       for k in "${order[@]}"; do printf '%s = %s\n' "$k" "${val[$k]}"; done; } > "$file" )
 }
+
+# new_conf KEY=VALUE...: a new settings file under $T, the test's BASE array (its common
+# keys, when it sets one) then the arguments (write_conf: the last value wins); prints its
+# path.  fault_script: a new fault.lua script under $T from stdin; prints its path.  Both
+# are called in $(...), so each name comes from mktemp (a counter would not outlive the
+# subshell).  Not `conf`/`script`: script(1) runs tests under a terminal.
+new_conf() { local f; f=$(mktemp "$T/c.XXXXXX") && write_conf "$f" "${BASE[@]}" "$@" && echo "$f"; }
+fault_script() { local f; f=$(mktemp "$T/s.XXXXXX") && cat > "$f" && echo "$f"; }
 
 # ilike GOT REGEX DESC: like, ignoring case (bash's own regex: no process per check;
 # `^`/`$` anchor the whole text, not each line).

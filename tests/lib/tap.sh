@@ -31,6 +31,20 @@ unlike() {
   if printf '%s' "$1" | grep -Eq -- "$2"; then ok 1 "$3"; printf '#   got: %s\n#   must not match /%s/\n' "$1" "$2" | head -20; else ok 0 "$3"; fi
 }
 diag() { echo "# $*"; }
+# tap_merge FILE RC NAME: the TAP another producer wrote to FILE (a Python checker), renumbered
+# into this file's plan (its diagnostics kept), then one check that NAME exited RC = 0.
+tap_merge() {
+  local line
+  while IFS= read -r line; do
+    case $line in
+      "ok "*) ok 0 "${line#ok * - }" ;;
+      "not ok "*) ok 1 "${line#not ok * - }" ;;
+      "#"*) echo "$line" ;;
+    esac
+  done < "$1"
+  [ "$2" = 0 ] || diag "$3 exit $2"
+  ok "$2" "$3 ran to its end"
+}
 done_testing() { echo "1..$_tap_n"; [ "$_tap_failed" = 0 ]; }
 # wait_for TIMEOUT_S CMD...: poll CMD every 50 ms until it succeeds; 1 on timeout.
 wait_for() {

@@ -69,6 +69,7 @@ local function fake_spool()
     self.msgs[id] = nil
     return true
   end
+  function sp:sync() mh.sleep(0) return true end   -- the fsync of pickup/ after removals
   function sp:count() local n = 0 for _ in pairs(self.msgs) do n = n + 1 end return n end
   return sp
 end
@@ -247,23 +248,21 @@ tap.test("backoff doubles from the base with jitter, capped", function(t)
   t:ok(lo >= 90 and hi < 150 and hi > lo, "random jitter spreads within [0.75, 1.25) x 120")
 end)
 
-tap.test("durations from the settings", function(t)
-  t:is(delivery.seconds(30), 30, "a number is seconds")
-  t:is(delivery.seconds("90"), 90, "a bare string number")
-  t:is(delivery.seconds("30 min"), 1800, "30 min")
-  t:is(delivery.seconds("5 days"), 432000, "5 days")
-  t:is(delivery.seconds("2h"), 7200, "2h")
-  t:is(delivery.seconds("1.5s"), 1.5, "1.5s")
-  t:is(delivery.seconds("soon", 7), 7, "garbage gives the default")
-  t:is(delivery.seconds(nil, 8), 8, "nil gives the default")
+tap.test("durations: the deliverer reads them by the settings' one rule (mailhook.duration)", function(t)
+  local d = delivery.new{ spool = fake_spool(), cfg = { retry_interval = "45s", retry_max = "2h", max_queue_age = "30 min" } }
+  t:is(d:cfgn("retry_interval", 30), 45, "45s")
+  t:is(d:cfgn("retry_max", 1800), 7200, "2h")
+  t:is(d:cfgn("max_queue_age", 7), 7, "'30 min' is no duration (as in the settings file): the default")
+  t:is(d:cfgn("connect_timeout", 8), 8, "unset: the default")
 end)
 
-tap.test("reply_text", function(t)
-  t:is(delivery.reply_text{ smtp = 451, enhanced = "4.7.0", text = "later\r\n" }, "451 4.7.0 later ", "code, enhanced, text")
-  t:is(delivery.reply_text{ smtp = 250 }, "250", "code alone")
-  t:is(delivery.reply_text{ smtp = 554, enhanced = "5.6.0", text = "5.6.0 no" }, "554 5.6.0 no",
+tap.test("reply_text (mailhook.outcome)", function(t)
+  local reply_text = require("mailhook.outcome").reply_text
+  t:is(reply_text{ smtp = 451, enhanced = "4.7.0", text = "later\r\n" }, "451 4.7.0 later ", "code, enhanced, text")
+  t:is(reply_text{ smtp = 250 }, "250", "code alone")
+  t:is(reply_text{ smtp = 554, enhanced = "5.6.0", text = "5.6.0 no" }, "554 5.6.0 no",
        "an enhanced code already in the text is not repeated")
-  t:is(delivery.reply_text(nil), nil, "nil")
+  t:is(reply_text(nil), nil, "nil")
 end)
 
 ---------------------------------------------------------------- scheduling

@@ -29,6 +29,8 @@ tap.test("strictness, with positions", function(t)
     ['"a\nb"'] = "control character",
     ['{"a":1}\n x'] = "line 2, column 2: trailing characters",
     [""] = "unexpected end of input",
+    ['{"a":1e400}'] = "line 1, column 6: number out of range",
+    ["-1E+999"] = "number out of range",
     [string.rep("[", 300) .. string.rep("]", 300)] = "nested too deeply",
   } do
     local v, err = json.decode(text)

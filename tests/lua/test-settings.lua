@@ -136,7 +136,7 @@ tap.test("password_command and oauth_token_command failures", function(t)
   os.remove(path)
 end)
 
-tap.test("update writes atomically, 0600, keeps comments; invalid writes nothing", function(t)
+tap.test("update writes atomically, 0644 (no secret in it), keeps comments; invalid writes nothing", function(t)
   local path = tmpconf("# site settings\nport = 25\n\n# trailing comment\n")
   local cfg, err = settings.update({ server = "mx.example.com", port = 587, enabled = true,
                                      from = "a@example.com", retry_max = "1h" }, path)
@@ -144,7 +144,7 @@ tap.test("update writes atomically, 0600, keeps comments; invalid writes nothing
   t:is(slurp(path), "# site settings\nport = 587\n\n# trailing comment\nenabled = true\n" ..
        "from = a@example.com\nserver = mx.example.com\nretry_max = 1h\n", "file content")
   local p = io.popen("stat -c %a '" .. path .. "'")
-  t:is(p:read("l"), "600", "mode 0600")
+  t:is(p:read("l"), "644", "mode 0644: readable by every local sendmail, nothing secret in it")
   p:close()
   local before = slurp(path)
   local ok2, err2, info = settings.update({ port = 587, from = "bad@@x" }, path)

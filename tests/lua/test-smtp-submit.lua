@@ -1,29 +1,16 @@
 -- core.smtp c:submit / c:result: misuse raises (a third submission, result() with
 -- nothing outstanding, submit while another operation runs), and every outcome,
 -- immediate validation failures and "session not usable" included, comes back
--- from c:result() in submission order.  The peer is tests/peers/fault.py with a
+-- from c:result() in submission order.  The peer is tests/peers/fault.lua with a
 -- script (a server that answers exactly the expected commands, or stalls).
 local tap = require "tap"
 local mh = require "mailhook"
 local core = mh.core
 
-local ROOT = os.getenv("ROOT") or "."
+local peers = require "peers"
 
 -- A fault peer running SCRIPT: {port=, rec= (the bytes it received), stop()}.
-local function fault(script)
-  local path = tap.tmpfile(script)
-  local rec = path .. ".rec"
-  local p = io.popen("sh -c 'echo $$; exec /usr/bin/python3 " .. ROOT .. "/tests/peers/fault.py --port 0 --idle 10 --script "
-                     .. path .. " --record " .. rec .. "'")
-  local pid = p:read("l")
-  local port = tonumber((p:read("l") or ""):match("^PORT (%d+)"))
-  return { port = port, rec = rec, stop = function()
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    p:close()
-    os.remove(path)
-    os.remove(rec)
-  end }
-end
+local function fault(script) return peers.fault(script, { idle = 10 }) end
 
 local OPEN = [[
 send 220 fault.example ESMTP
@@ -128,15 +115,7 @@ tap.test("submit while AUTH runs raises", function(t)
   f.stop()
 end)
 
--- poll(seconds, fn): true once fn() is true, false after the time.
-local function poll(seconds, fn)
-  local limit = mh.monotonic() + seconds
-  repeat
-    if fn() then return true end
-    mh.sleep(0.05)
-  until mh.monotonic() > limit
-  return fn() and true or false
-end
+local poll = peers.poll
 
 -- The gate (smtp.h): "data of message n+1 never leaves while message n is accepted
 -- but not yet settled"; through the binding, "settled" can only mean: its result

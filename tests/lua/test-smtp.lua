@@ -2,6 +2,7 @@
 -- connect failures named, the tls policy table, a session closed while another
 -- task waits on it, and no handle left open afterwards (tap checks that).
 local tap = require "tap"
+local peers = require "peers"   -- tests/peers/fault.lua, the scripted peer
 local mh = require "mailhook"
 local smtp = require "mailhook.smtp"
 local core = mh.core
@@ -21,9 +22,8 @@ tap.test("dns and connect failures name the stage, the host and every address", 
   t:is(s, nil, "unknown host")
   t:is(info.stage, "dns", "stage dns")
   t:like(err, "no%-such%-host%.invalid", "names the host")
-  -- a port nobody listens on (bound, then closed by the python one-liner)
-  local p = io.popen([[/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])']])
-  local port = tonumber(p:read("l")); p:close()
+  -- a port nobody listens on (bound, then released)
+  local port = peers.free_port()
   s, err, info = smtp.connect { server = { "127.0.0.1" }, port = port, tls = "none", tls_required = false }
   t:is(info and info.stage, "connect", "stage connect")
   t:like(err, "127%.0%.0%.1: connection refused", "address and reason")
@@ -44,11 +44,8 @@ end)
 
 tap.test("closing a session another task waits on interrupts that task", function(t)
   -- a peer that stays silent until it is killed (however slow the machine, it never closes first)
-  local p = io.popen([[/usr/bin/python3 -c '
-import os, socket, time
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
-print(s.getsockname()[1], os.getpid(), flush=True); time.sleep(120)']])
-  local port, pid = p:read("n", "n")
+  local f = peers.fault("stall\n")
+  local port = f.port
   local c = core.smtp.new { host = "127.0.0.1", port = port, tls = "none", connect_timeout = 5 }
   local waiter = mh.spawn(function() return c:open() end)
   mh.sleep(0.1)
@@ -58,18 +55,14 @@ print(s.getsockname()[1], os.getpid(), flush=True); time.sleep(120)']])
   t:is(ok, false, "the waiter failed")
   t:like(err, "interrupted", "interrupted")
   t:ok(not pcall(c.alive, c), "a closed session raises on use")
-  os.execute("kill " .. math.tointeger(pid))
-  p:close()
+  f.stop()
 end)
 
 tap.test("a silent server: the implicit TLS handshake has a timeout too", function(t)
   -- The peer accepts and stays silent until it is killed: only the timeout can end the handshake
   -- (a close would read "closed", not "timed out"), however slow the machine.
-  local p = io.popen([[/usr/bin/python3 -c '
-import os, socket, time
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
-print(s.getsockname()[1], os.getpid(), flush=True); time.sleep(120)']])
-  local port, pid = p:read("n", "n")
+  local f = peers.fault("stall\n")
+  local port = f.port
   for _, mode in ipairs { "implicit", "auto" } do
     local t0 = mh.monotonic()
     local s, err, info = smtp.connect { server = { "127.0.0.1" }, port = port, tls = mode, tls_required = true,
@@ -81,8 +74,7 @@ print(s.getsockname()[1], os.getpid(), flush=True); time.sleep(120)']])
     t:ok(mh.monotonic() - t0 >= 0.29, mode .. ": after waiting its command_timeout")
     t:ok(mh.monotonic() - t0 < 10, mode .. ": promptly")
   end
-  os.execute("kill " .. math.tointeger(pid))
-  p:close()
+  f.stop()
 end)
 
 return tap.done()

@@ -11,8 +11,10 @@ for tests/lib/mta.sh and tests/integration/mta-*.sh.
                              put on top (Return-path, Envelope-to, Delivered-To, Received) are
                              cut off; line ends normalised to LF (maildirs store LF)
   maildir.py wire FILE       a spool file (pickup/ID.eml) as the client must send it: the
-                             leading X-Sender/X-Receiver lines cut off, LF line ends; the same
-                             form as `strip`, so the two compare byte for byte
+                             leading X-Sender/X-Receiver lines cut off, then the trace fields
+                             on top as `strip` cuts them (sendmail's intake puts a Received
+                             line first), LF line ends; the same form as `strip`, so the two
+                             compare byte for byte
   maildir.py decoded FILE    what a reader sees: header values decoded (RFC 2047 words, or raw
                              UTF-8 as written) and every leaf part's content decoded from its
                              transfer encoding (text parts with LF line ends), as canonical
@@ -74,7 +76,7 @@ def wire(data):
     i = 0
     while i < len(lines) and lines[i].split(b":", 1)[0].lower() in (b"x-sender", b"x-receiver"):
         i += 1
-    return b"\n".join(lines[i:])
+    return strip(b"\n".join(lines[i:]))
 
 
 def field_value(fields, name):

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""tests/peers/smtpd.py — a real SMTP server for the tests: aiosmtpd (Debian's
+"""tests/peers/smtpd.py — the one real SMTP server of the tests: aiosmtpd (Debian's
 python3-aiosmtpd 1.4) on 127.0.0.1, with STARTTLS or implicit TLS, AUTH PLAIN
-and LOGIN, and the replies a delivery test needs on demand (per-recipient 4xx/5xx,
-a DATA that fails once, a size limit).  Run it with /usr/bin/python3.
+and LOGIN (and XOAUTH2/OAUTHBEARER with --token), and the replies a delivery test
+needs on demand (per-recipient 4xx/5xx, a DATA that fails once, a size limit, the
+--by-local-part conventions).  Run it with /usr/bin/python3.
 
 Each accepted message lands atomically in --maildir as NNNNNN.eml (the content
 exactly as received, dot-stuffing undone, CRLF kept) next to NNNNNN.json (the
@@ -11,10 +12,25 @@ renamed into place last, so a test that sees NNNNNN.eml can read both.  Numbers
 continue after the highest already in the folder, so a restarted server keeps
 the arrival order.
 
+--index FILE appends one line per stored message, "NNNNNN FROM RCPT,RCPT
+MESSAGE-ID CLIENT_PORT", for shell tests that grep the arrivals in order.
+
+--by-local-part: what the server answers is chosen by the addresses, so one
+server plays every delivery scenario (files in the --maildir folder switch some):
+  RCPT perm@...             550 5.1.1 (always)
+  RCPT temp@...             450 4.2.1 (always)
+  RCPT temp-once...@...     450 4.2.1 the first time for this sender, then accepted
+  MAIL FROM tempdata-once@  451 4.3.0 at the final dot the first time (per Message-ID)
+  MAIL FROM permdata@       554 5.6.0 at the final dot while MAILDIR/reject exists
+  MAIL FROM stall@          never answers the final dot (a stalled server)
+  any MAIL                  530 5.7.0 "must issue STARTTLS first" while MAILDIR/needtls
+                            exists (each refusal appends a line to MAILDIR/refused)
+
 With --port 0 a free port is chosen; "PORT n" is printed on stdout (flushed) once
-the server accepts connections, so callers wait for that line.  SIGTERM and
-SIGINT exit 0 at once.
+the server accepts connections, so callers wait for that line (the one ready
+signal; tests/lib/peers.sh's start_smtpd does).  SIGTERM and SIGINT exit 0 at once.
 """
+import base64
 import argparse
 import asyncio
 import json
@@ -95,6 +111,11 @@ def tls_of(server):
     return obj.version() if obj else None
 
 
+def message_id(content):
+    m = re.search(rb"(?im)^message-id:[ \t]*(\S+)", content.split(b"\r\n\r\n", 1)[0])
+    return m.group(1).decode("utf-8", "replace") if m else "-"
+
+
 class Handler:
     """aiosmtpd hooks: the replies asked for on the command line, and the store."""
 
@@ -102,6 +123,7 @@ class Handler:
         self.o = opts
         self.maildir = maildir
         self.log = log
+        self.seen = set()        # --by-local-part: the "once" replies already given
         self.rcpt = dict(parse_addr_reply(s, "--reply-rcpt") for s in opts.reply_rcpt)
         self.rcpt_once = dict(parse_addr_reply(s, "--reply-rcpt-once") for s in opts.reply_rcpt_once)
         self.mail = dict(parse_addr_reply(s, "--reply-mail") for s in opts.reply_mail)
@@ -112,6 +134,8 @@ class Handler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.log("ehlo", hostname, "tls=%s" % (tls_of(server) or "none"))
+        if self.o.dsn:   # RFC 3461: announced before the last line
+            responses.insert(len(responses) - 1, "250-DSN")
         return responses
 
     async def handle_HELO(self, server, session, envelope, hostname):
@@ -119,8 +143,16 @@ class Handler:
         self.log("helo", hostname)
         return "250 %s" % server.hostname
 
+    def switch(self, name):
+        """Whether MAILDIR/name exists (--by-local-part's switches)."""
+        return bool(self.o.maildir) and os.path.exists(os.path.join(self.o.maildir, name))
+
     async def handle_MAIL(self, server, session, envelope, address, options):
         self.log("mail", "<%s>" % address, *options)
+        if self.o.by_local_part and self.switch("needtls"):
+            with open(os.path.join(self.o.maildir, "refused"), "a") as f:
+                f.write("530\n")
+            return "530 5.7.0 Must issue a STARTTLS command first"
         reply = self.mail.get(address.lower())
         if reply:
             return reply
@@ -135,6 +167,15 @@ class Handler:
             return self.rcpt_once.pop(key)
         if key in self.rcpt:
             return self.rcpt[key]
+        if self.o.by_local_part:
+            local = key.split("@")[0]
+            if local == "perm":
+                return "550 5.1.1 no such user"
+            if local == "temp":
+                return "450 4.2.1 mailbox busy"
+            if local.startswith("temp-once") and ("rcpt", envelope.mail_from, address) not in self.seen:
+                self.seen.add(("rcpt", envelope.mail_from, address))
+                return "450 4.2.1 mailbox busy, try again"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 OK"
@@ -147,7 +188,20 @@ class Handler:
         content = envelope.original_content
         self.log("data", len(content), "bytes")
         if self.o.delay_data:
+            # a test may act while the final dot waits for its reply: MAILDIR/in-data says when
+            if self.o.maildir:
+                open(os.path.join(self.o.maildir, "in-data"), "a").close()
             await asyncio.sleep(self.o.delay_data)
+        mid = message_id(content)
+        if self.o.by_local_part:
+            sender = (envelope.mail_from or "").lower()
+            if sender.startswith("stall@"):
+                await asyncio.sleep(3600)
+            if sender.startswith("tempdata-once@") and ("data", mid) not in self.seen:
+                self.seen.add(("data", mid))
+                return "451 4.3.0 try again later"
+            if sender.startswith("permdata@") and self.switch("reject"):
+                return "554 5.6.0 content rejected"
         if self.fail_data:
             reply = self.fail_data.pop(0)
             self.log("reply", reply)
@@ -155,7 +209,8 @@ class Handler:
         if self.data_reply:
             self.log("reply", self.data_reply)
             return self.data_reply
-        auth = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
+        auth = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else \
+            (self.o.auth.partition(":")[0] if session.authenticated else None)
         meta = {
             "from": envelope.mail_from,
             "to": envelope.rcpt_tos,
@@ -165,11 +220,17 @@ class Handler:
             "tls": tls_of(server),
             "auth": auth,
             "size": len(content),
+            "message_id": mid,
+            "client_port": session.peer[1] if session.peer else None,
             "time": time.time(),
         }
         n = self.maildir.store(content, meta)
         self.messages += 1
         self.log("stored", "%06d" % n if n else "-")
+        if self.o.index:
+            with open(self.o.index, "a") as f:
+                f.write("%06d %s %s %s %s\n" % (n, envelope.mail_from, ",".join(envelope.rcpt_tos), mid,
+                                                 session.peer[1] if session.peer else "-"))
         return "250 2.0.0 OK queued as %06d" % n
 
     async def handle_QUIT(self, server, session, envelope):
@@ -193,6 +254,37 @@ class Authenticator:
         who = auth_data.login.decode(errors="replace") if isinstance(auth_data, LoginPassword) else "?"
         self.log("auth", "ok" if good else "fail", mechanism, who)
         return AuthResult(success=good, handled=False, auth_data=auth_data)
+
+
+class OAuth:
+    """XOAUTH2 and OAUTHBEARER against the one --token (with --auth's user): a
+    bad token gets the error challenge both mechanisms use, then 535."""
+
+    async def _oauth(self, args, parse):
+        if len(args) < 2:
+            return AuthResult(success=False, handled=False)
+        raw = base64.b64decode(args[1]).decode("utf-8", "replace")
+        token = parse(raw)
+        good = token == self.token
+        if self.events:
+            self.events("auth", "ok" if good else "fail", args[0].upper(), "token")
+        if good:
+            return AuthResult(success=True, auth_data=token)
+        await self.challenge_auth(base64.b64encode(b'{"status":"401"}').decode(), encode_to_b64=False)
+        return AuthResult(success=False, handled=False)
+
+    @staticmethod
+    def _bearer(raw):
+        for part in raw.split("\x01"):
+            if part.startswith("auth=Bearer "):
+                return part[len("auth=Bearer "):]
+        return None
+
+    async def auth_XOAUTH2(self, server, args):
+        return await self._oauth(args, self._bearer)
+
+    async def auth_OAUTHBEARER(self, server, args):
+        return await self._oauth(args, self._bearer)
 
 
 def send_handshake_alerts():
@@ -223,6 +315,34 @@ class Server(SMTP):
         super().connection_made(transport)
         if self.events:
             self.events("starttls" if starttls else "connect", tls_of(self) or "")
+
+    dsn = False
+
+    async def _dsn_split(self, arg, keys):
+        """With --dsn: the RFC 3461 parameters (keys) taken out of a MAIL/RCPT argument,
+        which aiosmtpd would refuse (it knows none), to be put back on the envelope."""
+        if not self.dsn or not arg:
+            return arg, []
+        words = arg.split(" ")
+        taken = [w for w in words[1:] if w.split("=", 1)[0].upper() in keys]
+        return " ".join([words[0]] + [w for w in words[1:] if w not in taken]), taken
+
+    async def smtp_MAIL(self, arg):
+        arg, taken = await self._dsn_split(arg, ("RET", "ENVID"))
+        await super().smtp_MAIL(arg)
+        if taken and self.envelope.mail_from is not None:
+            self.envelope.mail_options.extend(taken)
+            if self.events:
+                self.events("dsn mail", *taken)
+
+    async def smtp_RCPT(self, arg):
+        arg, taken = await self._dsn_split(arg, ("NOTIFY", "ORCPT"))
+        before = len(self.envelope.rcpt_tos)
+        await super().smtp_RCPT(arg)
+        if taken and len(self.envelope.rcpt_tos) > before:
+            self.envelope.rcpt_options.extend(taken)
+            if self.events:
+                self.events("dsn rcpt", *taken)
 
     async def smtp_STARTTLS(self, arg):
         if self.events:
@@ -257,11 +377,22 @@ def main():
     p.add_argument("--fail-data-once", action="append", default=[], metavar="REPLY",
                    help="the next DATA gets REPLY (repeat the option for several)")
     p.add_argument("--reply-data", metavar="REPLY", help="every DATA gets REPLY (nothing stored)")
-    p.add_argument("--delay-data", type=float, default=0, help="seconds before answering the final dot")
+    p.add_argument("--delay-data", type=float, default=0, help="seconds before answering the final dot (MAILDIR/in-data is made first)")
     p.add_argument("--size", type=int, default=33554432, help="SIZE limit (0 = no SIZE)")
     p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
+    p.add_argument("--dsn", action="store_true",
+                   help="offer DSN (RFC 3461): RET, ENVID, NOTIFY, ORCPT accepted and kept in the .json options")
     p.add_argument("--timeout", type=float, default=300, help="idle timeout of a session")
+    p.add_argument("--token", help="with --auth: XOAUTH2 and OAUTHBEARER offered too, TOKEN the good one")
+    p.add_argument("--index", help="append NNNNNN FROM RCPTS MESSAGE-ID CLIENT_PORT per stored message")
+    p.add_argument("--by-local-part", action="store_true",
+                   help="replies chosen by the addresses (perm@, temp@, temp-once, tempdata-once@, "
+                        "permdata@, stall@; MAILDIR/reject and MAILDIR/needtls switch)")
     o = p.parse_args()
+    if o.token and not o.auth:
+        sys.exit("smtpd.py: --token needs --auth USER:PASS")
+    if o.by_local_part and not o.maildir:
+        sys.exit("smtpd.py: --by-local-part needs --maildir (its switch files live there)")
 
     logging.basicConfig(level=logging.CRITICAL)
     log = Events(o.log)
@@ -294,6 +425,7 @@ def main():
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     Server.events = log
+    Server.dsn = o.dsn
     kwargs = dict(
         hostname=o.hostname,
         data_size_limit=o.size or None,
@@ -312,8 +444,11 @@ def main():
         import warnings
         warnings.simplefilter("ignore")
 
+    cls = Server
+    if o.token:
+        cls = type("OAuthServer", (OAuth, Server), {"token": o.token})
     server = loop.run_until_complete(loop.create_server(
-        lambda: Server(handler, **kwargs), o.host, o.port,
+        lambda: cls(handler, **kwargs), o.host, o.port,
         ssl=ctx if o.tls == "implicit" else None))
 
     # SIGTERM/SIGINT end the process at once, whatever the loop is doing: every file

@@ -16,6 +16,8 @@
 #include "intake.h"
 #include "intake-ref.h"
 #include "error.h"
+#include "fsutil.h"
+#include <sys/stat.h>
 
 /* Runs the reader over in[0..n) cut into packets at cuts[]; the message it
 ** writes goes to out (its length returned), *empty set; -1 on an error. */
@@ -92,17 +94,27 @@ static void random_inputs(void) {
   ok(bad == 0, "%d random inputs cut at random reads: the bytes of the in-memory rule", runs);
 }
 
-static void head_split(void) {
-  int p[2], empty;
-  const char *head;
-  size_t hl;
+/* An intake reading msg through a pipe whose write end is closed (the whole
+** input is there); its head already read into *head / *hl.  p[0] stays open
+** for the caller to close.  NULL when the pipe cannot be made. */
+static mh_intake *piped(const char *msg, size_t len, int p[2], const char **head, size_t *hl) {
+  int empty;
   char err[MH_INTAKE_ERRLEN];
-  const char msg[] = "From: a@b\nTo: c@d\n\nbody\n";
-  if (pipe(p) < 0) return;
-  ok(write(p[1], msg, sizeof msg - 1) == sizeof msg - 1, "written");
+  if (pipe(p) < 0) return NULL;
+  ok(write(p[1], msg, len) == (ssize_t)len, "written");
   close(p[1]);
   mh_intake *r = mh_intake_new(p[0], 1);
-  is_int(mh_intake_head(r, &head, &hl, &empty, err), 0, "head read");
+  is_int(mh_intake_head(r, head, hl, &empty, err), 0, "head read");
+  return r;
+}
+
+static void head_split(void) {
+  int p[2];
+  const char *head;
+  size_t hl;
+  const char msg[] = "From: a@b\nTo: c@d\n\nbody\n";
+  mh_intake *r = piped(msg, sizeof msg - 1, p, &head, &hl);
+  if (!r) return;
   ok(hl == 20 && !memcmp(head, "From: a@b\r\nTo: c@d\r\n", 20), "head: the header lines, CRLF, without the empty line");
   int tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600);
   char got[64];
@@ -111,6 +123,29 @@ static void head_split(void) {
   ssize_t n = pread(tmp, got, sizeof got, 0);
   ok(n == 17 && !memcmp(got, "To: c@d\r\n\r\nbody\r\n", 17), "replaced head, then the rest");
   is_int(mh_intake_written(r), 17, "written counts it all");
+  close(tmp);
+  mh_intake_free(r);
+  close(p[0]);
+}
+
+/* The head a caller sets loses its Bcc fields (folded lines included): the
+** spool's rule, the one mailhook sendmail relies on. */
+static void head_no_bcc(void) {
+  int p[2];
+  const char *head;
+  size_t hl;
+  char got[128];
+  const char msg[] = "To: c@d\n\nbody\n";
+  const char set[] = "Date: x\r\nbcc: hidden@x,\r\n more@y\r\nTo: c@d\r\nBCC:z@z\r\nX-Bcc: kept\r\n";
+  const char want[] = "Date: x\r\nTo: c@d\r\nX-Bcc: kept\r\n\r\nbody\r\n";
+  mh_intake *r = piped(msg, sizeof msg - 1, p, &head, &hl);
+  if (!r) return;
+  int tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+  is_int(mh_intake_set_head(r, set, sizeof set - 1), 0, "a head with Bcc fields set");
+  is_int(mh_intake_write(r, tmp), 0, "written");
+  ssize_t n = pread(tmp, got, sizeof got, 0);
+  ok(n == (ssize_t)sizeof want - 1 && !memcmp(got, want, sizeof want - 1),
+     "every Bcc field left out, folded lines with it; X-Bcc kept");
   close(tmp);
   mh_intake_free(r);
   close(p[0]);
@@ -135,10 +170,37 @@ static void head_cap(void) {
   close(fd);
 }
 
+/* An endless input (`yes | mailhook sendmail -i`) stops at the message limit
+** (MH_LIMIT_MESSAGE; a small one here) instead of filling the disk. */
+static void total_cap(void) {
+  int in = open("/tmp", O_TMPFILE | O_RDWR, 0600), out = open("/tmp", O_TMPFILE | O_RDWR, 0600), empty;
+  const char *head;
+  size_t hl;
+  char err[MH_INTAKE_ERRLEN], line[1000];
+  struct stat st;
+  ok(write(in, "To: c@d\n\n", 9) == 9, "a header block");
+  memset(line, 'y', sizeof line - 1);
+  line[sizeof line - 1] = '\n';
+  for (int i = 0; i < 300; i++) if (write(in, line, sizeof line) != (ssize_t)sizeof line) break;
+  lseek(in, 0, SEEK_SET);
+  mh_intake *r = mh_intake_new(in, 0);
+  is_int(mh_intake_max(r), (size_t)MH_LIMIT_MESSAGE, "the default limit is limits.message");
+  mh_intake_set_max(r, 100000);
+  is_int(mh_intake_head(r, &head, &hl, &empty, err), 0, "head read");
+  is_int(mh_intake_write(r, out), MH_ELIMIT, "300 KB of input past a 100 KB limit: MH_ELIMIT");
+  is_int(mh_intake_error(r), MH_ELIMIT, "blamed on the input, not the spool");
+  ok(fstat(out, &st) == 0 && st.st_size <= 100000, "no byte past the limit was written (%lld)", (long long)st.st_size);
+  mh_intake_free(r);
+  close(in);
+  close(out);
+}
+
 int main(void) {
   fixed();
   random_inputs();
   head_split();
+  head_no_bcc();
   head_cap();
+  total_cap();
   return done_testing();
 }

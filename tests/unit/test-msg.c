@@ -7,6 +7,7 @@
 #include "tap.h"
 #include "error.h"
 #include "msg.h"
+#include "fsutil.h"
 
 /* 1 when every line ends in CRLF, is at most 998 octets and there is no bare CR or LF. */
 static int lines_ok(const char *s, size_t n, char *why, size_t whysz) {
@@ -360,6 +361,25 @@ static void test_edges(void) {
   mh_msg_free(m);
 }
 
+/* Each attachment is within its 64 MiB; their sum must stay within a message's
+** 1 GiB (--attach given 1,000 times made a 64 GB message).  Sparse files: no disk. */
+static void test_attachments_total(void) {
+  char path[] = "/tmp/mh-att-big-XXXXXX";
+  int fd = mkstemp(path), rc = 0;
+  ok(fd >= 0 && ftruncate(fd, MH_LIMIT_ATTACHMENT) == 0, "a sparse file of the attachment limit (64 MiB)");
+  if (fd >= 0) close(fd);
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  int n = (int)(MH_LIMIT_MESSAGE / MH_LIMIT_ATTACHMENT), i;
+  for (i = 0; i < n && rc == 0; i++) rc = mh_msg_add_attachment(m, path, NULL, NULL);
+  is_int(rc, 0, "%d of them: exactly the 1 GiB of a message", n);
+  is_int(mh_msg_add_attachment(m, path, NULL, NULL), MH_ELIMIT, "one more: refused");
+  ok(strstr(mh_msg_error(m), "the attachments add up to 1140850688 bytes, over the 1024 MiB limit of a message") != NULL,
+     "naming the sum and the limit: %s", mh_msg_error(m));
+  mh_msg_free(m);
+  unlink(path);
+}
+
 int main(void) {
   test_edges();
   test_addresses();
@@ -368,6 +388,7 @@ int main(void) {
   test_long_and_non_ascii();
   test_bodies();
   test_attachment();
+  test_attachments_total();
   test_misc();
   return done_testing();
 }

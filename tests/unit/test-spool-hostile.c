@@ -103,7 +103,7 @@ static int write_str(void *arg, int fd) {
 /* Enqueues one small message; its id into id.  0 or the error. */
 static int enqueue_one(mh_spool *sp, char *id) {
   const char *to[] = { "x@y.z" };
-  mh_spool_item it = { "a@b.c", to, 1, write_str, (void *)"Subject: t\r\n\r\nbody\r\n", "" };
+  mh_spool_item it = { "a@b.c", to, 1, write_str, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL };
   char err[MH_SPOOL_ERRLEN];
   int rc = mh_spool_enqueue(sp, &it, 1, err);
   if (rc) fprintf(stderr, "enqueue: %s\n", err);
@@ -518,6 +518,209 @@ static void test_enospc(void) {
   is_int(kind_of("pickup/drop.eml"), 0, "the drop-in is adopted");
 }
 
+/* After issue 10: a drop-in is a file renamed into pickup/.  A hard link (to
+** a file of someone else's, or to another spool file) was adopted and mailed;
+** so was a file another user owns, and a file still being written in place,
+** cut where its writer had got to. */
+static int dropins_in(const char *folder) {   /* regular files in root/folder */
+  int n = 0;
+  DIR *d;
+  char p[700];
+  path_of(p, sizeof p, folder);
+  if ((d = opendir(p))) {
+    struct dirent *de;
+    while ((de = readdir(d))) if (de->d_name[0] != '.') n++;
+    closedir(d);
+  }
+  return n;
+}
+
+static void test_hard_links(void) {
+  char p[700], q[700], id[MH_SPOOL_IDLEN] = "", name[64];
+  int scans = 2;
+  mh_spool *sp;
+  fresh("hardlink");
+  sp = open_or_die();
+  is_int(enqueue_one(sp, id), 0, "a message is queued");
+  mh_spool_close(sp);
+  put("secret", "From: a@b.c\r\nTo: thief@y.z\r\n\r\nsomeone else's secret\r\n");
+  path_of(p, sizeof p, "secret");
+  path_of(q, sizeof q, "pickup/stolen.eml");
+  ok(link(p, q) == 0, "a hard link to a file outside the spool dropped in as stolen.eml");
+  snprintf(name, sizeof name, "pickup/%s.eml", id);
+  path_of(p, sizeof p, name);
+  path_of(q, sizeof q, "pickup/twice.eml");
+  ok(link(p, q) == 0, "a hard link to the queued message dropped in as twice.eml");
+  log_reset();
+  is_int(in_child(do_scans, &scans, 10), 0, "two scans");
+  is_int(kind_of("corrupt/stolen.eml"), S_IFREG, "the link to a file outside: moved to corrupt/, not adopted");
+  is_int(kind_of("corrupt/twice.eml"), S_IFREG, "the link to a spool file: moved to corrupt/, not adopted");
+  is_int(dropins_in("pickup"), 1, "pickup/ holds the queued message only (nothing adopted from either link)");
+  is_int(kind_of(name), S_IFREG, "which is still there");
+  is_int(log_count("has 2 names (a hard link"), 2, "each said once, as a hard link");
+  if (geteuid() == 0) {
+    put("pickup/theirs.eml", "From: a@b.c\r\nTo: x@y.z\r\n\r\nnot ours\r\n");
+    path_of(p, sizeof p, "pickup/theirs.eml");
+    if (chown(p, 65534, 65534)) diag("chown: %s", strerror(errno));
+    log_reset();
+    is_int(in_child(do_scans, &scans, 10), 0, "a scan with a drop-in another user owns");
+    is_int(kind_of("corrupt/theirs.eml"), S_IFREG, "moved to corrupt/, not adopted");
+    is_int(log_count("belongs to uid 65534"), 1, "said once, naming the owner");
+  } else {
+    skip("not root: cannot give a file to another user");
+    skip("not root"); skip("not root");
+  }
+}
+
+/* A drop-in over limits.message: a sparse file takes no disk, but its copy
+** wrote every byte (a 100 GB `truncate -s` filled the disk, the scan held
+** every delivery meanwhile).  Set aside at once, nothing copied. */
+static void test_oversized(void) {
+  char p[700];
+  int fd, scans = 1;
+  fresh("oversized");
+  mh_spool_close(open_or_die());
+  put("pickup/huge.eml", "From: a@b.c\r\nTo: x@y.z\r\n\r\nzeros follow\r\n");
+  path_of(p, sizeof p, "pickup/huge.eml");
+  fd = open(p, O_WRONLY);
+  ok(fd >= 0 && ftruncate(fd, MH_LIMIT_MESSAGE + 1) == 0, "a sparse drop-in of limits.message + 1 byte");
+  if (fd >= 0) close(fd);
+  log_reset();
+  is_int(in_child(do_scans, &scans, 20), 0, "a scan returns");
+  is_int(kind_of("corrupt/huge.eml"), S_IFREG, "moved to corrupt/, not adopted");
+  is_int(dropins_in("pickup"), 0, "nothing adopted into pickup/");
+  is_int(dropins_in("tmp"), 0, "nothing copied into tmp/");
+  is_int(log_count("over the 1024 MiB limit of a message"), 1, "said once, naming the limit");
+}
+
+/* A writer in place: a process holds the drop-in open for writing (seen by a
+** read lease), or writes it while it is copied (seen by its size and time,
+** where leases are not available: forced with test_fault). */
+static int append_fd = -1;
+static void append_during_adoption(const char *where) {
+  if (strcmp(where, "adopt-checked") || append_fd < 0) return;
+  if (write(append_fd, "more\r\n", 6) != 6) diag("append: %s", strerror(errno));
+}
+static int do_scans_appending(void *arg) {
+  test_fault = inject;
+  test_point = append_during_adoption;
+  return do_scans(arg);
+}
+
+static void test_written_in_place(void) {
+  char p[700];
+  int scans = 3, fd;
+  fresh("inplace");
+  mh_spool_close(open_or_die());
+  path_of(p, sizeof p, "pickup/w.eml");
+  static const char head[] = "From: a@b.c\r\nTo: x@y.z\r\n\r\npart one\r\n";
+  fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 || write(fd, head, sizeof head - 1) != (ssize_t)(sizeof head - 1)) diag("write: %s", strerror(errno));
+  log_reset();
+  is_int(in_child(do_scans, &scans, 10), 0, "three scans while a program holds the drop-in open for writing");
+  is_int(kind_of("pickup/w.eml"), S_IFREG, "it is not adopted");
+  is_int(log_count("w.eml is still being written"), 1, "said once");
+  if (write(fd, "part two\r\n", 10) != 10) diag("write: %s", strerror(errno));
+  close(fd);
+  scans = 1;
+  log_reset();
+  is_int(in_child(do_scans, &scans, 10), 0, "the writer closed it: a scan");
+  is_int(kind_of("pickup/w.eml"), 0, "now it is adopted");
+  {
+    int n = 0, whole = 0;
+    DIR *d;
+    path_of(p, sizeof p, "pickup");
+    if ((d = opendir(p))) {
+      struct dirent *de;
+      char f[1100];
+      while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        n++;
+        snprintf(f, sizeof f, "%s/%s", p, de->d_name);
+        whole = strstr(get(f), "part one\r\npart two\r\n") != NULL;
+      }
+      closedir(d);
+    }
+    ok(n == 1 && whole, "whole: both parts are in the adopted message");
+  }
+  /* no lease available: a write during the copy is still seen */
+  path_of(p, sizeof p, "pickup/v.eml");
+  put("pickup/v.eml", "From: a@b.c\r\nTo: x@y.z\r\n\r\nstart\r\n");
+  append_fd = open(p, O_WRONLY | O_APPEND);
+  fault_where = "lease";
+  fault_code = -EINVAL;
+  scans = 2;
+  log_reset();
+  is_int(in_child(do_scans_appending, &scans, 10), 0, "two scans, the drop-in growing while each copies it");
+  is_int(kind_of("pickup/v.eml"), S_IFREG, "not adopted while it changes");
+  is_int(dropins_in("tmp"), 0, "no half copy is left in tmp/");
+  close(append_fd);
+  append_fd = -1;
+  scans = 1;
+  is_int(in_child(do_scans_appending, &scans, 10), 0, "it stopped changing: a scan");
+  is_int(kind_of("pickup/v.eml"), 0, "adopted");
+  fault_where = NULL;
+}
+
+/* A flood of drop-ins: one scan adopted them all (two fsyncs each: a million
+** took hours, while the deliverer waited for its scan), and readdir showing
+** the new names too counted messages twice.  Now a scan takes a slice, counts
+** the rest as waiting, and never lists an id twice. */
+static int do_flood_scans(void *arg) {
+  mh_spool *sp = open_or_die();
+  long h, total = 0;
+  char err[MH_SPOOL_ERRLEN], **ids;
+  int want = *(int *)arg, dup = 0;
+  if (mh_spool_lock(sp, &h)) return 91;
+  for (int round = 1; round <= 100; round++) {
+    long n = mh_spool_scan(sp, 0, &ids, &total, err);
+    if (n < 0) { fprintf(stderr, "scan: %s\n", err); return 92; }
+    for (long i = 1; i < n; i++) dup += !strcmp(ids[i - 1], ids[i]);   /* sorted */
+    fprintf(stderr, "ROUND %d listed=%ld total=%ld dup=%d\n", round, n, total, dup);
+    for (long k = 0; k < n; k++) free(ids[k]);
+    free(ids);
+    if (n == want) break;
+  }
+  mh_spool_close(sp);
+  return dup ? 93 : 0;
+}
+
+static void test_flood(void) {
+  char rel[64], body[200];
+  int want = 601;
+  mh_spool *sp;
+  fresh("flood");
+  sp = open_or_die();
+  char id[MH_SPOOL_IDLEN];
+  is_int(enqueue_one(sp, id), 0, "a message is queued");
+  mh_spool_close(sp);
+  for (int i = 0; i < 600; i++) {
+    snprintf(rel, sizeof rel, "pickup/flood%03d.eml", i);
+    snprintf(body, sizeof body, "From: a@b.c\r\nTo: x%d@y.z\r\nSubject: %d\r\n\r\nhi\r\n", i, i);
+    put(rel, body);
+  }
+  log_reset();
+  is_int(in_child(do_flood_scans, &want, 60), 0, "scans until all 600 drop-ins are adopted, no id listed twice");
+  ok(log_count("ROUND 1 listed=601") == 0, "the first scan did not adopt all 600 at once");
+  ok(log_count("ROUND 1 listed=") == 1 && log_count("total=601") >= 1,
+     "each scan's total counts every message, the drop-ins still waiting included");
+  ok(log_count("listed=601 total=601 dup=0") == 1, "in the end all 601 are listed once");
+}
+
+/* A name with a newline and an escape sequence must not forge log lines. */
+static void test_control_names(void) {
+  int scans = 1;
+  fresh("names");
+  mh_spool_close(open_or_die());
+  put("pickup/x\n2026-01-01T00:00:00.000+00:00 info  forged\033[2J.eml", "not a message\n");
+  log_reset();
+  is_int(in_child(do_scans, &scans, 10), 0, "a scan with an unparsable drop-in whose name holds a newline");
+  is_int(log_count("moved to corrupt/"), 1, "logged");
+  is_int(log_count("x\\x0a2026-01-01"), 1, "its newline shown as \\x0a, on the same line");
+  is_int(log_count("forged"), 1, "no line of its own for the forged text");
+  is_int(log_count("\033"), 0, "no escape byte reaches the log");
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/mh-spool-hostile.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
@@ -533,6 +736,11 @@ int main(void) {
   test_spool_permissions();
   test_sweep_window();
   test_enospc();
+  test_hard_links();
+  test_oversized();
+  test_written_in_place();
+  test_control_names();
+  test_flood();
   if (tap_failed || getenv("SHOW_LOG")) {
     FILE *f = fopen(logpath, "rb");
     char line[2048];

@@ -4,22 +4,9 @@
 -- spool, it is asked to flush (never two deliverers on one spool).
 local mh = require "mailhook"
 local args = require "mailhook.args"
-local delivery = require "mailhook.delivery"
+local flush = require "mailhook.flush"
 
 local function isatty(fd) return require("mailhook.core").fsutil.isatty(fd) end
-
--- How many messages wait in failed/ (dead letters: never part of "left", which is
--- what pickup/ still holds).  A readdir, no file opened; nil when unreadable.
-local function failed_count()
-  local core = require "mailhook.core"
-  local names = core.rstate.list(core.paths.spool .. "/failed")
-  if type(names) ~= "table" then return nil end
-  local n = 0
-  for _, name in ipairs(names) do
-    if not name:match("%.state$") and not name:find(".state.", 1, true) then n = n + 1 end
-  end
-  return n
-end
 
 return function(...)
   local opts, rest = args.parse({ ... }, { timeout = "string", help = "flag", h = "flag" })
@@ -30,9 +17,10 @@ return function(...)
     return 0
   end
   if #rest > 0 then return args.fail("flush", "unexpected argument '" .. rest[1] .. "'") end
-  local timeout = opts.timeout and tonumber(opts.timeout)
-  if opts.timeout and (not timeout or timeout <= 0) then
-    return args.fail("flush", "--timeout needs a number of seconds, not '" .. opts.timeout .. "'")
+  local timeout, terr
+  if opts.timeout then
+    timeout, terr = args.seconds("--timeout", opts.timeout)
+    if not timeout then return args.fail("flush", terr) end
   end
 
   -- settings that cannot be read (a -c naming no file, a syntax error) are an
@@ -56,15 +44,16 @@ return function(...)
     shown = true
   end
 
-  local failed_before = failed_count()
-  local ok, s = pcall(delivery.flush, { progress = progress, timeout = timeout })
+  local failed_before = flush.failed_count()
+  local ok, s = pcall(flush.run, { progress = progress, timeout = timeout })
   if shown then io.stderr:write("\n") end
   if not ok then return args.fail("flush", s, 1) end
+  if s.spool_error then return args.fail("flush", s.error, 1) end
   local dt = mh.monotonic() - t0
   if s.via == "service" then
     -- the service reports what pickup/ still holds; what left it went out or
     -- moved to failed/ (counted there: a dead letter is neither delivered nor left)
-    local failed_after = failed_count()
+    local failed_after = flush.failed_count()
     local failed = (failed_before and failed_after) and math.max(0, failed_after - failed_before) or 0
     failed = math.min(failed, s.delivered)
     io.stdout:write(string.format("flush: asked the service (pid %d): %d delivered, %d failed, %d left, %.1f s\n",

@@ -104,17 +104,10 @@ return function(...)
   local event, fields, rules_path = fields_from({ ... })
   if not event then return usage(fields) end
 
-  local cfg
-  local ok, settings = pcall(require, "mailhook.settings")
-  if ok and type(settings) == "table" and settings.load then
-    local err
-    cfg, err = settings.load()
-    if not cfg then
-      io.stderr:write("mailhook hook: settings: ", tostring(err), "\n")
-      return 1
-    end
-  elseif not ok and not tostring(settings):find("module 'mailhook.settings' not found", 1, true) then
-    error(settings, 0)
+  local cfg, err = require("mailhook.settings").load()
+  if not cfg then
+    io.stderr:write("mailhook hook: settings: ", tostring(err), "\n")
+    return 1
   end
 
   rules.configure(cfg)

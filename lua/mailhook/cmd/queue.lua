@@ -16,6 +16,12 @@ end
 -- A time as the log lines show it: UTC, ISO 8601, the offset written out.
 local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%S+00:00", math.floor(t)) end
 
+-- A value for the terminal: control bytes (a newline in a drop-in's name, an
+-- escape sequence in a header or a server's reply) shown as \xNN.
+local function vis(s)
+  return (tostring(s):gsub("[%c\127]", function(c) return string.format("\\x%02x", c:byte()) end))
+end
+
 local function next_attempt(e, now)
   if e.state == "failed" then return "failed" end
   if (e.next_attempt or 0) <= now then return "now" end
@@ -57,6 +63,9 @@ local function list(json)
   local now = os.time()
   local n = 0
   local out = io.stdout
+  -- a spool this user may not open (a local user's: 0710) is a one-line error
+  local sp, serr = queue.spool()
+  if not sp then return args.fail("queue", serr, 1) end
   if json then out:write("[") end
   for e in queue.list() do
     n = n + 1
@@ -67,14 +76,14 @@ local function list(json)
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %s\n", "ID", "AGE", "SIZE", "TRY",
                                 "NEXT", "LAST REPLY", "RECIPIENTS"))
       end
-      local reply = (e.reason or e.last_reply or ""):sub(1, 30)
+      local reply = vis(e.reason or e.last_reply or ""):sub(1, 30)
       -- pending recipients, then those refused for good (never sent to again)
       local rcpts = table.concat(e.to, ",")
       local refused = {}
       for i, r in ipairs(e.refused or {}) do refused[i] = r.rcpt end
       if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
-      out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %s\n", e.id, age(now - e.queued_at),
-                              e.size, e.attempts, next_attempt(e, now), reply, rcpts))
+      out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %s\n", vis(e.id), age(now - e.queued_at),
+                              e.size, e.attempts, next_attempt(e, now), reply, vis(rcpts)))
     end
   end
   if json then out:write(n > 0 and "\n]\n" or "]\n")
@@ -85,7 +94,7 @@ end
 local function show(id)
   local e, err = queue.show(id)
   if not e then return args.fail("queue show", err, 1) end
-  local function line(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", v)) end end
+  local function line(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", vis(v))) end end
   line("id", e.id); line("state", e.state); line("file", e.path); line("size", e.size)
   line("queued", iso(e.queued_at))
   line("from", e.from == "" and "<>" or e.from)

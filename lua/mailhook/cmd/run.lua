@@ -15,22 +15,7 @@ local core = require "mailhook.core"
 local args = require "mailhook.args"
 local delivery = require "mailhook.delivery"
 local service = require "mailhook.service"   -- the log sink, systemd's notify protocol
-
--- How many messages wait in pickup/ (scan(1): only one id crosses into Lua).
-local function count(sp)
-  local ids, total = sp:scan(1)
-  if type(total) == "number" then return total end
-  return type(ids) == "table" and #ids or 0
-end
-
--- Written by rename, so `mailhook flush` never reads half a line: the core's
--- atomic write (an O_EXCL temporary file: never through a link planted in
--- the spool), mode 0600.
-local function write_flush_done(dir, left, err)
-  local path = delivery.flush_done_path(dir)
-  return core.fsutil.write_atomic(path, string.format("%.3f %d %s\n", mh.now(), left,
-                                                      err and tostring(err):gsub("\n", " ") or ""), 384)
-end
+local flush = require "mailhook.flush"       -- flush.done, the answer to `mailhook flush`
 
 -- Rules: the named files, else the settings' rules folder, run in a separate
 -- process (mailhook.rule_worker) that the service starts, feeds with its
@@ -77,7 +62,7 @@ return function(...)
   local d = delivery.new{ spool = sp, cfg = cfg, connections = connections or cfg.connections,
                           emit = function(event, fields) return worker:emit(event, fields) end }
   d.on_flushed = function(_, ferr)
-    local ok, werr = write_flush_done(dir, count(sp), ferr)
+    local ok, werr = flush.write_done(dir, flush.count(sp), ferr)
     if not ok then mh.log.error("mailhook run: cannot write flush.done: " .. tostring(werr)) end
   end
 
@@ -141,7 +126,7 @@ return function(...)
   end
   if not watch then d.scan_interval = 1 end
 
-  mh.log.info(string.format("mailhook run: delivering %s (%d queued, %s)", dir, count(sp),
+  mh.log.info(string.format("mailhook run: delivering %s (%d queued, %s)", dir, flush.count(sp),
                             (connections or cfg.connections or 1) == 1 and "1 connection"
                             or (connections or cfg.connections) .. " connections"))
   -- READY=1 once the rules worker has loaded the rules (bounded); delivery starts at once
@@ -162,7 +147,7 @@ return function(...)
   for _, h in ipairs(handles) do h:stop() end
   worker:stop()
   mh.log.info(string.format("mailhook run: stopped (delivered %d, deferred %d, failed %d, %d left)",
-                            st.delivered, st.deferred, st.failed, count(sp)))
+                            st.delivered, st.deferred, st.failed, flush.count(sp)))
   sp:close()
   return 0
 end

@@ -1,193 +1,338 @@
--- mailhook sendmail [-t] [-f FROM] [-i] [RCPT...] — the sendmail(8) interface:
--- a whole RFC 5322 message on stdin is queued durably.  stdin streams into the
--- spool file in 64 KiB chunks (runtime/intake.c): only the header block (at
--- most 4 MB) is held in memory, to work out the envelope; a 200 MB fax costs
--- no more memory than a one-line alarm.
---   -t        recipients from To, Cc and Bcc (added to any given as arguments);
---             Bcc is removed from the copy that is sent (always)
---   -f FROM   envelope sender (default: the `from` setting, else the From header)
---   -i, -oi   a line with a single dot does not end the message
---   -F NAME, -oX, -bm, -v: accepted and ignored, as sendmail's callers expect
--- Exit codes are sysexits(3)'s, as sendmail's: 0 queued, 64 usage, 65 bad
--- message or address, 69 outgoing mail disabled, 73 spool not writable,
--- 75 temporary failure (disk full, I/O error: try again), 78 bad settings.
-local spool = require "mailhook.spool"
-local intake = require "mailhook.enqueue"
+-- mailhook sendmail [options] [RCPT...] — the sendmail(8) interface, with
+-- Postfix's sendmail(1) as the reference: every flag a caller passes is
+-- accepted (docs/sendmail.md has the table), the ones with a meaning here are
+-- honoured, the rest ignored; only what cannot be done safely is refused.
+-- Also what the binary is called as sendmail, mailq (-bp) or newaliases (-bi)
+-- (runtime/main.c).
+--
+-- The message on stdin streams into the spool in 64 KiB chunks
+-- (runtime/intake.c): only its header block (at most 4 MB) is held, to work
+-- out the envelope and the headers intake adds (lua/mailhook/submit.lua).  A
+-- caller that may not write the spool (not root, not its owner) goes through
+-- the setgid drop program into SPOOL/maildrop/, which the service adopts.
+--
+-- Exit codes are sysexits(3)'s: 0 queued, 64 usage, 65 bad message or
+-- address, 69 outgoing mail disabled, 73 spool not writable, 75 temporary
+-- failure (disk full, I/O error: try again), 77 the queue is not the caller's
+-- to read, 78 bad settings.
+local core = require "mailhook.core"
+local submit = require "mailhook.submit"
 
-local EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_CANTCREAT, EX_TEMPFAIL, EX_CONFIG =
-  64, 65, 69, 73, 75, 78
+local EX = submit.EX
+local EX_NOPERM = 77
 
 local function fail(code, msg)
   io.stderr:write("mailhook sendmail: ", msg, "\n")
   return code
 end
 
-local function strip_bcc(head)
-  local out, skip = {}, false
-  for line in head:gmatch("[^\n]*\n") do
-    if line:match("^[ \t]") then
-      if not skip then out[#out + 1] = line end
-    else
-      skip = line:lower():match("^bcc%s*:") ~= nil
-      if not skip then out[#out + 1] = line end
-    end
-  end
-  return table.concat(out)
-end
+local function warn(msg) io.stderr:write("mailhook sendmail: ", msg, "\n") end
 
--- An address from the command line (a RCPT argument or -f) gets the checks
--- `mailhook enqueue` gives its --to (mh.message): no CR, LF or NUL (issue 10.4:
--- "a@x<LF>RCPT TO:<evil@y>" must not become a second recipient), each item of
--- the list a valid address, and no group syntax ("a@x RCPT TO:<evil@y>" would
--- read as the group "a@x RCPT TO" holding evil@y) or unquoted "@" in a display
--- name.  Non-ASCII addresses pass: delivery decides (SMTPUTF8, docs/smtp.md).
--- Returns the bare addresses, or nil and why.
-local function printable(a) return (a:gsub("[%c]", function(c) return string.format("\\x%02X", c:byte()) end)) end
-local function arg_addresses(a)
-  if a:find("[%z\r\n]") then return nil, "'" .. printable(a) .. "': CR, LF or NUL in an address" end
-  local depth, quote, angle, phrase_at = 0, false, false, false
-  local i = 1
-  while i <= #a do
-    local c = a:sub(i, i)
-    if quote then
-      if c == "\\" then i = i + 1 elseif c == '"' then quote = false end
-    elseif depth > 0 then
-      if c == "\\" then i = i + 1 elseif c == "(" then depth = depth + 1 elseif c == ")" then depth = depth - 1 end
-    elseif c == '"' then quote = true
-    elseif c == "(" then depth = 1
-    elseif c == "<" then angle = true
-    elseif c == ">" then angle = false
-    elseif not angle and (c == ":" or c == ";") then
-      return nil, "'" .. a .. "': group syntax is not an address"
-    elseif c == "," then phrase_at = false
-    elseif not angle and c == "@" then phrase_at = true
-    end
-    if angle and phrase_at and c == "<" then
-      return nil, "'" .. a .. "': an unquoted '@' in the display name"
-    end
+-- Postfix's getopt list (sendmail.c GETOPT_LIST) "A:B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:p:r:q:tvx":
+-- the letters that take a value (attached, -fADDR, or the next argument).
+local WITH_VALUE = { A = 1, B = 1, C = 1, F = 1, L = 1, N = 1, O = 1, R = 1, V = 1, X = 1, b = 1, e = 1,
+                     f = 1, h = 1, o = 1, p = 1, r = 1 }
+local FLAG = { G = 1, I = 1, U = 1, c = 1, i = 1, m = 1, n = 1, t = 1, v = 1, x = 1 }
+
+-- parse(argv) -> opts | nil, exit code, message
+-- opts: mode ("enqueue", "mailq", "smtp", "newaliases", "verify", "flush",
+-- "ignore"), t, dot, from, fullname, notify, ret, envid, verbose, rcpts.
+local function parse(argv)
+  local o = { mode = "enqueue", dot = true, rcpts = {} }
+  local i, only_rcpts = 1, false
+  local function value_of(letter, rest)
+    if rest ~= "" then return rest end
     i = i + 1
+    if argv[i] == nil then return nil end
+    return argv[i]
   end
-  local list, why = spool.addresses(a)
-  if not list then return nil, why end
-  local valid = require("mailhook.message").valid_address
-  for _, x in ipairs(list) do
-    local ok, bad = valid(x)
-    if not ok and not tostring(bad):find("non%-ASCII") then return nil, "'" .. x .. "': " .. tostring(bad) end
-  end
-  return list
-end
-
-local function has(head, name)
-  return ("\n" .. head:lower()):find("\n" .. name .. "%s*:") ~= nil
-end
-
-local function message_id(domain)
-  local r = io.open("/dev/urandom", "rb")
-  local bytes = r and r:read(12) or tostring(os.time())
-  if r then r:close() end
-  return string.format("<%s.%s@%s>", os.date("!%Y%m%d%H%M%S"),
-                       (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end)),
-                       domain)
-end
-
-return function(...)
-  local argv = { ... }
-  local from, dot, t = nil, true, false
-  local rcpts = {}
-  local i = 1
   while i <= #argv do
     local a = argv[i]
-    if a == "--" then
-      for j = i + 1, #argv do rcpts[#rcpts + 1] = argv[j] end
-      break
-    elseif a == "-t" then t = true
-    elseif a == "-i" or a == "-oi" then dot = false
-    elseif a == "-f" or a == "-r" or a == "-F" then
-      i = i + 1
-      if not argv[i] then return fail(EX_USAGE, "option " .. a .. " needs a value") end
-      if a ~= "-F" then from = argv[i] end
-    elseif a:match("^%-[fr].") then from = a:sub(3)
-    elseif a:match("^%-F") or a:match("^%-o") or a == "-bm" or a == "-v" or a == "-U" then
-      -- accepted, ignored
-    elseif a:match("^%-") then
-      return fail(EX_USAGE, "unknown option '" .. a .. "'")
+    if only_rcpts or a == "-" or a:sub(1, 1) ~= "-" then
+      o.rcpts[#o.rcpts + 1] = a
+    elseif a == "--" then
+      only_rcpts = true
+    elseif a:sub(1, 2) == "-q" then
+      -- -q, -qTIME (30m: an interval for a daemon), -qR SITE, -qI ID: deliver
+      -- now; Postfix's -q is no getopt option (its value only ever attached)
+      o.mode = "flush"
     else
-      rcpts[#rcpts + 1] = a
+      local k = 2
+      while k <= #a do
+        local c = a:sub(k, k)
+        if FLAG[c] then
+          if c == "t" then o.t = true
+          elseif c == "i" then o.dot = false
+          elseif c == "v" then o.verbose = true
+          elseif c == "I" then o.mode = "newaliases"
+          end   -- G U c m n x: accepted, nothing to do (docs/sendmail.md)
+          k = k + 1
+        elseif WITH_VALUE[c] then
+          local v = value_of(c, a:sub(k + 1))
+          if v == nil then return nil, EX.USAGE, "option -" .. c .. " needs a value" end
+          if c == "f" or c == "r" then o.from = v
+          elseif c == "F" then o.fullname = v
+          elseif c == "N" then
+            o.notify = submit.dsn_notify(v)
+            if not o.notify then warn("bad -N value '" .. v .. "' (NEVER, or SUCCESS, FAILURE, DELAY): ignored") end
+          elseif c == "R" then
+            o.ret = submit.dsn_ret(v)
+            if not o.ret then warn("bad -R value '" .. v .. "' (full or hdrs): ignored") end
+          elseif c == "V" then
+            if #v > 100 or v:find("[%c]") then warn("bad -V value (at most 100 printable characters): ignored")
+            else o.envid = v end
+          elseif c == "o" then
+            if v == "i" then o.dot = false end   -- -oi; -oem, -odb, -oQ...: nothing to do
+          elseif c == "b" then
+            local m = v:sub(1, 1)
+            if m == "m" then o.mode = "enqueue"
+            elseif m == "p" then o.mode = "mailq"
+            elseif m == "s" then o.mode = "smtp"
+            elseif m == "i" then o.mode = "newaliases"
+            elseif m == "v" then o.mode = "verify"
+            elseif m == "h" or m == "H" then o.mode = "ignore"   -- host status: none kept
+            elseif m == "d" or m == "D" or m == "l" then
+              return nil, EX.USAGE, "-b" .. m .. " (a daemon receiving mail) is not something mailhook does: " ..
+                "it only sends (-bs speaks SMTP on stdin and stdout)"
+            else
+              return nil, EX.USAGE, "-b" .. v .. " is not supported (see docs/sendmail.md)"
+            end
+          end   -- A B C L O X e h p: accepted and ignored
+          break
+        else
+          return nil, EX.USAGE, "unknown option '-" .. c .. "' (in '" .. a .. "')"
+        end
+      end
     end
     i = i + 1
   end
+  if o.t and o.mode ~= "enqueue" then return nil, EX.USAGE, "-t can be used only when sending a message" end
+  return o
+end
 
-  local cfg, err, info = intake.ready()
-  if not cfg then
-    return fail(info and info.code == "EINVAL" and EX_CONFIG or EX_UNAVAILABLE, err)
+-- The settings intake needs, when they allow it: cfg | nil, code, message.
+local function settings_for_intake()
+  local cfg, err, info = require("mailhook.enqueue").ready()
+  if cfg then return cfg end
+  if info and info.code == "EINVAL" then
+    if tostring(err):find("Permission denied", 1, true) then
+      err = err .. " (the settings must be readable by every user who sends mail: chmod 644; " ..
+        "the password lives apart, in " .. require("mailhook.settings").secrets_path() .. ")"
+    end
+    return nil, EX.CONFIG, err
   end
+  return nil, EX.UNAVAILABLE, err
+end
 
-  -- recipients given as arguments may be address lists ("a@b, C <c@d>")
-  local to = {}
-  for _, r in ipairs(rcpts) do
-    local list, why = arg_addresses(r)
-    if not list then return fail(EX_DATAERR, "recipient " .. why) end
-    for _, x in ipairs(list) do to[#to + 1] = x end
+-- Stores a prepared message: into pickup/ when the caller may write the spool,
+-- else through the drop program.  source: a Stream (head set) or bytes.
+-- -> id (or true) | nil, exit code, message
+local function store(caller, env, source, o)
+  if caller.privileged then
+    local sp, err, info = require("mailhook.queue").spool()
+    if not sp then return nil, EX.CANTCREAT, err end
+    local id
+    id, err, info = sp:enqueue(source, env)
+    if not id then
+      local code = info and info.code
+      if code == "EBADADDR" then return nil, EX.DATAERR, err end
+      if code == "ELIMIT" then return nil, EX.DATAERR, err end   -- over limits.message: retrying cannot help
+      if code == "EACCES" or code == "EPERM" or code == "EROFS" then return nil, EX.CANTCREAT, err end
+      return nil, EX.TEMPFAIL, err
+    end
+    return id
   end
+  local argv = { core.paths.drop, "-s", core.paths.spool }
+  if env.from == "" then argv[#argv + 1] = "-f"; argv[#argv + 1] = "" end
+  if o.notify then argv[#argv + 1] = "-N"; argv[#argv + 1] = o.notify end
+  if o.ret then argv[#argv + 1] = "-R"; argv[#argv + 1] = o.ret end
+  if o.envid then argv[#argv + 1] = "-V"; argv[#argv + 1] = o.envid end
+  argv[#argv + 1] = "--"
+  for _, r in ipairs(env.to) do argv[#argv + 1] = r end
+  local status, err, info = core.maildrop.submit(argv, source)
+  if not status then
+    -- the program is not there or cannot run: nothing will change by trying again
+    if info and (info.code == "ENOENT" or info.code == "EACCES" or info.code == "ENOEXEC") then
+      return nil, EX.CANTCREAT, "this user (uid " .. caller.uid .. ") may not write the spool " .. core.paths.spool ..
+        ", and " .. err .. " (unprivileged submission: docs/sendmail.md)"
+    end
+    return nil, EX.TEMPFAIL, err
+  end
+  if status ~= 0 then   -- the drop program said why on stderr
+    return nil, status < 128 and status or EX.TEMPFAIL,
+      status >= 128 and (core.paths.drop .. " was killed by signal " .. (status - 128)) or nil
+  end
+  return true
+end
 
-  -- only the header block is read now (CRLF lines; a lone dot ends the
-  -- message unless -i); the body follows into the spool file as it comes
-  local stream = require("mailhook.core").spool.stream(0, { dot = dot })
+-- The whole sendmail intake of one message read from stdin.
+local function enqueue(o)
+  for _, r in ipairs(o.rcpts) do
+    local ok, why = submit.check_arg(r)
+    if not ok then return fail(EX.DATAERR, "recipient " .. why) end
+  end
+  if o.from and o.from ~= "" and o.from ~= "<>" then
+    local ok, why = submit.check_arg(o.from)
+    local items = ok and submit.split(o.from)
+    if ok and (not items or #items ~= 1 or not items[1].addr) then ok, why = nil, "'" .. o.from .. "': not one address" end
+    if not ok then return fail(EX.DATAERR, "bad sender address " .. why) end
+    o.from = items[1].addr
+  end
+  local cfg, code, err = settings_for_intake()
+  if not cfg then return fail(code, err) end
+  local caller = submit.caller()
+  if not o.t and #o.rcpts == 0 then return fail(EX.USAGE, "no recipients (give them, or use -t)") end
+
+  -- only the header block is read now; the body follows into the spool as it comes
+  local stream = core.spool.stream(0, { dot = o.dot })
   local head, empty, hinfo = stream:head()
   if not head then
     stream:close()
-    if hinfo and hinfo.code == "ECORRUPT" then return fail(EX_DATAERR, "malformed message: " .. empty) end
-    return fail(EX_TEMPFAIL, empty)
+    if hinfo and hinfo.code == "ECORRUPT" then return fail(EX.DATAERR, "malformed message: " .. empty) end
+    return fail(EX.TEMPFAIL, empty)
   end
-  if empty then stream:close() return fail(EX_DATAERR, "empty message on stdin") end
+  if empty then stream:close() return fail(EX.DATAERR, "empty message on stdin") end
+  if head == "" then stream:close() return fail(EX.DATAERR, "malformed message: no header lines") end
 
-  local parsed
-  parsed, err = spool.parse(head .. "\r\n")
-  -- a header block without recipients is fine here: they may come from the arguments
-  if not parsed and not err:find("no recipients", 1, true) then
-    return fail(EX_DATAERR, "malformed message: " .. err)
-  end
-  if parsed and parsed.canonical then
-    return fail(EX_DATAERR, "malformed message: starts with X-Sender/X-Receiver lines")
-  end
-  if t and parsed then
-    for _, x in ipairs(parsed.to) do to[#to + 1] = x end
-  end
-  if #to == 0 then
-    return fail(EX_USAGE, t and "no recipients in To, Cc or Bcc" or "no recipients (give them, or use -t)")
-  end
-  if from and from ~= "" and from ~= "<>" then
-    local ok, why = arg_addresses(from)
-    if not ok or #ok ~= 1 then
-      return fail(EX_DATAERR, "bad sender address " .. (why or ("'" .. from .. "': not one address")))
-    end
-    from = ok[1]
-  elseif from == "<>" then
-    from = ""
-  end
-  from = from or cfg.from or (parsed and parsed.from) or ""
-
-  head = strip_bcc(head)
-  -- Date and Message-ID fixed now, so every retry sends the same bytes
-  local extra = ""
-  if not has(head, "date") then extra = extra .. "Date: " .. os.date("%a, %d %b %Y %H:%M:%S %z") .. "\r\n" end
-  if not has(head, "message%-id") then
-    extra = extra .. "Message-ID: " .. message_id((from:match("@(.+)$")) or "localhost") .. "\r\n"
-  end
-
-  local sp
-  sp, err, info = require("mailhook.queue").spool()
-  if not sp then
-    return fail(EX_CANTCREAT, err)
-  end
+  local env, newhead, why = submit.prepare({ cfg = cfg, caller = caller, rcpts = o.rcpts, t = o.t, from = o.from,
+                                        fullname = o.fullname, notify = o.notify, ret = o.ret, envid = o.envid,
+                                        received = caller.privileged }, head)
+  if not env then stream:close() return fail(newhead, why) end
+  stream:set_head(newhead)
   local id
-  stream:set_head(extra .. head)
-  id, err, info = sp:enqueue(stream, { from = from, to = to })
+  id, code, err = store(caller, env, stream, o)
   if not id then
-    local code = info and info.code
-    if code == "EBADADDR" then return fail(EX_DATAERR, err) end
-    if code == "EACCES" or code == "EPERM" or code == "EROFS" then return fail(EX_CANTCREAT, err) end
-    return fail(EX_TEMPFAIL, err)
+    if err then return fail(code, err) end
+    return code
+  end
+  if o.verbose then
+    io.stderr:write("mailhook sendmail: ", id == true and "handed to the service (maildrop/)" or ("queued as " .. id),
+                    ", from <", env.from, "> to ", table.concat(env.to, ", "), "\n")
   end
   return 0
+end
+
+-- -bp, mailq: the queue in Postfix's mailq format (the one monitoring tools
+-- parse: Nagios check_mailq, checkmk): long ids, '!' after a message in
+-- failed/ (Postfix's hold queue: it waits for an administrator), a deferred
+-- message's last reply in parentheses, then "-- N Kbytes in N Requests.".
+local function mailq()
+  local queue = require "mailhook.queue"
+  local sp, err = queue.spool()
+  if not sp then
+    if tostring(err):find("Permission denied", 1, true) then
+      return fail(EX_NOPERM, "the queue " .. core.paths.spool .. " is readable only by root and the " ..
+                  "service's user (" .. err .. ")")
+    end
+    return fail(EX.CANTCREAT, err)
+  end
+  local out, n, bytes = io.stdout, 0, 0
+  local ok, lerr = pcall(function()
+    for e in queue.list() do
+      if n == 0 then
+        out:write(string.format("%-17s %8s %-19s %s\n", "----Queue ID-----", "--Size--",
+                                "---Arrival Time----", "--Sender/Recipient------"))
+      else
+        out:write("\n")
+      end
+      n = n + 1
+      bytes = bytes + (e.size or 0)
+      local id = e.id .. (e.state == "failed" and "!" or "")
+      local from = (e.from == nil or e.from == "") and "MAILER-DAEMON" or e.from
+      out:write(string.format("%-17s %8d %19.19s %s\n", id, e.size or 0, os.date("%a %b %e %H:%M:%S", e.queued_at),
+                              from))
+      local why = e.reason or e.last_reply
+      if why then
+        why = why:gsub("%c", " ")
+        local pad = 76 - #why
+        out:write(string.rep(" ", pad > 0 and pad or 0), "(", why, ")\n")
+      end
+      for _, r in ipairs(e.to or {}) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
+    end
+    -- what local users handed over and the service has not adopted yet
+    local names = core.maildrop.list(core.paths.spool)
+    for _, name in ipairs(type(names) == "table" and names or {}) do
+      local rec, fd = core.maildrop.open(core.paths.spool, name)
+      if rec then
+        core.maildrop.close(fd)
+        out:write(n == 0 and string.format("%-17s %8s %-19s %s\n", "----Queue ID-----", "--Size--",
+                                           "---Arrival Time----", "--Sender/Recipient------") or "\n")
+        n = n + 1
+        bytes = bytes + rec.size
+        out:write(string.format("%-17s %8d %19.19s %s\n", name, rec.size, os.date("%a %b %e %H:%M:%S", rec.time),
+                                "uid " .. rec.uid))
+        out:write(string.rep(" ", 48), "(in maildrop/: waits for the service)\n")
+        for _, r in ipairs(rec.to) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
+      end
+    end
+  end)
+  if not ok then return fail(EX.TEMPFAIL, tostring(lerr)) end
+  if n == 0 then out:write("Mail queue is empty\n")
+  else out:write(string.format("\n-- %d Kbytes in %d Request%s.\n", bytes // 1024, n, n == 1 and "" or "s")) end
+  return 0
+end
+
+-- -bv: how each recipient would be resolved (aliases, admin_address,
+-- default_domain), without sending anything.
+local function verify(o)
+  local cfg, code, err = settings_for_intake()
+  if not cfg then return fail(code, err) end
+  if #o.rcpts == 0 then return fail(EX.USAGE, "-bv needs the addresses to check") end
+  local resolve, status = submit.resolver(cfg), 0
+  for _, r in ipairs(o.rcpts) do
+    local items, why = submit.split(r)
+    for _, it in ipairs(items or {}) do
+      local list, rwhy = it.addr and resolve(it.addr)
+      if list then io.stdout:write(it.addr, "... deliverable: ", table.concat(list, ", "), "\n")
+      else io.stdout:write(it.addr or it.raw, "... not deliverable: ", rwhy or "not an address", "\n"); status = EX.DATAERR end
+    end
+    if not items then io.stdout:write(r, "... not deliverable: ", why, "\n"); status = EX.DATAERR end
+  end
+  return status
+end
+
+-- -bi, newaliases: there is no database to build (the aliases file is read
+-- as it is); its syntax is checked, and a problem said, never an error exit
+-- (package scripts run newaliases).
+local function newaliases()
+  local cfg = require("mailhook.settings").load()
+  if cfg and cfg.aliases then
+    local path = cfg.aliases:sub(1, 1) == "/" and cfg.aliases or
+                 ((core.paths.conf:match("^(.*)/[^/]*$") or ".") .. "/" .. cfg.aliases)
+    local map, err = submit.read_aliases(path)
+    if not map then warn(err) end
+  end
+  return 0
+end
+
+-- -q: deliver the queue now (through a running service when there is one).
+local function flush()
+  local summary = require("mailhook.flush").run {}
+  if summary.spool_error and tostring(summary.error):find("Permission denied", 1, true) then
+    -- a local user: the service delivers what it hands over as it arrives
+    return fail(EX_NOPERM, "only root and the service's user flush the queue " .. core.paths.spool ..
+                " (what a local user sends is delivered as it arrives: docs/sendmail.md)")
+  end
+  if summary.error then return fail(EX.TEMPFAIL, summary.error) end
+  return 0
+end
+
+return function(...)
+  local o, code, msg = parse({ ... })
+  if not o then return fail(code, msg) end
+  if o.verbose then pcall(function() require("mailhook").log.level("debug") end) end
+  if o.mode == "mailq" then return mailq() end
+  if o.mode == "newaliases" or o.mode == "ignore" then return o.mode == "newaliases" and newaliases() or 0 end
+  if o.mode == "verify" then return verify(o) end
+  if o.mode == "flush" then return flush() end
+  if o.mode == "smtp" then
+    local cfg, c2, err = settings_for_intake()
+    if not cfg then return fail(c2, err) end
+    local caller = submit.caller()
+    return require("mailhook.sendmail_bs").run {
+      cfg = cfg, caller = caller,
+      store = function(env, bytes, dsn) return store(caller, env, bytes, dsn) end,
+    }
+  end
+  return enqueue(o)
 end

@@ -18,9 +18,10 @@ return function(...)
     return 0
   end
   if #rest > 0 then return args.fail("status", "unexpected argument '" .. rest[1] .. "'") end
-  local timeout = opts.timeout and tonumber(opts.timeout)
-  if opts.timeout and (not timeout or timeout <= 0 or timeout > 60) then
-    return args.fail("status", "--timeout needs a number of seconds (up to 60), not '" .. opts.timeout .. "'")
+  local timeout, terr
+  if opts.timeout then
+    timeout, terr = args.seconds("--timeout", opts.timeout, 60)
+    if not timeout then return args.fail("status", terr) end
   end
   local report = status.collect { timeout = timeout }
   if opts.json then

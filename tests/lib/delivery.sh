@@ -1,19 +1,21 @@
-# tests/peers/delivery-lib.sh — helpers for tests/integration/delivery-*.sh (sourced
-# after tests/lib/tap.sh): settings, spool, a real SMTP peer, the service.
+# tests/lib/delivery.sh — helpers for the delivery tests (sourced after tests/lib/tap.sh;
+# it sources tests/lib/peers.sh): settings, spool, the real SMTP server, the service.
 #
 #   delivery_require                 bail out (a failure, never a skip) unless spool, smtp, settings load
-#   free_port                        a free TCP port on 127.0.0.1
 #   conf_for PORT [KEY=VALUE ...]    a fresh $T/mailhook.conf by `mailhook update` (plain, no auth)
-#   peer_start PORT DIR [ARGS]       start tests/peers/delivery-smtpd.py; waits until it listens
+#   peer_start PORT DIR [ARGS]       tests/peers/smtpd.py on PORT (start_smtpd PEER) with the
+#                                    --by-local-part replies, messages in DIR, their index in
+#                                    DIR/log ("NNNNNN FROM RCPTS MESSAGE-ID CLIENT_PORT"), more
+#                                    smtpd.py options in ARGS; waits until it listens
 #   peer_stop                        stop it
 #   enqueue N [FROM [RCPT...]]       queue N messages (Message-ID <i@test>, Subject "msg i")
 #   svc_start [ARGS]                 `mailhook run` in the background, pid in $SVC (log $T/svc.log,
 #                                    level $SVC_LOG_LEVEL, default info)
 #   pickup_count, received_count     files in pickup/, messages the peer accepted
+command -v start_smtpd >/dev/null || . "$ROOT/tests/lib/peers.sh"
 : "${SPOOL:=$T/spool}"
 : "${CONF:=$T/mailhook.conf}"
 export MAILHOOK_SPOOL="$SPOOL" MAILHOOK_CONF="$CONF"
-PY=/usr/bin/python3
 
 delivery_require() {
   local why
@@ -23,10 +25,6 @@ delivery_require() {
     echo "Bail out! cannot load $why"   # a broken module must fail the suite, not skip it
     exit 1
   fi
-}
-
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
 conf_for() {   # defaults first; a KEY=VALUE given replaces the default of KEY
@@ -41,16 +39,12 @@ conf_for() {   # defaults first; a KEY=VALUE given replaces the default of KEY
   "$MAILHOOK" update "${args[@]}" >/dev/null
 }
 
-PEER=
 peer_start() {
   local port=$1 dir=$2; shift 2
-  rm -f "$dir/ready"
-  $PY "$ROOT/tests/peers/delivery-smtpd.py" --port "$port" --out "$dir" "$@" >"$T/peer.log" 2>&1 &
-  PEER=$!
-  on_exit "kill $PEER"
-  wait_for 10 test -e "$dir/ready"
+  mkdir -p "$dir"
+  start_smtpd PEER --port "$port" --maildir "$dir" --index "$dir/log" --by-local-part "$@"
 }
-peer_stop() { [ -n "$PEER" ] && kill "$PEER" 2>/dev/null; wait "$PEER" 2>/dev/null; PEER=; }
+peer_stop() { [ -n "${PEER_PID:-}" ] && stop_peer PEER; PEER_PID=; }
 
 # enqueue N [FROM [RCPT...]]: one runtime process queues N messages through sp:enqueue.
 ENQ_SEQ=0

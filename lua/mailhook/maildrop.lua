@@ -1,0 +1,135 @@
+-- mailhook.maildrop — the service's side of unprivileged submission
+-- (docs/sendmail.md): the files the setgid drop program (runtime/drop.c)
+-- left in SPOOL/maildrop/ are adopted into pickup/ by whoever holds the
+-- spool lock (`mailhook run`, `mailhook flush` / `sendmail -q` without a
+-- service), at each scan (lua/mailhook/spool.lua wraps Spool:scan).
+--
+-- Nothing the caller wrote is believed beyond what the drop program vouches
+-- for (runtime/maildrop.c checks the file): the caller is the uid of its
+-- record, which must own the file; the recipients are the record's "to" lines
+-- (never the message's headers, nor X-Sender/X-Receiver lines it may start
+-- with); the sender is decided here by the rule for an unprivileged caller
+-- (from_rewrite: its own login, or the settings' from); the header block gets
+-- the same treatment as any sendmail intake (From, Date, Message-ID added when
+-- missing, Bcc removed) and a Received line naming the uid.  The adopted copy
+-- is durable in pickup/ before the maildrop file is removed: a crash in
+-- between sends the message twice, never loses it.  A file that is not what
+-- the drop program writes goes to corrupt/ with a log line saying why.
+local core = require "mailhook.core"
+local submit = require "mailhook.submit"
+
+local M = {}
+
+local said = {}   -- name .. error already logged (a failure is said once, not at every scan)
+
+local function log(level, msg)
+  local ok, mh = pcall(require, "mailhook")
+  if ok and mh.log and mh.log[level] then mh.log[level](msg) else core.log(level, msg) end
+end
+
+local function once(name, level, msg)
+  if said[name] == msg then return end
+  said[name] = msg
+  log(level, msg)
+end
+
+-- One file: adopted (true), moved to corrupt/ ("corrupt"), or left for a
+-- later scan (nil: a temporary failure, logged once).
+local function adopt_one(sp, cfg, dir, name)
+  local rec, fd, info = core.maildrop.open(dir, name)
+  if not rec then
+    local why = fd
+    if info and info.code == "ENOTFOUND" then return nil end
+    if info and info.code == "ECORRUPT" then
+      local ok, err = core.maildrop.done(dir, name, true)
+      if ok then log("warn", "maildrop: " .. why .. ": moved to corrupt/maildrop." .. name) return "corrupt" end
+      once(name, "warn", "maildrop: " .. why .. ", but it cannot be moved to corrupt/: " .. tostring(err))
+      return nil
+    end
+    once(name, "warn", "maildrop: cannot read " .. name .. ": " .. tostring(why) .. " (tried again at the next scan)")
+    return nil
+  end
+  local login = core.maildrop.login(rec.uid)
+  local caller = { uid = rec.uid, login = login, privileged = false }
+  local stream = core.spool.stream(fd, { dot = false })
+  local function corrupt(why)
+    stream:close()
+    core.maildrop.close(fd)
+    local ok, err = core.maildrop.done(dir, name, true)
+    if ok then
+      log("warn", string.format("maildrop: %s from uid %d: %s: moved to corrupt/maildrop.%s", name, rec.uid, why, name))
+      return "corrupt"
+    end
+    once(name, "warn", "maildrop: " .. name .. ": " .. why .. ", but it cannot be moved to corrupt/: " .. tostring(err))
+    return nil
+  end
+  local head, empty, hinfo = stream:head()
+  if not head then
+    if hinfo and hinfo.code == "ECORRUPT" then return corrupt(tostring(empty)) end
+    stream:close()
+    core.maildrop.close(fd)
+    once(name, "warn", "maildrop: reading " .. name .. ": " .. tostring(empty))
+    return nil
+  end
+  if empty then return corrupt("no message") end
+  local envid = rec.envid
+  if envid and (#envid > 100 or envid:find("%c")) then envid = nil end
+  local env, newhead, why = submit.prepare({
+    cfg = cfg, caller = caller, rcpts = rec.to, from = rec.from, notify = rec.notify and submit.dsn_notify(rec.notify),
+    ret = rec.ret and submit.dsn_ret(rec.ret), envid = envid, time = rec.time, received = true }, head)
+  if not env then
+    if newhead == submit.EX.TEMPFAIL then
+      stream:close()
+      core.maildrop.close(fd)
+      once(name, "warn", "maildrop: " .. name .. " waits: " .. tostring(why))
+      return nil
+    end
+    return corrupt(tostring(why))
+  end
+  stream:set_head(newhead)
+  local id, err = sp:enqueue(stream, env)
+  core.maildrop.close(fd)
+  if not id then
+    once(name, "warn", "maildrop: cannot queue " .. name .. ": " .. tostring(err) .. " (tried again at the next scan)")
+    return nil
+  end
+  local ok, derr = core.maildrop.done(dir, name)
+  if not ok then
+    -- queued, but the original stays: said loudly, it would be adopted twice
+    log("error", "maildrop: " .. name .. " queued as " .. id .. " but not removed: " .. tostring(derr))
+  end
+  said[name] = nil
+  log("info", string.format("maildrop: %s from uid %d (%s) queued as %s, from <%s> to %s", name, rec.uid,
+                            login or "?", id, env.from, table.concat(env.to, ",")))
+  return true
+end
+
+-- adopt(sp, dir) -> how many were adopted (waits): the spool sp (whose lock
+-- is held) in folder dir.  Temporary files of drop programs killed more than a
+-- day ago (where O_TMPFILE is missing) go too.
+function M.adopt(sp, dir)
+  local names, stale = core.maildrop.list(dir)
+  if not names then return 0 end           -- no maildrop/ (false), or unreadable (nil, err)
+  for _, s in ipairs(stale or {}) do core.maildrop.done(dir, s) end
+  if #names == 0 then return 0 end
+  local cfg, err = require("mailhook.settings").load()
+  if not cfg then
+    once("(settings)", "error", "maildrop: " .. #names .. " message(s) wait: the settings cannot be read: " .. tostring(err))
+    return 0
+  end
+  said["(settings)"] = nil
+  local n = 0
+  for _, name in ipairs(names) do
+    if adopt_one(sp, cfg, dir, name) == true then n = n + 1 end
+  end
+  return n
+end
+
+-- count(dir) -> how many messages wait in maildrop/ (0 when there is none or
+-- it cannot be read).  Waits.
+function M.count(dir)
+  local names = core.maildrop.list(dir)
+  return type(names) == "table" and #names or 0
+end
+
+return M

@@ -1,0 +1,94 @@
+-- mailhook.outcome — what a failed send means for the message, decided from
+-- the server's reply and the engine's info (never from guesswork): the
+-- deliverer (mailhook.delivery) acts on the kind this module names, the mail
+-- log (mailhook.maillog) and the failure sidecars word replies with it.
+--
+--   outcome.classify(info, reused) -> kind      (see below)
+--   outcome.permanent(x) -> boolean             x = {smtp =, class =}: the code first, the class second
+--   outcome.stalled(info) -> boolean            a timeout on one message's own commands
+--   outcome.reply_text{smtp =, enhanced =, text =} -> "451 4.7.0 try later" | nil
+--   outcome.session_refusal_text(ci, info, reply) -> what to tell an administrator
+--
+-- The kinds of classify(info, reused), in the order they are decided (reused:
+-- the session had already carried a message):
+--   "limit"         421, or a 4xx to MAIL, on a session that delivered before:
+--                   the server's per-connection limit (Exim: 421; OpenSMTPD: 452)
+--   "connection"    the session broke (DNS, connect, TLS, auth, 421, EOF, timeout)
+--   "session"       530/538 to MAIL or RCPT: authentication or TLS required, a
+--                   setting and not the message
+--   "not_sent"      decided before asking the server (over its SIZE; 8-bit with
+--                   nothing to convert it with)
+--   "bad_address"   an address the engine will not send
+--   "recipients"    the server answered MAIL: each recipient is settled by its reply
+--   "permanent"     5xx (or a permanent class with no code): to failed/
+--   "transient"     anything else: deferred, backoff
+local M = {}
+
+-- permanent(x): 5xx is permanent, 4xx transient; with no code, x.class decides.
+function M.permanent(x)
+  local code = tonumber(x.smtp)
+  if code then return code >= 500 end
+  return x.class == "permanent"
+end
+
+-- A refusal of the session rather than of a message: 530 to MAIL or RCPT
+-- ("authentication required", RFC 4954; "must issue STARTTLS first", RFC 3207)
+-- or 538 ("encryption required").  Failing each message for it would empty the
+-- queue into failed/ over a setting.
+local function session_refusal(info)
+  local code = tonumber(info.smtp)
+  return (code == 530 or code == 538) and (info.stage == "mail" or info.stage == "rcpt")
+end
+
+-- stalled(info): a timeout while this message's own commands or data were
+-- answered: it waits its backoff, the rest of the queue goes on.
+function M.stalled(info)
+  return info.code == "ETIMEDOUT" and (info.stage == "data" or info.stage == "rcpt" or info.stage == "mail")
+end
+
+function M.classify(info, reused)
+  local code = tonumber(info.smtp)
+  if reused and (code == 421 or (info.stage == "mail" and code and code >= 400 and code < 500)) then
+    return "limit"
+  end
+  if info.connection or info.stage == "connect" or info.stage == "dns" or info.stage == "tls"
+     or info.stage == "auth" or code == 421 then
+    return "connection"
+  end
+  if session_refusal(info) then return "session" end
+  if info.code == "ETOOBIG" or info.code == "E8BIT" then return "not_sent" end
+  if info.code == "EBADADDR" then return "bad_address" end
+  if (info.stage == "rcpt" or info.stage == "data") and info.smtp
+     and #(info.accepted or {}) + #(info.rejected or {}) > 0 then
+    return "recipients"
+  end
+  return M.permanent(info) and "permanent" or "transient"
+end
+
+-- reply_text{smtp=, enhanced=, text=} -> "451 4.7.0 try later" (or nil); a
+-- string is returned as it is.
+function M.reply_text(r)
+  if type(r) == "string" then return r end
+  if type(r) ~= "table" then return nil end
+  if not r.smtp and not r.text then return nil end
+  local parts = {}
+  if r.smtp then parts[#parts + 1] = tostring(r.smtp) end
+  local text = r.text and tostring(r.text):gsub("[\r\n]+", " ") or ""
+  -- the engine's text may already start with the enhanced code
+  if r.enhanced and r.enhanced ~= "" and text:sub(1, #r.enhanced) ~= r.enhanced then
+    parts[#parts + 1] = r.enhanced
+  end
+  if text ~= "" then parts[#parts + 1] = text end
+  return table.concat(parts, " ")
+end
+
+-- What to tell an administrator about a "session" refusal (ci: the session's
+-- info(), for whether it was in plain text and offered STARTTLS).
+function M.session_refusal_text(ci, info, reply)
+  local tls = require("mailhook.smtp").requires_tls(ci, info)
+  if tls then return tls .. ": set tls = starttls (or auto)" end
+  return "the server refuses mail on this session (" .. tostring(reply) ..
+         "): check `auth`, `username` and `tls` (mailhook test shows what was negotiated)"
+end
+
+return M

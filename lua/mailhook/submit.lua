@@ -1,0 +1,538 @@
+-- mailhook.submit — what sendmail's intake does to a message before it is
+-- stored (docs/sendmail.md): the envelope (recipients from the command line
+-- or the headers, local names through aliases, admin_address or
+-- default_domain, the sender by from_rewrite and by who the caller is), the
+-- headers intake adds (From when missing, Date, Message-ID, a Received line
+-- naming the caller's uid) and the ones it removes (Bcc).  Used by `mailhook
+-- sendmail` (arguments and -t), its -bs dialogue, and the service when it
+-- adopts a file of SPOOL/maildrop/ (lua/mailhook/maildrop.lua): one rule for
+-- every way in.
+--
+-- "Intake accepts, delivery decides" (DESIGN.md): header addresses are
+-- carried as the caller wrote them (cron's `From: root (Cron Daemon)`,
+-- mdadm's `From: mdadm monitoring <root>`); only what goes into the envelope
+-- is checked, and a message is refused only when it has no usable recipient.
+local core = require "mailhook.core"
+
+local M = {}
+
+-- sysexits(3), as sendmail's callers expect them
+M.EX = { USAGE = 64, DATAERR = 65, NOINPUT = 66, UNAVAILABLE = 69, SOFTWARE = 70, OSERR = 71,
+         CANTCREAT = 73, TEMPFAIL = 75, CONFIG = 78 }
+
+-- ------------------------------------------------------------ addresses
+
+local function printable(a)
+  return (a:gsub("%c", function(c) return string.format("\\x%02X", c:byte()) end))
+end
+
+-- split(value) -> {{addr =, name =}, ...} | nil, why
+-- The mailboxes of an RFC 5322 address list as written in a header or on the
+-- command line, tolerant of what local programs write: a bare local name
+-- (`root`), a comment as the name (`root (Cron Daemon)`), `Name <root>`, quoted
+-- local parts, groups (`team: a@x, b@y;`, their members listed), an obsolete
+-- source route (`<@a,@b:c@d>`).  addr is the addr-spec as written (quotes kept,
+-- without <>), name the display name (phrase unquoted, or the comment); an item
+-- that is no address at all (`foo bar`) has addr = nil and raw = its text.
+function M.split(value)
+  local items, i, n = {}, 1, #value
+  local cur
+  local function reset() cur = { words = {}, text = {}, comment = nil, angle = nil, raw = {} } end
+  local function finish()
+    local raw = table.concat(cur.raw):match("^%s*(.-)%s*$")
+    if raw == "" and not cur.angle then reset() return end
+    local item = { raw = raw }
+    if cur.angle then
+      local a = cur.angle:gsub("^@[^:]*:", "")   -- source route
+      item.addr = a:match("^%s*(.-)%s*$")
+      item.name = #cur.text > 0 and table.concat(cur.text, " ") or cur.comment
+    else
+      -- one word (the tokenizer glued "a . b @ c" into one): an addr-spec;
+      -- more ("a b@c", "John Doe") is a phrase without its address
+      if #cur.words == 1 then item.addr = cur.words[1] end
+      item.name = cur.comment
+    end
+    if item.addr == "" then item.addr = nil end
+    items[#items + 1] = item
+    reset()
+  end
+  reset()
+  while i <= n do
+    local c = value:sub(i, i)
+    if c == "(" then                    -- a comment, nested, with escapes
+      local depth, j, buf = 1, i + 1, {}
+      while j <= n and depth > 0 do
+        local d = value:sub(j, j)
+        if d == "\\" and j < n then buf[#buf + 1] = value:sub(j + 1, j + 1); j = j + 1
+        elseif d == "(" then depth = depth + 1; buf[#buf + 1] = d
+        elseif d == ")" then depth = depth - 1; if depth > 0 then buf[#buf + 1] = d end
+        else buf[#buf + 1] = d end
+        j = j + 1
+      end
+      if depth > 0 then return nil, "unbalanced '(' in '" .. printable(value) .. "'" end
+      local text = table.concat(buf):match("^%s*(.-)%s*$")
+      if text ~= "" and not cur.comment then cur.comment = text end
+      cur.raw[#cur.raw + 1] = value:sub(i, j - 1)
+      i = j
+    elseif c == '"' then                -- a quoted string: a word of the phrase or local part
+      local j, buf = i + 1, {}
+      while j <= n and value:sub(j, j) ~= '"' do
+        if value:sub(j, j) == "\\" and j < n then j = j + 1 end
+        buf[#buf + 1] = value:sub(j, j)
+        j = j + 1
+      end
+      if j > n then return nil, "unbalanced '\"' in '" .. printable(value) .. "'" end
+      local quoted = value:sub(i, j)
+      -- a quoted local part glues to what follows ("a b"@x): one word
+      if #cur.words > 0 and cur.glue then cur.words[#cur.words] = cur.words[#cur.words] .. quoted
+      else cur.words[#cur.words + 1] = quoted end
+      cur.text[#cur.text + 1] = table.concat(buf)
+      cur.glue = true
+      cur.raw[#cur.raw + 1] = quoted
+      i = j + 1
+    elseif c == "<" then
+      local j = value:find(">", i + 1, true)
+      if not j then return nil, "unbalanced '<' in '" .. printable(value) .. "'" end
+      cur.angle = value:sub(i + 1, j - 1)
+      cur.raw[#cur.raw + 1] = value:sub(i, j)
+      i = j + 1
+    elseif c == "," or c == ";" then
+      finish()
+      i = i + 1
+    elseif c == ":" and not cur.angle and not table.concat(cur.words):find("@", 1, true) then
+      reset()                           -- "group name:" starts a group
+      i = i + 1
+    elseif c:match("%s") then
+      -- a blank separates words, but not after a '.' or '@' (obs-local-part:
+      -- "a . b @ example.com" is one address)
+      local last = cur.words[#cur.words]
+      cur.glue = last ~= nil and (last:sub(-1) == "." or last:sub(-1) == "@")
+      cur.raw[#cur.raw + 1] = c
+      i = i + 1
+    else
+      local j = i
+      while j <= n and not value:sub(j, j):match('[%s%(%)<>,;:"]') do j = j + 1 end
+      if j == i then j = i + 1 end      -- a stray special (':' inside an address)
+      local word = value:sub(i, j - 1)
+      if #cur.words > 0 and (cur.glue or word:sub(1, 1) == "@" or word:sub(1, 1) == ".") then
+        cur.words[#cur.words] = cur.words[#cur.words] .. word
+      else
+        cur.words[#cur.words + 1] = word
+      end
+      cur.text[#cur.text + 1] = word
+      cur.glue = word:sub(-1) == "@" or word:sub(-1) == "."
+      cur.raw[#cur.raw + 1] = word
+      i = j
+    end
+  end
+  finish()
+  return items
+end
+
+-- A bare local name a program may use as an address (root, www-data, cron.d).
+local function is_local_name(s)
+  return s:match("^[%w!#$%%&'*+/=?^_`{|}~.-]+$") ~= nil and not s:find("^%.") and not s:find("%.$")
+end
+
+-- The checks smtp-interop gave command-line addresses (issue 10.4), kept:
+-- no CR, LF or NUL ("a@x<LF>RCPT TO:<evil@y>" must not become two
+-- recipients), no group syntax ("a@x RCPT TO:<evil@y>" would read as a group
+-- holding evil@y), no unquoted '@' in a display name.  nil, why | true.
+function M.check_arg(a)
+  if a:find("[%z\r\n]") then return nil, "'" .. printable(a) .. "': CR, LF or NUL in an address" end
+  local depth, quote, angle, phrase_at = 0, false, false, false
+  local i = 1
+  while i <= #a do
+    local c = a:sub(i, i)
+    if quote then
+      if c == "\\" then i = i + 1 elseif c == '"' then quote = false end
+    elseif depth > 0 then
+      if c == "\\" then i = i + 1 elseif c == "(" then depth = depth + 1 elseif c == ")" then depth = depth - 1 end
+    elseif c == '"' then quote = true
+    elseif c == "(" then depth = 1
+    elseif c == "<" then angle = true
+    elseif c == ">" then angle = false
+    elseif not angle and (c == ":" or c == ";") then
+      return nil, "'" .. a .. "': group syntax is not an address"
+    elseif c == "," then phrase_at = false
+    elseif not angle and c == "@" then phrase_at = true
+    end
+    if angle and phrase_at and c == "<" then
+      return nil, "'" .. a .. "': an unquoted '@' in the display name"
+    end
+    i = i + 1
+  end
+  return true
+end
+
+-- valid(addr) -> true | nil, why: an address the envelope may carry: the
+-- message builder's rules (non-ASCII passes: delivery decides, SMTPUTF8) and
+-- the spool's (runtime/spool.c mh_addr_check, through core.spool.addresses).
+local function valid(addr)
+  local ok, why = core.msg.valid_address(addr)
+  if not ok and not tostring(why):find("non%-ASCII") then return nil, why end
+  local list = core.spool.addresses(addr)
+  if not list or #list ~= 1 or list[1] ~= addr then return nil, "not a usable address" end
+  return true
+end
+M.valid = valid
+
+-- ----------------------------------------------------- local names, aliases
+
+-- The domains that mean "this machine": a recipient there is a local user.
+local function local_domains(cfg)
+  local set = { ["localhost"] = true, ["localhost.localdomain"] = true }
+  local h = core.fsutil.hostname()
+  if h then set[h:lower()] = true; set[(h:match("^[^.]+") or h):lower()] = true end
+  if cfg.helo_name then set[cfg.helo_name:lower()] = true end
+  return set
+end
+
+-- The folder of the settings file: relative paths in it (aliases) are from there.
+local function conf_dir()
+  return (core.paths.conf:match("^(.*)/[^/]*$")) or "."
+end
+
+-- read_aliases(path) -> {name = {entries...}} | nil, "FILE:LINE: why"
+-- msmtp's format (`name: addr, addr`; `default: addr`; `#` to the end of a
+-- line is a comment), plus /etc/aliases' continuation lines (starting with
+-- a blank).  Names are case-insensitive; an entry is an address or a local name.
+function M.read_aliases(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, "aliases " .. tostring(err) end
+  local text = f:read(1 << 20)
+  local more = f:read(1)
+  f:close()
+  if more then return nil, "aliases " .. path .. ": over 1 MiB" end
+  local map, last, n = {}, nil, 0
+  for line in ((text or "") .. "\n"):gmatch("(.-)\r?\n") do
+    n = n + 1
+    local body = line:gsub("#.*$", "")
+    if body:match("^%s*$") then
+      last = nil
+    elseif body:match("^%s") and last then          -- continuation
+      for e in body:gmatch("[^,]+") do
+        e = e:match("^%s*(.-)%s*$")
+        if e ~= "" then last[#last + 1] = e end
+      end
+    else
+      local name, rest = body:match("^%s*([^:%s]+)%s*:(.*)$")
+      if not name or not is_local_name(name) then
+        return nil, string.format("%s:%d: expected 'name: address, address'", path, n)
+      end
+      name = name:lower()
+      if map[name] then return nil, string.format("%s:%d: '%s' set twice", path, n, name) end
+      local list = {}
+      for e in rest:gmatch("[^,]+") do
+        e = e:match("^%s*(.-)%s*$")
+        if e ~= "" then list[#list + 1] = e end
+      end
+      map[name], last = list, list
+    end
+  end
+  for name, list in pairs(map) do
+    for _, e in ipairs(list) do
+      local items = M.split(e)
+      local a = items and #items == 1 and items[1].addr
+      if not a or (a:find("@", 1, true) and not valid(a)) or (not a:find("@", 1, true) and not is_local_name(a)) then
+        return nil, string.format("%s: alias '%s': '%s' is not an address", path, name, e)
+      end
+    end
+    if #list == 0 then return nil, string.format("%s: alias '%s' has no address", path, name) end
+  end
+  return map
+end
+
+-- resolver(cfg) -> resolve(addr) -> {addr...} | nil, why, exit code
+-- A local recipient (no '@', or @localhost / this host) goes, in this order,
+-- to: its alias (entries that are local names again are expanded, a loop
+-- stops at the name itself), the aliases file's `default:`, admin_address,
+-- else NAME@default_domain.  Other addresses are themselves.
+function M.resolver(cfg)
+  local locals = local_domains(cfg)
+  local aliases, aerr
+  local domain = cfg.default_domain or core.fsutil.hostname() or "localhost"
+  local function load_aliases()
+    if aliases == nil and cfg.aliases then
+      local path = cfg.aliases:sub(1, 1) == "/" and cfg.aliases or (conf_dir() .. "/" .. cfg.aliases)
+      aliases, aerr = M.read_aliases(path)
+      if not aliases then aliases = false end
+    end
+    return aliases
+  end
+  local function localpart(a)
+    if not a:find("@", 1, true) then return a end
+    local lp, dom = a:match("^(.*)@([^@]+)$")
+    if lp and locals[dom:lower()] and is_local_name(lp) then return lp end
+    return nil
+  end
+  local resolve
+  resolve = function(a, seen, depth)
+    local name = localpart(a)
+    if not name then
+      local ok, why = valid(a)
+      if not ok then return nil, "'" .. a .. "': " .. tostring(why), M.EX.DATAERR end
+      return { a }
+    end
+    if not is_local_name(name) then return nil, "'" .. a .. "' is not an address", M.EX.DATAERR end
+    local key = name:lower()
+    if cfg.aliases and load_aliases() == false then
+      return nil, tostring(aerr) .. " (local names cannot be resolved; mail for '" .. name .. "' was not queued)",
+        M.EX.TEMPFAIL
+    end
+    seen = seen or {}
+    local list = aliases and (aliases[key] or (not seen[key] and depth == 0 and aliases.default))
+    if list and not seen[key] and depth < 8 then
+      seen[key] = true
+      local out = {}
+      for _, e in ipairs(list) do
+        local items = M.split(e)
+        local r, why, code = resolve(items[1].addr, seen, depth + 1)
+        if not r then return nil, why, code end
+        for _, x in ipairs(r) do out[#out + 1] = x end
+      end
+      return out
+    end
+    if cfg.admin_address then return { table.unpack(cfg.admin_address) } end
+    local q = name .. "@" .. domain
+    local ok, why = valid(q)
+    if not ok then return nil, "'" .. q .. "': " .. tostring(why), M.EX.DATAERR end
+    return { q }
+  end
+  return function(a) return resolve(a, nil, 0) end
+end
+
+-- qualify(cfg, addr) -> addr with a bare local name given default_domain (a
+-- sender is qualified, never aliased).
+function M.qualify(cfg, a)
+  if a:find("@", 1, true) then return a end
+  return a .. "@" .. (cfg.default_domain or core.fsutil.hostname() or "localhost")
+end
+
+-- ---------------------------------------------------------------- headers
+
+-- fields(head) -> {{name =, lname =, value =, raw =}, ...} | nil, why
+-- The header block (CRLF lines, as core.spool.stream's head() gives it) as
+-- fields: raw keeps the field's lines exactly; value is unfolded.
+function M.fields(head)
+  local out, n = {}, 0
+  for line in head:gmatch("[^\n]*\n") do
+    n = n + 1
+    if line:match("^[ \t]") and #out > 0 then
+      local f = out[#out]
+      f.raw = f.raw .. line
+      f.value = f.value .. line:gsub("\r?\n$", "")
+    else
+      local name, value = line:match("^([!-9;-~]+):(.-)\r?\n$")
+      if not name then
+        return nil, string.format("line %d is not a header ('%s')", n,
+                                  printable(line:gsub("\r?\n$", ""):sub(1, 60)))
+      end
+      out[#out + 1] = { name = name, lname = name:lower(), value = value, raw = line }
+    end
+  end
+  for _, f in ipairs(out) do f.value = f.value:match("^%s*(.-)%s*$") end
+  return out
+end
+
+local function find(fields, lname)
+  for _, f in ipairs(fields) do if f.lname == lname then return f end end
+end
+
+-- A display name as a header phrase: kept when it is one already (atoms, an
+-- encoded word), else quoted.
+local function phrase(name)
+  if name:match("^[%w!#$%%&'*+/=?^_`{|}~%- ]+$") or name:match("^=%?.*%?=$") then return name end
+  return '"' .. name:gsub('[\\"]', "\\%0") .. '"'
+end
+
+local function domain_of(a) return a and (a:match("@([^@]+)$") or ""):lower() end
+
+-- The caller's identity, decided by the kernel (never $USER): uid, its login
+-- name, and whether it may write the spool itself (root, or the spool's
+-- owner: the service's user) — everyone else is unprivileged and goes
+-- through mailhook-drop.
+function M.caller(spool_dir)
+  local who = core.maildrop.whoami()
+  local owner = core.maildrop.owner(spool_dir or core.paths.spool)
+  who.privileged = who.uid == 0 or (owner ~= nil and owner == who.uid) or
+                   (owner == nil and who.euid == 0)
+  return who
+end
+
+-- The xtext of RFC 3461 §4 (ENVID, ORCPT): '+', '=' and what is not
+-- printable ASCII as +XX.
+local function xtext(s)
+  return (s:gsub("[^!-*,-<>-~]", function(c) return string.format("+%02X", c:byte()) end))
+end
+
+local NOTIFY = { never = "NEVER", success = "SUCCESS", failure = "FAILURE", delay = "DELAY" }
+
+-- dsn_notify("success,delay") -> "SUCCESS,DELAY" | nil (sendmail -N's value;
+-- NEVER alone, else any of SUCCESS, FAILURE, DELAY).
+function M.dsn_notify(v)
+  local out = {}
+  for w in (v or ""):gmatch("[^,%s]+") do
+    local k = NOTIFY[w:lower()]
+    if not k then return nil end
+    out[#out + 1] = k
+  end
+  if #out == 0 or (#out > 1 and table.concat(out, ","):find("NEVER")) then return nil end
+  return table.concat(out, ",")
+end
+
+-- dsn_ret("hdrs") -> "HDRS" | "FULL" | nil
+function M.dsn_ret(v)
+  v = (v or ""):upper()
+  if v == "FULL" or v == "HDRS" then return v end
+end
+
+-- ---------------------------------------------------------------- prepare
+
+local function rfc_date(t) return os.date("%a, %d %b %Y %H:%M:%S %z", t) end
+
+local function message_id(domain, t)
+  local r = io.open("/dev/urandom", "rb")
+  local bytes = r and r:read(12) or tostring(os.clock())
+  if r then r:close() end
+  return string.format("<%s.%s@%s>", os.date("!%Y%m%d%H%M%S", t),
+                       (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end)), domain)
+end
+
+-- prepare(ctx, head) -> env, newhead | nil, exit code, why
+-- ctx: cfg (the settings), caller ({uid, login, privileged}), rcpts (strings
+-- from the command line, -bs's RCPT, a maildrop record: each an address list),
+-- t (-t: To, Cc, Bcc of the header block too), from (-f as given, "<>" or ""
+-- for the null sender, nil), fullname (-F), notify, ret, envid (-N -R -V),
+-- rcpt_params ({[rcpt as given] = "NOTIFY=.."}: -bs), time (when submitted),
+-- received (add the Received line: the process that writes into pickup/).
+-- env = {from =, to = {...}, from_params =, to_params = {[addr] =}}; newhead:
+-- the header block to store (CRLF lines, no blank line).
+function M.prepare(ctx, head)
+  local cfg, caller = ctx.cfg, ctx.caller
+  local t = ctx.time or os.time()
+  local fields, ferr = M.fields(head)
+  if not fields then return nil, M.EX.DATAERR, "malformed message: " .. ferr end
+  local resolve = M.resolver(cfg)
+
+  -- recipients: the given ones, then (-t) the header's; each resolved, once
+  local to, seen, to_params = {}, {}, nil
+  local function add(raw, params)
+    local items, why = M.split(raw)
+    if not items then return nil, M.EX.DATAERR, "recipient " .. why end
+    for _, it in ipairs(items) do
+      if not it.addr then return nil, M.EX.DATAERR, "recipient '" .. it.raw .. "' is not an address" end
+      local list, rwhy, code = resolve(it.addr)
+      if not list then return nil, code, "recipient " .. rwhy end
+      for _, a in ipairs(list) do
+        if not seen[a] then
+          seen[a] = true
+          to[#to + 1] = a
+          if params then to_params = to_params or {}; to_params[a] = params end
+        end
+      end
+    end
+    return true
+  end
+  local default_params = ctx.notify and ("NOTIFY=" .. ctx.notify) or nil
+  for _, r in ipairs(ctx.rcpts or {}) do
+    local ok, code, why = add(r, (ctx.rcpt_params and ctx.rcpt_params[r]) or default_params)
+    if not ok then return nil, code, why end
+  end
+  if ctx.t then
+    for _, f in ipairs(fields) do
+      if f.lname == "to" or f.lname == "cc" or f.lname == "bcc" then
+        local ok, code, why = add(f.value, default_params)
+        if not ok then return nil, code, f.name .. " header: " .. why end
+      end
+    end
+  end
+  if #to == 0 then
+    return nil, M.EX.USAGE, ctx.t and "no recipients in To, Cc or Bcc" or "no recipients (give them, or use -t)"
+  end
+
+  -- the sender (docs/sendmail.md, "The sender")
+  local mode = cfg.from_rewrite or "envelope"
+  local from_field = find(fields, "from")
+  local header_from
+  if from_field then
+    local items = M.split(from_field.value)
+    for _, it in ipairs(items or {}) do
+      if it.addr then header_from = header_from or it end
+    end
+  end
+  local own = M.qualify(cfg, caller.login or ("uid" .. tostring(caller.uid)))
+  local asked = ctx.from and ctx.from:gsub("^<(.*)>$", "%1")
+  asked = asked and asked ~= "" and M.qualify(cfg, asked) or nil
+  local sender
+  if ctx.from == "" or ctx.from == "<>" then
+    sender = ""                                         -- the null sender, as asked
+  elseif not caller.privileged then
+    sender = (mode ~= "never" and cfg.from) or own      -- its own name, or the account's
+  elseif mode == "always" and cfg.from then
+    sender = cfg.from
+  elseif mode == "envelope" and cfg.from then
+    -- a sender of the account's own domain is kept: the server takes those
+    sender = (asked and domain_of(asked) == domain_of(cfg.from)) and asked or cfg.from
+  else
+    local hf = header_from and header_from.addr
+    sender = asked or (hf and M.qualify(cfg, hf)) or cfg.from or own
+  end
+  if sender ~= "" and not valid(sender) then sender = cfg.from or own end
+
+  -- the header block
+  local out = {}
+  if ctx.received then
+    out[#out + 1] = string.format("Received: by %s (mailhook, from userid %s);\r\n\t%s\r\n",
+                                  cfg.helo_name or core.fsutil.hostname() or "localhost",
+                                  tostring(caller.uid), rfc_date(t))
+  end
+  local reply_to = find(fields, "reply-to")
+  local F = cfg.from
+  for _, f in ipairs(fields) do
+    if f.lname == "bcc" then
+      -- removed from the copy that is sent, always
+    elseif f == from_field and F and mode ~= "never" then
+      local a = header_from and header_from.addr
+      -- kept when written with the account's own domain (envelope) or as the
+      -- account itself (always); a bare local name never is: it has no domain
+      local same = a and a:find("@", 1, true) and (mode == "envelope" and domain_of(a) == domain_of(F)
+                                                  or a:lower() == F:lower())
+      if same then
+        out[#out + 1] = f.raw
+      else
+        local name = header_from and header_from.name
+        out[#out + 1] = "From: " .. (name and name ~= "" and (phrase(name) .. " <" .. F .. ">") or F) .. "\r\n"
+        -- the original, where replies go (a local name resolved as a recipient would be)
+        if not reply_to and a then
+          local r = resolve(a)
+          if r and #r > 0 and r[1]:lower() ~= F:lower() then
+            out[#out + 1] = "Reply-To: " .. table.concat(r, ", ") .. "\r\n"
+          end
+        end
+      end
+    else
+      out[#out + 1] = f.raw
+    end
+  end
+  if not from_field then
+    local a = (sender ~= "" and sender) or F or own
+    local name = ctx.fullname and ctx.fullname:gsub("[%c]", "") or ""
+    out[#out + 1] = "From: " .. (name ~= "" and (phrase(name) .. " <" .. a .. ">") or a) .. "\r\n"
+  end
+  if not find(fields, "date") then out[#out + 1] = "Date: " .. rfc_date(t) .. "\r\n" end
+  if not find(fields, "message-id") then
+    local dom = domain_of(sender ~= "" and sender or F or own)
+    out[#out + 1] = "Message-ID: " .. message_id(dom ~= "" and dom or "localhost", t) .. "\r\n"
+  end
+
+  local env = { from = sender, to = to, to_params = to_params }
+  local mp = {}
+  if ctx.ret then mp[#mp + 1] = "RET=" .. ctx.ret end
+  if ctx.envid then mp[#mp + 1] = "ENVID=" .. xtext(ctx.envid) end
+  if ctx.from_params then mp[#mp + 1] = ctx.from_params end
+  if #mp > 0 then env.from_params = table.concat(mp, " ") end
+  return env, table.concat(out)
+end
+
+return M

@@ -1,0 +1,376 @@
+/*
+** l_maildrop.c — core.maildrop: unprivileged submission (runtime/maildrop.c,
+** the setgid runtime/drop.c) for Lua, and who the caller is.
+**
+**   core.maildrop.whoami() -> {uid, euid, gid, login, name}   (the kernel's ids;
+**                             login and name from the password database)
+**   core.maildrop.owner(path) -> uid | nil      core.maildrop.login(uid) -> name | nil
+**   core.maildrop.submit({drop, args...}, source) -> exit status | nil, err, info
+**       (waits) runs the drop program with the message on its stdin: source is
+**       a string, or a core.spool Stream (read as it is written; its head set)
+**   core.maildrop.list(spool [, stale_age]) -> {names}, {stale t. names}
+**       | false (no maildrop/) | nil, err, info    (waits)
+**   core.maildrop.open(spool, name) -> record, fd | nil, err, info   (waits)
+**       record = {uid, gid, pid, time, from, to = {...}, notify, ret, envid, size}
+**       fd: the file at its message (core.spool.stream(fd, {dot = false}));
+**       close it with core.maildrop.close(fd)
+**   core.maildrop.done(spool, name [, corrupt]) -> true | nil, err, info  (waits)
+**   core.maildrop.watch(dir, fn) -> Watch (:stop()): fn() as a task when a
+**       file appears in dir (bursts coalesced)
+*/
+#include <errno.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "l_sched.h"
+#include "error.h"
+#include "intake.h"
+#include "maildrop.h"
+
+#define WATCH_MT "mailhook.MaildropWatch"
+
+/* A core.spool Stream userdata holds its mh_intake * as its first member
+** (runtime/l_spool.c, INTERFACES.md): taken here, the stream is used up. */
+#define STREAM_MT "mailhook.SpoolStream"
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  if (!v) return;
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* whoami() */
+static int l_whoami(lua_State *L) {
+  struct passwd *pw = getpwuid(getuid());
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)getuid()); lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, (lua_Integer)geteuid()); lua_setfield(L, -2, "euid");
+  lua_pushinteger(L, (lua_Integer)getgid()); lua_setfield(L, -2, "gid");
+  if (pw) {
+    char name[256];
+    size_t n = strcspn(pw->pw_gecos ? pw->pw_gecos : "", ",");
+    set_str(L, "login", pw->pw_name);
+    snprintf(name, sizeof name, "%.*s", (int)n, pw->pw_gecos ? pw->pw_gecos : "");
+    if (name[0]) set_str(L, "name", name);
+  }
+  return 1;
+}
+
+/* owner(path) -> uid | nil */
+static int l_owner(lua_State *L) {
+  struct stat st;
+  if (stat(luaL_checkstring(L, 1), &st) < 0) return 0;
+  lua_pushinteger(L, (lua_Integer)st.st_uid);
+  return 1;
+}
+
+/* login(uid) -> name | nil */
+static int l_login(lua_State *L) {
+  struct passwd *pw = getpwuid((uid_t)luaL_checkinteger(L, 1));
+  if (!pw) return 0;
+  lua_pushstring(L, pw->pw_name);
+  return 1;
+}
+
+/* -------------------------------------------------------- thread-pool ops */
+
+enum { OP_SUBMIT, OP_LIST, OP_OPEN, OP_DONE };
+
+typedef struct {
+  int kind;
+  int rc;
+  char err[MH_DROP_ERRLEN];
+  char *spool, *name;
+  /* submit */
+  char **argv;
+  mh_intake *in;          /* a Stream's reader (ours now), or NULL */
+  const char *data;       /* or bytes (anchored) */
+  size_t len;
+  int status;
+  /* list */
+  char **names, **stale;
+  size_t n, nstale;
+  long long stale_age;
+  int absent;
+  /* open / done */
+  mh_drop_rec rec;
+  int fd;
+  int corrupt;
+  lua_State *main;
+  int anchor;
+} op;
+
+static int write_bytes(void *arg, int fd) {
+  op *o = (op *)arg;
+  size_t off = 0;
+  while (off < o->len) {
+    ssize_t w = write(fd, o->data + off, o->len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return w < 0 ? -errno : -EIO;
+    off += (size_t)w;
+  }
+  return 0;
+}
+
+static int write_stream(void *arg, int fd) { return mh_intake_write(((op *)arg)->in, fd); }
+
+static void op_work(void *arg) {
+  op *o = (op *)arg;
+  switch (o->kind) {
+  case OP_SUBMIT:
+    o->rc = mh_maildrop_submit((const char *const *)o->argv, o->in ? write_stream : write_bytes, o,
+                               &o->status, o->err);
+    /* a read error of the stream (sendmail's stdin) is the reason, not the pipe */
+    if (o->in && mh_intake_error(o->in) && o->rc < 0)
+      snprintf(o->err, sizeof o->err, "reading the message: %s", mh_strerror(mh_intake_error(o->in)));
+    break;
+  case OP_LIST:
+    o->rc = mh_maildrop_list(o->spool, &o->names, &o->n, (int64_t)o->stale_age, &o->stale, &o->nstale);
+    if (o->rc == 1) { o->absent = 1; o->rc = 0; }
+    if (o->rc < 0) snprintf(o->err, sizeof o->err, "%s/maildrop: %s", o->spool, mh_strerror(o->rc));
+    break;
+  case OP_OPEN:
+    o->rc = mh_maildrop_open(o->spool, o->name, &o->rec, &o->fd, o->err);
+    break;
+  case OP_DONE:
+    o->rc = mh_maildrop_done(o->spool, o->name, o->corrupt, o->err);
+    break;
+  }
+}
+
+static void push_list(lua_State *L, char **v, size_t n) {
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, v[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+static int op_push(lua_State *co, void *arg) {
+  op *o = (op *)arg;
+  if (o->rc < 0) return mh_l_fail(co, o->rc, "maildrop", "%s", o->err[0] ? o->err : mh_strerror(o->rc));
+  switch (o->kind) {
+  case OP_SUBMIT:
+    lua_pushinteger(co, o->status);
+    return 1;
+  case OP_LIST:
+    if (o->absent) { lua_pushboolean(co, 0); return 1; }
+    push_list(co, o->names, o->n);
+    push_list(co, o->stale, o->nstale);
+    return 2;
+  case OP_OPEN:
+    lua_createtable(co, 0, 10);
+    lua_pushinteger(co, (lua_Integer)o->rec.uid); lua_setfield(co, -2, "uid");
+    lua_pushinteger(co, (lua_Integer)o->rec.gid); lua_setfield(co, -2, "gid");
+    lua_pushinteger(co, (lua_Integer)o->rec.pid); lua_setfield(co, -2, "pid");
+    lua_pushinteger(co, (lua_Integer)o->rec.time); lua_setfield(co, -2, "time");
+    lua_pushinteger(co, (lua_Integer)o->rec.size); lua_setfield(co, -2, "size");
+    set_str(co, "from", o->rec.from);
+    set_str(co, "notify", o->rec.notify);
+    set_str(co, "ret", o->rec.ret);
+    set_str(co, "envid", o->rec.envid);
+    push_list(co, o->rec.to, o->rec.nto);
+    lua_setfield(co, -2, "to");
+    lua_pushinteger(co, o->fd);
+    o->fd = -1;   /* the caller's now */
+    return 2;
+  default:
+    lua_pushboolean(co, 1);
+    return 1;
+  }
+}
+
+static void op_done(void *arg) {
+  op *o = (op *)arg;
+  for (size_t i = 0; o->argv && o->argv[i]; i++) free(o->argv[i]);
+  free(o->argv);
+  mh_intake_free(o->in);
+  for (size_t i = 0; i < o->n; i++) free(o->names[i]);
+  for (size_t i = 0; i < o->nstale; i++) free(o->stale[i]);
+  free(o->names);
+  free(o->stale);
+  mh_drop_rec_free(&o->rec);
+  if (o->fd >= 0) close(o->fd);   /* opened but nobody took it (interrupted) */
+  free(o->spool);
+  free(o->name);
+  if (o->anchor != LUA_NOREF) luaL_unref(o->main, LUA_REGISTRYINDEX, o->anchor);
+  free(o);
+}
+
+static op *op_new(lua_State *L, int kind) {
+  op *o = (op *)calloc(1, sizeof *o);
+  if (!o) luaL_error(L, "out of memory");
+  o->kind = kind;
+  o->fd = -1;
+  o->anchor = LUA_NOREF;
+  return o;
+}
+
+static lua_State *main_state(lua_State *L) {
+  lua_State *m;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  m = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return m;
+}
+
+/* submit({drop, arg...}, source) */
+static int l_submit(lua_State *L) {
+  size_t n;
+  op *o;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = (size_t)luaL_len(L, 1);
+  luaL_argcheck(L, n >= 1, 1, "the drop program's path first");
+  if (lua_type(L, 2) != LUA_TSTRING && !luaL_testudata(L, 2, STREAM_MT))
+    return luaL_argerror(L, 2, "a string or a core.spool Stream");
+  o = op_new(L, OP_SUBMIT);
+  if (!(o->argv = (char **)calloc(n + 1, sizeof *o->argv))) { op_done(o); return luaL_error(L, "out of memory"); }
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, (lua_Integer)i + 1);
+    if (!lua_isstring(L, -1)) { op_done(o); return luaL_argerror(L, 1, "arguments must be strings"); }
+    if (!(o->argv[i] = strdup(lua_tostring(L, -1)))) { op_done(o); return luaL_error(L, "out of memory"); }
+    lua_pop(L, 1);
+  }
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    o->data = lua_tolstring(L, 2, &o->len);
+    o->main = main_state(L);
+    lua_pushvalue(L, 2);
+    o->anchor = luaL_ref(L, LUA_REGISTRYINDEX);   /* the bytes live until done */
+  } else {
+    mh_intake **in = (mh_intake **)lua_touserdata(L, 2);
+    if (!*in) { op_done(o); return luaL_argerror(L, 2, "stream is closed or already used"); }
+    o->in = *in;
+    *in = NULL;
+  }
+  return mh_l_work(L, "maildrop.submit", op_work, op_push, op_done, o);
+}
+
+/* list(spool [, stale_age = 86400]) */
+static int l_list(lua_State *L) {
+  op *o = op_new(L, OP_LIST);
+  o->stale_age = (long long)luaL_optinteger(L, 2, 86400);
+  if (!(o->spool = strdup(luaL_checkstring(L, 1)))) { op_done(o); return luaL_error(L, "out of memory"); }
+  return mh_l_work(L, "maildrop.list", op_work, op_push, op_done, o);
+}
+
+/* open(spool, name) */
+static int l_open(lua_State *L) {
+  op *o = op_new(L, OP_OPEN);
+  if (!(o->spool = strdup(luaL_checkstring(L, 1))) || !(o->name = strdup(luaL_checkstring(L, 2)))) {
+    op_done(o);
+    return luaL_error(L, "out of memory");
+  }
+  return mh_l_work(L, "maildrop.open", op_work, op_push, op_done, o);
+}
+
+/* done(spool, name [, corrupt]) */
+static int l_done(lua_State *L) {
+  op *o = op_new(L, OP_DONE);
+  o->corrupt = lua_toboolean(L, 3);
+  if (!(o->spool = strdup(luaL_checkstring(L, 1))) || !(o->name = strdup(luaL_checkstring(L, 2)))) {
+    op_done(o);
+    return luaL_error(L, "out of memory");
+  }
+  return mh_l_work(L, "maildrop.done", op_work, op_push, op_done, o);
+}
+
+/* close(fd) */
+static int l_close(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd > 2 && fd <= 0x7fffffff, 1, "not a descriptor of core.maildrop.open");
+  close((int)fd);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ watch */
+
+typedef struct {
+  uv_fs_event_t ev;
+  uv_timer_t timer;   /* coalesces a burst of events into one call */
+  lua_State *L;       /* the main state, to spawn from */
+  int fn_ref;
+  int closing;        /* handles left to close */
+  int stopped;
+} lwatch;
+
+static void watch_fire(uv_timer_t *t) {
+  lwatch *w = (lwatch *)t->data;
+  if (w->stopped) return;
+  lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->fn_ref);
+  mh_task_spawn(w->L, -1, 0, "maildrop watch");
+  lua_pop(w->L, 2);
+}
+
+static void watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
+  lwatch *w = (lwatch *)h->data;
+  (void)events;
+  (void)status;
+  if (w->stopped || (name && (name[0] == '.' || !strncmp(name, "t.", 2)))) return;
+  if (!uv_is_active((uv_handle_t *)&w->timer)) uv_timer_start(&w->timer, watch_fire, 5, 0);
+}
+
+static void watch_closed(uv_handle_t *h) {
+  lwatch *w = (lwatch *)h->data;
+  if (--w->closing == 0) {
+    lua_pushnil(w->L);
+    lua_rawsetp(w->L, LUA_REGISTRYINDEX, w);   /* unpinned: the userdata may go */
+  }
+}
+
+static void watch_stop(lwatch *w) {
+  if (w->stopped) return;
+  w->stopped = 1;
+  luaL_unref(w->L, LUA_REGISTRYINDEX, w->fn_ref);
+  w->fn_ref = LUA_NOREF;
+  w->closing = 2;
+  uv_fs_event_stop(&w->ev);
+  uv_close((uv_handle_t *)&w->ev, watch_closed);
+  uv_close((uv_handle_t *)&w->timer, watch_closed);
+}
+
+static int l_watch_stop(lua_State *L) {
+  watch_stop((lwatch *)luaL_checkudata(L, 1, WATCH_MT));
+  return 0;
+}
+
+/* watch(dir, fn) -> Watch | nil, err, info */
+static int l_watch(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  lwatch *w;
+  int rc;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  w = (lwatch *)lua_newuserdatauv(L, sizeof *w, 0);
+  memset(w, 0, sizeof *w);
+  luaL_setmetatable(L, WATCH_MT);
+  w->L = main_state(L);
+  uv_fs_event_init(mh_l_loop(L), &w->ev);
+  uv_timer_init(mh_l_loop(L), &w->timer);
+  w->ev.data = w->timer.data = w;
+  lua_pushvalue(L, 2);
+  w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, w);   /* pinned until both handles closed */
+  if ((rc = uv_fs_event_start(&w->ev, watch_event, dir, 0)) < 0) {
+    watch_stop(w);
+    return mh_l_fail(L, rc, "maildrop", "watch %s: %s", dir, uv_strerror(rc));
+  }
+  return 1;
+}
+
+void l_maildrop_open(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    { "whoami", l_whoami }, { "owner", l_owner }, { "login", l_login }, { "submit", l_submit },
+    { "list", l_list }, { "open", l_open }, { "done", l_done }, { "close", l_close },
+    { "watch", l_watch }, { NULL, NULL },
+  };
+  luaL_newmetatable(L, WATCH_MT);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "stop");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  luaL_newlib(L, fns);
+  lua_setfield(L, -2, "maildrop");
+}

@@ -1,0 +1,77 @@
+/*
+** maildrop.h — both sides of SPOOL/maildrop/, the folder through which local
+** users who may not write the spool submit mail (docs/sendmail.md,
+** "Unprivileged submission"):
+**   - the caller's side: run the setgid drop program (runtime/drop.c,
+**     mailhook-drop) with the message on a pipe (mh_maildrop_submit);
+**   - the service's side: list the files it left, open one with the record
+**     checked (mh_maildrop_open), and remove it once adopted, or move it to
+**     corrupt/ (mh_maildrop_done).
+** The limits are shared with drop.c, which includes this header for them
+** (and nothing else: drop.c links no mailhook code).
+** Every function here blocks on the disk or on the child: call them on the
+** thread pool.
+*/
+#ifndef MH_MAILDROP_H
+#define MH_MAILDROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MH_DROP_MAX_MSG   ((int64_t)100 << 20)  /* bytes of one message (the drop program's limit) */
+#define MH_DROP_MAX_RCPT  10000                 /* recipients of one message */
+#define MH_DROP_MAX_VALUE 998                   /* bytes of one address or parameter */
+#define MH_DROP_MAX_REC   (4 << 20)             /* bytes of the record before the message */
+#define MH_DROP_MAGIC     "MAILHOOK-DROP 1\n"
+#define MH_DROP_ERRLEN    300
+
+#ifndef MH_DROP_PROGRAM_ONLY
+
+/* What the drop program recorded about one message. */
+typedef struct mh_drop_rec {
+  unsigned long uid, gid;   /* the caller's real uid and gid (getuid, getgid) */
+  long pid;                 /* its process, for the log */
+  int64_t time;             /* when it was dropped (unix seconds): the Date it gets */
+  char *from;               /* the sender it asked for (NULL: none; "": the null sender) */
+  char **to;                /* the recipients, as given (resolved by the service) */
+  size_t nto;
+  char *notify, *ret, *envid;  /* sendmail -N -R -V, or NULL */
+  int64_t offset;           /* the first byte of the message in the file */
+  int64_t size;             /* bytes of the file */
+} mh_drop_rec;
+
+void mh_drop_rec_free(mh_drop_rec *r);
+
+/* The names of SPOOL/maildrop/ that are complete drops, oldest first (their
+** names sort in drop order), and those of temporary files ("t." names left
+** by a drop program killed where O_TMPFILE is missing) older than stale_age
+** seconds, to be removed.  0 with the arrays (free each and them; NULL when
+** empty); 1 when there is no maildrop/ folder (nothing to adopt); -errno. */
+int mh_maildrop_list(const char *spool, char ***names, size_t *n, int64_t stale_age, char ***stale,
+                     size_t *nstale);
+
+/* Opens SPOOL/maildrop/NAME for adoption, never following a link nor
+** blocking on a FIFO: a regular file with one link, owned by the uid its
+** record names, of at most the drop program's limits, whose record parses.
+** 0 with *rec and *fd (the file, positioned at the message; the caller closes
+** it); MH_ECORRUPT when the file is not what the drop program writes (err
+** says why: the service moves it to corrupt/); MH_ENOTFOUND; -errno. */
+int mh_maildrop_open(const char *spool, const char *name, mh_drop_rec *rec, int *fd, char *err);
+
+/* After adoption: removes maildrop/NAME (corrupt = 0) or moves it to
+** corrupt/ under a free name (corrupt = 1); the folders fsynced.  0 or a
+** negative code (err says which path). */
+int mh_maildrop_done(const char *spool, const char *name, int corrupt, char *err);
+
+/* Runs the drop program (argv[0] = its path; argv NULL-terminated) with the
+** message on its stdin, produced by write(arg, fd) (an mh_spool_writer:
+** mh_intake_write streams a sendmail stdin through), with an empty
+** environment and SIGPIPE at its default.  0 with *status = the program's
+** exit code (128 + signal when killed); a negative code when it could not be
+** run or the writer failed for another reason than the program closing its
+** end (err says which). */
+int mh_maildrop_submit(const char *const *argv, int (*writer)(void *arg, int fd), void *arg, int *status,
+                       char *err);
+
+#endif /* MH_DROP_PROGRAM_ONLY */
+#endif

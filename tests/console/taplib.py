@@ -1,0 +1,27 @@
+"""TAP output for the console's Python checkers (browser.py, http_checks.py):
+one ok() and one done() for both, so their plan and exit status follow one rule.
+Their TAP is renumbered into the calling shell test's plan by tap_merge
+(tests/lib/tap.sh)."""
+import sys
+
+n = 0        # checks printed so far
+failed = 0   # of which failed
+
+
+def ok(cond, desc, diag=None, lines=20):
+    """Prints one TAP line for cond; diag (any text) under a failure, at most lines lines."""
+    global n, failed
+    n += 1
+    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, desc), flush=True)
+    if not cond:
+        failed += 1
+        if diag is not None:
+            for line in str(diag).splitlines()[:lines]:
+                print("#   " + line, flush=True)
+    return cond
+
+
+def done():
+    """Prints the plan and exits: 0 when every check passed, else 1."""
+    print("1..%d" % n, flush=True)
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,119 @@
+# The pickup folder attacked through the real commands and a real server
+# (aiosmtpd), once issue 10's fixes were in: what still got through.
+#   - a hard link dropped into pickup/ (O_NOFOLLOW does not see those): to a
+#     file of someone else's, it was adopted and MAILED OUT; to a queued
+#     message, that message went twice;
+#   - a drop-in written in place (no rename): adopted half-written, its end lost;
+#   - `mailhook flush` with no service running: a drop-in was not counted, so
+#     flush said "0 left" and never delivered it;
+#   - a drop-in whose name holds a newline and an escape sequence: a forged
+#     line in the log, and the escape sent raw to the terminal by `mailhook queue`;
+#   - `mailhook queue rm` of the message being sent: an error "could not be
+#     removed (it may be sent again)", false: it is gone.
+# Every command runs under `timeout`: a hang is a failed test, never a stuck suite.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/peers/delivery-lib.sh"
+delivery_require
+
+LIMIT=15
+run() { OUT=$(timeout -k 2 "$LIMIT" "$@" 2>&1); RC=$?; }
+got_subject() { grep -l "^Subject: $1" "$T/peer/"*.eml 2>/dev/null | wc -l; }
+
+PORT=$(free_port)
+conf_for "$PORT"
+peer_start "$PORT" "$T/peer"
+mkdir -p "$SPOOL"
+enqueue 1 >/dev/null   # creates the spool
+run "$MAILHOOK" flush
+is "$(received_count "$T/peer")" 1 "the spool works: one message delivered"
+
+# --- hard links ---------------------------------------------------------------------------
+printf 'From: app@example.com\r\nTo: thief@example.net\r\nSubject: stolen\r\n\r\nsomeone else'"'"'s secret\r\n' \
+  > "$T/secret"
+ln "$T/secret" "$SPOOL/pickup/stolen.eml"
+id=$(enqueue 1)
+ln "$SPOOL/pickup/$id.eml" "$SPOOL/pickup/twice.eml"
+svc_start
+wait_for "$LIMIT" test -e "$SPOOL/corrupt/twice.eml"; ok $? "a hard link to a queued message: moved to corrupt/"
+wait_for "$LIMIT" pickup_empty; ok $? "the queue drains"
+is "$(got_subject stolen)" 0 "a hard link to a file outside the spool is never mailed out"
+[ -e "$SPOOL/corrupt/stolen.eml" ]; ok $? "it is in corrupt/, for a human"
+is "$(got_subject "msg 2")" 1 "the message a link pointed at went once, not twice"
+like "$(grep 'stolen.eml' "$T/svc.log")" "has 2 names \(a hard link" "the log says why"
+
+# --- a drop-in written in place ---------------------------------------------------------------
+"$PY" - "$SPOOL/pickup/inplace.eml" "$T/go" <<'EOF' &
+import os, sys, time
+with open(sys.argv[1], "w") as f:
+    f.write("From: app@example.com\r\nTo: ok@example.net\r\nSubject: inplace\r\n\r\npart one\r\n")
+    f.flush()
+    for _ in range(600):                      # until the test says go (30 s at most)
+        if os.path.exists(sys.argv[2]): break
+        time.sleep(0.05)
+    f.write("part two\r\n")
+EOF
+WRITER=$!
+on_exit "kill $WRITER"
+wait_for "$LIMIT" grep -q "inplace.eml is still being written" "$T/svc.log"
+ok $? "a drop-in still open for writing: not adopted, said so"
+is "$(got_subject inplace)" 0 "nothing of it was sent yet"
+touch "$T/go"
+wait "$WRITER"
+sent_once() { [ "$(got_subject "$1")" = 1 ]; }
+wait_for "$LIMIT" sent_once inplace; ok $? "once closed, it is adopted and sent"
+f=$(grep -l "^Subject: inplace" "$T/peer/"*.eml 2>/dev/null | head -1)
+grep -q "part two" "$f" 2>/dev/null; ok $? "whole: with the part written last"
+is "$(grep -c 'inplace.eml is still being written' "$T/svc.log")" 1 "said once"
+svc_stop
+
+# --- flush with no service: drop-ins count ------------------------------------------------------
+printf 'From: app@example.com\r\nTo: ok@example.net\r\nSubject: dropped-for-flush\r\n\r\nhi\r\n' > "$T/d.tmp"
+mv "$T/d.tmp" "$SPOOL/pickup/app-1.eml"
+run "$MAILHOOK" flush
+is "$RC" 0 "flush with only a drop-in waiting and no service: exit 0"
+like "$OUT" "1 delivered" "it delivered the drop-in"
+is "$(got_subject dropped-for-flush)" 1 "the server got it"
+[ ! -e "$SPOOL/pickup/app-1.eml" ]; ok $? "pickup/ no longer holds it"
+
+# --- an endless stdin stops at the message limit -------------------------------------------------
+# (mailhook sendmail's stream, limits.message = 1 GiB; here the same stream with a small max)
+n0=$(pickup_count)
+run sh -c "{ printf 'To: x@example.net\n\n'; yes; } | head -c 300000 | '$MAILHOOK' -e '
+  local st = require(\"mailhook.core\").spool.stream(0, { dot = false, max = 65536 })
+  assert(st:head())
+  local sp = assert(require(\"mailhook.spool\").open(os.getenv(\"MAILHOOK_SPOOL\")))
+  local id, err, info = sp:enqueue(st, { from = \"a@example.com\", to = { \"x@example.net\" } })
+  io.write(tostring(id), \" | \", tostring(err), \" | \", tostring(info and info.code))'"
+like "$OUT" "^nil \| the message: over the 64 KiB limit \(nothing queued\) \| ELIMIT" \
+  "a stream past its limit: refused, naming the limit"
+is "$(pickup_count)" "$n0" "nothing queued"
+is "$(ls -A "$SPOOL/tmp" | wc -l)" 0 "nothing left in tmp/"
+run "$MAILHOOK" -e 'io.write(require("mailhook.core").fsutil.limits.message)'
+is "$OUT" 1073741824 "limits.message is 1 GiB"
+
+# --- names that would forge log lines or drive the terminal --------------------------------------
+NAME=$'x\n2026-01-01T00:00:00.000+00:00 info  forged: all delivered\e[2J.eml'
+printf 'no header\033[31m here\n' > "$SPOOL/pickup/$NAME"
+run "$MAILHOOK" queue
+unlike "$OUT" $'\e' "\`mailhook queue\`: no escape byte reaches the terminal"
+like "$OUT" 'x\\x0a2026-01-01T00:00:00.000\+00:00 info  forged: all delivered\\x1b\[2J\.eml' \
+  "the name is shown with its control bytes as \\xNN, on one line"
+run "$MAILHOOK" flush
+unlike "$OUT" $'\e' "the log of the move to corrupt/: no escape byte"
+is "$(printf '%s\n' "$OUT" | grep -c '^2026-01-01T00:00:00.000+00:00 info  forged')" 0 "and no forged log line"
+like "$OUT" "moved to corrupt/x\\\\x0a2026" "the name is logged escaped"
+
+# --- queue rm of the message being sent ----------------------------------------------------------
+peer_stop
+peer_start "$PORT" "$T/slow" --delay-data 3
+svc_start
+id=$(enqueue 1)
+wait_for "$LIMIT" test -e "$T/slow/in-data"; ok $? "the message is in flight (its final dot waits for the reply)"
+run "$MAILHOOK" queue rm "$id"
+is "$RC" 0 "queue rm of the message in flight"
+wait_for "$LIMIT" grep -q "$id.*status=sent" "$T/svc.log"; ok $? "the send in flight completes"
+svc_stop
+unlike "$(grep "$id" "$T/svc.log")" "could not be removed" "no false alarm that it may be sent again"
+like "$(grep "$id" "$T/svc.log")" "removed meanwhile \(mailhook queue rm\)" "it says it was removed meanwhile"
+
+done_testing

@@ -1,0 +1,179 @@
+# Unprivileged submission (issue 12.5): any local user sends through the installed sendmail
+# while the password stays readable by root and the service alone.  A user who may not
+# write the spool goes through mailhook-drop (setgid, its group made for the test) into
+# SPOOL/maildrop/ (1730); the lock holder (here `mailhook flush` as root) adopts the file
+# and delivers it to aiosmtpd.  What the caller cannot forge: its uid (the record's must
+# own the file), the recipients (the record's, not X-Sender/X-Receiver lines it typed), the
+# envelope sender (its own login or the settings' from).  What it cannot do: read the
+# secrets, write into maildrop/ or pickup/ itself, point the drop program at a maildrop an
+# administrator did not make, store more than the size limit.  Needs root (skipped else).
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/lib/mailer.sh"
+
+if [ "$(id -u)" != 0 ]; then
+  ok 0 "# SKIP unprivileged submission needs root to set up users, a group and a setgid program"
+  done_testing; exit 0
+fi
+stage_install || { echo "Bail out! the staged install failed"; exit 1; }
+MH=$P/bin/mailhook
+SM=$P/sbin/sendmail
+start_smtpd S --maildir "$T/mail" --log "$T/smtpd.log" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
+root_mh() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$MH" "$@"; }
+root_mh update enabled=true server=127.0.0.1 port="$S" tls=none tls_required=false from=pbx@example.com \
+  auth=false username=pbx password=Top-Secret-7 >/dev/null 2>&1 || { echo "Bail out! update failed"; exit 1; }
+perm() { stat -c '%U:%G %a' "$1"; }
+n_drop() { find "$SPOOL/maildrop" -type f | wc -l; }
+n_mail() { count_mail "$T/mail"; }
+# deliver: what root runs (the service would do the same): adopt maildrop/, send
+deliver() { MAILHOOK_LOG_LEVEL=info root_mh flush >"$T/flush.out" 2>&1; }
+envelope() { /usr/bin/python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
+               "$T/mail/$(printf %06d "$1").json"; }
+
+# --- the layout install made
+is "$(perm "$P/sbin/mailhook-drop")" "root:$DROPGROUP 2755" "mailhook-drop: setgid to its group"
+is "$(perm "$SPOOL/maildrop")" "root:$DROPGROUP 1730" "maildrop/: 1730, the spool's owner's, of that group"
+is "$(perm "$SPOOL")" "root:$DROPGROUP 710" "the spool: 0710, the group may only pass through"
+is "$(perm "$CONF")" "root:root 644" "the settings: 0644"
+is "$(perm "${CONF%.conf}.secrets")" "root:root 600" "the secrets: 0600"
+out=$(root_mh queue 2>&1); rc=$?
+is "$rc" 0 "root's commands accept the spool with its maildrop/ (the spool check knows that mode: $out)"
+
+# --- nobody sends; the message waits in maildrop/, never in pickup/
+printf 'To: ops@example.net\nSubject: from nobody\n\nhello\n' | as nobody "$SM" -t; rc=$?
+is "$rc" 0 "nobody's sendmail -t: exit 0"
+is "$(n_drop)" 1 "one file in maildrop/"
+f=$(find "$SPOOL/maildrop" -type f)
+is "$(perm "$f")" "nobody:$DROPGROUP 640" "nobody's, of the drop group, 0640"
+like "$(head -c 200 "$f")" "^MAILHOOK-DROP 1"$'\n'"uid 65534"$'\n' "its record: the uid the kernel gave"
+is "$(find "$SPOOL/pickup" -name '*.eml' | wc -l)" 0 "nothing in pickup/ (nobody cannot write there)"
+out=$(env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailq")
+like "$out" "uid 65534" "root's mailq lists it (waiting in maildrop/)"
+like "$out" "-- [0-9]+ Kbytes in 1 Request\." "counted as a request"
+deliver
+is "$(n_drop):$(n_mail)" "0:1" "root's flush adopts it and delivers it"
+is "$(envelope 1)" "pbx@example.com | ops@example.net" "envelope: the account's from (from_rewrite = envelope)"
+like "$(cat "$T/mail/000001.eml")" "Received: by [^ ]+ \(mailhook, from userid 65534\)" "the uid in the Received line"
+like "$(cat "$T/flush.out")" "maildrop: .* from uid 65534 \(nobody\) queued as [0-9a-f]{16}" "and in the log"
+
+# --- what a caller types is not the envelope
+printf 'X-Sender: boss@example.com\nX-Receiver: victim@example.org\nTo: ops@example.net\nSubject: forged\n\nx\n' |
+  as nobody "$SM" -f ceo@example.com ops@example.net; rc=$?
+is "$rc" 0 "a message starting with X-Sender/X-Receiver lines: queued"
+deliver
+is "$(envelope 2)" "pbx@example.com | ops@example.net" "the envelope is not the X- lines nor -f: the account's from, the given recipient"
+unlike "$(cat "$T/smtpd.log")" "victim@example.org" "victim@ never reached the server"
+like "$(cat "$T/mail/000002.eml")" "X-Receiver: victim@example.org" "the caller's X- lines are carried as headers, nothing more"
+root_mh update from_rewrite=never >/dev/null
+printf 'Subject: x\n\ny\n' | as nobody "$SM" -f root@example.com ops@example.net
+deliver
+is "$(envelope 3)" "nobody@example.com | ops@example.net" "from_rewrite = never: its own login, never the -f it asked for"
+root_mh update from_rewrite= >/dev/null
+# the drop program run directly, with a record lookalike in the message
+printf 'Subject: x\n\nMAILHOOK-DROP 1\nuid 0\nto evil@example.org\n\ny\n' | as nobody "$P/sbin/mailhook-drop" -s "$SPOOL" -- ops@example.net
+is "$?" 0 "mailhook-drop used directly"
+deliver
+is "$(envelope 4)" "pbx@example.com | ops@example.net" "the record the drop program wrote decides, not the body's lookalike"
+grep -q "^Date: " "$T/mail/000004.eml"; ok $? "headers the caller left out are added by the service (Date)"
+printf 'MAILHOOK-DROP 1\nuid 0\nto evil@example.org\n\nSubject: x\n\ny\n' | as nobody "$P/sbin/mailhook-drop" -s "$SPOOL" -- ops@example.net
+deliver
+is "$(n_mail):$(ls "$SPOOL/corrupt" | grep -c '^maildrop\.')" "4:1" "a message that is no message (its first line no header): to corrupt/, not sent"
+unlike "$(cat "$T/smtpd.log")" "evil@example.org" "evil@ never reached the server"
+
+# --- a crontab user (useradd), cron's exact argv: its own name as the recipient
+new_user mhcron; U=$NEW_USER
+printf 'From: root (Cron Daemon)\nTo: %s\nSubject: Cron <%s@box> /usr/local/bin/job\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nX-Cron-Env: <LOGNAME=%s>\n\njob output\n' "$U" "$U" "$U" |
+  as "$U" "$SM" -FCronDaemon -i -B8BITMIME -oem "$U"; rc=$?
+is "$rc" 0 "a crontab user's sendmail -FCronDaemon -i -B8BITMIME -oem $U: exit 0"
+deliver
+is "$(envelope 5)" "pbx@example.com | $U@example.com" "delivered: its name qualified with default_domain"
+like "$(cat "$T/mail/000005.eml")" "X-Cron-Env: <LOGNAME=$U>" "cron's headers intact"
+like "$(cat "$T/mail/000005.eml")" "From: Cron Daemon <pbx@example.com>" "From: the account, cron's name"
+like "$(cat "$T/mail/000005.eml")" "from userid $(id -u "$U")" "its uid recorded"
+
+# --- stdio closed, as an unprivileged user (mailutils)
+( exec 1>&- 2>&-; printf 'To: ops@example.net\nSubject: closed\n\nx\n' | as nobody "$SM" -oi -t; echo $? > "$T/rc" )
+is "$(cat "$T/rc"):$(n_drop)" "0:1" "nobody with stdout and stderr closed: exit 0, one file"
+deliver
+
+# --- the service (mailhook run) adopts what arrives while it runs
+env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$MH" run >"$T/run.out" 2>&1 &
+svc=$!
+on_exit "kill $svc"
+wait_for 20 grep -q . "$SPOOL/lock"
+before=$(n_mail)
+printf 'To: ops@example.net\nSubject: while the service runs\n\nx\n' | as nobody "$SM" -t; rc=$?
+is "$rc" 0 "nobody sends while the service runs"
+delivered() { [ "$(n_mail)" -gt "$before" ]; }
+wait_for 60 delivered; rc=$?
+ok $rc "the service adopts and delivers it"
+[ $rc = 0 ] || diag "$(cat "$T/run.out")"
+is "$(n_drop)" 0 "maildrop/ is empty again"
+kill -TERM $svc; wait $svc
+is "$?" 0 "the service stops cleanly"
+
+# --- the secrets stay the service's
+out=$(as nobody "$MH" settings 2>&1); rc=$?
+is "$rc" 0 "nobody may read the settings"
+unlike "$out" "Top-Secret-7" "but never the password"
+out=$(as nobody cat "${CONF%.conf}.secrets" 2>&1); rc=$?
+[ "$rc" != 0 ]; ok $? "nor read the secrets file ($out)"
+out=$(as nobody "$MH" -e 'print(require("mailhook.settings").password(require("mailhook.settings").load()))' 2>&1)
+like "$out" "the password is in .*mailhook\.secrets, which this user cannot read" "password() says where it is and why not"
+unlike "$out" "Top-Secret-7" "and does not give it"
+
+# --- what a caller cannot do
+as nobody sh -c "echo x > '$SPOOL/maildrop/forged'" 2>/dev/null; rc=$?
+[ "$rc" != 0 ]; ok $? "nobody cannot write into maildrop/ itself"
+as nobody sh -c "echo x > '$SPOOL/pickup/forged.eml'" 2>/dev/null; rc=$?
+[ "$rc" != 0 ]; ok $? "nor into pickup/"
+out=$(as nobody "$MH" queue 2>&1); rc=$?
+[ "$rc" != 0 ]; ok $? "nobody's mailhook queue is refused"
+like "$out" "^mailhook queue: spool .*: Permission denied$" "in one line, naming the spool"
+out=$(as nobody "$P/bin/mailq" 2>&1); rc=$?
+is "$rc" 77 "nobody's mailq: EX_NOPERM"
+like "$out" "readable only by root and the service's user" "saying why"
+out=$(as nobody "$SM" -q 2>&1); rc=$?
+is "$rc" 77 "nobody's sendmail -q: EX_NOPERM (it was a Lua traceback, exit 1)"
+like "$out" "^mailhook sendmail: only root and the service's user flush the queue $SPOOL" "saying why, naming the spool"
+unlike "$out" "traceback|attempt to" "no traceback"
+out=$(as nobody "$MH" flush 2>&1); rc=$?
+is "$rc" 1 "nobody's mailhook flush: exit 1"
+like "$out" "^mailhook flush: spool $SPOOL: .*Permission denied" "in one line, naming the spool"
+unlike "$out" "traceback|attempt to" "no traceback"
+mkdir -p "$T/evil"; chmod 777 "$T/evil"
+out=$(as nobody sh -c "mkdir -m 700 $T/evil/sp && mkdir $T/evil/sp/maildrop && chmod 1730 $T/evil/sp/maildrop && echo x | '$P/sbin/mailhook-drop' -s $T/evil/sp a@example.net" 2>&1); rc=$?
+is "$rc" 73 "a maildrop/ the caller made: refused (EX_CANTCREAT)"
+like "$out" "not this program's group" "naming why"
+ln -s "$SPOOL/maildrop" "$T/evil/maildrop"
+out=$(echo x | as nobody "$P/sbin/mailhook-drop" -s "$T/evil" a@example.net 2>&1); rc=$?
+is "$rc" 73 "a maildrop/ that is a link to the real one: refused"
+out=$(head -c 104857700 /dev/zero | tr '\0' 'a' | sed 's/^/Subject: big\n\n/' | as nobody "$SM" ops@example.net 2>&1); rc=$?
+is "$rc" 65 "a message over 100 MiB: EX_DATAERR"
+like "$out" "over the 100 MiB limit: nothing stored" "saying so"
+is "$(n_drop)" 0 "and nothing is left in maildrop/"
+
+# --- a file in maildrop/ the drop program did not write: corrupt/, never delivered
+printf 'MAILHOOK-DROP 1\nuid 65534\ngid 65534\npid 1\ntime 1\nto evil@example.org\n\nSubject: x\n\ny\n' > "$SPOOL/maildrop/000000000000000a.00000001"
+chmod 640 "$SPOOL/maildrop/000000000000000a.00000001"   # root's, but its record says 65534
+printf 'not a drop at all\n' > "$SPOOL/maildrop/000000000000000b.00000001"
+chown nobody "$SPOOL/maildrop/000000000000000b.00000001"
+mkfifo "$SPOOL/maildrop/000000000000000c.00000001"
+before=$(n_mail)
+deliver; rc=$?
+is "$rc:$(n_mail)" "0:$before" "root's flush: nothing of them delivered"
+is "$(ls "$SPOOL/corrupt" | grep -c '^maildrop\.')" 4 "all three in corrupt/ (named maildrop.NAME)"
+like "$(cat "$T/flush.out")" "belongs to uid 0 but its record says 65534" "the owner/record mismatch said"
+like "$(cat "$T/flush.out")" "not a file of mailhook-drop" "the foreign file said"
+like "$(cat "$T/flush.out")" "is not a regular file" "the FIFO said (never opened)"
+unlike "$(cat "$T/smtpd.log")" "evil@example.org" "evil@ never reached the server"
+
+# --- a maildrop/ of any other mode: the spool is refused (the exemption is exact)
+chmod 1777 "$SPOOL/maildrop"
+out=$(root_mh queue 2>&1); rc=$?
+[ "$rc" != 0 ]; ok $? "maildrop/ at 1777: root's commands refuse the spool"
+like "$out" "maildrop is mode 1777" "naming the folder and its mode ($out)"
+out=$(echo x | as nobody "$P/sbin/mailhook-drop" -s "$SPOOL" a@example.net 2>&1); rc=$?
+is "$rc" 73 "and the drop program refuses it too"
+chmod 1730 "$SPOOL/maildrop"
+done_testing

@@ -1,0 +1,35 @@
+-- mailhook.args: the CLI's getopt, and args.seconds, the one rule every
+-- command's --timeout is read by (flush, status, test): mailhook.duration's.
+local tap = require "tap"
+local args = require "mailhook.args"
+
+tap.test("parse: flags, strings, lists, --name=value, --", function(t)
+  local o, rest = args.parse({ "--to", "a@b", "--to=c@d", "-t", "--subject", "s", "x", "--", "--y" },
+                             { to = "list", subject = "string", t = "flag" })
+  t:same(o, { to = { "a@b", "c@d" }, subject = "s", t = true }, "options")
+  t:same(rest, { "x", "--y" }, "the rest, -- ends the options")
+  local bad, err = args.parse({ "--nope" }, {})
+  t:is(bad, nil, "an unknown option is refused")
+  t:like(err, "unknown option '%-%-nope'", "naming it")
+  bad, err = args.parse({ "--json=1" }, { json = "flag" })
+  t:like(err, "takes no value", "a flag with a value")
+  bad, err = args.parse({ "--to" }, { to = "string" })
+  t:like(err, "needs a value", "a missing value")
+end)
+
+tap.test("seconds: the duration rule, with the command's bound", function(t)
+  t:is(args.seconds("--timeout", "30"), 30, "a number")
+  t:is(args.seconds("--timeout", "2.5"), 2.5, "a fraction")
+  t:is(args.seconds("--timeout", "2m"), 120, "a unit, as in the settings file")
+  for _, bad in ipairs { "0", "-1", "abc", "", "1e3", "inf", "nan", "1e999", "0x10" } do
+    local n, err = args.seconds("--timeout", bad)
+    t:is(n, nil, "refused: '" .. bad .. "'")
+    t:like(err, "^%-%-timeout needs a number of seconds, not '", "naming the option")
+  end
+  local n, err = args.seconds("--timeout", "61", 60)
+  t:is(n, nil, "over the bound")
+  t:like(err, "%(up to 60%)", "saying the bound")
+  t:is(args.seconds("--timeout", "1m", 60), 60, "the bound itself")
+end)
+
+return tap.done()

@@ -1,0 +1,163 @@
+-- mailhook.submit: address lists as local programs write them, the aliases
+-- file, the resolver's order, the sender rule for privileged and unprivileged
+-- callers, the header block intake stores, and the secrets kept apart.
+local tap = require "tap"
+local submit = require "mailhook.submit"
+local settings = require "mailhook.settings"
+
+local function addrs(items)
+  local out = {}
+  for i, it in ipairs(items or {}) do out[i] = tostring(it.addr) .. "|" .. tostring(it.name) end
+  return table.concat(out, " ; ")
+end
+
+tap.test("split: what cron, mdadm, mailx and people write", function(t)
+  local cases = {
+    { "root (Cron Daemon)", "root|Cron Daemon" },
+    { "mdadm monitoring <root>", "root|mdadm monitoring" },
+    { "root", "root|nil" },
+    { '"Doe, John" <john@example.com>, ann@example.com', "john@example.com|Doe, John ; ann@example.com|nil" },
+    { "team: a@x.example, b@x.example;", "a@x.example|nil ; b@x.example|nil" },
+    { "undisclosed-recipients:;", "" },
+    { "<@relay.example:c@d.example>", "c@d.example|nil" },
+    { '"a b"@example.com', '"a b"@example.com|nil' },
+    { "a . b @ example.com", "a.b@example.com|nil" },
+    { "John Doe", "nil|nil" },
+    { "a b@c.example", "nil|nil" },
+    { "=?UTF-8?Q?Z=C3=BCrich?= <z@example.com>", "z@example.com|=?UTF-8?Q?Z=C3=BCrich?=" },
+  }
+  for _, c in ipairs(cases) do t:is(addrs(submit.split(c[1])), c[2], c[1]) end
+  t:is(submit.split("a (unclosed"), nil, "an unbalanced comment: nil, why")
+  t:is(submit.split('"open'), nil, "an unbalanced quote")
+  t:is(submit.split("<open"), nil, "an unbalanced <")
+end)
+
+tap.test("check_arg: smtp-interop's command-line checks are kept", function(t)
+  t:ok(not submit.check_arg("a@x\nRCPT TO:<e@v>"), "LF refused")
+  t:ok(not submit.check_arg("a@x\rRCPT TO:<e@v>"), "CR refused")
+  t:ok(not submit.check_arg("a@x RCPT TO:<evil@y>"), "a group in disguise refused")
+  t:ok(not submit.check_arg("a@b <c@d>"), "an unquoted @ in a display name refused")
+  t:ok(submit.check_arg("root"), "a bare local name is fine")
+  t:ok(submit.check_arg('"Ann, A" <ann@example.com>, bob@example.com'), "a real list is fine")
+end)
+
+local function tmp(text)
+  local p = os.tmpname()
+  local f = assert(io.open(p, "wb")); f:write(text); f:close()
+  return p
+end
+
+tap.test("read_aliases: msmtp's format, continuations, errors with FILE:LINE", function(t)
+  local p = tmp("# comment\nroot: a@example.com, ops  # trailing\n  b@example.com\n\nOps: ops@example.org\ndefault: d@example.org\n")
+  local map, err = submit.read_aliases(p)
+  t:ok(map, "parses", err)
+  map = map or {}
+  t:is(table.concat(map.root or {}, ","), "a@example.com,ops,b@example.com", "a list and its continuation")
+  t:is(table.concat(map.ops or {}, ","), "ops@example.org", "names are case-insensitive")
+  t:is(table.concat(map.default or {}, ","), "d@example.org", "default:")
+  os.remove(p)
+  for _, c in ipairs {
+    { "root a@example.com\n", ":1: expected 'name: address, address'" },
+    { "x: a@example.com\nx: b@example.com\n", ":2: 'x' set twice" },
+    { "x: not an address\n", "alias 'x': 'not an address' is not an address" },
+    { "x:\n", "alias 'x' has no address" },
+  } do
+    p = tmp(c[1])
+    local m, e = submit.read_aliases(p)
+    t:is(m, nil, "refused: " .. c[2])
+    t:like(tostring(e), c[2]:gsub("%p", "%%%0"), "says " .. c[2])
+    os.remove(p)
+  end
+end)
+
+local function cfg_of(extra)
+  local values = { enabled = "true", server = "127.0.0.1", from = "pbx@example.com" }
+  for k, v in pairs(extra or {}) do values[k] = v end
+  return assert(settings.validate(values))
+end
+
+tap.test("resolver: alias, default:, admin_address, default_domain; localhost is local", function(t)
+  local c = cfg_of { admin_address = "admin@example.org" }
+  local r = submit.resolver(c)
+  t:is(table.concat(r("root"), ","), "admin@example.org", "a local name without alias: admin_address")
+  t:is(table.concat(r("www-data@localhost"), ","), "admin@example.org", "@localhost is local")
+  t:is(table.concat(r("x@example.net"), ","), "x@example.net", "an address is itself")
+  local c2 = cfg_of {}
+  t:is(table.concat(submit.resolver(c2)("root"), ","), "root@example.com", "default_domain: the account's domain")
+  local bad, why, code = submit.resolver(c2)("bad name")
+  t:is(bad, nil, "a name with a space: refused")
+  t:is(code, submit.EX.DATAERR, "EX_DATAERR")
+  t:like(why, "not an address", why)
+end)
+
+local function prep(ctx, head)
+  ctx.cfg = ctx.cfg or cfg_of {}
+  ctx.caller = ctx.caller or { uid = 0, login = "root", privileged = true }
+  return submit.prepare(ctx, head)
+end
+
+tap.test("prepare: the sender by caller and from_rewrite", function(t)
+  local head = "From: someone@other.example\r\nSubject: s\r\n"
+  local env = prep({ rcpts = { "x@example.net" }, from = "bounce@other.example" }, head)
+  t:is(env.from, "pbx@example.com", "privileged, envelope mode: another domain's -f becomes from")
+  env = prep({ rcpts = { "x@example.net" }, from = "alerts@example.com" }, head)
+  t:is(env.from, "alerts@example.com", "privileged, envelope mode: the account's domain is kept")
+  env = prep({ rcpts = { "x@example.net" }, from = "<>" }, head)
+  t:is(env.from, "", "the null sender, always")
+  local nobody = { uid = 65534, login = "nobody", privileged = false }
+  env = prep({ rcpts = { "x@example.net" }, from = "alerts@example.com", caller = nobody }, head)
+  t:is(env.from, "pbx@example.com", "unprivileged, envelope mode: the account's from, whatever -f says")
+  env = prep({ rcpts = { "x@example.net" }, from = "root@example.com", caller = nobody, cfg = cfg_of { from_rewrite = "never" } }, head)
+  t:is(env.from, "nobody@example.com", "unprivileged, never: its own login, qualified (never another name)")
+  env = prep({ rcpts = { "x@example.net" }, from = "<>", caller = nobody }, head)
+  t:is(env.from, "", "unprivileged: the null sender is honoured (bounces must not bounce)")
+end)
+
+tap.test("prepare: the header block (Received first, Bcc out, From/Date/Message-ID once)", function(t)
+  local env, h = prep({ rcpts = { "x@example.net" }, received = true, time = 0 },
+                      "X-Sender: evil@example.org\r\nX-Receiver: victim@example.org\r\nBcc: hidden@example.org\r\n")
+  t:ok(env, "prepared", h)
+  t:like(h, "^Received: by ", "a Received line first: a stored message never starts with X-Sender/X-Receiver lines")
+  t:ok(not h:find("Bcc:", 1, true), "Bcc removed")
+  t:like(h, "\r\nFrom: pbx@example%.com\r\n", "From added")
+  t:like(h, "\r\nDate: ", "Date added")
+  t:like(h, "\r\nMessage%-ID: <", "Message-ID added")
+  t:is(table.concat(env.to, ","), "x@example.net", "the envelope is the given recipients only")
+  local e2, code, why = prep({ rcpts = {}, t = true }, "Subject: none\r\n")
+  t:is(e2, nil, "no recipient at all: refused")
+  t:is(code, submit.EX.USAGE, "EX_USAGE")
+  t:like(why, "no recipients", why)
+  local e3, code3 = prep({ rcpts = { "x@example.net" } }, "not a header\r\n")
+  t:is(e3, nil, "a line that is not a header: refused")
+  t:is(code3, submit.EX.DATAERR, "EX_DATAERR")
+end)
+
+tap.test("secrets apart: the settings readable, the password in NAME.secrets (0600)", function(t)
+  local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -m 700 " .. dir)
+  local path = dir .. "/mailhook.conf"
+  local cfg, err = settings.update({ enabled = true, server = "mx.example.com", from = "a@example.com", auth = true,
+                                     username = "u", password = "s3cr3t-PW" }, path)
+  t:ok(cfg, "update", err)
+  local function slurp(p) local f = io.open(p, "rb"); local s = f and f:read("a"); if f then f:close() end; return s end
+  t:ok(not slurp(path):find("s3cr3t", 1, true), "the settings file does not hold the password")
+  t:like(slurp(dir .. "/mailhook.secrets"), "password = s3cr3t%-PW", "the secrets file does")
+  t:is(settings.password(assert(settings.load(path))), "s3cr3t-PW", "load() joins them")
+  -- a legacy file with the password in it: the next update moves it
+  local f = io.open(path, "ab"); f:write("password_command = echo old\n"); f:close()
+  os.remove(dir .. "/mailhook.secrets")
+  local f2 = io.open(path, "ab"); f2:write(""); f2:close()
+  local legacy = dir .. "/legacy.conf"
+  local g = io.open(legacy, "wb"); g:write("auth = true\nusername = u\npassword = old-PW\n"); g:close()
+  t:is(settings.password(assert(settings.load(legacy))), "old-PW", "a legacy file still works")
+  t:ok(settings.update({ port = 587 }, legacy), "an update of another key")
+  t:ok(not slurp(legacy):find("old-PW", 1, true), "moves the password out of the settings file")
+  t:like(slurp(dir .. "/legacy.secrets"), "password = old%-PW", "into legacy.secrets")
+  local s = io.open(dir .. "/bad.secrets", "wb"); s:write("server = x.example\n"); s:close()
+  local b = io.open(dir .. "/bad.conf", "wb"); b:write("port = 25\n"); b:close()
+  local nope, why = settings.load(dir .. "/bad.conf")
+  t:is(nope, nil, "a non-secret key in the secrets file: refused")
+  t:like(why, "bad%.secrets:1: 'server' does not belong in the secrets file", why)
+  os.execute("rm -rf " .. dir)
+end)
+
+tap.done()
