@@ -11,7 +11,7 @@
 # admin password saying how to set one.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
-. "$ROOT/tests/peers/delivery-lib.sh"
+. "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
 SMTP_PW='smtp-Attack-Pw-8812'
