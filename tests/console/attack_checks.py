@@ -28,9 +28,21 @@ HOST, PORT = re.match(r"http://([\d.]+):(\d+)$", BASE).groups()
 PORT = int(PORT)
 EVIL_PORT = int(EVIL_PORT)
 NEW_ADMIN_PW = "second-Admin-Pw-7733"
-ADMIN_HASH = re.search(r"^admin_password\s*=\s*(\S+)", open(CONF).read(), re.M).group(1)
+# the secrets (the admin hash, the SMTP password) live beside the settings: NAME.secrets
+SECRETS_FILE = (CONF[:-5] if CONF.endswith(".conf") else CONF) + ".secrets"
+
+
+def conf():
+    """The settings and the secrets file, as one text."""
+    text = open(CONF).read()
+    if os.path.exists(SECRETS_FILE):
+        text += open(SECRETS_FILE).read()
+    return text
+
+
+ADMIN_HASH = re.search(r"^admin_password\s*=\s*(\S+)", conf(), re.M).group(1)
 SECRETS = [ADMIN_PW, NEW_ADMIN_PW, SMTP_PW, TOKEN, ADMIN_HASH]
-PATHS = [CONF, SPOOL, TOKEN_FILE]
+PATHS = [CONF, SECRETS_FILE, SPOOL, TOKEN_FILE]
 
 n = 0
 failed = 0
@@ -137,11 +149,6 @@ def login(password=ADMIN_PW, cookie=None, source=None):
     st, h, body = request("POST", "/api/login", {"password": password}, cookie=cookie, source=source)
     m = re.match(r"mh_session=([0-9a-f]{64});", (h.get("set-cookie") or [""])[0])
     return st, ("mh_session=" + m.group(1)) if m else None, jbody(body).get("csrf", ""), h
-
-
-def conf():
-    with open(CONF) as f:
-        return f.read()
 
 
 def delivered():
@@ -540,7 +547,7 @@ ok(st == 200 and "path" not in d and "admin_token_file" not in d.get("settings",
    "/api/settings: no file path, no token file; only that one is set", b[:300])
 ok("password_command" not in d.get("settings", {}), "no command either")
 # a broken settings file: the error names the line, not where the file is
-good = conf()
+good = open(CONF).read()
 with open(CONF, "a") as f:
     f.write("bogus_key = 1\n")
 st, h, b = request("GET", "/api/settings", cookie=COOKIE)
