@@ -88,18 +88,7 @@ LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline 2>/dev/null)
 # libcrypto are BIND_NOW: their relocations were two thirds of the instructions of every start).
 BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline 2>/dev/null)
 
-# libh2o-dev (h2o 2.2, libuv flavour) for the console plugin only.
-H2O_CFLAGS := $(shell pkg-config --cflags libh2o 2>/dev/null) -DH2O_USE_LIBUV=1
-H2O_LIBS   := $(shell pkg-config --libs libh2o libuv 2>/dev/null || echo -lh2o -luv)
-HTTP_SO    := $(BUILD)/mailhook-http.so
-# Without libh2o-dev (scripts/deps installs it) everything else still builds; the
-# console then says at start that its plugin is missing.
-ifeq ($(shell pkg-config --exists libh2o 2>/dev/null && echo yes),)
-HTTP_SO    :=
-$(info make: libh2o-dev not installed: the console plugin is not built (scripts/deps))
-endif
-
-CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/http.c runtime/drop.c,$(wildcard runtime/*.c))
+CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/drop.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
 CORE_OBJ := $(CORE_SRC:runtime/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:runtime/%.c=$(BUILD)/obj/%.o)
@@ -128,7 +117,7 @@ MAN_OUT  := $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
         lualib install-lualib
 
 all: pkg-check $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) \
-     $(BUILD)/tests/fsync-gate.so $(HTTP_SO) $(MAN_OUT) $(LUAMOD)
+     $(BUILD)/tests/fsync-gate.so $(MAN_OUT) $(LUAMOD)
 
 # A clear message instead of missing headers when the -dev packages are not there.
 pkg-check:
@@ -196,18 +185,6 @@ DROP_GROUP ?= mailhook
 $(BUILD)/mailhook-drop: runtime/drop.c runtime/maildrop.h Makefile $(BUILD)/instpaths.stamp
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DMH_DROP_SPOOL='"$(DROP_SPOOL)"' $(ALL_LDFLAGS) -o $@ runtime/drop.c
-
-# The console's HTTP server (runtime/http.c over h2o) is a plugin the binary
-# dlopens when a console starts (runtime/l_http.c): libh2o links the shared
-# libssl/libcrypto, whose loading every `mailhook hook` would pay otherwise.
-$(BUILD)/obj/pic/http.o: runtime/http.c
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(H2O_CFLAGS) -fPIC -c -o $@ $<
-
-ifneq ($(HTTP_SO),)
-$(HTTP_SO): $(BUILD)/obj/pic/http.o
-	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ $(H2O_LIBS)
-endif
 
 # The Lua C module (docs/lua-library.md): BUILD/lua/mailhook/core.so, what
 # `require "mailhook.core"` loads in a stock Lua 5.4.  Every object is
@@ -346,7 +323,7 @@ bench: deps all
 # The settings file is installed only when there is none (never over an
 # administrator's); the spool folder is made, never emptied.
 INSTALLABLE := $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) \
-               $(BUILD)/mailhook.service $(HTTP_SO) $(LUAMOD)
+               $(BUILD)/mailhook.service $(LUAMOD)
 installable: $(INSTALLABLE)
 install: $(INSTALLABLE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
@@ -369,7 +346,6 @@ install: $(INSTALLABLE)
 	install -m 0755 $(BUILD)/mailhook-drop $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
 	@$(MAKE) --no-print-directory install-drop-perms
 	@$(MAKE) --no-print-directory install-mta-links
-	$(if $(HTTP_SO),install -m 0755 $(HTTP_SO) $(DESTDIR)$(PREFIX)/lib/mailhook/mailhook-http.so,@echo "make install: no console plugin (libh2o-dev missing)")
 	install -d $(DESTDIR)$(PREFIX)/share/mailhook/console
 	cp -R console/. $(DESTDIR)$(PREFIX)/share/mailhook/console/
 	@# the Lua library (docs/lua-library.md): where lua5.4 looks with no LUA_PATH/LUA_CPATH;

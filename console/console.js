@@ -2,6 +2,12 @@
 // build step).  Every change is a JSON POST carrying the session's CSRF token
 // (X-CSRF-Token); the session cookie itself is HttpOnly, so no script reads it.
 // The API is described in docs/console.md.
+//
+// Every value shown comes from somewhere an attacker may write (a message's
+// Subject, a server's reply, a log line, a setting): it reaches the page only as
+// text (textContent, an input's value), never as markup, and never as a URL.
+// The page's Content-Security-Policy enforces it: no inline script, and Trusted
+// Types refuse any string given to innerHTML and the other HTML sinks.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -53,13 +59,20 @@ async function api(method, path, body) {
   }
   const res = await fetch(path, opts);
   if (res.status === 401) {
-    window.location.assign('/login');
+    loggedOut();
     throw new Error('logged out');
   }
   let data = {};
   try { data = await res.json(); } catch (e) { data = { ok: false, error: 'bad answer (' + res.status + ')' }; }
   data.httpStatus = res.status;
   return data;
+}
+
+// The session ended (logout elsewhere, expiry, a password change): to the login
+// page, without the unsaved-changes question (nothing could be saved anyway).
+function loggedOut() {
+  state.leaving = true;
+  window.location.assign('/login');
 }
 
 // ---------------------------------------------------------------- pages
@@ -80,6 +93,7 @@ window.addEventListener('hashchange', () => show(location.hash.slice(1)));
 
 $('logout').addEventListener('click', async () => {
   await api('POST', '/api/logout', {}).catch(() => {});
+  stopEvents();
   window.location.assign('/login');
 });
 
@@ -149,23 +163,47 @@ function markChanges() {
   const pw = state.password !== 'keep' && !(state.password === 'replace' && $('f-password').value === '');
   $('f-password').closest('.row').classList.toggle('changed', pw);
   $('unsaved').hidden = !(any || pw);
+  // the stored password is only sent to the server it was saved for
+  const dest = state.settings && (state.settings.destination || []).some((k) => {
+    const input = document.querySelector('#settings-form [data-key="' + k + '"]');
+    return input && String(fieldValue(input)) !== input.dataset.saved;
+  });
+  const needPw = dest && $('f-auth').checked && state.password !== 'replace' &&
+    state.settings && state.settings.password_set;
+  text($('password-hint'), needPw ? 'the server or its security changed: type the password again ' +
+    '(the stored one is only sent to the server it was saved for)' : '');
 }
 
 document.getElementById('settings-form').addEventListener('input', markChanges);
 document.getElementById('settings-form').addEventListener('change', markChanges);
 window.addEventListener('beforeunload', (ev) => {
-  if (!$('unsaved').hidden) { ev.preventDefault(); ev.returnValue = ''; }
+  if (!$('unsaved').hidden && !state.leaving) { ev.preventDefault(); ev.returnValue = ''; }
 });
 
 function clearErrors() {
   for (const e of document.querySelectorAll('.field-error')) text(e, '');
+  for (const e of document.querySelectorAll('[aria-invalid]')) e.removeAttribute('aria-invalid');
   text($('update-result'), '');
 }
 
+// "key: reason" -> "reason" (the field says which key)
+function withoutKey(key, message) {
+  message = String(message || '');
+  return key && message.startsWith(key + ': ') ? message.slice(key.length + 2) : message;
+}
+
+// The error beside its field (the field marked invalid and focused); a key the
+// form has no field for: in the result line.
 function showFieldError(key, message) {
   const target = $('err-' + key);
-  if (target) text(target, message);
-  else text($('update-result'), message);
+  if (!target) { text($('update-result'), message); return; }
+  text(target, withoutKey(key, message));
+  let input = document.querySelector('#settings-form [data-key="' + key + '"]') || $('f-' + key);
+  if (key === 'password') {
+    if (state.password !== 'replace') setPassword('replace');
+    input = $('f-password');
+  }
+  if (input) { input.setAttribute('aria-invalid', 'true'); input.focus(); }
 }
 
 async function loadSettings() {
@@ -174,7 +212,18 @@ async function loadSettings() {
   else text($('update-result'), r.error);
 }
 
-$('update-button').addEventListener('click', async () => {
+// Update: the button, or Enter in a field (the form's submit)
+$('settings-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  update();
+});
+// Enter in "Send a test message to" runs the Test instead
+$('f-test_to').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter') { ev.preventDefault(); $('test-button').click(); }
+});
+
+async function update() {
+  if ($('update-button').disabled) return;
   clearErrors();
   const c = changes();
   if (Object.keys(c).length === 0) { text($('update-result'), 'nothing changed'); return; }
@@ -187,15 +236,14 @@ $('update-button').addEventListener('click', async () => {
       $('update-result').className = 'ok';
     } else {
       $('update-result').className = 'error';
-      // "key: reason" -> the reason beside the field
-      const msg = (r.error || 'not saved').replace(new RegExp('^' + (r.key || '') + ': '), '');
-      if (r.key) showFieldError(r.key, msg);
-      text($('update-result'), 'not saved: ' + (r.key ? 'see ' + r.key : msg));
+      const msg = withoutKey(r.key, r.error || 'not saved');
+      if (r.key) showFieldError(r.key, r.error);
+      text($('update-result'), 'not saved: ' + (r.key && $('err-' + r.key) ? 'see ' + r.key : msg));
     }
   } finally {
     $('update-button').disabled = false;
   }
-});
+}
 
 // ---------------------------------------------------------------- test
 
@@ -236,7 +284,7 @@ function showResult(r) {
   if (!r.ok) {
     text($('test-error'), r.error + (r.reply ? ' (server reply: ' + replyText(r.reply) + ')' : ''));
     text($('test-hint'), r.hint ? 'Hint: ' + r.hint : '');
-    if (r.failed_stage === 'settings' && r.key) showFieldError(r.key, (r.error || '').replace(new RegExp('^' + r.key + ': '), ''));
+    if (r.failed_stage === 'settings' && r.key) showFieldError(r.key, r.error);
   }
   const dl = $('test-info');
   dl.replaceChildren();
@@ -268,10 +316,12 @@ $('test-button').addEventListener('click', async () => {
       headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': state.csrf || '' },
       body: JSON.stringify({ changes: changes(), to: to || null }),
     });
-    if (res.status === 401) { window.location.assign('/login'); return; }
+    if (res.status === 401) { loggedOut(); return; }
     if (!res.ok) {
       const b = await res.json().catch(() => ({}));
       text($('test-result'), b.error || ('test refused (' + res.status + ')'));
+      $('test-result').className = 'error';
+      if (b.key) showFieldError(b.key, b.error);
       return;
     }
     // one JSON object a line, as each stage passes; the last is the result
@@ -405,7 +455,7 @@ function showStatus(r) {
   const now = r.checked_at;
   const s = r.service;
   fact(dl, 'service', s.running ? 'running, pid ' + s.pid + ', since ' + clock(s.since) + ' (' + ago(now - s.since) + ')' : 'not running');
-  fact(dl, 'settings', r.settings.ready ? 'ready (' + r.settings.path + ')' : 'NOT ready: ' + r.settings.error);
+  fact(dl, 'settings', r.settings.ready ? 'ready' : 'NOT ready: ' + r.settings.error);
   const c = r.connection;
   if (c) {
     let line = c.state + ' since ' + clock(c.since);
@@ -444,7 +494,13 @@ function startEvents() {
   const es = new EventSource('/api/events');
   state.events = es;
   es.addEventListener('open', () => text($('log-live'), '(live)'));
-  es.addEventListener('error', () => text($('log-live'), '(reconnecting…)'));
+  es.addEventListener('error', () => {
+    text($('log-live'), '(reconnecting…)');
+    // a stream refused for want of a session (401) would be retried for ever
+    fetch('/api/session', { credentials: 'same-origin' }).then((r) => { if (r.status === 401) loggedOut(); },
+      () => {});
+  });
+  es.addEventListener('logout', () => { stopEvents(); loggedOut(); });
   es.addEventListener('status', (ev) => showStatus(JSON.parse(ev.data)));
   es.addEventListener('log', (ev) => addLog(JSON.parse(ev.data)));
   api('GET', '/api/log').then((r) => { if (r.ok) r.lines.forEach(addLog); });
@@ -453,6 +509,32 @@ function startEvents() {
 function stopEvents() {
   if (state.events) { state.events.close(); state.events = null; }
 }
+
+// ---------------------------------------------------------------- console password
+
+$('admin-password-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  for (const id of ['err-admin-current', 'err-admin-new', 'admin-password-result']) text($(id), '');
+  const cur = $('admin-current').value, nw = $('admin-new').value, again = $('admin-new2').value;
+  if (nw !== again) { text($('err-admin-new'), 'the two new passwords differ'); $('admin-new2').focus(); return; }
+  $('admin-password-button').disabled = true;
+  try {
+    const r = await api('POST', '/api/password', { current: cur, new: nw });
+    if (r.ok) {
+      state.csrf = r.csrf;
+      for (const id of ['admin-current', 'admin-new', 'admin-new2']) $(id).value = '';
+      $('admin-password-result').className = 'ok';
+      text($('admin-password-result'), 'changed: every other session was logged out');
+    } else {
+      $('admin-password-result').className = 'error';
+      if (r.key === 'current') { text($('err-admin-current'), r.error); $('admin-current').focus(); }
+      else if (r.key === 'new') { text($('err-admin-new'), r.error); $('admin-new').focus(); }
+      else text($('admin-password-result'), r.error);
+    }
+  } finally {
+    $('admin-password-button').disabled = false;
+  }
+});
 
 // ---------------------------------------------------------------- start
 

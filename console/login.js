@@ -1,10 +1,20 @@
 // console/login.js — posts the admin password as JSON; the session cookie it gets
-// back is HttpOnly and SameSite=Strict (docs/console.md).
+// back is HttpOnly and SameSite=Strict (docs/console.md).  Before anyone types, it
+// asks whether a password is set at all, and if not says how to set one.
 'use strict';
+const out = document.getElementById('login-error');
+const button = document.getElementById('login-button');
+
+fetch('/api/login', { credentials: 'same-origin' }).then((r) => r.json()).then((s) => {
+  if (s && s.password_set === false) {
+    out.textContent = s.message || 'no admin password is set';
+    document.getElementById('password').disabled = true;
+    button.disabled = true;
+  }
+}, () => {});
+
 document.getElementById('login-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
-  const out = document.getElementById('login-error');
-  const button = document.getElementById('login-button');
   out.textContent = '';
   button.disabled = true;
   try {

@@ -1,147 +1,129 @@
 /*
-** http.c — the console's HTTP server on the service's loop: h2o (libuv
-** flavour) does the protocol; this file owns the listener, the limits that
-** keep a hostile or broken client from costing more than a bounded share of
-** the loop, and the request objects handed to the caller (see http.h).
+** http.c — the console's HTTP/1.1 server, directly on the service's libuv
+** loop: the listener, the connections, the limits that keep a hostile or
+** broken client from costing more than a bounded share of the loop, the
+** answers, and the request objects handed to the caller (see http.h).  The
+** bytes of a request are parsed by httpparse.c (strict: see its header).
 **
-** Built into the plugin BUILD/mailhook-http.so (never into the binary or
-** libmhcore.a): the binary dlopens it only when a console starts.
+** One request at a time per connection: the next pipelined one is parsed only
+** once the previous answer has been handed to the kernel, so answers go out in
+** order and a client that pipelines without reading holds one answer's memory.
 **
 ** Why each limit is enforced where it is:
-**  - head and body: h2o's req_timeout is a deadline for the whole request (it
-**    is not restarted by each byte), so a client that trickles a request is cut
-**    after req_timeout_ms; h2o answers 413 for bodies over max_body and 400 for
-**    heads over 8 KB;
-**  - connections: counted here at accept; over max_conns every request gets
-**    429, over twice it the socket is closed at once;
+**  - head and body: the parser bounds the head (431) and refuses a body over
+**    max_body from its Content-Length before reading it (413); a deadline,
+**    set when a connection is ready for its next request and not moved by any
+**    byte, cuts a client that trickles a request or idles (req_timeout_ms);
+**  - connections: counted at accept; over max_conns every request gets 429,
+**    over twice it the socket is closed at once;
 **  - rate: one token bucket for the listener, checked before the caller sees
 **    the request, so a flood costs a few microseconds of C per request;
-**  - readers that stop reading: h2o has no write timeout, so a sweep each
-**    second shuts down a socket whose pending write made no progress for
-**    stall_ms; a stream whose unsent bytes exceed max_stream_buffer is dropped.
-** None of these waits: the loop never blocks on a client.
+**  - readers that stop reading: a sweep (at most each second) closes a
+**    connection whose unsent bytes made no progress for stall_ms; a stream
+**    with more than max_stream_buffer bytes unsent is dropped at once;
+**  - framing: anything two readers could frame differently is refused by the
+**    parser; the answer closes the connection, so no byte after it is read as
+**    a request.  A connection that ends after an answer is shut down for
+**    writing and its input read and dropped for up to LINGER_MS, so a client
+**    still sending a refused body reads the answer instead of a reset.
+** Nothing here waits: the loop never blocks on a client.
 */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <h2o.h>
 #include "http.h"
+#include "httpparse.h"
+
+#define IN_CAP 16384             /* bytes read ahead of the parser (pipelined requests) */
+#define LINGER_MS 2000           /* input dropped this long after a closing answer */
+#define CLOSE_MS 2000            /* close(): connections still open after this are cut */
 
 typedef struct conn conn;
 
-/* One accepted TCP connection.  The uv handle comes first: h2o's close
-** callback gets the handle, which is then the conn. */
-struct conn {
-  uv_tcp_t tcp;                 /* owned by h2o's socket once created */
-  mh_http_server *s;
-  h2o_socket_t *sock;           /* h2o's socket over tcp; NULL until created */
-  conn *prev, *next;            /* the server's list of open connections */
-  size_t last_written;          /* bytes_written at the last sweep */
-  uint64_t stuck_since;         /* uv_now when a pending write was first seen stuck; 0 */
-  int shut;                     /* shutdown(2) already done (stall or close) */
+/* Where a connection is in its life. */
+enum {
+  C_READ,                       /* reading a request (or idle between requests) */
+  C_WAIT,                       /* a request is with the caller; its answer not complete */
+  C_NEXT,                       /* answered; waiting for the answer's bytes to reach the kernel */
+  C_LINGER                      /* the last answer is out: shutting down, dropping input */
 };
 
-/* The handler registered on "/" for every request. */
-typedef struct {
-  h2o_handler_t super;
+/* One accepted TCP connection.  The uv handle comes first: the close
+** callback gets the handle, which is then the conn. */
+struct conn {
+  uv_tcp_t tcp;
+  uv_shutdown_t shutdown;       /* the write side's end, after the last answer */
   mh_http_server *s;
-} handler_t;
-
-/* A streamed response's generator: h2o calls proceed when the previous piece
-** has been written, stop when the connection ends abruptly. */
-typedef struct {
-  h2o_generator_t super;
-  mh_http_req *r;
-} stream_gen;
+  conn *prev, *next;            /* the server's list of open connections */
+  int phase;                    /* C_READ ... */
+  mh_hp hp;                     /* the request being read */
+  char in[IN_CAP];              /* bytes read and not yet parsed */
+  size_t in_len;
+  mh_http_req *cur;             /* the request with the caller (C_WAIT) */
+  int keep;                     /* the connection serves another request after this answer */
+  int reading;                  /* uv_read_start is in effect */
+  int peer_eof;                 /* the client closed its sending side */
+  int closing;                  /* uv_close was called */
+  int writes;                   /* uv_write requests not completed */
+  uint64_t deadline;            /* uv_now by which the next request must be whole (C_READ) */
+  uint64_t linger_until;        /* C_LINGER: close at this uv_now (0: not yet shut down) */
+  uint64_t submitted;           /* bytes handed to uv_write */
+  uint64_t last_sent;           /* bytes the kernel had taken at the last sweep */
+  uint64_t stuck_since;         /* uv_now since when unsent bytes made no progress; 0 */
+  char peer[INET6_ADDRSTRLEN];  /* the client's address, for peer() */
+};
 
 struct mh_http_req {
   mh_http_server *s;
-  h2o_req_t *req;               /* NULL once h2o disposed of the request (connection done) */
-  int refs;                     /* h2o's (until dispose) + the caller's (until release) */
-  int answered;                 /* respond() or stream() was called (or close() answered) */
-  mh_http_req *prev, *next;     /* the server's requests still held by h2o */
-  /* streaming */
-  int streaming;                /* stream() started it */
-  int sending;                  /* a piece is with h2o (until proceed) */
-  int ending;                   /* end() asked: FINAL once the pending bytes left */
-  int ended;                    /* FINAL was sent */
-  stream_gen gen;
-  char *inflight;               /* the bytes h2o is writing (kept until proceed) */
-  size_t inflight_len;
-  char *pending;                /* bytes written while a piece was in flight */
-  size_t pending_len, pending_cap;
+  conn *c;                      /* NULL once the answer is out or the connection gone */
+  mh_hp_req *hp;                /* the parsed request (owned) */
+  int refs;                     /* the connection's (until the answer is out) + the caller's */
+  int answered;                 /* respond() or stream() was called */
+  int streaming;                /* stream() started a body of pieces */
+  int chunked;                  /* the pieces are framed as chunks (HTTP/1.1) */
+  int ended;                    /* the stream's end was sent */
+  char peer[INET6_ADDRSTRLEN];
 };
 
+/* One uv_write with its bytes. */
+typedef struct {
+  uv_write_t w;
+  conn *c;
+  char data[];
+} wblock;
+
 struct mh_http_server {
-  h2o_globalconf_t config;      /* h2o's configuration: one host, one path "/" */
-  h2o_context_t ctx;            /* h2o's per-loop state (holds uv timers: never moves) */
-  h2o_accept_ctx_t accept_ctx;
   uv_loop_t *loop;
   uv_tcp_t listener;
-  uv_timer_t sweep;             /* stalled writers, once a second */
+  uv_timer_t sweep;             /* deadlines, lingering and stalled writers */
   int open_handles;             /* listener + sweep not yet closed */
+  int sweep_closed;             /* uv_close(sweep) was called */
   mh_http_params p;
   char host[INET6_ADDRSTRLEN];  /* what p.host pointed to (the caller's string may go) */
   int port;                     /* the bound port */
   conn *conns;                  /* open connections */
-  mh_http_req *reqs;            /* requests h2o still holds */
   double tokens;                /* the rate limit's bucket */
   uint64_t tokens_at;           /* uv_now of the last refill */
   mh_http_stats st;
   int closing;                  /* close() was called */
+  uint64_t close_by;            /* close(): connections still open then are cut */
   void (*done)(void *ud);       /* close()'s callback, run once when all is closed */
   void *done_ud;
-  int context_ready;            /* h2o_context_init ran (destroy must dispose it) */
 };
 
-/* ------------------------------------------------------------- requests */
-
-static void req_unref(mh_http_req *r) {
-  if (--r->refs > 0) return;
-  free(r->inflight);
-  free(r->pending);
-  free(r);
-}
-
-static void unlink_req(mh_http_req *r) {
-  if (r->prev) r->prev->next = r->next; else if (r->s->reqs == r) r->s->reqs = r->next;
-  if (r->next) r->next->prev = r->prev;
-  r->prev = r->next = NULL;
-}
-
-/* h2o cleared the request's pool: the connection is done with it. */
-static void on_req_dispose(void *p) {
-  mh_http_req *r = *(mh_http_req **)p;
-  r->req = NULL;
-  unlink_req(r);
-  req_unref(r);
-}
-
+static void close_conn(conn *c);
+static void process(conn *c);
 static void maybe_done(mh_http_server *s);
 
-/* Lower-cased copy of name in the request's pool (h2o matches header names
-** in lower case). */
-static h2o_iovec_t lc_dup(h2o_mem_pool_t *pool, const char *name) {
-  h2o_iovec_t v = h2o_strdup(pool, name, strlen(name));
-  for (size_t i = 0; i < v.len; i++)
-    if (v.base[i] >= 'A' && v.base[i] <= 'Z') v.base[i] = (char)(v.base[i] + 32);
-  return v;
-}
-
-static void set_headers(h2o_req_t *req, const mh_http_header *h, size_t nh) {
-  for (size_t i = 0; i < nh; i++) {
-    h2o_iovec_t name = lc_dup(&req->pool, h[i].name);
-    h2o_iovec_t value = h2o_strdup(&req->pool, h[i].value, strlen(h[i].value));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL, value.base, value.len);
-  }
-}
+/* ------------------------------------------------------------- writing */
 
 static const char *reason_of(int status) {
   switch (status) {
+  case 100: return "Continue";
   case 200: return "OK";
   case 201: return "Created";
   case 202: return "Accepted";
@@ -153,186 +135,331 @@ static const char *reason_of(int status) {
   case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
   case 409: return "Conflict";
-  case 413: return "Payload Too Large";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
   case 415: return "Unsupported Media Type";
+  case 417: return "Expectation Failed";
+  case 421: return "Misdirected Request";
   case 422: return "Unprocessable Content";
   case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
   case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
   default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
   }
 }
 
-static void send_whole(h2o_req_t *req, int status, const mh_http_header *h, size_t nh,
-                       const char *body, size_t len) {
-  req->res.status = status;
-  req->res.reason = reason_of(status);
-  set_headers(req, h, nh);
-  req->res.content_length = len;
-  h2o_send_inline(req, body, len);
+static void on_written(uv_write_t *w, int status) {
+  wblock *b = (wblock *)w;
+  conn *c = b->c;
+  free(b);
+  c->writes--;
+  if (c->closing) return;
+  if (status < 0) { close_conn(c); return; }
+  if (c->phase == C_NEXT && c->writes == 0) {
+    /* the answer is with the kernel: the next request (from the loop, never
+       from inside the caller's respond) */
+    c->phase = C_READ;
+    c->deadline = uv_now(c->s->loop) + c->s->p.req_timeout_ms;
+    process(c);
+  }
 }
 
-/* The answers of this file itself (limits, shutdown): text, never kept alive. */
-static void send_plain(h2o_req_t *req, int status, const char *retry_after, const char *text) {
-  mh_http_header h[3] = { { "Content-Type", "text/plain; charset=utf-8" },
-                          { "Cache-Control", "no-store" }, { "Retry-After", retry_after } };
-  req->http1_is_persistent = 0;
-  send_whole(req, status, h, retry_after ? 3 : 2, text, strlen(text));
+/* Hands len bytes (copied) to the kernel, in order after earlier ones. */
+static int put(conn *c, const char *data, size_t len) {
+  wblock *b;
+  uv_buf_t buf;
+  int rc;
+  if (c->closing) return MH_HTTP_GONE;
+  if (!(b = malloc(sizeof *b + (len ? len : 1)))) { close_conn(c); return UV_ENOMEM; }
+  memcpy(b->data, data, len);
+  b->c = c;
+  buf = uv_buf_init(b->data, (unsigned)len);
+  if ((rc = uv_write(&b->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written)) != 0) {
+    free(b);
+    close_conn(c);
+    return MH_HTTP_GONE;
+  }
+  c->writes++;
+  c->submitted += len;
+  return 0;
+}
+
+/* A growing byte string for a head. */
+typedef struct { char *p; size_t len, cap; int oom; } sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 1024;
+    char *p;
+    while (cap < b->len + n) cap *= 2;
+    if (!(p = realloc(b->p, cap))) { b->oom = 1; return; }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+static int name_is(const char *name, const char *lc) {
+  size_t i;
+  for (i = 0; name[i] && lc[i]; i++) {
+    char c = name[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+    if (c != lc[i]) return 0;
+  }
+  return !name[i] && !lc[i];
+}
+
+/* A header field the caller gives must not split the answer. */
+static int bad_field(const char *s) { return !s || strpbrk(s, "\r\n") != NULL; }
+
+/* The head of an answer: status line, the caller's fields (not the framing
+** ones: those are this file's), the framing, the end.  how: 0 = Content-Length
+** len, 1 = chunked, 2 = no length (until close), 3 = none at all (204, 304). */
+static void build_head(sbuf *b, int status, const mh_http_header *h, size_t nh, int how, size_t len,
+                       int keep, int minor) {
+  char line[128];
+  char date[64];
+  time_t now = time(NULL);
+  struct tm tm;
+  snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, reason_of(status));
+  sb_str(b, line);
+  if (gmtime_r(&now, &tm) && strftime(date, sizeof date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm))
+    sb_str(b, date);
+  for (size_t i = 0; i < nh; i++) {
+    if (name_is(h[i].name, "content-length") || name_is(h[i].name, "transfer-encoding") ||
+        name_is(h[i].name, "connection"))
+      continue;
+    sb_str(b, h[i].name);
+    sb_add(b, ": ", 2);
+    sb_str(b, h[i].value);
+    sb_add(b, "\r\n", 2);
+  }
+  if (how == 0) {
+    snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
+    sb_str(b, line);
+  } else if (how == 1) {
+    sb_str(b, "Transfer-Encoding: chunked\r\n");
+  }
+  if (!keep) sb_str(b, "Connection: close\r\n");
+  else if (minor == 0) sb_str(b, "Connection: keep-alive\r\n");
+  sb_add(b, "\r\n", 2);
+}
+
+/* The connection's last answer is queued: shut down the write side once it is
+** out, then drop the client's input for LINGER_MS (see the file's comment). */
+static void on_shutdown(uv_shutdown_t *sr, int status) {
+  conn *c = (conn *)sr->handle;
+  if (c->closing) return;
+  if (status < 0 || c->peer_eof || c->s->closing) { close_conn(c); return; }
+  c->linger_until = uv_now(c->s->loop) + LINGER_MS;
+}
+
+static void alloc_in(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+static void start_reading(conn *c) {
+  if (c->reading || c->closing || c->peer_eof) return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_in, on_read) == 0) c->reading = 1;
+}
+
+static void stop_reading(conn *c) {
+  if (!c->reading) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
+static void linger(conn *c) {
+  if (c->closing || c->phase == C_LINGER) return;
+  c->phase = C_LINGER;
+  c->deadline = 0;
+  c->in_len = 0;
+  if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0) { close_conn(c); return; }
+  start_reading(c);
+}
+
+/* The current answer is queued: the connection goes on to its next request
+** (once the bytes are out, on_written) or ends. */
+static void answer_queued(conn *c) {
+  mh_http_req *r = c->cur;
+  if (r) {
+    c->cur = NULL;
+    r->c = NULL;
+    if (--r->refs == 0) { mh_hp_req_free(r->hp); free(r); }
+  }
+  if (c->closing) return;
+  if (!c->keep || c->peer_eof || c->s->closing) { linger(c); return; }
+  c->phase = C_NEXT;
+  if (c->writes == 0) {            /* nothing was written (cannot happen): go on now */
+    c->phase = C_READ;
+    c->deadline = uv_now(c->s->loop) + c->s->p.req_timeout_ms;
+  }
+}
+
+/* This file's own answers (limits, refusals, shutdown): text with the
+** console's security headers (a browser renders nothing active from them);
+** the connection ends after it. */
+static void answer_plain(conn *c, int head_only, int status, const char *retry_after, const char *text) {
+  mh_http_header h[7] = { { "Content-Type", "text/plain; charset=utf-8" },
+                          { "Cache-Control", "no-store" },
+                          { "X-Content-Type-Options", "nosniff" },
+                          { "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'" },
+                          { "X-Frame-Options", "DENY" },
+                          { "Referrer-Policy", "no-referrer" },
+                          { "Retry-After", retry_after } };
+  sbuf b = { 0 };
+  size_t len = strlen(text);
+  c->keep = 0;
+  build_head(&b, status, h, retry_after ? 7 : 6, 0, len, 0, 1);
+  if (!head_only) sb_add(&b, text, len);
+  if (b.oom) { free(b.p); close_conn(c); return; }
+  put(c, b.p, b.len);
+  free(b.p);
+}
+
+/* ------------------------------------------------------------- requests */
+
+static void req_unref(mh_http_req *r) {
+  if (--r->refs > 0) return;
+  mh_hp_req_free(r->hp);
+  free(r);
 }
 
 static int h_respond(mh_http_req *r, int status, const mh_http_header *h, size_t nh,
                      const char *body, size_t len) {
-  if (!r->req) return MH_HTTP_GONE;
+  conn *c = r->c;
+  sbuf b = { 0 };
+  int none, rc;
+  if (!c || c->closing) return MH_HTTP_GONE;
   if (r->answered) return MH_HTTP_BUSY;
+  for (size_t i = 0; i < nh; i++)
+    if (bad_field(h[i].name) || bad_field(h[i].value)) return UV_EINVAL;
   r->answered = 1;
-  if (r->s->closing) r->req->http1_is_persistent = 0;
-  send_whole(r->req, status, h, nh, body ? body : "", body ? len : 0);
-  return 0;
-}
-
-/* Hands the next piece to h2o, when none is in flight.  Called by write, end
-** and proceed. */
-static void pump(mh_http_req *r) {
-  if (!r->req || r->sending || r->ended) return;
-  free(r->inflight);
-  r->inflight = NULL;
-  r->inflight_len = 0;
-  if (r->pending_len) {
-    r->inflight = r->pending;
-    r->inflight_len = r->pending_len;
-    r->pending = NULL;
-    r->pending_len = r->pending_cap = 0;
-    h2o_iovec_t buf = h2o_iovec_init(r->inflight, r->inflight_len);
-    r->sending = 1;
-    h2o_send(r->req, &buf, 1, r->ending ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
-    if (r->ending) r->ended = 1;
-  } else if (r->ending) {
-    r->ended = 1;
-    r->sending = 1;
-    h2o_send(r->req, NULL, 0, H2O_SEND_STATE_FINAL);
-  }
-}
-
-static void gen_proceed(h2o_generator_t *g, h2o_req_t *req) {
-  mh_http_req *r = ((stream_gen *)g)->r;
-  r->sending = 0;
-  pump(r);
-}
-
-static void gen_stop(h2o_generator_t *g, h2o_req_t *req) {
-  mh_http_req *r = ((stream_gen *)g)->r;
-  r->sending = 0;
-  r->ended = 1;          /* the connection ends: nothing more may be sent */
+  if (r->s->closing || c->peer_eof) c->keep = 0;
+  none = (status >= 100 && status < 200) || status == 204 || status == 304;
+  build_head(&b, status, h, nh, none ? 3 : 0, body ? len : 0, c->keep, r->hp->minor);
+  if (!none && !r->hp->is_head && body) sb_add(&b, body, len);
+  if (b.oom) { free(b.p); close_conn(c); return UV_ENOMEM; }
+  rc = put(c, b.p, b.len);
+  free(b.p);
+  if (rc == 0) answer_queued(c);
+  return rc;
 }
 
 static int h_stream(mh_http_req *r, int status, const mh_http_header *h, size_t nh) {
-  if (!r->req) return MH_HTTP_GONE;
+  conn *c = r->c;
+  sbuf b = { 0 };
+  int rc;
+  if (!c || c->closing) return MH_HTTP_GONE;
   if (r->answered) return MH_HTTP_BUSY;
+  for (size_t i = 0; i < nh; i++)
+    if (bad_field(h[i].name) || bad_field(h[i].value)) return UV_EINVAL;
   r->answered = r->streaming = 1;
-  r->gen.super.proceed = gen_proceed;
-  r->gen.super.stop = gen_stop;
-  r->gen.r = r;
-  r->req->res.status = status;
-  r->req->res.reason = reason_of(status);
-  set_headers(r->req, h, nh);
-  if (r->s->closing) r->req->http1_is_persistent = 0;
-  h2o_start_response(r->req, &r->gen.super);
-  /* the head leaves now (an EventSource opens on it), with no body yet */
-  r->sending = 1;
-  h2o_send(r->req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);
-  return 0;
+  if (r->s->closing || c->peer_eof) c->keep = 0;
+  if (r->hp->is_head) {            /* the head alone: the answer is complete */
+    build_head(&b, status, h, nh, 1, 0, c->keep, r->hp->minor);
+    r->ended = 1;
+  } else if (r->hp->minor == 1) {
+    r->chunked = 1;
+    build_head(&b, status, h, nh, 1, 0, c->keep, 1);
+  } else {                          /* HTTP/1.0: no chunks; the body ends with the connection */
+    c->keep = 0;
+    build_head(&b, status, h, nh, 2, 0, 0, 0);
+  }
+  if (b.oom) { free(b.p); close_conn(c); return UV_ENOMEM; }
+  rc = put(c, b.p, b.len);         /* the head leaves now (an EventSource opens on it) */
+  free(b.p);
+  if (rc == 0 && r->ended) answer_queued(c);
+  return rc;
 }
 
 static int h_write(mh_http_req *r, const char *data, size_t len) {
-  if (!r->req || r->ended) return MH_HTTP_GONE;
-  if (!r->streaming || r->ending) return MH_HTTP_BUSY;
+  conn *c = r->c;
+  char size[24];
+  sbuf b = { 0 };
+  int rc;
+  if (!c || c->closing || r->ended) return MH_HTTP_GONE;
+  if (!r->streaming) return MH_HTTP_BUSY;
   if (!len) return 0;
-  if (r->pending_len + r->inflight_len + len > r->s->p.max_stream_buffer) {
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + len > r->s->p.max_stream_buffer) {
     /* the client does not read: drop it rather than grow without bound */
-    h2o_socket_t *sock = r->req->conn->callbacks->get_socket ? r->req->conn->callbacks->get_socket(r->req->conn) : NULL;
-    int fd = sock ? h2o_socket_get_fd(sock) : -1;
-    if (fd >= 0) shutdown(fd, SHUT_RDWR);
     r->s->st.stalled++;
+    close_conn(c);
     return MH_HTTP_FULL;
   }
-  if (r->pending_len + len > r->pending_cap) {
-    size_t cap = r->pending_cap ? r->pending_cap : 4096;
-    while (cap < r->pending_len + len) cap *= 2;
-    char *p = realloc(r->pending, cap);
-    if (!p) return UV_ENOMEM;
-    r->pending = p;
-    r->pending_cap = cap;
+  if (r->chunked) {
+    snprintf(size, sizeof size, "%zx\r\n", len);
+    sb_str(&b, size);
+    sb_add(&b, data, len);
+    sb_add(&b, "\r\n", 2);
+    if (b.oom) { free(b.p); close_conn(c); return UV_ENOMEM; }
+    rc = put(c, b.p, b.len);
+    free(b.p);
+    return rc;
   }
-  memcpy(r->pending + r->pending_len, data, len);
-  r->pending_len += len;
-  pump(r);
-  return 0;
+  return put(c, data, len);
 }
 
 static int h_end(mh_http_req *r) {
-  if (!r->req || r->ended) return MH_HTTP_GONE;
+  conn *c = r->c;
+  int rc = 0;
+  if (!c || c->closing || r->ended) return MH_HTTP_GONE;
   if (!r->streaming) return MH_HTTP_BUSY;
-  if (r->ending) return 0;
-  r->ending = 1;
-  pump(r);
-  return 0;
+  r->ended = 1;
+  if (r->chunked) rc = put(c, "0\r\n\r\n", 5);
+  if (rc == 0) answer_queued(c);
+  return rc;
 }
 
-static int h_alive(mh_http_req *r) { return r->req != NULL && !r->ended; }
+static int h_alive(mh_http_req *r) { return r->c != NULL && !r->c->closing; }
 
-static void h_release(mh_http_req *r) { req_unref(r); }
+/* The caller is done: a stream it did not end is ended now (nobody will
+** write to it again; left open it would hold the connection until the
+** client leaves). */
+static void h_release(mh_http_req *r) {
+  if (r->c && r->streaming && !r->ended) h_end(r);
+  req_unref(r);
+}
 
 static const char *h_method(mh_http_req *r, size_t *len) {
-  if (!r->req) { *len = 0; return ""; }
-  *len = r->req->method.len;
-  return r->req->method.base;
+  *len = r->hp->method_len;
+  return r->hp->method;
 }
 
 static const char *h_path(mh_http_req *r, size_t *len) {
-  if (!r->req) { *len = 0; return ""; }
-  *len = r->req->path_normalized.len;
-  return r->req->path_normalized.base;
+  *len = r->hp->path_len;
+  return r->hp->path;
 }
 
 static const char *h_query(mh_http_req *r, size_t *len) {
-  if (!r->req || r->req->query_at == SIZE_MAX) { *len = 0; return NULL; }
-  *len = r->req->path.len - r->req->query_at - 1;
-  return r->req->path.base + r->req->query_at + 1;
+  *len = r->hp->query_len;
+  return r->hp->query;
 }
 
 static const char *h_header(mh_http_req *r, const char *lc_name, size_t *len) {
-  ssize_t i;
-  *len = 0;
-  if (!r->req) return NULL;
-  if (!strcmp(lc_name, "host")) {     /* h2o moves Host into the authority */
-    *len = r->req->authority.len;
-    return r->req->authority.base;
-  }
-  i = h2o_find_header_by_str(&r->req->headers, lc_name, strlen(lc_name), -1);
-  if (i < 0) return NULL;
-  *len = r->req->headers.entries[i].value.len;
-  return r->req->headers.entries[i].value.base;
+  return mh_hp_header(r->hp, lc_name, len);
 }
 
 static const char *h_body(mh_http_req *r, size_t *len) {
-  if (!r->req || !r->req->entity.base) { *len = 0; return NULL; }
-  *len = r->req->entity.len;
-  return r->req->entity.base;
+  *len = r->hp->body ? r->hp->content_length : 0;
+  return r->hp->body;
 }
 
 static int h_peer(mh_http_req *r, char *buf, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  if (!r->req || !r->req->conn->callbacks->get_peername) return -1;
-  sl = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
-  if (sl == 0) return -1;
-  if (ss.ss_family == AF_INET) return uv_ip4_name((struct sockaddr_in *)&ss, buf, len) ? -1 : 0;
-  if (ss.ss_family == AF_INET6) return uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len) ? -1 : 0;
-  return -1;
+  if (!r->peer[0] || strlen(r->peer) >= len) return -1;
+  memcpy(buf, r->peer, strlen(r->peer) + 1);
+  return 0;
 }
 
-/* ---------------------------------------------------------------- limits */
+/* ----------------------------------------------------------- reading */
 
 /* One token for this request, or 0 when the bucket is empty. */
 static int take_token(mh_http_server *s) {
@@ -345,133 +472,190 @@ static int take_token(mh_http_server *s) {
   return 1;
 }
 
-static int on_req(h2o_handler_t *self, h2o_req_t *req) {
-  mh_http_server *s = ((handler_t *)self)->s;
+/* A whole request: past the limits, to the caller. */
+static void dispatch(conn *c, mh_hp_req *hp) {
+  mh_http_server *s = c->s;
   mh_http_req *r;
-  mh_http_req **slot;
-  if (s->closing) {
-    send_plain(req, 503, NULL, "the service is stopping\n");
-    return 0;
-  }
+  c->deadline = 0;
+  c->keep = hp->keep_alive;
   if (s->st.connections > s->p.max_conns || !take_token(s)) {
     s->st.limited++;
-    send_plain(req, 429, "1", "too many requests: try again in a second\n");
-    return 0;
+    answer_plain(c, hp->is_head, 429, "1", "too many requests: try again in a second\n");
+    mh_hp_req_free(hp);
+    linger(c);
+    return;
   }
-  r = calloc(1, sizeof *r);
-  if (!r) {
-    send_plain(req, 503, "1", "out of memory\n");
-    return 0;
+  if (!(r = calloc(1, sizeof *r))) {
+    answer_plain(c, hp->is_head, 503, "1", "out of memory\n");
+    mh_hp_req_free(hp);
+    linger(c);
+    return;
   }
-  slot = h2o_mem_alloc_shared(&req->pool, sizeof *slot, on_req_dispose);
-  *slot = r;
   r->s = s;
-  r->req = req;
-  r->refs = 2;                   /* h2o's (dropped by on_req_dispose) and the caller's */
-  r->next = s->reqs;
-  if (s->reqs) s->reqs->prev = r;
-  s->reqs = r;
+  r->c = c;
+  r->hp = hp;
+  r->refs = 2;
+  memcpy(r->peer, c->peer, sizeof r->peer);
+  c->cur = r;
+  c->phase = C_WAIT;
   s->st.requests++;
   s->p.on_request(s->p.ud, r);
-  return 0;
+}
+
+/* Parses what was read, while the connection is reading a request; then
+** reads on only as far as the buffer allows (a request with the caller keeps
+** reading, to see the client leave, until IN_CAP bytes wait). */
+static void process(conn *c) {
+  while (!c->closing && c->phase == C_READ && c->in_len > 0) {
+    size_t used;
+    int rc = mh_hp_feed(&c->hp, c->in, c->in_len, &used);
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= used;
+    if (rc == MH_HP_HEAD) {
+      if (c->hp.req->expect_continue && c->in_len == 0) put(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    } else if (rc == MH_HP_DONE) {
+      dispatch(c, mh_hp_take(&c->hp));
+    } else if (rc == MH_HP_ERROR) {
+      char text[160];
+      c->s->st.malformed++;
+      snprintf(text, sizeof text, "bad request: %s\n", c->hp.why);
+      answer_plain(c, 0, c->hp.status, NULL, text);
+      mh_hp_reset(&c->hp);
+      linger(c);
+    }
+  }
+  if (c->closing) return;
+  if (c->phase == C_READ && c->peer_eof) { close_conn(c); return; }
+  if (c->in_len < IN_CAP) start_reading(c); else stop_reading(c);
+}
+
+static void alloc_in(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn *c = (conn *)h;
+  (void)suggested;
+  buf->base = c->in + c->in_len;
+  buf->len = IN_CAP - c->in_len;
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  conn *c = (conn *)st;
+  (void)buf;
+  if (c->closing) return;
+  if (n < 0) {
+    c->reading = 0;
+    if (n != UV_EOF) { close_conn(c); return; }
+    c->peer_eof = 1;
+    /* the client is gone for a stream, done for everything else; a whole
+       answer still owed is sent, then the connection ends */
+    if (c->phase == C_LINGER && c->linger_until) close_conn(c);
+    else if (c->phase == C_READ) process(c);
+    else if (c->phase == C_WAIT && c->cur && c->cur->streaming) close_conn(c);
+    else if (c->phase == C_NEXT) c->keep = 0;
+    return;
+  }
+  if (n == 0) return;
+  if (c->phase == C_LINGER) { c->in_len = 0; return; }   /* dropped */
+  c->in_len += (size_t)n;
+  if (c->phase == C_READ) process(c);
+  else if (c->in_len >= IN_CAP) stop_reading(c);
 }
 
 /* ----------------------------------------------------------- connections */
 
-static void unlink_conn(conn *c) {
-  mh_http_server *s = c->s;
-  if (c->prev) c->prev->next = c->next; else if (s->conns == c) s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-}
-
-/* The uv handle of a connection is closed (by h2o, or here before h2o had it). */
 static void conn_closed(uv_handle_t *h) {
   conn *c = (conn *)h;
   mh_http_server *s = c->s;
-  unlink_conn(c);
+  if (c->prev) c->prev->next = c->next; else if (s->conns == c) s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
   s->st.connections--;
+  mh_hp_free(&c->hp);
   free(c);
   maybe_done(s);
 }
 
-static void shut(conn *c, int how) {
-  int fd = c->sock ? h2o_socket_get_fd(c->sock) : -1;
-  if (fd >= 0) shutdown(fd, how);
+/* Ends the connection now; a request with the caller sees it gone. */
+static void close_conn(conn *c) {
+  mh_http_req *r = c->cur;
+  if (c->closing) return;
+  c->closing = 1;
+  c->reading = 0;
+  if (r) {
+    c->cur = NULL;
+    r->c = NULL;
+    req_unref(r);
+  }
+  uv_close((uv_handle_t *)&c->tcp, conn_closed);
 }
 
 static void on_accept(uv_stream_t *listener, int status) {
   mh_http_server *s = (mh_http_server *)listener->data;
+  struct sockaddr_storage ss;
+  int sl = sizeof ss;
   conn *c;
   if (status < 0 || s->closing) return;
-  c = calloc(1, sizeof *c);
-  if (!c) return;
+  if (!(c = calloc(1, sizeof *c))) return;
   c->s = s;
+  mh_hp_init(&c->hp, s->p.max_head, s->p.max_body);
   uv_tcp_init(s->loop, &c->tcp);
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->st.connections++;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-    uv_close((uv_handle_t *)&c->tcp, conn_closed);
-    return;
-  }
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) { close_conn(c); return; }
   s->st.accepted++;
   if (s->st.connections > 2 * (uint64_t)s->p.max_conns) {
     s->st.refused++;
-    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    close_conn(c);
     return;
   }
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+  }
   uv_tcp_nodelay(&c->tcp, 1);
-  c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, conn_closed);
-  h2o_accept(&s->accept_ctx, c->sock);
+  c->phase = C_READ;
+  c->deadline = uv_now(s->loop) + s->p.req_timeout_ms;
+  start_reading(c);
 }
 
-/* Once a second: a socket whose pending write made no progress for stall_ms
-** belongs to a client that stopped reading; shutting it down fails the write,
-** and h2o closes the connection through its usual path. */
+/* Each period: requests past their deadline, lingering connections done
+** lingering, writers that stopped reading, and (closing) whatever is left. */
 static void on_sweep(uv_timer_t *t) {
   mh_http_server *s = (mh_http_server *)t->data;
   uint64_t now = uv_now(s->loop);
-  for (conn *c = s->conns; c; c = c->next) {
-    if (!c->sock || c->shut) continue;
-    if (h2o_socket_is_writing(c->sock) && c->sock->bytes_written == c->last_written) {
+  for (conn *c = s->conns, *next; c; c = next) {
+    size_t unsent;
+    uint64_t sent;
+    next = c->next;
+    if (c->closing) continue;
+    if (s->closing && now >= s->close_by) { close_conn(c); continue; }
+    if (c->phase == C_READ && c->deadline && now >= c->deadline) {
+      if (mh_hp_started(&c->hp) || c->in_len) {   /* a request under way: say why it ends */
+        answer_plain(c, 0, 408, NULL, "the request did not arrive in time\n");
+        mh_hp_reset(&c->hp);
+        linger(c);
+      } else {
+        close_conn(c);                             /* an idle keep-alive connection */
+      }
+      continue;
+    }
+    if (c->phase == C_LINGER && c->linger_until && now >= c->linger_until) { close_conn(c); continue; }
+    unsent = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    sent = c->submitted - unsent;
+    if (unsent > 0 && sent == c->last_sent) {
       if (!c->stuck_since) c->stuck_since = now;
       else if (now - c->stuck_since >= s->p.stall_ms) {
-        c->shut = 1;
         s->st.stalled++;
-        shut(c, SHUT_RDWR);
+        close_conn(c);
+        continue;
       }
     } else {
       c->stuck_since = 0;
     }
-    c->last_written = c->sock->bytes_written;
+    c->last_sent = sent;
   }
 }
 
 /* --------------------------------------------------------------- server */
-
-/* uv_walk: every handle that exists right after h2o_context_init and did not
-** before is h2o's (its timers, its inter-thread queue): unref'd, so they do
-** not keep a service's loop running once its work is done. */
-typedef struct { uv_handle_t **list; size_t n, cap; int collect; } walk_t;
-
-static void walk_cb(uv_handle_t *h, void *arg) {
-  walk_t *w = (walk_t *)arg;
-  if (w->collect) {
-    if (w->n == w->cap) {
-      size_t cap = w->cap ? w->cap * 2 : 64;
-      uv_handle_t **l = realloc(w->list, cap * sizeof *l);
-      if (!l) return;
-      w->list = l;
-      w->cap = cap;
-    }
-    w->list[w->n++] = h;
-    return;
-  }
-  for (size_t i = 0; i < w->n; i++)
-    if (w->list[i] == h) return;
-  uv_unref(h);
-}
 
 static void handle_closed(uv_handle_t *h) {
   mh_http_server *s = (mh_http_server *)h->data;
@@ -480,7 +664,13 @@ static void handle_closed(uv_handle_t *h) {
 }
 
 static void maybe_done(mh_http_server *s) {
-  if (!s->closing || s->open_handles > 0 || s->conns) return;
+  if (!s->closing || s->conns) return;
+  if (!s->sweep_closed) {
+    s->sweep_closed = 1;
+    uv_timer_stop(&s->sweep);
+    uv_close((uv_handle_t *)&s->sweep, handle_closed);
+  }
+  if (s->open_handles > 0) return;
   if (s->done) {
     void (*done)(void *) = s->done;
     s->done = NULL;
@@ -493,12 +683,9 @@ static void free_on_close(uv_handle_t *h) { free(h->data); }
 static int h_listen(uv_loop_t *loop, const mh_http_params *p, mh_http_server **out,
                     char *err, size_t errlen) {
   mh_http_server *s;
-  h2o_hostconf_t *host;
-  h2o_pathconf_t *path;
-  handler_t *handler;
   struct sockaddr_storage addr;
-  walk_t w = { NULL, 0, 0, 1 };
   int rc, namelen;
+  uint64_t period;
 
   *out = NULL;
   if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&addr) != 0 &&
@@ -514,7 +701,6 @@ static int h_listen(uv_loop_t *loop, const mh_http_params *p, mh_http_server **o
   s->tokens = p->burst;
   s->tokens_at = uv_now(loop);
 
-  /* the socket first: nothing of h2o exists yet if it fails */
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
   if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0)) == 0)
@@ -533,30 +719,15 @@ static int h_listen(uv_loop_t *loop, const mh_http_params *p, mh_http_server **o
   s->open_handles++;
   uv_unref((uv_handle_t *)&s->listener);
 
-  h2o_config_init(&s->config);
-  s->config.server_name = h2o_iovec_init(H2O_STRLIT("mailhook"));
-  s->config.max_request_entity_size = p->max_body;
-  s->config.http1.req_timeout = p->req_timeout_ms;
-  s->config.http1.upgrade_to_http2 = 0;      /* HTTP/1.1 only: the limits here are per request */
-  host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-  path = h2o_config_register_path(host, "/", 0);
-  handler = (handler_t *)h2o_create_handler(path, sizeof *handler);
-  handler->super.on_req = on_req;
-  handler->s = s;
-
-  uv_walk(loop, walk_cb, &w);
-  h2o_context_init(&s->ctx, loop, &s->config);
-  s->context_ready = 1;
-  w.collect = 0;
-  uv_walk(loop, walk_cb, &w);
-  free(w.list);
-  s->accept_ctx.ctx = &s->ctx;
-  s->accept_ctx.hosts = s->config.hosts;
-
+  /* the sweep's period: a second, shorter when a limit is (tests) */
+  period = 1000;
+  if (p->req_timeout_ms / 4 < period) period = p->req_timeout_ms / 4;
+  if (p->stall_ms / 4 < period) period = p->stall_ms / 4;
+  if (period < 50) period = 50;
   uv_timer_init(loop, &s->sweep);
   s->sweep.data = s;
   s->open_handles++;
-  uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
+  uv_timer_start(&s->sweep, on_sweep, period, period);
   uv_unref((uv_handle_t *)&s->sweep);
   *out = s;
   return 0;
@@ -571,45 +742,48 @@ static int h_address(mh_http_server *s, char *host, size_t hostlen, int *port) {
 static void h_stats(mh_http_server *s, mh_http_stats *st) { *st = s->st; }
 
 static void h_close(mh_http_server *s, void (*done)(void *ud), void *ud) {
-  if (s->closing) {                 /* already closing (or failed to listen) */
+  if (s->closing) {                 /* already closing */
     if (!s->done) { s->done = done; s->done_ud = ud; }
     maybe_done(s);
     return;
   }
   s->closing = 1;
+  s->close_by = uv_now(s->loop) + CLOSE_MS;
   s->done = done;
   s->done_ud = ud;
   uv_close((uv_handle_t *)&s->listener, handle_closed);
-  uv_timer_stop(&s->sweep);
-  uv_close((uv_handle_t *)&s->sweep, handle_closed);
-  /* requests the caller still owes an answer: 503, or the end of their stream */
-  for (mh_http_req *r = s->reqs, *next; r; r = next) {
-    next = r->next;
-    if (!r->req) continue;
-    r->req->http1_is_persistent = 0;
-    if (!r->answered) {
-      r->answered = 1;
-      send_plain(r->req, 503, NULL, "the service is stopping\n");
-    } else if (r->streaming && !r->ending) {
-      r->ending = 1;
-      pump(r);
+  /* a request the caller still owes an answer: 503; a stream: its end; an
+     idle connection or a request still arriving: closed now; an answer on
+     its way: sent, then the connection ends (answer_queued, on_shutdown) */
+  for (conn *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->closing) continue;
+    if (c->phase == C_WAIT && c->cur) {
+      mh_http_req *r = c->cur;
+      c->keep = 0;
+      if (!r->answered) {
+        r->answered = 1;
+        answer_plain(c, r->hp->is_head, 503, NULL, "the service is stopping\n");
+        if (!c->closing) answer_queued(c);
+      } else if (r->streaming && !r->ended) {
+        h_end(r);
+      }
+    } else if (c->phase == C_READ) {
+      close_conn(c);
+    } else if (c->phase == C_NEXT) {
+      c->keep = 0;
+      linger(c);
+    } else if (c->phase == C_LINGER && c->linger_until) {
+      close_conn(c);
     }
   }
-  /* every socket is shut down: an idle connection or a request still
-     arriving ends at once (EOF); bytes already handed to the kernel (the
-     answers above) still reach the client before the FIN; a write the
-     client never reads fails.  h2o then closes each through its own path. */
-  for (conn *c = s->conns; c; c = c->next) { c->shut = 1; shut(c, SHUT_RDWR); }
   maybe_done(s);
 }
 
 static void h_destroy(mh_http_server *s) {
   if (!s) return;
   if (!s->closing) h_close(s, NULL, NULL);
-  if (s->conns || s->open_handles) return;   /* still closing at exit: left to the OS (h2o
-                                                asserts its timers are idle when disposed) */
-  if (s->context_ready) h2o_context_dispose(&s->ctx);   /* runs the loop once (not running now) */
-  h2o_config_dispose(&s->config);
+  if (s->conns || s->open_handles) return;   /* still closing at exit: left to the OS */
   free(s);
 }
 

@@ -1,24 +1,22 @@
 /*
-** http.h — the admin console's HTTP server: h2o (Debian's libh2o, its libuv
-** flavour) on the service's own libuv loop.  h2o parses HTTP/1.1 and writes the
-** responses; this module adds what a console open to one administrator needs
-** and h2o's library mode leaves out: a bound on connections, a request rate
-** limit (429), a drop of clients that stop reading, a clean close of every
-** connection when the service stops, and a request object that outlives h2o's
-** call so a Lua handler may answer later (after a Test that takes seconds) or
-** stream (server-sent events).  No HTTP is parsed here.
+** http.h — the admin console's HTTP/1.1 server: mailhook's own, on the
+** service's libuv loop (runtime/http.c), its requests read by a strict parser
+** (runtime/httpparse.c).  Beside the protocol it owns what a console open to
+** one administrator needs: a bound on connections, a request rate limit
+** (429), deadlines for slow requests and idle connections, a drop of clients
+** that stop reading, a clean close of every connection when the service
+** stops, and a request object that outlives the read so a Lua handler may
+** answer later (after a Test that takes seconds) or stream (server-sent
+** events).
 **
-** The module is built as a plugin (BUILD/mailhook-http.so, installed in
-** PREFIX/lib/mailhook/) that runtime/l_http.c dlopens when a console is started:
-** libh2o pulls in the shared libssl/libcrypto, whose loading and relocations
-** every `mailhook hook` would otherwise pay (the binary links OpenSSL
-** statically for that reason).  So this header declares only opaque types and
-** one table of functions, found with dlsym(MH_HTTP_API_SYMBOL): nothing here
-** needs h2o.h, and the binary never links libh2o.
+** It is linked into the binary (it needs nothing but libuv); its functions are
+** reached through one table (mh_http_api_v1), the interface runtime/l_http.c
+** was written against when the server was a plugin.
 **
 ** Threading: everything runs on the loop thread.  Ownership: a request is held
-** by h2o until its connection is done and by the caller until release(); the
-** last of the two frees it.
+** by its connection until its answer is handed to the kernel (or the
+** connection goes) and by the caller until release(); the last of the two
+** frees it.
 */
 #ifndef MH_HTTP_H
 #define MH_HTTP_H
@@ -39,7 +37,10 @@ typedef struct {
 typedef struct {
   const char *host;             /* numeric address to bind: "127.0.0.1", "::1" */
   int port;                     /* 0 = any free port (tests); see address() */
-  size_t max_body;              /* request bodies above this get 413 from h2o */
+  size_t max_body;              /* request bodies above this get 413 (known from
+                                   Content-Length before a byte of the body is read) */
+  size_t max_head;              /* request line + headers above this get 431: the
+                                   memory a request head may take */
   unsigned max_conns;           /* open connections served; above it every request
                                    gets 429, and above twice it new connections are
                                    closed at once (file descriptors stay bounded) */
@@ -66,6 +67,7 @@ typedef struct {
   uint64_t limited;             /* answered 429 (rate or connections) */
   uint64_t refused;             /* connections closed at accept (over twice max_conns) */
   uint64_t stalled;             /* connections dropped for not reading */
+  uint64_t malformed;           /* refused by the parser: 400, 411, 413, 417, 431, 501, 505 */
 } mh_http_stats;
 
 typedef struct {
@@ -82,15 +84,18 @@ typedef struct {
   ** once the last connection is closed (maybe before close returns).  After it,
   ** no handle of the server keeps the loop alive. */
   void (*close)(mh_http_server *s, void (*done)(void *ud), void *ud);
-  /* Frees what is left (h2o's context and configuration).  Only with the loop
-  ** NOT running (h2o runs the loop once to close its timers): at exit. */
+  /* Frees the server once close() is done (at exit, the loop not running);
+  ** a server still closing is left to the OS. */
   void (*destroy)(mh_http_server *s);
 
-  /* The request, valid until release (strings are not NUL-terminated unless said). */
+  /* The request, valid until release, also after its connection is gone
+  ** (strings are not NUL-terminated unless said). */
   const char *(*method)(mh_http_req *r, size_t *len);
-  const char *(*path)(mh_http_req *r, size_t *len);       /* without the query, normalised */
+  const char *(*path)(mh_http_req *r, size_t *len);       /* without the query, %-decoded, no
+                                                             "." or ".." segment (httpparse.h) */
   const char *(*query)(mh_http_req *r, size_t *len);      /* after '?', or NULL */
-  const char *(*header)(mh_http_req *r, const char *lc_name, size_t *len); /* first one, or NULL */
+  const char *(*header)(mh_http_req *r, const char *lc_name, size_t *len); /* first one, or NULL;
+                                                             "host": an http:// target's authority */
   const char *(*body)(mh_http_req *r, size_t *len);       /* NULL when none */
   int (*peer)(mh_http_req *r, char *buf, size_t len);     /* "127.0.0.1"; 0 or -1 */
 
@@ -106,7 +111,8 @@ typedef struct {
   int (*end)(mh_http_req *r);
   /* 1 while the connection can still take an answer. */
   int (*alive)(mh_http_req *r);
-  /* Drops the caller's reference (the request is freed once h2o is done too). */
+  /* Drops the caller's reference (the request is freed once its connection is
+  ** done with it too); a stream not ended yet is ended. */
   void (*release)(mh_http_req *r);
 } mh_http_api;
 
@@ -116,7 +122,7 @@ typedef struct {
 #define MH_HTTP_BUSY (-1002)
 #define MH_HTTP_FULL (-1003)
 
-/* The plugin's one export: the table above. */
+/* The table above. */
 const mh_http_api *mh_http_api_v1(void);
 
 #endif

@@ -1,13 +1,13 @@
 /*
-** l_http.c — core.http: the console's HTTP server (runtime/http.c, in the
-** plugin mailhook-http.so) as Lua objects.  Each request runs its handler as a
-** new task, so a handler may wait (a Test of the mail server, a page of the
-** queue read on the thread pool) and answer when it is done.
+** l_http.c — core.http: the console's HTTP server (runtime/http.c) as Lua
+** objects.  Each request runs its handler as a new task, so a handler may
+** wait (a Test of the mail server, a page of the queue read on the thread
+** pool) and answer when it is done.
 **
 **   local srv, err = core.http.listen{host = "127.0.0.1", port = 8025,
-**       max_body =, max_conns =, rate =, burst =, req_timeout =, stall =,
+**       max_body =, max_head =, max_conns =, rate =, burst =, req_timeout =, stall =,
 **       max_stream_buffer =, handler = function(req) ... end}
-**   srv:address() -> host, port      srv:stats() -> {connections=, requests=, limited=, ...}
+**   srv:address() -> host, port      srv:stats() -> {connections=, requests=, limited=, malformed=, ...}
 **   srv:close()                      -- waits until every connection is closed
 **   req:method() req:path() req:query() req:header(lc_name) req:body() req:peer()
 **   req:respond(status, headers, body) -> true | nil, "closed"
@@ -17,23 +17,19 @@
 ** pairs (for a header given twice).  A name or value holding CR, LF or NUL is
 ** misuse (it would split the response): it raises.
 **
-** The plugin is loaded on the first listen() only: the binary does not link
-** libh2o, whose shared OpenSSL would slow every start of `mailhook hook`.  It
-** is looked for beside the binary (BUILD/mailhook-http.so) and in
-** PREFIX/lib/mailhook/ for an installed one.
+** The server is mailhook's own (runtime/http.c over runtime/httpparse.c, on
+** libuv), linked into the binary: it needs no library the binary does not
+** already load.
 */
-#include <dlfcn.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "l_sched.h"
 #include "http.h"
 
 #define SERVER_MT "mailhook.HttpServer"
 #define REQ_MT "mailhook.HttpRequest"
 
-static const mh_http_api *api;   /* the plugin's table, once loaded */
+static const mh_http_api *api;   /* runtime/http.c's table (set by l_http_open) */
 
 typedef struct {
   mh_http_server *s;             /* NULL when listen failed */
@@ -47,46 +43,6 @@ typedef struct {
 typedef struct {
   mh_http_req *r;                /* NULL once released */
 } req_ud;
-
-/* ---------------------------------------------------------------- plugin */
-
-/* Loads the plugin once: the table, or NULL with the reason in err. */
-static const mh_http_api *load_plugin(char *err, size_t errlen) {
-  char exe[PATH_MAX], path[PATH_MAX + 64];
-  const char *tries[2] = { "%s/mailhook-http.so", "%s/../lib/mailhook/mailhook-http.so" };
-  const char *first_error = NULL;
-  char first[512] = "";
-  ssize_t n;
-  char *slash;
-  if (api) return api;
-  n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) { snprintf(err, errlen, "cannot find the binary's folder (/proc/self/exe)"); return NULL; }
-  exe[n] = 0;
-  if ((slash = strrchr(exe, '/'))) *slash = 0;
-  for (int i = 0; i < 2; i++) {
-    void *h;
-    const mh_http_api *(*get)(void);
-    snprintf(path, sizeof path, tries[i], exe);
-    if (access(path, F_OK) != 0) continue;
-    if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
-      if (!first_error) { snprintf(first, sizeof first, "%s", dlerror()); first_error = first; }
-      continue;
-    }
-    *(void **)&get = dlsym(h, MH_HTTP_API_SYMBOL);
-    if (!get || get()->version != MH_HTTP_API_VERSION) {
-      snprintf(first, sizeof first, "%.400s: not a mailhook HTTP plugin of this version", path);
-      first_error = first;
-      dlclose(h);
-      continue;
-    }
-    api = get();               /* never unloaded: its code runs until exit */
-    return api;
-  }
-  snprintf(err, errlen, "the console's HTTP plugin cannot be loaded: %s",
-           first_error ? first_error : "mailhook-http.so not found beside the binary or in "
-           "PREFIX/lib/mailhook (build it with make; it needs libh2o-dev: scripts/deps)");
-  return NULL;
-}
 
 /* --------------------------------------------------------------- requests */
 
@@ -242,7 +198,7 @@ static int r_tostring(lua_State *L) {
 
 /* ---------------------------------------------------------------- server */
 
-/* From h2o, on the loop: a request passed the limits.  The handler runs as a
+/* From the server, on the loop: a request passed the limits.  The handler runs as a
 ** new task with the request object; the object's __gc releases it. */
 static void on_request(void *ud, mh_http_req *r) {
   server_ud *su = (server_ud *)ud;
@@ -282,6 +238,7 @@ static int l_listen(lua_State *L) {
   p.port = (int)opt_num(L, "port", 0);
   luaL_argcheck(L, p.port >= 0 && p.port <= 65535, 1, "port must be 0-65535");
   p.max_body = (size_t)opt_num(L, "max_body", 64 * 1024);
+  p.max_head = (size_t)opt_num(L, "max_head", 8 * 1024);
   p.max_conns = (unsigned)opt_num(L, "max_conns", 32);
   p.rate = opt_num(L, "rate", 20);
   p.burst = opt_num(L, "burst", 100);
@@ -290,8 +247,6 @@ static int l_listen(lua_State *L) {
   p.max_stream_buffer = (size_t)opt_num(L, "max_stream_buffer", 1 << 20);
   luaL_argcheck(L, p.max_conns > 0 && p.rate > 0 && p.burst >= 1 && p.req_timeout_ms > 0, 1,
                 "max_conns, rate, burst and req_timeout must be positive");
-  if (!load_plugin(err, sizeof err)) return mh_l_fail(L, UV_ENOENT, "console", "%s", err);
-
   su = (server_ud *)lua_newuserdatauv(L, sizeof *su, 0);
   memset(su, 0, sizeof *su);
   su->handler_ref = LUA_NOREF;
@@ -306,8 +261,8 @@ static int l_listen(lua_State *L) {
   su->L = mh_l_cbstate(L);   /* the state's callback thread (l_sched.h) */
   lua_getfield(L, 1, "handler");
   su->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  /* held until lua_close: its __gc then runs with the loop stopped, the only
-     time h2o's context may be disposed (it runs the loop once itself) */
+  /* held until lua_close: its __gc then runs with the loop stopped and frees
+     what close() left */
   lua_pushvalue(L, -1);
   luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
@@ -333,9 +288,9 @@ static int s_stats(lua_State *L) {
   server_ud *su = check_server(L);
   mh_http_stats st;
   api->stats(su->s, &st);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
 #define F(name) lua_pushinteger(L, (lua_Integer)st.name); lua_setfield(L, -2, #name);
-  F(connections) F(accepted) F(requests) F(limited) F(refused) F(stalled)
+  F(connections) F(accepted) F(requests) F(limited) F(refused) F(stalled) F(malformed)
 #undef F
   return 1;
 }
@@ -402,6 +357,7 @@ void l_http_open(lua_State *L) {
     { "write", r_write }, { "finish", r_finish }, { "alive", r_alive }, { NULL, NULL } };
   static const luaL_Reg server_methods[] = {
     { "address", s_address }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL } };
+  api = mh_http_api_v1();
   mh_l_newclass(L, REQ_MT, req_methods, r_gc, r_tostring);
   /* the server: __gc only (no __close: destroying it needs the loop stopped) */
   if (luaL_newmetatable(L, SERVER_MT)) {

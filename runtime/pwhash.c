@@ -134,8 +134,19 @@ int mh_random_hex(char *out, size_t n) {
   return 0;
 }
 
+void mh_pwhash_thread_end(void) { OPENSSL_thread_stop(); }
+
 int mh_ct_equal(const void *a, const void *b, size_t len) {
   return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+int mh_ct_equal_str(const void *given, size_t glen, const void *secret, size_t slen) {
+  unsigned char dg[32], ds[32];
+  unsigned int n1 = 0, n2 = 0;
+  if (EVP_Digest(given, glen, dg, &n1, EVP_sha256(), NULL) != 1 ||
+      EVP_Digest(secret, slen, ds, &n2, EVP_sha256(), NULL) != 1 || n1 != 32 || n2 != 32)
+    return 0;
+  return (CRYPTO_memcmp(dg, ds, 32) == 0) & (glen == slen);
 }
 
 /* Linked with OpenSSL here: always usable. */

@@ -31,6 +31,13 @@ int mh_pwhash_valid(const char *s);
 ** (out holds 2n + 1).  0 or MH_EINVAL. */
 int mh_random_hex(char *out, size_t n);
 
+/* Frees what OpenSSL keeps for the calling thread (its random generators,
+** its error queue).  For a thread-pool worker after make or check: OpenSSL's
+** cleanup at exit frees only the main thread's, so each worker that ran one
+** would leave it behind (LeakSanitizer says so).  The next call in the thread
+** sets it up again. */
+void mh_pwhash_thread_end(void);
+
 /* NULL when the functions above can work; otherwise why not (the binary's
 ** copy of them lives in the TLS module, runtime/tls_load.c: "cannot load the TLS
 ** module PATH: ..."), so a caller can say that instead of "invalid argument". */
@@ -38,5 +45,11 @@ const char *mh_pwhash_unavailable(void);
 
 /* 1 when a and b (each len bytes) are equal; the time depends on len only. */
 int mh_ct_equal(const void *a, const void *b, size_t len);
+
+/* 1 when given (glen bytes) equals secret (slen bytes).  Both are hashed
+** (SHA-256) and the digests compared in constant time: the time depends on the
+** lengths only, and a wrong length takes as long as a wrong byte (a plain
+** length check first would tell the secret's length).  0 on any failure. */
+int mh_ct_equal_str(const void *given, size_t glen, const void *secret, size_t slen);
 
 #endif

@@ -1,56 +1,101 @@
 -- mailhook.console — the admin console of `mailhook run`: HTTP on the service's
--- own loop (core.http: h2o, runtime/http.c), handlers in Lua on top of the same
+-- own loop (core.http: runtime/http.c), handlers in Lua on top of the same
 -- admin actions as the CLI (scripts/test.lua, scripts/update.lua, mh.queue,
 -- mailhook.status), static pages from the share folder.  See docs/console.md.
 --
 --   local con, err = console.start{cfg = cfg, delivery = d, status = tracker, spool = sp}
 --   con.url        con:reload(cfg)      con:stop()  (waits: every connection closed)
 --
--- Safe by default (docs/console.md, "Security"):
---  - listens where admin_listen says, 127.0.0.1 when only a port is given; while
---    bound to a loopback address, a request must name it in Host (a page of
---    another site reaching 127.0.0.1 by DNS rebinding is refused);
+-- Safe by default (docs/console.md, "Security"; each point has its test):
+--  - listens where admin_listen says, 127.0.0.1 when only a port is given; a
+--    request must name the console in Host: its own address (or localhost on a
+--    loopback address), its port; a name a page of another site could make
+--    resolve to it (DNS rebinding) gets 421, whatever the address;
 --  - a login with the admin password (its salted scrypt hash in the settings,
---    checked on the thread pool) gives a session cookie (HttpOnly,
---    SameSite=Strict); or a bearer token from admin_token_file (mode 0600) for
---    scripts and Prometheus;
+--    checked on the thread pool, one check at a time) gives a fresh session
+--    cookie (HttpOnly, SameSite=Strict), ended by logout, 30 min unused or 12 h;
+--    or a bearer token from admin_token_file (mode 0600) for scripts and
+--    Prometheus;  failed logins and wrong tokens are limited per client and in
+--    all, and answered after a delay;
 --  - every change (POST) needs the session's CSRF token in X-CSRF-Token, a
---    JSON body, and an Origin (when the browser sends one) equal to the console's;
---  - repeated failed logins get 429; the HTTP layer limits body size (413),
---    request rate and connections (429), slow or non-reading clients;
---  - the SMTP password is never sent: the settings carry only whether one is set.
+--    JSON body, an Origin (when the browser sends one) equal to the console's
+--    and no Sec-Fetch-Site other than same-origin; GET changes nothing;
+--  - the console edits the seed's settings only (never a command, a path, or
+--    its own access), and never sends the stored SMTP password to a server
+--    other than the one it was saved for: changing where it goes needs the
+--    password typed again;
+--  - no response carries a secret (SMTP password, admin hash, token) or where
+--    the settings, the spool or the token file live: every JSON value, event
+--    and text leaving the console is scrubbed (M:scrub);
+--  - the HTTP layer limits head and body size (431, 413), request rate and
+--    connections (429), slow or non-reading clients, and ambiguous framing (400).
 local core = require "mailhook.core"
 local json = require "mailhook.json"
 
 local M = {}
 
 -- Limits of the HTTP layer (runtime/http.c), seconds and bytes.
-M.LIMITS = { max_body = 64 * 1024, max_conns = 32, rate = 20, burst = 100, req_timeout = 10,
-             stall = 30, max_stream_buffer = 1024 * 1024 }
+M.LIMITS = { max_body = 64 * 1024, max_head = 8 * 1024, max_conns = 32, rate = 20, burst = 100,
+             req_timeout = 10, stall = 30, max_stream_buffer = 1024 * 1024 }
 M.SESSION_IDLE = 30 * 60          -- a session unused this long is gone
 M.SESSION_MAX = 12 * 3600         -- and none lives longer than this
 M.SESSIONS = 16                   -- at most this many at once (the oldest goes)
-M.LOGIN_FAILS = 5                 -- failed logins per LOGIN_WINDOW before 429
-M.LOGIN_WINDOW = 60
+M.LOGIN_WINDOW = 60               -- failed logins (and wrong tokens) are counted over this
+M.LOGIN_FAILS = 5                 -- per client address in LOGIN_WINDOW, then 429
+M.LOGIN_FAILS_ALL = 20            -- from all addresses together (127.0.0.0/8 is 16M clients)
+M.LOGIN_WAITING = 4               -- password checks waiting for the one running; more: 429
+M.LOGIN_DELAY = 1                 -- seconds before a failed login is answered
+M.PASSWORD_MIN = 8                -- characters of a console password set from the console
 M.LOG_LINES = 500                 -- recent log lines kept for the page
 M.HEARTBEAT = 15                  -- seconds between SSE keep-alive comments
 M.STATUS_EVERY = 1                -- at most one status event a second per page
 M.PAGE_SIZE = 50
 
 local COOKIE = "mh_session"
+local MASK = "********"
 
+-- What every answer of the console carries.  script-src 'self' and no inline
+-- script anywhere: a value that reached a page as markup still could not run;
+-- require-trusted-types-for makes the browser refuse any string given to an
+-- HTML sink (innerHTML, insertAdjacentHTML, document.write, a javascript: URL),
+-- so a future edit of console.js that used one fails loudly instead of opening
+-- a hole.  CORP/COOP keep other sites from loading or opening these responses.
+M.CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " ..
+  "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; " ..
+  "form-action 'self'; require-trusted-types-for 'script'; trusted-types 'none'"
 local SECURITY_HEADERS = {
-  { "Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " ..
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'" },
+  { "Content-Security-Policy", M.CSP },
   { "X-Content-Type-Options", "nosniff" },
   { "X-Frame-Options", "DENY" },
   { "Referrer-Policy", "no-referrer" },
   { "Cache-Control", "no-store" },
+  { "Cross-Origin-Opener-Policy", "same-origin" },
+  { "Cross-Origin-Resource-Policy", "same-origin" },
 }
 
 local TYPES = { html = "text/html; charset=utf-8", js = "text/javascript; charset=utf-8",
                 css = "text/css; charset=utf-8", svg = "image/svg+xml", png = "image/png",
                 ico = "image/x-icon", json = "application/json", txt = "text/plain; charset=utf-8" }
+
+-- The settings the console may change: the seed's form and what tunes delivery.
+-- Not: commands (password_command, oauth_token_command: a session would run a
+-- program as the service), paths on the server (tls_ca_file, aliases, templates,
+-- rules: it would read files), the log's destination, and the console's own
+-- access (admin_listen, admin_password: POST /api/password, admin_token_file).
+M.EDITABLE = {}
+for _, k in ipairs { "enabled", "from", "server", "port", "tls", "tls_required", "tls_min_version",
+                     "tls_verify", "tls_fingerprint", "auth", "allow_plaintext_auth", "auth_mechanism",
+                     "username", "password", "helo_name", "retry_interval", "retry_max", "max_queue_age",
+                     "connect_timeout", "command_timeout", "data_timeout", "session_deadline",
+                     "connections", "default_domain", "admin_address", "from_rewrite", "log_level" } do
+  M.EDITABLE[k] = true
+end
+-- Where the SMTP password goes and how well it is protected on the way: a
+-- change of any of these with the stored password kept would let whoever holds
+-- a session (or a script injected into it) send the password to a server of
+-- their own.  So a change needs the password typed again.
+M.DESTINATION = { "server", "port", "tls", "tls_required", "tls_min_version", "tls_verify",
+                  "tls_fingerprint", "allow_plaintext_auth" }
 
 -- --------------------------------------------------------------- helpers
 
@@ -63,20 +108,64 @@ local function headers(extra)
   return h
 end
 
-local function send(req, status, ctype, body, extra)
+-- Every string of v (in place: tables are fresh or idempotently scrubbed
+-- caches, and json.array marks stay) with the console's secrets and paths
+-- replaced (M:reload builds the list), and the request's own secrets.
+local function replace_plain(s, from, to)
+  local i, out = 1, nil
+  while true do
+    local a, b = s:find(from, i, true)
+    if not a then break end
+    out = out or {}
+    out[#out + 1] = s:sub(i, a - 1)
+    out[#out + 1] = to
+    i = b + 1
+  end
+  if not out then return s end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
+end
+
+function M:scrub(v, extra, depth)
+  local t = type(v)
+  if t == "string" then
+    for _, r in ipairs(self.redact or {}) do v = replace_plain(v, r[1], r[2]) end
+    for _, secret in ipairs(extra or {}) do v = replace_plain(v, secret, MASK) end
+    return v
+  end
+  if t ~= "table" or (depth or 0) > 32 then return v end
+  for k, x in pairs(v) do
+    if type(x) == "string" or type(x) == "table" then v[k] = self:scrub(x, extra, (depth or 0) + 1) end
+  end
+  return v
+end
+
+-- What a request itself says is secret (a password typed in the form, a
+-- login's password): masked if a server's reply or an error echoes it.
+local function secrets_of(body)
+  local out = {}
+  local function add(s) if type(s) == "string" and #s >= 4 then out[#out + 1] = s end end
+  if type(body) == "table" then
+    add(body.password); add(body.current); add(body.new)
+    if type(body.changes) == "table" then add(body.changes.password) end
+  end
+  return out
+end
+
+function M:send(req, status, ctype, body, extra)
   local h = headers(extra)
   h[#h + 1] = { "Content-Type", ctype }
   return req:respond(status, h, body or "")
 end
 
-local function send_json(req, status, value, extra)
-  return send(req, status, TYPES.json, json.encode(value) .. "\n", extra)
+function M:send_json(req, status, value, extra, secrets)
+  return self:send(req, status, TYPES.json, json.encode(self:scrub(value, secrets)) .. "\n", extra)
 end
 
-local function fail(req, status, message, extra)
+function M:fail(req, status, message, fields, extra)
   local body = { ok = false, error = message }
-  for k, v in pairs(extra or {}) do body[k] = v end
-  return send_json(req, status, body)
+  for k, v in pairs(fields or {}) do body[k] = v end
+  return self:send_json(req, status, body, extra)
 end
 
 -- "a=1&b=x%20y" -> {a = "1", b = "x y"}
@@ -90,9 +179,14 @@ local function parse_query(q)
   return out
 end
 
-local function cookies_of(req)
+-- Every value of the session cookie the browser sent: a page of another
+-- service on this host (cookies are not kept apart by port) may have set one
+-- more of the same name; the one that names a live session is used.
+local function session_cookies(req)
   local out = {}
-  for k, v in (req:header("cookie") or ""):gmatch("([^=;%s]+)=([^;]*)") do out[k] = v end
+  for k, v in (req:header("cookie") or ""):gmatch("([^=;%s]+)=([^;]*)") do
+    if k == COOKIE then out[#out + 1] = v:match("^%s*(.-)%s*$") end
+  end
   return out
 end
 
@@ -114,8 +208,46 @@ local function split_listen(s)
   return h, tonumber(p)
 end
 
-local LOOPBACK = { ["127.0.0.1"] = true, ["::1"] = true }
-local function loopback(host) return LOOPBACK[host] or host:match("^127%.") ~= nil end
+local function loopback(host) return host == "::1" or host:match("^127%.") ~= nil end
+local function wildcard(host) return host == "0.0.0.0" or host == "::" end
+
+-- An IPv4 literal in its dotted-quad form only (no 127.1, no 2130706433).
+local function ipv4(h)
+  local a, b, c, d = h:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return false end
+  for _, x in ipairs { a, b, c, d } do
+    if #x > 3 or tonumber(x) > 255 or (#x > 1 and x:sub(1, 1) == "0") then return false end
+  end
+  return true
+end
+
+-- Whether Host (the request's authority) names this console: its port, and an
+-- address no DNS answer can stand for: the bound address itself, any loopback
+-- literal and localhost while bound to loopback (browsers resolve localhost
+-- themselves), any IPv4/IPv6 literal while bound to a wildcard.  A name never:
+-- it is what DNS rebinding uses to reach 127.0.0.1 from another site's page.
+function M:host_ok(host)
+  host = (host or ""):lower()
+  local name, port = host:match("^%[([%x:.]+)%]:(%d+)$")
+  local v6 = name ~= nil
+  if not name then name, port = host:match("^([^:%[%]]+):(%d+)$") end
+  if not name then                      -- no port: 80 (what a browser sends for :80)
+    name = host:match("^%[([%x:.]+)%]$")
+    v6 = name ~= nil
+    if not name then name = host:match("^([^:%[%]]+)$") end
+    port = "80"
+  end
+  if not name then return false end
+  if tonumber(port) ~= self.port or #port > 5 then return false end
+  if v6 then
+    if wildcard(self.host) then return true end
+    return name == self.host or (self.loopback and (name == "::1" or name == "0:0:0:0:0:0:0:1"))
+  end
+  if name == "localhost" then return self.loopback end
+  if not ipv4(name) then return false end
+  if wildcard(self.host) then return true end
+  return name == self.host or (self.loopback and name:match("^127%.") ~= nil)
+end
 
 -- --------------------------------------------------------------- the log
 
@@ -163,7 +295,8 @@ end
 
 -- --------------------------------------------------------------- auth
 
--- The bearer token of admin_token_file, refused unless only its owner may read it.
+-- The bearer token of admin_token_file, refused unless only its owner may read
+-- it (read without a blocking open: a FIFO there cannot stall the service).
 local function load_token(cfg, log)
   local path = cfg.admin_token_file
   if not path then return nil end
@@ -174,7 +307,9 @@ local function load_token(cfg, log)
                             "disabled until `chmod 600 %s`", path, mode & 511, path))
     return nil
   end
-  local t = (read_file(path) or ""):match("^%s*(%S+)")
+  local text, err = core.fsutil.read(path, { follow = true, max = 4096, what = "admin_token_file" })
+  if not text then log.error("console: " .. tostring(err) .. "; token login disabled"); return nil end
+  local t = text:match("^%s*(%S+)")
   if not t or #t < 16 then
     log.error("console: admin_token_file " .. path .. " holds no token of 16 characters or more; token login disabled")
     return nil
@@ -182,46 +317,205 @@ local function load_token(cfg, log)
   return t
 end
 
+local function expired(s, now)
+  return now - s.seen > M.SESSION_IDLE or now - s.created > M.SESSION_MAX
+end
+
+-- Seconds until session s ends unless used again.
+local function expires_in(s, now)
+  return math.min(s.seen + M.SESSION_IDLE, s.created + M.SESSION_MAX) - now
+end
+
 function M:new_session(peer)
   local now = core.now()
   local n, oldest = 0, nil
   for id, s in pairs(self.sessions) do
-    n = n + 1
-    if not oldest or s.created < self.sessions[oldest].created then oldest = id end
+    if expired(s, now) then
+      self:end_session(id)
+    else
+      n = n + 1
+      if not oldest or s.created < self.sessions[oldest].created then oldest = id end
+    end
   end
-  if n >= M.SESSIONS and oldest then self.sessions[oldest] = nil end
+  if n >= M.SESSIONS and oldest then self:end_session(oldest) end
   local id = core.pwhash.random(32)
-  self.sessions[id] = { created = now, seen = now, csrf = core.pwhash.random(32), peer = peer }
+  self.sessions[id] = { id = id, created = now, seen = now, csrf = core.pwhash.random(32), peer = peer }
   return id, self.sessions[id]
+end
+
+-- Ends a session on the server: its id no longer logs in, and the live
+-- streams it opened end now (not at their next heartbeat).
+function M:end_session(id)
+  local s = self.sessions[id]
+  if not s then return end
+  self.sessions[id] = nil
+  s.ended = true
+  for sub in pairs(self.subs) do
+    if sub.session == s then sub.cond:notify() end
+  end
+end
+
+function M:end_all_sessions()
+  local ids = {}
+  for id in pairs(self.sessions) do ids[#ids + 1] = id end
+  for _, id in ipairs(ids) do self:end_session(id) end
+  return #ids
 end
 
 -- The session of req (from its cookie), or nil; refreshes its idle timer.
 function M:session_of(req)
-  local id = cookies_of(req)[COOKIE]
-  if not id or not id:match("^%x+$") then return nil end
-  local s = self.sessions[id]
-  if not s then return nil end
   local now = core.now()
-  if now - s.seen > M.SESSION_IDLE or now - s.created > M.SESSION_MAX then
-    self.sessions[id] = nil
-    return nil
+  for _, id in ipairs(session_cookies(req)) do
+    if #id == 64 and id:match("^%x+$") then
+      local s = self.sessions[id]
+      if s and expired(s, now) then
+        self:end_session(id)
+      elseif s then
+        s.seen = now
+        return s, id
+      end
+    end
   end
-  s.seen = now
-  return s, id
+  return nil
 end
 
--- Bearer token (scripts, Prometheus): true when it matches admin_token_file's.
-function M:token_ok(req)
+-- Whether a session is still alive (a stream checks it; not a use of it).
+function M:session_live(s)
+  return not s.ended and self.sessions[s.id] == s and not expired(s, core.now())
+end
+
+-- ------------------------------------------------------- failed logins
+
+-- Failed logins and wrong tokens, per client address and in all, over
+-- LOGIN_WINDOW; checks in flight count as failures until they pass, so a burst
+-- of concurrent guesses gets no more checks than the limit.  nil when a new
+-- attempt from peer may go on, else the seconds to wait.
+function M:auth_gate(peer)
+  local now = core.monotonic()
+  local keep, mine, oldest_mine = {}, 0, nil
+  for _, f in ipairs(self.fails) do
+    if now - f.at < M.LOGIN_WINDOW then
+      keep[#keep + 1] = f
+      if f.peer == peer then mine = mine + 1; oldest_mine = oldest_mine or f.at end
+    end
+  end
+  self.fails = keep
+  local wait
+  if mine + (self.pending[peer] or 0) >= M.LOGIN_FAILS then
+    wait = oldest_mine and M.LOGIN_WINDOW - (now - oldest_mine) or M.LOGIN_DELAY
+  elseif #keep + self.pending_all >= M.LOGIN_FAILS_ALL then
+    wait = keep[1] and M.LOGIN_WINDOW - (now - keep[1].at) or M.LOGIN_DELAY
+  elseif self.pending_all > M.LOGIN_WAITING then
+    wait = M.LOGIN_DELAY
+  end
+  if not wait then return nil end
+  wait = math.max(1, math.ceil(wait))
+  -- one log line per refused client and window; refusals for the total or the
+  -- waiting line are one entry ("*"), so a client cycling through 127.0.0.0/8
+  -- cannot grow the table (it never holds more than LOGIN_FAILS_ALL clients)
+  local key = mine + (self.pending[peer] or 0) >= M.LOGIN_FAILS and peer or "*"
+  local said = self.limit_said[key]
+  if not said or now - said >= M.LOGIN_WINDOW then
+    for k, t in pairs(self.limit_said) do
+      if now - t >= M.LOGIN_WINDOW then self.limit_said[k] = nil end
+    end
+    self.limit_said[key] = now
+    self.log.warn(string.format("console: logins from %s refused for %d s: too many failed attempts " ..
+                                "(%d from it, %d in all in the last %d s, %d being checked)",
+                                key == "*" and "every client" or tostring(peer), wait, mine, #keep,
+                                M.LOGIN_WINDOW, self.pending_all))
+  end
+  return wait
+end
+
+function M:auth_failed(peer, what)
+  self.fails[#self.fails + 1] = { at = core.monotonic(), peer = peer }
+  self.auth_failures = (self.auth_failures or 0) + 1
+  self.log.warn("console: " .. what .. " from " .. tostring(peer))
+end
+
+-- fn(...) run when no other work of the same kind runs (waiting for it in
+-- turn): what the console puts on libuv's thread pool (4 workers, shared with
+-- delivery's disk work) takes one worker at most, however many clients ask at
+-- once.  Returns fn's results; raises what it raises.
+function M:one_at_a_time(kind, fn, ...)
+  local status = require "mailhook.status"
+  local busy, q = self.busy, self.waiting[kind]
+  if not q then q = {}; self.waiting[kind] = q end
+  if busy[kind] then
+    local me = status.cond()
+    q[#q + 1] = me
+    while busy[kind] do me:wait(1) end       -- woken when the one before ends
+    for i, c in ipairs(q) do if c == me then table.remove(q, i); break end end
+  end
+  busy[kind] = true
+  local res = table.pack(pcall(fn, ...))
+  busy[kind] = false
+  if q[1] then q[1]:notify() end
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+-- One scrypt check at a time: each costs 32 MiB and tens of milliseconds of a
+-- thread-pool worker.  Before: 30 concurrent logins ran 30 checks and held all
+-- 4 workers for ~24 s.  (The gate bounds how many wait.)
+function M:scrypt_check(pw, hash)
+  local ok, r, err = pcall(self.one_at_a_time, self, "scrypt", core.pwhash.check, pw, hash)
+  if not ok then return nil, tostring(r) end
+  return r, err
+end
+
+-- verify_password(pw, peer) -> true | false | nil, wait (429): the admin
+-- password, through the gate; a failure is counted, and answered after
+-- LOGIN_DELAY (the caller sleeps: no thread is held).
+function M:verify_password(pw, peer, what)
+  local wait = self:auth_gate(peer)
+  if wait then return nil, wait end
+  local hash = self.admin_hash
+  local ok = false
+  if type(pw) == "string" and pw ~= "" and #pw <= 4096 and hash then
+    self.pending[peer] = (self.pending[peer] or 0) + 1
+    self.pending_all = self.pending_all + 1
+    local r, err = self:scrypt_check(pw, hash)
+    self.pending[peer] = self.pending[peer] - 1
+    if self.pending[peer] <= 0 then self.pending[peer] = nil end
+    self.pending_all = self.pending_all - 1
+    if r == nil then self.log.error("console: password check: " .. tostring(err)) end
+    ok = r == true and hash == self.admin_hash     -- the hash did not change meanwhile (SIGHUP)
+  end
+  if not ok then
+    self:auth_failed(peer, what or "failed login")
+    require("mailhook").sleep(M.LOGIN_DELAY)
+  end
+  return ok
+end
+
+-- Bearer token (scripts, Prometheus): "ok" when it matches admin_token_file's,
+-- "wrong" (counted like a failed login), "limited", or nil when none is given.
+function M:token_check(req)
   local auth = req:header("authorization")
-  local given = auth and auth:match("^[Bb]earer%s+(%S+)%s*$")
-  return given ~= nil and self.token ~= nil and core.pwhash.equal(given, self.token)
+  if not auth then return nil end
+  local given = auth:match("^[Bb]earer%s+(%S+)%s*$")
+  if not given then return nil end
+  local peer = req:peer() or "?"
+  if self:auth_gate(peer) then return "limited" end
+  if self.token ~= nil and core.pwhash.equal(given, self.token) then return "ok" end
+  self:auth_failed(peer, "wrong bearer token")
+  return "wrong"
 end
 
--- The Origin a browser sends with a POST must be this console (when present).
+-- A POST from a browser must come from this console's own page: its Origin
+-- (sent by every browser with a POST) names the console exactly, and its
+-- Sec-Fetch-Site (sent by current browsers) says same-origin.  Clients that
+-- send neither (curl, scripts) are judged by the CSRF token or the bearer token.
+local function without_80(hostport) return (hostport:gsub(":80$", "")) end
+
 function M:same_origin(req)
+  local site = req:header("sec-fetch-site")
+  if site and site ~= "" and site ~= "same-origin" then return false end
   local origin = req:header("origin")
   if not origin or origin == "" then return true end
-  return origin == "http://" .. tostring(req:header("host"))
+  return without_80(origin:lower()) == "http://" .. without_80(tostring(req:header("host")):lower())
 end
 
 -- -------------------------------------------------------------- routing
@@ -229,90 +523,109 @@ end
 local ROUTES = {}      -- "METHOD path" -> handler(self, req, ctx)
 local PUBLIC = {}      -- routes served without a session
 local NO_CSRF = {}     -- POST routes without a session to carry a token (login)
+local ALLOW = {}       -- path -> "GET, HEAD, POST" (for 405's Allow)
 
 local function route(method, path, fn, opts)
   ROUTES[method .. " " .. path] = fn
   if opts and opts.public then PUBLIC[method .. " " .. path] = true end
   if opts and opts.no_csrf then NO_CSRF[method .. " " .. path] = true end
+  local methods = {}
+  for k in pairs(ROUTES) do
+    local m, p = k:match("^(%S+) (.*)$")
+    if p == path then methods[#methods + 1] = m; if m == "GET" then methods[#methods + 1] = "HEAD" end end
+  end
+  table.sort(methods)
+  ALLOW[path] = table.concat(methods, ", ")
 end
+
+local NEEDS_LOGIN = "log in first"
 
 function M:dispatch(req)
   local method, path = req:method(), req:path()
-  -- DNS rebinding: while bound to loopback, Host must name it
-  if self.loopback then
-    local host = (req:header("host") or ""):lower()
-    local h = host:match("^%[(.-)%]:%d+$") or host:match("^(.-):%d+$") or host
-    local port = tonumber(host:match(":(%d+)$"))
-    if not (h == "localhost" or LOOPBACK[h] or h:match("^127%.%d+%.%d+%.%d+$")) or port ~= self.port then
-      return fail(req, 421, "this console answers to http://" .. self.host_text .. " only (Host: " .. host .. ")")
-    end
+  -- DNS rebinding: Host must name this console (M:host_ok)
+  local host = req:header("host")
+  if not self:host_ok(host) then
+    return self:fail(req, 421, "this console answers to " .. self.url .. " only (Host: " ..
+                     tostring(host or "none") .. ")")
   end
-  if method == "HEAD" then method = "GET" end
+  local head = method == "HEAD"
+  if head then method = "GET" end
   local key = method .. " " .. path
   local fn = ROUTES[key]
   if not fn then
     if path:match("^/assets/") and method == "GET" then return self:asset(req, path:sub(9)) end
-    for k in pairs(ROUTES) do
-      if k:match("^%S+ (.*)$") == path then return fail(req, 405, "method not allowed", nil) end
+    if ALLOW[path] or path:match("^/assets/") then
+      return self:fail(req, 405, "method not allowed", nil, { Allow = ALLOW[path] or "GET, HEAD" })
     end
-    return fail(req, 404, "no such page: " .. path)
+    return self:fail(req, 404, "no such page: " .. path)
   end
-  local ctx = {}
+  local ctx = { secrets = {} }
   if not PUBLIC[key] then
     local s, id = self:session_of(req)
     if s then ctx.session, ctx.session_id = s, id
-    elseif self:token_ok(req) then ctx.token = true
-    elseif method == "GET" and not path:match("^/api/") and path ~= "/metrics" then
-      return send(req, 303, TYPES.txt, "log in first\n", { Location = "/login" })
     else
-      return fail(req, 401, "log in first", nil)
+      local t = self:token_check(req)
+      if t == "ok" then ctx.token = true
+      elseif t == "limited" then
+        return self:fail(req, 429, "too many failed attempts: wait a minute", nil, { ["Retry-After"] = "60" })
+      elseif method == "GET" and not path:match("^/api/") and path ~= "/metrics" and not t then
+        return self:send(req, 303, TYPES.txt, "log in first\n", { Location = "/login" })
+      else
+        return self:fail(req, 401, NEEDS_LOGIN, nil, { ["WWW-Authenticate"] = 'Bearer realm="mailhook console"' })
+      end
     end
   end
   if method == "POST" then
-    if not self:same_origin(req) then return fail(req, 403, "cross-site request refused (Origin)") end
+    if not self:same_origin(req) then return self:fail(req, 403, "cross-site request refused (Origin)") end
     local ctype = (req:header("content-type") or ""):lower()
-    if not ctype:match("^application/json") then
-      return fail(req, 415, "send the request as application/json")
+    if not ctype:match("^application/json%s*$") and not ctype:match("^application/json%s*;") then
+      return self:fail(req, 415, "send the request as application/json")
     end
     if ctx.session and not NO_CSRF[key] then
       local given = req:header("x-csrf-token") or ""
       if not core.pwhash.equal(given, ctx.session.csrf) then
-        return fail(req, 403, "missing or wrong CSRF token (reload the page)")
+        return self:fail(req, 403, "missing or wrong CSRF token (reload the page)")
       end
     end
     local body = req:body() or ""
     local v, err = json.decode(body ~= "" and body or "{}")
-    if type(v) ~= "table" then return fail(req, 400, "bad JSON body: " .. tostring(err or "not an object")) end
+    if type(v) ~= "table" then return self:fail(req, 400, "bad JSON body: " .. tostring(err or "not an object")) end
     ctx.body = v
+    ctx.secrets = secrets_of(v)
   end
+  ctx.head = head
   return fn(self, req, ctx)
 end
 
 -- Every request runs here, in its own task.  A handler that raises is logged
--- and answered 500 (never a hang).
+-- and answered 500 (never a hang, never the traceback).
 function M:handle(req)
   local ok, err = xpcall(self.dispatch, debug.traceback, self, req)
   if not ok then
-    self.log.error("console: " .. tostring(req:method()) .. " " .. tostring(req:path()) .. ": " .. tostring(err))
-    if req:alive() then pcall(fail, req, 500, "internal error (see the service's log)") end
+    local what = (tostring(req:method()) .. " " .. tostring(req:path())):gsub("%c", "?")
+    self.log.error("console: " .. what .. ": " .. tostring(err))
+    if req:alive() then pcall(self.fail, self, req, 500, "internal error (see the service's log)") end
   end
 end
 
 -- --------------------------------------------------------------- assets
 
+-- A file of the share folder: a plain name with a known extension, a regular
+-- file (a symbolic link, a FIFO or a device is never opened: a link could
+-- point out of the folder), read once and kept until the next reload.
 function M:asset(req, name)
   if not name:match("^[%w][%w%-_.]*%.(%w+)$") or name:find("..", 1, true) then
-    return fail(req, 404, "no such file")
+    return self:fail(req, 404, "no such file")
   end
   local ext = name:match("%.(%w+)$")
-  if not TYPES[ext] then return fail(req, 404, "no such file") end
+  if not TYPES[ext] then return self:fail(req, 404, "no such file") end
   local body = self.cache[name]
   if not body then
-    body = read_file(self.assets .. "/" .. name)
-    if not body then return fail(req, 404, "no such file: " .. name) end
+    body = core.fsutil.read(self.assets .. "/" .. name, { max = 4 * 1024 * 1024 })
+    if not body then return self:fail(req, 404, "no such file: " .. name) end
     self.cache[name] = body
   end
-  return send(req, 200, TYPES[ext], body)
+  return self:send(req, 200, TYPES[ext], body)
 end
 
 local function page(name)
@@ -323,50 +636,52 @@ end
 
 route("GET", "/", page("index.html"))
 route("GET", "/login", function(self, req)
-  if self:session_of(req) then return send(req, 303, TYPES.txt, "logged in\n", { Location = "/" }) end
+  if self:session_of(req) then return self:send(req, 303, TYPES.txt, "logged in\n", { Location = "/" }) end
   return self:asset(req, "login.html")
 end, { public = true })
 
 -- --------------------------------------------------------------- login
 
+M.NO_PASSWORD = "no admin password is set: on the server run `mailhook update admin_password=-` " ..
+  "(it reads the password on stdin), then reload the service (SIGHUP)"
+
+-- What the login page says before anyone types: whether a password can log in.
+route("GET", "/api/login", function(self, req)
+  return self:send_json(req, 200, { ok = true, password_set = self.admin_hash ~= nil,
+    message = not self.admin_hash and M.NO_PASSWORD or nil })
+end, { public = true })
+
+local function session_cookie(id)
+  return { "Set-Cookie", COOKIE .. "=" .. id .. "; Path=/; HttpOnly; SameSite=Strict" }
+end
+
 route("POST", "/api/login", function(self, req, ctx)
-  local now = core.now()
-  self.fails = self.fails or {}
-  local recent = {}
-  for _, t in ipairs(self.fails) do if now - t < M.LOGIN_WINDOW then recent[#recent + 1] = t end end
-  self.fails = recent
-  if #recent >= M.LOGIN_FAILS then
-    return fail(req, 429, "too many failed logins: wait a minute", nil)
+  local peer = req:peer() or "?"
+  if not self.admin_hash then return self:fail(req, 401, M.NO_PASSWORD, { password_set = false }) end
+  local ok, wait = self:verify_password(ctx.body.password, peer, "failed login")
+  if ok == nil then
+    return self:fail(req, 429, "too many failed logins: wait " .. wait .. " s", nil, { ["Retry-After"] = tostring(wait) })
   end
-  local hash = self.admin_hash
-  if not hash then
-    return fail(req, 401, "no admin password is set: set one with `mailhook update admin_password=-`, then SIGHUP the service")
-  end
-  local pw = ctx.body.password
-  local ok = type(pw) == "string" and pw ~= "" and core.pwhash.check(pw, hash)
-  if not ok then
-    self.fails[#self.fails + 1] = now
-    self.log.warn("console: failed login from " .. tostring(req:peer()))
-    return fail(req, 401, "wrong password")
-  end
-  local id, s = self:new_session(req:peer())
-  self.log.info("console: login from " .. tostring(req:peer()))
-  return send_json(req, 200, { ok = true, csrf = s.csrf },
-    { { "Set-Cookie", COOKIE .. "=" .. id .. "; Path=/; HttpOnly; SameSite=Strict" } })
+  if not ok then return self:fail(req, 401, "wrong password") end
+  -- a fresh id, whatever the browser had: a session id planted before the
+  -- login (session fixation) is ended, not promoted
+  for _, old in ipairs(session_cookies(req)) do self:end_session(old) end
+  local id, s = self:new_session(peer)
+  self.log.info("console: login from " .. tostring(peer))
+  return self:send_json(req, 200, { ok = true, csrf = s.csrf }, { session_cookie(id) })
 end, { public = true, no_csrf = true })
 
 route("POST", "/api/logout", function(self, req, ctx)
-  if ctx.session_id then self.sessions[ctx.session_id] = nil end
-  return send_json(req, 200, { ok = true },
+  if ctx.session_id then self:end_session(ctx.session_id) end
+  return self:send_json(req, 200, { ok = true },
     { { "Set-Cookie", COOKIE .. "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0" } })
 end)
 
 route("GET", "/api/session", function(self, req, ctx)
-  return send_json(req, 200, { ok = true, csrf = ctx.session and ctx.session.csrf or nil,
-    version = core.version, token = ctx.token or nil })
+  return self:send_json(req, 200, { ok = true, csrf = ctx.session and ctx.session.csrf or nil,
+    version = core.version, token = ctx.token or nil,
+    expires_in = ctx.session and math.floor(expires_in(ctx.session, core.now())) or nil })
 end)
-
--- --------------------------------------------------------------- settings
 
 local function run_script(name, arg)
   local path = core.paths.scripts .. "/" .. name .. ".lua"
@@ -378,6 +693,40 @@ local function run_script(name, arg)
   return res
 end
 
+-- POST /api/password {current, new}: the console's own password.  The current
+-- one is checked (through the same gate as a login); the new one is stored as
+-- `mailhook update admin_password=-` stores it; every session ends, and this
+-- browser gets a new one.
+route("POST", "/api/password", function(self, req, ctx)
+  local peer = req:peer() or "?"
+  local cur, new = ctx.body.current, ctx.body.new
+  if type(new) ~= "string" or utf8.len(new) == nil or utf8.len(new) < M.PASSWORD_MIN then
+    return self:fail(req, 422, "the new password needs " .. M.PASSWORD_MIN .. " characters or more", { key = "new" })
+  end
+  if #new > 1024 then return self:fail(req, 422, "the new password is over 1024 bytes", { key = "new" }) end
+  if new:find("[%z\1-\31\127]") then
+    return self:fail(req, 422, "the new password must not contain control characters", { key = "new" })
+  end
+  if self.admin_hash then
+    local ok, wait = self:verify_password(cur, peer, "wrong current password")
+    if ok == nil then
+      return self:fail(req, 429, "too many failed attempts: wait " .. wait .. " s", nil, { ["Retry-After"] = tostring(wait) })
+    end
+    if not ok then return self:fail(req, 403, "the current password is wrong", { key = "current" }) end
+  end
+  local result, serr = run_script("update", { changes = { admin_password = new } })
+  if not result then return self:fail(req, 500, serr) end
+  if not result.ok then return self:fail(req, 500, "not saved: " .. tostring(result.error)) end
+  local cfg = require("mailhook.settings").load()
+  if cfg then self:reload(cfg) end     -- a new hash: every session ends
+  self:end_all_sessions()
+  self.log.info("console: the admin password was changed from " .. tostring(peer) .. "; every session ended")
+  local id, s = self:new_session(peer)
+  return self:send_json(req, 200, { ok = true, csrf = s.csrf }, { session_cookie(id) })
+end)
+
+-- --------------------------------------------------------------- settings
+
 -- What the form needs besides the values: the choices of each enumerated key.
 local FORM = {
   tls = { "auto", "implicit", "starttls", "none" },
@@ -385,35 +734,86 @@ local FORM = {
   auth_mechanism = { "auto", "plain", "login", "xoauth2", "oauthbearer" },
 }
 
+-- settings.report without what the page has no need of and no business with:
+-- where the file lives, the token file's path, the commands (they may hold a
+-- secret inline); whether each is set instead.
+local function public_report(r)
+  r.path = nil
+  local st = r.settings or {}
+  for _, k in ipairs { "password_command", "oauth_token_command", "admin_token_file" } do
+    r[k .. "_set"] = st[k] ~= nil
+    st[k] = nil
+  end
+  r.editable = {}
+  for k in pairs(M.EDITABLE) do r.editable[#r.editable + 1] = k end
+  table.sort(r.editable)
+  r.destination = M.DESTINATION
+  return r
+end
+
 route("GET", "/api/settings", function(self, req)
   local settings = require "mailhook.settings"
   local cfg, err = settings.load()
-  if not cfg then return fail(req, 500, err) end
-  local r = settings.report(cfg)
+  if not cfg then return self:fail(req, 500, err) end
+  local r = public_report(settings.report(cfg))
   r.ok, r.choices = true, FORM
-  return send_json(req, 200, r)
+  return self:send_json(req, 200, r)
 end)
 
--- Values from the form: strings, booleans and numbers only (what `update` takes).
+-- Values from the form: strings, booleans and numbers only (what `update`
+-- takes), of the keys the console may change.  nil, status, message, key.
 local function changes_of(body)
   local c = body.changes
-  if type(c) ~= "table" then return nil, "changes must be an object" end
+  if type(c) ~= "table" then return nil, 400, "changes must be an object" end
   local out = {}
   for k, v in pairs(c) do
-    if type(k) ~= "string" then return nil, "bad setting name" end
+    if type(k) ~= "string" then return nil, 400, "bad setting name" end
     local t = type(v)
-    if t ~= "string" and t ~= "boolean" and t ~= "number" then return nil, k .. ": bad value" end
+    if t ~= "string" and t ~= "boolean" and t ~= "number" then return nil, 400, k .. ": bad value", k end
+    if not M.EDITABLE[k] then
+      return nil, 422, k .. ": not changed from the console (it names a command, a file on the server, " ..
+        "or the console's own access): use `mailhook update " .. k .. "=...` on the server", k
+    end
     out[k] = v
   end
   return out
 end
 
+local function same(a, b)
+  if type(a) == "table" and type(b) == "table" then return table.concat(a, ",") == table.concat(b, ",") end
+  return a == b
+end
+
+-- The stored password goes only where it went when it was saved: a change of
+-- where (or how safely) it is sent, with auth on and no password typed in the
+-- same change, is refused.  true | nil, message, key.
+function M:credentials_guard(changes)
+  if type(changes.password) == "string" and changes.password ~= "" then return true end
+  local settings = require "mailhook.settings"
+  local cur = settings.load()
+  local new = settings.preview(changes)
+  if not cur or not new or not new.auth then return true end   -- invalid: validation says why
+  local changed = {}
+  for _, k in ipairs(M.DESTINATION) do
+    if not same(cur[k], new[k]) then changed[#changed + 1] = k end
+  end
+  if #changed == 0 then return true end
+  if new.password_command or new.oauth_token_command then
+    return nil, changed[1] .. ": the credentials come from password_command or oauth_token_command: change " ..
+      table.concat(changed, ", ") .. " with `mailhook update` on the server", changed[1]
+  end
+  return nil, "password: " .. table.concat(changed, ", ") .. " changed: type the password again " ..
+    "(the stored password is only sent to the server it was saved for)", "password"
+end
+
 route("POST", "/api/settings", function(self, req, ctx)
-  local changes, err = changes_of(ctx.body)
-  if not changes then return fail(req, 400, err) end
-  if next(changes) == nil then return fail(req, 400, "nothing to save") end
+  local changes, st, err, key = changes_of(ctx.body)
+  if not changes then return self:fail(req, st, err, { key = key }) end
+  if next(changes) == nil then return self:fail(req, 400, "nothing to save") end
+  local gok, gerr, gkey = self:credentials_guard(changes)
+  if not gok then return self:fail(req, 422, gerr, { key = gkey }) end
   local result, serr = run_script("update", { changes = changes })
-  if not result then return fail(req, 500, serr) end
+  if not result then return self:fail(req, 500, serr) end
   if result.ok then
     local cfg = require("mailhook.settings").load()
     if cfg then
@@ -424,42 +824,53 @@ route("POST", "/api/settings", function(self, req, ctx)
     for k in pairs(changes) do keys[#keys + 1] = k end
     table.sort(keys)
     self.log.info("console: settings saved (" .. table.concat(keys, ", ") .. ")")
+    result = public_report(result)
   end
+  result.path = nil
   result.choices = FORM
-  return send_json(req, result.ok and 200 or 422, result)
+  return self:send_json(req, result.ok and 200 or 422, result, nil, ctx.secrets)
 end)
 
 -- Test: the values of the form (saved or not) through scripts/test.lua, each
 -- stage sent as it passes (one JSON object a line), then the whole result.
 route("POST", "/api/test", function(self, req, ctx)
-  if self.testing then return fail(req, 409, "a test is already running") end
-  local changes, err = changes_of(ctx.body)
-  if not changes then return fail(req, 400, err) end
+  if self.testing then return self:fail(req, 409, "a test is already running") end
+  local changes, st, err, key = changes_of(ctx.body)
+  if not changes then return self:fail(req, st, err, { key = key }) end
   local to = ctx.body.to
   if to ~= nil and (type(to) ~= "string" or to == "") then to = nil end
+  if to then
+    local valid, why = core.msg.valid_address(to)
+    if not valid or to:find("[%z\1-\31\127]") then
+      return self:fail(req, 422, "test_to: not an address a test message can go to: " ..
+                       tostring(why or "control characters"), { key = "test_to" })
+    end
+  end
   local settings = require "mailhook.settings"
   local cfg, perr, pinfo = settings.preview(changes)
+  local gok, gerr, gkey = true, nil, nil
+  if cfg then gok, gerr, gkey = self:credentials_guard(changes) end
   local ok = req:stream(200, headers { { "Content-Type", "application/x-ndjson" } })
   if not ok then return end
-  if not cfg then
-    req:write(json.encode { event = "result", result = { ok = false, failed_stage = "settings", error = perr,
-                                                          key = pinfo and pinfo.key } } .. "\n")
+  local function emit(ev) return req:write(json.encode(self:scrub(ev, ctx.secrets)) .. "\n") end
+  if not cfg or not gok then
+    emit { event = "result", result = { ok = false, failed_stage = "settings", error = cfg and gerr or perr,
+                                        key = cfg and gkey or (pinfo and pinfo.key) } }
     return req:finish()
   end
   self.testing = true
-  local done, result, rerr = false, nil, nil
+  local result, rerr = nil, nil
   local ok2, e = pcall(function()
     result, rerr = run_script("test", { to = to, cfg = cfg, on_stage = function(name, report)
       local i = report.info or {}
-      req:write(json.encode { event = "stage", name = name, at_ms = report.stage_at and report.stage_at[name],
-        security = i.security, tls_version = i.tls_version, auth_mechanism = i.auth_mechanism } .. "\n")
+      emit { event = "stage", name = name, at_ms = report.stage_at and report.stage_at[name],
+        security = i.security, tls_version = i.tls_version, auth_mechanism = i.auth_mechanism }
     end })
-    done = true
   end)
   self.testing = false
   if not ok2 then rerr = tostring(e) end
   if not result then result = { ok = false, failed_stage = "test", error = rerr } end
-  req:write(json.encode { event = "result", result = result } .. "\n")
+  emit { event = "result", result = result }
   self.log.info("console: test " .. (result.ok and "passed" or ("failed at " .. tostring(result.failed_stage))))
   return req:finish()
 end)
@@ -490,21 +901,22 @@ end
 
 -- GET /api/queue?folder=pickup|failed[&after=ID|&before=ID][&last=1][&limit=N]:
 -- one page, oldest first, read without loading the rest (core.admin.page reads
--- the folder's names only; then the page's files).
+-- the folder's names only, on the thread pool; then the page's files).
 route("GET", "/api/queue", function(self, req)
   local q = parse_query(req:query())
   local folder = q.folder == "failed" and "failed" or "pickup"
   local limit = math.tointeger(tonumber(q.limit)) or M.PAGE_SIZE
-  if limit < 1 or limit > 200 then return fail(req, 400, "limit must be 1-200") end
+  if limit < 1 or limit > 200 then return self:fail(req, 400, "limit must be 1-200") end
   local spool = require "mailhook.spool"
   for _, k in ipairs { "after", "before" } do
-    if q[k] and q[k] ~= "" and not spool.is_id(q[k]) then return fail(req, 400, k .. " must be a message id") end
+    if q[k] and q[k] ~= "" and not spool.is_id(q[k]) then return self:fail(req, 400, k .. " must be a message id") end
     if q[k] == "" then q[k] = nil end
   end
   local dir = core.paths.spool .. "/" .. folder
-  local ids, total, skipped, others = core.admin.page(dir, { after = q.after, before = q.before,
-    last = q.last == "1", limit = limit })
-  if not ids then return fail(req, 500, total) end
+  -- one folder read at a time (each reads every name of the folder on the thread pool)
+  local ids, total, skipped, others = self:one_at_a_time("page", core.admin.page, dir, { after = q.after,
+    before = q.before, last = q.last == "1", limit = limit })
+  if not ids then return self:fail(req, 500, total) end
   local sp = require("mailhook.queue").spool()
   local now = core.now()
   local entries = {}
@@ -512,11 +924,11 @@ route("GET", "/api/queue", function(self, req)
     local e = sp:load(id)
     if e then entries[#entries + 1] = entry_json(e, now) end
   end
-  local _, ptotal = core.admin.page(core.paths.spool .. "/pickup", { limit = 0 })
-  local _, ftotal = core.admin.page(core.paths.spool .. "/failed", { limit = 0 })
-  return send_json(req, 200, { ok = true, folder = folder, total = total, first = skipped + 1,
-    last = skipped + #ids, entries = json.array(entries), drop_ins = others,
-    counts = { pickup = ptotal, failed = ftotal } })
+  local other = folder == "pickup" and "failed" or "pickup"
+  local _, ototal = self:one_at_a_time("page", core.admin.page, core.paths.spool .. "/" .. other, { limit = 0 })
+  local counts = { [folder] = total, [other] = ototal }
+  return self:send_json(req, 200, { ok = true, folder = folder, total = total, first = skipped + 1,
+    last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts })
 end)
 
 local function id_of(ctx)
@@ -527,34 +939,35 @@ end
 
 route("POST", "/api/queue/retry", function(self, req, ctx)
   local id = id_of(ctx)
-  if not id then return fail(req, 400, "id must be a message id") end
+  if not id then return self:fail(req, 400, "id must be a message id") end
   local ok, err = require("mailhook.queue").retry(id)
-  if not ok then return fail(req, 404, err) end
+  if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " queued for delivery (retry)")
   self.delivery:kick()
-  return send_json(req, 200, { ok = true, id = id })
+  return self:send_json(req, 200, { ok = true, id = id })
 end)
 
 route("POST", "/api/queue/remove", function(self, req, ctx)
   local id = id_of(ctx)
-  if not id then return fail(req, 400, "id must be a message id") end
+  if not id then return self:fail(req, 400, "id must be a message id") end
   local ok, err = require("mailhook.queue").remove(id)
-  if not ok then return fail(req, 404, err) end
+  if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " removed")
-  return send_json(req, 200, { ok = true, id = id })
+  return self:send_json(req, 200, { ok = true, id = id })
 end)
 
 route("POST", "/api/queue/flush", function(self, req)
   self.log.info("console: flush requested")
   self.delivery:flush_request()
-  return send_json(req, 200, { ok = true })
+  return self:send_json(req, 200, { ok = true })
 end)
 
 -- --------------------------------------------------------------- status
 
 -- The status report, shared by every page and the SSE streams: computed again
 -- when the deliverer changed something (at most 5 times a second), else once a
--- second (the queue may also change from outside: enqueues).
+-- second (the queue may also change from outside: enqueues).  Without where
+-- the settings and the spool live (the page needs neither).
 function M:status_report()
   local now = core.monotonic()
   if self.report_cache then
@@ -572,32 +985,42 @@ function M:status_report()
   local ok, r = self.report_task:wait()
   self.report_task = nil
   if not ok then error(r, 0) end
+  r.spool = nil
+  if type(r.settings) == "table" then r.settings.path = nil end
   self.report_cache, self.report_at = r, core.monotonic()
   return r
 end
 
 route("GET", "/api/status", function(self, req)
   local r = self:status_report()
-  return send_json(req, 200, r)
+  return self:send_json(req, 200, r)
 end)
 
 route("GET", "/api/log", function(self, req)
-  return send_json(req, 200, { ok = true, lines = json.array(self:log_since(0)) })
+  return self:send_json(req, 200, { ok = true, lines = json.array(self:log_since(0)) })
 end)
 
 -- GET /api/events: server-sent events: `status` (the report, at most once a
--- second, when something changed) and `log` (each new line).
-route("GET", "/api/events", function(self, req)
+-- second, when something changed) and `log` (each new line).  The stream ends
+-- when its session does (logout, expiry, a password change): a last `logout`
+-- event tells the page.
+route("GET", "/api/events", function(self, req, ctx)
+  if ctx.head then return self:send(req, 200, "text/event-stream", "") end
   local status = require "mailhook.status"
   local ok = req:stream(200, headers { { "Content-Type", "text/event-stream" } })
   if not ok then return end
-  local sub = { cond = status.cond(), status_dirty = true, log_seq = self.log_seq or 0, last_status = -1e9 }
+  local sub = { cond = status.cond(), status_dirty = true, log_seq = self.log_seq or 0, last_status = -1e9,
+                session = ctx.session }
   self.subs[sub] = true
   local function event(name, value)
-    return "event: " .. name .. "\ndata: " .. json.encode(value) .. "\n\n"
+    return "event: " .. name .. "\ndata: " .. json.encode(self:scrub(value)) .. "\n\n"
   end
   local alive = req:write("retry: 3000\n\n")
   while alive and not self.stopping do
+    if sub.session and not self:session_live(sub.session) then
+      req:write(event("logout", { reason = "the session ended: log in again" }))
+      break
+    end
     local out = {}
     local now = core.monotonic()
     if sub.status_dirty and now - sub.last_status >= M.STATUS_EVERY then
@@ -613,7 +1036,9 @@ route("GET", "/api/events", function(self, req)
     if not alive then break end
     local wait = M.HEARTBEAT
     if sub.status_dirty then wait = math.max(0.05, M.STATUS_EVERY - (core.monotonic() - sub.last_status)) end
-    if not sub.cond:wait(wait) and not sub.status_dirty and #self:log_since(sub.log_seq) == 0 then
+    if sub.session then wait = math.max(0.05, math.min(wait, expires_in(sub.session, core.now()) + 0.05)) end
+    if not sub.cond:wait(wait) and not sub.status_dirty and #self:log_since(sub.log_seq) == 0
+       and not (sub.session and not self:session_live(sub.session)) then
       alive = req:write(": keep-alive\n\n")
     end
   end
@@ -673,22 +1098,51 @@ function M:metrics_text()
   local st = self.server:stats()
   metric(out, "mailhook_console_requests_total", "counter", "Console requests served.", { { st.requests } })
   metric(out, "mailhook_console_limited_total", "counter", "Console requests refused with 429.", { { st.limited } })
+  metric(out, "mailhook_console_malformed_total", "counter",
+    "Console requests refused for an ambiguous framing or an oversized head (400, 431).", { { st.malformed or 0 } })
+  metric(out, "mailhook_console_auth_failures_total", "counter",
+    "Failed console logins and wrong bearer tokens.", { { self.auth_failures or 0 } })
   metric(out, "mailhook_console_connections", "gauge", "Open console connections.", { { st.connections } })
   return table.concat(out, "\n") .. "\n"
 end
 
 route("GET", "/metrics", function(self, req)
-  return send(req, 200, "text/plain; version=0.0.4; charset=utf-8", self:metrics_text())
+  return self:send(req, 200, "text/plain; version=0.0.4; charset=utf-8", self:scrub(self:metrics_text()))
 end)
 
 -- --------------------------------------------------------------- lifecycle
 
+-- What no response may carry (M:scrub): the secrets, longest first, and where
+-- the settings, the spool, the token file and the share folders live.
+function M:build_redactions(cfg)
+  local settings = require "mailhook.settings"
+  local list = {}
+  local function secret(s) if type(s) == "string" and #s >= 4 then list[#list + 1] = { s, MASK } end end
+  local function path(p, name) if type(p) == "string" and #p > 1 then list[#list + 1] = { p, name } end end
+  secret(settings.stored_password and settings.stored_password(cfg))
+  secret(self.token)
+  secret(self.admin_hash)
+  path(cfg.admin_token_file, "[admin_token_file]")
+  path(core.paths.conf, "[settings file]")
+  path(core.paths.spool, "[spool]")
+  path(core.paths.scripts, "[scripts]")
+  path(self.assets, "[console folder]")
+  table.sort(list, function(a, b) return #a[1] > #b[1] end)
+  self.redact = list
+end
+
 function M:reload(cfg)
   local settings = require "mailhook.settings"
+  local old_hash = self.admin_hash
   self.cfg = cfg
   self.admin_hash = settings.admin_hash(cfg)
   self.token = load_token(cfg, self.log)
   self.cache = {}                      -- pages edited on disk are read again
+  self:build_redactions(cfg)
+  if self.started and old_hash ~= self.admin_hash then
+    local n = self:end_all_sessions()
+    if n > 0 then self.log.info("console: the admin password changed: " .. n .. " session(s) ended") end
+  end
   if cfg.admin_listen ~= self.listen then
     self.log.warn("console: admin_listen changed to " .. tostring(cfg.admin_listen) ..
                   "; restart the service to move the console (it stays on " .. self.url .. ")")
@@ -709,6 +1163,7 @@ function M.start(opts)
     cfg = cfg, delivery = opts.delivery, status = opts.status, spool = opts.spool,
     log = mh.log, sessions = {}, subs = {}, cache = {}, listen = cfg.admin_listen,
     assets = opts.assets or M.assets_dir(), host = host, loopback = loopback(host),
+    fails = {}, pending = {}, pending_all = 0, limit_said = {}, busy = {}, waiting = {},
   }, { __index = M })
   self.port = port
   local limits = {}
@@ -724,6 +1179,7 @@ function M.start(opts)
   self.url = "http://" .. self.host_text
   self:tap_log()
   self:reload(cfg)
+  self.started = true
   if self.status then
     self.status.listeners[self] = function()
       self.report_dirty = true           -- the next report is computed afresh (see status_report)

@@ -594,6 +594,13 @@ function M.password(cfg)
   return nil, "no password is set (mailhook update password=... or password_command=...)"
 end
 
+-- stored_password(cfg) -> the password written in the settings file | nil; never
+-- runs password_command (the console masks this value in whatever it sends).
+function M.stored_password(cfg)
+  local p = private[cfg]
+  return p and p.password or nil
+end
+
 -- token(cfg) -> a fresh OAuth token from oauth_token_command | nil, err
 function M.token(cfg)
   if not cfg.oauth_token_command then

@@ -90,9 +90,17 @@ function M.split(value)
       cur.glue = true
       cur.raw[#cur.raw + 1] = quoted
       i = j + 1
-    elseif c == "<" then
-      local j = value:find(">", i + 1, true)
-      if not j then return nil, "unbalanced '<' in '" .. printable(value) .. "'" end
+    elseif c == "<" then                -- an angle address; a quoted local part in it may hold '>'
+      local j, quoted = i + 1, false
+      while j <= n do
+        local d = value:sub(j, j)
+        if quoted then
+          if d == "\\" then j = j + 1 elseif d == '"' then quoted = false end
+        elseif d == '"' then quoted = true
+        elseif d == ">" then break end
+        j = j + 1
+      end
+      if j > n then return nil, "unbalanced '<' in '" .. printable(value) .. "'" end
       cur.angle = value:sub(i + 1, j - 1)
       cur.raw[#cur.raw + 1] = value:sub(i, j)
       i = j + 1

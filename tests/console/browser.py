@@ -14,12 +14,14 @@ import tempfile
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import NoAlertPresentException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE, ADMIN_PW, SMTP_PORT, SMTP_PW, CONF, SHOTS, MAILHOOK, MAILDIR = sys.argv[1:9]
+NEW_ADMIN_PW = "new-Browser-Admin-Pw-31"
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -167,6 +169,32 @@ try:
     ok(E("f-password").get_attribute("value") == "", "the password field is empty")
     shot("settings")
 
+    # ------------------------------------------------------------ the stored password stays with its server
+    E("f-port").clear()
+    E("f-port").send_keys("2525")
+    until(lambda: "type the password again" in E("password-hint").text,
+          "changing the port says the password must be typed again, before Update")
+    E("f-port").send_keys(Keys.ENTER)
+    until(lambda: "type the password again" in E("err-password").text, "Update (Enter) without it: refused, said "
+          "beside the password")
+    ok(E("f-password").is_displayed() and driver.execute_script("return document.activeElement.id") == "f-password",
+       "the password field is opened and focused")
+    ok("port = 2525" not in conf_text(), "nothing written")
+    E("password-keep").click()
+    E("f-port").clear()
+    E("f-port").send_keys(SMTP_PORT)
+    until(lambda: E("password-hint").text == "" and not E("unsaved").is_displayed(), "the port back: nothing to save")
+
+    # ------------------------------------------------------------ leaving with unsaved changes asks first
+    E("f-from").send_keys("x")
+    # (WebDriver accepts a beforeunload prompt by itself: the page's answer to the event is what is checked)
+    asked = driver.execute_script("const e = new Event('beforeunload', {cancelable: true});"
+                                  "window.dispatchEvent(e); return e.defaultPrevented;")
+    ok(asked, "leaving the page with an unsaved change asks first (beforeunload is cancelled)")
+    ok(E("unsaved").is_displayed(), "the banner says so")
+    E("f-from").send_keys(Keys.BACKSPACE)
+    until(lambda: not E("unsaved").is_displayed(), "the change undone: nothing unsaved")
+
     # ------------------------------------------------------------ a queued message: see it, retry it
     subprocess.run([MAILHOOK, "enqueue", "--to", "later@example.net", "--subject", "voicemail from 200"],
                    input=b"42 s\n", check=True, stdout=subprocess.DEVNULL)
@@ -203,7 +231,7 @@ try:
     until(lambda: E("page-status").is_displayed(), "the Status page")
     until(lambda: "Mail is flowing" in E("status-summary").text, "mail is flowing")
     until(lambda: "(live)" in E("log-live").text, "the log is live (server-sent events)")
-    until(lambda: "status=sent" in E("log-lines").text, "the delivery is in the log")
+    until(lambda: "status=sent" in E("log-lines").text, "the delivery is in the log (the mail log line)")
     subprocess.run([MAILHOOK, "enqueue", "--to", "ok@example.net", "--subject", "live"], input=b"x\n", check=True,
                    stdout=subprocess.DEVNULL)
     count = E("log-lines").text.count("status=sent")
@@ -226,6 +254,36 @@ try:
     ok("password" in hint and hint.startswith("Hint:"), "with the hint naming the password", hint)
     ok("not-the-password" not in conf_text() + secrets_text(), "a Test never saves")
     shot("test-failed")
+    E("password-keep").click()
+
+    # ------------------------------------------------------------ the console's own password; logout
+    E("admin-current").send_keys("not-the-admin-password")
+    E("admin-new").send_keys(NEW_ADMIN_PW)
+    E("admin-new2").send_keys(NEW_ADMIN_PW)
+    E("admin-new2").send_keys(Keys.ENTER)
+    until(lambda: "wrong" in E("err-admin-current").text, "a wrong current password is said beside it")
+    E("admin-current").clear()
+    E("admin-current").send_keys(ADMIN_PW)
+    E("admin-password-button").click()
+    until(lambda: "changed" in E("admin-password-result").text, "the console password is changed")
+    ok(NEW_ADMIN_PW not in conf_text(), "stored as a hash only")
+    E("f-enabled").click()                       # a change made with the new session's token: saved
+    E("update-button").click()
+    until(lambda: E("update-result").text == "saved", "the page goes on with its new session")
+    E("f-enabled").click()
+    E("update-button").click()
+    until(lambda: E("update-result").text == "saved", "(enabled again)")
+    E("logout").click()
+    until(lambda: driver.current_url.endswith("/login"), "Log out: the login page")
+    driver.back()
+    until(lambda: E("login-form").is_displayed(), "Back after logging out: the login page again (the session is gone)")
+    E("password").send_keys(ADMIN_PW)
+    E("login-button").click()
+    until(lambda: "wrong password" in E("login-error").text, "the old console password no longer logs in")
+    E("password").clear()
+    E("password").send_keys(NEW_ADMIN_PW)
+    E("password").send_keys(Keys.ENTER)
+    until(lambda: E("page-settings").is_displayed(), "the new one does")
 finally:
     try:
         driver.quit()

@@ -42,7 +42,7 @@ for p in login test-running test settings-error settings queue status test-faile
   [ -s "$SHOTS/console-$p.png" ]; ok $? "screenshot $SHOTS/console-$p.png"
 done
 
-unlike "$(cat "$T/svc.log")" "$ADMIN_PW|$SMTP_PW|not-the-password" "no password in the service's log"
+unlike "$(cat "$T/svc.log")" "$ADMIN_PW|$SMTP_PW|not-the-password|new-Browser-Admin-Pw" "no password in the service's log"
 kill -TERM "$SVC"; wait "$SVC"; rc=$?
 is "$rc" 0 "the service stops cleanly with a browser session open"
 

@@ -50,6 +50,17 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" 
 is "$code" 401 "and its token does not log in"
 svc_stop
 
+# --- a token file that is a FIFO: never opened blocking (the service would hang at start)
+rm -f "$T/token"; mkfifo -m 600 "$T/token"
+svc_start
+wait_for 10 up; ok $? "a token file that is a FIFO: the service starts, the console listens"
+wait_for 5 grep -q "admin_token_file.*token login disabled" "$T/svc.log"
+ok $? "the FIFO is refused, said in the log"
+code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AP/login")
+is "$code" 200 "and the console answers"
+svc_stop
+rm -f "$T/token"; ( umask 077; echo "$TOKEN" > "$T/token" )
+
 # --- admin_listen taken: the console does not start, delivery does
 "$PY" -c 'import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("up", flush=True); time.sleep(60)' "$AP" > "$T/squat.out" &
 SQ=$!
@@ -58,8 +69,12 @@ wait_for 5 grep -q up "$T/squat.out"
 svc_start
 enqueue 1 >/dev/null
 wait_for 10 pickup_empty; ok $? "port taken: delivery goes on"
-like "$(cat "$T/svc.log")" "console not started: cannot listen on 127.0.0.1 port $AP" "the console's failure is logged"
+like "$(cat "$T/svc.log")" "console not started: cannot listen on 127.0.0.1 port $AP: address already in use \(delivery goes on; SIGHUP tries again\)" "the console's failure is logged, saying what to do"
+kill "$SQ"; wait "$SQ" 2>/dev/null
+kill -HUP "$SVC"
+wait_for 10 up; ok $? "the port free again: SIGHUP starts the console"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AP/login")
+is "$code" 200 "and it serves the login page"
 svc_stop
-kill "$SQ"
 
 done_testing

@@ -21,6 +21,7 @@ tap.test("split: what cron, mdadm, mailx and people write", function(t)
     { "undisclosed-recipients:;", "" },
     { "<@relay.example:c@d.example>", "c@d.example|nil" },
     { '"a b"@example.com', '"a b"@example.com|nil' },
+    { 'X <"<b>"@example.com>', '"<b>"@example.com|X' },       -- a '>' in a quoted local part
     { "a . b @ example.com", "a.b@example.com|nil" },
     { "John Doe", "nil|nil" },
     { "a b@c.example", "nil|nil" },

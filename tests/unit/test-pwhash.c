@@ -63,6 +63,11 @@ static void test_random(void) {
   ok(mh_ct_equal("abcdef", "abcdef", 6), "equal");
   ok(!mh_ct_equal("abcdef", "abcdeg", 6), "last byte differs");
   ok(!mh_ct_equal("abcdef", "Abcdef", 6), "first byte differs");
+  ok(mh_ct_equal_str("token-abc", 9, "token-abc", 9), "equal strings");
+  ok(!mh_ct_equal_str("token-ab", 8, "token-abc", 9), "a prefix is not equal");
+  ok(!mh_ct_equal_str("token-abcd", 10, "token-abc", 9), "a longer string is not equal");
+  ok(!mh_ct_equal_str("", 0, "token-abc", 9), "an empty string is not equal");
+  ok(mh_ct_equal_str("", 0, "", 0), "two empty strings are");
 }
 
 int main(void) {

@@ -74,7 +74,8 @@ return function(...)
     if not c.admin_listen then return end
     local con, cerr = require("mailhook.console").start{ cfg = c, delivery = d, status = status, spool = sp }
     if con then console = con; status.console = con.url
-    else mh.log.error("mailhook run: console not started: " .. tostring(cerr) .. " (delivery goes on)") end
+    else mh.log.error("mailhook run: console not started: " .. tostring(cerr) ..
+                      " (delivery goes on; SIGHUP tries again)") end
   end
   console_start(cfg)
 

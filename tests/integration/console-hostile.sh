@@ -1,0 +1,71 @@
+# The console in a real browser against hostile data (issue 15, the security
+# review): a message's Subject, From and recipients written by any local user
+# (`sendmail`, a drop-in .eml), a hostile SMTP server's replies (<script>,
+# <img onerror>) in the Test, the queue, the status and the live log, a setting
+# and an error message holding markup, the URL's query and fragment; none may
+# run (tests/console/hostile_browser.py: headless chromium + selenium).  Also
+# Trusted Types enforced, queue paging over 129 messages, Enter to save, and the
+# login page without an admin password.  Screenshots: $BUILD/console-hostile-*.png.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+export MAILHOOK_SPOOL=$T/spool MAILHOOK_CONF=$T/mailhook.conf
+for f in /usr/bin/chromium /usr/bin/chromedriver; do
+  [ -x "$f" ] || { echo "Bail out! $f missing (scripts/deps installs chromium and chromium-driver)"; exit 1; }
+done
+"$PY" -c 'import selenium' 2>/dev/null || { echo "Bail out! python3-selenium missing (scripts/deps)"; exit 1; }
+
+ADMIN_PW='admin-Hostile-Pw-903'
+# the hostile server: every MAIL from evil@ deferred with a script in the reply,
+# RCPT fail@ refused with an <img onerror>
+start_smtpd S --log "$T/smtpd.log" \
+  --reply-mail 'evil@example.com=451 4.3.0 <script>document.title="PWNED-reply"</script> try later' \
+  --reply-rcpt "fail@example.net=550 5.1.1 <img src=x onerror=\"document.title='PWNED-550'\"> no such user" || exit 1
+AP=$(free_port)
+write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$S" tls=none tls_required=false \
+  from=app@example.com admin_listen="127.0.0.1:$AP" retry_interval=1
+echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null; ok $? "admin password set"
+
+MAILHOOK_LOG_LEVEL=info "$MAILHOOK" run >"$T/svc.log" 2>&1 &
+SVC=$!
+on_exit "kill -9 $SVC"
+wait_for 10 grep -q "console: http://127.0.0.1:$AP" "$T/svc.log"; ok $? "the service serves the console"
+
+# any local user: sendmail with hostile headers and a quoted recipient holding markup
+printf '%s\n' "From: \"<svg/onload=document.title='PWNED-from'>\" <evil@example.com>" \
+  "To: \"<script>document.title='PWNED-to'</script>\" <\"<svg/onload=document.title='PWNED-rcpt'>\"@example.net>" \
+  "Subject: <img src=x onerror=\"document.title='PWNED-subject'\">" "" "body" |
+  "$MAILHOOK" sendmail -t -f evil@example.com; ok $? "sendmail takes a message with markup in its headers"
+# a drop-in .eml, renamed into pickup/ (the IIS pickup convention)
+printf '%s\r\n' "X-Sender: evil@example.com" "X-Receiver: hold@example.net" "From: evil@example.com" \
+  "To: hold@example.net" "Subject: <script>window.PWNED=1</script> drop-in" "" "body" > "$MAILHOOK_SPOOL/tmp/dropin.eml"
+mv "$MAILHOOK_SPOOL/tmp/dropin.eml" "$MAILHOOK_SPOOL/pickup/dropin.eml"
+# 128 more for the pages, and one the server refuses
+"$MAILHOOK" -e '
+  local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
+  local list = {}
+  for i = 1, 128 do list[i] = { "From: evil@example.com\r\nTo: hold@example.net\r\nSubject: page " .. i ..
+    "\r\n\r\nbody\r\n", { from = "evil@example.com", to = { "hold@example.net" } } } end
+  assert(sp:enqueue_many(list))'
+ok $? "128 more queued"
+echo x | "$MAILHOOK" enqueue --to fail@example.net --subject refused >/dev/null; ok $? "one for a refused recipient"
+count_is() { [ "$(find "$MAILHOOK_SPOOL/$1" -name '*.eml' | wc -l)" = "$2" ]; }
+# the quoted recipient is refused before it is sent (not a valid SMTP address): failed/ too
+wait_for 30 count_is failed 2; ok $? "the refused one and the hostile recipient are in failed/"
+wait_for 30 grep -q "status=deferred.*PWNED-reply" "$T/svc.log"; ok $? "the others are deferred with the hostile reply"
+wait_for 30 count_is pickup 129; ok $? "129 in pickup/ (the drop-in adopted)"
+
+"$PY" "$ROOT/tests/console/hostile_browser.py" "http://127.0.0.1:$AP" "$ADMIN_PW" "$BUILD" "$MAILHOOK" \
+  "$MAILHOOK_SPOOL" "$SVC" > "$T/browser.tap" 2> "$T/browser.err"
+rc=$?
+while IFS= read -r line; do
+  case $line in
+    "ok "*) ok 0 "${line#ok * - }" ;;
+    "not ok "*) ok 1 "${line#not ok * - }" ;;
+    "#"*) echo "$line" ;;
+  esac
+done < "$T/browser.tap"
+[ "$rc" = 0 ] || { diag "hostile_browser.py exit $rc"; sed 's/^/# /' "$T/browser.err" | tail -25; }
+ok "$rc" "hostile_browser.py ran to its end"
+[ -n "$KEEP_LOG" ] && cp "$T/svc.log" "$KEEP_LOG"
+kill -TERM "$SVC"; wait "$SVC"; is $? 0 "the service stops cleanly"
+done_testing

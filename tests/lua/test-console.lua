@@ -1,0 +1,97 @@
+-- mailhook.console's decisions without a server (lua/mailhook/console.lua):
+-- which Host names the console for each kind of bound address (DNS rebinding
+-- is refused whatever admin_listen says: a loopback address, one of the
+-- machine's, a wildcard), what the response scrubber masks, and how the
+-- failed-login gate counts per client, in all, and checks in flight.  The HTTP
+-- side is tests/integration/console-attack.sh.
+local tap = require "tap"
+local console = require "mailhook.console"
+
+local function at(host, port)
+  return setmetatable({ host = host, port = port or 8025, loopback = host == "::1" or host:match("^127%.") ~= nil },
+                      { __index = console })
+end
+
+tap.test("Host on a loopback address", function(t)
+  local c = at("127.0.0.1")
+  for _, h in ipairs { "127.0.0.1:8025", "localhost:8025", "LocalHost:8025", "[::1]:8025", "127.0.0.2:8025" } do
+    t:ok(c:host_ok(h), h .. " names it")
+  end
+  for _, h in ipairs { "127.0.0.1.evil.com:8025", "evil.com:8025", "localhost.:8025", "a.localhost:8025",
+                       "127.0.0.1", "127.0.0.1:80", "127.0.0.1:08025x", "127.1:8025", "2130706433:8025",
+                       "0x7f.0.0.1:8025", "127.000.0.1:8025", "[::ffff:127.0.0.1]:8025", "", "127.0.0.1:8025 ",
+                       "user@127.0.0.1:8025", "192.168.1.5:8025" } do
+    t:ok(not c:host_ok(h), ("%q is refused"):format(h))
+  end
+  t:ok(not c:host_ok(nil), "no Host at all is refused")
+end)
+
+tap.test("Host without a port: 80", function(t)
+  local c = at("127.0.0.1", 80)
+  t:ok(c:host_ok("127.0.0.1"), "127.0.0.1 (a browser omits :80)")
+  t:ok(c:host_ok("localhost:80"), "localhost:80")
+  t:ok(not c:host_ok("evil.com"), "a name without a port is still refused")
+  t:ok(not at("127.0.0.1"):host_ok("127.0.0.1"), "on 8025, no port is port 80: refused")
+end)
+
+tap.test("Host on an IPv6 loopback", function(t)
+  local c = at("::1")
+  t:ok(c:host_ok("[::1]:8025"), "[::1]:8025")
+  t:ok(c:host_ok("localhost:8025"), "localhost:8025")
+  t:ok(not c:host_ok("[::2]:8025"), "another address")
+  t:ok(not c:host_ok("evil.com:8025"), "a name")
+end)
+
+tap.test("Host on an address of the network (no loopback)", function(t)
+  local c = at("192.0.2.10")
+  t:ok(c:host_ok("192.0.2.10:8025"), "the address itself")
+  t:ok(not c:host_ok("evil.com:8025"), "a name (DNS rebinding to the LAN address) is refused")
+  t:ok(not c:host_ok("localhost:8025"), "localhost is not this address")
+  t:ok(not c:host_ok("127.0.0.1:8025"), "nor is 127.0.0.1")
+  t:ok(not c:host_ok("192.0.2.11:8025"), "nor another address")
+end)
+
+tap.test("Host on a wildcard address", function(t)
+  local c = at("0.0.0.0")
+  t:ok(c:host_ok("192.0.2.10:8025"), "any IPv4 literal (none can be rebound)")
+  t:ok(c:host_ok("[2001:db8::1]:8025"), "any IPv6 literal")
+  t:ok(not c:host_ok("mail.example.com:8025"), "a name is refused")
+  t:ok(not c:host_ok("192.0.2.10:9999"), "another port is refused")
+end)
+
+tap.test("scrub masks secrets and paths in every string, in place", function(t)
+  local c = setmetatable({ redact = { { "/etc/mailhook/mailhook.conf", "[settings file]" }, { "s3cret-pw", "********" } } },
+                         { __index = console })
+  local v = { error = "/etc/mailhook/mailhook.conf:3: port: bad", nested = { "reply 535 s3cret-pw", 5 },
+              typed = "echo typed-pw-1" }
+  local r = c:scrub(v, { "typed-pw-1" })
+  t:is(r, v, "the same table")
+  t:is(v.error, "[settings file]:3: port: bad", "a path")
+  t:is(v.nested[1], "reply 535 ********", "a secret, deep")
+  t:is(v.nested[2], 5, "numbers stay")
+  t:is(v.typed, "echo ********", "a secret of the request itself")
+  t:is(c:scrub("a%b s3cret-pw s3cret-pw"), "a%b ******** ********", "every occurrence, no pattern magic")
+end)
+
+tap.test("the failed-login gate: per client, in all, in flight", function(t)
+  local logged = {}
+  local c = setmetatable({ fails = {}, pending = {}, pending_all = 0, limit_said = {},
+                           log = { warn = function(s) logged[#logged + 1] = s end } }, { __index = console })
+  for _ = 1, console.LOGIN_FAILS - 1 do c:auth_failed("127.0.0.5", "failed login") end
+  t:is(c:auth_gate("127.0.0.5"), nil, "under the limit: go on")
+  c.pending["127.0.0.5"], c.pending_all = 1, 1
+  t:ok(c:auth_gate("127.0.0.5") ~= nil, "a check in flight counts: the next one waits")
+  c.pending["127.0.0.5"], c.pending_all = nil, 0
+  c:auth_failed("127.0.0.5", "failed login")
+  local wait = c:auth_gate("127.0.0.5")
+  t:ok(wait and wait > 1 and wait <= console.LOGIN_WINDOW, "at the limit: wait for the window (" .. tostring(wait) .. " s)")
+  t:is(c:auth_gate("127.0.0.6"), nil, "another client goes on")
+  t:ok(#logged >= 1 and logged[1]:find("127.0.0.5", 1, true), "the refusal is logged, naming the client")
+  for i = 1, console.LOGIN_FAILS_ALL - console.LOGIN_FAILS do c:auth_failed("127.0.1." .. i, "failed login") end
+  t:ok(c:auth_gate("127.0.9.9") ~= nil, "failures from many clients: everyone waits")
+  c.fails = {}
+  c.pending_all = console.LOGIN_WAITING + 1
+  t:ok(c:auth_gate("127.0.0.7") ~= nil, "too many checks waiting: 429")
+end)
+
+tap.done()
