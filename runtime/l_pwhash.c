@@ -28,7 +28,6 @@ static void pw_work(void *arg) {
   pw_req *r = (pw_req *)arg;
   if (r->check) r->rc = mh_pwhash_check(r->pw, r->pwlen, r->stored);
   else r->rc = mh_pwhash_make(r->pw, r->pwlen, r->stored, sizeof r->stored);
-  mh_pwhash_thread_end();     /* this worker's OpenSSL state, which nothing frees at exit */
 }
 
 static int pw_push(lua_State *co, void *arg) {

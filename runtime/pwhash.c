@@ -134,8 +134,6 @@ int mh_random_hex(char *out, size_t n) {
   return 0;
 }
 
-void mh_pwhash_thread_end(void) { OPENSSL_thread_stop(); }
-
 int mh_ct_equal(const void *a, const void *b, size_t len) {
   return CRYPTO_memcmp(a, b, len) == 0;
 }

@@ -31,13 +31,6 @@ int mh_pwhash_valid(const char *s);
 ** (out holds 2n + 1).  0 or MH_EINVAL. */
 int mh_random_hex(char *out, size_t n);
 
-/* Frees what OpenSSL keeps for the calling thread (its random generators,
-** its error queue).  For a thread-pool worker after make or check: OpenSSL's
-** cleanup at exit frees only the main thread's, so each worker that ran one
-** would leave it behind (LeakSanitizer says so).  The next call in the thread
-** sets it up again. */
-void mh_pwhash_thread_end(void);
-
 /* NULL when the functions above can work; otherwise why not (the binary's
 ** copy of them lives in the TLS module, runtime/tls_load.c: "cannot load the TLS
 ** module PATH: ..."), so a caller can say that instead of "invalid argument". */

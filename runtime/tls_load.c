@@ -48,7 +48,6 @@ static struct {
   int (*pw_valid)(const char *);
   int (*random_hex)(char *, size_t);
   int (*ct_equal_str)(const void *, size_t, const void *, size_t);
-  void (*thread_end)(void);
 } fn;
 static char load_err[PATH_MAX + 400];  /* why the module could not be loaded ("" once loaded) */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -75,7 +74,6 @@ static int try_load(const char *path) {
   SYM(error, "mh_tls_error") SYM(get_info, "mh_tls_get_info") SYM(check_ca_file, "mh_tls_check_ca_file")
   SYM(pw_make, "mh_pwhash_make") SYM(pw_check, "mh_pwhash_check") SYM(pw_valid, "mh_pwhash_valid")
   SYM(random_hex, "mh_random_hex") SYM(ct_equal_str, "mh_ct_equal_str")
-  SYM(thread_end, "mh_pwhash_thread_end")
 #undef SYM
   load_err[0] = 0;
   return 0;
@@ -164,11 +162,6 @@ int mh_pwhash_valid(const char *s) {
 int mh_random_hex(char *out, size_t n) {
   if (need_module()) return MH_EINVAL;
   return fn.random_hex(out, n);
-}
-
-/* Only a thread that used the module has OpenSSL state to free. */
-void mh_pwhash_thread_end(void) {
-  if (fn.thread_end) fn.thread_end();
 }
 
 /* SHA-256 of both sides (OpenSSL, so the module); without it nothing is equal. */
