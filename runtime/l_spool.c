@@ -4,8 +4,10 @@
 ** calling task until the work is done, so the loop never stalls on an fsync.
 **
 **   core.spool.open(dir) -> Spool | nil, err, info
-**   core.spool.parse(bytes) -> {from, to = {...}, offset, canonical} | nil, err, info
-**   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message)
+**   core.spool.parse(bytes) -> {from, to = {...}, offset, canonical, uid} | nil, err, info
+**     (uid: the X-Submitter-Uid line, absent in a file written before it)
+**   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message;
+**     env.uid: the submitter when not this process, else getuid())
 **   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
 **   Spool:lock() Spool:scan() Spool:load(id [, {data =, now =}]) Spool:sync()
 **   Spool:delivered(id [, {sync = false, now =}]) Spool:defer(id, t)
@@ -435,6 +437,7 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
   lua_pushinteger(L, e->size); lua_setfield(L, -2, "size");
   lua_pushinteger(L, e->queued_at); lua_setfield(L, -2, "queued_at");
   if (e->env.from) { lua_pushstring(L, e->env.from); lua_setfield(L, -2, "from"); }
+  if (e->env.has_uid) { lua_pushinteger(L, (lua_Integer)e->env.uid); lua_setfield(L, -2, "uid"); }
   push_params(L, &e->env);
   push_strings(L, e->env.to, e->env.nto); lua_setfield(L, -2, "all");
   lua_newtable(L);
@@ -595,6 +598,18 @@ static int read_params(lua_State *L, int idx, op *o, mh_spool_item *it, char *er
 static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) {
   size_t n, i;
   const char **to;
+  /* uid: the submitter, when it is not this process (the maildrop adopter's
+  ** proven caller); absent = getuid() */
+  lua_getfield(L, idx, "uid");
+  if (!lua_isnil(L, -1)) {
+    int isnum;
+    lua_Integer u = lua_tointegerx(L, -1, &isnum);
+    if (!isnum || u < 0 || u >= 4294967295LL)
+      return lua_pop(L, 1), snprintf(err, 200, "envelope.uid must be a uid (an integer 0..4294967294)"), -1;
+    it->has_uid = 1;
+    it->uid = (unsigned long)u;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, idx, "from");
   if (!lua_isnil(L, -1) && !lua_isstring(L, -1)) return snprintf(err, 200, "envelope.from must be a string"), -1;
   it->from = keep(o, lua_isnil(L, -1) ? "" : lua_tostring(L, -1));
@@ -1291,6 +1306,7 @@ static int l_parse(lua_State *L) {
   push_strings(L, env.to, env.nto); lua_setfield(L, -2, "to");
   lua_pushinteger(L, (lua_Integer)env.offset); lua_setfield(L, -2, "offset");
   lua_pushboolean(L, env.canonical); lua_setfield(L, -2, "canonical");
+  if (env.has_uid) { lua_pushinteger(L, (lua_Integer)env.uid); lua_setfield(L, -2, "uid"); }
   push_params(L, &env);
   mh_env_free(&env);
   return 1;

@@ -872,6 +872,21 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
       free(a);
       free(params);
       if (rc) goto nomem;
+    } else if (name_is(buf, p, n, "X-Submitter-Uid") && (have_sender || env->nto)) {
+      /* the submitter's uid, and the end of the envelope: a line after it is
+      ** the message's, whatever its name (a caller's X-Receiver lookalike) */
+      unsigned long long v = 0;
+      size_t k;
+      hdr_value(buf, p, end, n, &vs, &ve);
+      for (k = vs; k < ve && k - vs < 10 && buf[k] >= '0' && buf[k] <= '9'; k++) v = v * 10 + (unsigned)(buf[k] - '0');
+      if (k == vs || k != ve || v >= 4294967295ULL) {
+        rc = fail(err, MH_ECORRUPT, "bad X-Submitter-Uid '%.*s'", (int)(ve - vs > 40 ? 40 : ve - vs), buf + vs);
+        goto bad;
+      }
+      env->has_uid = 1;
+      env->uid = (unsigned long)v;
+      p = end;
+      break;
     } else {
       break;
     }
@@ -980,10 +995,11 @@ size_t mh__spool_drop_bcc(char *buf, size_t len) {
 }
 
 /* The X-Sender / X-Receiver lines for an envelope, in one write; the DSN
-** parameters (from_params, to_params: may be NULL) after the addresses. */
+** parameters (from_params, to_params: may be NULL) after the addresses; then
+** X-Submitter-Uid, the submitter's uid, always (the envelope's last line). */
 static int write_env(int fd, const char *from, const char *from_params, const char *const *to,
-                     const char *const *to_params, size_t nto) {
-  size_t cap = 32 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
+                     const char *const *to_params, size_t nto, unsigned long uid) {
+  size_t cap = 64 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
   char *buf;
   int rc;
   for (size_t i = 0; i < nto; i++)
@@ -995,6 +1011,7 @@ static int write_env(int fd, const char *from, const char *from_params, const ch
     const char *tp = to_params && to_params[i] ? to_params[i] : "";
     len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s%s%s\r\n", to[i], *tp ? " " : "", tp);
   }
+  len += (size_t)snprintf(buf + len, cap - len, "X-Submitter-Uid: %lu\r\n", uid);
   rc = mh_fsutil_write_all(fd, buf, len);
   free(buf);
   return rc;
@@ -1022,6 +1039,8 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
         return fail(err, MH_EBADADDR, "recipient '%s'", items[i].to[k]);
     if (mh_spool_params_ok(items[i].from_params, 1))
       return fail(err, MH_EBADADDR, "DSN parameters '%.100s' of the sender", items[i].from_params);
+    if (items[i].has_uid && items[i].uid >= 4294967295UL)
+      return fail(err, MH_EINVAL, "submitter uid %lu", items[i].uid);
     for (size_t k = 0; items[i].to_params && k < items[i].nto; k++)
       if (mh_spool_params_ok(items[i].to_params[k], 0))
         return fail(err, MH_EBADADDR, "DSN parameters '%.100s' of '%s'", items[i].to_params[k], items[i].to[k]);
@@ -1039,7 +1058,7 @@ int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
     }
     s[i].state = 1;
     if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->from_params, it->to, it->to_params,
-                        it->nto)) ||
+                        it->nto, it->has_uid ? it->uid : (unsigned long)getuid())) ||
         (rc = it->write(it->arg, s[i].fd))) {
       fail(err, rc, "spool %s: write tmp/%s", sp->dir, it->id);
       goto undo;
@@ -1610,7 +1629,9 @@ static int changed_since(int fd, const struct stat *st) {
 ** Bcc), and make it durable before the original goes.  newid gets the new id.
 ** 0 adopted; 1 not a message (set aside to corrupt/, or gone meanwhile: skip
 ** it); a negative code when it could not be done now (it stays; the caller
-** says so once): -EBUSY while a program still writes it. */
+** says so once): -EBUSY while a program still writes it.  Its X-Submitter-Uid
+** is the file's owner (pickup/ is writable by the spool's owner and root
+** alone); one already in our form keeps its envelope lines as they are. */
 static int adopt(mh_spool *sp, const char *name, char *newid) {
   char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8];
   mh_env env;
@@ -1650,7 +1671,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
   if ((fault_at("adopt-write") && (rc = -errno)) ||
       (rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
-                      (const char *const *)env.to_params, env.nto)) ||
+                      (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid)) ||
       (rc = write_no_bcc(out, buf, he)))
     goto fail_tmp;
   /* the rest of the file, streamed */

@@ -18,7 +18,13 @@
 ** recipient; the message as it is sent follows (entry offset).  Either line
 ** may carry RFC 3461 parameters after the address ("X-Sender: a@b RET=HDRS
 ** ENVID=x", "X-Receiver: c@d NOTIFY=SUCCESS,FAILURE"): sendmail's -N -R -V,
-** sent only where the server offers DSN (docs/sendmail.md).  Every function
+** sent only where the server offers DSN (docs/sendmail.md).  Then one
+** "X-Submitter-Uid: N" line, the uid of the local caller who submitted it (the
+** drop program's proven uid for a maildrop/ message, else the enqueuing
+** process's real uid): written with the message, in the same fsynced file, so
+** no crash can separate them.  It is the envelope's last line: whatever follows
+** it is the message, even a line that reads like an envelope line.  A file
+** written before it existed has none (the uid is unknown).  Every function
 ** here does blocking disk I/O: bindings call them on the thread pool.  An
 ** mh_spool is safe to use from several threads at once (its fields are
 ** read-only after open; every cross-process exclusion is a flock).
@@ -45,6 +51,9 @@ typedef struct mh_env {
   char *from_params;   /* RFC 3461 MAIL parameters ("RET=HDRS ENVID=x"), or NULL */
   char **to_params;    /* NOTIFY/ORCPT per recipient (nto entries, NULL for none), or
                           NULL when no recipient has any */
+  int has_uid;         /* 1 when the envelope carries an X-Submitter-Uid line (0: a file
+                          written before it existed, or no canonical envelope) */
+  unsigned long uid;   /* who submitted it (valid when has_uid): the local caller's uid */
 } mh_env;
 
 /* A recipient the server refused for good (a 5xx to RCPT, or to the message
@@ -96,6 +105,9 @@ typedef struct mh_spool_item {
   char id[MH_SPOOL_IDLEN];      /* out: the id, valid once enqueue returned 0 */
   const char *from_params;      /* DSN parameters of the sender, or NULL (mh_spool_params_ok) */
   const char *const *to_params; /* of each recipient (nto entries, NULL for none), or NULL */
+  int has_uid;                  /* 1: uid is the submitter (the maildrop adopter gives the uid
+                                   the drop program proved); 0: this process's getuid() */
+  unsigned long uid;            /* the submitter's uid when has_uid (< 4294967295) */
 } mh_spool_item;
 
 /* Opens (creating what is missing, mode 0700) the spool in dir: the folder

@@ -11,7 +11,8 @@
 -- with); the sender is decided here by the rule for an unprivileged caller
 -- (from_rewrite: its own login, or the settings' from); the header block gets
 -- the same treatment as any sendmail intake (From, Date, Message-ID added when
--- missing, Bcc removed) and a Received line naming the uid.  The adopted copy
+-- missing, Bcc removed) and a Received line naming the uid; the uid is also the
+-- spool file's X-Submitter-Uid (docs/spool.md).  The adopted copy
 -- is durable in pickup/ before the maildrop file is removed: a crash in
 -- between sends the message twice, never loses it.  A file that is not what
 -- the drop program writes goes to corrupt/ with a log line saying why.
@@ -87,6 +88,7 @@ local function adopt_one(sp, cfg, dir, name)
     return corrupt(tostring(why))
   end
   stream:set_head(newhead)
+  env.uid = rec.uid        -- the submitter, as the drop program proved it (X-Submitter-Uid)
   local id, err = sp:enqueue(stream, env)
   core.maildrop.close(fd)
   if not id then

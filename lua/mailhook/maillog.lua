@@ -1,12 +1,13 @@
 -- mailhook.maillog — the mail log: one line per message and recipient once its
 -- fate is known, greppable as Postfix's is:
 --
---   ID: to=<rcpt>, from=<sender>, size=N, relay=host[addr]:port, delay=S,
+--   ID: to=<rcpt>, from=<sender>, uid=N, size=N, relay=host[addr]:port, delay=S,
 --       attempts=N, dsn=X.Y.Z, status=sent|deferred|failed (the reply)
 --
--- (one line).  With log = journal the entry also carries the fields
+-- (one line; uid=N, the local caller who submitted it as Postfix's pickup line
+-- says it, is left out for a message queued before the spool kept it).  With log = journal the entry also carries the fields
 -- MAILHOOK_QUEUE_ID, MAILHOOK_MESSAGE_ID (the Message-ID header),
--- MAILHOOK_RECIPIENT, MAILHOOK_SENDER, MAILHOOK_STATUS, MAILHOOK_SMTP_REPLY,
+-- MAILHOOK_RECIPIENT, MAILHOOK_SENDER, MAILHOOK_UID, MAILHOOK_STATUS, MAILHOOK_SMTP_REPLY,
 -- MAILHOOK_DSN, MAILHOOK_RELAY, MAILHOOK_SIZE, MAILHOOK_DELAY,
 -- MAILHOOK_ATTEMPTS, and MESSAGE_ID=M.CATALOG_ID (journalctl MESSAGE_ID=...
 -- finds every outcome line).  No credential can reach it: the lines hold the
@@ -21,7 +22,7 @@
 --                                     those the send accepted are `sent`, the
 --                                     others take `status` and their own reply
 --                                     (else `reply`)
--- The entry's fields used: id, from, to (the recipients pending at this
+-- The entry's fields used: id, from, uid, to (the recipients pending at this
 -- attempt), size and offset (the message is size - offset bytes), queued_at,
 -- attempts (before this attempt), relay (set when it was submitted on a
 -- session: none for a message that expired in the queue), path and data
@@ -110,6 +111,7 @@ function M.outcome(d, e, status, reply, done)
   local common = {
     id = tostring(e.id),
     from = clean(e.from or ""),
+    uid = math.tointeger(e.uid),
     size = e.size and math.max(0, e.size - (e.offset or 0)) or nil,
     relay = e.relay or "none",
     delay = e.queued_at and fmt_delay(now - e.queued_at) or nil,
@@ -127,8 +129,9 @@ function M.outcome(d, e, status, reply, done)
     local level = LEVEL[st] or "info"
     if verbose or level ~= "info" then
       local dsn = rep and rep:match("^[2-5]%d%d[ -]([2-5]%.%d%d?%d?%.%d%d?%d?)")
-      local line = string.format("%s: to=<%s>, from=<%s>, %srelay=%s, %sattempts=%d, %sstatus=%s%s",
-        common.id, clean(rcpt), common.from, common.size and ("size=" .. common.size .. ", ") or "",
+      local line = string.format("%s: to=<%s>, from=<%s>, %s%srelay=%s, %sattempts=%d, %sstatus=%s%s",
+        common.id, clean(rcpt), common.from, common.uid and ("uid=" .. common.uid .. ", ") or "",
+        common.size and ("size=" .. common.size .. ", ") or "",
         common.relay, common.delay and ("delay=" .. common.delay .. ", ") or "", common.attempts,
         dsn and ("dsn=" .. dsn .. ", ") or "", st, rep and (" (" .. rep .. ")") or "")
       if injected then
@@ -140,6 +143,7 @@ function M.outcome(d, e, status, reply, done)
           MAILHOOK_MESSAGE_ID = msgid,
           MAILHOOK_RECIPIENT = clean(rcpt),
           MAILHOOK_SENDER = common.from,
+          MAILHOOK_UID = common.uid,
           MAILHOOK_STATUS = st,
           MAILHOOK_SMTP_REPLY = rep,
           MAILHOOK_DSN = dsn,

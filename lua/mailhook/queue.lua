@@ -4,6 +4,7 @@
 --
 --   for e in mh.queue.list() do print(e.id, e.state, #e.to) end   -- streams
 --   mh.queue.show(id) -> entry | nil, err, info      -- a malformed id: nil, err (check_id)
+--   (entries of list and show: uid, the submitter, and its login when known)
 --   mh.queue.remove(id) -> true | nil, err, info
 --   mh.queue.retry(id)  -> true | nil, err, info     -- failed/ back to pickup/, due now
 --   mh.queue.flush(opts) -> summary | nil, err, summary   -- mailhook.flush (waits)
@@ -37,10 +38,23 @@ end
 -- list([which]) -> iterator of entries ("pickup", "failed" or both), oldest first
 -- (enqueue order), drop-ins not adopted yet last; the ids are read once (8
 -- bytes each), then one batch of files at a time, so memory stays small.
+-- Each entry's submitter: uid (the spool file's X-Submitter-Uid; nil for a
+-- file written before it was kept) and login, its name in the password
+-- database when it has one (looked up once per uid and listing).
+local function with_login(e, logins)
+  if e and e.uid then
+    local l = logins[e.uid]
+    if l == nil then l = core.maildrop.login(e.uid) or false; logins[e.uid] = l end
+    e.login = l or nil
+  end
+  return e
+end
+
 function M.list(which)
   local sp, err = M.spool()
   if not sp then error(err, 2) end
-  return sp:list(which)
+  local it, logins = sp:list(which), {}
+  return function() return with_login(it(), logins) end
 end
 
 -- An id as a message shows it: control bytes escaped, a long one cut.
@@ -84,7 +98,11 @@ local function by_id(fn)
   end)
 end
 
-M.show = by_id(function(sp, id) return sp:load(id) end)
+M.show = by_id(function(sp, id)
+  local e, err, info = sp:load(id)
+  if not e then return nil, err, info end
+  return with_login(e, {})
+end)
 M.remove = by_id(function(sp, id) return sp:remove(id) end)
 M.retry = by_id(function(sp, id) return sp:retry(id) end)
 

@@ -3,7 +3,8 @@
 ** reads files any program may drop into pickup/.  Asserts: no crash or leak;
 ** an accepted envelope has at least one recipient, every address passes
 ** mh_addr_check (so none can carry CR, LF or a space into an SMTP command),
-** and the offset lies inside the input.
+** and the offset lies inside the input; a submitter uid only comes with a
+** canonical envelope and is a valid uid (below (uid_t)-1).
 */
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc == 0) {
     if (env.nto == 0 || env.offset > size || !env.from) abort();
     if (mh_addr_check(env.from, 1)) abort();
+    if (env.has_uid && (!env.canonical || env.uid >= 4294967295UL)) abort();
     for (size_t i = 0; i < env.nto; i++)
       if (mh_addr_check(env.to[i], 0)) abort();
     mh_env_free(&env);

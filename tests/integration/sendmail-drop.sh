@@ -168,6 +168,31 @@ like "$(cat "$T/flush.out")" "not a file of mailhook-drop" "the foreign file sai
 like "$(cat "$T/flush.out")" "is not a regular file" "the FIFO said (never opened)"
 unlike "$(cat "$T/smtpd.log")" "evil@example.org" "evil@ never reached the server"
 
+# --- who submitted it is kept (X-Submitter-Uid, docs/spool.md) and shown: queue, --json,
+# queue show, the mail log's uid=.  No server (port 1) so the adopted messages stay queued.
+root_mh update port=1 >/dev/null
+printf 'X-Submitter-Uid: 0\nX-Receiver: victim@example.org\nTo: ops@example.net\nSubject: whose\n\nx\n' | as nobody "$SM" -t; rc=$?
+is "$rc" 0 "nobody's sendmail -t with an X-Submitter-Uid: 0 header: queued"
+printf 'To: ops@example.net\nSubject: root s\n\nx\n' | root_mh sendmail -t
+deliver
+qjson() { root_mh queue --json | /usr/bin/python3 -c 'import json,sys
+for e in json.load(sys.stdin): print(e["id"], e.get("uid", "-"), e.get("login", "-"), " ".join(e["to"]))'; }
+q=$(qjson)
+like "$q" "^[0-9a-f]{16} 65534 nobody ops@example.net$" "root's queue --json: nobody's message with uid 65534, login nobody ($q)"
+like "$q" "^[0-9a-f]{16} 0 root ops@example.net$" "root's own sendmail: uid 0"
+unlike "$q" "victim" "the caller's header is neither the uid nor a recipient"
+nid=$(echo "$q" | sed -n 's/^\([0-9a-f]\{16\}\) 65534 .*/\1/p' | head -1)
+like "$(head -c 300 "$SPOOL/pickup/$nid.eml")" "^X-Sender: [^"$'\r'"]*"$'\r\n'"X-Receiver: ops@example.net"$'\r\n'"X-Submitter-Uid: 65534"$'\r\n'"Received:" \
+  "the spool file: the uid the drop program proved, the envelope's last line"
+like "$(root_mh queue show "$nid")" "submitter: +uid 65534 \(nobody\)" "queue show names it"
+like "$(root_mh queue)" "$nid .* nobody +ops@example.net" "the listing's USER column"
+root_mh update port="$S" >/dev/null
+for id in $(echo "$q" | cut -d' ' -f1); do root_mh queue retry "$id" >/dev/null; done
+deliver
+like "$(cat "$T/flush.out")" "$nid: to=<ops@example.net>, from=<[^>]*>, uid=65534, size=[0-9]+, .*status=sent" \
+  "the mail log's line: uid=65534"
+is "$(qjson)" "" "both delivered"
+
 # --- a maildrop/ of any other mode: the spool is refused (the exemption is exact)
 chmod 1777 "$SPOOL/maildrop"
 out=$(root_mh queue 2>&1); rc=$?

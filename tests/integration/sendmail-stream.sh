@@ -50,7 +50,7 @@ if not dotmode:
 out.write(bytes(pending)); out.flush()
 open(shafile, "w").write(h.hexdigest())
 PY
-# body.py FILE: sha1 of a spool file after its X-Sender / X-Receiver lines and
+# body.py FILE: sha1 of a spool file after its X-Sender / X-Receiver / X-Submitter-Uid lines and
 # the Received line intake puts first (naming the caller's uid: docs/sendmail.md)
 cat > "$T/body.py" <<'PY'
 import hashlib, sys
@@ -58,7 +58,7 @@ h = hashlib.sha1(); env = []
 with open(sys.argv[1], "rb") as f:
     while True:
         line = f.readline()
-        if not line.startswith((b"X-Sender:", b"X-Receiver:")): break
+        if not line.startswith((b"X-Sender:", b"X-Receiver:", b"X-Submitter-Uid:")): break
         env.append(line.decode().strip())
     if line.startswith(b"Received: by ") and b"(mailhook, from userid" in line:
         line = f.readline()
@@ -82,7 +82,7 @@ if [ $asan = 1 ]; then ok 0 "# SKIP peak RSS under ASan (shadow memory) is not t
 else ok $([ "$rss" -lt 20480 ] && echo 0 || echo 1) "peak RSS ${rss} KB < 20 MB"; fi
 read -r got envl < <(/usr/bin/python3 "$T/body.py" "$f")
 is "$got" "$(cat "$T/want")" "the spool file is the input byte for byte (CRLF, Bcc left out)"
-is "$envl" "X-Sender: noreply@ex.org X-Receiver: ops@ex.org X-Receiver: audit@ex.org X-Receiver: more@ex.org" \
+is "$envl" "X-Sender: noreply@ex.org X-Receiver: ops@ex.org X-Receiver: audit@ex.org X-Receiver: more@ex.org X-Submitter-Uid: $(id -u)" \
    "the envelope from the header block (Bcc folded)"
 is "$(find "$S/tmp" -type f | wc -l)" 0 "nothing left in tmp/"
 rm -f "$f"

@@ -1,6 +1,6 @@
 # Service, issue 14: `log = stderr | syslog | journal`, and the mail log — one line per message
 # and recipient once its fate is known (lua/mailhook/maillog.lua):
-#   ID: to=<rcpt>, from=<sender>, size=N, relay=host[addr]:port, delay=S, attempts=N,
+#   ID: to=<rcpt>, from=<sender>, uid=N, size=N, relay=host[addr]:port, delay=S, attempts=N,
 #       dsn=X.Y.Z, status=sent|deferred|failed (reply)
 # against a real aiosmtpd (STARTTLS, AUTH, per-recipient 451 and 550).  stderr: the lines;
 # journal: the native protocol to a socket of the test's (MAILHOOK_JOURNAL_SOCKET), with the
@@ -33,7 +33,7 @@ queue3() {
   done
 }
 # The mail log line format, per status.
-LINE='^([0-9a-f]{16}): to=<([^>]*)>, from=<app@example.com>, size=[0-9]+, relay=127\.0\.0\.1\[127\.0\.0\.1\]:[0-9]+, delay=[0-9.]+, attempts=1, dsn=[245]\.[0-9]\.[0-9]+, status=(sent|deferred|failed) \((.*)\)$'
+LINE='^([0-9a-f]{16}): to=<([^>]*)>, from=<app@example.com>, uid='"$(id -u)"', size=[0-9]+, relay=127\.0\.0\.1\[127\.0\.0\.1\]:[0-9]+, delay=[0-9.]+, attempts=1, dsn=[245]\.[0-9]\.[0-9]+, status=(sent|deferred|failed) \((.*)\)$'
 no_password() {   # no_password FILE DESC
   local f=$1 hit=0 s
   for s in "$PASS" $B64; do grep -qF -- "$s" "$f" && hit=1; done
@@ -86,6 +86,7 @@ for st in ok:sent:6 soft:deferred:6 hard:failed:4; do
   is "$(q "$J_OUT" "[$e[k] for k in ('SYSLOG_IDENTIFIER', 'MAILHOOK_SENDER', 'MAILHOOK_ATTEMPTS', 'MESSAGE_ID')]")" \
     '["mailhook", "app@example.com", "1", "8d1c7e52a4f34b0f9b6e2d71c05a3e96"]' \
     "SYSLOG_IDENTIFIER, MAILHOOK_SENDER, MAILHOOK_ATTEMPTS and the catalog MESSAGE_ID"
+  is "$(q "$J_OUT" "$e.get('MAILHOOK_UID')")" "$(id -u)" "MAILHOOK_UID: who submitted it"
 done
 is "$(q "$J_OUT" "[r['fields'] for r in recs if r['fields'].get('MAILHOOK_RECIPIENT') == 'soft@example.net'][0]['MAILHOOK_SMTP_REPLY']")" \
   "451 4.2.0 mailbox busy" "MAILHOOK_SMTP_REPLY: the server's reply"

@@ -39,7 +39,8 @@ for _, id in ipairs(ids) do
   else
     local f = io.open(e.path, "rb"); local s = f:read("a"); f:close()
     local i = tonumber(s:match("Subject: msg (%d+)\r\n"))
-    local want = i and ("X-Sender: a@b.c\r\nX-Receiver: r" .. i .. "@x.y\r\nSubject: msg " .. i .. "\r\n\r\n" ..
+    local want = i and ("X-Sender: a@b.c\r\nX-Receiver: r" .. i .. "@x.y\r\nX-Submitter-Uid: " ..
+                        require("mailhook.core").maildrop.whoami().uid .. "\r\nSubject: msg " .. i .. "\r\n\r\n" ..
                         string.rep(string.format("line %06d\r\n", i), 80))
     if s ~= want then print("PROBLEM torn " .. id) end
     if i then by_index[i] = (by_index[i] or 0) + 1 end

@@ -42,6 +42,20 @@ tap.test("queued durably once enabled, with the settings' sender", function(t)
   t:like(sent, "\r\nMessage%-ID: <", "Message-ID fixed at enqueue")
 end)
 
+tap.test("the submitter is this process's uid: neither a field nor a header sets it", function(t)
+  local me = require("mailhook.core").maildrop.whoami().uid
+  local ok, why = pcall(intake.enqueue, { to = { "a@ex.org" }, subject = "u", text = "x", uid = 4242 },
+                        { spool = sp, conf = conf })
+  t:ok(not ok and tostring(why):find("unknown field 'uid'", 1, true), "a uid field is refused: " .. tostring(why))
+  local id, err = intake.enqueue({ to = { "a@ex.org" }, subject = "u", text = "x",
+                                   headers = { ["X-Submitter-Uid"] = "4243", ["X-Receiver"] = "victim@ex.org" } },
+                                 { spool = sp, conf = conf })
+  t:ok(spool.is_id(id), "queued: " .. tostring(id or err))
+  local e = sp:load(id)
+  t:is(e.uid, me, "uid: the real uid of the process")
+  t:same(e.all, { "a@ex.org" }, "the header is no recipient")
+end)
+
 tap.test("a builder error (bad address, CR/LF in subject) queues nothing", function(t)
   local before = files()
   local id, err = intake.enqueue({ to = { "not an address" }, text = "x" }, { spool = sp, conf = conf })

@@ -33,6 +33,18 @@ tap.test("sent: every field, Postfix's order", function(t)
   t:is(#d.lines, 2, "a second outcome of the same attempt has no note left: its own line, not a copy")
 end)
 
+tap.test("uid=: who submitted it (the spool's X-Submitter-Uid), after from=", function(t)
+  local d, e = deliverer(), entry { uid = 65534 }
+  maillog.note(e, { accepted = { "a@example.net" }, reply = { smtp = 250, enhanced = "2.0.0", text = "Ok" } })
+  maillog.outcome(d, e, "sent")
+  t:is(d.lines[1], "info 0000018f2a6b3c4d: to=<a@example.net>, from=<pbx@example.com>, uid=65534, size=1000, "
+       .. "relay=mx.example.net[192.0.2.1]:25, delay=0.50, attempts=1, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+       "the line")
+  d, e = deliverer(), entry { uid = 0 }
+  maillog.outcome(d, e, "failed", "550 no")
+  t:like(d.lines[1], "from=<pbx@example%.com>, uid=0, size=", "root's uid 0 is said too")
+end)
+
 tap.test("mixed recipients: each its own status and reply", function(t)
   local d, e = deliverer(), entry { to = { "ok@x.net", "busy@x.net", "gone@x.net" } }
   maillog.note(e, { accepted = { "ok@x.net" }, reply = { smtp = 250, text = "2.0.0 fine" },

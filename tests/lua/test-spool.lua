@@ -18,14 +18,53 @@ local function count(sub)
 end
 
 local sp = assert(spool.open(dir))
+local me = require("mailhook.core").maildrop.whoami().uid
+
+-- Who submitted a message (issue 12.5): the X-Submitter-Uid envelope line.
+tap.test("the submitter's uid: given, kept, never taken from the message", function(t)
+  local id = assert(sp:enqueue("Subject: u\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" }, uid = 4242 }))
+  t:is(sp:load(id).uid, 4242, "envelope.uid (the maildrop adopter's proven caller) is recorded")
+  t:like(slurp(dir .. "/pickup/" .. id .. ".eml"), "^X%-Sender: a@b%.c\r\nX%-Receiver: x@y%.z\r\nX%-Submitter%-Uid: 4242\r\nSubject",
+         "as the envelope's last line")
+  -- bytes without an envelope that carry envelope lookalikes: the uid is ours
+  local forged = "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: 4243\r\nX-Receiver: v@evil.example\r\n" ..
+                 "Subject: f\r\n\r\nX-Submitter-Uid: 4244\r\n"
+  id = assert(sp:enqueue(forged))
+  local e = sp:load(id)
+  t:is(e.uid, me, "a lookalike in the bytes is not the uid: this process's is")
+  t:same(e.all, { "x@y.z" }, "nor adds a recipient")
+  local p = spool.parse(forged)
+  t:is(p.uid, 4243, "parse: the envelope's own line")
+  t:same(p.to, { "x@y.z" }, "parse: the envelope ends at it")
+  -- a message (mh.enqueue-like) whose first header is a lookalike
+  id = assert(sp:enqueue("X-Submitter-Uid: 0\r\nX-Receiver: v@evil.example\r\nSubject: h\r\n\r\nb\r\n",
+                         { from = "a@b.c", to = { "x@y.z" }, uid = 4245 }))
+  e = sp:load(id)
+  t:is(e.uid, 4245, "a header of the message is not the envelope's uid")
+  t:same(e.all, { "x@y.z" }, "nor its X-Receiver a recipient")
+  -- a file written before the line existed
+  local f = assert(io.open(dir .. "/pickup/00000000000000ab.eml", "wb"))
+  f:write("X-Sender: a@b.c\r\nX-Receiver: old@y.z\r\nSubject: old\r\n\r\nx\r\n")
+  f:close()
+  e = assert(sp:load("00000000000000ab"))
+  t:is(e.uid, nil, "an old file loads, its uid unknown")
+  t:same(e.to, { "old@y.z" }, "its envelope as before")
+  assert(sp:remove("00000000000000ab"))
+  for _, bad in ipairs { -1, 4294967295, 1.5, "x" } do
+    local ok, err = pcall(sp.enqueue, sp, "S: x\r\n\r\n", { from = "a@b.c", to = { "x@y.z" }, uid = bad })
+    t:ok(not ok and tostring(err):find("envelope.uid", 1, true), "uid " .. tostring(bad) .. ": refused")
+  end
+end)
 
 tap.test("enqueue with an envelope writes X- lines and the bytes as given", function(t)
   local id, err = sp:enqueue("Subject: one\r\n\r\nbody\r\n", { from = "a@b.c", to = { "x@y.z" } })
   t:ok(spool.is_id(id), "an id: " .. tostring(id or err))
   t:is(slurp(dir .. "/pickup/" .. id .. ".eml"),
-       "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nSubject: one\r\n\r\nbody\r\n", "file content")
+       "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: " .. me .. "\r\nSubject: one\r\n\r\nbody\r\n",
+       "file content")
   local e = sp:load(id)
-  t:is(e.offset, #"X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\n", "offset")
+  t:is(e.offset, #("X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: " .. me .. "\r\n"), "offset")
+  t:is(e.uid, me, "uid: this process's")
   t:same(e.to, { "x@y.z" }, "pending recipients")
   t:is(e.from, "a@b.c", "sender")
   t:is(e.attempts, 0, "no attempt yet")
@@ -146,7 +185,8 @@ tap.test("scan adopts a drop-in and returns ids oldest first", function(t)
   t:same(two, { ids[1], ids[2] }, "scan(2): the two oldest")
   local e = locked:load(ids[#ids])
   t:same(e.to, { "ops@ex.org" }, "the drop-in is the newest")
-  t:like(slurp(e.path), "^X%-Sender: app@ex.org\r\nX%-Receiver: ops@ex.org\r\nFrom:", "in canonical form")
+  t:like(slurp(e.path), "^X%-Sender: app@ex.org\r\nX%-Receiver: ops@ex.org\r\nX%-Submitter%-Uid: " .. me .. "\r\nFrom:",
+         "in canonical form, its file's owner as submitter")
   t:is(slurp(dir .. "/pickup/from-app.eml"), nil, "original gone")
   locked:close()
 end)

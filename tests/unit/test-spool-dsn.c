@@ -34,7 +34,7 @@ static void test_write_and_read(mh_spool *sp) {
   const char *to[] = { "x@y.z", "w@y.z", "\"a b\"@y.z" };
   const char *tp[] = { "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y.z", NULL, "NOTIFY=NEVER" };
   mh_spool_item it = { "", to, 3, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "",
-                       "RET=HDRS ENVID=QQ314159", tp };
+                       "RET=HDRS ENVID=QQ314159", tp, 1, 0 };
   mh_spool_entry e;
   is_int(mh_spool_enqueue(sp, &it, 1, err), 0, "enqueue with DSN parameters");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, it.id);
@@ -43,6 +43,7 @@ static void test_write_and_read(mh_spool *sp) {
          "X-Receiver: x@y.z NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y.z\r\n"
          "X-Receiver: w@y.z\r\n"
          "X-Receiver: \"a b\"@y.z NOTIFY=NEVER\r\n"
+         "X-Submitter-Uid: 0\r\n"
          "Subject: t\r\n\r\nbody\r\n",
          "the parameters follow the addresses");
   is_int(mh_spool_load(sp, it.id, &e, err), 0, "load");
@@ -57,10 +58,10 @@ static void test_write_and_read(mh_spool *sp) {
   mh_spool_entry_free(&e);
 
   const char *plain_to[] = { "p@y.z" };
-  mh_spool_item plain = { "a@b.c", plain_to, 1, write_bytes, (void *)"Subject: p\r\n\r\n", "", NULL, NULL };
+  mh_spool_item plain = { "a@b.c", plain_to, 1, write_bytes, (void *)"Subject: p\r\n\r\n", "", NULL, NULL, 1, 0 };
   is_int(mh_spool_enqueue(sp, &plain, 1, err), 0, "enqueue without parameters");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, plain.id);
-  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: p@y.z\r\nSubject: p\r\n\r\n", "lines as before");
+  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: p@y.z\r\nX-Submitter-Uid: 0\r\nSubject: p\r\n\r\n", "lines as before");
   is_int(mh_spool_load(sp, plain.id, &e, err), 0, "load");
   ok(e.env.from_params == NULL && e.env.to_params == NULL, "no parameters: NULL");
   mh_spool_entry_free(&e);
@@ -73,12 +74,12 @@ static void test_refused(mh_spool *sp) {
                              "ENVID=" };
   const char *bad_rcpt[] = { "NOTIFY=SUCCESS\r\n", "RET=FULL", "ORCPT=rfc822;<e@v.il>", "NOTIFY" };
   for (size_t i = 0; i < sizeof bad_from / sizeof *bad_from; i++) {
-    mh_spool_item it = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", bad_from[i], NULL };
+    mh_spool_item it = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", bad_from[i], NULL, 0, 0 };
     is_int(mh_spool_enqueue(sp, &it, 1, err), MH_EBADADDR, "bad sender parameters %zu refused", i);
   }
   for (size_t i = 0; i < sizeof bad_rcpt / sizeof *bad_rcpt; i++) {
     const char *tp[] = { bad_rcpt[i] };
-    mh_spool_item it = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", NULL, tp };
+    mh_spool_item it = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", NULL, tp, 0, 0 };
     is_int(mh_spool_enqueue(sp, &it, 1, err), MH_EBADADDR, "bad recipient parameters %zu refused", i);
   }
 }

@@ -152,20 +152,20 @@ static void test_parse(void) {
 static void test_enqueue(mh_spool *sp) {
   char err[MH_SPOOL_ERRLEN], path[600];
   const char *to[] = { "x@y.z", "w@y.z" };
-  mh_spool_item it = { "a@b.c", to, 2, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL };
+  mh_spool_item it = { "a@b.c", to, 2, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL, 1, 0 };
   mh_spool_entry e;
   struct stat st;
   int before = count("pickup");
   is_int(mh_spool_enqueue(sp, &it, 1, err), 0, "enqueue");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, it.id);
-  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Receiver: w@y.z\r\nSubject: t\r\n\r\nbody\r\n",
+  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Receiver: w@y.z\r\nX-Submitter-Uid: 0\r\nSubject: t\r\n\r\nbody\r\n",
          "pickup/ID.eml holds the envelope lines and the message");
   ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "mode 0600");
   is_int(count("tmp"), 0, "nothing left in tmp/");
   is_int(count("pickup"), before + 1, "one file more in pickup/");
 
   const char *bad_to[] = { "x@y.z\r\nRCPT TO:<evil@x.y>" };
-  mh_spool_item bad = { "a@b.c", bad_to, 1, write_bytes, (void *)"x", "", NULL, NULL };
+  mh_spool_item bad = { "a@b.c", bad_to, 1, write_bytes, (void *)"x", "", NULL, NULL, 0, 0 };
   is_int(mh_spool_enqueue(sp, &bad, 1, err), MH_EBADADDR, "a recipient with CR/LF is refused");
   is_int(count("pickup"), before + 1, "and nothing was written");
 
@@ -214,7 +214,7 @@ static void test_enqueue(mh_spool *sp) {
   mh_spool_item many[5];
   const char *one[] = { "m@y.z" };
   for (int i = 0; i < 5; i++) {
-    mh_spool_item x = { "", one, 1, write_bytes, (void *)"Subject: b\r\n\r\n.\r\n", "", NULL, NULL };
+    mh_spool_item x = { "", one, 1, write_bytes, (void *)"Subject: b\r\n\r\n.\r\n", "", NULL, NULL, 0, 0 };
     many[i] = x;
   }
   is_int(mh_spool_enqueue(sp, many, 5, err), 0, "a batch of 5");
@@ -224,7 +224,7 @@ static void test_enqueue(mh_spool *sp) {
   /* a lost seq update cannot make an id replace a file */
   put_file("pickup/0200000000000001.eml", "X-Sender: <>\r\nX-Receiver: old@y.z\r\nSubject: old\r\n\r\n");
   put_file("seq", "0200000000000000\n");
-  mh_spool_item again = { "a@b.c", to, 2, write_bytes, (void *)"Subject: new\r\n\r\n", "", NULL, NULL };
+  mh_spool_item again = { "a@b.c", to, 2, write_bytes, (void *)"Subject: new\r\n\r\n", "", NULL, NULL, 0, 0 };
   is_int(mh_spool_enqueue(sp, &again, 1, err), 0, "enqueue when the next id is taken");
   is_str(again.id, "0200000000000002", "it takes the next free id");
   snprintf(path, sizeof path, "%s/pickup/0200000000000001.eml", root);

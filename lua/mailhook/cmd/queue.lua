@@ -56,7 +56,18 @@ local function json_entry(e)
   if e.last_reply then f[#f + 1] = '"last_reply":' .. json_string(e.last_reply) end
   if e.reason then f[#f + 1] = '"reason":' .. json_string(e.reason) end
   if e.failed_at then f[#f + 1] = '"failed_at":' .. e.failed_at end
+  if e.uid then f[#f + 1] = '"uid":' .. math.tointeger(e.uid) end
+  if e.login then f[#f + 1] = '"login":' .. json_string(e.login) end
   return "{" .. table.concat(f, ",") .. "}"
+end
+
+-- Who submitted it, as the listing shows it: the login, else the uid, else
+-- "-" (a file written before the uid was kept).  Control bytes cannot reach
+-- the terminal (a login is the password database's, still escaped).
+local function submitter(e)
+  if e.login then return (e.login:gsub("%c", "?")) end
+  if e.uid then return tostring(math.tointeger(e.uid)) end
+  return "-"
 end
 
 local function list(json)
@@ -73,8 +84,8 @@ local function list(json)
       out:write(n > 1 and ",\n" or "\n", json_entry(e))
     else
       if n == 1 then
-        out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %s\n", "ID", "AGE", "SIZE", "TRY",
-                                "NEXT", "LAST REPLY", "RECIPIENTS"))
+        out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
+                                "NEXT", "LAST REPLY", "USER", "RECIPIENTS"))
       end
       local reply = vis(e.reason or e.last_reply or ""):sub(1, 30)
       -- pending recipients, then those refused for good (never sent to again)
@@ -82,8 +93,8 @@ local function list(json)
       local refused = {}
       for i, r in ipairs(e.refused or {}) do refused[i] = r.rcpt end
       if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
-      out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %s\n", vis(e.id), age(now - e.queued_at),
-                              e.size, e.attempts, next_attempt(e, now), reply, vis(rcpts)))
+      out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id), age(now - e.queued_at),
+                              e.size, e.attempts, next_attempt(e, now), reply, vis(submitter(e)), vis(rcpts)))
     end
   end
   if json then out:write(n > 0 and "\n]\n" or "]\n")
@@ -98,6 +109,8 @@ local function show(id)
   line("id", e.id); line("state", e.state); line("file", e.path); line("size", e.size)
   line("queued", iso(e.queued_at))
   line("from", e.from == "" and "<>" or e.from)
+  line("submitter", e.uid and ("uid " .. math.tointeger(e.uid) .. (e.login and (" (" .. e.login:gsub("%c", "?") .. ")") or ""))
+                    or "unknown (queued before the uid was kept)")
   line("to", table.concat(e.to, ", "))
   if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
   for _, r in ipairs(e.refused or {}) do line("refused", r.rcpt .. ": " .. r.reply) end
