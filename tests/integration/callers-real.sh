@@ -22,6 +22,8 @@ MAILX=$ROOT/.deps/bsd-mailx/usr/bin/bsd-mailx
 [ -x "$MAILX" ] || { echo "Bail out! $MAILX missing: run scripts/deps"; exit 1; }
 command -v git >/dev/null && git send-email -h >/dev/null 2>&1; [ $? -le 129 ] || { echo "Bail out! git send-email missing: run scripts/deps"; exit 1; }
 stage_install || { echo "Bail out! the staged install failed"; exit 1; }
+# a copy other users can run: the checkout may be closed to them (root's clone in /root is 0700)
+cp "$MAILX" "$T/bsd-mailx" && chmod 755 "$T/bsd-mailx" && MAILX=$T/bsd-mailx
 SM=$P/sbin/sendmail
 start_smtpd S --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
 env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailhook" update enabled=true server=127.0.0.1 port="$S" \

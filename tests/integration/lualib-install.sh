@@ -37,7 +37,9 @@ like "$out" "mailhook" "luarocks list names it"
 # --local, as the docs and the issue have it: the user's own tree (HOME is a scratch one)
 ( cd "$T/src" && HOME=$T/home $nonet luarocks --lua-version 5.4 make --local rockspecs/mailhook-scm-1.rockspec \
     CFLAGS="-O0 -fPIC" ) >"$T/rocks-local.out" 2>&1
-ok $? "luarocks make --local installs it into HOME's tree"
+rc=$?
+ok $rc "luarocks make --local installs it into HOME's tree"
+[ "$rc" = 0 ] || tail -30 "$T/rocks-local.out" | sed 's/^/#   /'
 [ -f "$T/home/.luarocks/lib/lua/5.4/mailhook/core.so" ] && [ -f "$T/home/.luarocks/share/lua/5.4/mailhook/init.lua" ]
 ok $? "core.so and the modules in ~/.luarocks/{lib,share}/lua/5.4"
 out=$(eval "$(HOME=$T/home luarocks --lua-version 5.4 path)"; cd "$T" && lua54 -e '
