@@ -25,11 +25,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "l_sched.h"
+#include "l_watch.h"
 #include "error.h"
 #include "intake.h"
 #include "maildrop.h"
 
-#define WATCH_MT "mailhook.MaildropWatch"
 
 /* A core.spool Stream userdata holds its mh_intake * as its first member
 ** (runtime/l_spool.c, INTERFACES.md): taken here, the stream is used up. */
@@ -208,13 +208,8 @@ static op *op_new(lua_State *L, int kind) {
   return o;
 }
 
-static lua_State *main_state(lua_State *L) {
-  lua_State *m;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  m = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  return m;
-}
+/* Callbacks push and spawn on the state's callback thread (l_sched.h), never its main thread. */
+static lua_State *main_state(lua_State *L) { return mh_l_cbstate(L); }
 
 /* submit({drop, arg...}, source) */
 static int l_submit(lua_State *L) {
@@ -286,77 +281,12 @@ static int l_close(lua_State *L) {
 
 /* ------------------------------------------------------------------ watch */
 
-typedef struct {
-  uv_fs_event_t ev;
-  uv_timer_t timer;   /* coalesces a burst of events into one call */
-  lua_State *L;       /* the main state, to spawn from */
-  int fn_ref;
-  int closing;        /* handles left to close */
-  int stopped;
-} lwatch;
+/* Dot files and the drop program's temporary t.* files are not news. */
+static int maildrop_skip(const char *name) { return name[0] == '.' || !strncmp(name, "t.", 2); }
 
-static void watch_fire(uv_timer_t *t) {
-  lwatch *w = (lwatch *)t->data;
-  if (w->stopped) return;
-  lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->fn_ref);
-  mh_task_spawn(w->L, -1, 0, "maildrop watch");
-  lua_pop(w->L, 2);
-}
-
-static void watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
-  lwatch *w = (lwatch *)h->data;
-  (void)events;
-  (void)status;
-  if (w->stopped || (name && (name[0] == '.' || !strncmp(name, "t.", 2)))) return;
-  if (!uv_is_active((uv_handle_t *)&w->timer)) uv_timer_start(&w->timer, watch_fire, 5, 0);
-}
-
-static void watch_closed(uv_handle_t *h) {
-  lwatch *w = (lwatch *)h->data;
-  if (--w->closing == 0) {
-    lua_pushnil(w->L);
-    lua_rawsetp(w->L, LUA_REGISTRYINDEX, w);   /* unpinned: the userdata may go */
-  }
-}
-
-static void watch_stop(lwatch *w) {
-  if (w->stopped) return;
-  w->stopped = 1;
-  luaL_unref(w->L, LUA_REGISTRYINDEX, w->fn_ref);
-  w->fn_ref = LUA_NOREF;
-  w->closing = 2;
-  uv_fs_event_stop(&w->ev);
-  uv_close((uv_handle_t *)&w->ev, watch_closed);
-  uv_close((uv_handle_t *)&w->timer, watch_closed);
-}
-
-static int l_watch_stop(lua_State *L) {
-  watch_stop((lwatch *)luaL_checkudata(L, 1, WATCH_MT));
-  return 0;
-}
-
-/* watch(dir, fn) -> Watch | nil, err, info */
+/* watch(dir, fn) -> Watch | nil, err, info (l_watch.h) */
 static int l_watch(lua_State *L) {
-  const char *dir = luaL_checkstring(L, 1);
-  lwatch *w;
-  int rc;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  w = (lwatch *)lua_newuserdatauv(L, sizeof *w, 0);
-  memset(w, 0, sizeof *w);
-  luaL_setmetatable(L, WATCH_MT);
-  w->L = main_state(L);
-  uv_fs_event_init(mh_l_loop(L), &w->ev);
-  uv_timer_init(mh_l_loop(L), &w->timer);
-  w->ev.data = w->timer.data = w;
-  lua_pushvalue(L, 2);
-  w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, w);   /* pinned until both handles closed */
-  if ((rc = uv_fs_event_start(&w->ev, watch_event, dir, 0)) < 0) {
-    watch_stop(w);
-    return mh_l_fail(L, rc, "maildrop", "watch %s: %s", dir, uv_strerror(rc));
-  }
-  return 1;
+  return mh_l_watch(L, luaL_checkstring(L, 1), 2, maildrop_skip, "maildrop", "maildrop watch");
 }
 
 void l_maildrop_open(lua_State *L) {
@@ -365,12 +295,6 @@ void l_maildrop_open(lua_State *L) {
     { "list", l_list }, { "open", l_open }, { "done", l_done }, { "close", l_close },
     { "watch", l_watch }, { NULL, NULL },
   };
-  luaL_newmetatable(L, WATCH_MT);
-  lua_newtable(L);
-  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "stop");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "maildrop");
 }

@@ -27,11 +27,11 @@
 #include "fsutil.h"
 #include "intake.h"
 
+#include "l_watch.h"
 #include "l_msg.h"   /* a message object (mh.message) is enqueued as it is */
 
 #define SPOOL_MT "mailhook.Spool"
 #define LIST_MT "mailhook.SpoolList"
-#define WATCH_MT "mailhook.SpoolWatch"
 #define STREAM_MT "mailhook.SpoolStream"
 #define LIST_BATCH 64
 
@@ -1099,84 +1099,19 @@ static int l_list(lua_State *L) {
 
 /* -------------------------------------------------------------- watch */
 
-typedef struct {
-  uv_fs_event_t ev;
-  uv_timer_t timer;  /* coalesces a burst of events into one call */
-  lua_State *L;      /* the state's callback thread, to spawn from */
-  int fn_ref;
-  int closing;       /* handles to close: 2, 1, 0 */
-  int stopped;
-} lwatch;
-
-static void watch_fire(uv_timer_t *t) {
-  lwatch *w = (lwatch *)t->data;
-  if (w->stopped) return;
-  lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->fn_ref);
-  mh_task_spawn(w->L, -1, 0, "spool watch");
-  lua_pop(w->L, 2);
-}
-
-static void watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
-  lwatch *w = (lwatch *)h->data;
-  if (w->stopped) return;
-  if (name) {   /* hidden files and our own sidecar updates (ID.state) are not new mail */
-    size_t n = strlen(name);
-    if (name[0] == '.' || (n == 22 && !strcmp(name + 16, ".state") && strspn(name, "0123456789abcdef") == 16))
-      return;
-  }
-  if (!uv_is_active((uv_handle_t *)&w->timer)) uv_timer_start(&w->timer, watch_fire, 5, 0);
-}
-
-static void watch_closed(uv_handle_t *h) {
-  lwatch *w = (lwatch *)h->data;
-  if (--w->closing == 0) {   /* both closed: the userdata may go */
-    lua_pushnil(w->L);
-    lua_rawsetp(w->L, LUA_REGISTRYINDEX, w);
-  }
-}
-
-static void watch_stop(lwatch *w) {
-  if (w->stopped) return;
-  w->stopped = 1;
-  luaL_unref(w->L, LUA_REGISTRYINDEX, w->fn_ref);
-  w->fn_ref = LUA_NOREF;
-  w->closing = 2;
-  uv_fs_event_stop(&w->ev);
-  uv_close((uv_handle_t *)&w->ev, watch_closed);
-  uv_close((uv_handle_t *)&w->timer, watch_closed);
-}
-
-static int l_watch_stop(lua_State *L) {
-  watch_stop((lwatch *)luaL_checkudata(L, 1, WATCH_MT));
-  return 0;
+/* Hidden files and our own sidecar updates (ID.state) are not new mail. */
+static int pickup_skip(const char *name) {
+  size_t n = strlen(name);
+  return name[0] == '.' || (n == 22 && !strcmp(name + 16, ".state") && strspn(name, "0123456789abcdef") == 16);
 }
 
 /* Spool:watch(fn) -> handle with :stop(); fn() runs as a task when files
-** appear in pickup/ (bursts coalesced). */
+** appear in pickup/ (bursts coalesced: l_watch.h). */
 static int l_watch(lua_State *L) {
   lspool *ls = check_spool(L, 1);
   char path[4200];
-  lwatch *w;
-  int rc;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  w = (lwatch *)lua_newuserdatauv(L, sizeof *w, 0);
-  memset(w, 0, sizeof *w);
-  luaL_setmetatable(L, WATCH_MT);
-  w->L = main_state(L);
   snprintf(path, sizeof path, "%s/pickup", mh_spool_dir(ls->sp));
-  uv_fs_event_init(mh_l_loop(L), &w->ev);
-  uv_timer_init(mh_l_loop(L), &w->timer);
-  w->ev.data = w->timer.data = w;
-  lua_pushvalue(L, 2);
-  w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, w);   /* pinned until both handles closed */
-  rc = uv_fs_event_start(&w->ev, watch_event, path, 0);
-  if (rc < 0) {
-    watch_stop(w);
-    return mh_l_fail(L, rc, "spool", "watch %s: %s", path, uv_strerror(rc));
-  }
-  return 1;
+  return mh_l_watch(L, path, 2, pickup_skip, "spool", "spool watch");
 }
 
 /* ------------------------------------------------------------- stream */
@@ -1357,13 +1292,6 @@ void l_spool_open(lua_State *L) {
   luaL_newmetatable(L, LIST_MT);
   lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, WATCH_MT);
-  lua_newtable(L);
-  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "stop");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, l_watch_stop); lua_setfield(L, -2, "__gc");   /* pinned: lua_close only */
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_setfield(L, -2, "spool");
