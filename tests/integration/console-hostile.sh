@@ -39,6 +39,10 @@ printf '%s\n' "From: \"<svg/onload=document.title='PWNED-from'>\" <evil@example.
 printf '%s\r\n' "X-Sender: evil@example.com" "X-Receiver: hold@example.net" "From: evil@example.com" \
   "To: hold@example.net" "Subject: <script>window.PWNED=1</script> drop-in" "" "body" > "$MAILHOOK_SPOOL/tmp/dropin.eml"
 mv "$MAILHOOK_SPOOL/tmp/dropin.eml" "$MAILHOOK_SPOOL/pickup/dropin.eml"
+# adopted (given an id) before the others are queued, so it is on the queue's first page,
+# oldest first (under load the 128 below could otherwise come first and push it to page 3)
+adopted() { [ ! -e "$MAILHOOK_SPOOL/pickup/dropin.eml" ]; }
+wait_for 30 adopted; ok $? "the service adopts the drop-in"
 # 128 more for the pages, and one the server refuses
 "$MAILHOOK" -e '
   local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
