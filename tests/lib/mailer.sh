@@ -1,7 +1,7 @@
 # tests/lib/mailer.sh — a staged install with the MTA names and unprivileged submission set
 # up, for the sendmail and callers tests (sourced after tap.sh and peers.sh; needs root).
 #
-#   stage_install          `make install-sendmail` into $T/stage (DESTDIR) with a test group
+#   stage_install          `make install-sendmail` into a stage in /var/tmp (DESTDIR) with a test group
 #                          for mailhook-drop (created here, removed at exit); sets STAGE,
 #                          P (= $STAGE/usr/local: bin/ sbin/ etc/ var/), SPOOL, CONF, DROPGROUP.
 #                          The suite's own build is only read (PREFIX unchanged: nothing
@@ -15,7 +15,11 @@ stage_install() {
   DROPGROUP=mhd$$
   groupadd -r "$DROPGROUP" || return 1
   on_exit "groupdel $DROPGROUP"
-  STAGE=$T/stage
+  # the stage must honour setgid: /tmp may be a nosuid tmpfs (Debian 13 mounts it so, and
+  # there mailhook-drop ran without its group: "maildrop: Permission denied"); /var/tmp is
+  # on the root file system
+  STAGE=$(mktemp -d /var/tmp/mailhook-stage.XXXXXX 2>/dev/null) || STAGE=$T/stage
+  case $STAGE in /var/tmp/*) on_exit "rm -rf '$STAGE'"; chmod 755 "$STAGE" ;; esac
   chmod 755 "$T"
   ( flock 9
     make -C "$ROOT" --no-print-directory -s install-sendmail BUILD="$BUILD" DESTDIR="$STAGE" \
