@@ -90,7 +90,7 @@ for who in root "$WWW"; do
   is "$rc" 0 "git send-email as $who: exit 0 ($(tr '\n' ' ' < "$T/git.out"))"
   is "$E" "pbx@example.com | ops@example.net" "git send-email as $who: envelope (sendmail -i RCPT)"
   like "$M" "Subject: \[PATCH\] fix: the thing" "the patch's Subject"
-  like "$M" "Message-Id: <[0-9.-]+-dev@devs.example.org>" "git's own Message-Id kept"
+  like "$M" "Message-I[Dd]: <[0-9.-]+-dev@devs.example.org>" "git's own Message-Id kept (git 2.46 writes Message-ID)"
   like "$M" "X-Mailer: git-send-email" "its X-Mailer"
   like "$M" "From: Dev <pbx@example.com>" "From: another domain than the account's: rewritten (from_rewrite = envelope)"
   like "$M" "Reply-To: dev@devs.example.org" "the author in Reply-To"

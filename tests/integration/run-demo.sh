@@ -22,7 +22,7 @@ cp -r "$ROOT/lua" "$ROOT/scripts" "$U/"
 ln -s "$ROOT/tests/peers" "$U/tests/peers"
 UMH=$U/build/mailhook
 has() { [ -f "$U/scripts/$1.lua" ] || [ -f "$U/lua/mailhook/cmd/$1.lua" ]; }
-demo() { (cd "$U" && unset MAILHOOK RUN_DIR && timeout 90 scripts/run-demo </dev/null 2>&1); }
+demo() { (cd "$U" && unset MAILHOOK RUN_DIR && timeout 150 scripts/run-demo </dev/null 2>&1); }
 snapshot() {   # every file of the user's (settings, spool) with its sha256, sorted
   (cd "$U" && find mailhook.conf mailhook.secrets spool -type f 2>/dev/null | sort | xargs -r sha256sum)
 }
@@ -71,7 +71,7 @@ if has run && has enqueue; then
   cp "$U/mailhook.conf" "$T/elsewhere/mine.conf"
   env_before=$(sha256sum "$T/elsewhere/mine.conf")
   out=$(cd "$U" && MAILHOOK_CONF=$T/elsewhere/mine.conf MAILHOOK_SPOOL=$T/elsewhere/spool \
-        timeout 90 scripts/run-demo </dev/null 2>&1); rc=$?
+        timeout 150 scripts/run-demo </dev/null 2>&1); rc=$?
   is "$rc" 0 "with \$MAILHOOK_CONF and \$MAILHOOK_SPOOL set, the demo still runs on its own files"
   is "$(sha256sum "$T/elsewhere/mine.conf")" "$env_before" "the file \$MAILHOOK_CONF names is untouched"
   ok "$([ ! -e "$T/elsewhere/spool" ]; echo $?)" "the spool \$MAILHOOK_SPOOL names is not created"
