@@ -715,7 +715,15 @@ static void enter_state(mh_smtp *s, mh_smtp_state st) {
       put_body(s);   /* body and dot together */
       break;
     case MH_SMTP_QUIT: put_cmd(s, "QUIT"); break;
-    case MH_SMTP_READY: case MH_SMTP_CLOSED: s->t->ahead = 0; break;
+    case MH_SMTP_READY: s->t->ahead = 0; break;
+    case MH_SMTP_CLOSED:
+      /* nothing this event made leaves: a 421 read with the greeting closes the
+         session before the EHLO that greeting produced is written (die() did the
+         same for its own failures; finish() on a 421 did not) */
+      s->wbuf.len = 0;
+      s->wcmds = 0;
+      s->t->ahead = 0;
+      break;
     default: break;
   }
   if (st == MH_SMTP_TLS) s->io.starttls(s->io.ud);

@@ -89,6 +89,22 @@ static void test_ehlo_caps(void) {
   mh_buf_free(&r.out);
 }
 
+/* A 421 in the same read as the greeting: the session closes, and the EHLO the
+** greeting produced is never written (the fuzzer's input "222\n421\n" ended in
+** smtp.c's assertion that a closed session writes nothing). */
+static void test_421_with_greeting(void) {
+  rec r = { 0 };
+  mh_smtp *s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx.test\r\n421 4.3.2 going down\r\n");
+  is_str(take(&r), "", "nothing written: not the EHLO of the greeting");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "closed");
+  is_int(r.done, 1, "the open ends once");
+  is_int(r.rc, MH_EREPLY, "with the server's refusal");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 static void test_helo_fallback(void) {
   rec r = { 0 };
   mh_smtp *s = new_session(&r, 0);
@@ -809,6 +825,7 @@ static void test_8bit_negotiated(void) {
 
 int main(void) {
   test_ehlo_caps();
+  test_421_with_greeting();
   test_helo_fallback();
   test_pipelining();
   test_pipelined_mail_refused();
