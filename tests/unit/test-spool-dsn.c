@@ -10,24 +10,10 @@
 #include "tap.h"
 #include "error.h"
 #include "spool.h"
+#include "spool-helpers.h"
 
 static char root[256];
 
-static int write_bytes(void *arg, int fd) {
-  const char *s = arg;
-  return write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1;
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  static char buf[65536];
-  size_t n;
-  if (!f) return NULL;
-  n = fread(buf, 1, sizeof buf - 1, f);
-  buf[n] = '\0';
-  fclose(f);
-  return buf;
-}
 
 static void test_write_and_read(mh_spool *sp) {
   char err[MH_SPOOL_ERRLEN], path[600];
