@@ -542,7 +542,9 @@ $('admin-password-form').addEventListener('submit', async (ev) => {
   const s = await api('GET', '/api/session');
   state.csrf = s.csrf;
   await loadSettings();
+  // the page is shown as soon as its settings are there: the status (the sidebar's
+  // figures) follows, and a service busy delivering must not keep the form hidden
+  show(location.hash.slice(1) || 'settings');
   const st = await api('GET', '/api/status');
   if (st.service) showStatus(st);
-  show(location.hash.slice(1) || 'settings');
 })();

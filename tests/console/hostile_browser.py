@@ -113,7 +113,9 @@ try:
     E("f-username").send_keys(Keys.ENTER)
     until(lambda: E("update-result").text == "saved", "Enter in a field saves (Update)")
     driver.refresh()
-    until(lambda: E("f-username").get_attribute("value") == hostile_user, "the username is shown as typed after a reload")
+    # shown, not only filled: a hidden field takes no keys and a hidden element's text reads ""
+    until(lambda: E("page-settings").is_displayed() and E("f-username").get_attribute("value") == hostile_user,
+          "the username is shown as typed after a reload")
     clean("a hostile username in the form")
     E("f-port").clear()
     E("f-port").send_keys("<img src=x onerror=\"document.title='PWNED-port'\">")

@@ -23,6 +23,8 @@ ln -s "$ROOT/tests/peers" "$U/tests/peers"
 UMH=$U/build/mailhook
 has() { [ -f "$U/scripts/$1.lua" ] || [ -f "$U/lua/mailhook/cmd/$1.lua" ]; }
 demo() { (cd "$U" && unset MAILHOOK RUN_DIR && timeout 150 scripts/run-demo </dev/null 2>&1); }
+# why a demo run failed, on stderr (prove shows it), with the service's log
+why() { [ "$1" = 0 ] || { printf '%s\n' "$2" | sed 's/^/#   demo: /'; tail -15 "$U/.run/mailhook.log" | sed 's/^/#   log: /'; } >&2; }
 snapshot() {   # every file of the user's (settings, spool) with its sha256, sorted
   (cd "$U" && find mailhook.conf mailhook.secrets spool -type f 2>/dev/null | sort | xargs -r sha256sum)
 }
@@ -38,7 +40,7 @@ unlike "$(cat "$U/.run/mailhook.conf")" "^(auth|allow_plaintext_auth|username|pa
 ok "$([ ! -e "$U/mailhook.conf" ]; echo $?)" "no ./mailhook.conf is written"
 ok "$([ ! -e "$U/spool" ]; echo $?)" "no ./spool is created"
 if has run && has enqueue; then
-  is "$rc" 0 "the demo succeeds"
+  why "$rc" "$out"; is "$rc" 0 "the demo succeeds"
   like "$out" "delivered: it landed in .run/mail/000001.eml" "and says where the message landed"
   unlike "$out" "did not stop" "the service and the capture server stop on SIGTERM"
   grep -q "^Subject: mailhook demo" "$U/.run/mail/000001.eml"; ok $? "the sample message is there"
@@ -56,7 +58,7 @@ if has run && has enqueue; then
   touch -d '2001-01-01' "$U/mailhook.conf"; mtime=$(stat -c %Y "$U/mailhook.conf")
 
   out=$(demo); rc=$?
-  is "$rc" 0 "the demo runs again"
+  why "$rc" "$out"; is "$rc" 0 "the demo runs again"
   like "$out" "landed in .run/mail/000002.eml" "and delivers its own sample message"
   is "$(snapshot)" "$before" "the user's settings and queued mail are byte for byte as they were"
   is "$(stat -c %Y "$U/mailhook.conf")" "$mtime" "the settings file was not even rewritten"
@@ -72,7 +74,7 @@ if has run && has enqueue; then
   env_before=$(sha256sum "$T/elsewhere/mine.conf")
   out=$(cd "$U" && MAILHOOK_CONF=$T/elsewhere/mine.conf MAILHOOK_SPOOL=$T/elsewhere/spool \
         timeout 150 scripts/run-demo </dev/null 2>&1); rc=$?
-  is "$rc" 0 "with \$MAILHOOK_CONF and \$MAILHOOK_SPOOL set, the demo still runs on its own files"
+  why "$rc" "$out"; is "$rc" 0 "with \$MAILHOOK_CONF and \$MAILHOOK_SPOOL set, the demo still runs on its own files"
   is "$(sha256sum "$T/elsewhere/mine.conf")" "$env_before" "the file \$MAILHOOK_CONF names is untouched"
   ok "$([ ! -e "$T/elsewhere/spool" ]; echo $?)" "the spool \$MAILHOOK_SPOOL names is not created"
   is "$(snapshot)" "$before" "and ./mailhook.conf, ./spool are still as they were"

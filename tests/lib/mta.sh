@@ -134,6 +134,49 @@ restart_mta() {
   "_start_${!kind_var}" "$1" --reuse "${!1}" "${args[@]}"
 }
 
+# mta_kill_restart VAR NAME N DUPS: the kill scenario every server shares.  N messages
+# are queued, `mailhook run` starts, and once 20 have arrived the server's whole process
+# tree is SIGKILLed; the service sees it gone (logs it unreachable) before it is
+# restarted, then drains the queue and logs the outage's end.  Nothing may be lost and
+# nothing sent twice but the one message in flight; DUPS prints how many messages the
+# server accepted more than once (read from its own log: a copy the server itself
+# delivers twice after a kill mid-delivery is its doing, not mailhook's).
+mta_kill_restart() {
+  local var=$1 name=$2 n=$3 dups=$4 svc left list miss dup
+  mta_queue kill "$n" a@x.example
+  MAILHOOK_LOG_LEVEL=info MAILHOOK_SPOOL=$SPOOL "$MAILHOOK" -c "$CONF" run >"$T/kill.svc.log" 2>&1 &
+  svc=$!
+  on_exit "kill -9 $svc"
+  # The service is stopped (SIGSTOP) while each count is taken, so it cannot run
+  # ahead and send the whole queue between a count and the kill on a loaded machine;
+  # it stays stopped from the count that sees 20 until the server is dead.
+  _mta_enough() {
+    kill -STOP "$svc"
+    [ "$(mta_list "$var" | wc -l)" -ge 20 ] && return 0
+    kill -CONT "$svc"; return 1
+  }
+  wait_for 60 _mta_enough; ok $? "20 messages arrived"
+  stop_mta "$var" KILL
+  kill -CONT "$svc"
+  left=$(pickup_n)
+  ok "$([ "$left" -gt 0 ] && echo 0 || echo 1)" "$name was killed mid-queue ($left still queued)"
+  # waited for, not assumed: a service slow to wake (ASan, a loaded machine) could
+  # otherwise reconnect only once the server is back and never see the outage
+  wait_for 60 grep -q "server unreachable" "$T/kill.svc.log"; ok $? "the service logged the server unreachable"
+  restart_mta "$var" || { ok 1 "$name restarts"; kill "$svc"; return; }
+  _mta_pickup_empty() { [ "$(pickup_n)" = 0 ]; }
+  wait_for 60 _mta_pickup_empty; ok $? "the service drained the queue after the restart"
+  wait_for 30 mta_idle "$var"
+  kill -TERM "$svc"; wait "$svc"
+  like "$(cat "$T/kill.svc.log")" "server reachable again" "the service logged the outage's end"
+  list=$(mta_list "$var")
+  miss=$(for i in $(seq "$n"); do printf '%s\n' "$list" | grep -qF "<kill-$i@test>" || echo "$i"; done | tr '\n' ' ')
+  is "${miss:-none}" none "no message lost: each is in $name's maildir"
+  dup=$("$dups")
+  ok "$([ "$dup" -le 1 ] && echo 0 || echo 1)" "$name accepted at most the one message in flight twice ($dup)"
+  is "$(failed_n)" 0 "nothing in failed/"
+}
+
 mta_list() { local mail=${1}_MAIL; "$PY" "$MAILDIR_PY" list "${!mail}"; }
 mta_copies() {   # mta_copies VAR MSGID [RCPT]
   local mail=${1}_MAIL

@@ -17,18 +17,24 @@ _tap_cleanup() {
 }
 trap _tap_cleanup EXIT
 trap "exit 143" TERM INT HUP   # so the clean-up runs when a time limit kills the test
+# A failure's diagnostics go to stderr, as Test::More's do: prove shows them without -v,
+# so a CI log says why a test failed, not only which.
 ok() {   # ok STATUS DESC  (STATUS 0 = pass)
   _tap_n=$((_tap_n + 1))
-  if [ "$1" = 0 ]; then echo "ok $_tap_n - $2"; else echo "not ok $_tap_n - $2"; _tap_failed=$((_tap_failed + 1)); fi
+  if [ "$1" = 0 ]; then echo "ok $_tap_n - $2"
+  else
+    echo "not ok $_tap_n - $2"; _tap_failed=$((_tap_failed + 1))
+    printf '#   Failed test %d - %s (%s)\n' "$_tap_n" "$2" "${0##*/}" >&2
+  fi
 }
 is() {
-  if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; printf '#   got:  %s\n#   want: %s\n' "$1" "$2"; fi
+  if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; printf '#   got:  %s\n#   want: %s\n' "$1" "$2" | head -20 >&2; fi
 }
 like() {
-  if printf '%s' "$1" | grep -Eq -- "$2"; then ok 0 "$3"; else ok 1 "$3"; printf '#   got: %s\n#   want /%s/\n' "$1" "$2" | head -20; fi
+  if printf '%s' "$1" | grep -Eq -- "$2"; then ok 0 "$3"; else ok 1 "$3"; printf '#   got: %s\n#   want /%s/\n' "$1" "$2" | head -20 >&2; fi
 }
 unlike() {
-  if printf '%s' "$1" | grep -Eq -- "$2"; then ok 1 "$3"; printf '#   got: %s\n#   must not match /%s/\n' "$1" "$2" | head -20; else ok 0 "$3"; fi
+  if printf '%s' "$1" | grep -Eq -- "$2"; then ok 1 "$3"; printf '#   got: %s\n#   must not match /%s/\n' "$1" "$2" | head -20 >&2; else ok 0 "$3"; fi
 }
 diag() { echo "# $*"; }
 # tap_merge FILE RC NAME: the TAP another producer wrote to FILE (a Python checker), renumbered

@@ -48,7 +48,10 @@ local ok, res = task:wait()
 t.ok(ok and res, "the mailhook task finished inside luv's loop", table.concat(log, ", "))
 t.is(ticks, 3, "luv's own timer ran meanwhile")
 t.is(log[#log], "mh:saw the ticks", "both progressed")
-t.ok(wakes >= 3, "luv's poll of mailhook's fd fired (" .. wakes .. " times)")
+-- at least once: after a step has sent a command, only the fd can wake the host
+-- before the session's long timeouts (how many replies one step takes in varies
+-- with load: the fresh Debian 12 root saw fewer than 3 wake-ups)
+t.ok(wakes >= 1, "luv's poll of mailhook's fd fired (" .. wakes .. " times)")
 t.ok(elapsed < 60, "no reply waited for a timer (" .. string.format("%.2f", elapsed) .. " s)")
 for _, h in ipairs { poll, timer, tick } do h:close() end
 uv.run()
