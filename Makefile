@@ -258,11 +258,26 @@ PROVE_JOBS ?= 2
 PROVE_FLAGS ?= --timer
 TEST_FILES = $(wildcard tests/unit/test-*.c tests/lua/test-*.lua tests/integration/*.sh)
 DEPS_CHECK ?= 1
+# The suite must not remake what it tests: a test that rebuilt BUILD/mailhook (an install
+# with another PREFIX changing the compiled-in paths) swapped the binary under the tests
+# running beside it, which then failed at random.  The build's products are checksummed
+# before and after, and a change fails the run, naming them.
+SUITE_PRODUCTS = $(BUILD)/mailhook $(TLS_MODULE) $(LUAMOD) $(BUILD)/instpaths.stamp
+define run_suite
+	@sum=$$(cksum $(SUITE_PRODUCTS)); \
+	echo "MAILHOOK_BUILD=$(BUILD) $(1) prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one ..."; \
+	MAILHOOK_BUILD=$(BUILD) $(1) prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES); rc=$$?; \
+	if [ "$$(cksum $(SUITE_PRODUCTS))" != "$$sum" ]; then \
+	  echo "make: the suite changed this build's own files while it ran (a test rebuilt them):" >&2; \
+	  echo "before:" >&2; echo "$$sum" >&2; echo "after:" >&2; cksum $(SUITE_PRODUCTS) >&2; rc=1; fi; \
+	exit $$rc
+endef
+
 test: deps
 	@[ "$(DEPS_CHECK)" = 0 ] || scripts/deps-check
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory fuzz-smoke
-	MAILHOOK_BUILD=$(BUILD) prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+	$(call run_suite)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZER=address,undefined CFLAGS="-O1 -g" test-built
@@ -270,7 +285,7 @@ asan:
 # The suite against an already configured BUILD (used by asan).
 test-built: deps
 	@$(MAKE) --no-print-directory all
-	MAILHOOK_BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=1 prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES)
+	$(call run_suite,ASAN_OPTIONS=detect_leaks=1)
 
 # The slow checks kept out of `make test` (and CI): each fuzzer FUZZ_SECONDS (60 s)
 # instead of 3, the delivery crash test with 16 kill points per system call instead
