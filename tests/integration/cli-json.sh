@@ -110,5 +110,13 @@ is "$rc" 0 "queue --json: exit 0"
 is "$(echo "$out" | J '[e["to"][0] for e in d]')" '["a@example.org", "b@example.org"]' "both messages, oldest first"
 ids=$("$MAILHOOK" queue | awk 'NR > 1 {print $1}' | tr '\n' ' ')
 is "$(echo "$out" | J '" ".join(e["id"] for e in d) + " "')" "$ids" "the ids the text lists"
+# bytes that are not UTF-8 (a drop-in's file name, its sender, a server's reply) still make
+# valid JSON: queue had its own string encoder, which passed them through raw
+printf 'From: caf\xe9@example.org\r\nTo: c@example.org\r\nSubject: x\r\n\r\nx\r\n' \
+  > "$MAILHOOK_SPOOL/pickup/drop-caf"$'\xe9'".eml"
+out=$("$MAILHOOK" queue --json | /usr/bin/python3 -c 'import json, sys
+d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+print(ascii([e["id"] for e in d if e["id"].startswith("drop-")]))' 2>&1)
+is "$out" "['drop-caf\ufffd.eml']" "queue --json with a drop-in named in Latin-1: valid UTF-8 JSON, the stray byte as U+FFFD"
 
 done_testing

@@ -4,6 +4,7 @@
 -- then one batch of files at a time, whatever the size of the queue.
 local args = require "mailhook.args"
 local queue = require "mailhook.queue"
+local json = require "mailhook.json"
 
 local function age(secs)
   if secs < 0 then secs = 0 end
@@ -28,37 +29,19 @@ local function next_attempt(e, now)
   return "in " .. age(e.next_attempt - now)
 end
 
-local function json_string(s)
-  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
-    local map = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-    return map[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
-
-local function json_list(t)
-  local out = {}
-  for i, v in ipairs(t or {}) do out[i] = json_string(v) end
-  return "[" .. table.concat(out, ",") .. "]"
-end
-
+-- One entry as JSON: through mailhook.json like every --json of the CLI, so a
+-- drop-in's file name or a server's reply holding bytes that are not UTF-8
+-- still makes valid JSON (U+FFFD), keys sorted.
 local function json_entry(e)
-  local f = {
-    '"id":' .. json_string(e.id), '"state":' .. json_string(e.state),
-    '"size":' .. e.size, '"queued_at":' .. e.queued_at, '"attempts":' .. e.attempts,
-    '"next_attempt":' .. e.next_attempt, '"from":' .. json_string(e.from or ""),
-    '"to":' .. json_list(e.to), '"done":' .. json_list(e.done),
+  local refused = json.array()
+  for i, r in ipairs(e.refused or {}) do refused[i] = { rcpt = r.rcpt, reply = r.reply } end
+  return json.encode {
+    id = e.id, state = e.state, size = e.size, queued_at = e.queued_at, attempts = e.attempts,
+    next_attempt = e.next_attempt, from = e.from or "",
+    to = json.array(e.to or {}), done = json.array(e.done or {}), refused = refused,
+    last_reply = e.last_reply, reason = e.reason, failed_at = e.failed_at,
+    uid = e.uid and math.tointeger(e.uid), login = e.login,
   }
-  local refused = {}
-  for i, r in ipairs(e.refused or {}) do
-    refused[i] = '{"rcpt":' .. json_string(r.rcpt) .. ',"reply":' .. json_string(r.reply) .. '}'
-  end
-  f[#f + 1] = '"refused":[' .. table.concat(refused, ",") .. ']'
-  if e.last_reply then f[#f + 1] = '"last_reply":' .. json_string(e.last_reply) end
-  if e.reason then f[#f + 1] = '"reason":' .. json_string(e.reason) end
-  if e.failed_at then f[#f + 1] = '"failed_at":' .. e.failed_at end
-  if e.uid then f[#f + 1] = '"uid":' .. math.tointeger(e.uid) end
-  if e.login then f[#f + 1] = '"login":' .. json_string(e.login) end
-  return "{" .. table.concat(f, ",") .. "}"
 end
 
 -- Who submitted it, as the listing shows it: the login, else the uid, else
