@@ -83,11 +83,22 @@ struct mh_msg {
 };
 
 static int fail(mh_msg *m, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The message names what was wrong, quoting the caller's value (a header name,
+** an address, a path): a control byte in it is shown as \xNN, so the error
+** printed or logged can neither start a forged line (CR, LF) nor drive the
+** terminal (ESC). */
 static int fail(mh_msg *m, int code, const char *fmt, ...) {
+  char raw[sizeof m->err];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(m->err, sizeof m->err, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  size_t o = 0;
+  for (const unsigned char *c = (const unsigned char *)raw; *c && o + 5 < sizeof m->err; c++) {
+    if (*c < 0x20 || *c == 0x7f) o += (size_t)snprintf(m->err + o, sizeof m->err - o, "\\x%02x", *c);
+    else m->err[o++] = (char)*c;
+  }
+  m->err[o] = '\0';
   return code;
 }
 

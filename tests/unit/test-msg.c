@@ -138,6 +138,14 @@ static void test_injection(void) {
   is_int(mh_msg_add_header(m, "X-A", "v\rw", 3), MH_EBADHDR, "CR in a header value refused");
   is_int(mh_msg_add_header(m, "X-A\n", "v", 1), MH_EBADHDR, "LF in a header name refused");
   is_int(mh_msg_add_header(m, "X A", "v", 1), MH_EINVAL, "space in a header name refused");
+  /* the error quotes the name: its control bytes shown as \xNN, never raw (a CR/LF would
+     forge a line where the error is logged, an ESC drive the terminal) */
+  is_int(mh_msg_add_header(m, "X-A\r\nBcc: q@evil.com", "v", 1), MH_EBADHDR, "CRLF in a header name refused");
+  is_str(mh_msg_error(m), "header X-A\\x0d\\x0aBcc: q@evil.com: CR, LF or NUL in the header name or value",
+         "and the error shows the CR LF as \\x0d\\x0a");
+  is_int(mh_msg_add_header(m, "X-\033[31m", "v", 1), MH_EINVAL, "ESC in a header name refused");
+  ok(!strchr(mh_msg_error(m), 033) && strstr(mh_msg_error(m), "X-\\x1b[31m"), "its error shows \\x1b: %s",
+     mh_msg_error(m));
   is_int(mh_msg_add_header(m, "bcc", "v@x.com", 7), MH_EINVAL, "Bcc as an extra header refused");
   is_int(mh_msg_add_header(m, "Content-Type", "text/html", 9), MH_EINVAL, "Content-* refused");
   is_int(mh_msg_add_addr(m, MH_MSG_TO, "x@y.com\r\nBcc: z@evil.com", 24, NULL), MH_EBADHDR, "CRLF in To refused");
