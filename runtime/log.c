@@ -94,8 +94,17 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
      the hooks touch the front end's state, which is the loop thread's only */
   int hooked = (hook_before || hook_after) && pthread_equal(pthread_self(), hook_thread);
   if (hooked && hook_before) hook_before(hook_ud);
-  fprintf(stderr, "%s.%03d+00:00 %-5s %s\n", ts, (int)(tv.tv_usec / 1000),
-          level_names[level], msg);
+  /* a message of several lines (a traceback; a value holding a newline) continues
+     on lines that start with a tab: only the first line of an entry starts with a
+     time stamp, so text from outside cannot forge an entry of its own */
+  fprintf(stderr, "%s.%03d+00:00 %-5s ", ts, (int)(tv.tv_usec / 1000), level_names[level]);
+  for (const char *line = msg, *nl; ; line = nl + 1) {
+    nl = strchr(line, '\n');
+    if (line != msg) fputc('\t', stderr);
+    fwrite(line, 1, nl ? (size_t)(nl - line) : strlen(line), stderr);
+    fputc('\n', stderr);
+    if (!nl || !nl[1]) break;   /* a final newline ends the entry, as none would */
+  }
   if (hooked && hook_after) {
     fflush(stderr);   /* the line first, then what the hook redraws after it */
     hook_after(hook_ud);

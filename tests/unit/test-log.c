@@ -72,6 +72,14 @@ int main(void) {
   ok(strstr(got, " info  three\n") && !strchr(got, '>') && !strchr(got, '<'), "removed: the bare line");
   is_int(calls, 0, "no hook called");
 
+  /* a message of several lines: only the first starts an entry (a time stamp); the
+     others start with a tab, so a newline in a value cannot forge an entry */
+  mh_error("outer: %s", "x\n2026-01-01T00:00:00.000+00:00 info  forged\nend\n");
+  got = take(f);
+  ok(strstr(got, " error outer: x\n\t2026-01-01T00:00:00.000+00:00 info  forged\n\tend\n") != NULL,
+     "continuation lines start with a tab");
+  ok(got[strlen(got) - 1] == '\n' && got[strlen(got) - 2] == 'd', "a final newline adds no empty line");
+
   /* a local zone 5 h 30 away from UTC (a POSIX TZ string: no tzdata needed) */
   setenv("TZ", "IST-5:30", 1);
   tzset();
