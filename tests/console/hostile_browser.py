@@ -188,9 +188,11 @@ try:
     # ------------------------------------------------------------ no admin password: the login page says how
     subprocess.run([MAILHOOK, "update", "admin_password="], check=True, stdout=subprocess.DEVNULL)
     os.kill(int(SVC_PID), signal.SIGHUP)
-    time.sleep(1)
-    driver.get(BASE + "/")
-    until(lambda: driver.current_url.endswith("/login"), "the session ended with the password: back to /login")
+
+    def back_to_login():   # the reload takes a moment: ask again until it has happened
+        driver.get(BASE + "/")
+        return driver.current_url.endswith("/login")
+    until(back_to_login, "the session ended with the password: back to /login")
     until(lambda: "mailhook update admin_password=-" in E("login-error").text,
           "without an admin password the login page says how to set one, before anyone types")
     ok(not E("password").is_enabled(), "and the password field is disabled")
