@@ -60,21 +60,14 @@ done
 is "${bad:-0}" 0 "make precompiled every lua/ module, each matching its source"
 
 # `make install`: the precompiled modules go to PREFIX/lib/mailhook/luac and the
-# installed binary loads them (relocatable: the tree is moved first).  Staged with
-# DESTDIR at the build's own PREFIX: another PREFIX would change BUILD/instpaths.stamp,
-# and the next `make` of this build (a sendmail test's staged install, running beside
-# this one) would relink BUILD/mailhook and remake BUILD/luac under the other tests'
-# feet.  -o: never rebuild the binary here (an ASan build would be remade without it);
-# the lock is the one the staged installs of tests/lib/mailer.sh take.
-PFX=$(sed -n 's/^PREFIX *?= *//p' "$ROOT/Makefile" | head -1)
-P="$T/stage$PFX"
+# installed binary loads them (relocatable: the tree is moved first).  Staged at the
+# build's own PREFIX, the binary installed as built (tests/lib/tap.sh stage_install_build).
 sum_before=$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" "$BUILD/instpaths.stamp" 2>/dev/null)
-( flock 9
-  make -C "$ROOT" -s --no-print-directory -o "$BUILD/mailhook" -o "$BUILD/mailhook-tls.so" -o "$BUILD/lua/mailhook/core.so" \
-       BUILD="$BUILD" DESTDIR="$T/stage" install ) 9>"$BUILD/.install-lock" >"$T/make.out" 2>&1
+stage_install_build "$T/stage" install >"$T/make.out" 2>&1
 is "$?" 0 "make install DESTDIR= runs"
 is "$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" "$BUILD/instpaths.stamp" 2>/dev/null)" "$sum_before" \
   "the install changed nothing of this build: binary, Lua module, compiled-in paths (a sanitizer build stays one)"
+P=$STAGED
 P2="$T/moved"
 mv "$P" "$P2"
 IMH="$P2/bin/mailhook"

@@ -49,15 +49,16 @@ ilike "$OUT" "TLSv1\.[23]" "and reports the TLS version"
 
 # An install (DESTDIR staging, moved prefix) carries its module; a copy of the binary without its
 # module fails at the tls stage, naming the module, and still runs everything else.
-# -o: install what this build holds, never relink it (an ASan build, say, with other flags)
-sum_before=$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" 2>/dev/null)
-make -s --no-print-directory -C "$ROOT" -o "$BUILD/mailhook" -o "$BUILD/mailhook-tls.so" -o "$BUILD/lua/mailhook/core.so" BUILD="$BUILD" \
-  install DESTDIR="$T/stage" PREFIX=/opt/mh >"$T/make.out" 2>&1
-ok $? "make install DESTDIR=... PREFIX=/opt/mh"
-is "$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" 2>/dev/null)" "$sum_before" \
-  "the install relinked neither the binary nor the Lua module of this build (a sanitizer build stays one)"
-ok "$([ -f "$T/stage/opt/mh/lib/mailhook/mailhook-tls.so" ]; echo $?)" "the module is installed in PREFIX/lib/mailhook"
-MAILHOOK_SPOOL=$T/spool2 timeout 60 "$T/stage/opt/mh/bin/mailhook" -c "$T/tls.conf" test >"$T/inst.out" 2>&1
+# (tests/lib/tap.sh stage_install_build: the build's own PREFIX, staged, then moved; the
+# binary, its module and the Lua module installed as built, never relinked)
+sum_before=$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" "$BUILD/instpaths.stamp" 2>/dev/null)
+stage_install_build "$T/stage" install >"$T/make.out" 2>&1
+ok $? "make install DESTDIR=..."
+is "$(cksum "$BUILD/lua/mailhook/core.so" "$BUILD/mailhook" "$BUILD/instpaths.stamp" 2>/dev/null)" "$sum_before" \
+  "the install changed nothing of this build (a sanitizer build stays one)"
+mv "$STAGED" "$T/moved"
+ok "$([ -f "$T/moved/lib/mailhook/mailhook-tls.so" ]; echo $?)" "the module is installed in PREFIX/lib/mailhook"
+MAILHOOK_SPOOL=$T/spool2 timeout 60 "$T/moved/bin/mailhook" -c "$T/tls.conf" test >"$T/inst.out" 2>&1
 is "$?" 0 "the installed binary (moved prefix) finds its module and passes the TLS test"
 
 mkdir -p "$T/bare/build"

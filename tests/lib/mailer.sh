@@ -21,11 +21,9 @@ stage_install() {
   STAGE=$(mktemp -d /var/tmp/mailhook-stage.XXXXXX 2>/dev/null) || STAGE=$T/stage
   case $STAGE in /var/tmp/*) on_exit "rm -rf '$STAGE'"; chmod 755 "$STAGE" ;; esac
   chmod 755 "$T"
-  ( flock 9
-    make -C "$ROOT" --no-print-directory -s install-sendmail BUILD="$BUILD" DESTDIR="$STAGE" \
-         DROP_GROUP="$DROPGROUP" DROP_PERMS=yes
-  ) 9>"$BUILD/.install-lock" >"$T/install.log" 2>&1 || { sed 's/^/# /' "$T/install.log"; return 1; }
-  P=$STAGE$(sed -n 's/^PREFIX *?= *//p' "$ROOT/Makefile" | head -1)
+  stage_install_build "$STAGE" install-sendmail DROP_GROUP="$DROPGROUP" DROP_PERMS=yes \
+    >"$T/install.log" 2>&1 || { sed 's/^/# /' "$T/install.log"; return 1; }
+  P=$STAGED
   SPOOL=$P/var/spool/mailhook
   CONF=$P/etc/mailhook/mailhook.conf
   [ -x "$P/sbin/sendmail" ] && [ -u "$P/sbin/mailhook-drop" -o -g "$P/sbin/mailhook-drop" ]

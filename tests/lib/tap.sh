@@ -61,6 +61,21 @@ wait_for() {
     sleep 0.05
   done
 }
+# stage_install_build STAGE TARGET [VAR=VALUE...]: `make TARGET` (install, install-sendmail)
+# of the suite's own build, staged into STAGE (DESTDIR) at the build's own PREFIX; the
+# staged prefix is left in $STAGED.  Never another PREFIX: it changes BUILD/instpaths.stamp,
+# and the next `make` of this build (another test's install, running beside) relinks
+# BUILD/mailhook and remakes BUILD/luac under the tests using them (`make test` fails when
+# the suite changed its build).  -o: the binary, its TLS module and the Lua module are
+# installed as built, never relinked (an ASan build stays one).  One at a time (a lock).
+stage_install_build() {
+  local stage=$1 target=$2; shift 2
+  STAGED=$stage$(sed -n 's/^PREFIX *?= *//p' "$ROOT/Makefile" | head -1)
+  ( flock 9
+    make -C "$ROOT" --no-print-directory -s -o "$BUILD/mailhook" -o "$BUILD/mailhook-tls.so" \
+         -o "$BUILD/lua/mailhook/core.so" BUILD="$BUILD" DESTDIR="$stage" "$@" "$target"
+  ) 9>"$BUILD/.install-lock"
+}
 # mailhook_for_others DIR: copies what another user needs to run $MAILHOOK (the binary, its TLS module,
 # the precompiled modules, lua/ and scripts/) into DIR, readable by all, and prints the copy's path.
 # For tests that drop to `nobody`: the checkout may be closed to other users (root's clone in /root is
