@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -103,26 +104,41 @@ static void find_paths(paths_t *p) {
 ** the chunk is renamed on loading to the source file it stands for, wherever
 ** the tree now lies (DESTDIR, a moved PREFIX), so messages name that file. */
 
-/* Reads all of PATH into a malloc'd buffer (NUL-terminated); NULL on any failure. */
+/* Reads all of PATH into a malloc'd buffer (NUL-terminated); NULL on any failure.
+** open + fstat + one read of the size fstat gave + the read that sees the end:
+** no stdio (fopen's buffer and its reads in 4 KB steps were two more system
+** calls per file, and a `hook` reads ~30 of them). */
 static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
+  struct stat st;
   char *buf = NULL;
-  size_t cap = 0, n = 0, got;
-  if (!f) return NULL;
-  do {
-    if (n + 4096 + 1 > cap) {
-      char *nb = realloc(buf, cap = (n + 4096 + 1) * 2);
-      if (!nb) { free(buf); fclose(f); return NULL; }
+  size_t cap, n = 0;
+  ssize_t got;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  if (fstat(fd, &st) < 0 || st.st_size < 0 || (unsigned long long)st.st_size > SIZE_MAX / 2 - 2) goto fail;
+  cap = (size_t)st.st_size + 1;          /* + 1: the read that sees the end (or growth) */
+  if (!(buf = malloc(cap + 1))) goto fail;
+  for (;;) {
+    if (n == cap) {                      /* the file grew since fstat: keep reading */
+      char *nb = cap > SIZE_MAX / 4 ? NULL : realloc(buf, cap * 2 + 1);
+      if (!nb) goto fail;
       buf = nb;
+      cap *= 2;
     }
-    got = fread(buf + n, 1, cap - n - 1, f);
-    n += got;
-  } while (got > 0);
-  if (ferror(f)) { free(buf); fclose(f); return NULL; }
-  fclose(f);
+    got = read(fd, buf + n, cap - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) goto fail;
+    if (got == 0) break;
+    n += (size_t)got;
+  }
+  close(fd);
   buf[n] = 0;
   *len = n;
   return buf;
+fail:
+  free(buf);
+  close(fd);
+  return NULL;
 }
 
 #define MAGIC "MHLUAC2 "
@@ -187,30 +203,48 @@ static int load_as(lua_State *L, const char *dump, size_t n, const char *src) {
 /* package.searchers entry: upvalues lua dir, luac dir.  name -> loader, source
 ** path (what Lua's file searcher returns) | nothing (let the next searcher look).
 ** Only for the file Lua's searcher would pick itself (package.searchpath over
-** package.path, which a script may have changed) when it lies in our lua dir. */
+** package.path, which a script may have changed) when it lies in our lua dir.
+** While package.path still begins with the template set_paths put first
+** ("LUADIR/?.lua;"), that file is LUADIR/NAME.lua whenever it can be opened
+** (searchpath takes the first template whose file opens): it is read at once,
+** without searchpath's own open and close of it first.  Otherwise (no such
+** file: a package's init.lua; a path a script changed) searchpath decides. */
 static int bc_searcher(lua_State *L) {
   const char *luadir = lua_tostring(L, lua_upvalueindex(1));
   const char *luacdir = lua_tostring(L, lua_upvalueindex(2));
-  size_t dlen = strlen(luadir), slen, blen, flen, hdr = sizeof MAGIC - 1;
-  const char *found;
-  char src[PATH_MAX], bc[PATH_MAX + 16], *stext, *btext, *end;
+  size_t dlen = strlen(luadir), slen = 0, blen, flen, nlen, hdr = sizeof MAGIC - 1;
+  const char *found, *name = luaL_checklstring(L, 1, &nlen), *path;
+  char src[PATH_MAX], bc[PATH_MAX + 16], *stext = NULL, *btext, *end;
   unsigned long long want_len;
   int ok;
-  luaL_checkstring(L, 1);
   lua_getglobal(L, "package");
-  if (lua_getfield(L, -1, "searchpath") != LUA_TFUNCTION) return 0;
-  lua_pushvalue(L, 1);
-  lua_getfield(L, -3, "path");
-  if (!lua_isstring(L, -1)) return 0;
-  lua_call(L, 2, 1);
-  found = lua_tolstring(L, -1, &flen);
-  if (!found || flen >= sizeof src || strncmp(found, luadir, dlen) || found[dlen] != '/' ||
-      flen < 4 || strcmp(found + flen - 4, ".lua"))
-    return 0;
-  memcpy(src, found, flen + 1);
+  if (!lua_istable(L, -1)) return 0;
+  lua_getfield(L, -1, "path");
+  path = lua_tostring(L, -1);
+  if (path && !strncmp(path, luadir, dlen) && !strncmp(path + dlen, "/?.lua;", 7) &&
+      dlen + 1 + nlen + 4 < sizeof src && !memchr(name, 0, nlen)) {
+    memcpy(src, luadir, dlen);
+    src[dlen] = '/';
+    for (size_t k = 0; k < nlen; k++) src[dlen + 1 + k] = name[k] == '.' ? '/' : name[k];
+    memcpy(src + dlen + 1 + nlen, ".lua", 5);
+    stext = slurp(src, &slen);         /* NULL: searchpath below decides */
+  }
+  lua_settop(L, 2);                    /* name, package */
+  if (!stext) {
+    if (lua_getfield(L, 2, "searchpath") != LUA_TFUNCTION) return 0;
+    lua_pushvalue(L, 1);
+    lua_getfield(L, 2, "path");
+    if (!lua_isstring(L, -1)) return 0;
+    lua_call(L, 2, 1);
+    found = lua_tolstring(L, -1, &flen);
+    if (!found || flen >= sizeof src || strncmp(found, luadir, dlen) || found[dlen] != '/' ||
+        flen < 4 || strcmp(found + flen - 4, ".lua"))
+      return 0;
+    memcpy(src, found, flen + 1);
+    if (!(stext = slurp(src, &slen))) return 0;
+  }
   lua_settop(L, 1);
   snprintf(bc, sizeof bc, "%s/%sc", luacdir, src + dlen + 1);
-  if (!(stext = slurp(src, &slen))) return 0;
   btext = slurp(bc, &blen);
   /* MAGIC <source length>\n <the source> <string.dump of it> */
   ok = btext && blen > hdr && !memcmp(btext, MAGIC, hdr) &&
