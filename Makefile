@@ -110,6 +110,8 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 # matches the source (runtime/main.c, bc_searcher; scripts/build-luac).
 LUA_SRC  := $(shell find lua -name '*.lua')
 LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
+# scripts/*.lua too, into BUILD/luac/scripts/ (runtime/main.c, core.loadscript)
+LUAC_OUT += $(patsubst scripts/%.lua,$(BUILD)/luac/scripts/%.luac,$(wildcard scripts/*.lua))
 MAN_SRC  := $(wildcard man/*.scd)
 MAN_OUT  := $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
 
@@ -230,6 +232,10 @@ install-lualib: $(LUAMOD)
 	install -m 0755 $(LUAMOD) $(DESTDIR)$(LIBDIR)/mailhook/core.so
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
+	@mkdir -p $(@D)
+	@ASAN_OPTIONS=detect_leaks=0 $(BUILD)/mailhook scripts/build-luac $< $@
+
+$(BUILD)/luac/scripts/%.luac: scripts/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
 	@ASAN_OPTIONS=detect_leaks=0 $(BUILD)/mailhook scripts/build-luac $< $@
 

@@ -56,7 +56,7 @@ function M.main(cmd, ...)
   end
   local script = core.paths.scripts .. "/" .. cmd .. ".lua"
   if file_exists(script) then
-    local chunk, err = loadfile(script)
+    local chunk, err = (core.loadscript or loadfile)(script)   -- precompiled when it matches (main.c)
     if not chunk then error(err, 0) end
     return chunk(...)
   end
