@@ -86,7 +86,9 @@ LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline 2>/dev/null)
 # The binary does not link OpenSSL: its TLS client (tls.c) is BUILD/mailhook-tls.so,
 # loaded on the first TLS session (runtime/tls_load.c says why: Debian's libssl and
 # libcrypto are BIND_NOW: their relocations were two thirds of the instructions of every start).
-BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline 2>/dev/null)
+# Nor readline: the REPL loads it when it first needs it (runtime/l_repl.c: linking it
+# cost 0.49 M instructions of every start).
+BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null)
 
 CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/drop.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
