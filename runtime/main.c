@@ -222,11 +222,12 @@ static int load_matching(lua_State *L, const char *src, char *stext, size_t slen
 ** path (what Lua's file searcher returns) | nothing (let the next searcher look).
 ** Only for the file Lua's searcher would pick itself (package.searchpath over
 ** package.path, which a script may have changed) when it lies in our lua dir.
-** While package.path still begins with the template set_paths put first
-** ("LUADIR/?.lua;"), that file is LUADIR/NAME.lua whenever it can be opened
-** (searchpath takes the first template whose file opens): it is read at once,
-** without searchpath's own open and close of it first.  Otherwise (no such
-** file: a package's init.lua; a path a script changed) searchpath decides. */
+** While package.path still begins with the templates set_paths put first
+** ("LUADIR/?.lua;LUADIR/?/init.lua;"), that file is the first of
+** LUADIR/NAME.lua and LUADIR/NAME/init.lua that can be opened (searchpath
+** takes the first template whose file opens): it is read at once, without
+** searchpath's own open and close of it first.  Otherwise (neither file; a
+** path a script changed) searchpath decides. */
 static int bc_searcher(lua_State *L) {
   const char *luadir = lua_tostring(L, lua_upvalueindex(1));
   const char *luacdir = lua_tostring(L, lua_upvalueindex(2));
@@ -237,13 +238,19 @@ static int bc_searcher(lua_State *L) {
   if (!lua_istable(L, -1)) return 0;
   lua_getfield(L, -1, "path");
   path = lua_tostring(L, -1);
-  if (path && !strncmp(path, luadir, dlen) && !strncmp(path + dlen, "/?.lua;", 7) &&
-      dlen + 1 + nlen + 4 < sizeof src && !memchr(name, 0, nlen)) {
+  /* the two templates set_paths put first: LUADIR/?.lua;LUADIR/?/init.lua; */
+  for (int t = 0; t < 2 && !stext && path; t++) {
+    static const char *const tail[2] = { "/?.lua;", "/?/init.lua;" }, *const ext[2] = { ".lua", "/init.lua" };
+    size_t tl = strlen(tail[t]), el = strlen(ext[t]);
+    if (strncmp(path, luadir, dlen) || strncmp(path + dlen, tail[t], tl) ||
+        dlen + 1 + nlen + el >= sizeof src || memchr(name, 0, nlen))
+      break;
+    path += dlen + tl;                 /* the next template */
     memcpy(src, luadir, dlen);
     src[dlen] = '/';
     for (size_t k = 0; k < nlen; k++) src[dlen + 1 + k] = name[k] == '.' ? '/' : name[k];
-    memcpy(src + dlen + 1 + nlen, ".lua", 5);
-    stext = slurp(src, &slen);         /* NULL: searchpath below decides */
+    memcpy(src + dlen + 1 + nlen, ext[t], el + 1);
+    stext = slurp(src, &slen);         /* NULL: the next template, or searchpath decides */
   }
   lua_settop(L, 2);                    /* name, package */
   if (!stext) {
@@ -266,12 +273,14 @@ static int bc_searcher(lua_State *L) {
   return 2;
 }
 
-/* core.loadscript(path) -> chunk | nil, message: loadfile(path) for the admin
+/* core.loadscript(path) -> chunk | nil, message, unopened: loadfile(path) for the admin
 ** action scripts (scripts/NAME.lua, which mailhook.cli runs: `enqueue`,
 ** `test`, `update`), with the same bytecode rule as the modules: `make`
 ** writes BUILD/luac/scripts/NAME.luac and it is loaded while the copy of the
 ** source it carries is the file itself (parsing scripts/enqueue.lua was 0.36 M
-** of the 4.4 M instructions of an `enqueue`).  Anything else: loadfile. */
+** of the 4.4 M instructions of an `enqueue`).  Anything else: loadfile.
+** unopened is true when the file could not be opened (mailhook.cli then
+** looks for a module of that name: one open decides, not an io.open first). */
 static int l_loadscript(lua_State *L) {
   const char *sdir = lua_tostring(L, lua_upvalueindex(1));
   const char *luacdir = lua_tostring(L, lua_upvalueindex(2));
@@ -279,16 +288,24 @@ static int l_loadscript(lua_State *L) {
   size_t dlen = strlen(sdir), slen;
   char bc[PATH_MAX + 32], *stext;
   lua_settop(L, 1);
+  int status;
   if (*luacdir && !strncmp(path, sdir, dlen) && path[dlen] == '/' &&
-      strlen(luacdir) + strlen(path + dlen) + 16 < sizeof bc &&
-      (stext = slurp(path, &slen)) != NULL) {
+      strlen(luacdir) + strlen(path + dlen) + 16 < sizeof bc) {
+    if (!(stext = slurp(path, &slen))) {
+      int e = errno;
+      luaL_pushfail(L);
+      lua_pushfstring(L, "cannot open %s: %s", path, strerror(e));
+      lua_pushboolean(L, 1);
+      return 3;
+    }
     snprintf(bc, sizeof bc, "%s/scripts%sc", luacdir, path + dlen);
     if (load_matching(L, path, stext, slen, bc)) return 1;
   }
-  if (luaL_loadfilex(L, path, NULL) == LUA_OK) return 1;
+  if ((status = luaL_loadfilex(L, path, NULL)) == LUA_OK) return 1;
   luaL_pushfail(L);
   lua_insert(L, -2);
-  return 2;                              /* nil, message: as loadfile */
+  lua_pushboolean(L, status == LUA_ERRFILE);
+  return 3;                              /* nil, message (as loadfile), unopened */
 }
 
 static void add_bc_searcher(lua_State *L, const paths_t *p) {
