@@ -86,7 +86,9 @@ LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline 2>/dev/null)
 # The binary does not link OpenSSL: its TLS client (tls.c) is BUILD/mailhook-tls.so,
 # loaded on the first TLS session (runtime/tls_load.c says why: Debian's libssl and
 # libcrypto are BIND_NOW: their relocations were two thirds of the instructions of every start).
-BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv readline 2>/dev/null)
+# Nor readline: the REPL loads it when it first needs it (runtime/l_repl.c: linking it
+# cost 0.49 M instructions of every start).
+BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null)
 
 CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/drop.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
@@ -110,6 +112,8 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 # matches the source (runtime/main.c, bc_searcher; scripts/build-luac).
 LUA_SRC  := $(shell find lua -name '*.lua')
 LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
+# scripts/*.lua too, into BUILD/luac/scripts/ (runtime/main.c, core.loadscript)
+LUAC_OUT += $(patsubst scripts/%.lua,$(BUILD)/luac/scripts/%.luac,$(wildcard scripts/*.lua))
 MAN_SRC  := $(wildcard man/*.scd)
 MAN_OUT  := $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
 
@@ -230,6 +234,10 @@ install-lualib: $(LUAMOD)
 	install -m 0755 $(LUAMOD) $(DESTDIR)$(LIBDIR)/mailhook/core.so
 
 $(BUILD)/luac/%.luac: lua/%.lua $(BUILD)/mailhook scripts/build-luac
+	@mkdir -p $(@D)
+	@ASAN_OPTIONS=detect_leaks=0 $(BUILD)/mailhook scripts/build-luac $< $@
+
+$(BUILD)/luac/scripts/%.luac: scripts/%.lua $(BUILD)/mailhook scripts/build-luac
 	@mkdir -p $(@D)
 	@ASAN_OPTIONS=detect_leaks=0 $(BUILD)/mailhook scripts/build-luac $< $@
 

@@ -34,6 +34,52 @@ print("%.3f %.3f" % (statistics.median(ta), statistics.median(tb)))
 PY
 }
 
+# alternate_spread N LABEL_A CMD_A... -- LABEL_B CMD_B... [-- ...]: like alternate for any
+# number of commands (the order reversed every other round), stdin from $STDIN_FILE
+# (else /dev/null); prints one line per command: "LABEL median q1 q3" in ms, then
+# "load L1 L5 L15" (the machine's load average when the run ended).
+alternate_spread() {
+  local n=$1; shift
+  /usr/bin/python3 - "$n" "$@" <<'PY'
+import subprocess, sys, time, statistics, os
+n = int(sys.argv[1]); groups = [[]]
+for a in sys.argv[2:]:
+    if a == "--": groups.append([])
+    else: groups[-1].append(a)
+os.sched_setaffinity(0, {0})
+stdin = os.environ.get("STDIN_FILE") or os.devnull
+ts = [[] for _ in groups]
+for i in range(n):
+    order = range(len(groups)) if i % 2 == 0 else reversed(range(len(groups)))
+    for k in order:
+        with open(stdin, "rb") as f:
+            t = time.perf_counter()
+            subprocess.run(groups[k][1:], stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ts[k].append((time.perf_counter() - t) * 1000)
+for g, t in zip(groups, ts):
+    q = statistics.quantiles(t, n=4)
+    print("%s %.3f %.3f %.3f" % (g[0], statistics.median(t), q[0], q[2]))
+print("load " + " ".join(open("/proc/loadavg").read().split()[:3]))
+PY
+}
+
+# instructions CMD...: the instructions one run of CMD executes (callgrind; stdin from
+# $STDIN_FILE), the same however loaded the machine is; "-" without valgrind.
+instructions() {
+  command -v valgrind >/dev/null || { echo -; return; }
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" < "${STDIN_FILE:-/dev/null}" 2>&1 >/dev/null |
+    sed -n 's/.*Collected : *//p'
+}
+
+# syscalls CMD...: the system calls one run of CMD makes, its threads too (strace -c -f); "-"
+# without strace.
+syscalls() {
+  command -v strace >/dev/null || { echo -; return; }
+  local f; f=$(mktemp)
+  strace -f -c -o "$f" "$@" < "${STDIN_FILE:-/dev/null}" >/dev/null 2>&1
+  awk '/ total$/ {print $4}' "$f"; rm -f "$f"
+}
+
 # fill N: queue N 1 KB messages into $MAILHOOK_SPOOL (group commit, batches of 500), not
 # timed; each its own Subject and Message-ID (50-delivery.sh, 70-console.sh).
 fill() {

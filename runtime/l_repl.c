@@ -16,6 +16,13 @@
 ** the first took effect (a C call that never returns) ends the process.
 **
 ** There is one stdin, so this module is a singleton: one reader at a time.
+**
+** readline is loaded (dlopen) when the REPL first needs it, never at start:
+** merely linking libreadline and its libtinfo made the dynamic loader map
+** and relocate them in every process, 0.49 M instructions of every command,
+** a quarter of `mailhook -e ''` (callgrind; docs/perf-hook.md), for the one
+** command that edits lines.  Without it (a system lacking the library) a
+** terminal is read as plain lines, as a pipe is, and history is not kept.
 */
 #include <errno.h>
 #include <signal.h>
@@ -25,11 +32,83 @@
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <dlfcn.h>
 #include <readline/readline.h>
 #include <readline/history.h>
 #include "l_sched.h"
 #include "log.h"
 #include "error.h"
+
+/* ------------------------------------------------- readline, loaded late
+** Every readline function and variable this file uses, reached through
+** pointers that rl_load() fills; the names below are macros for them, so the
+** code reads as if it were linked (headers give the types: the same readline
+** the build had). */
+#define RL_SYMBOLS(X) \
+  X(rl_free_line_state) X(rl_callback_sigcleanup) X(rl_callback_handler_remove) \
+  X(rl_callback_handler_install) X(rl_callback_read_char) X(rl_completion_matches) \
+  X(rl_clear_visible_line) X(rl_forced_update_display) X(using_history) X(stifle_history) \
+  X(read_history) X(history_truncate_file) X(history_get) X(add_history) X(append_history) \
+  X(rl_attempted_completion_over) X(rl_completion_append_character) X(rl_outstream) \
+  X(rl_readline_name) X(rl_catch_signals) X(rl_attempted_completion_function) \
+  X(rl_completer_word_break_characters) X(history_length) X(history_base)
+
+static struct {
+#define RL_FIELD(name) __typeof__(&name) name;
+  RL_SYMBOLS(RL_FIELD)
+#undef RL_FIELD
+} rl;
+static int rl_state;          /* 0 not tried, 1 loaded, -1 not available */
+
+/* Loads libreadline once; 1 when every symbol is there, else 0 (said once). */
+static int rl_load(void) {
+  static const char *const names[] = { "libreadline.so.8", "libreadline.so" };
+  void *h = NULL;
+  if (rl_state) return rl_state > 0;
+  rl_state = -1;
+  for (size_t i = 0; !h && i < sizeof names / sizeof *names; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    mh_warn("repl: GNU readline cannot be loaded (%s): no line editing nor history", dlerror());
+    return 0;
+  }
+#define RL_SYM(name) \
+  if (!(*(void **)&rl.name = dlsym(h, #name))) { \
+    mh_warn("repl: the readline library lacks %s: no line editing nor history", #name); \
+    memset(&rl, 0, sizeof rl); \
+    return 0; \
+  }
+  RL_SYMBOLS(RL_SYM)
+#undef RL_SYM
+  rl_state = 1;
+  return 1;
+}
+
+/* From here on, each name is what rl_load found (a macro is not expanded again
+** inside its own expansion: rl.NAME stays the field). */
+#define rl_free_line_state (*rl.rl_free_line_state)
+#define rl_callback_sigcleanup (*rl.rl_callback_sigcleanup)
+#define rl_callback_handler_remove (*rl.rl_callback_handler_remove)
+#define rl_callback_handler_install (*rl.rl_callback_handler_install)
+#define rl_callback_read_char (*rl.rl_callback_read_char)
+#define rl_completion_matches (*rl.rl_completion_matches)
+#define rl_clear_visible_line (*rl.rl_clear_visible_line)
+#define rl_forced_update_display (*rl.rl_forced_update_display)
+#define using_history (*rl.using_history)
+#define stifle_history (*rl.stifle_history)
+#define read_history (*rl.read_history)
+#define history_truncate_file (*rl.history_truncate_file)
+#define history_get (*rl.history_get)
+#define add_history (*rl.add_history)
+#define append_history (*rl.append_history)
+#define rl_attempted_completion_over (*rl.rl_attempted_completion_over)
+#define rl_completion_append_character (*rl.rl_completion_append_character)
+#define rl_outstream (*rl.rl_outstream)
+#define rl_readline_name (*rl.rl_readline_name)
+#define rl_catch_signals (*rl.rl_catch_signals)
+#define rl_attempted_completion_function (*rl.rl_attempted_completion_function)
+#define rl_completer_word_break_characters (*rl.rl_completer_word_break_characters)
+#define history_length (*rl.history_length)
+#define history_base (*rl.history_base)
 
 #define HISTORY_MAX 1000      /* entries kept in memory and in the history file */
 #define CHUNK 65536           /* bytes per read from a pipe */
@@ -415,7 +494,7 @@ static void open_repl(lua_State *L) {
   if (R.opened) return;
   R.L = mh_l_cbstate(L);
   R.loop = mh_l_loop(L);
-  R.tty = isatty(0);
+  R.tty = isatty(0) && rl_load();      /* no readline: the terminal is read as plain lines */
   uv_async_init(R.loop, &R.async, async_cb);
   uv_unref((uv_handle_t *)&R.async);
   if (R.tty) {
@@ -537,6 +616,8 @@ static int l_history(lua_State *L) {
   const char *path = luaL_checkstring(L, 1), *why;
   int fd;
   open_repl(L);
+  if (!rl_load())
+    return mh_l_fail(L, -ENOSYS, NULL, "history file %s: GNU readline cannot be loaded", path);
   if ((why = history_unsafe(path)))
     return mh_l_fail(L, MH_EUNSAFE, NULL, "history file %s: %s", path, why);
   fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
@@ -554,7 +635,7 @@ static int l_history(lua_State *L) {
 static int l_add_history(lua_State *L) {
   const char *line = luaL_checkstring(L, 1);
   HIST_ENTRY *last;
-  if (!*line) return 0;
+  if (!*line || !rl_load()) return 0;
   using_history();
   last = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
   if (last && last->line && !strcmp(last->line, line)) return 0;  /* no repeats */

@@ -41,6 +41,7 @@ end
 -- refuse before reading stdin when intake is off
 local ok, err = intake.ready()
 if not ok then return args.fail("enqueue", err, 1) end
+require("mailhook.settings").hold(ok)   -- read once: intake.enqueue below uses these
 
 -- the body, at most limits.body (an endless stdin is refused, not read forever)
 local text, rinfo

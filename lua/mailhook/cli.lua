@@ -55,7 +55,11 @@ function M.main(cmd, ...)
     return 2
   end
   local script = core.paths.scripts .. "/" .. cmd .. ".lua"
-  if file_exists(script) then
+  if core.loadscript then      -- the binary's: precompiled when it matches (main.c), one open
+    local chunk, err, unopened = core.loadscript(script)
+    if chunk then return chunk(...) end
+    if not unopened then error(err, 0) end
+  elseif file_exists(script) then
     local chunk, err = loadfile(script)
     if not chunk then error(err, 0) end
     return chunk(...)

@@ -56,7 +56,7 @@ function enqueue(t, opts)
   if not msg then return nil, err, info end
   local sp = opts and opts.spool
   if not sp then
-    sp, err, info = require("mailhook.queue").spool()
+    sp, err, info = require("mailhook.spool").shared()   -- mh.queue.spool(), without mh.queue
     if not sp then return nil, err, info end
   end
   local env = msg:envelope()

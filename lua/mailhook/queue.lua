@@ -13,19 +13,8 @@ local core = require "mailhook.core"
 
 local M = {}
 
-local opened = {}
-
 -- spool([dir]) -> the Spool object of dir (default: -s / $MAILHOOK_SPOOL), opened once.
-function M.spool(dir)
-  dir = dir or core.paths.spool
-  local sp = opened[dir]
-  if sp then return sp end
-  local err, info
-  sp, err, info = spool.open(dir)
-  if not sp then return nil, err, info end
-  opened[dir] = sp
-  return sp
-end
+M.spool = spool.shared
 
 local function with_spool(fn)
   return function(...)

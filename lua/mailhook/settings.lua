@@ -448,12 +448,40 @@ local function read_both(path)
   return doc, sdoc, values
 end
 
+-- Settings a one-shot command holds (M.hold): path -> the cfg it read.
+local held = {}
+
+-- A copy of a held cfg, its tables too (a caller may change what it got).
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = copy(x) end
+  return c
+end
+
+-- hold(cfg): a one-shot command (enqueue, sendmail, hook) reads its settings
+-- once: every later load() of the same file in this process returns a copy of
+-- cfg instead of reading and validating both files again (`enqueue` read them
+-- twice, `hook` three times: the command, the templates' folder, mh.enqueue).
+-- A process that lives on (run, the REPL) never holds: it sees every change.
+function M.hold(cfg)
+  local p = private[cfg]
+  if p and p.path then held[p.path] = cfg end
+  return cfg
+end
+
 -- load([path]) -> cfg | nil, "FILE:LINE: message"
 -- A missing file means the defaults, except the settings file named with -c or
 -- $MAILHOOK_CONF (core.paths.conf_given): a typo there must not quietly run
 -- with defaults.  update() creates that file.
 function M.load(path)
   path = path or M.path()
+  local h = held[path]
+  if h then
+    local c = copy(h)
+    private[c], admin_hashes[c] = private[h], admin_hashes[h]
+    return c
+  end
   local doc, sdoc, values = read_both(path)
   if not doc then return nil, sdoc end
   if doc.missing and path == core.paths.conf and core.paths.conf_given then
@@ -712,6 +740,7 @@ local update
 function M.update(changes, path)
   path = path or M.path()
   if type(changes) ~= "table" then error("settings.update: changes must be a table", 2) end
+  held[path] = nil   -- this process changes them: it reads them again from now on
   -- one update at a time per folder: two concurrent updates both take effect
   return core.fsutil.with_lock(path, update, changes, path)
 end

@@ -69,6 +69,21 @@ function M.open(dir)
   return sp, err, info
 end
 
+-- shared([dir]) -> the Spool object of dir (default: -s / $MAILHOOK_SPOOL),
+-- opened once per process and kept: what mh.queue and mh.enqueue use
+-- (mailhook.queue.spool is this; intake needs no more of mailhook.queue).
+local opened = {}
+function M.shared(dir)
+  dir = dir or core.paths.spool
+  local sp = opened[dir]
+  if sp then return sp end
+  local err, info
+  sp, err, info = M.open(dir)
+  if not sp then return nil, err, info end
+  opened[dir] = sp
+  return sp
+end
+
 M.parse = core.spool.parse          -- parse(bytes) -> {from, to, offset, canonical} | nil, err
 M.addresses = core.spool.addresses  -- addresses("A <a@b>, c@d") -> {"a@b", "c@d"} | nil, err
 

@@ -104,11 +104,13 @@ return function(...)
   local event, fields, rules_path = fields_from({ ... })
   if not event then return usage(fields) end
 
-  local cfg, err = require("mailhook.settings").load()
+  local settings = require "mailhook.settings"
+  local cfg, err = settings.load()
   if not cfg then
     io.stderr:write("mailhook hook: settings: ", tostring(err), "\n")
     return 1
   end
+  settings.hold(cfg)   -- read once: the templates' folder and mh.enqueue use these
 
   rules.configure(cfg)
   -- this process exists to run rules: the loop itself must never stall either

@@ -113,7 +113,7 @@ end
 -- The settings intake needs, when they allow it: cfg | nil, code, message.
 local function settings_for_intake()
   local cfg, err, info = require("mailhook.enqueue").ready()
-  if cfg then return cfg end
+  if cfg then return require("mailhook.settings").hold(cfg) end   -- read once per process
   if info and info.code == "EINVAL" then
     if tostring(err):find("Permission denied", 1, true) then
       err = err .. " (the settings must be readable by every user who sends mail: chmod 644; " ..
@@ -129,7 +129,7 @@ end
 -- -> id (or true) | nil, exit code, message
 local function store(caller, env, source, o)
   if caller.privileged then
-    local sp, err, info = require("mailhook.queue").spool()
+    local sp, err, info = require("mailhook.spool").shared()
     if not sp then return nil, EX.CANTCREAT, err end
     local id
     id, err, info = sp:enqueue(source, env)

@@ -1,0 +1,85 @@
+# The one-shot intake commands (enqueue, sendmail -t, hook) do only what they
+# need (issue 16, docs/perf-hook.md), checked by what each process opens and
+# calls (strace), never by a clock: the settings file read once; each Lua
+# module's source opened once and its precompiled chunk used, for the admin
+# scripts too (scripts/enqueue.lua); no module the command does not use
+# (mailhook.queue for an enqueue); neither OpenSSL, the TLS module nor
+# readline opened; and still exactly the durable write's two fsyncs (the
+# file, then pickup/ after the rename), in that order.
+. "$ROOT/tests/lib/tap.sh"
+if ! strace -f -o /dev/null true 2>/dev/null; then
+  echo "1..0 # SKIP strace cannot trace here"
+  exit 0
+fi
+C=$T/mailhook.conf; S=$T/spool
+cat > "$C" <<CONF
+enabled = true
+server = 127.0.0.1
+from = pbx@example.com
+rules = rules
+CONF
+mkdir -p "$T/rules"
+cat > "$T/rules/alarm.lua" <<'LUA'
+on("alarm", function(ev)
+  local m = mh.template.message("alarm", ev)
+  assert(mh.enqueue { to = "ops@example.com", subject = m.subject, text = m.text })
+end)
+LUA
+export MAILHOOK_CONF=$C MAILHOOK_SPOOL=$S
+# traced NAME CMD...: runs CMD (stdin from $T/in) under strace into $T/NAME.tr; its status
+traced() {
+  local name=$1; shift
+  strace -f -qq -e trace=openat,open,fsync,fdatasync,renameat2,rename,clone,clone3 \
+    -o "$T/$name.tr" "$@" < "$T/in" > "$T/$name.out" 2> "$T/$name.err"
+}
+opened() { grep -E 'open(at)?\(' "$T/$1.tr" | grep -v ENOENT | sed -E 's/.*open(at)?\([^"]*"([^"]*)".*/\2/'; }
+
+echo "body" > "$T/in"
+traced enqueue "$MAILHOOK" enqueue --to ops@example.com --subject hi
+is "$?" 0 "enqueue queues (traced)"
+printf 'From: pbx@example.com\nTo: ops@example.com\nSubject: s\n\nbody\n' > "$T/in"
+traced sendmail "$MAILHOOK" sendmail -t
+is "$?" 0 "sendmail -t queues (traced)"
+: > "$T/in"
+traced hook "$MAILHOOK" hook alarm severity=major source=ups1 message=on-battery
+is "$?" 0 "hook with the alarm rule queues (traced)"
+is "$(find "$S/pickup" -name '*.eml' | wc -l)" 3 "three messages queued"
+
+for c in enqueue sendmail hook; do
+  is "$(opened $c | grep -cxF "$C")" 1 "$c reads the settings file once"
+  dup=$(opened $c | grep -E '/lua/.*\.lua$|/scripts/[^/]*\.lua$' | sort | uniq -d)
+  is "$dup" "" "$c opens no Lua source twice"
+  n_src=$(opened $c | grep -cE '/lua/mailhook/.*\.lua$')
+  n_bc=$(opened $c | grep -cE '/luac/mailhook/.*\.luac$')
+  ok "$([ "$n_src" -gt 3 ] && [ "$n_bc" = "$n_src" ]; echo $?)" \
+     "$c loads every module it opens precompiled ($n_bc chunks for $n_src sources)"
+  unlike "$(opened $c)" 'libssl|libcrypto|mailhook-tls\.so|libreadline|libtinfo' \
+     "$c opens neither OpenSSL, the TLS module nor readline"
+  is "$(grep -cE 'fsync\(|fdatasync\(' "$T/$c.tr")" 2 "$c makes exactly two fsyncs"
+  # the order of the durable write: fsync of the file, rename into pickup/, fsync of pickup/
+  seq=$(grep -E 'fsync\(|fdatasync\(|rename(at2)?\(' "$T/$c.tr" | sed -E 's/^[0-9]+ +//; s/\(.*//' | tr '\n' ' ')
+  like "$seq" '^f(data)?sync renameat2? f(data)?sync $' "$c: fsync, rename, fsync of the folder, in that order"
+done
+like "$(opened enqueue)" '/luac/scripts/enqueue\.luac$' "enqueue's admin script is loaded precompiled"
+unlike "$(opened enqueue)" '/mailhook/queue\.lua$' "enqueue does not load mailhook.queue"
+unlike "$(opened sendmail)" '/mailhook/queue\.lua$' "sendmail -t does not load mailhook.queue"
+is "$("$MAILHOOK" -e 'io.write(tostring(package.loaded["mailhook.settings"] == nil))')" true \
+   "-e '' loads no settings"
+
+# held settings are a copy: changing what load() returned changes nothing held
+out=$("$MAILHOOK" -e '
+  local s = require "mailhook.settings"
+  local a = s.hold(assert(s.load()))
+  local b = assert(s.load())
+  b.server = {"changed"}
+  local c = assert(s.load())
+  io.write(tostring(a ~= b), " ", tostring(c.server[1]))')
+is "$out" "true 127.0.0.1" "settings.hold: later loads are copies of the held settings"
+# and an update by the process itself is seen by its next load
+out=$("$MAILHOOK" -e '
+  local s = require "mailhook.settings"
+  s.hold(assert(s.load()))
+  assert(s.update { from = "other@example.com" })
+  io.write(assert(s.load()).from)')
+is "$out" "other@example.com" "settings.hold: an update in the same process is read again"
+done_testing
