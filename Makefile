@@ -356,6 +356,7 @@ install: $(INSTALLABLE)
 	install -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/spool/mailhook
 	install -m 0755 $(BUILD)/mailhook $(DESTDIR)$(PREFIX)/bin/mailhook
 	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/lib/mailhook/
+	rm -f $(DESTDIR)$(PREFIX)/lib/mailhook/mailhook-http.so   # an older install's console module: nothing loads it now
 	cp -R lua/mailhook $(DESTDIR)$(PREFIX)/share/mailhook/lua/
 	cp -R $(BUILD)/luac/. $(DESTDIR)$(PREFIX)/lib/mailhook/luac/
 	install -m 0644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts/
