@@ -29,8 +29,13 @@ export MAILHOOK_CONF=$C MAILHOOK_SPOOL=$S
 # traced NAME CMD...: runs CMD (stdin from $T/in) under strace into $T/NAME.tr; its status
 traced() {
   local name=$1; shift
+  # (LeakSanitizer cannot run under ptrace: an ASan build exits 1 there unless it is off)
+  ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
   strace -f -qq -e trace=openat,open,fsync,fdatasync,renameat2,rename,clone,clone3 \
     -o "$T/$name.tr" "$@" < "$T/in" > "$T/$name.out" 2> "$T/$name.err"
+  local rc=$?
+  [ "$rc" = 0 ] || sed "s/^/#   $name: /" "$T/$name.err" | tail -5 >&2
+  return "$rc"
 }
 opened() { grep -E 'open(at)?\(' "$T/$1.tr" | grep -v ENOENT | sed -E 's/.*open(at)?\([^"]*"([^"]*)".*/\2/'; }
 
