@@ -748,8 +748,12 @@ static void submit(mh_client *c, const char *from, const char *const *rcpt, size
     } else if (head8) {
       flags |= MH_SMTP_STREAM_HEAD8;
     }
+    /* gated before it starts (with BDAT its data would leave with its
+    ** commands); mh_smtp_send* forget the gate whatever they return */
+    if (gate) mh_smtp_gate(c->s);
     rc = mh_smtp_send_stream(c->s, from, rcpt, n, size, flags, scan);
   } else {
+    if (gate) mh_smtp_gate(c->s);
     rc = mh_smtp_send(c->s, from, rcpt, n, data, len);
   }
   if (rc < 0) {
@@ -757,8 +761,6 @@ static void submit(mh_client *c, const char *from, const char *const *rcpt, size
     const char *msg = mh_smtp_send_error(c->s, &stage);
     /* its outcome is in at once; the ones before it are still taken first */
     refused(r, rc, *stage ? stage : "mail", *msg ? msg : mh_strerror(rc), 0);
-  } else if (gate) {
-    mh_smtp_gate(c->s);
   }
   after_session(c);
 }
