@@ -266,6 +266,8 @@ typedef struct {
   char **rcpt_dsn;              /* per recipient " NOTIFY=.. ORCPT=.." (nrcpt entries, NULL
                                    for none), only when the server offers DSN */
   int ahead;                    /* its command group was already written */
+  int rset_ahead;               /* ... and opens with RSET (behind a BDAT LAST: the server
+                                   may keep a transaction whose LAST it refused) */
   int mail_failed;              /* MAIL refused (pipelined replies still to eat) */
   int data_refused;             /* DATA not 354 */
   int empty_data;               /* 354 with no recipient: ".\r\n" sent to close */
@@ -535,7 +537,8 @@ static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
     s->io.done(s->io.ud, rc);
   } else {
     rotate(s);
-    enter_state(s, s->t->ahead || !s->need_rset ? MH_SMTP_MAIL : MH_SMTP_RSET);
+    /* its group (written ahead, perhaps with an RSET) is walked from its start */
+    enter_state(s, (s->t->ahead ? s->t->rset_ahead : s->need_rset) ? MH_SMTP_RSET : MH_SMTP_MAIL);
   }
 }
 
@@ -597,6 +600,7 @@ static void put_rcpt(mh_smtp *s, txn *x, size_t i) {
 /* The pipelined group of x: [RSET] MAIL RCPT... DATA. */
 static void put_group(mh_smtp *s, txn *x, int rset) {
   x->ahead = 1;
+  x->rset_ahead = rset;
   if (rset) put_cmd(s, "RSET");
   put_cmd(s, "MAIL FROM:<%s>%s", x->from, x->mail_params);
   if (s->op == OP_CHECK) { put_cmd(s, "RSET"); return; }
@@ -612,14 +616,17 @@ static void put_group(mh_smtp *s, txn *x, int rset) {
 ** transaction's commands go right behind it, in the same write: RFC 2920 §3.1
 ** allows the message content to open a group, so the next MAIL, RCPT and DATA
 ** need not wait for the reply to the dot.  No RSET: the dot ends the
-** transaction, whatever its reply. */
+** transaction, whatever its reply.  A BDAT LAST does not always (Exim keeps
+** the transaction whose LAST it refused for want of a recipient, and answers
+** the next MAIL "503 sender already given"): behind it the group opens with
+** RSET, answered 250 either way. */
 static void dot_written(mh_smtp *s) {
   /* one final dot (or BDAT LAST) per message; BDAT's may leave in the group */
   assert((s->state == MH_SMTP_BODY || s->t->bdat) && !s->t->dot_out);
   s->t->dot_out = 1;
   if (!s->t->bdat) s->wcmds++;   /* the final dot: the server owes its reply once it is
                                     written (a BDAT command was counted by put_cmd) */
-  if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
+  if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, s->t->bdat);
 }
 
 /* One BDAT chunk of the current message: the command, its size, the bytes as
@@ -821,7 +828,9 @@ static void on_chunk_reply(mh_smtp *s) {
     }
   }
   if (t->dot_out && t->chunks_answered == t->chunks_out) {
-    s->need_rset = 0;   /* LAST ended the transaction, whatever the reply */
+    /* LAST accepted ended the transaction; refused (or with no recipient) it
+    ** may not have: the next one starts with RSET */
+    if (!none && !t->bdat_failed) s->need_rset = 0;
     send_done(s);
   } else if (t->bdat_failed && t->chunks_answered == t->chunks_out) {
     send_done(s);
@@ -1447,9 +1456,10 @@ static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_
     assert(x != s->t);
     if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len, flags, scan)) < 0) return rc;
     s->q = x;
-    /* the current dot is out already: the commands follow at once */
-    if (s->state == MH_SMTP_BODY && s->t->dot_out && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) {
-      put_group(s, x, 0);
+    /* the current dot (or BDAT LAST, perhaps with its commands) is out
+    ** already: the commands follow at once */
+    if (s->t->dot_out && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) {
+      put_group(s, x, s->t->bdat);
       flush(s);
     }
     return 0;

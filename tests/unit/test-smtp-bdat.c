@@ -188,6 +188,28 @@ static void test_refused(void) {
   is_int(r.done, 1, "then done");
   is_str(r.stage, "rcpt", "the refusal is the recipient's");
   is_int(r.code, 550, "with its code");
+  /* Exim keeps a transaction whose BDAT LAST it refused: the next one starts with RSET */
+  mh_smtp_send(s, "a@x.test", to, 1, "y\r\n", 3);
+  is_str(take(&r), "RSET\r\nMAIL FROM:<a@x.test> SIZE=3\r\nRCPT TO:<b@x.test>\r\nBDAT 3 LAST\r\ny\r\n",
+         "after a refused LAST the next message starts with RSET");
+  feed(s, "250 reset\r\n250 ok\r\n250 ok\r\n250 queued\r\n");
+  is_int(r.done, 2, "and goes");
+  is_int(r.rc, 0, "accepted");
+  /* the same with the next one queued behind the refused LAST: its group
+     carries the RSET, so its MAIL is not "503 sender already given" */
+  mh_smtp_send(s, "a@x.test", to, 1, "x\r\n", 3);
+  mh_smtp_send(s, "a2@x.test", to, 1, "z\r\n", 3);
+  is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=3\r\nRCPT TO:<b@x.test>\r\nBDAT 3 LAST\r\nx\r\n"
+         "RSET\r\nMAIL FROM:<a2@x.test> SIZE=3\r\nRCPT TO:<b@x.test>\r\n", "queued behind: RSET first");
+  feed(s, "250 ok\r\n550 5.1.1 unknown\r\n503 5.5.1 valid RCPT command must precede BDAT\r\n"
+       "250 reset\r\n250 ok\r\n250 ok\r\n");
+  is_int(r.done, 3, "the first ends");
+  is_int(r.rc, MH_EREPLY, "refused, by its recipient");
+  mh_smtp_release(s);
+  is_str(take(&r), "BDAT 3 LAST\r\nz\r\n", "the second's data after release");
+  feed(s, "250 queued\r\n");
+  is_int(r.done, 4, "the second ends");
+  is_int(r.rc, 0, "accepted");
   /* a reply too many is still a violation */
   feed(s, "250 ok\r\n");
   is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "a reply with no BDAT outstanding closes the session");
@@ -209,9 +231,9 @@ static void test_gate_and_queue(void) {
   mh_smtp_release(s);
   is_str(take(&r), "BDAT 5 LAST\r\none\r\n", "released: the data goes");
   is_int(mh_smtp_send(s, "a@x.test", to, 1, "two\r\n", 5), 0, "a second queued");
-  is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=5\r\nRCPT TO:<b@x.test>\r\n",
-         "its commands go at once behind the BDAT LAST, not its data");
-  feed(s, "250 q1\r\n250 ok\r\n250 ok\r\n");
+  is_str(take(&r), "RSET\r\nMAIL FROM:<a@x.test> SIZE=5\r\nRCPT TO:<b@x.test>\r\n",
+         "its commands go at once behind the BDAT LAST, after an RSET, not its data");
+  feed(s, "250 q1\r\n250 reset\r\n250 ok\r\n250 ok\r\n");
   is_int(r.done, 1, "first done");
   is_int(r.rc, 0, "accepted");
   is_str(take(&r), "", "second's data held by the gate");
