@@ -193,6 +193,12 @@ void mh_smtp_tls_ready(mh_smtp *s);                /* STARTTLS handshake done an
 ** transaction that just ended.  When the session fails, a queued transaction
 ** ends too, with the same code (its recipients unanswered: code 0).
 **
+** CHUNKING (RFC 3030), where the server offers it: no DATA and no 354; the
+** message goes as "BDAT <n> LAST" and its bytes unstuffed (with PIPELINING in
+** the write of its MAIL and RCPT; a streamed one after the RCPT replies, one
+** "BDAT <n>" chunk per piece), each chunk answered; a refused chunk ends the
+** message as a refused final dot would, and the next one starts with RSET.
+**
 ** The gate: a queued transaction that becomes the current one sends its data
 ** only after mh_smtp_release().  The owner first settles the message before it
 ** (removes it from the spool), so a crash repeats at most one message: data of
