@@ -1246,7 +1246,14 @@ void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last) {
     /* the sink is this piece's: the converter writes nothing between pieces */
     rc = mh_mime7_convert_sink(t->conv, conv_out, &k, buf, len, last);
   } else {
-    rc = mh_smtp_dot_write(&t->dotw, out, buf, len);
+    size_t direct = 0;
+    if (!t->bdat && s->wbuf.len == 0) {
+      /* whole clean lines (most of a message) go to the owner as they are, not
+      ** copied into the output first: nothing of this event precedes them */
+      direct = clean_run(&t->dotw, buf, 0, len);
+      if (direct) s->io.write(s->io.ud, buf, direct);
+    }
+    rc = mh_smtp_dot_write(&t->dotw, out, buf + direct, len - direct);
   }
   if (rc == 0 && last) rc = t->bdat ? mh_smtp_dot_end(&t->dotw, out) : mh_smtp_dot_finish(&t->dotw, out);
   if (rc == 0 && out->oom) rc = MH_ENOMEM;
