@@ -637,7 +637,8 @@ static int has8_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
 /* Does the top-level header of the message at off hold 8-bit bytes?  (Its first
 ** 64 KiB are read: the SMTPUTF8 question for a server that takes 8-bit whole.) */
 static int head8_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
-  size_t want = size < sizeof c->fbuf ? (size_t)size : sizeof c->fbuf;
+  /* the header's first 64 KiB, not a whole piece: every streamed message pays it */
+  size_t want = size < 65536 ? (size_t)size : 65536;
   ssize_t n;
   do n = pread(fd, c->fbuf, want, (off_t)off); while (n < 0 && errno == EINTR);
   return n > 0 && mh_mime7_head8(c->fbuf, (size_t)n);
