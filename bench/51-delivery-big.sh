@@ -30,13 +30,15 @@ export MAILHOOK_CONF=$W/mailhook.conf MAILHOOK_SPOOL=$W/spool MAILHOOK_LOG_LEVEL
 "$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none tls_required=false \
   from=bench@example.com >/dev/null || { echo "delivery-big  skipped: cannot write settings"; exit 0; }
 
-# fill_size N BYTES: queue N messages of about BYTES (64-byte CRLF lines), not timed.
+# fill_size N BYTES: queue N messages of about BYTES, not timed, in lines of 78 characters and
+# CRLF as smtp-source sends its payload (the sink's work is per line: shorter lines than the
+# peer's would measure the sink, not the sender).
 fill_size() {
   "$MAILHOOK" -e '
     local a, b = ...
     local n, size = tonumber(a), tonumber(b)
     local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
-    local line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"
+    local line = string.rep("0123456789abc", 6) .. "\r\n"
     local body = string.rep(line, size // #line)
     local env = { from = "bench@example.com", to = { "sink@example.net" } }
     local i = 0
