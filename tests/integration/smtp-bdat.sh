@@ -46,6 +46,15 @@ same() { if [ -s "$1" ] && cmp -s "$1" "$2"; then ok 0 "$3"; else ok 1 "$3"; dif
 same "$T/wire.want" "$T/wire.got.lf" "the bytes as queued: dot lines not stuffed"
 stop_peer F
 
+# s:info() says CHUNKING is offered (and so BDAT used)
+start_fault F "$( { greet; printf '%s\n' 'expect ^QUIT' 'send 221 bye'; } | fault_script)"
+chunking=$("$MAILHOOK" -e '
+  local s = assert(require("mailhook.smtp").connect{ server = { "127.0.0.1" }, port = tonumber(arg[1]),
+    from = "a@example.org", tls = "none", tls_required = false, connect_timeout = 5, command_timeout = 5 })
+  io.write(tostring(s:info().chunking)); s:quit()' "$F" 2>&1)
+is "$chunking" true "s:info().chunking is true where the server offers CHUNKING"
+stop_peer F
+
 # 2. and 3. a 5xx, a 4xx to BDAT
 for reply in '554 5.6.0 content refused' '451 4.3.0 try again later'; do
   code=${reply%% *}
