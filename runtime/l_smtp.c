@@ -565,6 +565,7 @@ static int l_info(lua_State *L) {
   set_bool(L, "starttls_offered", mh_client_starttls_offered(c));
   set_bool(L, "eightbitmime", (caps->flags & MH_SMTP_CAP_8BITMIME) != 0);
   set_bool(L, "smtputf8", (caps->flags & MH_SMTP_CAP_SMTPUTF8) != 0);
+  set_bool(L, "chunking", (caps->flags & MH_SMTP_CAP_CHUNKING) != 0);   /* BDAT is used */
   if (caps->size) { lua_pushinteger(L, (lua_Integer)caps->size); lua_setfield(L, -2, "size"); }
   set_str(L, "state", mh_smtp_state_name(mh_smtp_get_state(s)));
   return 1;

@@ -136,6 +136,7 @@ void mh_smtp_caps_line(mh_smtp_caps *c, const char *text) {
   else if (kw_eq(p, n, "STARTTLS")) c->flags |= MH_SMTP_CAP_STARTTLS;
   else if (kw_eq(p, n, "ENHANCEDSTATUSCODES")) c->flags |= MH_SMTP_CAP_ENHANCED;
   else if (kw_eq(p, n, "DSN")) c->flags |= MH_SMTP_CAP_DSN;
+  else if (kw_eq(p, n, "CHUNKING")) c->flags |= MH_SMTP_CAP_CHUNKING;
   else if (kw_eq(p, n, "SIZE")) {
     c->flags |= MH_SMTP_CAP_SIZE;
     if (*e == ' ' || *e == '=') {
@@ -187,7 +188,7 @@ static int dot_byte(mh_smtp_dotw *w, mh_buf *out, char c) {
     w->col = w->body ? 0 : 1;
     w->bol = w->body;
   }
-  if (w->bol && c == '.') {
+  if (w->bol && c == '.' && !w->nostuff) {
     if ((rc = mh_buf_add(out, ".", 1)) < 0) return rc;
     w->col++;
     w->dots++;
@@ -198,38 +199,90 @@ static int dot_byte(mh_smtp_dotw *w, mh_buf *out, char c) {
   return mh_buf_add(out, &c, 1);
 }
 
-int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) {
-  int rc = 0;
-  for (size_t i = 0; i < len && rc == 0; i++) {
-    char c = in[i];
-    if (!w->cr && c != '\r' && c != '\n' && !(w->bol && c == '.') && w->col < MH_SMTP_TEXT_LINE) {
-      /* a run of ordinary bytes on the line: copied at once (dot_byte's
-      ** work, byte by byte, was the engine's largest cost per message) */
-      size_t n = 1, room = MH_SMTP_TEXT_LINE - w->col;
-      while (n < room && i + n < len && in[i + n] != '\r' && in[i + n] != '\n') n++;
-      if ((rc = mh_buf_add(out, in + i, n)) < 0) break;
+/* Complete lines that leave as they are, from in[p] on: each ends with CRLF,
+** holds no other CR or LF, fits the 998-octet rule from w's column, and does
+** not start with a '.' to stuff.  Returns where the run ends (p when the line
+** at p needs the byte-wise writer), with w's state updated past it; a last
+** line without its line end is taken too when it holds no CR.  memchr finds
+** the line ends, so an ordinary message costs a few instructions a line. */
+static size_t clean_run(mh_smtp_dotw *w, const char *in, size_t p, size_t len) {
+  while (p < len) {
+    const char *lf, *cr;
+    size_t n;
+    if (w->bol && in[p] == '.' && !w->nostuff) break;
+    lf = memchr(in + p, '\n', len - p);
+    if (!lf) {   /* the last line, not ended yet: its end may come with the next piece */
+      n = len - p;
+      if (memchr(in + p, '\r', n) || w->col + n > MH_SMTP_TEXT_LINE) break;
       w->col += n;
       w->bol = w->empty_line = 0;
-      i += n - 1;
-      continue;
+      return len;
     }
-    if (w->cr) {
-      w->cr = 0;
-      /* CR LF, or a bare CR: either way one line end */
-      if ((rc = dot_eol(w, out)) < 0) break;
-      if (c == '\n') continue;
+    n = (size_t)(lf - (in + p));           /* the line and its CR */
+    if (n == 0 || lf[-1] != '\r') break;   /* a bare LF */
+    n--;
+    cr = n ? memchr(in + p, '\r', n) : NULL;
+    if (cr || w->col + n > MH_SMTP_TEXT_LINE) break;   /* a bare CR, or too long */
+    if (!w->body && w->empty_line && n == 0) w->body = 1;
+    w->bol = w->empty_line = 1;
+    w->col = 0;
+    p += n + 2;
+  }
+  return p;
+}
+
+int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) {
+  int rc = 0;
+  size_t i = 0;
+  while (i < len && rc == 0) {
+    if (!w->cr) {
+      /* the common case: whole lines as they are, one append for all of them */
+      size_t e = clean_run(w, in, i, len);
+      if (e > i) {
+        rc = mh_buf_add(out, in + i, e - i);
+        i = e;
+        continue;
+      }
     }
-    if (c == '\r') w->cr = 1;
-    else if (c == '\n') rc = dot_eol(w, out);
-    else rc = dot_byte(w, out, c);
+    /* the byte-wise writer, to the end of the line that needs it (a dot to
+    ** stuff, a bare CR or LF, a line to break), then the fast path again */
+    do {
+      char c = in[i];
+      if (!w->cr && c != '\r' && c != '\n' && !(w->bol && c == '.' && !w->nostuff) &&
+          w->col < MH_SMTP_TEXT_LINE) {
+        /* a run of ordinary bytes on the line: copied at once */
+        size_t n = 1, room = MH_SMTP_TEXT_LINE - w->col;
+        while (n < room && i + n < len && in[i + n] != '\r' && in[i + n] != '\n') n++;
+        if ((rc = mh_buf_add(out, in + i, n)) < 0) break;
+        w->col += n;
+        w->bol = w->empty_line = 0;
+        i += n;
+        continue;
+      }
+      i++;
+      if (w->cr) {
+        w->cr = 0;
+        /* CR LF, or a bare CR: either way one line end */
+        if ((rc = dot_eol(w, out)) < 0) break;
+        if (c == '\n') continue;
+      }
+      if (c == '\r') w->cr = 1;
+      else if (c == '\n') rc = dot_eol(w, out);
+      else rc = dot_byte(w, out, c);
+    } while (i < len && rc == 0 && !(w->bol && !w->cr));
   }
   return rc;
 }
 
-int mh_smtp_dot_finish(mh_smtp_dotw *w, mh_buf *out) {
+int mh_smtp_dot_end(mh_smtp_dotw *w, mh_buf *out) {
   int rc = 0;
   if (w->cr) { w->cr = 0; rc = dot_eol(w, out); }
   if (rc == 0 && !w->bol) rc = dot_eol(w, out);
+  return rc;
+}
+
+int mh_smtp_dot_finish(mh_smtp_dotw *w, mh_buf *out) {
+  int rc = mh_smtp_dot_end(w, out);
   if (rc == 0) rc = mh_buf_add(out, ".\r\n", 3);
   return rc;
 }
@@ -254,11 +307,14 @@ typedef struct {
   size_t nrcpt, rcpt_i;         /* count, next reply to expect */
   int accepted;                 /* recipients accepted so far */
   int first_rejected;           /* index of the first rejected rcpt, -1 none */
-  mh_buf body;                  /* stuffed message and ".\r\n", ready to send */
+  mh_buf body;                  /* stuffed message and ".\r\n", ready to send (BDAT: the
+                                   message as it goes, no dot; streamed: one chunk's bytes) */
   char mail_params[512];        /* " SIZE=n BODY=8BITMIME SMTPUTF8 RET=.. ENVID=.." */
   char **rcpt_dsn;              /* per recipient " NOTIFY=.. ORCPT=.." (nrcpt entries, NULL
                                    for none), only when the server offers DSN */
   int ahead;                    /* its command group was already written */
+  int rset_ahead;               /* ... and opens with RSET (behind a BDAT LAST: the server
+                                   may keep a transaction whose LAST it refused) */
   int mail_failed;              /* MAIL refused (pipelined replies still to eat) */
   int data_refused;             /* DATA not 354 */
   int empty_data;               /* 354 with no recipient: ".\r\n" sent to close */
@@ -270,6 +326,11 @@ typedef struct {
   int dot_out;                  /* its data and final dot are written */
   mh_mime7 *conv;               /* streamed to a server without 8BITMIME/SMTPUTF8: each piece
                                    is converted to 7-bit as it passes (owned), else NULL */
+  /* CHUNKING (RFC 3030): the data goes as BDAT chunks, each answered */
+  int bdat;                     /* this message goes with BDAT (the server offers CHUNKING) */
+  int chunks_out;               /* BDAT commands written (the LAST one included) */
+  int chunks_answered;          /* replies to them read */
+  int bdat_failed;              /* a chunk was refused: no further chunk is sent (§2) */
 } txn;
 
 struct mh_smtp {
@@ -298,6 +359,8 @@ struct mh_smtp {
   txn *q;                       /* the queued one, NULL when none */
   int gated;                    /* the current one became current by rotation: its data
                                    waits for mh_smtp_release() */
+  int gate_next;                /* mh_smtp_gate() in READY: the next send starts gated
+                                   (with BDAT its data would leave with its commands) */
   int need_rset;                /* a transaction was started since the last RSET or final dot */
   char verr[600];               /* why the last mh_smtp_send returned an error (also in
                                    errmsg unless it was queuing behind a running one) */
@@ -323,6 +386,7 @@ struct mh_smtp {
 };
 
 static void enter_state(mh_smtp *s, mh_smtp_state st);
+static void put_body(mh_smtp *s);
 static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -520,7 +584,8 @@ static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
     s->io.done(s->io.ud, rc);
   } else {
     rotate(s);
-    enter_state(s, s->t->ahead || !s->need_rset ? MH_SMTP_MAIL : MH_SMTP_RSET);
+    /* its group (written ahead, perhaps with an RSET) is walked from its start */
+    enter_state(s, (s->t->ahead ? s->t->rset_ahead : s->need_rset) ? MH_SMTP_RSET : MH_SMTP_MAIL);
   }
 }
 
@@ -582,38 +647,70 @@ static void put_rcpt(mh_smtp *s, txn *x, size_t i) {
 /* The pipelined group of x: [RSET] MAIL RCPT... DATA. */
 static void put_group(mh_smtp *s, txn *x, int rset) {
   x->ahead = 1;
+  x->rset_ahead = rset;
   if (rset) put_cmd(s, "RSET");
   put_cmd(s, "MAIL FROM:<%s>%s", x->from, x->mail_params);
   if (s->op == OP_CHECK) { put_cmd(s, "RSET"); return; }
   for (size_t i = 0; i < x->nrcpt; i++) put_rcpt(s, x, i);
-  put_cmd(s, "DATA");
+  if (!x->bdat) put_cmd(s, "DATA");
+  /* BDAT: an in-memory message that may go now leaves with its commands (RFC
+  ** 3030 §4.2 with PIPELINING: no round trip before the data); a queued or
+  ** gated one, and a streamed one, after the RCPT replies (enter BODY) */
+  else if (x == s->t && !s->gated && !x->streamed) put_body(s);
 }
 
 /* The current message's final dot is written: then (PIPELINING) the queued
 ** transaction's commands go right behind it, in the same write: RFC 2920 §3.1
 ** allows the message content to open a group, so the next MAIL, RCPT and DATA
 ** need not wait for the reply to the dot.  No RSET: the dot ends the
-** transaction, whatever its reply. */
+** transaction, whatever its reply.  A BDAT LAST does not always (Exim keeps
+** the transaction whose LAST it refused for want of a recipient, and answers
+** the next MAIL "503 sender already given"): behind it the group opens with
+** RSET, answered 250 either way. */
 static void dot_written(mh_smtp *s) {
-  assert(s->state == MH_SMTP_BODY && !s->t->dot_out);   /* one final dot per message */
+  /* one final dot (or BDAT LAST) per message; BDAT's may leave in the group */
+  assert((s->state == MH_SMTP_BODY || s->t->bdat) && !s->t->dot_out);
   s->t->dot_out = 1;
-  s->wcmds++;           /* the final dot: the server owes its reply once it is written */
-  if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, 0);
+  if (!s->t->bdat) s->wcmds++;   /* the final dot: the server owes its reply once it is
+                                    written (a BDAT command was counted by put_cmd) */
+  if (s->q && !s->q->ahead && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) put_group(s, s->q, s->t->bdat);
+}
+
+/* One BDAT chunk of the current message: the command, its size, the bytes as
+** they are (RFC 3030: counted, not stuffed), LAST on the final one. */
+static void put_chunk(mh_smtp *s, const char *data, size_t len, int last) {
+  put_cmd(s, "BDAT %zu%s", len, last ? " LAST" : "");
+  mh_buf_add(&s->wbuf, data, len);
+  s->t->chunks_out++;
+  if (last) dot_written(s);
 }
 
 /* The current message's data and final dot (a streamed one: its first piece is
-** asked for). */
+** asked for).  BDAT: the whole message as one chunk, LAST. */
 static void put_body(mh_smtp *s) {
   txn *t = s->t;
-  /* the data leaves once, after the 354, and never while the gate holds it */
-  assert(s->state == MH_SMTP_BODY && !t->dot_out && !t->body_held);
+  /* the data leaves once, after the 354 (BDAT: in the group or after the RCPT
+  ** replies), and never while the gate holds it */
+  assert((s->state == MH_SMTP_BODY || t->bdat) && !t->dot_out && !t->body_held && !s->gated);
   if (t->streamed && !t->empty_data) {
     t->wanting = 1;
     if (s->io.more) s->io.more(s->io.ud);
     return;
   }
-  if (t->empty_data) mh_buf_add(&s->wbuf, ".\r\n", 3);
-  else mh_buf_add(&s->wbuf, t->body.data, t->body.len);
+  if (t->bdat) { put_chunk(s, t->body.data ? t->body.data : "", t->body.len, 1); return; }
+  if (t->empty_data) {
+    mh_buf_add(&s->wbuf, ".\r\n", 3);
+  } else if (s->wbuf.len == 0 && !s->wbuf.oom) {
+    /* nothing else in this event's output (the usual case, after the 354):
+    ** the stuffed message becomes the output, not copied into it (the two
+    ** buffers trade places; the next message is stuffed into the other) */
+    mh_buf spare = s->wbuf;
+    s->wbuf = t->body;
+    t->body = spare;
+    t->body.len = 0;
+  } else {
+    mh_buf_add(&s->wbuf, t->body.data, t->body.len);
+  }
   dot_written(s);
 }
 
@@ -710,6 +807,7 @@ static void enter_state(mh_smtp *s, mh_smtp_state st) {
     case MH_SMTP_DATA: if (!s->t->ahead) put_cmd(s, "DATA"); break;
     case MH_SMTP_BODY:
       s->t->ahead = 0;
+      if (s->t->dot_out) break;   /* BDAT: the data left with the commands */
       /* gated: the owner has not settled the previous message yet */
       if (s->gated) { s->t->body_held = 1; s->io.timer(s->io.ud, 0); return; }
       put_body(s);   /* body and dot together */
@@ -761,6 +859,45 @@ static void send_done(mh_smtp *s) {
     finish(s, MH_EREPLY, MH_SMTP_READY);
   } else if (s->t->data_refused) finish(s, MH_EREPLY, MH_SMTP_READY);
   else finish(s, 0, MH_SMTP_READY);
+}
+
+/* A reply to a BDAT chunk (RFC 3030).  The first refusal decides the message,
+** as a refused final dot would (every accepted recipient takes it), and no
+** further chunk is sent; replies to the chunks already out are still read.
+** The transaction ends when the reply to the LAST chunk is in, or, refused
+** before LAST left, when every chunk sent is answered (then an RSET starts the
+** next one).  No recipient accepted (the data went with the commands): its
+** refusal is the expected answer, the recipients' replies decide. */
+static void on_chunk_reply(mh_smtp *s) {
+  txn *t = s->t;
+  mh_smtp_reply *r = &s->reply;
+  int none = t->accepted == 0 || t->mail_failed;
+  assert(t->chunks_answered < t->chunks_out);   /* expect: a reply per chunk written */
+  t->chunks_answered++;
+  if (!none && !t->bdat_failed) {
+    if (!is2(r->code)) {
+      refused(s, "message refused", "data");
+      t->data_refused = 1;
+      t->bdat_failed = 1;
+      t->wanting = 0;      /* a piece asked for is not sent */
+      reject_accepted(s);
+    } else if (t->dot_out && t->chunks_answered == t->chunks_out) {
+      s->decisive = *r;
+    }
+  }
+  if (t->dot_out && t->chunks_answered == t->chunks_out) {
+    /* LAST accepted ended the transaction; refused (or with no recipient) it
+    ** may not have: the next one starts with RSET */
+    if (!none && !t->bdat_failed) s->need_rset = 0;
+    send_done(s);
+  } else if (t->bdat_failed && t->chunks_answered == t->chunks_out) {
+    send_done(s);
+  } else if (!t->bdat_failed && t->streamed && !t->dot_out && !t->wanting &&
+             !(s->caps.flags & MH_SMTP_CAP_PIPELINING) && t->chunks_answered == t->chunks_out) {
+    /* no PIPELINING: the next chunk goes only when this one is answered */
+    t->wanting = 1;
+    if (s->io.more) s->io.more(s->io.ud);
+  }
 }
 
 /* A complete reply arrived: where it leads depends on the state. */
@@ -878,6 +1015,14 @@ static void on_reply(mh_smtp *s) {
       if (rc->accepted) s->t->accepted++;
       else if (s->t->first_rejected < 0) s->t->first_rejected = (int)s->t->rcpt_i;
       if (++s->t->rcpt_i < s->t->nrcpt) { enter_state(s, MH_SMTP_RCPT); break; }
+      if (s->t->bdat) {
+        /* no DATA, no 354: the data (or its first chunk) now, unless it left
+        ** with the commands; with no recipient it never goes, and a BDAT
+        ** already out is answered in BODY */
+        if (s->t->accepted == 0 && s->t->chunks_out == 0) { send_done(s); break; }
+        enter_state(s, MH_SMTP_BODY);
+        break;
+      }
       if (!s->t->ahead && s->t->accepted == 0) { send_done(s); break; }
       enter_state(s, MH_SMTP_DATA);
       break;
@@ -896,6 +1041,7 @@ static void on_reply(mh_smtp *s) {
       send_done(s);
       break;
     case MH_SMTP_BODY:
+      if (s->t->bdat) { on_chunk_reply(s); break; }
       s->need_rset = 0;   /* the dot ended the transaction, whatever the reply */
       if (s->t->empty_data) { send_done(s); break; }
       s->decisive = *r;
@@ -1078,8 +1224,10 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
 void mh_smtp_flushed(mh_smtp *s) {
   /* the final dot's timer counts from the moment the data left */
   if (s->state == MH_SMTP_BODY && !s->t->body_held) s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
-  /* a streamed message: everything written left, the next piece may come */
-  if (s->state == MH_SMTP_BODY && s->t->streamed && !s->t->dot_out && !s->t->body_held && !s->t->wanting) {
+  /* a streamed message: everything written left, the next piece may come
+  ** (BDAT without PIPELINING: once its chunk is answered, on_chunk_reply) */
+  if (s->state == MH_SMTP_BODY && s->t->streamed && !s->t->dot_out && !s->t->body_held && !s->t->wanting &&
+      !s->t->bdat_failed && (!s->t->bdat || (s->caps.flags & MH_SMTP_CAP_PIPELINING))) {
     s->t->wanting = 1;
     if (s->io.more) s->io.more(s->io.ud);
   }
@@ -1090,18 +1238,40 @@ void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last) {
   int rc;
   if (s->state != MH_SMTP_BODY || !t->streamed || !t->wanting) return;
   t->wanting = 0;
+  /* BDAT: the piece is made first, to be counted for its command */
+  mh_buf *out = t->bdat ? &t->body : &s->wbuf;
+  if (t->bdat) t->body.len = 0;
   if (t->conv) {
-    conv_sink k = { &t->dotw, &s->wbuf };
+    conv_sink k = { &t->dotw, out };
     /* the sink is this piece's: the converter writes nothing between pieces */
     rc = mh_mime7_convert_sink(t->conv, conv_out, &k, buf, len, last);
   } else {
-    rc = mh_smtp_dot_write(&t->dotw, &s->wbuf, buf, len);
+    size_t direct = 0;
+    if (!t->bdat && s->wbuf.len == 0) {
+      /* whole clean lines (most of a message) go to the owner as they are, not
+      ** copied into the output first: nothing of this event precedes them */
+      direct = clean_run(&t->dotw, buf, 0, len);
+      if (direct) s->io.write(s->io.ud, buf, direct);
+    }
+    rc = mh_smtp_dot_write(&t->dotw, out, buf + direct, len - direct);
   }
-  if (rc < 0 || (last && (rc = mh_smtp_dot_finish(&t->dotw, &s->wbuf)) < 0)) {
+  if (rc == 0 && last) rc = t->bdat ? mh_smtp_dot_end(&t->dotw, out) : mh_smtp_dot_finish(&t->dotw, out);
+  if (rc == 0 && out->oom) rc = MH_ENOMEM;
+  if (rc < 0) {
     die(s, rc, "data", "%s%s", t->conv ? "converting the message to 7-bit: " : "", mh_strerror(rc));
     return;
   }
-  if (last) dot_written(s);
+  if (t->bdat) {
+    if (!last && t->body.len == 0) {
+      /* nothing to send yet (a CR held for its LF): the next piece at once */
+      t->wanting = 1;
+      if (s->io.more) s->io.more(s->io.ud);
+      return;
+    }
+    put_chunk(s, t->body.data, t->body.len, last);
+  } else if (last) {
+    dot_written(s);
+  }
   s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
   flush(s);
 }
@@ -1205,6 +1375,7 @@ static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt
   x->first_rejected = -1;
   x->mail_failed = x->data_refused = x->empty_data = x->ahead = x->body_held = 0;
   x->streamed = x->wanting = x->dot_out = 0;
+  x->chunks_out = x->chunks_answered = x->bdat_failed = 0;
   snprintf(x->from, sizeof x->from, "%s", from);
   x->mail_params[0] = '\0';
   if (size && (s->caps.flags & MH_SMTP_CAP_SIZE))
@@ -1229,6 +1400,19 @@ static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt
         }
     }
   }
+  return 0;
+}
+
+/* Whether any byte is >= 0x80: eight at a time (the byte loop was a fifth of
+** the engine's work on a 100 KB message). */
+static int has8(const char *p, size_t n) {
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    uint64_t w[4];
+    memcpy(w, p + i, sizeof w);
+    if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ull) break;
+  }
+  for (; i < n; i++) if ((unsigned char)p[i] >= 0x80) return 1;
   return 0;
 }
 
@@ -1268,6 +1452,7 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
   mh_mime7 *m = NULL;
   mh_mime7_free(x->conv);
   x->conv = NULL;
+  x->bdat = (s->caps.flags & MH_SMTP_CAP_CHUNKING) != 0;
   if (nrcpt == 0) { mh_mime7_free(scan); return refuse(s, MH_EBADADDR, "rcpt", "no recipient"); }
   if (!data) {
     size = len;
@@ -1286,6 +1471,7 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
     if ((rc = prepare(s, x, from, rcpt, nrcpt, eightbit, size, head8)) < 0) { mh_mime7_free(scan); return rc; }
     x->streamed = 1;
     mh_smtp_dot_init(&x->dotw);
+    x->dotw.nostuff = x->bdat;
     if (what) {
       if ((rc = mh_mime7_convert_begin(scan, what, conv_out, NULL)) < 0) { mh_mime7_free(scan); return rc; }
       x->conv = scan;   /* pieces go through it (mh_smtp_more) */
@@ -1294,7 +1480,7 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
     }
     return 0;
   }
-  for (size_t i = 0; i < len; i++) if ((unsigned char)data[i] >= 0x80) { eightbit = 1; break; }
+  eightbit = has8(data, len);
   if (eightbit && (s->caps.flags & MH_SMTP_CAP_8BITMIME) && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
     head8 = mh_mime7_head8(data, len);
   } else if (eightbit) {
@@ -1311,6 +1497,7 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
   }
   x->body.len = 0;
   mh_smtp_dot_init(&w);
+  w.nostuff = x->bdat;
   if (what) {
     conv_sink k = { &w, &x->body };
     if ((rc = mh_mime7_convert_begin(m, what, conv_out, &k)) < 0 || (rc = mh_mime7_convert(m, data, len)) < 0 ||
@@ -1323,8 +1510,10 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
     return refuse(s, rc, "data", "%s", mh_strerror(rc));
   }
   mh_mime7_free(m);
-  if ((rc = mh_smtp_dot_finish(&w, &x->body)) < 0) return refuse(s, rc, "data", "%s", mh_strerror(rc));
-  size = x->body.len - 3 - w.dots;   /* RFC 1870: the dot-stuffing is not counted */
+  if ((rc = x->bdat ? mh_smtp_dot_end(&w, &x->body) : mh_smtp_dot_finish(&w, &x->body)) < 0)
+    return refuse(s, rc, "data", "%s", mh_strerror(rc));
+  /* RFC 1870: the dot-stuffing is not counted (BDAT has none, and no dot) */
+  size = x->bdat ? x->body.len : x->body.len - 3 - w.dots;
   if (s->caps.size && size > s->caps.size) return too_big(s, size);
   return prepare(s, x, from, rcpt, nrcpt, eightbit, size, head8);
 }
@@ -1336,7 +1525,8 @@ static int can_queue(const mh_smtp *s) {
 
 static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                     const char *data, size_t len, unsigned flags, mh_mime7 *scan) {
-  int rc;
+  int rc, gate = s->gate_next;
+  s->gate_next = 0;   /* for this send only, whatever becomes of it */
   s->verr[0] = '\0';
   s->vstage = NULL;
   if (can_queue(s)) {
@@ -1344,9 +1534,10 @@ static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_
     assert(x != s->t);
     if ((rc = load_txn(s, x, from, rcpt, nrcpt, data, len, flags, scan)) < 0) return rc;
     s->q = x;
-    /* the current dot is out already: the commands follow at once */
-    if (s->state == MH_SMTP_BODY && s->t->dot_out && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) {
-      put_group(s, x, 0);
+    /* the current dot (or BDAT LAST, perhaps with its commands) is out
+    ** already: the commands follow at once */
+    if (s->t->dot_out && (s->caps.flags & MH_SMTP_CAP_PIPELINING)) {
+      put_group(s, x, s->t->bdat);
       flush(s);
     }
     return 0;
@@ -1368,7 +1559,7 @@ static int send_txn(mh_smtp *s, const char *from, const char *const *rcpt, size_
     return rc;
   }
   s->op = OP_SEND;
-  s->gated = 0;
+  s->gated = gate;
   enter_state(s, s->need_rset ? MH_SMTP_RSET : MH_SMTP_MAIL);
   flush(s);
   return 0;
@@ -1395,6 +1586,7 @@ int mh_smtp_stream_scan_needed(const mh_smtp *s, int head8) {
 }
 
 void mh_smtp_gate(mh_smtp *s) {
+  if (s->op == OP_NONE && s->state == MH_SMTP_READY) { s->gate_next = 1; return; }
   if (s->op == OP_SEND && s->state >= MH_SMTP_RSET && s->state <= MH_SMTP_DATA) s->gated = 1;
 }
 

@@ -41,7 +41,8 @@
   X(MAIL,     MAIL)                                                               \
   X(RCPT,     MAIL)                                                               \
   X(DATA,     DATA)    /* waiting for 354 */                                      \
-  X(BODY,     DOT)     /* body and dot sent, waiting for the final reply */       \
+  X(BODY,     DOT)     /* body and dot (or BDAT chunks) sent, waiting for the     \
+                          final reply (and each chunk's)  */                     \
   X(QUIT,     CMD)                                                                \
   X(CLOSED,   NONE)    /* QUIT answered or session failed: unusable */
 
@@ -64,7 +65,9 @@ enum {
   MH_SMTP_CAP_AUTH       = 1 << 5,
   MH_SMTP_CAP_ENHANCED   = 1 << 6,   /* ENHANCEDSTATUSCODES */
   MH_SMTP_CAP_EHLO       = 1 << 7,   /* the server answered EHLO (not HELO) */
-  MH_SMTP_CAP_DSN        = 1 << 8    /* RFC 3461 delivery status notifications */
+  MH_SMTP_CAP_DSN        = 1 << 8,   /* RFC 3461 delivery status notifications */
+  MH_SMTP_CAP_CHUNKING   = 1 << 9    /* RFC 3030 BDAT: a message goes as BDAT chunks
+                                        instead of DATA (no 354, no dot-stuffing) */
 };
 
 /* AUTH mechanisms, a bit each. */
@@ -108,7 +111,9 @@ void mh_smtp_caps_line(mh_smtp_caps *c, const char *text);
 ** bare LF, bare CR) leave as CRLF, so no bare CR or LF reaches the server (the
 ** SMTP smuggling class, CVE-2023-51764); a line starting with '.' gets another
 ** '.'; a line over 998 octets is broken (folded with a space in the header, so
-** it cannot become a new header field). */
+** it cannot become a new header field).  With nostuff set (a message sent with
+** BDAT, RFC 3030) no '.' is added and the end has no dot: the same bytes
+** otherwise. */
 typedef struct {
   uint64_t dots;           /* dots added by stuffing (RFC 1870's SIZE does not count them) */
   int bol;                 /* at the beginning of a line */
@@ -116,11 +121,15 @@ typedef struct {
   int body;                /* past the empty line that ends the header */
   int empty_line;          /* the current line is still empty (header end detection) */
   size_t col;              /* octets on the current line */
+  int nostuff;             /* BDAT: the bytes are counted, not scanned for an end: no '.'
+                              is doubled (set after mh_smtp_dot_init) */
 } mh_smtp_dotw;
 void mh_smtp_dot_init(mh_smtp_dotw *w);
 int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len);
 /* Ends the data: a final CRLF when the data did not end with one, then ".\r\n". */
 int mh_smtp_dot_finish(mh_smtp_dotw *w, mh_buf *out);
+/* Ends the data for BDAT: the final CRLF when the data did not end with one. */
+int mh_smtp_dot_end(mh_smtp_dotw *w, mh_buf *out);
 
 typedef struct mh_smtp mh_smtp;
 typedef struct mh_mime7 mh_mime7;   /* runtime/mime7.h */
@@ -184,6 +193,12 @@ void mh_smtp_tls_ready(mh_smtp *s);                /* STARTTLS handshake done an
 ** transaction that just ended.  When the session fails, a queued transaction
 ** ends too, with the same code (its recipients unanswered: code 0).
 **
+** CHUNKING (RFC 3030), where the server offers it: no DATA and no 354; the
+** message goes as "BDAT <n> LAST" and its bytes unstuffed (with PIPELINING in
+** the write of its MAIL and RCPT; a streamed one after the RCPT replies, one
+** "BDAT <n>" chunk per piece), each chunk answered; a refused chunk ends the
+** message as a refused final dot would, and the next one starts with RSET.
+**
 ** The gate: a queued transaction that becomes the current one sends its data
 ** only after mh_smtp_release().  The owner first settles the message before it
 ** (removes it from the spool), so a crash repeats at most one message: data of
@@ -227,7 +242,9 @@ int mh_smtp_stream_scan_needed(const mh_smtp *s, int head8);
 void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last);
 void mh_smtp_more_error(mh_smtp *s, int code, const char *what);
 /* Gates the running transaction (started in READY) as if it had been queued:
-** for an owner that has not settled the message before it yet. */
+** for an owner that has not settled the message before it yet.  Called in
+** READY (before the send), it gates the next send from its start: needed with
+** CHUNKING, where an ungated message's data leaves with its MAIL and RCPT. */
 void mh_smtp_gate(mh_smtp *s);
 const char *mh_smtp_send_error(const mh_smtp *s, const char **stage);
 

@@ -2,7 +2,9 @@
 ** fuzz-reply.c — the reply parser and EHLO capability parser, and the session
 ** fed arbitrary server bytes: never a crash, never a line or reply over the
 ** bounds, a continuation never changes the code, and after a STARTTLS 220
-** followed by any byte the session never asks for a handshake.
+** followed by any byte the session never asks for a handshake.  With CHUNKING
+** and PIPELINING, a message and one queued behind it (BDAT), then a streamed
+** one, answered by any bytes: never a crash, never more than one io.done each.
 */
 #include <assert.h>
 #include <stdint.h>
@@ -78,5 +80,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mh_smtp_data(s, (const char *)data + half, size - half);
   assert(rr.done <= 2);
   mh_smtp_free(s);
+
+  /* 4. CHUNKING: BDAT in the group, a second message queued behind it (its
+  ** group behind the LAST, opened by RSET), then the server's bytes */
+  for (int streamed = 0; streamed < 2; streamed++) {
+    const char *to[] = { "b@x", "c@x" };
+    memset(&rr, 0, sizeof rr);
+    s = mh_smtp_new(&p, &io);
+    mh_smtp_connected(s, 0);
+    static const char *const hello[] = { "220 x\r\n", "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n" };
+    for (int k = 0; k < 2; k++) mh_smtp_data(s, hello[k], strlen(hello[k]));
+    assert(mh_smtp_get_caps(s)->flags & MH_SMTP_CAP_CHUNKING);
+    rr.done = 0;   /* the opening's */
+    if (streamed) mh_smtp_send_stream(s, "a@x", to, 2, 9, 0, NULL);
+    else mh_smtp_send(s, "a@x", to, 2, ".hi\r\n", 5);
+    mh_smtp_send(s, "a@x", to, 1, "two\r\n", 5);
+    mh_smtp_data(s, (const char *)data, half);
+    if (streamed && mh_smtp_get_state(s) == MH_SMTP_BODY) mh_smtp_more(s, "piece\r\n", 7, 0);
+    mh_smtp_release(s);
+    mh_smtp_data(s, (const char *)data + half, size - half);
+    assert(rr.done <= 2);
+    mh_smtp_free(s);
+  }
   return 0;
 }

@@ -43,6 +43,7 @@ tap.test("smtp-sink: opportunistic plain when tls_required is false, reuse, chec
   t:is(i.security, "none", "plain: the sink offers no STARTTLS")
   t:is(i.address, "127.0.0.1", "address reported")
   t:ok(i.pipelining, "PIPELINING seen")
+  t:is(i.chunking, false, "no CHUNKING: smtp-sink does not offer it (DATA is used)")
   for n = 1, 3 do
     local r, e = s:send { from = "a@example.test", to = { "b@example.test", "c@example.test" },
                           data = "Subject: " .. n .. "\r\n\r\nbody " .. n .. "\r\n" }

@@ -17,6 +17,8 @@ process serves any number at once).  Script lines (# starts a comment):
                      and the connection closed
     read             read one line, whatever it is
     data             read up to and including CRLF.CRLF (the end of DATA)
+    chunk [PATTERN]  read a "BDAT n [LAST]" line (matching PATTERN too, when given) and
+                     its n bytes (RFC 3030 CHUNKING); another line is an EXPECT-FAIL
     sleep SECONDS    pause
     trickle SECONDS  from now on, send one byte every SECONDS (0 = at once)
     starttls [MAX]   TLS handshake as the server (needs --cert/--key); then all
@@ -67,7 +69,7 @@ end
 local TLS_MAX = { ["1.0"] = "tlsv1", ["1.1"] = "tlsv1_1", ["1.2"] = "tlsv1_2", ["1.3"] = "tlsv1_3" }
 
 -- The script as a list of {lineno, op, arg}; unknown steps are refused at start.
-local OPS = { send = true, raw = true, ["repeat"] = true, expect = true, read = true, data = true,
+local OPS = { send = true, raw = true, ["repeat"] = true, expect = true, read = true, data = true, chunk = true,
               sleep = true, trickle = true, starttls = true, close = true, stall = true }
 local function parse(path)
   local f = io.open(path, "r") or die("cannot read " .. path)
@@ -179,6 +181,18 @@ function Conn:send(data)
   end
 end
 
+-- readbytes(n) -> the next n bytes | nil (EOF, or --idle of silence)
+function Conn:readbytes(n)
+  while #self.buf < n do
+    local chunk = self:recv(socket.gettime() + self.idle)
+    if not chunk or chunk == "" then return nil end
+    self.buf = self.buf .. chunk
+  end
+  local bytes = self.buf:sub(1, n)
+  self.buf = self.buf:sub(n + 1)
+  return bytes
+end
+
 -- Record whatever the client still sends until it closes: "eof", or "idle".
 function Conn:drain(seconds)
   local deadline = socket.gettime() + seconds
@@ -252,6 +266,17 @@ local function serve(sock, n, steps, o)
         end
       elseif op == "data" then
         if not c:readuntil("\r\n.\r\n") then reason = "eof-in-data"; return end
+      elseif op == "chunk" then
+        local line = c:readuntil("\n")
+        if not line then reason = "eof-at-line-" .. lineno; return end
+        local text = line:gsub("\r?\n$", "")
+        local size = text:match("^BDAT (%d+)$") or text:match("^BDAT (%d+) LAST$")
+        if not size or (arg ~= "" and not text:find(arg)) then
+          say("EXPECT-FAIL", n, lineno, "got", shown(text))
+          reason = "expect-failed"
+          return
+        end
+        if not c:readbytes(tonumber(size)) then reason = "eof-in-chunk"; return end
       elseif op == "sleep" then sleep(tonumber(arg))
       elseif op == "trickle" then c.delay = tonumber(arg)
       elseif op == "starttls" then

@@ -453,6 +453,108 @@ static void test_stream_file(void) {
   loop_end(&p, "stream");
 }
 
+/* CHUNKING: a message settled by the owner but not yet collected gates the
+** next one from its start (its BDAT would otherwise leave with its MAIL and
+** RCPT); the data leaves at release, as BDAT <n> LAST with the bytes as they
+** are (a leading dot not stuffed). */
+static const char DOTMSG[] = "Subject: t\r\n\r\n.hello\r\n";
+static const step chunking_gate[] = {
+  { NULL, SEND, "220 mx.test ESMTP\r\n" },
+  { "EHLO client.test\r\n", SEND, "250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n" },
+  { "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 22 LAST\r\nSubject: t\r\n\r\n.hello\r\n", SEND,
+    "250 ok\r\n250 ok\r\n250 queued 1\r\n" },
+  { "MAIL FROM:<a2@x.test>\r\nRCPT TO:<b@x.test>\r\n", SEND, "250 ok\r\n250 ok\r\n" },
+  { "BDAT 22 LAST\r\nSubject: t\r\n\r\n.hello\r\n", SEND, "250 queued 2\r\n" },
+  { NULL, SEND, NULL } };
+
+static void test_chunking_gate(void) {
+  peer p;
+  mh_client_result r, r1, r2;
+  loop_begin();
+  peer_start(&p, chunking_gate);
+  cli = client_for(&p, MH_CLIENT_TLS_NONE, 0, 0);
+  open_client(&r);
+  is_int(r.rc, 0, "chunking: open");
+  mh_client_result_free(&r);
+  mh_client_submit(cli, "a@x.test", TO, 1, DOTMSG, sizeof DOTMSG - 1);
+  run_until(mh_client_result_ready(cli));
+  /* message 1 answered, not collected: message 2 starts gated */
+  mh_client_submit(cli, "a2@x.test", TO, 1, DOTMSG, sizeof DOTMSG - 1);
+  run_until(p.next == 4);
+  is_int(p.next, 4, "message 2's MAIL and RCPT were sent and answered");
+  run_until(mh_smtp_get_state(mh_client_session(cli)) == MH_SMTP_BODY);
+  const char *m2 = strstr(peer_got(&p, 0), "MAIL FROM:<a2@x.test>");
+  ok(m2 && !strstr(m2, "BDAT"), "but not its data: message 1 is not settled");
+  mh_client_result_take(cli, &r1);
+  is_int(r1.rc, 0, "message 1 sent");
+  is_str(r1.text, "queued 1", "by its BDAT reply");
+  mh_client_release(cli);
+  run_until(mh_client_result_ready(cli));
+  mh_client_result_take(cli, &r2);
+  is_int(r2.rc, 0, "message 2 sent after release");
+  is_str(r2.text, "queued 2", "its reply");
+  mh_client_result_free(&r1);
+  mh_client_result_free(&r2);
+  loop_end(&p, "chunking gate");
+}
+
+/* CHUNKING, a message streamed from its file (600 KB): a BDAT chunk per
+** 256 KiB piece, each answered, the bytes as the file has them. */
+static const step streamed_bdat[] = {
+  { NULL, SEND, "220 mx.test ESMTP\r\n" },
+  { "EHLO client.test\r\n", SEND, "250-mx.test\r\n250-8BITMIME\r\n250-CHUNKING\r\n250 PIPELINING\r\n" },
+  { "RCPT TO:<b@x.test>\r\n", SEND, "250 ok\r\n250 ok\r\n" },
+  { "BDAT 262144\r\n", SEND, "250 2.0.0 262144 octets\r\n" },
+  { "BDAT 262144\r\n", SEND, "250 2.0.0 262144 octets\r\n" },
+  { "BDAT 75734 LAST\r\n", SEND, "" },
+  { "\r\n.end\r\n", SEND, "250 streamed\r\n" },
+  { NULL, SEND, NULL } };
+
+static void test_stream_file_bdat(void) {
+  peer p;
+  mh_client_result r;
+  char path[] = "/tmp/mh-client-msg.XXXXXX";
+  int fd = mkstemp(path);
+  static char line[100], want[700000];
+  size_t total = 0, wn = 0;
+  memset(line, 'x', 98);
+  line[0] = '.';
+  line[98] = '\r';
+  line[99] = '\n';
+  if (write(fd, "Subject: big\r\n\r\n", 16) != 16) diag("write failed");
+  for (int i = 0; i < 6000; i++) total += (size_t)write(fd, line, sizeof line);
+  if (write(fd, ".end\r\n", 6) != 6) diag("write failed");
+  if (pread(fd, want, 16 + total + 6, 0) != (ssize_t)(16 + total + 6)) diag("read failed");
+  unlink(path);
+  loop_begin();
+  peer_start(&p, streamed_bdat);
+  cli = client_for(&p, MH_CLIENT_TLS_NONE, 0, 0);
+  open_client(&r);
+  mh_client_result_free(&r);
+  mh_client_submit_file(cli, "a@x.test", TO, 1, fd, 0, 16 + total + 6);
+  run_until(mh_client_result_ready(cli));
+  mh_client_result_take(cli, &r);
+  is_int(r.rc, 0, "streamed with BDAT");
+  is_str(r.text, "streamed", "its reply: the LAST one's");
+  is_int(p.next, 7, "every chunk answered");
+  /* the data as the server reads it: the chunks' bytes, the headers taken out */
+  const char *g = strstr(peer_got(&p, 0), "BDAT ");
+  static char data[700000];
+  while (g && g < p.got + p.len) {
+    char *e;
+    size_t n = strtoul(g + 5, &e, 10);
+    const char *b = strstr(e, "\r\n") + 2;
+    if (b + n > p.got + p.len || wn + n > sizeof data) break;
+    memcpy(data + wn, b, n);
+    wn += n;
+    g = b + n;
+  }
+  ok(wn == 16 + total + 6 && memcmp(data, want, wn) == 0, "the bytes delivered are the file's, dots unstuffed (%zu)", wn);
+  ok(!strstr(peer_got(&p, 0), "DATA\r\n") && !strstr(peer_got(&p, 0), "\r\n.\r\n"), "no DATA, no final dot");
+  mh_client_result_free(&r);
+  loop_end(&p, "stream bdat");
+}
+
 /* tls = auto with a server that greets at once: plain SMTP, no ClientHello. */
 static const step auto_plain[] = {
   { NULL, SEND, "220 mx.test ESMTP\r\n" },
@@ -551,6 +653,8 @@ int main(void) {
   test_stall_deadline();
   test_connect_refused();
   test_stream_file();
+  test_chunking_gate();
+  test_stream_file_bdat();
   test_auto_plain();
   test_implicit_meets_plain();
   test_auto_hangup();
