@@ -111,6 +111,9 @@ function S:tick()
   local fields = {}
   if self.watchdog then fields.WATCHDOG = 1 end
   local st = not self.stopped and M.status_text(self.spool, self.delivery)
+  -- counting the spool waits (a scan on the thread pool): a SIGTERM handled
+  -- meanwhile has sent STOPPING=1, after which no status may follow
+  if self.stopped then st = nil end
   if st and st ~= self.last_status then
     fields.STATUS = st
     self.last_status = st
@@ -129,7 +132,9 @@ end
 
 function S:reloaded()
   if self.stopped then return end
-  self.last_status = M.status_text(self.spool, self.delivery)
+  local st = M.status_text(self.spool, self.delivery)
+  if self.stopped then return end   -- SIGTERM while the spool was counted (see tick)
+  self.last_status = st
   self:send { READY = 1, STATUS = self.last_status }
 end
 

@@ -41,4 +41,24 @@ tap.test("a reload before SIGTERM: RELOADING=1, then READY=1 with the status", f
   svc:close()
 end)
 
+-- The status counts the spool, and counting waits (a scan on the thread pool): a
+-- SIGTERM handled meanwhile sends STOPPING=1, and the status computed before it
+-- must not follow (the fresh Debian 12 root saw STATUS= after STOPPING=1).
+tap.test("a status counted while SIGTERM comes is not sent after STOPPING=1", function(t)
+  sent = {}
+  local svc
+  local waiting = { scan = function()
+    svc:stopping()                -- what the SIGTERM handler does while the scan waits
+    return {}, 4
+  end }
+  svc = service.start { spool = spool, delivery = delivery }
+  svc.spool = waiting
+  svc:tick()
+  svc.spool = spool
+  svc:reloading(); svc:reloaded()
+  t:is(sent[#sent].STOPPING, 1, "STOPPING=1 is the last thing sent (no STATUS= after it)")
+  t:is(#sent, 2, "READY=1, then STOPPING=1 only")
+  svc:close()
+end)
+
 tap.done()
