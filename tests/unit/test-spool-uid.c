@@ -28,7 +28,7 @@ static void put_file(const char *rel, const char *s) {
 }
 
 static void test_written(mh_spool *sp) {
-  char err[MH_SPOOL_ERRLEN], path[600], want[300];
+  char err[MH_SPOOL_ERRLEN] = "", path[600], want[300];
   const char *to[] = { "x@y.z" };
   mh_spool_item given = { "a@b.c", to, 1, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL,
                           1, 65534 };
@@ -60,7 +60,7 @@ static void test_written(mh_spool *sp) {
 }
 
 static void test_old_file(mh_spool *sp) {
-  char err[MH_SPOOL_ERRLEN];
+  char err[MH_SPOOL_ERRLEN] = "";
   mh_spool_entry e;
   put_file("pickup/0100000000000001.eml", "X-Sender: a@b.c\r\nX-Receiver: old@y.z\r\nSubject: old\r\n\r\nx\r\n");
   is_int(mh_spool_load(sp, "0100000000000001", &e, err), 0, "a file without the line loads (%s)", err);
@@ -70,7 +70,7 @@ static void test_old_file(mh_spool *sp) {
 }
 
 static void test_lookalikes(void) {
-  char err[MH_SPOOL_ERRLEN];
+  char err[MH_SPOOL_ERRLEN] = "";
   mh_env env;
   /* what a caller typed follows the envelope: never read as a second uid nor a recipient */
   const char *forged = "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: 65534\r\n"
@@ -106,7 +106,7 @@ static void test_lookalikes(void) {
 /* A drop-in in pickup/ (a raw message the spool's owner put there) gets its
 ** owner as submitter when it is adopted, whatever header it carries. */
 static void test_dropin(mh_spool *sp) {
-  char err[MH_SPOOL_ERRLEN];
+  char err[MH_SPOOL_ERRLEN] = "";
   char **ids = NULL;
   mh_spool_entry e;
   long n;
@@ -128,7 +128,7 @@ static void test_dropin(mh_spool *sp) {
 
 int main(void) {
   mh_spool *sp;
-  char err[MH_SPOOL_ERRLEN];
+  char err[MH_SPOOL_ERRLEN] = "";
   snprintf(root, sizeof root, "/tmp/mh-spool-uid.XXXXXX");
   if (!mkdtemp(root)) return 1;
   if (mh_spool_open(root, &sp, err)) { printf("Bail out! %s\n", err); return 1; }
