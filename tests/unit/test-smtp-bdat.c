@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tap.h"
+#include "smtp-helpers.h"
 #include "smtp.h"
 #include "error.h"
 
@@ -41,17 +42,8 @@ static void d_cb(void *ud, int rc) {
   for (size_t i = 0; i < n && i < 4; i++) { r->rcode[i] = x[i].code; r->accepted[i] = x[i].accepted; }
 }
 
-static void feed(mh_smtp *s, const char *text) { mh_smtp_data(s, text, strlen(text)); }
 
-static char last_out[70000];
-static const char *take(rec *r) {
-  size_t n = r->out.len < sizeof last_out - 1 ? r->out.len : sizeof last_out - 1;
-  memcpy(last_out, r->out.data ? r->out.data : "", n);
-  last_out[n] = '\0';
-  r->out.len = 0;
-  r->writes = 0;
-  return last_out;
-}
+static const char *take(rec *r) { return take_out(&r->out, &r->writes); }
 
 #define EHLO_CHUNK_PIPE "250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-CHUNKING\r\n250 SIZE 100000\r\n"
 #define EHLO_CHUNK_ONLY "250-mx.test\r\n250-8BITMIME\r\n250 CHUNKING\r\n"

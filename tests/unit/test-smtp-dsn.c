@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tap.h"
+#include "smtp-helpers.h"
 #include "smtp.h"
 #include "error.h"
 
@@ -21,16 +22,8 @@ static void s_cb(void *ud) { (void)ud; }
 static void d_cb(void *ud, int rc) { rec *r = ud; r->done++; r->rc = rc; }
 static void m_cb(void *ud) { (void)ud; }
 
-static void feed(mh_smtp *s, const char *text) { mh_smtp_data(s, text, strlen(text)); }
 
-static char last[8192];
-static const char *take(rec *r) {
-  size_t n = r->out.len < sizeof last - 1 ? r->out.len : sizeof last - 1;
-  memcpy(last, r->out.data ? r->out.data : "", n);
-  last[n] = '\0';
-  r->out.len = 0;
-  return last;
-}
+static const char *take(rec *r) { return take_out(&r->out, NULL); }
 
 static mh_smtp *opened(rec *r, const char *ehlo) {
   mh_smtp_params p = { .helo = "client.test", .port = 25, .command_ms = 60000, .data_ms = 600000 };

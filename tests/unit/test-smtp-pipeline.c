@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tap.h"
+#include "smtp-helpers.h"
 #include "smtp.h"
 #include "error.h"
 
@@ -87,18 +88,8 @@ static mh_smtp *new_session(rec *r) {
   return r->s;
 }
 
-static void feed(mh_smtp *s, const char *text) { mh_smtp_data(s, text, strlen(text)); }
 
-/* Output since the last call, as a string (and forget it). */
-static char last_out[70000];
-static const char *take(rec *r) {
-  size_t n = r->out.len < sizeof last_out - 1 ? r->out.len : sizeof last_out - 1;
-  memcpy(last_out, r->out.data ? r->out.data : "", n);
-  last_out[n] = '\0';
-  r->out.len = 0;
-  r->writes = 0;
-  return last_out;
-}
+static const char *take(rec *r) { return take_out(&r->out, &r->writes); }
 
 /* The i-th write call since the last take(), as a string (not forgotten). */
 static char one_out[70000];

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tap.h"
+#include "smtp-helpers.h"
 #include "smtp.h"
 #include "mime7.h"
 #include "error.h"
@@ -34,18 +35,8 @@ static mh_smtp *new_session(rec *r, int starttls) {
   return mh_smtp_new(&p, &io);
 }
 
-static void feed(mh_smtp *s, const char *text) { mh_smtp_data(s, text, strlen(text)); }
 
-/* Output since the last call, as a string (and forget it). */
-static char last_out[70000];
-static const char *take(rec *r) {
-  size_t n = r->out.len < sizeof last_out - 1 ? r->out.len : sizeof last_out - 1;
-  memcpy(last_out, r->out.data ? r->out.data : "", n);
-  last_out[n] = '\0';
-  r->out.len = 0;
-  r->writes = 0;
-  return last_out;
-}
+static const char *take(rec *r) { return take_out(&r->out, &r->writes); }
 
 /* The output since the last take() is want. */
 #define like_out(r, want, ...) is_str(take(r), want, __VA_ARGS__)
