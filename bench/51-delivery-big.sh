@@ -20,12 +20,7 @@ W=$(mktemp -d /tmp/mh-bench-big.XXXXXX)
 SINK=
 cleanup() { [ -n "$SINK" ] && kill "$SINK" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-user=""; [ "$(id -u)" = 0 ] && user="-u nobody"
-# shellcheck disable=SC2086
-taskset -c 1 "$PF/smtp-sink" $user 127.0.0.1:"$PORT" 512 &
-SINK=$!
-for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.05; done
+start_sink
 export MAILHOOK_CONF=$W/mailhook.conf MAILHOOK_SPOOL=$W/spool MAILHOOK_LOG_LEVEL=error
 "$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none tls_required=false \
   from=bench@example.com >/dev/null || { echo "delivery-big  skipped: cannot write settings"; exit 0; }
