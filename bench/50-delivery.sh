@@ -23,17 +23,7 @@ PY=/usr/bin/python3
 missing=$("$MAILHOOK" -e 'for _, m in ipairs{"mailhook.spool", "mailhook.smtp", "mailhook.settings"} do
   if not pcall(require, m) then io.write(m, " ") end end' 2>&1)
 if [ -n "$missing" ]; then echo "delivery  skipped: not built yet ($missing)"; exit 0; fi
-[ -x "$PF/smtp-sink" ] || { echo "delivery  skipped: no smtp-sink (run scripts/deps)"; exit 0; }
-
-W=$(mktemp -d /tmp/mh-bench-delivery.XXXXXX)
-SINK=
-cleanup() { [ -n "$SINK" ] && kill "$SINK" 2>/dev/null; rm -rf "$W"; }
-trap cleanup EXIT
-start_sink
-
-export MAILHOOK_CONF=$W/mailhook.conf MAILHOOK_SPOOL=$W/spool MAILHOOK_LOG_LEVEL=error
-"$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none tls_required=false \
-  from=bench@example.com >/dev/null || { echo "delivery  skipped: cannot write settings"; exit 0; }
+sink_bench delivery || exit 0
 
 now_ms() { date +%s%3N; }
 

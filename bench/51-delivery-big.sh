@@ -14,16 +14,7 @@ HUGE_N=${HUGE_N:-20}
 PF=$ROOT/.deps/postfix/usr/sbin
 export LD_LIBRARY_PATH="$ROOT/.deps/postfix/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 PY=/usr/bin/python3
-[ -x "$PF/smtp-sink" ] || { echo "delivery-big  skipped: no smtp-sink (run scripts/deps)"; exit 0; }
-
-W=$(mktemp -d /tmp/mh-bench-big.XXXXXX)
-SINK=
-cleanup() { [ -n "$SINK" ] && kill "$SINK" 2>/dev/null; rm -rf "$W"; }
-trap cleanup EXIT
-start_sink
-export MAILHOOK_CONF=$W/mailhook.conf MAILHOOK_SPOOL=$W/spool MAILHOOK_LOG_LEVEL=error
-"$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none tls_required=false \
-  from=bench@example.com >/dev/null || { echo "delivery-big  skipped: cannot write settings"; exit 0; }
+sink_bench delivery-big || exit 0
 
 # fill_size N BYTES: queue N messages of about BYTES, not timed, in lines of 78 characters and
 # CRLF as smtp-source sends its payload (the sink's work is per line: shorter lines than the

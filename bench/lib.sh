@@ -132,3 +132,18 @@ start_sink() {
   SINK=$!
   for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.05; done
 }
+
+# sink_bench NAME: what the delivery benches share: a scratch folder W (removed at exit),
+# smtp-sink started (start_sink; killed at exit), and settings in W pointing at it, with
+# MAILHOOK_CONF and MAILHOOK_SPOOL exported.  1, having said why under NAME, when the bench
+# cannot run here.
+sink_bench() {
+  [ -x "$PF/smtp-sink" ] || { echo "$1  skipped: no smtp-sink (run scripts/deps)"; return 1; }
+  W=$(mktemp -d "/tmp/mh-bench-$1.XXXXXX")
+  SINK=
+  trap '[ -n "$SINK" ] && kill "$SINK" 2>/dev/null; rm -rf "$W"' EXIT
+  start_sink
+  export MAILHOOK_CONF=$W/mailhook.conf MAILHOOK_SPOOL=$W/spool MAILHOOK_LOG_LEVEL=error
+  "$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none tls_required=false \
+    from=bench@example.com >/dev/null || { echo "$1  skipped: cannot write settings"; return 1; }
+}
