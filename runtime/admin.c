@@ -105,8 +105,22 @@ int mh_admin_page(const char *dir, const mh_admin_page_opts *o, char (*ids)[MH_A
   *n = *total = *skipped = *others = 0;
   if (has_after) after = id_value(o->after);
   if (has_before) before = id_value(o->before);
+  uint64_t *jv = NULL;   /* pickup/: delivered, not yet removed (spool.h, the delivered journal) */
+  size_t nj = 0;
   if (o->limit && !(h.v = malloc(o->limit * sizeof *h.v))) return -ENOMEM;
-  if (!(d = opendir(dir))) { free(h.v); return -errno; }
+  {
+    const char *base = strrchr(dir, '/');
+    if (!strcmp(base ? base + 1 : dir, "pickup")) {
+      char parent[4200];
+      int pfd;
+      snprintf(parent, sizeof parent, "%s/..", dir);
+      if ((pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+        mh_spool_journal_read(pfd, &jv, &nj);
+        close(pfd);
+      }
+    }
+  }
+  if (!(d = opendir(dir))) { free(h.v); free(jv); return -errno; }
   for (;;) {
     const char *nm;
     size_t nl;
@@ -115,6 +129,7 @@ int mh_admin_page(const char *dir, const mh_admin_page_opts *o, char (*ids)[MH_A
     if (!(de = readdir(d))) {
       int e = errno;
       closedir(d);
+      free(jv);
       if (e) { free(h.v); return -e; }
       break;
     }
@@ -125,6 +140,7 @@ int mh_admin_page(const char *dir, const mh_admin_page_opts *o, char (*ids)[MH_A
       (*others)++;
       continue;
     }
+    if (nj && mh_spool_journal_has(jv, nj, id)) continue;
     uint64_t v = id_value(id);
     (*total)++;
     if (has_after && v <= after) { below++; continue; }

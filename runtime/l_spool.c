@@ -10,7 +10,7 @@
 **     env.uid: the submitter when not this process, else getuid())
 **   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
 **   Spool:lock() Spool:scan() Spool:load(id [, {data =, now =}]) Spool:sync()
-**   Spool:delivered(id [, {sync = false, now =}]) Spool:defer(id, t)
+**   Spool:delivered(id [, {sync = false, now =, journal =}]) Spool:purge() Spool:defer(id, t)
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
 **   core.spool.stream(fd [, {dot = true}]) -> Stream: a message read from fd
@@ -145,7 +145,7 @@ static int l_tostring(lua_State *L) {
 /* --------------------------------------------------------- generic ops */
 
 enum { OP_ENQ, OP_LOCK, OP_SCAN, OP_LOAD, OP_DELIVERED, OP_DEFER, OP_FAIL, OP_RETRY,
-       OP_REMOVE, OP_LIST, OP_SYNC };
+       OP_REMOVE, OP_LIST, OP_SYNC, OP_PURGE };
 
 typedef struct {
   const char *data;  /* bytes (anchored), or NULL for a message */
@@ -190,6 +190,9 @@ typedef struct {
   int nosync;        /* delivered: leave the fsync of pickup/ to a later sync() */
   int held;          /* delivered: the removed file, still open (see close_held), or -1 */
   int may_hold;      /* delivered: fewer than MAX_HELD closes are pending (decided on the loop) */
+  int journal;       /* delivered: record it in the journal (mh_spool_mark); the file goes with a
+                        later purge, and is unlinked at once only when the record fails */
+  long purged;       /* purge: how many files it removed */
   /* load */
   mh_spool_entry entry;
   int have_entry;
@@ -382,12 +385,23 @@ static void op_work(void *arg) {
     o->have_entry = o->rc == 0;
     break;
   case OP_DELIVERED:
+    if (o->journal) {
+      o->rc = mh_spool_mark(sp, o->id, o->held, o->err);
+      if (o->rc == 0 || o->rc == MH_ENOTFOUND) {   /* recorded; or removed meanwhile (queue rm) */
+        if (o->held >= 0) { close(o->held); o->held = -1; }   /* a cheap close: no blocks freed */
+        break;
+      }
+    }
     o->rc = o->known ? mh_spool_unlink_names(sp, o->id, o->has_state, o->err)
             : !o->nosync ? mh_spool_delivered(sp, o->id, o->err)
             : o->may_hold ? mh_spool_delivered_held(sp, o->id, &o->held, o->err)
             : mh_spool_delivered_nosync(sp, o->id, o->err);
     break;
   case OP_SYNC: o->rc = mh_spool_sync(sp, o->err); break;
+  case OP_PURGE:
+    o->purged = mh_spool_purge(sp, o->err);
+    o->rc = o->purged < 0 ? (int)o->purged : 0;
+    break;
   case OP_DEFER:
     o->rc = mh_spool_defer(sp, o->id, o->attempts, o->next_attempt, o->reply,
                            (const char *const *)o->strs, o->nstrs, o->refused, o->nrefused, o->err);
@@ -486,6 +500,7 @@ static int op_push(lua_State *co, void *arg) {
     }
     return 1;
   case OP_SCAN: push_strings(co, o->ids, (size_t)o->nids); lua_pushinteger(co, o->total); return 2;
+  case OP_PURGE: lua_pushinteger(co, o->purged); return 1;
   case OP_LOAD:
     if (o->kept_fd >= 0 && o->ls->sp && !o->ls->closing) {
       kept_add(o->ls, o->id, o->kept_fd, o->entry.has_state);
@@ -835,12 +850,16 @@ static int l_load(lua_State *L) {
   o->keep = keep;
   return now ? op_now(L, o) : op_start(L, o, "spool:load");
 }
-/* Spool:delivered(id [, {sync = false, now = true}]) -> true   (waits unless now).
-** sync = false: unlink only; the caller runs Spool:sync() after a run of
-** removals (group commit).  now (with sync = false): on the calling thread. */
+/* Spool:delivered(id [, {sync = false, now = true, journal = true}]) -> true
+** (waits unless now).  sync = false: unlink only; the caller runs Spool:sync()
+** after a run of removals (group commit).  now (with sync = false): on the
+** calling thread.  journal (the lock holder; implies sync = false and now):
+** one record in the delivered journal instead of the unlink, the file removed
+** by a later Spool:purge() (spool.h: mh_spool_mark); when the record cannot be
+** written the file is unlinked as without it. */
 static int l_delivered(lua_State *L) {
   const char *id;
-  int nosync = 0, now;
+  int nosync = 0, now, journal = 0;
   op *o;
   check_spool(L, 1);
   id = checkid(L, 2);
@@ -848,14 +867,18 @@ static int l_delivered(lua_State *L) {
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_getfield(L, 3, "sync");
     nosync = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, 3, "journal");
+    journal = lua_toboolean(L, -1);
+    lua_pop(L, 2);
   }
-  now = nosync && opt_now(L, 3);
+  if (journal) nosync = 1;
+  now = journal || (nosync && opt_now(L, 3));
   if (!now) check_can_wait(L, "spool:delivered");
   lua_settop(L, 2);
   o = op_new(L, OP_DELIVERED, 0);
   snprintf(o->id, sizeof o->id, "%s", id);
   o->nosync = nosync;
+  o->journal = journal;
   o->may_hold = o->ls->cl->nheld < MAX_HELD;
   if (now && (o->held = kept_take(o->ls, id, &o->has_state)) >= 0) o->known = 1;
   return now ? op_now(L, o) : op_start(L, o, "spool:delivered");
@@ -870,6 +893,17 @@ static int l_sync(lua_State *L) {
   lua_settop(L, 1);
   o = op_new(L, OP_SYNC, 0);
   return op_start(L, o, "spool:sync");
+}
+/* Spool:purge() -> count   (waits): removes the messages recorded by
+** delivered{journal = true} so far (one fsync of pickup/); count = files
+** removed.  One at a time: while another runs it returns 0 at once. */
+static int l_purge(lua_State *L) {
+  op *o;
+  check_spool(L, 1);
+  check_can_wait(L, "spool:purge");
+  lua_settop(L, 1);
+  o = op_new(L, OP_PURGE, 0);
+  return op_start(L, o, "spool:purge");
 }
 static int l_retry(lua_State *L) { return simple(L, OP_RETRY, "spool:retry"); }
 static int l_remove(lua_State *L) { return simple(L, OP_REMOVE, "spool:remove"); }
@@ -1277,6 +1311,7 @@ void l_spool_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "enqueue", l_enqueue }, { "enqueue_many", l_enqueue_many }, { "lock", l_lock },
     { "scan", l_scan }, { "load", l_load }, { "delivered", l_delivered }, { "sync", l_sync },
+    { "purge", l_purge },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
     { "list", l_list }, { "watch", l_watch }, { "close", l_close }, { NULL, NULL }
   };

@@ -9,6 +9,9 @@
 **   DIR/state/    the Lua layer's own files (tls-seen, rules/)
 **   DIR/seq       the id clock (see mh_spool_new_id)
 **   DIR/lock      flock(2)ed by the one deliverer of this spool
+**   DIR/delivered the delivered journal: ids delivered whose files are not removed
+**                 yet (and DIR/delivered.old while a purge removes them; see
+**                 mh_spool_mark)
 **
 ** Nothing found in these folders is trusted: every file is opened through
 ** mh_fsutil_open (never blocking, never through a link, regular files only),
@@ -192,6 +195,38 @@ int mh_spool_delivered_held(mh_spool *sp, const char *id, int *held, char *err);
 /* The unlinks of mh_spool_delivered_nosync, for a file the caller holds open
 ** (from mh_spool_load_ex): ID.state only when has_state is not 0. */
 int mh_spool_unlink_names(mh_spool *sp, const char *id, int has_state, char *err);
+
+/* The delivered journal (DIR/delivered; spool.c says why and how): the
+** deliverer's cheap way to say "delivered" after a 250, one write(2) where an
+** unlink freed the file's blocks.
+** mh_spool_mark records id (the lock holder only, else MH_EINVAL; fd: its file
+** when the caller holds it open, else -1): from its
+** return the message is delivered for every reader of this spool (scan, load,
+** the listing, remove and retry leave it out) and no crash of the process can
+** undo it; its file stays until a purge.  MH_ENOTFOUND when the file is gone
+** (`queue rm` while it was sent: nothing to record).  MH_ELIMIT when too many records
+** wait for a purge; -errno of the write (a full disk): then nothing is
+** recorded and the caller removes the message the old way
+** (mh_spool_delivered_nosync).  Safe to call while a purge runs.
+** mh_spool_purge removes the messages recorded so far (unlinks, one fsync of
+** pickup/) and starts a new record: the number of files removed, or a
+** negative code (what failed is tried again by the next purge).  One runs at a
+** time (a second call returns 0).  mh_spool_lock finishes the purge a killed
+** deliverer left.
+** mh_spool_marked: records not removed yet. */
+int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err);
+long mh_spool_purge(mh_spool *sp, char *err);
+size_t mh_spool_marked(mh_spool *sp);
+
+/* For readers without an mh_spool (admin.c's pages): the ids the journal of
+** the spool folder dirfd records, sorted, in *ids (caller frees; NULL when
+** none), and whether id is among them.  0 or a negative code (then the view
+** may hold delivered messages, as a moment before their 250). */
+int mh_spool_journal_read(int dirfd, uint64_t **ids, size_t *n);
+int mh_spool_journal_has(const uint64_t *ids, size_t n, const char *id);
+
+/* fsync of what the deliverer did since the last one: the journal's records
+** (and the folder, when the journal was new) and pickup/ (the unlinks). */
 int mh_spool_sync(mh_spool *sp, char *err);
 
 /* Records a failed attempt: attempts (or the stored count + 1 when attempts

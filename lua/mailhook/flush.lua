@@ -94,7 +94,12 @@ function M.run(opts)
         pcall(mh.sleep, 0.2)   -- cancelled when the pass ends
       end
     end)
+    local started = d.now()
     local st = d:run()
+    -- the last record of a delivery vs the end: what follows it is removing
+    -- the delivered files (delivery.lua, the delivered journal)
+    local drain = d.last_delivered and math.max(0, d.last_delivered - started) or nil
+    local ended = d.now() - started
     done_task = false
     -- interrupt the ticker's sleep: waiting it out added up to 0.2 s to every
     -- flush (15% of draining 2,000 messages)
@@ -104,7 +109,7 @@ function M.run(opts)
     if not opts.spool then sp:close() end   -- releases the lock (it lasts until close)
     progress(st.delivered + st.failed, total, left)
     return { delivered = st.delivered, deferred = st.deferred, failed = st.failed, left = left,
-             total = total, via = "self", error = d.last_error }
+             total = total, via = "self", error = d.last_error, seconds = ended, drain_seconds = drain }
   end
   -- a service holds the lock: ask it
   local pid = type(linfo) == "table" and linfo.code == "ELOCKED" and linfo.pid

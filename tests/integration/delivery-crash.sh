@@ -1,7 +1,9 @@
 # Delivery, issue 5 point 3 (b): SIGKILL of the service injected at each write,
 # fsync, rename, unlink and socket write during delivery (strace -e inject),
 # then a restart: every message delivered at least once, and a duplicate only
-# for the message that was in flight.
+# for the message that was in flight.  The writes include each record of the
+# delivered journal; the fsyncs, renames and unlinks those of every thread (the
+# journal's purge runs on the thread pool: runtime/spool.c).
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
@@ -31,10 +33,11 @@ stop_traced() {
   wait "$1" 2>/dev/null
 }
 
-# calls SYSCALL: traces a clean run delivering one round; sets CALLS to the calls
-# the main thread made (strace counts `when=` per thread), and SOCK to the ordinals
-# of those that wrote SMTP commands or data to the socket (for write/writev).
-# (Not in $(...): the round counters must survive.)
+# calls SYSCALL [all]: traces a clean run delivering one round; sets CALLS to the calls
+# the main thread made (with all: the most any one thread made, as strace counts
+# `when=` per thread), and SOCK to the ordinals of the main thread's calls that wrote
+# SMTP commands or data to the socket or a record to the delivered journal (for
+# write/writev).  (Not in $(...): the round counters must survive.)
 calls() {
   queue_round
   strace -f -o "$T/trace" -e trace="$1" "$MAILHOOK" run >/dev/null 2>&1 &
@@ -45,7 +48,11 @@ calls() {
   main=$(awk 'NR == 1 {print $1}' "$T/trace")
   grep -E "^$main +$1\(" "$T/trace" > "$T/main-calls"
   CALLS=$(wc -l < "$T/main-calls")
-  SOCK=$(awk '/"(EHLO|MAIL FROM|RCPT TO|DATA|RSET|QUIT|From: )/ {print NR}' "$T/main-calls")
+  [ "${2:-}" = all ] && CALLS=$(awk -v sc="$1(" 'index($2, sc) == 1 {n[$1]++}
+    END {m = 0; for (t in n) if (n[t] > m) m = n[t]; print m}' "$T/trace")
+  SOCK=$( (awk '/"(EHLO|MAIL FROM|RCPT TO|DATA|RSET|QUIT|From: )/ {print NR}' "$T/main-calls"
+          grep -nE '"[0-9a-f]{16}\\n", 17\)' "$T/main-calls" | cut -d: -f1) | sort -n)
+  JOURNAL_WRITES=$(grep -cE '"[0-9a-f]{16}\\n", 17\)' "$T/main-calls")
 }
 
 # round SYSCALL WHEN: kill the service at the WHEN-th SYSCALL, restart, check.
@@ -76,22 +83,27 @@ round() {
 # socket writes: the main thread's write/writev calls that carry SMTP commands or data
 for sc in write writev; do
   calls "$sc"
-  diag "$sc: $CALLS call(s) in a clean round, $(echo $SOCK | wc -w) of them SMTP to the socket"
+  diag "$sc: $CALLS call(s) in a clean round, $(echo $SOCK | wc -w) of them SMTP to the socket or a journal record ($JOURNAL_WRITES)"
   [ -n "$SOCK" ] || continue
   sockw=1
+  [ "$JOURNAL_WRITES" -gt 0 ] && jw=1
   n=$(echo $SOCK | wc -w); step=$(( (n + POINTS - 2) / (POINTS - 1) )); [ $step -lt 1 ] && step=1
   for when in $( (echo $SOCK | tr ' ' '\n' | awk -v s=$step '(NR - 1) % s == 0'; echo $SOCK | awk '{print $NF}') | sort -un); do
     round "$sc" "$when"
   done
 done
 [ -n "${sockw:-}" ]; ok $? "socket writes of SMTP commands and data were found and injected"
+# each record of the delivered journal, not only those the spread above hits
+calls write
+for when in $(grep -nE '"[0-9a-f]{16}\\n", 17\)' "$T/main-calls" | cut -d: -f1); do round write "$when"; done
+[ -n "${jw:-}" ]; ok $? "writes of delivered-journal records were found and injected"
 
 # file writes, fsync, rename, unlink: spread over the calls of a clean round
 for group in "fsync fdatasync" "rename renameat renameat2" "unlink unlinkat"; do
   used=0
   for sc in $group; do
-    calls "$sc"; n=$CALLS
-    diag "$sc: $n call(s) in a clean round (main thread)"
+    calls "$sc" all; n=$CALLS
+    diag "$sc: $n call(s) in a clean round (the busiest thread)"
     [ "$n" -gt 0 ] || continue
     used=1
     step=$(( (n + POINTS - 2) / (POINTS - 1) )); [ $step -lt 1 ] && step=1

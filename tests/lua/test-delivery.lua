@@ -631,22 +631,23 @@ tap.test("flush_request on a service: deferred messages go now, on_flushed repor
   d:stop(); task:wait()
 end)
 
-tap.test("removals are group-committed: one fsync of pickup/ per run, before waiting", function(t)
+tap.test("deliveries are recorded, group-committed and purged: one fsync and one purge per run, before waiting", function(t)
   local d, sp = setup()
   local calls = {}
   sp.delivered = function(self, id, o)
-    mh.sleep(0)
-    calls[#calls + 1] = (o and o.sync == false) and "unlink" or "unlink+fsync"
+    calls[#calls + 1] = (o and o.journal) and "record" or (o and o.sync == false) and "unlink" or "unlink+fsync"
     self.msgs[id] = nil
     return true
   end
   sp.sync = function() mh.sleep(0); calls[#calls + 1] = "fsync"; return true end
+  sp.purge = function() mh.sleep(0); calls[#calls + 1] = "purge"; return 3 end
   for i = 1, 3 do sp:add{} end
   local task = start(d)
-  t:ok(until_(function() return #calls >= 4 end), "settled")
-  t:same(calls, { "unlink", "unlink", "unlink", "fsync" }, "three unlinks, then one fsync before going idle")
+  t:ok(until_(function() return #calls >= 5 end), "settled")
+  t:same(calls, { "record", "record", "record", "fsync", "purge" },
+         "three records in the journal (no unlink, no wait), then one fsync and one purge before going idle")
   d:stop(); task:wait()
-  t:is(#calls, 4, "nothing left to sync at stop")
+  t:is(#calls, 5, "nothing left to sync or purge at stop")
 end)
 
 tap.test("each removal is done before the next message goes: never re-sent, done by the end", function(t)

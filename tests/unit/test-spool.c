@@ -4,6 +4,7 @@
 ** sidecar state, drop-in adoption, corrupt files, the tmp/ sweep and the lock.
 */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -320,6 +321,54 @@ static void test_delivered_held(mh_spool *sp) {
   is_int(held, -1, "nothing held");
 }
 
+/* Two scans at once (the deliverer's workers with connections = 2 start by
+** scanning together, on two pool threads; the listing and the tmp/ sweep too):
+** each reads the whole folder.  They once read it through dup()s of one
+** descriptor, whose shared offset let one scan start where the other had
+** ended: it saw an empty queue, and its worker went idle. */
+typedef struct { mh_spool *sp; int rounds, short_reads; long want; } scan_race;
+static void *scan_many(void *arg) {
+  scan_race *r = arg;
+  char err[MH_SPOOL_ERRLEN];
+  for (int i = 0; i < r->rounds; i++) {
+    char **ids;
+    long total = 0, n = mh_spool_scan(r->sp, 0, &ids, &total, err);
+    if (n != r->want) r->short_reads++;
+    for (long k = 0; k < n; k++) free(ids[k]);
+    if (n >= 0) free(ids);
+    mh_spool_iter *it;
+    mh_spool_entry e;
+    long listed = 0;
+    if (mh_spool_iter_open(r->sp, 1, &it) == 0) {
+      while (mh_spool_iter_next(it, &e) == 1) { listed++; mh_spool_entry_free(&e); }
+      mh_spool_iter_close(it);
+    }
+    if (listed != r->want) r->short_reads++;
+  }
+  return NULL;
+}
+
+static void test_concurrent_scans(mh_spool *sp) {
+  static const char *to[] = { "d@e.f" };
+  char **ids, err[MH_SPOOL_ERRLEN];
+  for (int i = 0; i < 40; i++) {
+    mh_spool_item it = { .from = "a@b.c", .to = to, .nto = 1, .write = write_bytes,
+                         .arg = (void *)"Subject: race\r\n\r\nbody\r\n" };
+    mh_spool_enqueue(sp, &it, 1, err);
+  }
+  long total = 0, n = mh_spool_scan(sp, 0, &ids, &total, err);
+  scan_race a = { sp, 1000, 0, n }, b = a;
+  pthread_t ta, tb;
+  for (long k = 0; k < n; k++) free(ids[k]);
+  if (n >= 0) free(ids);
+  ok(n > 20, "a queue to scan (%ld messages)", n);
+  pthread_create(&ta, NULL, scan_many, &a);
+  pthread_create(&tb, NULL, scan_many, &b);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+  is_int(a.short_reads + b.short_reads, 0, "2,000 scans and listings, two at a time: each saw the whole queue");
+}
+
 int main(void) {
   mh_spool *sp;
   char err[MH_SPOOL_ERRLEN];
@@ -333,6 +382,7 @@ int main(void) {
   test_enqueue(sp);
   test_scan(sp);
   test_delivered_held(sp);
+  test_concurrent_scans(sp);
   mh_spool_close(sp);
   is_int(mh_spool_open("/proc/no/such", &sp, err), -ENOENT, "open of an impossible folder fails: %s", err);
   {

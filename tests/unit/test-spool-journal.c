@@ -1,0 +1,314 @@
+/*
+** test-spool-journal.c — the delivered journal (runtime/spool.c, "the
+** delivered journal"; issue 16 point 2): a message recorded as delivered is
+** gone for every reader of the spool (scan, load, the listing, remove, retry;
+** in the deliverer and in any other process) while its file waits for a purge;
+** a purge removes exactly the recorded files, also when a record arrives while
+** it runs; a deliverer killed before or during a purge leaves nothing that the
+** next one sends again (the lock replays the journal); a record that cannot be
+** written records nothing.
+**
+** This file compiles runtime/spool.c itself (with -DMH_TESTS): test_point runs
+** a competitor, or ends a child process, exactly inside a purge; test_fault
+** makes the record's write fail.
+*/
+#include "spool.c"
+
+#include <sys/wait.h>
+#include "tap.h"
+#include "spool-helpers.h"
+
+static char root[512];
+
+/* A set-up step failed: nothing after it would mean anything. */
+static void bail_out(const char *fmt, const char *a, const char *b) {
+  printf("Bail out! ");
+  printf(fmt, a, b);
+  printf("\n");
+  exit(1);
+}
+
+static void path_of(char *out, size_t n, const char *rel) { snprintf(out, n, "%s/%s", root, rel); }
+
+static int exists(const char *rel) {
+  char p[700];
+  path_of(p, sizeof p, rel);
+  return access(p, F_OK) == 0;
+}
+
+static void put(const char *rel, const char *content) {
+  char p[700];
+  path_of(p, sizeof p, rel);
+  FILE *f = fopen(p, "wb");
+  if (f) { fputs(content, f); fclose(f); }
+}
+
+static const char *contents(const char *rel) {
+  char p[700];
+  path_of(p, sizeof p, rel);
+  return slurp(p);
+}
+
+static int count_pickup(void) {
+  char p[700];
+  DIR *d;
+  struct dirent *de;
+  int n = 0;
+  path_of(p, sizeof p, "pickup");
+  if (!(d = opendir(p))) return -1;
+  while ((de = readdir(d))) if (de->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+/* Queues n messages; their ids into ids[]. */
+static void queue(mh_spool *sp, int n, char ids[][MH_SPOOL_IDLEN]) {
+  static const char *to[] = { "d@e.f" };
+  char err[MH_SPOOL_ERRLEN];
+  for (int i = 0; i < n; i++) {
+    mh_spool_item it = { .from = "a@b.c", .to = to, .nto = 1, .write = write_bytes,
+                         .arg = (void *)"Subject: x\r\n\r\nbody\r\n" };
+    if (mh_spool_enqueue(sp, &it, 1, err)) { diag("enqueue: %s", err); ids[i][0] = '\0'; continue; }
+    memcpy(ids[i], it.id, MH_SPOOL_IDLEN);
+  }
+}
+
+/* The ids a scan returns, as one string "id id ..." (and how many). */
+static long scan_str(mh_spool *sp, char *out, size_t cap) {
+  char **ids, err[MH_SPOOL_ERRLEN];
+  long total = 0, n = mh_spool_scan(sp, 0, &ids, &total, err);
+  out[0] = '\0';
+  for (long i = 0; i < n; i++) {
+    size_t l = strlen(out);
+    snprintf(out + l, cap - l, "%s%s", l ? " " : "", ids[i]);
+    free(ids[i]);
+  }
+  if (n >= 0) free(ids);
+  return n < 0 ? n : total;
+}
+
+static int listed(mh_spool *sp) {
+  mh_spool_iter *it;
+  mh_spool_entry e;
+  int n = 0;
+  if (mh_spool_iter_open(sp, 0, &it)) return -1;
+  while (mh_spool_iter_next(it, &e) == 1) { n++; mh_spool_entry_free(&e); }
+  mh_spool_iter_close(it);
+  return n;
+}
+
+/* Every test's spool lives under base (removed at the end). */
+static char base[256];
+
+static void fresh(const char *name, mh_spool **sp) {
+  char err[MH_SPOOL_ERRLEN];
+  snprintf(root, sizeof root, "%s/%s", base, name);
+  mkdir(root, 0700);
+  if (mh_spool_open(root, sp, err)) bail_out("open %s: %s", root, err);
+}
+
+static void test_readers(void) {
+  mh_spool *sp, *other;
+  char ids[4][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], got[200], want[200], rec[64];
+  mh_spool_entry e;
+  fresh("readers", &sp);
+  queue(sp, 4, ids);
+  is_int(mh_spool_open(root, &other, err), 0, "a second handle on the spool (another process's view)");
+  is_int(mh_spool_mark(other, ids[0], -1, err), MH_EINVAL, "only the lock holder records deliveries: %s", err);
+  is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
+  is_int(mh_spool_mark(sp, "../x", -1, err), MH_EINVAL, "a bad id is refused");
+  is_int(mh_spool_mark(sp, ids[0], -1, err), 0, "delivered: recorded");
+  is_int(mh_spool_mark(sp, ids[1], -1, err), 0, "a second one");
+  snprintf(rec, sizeof rec, "%s\n%s\n", ids[0], ids[1]);
+  is_str(contents("delivered"), rec, "DIR/delivered holds one line per record, in order");
+  is_int(count_pickup(), 4, "their files are still in pickup/ (removed by a purge)");
+  is_int((long)mh_spool_marked(sp), 2, "two records wait for a purge");
+
+  snprintf(want, sizeof want, "%s %s", ids[2], ids[3]);
+  is_int(scan_str(sp, got, sizeof got), 2, "the deliverer's scan counts the two left");
+  is_str(got, want, "and lists only them");
+  is_int(mh_spool_load(sp, ids[0], &e, err), MH_ENOTFOUND, "load of a delivered one: not found");
+  ok(mh_spool_load(sp, ids[2], &e, err) == 0, "load of one still queued works");
+  mh_spool_entry_free(&e);
+  is_int(listed(sp), 2, "the listing leaves the delivered ones out");
+  is_int(mh_spool_remove(sp, ids[1], err), MH_ENOTFOUND, "queue rm of a delivered one: not found");
+  is_int(mh_spool_retry(sp, ids[1], err), MH_ENOTFOUND, "queue retry of a delivered one: not found");
+
+  /* another process reads the journal file */
+  is_int(scan_str(other, got, sizeof got), 2, "another process's scan counts the two left");
+  is_str(got, want, "and lists only them");
+  is_int(mh_spool_load(other, ids[1], &e, err), MH_ENOTFOUND, "its load of a delivered one: not found");
+  is_int(listed(other), 2, "its listing leaves them out");
+  is_int(mh_spool_remove(other, ids[0], err), MH_ENOTFOUND, "its queue rm of a delivered one: not found");
+
+  is_int(mh_spool_sync(sp, err), 0, "sync (the records' fsync)");
+  is_int((int)mh_spool_purge(sp, err), 2, "purge removes the two recorded files");
+  is_int(count_pickup(), 2, "two files left in pickup/");
+  ok(!exists("delivered") && !exists("delivered.old"), "no journal file left");
+  is_int((long)mh_spool_marked(sp), 0, "nothing waits");
+  is_int((int)mh_spool_purge(sp, err), 0, "a purge with nothing recorded removes nothing");
+  is_int(scan_str(other, got, sizeof got), 2, "the other process still sees the two queued");
+  is_int(mh_spool_mark(sp, ids[2], -1, err), 0, "a record after the purge");
+  snprintf(rec, sizeof rec, "%s\n", ids[2]);
+  is_str(contents("delivered"), rec, "starts a new journal file");
+  mh_spool_close(other);
+  mh_spool_close(sp);
+}
+
+/* A record made while a purge runs (test_point between the rename and the
+** unlinks: the deliverer goes on on its loop thread) stays, with its file,
+** for the next purge. */
+static mh_spool *racing;
+static char race_id[MH_SPOOL_IDLEN];
+static int race_rc = 99;
+static void mark_during_purge(const char *where) {
+  char err[MH_SPOOL_ERRLEN];
+  if (!strcmp(where, "purge-renamed") && race_rc == 99) race_rc = mh_spool_mark(racing, race_id, -1, err);
+}
+
+static void test_race(void) {
+  mh_spool *sp;
+  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], got[200], file[64];
+  fresh("race", &sp);
+  queue(sp, 3, ids);
+  mh_spool_lock(sp, NULL);
+  mh_spool_mark(sp, ids[0], -1, err);
+  mh_spool_mark(sp, ids[1], -1, err);
+  racing = sp;
+  memcpy(race_id, ids[2], MH_SPOOL_IDLEN);
+  test_point = mark_during_purge;
+  is_int((int)mh_spool_purge(sp, err), 2, "a purge removes the two recorded before it began");
+  test_point = NULL;
+  is_int(race_rc, 0, "a record was made while it ran");
+  snprintf(file, sizeof file, "pickup/%s.eml", ids[2]);
+  ok(exists(file), "that message's file was left for the next purge");
+  is_int(scan_str(sp, got, sizeof got), 0, "and it is not queued: delivered");
+  is_int((long)mh_spool_marked(sp), 1, "one record waits");
+  is_int((int)mh_spool_purge(sp, err), 1, "the next purge removes it");
+  ok(!exists(file) && count_pickup() == 0, "pickup/ is empty");
+  mh_spool_close(sp);
+}
+
+/* A deliverer killed with records and no purge, or in the middle of one (a
+** child ends itself at a test point: _exit, no clean-up, as a SIGKILL): the
+** next lock holder removes what was recorded and sends it again never. */
+static const char *die_at;
+static void die_here(const char *where) { if (!strcmp(where, die_at)) _exit(0); }
+
+static void killed_deliverer(const char *point, const char *what) {
+  mh_spool *sp;
+  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], got[200];
+  pid_t pid;
+  int status;
+  char name[64];
+  snprintf(name, sizeof name, "kill-%s", point ? point : "none");
+  fresh(name, &sp);
+  queue(sp, 3, ids);
+  mh_spool_close(sp);
+  fflush(stdout);
+  if ((pid = fork()) == 0) {
+    mh_spool *c;
+    if (mh_spool_open(root, &c, err) || mh_spool_lock(c, NULL)) _exit(1);
+    mh_spool_mark(c, ids[0], -1, err);
+    mh_spool_mark(c, ids[1], -1, err);
+    if (!point) _exit(0);                 /* killed before any purge */
+    die_at = point;
+    test_point = die_here;
+    mh_spool_purge(c, err);
+    _exit(2);                             /* the point was not reached */
+  }
+  waitpid(pid, &status, 0);
+  is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0, "%s: the deliverer died there", what);
+  if (mh_spool_open(root, &sp, err)) bail_out("reopen %s: %s", root, err);
+  is_int(scan_str(sp, got, sizeof got), 1, "%s: before the lock, a reader sees one message queued", what);
+  is_int(mh_spool_lock(sp, NULL), 0, "%s: the next deliverer takes the lock", what);
+  is_int(scan_str(sp, got, sizeof got), 1, "%s: it is given only the one never delivered", what);
+  is_str(got, ids[2], "%s: (that one)", what);
+  is_int(count_pickup(), 1, "%s: the two delivered files were removed at the lock", what);
+  ok(!exists("delivered") && !exists("delivered.old"), "%s: no journal file left", what);
+  is_int((long)mh_spool_marked(sp), 0, "%s: nothing waits", what);
+  mh_spool_close(sp);
+}
+
+/* Journal files as a power cut or an old crash may leave them: a torn last
+** line, a line that is no id, both files at once. */
+static void test_replay_files(void) {
+  mh_spool *sp;
+  char ids[4][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], got[200], buf[200], file[64];
+  fresh("files", &sp);
+  queue(sp, 4, ids);
+  mh_spool_close(sp);
+  snprintf(buf, sizeof buf, "%s\nnot an id\n%.10s", ids[0], ids[1]);   /* torn: ids[1] never recorded */
+  put("delivered.old", buf);
+  snprintf(buf, sizeof buf, "%s\n", ids[2]);
+  put("delivered", buf);
+  if (mh_spool_open(root, &sp, err)) bail_out("reopen %s: %s", root, err);
+  is_int(scan_str(sp, got, sizeof got), 2, "a reader reads both files: two left");
+  mh_spool_lock(sp, NULL);
+  is_int(count_pickup(), 2, "the lock removed the two recorded whole (both files)");
+  snprintf(file, sizeof file, "pickup/%s.eml", ids[1]);
+  ok(exists(file), "the torn record removed nothing");
+  snprintf(buf, sizeof buf, "%s %s", ids[1], ids[3]);
+  scan_str(sp, got, sizeof got);
+  is_str(got, buf, "and the two not recorded are queued");
+  mh_spool_close(sp);
+}
+
+/* A record that cannot be written (a full disk) records nothing. */
+static int fail_journal(const char *where) { return !strcmp(where, "journal") ? -ENOSPC : 0; }
+
+static void test_write_fails(void) {
+  mh_spool *sp;
+  char ids[1][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], got[200];
+  fresh("full", &sp);
+  queue(sp, 1, ids);
+  mh_spool_lock(sp, NULL);
+  test_fault = fail_journal;
+  is_int(mh_spool_mark(sp, ids[0], -1, err), -ENOSPC, "a failed write: the error (%s)", err);
+  test_fault = NULL;
+  ok(strstr(err, "delivered") != NULL, "naming the journal");
+  is_int((long)mh_spool_marked(sp), 0, "nothing recorded in memory");
+  is_str(contents("delivered") ? contents("delivered") : "", "", "nor in the file");
+  is_int(scan_str(sp, got, sizeof got), 1, "the message is still queued (the caller unlinks it instead)");
+  mh_spool_close(sp);
+}
+
+/* `queue rm` while the message was sent: its 250 records nothing, and says so
+** (by name, or through the file the deliverer holds open). */
+static void test_removed_meanwhile(void) {
+  mh_spool *sp;
+  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], name[64], p[700];
+  int fd;
+  fresh("rm", &sp);
+  queue(sp, 3, ids);
+  mh_spool_lock(sp, NULL);
+  is_int(mh_spool_remove(sp, ids[0], err), 0, "queue rm of the first");
+  is_int(mh_spool_mark(sp, ids[0], -1, err), MH_ENOTFOUND, "its 250 records nothing: not found");
+  ok(strstr(err, "removed meanwhile") != NULL, "saying it was removed meanwhile (%s)", err);
+  snprintf(name, sizeof name, "pickup/%s.eml", ids[1]);
+  path_of(p, sizeof p, name);
+  fd = open(p, O_RDONLY);
+  is_int(mh_spool_remove(sp, ids[1], err), 0, "queue rm of one the deliverer holds open");
+  is_int(mh_spool_mark(sp, ids[1], fd, err), MH_ENOTFOUND, "seen through the open file too");
+  is_int(mh_spool_mark(sp, ids[2], -1, err), 0, "one still there is recorded");
+  if (fd >= 0) close(fd);
+  is_int((long)mh_spool_marked(sp), 1, "only that one waits for a purge");
+  mh_spool_close(sp);
+}
+
+int main(void) {
+  char cmd[300];
+  snprintf(base, sizeof base, "%s/mh-journal-unit.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(base)) return 1;
+  test_readers();
+  test_race();
+  killed_deliverer(NULL, "killed before a purge");
+  killed_deliverer("purge-renamed", "killed after the journal's rename");
+  killed_deliverer("purge-removed", "killed after the unlinks");
+  test_replay_files();
+  test_write_fails();
+  test_removed_meanwhile();
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+  if (system(cmd)) diag("could not remove %s", base);
+  return done_testing();
+}
