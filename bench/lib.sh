@@ -153,15 +153,15 @@ sink_bench() {
 # FILE lacks either marker (nothing written).  The docs' figures are the benches' output,
 # never copied by hand (issue 16 point 5).
 replace_block() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
+  /usr/bin/python3 - "$1" "$2" "$(cat)" <<'PY'
 import os, sys
-name, path = sys.argv[1], sys.argv[2]
+name, path, body = sys.argv[1], sys.argv[2], sys.argv[3]
 begin, end = "<!-- bench:%s -->" % name, "<!-- /bench:%s -->" % name
 text = open(path).read()
 i, j = text.find(begin), text.find(end)
 if i < 0 or j < i:
     sys.exit("replace_block: no %s ... %s in %s" % (begin, end, path))
-new = text[:i + len(begin)] + "\n" + sys.stdin.read().rstrip("\n") + "\n" + text[j:]
+new = text[:i + len(begin)] + "\n" + body.rstrip("\n") + "\n" + text[j:]
 with open(path + ".tmp", "w") as f:
     f.write(new)
 os.rename(path + ".tmp", path)
