@@ -197,6 +197,7 @@ PY
 
 RD=$W/pf-receiver QD=$W/pf-queue
 RPORT=$(free_port) QPORT=$(free_port)
+while [ "$QPORT" = "$RPORT" ]; do QPORT=$(free_port); done
 pf_start "$RD" 1 "$RPORT" <<EOF || exit 0
 # The receiver: what its smtpd accepts is queued (written, fsynced), then discarded.
 default_transport = discard
@@ -256,5 +257,7 @@ for r in $(seq "$ROUNDS"); do
 done
 report "queue -> smtp-sink, each draining its own durable queue" \
   "mailhook flush" "${mh_b[*]}" "Postfix (qmgr + smtp)" "${pf_b[*]}"
+echo "$B    (Postfix with its defaults: up to $("$PF/postconf" -c "$QD/etc" -h default_destination_concurrency_limit)" \
+     "parallel deliveries to the sink, connections cached; mailhook: 1 connection)"
 echo "$B  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 doc_write "$B"
