@@ -9,6 +9,7 @@
 #  3. Peak RSS of `mailhook flush` draining a backlog of $BACKLOG messages
 #     (default 20,000 to keep `make bench` to a few minutes; BACKLOG=100000 for
 #     the figure of the goal: <= 10 MB and flat), RSS sampled every 0.2 s.
+# With BENCH_WRITE_DOCS=1 (make bench) the output goes into docs/delivery.md (block delivery).
 . "$(dirname "$0")/lib.sh"
 ROOT=${ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 MAILHOOK=${MAILHOOK:-$ROOT/build/mailhook}
@@ -24,6 +25,7 @@ missing=$("$MAILHOOK" -e 'for _, m in ipairs{"mailhook.spool", "mailhook.smtp", 
   if not pcall(require, m) then io.write(m, " ") end end' 2>&1)
 if [ -n "$missing" ]; then echo "delivery  skipped: not built yet ($missing)"; exit 0; fi
 sink_bench delivery || exit 0
+doc_capture   # with BENCH_WRITE_DOCS=1, what follows goes into docs/delivery.md too
 
 now_ms() { date +%s%3N; }
 
@@ -94,3 +96,4 @@ n = len(v); q = lambda f: v[min(n - 1, int(f * n))]
 print("delivery  backlog %s msgs: peak RSS %.1f MB (goal <= 10 MB); RSS at 10/50/90%% of the drain: %.1f / %.1f / %.1f MB; %d samples"
       % (sys.argv[2], max(v) / 1024, q(.1) / 1024, q(.5) / 1024, q(.9) / 1024, n))
 PY
+doc_write delivery

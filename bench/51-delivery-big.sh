@@ -4,7 +4,8 @@
 # alternate, the senders pinned to CPU 0 and the sink to CPU 1 (as 50-delivery.sh).
 # Prints each side's rate per round, the median ratio with its spread (min-max of the
 # per-round ratios), and the CPU time each side used (user + sys, load-independent enough
-# to compare on a busy machine).  Goal: ratio >= 1.0 for both sizes.
+# to compare on a busy machine).  Goal: ratio >= 1.0 for both sizes.  With BENCH_WRITE_DOCS=1
+# (make bench) the output goes into docs/delivery.md (block delivery-big).
 . "$(dirname "$0")/lib.sh"
 ROOT=${ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 MAILHOOK=${MAILHOOK:-$ROOT/build/mailhook}
@@ -15,6 +16,7 @@ PF=$ROOT/.deps/postfix/usr/sbin
 export LD_LIBRARY_PATH="$ROOT/.deps/postfix/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 PY=/usr/bin/python3
 sink_bench delivery-big || exit 0
+doc_capture   # with BENCH_WRITE_DOCS=1, what follows goes into docs/delivery.md too
 
 # fill_size N BYTES: queue N messages of about BYTES, not timed, in lines of 78 characters and
 # CRLF as smtp-source sends its payload (the sink's work is per line: shorter lines than the
@@ -69,3 +71,4 @@ PY
 run_size "100 KB" "$BIG_N" 102400
 run_size "5 MB" "$HUGE_N" 5000000
 echo "delivery-big  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+doc_write delivery-big

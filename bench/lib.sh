@@ -147,3 +147,51 @@ sink_bench() {
   "$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none tls_required=false \
     from=bench@example.com >/dev/null || { echo "$1  skipped: cannot write settings"; return 1; }
 }
+
+# replace_block NAME FILE: replace, in FILE, the lines between "<!-- bench:NAME -->" and
+# "<!-- /bench:NAME -->" by stdin (the markers kept), by rename; 1, saying so on stderr, when
+# FILE lacks either marker (nothing written).  The docs' figures are the benches' output,
+# never copied by hand (issue 16 point 5).
+replace_block() {
+  /usr/bin/python3 - "$1" "$2" "$(cat)" <<'PY'
+import os, sys
+name, path, body = sys.argv[1], sys.argv[2], sys.argv[3]
+begin, end = "<!-- bench:%s -->" % name, "<!-- /bench:%s -->" % name
+text = open(path).read()
+i, j = text.find(begin), text.find(end)
+if i < 0 or j < i:
+    sys.exit("replace_block: no %s ... %s in %s" % (begin, end, path))
+new = text[:i + len(begin)] + "\n" + body.rstrip("\n") + "\n" + text[j:]
+with open(path + ".tmp", "w") as f:
+    f.write(new)
+os.rename(path + ".tmp", path)
+PY
+}
+
+# doc_capture: when BENCH_WRITE_DOCS=1 (scripts/bench sets it: a run by hand leaves the docs
+# alone), keep a copy of everything this bench prints from now on, for doc_write.  Call it
+# after the checks that may skip the bench (a skipped bench keeps the figures in the docs).
+doc_capture() {
+  [ "${BENCH_WRITE_DOCS:-}" = 1 ] || return 0
+  DOC_OUT=$(mktemp "${W:-/tmp}/bench-out.XXXXXX")   # in the scratch folder when there is one
+  exec 3>&1 > >(tee "$DOC_OUT")
+  DOC_TEE=$!
+}
+
+# doc_write NAME [FILE]: after doc_capture, put what the bench printed, with the date, the
+# load average and nproc, in FILE's block NAME (replace_block; FILE defaults to
+# docs/delivery.md).  Nothing without BENCH_WRITE_DOCS=1.
+doc_write() {
+  [ "${BENCH_WRITE_DOCS:-}" = 1 ] && [ -n "${DOC_OUT:-}" ] || return 0
+  exec 1>&3 3>&-
+  wait "$DOC_TEE" 2>/dev/null
+  {
+    echo '```'
+    cat "$DOC_OUT"
+    echo '```'
+    echo
+    echo "Written by bench/$(basename "$0") on $(date -u +%Y-%m-%dT%H:%MZ): load average" \
+         "$(cut -d' ' -f1-3 /proc/loadavg) at the end, $(nproc) CPUs, $(uname -r)."
+  } | replace_block "$1" "${2:-$ROOT/docs/delivery.md}"
+  rm -f "$DOC_OUT"; DOC_OUT=
+}
