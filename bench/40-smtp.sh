@@ -15,33 +15,13 @@ taskset -c 1 "$SINK" -u nobody -4 127.0.0.1:"$PORT" 256 >/dev/null 2>&1 &
 SINKPID=$!
 for _ in $(seq 50); do /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT)).close()" 2>/dev/null && break; sleep 0.1; done
 
-cat > "$T/send.lua" <<'LUA'
-local smtp = require "mailhook.smtp"
-local n, port, mode = tonumber(arg[1]), tonumber(arg[2]), arg[3]
-local body = "From: a@example.test\r\nTo: b@example.test\r\nSubject: bench\r\n\r\n" ..
-  string.rep(string.rep("x", 62) .. "\r\n", 15)
-local s = assert(smtp.connect { server = { "127.0.0.1" }, port = port, tls = "none", tls_required = false,
-                               from = "a@example.test" })
-local m = { from = "a@example.test", to = { "b@example.test" }, data = body }
-if mode == "pipe" then
-  assert(s:submit(m))
-  for i = 1, n do
-    if i < n then assert(s:submit(m)) end
-    s:release()
-    assert(s:result())
-  end
-else
-  for _ = 1, n do assert(s:send(m)) end
-end
-s:quit()
-LUA
 printf 'From: a@example.test\r\nTo: b@example.test\r\nSubject: bench\r\n\r\n%s' \
   "$(for _ in $(seq 15); do printf '%062d\r\n' 0; done)" > "$T/msg"
 cat > "$T/msmtp.sh" <<SH
 for i in \$(seq 100); do msmtp --host=127.0.0.1 --port=$PORT --auth=off --tls=off --from=a@example.test b@example.test < "$T/msg" || exit 1; done
 SH
 
-MAILHOOK_SPOOL=$T /usr/bin/python3 - "$MAILHOOK" "$T/send.lua" "$SOURCE" "$PORT" "$T/msmtp.sh" <<'PY'
+MAILHOOK_SPOOL=$T /usr/bin/python3 - "$MAILHOOK" "$ROOT/bench/engine-send.lua" "$SOURCE" "$PORT" "$T/msmtp.sh" <<'PY'
 import subprocess, sys, time, statistics, shutil, resource
 mh, script, source, port, msmtp = sys.argv[1:6]
 N = 2000

@@ -109,7 +109,8 @@ function M.run(opts)
     if not opts.spool then sp:close() end   -- releases the lock (it lasts until close)
     progress(st.delivered + st.failed, total, left)
     return { delivered = st.delivered, deferred = st.deferred, failed = st.failed, left = left,
-             total = total, via = "self", error = d.last_error, seconds = ended, drain_seconds = drain }
+             total = total, via = "self", error = d.last_error, seconds = ended, drain_seconds = drain,
+             drained_at = d.last_delivered }
   end
   -- a service holds the lock: ask it
   local pid = type(linfo) == "table" and linfo.code == "ELOCKED" and linfo.pid
