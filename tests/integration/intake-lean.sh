@@ -87,4 +87,33 @@ out=$("$MAILHOOK" -e '
   assert(s.update { from = "other@example.com" })
   io.write(assert(s.load()).from)')
 is "$out" "other@example.com" "settings.hold: an update in the same process is read again"
+# The bindings are opened on first use (runtime/l_core.c): every runtime/l_NAME.c
+# but l_sched, l_watch and l_embed adds exactly core.NAME the first time it is read
+lazy=$(cd "$ROOT/runtime" && ls l_*.c | sed 's/^l_//; s/\.c$//' | grep -vxE 'core|sched|watch|embed' | tr '\n' ' ')
+out=$("$MAILHOOK" -e '
+  local core = require "mailhook.core"
+  local bad = {}
+  for name in (...):gmatch("%S+") do
+    local before = {}
+    for k in pairs(core) do before[k] = true end
+    if rawget(core, name) ~= nil then bad[#bad + 1] = name .. " opened before use" end
+    if type(core[name]) ~= "table" then bad[#bad + 1] = name .. " not a table" end
+    for k in pairs(core) do
+      if not before[k] and k ~= name then bad[#bad + 1] = name .. " also added " .. k end
+    end
+  end
+  io.write(#bad == 0 and "ok" or table.concat(bad, "; "))' "$lazy")
+is "$out" ok "each binding opens on first use and adds only its own field ($lazy)"
+is "$("$MAILHOOK" -e 'local c = require "mailhook.core"; io.write(tostring(c.nothing), " ", tostring(c[1]))')" \
+   "nil nil" "core: a field no binding adds is nil, as before"
+# an enqueue opens only the bindings it uses (fsutil, logsink, msg, spool), none of the others
+out=$("$MAILHOOK" -e '
+  local core = require "mailhook.core"
+  assert(require("mailhook.enqueue").enqueue { to = "ops@example.com", subject = "s", text = "b" })
+  local open = {}
+  for name in (...):gmatch("%S+") do
+    if rawget(core, name) ~= nil then open[#open + 1] = name end
+  end
+  io.write(table.concat(open, " "))' "$lazy")
+is "$out" "fsutil logsink msg spool" "an enqueue opens only the bindings it uses"
 done_testing
