@@ -67,9 +67,25 @@ for c in enqueue sendmail hook; do
 done
 like "$(opened enqueue)" '/luac/scripts/enqueue\.luac$' "enqueue's admin script is loaded precompiled"
 unlike "$(opened enqueue)" '/mailhook/queue\.lua$' "enqueue does not load mailhook.queue"
+for c in enqueue sendmail hook; do   # settings' editing half (update, password...) is not an intake's
+  unlike "$(opened $c)" '/mailhook/settings_edit\.luac?$' "$c does not load the settings' editing half"
+done
 unlike "$(opened sendmail)" '/mailhook/queue\.lua$' "sendmail -t does not load mailhook.queue"
 is "$("$MAILHOOK" -e 'io.write(tostring(package.loaded["mailhook.settings"] == nil))')" true \
    "-e '' loads no settings"
+
+# the editing half loads on first use of one of its names, and only then
+out=$("$MAILHOOK" -e '
+  local s = require "mailhook.settings"
+  local before = package.loaded["mailhook.settings_edit"] ~= nil
+  local none = s.no_such_name
+  local still = package.loaded["mailhook.settings_edit"] ~= nil
+  local f = s.format(assert(s.load()))
+  io.write(tostring(before), " ", tostring(none), " ", tostring(still), " ",
+           tostring(package.loaded["mailhook.settings_edit"] ~= nil), " ", f[1], " ",
+           s.command_limits.seconds, " ", type(rawget(s, "update")))')
+is "$out" "false nil false true enabled = true 10 function" \
+   "settings: the editing half is loaded by the first use of one of its names, not before"
 
 # held settings are a copy: changing what load() returned changes nothing held
 out=$("$MAILHOOK" -e '
