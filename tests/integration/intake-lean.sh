@@ -31,7 +31,7 @@ traced() {
   local name=$1; shift
   # (LeakSanitizer cannot run under ptrace: an ASan build exits 1 there unless it is off)
   ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-  strace -f -qq -e trace=openat,open,fsync,fdatasync,renameat2,rename,clone,clone3 \
+  strace -f -qq -e trace=openat,open,fsync,fdatasync,renameat2,rename,clone,clone3,fcntl \
     -o "$T/$name.tr" "$@" < "$T/in" > "$T/$name.out" 2> "$T/$name.err"
   local rc=$?
   [ "$rc" = 0 ] || sed "s/^/#   $name: /" "$T/$name.err" | tail -5 >&2
@@ -61,6 +61,8 @@ for c in enqueue sendmail hook; do
   unlike "$(opened $c)" 'libssl|libcrypto|mailhook-tls\.so|libreadline|libtinfo' \
      "$c opens neither OpenSSL, the TLS module nor readline"
   is "$(grep -cE 'fsync\(|fdatasync\(' "$T/$c.tr")" 2 "$c makes exactly two fsyncs"
+  # a file opened by the core's rule is made blocking again by one F_SETFL, no F_GETFL first
+  is "$(grep -c 'F_GETFL' "$T/$c.tr")" 0 "$c: no F_GETFL to open a file (runtime/fsutil.c)"
   # the order of the durable write: fsync of the file, rename into pickup/, fsync of pickup/
   seq=$(grep -E 'fsync\(|fdatasync\(|rename(at2)?\(' "$T/$c.tr" | sed -E 's/^[0-9]+ +//; s/\(.*//' | tr '\n' ' ')
   like "$seq" '^f(data)?sync renameat2? f(data)?sync $' "$c: fsync, rename, fsync of the folder, in that order"
@@ -103,6 +105,30 @@ out=$("$MAILHOOK" -e '
   assert(s.update { from = "other@example.com" })
   io.write(assert(s.load()).from)')
 is "$out" "other@example.com" "settings.hold: an update in the same process is read again"
+# reading a queued message (listing, loading: the deliverer's path) takes one fstat of
+# its file, the one the core's rule makes when it opens it (runtime/spool.c fill_entry)
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+strace -f -qq -e trace=openat,fstat,newfstatat,statx,close -o "$T/list.tr" "$MAILHOOK" -e '
+  local sp = assert(require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL")))
+  local n = 0
+  for e in sp:list() do n = n + 1; assert(sp:load(e.id)) end
+  io.write(n)' > "$T/list.out"
+is "$(cat "$T/list.out")" 3 "the three messages listed and loaded (traced)"
+most=$(/usr/bin/python3 - "$T/list.tr" <<'PY'
+import re, sys
+fds, n, most = set(), {}, 0
+for line in open(sys.argv[1]):
+    m = re.search(r'openat\(.*\.eml".*= (\d+)$', line)
+    if m: fds.add(m.group(1)); n[m.group(1)] = 0; continue
+    m = re.search(r'(?:fstat\(|newfstatat\(|statx\()(\d+), ""', line)
+    if m and m.group(1) in fds: n[m.group(1)] += 1
+    m = re.search(r'close\((\d+)\)', line)
+    if m and m.group(1) in fds: most = max(most, n[m.group(1)]); fds.discard(m.group(1))
+print(most)
+PY
+)
+is "$most" 1 "each message file opened is fstat-ed once while open"
+
 # The bindings are opened on first use (runtime/l_core.c): every runtime/l_NAME.c
 # but l_sched, l_watch and l_embed adds exactly core.NAME the first time it is read
 lazy=$(cd "$ROOT/runtime" && ls l_*.c | sed 's/^l_//; s/\.c$//' | grep -vxE 'core|sched|watch|embed' | tr '\n' ' ')
