@@ -541,10 +541,12 @@ local shared = { MASK = MASK, SCHEMA = SCHEMA, SECRET = SECRET, BY_NAME = BY_NAM
                  parse_value = parse_value, validate = validate, parse_text = parse_text,
                  read_both = read_both }
 
+-- (the metatable goes only once the half is in: a load that failed, a rule's
+-- memory budget refusing it, is tried again at the next use)
 setmetatable(M, { __index = function(_, k)
   if not EDIT[k] then return nil end
-  setmetatable(M, nil)
   require("mailhook.settings_edit")(M, shared)
+  setmetatable(M, nil)
   return rawget(M, k)
 end })
 

@@ -89,6 +89,15 @@ out=$("$MAILHOOK" -e '
 is "$out" "false nil false true enabled = true 10 function" \
    "settings: the editing half is loaded by the first use of one of its names, not before"
 
+# a load of the editing half that failed is tried again at the next use
+out=$("$MAILHOOK" -e '
+  package.preload["mailhook.settings_edit"] = function() error("refused") end
+  local s = require "mailhook.settings"
+  local ok, err = pcall(function() return s.update end)
+  package.preload["mailhook.settings_edit"] = nil
+  io.write(tostring(ok), " ", tostring(err):match("refused") or "?", " ", type(s.update))' 2>&1)
+is "$out" "false refused function" "settings: a failed load of the editing half is tried again"
+
 # held settings are a copy: changing what load() returned changes nothing held
 out=$("$MAILHOOK" -e '
   local s = require "mailhook.settings"
