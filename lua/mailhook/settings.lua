@@ -25,7 +25,7 @@
 -- mailhook/settings_edit.lua holds the rest (update, preview, password,
 -- token, get, format, report, validate, warnings, command_limits), loaded the
 -- first time one of those is used.  An intake (enqueue, sendmail, hook) only
--- reads: loading and running the editing half too was a third of the 1.1 M
+-- reads: loading and running the editing half too was a quarter of the 1.0 M
 -- instructions this module cost it (docs/perf-hook.md).
 local core = require "mailhook.core"
 local duration = require "mailhook.duration"
