@@ -57,9 +57,13 @@ int mh_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, unsigne
     close(fd);
     return MH_EUNSAFE;
   }
-  /* 4. blocking again: regular files ignore O_NONBLOCK, but keep it exact */
-  int fl = fcntl(fd, F_GETFL);
-  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  /* 4. blocking again: regular files ignore O_NONBLOCK, but keep the flags
+  **    exactly what the caller asked.  One F_SETFL, no F_GETFL first: the
+  **    flags F_SETFL changes (O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME,
+  **    O_NONBLOCK) are set to those of oflags, which is what the open had but
+  **    O_NONBLOCK (unless the caller asked for it too).  A failure changes
+  **    nothing that matters for a regular file, as before. */
+  (void)fcntl(fd, F_SETFL, oflags & (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK));
   return fd;
 }
 

@@ -107,6 +107,120 @@ static void push_lib_paths(lua_State *L) {
   lua_setfield(L, -2, "library");
 }
 
+/* The bindings are opened on first use.  Opening all seventeen at every
+** start (their functions, their classes' metatables) was 0.37 M of the 3.3 M
+** instructions of an `enqueue`, which uses four of them.  Each module
+** l_NAME.c adds exactly the field NAME to the core table (core.fsutil,
+** core.spool...): it is opened by the core table's __index the first time
+** core.NAME is read, so require "mailhook.core" costs the same whatever
+** is linked in, and a command pays only for what it touches.  A class's
+** metatable is made by its module's open, and only that module's functions
+** make objects of it, so no object can exist before its metatable does.
+** The exceptions, opened at once: l_sched (it adds many top-level fields:
+** core.spawn, core.sleep...), l_watch (its class is made by functions of
+** other modules) and l_embed (it adds nothing).  tests/integration/
+** intake-lean.sh checks that each lazy module adds exactly its own field and
+** that an `enqueue` opens only the ones it uses. */
+typedef struct {
+  const char *field;            /* the core field it adds: the file's name without l_ */
+  void (*open)(lua_State *L);   /* adds it to the table on top of the stack */
+} lazy_module;
+
+static const lazy_module lazy[] = {
+#define MH_MODULE(name) { #name + 2, name##_open },
+#include "l_modules.h"
+#undef MH_MODULE
+};
+
+static int eager(const char *field) {
+  return !strcmp(field, "sched") || !strcmp(field, "watch") || !strcmp(field, "embed");
+}
+
+/* Runs a module's open (argument 2, a lazy_module) on the core table (1). */
+static int open_protected(lua_State *L) {
+  const lazy_module *m = (const lazy_module *)lua_touserdata(L, 2);
+  lua_settop(L, 1);
+  m->open(L);
+  return 0;
+}
+
+/* The registry's string keys (class names, mostly), as the interned strings'
+** addresses: what an open that failed had not added.  Kept in C memory, not
+** in a Lua table: nothing of it is charged to a rule's budget, and it costs
+** a few hundred instructions, not a table's growth. */
+typedef struct {
+  const void **key;
+  size_t n, cap;
+} name_set;
+
+static int names_take(lua_State *L, name_set *ns) {
+  lua_pushnil(L);
+  while (lua_next(L, LUA_REGISTRYINDEX)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    if (ns->n == ns->cap) {
+      size_t cap = ns->cap ? ns->cap * 2 : 32;
+      const void **k = (const void **)realloc(ns->key, cap * sizeof *k);
+      if (!k) { lua_pop(L, 1); return -1; }
+      ns->key = k;
+      ns->cap = cap;
+    }
+    ns->key[ns->n++] = lua_tostring(L, -1);
+  }
+  return 0;
+}
+
+static int names_has(const name_set *ns, const void *k) {
+  for (size_t i = 0; i < ns->n; i++) if (ns->key[i] == k) return 1;
+  return 0;
+}
+
+/* core.__index(core, key): opens the module that adds key, then returns it;
+** nil for any other key (as a plain table would).
+** An open can now fail half-way where it never did at start: inside a rule
+** whose memory budget refuses an allocation (or out of memory).  A class's
+** metatable registered but not filled yet (luaL_newmetatable then an
+** allocation refused) would stay so for the life of the state: the next open
+** finds the name taken and leaves it empty, and every object of that class
+** has no methods (tests/lua/test-core-lazy.lua).  So an open is all or
+** nothing: on an error, the registry names it added are removed again
+** before the error goes on, and the next read of core.NAME opens the module
+** afresh. */
+static int lazy_index(lua_State *L) {
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  if (!k) return 0;
+  for (size_t i = 0; i < sizeof lazy / sizeof *lazy; i++) {
+    name_set before = { NULL, 0, 0 };
+    if (strcmp(lazy[i].field, k) || eager(k)) continue;
+    lua_settop(L, 2);
+    if (names_take(L, &before) < 0) {
+      free(before.key);
+      return luaL_error(L, "not enough memory to open mailhook.core.%s", k);
+    }
+    lua_pushcfunction(L, open_protected);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, (void *)&lazy[i]);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {  /* 3: the error */
+      lua_pushnil(L);
+      while (lua_next(L, LUA_REGISTRYINDEX)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING && !names_has(&before, lua_tostring(L, -1))) {
+          lua_pushvalue(L, -1);    /* added by the failed open: cleared (allowed while */
+          lua_pushnil(L);          /* traversing, and it allocates nothing) */
+          lua_rawset(L, LUA_REGISTRYINDEX);
+        }
+      }
+      free(before.key);
+      return lua_error(L);
+    }
+    free(before.key);
+    lua_settop(L, 2);
+    lua_rawget(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
 int luaopen_mailhook_core(lua_State *L) {
   int v = runtime_version(L);
   if (v != LUA_VERSION_NUM) {
@@ -118,10 +232,13 @@ int luaopen_mailhook_core(lua_State *L) {
   }
   luaL_checkversion(L);   /* same version, same numeric types (LUAL_NUMSIZES) */
   mh_l_ctx_open(L);       /* first: its __gc must run after every other object's */
-  lua_newtable(L);
-#define MH_MODULE(name) name##_open(L);
-#include "l_modules.h"
-#undef MH_MODULE
+  lua_createtable(L, 0, 48);
+  for (size_t i = 0; i < sizeof lazy / sizeof *lazy; i++)
+    if (eager(lazy[i].field)) lazy[i].open(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
   lua_pushliteral(L, MH_VERSION);
   lua_setfield(L, -2, "version");
   push_lib_paths(L);

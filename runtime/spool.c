@@ -1705,15 +1705,14 @@ static void entry_names(mh_spool *sp, int dirfd, const char *name, mh_spool_entr
   snprintf(e->path, sizeof e->path, "%s/%s/%s", sp->dir, e->failed ? "failed" : "pickup", name);
 }
 
-/* Fills e from the open file fd (named name in the folder dirfd). */
-static int fill_entry(mh_spool *sp, int dirfd, int fd, const char *name, mh_spool_entry *e,
-                      char **head, size_t *headlen, char *err) {
-  struct stat st;
+/* Fills e from the open file fd (named name in the folder dirfd); st is the
+** fstat of fd that mh_fsutil_open made (its step 3), not taken again. */
+static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, const char *name,
+                      mh_spool_entry *e, char **head, size_t *headlen, char *err) {
   int rc;
   entry_names(sp, dirfd, name, e);
-  if (fstat(fd, &st) < 0) return fail(err, -errno, "%s", e->path);
-  e->size = st.st_size;
-  e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st.st_mtime;
+  e->size = st->st_size;
+  e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st->st_mtime;
   if ((rc = read_env(fd, &e->env, head, headlen, err))) return rc;
   if ((rc = state_read(sp, dirfd, e->id, &e->state)) < 0) {
     mh_env_free(&e->env);
@@ -1801,7 +1800,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     if (fd < 0) return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
     char *head = NULL;
     size_t headlen = 0;
-    rc = fill_entry(sp, dirs[i], fd, name, e, data_max ? &head : NULL, &headlen, err);
+    rc = fill_entry(sp, dirs[i], fd, &sb, name, e, data_max ? &head : NULL, &headlen, err);
     if (rc == 0 && data_max && (rc = read_data(fd, e, data_max, head, headlen, err)) != 0)
       mh_spool_entry_free(e);
     if (rc == 0 && keep) *keep = fd;
@@ -1930,7 +1929,7 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
     }
     if (fd < 0) continue;   /* delivered meanwhile */
     char err[MH_SPOOL_ERRLEN];
-    int rc = fill_entry(it->sp, dirfd, fd, name, e, NULL, NULL, err);
+    int rc = fill_entry(it->sp, dirfd, fd, &sb, name, e, NULL, NULL, err);
     close(fd);
     if (rc == MH_ECORRUPT) {  /* listed, flagged: the deliverer moves it */
       memset(&e->env, 0, sizeof e->env);

@@ -20,6 +20,13 @@
 -- intake needs (enabled, server, from, default_domain, aliases...).  A legacy
 -- settings file holding a password still works, and the next update moves the
 -- password out of it.
+--
+-- Two files: this one reads (load, hold, ready, the schema and its parsers);
+-- mailhook/settings_edit.lua holds the rest (update, preview, password,
+-- token, get, format, report, validate, warnings, command_limits), loaded the
+-- first time one of those is used.  An intake (enqueue, sendmail, hook) only
+-- reads: loading and running the editing half too was a quarter of the 1.0 M
+-- instructions this module cost it (docs/perf-hook.md).
 local core = require "mailhook.core"
 local duration = require "mailhook.duration"
 
@@ -95,11 +102,6 @@ for i, s in ipairs(SCHEMA) do
   ORDER[s[1]] = i
   M.keys[i] = s[1]
 end
-
--- Kinds written to the file in their normalised form; the others (strings,
--- durations such as "1h") are written as the user gave them.
-local NORMALISE = { bool = true, enum = true, hosts = true, port = true, count = true, fingerprint = true,
-                    listen = true, addresses = true }
 
 -- Private per-cfg data (password, file path), weak so cfg tables die normally.
 local private = setmetatable({}, { __mode = "k" })
@@ -242,18 +244,6 @@ function parse.file(v)
   return s
 end
 
--- Checks made when a value is saved (update), beyond parsing: what a load
--- only needs to find again.  tls_ca_file must hold a PEM certificate OpenSSL
--- can load (a folder, /dev/zero, a FIFO or a text file is refused now, not at
--- the first connection).  nil, reason when refused.
-local SAVE_CHECK = {
-  tls_ca_file = function(path)
-    local n, err = core.fsutil.check_ca_file(path)
-    if not n then return nil, (tostring(err):gsub("^tls_ca_file ", "")) end
-    return true
-  end,
-}
-
 function parse.fingerprint(v)
   local s, err = text(v)
   if not s then return nil, err end
@@ -374,12 +364,25 @@ local function parse_text(textv, file, secrets)
   local doc = { lines = {}, values = {}, where = {} }
   local n = 0
   if textv == "" then return doc end   -- no lines (not one empty line: update would keep it)
-  for line in (textv:gsub("\r?\n$", "") .. "\n"):gmatch("(.-)\r?\n") do
+  -- The lines: split at each LF, one CR before it dropped (a lone CR stays in
+  -- the line); the file's last line end ends the last line, it does not start
+  -- an empty one.  Plain finds and anchored greedy patterns: the lazy patterns
+  -- they replace ("(.-)\r?\n", "^%s*(.-)%s*$", "(.-)$") tried a match at every
+  -- character, 0.1 M instructions for a six-line file at every intake.
+  local len = #textv
+  if textv:byte(len) == 10 then len = len - (textv:byte(len - 1) == 13 and 2 or 1) end
+  local pos = 1
+  while true do
+    local nl = textv:find("\n", pos, true)
+    if nl and nl > len then nl = nil end
+    local line = textv:sub(pos, (nl or len + 1) - 1)
+    if line:byte(-1) == 13 then line = line:sub(1, -2) end
     n = n + 1
     doc.lines[n] = line
-    local body = line:match("^%s*(.-)%s*$")
+    local first = line:find("%S")
+    local body = first and line:match("^.*%S", first) or ""
     if body ~= "" and body:sub(1, 1) ~= "#" then
-      local key, value = body:match("^([%w_]+)%s*=%s*(.-)$")
+      local key, value = body:match("^([%w_]+)%s*=%s*(.*)$")
       if not key then
         return nil, string.format("%s:%d: expected 'key = value'", file, n)
       end
@@ -403,6 +406,8 @@ local function parse_text(textv, file, secrets)
       doc.values[key] = value
       doc.where[key] = n
     end
+    if not nl then break end
+    pos = nl + 1
   end
   return doc
 end
@@ -509,171 +514,8 @@ function M.load(path)
   return cfg
 end
 
--- password(cfg) -> the password (from the file, or password_command's first line) | nil, err
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- What a command wrote on stderr, fit for a message or a log: its first
--- non-blank line, the secret it printed (when known) masked, control
--- characters dropped, at most 200 characters.  nil when it wrote nothing.
-local function stderr_excerpt(text, secret)
-  if not text then return nil end
-  local line = text:match("([^\r\n]*%S[^\r\n]*)")
-  if not line then return nil end
-  if secret and #secret >= 1 then
-    local i = 1
-    while true do
-      local a, b = line:find(secret, i, true)
-      if not a then break end
-      line = line:sub(1, a - 1) .. MASK .. line:sub(b + 1)
-      i = a + #MASK
-    end
-  end
-  line = line:gsub("[%z\1-\31\127]", "")
-  if #line > 200 then line = line:sub(1, 200) .. "..." end
-  return line
-end
-
--- How long a secret command may run and how long its line may be.  It runs
--- where the password is needed -- inside the service's delivery loop -- and
--- nothing else moves meanwhile: `sleep 1000` (a vault waiting for a prompt)
--- froze `run` and `flush`, `cat /dev/zero` grew a 600 MB line.  Past these it
--- is ended (coreutils timeout: TERM to its process group, KILL 2 s later).
-M.command_limits = { seconds = 10, bytes = 65536 }
-
--- The first line a command prints (a secret: password_command,
--- oauth_token_command).  Its stderr is captured in a private temporary file
--- (os.tmpname: mkstemp, 0600) and never passed through: a failure is named with
--- an excerpt of it (stderr_excerpt); on success it is logged at debug level,
--- masked.
-local function run_first_line(cmd, what)
-  -- no temporary file possible (a read-only /tmp): stderr is dropped instead
-  local made, errfile = pcall(os.tmpname)
-  if not made then errfile = nil end
-  local lim, t0 = M.command_limits, os.time()
-  local p = io.popen("exec 2>" .. shell_quote(errfile or "/dev/null") .. "\nexec timeout -k 2 " ..
-                     string.format("%d", lim.seconds) .. " /bin/sh -c " .. shell_quote(cmd), "r")
-  if not p then
-    if errfile then os.remove(errfile) end
-    return nil, what .. " could not be started"
-  end
-  -- the first line, at most lim.bytes: read(1) takes what the pipe holds
-  -- (stdio's buffer), so a line is returned as soon as it is complete
-  local buf, n, long = {}, 0, false
-  while true do
-    local c = p:read(1)
-    if c == nil or c == "\n" then break end
-    n = n + 1
-    if n > lim.bytes then long = true break end
-    buf[n] = c
-  end
-  local line = table.concat(buf)
-  local ok, how, code = p:close()
-  local ef = errfile and io.open(errfile, "rb")
-  local errtext = ef and ef:read(4096)
-  if ef then ef:close() end
-  if errfile then os.remove(errfile) end
-  if line then line = line:gsub("\r$", "") end
-  local said = stderr_excerpt(errtext, line ~= "" and line or nil)
-  if long then
-    return nil, string.format("%s printed a line over %d bytes (a password or token is shorter; ended)",
-                              what, lim.bytes)
-  end
-  -- 124: timeout ended it with TERM; KILL, 2 s later, ends timeout itself too
-  if not ok and ((how == "exit" and code == 124) or
-                 ((how == "signal" and code == 9 or how == "exit" and code == 137) and
-                  os.time() - t0 >= lim.seconds)) then
-    return nil, string.format("%s did not finish within %d s (ended)%s", what, lim.seconds,
-                              said and (": " .. said) or "")
-  end
-  if not ok then
-    return nil, string.format("%s failed (%s %s)%s", what, tostring(how), tostring(code),
-                              said and (": " .. said) or "")
-  end
-  if not line or line == "" then return nil, what .. " printed nothing" .. (said and (": " .. said) or "") end
-  if said then core.log("debug", what .. " wrote on stderr: " .. said) end
-  return line
-end
-
--- A command named by the settings runs with this process's rights (root's,
--- the service's): only when the settings file is one no other user could have
--- changed, owned by the running user or root and not writable by every user.
--- nil, err otherwise (a missing file: a command given directly, as preview).
-local function command_allowed(cfg, what)
-  local p = private[cfg]
-  if not (p and p.path) then return true end
-  local ok, err, info = core.fsutil.check(p.path, { follow = true, owned = true, what = "settings" })
-  if ok or (info and info.code == "ENOENT") then return true end
-  return nil, what .. " not run: " .. tostring(err)
-end
-
-function M.password(cfg)
-  local p = private[cfg]
-  if p and p.password then return p.password end
-  if cfg.password_command then
-    local ok, err = command_allowed(cfg, "password_command")
-    if not ok then return nil, err end
-    return run_first_line(cfg.password_command, "password_command")
-  end
-  if p and p.hidden then
-    return nil, "the password is in " .. M.secrets_path(p.path) .. ", which this user cannot read " ..
-      "(the service's user and root can)"
-  end
-  return nil, "no password is set (mailhook update password=... or password_command=...)"
-end
-
--- stored_password(cfg) -> the password written in the settings file | nil; never
--- runs password_command (the console masks this value in whatever it sends).
-function M.stored_password(cfg)
-  local p = private[cfg]
-  return p and p.password or nil
-end
-
--- token(cfg) -> a fresh OAuth token from oauth_token_command | nil, err
-function M.token(cfg)
-  if not cfg.oauth_token_command then
-    return nil, "no oauth_token_command is set (mailhook update oauth_token_command=...)"
-  end
-  local ok, err = command_allowed(cfg, "oauth_token_command")
-  if not ok then return nil, err end
-  return run_first_line(cfg.oauth_token_command, "oauth_token_command")
-end
-
--- get([path]) -> cfg for display (password = "********" when one is set) | nil, err
-function M.get(path)
-  local cfg, err = M.load(path)
-  if not cfg then return nil, err end
-  local out = {}
-  for k, v in pairs(cfg) do out[k] = v end
-  if private[cfg].password then out.password = MASK end
-  if admin_hashes[cfg] then out.admin_password = MASK end
-  return out
-end
-
 -- admin_hash(cfg) -> the console's admin password hash | nil (never in cfg itself).
 function M.admin_hash(cfg) return admin_hashes[cfg] end
-
--- preview(changes [, path]) -> cfg | nil, err, {key = bad key}: what update()
--- would save, validated the same way, without writing anything (the console's
--- Test of values not saved yet).  settings.password(cfg) works on the result.
-function M.preview(changes, path)
-  path = path or M.path()
-  if type(changes) ~= "table" then error("settings.preview: changes must be a table", 2) end
-  local doc, sdoc, values = read_both(path)
-  if not doc then return nil, sdoc, {} end
-  for key, value in pairs(changes) do
-    if type(key) ~= "string" or not BY_NAME[key] then
-      return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
-    end
-    local _, perr = parse_value(key, value)
-    if perr then return nil, key .. ": " .. perr, { key = key } end
-    if value == "" then values[key] = nil else values[key] = value end
-  end
-  local cfg, secret_or_key, reason = validate(values, sdoc.hidden)
-  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
-  private[cfg] = { password = secret_or_key, path = path, hidden = sdoc.hidden }
-  return cfg
-end
 
 -- ready(cfg) -> true | nil, reason: whether anything may be generated.
 function M.ready(cfg)
@@ -684,198 +526,28 @@ function M.ready(cfg)
   return true
 end
 
--- warnings(cfg) -> {text...}: what `update` and `test` say on stderr about
--- valid but risky settings (empty when there is nothing to say).
-function M.warnings(cfg)
-  local out = {}
-  if cfg.allow_plaintext_auth then
-    out[#out + 1] = "allow_plaintext_auth = true: the username and password cross the network " ..
-      "in the clear whenever a session has no TLS (anyone on the path can read them); " ..
-      "set allow_plaintext_auth=false once the server offers TLS"
-  elseif cfg.auth and cfg.tls == "none" then
-    out[#out + 1] = "auth = true with tls = none: mailhook will not send the credentials in plain " ..
-      "text, so authentication fails; set tls=auto (or starttls/implicit), or, for a server " ..
-      "that cannot do TLS, allow_plaintext_auth=true"
-  end
-  return out
-end
+-- ------------------------------------------------------------ editing half
+-- The names mailhook/settings_edit.lua adds to M.  Reading any of them loads
+-- it (once); every other missing name stays nil without loading anything.
+local EDIT = { password = true, stored_password = true, token = true, get = true, preview = true,
+               warnings = true, validate = true, update = true, report = true, format = true,
+               command_limits = true }
 
--- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of
--- raw values (as in the file) without touching any file.
-function M.validate(values)
-  local cfg, secret_or_key, reason = validate(values)
-  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
-  private[cfg] = { password = secret_or_key }
-  return cfg
-end
+-- What the editing half shares with this one: the same tables, so a cfg this
+-- half loaded is known there (its password, its file) and an update there
+-- ends what this half holds.
+local shared = { MASK = MASK, SCHEMA = SCHEMA, SECRET = SECRET, BY_NAME = BY_NAME, ORDER = ORDER,
+                 private = private, admin_hashes = admin_hashes, held = held,
+                 parse_value = parse_value, validate = validate, parse_text = parse_text,
+                 read_both = read_both }
 
--- How a value is written in the file.
-local function format_value(key, v)
-  if type(v) == "table" then
-    local parts = {}
-    for i, h in ipairs(v) do parts[i] = tostring(h) end
-    return table.concat(parts, ", ")
-  end
-  if type(v) == "number" then
-    if math.tointeger(v) then return string.format("%d", v) end
-    local s = string.format("%.17g", v)
-    -- the file has no exponents (a duration of 1e-05 would read back as an error)
-    if s:find("[eE]") and v > -1 and v < 1 then s = string.format("%.99f", v):gsub("0+$", "") end
-    return s
-  end
-  v = tostring(v)
-  if v:match("^%s") or v:match("%s$") or v:sub(1, 1) == '"' then
-    return '"' .. v:gsub('[\\"]', "\\%0") .. '"'
-  end
-  return v
-end
-
--- update(changes [, path]) -> cfg | nil, err, {key = bad key}
--- changes: key -> value (typed, or strings as on the command line; "" unsets).
--- Everything is validated first; then the file is rewritten atomically (mode
--- 0600) keeping its comments and the order of its lines.  On any error nothing
--- is written.
-local update
-
-function M.update(changes, path)
-  path = path or M.path()
-  if type(changes) ~= "table" then error("settings.update: changes must be a table", 2) end
-  held[path] = nil   -- this process changes them: it reads them again from now on
-  -- one update at a time per folder: two concurrent updates both take effect
-  return core.fsutil.with_lock(path, update, changes, path)
-end
-
--- The text of doc with the keys of `set` given their value (values, or its
--- normalised form in norm: changed lines in place, new ones appended), and the
--- keys of `drop` removed (unset, or moved to the other file).
-local function rewrite(doc, set, values, norm, drop)
-  local lines, gone = {}, {}
-  for i, l in ipairs(doc.lines) do lines[i] = l end
-  for _, key in ipairs(set) do
-    local v = norm[key]
-    if v == nil then v = values[key] end
-    local line = v ~= nil and (key .. " = " .. format_value(key, v)) or nil
-    if doc.where[key] then
-      if line then lines[doc.where[key]] = line else gone[doc.where[key]] = true end
-    elseif line then
-      lines[#lines + 1] = line
-    end
-  end
-  for key in pairs(drop) do
-    if doc.where[key] then gone[doc.where[key]] = true end
-  end
-  local out = {}
-  for i, l in ipairs(lines) do
-    if not gone[i] then out[#out + 1] = l end
-  end
-  return #out > 0 and table.concat(out, "\n") .. "\n" or ""
-end
-
-function update(changes, path)
-  local doc, sdoc, values = read_both(path)
-  if not doc then return nil, sdoc, {} end
-  local spath = M.secrets_path(path)
-  if sdoc.hidden then
-    return nil, spath .. ": cannot read: Permission denied (update the settings as root or as the " ..
-      "service's user)", {}
-  end
-  local keys, norm = {}, {}
-  for key, value in pairs(changes) do
-    if type(key) ~= "string" or not BY_NAME[key] then
-      return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
-    end
-    local parsed, perr = parse_value(key, value)
-    if perr then return nil, key .. ": " .. perr, { key = key } end
-    if parsed ~= nil and SAVE_CHECK[key] then
-      local ok, why = SAVE_CHECK[key](parsed)
-      if not ok then return nil, key .. ": " .. why, { key = key } end
-    end
-    keys[#keys + 1] = key
-    if NORMALISE[BY_NAME[key][2]] and parsed ~= nil then norm[key] = parsed end
-  end
-  table.sort(keys, function(a, b) return ORDER[a] < ORDER[b] end)
-  -- the new set of values, validated as a whole
-  for _, key in ipairs(keys) do
-    local v = changes[key]
-    if v == "" then values[key] = nil else values[key] = v end   -- false is a value, not "unset"
-  end
-  local cfg, secret_or_key, reason = validate(values)
-  if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
-  -- the settings file gets the other keys and loses every secret one (a file
-  -- written before the split had the password: it moves to the secrets file)
-  local plain, secret, moved = {}, {}, {}
-  for _, key in ipairs(keys) do
-    if SECRET[key] then secret[#secret + 1] = key else plain[#plain + 1] = key end
-  end
-  for key in pairs(SECRET) do
-    if doc.where[key] then
-      moved[key] = true
-      if changes[key] == nil and not sdoc.where[key] then secret[#secret + 1] = key end
-    end
-  end
-  table.sort(secret, function(a, b) return ORDER[a] < ORDER[b] end)
-  local textv = rewrite(doc, plain, values, norm, moved)
-  local stext = (#secret > 0 or next(sdoc.where)) and rewrite(sdoc, secret, values, norm, {}) or nil
-  -- what we write must read back, and load() must accept it
-  local again, perr = parse_text(textv, path)
-  if not again then return nil, perr, {} end
-  local sagain = { values = {} }
-  if stext then
-    sagain, perr = parse_text(stext, spath, true)
-    if not sagain then return nil, perr, {} end
-  end
-  local merged = {}
-  for k, v in pairs(again.values) do merged[k] = v end
-  for k, v in pairs(sagain.values) do merged[k] = v end
-  local ok2, bad, why = validate(merged)
-  if not ok2 then return nil, bad .. ": " .. why .. " (as it would be written)", { key = bad } end
-  -- the secrets first: a crash in between leaves the password in both files
-  -- (the secrets file wins on load), never in neither
-  if stext and (#secret > 0 or next(moved)) then
-    local ok, werr, info = core.fsutil.write_atomic(spath, stext, 384)  -- 0600
-    if not ok then return nil, werr, info end
-  end
-  local ok, werr, info = core.fsutil.write_atomic(path, textv, 420)    -- 0644: intake reads it
-  if not ok then return nil, werr, info end
-  private[cfg] = { password = secret_or_key, path = path }
-  return cfg
-end
-
--- report(cfg [, path]) -> {path =, settings = {key = value, ...}, password_set =,
--- admin_password_set =}: the facts `mailhook settings` prints, as data (its
--- --json, update --json, the console).  Durations in seconds; the password and
--- the admin hash never appear, only whether they are set.
-function M.report(cfg, path)
-  local p = private[cfg]
-  local out = { path = path or (p and p.path) or M.path(), settings = {},
-                password_set = (p and p.password ~= nil) or cfg.password == MASK,
-                admin_password_set = admin_hashes[cfg] ~= nil or cfg.admin_password == MASK }
-  for _, sch in ipairs(SCHEMA) do
-    local key = sch[1]
-    if key ~= "password" and key ~= "admin_password" then out.settings[key] = cfg[key] end
-  end
-  return out
-end
-
--- lines(cfg_or_display) -> {"key = value", ...} in display order, password masked.
-function M.format(cfg)
-  local out = {}
-  local secret = private[cfg] and private[cfg].password or (cfg.password and MASK)
-  for _, s in ipairs(SCHEMA) do
-    local key, v = s[1], cfg[s[1]]
-    if key == "password" then v = secret and MASK or nil end
-    if key == "admin_password" then v = (admin_hashes[cfg] or cfg.admin_password) and MASK or nil end
-    local shown
-    if v == nil then
-      shown = key == "auth_mechanism" and "auto (strongest offered)" or "(not set)"
-    elseif s[2] == "duration" then
-      shown = duration.format(v)
-    else
-      shown = format_value(key, v)
-    end
-    out[#out + 1] = key .. " = " .. shown
-  end
-  return out
-end
+-- (the metatable goes only once the half is in: a load that failed, a rule's
+-- memory budget refusing it, is tried again at the next use)
+setmetatable(M, { __index = function(_, k)
+  if not EDIT[k] then return nil end
+  require("mailhook.settings_edit")(M, shared)
+  setmetatable(M, nil)
+  return rawget(M, k)
+end })
 
 return M

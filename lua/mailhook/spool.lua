@@ -19,7 +19,8 @@ local core = require "mailhook.core"
 
 local M = {}
 
-local methods = debug.getregistry()["mailhook.Spool"].__index
+-- (reading core.spool opens the binding, which makes the class: runtime/l_core.c)
+local methods = (core.spool and debug.getregistry()["mailhook.Spool"]).__index
 local raw_lock, raw_scan, raw_watch = methods.lock, methods.scan, methods.watch
 
 -- SPOOL/maildrop/ (unprivileged submission, lua/mailhook/maildrop.lua): the

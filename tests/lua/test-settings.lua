@@ -31,6 +31,27 @@ tap.test("defaults when the file is missing", function(t)
   t:like(err, "enabled=true", "names the setting to change")
 end)
 
+tap.test("parsing: line ends (LF, CRLF, none at the end), blanks and tabs around keys and values", function(t)
+  local path = tmpconf("enabled = yes\r\n\t from =\t pbx@example.com \t\r\n\r\n# a comment\rwith a lone CR\n" ..
+                       "server = h.example.com\r\r\n\v\f\n  username = \"  u  \"  \nport = 2525")
+  local cfg, err = settings.load(path)
+  t:ok(cfg, "loads", err)
+  cfg = cfg or {}
+  t:is(cfg.enabled, true, "CRLF line")
+  t:is(cfg.from, "pbx@example.com", "tabs and blanks around key and value dropped")
+  t:same(cfg.server, { "h.example.com" }, "a CR left before a CRLF is a blank too")
+  t:is(cfg.username, "  u  ", "a quoted value keeps its blanks")
+  t:is(cfg.port, 2525, "a last line without a line end")
+  -- the line numbers in messages count LF-ended lines, a lone CR never ends one
+  path = tmpconf("enabled = yes\r\n# x\rport = 1\n\nport = 99999\n")
+  local _, e2 = settings.load(path)
+  t:like(e2 or "", ":4: port: ", "an error names its line (lone CR inside line 2, blank line 3)")
+  path = tmpconf("enabled = yes\n\n\n")
+  t:ok(settings.load(path), "blank lines at the end")
+  path = tmpconf("\n")
+  t:ok(settings.load(path), "a file of one line end")
+end)
+
 tap.test("parsing: comments, quotes, lists, durations, booleans", function(t)
   local path = tmpconf([[
 # comment line

@@ -121,6 +121,22 @@ static void test_open_input(void) {
   mh_fsutil_why(why, sizeof why, "attachment", "x", MH_ELIMIT, &st, 64 << 20);
   ok(strstr(why, "over the 64 MiB limit") != NULL, "limits in MiB: %s", why);
 
+  {   /* the descriptor's status flags are what a plain open with the same flags
+         gives (O_NOFOLLOW without MH_FS_FOLLOW; O_NONBLOCK gone unless asked), set with one fcntl (runtime/fsutil.c) */
+    static const struct { int flags; const char *what; } cases[] = {
+      { O_RDONLY, "O_RDONLY" }, { O_WRONLY | O_APPEND, "O_WRONLY | O_APPEND" },
+      { O_RDWR | O_NONBLOCK, "O_RDWR | O_NONBLOCK" }, { O_RDWR | O_CREAT, "O_RDWR | O_CREAT" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+      int a = mh_fsutil_open(AT_FDCWD, file, cases[i].flags, 0600, 0, NULL);
+      int b = open(file, cases[i].flags | O_CLOEXEC | O_NOFOLLOW, 0600);   /* no MH_FS_FOLLOW */
+      int fa = a >= 0 ? fcntl(a, F_GETFL) : -1, fb = b >= 0 ? fcntl(b, F_GETFL) : -2;
+      ok(a >= 0 && fa == fb, "%s: status flags as a plain open's (0x%x, 0x%x)", cases[i].what, fa, fb);
+      if (a >= 0) close(a);
+      if (b >= 0) close(b);
+    }
+  }
+
   char *buf = NULL;
   size_t len = 0;
   is_int(mh_fsutil_read(AT_FDCWD, file, 0, 100, &buf, &len, NULL), 0, "read a whole file");
