@@ -88,6 +88,8 @@ out=$("$MAILHOOK" flush 2>&1); rc=$?
 is "$rc" 0 "flush alone: exit 0"
 like "$out" "5 delivered, 0 deferred, 0 failed, 0 left" "summary"
 is "$(received_count "$T/peer")" $((n0 + 5)) "the server got the 5"
+is "$(pickup_count)" 0 "when flush returns, their files are gone from pickup/ too (the delivered journal purged)"
+[ ! -e "$SPOOL/delivered" ] && [ ! -e "$SPOOL/delivered.old" ]; ok $? "and no journal is left"
 enqueue 3 >/dev/null
 out=$(script -qc "$MAILHOOK flush" /dev/null 2>&1 </dev/null) || true
 like "$out" "flush: 3/3 +[0-9.]+ msg/s +ETA" "on a terminal: a progress line (done/total, rate, ETA)"
