@@ -39,18 +39,11 @@ printf 'hello\r\n%s\r\n' "$(head -c 1000 /dev/zero | tr '\0' 'x')" > "$W/msg.txt
 drain_rates=() mh_rates=() eng_rates=() src_rates=() msmtp_rates=()
 for r in $(seq "$ROUNDS"); do
   fill "$MSGS"
-  # mailhook flush, as `mailhook flush` runs it (mh.queue.flush), telling when the last
-  # delivery was recorded (drained_at: durable from then on) apart from when its files
-  # were removed too (the process's end)
-  t0=$(now_s)
-  out=$(taskset -c 0 "$MAILHOOK" -e 'local s = require("mailhook").queue.flush()
-    io.write(s.delivered, " ", s.left, " ", string.format("%.6f", s.drained_at or 0), "\n")' 2>"$W/flush.err")
-  t1=$(now_s)
-  read -r n_done n_left drained <<< "$out"
-  [ "${n_done:-0}" = "$MSGS" ] && [ "${n_left:-1}" = 0 ] ||
-    { echo "delivery  mailhook flush failed: $out $(tail -1 "$W/flush.err")"; exit 0; }
-  drain_rates+=("$(rate "$MSGS" "$t0" "$drained")")
-  mh_rates+=("$(rate "$MSGS" "$t0" "$t1")")
+  # mailhook flush: the drain until its last delivery was recorded, and until its files were
+  # removed too (bench/lib.sh flush_timed)
+  flush_timed "$MSGS" || { echo "delivery  mailhook flush failed: $FLUSH_ERR"; exit 0; }
+  drain_rates+=("$(rate "$MSGS" 0 "$FLUSH_DRAIN")")
+  mh_rates+=("$(rate "$MSGS" 0 "$FLUSH_WALL")")
 
   # the engine alone, no spool: what a durable drain is measured against
   t0=$(now_s); taskset -c 0 "$MAILHOOK" "$ROOT/bench/engine-send.lua" "$MSGS" "$PORT" pipe >/dev/null 2>&1; t1=$(now_s)

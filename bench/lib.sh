@@ -195,3 +195,25 @@ doc_write() {
   } | replace_block "$1" "${2:-$ROOT/docs/delivery.md}"
   rm -f "$DOC_OUT"; DOC_OUT=
 }
+
+# flush_timed N: `mailhook flush` as mh.queue.flush() runs it, pinned to CPU 0, expecting N
+# delivered and none left.  Sets FLUSH_DRAIN (seconds from the process's start until its last
+# delivery was recorded: durable from then on, the delivered journal), FLUSH_WALL (until the
+# process ended: the delivered files removed too) and FLUSH_CPU (user + sys, ms).  1, with
+# FLUSH_ERR saying why, when it failed.
+flush_timed() {
+  local t0 t1 out n_done n_left drained
+  t0=$(date +%s.%N)
+  out=$(/usr/bin/time -f "%U %S" -o "$W/flush.time" taskset -c 0 "$MAILHOOK" -e '
+    local s = require("mailhook").queue.flush()
+    io.write(s.delivered, " ", s.left, " ", string.format("%.6f", s.drained_at or 0), "\n")' 2>"$W/flush.err")
+  t1=$(date +%s.%N)
+  read -r n_done n_left drained <<< "$out"
+  if [ "${n_done:-0}" != "$1" ] || [ "${n_left:-1}" != 0 ]; then
+    FLUSH_ERR="$out $(tail -1 "$W/flush.err")"
+    return 1
+  fi
+  FLUSH_DRAIN=$(/usr/bin/python3 -c "print('%.6f' % ($drained - $t0))")
+  FLUSH_WALL=$(/usr/bin/python3 -c "print('%.6f' % ($t1 - $t0))")
+  FLUSH_CPU=$(awk '{ printf "%.0f", ($1 + $2) * 1000 }' "$W/flush.time")
+}
