@@ -443,14 +443,19 @@ function D:purge_now()
   end
 end
 
--- purge_later(): the same, in the background (one at a time).
-function D:purge_later()
-  if self.purging then return end
-  self.purging = self.spawn(function()
-    self:purge_now()
-    self.purging = nil
+-- in_background(slot, fn): fn(self) in a task of its own, one at a time: while
+-- one runs (self[slot] is its task) another ask is dropped (it would redo the
+-- same work a moment later).
+function D:in_background(slot, fn)
+  if self[slot] then return end
+  self[slot] = self.spawn(function()
+    fn(self)
+    self[slot] = nil
   end)
 end
+
+-- purge_later(): the same, in the background (one at a time).
+function D:purge_later() self:in_background("purging", D.purge_now) end
 
 -- sync(): every record so far is on disk, and the files of the delivered
 -- messages removed, when it returns (waits).
@@ -462,13 +467,7 @@ function D:sync()
 end
 
 -- sync_later(): the same, in the background (one at a time).
-function D:sync_later()
-  if self.syncing then return end
-  self.syncing = self.spawn(function()
-    self:sync_now()
-    self.syncing = nil
-  end)
-end
+function D:sync_later() self:in_background("syncing", D.sync_now) end
 
 local function removal_failed(d, id, err, info)
   if type(info) == "table" and info.code == "ENOTFOUND" then   -- `queue rm` raced the send: gone already
