@@ -171,6 +171,17 @@ function M.get(path)
   return out
 end
 
+-- check_change(key, value) -> true, parsed | nil, err, {key =}: one change given
+-- to preview or update is a known setting with a value it can take.
+local function check_change(key, value)
+  if type(key) ~= "string" or not BY_NAME[key] then
+    return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
+  end
+  local parsed, perr = parse_value(key, value)
+  if perr then return nil, key .. ": " .. perr, { key = key } end
+  return true, parsed
+end
+
 -- preview(changes [, path]) -> cfg | nil, err, {key = bad key}: what update()
 -- would save, validated the same way, without writing anything (the console's
 -- Test of values not saved yet).  settings.password(cfg) works on the result.
@@ -180,11 +191,8 @@ function M.preview(changes, path)
   local doc, sdoc, values = read_both(path)
   if not doc then return nil, sdoc, {} end
   for key, value in pairs(changes) do
-    if type(key) ~= "string" or not BY_NAME[key] then
-      return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
-    end
-    local _, perr = parse_value(key, value)
-    if perr then return nil, key .. ": " .. perr, { key = key } end
+    local ok, err, info = check_change(key, value)
+    if not ok then return nil, err, info end
     if value == "" then values[key] = nil else values[key] = value end
   end
   local cfg, secret_or_key, reason = validate(values, sdoc.hidden)
@@ -290,11 +298,8 @@ function update(changes, path)
   end
   local keys, norm = {}, {}
   for key, value in pairs(changes) do
-    if type(key) ~= "string" or not BY_NAME[key] then
-      return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
-    end
-    local parsed, perr = parse_value(key, value)
-    if perr then return nil, key .. ": " .. perr, { key = key } end
+    local ok, parsed, info = check_change(key, value)
+    if not ok then return nil, parsed, info end
     if parsed ~= nil and SAVE_CHECK[key] then
       local ok, why = SAVE_CHECK[key](parsed)
       if not ok then return nil, key .. ": " .. why, { key = key } end
