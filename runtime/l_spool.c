@@ -901,7 +901,8 @@ static int l_sync(lua_State *L) {
 }
 /* Spool:purge() -> count   (waits): removes the messages recorded by
 ** delivered{journal = true} so far (one fsync of pickup/); count = files
-** removed.  One at a time: while another runs it returns 0 at once. */
+** removed.  One at a time: asked while another runs, it waits for that one
+** and then removes what was recorded since. */
 static int l_purge(lua_State *L) {
   op *o;
   check_spool(L, 1);

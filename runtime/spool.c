@@ -81,7 +81,8 @@ struct mh_spool {
   size_t njold;
   uint64_t jmax;    /* no id above this is recorded: the usual load (the next in the queue,
                        newer than every one delivered) is answered without a search */
-  int purging;      /* a purge runs (one at a time) */
+  int purging;      /* a purge runs (one at a time: the next waits on jcv) */
+  pthread_cond_t jcv;   /* signalled when a purge ends */
 };
 
 static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
@@ -359,6 +360,7 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
   sp->jfd = -1;
   pthread_mutex_init(&sp->mu, NULL);
   pthread_mutex_init(&sp->jmu, NULL);
+  pthread_cond_init(&sp->jcv, NULL);
   if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
     rc = fail(err, -errno, "spool %s", dir);
     goto bad;
@@ -414,6 +416,7 @@ void mh_spool_close(mh_spool *sp) {
   free(sp->notes);
   pthread_mutex_destroy(&sp->mu);
   pthread_mutex_destroy(&sp->jmu);
+  pthread_cond_destroy(&sp->jcv);
   free(sp->dir);
   free(sp);
 }
@@ -802,7 +805,12 @@ long mh_spool_purge(mh_spool *sp, char *err) {
   int rc = 0;
   if (sp->lockfd < 0) return 0;
   pthread_mutex_lock(&sp->jmu);
-  if (sp->purging || (!sp->njold && !sp->njcur)) {
+  /* one at a time; the one asked while another runs waits for it, then
+     removes what was recorded since: when it returns, every record made
+     before the call is purged (two workers going idle one after the other
+     each ask; returning at once left the second one's records for good) */
+  while (sp->purging) pthread_cond_wait(&sp->jcv, &sp->jmu);
+  if (!sp->njold && !sp->njcur) {
     pthread_mutex_unlock(&sp->jmu);
     return 0;
   }
@@ -836,6 +844,7 @@ long mh_spool_purge(mh_spool *sp, char *err) {
     sp->njold = 0;
   }
   sp->purging = 0;
+  pthread_cond_broadcast(&sp->jcv);
   pthread_mutex_unlock(&sp->jmu);
   return rc ? fail(err, rc, "spool %s: removing delivered messages", sp->dir) : removed;
 }

@@ -211,8 +211,9 @@ int mh_spool_unlink_names(mh_spool *sp, const char *id, int has_state, char *err
 ** mh_spool_purge removes the messages recorded so far (unlinks, one fsync of
 ** pickup/) and starts a new record: the number of files removed, or a
 ** negative code (what failed is tried again by the next purge).  One runs at a
-** time (a second call returns 0).  mh_spool_lock finishes the purge a killed
-** deliverer left.
+** time: a call made while another runs waits for it, then removes what was
+** recorded since, so every record made before a call is purged when it
+** returns.  mh_spool_lock finishes the purge a killed deliverer left.
 ** mh_spool_marked: records not removed yet. */
 int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err);
 long mh_spool_purge(mh_spool *sp, char *err);

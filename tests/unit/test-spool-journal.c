@@ -14,6 +14,7 @@
 */
 #include "spool.c"
 
+#include <pthread.h>
 #include <sys/wait.h>
 #include "tap.h"
 #include "spool-helpers.h"
@@ -189,6 +190,47 @@ static void test_race(void) {
   mh_spool_close(sp);
 }
 
+/* A purge asked while another runs (two workers going idle one after the
+** other) waits for it, then removes what was recorded since: it used to
+** return 0 at once, and those files stayed until the next delivery. */
+static pthread_t second;
+static int second_started;
+static long second_rc = -99;
+static void *purge_again(void *arg) {
+  char err[MH_SPOOL_ERRLEN];
+  second_rc = mh_spool_purge((mh_spool *)arg, err);
+  return NULL;
+}
+static void mark_and_purge_again(const char *where) {
+  char err[MH_SPOOL_ERRLEN];
+  if (strcmp(where, "purge-renamed") || second_started) return;
+  race_rc = mh_spool_mark(racing, race_id, -1, err);
+  second_started = pthread_create(&second, NULL, purge_again, racing) == 0;
+}
+
+static void test_second_purge(void) {
+  mh_spool *sp;
+  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], file[64];
+  fresh("second", &sp);
+  queue(sp, 3, ids);
+  mh_spool_lock(sp, NULL);
+  mh_spool_mark(sp, ids[0], -1, err);
+  mh_spool_mark(sp, ids[1], -1, err);
+  racing = sp;
+  race_rc = 99;
+  memcpy(race_id, ids[2], MH_SPOOL_IDLEN);
+  test_point = mark_and_purge_again;
+  is_int((int)mh_spool_purge(sp, err), 2, "the first purge removes the two recorded before it");
+  test_point = NULL;
+  ok(second_started, "a second purge was asked while it ran, after one more record");
+  if (second_started) pthread_join(second, NULL);
+  is_int((int)second_rc, 1, "the second waited for the first, then removed that record's file");
+  snprintf(file, sizeof file, "pickup/%s.eml", ids[2]);
+  ok(!exists(file) && count_pickup() == 0, "pickup/ is empty when both returned");
+  is_int((long)mh_spool_marked(sp), 0, "nothing waits");
+  mh_spool_close(sp);
+}
+
 /* A deliverer killed with records and no purge, or in the middle of one (a
 ** child ends itself at a test point: _exit, no clean-up, as a SIGKILL): the
 ** next lock holder removes what was recorded and sends it again never. */
@@ -302,6 +344,7 @@ int main(void) {
   if (!mkdtemp(base)) return 1;
   test_readers();
   test_race();
+  test_second_purge();
   killed_deliverer(NULL, "killed before a purge");
   killed_deliverer("purge-renamed", "killed after the journal's rename");
   killed_deliverer("purge-removed", "killed after the unlinks");
