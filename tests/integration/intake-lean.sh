@@ -129,8 +129,11 @@ fds, n, most = set(), {}, 0
 for line in open(sys.argv[1]):
     m = re.search(r'openat\(.*\.eml".*= (\d+)$', line)
     if m: fds.add(m.group(1)); n[m.group(1)] = 0; continue
-    m = re.search(r'(?:fstat\(|newfstatat\(|statx\()(\d+), ""', line)
-    if m and m.group(1) in fds: n[m.group(1)] += 1
+    # fstat(fd) is the fstat call (glibc 2.39 on, Debian 13) or fstatat(fd, "", AT_EMPTY_PATH)
+    # (Debian 12's glibc), or statx(fd, "")
+    m = re.search(r'^\S+\s+(?:fstat\((\d+),|(?:newfstatat|statx)\((\d+), "")', line)
+    fd = m and (m.group(1) or m.group(2))
+    if fd and fd in fds: n[fd] += 1
     m = re.search(r'close\((\d+)\)', line)
     if m and m.group(1) in fds: most = max(most, n[m.group(1)]); fds.discard(m.group(1))
 print(most)
