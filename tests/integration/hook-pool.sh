@@ -6,15 +6,8 @@
 # concurrent hooks sharing rule state and the spool's id sequence.  A process
 # that runs rules also has the rules' watchdog thread (docs/rules.md): one more.
 . "$ROOT/tests/lib/tap.sh"
-export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
+rules_env
 unset UV_THREADPOOL_SIZE
-cat > "$MAILHOOK_CONF" <<CONF
-enabled = true
-server = 127.0.0.1
-from = pbx@example.com
-rules = rules
-CONF
-mkdir -p "$T/rules"
 cat > "$T/rules/10-pool.lua" <<'LUA'
 local function threads()
   local f = assert(io.open("/proc/self/status"))

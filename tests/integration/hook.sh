@@ -4,14 +4,7 @@
 # mh.enqueue calls of rules (issue 11 point 4) and rule files' templates found
 # beside them (issue 11 point 5).
 . "$ROOT/tests/lib/tap.sh"
-export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
-cat > "$MAILHOOK_CONF" <<CONF
-enabled = true
-server = 127.0.0.1
-from = pbx@example.com
-rules = rules
-CONF
-mkdir -p "$T/rules"
+rules_env
 cat > "$T/rules/10-test.lua" <<'LUA'
 on("alarm", function(ev)
   assert(mh.enqueue { to = ev.to or "ops@example.com", subject = "alarm " .. tostring(ev.severity),

@@ -11,21 +11,14 @@ if ! strace -f -o /dev/null true 2>/dev/null; then
   echo "1..0 # SKIP strace cannot trace here"
   exit 0
 fi
-C=$T/mailhook.conf; S=$T/spool
-cat > "$C" <<CONF
-enabled = true
-server = 127.0.0.1
-from = pbx@example.com
-rules = rules
-CONF
-mkdir -p "$T/rules"
+rules_env
+C=$MAILHOOK_CONF; S=$MAILHOOK_SPOOL
 cat > "$T/rules/alarm.lua" <<'LUA'
 on("alarm", function(ev)
   local m = mh.template.message("alarm", ev)
   assert(mh.enqueue { to = "ops@example.com", subject = m.subject, text = m.text })
 end)
 LUA
-export MAILHOOK_CONF=$C MAILHOOK_SPOOL=$S
 # traced NAME CMD...: runs CMD (stdin from $T/in) under strace into $T/NAME.tr; its status
 traced() {
   local name=$1; shift

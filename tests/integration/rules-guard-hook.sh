@@ -4,16 +4,7 @@
 # durable before stays queued.  Each call is bounded by `timeout 60`: before
 # the budget covered these, each of them hung for ever (or grew without end).
 . "$ROOT/tests/lib/tap.sh"
-export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
-cat > "$MAILHOOK_CONF" <<CONF
-enabled = true
-server = 127.0.0.1
-from = pbx@example.com
-rules = rules
-rule_timeout = 1
-rule_memory = 32
-CONF
-mkdir -p "$T/rules"
+rules_env rule_timeout=1 rule_memory=32
 cat > "$T/rules/10-guard.lua" <<'LUA'
 local function first(ev)   -- mail made durable before the rule goes wrong
   assert(mh.enqueue { to = "ops@example.com", subject = "before " .. ev.event, text = "x" })

@@ -6,14 +6,8 @@
 # (EX_DATAERR, nothing queued, nothing left in tmp/) and hook works as usual.
 . "$ROOT/tests/lib/tap.sh"
 
-export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
-cat > "$MAILHOOK_CONF" <<CONF
-enabled = true
-server = 127.0.0.1
-from = pbx@example.com
-rules = rules
-CONF
-mkdir -p "$T/rules" "$T/home"
+rules_env
+mkdir -p "$T/home"
 cat > "$T/rules/10-test.lua" <<'LUA'
 on("alarm", function(ev) assert(mh.enqueue { to = "ops@example.com", subject = "alarm", text = "x" }) end)
 LUA

@@ -1,3 +1,16 @@
+
+# rules_env [KEY=VALUE...]: the settings of a rules or hook test, in $T: MAILHOOK_CONF
+# ($T/mailhook.conf: enabled, server 127.0.0.1, from pbx@example.com, rules in $T/rules,
+# then one line per KEY=VALUE given) and MAILHOOK_SPOOL ($T/spool), exported; $T/rules made.
+rules_env() {
+  local kv
+  export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
+  {
+    printf 'enabled = true\nserver = 127.0.0.1\nfrom = pbx@example.com\nrules = rules\n'
+    for kv in "$@"; do printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"; done
+  } > "$MAILHOOK_CONF"
+  mkdir -p "$T/rules"
+}
 # tests/lib/tap.sh — TAP for shell integration tests (sourced).
 #   . "$ROOT/tests/lib/tap.sh"
 #   ok "$cond_exit_status" "description"  |  is "$got" "$want" "description"

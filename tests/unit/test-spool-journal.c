@@ -167,16 +167,26 @@ static void mark_during_purge(const char *where) {
   if (!strcmp(where, "purge-renamed") && race_rc == 99) race_rc = mh_spool_mark(racing, race_id, -1, err);
 }
 
-static void test_race(void) {
+/* A spool of three messages, locked, the first two recorded: the third is the
+** one a test point records while a purge runs (racing, race_id). */
+static mh_spool *two_recorded(const char *name, char ids[3][MH_SPOOL_IDLEN]) {
   mh_spool *sp;
-  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], got[200], file[64];
-  fresh("race", &sp);
+  char err[MH_SPOOL_ERRLEN];
+  fresh(name, &sp);
   queue(sp, 3, ids);
   mh_spool_lock(sp, NULL);
   mh_spool_mark(sp, ids[0], -1, err);
   mh_spool_mark(sp, ids[1], -1, err);
   racing = sp;
+  race_rc = 99;
   memcpy(race_id, ids[2], MH_SPOOL_IDLEN);
+  return sp;
+}
+
+static void test_race(void) {
+  mh_spool *sp;
+  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], got[200], file[64];
+  sp = two_recorded("race", ids);
   test_point = mark_during_purge;
   is_int((int)mh_spool_purge(sp, err), 2, "a purge removes the two recorded before it began");
   test_point = NULL;
@@ -211,14 +221,7 @@ static void mark_and_purge_again(const char *where) {
 static void test_second_purge(void) {
   mh_spool *sp;
   char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], file[64];
-  fresh("second", &sp);
-  queue(sp, 3, ids);
-  mh_spool_lock(sp, NULL);
-  mh_spool_mark(sp, ids[0], -1, err);
-  mh_spool_mark(sp, ids[1], -1, err);
-  racing = sp;
-  race_rc = 99;
-  memcpy(race_id, ids[2], MH_SPOOL_IDLEN);
+  sp = two_recorded("second", ids);
   test_point = mark_and_purge_again;
   is_int((int)mh_spool_purge(sp, err), 2, "the first purge removes the two recorded before it");
   test_point = NULL;
