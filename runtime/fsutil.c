@@ -34,13 +34,15 @@ int mh_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, unsigne
   **    O_EXCL opens nothing that exists (and never follows a link) */
   if ((oflags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
     /* nothing to look at */
+  } else if (fsflags & MH_FS_LISTED) {
+    /* the caller's listing looked: a regular file then */
   } else if (fstatat(dirfd, path, st, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISREG(st->st_mode)) return MH_ENOTREG;
   } else if (errno != ENOENT || !(oflags & O_CREAT)) {
     return -errno;
   }
   /* 2. never blocking, never through a link unless asked */
-  fd = openat(dirfd, path, oflags | O_NONBLOCK | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), mode);
+  fd = openat(dirfd, path, oflags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), mode);
   if (fd < 0) {
     int e = errno;
     /* ELOOP: a link appeared (O_NOFOLLOW); ENXIO: a FIFO opened for writing */
@@ -63,7 +65,8 @@ int mh_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, unsigne
   **    O_NONBLOCK) are set to those of oflags, which is what the open had but
   **    O_NONBLOCK (unless the caller asked for it too).  A failure changes
   **    nothing that matters for a regular file, as before. */
-  (void)fcntl(fd, F_SETFL, oflags & (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK));
+  if (!(fsflags & MH_FS_LISTED))
+    (void)fcntl(fd, F_SETFL, oflags & (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK));
   return fd;
 }
 

@@ -43,6 +43,13 @@
                              user: a file that is code, or names code to run (rule
                              files, the settings with password_command), which no
                              other user may change.  Else MH_EUNSAFE */
+#define MH_FS_LISTED 4u   /* a file of a folder of mailhook's own that the caller's
+                             listing (readdir's d_type) has just seen as a regular
+                             file, read by this process alone: step 1 is skipped (the
+                             listing was that look) and so is step 4 (O_NONBLOCK stays:
+                             a regular file ignores it).  Steps 2 and 3 still refuse
+                             what was swapped in since.  The spool's deliverer, per
+                             message (issue 16) */
 
 /* Opens dirfd/path (dirfd AT_FDCWD for a plain path) with oflags (O_RDONLY,
 ** O_RDWR, O_CREAT, O_EXCL ...; mode for O_CREAT) the safe way, for a file
@@ -51,12 +58,13 @@
 **   1. fstatat first: anything but a regular file (FIFO, device, socket,
 **      folder; a symbolic link unless MH_FS_FOLLOW) is refused unopened, so a
 **      device's open has no side effect;
-**   2. openat with O_NONBLOCK | O_CLOEXEC (| O_NOFOLLOW unless MH_FS_FOLLOW):
-**      a FIFO swapped in after 1 still cannot block the open;
+**   2. openat with O_NONBLOCK | O_NOCTTY | O_CLOEXEC (| O_NOFOLLOW unless
+**      MH_FS_FOLLOW): a FIFO swapped in after 1 still cannot block the open;
 **   3. fstat of the descriptor: a regular file again (it is what is read);
 **      with MH_FS_OWNED, owned by the running user or root and not writable
 **      by others (MH_EUNSAFE);
 **   4. O_NONBLOCK cleared (regular files ignore it anyway).
+** With MH_FS_LISTED, steps 2 and 3 only.
 ** Returns the descriptor; MH_ENOTREG with st->st_mode telling what it was (see
 ** mh_fsutil_kind); -errno (-ENOENT ...).  st (may be NULL) receives the
 ** descriptor's fstat. */

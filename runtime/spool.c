@@ -83,6 +83,17 @@ struct mh_spool {
                        newer than every one delivered) is answered without a search */
   int purging;      /* a purge runs (one at a time: the next waits on jcv) */
   pthread_cond_t jcv;   /* signalled when a purge ends */
+  /* The last scan's listing (the lock holder's; see "the listing" below),
+  ** under lmu: what a load of a listed id need not look at again. */
+  pthread_mutex_t lmu;
+  uint64_t *listed;     /* the ids the published scan returned, regular files then (sorted) */
+  size_t nlisted;
+  uint64_t *stated;     /* the ids of the pickup/ID.state files it saw (sorted) */
+  size_t nstated;
+  uint64_t lseq;        /* the touch sequence when that scan began */
+  struct touch { uint64_t id, seq; } *touched;   /* sidecars this handle wrote since (any folder) */
+  size_t ntouched, captouched;
+  uint64_t tseq;        /* one more per sidecar written */
 };
 
 static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
@@ -361,6 +372,7 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
   pthread_mutex_init(&sp->mu, NULL);
   pthread_mutex_init(&sp->jmu, NULL);
   pthread_cond_init(&sp->jcv, NULL);
+  pthread_mutex_init(&sp->lmu, NULL);
   if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
     rc = fail(err, -errno, "spool %s", dir);
     goto bad;
@@ -412,11 +424,15 @@ void mh_spool_close(mh_spool *sp) {
   if (sp->jfd >= 0) close(sp->jfd);
   free(sp->jcur);
   free(sp->jold);
+  free(sp->listed);
+  free(sp->stated);
+  free(sp->touched);
   for (size_t i = 0; i < sp->nnotes; i++) free(sp->notes[i].name);
   free(sp->notes);
   pthread_mutex_destroy(&sp->mu);
   pthread_mutex_destroy(&sp->jmu);
   pthread_cond_destroy(&sp->jcv);
+  pthread_mutex_destroy(&sp->lmu);
   free(sp->dir);
   free(sp);
 }
@@ -639,12 +655,15 @@ static int journaled(mh_spool *sp, const char *id) {
   return has;
 }
 
-/* Unlinks the messages v[0..n) (and their sidecars) from pickup/.  A message
-** already gone is fine (a crash after its unlink).  0 or the first -errno. */
+/* Unlinks the messages v[0..n) from pickup/, and their sidecars when asked
+** (a replay: mh_spool_mark removed those of the records it made itself).  A
+** message already gone is fine (a crash after its unlink).  0 or the first
+** -errno. */
 typedef struct {
   mh_spool *sp;
   const uint64_t *v;
   size_t n;
+  int sidecars;         /* unlink ID.state too */
   long removed;
   int rc;
 } unlink_job;
@@ -657,6 +676,7 @@ static void *unlink_run(void *arg) {
     memcpy(name + 16, ".eml", 5);
     if (unlinkat(j->sp->pickupfd, name, 0) == 0) j->removed++;
     else if (errno != ENOENT && !j->rc) j->rc = -errno;
+    if (!j->sidecars) continue;
     memcpy(name + 16, ".state", 7);
     if (unlinkat(j->sp->pickupfd, name, 0) < 0 && errno != ENOENT && !j->rc) j->rc = -errno;
   }
@@ -670,7 +690,7 @@ static void *unlink_run(void *arg) {
 ** waits overlap (5,000 files: 7,500/s with one, 12,000/s with four). */
 #define PURGE_THREADS 4
 #define PURGE_SHARE 512     /* files per thread below which one thread does it all */
-static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, long *removed) {
+static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecars, long *removed) {
   unlink_job jobs[PURGE_THREADS];
   pthread_t th[PURGE_THREADS];
   int started[PURGE_THREADS] = { 0 }, rc = 0;
@@ -679,7 +699,7 @@ static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, long *remov
   if (k > PURGE_THREADS) k = PURGE_THREADS;
   for (size_t i = 0; i < k; i++) {
     size_t share = n / k + (i < n % k);
-    jobs[i] = (unlink_job){ sp, v + at, share, 0, 0 };
+    jobs[i] = (unlink_job){ sp, v + at, share, sidecars, 0, 0 };
     at += share;
     /* job 0 runs here; a thread that cannot start leaves its share to this one */
     if (i > 0) started[i] = pthread_create(&th[i], NULL, unlink_run, &jobs[i]) == 0;
@@ -721,7 +741,7 @@ static void journal_replay(mh_spool *sp) {
     return;
   }
   sort_ids(v, n);
-  rc = journal_remove(sp, v, n, &removed);
+  rc = journal_remove(sp, v, n, 1, &removed);   /* the sidecars too: the records are a dead process's */
   if (rc == 0) {
     unlinkat(sp->dirfd, JOURNAL_OLD, 0);
     unlinkat(sp->dirfd, JOURNAL, 0);
@@ -750,6 +770,8 @@ static int eml_gone(mh_spool *sp, const char *id, int fd) {
   snprintf(name, sizeof name, "%.16s.eml", id);
   return fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
 }
+
+static int listing_knows(mh_spool *sp, const char *id, int *state);   /* "the listing" */
 
 int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   char rec[JOURNAL_REC];
@@ -797,6 +819,20 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   sp->njcur++;
 out:
   pthread_mutex_unlock(&sp->jmu);
+  if (rc == 0) {
+    /* the sidecar goes now (the message is delivered for every reader: it
+       is never read again), so a purge unlinks the messages alone; none
+       to unlink when the listing knows there is none (see "the listing").
+       One written after all (`queue retry` racing this record) is an
+       orphan that the next scan removes. */
+    int state;
+    if (!listing_knows(sp, id, &state) || state) {
+      char name[32];
+      memcpy(name, id, 16);
+      memcpy(name + 16, ".state", 7);
+      unlinkat(sp->pickupfd, name, 0);
+    }
+  }
   return rc;
 }
 
@@ -834,7 +870,7 @@ long mh_spool_purge(mh_spool *sp, char *err) {
   size_t n = sp->njold;
   pthread_mutex_unlock(&sp->jmu);
   TEST_POINT("purge-renamed");
-  rc = journal_remove(sp, v, n, &removed);
+  rc = journal_remove(sp, v, n, 0, &removed);   /* the sidecars went at the records */
   TEST_POINT("purge-removed");
   if (rc == 0 && unlinkat(sp->dirfd, JOURNAL_OLD, 0) < 0 && errno != ENOENT) rc = -errno;
   pthread_mutex_lock(&sp->jmu);
@@ -855,6 +891,102 @@ size_t mh_spool_marked(mh_spool *sp) {
   n = sp->njcur + sp->njold;
   pthread_mutex_unlock(&sp->jmu);
   return n;
+}
+
+/* ------------------------------------------------------- the listing
+**
+** Loading a message the way any reader must costs two more name lookups
+** than reading it: an fstatat before the open (mh_fsutil_open's step 1: what
+** is under the name is not opened unless it is a regular file) and one for
+** ID.state, which most messages never have.  For the deliverer they were a
+** tenth of its time per message (issue 16).  Its own scan has just read both
+** answers from pickup/ (readdir's d_type; the sidecars' names), so the lock
+** holder keeps them: a load of an id of the last scan skips the fstatat
+** (steps 2 and 3 still refuse a FIFO, a device or a link swapped in since:
+** O_NONBLOCK | O_NOFOLLOW, then fstat) and reads ID.state only when the scan
+** saw one, or when a sidecar of that id was written since the scan began.
+** Sidecars are written by the lock holder (defer, fail: through this handle,
+** recorded in touched) and by `queue retry` from anywhere else: for a message
+** in pickup/ that had no sidecar, retry writes one that says what no sidecar
+** says (attempts 0, due now); one it moves back from failed/ was failed by
+** the holder, which recorded it.  A scan that began before the published one
+** is not published (its view is older than what touched was cut to).
+*/
+
+/* A sidecar of id was written (after its rename): loads read it again. */
+static void listing_touch(mh_spool *sp, const char *id) {
+  if (sp->lockfd < 0 || !mh_spool_is_id(id)) return;
+  pthread_mutex_lock(&sp->lmu);
+  if (sp->ntouched == sp->captouched) {
+    size_t nc = sp->captouched ? sp->captouched * 2 : 16;
+    struct touch *t = realloc(sp->touched, nc * sizeof *t);
+    if (!t) {   /* cannot remember it: forget the listing instead */
+      sp->nlisted = 0;
+      pthread_mutex_unlock(&sp->lmu);
+      return;
+    }
+    sp->touched = t;
+    sp->captouched = nc;
+  }
+  sp->touched[sp->ntouched].id = id_value(id);
+  sp->touched[sp->ntouched++].seq = ++sp->tseq;
+  pthread_mutex_unlock(&sp->lmu);
+}
+
+/* A scan begins: its place in the touch sequence. */
+static uint64_t listing_begin(mh_spool *sp) {
+  uint64_t s;
+  pthread_mutex_lock(&sp->lmu);
+  s = sp->tseq;
+  pthread_mutex_unlock(&sp->lmu);
+  return s;
+}
+
+/* The scan that began at seq0 returned ids[0..n) (sorted) and saw the
+** sidecars of side[0..ns) (ids, any order): they become the listing, unless a
+** scan that began later was published already.  No memory: no listing. */
+static void listing_publish(mh_spool *sp, uint64_t seq0, char *const *ids, size_t n, char *const *side,
+                            size_t ns) {
+  uint64_t *l = n ? malloc(n * sizeof *l) : NULL, *st = ns ? malloc(ns * sizeof *st) : NULL;
+  size_t k = 0;
+  if ((n && !l) || (ns && !st)) { free(l); free(st); l = st = NULL; n = ns = 0; }
+  for (size_t i = 0; i < n; i++) l[i] = id_value(ids[i]);
+  for (size_t i = 0; i < ns; i++) st[i] = id_value(side[i]);
+  sort_ids(st, ns);
+  pthread_mutex_lock(&sp->lmu);
+  if (seq0 < sp->lseq) {   /* an older view than the one published */
+    pthread_mutex_unlock(&sp->lmu);
+    free(l);
+    free(st);
+    return;
+  }
+  free(sp->listed);
+  free(sp->stated);
+  sp->listed = l; sp->nlisted = n;
+  sp->stated = st; sp->nstated = ns;
+  sp->lseq = seq0;
+  for (size_t i = 0; i < sp->ntouched; i++)   /* written before the scan began: it saw them */
+    if (sp->touched[i].seq > seq0) sp->touched[k++] = sp->touched[i];
+  sp->ntouched = k;
+  pthread_mutex_unlock(&sp->lmu);
+}
+
+/* Whether the last scan listed id (a canonical id in pickup/): then *state
+** says whether its sidecar must be read. */
+static int listing_knows(mh_spool *sp, const char *id, int *state) {
+  uint64_t x;
+  int known = 0;
+  *state = 1;
+  if (sp->lockfd < 0 || !mh_spool_is_id(id)) return 0;
+  x = id_value(id);
+  pthread_mutex_lock(&sp->lmu);
+  if (ids_has(sp->listed, sp->nlisted, x)) {
+    known = 1;
+    *state = ids_has(sp->stated, sp->nstated, x);
+    for (size_t i = 0; i < sp->ntouched && !*state; i++) *state = sp->touched[i].id == x;
+  }
+  pthread_mutex_unlock(&sp->lmu);
+  return known;
 }
 
 /* ------------------------------------------------------------- lock */
@@ -1659,6 +1791,7 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   close(fd);
   if (!rc && renameat(sp->tmpfd, tname, dirfd, name) < 0) rc = -errno;
   if (rc) { unlinkat(sp->tmpfd, tname, 0); return rc; }
+  listing_touch(sp, id);
   return fsync_fd(dirfd);
 }
 
@@ -1741,13 +1874,14 @@ static void entry_names(mh_spool *sp, int dirfd, const char *name, mh_spool_entr
 /* Fills e from the open file fd (named name in the folder dirfd); st is the
 ** fstat of fd that mh_fsutil_open made (its step 3), not taken again. */
 static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, const char *name,
-                      mh_spool_entry *e, char **head, size_t *headlen, char *err) {
+                      int state, mh_spool_entry *e, char **head, size_t *headlen, char *err) {
   int rc;
   entry_names(sp, dirfd, name, e);
   e->size = st->st_size;
   e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st->st_mtime;
   if ((rc = read_env(fd, &e->env, head, headlen, err))) return rc;
-  if ((rc = state_read(sp, dirfd, e->id, &e->state)) < 0) {
+  if (!state) memset(&e->state, 0, sizeof e->state);   /* the listing knows there is none */
+  if ((rc = state ? state_read(sp, dirfd, e->id, &e->state) : 0) < 0) {
     mh_env_free(&e->env);
     if (head) { free(*head); *head = NULL; }
     return fail(err, rc, "%s.state", e->id);
@@ -1820,9 +1954,10 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   for (int i = 0; i < 2; i++) {
     struct stat sb;
-    int fd;
+    int fd, listed = 0, state = 1;
     if (i == 0 && journaled(sp, id)) continue;   /* delivered: its file goes with the next purge */
-    fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, 0, &sb);
+    if (i == 0) listed = listing_knows(sp, id, &state);
+    fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, listed ? MH_FS_LISTED : 0, &sb);
     if (fd == -ENOENT) continue;
     if (fd == MH_ENOTREG) {   /* a FIFO or a link under a message's name: never ours */
       char why[100];
@@ -1833,7 +1968,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     if (fd < 0) return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
     char *head = NULL;
     size_t headlen = 0;
-    rc = fill_entry(sp, dirs[i], fd, &sb, name, e, data_max ? &head : NULL, &headlen, err);
+    rc = fill_entry(sp, dirs[i], fd, &sb, name, state, e, data_max ? &head : NULL, &headlen, err);
     if (rc == 0 && data_max && (rc = read_data(fd, e, data_max, head, headlen, err)) != 0)
       mh_spool_entry_free(e);
     if (rc == 0 && keep) *keep = fd;
@@ -1963,7 +2098,7 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
     }
     if (fd < 0) continue;   /* delivered meanwhile */
     char err[MH_SPOOL_ERRLEN];
-    int rc = fill_entry(it->sp, dirfd, fd, &sb, name, e, NULL, NULL, err);
+    int rc = fill_entry(it->sp, dirfd, fd, &sb, name, 1, e, NULL, NULL, err);
     close(fd);
     if (rc == MH_ECORRUPT) {  /* listed, flagged: the deliverer moves it */
       memset(&e->env, 0, sizeof e->env);
@@ -2170,6 +2305,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   unsigned gen = notes_begin(sp);
   uint64_t *jv = NULL;   /* delivered, not yet removed: left out (see journal_snapshot) */
   size_t nj = 0;
+  uint64_t seq0 = listing_begin(sp);   /* before readdir: see "the listing" */
   *out = NULL;
   if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
   if (!(d = fdopendir(dfd))) { close(dfd); return fail(err, -errno, "spool %s: pickup/", sp->dir); }
@@ -2256,6 +2392,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   closedir(d);
   free(jv);
   if (rc == 0 && n) qsort(ids, n, sizeof *ids, cmp_str);
+  if (rc == 0 && sp->lockfd >= 0) listing_publish(sp, seq0, ids, n, orphans, no);
   for (size_t i = 0; i < no; i++) {
     if (rc == 0) {
       char name[300], *buf = NULL;
