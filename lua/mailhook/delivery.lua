@@ -92,6 +92,14 @@ M.DATA_MAX = 16 * 1024
 local LOAD_OPTS = { data = M.DATA_MAX, keep = true, now = true }
 local REMOVE_OPTS = { journal = true }
 
+-- Whether any address of the list is not ASCII (per message: no table unless one is).
+local function eight_bit(list)
+  for _, r in ipairs(list) do
+    if r:find("[\128-\255]") then return true end
+  end
+  return false
+end
+
 local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s") end
 
 ---------------------------------------------------------------- the deliverer
@@ -178,6 +186,14 @@ end
 
 function D:cfgn(key, default)
   return duration.seconds(self.cfg[key], default)
+end
+
+-- max_queue_age in seconds, parsed once per settings (next_entry asks per message).
+function D:max_age()
+  if self.max_age_of ~= self.cfg then
+    self.max_age_of, self.max_age_s = self.cfg, self:cfgn("max_queue_age", 5 * 86400)
+  end
+  return self.max_age_s
 end
 
 -- Events run in their own task: a slow handler (an SMS gateway, a ticket system)
@@ -292,9 +308,9 @@ function D:next_entry(w)
           self.claimed[id] = nil
           self.later[id] = e.next_attempt
           if not soonest or e.next_attempt < soonest then soonest = e.next_attempt end
-        elseif e.queued_at and now - e.queued_at > self:cfgn("max_queue_age", 5 * 86400) then
+        elseif e.queued_at and now - e.queued_at > self:max_age() then
           self:fail(e, "expired: in the queue since " .. os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(e.queued_at))
-                       .. ", longer than max_queue_age (" .. self:cfgn("max_queue_age", 5 * 86400) .. " s)",
+                       .. ", longer than max_queue_age (" .. self:max_age() .. " s)",
                     e.last_reply)
           self.claimed[id] = nil
         else
@@ -496,8 +512,8 @@ function D:delivered(e, n)
   if self.unsynced >= M.SYNC_EVERY then self:sync_later() end
   if self.marked >= M.PURGE_EVERY or self.marked_bytes >= M.PURGE_BYTES then self:purge_later() end
   self.stats.delivered = self.stats.delivered + 1
-  self:changed("delivered", e)
-  maillog.outcome(self, e, "sent")
+  if self.on_change then self:changed("delivered", e) end
+  if self.verbose then maillog.outcome(self, e, "sent") end   -- (a "sent" line is at info)
 end
 
 -- settle(e, result): every recipient settled by its own reply (RFC 5321
@@ -513,8 +529,12 @@ end
 -- DATA or to the final dot refused the message itself: the deferral and the
 -- failure are worded by it (each recipient is still settled as above).
 function D:settle(e, res, whole)
-  maillog.note(e, res)
   local accepted = res.accepted or {}
+  if not self.verbose and not whole and #accepted > 0 and not (res.rejected and res.rejected[1])
+     and not (e.refused and e.refused[1]) then
+    return self:delivered(e, #accepted)   -- the usual case, when no "sent" line is logged
+  end
+  maillog.note(e, res)
   local pending, refused = {}, {}
   local tlines, plines = {}, {}
   for _, r in ipairs(res.rejected or {}) do
@@ -811,7 +831,7 @@ function W:burst(e)
   local flight = {}
   local function submit(x)
     d.stats.attempts = d.stats.attempts + 1
-    if self.no_utf8 and x.to then
+    if self.no_utf8 and x.to and eight_bit(x.to) then
       -- each non-ASCII recipient fails by itself, with why; the others go on
       local ascii, bad = {}, {}
       for _, r in ipairs(x.to) do
@@ -830,10 +850,10 @@ function W:burst(e)
       return
     end
     x.relay = self.relay
-    local ok, err, info = s:submit{ from = x.from, to = x.to, data = x.data, path = x.path, offset = x.offset,
-                                    from_params = x.from_params, to_params = x.to_params }
+    -- the entry is the message: from, to, data or path and offset, from_params, to_params
+    local ok, err, info = s:submit(x)
     self.sent = self.sent + 1
-    if ok then flight[#flight + 1] = { e = x }; return end
+    if ok then flight[#flight + 1] = x; return end
     -- the file could not be read: it waits its backoff, the rest go on
     d:defer(x, outcome.reply_text(info) or err)
     d:release(x)
@@ -863,13 +883,13 @@ function W:burst(e)
     if not nxt then nxt = pick() end
     local f = table.remove(flight, 1)
     local res, err, info = s:result()
-    local outcome, oerr, oinfo = self:outcome(f.e, res, err, info)
-    if outcome == "outage" or outcome == "again" then d:requeue(f.e) else d:release(f.e) end
+    local outcome, oerr, oinfo = self:outcome(f, res, err, info)
+    if outcome == "outage" or outcome == "again" then d:requeue(f) else d:release(f) end
     if not self.session then
       -- the session is gone: what was in flight behind it goes first again
       for _, g in ipairs(flight) do
         pcall(s.result, s)
-        d:requeue(g.e)
+        d:requeue(g)
       end
       if nxt then d:requeue(nxt) end
       if outcome ~= "outage" then outcome = "again" end

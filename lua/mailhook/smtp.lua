@@ -226,10 +226,15 @@ end
 
 -- The RFC 3461 parameters of m (from_params = "RET=HDRS", to_params =
 -- {[rcpt] = "NOTIFY=..."}, as a spool entry carries them) for its next send:
--- sent only where the server offers DSN.  Always set, so a message without
--- any never inherits another's.
-local function set_dsn(c, m, rcpts)
+-- sent only where the server offers DSN.  Set for every message that has any
+-- and for the one after it, so a message without any never inherits another's
+-- (when neither had any there is nothing to set: the per-message call skipped).
+local function set_dsn(s, m, rcpts)
+  local c = s.c
   if not c.set_dsn then return end
+  local has = m.from_params ~= nil or m.to_params ~= nil
+  if not has and not s.dsn_set then return end
+  s.dsn_set = has
   local list
   if m.to_params then
     list = {}
@@ -243,7 +248,7 @@ end
 -- from_params, to_params: DSN parameters (see set_dsn).  Waits.
 function Session:send(m)
   if m.data then
-    set_dsn(self.c, m, rcpts_of(m))
+    set_dsn(self, m, rcpts_of(m))
     return self.c:send(m.from, rcpts_of(m), m.data)
   end
   local ok, err, info = self:submit(m)
@@ -258,10 +263,11 @@ end
 -- oldest submission (waits).  Settle that message before asking for the next
 -- result (or calling release()): the next message's data leaves only then.
 function Session:submit(m)
-  if m.data or m.path then set_dsn(self.c, m, rcpts_of(m)) end
-  if m.data then return self.c:submit(m.from, rcpts_of(m), m.data) end
+  local rcpts = rcpts_of(m)
+  if m.data or m.path then set_dsn(self, m, rcpts) end
+  if m.data then return self.c:submit(m.from, rcpts, m.data) end
   if not m.path then error("submit: data or path required", 2) end
-  local ok, err, info = self.c:submit_file(m.from, rcpts_of(m), m.path, m.offset or 0)
+  local ok, err, info = self.c:submit_file(m.from, rcpts, m.path, m.offset or 0)
   if not ok and info then info.class = "transient" end
   return ok, err, info
 end
