@@ -516,20 +516,30 @@ static int op_push(lua_State *co, void *arg) {
   }
 }
 
-/* A new op on the spool at index 1; the anchor table is left on the stack. */
-static op *op_new(lua_State *L, int kind, size_t nstrs) {
+/* A new op on the spool at index 1, with neither an anchor nor room for
+** strings: for one run on the calling thread (op_now, the deliverer's load and
+** record per message), where the caller's stack keeps everything alive. */
+static op *op_bare(lua_State *L, int kind) {
   lspool *ls = check_spool(L, 1);
   op *o = (op *)malloc(sizeof *o);
   if (!o) luaL_error(L, "out of memory");
   memset(o, 0, offsetof(op, entry));
-  o->strs = (char **)calloc(nstrs + 1, sizeof *o->strs);
-  if (!o->strs) { free(o); luaL_error(L, "out of memory"); }
   o->kind = kind;
   o->held = -1;
   o->kept_fd = -1;
   o->ls = ls;
   o->main = main_state(L);
   o->anchor = LUA_NOREF;
+  return o;
+}
+
+/* A new op on the spool at index 1; the anchor table is left on the stack. */
+static op *op_new(lua_State *L, int kind, size_t nstrs) {
+  op *o = op_bare(L, kind);
+  if (!(o->strs = (char **)calloc(nstrs + 1, sizeof *o->strs))) {
+    free(o);
+    luaL_error(L, "out of memory");
+  }
   lua_newtable(L);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
@@ -550,7 +560,6 @@ static int op_start(lua_State *L, op *o, const char *what) {
 ** for long (fsync, the close that frees blocks) never runs this way. */
 static int op_now(lua_State *L, op *o) {
   int n;
-  lua_pop(L, 1);          /* the anchor table: nothing to keep alive */
   o->ls->pending++;
   op_work(o);
   n = op_push(L, o);
@@ -849,7 +858,7 @@ static int l_load(lua_State *L) {
   }
   if (!now) check_can_wait(L, "spool:load");
   lua_settop(L, 2);
-  o = op_new(L, OP_LOAD, 0);
+  o = now ? op_bare(L, OP_LOAD) : op_new(L, OP_LOAD, 0);
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->data_max = max > 0 ? (size_t)max : 0;
   o->keep = keep;
@@ -880,7 +889,7 @@ static int l_delivered(lua_State *L) {
   now = journal || (nosync && opt_now(L, 3));
   if (!now) check_can_wait(L, "spool:delivered");
   lua_settop(L, 2);
-  o = op_new(L, OP_DELIVERED, 0);
+  o = now ? op_bare(L, OP_DELIVERED) : op_new(L, OP_DELIVERED, 0);
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->nosync = nosync;
   o->journal = journal;

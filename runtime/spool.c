@@ -1957,7 +1957,11 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     int fd, listed = 0, state = 1;
     if (i == 0 && journaled(sp, id)) continue;   /* delivered: its file goes with the next purge */
     if (i == 0) listed = listing_knows(sp, id, &state);
-    fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, listed ? MH_FS_LISTED : 0, &sb);
+    /* a listed file is read without updating its access time (its inode
+       would be written for that alone: relatime does it at a file's first
+       read); O_NOATIME is for the file's owner, as spool files are */
+    fd = mh_fsutil_open(dirs[i], name, O_RDONLY | (listed ? O_NOATIME : 0), 0, listed ? MH_FS_LISTED : 0, &sb);
+    if (fd == -EPERM && listed) fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, MH_FS_LISTED, &sb);
     if (fd == -ENOENT) continue;
     if (fd == MH_ENOTREG) {   /* a FIFO or a link under a message's name: never ours */
       char why[100];

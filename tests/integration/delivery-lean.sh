@@ -3,7 +3,8 @@
 # message's file opened once, by the name its scan just listed, without a stat
 # of that name first (the scan's d_type was that look) and without a lookup of
 # an ID.state sidecar the scan did not see; no F_SETFL on it (a regular file
-# ignores O_NONBLOCK); one 17-byte record per message in the delivered journal.
+# ignores O_NONBLOCK), with O_NOATIME (a first read would write the inode for
+# relatime); one 17-byte record per message in the delivered journal.
 # A sidecar that exists is still read (tests/unit/test-spool-listing.c covers
 # the sidecars written after the scan, and what is swapped in under a name).
 . "$ROOT/tests/lib/tap.sh"
@@ -34,6 +35,8 @@ wait_for 5 received_at_least "$T/peer" "$N"; ok $? "the server has all $N"
 is "$(pickup_count)" 0 "pickup/ is empty afterwards"
 opens=$(grep -cE 'openat\([^"]*"[0-9a-f]{16}\.eml", O_RDONLY' "$T/plain.tr")
 is "$opens" "$N" "each message's file is opened once"
+is "$(grep -cE 'openat\([^"]*"[0-9a-f]{16}\.eml", O_RDONLY[^)]*O_NOATIME' "$T/plain.tr")" "$N" \
+   "without updating its access time (O_NOATIME: no inode write for a read)"
 is "$(by_name plain eml)" 0 "no stat of a message's name before its open (the scan listed it)"
 is "$(by_name plain state)" 0 "no lookup of a sidecar the scan did not see"
 is "$(grep -cE '"[0-9a-f]{16}\.state"' "$T/plain.tr")" 0 "no sidecar name met at all (nor by the purge)"
