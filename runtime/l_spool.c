@@ -198,6 +198,7 @@ typedef struct {
   int have_entry;    /* entry (below) holds a loaded message */
   size_t data_max;   /* load: the message itself too when at most this long (0: no) */
   int keep;          /* load: keep the file open (kept_add), in kept_fd */
+  int lean;          /* load: the entry without what a deliverer never reads (push_entry) */
   int kept_fd;
   int known;         /* delivered: held came from the kept table; has_state says ... */
   int has_state;     /* ... whether there is an ID.state to remove */
@@ -445,11 +446,14 @@ static int is_refused(const mh_state *st, const char *rcpt) {
 }
 
 /* The entry table of INTERFACES.md: to = pending recipients (neither accepted
-** nor refused for good), all = envelope, refused = {{rcpt =, reply =}...}. */
-static void push_entry(lua_State *L, mh_spool_entry *e) {
+** nor refused for good), all = envelope, refused = {{rcpt =, reply =}...}.
+** lean (the deliverer's load{lean = true}, per message): no `all`, and `done`
+** and `refused` only when not empty: three tables fewer for the usual message. */
+static void push_entry(lua_State *L, mh_spool_entry *e, int lean) {
+  int plain = e->state.ndone == 0 && e->state.nrefused == 0;   /* to = the whole envelope */
   lua_createtable(L, 0, 16);
-  lua_pushstring(L, e->id); lua_setfield(L, -2, "id");
-  lua_pushstring(L, e->path); lua_setfield(L, -2, "path");
+  lua_pushlstring(L, e->id, strlen(e->id)); lua_setfield(L, -2, "id");
+  lua_pushlstring(L, e->path, strlen(e->path)); lua_setfield(L, -2, "path");
   lua_pushstring(L, e->failed ? "failed" : "pickup"); lua_setfield(L, -2, "state");
   lua_pushinteger(L, (lua_Integer)e->env.offset); lua_setfield(L, -2, "offset");
   lua_pushinteger(L, e->size); lua_setfield(L, -2, "size");
@@ -457,25 +461,32 @@ static void push_entry(lua_State *L, mh_spool_entry *e) {
   if (e->env.from) { lua_pushstring(L, e->env.from); lua_setfield(L, -2, "from"); }
   if (e->env.has_uid) { lua_pushinteger(L, (lua_Integer)e->env.uid); lua_setfield(L, -2, "uid"); }
   push_params(L, &e->env);
-  push_strings(L, e->env.to, e->env.nto); lua_setfield(L, -2, "all");
-  lua_newtable(L);
-  for (size_t i = 0, k = 0; i < e->env.nto; i++) {
-    size_t j;
-    for (j = 0; j < e->state.ndone && strcmp(e->state.done[j], e->env.to[i]); j++) {}
-    if (j < e->state.ndone || is_refused(&e->state, e->env.to[i])) continue;
-    lua_pushstring(L, e->env.to[i]);
-    lua_rawseti(L, -2, (lua_Integer)++k);
+  if (!lean) { push_strings(L, e->env.to, e->env.nto); lua_setfield(L, -2, "all"); }
+  if (plain) {   /* every recipient pending: no lookups */
+    push_strings(L, e->env.to, e->env.nto);
+    lua_setfield(L, -2, "to");
+  } else {
+    lua_newtable(L);
+    for (size_t i = 0, k = 0; i < e->env.nto; i++) {
+      size_t j;
+      for (j = 0; j < e->state.ndone && strcmp(e->state.done[j], e->env.to[i]); j++) {}
+      if (j < e->state.ndone || is_refused(&e->state, e->env.to[i])) continue;
+      lua_pushstring(L, e->env.to[i]);
+      lua_rawseti(L, -2, (lua_Integer)++k);
+    }
+    lua_setfield(L, -2, "to");
   }
-  lua_setfield(L, -2, "to");
-  push_strings(L, e->state.done, e->state.ndone); lua_setfield(L, -2, "done");
-  lua_createtable(L, (int)e->state.nrefused, 0);
-  for (size_t i = 0; i < e->state.nrefused; i++) {
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, e->state.refused[i].rcpt); lua_setfield(L, -2, "rcpt");
-    lua_pushstring(L, e->state.refused[i].reply); lua_setfield(L, -2, "reply");
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  if (!lean || e->state.ndone) { push_strings(L, e->state.done, e->state.ndone); lua_setfield(L, -2, "done"); }
+  if (!lean || e->state.nrefused) {
+    lua_createtable(L, (int)e->state.nrefused, 0);
+    for (size_t i = 0; i < e->state.nrefused; i++) {
+      lua_createtable(L, 0, 2);
+      lua_pushstring(L, e->state.refused[i].rcpt); lua_setfield(L, -2, "rcpt");
+      lua_pushstring(L, e->state.refused[i].reply); lua_setfield(L, -2, "reply");
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "refused");
   }
-  lua_setfield(L, -2, "refused");
   lua_pushinteger(L, e->state.attempts); lua_setfield(L, -2, "attempts");
   lua_pushinteger(L, e->state.next_attempt); lua_setfield(L, -2, "next_attempt");
   if (e->state.last_reply) { lua_pushstring(L, e->state.last_reply); lua_setfield(L, -2, "last_reply"); }
@@ -510,7 +521,7 @@ static int op_push(lua_State *co, void *arg) {
       kept_add(o->ls, o->id, o->kept_fd, o->entry.has_state);
       o->kept_fd = -1;
     }
-    push_entry(co, &o->entry);
+    push_entry(co, &o->entry, o->lean);
     return 1;
   default: lua_pushboolean(co, 1); return 1;
   }
@@ -836,14 +847,15 @@ static int l_scan(lua_State *L) {
   o->limit = (long)limit;
   return op_start(L, o, "spool:scan");
 }
-/* Spool:load(id [, {data = N, keep = true, now = true}]) -> entry   (waits
-** unless now).  data = N: entry.data holds the message (after the envelope)
-** when it is at most N bytes.  keep: the file stays open for a later
+/* Spool:load(id [, {data = N, keep = true, now = true, lean = true}]) -> entry
+** (waits unless now).  data = N: entry.data holds the message (after the
+** envelope) when it is at most N bytes.  keep: the file stays open for a later
 ** delivered{now = true} (a few are kept, the oldest closed first).  now: on
-** the calling thread, no wait (see op_now). */
+** the calling thread, no wait (see op_now).  lean: no `all`, and `done` and
+** `refused` only when not empty (push_entry). */
 static int l_load(lua_State *L) {
   const char *id;
-  int now, keep = 0;
+  int now, keep = 0, lean = 0;
   lua_Integer max = 0;
   op *o;
   check_spool(L, 1);
@@ -854,7 +866,9 @@ static int l_load(lua_State *L) {
     max = luaL_optinteger(L, -1, 0);
     lua_getfield(L, 3, "keep");
     keep = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_getfield(L, 3, "lean");
+    lean = lua_toboolean(L, -1);
+    lua_pop(L, 3);
   }
   if (!now) check_can_wait(L, "spool:load");
   lua_settop(L, 2);
@@ -862,6 +876,7 @@ static int l_load(lua_State *L) {
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->data_max = max > 0 ? (size_t)max : 0;
   o->keep = keep;
+  o->lean = lean;
   return now ? op_now(L, o) : op_start(L, o, "spool:load");
 }
 /* Spool:delivered(id [, {sync = false, now = true, journal = true}]) -> true
@@ -1083,7 +1098,7 @@ static int list_push(lua_State *co, void *arg) {
   l->busy = 0;      /* before the task resumes and asks for more */
   if (l->n == 0 && l->rc < 0) return mh_l_fail(co, l->rc, "spool", "listing: %s", mh_strerror(l->rc));
   if (l->n == 0) { lua_pushnil(co); return 1; }
-  push_entry(co, &l->buf[0]);
+  push_entry(co, &l->buf[0], 0);
   mh_spool_entry_free(&l->buf[0]);
   l->next = 1;
   return 1;
@@ -1101,7 +1116,7 @@ static int list_iter(lua_State *L) {
   llist *l = (llist *)luaL_checkudata(L, lua_upvalueindex(1), LIST_MT);
   if (!l->it) return 0;
   if (l->next < l->n) {
-    push_entry(L, &l->buf[l->next]);
+    push_entry(L, &l->buf[l->next], 0);
     mh_spool_entry_free(&l->buf[l->next]);
     l->next++;
     return 1;

@@ -89,7 +89,7 @@ end
 -- stuffed): a 100 KB message drain cost 68 M instructions per 100 that way,
 -- 39 M streamed (callgrind); an open and a close cost less than 2 x 16 KB.
 M.DATA_MAX = 16 * 1024
-local LOAD_OPTS = { data = M.DATA_MAX, keep = true, now = true }
+local LOAD_OPTS = { data = M.DATA_MAX, keep = true, now = true, lean = true }   -- (done, refused: may be nil)
 local REMOVE_OPTS = { journal = true }
 
 -- Whether any address of the list is not ASCII (per message: no table unless one is).

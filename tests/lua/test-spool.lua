@@ -246,6 +246,24 @@ tap.test("the deliverer's path: load with the data, on the calling thread; deliv
   t:like(derr, "unlink", "twice: an error naming the unlink")
 end)
 
+tap.test("load{lean = true}: the deliverer's entry, without what it never reads", function(t)
+  local id = assert(sp:enqueue("Subject: l\r\n\r\nx\r\n", { from = "a@b.c", to = { "x@y.z", "w@y.z" } }))
+  local e = sp:load(id, { lean = true, now = true })
+  t:is(e and e.all, nil, "no `all`")
+  t:ok(e and e.done == nil and e.refused == nil, "no empty `done` nor `refused`")
+  t:is(e and table.concat(e.to, " "), "x@y.z w@y.z", "`to`: every recipient")
+  local full = sp:load(id)
+  t:ok(full.all and full.done and full.refused, "without lean: all, done and refused as ever")
+  t:ok(full.all ~= full.to, "`all` and `to` are two tables (a caller may change either)")
+  assert(sp:defer(id, { reply = "452 w full", next_attempt = 0, done = { "x@y.z" },
+                        refused = { { rcpt = "q@y.z", reply = "550 no" } } }))
+  e = sp:load(id, { lean = true, now = true })
+  t:is(e and table.concat(e.to, " "), "w@y.z", "after a partial attempt: `to` is what is pending")
+  t:is(e and e.done and e.done[1], "x@y.z", "`done` when not empty")
+  t:is(e and e.refused and e.refused[1] and e.refused[1].rcpt, "q@y.z", "`refused` when not empty")
+  assert(sp:remove(id))
+end)
+
 tap.test("many removals on the calling thread: every file gone, closes batched", function(t)
   local ids = {}
   for i = 1, 100 do ids[i] = assert(sp:enqueue("Subject: " .. i .. "\r\n\r\nx\r\n", { from = "a@b.c", to = { "x@y.z" } })) end
