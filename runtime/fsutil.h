@@ -48,8 +48,11 @@
                              file, read by this process alone: step 1 is skipped (the
                              listing was that look) and so is step 4 (O_NONBLOCK stays:
                              a regular file ignores it).  Steps 2 and 3 still refuse
-                             what was swapped in since.  The spool's deliverer, per
-                             message (issue 16) */
+                             what was swapped in since: a link is never opened, a FIFO
+                             or a device may be opened (O_NONBLOCK | O_NOCTTY: no
+                             blocking, no terminal taken) but is never read.  Only the
+                             folder's owner or root can swap one in.  The spool's
+                             deliverer, per message (issue 16) */
 
 /* Opens dirfd/path (dirfd AT_FDCWD for a plain path) with oflags (O_RDONLY,
 ** O_RDWR, O_CREAT, O_EXCL ...; mode for O_CREAT) the safe way, for a file

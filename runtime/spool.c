@@ -56,6 +56,9 @@ typedef struct {
 } note;
 #define NOTES_MAX 1024   /* past this many distinct names, problems are logged each time */
 
+#define SIDECARS "sidecars"   /* DIR/sidecars: see "the listing" */
+#define SIDECARS_REC 17         /* 16 hex digits and a newline */
+
 struct mh_spool {
   char *dir;        /* the spool folder as given */
   int dirfd;        /* DIR itself (seq, lock) */
@@ -94,6 +97,14 @@ struct mh_spool {
   struct touch { uint64_t id, seq; } *touched;   /* sidecars this handle wrote since (any folder) */
   size_t ntouched, captouched;
   uint64_t tseq;        /* one more per sidecar written */
+  int xfd;              /* DIR/sidecars, the lock holder's (see "the listing"), or -1 */
+  char lx[SIDECARS_REC];    /* what DIR/sidecars held when the published scan began */
+  int lx_ok;            /* lx was read: without it nothing is known */
+  /* The ids recorded (jcur, jold) whose ID.state may exist: unlinked by the
+  ** purge with their messages, never before (see mh_spool_mark). */
+  uint64_t *jscur, *jsold;
+  size_t njscur, capscur, njsold;
+  int jsall_cur, jsall_old; /* no memory to remember them: every sidecar of the batch */
 };
 
 static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
@@ -369,6 +380,7 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
   if (!sp || !(sp->dir = strdup(dir))) { free(sp); return fail(err, MH_ENOMEM, "spool %s", dir); }
   sp->dirfd = sp->tmpfd = sp->pickupfd = sp->failedfd = sp->corruptfd = sp->statefd = sp->lockfd = -1;
   sp->jfd = -1;
+  sp->xfd = -1;
   pthread_mutex_init(&sp->mu, NULL);
   pthread_mutex_init(&sp->jmu, NULL);
   pthread_cond_init(&sp->jcv, NULL);
@@ -422,6 +434,9 @@ void mh_spool_close(mh_spool *sp) {
   if (sp->statefd >= 0) close(sp->statefd);
   if (sp->lockfd >= 0) close(sp->lockfd);
   if (sp->jfd >= 0) close(sp->jfd);
+  if (sp->xfd >= 0) close(sp->xfd);
+  free(sp->jscur);
+  free(sp->jsold);
   free(sp->jcur);
   free(sp->jold);
   free(sp->listed);
@@ -655,15 +670,17 @@ static int journaled(mh_spool *sp, const char *id) {
   return has;
 }
 
-/* Unlinks the messages v[0..n) from pickup/, and their sidecars when asked
-** (a replay: mh_spool_mark removed those of the records it made itself).  A
+/* Unlinks the messages v[0..n) from pickup/, and the sidecars of those that
+** may have one (all of them for a replay: a dead process's records).  A
 ** message already gone is fine (a crash after its unlink).  0 or the first
 ** -errno. */
 typedef struct {
   mh_spool *sp;
   const uint64_t *v;
   size_t n;
-  int sidecars;         /* unlink ID.state too */
+  int sidecars;         /* unlink every ID.state too */
+  const uint64_t *side; /* else only those of these ids (sorted) */
+  size_t nside;
   long removed;
   int rc;
 } unlink_job;
@@ -676,7 +693,7 @@ static void *unlink_run(void *arg) {
     memcpy(name + 16, ".eml", 5);
     if (unlinkat(j->sp->pickupfd, name, 0) == 0) j->removed++;
     else if (errno != ENOENT && !j->rc) j->rc = -errno;
-    if (!j->sidecars) continue;
+    if (!j->sidecars && !ids_has(j->side, j->nside, j->v[i])) continue;
     memcpy(name + 16, ".state", 7);
     if (unlinkat(j->sp->pickupfd, name, 0) < 0 && errno != ENOENT && !j->rc) j->rc = -errno;
   }
@@ -690,7 +707,8 @@ static void *unlink_run(void *arg) {
 ** waits overlap (5,000 files: 7,500/s with one, 12,000/s with four). */
 #define PURGE_THREADS 4
 #define PURGE_SHARE 512     /* files per thread below which one thread does it all */
-static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecars, long *removed) {
+static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecars, const uint64_t *side,
+                          size_t nside, long *removed) {
   unlink_job jobs[PURGE_THREADS];
   pthread_t th[PURGE_THREADS];
   int started[PURGE_THREADS] = { 0 }, rc = 0;
@@ -699,7 +717,7 @@ static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecar
   if (k > PURGE_THREADS) k = PURGE_THREADS;
   for (size_t i = 0; i < k; i++) {
     size_t share = n / k + (i < n % k);
-    jobs[i] = (unlink_job){ sp, v + at, share, sidecars, 0, 0 };
+    jobs[i] = (unlink_job){ sp, v + at, share, sidecars, side, nside, 0, 0 };
     at += share;
     /* job 0 runs here; a thread that cannot start leaves its share to this one */
     if (i > 0) started[i] = pthread_create(&th[i], NULL, unlink_run, &jobs[i]) == 0;
@@ -741,7 +759,7 @@ static void journal_replay(mh_spool *sp) {
     return;
   }
   sort_ids(v, n);
-  rc = journal_remove(sp, v, n, 1, &removed);   /* the sidecars too: the records are a dead process's */
+  rc = journal_remove(sp, v, n, 1, NULL, 0, &removed);   /* every sidecar: a dead process's records */
   if (rc == 0) {
     unlinkat(sp->dirfd, JOURNAL_OLD, 0);
     unlinkat(sp->dirfd, JOURNAL, 0);
@@ -757,6 +775,7 @@ static void journal_replay(mh_spool *sp) {
   pthread_mutex_lock(&sp->jmu);
   sp->jold = v;
   sp->njold = n;
+  sp->jsall_old = 1;     /* a dead process's records: their sidecars too */
   sp->jmax = v[n - 1];   /* sorted */
   pthread_mutex_unlock(&sp->jmu);
 }
@@ -771,7 +790,7 @@ static int eml_gone(mh_spool *sp, const char *id, int fd) {
   return fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
 }
 
-static int listing_knows(mh_spool *sp, const char *id, int *state);   /* "the listing" */
+static int listing_lookup(mh_spool *sp, const char *id, int counted, int *state);   /* "the listing" */
 
 int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   char rec[JOURNAL_REC];
@@ -782,6 +801,7 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   if (eml_gone(sp, id, fd)) return fail(err, MH_ENOTFOUND, "message %s: removed meanwhile", id);
   memcpy(rec, id, 16);
   rec[16] = '\n';
+  int state, side = !listing_lookup(sp, id, 0, &state) || state;   /* may it have a sidecar? */
   pthread_mutex_lock(&sp->jmu);
   if (sp->njcur + sp->njold >= JOURNAL_MAX_IDS) {
     rc = fail(err, MH_ELIMIT, "spool %s: %d delivered messages wait to be removed", sp->dir, JOURNAL_MAX_IDS);
@@ -817,22 +837,14 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   sp->jcur[sp->njcur] = id_value(id);
   if (sp->jcur[sp->njcur] > sp->jmax) sp->jmax = sp->jcur[sp->njcur];
   sp->njcur++;
+  /* its sidecar goes with its message, at the purge: never before the record
+     is durable (a power cut that lost the record sends the message again,
+     with its sidecar: never to a recipient done before).  None to unlink
+     when the listing knows there is none; one written after all (`queue
+     retry` racing the record) is an orphan that a later scan removes. */
+  if (side && ids_push(&sp->jscur, &sp->njscur, &sp->capscur, id_value(id))) sp->jsall_cur = 1;
 out:
   pthread_mutex_unlock(&sp->jmu);
-  if (rc == 0) {
-    /* the sidecar goes now (the message is delivered for every reader: it
-       is never read again), so a purge unlinks the messages alone; none
-       to unlink when the listing knows there is none (see "the listing").
-       One written after all (`queue retry` racing this record) is an
-       orphan that the next scan removes. */
-    int state;
-    if (!listing_knows(sp, id, &state) || state) {
-      char name[32];
-      memcpy(name, id, 16);
-      memcpy(name + 16, ".state", 7);
-      unlinkat(sp->pickupfd, name, 0);
-    }
-  }
   return rc;
 }
 
@@ -864,13 +876,19 @@ long mh_spool_purge(mh_spool *sp, char *err) {
     sp->njold = sp->njcur;
     sp->jcur = NULL;
     sp->njcur = sp->capcur = 0;
+    free(sp->jsold);
+    sort_ids(sp->jscur, sp->njscur);
+    sp->jsold = sp->jscur; sp->njsold = sp->njscur; sp->jsall_old = sp->jsall_cur;
+    sp->jscur = NULL; sp->njscur = sp->capscur = 0; sp->jsall_cur = 0;
   }
   sp->purging = 1;
-  uint64_t *v = sp->jold;    /* only a purge changes jold, and this is the one */
-  size_t n = sp->njold;
+  uint64_t *v = sp->jold;    /* only a purge changes jold (and jsold), and this is the one */
+  size_t n = sp->njold, nside = sp->njsold;
+  const uint64_t *side = sp->jsold;
+  int all = sp->jsall_old;
   pthread_mutex_unlock(&sp->jmu);
   TEST_POINT("purge-renamed");
-  rc = journal_remove(sp, v, n, 0, &removed);   /* the sidecars went at the records */
+  rc = journal_remove(sp, v, n, all, side, nside, &removed);
   TEST_POINT("purge-removed");
   if (rc == 0 && unlinkat(sp->dirfd, JOURNAL_OLD, 0) < 0 && errno != ENOENT) rc = -errno;
   pthread_mutex_lock(&sp->jmu);
@@ -878,6 +896,10 @@ long mh_spool_purge(mh_spool *sp, char *err) {
     free(sp->jold);
     sp->jold = NULL;
     sp->njold = 0;
+    free(sp->jsold);
+    sp->jsold = NULL;
+    sp->njsold = 0;
+    sp->jsall_old = 0;
   }
   sp->purging = 0;
   pthread_cond_broadcast(&sp->jcv);
@@ -898,32 +920,76 @@ size_t mh_spool_marked(mh_spool *sp) {
 ** Loading a message the way any reader must costs two more name lookups
 ** than reading it: an fstatat before the open (mh_fsutil_open's step 1: what
 ** is under the name is not opened unless it is a regular file) and one for
-** ID.state, which most messages never have.  For the deliverer they were a
-** tenth of its time per message (issue 16).  Its own scan has just read both
-** answers from pickup/ (readdir's d_type; the sidecars' names), so the lock
-** holder keeps them: a load of an id of the last scan skips the fstatat
-** (steps 2 and 3 still refuse a FIFO, a device or a link swapped in since:
-** O_NONBLOCK | O_NOFOLLOW, then fstat) and reads ID.state only when the scan
-** saw one, or when a sidecar of that id was written since the scan began.
-** Sidecars are written by the lock holder (defer, fail: through this handle,
-** recorded in touched) and by `queue retry` from anywhere else: for a message
-** in pickup/ that had no sidecar, retry writes one that says what no sidecar
-** says (attempts 0, due now); one it moves back from failed/ was failed by
-** the holder, which recorded it.  A scan that began before the published one
-** is not published (its view is older than what touched was cut to).
+** ID.state, which most messages never have (a lookup that fails: 3 us in a
+** folder of 2,000).  For the deliverer they were a tenth of its time per
+** message (issue 16).  Its own scan has just read both answers from pickup/
+** (readdir's d_type; the sidecars' names), so the lock holder keeps them: a
+** load of an id of the last scan skips the fstatat (the open, O_NONBLOCK |
+** O_NOFOLLOW, and the fstat after it still refuse a FIFO, a device or a link
+** swapped in since: never read) and reads ID.state only when the scan saw
+** one, or when one may have been written since the scan began:
+**  - by this handle (the holder's defer, fail: recorded in touched, by a
+**    sequence number, until a scan that began after them is published);
+**  - by any other handle (`queue retry` from the CLI, the console, mh.queue;
+**    a defer through the Lua API without the lock): each bumps the counter
+**    in DIR/sidecars after its sidecar is in pickup/ and before the message
+**    is (retry moves ID.eml back from failed/ after it).  The holder reads
+**    the counter before its readdir and at each load: while it has not
+**    moved, every sidecar of pickup/ was there before the readdir began,
+**    and readdir returns every name that was there when it began.  Once it
+**    moved, nothing is known until the next scan.  (readdir gives no such
+**    promise for names added while it runs: on ext4 it walks the folder in
+**    hash order, and a retry's ID.state may land behind it and its ID.eml
+**    ahead of it.)
+** A scan that began before the published one is not published (its view is
+** older than what touched was cut to).
 */
 
-/* A sidecar of id was written (after its rename): loads read it again. */
-static void listing_touch(mh_spool *sp, const char *id) {
-  if (sp->lockfd < 0 || !mh_spool_is_id(id)) return;
+static int64_t parse_hex(const char *s, size_t n);   /* "ids" */
+
+/* The counter of DIR/sidecars into buf (SIDECARS_REC bytes, zeros when the
+** file is empty): 0, or -1 when it cannot be read. */
+static int sidecars_read(int fd, char *buf) {
+  ssize_t n;
+  memset(buf, 0, SIDECARS_REC);
+  do n = pread(fd, buf, SIDECARS_REC, 0); while (n < 0 && errno == EINTR);
+  return n < 0 ? -1 : 0;
+}
+
+/* A handle without the lock wrote a sidecar into pickup/: the counter moves
+** (under flock, as seq).  0, or the error: the caller must not go on as if
+** the deliverer knew (a retry leaves the message in failed/). */
+static int sidecars_bump(mh_spool *sp) {
+  char buf[SIDECARS_REC + 1];
+  int fd = mh_fsutil_open(sp->dirfd, SIDECARS, O_RDWR | O_CREAT, 0600, 0, NULL), rc = 0;
+  uint64_t v = 0;
+  if (fd < 0) return fd;
+  if (flock(fd, LOCK_EX) < 0 || sidecars_read(fd, buf) < 0) rc = -errno;
+  if (rc == 0) {
+    int64_t old = parse_hex(buf, 16);
+    v = old < 0 ? 1 : (uint64_t)old + 1;   /* empty or torn: any new value will do */
+    hex16(buf, v);
+    buf[16] = '\n';
+    if (pwrite(fd, buf, SIDECARS_REC, 0) != SIDECARS_REC) rc = errno ? -errno : -EIO;
+  }
+  close(fd);   /* drops the flock */
+  return rc;
+}
+
+/* A sidecar of id was written by this handle (after its rename): loads read
+** it again.  A handle without the lock moves DIR/sidecars instead. */
+static int listing_touch(mh_spool *sp, int dirfd, const char *id) {
+  if (sp->lockfd < 0) return dirfd == sp->pickupfd ? sidecars_bump(sp) : 0;
+  if (!mh_spool_is_id(id)) return 0;
   pthread_mutex_lock(&sp->lmu);
   if (sp->ntouched == sp->captouched) {
     size_t nc = sp->captouched ? sp->captouched * 2 : 16;
     struct touch *t = realloc(sp->touched, nc * sizeof *t);
-    if (!t) {   /* cannot remember it: forget the listing instead */
+    if (!t) {   /* cannot remember it: forget the listing, and the scans under way */
       sp->nlisted = 0;
+      sp->lseq = ++sp->tseq;
       pthread_mutex_unlock(&sp->lmu);
-      return;
+      return 0;
     }
     sp->touched = t;
     sp->captouched = nc;
@@ -931,22 +997,30 @@ static void listing_touch(mh_spool *sp, const char *id) {
   sp->touched[sp->ntouched].id = id_value(id);
   sp->touched[sp->ntouched++].seq = ++sp->tseq;
   pthread_mutex_unlock(&sp->lmu);
+  return 0;
 }
 
-/* A scan begins: its place in the touch sequence. */
-static uint64_t listing_begin(mh_spool *sp) {
+/* A scan begins (the holder's, before its readdir): its place in the touch
+** sequence, and the counter of DIR/sidecars into x (*x_ok 0: not read). */
+static uint64_t listing_begin(mh_spool *sp, char *x, int *x_ok) {
   uint64_t s;
+  *x_ok = 0;
+  if (sp->lockfd >= 0) {
+    if (sp->xfd < 0) sp->xfd = mh_fsutil_open(sp->dirfd, SIDECARS, O_RDWR | O_CREAT, 0600, 0, NULL);
+    *x_ok = sp->xfd >= 0 && sidecars_read(sp->xfd, x) == 0;
+  }
   pthread_mutex_lock(&sp->lmu);
   s = sp->tseq;
   pthread_mutex_unlock(&sp->lmu);
   return s;
 }
 
-/* The scan that began at seq0 returned ids[0..n) (sorted) and saw the
-** sidecars of side[0..ns) (ids, any order): they become the listing, unless a
-** scan that began later was published already.  No memory: no listing. */
-static void listing_publish(mh_spool *sp, uint64_t seq0, char *const *ids, size_t n, char *const *side,
-                            size_t ns) {
+/* The scan that began at seq0 (DIR/sidecars holding x) returned ids[0..n)
+** (sorted) and saw the sidecars of side[0..ns) (ids, any order): they become
+** the listing, unless a scan that began later was published already.  No
+** memory: no listing. */
+static void listing_publish(mh_spool *sp, uint64_t seq0, const char *x, int x_ok, char *const *ids,
+                            size_t n, char *const *side, size_t ns) {
   uint64_t *l = n ? malloc(n * sizeof *l) : NULL, *st = ns ? malloc(ns * sizeof *st) : NULL;
   size_t k = 0;
   if ((n && !l) || (ns && !st)) { free(l); free(st); l = st = NULL; n = ns = 0; }
@@ -965,6 +1039,8 @@ static void listing_publish(mh_spool *sp, uint64_t seq0, char *const *ids, size_
   sp->listed = l; sp->nlisted = n;
   sp->stated = st; sp->nstated = ns;
   sp->lseq = seq0;
+  memcpy(sp->lx, x, SIDECARS_REC);
+  sp->lx_ok = x_ok;
   for (size_t i = 0; i < sp->ntouched; i++)   /* written before the scan began: it saw them */
     if (sp->touched[i].seq > seq0) sp->touched[k++] = sp->touched[i];
   sp->ntouched = k;
@@ -972,18 +1048,22 @@ static void listing_publish(mh_spool *sp, uint64_t seq0, char *const *ids, size_
 }
 
 /* Whether the last scan listed id (a canonical id in pickup/): then *state
-** says whether its sidecar must be read. */
-static int listing_knows(mh_spool *sp, const char *id, int *state) {
-  uint64_t x;
+** says whether its sidecar must be read.  counted: also check that no other
+** handle wrote a sidecar since (DIR/sidecars: one pread), as a load must;
+** the record's "may it have a sidecar" (for the purge) need not. */
+static int listing_lookup(mh_spool *sp, const char *id, int counted, int *state) {
+  char x[SIDECARS_REC];
+  uint64_t v;
   int known = 0;
   *state = 1;
   if (sp->lockfd < 0 || !mh_spool_is_id(id)) return 0;
-  x = id_value(id);
+  if (counted && (sp->xfd < 0 || sidecars_read(sp->xfd, x) < 0)) return 0;
+  v = id_value(id);
   pthread_mutex_lock(&sp->lmu);
-  if (ids_has(sp->listed, sp->nlisted, x)) {
+  if ((!counted || (sp->lx_ok && !memcmp(x, sp->lx, SIDECARS_REC))) && ids_has(sp->listed, sp->nlisted, v)) {
     known = 1;
-    *state = ids_has(sp->stated, sp->nstated, x);
-    for (size_t i = 0; i < sp->ntouched && !*state; i++) *state = sp->touched[i].id == x;
+    *state = ids_has(sp->stated, sp->nstated, v);
+    for (size_t i = 0; i < sp->ntouched && !*state; i++) *state = sp->touched[i].id == v;
   }
   pthread_mutex_unlock(&sp->lmu);
   return known;
@@ -1791,8 +1871,8 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   close(fd);
   if (!rc && renameat(sp->tmpfd, tname, dirfd, name) < 0) rc = -errno;
   if (rc) { unlinkat(sp->tmpfd, tname, 0); return rc; }
-  listing_touch(sp, id);
-  return fsync_fd(dirfd);
+  if ((rc = fsync_fd(dirfd))) return rc;
+  return listing_touch(sp, dirfd, id);   /* the deliverer learns of it (see "the listing") */
 }
 
 /* --------------------------------------------------------- load, list */
@@ -1956,7 +2036,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     struct stat sb;
     int fd, listed = 0, state = 1;
     if (i == 0 && journaled(sp, id)) continue;   /* delivered: its file goes with the next purge */
-    if (i == 0) listed = listing_knows(sp, id, &state);
+    if (i == 0) listed = listing_lookup(sp, id, 1, &state);
     /* a listed file is read without updating its access time (its inode
        would be written for that alone: relatime does it at a file's first
        read); O_NOATIME is for the file's owner, as spool files are */
@@ -2309,7 +2389,9 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   unsigned gen = notes_begin(sp);
   uint64_t *jv = NULL;   /* delivered, not yet removed: left out (see journal_snapshot) */
   size_t nj = 0;
-  uint64_t seq0 = listing_begin(sp);   /* before readdir: see "the listing" */
+  char x0[SIDECARS_REC];
+  int x0_ok;
+  uint64_t seq0 = listing_begin(sp, x0, &x0_ok);   /* before readdir: see "the listing" */
   *out = NULL;
   if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
   if (!(d = fdopendir(dfd))) { close(dfd); return fail(err, -errno, "spool %s: pickup/", sp->dir); }
@@ -2396,14 +2478,18 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   closedir(d);
   free(jv);
   if (rc == 0 && n) qsort(ids, n, sizeof *ids, cmp_str);
-  if (rc == 0 && sp->lockfd >= 0) listing_publish(sp, seq0, ids, n, orphans, no);
+  if (rc == 0 && sp->lockfd >= 0) listing_publish(sp, seq0, x0, x0_ok, ids, n, orphans, no);
   for (size_t i = 0; i < no; i++) {
     if (rc == 0) {
       char name[300], *buf = NULL;
       size_t blen;
       struct stat st;
       snprintf(name, sizeof name, "%s.eml", orphans[i]);
-      if (fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+      /* failed/ first: `queue retry` writes pickup/ID.state, then moves
+         ID.eml from failed/ to pickup/; looked at in this order, one of the
+         two looks finds it (it was a sidecar removed under a retry) */
+      if (fstatat(sp->failedfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
+          fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
         /* a sidecar whose message was delivered or failed (a crash between
            the two unlinks): ours, removed; a file that only bears the name
            and is no state file is kept for a human */

@@ -3,14 +3,31 @@
 ** listing"; issue 16): a load of an id of the lock holder's last scan skips
 ** the fstatat before the open and the lookup of an ID.state the scan did not
 ** see.  What must still hold: a sidecar written after the scan (by the holder:
-** defer, fail; by `queue retry` elsewhere, for a message the holder failed) is
-** read; a FIFO or a link swapped in under a listed name after the scan is
-** still refused, never opened for reading; a scan that began before the
-** published one never replaces it; a handle without the lock keeps no listing.
+** defer, fail; by `queue retry` or any other handle, also while the scan
+** runs) is read; a power cut that loses a delivered record never brings the
+** message back without its sidecar; a scan never removes the sidecar a retry
+** is bringing back; a FIFO or a link swapped in under a listed name after the
+** scan is still refused, never read; a scan that began before the published
+** one never replaces it, nor one under way when memory ran out; a handle
+** without the lock keeps no listing.  The races were found by review (they
+** fail on the first version of the listing: 9a64dd5).
 **
 ** This file compiles runtime/spool.c itself (with -DMH_TESTS) to reach the
-** listing's functions.
+** listing's functions; fsync is a stub (no disk load; a test runs a
+** competitor inside one), and realloc can be made to fail once.
 */
+#include <stdlib.h>
+#include <unistd.h>
+static void (*fsync_hook)(int fd);
+static int test_fsync(int fd) { if (fsync_hook) fsync_hook(fd); return 0; }
+#define fsync(fd) test_fsync(fd)
+#define fdatasync(fd) test_fsync(fd)
+static int fail_touch_realloc;   /* the listing's first touch table (16 entries, 256 bytes) */
+static void *test_realloc(void *p, size_t n) {
+  if (fail_touch_realloc && !p && n == 256) return NULL;
+  return realloc(p, n);
+}
+#define realloc(p, n) test_realloc(p, n)
 #include "spool.c"
 
 #include <sys/stat.h>
@@ -53,7 +70,7 @@ static long scan(mh_spool *sp) {
   return n;
 }
 
-static int knows(mh_spool *sp, const char *id, int *state) { return listing_knows(sp, id, state); }
+static int knows(mh_spool *sp, const char *id, int *state) { return listing_lookup(sp, id, 1, state); }
 
 /* Sidecars written after the scan are read; those the scan saw too. */
 static void test_sidecars(void) {
@@ -88,7 +105,8 @@ static void test_sidecars(void) {
   is_int(mh_spool_open(root, &other, err), 0, "another handle (queue retry's process)");
   is_int(mh_spool_retry(other, ids[3], err), 0, "queue retry moves it back to pickup/");
   mh_spool_close(other);
-  ok(knows(sp, ids[3], &state) && state == 1, "still listed, and its sidecar is read");
+  ok(!knows(sp, ids[3], &state) || state == 1, "never claimed sidecar-less (another handle wrote one: "
+     "DIR/sidecars moved, nothing is known until the next scan)");
   is_int(mh_spool_load(sp, ids[3], &e, err), 0, "load it");
   ok(e.has_state && e.state.attempts == 5 && !e.failed, "with the attempts its sidecar kept, from pickup/");
   mh_spool_entry_free(&e);
@@ -140,16 +158,18 @@ static void test_order(void) {
   char ids[2][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], *list[2], *side[1];
   int state;
   uint64_t a, b;
+  char xa[SIDECARS_REC], xb[SIDECARS_REC];
+  int oka, okb;
   fresh("order", &sp);
   queue(sp, 2, ids);
   is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
   list[0] = ids[0]; list[1] = ids[1]; side[0] = ids[1];
-  a = listing_begin(sp);   /* scan A begins, and reads the folder before the sidecar... */
+  a = listing_begin(sp, xa, &oka);   /* scan A begins, and reads the folder before the sidecar... */
   is_int(mh_spool_defer(sp, ids[1], 2, 0, "451 x", NULL, 0, NULL, 0, err), 0, "a sidecar is written");
-  b = listing_begin(sp);   /* ...scan B begins after it, sees it, and ends first */
-  listing_publish(sp, b, list, 2, side, 1);
+  b = listing_begin(sp, xb, &okb);   /* ...scan B begins after it, sees it, and ends first */
+  listing_publish(sp, b, xb, okb, list, 2, side, 1);
   ok(knows(sp, ids[1], &state) && state == 1, "scan B's view: the sidecar is read");
-  listing_publish(sp, a, list, 2, NULL, 0);
+  listing_publish(sp, a, xa, oka, list, 2, NULL, 0);
   ok(knows(sp, ids[1], &state) && state == 1, "scan A, older, ending last, does not replace it");
   mh_spool_close(sp);
 }
@@ -166,6 +186,200 @@ static void test_not_holder(void) {
   mh_spool_close(sp);
 }
 
+
+/* ------------------------------------------------ races (found by review) */
+
+#define MSG "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nX-Receiver: g@h.i\r\nX-Submitter-Uid: 0\r\n" \
+            "Subject: x\r\n\r\nbody\r\n"
+/* what a message failed after d@e.f took it and g@h.i refused it leaves */
+#define FAILED_STATE "attempts 4\nnext_attempt 0\nlast_reply 550 no\ndone d@e.f\n" \
+                     "refused g@h.i\t550 no\nreason rejected\nfailed_at 1\n"
+
+static void put_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "wb");
+  if (!f || fputs(text, f) < 0 || fclose(f)) bail_out("write", path);
+}
+
+/* Is rcpt among e's pending recipients (what the deliverer would send to)? */
+static int pending(const mh_spool_entry *e, const char *rcpt) {
+  int in = 0;
+  for (size_t i = 0; i < e->env.nto; i++) in |= !strcmp(e->env.to[i], rcpt);
+  for (size_t j = 0; j < e->state.ndone; j++) if (!strcmp(e->state.done[j], rcpt)) return 0;
+  return in;
+}
+
+/* `queue retry` (another handle) brings messages back from failed/ while the
+** deliverer's scan runs (at a drop-in's adoption, the folder half read: 2,400
+** names, several getdents): readdir may return ID.eml and not the ID.state
+** written just before it.  DIR/sidecars moved: none is listed sidecar-less. */
+#define FILLER 2400
+#define NFAILED 60
+static mh_spool *racer;
+static char fids[NFAILED][MH_SPOOL_IDLEN];
+static int fired;
+static void retry_all(const char *where) {
+  char err[MH_SPOOL_ERRLEN];
+  if (fired || strcmp(where, "adopt-checked")) return;
+  fired = 1;
+  for (int i = 0; i < NFAILED; i++)
+    if (mh_spool_retry(racer, fids[i], err)) diag("retry %s: %s", fids[i], err);
+}
+
+static void test_retry_race(void) {
+  char p[2048], err[MH_SPOOL_ERRLEN];
+  mh_spool *sp;
+  int wrong = 0, resent = 0;
+  uint64_t t = (uint64_t)now_us();
+  fresh("retry-race", &sp);
+  is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
+  for (int i = 0; i < FILLER; i++) {   /* queued (names only: the scan never opens them) */
+    char id[17];
+    hex16(id, t + (uint64_t)i); id[16] = 0;
+    snprintf(p, sizeof p, "%s/pickup/%s.eml", root, id);
+    put_file(p, MSG);
+  }
+  for (int i = 0; i < NFAILED; i++) {
+    hex16(fids[i], t + FILLER + (uint64_t)i); fids[i][16] = 0;
+    snprintf(p, sizeof p, "%s/failed/%s.eml", root, fids[i]); put_file(p, MSG);
+    snprintf(p, sizeof p, "%s/failed/%s.state", root, fids[i]); put_file(p, FAILED_STATE);
+  }
+  for (int i = 0; i < 8; i++) {   /* drop-ins: adopted in the middle of the readdir */
+    snprintf(p, sizeof p, "%s/pickup/drop-%d.eml", root, i);
+    put_file(p, "From: a@b.c\r\nTo: d@e.f\r\nSubject: y\r\n\r\nhi\r\n");
+  }
+  if (mh_spool_open(root, &racer, err)) bail_out("other", err);
+  test_point = retry_all;
+  long n = scan(sp);
+  test_point = NULL;
+  ok(fired, "queue retry (another handle) ran during the deliverer's scan (%ld listed)", n);
+  for (int i = 0; i < NFAILED; i++) {
+    int state;
+    mh_spool_entry e;
+    if (knows(sp, fids[i], &state) && state == 0) wrong++;
+    if (mh_spool_load(sp, fids[i], &e, err) == 0) {
+      resent += pending(&e, "d@e.f");
+      mh_spool_entry_free(&e);
+    }
+  }
+  is_int(wrong, 0, "no retried message is listed as having no sidecar");
+  is_int(resent, 0, "no load drops the recipient its sidecar says is done");
+  mh_spool_close(racer);
+  racer = NULL;
+  mh_spool_close(sp);
+}
+
+/* A power cut after a delivered record: the record is lost, its message is
+** sent again (allowed), but with its sidecar: never to a recipient done
+** before.  The sidecar goes with the message, at the purge. */
+static void test_powercut(void) {
+  char p[2048], err[MH_SPOOL_ERRLEN], id[MH_SPOOL_IDLEN];
+  static const char *to[] = { "d@e.f", "g@h.i" };
+  const char *done[] = { "d@e.f" };
+  mh_spool *sp;
+  mh_spool_entry e;
+  struct stat st;
+  int fd;
+  fresh("powercut", &sp);
+  mh_spool_item it = { .from = "a@b.c", .to = to, .nto = 2, .write = write_bytes,
+                       .arg = (void *)"Subject: x\r\n\r\nbody\r\n" };
+  if (mh_spool_enqueue(sp, &it, 1, err)) bail_out("enqueue", err);
+  memcpy(id, it.id, sizeof id);
+  is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
+  is_int(mh_spool_defer(sp, id, 1, 0, "451 g later", done, 1, NULL, 0, err), 0,
+         "attempt 1: d@e.f took it, g@h.i deferred");
+  scan(sp);
+  is_int(mh_spool_load_ex(sp, id, &e, 0, &fd, err), 0, "attempt 2 loads it");
+  ok(!pending(&e, "d@e.f") && pending(&e, "g@h.i"), "only g@h.i is pending");
+  mh_spool_entry_free(&e);
+  is_int(mh_spool_mark(sp, id, fd, err), 0, "g@h.i took it: the delivered record");
+  close(fd);
+  snprintf(p, sizeof p, "%s/pickup/%s.state", root, id);
+  ok(stat(p, &st) == 0, "its sidecar stays until the purge");
+  mh_spool_close(sp);
+  snprintf(p, sizeof p, "%s/delivered", root);   /* the power cut: the unsynced record lost */
+  if (stat(p, &st) == 0 && truncate(p, st.st_size - JOURNAL_REC)) bail_out("truncate", p);
+  if (mh_spool_open(root, &sp, err)) bail_out(root, err);
+  is_int(mh_spool_lock(sp, NULL), 0, "after the reboot the service takes the lock");
+  scan(sp);
+  is_int(mh_spool_load(sp, id, &e, err), 0, "the message is there again (sent again: allowed)");
+  ok(!pending(&e, "d@e.f"), "but d@e.f, done on attempt 1, is not sent to again");
+  mh_spool_entry_free(&e);
+  is_int(mh_spool_mark(sp, id, -1, err), 0, "delivered again");
+  is_int((int)mh_spool_purge(sp, err), 1, "the purge removes it");
+  snprintf(p, sizeof p, "%s/pickup/%s.state", root, id);
+  ok(stat(p, &st) < 0 && errno == ENOENT, "and its sidecar with it");
+  mh_spool_close(sp);
+}
+
+/* The scan's orphan pass runs between `queue retry`'s sidecar and its move
+** of ID.eml back from failed/ (inside retry's fsync of pickup/): the sidecar
+** is not an orphan, and stays. */
+static mh_spool *holder;
+static void scan_in_fsync(int fd) {
+  if (!racer || fd != racer->pickupfd) return;
+  fsync_hook = NULL;   /* once: after retry's sidecar is renamed in */
+  scan(holder);
+}
+
+static void test_orphan_race(void) {
+  char p[2048], err[MH_SPOOL_ERRLEN], id[17];
+  mh_spool_entry e;
+  struct stat st;
+  fresh("orphan", &holder);
+  is_int(mh_spool_lock(holder, NULL), 0, "the deliverer takes the lock");
+  hex16(id, (uint64_t)now_us() - 1000000); id[16] = 0;
+  snprintf(p, sizeof p, "%s/failed/%s.eml", root, id); put_file(p, MSG);
+  snprintf(p, sizeof p, "%s/failed/%s.state", root, id); put_file(p, FAILED_STATE);
+  if (mh_spool_open(root, &racer, err)) bail_out("other", err);
+  fsync_hook = scan_in_fsync;
+  is_int(mh_spool_retry(racer, id, err), 0, "queue retry (another handle), a scan inside it");
+  fsync_hook = NULL;
+  snprintf(p, sizeof p, "%s/pickup/%s.state", root, id);
+  ok(stat(p, &st) == 0, "the sidecar is still there");
+  is_int(mh_spool_load(holder, id, &e, err), 0, "the deliverer loads the message");
+  ok(e.has_state && !pending(&e, "d@e.f"), "d@e.f, done before it failed, is not sent to again");
+  mh_spool_entry_free(&e);
+  mh_spool_close(racer);
+  racer = NULL;
+  mh_spool_close(holder);
+}
+
+/* No memory to remember a sidecar the holder writes during a scan: that
+** scan, which may have read the folder before it, publishes nothing. */
+static mh_spool *enomem_sp;
+static char enomem_ids[3][MH_SPOOL_IDLEN];
+static void defer_without_memory(const char *where) {
+  char err[MH_SPOOL_ERRLEN];
+  const char *done[] = { "d@e.f" };
+  if (fired || strcmp(where, "adopt-checked")) return;
+  fired = 1;
+  fail_touch_realloc = 1;
+  is_int(mh_spool_defer(enomem_sp, enomem_ids[1], 1, 0, "451 g later", done, 1, NULL, 0, err), 0,
+         "a worker defers one during the scan, d@e.f done (no memory to remember it)");
+  fail_touch_realloc = 0;
+}
+
+static void test_touch_enomem(void) {
+  char p[2048], err[MH_SPOOL_ERRLEN];
+  mh_spool_entry e;
+  int state;
+  fresh("enomem", &enomem_sp);
+  queue(enomem_sp, 3, enomem_ids);
+  is_int(mh_spool_lock(enomem_sp, NULL), 0, "the deliverer takes the lock");
+  snprintf(p, sizeof p, "%s/pickup/drop.eml", root);
+  put_file(p, "From: a@b.c\r\nTo: d@e.f\r\nSubject: y\r\n\r\nhi\r\n");
+  fired = 0;
+  test_point = defer_without_memory;
+  scan(enomem_sp);
+  test_point = NULL;
+  ok(fired, "the deferral ran inside the scan");
+  ok(!knows(enomem_sp, enomem_ids[1], &state) || state == 1, "the listing does not claim it has no sidecar");
+  is_int(mh_spool_load(enomem_sp, enomem_ids[1], &e, err), 0, "load it");
+  ok(!pending(&e, "d@e.f"), "d@e.f is not sent to again");
+  mh_spool_entry_free(&e);
+  mh_spool_close(enomem_sp);
+}
+
 int main(void) {
   char cmd[300];
   snprintf(base, sizeof base, "%s/mh-listing-unit.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -174,6 +388,10 @@ int main(void) {
   test_swapped();
   test_order();
   test_not_holder();
+  test_retry_race();
+  test_powercut();
+  test_orphan_race();
+  test_touch_enomem();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
   if (system(cmd)) diag("could not remove %s", base);
   return done_testing();
