@@ -120,15 +120,16 @@ end)
 LUA
 }
 
-# start_sink: Postfix's smtp-sink ($PF/smtp-sink, unpacked by scripts/deps) on 127.0.0.1 at a
-# free port, pinned to CPU 1 (the senders run on CPU 0), as nobody when root; returns once it
-# accepts connections.  Sets PORT, and SINK to its pid (the caller's clean-up kills it).
+# start_sink [CPU]: Postfix's smtp-sink ($PF/smtp-sink, unpacked by scripts/deps) on 127.0.0.1
+# at a free port, pinned to CPU (default 1: the senders run on CPU 0; 0 puts it beside them), as
+# nobody when root; returns once it accepts connections.  Sets PORT, and SINK to its pid (the
+# caller's clean-up kills it).
 start_sink() {
   local user="" _
   PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
   [ "$(id -u)" = 0 ] && user="-u nobody"
   # shellcheck disable=SC2086
-  taskset -c 1 "$PF/smtp-sink" $user 127.0.0.1:"$PORT" 512 &
+  taskset -c "${1:-1}" "$PF/smtp-sink" $user 127.0.0.1:"$PORT" 512 &
   SINK=$!
   for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.05; done
 }
