@@ -323,10 +323,9 @@ static closes *state_closes(lua_State *L) {
   return cl;
 }
 
-static void op_free(void *arg) {
-  op *o = (op *)arg;
+/* What o holds, released (o itself is the caller's: op_free, or a stack op). */
+static void op_clear(op *o) {
   size_t i;
-  int big_scan = o->kind == OP_SCAN && o->total > 4096;
   close_held(o->ls->cl, o->held);
   if (o->kept_fd >= 0) close(o->kept_fd);
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
@@ -347,6 +346,12 @@ static void op_free(void *arg) {
   free(o->refused);
   release(o->ls);
   luaL_unref(o->main, LUA_REGISTRYINDEX, o->anchor);
+}
+
+static void op_free(void *arg) {
+  op *o = (op *)arg;
+  int big_scan = o->kind == OP_SCAN && o->total > 4096;
+  op_clear(o);
   free(o);
   /* A big scan ran on a pool thread, whose malloc arena keeps the freed memory:
   ** give it back, or each of the pool's threads would hold a backlog's worth. */
@@ -447,14 +452,16 @@ static int is_refused(const mh_state *st, const char *rcpt) {
 
 /* The entry table of INTERFACES.md: to = pending recipients (neither accepted
 ** nor refused for good), all = envelope, refused = {{rcpt =, reply =}...}.
-** lean (the deliverer's load{lean = true}, per message): no `all`, and `done`
-** and `refused` only when not empty: three tables fewer for the usual message. */
+** lean (the deliverer's load{lean = true}, per message): no `all`, `done` and
+** `refused` only when not empty (three tables fewer for the usual message),
+** `state` only when "failed"; and utf8, whether a recipient's address is not
+** ASCII. */
 static void push_entry(lua_State *L, mh_spool_entry *e, int lean) {
   int plain = e->state.ndone == 0 && e->state.nrefused == 0;   /* to = the whole envelope */
   lua_createtable(L, 0, 16);
   lua_pushlstring(L, e->id, strlen(e->id)); lua_setfield(L, -2, "id");
   lua_pushlstring(L, e->path, strlen(e->path)); lua_setfield(L, -2, "path");
-  lua_pushstring(L, e->failed ? "failed" : "pickup"); lua_setfield(L, -2, "state");
+  if (!lean || e->failed) { lua_pushstring(L, e->failed ? "failed" : "pickup"); lua_setfield(L, -2, "state"); }
   lua_pushinteger(L, (lua_Integer)e->env.offset); lua_setfield(L, -2, "offset");
   lua_pushinteger(L, e->size); lua_setfield(L, -2, "size");
   lua_pushinteger(L, e->queued_at); lua_setfield(L, -2, "queued_at");
@@ -462,6 +469,13 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean) {
   if (e->env.has_uid) { lua_pushinteger(L, (lua_Integer)e->env.uid); lua_setfield(L, -2, "uid"); }
   push_params(L, &e->env);
   if (!lean) { push_strings(L, e->env.to, e->env.nto); lua_setfield(L, -2, "all"); }
+  if (lean) {   /* utf8: whether a recipient's address is not ASCII (the deliverer's SMTPUTF8 check) */
+    int eight = 0;
+    for (size_t i = 0; i < e->env.nto && !eight; i++)
+      for (const unsigned char *c = (const unsigned char *)e->env.to[i]; *c && !eight; c++) eight = *c >= 0x80;
+    lua_pushboolean(L, eight);
+    lua_setfield(L, -2, "utf8");
+  }
   if (plain) {   /* every recipient pending: no lookups */
     push_strings(L, e->env.to, e->env.nto);
     lua_setfield(L, -2, "to");
@@ -527,13 +541,12 @@ static int op_push(lua_State *co, void *arg) {
   }
 }
 
-/* A new op on the spool at index 1, with neither an anchor nor room for
-** strings: for one run on the calling thread (op_now, the deliverer's load and
-** record per message), where the caller's stack keeps everything alive. */
-static op *op_bare(lua_State *L, int kind) {
-  lspool *ls = check_spool(L, 1);
-  op *o = (op *)malloc(sizeof *o);
-  if (!o) luaL_error(L, "out of memory");
+/* Fills o, an op on the spool ls, with neither an anchor nor room for
+** strings: what op_new allocates, and what the deliverer's per-message ops
+** (load, record: run now) keep on the C stack (op_now), where the caller's
+** stack keeps everything alive and a malloc of the op (some 5 KB: no
+** thread cache) cost more than the rest of the call. */
+static void op_setup(lua_State *L, op *o, lspool *ls, int kind) {
   memset(o, 0, offsetof(op, entry));
   o->kind = kind;
   o->held = -1;
@@ -541,12 +554,14 @@ static op *op_bare(lua_State *L, int kind) {
   o->ls = ls;
   o->main = main_state(L);
   o->anchor = LUA_NOREF;
-  return o;
 }
 
 /* A new op on the spool at index 1; the anchor table is left on the stack. */
 static op *op_new(lua_State *L, int kind, size_t nstrs) {
-  op *o = op_bare(L, kind);
+  lspool *ls = check_spool(L, 1);
+  op *o = (op *)malloc(sizeof *o);
+  if (!o) luaL_error(L, "out of memory");
+  op_setup(L, o, ls, kind);
   if (!(o->strs = (char **)calloc(nstrs + 1, sizeof *o->strs))) {
     free(o);
     luaL_error(L, "out of memory");
@@ -568,13 +583,14 @@ static int op_start(lua_State *L, op *o, const char *what) {
 ** the deliverer's per-message work on files in the page cache (an open, a read,
 ** an unlink: some 10 us), where a thread-pool round trip cost more than the
 ** work itself (two context switches each way on a busy CPU).  What may block
-** for long (fsync, the close that frees blocks) never runs this way. */
+** for long (fsync, the close that frees blocks) never runs this way.  o is
+** the caller's, on its C stack (op_setup): only what it holds is freed. */
 static int op_now(lua_State *L, op *o) {
   int n;
   o->ls->pending++;
   op_work(o);
   n = op_push(L, o);
-  op_free(o);
+  op_clear(o);
   return n;
 }
 
@@ -872,7 +888,9 @@ static int l_load(lua_State *L) {
   }
   if (!now) check_can_wait(L, "spool:load");
   lua_settop(L, 2);
-  o = now ? op_bare(L, OP_LOAD) : op_new(L, OP_LOAD, 0);
+  op here;
+  if (now) op_setup(L, o = &here, check_spool(L, 1), OP_LOAD);
+  else o = op_new(L, OP_LOAD, 0);
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->data_max = max > 0 ? (size_t)max : 0;
   o->keep = keep;
@@ -904,7 +922,9 @@ static int l_delivered(lua_State *L) {
   now = journal || (nosync && opt_now(L, 3));
   if (!now) check_can_wait(L, "spool:delivered");
   lua_settop(L, 2);
-  o = now ? op_bare(L, OP_DELIVERED) : op_new(L, OP_DELIVERED, 0);
+  op here;
+  if (now) op_setup(L, o = &here, check_spool(L, 1), OP_DELIVERED);
+  else o = op_new(L, OP_DELIVERED, 0);
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->nosync = nosync;
   o->journal = journal;

@@ -210,6 +210,9 @@ end
 
 local Session = {}
 Session.__index = Session
+-- (the deliverer calls a session's client directly for release and result, the
+-- two pass-throughs below, once it knows the session is one of these)
+M.Session = Session
 
 function Session:info()
   local i = self.c:info()
@@ -263,9 +266,11 @@ end
 -- oldest submission (waits).  Settle that message before asking for the next
 -- result (or calling release()): the next message's data leaves only then.
 function Session:submit(m)
-  local rcpts = rcpts_of(m)
-  if m.data or m.path then set_dsn(self, m, rcpts) end
-  if m.data then return self.c:submit(m.from, rcpts, m.data) end
+  local rcpts, data = m.to, m.data
+  if type(rcpts) ~= "table" then rcpts = rcpts_of(m) end
+  -- (set_dsn is skipped for the usual message without DSN parameters after another: per message)
+  if (data or m.path) and (m.from_params or m.to_params or self.dsn_set) then set_dsn(self, m, rcpts) end
+  if data then return self.c:submit(m.from, rcpts, data) end
   if not m.path then error("submit: data or path required", 2) end
   local ok, err, info = self.c:submit_file(m.from, rcpts, m.path, m.offset or 0)
   if not ok and info then info.class = "transient" end
