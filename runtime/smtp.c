@@ -39,6 +39,24 @@ const char *mh_smtp_state_name(mh_smtp_state st) {
 
 /* -------------------------------------------------------- reply parser */
 
+/* *dst = *src, the used bytes only: a reply is 10 KB of buffers for the few
+** dozen bytes a 250 holds, and the decisive reply is kept once or twice per
+** message (a struct assignment copied it all: a fifth of the engine's
+** instructions per message). */
+static void reply_copy(mh_smtp_reply *dst, const mh_smtp_reply *src) {
+  size_t t = strnlen(src->text, sizeof src->text - 1);   /* (not len: send_done rewrites text) */
+  size_t f = strnlen(src->first, sizeof src->first - 1);
+  dst->code = src->code;
+  dst->nlines = src->nlines;
+  dst->done = src->done;
+  memcpy(dst->enhanced, src->enhanced, sizeof dst->enhanced);
+  dst->len = src->len;
+  memcpy(dst->text, src->text, t);
+  dst->text[t] = '\0';
+  memcpy(dst->first, src->first, f);
+  dst->first[f] = '\0';
+}
+
 void mh_smtp_reply_reset(mh_smtp_reply *r) {
   r->code = 0;
   r->nlines = 0;
@@ -575,11 +593,11 @@ static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
     memcpy(msg, s->errmsg, sizeof msg);
     int code = s->decisive.code == 421 ? 421 : 0;
     mh_smtp_reply keep;
-    if (code) keep = s->decisive;
+    if (code) reply_copy(&keep, &s->decisive);
     rotate(s);
     memcpy(s->errmsg, msg, sizeof msg);
     s->stage = stage;
-    if (code) s->decisive = keep;
+    if (code) reply_copy(&s->decisive, &keep);
     s->op = OP_NONE;
     s->io.done(s->io.ud, rc);
   } else {
@@ -617,7 +635,7 @@ static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
 
 /* A refused command: the failure message quotes the server. */
 static void refused(mh_smtp *s, const char *what, const char *stage) {
-  s->decisive = s->reply;
+  reply_copy(&s->decisive, &s->reply);
   set_err(s, stage, "%s: %d %s", what, s->reply.code, s->reply.text);
   for (char *p = s->errmsg; *p; p++) if (*p == '\n') *p = ' ';
 }
@@ -864,7 +882,7 @@ static void reject_accepted(mh_smtp *s) {
 static void send_done(mh_smtp *s) {
   if (s->t->mail_failed) finish(s, MH_EREPLY, MH_SMTP_READY);
   else if (s->t->accepted == 0) {
-    s->decisive = s->reply;
+    reply_copy(&s->decisive, &s->reply);
     if (s->t->first_rejected >= 0) {
       mh_smtp_rcpt *r = &s->t->rcpts[s->t->first_rejected];
       s->decisive.code = r->code;
@@ -898,7 +916,7 @@ static void on_chunk_reply(mh_smtp *s) {
       t->wanting = 0;      /* a piece asked for is not sent */
       reject_accepted(s);
     } else if (t->dot_out && t->chunks_answered == t->chunks_out) {
-      s->decisive = *r;
+      reply_copy(&s->decisive, r);
     }
   }
   if (t->dot_out && t->chunks_answered == t->chunks_out) {
@@ -948,7 +966,7 @@ static void on_reply(mh_smtp *s) {
       if (!s->tls && s->starttls && (s->caps.flags & MH_SMTP_CAP_STARTTLS))
         enter_state(s, MH_SMTP_STARTTLS);
       else if (!s->tls && s->starttls == 2) {
-        s->decisive = *r;
+        reply_copy(&s->decisive, r);
         set_err(s, "tls", "the server does not offer STARTTLS and TLS is required; "
                 "nothing was sent (no credentials, no mail)");
         finish(s, MH_ENOTLS, MH_SMTP_CLOSED);
@@ -965,7 +983,7 @@ static void on_reply(mh_smtp *s) {
       break;
     case MH_SMTP_AUTH:
       if (code == 235) {
-        s->decisive = *r;
+        reply_copy(&s->decisive, r);
         mh_buf_wipe(&s->auth_secret);
         mh_buf_wipe(&s->auth_sent);
         finish(s, 0, MH_SMTP_READY);
@@ -1008,7 +1026,7 @@ static void on_reply(mh_smtp *s) {
       break;
     case MH_SMTP_MAIL:
       if (s->op == OP_CHECK) {
-        if (is2(code)) { s->decisive = *r; s->check_rc = 0; }
+        if (is2(code)) { reply_copy(&s->decisive, r); s->check_rc = 0; }
         else { refused(s, "MAIL FROM refused", "mail"); s->check_rc = MH_EREPLY; }
         enter_state(s, MH_SMTP_RSET);
         break;
@@ -1060,7 +1078,7 @@ static void on_reply(mh_smtp *s) {
       if (s->t->bdat) { on_chunk_reply(s); break; }
       s->need_rset = 0;   /* the dot ended the transaction, whatever the reply */
       if (s->t->empty_data) { send_done(s); break; }
-      s->decisive = *r;
+      reply_copy(&s->decisive, r);
       if (!is2(code)) {
         refused(s, "message refused", "data");
         s->t->data_refused = 1;
@@ -1069,7 +1087,7 @@ static void on_reply(mh_smtp *s) {
       send_done(s);
       break;
     case MH_SMTP_QUIT:
-      s->decisive = *r;
+      reply_copy(&s->decisive, r);
       finish(s, 0, MH_SMTP_CLOSED);
       break;
     default:
