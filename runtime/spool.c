@@ -174,10 +174,15 @@ static int64_t now_us(void) {
 }
 
 int mh_spool_is_id(const char *s) {
-  int i;
-  for (i = 0; i < 16; i++)
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
-  return s[16] == '\0';
+  /* the 16 lowercase hex digits by a table (asked several times per message) */
+  static const unsigned char hex[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+  };
+  const unsigned char *u = (const unsigned char *)s;
+  int ok = 1;
+  for (int i = 0; i < 16 && ok; i++) ok = hex[u[i]];
+  return ok && s[16] == '\0';
 }
 
 /* True for the name of a message's sidecar, "ID.state" with a canonical id

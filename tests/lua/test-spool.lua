@@ -253,6 +253,8 @@ tap.test("load{lean = true}: the deliverer's entry, without what it never reads"
   t:ok(e and e.done == nil and e.refused == nil, "no empty `done` nor `refused`")
   t:is(e and e.state, nil, "no `state` for a message in pickup/")
   t:is(e and e.utf8, false, "utf8: false for ASCII recipients")
+  local d = sp:load(id, { lean = true, now = true, data = 4096 })
+  t:ok(d and d.data and d.path, "with its data, and its path (the failed event reads the Subject there)")
   t:is(e and table.concat(e.to, " "), "x@y.z w@y.z", "`to`: every recipient")
   local full = sp:load(id)
   t:ok(full.all and full.done and full.refused, "without lean: all, done and refused as ever")
