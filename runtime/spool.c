@@ -968,16 +968,23 @@ static int sidecars_bump(mh_spool *sp) {
   char buf[SIDECARS_REC + 1];
   int fd = mh_fsutil_open(sp->dirfd, SIDECARS, O_RDWR | O_CREAT, 0600, 0, NULL), rc = 0;
   uint64_t v = 0;
-  if (fd < 0) return fd;
+  if (fd < 0) goto out;
   if (flock(fd, LOCK_EX) < 0 || sidecars_read(fd, buf) < 0) rc = -errno;
   if (rc == 0) {
-    int64_t old = parse_hex(buf, 16);
-    v = old < 0 ? 1 : (uint64_t)old + 1;   /* empty or torn: any new value will do */
+    /* max(old + 1, now in us), as the id clock: a file removed and made
+       again never repeats a value a deliverer may hold from the old one */
+    int64_t old = parse_hex(buf, 16), now = now_us();
+    v = old < 0 || old < now ? (uint64_t)now : (uint64_t)old + 1;
     hex16(buf, v);
     buf[16] = '\n';
     if (pwrite(fd, buf, SIDECARS_REC, 0) != SIDECARS_REC) rc = errno ? -errno : -EIO;
   }
   close(fd);   /* drops the flock */
+out:
+  if (fd < 0) rc = fd;
+  if (rc)   /* the caller's error names the sidecar: say which file it was */
+    mh_warn("spool %s: cannot move the counter in %s/%s (%s): the sidecar just written is left, "
+            "the message it belongs to is not moved", sp->dir, sp->dir, SIDECARS, mh_strerror(rc));
   return rc;
 }
 
@@ -1011,8 +1018,25 @@ static uint64_t listing_begin(mh_spool *sp, char *x, int *x_ok) {
   uint64_t s;
   *x_ok = 0;
   if (sp->lockfd >= 0) {
-    if (sp->xfd < 0) sp->xfd = mh_fsutil_open(sp->dirfd, SIDECARS, O_RDWR | O_CREAT, 0600, 0, NULL);
-    *x_ok = sp->xfd >= 0 && sidecars_read(sp->xfd, x) == 0;
+    /* the file as it is now (removed, replaced: the new one), read under a
+       shared flock (never a half-written value), and kept as xfd for the
+       loads: dup2 swaps it under the same number, under lmu (two scans at
+       once: one descriptor, never lost) */
+    int fd = mh_fsutil_open(sp->dirfd, SIDECARS, O_RDONLY | O_CREAT, 0600, 0, NULL);
+    if (fd < 0 && note_once(sp, SIDECARS, fd))
+      mh_warn("spool %s: %s/%s cannot be opened (%s): each message's sidecar is looked up by name "
+              "(slower, nothing else changes; logged once)", sp->dir, sp->dir, SIDECARS, mh_strerror(fd));
+    if (fd >= 0) {
+      int e;
+      while ((e = flock(fd, LOCK_SH)) < 0 && errno == EINTR) {}
+      *x_ok = e == 0 && sidecars_read(fd, x) == 0;
+      if (e == 0) flock(fd, LOCK_UN);   /* (dup2 keeps the description: its lock with it) */
+      pthread_mutex_lock(&sp->lmu);
+      if (sp->xfd < 0) { sp->xfd = fd; fd = -1; }
+      else if (dup2(fd, sp->xfd) < 0) *x_ok = 0;
+      pthread_mutex_unlock(&sp->lmu);
+      if (fd >= 0) close(fd);
+    }
   }
   pthread_mutex_lock(&sp->lmu);
   s = sp->tseq;
@@ -1059,16 +1083,55 @@ static void listing_publish(mh_spool *sp, uint64_t seq0, const char *x, int x_ok
 static int listing_lookup(mh_spool *sp, const char *id, int counted, int *state) {
   char x[SIDECARS_REC];
   uint64_t v;
-  int known = 0;
+  int known = 0, fd;
   *state = 1;
   if (sp->lockfd < 0 || !mh_spool_is_id(id)) return 0;
-  if (counted && (sp->xfd < 0 || sidecars_read(sp->xfd, x) < 0)) return 0;
+  pthread_mutex_lock(&sp->lmu);
+  fd = sp->xfd;
+  pthread_mutex_unlock(&sp->lmu);
+  if (counted && (fd < 0 || sidecars_read(fd, x) < 0)) return 0;
   v = id_value(id);
   pthread_mutex_lock(&sp->lmu);
   if ((!counted || (sp->lx_ok && !memcmp(x, sp->lx, SIDECARS_REC))) && ids_has(sp->listed, sp->nlisted, v)) {
     known = 1;
     *state = ids_has(sp->stated, sp->nstated, v);
     for (size_t i = 0; i < sp->ntouched && !*state; i++) *state = sp->touched[i].id == v;
+  }
+  pthread_mutex_unlock(&sp->lmu);
+  return known;
+}
+
+/* A load that the listing told "no sidecar", AFTER its open of ID.eml: has
+** another handle written a sidecar since the listing's scan began?  (retry
+** bumps the counter before it moves ID.eml back, so an open that found it
+** is followed by a read that sees the bump.)  x: the listing's lx as the
+** lookup saw it (copied under lmu with lx_ok).  1: the sidecar must be read. */
+static int listing_stale(mh_spool *sp, const char *lx, int lx_ok) {
+  char x[SIDECARS_REC];
+  int fd;
+  pthread_mutex_lock(&sp->lmu);
+  fd = sp->xfd;
+  pthread_mutex_unlock(&sp->lmu);
+  if (!lx_ok || fd < 0 || sidecars_read(fd, x) < 0) return 1;
+  return memcmp(x, lx, SIDECARS_REC) != 0;
+}
+
+/* listing_lookup, and (under the same lock) the counter value of the
+** listing that answered, for listing_stale. */
+static int listing_lookup_x(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok) {
+  uint64_t v;
+  int known = 0;
+  *state = 1;
+  *lx_ok = 0;
+  if (sp->lockfd < 0 || !mh_spool_is_id(id)) return 0;
+  v = id_value(id);
+  pthread_mutex_lock(&sp->lmu);
+  if (ids_has(sp->listed, sp->nlisted, v)) {
+    known = 1;
+    *state = ids_has(sp->stated, sp->nstated, v);
+    for (size_t i = 0; i < sp->ntouched && !*state; i++) *state = sp->touched[i].id == v;
+    memcpy(lx, sp->lx, SIDECARS_REC);
+    *lx_ok = sp->lx_ok;
   }
   pthread_mutex_unlock(&sp->lmu);
   return known;
@@ -1876,8 +1939,9 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   close(fd);
   if (!rc && renameat(sp->tmpfd, tname, dirfd, name) < 0) rc = -errno;
   if (rc) { unlinkat(sp->tmpfd, tname, 0); return rc; }
+  int t = listing_touch(sp, dirfd, id);   /* in place: the deliverer learns of it, whatever the fsync says */
   if ((rc = fsync_fd(dirfd))) return rc;
-  return listing_touch(sp, dirfd, id);   /* the deliverer learns of it (see "the listing") */
+  return t;
 }
 
 /* --------------------------------------------------------- load, list */
@@ -2039,9 +2103,10 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   for (int i = 0; i < 2; i++) {
     struct stat sb;
-    int fd, listed = 0, state = 1;
+    int fd, listed = 0, state = 1, lx_ok = 0;
+    char lx[SIDECARS_REC];
     if (i == 0 && journaled(sp, id)) continue;   /* delivered: its file goes with the next purge */
-    if (i == 0) listed = listing_lookup(sp, id, 1, &state);
+    if (i == 0) listed = listing_lookup_x(sp, id, &state, lx, &lx_ok);
     /* a listed file is read without updating its access time (its inode
        would be written for that alone: relatime does it at a file's first
        read); O_NOATIME is for the file's owner, as spool files are */
@@ -2055,6 +2120,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
       return fail(err, MH_ECORRUPT, "%s/%s is %s", i ? "failed" : "pickup", name, why);
     }
     if (fd < 0) return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
+    if (listed && !state && listing_stale(sp, lx, lx_ok)) state = 1;   /* after the open: see listing_stale */
     char *head = NULL;
     size_t headlen = 0;
     rc = fill_entry(sp, dirs[i], fd, &sb, name, state, e, data_max ? &head : NULL, &headlen, err);
