@@ -9,8 +9,9 @@
 #     docs/spool.md), and its flush until the process ended (the delivered files removed
 #     too).  Goals (issue 16): drain >= 1.5x smtp-source and >= 0.8x the engine alone,
 #     >= 50x msmtp.  Then the time per message of the drain, of the engine alone and of
-#     bench/drain-floor.c (the spool's least work per message), and the same rounds with
-#     smtp-sink on the senders' CPU (the 1.5x goal is "whatever the placement").
+#     bench/drain-floor.c (the spool's least work per message); two connections next to
+#     smtp-source -s 2 (goal >= 1.0); and the same rounds with smtp-sink on the senders'
+#     CPU (the 1.5x goal is "whatever the placement").
 #  2. Peak RSS and time of delivering one $BIG_MB (200) MB message.
 #  3. Peak RSS of `mailhook flush` draining a backlog of $BACKLOG messages
 #     (default 20,000 to keep `make bench` to a few minutes; BACKLOG=100000 for
@@ -105,6 +106,25 @@ print("delivery    per message        drain %.0f us, engine alone %.0f us (media
 PY
 fi
 echo "delivery    load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Two connections (connections = 2: two workers on the deliverer's one loop) next to
+# smtp-source with two sessions (issue 16 point 3: at least smtp-source at the same N).
+"$MAILHOOK" update connections=2 >/dev/null
+c2=() s2=()
+for r in $(seq "$ROUNDS"); do
+  fill "$MSGS"
+  flush_timed "$MSGS" || { echo "delivery  mailhook flush failed (2 connections): $FLUSH_ERR"; break; }
+  c2+=("$(rate "$MSGS" 0 "$FLUSH_DRAIN")")
+  t0=$(now_s); taskset -c 0 "$PF/smtp-source" -d -s 2 -m "$MSGS" -l 1024 -f bench@example.com \
+    -t sink@example.net 127.0.0.1:"$PORT" >/dev/null 2>&1; t1=$(now_s)
+  s2+=("$(rate "$MSGS" "$t0" "$t1")")
+done
+"$MAILHOOK" update connections=1 >/dev/null
+if [ "${#c2[@]}" -gt 0 ]; then
+  a=$(med "${c2[@]}"); b=$(med "${s2[@]}")
+  echo "delivery    2 connections      drain ${a} msg/s  vs smtp-source -s 2 ${b} msg/s: $(ratio "$a" "$b")" \
+       "($(spread "${c2[*]}" "${s2[*]}"); goal >= 1.0)"
+fi
 
 # The same with smtp-sink on the senders' CPU (the goal's "whatever the placement"): every
 # message's work on both sides shares one CPU, so a sender's CPU per message counts in full.
