@@ -107,47 +107,44 @@ PY
 fi
 echo "delivery    load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# rounds_vs_source SESSIONS [engine]: $ROUNDS rounds of the drain (flush_timed) next to
+# smtp-source -s SESSIONS (and the engine alone when asked), rates into DR, SR (and ER).
+rounds_vs_source() {
+  DR=() SR=() ER=()
+  for r in $(seq "$ROUNDS"); do
+    fill "$MSGS"
+    flush_timed "$MSGS" || { echo "delivery  mailhook flush failed: $FLUSH_ERR"; return 1; }
+    DR+=("$(rate "$MSGS" 0 "$FLUSH_DRAIN")")
+    t0=$(now_s); taskset -c 0 "$PF/smtp-source" -d -s "$1" -m "$MSGS" -l 1024 -f bench@example.com \
+      -t sink@example.net 127.0.0.1:"$PORT" >/dev/null 2>&1; t1=$(now_s)
+    SR+=("$(rate "$MSGS" "$t0" "$t1")")
+    [ -n "${2:-}" ] || continue
+    t0=$(now_s); taskset -c 0 "$MAILHOOK" "$ROOT/bench/engine-send.lua" "$MSGS" "$PORT" pipe >/dev/null 2>&1; t1=$(now_s)
+    ER+=("$(rate "$MSGS" "$t0" "$t1")")
+  done
+}
+
 # Two connections (connections = 2: two workers on the deliverer's one loop) next to
 # smtp-source with two sessions (issue 16 point 3: at least smtp-source at the same N).
 "$MAILHOOK" update connections=2 >/dev/null
-c2=() s2=()
-for r in $(seq "$ROUNDS"); do
-  fill "$MSGS"
-  flush_timed "$MSGS" || { echo "delivery  mailhook flush failed (2 connections): $FLUSH_ERR"; break; }
-  c2+=("$(rate "$MSGS" 0 "$FLUSH_DRAIN")")
-  t0=$(now_s); taskset -c 0 "$PF/smtp-source" -d -s 2 -m "$MSGS" -l 1024 -f bench@example.com \
-    -t sink@example.net 127.0.0.1:"$PORT" >/dev/null 2>&1; t1=$(now_s)
-  s2+=("$(rate "$MSGS" "$t0" "$t1")")
-done
-"$MAILHOOK" update connections=1 >/dev/null
-if [ "${#c2[@]}" -gt 0 ]; then
-  a=$(med "${c2[@]}"); b=$(med "${s2[@]}")
+if rounds_vs_source 2; then
+  a=$(med "${DR[@]}"); b=$(med "${SR[@]}")
   echo "delivery    2 connections      drain ${a} msg/s  vs smtp-source -s 2 ${b} msg/s: $(ratio "$a" "$b")" \
-       "($(spread "${c2[*]}" "${s2[*]}"); goal >= 1.0)"
+       "($(spread "${DR[*]}" "${SR[*]}"); goal >= 1.0)"
 fi
+"$MAILHOOK" update connections=1 >/dev/null
 
 # The same with smtp-sink on the senders' CPU (the goal's "whatever the placement"): every
 # message's work on both sides shares one CPU, so a sender's CPU per message counts in full.
 kill "$SINK" 2>/dev/null; wait "$SINK" 2>/dev/null
 start_sink 0
 "$MAILHOOK" update port="$PORT" >/dev/null
-sdr=() ssrc=() seng=()
-for r in $(seq "$ROUNDS"); do
-  fill "$MSGS"
-  flush_timed "$MSGS" || { echo "delivery  mailhook flush failed (one CPU): $FLUSH_ERR"; break; }
-  sdr+=("$(rate "$MSGS" 0 "$FLUSH_DRAIN")")
-  t0=$(now_s); taskset -c 0 "$PF/smtp-source" -d -s 1 -m "$MSGS" -l 1024 -f bench@example.com \
-    -t sink@example.net 127.0.0.1:"$PORT" >/dev/null 2>&1; t1=$(now_s)
-  ssrc+=("$(rate "$MSGS" "$t0" "$t1")")
-  t0=$(now_s); taskset -c 0 "$MAILHOOK" "$ROOT/bench/engine-send.lua" "$MSGS" "$PORT" pipe >/dev/null 2>&1; t1=$(now_s)
-  seng+=("$(rate "$MSGS" "$t0" "$t1")")
-done
-if [ "${#sdr[@]}" -gt 0 ]; then
-  a=$(med "${sdr[@]}"); b=$(med "${ssrc[@]}"); c=$(med "${seng[@]}")
+if rounds_vs_source 1 engine; then
+  a=$(med "${DR[@]}"); b=$(med "${SR[@]}"); c=$(med "${ER[@]}")
   echo "delivery  the same, smtp-sink on the senders' CPU:"
   echo "delivery    mailhook drain     ${a} msg/s  vs smtp-source ${b} msg/s: $(ratio "$a" "$b")" \
-       "($(spread "${sdr[*]}" "${ssrc[*]}"); goal >= 1.5), vs the engine alone ${c} msg/s: $(ratio "$a" "$c")" \
-       "($(spread "${sdr[*]}" "${seng[*]}"))"
+       "($(spread "${DR[*]}" "${SR[*]}"); goal >= 1.5), vs the engine alone ${c} msg/s: $(ratio "$a" "$c")" \
+       "($(spread "${DR[*]}" "${ER[*]}"))"
 fi
 
 # Memory: one big message (a fax with a large attachment), read piece by piece

@@ -1,8 +1,8 @@
 /*
 ** test-spool-listing-races.c — the deliverer's listing (runtime/spool.c, "the
-** listing") against what a second review found in its first fixes: the
-** counter file DIR/sidecars removed while the service runs (a retry racing
-** the next scan must still be seen); a sidecar whose folder fsync fails (it
+** listing") against what a second review found in its first fixes (the
+** counter file removed while the service runs is test-spool-listing.c's
+** retry race, run twice): a sidecar whose folder fsync fails (it
 ** is in place: the deliverer must learn of it all the same); a retry falling
 ** between a load's look at the counter and its open of the message (the
 ** counter is read after the open); two first scans at once (one descriptor
@@ -27,16 +27,7 @@ static int test_fsync(int fd) {
 int mh_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, unsigned fsflags, struct stat *st);
 
 #include <dirent.h>
-#include <sys/stat.h>
-#include "tap.h"
-#include "spool-helpers.h"
-
-static char base[256], root[512];
-
-static void bail_out(const char *what, const char *err) {
-  printf("Bail out! %s: %s\n", what, err);
-  exit(1);
-}
+#include "listing-helpers.h"
 
 /* A retry (another handle) run inside the deliverer's next listed open of race_id. */
 static mh_spool *racer;
@@ -52,40 +43,6 @@ int wrapped_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, un
   return mh_fsutil_open(dirfd, path, oflags, mode, fsflags, st);
 }
 
-static void fresh(const char *name, mh_spool **sp) {
-  char err[MH_SPOOL_ERRLEN];
-  snprintf(root, sizeof root, "%s/%s", base, name);
-  mkdir(root, 0700);
-  if (mh_spool_open(root, sp, err)) bail_out(root, err);
-}
-
-static void put_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "wb");
-  if (!f || fputs(text, f) < 0 || fclose(f)) bail_out("write", path);
-}
-
-static long scan(mh_spool *sp) {
-  char **ids, err[MH_SPOOL_ERRLEN];
-  long n = mh_spool_scan(sp, 0, &ids, NULL, err);
-  for (long i = 0; i < n; i++) free(ids[i]);
-  if (n >= 0) free(ids);
-  else diag("scan: %s", err);
-  return n;
-}
-
-#define MSG "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nX-Receiver: g@h.i\r\nX-Submitter-Uid: 0\r\n" \
-            "Subject: x\r\n\r\nbody\r\n"
-#define FAILED_STATE "attempts 4\nnext_attempt 0\nlast_reply 550 no\ndone d@e.f\n" \
-                     "refused g@h.i\t550 no\nreason rejected\nfailed_at 1\n"
-
-/* Is rcpt among e's pending recipients (what the deliverer would send to)? */
-static int pending(const mh_spool_entry *e, const char *rcpt) {
-  int in = 0;
-  for (size_t i = 0; i < e->env.nto; i++) in |= !strcmp(e->env.to[i], rcpt);
-  for (size_t j = 0; j < e->state.ndone; j++) if (!strcmp(e->state.done[j], rcpt)) return 0;
-  return in;
-}
-
 static mh_spool *new_message(const char *name, char id[MH_SPOOL_IDLEN]) {
   static const char *to[] = { "d@e.f", "g@h.i" };
   char err[MH_SPOOL_ERRLEN];
@@ -97,65 +54,6 @@ static mh_spool *new_message(const char *name, char id[MH_SPOOL_IDLEN]) {
   memcpy(id, it.id, MH_SPOOL_IDLEN);
   if (mh_spool_lock(sp, NULL)) bail_out("lock", "");
   return sp;
-}
-
-/* DIR/sidecars removed after the first scan; retries race the next one. */
-#define FILLER 2400
-#define NFAILED 60
-static char fids[NFAILED][MH_SPOOL_IDLEN];
-static int fired;
-static void retry_all(const char *where) {
-  char err[MH_SPOOL_ERRLEN];
-  if (fired || strcmp(where, "adopt-checked")) return;
-  fired = 1;
-  for (int i = 0; i < NFAILED; i++)
-    if (mh_spool_retry(racer, fids[i], err)) diag("retry %s: %s", fids[i], err);
-}
-
-static void test_counter_removed(void) {
-  char p[2048], err[MH_SPOOL_ERRLEN];
-  mh_spool *sp;
-  int wrong = 0, resent = 0;
-  fresh("removed", &sp);
-  is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
-  scan(sp);   /* the service's first scan */
-  snprintf(p, sizeof p, "%s/sidecars", root);
-  ok(unlink(p) == 0, "DIR/sidecars removed while the service runs");
-  uint64_t t = (uint64_t)now_us();
-  for (int i = 0; i < FILLER; i++) {
-    char id[17];
-    hex16(id, t + (uint64_t)i); id[16] = 0;
-    snprintf(p, sizeof p, "%s/pickup/%s.eml", root, id);
-    put_file(p, MSG);
-  }
-  for (int i = 0; i < NFAILED; i++) {
-    hex16(fids[i], t + FILLER + (uint64_t)i); fids[i][16] = 0;
-    snprintf(p, sizeof p, "%s/failed/%s.eml", root, fids[i]); put_file(p, MSG);
-    snprintf(p, sizeof p, "%s/failed/%s.state", root, fids[i]); put_file(p, FAILED_STATE);
-  }
-  for (int i = 0; i < 8; i++) {
-    snprintf(p, sizeof p, "%s/pickup/drop-%d.eml", root, i);
-    put_file(p, "From: a@b.c\r\nTo: d@e.f\r\nSubject: y\r\n\r\nhi\r\n");
-  }
-  if (mh_spool_open(root, &racer, err)) bail_out("other", err);
-  test_point = retry_all;
-  scan(sp);
-  test_point = NULL;
-  ok(fired, "queue retry ran during the next scan");
-  for (int i = 0; i < NFAILED; i++) {
-    int state;
-    mh_spool_entry e;
-    if (listing_lookup(sp, fids[i], 1, &state) && state == 0) wrong++;
-    if (mh_spool_load(sp, fids[i], &e, err) == 0) {
-      resent += pending(&e, "d@e.f");
-      mh_spool_entry_free(&e);
-    }
-  }
-  is_int(wrong, 0, "no retried message is listed as having no sidecar");
-  is_int(resent, 0, "no load drops the recipient its sidecar says is done");
-  mh_spool_close(racer);
-  racer = NULL;
-  mh_spool_close(sp);
 }
 
 /* The fsync of pickup/ after a sidecar's rename fails: the sidecar is in
@@ -260,7 +158,6 @@ int main(void) {
   char cmd[300];
   snprintf(base, sizeof base, "%s/mh-listing-races.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
-  test_counter_removed();
   fsync_fails(1);
   fsync_fails(0);
   test_load_order();

@@ -30,23 +30,7 @@ static void *test_realloc(void *p, size_t n) {
 #define realloc(p, n) test_realloc(p, n)
 #include "spool.c"
 
-#include <sys/stat.h>
-#include "tap.h"
-#include "spool-helpers.h"
-
-static char base[256], root[512];
-
-static void bail_out(const char *what, const char *err) {
-  printf("Bail out! %s: %s\n", what, err);
-  exit(1);
-}
-
-static void fresh(const char *name, mh_spool **sp) {
-  char err[MH_SPOOL_ERRLEN];
-  snprintf(root, sizeof root, "%s/%s", base, name);
-  mkdir(root, 0700);
-  if (mh_spool_open(root, sp, err)) bail_out(root, err);
-}
+#include "listing-helpers.h"
 
 /* Queues n messages; their ids into ids[]. */
 static void queue(mh_spool *sp, int n, char ids[][MH_SPOOL_IDLEN]) {
@@ -58,16 +42,6 @@ static void queue(mh_spool *sp, int n, char ids[][MH_SPOOL_IDLEN]) {
     if (mh_spool_enqueue(sp, &it, 1, err)) bail_out("enqueue", err);
     memcpy(ids[i], it.id, MH_SPOOL_IDLEN);
   }
-}
-
-/* The deliverer's scan (its listing published); how many ids it returned. */
-static long scan(mh_spool *sp) {
-  char **ids, err[MH_SPOOL_ERRLEN];
-  long n = mh_spool_scan(sp, 0, &ids, NULL, err);
-  for (long i = 0; i < n; i++) free(ids[i]);
-  if (n >= 0) free(ids);
-  else diag("scan: %s", err);
-  return n;
 }
 
 static int knows(mh_spool *sp, const char *id, int *state) { return listing_lookup(sp, id, 1, state); }
@@ -189,25 +163,6 @@ static void test_not_holder(void) {
 
 /* ------------------------------------------------ races (found by review) */
 
-#define MSG "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nX-Receiver: g@h.i\r\nX-Submitter-Uid: 0\r\n" \
-            "Subject: x\r\n\r\nbody\r\n"
-/* what a message failed after d@e.f took it and g@h.i refused it leaves */
-#define FAILED_STATE "attempts 4\nnext_attempt 0\nlast_reply 550 no\ndone d@e.f\n" \
-                     "refused g@h.i\t550 no\nreason rejected\nfailed_at 1\n"
-
-static void put_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "wb");
-  if (!f || fputs(text, f) < 0 || fclose(f)) bail_out("write", path);
-}
-
-/* Is rcpt among e's pending recipients (what the deliverer would send to)? */
-static int pending(const mh_spool_entry *e, const char *rcpt) {
-  int in = 0;
-  for (size_t i = 0; i < e->env.nto; i++) in |= !strcmp(e->env.to[i], rcpt);
-  for (size_t j = 0; j < e->state.ndone; j++) if (!strcmp(e->state.done[j], rcpt)) return 0;
-  return in;
-}
-
 /* `queue retry` (another handle) brings messages back from failed/ while the
 ** deliverer's scan runs (at a drop-in's adoption, the folder half read: 2,400
 ** names, several getdents): readdir may return ID.eml and not the ID.state
@@ -225,28 +180,19 @@ static void retry_all(const char *where) {
     if (mh_spool_retry(racer, fids[i], err)) diag("retry %s: %s", fids[i], err);
 }
 
-static void test_retry_race(void) {
-  char p[2048], err[MH_SPOOL_ERRLEN];
+static void test_retry_race(int remove_counter) {
+  char err[MH_SPOOL_ERRLEN], p[700];
   mh_spool *sp;
   int wrong = 0, resent = 0;
-  uint64_t t = (uint64_t)now_us();
-  fresh("retry-race", &sp);
+  fresh(remove_counter ? "retry-race-removed" : "retry-race", &sp);
   is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
-  for (int i = 0; i < FILLER; i++) {   /* queued (names only: the scan never opens them) */
-    char id[17];
-    hex16(id, t + (uint64_t)i); id[16] = 0;
-    snprintf(p, sizeof p, "%s/pickup/%s.eml", root, id);
-    put_file(p, MSG);
+  if (remove_counter) {   /* (second review) the deliverer follows a counter file made again */
+    scan(sp);
+    snprintf(p, sizeof p, "%s/sidecars", root);
+    ok(unlink(p) == 0, "DIR/sidecars removed while the service runs");
   }
-  for (int i = 0; i < NFAILED; i++) {
-    hex16(fids[i], t + FILLER + (uint64_t)i); fids[i][16] = 0;
-    snprintf(p, sizeof p, "%s/failed/%s.eml", root, fids[i]); put_file(p, MSG);
-    snprintf(p, sizeof p, "%s/failed/%s.state", root, fids[i]); put_file(p, FAILED_STATE);
-  }
-  for (int i = 0; i < 8; i++) {   /* drop-ins: adopted in the middle of the readdir */
-    snprintf(p, sizeof p, "%s/pickup/drop-%d.eml", root, i);
-    put_file(p, "From: a@b.c\r\nTo: d@e.f\r\nSubject: y\r\n\r\nhi\r\n");
-  }
+  fired = 0;
+  race_files(FILLER, fids, NFAILED);
   if (mh_spool_open(root, &racer, err)) bail_out("other", err);
   test_point = retry_all;
   long n = scan(sp);
@@ -388,7 +334,8 @@ int main(void) {
   test_swapped();
   test_order();
   test_not_holder();
-  test_retry_race();
+  test_retry_race(0);
+  test_retry_race(1);
   test_powercut();
   test_orphan_race();
   test_touch_enomem();
