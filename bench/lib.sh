@@ -129,7 +129,7 @@ start_sink() {
   PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
   [ "$(id -u)" = 0 ] && user="-u nobody"
   # shellcheck disable=SC2086
-  taskset -c "${1:-1}" "$PF/smtp-sink" $user 127.0.0.1:"$PORT" 512 &
+  taskset -c "${1:-1}" "$PF/smtp-sink" $user 127.0.0.1:"$PORT" 512 >/dev/null 2>&1 &   # (not into doc_capture's tee)
   SINK=$!
   for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.05; done
 }
