@@ -532,10 +532,6 @@ end
 -- failure are worded by it (each recipient is still settled as above).
 function D:settle(e, res, whole)
   local accepted = res.accepted or {}
-  if not self.verbose and not whole and #accepted > 0 and not (res.rejected and res.rejected[1])
-     and not (e.refused and e.refused[1]) then
-    return self:delivered(e, #accepted)   -- the usual case, when no "sent" line is logged
-  end
   maillog.note(e, res)
   local pending, refused = {}, {}
   local tlines, plines = {}, {}
@@ -744,7 +740,9 @@ function W:outcome(e, res, err, info)
     local accepted = res.accepted
     if not d.verbose and not e.local_refused and accepted and accepted[1] and not (res.rejected and res.rejected[1])
        and not (e.refused and e.refused[1]) then
-      return d:delivered(e, #accepted)   -- settle's usual case, per message (see settle)
+      -- settle's usual case, per message: every recipient took it, none was
+      -- refused before, and no "sent" line is logged (else settle notes it)
+      return d:delivered(e, #accepted)
     end
     return d:settle(e, with_local(e, res))
   end
