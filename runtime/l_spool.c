@@ -9,7 +9,7 @@
 **   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message;
 **     env.uid: the submitter when not this process, else getuid())
 **   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
-**   Spool:lock() Spool:scan() Spool:load(id [, {data =, now =}]) Spool:sync()
+**   Spool:lock() Spool:scan() Spool:load(id [, {data =, keep =, now =, lean =}]) Spool:sync()
 **   Spool:delivered(id [, {sync = false, now =, journal =}]) Spool:purge() Spool:defer(id, t)
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
@@ -468,8 +468,10 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean) {
   if (e->env.from) { lua_pushstring(L, e->env.from); lua_setfield(L, -2, "from"); }
   if (e->env.has_uid) { lua_pushinteger(L, (lua_Integer)e->env.uid); lua_setfield(L, -2, "uid"); }
   push_params(L, &e->env);
-  if (!lean) { push_strings(L, e->env.to, e->env.nto); lua_setfield(L, -2, "all"); }
-  if (lean) {   /* utf8: whether a recipient's address is not ASCII (the deliverer's SMTPUTF8 check) */
+  if (!lean) {
+    push_strings(L, e->env.to, e->env.nto);
+    lua_setfield(L, -2, "all");
+  } else {   /* utf8: whether a recipient's address is not ASCII (the deliverer's SMTPUTF8 check) */
     int eight = 0;
     for (size_t i = 0; i < e->env.nto && !eight; i++)
       for (const unsigned char *c = (const unsigned char *)e->env.to[i]; *c && !eight; c++) eight = *c >= 0x80;

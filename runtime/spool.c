@@ -795,7 +795,7 @@ static int eml_gone(mh_spool *sp, const char *id, int fd) {
   return fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
 }
 
-static int listing_lookup(mh_spool *sp, const char *id, int counted, int *state);   /* "the listing" */
+static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok);   /* "the listing" */
 
 int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   char rec[JOURNAL_REC];
@@ -806,7 +806,7 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   if (eml_gone(sp, id, fd)) return fail(err, MH_ENOTFOUND, "message %s: removed meanwhile", id);
   memcpy(rec, id, 16);
   rec[16] = '\n';
-  int state, side = !listing_lookup(sp, id, 0, &state) || state;   /* may it have a sidecar? */
+  int state, side = !listing_lookup(sp, id, &state, NULL, NULL) || state;   /* may it have a sidecar? */
   pthread_mutex_lock(&sp->jmu);
   if (sp->njcur + sp->njold >= JOURNAL_MAX_IDS) {
     rc = fail(err, MH_ELIMIT, "spool %s: %d delivered messages wait to be removed", sp->dir, JOURNAL_MAX_IDS);
@@ -1077,25 +1077,22 @@ static void listing_publish(mh_spool *sp, uint64_t seq0, const char *x, int x_ok
 }
 
 /* Whether the last scan listed id (a canonical id in pickup/): then *state
-** says whether its sidecar must be read.  counted: also check that no other
-** handle wrote a sidecar since (DIR/sidecars: one pread), as a load must;
-** the record's "may it have a sidecar" (for the purge) need not. */
-static int listing_lookup(mh_spool *sp, const char *id, int counted, int *state) {
-  char x[SIDECARS_REC];
+** says whether its sidecar must be read, as far as the scan and this handle's
+** own touches tell.  lx (may be NULL): the counter of DIR/sidecars that
+** listing began with, *lx_ok whether it was read, for listing_stale. */
+static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok) {
   uint64_t v;
-  int known = 0, fd;
+  int known = 0;
   *state = 1;
+  if (lx_ok) *lx_ok = 0;
   if (sp->lockfd < 0 || !mh_spool_is_id(id)) return 0;
-  pthread_mutex_lock(&sp->lmu);
-  fd = sp->xfd;
-  pthread_mutex_unlock(&sp->lmu);
-  if (counted && (fd < 0 || sidecars_read(fd, x) < 0)) return 0;
   v = id_value(id);
   pthread_mutex_lock(&sp->lmu);
-  if ((!counted || (sp->lx_ok && !memcmp(x, sp->lx, SIDECARS_REC))) && ids_has(sp->listed, sp->nlisted, v)) {
+  if (ids_has(sp->listed, sp->nlisted, v)) {
     known = 1;
     *state = ids_has(sp->stated, sp->nstated, v);
     for (size_t i = 0; i < sp->ntouched && !*state; i++) *state = sp->touched[i].id == v;
+    if (lx) { memcpy(lx, sp->lx, SIDECARS_REC); *lx_ok = sp->lx_ok; }
   }
   pthread_mutex_unlock(&sp->lmu);
   return known;
@@ -1104,8 +1101,8 @@ static int listing_lookup(mh_spool *sp, const char *id, int counted, int *state)
 /* A load that the listing told "no sidecar", AFTER its open of ID.eml: has
 ** another handle written a sidecar since the listing's scan began?  (retry
 ** bumps the counter before it moves ID.eml back, so an open that found it
-** is followed by a read that sees the bump.)  x: the listing's lx as the
-** lookup saw it (copied under lmu with lx_ok).  1: the sidecar must be read. */
+** is followed by a read that sees the bump.)  lx, lx_ok: what
+** listing_lookup handed back.  1: the sidecar must be read. */
 static int listing_stale(mh_spool *sp, const char *lx, int lx_ok) {
   char x[SIDECARS_REC];
   int fd;
@@ -1114,27 +1111,6 @@ static int listing_stale(mh_spool *sp, const char *lx, int lx_ok) {
   pthread_mutex_unlock(&sp->lmu);
   if (!lx_ok || fd < 0 || sidecars_read(fd, x) < 0) return 1;
   return memcmp(x, lx, SIDECARS_REC) != 0;
-}
-
-/* listing_lookup, and (under the same lock) the counter value of the
-** listing that answered, for listing_stale. */
-static int listing_lookup_x(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok) {
-  uint64_t v;
-  int known = 0;
-  *state = 1;
-  *lx_ok = 0;
-  if (sp->lockfd < 0 || !mh_spool_is_id(id)) return 0;
-  v = id_value(id);
-  pthread_mutex_lock(&sp->lmu);
-  if (ids_has(sp->listed, sp->nlisted, v)) {
-    known = 1;
-    *state = ids_has(sp->stated, sp->nstated, v);
-    for (size_t i = 0; i < sp->ntouched && !*state; i++) *state = sp->touched[i].id == v;
-    memcpy(lx, sp->lx, SIDECARS_REC);
-    *lx_ok = sp->lx_ok;
-  }
-  pthread_mutex_unlock(&sp->lmu);
-  return known;
 }
 
 /* ------------------------------------------------------------- lock */
@@ -2106,7 +2082,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     int fd, listed = 0, state = 1, lx_ok = 0;
     char lx[SIDECARS_REC];
     if (i == 0 && journaled(sp, id)) continue;   /* delivered: its file goes with the next purge */
-    if (i == 0) listed = listing_lookup_x(sp, id, &state, lx, &lx_ok);
+    if (i == 0) listed = listing_lookup(sp, id, &state, lx, &lx_ok);
     /* a listed file is read without updating its access time (its inode
        would be written for that alone: relatime does it at a file's first
        read); O_NOATIME is for the file's owner, as spool files are */

@@ -38,6 +38,15 @@ static long scan(mh_spool *sp) {
   return n;
 }
 
+/* What a load of id would do now: 1 when the listing knows it, with *state
+** whether its sidecar would be read (the scan, the touches, DIR/sidecars). */
+static int knows(mh_spool *sp, const char *id, int *state) {
+  char lx[SIDECARS_REC];
+  int lx_ok, known = listing_lookup(sp, id, state, lx, &lx_ok);
+  if (known && !*state && listing_stale(sp, lx, lx_ok)) *state = 1;
+  return known;
+}
+
 static void put_file(const char *path, const char *text) {
   FILE *f = fopen(path, "wb");
   if (!f || fputs(text, f) < 0 || fclose(f)) bail_out("write", path);

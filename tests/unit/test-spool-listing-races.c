@@ -65,7 +65,7 @@ static void fsync_fails(int holder_writes) {
   mh_spool_entry e;
   int state;
   scan(sp);
-  ok(listing_lookup(sp, id, 1, &state) && state == 0, "listed, no sidecar");
+  ok(knows(sp, id, &state) && state == 0, "listed, no sidecar");
   if (!holder_writes && mh_spool_open(root, &other, err)) bail_out("other", err);
   w = holder_writes ? sp : other;
   fsync_fail_fd = w->pickupfd;
@@ -95,7 +95,7 @@ static void test_load_order(void) {
   list[0] = id;
   s2 = s2 > sp->tseq ? s2 : sp->tseq;          /* (and began after the fail's touch) */
   listing_publish(sp, s2, x, xok, list, 1, NULL, 0);
-  ok(listing_lookup(sp, id, 1, &state) && state == 0, "that scan lists it, no sidecar, no touch left");
+  ok(knows(sp, id, &state) && state == 0, "that scan lists it, no sidecar, no touch left");
   if (mh_spool_open(root, &other, err)) bail_out("other", err);
   racer = other;
   race_id = id;

@@ -44,7 +44,6 @@ static void queue(mh_spool *sp, int n, char ids[][MH_SPOOL_IDLEN]) {
   }
 }
 
-static int knows(mh_spool *sp, const char *id, int *state) { return listing_lookup(sp, id, 1, state); }
 
 /* Sidecars written after the scan are read; those the scan saw too. */
 static void test_sidecars(void) {
