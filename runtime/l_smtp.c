@@ -12,7 +12,8 @@
 **   c:send(from, {rcpt...}, data) -> result | nil, err, info    (waits)
 **   c:submit(from, {rcpt...}, data) -> true                     (never waits)
 **   c:submit_file(from, {rcpt...}, path [, offset]) -> true | nil, err, info   (never waits)
-**   c:result()                    -> what send returns, for the oldest submission (waits)
+**   c:result([brief])             -> what send returns, for the oldest submission (waits);
+**                                    brief: the number of recipients when all took it
 **   c:release()                   -> (the collected ones are settled: the next data may go)
 **   c:pending()                   -> submissions not collected yet (at most 2)
 **   c:check_sender(from)          -> true | nil, err, info      (waits: MAIL FROM + RSET)
@@ -65,6 +66,8 @@ enum { WAIT_NONE, WAIT_OP, WAIT_SEND };
 typedef struct {
   mh_wait w;                   /* first member: cancel_cb gets it back */
   int waiting;                 /* WAIT_*: a task waits (w in use) */
+  int brief;                   /* the waiting result() is brief: an integer when every
+                                  recipient took the message (the deliverer, per message) */
   mh_client *c;                /* NULL once closed */
 } lconn;
 
@@ -108,11 +111,16 @@ static void push_rcpts(lua_State *L, const mh_smtp_rcpt *r, size_t n) {
 
 /* Pushes what an operation (send: a send) returns to Lua, from its C result:
 ** true (an operation), the result table (a send), or nil, message, info. */
-static int push_outcome(lua_State *L, lconn *u, const mh_client_result *r, int send) {
+static int push_outcome(lua_State *L, lconn *u, const mh_client_result *r, int send, int brief) {
   if (r->rc >= 0) {
     if (!send) {
       lua_pushboolean(L, 1);
       return 1;
+    }
+    if (brief && r->nrcpt > 0) {   /* the usual outcome, as one integer: four tables fewer */
+      size_t i = 0;
+      while (i < r->nrcpt && r->rcpts[i].accepted) i++;
+      if (i == r->nrcpt) { lua_pushinteger(L, (lua_Integer)i); return 1; }
     }
     lua_newtable(L);
     push_rcpts(L, r->rcpts, r->nrcpt);
@@ -151,13 +159,13 @@ static int push_outcome(lua_State *L, lconn *u, const mh_client_result *r, int s
 }
 
 /* Pushes the finished operation's outcome (send = 0), or the oldest send's
-** (send = 1: what c:send returns), and forgets it. */
-static int pop_outcome(lua_State *L, lconn *u, int send) {
+** (send = 1: what c:send returns; brief: see c:result), and forgets it. */
+static int pop_outcome(lua_State *L, lconn *u, int send, int brief) {
   mh_client_result r;
   int n;
   if (send) mh_client_result_take(u->c, &r);
   else mh_client_op_take(u->c, &r);
-  n = push_outcome(L, u, &r, send);
+  n = push_outcome(L, u, &r, send, brief);
   mh_client_result_free(&r);
   return n;
 }
@@ -170,7 +178,7 @@ static void wake(lconn *u) {
   if (kind == WAIT_OP ? !mh_client_op_done(u->c) : !mh_client_result_ready(u->c)) return;
   u->waiting = WAIT_NONE;
   if (!(co = mh_wait_co(&u->w))) return;
-  n = pop_outcome(co, u, kind != WAIT_OP);
+  n = pop_outcome(co, u, kind != WAIT_OP, u->brief);
   mh_wait_resume(&u->w, n);
 }
 
@@ -270,7 +278,7 @@ static void begin(lua_State *L, lconn *u, const char *what) {
 
 /* Ends an operation's start: the outcome at once when it already ended, else wait. */
 static int wait_op(lua_State *L, lconn *u) {
-  if (mh_client_op_done(u->c)) return pop_outcome(L, u, 0);
+  if (mh_client_op_done(u->c)) return pop_outcome(L, u, 0, 0);
   u->waiting = WAIT_OP;
   return mh_wait_yield(L, &u->w);
 }
@@ -368,15 +376,16 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
 
 /* The oldest outcome; waits for it.  Releases the gate first: the caller has
 ** settled the previous message, so the next one's data may leave. */
-static int collect(lua_State *L, lconn *u, const char *what) {
+static int collect(lua_State *L, lconn *u, const char *what, int brief) {
   if (!mh_client_pending(u->c)) luaL_error(L, "%s: no send is outstanding on this session", what);
   if (u->waiting) luaL_error(L, "%s: another task is waiting on this session", what);
   /* asking for a result not in yet means the ones before were settled */
   mh_client_release(u->c);
-  if (mh_client_result_ready(u->c)) return pop_outcome(L, u, 1);
+  if (mh_client_result_ready(u->c)) return pop_outcome(L, u, 1, brief);
   mh_wait_init(L, &u->w, what);
   u->w.cancel = cancel_cb;
   u->waiting = WAIT_SEND;
+  u->brief = brief;
   return mh_wait_yield(L, &u->w);
 }
 
@@ -386,7 +395,7 @@ static int l_send(lua_State *L) {
   size_t n = mh_client_pending(u->c);
   if (n) luaL_error(L, "smtp send: %d submitted send(s) not collected (use result())", (int)n);
   submit(L, u, "smtp send", -1, 0, 0);
-  return collect(L, u, "smtp send");
+  return collect(L, u, "smtp send", 0);
 }
 
 /* c:set_dsn([mail [, {rcpt params...}]]): the RFC 3461 parameters of the next
@@ -446,8 +455,14 @@ static int l_submit_file(lua_State *L) {
   return 1;
 }
 
-/* c:result() -> what c:send returns, for the oldest submitted send   (waits) */
-static int l_result(lua_State *L) { return collect(L, check_lconn(L), "smtp result"); }
+/* c:result([brief]) -> what c:send returns, for the oldest submitted send
+** (waits).  brief: when every recipient took the message, their number (an
+** integer) instead of the result table; any other outcome as without it.  For
+** the deliverer's usual message, whose reply text nothing reads. */
+static int l_result(lua_State *L) {
+  lconn *u = check_lconn(L);
+  return collect(L, u, "smtp result", lua_toboolean(L, 2));
+}
 
 /* c:release(): every outcome collected so far is settled: the oldest send
 ** outstanding may send its data now (result() does this too).  Called after

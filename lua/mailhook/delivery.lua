@@ -36,6 +36,7 @@
 --   the session broke (421, EOF, timeout)            -> the queue waits retry_interval
 --   530/538 to MAIL or RCPT (auth or TLS required)   -> the same: a setting, not the message
 local M = {}
+local math_type = math.type
 local maillog = require "mailhook.maillog"   -- the per-recipient outcome lines (call sites: "maillog.")
 local outcome = require "mailhook.outcome"
 local duration = require "mailhook.duration"
@@ -737,6 +738,7 @@ function W:outcome(e, res, err, info)
   if res then
     self.broke = nil
     self.mails = (self.mails or 0) + 1
+    if math_type(res) == "integer" then return d:delivered(e, res) end   -- brief (burst): all took it
     local accepted = res.accepted
     if not d.verbose and not e.local_refused and accepted and accepted[1] and not (res.rejected and res.rejected[1])
        and not (e.refused and e.refused[1]) then
@@ -895,7 +897,13 @@ function W:burst(e)
     if not nxt then nxt = pick() end
     local f = table.remove(flight, 1)
     local res, err, info
-    if c then res, err, info = c:result() else res, err, info = s:result() end
+    if c then
+      -- brief: the usual message's outcome as the number of recipients that
+      -- took it (no result table), where settle and the maillog need nothing more
+      res, err, info = c:result(not d.verbose and not f.local_refused and not (f.refused and f.refused[1]))
+    else
+      res, err, info = s:result()
+    end
     local outcome, oerr, oinfo = self:outcome(f, res, err, info)
     if outcome == "outage" or outcome == "again" then d:requeue(f) else claimed[f.id] = nil end   -- (release)
     if not self.session then

@@ -181,4 +181,44 @@ tap.test("gate: a send submitted after message 1 ended, before its result was co
   f.stop()
 end)
 
+-- c:result(true), the deliverer's brief result: the number of recipients when
+-- every one took the message; any other outcome exactly as without it
+tap.test("result(brief): an integer only when every recipient took the message", function(t)
+  local two = "expect ^MAIL FROM:<s1@x.test>\nexpect ^RCPT TO:<a@x.test>\nexpect ^RCPT TO:<b@x.test>\nexpect ^DATA\n" ..
+              "send 250 ok\nsend 250 ok\nsend 250 ok\nsend 354 go\ndata\nsend 250 queued 1\n"
+  local one_refused = "expect ^MAIL FROM:<s2@x.test>\nexpect ^RCPT TO:<a@x.test>\nexpect ^RCPT TO:<c@x.test>\n" ..
+              "expect ^DATA\nsend 250 ok\nsend 250 ok\nsend 550 5.1.1 no such user\nsend 354 go\ndata\n" ..
+              "send 250 queued 2\n"
+  local data_refused = "expect ^MAIL FROM:<s4@x.test>\nexpect ^RCPT\nexpect ^DATA\n" ..
+              "send 250 ok\nsend 250 ok\nsend 354 go\ndata\nsend 554 5.6.0 refused\n"
+  local f = fault(OPEN .. two .. one_refused .. accept(3) .. data_refused .. "expect ^QUIT\nsend 221 bye\n")
+  local c = conn(f.port)
+  t:is(c:open(), true, "open")
+  local body = "Subject: x\r\n\r\nbody\r\n"
+  t:is(c:submit("s1@x.test", { "a@x.test", "b@x.test" }, body), true, "submit 1 (two recipients)")
+  local r, e = c:result(true)
+  t:is(r, 2, "brief: both took it -> 2", e)
+  t:is(math.type(r), "integer", "an integer, not a table")
+
+  t:is(c:submit("s2@x.test", { "a@x.test", "c@x.test" }, body), true, "submit 2 (one recipient refused)")
+  r, e = c:result(true)
+  t:is(type(r), "table", "brief: a recipient refused -> the whole result table", e)
+  t:is(r and r.accepted[1], "a@x.test", "accepted listed")
+  t:is(r and r.rejected[1] and r.rejected[1].rcpt, "c@x.test", "rejected listed")
+  t:is(r and r.rejected[1] and r.rejected[1].smtp, 550, "with its reply")
+  t:is(r and r.reply and r.reply.text, "queued 2", "and the reply to the dot")
+
+  t:is(c:submit(m(3)), true, "submit 3")
+  r, e = c:result()
+  t:is(r and r.reply and r.reply.text, "queued 3", "result() after a brief one: the table again (not sticky)", e)
+
+  t:is(c:submit("s4@x.test", { "r4@x.test" }, body), true, "submit 4 (refused at the dot)")
+  local r4, e4, i4 = c:result(true)
+  t:is(r4, nil, "brief: a refused message fails as without it")
+  t:is(i4 and i4.smtp, 554, "with the reply: " .. tostring(e4))
+  t:is(c:quit(), true, "QUIT")
+  c:close()
+  f.stop()
+end)
+
 return tap.done()
