@@ -144,8 +144,8 @@ static void snapshot(mh_client *c, mh_client_result *r, int rc, int send) {
   r->rc = rc;
   r->closed = c->closed || !transport_up(c) || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED;
   r->code = rp->code;
-  snprintf(r->enhanced, sizeof r->enhanced, "%s", rp->enhanced);
-  snprintf(r->text, sizeof r->text, "%.2047s", rp->text);
+  mh_smtp_strcopy(r->enhanced, sizeof r->enhanced, rp->enhanced);
+  mh_smtp_strcopy(r->text, sizeof r->text, rp->text);
   r->tls_reason = "";
   if (rc < 0) {
     const char *msg = *mh_smtp_errmsg(c->s) && !ours ? mh_smtp_errmsg(c->s) : c->fail_msg;

@@ -68,8 +68,9 @@ static void kept_add(lspool *ls, const char *id, int fd, int has_state) {
   kept_file *k = &ls->kept[ls->kept_next++ % KEPT_MAX];
   if (k->fd >= 0) close(k->fd);   /* still named: a cheap close */
   k->fd = -1;
-  if (strlen(id) >= sizeof k->id) { close(fd); return; }   /* not a canonical id: not kept */
-  snprintf(k->id, sizeof k->id, "%.31s", id);
+  size_t n = strlen(id);
+  if (n >= sizeof k->id) { close(fd); return; }   /* not a canonical id: not kept */
+  memcpy(k->id, id, n + 1);
   k->fd = fd;
   k->has_state = has_state;
 }
@@ -91,6 +92,13 @@ static int kept_take(lspool *ls, const char *id, int *has_state) {
 static lspool *check_spool(lua_State *L, int idx) {
   lspool *ls = (lspool *)luaL_checkudata(L, idx, SPOOL_MT);
   if (!ls->sp || ls->closing) luaL_argerror(L, idx, "spool is closed");
+  return ls;
+}
+
+/* ls (checked at index 1) once the options were read: an options table's
+** metamethods run Lua, which may have closed it meanwhile. */
+static lspool *still_open(lua_State *L, lspool *ls) {
+  if (!ls->sp || ls->closing) luaL_argerror(L, 1, "spool is closed");
   return ls;
 }
 
@@ -554,7 +562,7 @@ static void op_setup(lua_State *L, op *o, lspool *ls, int kind) {
   o->held = -1;
   o->kept_fd = -1;
   o->ls = ls;
-  o->main = main_state(L);
+  o->main = L;   /* unref'd only when anchored: op_new's is the callbacks' state */
   o->anchor = LUA_NOREF;
 }
 
@@ -564,6 +572,7 @@ static op *op_new(lua_State *L, int kind, size_t nstrs) {
   op *o = (op *)malloc(sizeof *o);
   if (!o) luaL_error(L, "out of memory");
   op_setup(L, o, ls, kind);
+  o->main = main_state(L);
   if (!(o->strs = (char **)calloc(nstrs + 1, sizeof *o->strs))) {
     free(o);
     luaL_error(L, "out of memory");
@@ -876,7 +885,7 @@ static int l_load(lua_State *L) {
   int now, keep = 0, lean = 0;
   lua_Integer max = 0;
   op *o;
-  check_spool(L, 1);
+  lspool *ls = check_spool(L, 1);
   id = checkid(L, 2);
   now = opt_now(L, 3);
   if (lua_type(L, 3) == LUA_TTABLE) {
@@ -891,7 +900,7 @@ static int l_load(lua_State *L) {
   if (!now) check_can_wait(L, "spool:load");
   lua_settop(L, 2);
   op here;
-  if (now) op_setup(L, o = &here, check_spool(L, 1), OP_LOAD);
+  if (now) op_setup(L, o = &here, still_open(L, ls), OP_LOAD);
   else o = op_new(L, OP_LOAD, 0);
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->data_max = max > 0 ? (size_t)max : 0;
@@ -910,7 +919,7 @@ static int l_delivered(lua_State *L) {
   const char *id;
   int nosync = 0, now, journal = 0;
   op *o;
-  check_spool(L, 1);
+  lspool *ls = check_spool(L, 1);
   id = checkid(L, 2);
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -925,7 +934,7 @@ static int l_delivered(lua_State *L) {
   if (!now) check_can_wait(L, "spool:delivered");
   lua_settop(L, 2);
   op here;
-  if (now) op_setup(L, o = &here, check_spool(L, 1), OP_DELIVERED);
+  if (now) op_setup(L, o = &here, still_open(L, ls), OP_DELIVERED);
   else o = op_new(L, OP_DELIVERED, 0);
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->nosync = nosync;

@@ -873,8 +873,8 @@ static void reject_accepted(mh_smtp *s) {
     if (!rc->accepted) continue;
     rc->accepted = 0;
     rc->code = r->code;
-    snprintf(rc->enhanced, sizeof rc->enhanced, "%s", r->enhanced);
-    snprintf(rc->text, sizeof rc->text, "%.511s", r->text);
+    mh_smtp_strcopy(rc->enhanced, sizeof rc->enhanced, r->enhanced);
+    mh_smtp_strcopy(rc->text, sizeof rc->text, r->text);
   }
 }
 
@@ -886,8 +886,8 @@ static void send_done(mh_smtp *s) {
     if (s->t->first_rejected >= 0) {
       mh_smtp_rcpt *r = &s->t->rcpts[s->t->first_rejected];
       s->decisive.code = r->code;
-      snprintf(s->decisive.enhanced, sizeof s->decisive.enhanced, "%s", r->enhanced);
-      snprintf(s->decisive.text, sizeof s->decisive.text, "%s", r->text);
+      mh_smtp_strcopy(s->decisive.enhanced, sizeof s->decisive.enhanced, r->enhanced);
+      mh_smtp_strcopy(s->decisive.text, sizeof s->decisive.text, r->text);
       set_err(s, "rcpt", "no recipient accepted: %s: %d %s", r->rcpt, r->code, r->text);
     }
     finish(s, MH_EREPLY, MH_SMTP_READY);
@@ -1044,8 +1044,8 @@ static void on_reply(mh_smtp *s) {
       mh_smtp_rcpt *rc = &s->t->rcpts[s->t->rcpt_i];
       rc->code = code;
       rc->accepted = is2(code) && !s->t->mail_failed;
-      snprintf(rc->enhanced, sizeof rc->enhanced, "%s", r->enhanced);
-      snprintf(rc->text, sizeof rc->text, "%.511s", r->text);
+      mh_smtp_strcopy(rc->enhanced, sizeof rc->enhanced, r->enhanced);
+      mh_smtp_strcopy(rc->text, sizeof rc->text, r->text);
       if (rc->accepted) s->t->accepted++;
       else if (s->t->first_rejected < 0) s->t->first_rejected = (int)s->t->rcpt_i;
       if (++s->t->rcpt_i < s->t->nrcpt) { enter_state(s, MH_SMTP_RCPT); break; }
@@ -1410,10 +1410,16 @@ static int prepare(mh_smtp *s, txn *x, const char *from, const char *const *rcpt
   x->mail_failed = x->data_refused = x->empty_data = x->ahead = x->body_held = 0;
   x->streamed = x->wanting = x->dot_out = 0;
   x->chunks_out = x->chunks_answered = x->bdat_failed = 0;
-  snprintf(x->from, sizeof x->from, "%s", from);
+  mh_smtp_strcopy(x->from, sizeof x->from, from);
   x->mail_params[0] = '\0';
-  if (size && (s->caps.flags & MH_SMTP_CAP_SIZE))
-    snprintf(x->mail_params, sizeof x->mail_params, " SIZE=%llu", (unsigned long long)size);
+  if (size && (s->caps.flags & MH_SMTP_CAP_SIZE)) {   /* " SIZE=n", per message: no format parser */
+    char d[20];
+    size_t k = 0, j = 6;
+    memcpy(x->mail_params, " SIZE=", 6);
+    for (uint64_t v = size; v; v /= 10) d[k++] = (char)('0' + v % 10);
+    while (k) x->mail_params[j++] = d[--k];
+    x->mail_params[j] = '\0';
+  }
   if (eightbit && (s->caps.flags & MH_SMTP_CAP_8BITMIME))
     strcat(x->mail_params, " BODY=8BITMIME");
   /* RFC 6531 §3.4: SMTPUTF8 when the envelope or the header holds UTF-8 (a

@@ -212,6 +212,43 @@ static void test_size(void) {
   is_str(take(&r), "MAIL FROM:<a@x.test> SIZE=11\r\n", "SIZE: the message with its CRLF, not the stuffed dots");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
+  /* the parameter's digits are written by hand (no snprintf per message): every width */
+  s = opened(&r, "250-mx\r\n250 SIZE\r\n");
+  size_t lines[] = { 1, 10, 100, 6553, 104857 };   /* of 10 bytes: SIZE = 10 x lines */
+  for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+    size_t n = lines[i] * 10;
+    char *m = (char *)malloc(n), want[64];
+    for (size_t k = 0; k < n; k += 10) memcpy(m + k, "aaaaaaaa\r\n", 10);
+    is_int(mh_smtp_send(s, "a@x.test", to, 1, m, n), 0, "send %zu bytes", n);
+    snprintf(want, sizeof want, "MAIL FROM:<a@x.test> SIZE=%zu\r\n", n);
+    is_str(take(&r), want, "SIZE=%zu", n);
+    feed(s, "250 ok\r\n");
+    feed(s, "250 ok\r\n");
+    feed(s, "354 go\r\n");
+    feed(s, "250 ok\r\n");
+    take(&r);
+    free(m);
+  }
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+/* mh_smtp_strcopy: snprintf(dst, cap, "%s", src) without the format parser */
+static void test_strcopy(void) {
+  char b[6];
+  mh_smtp_strcopy(b, sizeof b, "abc");
+  is_str(b, "abc", "short: whole");
+  mh_smtp_strcopy(b, sizeof b, "abcde");
+  is_str(b, "abcde", "cap - 1 bytes: whole");
+  mh_smtp_strcopy(b, sizeof b, "abcdefgh");
+  is_str(b, "abcde", "longer: cut to cap - 1, terminated");
+  mh_smtp_strcopy(b, 1, "abc");
+  is_str(b, "", "cap 1: empty");
+  memcpy(b, "zzzzz", 6);
+  mh_smtp_strcopy(b, 0, "abc");
+  is_str(b, "zzzzz", "cap 0: nothing written");
+  mh_smtp_strcopy(b, sizeof b, "");
+  is_str(b, "", "empty source");
 }
 
 static void test_bad_addresses(void) {
@@ -822,6 +859,7 @@ int main(void) {
   test_pipelined_mail_refused();
   test_no_pipelining();
   test_size();
+  test_strcopy();
   test_bad_addresses();
   test_dot_stuffing();
   test_reply_parser();
