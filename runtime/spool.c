@@ -180,9 +180,15 @@ int mh_spool_is_id(const char *s) {
     ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
   };
   const unsigned char *u = (const unsigned char *)s;
-  int ok = 1;
-  for (int i = 0; i < 16 && ok; i++) ok = hex[u[i]];
-  return ok && s[16] == '\0';
+  unsigned ok;
+  if (strnlen(s, 17) != 16) return 0;   /* first: nothing past a shorter string is read */
+  /* the 16 lookups ANDed, four at a time: a quarter of a loop's instructions
+     and branches (ten calls a message on the deliverer's path) */
+  ok = hex[u[0]] & hex[u[1]] & hex[u[2]] & hex[u[3]];
+  ok &= hex[u[4]] & hex[u[5]] & hex[u[6]] & hex[u[7]];
+  ok &= hex[u[8]] & hex[u[9]] & hex[u[10]] & hex[u[11]];
+  ok &= hex[u[12]] & hex[u[13]] & hex[u[14]] & hex[u[15]];
+  return (int)ok;
 }
 
 /* True for the name of a message's sidecar, "ID.state" with a canonical id

@@ -79,6 +79,33 @@ static void test_ids(mh_spool *sp) {
   }
 }
 
+/* mh_spool_is_id: exactly 16 lowercase hex digits, whatever is wrong and where */
+static void test_is_id(void) {
+  char b[32];
+  ok(mh_spool_is_id("0123456789abcdef"), "16 lowercase hex digits");
+  ok(!mh_spool_is_id(""), "empty");
+  ok(!mh_spool_is_id("0123456789abcde"), "15 digits");
+  ok(!mh_spool_is_id("0123456789abcdef0"), "17 digits");
+  ok(!mh_spool_is_id("0123456789ABCDEF"), "uppercase");
+  for (int i = 0; i < 16; i++) {
+    const char bad[] = { 'g', 'G', '/', '.', ' ', '\x80' };
+    int all = 1;
+    for (size_t k = 0; k < sizeof bad; k++) {
+      memcpy(b, "0123456789abcdef", 17);
+      b[i] = bad[k];
+      all &= !mh_spool_is_id(b);
+    }
+    ok(all, "a non-digit at position %d", i);
+  }
+  for (int i = 0; i < 16; i++) {   /* a string that ends early is never read past its end */
+    char *p = (char *)malloc((size_t)i + 1);
+    memset(p, 'a', (size_t)i);
+    p[i] = '\0';
+    ok(!mh_spool_is_id(p), "%d digits, in a buffer of exactly that size", i);
+    free(p);
+  }
+}
+
 static void test_parse(void) {
   mh_env env;
   char err[MH_SPOOL_ERRLEN];
@@ -378,6 +405,7 @@ int main(void) {
   ok(count("tmp") == 0 && count("pickup") == 0 && count("failed") == 0 && count("corrupt") == 0,
      "tmp/ pickup/ failed/ corrupt/ exist");
   test_ids(sp);
+  test_is_id();
   test_parse();
   test_enqueue(sp);
   test_scan(sp);
