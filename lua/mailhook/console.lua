@@ -785,32 +785,43 @@ local function same(a, b)
 end
 
 -- The stored password goes only where it went when it was saved: a change of
--- where (or how safely) it is sent, with auth on and no password typed in the
--- same change, is refused.  true | nil, message, key.
-function M:credentials_guard(changes)
+-- where (or how safely) it is sent, with credentials kept and no password typed
+-- in the same change, is refused.  For an Update (save) that holds whatever
+-- auth says: the password saved stays bound to the destination saved, so it
+-- cannot be moved in steps (auth off, server changed, auth on again: before,
+-- three requests sent it to any server).  A Test saves nothing and sends the
+-- credentials only while auth is on.  true | nil, message, key.
+function M:credentials_guard(changes, save)
   if type(changes.password) == "string" and changes.password ~= "" then return true end
   local settings = require "mailhook.settings"
   local cur = settings.load()
   local new = settings.preview(changes)
-  if not cur or not new or not new.auth then return true end   -- invalid: validation says why
+  if not cur or not new then return true end                    -- invalid: validation says why
+  if not save and not new.auth then return true end             -- a Test without AUTH sends none
+  local kept = settings.stored_password(new) or new.password_command or new.oauth_token_command
+  if not kept then return true end                              -- nothing secret would travel
   local changed = {}
   for _, k in ipairs(M.DESTINATION) do
-    if not same(cur[k], new[k]) then changed[#changed + 1] = k end
+    -- tls_required's default follows auth (true when on): a change of auth
+    -- alone moves it, never the destination, and turns it on with auth
+    if not same(cur[k], new[k]) and (k ~= "tls_required" or changes[k] ~= nil) then
+      changed[#changed + 1] = k
+    end
   end
   if #changed == 0 then return true end
   if new.password_command or new.oauth_token_command then
     return nil, changed[1] .. ": the credentials come from password_command or oauth_token_command: change " ..
       table.concat(changed, ", ") .. " with `mailhook update` on the server", changed[1]
   end
-  return nil, "password: " .. table.concat(changed, ", ") .. " changed: type the password again " ..
-    "(the stored password is only sent to the server it was saved for)", "password"
+  return nil, "password: " .. table.concat(changed, ", ") .. " changed: type the password again, or remove " ..
+    "it (the stored password is only sent to the server it was saved for)", "password"
 end
 
 route("POST", "/api/settings", function(self, req, ctx)
   local changes, st, err, key = changes_of(ctx.body)
   if not changes then return self:fail(req, st, err, { key = key }) end
   if next(changes) == nil then return self:fail(req, 400, "nothing to save") end
-  local gok, gerr, gkey = self:credentials_guard(changes)
+  local gok, gerr, gkey = self:credentials_guard(changes, true)
   if not gok then return self:fail(req, 422, gerr, { key = gkey }) end
   local result, serr = run_script("update", { changes = changes })
   if not result then return self:fail(req, 500, serr) end
