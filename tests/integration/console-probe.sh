@@ -5,7 +5,9 @@
 # auth on again and Test).  Before the fix the three requests sent the stored
 # password to the attacker's server (AUTH PLAIN on its wire).  Also: the same
 # with password_command, removing the password makes the move possible, and
-# turning authentication off and on alone never asks for the password.
+# turning authentication off and on alone never asks for the password.  And the
+# login form, submitted by a browser without JavaScript, never puts the password
+# in the URL (headless chromium, as console-browser.sh drives it).
 # Real parts: aiosmtpd (AUTH over plain text) as the server the password was
 # saved for, the scripted peer (tests/peers/fault.lua) as the attacker's
 # server recording every byte it receives, `mailhook run` with its console.
@@ -17,6 +19,9 @@ delivery_require
 SMTP_PW='smtp-Probe-Pw-5521'
 ADMIN_PW='admin-Probe-Pw-3307'
 mkdir -p "$T/mail"
+for f in /usr/bin/chromium /usr/bin/chromedriver; do
+  [ -x "$f" ] || { echo "Bail out! $f missing (scripts/deps installs chromium and chromium-driver)"; exit 1; }
+done
 start_smtpd S --auth "smtpuser:$SMTP_PW" --auth-in-clear --maildir "$T/mail" || exit 1
 # the attacker's server: offers AUTH, records what it gets
 printf '%s\n' 'send 220 evil.example ESMTP' 'read' 'send 250-evil.example\r\n250 AUTH PLAIN LOGIN' \
@@ -156,6 +161,52 @@ PY
 rc=$?
 tap_merge "$T/checks.tap" "$rc" console-probe checks
 [ "$rc" = 0 ] || sed 's/^/# /' "$T/checks.err" | tail -20
+# ------------------------------------------------ the login form submitted by the browser itself
+# Enter pressed before login.js ran (it is deferred), JavaScript off, or a
+# login.js a site broke: the browser submits the form on its own.  Before, that
+# was GET /login?password=...: the password in the address bar and the history.
+"$PY" - "http://127.0.0.1:$AP" "$ADMIN_PW" > "$T/nojs.tap" 2> "$T/nojs.err" <<'PY'
+import sys, tempfile
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+base, pw = sys.argv[1], sys.argv[2]
+n = 0
+def ok(c, d, diag=None):
+    global n
+    n += 1
+    print(("ok %d - %s" if c else "not ok %d - %s") % (n, d), flush=True)
+    if not c and diag is not None:
+        print("#   " + str(diag)[:400], flush=True)
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+          "--disable-dev-shm-usage", "--user-data-dir=" + tempfile.mkdtemp(prefix="mh-chromium-")):
+    opts.add_argument(a)
+opts.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+d = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
+try:
+    d.set_page_load_timeout(60)
+    d.get(base + "/login")
+    ok("JavaScript" in d.find_element(By.TAG_NAME, "body").text, "JavaScript off: the login page says it needs it")
+    e = d.find_element(By.ID, "password")
+    e.send_keys(pw)
+    e.send_keys(Keys.ENTER)
+    # the browser's own submission has gone somewhere: another URL, or another page
+    WebDriverWait(d, 30).until(lambda d: d.current_url != base + "/login" or not d.find_elements(By.ID, "login-form"))
+    ok(pw not in d.current_url and "password" not in d.current_url,
+       "the form submitted by the browser itself: no password in the URL", d.current_url)
+finally:
+    d.quit()
+print("1..%d" % n)
+PY
+rc=$?
+tap_merge "$T/nojs.tap" "$rc" "the browser without JavaScript"
+[ "$rc" = 0 ] || sed 's/^/# /' "$T/nojs.err" | tail -20
+
 kill -0 "$SVC"; ok $? "the service is still running"
 unlike "$(cat "$T/svc.log")" "$ADMIN_PW|$SMTP_PW" "no secret in the service's log"
 svc_stop; is $? 0 "SIGTERM: exit 0"
