@@ -161,6 +161,55 @@ PY
 rc=$?
 tap_merge "$T/checks.tap" "$rc" console-probe checks
 [ "$rc" = 0 ] || sed 's/^/# /' "$T/checks.err" | tail -20
+# ------------------------------------------------ the queue page's subjects, as a person reads them
+# A long subject is folded at 78 columns (mailhook's own enqueue folds it) and a
+# non-ASCII one is RFC 2047 encoded words: before, the queue showed the first
+# line only, and =?UTF-8?B?...?= for "Voicemail from Jürgen".
+LONG="Voicemail from Jürgen Müller <+49 30 1234567> — $(printf 'word%.0s ' $(seq 30))<script>alert(1)</script> end"
+echo body | "$MAILHOOK" enqueue --to x@example.net --subject "$LONG" >/dev/null
+ok $? "a message with a long non-ASCII subject queued (mailhook enqueue)"
+printf 'From: a@example.com\r\nTo: x@example.net\r\nSubject: first part of a folded\r\n subject, second part\r\nX-Other: y\r\n\r\nbody\r\n' |
+  "$MAILHOOK" sendmail -t
+ok $? "a folded plain subject queued (mailhook sendmail)"
+printf 'From: a@example.com\r\nTo: x@example.net\r\nSubject: =?ISO-8859-1?Q?Fax_f=FCr_M=FCller?= =?koi8-r?B?8NLJ18XU?=\r\n\r\nbody\r\n' |
+  "$MAILHOOK" sendmail -t
+ok $? "encoded words in two charsets queued"
+"$PY" - "http://127.0.0.1:$AP" "$ADMIN_PW" "$LONG" > "$T/subj.tap" 2> "$T/subj.err" <<'PY'
+import http.client, json, re, sys
+base, pw, long_subject = sys.argv[1], sys.argv[2], sys.argv[3]
+host, port = re.match(r"http://([\d.]+):(\d+)$", base).groups()
+n = 0
+def ok(c, d, diag=None):
+    global n
+    n += 1
+    print(("ok %d - %s" if c else "not ok %d - %s") % (n, d), flush=True)
+    if not c and diag is not None:
+        print("#   " + str(diag)[:600], flush=True)
+def req(method, path, body=None, cookie=None):
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    h = {"Content-Type": "application/json"} if body is not None else {}
+    if cookie: h["Cookie"] = cookie
+    c.request(method, path, json.dumps(body).encode() if body is not None else None, h)
+    r = c.getresponse()
+    return r.status, r.getheader("set-cookie") or "", r.read()
+st, sc, b = req("POST", "/api/login", {"password": pw})
+ck = sc.split(";")[0]
+subjects, raw = [], b""
+for folder in ("pickup", "failed"):
+    st, _, b = req("GET", "/api/queue?folder=" + folder, cookie=ck)
+    raw += b
+    subjects += [e.get("subject") for e in json.loads(b.decode("utf-8"))["entries"]]
+ok(long_subject in subjects, "a folded, encoded subject is shown whole and decoded", subjects)
+ok("first part of a folded subject, second part" in subjects, "a folded plain subject: its lines joined", subjects)
+ok("Fax für Müller =?koi8-r?B?8NLJ18XU?=" in subjects,
+   "ISO-8859-1 Q words decoded to UTF-8, a charset not known left as written", subjects)
+ok(b"<script>" not in raw and b"\\u003cscript\\u003e" in raw, "the decoded <script> stays escaped in the JSON")
+print("1..%d" % n)
+PY
+rc=$?
+tap_merge "$T/subj.tap" "$rc" "the queue's subjects"
+[ "$rc" = 0 ] || sed 's/^/# /' "$T/subj.err" | tail -20
+
 # ------------------------------------------------ the login form submitted by the browser itself
 # Enter pressed before login.js ran (it is deferred), JavaScript off, or a
 # login.js a site broke: the browser submits the form on its own.  Before, that
