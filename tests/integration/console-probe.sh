@@ -7,7 +7,8 @@
 # with password_command, removing the password makes the move possible, and
 # turning authentication off and on alone never asks for the password.  And the
 # login form, submitted by a browser without JavaScript, never puts the password
-# in the URL (headless chromium, as console-browser.sh drives it).
+# in the URL (headless chromium, as console-browser.sh drives it).  And the
+# queue page shows a folded or RFC 2047 encoded subject whole and decoded.
 # Real parts: aiosmtpd (AUTH over plain text) as the server the password was
 # saved for, the scripted peer (tests/peers/fault.lua) as the attacker's
 # server recording every byte it receives, `mailhook run` with its console.
