@@ -163,15 +163,15 @@ function markChanges() {
   const pw = state.password !== 'keep' && !(state.password === 'replace' && $('f-password').value === '');
   $('f-password').closest('.row').classList.toggle('changed', pw);
   $('unsaved').hidden = !(any || pw);
-  // the stored password is only sent to the server it was saved for
+  // the stored password is only sent to the server it was saved for: moving
+  // it needs it typed again (or removed), with authentication on or off
   const dest = state.settings && (state.settings.destination || []).some((k) => {
     const input = document.querySelector('#settings-form [data-key="' + k + '"]');
     return input && String(fieldValue(input)) !== input.dataset.saved;
   });
-  const needPw = dest && $('f-auth').checked && state.password !== 'replace' &&
-    state.settings && state.settings.password_set;
-  text($('password-hint'), needPw ? 'the server or its security changed: type the password again ' +
-    '(the stored one is only sent to the server it was saved for)' : '');
+  const needPw = dest && state.password === 'keep' && state.settings && state.settings.password_set;
+  text($('password-hint'), needPw ? 'the server or its security changed: type the password again, or ' +
+    'remove it (the stored one is only sent to the server it was saved for)' : '');
 }
 
 document.getElementById('settings-form').addEventListener('input', markChanges);

@@ -785,32 +785,43 @@ local function same(a, b)
 end
 
 -- The stored password goes only where it went when it was saved: a change of
--- where (or how safely) it is sent, with auth on and no password typed in the
--- same change, is refused.  true | nil, message, key.
-function M:credentials_guard(changes)
+-- where (or how safely) it is sent, with credentials kept and no password typed
+-- in the same change, is refused.  For an Update (save) that holds whatever
+-- auth says: the password saved stays bound to the destination saved, so it
+-- cannot be moved in steps (auth off, server changed, auth on again: before,
+-- three requests sent it to any server).  A Test saves nothing and sends the
+-- credentials only while auth is on.  true | nil, message, key.
+function M:credentials_guard(changes, save)
   if type(changes.password) == "string" and changes.password ~= "" then return true end
   local settings = require "mailhook.settings"
   local cur = settings.load()
   local new = settings.preview(changes)
-  if not cur or not new or not new.auth then return true end   -- invalid: validation says why
+  if not cur or not new then return true end                    -- invalid: validation says why
+  if not save and not new.auth then return true end             -- a Test without AUTH sends none
+  local kept = settings.stored_password(new) or new.password_command or new.oauth_token_command
+  if not kept then return true end                              -- nothing secret would travel
   local changed = {}
   for _, k in ipairs(M.DESTINATION) do
-    if not same(cur[k], new[k]) then changed[#changed + 1] = k end
+    -- tls_required's default follows auth (true when on): a change of auth
+    -- alone moves it, never the destination, and turns it on with auth
+    if not same(cur[k], new[k]) and (k ~= "tls_required" or changes[k] ~= nil) then
+      changed[#changed + 1] = k
+    end
   end
   if #changed == 0 then return true end
   if new.password_command or new.oauth_token_command then
     return nil, changed[1] .. ": the credentials come from password_command or oauth_token_command: change " ..
       table.concat(changed, ", ") .. " with `mailhook update` on the server", changed[1]
   end
-  return nil, "password: " .. table.concat(changed, ", ") .. " changed: type the password again " ..
-    "(the stored password is only sent to the server it was saved for)", "password"
+  return nil, "password: " .. table.concat(changed, ", ") .. " changed: type the password again, or remove " ..
+    "it (the stored password is only sent to the server it was saved for)", "password"
 end
 
 route("POST", "/api/settings", function(self, req, ctx)
   local changes, st, err, key = changes_of(ctx.body)
   if not changes then return self:fail(req, st, err, { key = key }) end
   if next(changes) == nil then return self:fail(req, 400, "nothing to save") end
-  local gok, gerr, gkey = self:credentials_guard(changes)
+  local gok, gerr, gkey = self:credentials_guard(changes, true)
   if not gok then return self:fail(req, 422, gerr, { key = gkey }) end
   local result, serr = run_script("update", { changes = changes })
   if not result then return self:fail(req, 500, serr) end
@@ -877,15 +888,92 @@ end)
 
 -- --------------------------------------------------------------- queue
 
+-- RFC 2047 encoded words, decoded for display: base64 ("B") and
+-- quoted-printable-like ("Q") text in UTF-8, US-ASCII or ISO-8859-1 (turned
+-- into UTF-8); a word in another charset, or malformed, stays as written.
+local B64 = {}
+for i = 1, 64 do B64[("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"):byte(i)] = i - 1 end
+
+local function unbase64(t)
+  local out, acc, bits = {}, 0, 0
+  for i = 1, #t do
+    local v = B64[t:byte(i)]
+    if v then
+      acc, bits = ((acc << 6) | v) & 0xFFFF, bits + 6
+      if bits >= 8 then
+        bits = bits - 8
+        out[#out + 1] = string.char((acc >> bits) & 255)
+      end
+    elseif t:sub(i, i) ~= "=" then
+      return nil
+    end
+  end
+  return table.concat(out)
+end
+
+local function decode_word(charset, enc, text)
+  charset = charset:lower():gsub("%*.*$", "")        -- RFC 2231 adds *LANGUAGE
+  local bytes
+  if enc == "b" or enc == "B" then
+    bytes = unbase64(text)
+  else
+    bytes = text:gsub("_", " "):gsub("=(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+  end
+  if not bytes then return nil end
+  if charset == "utf-8" or charset == "us-ascii" then return bytes end
+  if charset == "iso-8859-1" or charset == "latin1" then
+    return (bytes:gsub("[\128-\255]", function(c) return utf8.char(c:byte()) end))
+  end
+  return nil
+end
+
+-- "=?UTF-8?B?...?= =?UTF-8?B?...?=" -> the text; the blanks between two
+-- encoded words are not part of the text (RFC 2047 section 6.2).
+function M.decode_words(v)
+  local out, i, prev_end = {}, 1, nil
+  while true do
+    local a, b, cs, enc, text = v:find("=%?([^?%s]+)%?([BbQq])%?([^?%s]*)%?=", i)
+    if not a then break end
+    local gap = v:sub(i, a - 1)
+    local word = decode_word(cs, enc, text)
+    if not (prev_end and word and gap:match("^[ \t]*$")) then out[#out + 1] = gap end
+    out[#out + 1] = word or v:sub(a, b)
+    prev_end = word and b or nil
+    i = b + 1
+  end
+  out[#out + 1] = v:sub(i)
+  return table.concat(out)
+end
+
+-- The Subject as a person reads it: its folded lines joined (a long subject
+-- is folded at 78 columns: mailhook's own enqueue does it) and its encoded
+-- words decoded (any non-ASCII subject is one).  Before, the queue page showed
+-- the first line only, and =?UTF-8?B?...?= for a subject like "Voicemail from
+-- Jürgen".  The text reaches the page as text only (JSON, textContent).
+function M.subject_of_head(head)
+  head = head:match("^(.-)\r?\n\r?\n") or head
+  local lines, found = {}, false
+  for line in (head .. "\n"):gmatch("([^\n]*)\n") do
+    line = line:gsub("\r$", "")
+    if found then
+      if not line:match("^[ \t]") then break end
+      lines[#lines + 1] = line
+    elseif line:match("^[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:") then
+      found = true
+      lines[1] = line:match("^[^:]*:[ \t]*(.*)$")
+    end
+  end
+  if not found then return nil end
+  return M.decode_words(table.concat(lines))
+end
+
 local function subject_of(path, offset)
   local f = path and core.fsutil.open(path)   -- a spool file: never a FIFO
   if not f then return nil end
   if offset then f:seek("set", offset) end
   local head = f:read(16384) or ""
   f:close()
-  head = head:match("^(.-)\r?\n\r?\n") or head
-  local s = ("\n" .. head):match("\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\r\n]*)")
-  return s
+  return M.subject_of_head(head)
 end
 
 local function entry_json(e, now)
