@@ -331,7 +331,8 @@ function M.fields(head)
       f.raw = f.raw .. line
       f.value = f.value .. line:gsub("\r?\n$", "")
     else
-      local name, value = line:match("^([!-9;-~]+):(.-)\r?\n$")
+      -- "Name:", or the obsolete "Name :" (RFC 5322 4.5.8) as runtime/intake.c reads it
+      local name, value = line:match("^([!-9;-~]+)[ \t]*:(.-)\r?\n$")
       if not name then
         return nil, string.format("line %d is not a header ('%s')", n,
                                   printable(line:gsub("\r?\n$", ""):sub(1, 60)))
