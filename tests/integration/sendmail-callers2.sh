@@ -90,6 +90,20 @@ send ops@example.net < <(printf '.\nwhat follows the dot\n')
 is "$RC" 0 "a lone '.' first (no -i): the message ends there: empty, queued"
 is "$B" "" "nothing after the dot kept"
 
+# --- a resent message (RFC 5322 3.6.6): -t reads Resent-To/Cc/Bcc, not the first
+# recipients again (Postfix's and sendmail's rule); Resent-Bcc never in the copy sent
+send -t -i < <(printf 'From: a@example.com\nTo: first@example.net\nSubject: report\nResent-From: pbx@example.com\nResent-To: again@example.net\nResent-Bcc: hidden@example.net\n\nthe report\n')
+is "$RC" 0 "sendmail -t of a message with Resent- fields: queued ($ERR)"
+is "$E" "pbx@example.com | again@example.net hidden@example.net" "to Resent-To and Resent-Bcc, not again to To"
+unlike "$M" "hidden@example.net" "Resent-Bcc left out of the copy sent"
+like "$M" "To: first@example.net" "the first To carried as written"
+send -i again@example.net < <(printf 'From: a@example.com\nTo: first@example.net\nResent-To: again@example.net\nResent-Bcc: hidden@example.net,\n  hidden2@example.net\nSubject: r\n\nx\n')
+is "$RC:$E" "0:pbx@example.com | again@example.net" "without -t: the argument only"
+unlike "$M" "hidden" "Resent-Bcc (folded) left out all the same"
+out=$(printf 'To: first@example.net\nResent-Date: Fri, 4 Dec 2026 10:00:00 +0000\nSubject: r\n\nx\n' | "$MAILHOOK" sendmail -t 2>&1); rc=$?
+is "$rc" 64 "-t, Resent- fields but no Resent-To/Cc/Bcc: EX_USAGE (no recipient)"
+like "$out" "no recipients in Resent-To, Resent-Cc or Resent-Bcc" "says so"
+
 # --- the refusals that stay: no recipient at all
 out=$(printf 'hello\n' | "$MAILHOOK" sendmail -t 2>&1); rc=$?
 is "$rc" 64 "-t and a message without any header: no recipient, EX_USAGE"

@@ -188,6 +188,19 @@ static void head_no_bcc(void) {
   close(tmp);
   mh_intake_free(r);
   close(p[0]);
+  /* Resent-Bcc is a Bcc too (RFC 5322 3.6.6; Postfix drops both) */
+  const char set2[] = "Resent-To: n@x\r\nResent-Bcc: hidden@x,\r\n more@y\r\nRESENT-BCC:z@z\r\nX-Resent-Bcc: kept\r\n";
+  const char want2[] = "Resent-To: n@x\r\nX-Resent-Bcc: kept\r\n\r\nbody\r\n";
+  if (!(r = piped(msg, sizeof msg - 1, p, &head, &hl))) return;
+  tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+  is_int(mh_intake_set_head(r, set2, sizeof set2 - 1), 0, "a head with Resent-Bcc fields set");
+  is_int(mh_intake_write(r, tmp), 0, "written");
+  n = pread(tmp, got, sizeof got, 0);
+  ok(n == (ssize_t)sizeof want2 - 1 && !memcmp(got, want2, sizeof want2 - 1),
+     "every Resent-Bcc field left out, folded lines with it; X-Resent-Bcc kept");
+  close(tmp);
+  mh_intake_free(r);
+  close(p[0]);
 }
 
 static void head_cap(void) {
