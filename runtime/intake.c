@@ -31,6 +31,13 @@ struct mh_intake {
   char *buf;           /* converted output: the header block, then the rest read with it */
   size_t len, cap;
   size_t head_len;     /* the header block is buf[0..head_len) */
+  size_t scan;         /* the start of the first line of buf not yet known to be a header */
+  size_t seek;         /* where the search for that line's CRLF goes on (bytes before it have none) */
+  int scan_field;      /* that line already showed itself a header field ("Name:") */
+  int nfield;          /* a header field was seen: a line starting with a blank continues it */
+  int from_;           /* still at the start: a From_ line here is dropped (see split) */
+  int sep;             /* the header block ended at a line that is no header (body text, as
+                       ** `echo hi | sendmail root` gives): an empty line goes between */
   char *head;          /* the caller's replacement header block, or NULL */
   size_t head_over;    /* its length */
   size_t written;      /* bytes written by mh_intake_write */
@@ -46,6 +53,7 @@ mh_intake *mh_intake_new(int fd, int dot) {
   in->dot = dot;
   in->max = (size_t)MH_LIMIT_MESSAGE;
   in->dstate = LINE_START;
+  in->from_ = 1;
   return in;
 }
 
@@ -128,6 +136,74 @@ static long pull(mh_intake *in, char *out, size_t cap) {
   return (long)o;
 }
 
+/* Whether a line (n bytes of it seen, complete: its CRLF too) is a header
+** field: 1 yes, 0 no, -1 not known yet.  A field is a name of printable ASCII
+** other than ':' (at most 998 bytes: RFC 5322's line), blanks allowed before
+** the colon (the obsolete "Name :", as Postfix reads it), or a line starting
+** with a blank after a field (its continuation).  submit.lua's fields() reads
+** the same rule. */
+static int field_line(const mh_intake *in, const char *p, size_t n, int complete) {
+  size_t i = 0;
+  if (n == 0) return complete ? 0 : -1;
+  if (p[0] == ' ' || p[0] == '\t') return in->nfield ? 1 : 0;
+  while (i < n && i <= 998 && p[i] > ' ' && p[i] < 127 && p[i] != ':') i++;
+  if (i > 998) return 0;
+  if (i == n) return complete ? 0 : -1;
+  if (i == 0) return 0;
+  while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+  if (i == n) return complete ? 0 : -1;
+  return p[i] == ':';
+}
+
+/* Whether a line is an mbox From_ line ("From " after any '>'): 1 yes, 0 no,
+** -1 not known yet. */
+static int from_line(const char *p, size_t n, int complete) {
+  size_t i = 0, k;
+  while (i < n && p[i] == '>') i++;
+  k = n - i < 5 ? n - i : 5;
+  if (memcmp(p + i, "From ", k)) return 0;
+  return k == 5 ? 1 : complete ? 0 : -1;
+}
+
+/* Finds where the header block ends in buf[0..len): at the first empty line,
+** or (Postfix's rule, nullmailer's too) at the first line that is no header
+** field, which starts the body (sep set: the writer puts the empty line
+** there).  1 when found (head_len set), 0 when more input is needed. */
+static int split(mh_intake *in) {
+  while (in->scan < in->len) {
+    const char *s = in->buf + in->scan;
+    size_t from = in->seek > in->scan ? in->seek : in->scan;
+    const char *nl = memmem(in->buf + from, in->len - from, "\r\n", 2);
+    size_t n = nl ? (size_t)(nl - s) : in->len - in->scan;
+    if (in->from_) {
+      /* the mbox From_ lines a message may start with (`git format-patch
+      ** --stdout | sendmail -t`, a message saved from a mailbox) are no part
+      ** of it: dropped, as Postfix's sendmail drops them */
+      int f = from_line(s, n, nl != NULL);
+      if (f != 0 && !nl) { in->seek = in->len - 1; return 0; }
+      if (f == 1) {
+        size_t cut = n + 2;
+        memmove(in->buf, in->buf + cut, in->len - cut);   /* scan is 0 while from_ is set */
+        in->len -= cut;
+        in->seek = 0;
+        continue;
+      }
+      in->from_ = 0;
+    }
+    if (nl && n == 0) { in->head_len = in->scan; return 1; }   /* the empty line */
+    if (!in->scan_field) {
+      int f = field_line(in, s, n, nl != NULL);
+      if (f == 0) { in->head_len = in->scan; in->sep = 1; return 1; }
+      in->scan_field = f == 1;
+    }
+    if (!nl) { in->seek = in->len - 1; return 0; }   /* a CR last may have its LF next */
+    in->nfield = 1;
+    in->scan_field = 0;
+    in->scan += n + 2;
+  }
+  return 0;
+}
+
 int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, char *err) {
   int over = 0;
   for (;;) {
@@ -138,28 +214,19 @@ int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, ch
       in->buf = nb;
       in->cap = nc;
     }
-    size_t from = in->len >= 3 ? in->len - 3 : 0;
     long n = pull(in, in->buf + in->len, MH_INTAKE_CHUNK);
     if (n < 0) {
       if (err) snprintf(err, MH_INTAKE_ERRLEN, "reading the message: %s", strerror((int)-n));
       return (int)n;
     }
     in->len += (size_t)n;
-    /* the first empty line: at the very start, or a CRLF right after a CRLF */
-    if (in->len >= 2 && in->buf[0] == '\r' && in->buf[1] == '\n') { in->head_len = 0; break; }
-    if (in->len >= 4) {
-      const char *b = memmem(in->buf + from, in->len - from, "\r\n\r\n", 4);
-      if (b) { in->head_len = (size_t)(b - in->buf) + 2; break; }
+    if (n == 0 && in->len && (in->len < 2 || in->buf[in->len - 2] != '\r' || in->buf[in->len - 1] != '\n')) {
+      in->buf[in->len++] = '\r';   /* ended mid-line: room, cap - len >= MH_INTAKE_CHUNK */
+      in->buf[in->len++] = '\n';
     }
-    if (in->len > MH_INTAKE_HEADMAX) { over = 1; break; }   /* no empty line within the limit */
-    if (n == 0) {   /* ended without an empty line: all of it is the header block */
-      if (in->len && (in->len < 2 || in->buf[in->len - 2] != '\r' || in->buf[in->len - 1] != '\n')) {
-        in->buf[in->len++] = '\r';   /* room: cap - len >= MH_INTAKE_CHUNK */
-        in->buf[in->len++] = '\n';
-      }
-      in->head_len = in->len;
-      break;
-    }
+    if (split(in)) break;
+    if (in->len > MH_INTAKE_HEADMAX) { over = 1; break; }   /* no end within the limit */
+    if (n == 0) { in->head_len = in->len; break; }   /* ended in the header block: all of it is */
   }
   if (over || in->head_len > MH_INTAKE_HEADMAX) {
     if (err) snprintf(err, MH_INTAKE_ERRLEN, "header block over %u MB", MH_INTAKE_HEADMAX >> 20);
@@ -201,6 +268,10 @@ int mh_intake_write(void *arg, int fd) {
   int rc;
   if (hl && (rc = mh_fsutil_write_all(fd, h, hl))) return rc;
   in->written += hl;
+  if (in->sep) {   /* the body started with a line that is no header: the empty line between */
+    if ((rc = mh_fsutil_write_all(fd, "\r\n", 2))) return rc;
+    in->written += 2;
+  }
   if ((rc = put_rest(in, fd, in->buf + in->head_len, in->len - in->head_len))) return rc;
   /* the header block's buffer may be megabytes: give it back before streaming */
   free(in->buf);

@@ -28,7 +28,12 @@ mh_intake *mh_intake_new(int fd, int dot);
 void mh_intake_free(mh_intake *in);
 
 /* Reads the header block: the lines before the first empty line, each ending
-** in CRLF (the whole message when it has no empty line).  0 with *head, *len
+** in CRLF (the whole message when it has no empty line), or before the first
+** line that is no header field ("Name:" or a blank-led continuation): that
+** line starts the body, as Postfix reads `echo hi | sendmail root`, and the
+** writer puts an empty line before it (a header block may be empty: all
+** body).  The mbox From_ lines ("From ", ">From ") the input starts with are
+** dropped, as Postfix's sendmail drops them.  0 with *head, *len
 ** pointing into the reader (valid until mh_intake_set_head or free) and *empty
 ** set when the message has no byte at all; MH_ECORRUPT when the block is over
 ** MH_INTAKE_HEADMAX; -errno when reading fails (err, MH_INTAKE_ERRLEN, says

@@ -1650,14 +1650,15 @@ bad:
 }
 
 /* The one rule for leaving Bcc out of what is sent: the runs of the header
-** block buf[0..he) that are not a Bcc field (its continuation lines included),
+** block buf[0..he) that are not a Bcc or Resent-Bcc field (as Postfix drops
+** both; their continuation lines included),
 ** each given to put(arg, run, len) in order.  0, or what put returned. */
 static int no_bcc_runs(const char *buf, size_t he, int (*put)(void *, const char *, size_t), void *arg) {
   size_t p = 0, end, n, run = 0;
   int rc;
   while (p < he) {
     if (hdr_line(buf, p, he, &end, &n)) end = he, n = 0;
-    if (n && name_is(buf, p, n, "Bcc")) {
+    if (n && (name_is(buf, p, n, "Bcc") || name_is(buf, p, n, "Resent-Bcc"))) {
       if ((rc = put(arg, buf + run, p - run))) return rc;
       run = end;
     }

@@ -125,14 +125,16 @@ function M.run(o)
           if over then
             reply("552 5.3.4 Message size exceeds fixed limit")
           else
-            -- the header block: the lines up to the first empty one, when the
-            -- message starts with a header (else it is all body)
+            -- the header block: the lines up to the first empty one or the
+            -- first that is no header field (it starts the body, as in
+            -- runtime/intake.c: Postfix's rule); no header at all: all body
             local head, body = {}, {}
             local n = 1
-            if parts[1] and parts[1]:match("^[!-9;-~]+:") then
-              while n <= #parts and parts[n] ~= "" do head[#head + 1] = parts[n]; n = n + 1 end
-              n = n + 1
+            while n <= #parts and (parts[n]:match("^[!-9;-~]+[ \t]*:") or
+                                   (n > 1 and parts[n]:match("^[ \t]"))) do
+              head[#head + 1] = parts[n]; n = n + 1
             end
+            if parts[n] == "" then n = n + 1 end
             for k = n, #parts do body[#body + 1] = parts[k] end
             local headtext = #head > 0 and (table.concat(head, "\r\n") .. "\r\n") or ""
             local env, newhead, why = submit.prepare({ cfg = o.cfg, caller = o.caller, rcpts = tx.rcpts,

@@ -3,7 +3,7 @@
 -- or the headers, local names through aliases, admin_address or
 -- default_domain, the sender by from_rewrite and by who the caller is), the
 -- headers intake adds (From when missing, Date, Message-ID, a Received line
--- naming the caller's uid) and the ones it removes (Bcc).  Used by `mailhook
+-- naming the caller's uid) and the ones it removes (Bcc, Resent-Bcc).  Used by `mailhook
 -- sendmail` (arguments and -t), its -bs dialogue, and the service when it
 -- adopts a file of SPOOL/maildrop/ (lua/mailhook/maildrop.lua): one rule for
 -- every way in.
@@ -331,7 +331,8 @@ function M.fields(head)
       f.raw = f.raw .. line
       f.value = f.value .. line:gsub("\r?\n$", "")
     else
-      local name, value = line:match("^([!-9;-~]+):(.-)\r?\n$")
+      -- "Name:", or the obsolete "Name :" (RFC 5322 4.5.8) as runtime/intake.c reads it
+      local name, value = line:match("^([!-9;-~]+)[ \t]*:(.-)\r?\n$")
       if not name then
         return nil, string.format("line %d is not a header ('%s')", n,
                                   printable(line:gsub("\r?\n$", ""):sub(1, 60)))
@@ -397,6 +398,11 @@ end
 
 -- ---------------------------------------------------------------- prepare
 
+-- The Resent- fields (RFC 5322 3.6.6; Postfix's HDR_OPT_RR set): one of them
+-- makes a message resent, for -t.
+local RESENT = { ["resent-date"] = 1, ["resent-from"] = 1, ["resent-sender"] = 1, ["resent-to"] = 1,
+                 ["resent-cc"] = 1, ["resent-bcc"] = 1, ["resent-message-id"] = 1, ["resent-reply-to"] = 1 }
+
 local function rfc_date(t) return os.date("%a, %d %b %Y %H:%M:%S %z", t) end
 
 local function message_id(domain, t)
@@ -447,16 +453,24 @@ function M.prepare(ctx, head)
     local ok, code, why = add(r, (ctx.rcpt_params and ctx.rcpt_params[r]) or default_params)
     if not ok then return nil, code, why end
   end
+  -- a message that was resent (any Resent- field of RFC 5322 3.6.6) goes to its
+  -- Resent-To, Resent-Cc, Resent-Bcc, not again to its first recipients: Postfix's
+  -- and sendmail's -t
+  local resent = false
+  for _, f in ipairs(fields) do resent = resent or RESENT[f.lname] ~= nil end
+  local pre = resent and "resent-" or ""
   if ctx.t then
     for _, f in ipairs(fields) do
-      if f.lname == "to" or f.lname == "cc" or f.lname == "bcc" then
+      if f.lname == pre .. "to" or f.lname == pre .. "cc" or f.lname == pre .. "bcc" then
         local ok, code, why = add(f.value, default_params)
         if not ok then return nil, code, f.name .. " header: " .. why end
       end
     end
   end
   if #to == 0 then
-    return nil, M.EX.USAGE, ctx.t and "no recipients in To, Cc or Bcc" or "no recipients (give them, or use -t)"
+    return nil, M.EX.USAGE, not ctx.t and "no recipients (give them, or use -t)" or
+      (resent and "no recipients in Resent-To, Resent-Cc or Resent-Bcc (the message has Resent- fields)"
+               or "no recipients in To, Cc or Bcc")
   end
 
   -- the sender (docs/sendmail.md, "The sender")
@@ -498,8 +512,8 @@ function M.prepare(ctx, head)
   local reply_to = find(fields, "reply-to")
   local F = cfg.from
   for _, f in ipairs(fields) do
-    if f.lname == "bcc" then
-      -- removed from the copy that is sent, always
+    if f.lname == "bcc" or f.lname == "resent-bcc" then
+      -- removed from the copy that is sent, always (Resent-Bcc too, as Postfix)
     elseif f == from_field and F and mode ~= "never" then
       local a = header_from and header_from.addr
       -- kept when written with the account's own domain (envelope) or as the

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *head;
   size_t hl;
   char err[MH_INTAKE_ERRLEN];
-  char *want = malloc(2 * n + 2), *got = malloc(2 * n + 2);
+  char *want = malloc(2 * n + 4), *got = malloc(2 * n + 4);
   size_t wl = intake_reference(in, n, dot, want);
   if (pipe2(p, O_DIRECT) < 0) abort();
   /* every packet takes a page of the pipe until read: at most 14 of them fit
@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!empty) {
     if ((out = memfd_create("intake", 0)) < 0) abort();
     if (mh_intake_write(r, out)) abort();
-    if ((size_t)pread(out, got, 2 * n + 2, 0) != wl || memcmp(got, want, wl)) abort();
+    if ((size_t)pread(out, got, 2 * n + 4, 0) != wl || memcmp(got, want, wl)) abort();
     close(out);
   }
   mh_intake_free(r);

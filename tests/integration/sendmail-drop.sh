@@ -77,7 +77,9 @@ is "$(envelope 4)" "pbx@example.com | ops@example.net" "the record the drop prog
 grep -q "^Date: " "$T/mail/000004.eml"; ok $? "headers the caller left out are added by the service (Date)"
 printf 'MAILHOOK-DROP 1\nuid 0\nto evil@example.org\n\nSubject: x\n\ny\n' | as nobody "$P/sbin/mailhook-drop" -s "$SPOOL" -- ops@example.net
 deliver
-is "$(n_mail):$(ls "$SPOOL/corrupt" | grep -c '^maildrop\.')" "4:1" "a message that is no message (its first line no header): to corrupt/, not sent"
+is "$(n_mail):$(ls "$SPOOL/corrupt" | grep -c '^maildrop\.')" "5:0" "a message whose first line is no header: all body (as Postfix), delivered"
+is "$(envelope 5)" "pbx@example.com | ops@example.net" "to the record's recipient, not the body's lookalike"
+like "$(cat "$T/mail/000005.eml")" $'\r\n\r\nMAILHOOK-DROP 1\r\nuid 0\r\nto evil@example.org\r\n' "the lookalike is body text"
 unlike "$(cat "$T/smtpd.log")" "evil@example.org" "evil@ never reached the server"
 
 # --- a crontab user (useradd), cron's exact argv: its own name as the recipient
@@ -86,10 +88,10 @@ printf 'From: root (Cron Daemon)\nTo: %s\nSubject: Cron <%s@box> /usr/local/bin/
   as "$U" "$SM" -FCronDaemon -i -B8BITMIME -oem "$U"; rc=$?
 is "$rc" 0 "a crontab user's sendmail -FCronDaemon -i -B8BITMIME -oem $U: exit 0"
 deliver
-is "$(envelope 5)" "pbx@example.com | $U@example.com" "delivered: its name qualified with default_domain"
-like "$(cat "$T/mail/000005.eml")" "X-Cron-Env: <LOGNAME=$U>" "cron's headers intact"
-like "$(cat "$T/mail/000005.eml")" "From: Cron Daemon <pbx@example.com>" "From: the account, cron's name"
-like "$(cat "$T/mail/000005.eml")" "from userid $(id -u "$U")" "its uid recorded"
+is "$(envelope 6)" "pbx@example.com | $U@example.com" "delivered: its name qualified with default_domain"
+like "$(cat "$T/mail/000006.eml")" "X-Cron-Env: <LOGNAME=$U>" "cron's headers intact"
+like "$(cat "$T/mail/000006.eml")" "From: Cron Daemon <pbx@example.com>" "From: the account, cron's name"
+like "$(cat "$T/mail/000006.eml")" "from userid $(id -u "$U")" "its uid recorded"
 
 # --- stdio closed, as an unprivileged user (mailutils)
 ( exec 1>&- 2>&-; printf 'To: ops@example.net\nSubject: closed\n\nx\n' | as nobody "$SM" -oi -t; echo $? > "$T/rc" )
@@ -162,7 +164,7 @@ mkfifo "$SPOOL/maildrop/000000000000000c.00000001"
 before=$(n_mail)
 deliver; rc=$?
 is "$rc:$(n_mail)" "0:$before" "root's flush: nothing of them delivered"
-is "$(ls "$SPOOL/corrupt" | grep -c '^maildrop\.')" 4 "all three in corrupt/ (named maildrop.NAME)"
+is "$(ls "$SPOOL/corrupt" | grep -c '^maildrop\.')" 3 "all three in corrupt/ (named maildrop.NAME)"
 like "$(cat "$T/flush.out")" "belongs to uid 0 but its record says 65534" "the owner/record mismatch said"
 like "$(cat "$T/flush.out")" "not a file of mailhook-drop" "the foreign file said"
 like "$(cat "$T/flush.out")" "is not a regular file" "the FIFO said (never opened)"

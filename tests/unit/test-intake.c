@@ -108,6 +108,45 @@ static mh_intake *piped(const char *msg, size_t len, int p[2], const char **head
   return r;
 }
 
+/* A line of the header block that is no header field starts the body, with an
+** empty line put before it (Postfix's rule): `echo hi | sendmail root`,
+** `(echo Subject: df; df -h) | sendmail root` are mail, not errors. */
+static void body_without_blank(void) {
+  static const struct { const char *in, *want, *head, *what; } t[] = {
+    { "hello world\n", "\r\nhello world\r\n", "", "no header at all: all body" },
+    { "Subject: df\nFilesystem  Size Used\n/dev/sda1 1G\n",
+      "Subject: df\r\n\r\nFilesystem  Size Used\r\n/dev/sda1 1G\r\n", "Subject: df\r\n",
+      "a header, then text: the text is the body" },
+    { "Subject: x\n folded\nTo : a@b\n: no name\n", "Subject: x\r\n folded\r\nTo : a@b\r\n\r\n: no name\r\n",
+      "Subject: x\r\n folded\r\nTo : a@b\r\n", "a continuation and 'Name :' are header lines, ': x' is not" },
+    { " indented first\n", "\r\n indented first\r\n", "", "a blank-led first line continues nothing: body" },
+    { "From 1b2c3d Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH] x\n\nbody\n",
+      "From: A <a@b>\r\nSubject: [PATCH] x\r\n\r\nbody\r\n", "From: A <a@b>\r\nSubject: [PATCH] x\r\n",
+      "git format-patch --stdout: its From_ line dropped (as Postfix)" },
+    { ">From x\nFrom y\nTo: a@b\nFrom z\n", "To: a@b\r\n\r\nFrom z\r\n", "To: a@b\r\n",
+      "'>From ' and 'From ' lines at the start dropped; one after a header is body" },
+    { "From", "\r\nFrom\r\n", "", "'From' alone is no From_ line" },
+    { "Subject: no end", "Subject: no end\r\n", "Subject: no end\r\n", "a header cut at the end stays a header" },
+  };
+  for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
+    int p[2];
+    const char *head;
+    size_t hl;
+    char got[256];
+    mh_intake *r = piped(t[k].in, strlen(t[k].in), p, &head, &hl);
+    if (!r) continue;
+    ok(hl == strlen(t[k].head) && !memcmp(head, t[k].head, hl), "%s: the header block", t[k].what);
+    int tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+    is_int(mh_intake_write(r, tmp), 0, "written");
+    ssize_t n = pread(tmp, got, sizeof got, 0);
+    ok(n == (ssize_t)strlen(t[k].want) && !memcmp(got, t[k].want, (size_t)n), "%s: the message", t[k].what);
+    is_int(mh_intake_written(r), strlen(t[k].want), "written counts the empty line put in");
+    close(tmp);
+    mh_intake_free(r);
+    close(p[0]);
+  }
+}
+
 static void head_split(void) {
   int p[2];
   const char *head;
@@ -146,6 +185,19 @@ static void head_no_bcc(void) {
   ssize_t n = pread(tmp, got, sizeof got, 0);
   ok(n == (ssize_t)sizeof want - 1 && !memcmp(got, want, sizeof want - 1),
      "every Bcc field left out, folded lines with it; X-Bcc kept");
+  close(tmp);
+  mh_intake_free(r);
+  close(p[0]);
+  /* Resent-Bcc is a Bcc too (RFC 5322 3.6.6; Postfix drops both) */
+  const char set2[] = "Resent-To: n@x\r\nResent-Bcc: hidden@x,\r\n more@y\r\nRESENT-BCC:z@z\r\nX-Resent-Bcc: kept\r\n";
+  const char want2[] = "Resent-To: n@x\r\nX-Resent-Bcc: kept\r\n\r\nbody\r\n";
+  if (!(r = piped(msg, sizeof msg - 1, p, &head, &hl))) return;
+  tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+  is_int(mh_intake_set_head(r, set2, sizeof set2 - 1), 0, "a head with Resent-Bcc fields set");
+  is_int(mh_intake_write(r, tmp), 0, "written");
+  n = pread(tmp, got, sizeof got, 0);
+  ok(n == (ssize_t)sizeof want2 - 1 && !memcmp(got, want2, sizeof want2 - 1),
+     "every Resent-Bcc field left out, folded lines with it; X-Resent-Bcc kept");
   close(tmp);
   mh_intake_free(r);
   close(p[0]);
@@ -197,6 +249,7 @@ static void total_cap(void) {
 
 int main(void) {
   fixed();
+  body_without_blank();
   random_inputs();
   head_split();
   head_no_bcc();

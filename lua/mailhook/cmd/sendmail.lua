@@ -191,8 +191,9 @@ local function enqueue(o)
     if hinfo and hinfo.code == "ECORRUPT" then return fail(EX.DATAERR, "malformed message: " .. empty) end
     return fail(EX.TEMPFAIL, empty)
   end
-  if empty then stream:close() return fail(EX.DATAERR, "empty message on stdin") end
-  if head == "" then stream:close() return fail(EX.DATAERR, "malformed message: no header lines") end
+  -- empty (`cmd | sendmail root` when cmd said nothing, a "." first line): a message of the
+  -- headers intake adds, as Postfix and nullmailer send it; head == "" (`echo hi | sendmail
+  -- root`): no header at all, all body (runtime/intake.c), headers added
 
   local env, newhead, why = submit.prepare({ cfg = cfg, caller = caller, rcpts = o.rcpts, t = o.t, from = o.from,
                                         fullname = o.fullname, notify = o.notify, ret = o.ret, envid = o.envid,
