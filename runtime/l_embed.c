@@ -134,7 +134,10 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
   lua_pushstring(L, event);
   lua_call(L, 1, 1);
   if (!lua_toboolean(L, -1)) {
-    set_err(err, "bad event name '%s' (letters, digits, _ . : - only)", event);
+    lua_getfield(L, 2, "shown");   /* control bytes escaped: one line, no terminal escapes */
+    lua_pushstring(L, event);
+    lua_call(L, 1, 1);
+    set_err(err, "bad event name '%s' (letters, digits, _ . : - only)", lua_tostring(L, -1));
     lua_settop(L, 0);
     return 2;
   }
@@ -148,12 +151,14 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
   lua_pushstring(L, event);                          /* 5 */
   lua_newtable(L);                                   /* 6: fields */
   for (i = 0; kv && kv[i]; i += 2) {
-    lua_getfield(L, 2, "valid_field");
+    /* hook's rule for a field (rules.field_problem): a valid name, not the
+    ** reserved 'event', not given twice; its message escapes control bytes */
+    lua_getfield(L, 2, "field_problem");
     lua_pushstring(L, kv[i]);
-    lua_call(L, 1, 1);
-    done = lua_toboolean(L, -1);
+    lua_pushvalue(L, 6);
+    lua_call(L, 2, 1);
+    if (!lua_isnil(L, -1)) { set_err(err, "%s", lua_tostring(L, -1)); lua_settop(L, 0); return 2; }
     lua_pop(L, 1);
-    if (!done) { set_err(err, "bad field name '%s'", kv[i]); lua_settop(L, 0); return 2; }
     if (!kv[i + 1]) { set_err(err, "field '%s' has no value", kv[i]); lua_settop(L, 0); return 2; }
     lua_pushstring(L, kv[i + 1]);
     lua_setfield(L, 6, kv[i]);

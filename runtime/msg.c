@@ -515,6 +515,13 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
     return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the content type", path);
   if (!valid_type(type))
     return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is not type/subtype", path, type);
+  /* the part goes as base64, which RFC 2045 6.4 forbids for a composite type: a
+     multipart/x with its own boundary= (or a message/rfc822) would have a reader
+     look for parts or headers in what the file holds, a structure the message's
+     builder never made (an event field passed on as a type must not do that) */
+  if (!strncasecmp(type, "multipart/", 10) || !strncasecmp(type, "message/", 8))
+    return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is composite (multipart/*, message/*): "
+                "an attachment is sent as base64, so give application/octet-stream or its own type", path, type);
   attach *v = realloc(m->att, (m->natt + 1) * sizeof *v);
   if (!v) return fail(m, MH_ENOMEM, "out of memory");
   m->att = v;
@@ -765,6 +772,9 @@ static void attach_headers(mh_buf *b, const attach *a) {
   for (size_t i = 0; i < n && simple; i++) {
     unsigned char c = (unsigned char)nm[i];
     if (c < 32 || c >= 127 || c == '"' || c == '\\') simple = 0;
+    /* "=?...?=" in a quoted name: many readers decode it as RFC 2047 (a name
+       shown as evil.exe); RFC 2231 has them show the bytes as they are */
+    if (c == '=' && i + 1 < n && nm[i + 1] == '?') simple = 0;
   }
   mh_buf_adds(b, "Content-Type: ");
   mh_buf_adds(b, a->type);

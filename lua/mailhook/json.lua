@@ -1,5 +1,6 @@
 -- mailhook.json — a small strict JSON decoder (RFC 8259) for `mailhook hook
--- EVENT --json`: no dependency, exact error positions, nothing lenient.
+-- EVENT --json`: no dependency, exact error positions, nothing lenient (a key
+-- given twice in one object is an error, not the last one winning).
 --   json.decode(text) -> value | nil, "line L, column C: message"
 -- null decodes to json.null (a unique sentinel), so a caller can tell it from
 -- an absent key; objects and arrays become tables.
@@ -71,6 +72,11 @@ function M.decode(s)
         local k = str()
         ws()
         if s:sub(pos, pos) ~= ":" then fail("expected ':' after a key") end
+        -- a key twice: one of its values would be dropped unseen (null is
+        -- json.null, never nil, so a key already read is never nil here)
+        if obj[k] ~= nil then
+          fail("duplicate key '" .. k:sub(1, 80):gsub("[%c\\\128-\255]", function(ch) return "\\" .. ch:byte() end) .. "'")
+        end
         pos = pos + 1
         obj[k] = value()
         ws()

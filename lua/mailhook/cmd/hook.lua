@@ -2,7 +2,8 @@
 -- Runs the rules for EVENT in this process: whatever they enqueue is durable
 -- before it exits, so an event becomes mail even while no service runs.
 -- Exit: 0 ok; 1 a rule failed (named) or a rule file did not load;
--- 2 a malformed event (bad JSON, KEY without =, a non-object) or usage.
+-- 2 a malformed event (bad JSON, KEY without =, a non-object, a bad or
+-- reserved field name, a key given twice) or usage.
 -- Every rule runs under its budget (docs/rules.md); a rule stuck where no
 -- budget check can run (inside one C call) makes the watchdog end the process
 -- with exit 1 and a log line naming it: mail already queued stays queued.
@@ -65,13 +66,14 @@ local function fields_from(argv)
     elseif a:match("^%-%-") then return nil, "unknown option '" .. a .. "'"
     elseif not event then
       if not rules.valid_event(a) then
-        return nil, "bad event name '" .. a .. "' (letters, digits, _ . : - only)"
+        return nil, "bad event name '" .. rules.shown(a) .. "' (letters, digits, _ . : - only)"
       end
       event = a
     else
       local k, v = a:match("^([^=]*)=(.*)$")
-      if not k then return nil, "argument '" .. a .. "' is not KEY=VALUE" end
-      if not rules.valid_field(k) then return nil, "bad field name '" .. k .. "' in '" .. a:sub(1, 80) .. "'" end
+      if not k then return nil, "argument '" .. rules.shown(a) .. "' is not KEY=VALUE" end
+      local bad = rules.field_problem(k, fields)
+      if bad then return nil, bad .. (rules.valid_field(k) and "" or " in '" .. rules.shown(a) .. "'") end
       local why = too_big(k, v, 0)
       if why then return nil, why end
       fields[k] = v
@@ -93,6 +95,8 @@ local function fields_from(argv)
     end
     fields = strip_null(v, json_mod.null)
     for k, x in pairs(fields) do
+      local bad = rules.field_problem(k)   -- the keys obey the rule KEY=VALUE obeys
+      if bad then return nil, bad .. " in the JSON on stdin" end
       local why = too_big(tostring(k), x, 0)
       if why then return nil, why end
     end

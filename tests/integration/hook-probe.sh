@@ -1,0 +1,87 @@
+# mailhook hook as hostile callers and careless applications call it: a field
+# that would pose as the event's name, a key given twice (on the command line
+# or in the JSON), JSON keys that are no field names, names with control bytes
+# echoed in the error, and what a rule may pass on from an event into an
+# attachment (a name that looks like an RFC 2047 encoded word, a composite
+# content type). Each malformed event: exit 2, a message naming what, no rule
+# run, nothing queued, the mail already queued still there.
+. "$ROOT/tests/lib/tap.sh"
+rules_env
+cat > "$T/rules/10-probe.lua" <<'LUA'
+on("ev", function(ev)
+  local f = assert(io.open(ev.out or (RULE_FILE .. ".ran"), "a")); f:write(tostring(ev.event), "\n"); f:close()
+end)
+on("att", function(ev)
+  assert(mh.enqueue { to = "ops@example.com", subject = "att", text = "t",
+                      attachments = {{ path = ev.file, name = ev.name, type = ev.type }} })
+end)
+LUA
+ran="$T/rules/10-probe.lua.ran"
+pickup() { ls "$T/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
+echo hello > "$T/f.txt"
+
+# one message queued before the hostile calls: it must still be there after them
+"$MAILHOOK" hook att file="$T/f.txt" >/dev/null 2>&1
+is "$(pickup)" 1 "a first message is queued"
+rm -f "$ran"
+
+refused() {   # refused DESC REGEX CMD... : exit 2, REGEX in the message, no rule ran
+  local desc=$1 re=$2; shift 2
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  is "$rc" 2 "$desc: exit 2"
+  like "$out" "$re" "$desc: the message says what"
+  ok "$([ ! -e "$ran" ]; echo $?)" "$desc: no rule ran"
+  rm -f "$ran"
+}
+
+# The event's name is the caller's first argument and nothing else: a field
+# named 'event' would make the handler of 'ev' see another event's name.
+refused "a field named event" "field name 'event' is reserved" "$MAILHOOK" hook ev event=other
+refused "a JSON field named event" "field name 'event' is reserved" \
+  sh -c 'printf "{\"event\":\"other\"}" | "$0" hook ev --json' "$MAILHOOK"
+
+# A key given twice: one of the values would be dropped without a word.
+refused "a key given twice" "field 'to' is given twice" "$MAILHOOK" hook ev to=a@example.com to=b@example.com
+refused "a JSON key given twice" "line 1, column [0-9]+: duplicate key 'to'" \
+  sh -c 'printf "{\"to\":\"a@example.com\",\"to\":\"b@example.com\"}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a nested JSON key given twice" "duplicate key 'x'" \
+  sh -c 'printf "{\"a\":{\"x\":1,\"x\":2}}" | "$0" hook ev --json' "$MAILHOOK"
+
+# JSON keys obey the rule KEY=VALUE obeys (docs/rules.md: a bad field name is exit 2)
+refused "an empty JSON key" "bad field name ''" sh -c 'printf "{\"\":1}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a JSON key with a space" "bad field name 'a b'" \
+  sh -c 'printf "{\"a b\":1}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a JSON key with LF" "bad field name 'a\\\\nb'" \
+  sh -c 'printf "{\"a\\\\nb\":1}" | "$0" hook ev --json' "$MAILHOOK"
+
+# A name with control bytes is shown escaped: the error stays one line, and no
+# escape sequence reaches the terminal or the log that captured it.
+out=$("$MAILHOOK" hook $'ev\nFAKE: line' 2>&1); rc=$?
+is "$rc" 2 "an event name with LF: exit 2"
+like "$(printf '%s' "$out" | head -1)" "bad event name 'ev\\\\nFAKE: line'" "shown escaped, on one line"
+ok "$(printf '%s' "$out" | grep -q '^FAKE'; [ $? -ne 0 ]; echo $?)" "no forged line in the output"
+out=$("$MAILHOOK" hook ev $'a\r\x1b[2Jb=1' 2>&1)
+like "$out" "bad field name 'a\\\\r\\\\27\[2Jb'" "a field name with CR and ESC: shown escaped"
+ok "$(printf '%s' "$out" | grep -q $'\x1b'; [ $? -ne 0 ]; echo $?)" "no ESC byte in the output"
+out=$("$MAILHOOK" hook $'\xff\xfe' 2>&1)
+like "$out" "bad event name '\\\\255\\\\254'" "non-UTF-8 bytes: shown escaped"
+rm -f "$ran"
+
+# what an event field may carry into an attachment's headers
+"$MAILHOOK" hook att file="$T/f.txt" 'name==?UTF-8?B?ZXZpbC5leGU=?=' >/dev/null 2>&1
+is "$?" 0 "an attachment name that looks like an encoded word is accepted"
+newest=$(ls "$T"/spool/pickup/*.eml | tail -1)
+like "$(cat "$newest")" "filename\*=UTF-8''%3D%3FUTF-8%3FB%3FZXZpbC5leGU%3D%3F%3D" "it goes as RFC 2231, shown literally"
+ok "$(grep -q 'name="=?' "$newest"; [ $? -ne 0 ]; echo $?)" "never as a quoted name a reader would decode to evil.exe"
+n=$(pickup)
+for ty in 'multipart/mixed; boundary="x"' 'message/rfc822' 'Multipart/Related'; do
+  out=$("$MAILHOOK" hook att file="$T/f.txt" "type=$ty" 2>&1); rc=$?
+  is "$rc" 1 "attachment type '$ty': the rule fails"
+  like "$out" "content type '.*' is composite" "attachment type '$ty': named"
+done
+is "$(pickup)" "$n" "nothing queued for a composite attachment type"
+
+is "$(ls "$T/spool/tmp" 2>/dev/null | wc -l)" 0 "nothing left in tmp/"
+ok "$(ls "$T/spool/pickup" | grep -q .; echo $?)" "the first message is still queued"
+done_testing
