@@ -130,14 +130,13 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
   lua_settop(L, 0);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "mailhook.rules");           /* 2: rules */
-  lua_getfield(L, 2, "valid_event");
+  /* hook's rule for an event's name (rules.event_problem): letters, digits,
+  ** _ . : -, at most rules.max_name bytes; its message escapes control bytes */
+  lua_getfield(L, 2, "event_problem");
   lua_pushstring(L, event);
   lua_call(L, 1, 1);
-  if (!lua_toboolean(L, -1)) {
-    lua_getfield(L, 2, "shown");   /* control bytes escaped: one line, no terminal escapes */
-    lua_pushstring(L, event);
-    lua_call(L, 1, 1);
-    set_err(err, "bad event name '%s' (letters, digits, _ . : - only)", lua_tostring(L, -1));
+  if (!lua_isnil(L, -1)) {
+    set_err(err, "%s", lua_tostring(L, -1));
     lua_settop(L, 0);
     return 2;
   }

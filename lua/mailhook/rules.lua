@@ -343,8 +343,29 @@ end
 -- so far are `fields`.  'event' is reserved: ev.event is the event's name, and
 -- a field must not make a handler believe it runs for another event.  A key
 -- given twice is refused rather than one of its values dropped unseen.
+-- A name (an event's, a field's) is at most this many bytes: every input has
+-- a limit (docs/spool.md, "Limits"), and a name goes into every log line and
+-- failure message of its event.
+rules.max_name = 255
+
+-- event_problem(name) -> nil | message: why `hook` and mh_emit refuse name as
+-- an event's name.
+function rules.event_problem(name)
+  if not rules.valid_event(name) then
+    return "bad event name '" .. rules.shown(name) .. "' (letters, digits, _ . : - only)"
+  end
+  if #name > rules.max_name then
+    return string.format("event name '%s': %d bytes, over the %d-byte limit", rules.shown(name), #name,
+                         rules.max_name)
+  end
+end
+
 function rules.field_problem(name, fields)
   if not rules.valid_field(name) then return "bad field name '" .. rules.shown(name) .. "'" end
+  if #name > rules.max_name then
+    return string.format("field name '%s': %d bytes, over the %d-byte limit", rules.shown(name), #name,
+                         rules.max_name)
+  end
   if name == "event" then
     return "field name 'event' is reserved: ev.event is the event's name (the first argument)"
   end

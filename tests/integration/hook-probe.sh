@@ -68,6 +68,17 @@ out=$("$MAILHOOK" hook $'\xff\xfe' 2>&1)
 like "$out" "bad event name '\\\\255\\\\254'" "non-UTF-8 bytes: shown escaped"
 rm -f "$ran"
 
+# names have a limit, as every input has (docs/spool.md, "Limits"): 255 bytes
+long=$(head -c 256 /dev/zero | tr '\0' e)
+refused "an event name of 256 bytes" "event name 'e{80}\.\.\.': 256 bytes, over the 255-byte limit" \
+  "$MAILHOOK" hook "$long"
+refused "a field name of 256 bytes" "field name 'e{80}\.\.\.': 256 bytes, over the 255-byte limit" \
+  "$MAILHOOK" hook ev "$long=1"
+refused "a JSON key of 256 bytes" "field name 'e{80}\.\.\.': 256 bytes, over the 255-byte limit" \
+  sh -c 'printf "{\"%s\":1}" "$1" | "$0" hook ev --json' "$MAILHOOK" "$long"
+"$MAILHOOK" hook "$(head -c 255 /dev/zero | tr '\0' e)" x=1 >/dev/null 2>&1
+is "$?" 0 "an event name of 255 bytes is fine"
+
 # what an event field may carry into an attachment's headers
 "$MAILHOOK" hook att file="$T/f.txt" 'name==?UTF-8?B?ZXZpbC5leGU=?=' >/dev/null 2>&1
 is "$?" 0 "an attachment name that looks like an encoded word is accepted"

@@ -65,15 +65,15 @@ local function fields_from(argv)
     elseif a:match("^%-%-rules=") then rules_path = a:sub(9)
     elseif a:match("^%-%-") then return nil, "unknown option '" .. a .. "'"
     elseif not event then
-      if not rules.valid_event(a) then
-        return nil, "bad event name '" .. rules.shown(a) .. "' (letters, digits, _ . : - only)"
-      end
+      local bad = rules.event_problem(a)
+      if bad then return nil, bad end
       event = a
     else
       local k, v = a:match("^([^=]*)=(.*)$")
       if not k then return nil, "argument '" .. rules.shown(a) .. "' is not KEY=VALUE" end
       local bad = rules.field_problem(k, fields)
-      if bad then return nil, bad .. (rules.valid_field(k) and "" or " in '" .. rules.shown(a) .. "'") end
+      if bad then return nil, bad .. (rules.valid_field(k) and #k <= rules.max_name and "" or
+                                      " in '" .. rules.shown(a) .. "'") end
       local why = too_big(k, v, 0)
       if why then return nil, why end
       fields[k] = v
