@@ -68,6 +68,17 @@ out=$("$MAILHOOK" hook $'\xff\xfe' 2>&1)
 like "$out" "bad event name '\\\\255\\\\254'" "non-UTF-8 bytes: shown escaped"
 rm -f "$ran"
 
+# JSON is UTF-8 (RFC 8259 8.1): the strict decoder refuses other bytes where they are
+refused "a JSON string with bytes that are not UTF-8" "line 1, column 7: invalid UTF-8 in a string" \
+  sh -c 'printf "{\"a\":\"\377\376\"}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a JSON string with a UTF-8-encoded surrogate" "line 1, column 9: invalid UTF-8 in a string" \
+  sh -c 'printf "{\"a\":\"ok\355\240\200\"}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a stray byte outside a string" "unexpected character '\\\\255'" \
+  sh -c 'printf "{\"a\":\377}" | "$0" hook ev --json' "$MAILHOOK"
+out=$(printf '{"to":"caf\303\251","out":"%s"}' "$T/utf8.ran" | "$MAILHOOK" hook ev --json 2>&1); rc=$?
+is "$rc" 0 "valid UTF-8 in a JSON string is fine"
+is "$(cat "$T/utf8.ran" 2>/dev/null)" "ev" "and the rule ran"
+
 # names have a limit, as every input has (docs/spool.md, "Limits"): 255 bytes
 long=$(head -c 256 /dev/zero | tr '\0' e)
 refused "an event name of 256 bytes" "event name 'e{80}\.\.\.': 256 bytes, over the 255-byte limit" \
