@@ -974,8 +974,30 @@ static void out_put(out *o, const void *p, size_t n) {
   if (o->fd >= 0 && o->b.len >= OUT_FLUSH) flush(o);
 }
 
-/* Streams attachment a as base64 lines of 76 columns. */
-static int stream_attachment(mh_msg *m, out *o, const attach *a) {
+/* The attachments' sum over MH_LIMIT_MESSAGE: the error.  Their sizes were added
+** up when they were added, but a file may grow before the message is written
+** (1,000 files empty then, 64 MiB each now, made a 64 GB message). */
+static int over_message_limit(mh_msg *m, const char *path, int64_t sum) {
+  char lim[32];
+  return fail(m, MH_ELIMIT, "attachment %s: the attachments grew to %lld bytes since they were added, over "
+              "the %s limit of a message", path, (long long)sum, mh_fsutil_size(lim, sizeof lim, MH_LIMIT_MESSAGE));
+}
+
+/* Before a byte is written: the attachments' sizes now, added up, within
+** MH_LIMIT_MESSAGE (a file that cannot be looked at fails when it is streamed). */
+static int attachments_fit(mh_msg *m) {
+  int64_t sum = 0;
+  for (size_t i = 0; i < m->natt; i++) {
+    struct stat st;
+    if (stat(m->att[i].path, &st) == 0 && S_ISREG(st.st_mode)) sum += (int64_t)st.st_size;
+    if (sum > MH_LIMIT_MESSAGE) return over_message_limit(m, m->att[i].path, sum);
+  }
+  return 0;
+}
+
+/* Streams attachment a as base64 lines of 76 columns; *sum counts the bytes of
+** every attachment streamed so far (a file growing while read stops it too). */
+static int stream_attachment(mh_msg *m, out *o, const attach *a, int64_t *sum) {
   static const size_t cap = CHUNK;
   unsigned char *in = malloc(cap);
   char *line = malloc((cap / B64_LINE) * 78 + 8);
@@ -1008,6 +1030,7 @@ static int stream_attachment(mh_msg *m, out *o, const attach *a) {
                 mh_fsutil_size(lim, sizeof lim, MH_LIMIT_ATTACHMENT));
       goto done;
     }
+    if ((*sum += (int64_t)have) > MH_LIMIT_MESSAGE) { rc = over_message_limit(m, a->path, *sum); goto done; }
     size_t k = 0;
     for (size_t i = 0; i < have; i += B64_LINE) {
       size_t take = have - i < B64_LINE ? have - i : B64_LINE;
@@ -1027,11 +1050,14 @@ done:
 }
 
 static int emit(mh_msg *m, out *o) {
+  int64_t sum = 0;
   if (!m->finished) return fail(m, MH_EINVAL, "message not finished");
+  int rc = attachments_fit(m);
+  if (rc < 0) return rc;
   for (size_t i = 0; i < m->npieces; i++) {
     const piece *p = &m->pieces[i];
     if (p->att >= 0) {
-      int rc = stream_attachment(m, o, &m->att[p->att]);
+      rc = stream_attachment(m, o, &m->att[p->att], &sum);
       if (rc < 0) return rc;
     } else {
       out_put(o, p->mem.data, p->mem.len);
