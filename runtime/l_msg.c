@@ -237,11 +237,15 @@ static int l_build(lua_State *L) {
   if ((rc = add_headers(L, m, 1)) < 0) return build_fail(L, u, rc, "headers");
   if ((rc = add_attachments(L, m, 1)) < 0) return build_fail(L, u, rc, "attachments");
   lua_getfield(L, 1, "date");
-  time_t now = lua_isnil(L, -1) ? time(NULL) : (time_t)luaL_checkinteger(L, -1);
+  int whole = 1;
+  time_t now = lua_isnil(L, -1) ? time(NULL) : (time_t)lua_tointegerx(L, -1, &whole);
+  if (!whole)   /* misuse: raises, naming the field (not "bad argument #-1 to 'build'") */
+    return luaL_error(L, "mh.message: date must be whole seconds since 1970 (got %s)", luaL_tolstring(L, -1, NULL));
   lua_pop(L, 1);
   if ((rc = mh_msg_finish(m, now)) < 0) {
     const char *e = mh_msg_error(m);
-    return build_fail(L, u, rc, !strncmp(e, "from", 4) ? "from" : !strncmp(e, "to", 2) ? "to" : "message");
+    return build_fail(L, u, rc, !strncmp(e, "from", 4) ? "from" : !strncmp(e, "to", 2) ? "to" :
+                      !strncmp(e, "date", 4) ? "date" : "message");
   }
   u->ready = 1;
   return 1;
@@ -328,7 +332,9 @@ static int l_valid_address(lua_State *L) {
 /* date([t]) -> "Fri, 4 Dec 2026 13:30:32 +0100" (now by default): the Date rule */
 static int l_date(lua_State *L) {
   char out[64];
-  mh_msg_date(out, sizeof out, (time_t)luaL_optinteger(L, 1, (lua_Integer)time(NULL)));
+  lua_Integer t = luaL_optinteger(L, 1, (lua_Integer)time(NULL));
+  luaL_argcheck(L, mh_msg_date_ok((time_t)t), 1, "out of range (seconds since 1970, up to the year 9999)");
+  mh_msg_date(out, sizeof out, (time_t)t);
   lua_pushstring(L, out);
   return 1;
 }

@@ -865,9 +865,15 @@ static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "S
 static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
+/* 9999-12-30T23:59:59Z: still year 9999 in the zone furthest ahead (+14:00). */
+#define DATE_MAX ((time_t)253402214399LL)
+
+int mh_msg_date_ok(time_t t) { return t >= 0 && t <= DATE_MAX; }
+
 void mh_msg_date(char *out, size_t cap, time_t now) {
   struct tm tm;
-  localtime_r(&now, &tm);
+  if (!mh_msg_date_ok(now)) now = 0;   /* tm would be left unset (days[garbage]) */
+  if (!localtime_r(&now, &tm)) { now = 0; gmtime_r(&now, &tm); }
   long off = tm.tm_gmtoff / 60;
   snprintf(out, cap, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday],
            tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
@@ -878,7 +884,9 @@ void mh_msg_make_id(char *out, size_t cap, const char *domain, time_t now) {
   struct tm tm;
   char rnd[65], stamp[64];
   random_hex(rnd, 12);
-  strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", gmtime_r(&now, &tm));
+  if (!mh_msg_date_ok(now)) now = 0;   /* gmtime_r would return NULL to strftime */
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
   snprintf(out, cap, "<%.14s.%.24s@%.253s>", stamp, rnd, domain && domain[0] ? domain : "localhost");
 }
 
@@ -887,6 +895,8 @@ int mh_msg_finish(mh_msg *m, time_t now) {
   if (m->finished) return fail(m, MH_EINVAL, "message already finished");
   if (m->from.n == 0) return fail(m, MH_EINVAL, "from: no From address");
   if (m->to.n + m->cc.n + m->bcc.n == 0) return fail(m, MH_EINVAL, "to: no recipient (to, cc or bcc)");
+  if (!mh_msg_date_ok(now))
+    return fail(m, MH_EINVAL, "date: %lld is out of range (seconds since 1970, up to the year 9999)", (long long)now);
   for (size_t i = 0; i < m->to.n; i++) if (add_rcpt(m, m->to.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
   for (size_t i = 0; i < m->cc.n; i++) if (add_rcpt(m, m->cc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
   for (size_t i = 0; i < m->bcc.n; i++) if (add_rcpt(m, m->bcc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
