@@ -104,6 +104,15 @@ static int fail(mh_msg *m, int code, const char *fmt, ...) {
 
 const char *mh_msg_error(const mh_msg *m) { return m->err; }
 
+int mh_msg_set_error(mh_msg *m, int code, const char *fmt, ...) {
+  char raw[sizeof m->err];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  va_end(ap);
+  return fail(m, code, "%s", raw);   /* control bytes escaped as fail does */
+}
+
 static char *dupn(const char *s, size_t n) {
   char *d = malloc(n + 1);
   if (d) { memcpy(d, s, n); d[n] = '\0'; }

@@ -97,6 +97,11 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
 ** zip; else application/octet-stream. */
 const char *mh_msg_type_for(const char *filename);
 
+/* Records an error found by a caller of the setters (a binding that sees a
+** value the C string could not carry, such as a Lua string with a NUL), so
+** mh_msg_error reports it as the setters' own; returns code. */
+int mh_msg_set_error(mh_msg *m, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Fixes Date (now, local time zone), Message-ID (<time.random@from-domain>) and
 ** the boundary, and renders the headers and bodies.  Needs a From and at least
 ** one recipient, and now within mh_msg_date_ok (MH_EINVAL otherwise).  Called

@@ -46,4 +46,44 @@ tap.test("core.msg.date: out of range raises, never a crash", function(t)
   t:like(core.msg.date(0), "19[67]%d", "the epoch is fine")
 end)
 
+-- NUL in a value the builder takes as a C string: it would end there, so
+-- "report.pdf\0.exe" went as report.pdf, "/x/f.txt\0.wav" attached /x/f.txt and a
+-- header named "X-A\0B" became X-A with an empty value. docs/message.md: refused
+-- with EBADHDR naming the field, never stripped.
+tap.test("NUL in a C-string value: refused, never cut", function(t)
+  local f = tap.tmpfile("hello\n")
+  local function try(fields)
+    fields.from = fields.from or "pbx@example.com"
+    fields.to = fields.to or "ops@example.com"
+    return mh.message(fields)
+  end
+  local cases = {
+    { "attachment name", { attachments = { { path = f, name = "report.pdf\0.exe" } } }, "attachments" },
+    { "attachment path", { attachments = { { path = f .. "\0.wav" } } }, "attachments" },
+    { "attachment bare path", { attachments = { f .. "\0junk" } }, "attachments" },
+    { "attachment type", { attachments = { { path = f, type = "text/plain\0; x" } } }, "attachments" },
+    { "header name (map)", { headers = { ["X-A\0B"] = "v" } }, "headers" },
+    { "header name (list)", { headers = { { "X-A\0B", "v" } } }, "headers" },
+    { "display name", { to = { { name = "Jo\0e", address = "jo@example.com" } } }, "to" },
+  }
+  for _, c in ipairs(cases) do
+    local m, err, info = try(c[2])
+    t:is(m, nil, c[1] .. ": no message")
+    t:like(err, "NUL", c[1] .. ": the error says NUL: " .. tostring(err))
+    t:is(info and info.code, "EBADHDR", c[1] .. ": EBADHDR")
+    t:is(info and info.field, c[3], c[1] .. ": field " .. c[3])
+  end
+  local m = assert(try { attachments = { { path = f, name = "report.pdf" } }, headers = { ["X-A"] = "v" },
+                         to = { { name = "Joe", address = "jo@example.com" } } })
+  local b = m:bytes()
+  t:like(b, 'filename="report.pdf"', "without a NUL: the name as given")
+  t:like(b, "\r\nX%-A: v\r\n", "the header as given")
+  t:like(b, "\r\nTo: Joe <jo@example.com>\r\n", "the display name as given")
+  local ok, err = m:save(f .. "\0.eml")
+  t:is(ok, nil, "msg:save of a path with a NUL: refused")
+  t:like(err, "NUL in the path", "saying so")
+  t:is(tap.slurp(f), "hello\n", "the file the cut path names is untouched")
+  os.remove(f)
+end)
+
 return tap.done()
