@@ -86,4 +86,27 @@ tap.test("NUL in a C-string value: refused, never cut", function(t)
   os.remove(f)
 end)
 
+-- The same in an explicit envelope (sp:enqueue(msg, {from =, to =})): the copy
+-- is a C string, so "a@b.example\0x" was queued for a@b.example without a word.
+tap.test("NUL in an envelope address: raised, nothing queued", function(t)
+  local dir = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-probe.XXXXXX"):read("l")
+  local sp = assert(require("mailhook.spool").open(dir))
+  local m = assert(mh.message { from = "pbx@example.com", to = "ops@example.com", text = "x" })
+  for _, c in ipairs {
+    { { from = "pbx@example.com", to = { "ops@example.com\0evil" } }, "envelope.to%[1%] holds a NUL" },
+    { { from = "pbx@example.com", to = "ops@example.com\0evil" }, "envelope.to holds a NUL" },
+    { { from = "pbx@example.com\0x", to = { "ops@example.com" } }, "envelope.from holds a NUL" },
+  } do
+    local ok, err = pcall(sp.enqueue, sp, m, c[1])
+    t:ok(not ok, c[2]:gsub("%%", "") .. ": raised")
+    t:like(err, c[2], "naming it: " .. tostring(err))
+  end
+  local n = 0
+  for _ in io.popen("ls -A '" .. dir .. "/pickup'"):lines() do n = n + 1 end
+  t:is(n, 0, "nothing queued")
+  t:ok(sp:enqueue(m, { from = "pbx@example.com", to = { "ops@example.com" } }), "without a NUL: queued")
+  sp:close()
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 return tap.done()
