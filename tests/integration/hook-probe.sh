@@ -90,6 +90,19 @@ refused "a JSON key of 256 bytes" "field name 'e{80}\.\.\.': 256 bytes, over the
 "$MAILHOOK" hook "$(head -c 255 /dev/zero | tr '\0' e)" x=1 >/dev/null 2>&1
 is "$?" 0 "an event name of 255 bytes is fine"
 
+# --rules: an empty value resolved to the settings file's folder and ran every
+# *.lua there as a rule file; a path naming nothing ran no rule and exited 0
+printf 'local f = assert(io.open(RULE_FILE .. ".ran", "w")); f:close()\n' > "$T/stray.lua"
+refused "--rules= (empty)" "option '--rules' needs a folder or file" "$MAILHOOK" hook ev --rules= a=1
+refused "--rules '' (empty)" "option '--rules' needs a folder or file" "$MAILHOOK" hook ev --rules '' a=1
+ok "$([ ! -e "$T/stray.lua.ran" ]; echo $?)" "no *.lua beside the settings file ran"
+refused "--rules naming nothing" "--rules $T/nope: no such folder or file" "$MAILHOOK" hook ev --rules "$T/nope" a=1
+refused "a relative --rules naming nothing" "--rules nope: no such folder or file" "$MAILHOOK" hook ev --rules nope a=1
+"$MAILHOOK" hook ev --rules "$T/rules/10-probe.lua" out="$T/explicit.ran" >/dev/null 2>&1
+is "$?:$(cat "$T/explicit.ran" 2>/dev/null)" "0:ev" "--rules naming a rule file: it runs"
+(cd "$T" && "$MAILHOOK" hook ev --rules rules out="$T/relative.ran" >/dev/null 2>&1)
+is "$?:$(cat "$T/relative.ran" 2>/dev/null)" "0:ev" "a relative --rules folder: it runs"
+
 # what an event field may carry into an attachment's headers
 "$MAILHOOK" hook att file="$T/f.txt" 'name==?UTF-8?B?ZXZpbC5leGU=?=' >/dev/null 2>&1
 is "$?" 0 "an attachment name that looks like an encoded word is accepted"

@@ -61,8 +61,12 @@ local function fields_from(argv)
     elseif a == "--rules" then
       i = i + 1
       rules_path = argv[i]
-      if not rules_path then return nil, "option '--rules' needs a folder or file" end
-    elseif a:match("^%-%-rules=") then rules_path = a:sub(9)
+      if not rules_path or rules_path == "" then return nil, "option '--rules' needs a folder or file" end
+    elseif a:match("^%-%-rules=") then
+      -- empty (`--rules="$UNSET"`): it resolved to the settings file's folder,
+      -- and every *.lua there ran as a rule file
+      rules_path = a:sub(9)
+      if rules_path == "" then return nil, "option '--rules' needs a folder or file" end
     elseif a:match("^%-%-") then return nil, "unknown option '" .. a .. "'"
     elseif not event then
       local bad = rules.event_problem(a)
@@ -116,6 +120,16 @@ return function(...)
   end
   settings.hold(cfg)   -- read once: the templates' folder and mh.enqueue use these
 
+  -- A --rules path that names nothing is a typo: without this, no rule ran
+  -- and hook said only "no rule handles event" with exit 0 (the settings'
+  -- folder may be missing: no rules yet). Relative: as rules.load takes it.
+  if rules_path then
+    local exists = core.rstate.exists
+    if not exists(rules_path) and (rules_path:sub(1, 1) == "/" or
+                                   not exists(rules.default_paths({ rules = rules_path }))) then
+      return usage("--rules " .. rules.shown(rules_path) .. ": no such folder or file")
+    end
+  end
   rules.configure(cfg)
   -- this process exists to run rules: the loop itself must never stall either
   core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }
