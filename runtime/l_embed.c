@@ -14,6 +14,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include "fsutil.h"
 #include "instpaths.h"
 #include "l_sched.h"
 #include "mailhook.h"
@@ -159,6 +160,12 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
     if (!lua_isnil(L, -1)) { set_err(err, "%s", lua_tostring(L, -1)); lua_settop(L, 0); return 2; }
     lua_pop(L, 1);
     if (!kv[i + 1]) { set_err(err, "field '%s' has no value", kv[i]); lua_settop(L, 0); return 2; }
+    if ((int64_t)strlen(kv[i + 1]) > MH_LIMIT_FIELD) {   /* hook's limit (docs/spool.md, "Limits") */
+      set_err(err, "field '%s': %zu bytes, over the %lld KiB limit", kv[i], strlen(kv[i + 1]),
+              (long long)(MH_LIMIT_FIELD >> 10));
+      lua_settop(L, 0);
+      return 2;
+    }
     lua_pushstring(L, kv[i + 1]);
     lua_setfield(L, 6, kv[i]);
   }
