@@ -117,6 +117,30 @@ for ty in 'multipart/mixed; boundary="x"' 'message/rfc822' 'Multipart/Related'; 
 done
 is "$(pickup)" "$n" "nothing queued for a composite attachment type"
 
+# The shipped examples, called with a file= the application got wrong: the
+# notification goes without the attachment and says so (docs/rules.md). They
+# tested it with io.open, which says yes to a folder (then mh.enqueue failed:
+# no mail) and waits for ever on a FIFO (the rule was stopped: no mail).
+mkdir -p "$T/ex/rules" "$T/ex/dir.wav" "$T/ex/dir.pdf"
+mkfifo "$T/ex/pipe.wav" "$T/ex/pipe.pdf"
+cp "$ROOT/examples/voicemail.lua" "$ROOT/examples/fax.lua" "$T/ex/rules/"
+exn() { ls "$T/ex/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
+for f in "$T/ex/dir.wav" "$T/ex/pipe.wav"; do
+  before=$(exn)
+  out=$(timeout 30 "$MAILHOOK" -s "$T/ex/spool" hook voicemail mailbox=200 caller=+33123 file="$f" --rules "$T/ex/rules" 2>&1)
+  rc=$?
+  is "$rc" 0 "voicemail with file=${f##*/}: hook exits 0 (not stopped, not failed)"
+  is "$(exn)" $((before + 1)) "voicemail with file=${f##*/}: the notification is queued"
+  like "$(cat "$(ls -t "$T"/ex/spool/pickup/*.eml | head -1)")" "could not be attached" "and says the recording is missing"
+  like "$out" "not a regular file" "the log says why"
+done
+for f in "$T/ex/dir.pdf" "$T/ex/pipe.pdf"; do
+  before=$(exn)
+  out=$(timeout 30 "$MAILHOOK" -s "$T/ex/spool" hook fax sender=+33198 pages=1 file="$f" --rules "$T/ex/rules" 2>&1)
+  is "$?" 0 "fax with file=${f##*/}: hook exits 0"
+  is "$(exn)" $((before + 1)) "fax with file=${f##*/}: the notification is queued"
+done
+
 is "$(ls "$T/spool/tmp" 2>/dev/null | wc -l)" 0 "nothing left in tmp/"
 ok "$(ls "$T/spool/pickup" | grep -q .; echo $?)" "the first message is still queued"
 done_testing
