@@ -141,6 +141,22 @@ for f in "$T/ex/dir.pdf" "$T/ex/pipe.pdf"; do
   is "$(exn)" $((before + 1)) "fax with file=${f##*/}: the notification is queued"
 done
 
+# A throttle key made of an event's field (the alarm example's "alarm:" ..
+# source): one over ~200 characters failed the rule ("key is too long"), and
+# the major alarm was never sent. Now a long key is named by a hash.
+cp "$ROOT/examples/alarm.lua" "$T/ex/rules/"
+long=$(head -c 300 /dev/zero | tr '\0' s)
+before=$(exn)
+for i in 1 2 3 4; do
+  "$MAILHOOK" -s "$T/ex/spool" hook alarm severity=major "source=$long" message="m$i" --rules "$T/ex/rules" >/dev/null 2>&1
+  is "$?" 0 "a major alarm from a 300-character source, #$i: hook exits 0"
+done
+is "$(exn)" $((before + 3)) "three sent, the fourth throttled (max 3 per source)"
+"$MAILHOOK" -s "$T/ex/spool" hook alarm severity=major "source=${long}t" message=other --rules "$T/ex/rules" >/dev/null 2>&1
+is "$(exn)" $((before + 4)) "another long source with the same first 300 characters: its own throttle"
+ok "$(ls "$T/ex/spool/state/rules/throttle" | awk 'length($0) > 255 { bad = 1 } END { exit bad }'; echo $?)" \
+  "the state files' names fit a file system's 255 bytes"
+
 is "$(ls "$T/spool/tmp" 2>/dev/null | wc -l)" 0 "nothing left in tmp/"
 ok "$(ls "$T/spool/pickup" | grep -q .; echo $?)" "the first message is still queued"
 done_testing
