@@ -13,9 +13,16 @@ on("fax", function(ev)
   for k, v in pairs(ev) do ctx[k] = v end
   local ext = ev.file and ev.file:match("%.(%w+)$")
   local ctype = ext and TYPES[ext:lower()]
-  local f = ev.file and ctype and io.open(ev.file, "rb")
-  if f then f:close() end
-  ctx.attached = f and true or false
+  -- the core's rule for files mailhook did not create (what mh.enqueue applies):
+  -- a folder or a FIFO named *.pdf, or a file over the limit, is not attached and
+  -- the fax still told (io.open said yes to a folder and hung on a FIFO)
+  local fsutil = mh.core.fsutil
+  local size, why
+  if ev.file and ctype then
+    size, why = fsutil.check(ev.file, { max = fsutil.limits.attachment, follow = true, what = "fax document" })
+    if not size then mh.log.warn("fax: " .. tostring(why)) end
+  end
+  ctx.attached = size ~= nil
   ctx.file_name = ev.file and ev.file:match("[^/]+$")
   ctx.plural = tonumber(ev.pages) ~= 1
   ctx.recipient = ev.to

@@ -15,10 +15,16 @@ local FALLBACK = { to = "reception@example.com", name = "reception" }
 
 local tpl = mh.template.default("voicemail")   -- lua/mailhook/templates/voicemail.*
 
+-- Whether the recording can be attached, by the core's rule for files mailhook
+-- did not create (the one mh.enqueue applies): a regular file within the
+-- attachment limit. io.open would say yes to a folder (mh.enqueue then failed
+-- and no mail went) and wait for ever on a FIFO (the rule was stopped, no mail).
+local fsutil = mh.core.fsutil
 local function readable(path)
-  local f = path and io.open(path, "rb")
-  if f then f:close() return true end
-  return false
+  if not path then return false end
+  local size, why = fsutil.check(path, { max = fsutil.limits.attachment, follow = true, what = "recording" })
+  if not size then mh.log.warn("voicemail: " .. tostring(why)) end
+  return size ~= nil
 end
 
 on("voicemail", function(ev)

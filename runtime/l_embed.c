@@ -14,6 +14,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include "fsutil.h"
 #include "instpaths.h"
 #include "l_sched.h"
 #include "mailhook.h"
@@ -130,11 +131,13 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
   lua_settop(L, 0);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "mailhook.rules");           /* 2: rules */
-  lua_getfield(L, 2, "valid_event");
+  /* hook's rule for an event's name (rules.event_problem): letters, digits,
+  ** _ . : -, at most rules.max_name bytes; its message escapes control bytes */
+  lua_getfield(L, 2, "event_problem");
   lua_pushstring(L, event);
   lua_call(L, 1, 1);
-  if (!lua_toboolean(L, -1)) {
-    set_err(err, "bad event name '%s' (letters, digits, _ . : - only)", event);
+  if (!lua_isnil(L, -1)) {
+    set_err(err, "%s", lua_tostring(L, -1));
     lua_settop(L, 0);
     return 2;
   }
@@ -148,13 +151,21 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
   lua_pushstring(L, event);                          /* 5 */
   lua_newtable(L);                                   /* 6: fields */
   for (i = 0; kv && kv[i]; i += 2) {
-    lua_getfield(L, 2, "valid_field");
+    /* hook's rule for a field (rules.field_problem): a valid name, not the
+    ** reserved 'event', not given twice; its message escapes control bytes */
+    lua_getfield(L, 2, "field_problem");
     lua_pushstring(L, kv[i]);
-    lua_call(L, 1, 1);
-    done = lua_toboolean(L, -1);
+    lua_pushvalue(L, 6);
+    lua_call(L, 2, 1);
+    if (!lua_isnil(L, -1)) { set_err(err, "%s", lua_tostring(L, -1)); lua_settop(L, 0); return 2; }
     lua_pop(L, 1);
-    if (!done) { set_err(err, "bad field name '%s'", kv[i]); lua_settop(L, 0); return 2; }
     if (!kv[i + 1]) { set_err(err, "field '%s' has no value", kv[i]); lua_settop(L, 0); return 2; }
+    if ((int64_t)strlen(kv[i + 1]) > MH_LIMIT_FIELD) {   /* hook's limit (docs/spool.md, "Limits") */
+      set_err(err, "field '%s': %zu bytes, over the %lld KiB limit", kv[i], strlen(kv[i + 1]),
+              (long long)(MH_LIMIT_FIELD >> 10));
+      lua_settop(L, 0);
+      return 2;
+    }
     lua_pushstring(L, kv[i + 1]);
     lua_setfield(L, 6, kv[i]);
   }

@@ -64,6 +64,18 @@ static int build_fail(lua_State *L, l_msg *u, int code, const char *field) {
   return n;
 }
 
+/* The value at idx as a C string for a builder parameter that takes one (a
+** display name, an attachment's path, type or name, a header name), or NULL;
+** *cut set when it holds a NUL: the C string would end there, and
+** "report.pdf\0.exe" be sent as report.pdf instead of refused as CR and LF
+** are (docs/message.md: never stripped). */
+static const char *cstr(lua_State *L, int idx, int *cut) {
+  size_t n;
+  const char *s = lua_tolstring(L, idx, &n);
+  if (s && strlen(s) != n) *cut = 1;
+  return s;
+}
+
 /* Adds the addresses in the value at idx to field. */
 static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const char *fname) {
   int t = lua_type(L, idx);
@@ -80,8 +92,10 @@ static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const cha
     const char *a = lua_tolstring(L, -1, &n);
     if (!a) return luaL_error(L, "mh.message: %s.address must be a string", fname);
     lua_getfield(L, idx, "name");
-    const char *name = lua_tostring(L, -1);
-    int rc = mh_msg_add_addr(m, f, a, n, name ? name : "");
+    int cut = 0;
+    const char *name = cstr(L, -1, &cut);
+    int rc = cut ? mh_msg_set_error(m, MH_EBADHDR, "%s: CR, LF or NUL in a display name", fname)
+                 : mh_msg_add_addr(m, f, a, n, name ? name : "");
     lua_pop(L, 2);
     return rc;
   }
@@ -118,16 +132,20 @@ static int add_attachments(lua_State *L, mh_msg *m, int idx) {
   int at = lua_gettop(L);
   lua_Integer len = luaL_len(L, at);
   for (lua_Integer i = 1; i <= len; i++) {
-    int rc;
+    int rc, cut = 0;
     if (lua_geti(L, at, i) == LUA_TSTRING) {
-      rc = mh_msg_add_attachment(m, lua_tostring(L, -1), NULL, NULL);
+      const char *path = cstr(L, -1, &cut);
+      rc = cut ? mh_msg_set_error(m, MH_EBADHDR, "attachments[%d]: NUL in the path", (int)i)
+               : mh_msg_add_attachment(m, path, NULL, NULL);
     } else if (lua_type(L, -1) == LUA_TTABLE) {
       lua_getfield(L, -1, "path");
       lua_getfield(L, -2, "type");
       lua_getfield(L, -3, "name");
-      const char *path = lua_tostring(L, -3);
+      const char *path = cstr(L, -3, &cut);
       if (!path) return luaL_error(L, "mh.message: attachments[%d].path must be a string", (int)i);
-      rc = mh_msg_add_attachment(m, path, lua_tostring(L, -2), lua_tostring(L, -1));
+      const char *type = cstr(L, -2, &cut), *name = cstr(L, -1, &cut);
+      rc = cut ? mh_msg_set_error(m, MH_EBADHDR, "attachments[%d]: NUL in the path, type or name", (int)i)
+               : mh_msg_add_attachment(m, path, type, name);
       lua_pop(L, 3);
     } else {
       return luaL_error(L, "mh.message: attachments[%d] must be a path or {path=, type=, name=}", (int)i);
@@ -156,9 +174,11 @@ static int add_headers(lua_State *L, mh_msg *m, int idx) {
       lua_geti(L, -1, 1);
       lua_geti(L, -2, 2);
       size_t vn;
-      const char *name = lua_tostring(L, -2), *value = lua_tolstring(L, -1, &vn);
+      int cut = 0;
+      const char *name = cstr(L, -2, &cut), *value = lua_tolstring(L, -1, &vn);
       if (!name || !value) return luaL_error(L, "mh.message: headers[%d] must be {name, value}", (int)i);
-      rc = mh_msg_add_header(m, name, value, vn);
+      rc = cut ? mh_msg_set_error(m, MH_EBADHDR, "headers[%d]: CR, LF or NUL in the header name", (int)i)
+               : mh_msg_add_header(m, name, value, vn);
       lua_pop(L, 3);
     }
   } else {                  /* a map: sorted by name, so the bytes do not depend on hashing */
@@ -175,8 +195,14 @@ static int add_headers(lua_State *L, mh_msg *m, int idx) {
         if (!nn) { free(names); names = NULL; break; }
         names = nn;
       }
-      names[n++] = lua_tostring(L, -2);
+      int cut = 0;
+      names[n++] = cstr(L, -2, &cut);
       lua_pop(L, 1);
+      if (cut) {   /* looked up again below by its C string: it would find nothing */
+        free(names);
+        lua_pop(L, 2);   /* the key, the table */
+        return mh_msg_set_error(m, MH_EBADHDR, "headers: CR, LF or NUL in a header name");
+      }
     }
     if (!names) return luaL_error(L, "out of memory");
     qsort(names, n, sizeof *names, cmp_names);
@@ -237,11 +263,15 @@ static int l_build(lua_State *L) {
   if ((rc = add_headers(L, m, 1)) < 0) return build_fail(L, u, rc, "headers");
   if ((rc = add_attachments(L, m, 1)) < 0) return build_fail(L, u, rc, "attachments");
   lua_getfield(L, 1, "date");
-  time_t now = lua_isnil(L, -1) ? time(NULL) : (time_t)luaL_checkinteger(L, -1);
+  int whole = 1;
+  time_t now = lua_isnil(L, -1) ? time(NULL) : (time_t)lua_tointegerx(L, -1, &whole);
+  if (!whole)   /* misuse: raises, naming the field (not "bad argument #-1 to 'build'") */
+    return luaL_error(L, "mh.message: date must be whole seconds since 1970 (got %s)", luaL_tolstring(L, -1, NULL));
   lua_pop(L, 1);
   if ((rc = mh_msg_finish(m, now)) < 0) {
     const char *e = mh_msg_error(m);
-    return build_fail(L, u, rc, !strncmp(e, "from", 4) ? "from" : !strncmp(e, "to", 2) ? "to" : "message");
+    return build_fail(L, u, rc, !strncmp(e, "from", 4) ? "from" : !strncmp(e, "to", 2) ? "to" :
+                      !strncmp(e, "date", 4) ? "date" : "message");
   }
   u->ready = 1;
   return 1;
@@ -285,9 +315,12 @@ static int l_id(lua_State *L) {
 ** refused, never written through, and a FIFO cannot block the caller. */
 static int l_save(lua_State *L) {
   l_msg *u = check_msg(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  size_t plen;
+  const char *path = luaL_checklstring(L, 2, &plen);
   struct stat st;
   char why[4200];
+  if (strlen(path) != plen)   /* the C string would end at the NUL: another file */
+    return mh_l_fail(L, MH_EINVAL, NULL, "msg:save: NUL in the path");
   int fd = mh_fsutil_open(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0600, 0, &st);
   if (fd < 0) return mh_l_fail(L, fd, NULL, "%s", mh_fsutil_why(why, sizeof why, "", path, fd, &st, 0));
   int rc = mh_msg_write(u->m, fd);
@@ -328,7 +361,9 @@ static int l_valid_address(lua_State *L) {
 /* date([t]) -> "Fri, 4 Dec 2026 13:30:32 +0100" (now by default): the Date rule */
 static int l_date(lua_State *L) {
   char out[64];
-  mh_msg_date(out, sizeof out, (time_t)luaL_optinteger(L, 1, (lua_Integer)time(NULL)));
+  lua_Integer t = luaL_optinteger(L, 1, (lua_Integer)time(NULL));
+  luaL_argcheck(L, mh_msg_date_ok((time_t)t), 1, "out of range (seconds since 1970, up to the year 9999)");
+  mh_msg_date(out, sizeof out, (time_t)t);
   lua_pushstring(L, out);
   return 1;
 }

@@ -660,6 +660,14 @@ static int read_params(lua_State *L, int idx, op *o, mh_spool_item *it, char *er
   return 0;
 }
 
+/* Whether the string at the top holds a NUL: the copy (a C string) would end
+** there, and "a@b.example\0x" be queued for a@b.example without a word. */
+static int has_nul(lua_State *L) {
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  return s && strlen(s) != n;
+}
+
 /* Reads an envelope {from = , to = {...}, from_params =, to_params = {}} at
 ** idx into item (strings copied). */
 static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) {
@@ -679,10 +687,12 @@ static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) 
   lua_pop(L, 1);
   lua_getfield(L, idx, "from");
   if (!lua_isnil(L, -1) && !lua_isstring(L, -1)) return snprintf(err, 200, "envelope.from must be a string"), -1;
+  if (has_nul(L)) return snprintf(err, 200, "envelope.from holds a NUL"), -1;
   it->from = keep(o, lua_isnil(L, -1) ? "" : lua_tostring(L, -1));
   lua_pop(L, 1);
   lua_getfield(L, idx, "to");
   if (lua_isstring(L, -1)) {        /* one recipient as a string */
+    if (has_nul(L)) return snprintf(err, 200, "envelope.to holds a NUL"), -1;
     to = (const char **)calloc(1, sizeof *to);
     if (!to) return snprintf(err, 200, "out of memory"), -1;
     to[0] = keep(o, lua_tostring(L, -1));
@@ -699,6 +709,7 @@ static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) 
   for (i = 0; i < n; i++) {
     lua_rawgeti(L, -1, (lua_Integer)i + 1);
     if (!lua_isstring(L, -1)) return snprintf(err, 200, "envelope.to[%zu] must be a string", i + 1), -1;
+    if (has_nul(L)) return snprintf(err, 200, "envelope.to[%zu] holds a NUL", i + 1), -1;
     to[i] = keep(o, lua_tostring(L, -1));
     lua_pop(L, 1);
   }

@@ -104,6 +104,15 @@ static int fail(mh_msg *m, int code, const char *fmt, ...) {
 
 const char *mh_msg_error(const mh_msg *m) { return m->err; }
 
+int mh_msg_set_error(mh_msg *m, int code, const char *fmt, ...) {
+  char raw[sizeof m->err];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  va_end(ap);
+  return fail(m, code, "%s", raw);   /* control bytes escaped as fail does */
+}
+
 static char *dupn(const char *s, size_t n) {
   char *d = malloc(n + 1);
   if (d) { memcpy(d, s, n); d[n] = '\0'; }
@@ -515,6 +524,13 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
     return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the content type", path);
   if (!valid_type(type))
     return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is not type/subtype", path, type);
+  /* the part goes as base64, which RFC 2045 6.4 forbids for a composite type: a
+     multipart/x with its own boundary= (or a message/rfc822) would have a reader
+     look for parts or headers in what the file holds, a structure the message's
+     builder never made (an event field passed on as a type must not do that) */
+  if (!strncasecmp(type, "multipart/", 10) || !strncasecmp(type, "message/", 8))
+    return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is composite (multipart/*, message/*): "
+                "an attachment is sent as base64, so give application/octet-stream or its own type", path, type);
   attach *v = realloc(m->att, (m->natt + 1) * sizeof *v);
   if (!v) return fail(m, MH_ENOMEM, "out of memory");
   m->att = v;
@@ -765,6 +781,9 @@ static void attach_headers(mh_buf *b, const attach *a) {
   for (size_t i = 0; i < n && simple; i++) {
     unsigned char c = (unsigned char)nm[i];
     if (c < 32 || c >= 127 || c == '"' || c == '\\') simple = 0;
+    /* "=?...?=" in a quoted name: many readers decode it as RFC 2047 (a name
+       shown as evil.exe); RFC 2231 has them show the bytes as they are */
+    if (c == '=' && i + 1 < n && nm[i + 1] == '?') simple = 0;
   }
   mh_buf_adds(b, "Content-Type: ");
   mh_buf_adds(b, a->type);
@@ -855,9 +874,15 @@ static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "S
 static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
+/* 9999-12-30T23:59:59Z: still year 9999 in the zone furthest ahead (+14:00). */
+#define DATE_MAX ((time_t)253402214399LL)
+
+int mh_msg_date_ok(time_t t) { return t >= 0 && t <= DATE_MAX; }
+
 void mh_msg_date(char *out, size_t cap, time_t now) {
   struct tm tm;
-  localtime_r(&now, &tm);
+  if (!mh_msg_date_ok(now)) now = 0;   /* tm would be left unset (days[garbage]) */
+  if (!localtime_r(&now, &tm)) { now = 0; gmtime_r(&now, &tm); }
   long off = tm.tm_gmtoff / 60;
   snprintf(out, cap, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday],
            tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
@@ -868,7 +893,9 @@ void mh_msg_make_id(char *out, size_t cap, const char *domain, time_t now) {
   struct tm tm;
   char rnd[65], stamp[64];
   random_hex(rnd, 12);
-  strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", gmtime_r(&now, &tm));
+  if (!mh_msg_date_ok(now)) now = 0;   /* gmtime_r would return NULL to strftime */
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
   snprintf(out, cap, "<%.14s.%.24s@%.253s>", stamp, rnd, domain && domain[0] ? domain : "localhost");
 }
 
@@ -877,6 +904,8 @@ int mh_msg_finish(mh_msg *m, time_t now) {
   if (m->finished) return fail(m, MH_EINVAL, "message already finished");
   if (m->from.n == 0) return fail(m, MH_EINVAL, "from: no From address");
   if (m->to.n + m->cc.n + m->bcc.n == 0) return fail(m, MH_EINVAL, "to: no recipient (to, cc or bcc)");
+  if (!mh_msg_date_ok(now))
+    return fail(m, MH_EINVAL, "date: %lld is out of range (seconds since 1970, up to the year 9999)", (long long)now);
   for (size_t i = 0; i < m->to.n; i++) if (add_rcpt(m, m->to.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
   for (size_t i = 0; i < m->cc.n; i++) if (add_rcpt(m, m->cc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
   for (size_t i = 0; i < m->bcc.n; i++) if (add_rcpt(m, m->bcc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
@@ -964,8 +993,30 @@ static void out_put(out *o, const void *p, size_t n) {
   if (o->fd >= 0 && o->b.len >= OUT_FLUSH) flush(o);
 }
 
-/* Streams attachment a as base64 lines of 76 columns. */
-static int stream_attachment(mh_msg *m, out *o, const attach *a) {
+/* The attachments' sum over MH_LIMIT_MESSAGE: the error.  Their sizes were added
+** up when they were added, but a file may grow before the message is written
+** (1,000 files empty then, 64 MiB each now, made a 64 GB message). */
+static int over_message_limit(mh_msg *m, const char *path, int64_t sum) {
+  char lim[32];
+  return fail(m, MH_ELIMIT, "attachment %s: the attachments grew to %lld bytes since they were added, over "
+              "the %s limit of a message", path, (long long)sum, mh_fsutil_size(lim, sizeof lim, MH_LIMIT_MESSAGE));
+}
+
+/* Before a byte is written: the attachments' sizes now, added up, within
+** MH_LIMIT_MESSAGE (a file that cannot be looked at fails when it is streamed). */
+static int attachments_fit(mh_msg *m) {
+  int64_t sum = 0;
+  for (size_t i = 0; i < m->natt; i++) {
+    struct stat st;
+    if (stat(m->att[i].path, &st) == 0 && S_ISREG(st.st_mode)) sum += (int64_t)st.st_size;
+    if (sum > MH_LIMIT_MESSAGE) return over_message_limit(m, m->att[i].path, sum);
+  }
+  return 0;
+}
+
+/* Streams attachment a as base64 lines of 76 columns; *sum counts the bytes of
+** every attachment streamed so far (a file growing while read stops it too). */
+static int stream_attachment(mh_msg *m, out *o, const attach *a, int64_t *sum) {
   static const size_t cap = CHUNK;
   unsigned char *in = malloc(cap);
   char *line = malloc((cap / B64_LINE) * 78 + 8);
@@ -998,6 +1049,7 @@ static int stream_attachment(mh_msg *m, out *o, const attach *a) {
                 mh_fsutil_size(lim, sizeof lim, MH_LIMIT_ATTACHMENT));
       goto done;
     }
+    if ((*sum += (int64_t)have) > MH_LIMIT_MESSAGE) { rc = over_message_limit(m, a->path, *sum); goto done; }
     size_t k = 0;
     for (size_t i = 0; i < have; i += B64_LINE) {
       size_t take = have - i < B64_LINE ? have - i : B64_LINE;
@@ -1017,11 +1069,14 @@ done:
 }
 
 static int emit(mh_msg *m, out *o) {
+  int64_t sum = 0;
   if (!m->finished) return fail(m, MH_EINVAL, "message not finished");
+  int rc = attachments_fit(m);
+  if (rc < 0) return rc;
   for (size_t i = 0; i < m->npieces; i++) {
     const piece *p = &m->pieces[i];
     if (p->att >= 0) {
-      int rc = stream_attachment(m, o, &m->att[p->att]);
+      rc = stream_attachment(m, o, &m->att[p->att], &sum);
       if (rc < 0) return rc;
     } else {
       out_put(o, p->mem.data, p->mem.len);

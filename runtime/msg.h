@@ -97,17 +97,29 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
 ** zip; else application/octet-stream. */
 const char *mh_msg_type_for(const char *filename);
 
+/* Records an error found by a caller of the setters (a binding that sees a
+** value the C string could not carry, such as a Lua string with a NUL), so
+** mh_msg_error reports it as the setters' own; returns code. */
+int mh_msg_set_error(mh_msg *m, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Fixes Date (now, local time zone), Message-ID (<time.random@from-domain>) and
 ** the boundary, and renders the headers and bodies.  Needs a From and at least
-** one recipient (MH_EINVAL otherwise).  Called once; the setters fail after. */
+** one recipient, and now within mh_msg_date_ok (MH_EINVAL otherwise).  Called
+** once; the setters fail after. */
 int mh_msg_finish(mh_msg *m, time_t now);
+
+/* Whether t can be a message's Date: 1970 to the end of 9999 in any time zone
+** (RFC 5322 writes the year in four digits; a time the C library cannot break
+** down, such as 1e18, must not reach it). */
+int mh_msg_date_ok(time_t t);
 
 /* The Date and Message-ID rules, for every message mailhook queues: one built
 ** here (mh_msg_finish) and one that arrives whole without them (mailhook
 ** sendmail adds them at intake, so every retry sends the same bytes).
 ** mh_msg_date: RFC 5322 date-time in the local time zone ("Fri, 4 Dec 2026
 ** 13:30:32 +0100"), at most 40 bytes.  mh_msg_make_id: "<YYYYMMDDhhmmss.RANDOM@domain>"
-** (96 random bits; domain "localhost" when NULL or empty), at most 300 bytes. */
+** (96 random bits; domain "localhost" when NULL or empty), at most 300 bytes.
+** A time outside mh_msg_date_ok is written as the epoch (never a crash). */
 void mh_msg_date(char *out, size_t cap, time_t now);
 void mh_msg_make_id(char *out, size_t cap, const char *domain, time_t now);
 

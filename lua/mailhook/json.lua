@@ -1,5 +1,6 @@
 -- mailhook.json — a small strict JSON decoder (RFC 8259) for `mailhook hook
--- EVENT --json`: no dependency, exact error positions, nothing lenient.
+-- EVENT --json`: no dependency, exact error positions, nothing lenient (a key
+-- given twice in one object is an error, not the last one winning).
 --   json.decode(text) -> value | nil, "line L, column C: message"
 -- null decodes to json.null (a unique sentinel), so a caller can tell it from
 -- an absent key; objects and arrays become tables.
@@ -27,7 +28,15 @@ function M.decode(s)
     local out = {}
     while true do
       local a, b = s:find('^[^"\\%z\1-\31]+', pos)
-      if a then out[#out + 1] = s:sub(a, b); pos = b + 1 end
+      if a then
+        local run = s:sub(a, b)
+        -- RFC 8259 8.1: JSON text is UTF-8 (a multi-byte sequence never holds '"'
+        -- or '\\', so a run holds whole characters); invalid bytes are refused
+        -- where they are, not passed on to the rules as a value
+        local n, bad = utf8.len(run)
+        if not n then pos = a + bad - 1; fail("invalid UTF-8 in a string") end
+        out[#out + 1] = run; pos = b + 1
+      end
       local c = s:sub(pos, pos)
       if c == '"' then pos = pos + 1; return table.concat(out) end
       if c == "" then fail("unterminated string") end
@@ -71,6 +80,11 @@ function M.decode(s)
         local k = str()
         ws()
         if s:sub(pos, pos) ~= ":" then fail("expected ':' after a key") end
+        -- a key twice: one of its values would be dropped unseen (null is
+        -- json.null, never nil, so a key already read is never nil here)
+        if obj[k] ~= nil then
+          fail("duplicate key '" .. k:sub(1, 80):gsub("[%c\\\128-\255]", function(ch) return "\\" .. ch:byte() end) .. "'")
+        end
         pos = pos + 1
         obj[k] = value()
         ws()
@@ -122,7 +136,7 @@ function M.decode(s)
     elseif s:sub(pos, pos + 4) == "false" then pos = pos + 5; return false
     elseif s:sub(pos, pos + 3) == "null" then pos = pos + 4; return M.null
     elseif c == "" then fail("unexpected end of input")
-    else fail("unexpected character '" .. c .. "'") end
+    else fail("unexpected character '" .. (c:match("^[\33-\126]$") and c or ("\\" .. c:byte())) .. "'") end
   end
   local ok, v = pcall(function()
     local r = value()

@@ -64,11 +64,24 @@ local function write(path, v)
   if not ok then error("rule state: " .. err, 0) end
 end
 
--- A key as a file name: safe characters kept, the rest %XX.
+-- FNV-1a over the bytes of s from i to j by step (64 bits; Lua's integers wrap).
+local function fnv(s, i, j, step)
+  local h = -3750763034362895579   -- 0xcbf29ce484222325
+  for k = i, j, step do h = (h ~ s:byte(k)) * 1099511628211 end
+  return h
+end
+
+-- A key as a file name: safe characters kept, the rest %XX.  A longer name
+-- keeps its first 160 characters and adds "~" and 128 bits of hash (the key read
+-- forwards and backwards; "~" never comes out of the escaping, so no short key
+-- can name that file).  A key is often an event's field (`"alarm:" ..
+-- ev.source`): refusing a long one failed the rule, and the alarm was not sent.
 local function fname(key)
   if type(key) ~= "string" or key == "" then error("key must be a non-empty string", 3) end
   local s = key:gsub("[^%w%-_.]", function(c) return string.format("%%%02X", c:byte()) end)
-  if #s > 200 then error("key is too long (at most about 200 characters)", 3) end
+  if #s > 200 then
+    s = s:sub(1, 160) .. "~" .. string.format("%016x%016x", fnv(key, 1, #key, 1), fnv(key, #key, 1, -1))
+  end
   if s:sub(1, 1) == "." then s = "%2E" .. s:sub(2) end
   return s .. ".lua"
 end

@@ -167,7 +167,7 @@ local function copy_fields(event, fields)
     if type(fields) ~= "table" then error("mh.emit: fields must be a table", 3) end
     for k, v in pairs(fields) do ev[k] = v end
   end
-  if ev.event == nil then ev.event = event end
+  ev.event = event   -- always the event's name: no field can stand in for it
   return ev
 end
 
@@ -325,6 +325,52 @@ end
 -- Names `hook` and mh_emit accept: an event, a field.
 function rules.valid_event(name) return type(name) == "string" and name:match("^[%w_.:-]+$") ~= nil end
 function rules.valid_field(name) return type(name) == "string" and name:match("^[%a_][%w_.-]*$") ~= nil end
+
+-- shown(s) -> s as an error message quotes it: control bytes and bytes over
+-- 127 escaped (\n, \r, \t, \DDD), at most 80 bytes of it, so a refused name
+-- keeps the message on one line and sends no escape sequence to a terminal or
+-- a log (a caller's `hook $'x\nFAKE: ...'` cannot forge a line).
+local ESCAPED = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\\"] = "\\\\" }
+function rules.shown(s)
+  s = tostring(s)
+  local cut = #s > 80
+  s = s:sub(1, 80):gsub("[%c\\\128-\255]", function(c) return ESCAPED[c] or ("\\" .. c:byte()) end)
+  return cut and (s .. "...") or s
+end
+
+-- field_problem(name [, fields]) -> nil | message: why `hook` (KEY=VALUE and
+-- the JSON's keys) and mh_emit refuse name as a field of an event whose fields
+-- so far are `fields`.  'event' is reserved: ev.event is the event's name, and
+-- a field must not make a handler believe it runs for another event.  A key
+-- given twice is refused rather than one of its values dropped unseen.
+-- A name (an event's, a field's) is at most this many bytes: every input has
+-- a limit (docs/spool.md, "Limits"), and a name goes into every log line and
+-- failure message of its event.
+rules.max_name = 255
+
+-- event_problem(name) -> nil | message: why `hook` and mh_emit refuse name as
+-- an event's name.
+function rules.event_problem(name)
+  if not rules.valid_event(name) then
+    return "bad event name '" .. rules.shown(name) .. "' (letters, digits, _ . : - only)"
+  end
+  if #name > rules.max_name then
+    return string.format("event name '%s': %d bytes, over the %d-byte limit", rules.shown(name), #name,
+                         rules.max_name)
+  end
+end
+
+function rules.field_problem(name, fields)
+  if not rules.valid_field(name) then return "bad field name '" .. rules.shown(name) .. "'" end
+  if #name > rules.max_name then
+    return string.format("field name '%s': %d bytes, over the %d-byte limit", rules.shown(name), #name,
+                         rules.max_name)
+  end
+  if name == "event" then
+    return "field name 'event' is reserved: ev.event is the event's name (the first argument)"
+  end
+  if fields and fields[name] ~= nil then return "field '" .. name .. "' is given twice" end
+end
 
 -- dispatch(event, fields) -> status (0 ok, 1 a rule failed), {message...}:
 -- what `mailhook hook` and mh_emit() do once the rules are loaded: run the

@@ -41,6 +41,17 @@ is "$rc" 2 "a key without a value: status 2"
 like "$out" "field 'caller' has no value" "says so"
 out=$("$T/host" "$T/mailhook.conf" "$T/spool" 'bad event' 2>&1); rc=$?
 is "$rc" 2 "a bad event name: status 2"
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail event=fax caller=1 2>&1); rc=$?
+is "$rc" 2 "a field named 'event': status 2"
+like "$out" "field name 'event' is reserved" "says so (hook's rule)"
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller=1 caller=2 2>&1); rc=$?
+is "$rc" 2 "a key given twice: status 2"
+like "$out" "field 'caller' is given twice" "says which"
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail "caller=$(head -c 70000 /dev/zero | tr '\0' x)" 2>&1); rc=$?
+is "$rc" 2 "a value over hook's 64 KiB limit: status 2"
+like "$out" "field 'caller': 70000 bytes, over the 64 KiB limit" "named, as hook names it"
+out=$("$T/host" "$T/mailhook.conf" "$T/spool" $'vm\nFAKE' 2>&1)
+like "$out" "bad event name 'vm\\\\nFAKE'" "a bad event name is shown escaped"
 is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 3 "nothing queued by refused events"
 
 echo 'y = 2' > "$T/rules/broken.lua"

@@ -388,6 +388,32 @@ static void test_attachments_total(void) {
   unlink(path);
 }
 
+/* The files may grow between mh_msg_add_attachment and the write: their sum is
+** checked again before a byte is written (17 empty files then, 64 MiB each now:
+** a message over 1 GiB refused, not written).  Sparse files: no disk. */
+static void test_attachments_grow(void) {
+  char path[] = "/tmp/mh-att-grow-XXXXXX", outp[] = "/tmp/mh-att-out-XXXXXX";
+  int fd = mkstemp(path), ofd = mkstemp(outp), rc = 0, i;
+  int n = (int)(MH_LIMIT_MESSAGE / MH_LIMIT_ATTACHMENT) + 1;
+  struct stat st;
+  ok(fd >= 0 && ofd >= 0, "an empty file and an output file");
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  for (i = 0; i < n && rc == 0; i++) rc = mh_msg_add_attachment(m, path, NULL, NULL);
+  is_int(rc, 0, "%d empty attachments: 0 bytes, within the limit", n);
+  is_int(mh_msg_finish(m, 1700000000), 0, "finished");
+  ok(fd >= 0 && ftruncate(fd, MH_LIMIT_ATTACHMENT) == 0, "then the file grows to 64 MiB (sparse)");
+  is_int(mh_msg_write(m, ofd), MH_ELIMIT, "the write is refused: the attachments now add up to over 1 GiB");
+  ok(strstr(mh_msg_error(m), "the attachments grew to 1140850688 bytes since they were added, over the 1024 MiB "
+                             "limit of a message") != NULL, "naming the sum and the limit: %s", mh_msg_error(m));
+  ok(fstat(ofd, &st) == 0 && st.st_size == 0, "nothing was written (checked before the first byte)");
+  mh_msg_free(m);
+  if (fd >= 0) close(fd);
+  if (ofd >= 0) close(ofd);
+  unlink(path);
+  unlink(outp);
+}
+
 int main(void) {
   test_edges();
   test_addresses();
@@ -397,6 +423,7 @@ int main(void) {
   test_bodies();
   test_attachment();
   test_attachments_total();
+  test_attachments_grow();
   test_misc();
   return done_testing();
 }

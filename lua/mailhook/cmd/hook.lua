@@ -2,7 +2,8 @@
 -- Runs the rules for EVENT in this process: whatever they enqueue is durable
 -- before it exits, so an event becomes mail even while no service runs.
 -- Exit: 0 ok; 1 a rule failed (named) or a rule file did not load;
--- 2 a malformed event (bad JSON, KEY without =, a non-object) or usage.
+-- 2 a malformed event (bad JSON, KEY without =, a non-object, a bad or
+-- reserved field name, a key given twice) or usage.
 -- Every rule runs under its budget (docs/rules.md); a rule stuck where no
 -- budget check can run (inside one C call) makes the watchdog end the process
 -- with exit 1 and a log line naming it: mail already queued stays queued.
@@ -60,18 +61,23 @@ local function fields_from(argv)
     elseif a == "--rules" then
       i = i + 1
       rules_path = argv[i]
-      if not rules_path then return nil, "option '--rules' needs a folder or file" end
-    elseif a:match("^%-%-rules=") then rules_path = a:sub(9)
+      if not rules_path or rules_path == "" then return nil, "option '--rules' needs a folder or file" end
+    elseif a:match("^%-%-rules=") then
+      -- empty (`--rules="$UNSET"`): it resolved to the settings file's folder,
+      -- and every *.lua there ran as a rule file
+      rules_path = a:sub(9)
+      if rules_path == "" then return nil, "option '--rules' needs a folder or file" end
     elseif a:match("^%-%-") then return nil, "unknown option '" .. a .. "'"
     elseif not event then
-      if not rules.valid_event(a) then
-        return nil, "bad event name '" .. a .. "' (letters, digits, _ . : - only)"
-      end
+      local bad = rules.event_problem(a)
+      if bad then return nil, bad end
       event = a
     else
       local k, v = a:match("^([^=]*)=(.*)$")
-      if not k then return nil, "argument '" .. a .. "' is not KEY=VALUE" end
-      if not rules.valid_field(k) then return nil, "bad field name '" .. k .. "' in '" .. a:sub(1, 80) .. "'" end
+      if not k then return nil, "argument '" .. rules.shown(a) .. "' is not KEY=VALUE" end
+      local bad = rules.field_problem(k, fields)
+      if bad then return nil, bad .. (rules.valid_field(k) and #k <= rules.max_name and "" or
+                                      " in '" .. rules.shown(a) .. "'") end
       local why = too_big(k, v, 0)
       if why then return nil, why end
       fields[k] = v
@@ -93,6 +99,8 @@ local function fields_from(argv)
     end
     fields = strip_null(v, json_mod.null)
     for k, x in pairs(fields) do
+      local bad = rules.field_problem(k)   -- the keys obey the rule KEY=VALUE obeys
+      if bad then return nil, bad .. " in the JSON on stdin" end
       local why = too_big(tostring(k), x, 0)
       if why then return nil, why end
     end
@@ -112,6 +120,16 @@ return function(...)
   end
   settings.hold(cfg)   -- read once: the templates' folder and mh.enqueue use these
 
+  -- A --rules path that names nothing is a typo: without this, no rule ran
+  -- and hook said only "no rule handles event" with exit 0 (the settings'
+  -- folder may be missing: no rules yet). Relative: as rules.load takes it.
+  if rules_path then
+    local exists = core.rstate.exists
+    if not exists(rules_path) and (rules_path:sub(1, 1) == "/" or
+                                   not exists(rules.default_paths({ rules = rules_path }))) then
+      return usage("--rules " .. rules.shown(rules_path) .. ": no such folder or file")
+    end
+  end
   rules.configure(cfg)
   -- this process exists to run rules: the loop itself must never stall either
   core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }

@@ -1,0 +1,162 @@
+# mailhook hook as hostile callers and careless applications call it: a field
+# that would pose as the event's name, a key given twice (on the command line
+# or in the JSON), JSON keys that are no field names, names with control bytes
+# echoed in the error, and what a rule may pass on from an event into an
+# attachment (a name that looks like an RFC 2047 encoded word, a composite
+# content type). Each malformed event: exit 2, a message naming what, no rule
+# run, nothing queued, the mail already queued still there.
+. "$ROOT/tests/lib/tap.sh"
+rules_env
+cat > "$T/rules/10-probe.lua" <<'LUA'
+on("ev", function(ev)
+  local f = assert(io.open(ev.out or (RULE_FILE .. ".ran"), "a")); f:write(tostring(ev.event), "\n"); f:close()
+end)
+on("att", function(ev)
+  assert(mh.enqueue { to = "ops@example.com", subject = "att", text = "t",
+                      attachments = {{ path = ev.file, name = ev.name, type = ev.type }} })
+end)
+LUA
+ran="$T/rules/10-probe.lua.ran"
+pickup() { ls "$T/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
+echo hello > "$T/f.txt"
+
+# one message queued before the hostile calls: it must still be there after them
+"$MAILHOOK" hook att file="$T/f.txt" >/dev/null 2>&1
+is "$(pickup)" 1 "a first message is queued"
+rm -f "$ran"
+
+refused() {   # refused DESC REGEX CMD... : exit 2, REGEX in the message, no rule ran
+  local desc=$1 re=$2; shift 2
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  is "$rc" 2 "$desc: exit 2"
+  like "$out" "$re" "$desc: the message says what"
+  ok "$([ ! -e "$ran" ]; echo $?)" "$desc: no rule ran"
+  rm -f "$ran"
+}
+
+# The event's name is the caller's first argument and nothing else: a field
+# named 'event' would make the handler of 'ev' see another event's name.
+refused "a field named event" "field name 'event' is reserved" "$MAILHOOK" hook ev event=other
+refused "a JSON field named event" "field name 'event' is reserved" \
+  sh -c 'printf "{\"event\":\"other\"}" | "$0" hook ev --json' "$MAILHOOK"
+
+# A key given twice: one of the values would be dropped without a word.
+refused "a key given twice" "field 'to' is given twice" "$MAILHOOK" hook ev to=a@example.com to=b@example.com
+refused "a JSON key given twice" "line 1, column [0-9]+: duplicate key 'to'" \
+  sh -c 'printf "{\"to\":\"a@example.com\",\"to\":\"b@example.com\"}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a nested JSON key given twice" "duplicate key 'x'" \
+  sh -c 'printf "{\"a\":{\"x\":1,\"x\":2}}" | "$0" hook ev --json' "$MAILHOOK"
+
+# JSON keys obey the rule KEY=VALUE obeys (docs/rules.md: a bad field name is exit 2)
+refused "an empty JSON key" "bad field name ''" sh -c 'printf "{\"\":1}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a JSON key with a space" "bad field name 'a b'" \
+  sh -c 'printf "{\"a b\":1}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a JSON key with LF" "bad field name 'a\\\\nb'" \
+  sh -c 'printf "{\"a\\\\nb\":1}" | "$0" hook ev --json' "$MAILHOOK"
+
+# A name with control bytes is shown escaped: the error stays one line, and no
+# escape sequence reaches the terminal or the log that captured it.
+out=$("$MAILHOOK" hook $'ev\nFAKE: line' 2>&1); rc=$?
+is "$rc" 2 "an event name with LF: exit 2"
+like "$(printf '%s' "$out" | head -1)" "bad event name 'ev\\\\nFAKE: line'" "shown escaped, on one line"
+ok "$(printf '%s' "$out" | grep -q '^FAKE'; [ $? -ne 0 ]; echo $?)" "no forged line in the output"
+out=$("$MAILHOOK" hook ev $'a\r\x1b[2Jb=1' 2>&1)
+like "$out" "bad field name 'a\\\\r\\\\27\[2Jb'" "a field name with CR and ESC: shown escaped"
+ok "$(printf '%s' "$out" | grep -q $'\x1b'; [ $? -ne 0 ]; echo $?)" "no ESC byte in the output"
+out=$("$MAILHOOK" hook $'\xff\xfe' 2>&1)
+like "$out" "bad event name '\\\\255\\\\254'" "non-UTF-8 bytes: shown escaped"
+rm -f "$ran"
+
+# JSON is UTF-8 (RFC 8259 8.1): the strict decoder refuses other bytes where they are
+refused "a JSON string with bytes that are not UTF-8" "line 1, column 7: invalid UTF-8 in a string" \
+  sh -c 'printf "{\"a\":\"\377\376\"}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a JSON string with a UTF-8-encoded surrogate" "line 1, column 9: invalid UTF-8 in a string" \
+  sh -c 'printf "{\"a\":\"ok\355\240\200\"}" | "$0" hook ev --json' "$MAILHOOK"
+refused "a stray byte outside a string" "unexpected character '\\\\255'" \
+  sh -c 'printf "{\"a\":\377}" | "$0" hook ev --json' "$MAILHOOK"
+out=$(printf '{"to":"caf\303\251","out":"%s"}' "$T/utf8.ran" | "$MAILHOOK" hook ev --json 2>&1); rc=$?
+is "$rc" 0 "valid UTF-8 in a JSON string is fine"
+is "$(cat "$T/utf8.ran" 2>/dev/null)" "ev" "and the rule ran"
+
+# names have a limit, as every input has (docs/spool.md, "Limits"): 255 bytes
+long=$(head -c 256 /dev/zero | tr '\0' e)
+refused "an event name of 256 bytes" "event name 'e{80}\.\.\.': 256 bytes, over the 255-byte limit" \
+  "$MAILHOOK" hook "$long"
+refused "a field name of 256 bytes" "field name 'e{80}\.\.\.': 256 bytes, over the 255-byte limit" \
+  "$MAILHOOK" hook ev "$long=1"
+refused "a JSON key of 256 bytes" "field name 'e{80}\.\.\.': 256 bytes, over the 255-byte limit" \
+  sh -c 'printf "{\"%s\":1}" "$1" | "$0" hook ev --json' "$MAILHOOK" "$long"
+"$MAILHOOK" hook "$(head -c 255 /dev/zero | tr '\0' e)" x=1 >/dev/null 2>&1
+is "$?" 0 "an event name of 255 bytes is fine"
+
+# --rules: an empty value resolved to the settings file's folder and ran every
+# *.lua there as a rule file; a path naming nothing ran no rule and exited 0
+printf 'local f = assert(io.open(RULE_FILE .. ".ran", "w")); f:close()\n' > "$T/stray.lua"
+refused "--rules= (empty)" "option '--rules' needs a folder or file" "$MAILHOOK" hook ev --rules= a=1
+refused "--rules '' (empty)" "option '--rules' needs a folder or file" "$MAILHOOK" hook ev --rules '' a=1
+ok "$([ ! -e "$T/stray.lua.ran" ]; echo $?)" "no *.lua beside the settings file ran"
+refused "--rules naming nothing" "--rules $T/nope: no such folder or file" "$MAILHOOK" hook ev --rules "$T/nope" a=1
+refused "a relative --rules naming nothing" "--rules nope: no such folder or file" "$MAILHOOK" hook ev --rules nope a=1
+"$MAILHOOK" hook ev --rules "$T/rules/10-probe.lua" out="$T/explicit.ran" >/dev/null 2>&1
+is "$?:$(cat "$T/explicit.ran" 2>/dev/null)" "0:ev" "--rules naming a rule file: it runs"
+(cd "$T" && "$MAILHOOK" hook ev --rules rules out="$T/relative.ran" >/dev/null 2>&1)
+is "$?:$(cat "$T/relative.ran" 2>/dev/null)" "0:ev" "a relative --rules folder: it runs"
+
+# what an event field may carry into an attachment's headers
+"$MAILHOOK" hook att file="$T/f.txt" 'name==?UTF-8?B?ZXZpbC5leGU=?=' >/dev/null 2>&1
+is "$?" 0 "an attachment name that looks like an encoded word is accepted"
+newest=$(ls "$T"/spool/pickup/*.eml | tail -1)
+like "$(cat "$newest")" "filename\*=UTF-8''%3D%3FUTF-8%3FB%3FZXZpbC5leGU%3D%3F%3D" "it goes as RFC 2231, shown literally"
+ok "$(grep -q 'name="=?' "$newest"; [ $? -ne 0 ]; echo $?)" "never as a quoted name a reader would decode to evil.exe"
+n=$(pickup)
+for ty in 'multipart/mixed; boundary="x"' 'message/rfc822' 'Multipart/Related'; do
+  out=$("$MAILHOOK" hook att file="$T/f.txt" "type=$ty" 2>&1); rc=$?
+  is "$rc" 1 "attachment type '$ty': the rule fails"
+  like "$out" "content type '.*' is composite" "attachment type '$ty': named"
+done
+is "$(pickup)" "$n" "nothing queued for a composite attachment type"
+
+# The shipped examples, called with a file= the application got wrong: the
+# notification goes without the attachment and says so (docs/rules.md). They
+# tested it with io.open, which says yes to a folder (then mh.enqueue failed:
+# no mail) and waits for ever on a FIFO (the rule was stopped: no mail).
+mkdir -p "$T/ex/rules" "$T/ex/dir.wav" "$T/ex/dir.pdf"
+mkfifo "$T/ex/pipe.wav" "$T/ex/pipe.pdf"
+cp "$ROOT/examples/voicemail.lua" "$ROOT/examples/fax.lua" "$T/ex/rules/"
+exn() { ls "$T/ex/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
+for f in "$T/ex/dir.wav" "$T/ex/pipe.wav"; do
+  before=$(exn)
+  out=$(timeout 30 "$MAILHOOK" -s "$T/ex/spool" hook voicemail mailbox=200 caller=+33123 file="$f" --rules "$T/ex/rules" 2>&1)
+  rc=$?
+  is "$rc" 0 "voicemail with file=${f##*/}: hook exits 0 (not stopped, not failed)"
+  is "$(exn)" $((before + 1)) "voicemail with file=${f##*/}: the notification is queued"
+  like "$(cat "$(ls -t "$T"/ex/spool/pickup/*.eml | head -1)")" "could not be attached" "and says the recording is missing"
+  like "$out" "not a regular file" "the log says why"
+done
+for f in "$T/ex/dir.pdf" "$T/ex/pipe.pdf"; do
+  before=$(exn)
+  out=$(timeout 30 "$MAILHOOK" -s "$T/ex/spool" hook fax sender=+33198 pages=1 file="$f" --rules "$T/ex/rules" 2>&1)
+  is "$?" 0 "fax with file=${f##*/}: hook exits 0"
+  is "$(exn)" $((before + 1)) "fax with file=${f##*/}: the notification is queued"
+done
+
+# A throttle key made of an event's field (the alarm example's "alarm:" ..
+# source): one over ~200 characters failed the rule ("key is too long"), and
+# the major alarm was never sent. Now a long key is named by a hash.
+cp "$ROOT/examples/alarm.lua" "$T/ex/rules/"
+long=$(head -c 300 /dev/zero | tr '\0' s)
+before=$(exn)
+for i in 1 2 3 4; do
+  "$MAILHOOK" -s "$T/ex/spool" hook alarm severity=major "source=$long" message="m$i" --rules "$T/ex/rules" >/dev/null 2>&1
+  is "$?" 0 "a major alarm from a 300-character source, #$i: hook exits 0"
+done
+is "$(exn)" $((before + 3)) "three sent, the fourth throttled (max 3 per source)"
+"$MAILHOOK" -s "$T/ex/spool" hook alarm severity=major "source=${long}t" message=other --rules "$T/ex/rules" >/dev/null 2>&1
+is "$(exn)" $((before + 4)) "another long source with the same first 300 characters: its own throttle"
+ok "$(ls "$T/ex/spool/state/rules/throttle" | awk 'length($0) > 255 { bad = 1 } END { exit bad }'; echo $?)" \
+  "the state files' names fit a file system's 255 bytes"
+
+is "$(ls "$T/spool/tmp" 2>/dev/null | wc -l)" 0 "nothing left in tmp/"
+ok "$(ls "$T/spool/pickup" | grep -q .; echo $?)" "the first message is still queued"
+done_testing
