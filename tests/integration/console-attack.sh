@@ -70,13 +70,9 @@ import http.client, json, os, re, signal, socket, subprocess, sys, time
 base, pw, pid, conf = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 host, port = re.match(r"http://([\d.]+):(\d+)$", base).groups()
 port = int(port)
-n = 0
-def ok(c, d, diag=None):
-    global n
-    n += 1
-    print(("ok %d - %s" if c else "not ok %d - %s") % (n, d), flush=True)
-    if not c and diag is not None:
-        print("#   " + str(diag).replace("\n", "\n#   ")[:600], flush=True)
+import os, sys; sys.path.insert(0, os.environ["ROOT"] + "/tests/console")   # taplib: ok(), done()
+from taplib import ok
+import taplib
 def req(method, path, body=None, cookie=None, csrf=None):
     c = http.client.HTTPConnection(host, port, timeout=20)
     h = {}
@@ -148,7 +144,7 @@ ok(st == 200 and j.get("password_set") is False and "mailhook update admin_passw
    "without an admin password the login page is told how to set one", b)
 st, h, b = req("POST", "/api/login", {"password": "anything"})
 ok(st == 401 and "mailhook update admin_password=-" in b, "and a login attempt says the same", b)
-print("1..%d" % n)
+taplib.done()
 PY
 rc=$?
 while IFS= read -r line; do

@@ -45,14 +45,9 @@ base, admin_pw, smtp_pw, good_port, evil_port, evil_out, evil_rec, conf = sys.ar
 host, port = re.match(r"http://([\d.]+):(\d+)$", base).groups()
 port = int(port)
 secrets = conf[:-5] + ".secrets"
-n = 0
-def ok(c, d, diag=None):
-    global n
-    n += 1
-    print(("ok %d - %s" if c else "not ok %d - %s") % (n, d), flush=True)
-    if not c and diag is not None:
-        print("#   " + str(diag).replace("\n", "\n#   ")[:800], flush=True)
-    return c
+import os, sys; sys.path.insert(0, os.environ["ROOT"] + "/tests/console")   # taplib: ok(), done()
+from taplib import ok
+import taplib
 def req(method, path, body=None, cookie=None, csrf=None):
     c = http.client.HTTPConnection(host, port, timeout=60)
     h = {}
@@ -157,7 +152,7 @@ st, r = update({"auth": True, "username": "smtpuser"})
 st2, r2 = test({})
 rec, leaked = evil_saw()
 ok(not leaked, "the attacker's server never got the password", rec[:300])
-print("1..%d" % n)
+taplib.done()
 PY
 rc=$?
 tap_merge "$T/checks.tap" "$rc" console-probe checks
@@ -179,13 +174,9 @@ ok $? "encoded words in two charsets queued"
 import http.client, json, re, sys
 base, pw, long_subject = sys.argv[1], sys.argv[2], sys.argv[3]
 host, port = re.match(r"http://([\d.]+):(\d+)$", base).groups()
-n = 0
-def ok(c, d, diag=None):
-    global n
-    n += 1
-    print(("ok %d - %s" if c else "not ok %d - %s") % (n, d), flush=True)
-    if not c and diag is not None:
-        print("#   " + str(diag)[:600], flush=True)
+import os, sys; sys.path.insert(0, os.environ["ROOT"] + "/tests/console")   # taplib: ok(), done()
+from taplib import ok
+import taplib
 def req(method, path, body=None, cookie=None):
     c = http.client.HTTPConnection(host, int(port), timeout=30)
     h = {"Content-Type": "application/json"} if body is not None else {}
@@ -205,7 +196,7 @@ ok("first part of a folded subject, second part" in subjects, "a folded plain su
 ok("Fax für Müller =?koi8-r?B?8NLJ18XU?=" in subjects,
    "ISO-8859-1 Q words decoded to UTF-8, a charset not known left as written", subjects)
 ok(b"<script>" not in raw and b"\\u003cscript\\u003e" in raw, "the decoded <script> stays escaped in the JSON")
-print("1..%d" % n)
+taplib.done()
 PY
 rc=$?
 tap_merge "$T/subj.tap" "$rc" "the queue's subjects"
@@ -223,13 +214,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 base, pw = sys.argv[1], sys.argv[2]
-n = 0
-def ok(c, d, diag=None):
-    global n
-    n += 1
-    print(("ok %d - %s" if c else "not ok %d - %s") % (n, d), flush=True)
-    if not c and diag is not None:
-        print("#   " + str(diag)[:400], flush=True)
+import os, sys; sys.path.insert(0, os.environ["ROOT"] + "/tests/console")   # taplib: ok(), done()
+from taplib import ok
+import taplib
 opts = webdriver.ChromeOptions()
 opts.binary_location = "/usr/bin/chromium"
 for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -251,7 +238,7 @@ try:
        "the form submitted by the browser itself: no password in the URL", d.current_url)
 finally:
     d.quit()
-print("1..%d" % n)
+taplib.done()
 PY
 rc=$?
 tap_merge "$T/nojs.tap" "$rc" "the browser without JavaScript"

@@ -42,15 +42,9 @@ wait_for 30 grep -q "($N queued" "$T/svc.log"; ok $? "it counts them"
 import http.client, json, os, sys, threading, time
 port, token, N, spool = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 H = {"Authorization": "Bearer " + token}
-n = 0
-failed = 0
-def ok(c, d, diag=None):
-    global n, failed
-    n += 1
-    failed += 0 if c else 1
-    print(("ok %d - %s" if c else "not ok %d - %s") % (n, d), flush=True)
-    if not c and diag is not None:
-        print("#   " + str(diag)[:500], flush=True)
+import os, sys; sys.path.insert(0, os.environ["ROOT"] + "/tests/console")   # taplib: ok(), done()
+from taplib import ok
+import taplib
 def get(path):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     t = time.monotonic()
@@ -99,8 +93,7 @@ th.join()
 print("# /api/session while 10 pages were read: median %.3f s, max %.3f s (%d requests)"
       % (sorted(lat)[len(lat) // 2], max(lat), len(lat)), flush=True)
 ok(max(lat) < 2, "the loop answers other requests meanwhile")
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+taplib.done()
 PY
 rc=$?
 while IFS= read -r line; do

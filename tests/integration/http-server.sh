@@ -20,15 +20,9 @@ PORT=$(head -1 "$T/serve.out")
 "$PY" - "$PORT" > "$T/checks.tap" 2> "$T/checks.err" <<'PY'
 import socket, sys, threading, time
 PORT = int(sys.argv[1])
-n = failed = 0
-def ok(c, d, diag=None):
-    global n, failed
-    n += 1
-    print(("ok %d - %s" if c else "not ok %d - %s") % (n, d), flush=True)
-    if not c:
-        failed += 1
-        if diag is not None:
-            print("#   " + repr(diag)[:600], flush=True)
+import os, sys; sys.path.insert(0, os.environ["ROOT"] + "/tests/console")   # taplib: ok(), done()
+from taplib import ok
+import taplib
 
 class Conn:
     """A raw connection and a reader of answers (framed by Content-Length,
@@ -282,8 +276,7 @@ rest = b""
 while tick.fill():
     pass
 ok(tick.buf.endswith(b"0\r\n\r\n"), "close(): the live stream ends with its last chunk", tick.buf[-40:])
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+taplib.done()
 PY
 rc=$?
 while IFS= read -r line; do
