@@ -42,6 +42,30 @@ M.HINT = {
     "check `port` and `tls` (465 = implicit TLS, 587 = STARTTLS, 25 = plain then STARTTLS)",
   silent = "the server stopped answering (overloaded, or a filter in between holds the traffic); " ..
     "`mailhook test --timeout SECONDS` waits longer",
+  -- a refused certificate, by the verifier's reason (info.cert.result): what to change
+  cert_host = "the certificate is not for the name in `server`: set `server` to a name the " ..
+    "certificate holds (its subject above), not an address or another alias",
+  cert_expired = "the server's certificate is expired or not yet valid: renew it on the server, " ..
+    "and check this machine's clock (`date`)",
+  cert_self = "the server's certificate is self-signed: set `tls_fingerprint` to its sha256 above " ..
+    "(after checking it with the server's administrator), or give its CA in `tls_ca_file`",
+  cert_ca = "the certificate's issuer is not trusted here: set `tls_ca_file` to the issuing CA's " ..
+    "certificate (PEM), or pin the server's certificate with `tls_fingerprint`",
+  cert_pin = "the server's certificate is not the one `tls_fingerprint` pins: if the server's " ..
+    "certificate was replaced, check the sha256 above with its administrator and update `tls_fingerprint`",
+}
+
+-- The verifier's reason (OpenSSL's X509 error text, or tls.c's "fingerprint
+-- mismatch") -> the cause whose hint says which setting to change.
+local CERT_WHY = {
+  ["hostname mismatch"] = "cert_host", ["IP address mismatch"] = "cert_host",
+  ["certificate has expired"] = "cert_expired", ["certificate is not yet valid"] = "cert_expired",
+  ["self-signed certificate"] = "cert_self", ["self signed certificate"] = "cert_self",
+  ["self-signed certificate in certificate chain"] = "cert_ca",
+  ["self signed certificate in certificate chain"] = "cert_ca",
+  ["unable to get local issuer certificate"] = "cert_ca", ["unable to get issuer certificate"] = "cert_ca",
+  ["unable to verify the first certificate"] = "cert_ca",
+  ["fingerprint mismatch"] = "cert_pin",
 }
 
 local function offers_starttls(i)
@@ -62,6 +86,10 @@ function M.hint_for(cfg, info, report)
   if not why and info.code == "ETIMEDOUT" and info.waited then
     why = info.waited == "greeting" and "no_greeting" or info.waited == "dns" and "dns_silent" or
           info.waited == "connect" and "connect" or info.waited == "tls" and "tls_silent" or "silent"
+  end
+  local cert = report and report.info and report.info.cert
+  if not why and info.stage == "tls" and cert and cert.verified == false then
+    why = CERT_WHY[tostring(cert.result or "")]
   end
   if not why and info.code == "EPROTO" then why = "protocol" end
   if not why and info.code == "ETOOBIG" then why = "too_big" end

@@ -1,0 +1,131 @@
+# STARTTLS stripping the other tests do not cover: a server that offers STARTTLS and then
+# refuses it (454 / 502), or closes the connection in the handshake, with tls = starttls /
+# auto, tls_required true and false, auth on.  Required TLS: no AUTH, no MAIL in the clear,
+# a clear error.  TLS not required, auth on: the credentials still wait for TLS unless
+# allow_plaintext_auth says otherwise (docs/settings.md).  Scripted peers record the wire.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+unset MAILHOOK_CONF MAILHOOK_SPOOL
+need_engine
+
+make_certs "$T/certs" || exit 1
+C=$T/certs
+PW='pr0be-Secret-77'
+B64=$(printf '\0u\0%s' "$PW" | base64)
+BASE=(enabled=true from=mailhook@example.org server=127.0.0.1 helo_name=client.example.org
+      connect_timeout=5 command_timeout=5 session_deadline=20)
+
+for code in "454 4.7.0 TLS not available" "502 5.5.1 not implemented"; do
+  s=$(fault_script <<S
+send 220 strip.example ESMTP
+expect ^EHLO
+send 250-strip.example
+send 250-STARTTLS
+send 250 AUTH PLAIN LOGIN
+expect ^STARTTLS
+send $code
+read
+send 250 ok
+read
+send 250 ok
+read
+send 250 ok
+read
+send 250 ok
+S
+)
+  start_fault F "$s" || exit 1
+  for v in "tls=starttls tls_required=true" "tls=auto tls_required=true" "tls=auto tls_required=" \
+           "tls=starttls tls_required="; do
+    : > "$F_REC"; rm -f "$F_REC".*
+    # shellcheck disable=SC2086
+    mh_test "$(new_conf port="$F" $v auth=true username=u password="$PW")"
+    is "$RC" 1 "${code%% *} to STARTTLS, $v, auth: fails"
+    like "$ERR" "${code%% *}|STARTTLS|TLS" "naming the refused STARTTLS ($(printf %s "$ERR" | head -1))"
+    unlike "$(cat "$F_REC" "$F_REC".* 2>/dev/null)" "AUTH|MAIL|$PW|$B64" "no AUTH, MAIL or password on the wire"
+    unlike "$OUT" "$PW|$B64" "the password is not in the report"
+  done
+  # TLS not required, auth on, no opt-in: plain text after the refusal, but no credentials.
+  : > "$F_REC"; rm -f "$F_REC".*
+  mh_test "$(new_conf port="$F" tls=auto tls_required=false auth=true username=u password="$PW")"
+  is "$RC" 1 "${code%% *} to STARTTLS, tls=auto tls_required=false, auth: fails"
+  unlike "$(cat "$F_REC" "$F_REC".* 2>/dev/null)" "AUTH|$PW|$B64" "no AUTH or password on the wire"
+  stop_peer F
+done
+
+# The connection closed in the TLS handshake after STARTTLS's 220.
+s=$(fault_script <<'S'
+send 220 strip.example ESMTP
+expect ^EHLO
+send 250-strip.example
+send 250-STARTTLS
+send 250 AUTH PLAIN
+expect ^STARTTLS
+send 220 go ahead
+close
+S
+)
+start_fault F "$s" || exit 1
+for v in "tls=starttls tls_required=true" "tls=auto tls_required=true" "tls=auto tls_required=false"; do
+  : > "$F_REC"; rm -f "$F_REC".*
+  # shellcheck disable=SC2086
+  mh_test "$(new_conf port="$F" $v auth=true username=u password="$PW")"
+  is "$RC" 1 "closed in the handshake, $v: fails"
+  ilike "$OUT" "stage[: ]+tls\b" "stage tls ($v)"
+  unlike "$(cat "$F_REC" "$F_REC".* 2>/dev/null)" "AUTH|MAIL|$PW|$B64" "no AUTH, MAIL or password on any connection ($v)"
+done
+
+# 220 to STARTTLS, then plain-text SMTP instead of a handshake.
+s=$(fault_script <<'S'
+send 220 strip.example ESMTP
+expect ^EHLO
+send 250-strip.example
+send 250-STARTTLS
+send 250 AUTH PLAIN
+expect ^STARTTLS
+send 220 go ahead
+read
+send 250 ok
+read
+send 250 ok
+S
+)
+start_fault F "$s" || exit 1
+: > "$F_REC"; rm -f "$F_REC".*
+mh_test "$(new_conf port="$F" tls=starttls tls_required=true auth=true username=u password="$PW")"
+is "$RC" 1 "plain text instead of a handshake: fails"
+unlike "$(tr -d '\0' < "$F_REC")" "AUTH|MAIL|$PW|$B64" "no AUTH, MAIL or password in the clear"
+
+# --- refused certificates: the reason named, and a hint saying which setting to change -------
+# aiosmtpd with STARTTLS and each bad certificate (tests/peers/mkcerts, plus a self-signed leaf
+# made here with the openssl CLI); mailhook connects by name (server = localhost) with our CA.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$C/self.key" \
+  -out "$C/self.crt" -days 30 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+  2>/dev/null || exit 1
+SELF_FP=$(openssl x509 -in "$C/self.crt" -outform DER | sha256sum | cut -c1-64)
+certcase() {   # certcase CERT REASON HINT [settings]: refused, naming REASON, hinting HINT
+  local cert=$1 reason=$2 hint=$3; shift 3
+  start_smtpd S --tls starttls --cert "$C/$cert.crt" --key "$C/$cert.key" --auth "u:$PW" \
+    --log "$T/$cert.log" || exit 1
+  mh_test "$(new_conf port="$S" server=localhost tls=starttls tls_ca_file="$C/ca.crt" auth=true \
+    username=u password="$PW" "$@")"
+  is "$RC" 1 "$cert: refused"
+  like "$OUT" "verified NO \($reason\)" "$cert: the reason ($reason)"
+  like "$ERR" "certificate verification failed: $reason|fingerprint [0-9a-f]+ does not match tls_fingerprint" "$cert: the error names it"
+  like "$(printf '%s\n' "$OUT" | grep '^  hint')" "$hint" "$cert: the hint says what to change"
+  unlike "$(cat "$T/$cert.log")" "^auth|^mail" "$cert: no AUTH or MAIL reached the server"
+  unlike "$OUT" "$PW|$B64" "$cert: the password is not in the report"
+  stop_peer S
+}
+certcase self "self-signed certificate" 'self-signed: set `tls_fingerprint` to its sha256'
+certcase wronghost "hostname mismatch" 'not for the name in `server`: set `server` to a name the certificate holds'
+certcase expired "certificate has expired" 'expired or not yet valid: renew it on the server'
+certcase unknown "unable to get local issuer certificate" 'issuer is not trusted here: set `tls_ca_file`'
+certcase server "fingerprint mismatch" 'not the one `tls_fingerprint` pins' tls_fingerprint="$SELF_FP"
+# The self-signed hint's advice works: pinned by its sha256, the same server passes.
+start_smtpd S --tls starttls --cert "$C/self.crt" --key "$C/self.key" || exit 1
+mh_test "$(new_conf port="$S" server=localhost tls=starttls tls_fingerprint="$SELF_FP")"
+is "$RC" 0 "self-signed, pinned with tls_fingerprint as the hint says: passes"
+stop_peer S
+
+done_testing
