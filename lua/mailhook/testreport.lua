@@ -51,6 +51,14 @@ M.HINT = {
     "(after checking it with the server's administrator), or give its CA in `tls_ca_file`",
   cert_ca = "the certificate's issuer is not trusted here: set `tls_ca_file` to the issuing CA's " ..
     "certificate (PEM), or pin the server's certificate with `tls_fingerprint`",
+  starttls_refused = "the server offers STARTTLS but refused it: its TLS is not set up or not " ..
+    "working; fix it on the server, or use its implicit-TLS port (465, `tls = implicit`); mailhook " ..
+    "does not fall back to plain text after a refused STARTTLS",
+  starttls_missing = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
+    "(465, `tls = implicit`) or its submission port (587)",
+  downgrade = "this server was reached with TLS before and now offers none: something in between " ..
+    "may strip STARTTLS (an attack), or the server changed; only if the change is known, delete its " ..
+    "line in SPOOL/state/tls-seen",
   cert_pin = "the server's certificate is not the one `tls_fingerprint` pins: if the server's " ..
     "certificate was replaced, check the sha256 above with its administrator and update `tls_fingerprint`",
 }
@@ -90,6 +98,11 @@ function M.hint_for(cfg, info, report)
   local cert = report and report.info and report.info.cert
   if not why and info.stage == "tls" and cert and cert.verified == false then
     why = CERT_WHY[tostring(cert.result or "")]
+  end
+  -- STARTTLS answered with an error, or not offered at all (no certificate was involved)
+  if not why and info.stage == "tls" and info.code == "ENOTLS" then
+    if tonumber(info.smtp) and tonumber(info.smtp) >= 400 then why = "starttls_refused"
+    elseif report and report.info and not offers_starttls(report.info) then why = "starttls_missing" end
   end
   if not why and info.code == "EPROTO" then why = "protocol" end
   if not why and info.code == "ETOOBIG" then why = "too_big" end

@@ -1,8 +1,11 @@
-# STARTTLS stripping the other tests do not cover: a server that offers STARTTLS and then
-# refuses it (454 / 502), or closes the connection in the handshake, with tls = starttls /
-# auto, tls_required true and false, auth on.  Required TLS: no AUTH, no MAIL in the clear,
-# a clear error.  TLS not required, auth on: the credentials still wait for TLS unless
-# allow_plaintext_auth says otherwise (docs/settings.md).  Scripted peers record the wire.
+# STARTTLS stripping and refused certificates, where the other tests stop short: a server
+# that offers STARTTLS and then refuses it (454 / 502), closes the connection in the
+# handshake, or answers 220 and then speaks plain text, with tls = starttls / auto,
+# tls_required true and false, auth on.  No AUTH, no MAIL, no password in the clear (TLS
+# not required: the credentials still wait for TLS, allow_plaintext_auth being false), a
+# clear error, and a `mailhook test` hint naming the cause (STARTTLS refused, none offered,
+# a downgrade, each certificate reason) and the setting to change.  Scripted peers
+# (tests/peers/fault.lua) record the wire; aiosmtpd (tests/peers/smtpd.py) is the real server.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 unset MAILHOOK_CONF MAILHOOK_SPOOL
@@ -44,6 +47,8 @@ S
     like "$ERR" "${code%% *}|STARTTLS|TLS" "naming the refused STARTTLS ($(printf %s "$ERR" | head -1))"
     unlike "$(cat "$F_REC" "$F_REC".* 2>/dev/null)" "AUTH|MAIL|$PW|$B64" "no AUTH, MAIL or password on the wire"
     unlike "$OUT" "$PW|$B64" "the password is not in the report"
+    like "$(printf '%s\n' "$OUT" | grep '^  hint')" "offers STARTTLS but refused it.*does not fall back to plain text" \
+      "the hint: STARTTLS refused by the server (not a certificate)"
   done
   # TLS not required, auth on, no opt-in: plain text after the refusal, but no credentials.
   : > "$F_REC"; rm -f "$F_REC".*
@@ -95,6 +100,30 @@ start_fault F "$s" || exit 1
 mh_test "$(new_conf port="$F" tls=starttls tls_required=true auth=true username=u password="$PW")"
 is "$RC" 1 "plain text instead of a handshake: fails"
 unlike "$(tr -d '\0' < "$F_REC")" "AUTH|MAIL|$PW|$B64" "no AUTH, MAIL or password in the clear"
+
+# STARTTLS required but not offered (aiosmtpd without TLS): the hint names the ports that
+# have TLS; then the same host:port seen with TLS first: the hint names the downgrade.
+start_smtpd P --log "$T/plain.log" || exit 1
+mh_test "$(new_conf port="$P" tls=starttls)"
+is "$RC" 1 "tls = starttls, no STARTTLS offered: fails"
+is "$(printf '%s\n' "$OUT" | grep '^  hint')" \
+  "  hint           the server offers no STARTTLS on this port: use its implicit-TLS port (465, \`tls = implicit\`) or its submission port (587)" \
+  "the hint: no STARTTLS on this port, use 465 or 587"
+stop_peer P
+export MAILHOOK_SPOOL=$T/spool
+port=$(free_port)
+start_smtpd D --port "$port" --tls starttls --cert "$C/server.crt" --key "$C/server.key" || exit 1
+mh_test "$(new_conf port="$port" tls=auto tls_ca_file="$C/ca.crt")"
+is "$RC" 0 "a STARTTLS server is seen with TLS"
+stop_peer D
+start_smtpd D2 --port "$port" --log "$T/down.log" || exit 1
+mh_test "$(new_conf port="$port" tls=auto tls_required=false tls_ca_file="$C/ca.crt")"
+is "$RC" 1 "the same host:port without STARTTLS later: refused"
+like "$(printf '%s\n' "$OUT" | grep '^  hint')" "reached with TLS before and now offers none.*delete its line in SPOOL/state/tls-seen" \
+  "the hint: a downgrade, and how to accept a known change"
+unlike "$(cat "$T/down.log")" "^mail" "no MAIL FROM in the clear"
+stop_peer D2
+unset MAILHOOK_SPOOL
 
 # --- refused certificates: the reason named, and a hint saying which setting to change -------
 # aiosmtpd with STARTTLS and each bad certificate (tests/peers/mkcerts, plus a self-signed leaf
