@@ -104,6 +104,7 @@ function M.hint_for(cfg, info, report)
     if tonumber(info.smtp) and tonumber(info.smtp) >= 400 then why = "starttls_refused"
     elseif report and report.info and not offers_starttls(report.info) then why = "starttls_missing" end
   end
+  if not why and info.code == "EDOWNGRADE" then why = "downgrade" end
   if not why and info.code == "EPROTO" then why = "protocol" end
   if not why and info.code == "ETOOBIG" then why = "too_big" end
   -- plain text by choice against a server that offers TLS: say so before any
@@ -206,6 +207,10 @@ function M.data(cfg, opts, report, msg, info)
   local passed, at = {}, rep.stage_at or {}
   for _, st in ipairs(rep.stages or {}) do passed[st] = true end
   if passed.connect or (failed and failed ~= "dns" and i.address and i.address ~= "") then passed.dns = true end
+  -- a failure past connect (a refused STARTTLS or certificate, AUTH...) was connected first
+  if failed and failed ~= "dns" and failed ~= "connect" and i.address and i.address ~= "" then
+    passed.connect = true
+  end
   local optional = { tls = passed.connect and i.security == "none", auth = not cfg.auth, recipient = not opts.to }
   local stages, reached = {}, true
   for _, name in ipairs(STAGES) do

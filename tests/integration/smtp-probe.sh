@@ -50,6 +50,9 @@ S
     like "$(printf '%s\n' "$OUT" | grep '^  hint')" "offers STARTTLS but refused it.*does not fall back to plain text" \
       "the hint: STARTTLS refused by the server (not a certificate)"
   done
+  out=$("$MAILHOOK" -c "$(new_conf port="$F" tls=starttls)" test --json 2>/dev/null)
+  is "$(printf '%s' "$out" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(s["name"]+"="+s["state"] for s in d["stages"][:3]))')" \
+    "dns=ok connect=ok tls=failed" "--json: connected, then failed at tls (not 'connect: not reached')"
   # TLS not required, auth on, no opt-in: plain text after the refusal, but no credentials.
   : > "$F_REC"; rm -f "$F_REC".*
   mh_test "$(new_conf port="$F" tls=auto tls_required=false auth=true username=u password="$PW")"
