@@ -160,4 +160,25 @@ mh_test "$(new_conf port="$S" server=localhost tls=starttls tls_fingerprint="$SE
 is "$RC" 0 "self-signed, pinned with tls_fingerprint as the hint says: passes"
 stop_peer S
 
+# tls_verify = false: the session passes, but the report must not say "verified yes", and
+# `mailhook test` and `update` warn that anyone on the path can pose as the server.
+start_smtpd S --tls starttls --cert "$C/wronghost.crt" --key "$C/wronghost.key" || exit 1
+c=$(new_conf port="$S" server=localhost tls=starttls tls_verify=false auth=false)
+chmod 600 "$c"
+mh_test "$c"
+is "$RC" 0 "tls_verify = false, a certificate for another name: the test passes (verification is off)"
+like "$OUT" "verified NO \(not verified \(tls_verify=false\)" "the report says NO, not 'verified yes'"
+like "$OUT" "warning: tls_verify = false: the server's certificate is not checked" "and warns"
+out=$("$MAILHOOK" -c "$c" test --json 2>/dev/null)
+is "$(printf '%s' "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["connection"]["certificate"]["verified"])')" \
+  False "--json: certificate.verified is false"
+out=$("$MAILHOOK" -c "$c" update helo_name=client2.example.org 2>&1 >/dev/null)
+like "$out" "warning: tls_verify = false" "mailhook update warns too"
+c=$(new_conf port="$S" server=localhost tls=starttls tls_verify=false tls_fingerprint="$(cat "$C/wronghost.sha256")")
+mh_test "$c"
+is "$RC" 0 "tls_verify = false with a matching pin: passes"
+like "$OUT" "verified yes \(fingerprint pinned" "the pin is a verification: yes"
+unlike "$OUT" "warning: tls_verify" "no warning: the pin checks the server"
+stop_peer S
+
 done_testing
