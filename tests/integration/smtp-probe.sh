@@ -103,6 +103,20 @@ start_fault F "$s" || exit 1
 mh_test "$(new_conf port="$F" tls=starttls tls_required=true auth=true username=u password="$PW")"
 is "$RC" 1 "plain text instead of a handshake: fails"
 unlike "$(tr -d '\0' < "$F_REC")" "AUTH|MAIL|$PW|$B64" "no AUTH, MAIL or password in the clear"
+like "$ERR" "protocol violation: after its 220 to STARTTLS, 127.0.0.1:$F answered the TLS handshake in plain text \(\"250 \.\.\.\"\)" \
+  "the error says the handshake was answered in plain text (not OpenSSL's 'wrong version number')"
+like "$(printf '%s\n' "$OUT" | grep '^  hint')" "nothing in between .* rewrites the traffic" "the hint: something in between"
+mh_test "$(new_conf port="$F" tls=auto tls_required=false)"
+is "$RC" 1 "the same with tls = auto, tls_required = false: fails (no fall back to plain text)"
+like "$ERR" "answered the TLS handshake in plain text" "with the same error"
+# Delivery: the message stays queued for a retry, never taken for delivered.
+export MAILHOOK_SPOOL=$T/ptspool
+c=$(new_conf port="$F" tls=starttls tls_required=true)
+printf 'hello\n' | "$MAILHOOK" -c "$c" enqueue --to rcpt@example.org --subject probe >/dev/null 2>&1
+"$MAILHOOK" -c "$c" flush > "$T/pt.flush" 2>&1
+like "$(grep '^flush:' "$T/pt.flush")" "^flush: 0 delivered" "flush: nothing taken for delivered"
+is "$(ls "$T/ptspool/pickup" | grep -c '\.eml$')" 1 "the message is still queued"
+unset MAILHOOK_SPOOL
 
 # STARTTLS required but not offered (aiosmtpd without TLS): the hint names the ports that
 # have TLS; then the same host:port seen with TLS first: the hint names the downgrade.
