@@ -377,6 +377,16 @@ static void transport_failed(mh_client *c) {
          "speak implicit TLS on this port (use tls = starttls or auto)", c->host, c->port, hs);
     return;
   }
+  /* After the 220 to STARTTLS, SMTP in plain text where the ServerHello belongs: a broken
+  ** server, or a box in between that strips TLS.  A protocol violation (the session is never
+  ** carried on in plain text), said in words rather than OpenSSL's "wrong version number". */
+  if (e->phase == MH_TR_HANDSHAKE && mh_smtp_get_state(c->s) == MH_SMTP_TLS && e->tls_why != MH_TLS_WHY_CLOSED &&
+      n >= 4 && hs[0] >= '2' && hs[0] <= '5' && hs[1] >= '0' && hs[1] <= '9' && hs[2] >= '0' && hs[2] <= '9') {
+    fail(c, MH_EPROTO, "tls", MH_CLIENT_WHY_NONE, NULL, "protocol violation: after its 220 to STARTTLS, "
+         "%s:%d answered the TLS handshake in plain text (\"%.3s ...\"): a broken server, or something "
+         "in between that strips TLS; nothing more was sent", c->host, c->port, hs);
+    return;
+  }
   if (e->phase == MH_TR_HANDSHAKE && e->tls_why == MH_TLS_WHY_VERSION) why = MH_CLIENT_WHY_TLS_VERSION;
   if (e->phase == MH_TR_HANDSHAKE && e->tls_why == MH_TLS_WHY_CLOSED) why = MH_CLIENT_WHY_TLS_CLOSED;
   fail(c, e->code, stage, why, e->tls_reason, "%s", e->msg);

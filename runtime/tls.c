@@ -372,7 +372,7 @@ void mh_tls_get_info(mh_tls *t, mh_tls_info *o) {
   memset(o, 0, sizeof *o);
   snprintf(o->version, sizeof o->version, "%s", SSL_get_version(t->ssl));
   snprintf(o->cipher, sizeof o->cipher, "%s", SSL_get_cipher_name(t->ssl) ? SSL_get_cipher_name(t->ssl) : "");
-  o->verified = t->checked;
+  o->verified = t->checked && (t->verify || t->pin[0]);   /* tls_verify = false: passed, not verified */
   snprintf(o->verify_result, sizeof o->verify_result, "%s", t->verify_result);
   o->why = t->why;
   o->reason = t->reason;

@@ -83,7 +83,8 @@ typedef struct {
   char issuer[256];
   char not_after[64];       /* "2027-01-31 12:00:00 UTC" */
   char fingerprint[100];    /* sha256 hex with colons */
-  int verified;             /* 1 when mh_tls_check passed */
+  int verified;             /* 1 when the chain and host name were verified or the pin
+                               matched; 0 when tls_verify = false let it pass unchecked */
   char verify_result[160];  /* "ok" or OpenSSL's reason */
   int why;                  /* MH_TLS_WHY_* of the last failure */
   int reason;               /* ERR_GET_REASON of the OpenSSL error behind it, 0 none */

@@ -214,6 +214,11 @@ function M.warnings(cfg)
       "text, so authentication fails; set tls=auto (or starttls/implicit), or, for a server " ..
       "that cannot do TLS, allow_plaintext_auth=true"
   end
+  if cfg.tls_verify == false and not cfg.tls_fingerprint then
+    out[#out + 1] = "tls_verify = false: the server's certificate is not checked, so anyone on " ..
+      "the path can pose as the server and read the mail" .. (cfg.auth and " and the credentials" or "") ..
+      "; give its CA in tls_ca_file or pin it with tls_fingerprint, and set tls_verify=true"
+  end
   return out
 end
 

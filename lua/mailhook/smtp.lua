@@ -370,6 +370,7 @@ function M.connect(cfg, report, limits)
     if info.stage == "tls" and seen[host .. ":" .. port] and info.code == "ENOTLS" then
       err = err .. " (" .. host .. ":" .. port .. " was seen with TLS before: a downgrade attack, " ..
             "or a server misconfiguration)"
+      info.why = info.why or "downgrade"   -- mailhook test's hint: the tls-seen line
     end
     if info.why == "tls_version" or info.why == "tls_closed" then   -- codes from the engine
       info.tls_min_version = cfg.tls_min_version and tostring(cfg.tls_min_version) or "1.2"

@@ -42,6 +42,38 @@ M.HINT = {
     "check `port` and `tls` (465 = implicit TLS, 587 = STARTTLS, 25 = plain then STARTTLS)",
   silent = "the server stopped answering (overloaded, or a filter in between holds the traffic); " ..
     "`mailhook test --timeout SECONDS` waits longer",
+  -- a refused certificate, by the verifier's reason (info.cert.result): what to change
+  cert_host = "the certificate is not for the name in `server`: set `server` to a name the " ..
+    "certificate holds (its subject above), not an address or another alias",
+  cert_expired = "the server's certificate is expired or not yet valid: renew it on the server, " ..
+    "and check this machine's clock (`date`)",
+  cert_self = "the server's certificate is self-signed: set `tls_fingerprint` to its sha256 above " ..
+    "(after checking it with the server's administrator), or give its CA in `tls_ca_file`",
+  cert_ca = "the certificate's issuer is not trusted here: set `tls_ca_file` to the issuing CA's " ..
+    "certificate (PEM), or pin the server's certificate with `tls_fingerprint`",
+  starttls_refused = "the server offers STARTTLS but refused it: its TLS is not set up or not " ..
+    "working; fix it on the server, or use its implicit-TLS port (465, `tls = implicit`); mailhook " ..
+    "does not fall back to plain text after a refused STARTTLS",
+  starttls_missing = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
+    "(465, `tls = implicit`) or its submission port (587)",
+  downgrade = "this server was reached with TLS before and now offers none: something in between " ..
+    "may strip STARTTLS (an attack), or the server changed; only if the change is known, delete its " ..
+    "line in SPOOL/state/tls-seen",
+  cert_pin = "the server's certificate is not the one `tls_fingerprint` pins: if the server's " ..
+    "certificate was replaced, check the sha256 above with its administrator and update `tls_fingerprint`",
+}
+
+-- The verifier's reason (OpenSSL's X509 error text, or tls.c's "fingerprint
+-- mismatch") -> the cause whose hint says which setting to change.
+local CERT_WHY = {
+  ["hostname mismatch"] = "cert_host", ["IP address mismatch"] = "cert_host",
+  ["certificate has expired"] = "cert_expired", ["certificate is not yet valid"] = "cert_expired",
+  ["self-signed certificate"] = "cert_self", ["self signed certificate"] = "cert_self",
+  ["self-signed certificate in certificate chain"] = "cert_ca",
+  ["self signed certificate in certificate chain"] = "cert_ca",
+  ["unable to get local issuer certificate"] = "cert_ca", ["unable to get issuer certificate"] = "cert_ca",
+  ["unable to verify the first certificate"] = "cert_ca",
+  ["fingerprint mismatch"] = "cert_pin",
 }
 
 local function offers_starttls(i)
@@ -63,6 +95,16 @@ function M.hint_for(cfg, info, report)
     why = info.waited == "greeting" and "no_greeting" or info.waited == "dns" and "dns_silent" or
           info.waited == "connect" and "connect" or info.waited == "tls" and "tls_silent" or "silent"
   end
+  local cert = report and report.info and report.info.cert
+  if not why and info.stage == "tls" and cert and cert.verified == false then
+    why = CERT_WHY[tostring(cert.result or "")]
+  end
+  -- STARTTLS answered with an error, or not offered at all (no certificate was involved)
+  if not why and info.stage == "tls" and info.code == "ENOTLS" then
+    if tonumber(info.smtp) and tonumber(info.smtp) >= 400 then why = "starttls_refused"
+    elseif report and report.info and not offers_starttls(report.info) then why = "starttls_missing" end
+  end
+  if not why and info.code == "EDOWNGRADE" then why = "downgrade" end
   if not why and info.code == "EPROTO" then why = "protocol" end
   if not why and info.code == "ETOOBIG" then why = "too_big" end
   -- plain text by choice against a server that offers TLS: say so before any
@@ -165,6 +207,10 @@ function M.data(cfg, opts, report, msg, info)
   local passed, at = {}, rep.stage_at or {}
   for _, st in ipairs(rep.stages or {}) do passed[st] = true end
   if passed.connect or (failed and failed ~= "dns" and i.address and i.address ~= "") then passed.dns = true end
+  -- a failure past connect (a refused STARTTLS or certificate, AUTH...) was connected first
+  if failed and failed ~= "dns" and failed ~= "connect" and i.address and i.address ~= "" then
+    passed.connect = true
+  end
   local optional = { tls = passed.connect and i.security == "none", auth = not cfg.auth, recipient = not opts.to }
   local stages, reached = {}, true
   for _, name in ipairs(STAGES) do
