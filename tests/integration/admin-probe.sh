@@ -1,0 +1,60 @@
+# An administrator's commands against what a local user can put in the queue:
+# `mailhook queue show` prints the message on the administrator's terminal, and
+# anyone who may run sendmail writes its bytes (a Subject or a body holding
+# ESC [ ... sequences, a UTF-8 C1 CSI).  They are shown as \xNN, never sent to the
+# terminal raw; lines, tabs and 8-bit text stay as they are.
+. "$ROOT/tests/lib/tap.sh"
+rules_env
+mh() { "$MAILHOOK" "$@"; }
+# bytes FILE PYEXPR: evaluate PYEXPR with b = FILE's bytes, print the result
+bytes() { /usr/bin/python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# --- a hostile Subject and body -------------------------------------------------------------
+printf 'Subject: red \033[31mALERT\033]0;owned\007 \302\233 2J caf\303\251\r\n\r\nbody\033[2J\tend\rCR\x7f\n' \
+  | mh sendmail ops@example.com; rc=$?
+is "$rc" 0 "sendmail queues a message with escape sequences in its Subject and body"
+id=$(ls "$T/spool/pickup" | sed -n 's/\.eml$//p' | head -1)
+mh queue show "$id" > "$T/show"; rc=$?
+is "$rc" 0 "queue show exits 0"
+is "$(bytes "$T/show" 'sum(b.count(bytes([c])) for c in list(range(0, 9)) + list(range(11, 32)) + [127])')" 0 \
+  "queue show writes no control byte but LF and TAB (no ESC, BEL, CR, DEL)"
+is "$(bytes "$T/show" 'sum(b.count(bytes([0xc2, c])) for c in range(0x80, 0xa0))')" 0 \
+  "nor a C1 control written in UTF-8 (U+009B is a CSI)"
+like "$(cat "$T/show")" 'Subject: red \\x1b\[31mALERT\\x1b\]0;owned\\x07 \\xc2\\x9b 2J café' \
+  "the Subject shows its control bytes as \\xNN and its UTF-8 text as it is"
+like "$(cat "$T/show")" "body\\\\x1b\[2J	end
+CR\\\\x7f" "so does the body: a TAB kept, a CR line end (the intake's) a line end, DEL shown"
+
+# --- a CRLF or a C1 control cut by the 64 KiB read's end: shown whole ----------------------------
+# Bodies of blank lines and of C1 pairs, under Subjects of 1 to 4 bytes: whatever the
+# header's length, some message puts a CR or a 0xC2 last in a chunk.
+rm -f "$T"/spool/pickup/*
+c1=$(printf '\302\233%.0s' $(seq 300))
+for s in a ab abc abcd; do
+  { printf 'Subject: %s\n\n' "$s"; for i in $(seq 40000); do printf '\n'; done; } | mh sendmail ops@example.com
+  { printf 'Subject: %s\n\n' "$s"; for i in $(seq 300); do printf '%s\n' "$c1"; done; } | mh sendmail ops@example.com
+done
+n=0; bad=""
+for f in "$T"/spool/pickup/*.eml; do
+  i=$(basename "$f" .eml); n=$((n + 1))
+  mh queue show "$i" > "$T/s.$n" || bad="$bad $i:rc"
+  r=$(bytes "$T/s.$n" 'b.count(b"\r") + b.count(b"\xc2\x9b") + b.count(b"\\x0d")')
+  [ "$r" = 0 ] || bad="$bad $i:raw=$r"
+  want=$(bytes "$f" 'b.count(b"\xc2\x9b")')
+  got=$(bytes "$T/s.$n" 'b.count(b"\\xc2\\x9b")')
+  [ "$got" = "$want" ] || bad="$bad $i:c1=$got/$want"
+done
+is "$n" 8 "eight messages queued"
+is "$bad" "" "each shown with no CR and no raw C1 control, every C1 pair shown as \\xc2\\x9b"
+
+# --- the listing and show's fields: a recipient holding a UTF-8 C1 CSI ----------------------------
+rm -f "$T"/spool/pickup/*
+printf 'Subject: x\n\nb\n' | mh sendmail "$(printf 'a\302\233b@example.com')"; rc=$?
+is "$rc" 0 "sendmail queues a recipient holding U+009B (non-ASCII passes)"
+mh queue > "$T/list"; id=$(ls "$T/spool/pickup" | sed -n 's/\.eml$//p')
+mh queue show "$id" > "$T/show1"
+is "$(bytes "$T/list" 'b.count(b"\xc2\x9b")'):$(bytes "$T/show1" 'b.count(b"\xc2\x9b")')" "0:0" \
+  "neither the listing nor queue show writes it raw"
+like "$(cat "$T/list")" 'a\\xc2\\x9bb@example.com' "the listing shows it as \\xc2\\x9b"
+
+done_testing
