@@ -22,8 +22,8 @@ is "$(bytes "$T/show" 'sum(b.count(bytes([0xc2, c])) for c in range(0x80, 0xa0))
   "nor a C1 control written in UTF-8 (U+009B is a CSI)"
 like "$(cat "$T/show")" 'Subject: red \\x1b\[31mALERT\\x1b\]0;owned\\x07 \\xc2\\x9b 2J café' \
   "the Subject shows its control bytes as \\xNN and its UTF-8 text as it is"
-like "$(cat "$T/show")" "body\\\\x1b\[2J	end
-CR\\\\x7f" "so does the body: a TAB kept, a CR line end (the intake's) a line end, DEL shown"
+like "$(cat "$T/show")" "body\\\\x1b\[2J	end" "so does the body: a TAB kept"
+like "$(cat "$T/show")" "^CR\\\\x7f\$" "a CR (the intake made it a line end) ends the line, DEL shown"
 
 # --- a CRLF or a C1 control cut by the 64 KiB read's end: shown whole ----------------------------
 # Bodies of blank lines and of C1 pairs, under Subjects of 1 to 4 bytes: whatever the
@@ -56,5 +56,15 @@ mh queue show "$id" > "$T/show1"
 is "$(bytes "$T/list" 'b.count(b"\xc2\x9b")'):$(bytes "$T/show1" 'b.count(b"\xc2\x9b")')" "0:0" \
   "neither the listing nor queue show writes it raw"
 like "$(cat "$T/list")" 'a\\xc2\\x9bb@example.com' "the listing shows it as \\xc2\\x9b"
+
+# --- the REPL fed by a pipe prints values through mailhook.pretty: the same rule ----------------
+printf 'x = "a\\27[31mb\\194\\155c\\195\\169"\nx\nload("return " .. pretty(x))() == x\nqueue()\n' \
+  | mh repl > "$T/repl" 2>&1; rc=$?
+is "$rc" 0 "the REPL reads the lines and exits 0 at the pipe's end"
+is "$(bytes "$T/repl" 'b.count(b"\xc2\x9b") + b.count(b"\x1b")')" 0 \
+  "it writes neither ESC nor a UTF-8 C1 control raw (a string value, a queued recipient)"
+is "$(sed -n 1,2p "$T/repl")" '"a\027[31mb\194\155cé"
+true' "a string shows them as Lua escapes, keeps its UTF-8 text, and reads back as the same string"
+like "$(cat "$T/repl")" 'to = \{ "a\\194\\155b@example.com" \}' "queue() shows the recipient the same way"
 
 done_testing
