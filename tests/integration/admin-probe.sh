@@ -4,6 +4,7 @@
 # ESC [ ... sequences, a UTF-8 C1 CSI).  They are shown as \xNN, never sent to the
 # terminal raw; lines, tabs and 8-bit text stay as they are.
 . "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
 rules_env
 mh() { "$MAILHOOK" "$@"; }
 # bytes FILE PYEXPR: evaluate PYEXPR with b = FILE's bytes, print the result
@@ -66,5 +67,23 @@ is "$(bytes "$T/repl" 'b.count(b"\xc2\x9b") + b.count(b"\x1b")')" 0 \
 is "$(sed -n 1,2p "$T/repl")" '"a\027[31mb\194\155cé"
 true' "a string shows them as Lua escapes, keeps its UTF-8 text, and reads back as the same string"
 like "$(cat "$T/repl")" 'to = \{ "a\\194\\155b@example.com" \}' "queue() shows the recipient the same way"
+
+# --- mailhook test --to ADDR: a malformed address is a usage error, found before connecting ------
+# (it connected, then reported "FAILED at stage recipient ... the server refused the test
+# recipient" and exited 1: the server had refused nothing)
+start_smtpd SM --tls none --log "$T/smtpd.log" || echo "Bail out! smtpd.py did not start"
+printf 'enabled = true\nserver = 127.0.0.1\nport = %s\nfrom = pbx@example.com\ntls = none\n' "$SM" > "$T/test.conf"
+for to in nobody "a@x.com$(printf '\r\n')RCPT TO:<evil@example.com>" "" "a@" "a b@example.com"; do
+  out=$(MAILHOOK_CONF="$T/test.conf" timeout 60 "$MAILHOOK" test --to "$to" 2>&1); rc=$?
+  shown=$(printf '%q' "$to")
+  is "$rc" 2 "test --to $shown: a usage error (exit 2)"
+  like "$out" "^mailhook test: --to: '.*' is not a valid address: " "naming --to and why"
+done
+unlike "$(MAILHOOK_CONF="$T/test.conf" "$MAILHOOK" test --to "$(printf 'a@x.com\r\nb')" 2>&1)" $'\r' \
+  "its CR LF shown as \\x0d\\x0a, not written raw"
+ok "$(grep -q '^connect' "$T/smtpd.log" 2>/dev/null && echo 1 || echo 0)" "the server saw no connection for any of them"
+out=$(MAILHOOK_CONF="$T/test.conf" timeout 60 "$MAILHOOK" test --to ops@example.com 2>&1); rc=$?
+is "$rc" 0 "a good --to still sends the test message ($(printf '%s' "$out" | tail -1))"
+ok "$(grep -q '^connect' "$T/smtpd.log" && echo 0 || echo 1)" "through the same server"
 
 done_testing
