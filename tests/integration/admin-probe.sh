@@ -5,6 +5,7 @@
 # terminal raw; lines, tabs and 8-bit text stay as they are.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/lib/lualib.sh"
 rules_env
 mh() { "$MAILHOOK" "$@"; }
 # bytes FILE PYEXPR: evaluate PYEXPR with b = FILE's bytes, print the result
@@ -85,5 +86,26 @@ ok "$(grep -q '^connect' "$T/smtpd.log" 2>/dev/null && echo 1 || echo 0)" "the s
 out=$(MAILHOOK_CONF="$T/test.conf" timeout 60 "$MAILHOOK" test --to ops@example.com 2>&1); rc=$?
 is "$rc" 0 "a good --to still sends the test message ($(printf '%s' "$out" | tail -1))"
 ok "$(grep -q '^connect' "$T/smtpd.log" && echo 0 || echo 1)" "through the same server"
+
+# --- the library from a stock lua5.4: misuse raises, naming the function -------------------------
+# mh.smtp.test("ops@example.com") indexed the string, found no `to`, and passed a test that
+# sent nothing; smtp.connect and queue.flush raised "attempt to index a number value".
+out=$(MAILHOOK_CONF="$T/test.conf" lua54 -e '
+  local mh = require "mailhook"
+  local function raised(f, ...)   -- the message without a position
+    local ok, e = pcall(f, ...) return ok and "returned" or (tostring(e):gsub("^%S+:%d+: ", "")) end
+  print(raised(mh.smtp.test, "ops@example.com"))
+  print(raised(mh.smtp.test, 42))
+  print(raised(mh.smtp.connect, nil))
+  print(raised(mh.smtp.connect, "smtp.example.com"))
+  print(raised(mh.queue.flush, 42))
+  local r = assert(mh.smtp.test())                    -- nothing: the settings, no message
+  print(r.sent and "sent" or "not sent", #(mh.smtp.test{to = "ops@example.com"}).stages > 0)' 2>&1)
+is "$out" "mh.smtp.test: expects a table {to =, cfg =, timeout =} or nothing, got a string
+mh.smtp.test: expects a table {to =, cfg =, timeout =} or nothing, got a number
+mh.smtp.connect: expects the settings table (mh.settings.get() or settings.load()), got a nil
+mh.smtp.connect: expects the settings table (mh.settings.get() or settings.load()), got a string
+mh.queue.flush: expects a table of options or nothing, got a number
+not sent	true" "smtp.test, smtp.connect, queue.flush given the wrong type raise naming it; nothing and a table still work"
 
 done_testing
