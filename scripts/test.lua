@@ -28,6 +28,17 @@ if opts.help then
   return 0
 end
 if #rest > 0 then return args.fail("test", "unexpected argument '" .. rest[1] .. "'") end
+-- --to is checked here, by the builder's rule: a malformed address is the
+-- administrator's typo, not the server's refusal (it used to connect, then
+-- report "FAILED at stage recipient ... the server refused the test recipient"
+-- and exit 1), and a CR or LF in it never reaches the terminal raw.
+if not api and opts.to then
+  local ok, why = require("mailhook.core").msg.valid_address(opts.to)
+  if not ok then
+    local shown = opts.to:gsub("[%c\127]", function(c) return string.format("\\x%02x", c:byte()) end)
+    return args.fail("test", "--to: '" .. shown .. "' is not a valid address: " .. why)
+  end
+end
 local timeout
 if opts.timeout then
   local terr

@@ -54,6 +54,9 @@ end
 -- that service (SIGUSR1 to the pid in the lock) and waits for it: never two
 -- deliverers on one spool.  `mailhook flush` and mh.queue.flush() call it.
 function M.run(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("mh.queue.flush: expects a table of options or nothing, got a " .. type(opts), 2)
+  end
   opts = opts or {}
   local mh = require "mailhook"
   local core = require "mailhook.core"

@@ -32,10 +32,14 @@ local ESCAPES = { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\r"] = "\\r"
                   ["\t"] = "\\t", ["\a"] = "\\a", ["\b"] = "\\b", ["\f"] = "\\f",
                   ["\v"] = "\\v" }
 
--- quote(s) -> s as a Lua string literal on one line (control bytes escaped).
+-- quote(s) -> s as a Lua string literal on one line (control bytes escaped,
+-- and the C1 controls written in UTF-8, U+0080-U+009F: U+009B is a CSI to
+-- xterm, and a queued message's subject or address may hold one).
 function M.quote(s)
   return '"' .. s:gsub('[%c"\\]', function(c)
     return ESCAPES[c] or string.format("\\%03d", c:byte())
+  end):gsub("\194[\128-\159]", function(c)
+    return string.format("\\%03d\\%03d", c:byte(1, 2))
   end) .. '"'
 end
 

@@ -305,6 +305,10 @@ end
 -- what was learned even on failure (tests and `mailhook test`); limits overrides
 -- cfg's connect_timeout, command_timeout, data_timeout, session_deadline (test's bound).
 function M.connect(cfg, report, limits)
+  -- misuse raises, naming it (a string was read as a table with no server)
+  if type(cfg) ~= "table" then
+    error("mh.smtp.connect: expects the settings table (mh.settings.get() or settings.load()), got a " .. type(cfg), 2)
+  end
   report = report or {}
   local list = servers_of(cfg)
   if #list == 0 then
@@ -470,6 +474,11 @@ end
 -- sender, recipient) and report.stage_at their time in ms from the start; on_stage
 -- is called as each one passes.
 function M.test(opts)
+  -- misuse raises, naming it: mh.smtp.test("ops@example.com") used to index the
+  -- string, find no `to`, and pass a test that sent nothing
+  if opts ~= nil and type(opts) ~= "table" then
+    error("mh.smtp.test: expects a table {to =, cfg =, timeout =} or nothing, got a " .. type(opts), 2)
+  end
   opts = opts or {}
   local cfg = opts.cfg
   if not cfg then

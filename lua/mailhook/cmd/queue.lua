@@ -18,9 +18,21 @@ end
 local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%S+00:00", math.floor(t)) end
 
 -- A value for the terminal: control bytes (a newline in a drop-in's name, an
--- escape sequence in a header or a server's reply) shown as \xNN.
+-- escape sequence in a header or a server's reply) shown as \xNN, and so are
+-- the C1 controls written in UTF-8 (U+0080-U+009F: U+009B is a CSI to xterm).
+local function hex(c) return string.format("\\x%02x", c:byte()) end
+local function c1(s) return string.format("\\x%02x\\x%02x", s:byte(1, 2)) end
 local function vis(s)
-  return (tostring(s):gsub("[%c\127]", function(c) return string.format("\\x%02x", c:byte()) end))
+  return (tostring(s):gsub("[%c\127]", hex):gsub("\194[\128-\159]", c1))
+end
+
+-- The message's text for the terminal: its lines and tabs as they are, every
+-- other control byte as vis() shows it.  Anyone who may submit mail writes
+-- these bytes (a Subject or a body holding ESC [ ... sequences), and the
+-- administrator reads them on a terminal: they must not drive it.
+local function vis_text(s)
+  return (s:gsub("\r\n", "\n"):gsub("[\0-\8\11-\31\127]", hex)
+           :gsub("\194[\128-\159]", c1))
 end
 
 local function next_attempt(e, now)
@@ -108,11 +120,18 @@ local function show(id)
   if f then
     io.write("\n")
     f:seek("set", e.offset)
+    -- a CRLF or a UTF-8 C1 control cut by a chunk's end: its first byte waits
+    -- for the next chunk
+    local carry = ""
     while true do
       local chunk = f:read(65536)
       if not chunk then break end
-      io.write((chunk:gsub("\r\n", "\n")))
+      chunk = carry .. chunk
+      local last = chunk:sub(-1)
+      if last == "\r" or last == "\194" then carry, chunk = last, chunk:sub(1, -2) else carry = "" end
+      io.write(vis_text(chunk))
     end
+    io.write(vis_text(carry))
     f:close()
   end
   return 0
