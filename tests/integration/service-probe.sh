@@ -110,4 +110,19 @@ svc_start
 wait_for 30 pickup_empty; ok $? "the next start delivers them"
 svc_stop
 is "$(received_ids "$T/peer4" | sort | uniq -c | awk '$1 != 1' | wc -l)" 0 "each once at the next start"
+
+# --- pickup/ removed while the service runs: enqueue makes a new one; the service keeps
+# scanning the removed folder through its descriptor (runtime/spool.c opens the
+# sub-folders once), so the new message waits, unlogged, until a restart.
+: > "$T/svc.log"
+svc_start
+wait_for 10 grep -q "delivering" "$T/svc.log"
+rm -rf "$SPOOL/pickup"
+enqueue 1 >/dev/null
+wait_for 15 received_at_least "$T/peer4" 3
+todo_ok $? "after pickup/ was removed, a new message is still delivered" "spool keeps the removed folder's fd"
+svc_stop
+svc_start
+wait_for 15 received_at_least "$T/peer4" 3; ok $? "a restart delivers it (nothing lost)"
+svc_stop
 done_testing
