@@ -48,6 +48,11 @@ M.STATES = { "idle", "disabled", "connecting", "sending", "waiting-retry", "stop
 M.IDLE_CLOSE = 5       -- close a session after this long with nothing to send
 M.SCAN_INTERVAL = 5    -- safety-net rescan of pickup/ when idle
 M.STUCK_AFTER = 600    -- emit `queue_stuck` once an outage lasts this long
+-- After stop(), how long the messages in flight may take before their sessions are cut
+-- (they stay queued: sent again at the next start).  Below the unit's TimeoutStopSec=120:
+-- a server stalling on the final dot would otherwise hold the stop for data_timeout
+-- (600 s) and systemd would SIGKILL the service, a failed stop.
+M.STOP_GRACE = 90
 M.BATCH = 1000         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
 
 -- backoff(attempts, base, cap [, random]) -> seconds before the next attempt of
@@ -154,6 +159,7 @@ function M.new(opts)
     idle_close = opts.idle_close or M.IDLE_CLOSE,
     scan_interval = opts.scan_interval or M.SCAN_INTERVAL,
     stuck_after = opts.stuck_after or M.STUCK_AFTER,
+    stop_grace = opts.stop_grace or M.STOP_GRACE,
     once = opts.once or false,          -- flush mode: one pass, backoff ignored, stop on outage
     n = opts.connections,
     workers = {},
@@ -255,6 +261,21 @@ function D:stop()
   if self.stopping then return end
   self.stopping = true
   self:wake(true)
+  -- the grace of the messages in flight: then their sessions are cut (run() cancels it)
+  self.grace_task = self.spawn(function()
+    pcall(self.sleep, self.stop_grace)
+    self.grace_task = nil
+    for _, w in ipairs(self.workers) do
+      local s = w.session
+      if s and w.state ~= "stopped" then
+        self.log.warn(string.format("delivery: stopping: the server has not finished %s after %d s; " ..
+          "session closed, the message stays queued and is sent again at the next start",
+          tostring(w.detail or "the message in flight"), self.stop_grace))
+        w.session, w.cut = nil, true        -- its task ends on "interrupted": expected, not an error
+        pcall(s.close, s)
+      end
+    end
+  end)
 end
 
 -- Any worker still in an outage?
@@ -1010,12 +1031,13 @@ function D:run()
   for _, w in ipairs(self.workers) do
     local ok, err = w.task:wait()
     self:sync()
-    if not ok then
+    if not ok and not w.cut then
       self.log.error("delivery[" .. w.i .. "] stopped on an error: " .. tostring(err))
       self.last_error = self.last_error or tostring(err)
       self.stats.errors = self.stats.errors + 1
     end
   end
+  if self.grace_task then self.grace_task:cancel(); self.grace_task = nil end
   return self.stats
 end
 
