@@ -140,7 +140,8 @@ start_fault F3 "$T/f3.script"
 like "$(sw --port "$F3" --to a@example.net --body $'.leading dot\nplain')" "250 stored" "a scripted DATA exchange completes"
 wait_for 5 grep -q "^END 1 closed" "$F3_OUT"; ok $? "and the script ran to its close"
 grep -q $'^\\.\\.leading dot\r$' "$F3_REC"; ok $? "the record shows the dot-stuffed line with CRLF"
-grep -q $'\r\n\\.\r\nQUIT\r\n$' "$F3_REC" 2>/dev/null || [ "$(tail -c 11 "$F3_REC" | od -An -c | tr -d ' \n')" = '\r\n.\r\nQUIT\r\n' ]
+# (the last 11 bytes: grep would read a regex holding a newline as several regexes)
+[ "$(tail -c 11 "$F3_REC" | od -An -c | tr -d ' \n')" = '\r\n.\r\nQUIT\r\n' ]
 ok $? "and the end of data followed by QUIT"
 
 # trickle: a one-byte-per-interval greeting takes its time

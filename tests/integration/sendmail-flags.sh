@@ -138,9 +138,9 @@ f2=$T/spool/pickup/$(echo "$ids" | tail -1).eml
 is "$(grep -a '^X-' "$f1" | tr -d '\r' | tr '\n' '|')" \
    "X-Sender: app@example.com RET=HDRS ENVID=abc+2Bd|X-Receiver: x@example.net NOTIFY=SUCCESS,FAILURE|X-Receiver: root@example.com|X-Submitter-Uid: $(id -u)|" \
    "-bs: the envelope of MAIL (the account's domain: kept) and RCPT, DSN parameters kept (ENVID in xtext), root qualified"
-like "$(cat "$f1")" $'\r\n\\.dotted\r\n' "dot-stuffing undone"
+like "$(cat "$f1")" $'\r\n\\.dotted\r$' "dot-stuffing undone"
 like "$(grep -a '^X-Sender' "$f2")" "^X-Sender: <>" "MAIL FROM:<> is the null sender"
-like "$(cat "$f2")" $'\r\n\r\nno header at all\r\n' "a message without a header block is all body, headers added before it"
+like "$(cat "$f2")" $'\r\n\r\nno header at all\r$' "a message without a header block is all body, headers added before it"
 grep -aq '^Message-ID: ' "$f2"; ok $? "and it got a Message-ID"
 out=$(printf 'MAIL FROM:<a@example.com>\r\nDATA\r\nRCPT TO:<bad address>\r\n' | "$MAILHOOK" sendmail -bs 2>&1); rc=$?
 codes=$(printf '%s\n' "$out" | grep -oE '^[0-9]{3}' | tr '\n' ' ')

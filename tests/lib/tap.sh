@@ -43,11 +43,22 @@ ok() {   # ok STATUS DESC  (STATUS 0 = pass)
 is() {
   if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; printf '#   got:  %s\n#   want: %s\n' "$1" "$2" | head -20 >&2; fi
 }
+# _tap_match TEXT REGEX: whether the extended regex matches TEXT.  A regex of one
+# line is grep -E's, line by line.  grep reads a regex holding a newline as several
+# regexes, any of which may match (an empty one matches everything), so such a
+# regex is matched as one, across the lines of TEXT, by perl: ^ and $ at each line,
+# `.` within a line.
+_tap_match() {
+  case $2 in
+    *$'\n'*) printf '%s' "$1" | TAP_RE=$2 perl -e 'local $/; my $s = <STDIN> // ""; exit($s =~ /$ENV{TAP_RE}/m ? 0 : 1)' ;;
+    *) printf '%s' "$1" | grep -Eq -- "$2" ;;
+  esac
+}
 like() {
-  if printf '%s' "$1" | grep -Eq -- "$2"; then ok 0 "$3"; else ok 1 "$3"; printf '#   got: %s\n#   want /%s/\n' "$1" "$2" | head -20 >&2; fi
+  if _tap_match "$1" "$2"; then ok 0 "$3"; else ok 1 "$3"; printf '#   got: %s\n#   want /%s/\n' "$1" "$2" | head -20 >&2; fi
 }
 unlike() {
-  if printf '%s' "$1" | grep -Eq -- "$2"; then ok 1 "$3"; printf '#   got: %s\n#   must not match /%s/\n' "$1" "$2" | head -20 >&2; else ok 0 "$3"; fi
+  if _tap_match "$1" "$2"; then ok 1 "$3"; printf '#   got: %s\n#   must not match /%s/\n' "$1" "$2" | head -20 >&2; else ok 0 "$3"; fi
 }
 diag() { echo "# $*"; }
 # tap_merge FILE RC NAME: the TAP another producer wrote to FILE (a Python checker), renumbered
