@@ -1,5 +1,5 @@
 # The console's HTTP server itself (runtime/http.c, core.http), with small
-# limits and no console on top (tests/lua/http-serve.lua): keep-alive,
+# limits and no console on top (tests/peers/http-serve.lua): keep-alive,
 # pipelined answers in order (a slow one first), HTTP/1.0 with and without
 # keep-alive, Connection: close, HEAD without a body, Expect: 100-continue,
 # a refused body's sender reading the 413 (no reset), chunked streams (1.1)
@@ -11,7 +11,7 @@
 . "$ROOT/tests/lib/tap.sh"
 PY=/usr/bin/python3
 
-"$MAILHOOK" "$ROOT/tests/lua/http-serve.lua" > "$T/serve.out" 2> "$T/serve.err" &
+"$MAILHOOK" "$ROOT/tests/peers/http-serve.lua" > "$T/serve.out" 2> "$T/serve.err" &
 SRV=$!
 on_exit "kill -9 $SRV"
 wait_for 10 grep -q '^[0-9]' "$T/serve.out"; ok $? "the server listens"

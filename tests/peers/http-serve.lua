@@ -1,4 +1,4 @@
--- tests/lua/http-serve.lua — core.http with small limits, for
+-- tests/peers/http-serve.lua — core.http with small limits, for
 -- tests/integration/http-server.sh (not a test itself: `mailhook FILE` runs it).
 -- Prints its port, serves until GET /quit, then closes the server (the
 -- requests still held get 503, streams end) and prints "closed".
