@@ -68,6 +68,11 @@ long=$(printf 'x%.0s' $(seq 1 5000))
 out=$(printf 'Subject: x\n\nbody\n' | mh sendmail -i "$nl$long" 2>&1)
 ok $([ ${#out} -lt 600 ] && echo 0 || echo 1) "a 5000-byte bad value is quoted bounded (${#out} bytes of error)"
 
+out=$(: | "$BUILD/mailhook-drop" -s "$T/none" -- "$nl" 2>&1); rc=$?
+is "$rc" 65 "mailhook-drop run by hand with a newline in a recipient: refused"
+is "$out" 'mailhook-drop: a recipient: a control character in '"'"'evil@ex.org\x0ARCPT TO:<inject@ex.org>'"'" \
+   "its error escapes the value, one line"
+
 # --- CR CR LF line ends (PHP mail() on Windows-made templates)
 printf 'To: crcr@ex.org\r\r\nSubject: crcr\r\r\nBcc: hidden@ex.org\r\r\nX-Mailer: PHP\r\r\n\r\r\nbody line\r\r\n' \
   | mh sendmail -t -i -f php@ex.org; rc=$?
