@@ -54,6 +54,14 @@ is "$rc" 65 "the only argument holds a newline: refused"
 is "$(printf '%s\n' "$out" | wc -l)" 1 "one line of error, the newline escaped: $out"
 is "$(n_pickup)" "$before" "nothing queued by the refusals"
 
+# --- a sender that is no address costs only itself too
+for f in 'Some Name' 'a@ex.org, b@ex.org' '"unbalanced@ex.org'; do
+  out=$(printf 'To: to@ex.org\n\nbody\n' | mh sendmail -t -f "$f" 2>&1); rc=$?
+  is "$rc" 0 "-f '$f': queued all the same"
+  is "$(grep -a '^X-Sender:' "$(newest)" | tr -d '\r')" "X-Sender: noreply@ex.org" "with the sender it has without -f"
+  like "$out" "bad sender address .*not one address \(-f ignored\)" "and a warning: $out"
+done
+
 # --- every echo of a caller's value escaped and bounded
 out=$(mh sendmail -f "$nl" ok@ex.org </dev/null 2>&1); rc=$?
 is "$rc" 65 "-f holding a newline: refused"

@@ -185,13 +185,20 @@ local function enqueue(o)
   -- a bad recipient argument is left out by submit.prepare (named on stderr
   -- and in the log), the others still get the message
   if o.from and o.from ~= "" and o.from ~= "<>" then
+    -- a line break or group syntax in -f is refused (an injection attempt,
+    -- tests/integration/smtp-injection.sh); a sender that is merely no
+    -- address (`-f "Some Name"`, two addresses) is ignored with a warning and
+    -- the message goes with the sender it would have without -f: a message is
+    -- never lost for its sender (DESIGN.md: refused only with no recipient)
     local ok, why = submit.check_arg(o.from)
-    local items = ok and submit.split(o.from)
-    if ok and (not items or #items ~= 1 or not items[1].addr) then
-      ok, why = nil, "'" .. submit.shown(o.from) .. "': not one address"
-    end
     if not ok then return fail(EX.DATAERR, "bad sender address " .. why) end
-    o.from = items[1].addr
+    local items = submit.split(o.from)
+    if not items or #items ~= 1 or not items[1].addr then
+      warn("bad sender address '" .. submit.shown(o.from) .. "': not one address (-f ignored)")
+      o.from = nil
+    else
+      o.from = items[1].addr
+    end
   end
   local cfg, code, err = settings_for_intake()
   if not cfg then return fail(code, err) end
