@@ -60,6 +60,23 @@ function M.split(value)
       -- more ("a b@c", "John Doe") is a phrase without its address
       if #cur.words == 1 then item.addr = cur.words[1] end
       item.name = cur.comment
+      -- addresses with the comma between them missing ("To: a@x b@y", a
+      -- script's "$ADMINS", "John Doe john@x"): each word with an '@' an
+      -- address, as Postfix's parser adds the commas; the words without one
+      -- ("John Doe") together an item that is no address (left out, named)
+      local ats, rest = {}, {}
+      if #cur.words > 1 then
+        for _, w in ipairs(cur.words) do
+          if w:find("[^@]@[^@]") and not w:find("^@") and not w:find("@$") then ats[#ats + 1] = w
+          else rest[#rest + 1] = w end
+        end
+      end
+      if #ats > 0 then
+        for _, w in ipairs(ats) do items[#items + 1] = { raw = w, addr = w } end
+        if #rest > 0 then items[#items + 1] = { raw = table.concat(rest, " ") } end
+        reset()
+        return
+      end
     end
     if item.addr == "" then item.addr = nil end
     items[#items + 1] = item

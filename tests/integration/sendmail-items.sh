@@ -38,6 +38,15 @@ is "$rc" 0 "an address the envelope cannot carry (bad@@ex.org): queued for the o
 is "$(envelope)" "a@ex.org " "only the good one"
 like "$out" "bad@@ex.org" "the bad one named"
 
+# addresses with the comma missing (a script's "To: $ADMINS"): each one a recipient, as
+# Postfix's parser adds the commas; words without an '@' are left out, named
+out=$(printf 'To: a1@ex.org a2@ex.org\nCc: John Doe j@ex.org\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
+is "$rc" 0 "'To: a1@ex.org a2@ex.org' (no comma): queued"
+is "$(envelope)" "a1@ex.org a2@ex.org j@ex.org " "each address a recipient, 'John Doe' none"
+like "$out" "Cc header: 'John Doe' is not an address" "the words without an address named"
+out=$(printf 'Subject: x\n\nbody\n' | mh sendmail -i "s1@ex.org s2@ex.org" 2>&1); rc=$?
+is "$rc:$(envelope)" "0:s1@ex.org s2@ex.org " "the same for an argument ($out)"
+
 nl=$(printf 'evil@ex.org\nRCPT TO:<inject@ex.org>')
 out=$(printf 'Subject: x\n\nbody\n' | mh sendmail -i -- ok@ex.org "$nl" 2>&1); rc=$?
 is "$rc" 0 "a recipient argument holding a newline beside a good one: queued"

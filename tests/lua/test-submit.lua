@@ -24,7 +24,9 @@ tap.test("split: what cron, mdadm, mailx and people write", function(t)
     { 'X <"<b>"@example.com>', '"<b>"@example.com|X' },       -- a '>' in a quoted local part
     { "a . b @ example.com", "a.b@example.com|nil" },
     { "John Doe", "nil|nil" },
-    { "a b@c.example", "nil|nil" },
+    -- the comma missing (Postfix adds it): each address one item, the other words one that is none
+    { "a b@c.example", "b@c.example|nil ; nil|nil" },
+    { "a@x.example b@y.example", "a@x.example|nil ; b@y.example|nil" },
     { "=?UTF-8?Q?Z=C3=BCrich?= <z@example.com>", "z@example.com|=?UTF-8?Q?Z=C3=BCrich?=" },
   }
   for _, c in ipairs(cases) do t:is(addrs(submit.split(c[1])), c[2], c[1]) end
