@@ -13,6 +13,8 @@
 #  - Every error that quotes the caller's value escapes control characters and
 #    is bounded.
 . "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/lib/service.sh"
 
 C=$T/mailhook.conf; S=$T/spool
 mh() { "$MAILHOOK" -c "$C" -s "$S" "$@"; }
@@ -37,6 +39,18 @@ out=$(printf 'To: a@ex.org, bad@@ex.org\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
 is "$rc" 0 "an address the envelope cannot carry (bad@@ex.org): queued for the others"
 is "$(envelope)" "a@ex.org " "only the good one"
 like "$out" "bad@@ex.org" "the bad one named"
+
+# the bad item in the log too, when the log is the journal (or syslog): cron drops stderr
+start_unixgram J journal "$T/journal.sock" || { echo "Bail out! unixgram.py did not start"; exit 1; }
+cp "$C" "$T/journal.conf"
+"$MAILHOOK" -c "$T/journal.conf" update log=journal >/dev/null
+out=$(printf 'To: j1@ex.org, Nobody Here\n\nbody\n' |
+      MAILHOOK_JOURNAL_SOCKET=$T/journal.sock "$MAILHOOK" -c "$T/journal.conf" -s "$S" sendmail -t 2>&1); rc=$?
+is "$rc" 0 "log = journal: queued"
+like "$out" "'Nobody Here' is not an address" "stderr names the bad item"
+MSGS='[r["fields"].get("MESSAGE", "") for r in recs]'
+wait_for 10 has "$J_OUT" "any('Nobody Here' in m for m in $MSGS)"
+ok $? "the journal got it too: $(q "$J_OUT" "$MSGS")"
 
 # addresses with the comma missing (a script's "To: $ADMINS"): each one a recipient, as
 # Postfix's parser adds the commas; words without an '@' are left out, named
