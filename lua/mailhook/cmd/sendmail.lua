@@ -344,6 +344,16 @@ local function flush()
     return fail(EX_NOPERM, "only root and the service's user flush the queue " .. core.paths.spool ..
                 " (what a local user sends is delivered as it arrives: docs/sendmail.md)")
   end
+  -- a delivery round ran (here or in the service) and what it could not
+  -- deliver stays queued for the next: that is done, as Postfix's -q (exit 0
+  -- once the flush is asked for; a cron `sendmail -q` mails no error while
+  -- the server is down); said on stderr
+  if summary.error and summary.via and summary.left and summary.left > 0 and
+     not tostring(summary.error):find("went away", 1, true) and
+     not tostring(summary.error):find("timed out waiting", 1, true) then
+    warn(summary.left .. " message(s) stay queued for the next attempt: " .. submit.shown(summary.error))
+    return 0
+  end
   if summary.error then return fail(EX.TEMPFAIL, summary.error) end
   return 0
 end
