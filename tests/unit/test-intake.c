@@ -71,12 +71,12 @@ static void fixed(void) {
   ok(same("a\n.\r", 4, c3, 2, 1), "'.\\r' at the end: a bare CR ends the line, a lone dot ends the message");
   ok(same("Subject: hi\rBcc: x\r\n", 20, c3, 2, 1), "a bare CR in a header line: two CRLF lines");
   {   /* CR CR LF (Windows/PHP callers): one line end, the header block whole */
-    size_t c4[] = { 12, 13 }, c5[] = { 13 };
-    ok(same("To: a\r\r\nSubject: s\r\r\n\r\r\nbody\r\r\n", 32, c4, 2, 1),
+    size_t c4[] = { 6, 7 }, c5[] = { 7 };   /* cut between the CRs, and before the LF */
+    ok(same("To: a\r\r\nSubject: s\r\r\n\r\r\nbody\r\r\n", 31, c4, 2, 1),
        "CR CR LF: one line end, across reads too");
-    ok(same("To: a\r\r\r\r\nX: 1\r\n\r\nb", 22, c5, 1, 1), "CR CR CR CR LF: one line end");
-    ok(same("a\r\rb\r\r", 8, c3, 2, 1), "CRs before no LF: each a line end, at the end of input too");
-    ok(same("x\n.\r\r\nmore", 12, c2, 2, 1), "'.' CR CR LF: a lone dot line");
+    ok(same("To: a\r\r\r\r\nX: 1\r\n\r\nb", 19, c5, 1, 1), "CR CR CR CR LF: one line end");
+    ok(same("a\r\rb\r\r", 6, c3, 2, 1), "CRs before no LF: each a line end, at the end of input too");
+    ok(same("x\n.\r\r\nmore", 10, c2, 2, 1), "'.' CR CR LF: a lone dot line");
   }
   ok(same("a\n..\n. \n.x\n", 12, NULL, 0, 1), "'..', '. ' and '.x' lines are text");
   ok(same(".\nafter", 7, NULL, 0, 1), "a dot first: empty message");
