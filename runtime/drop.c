@@ -255,6 +255,7 @@ int main(int argc, char **argv) {
     if (rec > (size_t)MH_DROP_MAX_REC) die(EX_DATAERR_, "the recipients take over %d MiB", MH_DROP_MAX_REC >> 20);
   }
   if (spool[0] != '/') usage("the spool must be an absolute path");
+  check_value("the spool", spool, 0);   /* no control character: every error below quotes it */
   if (from) check_value("the sender", from, 1);
   for (int k = i; k < argc; k++) check_value("a recipient", argv[k], 0);
   if (notify) check_value("-N", notify, 0);

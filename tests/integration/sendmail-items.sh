@@ -103,6 +103,9 @@ out=$(: | "$BUILD/mailhook-drop" -s "$T/none" -- "$nl" 2>&1); rc=$?
 is "$rc" 65 "mailhook-drop run by hand with a newline in a recipient: refused"
 is "$out" 'mailhook-drop: a recipient: a control character in '"'"'evil@ex.org\x0ARCPT TO:<inject@ex.org>'"'" \
    "its error escapes the value, one line"
+out=$(: | "$BUILD/mailhook-drop" -s "$(printf '/no\nforged: line')" -- a@ex.org 2>&1); rc=$?
+is "$rc:$out" "65:mailhook-drop: the spool: a control character in '/no\x0Aforged: line'" \
+   "a spool path with a newline: refused, quoted escaped"
 
 # --- CR CR LF line ends (PHP mail() on Windows-made templates)
 printf 'To: crcr@ex.org\r\r\nSubject: crcr\r\r\nBcc: hidden@ex.org\r\r\nX-Mailer: PHP\r\r\n\r\r\nbody line\r\r\n' \
