@@ -302,6 +302,9 @@ function M.resolver(cfg)
   end
   local resolve
   resolve = function(a, seen, depth)
+    -- the root's dot a domain may be written with (a@example.com.): dropped,
+    -- as Postfix's address rewriting drops it
+    if a:find("@[^@]*[^.@]%.$") then a = a:sub(1, -2) end
     local name = localpart(a)
     if not name then
       local ok, why = valid(a)

@@ -61,6 +61,10 @@ like "$out" "Cc header: 'John Doe' is not an address" "the words without an addr
 out=$(printf 'Subject: x\n\nbody\n' | mh sendmail -i "s1@ex.org s2@ex.org" 2>&1); rc=$?
 is "$rc:$(envelope)" "0:s1@ex.org s2@ex.org " "the same for an argument ($out)"
 
+# a domain written with the root's dot (a@ex.org.): the address without it, as Postfix
+out=$(printf 'To: dot@ex.org., bad@ex..org.\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
+is "$rc:$(envelope)" "0:dot@ex.org " "'dot@ex.org.' is dot@ex.org ($out)"
+
 nl=$(printf 'evil@ex.org\nRCPT TO:<inject@ex.org>')
 out=$(printf 'Subject: x\n\nbody\n' | mh sendmail -i -- ok@ex.org "$nl" 2>&1); rc=$?
 is "$rc" 0 "a recipient argument holding a newline beside a good one: queued"
