@@ -43,8 +43,11 @@ end
 -- source route (`<@a,@b:c@d>`).  addr is the addr-spec as written (quotes kept,
 -- without <>), name the display name (phrase unquoted, or the comment); an item
 -- that is no address at all (`foo bar`) has addr = nil and raw = its text.
+-- An unbalanced '(', '"' or '<': nil, why, the items read before the one it is
+-- in, and where that one starts in value (so a caller may keep those).
 function M.split(value)
   local items, i, n = {}, 1, #value
+  local start = 1   -- where the item being read began (after the last ',', ';' or group name)
   local cur
   local function reset() cur = { words = {}, text = {}, comment = nil, angle = nil, raw = {} } end
   local function finish()
@@ -95,7 +98,7 @@ function M.split(value)
         else buf[#buf + 1] = d end
         j = j + 1
       end
-      if depth > 0 then return nil, "unbalanced '(' in '" .. M.shown(value) .. "'" end
+      if depth > 0 then return nil, "unbalanced '(' in '" .. M.shown(value) .. "'", items, start end
       local text = table.concat(buf):match("^%s*(.-)%s*$")
       if text ~= "" and not cur.comment then cur.comment = text end
       cur.raw[#cur.raw + 1] = value:sub(i, j - 1)
@@ -107,7 +110,7 @@ function M.split(value)
         buf[#buf + 1] = value:sub(j, j)
         j = j + 1
       end
-      if j > n then return nil, "unbalanced '\"' in '" .. M.shown(value) .. "'" end
+      if j > n then return nil, "unbalanced '\"' in '" .. M.shown(value) .. "'", items, start end
       local quoted = value:sub(i, j)
       -- a quoted local part glues to what follows ("a b"@x): one word
       if #cur.words > 0 and cur.glue then cur.words[#cur.words] = cur.words[#cur.words] .. quoted
@@ -126,16 +129,18 @@ function M.split(value)
         elseif d == ">" then break end
         j = j + 1
       end
-      if j > n then return nil, "unbalanced '<' in '" .. M.shown(value) .. "'" end
+      if j > n then return nil, "unbalanced '<' in '" .. M.shown(value) .. "'", items, start end
       cur.angle = value:sub(i + 1, j - 1)
       cur.raw[#cur.raw + 1] = value:sub(i, j)
       i = j + 1
     elseif c == "," or c == ";" then
       finish()
       i = i + 1
+      start = i
     elseif c == ":" and not cur.angle and not table.concat(cur.words):find("@", 1, true) then
       reset()                           -- "group name:" starts a group
       i = i + 1
+      start = i
     elseif c:match("%s") then
       -- a blank separates words, but not after a '.' or '@' (obs-local-part:
       -- "a . b @ example.com" is one address)
@@ -495,11 +500,14 @@ function M.prepare(ctx, head)
       local ok, why = M.check_arg(raw)
       if not ok then bad[#bad + 1] = where .. ": " .. why .. " (left out)" return true end
     end
-    local items = M.split(raw)
+    local items, _, before, from = M.split(raw)
     if items then return add_items(where, items, params) end
-    -- unparsable as a whole (an unbalanced quote, '(' or '<'): each
-    -- comma-separated piece on its own, so one broken item costs only itself
-    for piece in (raw .. ","):gmatch("([^,]*),") do
+    -- an unbalanced quote, '(' or '<': the items before it as parsed, the rest
+    -- comma-separated piece by piece, so one broken item costs only itself
+    -- (`"Doe, J" <j@x>, "broken` keeps j@x; `"Broken, c@x` keeps c@x)
+    local ok, code, why = add_items(where, before or {}, params)
+    if not ok then return nil, code, why end
+    for piece in (raw:sub(from or 1) .. ","):gmatch("([^,]*),") do
       if piece:find("%S") then
         local pitems = M.split(piece)
         if pitems then

@@ -35,6 +35,9 @@ is "$rc" 0 "an unbalanced quote and '(' in To/Bcc: queued"
 is "$(envelope)" "b@ex.org d@ex.org " "the items after them still recipients"
 like "$out" "To header: '\"Unbalanced <x@ex.org>' is not an address" "the unparsable item named"
 
+out=$(printf 'To: "Doe, J" <j@ex.org>, k@ex.org, "broken\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
+is "$rc:$(envelope)" "0:j@ex.org k@ex.org " "an unbalanced quote last: the quoted comma before it still quoted ($out)"
+
 out=$(printf 'To: a@ex.org, bad@@ex.org\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
 is "$rc" 0 "an address the envelope cannot carry (bad@@ex.org): queued for the others"
 is "$(envelope)" "a@ex.org " "only the good one"
