@@ -540,7 +540,9 @@ function M.prepare(ctx, head)
     end
   end
   if #to == 0 and #bad > 0 then
-    return nil, M.EX.DATAERR, "no usable recipient, nothing queued: " .. table.concat(bad, "; ")
+    local shown = { table.unpack(bad, 1, math.min(#bad, 10)) }   -- bounded: 10 named, the rest counted
+    if #bad > 10 then shown[#shown + 1] = "and " .. (#bad - 10) .. " more" end
+    return nil, M.EX.DATAERR, "no usable recipient, nothing queued: " .. table.concat(shown, "; ")
   end
   if #to == 0 then
     return nil, M.EX.USAGE, not ctx.t and "no recipients (give them, or use -t)" or

@@ -114,6 +114,15 @@ out=$(: | "$BUILD/mailhook-drop" -s "$(printf '/no\nforged: line')" -- a@ex.org 
 is "$rc:$out" "65:mailhook-drop: the spool: a control character in '/no\x0Aforged: line'" \
    "a spool path with a newline: refused, quoted escaped"
 
+many=$(for k in $(seq 1 500); do printf 'Name %d, ' "$k"; done)
+out=$(printf 'To: %sgood@ex.org\n\nbody\n' "$many" | mh sendmail -t 2>&1); rc=$?
+is "$rc:$(envelope)" "0:good@ex.org " "500 bad items and a good one: queued for the good one"
+is "$(printf '%s\n' "$out" | wc -l)" 21 "20 named on stderr, then a count"
+like "$out" "and 480 more" "the count"
+out=$(printf 'To: %sx y\n\nbody\n' "$many" | mh sendmail -t 2>&1); rc=$?
+is "$rc" 65 "500 bad items alone: refused"
+ok $([ ${#out} -lt 1500 ] && echo 0 || echo 1) "its error bounded (${#out} bytes)"
+
 # --- CR CR LF line ends (PHP mail() on Windows-made templates)
 printf 'To: crcr@ex.org\r\r\nSubject: crcr\r\r\nBcc: hidden@ex.org\r\r\nX-Mailer: PHP\r\r\n\r\r\nbody line\r\r\n' \
   | mh sendmail -t -i -f php@ex.org; rc=$?

@@ -221,7 +221,10 @@ local function enqueue(o)
                                         fullname = o.fullname, notify = o.notify, ret = o.ret, envid = o.envid,
                                         received = caller.privileged }, head)
   if not env then stream:close() return fail(newhead, why) end
-  for _, b in ipairs(env.bad or {}) do report_bad(cfg, b) end
+  for k, b in ipairs(env.bad or {}) do   -- bounded: 20 named, the rest counted
+    if k > 20 then report_bad(cfg, "and " .. (#env.bad - 20) .. " more recipient item(s) left out") break end
+    report_bad(cfg, b)
+  end
   stream:set_head(newhead)
   local id
   id, code, err = store(caller, env, stream, o)
