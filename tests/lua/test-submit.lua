@@ -33,6 +33,12 @@ tap.test("split: what cron, mdadm, mailx and people write", function(t)
   t:is(submit.split("a (unclosed"), nil, "an unbalanced comment: nil, why")
   t:is(submit.split('"open'), nil, "an unbalanced quote")
   t:is(submit.split("<open"), nil, "an unbalanced <")
+  local v = '"Doe, J" <j@x.example>, k@x.example, "broken, l@x.example'
+  local items, why, before, from = submit.split(v)
+  t:is(items, nil, "an unbalanced quote last: nil")
+  t:like(why, "unbalanced", "why")
+  t:is(addrs(before), "j@x.example|Doe, J ; k@x.example|nil", "the items before it, a quoted comma kept")
+  t:is(v:sub(from), ' "broken, l@x.example', "and where the broken one starts")
 end)
 
 tap.test("check_arg: smtp-interop's command-line checks are kept", function(t)
