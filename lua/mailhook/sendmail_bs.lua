@@ -41,7 +41,18 @@ end
 function M.run(o)
   local input, output = o.input or io.stdin, o.output or io.stdout
   local host = o.cfg.helo_name or "localhost"
-  local function reply(text) output:write(text, "\r\n"); output:flush() end
+  -- each line of a reply (EHLO's are several, CRLF between) at most 512
+  -- octets with its CRLF (RFC 5321 4.5.3.1.5), whatever it quotes (a
+  -- 3000-byte address): control characters blanked, cut
+  local function reply(text)
+    local lines = {}
+    for l in (text .. "\r\n"):gmatch("(.-)\r\n") do
+      l = l:gsub("%c", " ")
+      if #l > 510 then l = l:sub(1, 507) .. "..." end
+      lines[#lines + 1] = l
+    end
+    output:write(table.concat(lines, "\r\n"), "\r\n"); output:flush()
+  end
   local tx
   local function reset() tx = nil end
   reply("220 " .. host .. " ESMTP mailhook (sendmail -bs)")

@@ -147,4 +147,11 @@ unlike "$(cat "$f")" "secret@ex.org" "-bs: a Bcc after a bare CR is a field, rem
 like "$head" "X-After: 1" "-bs: the field after CR CR LF stays in the header block"
 is "$(LC_ALL=C grep -ac $'\r.' "$f")" 0 "no bare CR stored"
 
+# -bs: a reply quoting a 3000-byte address is still one line of at most 512 octets
+long=$(printf 'x%.0s' $(seq 1 3000))
+printf 'EHLO x\r\nMAIL FROM:<a@ex.org>\r\nRCPT TO:<%s@ex.org>\r\nRCPT TO:<%s>\r\nQUIT\r\n' "$long" "$long" \
+  | mh sendmail -bs > "$T/bs2.out"
+is "$(grep -c '^553 ' "$T/bs2.out")" 2 "-bs: both long recipients refused (553)"
+is "$(awk 'length($0) > 511' "$T/bs2.out" | wc -l)" 0 "every reply line within 512 octets"
+
 done_testing
