@@ -119,7 +119,18 @@ static void check_value(const char *what, const char *v, int may_be_empty) {
   size_t n = strlen(v);
   if ((!n && !may_be_empty) || n > MAX_VALUE) die(EX_DATAERR_, "%s: empty or over %d bytes", what, MAX_VALUE);
   for (const unsigned char *p = (const unsigned char *)v; *p; p++)
-    if (*p < 0x20 || *p == 0x7f) die(EX_DATAERR_, "%s: a control character in '%.60s'", what, v);
+    if (*p < 0x20 || *p == 0x7f) {
+      /* the value quoted escaped (\x0A) and cut: the caller's bytes never
+      ** add a line to the error a terminal or a log shows */
+      char shown[64 * 4 + 4];
+      size_t o = 0;
+      for (const unsigned char *q = (const unsigned char *)v; *q && q - (const unsigned char *)v < 60; q++) {
+        if (*q < 0x20 || *q == 0x7f) o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02X", *q);
+        else shown[o++] = (char)*q;
+      }
+      shown[o] = 0;
+      die(EX_DATAERR_, "%s: a control character in '%s%s'", what, shown, n > 60 ? "..." : "");
+    }
 }
 
 static void usage(const char *why) {
@@ -244,6 +255,7 @@ int main(int argc, char **argv) {
     if (rec > (size_t)MH_DROP_MAX_REC) die(EX_DATAERR_, "the recipients take over %d MiB", MH_DROP_MAX_REC >> 20);
   }
   if (spool[0] != '/') usage("the spool must be an absolute path");
+  check_value("the spool", spool, 0);   /* no control character: every error below quotes it */
   if (from) check_value("the sender", from, 1);
   for (int k = i; k < argc; k++) check_value("a recipient", argv[k], 0);
   if (notify) check_value("-N", notify, 0);

@@ -7,8 +7,13 @@
 ** them as CRLF (no bare CR or LF ever reaches a server: SMTP smuggling,
 ** CVE-2023-51764), so every parser must split lines the same way: a header
 ** reader that took a bare CR for data would see one field where the server
-** gets two ("Subject: hi\rBcc: x" — issue 10 point 4).  Header-only: a few
-** inline helpers, no state.
+** gets two ("Subject: hi\rBcc: x" — issue 10 point 4).  Intake (sendmail,
+** -bs, maildrop/) reads one rule more before anyone else sees the bytes: the
+** CRs right before an LF are part of that one line end (CR CR LF, as Postfix's
+** sendmail strips them); its output holds CRLF only, so the parsers here agree
+** with it.  A file dropped into pickup/ directly is read by this rule alone
+** (CR CR LF there is a bare CR, then CRLF).  Header-only: a few inline
+** helpers, no state.
 */
 #ifndef MH_EOL_H
 #define MH_EOL_H

@@ -23,7 +23,9 @@ struct mh_intake {
   int eof;             /* read(2) returned 0 */
   int ended;           /* no more output: end of input or the dot line */
   int dot_end;         /* ended by the dot line: the rest of the input is drained */
-  int prev_cr;         /* the last input byte was CR (its LF stays as it is) */
+  size_t ncr;          /* CRs read and not written yet: a run of CRs then LF is one line end
+                       ** (CR CR LF, as some Windows/PHP callers write), a CR then anything
+                       ** else a line end of its own (eol.h); decided when the next byte comes */
   int dstate;          /* lone-dot detection, see the enum */
   int rerr;            /* the read error met by mh_intake_write, or 0 */
   char raw[MH_INTAKE_CHUNK];  /* input not converted yet */
@@ -104,9 +106,18 @@ static long pull(mh_intake *in, char *out, size_t cap) {
   size_t o = 0;
   while (o + 4 <= cap && !in->ended) {
     if (in->rpos == in->rlen) {
-      if (o) break;   /* hand over what there is before blocking on the pipe */
-      int rc = refill(in);
-      if (rc < 0) return rc;
+      int rc = 1;
+      if (!in->eof) {   /* never read again after the end (a terminal would wait) */
+        if (o) break;   /* hand over what there is before blocking on the pipe */
+        rc = refill(in);
+        if (rc < 0) return rc;
+      }
+      if (rc == 1 && in->ncr) {   /* end of input after CRs: each was a line end */
+        in->ncr--;
+        emit(in, out, &o, '\r');
+        if (!in->ended) emit(in, out, &o, '\n');
+        continue;
+      }
       if (rc == 1) {  /* end of input: a held "." or ".\r" was text after all */
         if (in->dstate == DOT || in->dstate == DOT_CR) out[o++] = '.';
         if (in->dstate == DOT_CR) out[o++] = '\r';
@@ -116,21 +127,26 @@ static long pull(mh_intake *in, char *out, size_t cap) {
       }
     }
     while (in->rpos < in->rlen && o + 4 <= cap && !in->ended) {
-      /* every line end (CRLF, bare CR, bare LF: eol.h) leaves as CRLF, so the
-      ** header block the caller parses splits where the data writer will */
-      char c = in->raw[in->rpos++];
+      /* every line end leaves as CRLF, so the header block the caller parses
+      ** splits where the data writer will: CR* LF is one line end (the CRs
+      ** before an LF are counted, never written: "Subject: x\r\r\n" keeps
+      ** the next field in the header block, as Postfix reads it); a CR
+      ** followed by anything else is a line end of its own (eol.h), so no
+      ** bare CR ever reaches the spool or a server */
+      char c = in->raw[in->rpos];
       if (c == '\r') {
+        in->ncr++;
+        in->rpos++;
+      } else if (c == '\n' || in->ncr) {
+        /* an LF ends the line (with the CRs before it); another byte after
+        ** CRs: one of them is a line end, written now, the byte read again */
+        if (c == '\n') { in->ncr = 0; in->rpos++; } else in->ncr--;
         emit(in, out, &o, '\r');
         if (!in->ended) emit(in, out, &o, '\n');
-      } else if (c == '\n') {
-        if (!in->prev_cr) {
-          emit(in, out, &o, '\r');
-          if (!in->ended) emit(in, out, &o, '\n');
-        }
       } else {
         emit(in, out, &o, c);
+        in->rpos++;
       }
-      in->prev_cr = c == '\r';
     }
   }
   return (long)o;

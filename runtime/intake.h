@@ -2,7 +2,7 @@
 ** intake.h — a message read from a descriptor (mailhook sendmail's stdin) in
 ** bounded chunks, for the spool to store without holding it in memory.
 **
-** The bytes are converted as they pass: every line end (CRLF, a bare CR, a
+** The bytes are converted as they pass: every line end (CR* LF, a bare CR, a
 ** bare LF; runtime/eol.h) becomes CRLF, and (unless the caller said
 ** otherwise, sendmail -i) a line holding a lone dot ends the message; what
 ** follows it is read and dropped, as sendmail does, so the writer never gets

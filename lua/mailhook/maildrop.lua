@@ -87,6 +87,9 @@ local function adopt_one(sp, cfg, dir, name)
     end
     return corrupt(tostring(why))
   end
+  for _, b in ipairs(env.bad or {}) do   -- a recipient the record named that is no address: left out
+    log("warn", string.format("maildrop: %s from uid %d: %s", name, rec.uid, b))
+  end
   stream:set_head(newhead)
   env.uid = rec.uid        -- the submitter, as the drop program proved it (X-Submitter-Uid)
   local id, err = sp:enqueue(stream, env)

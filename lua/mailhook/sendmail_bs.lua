@@ -41,7 +41,18 @@ end
 function M.run(o)
   local input, output = o.input or io.stdin, o.output or io.stdout
   local host = o.cfg.helo_name or "localhost"
-  local function reply(text) output:write(text, "\r\n"); output:flush() end
+  -- each line of a reply (EHLO's are several, CRLF between) at most 512
+  -- octets with its CRLF (RFC 5321 4.5.3.1.5), whatever it quotes (a
+  -- 3000-byte address): control characters blanked, cut
+  local function reply(text)
+    local lines = {}
+    for l in (text .. "\r\n"):gmatch("(.-)\r\n") do
+      l = l:gsub("%c", " ")
+      if #l > 510 then l = l:sub(1, 507) .. "..." end
+      lines[#lines + 1] = l
+    end
+    output:write(table.concat(lines, "\r\n"), "\r\n"); output:flush()
+  end
   local tx
   local function reset() tx = nil end
   reply("220 " .. host .. " ESMTP mailhook (sendmail -bs)")
@@ -114,12 +125,20 @@ function M.run(o)
           while true do
             local l = input:read("L")
             if not l then break end
-            l = l:gsub("\r?\n$", "")
+            -- the line ends of runtime/intake.c (eol.h), so -bs splits lines
+            -- as `sendmail` and the data writer do: CR* LF is one line end
+            -- ("To: x\r\r\n" keeps the next field in the header block), a bare
+            -- CR inside a line ends a line of its own (never stored raw: the
+            -- writer would split there, and "Subject: hi\rBcc: x" would send a
+            -- Bcc that prepare never saw)
+            l = l:gsub("\r*\n$", "")
             if l == "." then ended = true break end
             if l:sub(1, 1) == "." then l = l:sub(2) end   -- dot-stuffing undone
             size = size + #l + 2
             if size > M.MAX_MESSAGE then over = true
-            else parts[#parts + 1] = l end
+            else
+              for piece in (l .. "\r"):gmatch("([^\r]*)\r") do parts[#parts + 1] = piece end
+            end
           end
           if not ended then return 0 end                 -- cut off: nothing stored
           if over then

@@ -26,6 +26,15 @@ local function printable(a)
   return (a:gsub("%c", function(c) return string.format("\\x%02X", c:byte()) end))
 end
 
+-- shown(s) -> s as an error message may quote it: control characters
+-- escaped (\x0A: a caller's value never adds a line to a terminal, a log or
+-- an SMTP reply), at most 200 bytes of it (then "...").
+function M.shown(s)
+  s = tostring(s)
+  if #s > 200 then return printable(s:sub(1, 200)) .. "..." end
+  return printable(s)
+end
+
 -- split(value) -> {{addr =, name =}, ...} | nil, why
 -- The mailboxes of an RFC 5322 address list as written in a header or on the
 -- command line, tolerant of what local programs write: a bare local name
@@ -34,8 +43,11 @@ end
 -- source route (`<@a,@b:c@d>`).  addr is the addr-spec as written (quotes kept,
 -- without <>), name the display name (phrase unquoted, or the comment); an item
 -- that is no address at all (`foo bar`) has addr = nil and raw = its text.
+-- An unbalanced '(', '"' or '<': nil, why, the items read before the one it is
+-- in, and where that one starts in value (so a caller may keep those).
 function M.split(value)
   local items, i, n = {}, 1, #value
+  local start = 1   -- where the item being read began (after the last ',', ';' or group name)
   local cur
   local function reset() cur = { words = {}, text = {}, comment = nil, angle = nil, raw = {} } end
   local function finish()
@@ -51,6 +63,23 @@ function M.split(value)
       -- more ("a b@c", "John Doe") is a phrase without its address
       if #cur.words == 1 then item.addr = cur.words[1] end
       item.name = cur.comment
+      -- addresses with the comma between them missing ("To: a@x b@y", a
+      -- script's "$ADMINS", "John Doe john@x"): each word with an '@' an
+      -- address, as Postfix's parser adds the commas; the words without one
+      -- ("John Doe") together an item that is no address (left out, named)
+      local ats, rest = {}, {}
+      if #cur.words > 1 then
+        for _, w in ipairs(cur.words) do
+          if w:find("[^@]@[^@]") and not w:find("^@") and not w:find("@$") then ats[#ats + 1] = w
+          else rest[#rest + 1] = w end
+        end
+      end
+      if #ats > 0 then
+        for _, w in ipairs(ats) do items[#items + 1] = { raw = w, addr = w } end
+        if #rest > 0 then items[#items + 1] = { raw = table.concat(rest, " ") } end
+        reset()
+        return
+      end
     end
     if item.addr == "" then item.addr = nil end
     items[#items + 1] = item
@@ -69,7 +98,7 @@ function M.split(value)
         else buf[#buf + 1] = d end
         j = j + 1
       end
-      if depth > 0 then return nil, "unbalanced '(' in '" .. printable(value) .. "'" end
+      if depth > 0 then return nil, "unbalanced '(' in '" .. M.shown(value) .. "'", items, start end
       local text = table.concat(buf):match("^%s*(.-)%s*$")
       if text ~= "" and not cur.comment then cur.comment = text end
       cur.raw[#cur.raw + 1] = value:sub(i, j - 1)
@@ -81,7 +110,7 @@ function M.split(value)
         buf[#buf + 1] = value:sub(j, j)
         j = j + 1
       end
-      if j > n then return nil, "unbalanced '\"' in '" .. printable(value) .. "'" end
+      if j > n then return nil, "unbalanced '\"' in '" .. M.shown(value) .. "'", items, start end
       local quoted = value:sub(i, j)
       -- a quoted local part glues to what follows ("a b"@x): one word
       if #cur.words > 0 and cur.glue then cur.words[#cur.words] = cur.words[#cur.words] .. quoted
@@ -100,16 +129,18 @@ function M.split(value)
         elseif d == ">" then break end
         j = j + 1
       end
-      if j > n then return nil, "unbalanced '<' in '" .. printable(value) .. "'" end
+      if j > n then return nil, "unbalanced '<' in '" .. M.shown(value) .. "'", items, start end
       cur.angle = value:sub(i + 1, j - 1)
       cur.raw[#cur.raw + 1] = value:sub(i, j)
       i = j + 1
     elseif c == "," or c == ";" then
       finish()
       i = i + 1
+      start = i
     elseif c == ":" and not cur.angle and not table.concat(cur.words):find("@", 1, true) then
       reset()                           -- "group name:" starts a group
       i = i + 1
+      start = i
     elseif c:match("%s") then
       -- a blank separates words, but not after a '.' or '@' (obs-local-part:
       -- "a . b @ example.com" is one address)
@@ -147,7 +178,7 @@ end
 -- recipients), no group syntax ("a@x RCPT TO:<evil@y>" would read as a group
 -- holding evil@y), no unquoted '@' in a display name.  nil, why | true.
 function M.check_arg(a)
-  if a:find("[%z\r\n]") then return nil, "'" .. printable(a) .. "': CR, LF or NUL in an address" end
+  if a:find("[%z\r\n]") then return nil, "'" .. M.shown(a) .. "': CR, LF or NUL in an address" end
   local depth, quote, angle, phrase_at = 0, false, false, false
   local i = 1
   while i <= #a do
@@ -161,12 +192,12 @@ function M.check_arg(a)
     elseif c == "<" then angle = true
     elseif c == ">" then angle = false
     elseif not angle and (c == ":" or c == ";") then
-      return nil, "'" .. a .. "': group syntax is not an address"
+      return nil, "'" .. M.shown(a) .. "': group syntax is not an address"
     elseif c == "," then phrase_at = false
     elseif not angle and c == "@" then phrase_at = true
     end
     if angle and phrase_at and c == "<" then
-      return nil, "'" .. a .. "': an unquoted '@' in the display name"
+      return nil, "'" .. M.shown(a) .. "': an unquoted '@' in the display name"
     end
     i = i + 1
   end
@@ -276,6 +307,9 @@ function M.resolver(cfg)
   end
   local resolve
   resolve = function(a, seen, depth)
+    -- the root's dot a domain may be written with (a@example.com.): dropped,
+    -- as Postfix's address rewriting drops it
+    if a:find("@[^@]*[^.@]%.$") then a = a:sub(1, -2) end
     local name = localpart(a)
     if not name then
       local ok, why = valid(a)
@@ -420,7 +454,8 @@ end
 -- for the null sender, nil), fullname (-F), notify, ret, envid (-N -R -V),
 -- rcpt_params ({[rcpt as given] = "NOTIFY=.."}: -bs), time (when submitted),
 -- received (add the Received line: the process that writes into pickup/).
--- env = {from =, to = {...}, from_params =, to_params = {[addr] =}}; newhead:
+-- env = {from =, to = {...}, from_params =, to_params = {[addr] =}, bad = {why...}
+-- or nil: the recipient items left out, each a line naming it, escaped}; newhead:
 -- the header block to store (CRLF lines, no blank line).
 function M.prepare(ctx, head)
   local cfg, caller = ctx.cfg, ctx.caller
@@ -429,20 +464,57 @@ function M.prepare(ctx, head)
   if not fields then return nil, M.EX.DATAERR, "malformed message: " .. ferr end
   local resolve = M.resolver(cfg)
 
-  -- recipients: the given ones, then (-t) the header's; each resolved, once
-  local to, seen, to_params = {}, {}, nil
-  local function add(raw, params)
-    local items, why = M.split(raw)
-    if not items then return nil, M.EX.DATAERR, "recipient " .. why end
+  -- recipients: the given ones, then (-t) the header's; each resolved, once.
+  -- An item that is no usable address (`To: a@x, Some Name`, an unbalanced
+  -- quote, "a@x<LF>RCPT TO:<e@y>" as an argument) is left out and reported in
+  -- env.bad, never turned into a recipient; the others still get the message
+  -- (DESIGN.md: intake refuses only a message with no recipient left; Postfix
+  -- accepts it too and bounces the bad item)
+  local to, seen, to_params, bad = {}, {}, nil, {}
+  local function reject(where, item, why)
+    bad[#bad + 1] = where .. ": '" .. M.shown(item) .. "' " .. why
+  end
+  local function add_items(where, items, params)
     for _, it in ipairs(items) do
-      if not it.addr then return nil, M.EX.DATAERR, "recipient '" .. it.raw .. "' is not an address" end
-      local list, rwhy, code = resolve(it.addr)
-      if not list then return nil, code, "recipient " .. rwhy end
-      for _, a in ipairs(list) do
-        if not seen[a] then
-          seen[a] = true
-          to[#to + 1] = a
-          if params then to_params = to_params or {}; to_params[a] = params end
+      if not it.addr then
+        reject(where, it.raw, "is not an address (left out)")
+      else
+        local list, rwhy, code = resolve(it.addr)
+        if not list then
+          if code == M.EX.TEMPFAIL then return nil, code, "recipient " .. rwhy end
+          bad[#bad + 1] = where .. ": " .. M.shown(rwhy) .. " (left out)"
+        end
+        for _, a in ipairs(list or {}) do
+          if not seen[a] then
+            seen[a] = true
+            to[#to + 1] = a
+            if params then to_params = to_params or {}; to_params[a] = params end
+          end
+        end
+      end
+    end
+    return true
+  end
+  local function add(where, raw, params, arg)
+    if arg then   -- a command-line argument: one address list, checked as a whole first
+      local ok, why = M.check_arg(raw)
+      if not ok then bad[#bad + 1] = where .. ": " .. why .. " (left out)" return true end
+    end
+    local items, _, before, from = M.split(raw)
+    if items then return add_items(where, items, params) end
+    -- an unbalanced quote, '(' or '<': the items before it as parsed, the rest
+    -- comma-separated piece by piece, so one broken item costs only itself
+    -- (`"Doe, J" <j@x>, "broken` keeps j@x; `"Broken, c@x` keeps c@x)
+    local ok, code, why = add_items(where, before or {}, params)
+    if not ok then return nil, code, why end
+    for piece in (raw:sub(from or 1) .. ","):gmatch("([^,]*),") do
+      if piece:find("%S") then
+        local pitems = M.split(piece)
+        if pitems then
+          local ok, code, why = add_items(where, pitems, params)
+          if not ok then return nil, code, why end
+        else
+          reject(where, piece:match("^%s*(.-)%s*$"), "is not an address (left out)")
         end
       end
     end
@@ -450,7 +522,7 @@ function M.prepare(ctx, head)
   end
   local default_params = ctx.notify and ("NOTIFY=" .. ctx.notify) or nil
   for _, r in ipairs(ctx.rcpts or {}) do
-    local ok, code, why = add(r, (ctx.rcpt_params and ctx.rcpt_params[r]) or default_params)
+    local ok, code, why = add("recipient", r, (ctx.rcpt_params and ctx.rcpt_params[r]) or default_params, true)
     if not ok then return nil, code, why end
   end
   -- a message that was resent (any Resent- field of RFC 5322 3.6.6) goes to its
@@ -462,10 +534,15 @@ function M.prepare(ctx, head)
   if ctx.t then
     for _, f in ipairs(fields) do
       if f.lname == pre .. "to" or f.lname == pre .. "cc" or f.lname == pre .. "bcc" then
-        local ok, code, why = add(f.value, default_params)
+        local ok, code, why = add(f.name .. " header", f.value, default_params)
         if not ok then return nil, code, f.name .. " header: " .. why end
       end
     end
+  end
+  if #to == 0 and #bad > 0 then
+    local shown = { table.unpack(bad, 1, math.min(#bad, 10)) }   -- bounded: 10 named, the rest counted
+    if #bad > 10 then shown[#shown + 1] = "and " .. (#bad - 10) .. " more" end
+    return nil, M.EX.DATAERR, "no usable recipient, nothing queued: " .. table.concat(shown, "; ")
   end
   if #to == 0 then
     return nil, M.EX.USAGE, not ctx.t and "no recipients (give them, or use -t)" or
@@ -548,7 +625,7 @@ function M.prepare(ctx, head)
     out[#out + 1] = "Message-ID: " .. message_id(dom ~= "" and dom or "localhost", t) .. "\r\n"
   end
 
-  local env = { from = sender, to = to, to_params = to_params }
+  local env = { from = sender, to = to, to_params = to_params, bad = #bad > 0 and bad or nil }
   local mp = {}
   if ctx.ret then mp[#mp + 1] = "RET=" .. ctx.ret end
   if ctx.envid then mp[#mp + 1] = "ENVID=" .. xtext(ctx.envid) end

@@ -3,7 +3,8 @@
 ** (runtime/intake.c).  The first byte chooses the lone-dot rule and where the
 ** input is cut into reads (a packet pipe: one write, one read); the rest is
 ** the input.  Asserts: no crash or leak, and the bytes written are exactly
-** those of the in-memory rule it replaced (LF made CRLF, cut before the first
+** those of the in-memory rule it replaced (every line end, CR* LF included,
+** made CRLF, cut before the first
 ** lone "." line, CRLF at the end), and the head is their prefix.
 */
 #include <fcntl.h>

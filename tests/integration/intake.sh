@@ -111,7 +111,8 @@ out=$(printf 'this is not a header\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
 is "$rc" 64 "a first line that is no header starts the body (as Postfix): -t finds no recipient, EX_USAGE"
 like "$out" "no recipients in To, Cc or Bcc" "says why"
 out=$(printf 'To: broken address here\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
-is "$rc" 65 "bad address in To: EX_DATAERR"
+is "$rc" 65 "bad address in To, no recipient left: EX_DATAERR"
+like "$out" "no usable recipient.*'broken address here'" "naming the item: $out"
 out=$(printf 'Subject: x\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
 is "$rc" 64 "-t without recipients: EX_USAGE"
 out=$(printf 'To: a@ex.org\n\nbody\n' | mh sendmail -Q 2>&1); rc=$?
@@ -119,6 +120,14 @@ is "$rc" 64 "unknown option: EX_USAGE"
 out=$(printf 'To: a@ex.org\n\nbody\n' | mh sendmail "bad rcpt" 2>&1); rc=$?
 is "$rc" 65 "bad recipient argument: EX_DATAERR"
 is "$(snapshot)" "$before" "refused messages queued nothing and lost nothing"
+# one bad item among good ones costs only itself (tests/integration/sendmail-items.sh has more)
+out=$(printf 'To: ok@ex.org, broken address here\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
+is "$rc" 0 "a bad item in To beside a good one: queued for the good one (as Postfix)"
+is "$(grep -a '^X-Receiver' "$(ls -t "$S"/pickup/*.eml | head -1)" | tr -d '\r')" "X-Receiver: ok@ex.org" "the good one only"
+like "$out" "To header: 'broken address here' is not an address" "the bad one named on stderr"
+out=$(printf 'Subject: x\n\nbody\n' | mh sendmail ok@ex.org "bad rcpt" 2>&1); rc=$?
+is "$rc" 0 "a bad recipient argument beside a good one: queued for the good one"
+like "$out" "recipient: 'bad rcpt' is not an address" "the bad one named"
 out=$(: | mh sendmail a@ex.org 2>&1); rc=$?
 is "$rc" 0 "an empty message is queued (as Postfix: the headers intake adds)"
 

@@ -195,6 +195,20 @@ like "$(cat "$T/flush.out")" "$nid: to=<ops@example.net>, from=<[^>]*>, uid=6553
   "the mail log's line: uid=65534"
 is "$(qjson)" "" "both delivered"
 
+# --- one bad recipient item costs only itself, for a local user too: nobody's sendmail -t
+# leaves it out (stderr), and the service leaves out a bad "to" line of the record (log)
+n0=$(n_mail)
+out=$(printf 'To: ops@example.net, Some Name\nSubject: bad item\n\nx\n' | as nobody "$SM" -t 2>&1); rc=$?
+is "$rc" 0 "nobody's sendmail -t with 'To: ops@example.net, Some Name': exit 0"
+like "$out" "'Some Name' is not an address \(left out\)" "the bad item named on stderr"
+printf 'Subject: x\n\ny\n' | as nobody "$P/sbin/mailhook-drop" -s "$SPOOL" -- "Some Name" ops@example.net
+deliver
+is "$(n_mail)" "$((n0 + 2))" "both delivered"
+is "$(envelope $((n0 + 1))) / $(envelope $((n0 + 2)))" "pbx@example.com | ops@example.net / pbx@example.com | ops@example.net" \
+   "to the good recipient only"
+like "$(cat "$T/flush.out")" "maildrop: .* from uid 65534: recipient: 'Some Name' is not an address \(left out\)" \
+   "the service logs the record's bad item"
+
 # --- a maildrop/ of any other mode: the spool is refused (the exemption is exact)
 chmod 1777 "$SPOOL/maildrop"
 out=$(root_mh queue 2>&1); rc=$?

@@ -112,6 +112,13 @@ out=$("$MAILHOOK" sendmail -bv root ops@example.net 2>&1); rc=$?
 is "$rc" 0 "-bv checks addresses"
 like "$out" "root\.\.\. deliverable: root@example.com" "-bv: a local name and where it goes"
 
+# --- -q with the server down (port 1): the flush ran, the messages stay queued: exit 0,
+# as Postfix's -q (a cron `sendmail -q` mails no error each time), the reason on stderr
+n=$(count)
+out=$("$MAILHOOK" sendmail -q 2>&1); rc=$?
+is "$rc:$(count)" "0:$n" "-q with the server down: exit 0, every message still queued"
+like "$out" "stay queued for the next attempt: .*(connect|refused)" "and says why ($out)"
+
 # --- -q: deliver now (to a real server)
 start_smtpd P --maildir "$T/mail"
 "$MAILHOOK" update port="$P" >/dev/null

@@ -24,13 +24,21 @@ tap.test("split: what cron, mdadm, mailx and people write", function(t)
     { 'X <"<b>"@example.com>', '"<b>"@example.com|X' },       -- a '>' in a quoted local part
     { "a . b @ example.com", "a.b@example.com|nil" },
     { "John Doe", "nil|nil" },
-    { "a b@c.example", "nil|nil" },
+    -- the comma missing (Postfix adds it): each address one item, the other words one that is none
+    { "a b@c.example", "b@c.example|nil ; nil|nil" },
+    { "a@x.example b@y.example", "a@x.example|nil ; b@y.example|nil" },
     { "=?UTF-8?Q?Z=C3=BCrich?= <z@example.com>", "z@example.com|=?UTF-8?Q?Z=C3=BCrich?=" },
   }
   for _, c in ipairs(cases) do t:is(addrs(submit.split(c[1])), c[2], c[1]) end
   t:is(submit.split("a (unclosed"), nil, "an unbalanced comment: nil, why")
   t:is(submit.split('"open'), nil, "an unbalanced quote")
   t:is(submit.split("<open"), nil, "an unbalanced <")
+  local v = '"Doe, J" <j@x.example>, k@x.example, "broken, l@x.example'
+  local items, why, before, from = submit.split(v)
+  t:is(items, nil, "an unbalanced quote last: nil")
+  t:like(why, "unbalanced", "why")
+  t:is(addrs(before), "j@x.example|Doe, J ; k@x.example|nil", "the items before it, a quoted comma kept")
+  t:is(v:sub(from), ' "broken, l@x.example', "and where the broken one starts")
 end)
 
 tap.test("check_arg: smtp-interop's command-line checks are kept", function(t)

@@ -1,8 +1,8 @@
 /*
 ** intake-ref.h — the rule runtime/intake.c replaced, kept as the reference its
 ** tests compare with (tests/unit/test-intake.c, tests/fuzz/fuzz-intake.c): the
-** whole input in memory, every line end (CRLF, bare CR, bare LF: runtime/eol.h)
-** made CRLF, cut before the first lone "." line when dot is set (sendmail
+** whole input in memory, every line end (CR* LF, a bare CR not before an LF,
+** a bare LF: runtime/intake.h) made CRLF, cut before the first lone "." line when dot is set (sendmail
 ** without -i), CRLF added at the end, the From_ lines at the start (">From ",
 ** "From ") dropped, and an empty line put before the first
 ** line of the header block that is no header field (Postfix's rule: that line
@@ -16,10 +16,12 @@
 static size_t intake_reference(const char *in, size_t n, int dot, char *out) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
-    if (in[i] == '\r' || in[i] == '\n') {   /* CRLF, bare CR, bare LF: one line end */
+    if (in[i] == '\r' || in[i] == '\n') {   /* CR* LF, bare CR, bare LF: one line end */
+      size_t j = i;
+      while (j < n && in[j] == '\r') j++;
       out[o++] = '\r';
       out[o++] = '\n';
-      if (in[i] == '\r' && i + 1 < n && in[i + 1] == '\n') i++;
+      if (j < n && in[j] == '\n') i = j;   /* CRs then LF: one line end (CR CR LF) */
     } else {
       out[o++] = in[i];
     }

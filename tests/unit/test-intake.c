@@ -70,6 +70,14 @@ static void fixed(void) {
   ok(same("a\n.", 3, c3, 0, 1), "a dot at the end without newline is text");
   ok(same("a\n.\r", 4, c3, 2, 1), "'.\\r' at the end: a bare CR ends the line, a lone dot ends the message");
   ok(same("Subject: hi\rBcc: x\r\n", 20, c3, 2, 1), "a bare CR in a header line: two CRLF lines");
+  {   /* CR CR LF (Windows/PHP callers): one line end, the header block whole */
+    size_t c4[] = { 6, 7 }, c5[] = { 7 };   /* cut between the CRs, and before the LF */
+    ok(same("To: a\r\r\nSubject: s\r\r\n\r\r\nbody\r\r\n", 31, c4, 2, 1),
+       "CR CR LF: one line end, across reads too");
+    ok(same("To: a\r\r\r\r\nX: 1\r\n\r\nb", 19, c5, 1, 1), "CR CR CR CR LF: one line end");
+    ok(same("a\r\rb\r\r", 6, c3, 2, 1), "CRs before no LF: each a line end, at the end of input too");
+    ok(same("x\n.\r\r\nmore", 10, c2, 2, 1), "'.' CR CR LF: a lone dot line");
+  }
   ok(same("a\n..\n. \n.x\n", 12, NULL, 0, 1), "'..', '. ' and '.x' lines are text");
   ok(same(".\nafter", 7, NULL, 0, 1), "a dot first: empty message");
   ok(same("", 0, NULL, 0, 1), "no input: empty message");
@@ -127,6 +135,11 @@ static void body_without_blank(void) {
       "'>From ' and 'From ' lines at the start dropped; one after a header is body" },
     { "From", "\r\nFrom\r\n", "", "'From' alone is no From_ line" },
     { "Subject: no end", "Subject: no end\r\n", "Subject: no end\r\n", "a header cut at the end stays a header" },
+    { "To: a@b\r\r\nSubject: s\r\r\nX-Mailer: PHP\r\r\n\r\r\nbody\r\r\n",
+      "To: a@b\r\nSubject: s\r\nX-Mailer: PHP\r\n\r\nbody\r\n", "To: a@b\r\nSubject: s\r\nX-Mailer: PHP\r\n",
+      "CR CR LF line ends (Windows/PHP): every field in the header block, as Postfix keeps them" },
+    { "Subject: hi\rBcc: x\r\r\n\r\nb", "Subject: hi\r\nBcc: x\r\n\r\nb\r\n", "Subject: hi\r\nBcc: x\r\n",
+      "a bare CR inside a line still ends it: the field after it is a field (its Bcc removed as any)" },
   };
   for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
     int p[2];

@@ -74,10 +74,10 @@ local function parse(argv)
           elseif c == "F" then o.fullname = v
           elseif c == "N" then
             o.notify = submit.dsn_notify(v)
-            if not o.notify then warn("bad -N value '" .. v .. "' (NEVER, or SUCCESS, FAILURE, DELAY): ignored") end
+            if not o.notify then warn("bad -N value '" .. submit.shown(v) .. "' (NEVER, or SUCCESS, FAILURE, DELAY): ignored") end
           elseif c == "R" then
             o.ret = submit.dsn_ret(v)
-            if not o.ret then warn("bad -R value '" .. v .. "' (full or hdrs): ignored") end
+            if not o.ret then warn("bad -R value '" .. submit.shown(v) .. "' (full or hdrs): ignored") end
           elseif c == "V" then
             if #v > 100 or v:find("[%c]") then warn("bad -V value (at most 100 printable characters): ignored")
             else o.envid = v end
@@ -95,12 +95,12 @@ local function parse(argv)
               return nil, EX.USAGE, "-b" .. m .. " (a daemon receiving mail) is not something mailhook does: " ..
                 "it only sends (-bs speaks SMTP on stdin and stdout)"
             else
-              return nil, EX.USAGE, "-b" .. v .. " is not supported (see docs/sendmail.md)"
+              return nil, EX.USAGE, "-b" .. submit.shown(v) .. " is not supported (see docs/sendmail.md)"
             end
           end   -- A B C L O X e h p: accepted and ignored
           break
         else
-          return nil, EX.USAGE, "unknown option '-" .. c .. "' (in '" .. a .. "')"
+          return nil, EX.USAGE, "unknown option '-" .. submit.shown(c) .. "' (in '" .. submit.shown(a) .. "')"
         end
       end
     end
@@ -165,18 +165,40 @@ local function store(caller, env, source, o)
   return true
 end
 
+-- A recipient item left out of the envelope (submit.prepare's env.bad): said
+-- on stderr, and in the settings' log when that is syslog or the journal, so
+-- an administrator sees it even when the caller (cron) drops stderr.
+local function report_bad(cfg, line)
+  warn(line)
+  if cfg.log == "syslog" or cfg.log == "journal" then
+    pcall(function()
+      if core.logsink.set(cfg.log, { facility = cfg.syslog_facility }) then
+        require("mailhook").log.warn("sendmail (uid " .. tostring(core.maildrop.whoami().uid) .. "): " .. line)
+        core.logsink.set("stderr")
+      end
+    end)
+  end
+end
+
 -- The whole sendmail intake of one message read from stdin.
 local function enqueue(o)
-  for _, r in ipairs(o.rcpts) do
-    local ok, why = submit.check_arg(r)
-    if not ok then return fail(EX.DATAERR, "recipient " .. why) end
-  end
+  -- a bad recipient argument is left out by submit.prepare (named on stderr
+  -- and in the log), the others still get the message
   if o.from and o.from ~= "" and o.from ~= "<>" then
+    -- a line break or group syntax in -f is refused (an injection attempt,
+    -- tests/integration/smtp-injection.sh); a sender that is merely no
+    -- address (`-f "Some Name"`, two addresses) is ignored with a warning and
+    -- the message goes with the sender it would have without -f: a message is
+    -- never lost for its sender (DESIGN.md: refused only with no recipient)
     local ok, why = submit.check_arg(o.from)
-    local items = ok and submit.split(o.from)
-    if ok and (not items or #items ~= 1 or not items[1].addr) then ok, why = nil, "'" .. o.from .. "': not one address" end
     if not ok then return fail(EX.DATAERR, "bad sender address " .. why) end
-    o.from = items[1].addr
+    local items = submit.split(o.from)
+    if not items or #items ~= 1 or not items[1].addr then
+      warn("bad sender address '" .. submit.shown(o.from) .. "': not one address (-f ignored)")
+      o.from = nil
+    else
+      o.from = items[1].addr
+    end
   end
   local cfg, code, err = settings_for_intake()
   if not cfg then return fail(code, err) end
@@ -199,6 +221,10 @@ local function enqueue(o)
                                         fullname = o.fullname, notify = o.notify, ret = o.ret, envid = o.envid,
                                         received = caller.privileged }, head)
   if not env then stream:close() return fail(newhead, why) end
+  for k, b in ipairs(env.bad or {}) do   -- bounded: 20 named, the rest counted
+    if k > 20 then report_bad(cfg, "and " .. (#env.bad - 20) .. " more recipient item(s) left out") break end
+    report_bad(cfg, b)
+  end
   stream:set_head(newhead)
   local id
   id, code, err = store(caller, env, stream, o)
@@ -281,13 +307,20 @@ local function verify(o)
   if #o.rcpts == 0 then return fail(EX.USAGE, "-bv needs the addresses to check") end
   local resolve, status = submit.resolver(cfg), 0
   for _, r in ipairs(o.rcpts) do
-    local items, why = submit.split(r)
+    -- the rule intake applies to an argument (no CR/LF, no group syntax), and
+    -- what is printed escaped: a caller's value never adds a line
+    local ok, cwhy = submit.check_arg(r)
+    local items, why = nil, cwhy
+    if ok then items, why = submit.split(r) end
     for _, it in ipairs(items or {}) do
       local list, rwhy = it.addr and resolve(it.addr)
-      if list then io.stdout:write(it.addr, "... deliverable: ", table.concat(list, ", "), "\n")
-      else io.stdout:write(it.addr or it.raw, "... not deliverable: ", rwhy or "not an address", "\n"); status = EX.DATAERR end
+      if list then io.stdout:write(submit.shown(it.addr), "... deliverable: ", submit.shown(table.concat(list, ", ")), "\n")
+      else
+        io.stdout:write(submit.shown(it.addr or it.raw), "... not deliverable: ", submit.shown(rwhy or "not an address"), "\n")
+        status = EX.DATAERR
+      end
     end
-    if not items then io.stdout:write(r, "... not deliverable: ", why, "\n"); status = EX.DATAERR end
+    if not items then io.stdout:write(submit.shown(r), "... not deliverable: ", why, "\n"); status = EX.DATAERR end
   end
   return status
 end
@@ -313,6 +346,16 @@ local function flush()
     -- a local user: the service delivers what it hands over as it arrives
     return fail(EX_NOPERM, "only root and the service's user flush the queue " .. core.paths.spool ..
                 " (what a local user sends is delivered as it arrives: docs/sendmail.md)")
+  end
+  -- a delivery round ran (here or in the service) and what it could not
+  -- deliver stays queued for the next: that is done, as Postfix's -q (exit 0
+  -- once the flush is asked for; a cron `sendmail -q` mails no error while
+  -- the server is down); said on stderr
+  if summary.error and summary.via and summary.left and summary.left > 0 and
+     not tostring(summary.error):find("went away", 1, true) and
+     not tostring(summary.error):find("timed out waiting", 1, true) then
+    warn(summary.left .. " message(s) stay queued for the next attempt: " .. submit.shown(summary.error))
+    return 0
   end
   if summary.error then return fail(EX.TEMPFAIL, summary.error) end
   return 0
