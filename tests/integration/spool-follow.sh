@@ -1,8 +1,8 @@
 # Spool folders removed, moved or replaced while `mailhook run` runs (an administrator's
 # `rm -rf SPOOL/pickup`, `mv SPOOL SPOOL.old`, a removed lock file): the service follows
 # the path (runtime/spool.c, "following the folders"): a message enqueued into the new
-# folder is delivered without a restart, one log line says what happened, and a second
-# service is still refused the spool.
+# folder is delivered without a restart, one log line says what happened, the new
+# pickup/ is watched (runtime/l_watch.c), and a second service is still refused the spool.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
@@ -20,6 +20,10 @@ rm -rf "$SPOOL/pickup"
 enqueue 1 >/dev/null
 wait_for 15 received_at_least "$T/peer" 2; ok $? "after pickup/ was removed, a new message is delivered"
 is "$(grep -c 'pickup/ was removed or replaced' "$T/svc.log")" 1 "one log line says pickup/ was removed"
+# the kernel's watch on the old folder wakes nothing: the new one is watched (a message
+# is sent at once, not at the next safety-net scan)
+wait_for 15 grep -q "watch $SPOOL/pickup: it was removed or replaced: the folder now there is watched" "$T/svc.log"
+ok $? "the new pickup/ is watched"
 enqueue 1 >/dev/null
 wait_for 15 received_at_least "$T/peer" 3; ok $? "and the next one too"
 is "$(grep -c 'pickup/ was removed or replaced' "$T/svc.log")" 1 "still one line"
@@ -44,6 +48,8 @@ mv "$SPOOL" "$T/spool.old"
 enqueue 1 >/dev/null
 wait_for 15 received_at_least "$T/peer" 6; ok $? "after the spool was moved away, a new message is delivered"
 like "$(cat "$T/svc.log")" "spool folder was removed, moved or replaced" "one line says so"
+wait_for 15 test "$(grep -c "watch $SPOOL/pickup: it was removed or replaced" "$T/svc.log")" -ge 3
+ok $? "the new spool's pickup/ is watched"
 out=$(MAILHOOK_LOG_LEVEL=info timeout 20 "$MAILHOOK" run 2>&1); rc=$?
 [ "$rc" != 0 ] && [ "$rc" != 124 ]; ok $? "the new spool is locked by the service: a second one exits ($rc)"
 unlike "$(cat "$T/svc.log")" " error " "no error line"
