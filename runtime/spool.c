@@ -2332,7 +2332,19 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
       if (i == 0) to_corrupt(sp, dirs[i], name, why);
       return fail(err, MH_ECORRUPT, "%s/%s is %s", i ? "failed" : "pickup", name, why);
     }
-    if (fd < 0) return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
+    if (fd < 0) {
+      /* a message the deliverer cannot open (chmod 000, a file of another
+         owner's made unreadable, an I/O error): it stays queued and is tried
+         at each scan; said once, or it would wait without a word */
+      if (i == 0 && sp->lockfd >= 0) {
+        char key[320], vn[VIS_LEN];
+        snprintf(key, sizeof key, "pickup/%s", name);
+        if (note_once(sp, key, fd))
+          mh_warn("spool %s: pickup/%s cannot be read: %s; it stays queued and is tried again at each "
+                  "scan (fix its mode or owner; logged once)", sp->dir, vis(name, vn), mh_strerror(fd));
+      }
+      return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
+    }
     if (listed && !state && listing_stale(sp, lx, lx_ok)) state = 1;   /* after the open: see listing_stale */
     char *head = NULL;
     size_t headlen = 0;
