@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +74,9 @@ struct mh_spool {
   ** folders"); under fmu, with the time of the last look. */
   pthread_mutex_t fmu;
   struct fident { dev_t dev; ino_t ino; } idroot, idsub[5], idlock;
-  int64_t followed; /* monotonic us of the last look (0: never) */
-  long lost;        /* the lock file was replaced and another process (this pid, -1 unknown)
+  _Atomic int64_t followed; /* monotonic us of the last look (0: never); read without fmu by
+                       the loads' fast path (no look due: no lock taken) */
+  _Atomic long lost;  /* the lock file was replaced and another process (this pid, -1 unknown)
                        holds the new one: this handle delivers no more (0: not lost) */
   pthread_mutex_t mu;   /* guards notes (scans run on several pool threads) */
   note *notes;      /* problems logged once (see note_once) */
@@ -1354,7 +1356,9 @@ static void journal_follow(mh_spool *sp, int moved) {
 /* The error of a handle whose lock was taken over. */
 static int lost_error(mh_spool *sp, char *err) {
   char who[40] = "";
-  if (sp->lost > 0) snprintf(who, sizeof who, " (pid %ld)", sp->lost);
+  long pid = sp->lost;
+  if (!err) return MH_ELOCKED;
+  if (pid > 0) snprintf(who, sizeof who, " (pid %ld)", pid);
   snprintf(err, MH_SPOOL_ERRLEN, "spool %s: its lock file was removed or replaced and another process%s "
            "holds the new one: this service does not deliver it meanwhile (two must never deliver one "
            "spool at once)", sp->dir, who);
@@ -1367,6 +1371,7 @@ int mh_spool_follow(mh_spool *sp, int force, char *err) {
   int rc = 0, moved = 0, fd;
   int64_t t = mono_us();
   if (!err) err = e2;
+  if (!force && !sp->lost && t - sp->followed < FOLLOW_US) return 0;   /* the usual case: no lock */
   pthread_mutex_lock(&sp->fmu);
   if (!force && t - sp->followed < FOLLOW_US) {
     rc = sp->lost ? lost_error(sp, err) : 0;
@@ -2314,6 +2319,10 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
   int dirs[2] = { sp->pickupfd, sp->failedfd }, rc;
   if (keep) *keep = -1;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  /* the holder whose lock was taken over (see "following the folders") sends
+     nothing more, not even the rest of its last scan: a look is due at most
+     once a second, no system call otherwise */
+  if (sp->lockfd >= 0 && mh_spool_follow(sp, 0, NULL) == MH_ELOCKED) return lost_error(sp, err);
   for (int i = 0; i < 2; i++) {
     struct stat sb;
     int fd, listed = 0, state = 1, lx_ok = 0;

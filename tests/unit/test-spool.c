@@ -466,6 +466,10 @@ static void test_follow(void) {
   is_int(mh_spool_follow(sp, 1, err), MH_ELOCKED, "the first sees it lost the lock: %s", err);
   n = mh_spool_scan(sp, 0, &(char **){ NULL }, NULL, err);
   is_int((int)n, MH_ELOCKED, "its scans fail: it delivers nothing meanwhile");
+  {
+    mh_spool_entry e;
+    is_int(mh_spool_load(sp, c.id, &e, err), MH_ELOCKED, "nor loads a message of its last scan: %s", err);
+  }
   mh_spool_close(other);
   is_int(mh_spool_follow(sp, 1, err), 0, "once the other is gone, it takes the lock again");
   ok(scan_has(sp, c.id, NULL), "and scans again");
