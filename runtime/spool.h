@@ -29,8 +29,10 @@
 ** it is the message, even a line that reads like an envelope line.  A file
 ** written before it existed has none (the uid is unknown).  Every function
 ** here does blocking disk I/O: bindings call them on the thread pool.  An
-** mh_spool is safe to use from several threads at once (its fields are
-** read-only after open; every cross-process exclusion is a flock).
+** mh_spool is safe to use from several threads at once (its descriptor
+** numbers never change after open: a folder removed or replaced is opened
+** again under the same number, see mh_spool_follow; every cross-process
+** exclusion is a flock).
 */
 #ifndef MH_SPOOL_H
 #define MH_SPOOL_H
