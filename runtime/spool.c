@@ -1429,16 +1429,20 @@ out:
 
 /* -------------------------------------------------------------- ids */
 
+/* n hex digits; -1 for anything else, and for a value past INT64_MAX (a seq,
+** a sidecars counter or a drop-in's name "ffffffffffffffff.eml": the sum
+** went past the signed range, undefined behaviour, and wrapped negative). */
 static int64_t parse_hex(const char *s, size_t n) {
-  int64_t v = 0;
+  uint64_t v = 0;
   for (size_t i = 0; i < n; i++) {
     int c = s[i], d;
     if (c >= '0' && c <= '9') d = c - '0';
     else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
     else return -1;
-    v = v * 16 + d;
+    if (v > ((uint64_t)INT64_MAX - (uint64_t)d) / 16) return -1;
+    v = v * 16 + (uint64_t)d;
   }
-  return v;
+  return (int64_t)v;
 }
 
 /* Under flock on DIR/seq: new = max(floor, last + 1); store and return it. */
@@ -1453,7 +1457,7 @@ static int seq_bump(mh_spool *sp, int64_t floor, int64_t *out) {
   }
   n = pread(fd, buf, sizeof buf, 0);
   if (n >= 16) last = parse_hex(buf, 16);
-  if (last < 0) last = 0;
+  if (last < 0 || last == INT64_MAX) last = 0;   /* garbage, or no id after it: the clock again */
   v = floor > last ? floor : last + 1;
   snprintf(buf, sizeof buf, "%016" PRIx64 "\n", (uint64_t)v);
   /* no fsync: a process crash keeps the page cache, and after a power cut the
@@ -1478,6 +1482,7 @@ int mh_spool_raise_seq(mh_spool *sp, const char *id) {
   int64_t v, got;
   if (!mh_spool_is_id(id)) return MH_EINVAL;
   v = parse_hex(id, 16);
+  if (v < 0 || v == INT64_MAX) return MH_EINVAL;   /* past any id the clock can give */
   return seq_bump(sp, v, &got);
 }
 

@@ -59,6 +59,15 @@ static void test_ids(mh_spool *sp) {
      "after a backward clock step ids still sort after the last one (%s)", c);
   ok(mh_spool_raise_seq(sp, "0100000000000000") == 0 && mh_spool_new_id(sp, c) == 0 &&
      strcmp(c, "0100000000000000") > 0, "raise_seq lifts the clock above a seen id");
+  /* a seq at the end of the range (garbage, a hostile write): no overflow, ids still increase */
+  put_file("seq", "7fffffffffffffff\n");
+  ok(mh_spool_new_id(sp, a) == 0 && mh_spool_new_id(sp, b) == 0 && strcmp(a, b) < 0 && a[0] == '0',
+     "a seq at the end of the signed range: the clock again, ids increase (%s, %s)", a, b);
+  put_file("seq", "ffffffffffffffff\n");
+  ok(mh_spool_new_id(sp, a) == 0 && mh_spool_new_id(sp, b) == 0 && strcmp(a, b) < 0 && a[0] == '0',
+     "a seq past it: the same (%s, %s)", a, b);
+  is_int(mh_spool_raise_seq(sp, "ffffffffffffffff"), MH_EINVAL, "a drop-in named past any id does not move the clock");
+  ok(mh_spool_new_id(sp, c) == 0 && strcmp(c, b) > 0, "ids go on after it (%s)", c);
   /* two processes share the clock through the flocked seq file */
   {
     int fds[2];
