@@ -1018,7 +1018,8 @@ static int sidecars_bump(mh_spool *sp) {
     /* max(old + 1, now in us), as the id clock: a file removed and made
        again never repeats a value a deliverer may hold from the old one */
     int64_t old = parse_hex(buf, 16), now = now_us();
-    v = old < 0 || old < now ? (uint64_t)now : (uint64_t)old + 1;
+    v = old < 0 || old < now || old == INT64_MAX ? (uint64_t)now : (uint64_t)old + 1;   /* (the end of
+                                                    the range: garbage, the clock again) */
     hex16(buf, v);
     buf[16] = '\n';
     if (pwrite(fd, buf, SIDECARS_REC, 0) != SIDECARS_REC) rc = errno ? -errno : -EIO;

@@ -195,8 +195,17 @@ static void test_enqueue(mh_spool *sp) {
   /* defer / load: state survives in the sidecar */
   const char *done[] = { "x@y.z" };
   is_int(mh_spool_defer(sp, it.id, -1, 12345, "451 4.7.0 later", done, 1, NULL, 0, err), 0, "defer");
+  /* the counter of DIR/sidecars at the end of the range (garbage): it moves, from the clock */
+  put_file("sidecars", "7fffffffffffffff\n");
+  is_int(mh_spool_defer(sp, it.id, -1, 12345, "451 4.7.0 later", done, 1, NULL, 0, err), 0, "defer again");
+  snprintf(path, sizeof path, "%s/sidecars", root);
+  {
+    char *x = slurp(path);
+    ok(x && strncmp(x, "7fffffffffffffff", 16) && x[0] == '0', "sidecars at the end of the range: "
+       "moved, from the clock (%.16s)", x ? x : "missing");
+  }
   is_int(mh_spool_load(sp, it.id, &e, err), 0, "load");
-  ok(e.state.attempts == 1 && e.state.next_attempt == 12345 && !strcmp(e.state.last_reply, "451 4.7.0 later") &&
+  ok(e.state.attempts == 2 && e.state.next_attempt == 12345 && !strcmp(e.state.last_reply, "451 4.7.0 later") &&
      e.state.ndone == 1 && !strcmp(e.state.done[0], "x@y.z"), "sidecar state read back");
   ok(e.env.offset > 0 && e.size > (int64_t)e.env.offset && !e.failed, "offset and size");
   mh_spool_entry_free(&e);
@@ -212,7 +221,7 @@ static void test_enqueue(mh_spool *sp) {
   ok(e.state.nrefused == 1 && !strcmp(e.state.refused[0].rcpt, "w@y.z") &&
      !strcmp(e.state.refused[0].reply, "550 5.1.1 still no such user"),
      "one refused recipient, with the newest reply (%zu)", e.state.nrefused);
-  ok(e.state.attempts == 3 && e.state.ndone == 1, "attempts counted, done kept");
+  ok(e.state.attempts == 4 && e.state.ndone == 1, "attempts counted, done kept");
   mh_spool_entry_free(&e);
 
   is_int(mh_spool_fail(sp, it.id, "550 5.1.1 unknown", "550 5.1.1 unknown user", 4, NULL, 0, err), 0, "fail");
