@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,15 @@ struct mh_spool {
   int corruptfd;    /* DIR/corrupt */
   int statefd;      /* DIR/state (tls-seen, rules/: owned by the Lua layer) */
   int lockfd;       /* DIR/lock while we hold the deliverer lock, else -1 */
+  /* Which folder (file) each descriptor above was opened on, to notice one
+  ** removed, moved or replaced under a running service (see "following the
+  ** folders"); under fmu, with the time of the last look. */
+  pthread_mutex_t fmu;
+  struct fident { dev_t dev; ino_t ino; } idroot, idsub[5], idlock;
+  _Atomic int64_t followed; /* monotonic us of the last look (0: never); read without fmu by
+                       the loads' fast path (no look due: no lock taken) */
+  _Atomic long lost;  /* the lock file was replaced and another process (this pid, -1 unknown)
+                       holds the new one: this handle delivers no more (0: not lost) */
   pthread_mutex_t mu;   /* guards notes (scans run on several pool threads) */
   note *notes;      /* problems logged once (see note_once) */
   size_t nnotes;
@@ -379,13 +389,36 @@ static int open_sub(int dirfd, const char *dir, const char *name, int policy, ch
   return fd;
 }
 
+/* The sub-folders, in the order of sp->idsub (and sub_fd). */
+static const struct { const char *name; int policy; } spool_subs[] = {
+  { "tmp", FOLDER_PRIVATE }, { "pickup", FOLDER_PRIVATE }, { "failed", FOLDER_PRIVATE },
+  { "corrupt", FOLDER_PRIVATE }, { "state", FOLDER_PRIVATE },
+};
+
+static int *sub_fd(mh_spool *sp, int i) {
+  int *const fds[5] = { &sp->tmpfd, &sp->pickupfd, &sp->failedfd, &sp->corruptfd, &sp->statefd };
+  return fds[i];
+}
+
+static void ident_set(struct fident *id, const struct stat *st) {
+  id->dev = st->st_dev;
+  id->ino = st->st_ino;
+}
+
+static int ident_is(const struct fident *id, const struct stat *st) {
+  return id->dev == st->st_dev && id->ino == st->st_ino;
+}
+
+static int64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int mh_spool_open(const char *dir, mh_spool **out, char *err) {
-  static const struct { const char *name; int policy; } subs[] = {
-    { "tmp", FOLDER_PRIVATE }, { "pickup", FOLDER_PRIVATE }, { "failed", FOLDER_PRIVATE },
-    { "corrupt", FOLDER_PRIVATE }, { "state", FOLDER_PRIVATE },
-  };
   mh_spool *sp = calloc(1, sizeof *sp);
-  int *fds[5], rc, i;
+  int rc, i;
+  struct stat st;
   char what[MH_SPOOL_ERRLEN];
   *out = NULL;
   if (!sp || !(sp->dir = strdup(dir))) { free(sp); return fail(err, MH_ENOMEM, "spool %s", dir); }
@@ -393,6 +426,7 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
   sp->jfd = -1;
   sp->xfd = -1;
   pthread_mutex_init(&sp->mu, NULL);
+  pthread_mutex_init(&sp->fmu, NULL);
   pthread_mutex_init(&sp->jmu, NULL);
   pthread_cond_init(&sp->jcv, NULL);
   pthread_mutex_init(&sp->lmu, NULL);
@@ -406,12 +440,14 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
   if (sp->dirfd < 0) { rc = fail(err, -errno, "spool %s", dir); goto bad; }
   snprintf(what, sizeof what, "spool %s", dir);
   if ((rc = folder_check(sp->dirfd, what, FOLDER_PRIVATE, err))) goto bad;
-  fds[0] = &sp->tmpfd; fds[1] = &sp->pickupfd; fds[2] = &sp->failedfd; fds[3] = &sp->corruptfd;
-  fds[4] = &sp->statefd;
+  if (fstat(sp->dirfd, &st) < 0) { rc = fail(err, -errno, "%s", what); goto bad; }
+  ident_set(&sp->idroot, &st);
   for (i = 0; i < 5; i++) {
-    int fd = open_sub(sp->dirfd, dir, subs[i].name, subs[i].policy, err);
+    int fd = open_sub(sp->dirfd, dir, spool_subs[i].name, spool_subs[i].policy, err);
     if (fd < 0) { rc = fd; goto bad; }
-    *fds[i] = fd;
+    *sub_fd(sp, i) = fd;
+    if (fstat(fd, &st) < 0) { rc = fail(err, -errno, "spool %s/%s", dir, spool_subs[i].name); goto bad; }
+    ident_set(&sp->idsub[i], &st);
   }
   /* maildrop/ is made by whoever sets up unprivileged submission (its group:
      make install, the package), never here; when it is there, its own rule */
@@ -428,6 +464,7 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
       if (rc) goto bad;
     }
   }
+  sp->followed = mono_us();   /* all just opened: the first look is due in FOLLOW_US */
   *out = sp;
   return 0;
 bad:
@@ -456,6 +493,7 @@ void mh_spool_close(mh_spool *sp) {
   for (size_t i = 0; i < sp->nnotes; i++) free(sp->notes[i].name);
   free(sp->notes);
   pthread_mutex_destroy(&sp->mu);
+  pthread_mutex_destroy(&sp->fmu);
   pthread_mutex_destroy(&sp->jmu);
   pthread_cond_destroy(&sp->jcv);
   pthread_mutex_destroy(&sp->lmu);
@@ -980,7 +1018,8 @@ static int sidecars_bump(mh_spool *sp) {
     /* max(old + 1, now in us), as the id clock: a file removed and made
        again never repeats a value a deliverer may hold from the old one */
     int64_t old = parse_hex(buf, 16), now = now_us();
-    v = old < 0 || old < now ? (uint64_t)now : (uint64_t)old + 1;
+    v = old < 0 || old < now || old == INT64_MAX ? (uint64_t)now : (uint64_t)old + 1;   /* (the end of
+                                                    the range: garbage, the clock again) */
     hex16(buf, v);
     buf[16] = '\n';
     if (pwrite(fd, buf, SIDECARS_REC, 0) != SIDECARS_REC) rc = errno ? -errno : -EIO;
@@ -1142,6 +1181,10 @@ int mh_spool_lock(mh_spool *sp, long *holder) {
   }
   n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
   if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* informative only */ }
+  {
+    struct stat st;
+    if (fstat(fd, &st) == 0) ident_set(&sp->idlock, &st);
+  }
   sp->lockfd = fd;
   /* the lock holder adopts drop-ins, probing each with a read lease for an
      instant (dropin_check); a writer opening it in that instant makes the
@@ -1202,18 +1245,205 @@ int mh_spool_sweep(mh_spool *sp, int min_age) {
   return removed;
 }
 
+/* ------------------------------------------------ following the folders
+**
+** An administrator may remove, move or replace a sub-folder (`rm -rf
+** SPOOL/pickup`), the lock file, the journal or the whole spool while a
+** service runs.  Its descriptors would go on naming the old, deleted folder:
+** a message enqueued into the new pickup/ (which `mailhook enqueue` makes, as
+** the first start does) waited unseen until a restart.  So each scan (and
+** each enqueue of this handle) looks, at most once per FOLLOW_US, whether each
+** path still leads to what its descriptor was opened on (st_dev and st_ino:
+** one stat per folder per look, never one per message).  One that does not
+** is opened again (made again, mode 0700, when missing, with the checks of
+** mh_spool_open) and put under the same descriptor number with dup3: a thread
+** using the number meanwhile reaches the old folder or the new one, never a
+** closed or reused number, and the purge, the journal and the loads, which
+** all go through these numbers, follow.  One log line says so.
+**
+** The lock follows too (two services must never deliver one spool at once):
+** the holder takes the flock of the lock file now at the path; when another
+** process holds it already (a second service started once the file was
+** gone), this handle stops delivering (scans fail, said once) until that
+** lock is free again.  The delivered journal is written again in full into
+** a new file when its file was removed (else a crash would send again what
+** it recorded).
+*/
+#define FOLLOW_US 1000000
+#define FOLLOW_NOTE "(spool folders)"   /* note_once key of a failed look */
+
+/* Puts the descriptor fd under the number *slot (dup3: atomic for the other
+** threads) and closes fd.  0 or -errno (then *slot is unchanged). */
+static int fd_swap(int fd, int *slot) {
+  int rc = dup3(fd, *slot, O_CLOEXEC) < 0 ? -errno : 0;
+  close(fd);
+  return rc;
+}
+
+/* The lock file at the path is not the one this holder flocked: take the
+** new one's flock.  0; MH_ELOCKED (another process holds it: sp->lost says
+** who); -errno. */
+static int relock(mh_spool *sp) {
+  char buf[32];
+  for (int tries = 0; tries < 3; tries++) {
+    struct stat st, again;
+    int fd = mh_fsutil_open(sp->dirfd, "lock", O_RDWR | O_CREAT, 0600, 0, &st), n;
+    if (fd < 0) return fd;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+      int e = errno;
+      if (e == EWOULDBLOCK) {
+        ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
+        long pid;
+        buf[r > 0 ? r : 0] = '\0';
+        pid = strtol(buf, NULL, 10);
+        sp->lost = pid > 0 ? pid : -1;
+        close(fd);
+        return MH_ELOCKED;
+      }
+      close(fd);
+      return -e;
+    }
+    /* still the file at the path (not removed between the open and the flock) */
+    if (fstatat(sp->dirfd, "lock", &again, AT_SYMLINK_NOFOLLOW) < 0 || again.st_ino != st.st_ino ||
+        again.st_dev != st.st_dev) {
+      close(fd);
+      continue;
+    }
+    n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* informative only */ }
+    int rc = fd_swap(fd, &sp->lockfd);   /* the old file's flock goes with its last descriptor */
+    if (rc == 0) { ident_set(&sp->idlock, &st); sp->lost = 0; }
+    return rc;
+  }
+  return -EAGAIN;
+}
+
+/* The holder's DIR/delivered was removed or replaced (or the spool was):
+** its records are written again into a new file. */
+static void journal_follow(mh_spool *sp, int moved) {
+  struct stat a, b;
+  pthread_mutex_lock(&sp->jmu);
+  if (sp->jfd >= 0 &&
+      (moved || fstat(sp->jfd, &a) < 0 || fstatat(sp->dirfd, JOURNAL, &b, AT_SYMLINK_NOFOLLOW) < 0 ||
+       a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+    int fd = mh_fsutil_open(sp->dirfd, JOURNAL, O_WRONLY | O_APPEND | O_CREAT, 0600, 0, NULL), rc = fd < 0 ? fd : 0;
+    char *buf = NULL;
+    size_t len = sp->njcur * JOURNAL_REC;
+    close(sp->jfd);
+    sp->jfd = -1;
+    if (rc == 0 && ftruncate(fd, 0) < 0) rc = -errno;
+    if (rc == 0 && len && !(buf = malloc(len))) rc = MH_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < sp->njcur; i++) {
+      hex16(buf + i * JOURNAL_REC, sp->jcur[i]);
+      buf[i * JOURNAL_REC + 16] = '\n';
+    }
+    if (rc == 0 && len) rc = mh_fsutil_write_all(fd, buf, len);
+    free(buf);
+    if (rc == 0) {
+      sp->jfd = fd;
+      sp->jnew = 1;
+      mh_warn("spool %s: %s/%s was removed or replaced while the service runs: its %zu record(s) "
+              "written again into a new one", sp->dir, sp->dir, JOURNAL, sp->njcur);
+    } else {
+      if (fd >= 0) close(fd);
+      mh_warn("spool %s: %s/%s was removed or replaced while the service runs and cannot be written "
+              "again (%s): %zu delivered message(s) may be sent again after a crash", sp->dir, sp->dir,
+              JOURNAL, mh_strerror(rc), sp->njcur);
+    }
+  }
+  pthread_mutex_unlock(&sp->jmu);
+}
+
+/* The error of a handle whose lock was taken over. */
+static int lost_error(mh_spool *sp, char *err) {
+  char who[40] = "";
+  long pid = sp->lost;
+  if (!err) return MH_ELOCKED;
+  if (pid > 0) snprintf(who, sizeof who, " (pid %ld)", pid);
+  snprintf(err, MH_SPOOL_ERRLEN, "spool %s: its lock file was removed or replaced and another process%s "
+           "holds the new one: this service does not deliver it meanwhile (two must never deliver one "
+           "spool at once)", sp->dir, who);
+  return MH_ELOCKED;
+}
+
+int mh_spool_follow(mh_spool *sp, int force, char *err) {
+  struct stat st;
+  char what[MH_SPOOL_ERRLEN], e2[MH_SPOOL_ERRLEN];
+  int rc = 0, moved = 0, fd;
+  int64_t t = mono_us();
+  if (!err) err = e2;
+  if (!force && !sp->lost && t - sp->followed < FOLLOW_US) return 0;   /* the usual case: no lock */
+  pthread_mutex_lock(&sp->fmu);
+  if (!force && t - sp->followed < FOLLOW_US) {
+    rc = sp->lost ? lost_error(sp, err) : 0;
+    pthread_mutex_unlock(&sp->fmu);
+    return rc;
+  }
+  sp->followed = t;
+  /* the spool folder itself, through a link at its path as at open */
+  snprintf(what, sizeof what, "spool %s", sp->dir);
+  if (stat(sp->dir, &st) < 0 || !ident_is(&sp->idroot, &st)) {
+    if (mkdir(sp->dir, 0700) < 0 && errno != EEXIST) { rc = fail(err, -errno, "%s", what); goto out; }
+    if ((fd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) { rc = fail(err, -errno, "%s", what); goto out; }
+    if (!(rc = folder_check(fd, what, FOLDER_PRIVATE, err)) && fstat(fd, &st) < 0) rc = fail(err, -errno, "%s", what);
+    if (rc) { close(fd); goto out; }
+    if ((rc = fd_swap(fd, &sp->dirfd))) { fail(err, rc, "%s", what); goto out; }
+    ident_set(&sp->idroot, &st);
+    moved = 1;
+    mh_warn("spool %s: the spool folder was removed, moved or replaced while the service runs: it now "
+            "uses the folder at that path (made again when missing); what the old one held stays there",
+            sp->dir);
+  }
+  for (int i = 0; i < 5; i++) {
+    if (!moved && fstatat(sp->dirfd, spool_subs[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0 && ident_is(&sp->idsub[i], &st))
+      continue;
+    if ((fd = open_sub(sp->dirfd, sp->dir, spool_subs[i].name, spool_subs[i].policy, err)) < 0) { rc = fd; goto out; }
+    if (fstat(fd, &st) < 0) { rc = fail(err, -errno, "spool %s/%s", sp->dir, spool_subs[i].name); close(fd); goto out; }
+    if ((rc = fd_swap(fd, sub_fd(sp, i)))) { fail(err, rc, "spool %s/%s", sp->dir, spool_subs[i].name); goto out; }
+    ident_set(&sp->idsub[i], &st);
+    if (!moved)
+      mh_warn("spool %s: %s/ was removed or replaced while the service runs: opened again (made again "
+              "when missing)", sp->dir, spool_subs[i].name);
+  }
+  if (sp->lockfd >= 0) {
+    long was = sp->lost;
+    if (was || moved || fstatat(sp->dirfd, "lock", &st, AT_SYMLINK_NOFOLLOW) < 0 || !ident_is(&sp->idlock, &st)) {
+      rc = relock(sp);
+      if (rc == MH_ELOCKED) { lost_error(sp, err); goto out; }
+      if (rc) { fail(err, rc, "spool %s/lock", sp->dir); goto out; }
+      if (was) mh_warn("spool %s: the lock is free again: this service delivers it again", sp->dir);
+      else if (!moved) mh_warn("spool %s: its lock file was removed or replaced while the service runs: locked again",
+                   sp->dir);
+    }
+    journal_follow(sp, moved);
+  }
+out:
+  if (rc) {
+    sp->followed = 0;   /* looked at again by the next scan */
+    if (note_once(sp, FOLLOW_NOTE, rc)) mh_error("%s (logged once)", err);
+  } else if (note_clear(sp, FOLLOW_NOTE)) {
+    mh_info("spool %s: its folders are usable again", sp->dir);
+  }
+  pthread_mutex_unlock(&sp->fmu);
+  return rc;
+}
+
 /* -------------------------------------------------------------- ids */
 
+/* n hex digits; -1 for anything else, and for a value past INT64_MAX (a seq,
+** a sidecars counter or a drop-in's name "ffffffffffffffff.eml": the sum
+** went past the signed range, undefined behaviour, and wrapped negative). */
 static int64_t parse_hex(const char *s, size_t n) {
-  int64_t v = 0;
+  uint64_t v = 0;
   for (size_t i = 0; i < n; i++) {
     int c = s[i], d;
     if (c >= '0' && c <= '9') d = c - '0';
     else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
     else return -1;
-    v = v * 16 + d;
+    if (v > ((uint64_t)INT64_MAX - (uint64_t)d) / 16) return -1;
+    v = v * 16 + (uint64_t)d;
   }
-  return v;
+  return (int64_t)v;
 }
 
 /* Under flock on DIR/seq: new = max(floor, last + 1); store and return it. */
@@ -1228,7 +1458,7 @@ static int seq_bump(mh_spool *sp, int64_t floor, int64_t *out) {
   }
   n = pread(fd, buf, sizeof buf, 0);
   if (n >= 16) last = parse_hex(buf, 16);
-  if (last < 0) last = 0;
+  if (last < 0 || last == INT64_MAX) last = 0;   /* garbage, or no id after it: the clock again */
   v = floor > last ? floor : last + 1;
   snprintf(buf, sizeof buf, "%016" PRIx64 "\n", (uint64_t)v);
   /* no fsync: a process crash keeps the page cache, and after a power cut the
@@ -1253,6 +1483,7 @@ int mh_spool_raise_seq(mh_spool *sp, const char *id) {
   int64_t v, got;
   if (!mh_spool_is_id(id)) return MH_EINVAL;
   v = parse_hex(id, 16);
+  if (v < 0 || v == INT64_MAX) return MH_EINVAL;   /* past any id the clock can give */
   return seq_bump(sp, v, &got);
 }
 
@@ -1717,7 +1948,7 @@ typedef struct {
   int state;         /* 0 nothing, 1 in tmp/, 2 renamed into pickup/ */
 } slot;
 
-int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
+static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
   slot *s;
   size_t i;
   int rc = 0;
@@ -1798,6 +2029,16 @@ undo:
   }
   fsync(sp->pickupfd);
   free(s);
+  return rc;
+}
+
+/* A tmp/ or pickup/ removed since the last look (ENOENT: a dead folder takes
+** no new name) is followed, and the batch written again, once. */
+int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
+  int rc;
+  mh_spool_follow(sp, 0, NULL);
+  rc = enqueue_once(sp, items, n, err);
+  if (rc == -ENOENT && mh_spool_follow(sp, 1, NULL) == 0) rc = enqueue_once(sp, items, n, err);
   return rc;
 }
 
@@ -2084,6 +2325,10 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
   int dirs[2] = { sp->pickupfd, sp->failedfd }, rc;
   if (keep) *keep = -1;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  /* the holder whose lock was taken over (see "following the folders") sends
+     nothing more, not even the rest of its last scan: a look is due at most
+     once a second, no system call otherwise */
+  if (sp->lockfd >= 0 && mh_spool_follow(sp, 0, NULL) == MH_ELOCKED) return lost_error(sp, err);
   for (int i = 0; i < 2; i++) {
     struct stat sb;
     int fd, listed = 0, state = 1, lx_ok = 0;
@@ -2102,7 +2347,19 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
       if (i == 0) to_corrupt(sp, dirs[i], name, why);
       return fail(err, MH_ECORRUPT, "%s/%s is %s", i ? "failed" : "pickup", name, why);
     }
-    if (fd < 0) return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
+    if (fd < 0) {
+      /* a message the deliverer cannot open (chmod 000, a file of another
+         owner's made unreadable, an I/O error): it stays queued and is tried
+         at each scan; said once, or it would wait without a word */
+      if (i == 0 && sp->lockfd >= 0) {
+        char key[320], vn[VIS_LEN];
+        snprintf(key, sizeof key, "pickup/%s", name);
+        if (note_once(sp, key, fd))
+          mh_warn("spool %s: pickup/%s cannot be read: %s; it stays queued and is tried again at each "
+                  "scan (fix its mode or owner; logged once)", sp->dir, vis(name, vn), mh_strerror(fd));
+      }
+      return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
+    }
     if (listed && !state && listing_stale(sp, lx, lx_ok)) state = 1;   /* after the open: see listing_stale */
     char *head = NULL;
     size_t headlen = 0;
@@ -2429,7 +2686,7 @@ static void heap_down(char **h, size_t n, size_t i) {
 #define ADOPT_MS 500
 
 long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *err) {
-  int dfd = dir_reopen(sp->pickupfd), rc = 0;
+  int dfd, rc = 0;
   long all = 0;
   DIR *d;
   struct dirent *de;
@@ -2445,8 +2702,12 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   size_t nj = 0;
   char x0[SIDECARS_REC];
   int x0_ok;
-  uint64_t seq0 = listing_begin(sp, x0, &x0_ok);   /* before readdir: see "the listing" */
+  uint64_t seq0;
   *out = NULL;
+  /* a pickup/ (lock, spool) removed or replaced meanwhile: the one at the path now */
+  if ((rc = mh_spool_follow(sp, 0, err))) return rc;
+  dfd = dir_reopen(sp->pickupfd);
+  seq0 = listing_begin(sp, x0, &x0_ok);   /* before readdir: see "the listing" */
   if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
   if (!(d = fdopendir(dfd))) { close(dfd); return fail(err, -errno, "spool %s: pickup/", sp->dir); }
   journal_snapshot(sp, &jv, &nj);

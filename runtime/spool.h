@@ -29,8 +29,10 @@
 ** it is the message, even a line that reads like an envelope line.  A file
 ** written before it existed has none (the uid is unknown).  Every function
 ** here does blocking disk I/O: bindings call them on the thread pool.  An
-** mh_spool is safe to use from several threads at once (its fields are
-** read-only after open; every cross-process exclusion is a flock).
+** mh_spool is safe to use from several threads at once (its descriptor
+** numbers never change after open: a folder removed or replaced is opened
+** again under the same number, see mh_spool_follow; every cross-process
+** exclusion is a flock).
 */
 #ifndef MH_SPOOL_H
 #define MH_SPOOL_H
@@ -121,6 +123,17 @@ typedef struct mh_spool_item {
 ** why (owner, mode). */
 int mh_spool_open(const char *dir, mh_spool **out, char *err);
 void mh_spool_close(mh_spool *sp);
+
+/* Whether the spool folder, its sub-folders, the lock file (of a holder) and
+** the delivered journal at their paths are still what this handle opened:
+** one removed, moved or replaced while the process runs (`rm -rf
+** SPOOL/pickup`, `mv SPOOL ...`) is opened again (made again when missing, as
+** mh_spool_open does) under the same descriptor number, with one log line;
+** the holder takes the new lock file's flock, or, when another process holds
+** it, delivers no more (MH_ELOCKED, said once) until it is free again.
+** Scans and enqueues call it, looking at most once a second (force: now).
+** 0 or a negative code (err, may be NULL, says what; logged once). */
+int mh_spool_follow(mh_spool *sp, int force, char *err);
 const char *mh_spool_dir(const mh_spool *sp);
 
 /* Takes the deliverer lock (non-blocking) and then sweeps stale tmp/ files.

@@ -59,6 +59,15 @@ static void test_ids(mh_spool *sp) {
      "after a backward clock step ids still sort after the last one (%s)", c);
   ok(mh_spool_raise_seq(sp, "0100000000000000") == 0 && mh_spool_new_id(sp, c) == 0 &&
      strcmp(c, "0100000000000000") > 0, "raise_seq lifts the clock above a seen id");
+  /* a seq at the end of the range (garbage, a hostile write): no overflow, ids still increase */
+  put_file("seq", "7fffffffffffffff\n");
+  ok(mh_spool_new_id(sp, a) == 0 && mh_spool_new_id(sp, b) == 0 && strcmp(a, b) < 0 && a[0] == '0',
+     "a seq at the end of the signed range: the clock again, ids increase (%s, %s)", a, b);
+  put_file("seq", "ffffffffffffffff\n");
+  ok(mh_spool_new_id(sp, a) == 0 && mh_spool_new_id(sp, b) == 0 && strcmp(a, b) < 0 && a[0] == '0',
+     "a seq past it: the same (%s, %s)", a, b);
+  is_int(mh_spool_raise_seq(sp, "ffffffffffffffff"), MH_EINVAL, "a drop-in named past any id does not move the clock");
+  ok(mh_spool_new_id(sp, c) == 0 && strcmp(c, b) > 0, "ids go on after it (%s)", c);
   /* two processes share the clock through the flocked seq file */
   {
     int fds[2];
@@ -186,8 +195,17 @@ static void test_enqueue(mh_spool *sp) {
   /* defer / load: state survives in the sidecar */
   const char *done[] = { "x@y.z" };
   is_int(mh_spool_defer(sp, it.id, -1, 12345, "451 4.7.0 later", done, 1, NULL, 0, err), 0, "defer");
+  /* the counter of DIR/sidecars at the end of the range (garbage): it moves, from the clock */
+  put_file("sidecars", "7fffffffffffffff\n");
+  is_int(mh_spool_defer(sp, it.id, -1, 12345, "451 4.7.0 later", done, 1, NULL, 0, err), 0, "defer again");
+  snprintf(path, sizeof path, "%s/sidecars", root);
+  {
+    char *x = slurp(path);
+    ok(x && strncmp(x, "7fffffffffffffff", 16) && x[0] == '0', "sidecars at the end of the range: "
+       "moved, from the clock (%.16s)", x ? x : "missing");
+  }
   is_int(mh_spool_load(sp, it.id, &e, err), 0, "load");
-  ok(e.state.attempts == 1 && e.state.next_attempt == 12345 && !strcmp(e.state.last_reply, "451 4.7.0 later") &&
+  ok(e.state.attempts == 2 && e.state.next_attempt == 12345 && !strcmp(e.state.last_reply, "451 4.7.0 later") &&
      e.state.ndone == 1 && !strcmp(e.state.done[0], "x@y.z"), "sidecar state read back");
   ok(e.env.offset > 0 && e.size > (int64_t)e.env.offset && !e.failed, "offset and size");
   mh_spool_entry_free(&e);
@@ -203,7 +221,7 @@ static void test_enqueue(mh_spool *sp) {
   ok(e.state.nrefused == 1 && !strcmp(e.state.refused[0].rcpt, "w@y.z") &&
      !strcmp(e.state.refused[0].reply, "550 5.1.1 still no such user"),
      "one refused recipient, with the newest reply (%zu)", e.state.nrefused);
-  ok(e.state.attempts == 3 && e.state.ndone == 1, "attempts counted, done kept");
+  ok(e.state.attempts == 4 && e.state.ndone == 1, "attempts counted, done kept");
   mh_spool_entry_free(&e);
 
   is_int(mh_spool_fail(sp, it.id, "550 5.1.1 unknown", "550 5.1.1 unknown user", 4, NULL, 0, err), 0, "fail");
@@ -396,6 +414,109 @@ static void test_concurrent_scans(mh_spool *sp) {
   is_int(a.short_reads + b.short_reads, 0, "2,000 scans and listings, two at a time: each saw the whole queue");
 }
 
+/* A sub-folder, the lock file, the journal or the whole spool removed, moved
+** or replaced while a deliverer holds the spool open: its handle follows the
+** path (mh_spool_follow, which scans and enqueues call at most once a second;
+** forced here), so nothing enqueued into the new folders waits for a restart,
+** and two handles never both hold the lock. */
+static int scan_has(mh_spool *sp, const char *id, long *n_out) {
+  char err[MH_SPOOL_ERRLEN], **ids = NULL;
+  long n = mh_spool_scan(sp, 0, &ids, NULL, err);
+  int has = 0;
+  for (long i = 0; i < n; i++) { if (!strcmp(ids[i], id)) has = 1; free(ids[i]); }
+  free(ids);
+  if (n_out) *n_out = n;
+  return has;
+}
+
+static void test_follow(void) {
+  char dir[300], old[320], cmd[700], err[MH_SPOOL_ERRLEN], path[400];
+  const char *to[] = { "x@y.z" };
+  mh_spool *sp, *other, *third;
+  long n, holder = 0;
+  struct stat st;
+  snprintf(dir, sizeof dir, "%s/follow", root);
+  is_int(mh_spool_open(dir, &sp, err), 0, "follow: a second spool");
+  is_int(mh_spool_lock(sp, NULL), 0, "its deliverer holds the lock");
+  mh_spool_item a = { "a@b.c", to, 1, write_bytes, (void *)"Subject: a\r\n\r\na\r\n", "", NULL, NULL, 0, 0 };
+  is_int(mh_spool_enqueue(sp, &a, 1, err), 0, "a message queued");
+
+  /* rm -rf pickup/: `mailhook enqueue` (another handle) makes a new one */
+  snprintf(cmd, sizeof cmd, "rm -rf '%s/pickup'", dir);
+  ok(system(cmd) == 0, "pickup/ removed under the deliverer (its message with it: the administrator's act)");
+  is_int(mh_spool_open(dir, &other, err), 0, "another handle opens the spool (makes pickup/ again)");
+  mh_spool_item b = { "a@b.c", to, 1, write_bytes, (void *)"Subject: b\r\n\r\nb\r\n", "", NULL, NULL, 0, 0 };
+  is_int(mh_spool_enqueue(other, &b, 1, err), 0, "and queues a message into the new pickup/");
+  mh_spool_close(other);
+  is_int(mh_spool_follow(sp, 1, err), 0, "the deliverer looks at its folders");
+  ok(scan_has(sp, b.id, &n) && n == 1, "its scan sees the message in the new pickup/ (%ld)", n);
+
+  /* tmp/ removed: the deliverer's own enqueue (a rule's mh.enqueue) makes it again */
+  snprintf(cmd, sizeof cmd, "rm -rf '%s/tmp'", dir);
+  ok(system(cmd) == 0, "tmp/ removed");
+  mh_spool_item c = { "a@b.c", to, 1, write_bytes, (void *)"Subject: c\r\n\r\nc\r\n", "", NULL, NULL, 0, 0 };
+  is_int(mh_spool_enqueue(sp, &c, 1, err), 0, "an enqueue through the deliverer's handle still works");
+  snprintf(path, sizeof path, "%s/tmp", dir);
+  ok(stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700, "tmp/ made again, mode 0700");
+  ok(scan_has(sp, c.id, NULL), "the message is in pickup/");
+
+  /* the journal removed between a mark and the purge: its records written again */
+  is_int(mh_spool_mark(sp, b.id, -1, err), 0, "a delivery recorded in the journal");
+  snprintf(path, sizeof path, "%s/delivered", dir);
+  ok(unlink(path) == 0, "the journal file removed");
+  is_int(mh_spool_follow(sp, 1, err), 0, "looked at");
+  char *j = slurp(path);
+  ok(j && !strncmp(j, b.id, 16), "the journal is there again with its record (%s)", j ? j : "missing");
+  ok(mh_spool_purge(sp, err) == 1, "the purge removes the delivered message");
+
+  /* the lock file removed: the holder takes the new one, a second deliverer is refused */
+  snprintf(path, sizeof path, "%s/lock", dir);
+  ok(unlink(path) == 0, "the lock file removed");
+  is_int(mh_spool_follow(sp, 1, err), 0, "looked at: locked again");
+  is_int(mh_spool_open(dir, &other, err), 0, "a second service opens the spool");
+  is_int(mh_spool_lock(other, &holder), MH_ELOCKED, "and cannot take the lock");
+  is_int((int)holder, (int)getpid(), "held by the first");
+  mh_spool_close(other);
+  /* removed again, and this time another service takes the new one first */
+  ok(unlink(path) == 0, "the lock file removed again");
+  is_int(mh_spool_open(dir, &other, err), 0, "a second service opens the spool");
+  is_int(mh_spool_lock(other, NULL), 0, "and takes the new lock first");
+  is_int(mh_spool_follow(sp, 1, err), MH_ELOCKED, "the first sees it lost the lock: %s", err);
+  n = mh_spool_scan(sp, 0, &(char **){ NULL }, NULL, err);
+  is_int((int)n, MH_ELOCKED, "its scans fail: it delivers nothing meanwhile");
+  {
+    mh_spool_entry e;
+    is_int(mh_spool_load(sp, c.id, &e, err), MH_ELOCKED, "nor loads a message of its last scan: %s", err);
+  }
+  mh_spool_close(other);
+  is_int(mh_spool_follow(sp, 1, err), 0, "once the other is gone, it takes the lock again");
+  ok(scan_has(sp, c.id, NULL), "and scans again");
+
+  /* the whole spool moved away: the folder at its path is made again and followed */
+  snprintf(old, sizeof old, "%s.old", dir);
+  ok(rename(dir, old) == 0, "mv SPOOL SPOOL.old");
+  is_int(mh_spool_open(dir, &other, err), 0, "`mailhook enqueue` makes a new spool at the path");
+  mh_spool_item d = { "a@b.c", to, 1, write_bytes, (void *)"Subject: d\r\n\r\nd\r\n", "", NULL, NULL, 0, 0 };
+  is_int(mh_spool_enqueue(other, &d, 1, err), 0, "and queues a message into it");
+  is_int(mh_spool_follow(sp, 1, err), 0, "the deliverer follows the path");
+  ok(scan_has(sp, d.id, &n) && n == 1, "its scan sees the new spool's message (%ld)", n);
+  is_int(mh_spool_lock(other, &holder), MH_ELOCKED, "and it holds the new spool's lock");
+  mh_spool_close(other);
+  is_int(mh_spool_open(old, &third, err), 0, "the old spool");
+  is_int(mh_spool_lock(third, NULL), 0, "is left to whoever delivers it now");
+  mh_spool_close(third);
+
+  /* pickup/ replaced by a link: refused (said), never followed; fixed: followed */
+  snprintf(cmd, sizeof cmd, "rm -rf '%s/pickup' && ln -s /tmp '%s/pickup'", dir, dir);
+  ok(system(cmd) == 0, "pickup/ replaced by a link to /tmp");
+  is_int(mh_spool_follow(sp, 1, err), MH_EUNSAFE, "refused: %s", err);
+  snprintf(cmd, sizeof cmd, "rm -f '%s/pickup'", dir);
+  ok(system(cmd) == 0, "the link removed");
+  is_int(mh_spool_follow(sp, 1, err), 0, "pickup/ made again");
+  ok(!scan_has(sp, d.id, &n) && n == 0, "an empty queue (%ld)", n);
+  mh_spool_close(sp);
+}
+
 int main(void) {
   mh_spool *sp;
   char err[MH_SPOOL_ERRLEN];
@@ -411,6 +532,7 @@ int main(void) {
   test_scan(sp);
   test_delivered_held(sp);
   test_concurrent_scans(sp);
+  test_follow();
   mh_spool_close(sp);
   is_int(mh_spool_open("/proc/no/such", &sp, err), -ENOENT, "open of an impossible folder fails: %s", err);
   {
