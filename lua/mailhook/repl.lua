@@ -142,7 +142,7 @@ M.DOCS = {
   ["mh.log.syslog"] = { "mh.log.syslog(on [, ident])", "send log lines to syslog instead of stderr" },
   ["mh.settings.get"] = { "mh.settings.get([path]) -> settings | nil, err", "the settings with defaults, password masked" },
   ["mh.settings.load"] = { "mh.settings.load([path]) -> cfg | nil, err", "the settings as the service uses them (no password in the table)" },
-  ["mh.settings.update"] = { "mh.settings.update{KEY = VALUE, ...} -> cfg | nil, err, {key =}", "validate and save atomically (mode 0600)" },
+  ["mh.settings.update"] = { "mh.settings.update{KEY = VALUE, ...} -> cfg | nil, err, {key =}", "validate and save atomically (mode, owner and group kept)" },
   ["mh.settings.path"] = { "mh.settings.path() -> file", "the settings file in use (-c, $MAILHOOK_CONF or the default)" },
   ["mh.settings.validate"] = { "mh.settings.validate(values) -> cfg | nil, err, {key =}", "check settings without touching a file" },
   ["mh.settings.format"] = { "mh.settings.format(cfg) -> {\"key = value\", ...}", "display lines, password masked" },

@@ -16,7 +16,8 @@
 -- Secrets apart (docs/settings.md, "Secrets"): the keys of SECRET live in
 -- their own file beside the settings (mailhook.conf -> mailhook.secrets), mode
 -- 0600, read by the service alone; the settings file itself holds nothing
--- secret and is written 0644, so any local user's `sendmail` can read what
+-- secret and is made 0644 (an existing one keeps its mode, owner and group:
+-- settings_edit.lua write_kept), so any local user's `sendmail` can read what
 -- intake needs (enabled, server, from, default_domain, aliases...).  A legacy
 -- settings file holding a password still works, and the next update moves the
 -- password out of it.

@@ -254,8 +254,9 @@ end
 
 -- update(changes [, path]) -> cfg | nil, err, {key = bad key}
 -- changes: key -> value (typed, or strings as on the command line; "" unsets).
--- Everything is validated first; then the file is rewritten atomically (mode
--- 0600) keeping its comments and the order of its lines.  On any error nothing
+-- Everything is validated first; then the file is rewritten atomically
+-- keeping its comments, the order of its lines, its mode, owner and group
+-- (write_kept).  On any error nothing
 -- is written.
 local update
 
@@ -291,6 +292,42 @@ local function rewrite(doc, set, values, norm, drop)
     if not gone[i] then out[#out + 1] = l end
   end
   return #out > 0 and table.concat(out, "\n") .. "\n" or ""
+end
+
+-- write_kept(file, text, secret [, conf]) -> true | nil, err, info
+-- Rewrites file keeping the mode, owner and group an administrator gave it
+-- (a settings file made 0640 root:daemon stays so; an update used to make it
+-- 0644 and the updater's own, and a reader of that group lost it).  A file
+-- not there yet: the settings 0644 (every user's sendmail reads it); the
+-- secrets get the settings file's owner and group, 0600, or 0640 when the
+-- settings file itself is kept from others and open to its group (that group
+-- is then the service's).  The secrets never keep a bit for others: such a
+-- file is written without it (0644 -> 0640), with a warning.  When the owner
+-- cannot be kept (EPERM: not root) nothing is written and the error says so.
+local function write_kept(file, text, secret, conf)
+  local st = core.fsutil.owner(file)
+  local mode, opts = secret and 384 or 420, {}
+  if st then
+    mode, opts.uid, opts.gid = st.mode & 511, st.uid, st.gid      -- 0777: no setuid, setgid, sticky
+    if secret and mode & 7 ~= 0 then
+      core.log("warn", string.format("%s was readable by other users (mode %04o): written %04o " ..
+                                     "(the secrets are for the service alone)", file, mode, mode & 504))
+      mode = mode & 504                                             -- 0770
+    end
+  elseif secret and conf then
+    local cst = core.fsutil.owner(conf)
+    if cst then
+      opts.uid, opts.gid = cst.uid, cst.gid
+      if cst.mode & 4 == 0 and cst.mode & 32 ~= 0 then mode = 416 end  -- 0640 when the conf is 0640-ish
+    end
+  end
+  local ok, err, info = core.fsutil.write_atomic(file, text, mode, opts)
+  if not ok and info and info.code == "EPERM" and (st or opts.uid) then
+    local o = st or core.fsutil.owner(conf)
+    return nil, string.format("%s: cannot keep its owner %s:%s (this process may not give a file " ..
+      "away: run the update as root or as %s); nothing was changed", file, o.user, o.group, o.user), info
+  end
+  return ok, err, info
 end
 
 function update(changes, path)
@@ -351,10 +388,10 @@ function update(changes, path)
   -- the secrets first: a crash in between leaves the password in both files
   -- (the secrets file wins on load), never in neither
   if stext and (#secret > 0 or next(moved)) then
-    local ok, werr, info = core.fsutil.write_atomic(spath, stext, 384)  -- 0600
+    local ok, werr, info = write_kept(spath, stext, true, path)
     if not ok then return nil, werr, info end
   end
-  local ok, werr, info = core.fsutil.write_atomic(path, textv, 420)    -- 0644: intake reads it
+  local ok, werr, info = write_kept(path, textv, false)
   if not ok then return nil, werr, info end
   private[cfg] = { password = secret_or_key, path = path }
   return cfg

@@ -32,7 +32,8 @@ if have settings; then
   unlike "$out" "$PW" "never the password itself"
   like "$(grep '^port' "$MAILHOOK_CONF")" "587" "the file was rewritten"
   like "$(grep '^helo_name' "$MAILHOOK_CONF")" "pbx.example.com" "with every change"
-  is "$(stat -c %a "$MAILHOOK_CONF")" 644 "mode 0644 (the secrets are apart: docs/settings.md)"
+  is "$(stat -c %a "$MAILHOOK_CONF")" 600 "its mode kept (0600 as made here: docs/settings.md, Secrets)"
+  grep -q "$PW" "$MAILHOOK_CONF"; ok $((! $?)) "the password moved out of it"
 
   cp "$MAILHOOK_CONF" "$T/before"
   out=$(printf 'update{port = "x"}\n"next"\n' | repl 2>&1)

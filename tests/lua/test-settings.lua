@@ -157,15 +157,16 @@ tap.test("password_command and oauth_token_command failures", function(t)
   os.remove(path)
 end)
 
-tap.test("update writes atomically, 0644 (no secret in it), keeps comments; invalid writes nothing", function(t)
+tap.test("update writes atomically, keeps mode, comments; invalid writes nothing", function(t)
   local path = tmpconf("# site settings\nport = 25\n\n# trailing comment\n")
+  os.execute("chmod 0604 '" .. path .. "'")
   local cfg, err = settings.update({ server = "mx.example.com", port = 587, enabled = true,
                                      from = "a@example.com", retry_max = "1h" }, path)
   t:ok(cfg, "update ok", err)
   t:is(slurp(path), "# site settings\nport = 587\n\n# trailing comment\nenabled = true\n" ..
        "from = a@example.com\nserver = mx.example.com\nretry_max = 1h\n", "file content")
   local p = io.popen("stat -c %a '" .. path .. "'")
-  t:is(p:read("l"), "644", "mode 0644: readable by every local sendmail, nothing secret in it")
+  t:is(p:read("l"), "604", "the file's own mode kept (a new one is 0644: tests/integration/settings.sh)")
   p:close()
   local before = slurp(path)
   local ok2, err2, info = settings.update({ port = 587, from = "bad@@x" }, path)
