@@ -87,6 +87,19 @@ out=$(MAILHOOK_CONF="$T/test.conf" timeout 60 "$MAILHOOK" test --to ops@example.
 is "$rc" 0 "a good --to still sends the test message ($(printf '%s' "$out" | tail -1))"
 ok "$(grep -q '^connect' "$T/smtpd.log" && echo 0 || echo 1)" "through the same server"
 
+# --- a one-value option given twice: a usage error naming it (as update's KEY given twice), never
+# the last taken unseen (`test --to a --to b` tested b alone); nothing connects, nothing is queued
+: > "$T/smtpd.log"
+for argv in "test --to a@example.com --to b@example.com" "test --timeout 5 --timeout=9" \
+            "flush --timeout 5 --timeout 9" "status --timeout 5 --timeout 9" \
+            "enqueue --to a@example.com --subject one --subject two"; do
+  out=$(MAILHOOK_CONF="$T/test.conf" timeout 60 "$MAILHOOK" $argv </dev/null 2>&1); rc=$?
+  opt=$(printf '%s' "$argv" | grep -o -- '--[a-z]*' | tail -1)
+  is "$rc" 2 "$argv: exit 2"
+  like "$out" "^mailhook [a-z]+: option '$opt' given twice" "naming $opt"
+done
+ok "$(grep -q '^connect' "$T/smtpd.log" && echo 1 || echo 0)" "the server saw no connection"
+
 # --- the library from a stock lua5.4: misuse raises, naming the function -------------------------
 # mh.smtp.test("ops@example.com") indexed the string, found no `to`, and passed a test that
 # sent nothing; smtp.connect and queue.flush raised "attempt to index a number value".
