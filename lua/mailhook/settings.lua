@@ -120,11 +120,51 @@ local function text(v)
   return v
 end
 
-local function valid_host(h)
-  if h:match("^%[[%x:.]+%]$") or (h:find(":", 1, true) and h:match("^[%x:.]+$")) then
-    return true                                         -- IPv6 (bracketed or not)
+local function valid_ipv4(s)
+  local parts = { s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$") }
+  if #parts ~= 4 then return false end
+  for _, x in ipairs(parts) do if tonumber(x) > 255 then return false end end
+  return true
+end
+
+-- An IPv6 address as inet_pton reads it (bracketed or not): 8 groups of 1-4
+-- hex digits, one "::" for a run of zeros, an IPv4 tail.  The old test (hex
+-- digits, colons and dots) took "127.0.0.1:2525" and "::::" for addresses,
+-- which no connection could use: the mail waited on a lookup error.
+local function valid_ipv6(s)
+  s = s:match("^%[(.*)%]$") or s
+  if not s:find(":", 1, true) or s:find(":::", 1, true) then return false end
+  local head, tail = s:match("^(.-)::(.*)$")
+  if head and tail:find("::", 1, true) then return false end
+  local function groups(part, v4_last)
+    if part == "" then return 0 end
+    local items, n = {}, 0
+    for g in (part .. ":"):gmatch("([^:]*):") do items[#items + 1] = g end
+    for i, g in ipairs(items) do
+      if i == #items and v4_last and g:find(".", 1, true) then
+        if not valid_ipv4(g) then return nil end
+        n = n + 2
+      elseif g:match("^%x%x?%x?%x?$") then
+        n = n + 1
+      else
+        return nil
+      end
+    end
+    return n
   end
+  if head then
+    local a, b = groups(head, false), groups(tail, true)
+    return a ~= nil and b ~= nil and a + b <= 7
+  end
+  return groups(s, true) == 8
+end
+
+local function valid_host(h)
+  if h:find(":", 1, true) or h:find("[", 1, true) then return valid_ipv6(h) end
   if #h > 253 then return false end
+  -- no top-level domain is all digits: a dotted number is an IPv4 address or nothing
+  -- ("10.0.0" would reach inet_aton as 10.0.0.0, "999.1.1.1" a lookup that fails)
+  if h:match("^[%d.]+$") then return valid_ipv4(h) end
   for label in (h .. "."):gmatch("([^.]*)%.") do
     if label == "" or #label > 63 or not label:match("^[%w-]+$")
        or label:sub(1, 1) == "-" or label:sub(-1) == "-" then
@@ -180,7 +220,18 @@ end
 function parse.host(v)
   local s, err = text(v)
   if not s then return nil, err end
-  if not valid_host(s) then return nil, "'" .. s .. "' is not a valid host name or IP address" end
+  -- an absolute name ("mail.example.com.", as in a zone file): the same host; written
+  -- without its dot (a certificate and SNI name the host without it)
+  local bare = s:match("^(.*[%a%-][%w%-]*)%.$")
+  if bare and valid_host(bare) and not bare:find(":", 1, true) then return bare end
+  if not valid_host(s) then
+    local host, port = s:match("^(.+):(%d+)$")
+    if host and (valid_host(host) or valid_ipv6(host)) and not valid_ipv6(s) then
+      return nil, "'" .. s .. "' is not a valid host name or IP address: the port goes apart (port = " ..
+        port .. ")"
+    end
+    return nil, "'" .. s .. "' is not a valid host name or IP address"
+  end
   return s
 end
 
@@ -197,7 +248,10 @@ function parse.hosts(v)
   for i, h in ipairs(list) do
     local ok, err = parse.host(h)
     if not ok then return nil, h == "" and "empty host name in the list" or err end
-    list[i] = ok
+    -- a server in brackets (as in a URL or Postfix's relayhost): the address; kept
+    -- bracketed it reached getaddrinfo so, and every delivery failed at dns.  (An
+    -- EHLO name, helo_name, keeps its brackets: an address literal.)
+    list[i] = ok:match("^%[(.*)%]$") or ok
   end
   return list
 end
@@ -364,6 +418,10 @@ function M.path() return core.paths.conf end
 local function parse_text(textv, file, secrets)
   local doc = { lines = {}, values = {}, where = {} }
   local n = 0
+  -- A UTF-8 byte order mark (a Windows editor's, an administrator's at 3 a.m.)
+  -- is no part of the first key: it made line 1 "expected 'key = value'" and
+  -- every intake refuse to run.  Dropped; an update writes the file without it.
+  if textv:sub(1, 3) == "\239\187\191" then textv = textv:sub(4) end
   if textv == "" then return doc end   -- no lines (not one empty line: update would keep it)
   -- The lines: split at each LF, one CR before it dropped (a lone CR stays in
   -- the line); the file's last line end ends the last line, it does not start

@@ -100,6 +100,12 @@ for argv in "test --to a@example.com --to b@example.com" "test --timeout 5 --tim
 done
 ok "$(grep -q '^connect' "$T/smtpd.log" && echo 1 || echo 0)" "the server saw no connection"
 
+# --- server = [::1] (bracketed, as in Postfix's relayhost): the address, not a name to look up
+printf 'enabled = true\nserver = [::1]\nport = 1\nfrom = a@example.com\ntls = none\ntls_required = false\n' > "$T/v6.conf"
+out=$(MAILHOOK_CONF="$T/v6.conf" timeout 60 "$MAILHOOK" test --timeout 5 2>&1)
+like "$out" "FAILED at stage connect" "server = [::1]: connects (refused on port 1), no DNS failure"
+unlike "$out" "cannot resolve" "(not 'cannot resolve [::1]')"
+
 # --- the library from a stock lua5.4: misuse raises, naming the function -------------------------
 # mh.smtp.test("ops@example.com") indexed the string, found no `to`, and passed a test that
 # sent nothing; smtp.connect and queue.flush raised "attempt to index a number value".

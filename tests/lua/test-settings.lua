@@ -73,7 +73,7 @@ auth_mechanism = auto
   t:ok(cfg, "loads", err)
   cfg = cfg or {}
   t:is(cfg.enabled, true, "yes is true")
-  t:same(cfg.server, { "a.example.com", "192.0.2.7", "[2001:db8::1]" }, "server list, failover order")
+  t:same(cfg.server, { "a.example.com", "192.0.2.7", "2001:db8::1" }, "server list, failover order (an IPv6 address without its brackets)")
   t:is(cfg.port, 587, "port number")
   t:is(cfg.retry_interval, 45, "45s")
   t:is(cfg.retry_max, 7200, "2h")
@@ -123,6 +123,40 @@ tap.test("malformed files name FILE:LINE", function(t)
     t:like(err, "^" .. path:gsub("%p", "%%%0") .. c[2], "message for " .. string.format("%q", c[1]))
     os.remove(path)
   end
+end)
+
+tap.test("server: IP literals checked as inet_pton would, host:port refused naming port, a root dot dropped", function(t)
+  local good = { ["::1"] = "::1", ["[::1]"] = "::1", ["[2001:DB8::1]"] = "2001:DB8::1", ["2001:db8::1"] = "2001:db8::1",
+                 ["::ffff:192.0.2.1"] = "::ffff:192.0.2.1", ["1:2:3:4:5:6:7:8"] = "1:2:3:4:5:6:7:8",
+                 ["192.0.2.1"] = "192.0.2.1", ["mail.example.com."] = "mail.example.com",
+                 ["MX1.Example.COM"] = "MX1.Example.COM", ["localhost"] = "localhost" }
+  for v, want in pairs(good) do
+    local cfg, err = settings.validate({ server = v })
+    t:ok(cfg, "accepted: " .. v, err)
+    if cfg then t:is(cfg.server[1], want, "as " .. want) end
+  end
+  local bad = { ["127.0.0.1:2525"] = "the port goes apart %(port = 2525%)",
+                ["mail.example.com:587"] = "the port goes apart %(port = 587%)",
+                ["[2001:db8::1]:2525"] = "the port goes apart %(port = 2525%)",
+                ["::::"] = "not a valid host name or IP address$", ["1::2::3"] = "not a valid", ["12345::1"] = "not a valid",
+                ["1:2:3:4:5:6:7:8:9:a"] = "not a valid", ["10.0.0"] = "not a valid", ["999.1.1.1"] = "not a valid",
+                ["mail.example.com.."] = "not a valid", ["."] = "not a valid" }
+  for v, why in pairs(bad) do
+    local cfg, err = settings.validate({ server = v })
+    t:is(cfg, nil, "refused: " .. v)
+    t:like(tostring(err), why, "why: " .. v)
+  end
+end)
+
+tap.test("a UTF-8 byte order mark before the first key is no part of it", function(t)
+  local path = tmpconf("\239\187\191enabled = true\r\nserver = 127.0.0.1\r\nfrom = a@example.com\r\n")
+  local cfg, err = settings.load(path)
+  t:ok(cfg, "loads", err)
+  t:is(cfg and cfg.enabled, true, "the first key read")
+  t:ok(settings.update({ port = 2525 }, path), "update")
+  t:is(slurp(path), "enabled = true\nserver = 127.0.0.1\nfrom = a@example.com\nport = 2525\n",
+       "written without the mark")
+  os.remove(path)
 end)
 
 tap.test("an unreadable file is an error naming it", function(t)
