@@ -195,14 +195,17 @@ static int l_mode(lua_State *L) {
   return 1;
 }
 
-/* owner(path) -> {mode =, uid =, gid =, user =, group =} | nil, err
-** Of the file path names (followed): what a rewrite keeps.  user and group
-** are the names (the numbers as text when the system has none for them). */
+/* owner(path [, link]) -> {mode =, uid =, gid =, user =, group =, link =} | nil, err
+** Of the file path names (followed; with link true, of a symbolic link itself,
+** link = true then): what a rewrite keeps, and who made a link.  user and
+** group are the names (the numbers as text when the system has none). */
 static int l_owner(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  int nofollow = lua_toboolean(L, 2);
   struct stat st;
   char num[32];
-  if (stat(path, &st) < 0) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
+  if ((nofollow ? lstat(path, &st) : stat(path, &st)) < 0)
+    return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
   struct passwd *pw = getpwuid(st.st_uid);
   struct group *gr = getgrgid(st.st_gid);
   lua_createtable(L, 0, 5);
@@ -218,6 +221,21 @@ static int l_owner(lua_State *L) {
   snprintf(num, sizeof num, "%lu", (unsigned long)st.st_gid);
   lua_pushstring(L, gr ? gr->gr_name : num);
   lua_setfield(L, -2, "group");
+  lua_pushboolean(L, S_ISLNK(st.st_mode));
+  lua_setfield(L, -2, "link");
+  return 1;
+}
+
+/* realpath(path) -> the path with every symbolic link and "." / ".." resolved
+** | nil, err (ENOENT for a path or a link's target that does not exist).
+** Where a rewrite of a linked settings file must write: beside the target,
+** keeping the link (a rename over the link replaced it with a plain file). */
+static int l_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char *r = realpath(path, NULL);
+  if (!r) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
+  lua_pushstring(L, r);
+  free(r);
   return 1;
 }
 
@@ -261,6 +279,7 @@ void l_fsutil_open(lua_State *L) {
     { "hostname", l_hostname },
     { "mode", l_mode },
     { "owner", l_owner },
+    { "realpath", l_realpath },
     { "with_lock", l_with_lock },
     { "read", l_read },
     { "open", l_open },

@@ -304,7 +304,16 @@ end
 -- is then the service's).  The secrets never keep a bit for others: such a
 -- file is written without it (0644 -> 0640), with a warning.  When the owner
 -- cannot be kept (EPERM: not root) nothing is written and the error says so.
+-- A symbolic link is followed: its target is rewritten, the link kept.
 local function write_kept(file, text, secret, conf)
+  -- a settings file that is a symbolic link (to a folder under configuration
+  -- management, say): the file it names is rewritten, the link stays.  Only a
+  -- link root or this user made: one planted by another user (who may write
+  -- the folder) is replaced as before, never followed to /etc/shadow.
+  local l = core.fsutil.owner(file, true)
+  if l and l.link and (l.uid == 0 or l.uid == core.maildrop.whoami().euid) then
+    file = core.fsutil.realpath(file) or file
+  end
   local st = core.fsutil.owner(file)
   local mode, opts = secret and 384 or 420, {}
   if st then

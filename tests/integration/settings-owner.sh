@@ -50,6 +50,21 @@ chmod 04755 "$C"
 is "$(owner "$C")" "755 root:daemon" "the umask does not narrow a kept mode; a setuid bit is not kept"
 chmod 0640 "$C"
 
+# a settings file that is a symbolic link (configuration management): the target is rewritten,
+# keeping its mode and group, and the link stays; a link another user planted is not followed
+mkdir "$T/cm"
+printf 'enabled = true\nserver = mx.example.com\nfrom = app@example.com\n' > "$T/cm/real.conf"
+chown root:daemon "$T/cm/real.conf"; chmod 0640 "$T/cm/real.conf"
+ln -s "$T/cm/real.conf" "$T/linked.conf"
+"$MAILHOOK" -c "$T/linked.conf" update port=2528 >/dev/null 2>&1; ok $? "update through a link"
+ok "$([ -L "$T/linked.conf" ]; echo $?)" "the link stays a link"
+grep -qx "port = 2528" "$T/cm/real.conf"; ok $? "its target has the change"
+is "$(owner "$T/cm/real.conf")" "640 root:daemon" "and keeps its mode and group"
+ln -s "$T/cm/real.conf" "$T/planted.conf"; chown -h nobody "$T/planted.conf"
+"$MAILHOOK" -c "$T/planted.conf" update port=2529 >/dev/null 2>&1
+grep -qx "port = 2528" "$T/cm/real.conf"; ok $? "a link nobody made is not followed: its target untouched"
+ok "$([ ! -L "$T/planted.conf" ] && grep -qx 'port = 2529' "$T/planted.conf"; echo $?)" "(the link itself replaced, as before)"
+
 # not root: a file another user owns cannot be given back to them -- refused, nothing changed
 if command -v setpriv >/dev/null; then
   MH=$(mailhook_for_others "$T/inst")
