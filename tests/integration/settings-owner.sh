@@ -65,6 +65,21 @@ ln -s "$T/cm/real.conf" "$T/planted.conf"; chown -h nobody "$T/planted.conf"
 grep -qx "port = 2528" "$T/cm/real.conf"; ok $? "a link nobody made is not followed: its target untouched"
 ok "$([ ! -L "$T/planted.conf" ] && grep -qx 'port = 2529' "$T/planted.conf"; echo $?)" "(the link itself replaced, as before)"
 
+# an update while the service runs on the spool: it says the service needs a reload (SIGHUP);
+# without a service, no such note
+err=$("$MAILHOOK" -c "$T/cm/real.conf" update port=2530 2>&1 >/dev/null)
+unlike "$err" "reload" "no service: no note"
+MAILHOOK_SPOOL=$T/svcspool "$MAILHOOK" -c "$T/cm/real.conf" run >"$T/svc.log" 2>&1 &
+SVC=$!; on_exit "kill -9 $SVC"
+holder() { MAILHOOK_SPOOL=$T/svcspool "$MAILHOOK" -e 'local c = require "mailhook.core"
+  os.exit(c.admin.lock_holder(c.paths.spool) and 0 or 1)'; }
+wait_for 30 holder; ok $? "(the service holds the spool lock)"
+err=$(MAILHOOK_SPOOL=$T/svcspool "$MAILHOOK" -c "$T/cm/real.conf" update port=2531 2>&1 >/dev/null); rc=$?
+is "$rc" 0 "update while the service runs: saved"
+like "$err" "note: the service running on .*svcspool \(pid $SVC\) uses the new settings once reloaded: systemctl reload mailhook \(or kill -HUP $SVC\)" \
+  "says the running service needs a reload, naming its pid"
+kill -TERM "$SVC"; wait "$SVC" 2>/dev/null
+
 # not root: a file another user owns cannot be given back to them -- refused, nothing changed
 if command -v setpriv >/dev/null; then
   MH=$(mailhook_for_others "$T/inst")
