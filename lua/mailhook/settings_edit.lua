@@ -333,8 +333,12 @@ local function write_kept(file, text, secret, conf)
   local ok, err, info = core.fsutil.write_atomic(file, text, mode, opts)
   if not ok and info and info.code == "EPERM" and (st or opts.uid) then
     local o = st or core.fsutil.owner(conf)
-    return nil, string.format("%s: cannot keep its owner %s:%s (this process may not give a file " ..
-      "away: run the update as root or as %s); nothing was changed", file, o.user, o.group, o.user), info
+    local me = core.maildrop.whoami()
+    local who = me.login or tostring(me.euid)
+    return nil, string.format("%s: cannot keep its owner %s:%s: this update runs as %s, which may " ..
+      "not give a file to another user or group (root works as the spool's owner: give the file to " ..
+      "%s with chown, or run the update as %s); nothing was changed", file, o.user, o.group, who, who,
+      o.user), info
   end
   return ok, err, info
 end
