@@ -32,6 +32,9 @@ M.HINT = {
     "`tls_min_version` (%s) up or no cipher in common; also check `tls` " ..
     "(465 = implicit TLS, 587 = STARTTLS) and the server's TLS log",
   offers_starttls = "the server offers STARTTLS: set tls = auto",
+  -- a setting missing (server, from): nothing was asked of any server; "the server refuses
+  -- the From address" and "nothing answers there" were said for them
+  not_set = "a setting is missing, so no server was asked: set it as the error says, then test again",
   too_big = "the message is larger than the server's SIZE limit (in its EHLO reply)",
   plaintext_auth = "use TLS for the credentials: `tls = auto` (or `starttls`, or `implicit` on port 465); " ..
     "set `allow_plaintext_auth = true` only for a server that cannot do TLS, on a network you trust",

@@ -100,6 +100,16 @@ for argv in "test --to a@example.com --to b@example.com" "test --timeout 5 --tim
 done
 ok "$(grep -q '^connect' "$T/smtpd.log" && echo 1 || echo 0)" "the server saw no connection"
 
+# --- a setting missing (from, server): the hint says so, not "the server refuses the From
+# address" / "nothing answers there" (no server was asked)
+printf 'server = 127.0.0.1\n' > "$T/nofrom.conf"; printf 'from = a@example.com\n' > "$T/noserver.conf"
+for f in nofrom noserver; do
+  out=$(MAILHOOK_CONF="$T/$f.conf" timeout 60 "$MAILHOOK" test --timeout 5 2>&1); rc=$?
+  is "$rc" 1 "$f: mailhook test fails"
+  like "$(printf '%s\n' "$out" | grep '^  hint')" "a setting is missing, so no server was asked" "$f: the hint says a setting is missing"
+  unlike "$out" "refuses the From|nothing answers there" "$f: no hint about a server"
+done
+
 # --- server = [::1] (bracketed, as in Postfix's relayhost): the address, not a name to look up
 printf 'enabled = true\nserver = [::1]\nport = 1\nfrom = a@example.com\ntls = none\ntls_required = false\n' > "$T/v6.conf"
 out=$(MAILHOOK_CONF="$T/v6.conf" timeout 60 "$MAILHOOK" test --timeout 5 2>&1)
