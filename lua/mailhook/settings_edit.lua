@@ -340,6 +340,17 @@ local function write_kept(file, text, secret, conf)
       "%s with chown, or run the update as %s); nothing was changed", file, o.user, o.group, who, who,
       o.user), info
   end
+  if not ok and info and (info.code == "EACCES" or info.code == "EROFS") then
+    -- "FILE: Permission denied" for a file this user may well write: what is
+    -- written is a new copy in the folder, renamed over the file
+    local dir = file:match("^(.*)/[^/]*$") or "."
+    if dir == "" then dir = "/" end
+    local me = core.maildrop.whoami()
+    return nil, string.format("%s: cannot write: %s (a new copy is made in %s and renamed over it: " ..
+      "that folder must be writable%s); nothing was changed", file,
+      info.code == "EROFS" and "read-only file system" or "Permission denied", dir,
+      info.code == "EACCES" and (" by " .. (me.login or tostring(me.euid))) or ""), info
+  end
   return ok, err, info
 end
 

@@ -94,5 +94,13 @@ if command -v setpriv >/dev/null; then
   cmp -s "$T/before" "$T/open/mailhook.conf"; ok $? "the file is unchanged"
   is "$(owner "$T/open/mailhook.conf")" "666 root:daemon" "its owner too"
   is "$(ls -A "$T/open" | grep -c '^\.mailhook')" 0 "no temporary file left"
+  # a file nobody may write, in a folder nobody may not: the error names the folder
+  mkdir "$T/shut"; printf 'port = 25\n' > "$T/shut/mailhook.conf"
+  chown nobody "$T/shut/mailhook.conf"; chmod 0755 "$T/shut"
+  out=$(cd / && env -u LD_LIBRARY_PATH MAILHOOK_SPOOL="$T/open/spool" setpriv --reuid=65534 --regid=65534 \
+        --clear-groups "$MH" -c "$T/shut/mailhook.conf" update port=2601 2>&1); rc=$?
+  is "$rc" 1 "an update whose folder is not writable: exit 1"
+  like "$out" "mailhook.conf: cannot write: Permission denied \(a new copy is made in .*/shut and renamed over it: that folder must be writable by nobody\); nothing was changed" \
+    "naming the folder and the user"
 fi
 done_testing
