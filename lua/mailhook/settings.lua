@@ -344,6 +344,32 @@ function parse.admin_hash(v)
   return s
 end
 
+-- " (did you mean 'server'?)" for a key one or two edits from a known one
+-- (sever, Port, retry-max), "" otherwise: a typo at 3 a.m. named with its fix.
+local function near_key(key)
+  key = tostring(key)
+  local function dist(a, b)
+    if math.abs(#a - #b) > 2 then return 3 end
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+      local cur = { [0] = i }
+      for j = 1, #b do
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+      end
+      prev = cur
+    end
+    return prev[#b]
+  end
+  local k = key:lower():gsub("-", "_")
+  local best, bd = nil, 3
+  for _, s in ipairs(SCHEMA) do
+    local d = dist(k, s[1])
+    if d < bd then best, bd = s[1], d end
+  end
+  return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
 -- Parses value for key: normalised value | nil, reason.  "" means "not set".
 local function parse_value(key, value)
   local s = BY_NAME[key]
@@ -446,7 +472,7 @@ local function parse_text(textv, file, secrets)
         return nil, string.format("%s:%d: expected 'key = value'", file, n)
       end
       if not BY_NAME[key] then
-        return nil, string.format("%s:%d: unknown setting '%s'", file, n, key)
+        return nil, string.format("%s:%d: unknown setting '%s'%s", file, n, key, near_key(key))
       end
       if secrets and not SECRET[key] then
         return nil, string.format("%s:%d: '%s' does not belong in the secrets file (only the password " ..
@@ -595,7 +621,7 @@ local EDIT = { password = true, stored_password = true, token = true, get = true
 -- What the editing half shares with this one: the same tables, so a cfg this
 -- half loaded is known there (its password, its file) and an update there
 -- ends what this half holds.
-local shared = { MASK = MASK, SCHEMA = SCHEMA, SECRET = SECRET, BY_NAME = BY_NAME, ORDER = ORDER,
+local shared = { near_key = near_key, MASK = MASK, SCHEMA = SCHEMA, SECRET = SECRET, BY_NAME = BY_NAME, ORDER = ORDER,
                  private = private, admin_hashes = admin_hashes, held = held,
                  parse_value = parse_value, validate = validate, parse_text = parse_text,
                  read_both = read_both }

@@ -175,7 +175,7 @@ end
 -- to preview or update is a known setting with a value it can take.
 local function check_change(key, value)
   if type(key) ~= "string" or not BY_NAME[key] then
-    return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
+    return nil, "unknown setting '" .. tostring(key) .. "'" .. shared.near_key(key), { key = tostring(key) }
   end
   local parsed, perr = parse_value(key, value)
   if perr then return nil, key .. ": " .. perr, { key = key } end

@@ -99,7 +99,9 @@ end)
 tap.test("malformed files name FILE:LINE", function(t)
   local cases = {
     { "port = 25\nthis is not a setting\n", ":2: expected 'key = value'" },
-    { "\n\ncolour = blue\n", ":3: unknown setting 'colour'" },
+    { "\n\ncolour = blue\n", ":3: unknown setting 'colour'$" },
+    { "sever = mx.example.com\n", ":1: unknown setting 'sever' %(did you mean 'server'%?%)$" },
+    { "Port = 25\n", ":1: unknown setting 'Port' %(did you mean 'port'%?%)$" },
     { "port = 25\nport = 26\n", ":2: 'port' set twice %(first on line 1%)" },
     { "port = 70000\n", ":1: port: must be a port number 1%-65535" },
     { "from = not an address\n", ":1: from: 'not an address' is not a valid address" },
@@ -146,6 +148,16 @@ tap.test("server: IP literals checked as inet_pton would, host:port refused nami
     t:is(cfg, nil, "refused: " .. v)
     t:like(tostring(err), why, "why: " .. v)
   end
+end)
+
+tap.test("update names the key an unknown one is a typo of", function(t)
+  local path = tmpconf("port = 25\n")
+  local ok, err = settings.update({ ["retry-max"] = "1h" }, path)
+  t:is(ok, nil, "refused")
+  t:is(err, "unknown setting 'retry-max' (did you mean 'retry_max'?)", "with the near key")
+  ok, err = settings.update({ colour = "blue" }, path)
+  t:is(err, "unknown setting 'colour'", "none when nothing is near")
+  os.remove(path)
 end)
 
 tap.test("a UTF-8 byte order mark before the first key is no part of it", function(t)
