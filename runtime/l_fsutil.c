@@ -195,7 +195,7 @@ static int l_mode(lua_State *L) {
   return 1;
 }
 
-/* owner(path [, link]) -> {mode =, uid =, gid =, user =, group =, link =} | nil, err
+/* owner(path [, link]) -> {mode =, uid =, gid =, user =, group =, link =, regular =} | nil, err
 ** Of the file path names (followed; with link true, of a symbolic link itself,
 ** link = true then): what a rewrite keeps, and who made a link.  user and
 ** group are the names (the numbers as text when the system has none). */
@@ -223,6 +223,8 @@ static int l_owner(lua_State *L) {
   lua_setfield(L, -2, "group");
   lua_pushboolean(L, S_ISLNK(st.st_mode));
   lua_setfield(L, -2, "link");
+  lua_pushboolean(L, S_ISREG(st.st_mode));
+  lua_setfield(L, -2, "regular");
   return 1;
 }
 

@@ -312,7 +312,9 @@ local function write_kept(file, text, secret, conf)
   -- the folder) is replaced as before, never followed to /etc/shadow.
   local l = core.fsutil.owner(file, true)
   if l and l.link and (l.uid == 0 or l.uid == core.maildrop.whoami().euid) then
-    file = core.fsutil.realpath(file) or file
+    local target = core.fsutil.realpath(file)
+    local tst = target and core.fsutil.owner(target)
+    if tst and tst.regular then file = target end    -- never a rename over /dev/null
   end
   local st = core.fsutil.owner(file)
   local mode, opts = secret and 384 or 420, {}
