@@ -110,6 +110,18 @@ for f in nofrom noserver; do
   unlike "$out" "refuses the From|nothing answers there" "$f: no hint about a server"
 done
 
+# --- an update that stops mail (enabled=false, server unset) says so; one that does not, does not
+printf 'enabled = true\nserver = 127.0.0.1\nfrom = a@example.com\n' > "$T/stop.conf"
+err=$("$MAILHOOK" -c "$T/stop.conf" update port=2525 2>&1 >/dev/null)
+unlike "$err" "warning" "a harmless update: no warning"
+err=$("$MAILHOOK" -c "$T/stop.conf" update enabled=false 2>&1 >/dev/null); rc=$?
+is "$rc" 0 "enabled=false: saved"
+like "$err" "warning: outgoing mail is disabled .*: new mail is refused \(sendmail exits 69\) and the queue waits" \
+  "warns that mail stops"
+"$MAILHOOK" -c "$T/stop.conf" update enabled=true >/dev/null 2>&1
+err=$("$MAILHOOK" -c "$T/stop.conf" update server= 2>&1 >/dev/null)
+like "$err" "warning: no server is set .*: new mail is refused" "server unset: the same"
+
 # --- server = [::1] (bracketed, as in Postfix's relayhost): the address, not a name to look up
 printf 'enabled = true\nserver = [::1]\nport = 1\nfrom = a@example.com\ntls = none\ntls_required = false\n' > "$T/v6.conf"
 out=$(MAILHOOK_CONF="$T/v6.conf" timeout 60 "$MAILHOOK" test --timeout 5 2>&1)
