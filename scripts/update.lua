@@ -69,14 +69,7 @@ if not cfg then return args.fail("update", err, (info and info.code) and 1 or 2)
 io.write("# saved ", settings.path(), "\n")
 for _, line in ipairs(settings.format(cfg)) do io.write(line, "\n") end
 -- valid but risky (allow_plaintext_auth = true, ...): said every time, on stderr
-for _, w in ipairs(settings.warnings(cfg)) do io.stderr:write("mailhook update: warning: ", w, "\n") end
--- saved, but mail stops: `update enabled=false` or `server=` at 3 a.m. made every
--- sendmail refuse (exit 69) and the queue wait, and said nothing
-local ready, why = settings.ready(cfg)
-if not ready then
-  io.stderr:write("mailhook update: warning: ", why, ": new mail is refused (sendmail exits 69) and ",
-                  "the queue waits until this is set\n")
-end
+for _, w in ipairs(settings.saved_warnings(cfg)) do io.stderr:write("mailhook update: warning: ", w, "\n") end
 -- A service running on this spool keeps the settings it loaded until SIGHUP
 -- (the console's Save reloads it; this command does not signal a process it
 -- may not own): say so, or a new password saved at 3 a.m. is not used and the

@@ -91,13 +91,13 @@ M.commands = {
       local settings = require("mailhook.settings")
       local cfg, err, info = settings.update(changes)
       if not cfg then return nil, err, info end
-      for _, w in ipairs(settings.warnings(cfg)) do
+      for _, w in ipairs(settings.saved_warnings(cfg)) do
         io.stderr:write("mailhook update: warning: ", w, "\n")
       end
       return settings.get()   -- what was saved, password masked
     end,
     "As `mailhook update`: every change validated, then the whole, then saved atomically\n" ..
-    "(mode 0600).  Returns the saved settings (password masked), or nil, message,\n" ..
+    "(its mode, owner and group kept).  Returns the saved settings (password masked), or nil, message,\n" ..
     "{key = ...} and nothing is written.  update{password = \"...\"} is kept out of the history." },
   { "settings", "settings()", "the current settings, password masked",
     function() return require("mailhook.settings").get() end,

@@ -222,6 +222,19 @@ function M.warnings(cfg)
   return out
 end
 
+-- saved_warnings(cfg) -> {text...}: what an update (the CLI's, the REPL's) says
+-- once saved: warnings(cfg), and whether the settings stop mail -- `update
+-- enabled=false` or `server=` at 3 a.m. made every sendmail refuse (exit 69)
+-- and the queue wait, and said nothing.
+function M.saved_warnings(cfg)
+  local out = M.warnings(cfg)
+  local ready, why = M.ready(cfg)
+  if not ready then
+    out[#out + 1] = why .. ": new mail is refused (sendmail exits 69) and the queue waits until this is set"
+  end
+  return out
+end
+
 -- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of
 -- raw values (as in the file) without touching any file.
 function M.validate(values)
