@@ -234,6 +234,11 @@ int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_
 }
 
 int mh_fsutil_write_atomic_ex(const char *path, const void *data, size_t len, mode_t mode, int sync) {
+  return mh_fsutil_write_atomic_as(path, data, len, mode, (uid_t)-1, (gid_t)-1, sync);
+}
+
+int mh_fsutil_write_atomic_as(const char *path, const void *data, size_t len, mode_t mode,
+                              uid_t uid, gid_t gid, int sync) {
   char dir[PATH_MAX], tmp[PATH_MAX];
   const char *base = split(path, dir, sizeof dir);
   int fd = -1, rc;
@@ -248,6 +253,17 @@ int mh_fsutil_write_atomic_ex(const char *path, const void *data, size_t len, mo
     if (n < 0 || (size_t)n >= sizeof tmp) return -ENAMETOOLONG;
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0 && (errno != EEXIST || tries > 100)) return -errno;
+  }
+  /* The owner first (a chown may clear mode bits), before a byte is written:
+     the file an administrator gave to root:daemon 0640 stays theirs.  EPERM
+     (not root, not the owner's group) fails the whole write: path untouched. */
+  if (uid != (uid_t)-1 || gid != (gid_t)-1) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) { rc = -errno; goto fail; }
+    /* already theirs (the same user, a setgid folder): no chown to refuse */
+    if ((uid != (uid_t)-1 && st.st_uid != uid) || (gid != (gid_t)-1 && st.st_gid != gid)) {
+      if (fchown(fd, uid, gid) < 0) { rc = -errno; goto fail; }
+    }
   }
   /* The umask may have narrowed mode; widening is never wanted, but make it exact. */
   if (fchmod(fd, mode) < 0) { rc = -errno; goto fail; }

@@ -121,6 +121,14 @@ int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_
 ** FIFO) and renamed over path. */
 int mh_fsutil_write_atomic_ex(const char *path, const void *data, size_t len, mode_t mode, int sync);
 
+/* The same, the temporary file given owner uid and group gid ((uid_t)-1 /
+** (gid_t)-1: unchanged) before its content and the rename, so that a file
+** rewritten (the settings, the secrets) keeps the owner and group an
+** administrator gave it.  A chown refused (-EPERM: not root) fails the write
+** with path untouched. */
+int mh_fsutil_write_atomic_as(const char *path, const void *data, size_t len, mode_t mode,
+                              uid_t uid, gid_t gid, int sync);
+
 /* write(2) all of len bytes, retrying short writes and EINTR; 0 or -errno on the
 ** first error (the caller never retries on that descriptor). */
 int mh_fsutil_write_all(int fd, const void *buf, size_t len);

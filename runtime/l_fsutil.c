@@ -10,6 +10,8 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -155,11 +157,15 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
-/* write_atomic(path, bytes [, mode = 0600 [, {sync = false}]]) -> true | nil, err, info
-** (sync = false: no fsync, for a snapshot rewritten often such as status.json) */
+/* write_atomic(path, bytes [, mode = 0600 [, {sync = false, uid =, gid =}]]) -> true | nil, err, info
+** (sync = false: no fsync, for a snapshot rewritten often such as status.json;
+** uid, gid: the owner and group the new file gets before its rename, e.g. the
+** ones of the file it replaces -- EPERM when this process may not give them) */
 static int l_write_atomic(lua_State *L) {
   size_t len;
   int sync = 1;
+  uid_t uid = (uid_t)-1;
+  gid_t gid = (gid_t)-1;
   const char *path = luaL_checkstring(L, 1);
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer mode = luaL_optinteger(L, 3, 0600);
@@ -168,8 +174,13 @@ static int l_write_atomic(lua_State *L) {
     lua_getfield(L, 4, "sync");
     sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, 4, "uid");
+    if (!lua_isnil(L, -1)) uid = (uid_t)luaL_checkinteger(L, -1);
+    lua_getfield(L, 4, "gid");
+    if (!lua_isnil(L, -1)) gid = (gid_t)luaL_checkinteger(L, -1);
+    lua_pop(L, 2);
   }
-  int rc = mh_fsutil_write_atomic_ex(path, data, len, (mode_t)mode, sync);
+  int rc = mh_fsutil_write_atomic_as(path, data, len, (mode_t)mode, uid, gid, sync);
   if (rc < 0) return mh_l_fail(L, rc, "write", "%s: %s", path, mh_strerror(rc));
   lua_pushboolean(L, 1);
   return 1;
@@ -181,6 +192,52 @@ static int l_mode(lua_State *L) {
   struct stat st;
   if (stat(path, &st) < 0) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
   lua_pushinteger(L, st.st_mode & 07777);
+  return 1;
+}
+
+/* owner(path [, link]) -> {mode =, uid =, gid =, user =, group =, link =, regular =} | nil, err
+** Of the file path names (followed; with link true, of a symbolic link itself,
+** link = true then): what a rewrite keeps, and who made a link.  user and
+** group are the names (the numbers as text when the system has none). */
+static int l_owner(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int nofollow = lua_toboolean(L, 2);
+  struct stat st;
+  char num[32];
+  if ((nofollow ? lstat(path, &st) : stat(path, &st)) < 0)
+    return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
+  struct passwd *pw = getpwuid(st.st_uid);
+  struct group *gr = getgrgid(st.st_gid);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, st.st_mode & 07777);
+  lua_setfield(L, -2, "mode");
+  lua_pushinteger(L, (lua_Integer)st.st_uid);
+  lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, (lua_Integer)st.st_gid);
+  lua_setfield(L, -2, "gid");
+  snprintf(num, sizeof num, "%lu", (unsigned long)st.st_uid);
+  lua_pushstring(L, pw ? pw->pw_name : num);
+  lua_setfield(L, -2, "user");
+  snprintf(num, sizeof num, "%lu", (unsigned long)st.st_gid);
+  lua_pushstring(L, gr ? gr->gr_name : num);
+  lua_setfield(L, -2, "group");
+  lua_pushboolean(L, S_ISLNK(st.st_mode));
+  lua_setfield(L, -2, "link");
+  lua_pushboolean(L, S_ISREG(st.st_mode));
+  lua_setfield(L, -2, "regular");
+  return 1;
+}
+
+/* realpath(path) -> the path with every symbolic link and "." / ".." resolved
+** | nil, err (ENOENT for a path or a link's target that does not exist).
+** Where a rewrite of a linked settings file must write: beside the target,
+** keeping the link (a rename over the link replaced it with a plain file). */
+static int l_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char *r = realpath(path, NULL);
+  if (!r) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
+  lua_pushstring(L, r);
+  free(r);
   return 1;
 }
 
@@ -223,6 +280,8 @@ void l_fsutil_open(lua_State *L) {
     { "isatty", l_isatty },
     { "hostname", l_hostname },
     { "mode", l_mode },
+    { "owner", l_owner },
+    { "realpath", l_realpath },
     { "with_lock", l_with_lock },
     { "read", l_read },
     { "open", l_open },

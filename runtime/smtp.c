@@ -1105,6 +1105,11 @@ static int b64ch(unsigned char c) {
          c == '+' || c == '/' || c == '=';
 }
 
+/* An ASCII letter or digit (not the locale's isalnum). */
+static int alnum(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
 /* Marks [from, from + n) of a text of len bytes. */
 static void mark(unsigned char *m, size_t len, size_t from, size_t n) {
   for (size_t k = from; k < from + n && k < len; k++) m[k] = 1;
@@ -1114,7 +1119,9 @@ static void mark(unsigned char *m, size_t len, size_t from, size_t n) {
 ** AGFsaWNl... failed"): the reply text would carry the credentials into the
 ** error, the log, `mailhook test` and the failed/ sidecar.  Every trace is
 ** replaced in text (NUL-terminated, cap bytes, edited in place) by "********":
-** the secret as given (4 bytes or more), each base64 string sent, and any
+** the secret as given (whatever its length: one under 4 bytes where it stands
+** alone, not flanked by a letter or digit -- "535 bad password ab" hides ab,
+** "disabled" keeps its "ab"), each base64 string sent, and any
 ** run of 8 or more base64 characters that is a piece of one of them (an echo
 ** cut short or re-wrapped).  The user name in clear is left (it is no secret). */
 static void mask_creds(const mh_smtp *s, char *text, size_t cap) {
@@ -1125,13 +1132,20 @@ static void mask_creds(const mh_smtp *s, char *text, size_t cap) {
   unsigned char *m;
   char *out;
   int any = 0;
-  if (!len || (!sentlen && s->auth_secret.len < 4)) return;
+  if (!len || (!sentlen && !s->auth_secret.len)) return;
   if (!(m = (unsigned char *)calloc(len, 1))) return;
   if (!(out = (char *)malloc(len * (sizeof MASK - 1) + 1))) { free(m); return; }
   /* the secret itself (echoed decoded: NUL and controls arrive as '?') */
-  if (s->auth_secret.len >= 4)
-    for (const char *p = text; (p = strstr(p, s->auth_secret.data)) != NULL; p++)
-      mark(m, len, (size_t)(p - text), s->auth_secret.len), any = 1;
+  if (s->auth_secret.len && s->auth_secret.len <= len)
+    for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), s->auth_secret.data,
+                                           s->auth_secret.len)) != NULL; p++) {
+      size_t at = (size_t)(p - text), end = at + s->auth_secret.len;
+      if (s->auth_secret.len < 4 && ((at > 0 && alnum((unsigned char)text[at - 1])) ||
+                                     (end < len && alnum((unsigned char)text[end]))))
+        continue;                       /* a short secret inside a word: not it */
+      mark(m, len, at, s->auth_secret.len), any = 1;
+      if (end >= len) break;
+    }
   /* each base64 string sent, wherever it appears */
   for (const char *a = sent; a < sent + sentlen;) {
     const char *e = memchr(a, '\n', (size_t)(sent + sentlen - a));

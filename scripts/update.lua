@@ -1,5 +1,6 @@
 -- mailhook update KEY=VALUE ... — the seed's Update button: validate every
--- change, save the settings file atomically (mode 0600), print the settings
+-- change, save the settings file atomically (its mode, owner and group kept),
+-- print the settings
 -- with the password masked.  `KEY=` unsets KEY; `password=-` reads the
 -- password from the first line of stdin (keeps it out of the shell history).
 -- Risky settings that are valid (allow_plaintext_auth = true) are warned about
@@ -68,5 +69,14 @@ if not cfg then return args.fail("update", err, (info and info.code) and 1 or 2)
 io.write("# saved ", settings.path(), "\n")
 for _, line in ipairs(settings.format(cfg)) do io.write(line, "\n") end
 -- valid but risky (allow_plaintext_auth = true, ...): said every time, on stderr
-for _, w in ipairs(settings.warnings(cfg)) do io.stderr:write("mailhook update: warning: ", w, "\n") end
+for _, w in ipairs(settings.saved_warnings(cfg)) do io.stderr:write("mailhook update: warning: ", w, "\n") end
+-- A service running on this spool keeps the settings it loaded until SIGHUP
+-- (the console's Save reloads it; this command does not signal a process it
+-- may not own): say so, or a new password saved at 3 a.m. is not used and the
+-- queue keeps waiting on the old one.
+local pid = core.admin.lock_holder(core.paths.spool)
+if pid then
+  io.stderr:write(string.format("mailhook update: note: the service running on %s (pid %d) uses the new " ..
+    "settings once reloaded: systemctl reload mailhook (or kill -HUP %d)\n", core.paths.spool, pid, pid))
+end
 return 0

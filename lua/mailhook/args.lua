@@ -2,8 +2,9 @@
 --
 --   local opts, rest = args.parse({...}, { to = "list", subject = "string", json = "flag", t = "flag" })
 --
--- Kinds: "flag" (true when present), "string" (last one wins), "list" (every
--- occurrence, in order).  Long options are --name VALUE or --name=VALUE;
+-- Kinds: "flag" (true when present), "string" (once: given twice is refused,
+-- naming it -- `test --to a --to b` took b and dropped a unseen, as `update`
+-- refuses a key given twice), "list" (every occurrence, in order).  Long options are --name VALUE or --name=VALUE;
 -- one-letter options are -x VALUE.  "--" ends the options.  On a bad option it
 -- returns nil and a message naming it.
 local M = {}
@@ -35,6 +36,8 @@ function M.parse(argv, spec)
         if kind == "list" then
           opts[key] = opts[key] or {}
           table.insert(opts[key], value)
+        elseif opts[key] ~= nil then
+          return nil, "option '" .. a:match("^[^=]*") .. "' given twice (it takes one value)"
         else
           opts[key] = value
         end

@@ -111,10 +111,17 @@ end
 -- Every string of v (in place: tables are fresh or idempotently scrubbed
 -- caches, and json.array marks stay) with the console's secrets and paths
 -- replaced (M:reload builds the list), and the request's own secrets.
+-- A secret under 4 bytes (a password "ab7") is replaced only where it stands
+-- alone, not flanked by an ASCII letter or digit: masked whatever its length
+-- (it was not masked at all), without turning "disabled" into "dis********led".
 local function replace_plain(s, from, to)
-  local i, out = 1, nil
+  local i, out, short = 1, nil, #from < 4
   while true do
     local a, b = s:find(from, i, true)
+    if not a then break end
+    while a and short and (s:sub(a - 1, a - 1):match("^%w$") or s:sub(b + 1, b + 1):match("^%w$")) do
+      a, b = s:find(from, a + 1, true)
+    end
     if not a then break end
     out = out or {}
     out[#out + 1] = s:sub(i, a - 1)
@@ -144,7 +151,7 @@ end
 -- login's password): masked if a server's reply or an error echoes it.
 local function secrets_of(body)
   local out = {}
-  local function add(s) if type(s) == "string" and #s >= 4 then out[#out + 1] = s end end
+  local function add(s) if type(s) == "string" and s ~= "" then out[#out + 1] = s end end
   if type(body) == "table" then
     add(body.password); add(body.current); add(body.new)
     if type(body.changes) == "table" then add(body.changes.password) end
@@ -1205,7 +1212,7 @@ end)
 function M:build_redactions(cfg)
   local settings = require "mailhook.settings"
   local list = {}
-  local function secret(s) if type(s) == "string" and #s >= 4 then list[#list + 1] = { s, MASK } end end
+  local function secret(s) if type(s) == "string" and s ~= "" then list[#list + 1] = { s, MASK } end end
   local function path(p, name) if type(p) == "string" and #p > 1 then list[#list + 1] = { p, name } end end
   secret(settings.stored_password and settings.stored_password(cfg))
   secret(self.token)

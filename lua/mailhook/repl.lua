@@ -91,13 +91,13 @@ M.commands = {
       local settings = require("mailhook.settings")
       local cfg, err, info = settings.update(changes)
       if not cfg then return nil, err, info end
-      for _, w in ipairs(settings.warnings(cfg)) do
+      for _, w in ipairs(settings.saved_warnings(cfg)) do
         io.stderr:write("mailhook update: warning: ", w, "\n")
       end
       return settings.get()   -- what was saved, password masked
     end,
     "As `mailhook update`: every change validated, then the whole, then saved atomically\n" ..
-    "(mode 0600).  Returns the saved settings (password masked), or nil, message,\n" ..
+    "(its mode, owner and group kept).  Returns the saved settings (password masked), or nil, message,\n" ..
     "{key = ...} and nothing is written.  update{password = \"...\"} is kept out of the history." },
   { "settings", "settings()", "the current settings, password masked",
     function() return require("mailhook.settings").get() end,
@@ -142,7 +142,7 @@ M.DOCS = {
   ["mh.log.syslog"] = { "mh.log.syslog(on [, ident])", "send log lines to syslog instead of stderr" },
   ["mh.settings.get"] = { "mh.settings.get([path]) -> settings | nil, err", "the settings with defaults, password masked" },
   ["mh.settings.load"] = { "mh.settings.load([path]) -> cfg | nil, err", "the settings as the service uses them (no password in the table)" },
-  ["mh.settings.update"] = { "mh.settings.update{KEY = VALUE, ...} -> cfg | nil, err, {key =}", "validate and save atomically (mode 0600)" },
+  ["mh.settings.update"] = { "mh.settings.update{KEY = VALUE, ...} -> cfg | nil, err, {key =}", "validate and save atomically (mode, owner and group kept)" },
   ["mh.settings.path"] = { "mh.settings.path() -> file", "the settings file in use (-c, $MAILHOOK_CONF or the default)" },
   ["mh.settings.validate"] = { "mh.settings.validate(values) -> cfg | nil, err, {key =}", "check settings without touching a file" },
   ["mh.settings.format"] = { "mh.settings.format(cfg) -> {\"key = value\", ...}", "display lines, password masked" },

@@ -16,7 +16,8 @@
 -- Secrets apart (docs/settings.md, "Secrets"): the keys of SECRET live in
 -- their own file beside the settings (mailhook.conf -> mailhook.secrets), mode
 -- 0600, read by the service alone; the settings file itself holds nothing
--- secret and is written 0644, so any local user's `sendmail` can read what
+-- secret and is made 0644 (an existing one keeps its mode, owner and group:
+-- settings_edit.lua write_kept), so any local user's `sendmail` can read what
 -- intake needs (enabled, server, from, default_domain, aliases...).  A legacy
 -- settings file holding a password still works, and the next update moves the
 -- password out of it.
@@ -119,11 +120,51 @@ local function text(v)
   return v
 end
 
-local function valid_host(h)
-  if h:match("^%[[%x:.]+%]$") or (h:find(":", 1, true) and h:match("^[%x:.]+$")) then
-    return true                                         -- IPv6 (bracketed or not)
+local function valid_ipv4(s)
+  local parts = { s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$") }
+  if #parts ~= 4 then return false end
+  for _, x in ipairs(parts) do if tonumber(x) > 255 then return false end end
+  return true
+end
+
+-- An IPv6 address as inet_pton reads it (bracketed or not): 8 groups of 1-4
+-- hex digits, one "::" for a run of zeros, an IPv4 tail.  The old test (hex
+-- digits, colons and dots) took "127.0.0.1:2525" and "::::" for addresses,
+-- which no connection could use: the mail waited on a lookup error.
+local function valid_ipv6(s)
+  s = s:match("^%[(.*)%]$") or s
+  if not s:find(":", 1, true) or s:find(":::", 1, true) then return false end
+  local head, tail = s:match("^(.-)::(.*)$")
+  if head and tail:find("::", 1, true) then return false end
+  local function groups(part, v4_last)
+    if part == "" then return 0 end
+    local items, n = {}, 0
+    for g in (part .. ":"):gmatch("([^:]*):") do items[#items + 1] = g end
+    for i, g in ipairs(items) do
+      if i == #items and v4_last and g:find(".", 1, true) then
+        if not valid_ipv4(g) then return nil end
+        n = n + 2
+      elseif g:match("^%x%x?%x?%x?$") then
+        n = n + 1
+      else
+        return nil
+      end
+    end
+    return n
   end
+  if head then
+    local a, b = groups(head, false), groups(tail, true)
+    return a ~= nil and b ~= nil and a + b <= 7
+  end
+  return groups(s, true) == 8
+end
+
+local function valid_host(h)
+  if h:find(":", 1, true) or h:find("[", 1, true) then return valid_ipv6(h) end
   if #h > 253 then return false end
+  -- no top-level domain is all digits: a dotted number is an IPv4 address or nothing
+  -- ("10.0.0" would reach inet_aton as 10.0.0.0, "999.1.1.1" a lookup that fails)
+  if h:match("^[%d.]+$") then return valid_ipv4(h) end
   for label in (h .. "."):gmatch("([^.]*)%.") do
     if label == "" or #label > 63 or not label:match("^[%w-]+$")
        or label:sub(1, 1) == "-" or label:sub(-1) == "-" then
@@ -179,7 +220,18 @@ end
 function parse.host(v)
   local s, err = text(v)
   if not s then return nil, err end
-  if not valid_host(s) then return nil, "'" .. s .. "' is not a valid host name or IP address" end
+  -- an absolute name ("mail.example.com.", as in a zone file): the same host; written
+  -- without its dot (a certificate and SNI name the host without it)
+  local bare = s:match("^(.*[%a%-][%w%-]*)%.$")
+  if bare and valid_host(bare) and not bare:find(":", 1, true) then return bare end
+  if not valid_host(s) then
+    local host, port = s:match("^(.+):(%d+)$")
+    if host and (valid_host(host) or valid_ipv6(host)) and not valid_ipv6(s) then
+      return nil, "'" .. s .. "' is not a valid host name or IP address: the port goes apart (port = " ..
+        port .. ")"
+    end
+    return nil, "'" .. s .. "' is not a valid host name or IP address"
+  end
   return s
 end
 
@@ -196,7 +248,10 @@ function parse.hosts(v)
   for i, h in ipairs(list) do
     local ok, err = parse.host(h)
     if not ok then return nil, h == "" and "empty host name in the list" or err end
-    list[i] = ok
+    -- a server in brackets (as in a URL or Postfix's relayhost): the address; kept
+    -- bracketed it reached getaddrinfo so, and every delivery failed at dns.  (An
+    -- EHLO name, helo_name, keeps its brackets: an address literal.)
+    list[i] = ok:match("^%[(.*)%]$") or ok
   end
   return list
 end
@@ -289,6 +344,32 @@ function parse.admin_hash(v)
   return s
 end
 
+-- " (did you mean 'server'?)" for a key one or two edits from a known one
+-- (sever, Port, retry-max), "" otherwise: a typo at 3 a.m. named with its fix.
+local function near_key(key)
+  key = tostring(key)
+  local function dist(a, b)
+    if math.abs(#a - #b) > 2 then return 3 end
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+      local cur = { [0] = i }
+      for j = 1, #b do
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+      end
+      prev = cur
+    end
+    return prev[#b]
+  end
+  local k = key:lower():gsub("-", "_")
+  local best, bd = nil, 3
+  for _, s in ipairs(SCHEMA) do
+    local d = dist(k, s[1])
+    if d < bd then best, bd = s[1], d end
+  end
+  return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
 -- Parses value for key: normalised value | nil, reason.  "" means "not set".
 local function parse_value(key, value)
   local s = BY_NAME[key]
@@ -363,6 +444,10 @@ function M.path() return core.paths.conf end
 local function parse_text(textv, file, secrets)
   local doc = { lines = {}, values = {}, where = {} }
   local n = 0
+  -- A UTF-8 byte order mark (a Windows editor's, an administrator's at 3 a.m.)
+  -- is no part of the first key: it made line 1 "expected 'key = value'" and
+  -- every intake refuse to run.  Dropped; an update writes the file without it.
+  if textv:sub(1, 3) == "\239\187\191" then textv = textv:sub(4) end
   if textv == "" then return doc end   -- no lines (not one empty line: update would keep it)
   -- The lines: split at each LF, one CR before it dropped (a lone CR stays in
   -- the line); the file's last line end ends the last line, it does not start
@@ -387,7 +472,7 @@ local function parse_text(textv, file, secrets)
         return nil, string.format("%s:%d: expected 'key = value'", file, n)
       end
       if not BY_NAME[key] then
-        return nil, string.format("%s:%d: unknown setting '%s'", file, n, key)
+        return nil, string.format("%s:%d: unknown setting '%s'%s", file, n, key, near_key(key))
       end
       if secrets and not SECRET[key] then
         return nil, string.format("%s:%d: '%s' does not belong in the secrets file (only the password " ..
@@ -530,13 +615,13 @@ end
 -- The names mailhook/settings_edit.lua adds to M.  Reading any of them loads
 -- it (once); every other missing name stays nil without loading anything.
 local EDIT = { password = true, stored_password = true, token = true, get = true, preview = true,
-               warnings = true, validate = true, update = true, report = true, format = true,
+               warnings = true, saved_warnings = true, validate = true, update = true, report = true, format = true,
                command_limits = true }
 
 -- What the editing half shares with this one: the same tables, so a cfg this
 -- half loaded is known there (its password, its file) and an update there
 -- ends what this half holds.
-local shared = { MASK = MASK, SCHEMA = SCHEMA, SECRET = SECRET, BY_NAME = BY_NAME, ORDER = ORDER,
+local shared = { near_key = near_key, MASK = MASK, SCHEMA = SCHEMA, SECRET = SECRET, BY_NAME = BY_NAME, ORDER = ORDER,
                  private = private, admin_hashes = admin_hashes, held = held,
                  parse_value = parse_value, validate = validate, parse_text = parse_text,
                  read_both = read_both }

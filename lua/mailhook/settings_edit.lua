@@ -175,7 +175,7 @@ end
 -- to preview or update is a known setting with a value it can take.
 local function check_change(key, value)
   if type(key) ~= "string" or not BY_NAME[key] then
-    return nil, "unknown setting '" .. tostring(key) .. "'", { key = tostring(key) }
+    return nil, "unknown setting '" .. tostring(key) .. "'" .. shared.near_key(key), { key = tostring(key) }
   end
   local parsed, perr = parse_value(key, value)
   if perr then return nil, key .. ": " .. perr, { key = key } end
@@ -222,6 +222,19 @@ function M.warnings(cfg)
   return out
 end
 
+-- saved_warnings(cfg) -> {text...}: what an update (the CLI's, the REPL's) says
+-- once saved: warnings(cfg), and whether the settings stop mail -- `update
+-- enabled=false` or `server=` at 3 a.m. made every sendmail refuse (exit 69)
+-- and the queue wait, and said nothing.
+function M.saved_warnings(cfg)
+  local out = M.warnings(cfg)
+  local ready, why = M.ready(cfg)
+  if not ready then
+    out[#out + 1] = why .. ": new mail is refused (sendmail exits 69) and the queue waits until this is set"
+  end
+  return out
+end
+
 -- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of
 -- raw values (as in the file) without touching any file.
 function M.validate(values)
@@ -254,8 +267,9 @@ end
 
 -- update(changes [, path]) -> cfg | nil, err, {key = bad key}
 -- changes: key -> value (typed, or strings as on the command line; "" unsets).
--- Everything is validated first; then the file is rewritten atomically (mode
--- 0600) keeping its comments and the order of its lines.  On any error nothing
+-- Everything is validated first; then the file is rewritten atomically
+-- keeping its comments, the order of its lines, its mode, owner and group
+-- (write_kept).  On any error nothing
 -- is written.
 local update
 
@@ -291,6 +305,68 @@ local function rewrite(doc, set, values, norm, drop)
     if not gone[i] then out[#out + 1] = l end
   end
   return #out > 0 and table.concat(out, "\n") .. "\n" or ""
+end
+
+-- write_kept(file, text, secret [, conf]) -> true | nil, err, info
+-- Rewrites file keeping the mode, owner and group an administrator gave it
+-- (a settings file made 0640 root:daemon stays so; an update used to make it
+-- 0644 and the updater's own, and a reader of that group lost it).  A file
+-- not there yet: the settings 0644 (every user's sendmail reads it); the
+-- secrets get the settings file's owner and group, 0600, or 0640 when the
+-- settings file itself is kept from others and open to its group (that group
+-- is then the service's).  The secrets never keep a bit for others: such a
+-- file is written without it (0644 -> 0640), with a warning.  When the owner
+-- cannot be kept (EPERM: not root) nothing is written and the error says so.
+-- A symbolic link is followed: its target is rewritten, the link kept.
+local function write_kept(file, text, secret, conf)
+  -- a settings file that is a symbolic link (to a folder under configuration
+  -- management, say): the file it names is rewritten, the link stays.  Only a
+  -- link root or this user made: one planted by another user (who may write
+  -- the folder) is replaced as before, never followed to /etc/shadow.
+  local l = core.fsutil.owner(file, true)
+  if l and l.link and (l.uid == 0 or l.uid == core.maildrop.whoami().euid) then
+    local target = core.fsutil.realpath(file)
+    local tst = target and core.fsutil.owner(target)
+    if tst and tst.regular then file = target end    -- never a rename over /dev/null
+  end
+  local st = core.fsutil.owner(file)
+  local mode, opts = secret and 384 or 420, {}
+  if st then
+    mode, opts.uid, opts.gid = st.mode & 511, st.uid, st.gid      -- 0777: no setuid, setgid, sticky
+    if secret and mode & 7 ~= 0 then
+      core.log("warn", string.format("%s was readable by other users (mode %04o): written %04o " ..
+                                     "(the secrets are for the service alone)", file, mode, mode & 504))
+      mode = mode & 504                                             -- 0770
+    end
+  elseif secret and conf then
+    local cst = core.fsutil.owner(conf)
+    if cst then
+      opts.uid, opts.gid = cst.uid, cst.gid
+      if cst.mode & 4 == 0 and cst.mode & 32 ~= 0 then mode = 416 end  -- 0640 when the conf is 0640-ish
+    end
+  end
+  local ok, err, info = core.fsutil.write_atomic(file, text, mode, opts)
+  if not ok and info and info.code == "EPERM" and (st or opts.uid) then
+    local o = st or core.fsutil.owner(conf)
+    local me = core.maildrop.whoami()
+    local who = me.login or tostring(me.euid)
+    return nil, string.format("%s: cannot keep its owner %s:%s: this update runs as %s, which may " ..
+      "not give a file to another user or group (root works as the spool's owner: give the file to " ..
+      "%s with chown, or run the update as %s); nothing was changed", file, o.user, o.group, who, who,
+      o.user), info
+  end
+  if not ok and info and (info.code == "EACCES" or info.code == "EROFS") then
+    -- "FILE: Permission denied" for a file this user may well write: what is
+    -- written is a new copy in the folder, renamed over the file
+    local dir = file:match("^(.*)/[^/]*$") or "."
+    if dir == "" then dir = "/" end
+    local me = core.maildrop.whoami()
+    return nil, string.format("%s: cannot write: %s (a new copy is made in %s and renamed over it: " ..
+      "that folder must be writable%s); nothing was changed", file,
+      info.code == "EROFS" and "read-only file system" or "Permission denied", dir,
+      info.code == "EACCES" and (" by " .. (me.login or tostring(me.euid))) or ""), info
+  end
+  return ok, err, info
 end
 
 function update(changes, path)
@@ -351,10 +427,10 @@ function update(changes, path)
   -- the secrets first: a crash in between leaves the password in both files
   -- (the secrets file wins on load), never in neither
   if stext and (#secret > 0 or next(moved)) then
-    local ok, werr, info = core.fsutil.write_atomic(spath, stext, 384)  -- 0600
+    local ok, werr, info = write_kept(spath, stext, true, path)
     if not ok then return nil, werr, info end
   end
-  local ok, werr, info = core.fsutil.write_atomic(path, textv, 420)    -- 0644: intake reads it
+  local ok, werr, info = write_kept(path, textv, false)
   if not ok then return nil, werr, info end
   private[cfg] = { password = secret_or_key, path = path }
   return cfg

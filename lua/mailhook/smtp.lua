@@ -313,7 +313,7 @@ function M.connect(cfg, report, limits)
   local list = servers_of(cfg)
   if #list == 0 then
     return fail_info("EINVAL", "connect", "no server is set (mailhook update server=smtp.example.com)",
-      { class = "permanent" })
+      { class = "permanent", why = "not_set" })   -- no server was asked: no hint about one
   end
   local seen = seen_set()
   local port = tonumber(cfg.port) or ((cfg.tls == "implicit") and 465 or 25)
@@ -516,7 +516,8 @@ function M.test(opts)
     return nil, err, info
   end
   if not cfg.from or cfg.from == "" then
-    return failed("no From address is set (mailhook update from=notify@example.com)", { stage = "sender" })
+    return failed("no From address is set (mailhook update from=notify@example.com)",
+                  { stage = "sender", why = "not_set" })
   end
   local s, err, info = M.connect(cfg, report, limits)
   if not s then return failed(err, info) end

@@ -32,6 +32,9 @@ M.HINT = {
     "`tls_min_version` (%s) up or no cipher in common; also check `tls` " ..
     "(465 = implicit TLS, 587 = STARTTLS) and the server's TLS log",
   offers_starttls = "the server offers STARTTLS: set tls = auto",
+  -- a setting missing (server, from): nothing was asked of any server; "the server refuses
+  -- the From address" and "nothing answers there" were said for them
+  not_set = "a setting is missing, so no server was asked: set it as the error says, then test again",
   too_big = "the message is larger than the server's SIZE limit (in its EHLO reply)",
   plaintext_auth = "use TLS for the credentials: `tls = auto` (or `starttls`, or `implicit` on port 465); " ..
     "set `allow_plaintext_auth = true` only for a server that cannot do TLS, on a network you trust",
@@ -54,6 +57,10 @@ M.HINT = {
   starttls_refused = "the server offers STARTTLS but refused it: its TLS is not set up or not " ..
     "working; fix it on the server, or use its implicit-TLS port (465, `tls = implicit`); mailhook " ..
     "does not fall back to plain text after a refused STARTTLS",
+  starttls_refused_optional = "the server offers STARTTLS but refused it: its TLS is not set up or " ..
+    "not working; fix it on the server, or use its implicit-TLS port (465, `tls = implicit`); mailhook " ..
+    "does not fall back to plain text after a refused STARTTLS (a refusal can be forged), even with " ..
+    "`tls_required = false`: to send in plain text knowingly, set `tls = none`",
   starttls_missing = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
     "(465, `tls = implicit`) or its submission port (587)",
   downgrade = "this server was reached with TLS before and now offers none: something in between " ..
@@ -101,7 +108,9 @@ function M.hint_for(cfg, info, report)
   end
   -- STARTTLS answered with an error, or not offered at all (no certificate was involved)
   if not why and info.stage == "tls" and info.code == "ENOTLS" then
-    if tonumber(info.smtp) and tonumber(info.smtp) >= 400 then why = "starttls_refused"
+    if tonumber(info.smtp) and tonumber(info.smtp) >= 400 then
+      why = ((cfg.tls or "auto") == "auto" and not cfg.tls_required and not cfg.auth)
+            and "starttls_refused_optional" or "starttls_refused"
     elseif report and report.info and not offers_starttls(report.info) then why = "starttls_missing" end
   end
   if not why and info.code == "EDOWNGRADE" then why = "downgrade" end

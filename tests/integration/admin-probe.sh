@@ -87,6 +87,47 @@ out=$(MAILHOOK_CONF="$T/test.conf" timeout 60 "$MAILHOOK" test --to ops@example.
 is "$rc" 0 "a good --to still sends the test message ($(printf '%s' "$out" | tail -1))"
 ok "$(grep -q '^connect' "$T/smtpd.log" && echo 0 || echo 1)" "through the same server"
 
+# --- a one-value option given twice: a usage error naming it (as update's KEY given twice), never
+# the last taken unseen (`test --to a --to b` tested b alone); nothing connects, nothing is queued
+: > "$T/smtpd.log"
+for argv in "test --to a@example.com --to b@example.com" "test --timeout 5 --timeout=9" \
+            "flush --timeout 5 --timeout 9" "status --timeout 5 --timeout 9" \
+            "enqueue --to a@example.com --subject one --subject two"; do
+  out=$(MAILHOOK_CONF="$T/test.conf" timeout 60 "$MAILHOOK" $argv </dev/null 2>&1); rc=$?
+  opt=$(printf '%s' "$argv" | grep -o -- '--[a-z]*' | tail -1)
+  is "$rc" 2 "$argv: exit 2"
+  like "$out" "^mailhook [a-z]+: option '$opt' given twice" "naming $opt"
+done
+ok "$(grep -q '^connect' "$T/smtpd.log" && echo 1 || echo 0)" "the server saw no connection"
+
+# --- a setting missing (from, server): the hint says so, not "the server refuses the From
+# address" / "nothing answers there" (no server was asked)
+printf 'server = 127.0.0.1\n' > "$T/nofrom.conf"; printf 'from = a@example.com\n' > "$T/noserver.conf"
+for f in nofrom noserver; do
+  out=$(MAILHOOK_CONF="$T/$f.conf" timeout 60 "$MAILHOOK" test --timeout 5 2>&1); rc=$?
+  is "$rc" 1 "$f: mailhook test fails"
+  like "$(printf '%s\n' "$out" | grep '^  hint')" "a setting is missing, so no server was asked" "$f: the hint says a setting is missing"
+  unlike "$out" "refuses the From|nothing answers there" "$f: no hint about a server"
+done
+
+# --- an update that stops mail (enabled=false, server unset) says so; one that does not, does not
+printf 'enabled = true\nserver = 127.0.0.1\nfrom = a@example.com\n' > "$T/stop.conf"
+err=$("$MAILHOOK" -c "$T/stop.conf" update port=2525 2>&1 >/dev/null)
+unlike "$err" "warning" "a harmless update: no warning"
+err=$("$MAILHOOK" -c "$T/stop.conf" update enabled=false 2>&1 >/dev/null); rc=$?
+is "$rc" 0 "enabled=false: saved"
+like "$err" "warning: outgoing mail is disabled .*: new mail is refused \(sendmail exits 69\) and the queue waits" \
+  "warns that mail stops"
+"$MAILHOOK" -c "$T/stop.conf" update enabled=true >/dev/null 2>&1
+err=$("$MAILHOOK" -c "$T/stop.conf" update server= 2>&1 >/dev/null)
+like "$err" "warning: no server is set .*: new mail is refused" "server unset: the same"
+
+# --- server = [::1] (bracketed, as in Postfix's relayhost): the address, not a name to look up
+printf 'enabled = true\nserver = [::1]\nport = 1\nfrom = a@example.com\ntls = none\ntls_required = false\n' > "$T/v6.conf"
+out=$(MAILHOOK_CONF="$T/v6.conf" timeout 60 "$MAILHOOK" test --timeout 5 2>&1)
+like "$out" "FAILED at stage connect" "server = [::1]: connects (refused on port 1), no DNS failure"
+unlike "$out" "cannot resolve" "(not 'cannot resolve [::1]')"
+
 # --- the library from a stock lua5.4: misuse raises, naming the function -------------------------
 # mh.smtp.test("ops@example.com") indexed the string, found no `to`, and passed a test that
 # sent nothing; smtp.connect and queue.flush raised "attempt to index a number value".

@@ -70,4 +70,37 @@ like "$OUT" '535 5.7.8 bad password \*\*\*\*\*\*\*\*' "the echoed password line 
 secret_free "LOGIN: mailhook test's report" "$OUT"
 "$MAILHOOK" -v flush >"$T/flush.out" 2>&1
 secret_free "LOGIN: flush's log" "$(cat "$T/flush.out")"
+
+# A password under 4 characters echoed decoded: masked too (it was left as is), where it stands
+# alone; the same letters inside a word ("quota") are not it.  The report, --json and the log.
+for SPW in k9Z q; do
+  cat > "$T/short.script" <<S
+send 220 echo.example ESMTP
+expect ^EHLO
+send 250-echo.example
+send 250 AUTH LOGIN
+expect ^AUTH LOGIN
+send 334 VXNlcm5hbWU6
+read
+send 334 UGFzc3dvcmQ6
+read
+send 535-5.7.8 user alice pass=$SPW rejected (quota)
+send 535 5.7.8 password '$SPW' wrong
+expect ^QUIT
+send 221 bye
+S
+  start_fault F "$T/short.script" --idle 5
+  write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
+    auth_mechanism=login username=alice password="$SPW" from=app@example.com retry_interval=1
+  mh_test "$C"
+  is "$RC" 1 "a $((${#SPW})) character password: mailhook test fails at auth"
+  like "$OUT" "pass=\*{8} rejected \(quota\)" "the echo is masked, 'quota' left whole"
+  like "$OUT" "password '\*{8}' wrong" "and its second line"
+  unlike "$OUT" "pass=$SPW|'$SPW'" "the short password never shows"
+  mh_test "$C" --json
+  unlike "$OUT" "pass=$SPW|'$SPW'" "nor in --json"
+  "$MAILHOOK" -v flush >"$T/flush.out" 2>&1
+  unlike "$(cat "$T/flush.out")" "pass=$SPW|'$SPW'" "nor in flush's log"
+  stop_peer F
+done
 done_testing

@@ -58,6 +58,14 @@ S
   mh_test "$(new_conf port="$F" tls=auto tls_required=false auth=true username=u password="$PW")"
   is "$RC" 1 "${code%% *} to STARTTLS, tls=auto tls_required=false, auth: fails"
   unlike "$(cat "$F_REC" "$F_REC".* 2>/dev/null)" "AUTH|$PW|$B64" "no AUTH or password on the wire"
+  # tls=auto, TLS not required, no auth: still no plain-text fallback after a refused STARTTLS
+  # (docs/smtp.md: an attacker can forge the refusal); the hint names the deliberate way out.
+  : > "$F_REC"; rm -f "$F_REC".*
+  mh_test "$(new_conf port="$F" tls=auto tls_required=false)"
+  is "$RC" 1 "${code%% *} to STARTTLS, tls=auto tls_required=false, no auth: fails (no fallback)"
+  unlike "$(cat "$F_REC" "$F_REC".* 2>/dev/null)" "MAIL|RCPT" "no MAIL in plain text"
+  like "$(printf '%s\n' "$OUT" | grep '^  hint')" "does not fall back to plain text.*tls = none" \
+    "the hint names tls = none as the deliberate choice"
   stop_peer F
 done
 

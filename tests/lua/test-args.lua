@@ -15,6 +15,12 @@ tap.test("parse: flags, strings, lists, --name=value, --", function(t)
   t:like(err, "takes no value", "a flag with a value")
   bad, err = args.parse({ "--to" }, { to = "string" })
   t:like(err, "needs a value", "a missing value")
+  -- a one-value option given twice: refused, never the last taken unseen
+  for _, argv in ipairs { { "--to", "a@x", "--to", "b@x" }, { "--to=a@x", "--to=b@x" }, { "--to", "a@x", "--to=a@x" } } do
+    bad, err = args.parse(argv, { to = "string" })
+    t:is(bad, nil, "refused: " .. table.concat(argv, " "))
+    t:like(err, "^option '%-%-to' given twice", "naming the option (no value)")
+  end
 end)
 
 tap.test("seconds: the duration rule, with the command's bound", function(t)

@@ -73,6 +73,28 @@ tap.test("scrub masks secrets and paths in every string, in place", function(t)
   t:is(c:scrub("a%b s3cret-pw s3cret-pw"), "a%b ******** ********", "every occurrence, no pattern magic")
 end)
 
+tap.test("a password under 4 characters is masked too, where it stands alone", function(t)
+  local settings = require "mailhook.settings"
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write("enabled = true\nserver = 127.0.0.1\nfrom = a@example.com\nauth = true\nusername = u\n",
+          "allow_plaintext_auth = true\ntls = none\ntls_required = false\n")
+  f:close()
+  f = assert(io.open(settings.secrets_path(path), "w"))
+  f:write("password = ab7\n")
+  f:close()
+  local cfg = assert(settings.load(path))
+  os.remove(path); os.remove(settings.secrets_path(path))
+  local c = setmetatable({}, { __index = console })
+  c:build_redactions(cfg)
+  t:is(c:scrub("535 5.7.8 pass=ab7 rejected"), "535 5.7.8 pass=******** rejected", "the stored password")
+  t:is(c:scrub("'ab7' (xab7, ab7x: other words)"), "'********' (xab7, ab7x: other words)",
+       "only where it stands alone")
+  t:is(c:scrub("535 you typed q, quota"), "535 you typed q, quota", "(q is not this password)")
+  t:is(c:scrub("535 you typed q, quota", { "q" }), "535 you typed ********, quota",
+       "a one-character secret of the request itself")
+end)
+
 tap.test("the failed-login gate: per client, in all, in flight", function(t)
   local logged = {}
   local c = setmetatable({ fails = {}, pending = {}, pending_all = 0, limit_said = {},

@@ -221,13 +221,14 @@ local VALID = {
     local a = pick { "pbx@example.com", "a.b+c@sub.example.org", "x_y-z@mail.example" }
     return a, a
   end,
-  server = function()
+  server = function()   -- an IPv6 address is read without its brackets
+    local function bare(h) return (h:match("^%[(.*)%]$") or h) end
     local c = R(3)
-    if c == 1 then local h = host(); return h, { h } end
-    local list = {}
-    for i = 1, R(3) do list[i] = host() end
-    if c == 2 then return list, list end
-    return table.concat(list, pick { ",", ", ", " , " }), list
+    if c == 1 then local h = host(); return h, { bare(h) } end
+    local list, want = {}, {}
+    for i = 1, R(3) do list[i] = host(); want[i] = bare(list[i]) end
+    if c == 2 then return list, want end
+    return table.concat(list, pick { ",", ", ", " , " }), want
   end,
   port = function() local n = R(65535); return chance(0.5) and n or tostring(n), n end,
   tls = function() return enum { "auto", "implicit", "starttls", "none" } end,

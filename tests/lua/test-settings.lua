@@ -73,7 +73,7 @@ auth_mechanism = auto
   t:ok(cfg, "loads", err)
   cfg = cfg or {}
   t:is(cfg.enabled, true, "yes is true")
-  t:same(cfg.server, { "a.example.com", "192.0.2.7", "[2001:db8::1]" }, "server list, failover order")
+  t:same(cfg.server, { "a.example.com", "192.0.2.7", "2001:db8::1" }, "server list, failover order (an IPv6 address without its brackets)")
   t:is(cfg.port, 587, "port number")
   t:is(cfg.retry_interval, 45, "45s")
   t:is(cfg.retry_max, 7200, "2h")
@@ -99,7 +99,9 @@ end)
 tap.test("malformed files name FILE:LINE", function(t)
   local cases = {
     { "port = 25\nthis is not a setting\n", ":2: expected 'key = value'" },
-    { "\n\ncolour = blue\n", ":3: unknown setting 'colour'" },
+    { "\n\ncolour = blue\n", ":3: unknown setting 'colour'$" },
+    { "sever = mx.example.com\n", ":1: unknown setting 'sever' %(did you mean 'server'%?%)$" },
+    { "Port = 25\n", ":1: unknown setting 'Port' %(did you mean 'port'%?%)$" },
     { "port = 25\nport = 26\n", ":2: 'port' set twice %(first on line 1%)" },
     { "port = 70000\n", ":1: port: must be a port number 1%-65535" },
     { "from = not an address\n", ":1: from: 'not an address' is not a valid address" },
@@ -123,6 +125,50 @@ tap.test("malformed files name FILE:LINE", function(t)
     t:like(err, "^" .. path:gsub("%p", "%%%0") .. c[2], "message for " .. string.format("%q", c[1]))
     os.remove(path)
   end
+end)
+
+tap.test("server: IP literals checked as inet_pton would, host:port refused naming port, a root dot dropped", function(t)
+  local good = { ["::1"] = "::1", ["[::1]"] = "::1", ["[2001:DB8::1]"] = "2001:DB8::1", ["2001:db8::1"] = "2001:db8::1",
+                 ["::ffff:192.0.2.1"] = "::ffff:192.0.2.1", ["1:2:3:4:5:6:7:8"] = "1:2:3:4:5:6:7:8",
+                 ["192.0.2.1"] = "192.0.2.1", ["mail.example.com."] = "mail.example.com",
+                 ["MX1.Example.COM"] = "MX1.Example.COM", ["localhost"] = "localhost" }
+  for v, want in pairs(good) do
+    local cfg, err = settings.validate({ server = v })
+    t:ok(cfg, "accepted: " .. v, err)
+    if cfg then t:is(cfg.server[1], want, "as " .. want) end
+  end
+  local bad = { ["127.0.0.1:2525"] = "the port goes apart %(port = 2525%)",
+                ["mail.example.com:587"] = "the port goes apart %(port = 587%)",
+                ["[2001:db8::1]:2525"] = "the port goes apart %(port = 2525%)",
+                ["::::"] = "not a valid host name or IP address$", ["1::2::3"] = "not a valid", ["12345::1"] = "not a valid",
+                ["1:2:3:4:5:6:7:8:9:a"] = "not a valid", ["10.0.0"] = "not a valid", ["999.1.1.1"] = "not a valid",
+                ["mail.example.com.."] = "not a valid", ["."] = "not a valid" }
+  for v, why in pairs(bad) do
+    local cfg, err = settings.validate({ server = v })
+    t:is(cfg, nil, "refused: " .. v)
+    t:like(tostring(err), why, "why: " .. v)
+  end
+end)
+
+tap.test("update names the key an unknown one is a typo of", function(t)
+  local path = tmpconf("port = 25\n")
+  local ok, err = settings.update({ ["retry-max"] = "1h" }, path)
+  t:is(ok, nil, "refused")
+  t:is(err, "unknown setting 'retry-max' (did you mean 'retry_max'?)", "with the near key")
+  ok, err = settings.update({ colour = "blue" }, path)
+  t:is(err, "unknown setting 'colour'", "none when nothing is near")
+  os.remove(path)
+end)
+
+tap.test("a UTF-8 byte order mark before the first key is no part of it", function(t)
+  local path = tmpconf("\239\187\191enabled = true\r\nserver = 127.0.0.1\r\nfrom = a@example.com\r\n")
+  local cfg, err = settings.load(path)
+  t:ok(cfg, "loads", err)
+  t:is(cfg and cfg.enabled, true, "the first key read")
+  t:ok(settings.update({ port = 2525 }, path), "update")
+  t:is(slurp(path), "enabled = true\nserver = 127.0.0.1\nfrom = a@example.com\nport = 2525\n",
+       "written without the mark")
+  os.remove(path)
 end)
 
 tap.test("an unreadable file is an error naming it", function(t)
@@ -157,15 +203,16 @@ tap.test("password_command and oauth_token_command failures", function(t)
   os.remove(path)
 end)
 
-tap.test("update writes atomically, 0644 (no secret in it), keeps comments; invalid writes nothing", function(t)
+tap.test("update writes atomically, keeps mode, comments; invalid writes nothing", function(t)
   local path = tmpconf("# site settings\nport = 25\n\n# trailing comment\n")
+  os.execute("chmod 0604 '" .. path .. "'")
   local cfg, err = settings.update({ server = "mx.example.com", port = 587, enabled = true,
                                      from = "a@example.com", retry_max = "1h" }, path)
   t:ok(cfg, "update ok", err)
   t:is(slurp(path), "# site settings\nport = 587\n\n# trailing comment\nenabled = true\n" ..
        "from = a@example.com\nserver = mx.example.com\nretry_max = 1h\n", "file content")
   local p = io.popen("stat -c %a '" .. path .. "'")
-  t:is(p:read("l"), "644", "mode 0644: readable by every local sendmail, nothing secret in it")
+  t:is(p:read("l"), "604", "the file's own mode kept (a new one is 0644: tests/integration/settings.sh)")
   p:close()
   local before = slurp(path)
   local ok2, err2, info = settings.update({ port = 587, from = "bad@@x" }, path)
