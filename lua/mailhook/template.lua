@@ -124,6 +124,26 @@ local HTML = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;"
 
 local function fold(s) return (s:gsub("[%z\1-\8\10-\31\127]", " ")) end
 
+-- A value as a template shows it.  A number as a person writes it: Lua's
+-- tostring gives 3.0 for a whole float (a sum, a JSON 3.0 read back),
+-- 1e+20 for a large one and 14 digits of 0.1 + 0.2; here whole floats have no
+-- ".0" and no exponent (100000000000000000000), others their shortest exact
+-- digits (0.30000000000000004).  An integer past 2^63 in the event's JSON is a
+-- string already (mailhook.json keeps its digits).
+local function show(v)
+  if math.type(v) == "float" then
+    if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+    if v == math.floor(v) then
+      return math.tointeger(v) and string.format("%d", math.tointeger(v)) or string.format("%.0f", v)
+    end
+    for prec = 15, 17 do
+      local t = string.format("%." .. prec .. "g", v)
+      if tonumber(t) == v or prec == 17 then return t end
+    end
+  end
+  return tostring(v)
+end
+
 local function render(node, scopes, out, missing, seen, opts)
   for _, n in ipairs(node.children) do
     if n.kind == "text" then
@@ -138,7 +158,7 @@ local function render(node, scopes, out, missing, seen, opts)
           s = ""
         end
       else
-        s = type(v) == "table" and "" or tostring(v)
+        s = type(v) == "table" and "" or show(v)
       end
       if opts.header then s = fold(s)
       elseif opts.html and not n.raw then s = s:gsub("[&<>\"']", HTML) end
