@@ -180,6 +180,20 @@ static mh_budget *slice_switch(mh_budget *b);
 static void hook_arm(lua_State *co, mh_budget *b);
 static int budget_over(mh_budget *b);
 static const char *budget_why(mh_budget *b, char *buf, size_t n);
+
+#define MAX_ERROR 1000      /* bytes of a task's error kept for the log and its rule's failure */
+
+/* A task's error as logged and reported: its start, cut on a UTF-8 character
+** boundary past MAX_ERROR bytes with how much was cut (an error may carry an
+** event's value of megabytes; cut silently by the log, the traceback after it
+** was lost too).  Pushed on co when cut. */
+static const char *bounded_error(lua_State *co, const char *msg) {
+  size_t n = strlen(msg), cut = MAX_ERROR;
+  if (n <= MAX_ERROR || !lua_checkstack(co, 2)) return msg;
+  while (cut > 0 && ((unsigned char)msg[cut] & 0xc0) == 0x80) cut--;
+  lua_pushlstring(co, msg, cut);
+  return lua_pushfstring(co, "%s ... (%I more bytes)", lua_tostring(co, -1), (lua_Integer)(n - cut));
+}
 static void rule_task_finished(mh_task *t, const char *msg);
 
 static void ready_cb(uv_idle_t *h) {
@@ -291,6 +305,7 @@ static void finish(mh_task *t, int status, int nres) {
       else
         msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
     }
+    msg = bounded_error(co, msg);
     luaL_traceback(L, co, msg, 0);
     if (!t->quiet) {
       if (t->budget) mh_error("%s (a task of %s): %s", t->name, t->budget->label, lua_tostring(L, -1));
@@ -679,7 +694,8 @@ typedef struct {
 
 /* Rule tasks that failed (spawned tasks: their rule_call was over), for
 ** core.rule_tasks_wait(); waiters resumed when rule_tasks_live drops to 0. */
-typedef struct rt_failure { struct rt_failure *next; char text[400]; } rt_failure;
+/* text: "LABEL (a task it started, NAME): ERROR", the error within MAX_ERROR */
+typedef struct rt_failure { struct rt_failure *next; char text[MAX_ERROR + 600]; } rt_failure;
 static rt_failure *rt_failures, **rt_failures_tail = &rt_failures;
 typedef struct rt_waiter { mh_wait w; struct rt_waiter *next; } rt_waiter;
 static rt_waiter *rt_waiters;

@@ -136,7 +136,8 @@ return function(...)
   local _, load_errors = rules.load(rules_path or rules.default_paths(cfg))
   local status, msgs = rules.dispatch(event, fields)
   for _, e in ipairs(load_errors) do
-    io.stderr:write("mailhook hook: rule file ", e.file, " did not load: ", (e.error:match("^[^\n]*")), "\n")
+    io.stderr:write("mailhook hook: rule file ", rules.error_text(e.file), " did not load: ",
+                    rules.error_text(e.error:match("^[^\n]*")), "\n")
     status = 1
   end
   for _, m in ipairs(msgs) do io.stderr:write("mailhook hook ", event, ": ", m, "\n") end
