@@ -128,7 +128,9 @@ static const char *opt_string(lua_State *L, int idx, const char *field, size_t *
 
 static int add_attachments(lua_State *L, mh_msg *m, int idx) {
   if (lua_getfield(L, idx, "attachments") == LUA_TNIL) { lua_pop(L, 1); return 0; }
-  luaL_checktype(L, -1, LUA_TTABLE);
+  if (!lua_istable(L, -1))   /* named: luaL_checktype said "bad argument #-1 to 'build'" */
+    return luaL_error(L, "mh.message: attachments must be a list of paths or {path=, type=, name=} "
+                      "(got a %s%s)", luaL_typename(L, -1), lua_type(L, -1) == LUA_TSTRING ? ": one file is written {\"path\"}" : "");
   int at = lua_gettop(L);
   lua_Integer len = luaL_len(L, at);
   for (lua_Integer i = 1; i <= len; i++) {
@@ -143,6 +145,13 @@ static int add_attachments(lua_State *L, mh_msg *m, int idx) {
       lua_getfield(L, -3, "name");
       const char *path = cstr(L, -3, &cut);
       if (!path) return luaL_error(L, "mh.message: attachments[%d].path must be a string", (int)i);
+      /* a table or a boolean given as the type or the name was taken as none */
+      if (!lua_isnil(L, -2) && !lua_isstring(L, -2))
+        return luaL_error(L, "mh.message: attachments[%d].type must be a string (got a %s)", (int)i,
+                          luaL_typename(L, -2));
+      if (!lua_isnil(L, -1) && !lua_isstring(L, -1))
+        return luaL_error(L, "mh.message: attachments[%d].name must be a string (got a %s)", (int)i,
+                          luaL_typename(L, -1));
       const char *type = cstr(L, -2, &cut), *name = cstr(L, -1, &cut);
       rc = cut ? mh_msg_set_error(m, MH_EBADHDR, "attachments[%d]: NUL in the path, type or name", (int)i)
                : mh_msg_add_attachment(m, path, type, name);
@@ -164,7 +173,9 @@ static int cmp_names(const void *a, const void *b) {
 static int add_headers(lua_State *L, mh_msg *m, int idx) {
   int rc = 0;
   if (lua_getfield(L, idx, "headers") == LUA_TNIL) { lua_pop(L, 1); return 0; }
-  luaL_checktype(L, -1, LUA_TTABLE);
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "mh.message: headers must be a table {[\"X-Name\"] = \"value\"} or {{\"X-Name\", \"value\"}, ...} "
+                      "(got a %s)", luaL_typename(L, -1));
   int h = lua_gettop(L);
   lua_Integer len = luaL_len(L, h);
   if (len > 0) {            /* a list of {name, value} pairs: in that order */

@@ -1260,7 +1260,7 @@ static int l_budget_limits(lua_State *L) {
     }
     if (lua_getfield(L, 1, "grace") != LUA_TNIL) {
       v = luaL_checknumber(L, -1);
-      luaL_argcheck(L, v >= 0 && v < 1e6, 1, "grace must be >= 0");
+      luaL_argcheck(L, v >= 0 && v < 1e6, 1, "grace must be 0 up to 1e6 seconds");
       limits.grace = v;
     }
     lua_settop(L, 1);
@@ -1520,9 +1520,16 @@ static void sleep_cancel(mh_wait *w) {
   uv_close((uv_handle_t *)&r->timer, free_handle_cb);
 }
 
+/* A duration in seconds, 0 up to (not including) 1e9 (31 years: past it the
+** milliseconds would not fit a timer), as milliseconds.  Each way out of the
+** range is named as it is: 1e300 "must be below", not "must be >= 0". */
 static uint64_t to_ms(lua_State *L, int idx) {
   lua_Number s = luaL_checknumber(L, idx);
-  luaL_argcheck(L, s >= 0 && s < 1e9, idx, "seconds must be >= 0");
+  if (s != s) luaL_argerror(L, idx, "seconds must be a number, not NaN");
+  if (s < 0) luaL_argerror(L, idx, lua_pushfstring(L, "seconds must be >= 0 (got %s)", luaL_tolstring(L, idx, NULL)));
+  if (s >= 1e9)
+    luaL_argerror(L, idx, lua_pushfstring(L, "seconds must be below 1e9 (about 31 years; got %s)",
+                                          luaL_tolstring(L, idx, NULL)));
   return (uint64_t)(s * 1000.0 + 0.5);
 }
 

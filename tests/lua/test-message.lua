@@ -175,4 +175,27 @@ tap.test("long lines and non-ASCII", function(t)
   t:like(why, "label", "with a reason")
 end)
 
+-- A wrong type names its field (not "bad argument #-1 to 'build'"); a table
+-- or a boolean given as an attachment's name or type is misuse, not "none".
+tap.test("misuse names the field", function(t)
+  local base = function(extra)
+    local c = { from = "a@example.com", to = "x@example.com" }
+    for k, v in pairs(extra) do c[k] = v end
+    return c
+  end
+  for _, c in ipairs {
+    { { attachments = "/tmp/x.pdf" }, "attachments must be a list of paths or {path=, type=, name=} %(got a string: " ..
+      'one file is written {"path"}%)' },
+    { { attachments = 42 }, "attachments must be a list .* %(got a number%)" },
+    { { headers = "X-A: b" }, "headers must be a table .* %(got a string%)" },
+    { { attachments = { { path = "/etc/hostname", name = {} } } }, "attachments%[1%]%.name must be a string %(got a table%)" },
+    { { attachments = { { path = "/etc/hostname", type = true } } }, "attachments%[1%]%.type must be a string %(got a boolean%)" },
+  } do
+    local ok, err = pcall(mh.message, base(c[1]))
+    t:ok(not ok, "raises: " .. c[2])
+    t:like(tostring(err), c[2], "named")
+    t:ok(not tostring(err):find("bad argument #-1", 1, true), "no 'bad argument #-1'")
+  end
+end)
+
 return tap.done()
