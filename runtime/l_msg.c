@@ -18,6 +18,7 @@
 ** other bindings (l_spool.c) can take it with luaL_checkudata.
 */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -117,11 +118,34 @@ static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const cha
   return 0;
 }
 
+/* The value at idx as text (lua_tolstring), a float written as a person
+** writes it: Lua gives "3.0" for a whole float (a sum, a JSON 3.0) and
+** "1e+20" for a large one; here "3" and "100000000000000000000", others by
+** their shortest exact digits (0.30000000000000004, not 0.3).  The value at
+** idx is replaced by the string. */
+static const char *val_str(lua_State *L, int idx, size_t *len) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx)) {
+    lua_Number v = lua_tonumber(L, idx);
+    char buf[400];
+    if (v != v || v == HUGE_VAL || v == -HUGE_VAL) snprintf(buf, sizeof buf, "%s", lua_tostring(L, idx));
+    else if (v == floor(v)) snprintf(buf, sizeof buf, "%.0f", v);
+    else
+      for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+      }
+    lua_pushstring(L, buf);
+    lua_replace(L, idx);
+  }
+  return lua_tolstring(L, idx, len);
+}
+
 static const char *opt_string(lua_State *L, int idx, const char *field, size_t *len) {
   int t = lua_getfield(L, idx, field);
   if (t == LUA_TNIL) { lua_pop(L, 1); return NULL; }
   if (t != LUA_TSTRING && t != LUA_TNUMBER) luaL_error(L, "mh.message: %s must be a string", field);
-  const char *s = lua_tolstring(L, -1, len);
+  const char *s = val_str(L, -1, len);
   lua_pop(L, 1);            /* still referenced by the table */
   return s;
 }
@@ -186,7 +210,7 @@ static int add_headers(lua_State *L, mh_msg *m, int idx) {
       lua_geti(L, -2, 2);
       size_t vn;
       int cut = 0;
-      const char *name = cstr(L, -2, &cut), *value = lua_tolstring(L, -1, &vn);
+      const char *name = cstr(L, -2, &cut), *value = lua_isnumber(L, -1) ? val_str(L, -1, &vn) : lua_tolstring(L, -1, &vn);
       if (!name || !value) return luaL_error(L, "mh.message: headers[%d] must be {name, value}", (int)i);
       rc = cut ? mh_msg_set_error(m, MH_EBADHDR, "headers[%d]: CR, LF or NUL in the header name", (int)i)
                : mh_msg_add_header(m, name, value, vn);
@@ -220,7 +244,7 @@ static int add_headers(lua_State *L, mh_msg *m, int idx) {
     for (size_t i = 0; i < n && rc == 0; i++) {
       size_t vn;
       lua_getfield(L, h, names[i]);
-      const char *value = lua_tolstring(L, -1, &vn);
+      const char *value = val_str(L, -1, &vn);
       rc = mh_msg_add_header(m, names[i], value, vn);
       lua_pop(L, 1);
     }

@@ -198,4 +198,21 @@ tap.test("misuse names the field", function(t)
   end
 end)
 
+-- A number given as the subject or a header value: written as a person
+-- writes it (Lua's own text was "3.0" and "1e+20").
+tap.test("numbers as subject and header values", function(t)
+  for _, c in ipairs {
+    { 3.0, "3" }, { 1e20, "100000000000000000000" }, { 0.1 + 0.2, "0.30000000000000004" }, { 19.99, "19.99" },
+    { 42, "42" }, { math.mininteger, "-9223372036854775808" },
+  } do
+    local m = assert(mh.message { from = "a@example.com", to = "x@example.com", subject = c[1],
+                                  headers = { ["X-N"] = c[1] } })
+    local b = m:bytes()
+    t:like(b, "\r\nSubject: " .. c[2]:gsub("%p", "%%%0") .. "\r\n", "subject " .. c[2])
+    t:like(b, "\r\nX%-N: " .. c[2]:gsub("%p", "%%%0") .. "\r\n", "header " .. c[2])
+    m = assert(mh.message { from = "a@example.com", to = "x@example.com", headers = { { "X-L", c[1] } } })
+    t:like(m:bytes(), "\r\nX%-L: " .. c[2]:gsub("%p", "%%%0") .. "\r\n", "header list " .. c[2])
+  end
+end)
+
 return tap.done()
