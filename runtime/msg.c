@@ -500,8 +500,8 @@ static int valid_type(const char *t) {
 ** and overrides (U+200E/F, U+202A-E, U+2066-9, U+061C: "invoice\u202Efdp.exe"
 ** shows as invoiceexe.pdf).  A longer name is cut to MAX_FILE_NAME bytes on a
 ** character boundary, keeping its extension (a name is not worth refusing the
-** message over).  Returns 0 (out "") when nothing is left or only dots ("..",
-** "dir/"), else 1. */
+** message over).  Spaces around it and dots at its end are dropped.  Returns
+** 0 (out "") when nothing is left ("..", "dir/", " "), else 1. */
 static int shown_name(char *out, const char *in) {
   const char *s = in;
   for (const char *p = in; *p; p++)
@@ -534,17 +534,21 @@ static int shown_name(char *out, const char *in) {
     o += k;
     i += k;
   }
+  /* spaces around it and dots at its end go (Windows drops them when it saves:
+     "x.pdf ." would be shown as one name and saved as another) */
+  while (o > 0 && (tmp[o - 1] == ' ' || tmp[o - 1] == '.')) o--;
   tmp[o] = '\0';
-  size_t dots = strspn(tmp, ".");
-  if (dots == o) { out[0] = '\0'; free(tmp); return 0; }
-  if (o <= MAX_FILE_NAME) { memcpy(out, tmp, o + 1); free(tmp); return 1; }
+  char *t = tmp + strspn(tmp, " ");
+  o -= (size_t)(t - tmp);
+  if (o == 0) { out[0] = '\0'; free(tmp); return 0; }   /* nothing, or only dots and spaces */
+  if (o <= MAX_FILE_NAME) { memcpy(out, t, o + 1); free(tmp); return 1; }
   /* too long: the head cut on a character boundary, then the extension */
-  const char *ext = strrchr(tmp, '.');
-  size_t el = ext && ext != tmp && strlen(ext) <= 16 ? strlen(ext) : 0;
+  const char *ext = strrchr(t, '.');
+  size_t el = ext && ext != t && strlen(ext) <= 16 ? strlen(ext) : 0;
   size_t head = MAX_FILE_NAME - el;
-  while (head > 0 && ((unsigned char)tmp[head] & 0xc0) == 0x80) head--;
-  memcpy(out, tmp, head);
-  memcpy(out + head, tmp + o - el, el + 1);
+  while (head > 0 && ((unsigned char)t[head] & 0xc0) == 0x80) head--;
+  memcpy(out, t, head);
+  memcpy(out + head, t + o - el, el + 1);
   free(tmp);
   return 1;
 }

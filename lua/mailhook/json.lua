@@ -37,12 +37,12 @@ M.shortest = shortest
 function M.number(num, fail)
   local v = tonumber(num)
   if math.type(v) == "integer" then return v end
+  if not num:find("[.eE]") then return num end   -- an integer past 64 bits: as written, any length
   -- 1e400 would be inf: a value no JSON can hold (encode writes null)
   if v == math.huge or v == -math.huge then
     if fail then fail("number out of range") end
     return nil
   end
-  if not num:find("[.eE]") then return num end   -- an integer past 64 bits: as written
   if digits(num) ~= digits(shortest(v)) then return num end
   return math.tointeger(v) or v
 end

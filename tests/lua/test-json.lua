@@ -59,6 +59,8 @@ tap.test("numbers are exact: past 2^63 and long decimals stay the digits written
   t:is(v.e, 1500, "1.5e3: 1500")
   t:is(v.big, 1e20, "1e20: a float (exact)")
   t:is(v.tiny, 0.0025, "2.5e-3")
+  local digits = string.rep("7", 400)
+  t:is(json.decode("[" .. digits .. "]")[1], digits, "an integer of 400 digits: as written (not out of range)")
 end)
 
 return tap.done()

@@ -461,11 +461,14 @@ static void test_attachment_names(void) {
     { "say \"hi\".txt", "filename*=UTF-8''say%20%22hi%22.txt" },
     { "=?UTF-8?B?ZXZpbC5leGU=?=", "filename*=UTF-8''%3D%3FUTF-8%3FB%3FZXZpbC5leGU%3D%3F%3D" },
     { "caf\xc3\xa9.pdf", "filename*=UTF-8''caf%C3%A9.pdf" },
+    { "  report.pdf . ", "filename=\"report.pdf\"" },       /* as Windows would save it */
+    { "evil.exe.", "filename=\"evil.exe\"" },
+    { ".profile", "filename=\".profile\"" },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     is_str(name_shown(path, cases[i].in, got, sizeof got), cases[i].want, "name %zu shown as %s", i, cases[i].want);
   /* nothing left, or only dots: the file's own name */
-  static const char *const empty[] = { "..", "../..", "/", "dir/", "C:\\", "...", "./.", NULL };
+  static const char *const empty[] = { "..", "../..", "/", "dir/", "C:\\", "...", "./.", " ", "x/ . ", NULL };
   snprintf(want, sizeof want, "filename=\"%s\"", base);
   for (int i = 0; empty[i]; i++)
     is_str(name_shown(path, empty[i], got, sizeof got), want, "name '%s': the file's own name", empty[i]);
