@@ -118,23 +118,45 @@ static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const cha
   return 0;
 }
 
-/* The value at idx as text (lua_tolstring), a float written as a person
-** writes it: Lua gives "3.0" for a whole float (a sum, a JSON 3.0) and
-** "1e+20" for a large one; here "3" and "100000000000000000000", others by
-** their shortest exact digits (0.30000000000000004, not 0.3).  The value at
-** idx is replaced by the string. */
+/* A float as a person writes it (as mailhook.template does, the rule of
+** JavaScript's Number#toString): the fewest digits that read back as v,
+** written out from 1e-6 up to 1e21 ("3", "100000000000000000000",
+** "0.30000000000000004"), with an exponent past them ("1e+300").  Lua's own
+** text was "3.0" and "1e+20". */
+static void float_text(char *out, size_t cap, double v) {
+  char e[64], digits[32];
+  if (v != v || v == HUGE_VAL || v == -HUGE_VAL) { snprintf(out, cap, "%s", v != v ? "nan" : v > 0 ? "inf" : "-inf"); return; }
+  if (v == floor(v) && fabs(v) < 9.2e18) { snprintf(out, cap, "%lld", (long long)v); return; }
+  for (int prec = 0; prec <= 16; prec++) {
+    snprintf(e, sizeof e, "%.*e", prec, v);
+    if (strtod(e, NULL) == v) break;
+  }
+  const char *p = e;
+  int neg = *p == '-', n = 0;
+  if (neg) p++;
+  for (; *p && *p != 'e'; p++) if (*p != '.') digits[n++] = *p;
+  while (n > 1 && digits[n - 1] == '0') n--;
+  digits[n] = '\0';
+  int exp = atoi(p + 1);
+  size_t o = 0;
+  if (neg) out[o++] = '-';
+  if (exp >= 21 || exp < -6)
+    snprintf(out + o, cap - o, "%c%s%se%c%d", digits[0], n > 1 ? "." : "", digits + 1, exp >= 0 ? '+' : '-', abs(exp));
+  else if (exp >= 0)
+    snprintf(out + o, cap - o, "%.*s%.*s%s%s", exp + 1 < n ? exp + 1 : n, digits,
+             exp + 1 > n ? exp + 1 - n : 0, "000000000000000000000", exp + 1 < n ? "." : "",
+             exp + 1 < n ? digits + exp + 1 : "");
+  else
+    snprintf(out + o, cap - o, "0.%.*s%s", -exp - 1, "000000", digits);
+}
+
+/* The value at idx as text (lua_tolstring), a float by float_text.  The value
+** at idx is replaced by the string. */
 static const char *val_str(lua_State *L, int idx, size_t *len) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx)) {
-    lua_Number v = lua_tonumber(L, idx);
-    char buf[400];
-    if (v != v || v == HUGE_VAL || v == -HUGE_VAL) snprintf(buf, sizeof buf, "%s", lua_tostring(L, idx));
-    else if (v == floor(v)) snprintf(buf, sizeof buf, "%.0f", v);
-    else
-      for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) break;
-      }
+    char buf[64];
+    float_text(buf, sizeof buf, (double)lua_tonumber(L, idx));
     lua_pushstring(L, buf);
     lua_replace(L, idx);
   }

@@ -203,7 +203,8 @@ end)
 tap.test("numbers as subject and header values", function(t)
   for _, c in ipairs {
     { 3.0, "3" }, { 1e20, "100000000000000000000" }, { 0.1 + 0.2, "0.30000000000000004" }, { 19.99, "19.99" },
-    { 42, "42" }, { math.mininteger, "-9223372036854775808" },
+    { 42, "42" }, { math.mininteger, "-9223372036854775808" }, { 1e300, "1e+300" }, { 1.5e-7, "1.5e-7" },
+    { 0.000001, "0.000001" }, { -123.456, "-123.456" }, { 2.0^63, "9223372036854776000" }, { 1 / 3, "0.3333333333333333" },
   } do
     local m = assert(mh.message { from = "a@example.com", to = "x@example.com", subject = c[1],
                                   headers = { ["X-N"] = c[1] } })
