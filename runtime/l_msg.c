@@ -322,6 +322,10 @@ static int l_build(lua_State *L) {
   lua_getfield(L, 1, "date");
   int whole = 1;
   time_t now = lua_isnil(L, -1) ? time(NULL) : (time_t)lua_tointegerx(L, -1, &whole);
+  if (!whole && lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == floor(lua_tonumber(L, -1)))
+    /* whole but past 64 bits (1e300): out of range, as 253402300800 is (not "must be whole") */
+    return build_fail(L, u, mh_msg_set_error(m, MH_EINVAL, "date: %s is out of range (seconds since 1970, "
+                                             "up to the year 9999)", lua_tostring(L, -1)), "date");
   if (!whole)   /* misuse: raises, naming the field (not "bad argument #-1 to 'build'") */
     return luaL_error(L, "mh.message: date must be whole seconds since 1970 (got %s)", luaL_tolstring(L, -1, NULL));
   lua_pop(L, 1);
@@ -418,8 +422,12 @@ static int l_valid_address(lua_State *L) {
 /* date([t]) -> "Fri, 4 Dec 2026 13:30:32 +0100" (now by default): the Date rule */
 static int l_date(lua_State *L) {
   char out[64];
-  lua_Integer t = luaL_optinteger(L, 1, (lua_Integer)time(NULL));
-  luaL_argcheck(L, mh_msg_date_ok((time_t)t), 1, "out of range (seconds since 1970, up to the year 9999)");
+  int whole = 1;
+  lua_Integer t = lua_isnoneornil(L, 1) ? (lua_Integer)time(NULL) : lua_tointegerx(L, 1, &whole);
+  if (!whole && !(lua_type(L, 1) == LUA_TNUMBER && lua_tonumber(L, 1) == floor(lua_tonumber(L, 1))))
+    luaL_argerror(L, 1, "must be whole seconds since 1970");
+  /* 1e300 is whole but no integer: out of range, not "no integer representation" */
+  luaL_argcheck(L, whole && mh_msg_date_ok((time_t)t), 1, "out of range (seconds since 1970, up to the year 9999)");
   mh_msg_date(out, sizeof out, (time_t)t);
   lua_pushstring(L, out);
   return 1;

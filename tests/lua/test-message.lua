@@ -216,4 +216,20 @@ tap.test("numbers as subject and header values", function(t)
   end
 end)
 
+-- A date that is whole but past 64 bits (1e300) is out of range, as
+-- 253402300800 is: not "must be whole seconds", not "no integer representation".
+tap.test("date: 1e300 is out of range", function(t)
+  local m, err, info = mh.message { from = "a@example.com", to = "x@example.com", date = 1e300 }
+  t:is(m, nil, "refused")
+  t:like(err, "date: 1e%+300 is out of range %(seconds since 1970, up to the year 9999%)", "named as out of range")
+  t:is(info and info.field, "date", "field date")
+  local ok, e = pcall(mh.message, { from = "a@example.com", to = "x@example.com", date = 1.5 })
+  t:ok(not ok and e:find("date must be whole seconds", 1, true), "1.5: must be whole")
+  ok, e = pcall(mh.core.msg.date, 1e300)
+  t:ok(not ok and e:find("out of range", 1, true) and not e:find("integer representation", 1, true),
+       "msg.date(1e300): out of range: " .. tostring(e))
+  ok, e = pcall(mh.core.msg.date, 1.5)
+  t:ok(not ok and e:find("must be whole seconds", 1, true), "msg.date(1.5): must be whole: " .. tostring(e))
+end)
+
 return tap.done()
