@@ -18,6 +18,11 @@ end)
 on("fail", function(ev) error("bad value: " .. ev.v, 0) end)
 on("failbig", function(ev) error(string.rep("x", 3000000) .. "END", 0) end)
 on("failtask", function(ev) mh.spawn(function() error("task: " .. ev.v .. string.rep("y", tonumber(ev.n or 0)), 0) end) end)
+on("list", function(ev)
+  local f = assert(io.open(ev.out, "w"))
+  f:write(mh.template("{{#each items}}[{{.}}]{{/each}} {{#if gone}}present{{else}}absent{{/if}}")(ev), "\n", #ev.items, "\n")
+  f:close()
+end)
 on("id", function(ev)
   local r = mh.template("Ticket {{id}} amount {{amount}}", { header = true })
   assert(mh.enqueue { to = "ops@example.com", subject = r(ev), text = "id " .. ev.id })
@@ -194,6 +199,12 @@ is "$?" 0 "an event with a 23-digit id: hook exits 0"
 newest=$(ls -t "$T"/spool/pickup/*.eml | head -1)
 like "$(cat "$newest")" "Subject: Ticket 92233720368547758071234 amount 12"$'\r' "the subject has every digit, 12 not 12.0"
 like "$(cat "$newest")" "id 92233720368547758071234" "so has the text"
+
+# A null inside a JSON list keeps its place ("" there): dropped, it left a hole,
+# and {{#each}} and ipairs lost every element after it. A null value of a key: absent.
+printf '{"items":["a",null,"c"],"gone":null,"out":"%s"}' "$T/list.out" | "$MAILHOOK" hook list --json >/dev/null 2>&1
+is "$?" 0 "a list with a null: hook exits 0"
+is "$(cat "$T/list.out" 2>/dev/null | tr '\n' '|')" "[a][][c] absent|3|" "every element shown, the null as empty; a null key absent"
 
 # An attachment name from an event is a file name, never a path (RFC 2183)
 for nm in '../../.bashrc' '/etc/passwd' 'C:\Users\x\report.pdf' '..'; do
