@@ -498,8 +498,9 @@ static int valid_type(const char *t) {
 ** ("C:"), with every byte that could trick the reader made '_': control bytes
 ** (TAB, ESC, DEL), bytes that are not UTF-8, and the invisible direction marks
 ** and overrides (U+200E/F, U+202A-E, U+2066-9, U+061C: "invoice\u202Efdp.exe"
-** shows as invoiceexe.pdf).  A longer name is cut to MAX_FILE_NAME bytes on a
-** character boundary, keeping its extension (a name is not worth refusing the
+** shows as invoiceexe.pdf), and the look-alike slashes a Windows code page
+** maps to / or \ (U+FF0F, U+FF3C, U+2215, U+2216, U+2044, U+FE68).  A
+** longer name is cut to MAX_FILE_NAME bytes on a character boundary, keeping its extension (a name is not worth refusing the
 ** message over).  Spaces around it and dots at its end are dropped.  Returns
 ** 0 (out "") when nothing is left ("..", "dir/", " "), else 1. */
 static int shown_name(char *out, const char *in) {
@@ -521,7 +522,10 @@ static int shown_name(char *out, const char *in) {
     if (!bad && k == 3) {
       unsigned cp = (unsigned)(c[0] & 0x0f) << 12 | (unsigned)(c[1] & 0x3f) << 6 | (c[2] & 0x3f);
       bad = cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff);
-      mark = cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+      mark = cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+             /* slashes a Windows "best fit" code page turns into / or \ when the
+                reader saves the file: "..／..／x" would become a path again */
+             cp == 0xff0f || cp == 0xff3c || cp == 0x2215 || cp == 0x2216 || cp == 0x2044 || cp == 0xfe68;
     }
     if (!bad && k == 4) {
       unsigned cp = (unsigned)(c[0] & 0x07) << 18 | (unsigned)(c[1] & 0x3f) << 12 |

@@ -464,6 +464,7 @@ static void test_attachment_names(void) {
     { "  report.pdf . ", "filename=\"report.pdf\"" },       /* as Windows would save it */
     { "evil.exe.", "filename=\"evil.exe\"" },
     { ".profile", "filename=\".profile\"" },
+    { "..\xef\xbc\x8f..\xef\xbc\xbc" "x\xe2\x88\x95y.pdf", "filename=\".._.._x_y.pdf\"" },   /* ／ ＼ ∕ */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     is_str(name_shown(path, cases[i].in, got, sizeof got), cases[i].want, "name %zu shown as %s", i, cases[i].want);
