@@ -501,8 +501,9 @@ static int valid_type(const char *t) {
 ** shows as invoiceexe.pdf), and the look-alike slashes a Windows code page
 ** maps to / or \ (U+FF0F, U+FF3C, U+2215, U+2216, U+2044, U+FE68).  A
 ** longer name is cut to MAX_FILE_NAME bytes on a character boundary, keeping
-** its extension (a name is not worth refusing the message over).  Spaces around it and dots at its end are dropped.  Returns
-** 0 (out "") when nothing is left ("..", "dir/", " "), else 1. */
+** its extension (a name is not worth refusing the message over).  Spaces
+** around it and dots at its end are dropped.  Returns 0 (out "") when nothing
+** is left ("..", "dir/", " "), else 1. */
 static int shown_name(char *out, const char *in) {
   const char *s = in;
   for (const char *p = in; *p; p++)
