@@ -18,6 +18,7 @@
 ** other bindings (l_spool.c) can take it with luaL_checkudata.
 */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -117,18 +118,65 @@ static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const cha
   return 0;
 }
 
+/* A float as a person writes it (as mailhook.template does, the rule of
+** JavaScript's Number#toString): the fewest digits that read back as v,
+** written out from 1e-6 up to 1e21 ("3", "100000000000000000000",
+** "0.30000000000000004"), with an exponent past them ("1e+300").  Lua's own
+** text was "3.0" and "1e+20". */
+static void float_text(char *out, size_t cap, double v) {
+  char e[64], digits[32];
+  if (v != v || v == HUGE_VAL || v == -HUGE_VAL) { snprintf(out, cap, "%s", v != v ? "nan" : v > 0 ? "inf" : "-inf"); return; }
+  if (v == floor(v) && fabs(v) < 9.2e18) { snprintf(out, cap, "%lld", (long long)v); return; }
+  for (int prec = 0; prec <= 16; prec++) {
+    snprintf(e, sizeof e, "%.*e", prec, v);
+    if (strtod(e, NULL) == v) break;
+  }
+  const char *p = e;
+  int neg = *p == '-', n = 0;
+  if (neg) p++;
+  for (; *p && *p != 'e'; p++) if (*p != '.') digits[n++] = *p;
+  while (n > 1 && digits[n - 1] == '0') n--;
+  digits[n] = '\0';
+  int exp = atoi(p + 1);
+  size_t o = 0;
+  if (neg) out[o++] = '-';
+  if (exp >= 21 || exp < -6)
+    snprintf(out + o, cap - o, "%c%s%se%c%d", digits[0], n > 1 ? "." : "", digits + 1, exp >= 0 ? '+' : '-', abs(exp));
+  else if (exp >= 0)
+    snprintf(out + o, cap - o, "%.*s%.*s%s%s", exp + 1 < n ? exp + 1 : n, digits,
+             exp + 1 > n ? exp + 1 - n : 0, "000000000000000000000", exp + 1 < n ? "." : "",
+             exp + 1 < n ? digits + exp + 1 : "");
+  else
+    snprintf(out + o, cap - o, "0.%.*s%s", -exp - 1, "000000", digits);
+}
+
+/* The value at idx as text (lua_tolstring), a float by float_text.  The value
+** at idx is replaced by the string. */
+static const char *val_str(lua_State *L, int idx, size_t *len) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx)) {
+    char buf[64];
+    float_text(buf, sizeof buf, (double)lua_tonumber(L, idx));
+    lua_pushstring(L, buf);
+    lua_replace(L, idx);
+  }
+  return lua_tolstring(L, idx, len);
+}
+
 static const char *opt_string(lua_State *L, int idx, const char *field, size_t *len) {
   int t = lua_getfield(L, idx, field);
   if (t == LUA_TNIL) { lua_pop(L, 1); return NULL; }
   if (t != LUA_TSTRING && t != LUA_TNUMBER) luaL_error(L, "mh.message: %s must be a string", field);
-  const char *s = lua_tolstring(L, -1, len);
+  const char *s = val_str(L, -1, len);
   lua_pop(L, 1);            /* still referenced by the table */
   return s;
 }
 
 static int add_attachments(lua_State *L, mh_msg *m, int idx) {
   if (lua_getfield(L, idx, "attachments") == LUA_TNIL) { lua_pop(L, 1); return 0; }
-  luaL_checktype(L, -1, LUA_TTABLE);
+  if (!lua_istable(L, -1))   /* named: luaL_checktype said "bad argument #-1 to 'build'" */
+    return luaL_error(L, "mh.message: attachments must be a list of paths or {path=, type=, name=} "
+                      "(got a %s%s)", luaL_typename(L, -1), lua_type(L, -1) == LUA_TSTRING ? ": one file is written {\"path\"}" : "");
   int at = lua_gettop(L);
   lua_Integer len = luaL_len(L, at);
   for (lua_Integer i = 1; i <= len; i++) {
@@ -143,6 +191,13 @@ static int add_attachments(lua_State *L, mh_msg *m, int idx) {
       lua_getfield(L, -3, "name");
       const char *path = cstr(L, -3, &cut);
       if (!path) return luaL_error(L, "mh.message: attachments[%d].path must be a string", (int)i);
+      /* a table or a boolean given as the type or the name was taken as none */
+      if (!lua_isnil(L, -2) && !lua_isstring(L, -2))
+        return luaL_error(L, "mh.message: attachments[%d].type must be a string (got a %s)", (int)i,
+                          luaL_typename(L, -2));
+      if (!lua_isnil(L, -1) && !lua_isstring(L, -1))
+        return luaL_error(L, "mh.message: attachments[%d].name must be a string (got a %s)", (int)i,
+                          luaL_typename(L, -1));
       const char *type = cstr(L, -2, &cut), *name = cstr(L, -1, &cut);
       rc = cut ? mh_msg_set_error(m, MH_EBADHDR, "attachments[%d]: NUL in the path, type or name", (int)i)
                : mh_msg_add_attachment(m, path, type, name);
@@ -164,7 +219,9 @@ static int cmp_names(const void *a, const void *b) {
 static int add_headers(lua_State *L, mh_msg *m, int idx) {
   int rc = 0;
   if (lua_getfield(L, idx, "headers") == LUA_TNIL) { lua_pop(L, 1); return 0; }
-  luaL_checktype(L, -1, LUA_TTABLE);
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "mh.message: headers must be a table {[\"X-Name\"] = \"value\"} or {{\"X-Name\", \"value\"}, ...} "
+                      "(got a %s)", luaL_typename(L, -1));
   int h = lua_gettop(L);
   lua_Integer len = luaL_len(L, h);
   if (len > 0) {            /* a list of {name, value} pairs: in that order */
@@ -175,7 +232,7 @@ static int add_headers(lua_State *L, mh_msg *m, int idx) {
       lua_geti(L, -2, 2);
       size_t vn;
       int cut = 0;
-      const char *name = cstr(L, -2, &cut), *value = lua_tolstring(L, -1, &vn);
+      const char *name = cstr(L, -2, &cut), *value = lua_isnumber(L, -1) ? val_str(L, -1, &vn) : lua_tolstring(L, -1, &vn);
       if (!name || !value) return luaL_error(L, "mh.message: headers[%d] must be {name, value}", (int)i);
       rc = cut ? mh_msg_set_error(m, MH_EBADHDR, "headers[%d]: CR, LF or NUL in the header name", (int)i)
                : mh_msg_add_header(m, name, value, vn);
@@ -209,7 +266,7 @@ static int add_headers(lua_State *L, mh_msg *m, int idx) {
     for (size_t i = 0; i < n && rc == 0; i++) {
       size_t vn;
       lua_getfield(L, h, names[i]);
-      const char *value = lua_tolstring(L, -1, &vn);
+      const char *value = val_str(L, -1, &vn);
       rc = mh_msg_add_header(m, names[i], value, vn);
       lua_pop(L, 1);
     }
@@ -265,6 +322,10 @@ static int l_build(lua_State *L) {
   lua_getfield(L, 1, "date");
   int whole = 1;
   time_t now = lua_isnil(L, -1) ? time(NULL) : (time_t)lua_tointegerx(L, -1, &whole);
+  if (!whole && lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == floor(lua_tonumber(L, -1)))
+    /* whole but past 64 bits (1e300): out of range, as 253402300800 is (not "must be whole") */
+    return build_fail(L, u, mh_msg_set_error(m, MH_EINVAL, "date: %s is out of range (seconds since 1970, "
+                                             "up to the year 9999)", lua_tostring(L, -1)), "date");
   if (!whole)   /* misuse: raises, naming the field (not "bad argument #-1 to 'build'") */
     return luaL_error(L, "mh.message: date must be whole seconds since 1970 (got %s)", luaL_tolstring(L, -1, NULL));
   lua_pop(L, 1);
@@ -361,8 +422,12 @@ static int l_valid_address(lua_State *L) {
 /* date([t]) -> "Fri, 4 Dec 2026 13:30:32 +0100" (now by default): the Date rule */
 static int l_date(lua_State *L) {
   char out[64];
-  lua_Integer t = luaL_optinteger(L, 1, (lua_Integer)time(NULL));
-  luaL_argcheck(L, mh_msg_date_ok((time_t)t), 1, "out of range (seconds since 1970, up to the year 9999)");
+  int whole = 1;
+  lua_Integer t = lua_isnoneornil(L, 1) ? (lua_Integer)time(NULL) : lua_tointegerx(L, 1, &whole);
+  if (!whole && !(lua_type(L, 1) == LUA_TNUMBER && lua_tonumber(L, 1) == floor(lua_tonumber(L, 1))))
+    luaL_argerror(L, 1, "must be whole seconds since 1970");
+  /* 1e300 is whole but no integer: out of range, not "no integer representation" */
+  luaL_argcheck(L, whole && mh_msg_date_ok((time_t)t), 1, "out of range (seconds since 1970, up to the year 9999)");
   mh_msg_date(out, sizeof out, (time_t)t);
   lua_pushstring(L, out);
   return 1;

@@ -180,6 +180,20 @@ static mh_budget *slice_switch(mh_budget *b);
 static void hook_arm(lua_State *co, mh_budget *b);
 static int budget_over(mh_budget *b);
 static const char *budget_why(mh_budget *b, char *buf, size_t n);
+
+#define MAX_ERROR 1000      /* bytes of a task's error kept for the log and its rule's failure */
+
+/* A task's error as logged and reported: its start, cut on a UTF-8 character
+** boundary past MAX_ERROR bytes with how much was cut (an error may carry an
+** event's value of megabytes; cut silently by the log, the traceback after it
+** was lost too).  Pushed on co when cut. */
+static const char *bounded_error(lua_State *co, const char *msg) {
+  size_t n = strlen(msg), cut = MAX_ERROR;
+  if (n <= MAX_ERROR || !lua_checkstack(co, 2)) return msg;
+  while (cut > 0 && ((unsigned char)msg[cut] & 0xc0) == 0x80) cut--;
+  lua_pushlstring(co, msg, cut);
+  return lua_pushfstring(co, "%s ... (%I more bytes)", lua_tostring(co, -1), (lua_Integer)(n - cut));
+}
 static void rule_task_finished(mh_task *t, const char *msg);
 
 static void ready_cb(uv_idle_t *h) {
@@ -291,6 +305,7 @@ static void finish(mh_task *t, int status, int nres) {
       else
         msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
     }
+    msg = bounded_error(co, msg);
     luaL_traceback(L, co, msg, 0);
     if (!t->quiet) {
       if (t->budget) mh_error("%s (a task of %s): %s", t->name, t->budget->label, lua_tostring(L, -1));
@@ -679,7 +694,8 @@ typedef struct {
 
 /* Rule tasks that failed (spawned tasks: their rule_call was over), for
 ** core.rule_tasks_wait(); waiters resumed when rule_tasks_live drops to 0. */
-typedef struct rt_failure { struct rt_failure *next; char text[400]; } rt_failure;
+/* text: "LABEL (a task it started, NAME): ERROR", the error within MAX_ERROR */
+typedef struct rt_failure { struct rt_failure *next; char text[MAX_ERROR + 600]; } rt_failure;
 static rt_failure *rt_failures, **rt_failures_tail = &rt_failures;
 typedef struct rt_waiter { mh_wait w; struct rt_waiter *next; } rt_waiter;
 static rt_waiter *rt_waiters;
@@ -1244,7 +1260,7 @@ static int l_budget_limits(lua_State *L) {
     }
     if (lua_getfield(L, 1, "grace") != LUA_TNIL) {
       v = luaL_checknumber(L, -1);
-      luaL_argcheck(L, v >= 0 && v < 1e6, 1, "grace must be >= 0");
+      luaL_argcheck(L, v >= 0 && v < 1e6, 1, "grace must be 0 up to 1e6 seconds");
       limits.grace = v;
     }
     lua_settop(L, 1);
@@ -1504,9 +1520,16 @@ static void sleep_cancel(mh_wait *w) {
   uv_close((uv_handle_t *)&r->timer, free_handle_cb);
 }
 
+/* A duration in seconds, 0 up to (not including) 1e9 (31 years: past it the
+** milliseconds would not fit a timer), as milliseconds.  Each way out of the
+** range is named as it is: 1e300 "must be below", not "must be >= 0". */
 static uint64_t to_ms(lua_State *L, int idx) {
   lua_Number s = luaL_checknumber(L, idx);
-  luaL_argcheck(L, s >= 0 && s < 1e9, idx, "seconds must be >= 0");
+  if (s != s) luaL_argerror(L, idx, "seconds must be a number, not NaN");
+  if (s < 0) luaL_argerror(L, idx, lua_pushfstring(L, "seconds must be >= 0 (got %s)", luaL_tolstring(L, idx, NULL)));
+  if (s >= 1e9)
+    luaL_argerror(L, idx, lua_pushfstring(L, "seconds must be below 1e9 (about 31 years; got %s)",
+                                          luaL_tolstring(L, idx, NULL)));
   return (uint64_t)(s * 1000.0 + 0.5);
 }
 

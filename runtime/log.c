@@ -73,7 +73,17 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   init_from_env();
   if (level < min_level) return;
   char msg[2048];
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  int full = vsnprintf(msg, sizeof msg, fmt, ap);
+  if (full >= (int)sizeof msg) {
+    /* a longer message (a rule's error quoting an event's value of megabytes):
+       its start, cut on a UTF-8 boundary, and how much is not shown (was cut
+       without a word) */
+    char tail[48];
+    size_t keep = sizeof msg - sizeof tail;
+    while (keep > 0 && ((unsigned char)msg[keep] & 0xc0) == 0x80) keep--;
+    snprintf(tail, sizeof tail, " ... (%lld more bytes)", (long long)full - (long long)keep);
+    memcpy(msg + keep, tail, strlen(tail) + 1);
+  }
   /* text from outside (a server's reply, a file name, a header) must not
      drive the terminal that shows the log: control bytes but newline and
      tab become '?' (an escape sequence, a CR that rewrites the line) */

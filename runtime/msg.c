@@ -32,6 +32,7 @@
 #define B64_LINE 57         /* input bytes per 76-column base64 line */
 #define CHUNK (B64_LINE * 1024)  /* attachment bytes read at a time */
 #define OUT_FLUSH 65536     /* write to the descriptor when this much is buffered */
+#define MAX_FILE_NAME 255   /* an attachment's shown name: longer ones are cut (NAME_MAX) */
 
 typedef struct {
   char *name;               /* display name (UTF-8) or NULL */
@@ -490,6 +491,73 @@ static int valid_type(const char *t) {
   return 1;
 }
 
+/* The file name an attachment is shown with (RFC 2183 2.3: a sender should
+** not put a path in it; a reader that saves "../../.bashrc" or "/etc/passwd"
+** as given writes where it must not).  Writes to out (MAX_FILE_NAME + 1
+** bytes): the last component of in, after the last '/' or '\' and a drive
+** ("C:"), with every byte that could trick the reader made '_': control bytes
+** (TAB, ESC, DEL), bytes that are not UTF-8, and the invisible direction marks
+** and overrides (U+200E/F, U+202A-E, U+2066-9, U+061C: "invoice\u202Efdp.exe"
+** shows as invoiceexe.pdf), and the look-alike slashes a Windows code page
+** maps to / or \ (U+FF0F, U+FF3C, U+2215, U+2216, U+2044, U+FE68).  A
+** longer name is cut to MAX_FILE_NAME bytes on a character boundary, keeping
+** its extension (a name is not worth refusing the message over).  Spaces
+** around it and dots at its end are dropped.  Returns 0 (out "") when nothing
+** is left ("..", "dir/", " "), else 1. */
+static int shown_name(char *out, const char *in) {
+  const char *s = in;
+  for (const char *p = in; *p; p++)
+    if (*p == '/' || *p == '\\') s = p + 1;
+  if (((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')) && s[1] == ':') s += 2;
+  size_t o = 0, n = strlen(s);
+  char *tmp = malloc(n + 1);     /* never longer than s: each byte kept or one '_' */
+  if (!tmp) { snprintf(out, MAX_FILE_NAME + 1, "attachment"); return 1; }
+  for (size_t i = 0; i < n; ) {
+    const unsigned char *c = (const unsigned char *)s + i;
+    size_t k = c[0] < 0x80 ? 1 : (c[0] & 0xe0) == 0xc0 ? 2 : (c[0] & 0xf0) == 0xe0 ? 3 : (c[0] & 0xf8) == 0xf0 ? 4 : 0;
+    int bad = k == 0 || i + k > n;
+    for (size_t j = 1; !bad && j < k; j++) bad = (c[j] & 0xc0) != 0x80;
+    if (!bad && k == 2) bad = c[0] < 0xc2;
+    int mark = 0;          /* a whole character made '_' (a direction mark) */
+    if (!bad && k == 2) mark = c[0] == 0xd8 && c[1] == 0x9c;
+    if (!bad && k == 3) {
+      unsigned cp = (unsigned)(c[0] & 0x0f) << 12 | (unsigned)(c[1] & 0x3f) << 6 | (c[2] & 0x3f);
+      bad = cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff);
+      mark = cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+             /* slashes a Windows "best fit" code page turns into / or \ when the
+                reader saves the file: "..／..／x" would become a path again */
+             cp == 0xff0f || cp == 0xff3c || cp == 0x2215 || cp == 0x2216 || cp == 0x2044 || cp == 0xfe68;
+    }
+    if (!bad && k == 4) {
+      unsigned cp = (unsigned)(c[0] & 0x07) << 18 | (unsigned)(c[1] & 0x3f) << 12 |
+                    (unsigned)(c[2] & 0x3f) << 6 | (c[3] & 0x3f);
+      bad = cp < 0x10000 || cp > 0x10ffff;
+    }
+    if (!bad && k == 1 && (c[0] < 0x20 || c[0] == 0x7f)) bad = 1;
+    if (bad || mark) { tmp[o++] = '_'; i += bad ? 1 : k; continue; }
+    memcpy(tmp + o, c, k);
+    o += k;
+    i += k;
+  }
+  /* spaces around it and dots at its end go (Windows drops them when it saves:
+     "x.pdf ." would be shown as one name and saved as another) */
+  while (o > 0 && (tmp[o - 1] == ' ' || tmp[o - 1] == '.')) o--;
+  tmp[o] = '\0';
+  char *t = tmp + strspn(tmp, " ");
+  o -= (size_t)(t - tmp);
+  if (o == 0) { out[0] = '\0'; free(tmp); return 0; }   /* nothing, or only dots and spaces */
+  if (o <= MAX_FILE_NAME) { memcpy(out, t, o + 1); free(tmp); return 1; }
+  /* too long: the head cut on a character boundary, then the extension */
+  const char *ext = strrchr(t, '.');
+  size_t el = ext && ext != t && strlen(ext) <= 16 ? strlen(ext) : 0;
+  size_t head = MAX_FILE_NAME - el;
+  while (head > 0 && ((unsigned char)t[head] & 0xc0) == 0x80) head--;
+  memcpy(out, t, head);
+  memcpy(out + head, t + o - el, el + 1);
+  free(tmp);
+  return 1;
+}
+
 int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const char *name) {
   struct stat st;
   if (m->finished) return fail(m, MH_EINVAL, "message already finished");
@@ -511,14 +579,13 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
                 "of a message", path, (long long)(m->att_bytes + (int64_t)st.st_size),
                 mh_fsutil_size(lim, sizeof lim, MH_LIMIT_MESSAGE));
   }
-  if (!name || !*name) {
-    const char *slash = strrchr(path, '/');
-    name = slash ? slash + 1 : path;
-  }
-  if (!*name) return fail(m, MH_EINVAL, "attachment %s: no file name", path);
-  if (has_crlfnul(name, strlen(name)))
+  if (name && has_crlfnul(name, strlen(name)))
     return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the file name", path);
-  if (strlen(name) > 255) return fail(m, MH_EINVAL, "attachment %s: file name longer than 255 bytes", path);
+  char shown[MAX_FILE_NAME + 1];
+  if (!shown_name(shown, name && *name ? name : path))
+    shown_name(shown, path);     /* "../..", "dir/", "...": the file's own name */
+  if (!*shown) snprintf(shown, sizeof shown, "attachment");
+  name = shown;
   if (!type || !*type) type = mh_msg_type_for(name);
   if (has_crlfnul(type, strlen(type)))
     return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the content type", path);

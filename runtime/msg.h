@@ -86,7 +86,9 @@ int mh_msg_set_html(mh_msg *m, const char *s, size_t len);
 /* Attaches the file at path (read only when the message is written, in chunks).
 ** type: "type/subtype[; params]" or NULL for one from the extension
 ** (mh_msg_type_for); name: the file name shown to the reader or NULL for the
-** base name of path.  The file must exist and be a readable regular file now,
+** base name of path, either made a safe file name (its last path component,
+** control bytes, non-UTF-8 and direction marks as '_', at most 255 bytes;
+** nothing or only dots left: path's own name; docs/message.md).  The file must exist and be a readable regular file now,
 ** of at most MH_LIMIT_ATTACHMENT bytes (opened by fsutil's rule: never a FIFO
 ** or a device, MH_ENOTREG; MH_ELIMIT past the limit, also if it grows before
 ** it is written): else the error names the path. */

@@ -139,15 +139,23 @@ static int fault_at(const char *where) {
 
 /* ------------------------------------------------------------ helpers */
 
-/* Formats "what: why" into err (when err is given); returns code. */
+/* Formats "what: why" into err (when err is given); returns code.  The
+** message may quote a caller's value (an envelope address given with CR,
+** LF or ESC in it): a control byte is shown as \xNN, so the error printed or
+** logged can neither start a forged line nor drive a terminal. */
 static int fail(char *err, int code, const char *fmt, ...) {
   if (err) {
     va_list ap;
-    size_t n;
+    size_t n = 0;
+    char raw[MH_SPOOL_ERRLEN];
     va_start(ap, fmt);
-    vsnprintf(err, MH_SPOOL_ERRLEN, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    n = strlen(err);
+    for (const unsigned char *c = (const unsigned char *)raw; *c && n + 5 < MH_SPOOL_ERRLEN; c++) {
+      if (*c < 0x20 || *c == 0x7f) n += (size_t)snprintf(err + n, MH_SPOOL_ERRLEN - n, "\\x%02x", *c);
+      else err[n++] = (char)*c;
+    }
+    err[n] = '\0';
     if (code != MH_ECORRUPT && code != MH_EUNSAFE)  /* these messages say it themselves */
       snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code));
   }

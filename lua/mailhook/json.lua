@@ -11,6 +11,42 @@ local ESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "
 
 local function utf8char(cp) return utf8.char(cp) end
 
+-- The significant digits of a number's text ("-0.01250e3" -> "125"): what a
+-- caller wrote, to compare with what a float keeps.
+local function digits(t)
+  local mant = t:gsub("^-", ""):gsub("[eE].*$", ""):gsub("%.", "")
+  return (mant:gsub("^0+", ""):gsub("0+$", ""))
+end
+
+-- The shortest text a float reads back from (%.15g, else %.16g, else %.17g).
+local function shortest(f)
+  for prec = 15, 17 do
+    local t = string.format("%." .. prec .. "g", f)
+    if tonumber(t) == f then return t end
+  end
+  return string.format("%.17g", f)
+end
+M.shortest = shortest
+
+-- number(text) -> the value of a JSON number, exact: an integer when the text
+-- is one within 64 bits; a float when the float holds every digit written
+-- (19.99, 1.5e3 -> 1500, 1e20); else the text itself, as a string, so that a
+-- ticket number or caller id of 20 digits (9223372036854775808 and up, past
+-- 2^63) or a 25-digit decimal reaches the mail with none of its digits lost
+-- instead of as 9.2233720368548e+18 (docs/rules.md).
+function M.number(num, fail)
+  local v = tonumber(num)
+  if math.type(v) == "integer" then return v end
+  if not num:find("[.eE]") then return num end   -- an integer past 64 bits: as written, any length
+  -- 1e400 would be inf: a value no JSON can hold (encode writes null)
+  if v == math.huge or v == -math.huge then
+    if fail then fail("number out of range") end
+    return nil
+  end
+  if digits(num) ~= digits(shortest(v)) then return num end
+  return math.tointeger(v) or v
+end
+
 function M.decode(s)
   if type(s) ~= "string" then return nil, "expected a string" end
   local pos = 1
@@ -127,9 +163,7 @@ function M.decode(s)
         p = p + 1 + #ex
       end
       local num = s:sub(pos, p - 1)
-      local v = math.tointeger(tonumber(num)) or tonumber(num)
-      -- 1e400 would be inf: a value no JSON can hold (encode writes null)
-      if v == math.huge or v == -math.huge then fail("number out of range") end
+      local v = M.number(num, fail)   -- fails where the number starts
       pos = pos + #num
       return v
     elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4; return true

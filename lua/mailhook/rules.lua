@@ -90,7 +90,7 @@ local notes, late = {}, {}
 function rules.note_enqueue_failure(err, info)
   local id, label = core.budget()
   if not id then return end
-  core.log("error", string.format("%s: mh.enqueue failed: %s", label, tostring(err)))
+  core.log("error", string.format("%s: mh.enqueue failed: %s", label, rules.error_text(err)))
   local rec = { err = tostring(err), info = info, label = label }
   local list = notes[id]
   if list then
@@ -126,6 +126,58 @@ local function unhandled(list)
   for _, r in ipairs(list or {}) do
     if not (type(r.info) == "table" and r.info.handled == true) then return r end
   end
+end
+
+-- error_text(err [, max]) -> a rule's error as one bounded line for stderr and
+-- the log.  The text may carry event values (error("bad caller " .. ev.caller))
+-- and be any size (3 MB seen): control bytes (CR, LF, ESC...) and C1 controls
+-- are escaped (\r, \n, \27, so no line can be forged nor a terminal driven),
+-- bytes of invalid UTF-8 too, and past max bytes (1000) the start is kept and
+-- the rest counted: "... (2999000 more bytes)".
+rules.max_error = 1000
+local ERR_ESC = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+function rules.error_text(err, max)
+  local s = tostring(err)
+  max = max or rules.max_error
+  local valid = utf8.len(s) ~= nil   -- else every byte over 127 is escaped
+  local out, n, i = {}, 0, 1
+  while i <= #s do
+    local c = s:byte(i)
+    local piece
+    if c < 32 or c == 127 then
+      piece = ERR_ESC[string.char(c)] or ("\\" .. c)
+    elseif c < 128 then
+      piece = s:match("^[^%c\128-\255]+", i):sub(1, max - n)   -- a run of plain ASCII, what fits
+      if piece == "" then break end
+    elseif not valid then
+      piece = "\\" .. c
+    else
+      local len = c >= 0xF0 and 4 or c >= 0xE0 and 3 or 2
+      piece = s:sub(i, i + len - 1)
+      if c == 0xC2 and s:byte(i + 1) < 0xA0 then piece = "\\194\\" .. s:byte(i + 1) end   -- C1 controls
+    end
+    local used = (c < 128 and c >= 32 and c ~= 127) and #piece or (c >= 128 and valid and (c >= 0xF0 and 4 or
+                 c >= 0xE0 and 3 or 2) or 1)
+    if n + #piece > max then break end
+    out[#out + 1] = piece
+    n = n + #piece
+    i = i + used
+  end
+  local text = table.concat(out)
+  if i <= #s then text = text .. " ... (" .. (#s - i + 1) .. " more bytes)" end
+  return text
+end
+
+-- log_failure(label, err, tb): "LABEL failed: ERROR" in the log, the error as
+-- error_text shows it, then the traceback's lines (the log continues an entry
+-- on tab-led lines: they cannot pose as entries of their own).
+function rules.log_failure(label, err, tb)
+  local msg = tostring(err)
+  local trace = ""
+  if type(tb) == "string" and tb:sub(1, #msg) == msg then trace = tb:sub(#msg + 1)
+  elseif type(tb) == "string" and tb ~= msg then trace = "\n" .. tb end
+  if #trace > 8 * rules.max_error then trace = trace:sub(1, 8 * rules.max_error) .. "\n..." end
+  core.log("error", label .. " failed: " .. rules.error_text(msg) .. trace)
 end
 
 -- run(label, fn, ...) -> true, results... | false, message, traceback
@@ -186,9 +238,8 @@ function rules.emit(event, fields)
     tasks[i] = core.spawn(function()
       local ok, err, tb = rules.run(label, h.fn, ev)
       if not ok then
-        core.log("error", label .. " failed: " .. tostring(tb or err))
-        failures[#failures + 1] = { handler = h.name, event = event,
-                                    error = (tostring(err):match("^[^\n]*")) }
+        rules.log_failure(label, err, tb)
+        failures[#failures + 1] = { handler = h.name, event = event, error = rules.error_text(err) }
       end
     end)
   end
@@ -229,8 +280,8 @@ local function rule_env(path)
       if type(fn) ~= "function" then error("every(seconds, fn): fn must be a function", 2) end
       local label = "every@" .. describe(fn)
       local h = core.rstate.ticker(seconds, function()
-        local ok, _, tb = rules.run(label, fn)
-        if not ok then core.log("error", label .. " failed: " .. tostring(tb)) end
+        local ok, err, tb = rules.run(label, fn)
+        if not ok then rules.log_failure(label, err, tb) end
       end)
       file_timers[#file_timers + 1] = h
       return h
@@ -393,12 +444,13 @@ function rules.dispatch(event, fields)
   if core.current_task() and coroutine.isyieldable() then core.rule_tasks_wait() end
   for _, f in ipairs(core.rule_failures()) do
     ok = false
-    msgs[#msgs + 1] = f
+    -- a task's error (an event's value may be in it), its error cut by the core
+    msgs[#msgs + 1] = rules.error_text(f, 2 * rules.max_error)
   end
   for _, r in ipairs(late) do
     if not (type(r.info) == "table" and r.info.handled == true) then
       ok = false
-      msgs[#msgs + 1] = r.label .. " failed: its mail was not queued: mh.enqueue failed: " .. r.err
+      msgs[#msgs + 1] = r.label .. " failed: its mail was not queued: mh.enqueue failed: " .. rules.error_text(r.err)
     end
   end
   late = {}

@@ -124,6 +124,45 @@ local HTML = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;"
 
 local function fold(s) return (s:gsub("[%z\1-\8\10-\31\127]", " ")) end
 
+-- A value as a template shows it.  A number as a person writes it (the rule
+-- of JavaScript's Number#toString): Lua's tostring gives 3.0 for a whole float
+-- (a sum, a JSON 3.0), 1e+20 for a large one and 14 digits of 0.1 + 0.2; here
+-- the shortest digits that read back exactly, written out in full from 1e-6
+-- up to 1e21 (3, 100000000000000000000, 0.30000000000000004), with an
+-- exponent past them (1e+300, not 301 digits of binary noise).  An integer
+-- past 2^63 in the event's JSON is a string already (mailhook.json keeps its digits).
+local function show_float(v)
+  if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+  local i = math.tointeger(v)
+  if i then return string.format("%d", i) end
+  local e
+  for prec = 0, 16 do   -- the fewest digits that read back as v
+    e = string.format("%." .. prec .. "e", v)
+    if tonumber(e) == v then break end
+  end
+  local sign, d1, rest, exp = e:match("^(-?)(%d)%.?(%d*)e([-+]%d+)$")
+  local digits = (d1 .. rest):gsub("0+$", "")
+  if digits == "" then digits = "0" end
+  exp = tonumber(exp)
+  local body
+  if exp >= 21 or exp < -6 then
+    body = digits:sub(1, 1) .. (#digits > 1 and ("." .. digits:sub(2)) or "") ..
+           "e" .. (exp >= 0 and "+" or "-") .. math.abs(exp)
+  elseif exp >= 0 then
+    if #digits <= exp + 1 then body = digits .. string.rep("0", exp + 1 - #digits)
+    else body = digits:sub(1, exp + 1) .. "." .. digits:sub(exp + 2) end
+  else
+    body = "0." .. string.rep("0", -exp - 1) .. digits
+  end
+  return sign .. body
+end
+M.number_text = show_float
+
+local function show(v)
+  if math.type(v) == "float" then return show_float(v) end
+  return tostring(v)
+end
+
 local function render(node, scopes, out, missing, seen, opts)
   for _, n in ipairs(node.children) do
     if n.kind == "text" then
@@ -138,7 +177,7 @@ local function render(node, scopes, out, missing, seen, opts)
           s = ""
         end
       else
-        s = type(v) == "table" and "" or tostring(v)
+        s = type(v) == "table" and "" or show(v)
       end
       if opts.header then s = fold(s)
       elseif opts.html and not n.raw then s = s:gsub("[&<>\"']", HTML) end

@@ -15,6 +15,18 @@ on("att", function(ev)
   assert(mh.enqueue { to = "ops@example.com", subject = "att", text = "t",
                       attachments = {{ path = ev.file, name = ev.name, type = ev.type }} })
 end)
+on("fail", function(ev) error("bad value: " .. ev.v, 0) end)
+on("failbig", function(ev) error(string.rep("x", 3000000) .. "END", 0) end)
+on("failtask", function(ev) mh.spawn(function() error("task: " .. ev.v .. string.rep("y", tonumber(ev.n or 0)), 0) end) end)
+on("list", function(ev)
+  local f = assert(io.open(ev.out, "w"))
+  f:write(mh.template("{{#each items}}[{{.}}]{{/each}} {{#if gone}}present{{else}}absent{{/if}}")(ev), "\n", #ev.items, "\n")
+  f:close()
+end)
+on("id", function(ev)
+  local r = mh.template("Ticket {{id}} amount {{amount}}", { header = true })
+  assert(mh.enqueue { to = "ops@example.com", subject = r(ev), text = "id " .. ev.id })
+end)
 LUA
 ran="$T/rules/10-probe.lua.ran"
 pickup() { ls "$T/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
@@ -156,6 +168,52 @@ is "$(exn)" $((before + 3)) "three sent, the fourth throttled (max 3 per source)
 is "$(exn)" $((before + 4)) "another long source with the same first 300 characters: its own throttle"
 ok "$(ls "$T/ex/spool/state/rules/throttle" | awk 'length($0) > 255 { bad = 1 } END { exit bad }'; echo $?)" \
   "the state files' names fit a file system's 255 bytes"
+
+# A rule's error may carry an event's value: on stderr and in the log it is
+# one line, its control bytes escaped (no forged line, no terminal escape), and
+# at most ~1000 bytes with how much was cut (a 3 MB error was printed whole).
+out=$("$MAILHOOK" hook fail v=$'a\r\x1b[31mred\n2026-01-01T00:00:00.000+00:00 error FORGED' 2>&1); rc=$?
+is "$rc" 1 "a failing rule: exit 1"
+like "$out" 'rule fail@10-probe.lua:[0-9]+ failed: bad value: a\\r\\27\[31mred\\n2026-01-01' "the error shown escaped"
+ok "$(printf '%s' "$out" | grep -q $'[\x1b\r]'; [ $? -ne 0 ]; echo $?)" "no ESC or CR byte on stderr or in the log"
+ok "$(printf '%s\n' "$out" | grep -q '^2026-01-01'; [ $? -ne 0 ]; echo $?)" "no forged log line"
+out=$("$MAILHOOK" hook failbig 2>&1)
+ok "$([ ${#out} -lt 8000 ]; echo $?)" "a 3 MB error: the output stays small (${#out} bytes)"
+like "$out" "mailhook hook failbig: rule failbig@10-probe.lua:[0-9]+ failed: x{900,} \.\.\. \(2999[0-9]{3} more bytes\)" \
+  "stderr keeps its start and says how much was cut"
+like "$out" "error rule failbig@10-probe.lua:[0-9]+ for event 'failbig' failed: x{900,} \.\.\. \([0-9]+ more bytes\)" \
+  "so does the log"
+like "$out" "stack traceback" "and the log keeps the traceback"
+out=$("$MAILHOOK" hook failtask v=$'a\x1b[2J\nFORGED' 2>&1)
+like "$out" '\(a task it started, [^)]*\): task: a\\27\[2J\\nFORGED' "a task's error on stderr: escaped"
+ok "$(printf '%s\n' "$out" | grep -q '^FORGED'; [ $? -ne 0 ]; echo $?)" "no line of its own"
+out=$("$MAILHOOK" hook failtask v=a n=3000000 2>&1)
+ok "$([ ${#out} -lt 8000 ]; echo $?)" "a task's 3 MB error: the output stays small (${#out} bytes)"
+like "$out" "task: ay{900,} \.\.\. \(2999[0-9]{3} more bytes\)" "its start kept, the cut counted"
+
+# A long numeric id (a ticket number past 2^63) in the JSON: every digit reaches
+# the mail, never 9.2233720368548e+18; a whole float is shown without .0
+n=$(pickup)
+printf '{"id":92233720368547758071234,"amount":12.0}' | "$MAILHOOK" hook id --json >/dev/null 2>&1
+is "$?" 0 "an event with a 23-digit id: hook exits 0"
+newest=$(ls -t "$T"/spool/pickup/*.eml | head -1)
+like "$(cat "$newest")" "Subject: Ticket 92233720368547758071234 amount 12"$'\r' "the subject has every digit, 12 not 12.0"
+like "$(cat "$newest")" "id 92233720368547758071234" "so has the text"
+
+# A null inside a JSON list keeps its place ("" there): dropped, it left a hole,
+# and {{#each}} and ipairs lost every element after it. A null value of a key: absent.
+printf '{"items":["a",null,"c"],"gone":null,"out":"%s"}' "$T/list.out" | "$MAILHOOK" hook list --json >/dev/null 2>&1
+is "$?" 0 "a list with a null: hook exits 0"
+is "$(cat "$T/list.out" 2>/dev/null | tr '\n' '|')" "[a][][c] absent|3|" "every element shown, the null as empty; a null key absent"
+
+# An attachment name from an event is a file name, never a path (RFC 2183)
+for nm in '../../.bashrc' '/etc/passwd' 'C:\Users\x\report.pdf' '..'; do
+  "$MAILHOOK" hook att file="$T/f.txt" "name=$nm" >/dev/null 2>&1
+  newest=$(ls -t "$T"/spool/pickup/*.eml | head -1)
+  want=${nm##*[/\\]}
+  case $want in ''|.|..) want=f.txt ;; esac
+  like "$(cat "$newest")" "filename=\"${want//./\\.}\"" "attachment name '$nm' sent as $want"
+done
 
 is "$(ls "$T/spool/tmp" 2>/dev/null | wc -l)" 0 "nothing left in tmp/"
 ok "$(ls "$T/spool/pickup" | grep -q .; echo $?)" "the first message is still queued"

@@ -13,7 +13,7 @@ end
 
 tap.test("date out of range: an error naming it, never a crash", function(t)
   for _, d in ipairs { 1000000000000000000, -1000000000000000000, math.mininteger, math.maxinteger, 1 << 62, -1,
-                       253402300800 } do
+                       253402300800, 1e300, -1e300 } do   -- 1e300: whole, so out of range (not "must be whole")
     local m, err, info = build(d)
     t:is(m, nil, "date " .. d .. ": no message")
     t:ok(tostring(err):find("date: " .. d .. " is out of range (seconds since 1970, up to the year 9999)", 1, true),
@@ -32,7 +32,7 @@ tap.test("dates inside the range are written", function(t)
 end)
 
 tap.test("a date that is not whole seconds: misuse, raised naming the field", function(t)
-  for _, d in ipairs { 1e300, 0 / 0, 1.5, "x", {} } do
+  for _, d in ipairs { 0 / 0, 1.5, "x", {} } do
     local ok, err = pcall(build, d)
     t:ok(not ok, "date " .. tostring(d) .. " raises")
     t:like(err, "mh%.message: date must be whole seconds since 1970", "naming the field: " .. tostring(err))

@@ -39,4 +39,28 @@ tap.test("strictness, with positions", function(t)
   end
 end)
 
+-- A long numeric id (a caller id, a ticket number) past 64 bits, or a decimal
+-- with more digits than a float holds, keeps every digit: the text as written.
+tap.test("numbers are exact: past 2^63 and long decimals stay the digits written", function(t)
+  local v = assert(json.decode([[{"id":9223372036854775808,"neg":-9223372036854775809,"max":9223372036854775807,
+    "min":-9223372036854775808,"ticket":123456789012345678901234567890,"e20":100000000000000000000,
+    "pi":3.14159265358979323846264,"price":19.99,"whole":3.0,"e":1.5e3,"big":1e20,"tiny":2.5e-3}]]))
+  t:is(v.id, "9223372036854775808", "2^63: the digits, not 9.2233720368548e+18")
+  t:is(v.neg, "-9223372036854775809", "below -2^63: the digits")
+  t:is(v.max, math.maxinteger, "2^63-1: an integer")
+  t:is(math.type(v.max), "integer", "an integer")
+  t:is(v.min, math.mininteger, "-2^63: an integer")
+  t:is(v.ticket, "123456789012345678901234567890", "30 digits kept")
+  t:is(v.e20, "100000000000000000000", "10^20 written out: kept as written")
+  t:is(v.pi, "3.14159265358979323846264", "a decimal a float cannot hold: as written")
+  t:is(v.price, 19.99, "19.99: a float that holds it")
+  t:is(v.whole, 3, "3.0: the integer 3")
+  t:is(math.type(v.whole), "integer", "an integer")
+  t:is(v.e, 1500, "1.5e3: 1500")
+  t:is(v.big, 1e20, "1e20: a float (exact)")
+  t:is(v.tiny, 0.0025, "2.5e-3")
+  local digits = string.rep("7", 400)
+  t:is(json.decode("[" .. digits .. "]")[1], digits, "an integer of 400 digits: as written (not out of range)")
+end)
+
 return tap.done()

@@ -175,4 +175,61 @@ tap.test("long lines and non-ASCII", function(t)
   t:like(why, "label", "with a reason")
 end)
 
+-- A wrong type names its field (not "bad argument #-1 to 'build'"); a table
+-- or a boolean given as an attachment's name or type is misuse, not "none".
+tap.test("misuse names the field", function(t)
+  local base = function(extra)
+    local c = { from = "a@example.com", to = "x@example.com" }
+    for k, v in pairs(extra) do c[k] = v end
+    return c
+  end
+  for _, c in ipairs {
+    { { attachments = "/tmp/x.pdf" }, "attachments must be a list of paths or {path=, type=, name=} %(got a string: " ..
+      'one file is written {"path"}%)' },
+    { { attachments = 42 }, "attachments must be a list .* %(got a number%)" },
+    { { headers = "X-A: b" }, "headers must be a table .* %(got a string%)" },
+    { { attachments = { { path = "/etc/hostname", name = {} } } }, "attachments%[1%]%.name must be a string %(got a table%)" },
+    { { attachments = { { path = "/etc/hostname", type = true } } }, "attachments%[1%]%.type must be a string %(got a boolean%)" },
+  } do
+    local ok, err = pcall(mh.message, base(c[1]))
+    t:ok(not ok, "raises: " .. c[2])
+    t:like(tostring(err), c[2], "named")
+    t:ok(not tostring(err):find("bad argument #-1", 1, true), "no 'bad argument #-1'")
+  end
+end)
+
+-- A number given as the subject or a header value: written as a person
+-- writes it (Lua's own text was "3.0" and "1e+20").
+tap.test("numbers as subject and header values", function(t)
+  for _, c in ipairs {
+    { 3.0, "3" }, { 1e20, "100000000000000000000" }, { 0.1 + 0.2, "0.30000000000000004" }, { 19.99, "19.99" },
+    { 42, "42" }, { math.mininteger, "-9223372036854775808" }, { 1e300, "1e+300" }, { 1.5e-7, "1.5e-7" },
+    { 0.000001, "0.000001" }, { -123.456, "-123.456" }, { 2.0^63, "9223372036854776000" }, { 1 / 3, "0.3333333333333333" },
+  } do
+    local m = assert(mh.message { from = "a@example.com", to = "x@example.com", subject = c[1],
+                                  headers = { ["X-N"] = c[1] } })
+    local b = m:bytes()
+    t:like(b, "\r\nSubject: " .. c[2]:gsub("%p", "%%%0") .. "\r\n", "subject " .. c[2])
+    t:like(b, "\r\nX%-N: " .. c[2]:gsub("%p", "%%%0") .. "\r\n", "header " .. c[2])
+    m = assert(mh.message { from = "a@example.com", to = "x@example.com", headers = { { "X-L", c[1] } } })
+    t:like(m:bytes(), "\r\nX%-L: " .. c[2]:gsub("%p", "%%%0") .. "\r\n", "header list " .. c[2])
+  end
+end)
+
+-- A date that is whole but past 64 bits (1e300) is out of range, as
+-- 253402300800 is: not "must be whole seconds", not "no integer representation".
+tap.test("date: 1e300 is out of range", function(t)
+  local m, err, info = mh.message { from = "a@example.com", to = "x@example.com", date = 1e300 }
+  t:is(m, nil, "refused")
+  t:like(err, "date: 1e%+300 is out of range %(seconds since 1970, up to the year 9999%)", "named as out of range")
+  t:is(info and info.field, "date", "field date")
+  local ok, e = pcall(mh.message, { from = "a@example.com", to = "x@example.com", date = 1.5 })
+  t:ok(not ok and e:find("date must be whole seconds", 1, true), "1.5: must be whole")
+  ok, e = pcall(mh.core.msg.date, 1e300)
+  t:ok(not ok and e:find("out of range", 1, true) and not e:find("integer representation", 1, true),
+       "msg.date(1e300): out of range: " .. tostring(e))
+  ok, e = pcall(mh.core.msg.date, 1.5)
+  t:ok(not ok and e:find("must be whole seconds", 1, true), "msg.date(1.5): must be whole: " .. tostring(e))
+end)
+
 return tap.done()

@@ -312,4 +312,19 @@ tap.test("a failed mh.enqueue fails the rule unless the rule marks it handled", 
   rules.clear()
 end)
 
+-- A rule's error as stderr and the log show it: one line, escaped, bounded.
+tap.test("error_text: escaped, one line, bounded with the cut counted", function(t)
+  local rules = require "mailhook.rules"
+  t:is(rules.error_text("a\r\27[2J\nb\tc\127"), "a\\r\\27[2J\\nb\\tc\\127", "control bytes escaped")
+  t:is(rules.error_text("caf\195\169 \194\155x"), "caf\195\169 \\194\\155x", "UTF-8 kept, a C1 control (CSI) escaped")
+  t:is(rules.error_text("a\255b"), "a\\255b", "not UTF-8: the byte escaped")
+  t:is(rules.error_text(string.rep("x", 3000)), string.rep("x", 1000) .. " ... (2000 more bytes)", "cut at 1000")
+  local e = rules.error_text(string.rep("\195\169", 600))
+  t:is(e, string.rep("\195\169", 500) .. " ... (200 more bytes)", "cut on a character boundary")
+  e = rules.error_text(string.rep("\27", 600))
+  t:is(#e <= 1000 + 30, true, "escapes count toward the bound (" .. #e .. " bytes)")
+  t:like(e, " %.%.%. %(" .. (600 - 333) .. " more bytes%)$", "the bytes not shown are counted")
+  t:is(rules.error_text(setmetatable({}, { __tostring = function() return "obj\n" end })), "obj\\n", "an object")
+end)
+
 return tap.done()

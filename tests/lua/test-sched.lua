@@ -73,4 +73,20 @@ tap.test("plain coroutine.yield in a task lets other tasks run", function(t)
   t:same(trace, { "a1", "b1", "a2" }, "interleaved")
 end)
 
+-- Each way out of sleep's range is named as it is: 1e300 is too large, not
+-- "must be >= 0".
+tap.test("sleep: out-of-range seconds named by what is wrong", function(t)
+  for _, c in ipairs {
+    { 1e300, "seconds must be below 1e9 %(about 31 years; got 1e%+300%)" },
+    { math.huge, "must be below 1e9" },
+    { 1e9, "must be below 1e9" },
+    { -1, "seconds must be >= 0 %(got %-1%)" },
+    { 0 / 0, "seconds must be a number, not NaN" },
+  } do
+    local ok, err = pcall(mh.sleep, c[1])
+    t:ok(not ok, "sleep(" .. tostring(c[1]) .. ") raises")
+    t:like(tostring(err), c[2], "sleep(" .. tostring(c[1]) .. "): " .. tostring(err))
+  end
+end)
+
 return tap.done()

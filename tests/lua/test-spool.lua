@@ -326,6 +326,22 @@ tap.test("misuse outside a task is a clear error", function(t)
   t:like(err, "spool:scan waits", "says why")
 end)
 
+-- An envelope address with CR, LF or ESC: refused, the error quoting it with
+-- those bytes escaped (the raw CRLF was repeated in the message: a forged line).
+tap.test("a bad envelope address is quoted escaped", function(t)
+  for _, c in ipairs {
+    { { from = "a@b.c\r\nX-Forged: 1", to = { "x@y.z" } }, "sender 'a@b%.c\\x0d\\x0aX%-Forged: 1'" },
+    { { from = "a@b.c", to = { "x@y.z\r\nRCPT TO:<evil@x.y>" } }, "recipient 'x@y%.z\\x0d\\x0aRCPT TO:<evil@x%.y>'" },
+    { { from = "a@b.c", to = { "x\27[2J@y.z" } }, "recipient 'x\\x1b%[2J@y%.z'" },
+  } do
+    local id, err, info = sp:enqueue("Subject: e\r\n\r\nb\r\n", c[1])
+    t:is(id, nil, "refused")
+    t:is(info and info.code, "EBADADDR", "EBADADDR")
+    t:ok(type(err) == "string" and not err:find("%c"), "no control byte in the message: " .. tostring(err))
+    t:like(err, c[2], "quoted with \\xNN")
+  end
+end)
+
 local status = tap.done()
 sp:close()
 os.execute("rm -rf '" .. dir .. "'")

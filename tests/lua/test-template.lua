@@ -231,4 +231,21 @@ tap.test("shipped templates stay well-formed with any optional field missing", f
   t:like(m.text, "\nFrom:     J%. Doe %(%+33123456789%)\n", "with it: name (number)")
 end)
 
+-- Numbers as a person writes them: no "3.0", no "1e+20", no 14-digit cut.
+tap.test("numbers render without .0, exponents or lost digits", function(t)
+  local r = mh.template("{{a}}|{{b}}|{{c}}|{{d}}|{{e}}|{{f}}|{{g}}|{{h}}")
+  t:is(r { a = 3.0, b = 1e20, c = 0.1 + 0.2, d = 19.99, e = -2.0^63, f = 42, g = "9223372036854775808",
+           h = math.mininteger },
+       "3|100000000000000000000|0.30000000000000004|19.99|-9223372036854775808|42|9223372036854775808|"
+       .. "-9223372036854775808", "whole floats as integers, others their shortest exact digits")
+  local v = require("mailhook.json").decode('{"id":12345678901234567890123,"n":7.0,"x":1e20}')
+  t:is(mh.template("id {{id}} n {{n}} x {{x}}", { header = true })(v),
+       "id 12345678901234567890123 n 7 x 100000000000000000000", "a JSON event's numbers in a header template")
+  for _, c in ipairs { { 1e300, "1e+300" }, { 1e21, "1e+21" }, { 2.0^63, "9223372036854776000" }, { 1.5e-7, "1.5e-7" },
+                       { 0.000001, "0.000001" }, { -0.5, "-0.5" }, { 123.456, "123.456" }, { 1 / 3, "0.3333333333333333" },
+                       { 0.0, "0" }, { 5e-324, "5e-324" }, { 1.7976931348623157e308, "1.7976931348623157e+308" } } do
+    t:is(mh.template("{{v}}")({ v = c[1] }), c[2], "the float " .. string.format("%.17g", c[1]) .. " as " .. c[2])
+  end
+end)
+
 return tap.done()

@@ -80,6 +80,18 @@ int main(void) {
      "continuation lines start with a tab");
   ok(got[strlen(got) - 1] == '\n' && got[strlen(got) - 2] == 'd', "a final newline adds no empty line");
 
+  /* a message over the 2 KiB of a line: its start, then how much was cut */
+  {
+    static char big[100000];
+    memset(big, 'x', sizeof big - 1);
+    mh_error("big: %s", big);
+    got = take(f);
+    ok(strstr(got, " error big: xxxx") != NULL, "a 100 KB message: its start");
+    ok(strstr(got, "x ... (98004 more bytes)\n") != NULL, "and how much was cut: %s",
+       strstr(got, " ... (") ? strstr(got, " ... (") : "(none)");
+    ok(strlen(got) < 2200, "the line stays within its 2 KiB (%zu)", strlen(got));
+  }
+
   /* a local zone 5 h 30 away from UTC (a POSIX TZ string: no tzdata needed) */
   setenv("TZ", "IST-5:30", 1);
   tzset();

@@ -414,6 +414,89 @@ static void test_attachments_grow(void) {
   unlink(outp);
 }
 
+/* The name shown for an attachment is a file name, never a path (RFC 2183
+** 2.3): a reader that saves "../../.bashrc" as given writes outside its
+** folder.  Also nothing in it may trick the reader: control bytes, bytes that
+** are not UTF-8, direction overrides ("invoice\u202Efdp.exe" shown as
+** invoiceexe.pdf); a dot-only result takes the file's own name; a long one is
+** cut keeping its extension. */
+static const char *name_shown(const char *path, const char *name, char *got, size_t cap) {
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  int rc = mh_msg_add_attachment(m, path, "application/octet-stream", name);
+  size_t len;
+  char *out = rc == 0 ? build(m, &len) : NULL;
+  snprintf(got, cap, "%s", rc < 0 ? mh_msg_error(m) : "(no Content-Disposition)");
+  const char *d = out ? strstr(out, "Content-Disposition: attachment;\r\n ") : NULL;
+  if (d) {
+    d += 35;
+    size_t k = strcspn(d, "\r");
+    snprintf(got, cap, "%.*s", (int)k, d);
+  }
+  free(out);
+  mh_msg_free(m);
+  return got;
+}
+
+static void test_attachment_names(void) {
+  char path[] = "/tmp/mh-attn-XXXXXX";
+  int fd = mkstemp(path);
+  ok(fd >= 0 && write(fd, "x", 1) == 1, "a test file");
+  close(fd);
+  const char *base = strrchr(path, '/') + 1;
+  char got[2048], want[600];
+  static const struct { const char *in, *want; } cases[] = {
+    { "../../x", "filename=\"x\"" },
+    { "/etc/passwd", "filename=\"passwd\"" },
+    { "C:\\x\\y.pdf", "filename=\"y.pdf\"" },
+    { "C:y.pdf", "filename=\"y.pdf\"" },
+    { "dir/file.pdf", "filename=\"file.pdf\"" },
+    { "..\\..\\Windows\\win.ini", "filename=\"win.ini\"" },
+    { "a\tb\x1b[31m\x7f.txt", "filename=\"a_b_[31m_.txt\"" },
+    { "invoice\xe2\x80\xae" "fdp.exe", "filename=\"invoice_fdp.exe\"" },
+    { "x\xe2\x81\xa6y\xe2\x80\x8f.pdf\xd8\x9c", "filename=\"x_y_.pdf_\"" },
+    { "r\xe9sum\xe9.pdf", "filename=\"r_sum_.pdf\"" },                     /* Latin-1, not UTF-8 */
+    { "\xed\xa0\x80.pdf", "filename=\"___.pdf\"" },                        /* a surrogate */
+    { "say \"hi\" \\o/.txt", "filename=\".txt\"" },
+    { "say \"hi\".txt", "filename*=UTF-8''say%20%22hi%22.txt" },
+    { "=?UTF-8?B?ZXZpbC5leGU=?=", "filename*=UTF-8''%3D%3FUTF-8%3FB%3FZXZpbC5leGU%3D%3F%3D" },
+    { "caf\xc3\xa9.pdf", "filename*=UTF-8''caf%C3%A9.pdf" },
+    { "  report.pdf . ", "filename=\"report.pdf\"" },       /* as Windows would save it */
+    { "evil.exe.", "filename=\"evil.exe\"" },
+    { ".profile", "filename=\".profile\"" },
+    { "..\xef\xbc\x8f..\xef\xbc\xbc" "x\xe2\x88\x95y.pdf", "filename=\".._.._x_y.pdf\"" },   /* ／ ＼ ∕ */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    is_str(name_shown(path, cases[i].in, got, sizeof got), cases[i].want, "name %zu shown as %s", i, cases[i].want);
+  /* nothing left, or only dots: the file's own name */
+  static const char *const empty[] = { "..", "../..", "/", "dir/", "C:\\", "...", "./.", " ", "x/ . ", NULL };
+  snprintf(want, sizeof want, "filename=\"%s\"", base);
+  for (int i = 0; empty[i]; i++)
+    is_str(name_shown(path, empty[i], got, sizeof got), want, "name '%s': the file's own name", empty[i]);
+  /* a long name (300 bytes, then 300 two-byte characters): cut to 255 bytes, extension kept */
+  char longn[700];
+  memset(longn, 'a', 300);
+  strcpy(longn + 300, ".pdf");
+  name_shown(path, longn, got, sizeof got);
+  char exp[300];
+  memset(exp, 'a', 251);
+  snprintf(exp + 251, sizeof exp - 251, ".pdf");
+  snprintf(want, sizeof want, "filename*=UTF-8''%s", exp);
+  is_str(got, want, "a 304-byte name cut to 255 bytes, .pdf kept");
+  for (int i = 0; i < 300; i++) { longn[2 * i] = '\xc3'; longn[2 * i + 1] = '\xa9'; }
+  strcpy(longn + 600, ".pdf");
+  name_shown(path, longn, got, sizeof got);
+  int whole = 1, k = 0;
+  const char *p = got + strlen("filename*=UTF-8''");
+  for (; !strncmp(p, "%C3%A9", 6); p += 6) k++;
+  whole = !strcmp(p, ".pdf");
+  ok(whole && k == 125, "300 two-byte characters: 125 kept whole (250 bytes) and .pdf (%d, %s)", k, got);
+  /* CR, LF and NUL are still refused, never stripped */
+  ok(strstr(name_shown(path, "a\r\nContent-Type: text/html", got, sizeof got), "CR, LF or NUL in the file name") != NULL,
+     "CRLF in a name refused: %s", got);
+  unlink(path);
+}
+
 int main(void) {
   test_edges();
   test_addresses();
@@ -422,6 +505,7 @@ int main(void) {
   test_long_and_non_ascii();
   test_bodies();
   test_attachment();
+  test_attachment_names();
   test_attachments_total();
   test_attachments_grow();
   test_misc();

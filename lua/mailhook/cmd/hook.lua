@@ -16,12 +16,16 @@ local function usage(msg)
   return 2
 end
 
--- JSON values as event fields: null means "no value".
+-- JSON values as event fields: null means "no value": a key whose value is
+-- null is absent.  In a list, a null is "" instead: dropped, it left a hole,
+-- and every element after it was lost to ipairs and {{#each}} (["a",null,"c"]
+-- showed only a).
 local function strip_null(v, null)
   if type(v) ~= "table" then return v end
   local out = {}
   for k, x in pairs(v) do
-    if x ~= null then out[k] = strip_null(x, null) end
+    if x ~= null then out[k] = strip_null(x, null)
+    elseif math.type(k) == "integer" then out[k] = "" end
   end
   return out
 end
@@ -136,7 +140,8 @@ return function(...)
   local _, load_errors = rules.load(rules_path or rules.default_paths(cfg))
   local status, msgs = rules.dispatch(event, fields)
   for _, e in ipairs(load_errors) do
-    io.stderr:write("mailhook hook: rule file ", e.file, " did not load: ", (e.error:match("^[^\n]*")), "\n")
+    io.stderr:write("mailhook hook: rule file ", rules.error_text(e.file), " did not load: ",
+                    rules.error_text(e.error:match("^[^\n]*")), "\n")
     status = 1
   end
   for _, m in ipairs(msgs) do io.stderr:write("mailhook hook ", event, ": ", m, "\n") end
