@@ -346,6 +346,21 @@ local function write_kept(file, text, secret, conf)
     end
   end
   local ok, err, info = core.fsutil.write_atomic(file, text, mode, opts)
+  if not ok and info and info.code == "EPERM" and st and st.uid == core.maildrop.whoami().euid then
+    -- the file is this user's own; only its group cannot be kept (this user is
+    -- not a member: root's update, run as the spool's owner, of a file chowned
+    -- to that owner alone).  The file stays this user's, in this user's group,
+    -- which is given none of the old group's rights it did not have: no group
+    -- bit for the secrets, no group write for the settings.
+    local m2 = secret and (mode & ~56) or (mode & ~16)                 -- ~0070, ~0020
+    ok, err, info = core.fsutil.write_atomic(file, text, m2, { uid = st.uid })
+    if ok then
+      local now = core.fsutil.owner(file)
+      core.log("warn", string.format("%s: its group %s could not be kept (this update runs as %s, not a member): " ..
+                                     "now %s:%s, mode %04o", file, st.group, now and now.user or "?",
+                                     now and now.user or "?", now and now.group or "?", m2))
+    end
+  end
   if not ok and info and info.code == "EPERM" and (st or opts.uid) then
     local o = st or core.fsutil.owner(conf)
     local me = core.maildrop.whoami()

@@ -34,7 +34,7 @@ like "$out" "capture SMTP server on 127.0.0.1:[0-9]+" "the capture server starts
 like "$out" "demo settings: .run/mailhook.conf" "the demo names its own settings file"
 like "$out" "your ./mailhook.conf and ./spool are not used" "and says the user's are not used"
 like "$(cat "$U/.run/mailhook.conf")" "port = [0-9]+" "its settings point at the capture server's port"
-is "$(stat -c %a "$U/.run/mailhook.conf")" 644 "mode 0644 (nothing secret in it)"
+is "$(stat -c %a "$U/.run/mailhook.conf")" 600 "mode 0600, as the demo wrote it (an update keeps a settings file's mode)"
 unlike "$(cat "$U/.run/mailhook.conf")" "^(auth|allow_plaintext_auth|username|password)" \
   "the demo needs no AUTH and no allow_plaintext_auth"
 ok "$([ ! -e "$U/mailhook.conf" ]; echo $?)" "no ./mailhook.conf is written"

@@ -46,6 +46,9 @@ mh hook touch path="$T/spool/touched" >/dev/null 2>&1; rc=$?
 is "$rc:$(stat -c %U "$T/spool/touched" 2>/dev/null)" "0:mailhook" "a rule run by root's hook runs as the service user"
 mh update helo_name=mail.example.com >/dev/null; rc=$?
 is "$rc:$(stat -c %U "$W/mailhook.conf")" "0:mailhook" "update rewrites the settings as the service user: they stay the owner's"
+# (chown mailhook: the group stayed root's, which the service user may not give: the
+# file takes the service user's group, with no right the old group did not have)
+is "$(stat -c %G:%a "$W/mailhook.conf")" "mailhook:600" "in the service user's group, mode 600 as written (no group bit given)"
 "$MAILHOOK" -c "$W/mailhook.conf" -s "$T/spool" run >"$T/run.log" 2>&1 &
 RUN=$!
 on_exit "kill -9 $RUN"
