@@ -221,6 +221,48 @@ static int lazy_index(lua_State *L) {
   return 0;
 }
 
+/* The field helpers of l_sched.h: one wording for every binding's misuse of
+** a table field, naming the function, the field, what was expected and what
+** came (a number by its value: "port must be an integer (got 2.5)"). */
+int mh_l_field_error(lua_State *L, int i, const char *fn, const char *field, const char *expected) {
+  i = lua_absindex(L, i);
+  if (lua_type(L, i) == LUA_TNUMBER)
+    return luaL_error(L, "%s: %s must be %s (got %s)", fn, field, expected, luaL_tolstring(L, i, NULL));
+  return luaL_error(L, "%s: %s must be %s (got %s)", fn, field, expected, luaL_typename(L, i));
+}
+
+lua_Integer mh_l_field_integer(lua_State *L, int i, const char *fn, const char *field) {
+  int ok;
+  lua_Integer v = lua_tointegerx(L, i, &ok);
+  if (!ok) mh_l_field_error(L, i, fn, field, "an integer");
+  return v;
+}
+
+lua_Number mh_l_field_number(lua_State *L, int i, const char *fn, const char *field) {
+  int ok;
+  lua_Number v = lua_tonumberx(L, i, &ok);
+  if (!ok) mh_l_field_error(L, i, fn, field, "a number");
+  return v;
+}
+
+const char *mh_l_field_lstring(lua_State *L, int i, const char *fn, const char *field, size_t *len) {
+  const char *s = lua_tolstring(L, i, len);
+  if (!s) mh_l_field_error(L, i, fn, field, "a string");
+  return s;
+}
+
+lua_Integer mh_l_optfield_integer(lua_State *L, int i, const char *fn, const char *field, lua_Integer def) {
+  return lua_isnoneornil(L, i) ? def : mh_l_field_integer(L, i, fn, field);
+}
+
+lua_Number mh_l_optfield_number(lua_State *L, int i, const char *fn, const char *field, lua_Number def) {
+  return lua_isnoneornil(L, i) ? def : mh_l_field_number(L, i, fn, field);
+}
+
+const char *mh_l_optfield_string(lua_State *L, int i, const char *fn, const char *field, const char *def) {
+  return lua_isnoneornil(L, i) ? def : mh_l_field_string(L, i, fn, field);
+}
+
 int luaopen_mailhook_core(lua_State *L) {
   int v = runtime_version(L);
   if (v != LUA_VERSION_NUM) {

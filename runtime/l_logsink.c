@@ -33,12 +33,12 @@ static int l_set(lua_State *L) {
   const char *ident = NULL;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (lua_getfield(L, 2, "ident") != LUA_TNIL) ident = luaL_checkstring(L, -1);
+    if (lua_getfield(L, 2, "ident") != LUA_TNIL) ident = mh_l_field_string(L, -1, "logsink.set", "ident");
     if (lua_getfield(L, 2, "facility") != LUA_TNIL) {
-      const char *f = luaL_checkstring(L, -1);
+      const char *f = mh_l_field_string(L, -1, "logsink.set", "facility");
       for (int i = 0; facilities[i].name; i++)
         if (!strcmp(f, facilities[i].name)) facility = facilities[i].value;
-      if (facility < 0) luaL_argerror(L, 2, lua_pushfstring(L, "unknown syslog facility '%s'", f));
+      if (facility < 0) luaL_error(L, "logsink.set: facility must be a syslog facility such as daemon or local0 (got '%s')", f);
     }
   }
   int rc = mh_log_set_sink((mh_log_sink)sink, ident, facility);

@@ -203,7 +203,7 @@ static void cancel_cb(mh_wait *w) {
 static uint64_t opt_ms(lua_State *L, const char *k, double def) {
   double v;
   lua_getfield(L, 1, k);
-  v = luaL_optnumber(L, -1, def);
+  v = mh_l_optfield_number(L, -1, "smtp.new", k, def);
   lua_pop(L, 1);
   if (v <= 0) v = def;
   return (uint64_t)(v * 1000.0);
@@ -212,7 +212,7 @@ static uint64_t opt_ms(lua_State *L, const char *k, double def) {
 static void opt_str(lua_State *L, const char *k, char *dst, size_t cap, const char *def) {
   const char *v;
   lua_getfield(L, 1, k);
-  v = luaL_optstring(L, -1, def);
+  v = mh_l_optfield_string(L, -1, "smtp.new", k, def);
   snprintf(dst, cap, "%s", v ? v : "");
   lua_pop(L, 1);
 }
@@ -232,9 +232,12 @@ static int l_new(lua_State *L) {
   if (!*host) return luaL_argerror(L, 1, "host missing");
   p.host = host;
   lua_getfield(L, 1, "port");
-  p.port = (int)luaL_optinteger(L, -1, 25);
+  {
+    lua_Integer port = mh_l_optfield_integer(L, -1, "smtp.new", "port", 25);
+    if (port < 1 || port > 65535) mh_l_field_error(L, -1, "smtp.new", "port", "1-65535");
+    p.port = (int)port;
+  }
   lua_pop(L, 1);
-  if (p.port < 1 || p.port > 65535) return luaL_argerror(L, 1, "port out of range");
   opt_str(L, "tls", tlsm, sizeof tlsm, "starttls");
   for (i = 0; i < sizeof modes / sizeof modes[0] && strcmp(tlsm, modes[i]) != 0; i++) {}
   if (i == sizeof modes / sizeof modes[0])
