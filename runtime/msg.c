@@ -278,6 +278,29 @@ static alist *field_list(mh_msg *m, mh_msg_field f) {
 
 static int is_wsp(char c) { return c == ' ' || c == '\t'; }
 
+/* Drops from s (n bytes, UTF-8; NUL-terminated after) the invisible bidi
+** controls, and returns the new length.  A display name or a Subject holding
+** them is a spoof: "invoice\u202Efdp.exe" shows as "invoiceexe.pdf", an
+** isolate or an embedding reorders what follows it, and a mark moves the
+** neutrals around it.  Gone: the embeddings and overrides U+202A-E, the
+** isolates U+2066-9, the marks U+200E/F and U+061C.  Dropped rather than made
+** '_' (as in a file name): the text reads as it was typed, and Arabic or
+** Hebrew letters keep their direction by themselves (the Unicode bidi
+** algorithm needs no control for them), so legitimate right-to-left text stays
+** readable. */
+static size_t drop_bidi(char *s, size_t n) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; ) {
+    const unsigned char *c = (const unsigned char *)s + i;
+    if (i + 3 <= n && c[0] == 0xe2 && ((c[1] == 0x80 && ((c[2] >= 0xaa && c[2] <= 0xae) || c[2] == 0x8e || c[2] == 0x8f)) ||
+                                       (c[1] == 0x81 && c[2] >= 0xa6 && c[2] <= 0xa9))) { i += 3; continue; }
+    if (i + 2 <= n && c[0] == 0xd8 && c[1] == 0x9c) { i += 2; continue; }
+    s[o++] = s[i++];
+  }
+  s[o] = '\0';
+  return o;
+}
+
 /* Adds one "addr" / "Name <addr>" item (already split, trimmed).  name_in
 ** overrides the name when given. */
 static int add_one(mh_msg *m, mh_msg_field f, const char *s, size_t n, const char *name_in) {
@@ -320,6 +343,7 @@ static int add_one(mh_msg *m, mh_msg_field f, const char *s, size_t n, const cha
     name = strdup(name_in);
     if (!name) return fail(m, MH_ENOMEM, "out of memory");
   }
+  if (name) drop_bidi(name, strlen(name));
   int rc = mh_msg_check_addr(a, alen, &why);
   if (rc < 0) {
     free(name);
@@ -395,7 +419,7 @@ int mh_msg_set_subject(mh_msg *m, const char *s, size_t len) {
   if (!d) return fail(m, MH_ENOMEM, "out of memory");
   free(m->subject);
   m->subject = d;
-  m->subject_len = len;
+  m->subject_len = drop_bidi(d, len);
   return 0;
 }
 
