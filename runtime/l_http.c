@@ -245,8 +245,8 @@ static int l_listen(lua_State *L) {
   p.req_timeout_ms = (unsigned)(opt_num(L, "req_timeout", 10) * 1000);
   p.stall_ms = (unsigned)(opt_num(L, "stall", 30) * 1000);
   p.max_stream_buffer = (size_t)opt_num(L, "max_stream_buffer", 1 << 20);
-  luaL_argcheck(L, p.max_conns > 0 && p.rate > 0 && p.burst >= 1 && p.req_timeout_ms > 0, 1,
-                "max_conns, rate, burst and req_timeout must be positive");
+  if (!(p.max_conns > 0 && p.rate > 0 && p.burst >= 1 && p.req_timeout_ms > 0))
+    luaL_error(L, "http.listen: max_conns, rate, burst and req_timeout must be positive");
   su = (server_ud *)lua_newuserdatauv(L, sizeof *su, 0);
   memset(su, 0, sizeof *su);
   su->handler_ref = LUA_NOREF;

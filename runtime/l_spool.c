@@ -1252,7 +1252,8 @@ static int l_stream(lua_State *L) {
     if (!lua_isnil(L, -1)) max = mh_l_field_integer(L, -1, "spool.stream", "max");
     lua_pop(L, 2);
   }
-  luaL_argcheck(L, max >= 0 && max <= MH_LIMIT_MESSAGE, 2, "max must be at most limits.message");
+  if (max < 0 || max > MH_LIMIT_MESSAGE)
+    luaL_error(L, "spool.stream: max must be 0 up to limits.message (got %I)", (LUAI_UACINT)max);
   st = (lstream *)lua_newuserdatauv(L, sizeof *st, 0);
   memset(st, 0, sizeof *st);
   luaL_setmetatable(L, STREAM_MT);
