@@ -77,10 +77,11 @@ static int l_entry(lua_State *L) {
     while (lua_next(L, 3)) {
       const char *k;
       if (lua_type(L, -2) != LUA_TSTRING || !mh_journal_valid_name(k = lua_tostring(L, -2)))
-        return luaL_argerror(L, 3, "field names are upper-case letters, digits and _ (not first)");
+        return luaL_error(L, "logsink.entry: field names are upper-case letters, digits and _ (not first; got %s)",
+                          luaL_tolstring(L, -2, NULL));
       if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-        return luaL_argerror(L, 3, lua_pushfstring(L, "%s: value must be a string or a number", k));
-      luaL_argcheck(L, n < sizeof f / sizeof f[0], 3, "too many fields");
+        return mh_l_field_error(L, -1, "logsink.entry", k, "a string or a number");
+      if (n >= sizeof f / sizeof f[0]) luaL_error(L, "logsink.entry: too many fields (at most %d)", (int)(sizeof f / sizeof f[0]));
       /* the strings stay alive: each value is kept on the stack below the key */
       luaL_checkstack(L, 4, "too many fields");
       lua_pushvalue(L, -1);
