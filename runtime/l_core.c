@@ -175,6 +175,23 @@ static int names_has(const name_set *ns, const void *k) {
   return 0;
 }
 
+/* The module table on top of the stack (core.smtp) becomes
+** package.loaded["mailhook.core.smtp"], where Lua looks for the name of a
+** function it has no call-site name for: an argument error in a call through
+** pcall (pcall(core.smtp.new, 5)) or a callback said "bad argument #1 to '?'",
+** now "bad argument #1 to 'mailhook.core.smtp.new'" (lauxlib's
+** pushglobalfuncname searches package.loaded two levels deep).  Nothing when
+** the value is no table. */
+static void name_module(lua_State *L, const char *field) {
+  if (lua_type(L, -1) != LUA_TTABLE) return;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+    lua_pushfstring(L, "mailhook.core.%s", field);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 1);
+}
+
 /* core.__index(core, key): opens the module that adds key, then returns it;
 ** nil for any other key (as a plain table would).
 ** An open can now fail half-way where it never did at start: inside a rule
@@ -216,6 +233,7 @@ static int lazy_index(lua_State *L) {
     free(before.key);
     lua_settop(L, 2);
     lua_rawget(L, 1);
+    name_module(L, k);
     return 1;
   }
   return 0;

@@ -87,6 +87,20 @@ tap.test("convertible values still pass", function(t)
   t:like(err, "^7 /dev/null: ", "what = 7 names the file as 7")
 end)
 
+-- A wrong positional argument through pcall (no call-site name) names the
+-- function too: each core module is in package.loaded as mailhook.core.NAME,
+-- where lauxlib looks (it said "bad argument #1 to '?'").
+tap.test("an argument error through pcall names the function", function(t)
+  local ok, err = pcall(core.smtp.new, 5)
+  t:is(err, "bad argument #1 to 'mailhook.core.smtp.new' (table expected, got number)", "smtp.new")
+  ok, err = pcall(core.msg.valid_address, {})
+  t:is(err, "bad argument #1 to 'mailhook.core.msg.valid_address' (string expected, got table)", "msg.valid_address")
+  ok, err = pcall(core.fsutil.mode, nil)
+  t:like(err, "^bad argument #1 to 'mailhook%.core%.fsutil%.mode'", "fsutil.mode")
+  t:ok(not ok, "raised")
+  t:is(package.loaded["mailhook.core.smtp"], core.smtp, "package.loaded[\"mailhook.core.smtp\"] is core.smtp")
+end)
+
 -- The class: no binding reads a field with luaL_check*/luaL_opt* at -1
 -- (their error is "bad argument #-1 to '?'").
 tap.test("no luaL_check*(L, -1) left in the bindings", function(t)
