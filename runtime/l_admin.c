@@ -64,8 +64,8 @@ static const char *opt_id(lua_State *L, const char *key, char *out) {
   size_t len;
   lua_getfield(L, 2, key);
   if (lua_isnil(L, -1)) { lua_pop(L, 1); return NULL; }
-  s = luaL_checklstring(L, -1, &len);
-  if (len != 16 || strspn(s, "0123456789abcdef") != 16) luaL_error(L, "page: %s must be a spool id", key);
+  s = mh_l_field_lstring(L, -1, "admin.page", key, &len);
+  if (len != 16 || strspn(s, "0123456789abcdef") != 16) mh_l_field_error(L, -1, "admin.page", key, "a spool id");
   memcpy(out, s, 17);
   lua_pop(L, 1);
   return out;
@@ -83,9 +83,9 @@ static int l_page(lua_State *L) {
   if (lua_isnoneornil(L, 2)) { lua_settop(L, 1); lua_newtable(L); }
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_getfield(L, 2, "limit");
-  limit = luaL_optinteger(L, -1, 50);
+  limit = mh_l_optfield_integer(L, -1, "admin.page", "limit", 50);
   lua_pop(L, 1);
-  luaL_argcheck(L, limit >= 0 && limit <= PAGE_MAX, 2, "limit must be 0-1000");
+  if (limit < 0 || limit > PAGE_MAX) luaL_error(L, "admin.page: limit must be 0-1000 (got %d)", (int)limit);
   lua_getfield(L, 2, "last");
   last = lua_toboolean(L, -1);
   lua_pop(L, 1);

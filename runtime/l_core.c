@@ -175,6 +175,23 @@ static int names_has(const name_set *ns, const void *k) {
   return 0;
 }
 
+/* The module table on top of the stack (core.smtp) becomes
+** package.loaded["mailhook.core.smtp"], where Lua looks for the name of a
+** function it has no call-site name for: an argument error in a call through
+** pcall (pcall(core.smtp.new, 5)) or a callback said "bad argument #1 to '?'",
+** now "bad argument #1 to 'mailhook.core.smtp.new'" (lauxlib's
+** pushglobalfuncname searches package.loaded two levels deep).  Nothing when
+** the value is no table. */
+static void name_module(lua_State *L, const char *field) {
+  if (lua_type(L, -1) != LUA_TTABLE) return;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+    lua_pushfstring(L, "mailhook.core.%s", field);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 1);
+}
+
 /* core.__index(core, key): opens the module that adds key, then returns it;
 ** nil for any other key (as a plain table would).
 ** An open can now fail half-way where it never did at start: inside a rule
@@ -216,9 +233,52 @@ static int lazy_index(lua_State *L) {
     free(before.key);
     lua_settop(L, 2);
     lua_rawget(L, 1);
+    name_module(L, k);
     return 1;
   }
   return 0;
+}
+
+/* The field helpers of l_sched.h: one wording for every binding's misuse of
+** a table field, naming the function, the field, what was expected and what
+** came (a number by its value: "port must be an integer (got 2.5)"). */
+int mh_l_field_error(lua_State *L, int i, const char *fn, const char *field, const char *expected) {
+  i = lua_absindex(L, i);
+  if (lua_type(L, i) == LUA_TNUMBER)
+    return luaL_error(L, "%s: %s must be %s (got %s)", fn, field, expected, luaL_tolstring(L, i, NULL));
+  return luaL_error(L, "%s: %s must be %s (got %s)", fn, field, expected, luaL_typename(L, i));
+}
+
+lua_Integer mh_l_field_integer(lua_State *L, int i, const char *fn, const char *field) {
+  int ok;
+  lua_Integer v = lua_tointegerx(L, i, &ok);
+  if (!ok) mh_l_field_error(L, i, fn, field, "an integer");
+  return v;
+}
+
+lua_Number mh_l_field_number(lua_State *L, int i, const char *fn, const char *field) {
+  int ok;
+  lua_Number v = lua_tonumberx(L, i, &ok);
+  if (!ok) mh_l_field_error(L, i, fn, field, "a number");
+  return v;
+}
+
+const char *mh_l_field_lstring(lua_State *L, int i, const char *fn, const char *field, size_t *len) {
+  const char *s = lua_tolstring(L, i, len);
+  if (!s) mh_l_field_error(L, i, fn, field, "a string");
+  return s;
+}
+
+lua_Integer mh_l_optfield_integer(lua_State *L, int i, const char *fn, const char *field, lua_Integer def) {
+  return lua_isnoneornil(L, i) ? def : mh_l_field_integer(L, i, fn, field);
+}
+
+lua_Number mh_l_optfield_number(lua_State *L, int i, const char *fn, const char *field, lua_Number def) {
+  return lua_isnoneornil(L, i) ? def : mh_l_field_number(L, i, fn, field);
+}
+
+const char *mh_l_optfield_string(lua_State *L, int i, const char *fn, const char *field, const char *def) {
+  return lua_isnoneornil(L, i) ? def : mh_l_field_string(L, i, fn, field);
 }
 
 int luaopen_mailhook_core(lua_State *L) {

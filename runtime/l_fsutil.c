@@ -28,7 +28,7 @@
 ** idx (may be absent): the limit (default MH_LIMIT_CONFIG), MH_FS_FOLLOW,
 ** MH_FS_OWNED (a file no other user may change: rule files, settings), the
 ** prefix of messages. */
-static void input_opts(lua_State *L, int idx, int64_t *max, unsigned *flags, const char **what) {
+static void input_opts(lua_State *L, int idx, const char *fn, int64_t *max, unsigned *flags, const char **what) {
   *max = MH_LIMIT_CONFIG;
   *flags = 0;
   *what = "";
@@ -36,8 +36,8 @@ static void input_opts(lua_State *L, int idx, int64_t *max, unsigned *flags, con
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_getfield(L, idx, "max");
   if (!lua_isnil(L, -1)) {
-    lua_Integer m = luaL_checkinteger(L, -1);
-    luaL_argcheck(L, m > 0, idx, "max must be > 0");
+    lua_Integer m = mh_l_field_integer(L, -1, fn, "max");
+    if (m <= 0) mh_l_field_error(L, -1, fn, "max", "> 0");
     *max = (int64_t)m;
   }
   lua_getfield(L, idx, "follow");
@@ -45,8 +45,9 @@ static void input_opts(lua_State *L, int idx, int64_t *max, unsigned *flags, con
   lua_getfield(L, idx, "owned");
   if (lua_toboolean(L, -1)) *flags |= MH_FS_OWNED;
   lua_getfield(L, idx, "what");
-  if (!lua_isnil(L, -1)) *what = luaL_checkstring(L, -1);   /* stays anchored by the table */
-  lua_pop(L, 4);
+  if (!lua_isnil(L, -1)) *what = mh_l_field_string(L, -1, fn, "what");
+  lua_rotate(L, -4, 1);   /* what stays on the stack: a number converted there is no field of the table */
+  lua_pop(L, 3);
 }
 
 /* read(path | fd [, {max =, follow =, what =}]) -> bytes | nil, err, info.
@@ -62,7 +63,7 @@ static int l_read(lua_State *L) {
   size_t len = 0;
   struct stat st;
   int rc;
-  input_opts(L, 2, &max, &flags, &what);
+  input_opts(L, 2, "fsutil.read", &max, &flags, &what);
   memset(&st, 0, sizeof st);
   if (lua_type(L, 1) == LUA_TNUMBER) {
     lua_Integer fd = luaL_checkinteger(L, 1);
@@ -89,7 +90,7 @@ static int l_check(lua_State *L) {
   const char *what, *path = luaL_checkstring(L, 1);
   char why[4200];
   struct stat st;
-  input_opts(L, 2, &max, &flags, &what);
+  input_opts(L, 2, "fsutil.check", &max, &flags, &what);
   memset(&st, 0, sizeof st);
   int fd = mh_fsutil_open_input(AT_FDCWD, path, flags, max, &st);
   if (fd < 0) {
@@ -118,7 +119,7 @@ static int l_open(lua_State *L) {
   const char *what, *path = luaL_checkstring(L, 1);
   char why[4200];
   struct stat st;
-  input_opts(L, 2, &max, &flags, &what);
+  input_opts(L, 2, "fsutil.open", &max, &flags, &what);
   /* a stream: no size limit unless asked */
   if (lua_isnoneornil(L, 2) || lua_getfield(L, 2, "max") == LUA_TNIL) max = 0;
   lua_settop(L, 2);
@@ -175,9 +176,9 @@ static int l_write_atomic(lua_State *L) {
     sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
     lua_getfield(L, 4, "uid");
-    if (!lua_isnil(L, -1)) uid = (uid_t)luaL_checkinteger(L, -1);
+    if (!lua_isnil(L, -1)) uid = (uid_t)mh_l_field_integer(L, -1, "fsutil.write_atomic", "uid");
     lua_getfield(L, 4, "gid");
-    if (!lua_isnil(L, -1)) gid = (gid_t)luaL_checkinteger(L, -1);
+    if (!lua_isnil(L, -1)) gid = (gid_t)mh_l_field_integer(L, -1, "fsutil.write_atomic", "gid");
     lua_pop(L, 2);
   }
   int rc = mh_fsutil_write_atomic_as(path, data, len, (mode_t)mode, uid, gid, sync);

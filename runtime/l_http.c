@@ -215,7 +215,7 @@ static void on_request(void *ud, mh_http_req *r) {
 static lua_Number opt_num(lua_State *L, const char *key, lua_Number def) {
   lua_Number v;
   lua_getfield(L, 1, key);
-  v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+  v = mh_l_optfield_number(L, -1, "http.listen", key, def);
   lua_pop(L, 1);
   return v;
 }
@@ -232,11 +232,11 @@ static int l_listen(lua_State *L) {
   luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler (a function) is required");
   lua_pop(L, 1);
   lua_getfield(L, 1, "host");
-  host = luaL_optstring(L, -1, "127.0.0.1");
+  host = mh_l_optfield_string(L, -1, "http.listen", "host", "127.0.0.1");
   memset(&p, 0, sizeof p);
   p.host = host;
   p.port = (int)opt_num(L, "port", 0);
-  luaL_argcheck(L, p.port >= 0 && p.port <= 65535, 1, "port must be 0-65535");
+  if (p.port < 0 || p.port > 65535) luaL_error(L, "http.listen: port must be 0-65535");
   p.max_body = (size_t)opt_num(L, "max_body", 64 * 1024);
   p.max_head = (size_t)opt_num(L, "max_head", 8 * 1024);
   p.max_conns = (unsigned)opt_num(L, "max_conns", 32);
@@ -245,8 +245,8 @@ static int l_listen(lua_State *L) {
   p.req_timeout_ms = (unsigned)(opt_num(L, "req_timeout", 10) * 1000);
   p.stall_ms = (unsigned)(opt_num(L, "stall", 30) * 1000);
   p.max_stream_buffer = (size_t)opt_num(L, "max_stream_buffer", 1 << 20);
-  luaL_argcheck(L, p.max_conns > 0 && p.rate > 0 && p.burst >= 1 && p.req_timeout_ms > 0, 1,
-                "max_conns, rate, burst and req_timeout must be positive");
+  if (!(p.max_conns > 0 && p.rate > 0 && p.burst >= 1 && p.req_timeout_ms > 0))
+    luaL_error(L, "http.listen: max_conns, rate, burst and req_timeout must be positive");
   su = (server_ud *)lua_newuserdatauv(L, sizeof *su, 0);
   memset(su, 0, sizeof *su);
   su->handler_ref = LUA_NOREF;

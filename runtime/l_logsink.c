@@ -33,12 +33,12 @@ static int l_set(lua_State *L) {
   const char *ident = NULL;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (lua_getfield(L, 2, "ident") != LUA_TNIL) ident = luaL_checkstring(L, -1);
+    if (lua_getfield(L, 2, "ident") != LUA_TNIL) ident = mh_l_field_string(L, -1, "logsink.set", "ident");
     if (lua_getfield(L, 2, "facility") != LUA_TNIL) {
-      const char *f = luaL_checkstring(L, -1);
+      const char *f = mh_l_field_string(L, -1, "logsink.set", "facility");
       for (int i = 0; facilities[i].name; i++)
         if (!strcmp(f, facilities[i].name)) facility = facilities[i].value;
-      if (facility < 0) luaL_argerror(L, 2, lua_pushfstring(L, "unknown syslog facility '%s'", f));
+      if (facility < 0) luaL_error(L, "logsink.set: facility must be a syslog facility such as daemon or local0 (got '%s')", f);
     }
   }
   int rc = mh_log_set_sink((mh_log_sink)sink, ident, facility);
@@ -77,10 +77,11 @@ static int l_entry(lua_State *L) {
     while (lua_next(L, 3)) {
       const char *k;
       if (lua_type(L, -2) != LUA_TSTRING || !mh_journal_valid_name(k = lua_tostring(L, -2)))
-        return luaL_argerror(L, 3, "field names are upper-case letters, digits and _ (not first)");
+        return luaL_error(L, "logsink.entry: field names are upper-case letters, digits and _ (not first; got %s)",
+                          luaL_tolstring(L, -2, NULL));
       if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-        return luaL_argerror(L, 3, lua_pushfstring(L, "%s: value must be a string or a number", k));
-      luaL_argcheck(L, n < sizeof f / sizeof f[0], 3, "too many fields");
+        return mh_l_field_error(L, -1, "logsink.entry", k, "a string or a number");
+      if (n >= sizeof f / sizeof f[0]) luaL_error(L, "logsink.entry: too many fields (at most %d)", (int)(sizeof f / sizeof f[0]));
       /* the strings stay alive: each value is kept on the stack below the key */
       luaL_checkstack(L, 4, "too many fields");
       lua_pushvalue(L, -1);

@@ -224,7 +224,12 @@ static int l_submit(lua_State *L) {
   if (!(o->argv = (char **)calloc(n + 1, sizeof *o->argv))) { op_done(o); return luaL_error(L, "out of memory"); }
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 1, (lua_Integer)i + 1);
-    if (!lua_isstring(L, -1)) { op_done(o); return luaL_argerror(L, 1, "arguments must be strings"); }
+    if (!lua_isstring(L, -1)) {
+      char item[40];
+      op_done(o);
+      snprintf(item, sizeof item, "arguments[%zu]", i + 1);
+      return mh_l_field_error(L, -1, "maildrop.submit", item, "a string");
+    }
     if (!(o->argv[i] = strdup(lua_tostring(L, -1)))) { op_done(o); return luaL_error(L, "out of memory"); }
     lua_pop(L, 1);
   }

@@ -424,10 +424,14 @@ static int l_date(lua_State *L) {
   char out[64];
   int whole = 1;
   lua_Integer t = lua_isnoneornil(L, 1) ? (lua_Integer)time(NULL) : lua_tointegerx(L, 1, &whole);
+  /* raised as "msg.date: t ...": luaL_argerror named the function '?' when
+  ** called through pcall or an alias */
   if (!whole && !(lua_type(L, 1) == LUA_TNUMBER && lua_tonumber(L, 1) == floor(lua_tonumber(L, 1))))
-    luaL_argerror(L, 1, "must be whole seconds since 1970");
+    mh_l_field_error(L, 1, "msg.date", "t", "whole seconds since 1970");
   /* 1e300 is whole but no integer: out of range, not "no integer representation" */
-  luaL_argcheck(L, whole && mh_msg_date_ok((time_t)t), 1, "out of range (seconds since 1970, up to the year 9999)");
+  if (!whole || !mh_msg_date_ok((time_t)t))
+    luaL_error(L, "msg.date: t is out of range (seconds since 1970, up to the year 9999; got %s)",
+               luaL_tolstring(L, 1, NULL));
   mh_msg_date(out, sizeof out, (time_t)t);
   lua_pushstring(L, out);
   return 1;

@@ -22,23 +22,23 @@
 static void add_pair(lua_State *L, luaL_Buffer *b, int kidx, int vidx) {
   const char *k, *v;
   size_t kl, vl;
-  if (lua_type(L, kidx) != LUA_TSTRING) luaL_argerror(L, 1, "keys must be strings");
+  if (lua_type(L, kidx) != LUA_TSTRING) mh_l_field_error(L, kidx, "notify.send", "a key", "a string");
   k = lua_tolstring(L, kidx, &kl);
   for (size_t i = 0; i < kl; i++)
     if (!((k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= '0' && k[i] <= '9') || k[i] == '_'))
-      luaL_argerror(L, 1, lua_pushfstring(L, "'%s' is not a notification variable", k));
-  if (kl == 0) luaL_argerror(L, 1, "empty variable name");
+      luaL_error(L, "notify.send: '%s' is not a notification variable (upper-case letters, digits and _)", k);
+  if (kl == 0) luaL_error(L, "notify.send: empty variable name");
   if (lua_type(L, vidx) == LUA_TBOOLEAN) {
     v = lua_toboolean(L, vidx) ? "1" : "0";
     vl = 1;
   } else if (lua_type(L, vidx) == LUA_TNUMBER || lua_type(L, vidx) == LUA_TSTRING) {
     v = lua_tolstring(L, vidx, &vl);
   } else {
-    luaL_argerror(L, 1, lua_pushfstring(L, "%s: value must be a string or a number", k));
+    mh_l_field_error(L, vidx, "notify.send", k, "a string, a number or a boolean");
     return;
   }
   if (memchr(v, '\n', vl) || memchr(v, 0, vl))
-    luaL_argerror(L, 1, lua_pushfstring(L, "%s: value holds a newline or NUL", k));
+    luaL_error(L, "notify.send: %s holds a newline or NUL", k);
   luaL_addlstring(b, k, kl);
   luaL_addchar(b, '=');
   luaL_addlstring(b, v, vl);

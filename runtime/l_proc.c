@@ -349,7 +349,12 @@ static int l_spawn_proc(lua_State *L) {
   argv[0] = exe;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    argv[i] = luaL_checkstring(L, -1);
+    if (lua_type(L, -1) != LUA_TSTRING) {   /* a number converted here would be no item of the table */
+      char item[32];
+      snprintf(item, sizeof item, "arguments[%d]", i);
+      mh_l_field_error(L, -1, "proc.spawn", item, "a string");
+    }
+    argv[i] = lua_tostring(L, -1);
     lua_pop(L, 1);   /* the table keeps the string alive */
   }
   argv[n + 1] = NULL;

@@ -1239,28 +1239,28 @@ static int l_budget_limits(lua_State *L) {
   if (lua_istable(L, 1)) {
     lua_Number v;
     if (lua_getfield(L, 1, "instructions") != LUA_TNIL) {
-      v = luaL_checknumber(L, -1);
-      luaL_argcheck(L, v >= 1, 1, "instructions must be >= 1");
+      v = mh_l_field_number(L, -1, "budget_limits", "instructions");
+      if (!(v >= 1)) luaL_error(L, "budget_limits: instructions must be >= 1 (got %s)", luaL_tolstring(L, -1, NULL));
       limits.instructions = (long long)v;
     }
     if (lua_getfield(L, 1, "seconds") != LUA_TNIL) {
-      v = luaL_checknumber(L, -1);
-      luaL_argcheck(L, v > 0 && v < 1e7, 1, "seconds must be > 0");
+      v = mh_l_field_number(L, -1, "budget_limits", "seconds");
+      if (!(v > 0 && v < 1e7)) luaL_error(L, "budget_limits: seconds must be > 0 and below 1e7 (got %s)", luaL_tolstring(L, -1, NULL));
       limits.seconds = v;
     }
     if (lua_getfield(L, 1, "life") != LUA_TNIL) {
-      v = luaL_checknumber(L, -1);
-      luaL_argcheck(L, v > 0 && v < 1e7, 1, "life must be > 0");
+      v = mh_l_field_number(L, -1, "budget_limits", "life");
+      if (!(v > 0 && v < 1e7)) luaL_error(L, "budget_limits: life must be > 0 and below 1e7 (got %s)", luaL_tolstring(L, -1, NULL));
       limits.life = v;
     }
     if (lua_getfield(L, 1, "memory") != LUA_TNIL) {
-      v = luaL_checknumber(L, -1);
-      luaL_argcheck(L, v >= 1 << 20, 1, "memory must be at least 1 MB");
+      v = mh_l_field_number(L, -1, "budget_limits", "memory");
+      if (!(v >= 1 << 20)) luaL_error(L, "budget_limits: memory must be at least 1 MB (got %s)", luaL_tolstring(L, -1, NULL));
       limits.memory = (size_t)v;
     }
     if (lua_getfield(L, 1, "grace") != LUA_TNIL) {
-      v = luaL_checknumber(L, -1);
-      luaL_argcheck(L, v >= 0 && v < 1e6, 1, "grace must be 0 up to 1e6 seconds");
+      v = mh_l_field_number(L, -1, "budget_limits", "grace");
+      if (!(v >= 0 && v < 1e6)) luaL_error(L, "budget_limits: grace must be 0 up to 1e6 seconds (got %s)", luaL_tolstring(L, -1, NULL));
       limits.grace = v;
     }
     lua_settop(L, 1);

@@ -119,6 +119,27 @@ void mh_task_interrupt(mh_task *t);
 ** info = {code = "EXXX", class = ..., stage = ...}.  Returns 3. */
 int mh_l_fail(lua_State *L, int code, const char *stage, const char *fmt, ...);
 
+/* Misuse of a value that is not at a fixed argument position (a field of an
+** options table, an item of a list): luaL_check*(L, -1) raised "bad argument
+** #-1 to '?'", naming neither the function nor the field, and a call through
+** pcall or a local alias names no function either.  These raise instead
+** "FN: FIELD must be EXPECTED (got TYPE)", e.g. "smtp.new: port must be an
+** integer (got string)"; a number is shown as its value ("got 2.5").  fn is
+** the Lua-visible name ("smtp.new"), field the key as a caller writes it
+** ("port", "argv[2]").  They accept what luaL_check* accepts (a numeric
+** string for a number, a number for a string: converted in place, on the
+** stack, as there) and read the value at index i without popping it.
+** l_core.c. */
+int mh_l_field_error(lua_State *L, int i, const char *fn, const char *field, const char *expected);
+lua_Integer mh_l_field_integer(lua_State *L, int i, const char *fn, const char *field);
+lua_Number mh_l_field_number(lua_State *L, int i, const char *fn, const char *field);
+const char *mh_l_field_lstring(lua_State *L, int i, const char *fn, const char *field, size_t *len);
+#define mh_l_field_string(L, i, fn, field) mh_l_field_lstring(L, i, fn, field, NULL)
+/* The same where nil (an absent field) means def. */
+lua_Integer mh_l_optfield_integer(lua_State *L, int i, const char *fn, const char *field, lua_Integer def);
+lua_Number mh_l_optfield_number(lua_State *L, int i, const char *fn, const char *field, lua_Number def);
+const char *mh_l_optfield_string(lua_State *L, int i, const char *fn, const char *field, const char *def);
+
 /* The userdata class of STYLE.md: metatable `name` with methods as __index, and
 ** one idempotent close as both __gc and __close; tostring may be NULL. */
 void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,

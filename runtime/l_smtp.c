@@ -203,7 +203,7 @@ static void cancel_cb(mh_wait *w) {
 static uint64_t opt_ms(lua_State *L, const char *k, double def) {
   double v;
   lua_getfield(L, 1, k);
-  v = luaL_optnumber(L, -1, def);
+  v = mh_l_optfield_number(L, -1, "smtp.new", k, def);
   lua_pop(L, 1);
   if (v <= 0) v = def;
   return (uint64_t)(v * 1000.0);
@@ -212,7 +212,7 @@ static uint64_t opt_ms(lua_State *L, const char *k, double def) {
 static void opt_str(lua_State *L, const char *k, char *dst, size_t cap, const char *def) {
   const char *v;
   lua_getfield(L, 1, k);
-  v = luaL_optstring(L, -1, def);
+  v = mh_l_optfield_string(L, -1, "smtp.new", k, def);
   snprintf(dst, cap, "%s", v ? v : "");
   lua_pop(L, 1);
 }
@@ -229,16 +229,19 @@ static int l_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   memset(&p, 0, sizeof p);
   opt_str(L, "host", host, sizeof host, NULL);
-  if (!*host) return luaL_argerror(L, 1, "host missing");
+  if (!*host) return luaL_error(L, "smtp.new: host missing (a host name or address is required)");
   p.host = host;
   lua_getfield(L, 1, "port");
-  p.port = (int)luaL_optinteger(L, -1, 25);
+  {
+    lua_Integer port = mh_l_optfield_integer(L, -1, "smtp.new", "port", 25);
+    if (port < 1 || port > 65535) mh_l_field_error(L, -1, "smtp.new", "port", "1-65535");
+    p.port = (int)port;
+  }
   lua_pop(L, 1);
-  if (p.port < 1 || p.port > 65535) return luaL_argerror(L, 1, "port out of range");
   opt_str(L, "tls", tlsm, sizeof tlsm, "starttls");
   for (i = 0; i < sizeof modes / sizeof modes[0] && strcmp(tlsm, modes[i]) != 0; i++) {}
   if (i == sizeof modes / sizeof modes[0])
-    return luaL_argerror(L, 1, "tls must be auto, implicit, starttls, opportunistic or none");
+    return luaL_error(L, "smtp.new: tls must be auto, implicit, starttls, opportunistic or none (got '%s')", tlsm);
   p.tls = mode_of[i];
   lua_getfield(L, 1, "tls_required");
   p.tls_required = lua_toboolean(L, -1);
@@ -345,11 +348,13 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
   for (size_t i = 0; i < n; i++) {
     size_t rl;
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
-    rcpt[i] = lua_tolstring(L, -1, &rl);
-    if (!rcpt[i]) {
+    if (lua_type(L, -1) != LUA_TSTRING) {   /* a number converted here would be no item of the table */
+      char item[40];
       if (fd >= 0) close(fd);
-      luaL_argerror(L, 3, "recipients must be strings");
+      snprintf(item, sizeof item, "recipients[%zu]", i + 1);
+      mh_l_field_error(L, -1, what, item, "a string");
     }
+    rcpt[i] = lua_tolstring(L, -1, &rl);
     if (!nul && rl != strlen(rcpt[i])) nul = rcpt[i];
     lua_pop(L, 1);   /* the string stays alive in the table */
   }

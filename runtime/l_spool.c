@@ -901,7 +901,7 @@ static int l_load(lua_State *L) {
   now = opt_now(L, 3);
   if (lua_type(L, 3) == LUA_TTABLE) {
     lua_getfield(L, 3, "data");
-    max = luaL_optinteger(L, -1, 0);
+    max = mh_l_optfield_integer(L, -1, "spool:load", "data", 0);
     lua_getfield(L, 3, "keep");
     keep = lua_toboolean(L, -1);
     lua_getfield(L, 3, "lean");
@@ -1249,10 +1249,11 @@ static int l_stream(lua_State *L) {
     lua_getfield(L, 2, "dot");
     if (!lua_isnil(L, -1)) dot = lua_toboolean(L, -1);
     lua_getfield(L, 2, "max");   /* below MH_LIMIT_MESSAGE only (tests, a stricter caller) */
-    if (!lua_isnil(L, -1)) max = luaL_checkinteger(L, -1);
+    if (!lua_isnil(L, -1)) max = mh_l_field_integer(L, -1, "spool.stream", "max");
     lua_pop(L, 2);
   }
-  luaL_argcheck(L, max >= 0 && max <= MH_LIMIT_MESSAGE, 2, "max must be at most limits.message");
+  if (max < 0 || max > MH_LIMIT_MESSAGE)
+    luaL_error(L, "spool.stream: max must be 0 up to limits.message (got %I)", (LUAI_UACINT)max);
   st = (lstream *)lua_newuserdatauv(L, sizeof *st, 0);
   memset(st, 0, sizeof *st);
   luaL_setmetatable(L, STREAM_MT);

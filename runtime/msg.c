@@ -278,6 +278,29 @@ static alist *field_list(mh_msg *m, mh_msg_field f) {
 
 static int is_wsp(char c) { return c == ' ' || c == '\t'; }
 
+/* Drops from s (n bytes, UTF-8; NUL-terminated after) the invisible bidi
+** controls, and returns the new length.  A display name or a Subject holding
+** them is a spoof: "invoice\u202Efdp.exe" shows as "invoiceexe.pdf", an
+** isolate or an embedding reorders what follows it, and a mark moves the
+** neutrals around it.  Gone: the embeddings and overrides U+202A-E, the
+** isolates U+2066-9, the marks U+200E/F and U+061C.  Dropped rather than made
+** '_' (as in a file name): the text reads as it was typed, and Arabic or
+** Hebrew letters keep their direction by themselves (the Unicode bidi
+** algorithm needs no control for them), so legitimate right-to-left text stays
+** readable. */
+static size_t drop_bidi(char *s, size_t n) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; ) {
+    const unsigned char *c = (const unsigned char *)s + i;
+    if (i + 3 <= n && c[0] == 0xe2 && ((c[1] == 0x80 && ((c[2] >= 0xaa && c[2] <= 0xae) || c[2] == 0x8e || c[2] == 0x8f)) ||
+                                       (c[1] == 0x81 && c[2] >= 0xa6 && c[2] <= 0xa9))) { i += 3; continue; }
+    if (i + 2 <= n && c[0] == 0xd8 && c[1] == 0x9c) { i += 2; continue; }
+    s[o++] = s[i++];
+  }
+  s[o] = '\0';
+  return o;
+}
+
 /* Adds one "addr" / "Name <addr>" item (already split, trimmed).  name_in
 ** overrides the name when given. */
 static int add_one(mh_msg *m, mh_msg_field f, const char *s, size_t n, const char *name_in) {
@@ -320,6 +343,7 @@ static int add_one(mh_msg *m, mh_msg_field f, const char *s, size_t n, const cha
     name = strdup(name_in);
     if (!name) return fail(m, MH_ENOMEM, "out of memory");
   }
+  if (name) drop_bidi(name, strlen(name));
   int rc = mh_msg_check_addr(a, alen, &why);
   if (rc < 0) {
     free(name);
@@ -395,7 +419,7 @@ int mh_msg_set_subject(mh_msg *m, const char *s, size_t len) {
   if (!d) return fail(m, MH_ENOMEM, "out of memory");
   free(m->subject);
   m->subject = d;
-  m->subject_len = len;
+  m->subject_len = drop_bidi(d, len);
   return 0;
 }
 
@@ -840,6 +864,67 @@ static int is_attr_char(unsigned char c) {
          (c && strchr("!#$&+-.^_`|~", c));
 }
 
+/* The escaped length (RFC 2231 section 4: attr-chars as they are, any other
+** byte as %XX) of the character at s (n bytes left): its bytes and their
+** count in *k.  A character is never cut across two continuations: a reader
+** that decodes each piece alone (older Apple Mail, some webmails) would show
+** two broken halves. */
+static size_t escaped_char(const char *s, size_t n, size_t *k) {
+  unsigned char c = (unsigned char)s[0];
+  size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 1;
+  if (len > n) len = n;
+  *k = len;
+  return len == 1 && is_attr_char(c) ? 1 : 3 * len;
+}
+
+/* Writes the k bytes of one character at s, escaped to w bytes (escaped_char). */
+static void put_escaped(mh_buf *b, const char *s, size_t w, size_t k) {
+  static const char hex[] = "0123456789ABCDEF";
+  if (w == 1) { mh_buf_add(b, s, 1); return; }
+  for (size_t j = 0; j < k; j++) {
+    unsigned char c = (unsigned char)s[j];
+    char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+    mh_buf_add(b, e, 3);
+  }
+}
+
+/* " filename*=UTF-8''r%C3%A9sum%C3%A9.pdf": the name in the RFC 2231 form.
+** One parameter while its line fits in 78 characters; a longer name (past
+** ~60 characters, fewer when not ASCII: up to 765 escaped bytes for 255
+** bytes of name) goes in numbered continuations as mutt and Thunderbird
+** send it, each line within 78:
+**   filename*0*=UTF-8''...;
+**   filename*1*=...
+** (section 3 and 4: the pieces are joined, then the %XX decoded). */
+static void filename_2231(mh_buf *b, const char *nm, size_t n) {
+  size_t total = 0, k;
+  for (size_t i = 0; i < n; i += k) total += escaped_char(nm + i, n - i, &k);
+  if (1 + strlen("filename*=UTF-8''") + total <= 78) {
+    mh_buf_adds(b, "filename*=UTF-8''");
+    for (size_t i = 0; i < n; i += k) {
+      size_t w = escaped_char(nm + i, n - i, &k);
+      put_escaped(b, nm + i, w, k);
+    }
+    return;
+  }
+  size_t i = 0;
+  for (int part = 0; i < n; part++) {
+    char head[32];
+    int hl = snprintf(head, sizeof head, "filename*%d*=%s", part, part == 0 ? "UTF-8''" : "");
+    if (part > 0) mh_buf_adds(b, ";\r\n ");
+    mh_buf_add(b, head, (size_t)hl);
+    size_t col = 1 + (size_t)hl;
+    /* at least one character per piece; ";" ends every line but the last */
+    while (i < n) {
+      size_t w = escaped_char(nm + i, n - i, &k);
+      if (col > 1 + (size_t)hl && col + w + 1 > 78) break;
+      put_escaped(b, nm + i, w, k);
+      col += w;
+      i += k;
+    }
+  }
+}
+
 /* Content-Type / Content-Disposition of an attachment part. */
 static void attach_headers(mh_buf *b, const attach *a) {
   const char *nm = a->name;
@@ -859,13 +944,7 @@ static void attach_headers(mh_buf *b, const attach *a) {
   if (simple) {
     mh_buf_adds(b, "filename=\""); mh_buf_adds(b, nm); mh_buf_adds(b, "\"");
   } else {
-    static const char hex[] = "0123456789ABCDEF";
-    mh_buf_adds(b, "filename*=UTF-8''");
-    for (size_t i = 0; i < n; i++) {
-      unsigned char c = (unsigned char)nm[i];
-      if (is_attr_char(c)) mh_buf_add(b, nm + i, 1);
-      else { char e[3] = { '%', hex[c >> 4], hex[c & 15] }; mh_buf_add(b, e, 3); }
-    }
+    filename_2231(b, nm, n);
   }
   mh_buf_adds(b, "\r\nContent-Transfer-Encoding: base64\r\n\r\n");
 }

@@ -232,4 +232,34 @@ tap.test("date: 1e300 is out of range", function(t)
   t:ok(not ok and e:find("must be whole seconds", 1, true), "msg.date(1.5): must be whole: " .. tostring(e))
 end)
 
+-- Bidi controls in a display name or a Subject are a spoof ("invoice\u202Efdp.exe"
+-- shows as "invoiceexe.pdf"): the overrides, embeddings, isolates and marks are
+-- dropped; right-to-left letters themselves are kept as they are.
+local function ew_decode(v)   -- the text of a header value made of encoded words
+  local out = {}
+  for b in v:gmatch("=%?UTF%-8%?B%?([^?]*)%?=") do out[#out + 1] = unb64(b) end
+  return #out > 0 and table.concat(out) or v
+end
+tap.test("bidi controls dropped from display names and the subject", function(t)
+  local RLO, LRI, PDI, RLM, LRE, PDF, ALM = "\u{202E}", "\u{2066}", "\u{2069}", "\u{200F}", "\u{202A}", "\u{202C}", "\u{061C}"
+  local hebrew = "\u{05E9}\u{05DC}\u{05D5}\u{05DD}"     -- shalom
+  local m = assert(mh.message {
+    from = { name = "Billing" .. RLO .. "gnilliB", address = "b@example.com" },
+    to = { "\"x" .. LRI .. "y" .. PDI .. RLM .. "\" <x@example.com>", { name = hebrew .. ALM .. " 42", address = "h@example.com" } },
+    subject = "invoice" .. RLO .. "fdp.exe " .. LRE .. "a" .. PDF .. " " .. hebrew,
+    text = "x",
+  })
+  local head = split(m:bytes())
+  local subj = ew_decode(field(head, "Subject"))
+  t:is(subj, "invoicefdp.exe a " .. hebrew, "subject: controls gone, Hebrew kept")
+  t:is(ew_decode(field(head, "From"):match("^(.-) <")), "BillinggnilliB", "From name: RLO gone")
+  local to = field(head, "To")
+  t:ok(to:find("xy <x@example.com>", 1, true), "To name from a string: isolate and mark gone: " .. to)
+  t:ok(ew_decode(to):find(hebrew .. " 42", 1, true), "To name: ALM gone, Hebrew kept")
+  local all = ew_decode(head) .. head
+  for _, c in ipairs { RLO, LRI, PDI, RLM, LRE, PDF, ALM } do
+    t:ok(not all:find(c, 1, true), ("no U+%04X left"):format(utf8.codepoint(c)))
+  end
+end)
+
 return tap.done()

@@ -428,10 +428,24 @@ static const char *name_shown(const char *path, const char *name, char *got, siz
   char *out = rc == 0 ? build(m, &len) : NULL;
   snprintf(got, cap, "%s", rc < 0 ? mh_msg_error(m) : "(no Content-Disposition)");
   const char *d = out ? strstr(out, "Content-Disposition: attachment;\r\n ") : NULL;
-  if (d) {
+  if (d && strncmp(d + 35, "filename*0*=", 12) != 0) {
     d += 35;
     size_t k = strcspn(d, "\r");
     snprintf(got, cap, "%.*s", (int)k, d);
+  } else if (d) {   /* RFC 2231 continuations: joined into the one-parameter form */
+    size_t o = (size_t)snprintf(got, cap, "filename*=");
+    d += 35;
+    for (int part = 0; o < cap; part++) {
+      char head[32];
+      int hl = snprintf(head, sizeof head, "filename*%d*=", part);
+      if (strncmp(d, head, (size_t)hl) != 0) break;
+      d += hl;
+      size_t k = strcspn(d, ";\r");
+      o += (size_t)snprintf(got + o, cap - o, "%.*s", (int)k, d);
+      d += k;
+      if (strncmp(d, ";\r\n ", 4) != 0) break;
+      d += 4;
+    }
   }
   free(out);
   mh_msg_free(m);
@@ -497,6 +511,59 @@ static void test_attachment_names(void) {
   unlink(path);
 }
 
+/* A long name goes in RFC 2231 continuations (filename*0*=UTF-8''...;
+** filename*1*=...), each line within 78 characters, each piece whole %XX
+** triplets of whole UTF-8 characters (a reader may decode pieces one by one);
+** a name whose one parameter fits in 78 stays one parameter. */
+static void test_attachment_name_folding(void) {
+  char path[] = "/tmp/mh-attf-XXXXXX";
+  int fd = mkstemp(path);
+  ok(fd >= 0 && write(fd, "x", 1) == 1, "a test file");
+  close(fd);
+  static const char *const names[] = {
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.pdf",   /* 76 ASCII */
+    "a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9.pdf",    /* é, odd offset */
+    "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80"
+    "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80.png",                                 /* 4-byte */
+    NULL,
+  };
+  for (int i = 0; names[i]; i++) {
+    mh_msg *m = basic();
+    mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+    size_t len;
+    char *out = mh_msg_add_attachment(m, path, NULL, names[i]) == 0 ? build(m, &len) : NULL;
+    const char *d = out ? strstr(out, "Content-Disposition: attachment;\r\n") : NULL;
+    ok(d != NULL, "name %d built", i);
+    if (!d) { free(out); mh_msg_free(m); continue; }
+    d += 34;
+    int pieces = 0, fits = 1, whole = 1;
+    while (!strncmp(d, " filename", 9)) {
+      size_t k = strcspn(d, "\r");
+      if (k > 78) fits = 0;
+      const char *v = memchr(d, '=', k);
+      if (!strncmp(d, " filename*0*=UTF-8''", 20)) v = d + 19;
+      /* the piece decoded alone is whole UTF-8: count lead and continuation bytes */
+      int need = 0;
+      for (const char *p = v + 1; p < d + k && *p != ';'; p++) {
+        unsigned c = (unsigned char)*p;
+        if (*p == '%') { c = (unsigned)strtoul((char[]){p[1], p[2], 0}, NULL, 16); p += 2; }
+        if ((c & 0xc0) == 0x80) { if (need-- <= 0) whole = 0; }
+        else { if (need) whole = 0; need = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0; }
+      }
+      if (need) whole = 0;
+      pieces++;
+      d += k + 2;
+    }
+    ok(fits, "name %d: every line within 78", i);
+    ok(whole, "name %d: every piece whole characters", i);
+    ok(pieces >= 2, "name %d: %d continuations", i, pieces);
+    free(out);
+    mh_msg_free(m);
+  }
+  unlink(path);
+}
+
 int main(void) {
   test_edges();
   test_addresses();
@@ -506,6 +573,7 @@ int main(void) {
   test_bodies();
   test_attachment();
   test_attachment_names();
+  test_attachment_name_folding();
   test_attachments_total();
   test_attachments_grow();
   test_misc();

@@ -1,0 +1,123 @@
+-- Misuse of a table field (or a list item) raises naming the function, the
+-- field, what was expected and what came: "smtp.new: port must be an integer
+-- (got string)", through the one helper of l_sched.h (mh_l_field_*).  The
+-- bindings raised "bad argument #-1 to '?'" (luaL_check*(L, -1) on a field),
+-- which names neither; msg.date named the function '?' through pcall.
+local tap = require "tap"
+local core = require("mailhook").core
+
+local tmp = os.getenv("TMPDIR") or "/tmp"
+
+-- {name, function, args, exact message}
+local cases = {
+  { "smtp.new port string", core.smtp.new, { { host = "x", port = "abc" } }, "smtp.new: port must be an integer (got string)" },
+  { "smtp.new port 2.5", core.smtp.new, { { host = "x", port = 2.5 } }, "smtp.new: port must be an integer (got 2.5)" },
+  { "smtp.new port range", core.smtp.new, { { host = "x", port = 70000 } }, "smtp.new: port must be 1-65535 (got 70000)" },
+  { "smtp.new host table", core.smtp.new, { { host = {} } }, "smtp.new: host must be a string (got table)" },
+  { "smtp.new helo boolean", core.smtp.new, { { host = "x", helo = true } }, "smtp.new: helo must be a string (got boolean)" },
+  { "smtp.new timeout string", core.smtp.new, { { host = "x", connect_timeout = "soon" } },
+    "smtp.new: connect_timeout must be a number (got string)" },
+  { "smtp.new host missing", core.smtp.new, { { port = 25 } }, "smtp.new: host missing (a host name or address is required)" },
+  { "smtp.new tls", core.smtp.new, { { host = "x", tls = "yes" } },
+    "smtp.new: tls must be auto, implicit, starttls, opportunistic or none (got 'yes')" },
+  { "http.listen rate", core.http.listen, { { handler = print, rate = 0 } },
+    "http.listen: max_conns, rate, burst and req_timeout must be positive" },
+  { "spool.stream max range", core.spool.stream, { 0, { max = -1 } }, "spool.stream: max must be 0 up to limits.message (got -1)" },
+  { "maildrop.submit item", core.maildrop.submit, { { "/bin/true", {} }, "x" },
+    "maildrop.submit: arguments[2] must be a string (got table)" },
+  { "notify.send key", core.notify.send, { { [5] = "x" } }, "notify.send: a key must be a string (got 5)" },
+  { "notify.send value", core.notify.send, { { STATUS = {} } },
+    "notify.send: STATUS must be a string, a number or a boolean (got table)" },
+  { "notify.send name", core.notify.send, { { status = "x" } },
+    "notify.send: 'status' is not a notification variable (upper-case letters, digits and _)" },
+  { "logsink.entry value", core.logsink.entry, { "info", "m", { CODE = {} } },
+    "logsink.entry: CODE must be a string or a number (got table)" },
+  { "logsink.entry name", core.logsink.entry, { "info", "m", { code = 1 } },
+    "logsink.entry: field names are upper-case letters, digits and _ (not first; got code)" },
+  { "http.listen port", core.http.listen, { { handler = print, port = "x" } }, "http.listen: port must be a number (got string)" },
+  { "http.listen port range", core.http.listen, { { handler = print, port = 70000 } }, "http.listen: port must be 0-65535" },
+  { "http.listen host", core.http.listen, { { handler = print, host = {} } }, "http.listen: host must be a string (got table)" },
+  { "http.listen max_body", core.http.listen, { { handler = print, max_body = false } },
+    "http.listen: max_body must be a number (got boolean)" },
+  { "proc.spawn item", core.proc.spawn, { { "a", {} } }, "proc.spawn: arguments[2] must be a string (got table)" },
+  { "logsink.set ident", core.logsink.set, { "stderr", { ident = {} } }, "logsink.set: ident must be a string (got table)" },
+  { "logsink.set facility type", core.logsink.set, { "stderr", { facility = {} } },
+    "logsink.set: facility must be a string (got table)" },
+  { "logsink.set facility name", core.logsink.set, { "stderr", { facility = "nope" } },
+    "logsink.set: facility must be a syslog facility such as daemon or local0 (got 'nope')" },
+  { "fsutil.read max", core.fsutil.read, { "/dev/null", { max = "x" } }, "fsutil.read: max must be an integer (got string)" },
+  { "fsutil.read max 0", core.fsutil.read, { "/dev/null", { max = 0 } }, "fsutil.read: max must be > 0 (got 0)" },
+  { "fsutil.check what", core.fsutil.check, { "/dev/null", { what = {} } }, "fsutil.check: what must be a string (got table)" },
+  { "fsutil.open max", core.fsutil.open, { "/dev/null", { max = 1.5 } }, "fsutil.open: max must be an integer (got 1.5)" },
+  { "fsutil.write_atomic uid", core.fsutil.write_atomic, { tmp .. "/mh-field-errors-x", "d", 384, { uid = "root" } },
+    "fsutil.write_atomic: uid must be an integer (got string)" },
+  { "fsutil.write_atomic gid", core.fsutil.write_atomic, { tmp .. "/mh-field-errors-x", "d", 384, { gid = {} } },
+    "fsutil.write_atomic: gid must be an integer (got table)" },
+  { "admin.page limit", core.admin.page, { tmp, { limit = "x" } }, "admin.page: limit must be an integer (got string)" },
+  { "admin.page limit range", core.admin.page, { tmp, { limit = 5000 } }, "admin.page: limit must be 0-1000 (got 5000)" },
+  { "admin.page after type", core.admin.page, { tmp, { after = true } }, "admin.page: after must be a string (got boolean)" },
+  { "admin.page before id", core.admin.page, { tmp, { before = "zz" } }, "admin.page: before must be a spool id (got string)" },
+  { "spool.stream max", core.spool.stream, { 0, { max = "x" } }, "spool.stream: max must be an integer (got string)" },
+  { "budget_limits seconds", core.budget_limits, { { seconds = "x" } }, "budget_limits: seconds must be a number (got string)" },
+  { "budget_limits memory", core.budget_limits, { { memory = 10 } }, "budget_limits: memory must be at least 1 MB (got 10)" },
+  { "msg.date 1.5", core.msg.date, { 1.5 }, "msg.date: t must be whole seconds since 1970 (got 1.5)" },
+  { "msg.date string", core.msg.date, { "noon" }, "msg.date: t must be whole seconds since 1970 (got string)" },
+  { "msg.date 1e300", core.msg.date, { 1e300 },
+    "msg.date: t is out of range (seconds since 1970, up to the year 9999; got 1e+300)" },
+}
+
+tap.test("a wrong field names the function, the field, what was expected and what came", function(t)
+  for _, c in ipairs(cases) do
+    local ok, err = pcall(c[2], table.unpack(c[3]))
+    t:ok(not ok, c[1] .. ": raises")
+    t:is(err, c[4], c[1])
+  end
+end)
+
+-- What luaL_check* accepted is still accepted: a numeric string for a number.
+tap.test("convertible values still pass", function(t)
+  local c = core.smtp.new { host = "127.0.0.1", port = "2525", connect_timeout = "5" }
+  t:ok(c, "smtp.new with port \"2525\"")
+  if c then c:close() end
+  local path = tap.tmpfile("abc")
+  local s = core.fsutil.read(path, { max = "10", what = 7 })
+  os.remove(path)
+  t:is(s, "abc", "fsutil.read with max \"10\", what = 7")
+  local _, err = core.fsutil.read("/dev/null", { what = 7 })
+  t:like(err, "^7 /dev/null: ", "what = 7 names the file as 7")
+end)
+
+-- A wrong positional argument through pcall (no call-site name) names the
+-- function too: each core module is in package.loaded as mailhook.core.NAME,
+-- where lauxlib looks (it said "bad argument #1 to '?'").
+tap.test("an argument error through pcall names the function", function(t)
+  local ok, err = pcall(core.smtp.new, 5)
+  t:is(err, "bad argument #1 to 'mailhook.core.smtp.new' (table expected, got number)", "smtp.new")
+  ok, err = pcall(core.msg.valid_address, {})
+  t:is(err, "bad argument #1 to 'mailhook.core.msg.valid_address' (string expected, got table)", "msg.valid_address")
+  ok, err = pcall(core.fsutil.mode, nil)
+  t:like(err, "^bad argument #1 to 'mailhook%.core%.fsutil%.mode'", "fsutil.mode")
+  t:ok(not ok, "raised")
+  t:is(package.loaded["mailhook.core.smtp"], core.smtp, "package.loaded[\"mailhook.core.smtp\"] is core.smtp")
+end)
+
+-- The class: no binding reads a field with luaL_check*/luaL_opt* at -1
+-- (their error is "bad argument #-1 to '?'").
+tap.test("no luaL_check*(L, -1) left in the bindings", function(t)
+  local root = assert(os.getenv("ROOT"), "ROOT")
+  local p = assert(io.popen("ls " .. root .. "/runtime/l_*.c"))
+  local n = 0
+  for path in p:lines() do
+    local text = tap.slurp(path)
+    n = n + 1
+    for line in text:gmatch("[^\n]+") do
+      if line:find("luaL_check%a*%(%a+, %-%d") or line:find("luaL_opt%a*%(%a+, %-%d") then
+        t:ok(false, path .. ": " .. line)
+      end
+    end
+  end
+  p:close()
+  t:ok(n > 10, "read " .. n .. " binding files")
+end)
+
+return tap.done()
