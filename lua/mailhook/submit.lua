@@ -289,7 +289,7 @@ end
 -- else NAME@default_domain.  Other addresses are themselves.
 function M.resolver(cfg)
   local locals = local_domains(cfg)
-  local aliases, aerr
+  local aliases, aerr, awarned
   local domain = cfg.default_domain or core.fsutil.hostname() or "localhost"
   local function load_aliases()
     if aliases == nil and cfg.aliases then
@@ -318,9 +318,14 @@ function M.resolver(cfg)
     end
     if not is_local_name(name) then return nil, "'" .. a .. "' is not an address", M.EX.DATAERR end
     local key = name:lower()
-    if cfg.aliases and load_aliases() == false then
-      return nil, tostring(aerr) .. " (local names cannot be resolved; mail for '" .. name .. "' was not queued)",
-        M.EX.TEMPFAIL
+    if cfg.aliases and load_aliases() == false and not awarned then
+      -- an unreadable or broken aliases file: a refusal (75) lost cron's
+      -- mail (cron never retries); the names go where a name without an
+      -- alias goes (admin_address, else NAME@default_domain), said loudly
+      awarned = true
+      M.warn(cfg, "warning: " .. tostring(aerr) .. ": the aliases file is not used; local names go to " ..
+             (cfg.admin_address and ("admin_address (" .. table.concat(cfg.admin_address, ", ") .. ")")
+                                 or ("NAME@" .. domain .. " (default_domain)")) .. " until it is fixed")
     end
     seen = seen or {}
     local list = aliases and (aliases[key] or (not seen[key] and depth == 0 and aliases.default))
@@ -342,6 +347,19 @@ function M.resolver(cfg)
     return { q }
   end
   return function(a) return resolve(a, nil, 0) end
+end
+
+-- warn(cfg, line): a problem intake worked around, said where the caller
+-- sees it (stderr: cron mails it) and in the log: the service's sink when
+-- this runs inside it (maildrop adoption), else the sink the settings name
+-- (syslog, the journal) for this line alone.
+function M.warn(cfg, line)
+  local sink = core.logsink.get()
+  local other = sink == "stderr" and cfg.log and cfg.log ~= "stderr" and
+                pcall(core.logsink.set, cfg.log, { facility = cfg.syslog_facility })
+  if sink == "stderr" then io.stderr:write("mailhook: ", line, "\n") end
+  if sink ~= "stderr" or other then core.logsink.entry("warn", line) end
+  if other then core.logsink.set("stderr") end
 end
 
 -- qualify(cfg, addr) -> addr with a bare local name given default_domain (a
