@@ -119,6 +119,16 @@ function M.split(value)
       cur.glue = true
       cur.raw[#cur.raw + 1] = quoted
       i = j + 1
+    elseif c == "[" then                -- a domain literal ([IPv6:2001:db8::1]): one piece of a word, its ':' no group
+      local j = value:find("]", i + 1, true)
+      if not j then return nil, "unbalanced '[' in '" .. M.shown(value) .. "'", items, start end
+      local lit = value:sub(i, j)
+      if #cur.words > 0 and cur.glue then cur.words[#cur.words] = cur.words[#cur.words] .. lit
+      else cur.words[#cur.words + 1] = lit end
+      cur.text[#cur.text + 1] = lit
+      cur.glue = false
+      cur.raw[#cur.raw + 1] = lit
+      i = j + 1
     elseif c == "<" then                -- an angle address; a quoted local part in it may hold '>'
       local j, quoted = i + 1, false
       while j <= n do
@@ -150,7 +160,7 @@ function M.split(value)
       i = i + 1
     else
       local j = i
-      while j <= n and not value:sub(j, j):match('[%s%(%)<>,;:"]') do j = j + 1 end
+      while j <= n and not value:sub(j, j):match('[%s%(%)<>,;:"%[]') do j = j + 1 end
       if j == i then j = i + 1 end      -- a stray special (':' inside an address)
       local word = value:sub(i, j - 1)
       if #cur.words > 0 and (cur.glue or word:sub(1, 1) == "@" or word:sub(1, 1) == ".") then
@@ -189,6 +199,8 @@ function M.check_arg(a)
       if c == "\\" then i = i + 1 elseif c == "(" then depth = depth + 1 elseif c == ")" then depth = depth - 1 end
     elseif c == '"' then quote = true
     elseif c == "(" then depth = 1
+    elseif c == "[" and a:find("]", i + 1, true) then
+      i = a:find("]", i + 1, true)        -- a domain literal: its ':' is no group syntax
     elseif c == "<" then angle = true
     elseif c == ">" then angle = false
     elseif not angle and (c == ":" or c == ";") then
