@@ -8,6 +8,7 @@
 # that names no key still refuses (78), queueing nothing.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/lib/lualib.sh"
 
 export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
 start_smtpd P --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
@@ -51,18 +52,22 @@ out=$("$MAILHOOK" "$T/lib.lua" 2>&1); rc=$?
 is "$rc" 0 "mh.enqueue in a script: queued ($out)"
 is "$(n_pickup)" 4 "four queued"
 
+out=$(lua54 "$T/lib.lua" 2>&1); rc=$?
+is "$rc" 0 "mh.enqueue from the Lua library (stock lua5.4): queued ($out)"
+is "$(n_pickup)" 5 "five queued"
+
 # --- a bad value in a delivery key, a key set twice, a broken server line
 cp "$T/good.conf" "$T/mailhook.conf"; echo "tls = bogus" >> "$T/mailhook.conf"
 out=$(msg twice | "$MAILHOOK" sendmail root 2>&1); rc=$?
-is "$rc:$(n_pickup)" "0:5" "tls set twice: queued"
+is "$rc:$(n_pickup)" "0:6" "tls set twice: queued"
 like "$out" "'tls' set twice" "and said ($out)"
 cp "$T/good.conf" "$T/mailhook.conf"; sed -i 's/^tls = none/tls = bogus/' "$T/mailhook.conf"
 out=$(msg badtls | "$MAILHOOK" sendmail root 2>&1); rc=$?
-is "$rc:$(n_pickup)" "0:6" "tls = bogus: queued"
+is "$rc:$(n_pickup)" "0:7" "tls = bogus: queued"
 like "$out" "mailhook.conf:[0-9]+: tls: " "naming the line and key ($out)"
 cp "$T/good.conf" "$T/mailhook.conf"; sed -i 's/^server = .*/server = bad host!/' "$T/mailhook.conf"
 out=$(msg badserver | "$MAILHOOK" sendmail root 2>&1); rc=$?
-is "$rc:$(n_pickup)" "0:7" "a broken server line counts as set: queued"
+is "$rc:$(n_pickup)" "0:8" "a broken server line counts as set: queued"
 like "$out" "server: " "said ($out)"
 
 # --- what intake needs: still refused, nothing queued, the reason named
@@ -73,13 +78,13 @@ for bad in "enabled = maybe" "from = not an address" "default_domain = bad domai
   case $bad in enable\ *) sed -i '/^enabled = /d' "$T/mailhook.conf" ;; esac
   echo "$bad" >> "$T/mailhook.conf"
   out=$(msg refused | "$MAILHOOK" sendmail root 2>&1); rc=$?
-  is "$rc:$(n_pickup)" "78:7" "'$bad': refused with 78, nothing queued"
+  is "$rc:$(n_pickup)" "78:8" "'$bad': refused with 78, nothing queued"
   like "$out" "mailhook.conf:[0-9]+: " "naming the line ($out)"
 done
 cp "$T/good.conf" "$T/mailhook.conf"; chmod 000 "$T/mailhook.conf"
 if [ "$(id -u)" != 0 ]; then
   out=$(msg unreadable | "$MAILHOOK" sendmail root 2>&1); rc=$?
-  is "$rc:$(n_pickup)" "78:7" "an unreadable settings file: 78, nothing queued"
+  is "$rc:$(n_pickup)" "78:8" "an unreadable settings file: 78, nothing queued"
   like "$out" "Permission denied" "said ($out)"
 else
   ok 0 "# SKIP root reads any file"; ok 0 "# SKIP root reads any file"
@@ -88,6 +93,6 @@ chmod 644 "$T/mailhook.conf"
 
 # --- fixed: every queued message reaches the real server
 "$MAILHOOK" flush >"$T/flush.out" 2>&1 || diag "flush: $(cat "$T/flush.out")"
-is "$(ls "$T/mail"/*.eml 2>/dev/null | wc -l)" 7 "once the file is fixed, all 7 are delivered"
+is "$(ls "$T/mail"/*.eml 2>/dev/null | wc -l)" 8 "once the file is fixed, all 8 are delivered"
 is "$(n_pickup)" 0 "the queue is empty"
 done_testing
