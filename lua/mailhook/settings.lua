@@ -686,11 +686,11 @@ function M.load_intake(path)
     if b.key == "server" then server_broken = true end
   end
   -- the secrets file: only the password lives there; intake never needs it
-  local sdoc = read_doc(M.secrets_path(path), true)
+  local sdoc, serr = read_doc(M.secrets_path(path), true)
   local hidden = sdoc and sdoc.hidden
   if sdoc then for k, v in pairs(sdoc.values) do if values[k] == nil then values[k] = v end end
   else
-    bad[#bad + 1] = { key = "password", msg = M.secrets_path(path) .. ": cannot be read or parsed" }
+    bad[#bad + 1] = { key = "password", msg = tostring(serr) }
     hidden = true
   end
   -- each value, then the rules between keys: a bad one left at its default

@@ -70,6 +70,12 @@ out=$(msg badserver | "$MAILHOOK" sendmail root 2>&1); rc=$?
 is "$rc:$(n_pickup)" "0:8" "a broken server line counts as set: queued"
 like "$out" "server: " "said ($out)"
 
+cp "$T/good.conf" "$T/mailhook.conf"; echo "server = 10.0.0.1" > "$T/mailhook.secrets"
+out=$(msg badsecrets | "$MAILHOOK" sendmail root 2>&1); rc=$?
+is "$rc:$(n_pickup)" "0:9" "a broken secrets file (intake never needs the password): queued"
+like "$out" "mailhook.secrets:1: 'server' does not belong" "said, naming it ($out)"
+rm -f "$T/mailhook.secrets"
+
 # --- what intake needs: still refused, nothing queued, the reason named
 for bad in "enabled = maybe" "from = not an address" "default_domain = bad domain!" \
            "from_rewrite = sometimes" "enable = true" "this is not a setting"; do
@@ -78,13 +84,13 @@ for bad in "enabled = maybe" "from = not an address" "default_domain = bad domai
   case $bad in enable\ *) sed -i '/^enabled = /d' "$T/mailhook.conf" ;; esac
   echo "$bad" >> "$T/mailhook.conf"
   out=$(msg refused | "$MAILHOOK" sendmail root 2>&1); rc=$?
-  is "$rc:$(n_pickup)" "78:8" "'$bad': refused with 78, nothing queued"
+  is "$rc:$(n_pickup)" "78:9" "'$bad': refused with 78, nothing queued"
   like "$out" "mailhook.conf:[0-9]+: " "naming the line ($out)"
 done
 cp "$T/good.conf" "$T/mailhook.conf"; chmod 000 "$T/mailhook.conf"
 if [ "$(id -u)" != 0 ]; then
   out=$(msg unreadable | "$MAILHOOK" sendmail root 2>&1); rc=$?
-  is "$rc:$(n_pickup)" "78:8" "an unreadable settings file: 78, nothing queued"
+  is "$rc:$(n_pickup)" "78:9" "an unreadable settings file: 78, nothing queued"
   like "$out" "Permission denied" "said ($out)"
 else
   ok 0 "# SKIP root reads any file"; ok 0 "# SKIP root reads any file"
@@ -93,6 +99,6 @@ chmod 644 "$T/mailhook.conf"
 
 # --- fixed: every queued message reaches the real server
 "$MAILHOOK" flush >"$T/flush.out" 2>&1 || diag "flush: $(cat "$T/flush.out")"
-is "$(ls "$T/mail"/*.eml 2>/dev/null | wc -l)" 8 "once the file is fixed, all 8 are delivered"
+is "$(ls "$T/mail"/*.eml 2>/dev/null | wc -l)" 9 "once the file is fixed, all 9 are delivered"
 is "$(n_pickup)" 0 "the queue is empty"
 done_testing
