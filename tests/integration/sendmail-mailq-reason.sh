@@ -31,12 +31,19 @@ has_reason() { grep -q '^last_reply connect' "$T/spool/pickup/"*.state 2>/dev/nu
 ok "$(wait_for 20 has_reason; echo $?)" "the service records the reason"
 out=$("$MAILHOOK" sendmail -bp 2>&1)
 like "$out" "\(connect: .*refused\)" "mailq shows it while the service waits ($out)"
+# a message queued during the outage, not tried yet: the service's outage is its reason
+printf 'Subject: two\n\nx\n' | "$MAILHOOK" sendmail b@example.net
+has_outage() { grep -q '"outage":{' "$T/spool/status.json"; }
+ok "$(wait_for 20 has_outage; echo $?)" "the service's status.json has the outage"
+out=$("$MAILHOOK" sendmail -bp 2>&1)
+is "$(grep -c '(.*connect: .*refused)' <<<"$out")" 2 "mailq: both messages show why they wait ($out)"
+like "$out" "\(delivery temporarily suspended: connect: .*refused\)" "the new one: the service's outage"
 kill "$RUN"; wait "$RUN" 2>/dev/null
 
 # --- the server comes: delivered, the queue empty
 start_smtpd P --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
 "$MAILHOOK" update port="$P" >/dev/null
 "$MAILHOOK" sendmail -q >/dev/null 2>&1
-is "$(ls "$T/mail"/*.eml 2>/dev/null | wc -l)" 1 "delivered once a server listens"
+is "$(ls "$T/mail"/*.eml 2>/dev/null | wc -l)" 2 "both delivered once a server listens"
 like "$("$MAILHOOK" sendmail -bp 2>&1)" "Mail queue is empty" "mailq: empty"
 done_testing
