@@ -717,7 +717,11 @@ function M.load_intake(path)
     local sink = core.logsink.get()
     local other = sink == "stderr" and cfg.log and cfg.log ~= "stderr" and
                   pcall(core.logsink.set, cfg.log, { facility = cfg.syslog_facility })
-    for _, b in ipairs(bad) do
+    -- bounded: a file of thousands of bad lines says ten, then counts the rest
+    local said = {}
+    for i = 1, math.min(#bad, 10) do said[i] = bad[i] end
+    if #bad > 10 then said[11] = { msg = path .. ": and " .. (#bad - 10) .. " more problems" } end
+    for _, b in ipairs(said) do
       local line = "warning: " .. b.msg .. ": ignored by intake, the message is queued " ..
         "(the service refuses this file until it is fixed: mailhook status)"
       if sink == "stderr" then io.stderr:write("mailhook: ", line, "\n") end

@@ -70,9 +70,14 @@ out=$(msg badserver | "$MAILHOOK" sendmail root 2>&1); rc=$?
 is "$rc:$(n_pickup)" "0:8" "a broken server line counts as set: queued"
 like "$out" "server: " "said ($out)"
 
+cp "$T/good.conf" "$T/mailhook.conf"; for i in $(seq 500); do echo "junk_$i = x"; done >> "$T/mailhook.conf"
+out=$(msg manybad | "$MAILHOOK" sendmail root 2>&1); rc=$?
+is "$rc:$(n_pickup)" "0:9" "500 unknown keys: queued"
+is "$(grep -c warning <<<"$out")" 11 "ten warnings, then one line counting the rest"
+like "$out" "and 490 more problems" "counted"
 cp "$T/good.conf" "$T/mailhook.conf"; echo "server = 10.0.0.1" > "$T/mailhook.secrets"
 out=$(msg badsecrets | "$MAILHOOK" sendmail root 2>&1); rc=$?
-is "$rc:$(n_pickup)" "0:9" "a broken secrets file (intake never needs the password): queued"
+is "$rc:$(n_pickup)" "0:10" "a broken secrets file (intake never needs the password): queued"
 like "$out" "mailhook.secrets:1: 'server' does not belong" "said, naming it ($out)"
 rm -f "$T/mailhook.secrets"
 
@@ -84,13 +89,13 @@ for bad in "enabled = maybe" "from = not an address" "default_domain = bad domai
   case $bad in enable\ *) sed -i '/^enabled = /d' "$T/mailhook.conf" ;; esac
   echo "$bad" >> "$T/mailhook.conf"
   out=$(msg refused | "$MAILHOOK" sendmail root 2>&1); rc=$?
-  is "$rc:$(n_pickup)" "78:9" "'$bad': refused with 78, nothing queued"
+  is "$rc:$(n_pickup)" "78:10" "'$bad': refused with 78, nothing queued"
   like "$out" "mailhook.conf:[0-9]+: " "naming the line ($out)"
 done
 cp "$T/good.conf" "$T/mailhook.conf"; chmod 000 "$T/mailhook.conf"
 if [ "$(id -u)" != 0 ]; then
   out=$(msg unreadable | "$MAILHOOK" sendmail root 2>&1); rc=$?
-  is "$rc:$(n_pickup)" "78:9" "an unreadable settings file: 78, nothing queued"
+  is "$rc:$(n_pickup)" "78:10" "an unreadable settings file: 78, nothing queued"
   like "$out" "Permission denied" "said ($out)"
 else
   ok 0 "# SKIP root reads any file"; ok 0 "# SKIP root reads any file"
@@ -99,6 +104,6 @@ chmod 644 "$T/mailhook.conf"
 
 # --- fixed: every queued message reaches the real server
 "$MAILHOOK" flush >"$T/flush.out" 2>&1 || diag "flush: $(cat "$T/flush.out")"
-is "$(ls "$T/mail"/*.eml 2>/dev/null | wc -l)" 9 "once the file is fixed, all 9 are delivered"
+is "$(ls "$T/mail"/*.eml 2>/dev/null | wc -l)" 10 "once the file is fixed, all 10 are delivered"
 is "$(n_pickup)" 0 "the queue is empty"
 done_testing
