@@ -82,6 +82,13 @@ is "$rc:$E" "0:pbx@example.com | root@example.com www-data@example.com" \
   "without admin_address: NAME@default_domain"
 like "$out" "aliases:1: .*default_domain" "said ($out)"
 is "$(grep -c 'aliases:1' "$T/err")" 1 "once per message, not once per name"
+out=$(printf 'EHLO x\r\nMAIL FROM:<pbx@example.com>\r\nRCPT TO:<root>\r\nDATA\r\nSubject: bs\r\n\r\nx\r\n.\r\nQUIT\r\n' |
+      "$MAILHOOK" sendmail -bs 2>/dev/null)
+unlike "$out" "451" "-bs: RCPT TO:<root> is no longer a 451 ($out)"
+"$MAILHOOK" flush >/dev/null 2>&1; n=$((n + 1))
+E=$(/usr/bin/python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
+    "$T/mail/$(printf %06d $n).json" 2>/dev/null)
+is "$E" "pbx@example.com | root@example.com" "-bs: delivered to root@default_domain"
 rm -f "$T/aliases"
 send cron < <(printf 'Subject: x\n\ny\n') 2>"$T/err"; rc=$?; out=$(cat "$T/err")
 is "$rc:$E" "0:pbx@example.com | cron@example.com" "a missing aliases file: the same"
