@@ -9,6 +9,7 @@
 ** folders themselves must belong to us (or root) and be writable by nobody
 ** else (spool_folder_check); a failure is logged once per change of state.
 */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -1497,11 +1499,34 @@ int mh_spool_raise_seq(mh_spool *sp, const char *id) {
 
 /* ------------------------------------------------------ header parsing */
 
+/* Whether d (from the '[' to the end) is an address literal RFC 5321 4.1.3
+** defines and a connection could use: [192.0.2.1] (four decimal octets, no
+** leading zero) or [IPv6:2001:db8::1] (the tag in any case), checked by
+** inet_pton, the parser the connection itself uses.  Postfix takes these
+** (a device without DNS, a test box): refusing them left the recipient out.
+** A General-address-literal ([tag:content]) names no address: refused. */
+static int addr_literal_ok(const char *d) {
+  size_t n = strlen(d);
+  char buf[64];
+  unsigned char bin[16];
+  if (n < 3 || d[0] != '[' || d[n - 1] != ']' || n - 2 >= sizeof buf) return 0;
+  memcpy(buf, d + 1, n - 2);
+  buf[n - 2] = '\0';
+  if (!strncasecmp(buf, "IPv6:", 5)) return inet_pton(AF_INET6, buf + 5, bin) == 1;
+  return inet_pton(AF_INET, buf, bin) == 1;
+}
+
 int mh_addr_check(const char *addr, int empty_ok) {
   size_t n = strlen(addr);
-  const char *at;
+  const char *at, *end = addr + n;
   if (n == 0) return empty_ok ? 0 : MH_EBADADDR;
   if (n > 320) return MH_EBADADDR;
+  /* a domain that is an address literal: checked whole, the rest as a local part */
+  at = strrchr(addr, '@');
+  if (at && at[1] == '[') {
+    if (!addr_literal_ok(at + 1)) return MH_EBADADDR;
+    end = at + 1;
+  }
   const char *p = addr;
   if (*p == '"') {   /* quoted local part: anything printable but CR, LF, NUL */
     for (p++; *p && *p != '"'; p++) {
@@ -1511,13 +1536,12 @@ int mh_addr_check(const char *addr, int empty_ok) {
     if (*p != '"' || p[1] != '@') return MH_EBADADDR;
     p++;
   }
-  for (; *p; p++) {
+  for (; p < end; p++) {
     unsigned char c = (unsigned char)*p;
     if (c <= ' ' || c == 127 || c == '<' || c == '>' || c == ',' || c == ';' ||
         c == '(' || c == ')' || c == '\\' || c == '[' || c == ']')
       return MH_EBADADDR;
   }
-  at = strrchr(addr, '@');
   if (addr[0] != '"' && strchr(addr, '"')) return MH_EBADADDR;
   if (!at || at == addr || !at[1] || at[1] == '.' || addr[n - 1] == '.' || strchr(at, '"') ||
       strstr(at, ".."))
@@ -1643,11 +1667,16 @@ static int finish_mailbox(mh_env *env, char *plain, size_t pn, char *angle, size
 int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
   char *plain = malloc(len + 1), *angle = malloc(len + 1);
   size_t pn = 0, an = 0, i;
-  int depth = 0, quote = 0, in_angle = 0, had_angle = 0, rc = 0;
+  int depth = 0, quote = 0, in_angle = 0, had_angle = 0, lit = 0, rc = 0;
   if (!plain || !angle) { rc = fail(err, MH_ENOMEM, "address list"); goto out; }
   for (i = 0; i < len && rc == 0; i++) {
     char c = val[i];
     if (c == '\r' || c == '\n') continue;  /* folding */
+    if (lit) {   /* a domain literal [IPv6:2001:db8::1]: its ':' is no group, ends at ']' */
+      if (in_angle) angle[an++] = c; else plain[pn++] = c;
+      if (c == ']') lit = 0;
+      continue;
+    }
     if (depth) {
       if (c == '\\' && i + 1 < len) i++;
       else if (c == '(') depth++;
@@ -1669,6 +1698,7 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
     case '"': quote = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
     case '<': in_angle = 1; had_angle = 1; an = 0; break;
     case '>': in_angle = 0; break;
+    case '[': lit = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
     case ':':
       if (in_angle) angle[an++] = c;
       else pn = 0;  /* "group name:" */
@@ -1682,7 +1712,7 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
       if (in_angle) angle[an++] = c; else plain[pn++] = c;
     }
   }
-  if (rc == 0 && (depth || quote || in_angle))
+  if (rc == 0 && (depth || quote || in_angle || lit))
     rc = fail(err, MH_EBADADDR, "unbalanced address list '%.*s'", (int)(len > 80 ? 80 : len), val);
   if (rc == 0) rc = finish_mailbox(env, plain, pn, angle, an, had_angle, err);
 out:

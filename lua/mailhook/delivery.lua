@@ -650,10 +650,23 @@ function W:close_session(polite)
   pcall(s.close, s)
 end
 
--- The server is unreachable: log once per distinct error, then wait.
-function W:outage(err, info)
+-- The server is unreachable: log once per distinct error, then wait.  e:
+-- the message the attempt was for; the reason is recorded in its state
+-- (last_reply, its attempts and next attempt unchanged: an outage is no
+-- attempt of the message), so `sendmail -bp` and `mailhook queue` show why it
+-- waits, as Postfix's mailq shows "(connect to host[addr]:25: Connection
+-- refused)".  One state write per connection attempt, never one per message.
+function W:outage(err, info, e)
   local d = self.d
   d:changed("outage", self, err, info)
+  if e and e.id then
+    local why = (info and info.stage and (info.stage .. ": ") or "") .. tostring(err)
+    if e.last_reply ~= why then
+      local ok = pcall(d.spool.defer, d.spool, e.id, { reply = why, attempts = e.attempts or 0,
+                                                       next_attempt = e.next_attempt or 0 })
+      if ok then e.last_reply = why end
+    end
+  end
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)
   local what = info and info.session_refused and "server refuses mail on this session" or "server unreachable"
@@ -1000,14 +1013,14 @@ function W:loop()
           else
             d:requeue(e)
             go = false
-            if self:outage(err, info) == "stop" then break end
+            if self:outage(err, info, e) == "stop" then break end
           end
         end
         if go then
           self:enter("sending", e.id)
           local outcome, err, info = self:burst(e)
           if outcome == "outage" then
-            if self:outage(err, info) == "stop" then break end
+            if self:outage(err, info, e) == "stop" then break end
           end
         end
       end

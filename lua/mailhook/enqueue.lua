@@ -14,9 +14,11 @@ local message = require "mailhook.message"
 
 local M = {}
 
--- ready([path]) -> cfg | nil, err, info: the settings, when they allow intake.
+-- ready([path]) -> cfg | nil, err, info: the settings, when they allow intake
+-- (settings.load_intake: a problem in a key intake does not use is warned,
+-- not a refusal).
 function M.ready(path)
-  local cfg, err = settings.load(path)
+  local cfg, err = settings.load_intake(path)
   if not cfg then return nil, err, { code = "EINVAL", class = "permanent", stage = "settings" } end
   local yes, why = settings.ready(cfg)
   if not yes then return nil, why, { code = "EDISABLED", class = "permanent", stage = "settings" } end

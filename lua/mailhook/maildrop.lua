@@ -117,7 +117,7 @@ function M.adopt(sp, dir)
   if not names then return 0 end           -- no maildrop/ (false), or unreadable (nil, err)
   for _, s in ipairs(stale or {}) do core.maildrop.done(dir, s) end
   if #names == 0 then return 0 end
-  local cfg, err = require("mailhook.settings").load()
+  local cfg, err = require("mailhook.settings").load_intake()   -- as the sendmail that dropped them
   if not cfg then
     once("(settings)", "error", "maildrop: " .. #names .. " message(s) wait: the settings cannot be read: " .. tostring(err))
     return 0

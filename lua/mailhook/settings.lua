@@ -599,13 +599,148 @@ function M.load(path)
   return cfg
 end
 
+-- ------------------------------------------------------------------ intake
+-- "Intake accepts, delivery decides" (DESIGN.md): cron, PHP's mail() and
+-- mdadm never read sendmail's exit status, so a settings file that the
+-- service must refuse (a typo'd key, a bad tls value) must not make intake
+-- refuse too: the message is stored, the service (`run`, `status`, `test`)
+-- still refuses the file loudly, and the mail leaves once it is fixed.
+-- Intake needs only these keys; a problem in one of them, or a line naming no
+-- key at all, still refuses (guessing the envelope's sender or a local name's
+-- domain would send mail somewhere the administrator never said):
+local INTAKE_KEYS = { enabled = true, from = true, default_domain = true, admin_address = true,
+                      aliases = true, from_rewrite = true }
+M.intake_keys = INTAKE_KEYS
+local intake_warned = {}   -- path -> true: its problems already said by this process
+
+-- The settings file's lines, read leniently: values (the good lines), where
+-- (key -> line), bad ({line =, key =, msg =}: each broken line, key the one it
+-- names or nil when it names none).
+local function parse_lenient(textv, file)
+  local values, where, bad = {}, {}, {}
+  if textv:sub(1, 3) == "\239\187\191" then textv = textv:sub(4) end
+  local n, twice = 0, {}
+  for line in (textv .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    line = line:gsub("\r$", "")
+    local body = line:match("^%s*(.-)%s*$")
+    if body ~= "" and body:sub(1, 1) ~= "#" then
+      local key, value = body:match("^([%w_]+)%s*=%s*(.*)$")
+      local function problem(k, msg) bad[#bad + 1] = { line = n, key = k, msg = string.format("%s:%d: %s", file, n, msg) } end
+      if not key then
+        -- "enabled true", "server: x": the line of the key it starts with
+        local first = body:match("^([%w_]+)")
+        problem(first and BY_NAME[first] and first or nil, "expected 'key = value'")
+      elseif not BY_NAME[key] then
+        -- `sever = x`, `enable = true`: counted as the line of the key it
+        -- is nearest to (an intake key's typo still refuses)
+        local near = near_key(key):match("'([%w_]+)'")
+        problem(near or key, string.format("unknown setting '%s'%s", key, near_key(key)))
+        bad[#bad].near = near ~= nil
+      elseif where[key] or twice[key] then
+        problem(key, string.format("'%s' set twice (first on line %d)", key, where[key] or twice[key]))
+        twice[key] = twice[key] or where[key]
+        values[key], where[key] = nil, nil
+      else
+        if value:sub(1, 1) == '"' then
+          local inner = value:match('^"(.*)"$')
+          if not inner or inner:gsub("\\.", ""):find('"', 1, true) or inner:gsub("\\.", ""):find("\\", 1, true) then
+            problem(key, key .. ': unterminated or badly escaped "quoted value"')
+            value = nil
+          else
+            value = inner:gsub("\\(.)", "%1")
+          end
+        end
+        if value then values[key], where[key] = value, n end
+      end
+    end
+  end
+  return values, where, bad
+end
+
+-- load_intake([path]) -> cfg | nil, "FILE:LINE: message"
+-- The settings as an intake (sendmail, enqueue, hook, mh.enqueue, the
+-- adoption of maildrop/) takes them: load()'s, when the file is good; else the
+-- file's good lines, when every problem is in a key intake does not use (each
+-- warned once, on stderr and in the log, naming FILE:LINE and the key, the
+-- key then at its default).  Still nil, err: a file that cannot be read (the
+-- spool it names may not be the one the service reads), a line that names no
+-- key (`foo bar`), a problem in a key of INTAKE_KEYS.  A broken `server` line
+-- (a bad value, `sevrer = x`) counts as set: the administrator did set one.
+function M.load_intake(path)
+  path = path or M.path()
+  local cfg, err = M.load(path)
+  if cfg then return cfg end
+  local data = core.fsutil.read(path, { follow = true, max = core.fsutil.limits.config })
+  if not data then return nil, err end        -- unreadable, or the named file is missing: as load() said
+  local values, where, bad = parse_lenient(data, path)
+  local server_broken = false
+  local function refuse(msg)
+    return nil, msg .. " (a setting intake needs: nothing queued; fix it, `mailhook status` checks it)"
+  end
+  for _, b in ipairs(bad) do
+    -- a typo's nearest key that a good line sets anyway is not the one it meant
+    if b.near and values[b.key] ~= nil then b.key = "?" end
+    if not b.key then return nil, b.msg .. " (the file cannot be read as settings: nothing queued)" end
+    if INTAKE_KEYS[b.key] then return refuse(b.msg) end
+    if b.key == "server" then server_broken = true end
+  end
+  -- the secrets file: only the password lives there; intake never needs it
+  local sdoc, serr = read_doc(M.secrets_path(path), true)
+  local hidden = sdoc and sdoc.hidden
+  if sdoc then for k, v in pairs(sdoc.values) do if values[k] == nil then values[k] = v end end
+  else
+    bad[#bad + 1] = { key = "password", msg = tostring(serr) }
+    hidden = true
+  end
+  -- each value, then the rules between keys: a bad one left at its default
+  for _ = 1, #SCHEMA + 4 do
+    local c, key, reason, at = validate(values, hidden)
+    if c then cfg = c break end
+    local line = where[key] or where[at]
+    local msg = line and string.format("%s:%d: %s: %s", path, line, key, reason)
+                      or string.format("%s: %s: %s", path, key, reason)
+    if INTAKE_KEYS[key] then return refuse(msg) end
+    if key == "server" then server_broken = true end
+    bad[#bad + 1] = { key = key, msg = msg }
+    if values[key] ~= nil then values[key] = nil
+    elseif at and values[at] ~= nil then values[at] = nil
+    else return nil, err end
+  end
+  if not cfg then return nil, err end
+  private[cfg] = { path = path, hidden = hidden, server_broken = server_broken }
+  if not intake_warned[path] then
+    intake_warned[path] = true
+    -- said where the caller sees it (stderr, which cron mails) and in the log:
+    -- the service's sink when this runs inside it; in a sendmail process, the
+    -- sink the settings name (syslog, the journal) for these lines alone
+    local sink = core.logsink.get()
+    local other = sink == "stderr" and cfg.log and cfg.log ~= "stderr" and
+                  pcall(core.logsink.set, cfg.log, { facility = cfg.syslog_facility })
+    -- bounded: a file of thousands of bad lines says ten, then counts the rest
+    local said = {}
+    for i = 1, math.min(#bad, 10) do said[i] = bad[i] end
+    if #bad > 10 then said[11] = { msg = path .. ": and " .. (#bad - 10) .. " more problems" } end
+    for _, b in ipairs(said) do
+      local line = "warning: " .. b.msg .. ": ignored by intake, the message is queued " ..
+        "(the service refuses this file until it is fixed: mailhook status)"
+      if sink == "stderr" then io.stderr:write("mailhook: ", line, "\n") end
+      if sink ~= "stderr" or other then core.logsink.entry("warn", line) end
+    end
+    if other then core.logsink.set("stderr") end
+  end
+  return cfg
+end
+
 -- admin_hash(cfg) -> the console's admin password hash | nil (never in cfg itself).
 function M.admin_hash(cfg) return admin_hashes[cfg] end
 
 -- ready(cfg) -> true | nil, reason: whether anything may be generated.
+-- A cfg of load_intake whose `server` line is broken counts as one with a
+-- server: the administrator set one (the service says what is wrong with it).
 function M.ready(cfg)
   if not cfg.enabled then return nil, "outgoing mail is disabled (mailhook update enabled=true)" end
-  if not cfg.server or #cfg.server == 0 then
+  if (not cfg.server or #cfg.server == 0) and not (private[cfg] and private[cfg].server_broken) then
     return nil, "no server is set (mailhook update server=HOST)"
   end
   return true

@@ -119,6 +119,16 @@ function M.split(value)
       cur.glue = true
       cur.raw[#cur.raw + 1] = quoted
       i = j + 1
+    elseif c == "[" then                -- a domain literal ([IPv6:2001:db8::1]): one piece of a word, its ':' no group
+      local j = value:find("]", i + 1, true)
+      if not j then return nil, "unbalanced '[' in '" .. M.shown(value) .. "'", items, start end
+      local lit = value:sub(i, j)
+      if #cur.words > 0 and cur.glue then cur.words[#cur.words] = cur.words[#cur.words] .. lit
+      else cur.words[#cur.words + 1] = lit end
+      cur.text[#cur.text + 1] = lit
+      cur.glue = false
+      cur.raw[#cur.raw + 1] = lit
+      i = j + 1
     elseif c == "<" then                -- an angle address; a quoted local part in it may hold '>'
       local j, quoted = i + 1, false
       while j <= n do
@@ -150,7 +160,7 @@ function M.split(value)
       i = i + 1
     else
       local j = i
-      while j <= n and not value:sub(j, j):match('[%s%(%)<>,;:"]') do j = j + 1 end
+      while j <= n and not value:sub(j, j):match('[%s%(%)<>,;:"%[]') do j = j + 1 end
       if j == i then j = i + 1 end      -- a stray special (':' inside an address)
       local word = value:sub(i, j - 1)
       if #cur.words > 0 and (cur.glue or word:sub(1, 1) == "@" or word:sub(1, 1) == ".") then
@@ -189,6 +199,8 @@ function M.check_arg(a)
       if c == "\\" then i = i + 1 elseif c == "(" then depth = depth + 1 elseif c == ")" then depth = depth - 1 end
     elseif c == '"' then quote = true
     elseif c == "(" then depth = 1
+    elseif c == "[" and a:find("]", i + 1, true) then
+      i = a:find("]", i + 1, true)        -- a domain literal: its ':' is no group syntax
     elseif c == "<" then angle = true
     elseif c == ">" then angle = false
     elseif not angle and (c == ":" or c == ";") then
@@ -289,7 +301,7 @@ end
 -- else NAME@default_domain.  Other addresses are themselves.
 function M.resolver(cfg)
   local locals = local_domains(cfg)
-  local aliases, aerr
+  local aliases, aerr, awarned
   local domain = cfg.default_domain or core.fsutil.hostname() or "localhost"
   local function load_aliases()
     if aliases == nil and cfg.aliases then
@@ -318,9 +330,14 @@ function M.resolver(cfg)
     end
     if not is_local_name(name) then return nil, "'" .. a .. "' is not an address", M.EX.DATAERR end
     local key = name:lower()
-    if cfg.aliases and load_aliases() == false then
-      return nil, tostring(aerr) .. " (local names cannot be resolved; mail for '" .. name .. "' was not queued)",
-        M.EX.TEMPFAIL
+    if cfg.aliases and load_aliases() == false and not awarned then
+      -- an unreadable or broken aliases file: a refusal (75) lost cron's
+      -- mail (cron never retries); the names go where a name without an
+      -- alias goes (admin_address, else NAME@default_domain), said loudly
+      awarned = true
+      M.warn(cfg, "warning: " .. tostring(aerr) .. ": the aliases file is not used; local names go to " ..
+             (cfg.admin_address and ("admin_address (" .. table.concat(cfg.admin_address, ", ") .. ")")
+                                 or ("NAME@" .. domain .. " (default_domain)")) .. " until it is fixed")
     end
     seen = seen or {}
     local list = aliases and (aliases[key] or (not seen[key] and depth == 0 and aliases.default))
@@ -342,6 +359,19 @@ function M.resolver(cfg)
     return { q }
   end
   return function(a) return resolve(a, nil, 0) end
+end
+
+-- warn(cfg, line): a problem intake worked around, said where the caller
+-- sees it (stderr: cron mails it) and in the log: the service's sink when
+-- this runs inside it (maildrop adoption), else the sink the settings name
+-- (syslog, the journal) for this line alone.
+function M.warn(cfg, line)
+  local sink = core.logsink.get()
+  local other = sink == "stderr" and cfg.log and cfg.log ~= "stderr" and
+                pcall(core.logsink.set, cfg.log, { facility = cfg.syslog_facility })
+  if sink == "stderr" then io.stderr:write("mailhook: ", line, "\n") end
+  if sink ~= "stderr" or other then core.logsink.entry("warn", line) end
+  if other then core.logsink.set("stderr") end
 end
 
 -- qualify(cfg, addr) -> addr with a bare local name given default_domain (a

@@ -209,6 +209,23 @@ is "$(envelope $((n0 + 1))) / $(envelope $((n0 + 2)))" "pbx@example.com | ops@ex
 like "$(cat "$T/flush.out")" "maildrop: .* from uid 65534: recipient: 'Some Name' is not an address \(left out\)" \
    "the service logs the record's bad item"
 
+# --- a typo'd key in the settings: nobody's cron mail still goes into maildrop/ (warned,
+# naming FILE:LINE); root's flush refuses the file as the service does; fixed, delivered
+n0=$(n_mail)
+cp -p "$CONF" "$T/conf.good"
+echo "sever = 10.0.0.1" >> "$CONF"
+out=$(printf 'Subject: typo
+
+x
+' | as nobody "$SM" ops@example.net 2>&1); rc=$?
+is "$rc:$(n_drop)" "0:1" "nobody's sendmail with a typo'd key: exit 0, the message in maildrop/ ($out)"
+like "$out" "$CONF:[0-9]+: unknown setting 'sever'" "the warning names the file, line and key"
+deliver
+is "$(n_mail)" "$n0" "root's flush refuses the broken file (nothing sent on it)"
+cp -p "$T/conf.good" "$CONF"
+deliver
+is "$(n_mail):$(n_drop)" "$((n0 + 1)):0" "the file fixed: adopted and delivered"
+
 # --- a maildrop/ of any other mode: the spool is refused (the exemption is exact)
 chmod 1777 "$SPOOL/maildrop"
 out=$(root_mh queue 2>&1); rc=$?

@@ -70,9 +70,30 @@ is "$E" "pbx@example.com | catchall@example.org" "the aliases file's default: be
 out=$("$MAILHOOK" sendmail -bv root x@example.net 2>&1)
 like "$out" "root\.\.\. deliverable: sysadmin@example\.org, ops-team@example\.org" "-bv shows where a name goes"
 printf 'root sysadmin@example.org\n' > "$T/aliases"
-out=$(printf 'Subject: x\n\ny\n' | "$MAILHOOK" sendmail root 2>&1); rc=$?
-is "$rc" 75 "a broken aliases file: EX_TEMPFAIL (the caller may try again), nothing queued"
-like "$out" "aliases:1: expected 'name: address, address'" "naming the file and line ($out)"
+# a broken aliases file: cron never retries a 75, so the mail went nowhere; now
+# the names go where a name without an alias goes, the problem said loudly
+send root < <(printf 'Subject: x\n\ny\n') 2>"$T/err"; rc=$?; out=$(cat "$T/err")
+is "$rc:$E" "0:pbx@example.com | admin@example.org backup@example.org" \
+  "a broken aliases file: root queued to admin_address, delivered"
+like "$out" "aliases:1: expected 'name: address, address'.*admin_address" "the warning names the file and line ($out)"
+"$MAILHOOK" update admin_address= >/dev/null
+send root www-data < <(printf 'Subject: x\n\ny\n') 2>"$T/err"; rc=$?; out=$(cat "$T/err")
+is "$rc:$E" "0:pbx@example.com | root@example.com www-data@example.com" \
+  "without admin_address: NAME@default_domain"
+like "$out" "aliases:1: .*default_domain" "said ($out)"
+is "$(grep -c 'aliases:1' "$T/err")" 1 "once per message, not once per name"
+out=$(printf 'EHLO x\r\nMAIL FROM:<pbx@example.com>\r\nRCPT TO:<root>\r\nDATA\r\nSubject: bs\r\n\r\nx\r\n.\r\nQUIT\r\n' |
+      "$MAILHOOK" sendmail -bs 2>/dev/null)
+unlike "$out" "451" "-bs: RCPT TO:<root> is no longer a 451 ($out)"
+"$MAILHOOK" flush >/dev/null 2>&1; n=$((n + 1))
+E=$(/usr/bin/python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
+    "$T/mail/$(printf %06d $n).json" 2>/dev/null)
+is "$E" "pbx@example.com | root@example.com" "-bs: delivered to root@default_domain"
+rm -f "$T/aliases"
+send cron < <(printf 'Subject: x\n\ny\n') 2>"$T/err"; rc=$?; out=$(cat "$T/err")
+is "$rc:$E" "0:pbx@example.com | cron@example.com" "a missing aliases file: the same"
+like "$out" "aliases.*No such file" "said ($out)"
+"$MAILHOOK" update admin_address="admin@example.org, backup@example.org" >/dev/null
 send ops@example.net < <(printf 'Subject: x\n\ny\n'); rc=$?
 is "$rc:$E" "0:pbx@example.com | ops@example.net" "a message for no local name does not need the aliases file"
 "$MAILHOOK" update aliases= admin_address= >/dev/null

@@ -46,7 +46,11 @@ local function fake_spool()
   function sp:defer(id, o)
     mh.sleep(0)
     local m = self.msgs[id]
-    self.ops[#self.ops + 1] = "defer " .. id
+    -- the same attempts and next attempt, nothing done: an outage's reason
+    -- recorded (delivery.lua W:outage), no deferral
+    local note = o.attempts == (m.attempts or 0) and o.next_attempt == (m.next_attempt or 0) and not o.done
+    self.ops[#self.ops + 1] = (note and "note " or "defer ") .. id
+    if note then m.last_reply = o.reply return true end
     m.attempts = o.attempts or m.attempts + 1
     m.next_attempt, m.last_reply = o.next_attempt, o.reply
     local done = {}
@@ -303,7 +307,9 @@ tap.test("an outage: the queue waits, retries every retry_interval, logs once", 
   t:is(log:count("^warn"), 1, "no other warning")
   t:is(log:count("reachable again"), 1, "the recovery is logged once")
   t:same(ids_sent(smtp), { "000001", "000002", "000003" }, "in order, none twice")
-  t:same(sp.ops, { "delivered 000001", "delivered 000002", "delivered 000003" }, "no message was deferred")
+  -- its reason noted once on the message tried (mailq shows it), never a deferral
+  t:same(sp.ops, { "note 000001", "delivered 000001", "delivered 000002", "delivered 000003" },
+         "no message was deferred (the one tried carries the outage's reason, once)")
   d:stop(); task:wait()
 end)
 
@@ -572,7 +578,8 @@ tap.test("a broken session (421) makes the queue wait, without deferring the mes
   t:ok(until_(function() return sp:count() == 0 end), "all delivered")
   t:same(ids_sent(smtp), { "000001", "000001", "000002" }, "the same message first, again, in order")
   t:is(smtp.connects, 2, "reconnected")
-  t:same(sp.ops, { "delivered 000001", "delivered 000002" }, "nothing deferred")
+  t:same(sp.ops, { "note 000001", "delivered 000001", "delivered 000002" },
+         "nothing deferred (the message tried carries the reason)")
   t:is(log:count("server unreachable"), 1, "logged as an outage")
   d:stop(); task:wait()
 end)

@@ -170,6 +170,22 @@ static void test_parse(void) {
   ok(mh_addr_check("a@b.c", 0) == 0 && mh_addr_check("", 1) == 0 && mh_addr_check("", 0) &&
      mh_addr_check("a b@c.d", 0) && mh_addr_check("a@b\r\nRCPT TO:<x@y>", 0) && mh_addr_check("ab.c", 0),
      "address check: CR/LF, spaces, missing @ refused");
+  /* address literals (RFC 5321 4.1.3): real IPv4 / IPv6 ones only */
+  ok(mh_addr_check("a@[192.0.2.1]", 0) == 0 && mh_addr_check("a@[IPv6:2001:db8::1]", 0) == 0 &&
+     mh_addr_check("a@[ipv6:::1]", 0) == 0 && mh_addr_check("\"a b\"@[192.0.2.1]", 0) == 0,
+     "address check: [IPv4] and [IPv6:...] literals taken");
+  ok(mh_addr_check("a@[999.1.1.1]", 0) && mh_addr_check("a@[1.2.3]", 0) && mh_addr_check("a@[01.2.3.4]", 0) &&
+     mh_addr_check("a@[2001:db8::1]", 0) && mh_addr_check("a@[IPv6:zz::1]", 0) && mh_addr_check("a@[tag:x]", 0) &&
+     mh_addr_check("a@[192.0.2.1", 0) && mh_addr_check("a@[192.0.2.1]x", 0) && mh_addr_check("a@[]", 0) &&
+     mh_addr_check("a[@[192.0.2.1]", 0) && mh_addr_check("a@[IPv6:fe80::1%eth0]", 0) &&
+     mh_addr_check("a@[192.0.2.1 ]", 0),
+     "address check: a literal that is no real address refused");
+  const char *lits = "a@[IPv6:2001:db8::1], \"B\" <b@[192.0.2.1]>";
+  memset(&env, 0, sizeof env);
+  ok(mh_env_addrs(lits, strlen(lits), &env, err) == 0 && env.nto == 2 &&
+     !strcmp(env.to[0], "a@[IPv6:2001:db8::1]") && !strcmp(env.to[1], "b@[192.0.2.1]"),
+     "a header's literals: the IPv6 one's ':' is no group");
+  mh_env_free(&env);
 }
 
 static void test_enqueue(mh_spool *sp) {

@@ -117,7 +117,8 @@ return function(...)
   if not event then return usage(fields) end
 
   local settings = require "mailhook.settings"
-  local cfg, err = settings.load()
+  -- as every intake reads them: a typo in a key the hook does not use is warned, not fatal
+  local cfg, err = settings.load_intake()
   if not cfg then
     io.stderr:write("mailhook hook: settings: ", tostring(err), "\n")
     return 1

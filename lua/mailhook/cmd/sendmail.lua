@@ -254,6 +254,21 @@ local function mailq()
     return fail(EX.CANTCREAT, err)
   end
   local out, n, bytes = io.stdout, 0, 0
+  -- the running service's outage (SPOOL/status.json, when the lock holder
+  -- wrote it; never a signal: mailq is polled by monitors): the reason of a
+  -- queued message that carries none of its own (delivery notes it only on
+  -- the message it tried), as Postfix's "(delivery temporarily suspended: ...)"
+  local outage
+  do
+    local st = core.fsutil.read(core.paths.spool .. "/status.json")
+    local okj, snap = pcall(require("mailhook.json").decode, st or "")
+    local pid = okj and type(snap) == "table" and core.admin.lock_holder(core.paths.spool)
+    local c = pid and snap.pid == pid and type(snap.connection) == "table" and snap.connection
+    local o = c and type(c.outage) == "table" and c.outage   -- (status.lua clears it once over)
+    if o and type(o.error) == "string" then
+      outage = "delivery temporarily suspended: " .. (type(o.stage) == "string" and (o.stage .. ": ") or "") .. o.error
+    end
+  end
   local ok, lerr = pcall(function()
     for e in queue.list() do
       if n == 0 then
@@ -268,7 +283,7 @@ local function mailq()
       local from = (e.from == nil or e.from == "") and "MAILER-DAEMON" or e.from
       out:write(string.format("%-17s %8d %19.19s %s\n", id, e.size or 0, os.date("%a %b %e %H:%M:%S", e.queued_at),
                               from))
-      local why = e.reason or e.last_reply
+      local why = e.reason or e.last_reply or (e.state ~= "failed" and outage) or nil
       if why then
         why = why:gsub("%c", " ")
         local pad = 76 - #why

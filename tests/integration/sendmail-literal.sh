@@ -1,0 +1,59 @@
+# Address literals (RFC 5321 4.1.3): a@[192.0.2.1] and a@[IPv6:2001:db8::1]
+# are taken in the envelope, as Postfix takes them (a device without DNS, a
+# test box), through every way in (arguments, -t, -bs, mailhook enqueue), the
+# spool and SMTP: the real server (aiosmtpd) sees them in RCPT TO.  A literal
+# that is no real address ([999.1.1.1], [IPv6:zz::1], [tag:x], unterminated)
+# is left out and named, as any unusable item.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+
+export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
+start_smtpd P --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
+"$MAILHOOK" update enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false \
+  from=pbx@example.com >/dev/null || { echo "Bail out! update failed"; exit 1; }
+n=0
+# deliver: flush, then RCPT TO of the next mail the server got, space-separated
+deliver() {
+  "$MAILHOOK" flush >"$T/flush.out" 2>&1 || diag "flush: $(cat "$T/flush.out")"
+  n=$((n + 1))
+  E=$(/usr/bin/python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["to"]))' \
+      "$T/mail/$(printf %06d $n).json" 2>/dev/null)
+}
+
+out=$(printf 'Subject: lit\n\nx\n' | "$MAILHOOK" sendmail 'a@[192.0.2.1]' 'b@[IPv6:2001:db8::1]' \
+      'Ann <c@[ipv6:::ffff:192.0.2.7]>' 2>&1); rc=$?
+is "$rc" 0 "sendmail with literal recipients: queued ($out)"
+deliver
+is "$E" "a@[192.0.2.1] b@[IPv6:2001:db8::1] c@[ipv6:::ffff:192.0.2.7]" "RCPT TO carries each literal as written"
+
+printf 'To: d@[198.51.100.1], "Eve" <e@[IPv6:2001:db8::2]>\nCc: f@example.net\nSubject: t\n\nx\n' |
+  "$MAILHOOK" sendmail -t; rc=$?
+is "$rc" 0 "-t: literals in To (the IPv6 one's ':' no group syntax)"
+deliver
+is "$E" "d@[198.51.100.1] e@[IPv6:2001:db8::2] f@example.net" "all three delivered"
+
+out=$(printf 'EHLO x\r\nMAIL FROM:<pbx@example.com>\r\nRCPT TO:<g@[IPv6:2001:db8::3]>\r\nDATA\r\nSubject: bs\r\n\r\nx\r\n.\r\nQUIT\r\n' |
+      "$MAILHOOK" sendmail -bs 2>&1)
+like "$out" "250[ -].*
+.*250" "-bs: RCPT TO a literal accepted"
+deliver
+is "$E" "g@[IPv6:2001:db8::3]" "and delivered with it"
+
+out=$(echo body | "$MAILHOOK" enqueue --to 'h@[203.0.113.9]' --subject enq 2>&1); rc=$?
+is "$rc" 0 "mailhook enqueue --to a literal ($out)"
+deliver
+is "$E" "h@[203.0.113.9]" "delivered"
+
+# --- literals that are no address: left out, each named; alone, nothing queued
+for bad in 'x@[999.1.1.1]' 'x@[1.2.3]' 'x@[01.2.3.4]' 'x@[IPv6:zz::1]' 'x@[2001:db8::1]' 'x@[tag:content]' \
+           'x@[IPv6:fe80::1%eth0]' 'x@[192.0.2.1'; do
+  out=$(printf 'Subject: bad\n\nx\n' | "$MAILHOOK" sendmail "$bad" ok@example.net 2>&1); rc=$?
+  is "$rc" 0 "'$bad' with a good recipient: queued"
+  like "$out" "left out" "'$bad' left out and named ($out)"
+  deliver
+  is "$E" "ok@example.net" "only the good recipient gets it"
+done
+out=$(printf 'Subject: bad\n\nx\n' | "$MAILHOOK" sendmail 'x@[999.1.1.1]' 2>&1); rc=$?
+is "$rc" 65 "a bad literal alone: 65, nothing queued"
+is "$(find "$T/spool/pickup" -name '*.eml' | wc -l)" 0 "the queue is empty"
+done_testing
