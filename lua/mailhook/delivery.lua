@@ -441,6 +441,31 @@ function D:defer(e, reply, done, refused)
   maillog.outcome(self, e, "deferred", reply or "temporary failure", done)
 end
 
+-- split(e, reply, done, refused, n): the server took some recipients and
+-- refused the others only as over its per-message limit (outcome.overflow:
+-- 452 "too many recipients", RFC 5321 §4.5.3.1.10, which asks the client to
+-- send the rest in a new transaction).  The accepted ones are recorded done
+-- (never sent again), the n others are due at once, unpenalised (no attempt
+-- counted, no backoff), and the message goes first again.  Only a round that
+-- settled a recipient for good (accepted, or refused by a 5xx of its own)
+-- leads to another, so the rounds end; a round that settled none is an
+-- ordinary deferral (a 552 "too many recipients" then stays pending, RFC 5321
+-- §4.5.3.1.10 asks that it be taken as temporary).
+function D:split(e, reply, done, refused, n)
+  local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = self.now(), done = done,
+                                           attempts = e.attempts or 0, refused = refused })
+  if ok == nil and err then
+    -- not recorded: resending now would repeat the accepted ones; wait instead
+    return self:defer(e, reply, done, refused)
+  end
+  self.later[e.id] = nil
+  self.log.info(string.format("delivery: %s: the server took %s and refused %s as over its limit (%s); "
+                              .. "sending %s in a new transaction now",
+                              e.id, plural(#(done or {}), "recipient"), n .. " more", reply,
+                              n == 1 and "it" or "them"))
+  maillog.outcome(self, e, "deferred", reply, done)
+end
+
 -- A delivered message is recorded in the spool's delivered journal (one
 -- write: runtime/spool.c, "the delivered journal") before the next message's
 -- data may leave (the engine's gate, see Worker:burst), so a SIGKILL repeats
@@ -557,10 +582,23 @@ function D:settle(e, res, whole)
   maillog.note(e, res)
   local pending, refused = {}, {}
   local tlines, plines = {}, {}
-  for _, r in ipairs(res.rejected or {}) do
+  -- recipients over the server's per-message limit (outcome.overflow), and
+  -- how many this round settled for good (accepted, or refused by a 5xx of
+  -- their own): a new transaction at once only when the round made progress
+  local overflow, settled = 0, #accepted
+  local over = {}
+  for i, r in ipairs(res.rejected or {}) do
+    over[i] = not whole and outcome.overflow(r, #accepted)
+    if not over[i] and outcome.permanent(r) then settled = settled + 1 end
+  end
+  for i, r in ipairs(res.rejected or {}) do
     local rcpt = r.rcpt or r[1] or "?"
     local reply = outcome.reply_text(r) or "rejected"
-    if outcome.permanent(r) then
+    if over[i] then
+      overflow = overflow + 1
+      pending[#pending + 1] = rcpt
+      tlines[#tlines + 1] = rcpt .. ": " .. reply
+    elseif outcome.permanent(r) then
       refused[#refused + 1] = { rcpt = rcpt, reply = reply }
       plines[#plines + 1] = rcpt .. ": " .. reply
     else
@@ -586,6 +624,9 @@ function D:settle(e, res, whole)
     local all = {}
     for _, l in ipairs(tlines) do all[#all + 1] = l end
     for _, l in ipairs(plines) do all[#all + 1] = l end
+    if overflow > 0 and settled > 0 then
+      return self:split(e, table.concat(all, "; "), accepted, refused, #pending)
+    end
     return self:defer(e, whole and whole.reply or table.concat(all, "; "), accepted, refused)
   end
   -- nothing pending: some recipients failed for good (now or on an earlier attempt)

@@ -265,6 +265,23 @@ tap.test("reply_text (mailhook.outcome)", function(t)
   t:is(reply_text(nil), nil, "nil")
 end)
 
+tap.test("overflow: a RCPT refusal that is only the server's recipient limit (mailhook.outcome)", function(t)
+  local overflow = require("mailhook.outcome").overflow
+  t:ok(overflow({ smtp = 452, text = "too many recipients" }, 2), "Exim's recipients_max: 452 too many recipients")
+  t:ok(overflow({ smtp = 451, enhanced = "4.5.3", text = "Too many recipients" }, 2),
+       "OpenSMTPD's max-rcpt: 451 4.5.3 (the enhanced code decides, not the 452)")
+  t:ok(overflow({ smtp = 452, text = "4.5.3 Error: too many recipients" }, 0),
+       "Postfix's: worded, even with none accepted yet")
+  t:ok(overflow({ smtp = 552, enhanced = "5.5.3", text = "too many recipients" }, 1),
+       "an old server's 552 too many recipients (RFC 5321 4.5.3.1.10: temporary)")
+  t:ok(overflow({ smtp = 452, text = "mailbox busy" }, 1), "a bare 452 after an accepted recipient")
+  t:ok(not overflow({ smtp = 452, text = "insufficient system storage" }, 0), "a bare 452 with none accepted: storage")
+  t:ok(not overflow({ smtp = 451, enhanced = "4.7.1", text = "greylisted" }, 3), "a greylisting 451")
+  t:ok(not overflow({ smtp = 550, enhanced = "5.1.1", text = "no such user" }, 3), "a 550")
+  t:ok(not overflow({ smtp = 552, enhanced = "5.2.2", text = "mailbox full" }, 3), "a 552 mailbox full")
+  t:ok(not overflow({ class = "permanent", text = "not sent: too many recipients" }, 1), "no code: not the server's")
+end)
+
 ---------------------------------------------------------------- scheduling
 
 tap.test("messages go oldest first on one reused session, then it closes when idle", function(t)
