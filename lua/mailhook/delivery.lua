@@ -251,6 +251,7 @@ end
 
 function D:reload(cfg)
   self.cfg = cfg
+  self.auth_refusals = nil   -- new settings: a refused login is tried again at the usual pace
   self:check_verbose()
   for _, w in ipairs(self.workers) do w.stale = true end
   self.kicked = true
@@ -691,21 +692,45 @@ function W:close_session(polite)
   pcall(s.close, s)
 end
 
+-- A 5xx to AUTH (535 credentials refused, 534 mechanism too weak, 538):
+-- nothing changes by itself before the settings do.  Such refusals are
+-- retried less and less often (retry_interval doubling up to retry_max, as a
+-- message's backoff) rather than every retry_interval: a server counting
+-- failed logins (fail2ban's postfix-sasl and exim jails ban after a handful)
+-- would else ban this host, and the next error would be a misleading
+-- "connection refused".  A reload (the settings changed) or a success starts
+-- the count again; `mailhook flush` still tries at once.
+local function auth_refused(info)
+  local code = info and tonumber(info.smtp)
+  return info and info.stage == "auth" and code and code >= 500 and code < 600 or false
+end
+
 -- The server is unreachable: log once per distinct error, then wait.
 function W:outage(err, info)
   local d = self.d
   d:changed("outage", self, err, info)
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)
-  local what = info and info.session_refused and "server refuses mail on this session" or "server unreachable"
+  local how = "retrying every " .. interval .. " s"
+  if auth_refused(info) then
+    d.auth_refusals = (d.auth_refusals or 0) + 1
+    interval = M.backoff(d.auth_refusals, interval, math.max(interval, d:cfgn("retry_max", 1800)), d.random)
+    how = string.format("retrying in %.0f s, then less and less often (at most every %g s) until the settings "
+                        .. "change: the server refuses these credentials", interval,
+                        math.max(d:cfgn("retry_interval", 30), d:cfgn("retry_max", 1800)))
+  else
+    d.auth_refusals = nil
+  end
+  local what = info and info.session_refused and "server refuses mail on this session"
+               or auth_refused(info) and "server refuses the login" or "server unreachable"
   if d.outage then d.outage.refused = info and info.session_refused end
   if not d.outage then
     d.outage = { err = err, since = now, refused = info and info.session_refused }
-    d.log.warn(string.format("delivery: %s (%s%s); the queue waits, retrying every %s s", what,
-                             info and info.stage and (info.stage .. ": ") or "", err, interval))
+    d.log.warn(string.format("delivery: %s (%s%s); the queue waits, %s", what,
+                             info and info.stage and (info.stage .. ": ") or "", err, how))
   elseif d.outage.err ~= err then
     d.outage.err = err
-    d.log.warn(string.format("delivery: %s, now: %s%s", info and info.session_refused and what
+    d.log.warn(string.format("delivery: %s, now: %s%s", info and (info.session_refused or auth_refused(info)) and what
                              or "server still unreachable", info and info.stage and (info.stage .. ": ") or "", err))
   end
   if not d.outage.stuck and now - d.outage.since >= d.stuck_after then
@@ -765,6 +790,7 @@ function W:connected(s)
   self.session, self.sent, self.mails = s, 0, 0
   self.relay = maillog.relay(s)
   self.key = self:server_key()
+  d.auth_refusals = nil   -- logged in (or no login asked): the usual pace again
   -- a server that says it has no SMTPUTF8 (a session that does not say: the
   -- engine decides) gets no RCPT for a non-ASCII address (RFC 6531 §3.4)
   local info = s.info and s:info() or {}
