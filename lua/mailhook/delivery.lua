@@ -733,6 +733,7 @@ function W:outage(err, info)
     d.log.warn(string.format("delivery: %s, now: %s%s", info and (info.session_refused or auth_refused(info)) and what
                              or "server still unreachable", info and info.stage and (info.stage .. ": ") or "", err))
   end
+  d.outage.login = auth_refused(info) or nil   -- (mailhook.service words the state with it)
   if not d.outage.stuck and now - d.outage.since >= d.stuck_after then
     d.outage.stuck = true
     d:emit("queue_stuck", { reason = err, since = d.outage.since })

@@ -349,6 +349,8 @@ tap.test("a refused login (535) is retried less and less often, not every retry_
   t:is(log:count("^warn delivery: server refuses the login %(auth: authentication failed: 535"), 1,
        "logged once, saying the login is refused (not 'unreachable')")
   t:like(table.concat(log.lines or {}, "\n"), "less and less often", "and how it is retried")
+  t:like(require("mailhook.service").connection_state(d), "^server refuses the login since .*535",
+         "the service's state (status, STATUS=) says so too")
   t:ok(until_(function() return sp:count() == 0 end, 10), "delivered once the login works")
   t:is(d.auth_refusals, nil, "the count starts again after a success")
   d:stop(); task:wait()
