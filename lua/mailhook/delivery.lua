@@ -705,9 +705,40 @@ local function auth_refused(info)
   return info and info.stage == "auth" and code and code >= 500 and code < 600 or false
 end
 
+-- Another worker of this deliverer holds a live session, or is opening one
+-- (if that one fails too, it is the one that declares the outage).
+function W:others_connected()
+  for _, w in ipairs(self.d.workers) do
+    if w ~= self and ((w.session and w.session.alive and w.session:alive()) or w.state == "connecting") then
+      return true
+    end
+  end
+  return false
+end
+
 -- The server is unreachable: log once per distinct error, then wait.
 function W:outage(err, info)
   local d = self.d
+  local code = info and tonumber(info.smtp)
+  if code and code >= 400 and code < 500 and (info.stage == "connect" or info.stage == "greeting")
+     and self:others_connected() then
+    -- a 4xx greeting (421 "too many concurrent connections": Exim's
+    -- smtp_accept_max and smtp_accept_max_per_host, Postfix's
+    -- smtpd_client_connection_count_limit) while another connection of ours
+    -- delivers: the server limits how many it takes at once; no outage.  This
+    -- connection waits (a flush pass ends it), the others go on.
+    if self.refused_extra ~= err then
+      self.refused_extra = err
+      d.log.info(string.format("delivery[%d]: the server refuses one more connection (%s); another "
+                               .. "connection delivers, this one tries again in %s s", self.i, err,
+                               d:cfgn("retry_interval", 30)))
+    end
+    self:enter("waiting-retry", err)
+    if d.once then return "stop" end
+    self:wait(d:cfgn("retry_interval", 30))
+    return
+  end
+  self.refused_extra = nil
   d:changed("outage", self, err, info)
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)

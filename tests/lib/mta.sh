@@ -20,6 +20,8 @@
 #       --size BYTES           message_size_limit (advertised as SIZE; default 50M)
 #       --max-per-conn N       smtp_accept_max_per_connection: the (N+1)th MAIL gets
 #                              "421 too many messages in this connection" and the end
+#       --accept-max N         smtp_accept_max: connections over N at once get "421 Too
+#                              many concurrent SMTP connections" at the greeting
 #       --recipients-max N     recipients_max: RCPTs after the Nth of a message get
 #                              "452 4.5.3 too many recipients" (RFC 5321 §4.5.3.1.10)
 #       --tls CERTDIR          STARTTLS with CERTDIR/server.crt and .key (tests/peers/mkcerts)
@@ -293,7 +295,7 @@ _start_exim() {
 # accepts -C from root only for such a file) and the folders Exim's user writes.
 _exim_conf() {
   local dir=$1 port=$2; shift 2
-  local sync=true pipe='*' chunk='*' eightbit=true utf8='*' size=50M maxconn=1000 tls="" auth="" rcptmax=0
+  local sync=true pipe='*' chunk='*' eightbit=true utf8='*' size=50M maxconn=1000 tls="" auth="" rcptmax=0 acceptmax=100
   local rcpt_acl="" data_acl="" n=0 kv addr reply verb
   while [ $# -gt 0 ]; do
     case $1 in
@@ -305,6 +307,7 @@ _exim_conf() {
       --size) size=$2; shift ;;
       --max-per-conn) maxconn=$2; shift ;;
       --recipients-max) rcptmax=$2; shift ;;
+      --accept-max) acceptmax=$2; shift ;;
       --tls) tls=$2; shift ;;
       --auth) auth=$2; shift ;;
       --reply-rcpt|--reply-data)
@@ -388,7 +391,7 @@ deliver_drop_privilege = true
 # every message delivered at once, however many came on the connection (Exim's default
 # queues those after the 10th until a queue run)
 smtp_accept_queue_per_connection = 0
-smtp_accept_max = 100
+smtp_accept_max = $acceptmax
 smtp_accept_max_per_connection = $maxconn
 recipients_max = $rcptmax
 smtp_enforce_sync = $sync
