@@ -1472,11 +1472,17 @@ static int has8(const char *p, size_t n) {
 
 /* What to convert for this session (mime7.h), from what a scan learnt: the
 ** bodies without 8BITMIME (RFC 6152 §3), the top-level header fields without
-** SMTPUTF8 (RFC 6531). */
-static unsigned to_convert(const mh_smtp *s, const mh_mime7_info *i) {
+** SMTPUTF8 (RFC 6531), and the bodies holding a line over 998 octets whatever
+** the server offers (RFC 5321 §4.5.3.1.6: quoted-printable's soft breaks keep
+** the text as it was, where cutting the line would add a line break to it;
+** when they cannot be encoded, the dot writer still cuts them). */
+static unsigned to_convert(const mh_smtp *s, const mh_mime7 *m) {
+  const mh_mime7_info *i = mh_mime7_get_info(m);
   unsigned what = 0;
   if (i->body8 && !(s->caps.flags & MH_SMTP_CAP_8BITMIME)) what |= MH_MIME7_BODIES;
   if (i->head8 && !(s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) what |= MH_MIME7_HEADERS;
+  if (i->bodylong && !(what & MH_MIME7_BODIES) && !mh_mime7_why(m, what | MH_MIME7_BODIES))
+    what |= MH_MIME7_BODIES;
   return what;
 }
 
@@ -1514,7 +1520,7 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
     head8 = (flags & MH_SMTP_STREAM_HEAD8) != 0;
     if (scan) {
       const mh_mime7_info *i = mh_mime7_get_info(scan);
-      what = to_convert(s, i);
+      what = to_convert(s, scan);
       eightbit = i->body8 && !(what & MH_MIME7_BODIES);
       head8 = i->head8;
       if (what && mh_mime7_why(scan, what)) { rc = refuse_8bit(s, scan, what); mh_mime7_free(scan); return rc; }
@@ -1535,16 +1541,18 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
     return 0;
   }
   eightbit = has8(data, len);
-  if (eightbit && (s->caps.flags & MH_SMTP_CAP_8BITMIME) && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
+  uint64_t run = 0;
+  int longl = mh_mime7_longline(data, len, &run);
+  if (eightbit && !longl && (s->caps.flags & MH_SMTP_CAP_8BITMIME) && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
     head8 = mh_mime7_head8(data, len);
-  } else if (eightbit) {
+  } else if (eightbit || longl) {
     const mh_mime7_info *i;
     if (!(m = mh_mime7_new()) || mh_mime7_scan(m, data, len) < 0 || mh_mime7_scan_end(m) < 0) {
       mh_mime7_free(m);
       return refuse(s, MH_ENOMEM, "data", "out of memory");
     }
     i = mh_mime7_get_info(m);
-    what = to_convert(s, i);
+    what = to_convert(s, m);
     eightbit = i->body8 && !(what & MH_MIME7_BODIES);
     head8 = i->head8;
     if (what && mh_mime7_why(m, what)) { rc = refuse_8bit(s, m, what); mh_mime7_free(m); return rc; }
