@@ -195,11 +195,19 @@ static int dot_eol(mh_smtp_dotw *w, mh_buf *out) {
   w->bol = 1;
   w->empty_line = 1;
   w->col = 0;
+  w->prev_ws = 0;
   return mh_buf_add(out, "\r\n", 2);
 }
 
 static int dot_byte(mh_smtp_dotw *w, mh_buf *out, char c) {
   int rc;
+  int ws = c == ' ' || c == '\t';
+  if (!w->body && ws && !w->prev_ws && w->col >= MH_SMTP_FOLD_AT && w->col < MH_SMTP_TEXT_LINE) {
+    /* a long header line: folded before this blank, which starts the next line */
+    if ((rc = mh_buf_add(out, "\r\n", 2)) < 0) return rc;
+    w->col = 0;
+  }
+  w->prev_ws = ws;
   if (w->col >= MH_SMTP_TEXT_LINE) {
     /* too long: break it; in the header as a fold, so no new field can start */
     if ((rc = mh_buf_add(out, w->body ? "\r\n" : "\r\n ", w->body ? 2 : 3)) < 0) return rc;
@@ -231,8 +239,9 @@ static size_t clean_run(mh_smtp_dotw *w, const char *in, size_t p, size_t len) {
     lf = memchr(in + p, '\n', len - p);
     if (!lf) {   /* the last line, not ended yet: its end may come with the next piece */
       n = len - p;
-      if (memchr(in + p, '\r', n) || w->col + n > MH_SMTP_TEXT_LINE) break;
+      if (memchr(in + p, '\r', n) || w->col + n > (w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT)) break;
       w->col += n;
+      w->prev_ws = n && (in[len - 1] == ' ' || in[len - 1] == '\t');
       w->bol = w->empty_line = 0;
       return len;
     }
@@ -240,10 +249,11 @@ static size_t clean_run(mh_smtp_dotw *w, const char *in, size_t p, size_t len) {
     if (n == 0 || lf[-1] != '\r') break;   /* a bare LF */
     n--;
     cr = n ? memchr(in + p, '\r', n) : NULL;
-    if (cr || w->col + n > MH_SMTP_TEXT_LINE) break;   /* a bare CR, or too long */
+    if (cr || w->col + n > (w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT)) break;   /* a bare CR, or too long */
     if (!w->body && w->empty_line && n == 0) w->body = 1;
     w->bol = w->empty_line = 1;
     w->col = 0;
+    w->prev_ws = 0;
     p += n + 2;
   }
   return p;
@@ -266,12 +276,15 @@ int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) 
     ** stuff, a bare CR or LF, a line to break), then the fast path again */
     do {
       char c = in[i];
+      size_t lim = w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT;
       if (!w->cr && c != '\r' && c != '\n' && !(w->bol && c == '.' && !w->nostuff) &&
-          w->col < MH_SMTP_TEXT_LINE) {
-        /* a run of ordinary bytes on the line: copied at once */
-        size_t n = 1, room = MH_SMTP_TEXT_LINE - w->col;
+          w->col < lim) {
+        /* a run of ordinary bytes on the line: copied at once (a header line
+        ** past FOLD_AT goes byte by byte: dot_byte folds it at a blank) */
+        size_t n = 1, room = lim - w->col;
         while (n < room && i + n < len && in[i + n] != '\r' && in[i + n] != '\n') n++;
         if ((rc = mh_buf_add(out, in + i, n)) < 0) break;
+        w->prev_ws = in[i + n - 1] == ' ' || in[i + n - 1] == '\t';
         w->col += n;
         w->bol = w->empty_line = 0;
         i += n;

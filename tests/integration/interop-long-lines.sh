@@ -1,9 +1,10 @@
 # A queued message with a body line over 998 octets (RFC 5321 §4.5.3.1.6: SMTP carries
 # none, 8BITMIME or not): a long plain-text line, a long line of 8-bit text, a long line in
-# the HTML part of a multipart.  Sent to real servers (Exim with and without 8BITMIME,
+# the HTML part of a multipart; and a header field of 2,300 octets on one line.  Sent to real servers (Exim with and without 8BITMIME,
 # OpenSMTPD), each arrives with no line over 998 octets and decodes to exactly the text
 # queued: the part is encoded quoted-printable (soft line breaks), never cut by a line
-# break that would change the text (a space in a word or a URL of the HTML).
+# break that would change the text (a space in a word or a URL of the HTML); the header
+# field is folded at its blanks (RFC 5322 §2.2.3), never inside a word.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/mta.sh"
@@ -27,17 +28,20 @@ queue_long() {
     printf 'Content-Type: text/plain; charset=us-ascii\n\nshort text part\n--b\n'
     printf 'Content-Type: text/html; charset=us-ascii\nContent-Transfer-Encoding: 7bit\n\n<p><a href="https://example.org/'
     head -c 5000 /dev/zero | tr '\0' 'h'; echo '">link</a></p>'; echo '--b--'; } | MH sendmail -t -i
+  # a header field of 2,300 octets in one line (words): folded at blanks, never inside a word
+  { printf 'From: app@example.org\nTo: a@x.example\nSubject: long header\nMessage-ID: <%s-header@test>\nX-Long:' "$1"
+    for i in $(seq 300); do printf ' word%d' "$i"; done; echo; echo; echo 'body'; } | MH sendmail -t -i
 }
 
 check_long() {   # check_long VAR NAME TAG
   local var=$1 name=$2 tag=$3 kind f
-  for kind in ascii 8bit html; do
+  for kind in ascii 8bit html header; do
     md wire "$(spool_file "$tag-$kind@test")" > "$T/$tag-$kind.want"
   done
   mta_flush
-  is "$FLUSH_RC" 0 "$name: one flush delivers the three (${FLUSH_OUT##*$'\n'})"
+  is "$FLUSH_RC" 0 "$name: one flush delivers the four (${FLUSH_OUT##*$'\n'})"
   wait_for 30 mta_idle "$var"
-  for kind in ascii 8bit html; do
+  for kind in ascii 8bit html header; do
     f=$(copy_of "$var" "$tag-$kind@test" a@x.example)
     ok "$([ -n "$f" ] && echo 0 || echo 1)" "$name: the long $kind message arrived"
     [ -n "$f" ] || continue
