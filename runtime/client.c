@@ -644,6 +644,23 @@ static int has8_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
   return 0;
 }
 
+/* Does the message at off hold a line over 998 octets (mh_mime7_longline)?  Then
+** it is scanned and its long lines encoded (smtp.c's to_convert), 8BITMIME or
+** not.  1 yes, 0 no (or unreadable: the send that follows says why). */
+static int long_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
+  uint64_t run = 0;
+  while (size > 0) {
+    size_t want = size < sizeof c->fbuf ? (size_t)size : sizeof c->fbuf;
+    ssize_t n;
+    do n = pread(fd, c->fbuf, want, (off_t)off); while (n < 0 && errno == EINTR);
+    if (n <= 0) return 0;
+    if (mh_mime7_longline(c->fbuf, (size_t)n, &run)) return 1;
+    off += (uint64_t)n;
+    size -= (uint64_t)n;
+  }
+  return 0;
+}
+
 /* Does the top-level header of the message at off hold 8-bit bytes?  (Its first
 ** 64 KiB are read: the SMTPUTF8 question for a server that takes 8-bit whole.) */
 static int head8_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
@@ -748,7 +765,8 @@ static void submit(mh_client *c, const char *from, const char *const *rcpt, size
     unsigned flags = MH_SMTP_STREAM_8BIT;
     char err[300] = "";
     int head8 = head8_file(c, fd, off, size);
-    if (mh_smtp_stream_scan_needed(c->s, head8) && has8_file(c, fd, off, size) != 0) {
+    if ((mh_smtp_stream_scan_needed(c->s, head8) && has8_file(c, fd, off, size) != 0) ||
+        long_file(c, fd, off, size)) {
       if ((rc = scan_file(c, fd, off, size, &scan, err, sizeof err)) < 0) {
         refused(r, rc, "data", err, 0);
         return;

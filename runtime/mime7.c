@@ -103,6 +103,9 @@ typedef struct {
   unsigned char cte;       /* its declared Content-Transfer-Encoding (CTE_*) */
   unsigned char enc;       /* ENC_*: what pass 2 does to it when converting bodies */
   unsigned char has8;      /* an 8-bit or NUL byte in its body (a multipart: outside its parts) */
+  unsigned char longl;     /* a leaf declared 7bit/8bit/binary (or nothing) with a body line
+                              over 998 octets: SMTP allows none (RFC 5321 §4.5.3.1.6), so it
+                              is encoded like an 8-bit one, whatever the server offers */
   unsigned char top;       /* the message itself (its header is the top-level one) */
   unsigned char has_ct, has_mv;   /* a Content-Type, a MIME-Version field */
   unsigned char last_eol;  /* its body's content ended with a line end */
@@ -158,6 +161,7 @@ struct mh_mime7 {
   unsigned char bq[3];     /* base64: bytes of the next quantum */
   int bn, bcol;
   int qcounting;           /* pass 1: the current leaf could be encoded (counting QP) */
+  uint64_t llen;           /* pass 1: octets of the current body line so far */
   u8st u8;                 /* pass 1: is the current leaf's body UTF-8 */
   char last_out;           /* pass 2: the last byte written ('\n' at the start) */
   /* results of pass 1 */
@@ -314,6 +318,12 @@ static void content(mh_mime7 *m, const char *p, size_t n, int eol) {
     m->tail_o = m->tail_b = eol;
     if (!eol && is8(p, n)) { e->has8 = 1; m->info.body8 = 1; }
     if (e->type == T_LEAF) {
+      if (eol) {
+        m->llen = 0;
+      } else if ((m->llen += n) > 998 && e->cte != CTE_QP && e->cte != CTE_B64 && e->cte != CTE_OTHER) {
+        e->longl = 1;
+        m->info.bodylong = 1;
+      }
       if (!eol) u8_feed(&m->u8, p, n);
       e->raw += n;
       e->last_eol = (unsigned char)eol;
@@ -343,8 +353,12 @@ static const char *const CTE_LINE[] = { NULL, "Content-Transfer-Encoding: quoted
                                         "Content-Transfer-Encoding: base64\r\n",
                                         "Content-Transfer-Encoding: 7bit\r\n" };
 static const char MV_LINE[] = "MIME-Version: 1.0\r\n";
-static const char *ct_line(int utf8) {
-  return utf8 ? "Content-Type: text/plain; charset=utf-8\r\n" : "Content-Type: text/plain; charset=unknown-8bit\r\n";
+/* The Content-Type added to a message without one that gets encoded: ASCII
+** (encoded only for its long lines), UTF-8, or bytes of no known charset. */
+static const char *ct_line(const ent *e) {
+  if (!e->has8) return "Content-Type: text/plain; charset=us-ascii\r\n";
+  return !e->utf8bad ? "Content-Type: text/plain; charset=utf-8\r\n"
+                     : "Content-Type: text/plain; charset=unknown-8bit\r\n";
 }
 
 /* A new entity (the message, a part, a message/rfc822's message): its header
@@ -380,6 +394,7 @@ static void start_entity(mh_mime7 *m) {
   memset(&m->h, 0, sizeof m->h);
   m->cte_done = 0;
   m->field.len = 0;
+  m->llen = 0;
   memset(&m->u8, 0, sizeof m->u8);
 }
 
@@ -392,7 +407,7 @@ static void end_entity(mh_mime7 *m) {
       if (e->enc == ENC_QP) qp_end(m);
       else if (e->enc == ENC_B64) b64_end(m);
     }
-  } else if (e->type == T_LEAF && e->has8) {
+  } else if (e->type == T_LEAF && (e->has8 || e->longl)) {
     if (e->cte == CTE_QP || e->cte == CTE_B64 || e->cte == CTE_OTHER) {
       set_why(m->why_body, "8-bit bytes inside a part that says it is already encoded "
               "(Content-Transfer-Encoding quoted-printable, base64 or unknown)");
@@ -405,7 +420,7 @@ static void end_entity(mh_mime7 *m) {
       m->dbody += (int64_t)strlen(CTE_LINE[e->enc]) - (int64_t)e->cte_len;
       if (e->top && !e->has_mv) m->dbody += (int64_t)strlen(MV_LINE);
       e->utf8bad = m->u8.bad || m->u8.need;
-      if (e->top && !e->has_ct) m->dbody += (int64_t)strlen(ct_line(!e->utf8bad));
+      if (e->top && !e->has_ct) m->dbody += (int64_t)strlen(ct_line(e));
       m->tail_b = e->raw == 0 ? 1 : e->enc == ENC_QP ? e->last_eol : 0;
     }
   } else if (e->type == T_MULTI && e->has8) {
@@ -870,7 +885,7 @@ static void header_end(mh_mime7 *m) {
   } else if ((m->what & MH_MIME7_BODIES) && e->enc != ENC_NONE) {
     if (!m->cte_done && e->enc != ENC_7BIT) put(m, CTE_LINE[e->enc], strlen(CTE_LINE[e->enc]));
     if (e->top && e->type == T_LEAF && !e->has_mv) put(m, MV_LINE, strlen(MV_LINE));
-    if (e->top && e->type == T_LEAF && !e->has_ct) put(m, ct_line(!e->utf8bad), strlen(ct_line(!e->utf8bad)));
+    if (e->top && e->type == T_LEAF && !e->has_ct) put(m, ct_line(e), strlen(ct_line(e)));
   }
   emit(m, "\r\n", 2);
   f->type = type;
@@ -1037,7 +1052,7 @@ static void finish(mh_mime7 *m) {
   if (m->ctx == CTX_BODY && !m->at_eol) content(m, NULL, 0, 1);
   if (m->pass == 1 && m->depth > 0) {
     ent *e = cur(m);
-    int enc_leaf = e->type == T_LEAF && e->has8 && e->cte != CTE_QP && e->cte != CTE_B64 && e->cte != CTE_OTHER;
+    int enc_leaf = e->type == T_LEAF && (e->has8 || e->longl) && e->cte != CTE_QP && e->cte != CTE_B64 && e->cte != CTE_OTHER;
     while (m->depth > 0) end_entity(m);
     /* converted, the last bytes are the last leaf's (its tail_b set by end_entity) */
     if (!enc_leaf) m->tail_b = m->tail_o;
@@ -1126,6 +1141,32 @@ int mh_mime7_head8(const char *buf, size_t len) {
       if (c == '\r' && buf[j] == '\n') j++;
       if (j < len && (buf[j] == '\n' || buf[j] == '\r')) return 0;
     }
+  }
+  return 0;
+}
+
+int mh_mime7_longline(const char *buf, size_t len, uint64_t *run) {
+  const char *p = buf, *end = buf + len;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *stop = nl ? nl : end;
+    /* a bare CR ends a line too (runtime/eol.h): rare, looked for only in a long run */
+    uint64_t n = (uint64_t)(stop - p);
+    if (*run + n > 998) {
+      const char *cr = memchr(p, '\r', (size_t)(stop - p));
+      while (cr && cr + 1 < stop) {   /* a CR inside the run: a line end of its own */
+        if (*run + (uint64_t)(cr - p) > 998) return 1;
+        *run = 0;
+        p = cr + 1;
+        cr = memchr(p, '\r', (size_t)(stop - p));
+      }
+      n = (uint64_t)(stop - p);
+      if (cr && cr + 1 == stop) n--;   /* the CR of a CRLF (or a CR last in the piece) */
+      if (*run + n > 998) return 1;
+    }
+    if (!nl) { *run += (uint64_t)(stop - p); return 0; }
+    *run = 0;
+    p = nl + 1;
   }
   return 0;
 }

@@ -44,6 +44,10 @@ enum {
 typedef struct {
   int body8;          /* an 8-bit (or NUL) byte after the top-level header block */
   int head8;          /* an 8-bit byte in a top-level header field */
+  int bodylong;       /* a body line over 998 octets in a part not already encoded: SMTP
+                         carries none, 8BITMIME or not (RFC 5321 §4.5.3.1.6, RFC 6152 §3),
+                         so MH_MIME7_BODIES encodes it (quoted-printable, soft breaks)
+                         instead of the line being cut */
   unsigned parts;     /* entities met (the message itself counts one) */
 } mh_mime7_info;
 
@@ -74,6 +78,11 @@ int mh_mime7_convert_end(mh_mime7 *m);
 ** on the caller's stack: nothing is written between pieces), and
 ** mh_mime7_convert_end after it when last is set. */
 int mh_mime7_convert_sink(mh_mime7 *m, mh_mime7_out out, void *ud, const char *buf, size_t len, int last);
+
+/* Line lengths across pieces: *run is the current line's octets so far (0 at
+** the start); true when buf[0..len) takes a line (CR and LF excluded) past 998
+** octets.  The cheap question asked of every message before the MIME scan. */
+int mh_mime7_longline(const char *buf, size_t len, uint64_t *run);
 
 /* True when the top-level header block of buf[0..len) (up to its empty line,
 ** or the whole buffer) holds a byte >= 0x80: the SMTPUTF8 question for a

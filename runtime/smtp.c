@@ -195,11 +195,19 @@ static int dot_eol(mh_smtp_dotw *w, mh_buf *out) {
   w->bol = 1;
   w->empty_line = 1;
   w->col = 0;
+  w->prev_ws = 0;
   return mh_buf_add(out, "\r\n", 2);
 }
 
 static int dot_byte(mh_smtp_dotw *w, mh_buf *out, char c) {
   int rc;
+  int ws = c == ' ' || c == '\t';
+  if (!w->body && ws && !w->prev_ws && w->col >= MH_SMTP_FOLD_AT && w->col < MH_SMTP_TEXT_LINE) {
+    /* a long header line: folded before this blank, which starts the next line */
+    if ((rc = mh_buf_add(out, "\r\n", 2)) < 0) return rc;
+    w->col = 0;
+  }
+  w->prev_ws = ws;
   if (w->col >= MH_SMTP_TEXT_LINE) {
     /* too long: break it; in the header as a fold, so no new field can start */
     if ((rc = mh_buf_add(out, w->body ? "\r\n" : "\r\n ", w->body ? 2 : 3)) < 0) return rc;
@@ -231,8 +239,9 @@ static size_t clean_run(mh_smtp_dotw *w, const char *in, size_t p, size_t len) {
     lf = memchr(in + p, '\n', len - p);
     if (!lf) {   /* the last line, not ended yet: its end may come with the next piece */
       n = len - p;
-      if (memchr(in + p, '\r', n) || w->col + n > MH_SMTP_TEXT_LINE) break;
+      if (memchr(in + p, '\r', n) || w->col + n > (w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT)) break;
       w->col += n;
+      w->prev_ws = n && (in[len - 1] == ' ' || in[len - 1] == '\t');
       w->bol = w->empty_line = 0;
       return len;
     }
@@ -240,10 +249,11 @@ static size_t clean_run(mh_smtp_dotw *w, const char *in, size_t p, size_t len) {
     if (n == 0 || lf[-1] != '\r') break;   /* a bare LF */
     n--;
     cr = n ? memchr(in + p, '\r', n) : NULL;
-    if (cr || w->col + n > MH_SMTP_TEXT_LINE) break;   /* a bare CR, or too long */
+    if (cr || w->col + n > (w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT)) break;   /* a bare CR, or too long */
     if (!w->body && w->empty_line && n == 0) w->body = 1;
     w->bol = w->empty_line = 1;
     w->col = 0;
+    w->prev_ws = 0;
     p += n + 2;
   }
   return p;
@@ -266,12 +276,15 @@ int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) 
     ** stuff, a bare CR or LF, a line to break), then the fast path again */
     do {
       char c = in[i];
+      size_t lim = w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT;
       if (!w->cr && c != '\r' && c != '\n' && !(w->bol && c == '.' && !w->nostuff) &&
-          w->col < MH_SMTP_TEXT_LINE) {
-        /* a run of ordinary bytes on the line: copied at once */
-        size_t n = 1, room = MH_SMTP_TEXT_LINE - w->col;
+          w->col < lim) {
+        /* a run of ordinary bytes on the line: copied at once (a header line
+        ** past FOLD_AT goes byte by byte: dot_byte folds it at a blank) */
+        size_t n = 1, room = lim - w->col;
         while (n < room && i + n < len && in[i + n] != '\r' && in[i + n] != '\n') n++;
         if ((rc = mh_buf_add(out, in + i, n)) < 0) break;
+        w->prev_ws = in[i + n - 1] == ' ' || in[i + n - 1] == '\t';
         w->col += n;
         w->bol = w->empty_line = 0;
         i += n;
@@ -1472,11 +1485,17 @@ static int has8(const char *p, size_t n) {
 
 /* What to convert for this session (mime7.h), from what a scan learnt: the
 ** bodies without 8BITMIME (RFC 6152 §3), the top-level header fields without
-** SMTPUTF8 (RFC 6531). */
-static unsigned to_convert(const mh_smtp *s, const mh_mime7_info *i) {
+** SMTPUTF8 (RFC 6531), and the bodies holding a line over 998 octets whatever
+** the server offers (RFC 5321 §4.5.3.1.6: quoted-printable's soft breaks keep
+** the text as it was, where cutting the line would add a line break to it;
+** when they cannot be encoded, the dot writer still cuts them). */
+static unsigned to_convert(const mh_smtp *s, const mh_mime7 *m) {
+  const mh_mime7_info *i = mh_mime7_get_info(m);
   unsigned what = 0;
   if (i->body8 && !(s->caps.flags & MH_SMTP_CAP_8BITMIME)) what |= MH_MIME7_BODIES;
   if (i->head8 && !(s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) what |= MH_MIME7_HEADERS;
+  if (i->bodylong && !(what & MH_MIME7_BODIES) && !mh_mime7_why(m, what | MH_MIME7_BODIES))
+    what |= MH_MIME7_BODIES;
   return what;
 }
 
@@ -1514,7 +1533,7 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
     head8 = (flags & MH_SMTP_STREAM_HEAD8) != 0;
     if (scan) {
       const mh_mime7_info *i = mh_mime7_get_info(scan);
-      what = to_convert(s, i);
+      what = to_convert(s, scan);
       eightbit = i->body8 && !(what & MH_MIME7_BODIES);
       head8 = i->head8;
       if (what && mh_mime7_why(scan, what)) { rc = refuse_8bit(s, scan, what); mh_mime7_free(scan); return rc; }
@@ -1535,16 +1554,18 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
     return 0;
   }
   eightbit = has8(data, len);
-  if (eightbit && (s->caps.flags & MH_SMTP_CAP_8BITMIME) && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
+  uint64_t run = 0;
+  int longl = mh_mime7_longline(data, len, &run);
+  if (eightbit && !longl && (s->caps.flags & MH_SMTP_CAP_8BITMIME) && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
     head8 = mh_mime7_head8(data, len);
-  } else if (eightbit) {
+  } else if (eightbit || longl) {
     const mh_mime7_info *i;
     if (!(m = mh_mime7_new()) || mh_mime7_scan(m, data, len) < 0 || mh_mime7_scan_end(m) < 0) {
       mh_mime7_free(m);
       return refuse(s, MH_ENOMEM, "data", "out of memory");
     }
     i = mh_mime7_get_info(m);
-    what = to_convert(s, i);
+    what = to_convert(s, m);
     eightbit = i->body8 && !(what & MH_MIME7_BODIES);
     head8 = i->head8;
     if (what && mh_mime7_why(m, what)) { rc = refuse_8bit(s, m, what); mh_mime7_free(m); return rc; }

@@ -26,6 +26,10 @@
 #define MH_SMTP_LINES_MAX  100
 /* RFC 5321 §4.5.3.1.6: a text line of a message is at most 998 octets. */
 #define MH_SMTP_TEXT_LINE  998
+/* A header line that reaches this column is folded at its next blank (the
+** blank kept: unfolding gives the field back as it was, RFC 5322 §2.2.3),
+** so a long field is not cut inside a word at 998. */
+#define MH_SMTP_FOLD_AT    900
 
 /* X(name, command-timeout-kind): the states of a session, in the order a
 ** session meets them.  The kind picks the RFC 5321 §4.5.3.2 timeout. */
@@ -111,8 +115,9 @@ void mh_smtp_caps_line(mh_smtp_caps *c, const char *text);
 /* The data writer: message bytes in, wire bytes out.  Line ends of any kind (CRLF,
 ** bare LF, bare CR) leave as CRLF, so no bare CR or LF reaches the server (the
 ** SMTP smuggling class, CVE-2023-51764); a line starting with '.' gets another
-** '.'; a line over 998 octets is broken (folded with a space in the header, so
-** it cannot become a new header field).  With nostuff set (a message sent with
+** '.'; a header line is folded before a blank once it reaches column 900
+** (MH_SMTP_FOLD_AT); a line over 998 octets is broken (folded with a space in
+** the header, so it cannot become a new header field).  With nostuff set (a message sent with
 ** BDAT, RFC 3030) no '.' is added and the end has no dot: the same bytes
 ** otherwise. */
 typedef struct {
@@ -122,6 +127,7 @@ typedef struct {
   int body;                /* past the empty line that ends the header */
   int empty_line;          /* the current line is still empty (header end detection) */
   size_t col;              /* octets on the current line */
+  int prev_ws;             /* the last byte on the line was a blank (a fold goes before a run of them) */
   int nostuff;             /* BDAT: the bytes are counted, not scanned for an end: no '.'
                               is doubled (set after mh_smtp_dot_init) */
 } mh_smtp_dotw;

@@ -251,6 +251,7 @@ end
 
 function D:reload(cfg)
   self.cfg = cfg
+  self.auth_refusals = nil   -- new settings: a refused login is tried again at the usual pace
   self:check_verbose()
   for _, w in ipairs(self.workers) do w.stale = true end
   self.kicked = true
@@ -441,6 +442,31 @@ function D:defer(e, reply, done, refused)
   maillog.outcome(self, e, "deferred", reply or "temporary failure", done)
 end
 
+-- split(e, reply, done, refused, n): the server took some recipients and
+-- refused the others only as over its per-message limit (outcome.overflow:
+-- 452 "too many recipients", RFC 5321 §4.5.3.1.10, which asks the client to
+-- send the rest in a new transaction).  The accepted ones are recorded done
+-- (never sent again), the n others are due at once, unpenalised (no attempt
+-- counted, no backoff), and the message goes first again.  Only a round that
+-- settled a recipient for good (accepted, or refused by a 5xx of its own)
+-- leads to another, so the rounds end; a round that settled none is an
+-- ordinary deferral (a 552 "too many recipients" then stays pending, RFC 5321
+-- §4.5.3.1.10 asks that it be taken as temporary).
+function D:split(e, reply, done, refused, n)
+  local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = self.now(), done = done,
+                                           attempts = e.attempts or 0, refused = refused })
+  if ok == nil and err then
+    -- not recorded: resending now would repeat the accepted ones; wait instead
+    return self:defer(e, reply, done, refused)
+  end
+  self.later[e.id] = nil
+  self.log.info(string.format("delivery: %s: the server took %s and refused %s as over its limit (%s); "
+                              .. "sending %s in a new transaction now",
+                              e.id, plural(#(done or {}), "recipient"), n .. " more", reply,
+                              n == 1 and "it" or "them"))
+  maillog.outcome(self, e, "deferred", reply, done)
+end
+
 -- A delivered message is recorded in the spool's delivered journal (one
 -- write: runtime/spool.c, "the delivered journal") before the next message's
 -- data may leave (the engine's gate, see Worker:burst), so a SIGKILL repeats
@@ -557,10 +583,23 @@ function D:settle(e, res, whole)
   maillog.note(e, res)
   local pending, refused = {}, {}
   local tlines, plines = {}, {}
-  for _, r in ipairs(res.rejected or {}) do
+  -- recipients over the server's per-message limit (outcome.overflow), and
+  -- how many this round settled for good (accepted, or refused by a 5xx of
+  -- their own): a new transaction at once only when the round made progress
+  local overflow, settled = 0, #accepted
+  local over = {}
+  for i, r in ipairs(res.rejected or {}) do
+    over[i] = not whole and outcome.overflow(r, #accepted)
+    if not over[i] and outcome.permanent(r) then settled = settled + 1 end
+  end
+  for i, r in ipairs(res.rejected or {}) do
     local rcpt = r.rcpt or r[1] or "?"
     local reply = outcome.reply_text(r) or "rejected"
-    if outcome.permanent(r) then
+    if over[i] then
+      overflow = overflow + 1
+      pending[#pending + 1] = rcpt
+      tlines[#tlines + 1] = rcpt .. ": " .. reply
+    elseif outcome.permanent(r) then
       refused[#refused + 1] = { rcpt = rcpt, reply = reply }
       plines[#plines + 1] = rcpt .. ": " .. reply
     else
@@ -586,6 +625,9 @@ function D:settle(e, res, whole)
     local all = {}
     for _, l in ipairs(tlines) do all[#all + 1] = l end
     for _, l in ipairs(plines) do all[#all + 1] = l end
+    if overflow > 0 and settled > 0 then
+      return self:split(e, table.concat(all, "; "), accepted, refused, #pending)
+    end
     return self:defer(e, whole and whole.reply or table.concat(all, "; "), accepted, refused)
   end
   -- nothing pending: some recipients failed for good (now or on an earlier attempt)
@@ -650,6 +692,30 @@ function W:close_session(polite)
   pcall(s.close, s)
 end
 
+-- A 5xx to AUTH (535 credentials refused, 534 mechanism too weak, 538):
+-- nothing changes by itself before the settings do.  Such refusals are
+-- retried less and less often (retry_interval doubling up to retry_max, as a
+-- message's backoff) rather than every retry_interval: a server counting
+-- failed logins (fail2ban's postfix-sasl and exim jails ban after a handful)
+-- would else ban this host, and the next error would be a misleading
+-- "connection refused".  A reload (the settings changed) or a success starts
+-- the count again; `mailhook flush` still tries at once.
+local function auth_refused(info)
+  local code = info and tonumber(info.smtp)
+  return info and info.stage == "auth" and code and code >= 500 and code < 600 or false
+end
+
+-- Another worker of this deliverer holds a live session, or is opening one
+-- (if that one fails too, it is the one that declares the outage).
+function W:others_connected()
+  for _, w in ipairs(self.d.workers) do
+    if w ~= self and ((w.session and w.session.alive and w.session:alive()) or w.state == "connecting") then
+      return true
+    end
+  end
+  return false
+end
+
 -- The server is unreachable: log once per distinct error, then wait.  e:
 -- the message the attempt was for; the reason is recorded in its state
 -- (last_reply, its attempts and next attempt unchanged: an outage is no
@@ -658,6 +724,26 @@ end
 -- refused)".  One state write per connection attempt, never one per message.
 function W:outage(err, info, e)
   local d = self.d
+  local code = info and tonumber(info.smtp)
+  if code and code >= 400 and code < 500 and (info.stage == "connect" or info.stage == "greeting")
+     and self:others_connected() then
+    -- a 4xx greeting (421 "too many concurrent connections": Exim's
+    -- smtp_accept_max and smtp_accept_max_per_host, Postfix's
+    -- smtpd_client_connection_count_limit) while another connection of ours
+    -- delivers: the server limits how many it takes at once; no outage.  This
+    -- connection waits (a flush pass ends it), the others go on.
+    if self.refused_extra ~= err then
+      self.refused_extra = err
+      d.log.info(string.format("delivery[%d]: the server refuses one more connection (%s); another "
+                               .. "connection delivers, this one tries again in %s s", self.i, err,
+                               d:cfgn("retry_interval", 30)))
+    end
+    self:enter("waiting-retry", err)
+    if d.once then return "stop" end
+    self:wait(d:cfgn("retry_interval", 30))
+    return
+  end
+  self.refused_extra = nil
   d:changed("outage", self, err, info)
   if e and e.id then
     local why = (info and info.stage and (info.stage .. ": ") or "") .. tostring(err)
@@ -669,17 +755,29 @@ function W:outage(err, info, e)
   end
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)
-  local what = info and info.session_refused and "server refuses mail on this session" or "server unreachable"
+  local how = "retrying every " .. interval .. " s"
+  if auth_refused(info) then
+    d.auth_refusals = (d.auth_refusals or 0) + 1
+    interval = M.backoff(d.auth_refusals, interval, math.max(interval, d:cfgn("retry_max", 1800)), d.random)
+    how = string.format("retrying in %.0f s, then less and less often (at most every %g s) until the settings "
+                        .. "change: the server refuses these credentials", interval,
+                        math.max(d:cfgn("retry_interval", 30), d:cfgn("retry_max", 1800)))
+  else
+    d.auth_refusals = nil
+  end
+  local what = info and info.session_refused and "server refuses mail on this session"
+               or auth_refused(info) and "server refuses the login" or "server unreachable"
   if d.outage then d.outage.refused = info and info.session_refused end
   if not d.outage then
     d.outage = { err = err, since = now, refused = info and info.session_refused }
-    d.log.warn(string.format("delivery: %s (%s%s); the queue waits, retrying every %s s", what,
-                             info and info.stage and (info.stage .. ": ") or "", err, interval))
+    d.log.warn(string.format("delivery: %s (%s%s); the queue waits, %s", what,
+                             info and info.stage and (info.stage .. ": ") or "", err, how))
   elseif d.outage.err ~= err then
     d.outage.err = err
-    d.log.warn(string.format("delivery: %s, now: %s%s", info and info.session_refused and what
+    d.log.warn(string.format("delivery: %s, now: %s%s", info and (info.session_refused or auth_refused(info)) and what
                              or "server still unreachable", info and info.stage and (info.stage .. ": ") or "", err))
   end
+  d.outage.login = auth_refused(info) or nil   -- (mailhook.service words the state with it)
   if not d.outage.stuck and now - d.outage.since >= d.stuck_after then
     d.outage.stuck = true
     d:emit("queue_stuck", { reason = err, since = d.outage.since })
@@ -737,6 +835,7 @@ function W:connected(s)
   self.session, self.sent, self.mails = s, 0, 0
   self.relay = maillog.relay(s)
   self.key = self:server_key()
+  d.auth_refusals = nil   -- logged in (or no login asked): the usual pace again
   -- a server that says it has no SMTPUTF8 (a session that does not say: the
   -- engine decides) gets no RCPT for a non-ASCII address (RFC 6531 §3.4)
   local info = s.info and s:info() or {}

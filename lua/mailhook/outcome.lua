@@ -6,6 +6,7 @@
 --   outcome.classify(info, reused) -> kind      (see below)
 --   outcome.permanent(x) -> boolean             x = {smtp =, class =}: the code first, the class second
 --   outcome.stalled(info) -> boolean            a timeout on one message's own commands
+--   outcome.overflow(r, accepted) -> boolean    r (a RCPT refusal) is only the server's recipient limit
 --   outcome.reply_text{smtp =, enhanced =, text =} -> "451 4.7.0 try later" | nil
 --   outcome.session_refusal_text(ci, info, reply) -> what to tell an administrator
 --
@@ -44,6 +45,28 @@ end
 -- answered: it waits its backoff, the rest of the queue goes on.
 function M.stalled(info)
   return info.code == "ETIMEDOUT" and (info.stage == "data" or info.stage == "rcpt" or info.stage == "mail")
+end
+
+-- overflow(r, accepted): r (a RCPT refusal, {smtp =, enhanced =, text =}) says
+-- only that the transaction already holds as many recipients as the server
+-- takes (RFC 5321 §4.5.3.1.10: 452, or an old server's 552, "too many
+-- recipients", enhanced code X.5.3, RFC 3463): Exim's recipients_max ("452 too
+-- many recipients"), OpenSMTPD's max-rcpt ("451 4.5.3 Too many recipients"),
+-- Postfix's smtpd_recipient_limit.  A bare 452 counts only after a recipient of
+-- the same transaction was accepted (accepted: how many were), else it is the
+-- server's storage or a greylist: an ordinary 4xx.  Whether a new transaction
+-- at once is worth it is the deliverer's call (it must settle someone).
+function M.overflow(r, accepted)
+  if type(r) ~= "table" then return false end
+  local code = tonumber(r.smtp)
+  if not code or not ((code >= 400 and code < 500) or code == 552) then return false end
+  local enh = tostring(r.enhanced or "")
+  local text = tostring(r.text or ""):lower()
+  if enh:match("^[45]%.5%.3$") or text:find("too many recipients", 1, true)
+     or text:find("^[45]%.5%.3") then
+    return true
+  end
+  return code == 452 and (accepted or 0) >= 1
 end
 
 function M.classify(info, reused)

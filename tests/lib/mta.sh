@@ -20,6 +20,10 @@
 #       --size BYTES           message_size_limit (advertised as SIZE; default 50M)
 #       --max-per-conn N       smtp_accept_max_per_connection: the (N+1)th MAIL gets
 #                              "421 too many messages in this connection" and the end
+#       --accept-max N         smtp_accept_max: connections over N at once get "421 Too
+#                              many concurrent SMTP connections" at the greeting
+#       --recipients-max N     recipients_max: RCPTs after the Nth of a message get
+#                              "452 4.5.3 too many recipients" (RFC 5321 §4.5.3.1.10)
 #       --tls CERTDIR          STARTTLS with CERTDIR/server.crt and .key (tests/peers/mkcerts)
 #       --auth USER:PASS       AUTH PLAIN and LOGIN, offered only under TLS, required before MAIL
 #       --reply-rcpt ADDR=REPLY    RCPT TO:<ADDR> answered REPLY ("550 5.1.1 ...", "451 ...")
@@ -29,6 +33,8 @@
 #       --port N, --size BYTES, --reply-rcpt ADDR=REPLY, --reply-data SENDER=REPLY (as above)
 #       --max-mails N          smtp limit max-mails (default OpenSMTPD's own: 100; after it
 #                              every MAIL gets "452 4.5.3 ... Too many messages sent")
+#       --max-rcpt N           smtp limit max-rcpt (default 1000): RCPTs after the Nth of
+#                              a message get "452 4.5.3 Too many recipients"
 #   mta_rule_off VAR ADDR      from now on ADDR's --reply-rcpt/--reply-data rule is off: the
 #                              server accepts it (Exim reads a switch file per rule;
 #                              OpenSMTPD's table is emptied and reloaded with smtpctl)
@@ -289,7 +295,7 @@ _start_exim() {
 # accepts -C from root only for such a file) and the folders Exim's user writes.
 _exim_conf() {
   local dir=$1 port=$2; shift 2
-  local sync=true pipe='*' chunk='*' eightbit=true utf8='*' size=50M maxconn=1000 tls="" auth=""
+  local sync=true pipe='*' chunk='*' eightbit=true utf8='*' size=50M maxconn=1000 tls="" auth="" rcptmax=0 acceptmax=100
   local rcpt_acl="" data_acl="" n=0 kv addr reply verb
   while [ $# -gt 0 ]; do
     case $1 in
@@ -300,6 +306,8 @@ _exim_conf() {
       --no-smtputf8) utf8='' ;;
       --size) size=$2; shift ;;
       --max-per-conn) maxconn=$2; shift ;;
+      --recipients-max) rcptmax=$2; shift ;;
+      --accept-max) acceptmax=$2; shift ;;
       --tls) tls=$2; shift ;;
       --auth) auth=$2; shift ;;
       --reply-rcpt|--reply-data)
@@ -383,8 +391,9 @@ deliver_drop_privilege = true
 # every message delivered at once, however many came on the connection (Exim's default
 # queues those after the 10th until a queue run)
 smtp_accept_queue_per_connection = 0
-smtp_accept_max = 100
+smtp_accept_max = $acceptmax
 smtp_accept_max_per_connection = $maxconn
+recipients_max = $rcptmax
 smtp_enforce_sync = $sync
 pipelining_advertise_hosts = $pipe
 chunking_advertise_hosts = $chunk
@@ -461,11 +470,12 @@ _start_opensmtpd() {
 # nothing of the machine's is read or written and two tests never share a socket.
 _osmtpd_conf() {
   local dir=$1 port=$2; shift 2
-  local size=35M maxmails="" filters="" chain="" n=0 kv addr reply phase cond
+  local size=35M maxmails="" maxrcpt="" filters="" chain="" n=0 kv addr reply phase cond
   while [ $# -gt 0 ]; do
     case $1 in
       --size) size=$2; shift ;;
       --max-mails) maxmails="smtp limit max-mails $2"; shift ;;
+      --max-rcpt) maxrcpt="smtp limit max-rcpt $2"; shift ;;
       --reply-rcpt|--reply-data)
         kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
         if [ "$1" = --reply-rcpt ]; then phase=rcpt-to cond=rcpt-to; else phase=commit cond=mail-from; fi
@@ -495,6 +505,7 @@ filter \"f$n\" phase $phase match $cond <r$n> reject \"$reply\"
 # ("SSL routines::EVP lib", upstream issues #1171 and #1239).
 smtp max-message-size $size
 $maxmails
+$maxrcpt
 $filters
 # every recipient is delivered, as one virtual user (the uid of nobody), to one maildir;
 # OpenSMTPD's Delivered-To: names the recipient of each copy

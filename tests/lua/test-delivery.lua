@@ -92,9 +92,18 @@ local function fake_smtp(opts)
   function smtp.connect(cfg)
     mh.sleep(0)
     smtp.connects = smtp.connects + 1
+    smtp.connect_at = smtp.connect_at or {}
+    smtp.connect_at[#smtp.connect_at + 1] = mh.monotonic()
     if smtp.fail_connects > 0 then
       smtp.fail_connects = smtp.fail_connects - 1
       return nil, "127.0.0.1:25: connection refused", { stage = "connect", class = "transient", connection = true }
+    end
+    if (smtp.auth_fails or 0) > 0 then
+      -- the engine's error for a refused login (runtime/client.c)
+      smtp.auth_fails = smtp.auth_fails - 1
+      return nil, "authentication failed: 535 5.7.8 Error: authentication failed",
+             { stage = "auth", class = "permanent", smtp = 535, enhanced = "5.7.8",
+               text = "Error: authentication failed", connection = true }
     end
     local n = smtp.connects
     local s = { open = true, n = n, mails = 0, server = "fake" }
@@ -269,6 +278,23 @@ tap.test("reply_text (mailhook.outcome)", function(t)
   t:is(reply_text(nil), nil, "nil")
 end)
 
+tap.test("overflow: a RCPT refusal that is only the server's recipient limit (mailhook.outcome)", function(t)
+  local overflow = require("mailhook.outcome").overflow
+  t:ok(overflow({ smtp = 452, text = "too many recipients" }, 2), "Exim's recipients_max: 452 too many recipients")
+  t:ok(overflow({ smtp = 451, enhanced = "4.5.3", text = "Too many recipients" }, 2),
+       "OpenSMTPD's max-rcpt: 451 4.5.3 (the enhanced code decides, not the 452)")
+  t:ok(overflow({ smtp = 452, text = "4.5.3 Error: too many recipients" }, 0),
+       "Postfix's: worded, even with none accepted yet")
+  t:ok(overflow({ smtp = 552, enhanced = "5.5.3", text = "too many recipients" }, 1),
+       "an old server's 552 too many recipients (RFC 5321 4.5.3.1.10: temporary)")
+  t:ok(overflow({ smtp = 452, text = "mailbox busy" }, 1), "a bare 452 after an accepted recipient")
+  t:ok(not overflow({ smtp = 452, text = "insufficient system storage" }, 0), "a bare 452 with none accepted: storage")
+  t:ok(not overflow({ smtp = 451, enhanced = "4.7.1", text = "greylisted" }, 3), "a greylisting 451")
+  t:ok(not overflow({ smtp = 550, enhanced = "5.1.1", text = "no such user" }, 3), "a 550")
+  t:ok(not overflow({ smtp = 552, enhanced = "5.2.2", text = "mailbox full" }, 3), "a 552 mailbox full")
+  t:ok(not overflow({ class = "permanent", text = "not sent: too many recipients" }, 1), "no code: not the server's")
+end)
+
 ---------------------------------------------------------------- scheduling
 
 tap.test("messages go oldest first on one reused session, then it closes when idle", function(t)
@@ -310,6 +336,44 @@ tap.test("an outage: the queue waits, retries every retry_interval, logs once", 
   -- its reason noted once on the message tried (mailq shows it), never a deferral
   t:same(sp.ops, { "note 000001", "delivered 000001", "delivered 000002", "delivered 000003" },
          "no message was deferred (the one tried carries the outage's reason, once)")
+  d:stop(); task:wait()
+end)
+
+tap.test("a refused login (535) is retried less and less often, not every retry_interval", function(t)
+  local d, sp, smtp, log = setup{ cfg = { retry_interval = 0.05, retry_max = 0.8, max_queue_age = 3600 } }
+  smtp.auth_fails = 5
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return #(smtp.connect_at or {}) >= 5 end, 10), "five refused logins")
+  local at = smtp.connect_at
+  -- waits of 0.05, 0.1, 0.2, 0.4 (jitter fixed at x1): each at least the one before
+  local gaps = {}
+  for i = 2, 5 do gaps[#gaps + 1] = at[i] - at[i - 1] end
+  t:ok(gaps[4] >= 0.4 - 0.01, string.format("the fourth wait is 8 x retry_interval (%.2f s)", gaps[4]))
+  t:ok(gaps[2] >= 0.1 - 0.01 and gaps[3] >= 0.2 - 0.01,
+       string.format("doubling (%.2f, %.2f, %.2f, %.2f s)", gaps[1], gaps[2], gaps[3], gaps[4]))
+  t:is(log:count("^warn delivery: server refuses the login %(auth: authentication failed: 535"), 1,
+       "logged once, saying the login is refused (not 'unreachable')")
+  t:like(table.concat(log.lines or {}, "\n"), "less and less often", "and how it is retried")
+  t:like(require("mailhook.service").connection_state(d), "^server refuses the login since .*535",
+         "the service's state (status, STATUS=) says so too")
+  t:ok(until_(function() return sp:count() == 0 end, 10), "delivered once the login works")
+  t:is(d.auth_refusals, nil, "the count starts again after a success")
+  d:stop(); task:wait()
+end)
+
+tap.test("after a refused login, a reload tries again at once and at the usual pace", function(t)
+  local d, sp, smtp = setup{ cfg = { retry_interval = 0.2, retry_max = 600, max_queue_age = 3600 } }
+  smtp.auth_fails = 6
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return d.auth_refusals == 3 end, 10), "three refused logins (the next wait: 1.6 s)")
+  local n = #smtp.connect_at
+  d:reload(copy(d.cfg))   -- a new password, say
+  t:ok(until_(function() return #smtp.connect_at > n end, 1.5), "tried at once after the reload")
+  t:ok((d.auth_refusals or 0) <= 2, "counted from the start again (" .. tostring(d.auth_refusals) .. " since the reload)")
+  smtp.auth_fails = 0
+  t:ok(until_(function() return sp:count() == 0 end, 10), "delivered")
   d:stop(); task:wait()
 end)
 

@@ -327,7 +327,8 @@ static void ref_entity(const char *p, size_t n, int digest_part, rbuf *o, int de
       } else if (ref_is(f, nl, "mime-version")) {
         /* added by a conversion: not compared */
       } else if (ref_is(f, nl, "content-type") && u.n && (!strcmp(u.p, "text/plain; charset=utf-8") ||
-                                                          !strcmp(u.p, "text/plain; charset=unknown-8bit"))) {
+                                                          !strcmp(u.p, "text/plain; charset=unknown-8bit") ||
+                                                          !strcmp(u.p, "text/plain; charset=us-ascii"))) {
         snprintf(type, sizeof type, "text/plain");   /* added by a conversion: not compared */
       } else {
         rb_adds(o, "H:");

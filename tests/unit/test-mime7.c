@@ -334,11 +334,76 @@ static void test_property(void) {
   is_int(bad_decode, 0, "every converted message decodes to the original");
 }
 
+/* RFC 5321 §4.5.3.1.6: no line over 998 octets, 8BITMIME or not.  A 7bit (or
+** unlabelled) part with a longer line is encoded, quoted-printable's soft breaks
+** keeping its text as it was; a part already encoded is left to the data writer. */
+static void test_long_lines(void) {
+  char *msg = malloc(8000), *p = msg;
+  p += sprintf(p, "Subject: x\n\n");
+  memset(p, 'x', 3000); p += 3000;
+  p += sprintf(p, "\nend\n");
+  size_t n = (size_t)(p - msg);
+  conv c = run(msg, n, MH_MIME7_BODIES, 0);
+  ok(c.info.bodylong && !c.info.body8, "scan: a 3000-octet ASCII line is long, not 8-bit");
+  is_int(c.rc, 0, "it converts");
+  ok(seven_bit(&c.out, 76), "the output has no line over 76 octets");
+  ok(strstr(c.out.p, "Content-Transfer-Encoding: quoted-printable\r\n") &&
+     strstr(c.out.p, "Content-Type: text/plain; charset=us-ascii\r\n") && strstr(c.out.p, "MIME-Version: 1.0\r\n"),
+     "quoted-printable, labelled us-ascii, MIME-Version added");
+  is_int(c.size, c.out.n, "size exact");
+  ok(same_decoded(msg, n, c.out.p, c.out.n), "decodes to the original: the line whole");
+  free_conv(&c);
+  for (size_t step = 1; step <= 4096; step *= 8) {
+    conv d = run(msg, n, MH_MIME7_BODIES, step);
+    c = run(msg, n, MH_MIME7_BODIES, 0);
+    ok(d.rc == 0 && d.out.n == c.out.n && !memcmp(d.out.p, c.out.p, c.out.n), "the same fed %zu bytes at a time", step);
+    free_conv(&c); free_conv(&d);
+  }
+  /* exactly 998: not long */
+  p = msg + sprintf(msg, "Subject: x\n\n"); memset(p, 'y', 998); p += 998; p += sprintf(p, "\r\n");
+  c = run(msg, (size_t)(p - msg), MH_MIME7_BODIES, 0);
+  ok(!c.info.bodylong, "a 998-octet line is not long");
+  free_conv(&c);
+  /* in a multipart: only the part with the long line is encoded */
+  p = msg + sprintf(msg, "Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nshort\n"
+                         "--b\nContent-Type: text/html\nContent-Transfer-Encoding: 7bit\n\n<p>");
+  memset(p, 'h', 5000); p += 5000;
+  p += sprintf(p, "</p>\n--b--\n");
+  n = (size_t)(p - msg);
+  c = run(msg, n, MH_MIME7_BODIES, 0);
+  ok(c.info.bodylong && c.rc == 0 && seven_bit(&c.out, 998), "a long HTML part: converted, no line over 998");
+  ok(strstr(c.out.p, "\r\n\r\nshort\r\n") != NULL, "the short part unchanged");
+  ok(strstr(c.out.p, "Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n") != NULL,
+     "the long part relabelled quoted-printable");
+  ok(same_decoded(msg, n, c.out.p, c.out.n), "decodes to the original");
+  free_conv(&c);
+  /* a base64 part on one long line: not this converter's (base64 ignores line breaks) */
+  p = msg + sprintf(msg, "Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n");
+  memset(p, 'A', 2000); p += 2000; p += sprintf(p, "\n");
+  c = run(msg, (size_t)(p - msg), MH_MIME7_BODIES, 0);
+  ok(!c.info.bodylong && !c.why, "a long line inside a base64 part is not flagged");
+  free_conv(&c);
+  /* mh_mime7_longline, the pre-check, across pieces */
+  uint64_t run_ = 0;
+  ok(!mh_mime7_longline("abc\r\n", 5, &run_) && run_ == 0, "longline: a short line");
+  char big[1200]; memset(big, 'z', sizeof big);
+  run_ = 0;
+  ok(!mh_mime7_longline(big, 600, &run_) && run_ == 600, "600 octets, no line end yet");
+  ok(mh_mime7_longline(big, 600, &run_), "600 more of the same line: long");
+  run_ = 0;
+  ok(!mh_mime7_longline(big, 998, &run_) && !mh_mime7_longline("\r\n", 2, &run_), "998 then CRLF: not long");
+  big[500] = '\r';
+  run_ = 0;
+  ok(!mh_mime7_longline(big, 1200, &run_), "a bare CR ends a line too (500 + 699)");
+  free(msg);
+}
+
 int main(void) {
   test_plain_8bit();
   test_headers();
   test_nested();
   test_long_and_edges();
+  test_long_lines();
   test_property();
   return done_testing();
 }

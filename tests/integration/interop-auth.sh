@@ -1,0 +1,77 @@
+# AUTH against a real Exim (STARTTLS, AUTH PLAIN and LOGIN offered only under TLS and
+# required before MAIL; tests/lib/mta.sh): a long password with non-ASCII characters goes
+# through both mechanisms (flush and `mailhook test`), with tls = auto too (AUTH appears
+# only after STARTTLS); a wrong password (535) fails no message: the service logs once
+# that the server refuses the login, retries less and less often (Exim's log counts the
+# attempts), and delivers at once after `mailhook update password=...` and a SIGHUP.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/lib/mta.sh"
+
+PW="pässwörd €-ünïcödé $(printf 'z%.0s' $(seq 150))"
+auth_fails() { grep -c 'authenticator failed' "$E_LOG"; }
+
+sc_auth_passwords() {
+  make_certs "$T/certs" || { ok 1 "certificates"; return; }
+  start_exim E --tls "$T/certs" --auth "mh-user:$PW" || { ok 1 "exim starts"; return; }
+  local mech tls
+  for tls in starttls auto; do
+    for mech in plain login; do
+      mta_mh "pw-$tls-$mech" "$E" tls="$tls" tls_required=true tls_ca_file="$T/certs/ca.crt" auth=true \
+        username=mh-user password="$PW" auth_mechanism="$mech"
+      mh_test "$CONF"
+      is "$RC" 0 "tls=$tls, AUTH $mech with a 170-character non-ASCII password: mailhook test passes${ERR:+ ($ERR)}"
+      mta_queue "pw-$tls-$mech" 2 a@x.example
+      mta_flush
+      is "$FLUSH_RC" 0 "tls=$tls, AUTH $mech: flush delivers (${FLUSH_OUT##*$'\n'})"
+      wait_for 30 mta_idle E
+      mta_once E "pw-$tls-$mech" 2 a@x.example
+      like "$(grep "id=pw-$tls-$mech-1@test" "$E_LOG")" " X=TLS1\.[23][^ ]* .*A=$mech:mh-user " \
+        "tls=$tls: exim received it under TLS, authenticated with $mech"
+    done
+  done
+  is "$(auth_fails)" 0 "exim saw no failed login"
+  unlike "$(cat "$T/flush.log" "$E_DIR"/log/* 2>/dev/null)" "pässwörd|zzzzzzzzzz" "the password is in no log"
+  stop_mta E
+}
+
+sc_auth_refused() {
+  make_certs "$T/certs" || { ok 1 "certificates"; return; }
+  start_exim E --tls "$T/certs" --auth "mh-user:$PW" || { ok 1 "exim starts"; return; }
+  mta_mh bad "$E" tls=starttls tls_required=true tls_ca_file="$T/certs/ca.crt" auth=true \
+    username=mh-user password=wrong-password retry_interval=1 retry_max=3600
+  mta_queue bad 3 a@x.example
+  mta_flush
+  [ "$FLUSH_RC" != 0 ]; ok $? "flush fails (rc $FLUSH_RC)"
+  like "$FLUSH_OUT" "authentication failed: 535" "and says authentication failed, with the server's 535"
+  mh_test "$CONF"
+  is "$RC" 1 "mailhook test fails"
+  like "$OUT" "FAILED at stage auth" "at stage auth"
+  is "$(pickup_n) $(failed_n)" "3 0" "no message failed over a password"
+  local svc
+  MAILHOOK_LOG_LEVEL=info MAILHOOK_SPOOL=$SPOOL "$MAILHOOK" -c "$CONF" run >"$T/svc.log" 2>&1 &
+  svc=$!
+  on_exit "kill -9 $svc 2>/dev/null"
+  local before; before=$(auth_fails)
+  # four attempts, 1, 2 and 4 s apart (x0.75-1.25): the next one is 6 s away at least
+  _fails_past() { [ "$(auth_fails)" -ge $((before + 4)) ]; }
+  wait_for 40 _fails_past; ok $? "the service retries the login (exim counts $(auth_fails) failures)"
+  is "$(grep -c 'server refuses the login (auth: authentication failed: 535' "$T/svc.log")" 1 \
+    "the service logs once that the server refuses the login"
+  like "$(cat "$T/svc.log")" "less and less often .* until the settings change" "and that it backs off"
+  unlike "$(cat "$T/svc.log")" "server unreachable" "it does not call the server unreachable"
+  is "$(pickup_n) $(failed_n)" "3 0" "the queue waits, nothing failed"
+  MH update password="$PW" >/dev/null 2>&1; ok $? "mailhook update password=..."
+  kill -HUP "$svc"
+  _drained() { [ "$(pickup_n)" = 0 ]; }
+  # the backoff's next attempt is 6 s away or more: only the reload makes it this fast
+  wait_for 5 _drained; ok $? "after the SIGHUP the queue goes at once, not after the backoff"
+  wait_for 30 mta_idle E
+  mta_once E bad 3 a@x.example
+  kill -TERM "$svc"; wait "$svc"
+  unlike "$(cat "$T/svc.log" "$E_DIR"/log/* 2>/dev/null)" "pässwörd|zzzzzzzzzz|wrong-password" "no password in any log"
+  stop_mta E
+}
+
+mta_scenarios sc_auth_passwords sc_auth_refused
+done_testing
