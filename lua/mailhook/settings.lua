@@ -658,17 +658,19 @@ local function parse_lenient(textv, file)
   return values, where, bad
 end
 
--- load_intake([path]) -> cfg | nil, "FILE:LINE: message"
+-- load_intake([path [, needs]]) -> cfg | nil, "FILE:LINE: message"
 -- The settings as an intake (sendmail, enqueue, hook, mh.enqueue, the
 -- adoption of maildrop/) takes them: load()'s, when the file is good; else the
 -- file's good lines, when every problem is in a key intake does not use (each
 -- warned once, on stderr and in the log, naming FILE:LINE and the key, the
 -- key then at its default).  Still nil, err: a file that cannot be read (the
 -- spool it names may not be the one the service reads), a line that names no
--- key (`foo bar`), a problem in a key of INTAKE_KEYS.  A broken `server` line
+-- key (`foo bar`), a problem in a key of INTAKE_KEYS or of needs ({key = true}:
+-- the keys this intake also uses, hook's rules and their budgets).  A broken `server` line
 -- (a bad value, `sevrer = x`) counts as set: the administrator did set one.
-function M.load_intake(path)
+function M.load_intake(path, needs)
   path = path or M.path()
+  needs = needs or {}
   local cfg, err = M.load(path)
   if cfg then return cfg end
   local data = core.fsutil.read(path, { follow = true, max = core.fsutil.limits.config })
@@ -682,7 +684,7 @@ function M.load_intake(path)
     -- a typo's nearest key that a good line sets anyway is not the one it meant
     if b.near and values[b.key] ~= nil then b.key = "?" end
     if not b.key then return nil, b.msg .. " (the file cannot be read as settings: nothing queued)" end
-    if INTAKE_KEYS[b.key] then return refuse(b.msg) end
+    if INTAKE_KEYS[b.key] or needs[b.key] then return refuse(b.msg) end
     if b.key == "server" then server_broken = true end
   end
   -- the secrets file: only the password lives there; intake never needs it
@@ -700,7 +702,7 @@ function M.load_intake(path)
     local line = where[key] or where[at]
     local msg = line and string.format("%s:%d: %s: %s", path, line, key, reason)
                       or string.format("%s: %s: %s", path, key, reason)
-    if INTAKE_KEYS[key] then return refuse(msg) end
+    if INTAKE_KEYS[key] or needs[key] then return refuse(msg) end
     if key == "server" then server_broken = true end
     bad[#bad + 1] = { key = key, msg = msg }
     if values[key] ~= nil then values[key] = nil

@@ -117,8 +117,11 @@ return function(...)
   if not event then return usage(fields) end
 
   local settings = require "mailhook.settings"
-  -- as every intake reads them: a typo in a key the hook does not use is warned, not fatal
-  local cfg, err = settings.load_intake()
+  -- as every intake reads them: a typo in a key the hook does not use is warned,
+  -- not fatal; its rules, templates and their budgets it does use (a bad
+  -- rule_timeout left at its default would run rules under another budget)
+  local cfg, err = settings.load_intake(nil, { rules = true, templates = true, rule_timeout = true,
+                                              rule_memory = true })
   if not cfg then
     io.stderr:write("mailhook hook: settings: ", tostring(err), "\n")
     return 1
