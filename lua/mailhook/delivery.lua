@@ -688,8 +688,10 @@ function W:close_session(polite)
   if not s then return end
   self.session = nil
   self.sent, self.mails = 0, 0
+  self.quitting = true   -- (others_connected: open at the server until closed)
   if polite and s.alive and s:alive() then pcall(s.quit, s) end
   pcall(s.close, s)
+  self.quitting = nil
 end
 
 -- A 5xx to AUTH (535 credentials refused, 534 mechanism too weak, 538):
@@ -705,11 +707,15 @@ local function auth_refused(info)
   return info and info.stage == "auth" and code and code >= 500 and code < 600 or false
 end
 
--- Another worker of this deliverer holds a live session, or is opening one
--- (if that one fails too, it is the one that declares the outage).
+-- Another worker of this deliverer holds a session, is opening one or is
+-- closing one (if that one fails too, it is the one that declares the
+-- outage).  Any session it holds, not only an alive() one: alive() is true
+-- only between transactions, and a worker sending a burst is mid-transaction
+-- nearly all the time; a session being closed is still open at the server
+-- until its QUIT is answered.
 function W:others_connected()
   for _, w in ipairs(self.d.workers) do
-    if w ~= self and ((w.session and w.session.alive and w.session:alive()) or w.state == "connecting") then
+    if w ~= self and (w.session or w.quitting or w.state == "connecting") then
       return true
     end
   end

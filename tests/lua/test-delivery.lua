@@ -105,10 +105,21 @@ local function fake_smtp(opts)
              { stage = "auth", class = "permanent", smtp = 535, enhanced = "5.7.8",
                text = "Error: authentication failed", connection = true }
     end
+    if opts.max_open then
+      -- a server taking at most max_open connections at once (Exim's smtp_accept_max)
+      local open = 0
+      for _, o in ipairs(smtp.sessions) do if o.open then open = open + 1 end end
+      if open >= opts.max_open then
+        smtp.greeting_refused = (smtp.greeting_refused or 0) + 1
+        return nil, "server closing the connection: 421 Too many concurrent SMTP connections",
+               { stage = "greeting", class = "transient", smtp = 421, connection = true }
+      end
+    end
     local n = smtp.connects
     local s = { open = true, n = n, mails = 0, server = "fake" }
     smtp.sessions[#smtp.sessions + 1] = s
-    function s:alive() return self.open end
+    -- as the real client's: ready for a command, i.e. between transactions
+    function s:alive() return self.open and #self.flight == 0 end
     function s:info() return { server = "fake", security = "none" } end
     function s:quit() mh.sleep(0); smtp.quits = smtp.quits + 1; self.open = false; return true end
     function s:close() self.open = false end
@@ -663,6 +674,22 @@ tap.test("connections = 2: two sessions, each in order", function(t)
   t:ok(per[1] and per[2], "both were used")
   t:ok(inorder, "each session in order")
   t:is(#smtp.sends, 8, "none twice")
+  d:stop(); task:wait()
+end)
+
+tap.test("connections = 2, a server taking one at once: the 421 at the greeting is no outage", function(t)
+  -- the second connection is refused while the first is mid-burst, when its
+  -- session is not alive() (a transaction in flight): still a connection of ours
+  local d, sp, smtp, log = setup{ connections = 2, smtp = { delay = 0.02, max_open = 1 } }
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return #smtp.sends >= 1 end), "the first connection delivers")
+  for i = 1, 30 do sp:add{} end
+  t:ok(until_(function() return sp:count() == 0 end), "all delivered")
+  t:ok((smtp.greeting_refused or 0) >= 1, "the second connection was refused at its greeting")
+  t:is(log:count("server unreachable"), 0, "not logged as an outage")
+  t:ok(log:count("refuses one more connection") >= 1, "said as the server's limit")
+  t:is(#smtp.sends, 31, "none twice")
   d:stop(); task:wait()
 end)
 
