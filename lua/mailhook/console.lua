@@ -759,12 +759,18 @@ local function public_report(r)
 end
 
 -- The version of the settings a page shows: a hash (FNV-1a, 64 bits) of the
--- values of a report, whether a password is set included, the password never.
+-- values of a report, whether a password is set included, the password never,
+-- nor the commands (they may hold a secret inline, and a hash of a short
+-- secret can be searched; the page cannot change them anyway).
 -- A Save carries the version its page loaded; another tab's Save, or
 -- `mailhook update`, in between makes it differ, and the Save is refused (409)
 -- instead of silently putting back values its page never showed.
 function M.version_of(report)
-  local text = json.encode(report.settings or {}) .. (report.password_set and "+pw" or "-pw")
+  local shown = {}
+  for k, v in pairs(report.settings or {}) do
+    if k ~= "password_command" and k ~= "oauth_token_command" then shown[k] = v end
+  end
+  local text = json.encode(shown) .. (report.password_set and "+pw" or "-pw")
   local h = -3750763034362895579          -- 0xcbf29ce484222325
   for i = 1, #text do h = (h ~ text:byte(i)) * 1099511628211 end
   return string.format("%016x", h)

@@ -189,6 +189,30 @@ try:
     is_(st, 409, "a made-up version: 409")
     d2 = settings(COOKIE)
 
+    # --- a Save while a message is in flight (the peer holds the final dot 2 s):
+    # answered, and every message delivered once, none lost
+    PEER = os.path.join(os.path.dirname(CONF), "peer")
+    SPOOL = os.environ["MAILHOOK_SPOOL"]
+    subprocess.run([MAILHOOK, "-e", 'local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL")) '
+                    'for i = 1, 3 do assert(sp:enqueue("From: app@example.com\\r\\nTo: ok@example.net\\r\\n'
+                    'Message-ID: <night" .. i .. "@test>\\r\\nSubject: night " .. i .. "\\r\\n\\r\\nbody\\r\\n", '
+                    '{from = "app@example.com", to = {"ok@example.net"}})) end'], check=True)
+    ok(wait_until(lambda: os.path.exists(os.path.join(PEER, "in-data")), 60), "a message is in flight (the peer holds its dot)")
+    st, d, raw = save(COOKIE, CSRF, {"connect_timeout": "4s"}, d2.get("version"))
+    is_(st, 200, "a Save while it is in flight: saved")
+
+    def delivered():
+        try:
+            with open(os.path.join(PEER, "log")) as f:
+                return [l.split()[3] for l in f if "@test>" in l and "night" in l]
+        except OSError:
+            return []
+    pick = lambda: [n for n in os.listdir(os.path.join(SPOOL, "pickup")) if n.endswith(".eml")]
+    ok(wait_until(lambda: len(delivered()) >= 3 and not pick(), 90), "then the 3 messages are delivered, the queue empty",
+       (delivered(), pick()))
+    is_(sorted(delivered()), ["<night1@test>", "<night2@test>", "<night3@test>"], "each once")
+    d2 = settings(COOKIE)
+
     # ============================================================== browser
     from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException

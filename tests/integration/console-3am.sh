@@ -20,7 +20,8 @@ ADMIN_PW='admin-3am-Pw-6620'
 SMTP_PW='smtp-3am-Pw-8841'
 conf_for "$PORT" admin_listen="127.0.0.1:$AP"
 echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null; ok $? "admin password set"
-peer_start "$PORT" "$T/peer"
+# the final dot waits 2 s: a Save made while a message is in flight
+peer_start "$PORT" "$T/peer" --delay-data 2
 
 # admin3am.py starts (and restarts) `mailhook run` itself: its log in $T/svc.log
 "$PY" "$ROOT/tests/console/admin3am.py" "http://127.0.0.1:$AP" "$ADMIN_PW" "$SMTP_PW" "$CONF" "$MAILHOOK" \
