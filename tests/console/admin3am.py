@@ -352,7 +352,10 @@ try:
         E("f-password").send_keys(SMTP_PW)
         before = conf_text()
         is_(svc_stop(), 0, "the service stops (SIGTERM)")
-        ok(svc_start(), "and starts again")
+        E("update-button").click()
+        until(lambda: "does not answer" in E("update-result").text, "Update with the service down: it says it does not answer")
+        is_(E("f-server").get_attribute("value"), "smtp.night.example", "and the values typed stay in the form")
+        ok(svc_start(), "the service starts again")
         E("update-button").click()
         until(lambda: driver.current_url.endswith("/login"), "Update with the session gone: to the login page")
         until(lambda: "log in again" in E("login-error").text and "unsaved changes are kept" in E("login-error").text,
