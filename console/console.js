@@ -68,11 +68,45 @@ async function api(method, path, body) {
   return data;
 }
 
-// The session ended (logout elsewhere, expiry, a password change): to the login
-// page, without the unsaved-changes question (nothing could be saved anyway).
+// The session ended (the service restarted, logout elsewhere, expiry, a
+// password change): to the login page, which says why.  The values typed and
+// not saved are kept in this tab's sessionStorage (never a password: it is
+// typed again) and put back in the form after the login, marked unsaved.
+const DRAFT = 'mailhook-draft', ENDED = 'mailhook-session-ended';
+
 function loggedOut() {
+  try {
+    const c = state.settings ? changes() : {};
+    const typedPw = 'password' in c;
+    delete c.password;
+    if (Object.keys(c).length || typedPw) {
+      sessionStorage.setItem(DRAFT, JSON.stringify({ changes: c, password: typedPw }));
+    }
+    sessionStorage.setItem(ENDED, '1');
+  } catch (e) { /* storage refused: the login page still says the session ended */ }
   state.leaving = true;
   window.location.assign('/login');
+}
+
+// After a login: the values typed before the session ended, back in the form.
+function restoreDraft() {
+  let d = null;
+  try { d = JSON.parse(sessionStorage.getItem(DRAFT) || 'null'); sessionStorage.removeItem(DRAFT); } catch (e) { d = null; }
+  if (!d || typeof d.changes !== 'object' || d.changes === null) return;
+  const keys = [];
+  for (const input of fields()) {
+    const k = input.dataset.key;
+    if (!Object.prototype.hasOwnProperty.call(d.changes, k)) continue;
+    const v = d.changes[k];
+    if (input.type === 'checkbox') input.checked = v === true;
+    else input.value = String(v);
+    keys.push(k);
+  }
+  markChanges();
+  const msg = (keys.length ? 'Your session ended before these changes were saved: ' + keys.join(', ') +
+    ' (back in the form, not saved yet: check them and press Update).' : 'Your session ended before your changes were saved.') +
+    (d.password ? ' The password you typed was not kept: type it again.' : '');
+  showWarnings($('update-warnings'), [msg]);
 }
 
 // ---------------------------------------------------------------- pages
@@ -184,6 +218,16 @@ function clearErrors() {
   for (const e of document.querySelectorAll('.field-error')) text(e, '');
   for (const e of document.querySelectorAll('[aria-invalid]')) e.removeAttribute('aria-invalid');
   text($('update-result'), '');
+  showWarnings($('update-warnings'), []);
+}
+
+// Warnings the service gives with a saved or tested value (mail stopped,
+// certificate not checked, a file's group not kept, ...): one list item each,
+// as text, never markup.
+function showWarnings(list, warnings) {
+  list.replaceChildren();
+  for (const w of Array.isArray(warnings) ? warnings : []) list.append(el('li', null, 'Warning: ' + w));
+  list.hidden = list.children.length === 0;
 }
 
 // "key: reason" -> "reason" (the field says which key)
@@ -229,20 +273,55 @@ async function update() {
   if (Object.keys(c).length === 0) { text($('update-result'), 'nothing changed'); return; }
   $('update-button').disabled = true;
   try {
-    const r = await api('POST', '/api/settings', { changes: c });
+    const r = await api('POST', '/api/settings', { changes: c, version: state.settings && state.settings.version });
     if (r.ok) {
       fillSettings(r);
       text($('update-result'), 'saved');
       $('update-result').className = 'ok';
+      showWarnings($('update-warnings'), r.warnings);
+    } else if (r.conflict && r.current) {
+      conflict(r);
     } else {
       $('update-result').className = 'error';
       const msg = withoutKey(r.key, r.error || 'not saved');
       if (r.key) showFieldError(r.key, r.error);
       text($('update-result'), 'not saved: ' + (r.key && $('err-' + r.key) ? 'see ' + r.key : msg));
     }
+  } catch (e) {
+    if (state.leaving) return;
+    $('update-result').className = 'error';
+    text($('update-result'), 'not saved: the service does not answer (' + e.message + '); your changes are still in the form');
   } finally {
     $('update-button').disabled = false;
   }
+}
+
+// A Save refused because the settings changed elsewhere since this page loaded
+// them (409): the saved values are taken as the new base; a field this page
+// had not changed shows the new value, a field typed in keeps what was typed
+// (still marked unsaved); the keys changed elsewhere are named.
+function conflict(r) {
+  const cur = r.current, elsewhere = [];
+  const pwMode = state.password, pwTyped = $('f-password').value;
+  for (const input of fields()) {
+    const k = input.dataset.key, v = cur.settings[k];
+    const now = input.type === 'checkbox' ? String(v === true) : shownValue(k, v);
+    if (now === input.dataset.saved) continue;
+    elsewhere.push(k);
+    const typed = String(fieldValue(input)) !== input.dataset.saved;
+    if (!typed) {
+      if (input.type === 'checkbox') input.checked = v === true; else input.value = now;
+    }
+    input.dataset.saved = now;
+  }
+  state.settings = cur;
+  setPassword(pwMode);
+  if (pwMode === 'replace') $('f-password').value = pwTyped;
+  markChanges();
+  $('update-result').className = 'error';
+  text($('update-result'), r.error);
+  showWarnings($('update-warnings'), [elsewhere.length ? 'Changed elsewhere meanwhile: ' + elsewhere.join(', ') +
+    ' (the form now shows the saved values, except where you typed)' : 'Changed elsewhere meanwhile: a setting this page does not show']);
 }
 
 // ---------------------------------------------------------------- test
@@ -262,6 +341,7 @@ function resetStages() {
   text($('test-error'), '');
   text($('test-hint'), '');
   $('test-info').replaceChildren();
+  showWarnings($('test-warnings'), []);
 }
 
 function fact(dl, k, v) {
@@ -281,6 +361,7 @@ function showResult(r) {
   }
   text($('test-result'), r.ok ? 'OK: everything passed' : 'FAILED at stage ' + (r.failed_stage || '?'));
   $('test-result').className = r.ok ? 'ok' : 'error';
+  showWarnings($('test-warnings'), r.warnings);
   if (!r.ok) {
     text($('test-error'), r.error + (r.reply ? ' (server reply: ' + replyText(r.reply) + ')' : ''));
     text($('test-hint'), r.hint ? 'Hint: ' + r.hint : '');
@@ -298,8 +379,11 @@ function showResult(r) {
       fact(dl, 'expires', c.certificate.not_after);
       fact(dl, 'verified', (c.certificate.verified ? 'yes' : 'NO') + ' (' + (c.certificate.result || '') + ')');
     }
-    if (c.capabilities) fact(dl, 'capabilities', c.capabilities.join(', '));
-    fact(dl, 'auth', c.auth_mechanism ? c.auth_mechanism.toUpperCase() : (c.auth_offered || []).length ? 'offered: ' + c.auth_offered.join(', ') : '');
+    // a list the server never sent (refused before EHLO) comes as {} (an empty
+    // Lua table), not []: the result must still show, not stop the page
+    const list = (v) => (Array.isArray(v) ? v : []);
+    if (list(c.capabilities).length) fact(dl, 'capabilities', list(c.capabilities).join(', '));
+    fact(dl, 'auth', c.auth_mechanism ? c.auth_mechanism.toUpperCase() : list(c.auth_offered).length ? 'offered: ' + list(c.auth_offered).join(', ') : '');
   }
   if (r.sent) fact(dl, 'test message', 'sent to ' + r.to + ': ' + (r.test_reply || ''));
 }
@@ -541,7 +625,9 @@ $('admin-password-form').addEventListener('submit', async (ev) => {
 (async () => {
   const s = await api('GET', '/api/session');
   state.csrf = s.csrf;
+  try { sessionStorage.removeItem(ENDED); } catch (e) { /* nothing to forget */ }
   await loadSettings();
+  restoreDraft();
   // the page is shown as soon as its settings are there: the status (the sidebar's
   // figures) follows, and a service busy delivering must not keep the form hidden
   show(location.hash.slice(1) || 'settings');

@@ -5,6 +5,16 @@
 const out = document.getElementById('login-error');
 const button = document.getElementById('login-button');
 
+// sent here because the session ended (console.js): say so, and that what was
+// typed and not saved comes back after the login
+try {
+  if (sessionStorage.getItem('mailhook-session-ended')) {
+    out.textContent = 'Your session ended (the service restarted, or it expired, or you were logged out): ' +
+      'log in again.' + (sessionStorage.getItem('mailhook-draft') ? ' Your unsaved changes are kept and ' +
+      'shown again after you log in.' : '');
+  }
+} catch (e) { /* no storage: nothing to say */ }
+
 fetch('/api/login', { credentials: 'same-origin' }).then((r) => r.json()).then((s) => {
   if (s && s.password_set === false) {
     out.textContent = s.message || 'no admin password is set';

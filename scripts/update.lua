@@ -60,6 +60,11 @@ local cfg, err, info = settings.update(changes)
 if api or json then
   local result = cfg and settings.report(cfg) or { ok = false, error = err, key = info and info.key, path = settings.path() }
   result.ok = cfg ~= nil
+  -- what the CLI says on stderr, as data: the console's Save shows it on the page
+  if cfg then
+    result.warnings = require("mailhook.json").array(settings.saved_warnings(cfg))
+    for _, w in ipairs(settings.file_warnings(cfg)) do result.warnings[#result.warnings + 1] = w end
+  end
   if api then return result end
   io.write(require("mailhook.json").encode(result), "\n")
   return cfg and 0 or ((info and info.code) and 1 or 2)

@@ -758,12 +758,32 @@ local function public_report(r)
   return r
 end
 
+-- The version of the settings a page shows: a hash (FNV-1a, 64 bits) of the
+-- values of a report, whether a password is set included, the password never,
+-- nor the commands (they may hold a secret inline, and a hash of a short
+-- secret can be searched; the page cannot change them anyway).
+-- A Save carries the version its page loaded; another tab's Save, or
+-- `mailhook update`, in between makes it differ, and the Save is refused (409)
+-- instead of silently putting back values its page never showed.
+function M.version_of(report)
+  local shown = {}
+  for k, v in pairs(report.settings or {}) do
+    if k ~= "password_command" and k ~= "oauth_token_command" then shown[k] = v end
+  end
+  local text = json.encode(shown) .. (report.password_set and "+pw" or "-pw")
+  local h = -3750763034362895579          -- 0xcbf29ce484222325
+  for i = 1, #text do h = (h ~ text:byte(i)) * 1099511628211 end
+  return string.format("%016x", h)
+end
+
 route("GET", "/api/settings", function(self, req)
   local settings = require "mailhook.settings"
   local cfg, err = settings.load()
   if not cfg then return self:fail(req, 500, err) end
-  local r = public_report(settings.report(cfg))
-  r.ok, r.choices = true, FORM
+  local full = settings.report(cfg)
+  local version = M.version_of(full)
+  local r = public_report(full)
+  r.ok, r.choices, r.version = true, FORM, version
   return self:send_json(req, 200, r)
 end)
 
@@ -828,11 +848,30 @@ route("POST", "/api/settings", function(self, req, ctx)
   local changes, st, err, key = changes_of(ctx.body)
   if not changes then return self:fail(req, st, err, { key = key }) end
   if next(changes) == nil then return self:fail(req, 400, "nothing to save") end
+  local base = ctx.body.version
+  if base ~= nil then
+    -- the settings this page was shown must still be the saved ones
+    local settings = require "mailhook.settings"
+    local cfg, lerr = settings.load()
+    if not cfg then return self:fail(req, 500, lerr) end
+    local full = settings.report(cfg)
+    local now = M.version_of(full)
+    if base ~= now then
+      local cur = public_report(full)
+      cur.ok, cur.choices, cur.version = true, FORM, now
+      self.log.warn("console: a save refused: the settings were changed elsewhere since its page loaded them")
+      return self:send_json(req, 409, { ok = false, conflict = true, current = cur,
+        error = "not saved: the settings were changed elsewhere (another browser tab, or `mailhook update` " ..
+                "on the server) since this page loaded them; the page now shows the saved values and " ..
+                "keeps what you typed: check them, then press Update again" }, nil, ctx.secrets)
+    end
+  end
   local gok, gerr, gkey = self:credentials_guard(changes, true)
   if not gok then return self:fail(req, 422, gerr, { key = gkey }) end
   local result, serr = run_script("update", { changes = changes })
   if not result then return self:fail(req, 500, serr) end
   if result.ok then
+    result.version = M.version_of(result)
     local cfg = require("mailhook.settings").load()
     if cfg then
       self.delivery:reload(cfg)          -- as SIGHUP does: the next message uses them
@@ -888,6 +927,8 @@ route("POST", "/api/test", function(self, req, ctx)
   self.testing = false
   if not ok2 then rerr = tostring(e) end
   if not result then result = { ok = false, failed_stage = "test", error = rerr } end
+  -- valid but risky values tested (tls_verify = false, ...): what `mailhook test` says on stderr
+  result.warnings = json.array(settings.warnings(cfg))
   emit { event = "result", result = result }
   self.log.info("console: test " .. (result.ok and "passed" or ("failed at " .. tostring(result.failed_stage))))
   return req:finish()
@@ -1219,6 +1260,7 @@ function M:build_redactions(cfg)
   secret(self.admin_hash)
   path(cfg.admin_token_file, "[admin_token_file]")
   path(core.paths.conf, "[settings file]")
+  if core.paths.conf then path(settings.secrets_path(core.paths.conf), "[secrets file]") end
   path(core.paths.spool, "[spool]")
   path(core.paths.scripts, "[scripts]")
   path(self.assets, "[console folder]")

@@ -752,7 +752,7 @@ end
 -- The names mailhook/settings_edit.lua adds to M.  Reading any of them loads
 -- it (once); every other missing name stays nil without loading anything.
 local EDIT = { password = true, stored_password = true, token = true, get = true, preview = true,
-               warnings = true, saved_warnings = true, validate = true, update = true, report = true, format = true,
+               warnings = true, saved_warnings = true, file_warnings = true, validate = true, update = true, report = true, format = true,
                command_limits = true }
 
 -- What the editing half shares with this one: the same tables, so a cfg this

@@ -235,6 +235,15 @@ function M.saved_warnings(cfg)
   return out
 end
 
+-- file_warnings(cfg) -> {text...}: what the update that returned cfg said in
+-- the log about the files themselves (a group that could not be kept, a
+-- secrets file narrowed from a mode open to others), for a caller with no
+-- stderr to show (the console's Save puts them on the page).
+function M.file_warnings(cfg)
+  local p = private[cfg]
+  return p and p.file_warnings or {}
+end
+
 -- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of
 -- raw values (as in the file) without touching any file.
 function M.validate(values)
@@ -318,6 +327,16 @@ end
 -- file is written without it (0644 -> 0640), with a warning.  When the owner
 -- cannot be kept (EPERM: not root) nothing is written and the error says so.
 -- A symbolic link is followed: its target is rewritten, the link kept.
+-- The file warnings of the update under way (update fills it, write_kept adds
+-- to it, update keeps it with its cfg: file_warnings); updates are one at a
+-- time (with_lock) and synchronous, so one list serves.
+local file_notes
+
+local function file_warn(text)
+  core.log("warn", text)
+  if file_notes then file_notes[#file_notes + 1] = text end
+end
+
 local function write_kept(file, text, secret, conf)
   -- a settings file that is a symbolic link (to a folder under configuration
   -- management, say): the file it names is rewritten, the link stays.  Only a
@@ -334,7 +353,7 @@ local function write_kept(file, text, secret, conf)
   if st then
     mode, opts.uid, opts.gid = st.mode & 511, st.uid, st.gid      -- 0777: no setuid, setgid, sticky
     if secret and mode & 7 ~= 0 then
-      core.log("warn", string.format("%s was readable by other users (mode %04o): written %04o " ..
+      file_warn(string.format("%s was readable by other users (mode %04o): written %04o " ..
                                      "(the secrets are for the service alone)", file, mode, mode & 504))
       mode = mode & 504                                             -- 0770
     end
@@ -356,7 +375,7 @@ local function write_kept(file, text, secret, conf)
     ok, err, info = core.fsutil.write_atomic(file, text, m2, { uid = st.uid })
     if ok then
       local now = core.fsutil.owner(file)
-      core.log("warn", string.format("%s: its group %s could not be kept (this update runs as %s, not a member): " ..
+      file_warn(string.format("%s: its group %s could not be kept (this update runs as %s, not a member): " ..
                                      "now %s:%s, mode %04o", file, st.group, now and now.user or "?",
                                      now and now.user or "?", now and now.group or "?", m2))
     end
@@ -385,6 +404,7 @@ local function write_kept(file, text, secret, conf)
 end
 
 function update(changes, path)
+  file_notes = {}
   local doc, sdoc, values = read_both(path)
   if not doc then return nil, sdoc, {} end
   local spath = M.secrets_path(path)
@@ -447,7 +467,7 @@ function update(changes, path)
   end
   local ok, werr, info = write_kept(path, textv, false)
   if not ok then return nil, werr, info end
-  private[cfg] = { password = secret_or_key, path = path }
+  private[cfg] = { password = secret_or_key, path = path, file_warnings = file_notes }
   return cfg
 end
 

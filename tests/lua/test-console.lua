@@ -116,4 +116,23 @@ tap.test("the failed-login gate: per client, in all, in flight", function(t)
   t:ok(c:auth_gate("127.0.0.7") ~= nil, "too many checks waiting: 429")
 end)
 
+tap.test("the settings version (a Save on values changed since is refused)", function(t)
+  local function r(settings, pw) return { settings = settings, password_set = pw } end
+  local base = { from = "a@example.com", port = 587, server = { "smtp.example.com" }, enabled = true }
+  local v = console.version_of(r(base, true))
+  t:like(v, "^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$", "16 hex digits")
+  t:is(console.version_of(r({ enabled = true, server = { "smtp.example.com" }, port = 587, from = "a@example.com" }, true)),
+       v, "the same values: the same version, whatever their order")
+  for k, nv in pairs { from = "b@example.com", port = 25, server = { "smtp2.example.com" }, enabled = false } do
+    local c = {}
+    for kk, vv in pairs(base) do c[kk] = vv end
+    c[k] = nv
+    t:ok(console.version_of(r(c, true)) ~= v, k .. " changed: another version")
+  end
+  t:ok(console.version_of(r(base, false)) ~= v, "a password set or removed: another version")
+  local with_cmd = { password_command = "echo hunter2" }
+  for kk, vv in pairs(base) do with_cmd[kk] = vv end
+  t:is(console.version_of(r(with_cmd, true)), v, "password_command is not in it (a hash of an inline secret)")
+end)
+
 tap.done()
