@@ -114,6 +114,9 @@ struct mh_lctx {
                                 run the loop again (uv_run is not reentrant) */
   int closing;               /* ctx_gc started: callbacks only free, nothing resumes */
   int closed;                /* the loop is closed */
+  pid_t pid;                 /* the process the loop's kernel state (epoll fd, async
+                                eventfd) belongs to: a child of fork() shares them with
+                                its parent until uv_loop_fork (ctx_forked) */
   int sigpipe_guard;         /* SIGPIPE was not ignored when the state opened (a foreign
                                 interpreter): writes and loop runs block it */
   /* budgets section (below): what a budget needs of its state */
@@ -121,11 +124,24 @@ struct mh_lctx {
   int wall_timer_init;
 };
 
+/* After fork() the child's loop still shares its epoll fd and its wake-up
+** eventfd with the parent's: a completion one of them signals may be consumed
+** by the other, whose wait then never ends.  The first use of the state in the
+** child gives its loop kernel state of its own (before any request is made). */
+static void ctx_forked(mh_lctx *x) {
+  int rc;
+  if (x->closed || x->pid == getpid()) return;
+  x->pid = getpid();
+  if ((rc = uv_loop_fork(&x->loop)) < 0)
+    mh_error("after fork(): the mailhook loop could not be renewed: %s", uv_strerror(rc));
+}
+
 static mh_lctx *ctx_of(lua_State *L) {
   mh_lctx *x;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX);
   x = (mh_lctx *)lua_touserdata(L, -1);
   lua_pop(L, 1);
+  if (x) ctx_forked(x);
   return x;
 }
 
@@ -1896,6 +1912,7 @@ static int ctx_gc(lua_State *L) {
   mh_lctx *x = (mh_lctx *)lua_touserdata(L, 1);
   int rc;
   if (!x || x->closed || x->closing) return 0;
+  ctx_forked(x);              /* a child closing what its parent opened */
   x->closing = 1;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS) == LUA_TTABLE) {
     lua_pushnil(L);
@@ -1945,6 +1962,7 @@ mh_lctx *mh_l_ctx_open(lua_State *L) {
     return NULL;
   }
   x->loop.data = x;
+  x->pid = getpid();
   x->closed = 0;
   uv_idle_init(&x->loop, &x->ready_idle);
   x->ready_idle.data = x;

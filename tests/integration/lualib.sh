@@ -102,4 +102,11 @@ ok $? "the C host (liblua5.4) compiles"
 mkdir -p "$T/two"
 MAILHOOK_CONF=$T/mailhook.conf tap_cmd two-states "$T/two-states" "$T/two"
 
+# --- fork() after require: parent and child enqueue at once (tests/lualib/fork.c) --------
+cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O1 -g $SAN $(pkg-config --cflags lua5.4) \
+   "$ROOT/tests/lualib/fork.c" -o "$T/fork" $(pkg-config --libs lua5.4) 2>"$T/cc.err"
+ok $? "the forking C host (liblua5.4) compiles"
+[ -s "$T/cc.err" ] && sed 's/^/#   /' "$T/cc.err"
+MAILHOOK_CONF=$T/mailhook.conf tap_cmd fork "$T/fork" "$T/fork-spool"
+
 done_testing
