@@ -54,6 +54,16 @@ out=$("$T/host" "$T/mailhook.conf" "$T/spool" $'vm\nFAKE' 2>&1)
 like "$out" "bad event name 'vm\\\\nFAKE'" "a bad event name is shown escaped"
 is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 3 "nothing queued by refused events"
 
+# a settings file the host names must exist (a typo is an error, not the defaults),
+# as one named by -c or $MAILHOOK_CONF
+out=$("$T/host" "$T/no-such.conf" "$T/spool" voicemail caller=1 2>&1); rc=$?
+is "$rc" 1 "mh_open on a settings file that does not exist fails"
+like "$out" "no-such\.conf: no such settings file \(named by mh_open" "naming it and who named it"
+out=$(MAILHOOK_CONF="$T/typo.conf" "$T/host" "" "$T/spool" voicemail caller=1 2>&1); rc=$?
+is "$rc" 1 "mh_open(NULL, ...) with \$MAILHOOK_CONF naming no file fails"
+like "$out" "typo\.conf: no such settings file \(named by \\\$MAILHOOK_CONF" "naming it"
+is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 3 "nothing queued"
+
 echo 'y = 2' > "$T/rules/broken.lua"
 out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller=1 2>&1); rc=$?
 is "$rc" 1 "mh_open fails on a broken rule file"
