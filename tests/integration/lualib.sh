@@ -45,6 +45,10 @@ like "$out" "mailhook/core\.so was not found: run .make.*LUA_CPATH=.*make instal
 # --- require, waiting, mh.run, paths ----------------------------------------------------
 MAILHOOK_CONF=$T/basics.conf MAILHOOK_SPOOL=$T/basics-spool lua_tap basics.lua "$T"
 
+# --- bad input to mh.enqueue: nil, message, info, or a raise at the caller's line --------
+write_conf "$T/bad.conf" enabled=true server=127.0.0.1 from=pbx@example.com
+MAILHOOK_CONF=$T/bad.conf lua_tap badinput.lua "$T"
+
 # --- a durable enqueue that survives SIGKILL right after it returns -------------------
 write_conf "$T/mailhook.conf" enabled=true server=127.0.0.1 from=pbx@example.com
 export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
