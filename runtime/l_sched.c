@@ -1915,9 +1915,12 @@ static int ctx_gc(lua_State *L) {
   ctx_forked(x);              /* a child closing what its parent opened */
   x->closing = 1;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS) == LUA_TTABLE) {
+    int never = 0;
+    char first[sizeof x->blocker.name] = "";
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       mh_task *t = (mh_task *)luaL_testudata(L, -1, TASK_MT);
+      if (t && !t->started && !t->blocker && !never++) memcpy(first, t->name, sizeof first);
       if (t && t->wait) {
         mh_wait *w = t->wait;
         t->wait = NULL;
@@ -1926,6 +1929,12 @@ static int ctx_gc(lua_State *L) {
       }
       lua_pop(L, 1);
     }
+    /* a host that spawned work and never ran the loop (no mh.run, mh.step nor
+       wait) would lose it without a word: the state is closing, no Lua may run */
+    if (never)
+      mh_warn("lua_close: %d mailhook task%s never ran (one: %s): a task runs only while "
+              "the loop does (mh.run, mh.step, task:wait() or a blocking call); its work is abandoned",
+              never, never > 1 ? "s" : "", first[0] ? first : "?");
   }
   lua_pop(L, 1);
   x->ready_head = x->ready_tail = NULL;

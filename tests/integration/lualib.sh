@@ -49,6 +49,18 @@ MAILHOOK_CONF=$T/basics.conf MAILHOOK_SPOOL=$T/basics-spool lua_tap basics.lua "
 write_conf "$T/bad.conf" enabled=true server=127.0.0.1 from=pbx@example.com
 MAILHOOK_CONF=$T/bad.conf lua_tap badinput.lua "$T"
 
+# a host that spawns an enqueue and never runs the loop: lua_close says the work was abandoned
+out=$(MAILHOOK_CONF=$T/bad.conf MAILHOOK_SPOOL=$T/never-spool lua54 -e '
+  local mh = require "mailhook"
+  mh.spawn(mh.enqueue, { to = "ops@example.com", subject = "s", text = "t" })' 2>&1)
+like "$out" "lua_close: 1 mailhook task never ran .*its work is abandoned" \
+  "a spawned task the loop never ran is not dropped without a word"
+out=$(MAILHOOK_CONF=$T/bad.conf MAILHOOK_SPOOL=$T/never-spool lua54 -e '
+  local mh = require "mailhook"
+  local t = mh.spawn(mh.enqueue, { to = "ops@example.com", subject = "s", text = "t" })
+  assert(t:wait())' 2>&1)
+is "$out" "" "waited for, it runs and nothing is said"
+
 # --- a durable enqueue that survives SIGKILL right after it returns -------------------
 write_conf "$T/mailhook.conf" enabled=true server=127.0.0.1 from=pbx@example.com
 export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
