@@ -734,6 +734,7 @@ static struct {
 static uv_async_t pong;
 static uv_loop_t *pong_loop; /* the loop pong is on; pong_dead (under wd.mu) once it closed */
 static int pong_dead;
+static pid_t wd_pid;         /* the process the thread runs in: a child of fork() has none */
 
 static void watchdog_start(uv_loop_t *loop);
 static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
@@ -1079,19 +1080,33 @@ static void *watchdog_main(void *arg) {
   return NULL;
 }
 
+/* fork() copies wd.mu as the watchdog thread may hold it, and not the thread:
+** the mutex is taken around the fork, and the child's first rule starts a
+** thread of its own (watchdog_start, wd_pid), so its rules stay bounded. */
+static void wd_fork_prepare(void) { pthread_mutex_lock(&wd.mu); }
+static void wd_fork_parent(void) { pthread_mutex_unlock(&wd.mu); }
+static void wd_fork_child(void) {
+  pthread_cond_init(&wd.cv, NULL);   /* its waiter is not in this process */
+  pthread_mutex_unlock(&wd.mu);
+}
+
 /* Starts the thread once (from the loop thread).  uv_hrtime is CLOCK_MONOTONIC,
 ** so the condition variable waits on that clock. */
 static void watchdog_start(uv_loop_t *loop) {
   pthread_condattr_t ca;
   pthread_attr_t at;
   pthread_t th;
-  if (wd.started) return;
-  /* on the first state's loop: stall detection is for a process that exists to
-     run rules (hook, the rules worker: one state); closed with that loop, and
-     never pinged after (budget_loop_closed) */
-  uv_async_init(loop, &pong, pong_cb);
-  uv_unref((uv_handle_t *)&pong);
-  pong_loop = loop;
+  if (wd.started && wd_pid == getpid()) return;
+  if (!pong_loop) {
+    /* on the first state's loop: stall detection is for a process that exists to
+       run rules (hook, the rules worker: one state); closed with that loop, and
+       never pinged after (budget_loop_closed).  A child of fork() keeps it (the
+       same handle on its renewed loop) and only needs a thread of its own. */
+    uv_async_init(loop, &pong, pong_cb);
+    uv_unref((uv_handle_t *)&pong);
+    pong_loop = loop;
+    pthread_atfork(wd_fork_prepare, wd_fork_parent, wd_fork_child);
+  }
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_destroy(&wd.cv);
@@ -1101,6 +1116,7 @@ static void watchdog_start(uv_loop_t *loop) {
   pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&at, 64 * 1024);
   wd.started = 1;
+  wd_pid = getpid();
   wd.progress_at = uv_hrtime();
   wd.wake_at = UINT64_MAX;
   if (pthread_create(&th, &at, watchdog_main, NULL) != 0) {
