@@ -38,13 +38,17 @@ static void set_err(char **err, const char *fmt, ...) {
 /* core.paths as main.c builds them, from $MAILHOOK_ROOT or the PREFIX. */
 static void set_paths(lua_State *L, const char *conf, const char *spool) {
   char root[PATH_MAX - 64], lua[PATH_MAX], probe[PATH_MAX + 32], dconf[PATH_MAX], dspool[PATH_MAX];
-  const char *r = getenv("MAILHOOK_ROOT");
+  const char *r = getenv("MAILHOOK_ROOT"), *given;
   int installed;
   snprintf(root, sizeof root, "%s", r && *r ? r : mh_instpaths_prefix());
   snprintf(probe, sizeof probe, "%s/lua/mailhook/init.lua", root);
   installed = access(probe, R_OK) != 0;
   snprintf(lua, sizeof lua, installed ? "%s/share/mailhook/lua" : "%s/lua", root);
-  if (!conf || !*conf) conf = getenv("MAILHOOK_CONF");
+  /* who named the settings file: a file named by the host or $MAILHOOK_CONF must
+     exist (settings.lua, conf_given), as one named by -c: a typo is an error,
+     not the defaults.  Only the default path may be absent. */
+  given = conf && *conf ? "mh_open" : NULL;
+  if (!given && (conf = getenv("MAILHOOK_CONF")) && *conf) given = "$MAILHOOK_CONF";
   if (!spool || !*spool) spool = getenv("MAILHOOK_SPOOL");
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "mailhook.core");
@@ -60,6 +64,10 @@ static void set_paths(lua_State *L, const char *conf, const char *spool) {
   else if (installed) lua_pushstring(L, dconf);
   else lua_pushfstring(L, "%s/mailhook.conf", root);
   lua_setfield(L, -2, "conf");
+  if (given) {
+    lua_pushstring(L, given);
+    lua_setfield(L, -2, "conf_given");
+  }
   if (spool && *spool) lua_pushstring(L, spool);
   else if (installed) lua_pushstring(L, dspool);
   else lua_pushfstring(L, "%s/spool", root);

@@ -114,6 +114,9 @@ struct mh_lctx {
                                 run the loop again (uv_run is not reentrant) */
   int closing;               /* ctx_gc started: callbacks only free, nothing resumes */
   int closed;                /* the loop is closed */
+  pid_t pid;                 /* the process the loop's kernel state (epoll fd, async
+                                eventfd) belongs to: a child of fork() shares them with
+                                its parent until uv_loop_fork (ctx_forked) */
   int sigpipe_guard;         /* SIGPIPE was not ignored when the state opened (a foreign
                                 interpreter): writes and loop runs block it */
   /* budgets section (below): what a budget needs of its state */
@@ -121,11 +124,24 @@ struct mh_lctx {
   int wall_timer_init;
 };
 
+/* After fork() the child's loop still shares its epoll fd and its wake-up
+** eventfd with the parent's: a completion one of them signals may be consumed
+** by the other, whose wait then never ends.  The first use of the state in the
+** child gives its loop kernel state of its own (before any request is made). */
+static void ctx_forked(mh_lctx *x) {
+  int rc;
+  if (x->closed || x->pid == getpid()) return;
+  x->pid = getpid();
+  if ((rc = uv_loop_fork(&x->loop)) < 0)
+    mh_error("after fork(): the mailhook loop could not be renewed: %s", uv_strerror(rc));
+}
+
 static mh_lctx *ctx_of(lua_State *L) {
   mh_lctx *x;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX);
   x = (mh_lctx *)lua_touserdata(L, -1);
   lua_pop(L, 1);
+  if (x) ctx_forked(x);
   return x;
 }
 
@@ -718,6 +734,7 @@ static struct {
 static uv_async_t pong;
 static uv_loop_t *pong_loop; /* the loop pong is on; pong_dead (under wd.mu) once it closed */
 static int pong_dead;
+static pid_t wd_pid;         /* the process the thread runs in: a child of fork() has none */
 
 static void watchdog_start(uv_loop_t *loop);
 static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
@@ -1063,19 +1080,33 @@ static void *watchdog_main(void *arg) {
   return NULL;
 }
 
+/* fork() copies wd.mu as the watchdog thread may hold it, and not the thread:
+** the mutex is taken around the fork, and the child's first rule starts a
+** thread of its own (watchdog_start, wd_pid), so its rules stay bounded. */
+static void wd_fork_prepare(void) { pthread_mutex_lock(&wd.mu); }
+static void wd_fork_parent(void) { pthread_mutex_unlock(&wd.mu); }
+static void wd_fork_child(void) {
+  pthread_cond_init(&wd.cv, NULL);   /* its waiter is not in this process */
+  pthread_mutex_unlock(&wd.mu);
+}
+
 /* Starts the thread once (from the loop thread).  uv_hrtime is CLOCK_MONOTONIC,
 ** so the condition variable waits on that clock. */
 static void watchdog_start(uv_loop_t *loop) {
   pthread_condattr_t ca;
   pthread_attr_t at;
   pthread_t th;
-  if (wd.started) return;
-  /* on the first state's loop: stall detection is for a process that exists to
-     run rules (hook, the rules worker: one state); closed with that loop, and
-     never pinged after (budget_loop_closed) */
-  uv_async_init(loop, &pong, pong_cb);
-  uv_unref((uv_handle_t *)&pong);
-  pong_loop = loop;
+  if (wd.started && wd_pid == getpid()) return;
+  if (!pong_loop) {
+    /* on the first state's loop: stall detection is for a process that exists to
+       run rules (hook, the rules worker: one state); closed with that loop, and
+       never pinged after (budget_loop_closed).  A child of fork() keeps it (the
+       same handle on its renewed loop) and only needs a thread of its own. */
+    uv_async_init(loop, &pong, pong_cb);
+    uv_unref((uv_handle_t *)&pong);
+    pong_loop = loop;
+    pthread_atfork(wd_fork_prepare, wd_fork_parent, wd_fork_child);
+  }
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_destroy(&wd.cv);
@@ -1085,6 +1116,7 @@ static void watchdog_start(uv_loop_t *loop) {
   pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&at, 64 * 1024);
   wd.started = 1;
+  wd_pid = getpid();
   wd.progress_at = uv_hrtime();
   wd.wake_at = UINT64_MAX;
   if (pthread_create(&th, &at, watchdog_main, NULL) != 0) {
@@ -1896,11 +1928,15 @@ static int ctx_gc(lua_State *L) {
   mh_lctx *x = (mh_lctx *)lua_touserdata(L, 1);
   int rc;
   if (!x || x->closed || x->closing) return 0;
+  ctx_forked(x);              /* a child closing what its parent opened */
   x->closing = 1;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS) == LUA_TTABLE) {
+    int never = 0;
+    char first[sizeof x->blocker.name] = "";
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       mh_task *t = (mh_task *)luaL_testudata(L, -1, TASK_MT);
+      if (t && !t->started && !t->blocker && !never++) memcpy(first, t->name, sizeof first);
       if (t && t->wait) {
         mh_wait *w = t->wait;
         t->wait = NULL;
@@ -1909,6 +1945,12 @@ static int ctx_gc(lua_State *L) {
       }
       lua_pop(L, 1);
     }
+    /* a host that spawned work and never ran the loop (no mh.run, mh.step nor
+       wait) would lose it without a word: the state is closing, no Lua may run */
+    if (never)
+      mh_warn("lua_close: %d mailhook task%s never ran (one: %s): a task runs only while "
+              "the loop does (mh.run, mh.step, task:wait() or a blocking call); its work is abandoned",
+              never, never > 1 ? "s" : "", first[0] ? first : "?");
   }
   lua_pop(L, 1);
   x->ready_head = x->ready_tail = NULL;
@@ -1945,6 +1987,7 @@ mh_lctx *mh_l_ctx_open(lua_State *L) {
     return NULL;
   }
   x->loop.data = x;
+  x->pid = getpid();
   x->closed = 0;
   uv_idle_init(&x->loop, &x->ready_idle);
   x->ready_idle.data = x;

@@ -9,8 +9,12 @@
 ** run, and whatever they enqueued is durable (fsynced in the spool) before it
 ** returns.  Delivery is the service's job (`mailhook run`).
 **
-** Threads: one runtime per process at a time, used from one thread (it runs
-** the libuv default loop while mh_emit() runs).  Link with:
+** Threads: each runtime is a Lua state with a libuv loop of its own, run
+** while mh_emit() runs: several may be open in one process and used from one
+** thread (tests/lualib/embed-two.c), not from two threads at once (the rules'
+** budgets are the process's).  A child of fork() may go on using a runtime its
+** parent opened (its loop is renewed on first use).  A runtime must not be used
+** after mh_close(), as memory after free().  Link with:
 **   cc host.c libmailhook.a $(pkg-config --libs lua5.4 libuv openssl) -lreadline -lm
 ** The Lua modules are found under $MAILHOOK_ROOT (a source tree or an install
 ** PREFIX), else under the PREFIX the library was built for.
@@ -26,7 +30,8 @@ typedef struct mh_runtime mh_runtime;
 
 /* Opens a runtime on the settings file conf and the spool folder spool (NULL:
 ** $MAILHOOK_CONF / $MAILHOOK_SPOOL, else the defaults of the command line) and
-** loads the rules.  Returns NULL on failure with *err set to a message the
+** loads the rules.  A settings file named here or by $MAILHOOK_CONF must exist
+** (a typo is an error, as with -c); only the default may be absent.  Returns NULL on failure with *err set to a message the
 ** caller frees with free() (err may be NULL).  A rule file that fails to load
 ** is a failure: the message names the file. */
 mh_runtime *mh_open(const char *conf, const char *spool, char **err);

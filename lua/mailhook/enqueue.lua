@@ -53,8 +53,15 @@ function enqueue(t, opts)
   local fields = {}
   for k, v in pairs(t) do fields[k] = v end
   if fields.from == nil then fields.from = cfg.from end
-  local msg
-  msg, err, info = message(fields)
+  -- a wrong type is the caller's programming error: raised at the caller's
+  -- line (level 3: enqueue <- M.enqueue <- caller) and named mh.enqueue, not
+  -- at message.lua's line where the builder raised it
+  local ok, msg
+  ok, msg, err, info = pcall(message, fields)
+  if not ok then
+    local why = tostring(msg):gsub("^[^\n]-:%d+: ", "", 1):gsub("^mh%.message: ", "", 1)
+    error("mh.enqueue: " .. why, 3)
+  end
   if not msg then return nil, err, info end
   local sp = opts and opts.spool
   if not sp then

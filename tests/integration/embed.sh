@@ -54,6 +54,37 @@ out=$("$T/host" "$T/mailhook.conf" "$T/spool" $'vm\nFAKE' 2>&1)
 like "$out" "bad event name 'vm\\\\nFAKE'" "a bad event name is shown escaped"
 is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 3 "nothing queued by refused events"
 
+# a settings file the host names must exist (a typo is an error, not the defaults),
+# as one named by -c or $MAILHOOK_CONF
+out=$("$T/host" "$T/no-such.conf" "$T/spool" voicemail caller=1 2>&1); rc=$?
+is "$rc" 1 "mh_open on a settings file that does not exist fails"
+like "$out" "no-such\.conf: no such settings file \(named by mh_open" "naming it and who named it"
+out=$(MAILHOOK_CONF="$T/typo.conf" "$T/host" "" "$T/spool" voicemail caller=1 2>&1); rc=$?
+is "$rc" 1 "mh_open(NULL, ...) with \$MAILHOOK_CONF naming no file fails"
+like "$out" "typo\.conf: no such settings file \(named by \\\$MAILHOOK_CONF" "naming it"
+is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 3 "nothing queued"
+
+# two runtimes in one process, NULL arguments, one closed while the other goes on:
+# tests/lualib/embed-two.c, built with ASan and UBSan (a leak or a bad access fails it)
+cc -std=c11 -Wall -Wextra -g -fsanitize=address,undefined -fno-omit-frame-pointer -I"$ROOT/runtime" \
+   "$ROOT/tests/lualib/embed-two.c" "$BUILD_DIR/libmailhook.a" \
+   $(pkg-config --libs lua5.4 libuv openssl) -lreadline -lm -o "$T/embed-two" 2>"$T/cc2.err"
+ok $? "embed-two.c compiles and links (ASan, UBSan)"
+mkdir -p "$T/two/rules"
+cp "$T/mailhook.conf" "$T/two/mailhook.conf"
+echo 'on("note", function(ev) assert(mh.enqueue { to = "ops@example.com", subject = "note " .. tostring(ev.who), text = "t" }) end)' \
+  > "$T/two/rules/note.lua"
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  "$T/embed-two" "$T/two/mailhook.conf" "$T/two" >"$T/two.out" 2>"$T/two.err"; rc=$?
+while IFS= read -r line; do
+  case "$line" in
+    "ok - "*) ok 0 "embed-two: ${line#ok - }" ;;
+    "not ok - "*) ok 1 "embed-two: ${line#not ok - }" ;;
+  esac
+done < "$T/two.out"
+is "$rc" 0 "embed-two exits 0"
+unlike "$(cat "$T/two.err")" "ERROR: (Address|Leak)Sanitizer|runtime error:" "no sanitizer report"
+
 echo 'y = 2' > "$T/rules/broken.lua"
 out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller=1 2>&1); rc=$?
 is "$rc" 1 "mh_open fails on a broken rule file"

@@ -45,6 +45,22 @@ like "$out" "mailhook/core\.so was not found: run .make.*LUA_CPATH=.*make instal
 # --- require, waiting, mh.run, paths ----------------------------------------------------
 MAILHOOK_CONF=$T/basics.conf MAILHOOK_SPOOL=$T/basics-spool lua_tap basics.lua "$T"
 
+# --- bad input to mh.enqueue: nil, message, info, or a raise at the caller's line --------
+write_conf "$T/bad.conf" enabled=true server=127.0.0.1 from=pbx@example.com
+MAILHOOK_CONF=$T/bad.conf lua_tap badinput.lua "$T"
+
+# a host that spawns an enqueue and never runs the loop: lua_close says the work was abandoned
+out=$(MAILHOOK_CONF=$T/bad.conf MAILHOOK_SPOOL=$T/never-spool lua54 -e '
+  local mh = require "mailhook"
+  mh.spawn(mh.enqueue, { to = "ops@example.com", subject = "s", text = "t" })' 2>&1)
+like "$out" "lua_close: 1 mailhook task never ran .*its work is abandoned" \
+  "a spawned task the loop never ran is not dropped without a word"
+out=$(MAILHOOK_CONF=$T/bad.conf MAILHOOK_SPOOL=$T/never-spool lua54 -e '
+  local mh = require "mailhook"
+  local t = mh.spawn(mh.enqueue, { to = "ops@example.com", subject = "s", text = "t" })
+  assert(t:wait())' 2>&1)
+is "$out" "" "waited for, it runs and nothing is said"
+
 # --- a durable enqueue that survives SIGKILL right after it returns -------------------
 write_conf "$T/mailhook.conf" enabled=true server=127.0.0.1 from=pbx@example.com
 export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
@@ -101,5 +117,12 @@ ok $? "the C host (liblua5.4) compiles"
 [ -s "$T/cc.err" ] && sed 's/^/#   /' "$T/cc.err"
 mkdir -p "$T/two"
 MAILHOOK_CONF=$T/mailhook.conf tap_cmd two-states "$T/two-states" "$T/two"
+
+# --- fork() after require: parent and child enqueue at once (tests/lualib/fork.c) --------
+cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O1 -g $SAN $(pkg-config --cflags lua5.4) \
+   "$ROOT/tests/lualib/fork.c" -o "$T/fork" $(pkg-config --libs lua5.4) 2>"$T/cc.err"
+ok $? "the forking C host (liblua5.4) compiles"
+[ -s "$T/cc.err" ] && sed 's/^/#   /' "$T/cc.err"
+MAILHOOK_CONF=$T/mailhook.conf tap_cmd fork "$T/fork" "$T/fork-spool"
 
 done_testing
