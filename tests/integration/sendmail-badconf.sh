@@ -10,10 +10,7 @@
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/lualib.sh"
 
-export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
-start_smtpd P --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
-"$MAILHOOK" update enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false \
-  from=pbx@example.com >/dev/null || { echo "Bail out! update failed"; exit 1; }
+plain_smtpd_env
 cp "$T/mailhook.conf" "$T/good.conf"
 n_pickup() { find "$T/spool/pickup" -maxdepth 1 -type f -name '*.eml' 2>/dev/null | wc -l; }
 msg() { printf 'From: root (Cron Daemon)\nTo: root\nSubject: %s\n\nbody\n' "$1"; }

@@ -7,10 +7,7 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 
-export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
-start_smtpd P --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
-"$MAILHOOK" update enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false \
-  from=pbx@example.com >/dev/null || { echo "Bail out! update failed"; exit 1; }
+plain_smtpd_env
 n=0
 # send ARGS < message (not at the end of a pipe: it sets variables): queue, deliver, and set M (headers) and E (envelope: from | to...)
 send() {

@@ -11,13 +11,7 @@
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
-PORT=$(free_port)
-conf_for "$PORT"
-peer_start "$PORT" "$T/peer"
-svc_start
-wait_for 10 grep -q "delivering" "$T/svc.log"; ok $? "the service started"
-enqueue 1 >/dev/null
-wait_for 10 received_at_least "$T/peer" 1; ok $? "it delivers"
+service_delivering
 
 # reload_bad DESC: SIGHUP with the current (broken) file; one error line naming why, delivery goes on
 # logged_since N REGEX: a line after the first N of the service's log matches

@@ -81,3 +81,16 @@ pickup_empty() { [ "$(pickup_count)" = 0 ]; }
 received_at_least() { [ "$(received_count "$1")" -ge "$2" ]; }
 # The Message-IDs the peer accepted, in arrival order, one a line.
 received_ids() { [ -f "$1/log" ] && awk '{print $4}' "$1/log"; }
+
+# service_delivering: a peer on a free PORT ($T/peer), the settings for it, and the
+# service started (svc_start) with one message delivered: two checks, "the service
+# started" and "it delivers".
+service_delivering() {
+  PORT=$(free_port)
+  conf_for "$PORT"
+  peer_start "$PORT" "$T/peer"
+  svc_start
+  wait_for 10 grep -q "delivering" "$T/svc.log"; ok $? "the service started"
+  enqueue 1 >/dev/null
+  wait_for 10 received_at_least "$T/peer" 1; ok $? "it delivers"
+}

@@ -181,3 +181,13 @@ count_mail() {
   for f in "$1"/*.eml; do [ -e "$f" ] && n=$((n + 1)); done
   echo "$n"
 }
+
+# plain_smtpd_env: the settings and spool of a sendmail test, in $T (MAILHOOK_CONF,
+# MAILHOOK_SPOOL exported), delivering in plain SMTP to an aiosmtpd started as P,
+# writing what it gets into $T/mail; from = pbx@example.com.  Bails out if either fails.
+plain_smtpd_env() {
+  export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
+  start_smtpd P --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
+  "$MAILHOOK" update enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false \
+    from=pbx@example.com >/dev/null || { echo "Bail out! update failed"; exit 1; }
+}
