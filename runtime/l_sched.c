@@ -114,8 +114,8 @@ struct mh_lctx {
                                 run the loop again (uv_run is not reentrant) */
   int closing;               /* ctx_gc started: callbacks only free, nothing resumes */
   int closed;                /* the loop is closed */
-  pid_t pid;                 /* the process the loop's kernel state (epoll fd, async
-                                eventfd) belongs to: a child of fork() shares them with
+  unsigned gen;              /* fork_gen when the loop's kernel state (epoll fd, async
+                                eventfd) was made: a child of fork() shares them with
                                 its parent until uv_loop_fork (ctx_forked) */
   int sigpipe_guard;         /* SIGPIPE was not ignored when the state opened (a foreign
                                 interpreter): writes and loop runs block it */
@@ -124,14 +124,23 @@ struct mh_lctx {
   int wall_timer_init;
 };
 
+/* One more in every child of fork() (pthread_atfork, registered with the first
+** state): a state compares it with the generation its loop was made in.  A
+** load, where getpid() was a system call per use of the state, several per
+** message a deliverer sends. */
+static volatile unsigned fork_gen;
+static pthread_once_t fork_gen_once = PTHREAD_ONCE_INIT;
+static void fork_gen_child(void) { fork_gen++; }
+static void fork_gen_register(void) { pthread_atfork(NULL, NULL, fork_gen_child); }
+
 /* After fork() the child's loop still shares its epoll fd and its wake-up
 ** eventfd with the parent's: a completion one of them signals may be consumed
 ** by the other, whose wait then never ends.  The first use of the state in the
 ** child gives its loop kernel state of its own (before any request is made). */
 static void ctx_forked(mh_lctx *x) {
   int rc;
-  if (x->closed || x->pid == getpid()) return;
-  x->pid = getpid();
+  if (x->closed || x->gen == fork_gen) return;
+  x->gen = fork_gen;
   if ((rc = uv_loop_fork(&x->loop)) < 0)
     mh_error("after fork(): the mailhook loop could not be renewed: %s", uv_strerror(rc));
 }
@@ -1987,7 +1996,8 @@ mh_lctx *mh_l_ctx_open(lua_State *L) {
     return NULL;
   }
   x->loop.data = x;
-  x->pid = getpid();
+  pthread_once(&fork_gen_once, fork_gen_register);
+  x->gen = fork_gen;
   x->closed = 0;
   uv_idle_init(&x->loop, &x->ready_idle);
   x->ready_idle.data = x;
