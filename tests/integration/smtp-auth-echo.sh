@@ -47,20 +47,16 @@ secret_free "mailhook queue" "$("$MAILHOOK" queue; "$MAILHOOK" queue --json)"
 secret_free "the spool" "$(cat "$S"/pickup/* "$S"/failed/* 2>/dev/null)"
 stop_peer F
 
-cat > "$T/login.script" <<S
-send 220 echo.example ESMTP
-expect ^EHLO
-send 250-echo.example
-send 250 AUTH LOGIN
-expect ^AUTH LOGIN
-send 334 VXNlcm5hbWU6
-read
-send 334 UGFzc3dvcmQ6
-read
-send 535 5.7.8 bad password $B64_PW for $(printf alice | base64)
-expect ^QUIT
-send 221 bye
-S
+# login_script FILE LINE...: a server offering AUTH LOGIN that takes the user name and
+# the password, then answers with the LINEs (its 535), and QUIT
+login_script() {
+  local f=$1; shift
+  { printf '%s\n' "send 220 echo.example ESMTP" "expect ^EHLO" "send 250-echo.example" "send 250 AUTH LOGIN" \
+      "expect ^AUTH LOGIN" "send 334 VXNlcm5hbWU6" "read" "send 334 UGFzc3dvcmQ6" "read"
+    printf 'send %s\n' "$@"
+    printf '%s\n' "expect ^QUIT" "send 221 bye"; } > "$f"
+}
+login_script "$T/login.script" "535 5.7.8 bad password $B64_PW for $(printf alice | base64)"
 start_fault F "$T/login.script" --idle 5
 write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
   auth_mechanism=login username=alice password="$PW" from=app@example.com retry_interval=1
@@ -74,21 +70,7 @@ secret_free "LOGIN: flush's log" "$(cat "$T/flush.out")"
 # A password under 4 characters echoed decoded: masked too (it was left as is), where it stands
 # alone; the same letters inside a word ("quota") are not it.  The report, --json and the log.
 for SPW in k9Z q; do
-  cat > "$T/short.script" <<S
-send 220 echo.example ESMTP
-expect ^EHLO
-send 250-echo.example
-send 250 AUTH LOGIN
-expect ^AUTH LOGIN
-send 334 VXNlcm5hbWU6
-read
-send 334 UGFzc3dvcmQ6
-read
-send 535-5.7.8 user alice pass=$SPW rejected (quota)
-send 535 5.7.8 password '$SPW' wrong
-expect ^QUIT
-send 221 bye
-S
+  login_script "$T/short.script" "535-5.7.8 user alice pass=$SPW rejected (quota)" "535 5.7.8 password '$SPW' wrong"
   start_fault F "$T/short.script" --idle 5
   write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
     auth_mechanism=login username=alice password="$SPW" from=app@example.com retry_interval=1

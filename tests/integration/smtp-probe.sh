@@ -69,18 +69,15 @@ S
   stop_peer F
 done
 
+# after_starttls LINE...: a server offering STARTTLS and AUTH PLAIN that answers 220
+# to STARTTLS, then does the LINEs (no handshake of its own): a script's path
+after_starttls() {
+  printf '%s\n' "send 220 strip.example ESMTP" "expect ^EHLO" "send 250-strip.example" "send 250-STARTTLS" \
+    "send 250 AUTH PLAIN" "expect ^STARTTLS" "send 220 go ahead" "$@" | fault_script
+}
+
 # The connection closed in the TLS handshake after STARTTLS's 220.
-s=$(fault_script <<'S'
-send 220 strip.example ESMTP
-expect ^EHLO
-send 250-strip.example
-send 250-STARTTLS
-send 250 AUTH PLAIN
-expect ^STARTTLS
-send 220 go ahead
-close
-S
-)
+s=$(after_starttls close)
 start_fault F "$s" || exit 1
 for v in "tls=starttls tls_required=true" "tls=auto tls_required=true" "tls=auto tls_required=false"; do
   : > "$F_REC"; rm -f "$F_REC".*
@@ -92,20 +89,7 @@ for v in "tls=starttls tls_required=true" "tls=auto tls_required=true" "tls=auto
 done
 
 # 220 to STARTTLS, then plain-text SMTP instead of a handshake.
-s=$(fault_script <<'S'
-send 220 strip.example ESMTP
-expect ^EHLO
-send 250-strip.example
-send 250-STARTTLS
-send 250 AUTH PLAIN
-expect ^STARTTLS
-send 220 go ahead
-read
-send 250 ok
-read
-send 250 ok
-S
-)
+s=$(after_starttls read "send 250 ok" read "send 250 ok")
 start_fault F "$s" || exit 1
 : > "$F_REC"; rm -f "$F_REC".*
 mh_test "$(new_conf port="$F" tls=starttls tls_required=true auth=true username=u password="$PW")"
