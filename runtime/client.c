@@ -48,7 +48,8 @@ struct mh_client {
   uv_timer_t deadline;         /* session_deadline */
   int timer_for;               /* T_*: what the transport's timer means */
   /* settings */
-  char host[256], helo[256], ca_file[1024], fingerprint[128], min_version[8];
+  char host[MH_CLIENT_HOST_MAX + 1], helo[MH_CLIENT_HELO_MAX + 1], ca_file[MH_CLIENT_CA_FILE_MAX + 1];
+  char fingerprint[MH_CLIENT_FINGERPRINT_MAX + 1], min_version[MH_CLIENT_MIN_VERSION_MAX + 1];
   int port, verify, tls_mode;
   uint64_t connect_ms, command_ms, deadline_ms, sniff_ms;
   /* the connection */
@@ -468,11 +469,22 @@ static void copy(char *dst, size_t cap, const char *src, const char *def) {
   snprintf(dst, cap, "%s", src ? src : def);
 }
 
+/* Whether src (NULL: the default) fits a buffer of cap bytes whole. */
+static int fits(const char *src, size_t cap) {
+  return !src || strlen(src) < cap;
+}
+
 mh_client *mh_client_new(const mh_client_params *p) {
-  mh_client *c = (mh_client *)calloc(1, sizeof *c);
+  mh_client *c;
   mh_smtp_params sp;
   mh_smtp_io io;
-  if (!c) return NULL;
+  /* a cut string would be another host or another file: refused, never cut */
+  if (!fits(p->host, sizeof c->host) || !fits(p->helo, sizeof c->helo) || !fits(p->ca_file, sizeof c->ca_file) ||
+      !fits(p->fingerprint, sizeof c->fingerprint) || !fits(p->min_version, sizeof c->min_version)) {
+    errno = ENAMETOOLONG;
+    return NULL;
+  }
+  if (!(c = (mh_client *)calloc(1, sizeof *c))) return NULL;
   c->loop = p->loop;
   c->notify = p->notify;
   c->ud = p->ud;

@@ -46,6 +46,16 @@ enum {
   MH_CLIENT_WHY_TLS_CLOSED      /* the server hung up during the handshake */
 };
 
+/* The longest host, helo, ca_file, fingerprint and min_version a client keeps
+** (bytes, without the NUL).  Copied into buffers of these sizes + 1: a longer
+** one is refused (mh_client_new), never cut, since a cut host is another
+** host and a cut ca_file another file. */
+#define MH_CLIENT_HOST_MAX 255
+#define MH_CLIENT_HELO_MAX 255
+#define MH_CLIENT_CA_FILE_MAX 1023
+#define MH_CLIENT_FINGERPRINT_MAX 127
+#define MH_CLIENT_MIN_VERSION_MAX 7
+
 typedef struct {
   uv_loop_t *loop;
   const char *host;             /* server name or address (copied) */
@@ -94,7 +104,9 @@ typedef struct {
 
 void mh_client_result_free(mh_client_result *r);
 
-/* A client, not connected yet; NULL when out of memory. */
+/* A client, not connected yet; NULL when out of memory (errno ENOMEM) or when
+** a string parameter is longer than its MH_CLIENT_*_MAX (errno ENAMETOOLONG;
+** a binding names the field before calling: l_smtp.c). */
 mh_client *mh_client_new(const mh_client_params *p);
 /* Closes it (no notify after this) and lets it go. */
 void mh_client_free(mh_client *c);

@@ -269,6 +269,19 @@ const char *mh_l_field_lstring(lua_State *L, int i, const char *fn, const char *
   return s;
 }
 
+const char *mh_l_field_cstring(lua_State *L, int i, const char *fn, const char *field, size_t max) {
+  size_t len;
+  const char *s = mh_l_field_lstring(L, i, fn, field, &len);
+  if (len > max) luaL_error(L, "%s: %s must be at most %I bytes (got %I)", fn, field, (lua_Integer)max, (lua_Integer)len);
+  if (strlen(s) != len) luaL_error(L, "%s: %s must hold no NUL byte", fn, field);
+  return s;
+}
+
+const char *mh_l_optfield_cstring(lua_State *L, int i, const char *fn, const char *field, size_t max,
+                                  const char *def) {
+  return lua_isnoneornil(L, i) ? def : mh_l_field_cstring(L, i, fn, field, max);
+}
+
 lua_Integer mh_l_optfield_integer(lua_State *L, int i, const char *fn, const char *field, lua_Integer def) {
   return lua_isnoneornil(L, i) ? def : mh_l_field_integer(L, i, fn, field);
 }

@@ -247,9 +247,10 @@ static int l_realpath(lua_State *L) {
 ** on files in it (settings updates) do not interleave between processes.  fn
 ** must not yield; an error in fn is re-raised after the lock is released. */
 static int l_with_lock(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
   char dir[4096];
+  /* its folder is copied whole or refused: a cut path would lock another folder */
+  const char *path = mh_l_field_cstring(L, 1, "fsutil.with_lock", "path", sizeof dir - 1);
+  if (!lua_isfunction(L, 2)) mh_l_field_error(L, 2, "fsutil.with_lock", "fn", "a function");
   const char *slash = strrchr(path, '/');
   if (!slash) snprintf(dir, sizeof dir, ".");
   else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);

@@ -1723,7 +1723,8 @@ static void resolve_cancel(mh_wait *w) {
 
 /* resolve(host) -> {addr, ...} | nil, message, info   (waits) */
 static int l_resolve(lua_State *L) {
-  const char *host = luaL_checkstring(L, 1);
+  /* copied into r->host whole or refused: a name cut to fit is another name */
+  const char *host = mh_l_field_cstring(L, 1, "mh.resolve", "host", sizeof ((resolve_req *)0)->host - 1);
   struct addrinfo hints;
   resolve_req *r;
   mh_wait probe;

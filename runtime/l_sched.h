@@ -135,6 +135,13 @@ lua_Integer mh_l_field_integer(lua_State *L, int i, const char *fn, const char *
 lua_Number mh_l_field_number(lua_State *L, int i, const char *fn, const char *field);
 const char *mh_l_field_lstring(lua_State *L, int i, const char *fn, const char *field, size_t *len);
 #define mh_l_field_string(L, i, fn, field) mh_l_field_lstring(L, i, fn, field, NULL)
+/* A string a C buffer or a C call will hold (a host, a file name): as
+** mh_l_field_lstring, and raises "FN: FIELD must be at most MAX bytes (got
+** N)" when longer than max, or "FN: FIELD must hold no NUL byte" (C would
+** see it cut at the NUL): both would name another host or another file. */
+const char *mh_l_field_cstring(lua_State *L, int i, const char *fn, const char *field, size_t max);
+const char *mh_l_optfield_cstring(lua_State *L, int i, const char *fn, const char *field, size_t max,
+                                  const char *def);
 /* The same where nil (an absent field) means def. */
 lua_Integer mh_l_optfield_integer(lua_State *L, int i, const char *fn, const char *field, lua_Integer def);
 lua_Number mh_l_optfield_number(lua_State *L, int i, const char *fn, const char *field, lua_Number def);

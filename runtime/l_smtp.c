@@ -47,6 +47,7 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,19 +201,27 @@ static void cancel_cb(mh_wait *w) {
   if (u->c) mh_client_close(u->c);
 }
 
+/* A duration in seconds; absent or 0: def.  Negative, NaN, infinite or past a
+** year is refused: converted to milliseconds it was a silent other value
+** (a negative one, the default; 1e300 or NaN, whatever the cast made of it). */
+#define MAX_SECONDS 31536000.0
 static uint64_t opt_ms(lua_State *L, const char *k, double def) {
   double v;
   lua_getfield(L, 1, k);
   v = mh_l_optfield_number(L, -1, "smtp.new", k, def);
+  if (!(v >= 0 && v <= MAX_SECONDS))
+    mh_l_field_error(L, -1, "smtp.new", k, "seconds from 0 (the default) up to 31536000 (a year)");
   lua_pop(L, 1);
-  if (v <= 0) v = def;
+  if (v == 0) v = def;
   return (uint64_t)(v * 1000.0);
 }
 
+/* Copied whole or refused (mh_l_field_cstring): a host cut to fit is
+** another host, a ca_file cut is another file. */
 static void opt_str(lua_State *L, const char *k, char *dst, size_t cap, const char *def) {
   const char *v;
   lua_getfield(L, 1, k);
-  v = mh_l_optfield_string(L, -1, "smtp.new", k, def);
+  v = mh_l_optfield_cstring(L, -1, "smtp.new", k, cap - 1, def);
   snprintf(dst, cap, "%s", v ? v : "");
   lua_pop(L, 1);
 }
@@ -223,7 +232,8 @@ static int l_new(lua_State *L) {
   static const int mode_of[] = { MH_CLIENT_TLS_NONE, MH_CLIENT_TLS_IMPLICIT, MH_CLIENT_TLS_STARTTLS,
                                  MH_CLIENT_TLS_OPPORTUNISTIC, MH_CLIENT_TLS_AUTO };
   mh_client_params p;
-  char host[256], tlsm[16], helo[256], ca_file[1024], fingerprint[128], min_version[8];
+  char host[MH_CLIENT_HOST_MAX + 1], helo[MH_CLIENT_HELO_MAX + 1], ca_file[MH_CLIENT_CA_FILE_MAX + 1];
+  char fingerprint[MH_CLIENT_FINGERPRINT_MAX + 1], min_version[MH_CLIENT_MIN_VERSION_MAX + 1];
   lconn *u;
   size_t i;
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -238,10 +248,18 @@ static int l_new(lua_State *L) {
     p.port = (int)port;
   }
   lua_pop(L, 1);
-  opt_str(L, "tls", tlsm, sizeof tlsm, "starttls");
-  for (i = 0; i < sizeof modes / sizeof modes[0] && strcmp(tlsm, modes[i]) != 0; i++) {}
-  if (i == sizeof modes / sizeof modes[0])
-    return luaL_error(L, "smtp.new: tls must be auto, implicit, starttls, opportunistic or none (got '%s')", tlsm);
+  lua_getfield(L, 1, "tls");
+  {
+    /* compared whole: "none\0..." is no mode */
+    size_t len;
+    const char *tlsm = mh_l_optfield_string(L, -1, "smtp.new", "tls", NULL);
+    if (!tlsm) tlsm = "starttls", len = 8;
+    else lua_tolstring(L, -1, &len);
+    for (i = 0; i < sizeof modes / sizeof modes[0] && (strlen(modes[i]) != len || memcmp(tlsm, modes[i], len)); i++) {}
+    if (i == sizeof modes / sizeof modes[0])
+      return luaL_error(L, "smtp.new: tls must be auto, implicit, starttls, opportunistic or none (got '%s')", tlsm);
+  }
+  lua_pop(L, 1);
   p.tls = mode_of[i];
   lua_getfield(L, 1, "tls_required");
   p.tls_required = lua_toboolean(L, -1);
@@ -268,7 +286,8 @@ static int l_new(lua_State *L) {
   memset(u, 0, sizeof *u);
   luaL_setmetatable(L, CONN_MT);
   p.ud = u;
-  if (!(u->c = mh_client_new(&p))) return luaL_error(L, "out of memory");
+  if (!(u->c = mh_client_new(&p)))   /* every string was checked: out of memory */
+    return luaL_error(L, "smtp.new: %s", strerror(errno));
   return 1;
 }
 
@@ -311,13 +330,13 @@ static int not_ready(lua_State *L, lconn *u, const char *what) {
 
 static int l_auth(lua_State *L) {
   lconn *u = check_lconn(L);
-  const char *mech = luaL_checkstring(L, 2);
-  const char *user = luaL_checkstring(L, 3);
-  const char *secret = luaL_checkstring(L, 4);
+  const char *mech = mh_l_field_string(L, 2, "smtp auth", "mechanism");
+  const char *user = mh_l_field_string(L, 3, "smtp auth", "user");
+  const char *secret = mh_l_field_string(L, 4, "smtp auth", "secret");
   unsigned m = !strcasecmp(mech, "plain") ? MH_SMTP_AUTH_PLAIN : !strcasecmp(mech, "login") ? MH_SMTP_AUTH_LOGIN
              : !strcasecmp(mech, "xoauth2") ? MH_SMTP_AUTH_XOAUTH2
              : !strcasecmp(mech, "oauthbearer") ? MH_SMTP_AUTH_OAUTHBEARER : 0;
-  luaL_argcheck(L, m != 0, 2, "mechanism must be plain, login, xoauth2 or oauthbearer");
+  if (!m) luaL_error(L, "smtp auth: mechanism must be plain, login, xoauth2 or oauthbearer (got '%s')", mech);
   if (not_ready(L, u, "smtp auth")) return 3;
   begin(L, u, "smtp auth");
   mh_client_auth(u->c, m, user, secret);
@@ -329,12 +348,15 @@ static int l_auth(lua_State *L) {
 static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t off, uint64_t size) {
   mh_client *c = u->c;
   size_t fromlen, len = 0, n;
-  const char *from = luaL_checklstring(L, 2, &fromlen);
+  const char *from = mh_l_field_lstring(L, 2, what, "sender", &fromlen);
   const char *data = NULL;
   const char **rcpt;
   const char *nul = fromlen != strlen(from) ? from : NULL;   /* an address cut short by a NUL */
-  luaL_checktype(L, 3, LUA_TTABLE);
-  if (fd < 0) data = luaL_checklstring(L, 4, &len);
+  if (!lua_istable(L, 3)) {
+    if (fd >= 0) close(fd);
+    mh_l_field_error(L, 3, what, "recipients", "a table");
+  }
+  if (fd < 0) data = mh_l_field_lstring(L, 4, what, "data", &len);
   n = (size_t)luaL_len(L, 3);
   if ((u->waiting && u->waiting != WAIT_SEND) || mh_client_busy(c)) {
     if (fd >= 0) close(fd);
@@ -409,11 +431,11 @@ static int l_send(lua_State *L) {
 ** Never waits. */
 static int l_set_dsn(lua_State *L) {
   lconn *u = check_lconn(L);
-  const char *mail = luaL_optstring(L, 2, NULL);
+  const char *mail = mh_l_optfield_string(L, 2, "smtp set_dsn", "mail", NULL);
   const char **rp = NULL;
   size_t n = 0;
   if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
+    if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "smtp set_dsn", "recipient parameters", "a table");
     n = (size_t)luaL_len(L, 3);
     rp = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rp, 0);   /* freed by the GC */
     for (size_t i = 0; i < n; i++) {
@@ -441,11 +463,14 @@ static int l_submit(lua_State *L) {
 ** the file cannot be opened: nothing was submitted. */
 static int l_submit_file(lua_State *L) {
   lconn *u = check_lconn(L);
-  const char *path = luaL_checkstring(L, 4);
-  lua_Integer off = luaL_optinteger(L, 5, 0);
+  const char *path = mh_l_field_cstring(L, 4, "smtp submit_file", "path", PATH_MAX - 1);
+  lua_Integer off = mh_l_optfield_integer(L, 5, "smtp submit_file", "offset", 0);
   struct stat st;
   int fd;
-  luaL_argcheck(L, off >= 0, 5, "offset must be >= 0");
+  if (off < 0) mh_l_field_error(L, 5, "smtp submit_file", "offset", ">= 0");
+  /* checked before the file opens: the submit's checks close fd on error */
+  mh_l_field_string(L, 2, "smtp submit_file", "sender");
+  if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "smtp submit_file", "recipients", "a table");
   /* a spool file: opened by fsutil's rule (regular, never a FIFO or a link) */
   fd = mh_fsutil_open(AT_FDCWD, path, O_RDONLY, 0, 0, &st);
   if (fd < 0)
@@ -488,7 +513,7 @@ static int l_pending(lua_State *L) {
 
 static int l_check_sender(lua_State *L) {
   lconn *u = check_lconn(L);
-  const char *from = luaL_checkstring(L, 2);
+  const char *from = mh_l_field_string(L, 2, "smtp check_sender", "sender");
   if (not_ready(L, u, "smtp check_sender")) return 3;
   begin(L, u, "smtp check_sender");
   mh_client_check_sender(u->c, from);

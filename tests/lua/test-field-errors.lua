@@ -7,6 +7,9 @@ local tap = require "tap"
 local core = require("mailhook").core
 
 local tmp = os.getenv("TMPDIR") or "/tmp"
+-- an object whose methods the cases call (never opened)
+local conn = core.smtp.new { host = "127.0.0.1" }
+local long = string.rep("a", 300)
 
 -- {name, function, args, exact message}
 local cases = {
@@ -60,6 +63,49 @@ local cases = {
   { "spool.stream max", core.spool.stream, { 0, { max = "x" } }, "spool.stream: max must be an integer (got string)" },
   { "budget_limits seconds", core.budget_limits, { { seconds = "x" } }, "budget_limits: seconds must be a number (got string)" },
   { "budget_limits memory", core.budget_limits, { { memory = 10 } }, "budget_limits: memory must be at least 1 MB (got 10)" },
+  -- too long for its C buffer: refused, not cut (a cut host is another host,
+  -- a cut ca_file another file); a NUL would cut it the same way
+  { "smtp.new host long", core.smtp.new, { { host = long } }, "smtp.new: host must be at most 255 bytes (got 300)" },
+  { "smtp.new host NUL", core.smtp.new, { { host = "127.0.0.1\0evil" } }, "smtp.new: host must hold no NUL byte" },
+  { "smtp.new helo long", core.smtp.new, { { host = "x", helo = long } }, "smtp.new: helo must be at most 255 bytes (got 300)" },
+  { "smtp.new ca_file long", core.smtp.new, { { host = "x", ca_file = "/" .. string.rep("d/", 600) .. "ca.pem" } },
+    "smtp.new: ca_file must be at most 1023 bytes (got 1207)" },
+  { "smtp.new fingerprint long", core.smtp.new, { { host = "x", fingerprint = long } },
+    "smtp.new: fingerprint must be at most 127 bytes (got 300)" },
+  { "smtp.new min_version long", core.smtp.new, { { host = "x", min_version = "1.3.0.0.0" } },
+    "smtp.new: min_version must be at most 7 bytes (got 9)" },
+  { "smtp.new tls NUL", core.smtp.new, { { host = "x", tls = "none\0x" } },
+    "smtp.new: tls must be auto, implicit, starttls, opportunistic or none (got 'none')" },
+  { "smtp.new timeout negative", core.smtp.new, { { host = "x", connect_timeout = -1 } },
+    "smtp.new: connect_timeout must be seconds from 0 (the default) up to 31536000 (a year) (got -1)" },
+  { "smtp.new timeout huge", core.smtp.new, { { host = "x", session_deadline = 1e300 } },
+    "smtp.new: session_deadline must be seconds from 0 (the default) up to 31536000 (a year) (got 1e+300)" },
+  { "smtp.new timeout inf", core.smtp.new, { { host = "x", data_timeout = math.huge } },
+    "smtp.new: data_timeout must be seconds from 0 (the default) up to 31536000 (a year) (got inf)" },
+  { "smtp.new port -1", core.smtp.new, { { host = "x", port = -1 } }, "smtp.new: port must be 1-65535 (got -1)" },
+  { "smtp.new port 65536", core.smtp.new, { { host = "x", port = 65536 } }, "smtp.new: port must be 1-65535 (got 65536)" },
+  { "smtp.new port 2^63", core.smtp.new, { { host = "x", port = math.mininteger } },
+    "smtp.new: port must be 1-65535 (got -9223372036854775808)" },
+  { "resolve long", core.resolve, { long }, "mh.resolve: host must be at most 255 bytes (got 300)" },
+  { "fsutil.with_lock long", core.fsutil.with_lock, { string.rep("d/", 2100) .. "f", print },
+    "fsutil.with_lock: path must be at most 4095 bytes (got 4201)" },
+  -- methods: through pcall lauxlib named them '?' ("bad argument #2 to '?'")
+  { "smtp auth mechanism", conn.auth, { conn, "cram", "u", "p" },
+    "smtp auth: mechanism must be plain, login, xoauth2 or oauthbearer (got 'cram')" },
+  { "smtp auth user", conn.auth, { conn, "plain", {}, "p" }, "smtp auth: user must be a string (got table)" },
+  { "smtp auth secret", conn.auth, { conn, "plain", "u" }, "smtp auth: secret must be a string (got no value)" },
+  { "smtp submit sender", conn.submit, { conn, nil, {}, "d", n = 4 }, "smtp submit: sender must be a string (got nil)" },
+  { "smtp submit recipients", conn.submit, { conn, "a@x", "b@x", "d" }, "smtp submit: recipients must be a table (got string)" },
+  { "smtp submit data", conn.submit, { conn, "a@x", {}, false }, "smtp submit: data must be a string (got boolean)" },
+  { "smtp send recipients", conn.send, { conn, "a@x", nil, "d", n = 4 }, "smtp send: recipients must be a table (got nil)" },
+  { "smtp submit_file path", conn.submit_file, { conn, "a@x", {}, {} }, "smtp submit_file: path must be a string (got table)" },
+  { "smtp submit_file offset", conn.submit_file, { conn, "a@x", {}, "/dev/null", -1 },
+    "smtp submit_file: offset must be >= 0 (got -1)" },
+  { "smtp submit_file recipients", conn.submit_file, { conn, "a@x", 7, "/dev/null" },
+    "smtp submit_file: recipients must be a table (got 7)" },
+  { "smtp set_dsn mail", conn.set_dsn, { conn, {} }, "smtp set_dsn: mail must be a string (got table)" },
+  { "smtp set_dsn params", conn.set_dsn, { conn, "RET=HDRS", 5 }, "smtp set_dsn: recipient parameters must be a table (got 5)" },
+  { "smtp check_sender", conn.check_sender, { conn, {} }, "smtp check_sender: sender must be a string (got table)" },
   { "msg.date 1.5", core.msg.date, { 1.5 }, "msg.date: t must be whole seconds since 1970 (got 1.5)" },
   { "msg.date string", core.msg.date, { "noon" }, "msg.date: t must be whole seconds since 1970 (got string)" },
   { "msg.date 1e300", core.msg.date, { 1e300 },
@@ -68,10 +114,11 @@ local cases = {
 
 tap.test("a wrong field names the function, the field, what was expected and what came", function(t)
   for _, c in ipairs(cases) do
-    local ok, err = pcall(c[2], table.unpack(c[3]))
+    local ok, err = pcall(c[2], table.unpack(c[3], 1, c[3].n or #c[3]))
     t:ok(not ok, c[1] .. ": raises")
     t:is(err, c[4], c[1])
   end
+  conn:close()
 end)
 
 -- What luaL_check* accepted is still accepted: a numeric string for a number.
