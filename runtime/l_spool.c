@@ -17,6 +17,7 @@
 **     in chunks (sendmail's stdin); Stream:head() -> header block, empty (waits);
 **     Stream:set_head(bytes); Spool:enqueue(stream, env) streams it in (waits)
 */
+#include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -622,12 +623,12 @@ static void check_can_wait(lua_State *L, const char *what) {
   mh_wait_init(L, &probe, what);
 }
 
-static const char *checkid(lua_State *L, int idx) {
+static const char *checkid(lua_State *L, int idx, const char *fn) {
   size_t n;
-  const char *id = luaL_checklstring(L, idx, &n);
+  const char *id = mh_l_field_lstring(L, idx, fn, "id", &n);
   /* strlen: a NUL inside would make "a\0b" the file "a" */
-  luaL_argcheck(L, n > 0 && n < 250 && strlen(id) == n && !strchr(id, '/') && id[0] != '.', idx,
-                "not a message id");
+  if (!(n > 0 && n < 250 && strlen(id) == n && !strchr(id, '/') && id[0] != '.'))
+    mh_l_field_error(L, idx, fn, "id", "a message id");
   return id;
 }
 
@@ -824,14 +825,19 @@ static int l_enqueue_many(lua_State *L) {
   int code, rc;
   op *o;
   check_spool(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_istable(L, 2)) mh_l_field_error(L, 2, "spool:enqueue_many", "messages", "a table");
   check_can_wait(L, "spool:enqueue_many");
   lua_settop(L, 2);
   n = lua_rawlen(L, 2);
-  luaL_argcheck(L, n >= 1 && n <= MH_SPOOL_MAXBATCH, 2, "1 to 1024 messages");
+  if (n < 1 || n > MH_SPOOL_MAXBATCH)
+    luaL_error(L, "spool:enqueue_many: messages must be a list of 1 to %d (got %d)", MH_SPOOL_MAXBATCH, (int)n);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, (lua_Integer)i);
-    luaL_argcheck(L, lua_istable(L, -1), 2, "each item must be {data, envelope}");
+    if (!lua_istable(L, -1)) {
+      char item[40];
+      snprintf(item, sizeof item, "messages[%zu]", i);
+      mh_l_field_error(L, -1, "spool:enqueue_many", item, "{data, envelope}");
+    }
     lua_rawgeti(L, -1, 2);
     ns += env_strings(L, -1);
     lua_pop(L, 2);
@@ -865,7 +871,7 @@ static int simple(lua_State *L, int kind, const char *what) {
   op *o;
   check_spool(L, 1);
   check_can_wait(L, what);
-  const char *id = kind == OP_LOCK || kind == OP_SCAN ? NULL : checkid(L, 2);
+  const char *id = kind == OP_LOCK || kind == OP_SCAN ? NULL : checkid(L, 2, what);
   o = op_new(L, kind, 0);
   if (id) memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   return op_start(L, o, what);
@@ -876,9 +882,10 @@ static int l_lock(lua_State *L) { return simple(L, OP_LOCK, "spool:lock"); }
 ** the oldest limit ids reach Lua (a 100,000-message backlog stays cheap). */
 static int l_scan(lua_State *L) {
   op *o;
-  lua_Integer limit = luaL_optinteger(L, 2, 0);
+  lua_Integer limit;
   check_spool(L, 1);
-  luaL_argcheck(L, limit >= 0, 2, "limit must be >= 0");
+  limit = mh_l_optfield_integer(L, 2, "spool:scan", "limit", 0);
+  if (limit < 0) mh_l_field_error(L, 2, "spool:scan", "limit", ">= 0");
   check_can_wait(L, "spool:scan");
   lua_settop(L, 1);
   o = op_new(L, OP_SCAN, 0);
@@ -897,7 +904,7 @@ static int l_load(lua_State *L) {
   lua_Integer max = 0;
   op *o;
   lspool *ls = check_spool(L, 1);
-  id = checkid(L, 2);
+  id = checkid(L, 2, "spool:load");
   now = opt_now(L, 3);
   if (lua_type(L, 3) == LUA_TTABLE) {
     lua_getfield(L, 3, "data");
@@ -931,9 +938,9 @@ static int l_delivered(lua_State *L) {
   int nosync = 0, now, journal = 0;
   op *o;
   lspool *ls = check_spool(L, 1);
-  id = checkid(L, 2);
+  id = checkid(L, 2, "spool:delivered");
   if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
+    if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:delivered", "options", "a table");
     lua_getfield(L, 3, "sync");
     nosync = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
     lua_getfield(L, 3, "journal");
@@ -994,17 +1001,21 @@ static char *opt_str(lua_State *L, int t, const char *key) {
 /* opts.refused = {{rcpt =, reply =}...} of the options table at t: checked
 ** (misuse raises; call it before op_new), then copied into o (0, or -1 when
 ** out of memory).  Stack-neutral. */
-static void check_refused(lua_State *L, int t) {
+static void check_refused(lua_State *L, int t, const char *fn) {
   lua_getfield(L, t, "refused");
   if (!lua_isnil(L, -1)) {
-    luaL_argcheck(L, lua_istable(L, -1), 3, "refused must be a list of {rcpt =, reply =}");
+    if (!lua_istable(L, -1)) mh_l_field_error(L, -1, fn, "refused", "a list of {rcpt =, reply =}");
     for (size_t i = 1, n = lua_rawlen(L, -1); i <= n; i++) {
+      char item[48];
       lua_rawgeti(L, -1, (lua_Integer)i);
-      luaL_argcheck(L, lua_istable(L, -1), 3, "refused must be a list of {rcpt =, reply =}");
+      snprintf(item, sizeof item, "refused[%zu]", i);
+      if (!lua_istable(L, -1)) mh_l_field_error(L, -1, fn, item, "a table {rcpt =, reply =}");
       lua_getfield(L, -1, "rcpt");
       lua_getfield(L, -2, "reply");
-      luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING, 3, "refused: each needs rcpt (a string)");
-      luaL_argcheck(L, lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING, 3, "refused: reply must be a string");
+      snprintf(item, sizeof item, "refused[%zu].rcpt", i);
+      if (lua_type(L, -2) != LUA_TSTRING) mh_l_field_error(L, -2, fn, item, "a string");
+      snprintf(item, sizeof item, "refused[%zu].reply", i);
+      if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING) mh_l_field_error(L, -1, fn, item, "a string");
       lua_pop(L, 3);
     }
   }
@@ -1040,28 +1051,37 @@ static int l_defer(lua_State *L) {
   size_t nd = 0;
   op *o;
   check_spool(L, 1);
-  id = checkid(L, 2);
+  id = checkid(L, 2, "spool:defer");
   if (lua_isnoneornil(L, 3)) { lua_settop(L, 2); lua_newtable(L); }
-  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:defer", "options", "a table");
   check_can_wait(L, "spool:defer");
   lua_settop(L, 3);
   lua_getfield(L, 3, "done");  /* 4 */
   if (!lua_isnil(L, 4)) {
-    luaL_argcheck(L, lua_istable(L, 4), 3, "done must be a list of addresses");
+    if (!lua_istable(L, 4)) mh_l_field_error(L, 4, "spool:defer", "done", "a list of addresses");
     nd = lua_rawlen(L, 4);
     for (size_t i = 1; i <= nd; i++) {
       lua_rawgeti(L, 4, (lua_Integer)i);
-      luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3, "done must be a list of addresses");
+      if (lua_type(L, -1) != LUA_TSTRING) {
+        char item[40];
+        snprintf(item, sizeof item, "done[%zu]", i);
+        mh_l_field_error(L, -1, "spool:defer", item, "a string");
+      }
       lua_pop(L, 1);
     }
   }
   lua_getfield(L, 3, "next_attempt");  /* 5 */
-  luaL_argcheck(L, lua_isnil(L, 5) || lua_isnumber(L, 5), 3, "next_attempt must be a number");
+  if (!lua_isnil(L, 5)) {
+    /* a time in seconds: NaN, inf or 1e300 cast to int64_t were an undefined value */
+    lua_Number t = mh_l_field_number(L, 5, "spool:defer", "next_attempt");
+    if (!(t >= 0 && t < 9.2e18)) mh_l_field_error(L, 5, "spool:defer", "next_attempt", "seconds since 1970");
+  }
   lua_getfield(L, 3, "reply");         /* 6 */
-  luaL_argcheck(L, lua_isnil(L, 6) || lua_isstring(L, 6), 3, "reply must be a string");
+  if (!lua_isnil(L, 6)) mh_l_field_string(L, 6, "spool:defer", "reply");
   lua_getfield(L, 3, "attempts");      /* 7 */
-  luaL_argcheck(L, lua_isnil(L, 7) || lua_isinteger(L, 7), 3, "attempts must be an integer");
-  check_refused(L, 3);
+  if (!lua_isnil(L, 7) && (!lua_isinteger(L, 7) || lua_tointeger(L, 7) < 0 || lua_tointeger(L, 7) > INT_MAX))
+    mh_l_field_error(L, 7, "spool:defer", "attempts", "an integer 0-2147483647");
+  check_refused(L, 3, "spool:defer");
   o = op_new(L, OP_DEFER, nd);         /* anchor at 8 */
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->attempts = lua_isnil(L, 7) ? -1 : (int)lua_tointeger(L, 7);
@@ -1083,16 +1103,17 @@ static int l_fail(lua_State *L) {
   char *reason, *reply;
   op *o;
   check_spool(L, 1);
-  id = checkid(L, 2);
+  id = checkid(L, 2, "spool:fail");
   if (lua_isnoneornil(L, 3)) { lua_settop(L, 2); lua_newtable(L); }
-  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:fail", "options", "a table");
   check_can_wait(L, "spool:fail");
   lua_settop(L, 3);
   lua_getfield(L, 3, "attempts");
-  luaL_argcheck(L, lua_isnil(L, -1) || lua_isinteger(L, -1), 3, "attempts must be an integer");
+  if (!lua_isnil(L, -1) && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > INT_MAX))
+    mh_l_field_error(L, -1, "spool:fail", "attempts", "an integer 0-2147483647");
   int attempts = lua_isnil(L, -1) ? -1 : (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  check_refused(L, 3);
+  check_refused(L, 3, "spool:fail");
   reason = opt_str(L, 3, "reason");
   reply = opt_str(L, 3, "reply");
   o = op_new(L, OP_FAIL, 0);   /* anchor at 4 */
@@ -1191,7 +1212,10 @@ static int list_gc(lua_State *L) {
 static int l_list(lua_State *L) {
   static const char *const opts[] = { "all", "pickup", "failed", NULL };
   lspool *ls = check_spool(L, 1);
-  int which = luaL_checkoption(L, 2, "all", opts), rc;
+  const char *w = mh_l_optfield_string(L, 2, "spool:list", "which", "all");
+  int which = 0, rc;
+  while (opts[which] && strcmp(opts[which], w) != 0) which++;
+  if (!opts[which]) luaL_error(L, "spool:list: which must be all, pickup or failed (got '%s')", w);
   llist *l = (llist *)lua_newuserdatauv(L, sizeof *l, 1);
   memset(l, 0, sizeof *l);
   luaL_setmetatable(L, LIST_MT);
@@ -1327,7 +1351,7 @@ static int stream_head(lua_State *L) {
 static int stream_set_head(lua_State *L) {
   lstream *st = (lstream *)luaL_checkudata(L, 1, STREAM_MT);
   size_t n;
-  const char *s = luaL_checklstring(L, 2, &n);
+  const char *s = mh_l_field_lstring(L, 2, "stream:set_head", "bytes", &n);
   if (!st->in || st->busy) return luaL_error(L, "stream is closed, busy or already used");
   if (mh_intake_set_head(st->in, s, n)) return luaL_error(L, "out of memory");
   return 0;

@@ -10,6 +10,9 @@ local tmp = os.getenv("TMPDIR") or "/tmp"
 -- an object whose methods the cases call (never opened)
 local conn = core.smtp.new { host = "127.0.0.1" }
 local long = string.rep("a", 300)
+local spdir = io.popen("mktemp -d " .. tmp .. "/mh-field-errors.XXXXXX"):read("l")
+local sp = assert(core.spool.open(spdir))
+local id = "0123456789abcdef"
 
 -- {name, function, args, exact message}
 local cases = {
@@ -106,6 +109,28 @@ local cases = {
   { "smtp set_dsn mail", conn.set_dsn, { conn, {} }, "smtp set_dsn: mail must be a string (got table)" },
   { "smtp set_dsn params", conn.set_dsn, { conn, "RET=HDRS", 5 }, "smtp set_dsn: recipient parameters must be a table (got 5)" },
   { "smtp check_sender", conn.check_sender, { conn, {} }, "smtp check_sender: sender must be a string (got table)" },
+  { "spool:load id", sp.load, { sp, "../etc/passwd" }, "spool:load: id must be a message id (got string)" },
+  { "spool:retry id", sp.retry, { sp, {} }, "spool:retry: id must be a string (got table)" },
+  { "spool:delivered options", sp.delivered, { sp, id, "sync" }, "spool:delivered: options must be a table (got string)" },
+  { "spool:defer options", sp.defer, { sp, id, 5 }, "spool:defer: options must be a table (got 5)" },
+  { "spool:defer done", sp.defer, { sp, id, { done = { "a@x", 7 } } }, "spool:defer: done[2] must be a string (got 7)" },
+  { "spool:defer next_attempt", sp.defer, { sp, id, { next_attempt = "soon" } },
+    "spool:defer: next_attempt must be a number (got string)" },
+  { "spool:defer next_attempt nan", sp.defer, { sp, id, { next_attempt = 0 / 0 } },
+    "spool:defer: next_attempt must be seconds since 1970 (got " .. tostring(0 / 0) .. ")" },
+  { "spool:defer attempts 2^40", sp.defer, { sp, id, { attempts = 1 << 40 } },
+    "spool:defer: attempts must be an integer 0-2147483647 (got 1099511627776)" },
+  { "spool:defer reply", sp.defer, { sp, id, { reply = {} } }, "spool:defer: reply must be a string (got table)" },
+  { "spool:defer refused rcpt", sp.defer, { sp, id, { refused = { { reply = "550" } } } },
+    "spool:defer: refused[1].rcpt must be a string (got nil)" },
+  { "spool:fail attempts", sp.fail, { sp, id, { attempts = 1.5 } }, "spool:fail: attempts must be an integer 0-2147483647 (got 1.5)" },
+  { "spool:fail refused", sp.fail, { sp, id, { refused = "x" } },
+    "spool:fail: refused must be a list of {rcpt =, reply =} (got string)" },
+  { "spool:scan limit", sp.scan, { sp, -1 }, "spool:scan: limit must be >= 0 (got -1)" },
+  { "spool:list which", sp.list, { sp, "new" }, "spool:list: which must be all, pickup or failed (got 'new')" },
+  { "spool:enqueue_many none", sp.enqueue_many, { sp, {} }, "spool:enqueue_many: messages must be a list of 1 to 1024 (got 0)" },
+  { "spool:enqueue_many item", sp.enqueue_many, { sp, { "x" } },
+    "spool:enqueue_many: messages[1] must be {data, envelope} (got string)" },
   { "msg.date 1.5", core.msg.date, { 1.5 }, "msg.date: t must be whole seconds since 1970 (got 1.5)" },
   { "msg.date string", core.msg.date, { "noon" }, "msg.date: t must be whole seconds since 1970 (got string)" },
   { "msg.date 1e300", core.msg.date, { 1e300 },
@@ -119,6 +144,8 @@ tap.test("a wrong field names the function, the field, what was expected and wha
     t:is(err, c[4], c[1])
   end
   conn:close()
+  sp:close()
+  os.execute("rm -rf " .. spdir)
 end)
 
 -- What luaL_check* accepted is still accepted: a numeric string for a number.
