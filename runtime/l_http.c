@@ -65,7 +65,7 @@ static int r_body(lua_State *L) { size_t n; const char *s = api->body(check_req(
 static int r_header(lua_State *L) {
   mh_http_req *r = check_req(L);
   size_t n;
-  const char *s = api->header(r, luaL_checkstring(L, 2), &n);
+  const char *s = api->header(r, mh_l_field_string(L, 2, "req:header", "name"), &n);
   return push_str(L, s, n);
 }
 
@@ -99,7 +99,7 @@ static mh_http_header *collect_headers(lua_State *L, int idx, size_t *nh) {
   int anchor;
   *nh = 0;
   if (lua_isnoneornil(L, idx)) return NULL;
-  luaL_checktype(L, idx, LUA_TTABLE);
+  if (!lua_istable(L, idx)) mh_l_field_error(L, idx, "response headers", "headers", "a table");
   lua_pushnil(L);
   while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
   h = (mh_http_header *)lua_newuserdatauv(L, (n ? n : 1) * sizeof *h, 1);
@@ -139,15 +139,21 @@ static int result(lua_State *L, int rc) {
   return 2;
 }
 
+/* The status at 2: range-checked before any cast (2^32 + 200 was 200). */
+static int check_status(lua_State *L, const char *fn) {
+  lua_Integer status = mh_l_field_integer(L, 2, fn, "status");
+  if (status < 100 || status > 599) mh_l_field_error(L, 2, fn, "status", "an HTTP status 100-599");
+  return (int)status;
+}
+
 /* req:respond(status, headers, body) -> true | nil, why */
 static int r_respond(lua_State *L) {
   mh_http_req *r = check_req(L);
-  int status = (int)luaL_checkinteger(L, 2);
+  int status = check_status(L, "req:respond");
   size_t nh, len = 0;
-  const char *body = luaL_optlstring(L, 4, "", &len);
+  const char *body = lua_isnoneornil(L, 4) ? "" : mh_l_field_lstring(L, 4, "req:respond", "body", &len);
   mh_http_header *h;
   int rc;
-  luaL_argcheck(L, status >= 100 && status <= 599, 2, "HTTP status must be 100-599");
   h = collect_headers(L, 3, &nh);
   rc = api->respond(r, status, h, nh, body, len);
   return result(L, rc);
@@ -155,11 +161,10 @@ static int r_respond(lua_State *L) {
 
 static int r_stream(lua_State *L) {
   mh_http_req *r = check_req(L);
-  int status = (int)luaL_checkinteger(L, 2);
+  int status = check_status(L, "req:stream");
   size_t nh;
   mh_http_header *h;
   int rc;
-  luaL_argcheck(L, status >= 100 && status <= 599, 2, "HTTP status must be 100-599");
   h = collect_headers(L, 3, &nh);
   rc = api->stream(r, status, h, nh);
   return result(L, rc);
@@ -168,7 +173,7 @@ static int r_stream(lua_State *L) {
 static int r_write(lua_State *L) {
   mh_http_req *r = check_req(L);
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
+  const char *data = mh_l_field_lstring(L, 2, "req:write", "data", &len);
   return result(L, api->write(r, data, len));
 }
 

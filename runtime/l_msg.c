@@ -377,7 +377,7 @@ static int l_id(lua_State *L) {
 static int l_save(lua_State *L) {
   l_msg *u = check_msg(L, 1);
   size_t plen;
-  const char *path = luaL_checklstring(L, 2, &plen);
+  const char *path = mh_l_field_lstring(L, 2, "msg:save", "path", &plen);
   struct stat st;
   char why[4200];
   if (strlen(path) != plen)   /* the C string would end at the NUL: another file */

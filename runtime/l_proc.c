@@ -208,7 +208,7 @@ static void write_cb(uv_write_t *req, int status) {
 static int l_chan_send(lua_State *L) {
   chan *c = check_chan(L);
   size_t n, hlen;
-  const char *s = luaL_checklstring(L, 2, &n);
+  const char *s = mh_l_field_lstring(L, 2, "channel:send", "data", &n);
   char hdr[24];
   write_req *w;
   uv_buf_t b;
@@ -428,10 +428,10 @@ static const struct { const char *name; int sig; } SIGNALS[] = {
 /* proc:kill([name = "TERM"]) -> true | nil, err */
 static int l_proc_kill(lua_State *L) {
   proc *p = check_proc(L);
-  const char *name = luaL_optstring(L, 2, "TERM");
+  const char *name = mh_l_optfield_string(L, 2, "proc:kill", "signal", "TERM");
   int i, rc;
   for (i = 0; SIGNALS[i].name && strcmp(SIGNALS[i].name, name); i++) {}
-  if (!SIGNALS[i].name) return luaL_argerror(L, 2, "unknown signal name");
+  if (!SIGNALS[i].name) return luaL_error(L, "proc:kill: signal must be a signal name such as TERM (got '%s')", name);
   if (p->exited) return mh_l_fail(L, MH_EINVAL, "kill", "the process has exited");
   rc = uv_process_kill(&p->h, SIGNALS[i].sig);
   if (rc < 0) return mh_l_fail(L, MH_EINVAL, "kill", "kill: %s", uv_strerror(rc));

@@ -13,6 +13,7 @@ local long = string.rep("a", 300)
 local spdir = io.popen("mktemp -d " .. tmp .. "/mh-field-errors.XXXXXX"):read("l")
 local sp = assert(core.spool.open(spdir))
 local id = "0123456789abcdef"
+local m = assert(core.msg.build { from = "a@example.com", to = "b@example.com", subject = "s", text = "t" })
 
 -- {name, function, args, exact message}
 local cases = {
@@ -131,6 +132,7 @@ local cases = {
   { "spool:enqueue_many none", sp.enqueue_many, { sp, {} }, "spool:enqueue_many: messages must be a list of 1 to 1024 (got 0)" },
   { "spool:enqueue_many item", sp.enqueue_many, { sp, { "x" } },
     "spool:enqueue_many: messages[1] must be {data, envelope} (got string)" },
+  { "msg:save path", m.save, { m, {} }, "msg:save: path must be a string (got table)" },
   { "msg.date 1.5", core.msg.date, { 1.5 }, "msg.date: t must be whole seconds since 1970 (got 1.5)" },
   { "msg.date string", core.msg.date, { "noon" }, "msg.date: t must be whole seconds since 1970 (got string)" },
   { "msg.date 1e300", core.msg.date, { 1e300 },
@@ -146,6 +148,18 @@ tap.test("a wrong field names the function, the field, what was expected and wha
   conn:close()
   sp:close()
   os.execute("rm -rf " .. spdir)
+end)
+
+-- The methods of a child process and its channel (a real child: this binary).
+tap.test("proc and channel methods name the argument", function(t)
+  local p, ch = assert(core.proc.spawn { "-e", "require('mailhook').core.proc.channel():recv()" })
+  local ok, err = pcall(p.kill, p, "NOPE")
+  t:is(err, "proc:kill: signal must be a signal name such as TERM (got 'NOPE')", "proc:kill signal")
+  ok, err = pcall(ch.send, ch, {})
+  t:is(err, "channel:send: data must be a string (got table)", "channel:send data")
+  t:ok(not ok, "raised")
+  ch:close()   -- the child's recv ends: it exits
+  t:ok(p:wait() ~= nil, "the child ended")
 end)
 
 -- What luaL_check* accepted is still accepted: a numeric string for a number.
