@@ -38,6 +38,8 @@ typedef struct {
   mh_msg *m;                /* the message; other bindings get it by l_msg_test() */
   int ready;                /* finished; until then u->m is only owned (freed by __gc
                                if a wrong argument raised half-way through build) */
+  int held;                 /* jobs reading u->m (l_msg_hold): a close leaves m to them */
+  int closing;              /* closed while held: the last release frees m */
 } l_msg;
 
 static l_msg *check_msg(lua_State *L, int idx) {
@@ -48,8 +50,24 @@ static l_msg *check_msg(lua_State *L, int idx) {
 
 mh_msg *l_msg_test(lua_State *L, int idx, int *closed) {
   l_msg *u = luaL_testudata(L, idx, MSG_MT);
-  *closed = u && (!u->m || !u->ready);
+  *closed = u && (!u->m || !u->ready || u->closing);
   return u && !*closed ? u->m : NULL;
+}
+
+void *l_msg_hold(lua_State *L, int idx) {
+  l_msg *u = luaL_testudata(L, idx, MSG_MT);
+  if (u) u->held++;
+  return u;
+}
+
+/* The userdata's memory outlives the job: anchored by it while the state
+** lives, and freed by lua_close only after the context's last loop run. */
+void l_msg_release(void *hold) {
+  l_msg *u = (l_msg *)hold;
+  if (!u || --u->held > 0 || !u->closing) return;
+  mh_msg_free(u->m);
+  u->m = NULL;
+  u->closing = 0;
 }
 
 /* nil, err, info{code, class, field} from the builder's last error; frees
@@ -295,6 +313,7 @@ static int l_build(lua_State *L) {
   l_msg *u = lua_newuserdatauv(L, sizeof *u, 0);   /* index 2, created closed */
   u->m = NULL;
   u->ready = 0;
+  u->held = u->closing = 0;
   luaL_setmetatable(L, MSG_MT);
   mh_msg *m = u->m = mh_msg_new();
   if (!m) return luaL_error(L, "out of memory");
@@ -393,9 +412,13 @@ static int l_save(lua_State *L) {
 
 static int l_close(lua_State *L) {
   l_msg *u = luaL_checkudata(L, 1, MSG_MT);
+  u->ready = 0;
+  if (u->held) {   /* a job writes it now: the last one frees it */
+    u->closing = 1;
+    return 0;
+  }
   mh_msg_free(u->m);
   u->m = NULL;
-  u->ready = 0;
   return 0;
 }
 

@@ -16,4 +16,12 @@
 ** object that is closed (or not finished), 0 when it is no message at all. */
 mh_msg *l_msg_test(lua_State *L, int idx, int *closed);
 
+/* A thread-pool job that reads the message at idx (l_msg_test said it is
+** one) holds it: a close meanwhile, or its __gc at lua_close (which runs
+** every finalizer, anchored or not, before the loop's last run waits for
+** the job), leaves it to the job's l_msg_release (loop thread), which frees
+** it.  Returns what l_msg_release takes. */
+void *l_msg_hold(lua_State *L, int idx);
+void l_msg_release(void *hold);
+
 #endif

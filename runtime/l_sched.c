@@ -584,6 +584,12 @@ static void after_work_cb(uv_work_t *req, int status) {
 
 static void work_cancel(mh_wait *w) {
   work_req *r = (work_req *)((char *)w - offsetof(work_req, w));
+  mh_lctx *x = (mh_lctx *)r->req.loop->data;
+  /* At lua_close (an os.exit(0, true) in a callback, a host closing its state)
+     a job asked for still runs: ctx_gc's last loop run waits for it.  Dropped,
+     an enqueue not yet started would be lost without a word, a delivered not
+     done would deliver twice. */
+  if (x && x->closing) return;
   uv_cancel((uv_req_t *)&r->req);  /* if already running, after_work still frees */
 }
 

@@ -162,6 +162,7 @@ typedef struct {
   size_t len;
   int strip_bcc;     /* bytes given without an envelope: Bcc lines left out */
   mh_msg *msg;       /* a message object (anchored with the op): written by msg.c */
+  void *msg_hold;    /* l_msg_hold's: released with the op */
   mh_intake *intake; /* a Stream: read from its descriptor as it is written */
 } source;
 
@@ -344,7 +345,10 @@ static void op_clear(op *o) {
     free((void *)o->items[i].to_params);
   }
   free(o->items);
-  if (o->src) for (i = 0; i < o->n; i++) mh_intake_free(o->src[i].intake);
+  if (o->src) for (i = 0; i < o->n; i++) {
+    mh_intake_free(o->src[i].intake);
+    l_msg_release(o->src[i].msg_hold);
+  }
   free(o->src);
   for (long k = 0; k < o->nids; k++) free(o->ids[k]);
   free(o->ids);
@@ -753,6 +757,7 @@ static int fill_item(lua_State *L, op *o, size_t i, int didx, int eidx, int anch
     s->msg = l_msg_test(L, didx, &closed);
     if (closed) return snprintf(err, 200, "message is closed"), -1;
     if (!s->msg) return snprintf(err, 200, "message must be a string or a mailhook.Message"), -1;
+    s->msg_hold = l_msg_hold(L, didx);
   }
   lua_pushvalue(L, didx);
   lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
