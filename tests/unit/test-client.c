@@ -644,7 +644,43 @@ static void test_oversized_line(void) {
   loop_end(&p, "oversized line");
 }
 
+/* A string longer than the client's buffer is refused, never cut: a host cut
+** to 255 bytes is another host, a ca_file cut another file. */
+static void test_too_long_refused(void) {
+  char host[300], ca[1100];
+  mh_client_params cp = { 0 };
+  mh_client *c;
+  memset(host, 'a', sizeof host - 1);
+  host[sizeof host - 1] = '\0';
+  memset(ca, 'd', sizeof ca - 1);
+  ca[0] = '/';
+  ca[sizeof ca - 1] = '\0';
+  loop_begin();
+  cp.loop = loop;
+  cp.host = host;
+  errno = 0;
+  ok(mh_client_new(&cp) == NULL && errno == ENAMETOOLONG, "a 299-byte host is refused (ENAMETOOLONG)");
+  host[MH_CLIENT_HOST_MAX] = '\0';
+  ok((c = mh_client_new(&cp)) != NULL, "a host of MH_CLIENT_HOST_MAX bytes is taken");
+  if (c) is_int(mh_client_host(c)[MH_CLIENT_HOST_MAX - 1], 'a', "whole");
+  mh_client_free(c);
+  cp.host = "127.0.0.1";
+  cp.ca_file = ca;
+  errno = 0;
+  ok(mh_client_new(&cp) == NULL && errno == ENAMETOOLONG, "a 1099-byte ca_file is refused");
+  cp.ca_file = NULL;
+  cp.helo = host;
+  host[MH_CLIENT_HELO_MAX] = 'a';
+  errno = 0;
+  ok(mh_client_new(&cp) == NULL && errno == ENAMETOOLONG, "a 299-byte helo is refused");
+  uv_close((uv_handle_t *)&watchdog, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  is_int(uv_loop_close(loop), 0, "too long: the loop closes");
+  free(loop);
+}
+
 int main(void) {
+  test_too_long_refused();
   test_greeting_ehlo_quit();
   test_pipelined_messages();
   test_reply_cut_in_half();
