@@ -214,7 +214,8 @@ static int l_chan_send(lua_State *L) {
   uv_buf_t b;
   int rc;
   if (!c || c->eof) return mh_l_fail(L, MH_ECANCELED, "channel", "the channel is closed");
-  if (n > MAX_FRAME) return luaL_argerror(L, 2, "frame too large");
+  if (n > MAX_FRAME)
+    return luaL_error(L, "channel:send: data must be at most %I bytes (got %I)", (lua_Integer)MAX_FRAME, (lua_Integer)n);
   hlen = (size_t)snprintf(hdr, sizeof hdr, "%zu\n", n);
   w = (write_req *)malloc(sizeof *w + hlen + n);
   if (!w) return luaL_error(L, "out of memory");

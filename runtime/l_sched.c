@@ -1657,7 +1657,8 @@ static int l_every(lua_State *L) {
   uint64_t ms = to_ms(L, 1);
   every_t *e;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  luaL_argcheck(L, ms > 0, 1, "period must be > 0");
+  /* 0.0001 rounds to 0 ms: "period must be > 0" said nothing of the rounding */
+  if (ms == 0) mh_l_field_error(L, 1, "mh.every", "seconds", "at least 0.001");
   e = (every_t *)lua_newuserdatauv(L, sizeof *e, 0);
   memset(e, 0, sizeof *e);
   luaL_setmetatable(L, EVERY_MT);

@@ -92,14 +92,15 @@ static int kept_take(lspool *ls, const char *id, int *has_state) {
 
 static lspool *check_spool(lua_State *L, int idx) {
   lspool *ls = (lspool *)luaL_checkudata(L, idx, SPOOL_MT);
-  if (!ls->sp || ls->closing) luaL_argerror(L, idx, "spool is closed");
+  /* a method through pcall: luaL_argerror said "bad argument #1 to '?'" */
+  if (!ls->sp || ls->closing) luaL_error(L, "the spool is closed (Spool:close() was called)");
   return ls;
 }
 
 /* ls (checked at index 1) once the options were read: an options table's
 ** metamethods run Lua, which may have closed it meanwhile. */
 static lspool *still_open(lua_State *L, lspool *ls) {
-  if (!ls->sp || ls->closing) luaL_argerror(L, 1, "spool is closed");
+  if (!ls->sp || ls->closing) luaL_error(L, "the spool is closed (Spool:close() was called)");
   return ls;
 }
 

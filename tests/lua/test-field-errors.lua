@@ -13,6 +13,8 @@ local long = string.rep("a", 300)
 local spdir = io.popen("mktemp -d " .. tmp .. "/mh-field-errors.XXXXXX"):read("l")
 local sp = assert(core.spool.open(spdir))
 local id = "0123456789abcdef"
+local closed_sp = assert(core.spool.open(spdir))
+closed_sp:close()
 local m = assert(core.msg.build { from = "a@example.com", to = "b@example.com", subject = "s", text = "t" })
 
 -- {name, function, args, exact message}
@@ -132,6 +134,8 @@ local cases = {
   { "spool:enqueue_many none", sp.enqueue_many, { sp, {} }, "spool:enqueue_many: messages must be a list of 1 to 1024 (got 0)" },
   { "spool:enqueue_many item", sp.enqueue_many, { sp, { "x" } },
     "spool:enqueue_many: messages[1] must be {data, envelope} (got string)" },
+  { "spool closed", closed_sp.scan, { closed_sp }, "the spool is closed (Spool:close() was called)" },
+  { "every 0.0001", core.every, { 0.0001, print }, "mh.every: seconds must be at least 0.001 (got 0.0001)" },
   { "msg:save path", m.save, { m, {} }, "msg:save: path must be a string (got table)" },
   { "msg.date 1.5", core.msg.date, { 1.5 }, "msg.date: t must be whole seconds since 1970 (got 1.5)" },
   { "msg.date string", core.msg.date, { "noon" }, "msg.date: t must be whole seconds since 1970 (got string)" },
