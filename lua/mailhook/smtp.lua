@@ -486,8 +486,15 @@ function M.test(opts)
     cfg, err = require("mailhook.settings").load()
     if not cfg then return fail_info("EINVAL", "connect", err, { class = "permanent" }) end
   end
-  local bound = tonumber(opts.timeout) or M.TEST_TIMEOUT
-  if bound <= 0 then error("smtp.test: timeout must be a positive number of seconds", 2) end
+  -- checked before anything connects: timeout = "abc" was the default, NaN no
+  -- bound at all, and to = 5 failed only after the whole session
+  if opts.to ~= nil and type(opts.to) ~= "string" then
+    error("mh.smtp.test: to must be an address (a string), got a " .. type(opts.to), 2)
+  end
+  local bound = opts.timeout == nil and M.TEST_TIMEOUT or tonumber(opts.timeout)
+  if not bound or not (bound > 0 and bound <= 86400) then
+    error("mh.smtp.test: timeout must be seconds, more than 0 and at most 86400 (got " .. tostring(opts.timeout) .. ")", 2)
+  end
   local limits = bounded(cfg, bound)
   local report = { from = cfg.from, to = opts.to, stages = {}, stage_at = {}, t0 = core.monotonic(),
                    on_stage = opts.on_stage, timeout = bound }

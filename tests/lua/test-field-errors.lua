@@ -136,6 +136,13 @@ local cases = {
     "spool:enqueue_many: messages[1] must be {data, envelope} (got string)" },
   { "spool closed", closed_sp.scan, { closed_sp }, "the spool is closed (Spool:close() was called)" },
   { "every 0.0001", core.every, { 0.0001, print }, "mh.every: seconds must be at least 0.001 (got 0.0001)" },
+  -- mh.smtp.test (Lua): checked before it connects (timeout "abc" was the
+  -- default, NaN no bound, to = 5 an error after the whole session)
+  { "smtp.test to", require("mailhook").smtp.test, { { to = 5 } }, "mh.smtp.test: to must be an address (a string), got a number" },
+  { "smtp.test timeout", require("mailhook").smtp.test, { { timeout = "abc" } },
+    "mh.smtp.test: timeout must be seconds, more than 0 and at most 86400 (got abc)" },
+  { "smtp.test timeout inf", require("mailhook").smtp.test, { { timeout = math.huge } },
+    "mh.smtp.test: timeout must be seconds, more than 0 and at most 86400 (got inf)" },
   { "msg:save path", m.save, { m, {} }, "msg:save: path must be a string (got table)" },
   { "msg.date 1.5", core.msg.date, { 1.5 }, "msg.date: t must be whole seconds since 1970 (got 1.5)" },
   { "msg.date string", core.msg.date, { "noon" }, "msg.date: t must be whole seconds since 1970 (got string)" },
