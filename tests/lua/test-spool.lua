@@ -342,6 +342,28 @@ tap.test("a bad envelope address is quoted escaped", function(t)
   end
 end)
 
+-- A message object closed (or collected at lua_close) while its enqueue is on
+-- the thread pool: the job holds it, writes it whole, and frees it.  Its
+-- close freed it under the writer (2 MB: a munmap'ed buffer, so a crash).
+tap.test("a message closed while its enqueue runs is still written whole", function(t)
+  local core = require "mailhook.core"
+  local raw = assert(core.spool.open(dir))
+  local m = assert(core.msg.build { from = "a@b.c", to = "x@y.z", subject = "closed meanwhile",
+                                    text = string.rep("y", 2000000) })
+  local enq = mh.spawn(function() return raw:enqueue(m) end)
+  local closer = mh.spawn(function() m:close() end)   -- runs while the enqueue waits
+  local _, id = enq:wait()   -- true, its results
+  closer:wait()
+  t:ok(id, "the enqueue returned an id")
+  local text = id and slurp(dir .. "/pickup/" .. id .. ".eml") or ""
+  t:like(text, "Subject: closed meanwhile", "the message is in pickup/")
+  t:ok(#text > 2000000, "whole (" .. #text .. " bytes)")
+  t:is(tostring(m), "mailhook.Message (closed)", "and the object is closed")
+  local ok, err = pcall(raw.enqueue, raw, m)
+  t:ok(not ok and tostring(err):find("message is closed", 1, true), "a later enqueue of it: message is closed")
+  raw:close()
+end)
+
 local status = tap.done()
 sp:close()
 os.execute("rm -rf '" .. dir .. "'")
