@@ -225,6 +225,19 @@ static lua_Number opt_num(lua_State *L, const char *key, lua_Number def) {
   return v;
 }
 
+/* An option checked to lie in [lo, hi] before any cast: (int)(2^32 + 80) is
+** undefined, and in practice port 80; (size_t)1e300 or NaN anything. */
+static lua_Number opt_in(lua_State *L, const char *key, lua_Number def, lua_Number lo, lua_Number hi) {
+  lua_Number v = opt_num(L, key, def);
+  if (!(v >= lo && v <= hi)) {
+    const char *got;
+    lua_getfield(L, 1, key);
+    got = luaL_tolstring(L, -1, NULL);
+    luaL_error(L, "http.listen: %s must be %I up to %I (got %s)", key, (lua_Integer)lo, (lua_Integer)hi, got);
+  }
+  return v;
+}
+
 /* listen{...} -> server | nil, message, info */
 static int l_listen(lua_State *L) {
   char err[600];
@@ -240,16 +253,19 @@ static int l_listen(lua_State *L) {
   host = mh_l_optfield_string(L, -1, "http.listen", "host", "127.0.0.1");
   memset(&p, 0, sizeof p);
   p.host = host;
-  p.port = (int)opt_num(L, "port", 0);
-  if (p.port < 0 || p.port > 65535) luaL_error(L, "http.listen: port must be 0-65535");
-  p.max_body = (size_t)opt_num(L, "max_body", 64 * 1024);
-  p.max_head = (size_t)opt_num(L, "max_head", 8 * 1024);
-  p.max_conns = (unsigned)opt_num(L, "max_conns", 32);
-  p.rate = opt_num(L, "rate", 20);
-  p.burst = opt_num(L, "burst", 100);
-  p.req_timeout_ms = (unsigned)(opt_num(L, "req_timeout", 10) * 1000);
-  p.stall_ms = (unsigned)(opt_num(L, "stall", 30) * 1000);
-  p.max_stream_buffer = (size_t)opt_num(L, "max_stream_buffer", 1 << 20);
+  {
+    lua_Number port = opt_num(L, "port", 0);
+    if (!(port >= 0 && port <= 65535)) luaL_error(L, "http.listen: port must be 0-65535");
+    p.port = (int)port;
+  }
+  p.max_body = (size_t)opt_in(L, "max_body", 64 * 1024, 0, 1ull << 40);
+  p.max_head = (size_t)opt_in(L, "max_head", 8 * 1024, 0, 1 << 30);
+  p.max_conns = (unsigned)opt_in(L, "max_conns", 32, 0, 1 << 20);
+  p.rate = opt_in(L, "rate", 20, 0, 1e9);
+  p.burst = opt_in(L, "burst", 100, 0, 1e9);
+  p.req_timeout_ms = (unsigned)(opt_in(L, "req_timeout", 10, 0, 86400) * 1000);
+  p.stall_ms = (unsigned)(opt_in(L, "stall", 30, 0, 86400) * 1000);
+  p.max_stream_buffer = (size_t)opt_in(L, "max_stream_buffer", 1 << 20, 0, 1ull << 40);
   if (!(p.max_conns > 0 && p.rate > 0 && p.burst >= 1 && p.req_timeout_ms > 0))
     luaL_error(L, "http.listen: max_conns, rate, burst and req_timeout must be positive");
   su = (server_ud *)lua_newuserdatauv(L, sizeof *su, 0);
