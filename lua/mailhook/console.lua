@@ -596,7 +596,10 @@ function M:dispatch(req)
     end
     local body = req:body() or ""
     local v, err = json.decode(body ~= "" and body or "{}")
-    if type(v) ~= "table" then return self:fail(req, 400, "bad JSON body: " .. tostring(err or "not an object")) end
+    -- an object only: null decodes to a table too (json.null), and [] to an empty one
+    if type(v) ~= "table" or v == json.null or json.is_array(v) then
+      return self:fail(req, 400, "bad JSON body: " .. tostring(err or "not an object (send {...})"))
+    end
     ctx.body = v
     ctx.secrets = secrets_of(v)
   end
@@ -796,7 +799,7 @@ end)
 -- What a JSON value is, in words, for an error that says what came instead.
 local function json_kind(v)
   if v == json.null then return "null" end
-  if type(v) == "table" then return next(v) == nil and "an empty array or object" or (v[1] ~= nil and "an array" or "an object") end
+  if type(v) == "table" then return json.is_array(v) and "an array" or "an object" end
   return "a " .. type(v)
 end
 
@@ -819,7 +822,7 @@ end
 local function changes_of(body)
   local c = body.changes
   if c == nil then return nil, 400, "changes: missing: send {\"changes\": {\"KEY\": VALUE, ...}}", "changes" end
-  if type(c) ~= "table" or (c[1] ~= nil) then
+  if type(c) ~= "table" or c == json.null or json.is_array(c) then
     return nil, 400, "changes: must be an object {\"KEY\": VALUE, ...} (got " .. json_kind(c) .. ")", "changes"
   end
   local settings = require "mailhook.settings"
@@ -956,14 +959,23 @@ route("POST", "/api/settings", function(self, req, ctx)
   return self:send_json(req, result.ok and 200 or 422, result, nil, ctx.secrets)
 end)
 
+local TEST_FIELDS = { changes = true, to = true }
+
 -- Test: the values of the form (saved or not) through scripts/test.lua, each
 -- stage sent as it passes (one JSON object a line), then the whole result.
 route("POST", "/api/test", function(self, req, ctx)
   if self.testing then return self:fail(req, 409, "a test is already running") end
+  -- "To" or "rcpt" for "to" would run a Test that sends no message, and say it passed
+  local uerr, ukey = unknown_field(ctx.body, TEST_FIELDS)
+  if uerr then return self:fail(req, 400, uerr, { key = ukey }) end
   local changes, st, err, key = changes_of(ctx.body)
   if not changes then return self:fail(req, st, err, { key = key }) end
   local to = ctx.body.to
-  if to ~= nil and (type(to) ~= "string" or to == "") then to = nil end
+  if to == json.null or to == "" then to = nil end      -- the page sends null: no test message
+  if to ~= nil and type(to) ~= "string" then
+    return self:fail(req, 400, "to: must be an address as a string, or null for no test message (got " ..
+                     json_kind(to) .. ")", { key = "test_to" })
+  end
   if to then
     local valid, why = core.msg.valid_address(to)
     if not valid or to:find("[%z\1-\31\127]") then

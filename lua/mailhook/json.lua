@@ -15,6 +15,8 @@ local ARRAY = setmetatable({}, { __mode = "k" })
 
 function M.array(t) t = t or {}; ARRAY[t] = true; return t end
 M.list = M.array
+-- Whether t is a JSON array: marked, or decoded from [...] (an empty one too).
+function M.is_array(t) return type(t) == "table" and (ARRAY[t] == true or t[1] ~= nil) end
 
 local ESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
 

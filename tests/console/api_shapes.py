@@ -249,7 +249,10 @@ CASES = [
     ("not JSON", b'{"changes": {"port": 25', "application/json", 400, "line 1", None),
     ("a duplicate key", b'{"changes": {"port": 25, "port": 26}}', "application/json", 400, "duplicate key 'port'", None),
     ("invalid UTF-8", b'{"changes": {"helo_name": "\xff"}}', "application/json", 400, "invalid UTF-8", None),
-    ("an array body", b'[]', "application/json", 400, "changes", "changes"),
+    ("an array body", b'[]', "application/json", 400, "not an object", None),
+    ("a null body", b'null', "application/json", 400, "not an object", None),
+    ("changes an empty array", b'{"changes": []}', "application/json", 400, "changes: must be an object", "changes"),
+    ("changes null", b'{"changes": null}', "application/json", 400, "(got null)", "changes"),
     ("a string body", b'"x"', "application/json", 400, "not an object", None),
     ("no changes", b'{}', "application/json", 400, "changes: missing", "changes"),
     ("changes an array", b'{"changes": [1]}', "application/json", 400, "changes: must be an object", "changes"),
@@ -288,6 +291,18 @@ for desc, raw, ctype, want, text, key in CASES:
     ok(st == want and text in str(d.get("error")) and (key is None or d.get("key") == key),
        "%s: %d, naming %s" % (desc, want, key or repr(text)), "%d %s" % (st, body[:400]))
     is_(conf_text(), before, "  %s: nothing written" % desc)
+
+# a Test: the same for its fields (a misspelt "to" ran a Test that sent nothing, and passed)
+for desc, body, want, key in (("a misspelt to", {"changes": {}, "To": "x@example.net"}, 400, "To"),
+                              ("to a number", {"changes": {}, "to": 5}, 400, "test_to"),
+                              ("to an array", {"changes": {}, "to": ["x@example.net"]}, 400, "test_to"),
+                              ("a port as an array", {"changes": {"port": [25]}}, 400, "port")):
+    st, text = request("POST", "/api/test", body)
+    try:
+        d = json.loads(text)
+    except ValueError:
+        d = {}
+    ok(st == want and d.get("key") == key, "a Test with %s: %d naming %s" % (desc, want, key), "%d %s" % (st, text[:300]))
 
 before = conf_text()
 st, body = request("POST", "/api/settings", raw=b'{"changes": {"helo_name": "' + b"a" * 70000 + b'"}}')
