@@ -56,9 +56,11 @@ if type(admin_pw) == "string" and admin_pw ~= "" and not core.pwhash.valid(admin
   if not h then return args.fail("update", "admin_password: " .. tostring(herr), 1) end
   changes.admin_password = h
 end
-local cfg, err, info = settings.update(changes)
+-- api.guard: the console's version check, made under the update's own lock
+local cfg, err, info = settings.update(changes, nil, api and api.guard)
 if api or json then
-  local result = cfg and settings.report(cfg) or { ok = false, error = err, key = info and info.key, path = settings.path() }
+  local result = cfg and settings.report(cfg) or { ok = false, error = err, key = info and info.key, path = settings.path(),
+                                                   conflict = info and info.conflict or nil }
   result.ok = cfg ~= nil
   -- what the CLI says on stderr, as data: the console's Save shows it on the page
   if cfg then

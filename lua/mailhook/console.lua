@@ -192,7 +192,10 @@ end
 local function session_cookies(req)
   local out = {}
   for k, v in (req:header("cookie") or ""):gmatch("([^=;%s]+)=([^;]*)") do
-    if k == COOKIE then out[#out + 1] = v:match("^%s*(.-)%s*$") end
+    -- trimmed in one pass: "^%s*(.-)%s*$" is quadratic, and a header of 8 KiB of
+    -- blanks (no login needed) held the service's loop 0.2 s a request
+    local first = v:find("%S")
+    if k == COOKIE then out[#out + 1] = first and v:match("^.*%S", first) or "" end
   end
   return out
 end
@@ -596,7 +599,10 @@ function M:dispatch(req)
     end
     local body = req:body() or ""
     local v, err = json.decode(body ~= "" and body or "{}")
-    if type(v) ~= "table" then return self:fail(req, 400, "bad JSON body: " .. tostring(err or "not an object")) end
+    -- an object only: null decodes to a table too (json.null), and [] to an empty one
+    if type(v) ~= "table" or v == json.null or json.is_array(v) then
+      return self:fail(req, 400, "bad JSON body: " .. tostring(err or "not an object (send {...})"))
+    end
     ctx.body = v
     ctx.secrets = secrets_of(v)
   end
@@ -741,6 +747,14 @@ local FORM = {
   auth_mechanism = { "auto", "plain", "login", "xoauth2", "oauthbearer" },
 }
 
+-- The keys the console may change, sorted (the form, and errors that list them).
+local function editable_list()
+  local l = {}
+  for k in pairs(M.EDITABLE) do l[#l + 1] = k end
+  table.sort(l)
+  return l
+end
+
 -- settings.report without what the page has no need of and no business with:
 -- where the file lives, the token file's path, the commands (they may hold a
 -- secret inline); whether each is set instead.
@@ -751,9 +765,7 @@ local function public_report(r)
     r[k .. "_set"] = st[k] ~= nil
     st[k] = nil
   end
-  r.editable = {}
-  for k in pairs(M.EDITABLE) do r.editable[#r.editable + 1] = k end
-  table.sort(r.editable)
+  r.editable = editable_list()
   r.destination = M.DESTINATION
   return r
 end
@@ -787,19 +799,55 @@ route("GET", "/api/settings", function(self, req)
   return self:send_json(req, 200, r)
 end)
 
+-- What a JSON value is, in words, for an error that says what came instead.
+local function json_kind(v)
+  if v == json.null then return "null" end
+  if type(v) == "table" then return json.is_array(v) and "an array" or "an object" end
+  return "a " .. type(v)
+end
+
+-- A request body with a field the route does not read (a typo, "change" for
+-- "changes", "verison") would be ignored silently: the Save would go through
+-- without the check its sender asked for.  fields: name -> true.
+local function unknown_field(body, fields)
+  local names = {}
+  for k in pairs(body) do if not fields[k] then names[#names + 1] = tostring(k) end end
+  if #names == 0 then return nil end
+  table.sort(names)
+  local known = {}
+  for k in pairs(fields) do known[#known + 1] = k end
+  table.sort(known)
+  return names[1] .. ": not a field of this request (it takes " .. table.concat(known, ", ") .. ")", names[1]
+end
+
 -- Values from the form: strings, booleans and numbers only (what `update`
 -- takes), of the keys the console may change.  nil, status, message, key.
 local function changes_of(body)
   local c = body.changes
-  if type(c) ~= "table" then return nil, 400, "changes must be an object" end
+  if c == nil then return nil, 400, "changes: missing: send {\"changes\": {\"KEY\": VALUE, ...}}", "changes" end
+  if type(c) ~= "table" or c == json.null or json.is_array(c) then
+    return nil, 400, "changes: must be an object {\"KEY\": VALUE, ...} (got " .. json_kind(c) .. ")", "changes"
+  end
+  local settings = require "mailhook.settings"
+  local known = {}
+  for _, k in ipairs(settings.keys) do known[k] = true end
+  local keys = {}
+  for k in pairs(c) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)                      -- the same field named first, whatever the order of pairs
   local out = {}
-  for k, v in pairs(c) do
-    if type(k) ~= "string" then return nil, 400, "bad setting name" end
-    local t = type(v)
-    if t ~= "string" and t ~= "boolean" and t ~= "number" then return nil, 400, k .. ": bad value", k end
+  for _, k in ipairs(keys) do
+    local v = c[k]
+    if not known[k] then
+      return nil, 422, k .. ": no such setting (the console changes " .. table.concat(editable_list(), ", ") .. ")", k
+    end
     if not M.EDITABLE[k] then
       return nil, 422, k .. ": not changed from the console (it names a command, a file on the server, " ..
         "or the console's own access): use `mailhook update " .. k .. "=...` on the server", k
+    end
+    local t = type(v)
+    if t ~= "string" and t ~= "boolean" and t ~= "number" then
+      return nil, 400, k .. ": must be a string, a number or true/false (got " .. json_kind(v) ..
+        "; \"\" unsets it)", k
     end
     out[k] = v
   end
@@ -844,35 +892,61 @@ function M:credentials_guard(changes, save)
     "it (the stored password is only sent to the server it was saved for)", "password"
 end
 
+local SAVE_FIELDS = { changes = true, version = true }
+
+-- The version check and the credentials check run inside the settings update's
+-- own lock (settings.update's guard), not before it: checked first, written
+-- after, two Saves of the same version both passed (and so did a Save racing a
+-- `mailhook update`), the later one silently undoing what the earlier saved.
+-- A Save without version (a script: `curl -d '{"changes": {...}}'`) is not
+-- checked: it applies its keys to whatever is saved; its answer carries the
+-- version it wrote, for the next Save to send (docs/console.md).
 route("POST", "/api/settings", function(self, req, ctx)
+  local uerr, ukey = unknown_field(ctx.body, SAVE_FIELDS)
+  if uerr then return self:fail(req, 400, uerr, { key = ukey }) end
+  local base = ctx.body.version
+  if base == json.null then base = nil end     -- a page with no settings loaded sends null: as absent
+  if base ~= nil and (type(base) ~= "string" or not base:match("^%x+$") or #base ~= 16) then
+    return self:fail(req, 400, "version: must be the \"version\" string (16 hex digits) that GET /api/settings " ..
+      "or the last Save answered, or left out (then the Save is not checked against other changes); got " ..
+      json_kind(base), { key = "version" })
+  end
   local changes, st, err, key = changes_of(ctx.body)
   if not changes then return self:fail(req, st, err, { key = key }) end
-  if next(changes) == nil then return self:fail(req, 400, "nothing to save") end
-  local base = ctx.body.version
-  if base ~= nil then
-    -- the settings this page was shown must still be the saved ones
-    local settings = require "mailhook.settings"
-    local cfg, lerr = settings.load()
-    if not cfg then return self:fail(req, 500, lerr) end
-    local full = settings.report(cfg)
-    local now = M.version_of(full)
-    if base ~= now then
-      local cur = public_report(full)
-      cur.ok, cur.choices, cur.version = true, FORM, now
-      self.log.warn("console: a save refused: the settings were changed elsewhere since its page loaded them")
-      return self:send_json(req, 409, { ok = false, conflict = true, current = cur,
-        error = "not saved: the settings were changed elsewhere (another browser tab, or `mailhook update` " ..
-                "on the server) since this page loaded them; the page now shows the saved values and " ..
-                "keeps what you typed: check them, then press Update again" }, nil, ctx.secrets)
+  if next(changes) == nil then return self:fail(req, 400, "changes: nothing to save (an empty object)", { key = "changes" }) end
+  local settings = require "mailhook.settings"
+  local conflict, refused
+  local function guard(path)                   -- under the lock; must not yield
+    if base then
+      -- the settings this page was shown must still be the saved ones
+      local cfg, lerr = settings.load(path)
+      if not cfg then refused = { 500, lerr }; return nil, lerr end
+      local full = settings.report(cfg)
+      local now = M.version_of(full)
+      if base ~= now then
+        conflict = { full = full, now = now }
+        return nil, "conflict", { conflict = true }
+      end
     end
+    local gok, gerr, gkey = self:credentials_guard(changes, true)
+    if not gok then refused = { 422, gerr, gkey }; return nil, gerr, { key = gkey } end
+    return true
   end
-  local gok, gerr, gkey = self:credentials_guard(changes, true)
-  if not gok then return self:fail(req, 422, gerr, { key = gkey }) end
-  local result, serr = run_script("update", { changes = changes })
+  local result, serr = run_script("update", { changes = changes, guard = guard })
+  if conflict then
+    local cur = public_report(conflict.full)
+    cur.ok, cur.choices, cur.version = true, FORM, conflict.now
+    self.log.warn("console: a save refused: the settings were changed elsewhere since its page loaded them")
+    return self:send_json(req, 409, { ok = false, conflict = true, current = cur,
+      error = "not saved: the settings were changed elsewhere (another browser tab, or `mailhook update` " ..
+              "on the server) since this page loaded them; the page now shows the saved values and " ..
+              "keeps what you typed: check them, then press Update again" }, nil, ctx.secrets)
+  end
+  if refused then return self:fail(req, refused[1], refused[2], { key = refused[3] }) end
   if not result then return self:fail(req, 500, serr) end
   if result.ok then
     result.version = M.version_of(result)
-    local cfg = require("mailhook.settings").load()
+    local cfg = settings.load()
     if cfg then
       self.delivery:reload(cfg)          -- as SIGHUP does: the next message uses them
       self:reload(cfg)
@@ -888,14 +962,23 @@ route("POST", "/api/settings", function(self, req, ctx)
   return self:send_json(req, result.ok and 200 or 422, result, nil, ctx.secrets)
 end)
 
+local TEST_FIELDS = { changes = true, to = true }
+
 -- Test: the values of the form (saved or not) through scripts/test.lua, each
 -- stage sent as it passes (one JSON object a line), then the whole result.
 route("POST", "/api/test", function(self, req, ctx)
   if self.testing then return self:fail(req, 409, "a test is already running") end
+  -- "To" or "rcpt" for "to" would run a Test that sends no message, and say it passed
+  local uerr, ukey = unknown_field(ctx.body, TEST_FIELDS)
+  if uerr then return self:fail(req, 400, uerr, { key = ukey }) end
   local changes, st, err, key = changes_of(ctx.body)
   if not changes then return self:fail(req, st, err, { key = key }) end
   local to = ctx.body.to
-  if to ~= nil and (type(to) ~= "string" or to == "") then to = nil end
+  if to == json.null or to == "" then to = nil end      -- the page sends null: no test message
+  if to ~= nil and type(to) ~= "string" then
+    return self:fail(req, 400, "to: must be an address as a string, or null for no test message (got " ..
+                     json_kind(to) .. ")", { key = "test_to" })
+  end
   if to then
     local valid, why = core.msg.valid_address(to)
     if not valid or to:find("[%z\1-\31\127]") then

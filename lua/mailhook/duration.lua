@@ -27,7 +27,7 @@ function M.parse(v)
     if num then n = tonumber(num) * (M.UNITS[unit] or 1) end
   end
   if not n or n ~= n or n <= 0 or n > M.MAX then
-    return nil, "must be a positive duration such as 30, 30s, 30m, 2h or 5d (got '" .. tostring(v) .. "')"
+    return nil, "must be a positive duration such as 30, 30s, 30m, 2h or 5d (got '" .. (#tostring(v) > 120 and (tostring(v):sub(1, 80) .. "...") or tostring(v)) .. "')"
   end
   return math.tointeger(n) or n
 end

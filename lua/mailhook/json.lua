@@ -7,6 +7,17 @@
 --   json.encode(value) -> text   (the `--json` of the CLI and the console; below)
 local M = { null = setmetatable({}, { __tostring = function() return "null" end }) }
 
+-- Tables that are arrays even when empty (json.array, and every array decode
+-- reads): an empty list goes out as [], not {} -- a page's `.length` or
+-- `.forEach`, or `jq '.[]'`, fails on {}.  A status file or a rule's data
+-- decoded and encoded again keeps its empty lists as lists.
+local ARRAY = setmetatable({}, { __mode = "k" })
+
+function M.array(t) t = t or {}; ARRAY[t] = true; return t end
+M.list = M.array
+-- Whether t is a JSON array: marked, or decoded from [...] (an empty one too).
+function M.is_array(t) return type(t) == "table" and (ARRAY[t] == true or t[1] ~= nil) end
+
 local ESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
 
 local function utf8char(cp) return utf8.char(cp) end
@@ -133,7 +144,7 @@ function M.decode(s)
       depth = depth + 1
       if depth > 200 then fail("nested too deeply") end
       pos = pos + 1
-      local arr = {}
+      local arr = M.array {}
       ws()
       if s:sub(pos, pos) == "]" then pos = pos + 1; depth = depth - 1; return arr end
       while true do
@@ -193,9 +204,6 @@ end
 -- made valid UTF-8 (a stray byte becomes U+FFFD: a server's reply may hold
 -- anything), and <, >, & are escaped as \u003c... so the text may be put in an
 -- HTML page as it is.  A function, a cycle or a non-string key is misuse: it raises.
-local ARRAY = setmetatable({}, { __mode = "k" })
-
-function M.array(t) t = t or {}; ARRAY[t] = true; return t end
 
 local ESCAPE = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
                  ["<"] = "\\u003c", [">"] = "\\u003e", ["&"] = "\\u0026" }

@@ -120,6 +120,22 @@ local function text(v)
   return v
 end
 
+-- s without its blanks at either end, in one pass: "^%s*(.-)%s*$" tried the
+-- tail at every character, quadratic (a 60 KB value from the console's Save
+-- held the service's loop for seconds).
+local function trim(s)
+  local first = s:find("%S")
+  return first and s:match("^.*%S", first) or ""
+end
+
+-- A value as an error message quotes it: a long one cut (the message goes to
+-- the log and to the page; the value was sent by whoever made the mistake).
+local function quoted(v)
+  v = tostring(v)
+  if #v <= 120 then return "'" .. v .. "'" end
+  return string.format("'%s...' (%d bytes)", v:sub(1, 80):gsub("[\128-\255]+$", ""), #v)
+end
+
 local function valid_ipv4(s)
   local parts = { s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$") }
   if #parts ~= 4 then return false end
@@ -183,7 +199,7 @@ function parse.bool(v)
     if l == "true" or l == "yes" or l == "on" then return true end
     if l == "false" or l == "no" or l == "off" then return false end
   end
-  return nil, "must be true or false (got '" .. tostring(v) .. "')"
+  return nil, "must be true or false (got " .. quoted(v) .. ")"
 end
 
 function parse.string(v) return text(v) end
@@ -193,7 +209,7 @@ function parse.address(v)
   local s, err = text(v)
   if not s then return nil, err end
   local ok, why = core.msg.valid_address(s)
-  if not ok then return nil, "'" .. s .. "' is not a valid address: " .. why end
+  if not ok then return nil, quoted(s) .. " is not a valid address: " .. why end
   return s
 end
 
@@ -205,7 +221,7 @@ function parse.addresses(v)
   else
     local s, err = text(v)
     if not s then return nil, err end
-    for a in (s .. ","):gmatch("([^,]*),") do list[#list + 1] = a:match("^%s*(.-)%s*$") end
+    for a in (s .. ","):gmatch("([^,]*),") do list[#list + 1] = trim(a) end
   end
   if #list == 0 then return nil, "needs at least one address" end
   for i, a in ipairs(list) do
@@ -220,6 +236,10 @@ end
 function parse.host(v)
   local s, err = text(v)
   if not s then return nil, err end
+  -- 253 characters at most (a bracketed IPv6 address is shorter): said before
+  -- any pattern runs over a value of any length (the "absolute name" one
+  -- backtracks: quadratic in the length)
+  if #s > 255 then return nil, quoted(s) .. " is not a valid host name or IP address: over 253 characters" end
   -- an absolute name ("mail.example.com.", as in a zone file): the same host; written
   -- without its dot (a certificate and SNI name the host without it)
   local bare = s:match("^(.*[%a%-][%w%-]*)%.$")
@@ -227,10 +247,10 @@ function parse.host(v)
   if not valid_host(s) then
     local host, port = s:match("^(.+):(%d+)$")
     if host and (valid_host(host) or valid_ipv6(host)) and not valid_ipv6(s) then
-      return nil, "'" .. s .. "' is not a valid host name or IP address: the port goes apart (port = " ..
+      return nil, quoted(s) .. " is not a valid host name or IP address: the port goes apart (port = " ..
         port .. ")"
     end
-    return nil, "'" .. s .. "' is not a valid host name or IP address"
+    return nil, quoted(s) .. " is not a valid host name or IP address"
   end
   return s
 end
@@ -242,7 +262,7 @@ function parse.hosts(v)
   else
     local s, err = text(v)
     if not s then return nil, err end
-    for h in (s .. ","):gmatch("([^,]*),") do list[#list + 1] = h:match("^%s*(.-)%s*$") end
+    for h in (s .. ","):gmatch("([^,]*),") do list[#list + 1] = trim(h) end
   end
   if #list == 0 then return nil, "needs at least one host name" end
   for i, h in ipairs(list) do
@@ -266,7 +286,7 @@ local function integer(v, lo, hi, what)
     n = math.tointeger(v)
   end
   if not n or n < lo or n > hi then
-    return nil, "must be " .. what .. " " .. lo .. "-" .. hi .. " (got '" .. tostring(v) .. "')"
+    return nil, "must be " .. what .. " " .. lo .. "-" .. hi .. " (got " .. quoted(v) .. ")"
   end
   return n
 end
@@ -286,7 +306,7 @@ function parse.enum(v, s)
       if l == allowed then return l end
     end
   end
-  return nil, "must be one of " .. table.concat(s[4], ", ") .. " (got '" .. tostring(v) .. "')"
+  return nil, "must be one of " .. table.concat(s[4], ", ") .. " (got " .. quoted(v) .. ")"
 end
 
 -- A file someone named: a readable regular file (checked without a blocking
@@ -320,7 +340,7 @@ function parse.listen(v)
   if not host and s:match("^%d+$") then host, port = "127.0.0.1", s end
   local n = port and integer(port, 1, 65535, "a port number")
   if not host or not n then
-    return nil, "must be PORT or ADDRESS:PORT with a numeric address, e.g. 127.0.0.1:8025 or [::1]:8025 (got '" .. s .. "')"
+    return nil, "must be PORT or ADDRESS:PORT with a numeric address, e.g. 127.0.0.1:8025 or [::1]:8025 (got " .. quoted(s) .. ")"
   end
   if host == "localhost" then host = "127.0.0.1" end
   if host:find(":", 1, true) then return "[" .. host .. "]:" .. n end

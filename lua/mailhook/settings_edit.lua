@@ -204,7 +204,7 @@ end
 -- warnings(cfg) -> {text...}: what `update` and `test` say on stderr about
 -- valid but risky settings (empty when there is nothing to say).
 function M.warnings(cfg)
-  local out = {}
+  local out = require("mailhook.json").array {}   -- [] in the JSON when none (the console, --json)
   if cfg.allow_plaintext_auth then
     out[#out + 1] = "allow_plaintext_auth = true: the username and password cross the network " ..
       "in the clear whenever a session has no TLS (anyone on the path can read them); " ..
@@ -241,7 +241,7 @@ end
 -- stderr to show (the console's Save puts them on the page).
 function M.file_warnings(cfg)
   local p = private[cfg]
-  return p and p.file_warnings or {}
+  return require("mailhook.json").array(p and p.file_warnings or {})
 end
 
 -- validate(values) -> cfg | nil, err, {key = bad key}: checks a whole table of
@@ -282,12 +282,16 @@ end
 -- is written.
 local update
 
-function M.update(changes, path)
+-- guard(path) -> true | nil, err, info: run under the same lock, before the
+-- files are read: a check of what is saved (the console's version) that no
+-- other writer can slip past between the check and the write.  It must not
+-- yield (the lock is a blocking flock).
+function M.update(changes, path, guard)
   path = path or M.path()
   if type(changes) ~= "table" then error("settings.update: changes must be a table", 2) end
   held[path] = nil   -- this process changes them: it reads them again from now on
   -- one update at a time per folder: two concurrent updates both take effect
-  return core.fsutil.with_lock(path, update, changes, path)
+  return core.fsutil.with_lock(path, update, changes, path, guard)
 end
 
 -- The text of doc with the keys of `set` given their value (values, or its
@@ -403,8 +407,12 @@ local function write_kept(file, text, secret, conf)
   return ok, err, info
 end
 
-function update(changes, path)
+function update(changes, path, guard)
   file_notes = {}
+  if guard then
+    local ok, gerr, ginfo = guard(path)
+    if not ok then return nil, gerr, ginfo or {} end
+  end
   local doc, sdoc, values = read_both(path)
   if not doc then return nil, sdoc, {} end
   local spath = M.secrets_path(path)

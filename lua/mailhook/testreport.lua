@@ -233,7 +233,9 @@ function M.data(cfg, opts, report, msg, info)
   local cert = i.cert and (i.cert.subject or "") ~= "" and {
     subject = i.cert.subject, issuer = i.cert.issuer, not_after = i.cert.not_after,
     sha256 = i.cert.fingerprint, verified = i.cert.verified and true or false, result = i.cert.result } or nil
-  local caps = {}
+  -- every list here goes out as [] when empty (json.array): the page and jq iterate them
+  local json = require "mailhook.json"
+  local caps = json.array {}
   for k, c in ipairs(i.capabilities or {}) do caps[k] = (c:gsub(",", " ")) end
   return {
     ok = report ~= nil, server = cfg.server, port = cfg.port, tls = cfg.tls or "auto", from = cfg.from,
@@ -241,14 +243,14 @@ function M.data(cfg, opts, report, msg, info)
     connection = i.server and {
       server = i.server, address = (i.address ~= "" and i.address) or nil, port = i.port,
       security = i.security, tls_version = i.tls_version, cipher = i.cipher, certificate = cert,
-      capabilities = caps, auth_mechanism = i.auth_mechanism, auth_offered = i.auth_offered } or nil,
+      capabilities = caps, auth_mechanism = i.auth_mechanism, auth_offered = json.array(i.auth_offered or {}) } or nil,
     from_accepted = rep.from_accepted or false, sent = rep.sent or false,
     test_reply = rep.sent and rep.reply or nil,
     failed_stage = failed, error = not report and tostring(msg) or nil,
     reply = not report and info and info.smtp and { smtp = info.smtp, enhanced = info.enhanced,
       text = (tostring(info.text or ""):gsub("\n", " ")) } or nil,
     hint = not report and M.hint_for(cfg, info, rep) or nil,
-    warnings = require("mailhook.settings").warnings(cfg),
+    warnings = json.array(require("mailhook.settings").warnings(cfg)),
   }
 end
 

@@ -11,6 +11,9 @@ tap.test("shapes", function(t)
   t:is(json.encode { b = 1, a = { x = true } }, '{"a":{"x":true},"b":1}', "an object, keys sorted")
   t:is(json.encode {}, "{}", "an empty table is an object")
   t:is(json.encode(json.array {}), "[]", "unless marked as an array")
+  -- decoded and encoded again (a status file, a rule's data): an empty list stays a list
+  t:is(json.encode(json.decode '{"a":[],"b":{},"c":[[]]}'), '{"a":[],"b":{},"c":[[]]}',
+       "an empty array decoded goes out as [] again, an empty object as {}")
   t:is(json.encode { a = json.null, b = false }, '{"a":null,"b":false}', "null and false")
   t:is(json.encode(nil), "null", "nil is null")
   t:is(json.encode(42), "42", "integer")

@@ -262,4 +262,20 @@ tap.test("validate() checks a table without a file", function(t)
   t:like(err, "^port:", "message")
 end)
 
+tap.test("a value of 60 KB (the console's body limit): refused at once, quoted short", function(t)
+  -- the host parser's "absolute name" pattern and the list trims backtracked:
+  -- quadratic, 60 000 bytes held the service's loop (the console's Save) for a minute
+  local n = 60000
+  for _, case in ipairs { { "helo_name", string.rep("a", n) }, { "server", string.rep("a", n) },
+                          { "server", "x" .. string.rep(" ", n) .. "y" }, { "default_domain", string.rep("a", n) },
+                          { "admin_address", "x" .. string.rep(" ", n) .. "y" }, { "port", string.rep("9", n) } } do
+    local key, v = case[1], case[2]
+    local t0 = os.clock()
+    local ok, err = settings.validate { [key] = v }
+    local dt = os.clock() - t0
+    t:ok(not ok and dt < 1, string.format("%s of %d bytes: refused in %.2f s", key, #v, dt))
+    t:ok(err and #err < 400, key .. ": the message quotes the value cut (" .. tostring(err and #err) .. " bytes)")
+  end
+end)
+
 return tap.done()

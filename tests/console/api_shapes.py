@@ -1,0 +1,332 @@
+#!/usr/bin/python3
+"""tests/console/api_shapes.py — the console's JSON API as a script (curl, jq)
+uses it, against a running `mailhook run` (tests/integration/console-api-shapes.sh):
+
+ 1. every list of every answer is a JSON array, [] when empty (an empty Lua
+    table went out as {}: `jq '.[]'` and a page's `.forEach` fail on it);
+ 2. a Save's version check is one step with the write: a Save of a version
+    checked before another writer (holding the settings folder's lock) changed
+    the file is refused (409), and of two Saves of the same version exactly one
+    wins;
+ 3. a Save without version is applied, and says the version it wrote (a script
+    chains on it); a malformed version is a 400 naming it;
+ 4. malformed bodies (syntax, types, unknown fields, duplicate keys, invalid
+    UTF-8, huge): a 4xx naming the field, never a 500, and the settings file
+    untouched.
+
+Usage: api_shapes.py BASE_URL TOKEN CONF SERVICE_PID PEER_PORT DEAD_PORT
+"""
+import fcntl
+import http.client
+import json
+import os
+import re
+import sys
+import threading
+import time
+
+BASE, TOKEN, CONF, SVC_PID, PEER_PORT, DEAD_PORT = sys.argv[1:7]
+HOST, PORT = re.match(r"http://([\d.]+):(\d+)$", BASE).groups()
+PORT = int(PORT)
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from taplib import ok, done  # noqa: E402
+
+AUTH = {"Authorization": "Bearer " + TOKEN}
+
+
+def is_(got, want, desc, diag=None):
+    return ok(got == want, desc, "got:  %r\nwant: %r\n%s" % (got, want, diag or ""))
+
+
+def request(method, path, body=None, raw=None, ctype="application/json"):
+    """-> (status, text).  body: a value sent as JSON; raw: bytes as they are."""
+    c = http.client.HTTPConnection(HOST, PORT, timeout=60)
+    h = dict(AUTH)
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    if data is not None:
+        h["Content-Type"] = ctype
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    text = r.read().decode("utf-8", "replace")
+    c.close()
+    return r.status, text
+
+
+def get(path):
+    st, text = request("GET", path)
+    return st, json.loads(text), text
+
+
+def save(body):
+    st, text = request("POST", "/api/settings", body)
+    try:
+        return st, json.loads(text), text
+    except ValueError:
+        return st, None, text
+
+
+def empty_objects(v, where="$"):
+    """The paths of every {} in v: no answer of the console has an empty object
+    that is not an empty list."""
+    out = []
+    if isinstance(v, dict):
+        if not v:
+            out.append(where)
+        for k, x in v.items():
+            out += empty_objects(x, where + "." + k)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            out += empty_objects(x, "%s[%d]" % (where, i))
+    return out
+
+
+def conf_text():
+    with open(CONF) as f:
+        return f.read()
+
+
+def test_result(changes):
+    """POST /api/test -> its last event's result (application/x-ndjson)."""
+    st, text = request("POST", "/api/test", {"changes": changes})
+    events = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return st, (events[-1].get("result") if events else None), events
+
+
+# ------------------------------------------------------------ 1. [] not {}
+
+answers = {}
+for path in ("/api/settings", "/api/status", "/api/log", "/api/session", "/api/login",
+             "/api/queue?folder=pickup", "/api/queue?folder=failed"):
+    st, d, raw = get(path)
+    answers["GET " + path] = (st, d, raw)
+st, d, raw = save({"changes": {"helo_name": "shapes.example"}})
+answers["POST /api/settings (no warnings)"] = (st, d, raw)
+st, r, ev = test_result({})
+answers["POST /api/test (a server offering no AUTH)"] = (st, {"events": ev}, json.dumps(ev))
+ok(r is not None and r.get("ok") is True, "the Test against the real peer passes", json.dumps(ev)[-600:])
+st, r, ev = test_result({"port": int(DEAD_PORT)})
+answers["POST /api/test (nothing listening)"] = (st, {"events": ev}, json.dumps(ev))
+ok(r is not None and r.get("failed_stage") == "connect", "the Test of a port nothing listens on fails at connect",
+   json.dumps(ev)[-600:])
+
+for what, (st, d, raw) in answers.items():
+    is_(st, 200, what + ": 200", raw[:300])
+    is_(empty_objects(d), [], what + ": no {} anywhere (an empty list is [])", raw[:1500])
+
+s = answers["GET /api/settings"][1]
+v = answers["POST /api/settings (no warnings)"][1]
+is_(v.get("warnings"), [], "a Save with nothing to warn about: warnings is []", answers["POST /api/settings (no warnings)"][2][-400:])
+q = answers["GET /api/queue?folder=pickup"][1]
+is_(q.get("entries"), [], "an empty queue: entries is []")
+tr = answers["POST /api/test (a server offering no AUTH)"][1]["events"][-1]["result"]
+is_(tr.get("warnings"), [], "a Test with nothing to warn about: warnings is []")
+is_(tr.get("connection", {}).get("auth_offered"), [], "a server that offers no AUTH: auth_offered is []")
+tr = answers["POST /api/test (nothing listening)"][1]["events"][-1]["result"]
+is_(tr.get("connection", {}).get("capabilities"), [], "nothing connected: capabilities is []",
+    json.dumps(tr)[:600])
+
+# ------------------------------------------- 3. a Save without version; chaining
+
+st, d, raw = save({"changes": {"retry_max": 3}})
+is_(st, 200, "a Save without version (a script): applied", raw[:300])
+ok(re.match(r"^[0-9a-f]{16}$", str(d.get("version"))) is not None, "and it answers the version it wrote", raw[:300])
+is_(get("/api/settings")[1].get("version"), d.get("version"), "the version GET /api/settings gives next")
+st, d2, raw = save({"changes": {"retry_max": 4}, "version": d.get("version")})
+is_(st, 200, "a script chains: a Save on the version the last Save answered is saved", raw[:300])
+st, d3, raw = save({"changes": {"retry_max": 5}, "version": d.get("version")})
+is_(st, 409, "and one on the version before it: 409", raw[:300])
+st, d4, raw = save({"changes": {"retry_max": 5}, "version": None})
+is_(st, 200, "version null (a page that loaded no settings): as absent", raw[:300])
+for bad in (5, "zz", "", [], True):
+    before = conf_text()
+    st, d5, raw = save({"changes": {"retry_max": 6}, "version": bad})
+    ok(st == 400 and d5 and d5.get("key") == "version" and "16 hex digits" in d5.get("error", ""),
+       "version %s: 400 naming version and what to send" % json.dumps(bad), "%d %s" % (st, raw[:300]))
+    is_(conf_text(), before, "  and nothing written")
+
+# ---------------------------------------- 2. the version check under the lock
+
+conf_dir = os.path.dirname(os.path.abspath(CONF))
+ino = os.stat(conf_dir).st_ino
+
+
+def service_waits_for_lock():
+    """Whether the service waits for a lock on the settings folder (/proc/locks:
+    a blocked request shows as '-> FLOCK ... PID MAJ:MIN:INODE')."""
+    with open("/proc/locks") as f:
+        for line in f:
+            p = line.split()
+            if "->" in p and p[p.index("->") + 1] == "FLOCK":
+                rest = p[p.index("->") + 1:]
+                if rest[3] == SVC_PID and rest[4].endswith(":%d" % ino):
+                    return True
+    return False
+
+
+def wait_until(fn, limit=15.0):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if fn():
+            return True
+        time.sleep(0.05)
+    return fn()
+
+
+def locked(fn):
+    """fn() while holding the settings folder's lock (as `mailhook update` does)."""
+    fd = os.open(conf_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fn()
+    finally:
+        os.close(fd)
+
+
+def in_thread(body, out, i):
+    out[i] = save(body)
+
+
+# another writer holds the lock: a Save of the version the page loaded waits;
+# the writer changes helo_name; the Save must then see the new version: 409
+base = get("/api/settings")[1]["version"]
+res = [None]
+t = None
+
+
+def other_writer():
+    global t
+    t = threading.Thread(target=in_thread, args=({"changes": {"retry_interval": 7}, "version": base}, res, 0))
+    t.start()
+    waited = wait_until(service_waits_for_lock)
+    ok(waited, "the Save waits for the lock another writer holds")
+    text = conf_text()
+    new = re.sub(r"(?m)^helo_name\s*=.*$", "helo_name = elsewhere.example", text)
+    tmp = CONF + ".other"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.rename(tmp, CONF)
+
+
+locked(other_writer)
+t.join(60)
+st, d, raw = res[0]
+is_(st, 409, "a Save checked before another writer changed the file: 409, not a silent overwrite", raw[:400])
+ok("helo_name = elsewhere.example" in conf_text(), "the other writer's change is kept")
+ok(not re.search(r"(?m)^retry_interval\s*=\s*7\b", conf_text()), "and the refused Save wrote nothing", conf_text())
+is_((d or {}).get("current", {}).get("settings", {}).get("helo_name"), "elsewhere.example",
+    "the 409 shows the values saved meanwhile")
+
+# two Saves of the same version at once: exactly one is saved, the other gets 409
+base = get("/api/settings")[1]["version"]
+res = [None, None]
+threads = []
+
+
+def two_saves():
+    for i, val in enumerate((11, 12)):
+        threads.append(threading.Thread(target=in_thread,
+                                        args=({"changes": {"retry_interval": val}, "version": base}, res, i)))
+        threads[-1].start()
+    wait_until(service_waits_for_lock)
+
+
+locked(two_saves)
+for th in threads:
+    th.join(60)
+codes = sorted(r[0] for r in res)
+is_(codes, [200, 409], "two Saves of the same version at once: one saved, the other 409",
+    "\n".join(r[2][:200] for r in res))
+winner = [11, 12][[r[0] for r in res].index(200)] if 200 in [r[0] for r in res] else None
+ok(winner is not None and re.search(r"(?m)^retry_interval\s*=\s*%d\b" % winner, conf_text()),
+   "the settings file holds the winner's value", conf_text())
+
+# ------------------------------------------------------ 4. malformed bodies
+
+CASES = [
+    # (description, raw body or value, content type, status, text the error must hold, key)
+    ("not JSON", b'{"changes": {"port": 25', "application/json", 400, "line 1", None),
+    ("a duplicate key", b'{"changes": {"port": 25, "port": 26}}', "application/json", 400, "duplicate key 'port'", None),
+    ("invalid UTF-8", b'{"changes": {"helo_name": "\xff"}}', "application/json", 400, "invalid UTF-8", None),
+    ("an array body", b'[]', "application/json", 400, "not an object", None),
+    ("a null body", b'null', "application/json", 400, "not an object", None),
+    ("changes an empty array", b'{"changes": []}', "application/json", 400, "changes: must be an object", "changes"),
+    ("changes null", b'{"changes": null}', "application/json", 400, "(got null)", "changes"),
+    ("a string body", b'"x"', "application/json", 400, "not an object", None),
+    ("no changes", b'{}', "application/json", 400, "changes: missing", "changes"),
+    ("changes an array", b'{"changes": [1]}', "application/json", 400, "changes: must be an object", "changes"),
+    ("changes a string", b'{"changes": "port=25"}', "application/json", 400, "changes: must be an object", "changes"),
+    ("changes empty", b'{"changes": {}}', "application/json", 400, "nothing to save", "changes"),
+    ("a misspelt field", b'{"change": {"port": 25}}', "application/json", 400, "change: not a field", "change"),
+    ("an extra field", b'{"changes": {"port": 25}, "dry_run": true}', "application/json", 400,
+     "dry_run: not a field", "dry_run"),
+    ("a setting that does not exist", b'{"changes": {"prot": 25}}', "application/json", 422, "prot: no such setting", "prot"),
+    ("a setting not in the form", b'{"changes": {"rules": "/etc/x"}}', "application/json", 422,
+     "rules: not changed from the console", "rules"),
+    ("a port as an array", b'{"changes": {"port": [25]}}', "application/json", 400, "port: must be a string, a number",
+     "port"),
+    ("a port as an object", b'{"changes": {"port": {"v": 25}}}', "application/json", 400, "got an object", "port"),
+    ("a server as null", b'{"changes": {"server": null}}', "application/json", 400, "server: must be a string", "server"),
+    ("a port as a word", b'{"changes": {"port": "twenty-five"}}', "application/json", 422, "port:", "port"),
+    ("a port out of range", b'{"changes": {"port": 70000}}', "application/json", 422, "port:", "port"),
+    ("a port with a fraction", b'{"changes": {"port": 25.5}}', "application/json", 422, "port:", "port"),
+    ("a port past 64 bits", b'{"changes": {"port": 99999999999999999999999}}', "application/json", 422, "port:", "port"),
+    ("a boolean as a number", b'{"changes": {"enabled": 1}}', "application/json", 422, "enabled:", "enabled"),
+    ("a boolean as a word", b'{"changes": {"enabled": "maybe"}}', "application/json", 422, "enabled:", "enabled"),
+    ("a control character", b'{"changes": {"helo_name": "a\\r\\nb"}}', "application/json", 422, "helo_name:",
+     "helo_name"),
+    ("a huge value", json.dumps({"changes": {"helo_name": "a" * 60000}}).encode(), "application/json", 422,
+     "helo_name:", "helo_name"),
+    ("text/plain", b'{"changes": {"port": 25}}', "text/plain", 415, "application/json", None),
+    ("form-encoded", b'port=25', "application/x-www-form-urlencoded", 415, "application/json", None),
+]
+for desc, raw, ctype, want, text, key in CASES:
+    before = conf_text()
+    st, body = request("POST", "/api/settings", raw=raw, ctype=ctype)
+    try:
+        d = json.loads(body)
+    except ValueError:
+        d = {}
+    ok(st == want and text in str(d.get("error")) and (key is None or d.get("key") == key),
+       "%s: %d, naming %s" % (desc, want, key or repr(text)), "%d %s" % (st, body[:400]))
+    is_(conf_text(), before, "  %s: nothing written" % desc)
+
+# a Test: the same for its fields (a misspelt "to" ran a Test that sent nothing, and passed)
+for desc, body, want, key in (("a misspelt to", {"changes": {}, "To": "x@example.net"}, 400, "To"),
+                              ("to a number", {"changes": {}, "to": 5}, 400, "test_to"),
+                              ("to an array", {"changes": {}, "to": ["x@example.net"]}, 400, "test_to"),
+                              ("a port as an array", {"changes": {"port": [25]}}, 400, "port")):
+    st, text = request("POST", "/api/test", body)
+    try:
+        d = json.loads(text)
+    except ValueError:
+        d = {}
+    ok(st == want and d.get("key") == key, "a Test with %s: %d naming %s" % (desc, want, key), "%d %s" % (st, text[:300]))
+
+before = conf_text()
+st, body = request("POST", "/api/settings", raw=b'{"changes": {"helo_name": "' + b"a" * 70000 + b'"}}')
+is_(st, 413, "a body over the limit: 413", body[:200])
+is_(conf_text(), before, "  nothing written")
+
+# what scripts send as strings is what `mailhook update` takes: accepted, stored typed
+st, d, raw = save({"changes": {"port": PEER_PORT, "enabled": "true"}})
+ok(st == 200 and d["settings"]["port"] == int(PEER_PORT) and d["settings"]["enabled"] is True,
+   "a port and a boolean as strings (\"%s\", \"true\"): saved as a number and a boolean" % PEER_PORT, raw[:400])
+
+# a session cookie of blanks (no login needed to send one): trimmed in one pass;
+# the lazy trim was quadratic, 0.2 s of the service's loop a request
+cookie = "mh_session=x" + " " * 7000 + "y"
+t0 = time.monotonic()
+for _ in range(10):
+    c = http.client.HTTPConnection(HOST, PORT, timeout=60)
+    c.request("GET", "/api/settings", headers={"Cookie": cookie})
+    r = c.getresponse()
+    r.read()
+    c.close()
+dt = time.monotonic() - t0
+ok(r.status == 401 and dt < 1.0, "10 requests with a 7 KB blank cookie: 401, answered in %.2f s" % dt)
+
+st, d, raw = get("/api/status")
+is_(st, 200, "the service still answers")
+done()
