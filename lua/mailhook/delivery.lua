@@ -171,6 +171,7 @@ function M.new(opts)
     kicked = false,
     stopping = false,
     outage = nil,                       -- {err =, since =, stuck =} while the server is unreachable
+    outage_file = opts.outage_file,     -- SPOOL/outage: the outage as `mailhook queue` shows it (M.record_outage)
     stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0 },
     unsynced = 0,                       -- records (or removals) not yet covered by an fsync
     syncing = nil,                      -- the task running that fsync, if any
@@ -277,6 +278,29 @@ function D:stop()
       end
     end
   end)
+end
+
+-- The outage as the spool keeps it (SPOOL/outage, opts.outage_file): "since
+-- UNIX" and "error STAGE: ERR" lines, written when it starts or its error
+-- changes, removed once a session works again.  Only the message an attempt
+-- was for records the reason in its own state (W:outage); this file is what
+-- `mailhook queue` and mailq show for every other waiting message, also when
+-- no service runs (a `mailhook flush` or `sendmail -q` found the server down).
+function D:record_outage(now, why)
+  if not self.outage_file or self.outage_shown == why then return end
+  local since = self.outage and self.outage.since or now
+  local ok, res, err = pcall(require("mailhook.core").fsutil.write_atomic, self.outage_file,
+    string.format("since %d\nerror %s\n", math.floor(since), (why:gsub("%c", " "))), 384, { sync = false })
+  if not (ok and res) then
+    self.log.warn("delivery: cannot write " .. self.outage_file .. ": " .. tostring(ok and err or res))
+  end
+  self.outage_shown = why
+end
+
+function D:clear_outage()
+  if not self.outage_file or self.outage_shown == false then return end
+  os.remove(self.outage_file)   -- (none left by an earlier run: nothing to do)
+  self.outage_shown = false
 end
 
 -- Any worker still in an outage?
@@ -549,6 +573,7 @@ function D:delivered(e, n)
     -- the session refusal is over (connect() cleared the other kinds)
     self.log.info(string.format("delivery: the server accepts mail again after %d s (was: %s)",
                                 math.floor(self.now() - outage.since + 0.5), outage.err))
+    self:clear_outage()
     self.outage = nil
   end
   local sp = self.spool
@@ -774,6 +799,7 @@ function W:outage(err, info, e)
   local what = info and info.session_refused and "server refuses mail on this session"
                or auth_refused(info) and "server refuses the login" or "server unreachable"
   if d.outage then d.outage.refused = info and info.session_refused end
+  d:record_outage(now, (info and info.stage and (info.stage .. ": ") or "") .. tostring(err))
   if not d.outage then
     d.outage = { err = err, since = now, refused = info and info.session_refused }
     d.log.warn(string.format("delivery: %s (%s%s); the queue waits, %s", what,
@@ -846,6 +872,7 @@ function W:connected(s)
   -- engine decides) gets no RCPT for a non-ASCII address (RFC 6531 §3.4)
   local info = s.info and s:info() or {}
   self.no_utf8 = info.smtputf8 == false
+  if not (d.outage and d.outage.refused) then d:clear_outage() end
   if d.outage and not d.outage.refused then
     d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
                              math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
