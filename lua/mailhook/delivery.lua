@@ -53,6 +53,7 @@ M.STUCK_AFTER = 600    -- emit `queue_stuck` once an outage lasts this long
 -- a server stalling on the final dot would otherwise hold the stop for data_timeout
 -- (600 s) and systemd would SIGKILL the service, a failed stop.
 M.STOP_GRACE = 90
+M.REFUSED_EXTRA = 2     -- first wait of a connection refused as one too many (W:outage)
 M.BATCH = 1000         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
 
 -- backoff(attempts, base, cap [, random]) -> seconds before the next attempt of
@@ -761,20 +762,27 @@ function W:outage(err, info, e)
     -- a 4xx greeting (421 "too many concurrent connections": Exim's
     -- smtp_accept_max and smtp_accept_max_per_host, Postfix's
     -- smtpd_client_connection_count_limit) while another connection of ours
-    -- delivers: the server limits how many it takes at once; no outage.  This
-    -- connection waits (a flush pass ends it), the others go on.
+    -- delivers: the server limits how many it takes at once; no outage.  The
+    -- others go on; this one tries again soon (REFUSED_EXTRA, doubling up to
+    -- retry_interval), as a slot may free any moment (another client's
+    -- connection ends): waiting retry_interval would drain the queue at one
+    -- connection meanwhile.  A server whose limit stays costs a 421 every
+    -- retry_interval, as before, after a few quicker ones.  A flush pass ends it.
+    local interval = d:cfgn("retry_interval", 30)
+    self.extra_refusals = (self.extra_refusals or 0) + 1
+    local again = M.backoff(self.extra_refusals, math.min(M.REFUSED_EXTRA, interval), interval, d.random)
     if self.refused_extra ~= err then
       self.refused_extra = err
       d.log.info(string.format("delivery[%d]: the server refuses one more connection (%s); another "
-                               .. "connection delivers, this one tries again in %s s", self.i, err,
-                               d:cfgn("retry_interval", 30)))
+                               .. "connection delivers, this one tries again in %.0f s, then less often "
+                               .. "(at most every %g s)", self.i, err, again, interval))
     end
     self:enter("waiting-retry", err)
     if d.once then return "stop" end
-    self:wait(d:cfgn("retry_interval", 30))
+    self:wait(again)
     return
   end
-  self.refused_extra = nil
+  self.refused_extra, self.extra_refusals = nil, nil
   d:changed("outage", self, err, info)
   if e and e.id then
     local why = (info and info.stage and (info.stage .. ": ") or "") .. tostring(err)
@@ -868,6 +876,7 @@ function W:connected(s)
   self.relay = maillog.relay(s)
   self.key = self:server_key()
   d.auth_refusals = nil   -- logged in (or no login asked): the usual pace again
+  self.extra_refusals = nil   -- a later refusal as one connection too many starts quick again
   -- a server that says it has no SMTPUTF8 (a session that does not say: the
   -- engine decides) gets no RCPT for a non-ASCII address (RFC 6531 §3.4)
   local info = s.info and s:info() or {}
