@@ -11,6 +11,7 @@ delivery_require
 HELLO='send 220 fault.example ESMTP
 expect ^EHLO
 send 250 fault.example'
+DOT='data'   # (after $TXN: the message's body and final dot)
 TXN='expect ^MAIL FROM:
 send 250 2.1.0 ok
 expect ^RCPT TO:
@@ -18,14 +19,14 @@ send 250 2.1.5 ok
 expect ^DATA
 send 354 go on'
 
-# scenario NAME: a fresh spool with 2 messages (<N@test>), settings for the peer F started
+# scenario NAME: a fresh spool with N (2) messages (<N@test>), settings for the peer F started
 # from the script on stdin, then one `mailhook flush` (FLUSH_RC, FLUSH_OUT) and the listings
 # (QUEUE: `mailhook queue`, QJSON: its --json, MAILQ: `sendmail -bp`).
 scenario() {
   SPOOL=$T/spool-$1; export MAILHOOK_SPOOL=$SPOOL
   start_fault F "$(fault_script)" --idle 5 || { echo "Bail out! fault.lua did not start"; exit 1; }
   conf_for "$F" retry_interval=30 retry_max=60 command_timeout=2 data_timeout=3 session_deadline=20
-  enqueue 2 >/dev/null
+  enqueue "${N:-2}" >/dev/null
   FLUSH_OUT=$(timeout 60 "$MAILHOOK" flush 2>&1); FLUSH_RC=$?
   QUEUE=$("$MAILHOOK" queue 2>&1)
   QJSON=$("$MAILHOOK" queue --json 2>&1)
@@ -95,11 +96,11 @@ peer_stop
 scenario late-dot <<S
 $HELLO
 $TXN
-data
+$DOT
 sleep 2
 send 250 2.0.0 queued late
 $TXN
-data
+$DOT
 send 250 2.0.0 queued
 S
 is "$FLUSH_RC" 0 "a final dot answered after 2 s (data_timeout 3 s): delivered"
@@ -109,7 +110,7 @@ is "$(grep -c '^Subject: msg' "$F_REC")" 2 "the server got each message once ($(
 scenario no-dot-reply <<S
 $HELLO
 $TXN
-data
+$DOT
 stall
 S
 is "$FLUSH_RC" 1 "a final dot never answered: flush exits 1"
@@ -120,4 +121,79 @@ is "$(printf '%s\n' "$QUEUE" | grep -cE '^[0-9a-f]{16} .* in [0-9]+s .*timed out
    "mailhook queue shows the timeout and a later next attempt for each"
 like "$MAILQ" "\(timed out in state BODY" "mailq shows it"
 [ ! -e "$SPOOL/outage" ]; ok $? "a stall on one message is no outage"
+
+# --- replies that are odd but valid, and ones that are not -----------------------------------
+scenario cut-replies <<S
+raw 22
+sleep 0.2
+raw 0 fault.example ESMTP\r
+sleep 0.2
+raw \n
+expect ^EHLO
+raw 250-fault.exa
+sleep 0.2
+raw mple\r\n250 PIPELINING\r
+sleep 0.1
+raw \n
+$TXN
+$DOT
+raw 2
+sleep 0.3
+raw 50 2.0.0 o
+sleep 0.3
+raw k\r\n
+$TXN
+$DOT
+send 250 2.0.0 ok \x01\xff garbage\tafter
+S
+is "$FLUSH_RC" 0 "replies cut at odd places (in the code, before the LF), a 250 with control bytes after: delivered"
+is "$(grep -c '^Subject: msg' "$F_REC")" 2 "each once"
+
+for mixed in "250-2.0.0 queued as A|550 5.7.1 rejected after all" "550-5.7.1 rejected|250 2.0.0 ok after all" \
+             "250garbage|" "2500 ok|"; do
+  first=${mixed%%|*} second=${mixed#*|}
+  scenario "mixed-$first" <<S
+$HELLO
+$TXN
+$DOT
+send $first
+${second:+send $second}
+S
+  is "$(ls "$SPOOL/pickup" | grep -c '\.eml$'),$(ls "$SPOOL/failed" 2>/dev/null | grep -c '\.eml$')" "2,0" \
+     "a malformed reply to the dot ('$first${second:+ / $second}'): neither delivered nor failed, both stay queued"
+  like "$QUEUE" "data: malformed reply line" "the reason is shown"
+done
+
+scenario ehlo-100k <<S
+send 220 fault.example ESMTP
+expect ^EHLO
+repeat 3000 250-XFEATURE-PADDING-0123456789\r\n
+send 250 PIPELINING
+S
+is "$FLUSH_RC" 1 "an EHLO answer of 100 KB: refused, not parsed without bound"
+like "$FLUSH_OUT" "reply longer than 100 lines" "the error names the limit"
+is "$(ls "$SPOOL/pickup" | grep -c '\.eml$')" 2 "the messages stay queued"
+
+N=5 scenario 552-one-of-five <<S
+$HELLO
+$TXN
+$DOT
+send 250 2.0.0 ok
+$TXN
+$DOT
+send 552 5.3.4 message too big for system
+$TXN
+$DOT
+send 250 2.0.0 ok
+$TXN
+$DOT
+send 250 2.0.0 ok
+$TXN
+$DOT
+send 250 2.0.0 ok
+S
+is "$FLUSH_RC" 0 "a 552 at the dot for one message of five: flush ends with nothing queued"
+is "$(ls "$SPOOL/failed" | grep -c '\.eml$')" 1 "that one is in failed/"
+grep -q "<$((ENQ_SEQ - 3))@test>" "$SPOOL"/failed/*.eml; ok $? "and it is the second one"
+is "$(grep -c '^Subject: msg' "$F_REC")" 5 "the server got each of the five once, on one connection"
 done_testing
