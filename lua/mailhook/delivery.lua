@@ -298,6 +298,22 @@ function D:record_outage(now, why)
   self.outage_shown = why
 end
 
+-- A server answered a message: an outage (a refusal of the session included)
+-- is over, and SPOOL/outage goes.  Not at connect: a server that takes the
+-- connection and drops it in every DATA would else be "reachable again" and
+-- "unreachable" at every retry, two lines each time, and the record would
+-- come and go.
+function D:recovered()
+  local outage = self.outage
+  if outage then
+    self.log.info(string.format(outage.refused and "delivery: the server accepts mail again after %d s (was: %s)"
+                                or "delivery: server reachable again after %d s (was: %s)",
+                                math.floor(self.now() - outage.since + 0.5), outage.err))
+    self.outage = nil
+  end
+  self:clear_outage()
+end
+
 function D:clear_outage()
   if not self.outage_file or self.outage_shown == false then return end
   os.remove(self.outage_file)   -- (none left by an earlier run: nothing to do)
@@ -569,14 +585,7 @@ local function removal_failed(d, id, err, info)
 end
 
 function D:delivered(e, n)
-  local outage = self.outage
-  if outage and outage.refused then
-    -- the session refusal is over (connect() cleared the other kinds)
-    self.log.info(string.format("delivery: the server accepts mail again after %d s (was: %s)",
-                                math.floor(self.now() - outage.since + 0.5), outage.err))
-    self:clear_outage()
-    self.outage = nil
-  end
+  if self.outage or self.outage_shown ~= false then self:recovered() end
   local sp = self.spool
   local ok, res, err, info = pcall(sp.delivered, sp, e.id, REMOVE_OPTS)
   if not ok then removal_failed(self, e.id, res)
@@ -881,13 +890,10 @@ function W:connected(s)
   -- engine decides) gets no RCPT for a non-ASCII address (RFC 6531 §3.4)
   local info = s.info and s:info() or {}
   self.no_utf8 = info.smtputf8 == false
-  if not (d.outage and d.outage.refused) then d:clear_outage() end
-  if d.outage and not d.outage.refused then
-    d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
-                             math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
-    d.outage = nil
-  elseif not d.outage then
-    local info = s.info and s:info() or {}
+  if d.outage then
+    -- over only once the server answers a message (D:recovered)
+    d.log.debug("delivery: connected during the outage (was: " .. tostring(d.outage.err) .. ")")
+  else
     d.log.debug("delivery: connected to " .. tostring(info.server or "?") .. " ("
                 .. tostring(info.security or "?") .. ")")
   end
@@ -914,6 +920,7 @@ function W:outcome(e, res, err, info)
     self.broke = nil
     self.mails = (self.mails or 0) + 1
     if math_type(res) == "integer" then return d:delivered(e, res) end   -- brief (burst): all took it
+    if d.outage or d.outage_shown ~= false then d:recovered() end
     local accepted = res.accepted
     if not d.verbose and not e.local_refused and accepted and accepted[1] and not (res.rejected and res.rejected[1])
        and not (e.refused and e.refused[1]) then
@@ -972,6 +979,8 @@ function W:outcome(e, res, err, info)
     info.session_refused = true
     return "outage", why, info
   end
+  -- the server answered this message (a 4xx or 5xx of its own): it works
+  if d.outage or d.outage_shown ~= false then d:recovered() end
   local n = (e.attempts or 0) + 1
   if kind == "not_sent" then
     -- decided here (the server's advertised SIZE; no 8BITMIME/SMTPUTF8 and

@@ -196,4 +196,36 @@ is "$FLUSH_RC" 0 "a 552 at the dot for one message of five: flush ends with noth
 is "$(ls "$SPOOL/failed" | grep -c '\.eml$')" 1 "that one is in failed/"
 grep -q "<$((ENQ_SEQ - 3))@test>" "$SPOOL"/failed/*.eml; ok $? "and it is the second one"
 is "$(grep -c '^Subject: msg' "$F_REC")" 5 "the server got each of the five once, on one connection"
+# --- the service against a server that drops every DATA ---------------------------------------
+# Each message breaks the session twice and is then deferred (the rest go on); the server
+# takes connections but no mail, so the outage lasts: said once, never "reachable again"
+# at each retry (nor its record removed and written again).
+SPOOL=$T/spool-svc; export MAILHOOK_SPOOL=$SPOOL
+start_fault F "$(fault_script <<S
+$HELLO
+$TXN
+read
+close
+S
+)" --idle 5 || { echo "Bail out! fault.lua did not start"; exit 1; }
+conf_for "$F" retry_interval=1 retry_max=60
+enqueue 3 >/dev/null
+svc_start
+deferred_all() { [ "$(grep -c 'deferred (attempt 1)' "$T/svc.log")" -ge 3 ]; }
+wait_for 20 deferred_all; ok $? "service: each message breaking the session twice is deferred, the next is tried"
+is "$(grep -c 'server unreachable' "$T/svc.log")" 1 "the outage is said once ($(grep -c 'delivery: server' "$T/svc.log") lines)"
+unlike "$(cat "$T/svc.log")" "reachable again" "a connection that takes no mail does not end it"
+[ -s "$SPOOL/outage" ]; ok $? "its record stays"
+is "$(ls "$SPOOL/pickup" | grep -c '\.eml$')" 3 "all three stay queued"
+svc_stop; is $? 0 "stopped"
+stop_peer F
+
+# a working server (a new service: the record left by the last one goes at its first delivery)
+peer_start "$(free_port)" "$T/peer-svc"
+conf_for "$PEER" retry_interval=1 retry_max=1
+svc_start
+wait_for 20 pickup_empty; ok $? "a working server: the queue drains"
+is "$(received_count "$T/peer-svc")" 3 "each message once"
+[ ! -e "$SPOOL/outage" ]; ok $? "and its record removed"
+svc_stop
 done_testing
