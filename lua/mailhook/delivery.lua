@@ -439,8 +439,9 @@ function D:fail(e, reason, reply, how)
   spool_news(self, e.id, "fail", nil)
   self.stats.failed = self.stats.failed + 1
   self:changed("failed", e, reply or reason)
+  -- the reply once: a reason that quotes it already is not followed by it again
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
-                .. (reply and (" (" .. reply .. ")") or ""))
+                .. ((reply and not reason:find(reply, 1, true)) and (" (" .. reply .. ")") or ""))
   maillog.outcome(self, e, "failed", reply or reason)
   local refused, to = {}, {}
   for _, r in ipairs(e.refused or {}) do refused[#refused + 1] = r end

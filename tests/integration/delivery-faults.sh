@@ -195,6 +195,8 @@ S
 is "$FLUSH_RC" 0 "a 552 at the dot for one message of five: flush ends with nothing queued"
 is "$(ls "$SPOOL/failed" | grep -c '\.eml$')" 1 "that one is in failed/"
 grep -q "<$((ENQ_SEQ - 3))@test>" "$SPOOL"/failed/*.eml; ok $? "and it is the second one"
+is "$(printf '%s\n' "$FLUSH_OUT" | grep 'moved to failed/' | grep -o '552 5.3.4 message too big' | wc -l)" 1 \
+   "the log line gives the reply once"
 is "$(grep -c '^Subject: msg' "$F_REC")" 5 "the server got each of the five once, on one connection"
 # --- the service against a server that drops every DATA ---------------------------------------
 # Each message breaks the session twice and is then deferred (the rest go on); the server
