@@ -53,6 +53,7 @@ M.STUCK_AFTER = 600    -- emit `queue_stuck` once an outage lasts this long
 -- a server stalling on the final dot would otherwise hold the stop for data_timeout
 -- (600 s) and systemd would SIGKILL the service, a failed stop.
 M.STOP_GRACE = 90
+M.REFUSED_EXTRA = 2     -- first wait of a connection refused as one too many (W:outage)
 M.BATCH = 1000         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
 
 -- backoff(attempts, base, cap [, random]) -> seconds before the next attempt of
@@ -171,6 +172,7 @@ function M.new(opts)
     kicked = false,
     stopping = false,
     outage = nil,                       -- {err =, since =, stuck =} while the server is unreachable
+    outage_file = opts.outage_file,     -- SPOOL/outage: the outage as `mailhook queue` shows it (M.record_outage)
     stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0 },
     unsynced = 0,                       -- records (or removals) not yet covered by an fsync
     syncing = nil,                      -- the task running that fsync, if any
@@ -277,6 +279,45 @@ function D:stop()
       end
     end
   end)
+end
+
+-- The outage as the spool keeps it (SPOOL/outage, opts.outage_file): "since
+-- UNIX" and "error STAGE: ERR" lines, written when it starts or its error
+-- changes, removed once a session works again.  Only the message an attempt
+-- was for records the reason in its own state (W:outage); this file is what
+-- `mailhook queue` and mailq show for every other waiting message, also when
+-- no service runs (a `mailhook flush` or `sendmail -q` found the server down).
+function D:record_outage(now, why)
+  if not self.outage_file or self.outage_shown == why then return end
+  local since = self.outage and self.outage.since or now
+  local ok, res, err = pcall(require("mailhook.core").fsutil.write_atomic, self.outage_file,
+    string.format("since %d\nerror %s\n", math.floor(since), (why:gsub("%c", " "))), 384, { sync = false })
+  if not (ok and res) then
+    self.log.warn("delivery: cannot write " .. self.outage_file .. ": " .. tostring(ok and err or res))
+  end
+  self.outage_shown = why
+end
+
+-- A server answered a message: an outage (a refusal of the session included)
+-- is over, and SPOOL/outage goes.  Not at connect: a server that takes the
+-- connection and drops it in every DATA would else be "reachable again" and
+-- "unreachable" at every retry, two lines each time, and the record would
+-- come and go.
+function D:recovered()
+  local outage = self.outage
+  if outage then
+    self.log.info(string.format(outage.refused and "delivery: the server accepts mail again after %d s (was: %s)"
+                                or "delivery: server reachable again after %d s (was: %s)",
+                                math.floor(self.now() - outage.since + 0.5), outage.err))
+    self.outage = nil
+  end
+  self:clear_outage()
+end
+
+function D:clear_outage()
+  if not self.outage_file or self.outage_shown == false then return end
+  os.remove(self.outage_file)   -- (none left by an earlier run: nothing to do)
+  self.outage_shown = false
 end
 
 -- Any worker still in an outage?
@@ -398,8 +439,9 @@ function D:fail(e, reason, reply, how)
   spool_news(self, e.id, "fail", nil)
   self.stats.failed = self.stats.failed + 1
   self:changed("failed", e, reply or reason)
+  -- the reply once: a reason that quotes it already is not followed by it again
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
-                .. (reply and (" (" .. reply .. ")") or ""))
+                .. ((reply and not reason:find(reply, 1, true)) and (" (" .. reply .. ")") or ""))
   maillog.outcome(self, e, "failed", reply or reason)
   local refused, to = {}, {}
   for _, r in ipairs(e.refused or {}) do refused[#refused + 1] = r end
@@ -544,13 +586,7 @@ local function removal_failed(d, id, err, info)
 end
 
 function D:delivered(e, n)
-  local outage = self.outage
-  if outage and outage.refused then
-    -- the session refusal is over (connect() cleared the other kinds)
-    self.log.info(string.format("delivery: the server accepts mail again after %d s (was: %s)",
-                                math.floor(self.now() - outage.since + 0.5), outage.err))
-    self.outage = nil
-  end
+  if self.outage or self.outage_shown ~= false then self:recovered() end
   local sp = self.spool
   local ok, res, err, info = pcall(sp.delivered, sp, e.id, REMOVE_OPTS)
   if not ok then removal_failed(self, e.id, res)
@@ -736,20 +772,27 @@ function W:outage(err, info, e)
     -- a 4xx greeting (421 "too many concurrent connections": Exim's
     -- smtp_accept_max and smtp_accept_max_per_host, Postfix's
     -- smtpd_client_connection_count_limit) while another connection of ours
-    -- delivers: the server limits how many it takes at once; no outage.  This
-    -- connection waits (a flush pass ends it), the others go on.
+    -- delivers: the server limits how many it takes at once; no outage.  The
+    -- others go on; this one tries again soon (REFUSED_EXTRA, doubling up to
+    -- retry_interval), as a slot may free any moment (another client's
+    -- connection ends): waiting retry_interval would drain the queue at one
+    -- connection meanwhile.  A server whose limit stays costs a 421 every
+    -- retry_interval, as before, after a few quicker ones.  A flush pass ends it.
+    local interval = d:cfgn("retry_interval", 30)
+    self.extra_refusals = (self.extra_refusals or 0) + 1
+    local again = M.backoff(self.extra_refusals, math.min(M.REFUSED_EXTRA, interval), interval, d.random)
     if self.refused_extra ~= err then
       self.refused_extra = err
       d.log.info(string.format("delivery[%d]: the server refuses one more connection (%s); another "
-                               .. "connection delivers, this one tries again in %s s", self.i, err,
-                               d:cfgn("retry_interval", 30)))
+                               .. "connection delivers, this one tries again in %.0f s, then less often "
+                               .. "(at most every %g s)", self.i, err, again, interval))
     end
     self:enter("waiting-retry", err)
     if d.once then return "stop" end
-    self:wait(d:cfgn("retry_interval", 30))
+    self:wait(again)
     return
   end
-  self.refused_extra = nil
+  self.refused_extra, self.extra_refusals = nil, nil
   d:changed("outage", self, err, info)
   if e and e.id then
     local why = (info and info.stage and (info.stage .. ": ") or "") .. tostring(err)
@@ -774,6 +817,7 @@ function W:outage(err, info, e)
   local what = info and info.session_refused and "server refuses mail on this session"
                or auth_refused(info) and "server refuses the login" or "server unreachable"
   if d.outage then d.outage.refused = info and info.session_refused end
+  d:record_outage(now, (info and info.stage and (info.stage .. ": ") or "") .. tostring(err))
   if not d.outage then
     d.outage = { err = err, since = now, refused = info and info.session_refused }
     d.log.warn(string.format("delivery: %s (%s%s); the queue waits, %s", what,
@@ -842,16 +886,15 @@ function W:connected(s)
   self.relay = maillog.relay(s)
   self.key = self:server_key()
   d.auth_refusals = nil   -- logged in (or no login asked): the usual pace again
+  self.extra_refusals = nil   -- a later refusal as one connection too many starts quick again
   -- a server that says it has no SMTPUTF8 (a session that does not say: the
   -- engine decides) gets no RCPT for a non-ASCII address (RFC 6531 §3.4)
   local info = s.info and s:info() or {}
   self.no_utf8 = info.smtputf8 == false
-  if d.outage and not d.outage.refused then
-    d.log.info(string.format("delivery: server reachable again after %d s (was: %s)",
-                             math.floor(d.now() - d.outage.since + 0.5), d.outage.err))
-    d.outage = nil
-  elseif not d.outage then
-    local info = s.info and s:info() or {}
+  if d.outage then
+    -- over only once the server answers a message (D:recovered)
+    d.log.debug("delivery: connected during the outage (was: " .. tostring(d.outage.err) .. ")")
+  else
     d.log.debug("delivery: connected to " .. tostring(info.server or "?") .. " ("
                 .. tostring(info.security or "?") .. ")")
   end
@@ -878,6 +921,7 @@ function W:outcome(e, res, err, info)
     self.broke = nil
     self.mails = (self.mails or 0) + 1
     if math_type(res) == "integer" then return d:delivered(e, res) end   -- brief (burst): all took it
+    if d.outage or d.outage_shown ~= false then d:recovered() end
     local accepted = res.accepted
     if not d.verbose and not e.local_refused and accepted and accepted[1] and not (res.rejected and res.rejected[1])
        and not (e.refused and e.refused[1]) then
@@ -936,6 +980,8 @@ function W:outcome(e, res, err, info)
     info.session_refused = true
     return "outage", why, info
   end
+  -- the server answered this message (a 4xx or 5xx of its own): it works
+  if d.outage or d.outage_shown ~= false then d:recovered() end
   local n = (e.attempts or 0) + 1
   if kind == "not_sent" then
     -- decided here (the server's advertised SIZE; no 8BITMIME/SMTPUTF8 and

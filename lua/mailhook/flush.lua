@@ -88,7 +88,7 @@ function M.run(opts)
   end
   if locked then
     local d = require("mailhook.delivery").new{ spool = sp, cfg = cfg, once = true, connect = opts.connect, ready = opts.ready,
-                     emit = opts.emit, connections = cfg.connections }
+                     emit = opts.emit, connections = cfg.connections, outage_file = dir .. "/outage" }
     local done_task = true
     local ticker = mh.spawn(function()
       while done_task do

@@ -7,6 +7,7 @@
 --   (entries of list and show: uid, the submitter, and its login when known)
 --   mh.queue.remove(id) -> true | nil, err, info
 --   mh.queue.retry(id)  -> true | nil, err, info     -- failed/ back to pickup/, due now
+--   mh.queue.outage() -> {since =, error =} | nil   -- the server outage every waiting message waits on
 --   mh.queue.flush(opts) -> summary | nil, err, summary   -- mailhook.flush (waits)
 local spool = require "mailhook.spool"
 local core = require "mailhook.core"
@@ -44,6 +45,18 @@ function M.list(which)
   if not sp then error(err, 2) end
   local it, logins = sp:list(which), {}
   return function() return with_login(it(), logins) end
+end
+
+-- outage([dir]) -> {since =, error =} | nil: the outage the last deliverer of
+-- the spool met and has not seen end (SPOOL/outage, written by
+-- mailhook.delivery, a running service or a `flush`): why every waiting
+-- message waits, not only the one that was tried.
+function M.outage(dir)
+  local text = core.fsutil.read((dir or core.paths.spool) .. "/outage")
+  local since = text and tonumber(text:match("^since (%d+)\n"))
+  local err = text and text:match("\nerror ([^\n]*)")
+  if not (since and err) then return nil end
+  return { since = since, error = err }
 end
 
 -- An id as a message shows it: control bytes escaped, a long one cut.

@@ -5,7 +5,7 @@ mismatched multi-line replies, one byte per second, 421 in the middle of DATA, a
 stall after the greeting, a TLS version refused).  Debian's LuaSocket (lua-socket)
 carries the connections, LuaSec (lua-sec) the TLS steps.  Run it with lua5.4.
 
-    fault.lua --script FILE [--port 0] [--record FILE] [--cert C --key K] [--idle S] [--once]
+    fault.lua --script FILE [--port 0] [--record FILE] [--cert C --key K] [--idle S] [--once] [--max N]
 
 Every connection runs the script from the top, each in its own coroutine (one
 process serves any number at once).  Script lines (# starts a comment):
@@ -37,7 +37,9 @@ goes to FILE.N), after TLS the decrypted bytes, written at once so a test can
 inspect the wire: dot-stuffing, CRLF only, what was sent after a refusal.
 stdout, flushed line by line: "PORT n" once listening, then "CONNECT n",
 "EXPECT-FAIL n LINENO got '...'", "TLS-FAIL n REASON", "END n REASON" per
-connection.  SIGTERM ends it.
+connection.  --max N: a connection while N are open gets "421 4.7.0 too many
+connections" at once and is closed (Exim's smtp_accept_max), "REFUSED n" on stdout.
+SIGTERM ends it.
 ]]
 local socket = require "socket"
 
@@ -310,7 +312,7 @@ do
     elseif a:match("^%-%-") and argv[i + 1] then
       o[a:sub(3)] = argv[i + 1]
       i = i + 1
-    else die("usage: fault.lua --script FILE [--port 0] [--record FILE] [--cert C --key K] [--idle S] [--once]")
+    else die("usage: fault.lua --script FILE [--port 0] [--record FILE] [--cert C --key K] [--idle S] [--once] [--max N]")
     end
     i = i + 1
   end
@@ -327,7 +329,8 @@ server:settimeout(0)
 local _, bound_port = server:getsockname()
 say("PORT", bound_port)
 
-local n = 0
+local n, open = 0, 0
+o.max = tonumber(o.max)
 while true do
   -- what every coroutine waits for, and the soonest deadline
   local recvt, sendt, soonest = { server }, {}, nil
@@ -346,7 +349,15 @@ while true do
       sock:settimeout(0)
       sock:setoption("tcp-nodelay", true)
       n = n + 1
-      local co = coroutine.create(serve)
+    end
+    if sock and o.max and open >= o.max then
+      -- over the limit: refused at the greeting, as Exim's smtp_accept_max does
+      sock:send("421 4.7.0 too many connections\r\n")
+      sock:close()
+      say("REFUSED", n)
+    elseif sock then
+      open = open + 1
+      local co = coroutine.create(function(...) serve(...); open = open - 1 end)
       resume(co, sock, n, steps, o)
       if o.once then
         -- one connection: serve it to its end, then exit

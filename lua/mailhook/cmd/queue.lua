@@ -44,7 +44,7 @@ end
 -- One entry as JSON: through mailhook.json like every --json of the CLI, so a
 -- drop-in's file name or a server's reply holding bytes that are not UTF-8
 -- still makes valid JSON (U+FFFD), keys sorted.
-local function json_entry(e)
+local function json_entry(e, waits)
   local refused = json.array()
   for i, r in ipairs(e.refused or {}) do refused[i] = { rcpt = r.rcpt, reply = r.reply } end
   return json.encode {
@@ -53,6 +53,7 @@ local function json_entry(e)
     to = json.array(e.to or {}), done = json.array(e.done or {}), refused = refused,
     last_reply = e.last_reply, reason = e.reason, failed_at = e.failed_at,
     uid = e.uid and math.tointeger(e.uid), login = e.login,
+    outage = e.state ~= "failed" and waits or nil,   -- the server outage it waits on (SPOOL/outage)
   }
 end
 
@@ -73,16 +74,20 @@ local function list(json)
   local sp, serr = queue.spool()
   if not sp then return args.fail("queue", serr, 1) end
   if json then out:write("[") end
+  -- the server outage met by the last deliverer: the reason of every waiting
+  -- message that has no reply of its own (only the one tried got one)
+  local outage = queue.outage()
+  local waits = outage and ("outage: " .. outage.error)
   for e in queue.list() do
     n = n + 1
     if json then
-      out:write(n > 1 and ",\n" or "\n", json_entry(e))
+      out:write(n > 1 and ",\n" or "\n", json_entry(e, outage and outage.error))
     else
       if n == 1 then
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
                                 "NEXT", "LAST REPLY", "USER", "RECIPIENTS"))
       end
-      local reply = vis(e.reason or e.last_reply or ""):sub(1, 30)
+      local reply = vis(e.reason or e.last_reply or (e.state ~= "failed" and waits) or ""):sub(1, 30)
       -- pending recipients, then those refused for good (never sent to again)
       local rcpts = table.concat(e.to, ",")
       local refused = {}
@@ -93,7 +98,11 @@ local function list(json)
     end
   end
   if json then out:write(n > 0 and "\n]\n" or "]\n")
-  elseif n == 0 then out:write("queue is empty\n") end
+  elseif n == 0 then out:write("queue is empty\n")
+  elseif outage then
+    out:write(string.format("delivery suspended since %s (%s ago): %s\n", iso(outage.since),
+                            age(now - outage.since), vis(outage.error)))
+  end
   return 0
 end
 

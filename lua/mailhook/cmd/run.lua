@@ -60,6 +60,7 @@ return function(...)
   local worker = start_rules(files, cfg)
 
   local d = delivery.new{ spool = sp, cfg = cfg, connections = connections or cfg.connections,
+                          outage_file = dir .. "/outage",
                           emit = function(event, fields) return worker:emit(event, fields) end }
   d.on_flushed = function(_, ferr)
     local ok, werr = flush.write_done(dir, flush.count(sp), ferr)

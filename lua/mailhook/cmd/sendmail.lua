@@ -268,6 +268,10 @@ local function mailq()
     if o and type(o.error) == "string" then
       outage = "delivery temporarily suspended: " .. (type(o.stage) == "string" and (o.stage .. ": ") or "") .. o.error
     end
+    -- no service, or none in an outage: the one the last deliverer (a flush,
+    -- sendmail -q) met and has not seen end
+    local last = not outage and queue.outage()
+    if last then outage = "delivery temporarily suspended: " .. last.error end
   end
   local ok, lerr = pcall(function()
     for e in queue.list() do
