@@ -238,6 +238,20 @@ static lua_Number opt_in(lua_State *L, const char *key, lua_Number def, lua_Numb
   return v;
 }
 
+/* An option that must also be at least min (above 0 when min is 0): 0 for
+** max_conns, rate or burst refuses every request, for req_timeout times every
+** one out.  The error names the option and the value given (one message
+** naming all four left the caller to guess which). */
+static lua_Number opt_positive(lua_State *L, const char *key, lua_Number def, lua_Number min, lua_Number hi,
+                               const char *expected) {
+  lua_Number v = opt_num(L, key, def);
+  if (!((min > 0 ? v >= min : v > 0) && v <= hi)) {     /* NaN fails too */
+    lua_getfield(L, 1, key);
+    mh_l_field_error(L, -1, "http.listen", key, expected);
+  }
+  return v;
+}
+
 /* listen{...} -> server | nil, message, info */
 static int l_listen(lua_State *L) {
   char err[600];
@@ -260,14 +274,12 @@ static int l_listen(lua_State *L) {
   }
   p.max_body = (size_t)opt_in(L, "max_body", 64 * 1024, 0, 1ull << 40);
   p.max_head = (size_t)opt_in(L, "max_head", 8 * 1024, 0, 1 << 30);
-  p.max_conns = (unsigned)opt_in(L, "max_conns", 32, 0, 1 << 20);
-  p.rate = opt_in(L, "rate", 20, 0, 1e9);
-  p.burst = opt_in(L, "burst", 100, 0, 1e9);
-  p.req_timeout_ms = (unsigned)(opt_in(L, "req_timeout", 10, 0, 86400) * 1000);
+  p.max_conns = (unsigned)opt_positive(L, "max_conns", 32, 1, 1 << 20, "1 up to 1048576");
+  p.rate = opt_positive(L, "rate", 20, 0, 1e9, "above 0 up to 1e9 (requests a second)");
+  p.burst = opt_positive(L, "burst", 100, 1, 1e9, "1 up to 1e9");
+  p.req_timeout_ms = (unsigned)(opt_positive(L, "req_timeout", 10, 0.001, 86400, "0.001 up to 86400 (seconds)") * 1000);
   p.stall_ms = (unsigned)(opt_in(L, "stall", 30, 0, 86400) * 1000);
   p.max_stream_buffer = (size_t)opt_in(L, "max_stream_buffer", 1 << 20, 0, 1ull << 40);
-  if (!(p.max_conns > 0 && p.rate > 0 && p.burst >= 1 && p.req_timeout_ms > 0))
-    luaL_error(L, "http.listen: max_conns, rate, burst and req_timeout must be positive");
   su = (server_ud *)lua_newuserdatauv(L, sizeof *su, 0);
   memset(su, 0, sizeof *su);
   su->handler_ref = LUA_NOREF;
