@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -104,6 +105,7 @@ struct mh_http_server {
   int sweep_closed;             /* uv_close(sweep) was called */
   mh_http_params p;
   char host[INET6_ADDRSTRLEN];  /* what p.host pointed to (the caller's string may go) */
+  char json_prefix[64];         /* what p.json_prefix pointed to ("": none) */
   int port;                     /* the bound port */
   conn *conns;                  /* open connections */
   double tokens;                /* the rate limit's bucket */
@@ -304,25 +306,75 @@ static void answer_queued(conn *c) {
   }
 }
 
-/* This file's own answers (limits, refusals, shutdown): text with the
-** console's security headers (a browser renders nothing active from them);
-** the connection ends after it. */
-static void answer_plain(conn *c, int head_only, int status, const char *retry_after, const char *text) {
-  mh_http_header h[7] = { { "Content-Type", "text/plain; charset=utf-8" },
+/* Whether req (whole, or the part read before it was refused: maybe no path
+** yet) is for a path under the server's json_prefix.  The decoded path when
+** the parser got that far, else the target as sent in the request line (a
+** head too large, a malformed line after the target). */
+static int wants_json(const mh_http_server *s, const mh_hp_req *req) {
+  size_t n = strlen(s->json_prefix), i = 0, end;
+  const char *t;
+  if (!n || !req) return 0;
+  if (req->path) return req->path_len >= n && memcmp(req->path, s->json_prefix, n) == 0;
+  if (!req->head) return 0;
+  while (i < req->head_len && req->head[i] != ' ' && req->head[i] != '\r') i++;
+  if (i >= req->head_len || req->head[i] != ' ') return 0;
+  t = req->head + ++i;
+  for (end = i; end < req->head_len && req->head[end] != ' ' && req->head[end] != '\r'; end++) {}
+  if (end - i > 7 && strncasecmp(t, "http://", 7) == 0) {     /* absolute form: skip the authority */
+    const char *slash = memchr(t + 7, '/', end - i - 7);
+    if (!slash) return 0;
+    i += (size_t)(slash - t);
+    t = slash;
+  }
+  return end - i >= n && memcmp(t, s->json_prefix, n) == 0;
+}
+
+/* The body of this file's own answers to a JSON path: {"ok":false,"error":
+** TEXT} and a newline, as the console's own errors (one shape for curl | jq
+** and the page); text without its final newline, escaped. */
+static void json_error(sbuf *b, const char *text) {
+  static const char hex[] = "0123456789abcdef";
+  size_t len = strlen(text);
+  if (len && text[len - 1] == '\n') len--;
+  sb_str(b, "{\"ok\":false,\"error\":\"");
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)text[i];
+    if (ch == '"' || ch == '\\') {
+      char esc[2] = { '\\', (char)ch };
+      sb_add(b, esc, 2);
+    } else if (ch < 0x20 || ch == 0x7f) {
+      char esc[6] = { '\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15] };
+      sb_add(b, esc, 6);
+    } else {
+      sb_add(b, (const char *)&ch, 1);
+    }
+  }
+  sb_str(b, "\"}\n");
+}
+
+/* This file's own answers (limits, refusals, shutdown) to req (NULL when
+** none was read): with the console's security headers (a browser renders
+** nothing active from them), JSON to a path under json_prefix (wants_json),
+** else text; the connection ends after it. */
+static void answer_own(conn *c, const mh_hp_req *req, int head_only, int status, const char *retry_after,
+                         const char *text) {
+  int json = wants_json(c->s, req);
+  mh_http_header h[7] = { { "Content-Type", json ? "application/json" : "text/plain; charset=utf-8" },
                           { "Cache-Control", "no-store" },
                           { "X-Content-Type-Options", "nosniff" },
                           { "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'" },
                           { "X-Frame-Options", "DENY" },
                           { "Referrer-Policy", "no-referrer" },
                           { "Retry-After", retry_after } };
-  sbuf b = { 0 };
-  size_t len = strlen(text);
+  sbuf body = { 0 }, b = { 0 };
+  if (json) json_error(&body, text); else sb_str(&body, text);
   c->keep = 0;
-  build_head(&b, status, h, retry_after ? 7 : 6, 0, len, 0, 1);
-  if (!head_only) sb_add(&b, text, len);
-  if (b.oom) { free(b.p); close_conn(c); return; }
+  build_head(&b, status, h, retry_after ? 7 : 6, 0, body.len, 0, 1);
+  if (!head_only) sb_add(&b, body.p, body.len);
+  if (b.oom || body.oom) { free(b.p); free(body.p); close_conn(c); return; }
   put(c, b.p, b.len);
   free(b.p);
+  free(body.p);
 }
 
 /* ------------------------------------------------------------- requests */
@@ -480,13 +532,13 @@ static void dispatch(conn *c, mh_hp_req *hp) {
   c->keep = hp->keep_alive;
   if (s->st.connections > s->p.max_conns || !take_token(s)) {
     s->st.limited++;
-    answer_plain(c, hp->is_head, 429, "1", "too many requests: try again in a second\n");
+    answer_own(c, hp, hp->is_head, 429, "1", "too many requests: try again in a second\n");
     mh_hp_req_free(hp);
     linger(c);
     return;
   }
   if (!(r = calloc(1, sizeof *r))) {
-    answer_plain(c, hp->is_head, 503, "1", "out of memory\n");
+    answer_own(c, hp, hp->is_head, 503, "1", "out of memory\n");
     mh_hp_req_free(hp);
     linger(c);
     return;
@@ -519,7 +571,7 @@ static void process(conn *c) {
       char text[160];
       c->s->st.malformed++;
       snprintf(text, sizeof text, "bad request: %s\n", c->hp.why);
-      answer_plain(c, 0, c->hp.status, NULL, text);
+      answer_own(c, c->hp.req, 0, c->hp.status, NULL, text);
       mh_hp_reset(&c->hp);
       linger(c);
     }
@@ -630,7 +682,7 @@ static void on_sweep(uv_timer_t *t) {
     if (s->closing && now >= s->close_by) { close_conn(c); continue; }
     if (c->phase == C_READ && c->deadline && now >= c->deadline) {
       if (mh_hp_started(&c->hp) || c->in_len) {   /* a request under way: say why it ends */
-        answer_plain(c, 0, 408, NULL, "the request did not arrive in time\n");
+        answer_own(c, c->hp.req, 0, 408, NULL, "the request did not arrive in time\n");
         mh_hp_reset(&c->hp);
         linger(c);
       } else {
@@ -698,6 +750,13 @@ static int h_listen(uv_loop_t *loop, const mh_http_params *p, mh_http_server **o
   s->p = *p;
   snprintf(s->host, sizeof s->host, "%s", p->host);
   s->p.host = s->host;
+  if (p->json_prefix && strlen(p->json_prefix) >= sizeof s->json_prefix) {
+    free(s);
+    snprintf(err, errlen, "json_prefix '%.40s...' is over %zu bytes", p->json_prefix, sizeof s->json_prefix - 1);
+    return UV_EINVAL;
+  }
+  snprintf(s->json_prefix, sizeof s->json_prefix, "%s", p->json_prefix ? p->json_prefix : "");
+  s->p.json_prefix = s->json_prefix;
   s->tokens = p->burst;
   s->tokens_at = uv_now(loop);
 
@@ -763,7 +822,7 @@ static void h_close(mh_http_server *s, void (*done)(void *ud), void *ud) {
       c->keep = 0;
       if (!r->answered) {
         r->answered = 1;
-        answer_plain(c, r->hp->is_head, 503, NULL, "the service is stopping\n");
+        answer_own(c, r->hp, r->hp->is_head, 503, NULL, "the service is stopping\n");
         if (!c->closing) answer_queued(c);
       } else if (r->streaming && !r->ended) {
         h_end(r);

@@ -53,6 +53,10 @@ typedef struct {
   unsigned stall_ms;            /* a response write without progress for this long
                                    (a client that stopped reading) drops the connection */
   size_t max_stream_buffer;     /* bytes a stream may have unsent before it is dropped */
+  const char *json_prefix;      /* this file's own answers (400, 408, 411, 413, 429, 431,
+                                   503...) to a path starting with it ("/api/", copied)
+                                   are JSON {"ok":false,"error":"..."}, the shape of the
+                                   caller's own errors; other paths, or NULL: text */
   /* A complete request (head and body) passed every limit: the callee owns one
   ** reference to r (release it when done) and answers now or later. */
   void (*on_request)(void *ud, mh_http_req *r);

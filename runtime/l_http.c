@@ -6,7 +6,9 @@
 **
 **   local srv, err = core.http.listen{host = "127.0.0.1", port = 8025,
 **       max_body =, max_head =, max_conns =, rate =, burst =, req_timeout =, stall =,
-**       max_stream_buffer =, handler = function(req) ... end}
+**       max_stream_buffer =, json_prefix = "/api/", handler = function(req) ... end}
+**   (json_prefix: the server's own errors, 400 413 429 431..., to paths under it
+**   are JSON {"ok":false,"error":"..."}, as the console's handlers answer)
 **   srv:address() -> host, port      srv:stats() -> {connections=, requests=, limited=, malformed=, ...}
 **   srv:close()                      -- waits until every connection is closed
 **   req:method() req:path() req:query() req:header(lc_name) req:body() req:peer()
@@ -267,6 +269,8 @@ static int l_listen(lua_State *L) {
   host = mh_l_optfield_string(L, -1, "http.listen", "host", "127.0.0.1");
   memset(&p, 0, sizeof p);
   p.host = host;
+  lua_getfield(L, 1, "json_prefix");
+  p.json_prefix = mh_l_optfield_cstring(L, -1, "http.listen", "json_prefix", 63, NULL);
   {
     lua_Number port = opt_num(L, "port", 0);
     if (!(port >= 0 && port <= 65535)) luaL_error(L, "http.listen: port must be 0-65535");

@@ -36,7 +36,9 @@ local M = {}
 
 -- Limits of the HTTP layer (runtime/http.c), seconds and bytes.
 M.LIMITS = { max_body = 64 * 1024, max_head = 8 * 1024, max_conns = 32, rate = 20, burst = 100,
-             req_timeout = 10, stall = 30, max_stream_buffer = 1024 * 1024 }
+             req_timeout = 10, stall = 30, max_stream_buffer = 1024 * 1024,
+             -- the HTTP layer's own errors (413, 431, 429...) to the API: JSON, the shape of M:fail
+             json_prefix = "/api/" }
 M.SESSION_IDLE = 30 * 60          -- a session unused this long is gone
 M.SESSION_MAX = 12 * 3600         -- and none lives longer than this
 M.SESSIONS = 16                   -- at most this many at once (the oldest goes)

@@ -12,7 +12,10 @@ uses it, against a running `mailhook run` (tests/integration/console-api-shapes.
     chains on it); a malformed version is a 400 naming it;
  4. malformed bodies (syntax, types, unknown fields, duplicate keys, invalid
     UTF-8, huge): a 4xx naming the field, never a 500, and the settings file
-    untouched.
+    untouched;
+ 5. the HTTP layer's own errors (400, 411, 413, 431, 505...) to /api/ have
+    the console's shape ({"ok": false, "error": ...}, application/json); to
+    a page they stay text.
 
 Usage: api_shapes.py BASE_URL TOKEN CONF SERVICE_PID PEER_PORT DEAD_PORT
 """
@@ -21,6 +24,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -326,6 +330,78 @@ for _ in range(10):
     c.close()
 dt = time.monotonic() - t0
 ok(r.status == 401 and dt < 1.0, "10 requests with a 7 KB blank cookie: 401, answered in %.2f s" % dt)
+
+# ------------------------------------- 5. the HTTP layer's own errors to /api/
+
+H = ("Host: %s:%d\r\n" % (HOST, PORT)).encode()
+
+
+def exchange(data):
+    """data sent as it is on a new connection -> (status, headers {lower: value}, body), read to the
+    connection's end (the HTTP layer closes it after its own answers)."""
+    sk = socket.create_connection((HOST, PORT), timeout=30)
+    sk.sendall(data)
+    out = b""
+    try:
+        while True:
+            b = sk.recv(65536)
+            if not b:
+                break
+            out += b
+    except (ConnectionResetError, socket.timeout):
+        pass
+    sk.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/1\.1 (\d+)", lines[0])
+    hdrs = dict((k.strip().lower(), v.strip()) for k, _, v in (l.partition(":") for l in lines[1:]))
+    return (int(m.group(1)) if m else 0), hdrs, body.decode("utf-8", "replace")
+
+
+def json_error_of(hdrs, body):
+    """The error of an answer shaped as the console's ({"ok": false, "error": "..."}), or None."""
+    if hdrs.get("content-type") != "application/json":
+        return None
+    try:
+        d = json.loads(body)
+    except ValueError:
+        return None
+    return d.get("error") if d.get("ok") is False and isinstance(d.get("error"), str) and len(d) == 2 else None
+
+
+POST = b"POST /api/settings HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\n"
+LAYER = [
+    # (description, request bytes, status, text the error holds)
+    ("a body over max_body", POST + b"Content-Length: 999999\r\n\r\n", 413, "request body too large"),
+    ("a chunked body", POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411, "Content-Length"),
+    ("another Transfer-Encoding", POST + b"Transfer-Encoding: gzip\r\n\r\n", 501, "Transfer-Encoding"),
+    ("a head over max_head", b"GET /api/status HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
+     "request head too large"),
+    ("a URL over max_head (no path parsed)", b"GET /api/queue?" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n", 431,
+     "request head too large"),
+    ("a malformed request line", b"GET /api/status HTTP/1.1 x\r\n" + H + b"\r\n", 400, "malformed request line"),
+    ("an absolute-form target, HTTP/2.0", b"GET http://%s:%d/api/status HTTP/2.0\r\n\r\n" % (HOST.encode(), PORT), 505,
+     "HTTP/1.0 and HTTP/1.1 only"),
+    ("a bare LF", b"GET /api/status HTTP/1.1\n" + H + b"\r\n", 400, "bare LF"),
+    ("two Content-Length", POST + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400, "Content-Length"),
+    ("an Expect it does not know", POST + b"Content-Length: 2\r\nExpect: magic\r\n\r\n{}", 417, "Expect"),
+]
+for desc, data, want, text in LAYER:
+    st, hdrs, body = exchange(data)
+    err = json_error_of(hdrs, body)
+    ok(st == want and err is not None and text in err,
+       "/api/ and %s: %d as JSON {\"ok\": false, \"error\": ...} (application/json), as the console's own errors"
+       % (desc, want), "%d %r %r" % (st, hdrs.get("content-type"), body[:300]))
+    ok(hdrs.get("x-content-type-options") == "nosniff" and "no-store" in hdrs.get("cache-control", ""),
+       "  with nosniff and no-store")
+# other paths keep the text the HTTP layer always answered
+st, hdrs, body = exchange(b"GET /login HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n")
+ok(st == 431 and hdrs.get("content-type", "").startswith("text/plain") and "request head too large" in body,
+   "a page (/login), a head over max_head: 431 as text", "%d %r %r" % (st, hdrs.get("content-type"), body[:200]))
+# a HEAD gets the head only, JSON or not
+st, hdrs, body = exchange(b"HEAD /api/status HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n")
+ok(st == 431 and hdrs.get("content-type") == "application/json" and int(hdrs.get("content-length", -1)) > 0,
+   "HEAD /api/status, a head over max_head: 431, application/json, its length", "%d %r" % (st, hdrs))
 
 st, d, raw = get("/api/status")
 is_(st, 200, "the service still answers")

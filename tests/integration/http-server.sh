@@ -218,6 +218,14 @@ c = Conn()
 c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
 a = c.answer()
 ok(a and a[0] == 408 and c.ended(), "half a request: 408 at the deadline, then closed", a)
+ok(a and a[1].get("content-type", "").startswith("text/plain"), "  as text (a path outside json_prefix)", a)
+c.close()
+c = Conn()
+c.send(b"GET /api/echo HTTP/1.1\r\nHost: x\r\n")
+a = c.answer()
+ok(a and a[0] == 408 and a[1].get("content-type") == "application/json" and
+   a[2] == b'{"ok":false,"error":"the request did not arrive in time"}\n',
+   "half a request under json_prefix: 408 as JSON {\"ok\":false,\"error\":...}", a)
 c.close()
 c = Conn()
 c.send(req("/echo"))
@@ -243,7 +251,7 @@ r0 = int(stats()["requests"])
 held = []
 for i in range(2):
     h = Conn()
-    h.send(req("/hold"))
+    h.send(req(("/hold", "/api/hold")[i]))
     held.append(h)
 ok(wait_until(lambda: int(stats().get("requests", 0)) >= r0 + 3), "two requests held open")
 tick = Conn()
@@ -255,6 +263,12 @@ c = Conn()
 c.send(req("/echo"))
 a = c.answer()
 ok(a and a[0] == 429 and "retry-after" in a[1], "a fifth connection: 429 with Retry-After", a)
+c.close()
+c = Conn()
+c.send(req("/api/echo"))
+a = c.answer()
+ok(a and a[0] == 429 and a[1].get("content-type") == "application/json" and a[2].startswith(b'{"ok":false,"error":"too many'),
+   "under json_prefix: 429 as JSON", a)
 c.close()
 idle += [Conn() for _ in range(4)]
 c = Conn()
@@ -272,6 +286,8 @@ ok(q.answer()[2] == b"bye\n", "quit")
 got = [h.answer() for h in held]
 ok([a and a[0] for a in got] == [503] * 2 and all(h.ended() for h in held), "close(): each request still held gets 503, "
    "and its connection ends", [a and a[0] for a in got])
+ok([a and a[1].get("content-type") for a in got] == ["text/plain; charset=utf-8", "application/json"],
+   "  as text, and under json_prefix as JSON", [a and a[1].get("content-type") for a in got])
 rest = b""
 while tick.fill():
     pass

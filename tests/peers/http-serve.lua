@@ -1,6 +1,7 @@
 -- tests/peers/http-serve.lua — core.http with small limits, for
 -- tests/integration/http-server.sh (not a test itself: `mailhook FILE` runs it).
--- Prints its port, serves until GET /quit, then closes the server (the
+-- Paths under /api/ are served as without it (json_prefix: the server's own
+-- errors to them are JSON).  Prints its port, serves until GET /quit, then closes the server (the
 -- requests still held get 503, streams end) and prints "closed".
 --   /echo      METHOD PATH QUERY BODY          /later   answers after 0.3 s
 --   /stream    three chunks                    /tick    a piece every 50 ms until the end
@@ -16,6 +17,7 @@ local T = { ["Content-Type"] = "text/plain" }
 
 local function handler(req)
   local p = req:path()
+  if p:sub(1, 5) == "/api/" then p = p:sub(5) end     -- /api/X as X: the server's own errors there are JSON
   if p == "/echo" then
     req:respond(200, T, req:method() .. " " .. p .. " " .. tostring(req:query()) .. " " .. (req:body() or "") .. "\n")
   elseif p == "/later" then
@@ -62,7 +64,8 @@ local function handler(req)
 end
 
 srv = assert(core.http.listen { port = 0, max_conns = 4, rate = 1000, burst = 1000, req_timeout = 3, stall = 1,
-                                max_stream_buffer = 65536, max_body = 1024, handler = handler })
+                                max_stream_buffer = 65536, max_body = 1024, json_prefix = "/api/",
+                                handler = handler })
 local _, port = srv:address()
 io.stdout:write(port, "\n")
 io.stdout:flush()
