@@ -177,15 +177,62 @@ function M:fail(req, status, message, fields, extra)
   return self:send_json(req, status, body, extra)
 end
 
--- "a=1&b=x%20y" -> {a = "1", b = "x y"}
+-- "a=1&b=x%20y" -> {a = "1", b = "x y"}, and the first name given twice (nil: none)
 local function parse_query(q)
-  local out = {}
+  local out, twice = {}, nil
   for pair in (q or ""):gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
     local function unesc(s) return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
-    out[unesc(k)] = unesc(v)
+    k = unesc(k)
+    if out[k] ~= nil then twice = twice or k end
+    out[k] = unesc(v)
   end
-  return out
+  return out, twice
+end
+
+-- What a JSON value is, in words, for an error that says what came instead.
+local function json_kind(v)
+  if v == json.null then return "null" end
+  if type(v) == "table" then return json.is_array(v) and "an array" or "an object" end
+  return "a " .. type(v)
+end
+
+local function sorted_keys(t)
+  local l = {}
+  for k in pairs(t) do l[#l + 1] = tostring(k) end
+  table.sort(l)
+  return l
+end
+
+-- The one check of a POST body against the fields its route declares
+-- (route's opts.fields: name -> "string" (required), "string?" (may be left
+-- out), "any" (the route checks it: changes, version, to)).  A field the route
+-- does not read (a typo: "change" for "changes", "pasword") was ignored
+-- silently: a Save went through without the check its sender asked for, a
+-- login with a misspelt field counted as a wrong password.  A field of the
+-- wrong type (a password as a number, an id as a list) is refused the same
+-- way: 400 naming it, and what it takes; never its value (it may be a
+-- password).  -> nil | message, key.
+local function body_error(body, fields)
+  local names = {}
+  for k in pairs(body) do if fields[k] == nil then names[#names + 1] = tostring(k) end end
+  if #names > 0 then
+    table.sort(names)
+    local known = sorted_keys(fields)
+    return names[1] .. ": not a field of this request (it takes " ..
+      (#known > 0 and table.concat(known, ", ") or "none: send {}") .. ")", names[1]
+  end
+  for _, k in ipairs(sorted_keys(fields)) do
+    local kind, v = fields[k], body[k]
+    if kind ~= "any" then
+      if v == nil then
+        if kind == "string" then return k .. ": missing (a string)", k end
+      elseif type(v) ~= "string" then
+        return k .. ": must be a string (got " .. json_kind(v) .. ")", k
+      end
+    end
+  end
+  return nil
 end
 
 -- Every value of the session cookie the browser sent: a page of another
@@ -533,12 +580,16 @@ end
 -- -------------------------------------------------------------- routing
 
 local ROUTES = {}      -- "METHOD path" -> handler(self, req, ctx)
+local FIELDS = {}      -- "POST path" -> the fields its body may hold (body_error)
 local PUBLIC = {}      -- routes served without a session
 local NO_CSRF = {}     -- POST routes without a session to carry a token (login)
 local ALLOW = {}       -- path -> "GET, HEAD, POST" (for 405's Allow)
 
 local function route(method, path, fn, opts)
+  -- every POST route says what its body holds: one left out would take anything again
+  assert(method ~= "POST" or (opts and opts.fields), "POST " .. path .. ": no fields declared")
   ROUTES[method .. " " .. path] = fn
+  if opts and opts.fields then FIELDS[method .. " " .. path] = opts.fields end
   if opts and opts.public then PUBLIC[method .. " " .. path] = true end
   if opts and opts.no_csrf then NO_CSRF[method .. " " .. path] = true end
   local methods = {}
@@ -605,6 +656,8 @@ function M:dispatch(req)
     if type(v) ~= "table" or v == json.null or json.is_array(v) then
       return self:fail(req, 400, "bad JSON body: " .. tostring(err or "not an object (send {...})"))
     end
+    local ferr, fkey = body_error(v, FIELDS[key])
+    if ferr then return self:fail(req, 400, ferr, { key = fkey }) end
     ctx.body = v
     ctx.secrets = secrets_of(v)
   end
@@ -684,13 +737,13 @@ route("POST", "/api/login", function(self, req, ctx)
   local id, s = self:new_session(peer)
   self.log.info("console: login from " .. tostring(peer))
   return self:send_json(req, 200, { ok = true, csrf = s.csrf }, { session_cookie(id) })
-end, { public = true, no_csrf = true })
+end, { public = true, no_csrf = true, fields = { password = "string" } })
 
 route("POST", "/api/logout", function(self, req, ctx)
   if ctx.session_id then self:end_session(ctx.session_id) end
   return self:send_json(req, 200, { ok = true },
     { { "Set-Cookie", COOKIE .. "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0" } })
-end)
+end, { fields = {} })
 
 route("GET", "/api/session", function(self, req, ctx)
   return self:send_json(req, 200, { ok = true, csrf = ctx.session and ctx.session.csrf or nil,
@@ -738,7 +791,7 @@ route("POST", "/api/password", function(self, req, ctx)
   self.log.info("console: the admin password was changed from " .. tostring(peer) .. "; every session ended")
   local id, s = self:new_session(peer)
   return self:send_json(req, 200, { ok = true, csrf = s.csrf }, { session_cookie(id) })
-end)
+end, { fields = { current = "string?", new = "string" } })
 
 -- --------------------------------------------------------------- settings
 
@@ -800,27 +853,6 @@ route("GET", "/api/settings", function(self, req)
   r.ok, r.choices, r.version = true, FORM, version
   return self:send_json(req, 200, r)
 end)
-
--- What a JSON value is, in words, for an error that says what came instead.
-local function json_kind(v)
-  if v == json.null then return "null" end
-  if type(v) == "table" then return json.is_array(v) and "an array" or "an object" end
-  return "a " .. type(v)
-end
-
--- A request body with a field the route does not read (a typo, "change" for
--- "changes", "verison") would be ignored silently: the Save would go through
--- without the check its sender asked for.  fields: name -> true.
-local function unknown_field(body, fields)
-  local names = {}
-  for k in pairs(body) do if not fields[k] then names[#names + 1] = tostring(k) end end
-  if #names == 0 then return nil end
-  table.sort(names)
-  local known = {}
-  for k in pairs(fields) do known[#known + 1] = k end
-  table.sort(known)
-  return names[1] .. ": not a field of this request (it takes " .. table.concat(known, ", ") .. ")", names[1]
-end
 
 -- Values from the form: strings, booleans and numbers only (what `update`
 -- takes), of the keys the console may change.  nil, status, message, key.
@@ -894,8 +926,6 @@ function M:credentials_guard(changes, save)
     "it (the stored password is only sent to the server it was saved for)", "password"
 end
 
-local SAVE_FIELDS = { changes = true, version = true }
-
 -- The version check and the credentials check run inside the settings update's
 -- own lock (settings.update's guard), not before it: checked first, written
 -- after, two Saves of the same version both passed (and so did a Save racing a
@@ -904,8 +934,6 @@ local SAVE_FIELDS = { changes = true, version = true }
 -- checked: it applies its keys to whatever is saved; its answer carries the
 -- version it wrote, for the next Save to send (docs/console.md).
 route("POST", "/api/settings", function(self, req, ctx)
-  local uerr, ukey = unknown_field(ctx.body, SAVE_FIELDS)
-  if uerr then return self:fail(req, 400, uerr, { key = ukey }) end
   local base = ctx.body.version
   if base == json.null then base = nil end     -- a page with no settings loaded sends null: as absent
   if base ~= nil and (type(base) ~= "string" or not base:match("^%x+$") or #base ~= 16) then
@@ -962,17 +990,12 @@ route("POST", "/api/settings", function(self, req, ctx)
   result.path = nil
   result.choices = FORM
   return self:send_json(req, result.ok and 200 or 422, result, nil, ctx.secrets)
-end)
-
-local TEST_FIELDS = { changes = true, to = true }
+end, { fields = { changes = "any", version = "any" } })
 
 -- Test: the values of the form (saved or not) through scripts/test.lua, each
 -- stage sent as it passes (one JSON object a line), then the whole result.
 route("POST", "/api/test", function(self, req, ctx)
   if self.testing then return self:fail(req, 409, "a test is already running") end
-  -- "To" or "rcpt" for "to" would run a Test that sends no message, and say it passed
-  local uerr, ukey = unknown_field(ctx.body, TEST_FIELDS)
-  if uerr then return self:fail(req, 400, uerr, { key = ukey }) end
   local changes, st, err, key = changes_of(ctx.body)
   if not changes then return self:fail(req, st, err, { key = key }) end
   local to = ctx.body.to
@@ -1017,7 +1040,7 @@ route("POST", "/api/test", function(self, req, ctx)
   emit { event = "result", result = result }
   self.log.info("console: test " .. (result.ok and "passed" or ("failed at " .. tostring(result.failed_stage))))
   return req:finish()
-end)
+end, { fields = { changes = "any", to = "any" } })   -- "To" for "to" ran a Test that sent nothing, and passed
 
 -- --------------------------------------------------------------- queue
 
@@ -1120,23 +1143,54 @@ local function entry_json(e, now)
   }
 end
 
+-- GET /api/queue's parameters: what each takes.  A value outside it is a 400
+-- naming the parameter: limit=abc, limit=1.5, folder=../x, a misspelt name
+-- fell back to the defaults silently (a script asking limit=500 read 50 and
+-- took them for all; folder=faild listed pickup/).
+local QUEUE_PARAMS = {
+  folder = { "pickup or failed (pickup when left out)", function(v) return v == "pickup" or v == "failed" end },
+  limit = { "a whole number 1-200 (" .. M.PAGE_SIZE .. " when left out)", function(v)
+    local n = v:match("^%d+$") and #v <= 9 and tonumber(v)
+    return n and n >= 1 and n <= 200 end },
+  after = { "a message id (16 lowercase hex digits), or empty", function(v)
+    return v == "" or require("mailhook.spool").is_id(v) end },
+  before = { "a message id (16 lowercase hex digits), or empty", function(v)
+    return v == "" or require("mailhook.spool").is_id(v) end },
+  last = { "1 (the last page) or 0", function(v) return v == "1" or v == "0" end },
+}
+
+-- The query of GET /api/queue -> {folder, limit, after, before, last} | nil, message, key.
+function M.queue_query(query)
+  local q, twice = parse_query(query)
+  if twice then return nil, twice .. ": given twice (give it once)", twice end
+  for _, k in ipairs(sorted_keys(q)) do
+    local p = QUEUE_PARAMS[k]
+    if not p then
+      return nil, k .. ": not a parameter of /api/queue (it takes " .. table.concat(sorted_keys(QUEUE_PARAMS), ", ") ..
+        ")", k
+    end
+    if not p[2](q[k]) then
+      local got = #q[k] > 40 and q[k]:sub(1, 40) .. "..." or q[k]
+      return nil, k .. ": must be " .. p[1] .. " (got " .. string.format("%q", got):gsub("\\\n", "\\n") .. ")", k
+    end
+  end
+  local after, before = q.after ~= "" and q.after or nil, q.before ~= "" and q.before or nil
+  if after and before then return nil, "before: give after or before, not both", "before" end
+  return { folder = q.folder or "pickup", limit = tonumber(q.limit) or M.PAGE_SIZE, after = after, before = before,
+           last = q.last == "1" }
+end
+
 -- GET /api/queue?folder=pickup|failed[&after=ID|&before=ID][&last=1][&limit=N]:
 -- one page, oldest first, read without loading the rest (core.admin.page reads
 -- the folder's names only, on the thread pool; then the page's files).
 route("GET", "/api/queue", function(self, req)
-  local q = parse_query(req:query())
-  local folder = q.folder == "failed" and "failed" or "pickup"
-  local limit = math.tointeger(tonumber(q.limit)) or M.PAGE_SIZE
-  if limit < 1 or limit > 200 then return self:fail(req, 400, "limit must be 1-200") end
-  local spool = require "mailhook.spool"
-  for _, k in ipairs { "after", "before" } do
-    if q[k] and q[k] ~= "" and not spool.is_id(q[k]) then return self:fail(req, 400, k .. " must be a message id") end
-    if q[k] == "" then q[k] = nil end
-  end
+  local q, qerr, qkey = M.queue_query(req:query())
+  if not q then return self:fail(req, 400, qerr, { key = qkey }) end
+  local folder, limit = q.folder, q.limit
   local dir = core.paths.spool .. "/" .. folder
   -- one folder read at a time (each reads every name of the folder on the thread pool)
   local ids, total, skipped, others = self:one_at_a_time("page", core.admin.page, dir, { after = q.after,
-    before = q.before, last = q.last == "1", limit = limit })
+    before = q.before, last = q.last, limit = limit })
   if not ids then return self:fail(req, 500, total) end
   local sp = require("mailhook.queue").spool()
   local now = core.now()
@@ -1152,36 +1206,39 @@ route("GET", "/api/queue", function(self, req)
     last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts })
 end)
 
+-- The id of a retry or remove (a string: body_error checked), or nil.
 local function id_of(ctx)
   local id = ctx.body.id
   if not require("mailhook.spool").is_id(id) then return nil end
   return id
 end
 
+local BAD_ID = "id: not a message id (16 lowercase hex digits, as GET /api/queue lists them)"
+
 route("POST", "/api/queue/retry", function(self, req, ctx)
   local id = id_of(ctx)
-  if not id then return self:fail(req, 400, "id must be a message id") end
+  if not id then return self:fail(req, 400, BAD_ID, { key = "id" }) end
   local ok, err = require("mailhook.queue").retry(id)
   if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " queued for delivery (retry)")
   self.delivery:kick()
   return self:send_json(req, 200, { ok = true, id = id })
-end)
+end, { fields = { id = "string" } })
 
 route("POST", "/api/queue/remove", function(self, req, ctx)
   local id = id_of(ctx)
-  if not id then return self:fail(req, 400, "id must be a message id") end
+  if not id then return self:fail(req, 400, BAD_ID, { key = "id" }) end
   local ok, err = require("mailhook.queue").remove(id)
   if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " removed")
   return self:send_json(req, 200, { ok = true, id = id })
-end)
+end, { fields = { id = "string" } })
 
 route("POST", "/api/queue/flush", function(self, req)
   self.log.info("console: flush requested")
   self.delivery:flush_request()
   return self:send_json(req, 200, { ok = true })
-end)
+end, { fields = {} })
 
 -- --------------------------------------------------------------- status
 

@@ -13,9 +13,14 @@ uses it, against a running `mailhook run` (tests/integration/console-api-shapes.
  4. malformed bodies (syntax, types, unknown fields, duplicate keys, invalid
     UTF-8, huge): a 4xx naming the field, never a 500, and the settings file
     untouched;
- 5. the HTTP layer's own errors (400, 411, 413, 431, 505...) to /api/ have
+ 5. GET /api/queue: every form the page and a script send works; a value a
+    parameter does not take, an unknown or repeated parameter: 400 naming it
+    (limit=abc, folder=../x fell back to the defaults);
+ 6. the HTTP layer's own errors (400, 411, 413, 431, 505...) to /api/ have
     the console's shape ({"ok": false, "error": ...}, application/json); to
     a page they stay text.
+ In 4, the login, password, queue and logout routes too: an unknown or
+ ill-typed field is a 400 naming it, as for a Save.
 
 Usage: api_shapes.py BASE_URL TOKEN CONF SERVICE_PID PEER_PORT DEAD_PORT
 """
@@ -44,18 +49,29 @@ def is_(got, want, desc, diag=None):
     return ok(got == want, desc, "got:  %r\nwant: %r\n%s" % (got, want, diag or ""))
 
 
+def rate_limited(status, retry_after):
+    """Whether an answer is the HTTP layer's rate limit (20 a second, bursts of
+    100: this script sends more); then waits the Retry-After it asks for."""
+    if status != 429 or retry_after != "1":
+        return False
+    time.sleep(1)
+    return True
+
+
 def request(method, path, body=None, raw=None, ctype="application/json"):
     """-> (status, text).  body: a value sent as JSON; raw: bytes as they are."""
-    c = http.client.HTTPConnection(HOST, PORT, timeout=60)
     h = dict(AUTH)
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     if data is not None:
         h["Content-Type"] = ctype
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    text = r.read().decode("utf-8", "replace")
-    c.close()
-    return r.status, text
+    while True:
+        c = http.client.HTTPConnection(HOST, PORT, timeout=60)
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        text = r.read().decode("utf-8", "replace")
+        c.close()
+        if not rate_limited(r.status, r.getheader("Retry-After")):
+            return r.status, text
 
 
 def get(path):
@@ -308,6 +324,43 @@ for desc, body, want, key in (("a misspelt to", {"changes": {}, "To": "x@example
         d = {}
     ok(st == want and d.get("key") == key, "a Test with %s: %d naming %s" % (desc, want, key), "%d %s" % (st, text[:300]))
 
+# every other POST route: the same one check of its fields (a misspelt or
+# ill-typed field was ignored: a login with "pasword" was a wrong password, an
+# id as a list "not a message id" without saying which field)
+ID = "0123456789abcdef"
+FIELD_CASES = [
+    # (route, body, key, text the error holds)
+    ("/api/login", {"pasword": "x"}, "pasword", "pasword: not a field of this request (it takes password)"),
+    ("/api/login", {"password": "x", "remember": True}, "remember", "remember: not a field"),
+    ("/api/login", {}, "password", "password: missing"),
+    ("/api/login", {"password": 12345678}, "password", "password: must be a string (got a number)"),
+    ("/api/login", {"password": ["x"]}, "password", "password: must be a string (got an array)"),
+    ("/api/password", {"current": "x", "new": "long-enough-1", "confirm": "long-enough-1"}, "confirm",
+     "confirm: not a field of this request (it takes current, new)"),
+    ("/api/password", {"current": 5, "new": "long-enough-1"}, "current", "current: must be a string (got a number)"),
+    ("/api/password", {"current": "x", "new": None}, "new", "new: must be a string (got null)"),
+    ("/api/queue/retry", {"id": [ID]}, "id", "id: must be a string (got an array)"),
+    ("/api/queue/retry", {"ids": ID}, "ids", "ids: not a field of this request (it takes id)"),
+    ("/api/queue/retry", {}, "id", "id: missing"),
+    ("/api/queue/retry", {"id": "../../etc/passwd"}, "id", "id: not a message id"),
+    ("/api/queue/remove", {"id": 1}, "id", "id: must be a string (got a number)"),
+    ("/api/queue/remove", {"id": ID, "force": True}, "force", "force: not a field"),
+    ("/api/queue/flush", {"folder": "failed"}, "folder", "folder: not a field of this request (it takes none: send {})"),
+    ("/api/logout", {"all": True}, "all", "all: not a field"),
+]
+for path, body, key, text in FIELD_CASES:
+    st, raw = request("POST", path, body)
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        d = {}
+    ok(st == 400 and d.get("key") == key and text in str(d.get("error")),
+       "POST %s %s: 400 naming %s" % (path, json.dumps(body), key), "%d %s" % (st, raw[:300]))
+st, raw = request("POST", "/api/password", {"current": "x", "new": "long-enough-1", "confirm": 12345678})
+ok("12345678" not in raw and "long-enough-1" not in raw, "  an error never shows a field's value", raw[:300])
+st, d, raw = get("/api/session")
+is_(st, 200, "  and the refused logout left the token working")
+
 before = conf_text()
 st, body = request("POST", "/api/settings", raw=b'{"changes": {"helo_name": "' + b"a" * 70000 + b'"}}')
 is_(st, 413, "a body over the limit: 413", body[:200])
@@ -331,7 +384,57 @@ for _ in range(10):
 dt = time.monotonic() - t0
 ok(r.status == 401 and dt < 1.0, "10 requests with a 7 KB blank cookie: 401, answered in %.2f s" % dt)
 
-# ------------------------------------- 5. the HTTP layer's own errors to /api/
+# ------------------------------------------- 5. GET /api/queue's parameters
+
+# what the page sends (console.js queueQuery: URLSearchParams {folder, limit: '50'},
+# after, or before with last=1, or last=1), and what a script may
+GOOD = ["", "folder=pickup", "folder=failed", "folder=pickup&limit=50", "folder=failed&limit=50&last=1",
+        "folder=pickup&limit=50&after=" + ID, "folder=pickup&limit=50&before=" + ID + "&last=1",
+        "limit=1", "limit=200", "limit=050", "last=0", "after=", "after=&before=" + ID]
+for q in GOOD:
+    st, raw = request("GET", "/api/queue?" + q)
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        d = {}
+    ok(st == 200 and d.get("ok") is True and d.get("folder") == ("failed" if "failed" in q else "pickup"),
+       "GET /api/queue?%s: 200" % q, "%d %s" % (st, raw[:300]))
+BAD = [
+    # (query, key, text the error holds)
+    ("limit=abc", "limit", 'limit: must be a whole number 1-200 (50 when left out) (got "abc")'),
+    ("limit=1.5", "limit", "whole number 1-200"),
+    ("limit=-1", "limit", "whole number 1-200"),
+    ("limit=10^9", "limit", "whole number 1-200"),
+    ("limit=1000000000", "limit", "whole number 1-200"),
+    ("limit=99999999999999999999999", "limit", "whole number 1-200"),
+    ("limit=0", "limit", "whole number 1-200"),
+    ("limit=201", "limit", "whole number 1-200"),
+    ("limit=0x10", "limit", "whole number 1-200"),
+    ("limit=", "limit", "whole number 1-200"),
+    ("limit=%2050", "limit", "whole number 1-200"),
+    ("folder=../x", "folder", 'folder: must be pickup or failed (pickup when left out) (got "../x")'),
+    ("folder=Failed", "folder", "pickup or failed"),
+    ("folder=", "folder", "pickup or failed"),
+    ("folder=failed%00", "folder", "pickup or failed"),
+    ("last=true", "last", "last: must be 1 (the last page) or 0"),
+    ("after=../../etc", "after", "after: must be a message id"),
+    ("before=0123456789ABCDEF", "before", "before: must be a message id"),
+    ("folder=pickup&page=2", "page", "page: not a parameter of /api/queue (it takes after, before, folder, last, limit)"),
+    ("Folder=failed", "Folder", "Folder: not a parameter"),
+    ("folder=pickup&folder=failed", "folder", "folder: given twice"),
+    ("after=%s&before=%s" % (ID, ID), "before", "not both"),
+    ("limit=" + "9" * 5000, "limit", "..."),
+]
+for q, key, text in BAD:
+    st, raw = request("GET", "/api/queue?" + q)
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        d = {}
+    ok(st == 400 and d.get("key") == key and text in str(d.get("error")) and len(raw) < 400,
+       "GET /api/queue?%s: 400 naming %s and what it takes" % (q[:60], key), "%d %s" % (st, raw[:300]))
+
+# ------------------------------------- 6. the HTTP layer's own errors to /api/
 
 H = ("Host: %s:%d\r\n" % (HOST, PORT)).encode()
 
@@ -339,6 +442,13 @@ H = ("Host: %s:%d\r\n" % (HOST, PORT)).encode()
 def exchange(data):
     """data sent as it is on a new connection -> (status, headers {lower: value}, body), read to the
     connection's end (the HTTP layer closes it after its own answers)."""
+    while True:
+        st, hdrs, body = exchange_once(data)
+        if not rate_limited(st, hdrs.get("retry-after")):
+            return st, hdrs, body
+
+
+def exchange_once(data):
     sk = socket.create_connection((HOST, PORT), timeout=30)
     sk.sendall(data)
     out = b""
