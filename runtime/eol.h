@@ -11,9 +11,9 @@
 ** -bs, maildrop/) reads one rule more before anyone else sees the bytes: the
 ** CRs right before an LF are part of that one line end (CR CR LF, as Postfix's
 ** sendmail strips them); its output holds CRLF only, so the parsers here agree
-** with it.  A file dropped into pickup/ directly is read by this rule alone
-** (CR CR LF there is a bare CR, then CRLF).  Header-only: a few inline
-** helpers, no state.
+** with it.  A file dropped into pickup/ is adopted through intake's converter
+** too (spool.c's adopt, mh_intake_read), so it is stored by the same rule.
+** Header-only: a few inline helpers, no state.
 */
 #ifndef MH_EOL_H
 #define MH_EOL_H

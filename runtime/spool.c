@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include "spool.h"
 #include "eol.h"
+#include "intake.h"
 #include "fsutil.h"
 #include "error.h"
 #include "log.h"
@@ -2620,6 +2621,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   mh_env env;
   size_t cap = 8192, len = 0, he, body;
   char *buf = NULL;
+  mh_intake *in = NULL;
   struct stat st;
   int fd = mh_fsutil_open(sp->pickupfd, name, O_RDONLY, 0, 0, &st), out = -1, rc;
   if (fd == -ENOENT) return 1;
@@ -2627,46 +2629,56 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if (fd < 0) return fd;
   if ((rc = dropin_check(sp, name, fd, &st))) { close(fd); return rc; }
   TEST_POINT("adopt-checked");
+  /* the file is read through intake's converter (runtime/intake.h), the rule
+  ** `mailhook sendmail` applies to its stdin: CR* LF is one line end, a bare
+  ** CR ends its line, every line end is stored as CRLF.  Before, a drop-in was
+  ** read by eol.h's rule alone, so a PHP/Windows `Subject: x\r\r\nBcc: y`
+  ** ended the header block at the CR CR LF: its Bcc line went out in the
+  ** body, and each CR CR LF of the body became two line ends */
   buf = malloc(cap);
-  if (!buf) { close(fd); return MH_ENOMEM; }
-  for (;;) {  /* the whole header block into memory */
-    ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
-    if (n < 0) { rc = -errno; goto out; }
+  in = mh_intake_new(fd, 0);
+  if (!buf || !in) { rc = MH_ENOMEM; goto out; }
+  for (;;) {  /* the whole header block into memory, converted */
+    long n;
+    if (cap - len < 4) {
+      if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) { rc = MH_ENOMEM; goto out; }
+      buf = nb;
+      cap *= 2;
+    }
+    n = mh_intake_read(in, buf + len, cap - len);
+    if (n < 0) { rc = (int)n; goto out; }
     len += (size_t)n;
-    rc = mh_env_parse(buf, len, n == 0 || len < cap, &env, err);
+    rc = mh_env_parse(buf, len, n == 0, &env, err);
     if (rc != 1) break;
-    if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
-    char *nb = realloc(buf, cap * 2);
-    if (!nb) { rc = MH_ENOMEM; goto out; }
-    buf = nb;
-    cap *= 2;
+    if (n == 0) { rc = fail(err, MH_ECORRUPT, "no header block"); break; }   /* never: eof decides */
   }
   if (rc == MH_ECORRUPT) { to_corrupt(sp, sp->pickupfd, name, err); rc = 1; goto out; }
   if (rc) goto out;
   if ((rc = mh_spool_new_id(sp, newid))) goto out_env;
   snprintf(dest, sizeof dest, "%s.eml", newid);
-  if (env.canonical) {  /* already in our form: a rename is enough */
-    if (changed_since(fd, &st)) { rc = -EBUSY; goto out_env; }
-    if ((rc = rename_new(sp->pickupfd, name, sp->pickupfd, dest)) == 0) rc = fsync_fd(sp->pickupfd);
-    goto out_env;
-  }
   if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
-  if ((fault_at("adopt-write") && (rc = -errno)) ||
-      (rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
-                      (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid)) ||
-      (rc = write_no_bcc(out, buf, he)))
+  if (fault_at("adopt-write") && (rc = -errno)) goto fail_tmp;
+  if (env.canonical) {
+    /* already in our form: its envelope lines as they are (its submitter
+    ** too, or none), the message without Bcc like any other */
+    if ((rc = mh_fsutil_write_all(out, buf, env.offset)) ||
+        (rc = write_no_bcc(out, buf + env.offset, he - env.offset)))
+      goto fail_tmp;
+  } else if ((rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
+                             (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid)) ||
+             (rc = write_no_bcc(out, buf, he))) {
     goto fail_tmp;
-  /* the rest of the file, streamed */
-  {
-    off_t pos = (off_t)he;
-    for (;;) {
-      ssize_t n = pread(fd, buf, cap, pos);
-      if (n < 0) { rc = -errno; goto fail_tmp; }
-      if (n == 0) break;
-      if ((rc = mh_fsutil_write_all(out, buf, (size_t)n))) goto fail_tmp;
-      pos += n;
-    }
+  }
+  /* the rest of the file, converted as it streams */
+  if ((rc = mh_fsutil_write_all(out, buf + he, len - he))) goto fail_tmp;
+  for (;;) {
+    long n = mh_intake_read(in, buf, cap);
+    if (n < 0) { rc = (int)n; goto fail_tmp; }
+    if (n == 0) break;
+    if ((rc = mh_fsutil_write_all(out, buf, (size_t)n))) goto fail_tmp;
   }
   /* a writer still at work (unseen by the lease): not this time */
   if (changed_since(fd, &st)) { rc = -EBUSY; goto fail_tmp; }
@@ -2684,6 +2696,7 @@ fail_tmp:
 out_env:
   mh_env_free(&env);
 out:
+  mh_intake_free(in);
   free(buf);
   close(fd);
   return rc;
