@@ -31,6 +31,7 @@
 #include "spool.h"
 #include "eol.h"
 #include "intake.h"
+#include "msg.h"
 #include "fsutil.h"
 #include "error.h"
 #include "log.h"
@@ -1500,23 +1501,6 @@ int mh_spool_raise_seq(mh_spool *sp, const char *id) {
 
 /* ------------------------------------------------------ header parsing */
 
-/* Whether d (from the '[' to the end) is an address literal RFC 5321 4.1.3
-** defines and a connection could use: [192.0.2.1] (four decimal octets, no
-** leading zero) or [IPv6:2001:db8::1] (the tag in any case), checked by
-** inet_pton, the parser the connection itself uses.  Postfix takes these
-** (a device without DNS, a test box): refusing them left the recipient out.
-** A General-address-literal ([tag:content]) names no address: refused. */
-static int addr_literal_ok(const char *d) {
-  size_t n = strlen(d);
-  char buf[64];
-  unsigned char bin[16];
-  if (n < 3 || d[0] != '[' || d[n - 1] != ']' || n - 2 >= sizeof buf) return 0;
-  memcpy(buf, d + 1, n - 2);
-  buf[n - 2] = '\0';
-  if (!strncasecmp(buf, "IPv6:", 5)) return inet_pton(AF_INET6, buf + 5, bin) == 1;
-  return inet_pton(AF_INET, buf, bin) == 1;
-}
-
 int mh_addr_check(const char *addr, int empty_ok) {
   size_t n = strlen(addr);
   const char *at, *end = addr + n;
@@ -1525,7 +1509,9 @@ int mh_addr_check(const char *addr, int empty_ok) {
   /* a domain that is an address literal: checked whole, the rest as a local part */
   at = strrchr(addr, '@');
   if (at && at[1] == '[') {
-    if (!addr_literal_ok(at + 1)) return MH_EBADADDR;
+    /* the builder's rule, one for both (msg.h): Postfix takes [IPv4] and
+    ** [IPv6:...] (a device without DNS, a test box); anything else is no address */
+    if (mh_msg_addr_literal(at + 1, strlen(at + 1), NULL)) return MH_EBADADDR;
     end = at + 1;
   }
   const char *p = addr;
