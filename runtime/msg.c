@@ -301,7 +301,11 @@ static int is_wsp(char c) { return c == ' ' || c == '\t'; }
 ** '_' (as in a file name): the text reads as it was typed, and Arabic or
 ** Hebrew letters keep their direction by themselves (the Unicode bidi
 ** algorithm needs no control for them), so legitimate right-to-left text stays
-** readable. */
+** readable.  The Unicode line breaks are made a space: the line and paragraph
+** separators U+2028/9 and the C1 controls U+0080-9F (NEL, U+0085, among
+** them), which a reader that decodes the RFC 2047 words may show as a new
+** line ("Call from x<U+2028>From: ceo@bank") -- the header-template rule
+** (template.lua: every control character becomes a space). */
 static size_t drop_bidi(char *s, size_t n) {
   size_t o = 0;
   for (size_t i = 0; i < n; ) {
@@ -309,6 +313,12 @@ static size_t drop_bidi(char *s, size_t n) {
     if (i + 3 <= n && c[0] == 0xe2 && ((c[1] == 0x80 && ((c[2] >= 0xaa && c[2] <= 0xae) || c[2] == 0x8e || c[2] == 0x8f)) ||
                                        (c[1] == 0x81 && c[2] >= 0xa6 && c[2] <= 0xa9))) { i += 3; continue; }
     if (i + 2 <= n && c[0] == 0xd8 && c[1] == 0x9c) { i += 2; continue; }
+    if ((i + 3 <= n && c[0] == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) ||
+        (i + 2 <= n && c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f)) {
+      i += c[0] == 0xe2 ? 3 : 2;   /* before the write: s[o] may be c[0] */
+      s[o++] = ' ';
+      continue;
+    }
     s[o++] = s[i++];
   }
   s[o] = '\0';

@@ -262,4 +262,19 @@ tap.test("bidi controls dropped from display names and the subject", function(t)
   end
 end)
 
+-- The Unicode line breaks in a Subject or a display name (a rule's value given
+-- straight to mh.message): NEL (U+0085, a C1 control like U+0080-9F), U+2028 and
+-- U+2029 become spaces, so a reader of the decoded words shows no second line.
+tap.test("Unicode line breaks in the subject and display names become spaces", function(t)
+  local m = assert(mh.message {
+    from = "a@example.com",
+    to = { { name = "Ann\u{2028}From: ceo@bank", address = "b@example.com" } },
+    subject = "x\u{85}Bcc: y\u{2029}z\u{9F}é",
+    text = "x",
+  })
+  local head = split(m:bytes())
+  t:is(ew_decode(field(head, "Subject")), "x Bcc: y z é", "subject: NEL, U+2029, a C1 control: spaces; é kept")
+  t:is(ew_decode(field(head, "To")), "\"Ann From: ceo@bank\" <b@example.com>", "display name: U+2028 a space")
+end)
+
 return tap.done()
