@@ -25,6 +25,7 @@
 #include "error.h"
 #include "fsutil.h"
 #include "msg.h"
+#include "eol.h"
 
 #define FOLD_AT 78          /* fold header lines after this many columns when possible */
 #define MAX_PLAIN_WORD 900  /* a longer unbroken word is sent as encoded words instead */
@@ -821,7 +822,8 @@ static void header_addrs(mh_buf *b, const char *name, const alist *l) {
   fold_end(&f);
 }
 
-/* Normalises line endings to CRLF (lone CR and lone LF too) and makes sure a
+/* Normalises line endings to CRLF by intake's rule (eol.h mh_eol_intake_len:
+** CR* LF is one, a lone CR or LF one each) and makes sure a
 ** non-empty body ends with CRLF; picks 7bit (ASCII, no NUL, lines <= 998) or
 ** quoted-printable.  Appends the encoded body to out; returns the CTE name. */
 static const char *encode_body(mh_buf *out, const char *s, size_t n) {
@@ -830,7 +832,7 @@ static const char *encode_body(mh_buf *out, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '\r' || c == '\n') {
-      if (c == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+      i += mh_eol_intake_len(s + i, n - i) - 1;
       line = 0;
       continue;
     }
@@ -842,7 +844,7 @@ static const char *encode_body(mh_buf *out, const char *s, size_t n) {
       if (s[i] == '\r' || s[i] == '\n') {
         mh_buf_add(out, s + st, i - st);
         mh_buf_add(out, "\r\n", 2);
-        if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+        i += mh_eol_intake_len(s + i, n - i) - 1;
         st = i + 1;
       }
     }
@@ -855,7 +857,7 @@ static const char *encode_body(mh_buf *out, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '\r' || c == '\n') {
-      if (c == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+      i += mh_eol_intake_len(s + i, n - i) - 1;
       mh_buf_add(out, "\r\n", 2);
       col = 0;
       continue;
