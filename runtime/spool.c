@@ -2633,9 +2633,11 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
       buf = nb;
       cap *= 2;
     }
-    n = mh_intake_read(in, buf + len, cap - len);
-    if (n < 0) { rc = (int)n; goto out; }
-    len += (size_t)n;
+    do {   /* the buffer filled before it is parsed (again): doubling, not a parse per read */
+      n = mh_intake_read(in, buf + len, cap - len);
+      if (n < 0) { rc = (int)n; goto out; }
+      len += (size_t)n;
+    } while (n > 0 && cap - len >= 4);
     rc = mh_env_parse(buf, len, n == 0, &env, err);
     if (rc != 1) break;
     if (n == 0) { rc = fail(err, MH_ECORRUPT, "no header block"); break; }   /* never: eof decides */
