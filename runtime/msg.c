@@ -545,7 +545,8 @@ static int valid_type(const char *t) {
 ** as given writes where it must not).  Writes to out (MAX_FILE_NAME + 1
 ** bytes): the last component of in, after the last '/' or '\' and a drive
 ** ("C:"), with every byte that could trick the reader made '_': control bytes
-** (TAB, ESC, DEL), bytes that are not UTF-8, and the invisible direction marks
+** (TAB, ESC, DEL, and the C1 controls U+0080-9F), the line and paragraph
+** separators U+2028/9, bytes that are not UTF-8, and the invisible direction marks
 ** and overrides (U+200E/F, U+202A-E, U+2066-9, U+061C: "invoice\u202Efdp.exe"
 ** shows as invoiceexe.pdf), and the look-alike slashes a Windows code page
 ** maps to / or \ (U+FF0F, U+FF3C, U+2215, U+2216, U+2044, U+FE68).  A
@@ -568,11 +569,13 @@ static int shown_name(char *out, const char *in) {
     for (size_t j = 1; !bad && j < k; j++) bad = (c[j] & 0xc0) != 0x80;
     if (!bad && k == 2) bad = c[0] < 0xc2;
     int mark = 0;          /* a whole character made '_' (a direction mark) */
-    if (!bad && k == 2) mark = c[0] == 0xd8 && c[1] == 0x9c;
+    /* ALM; and the C1 controls U+0080-9F (NEL among them), control bytes too */
+    if (!bad && k == 2) mark = (c[0] == 0xd8 && c[1] == 0x9c) || (c[0] == 0xc2 && c[1] <= 0x9f);
     if (!bad && k == 3) {
       unsigned cp = (unsigned)(c[0] & 0x0f) << 12 | (unsigned)(c[1] & 0x3f) << 6 | (c[2] & 0x3f);
       bad = cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff);
       mark = cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+             cp == 0x2028 || cp == 0x2029 ||   /* line and paragraph separators: a name on two lines */
              /* slashes a Windows "best fit" code page turns into / or \ when the
                 reader saves the file: "..／..／x" would become a path again */
              cp == 0xff0f || cp == 0xff3c || cp == 0x2215 || cp == 0x2216 || cp == 0x2044 || cp == 0xfe68;
