@@ -2595,6 +2595,44 @@ static int changed_since(int fd, const struct stat *st) {
          now.st_mtim.tv_sec != st->st_mtim.tv_sec || now.st_mtim.tv_nsec != st->st_mtim.tv_nsec;
 }
 
+/* Whether the header block buf[from..he) has a field NAME. */
+static int has_field(const char *buf, size_t from, size_t he, const char *name) {
+  size_t p = from, end, n;
+  while (p < he) {
+    if (hdr_line(buf, p, he, &end, &n)) return 0;
+    if (name_is(buf, p, n, name)) return 1;
+    p = end;
+  }
+  return 0;
+}
+
+/* The Date and Message-ID a drop-in lacks (RFC 5322 §3.6 requires a Date;
+** servers such as Gmail refuse a message without a Message-ID), written once
+** at adoption by msg.h's rules, as `mailhook sendmail` adds them at intake
+** and Postfix's cleanup adds them to what its pickup takes: so every retry
+** sends the same bytes.  The Message-ID's domain is the sender's. */
+static int write_missing(int fd, const char *buf, size_t from, size_t he, const char *sender) {
+  char line[400], v[320];
+  size_t len = 0;
+  time_t now = time(NULL);
+  if (!has_field(buf, from, he, "Date")) {
+    mh_msg_date(v, sizeof v, now);
+    len += (size_t)snprintf(line + len, sizeof line - len, "Date: %s\r\n", v);
+  }
+  if (!has_field(buf, from, he, "Message-ID")) {
+    const char *at = sender ? strrchr(sender, '@') : NULL;
+    mh_msg_make_id(v, sizeof v, at && at[1] != '[' ? at + 1 : NULL, now);
+    len += (size_t)snprintf(line + len, sizeof line - len, "Message-ID: %s\r\n", v);
+  }
+  if (!len) return 0;
+  /* a file that is all header block and ends mid-line: its last field ended first */
+  if (he > from && buf[he - 1] != '\n') {
+    int rc = mh_fsutil_write_all(fd, "\r\n", 2);
+    if (rc) return rc;
+  }
+  return mh_fsutil_write_all(fd, line, len);
+}
+
 /* A drop-in NAME in pickup/: give it an id, the canonical form (X- lines, no
 ** Bcc), and make it durable before the original goes.  newid gets the new id.
 ** 0 adopted; 1 not a message (set aside to corrupt/, or gone meanwhile: skip
@@ -2660,6 +2698,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
              (rc = write_no_bcc(out, buf, he))) {
     goto fail_tmp;
   }
+  if ((rc = write_missing(out, buf, env.offset, he, env.from))) goto fail_tmp;
   /* the rest of the file, converted as it streams */
   if ((rc = mh_fsutil_write_all(out, buf + he, len - he))) goto fail_tmp;
   for (;;) {

@@ -5,7 +5,10 @@
 # bare CR then an empty line, so the header block ended at the first field, every field
 # after it (a Bcc included) went out as body text, and each body line gained an empty
 # line.  Sent to a real aiosmtpd: what arrives has no bare CR, its fields are fields, no
-# Bcc, and the Bcc's address still got it.
+# Bcc, and the Bcc's address still got it.  A drop-in without Date or Message-ID gets
+# them at adoption (RFC 5322 requires a Date; Gmail refuses a message without a
+# Message-ID), as `mailhook sendmail` and Postfix's pickup add them; one with its own
+# keeps it.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 
@@ -42,8 +45,18 @@ for c in crcrlf:hidden1:'From: app@example.com|To: crcrlf@example.net|Subject: c
   unlike "$s" '<CR>|<LF>' "$name: no bare CR or LF reached the server"
   unlike "$s" '[Bb][Cc][Cc]|hidden' "$name: no Bcc field and no Bcc address in what was sent"
   is "$(rcpts "$f")" "$(printf '%s\n' "$name@example.net" "$hid@example.net" | sort | paste -sd,)" "$name: the Bcc address got it by the envelope"
+  like "$s" '\|Date: [^|]+\|Message-ID: <[^|]+@[^|]+>\|\|' "$name: a Date and a Message-ID added at adoption (it had none)"
+  s=$(printf '%s' "$s" | sed -E 's/\|Date: [^|]*//; s/\|Message-ID: [^|]*//')
   is "${s:0:${#want}}" "$want" "$name: every field before the empty line is a field, as written"
 done
+dropin own.eml 'From: app@example.com\nTo: own@example.net\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <own@example.com>\nSubject: own'
+dropin hdronly.eml 'To: ho@example.net\nSubject: ho'
+"$MAILHOOK" flush >"$T/flush" 2>&1
+like "$(show "$(got ho@example.net)")" '^To: ho@example.net\|Subject: ho\|Date: [^|]+\|Message-ID: <[^|]+>\|$' \
+     "hdronly: all header, no final line end: its last field ended before the Date and Message-ID added"
+s=$(show "$(got own@example.net)")
+is "$s" 'From: app@example.com|To: own@example.net|Date: Mon, 1 Jan 2024 00:00:00 +0000|Message-ID: <own@example.com>|Subject: own|' \
+   "own: its Date and Message-ID kept, none added; all header and no final line end: ended"
 like "$(show "$(got crcrlf@example.net)")" '\|\|line one\|line two\|$' "crcrlf: CR CR LF in the body is one line end each"
 like "$(show "$(got barecr@example.net)")" '\|\|body one\|body two\|$' "barecr: a bare CR ends its line, stored and sent as CRLF"
 like "$(show "$(got mixed@example.net)")" '\|\|l1\|l2\|l3\|l4\|l5\|$' "mixed: LF, CRLF, CR CR LF, a bare CR and no final line end: one line each"
