@@ -656,9 +656,11 @@ static int has8_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
   return 0;
 }
 
-/* Does the message at off hold a line over 998 octets (mh_mime7_longline)?  Then
-** it is scanned and its long lines encoded (smtp.c's to_convert), 8BITMIME or
-** not.  1 yes, 0 no (or unreadable: the send that follows says why). */
+/* Does the message at off hold a line over 998 octets (mh_mime7_longline) or a
+** NUL byte?  Then it is scanned and the parts holding them encoded (smtp.c's
+** to_convert), 8BITMIME or not: SMTP carries neither.  1 yes, 0 no (or
+** unreadable: the send that follows says why).  The same read of each piece
+** looks for both. */
 static int long_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
   uint64_t run = 0;
   while (size > 0) {
@@ -666,7 +668,7 @@ static int long_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
     ssize_t n;
     do n = pread(fd, c->fbuf, want, (off_t)off); while (n < 0 && errno == EINTR);
     if (n <= 0) return 0;
-    if (mh_mime7_longline(c->fbuf, (size_t)n, &run)) return 1;
+    if (mh_mime7_longline(c->fbuf, (size_t)n, &run) || memchr(c->fbuf, '\0', (size_t)n)) return 1;
     off += (uint64_t)n;
     size -= (uint64_t)n;
   }

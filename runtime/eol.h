@@ -11,9 +11,9 @@
 ** -bs, maildrop/) reads one rule more before anyone else sees the bytes: the
 ** CRs right before an LF are part of that one line end (CR CR LF, as Postfix's
 ** sendmail strips them); its output holds CRLF only, so the parsers here agree
-** with it.  A file dropped into pickup/ directly is read by this rule alone
-** (CR CR LF there is a bare CR, then CRLF).  Header-only: a few inline
-** helpers, no state.
+** with it.  A file dropped into pickup/ is adopted through intake's converter
+** too (spool.c's adopt, mh_intake_read), so it is stored by the same rule.
+** Header-only: a few inline helpers, no state.
 */
 #ifndef MH_EOL_H
 #define MH_EOL_H
@@ -29,6 +29,20 @@ static inline size_t mh_eol_len(const char *p, size_t n) {
   if (p[0] == '\n') return 1;
   if (p[0] != '\r') return 0;
   return n > 1 && p[1] == '\n' ? 2 : 1;
+}
+
+/* The length of the line end at p by intake's rule (intake.h): CR* LF is one
+** line end (CR CR LF, as a Windows/PHP caller writes it), a CR before anything
+** else one of its own; 0 when p does not start a line end.  For a reader that
+** has the whole text (the message builder's body, msg.c); intake applies the
+** same rule as the bytes stream in. */
+static inline size_t mh_eol_intake_len(const char *p, size_t n) {
+  size_t k = 1;
+  if (n == 0) return 0;
+  if (p[0] == '\n') return 1;
+  if (p[0] != '\r') return 0;
+  while (k < n && p[k] == '\r') k++;
+  return k < n && p[k] == '\n' ? k + 1 : 1;
 }
 
 /* The first CR or LF in p[0..n), or NULL. */

@@ -152,6 +152,8 @@ static long pull(mh_intake *in, char *out, size_t cap) {
   return (long)o;
 }
 
+long mh_intake_read(mh_intake *in, char *out, size_t cap) { return pull(in, out, cap); }
+
 /* Whether a line (n bytes of it seen, complete: its CRLF too) is a header
 ** field: 1 yes, 0 no, -1 not known yet.  A field is a name of printable ASCII
 ** other than ':' (at most 998 bytes: RFC 5322's line), blanks allowed before

@@ -27,6 +27,15 @@ typedef struct mh_intake mh_intake;
 mh_intake *mh_intake_new(int fd, int dot);
 void mh_intake_free(mh_intake *in);
 
+/* The converted bytes of the input, without the header block's work (no
+** From_ line dropped, no empty line added): up to cap (>= 4) bytes into out,
+** their count, 0 once the input ended, or -errno.  The one line-end rule of
+** intake for a reader that parses the header itself: the spool's adoption of
+** a file dropped into pickup/ (spool.c), so CR CR LF is one line end there too
+** and no bare CR is stored.  Use it instead of mh_intake_head/_write, not with
+** them. */
+long mh_intake_read(mh_intake *in, char *out, size_t cap);
+
 /* Reads the header block: the lines before the first empty line, each ending
 ** in CRLF (the whole message when it has no empty line), or before the first
 ** line that is no header field ("Name:" or a blank-led continuation): that

@@ -31,9 +31,13 @@
 
 /* ------------------------------------------------------------ buffers */
 
+/* A byte >= 0x80.  A NUL is not one: in a header field or a part that cannot
+** be encoded the data writer drops it (smtp.c), in a body part it is encoded
+** (content(), bodynul), never carried as "8-bit" text (RFC 2047 words that
+** decode to a NUL were sent before). */
 static int is8(const char *p, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if ((unsigned char)p[i] >= 0x80 || p[i] == '\0') return 1;
+    if ((unsigned char)p[i] >= 0x80) return 1;
   return 0;
 }
 
@@ -102,7 +106,8 @@ typedef struct {
   unsigned char text;      /* a text type (or the text/plain of no Content-Type) */
   unsigned char cte;       /* its declared Content-Transfer-Encoding (CTE_*) */
   unsigned char enc;       /* ENC_*: what pass 2 does to it when converting bodies */
-  unsigned char has8;      /* an 8-bit or NUL byte in its body (a multipart: outside its parts) */
+  unsigned char has8;      /* an 8-bit byte in its body (a multipart: outside its parts), or
+                              a NUL in a leaf that can be encoded */
   unsigned char longl;     /* a leaf declared 7bit/8bit/binary (or nothing) with a body line
                               over 998 octets: SMTP allows none (RFC 5321 §4.5.3.1.6), so it
                               is encoded like an 8-bit one, whatever the server offers */
@@ -316,7 +321,17 @@ static void content(mh_mime7 *m, const char *p, size_t n, int eol) {
   if (m->pass == 1) {
     m->size += n;
     m->tail_o = m->tail_b = eol;
-    if (!eol && is8(p, n)) { e->has8 = 1; m->info.body8 = 1; }
+    if (!eol) {
+      /* a NUL makes a leaf that can be encoded an 8-bit one (encoded, so it
+      ** decodes to the NUL); in a part that says it is encoded already, or
+      ** outside the parts of a multipart, it blocks nothing: the writer drops it */
+      int nul = memchr(p, '\0', n) != NULL;
+      if (nul) m->info.bodynul = 1;
+      if (is8(p, n) || (nul && e->type == T_LEAF && e->cte != CTE_QP && e->cte != CTE_B64 && e->cte != CTE_OTHER)) {
+        e->has8 = 1;
+        m->info.body8 = 1;
+      }
+    }
     if (e->type == T_LEAF) {
       if (eol) {
         m->llen = 0;

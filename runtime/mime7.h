@@ -42,12 +42,18 @@ enum {
 
 /* What pass 1 learnt. */
 typedef struct {
-  int body8;          /* an 8-bit (or NUL) byte after the top-level header block */
+  int body8;          /* an 8-bit byte after the top-level header block (or a NUL in a
+                         part that can be encoded) */
   int head8;          /* an 8-bit byte in a top-level header field */
   int bodylong;       /* a body line over 998 octets in a part not already encoded: SMTP
                          carries none, 8BITMIME or not (RFC 5321 §4.5.3.1.6, RFC 6152 §3),
                          so MH_MIME7_BODIES encodes it (quoted-printable, soft breaks)
                          instead of the line being cut */
+  int bodynul;        /* a NUL byte after the top-level header block: neither 7bit nor 8bit
+                         data may hold one (RFC 2045 §2.7-2.8, RFC 6152), many servers refuse
+                         or cut the message there, so MH_MIME7_BODIES encodes its part
+                         whatever the server offers, like a long line (the data writer
+                         drops the NULs it is still given: smtp.h) */
   unsigned parts;     /* entities met (the message itself counts one) */
 } mh_mime7_info;
 

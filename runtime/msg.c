@@ -19,11 +19,13 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include "b64.h"
 #include "buf.h"
 #include "error.h"
 #include "fsutil.h"
 #include "msg.h"
+#include "eol.h"
 
 #define FOLD_AT 78          /* fold header lines after this many columns when possible */
 #define MAX_PLAIN_WORD 900  /* a longer unbroken word is sent as encoded words instead */
@@ -138,19 +140,32 @@ static int is_alnum(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
+int mh_msg_addr_literal(const char *d, size_t n, const char **why) {
+  char buf[64];
+  unsigned char bin[16];
+  const char *dummy;
+  if (!why) why = &dummy;
+  if (n < 3 || d[0] != '[' || d[n - 1] != ']') { *why = "unterminated address literal"; return MH_EBADADDR; }
+  if (n - 2 >= sizeof buf) { *why = "address literal too long"; return MH_EBADADDR; }
+  memcpy(buf, d + 1, n - 2);
+  buf[n - 2] = '\0';
+  if (!strncasecmp(buf, "IPv6:", 5)) {
+    if (inet_pton(AF_INET6, buf + 5, bin) == 1) return 0;
+    *why = "address literal [IPv6:...] holds no IPv6 address";
+    return MH_EBADADDR;
+  }
+  if (inet_pton(AF_INET, buf, bin) == 1) return 0;
+  *why = strchr(buf, ':') ? "address literal with a tag other than IPv6: (a General-address-literal "
+                            "names no address a connection can use)"
+                          : "address literal is neither an IPv4 address (as [192.0.2.1]) nor [IPv6:...]";
+  return MH_EBADADDR;
+}
+
 /* A domain: dot-separated labels of letters, digits and inner hyphens (each
-** 1..63, all ≤ 253), or an address literal [1.2.3.4] / [IPv6:...]. */
+** 1..63, all ≤ 253), or an address literal (mh_msg_addr_literal). */
 static int check_domain(const char *d, size_t n, const char **why) {
   if (n == 0) { *why = "empty domain"; return MH_EBADADDR; }
-  if (d[0] == '[') {
-    if (d[n - 1] != ']' || n < 3) { *why = "unterminated address literal"; return MH_EBADADDR; }
-    for (size_t i = 1; i < n - 1; i++)
-      if (!is_alnum((unsigned char)d[i]) && !strchr(".:", d[i])) {
-        *why = "bad character in address literal";
-        return MH_EBADADDR;
-      }
-    return 0;
-  }
+  if (d[0] == '[') return mh_msg_addr_literal(d, n, why);
   if (n > 253) { *why = "domain too long"; return MH_EBADADDR; }
   size_t label = 0;
   for (size_t i = 0; i <= n; i++) {
@@ -287,7 +302,11 @@ static int is_wsp(char c) { return c == ' ' || c == '\t'; }
 ** '_' (as in a file name): the text reads as it was typed, and Arabic or
 ** Hebrew letters keep their direction by themselves (the Unicode bidi
 ** algorithm needs no control for them), so legitimate right-to-left text stays
-** readable. */
+** readable.  The Unicode line breaks are made a space: the line and paragraph
+** separators U+2028/9 and the C1 controls U+0080-9F (NEL, U+0085, among
+** them), which a reader that decodes the RFC 2047 words may show as a new
+** line ("Call from x<U+2028>From: ceo@bank") -- the header-template rule
+** (template.lua: every control character becomes a space). */
 static size_t drop_bidi(char *s, size_t n) {
   size_t o = 0;
   for (size_t i = 0; i < n; ) {
@@ -295,6 +314,12 @@ static size_t drop_bidi(char *s, size_t n) {
     if (i + 3 <= n && c[0] == 0xe2 && ((c[1] == 0x80 && ((c[2] >= 0xaa && c[2] <= 0xae) || c[2] == 0x8e || c[2] == 0x8f)) ||
                                        (c[1] == 0x81 && c[2] >= 0xa6 && c[2] <= 0xa9))) { i += 3; continue; }
     if (i + 2 <= n && c[0] == 0xd8 && c[1] == 0x9c) { i += 2; continue; }
+    if ((i + 3 <= n && c[0] == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) ||
+        (i + 2 <= n && c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f)) {
+      i += c[0] == 0xe2 ? 3 : 2;   /* before the write: s[o] may be c[0] */
+      s[o++] = ' ';
+      continue;
+    }
     s[o++] = s[i++];
   }
   s[o] = '\0';
@@ -520,7 +545,8 @@ static int valid_type(const char *t) {
 ** as given writes where it must not).  Writes to out (MAX_FILE_NAME + 1
 ** bytes): the last component of in, after the last '/' or '\' and a drive
 ** ("C:"), with every byte that could trick the reader made '_': control bytes
-** (TAB, ESC, DEL), bytes that are not UTF-8, and the invisible direction marks
+** (TAB, ESC, DEL, and the C1 controls U+0080-9F), the line and paragraph
+** separators U+2028/9, bytes that are not UTF-8, and the invisible direction marks
 ** and overrides (U+200E/F, U+202A-E, U+2066-9, U+061C: "invoice\u202Efdp.exe"
 ** shows as invoiceexe.pdf), and the look-alike slashes a Windows code page
 ** maps to / or \ (U+FF0F, U+FF3C, U+2215, U+2216, U+2044, U+FE68).  A
@@ -543,11 +569,13 @@ static int shown_name(char *out, const char *in) {
     for (size_t j = 1; !bad && j < k; j++) bad = (c[j] & 0xc0) != 0x80;
     if (!bad && k == 2) bad = c[0] < 0xc2;
     int mark = 0;          /* a whole character made '_' (a direction mark) */
-    if (!bad && k == 2) mark = c[0] == 0xd8 && c[1] == 0x9c;
+    /* ALM; and the C1 controls U+0080-9F (NEL among them), control bytes too */
+    if (!bad && k == 2) mark = (c[0] == 0xd8 && c[1] == 0x9c) || (c[0] == 0xc2 && c[1] <= 0x9f);
     if (!bad && k == 3) {
       unsigned cp = (unsigned)(c[0] & 0x0f) << 12 | (unsigned)(c[1] & 0x3f) << 6 | (c[2] & 0x3f);
       bad = cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff);
       mark = cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+             cp == 0x2028 || cp == 0x2029 ||   /* line and paragraph separators: a name on two lines */
              /* slashes a Windows "best fit" code page turns into / or \ when the
                 reader saves the file: "..／..／x" would become a path again */
              cp == 0xff0f || cp == 0xff3c || cp == 0x2215 || cp == 0x2216 || cp == 0x2044 || cp == 0xfe68;
@@ -797,7 +825,8 @@ static void header_addrs(mh_buf *b, const char *name, const alist *l) {
   fold_end(&f);
 }
 
-/* Normalises line endings to CRLF (lone CR and lone LF too) and makes sure a
+/* Normalises line endings to CRLF by intake's rule (eol.h mh_eol_intake_len:
+** CR* LF is one, a lone CR or LF one each) and makes sure a
 ** non-empty body ends with CRLF; picks 7bit (ASCII, no NUL, lines <= 998) or
 ** quoted-printable.  Appends the encoded body to out; returns the CTE name. */
 static const char *encode_body(mh_buf *out, const char *s, size_t n) {
@@ -806,7 +835,7 @@ static const char *encode_body(mh_buf *out, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '\r' || c == '\n') {
-      if (c == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+      i += mh_eol_intake_len(s + i, n - i) - 1;
       line = 0;
       continue;
     }
@@ -818,7 +847,7 @@ static const char *encode_body(mh_buf *out, const char *s, size_t n) {
       if (s[i] == '\r' || s[i] == '\n') {
         mh_buf_add(out, s + st, i - st);
         mh_buf_add(out, "\r\n", 2);
-        if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+        i += mh_eol_intake_len(s + i, n - i) - 1;
         st = i + 1;
       }
     }
@@ -831,7 +860,7 @@ static const char *encode_body(mh_buf *out, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '\r' || c == '\n') {
-      if (c == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+      i += mh_eol_intake_len(s + i, n - i) - 1;
       mh_buf_add(out, "\r\n", 2);
       col = 0;
       continue;

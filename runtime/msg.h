@@ -45,6 +45,16 @@ typedef enum {
 ** why is not NULL) set to a short static reason such as "no @". */
 int mh_msg_check_addr(const char *addr, size_t len, const char **why);
 
+/* The one rule for an address literal as the domain (d[0..n), brackets
+** included), shared by the builder (mh_msg_check_addr) and the spool's
+** envelope check (spool.c mh_addr_check, which sendmail's intake and every
+** enqueue pass): RFC 5321 4.1.3's [IPv4] (four decimal octets) or
+** [IPv6:...] (the tag in any case), checked by inet_pton, the parser the
+** connection itself uses.  A General-address-literal ([tag:content]) is
+** refused: it names no address a connection could use.  0, or MH_EBADADDR
+** with *why (may be NULL) set to a short static reason. */
+int mh_msg_addr_literal(const char *d, size_t n, const char **why);
+
 /* 1 when addr (a C string) is a valid bare address. */
 int mh_msg_valid_addr(const char *addr);
 

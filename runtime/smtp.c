@@ -226,7 +226,8 @@ static int dot_byte(mh_smtp_dotw *w, mh_buf *out, char c) {
 }
 
 /* Complete lines that leave as they are, from in[p] on: each ends with CRLF,
-** holds no other CR or LF, fits the 998-octet rule from w's column, and does
+** holds no other CR or LF (nor a NUL: the callers do not call it on a piece
+** that holds one), fits the 998-octet rule from w's column, and does
 ** not start with a '.' to stuff.  Returns where the run ends (p when the line
 ** at p needs the byte-wise writer), with w's state updated past it; a last
 ** line without its line end is taken too when it holds no CR.  memchr finds
@@ -262,8 +263,14 @@ static size_t clean_run(mh_smtp_dotw *w, const char *in, size_t p, size_t len) {
 int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) {
   int rc = 0;
   size_t i = 0;
+  /* a NUL is never sent (RFC 5321 §4.5.2 and RFC 6152: no SMTP data holds
+  ** one; servers refuse the message or cut it there): dropped here, byte by
+  ** byte, as Postfix's message_strip_characters = \0.  A part that can be
+  ** encoded was encoded before (mime7.h, bodynul): this is the last guard, for
+  ** a NUL in a header field or a part that says it is encoded already */
+  int nul = memchr(in, '\0', len) != NULL;
   while (i < len && rc == 0) {
-    if (!w->cr) {
+    if (!w->cr && !nul) {
       /* the common case: whole lines as they are, one append for all of them */
       size_t e = clean_run(w, in, i, len);
       if (e > i) {
@@ -277,12 +284,12 @@ int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) 
     do {
       char c = in[i];
       size_t lim = w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT;
-      if (!w->cr && c != '\r' && c != '\n' && !(w->bol && c == '.' && !w->nostuff) &&
+      if (!w->cr && c != '\r' && c != '\n' && c != '\0' && !(w->bol && c == '.' && !w->nostuff) &&
           w->col < lim) {
         /* a run of ordinary bytes on the line: copied at once (a header line
         ** past FOLD_AT goes byte by byte: dot_byte folds it at a blank) */
         size_t n = 1, room = lim - w->col;
-        while (n < room && i + n < len && in[i + n] != '\r' && in[i + n] != '\n') n++;
+        while (n < room && i + n < len && in[i + n] != '\r' && in[i + n] != '\n' && in[i + n] != '\0') n++;
         if ((rc = mh_buf_add(out, in + i, n)) < 0) break;
         w->prev_ws = in[i + n - 1] == ' ' || in[i + n - 1] == '\t';
         w->col += n;
@@ -299,7 +306,7 @@ int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) 
       }
       if (c == '\r') w->cr = 1;
       else if (c == '\n') rc = dot_eol(w, out);
-      else rc = dot_byte(w, out, c);
+      else if (c != '\0') rc = dot_byte(w, out, c);   /* after the CR's line end: no line end is merged */
     } while (i < len && rc == 0 && !(w->bol && !w->cr));
   }
   return rc;
@@ -1308,9 +1315,10 @@ void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last) {
     rc = mh_mime7_convert_sink(t->conv, conv_out, &k, buf, len, last);
   } else {
     size_t direct = 0;
-    if (!t->bdat && s->wbuf.len == 0) {
+    if (!t->bdat && s->wbuf.len == 0 && !memchr(buf, '\0', len)) {
       /* whole clean lines (most of a message) go to the owner as they are, not
-      ** copied into the output first: nothing of this event precedes them */
+      ** copied into the output first: nothing of this event precedes them (a
+      ** piece holding a NUL goes through the writer, which drops it) */
       direct = clean_run(&t->dotw, buf, 0, len);
       if (direct) s->io.write(s->io.ud, buf, direct);
     }
@@ -1494,8 +1502,8 @@ static unsigned to_convert(const mh_smtp *s, const mh_mime7 *m) {
   unsigned what = 0;
   if (i->body8 && !(s->caps.flags & MH_SMTP_CAP_8BITMIME)) what |= MH_MIME7_BODIES;
   if (i->head8 && !(s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) what |= MH_MIME7_HEADERS;
-  if (i->bodylong && !(what & MH_MIME7_BODIES) && !mh_mime7_why(m, what | MH_MIME7_BODIES))
-    what |= MH_MIME7_BODIES;
+  if ((i->bodylong || i->bodynul) && !(what & MH_MIME7_BODIES) && !mh_mime7_why(m, what | MH_MIME7_BODIES))
+    what |= MH_MIME7_BODIES;   /* a NUL: no SMTP body may hold one (RFC 5321 §4.5.2, RFC 6152) */
   return what;
 }
 
@@ -1555,7 +1563,7 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
   }
   eightbit = has8(data, len);
   uint64_t run = 0;
-  int longl = mh_mime7_longline(data, len, &run);
+  int longl = mh_mime7_longline(data, len, &run) || memchr(data, '\0', len) != NULL;   /* scanned, like a long line */
   if (eightbit && !longl && (s->caps.flags & MH_SMTP_CAP_8BITMIME) && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
     head8 = mh_mime7_head8(data, len);
   } else if (eightbit || longl) {

@@ -30,6 +30,8 @@
 #include <unistd.h>
 #include "spool.h"
 #include "eol.h"
+#include "intake.h"
+#include "msg.h"
 #include "fsutil.h"
 #include "error.h"
 #include "log.h"
@@ -1499,23 +1501,6 @@ int mh_spool_raise_seq(mh_spool *sp, const char *id) {
 
 /* ------------------------------------------------------ header parsing */
 
-/* Whether d (from the '[' to the end) is an address literal RFC 5321 4.1.3
-** defines and a connection could use: [192.0.2.1] (four decimal octets, no
-** leading zero) or [IPv6:2001:db8::1] (the tag in any case), checked by
-** inet_pton, the parser the connection itself uses.  Postfix takes these
-** (a device without DNS, a test box): refusing them left the recipient out.
-** A General-address-literal ([tag:content]) names no address: refused. */
-static int addr_literal_ok(const char *d) {
-  size_t n = strlen(d);
-  char buf[64];
-  unsigned char bin[16];
-  if (n < 3 || d[0] != '[' || d[n - 1] != ']' || n - 2 >= sizeof buf) return 0;
-  memcpy(buf, d + 1, n - 2);
-  buf[n - 2] = '\0';
-  if (!strncasecmp(buf, "IPv6:", 5)) return inet_pton(AF_INET6, buf + 5, bin) == 1;
-  return inet_pton(AF_INET, buf, bin) == 1;
-}
-
 int mh_addr_check(const char *addr, int empty_ok) {
   size_t n = strlen(addr);
   const char *at, *end = addr + n;
@@ -1524,7 +1509,9 @@ int mh_addr_check(const char *addr, int empty_ok) {
   /* a domain that is an address literal: checked whole, the rest as a local part */
   at = strrchr(addr, '@');
   if (at && at[1] == '[') {
-    if (!addr_literal_ok(at + 1)) return MH_EBADADDR;
+    /* the builder's rule, one for both (msg.h): Postfix takes [IPv4] and
+    ** [IPv6:...] (a device without DNS, a test box); anything else is no address */
+    if (mh_msg_addr_literal(at + 1, strlen(at + 1), NULL)) return MH_EBADADDR;
     end = at + 1;
   }
   const char *p = addr;
@@ -2608,6 +2595,44 @@ static int changed_since(int fd, const struct stat *st) {
          now.st_mtim.tv_sec != st->st_mtim.tv_sec || now.st_mtim.tv_nsec != st->st_mtim.tv_nsec;
 }
 
+/* Whether the header block buf[from..he) has a field NAME. */
+static int has_field(const char *buf, size_t from, size_t he, const char *name) {
+  size_t p = from, end, n;
+  while (p < he) {
+    if (hdr_line(buf, p, he, &end, &n)) return 0;
+    if (name_is(buf, p, n, name)) return 1;
+    p = end;
+  }
+  return 0;
+}
+
+/* The Date and Message-ID a drop-in lacks (RFC 5322 §3.6 requires a Date;
+** servers such as Gmail refuse a message without a Message-ID), written once
+** at adoption by msg.h's rules, as `mailhook sendmail` adds them at intake
+** and Postfix's cleanup adds them to what its pickup takes: so every retry
+** sends the same bytes.  The Message-ID's domain is the sender's. */
+static int write_missing(int fd, const char *buf, size_t from, size_t he, const char *sender) {
+  char line[400], v[320];
+  size_t len = 0;
+  time_t now = time(NULL);
+  if (!has_field(buf, from, he, "Date")) {
+    mh_msg_date(v, sizeof v, now);
+    len += (size_t)snprintf(line + len, sizeof line - len, "Date: %s\r\n", v);
+  }
+  if (!has_field(buf, from, he, "Message-ID")) {
+    const char *at = sender ? strrchr(sender, '@') : NULL;
+    mh_msg_make_id(v, sizeof v, at && at[1] != '[' ? at + 1 : NULL, now);
+    len += (size_t)snprintf(line + len, sizeof line - len, "Message-ID: %s\r\n", v);
+  }
+  if (!len) return 0;
+  /* a file that is all header block and ends mid-line: its last field ended first */
+  if (he > from && buf[he - 1] != '\n') {
+    int rc = mh_fsutil_write_all(fd, "\r\n", 2);
+    if (rc) return rc;
+  }
+  return mh_fsutil_write_all(fd, line, len);
+}
+
 /* A drop-in NAME in pickup/: give it an id, the canonical form (X- lines, no
 ** Bcc), and make it durable before the original goes.  newid gets the new id.
 ** 0 adopted; 1 not a message (set aside to corrupt/, or gone meanwhile: skip
@@ -2620,6 +2645,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   mh_env env;
   size_t cap = 8192, len = 0, he, body;
   char *buf = NULL;
+  mh_intake *in = NULL;
   struct stat st;
   int fd = mh_fsutil_open(sp->pickupfd, name, O_RDONLY, 0, 0, &st), out = -1, rc;
   if (fd == -ENOENT) return 1;
@@ -2627,46 +2653,59 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if (fd < 0) return fd;
   if ((rc = dropin_check(sp, name, fd, &st))) { close(fd); return rc; }
   TEST_POINT("adopt-checked");
+  /* the file is read through intake's converter (runtime/intake.h), the rule
+  ** `mailhook sendmail` applies to its stdin: CR* LF is one line end, a bare
+  ** CR ends its line, every line end is stored as CRLF.  Before, a drop-in was
+  ** read by eol.h's rule alone, so a PHP/Windows `Subject: x\r\r\nBcc: y`
+  ** ended the header block at the CR CR LF: its Bcc line went out in the
+  ** body, and each CR CR LF of the body became two line ends */
   buf = malloc(cap);
-  if (!buf) { close(fd); return MH_ENOMEM; }
-  for (;;) {  /* the whole header block into memory */
-    ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
-    if (n < 0) { rc = -errno; goto out; }
-    len += (size_t)n;
-    rc = mh_env_parse(buf, len, n == 0 || len < cap, &env, err);
+  in = mh_intake_new(fd, 0);
+  if (!buf || !in) { rc = MH_ENOMEM; goto out; }
+  for (;;) {  /* the whole header block into memory, converted */
+    long n;
+    if (cap - len < 4) {
+      if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) { rc = MH_ENOMEM; goto out; }
+      buf = nb;
+      cap *= 2;
+    }
+    do {   /* the buffer filled before it is parsed (again): doubling, not a parse per read */
+      n = mh_intake_read(in, buf + len, cap - len);
+      if (n < 0) { rc = (int)n; goto out; }
+      len += (size_t)n;
+    } while (n > 0 && cap - len >= 4);
+    rc = mh_env_parse(buf, len, n == 0, &env, err);
     if (rc != 1) break;
-    if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
-    char *nb = realloc(buf, cap * 2);
-    if (!nb) { rc = MH_ENOMEM; goto out; }
-    buf = nb;
-    cap *= 2;
+    if (n == 0) { rc = fail(err, MH_ECORRUPT, "no header block"); break; }   /* never: eof decides */
   }
   if (rc == MH_ECORRUPT) { to_corrupt(sp, sp->pickupfd, name, err); rc = 1; goto out; }
   if (rc) goto out;
   if ((rc = mh_spool_new_id(sp, newid))) goto out_env;
   snprintf(dest, sizeof dest, "%s.eml", newid);
-  if (env.canonical) {  /* already in our form: a rename is enough */
-    if (changed_since(fd, &st)) { rc = -EBUSY; goto out_env; }
-    if ((rc = rename_new(sp->pickupfd, name, sp->pickupfd, dest)) == 0) rc = fsync_fd(sp->pickupfd);
-    goto out_env;
-  }
   if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
-  if ((fault_at("adopt-write") && (rc = -errno)) ||
-      (rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
-                      (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid)) ||
-      (rc = write_no_bcc(out, buf, he)))
+  if (fault_at("adopt-write") && (rc = -errno)) goto fail_tmp;
+  if (env.canonical) {
+    /* already in our form: its envelope lines as they are (its submitter
+    ** too, or none), the message without Bcc like any other */
+    if ((rc = mh_fsutil_write_all(out, buf, env.offset)) ||
+        (rc = write_no_bcc(out, buf + env.offset, he - env.offset)))
+      goto fail_tmp;
+  } else if ((rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
+                             (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid)) ||
+             (rc = write_no_bcc(out, buf, he))) {
     goto fail_tmp;
-  /* the rest of the file, streamed */
-  {
-    off_t pos = (off_t)he;
-    for (;;) {
-      ssize_t n = pread(fd, buf, cap, pos);
-      if (n < 0) { rc = -errno; goto fail_tmp; }
-      if (n == 0) break;
-      if ((rc = mh_fsutil_write_all(out, buf, (size_t)n))) goto fail_tmp;
-      pos += n;
-    }
+  }
+  if ((rc = write_missing(out, buf, env.offset, he, env.from))) goto fail_tmp;
+  /* the rest of the file, converted as it streams */
+  if ((rc = mh_fsutil_write_all(out, buf + he, len - he))) goto fail_tmp;
+  for (;;) {
+    long n = mh_intake_read(in, buf, cap);
+    if (n < 0) { rc = (int)n; goto fail_tmp; }
+    if (n == 0) break;
+    if ((rc = mh_fsutil_write_all(out, buf, (size_t)n))) goto fail_tmp;
   }
   /* a writer still at work (unseen by the lease): not this time */
   if (changed_since(fd, &st)) { rc = -EBUSY; goto fail_tmp; }
@@ -2684,6 +2723,7 @@ fail_tmp:
 out_env:
   mh_env_free(&env);
 out:
+  mh_intake_free(in);
   free(buf);
   close(fd);
   return rc;

@@ -122,7 +122,12 @@ end
 
 local HTML = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
 
-local function fold(s) return (s:gsub("[%z\1-\8\10-\31\127]", " ")) end
+-- The C1 controls (U+0080-9F: NEL, U+0085, among them) and the line and
+-- paragraph separators U+2028/9 too: a reader decoding the Subject's RFC 2047
+-- words may show them as a new line ("x<U+2028>From: ceo@bank").
+local function fold(s)
+  return (s:gsub("[%z\1-\8\10-\31\127]", " "):gsub("\xC2[\x80-\x9F]", " "):gsub("\xE2\x80[\xA8\xA9]", " "))
+end
 
 -- A value as a template shows it.  A number as a person writes it (the rule
 -- of JavaScript's Number#toString): Lua's tostring gives 3.0 for a whole float

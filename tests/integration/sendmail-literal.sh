@@ -3,7 +3,11 @@
 # test box), through every way in (arguments, -t, -bs, mailhook enqueue), the
 # spool and SMTP: the real server (aiosmtpd) sees them in RCPT TO.  A literal
 # that is no real address ([999.1.1.1], [IPv6:zz::1], [tag:x], unterminated)
-# is left out and named, as any unusable item.
+# is left out and named, as any unusable item.  The message builder (mailhook
+# enqueue, mh.message, mh.enqueue, valid_address) has the same rule, one
+# function (msg.h mh_msg_addr_literal): before, it took any [letters.digits:]
+# ([foo], [1.2.3], [1.2.3.256], [IPv6:zz::1]) and a message built with one was
+# refused later by the spool, naming no reason.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 
@@ -50,6 +54,34 @@ for bad in 'x@[999.1.1.1]' 'x@[1.2.3]' 'x@[01.2.3.4]' 'x@[IPv6:zz::1]' 'x@[2001:
   deliver
   is "$E" "ok@example.net" "only the good recipient gets it"
 done
+# --- the builder and intake, one rule: [foo] [1.2.3] [1.2.3.256] [IPv6:zz::1] refused with
+# the reason, [IPv6:::1] taken, by every way in
+for c in 'x@[foo]|neither an IPv4 address' 'x@[1.2.3]|neither an IPv4 address' \
+         'x@[1.2.3.256]|neither an IPv4 address' 'x@[IPv6:zz::1]|holds no IPv6 address' \
+         'x@[tag:content]|General-address-literal' 'x@[IPv6:::1]|'; do
+  a=${c%%|*} why=${c#*|}
+  v=$("$MAILHOOK" -e 'print(require("mailhook.message").valid_address(...))' "$a" 2>&1)
+  b=$("$MAILHOOK" -e 'local m, err = require("mailhook.message"){ from = "a@example.com", to = (...), text = "x" }
+                      print(m and "built" or err)' "$a" 2>&1)
+  e=$(echo body | "$MAILHOOK" enqueue --to "$a" --subject lit 2>&1); erc=$?
+  s=$(printf 'Subject: lit\n\nx\n' | "$MAILHOOK" sendmail "$a" ok@example.net 2>&1)
+  if [ -z "$why" ]; then
+    is "$v" true "valid_address('$a'): true"
+    is "$b" built "mh.message with to = '$a': built"
+    is "$erc" 0 "mailhook enqueue --to '$a': queued"
+    unlike "$s" "left out" "sendmail '$a': taken"
+    deliver; is "$E" "$a" "enqueue: '$a' in RCPT TO"
+    deliver; is "$E" "$a ok@example.net" "sendmail: '$a' in RCPT TO"
+  else
+    like "$v" "^nil.*$why" "valid_address('$a'): refused, saying why ($v)"
+    like "$b" "to: 'x@.*' is not a valid address: .*$why" "mh.message with to = '$a': refused, naming the field and why"
+    is "$erc" 1 "mailhook enqueue --to '$a': refused (1)"
+    like "$e" "$why" "and the reason is the builder's ($e)"
+    like "$s" "'x@.*': .*$why.*left out" "sendmail '$a': left out with the same reason ($s)"
+    deliver; is "$E" "ok@example.net" "sendmail: only the good recipient gets it"
+  fi
+done
+
 out=$(printf 'Subject: bad\n\nx\n' | "$MAILHOOK" sendmail 'x@[999.1.1.1]' 2>&1); rc=$?
 is "$rc" 65 "a bad literal alone: 65, nothing queued"
 is "$(find "$T/spool/pickup" -name '*.eml' | wc -l)" 0 "the queue is empty"

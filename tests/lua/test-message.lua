@@ -262,4 +262,32 @@ tap.test("bidi controls dropped from display names and the subject", function(t)
   end
 end)
 
+-- A text body's line ends by intake's rule (`mailhook sendmail`, drop-ins): CR* LF
+-- is one (a Windows-made template or value's CR CR LF), a lone CR or LF one each;
+-- before, CR CR LF was two and the text gained an empty line at each.
+tap.test("a text body's CR CR LF is one line end, as intake reads it", function(t)
+  for _, c in ipairs { { "a\r\r\nb\rc\nd\r\n", "a\r\nb\r\nc\r\nd\r\n", "7bit" },
+                       { "é\r\r\r\nb\r\rc", "=C3=A9\r\nb\r\n\r\nc\r\n", "quoted-printable" } } do
+    local m = assert(mh.message { from = "a@example.com", to = "b@example.com", text = c[1] })
+    local head, body = split(m:bytes())
+    t:is(field(head, "Content-Transfer-Encoding"), c[3], c[3])
+    t:is(body, c[2], c[3] .. ": the body's line ends")
+  end
+end)
+
+-- The Unicode line breaks in a Subject or a display name (a rule's value given
+-- straight to mh.message): NEL (U+0085, a C1 control like U+0080-9F), U+2028 and
+-- U+2029 become spaces, so a reader of the decoded words shows no second line.
+tap.test("Unicode line breaks in the subject and display names become spaces", function(t)
+  local m = assert(mh.message {
+    from = "a@example.com",
+    to = { { name = "Ann\u{2028}From: ceo@bank", address = "b@example.com" } },
+    subject = "x\u{85}Bcc: y\u{2029}z\u{9F}é",
+    text = "x",
+  })
+  local head = split(m:bytes())
+  t:is(ew_decode(field(head, "Subject")), "x Bcc: y z é", "subject: NEL, U+2029, a C1 control: spaces; é kept")
+  t:is(ew_decode(field(head, "To")), "\"Ann From: ceo@bank\" <b@example.com>", "display name: U+2028 a space")
+end)
+
 return tap.done()

@@ -58,6 +58,11 @@ tap.test("a header value can never add a line", function(t)
   t:ok(not text:find("[\r\n%z]"), "no CR, LF or NUL left")
   t:is(text, "Voicemail from x  Bcc: victim@example.com", "folded to spaces")
   t:is(mh.template("a\nb{{x}}\n", { header = true })({ x = "\r" }), "a b", "nor can the template itself")
+  -- the Unicode line breaks: NEL (a C1 control, as U+0080-9F) and U+2028/9, which a
+  -- reader of the decoded Subject may show as a new line
+  t:is(r { caller = "x\u{85}From: ceo@bank\u{2028}y\u{2029}z\u{9F}\u{80}" },
+       "Voicemail from x From: ceo@bank y z", "NEL, U+2028, U+2029 and the C1 controls: spaces")
+  t:is(r { caller = "Zoë Ünal" }, "Voicemail from Zoë Ünal", "other non-ASCII letters kept (their C2/C3 bytes)")
 end)
 
 local function tmpdir()

@@ -479,6 +479,7 @@ static void test_attachment_names(void) {
     { "evil.exe.", "filename=\"evil.exe\"" },
     { ".profile", "filename=\".profile\"" },
     { "..\xef\xbc\x8f..\xef\xbc\xbc" "x\xe2\x88\x95y.pdf", "filename=\".._.._x_y.pdf\"" },   /* ／ ＼ ∕ */
+    { "a\xc2\x85" "b\xe2\x80\xa8" "c\xe2\x80\xa9" "d\xc2\x9f.pdf", "filename=\"a_b_c_d_.pdf\"" },   /* NEL, U+2028/9, C1 */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     is_str(name_shown(path, cases[i].in, got, sizeof got), cases[i].want, "name %zu shown as %s", i, cases[i].want);

@@ -31,6 +31,7 @@ static void ref_byte(ref *r, mh_buf *o, char c) {
   }
   if (c == '\r') { r->cr = 1; return; }
   if (c == '\n') { ref_eol(r, o); return; }
+  if (c == '\0') return;   /* never sent: dropped, after a CR's line end (no line end merged) */
   /* a header line past column 900 is folded before a blank that follows a non-blank */
   if (!r->body && (c == ' ' || c == '\t') && !r->ws && r->col >= MH_SMTP_FOLD_AT && r->col < MH_SMTP_TEXT_LINE) {
     mh_buf_add(o, "\r\n", 2);
@@ -69,7 +70,9 @@ static size_t make(char *m, size_t cap, int kind) {
     else if (what == 1) len = 1500 + rnd(3000);  /* to be broken */
     if (what == 2) m[n++] = '.';
     if (what == 3) { m[n++] = '.'; m[n++] = '.'; }
-    for (unsigned k = 0; k < len; k++) m[n++] = (char)(kind && rnd(50) == 0 ? 0xc3 : rnd(12) == 0 ? ' ' : 'a' + rnd(26));
+    for (unsigned k = 0; k < len; k++)
+      m[n++] = (char)(kind == 2 && rnd(60) == 0 ? 0 : kind && rnd(50) == 0 ? 0xc3 : rnd(12) == 0 ? ' ' : 'a' + rnd(26));
+    if (kind == 2 && rnd(20) == 0) m[n++] = 0;   /* a NUL before the line end, or at a line's start */
     switch (rnd(kind ? 8 : 40)) {
       case 0: m[n++] = '\n'; break;
       case 1: m[n++] = '\r'; break;
@@ -199,6 +202,19 @@ int main(void) {
     mh_smtp_dot_write(&w, &o, m, strlen(m));
     mh_smtp_dot_finish(&w, &o);
     is_str(o.data, "Subject: x\r\n\r\n..dot\r\nline\r\n.\r\n", "DATA: the same stuffed, with the dot");
+    mh_buf_free(&o);
+  }
+  /* NUL bytes never leave (RFC 5321 §4.5.2): dropped; a CR before one is still
+     a line end of its own, as the header parsers split it (eol.h) */
+  {
+    const char *m = "Subject: a\0b\r\0\nX: y\r\n\r\n\0.dot\0\r\nend";
+    mh_buf o = { 0 };
+    mh_smtp_dotw w;
+    mh_smtp_dot_init(&w);
+    mh_smtp_dot_write(&w, &o, m, 34);
+    mh_smtp_dot_finish(&w, &o);
+    is_str(o.data, "Subject: ab\r\n\r\nX: y\r\n\r\n..dot\r\nend\r\n.\r\n",
+           "NULs dropped; CR NUL LF is two line ends; a line that starts with NUL then '.' is stuffed");
     mh_buf_free(&o);
   }
   return done_testing();

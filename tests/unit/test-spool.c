@@ -336,7 +336,11 @@ static void test_scan(mh_spool *sp) {
   {
     char *body = slurp(e.path);
     ok(body && !strstr(body + e.env.offset, "Bcc") && !strstr(body + e.env.offset, "other@ex.org") &&
-       strstr(body, "Subject: drop\r\n\r\nhello\r\n"), "Bcc (with its continuation) is gone from the sent copy");
+       strstr(body, "Subject: drop\r\nDate: ") && strstr(body, "\r\n\r\nhello\r\n"),
+       "Bcc (with its continuation) is gone from the sent copy");
+    /* the Date and Message-ID it lacked, added at adoption (the sender's domain) */
+    ok(body && strstr(body, "\r\nDate: ") && strstr(body, "\r\nMessage-ID: <") && strstr(body, "@ex.org>\r\n\r\nhello"),
+       "Date and Message-ID added before the empty line");
   }
   mh_spool_entry_free(&e);
   for (long i = 0; i < n; i++) free(ids[i]);
