@@ -2,7 +2,7 @@
 ** fuzz-data.c — the data writer: whatever the message bytes and however they
 ** are split, the output has only CRLF line ends, no line over 998 octets but
 ** where a fold was needed, every line starting with '.' is stuffed, and
-** "\r\n.\r\n" appears exactly once: at the very end.  And the output is the
+** "\r\n.\r\n" appears exactly once: at the very end; no NUL is sent.  And the output is the
 ** same however the input is split, and the same as a plain byte-at-a-time
 ** reference writer's (the engine copies runs of ordinary bytes at once, and
 ** whole clean lines found with memchr).  BDAT's mode (nostuff: no dot doubled,
@@ -28,6 +28,7 @@ static void ref_write(ref *r, mh_buf *o, const uint8_t *in, size_t n) {
     if (r->cr) { r->cr = 0; ref_eol(r, o); if (c == '\n') continue; }
     if (c == '\r') { r->cr = 1; continue; }
     if (c == '\n') { ref_eol(r, o); continue; }
+    if (c == '\0') continue;   /* never sent: dropped, no fold, the line stays empty if it was */
     if (r->col >= MH_SMTP_TEXT_LINE) {
       mh_buf_add(o, r->body ? "\r\n" : "\r\n ", r->body ? 2 : 3);
       r->col = r->body ? 0 : 1;

@@ -3,8 +3,8 @@
 ** The first byte picks what to convert and the size of the pieces; the rest
 ** is the message.  Asserts, for any input: no crash or leak; mh_mime7_size is
 ** the size written, converted or not; the output is the same whatever the
-** pieces; and when the converter says it can convert, the output is 7-bit with
-** CRLF line ends only, and the independent decoder (tests/unit/mime7-ref.h)
+** pieces; and when the converter says it can convert, the output is 7-bit (no
+** NUL it did not find: those left are the data writer's to drop) with CRLF line ends only, and the independent decoder (tests/unit/mime7-ref.h)
 ** reads in it exactly what it reads in the input.
 */
 #include <assert.h>
@@ -56,7 +56,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (a.p[i] == '\n') assert(i > 0 && a.p[i - 1] == '\r');
     }
     if (what == (MH_MIME7_BODIES | MH_MIME7_HEADERS)) {
-      for (size_t i = 0; i < a.n; i++) assert((unsigned char)a.p[i] < 0x80 && a.p[i] != 0);
+      /* 7-bit.  A NUL may stay where the converter leaves it (a header field, a part
+      ** that says it is encoded already): the data writer drops it (smtp.c,
+      ** test-smtp-dotw.c); the converter never adds one */
+      size_t nul_in = 0, nul_out = 0;
+      for (size_t i = 0; i < n; i++) nul_in += in[i] == '\0';
+      for (size_t i = 0; i < a.n; i++) {
+        assert((unsigned char)a.p[i] < 0x80);
+        nul_out += a.p[i] == '\0';
+      }
+      assert(nul_out <= nul_in);
       size_t x, y;
       char *da = ref_decode(in, n, &x), *db = ref_decode(a.p ? a.p : "", a.n, &y);
       assert(x == y && !memcmp(da, db, x));              /* decodes to the original */
