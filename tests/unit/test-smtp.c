@@ -539,7 +539,25 @@ static void test_timeouts_and_421(void) {
   mh_smtp_connected(s, 0);
   feed(s, "554 go away\r\n");
   is_int(r.rc, MH_EREPLY, "554 greeting fails the open");
-  is_str(mh_smtp_stage(s), "connect", "stage connect");
+  is_str(mh_smtp_stage(s), "greeting", "stage greeting (the connection worked)");
+  mh_smtp_free(s);
+
+  /* after the 220, the session is at EHLO: a 421 or a refusal there is the ehlo stage */
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx\r\n");
+  feed(s, "421 4.3.2 going down\r\n");
+  is_int(r.rc, MH_EREPLY, "421 to EHLO fails the open");
+  is_str(mh_smtp_stage(s), "ehlo", "stage ehlo");
+  mh_smtp_free(s);
+
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx\r\n");
+  feed(s, "550 no EHLO\r\n");
+  feed(s, "451 not now\r\n");
+  is_int(r.rc, MH_EREPLY, "EHLO and HELO refused fail the open");
+  is_str(mh_smtp_stage(s), "helo", "stage helo (EHLO's fallback refused)");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
 }
