@@ -45,6 +45,14 @@ function clock(t) {
   return new Date(t * 1000).toLocaleString();
 }
 
+// The server outage (the API's `outage`: SPOOL/outage) as `mailhook queue`
+// words it; '' when there is none.  Text only: the reason quotes the server.
+function outageLine(o, now) {
+  if (!o || typeof o.error !== 'string') return '';
+  return 'delivery suspended since ' + clock(o.since) + ' (' + ago(o.age != null ? o.age : now - o.since) +
+    ' ago): ' + o.error;
+}
+
 function replyText(r) {
   if (!r) return '';
   return [r.smtp, r.text].filter((x) => x != null && x !== '').join(' ');
@@ -473,9 +481,12 @@ async function loadQueue() {
   q.page = r;
   text($('count-pickup'), '(' + r.counts.pickup + ')');
   text($('count-failed'), '(' + r.counts.failed + ')');
+  const now = Date.now() / 1000;
+  const outage = outageLine(r.outage, now);
+  text($('queue-outage'), outage);
+  $('queue-outage').hidden = !outage;
   const body = document.querySelector('#queue-table tbody');
   body.replaceChildren();
-  const now = Date.now() / 1000;
   for (const e of r.entries) {
     const tr = el('tr');
     tr.dataset.id = e.id;
@@ -483,7 +494,8 @@ async function loadQueue() {
       el('td', null, (e.to || []).join(', ')), el('td', 'num', e.attempts),
       el('td', null, e.state === 'failed' ? 'failed ' + (e.failed_at ? clock(e.failed_at) : '')
         : !e.next_attempt || e.next_attempt <= now ? 'now' : 'in ' + ago(e.next_attempt - now)),
-      el('td', 'reply', e.reason || e.last_reply || ''));
+      // a waiting message with no reply of its own waits on the outage (only the one tried got its reply)
+      el('td', 'reply', e.reason || e.last_reply || (e.state !== 'failed' && e.outage ? 'outage: ' + e.outage : '')));
     const actions = el('td', 'actions');
     actions.append(actionButton('Retry', 'retry', () => queueAction('retry', e.id)),
       actionButton('Remove', 'remove danger', () => queueAction('remove', e.id)));
@@ -554,6 +566,7 @@ function showStatus(r) {
     }
     fact(dl, 'last success', c.last_success ? clock(c.last_success) + ' (' + ago(now - c.last_success) + ' ago)' : 'none since start');
   }
+  fact(dl, 'delivery', outageLine(r.outage, now));
   const q = r.queue;
   if (q) fact(dl, 'queue', q.pickup + ' in pickup/' + (q.oldest_age != null ? ', oldest ' + ago(q.oldest_age) : '') + '; ' + q.failed + ' in failed/');
   const k = r.counters;

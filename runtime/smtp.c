@@ -549,8 +549,14 @@ uint64_t mh_smtp_state_timeout(const mh_smtp *s) {
   return rfc < s->command_ms ? rfc : s->command_ms;
 }
 
+/* The stage a failure in state st is named by (info.stage, the log, the
+** queue): the step the session was at, so a 421 or a drop right after the
+** greeting reads "ehlo", not "connect" (the connection had worked). */
 static const char *stage_of(mh_smtp_state st) {
   switch (st) {
+    case MH_SMTP_BANNER: return "greeting";
+    case MH_SMTP_EHLO: return "ehlo";
+    case MH_SMTP_HELO: return "helo";
     case MH_SMTP_STARTTLS: case MH_SMTP_TLS: return "tls";
     case MH_SMTP_AUTH: return "auth";
     case MH_SMTP_RSET: case MH_SMTP_MAIL: return "mail";
@@ -972,13 +978,13 @@ static void on_reply(mh_smtp *s) {
   switch (s->state) {
     case MH_SMTP_BANNER:
       if (is2(code)) enter_state(s, MH_SMTP_EHLO);
-      else { refused(s, "greeting", "connect"); finish(s, MH_EREPLY, MH_SMTP_CLOSED); }
+      else { refused(s, "greeting", "greeting"); finish(s, MH_EREPLY, MH_SMTP_CLOSED); }
       break;
     case MH_SMTP_EHLO:
     case MH_SMTP_HELO:
       if (!is2(code)) {
         if (s->state == MH_SMTP_EHLO && code >= 500) { enter_state(s, MH_SMTP_HELO); break; }
-        refused(s, s->state == MH_SMTP_EHLO ? "EHLO refused" : "HELO refused", "connect");
+        refused(s, s->state == MH_SMTP_EHLO ? "EHLO refused" : "HELO refused", stage_of(s->state));
         finish(s, MH_EREPLY, MH_SMTP_CLOSED);
         break;
       }

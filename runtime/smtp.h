@@ -274,7 +274,7 @@ int mh_smtp_quit(mh_smtp *s);
 mh_smtp_state mh_smtp_get_state(const mh_smtp *s);
 const mh_smtp_caps *mh_smtp_get_caps(const mh_smtp *s);
 const mh_smtp_reply *mh_smtp_last_reply(const mh_smtp *s);  /* the reply that decided the op */
-const char *mh_smtp_stage(const mh_smtp *s);      /* "connect", "tls", "auth", "mail", "rcpt", "data" */
+const char *mh_smtp_stage(const mh_smtp *s);      /* "greeting", "ehlo", "helo", "tls", "auth", "mail", "rcpt", "data", "quit" */
 const char *mh_smtp_errmsg(const mh_smtp *s);     /* why the last op failed ("" when it did not) */
 int mh_smtp_is_tls(const mh_smtp *s);
 int mh_smtp_used_ehlo(const mh_smtp *s);

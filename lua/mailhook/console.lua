@@ -1132,8 +1132,21 @@ local function subject_of(path, offset)
   return M.subject_of_head(head)
 end
 
-local function entry_json(e, now)
+-- The server outage the spool's last deliverer met and has not seen end
+-- (SPOOL/outage: the running service's, a flush's, a run before a restart's),
+-- as `mailhook queue` shows it: {since, age, error ("stage: reason")} | nil.
+local function outage_json(now)
+  local o = require("mailhook.queue").outage(core.paths.spool)
+  if not o then return nil end
+  return { since = o.since, age = math.max(0, math.floor(now - o.since)), error = o.error }
+end
+
+-- waits: the outage's error, the reason of every waiting message (as the
+-- `outage` of `mailhook queue --json`); the page shows it where the message
+-- has no reply of its own (only the one tried got one).
+local function entry_json(e, now, waits)
   return {
+    outage = e.state ~= "failed" and waits or nil,
     id = e.id, state = e.state, size = e.size, queued_at = e.queued_at,
     age = e.queued_at and math.max(0, math.floor(now - e.queued_at)) or nil,
     attempts = e.attempts or 0, next_attempt = (e.next_attempt or 0) > 0 and e.next_attempt or nil,
@@ -1194,16 +1207,17 @@ route("GET", "/api/queue", function(self, req)
   if not ids then return self:fail(req, 500, total) end
   local sp = require("mailhook.queue").spool()
   local now = core.now()
+  local outage = outage_json(now)
   local entries = {}
   for _, id in ipairs(ids) do
     local e = sp:load(id)
-    if e then entries[#entries + 1] = entry_json(e, now) end
+    if e then entries[#entries + 1] = entry_json(e, now, outage and outage.error) end
   end
   local other = folder == "pickup" and "failed" or "pickup"
   local _, ototal = self:one_at_a_time("page", core.admin.page, core.paths.spool .. "/" .. other, { limit = 0 })
   local counts = { [folder] = total, [other] = ototal }
   return self:send_json(req, 200, { ok = true, folder = folder, total = total, first = skipped + 1,
-    last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts })
+    last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts, outage = outage })
 end)
 
 -- The id of a retry or remove (a string: body_error checked), or nil.
@@ -1259,7 +1273,12 @@ function M:status_report()
   end
   local status = require "mailhook.status"
   self.report_dirty = false          -- a change from now on makes this report old again
-  self.report_task = require("mailhook").spawn(function() return status.collect { tracker = self.status } end)
+  self.report_task = require("mailhook").spawn(function()
+    local r = status.collect { tracker = self.status }
+    -- SPOOL/outage: also one a flush met, or a run before a restart (as `mailhook queue` shows it)
+    if type(r) == "table" then r.outage = outage_json(core.now()) end
+    return r
+  end)
   local ok, r = self.report_task:wait()
   self.report_task = nil
   if not ok then error(r, 0) end

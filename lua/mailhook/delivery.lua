@@ -184,7 +184,21 @@ function M.new(opts)
     verbose = true,                     -- info lines are logged (else not even built)
   }, D)
   d:check_verbose()
+  d:load_outage()
   return d
+end
+
+-- The outage an earlier run (a service, a flush) recorded and did not see
+-- end: it goes on until a server answers a message, so its start is kept (the
+-- queue_stuck event, "reachable again after N s", the status's "since" count
+-- from it, not from this start).  A server reachable again clears it at the
+-- first answered message, as any outage.
+function D:load_outage()
+  if not self.outage_file then return end
+  local o = require("mailhook.queue").outage_at(self.outage_file)
+  if not o then return end
+  self.outage = { err = o.error, since = o.since, earlier = true }
+  self.outage_shown = o.error     -- the file says it already: not written again for the same error
 end
 
 -- Is the per-message info line wanted?  (Building it cost as much as a syscall.)
@@ -818,10 +832,14 @@ function W:outage(err, info, e)
                or auth_refused(info) and "server refuses the login" or "server unreachable"
   if d.outage then d.outage.refused = info and info.session_refused end
   d:record_outage(now, (info and info.stage and (info.stage .. ": ") or "") .. tostring(err))
-  if not d.outage then
-    d.outage = { err = err, since = now, refused = info and info.session_refused }
-    d.log.warn(string.format("delivery: %s (%s%s); the queue waits, %s", what,
-                             info and info.stage and (info.stage .. ": ") or "", err, how))
+  if not d.outage or d.outage.earlier then
+    -- the first one of this run is said in full, an earlier run's start kept (load_outage)
+    local since = d.outage and d.outage.since
+    d.outage = { err = err, since = since or now, refused = info and info.session_refused }
+    d.log.warn(string.format("delivery: %s (%s%s); the queue waits, %s%s", what,
+                             info and info.stage and (info.stage .. ": ") or "", err, how,
+                             since and string.format(" (so since %s, before this start)",
+                                                     os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(since))) or ""))
   elseif d.outage.err ~= err then
     d.outage.err = err
     d.log.warn(string.format("delivery: %s, now: %s%s", info and (info.session_refused or auth_refused(info)) and what

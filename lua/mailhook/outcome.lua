@@ -69,13 +69,18 @@ function M.overflow(r, accepted)
   return code == 452 and (accepted or 0) >= 1
 end
 
+-- The stages before a transaction (the engine's names: runtime/smtp.c
+-- stage_of): a failure there is about the server or the connection, never
+-- about a message.
+M.SESSION_STAGES = { dns = true, connect = true, greeting = true, ehlo = true, helo = true, tls = true,
+                     auth = true }
+
 function M.classify(info, reused)
   local code = tonumber(info.smtp)
   if reused and (code == 421 or (info.stage == "mail" and code and code >= 400 and code < 500)) then
     return "limit"
   end
-  if info.connection or info.stage == "connect" or info.stage == "dns" or info.stage == "tls"
-     or info.stage == "auth" or code == 421 then
+  if info.connection or M.SESSION_STAGES[info.stage] or code == 421 then
     return "connection"
   end
   if session_refusal(info) then return "session" end

@@ -52,7 +52,13 @@ end
 -- mailhook.delivery, a running service or a `flush`): why every waiting
 -- message waits, not only the one that was tried.
 function M.outage(dir)
-  local text = core.fsutil.read((dir or core.paths.spool) .. "/outage")
+  return M.outage_at((dir or core.paths.spool) .. "/outage")
+end
+
+-- outage_at(path) -> {since =, error =} | nil: the outage file at path (a
+-- deliverer loads its spool's at start: mailhook.delivery load_outage).
+function M.outage_at(path)
+  local text = core.fsutil.read(path)
   local since = text and tonumber(text:match("^since (%d+)\n"))
   local err = text and text:match("\nerror ([^\n]*)")
   if not (since and err) then return nil end

@@ -381,7 +381,10 @@ function M.connect(cfg, report, limits)
       err = M.version_refusal(info, info.tls_min_version) or err   -- tls_closed: often a version
     end                                                              -- or cipher mismatch too
     last_err, last_info = err, info
-    if info.class == "permanent" and info.stage ~= "connect" and info.stage ~= "dns" then break end
+    -- (a server that refuses at the greeting or EHLO: the next one may not)
+    if info.class == "permanent" and not ({ dns = 1, connect = 1, greeting = 1, ehlo = 1, helo = 1 })[info.stage] then
+      break
+    end
     if #list > 1 then core.log("warn", "smtp: " .. err .. (host ~= list[#list] and "; trying the next server" or "")) end
   end
   return nil, last_err, last_info
@@ -390,8 +393,9 @@ end
 -- ----------------------------------------------------------- test
 
 -- The stages `mailhook test` names.
-local TEST_STAGE = { dns = "dns", connect = "connect", tls = "tls", auth = "auth", mail = "sender",
-                     rcpt = "recipient", data = "recipient", quit = "connect" }
+local TEST_STAGE = { dns = "dns", connect = "connect", greeting = "connect", ehlo = "connect", helo = "connect",
+                     tls = "tls", auth = "auth", mail = "sender", rcpt = "recipient", data = "recipient",
+                     quit = "connect" }
 
 -- The message `mailhook test --to` sends, built by the core's message builder
 -- (runtime/msg.c: its Date, its Message-ID), as every other message is.

@@ -19,10 +19,15 @@ uses it, against a running `mailhook run` (tests/integration/console-api-shapes.
  6. the HTTP layer's own errors (400, 411, 413, 431, 505...) to /api/ have
     the console's shape ({"ok": false, "error": ...}, application/json); to
     a page they stay text.
+ 7. the server outage (SPOOL/outage), as `mailhook queue` gives it: GET
+    /api/queue and /api/status say since when, how long and why delivery is
+    suspended (`outage`: {since, age, error}), and each waiting message the
+    reason it waits on (`outage`, as `mailhook queue --json`); gone once the
+    server answers again.
  In 4, the login, password, queue and logout routes too: an unknown or
  ill-typed field is a 400 naming it, as for a Save.
 
-Usage: api_shapes.py BASE_URL TOKEN CONF SERVICE_PID PEER_PORT DEAD_PORT
+Usage: api_shapes.py BASE_URL TOKEN CONF SERVICE_PID PEER_PORT DEAD_PORT MAILHOOK
 """
 import fcntl
 import http.client
@@ -30,11 +35,12 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
 
-BASE, TOKEN, CONF, SVC_PID, PEER_PORT, DEAD_PORT = sys.argv[1:7]
+BASE, TOKEN, CONF, SVC_PID, PEER_PORT, DEAD_PORT, MAILHOOK = sys.argv[1:8]
 HOST, PORT = re.match(r"http://([\d.]+):(\d+)$", BASE).groups()
 PORT = int(PORT)
 
@@ -512,6 +518,55 @@ ok(st == 431 and hdrs.get("content-type", "").startswith("text/plain") and "requ
 st, hdrs, body = exchange(b"HEAD /api/status HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n")
 ok(st == 431 and hdrs.get("content-type") == "application/json" and int(hdrs.get("content-length", -1)) > 0,
    "HEAD /api/status, a head over max_head: 431, application/json, its length", "%d %r" % (st, hdrs))
+
+# ------------------------------------------- 7. the server outage
+st, q, raw = get("/api/queue")
+ok(st == 200 and "outage" not in q, "/api/queue: no outage while the server answers", raw[:300])
+st, d, raw = save({"changes": {"port": int(DEAD_PORT)}})
+is_(st, 200, "the server's port set to one nothing listens on", raw[:300])
+for i in (1, 2):
+    subprocess.run([MAILHOOK, "enqueue", "--to", "down@example.net", "--subject", "outage %d" % i], input=b"x\n",
+                   check=True, stdout=subprocess.DEVNULL)
+seen = {}
+
+
+def outage_in(path):
+    st, d, raw = get(path)
+    seen[path] = (d, raw)
+    o = d.get("outage")
+    return isinstance(o, dict) and (path != "/api/queue" or len(d.get("entries", [])) >= 2)
+
+
+ok(wait_until(lambda: outage_in("/api/queue"), 30), "/api/queue: the outage, once the server cannot be reached",
+   seen.get("/api/queue", (0, ""))[1][:400])
+q = seen["/api/queue"][0]
+o = q.get("outage") or {}
+ok(isinstance(o.get("since"), int) and isinstance(o.get("age"), int) and 0 <= o["age"] < 120
+   and isinstance(o.get("error"), str) and o["error"].startswith("connect: ") and "refused" in o["error"],
+   "  {since, age, error}: since when, how long, and why with its stage ('connect: ... refused')", o)
+ok(all(k in q for k in ("ok", "folder", "total", "first", "last", "entries", "drop_ins", "counts")),
+   "  the other fields stay", sorted(q))
+ents = [e for e in q.get("entries", []) if e.get("state") != "failed"]
+ok(len(ents) >= 2 and all(e.get("outage") == o.get("error") for e in ents),
+   "  each waiting message: the outage it waits on (`outage`, as mailhook queue --json)",
+   [(e.get("id"), e.get("last_reply"), e.get("outage")) for e in ents])
+ok(wait_until(lambda: outage_in("/api/status"), 10), "/api/status: the outage too",
+   seen.get("/api/status", (0, ""))[1][:400])
+so = seen["/api/status"][0].get("outage") or {}
+ok(so.get("since") == o.get("since") and so.get("error") == o.get("error") and isinstance(so.get("age"), int),
+   "  the same since and reason, with its age", (so, o))
+st, d, raw = save({"changes": {"port": int(PEER_PORT)}})
+is_(st, 200, "the server's port set back", raw[:300])
+
+
+def over():
+    st, d, raw = get("/api/queue")
+    seen["over"] = raw
+    return st == 200 and "outage" not in d and d.get("total") == 0
+
+
+ok(wait_until(over, 40), "the server answers again: both delivered, no outage in /api/queue", seen.get("over", "")[:400])
+ok(wait_until(lambda: "outage" not in get("/api/status")[1], 10), "nor in /api/status")
 
 st, d, raw = get("/api/status")
 is_(st, 200, "the service still answers")

@@ -8,9 +8,12 @@ message echoing the input, the URL's query and fragment.  Each payload tries a
 side effect (document.title = "PWNED-..."); none may run, none may become an
 element, and each must be shown as the text it is.  Also: Trusted Types are
 enforced (an HTML string sink throws), queue paging buttons over 130 messages,
-and Enter in a field saves.  Started by tests/integration/console-hostile.sh.
+and Enter in a field saves.  Last, an outage at a server whose 421 greeting
+holds markup (OUTAGE_PORT): the queue and the status say "delivery suspended
+since ..." with it, and each waiting message the outage, all as text.  Started
+by tests/integration/console-hostile.sh.
 
-Usage: hostile_browser.py BASE ADMIN_PW SHOTS MAILHOOK SPOOL SERVICE_PID
+Usage: hostile_browser.py BASE ADMIN_PW SHOTS MAILHOOK SPOOL SERVICE_PID OUTAGE_PORT
 """
 import os
 import shutil
@@ -27,7 +30,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-BASE, ADMIN_PW, SHOTS, MAILHOOK, SPOOL, SVC_PID = sys.argv[1:7]
+BASE, ADMIN_PW, SHOTS, MAILHOOK, SPOOL, SVC_PID, OUTAGE_PORT = sys.argv[1:8]
 n = 0
 failed = 0
 
@@ -184,6 +187,32 @@ try:
             and "PWNED" in e.get("message", "").split(" - ", 1)[-1]]
     ok(all("Content Security Policy" in e["message"] or "Trusted" in e["message"] for e in logs),
        "no error in the browser's console about a payload but refusals", logs[:3])
+
+    # ------------------------------------------------------------ an outage, its reason hostile
+    subprocess.run([MAILHOOK, "update", "port=" + OUTAGE_PORT], check=True, stdout=subprocess.DEVNULL)
+    os.kill(int(SVC_PID), signal.SIGHUP)
+    for i in (1, 2):
+        subprocess.run([MAILHOOK, "enqueue", "--to", "hold@example.net", "--subject", "during the outage %d" % i],
+                       input=b"x\n", check=True, stdout=subprocess.DEVNULL)
+    until(lambda: os.path.exists(os.path.join(SPOOL, "outage")), "the server down (421 at the greeting): an outage", 30)
+    driver.get(BASE + "/#queue")
+
+    def banner():
+        E("queue-pickup-tab").click()   # (asked again until the outage is there)
+        return E("queue-outage").is_displayed() and E("queue-outage").text
+    until(lambda: "delivery suspended since" in (banner() or ""), "the Queue page says delivery is suspended")
+    line = E("queue-outage").text
+    ok(" ago): greeting: server closing the connection: 421 4.3.2 <img src=x onerror=" in line,
+       "since when, how long ago, and why: the stage and the server's reply with its markup, as text", line)
+    E("queue-last").click()
+    until(lambda: "outage: greeting: server closing the connection: 421" in E("queue-table").text,
+          "a waiting message with no reply of its own shows the outage it waits on")
+    clean("the queue in an outage with a hostile reason")
+    shot("hostile-outage")
+    driver.get(BASE + "/#status")
+    until(lambda: "delivery suspended since" in E("status-rows").text and
+          "<img src=x onerror=" in E("status-rows").text, "the Status page says it too, as text")
+    clean("the status in an outage with a hostile reason")
 
     # ------------------------------------------------------------ no admin password: the login page says how
     subprocess.run([MAILHOOK, "update", "admin_password="], check=True, stdout=subprocess.DEVNULL)

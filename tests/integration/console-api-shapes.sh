@@ -2,7 +2,8 @@
 # list is [] when empty (never {}), a Save's version check is one step with the
 # write (under the settings folder's lock: a concurrent writer or a second Save
 # of the same version gets 409), a Save without version says the version it
-# wrote, and malformed bodies get a 4xx naming the field with nothing written.
+# wrote, and malformed bodies get a 4xx naming the field with nothing written; a server
+# outage is in /api/queue and /api/status (since, age, reason) and on each waiting message.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
@@ -18,7 +19,7 @@ svc_start
 up() { curl -s -o /dev/null "http://127.0.0.1:$AP/login"; }
 wait_for 10 up; ok $? "the console listens"
 
-"$PY" "$ROOT/tests/console/api_shapes.py" "http://127.0.0.1:$AP" "$TOKEN" "$CONF" "$SVC" "$PORT" "$DEAD" \
+"$PY" "$ROOT/tests/console/api_shapes.py" "http://127.0.0.1:$AP" "$TOKEN" "$CONF" "$SVC" "$PORT" "$DEAD" "$MAILHOOK" \
   > "$T/checks.tap" 2> "$T/checks.err"
 rc=$?
 [ "$rc" = 0 ] || sed 's/^/# /' "$T/checks.err" | tail -20

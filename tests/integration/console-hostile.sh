@@ -1,7 +1,7 @@
 # The console in a real browser against hostile data (issue 15, the security
 # review): a message's Subject, From and recipients written by any local user
 # (`sendmail`, a drop-in .eml), a hostile SMTP server's replies (<script>,
-# <img onerror>) in the Test, the queue, the status and the live log, a setting
+# <img onerror>) in the Test, the queue, the status and the live log, an outage's reason, a setting
 # and an error message holding markup, the URL's query and fragment; none may
 # run (tests/console/hostile_browser.py: headless chromium + selenium).  Also
 # Trusted Types enforced, queue paging over 129 messages, Enter to save, and the
@@ -20,6 +20,9 @@ ADMIN_PW='admin-Hostile-Pw-903'
 start_smtpd S --log "$T/smtpd.log" \
   --reply-mail 'evil@example.com=451 4.3.0 <script>document.title="PWNED-reply"</script> try later' \
   --reply-rcpt "fail@example.net=550 5.1.1 <img src=x onerror=\"document.title='PWNED-550'\"> no such user" || exit 1
+# a server down, saying why with markup (the outage's reason, shown last)
+printf '%s\n' "send 421 4.3.2 <img src=x onerror=\"document.title='PWNED-outage'\"> down" close > "$T/down.script"
+start_fault D "$T/down.script" || exit 1
 AP=$(free_port)
 write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$S" tls=none tls_required=false \
   from=app@example.com admin_listen="127.0.0.1:$AP" retry_interval=1
@@ -59,7 +62,7 @@ wait_for 30 grep -q "status=deferred.*PWNED-reply" "$T/svc.log"; ok $? "the othe
 wait_for 30 count_is pickup 129; ok $? "129 in pickup/ (the drop-in adopted)"
 
 "$PY" "$ROOT/tests/console/hostile_browser.py" "http://127.0.0.1:$AP" "$ADMIN_PW" "$BUILD" "$MAILHOOK" \
-  "$MAILHOOK_SPOOL" "$SVC" > "$T/browser.tap" 2> "$T/browser.err"
+  "$MAILHOOK_SPOOL" "$SVC" "$D" > "$T/browser.tap" 2> "$T/browser.err"
 rc=$?
 while IFS= read -r line; do
   case $line in

@@ -55,7 +55,14 @@ send 220 fault.example ESMTP
 send 421 4.3.2 shutting down
 close
 S
-outage_waits greeting421 "connect: server closing the connection: 421 4.3.2"
+# (the 220 came: the session is at EHLO, and every listing names that stage, not "connect")
+outage_waits greeting421 "ehlo: server closing the connection: 421 4.3.2"
+
+scenario greeting-is-421 <<S
+send 421 4.3.2 too busy
+close
+S
+outage_waits "a 421 greeting" "greeting: server closing the connection: 421 4.3.2 too busy"
 
 for at in EHLO MAIL RCPT; do
   case $at in
@@ -71,7 +78,8 @@ expect ^$at
 send 421 4.3.2 going down
 close
 S
-  outage_waits "421 to $at" ".*421 4.3.2 going down"
+  stage=$(printf '%s' "$at" | tr A-Z a-z)
+  outage_waits "421 to $at" "$stage: server closing the connection: 421 4.3.2 going down"
 done
 
 scenario drop-in-data <<S
@@ -172,6 +180,7 @@ send 250 PIPELINING
 S
 is "$FLUSH_RC" 1 "an EHLO answer of 100 KB: refused, not parsed without bound"
 like "$FLUSH_OUT" "reply longer than 100 lines" "the error names the limit"
+like "$QJSON" '"ehlo: reply longer than 100 lines' "and the stage it broke at (ehlo, not connect)"
 is "$(ls "$SPOOL/pickup" | grep -c '\.eml$')" 2 "the messages stay queued"
 
 N=5 scenario 552-one-of-five <<S

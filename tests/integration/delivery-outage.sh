@@ -19,6 +19,21 @@ ok $? "it keeps retrying every retry_interval"
 is "$(grep -c 'unreachable' "$T/svc.log")" 1 "several retries, one log line"
 is "$(pickup_count)" 100 "all 100 wait in pickup/"
 
+# a restart while the server is still down: the outage began before it, and stays so
+since0=$(sed -n 's/^since //p' "$SPOOL/outage")
+[ -n "$since0" ]; ok $? "the outage is recorded in SPOOL/outage (since $since0)"
+svc_stop; is $? 0 "the service stops during the outage"
+# (a clock past the outage's first seconds: a start time reset by the restart would show)
+wait_for 10 eval '[ "$(date +%s)" -ge $((since0 + 3)) ]'
+run1=$(wc -l < "$T/svc.log")
+SVC_LOG_LEVEL=debug svc_start
+wait_for 10 eval 'tail -n +$((run1 + 1)) "$T/svc.log" | grep -q unreachable'
+like "$(tail -n +$((run1 + 1)) "$T/svc.log")" "server unreachable .*before this start" \
+     "the new run says the server is unreachable, since before it started"
+is "$(sed -n 's/^since //p' "$SPOOL/outage")" "$since0" "SPOOL/outage keeps the outage's start across the restart"
+like "$("$MAILHOOK" queue)" "delivery suspended since $(date -u -d "@$since0" +%Y-%m-%dT%H:%M:%S)" \
+     "mailhook queue gives the first run's start"
+
 t0=$(date +%s%N)
 peer_start "$PORT" "$T/peer"
 wait_for 30 pickup_empty
@@ -31,6 +46,11 @@ is "$(received_count "$T/peer")" 100 "the server got 100 messages: none lost, no
 expect=$(seq 1 100 | sed 's/.*/<&@test>/')
 is "$(received_ids "$T/peer")" "$expect" "in enqueue order"
 like "$(cat "$T/svc.log")" "reachable again" "the recovery is logged"
+# counted from the outage's start in the first run, not from the restart
+secs=$(sed -n 's/.*reachable again after \([0-9]*\) s.*/\1/p' "$T/svc.log" | tail -1)
+[ -n "$secs" ] && [ "$secs" -ge $(( $(date +%s) - since0 - 2 )) ]
+ok $? "'reachable again after $secs s': the whole outage ($(( $(date +%s) - since0 )) s since $since0), across the restart"
+[ ! -e "$SPOOL/outage" ]; ok $? "SPOOL/outage is gone once the server answered"
 
 svc_stop; rc=$?
 is "$rc" 0 "SIGTERM stops the service with status 0"

@@ -535,12 +535,23 @@ static void test_timeouts_and_421(void) {
   is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "and the session");
   mh_smtp_free(s);
 
-  s = new_session(&r, 0);
-  mh_smtp_connected(s, 0);
-  feed(s, "554 go away\r\n");
-  is_int(r.rc, MH_EREPLY, "554 greeting fails the open");
-  is_str(mh_smtp_stage(s), "connect", "stage connect");
-  mh_smtp_free(s);
+  /* a refusal before the session is ready is named by the step it came at: the
+  ** connection had worked ("connect" is for no TCP connection) */
+  {
+    static const struct { const char *replies[3], *stage, *what; } before_ready[] = {
+      { { "554 go away\r\n" }, "greeting", "a 554 greeting" },
+      { { "220 mx\r\n", "421 4.3.2 going down\r\n" }, "ehlo", "a 421 to EHLO (right after the 220)" },
+      { { "220 mx\r\n", "550 no EHLO\r\n", "451 not now\r\n" }, "helo", "EHLO, then its fallback HELO refused" },
+    };
+    for (size_t i = 0; i < sizeof before_ready / sizeof before_ready[0]; i++) {
+      s = new_session(&r, 0);
+      mh_smtp_connected(s, 0);
+      for (int k = 0; k < 3 && before_ready[i].replies[k]; k++) feed(s, before_ready[i].replies[k]);
+      is_int(r.rc, MH_EREPLY, "%s fails the open", before_ready[i].what);
+      is_str(mh_smtp_stage(s), before_ready[i].stage, "%s: stage %s", before_ready[i].what, before_ready[i].stage);
+      mh_smtp_free(s);
+    }
+  }
   mh_buf_free(&r.out);
 }
 
