@@ -2195,6 +2195,45 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
 
 /* --------------------------------------------------------- load, list */
 
+/* The header block of a drop-in (open as fd, read from its start) through
+** intake's converter (runtime/intake.h), the rule `mailhook sendmail` applies
+** to its stdin: CR* LF is one line end, a bare CR ends its line, every line end
+** becomes CRLF.  Parsed into env.  The one reader of a drop-in's head, for its
+** adoption and for a listing by anyone else (`mailhook queue` without the
+** lock): both see the same envelope.  *inp (the reader, positioned after
+** *lenp bytes of *bufp, *capp large) and *bufp are the caller's to free,
+** whatever the result.  0; MH_ECORRUPT (err says why); MH_ENOMEM; -errno. */
+static int dropin_head(int fd, mh_intake **inp, char **bufp, size_t *lenp, size_t *capp, mh_env *env,
+                       char *err) {
+  size_t cap = 8192, len = 0;
+  char *buf = malloc(cap);
+  mh_intake *in = mh_intake_new(fd, 0);
+  int rc;
+  *inp = in;
+  *bufp = buf;
+  *lenp = 0;
+  *capp = cap;
+  if (!buf || !in) return MH_ENOMEM;
+  for (;;) {  /* the whole header block into memory, converted */
+    long n;
+    if (cap - len < 4) {
+      if (cap >= HEAD_CAP) return fail(err, MH_ECORRUPT, "header block over 4 MB");
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) return MH_ENOMEM;
+      *bufp = buf = nb;
+      *capp = cap *= 2;
+    }
+    do {   /* the buffer filled before it is parsed (again): doubling, not a parse per read */
+      n = mh_intake_read(in, buf + len, cap - len);
+      if (n < 0) return (int)n;
+      *lenp = len += (size_t)n;
+    } while (n > 0 && cap - len >= 4);
+    rc = mh_env_parse(buf, len, n == 0, env, err);
+    if (rc != 1) return rc;
+    if (n == 0) return fail(err, MH_ECORRUPT, "no header block");   /* never: eof decides */
+  }
+}
+
 /* Reads the head of the open file fd until mh_env_parse can decide.  With
 ** head, the bytes read stay there (*head, *headlen; the caller frees them): a
 ** small file is then read once. */
@@ -2277,7 +2316,19 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, co
   entry_names(sp, dirfd, name, e);
   e->size = st->st_size;
   e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st->st_mtime;
-  if ((rc = read_env(fd, &e->env, head, headlen, err))) return rc;
+  /* a drop-in not adopted yet is read as its adoption will read it (the
+     listing of anyone but the lock holder, who adopts at each scan) */
+  if (!head && !mh_spool_is_id(e->id)) {
+    mh_intake *in;
+    char *buf;
+    size_t len, cap;
+    rc = dropin_head(fd, &in, &buf, &len, &cap, &e->env, err);
+    mh_intake_free(in);
+    free(buf);
+    if (rc) return rc == MH_ENOMEM ? fail(err, rc, "read") : rc;
+  } else if ((rc = read_env(fd, &e->env, head, headlen, err))) {
+    return rc;
+  }
   if (!state) memset(&e->state, 0, sizeof e->state);   /* the listing knows there is none */
   if ((rc = state ? state_read(sp, dirfd, e->id, &e->state) : 0) < 0) {
     mh_env_free(&e->env);
@@ -2659,27 +2710,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   ** read by eol.h's rule alone, so a PHP/Windows `Subject: x\r\r\nBcc: y`
   ** ended the header block at the CR CR LF: its Bcc line went out in the
   ** body, and each CR CR LF of the body became two line ends */
-  buf = malloc(cap);
-  in = mh_intake_new(fd, 0);
-  if (!buf || !in) { rc = MH_ENOMEM; goto out; }
-  for (;;) {  /* the whole header block into memory, converted */
-    long n;
-    if (cap - len < 4) {
-      if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) { rc = MH_ENOMEM; goto out; }
-      buf = nb;
-      cap *= 2;
-    }
-    do {   /* the buffer filled before it is parsed (again): doubling, not a parse per read */
-      n = mh_intake_read(in, buf + len, cap - len);
-      if (n < 0) { rc = (int)n; goto out; }
-      len += (size_t)n;
-    } while (n > 0 && cap - len >= 4);
-    rc = mh_env_parse(buf, len, n == 0, &env, err);
-    if (rc != 1) break;
-    if (n == 0) { rc = fail(err, MH_ECORRUPT, "no header block"); break; }   /* never: eof decides */
-  }
+  if ((rc = dropin_head(fd, &in, &buf, &len, &cap, &env, err)) == MH_ENOMEM) goto out;
   if (rc == MH_ECORRUPT) { to_corrupt(sp, sp->pickupfd, name, err); rc = 1; goto out; }
   if (rc) goto out;
   if ((rc = mh_spool_new_id(sp, newid))) goto out_env;

@@ -24,6 +24,12 @@ dropin mixed.eml 'From: app@example.com\nTo: mixed@example.net\r\nSubject: mixed
 # the envelope given (X- lines), the message Windows-made: its Bcc is not sent either
 dropin canon.eml 'X-Sender: app@example.com\r\r\nX-Receiver: canon@example.net\r\r\nX-Receiver: hidden4@example.net\r\r\nFrom: app@example.com\r\r\nTo: canon@example.net\r\r\nSubject: canon\r\r\nBcc: hidden4@example.net\r\r\n\r\r\nc1\r\r\n'
 
+# listed before adoption (no service holds the lock: nothing adopts them) by the same rule
+# adoption reads them with: before, the listing's own reader saw "no recipients" in a
+# CR CR LF drop-in, as its header block ended at the first field
+"$MAILHOOK" queue >"$T/queue" 2>&1
+like "$(grep '^crcrlf.eml ' "$T/queue")" 'crcrlf@example.net' "queue: a CR CR LF drop-in not adopted yet is listed with its recipients"
+unlike "$(cat "$T/queue")" 'no recipients' "queue: no drop-in listed as 'no recipients'"
 "$MAILHOOK" flush >"$T/flush" 2>&1; is $? 0 "one flush delivers the four drop-ins ($(tail -1 "$T/flush"))"
 is "$(ls "$MAILHOOK_SPOOL"/corrupt 2>/dev/null | wc -l)" 0 "none was set aside to corrupt/"
 
