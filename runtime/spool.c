@@ -73,6 +73,8 @@ struct mh_spool {
   int corruptfd;    /* DIR/corrupt */
   int statefd;      /* DIR/state (tls-seen, rules/: owned by the Lua layer) */
   int lockfd;       /* DIR/lock while we hold the deliverer lock, else -1 */
+  char *dropin_from; /* the settings' `from`: the From of a drop-in that has none and gives
+                       no sender (mh_spool_set_dropin_from), or NULL */
   /* Which folder (file) each descriptor above was opened on, to notice one
   ** removed, moved or replaced under a running service (see "following the
   ** folders"); under fmu, with the time of the last look. */
@@ -485,6 +487,7 @@ bad:
 }
 
 void mh_spool_close(mh_spool *sp) {
+  if (sp) free(sp->dropin_from);
   if (!sp) return;
   if (sp->dirfd >= 0) close(sp->dirfd);
   if (sp->tmpfd >= 0) close(sp->tmpfd);
@@ -564,6 +567,15 @@ bad:
 }
 
 const char *mh_spool_dir(const mh_spool *sp) { return sp->dir; }
+
+int mh_spool_set_dropin_from(mh_spool *sp, const char *addr) {
+  char *c = NULL;
+  if (addr && mh_addr_check(addr, 0)) return MH_EBADADDR;
+  if (addr && !(c = strdup(addr))) return MH_ENOMEM;
+  free(sp->dropin_from);
+  sp->dropin_from = c;
+  return 0;
+}
 
 /* ------------------------------------------------ the delivered journal
 **
@@ -2391,6 +2403,42 @@ static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const st
   return rc;
 }
 
+static int adopt(mh_spool *sp, const char *name, char *newid);
+
+/* pickup/NAME bears an id's name but is not in the spool's form: no X-Sender /
+** X-Receiver envelope lines, which every file mailhook writes starts with
+** (write_env, through tmp/ and a rename), whatever wrote it and whenever.  So
+** another program wrote it straight into pickup/ under such a name.  Sent as
+** it is, it would skip what adoption does (Bcc fields left out, line ends made
+** CRLF, Date, Message-ID and From added): it is adopted now, under a fresh id
+** (sent at the next scan), or set aside to corrupt/ when it is no message.  A
+** file that gives the X- lines itself declares its envelope and is taken as
+** it stands (docs/spool.md, "Drop-in").  Called by the lock holder's load:
+** MH_ENOTFOUND (this name is no longer a message), or the failure to adopt
+** (the file stays; said once, tried again at the next load). */
+static int foreign(mh_spool *sp, const char *name, char *err) {
+  char newid[MH_SPOOL_IDLEN], key[320], vn[VIS_LEN];
+  int rc = adopt(sp, name, newid);
+  snprintf(key, sizeof key, "pickup/%s", name);
+  if (rc < 0) {
+    if (note_once(sp, key, rc))
+      mh_warn("spool %s: pickup/%s is not in the spool's form (no X-Sender/X-Receiver lines: written "
+              "straight into pickup/ under an id's name) and cannot be adopted: %s; it is not sent "
+              "as it is, and is tried again at each scan (logged once)", sp->dir, vis(name, vn),
+              mh_strerror(rc));
+    return fail(err, rc, "pickup/%s: not in the spool's form, not adopted", name);
+  }
+  note_clear(sp, key);
+  if (rc == 0) {
+    fsync(sp->pickupfd);   /* the original's unlink */
+    mh_warn("spool %s: pickup/%s was not in the spool's form (no X-Sender/X-Receiver lines: written "
+            "straight into pickup/ under an id's name, not renamed from tmp/ by mailhook): adopted as "
+            "a drop-in, as %s", sp->dir, vis(name, vn), newid);
+    return fail(err, MH_ENOTFOUND, "pickup/%s was adopted as %s", name, newid);
+  }
+  return fail(err, MH_ENOTFOUND, "pickup/%s was not in the spool's form and was set aside", name);
+}
+
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
   return mh_spool_load_ex(sp, id, e, 0, NULL, err);
 }
@@ -2440,6 +2488,12 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     char *head = NULL;
     size_t headlen = 0;
     rc = fill_entry(sp, dirs[i], fd, &sb, name, state, e, data_max ? &head : NULL, &headlen, err);
+    if (rc == 0 && i == 0 && sp->lockfd >= 0 && !e->env.canonical) {
+      mh_spool_entry_free(e);
+      free(head);
+      close(fd);
+      return foreign(sp, name, err);
+    }
     if (rc == 0 && data_max && (rc = read_data(fd, e, data_max, head, headlen, err)) != 0)
       mh_spool_entry_free(e);
     if (rc == 0 && keep) *keep = fd;
@@ -2662,10 +2716,13 @@ static int has_field(const char *buf, size_t from, size_t he, const char *name) 
 ** at adoption by msg.h's rules, as `mailhook sendmail` adds them at intake
 ** and Postfix's cleanup adds them to what its pickup takes: so every retry
 ** sends the same bytes.  The Message-ID's domain is the sender's. */
-static int write_missing(int fd, const char *buf, size_t from, size_t he, const char *sender) {
-  char line[400], v[320];
+static int write_missing(int fd, const char *buf, size_t from, size_t he, const char *sender,
+                         const char *author) {
+  char line[800], v[320];
   size_t len = 0;
   time_t now = time(NULL);
+  if (author && *author && !has_field(buf, from, he, "From"))
+    len += (size_t)snprintf(line + len, sizeof line - len, "From: <%s>\r\n", author);
   if (!has_field(buf, from, he, "Date")) {
     mh_msg_date(v, sizeof v, now);
     len += (size_t)snprintf(line + len, sizeof line - len, "Date: %s\r\n", v);
@@ -2716,6 +2773,13 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   if ((rc = mh_spool_new_id(sp, newid))) goto out_env;
   snprintf(dest, sizeof dest, "%s.eml", newid);
   if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
+  /* RFC 5322 §3.6 requires a From.  Postfix's cleanup gives what its pickup
+  ** takes without one the envelope sender's; so here: the sender the drop-in
+  ** gives (X-Sender), else the settings' `from` (which is then the envelope
+  ** sender too: a drop-in without From or X-Sender names none, and mail from
+  ** the null sender <> is a bounce).  Neither: it goes without, as before */
+  const char *author = NULL, *sender = env.from;
+  if (!has_field(buf, env.offset, he, "From")) author = sender = *env.from ? env.from : sp->dropin_from;
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
   if (fault_at("adopt-write") && (rc = -errno)) goto fail_tmp;
   if (env.canonical) {
@@ -2724,12 +2788,12 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
     if ((rc = mh_fsutil_write_all(out, buf, env.offset)) ||
         (rc = write_no_bcc(out, buf + env.offset, he - env.offset)))
       goto fail_tmp;
-  } else if ((rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
+  } else if ((rc = write_env(out, sender ? sender : "", env.from_params, (const char *const *)env.to,
                              (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid)) ||
              (rc = write_no_bcc(out, buf, he))) {
     goto fail_tmp;
   }
-  if ((rc = write_missing(out, buf, env.offset, he, env.from))) goto fail_tmp;
+  if ((rc = write_missing(out, buf, env.offset, he, sender, author))) goto fail_tmp;
   /* the rest of the file, converted as it streams */
   if ((rc = mh_fsutil_write_all(out, buf + he, len - he))) goto fail_tmp;
   for (;;) {

@@ -37,9 +37,20 @@ function methods.lock(sp, ...)
   return ok, err, info
 end
 
+-- The From a drop-in without one (nor an X-Sender) gets at adoption: the
+-- settings' `from`, read once per spool by its lock holder, the one adopting
+-- (postfix's pickup/cleanup gives such a message its sender's; docs/spool.md).
+local from_set = setmetatable({}, { __mode = "k" })
+local function dropin_from(sp)
+  from_set[sp] = true
+  local ok, cfg = pcall(require("mailhook.settings").load_intake)
+  if ok and type(cfg) == "table" and cfg.from then sp:set_dropin_from(cfg.from) end
+end
+
 function methods.scan(sp, ...)
   local maildrop = require "mailhook.maildrop"
   local dir = dirs[sp]
+  if holders[sp] and not from_set[sp] then dropin_from(sp) end
   -- one adoption at a time: two workers scanning at once (connections > 1)
   -- must not both take the same file in
   if dir and holders[sp] and not adopting[sp] then
