@@ -5,6 +5,7 @@
 --   sp:enqueue_many({{msg_or_bytes, envelope}, ...}) -> {id...}          (waits; group commit)
 --   sp:lock() -> true | nil, "spool DIR is locked by pid N", {code = "ELOCKED", pid = N}  (waits; sweeps tmp/)
 --   sp:scan([limit]) -> {id...} oldest first, total; adopts drop-ins    (waits)
+--   sp:set_dropin_from(addr | nil): the From a drop-in without one gets (set from the settings by the lock holder)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
 --   sp:fail(id, {reason=, reply=})  sp:retry(id)  sp:remove(id)          (wait)
