@@ -146,6 +146,18 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
+/* Spool:set_dropin_from(addr | nil) -> true | nil, err, info: the From a
+** drop-in without one (and without X-Sender) gets at adoption (spool.h). */
+static int l_set_dropin_from(lua_State *L) {
+  lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
+  const char *a = luaL_optstring(L, 2, NULL);
+  int rc;
+  if (!ls->sp) return luaL_error(L, "spool is closed");
+  if ((rc = mh_spool_set_dropin_from(ls->sp, a))) return mh_l_fail(L, rc, "spool", "drop-in From '%s'", a);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_tostring(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
   if (ls->sp) lua_pushfstring(L, "mailhook.Spool(%s)", mh_spool_dir(ls->sp));
@@ -1416,7 +1428,8 @@ void l_spool_open(lua_State *L) {
     { "scan", l_scan }, { "load", l_load }, { "delivered", l_delivered }, { "sync", l_sync },
     { "purge", l_purge },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
-    { "list", l_list }, { "watch", l_watch }, { "close", l_close }, { NULL, NULL }
+    { "list", l_list }, { "watch", l_watch }, { "close", l_close },
+    { "set_dropin_from", l_set_dropin_from }, { NULL, NULL }
   };
   static const luaL_Reg funcs[] = {
     { "open", l_open }, { "parse", l_parse }, { "addresses", l_addresses }, { "stream", l_stream },

@@ -73,6 +73,8 @@ struct mh_spool {
   int corruptfd;    /* DIR/corrupt */
   int statefd;      /* DIR/state (tls-seen, rules/: owned by the Lua layer) */
   int lockfd;       /* DIR/lock while we hold the deliverer lock, else -1 */
+  char *dropin_from; /* the settings' `from`: the From of a drop-in that has none and gives
+                       no sender (mh_spool_set_dropin_from), or NULL */
   /* Which folder (file) each descriptor above was opened on, to notice one
   ** removed, moved or replaced under a running service (see "following the
   ** folders"); under fmu, with the time of the last look. */
@@ -485,6 +487,7 @@ bad:
 }
 
 void mh_spool_close(mh_spool *sp) {
+  if (sp) free(sp->dropin_from);
   if (!sp) return;
   if (sp->dirfd >= 0) close(sp->dirfd);
   if (sp->tmpfd >= 0) close(sp->tmpfd);
@@ -564,6 +567,15 @@ bad:
 }
 
 const char *mh_spool_dir(const mh_spool *sp) { return sp->dir; }
+
+int mh_spool_set_dropin_from(mh_spool *sp, const char *addr) {
+  char *c = NULL;
+  if (addr && mh_addr_check(addr, 0)) return MH_EBADADDR;
+  if (addr && !(c = strdup(addr))) return MH_ENOMEM;
+  free(sp->dropin_from);
+  sp->dropin_from = c;
+  return 0;
+}
 
 /* ------------------------------------------------ the delivered journal
 **
@@ -2195,6 +2207,45 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
 
 /* --------------------------------------------------------- load, list */
 
+/* The header block of a drop-in (open as fd, read from its start) through
+** intake's converter (runtime/intake.h), the rule `mailhook sendmail` applies
+** to its stdin: CR* LF is one line end, a bare CR ends its line, every line end
+** becomes CRLF.  Parsed into env.  The one reader of a drop-in's head, for its
+** adoption and for a listing by anyone else (`mailhook queue` without the
+** lock): both see the same envelope.  *inp (the reader, positioned after
+** *lenp bytes of *bufp, *capp large) and *bufp are the caller's to free,
+** whatever the result.  0; MH_ECORRUPT (err says why); MH_ENOMEM; -errno. */
+static int dropin_head(int fd, mh_intake **inp, char **bufp, size_t *lenp, size_t *capp, mh_env *env,
+                       char *err) {
+  size_t cap = 8192, len = 0;
+  char *buf = malloc(cap);
+  mh_intake *in = mh_intake_new(fd, 0);
+  int rc;
+  *inp = in;
+  *bufp = buf;
+  *lenp = 0;
+  *capp = cap;
+  if (!buf || !in) return MH_ENOMEM;
+  for (;;) {  /* the whole header block into memory, converted */
+    long n;
+    if (cap - len < 4) {
+      if (cap >= HEAD_CAP) return fail(err, MH_ECORRUPT, "header block over 4 MB");
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) return MH_ENOMEM;
+      *bufp = buf = nb;
+      *capp = cap *= 2;
+    }
+    do {   /* the buffer filled before it is parsed (again): doubling, not a parse per read */
+      n = mh_intake_read(in, buf + len, cap - len);
+      if (n < 0) return (int)n;
+      *lenp = len += (size_t)n;
+    } while (n > 0 && cap - len >= 4);
+    rc = mh_env_parse(buf, len, n == 0, env, err);
+    if (rc != 1) return rc;
+    if (n == 0) return fail(err, MH_ECORRUPT, "no header block");   /* never: eof decides */
+  }
+}
+
 /* Reads the head of the open file fd until mh_env_parse can decide.  With
 ** head, the bytes read stay there (*head, *headlen; the caller frees them): a
 ** small file is then read once. */
@@ -2277,7 +2328,19 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, co
   entry_names(sp, dirfd, name, e);
   e->size = st->st_size;
   e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st->st_mtime;
-  if ((rc = read_env(fd, &e->env, head, headlen, err))) return rc;
+  /* a drop-in not adopted yet is read as its adoption will read it (the
+     listing of anyone but the lock holder, who adopts at each scan) */
+  if (!head && !mh_spool_is_id(e->id)) {
+    mh_intake *in;
+    char *buf;
+    size_t len, cap;
+    rc = dropin_head(fd, &in, &buf, &len, &cap, &e->env, err);
+    mh_intake_free(in);
+    free(buf);
+    if (rc) return rc == MH_ENOMEM ? fail(err, rc, "read") : rc;
+  } else if ((rc = read_env(fd, &e->env, head, headlen, err))) {
+    return rc;
+  }
   if (!state) memset(&e->state, 0, sizeof e->state);   /* the listing knows there is none */
   if ((rc = state ? state_read(sp, dirfd, e->id, &e->state) : 0) < 0) {
     mh_env_free(&e->env);
@@ -2340,6 +2403,58 @@ static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const st
   return rc;
 }
 
+static int adopt(mh_spool *sp, const char *name, char *newid);
+
+/* pickup/NAME bears an id's name but is not in the spool's form: no X-Sender /
+** X-Receiver envelope lines, which every file mailhook writes starts with
+** (write_env, through tmp/ and a rename), whatever wrote it and whenever.  So
+** another program wrote it straight into pickup/ under such a name.  Sent as
+** it is, it would skip what adoption does (Bcc fields left out, line ends made
+** CRLF, Date, Message-ID and From added): it is adopted now, under a fresh id
+** (sent at the next scan), or set aside to corrupt/ when it is no message.  A
+** file that gives the X- lines itself declares its envelope and is taken as
+** it stands (docs/spool.md, "Drop-in").  Called by the lock holder's load:
+** MH_ENOTFOUND (this name is no longer a message), or the failure to adopt
+** (the file stays; said once, tried again at the next load). */
+static int foreign(mh_spool *sp, const char *name, char *err) {
+  char newid[MH_SPOOL_IDLEN], key[320], vn[VIS_LEN];
+  int rc = adopt(sp, name, newid);
+  snprintf(key, sizeof key, "pickup/%s", name);
+  if (rc < 0) {
+    if (note_once(sp, key, rc))
+      mh_warn("spool %s: pickup/%s is not in the spool's form (no X-Sender/X-Receiver lines: written "
+              "straight into pickup/ under an id's name) and cannot be adopted: %s; it is not sent "
+              "as it is, and is tried again at each scan (logged once)", sp->dir, vis(name, vn),
+              mh_strerror(rc));
+    return fail(err, rc, "pickup/%s: not in the spool's form, not adopted", name);
+  }
+  note_clear(sp, key);
+  if (rc == 0) {
+    fsync(sp->pickupfd);   /* the original's unlink */
+    mh_warn("spool %s: pickup/%s was not in the spool's form (no X-Sender/X-Receiver lines: written "
+            "straight into pickup/ under an id's name, not renamed from tmp/ by mailhook): adopted as "
+            "a drop-in, as %s", sp->dir, vis(name, vn), newid);
+    return fail(err, MH_ENOTFOUND, "pickup/%s was adopted as %s", name, newid);
+  }
+  return fail(err, MH_ENOTFOUND, "pickup/%s was not in the spool's form and was set aside", name);
+}
+
+/* Whether the lock file at the path is no longer the one this holder locked
+** (removed, or replaced: another service may hold the new one).  Looked at by
+** every load, the deliverer's claim of a message: with the look of
+** mh_spool_follow alone (once a second), a service whose lock file was
+** removed went on sending for up to a second after a second service took the
+** new one, and both could send one message.  One fstatat of a cached name,
+** ~1 us on a ~90 us per-message path (docs/spool.md, "two services"). */
+static int lock_moved(mh_spool *sp) {
+  struct stat st;
+  int moved;
+  pthread_mutex_lock(&sp->fmu);   /* dirfd and idlock change under it (follow) */
+  moved = fstatat(sp->dirfd, "lock", &st, AT_SYMLINK_NOFOLLOW) < 0 || !ident_is(&sp->idlock, &st);
+  pthread_mutex_unlock(&sp->fmu);
+  return moved;
+}
+
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
   return mh_spool_load_ex(sp, id, e, 0, NULL, err);
 }
@@ -2353,7 +2468,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
   /* the holder whose lock was taken over (see "following the folders") sends
      nothing more, not even the rest of its last scan: a look is due at most
      once a second, no system call otherwise */
-  if (sp->lockfd >= 0 && mh_spool_follow(sp, 0, NULL) == MH_ELOCKED) return lost_error(sp, err);
+  if (sp->lockfd >= 0 && mh_spool_follow(sp, lock_moved(sp), NULL) == MH_ELOCKED) return lost_error(sp, err);
   for (int i = 0; i < 2; i++) {
     struct stat sb;
     int fd, listed = 0, state = 1, lx_ok = 0;
@@ -2389,6 +2504,12 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     char *head = NULL;
     size_t headlen = 0;
     rc = fill_entry(sp, dirs[i], fd, &sb, name, state, e, data_max ? &head : NULL, &headlen, err);
+    if (rc == 0 && i == 0 && sp->lockfd >= 0 && !e->env.canonical) {
+      mh_spool_entry_free(e);
+      free(head);
+      close(fd);
+      return foreign(sp, name, err);
+    }
     if (rc == 0 && data_max && (rc = read_data(fd, e, data_max, head, headlen, err)) != 0)
       mh_spool_entry_free(e);
     if (rc == 0 && keep) *keep = fd;
@@ -2611,10 +2732,13 @@ static int has_field(const char *buf, size_t from, size_t he, const char *name) 
 ** at adoption by msg.h's rules, as `mailhook sendmail` adds them at intake
 ** and Postfix's cleanup adds them to what its pickup takes: so every retry
 ** sends the same bytes.  The Message-ID's domain is the sender's. */
-static int write_missing(int fd, const char *buf, size_t from, size_t he, const char *sender) {
-  char line[400], v[320];
+static int write_missing(int fd, const char *buf, size_t from, size_t he, const char *sender,
+                         const char *author) {
+  char line[800], v[320];
   size_t len = 0;
   time_t now = time(NULL);
+  if (author && *author && !has_field(buf, from, he, "From"))
+    len += (size_t)snprintf(line + len, sizeof line - len, "From: <%s>\r\n", author);
   if (!has_field(buf, from, he, "Date")) {
     mh_msg_date(v, sizeof v, now);
     len += (size_t)snprintf(line + len, sizeof line - len, "Date: %s\r\n", v);
@@ -2659,32 +2783,19 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   ** read by eol.h's rule alone, so a PHP/Windows `Subject: x\r\r\nBcc: y`
   ** ended the header block at the CR CR LF: its Bcc line went out in the
   ** body, and each CR CR LF of the body became two line ends */
-  buf = malloc(cap);
-  in = mh_intake_new(fd, 0);
-  if (!buf || !in) { rc = MH_ENOMEM; goto out; }
-  for (;;) {  /* the whole header block into memory, converted */
-    long n;
-    if (cap - len < 4) {
-      if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) { rc = MH_ENOMEM; goto out; }
-      buf = nb;
-      cap *= 2;
-    }
-    do {   /* the buffer filled before it is parsed (again): doubling, not a parse per read */
-      n = mh_intake_read(in, buf + len, cap - len);
-      if (n < 0) { rc = (int)n; goto out; }
-      len += (size_t)n;
-    } while (n > 0 && cap - len >= 4);
-    rc = mh_env_parse(buf, len, n == 0, &env, err);
-    if (rc != 1) break;
-    if (n == 0) { rc = fail(err, MH_ECORRUPT, "no header block"); break; }   /* never: eof decides */
-  }
+  if ((rc = dropin_head(fd, &in, &buf, &len, &cap, &env, err)) == MH_ENOMEM) goto out;
   if (rc == MH_ECORRUPT) { to_corrupt(sp, sp->pickupfd, name, err); rc = 1; goto out; }
   if (rc) goto out;
   if ((rc = mh_spool_new_id(sp, newid))) goto out_env;
   snprintf(dest, sizeof dest, "%s.eml", newid);
   if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
+  /* RFC 5322 §3.6 requires a From.  Postfix's cleanup gives what its pickup
+  ** takes without one the envelope sender's; so here: the sender the drop-in
+  ** gives (X-Sender), else the settings' `from` (which is then the envelope
+  ** sender too: a drop-in without From or X-Sender names none, and mail from
+  ** the null sender <> is a bounce).  Neither: it goes without, as before */
+  const char *author = NULL, *sender = env.from;
+  if (!has_field(buf, env.offset, he, "From")) author = sender = *env.from ? env.from : sp->dropin_from;
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
   if (fault_at("adopt-write") && (rc = -errno)) goto fail_tmp;
   if (env.canonical) {
@@ -2693,12 +2804,12 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
     if ((rc = mh_fsutil_write_all(out, buf, env.offset)) ||
         (rc = write_no_bcc(out, buf + env.offset, he - env.offset)))
       goto fail_tmp;
-  } else if ((rc = write_env(out, env.from, env.from_params, (const char *const *)env.to,
+  } else if ((rc = write_env(out, sender ? sender : "", env.from_params, (const char *const *)env.to,
                              (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid)) ||
              (rc = write_no_bcc(out, buf, he))) {
     goto fail_tmp;
   }
-  if ((rc = write_missing(out, buf, env.offset, he, env.from))) goto fail_tmp;
+  if ((rc = write_missing(out, buf, env.offset, he, sender, author))) goto fail_tmp;
   /* the rest of the file, converted as it streams */
   if ((rc = mh_fsutil_write_all(out, buf + he, len - he))) goto fail_tmp;
   for (;;) {

@@ -348,7 +348,7 @@ end
 function D:next_entry(w)
   local sp = self.spool
   local now = self.now()
-  local rescanned = false
+  local rescanned, regone = false, false
   local soonest
   while not self.stopping do
     if self.pos > #self.queue then
@@ -378,10 +378,14 @@ function D:next_entry(w)
       else
         self.later[id] = nil
         self.claimed[id] = w
-        local e, err = sp:load(id, LOAD_OPTS)
+        local e, err, info = sp:load(id, LOAD_OPTS)
         if not e then
           self.claimed[id] = nil
           self.log.debug("delivery: " .. id .. " skipped: " .. tostring(err))
+          -- gone meanwhile, or adopted under a fresh id (a file written straight
+          -- into pickup/ under an id's name, not in the spool's form: spool.c's
+          -- foreign): one more scan meets the new id, so a flush sends it too
+          if info and info.code == "ENOTFOUND" and not regone then regone, rescanned = true, false end
         elseif e.next_attempt and e.next_attempt > now and not self.forced then
           self.claimed[id] = nil
           self.later[id] = e.next_attempt

@@ -5,6 +5,7 @@
 --   sp:enqueue_many({{msg_or_bytes, envelope}, ...}) -> {id...}          (waits; group commit)
 --   sp:lock() -> true | nil, "spool DIR is locked by pid N", {code = "ELOCKED", pid = N}  (waits; sweeps tmp/)
 --   sp:scan([limit]) -> {id...} oldest first, total; adopts drop-ins    (waits)
+--   sp:set_dropin_from(addr | nil): the From a drop-in without one gets (set from the settings by the lock holder)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
 --   sp:fail(id, {reason=, reply=})  sp:retry(id)  sp:remove(id)          (wait)
@@ -37,9 +38,20 @@ function methods.lock(sp, ...)
   return ok, err, info
 end
 
+-- The From a drop-in without one (nor an X-Sender) gets at adoption: the
+-- settings' `from`, read once per spool by its lock holder, the one adopting
+-- (postfix's pickup/cleanup gives such a message its sender's; docs/spool.md).
+local from_set = setmetatable({}, { __mode = "k" })
+local function dropin_from(sp)
+  from_set[sp] = true
+  local ok, cfg = pcall(require("mailhook.settings").load_intake)
+  if ok and type(cfg) == "table" and cfg.from then sp:set_dropin_from(cfg.from) end
+end
+
 function methods.scan(sp, ...)
   local maildrop = require "mailhook.maildrop"
   local dir = dirs[sp]
+  if holders[sp] and not from_set[sp] then dropin_from(sp) end
   -- one adoption at a time: two workers scanning at once (connections > 1)
   -- must not both take the same file in
   if dir and holders[sp] and not adopting[sp] then
