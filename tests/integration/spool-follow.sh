@@ -37,39 +37,16 @@ out=$(MAILHOOK_LOG_LEVEL=info timeout 20 "$MAILHOOK" run 2>&1); rc=$?
 [ "$rc" != 0 ] && [ "$rc" != 124 ]; ok $? "a second service exits at once ($rc)"
 like "$out" "lock" "saying the spool is locked"
 
-# --- the lock file removed and its new one taken at once by another process, right after
-# the service looked (it just scanned and sent): before, it noticed only at its next look,
-# up to a second later, and sent what it loaded meanwhile while the other (a second service)
-# sent the same messages; now every claim of a message checks the lock file.  The other is a
-# bare lock holder, as a second service is once it locked (a whole `mailhook run` starts in
-# more than the second the window lasted, and would deliver the message on its own)
-enqueue 1 >/dev/null
-wait_for 15 received_at_least "$T/peer" 6; ok $? "a message sent: the service just looked at its lock"
-rm -f "$SPOOL/lock"
-/usr/bin/python3 -c 'import fcntl, os, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b"%d\n" % os.getpid())
-open(sys.argv[2], "w").close(); time.sleep(600)' "$SPOOL/lock" "$T/holder.ready" &
-HOLDER=$!; on_exit "kill $HOLDER"
-wait_for 10 test -e "$T/holder.ready"; ok $? "another process holds the new lock file"
-enqueue 1 >/dev/null
-wait_for 15 grep -q "another process (pid $HOLDER) holds the new one: this service does not deliver" "$T/svc.log"
-ok $? "the service says it lost the lock to it"
-is "$(received_count "$T/peer")" 6 "and sent nothing meanwhile, not even the message of its first scan after"
-kill "$HOLDER"; wait "$HOLDER" 2>/dev/null
-wait_for 15 received_at_least "$T/peer" 7; ok $? "the other gone, the service locks again and sends it"
-
 # --- the whole spool moved away: a new one is made at the path and followed
 mv "$SPOOL" "$T/spool.old"
 enqueue 1 >/dev/null
-wait_for 15 received_at_least "$T/peer" 8; ok $? "after the spool was moved away, a new message is delivered"
+wait_for 15 received_at_least "$T/peer" 6; ok $? "after the spool was moved away, a new message is delivered"
 like "$(cat "$T/svc.log")" "spool folder was removed, moved or replaced" "one line says so"
 wait_for 15 test "$(grep -c "watch $SPOOL/pickup: it was removed or replaced" "$T/svc.log")" -ge 3
 ok $? "the new spool's pickup/ is watched"
 out=$(MAILHOOK_LOG_LEVEL=info timeout 20 "$MAILHOOK" run 2>&1); rc=$?
 [ "$rc" != 0 ] && [ "$rc" != 124 ]; ok $? "the new spool is locked by the service: a second one exits ($rc)"
-unlike "$(grep -v 'holds the new one: this service does not deliver' "$T/svc.log")" " error " \
-       "no error line but the lost lock's"
+unlike "$(cat "$T/svc.log")" " error " "no error line"
 svc_stop; is $? 0 "SIGTERM: exit 0"
 is "$(received_ids "$T/peer" | sort | uniq -d | wc -l)" 0 "no message twice"
 done_testing
