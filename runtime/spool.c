@@ -2439,22 +2439,6 @@ static int foreign(mh_spool *sp, const char *name, char *err) {
   return fail(err, MH_ENOTFOUND, "pickup/%s was not in the spool's form and was set aside", name);
 }
 
-/* Whether the lock file at the path is no longer the one this holder locked
-** (removed, or replaced: another service may hold the new one).  Looked at by
-** every load, the deliverer's claim of a message: with the look of
-** mh_spool_follow alone (once a second), a service whose lock file was
-** removed went on sending for up to a second after a second service took the
-** new one, and both could send one message.  One fstatat of a cached name,
-** ~1 us on a ~90 us per-message path (docs/spool.md, "two services"). */
-static int lock_moved(mh_spool *sp) {
-  struct stat st;
-  int moved;
-  pthread_mutex_lock(&sp->fmu);   /* dirfd and idlock change under it (follow) */
-  moved = fstatat(sp->dirfd, "lock", &st, AT_SYMLINK_NOFOLLOW) < 0 || !ident_is(&sp->idlock, &st);
-  pthread_mutex_unlock(&sp->fmu);
-  return moved;
-}
-
 int mh_spool_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
   return mh_spool_load_ex(sp, id, e, 0, NULL, err);
 }
@@ -2468,7 +2452,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
   /* the holder whose lock was taken over (see "following the folders") sends
      nothing more, not even the rest of its last scan: a look is due at most
      once a second, no system call otherwise */
-  if (sp->lockfd >= 0 && mh_spool_follow(sp, lock_moved(sp), NULL) == MH_ELOCKED) return lost_error(sp, err);
+  if (sp->lockfd >= 0 && mh_spool_follow(sp, 0, NULL) == MH_ELOCKED) return lost_error(sp, err);
   for (int i = 0; i < 2; i++) {
     struct stat sb;
     int fd, listed = 0, state = 1, lx_ok = 0;
