@@ -204,7 +204,7 @@ end)
 
 tap.test("disk work runs off the loop: the loop runs on while the worker's fsync is held", function(t)
   -- By mechanism, not by the disk's speed (on tmpfs an fsync costs nothing): a child mailhook runs
-  -- tests/lua/fsync-gate-child.lua with tests/lib/fsync-gate.c preloaded, which holds each fsync until
+  -- tests/lib/lua/fsync-gate-child.lua with tests/lib/fsync-gate.c preloaded, which holds each fsync until
   -- a ticker task on the loop has ticked three more times. An fsync made on the loop thread would
   -- stop the ticker with it: the gate would wait 20 s in vain and record a timeout.
   local gate = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-gate.XXXXXX"):read("l")
@@ -214,7 +214,7 @@ tap.test("disk work runs off the loop: the loop runs on while the worker's fsync
     "MH_FSYNC_GATE=%s LD_PRELOAD=%s ASAN_OPTIONS=%s %s %s %s %s 2>&1",
     q(gate), q(os.getenv("BUILD") .. "/tests/fsync-gate.so"),
     q((asan and asan .. ":" or "") .. "verify_asan_link_order=0"),
-    q(os.getenv("MAILHOOK")), q(os.getenv("ROOT") .. "/tests/lua/fsync-gate-child.lua"),
+    q(os.getenv("MAILHOOK")), q(os.getenv("ROOT") .. "/tests/lib/lua/fsync-gate-child.lua"),
     q(gate .. "/spool"), q(gate))):read("a")
   local function size(name)
     local f = io.open(gate .. "/" .. name)

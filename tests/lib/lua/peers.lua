@@ -1,4 +1,4 @@
--- tests/lua/peers.lua — the test peers for a Lua test (run by the runtime),
+-- tests/lib/lua/peers.lua — the test peers for a Lua test (run by the runtime),
 -- as tests/lib/peers.sh gives them to the shell tests: the scripted fault peer
 -- (tests/peers/fault.lua, lua5.4 on LuaSocket) and a wait on a condition.
 --

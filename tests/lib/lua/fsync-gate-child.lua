@@ -1,4 +1,4 @@
--- tests/lua/fsync-gate-child.lua SPOOL GATE — run by tests/lua/test-spool.lua in a child mailhook with
+-- tests/lib/lua/fsync-gate-child.lua SPOOL GATE — run by tests/lua/test-spool.lua in a child mailhook with
 -- tests/lib/fsync-gate.c preloaded (MH_FSYNC_GATE=GATE): four tasks enqueue into SPOOL while a ticker
 -- task on the loop counts its ticks into GATE/ticks; GATE/on holds every fsync until the ticker moved.
 -- Prints "enqueued N TICKS" (N messages queued).
