@@ -1311,12 +1311,9 @@ function M:status_report()
   end
   local status = require "mailhook.status"
   self.report_dirty = false          -- a change from now on makes this report old again
-  self.report_task = require("mailhook").spawn(function()
-    local r = status.collect { tracker = self.status }
-    -- SPOOL/outage: also one a flush met, or a run before a restart (as `mailhook queue` shows it)
-    if type(r) == "table" then r.outage = outage_json(core.now()) end
-    return r
-  end)
+  -- (its outage: SPOOL/outage, also one a flush met, or a run before a restart, as
+  -- `mailhook queue` shows it: status.collect gives it, for `mailhook status` too)
+  self.report_task = require("mailhook").spawn(function() return status.collect { tracker = self.status } end)
   local ok, r = self.report_task:wait()
   self.report_task = nil
   if not ok then error(r, 0) end
