@@ -245,18 +245,34 @@ static int l_realpath(lua_State *L) {
 /* with_lock(path, fn, ...) -> fn(...)'s results.  Holds an exclusive flock on
 ** the folder that contains path while fn runs, so that read-modify-write cycles
 ** on files in it (settings updates) do not interleave between processes.  fn
-** must not yield; an error in fn is re-raised after the lock is released. */
-static int l_with_lock(lua_State *L) {
+** must not yield; an error in fn is re-raised after the lock is released.
+** try_lock(path, fn, ...) -> fn(...)'s results | nil, err, {locked = true,
+** lock = folder}: the same without waiting, for the service, whose loop must
+** not stop while another process (a `mailhook update` still running, a
+** script's flock(1)) holds the lock; its caller retries on a timer. */
+static int with_lock(lua_State *L, const char *fname, int wait) {
   char dir[4096];
   /* its folder is copied whole or refused: a cut path would lock another folder */
-  const char *path = mh_l_field_cstring(L, 1, "fsutil.with_lock", "path", sizeof dir - 1);
-  if (!lua_isfunction(L, 2)) mh_l_field_error(L, 2, "fsutil.with_lock", "fn", "a function");
+  const char *path = mh_l_field_cstring(L, 1, fname, "path", sizeof dir - 1);
+  if (!lua_isfunction(L, 2)) mh_l_field_error(L, 2, fname, "fn", "a function");
   const char *slash = strrchr(path, '/');
   if (!slash) snprintf(dir, sizeof dir, ".");
   else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
-    while (flock(fd, LOCK_EX) < 0 && errno == EINTR) {}
+    int rc;
+    while ((rc = flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) < 0 && errno == EINTR) {}
+    if (rc < 0 && errno == EWOULDBLOCK) {
+      close(fd);
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s: locked by another process (an update of the settings in this folder)", dir);
+      lua_createtable(L, 0, 2);
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "locked");
+      lua_pushstring(L, dir);
+      lua_setfield(L, -2, "lock");
+      return 3;
+    }
   }
   /* no folder (or no lock): run anyway; fn reports the real error (ENOENT ...) */
   int nargs = lua_gettop(L) - 2;
@@ -265,6 +281,9 @@ static int l_with_lock(lua_State *L) {
   if (rc != LUA_OK) return lua_error(L);
   return lua_gettop(L) - 1;
 }
+
+static int l_with_lock(lua_State *L) { return with_lock(L, "fsutil.with_lock", 1); }
+static int l_try_lock(lua_State *L) { return with_lock(L, "fsutil.try_lock", 0); }
 
 /* hostname() -> the machine's host name | nil, err */
 static int l_hostname(lua_State *L) {
@@ -285,6 +304,7 @@ void l_fsutil_open(lua_State *L) {
     { "owner", l_owner },
     { "realpath", l_realpath },
     { "with_lock", l_with_lock },
+    { "try_lock", l_try_lock },
     { "read", l_read },
     { "open", l_open },
     { "check", l_check },

@@ -57,10 +57,13 @@ if type(admin_pw) == "string" and admin_pw ~= "" and not core.pwhash.valid(admin
   changes.admin_password = h
 end
 -- api.guard: the console's version check, made under the update's own lock
-local cfg, err, info = settings.update(changes, nil, api and api.guard)
+-- api.nowait: the console's, which must not stop the service while another
+-- process holds the lock (the result says locked; it retries)
+local cfg, err, info = settings.update(changes, nil, api and api.guard, api and api.nowait)
 if api or json then
   local result = cfg and settings.report(cfg) or { ok = false, error = err, key = info and info.key, path = settings.path(),
-                                                   conflict = info and info.conflict or nil }
+                                                   conflict = info and info.conflict or nil,
+                                                   locked = info and info.locked or nil, lock = info and info.lock }
   result.ok = cfg ~= nil
   -- what the CLI says on stderr, as data: the console's Save shows it on the page
   if cfg then

@@ -48,6 +48,8 @@ M.LOGIN_FAILS_ALL = 20            -- from all addresses together (127.0.0.0/8 is
 M.LOGIN_WAITING = 4               -- password checks waiting for the one running; more: 429
 M.LOGIN_DELAY = 1                 -- seconds before a failed login is answered
 M.PASSWORD_MIN = 8                -- characters of a console password set from the console
+M.SETTINGS_LOCK_WAIT = 10         -- seconds a Save waits for another process's settings lock, then 503
+M.SETTINGS_LOCK_RETRY = 0.2       -- how often it tries the lock meanwhile
 M.LOG_LINES = 500                 -- recent log lines kept for the page
 M.HEARTBEAT = 15                  -- seconds between SSE keep-alive comments
 M.STATUS_EVERY = 1                -- at most one status event a second per page
@@ -761,6 +763,40 @@ local function run_script(name, arg)
   return res
 end
 
+-- update(arg) -> result | nil, err: scripts/update.lua under the settings
+-- lock, taken without waiting (the lock is a flock between processes: taken
+-- blocking, a `mailhook update` stuck on a slow disk or a script's `flock` on
+-- the folder froze the whole service -- no delivery, no console, no signal);
+-- while another process holds it the request sleeps and tries again every
+-- SETTINGS_LOCK_RETRY for SETTINGS_LOCK_WAIT seconds (the loop runs on), then
+-- the result says locked: answered 503 by the caller.
+local function update(log, arg)
+  arg.nowait = true
+  local deadline = core.now() + M.SETTINGS_LOCK_WAIT
+  local said
+  while true do
+    local result, err = run_script("update", arg)
+    if not (result and result.locked) or core.now() >= deadline then return result, err end
+    if not said then
+      said = true
+      log.info("console: a save waits for the settings lock on " .. tostring(result.lock) ..
+               ": another process holds it (at most " .. M.SETTINGS_LOCK_WAIT .. " s)")
+    end
+    require("mailhook").sleep(M.SETTINGS_LOCK_RETRY)
+  end
+end
+
+-- The 503 for a Save that found the settings lock held SETTINGS_LOCK_WAIT seconds.
+function M:fail_locked(req, result)
+  local lock = tostring(result.lock)
+  self.log.warn("console: a save waited " .. M.SETTINGS_LOCK_WAIT .. " s for the settings lock on " .. lock ..
+                " and gave up: another process holds it")
+  return self:fail(req, 503, "not saved: the settings lock (a flock on the folder " .. lock .. ") has been held by " ..
+    "another process for " .. M.SETTINGS_LOCK_WAIT .. " s: a `mailhook update` still running, or a script or editor " ..
+    "wrapper holding flock on that folder (see `fuser -v " .. lock .. "` or /proc/locks); nothing was changed: " ..
+    "try again once it is done", nil, { ["Retry-After"] = "5" })
+end
+
 -- POST /api/password {current, new}: the console's own password.  The current
 -- one is checked (through the same gate as a login); the new one is stored as
 -- `mailhook update admin_password=-` stores it; every session ends, and this
@@ -782,8 +818,9 @@ route("POST", "/api/password", function(self, req, ctx)
     end
     if not ok then return self:fail(req, 403, "the current password is wrong", { key = "current" }) end
   end
-  local result, serr = run_script("update", { changes = { admin_password = new } })
+  local result, serr = update(self.log, { changes = { admin_password = new } })
   if not result then return self:fail(req, 500, serr) end
+  if result.locked then return self:fail_locked(req, result) end
   if not result.ok then return self:fail(req, 500, "not saved: " .. tostring(result.error)) end
   local cfg = require("mailhook.settings").load()
   if cfg then self:reload(cfg) end     -- a new hash: every session ends
@@ -946,7 +983,7 @@ route("POST", "/api/settings", function(self, req, ctx)
   if next(changes) == nil then return self:fail(req, 400, "changes: nothing to save (an empty object)", { key = "changes" }) end
   local settings = require "mailhook.settings"
   local conflict, refused
-  local function guard(path)                   -- under the lock; must not yield
+  local function guard(path)                   -- under the lock; must not yield (nor sleep)
     if base then
       -- the settings this page was shown must still be the saved ones
       local cfg, lerr = settings.load(path)
@@ -962,7 +999,8 @@ route("POST", "/api/settings", function(self, req, ctx)
     if not gok then refused = { 422, gerr, gkey }; return nil, gerr, { key = gkey } end
     return true
   end
-  local result, serr = run_script("update", { changes = changes, guard = guard })
+  local result, serr = update(self.log, { changes = changes, guard = guard })
+  if result and result.locked then return self:fail_locked(req, result) end
   if conflict then
     local cur = public_report(conflict.full)
     cur.ok, cur.choices, cur.version = true, FORM, conflict.now
@@ -1273,12 +1311,9 @@ function M:status_report()
   end
   local status = require "mailhook.status"
   self.report_dirty = false          -- a change from now on makes this report old again
-  self.report_task = require("mailhook").spawn(function()
-    local r = status.collect { tracker = self.status }
-    -- SPOOL/outage: also one a flush met, or a run before a restart (as `mailhook queue` shows it)
-    if type(r) == "table" then r.outage = outage_json(core.now()) end
-    return r
-  end)
+  -- (its outage: SPOOL/outage, also one a flush met, or a run before a restart, as
+  -- `mailhook queue` shows it: status.collect gives it, for `mailhook status` too)
+  self.report_task = require("mailhook").spawn(function() return status.collect { tracker = self.status } end)
   local ok, r = self.report_task:wait()
   self.report_task = nil
   if not ok then error(r, 0) end

@@ -782,14 +782,18 @@ end
 -- attempt of the message), so `sendmail -bp` and `mailhook queue` show why it
 -- waits, as Postfix's mailq shows "(connect to host[addr]:25: Connection
 -- refused)".  One state write per connection attempt, never one per message.
+-- The stages a 4xx can refuse one connection too many at (W:outage): before
+-- any mail transaction, at the greeting or the EHLO/HELO that follows it.
+local REFUSED_AT = { connect = true, greeting = true, ehlo = true, helo = true }
+
 function W:outage(err, info, e)
   local d = self.d
   local code = info and tonumber(info.smtp)
-  if code and code >= 400 and code < 500 and (info.stage == "connect" or info.stage == "greeting")
-     and self:others_connected() then
-    -- a 4xx greeting (421 "too many concurrent connections": Exim's
-    -- smtp_accept_max and smtp_accept_max_per_host, Postfix's
-    -- smtpd_client_connection_count_limit) while another connection of ours
+  if code and code >= 400 and code < 500 and REFUSED_AT[info.stage] and self:others_connected() then
+    -- a 4xx greeting, or reply to EHLO/HELO (421 "too many concurrent
+    -- connections": Exim's smtp_accept_max and smtp_accept_max_per_host,
+    -- Postfix's smtpd_client_connection_count_limit; a server may count at
+    -- EHLO, as Exim's and OpenSMTPD's limits per host can) while another connection of ours
     -- delivers: the server limits how many it takes at once; no outage.  The
     -- others go on; this one tries again soon (REFUSED_EXTRA, doubling up to
     -- retry_interval), as a slot may free any moment (another client's

@@ -285,13 +285,16 @@ local update
 -- guard(path) -> true | nil, err, info: run under the same lock, before the
 -- files are read: a check of what is saved (the console's version) that no
 -- other writer can slip past between the check and the write.  It must not
--- yield (the lock is a blocking flock).
-function M.update(changes, path, guard)
+-- yield (the lock is held by this thread).  nowait: when another process holds
+-- the lock, nil, err, {locked = true, lock = folder} at once, nothing done (the
+-- service: its loop must not wait on a `mailhook update` or a script's flock;
+-- the console retries on a timer).
+function M.update(changes, path, guard, nowait)
   path = path or M.path()
   if type(changes) ~= "table" then error("settings.update: changes must be a table", 2) end
   held[path] = nil   -- this process changes them: it reads them again from now on
   -- one update at a time per folder: two concurrent updates both take effect
-  return core.fsutil.with_lock(path, update, changes, path, guard)
+  return (nowait and core.fsutil.try_lock or core.fsutil.with_lock)(path, update, changes, path, guard)
 end
 
 -- The text of doc with the keys of `set` given their value (values, or its

@@ -374,6 +374,11 @@ function M.collect(opts)
 
   -- the queue
   if exists(dir .. "/pickup") then r.queue = M.queue_facts(dir, now) end
+  -- the server outage the spool's last deliverer met and has not seen end
+  -- (SPOOL/outage: the service's, or a flush's, or a run's before a restart,
+  -- as `mailhook queue` and the console show it): {since, age, error}
+  local o = require("mailhook.queue").outage(dir)
+  if o then r.outage = { since = o.since, age = math.max(0, math.floor(now - o.since)), error = o.error } end
 
   local ok, reason = M.flowing(r)
   r.flowing, r.reason = ok, reason
@@ -498,6 +503,9 @@ function M.text(r)
     if q.drop_ins and q.drop_ins > 0 then line = line .. ", " .. q.drop_ins .. " dropped in, not adopted yet" end
     line = line .. "; " .. q.failed .. " in failed/"
     row("queue", line)
+  end
+  if r.outage then
+    row("outage", string.format("since %s (%s): %s", clock(r.outage.since), M.ago(r.outage.age), tostring(r.outage.error)))
   end
   local k = r.counters
   if k then

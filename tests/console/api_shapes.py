@@ -178,17 +178,20 @@ conf_dir = os.path.dirname(os.path.abspath(CONF))
 ino = os.stat(conf_dir).st_ino
 
 
-def service_waits_for_lock():
-    """Whether the service waits for a lock on the settings folder (/proc/locks:
-    a blocked request shows as '-> FLOCK ... PID MAJ:MIN:INODE')."""
-    with open("/proc/locks") as f:
-        for line in f:
-            p = line.split()
-            if "->" in p and p[p.index("->") + 1] == "FLOCK":
-                rest = p[p.index("->") + 1:]
-                if rest[3] == SVC_PID and rest[4].endswith(":%d" % ino):
-                    return True
-    return False
+def lock_waits(after=0):
+    """The console's log lines after seq `after` that say a Save waits for the
+    settings lock (the service tries it without blocking, and retries), and the
+    last seq."""
+    st, d, _ = get("/api/log")
+    lines = d.get("lines", [])
+    last = max([l["seq"] for l in lines] or [0])
+    return sum(1 for l in lines if l["seq"] > after and "waits for the settings lock" in l["text"]), last
+
+
+def service_waits_for_lock(n=1):
+    """A predicate: whether n Saves have said they wait for the lock since now."""
+    last = lock_waits()[1]
+    return lambda: lock_waits(last)[0] >= n
 
 
 def wait_until(fn, limit=15.0):
@@ -196,7 +199,7 @@ def wait_until(fn, limit=15.0):
     while time.monotonic() < end:
         if fn():
             return True
-        time.sleep(0.05)
+        time.sleep(0.1)
     return fn()
 
 
@@ -223,9 +226,10 @@ t = None
 
 def other_writer():
     global t
+    waiting = service_waits_for_lock()
     t = threading.Thread(target=in_thread, args=({"changes": {"retry_interval": 7}, "version": base}, res, 0))
     t.start()
-    waited = wait_until(service_waits_for_lock)
+    waited = wait_until(waiting)
     ok(waited, "the Save waits for the lock another writer holds")
     text = conf_text()
     new = re.sub(r"(?m)^helo_name\s*=.*$", "helo_name = elsewhere.example", text)
@@ -251,11 +255,12 @@ threads = []
 
 
 def two_saves():
+    waiting = service_waits_for_lock(2)
     for i, val in enumerate((11, 12)):
         threads.append(threading.Thread(target=in_thread,
                                         args=({"changes": {"retry_interval": val}, "version": base}, res, i)))
         threads[-1].start()
-    wait_until(service_waits_for_lock)
+    ok(wait_until(waiting), "two Saves wait for the lock another writer holds")
 
 
 locked(two_saves)

@@ -4,7 +4,8 @@
 # delivers.  That is the server's limit, not an outage, and a limit that can lift at any
 # moment: the refused worker tries again soon (docs/delivery.md: 2 s, doubling up to
 # retry_interval), not only after retry_interval (30 s) while the queue drains at one
-# connection.
+# connection.  REFUSE_AT=ehlo (delivery-extra-conn-ehlo.sh): the server greets the
+# extra connection and refuses it in reply to EHLO instead (Exim, OpenSMTPD may): the same.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
@@ -15,7 +16,7 @@ delivery_require
     printf '%s\n' 'expect ^MAIL FROM:' 'send 250 2.1.0 ok' 'expect ^RCPT TO:' 'send 250 2.1.5 ok' \
       'expect ^DATA' 'send 354 go on' 'data' 'sleep 0.1' 'send 250 2.0.0 queued'
   done; } > "$T/slow.script"
-start_fault F "$T/slow.script" --max 2 --idle 60 || { echo "Bail out! fault.lua did not start"; exit 1; }
+start_fault F "$T/slow.script" --max 2 ${REFUSE_AT:+--refuse-at "$REFUSE_AT"} --idle 60 || { echo "Bail out! fault.lua did not start"; exit 1; }
 conf_for "$F" connections=2 retry_interval=30 retry_max=60
 
 # another client holds one of the two slots (its own process: the service must not

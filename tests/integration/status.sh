@@ -51,7 +51,10 @@ kill -0 "$SVC"; ok $? "the service is alive after being asked"
 peer_stop
 enqueue 2 >/dev/null
 wait_for 15 grep -q "unreachable" "$T/svc.log"; ok $? "the service sees the outage"
+wait_for 5 test -e "$SPOOL/outage"; ok $? "and records it in SPOOL/outage"
 st
+like "$OUT" "outage +since [0-9-]+ [0-9:]+ \([0-9]+s\): connect: .*refused" \
+  "the recorded outage (SPOOL/outage, as mailhook queue shows it): since, how long, why"
 is "$RC" 1 "server down: exit 1"
 like "$OUT" "NOT flowing: the server cannot be reached: connect: " "why, with the stage"
 like "$OUT" "connection +waiting to retry since [0-9-]+ [0-9:]+ \([0-9]+s\): connect: .*refused" \
@@ -62,6 +65,9 @@ st --json
 is "$(echo "$OUT" | J 'd["connection"]["state"]')" waiting-retry "--json: state waiting-retry"
 is "$(echo "$OUT" | J 'd["connection"]["outage"]["stage"]')" connect "outage stage"
 is "$(echo "$OUT" | J 'd["queue"]["pickup"]')" 2 "queue depth"
+like "$(echo "$OUT" | J 'd["outage"]["error"]')" "^connect: .*refused" "--json: outage.error, with the stage"
+is "$(echo "$OUT" | J 'd["outage"]["since"]')" "$(sed -n 's/^since //p' "$SPOOL/outage")" "outage.since: the file's"
+is "$(echo "$OUT" | J 'type(d["outage"]["age"]).__name__ + str(d["outage"]["age"] >= 0)')" intTrue "outage.age: seconds"
 since1=$(echo "$OUT" | J 'd["connection"]["outage"]["since"]')
 sleep 2.5    # two retry intervals: the outage's start must not move with each attempt
 st --json
@@ -70,6 +76,8 @@ peer_start "$PORT" "$T/peer"
 wait_for 15 pickup_empty; ok $? "the server is back: the queue drains"
 st
 is "$RC" 0 "flowing again: exit 0"
+unlike "$OUT" "outage" "the outage is gone from the text"
+is "$("$MAILHOOK" status --json | J '"outage" in d')" false "and from --json"
 like "$OUT" "last error +.* at connect: " "the last error is kept for the record"
 
 # --- settings disabled in the file, not reloaded yet; then reloaded

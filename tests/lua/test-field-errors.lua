@@ -118,6 +118,8 @@ local cases = {
   { "resolve long", core.resolve, { long }, "mh.resolve: host must be at most 255 bytes (got 300)" },
   { "fsutil.with_lock long", core.fsutil.with_lock, { string.rep("d/", 2100) .. "f", print },
     "fsutil.with_lock: path must be at most 4095 bytes (got 4201)" },
+  { "fsutil.try_lock long", core.fsutil.try_lock, { string.rep("d/", 2100) .. "f", print },
+    "fsutil.try_lock: path must be at most 4095 bytes (got 4201)" },
   -- methods: through pcall lauxlib named them '?' ("bad argument #2 to '?'")
   { "smtp auth mechanism", conn.auth, { conn, "cram", "u", "p" },
     "smtp auth: mechanism must be plain, login, xoauth2 or oauthbearer (got 'cram')" },

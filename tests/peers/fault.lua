@@ -5,7 +5,7 @@ mismatched multi-line replies, one byte per second, 421 in the middle of DATA, a
 stall after the greeting, a TLS version refused).  Debian's LuaSocket (lua-socket)
 carries the connections, LuaSec (lua-sec) the TLS steps.  Run it with lua5.4.
 
-    fault.lua --script FILE [--port 0] [--record FILE] [--cert C --key K] [--idle S] [--once] [--max N]
+    fault.lua --script FILE [--port 0] [--record FILE] [--cert C --key K] [--idle S] [--once] [--max N] [--refuse-at ehlo]
 
 Every connection runs the script from the top, each in its own coroutine (one
 process serves any number at once).  Script lines (# starts a comment):
@@ -38,7 +38,9 @@ inspect the wire: dot-stuffing, CRLF only, what was sent after a refusal.
 stdout, flushed line by line: "PORT n" once listening, then "CONNECT n",
 "EXPECT-FAIL n LINENO got '...'", "TLS-FAIL n REASON", "END n REASON" per
 connection.  --max N: a connection while N are open gets "421 4.7.0 too many
-connections" at once and is closed (Exim's smtp_accept_max), "REFUSED n" on stdout.
+connections" at once and is closed (Exim's smtp_accept_max), "REFUSED n" on stdout;
+with --refuse-at ehlo it is greeted (220) and gets the 421 in reply to its EHLO
+(or HELO) instead, as a server that counts connections at EHLO does.
 SIGTERM ends it.
 ]]
 local socket = require "socket"
@@ -312,13 +314,14 @@ do
     elseif a:match("^%-%-") and argv[i + 1] then
       o[a:sub(3)] = argv[i + 1]
       i = i + 1
-    else die("usage: fault.lua --script FILE [--port 0] [--record FILE] [--cert C --key K] [--idle S] [--once] [--max N]")
+    else die("usage: fault.lua --script FILE [--port 0] [--record FILE] [--cert C --key K] [--idle S] [--once] [--max N] [--refuse-at ehlo]")
     end
     i = i + 1
   end
 end
 if not o.script then die("--script FILE is required") end
 o.port, o.idle = tonumber(o.port), tonumber(o.idle)
+if o["refuse-at"] and o["refuse-at"] ~= "ehlo" then die("--refuse-at: only ehlo (the default is the greeting)") end
 local steps = parse(o.script)
 for _, s in ipairs(steps) do
   if s[2] == "starttls" and not (o.cert and o.key) then die("the script uses starttls: give --cert and --key") end
@@ -350,7 +353,20 @@ while true do
       sock:setoption("tcp-nodelay", true)
       n = n + 1
     end
-    if sock and o.max and open >= o.max then
+    if sock and o.max and open >= o.max and o["refuse-at"] == "ehlo" then
+      -- over the limit, refused in reply to EHLO: served as its own coroutine
+      -- (it waits for the client's line), not counted among the open ones
+      local co = coroutine.create(function(s, k)
+        local c = setmetatable({ sock = s, buf = "", delay = 0, idle = o.idle }, Conn)
+        pcall(function()
+          c:put("220 fault.example ESMTP\r\n")
+          if c:readuntil("\n") then c:put("421 4.7.0 too many connections\r\n") end
+        end)
+        s:close()
+        say("REFUSED", k)
+      end)
+      resume(co, sock, n)
+    elseif sock and o.max and open >= o.max then
       -- over the limit: refused at the greeting, as Exim's smtp_accept_max does
       sock:send("421 4.7.0 too many connections\r\n")
       sock:close()
