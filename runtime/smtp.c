@@ -260,15 +260,11 @@ static size_t clean_run(mh_smtp_dotw *w, const char *in, size_t p, size_t len) {
   return p;
 }
 
-int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) {
+/* mh_smtp_dot_write, for a caller that has scanned in for NUL bytes already
+** (nul: whether it holds one): a 1 KB message was else scanned twice. */
+static int dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len, int nul) {
   int rc = 0;
   size_t i = 0;
-  /* a NUL is never sent (RFC 5321 §4.5.2 and RFC 6152: no SMTP data holds
-  ** one; servers refuse the message or cut it there): dropped here, byte by
-  ** byte, as Postfix's message_strip_characters = \0.  A part that can be
-  ** encoded was encoded before (mime7.h, bodynul): this is the last guard, for
-  ** a NUL in a header field or a part that says it is encoded already */
-  int nul = memchr(in, '\0', len) != NULL;
   while (i < len && rc == 0) {
     if (!w->cr && !nul) {
       /* the common case: whole lines as they are, one append for all of them */
@@ -310,6 +306,15 @@ int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) 
     } while (i < len && rc == 0 && !(w->bol && !w->cr));
   }
   return rc;
+}
+
+int mh_smtp_dot_write(mh_smtp_dotw *w, mh_buf *out, const char *in, size_t len) {
+  /* a NUL is never sent (RFC 5321 §4.5.2 and RFC 6152: no SMTP data holds
+  ** one; servers refuse the message or cut it there): dropped by the writer,
+  ** byte by byte, as Postfix's message_strip_characters = \0.  A part that can
+  ** be encoded was encoded before (mime7.h, bodynul): this is the last guard,
+  ** for a NUL in a header field or a part that says it is encoded already */
+  return dot_write(w, out, in, len, memchr(in, '\0', len) != NULL);
 }
 
 int mh_smtp_dot_end(mh_smtp_dotw *w, mh_buf *out) {
@@ -1321,14 +1326,19 @@ void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last) {
     rc = mh_mime7_convert_sink(t->conv, conv_out, &k, buf, len, last);
   } else {
     size_t direct = 0;
-    if (!t->bdat && s->wbuf.len == 0 && !memchr(buf, '\0', len)) {
-      /* whole clean lines (most of a message) go to the owner as they are, not
-      ** copied into the output first: nothing of this event precedes them (a
-      ** piece holding a NUL goes through the writer, which drops it) */
-      direct = clean_run(&t->dotw, buf, 0, len);
-      if (direct) s->io.write(s->io.ud, buf, direct);
+    if (!t->bdat && s->wbuf.len == 0) {
+      int nul = memchr(buf, '\0', len) != NULL;   /* told to the writer: not scanned twice */
+      if (!nul) {
+        /* whole clean lines (most of a message) go to the owner as they are, not
+        ** copied into the output first: nothing of this event precedes them (a
+        ** piece holding a NUL goes through the writer, which drops it) */
+        direct = clean_run(&t->dotw, buf, 0, len);
+        if (direct) s->io.write(s->io.ud, buf, direct);
+      }
+      rc = dot_write(&t->dotw, out, buf + direct, len - direct, nul);
+    } else {
+      rc = mh_smtp_dot_write(&t->dotw, out, buf, len);
     }
-    rc = mh_smtp_dot_write(&t->dotw, out, buf + direct, len - direct);
   }
   if (rc == 0 && last) rc = t->bdat ? mh_smtp_dot_end(&t->dotw, out) : mh_smtp_dot_finish(&t->dotw, out);
   if (rc == 0 && out->oom) rc = MH_ENOMEM;
@@ -1569,7 +1579,8 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
   }
   eightbit = has8(data, len);
   uint64_t run = 0;
-  int longl = mh_mime7_longline(data, len, &run) || memchr(data, '\0', len) != NULL;   /* scanned, like a long line */
+  int nul = memchr(data, '\0', len) != NULL;   /* told to the writer below: not scanned twice */
+  int longl = mh_mime7_longline(data, len, &run) || nul;   /* scanned, like a long line */
   if (eightbit && !longl && (s->caps.flags & MH_SMTP_CAP_8BITMIME) && (s->caps.flags & MH_SMTP_CAP_SMTPUTF8)) {
     head8 = mh_mime7_head8(data, len);
   } else if (eightbit || longl) {
@@ -1594,7 +1605,7 @@ static int load_txn(mh_smtp *s, txn *x, const char *from, const char *const *rcp
       mh_mime7_free(m);
       return refuse(s, rc, "data", "converting the message to 7-bit: %s", mh_strerror(rc));
     }
-  } else if ((rc = mh_smtp_dot_write(&w, &x->body, data, len)) < 0) {
+  } else if ((rc = dot_write(&w, &x->body, data, len, nul)) < 0) {
     mh_mime7_free(m);
     return refuse(s, rc, "data", "%s", mh_strerror(rc));
   }
