@@ -323,7 +323,9 @@ static void proc_exit_cb(uv_process_t *h, int64_t status, int sig) {
     }
     free(r);
   }
-  if (!p->ud) uv_close((uv_handle_t *)h, proc_close_cb);   /* nobody will ask */
+  /* nobody will ask.  The waiter resumed above may have run on until its
+  ** proc was collected, whose __gc closed the handle already: once only */
+  if (!p->ud && !uv_is_closing((uv_handle_t *)h)) uv_close((uv_handle_t *)h, proc_close_cb);
 }
 
 static proc *check_proc(lua_State *L) {
