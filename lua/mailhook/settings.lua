@@ -773,7 +773,7 @@ end
 -- it (once); every other missing name stays nil without loading anything.
 local EDIT = { password = true, stored_password = true, token = true, get = true, preview = true,
                warnings = true, saved_warnings = true, file_warnings = true, validate = true, update = true, report = true, format = true,
-               command_limits = true }
+               command_limits = true, run_first_line = true }
 
 -- What the editing half shares with this one: the same tables, so a cfg this
 -- half loaded is known there (its password, its file) and an update there

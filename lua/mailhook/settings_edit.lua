@@ -116,6 +116,45 @@ local function run_first_line(cmd, what)
   return line
 end
 
+-- first_line(cmd, what): run_first_line, off the caller's event loop when it
+-- can wait.  In a task of a running loop (the service: a delivery's login, a
+-- console Test) io.popen would stop the whole loop, deliveries and console
+-- included, for as long as the command runs (up to command_limits.seconds + 2 s:
+-- a `pass` waiting on gpg-agent, a vault CLI on a slow network).  There the
+-- command runs in a child of this binary (core.proc.spawn) that answers on its
+-- channel, and this task waits for it while the loop goes on.  Elsewhere (no
+-- task, or a C boundary in between) in this process, as before.
+local FIRST_LINE_CHILD = [[
+local cmd, what, seconds, bytes = ...
+local settings = require "mailhook.settings"
+local run = settings.run_first_line   -- (loads the editing half, then its limits are the parent's)
+settings.command_limits = { seconds = tonumber(seconds), bytes = tonumber(bytes) }
+local line, err = run(cmd, what)
+local ch = require("mailhook.core").proc.channel()
+ch:send(line and ("+" .. line) or ("-" .. tostring(err)))
+ch:close()
+]]
+
+local function first_line(cmd, what)
+  if core.proc and core.current_task() and coroutine.isyieldable() then
+    local lim = M.command_limits
+    local proc, chan = core.proc.spawn { "-e", FIRST_LINE_CHILD, cmd, what,
+                                         string.format("%d", lim.seconds), string.format("%d", lim.bytes) }
+    if proc then
+      local ok, msg = pcall(chan.recv, chan)
+      chan:close()
+      if not ok then proc:kill("KILL") end   -- (the waiting task was cancelled)
+      pcall(proc.wait, proc)
+      if not ok then error(msg, 0) end
+      if msg and msg:sub(1, 1) == "+" then return msg:sub(2) end
+      if msg then return nil, msg:sub(2) end
+      return nil, what .. " could not be run: the process that runs it ended without an answer"
+    end
+  end
+  return run_first_line(cmd, what)
+end
+M.run_first_line = run_first_line   -- (the child's)
+
 -- A command named by the settings runs with this process's rights (root's,
 -- the service's): only when the settings file is one no other user could have
 -- changed, owned by the running user or root and not writable by every user.
@@ -134,7 +173,7 @@ function M.password(cfg)
   if cfg.password_command then
     local ok, err = command_allowed(cfg, "password_command")
     if not ok then return nil, err end
-    return run_first_line(cfg.password_command, "password_command")
+    return first_line(cfg.password_command, "password_command")
   end
   if p and p.hidden then
     return nil, "the password is in " .. M.secrets_path(p.path) .. ", which this user cannot read " ..
@@ -157,7 +196,7 @@ function M.token(cfg)
   end
   local ok, err = command_allowed(cfg, "oauth_token_command")
   if not ok then return nil, err end
-  return run_first_line(cfg.oauth_token_command, "oauth_token_command")
+  return first_line(cfg.oauth_token_command, "oauth_token_command")
 end
 
 -- get([path]) -> cfg for display (password = "********" when one is set) | nil, err

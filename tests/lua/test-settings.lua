@@ -203,6 +203,34 @@ tap.test("password_command and oauth_token_command failures", function(t)
   os.remove(path)
 end)
 
+tap.test("password_command runs off the loop: the service goes on while it runs", function(t)
+  -- in a task (the service's delivery login, a console Test) the command runs in
+  -- a child process: a ticker task keeps ticking meanwhile.  With io.popen in
+  -- this process the loop stopped for the whole second: not one tick
+  local core = require "mailhook.core"
+  local mh = require "mailhook"
+  local path = tmpconf("auth = true\nusername = u\npassword_command = sleep 1; echo slowpw\n" ..
+                       "oauth_token_command = sleep 1; echo slowtok\n")
+  local cfg = assert(settings.load(path))
+  local ticks = 0
+  local ticker = mh.spawn(function() while true do core.sleep(0.05); ticks = ticks + 1 end end)
+  t:is(settings.password(cfg), "slowpw", "the password, from the child")
+  t:ok(ticks >= 5, "the loop ran while password_command did (" .. ticks .. " ticks of 50 ms in 1 s)")
+  ticks = 0
+  t:is(settings.token(cfg), "slowtok", "the token, from the child")
+  t:ok(ticks >= 5, "and while oauth_token_command did (" .. ticks .. " ticks)")
+  ticker:cancel()
+  -- the child keeps the parent's limits and wording
+  local lim = settings.command_limits
+  settings.command_limits = { seconds = 1, bytes = lim.bytes }
+  local cfg2 = assert(settings.load(tmpconf("auth = true\nusername = u\npassword_command = sleep 5\n")))
+  local pw, err = settings.password(cfg2)
+  settings.command_limits = lim
+  t:is(pw, nil, "a command over the limit gives no password")
+  t:like(err, "password_command did not finish within 1 s", "and says so, with the parent's limit")
+  os.remove(path)
+end)
+
 tap.test("update writes atomically, keeps mode, comments; invalid writes nothing", function(t)
   local path = tmpconf("# site settings\nport = 25\n\n# trailing comment\n")
   os.execute("chmod 0604 '" .. path .. "'")
