@@ -123,7 +123,8 @@ end
 -- a `pass` waiting on gpg-agent, a vault CLI on a slow network).  There the
 -- command runs in a child of this binary (core.proc.spawn) that answers on its
 -- channel, and this task waits for it while the loop goes on.  Elsewhere (no
--- task, or a C boundary in between) in this process, as before.
+-- task, a C boundary in between, or a host program that is not mailhook) in
+-- this process, as before.
 local FIRST_LINE_CHILD = [[
 local cmd, what, seconds, bytes = ...
 local settings = require "mailhook.settings"
@@ -136,7 +137,9 @@ ch:close()
 ]]
 
 local function first_line(cmd, what)
-  if core.proc and core.current_task() and coroutine.isyieldable() then
+  -- (core.loadscript: set by the mailhook program's main.c only; in a host
+  -- program, the Lua library or the C embedding, proc.spawn would start the host)
+  if core.loadscript and core.proc and core.current_task() and coroutine.isyieldable() then
     local lim = M.command_limits
     local proc, chan = core.proc.spawn { "-e", FIRST_LINE_CHILD, cmd, what,
                                          string.format("%d", lim.seconds), string.format("%d", lim.bytes) }
