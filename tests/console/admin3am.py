@@ -26,7 +26,7 @@ SECRETS = CONF[:-len(".conf")] + ".secrets" if CONF.endswith(".conf") else CONF 
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done  # noqa: E402
+from taplib import ok, done, wait_until  # noqa: E402
 
 
 def is_(got, want, desc):
@@ -51,20 +51,12 @@ def up():
         return False
 
 
-def wait_until(fn, limit=30.0):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if fn():
-            return True
-        time.sleep(0.1)
-    return fn()
-
 
 def svc_start():
     global svc
     env = dict(os.environ, MAILHOOK_LOG_LEVEL="info")
     svc = subprocess.Popen([MAILHOOK, "run"], stdout=open(SVC_LOG, "a"), stderr=subprocess.STDOUT, env=env)
-    return wait_until(up)
+    return wait_until(up, 30)
 
 
 def svc_stop():

@@ -46,7 +46,7 @@ PORT = int(PORT)
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done  # noqa: E402
+from taplib import ok, done, wait_until  # noqa: E402
 
 AUTH = {"Authorization": "Bearer " + TOKEN}
 
@@ -193,14 +193,6 @@ def service_waits_for_lock(n=1):
     last = lock_waits()[1]
     return lambda: lock_waits(last)[0] >= n
 
-
-def wait_until(fn, limit=15.0):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if fn():
-            return True
-        time.sleep(0.1)
-    return fn()
 
 
 def locked(fn):

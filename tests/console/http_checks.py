@@ -23,7 +23,7 @@ SECRETS = [ADMIN_PW, SMTP_PW, TOKEN]
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done  # noqa: E402  (one TAP writer for both checkers)
+from taplib import ok, done, wait_until  # noqa: E402  (one TAP writer for both checkers)
 
 seen_bodies = []     # every response, to check no secret ever left
 
@@ -68,14 +68,6 @@ def jbody(text):
     except ValueError:
         return {}
 
-
-def wait_until(fn, limit=15.0, step=0.1):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if fn():
-            return True
-        time.sleep(step)
-    return fn()
 
 
 def peer_count():

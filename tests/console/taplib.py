@@ -1,8 +1,10 @@
-"""TAP output for the console's Python checkers (browser.py, http_checks.py):
-one ok() and one done() for both, so their plan and exit status follow one rule.
+"""TAP output for the console's Python checkers (browser.py, http_checks.py...):
+one ok() and one done() for all, so their plan and exit status follow one rule,
+and wait_until(), their one way to wait on a condition.
 Their TAP is renumbered into the calling shell test's plan by tap_merge
 (tests/lib/tap.sh)."""
 import sys
+import time
 
 n = 0        # checks printed so far
 failed = 0   # of which failed
@@ -25,3 +27,13 @@ def done():
     """Prints the plan and exits: 0 when every check passed, else 1."""
     print("1..%d" % n, flush=True)
     sys.exit(1 if failed else 0)
+
+
+def wait_until(fn, limit=15.0, step=0.1):
+    """Whether fn() came true within limit seconds, asked every step seconds."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if fn():
+            return True
+        time.sleep(step)
+    return fn()
