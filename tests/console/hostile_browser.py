@@ -24,7 +24,9 @@ import tempfile
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                        NoSuchElementException, StaleElementReferenceException,
+                                        TimeoutException, WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -65,9 +67,16 @@ driver.set_page_load_timeout(60)
 E = lambda i: driver.find_element(By.ID, i)
 
 
+# what a page that re-renders while it is polled raises now and then (an element
+# replaced between its lookup and its use, a click landing on an overlay being
+# removed): asked again, never the end of the run
+TRANSIENT = (NoSuchElementException, StaleElementReferenceException, ElementClickInterceptedException,
+             ElementNotInteractableException)
+
+
 def until(fn, desc, limit=30):
     try:
-        WebDriverWait(driver, limit, poll_frequency=0.1).until(lambda d: fn())
+        WebDriverWait(driver, limit, poll_frequency=0.1, ignored_exceptions=TRANSIENT).until(lambda d: fn())
         return ok(True, desc)
     except TimeoutException:
         return ok(False, desc, driver.find_element(By.TAG_NAME, "body").text[:1500])
