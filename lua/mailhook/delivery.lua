@@ -267,6 +267,8 @@ end
 
 function D:reload(cfg)
   self.cfg = cfg
+  -- the sender of drop-ins that name none follows the settings (`from`)
+  if type(self.spool) == "userdata" then require("mailhook.spool").dropin_sender(self.spool, cfg) end
   self.auth_refusals = nil   -- new settings: a refused login is tried again at the usual pace
   self:check_verbose()
   for _, w in ipairs(self.workers) do w.stale = true end
