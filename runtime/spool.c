@@ -1827,7 +1827,18 @@ static void hdr_value(const char *buf, size_t p, size_t end, size_t n, size_t *v
   *ve = end;
 }
 
+/* mh_env_parse; lenient_from: a From header that holds no usable address
+** (cron's `From: Cron Daemon` written by a script, a bare local name `root`)
+** names no sender instead of making the message unparsable: a drop-in's
+** (dropin_head), whose adoption then gives it its owner's (dropin_sender),
+** its header kept as written, as `mailhook sendmail` does ("intake accepts"). */
+static int env_parse(const char *buf, size_t len, int eof, int lenient_from, mh_env *env, char *err);
+
 int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
+  return env_parse(buf, len, eof, 0, env, err);
+}
+
+static int env_parse(const char *buf, size_t len, int eof, int lenient_from, mh_env *env, char *err) {
   size_t p = 0, he, body, end, n, vs, ve;
   int rc, have_sender = 0, from_done = 0;
   memset(env, 0, sizeof *env);
@@ -1933,6 +1944,7 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
       rc = mh_env_addrs(buf + vs, ve - vs, &tmp, err);
       if (rc == 0 && tmp.nto) { env->from = tmp.to[0]; tmp.to[0] = strdup(""); }
       mh_env_free(&tmp);
+      if (rc && rc != MH_ENOMEM && lenient_from) rc = 0;   /* no sender named (see env_parse) */
       if (rc) { rc = rc == MH_ENOMEM ? rc : MH_ECORRUPT; goto bad_from; }
       from_done = 1;
     } else if (name_is(buf, p, n, "To") || name_is(buf, p, n, "Cc") || name_is(buf, p, n, "Bcc")) {
@@ -2286,7 +2298,7 @@ static int dropin_head(int fd, mh_intake **inp, char **bufp, size_t *lenp, size_
       if (n < 0) return (int)n;
       *lenp = len += (size_t)n;
     } while (n > 0 && cap - len >= 4);
-    rc = mh_env_parse(buf, len, n == 0, env, err);
+    rc = env_parse(buf, len, n == 0, 1, env, err);
     if (rc != 1) return rc;
     if (n == 0) return fail(err, MH_ECORRUPT, "no header block");   /* never: eof decides */
   }

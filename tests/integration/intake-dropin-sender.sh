@@ -4,7 +4,8 @@
 # bounces: some servers refuse it, and it can never bounce back) and without a From
 # header, while sendmail gave the caller's login at default_domain.  Now both are the
 # submitter's login (the file's owner for a drop-in) at default_domain, else at the host
-# name, as sendmail intake, msmtp and nullmailer do (docs/spool.md, docs/sendmail.md).
+# name, as sendmail intake, msmtp and nullmailer do (docs/spool.md, docs/sendmail.md); one
+# whose From holds no address is sent so too, its header as written (it went to corrupt/).
 # And the running service follows a changed `from` (mailhook update, then SIGHUP): before,
 # the `from` given to such drop-ins was read once per spool handle, until a restart.
 . "$ROOT/tests/lib/tap.sh"
@@ -39,6 +40,18 @@ is "$(sender_of bare@example.net)" "$login@$host" \
 is "$(header_of bare@example.net From)" "From: <$login@$host>" "and gets that From header"
 is "$(sender_of sm@example.net)" "$login@$host" "sendmail's sender is the same address (consistent)"
 is "$(header_of sm@example.net From)" "From: $login@$host" "and so is its From"
+
+# a From that names no usable address (a script's cron-like `From: Cron Daemon`, a bare
+# local name): before, the drop-in was moved to corrupt/ and never sent, where sendmail
+# carries such a header as written and takes the sender from the caller; now the same
+dropin garbage.eml 'From: Cron Daemon\nTo: garbage@example.net\nSubject: garbage From\n\ng\n'
+dropin local.eml 'From: root\nTo: local@example.net\nSubject: local From\n\nl\n'
+"$MAILHOOK" flush >"$T/flush" 2>&1; is $? 0 "From without an address: flushed ($(tail -1 "$T/flush"))"
+is "$(ls "$SPOOL/corrupt" | wc -l)" 0 "neither was set aside to corrupt/"
+for c in garbage:'Cron Daemon' local:root; do
+  is "$(sender_of "${c%%:*}@example.net")" "$login@$host" "${c%%:*}: sent from the owner"
+  is "$(header_of "${c%%:*}@example.net" From)" "From: ${c#*:}" "${c%%:*}: its From header as written"
+done
 
 # default_domain qualifies the owner, as it qualifies sendmail's caller
 "$MAILHOOK" update default_domain=example.org >/dev/null
