@@ -146,14 +146,17 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-/* Spool:set_dropin_from(addr | nil) -> true | nil, err, info: the From a
-** drop-in without one (and without X-Sender) gets at adoption (spool.h). */
+/* Spool:set_dropin_from(addr | nil [, domain]) -> true | nil, err, info: the
+** sender and From a drop-in that names none gets at adoption: addr (the
+** settings' `from`), else its owner's login at domain (default_domain; nil:
+** the host name).  spool.h. */
 static int l_set_dropin_from(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
-  const char *a = luaL_optstring(L, 2, NULL);
+  const char *a = luaL_optstring(L, 2, NULL), *dom = luaL_optstring(L, 3, NULL);
   int rc;
   if (!ls->sp) return luaL_error(L, "spool is closed");
-  if ((rc = mh_spool_set_dropin_from(ls->sp, a))) return mh_l_fail(L, rc, "spool", "drop-in From '%s'", a);
+  if ((rc = mh_spool_set_dropin_from(ls->sp, a, dom)))
+    return mh_l_fail(L, rc, "spool", "drop-in sender '%s' (default_domain '%s')", a ? a : "", dom ? dom : "");
   lua_pushboolean(L, 1);
   return 1;
 }

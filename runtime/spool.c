@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -75,6 +76,8 @@ struct mh_spool {
   int lockfd;       /* DIR/lock while we hold the deliverer lock, else -1 */
   char *dropin_from; /* the settings' `from`: the From of a drop-in that has none and gives
                        no sender (mh_spool_set_dropin_from), or NULL */
+  char *dropin_domain; /* the settings' default_domain: without dropin_from, such a drop-in
+                       is from its owner's login at it (NULL: the host name) */
   /* Which folder (file) each descriptor above was opened on, to notice one
   ** removed, moved or replaced under a running service (see "following the
   ** folders"); under fmu, with the time of the last look. */
@@ -487,7 +490,7 @@ bad:
 }
 
 void mh_spool_close(mh_spool *sp) {
-  if (sp) free(sp->dropin_from);
+  if (sp) { free(sp->dropin_from); free(sp->dropin_domain); }
   if (!sp) return;
   if (sp->dirfd >= 0) close(sp->dirfd);
   if (sp->tmpfd >= 0) close(sp->tmpfd);
@@ -568,13 +571,56 @@ bad:
 
 const char *mh_spool_dir(const mh_spool *sp) { return sp->dir; }
 
-int mh_spool_set_dropin_from(mh_spool *sp, const char *addr) {
-  char *c = NULL;
+int mh_spool_set_dropin_from(mh_spool *sp, const char *addr, const char *domain) {
+  char *c = NULL, *d = NULL;
   if (addr && mh_addr_check(addr, 0)) return MH_EBADADDR;
-  if (addr && !(c = strdup(addr))) return MH_ENOMEM;
+  /* a domain is what follows the @ of an address: checked as one */
+  if (domain) {
+    char probe[300];
+    if (!*domain || strlen(domain) > 253 || strchr(domain, '@')) return MH_EBADADDR;
+    snprintf(probe, sizeof probe, "x@%s", domain);
+    if (mh_addr_check(probe, 0)) return MH_EBADADDR;
+  }
+  if ((addr && !(c = strdup(addr))) || (domain && !(d = strdup(domain)))) {
+    free(c);
+    return MH_ENOMEM;
+  }
+  /* under mu: a scan on a pool thread may be adopting (dropin_sender copies them) */
+  pthread_mutex_lock(&sp->mu);
   free(sp->dropin_from);
+  free(sp->dropin_domain);
   sp->dropin_from = c;
+  sp->dropin_domain = d;
+  pthread_mutex_unlock(&sp->mu);
   return 0;
+}
+
+/* The sender of a drop-in that names none (no X-Sender, no usable From):
+** the settings' `from`, else the file's owner's login (uidN without one) at
+** default_domain, else at the host name; what `mailhook sendmail` gives a
+** caller without `from` (lua/mailhook/submit.lua: its login, qualified), and
+** Postfix's pickup gives a maildrop file (its owner).  Never the null sender
+** <>: that is a bounce, refused by some servers and never bounced itself. */
+static void dropin_sender(mh_spool *sp, uid_t owner, char *out, size_t cap) {
+  char host[256] = "", login[128];
+  struct passwd pw, *res = NULL;
+  char pwbuf[4096];
+  pthread_mutex_lock(&sp->mu);
+  if (sp->dropin_from) {
+    snprintf(out, cap, "%s", sp->dropin_from);
+    pthread_mutex_unlock(&sp->mu);
+    return;
+  }
+  if (sp->dropin_domain) snprintf(host, sizeof host, "%s", sp->dropin_domain);
+  pthread_mutex_unlock(&sp->mu);
+  if (!*host && (gethostname(host, sizeof host - 1) || !*host)) snprintf(host, sizeof host, "localhost");
+  if (getpwuid_r(owner, &pw, pwbuf, sizeof pwbuf, &res) == 0 && res && res->pw_name[0] &&
+      !strpbrk(res->pw_name, "@ <>\"\\()[],;:"))
+    snprintf(login, sizeof login, "%s", res->pw_name);
+  else
+    snprintf(login, sizeof login, "uid%lu", (unsigned long)owner);
+  snprintf(out, cap, "%s@%s", login, host);
+  if (mh_addr_check(out, 0)) snprintf(out, cap, "uid%lu@localhost", (unsigned long)owner);
 }
 
 /* ------------------------------------------------ the delivered journal
@@ -1781,7 +1827,18 @@ static void hdr_value(const char *buf, size_t p, size_t end, size_t n, size_t *v
   *ve = end;
 }
 
+/* mh_env_parse; lenient_from: a From header that holds no usable address
+** (cron's `From: Cron Daemon` written by a script, a bare local name `root`)
+** names no sender instead of making the message unparsable: a drop-in's
+** (dropin_head), whose adoption then gives it its owner's (dropin_sender),
+** its header kept as written, as `mailhook sendmail` does ("intake accepts"). */
+static int env_parse(const char *buf, size_t len, int eof, int lenient_from, mh_env *env, char *err);
+
 int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
+  return env_parse(buf, len, eof, 0, env, err);
+}
+
+static int env_parse(const char *buf, size_t len, int eof, int lenient_from, mh_env *env, char *err) {
   size_t p = 0, he, body, end, n, vs, ve;
   int rc, have_sender = 0, from_done = 0;
   memset(env, 0, sizeof *env);
@@ -1887,6 +1944,7 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
       rc = mh_env_addrs(buf + vs, ve - vs, &tmp, err);
       if (rc == 0 && tmp.nto) { env->from = tmp.to[0]; tmp.to[0] = strdup(""); }
       mh_env_free(&tmp);
+      if (rc && rc != MH_ENOMEM && lenient_from) rc = 0;   /* no sender named (see env_parse) */
       if (rc) { rc = rc == MH_ENOMEM ? rc : MH_ECORRUPT; goto bad_from; }
       from_done = 1;
     } else if (name_is(buf, p, n, "To") || name_is(buf, p, n, "Cc") || name_is(buf, p, n, "Bcc")) {
@@ -2240,7 +2298,7 @@ static int dropin_head(int fd, mh_intake **inp, char **bufp, size_t *lenp, size_
       if (n < 0) return (int)n;
       *lenp = len += (size_t)n;
     } while (n > 0 && cap - len >= 4);
-    rc = mh_env_parse(buf, len, n == 0, env, err);
+    rc = env_parse(buf, len, n == 0, 1, env, err);
     if (rc != 1) return rc;
     if (n == 0) return fail(err, MH_ECORRUPT, "no header block");   /* never: eof decides */
   }
@@ -2778,8 +2836,17 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   ** gives (X-Sender), else the settings' `from` (which is then the envelope
   ** sender too: a drop-in without From or X-Sender names none, and mail from
   ** the null sender <> is a bounce).  Neither: it goes without, as before */
+  char fallback[600];
   const char *author = NULL, *sender = env.from;
-  if (!has_field(buf, env.offset, he, "From")) author = sender = *env.from ? env.from : sp->dropin_from;
+  if (!*env.from && !env.canonical) {
+    /* no X-Sender, and no address in a From: never the null sender */
+    dropin_sender(sp, st.st_uid, fallback, sizeof fallback);
+    sender = fallback;
+  }
+  if (!has_field(buf, env.offset, he, "From")) {
+    if (!*sender) { dropin_sender(sp, st.st_uid, fallback, sizeof fallback); author = fallback; }
+    else author = sender;
+  }
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
   if (fault_at("adopt-write") && (rc = -errno)) goto fail_tmp;
   if (env.canonical) {

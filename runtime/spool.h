@@ -136,11 +136,13 @@ void mh_spool_close(mh_spool *sp);
 int mh_spool_follow(mh_spool *sp, int force, char *err);
 const char *mh_spool_dir(const mh_spool *sp);
 
-/* The From given at adoption to a drop-in that has no From field and names no
-** sender (X-Sender): the settings' `from` (NULL: none, the drop-in goes
-** without).  Set it before the scans that adopt, not while one runs.
-** 0, MH_EBADADDR or MH_ENOMEM. */
-int mh_spool_set_dropin_from(mh_spool *sp, const char *addr);
+/* The sender (and From) given at adoption to a drop-in that names no sender
+** (no X-Sender, no address in a From): the settings' `from`; without it
+** (NULL), the file owner's login at domain (the settings' default_domain;
+** NULL: the host name), never the null sender.  May be called again at any
+** time (a settings reload), also while a scan adopts on another thread.
+** 0, MH_EBADADDR (addr, or domain, is no address's) or MH_ENOMEM. */
+int mh_spool_set_dropin_from(mh_spool *sp, const char *addr, const char *domain);
 
 /* Takes the deliverer lock (non-blocking) and then sweeps stale tmp/ files.
 ** 0; MH_ELOCKED with *holder = the holder's pid; -errno.  The lock lasts until

@@ -267,6 +267,8 @@ end
 
 function D:reload(cfg)
   self.cfg = cfg
+  -- the sender of drop-ins that name none follows the settings (`from`)
+  if type(self.spool) == "userdata" then require("mailhook.spool").dropin_sender(self.spool, cfg) end
   self.auth_refusals = nil   -- new settings: a refused login is tried again at the usual pace
   self:check_verbose()
   for _, w in ipairs(self.workers) do w.stale = true end
@@ -786,10 +788,39 @@ end
 -- any mail transaction, at the greeting or the EHLO/HELO that follows it.
 local REFUSED_AT = { connect = true, greeting = true, ehlo = true, helo = true }
 
+-- Another worker holds an open session with the server (not one opening or
+-- being closed): the server is up and takes our mail right now.
+function W:others_open()
+  for _, w in ipairs(self.d.workers) do
+    if w ~= self and w.session and not w.quitting then return true end
+  end
+  return false
+end
+
+-- The connection was refused (RST to the SYN) by every address tried: the
+-- transport's "could not connect to HOST port N: ADDR: connection refused[;
+-- ADDR: ...]" (runtime/transport.c; uv_strerror's words), no timeout, no
+-- unreachable network among them.
+local function connect_refused(err, info)
+  if not (info and info.stage == "connect") then return false end
+  local list = tostring(err):match("port %d+: (.+)$")
+  if not list then return false end
+  for piece in (list .. "; "):gmatch("(.-); ") do
+    if not piece:find(": connection refused$") then return false end
+  end
+  return true
+end
+
 function W:outage(err, info, e)
   local d = self.d
   local code = info and tonumber(info.smtp)
-  if code and code >= 400 and code < 500 and REFUSED_AT[info.stage] and self:others_connected() then
+  -- a plain "connection refused" while another of our sessions is open and
+  -- delivering: the server (or a firewall before it) limits connections per
+  -- client by refusing the extra ones (iptables' connlimit --reject-with
+  -- tcp-reset, a proxy's per-client cap), not an outage: the same as a 4xx
+  -- greeting.  With no other session open, a refusal stays an outage.
+  if (code and code >= 400 and code < 500 and REFUSED_AT[info.stage] and self:others_connected())
+     or (connect_refused(err, info) and self:others_open()) then
     -- a 4xx greeting, or reply to EHLO/HELO (421 "too many concurrent
     -- connections": Exim's smtp_accept_max and smtp_accept_max_per_host,
     -- Postfix's smtpd_client_connection_count_limit; a server may count at

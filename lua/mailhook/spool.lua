@@ -5,7 +5,8 @@
 --   sp:enqueue_many({{msg_or_bytes, envelope}, ...}) -> {id...}          (waits; group commit)
 --   sp:lock() -> true | nil, "spool DIR is locked by pid N", {code = "ELOCKED", pid = N}  (waits; sweeps tmp/)
 --   sp:scan([limit]) -> {id...} oldest first, total; adopts drop-ins    (waits)
---   sp:set_dropin_from(addr | nil): the From a drop-in without one gets (set from the settings by the lock holder)
+--   sp:set_dropin_from(addr | nil [, domain]): the sender a drop-in naming none gets (from the settings:
+--     M.dropin_sender(sp, cfg), by the lock holder and at each reload of the deliverer)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
 --   sp:fail(id, {reason=, reply=})  sp:retry(id)  sp:remove(id)          (wait)
@@ -38,14 +39,28 @@ function methods.lock(sp, ...)
   return ok, err, info
 end
 
--- The From a drop-in without one (nor an X-Sender) gets at adoption: the
--- settings' `from`, read once per spool by its lock holder, the one adopting
--- (postfix's pickup/cleanup gives such a message its sender's; docs/spool.md).
+-- The sender and From a drop-in that names none (no X-Sender, no From) gets
+-- at adoption: the settings' `from`, else its owner's login at default_domain
+-- (else the host name), as `mailhook sendmail` gives a caller without `from`
+-- its login (postfix's pickup/cleanup gives such a message its sender's;
+-- docs/spool.md).  The lock holder reads the settings at its first scan; a
+-- deliverer given new settings (SIGHUP, a console Save: delivery's reload)
+-- sets them again through M.dropin_sender, so a changed `from` needs no restart.
 local from_set = setmetatable({}, { __mode = "k" })
-local function dropin_from(sp)
+function M.dropin_sender(sp, cfg)
+  if type(cfg) ~= "table" or type(sp) ~= "userdata" then return end
   from_set[sp] = true
+  local ok, set, err = pcall(sp.set_dropin_from, sp, cfg.from, cfg.default_domain)
+  if not ok or not set then
+    core.log("warn", "spool: drop-ins without a sender: " .. tostring(ok and err or set)
+                     .. " (their owner at the host name instead)")
+    pcall(sp.set_dropin_from, sp, nil, nil)
+  end
+end
+local function dropin_from(sp)
   local ok, cfg = pcall(require("mailhook.settings").load_intake)
-  if ok and type(cfg) == "table" and cfg.from then sp:set_dropin_from(cfg.from) end
+  from_set[sp] = true
+  if ok then M.dropin_sender(sp, cfg) end
 end
 
 function methods.scan(sp, ...)
