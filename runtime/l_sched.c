@@ -554,6 +554,14 @@ void mh_wait_resume(mh_wait *w, int nres) {
   task_resume(t, nres);
 }
 
+void mh_wait_resume_later(mh_wait *w, int nres) {
+  mh_task *t = w->task;
+  if (!t) return;
+  w->task = NULL;
+  t->wait = NULL;
+  make_ready(t, nres);
+}
+
 /* Thread-pool work ----------------------------------------------------- */
 
 typedef struct {

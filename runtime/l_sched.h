@@ -95,6 +95,10 @@ lua_State *mh_wait_co(mh_wait *w);
 /* In the callback, after pushing nres values on mh_wait_co(w): resume the task.
 ** w is not touched afterwards, so the request may be freed after this returns. */
 void mh_wait_resume(mh_wait *w, int nres);
+/* The same from Lua that runs now (another task, a __gc): the waiter resumes
+** on the next loop turn with the nres values, never inside the caller (smtp
+** c:close() ending the wait of the task that waits on the session). */
+void mh_wait_resume_later(mh_wait *w, int nres);
 
 /* Thread-pool work: `work` runs off the loop without Lua; then `push` runs on the
 ** loop, pushes the results on co and returns their count; then `done` frees arg

@@ -67,6 +67,7 @@ enum { WAIT_NONE, WAIT_OP, WAIT_SEND };
 typedef struct {
   mh_wait w;                   /* first member: cancel_cb gets it back */
   int waiting;                 /* WAIT_*: a task waits (w in use) */
+  const char *op;              /* what it waits in ("smtp auth"): a close names it */
   int brief;                   /* the waiting result() is brief: an integer when every
                                   recipient took the message (the deliverer, per message) */
   mh_client *c;                /* NULL once closed */
@@ -296,6 +297,7 @@ static void begin(lua_State *L, lconn *u, const char *what) {
   if (u->waiting) luaL_error(L, "%s: another operation is in progress on this session", what);
   mh_wait_init(L, &u->w, what);
   u->w.cancel = cancel_cb;
+  u->op = what;
 }
 
 /* Ends an operation's start: the outcome at once when it already ended, else wait. */
@@ -411,6 +413,7 @@ static int collect(lua_State *L, lconn *u, const char *what, int brief) {
   if (mh_client_result_ready(u->c)) return pop_outcome(L, u, 1, brief);
   mh_wait_init(L, &u->w, what);
   u->w.cancel = cancel_cb;
+  u->op = what;
   u->waiting = WAIT_SEND;
   u->brief = brief;
   return mh_wait_yield(L, &u->w);
@@ -543,8 +546,20 @@ static int l_close(lua_State *L) {
   lconn *u = (lconn *)luaL_checkudata(L, 1, CONN_MT);
   mh_client *c = u->c;
   if (!c) return 0;
-  /* another task waiting on this session: its wait is cancelled and it gets an error */
-  if (u->waiting && u->w.task) mh_task_interrupt(u->w.task);
+  /* another task waiting on this session: its wait ends with the library's
+     failure, naming the operation and its stage (it raised "interrupted",
+     which said neither what happened nor where) */
+  if (u->waiting && u->w.task) {
+    lua_State *co = mh_wait_co(&u->w);
+    if (co) {
+      const char *op = u->op ? u->op : "smtp";
+      const char *stage = !strcmp(op, "smtp open") ? "connect" : !strcmp(op, "smtp auth") ? "auth"
+                        : !strcmp(op, "smtp check_sender") ? "mail" : !strcmp(op, "smtp quit") ? "quit" : "data";
+      mh_l_fail(co, MH_ECANCELED, stage, "%s: session closed (c:close() while this task waited)", op);
+      set_bool(co, "connection", 1);
+      mh_wait_resume_later(&u->w, 3);
+    }
+  }
   u->waiting = WAIT_NONE;
   u->c = NULL;
   mh_client_free(c);
