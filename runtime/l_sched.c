@@ -319,11 +319,14 @@ static void finish(mh_task *t, int status, int nres) {
     lua_setfield(L, -2, "n");
   } else {
     char why[200];
-    const char *msg = lua_touserdata(co, -1) == &INTERRUPT ? "interrupted" : lua_tostring(co, -1);
+    /* ended by task:cancel() (shutdown, reload, a wake-up): normal, not an error */
+    int cancelled = lua_touserdata(co, -1) == &INTERRUPT;
+    const char *msg = cancelled ? "interrupted" : lua_tostring(co, -1);
     t->state = -1;
     if (t->budget && t->budget->mem_refused && !t->budget->stopped) t->budget->stopped = STOP_MEM;
     if (t->budget && t->budget->stopped) {
       msg = budget_why(t->budget, why, sizeof why);   /* not "interrupted" nor "not enough memory" */
+      cancelled = 0;                                  /* a rule stopped by its budget is an error */
     } else if (msg == NULL) {
       if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
         msg = lua_tostring(co, -1);
@@ -332,7 +335,11 @@ static void finish(mh_task *t, int status, int nres) {
     }
     msg = bounded_error(co, msg);
     luaL_traceback(L, co, msg, 0);
-    if (!t->quiet) {
+    if (t->quiet) {
+    } else if (cancelled) {   /* debug at most, and no traceback: it says where it waited, not a fault */
+      if (t->budget) mh_debug("%s (a task of %s): cancelled", t->name, t->budget->label);
+      else mh_debug("%s: cancelled", t->name);
+    } else {
       if (t->budget) mh_error("%s (a task of %s): %s", t->name, t->budget->label, lua_tostring(L, -1));
       else mh_error("%s: %s", t->name, lua_tostring(L, -1));
     }
@@ -381,8 +388,8 @@ static void task_resume(mh_task *t, int nargs) {
   if (t->interrupted) {
     t->interrupted = 0;
     lua_pop(t->co, nargs);
-    if (!t->started) {  /* never ran: raise in its place */
-      lua_pushstring(t->co, "interrupted");
+    if (!t->started) {  /* never ran: raise in its place (a cancellation, as finish() sees it) */
+      lua_pushlightuserdata(t->co, (void *)&INTERRUPT);
       finish(t, LUA_ERRRUN, 0);
       return;
     }
