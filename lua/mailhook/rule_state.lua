@@ -94,6 +94,10 @@ local function ensure(sub)
 end
 
 local busy = false  -- one task of this process holds the flock
+-- core.monotonic() until which the lock counts as stuck: rstate.lock timed out
+-- (10 s, docs/rules.md), so the next users in this process (the hook's sweep
+-- after its rules) try once instead of waiting as long again
+local stuck_until = -math.huge
 
 -- Runs fn() under the state lock (in-process turn, then flock).  A stop of the
 -- running rule's budget is deferred meanwhile (core.budget_hold), so a rule
@@ -107,7 +111,11 @@ local function locked(fn)
     local dir = state_dir()
     local ok, err = rstate.mkdir(dir)
     local lk
-    if ok then lk, err = rstate.lock(dir .. "/lock") end
+    local info
+    if ok then
+      lk, err, info = rstate.lock(dir .. "/lock", core.monotonic() < stuck_until and 0.001 or nil)
+      if not lk and info and info.code == "ETIMEDOUT" then stuck_until = core.monotonic() + 10 end
+    end
     if not lk then
       busy = false
       error("rule state: " .. tostring(err), 0)
