@@ -82,6 +82,11 @@ static int l_page(lua_State *L) {
   luaL_argcheck(L, len < PATH_MAX, 1, "path too long");
   if (lua_isnoneornil(L, 2)) { lua_settop(L, 1); lua_newtable(L); }
   luaL_checktype(L, 2, LUA_TTABLE);
+  {
+    static const char *const known[] = { "limit", "last", "after", "before", NULL };
+    mh_l_check_nargs(L, 2, "admin.page");
+    mh_l_check_options(L, 2, "admin.page", known);
+  }
   lua_getfield(L, 2, "limit");
   limit = mh_l_optfield_integer(L, -1, "admin.page", "limit", 50);
   lua_pop(L, 1);

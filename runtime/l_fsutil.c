@@ -32,8 +32,11 @@ static void input_opts(lua_State *L, int idx, const char *fn, int64_t *max, unsi
   *max = MH_LIMIT_CONFIG;
   *flags = 0;
   *what = "";
+  static const char *const known[] = { "max", "follow", "owned", "what", NULL };
+  mh_l_check_nargs(L, idx, fn);
   if (lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
+  mh_l_check_options(L, idx, fn, known);
   lua_getfield(L, idx, "max");
   if (!lua_isnil(L, -1)) {
     lua_Integer m = mh_l_field_integer(L, -1, fn, "max");
@@ -171,7 +174,10 @@ static int l_write_atomic(lua_State *L) {
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer mode = luaL_optinteger(L, 3, 0600);
   luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode out of range");
+  mh_l_check_nargs(L, 4, "fsutil.write_atomic");
   if (lua_istable(L, 4)) {
+    static const char *const known[] = { "sync", "uid", "gid", NULL };
+    mh_l_check_options(L, 4, "fsutil.write_atomic", known);
     lua_getfield(L, 4, "sync");
     sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);

@@ -261,7 +261,11 @@ static int l_listen(lua_State *L) {
   server_ud *su;
   const char *host;
   int rc;
+  static const char *const known[] = { "handler", "host", "port", "json_prefix", "max_body", "max_head",
+    "max_conns", "rate", "burst", "req_timeout", "stall", "max_stream_buffer", NULL };
   luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_check_nargs(L, 1, "http.listen");
+  mh_l_check_options(L, 1, "http.listen", known);
   lua_getfield(L, 1, "handler");
   luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler (a function) is required");
   lua_pop(L, 1);

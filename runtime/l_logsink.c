@@ -32,7 +32,10 @@ static int l_set(lua_State *L) {
   int sink = luaL_checkoption(L, 1, NULL, sinks), facility = -1;
   const char *ident = NULL;
   if (!lua_isnoneornil(L, 2)) {
+    static const char *const known[] = { "ident", "facility", NULL };
     luaL_checktype(L, 2, LUA_TTABLE);
+    mh_l_check_nargs(L, 2, "logsink.set");
+    mh_l_check_options(L, 2, "logsink.set", known);
     if (lua_getfield(L, 2, "ident") != LUA_TNIL) ident = mh_l_field_string(L, -1, "logsink.set", "ident");
     if (lua_getfield(L, 2, "facility") != LUA_TNIL) {
       const char *f = mh_l_field_string(L, -1, "logsink.set", "facility");

@@ -481,7 +481,10 @@ static int set_limit(int res, lua_Integer v) {
 
 /* limit{data = bytes, core = bytes, nice = n} -> true | nil, err */
 static int l_limit(lua_State *L) {
+  static const char *const known[] = { "data", "core", "nice", NULL };
   luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_check_nargs(L, 1, "proc.limit");
+  mh_l_check_options(L, 1, "proc.limit", known);
   if (lua_getfield(L, 1, "data") == LUA_TNUMBER) {
 #ifndef MH_ASAN
     if (set_limit(RLIMIT_DATA, lua_tointeger(L, -1)) < 0)

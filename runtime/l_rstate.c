@@ -316,7 +316,11 @@ static int l_mktime(lua_State *L) {
   time_t t;
   char *old;
   int sw;
+  static const char *const known[] = { "year", "month", "day", "hour", "min", "sec", "isdst", "wday", "yday",
+                                       "gmtoff", NULL };   /* what localtime returns may come back */
   luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_check_nargs(L, 2, "rstate.mktime");
+  mh_l_check_options(L, 1, "rstate.mktime", known);
   memset(&tm, 0, sizeof tm);
   tm.tm_year = getint(L, "year", -1) - 1900;
   tm.tm_mon = getint(L, "month", -1) - 1;

@@ -1298,6 +1298,9 @@ static int l_rule_call(lua_State *L) {
 ** included; never less than seconds).
 ** New budgets take them; budgets alive keep theirs. */
 static int l_budget_limits(lua_State *L) {
+  static const char *const known[] = { "instructions", "seconds", "life", "memory", "grace", NULL };
+  mh_l_check_nargs(L, 1, "budget_limits");
+  mh_l_check_options(L, 1, "budget_limits", known);
   if (lua_istable(L, 1)) {
     lua_Number v;
     if (lua_getfield(L, 1, "instructions") != LUA_TNIL) {
@@ -1410,7 +1413,9 @@ static int l_rule_failures(lua_State *L) { return rt_failures_push(L); }
 ** (budgets start it anyway), with stall detection for a process that exists to
 ** run rules (hook, the rules worker); exit is the status it ends the process with. */
 static int l_watchdog(lua_State *L) {
+  static const char *const known[] = { "stall", "exit", NULL };
   luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_check_options(L, 1, "watchdog", known);
   watchdog_start(mh_l_loop(L));
   pthread_mutex_lock(&wd.mu);
   if (lua_getfield(L, 1, "stall") == LUA_TNUMBER) wd.stall_limit = secs_ns(lua_tonumber(L, -1));

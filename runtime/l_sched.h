@@ -151,6 +151,15 @@ lua_Integer mh_l_optfield_integer(lua_State *L, int i, const char *fn, const cha
 lua_Number mh_l_optfield_number(lua_State *L, int i, const char *fn, const char *field, lua_Number def);
 const char *mh_l_optfield_string(lua_State *L, int i, const char *fn, const char *field, const char *def);
 
+/* A table of options (at idx; nothing when no table is there) whose keys must
+** all be in known (NULL-terminated): else raises "FN: unknown option 'KEY'
+** (known: A, B, ...)".  A misspelt option ({timout = 5}) was silently the
+** default.  l_core.c (also core.check_options, for the Lua modules). */
+void mh_l_check_options(lua_State *L, int idx, const char *fn, const char *const *known);
+/* Raises "FN: takes at most MAX arguments (got N)": an extra argument (a
+** second options table, a value meant for another call) was ignored. */
+void mh_l_check_nargs(lua_State *L, int max, const char *fn);
+
 /* The userdata class of STYLE.md: metatable `name` with methods as __index, and
 ** one idempotent close as both __gc and __close; tostring may be NULL. */
 void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,

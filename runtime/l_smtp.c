@@ -237,7 +237,12 @@ static int l_new(lua_State *L) {
   char fingerprint[MH_CLIENT_FINGERPRINT_MAX + 1], min_version[MH_CLIENT_MIN_VERSION_MAX + 1];
   lconn *u;
   size_t i;
+  static const char *const known[] = { "host", "port", "tls", "tls_required", "helo", "ca_file", "fingerprint",
+    "min_version", "verify", "connect_timeout", "session_deadline", "greeting_wait", "command_timeout",
+    "data_timeout", NULL };
   luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_check_nargs(L, 1, "smtp.new");
+  mh_l_check_options(L, 1, "smtp.new", known);
   memset(&p, 0, sizeof p);
   opt_str(L, "host", host, sizeof host, NULL);
   if (!*host) return luaL_error(L, "smtp.new: host missing (a host name or address is required)");

@@ -925,6 +925,8 @@ static int l_load(lua_State *L) {
   id = checkid(L, 2, "spool:load");
   now = opt_now(L, 3);
   if (lua_type(L, 3) == LUA_TTABLE) {
+    static const char *const known[] = { "now", "data", "keep", "lean", NULL };
+    mh_l_check_options(L, 3, "spool:load", known);
     lua_getfield(L, 3, "data");
     max = mh_l_optfield_integer(L, -1, "spool:load", "data", 0);
     lua_getfield(L, 3, "keep");
@@ -958,7 +960,9 @@ static int l_delivered(lua_State *L) {
   lspool *ls = check_spool(L, 1);
   id = checkid(L, 2, "spool:delivered");
   if (!lua_isnoneornil(L, 3)) {
+    static const char *const known[] = { "sync", "now", "journal", NULL };
     if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:delivered", "options", "a table");
+    mh_l_check_options(L, 3, "spool:delivered", known);
     lua_getfield(L, 3, "sync");
     nosync = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
     lua_getfield(L, 3, "journal");
@@ -1072,6 +1076,10 @@ static int l_defer(lua_State *L) {
   id = checkid(L, 2, "spool:defer");
   if (lua_isnoneornil(L, 3)) { lua_settop(L, 2); lua_newtable(L); }
   if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:defer", "options", "a table");
+  {
+    static const char *const known[] = { "done", "next_attempt", "reply", "attempts", "refused", NULL };
+    mh_l_check_options(L, 3, "spool:defer", known);
+  }
   check_can_wait(L, "spool:defer");
   lua_settop(L, 3);
   lua_getfield(L, 3, "done");  /* 4 */
@@ -1124,6 +1132,10 @@ static int l_fail(lua_State *L) {
   id = checkid(L, 2, "spool:fail");
   if (lua_isnoneornil(L, 3)) { lua_settop(L, 2); lua_newtable(L); }
   if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:fail", "options", "a table");
+  {
+    static const char *const known[] = { "attempts", "refused", "reason", "reply", NULL };
+    mh_l_check_options(L, 3, "spool:fail", known);
+  }
   check_can_wait(L, "spool:fail");
   lua_settop(L, 3);
   lua_getfield(L, 3, "attempts");
@@ -1287,7 +1299,10 @@ static int l_stream(lua_State *L) {
   lstream *st;
   luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a file descriptor");
   if (!lua_isnoneornil(L, 2)) {
+    static const char *const known[] = { "dot", "max", NULL };
     luaL_checktype(L, 2, LUA_TTABLE);
+    mh_l_check_nargs(L, 2, "spool.stream");
+    mh_l_check_options(L, 2, "spool.stream", known);
     lua_getfield(L, 2, "dot");
     if (!lua_isnil(L, -1)) dot = lua_toboolean(L, -1);
     lua_getfield(L, 2, "max");   /* below MH_LIMIT_MESSAGE only (tests, a stricter caller) */

@@ -267,6 +267,8 @@ end
 -- always allows and is not counted.  Waits (disk).
 function rs.throttle(o)
   if type(o) ~= "table" then error("throttle{key=, max=, per=}: expects a table", 2) end
+  -- a misspelt option ({pre = 60}, {summery = true}) was silently absent
+  core.check_options("throttle", o, { "key", "max", "per", "summary", "to", "cc", "from", "item", "critical" })
   if type(o.max) ~= "number" or o.max < 0 then error("throttle: max must be a number >= 0", 2) end
   if type(o.per) ~= "number" or o.per <= 0 then error("throttle: per must be seconds > 0", 2) end
   local file = fname(o.key)
@@ -310,6 +312,7 @@ end
 -- Waits (disk).
 function rs.digest(o)
   if type(o) ~= "table" then error("digest{key=, window=, item=}: expects a table", 2) end
+  core.check_options("digest", o, { "key", "window", "item", "message", "to", "cc", "from", "critical" })
   if type(o.window) ~= "number" or o.window <= 0 then error("digest: window must be seconds > 0", 2) end
   local file = fname(o.key)
   if o.critical then return false, { bypass = true } end
@@ -475,6 +478,7 @@ end
 --        tz = "Europe/Paris"} -> period with :contains(t), :ends(t), :route(msg, opts)
 function rs.period(o)
   if type(o) ~= "table" then error("period{weekdays=, times=, tz=}: expects a table", 2) end
+  core.check_options("period", o, { "weekdays", "times", "tz" })
   if o.tz ~= nil and type(o.tz) ~= "string" then error("period: tz must be a zone name", 2) end
   local p = setmetatable({ days = parse_days(o.weekdays), ranges = parse_times(o.times), tz = o.tz }, Period)
   if p.tz then rstate.localtime(0, p.tz) end  -- an unknown zone is an error now, not at 3 am

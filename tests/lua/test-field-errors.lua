@@ -186,6 +186,63 @@ tap.test("a wrong field names the function, the field, what was expected and wha
   os.execute("rm -rf " .. spdir)
 end)
 
+-- An unknown option key, or an argument too many, raises naming it: a misspelt
+-- option ({timout = 5}, {hots = ...}) or a second table was silently ignored,
+-- the default used instead.  One wording (mh_l_check_options, l_core.c; the
+-- Lua modules through core.check_options).  Every public function that takes
+-- a table of options is here.
+local mhl = require "mailhook"
+local rs = require "mailhook.rule_state"
+local option_cases = {
+  { "smtp.new", core.smtp.new, { { host = "x", hots = "y" } }, "^smtp%.new: unknown option 'hots' %(known: host, port, " },
+  { "smtp.new extra", core.smtp.new, { { host = "x" }, { port = 25 } }, "^smtp%.new: takes at most 1 argument %(got 2%)$" },
+  { "smtp.new key 1", core.smtp.new, { { "x", host = "x" } }, "^smtp%.new: unknown option %[1%] %(known: " },
+  { "http.listen", core.http.listen, { { handler = print, prot = 0 } }, "^http%.listen: unknown option 'prot' " },
+  { "logsink.set", core.logsink.set, { "stderr", { ident = "x", facilty = "daemon" } },
+    "^logsink%.set: unknown option 'facilty' %(known: ident, facility%)$" },
+  { "fsutil.read", core.fsutil.read, { "/dev/null", { maxx = 1 } }, "^fsutil%.read: unknown option 'maxx' %(known: max, follow, owned, what%)$" },
+  { "fsutil.read extra", core.fsutil.read, { "/dev/null", {}, {} }, "^fsutil%.read: takes at most 2 arguments %(got 3%)$" },
+  { "fsutil.check", core.fsutil.check, { "/dev/null", { owner = true } }, "^fsutil%.check: unknown option 'owner' " },
+  { "fsutil.open", core.fsutil.open, { "/dev/null", { follows = true } }, "^fsutil%.open: unknown option 'follows' " },
+  { "fsutil.write_atomic", core.fsutil.write_atomic, { tmp .. "/mh-field-errors-x", "d", 384, { synk = false } },
+    "^fsutil%.write_atomic: unknown option 'synk' %(known: sync, uid, gid%)$" },
+  { "admin.page", core.admin.page, { tmp, { limt = 5 } }, "^admin%.page: unknown option 'limt' " },
+  { "budget_limits", core.budget_limits, { { second = 5 } }, "^budget_limits: unknown option 'second' " },
+  { "proc.limit", core.proc.limit, { { nice = 1, cores = 0 } }, "^proc%.limit: unknown option 'cores' " },
+  { "spool.stream", core.spool.stream, { 0, { dots = false } }, "^spool%.stream: unknown option 'dots' %(known: dot, max%)$" },
+  { "spool:load", sp.load, { sp, id, { dat = 10 } }, "^spool:load: unknown option 'dat' " },
+  { "spool:delivered", sp.delivered, { sp, id, { synch = false } }, "^spool:delivered: unknown option 'synch' " },
+  { "spool:defer", sp.defer, { sp, id, { next = 5 } }, "^spool:defer: unknown option 'next' " },
+  { "spool:fail", sp.fail, { sp, id, { reasons = "x" } }, "^spool:fail: unknown option 'reasons' " },
+  { "mh.smtp.test timout", mhl.smtp.test, { { timout = 5 } }, "^mh%.smtp%.test: unknown option 'timout' %(known: to, cfg, timeout, on_stage%)$" },
+  { "mh.smtp.test hots", mhl.smtp.test, { { hots = "x" } }, "^mh%.smtp%.test: unknown option 'hots' " },
+  { "mh.smtp.test extra", mhl.smtp.test, { {}, { to = "x@y" } }, "^mh%.smtp%.test: takes at most 1 argument %(got 2%)$" },
+  { "mh.configure", mhl.configure, { { spol = "x" } }, "^mh%.configure: unknown option 'spol' %(known: conf, spool%)$" },
+  { "throttle", rs.throttle, { { key = "k", max = 1, pre = 60 } }, "^throttle: unknown option 'pre' " },
+  { "digest", rs.digest, { { key = "k", window = 60, itme = "x" } }, "^digest: unknown option 'itme' " },
+  { "rstate.mktime", core.rstate.mktime, { { year = 2026, month = 1, day = 1, hours = 3 } },
+    "^rstate%.mktime: unknown option 'hours' " },
+  { "period", rs.period, { { weekdays = "mon", tzz = "UTC" } }, "^period: unknown option 'tzz' %(known: weekdays, times, tz%)$" },
+}
+
+tap.test("an unknown option or an extra argument raises, naming it", function(t)
+  local dir2 = io.popen("mktemp -d " .. tmp .. "/mh-field-errors.XXXXXX"):read("l")
+  local sp2 = assert(core.spool.open(dir2))
+  for _, c in ipairs(option_cases) do
+    local args = c[3]
+    for i, a in ipairs(args) do if a == sp then args[i] = sp2 end end
+    local ok, err = pcall(c[2], table.unpack(args, 1, #args))
+    t:ok(not ok, c[1] .. ": raises")
+    t:like(err, c[4], c[1] .. ": " .. tostring(err))
+  end
+  sp2:close()
+  os.execute("rm -rf " .. dir2)
+  -- from Lua code, the position is the caller's line (error(msg, 2))
+  local ok, err = pcall(function() local r = mhl.smtp.test { timout = 5 }; return r end)
+  t:like(err, "^[^:]*test%-field%-errors%.lua:%d+: mh%.smtp%.test: unknown option 'timout'", "the caller's line: " .. tostring(err))
+  t:ok(not ok, "raised")
+end)
+
 -- The methods of a child process and its channel (a real child: this binary).
 tap.test("proc and channel methods name the argument", function(t)
   local p, ch = assert(core.proc.spawn { "-e", "require('mailhook').core.proc.channel():recv()" })
