@@ -223,10 +223,10 @@ static void write_done(void *arg) {
 
 static int l_write(lua_State *L) {
   size_t plen, dlen;
-  const char *path = luaL_checklstring(L, 1, &plen);
-  const char *data = luaL_checklstring(L, 2, &dlen);
+  const char *path = mh_l_arg_cstring(L, 1, "path", PATH_MAX - 1);
+  const char *data = mh_l_arg_lstring(L, 2, "data", &dlen);
   write_req *r;
-  luaL_argcheck(L, plen < PATH_MAX, 1, "path too long");
+  plen = strlen(path);
   r = (write_req *)calloc(1, sizeof *r);
   if (!r || !(r->data = (char *)malloc(dlen ? dlen : 1))) {
     free(r);
@@ -275,8 +275,8 @@ static void setint(lua_State *L, const char *k, long v) {
 }
 
 static int l_localtime(lua_State *L) {
-  time_t t = (time_t)luaL_checkinteger(L, 1);
-  const char *tz = luaL_optstring(L, 2, NULL);
+  time_t t = (time_t)mh_l_arg_integer(L, 1, "t");
+  const char *tz = mh_l_optarg_string(L, 2, "tz", NULL);
   struct tm tm;
   char *old;
   int sw = zone_enter(L, tz, &old);
@@ -311,14 +311,14 @@ static int getint(lua_State *L, const char *k, int def) {
 }
 
 static int l_mktime(lua_State *L) {
-  const char *tz = luaL_optstring(L, 2, NULL);
+  const char *tz = mh_l_optarg_string(L, 2, "tz", NULL);
   struct tm tm;
   time_t t;
   char *old;
   int sw;
   static const char *const known[] = { "year", "month", "day", "hour", "min", "sec", "isdst", "wday", "yday",
                                        "gmtoff", NULL };   /* what localtime returns may come back */
-  luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_arg_type(L, 1, "fields", LUA_TTABLE);
   mh_l_check_nargs(L, 2, "rstate.mktime");
   mh_l_check_options(L, 1, "rstate.mktime", known);
   memset(&tm, 0, sizeof tm);
@@ -343,7 +343,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static int l_list(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = mh_l_arg_path(L, 1, "dir");
   DIR *d = opendir(path);
   struct dirent *e;
   char **names = NULL;
@@ -374,9 +374,10 @@ static int l_list(lua_State *L) {
 /* mkdir(path) -> true | nil, err, info: like mkdir -p, mode 0700. */
 static int l_mkdir(lua_State *L) {
   size_t len;
-  const char *path = luaL_checklstring(L, 1, &len);
+  const char *path = mh_l_arg_cstring(L, 1, "path", PATH_MAX - 1);
   char buf[PATH_MAX];
-  luaL_argcheck(L, len > 0 && len < PATH_MAX, 1, "bad path");
+  len = strlen(path);
+  if (!len) mh_l_arg_error(L, 1, "path", "a path, not an empty string");
   memcpy(buf, path, len + 1);
   for (char *p = buf + 1; ; p++) {
     if (*p == '/' || *p == 0) {
@@ -394,7 +395,7 @@ static int l_mkdir(lua_State *L) {
 
 /* exists(path) -> bool */
 static int l_exists(lua_State *L) {
-  lua_pushboolean(L, access(luaL_checkstring(L, 1), F_OK) == 0);
+  lua_pushboolean(L, access(mh_l_arg_path(L, 1, "path"), F_OK) == 0);
   return 1;
 }
 
@@ -469,12 +470,12 @@ static int l_ticker_tostring(lua_State *L) {
 
 /* ticker(seconds, fn) -> handle with :stop() */
 static int l_ticker(lua_State *L) {
-  lua_Number s = luaL_checknumber(L, 1);
+  lua_Number s = mh_l_arg_number(L, 1, "seconds");
   ticker_ud *u;
   ticker_t *t;
   uint64_t ms;
-  luaL_argcheck(L, s > 0 && s < 1e9, 1, "period must be > 0 seconds");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!(s > 0 && s < 1e9)) mh_l_arg_error(L, 1, "seconds", "more than 0, below 1e9");
+  mh_l_arg_type(L, 2, "fn", LUA_TFUNCTION);
   ms = (uint64_t)(s * 1000.0 + 0.5);
   if (ms == 0) ms = 1;
   u = (ticker_ud *)lua_newuserdatauv(L, sizeof *u, 0);

@@ -151,6 +151,26 @@ lua_Integer mh_l_optfield_integer(lua_State *L, int i, const char *fn, const cha
 lua_Number mh_l_optfield_number(lua_State *L, int i, const char *fn, const char *field, lua_Number def);
 const char *mh_l_optfield_string(lua_State *L, int i, const char *fn, const char *field, const char *def);
 
+/* Positional arguments of module functions (not methods): as the field
+** helpers, "FN: NAME must be EXPECTED (got ...)", FN being the function's
+** public name ("spool.stream", "mh.sleep"), found by the helper (l_core.c),
+** never written at the call.  Replace luaL_check*, luaL_argcheck and
+** luaL_argerror there, whose "bad argument #1 to 'mailhook.core.spool.stream'"
+** named the internal C function and no argument. */
+int mh_l_arg_error(lua_State *L, int arg, const char *name, const char *expected);
+lua_Integer mh_l_arg_integer(lua_State *L, int arg, const char *name);
+lua_Number mh_l_arg_number(lua_State *L, int arg, const char *name);
+const char *mh_l_arg_lstring(lua_State *L, int arg, const char *name, size_t *len);
+#define mh_l_arg_string(L, arg, name) mh_l_arg_lstring(L, arg, name, NULL)
+/* A string C keeps or hands to the system (a path): refused when longer
+** than max or holding a NUL, as mh_l_field_cstring, never cut. */
+const char *mh_l_arg_cstring(lua_State *L, int arg, const char *name, size_t max);
+#define mh_l_arg_path(L, arg, name) mh_l_arg_cstring(L, arg, name, 4095)
+void mh_l_arg_type(lua_State *L, int arg, const char *name, int type);   /* LUA_TTABLE, LUA_TFUNCTION */
+lua_Integer mh_l_optarg_integer(lua_State *L, int arg, const char *name, lua_Integer def);
+lua_Number mh_l_optarg_number(lua_State *L, int arg, const char *name, lua_Number def);
+const char *mh_l_optarg_string(lua_State *L, int arg, const char *name, const char *def);
+
 /* A table of options (at idx; nothing when no table is there) whose keys must
 ** all be in known (NULL-terminated): else raises "FN: unknown option 'KEY'
 ** (known: A, B, ...)".  A misspelt option ({timout = 5}) was silently the

@@ -240,7 +240,7 @@ static int l_new(lua_State *L) {
   static const char *const known[] = { "host", "port", "tls", "tls_required", "helo", "ca_file", "fingerprint",
     "min_version", "verify", "connect_timeout", "session_deadline", "greeting_wait", "command_timeout",
     "data_timeout", NULL };
-  luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_arg_type(L, 1, "options", LUA_TTABLE);
   mh_l_check_nargs(L, 1, "smtp.new");
   mh_l_check_options(L, 1, "smtp.new", known);
   memset(&p, 0, sizeof p);

@@ -120,7 +120,7 @@ static lua_State *main_state(lua_State *L) { return mh_l_cbstate(L); }
 /* ------------------------------------------------------------ open */
 
 static int l_open(lua_State *L) {
-  const char *dir = luaL_checkstring(L, 1);
+  const char *dir = mh_l_arg_path(L, 1, "dir");
   char err[MH_SPOOL_ERRLEN];
   mh_spool *sp;
   int rc = mh_spool_open(dir, &sp, err);
@@ -1294,13 +1294,13 @@ static int stream_tostring(lua_State *L) {
 ** bytes of message, fewer than MH_LIMIT_MESSAGE).  dot (default true): a line
 ** with a lone "." ends the message (sendmail without -i).  fd is not closed. */
 static int l_stream(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1), max = 0;
+  lua_Integer fd = mh_l_arg_integer(L, 1, "fd"), max = 0;
   int dot = 1;
   lstream *st;
-  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a file descriptor");
+  if (!(fd >= 0 && fd <= 0x7fffffff)) mh_l_arg_error(L, 1, "fd", "a file descriptor");
   if (!lua_isnoneornil(L, 2)) {
     static const char *const known[] = { "dot", "max", NULL };
-    luaL_checktype(L, 2, LUA_TTABLE);
+    mh_l_arg_type(L, 2, "options", LUA_TTABLE);
     mh_l_check_nargs(L, 2, "spool.stream");
     mh_l_check_options(L, 2, "spool.stream", known);
     lua_getfield(L, 2, "dot");
@@ -1395,7 +1395,7 @@ static int stream_set_head(lua_State *L) {
 /* core.spool.parse(bytes) -> {from, to, offset, canonical} | nil, err, info */
 static int l_parse(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s = mh_l_arg_lstring(L, 1, "bytes", &len);
   char err[MH_SPOOL_ERRLEN];
   mh_env env;
   int rc = mh_env_parse(s, len, 1, &env, err);
@@ -1414,7 +1414,7 @@ static int l_parse(lua_State *L) {
 /* core.spool.addresses(list) -> {addr...} | nil, err, info (RFC 5322 list) */
 static int l_addresses(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s = mh_l_arg_lstring(L, 1, "list", &len);
   char err[MH_SPOOL_ERRLEN];
   mh_env env;
   int rc;
