@@ -343,7 +343,7 @@ static void finish(mh_task *t, int status, int nres) {
       if (t->budget) mh_error("%s (a task of %s): %s", t->name, t->budget->label, lua_tostring(L, -1));
       else mh_error("%s: %s", t->name, lua_tostring(L, -1));
     }
-    if (t->rule_task) rule_task_finished(t, msg);
+    if (t->rule_task) rule_task_finished(t, cancelled ? NULL : msg);   /* cancelled by its rule: no failure */
     lua_setfield(L, -2, "traceback");
     lua_pushstring(L, msg);
     lua_rawseti(L, -2, 1);
