@@ -14,7 +14,7 @@
 #include "error.h"
 
 static int l_lock_holder(lua_State *L) {
-  const char *dir = luaL_checkstring(L, 1);
+  const char *dir = mh_l_arg_path(L, 1, "dir");
   long pid = 0;
   int rc = mh_admin_lock_holder(dir, &pid);
   if (rc < 0) return mh_l_fail(L, rc, "status", "cannot tell who holds %s/lock: %s", dir, mh_strerror(rc));
@@ -73,15 +73,20 @@ static const char *opt_id(lua_State *L, const char *key, char *out) {
 
 static int l_page(lua_State *L) {
   size_t len;
-  const char *dir = luaL_checklstring(L, 1, &len);
+  const char *dir = mh_l_arg_cstring(L, 1, "dir", PATH_MAX - 1);
+  len = strlen(dir);
   char a[MH_ADMIN_IDLEN], b[MH_ADMIN_IDLEN];
   const char *pa, *pb;
   page_req *r;
   lua_Integer limit;
   int last;
-  luaL_argcheck(L, len < PATH_MAX, 1, "path too long");
   if (lua_isnoneornil(L, 2)) { lua_settop(L, 1); lua_newtable(L); }
-  luaL_checktype(L, 2, LUA_TTABLE);
+  mh_l_arg_type(L, 2, "options", LUA_TTABLE);
+  {
+    static const char *const known[] = { "limit", "last", "after", "before", NULL };
+    mh_l_check_nargs(L, 2, "admin.page");
+    mh_l_check_options(L, 2, "admin.page", known);
+  }
   lua_getfield(L, 2, "limit");
   limit = mh_l_optfield_integer(L, -1, "admin.page", "limit", 50);
   lua_pop(L, 1);

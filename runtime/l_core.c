@@ -294,6 +294,189 @@ const char *mh_l_optfield_string(lua_State *L, int i, const char *fn, const char
   return lua_isnoneornil(L, i) ? def : mh_l_field_string(L, i, fn, field);
 }
 
+/* Positional arguments of the module functions (l_sched.h, mh_l_arg_*):
+** lauxlib's "bad argument #1 to 'mailhook.core.spool.stream' (not a file
+** descriptor)" named the internal C function and no argument.  They say
+** "spool.stream: fd must be a file descriptor (got -1)", in the words of the
+** field helpers above, the function's public name found here, once, as
+** lauxlib finds its own (in package.loaded, on the error path only): a
+** function of package.loaded["mailhook.core.spool"] is "spool.NAME", one of
+** the core table itself (core.sleep, also mh.sleep) "mh.NAME". */
+static void push_public_name(lua_State *L) {
+  lua_Debug ar;
+  char name[128] = "";
+  int top = lua_gettop(L);
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "fn", &ar)) {
+    int f = lua_gettop(L);
+    if (ar.name) snprintf(name, sizeof name, "%s", ar.name);   /* not found: the call site's name */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+      int loaded = lua_gettop(L), found = 0;
+      lua_pushnil(L);
+      while (!found && lua_next(L, loaded)) {
+        const char *mod = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (mod && !strncmp(mod, "mailhook.core", 13) && (!mod[13] || mod[13] == '.') &&
+            lua_type(L, -1) == LUA_TTABLE) {
+          lua_pushnil(L);
+          while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, f)) {
+              snprintf(name, sizeof name, "%s.%s", mod[13] ? mod + 14 : "mh", lua_tostring(L, -2));
+              found = 1;
+              lua_pop(L, 2);
+              break;
+            }
+            lua_pop(L, 1);
+          }
+        }
+        lua_pop(L, 1);
+      }
+      if (found) lua_pop(L, 1);   /* the key lua_next left */
+    }
+  }
+  lua_settop(L, top);
+  lua_pushstring(L, *name ? name : "?");
+}
+
+int mh_l_arg_error(lua_State *L, int arg, const char *name, const char *expected) {
+  arg = lua_absindex(L, arg);
+  push_public_name(L);
+  return mh_l_field_error(L, arg, lua_tostring(L, -1), name, expected);
+}
+
+lua_Integer mh_l_arg_integer(lua_State *L, int arg, const char *name) {
+  int ok;
+  lua_Integer v = lua_tointegerx(L, arg, &ok);
+  if (!ok) mh_l_arg_error(L, arg, name, "an integer");
+  return v;
+}
+
+lua_Number mh_l_arg_number(lua_State *L, int arg, const char *name) {
+  int ok;
+  lua_Number v = lua_tonumberx(L, arg, &ok);
+  if (!ok) mh_l_arg_error(L, arg, name, "a number");
+  return v;
+}
+
+const char *mh_l_arg_lstring(lua_State *L, int arg, const char *name, size_t *len) {
+  const char *s = lua_tolstring(L, arg, len);
+  if (!s) mh_l_arg_error(L, arg, name, "a string");
+  return s;
+}
+
+const char *mh_l_arg_cstring(lua_State *L, int arg, const char *name, size_t max) {
+  size_t len;
+  const char *s = mh_l_arg_lstring(L, arg, name, &len);
+  if (len > max || strlen(s) != len) {
+    push_public_name(L);
+    mh_l_field_cstring(L, arg, lua_tostring(L, -1), name, max);   /* raises, in its words */
+  }
+  return s;
+}
+
+void mh_l_arg_type(lua_State *L, int arg, const char *name, int type) {
+  if (lua_type(L, arg) != type)
+    mh_l_arg_error(L, arg, name, type == LUA_TTABLE ? "a table" : type == LUA_TFUNCTION ? "a function"
+                                 : lua_typename(L, type));
+}
+
+lua_Integer mh_l_optarg_integer(lua_State *L, int arg, const char *name, lua_Integer def) {
+  return lua_isnoneornil(L, arg) ? def : mh_l_arg_integer(L, arg, name);
+}
+
+lua_Number mh_l_optarg_number(lua_State *L, int arg, const char *name, lua_Number def) {
+  return lua_isnoneornil(L, arg) ? def : mh_l_arg_number(L, arg, name);
+}
+
+const char *mh_l_optarg_string(lua_State *L, int arg, const char *name, const char *def) {
+  return lua_isnoneornil(L, arg) ? def : mh_l_arg_string(L, arg, name);
+}
+
+/* Options tables and argument counts (l_sched.h): a misspelt option
+** ({timout = 5}) or an argument too many was silently ignored, the default
+** used instead of what the caller meant.  One wording for the C bindings and
+** the Lua modules (core.check_options), "FN: unknown option 'KEY' (known: A,
+** B)", raised with the position of `level` (0: none, as luaL_error from C). */
+static int raise_at(lua_State *L, int level) {
+  if (level > 0) {
+    luaL_where(L, level);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int unknown_option(lua_State *L, int key, const char *fn, const char *const *known, size_t nknown, int level) {
+  luaL_Buffer b;
+  key = lua_absindex(L, key);
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "%s: unknown option ", fn);
+  luaL_addvalue(&b);
+  if (lua_type(L, key) == LUA_TSTRING) lua_pushfstring(L, "'%s'", lua_tostring(L, key));
+  else lua_pushfstring(L, "[%s]", luaL_tolstring(L, key, NULL)), lua_remove(L, -2);
+  luaL_addvalue(&b);
+  luaL_addstring(&b, " (known: ");
+  for (size_t i = 0; i < nknown; i++) {
+    if (i) luaL_addstring(&b, ", ");
+    luaL_addstring(&b, known[i]);
+  }
+  luaL_addstring(&b, ")");
+  luaL_pushresult(&b);
+  return raise_at(L, level);
+}
+
+static void check_options(lua_State *L, int idx, const char *fn, const char *const *known, size_t nknown, int level) {
+  if (lua_type(L, idx) != LUA_TTABLE) return;
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t i = 0;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -1);
+      while (i < nknown && strcmp(known[i], k)) i++;
+    } else {
+      i = nknown;
+    }
+    if (i == nknown) unknown_option(L, -1, fn, known, nknown, level);
+  }
+}
+
+void mh_l_check_options(lua_State *L, int idx, const char *fn, const char *const *known) {
+  size_t n = 0;
+  while (known[n]) n++;
+  check_options(L, idx, fn, known, n, 0);
+}
+
+void mh_l_check_nargs(lua_State *L, int max, const char *fn) {
+  int n = lua_gettop(L);
+  if (n > max)
+    luaL_error(L, "%s: takes %s%d argument%s (got %d)", fn, max ? "at most " : "", max, max == 1 ? "" : "s", n);
+}
+
+/* core.check_options(fn, opts, {known...} [, nargs, max]) for the Lua modules:
+** raises at the caller of the caller (error(msg, 2) of a Lua function), so
+** the message points at the misspelt call. */
+static int l_check_options(lua_State *L) {
+  const char *fn = luaL_checkstring(L, 1);
+  const char *known[64];
+  size_t n = 0;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 4)) {
+    lua_Integer got = luaL_checkinteger(L, 4), max = luaL_checkinteger(L, 5);
+    if (got > max) {
+      lua_pushfstring(L, "%s: takes %s%d argument%s (got %d)", fn, max ? "at most " : "", (int)max,
+                      max == 1 ? "" : "s", (int)got);
+      return raise_at(L, 2);
+    }
+  }
+  while (n < sizeof known / sizeof *known && lua_rawgeti(L, 3, (lua_Integer)n + 1) == LUA_TSTRING) {
+    known[n++] = lua_tostring(L, -1);   /* kept alive by the list */
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 3);
+  check_options(L, 2, fn, known, n, 2);
+  return 0;
+}
+
 int luaopen_mailhook_core(lua_State *L) {
   int v = runtime_version(L);
   if (v != LUA_VERSION_NUM) {
@@ -314,6 +497,8 @@ int luaopen_mailhook_core(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_pushliteral(L, MH_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushcfunction(L, l_check_options);
+  lua_setfield(L, -2, "check_options");
   push_lib_paths(L);
   lua_setfield(L, -2, "paths");
   return 1;

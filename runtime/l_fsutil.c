@@ -32,8 +32,11 @@ static void input_opts(lua_State *L, int idx, const char *fn, int64_t *max, unsi
   *max = MH_LIMIT_CONFIG;
   *flags = 0;
   *what = "";
+  static const char *const known[] = { "max", "follow", "owned", "what", NULL };
+  mh_l_check_nargs(L, idx, fn);
   if (lua_isnoneornil(L, idx)) return;
-  luaL_checktype(L, idx, LUA_TTABLE);
+  mh_l_arg_type(L, idx, "options", LUA_TTABLE);
+  mh_l_check_options(L, idx, fn, known);
   lua_getfield(L, idx, "max");
   if (!lua_isnil(L, -1)) {
     lua_Integer m = mh_l_field_integer(L, -1, fn, "max");
@@ -66,11 +69,11 @@ static int l_read(lua_State *L) {
   input_opts(L, 2, "fsutil.read", &max, &flags, &what);
   memset(&st, 0, sizeof st);
   if (lua_type(L, 1) == LUA_TNUMBER) {
-    lua_Integer fd = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a file descriptor");
+    lua_Integer fd = mh_l_arg_integer(L, 1, "fd");
+    if (!(fd >= 0 && fd <= 0x7fffffff)) mh_l_arg_error(L, 1, "fd", "a file descriptor");
     rc = mh_fsutil_read_fd((int)fd, max, &buf, &len);
   } else {
-    path = luaL_checkstring(L, 1);
+    path = mh_l_arg_path(L, 1, "path");
     rc = mh_fsutil_read(AT_FDCWD, path, flags, max, &buf, &len, &st);
   }
   if (rc < 0) {
@@ -87,7 +90,7 @@ static int l_read(lua_State *L) {
 static int l_check(lua_State *L) {
   int64_t max;
   unsigned flags;
-  const char *what, *path = luaL_checkstring(L, 1);
+  const char *what, *path = mh_l_arg_path(L, 1, "path");
   char why[4200];
   struct stat st;
   input_opts(L, 2, "fsutil.check", &max, &flags, &what);
@@ -116,7 +119,7 @@ static int stream_close(lua_State *L) {
 static int l_open(lua_State *L) {
   int64_t max;
   unsigned flags;
-  const char *what, *path = luaL_checkstring(L, 1);
+  const char *what, *path = mh_l_arg_path(L, 1, "path");
   char why[4200];
   struct stat st;
   input_opts(L, 2, "fsutil.open", &max, &flags, &what);
@@ -144,7 +147,7 @@ static int l_open(lua_State *L) {
 /* check_ca_file(path) -> number of certificates | nil, err, info: path is what
 ** tls_ca_file needs (a regular PEM file with a certificate, read safely). */
 static int l_check_ca_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = mh_l_arg_path(L, 1, "path");
   char err[4400];
   int n = mh_tls_check_ca_file(path, err, sizeof err);
   if (n < 0) return mh_l_fail(L, n, "read", "%s", err);
@@ -154,7 +157,8 @@ static int l_check_ca_file(lua_State *L) {
 
 /* isatty(fd) -> boolean */
 static int l_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  lua_Integer fd = mh_l_arg_integer(L, 1, "fd");
+  lua_pushboolean(L, fd >= 0 && fd <= 0x7fffffff && isatty((int)fd));
   return 1;
 }
 
@@ -167,11 +171,14 @@ static int l_write_atomic(lua_State *L) {
   int sync = 1;
   uid_t uid = (uid_t)-1;
   gid_t gid = (gid_t)-1;
-  const char *path = luaL_checkstring(L, 1);
-  const char *data = luaL_checklstring(L, 2, &len);
-  lua_Integer mode = luaL_optinteger(L, 3, 0600);
-  luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode out of range");
+  const char *path = mh_l_arg_path(L, 1, "path");
+  const char *data = mh_l_arg_lstring(L, 2, "data", &len);
+  lua_Integer mode = mh_l_optarg_integer(L, 3, "mode", 0600);
+  if (!(mode >= 0 && mode <= 07777)) mh_l_arg_error(L, 3, "mode", "permission bits 0-07777");
+  mh_l_check_nargs(L, 4, "fsutil.write_atomic");
   if (lua_istable(L, 4)) {
+    static const char *const known[] = { "sync", "uid", "gid", NULL };
+    mh_l_check_options(L, 4, "fsutil.write_atomic", known);
     lua_getfield(L, 4, "sync");
     sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -189,7 +196,7 @@ static int l_write_atomic(lua_State *L) {
 
 /* mode(path) -> permission bits (e.g. 384 for 0600) | nil, err */
 static int l_mode(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = mh_l_arg_path(L, 1, "path");
   struct stat st;
   if (stat(path, &st) < 0) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
   lua_pushinteger(L, st.st_mode & 07777);
@@ -201,7 +208,7 @@ static int l_mode(lua_State *L) {
 ** link = true then): what a rewrite keeps, and who made a link.  user and
 ** group are the names (the numbers as text when the system has none). */
 static int l_owner(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = mh_l_arg_path(L, 1, "path");
   int nofollow = lua_toboolean(L, 2);
   struct stat st;
   char num[32];
@@ -234,7 +241,7 @@ static int l_owner(lua_State *L) {
 ** Where a rewrite of a linked settings file must write: beside the target,
 ** keeping the link (a rename over the link replaced it with a plain file). */
 static int l_realpath(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = mh_l_arg_path(L, 1, "path");
   char *r = realpath(path, NULL);
   if (!r) return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
   lua_pushstring(L, r);

@@ -261,9 +261,13 @@ static int l_listen(lua_State *L) {
   server_ud *su;
   const char *host;
   int rc;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const known[] = { "handler", "host", "port", "json_prefix", "max_body", "max_head",
+    "max_conns", "rate", "burst", "req_timeout", "stall", "max_stream_buffer", NULL };
+  mh_l_arg_type(L, 1, "options", LUA_TTABLE);
+  mh_l_check_nargs(L, 1, "http.listen");
+  mh_l_check_options(L, 1, "http.listen", known);
   lua_getfield(L, 1, "handler");
-  luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler (a function) is required");
+  if (!lua_isfunction(L, -1)) mh_l_field_error(L, -1, "http.listen", "handler", "a function");
   lua_pop(L, 1);
   lua_getfield(L, 1, "host");
   host = mh_l_optfield_string(L, -1, "http.listen", "host", "127.0.0.1");

@@ -29,10 +29,16 @@ static const char *const sinks[] = {"stderr", "syslog", "journal", NULL};
 
 /* set(sink [, {ident =, facility =}]) */
 static int l_set(lua_State *L) {
-  int sink = luaL_checkoption(L, 1, NULL, sinks), facility = -1;
+  const char *name = mh_l_arg_string(L, 1, "sink");
+  int sink = 0, facility = -1;
   const char *ident = NULL;
+  while (sinks[sink] && strcmp(sinks[sink], name)) sink++;
+  if (!sinks[sink]) mh_l_arg_error(L, 1, "sink", "stderr, syslog or journal");
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    static const char *const known[] = { "ident", "facility", NULL };
+    mh_l_arg_type(L, 2, "options", LUA_TTABLE);
+    mh_l_check_nargs(L, 2, "logsink.set");
+    mh_l_check_options(L, 2, "logsink.set", known);
     if (lua_getfield(L, 2, "ident") != LUA_TNIL) ident = mh_l_field_string(L, -1, "logsink.set", "ident");
     if (lua_getfield(L, 2, "facility") != LUA_TNIL) {
       const char *f = mh_l_field_string(L, -1, "logsink.set", "facility");
@@ -55,8 +61,8 @@ static int l_get(lua_State *L) {
 }
 
 static int check_level(lua_State *L, int idx) {
-  int level = mh_log_parse_level(luaL_checkstring(L, idx));
-  luaL_argcheck(L, level >= 0, idx, "level must be debug, info, warn or error");
+  int level = mh_log_parse_level(mh_l_arg_string(L, idx, "level"));
+  if (level < 0) mh_l_arg_error(L, idx, "level", "debug, info, warn or error");
   return level;
 }
 
@@ -68,11 +74,11 @@ static int l_default_level(lua_State *L) {
 /* entry(level, message [, fields]) -> true when written, false when the level drops it */
 static int l_entry(lua_State *L) {
   int level = check_level(L, 1);
-  const char *msg = luaL_checkstring(L, 2);
+  const char *msg = mh_l_arg_string(L, 2, "message");
   mh_journal_field f[24];
   size_t n = 0;
   if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
+    mh_l_arg_type(L, 3, "fields", LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, 3)) {
       const char *k;

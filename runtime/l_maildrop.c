@@ -61,14 +61,14 @@ static int l_whoami(lua_State *L) {
 /* owner(path) -> uid | nil */
 static int l_owner(lua_State *L) {
   struct stat st;
-  if (stat(luaL_checkstring(L, 1), &st) < 0) return 0;
+  if (stat(mh_l_arg_path(L, 1, "path"), &st) < 0) return 0;
   lua_pushinteger(L, (lua_Integer)st.st_uid);
   return 1;
 }
 
 /* login(uid) -> name | nil */
 static int l_login(lua_State *L) {
-  struct passwd *pw = getpwuid((uid_t)luaL_checkinteger(L, 1));
+  struct passwd *pw = getpwuid((uid_t)mh_l_arg_integer(L, 1, "uid"));
   if (!pw) return 0;
   lua_pushstring(L, pw->pw_name);
   return 1;
@@ -215,11 +215,11 @@ static lua_State *main_state(lua_State *L) { return mh_l_cbstate(L); }
 static int l_submit(lua_State *L) {
   size_t n;
   op *o;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_arg_type(L, 1, "arguments", LUA_TTABLE);
   n = (size_t)luaL_len(L, 1);
-  luaL_argcheck(L, n >= 1, 1, "the drop program's path first");
+  if (n < 1) mh_l_arg_error(L, 1, "arguments", "a list, the drop program's path first");
   if (lua_type(L, 2) != LUA_TSTRING && !luaL_testudata(L, 2, STREAM_MT))
-    return luaL_argerror(L, 2, "a string or a core.spool Stream");
+    return mh_l_arg_error(L, 2, "input", "a string or a core.spool Stream");
   o = op_new(L, OP_SUBMIT);
   if (!(o->argv = (char **)calloc(n + 1, sizeof *o->argv))) { op_done(o); return luaL_error(L, "out of memory"); }
   for (size_t i = 0; i < n; i++) {
@@ -240,7 +240,7 @@ static int l_submit(lua_State *L) {
     o->anchor = luaL_ref(L, LUA_REGISTRYINDEX);   /* the bytes live until done */
   } else {
     mh_intake **in = (mh_intake **)lua_touserdata(L, 2);
-    if (!*in) { op_done(o); return luaL_argerror(L, 2, "stream is closed or already used"); }
+    if (!*in) { op_done(o); return mh_l_arg_error(L, 2, "input", "a stream not closed nor used already"); }
     o->in = *in;
     *in = NULL;
   }
@@ -250,15 +250,15 @@ static int l_submit(lua_State *L) {
 /* list(spool [, stale_age = 86400]) */
 static int l_list(lua_State *L) {
   op *o = op_new(L, OP_LIST);
-  o->stale_age = (long long)luaL_optinteger(L, 2, 86400);
-  if (!(o->spool = strdup(luaL_checkstring(L, 1)))) { op_done(o); return luaL_error(L, "out of memory"); }
+  o->stale_age = (long long)mh_l_optarg_integer(L, 2, "stale_age", 86400);
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool")))) { op_done(o); return luaL_error(L, "out of memory"); }
   return mh_l_work(L, "maildrop.list", op_work, op_push, op_done, o);
 }
 
 /* open(spool, name) */
 static int l_open(lua_State *L) {
   op *o = op_new(L, OP_OPEN);
-  if (!(o->spool = strdup(luaL_checkstring(L, 1))) || !(o->name = strdup(luaL_checkstring(L, 2)))) {
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name")))) {
     op_done(o);
     return luaL_error(L, "out of memory");
   }
@@ -269,7 +269,7 @@ static int l_open(lua_State *L) {
 static int l_done(lua_State *L) {
   op *o = op_new(L, OP_DONE);
   o->corrupt = lua_toboolean(L, 3);
-  if (!(o->spool = strdup(luaL_checkstring(L, 1))) || !(o->name = strdup(luaL_checkstring(L, 2)))) {
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name")))) {
     op_done(o);
     return luaL_error(L, "out of memory");
   }
@@ -278,8 +278,8 @@ static int l_done(lua_State *L) {
 
 /* close(fd) */
 static int l_close(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, fd > 2 && fd <= 0x7fffffff, 1, "not a descriptor of core.maildrop.open");
+  lua_Integer fd = mh_l_arg_integer(L, 1, "fd");
+  if (!(fd > 2 && fd <= 0x7fffffff)) mh_l_arg_error(L, 1, "fd", "a descriptor of core.maildrop.open");
   close((int)fd);
   return 0;
 }
@@ -291,7 +291,7 @@ static int maildrop_skip(const char *name) { return name[0] == '.' || !strncmp(n
 
 /* watch(dir, fn) -> Watch | nil, err, info (l_watch.h) */
 static int l_watch(lua_State *L) {
-  return mh_l_watch(L, luaL_checkstring(L, 1), 2, maildrop_skip, "maildrop", "maildrop watch");
+  return mh_l_watch(L, mh_l_arg_path(L, 1, "dir"), 2, maildrop_skip, "maildrop", "maildrop watch");
 }
 
 void l_maildrop_open(lua_State *L) {

@@ -300,7 +300,7 @@ static const char *const known[] = {
 
 /* build{...} -> Message | nil, err, info */
 static int l_build(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_arg_type(L, 1, "fields", LUA_TTABLE);
   lua_settop(L, 1);
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -432,7 +432,7 @@ static int l_tostring(lua_State *L) {
 /* valid_address(s) -> true | nil, "reason" */
 static int l_valid_address(lua_State *L) {
   size_t n;
-  const char *s = luaL_checklstring(L, 1, &n), *why;
+  const char *s = mh_l_arg_lstring(L, 1, "address", &n), *why;
   if (mh_msg_check_addr(s, n, &why) == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -463,13 +463,13 @@ static int l_date(lua_State *L) {
 /* new_id([domain]) -> "<...@domain>": the Message-ID rule (the one build uses) */
 static int l_new_id(lua_State *L) {
   char out[320];
-  mh_msg_make_id(out, sizeof out, luaL_optstring(L, 1, NULL), time(NULL));
+  mh_msg_make_id(out, sizeof out, mh_l_optarg_string(L, 1, "domain", NULL), time(NULL));
   lua_pushstring(L, out);
   return 1;
 }
 
 static int l_type_for(lua_State *L) {
-  lua_pushstring(L, mh_msg_type_for(luaL_checkstring(L, 1)));
+  lua_pushstring(L, mh_msg_type_for(mh_l_arg_string(L, 1, "name")));
   return 1;
 }
 

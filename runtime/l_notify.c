@@ -49,7 +49,7 @@ static void add_pair(lua_State *L, luaL_Buffer *b, int kidx, int vidx) {
 static int l_send(lua_State *L) {
   luaL_Buffer b;
   int rc;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_arg_type(L, 1, "variables", LUA_TTABLE);
   lua_settop(L, 1);
   luaL_buffinit(L, &b);            /* the buffer's box sits at index 2 */
   lua_pushnil(L);

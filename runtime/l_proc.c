@@ -345,7 +345,7 @@ static int l_spawn_proc(lua_State *L) {
   proc *p;
   chan *c;
   proc_ud *u;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  mh_l_arg_type(L, 1, "arguments", LUA_TTABLE);
   n = (int)luaL_len(L, 1);
   if (uv_exepath(exe, &exelen) < 0) return mh_l_fail(L, MH_EINVAL, "spawn", "cannot find this program's path");
   argv = (const char **)lua_newuserdatauv(L, sizeof *argv * (size_t)(n + 2), 0);
@@ -481,7 +481,10 @@ static int set_limit(int res, lua_Integer v) {
 
 /* limit{data = bytes, core = bytes, nice = n} -> true | nil, err */
 static int l_limit(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const known[] = { "data", "core", "nice", NULL };
+  mh_l_arg_type(L, 1, "limits", LUA_TTABLE);
+  mh_l_check_nargs(L, 1, "proc.limit");
+  mh_l_check_options(L, 1, "proc.limit", known);
   if (lua_getfield(L, 1, "data") == LUA_TNUMBER) {
 #ifndef MH_ASAN
     if (set_limit(RLIMIT_DATA, lua_tointeger(L, -1)) < 0)

@@ -51,13 +51,14 @@ static void pw_done(void *arg) {
 
 static int start(lua_State *L, int check) {
   size_t len;
-  const char *pw = luaL_checklstring(L, 1, &len);
+  const char *pw = mh_l_arg_lstring(L, 1, "password", &len);
   pw_req *r = (pw_req *)calloc(1, sizeof *r);
   if (!r) return luaL_error(L, "out of memory");
   if (check) {
     size_t slen;
-    const char *stored = luaL_checklstring(L, 2, &slen);
-    if (slen >= sizeof r->stored) { free(r); return luaL_argerror(L, 2, "stored hash too long"); }
+    const char *stored = lua_tolstring(L, 2, &slen);
+    if (!stored) { free(r); return mh_l_arg_error(L, 2, "stored", "a string"); }
+    if (slen >= sizeof r->stored) { free(r); return mh_l_arg_error(L, 2, "stored", "a stored hash (this one is too long)"); }
     memcpy(r->stored, stored, slen + 1);
   }
   if (!(r->pw = (char *)malloc(len + 1))) { free(r); return luaL_error(L, "out of memory"); }
@@ -77,8 +78,8 @@ static int l_valid(lua_State *L) {
 
 static int l_random(lua_State *L) {
   char hex[129];
-  lua_Integer n = luaL_optinteger(L, 1, 32);
-  luaL_argcheck(L, n > 0 && n <= 64, 1, "1-64 bytes");
+  lua_Integer n = mh_l_optarg_integer(L, 1, "bytes", 32);
+  if (!(n > 0 && n <= 64)) mh_l_arg_error(L, 1, "bytes", "1-64");
   if (mh_random_hex(hex, (size_t)n) < 0) {
     const char *why = mh_pwhash_unavailable();
     return luaL_error(L, "%s", why ? why : "no random bytes from OpenSSL");
@@ -89,8 +90,8 @@ static int l_random(lua_State *L) {
 
 static int l_equal(lua_State *L) {
   size_t la, lb;
-  const char *a = luaL_checklstring(L, 1, &la);
-  const char *b = luaL_checklstring(L, 2, &lb);
+  const char *a = mh_l_arg_lstring(L, 1, "a", &la);
+  const char *b = mh_l_arg_lstring(L, 2, "b", &lb);
   lua_pushboolean(L, mh_ct_equal_str(a, la, b, lb));
   return 1;
 }

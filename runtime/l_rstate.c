@@ -2,9 +2,12 @@
 ** l_rstate.c — the few system calls the rule layer needs for its state on
 ** disk (spool/state/rules/) and its calendars, as core.rstate:
 **
-**   rstate.lock(path) -> lock | nil, err, info   (waits) an exclusive flock on
-**       path (created 0600), so concurrent `mailhook hook` processes take turns
-**       on one key's state; lock:unlock() (also __close/__gc) releases it.
+**   rstate.lock(path [, timeout]) -> lock | nil, err, info   (waits) an
+**       exclusive flock on path (created 0600), so concurrent `mailhook hook`
+**       processes take turns on one key's state; lock:unlock() (also
+**       __close/__gc) releases it.  After timeout seconds (default 10) it fails
+**       with ETIMEDOUT, naming the file and the holder's pid when /proc/locks
+**       knows it.
 **   rstate.write(path, data) -> true | nil, err, info   (waits): core.fsutil's
 **       write_atomic (mh_fsutil_write_atomic: the one atomic, durable write,
 **       mode 0600) run on the thread pool, so a rule's state never stalls the
@@ -32,6 +35,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,29 +51,92 @@ typedef struct {
 
 /* ------------------------------------------------------------------ lock */
 
+/* How long rstate.lock waits by default (docs/rules.md).  The wait runs on a
+** pool thread (libuv has four): without a bound, a `mailhook hook` stuck while
+** holding the lock held one of them for ever, and the rule waiting for it (its
+** stop deferred while it updates its state) with it. */
+#define LOCK_TIMEOUT_DEFAULT 10.0
+#define LOCK_TIMEOUT_MAX 3600.0
+
 typedef struct {
   char path[PATH_MAX];    /* the lock file */
+  double timeout;         /* seconds */
   int fd;                 /* result: the locked descriptor, or -1 */
   int err;                /* result: errno of the failure (or -MH_ENOTREG: not a regular file) */
+  long holder;            /* result of a timeout: the pid holding the lock, 0 if unknown */
 } lock_req;
+
+/* The pid holding a flock on fd's file, from /proc/locks ("1: FLOCK  ADVISORY
+** WRITE PID MAJ:MIN:INODE 0 EOF", device numbers in hex); 0 when not found
+** (no /proc, another namespace).  Waiters ("1: -> FLOCK ...") are skipped. */
+static long lock_holder(int fd) {
+  struct stat st;
+  char line[256];
+  long pid = 0;
+  FILE *f;
+  if (fstat(fd, &st) != 0 || !(f = fopen("/proc/locks", "re"))) return 0;
+  while (!pid && fgets(line, sizeof line, f)) {
+    char kind[16], mode[16], rw[16];
+    unsigned maj, mn;
+    unsigned long long ino;
+    long p;
+    if (strstr(line, "->")) continue;
+    if (sscanf(line, "%*d: %15s %15s %15s %ld %x:%x:%llu", kind, mode, rw, &p, &maj, &mn, &ino) != 7) continue;
+    if (!strcmp(kind, "FLOCK") && ino == (unsigned long long)st.st_ino &&
+        maj == major(st.st_dev) && mn == minor(st.st_dev))
+      pid = p;
+  }
+  fclose(f);
+  return pid;
+}
 
 static void lock_work(void *arg) {
   lock_req *r = (lock_req *)arg;
+  uint64_t start = uv_hrtime(), limit = (uint64_t)(r->timeout * 1e9);
+  long nap_us = 500;
   /* a spool file: never through a link, never a FIFO (fsutil's rule) */
   r->fd = mh_fsutil_open(AT_FDCWD, r->path, O_RDWR | O_CREAT, 0600, 0, NULL);
   if (r->fd < 0) { r->err = -r->fd; r->fd = -1; return; }   /* an errno, or -MH_ENOTREG */
-  while (flock(r->fd, LOCK_EX) < 0) {
+  /* polled, not a blocking flock: a blocked flock cannot be given a deadline
+     from a pool thread (no signal of ours may reach it); naps from 0.5 ms,
+     doubling up to 10 ms, keep the hand-over prompt between hook processes */
+  for (;;) {
+    uint64_t spent;
+    if (flock(r->fd, LOCK_EX | LOCK_NB) == 0) return;
     if (errno == EINTR) continue;
-    r->err = errno;
-    close(r->fd);
-    r->fd = -1;
-    return;
+    if (errno != EWOULDBLOCK) break;
+    spent = uv_hrtime() - start;
+    if (spent >= limit) {
+      r->holder = lock_holder(r->fd);
+      errno = ETIMEDOUT;
+      break;
+    }
+    {
+      uint64_t left_us = (limit - spent) / 1000 + 1;
+      struct timespec ts;
+      long us = (uint64_t)nap_us < left_us ? nap_us : (long)left_us;
+      ts.tv_sec = us / 1000000;
+      ts.tv_nsec = (us % 1000000) * 1000;
+      nanosleep(&ts, NULL);
+      if (nap_us < 10000) nap_us *= 2;
+    }
   }
+  r->err = errno;
+  close(r->fd);
+  r->fd = -1;
 }
 
 static int lock_push(lua_State *co, void *arg) {
   lock_req *r = (lock_req *)arg;
   lock_t *lk;
+  if (r->fd < 0 && r->err == ETIMEDOUT) {
+    char who[48], secs[32];
+    if (r->holder) snprintf(who, sizeof who, "process %ld", r->holder);
+    else snprintf(who, sizeof who, "another process");
+    snprintf(secs, sizeof secs, "%g", r->timeout);   /* "10", not lua's "10.0" */
+    return mh_l_fail(co, MH_ETIMEDOUT, "state", "cannot lock %s: held by %s for more than %s s "
+                     "(a stuck `mailhook hook`?); nothing was changed", r->path, who, secs);
+  }
   if (r->fd < 0)
     return mh_l_fail(co, -r->err, "state", "cannot lock %s: %s", r->path, mh_strerror(-r->err));
   lk = (lock_t *)lua_newuserdatauv(co, sizeof *lk, 0);
@@ -85,14 +152,20 @@ static void lock_done(void *arg) {
   free(r);
 }
 
+/* rstate.lock(path [, timeout]) */
 static int l_lock(lua_State *L) {
   size_t len;
-  const char *path = luaL_checklstring(L, 1, &len);
+  const char *path = mh_l_field_cstring(L, 1, "rstate.lock", "path", PATH_MAX - 1);
+  double timeout = lua_isnoneornil(L, 2) ? LOCK_TIMEOUT_DEFAULT
+                 : (double)mh_l_field_number(L, 2, "rstate.lock", "timeout");
   lock_req *r;
-  luaL_argcheck(L, len < PATH_MAX, 1, "path too long");
+  if (!(timeout > 0 && timeout <= LOCK_TIMEOUT_MAX))
+    mh_l_field_error(L, 2, "rstate.lock", "timeout", "seconds, more than 0 up to 3600");
+  len = strlen(path);
   r = (lock_req *)calloc(1, sizeof *r);
   if (!r) return luaL_error(L, "out of memory");
   memcpy(r->path, path, len + 1);
+  r->timeout = timeout;
   r->fd = -1;
   return mh_l_work(L, "rstate.lock", lock_work, lock_push, lock_done, r);
 }
@@ -150,10 +223,10 @@ static void write_done(void *arg) {
 
 static int l_write(lua_State *L) {
   size_t plen, dlen;
-  const char *path = luaL_checklstring(L, 1, &plen);
-  const char *data = luaL_checklstring(L, 2, &dlen);
+  const char *path = mh_l_arg_cstring(L, 1, "path", PATH_MAX - 1);
+  const char *data = mh_l_arg_lstring(L, 2, "data", &dlen);
   write_req *r;
-  luaL_argcheck(L, plen < PATH_MAX, 1, "path too long");
+  plen = strlen(path);
   r = (write_req *)calloc(1, sizeof *r);
   if (!r || !(r->data = (char *)malloc(dlen ? dlen : 1))) {
     free(r);
@@ -202,8 +275,8 @@ static void setint(lua_State *L, const char *k, long v) {
 }
 
 static int l_localtime(lua_State *L) {
-  time_t t = (time_t)luaL_checkinteger(L, 1);
-  const char *tz = luaL_optstring(L, 2, NULL);
+  time_t t = (time_t)mh_l_arg_integer(L, 1, "t");
+  const char *tz = mh_l_optarg_string(L, 2, "tz", NULL);
   struct tm tm;
   char *old;
   int sw = zone_enter(L, tz, &old);
@@ -238,12 +311,16 @@ static int getint(lua_State *L, const char *k, int def) {
 }
 
 static int l_mktime(lua_State *L) {
-  const char *tz = luaL_optstring(L, 2, NULL);
+  const char *tz = mh_l_optarg_string(L, 2, "tz", NULL);
   struct tm tm;
   time_t t;
   char *old;
   int sw;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const known[] = { "year", "month", "day", "hour", "min", "sec", "isdst", "wday", "yday",
+                                       "gmtoff", NULL };   /* what localtime returns may come back */
+  mh_l_arg_type(L, 1, "fields", LUA_TTABLE);
+  mh_l_check_nargs(L, 2, "rstate.mktime");
+  mh_l_check_options(L, 1, "rstate.mktime", known);
   memset(&tm, 0, sizeof tm);
   tm.tm_year = getint(L, "year", -1) - 1900;
   tm.tm_mon = getint(L, "month", -1) - 1;
@@ -266,7 +343,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static int l_list(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = mh_l_arg_path(L, 1, "dir");
   DIR *d = opendir(path);
   struct dirent *e;
   char **names = NULL;
@@ -297,9 +374,10 @@ static int l_list(lua_State *L) {
 /* mkdir(path) -> true | nil, err, info: like mkdir -p, mode 0700. */
 static int l_mkdir(lua_State *L) {
   size_t len;
-  const char *path = luaL_checklstring(L, 1, &len);
+  const char *path = mh_l_arg_cstring(L, 1, "path", PATH_MAX - 1);
   char buf[PATH_MAX];
-  luaL_argcheck(L, len > 0 && len < PATH_MAX, 1, "bad path");
+  len = strlen(path);
+  if (!len) mh_l_arg_error(L, 1, "path", "a path, not an empty string");
   memcpy(buf, path, len + 1);
   for (char *p = buf + 1; ; p++) {
     if (*p == '/' || *p == 0) {
@@ -317,7 +395,7 @@ static int l_mkdir(lua_State *L) {
 
 /* exists(path) -> bool */
 static int l_exists(lua_State *L) {
-  lua_pushboolean(L, access(luaL_checkstring(L, 1), F_OK) == 0);
+  lua_pushboolean(L, access(mh_l_arg_path(L, 1, "path"), F_OK) == 0);
   return 1;
 }
 
@@ -392,12 +470,12 @@ static int l_ticker_tostring(lua_State *L) {
 
 /* ticker(seconds, fn) -> handle with :stop() */
 static int l_ticker(lua_State *L) {
-  lua_Number s = luaL_checknumber(L, 1);
+  lua_Number s = mh_l_arg_number(L, 1, "seconds");
   ticker_ud *u;
   ticker_t *t;
   uint64_t ms;
-  luaL_argcheck(L, s > 0 && s < 1e9, 1, "period must be > 0 seconds");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!(s > 0 && s < 1e9)) mh_l_arg_error(L, 1, "seconds", "more than 0, below 1e9");
+  mh_l_arg_type(L, 2, "fn", LUA_TFUNCTION);
   ms = (uint64_t)(s * 1000.0 + 0.5);
   if (ms == 0) ms = 1;
   u = (ticker_ud *)lua_newuserdatauv(L, sizeof *u, 0);

@@ -319,11 +319,14 @@ static void finish(mh_task *t, int status, int nres) {
     lua_setfield(L, -2, "n");
   } else {
     char why[200];
-    const char *msg = lua_touserdata(co, -1) == &INTERRUPT ? "interrupted" : lua_tostring(co, -1);
+    /* ended by task:cancel() (shutdown, reload, a wake-up): normal, not an error */
+    int cancelled = lua_touserdata(co, -1) == &INTERRUPT;
+    const char *msg = cancelled ? "interrupted" : lua_tostring(co, -1);
     t->state = -1;
     if (t->budget && t->budget->mem_refused && !t->budget->stopped) t->budget->stopped = STOP_MEM;
     if (t->budget && t->budget->stopped) {
       msg = budget_why(t->budget, why, sizeof why);   /* not "interrupted" nor "not enough memory" */
+      cancelled = 0;                                  /* a rule stopped by its budget is an error */
     } else if (msg == NULL) {
       if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
         msg = lua_tostring(co, -1);
@@ -332,11 +335,15 @@ static void finish(mh_task *t, int status, int nres) {
     }
     msg = bounded_error(co, msg);
     luaL_traceback(L, co, msg, 0);
-    if (!t->quiet) {
+    if (t->quiet) {
+    } else if (cancelled) {   /* debug at most, and no traceback: it says where it waited, not a fault */
+      if (t->budget) mh_debug("%s (a task of %s): cancelled", t->name, t->budget->label);
+      else mh_debug("%s: cancelled", t->name);
+    } else {
       if (t->budget) mh_error("%s (a task of %s): %s", t->name, t->budget->label, lua_tostring(L, -1));
       else mh_error("%s: %s", t->name, lua_tostring(L, -1));
     }
-    if (t->rule_task) rule_task_finished(t, msg);
+    if (t->rule_task) rule_task_finished(t, cancelled ? NULL : msg);   /* cancelled by its rule: no failure */
     lua_setfield(L, -2, "traceback");
     lua_pushstring(L, msg);
     lua_rawseti(L, -2, 1);
@@ -381,8 +388,8 @@ static void task_resume(mh_task *t, int nargs) {
   if (t->interrupted) {
     t->interrupted = 0;
     lua_pop(t->co, nargs);
-    if (!t->started) {  /* never ran: raise in its place */
-      lua_pushstring(t->co, "interrupted");
+    if (!t->started) {  /* never ran: raise in its place (a cancellation, as finish() sees it) */
+      lua_pushlightuserdata(t->co, (void *)&INTERRUPT);
       finish(t, LUA_ERRRUN, 0);
       return;
     }
@@ -552,6 +559,14 @@ void mh_wait_resume(mh_wait *w, int nres) {
   t->wait = NULL;
   if (t->blocker) { t->woke = 1; return; }
   task_resume(t, nres);
+}
+
+void mh_wait_resume_later(mh_wait *w, int nres) {
+  mh_task *t = w->task;
+  if (!t) return;
+  w->task = NULL;
+  t->wait = NULL;
+  make_ready(t, nres);
 }
 
 /* Thread-pool work ----------------------------------------------------- */
@@ -1252,8 +1267,8 @@ static int l_rule_call(lua_State *L) {
   mh_budget *b;
   mh_task *t;
   int nargs;
-  const char *label = luaL_checkstring(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  const char *label = mh_l_arg_string(L, 1, "label");
+  mh_l_arg_type(L, 2, "fn", LUA_TFUNCTION);
   nargs = lua_gettop(L) - 2;
   rc = (rcall *)lua_newuserdatauv(L, sizeof *rc, 0);
   memset(rc, 0, sizeof *rc);
@@ -1283,6 +1298,9 @@ static int l_rule_call(lua_State *L) {
 ** included; never less than seconds).
 ** New budgets take them; budgets alive keep theirs. */
 static int l_budget_limits(lua_State *L) {
+  static const char *const known[] = { "instructions", "seconds", "life", "memory", "grace", NULL };
+  mh_l_check_nargs(L, 1, "budget_limits");
+  mh_l_check_options(L, 1, "budget_limits", known);
   if (lua_istable(L, 1)) {
     lua_Number v;
     if (lua_getfield(L, 1, "instructions") != LUA_TNIL) {
@@ -1344,7 +1362,7 @@ static int l_budget_hold(lua_State *L) {
 }
 
 static int l_budget_release(lua_State *L) {
-  mh_budget *b = budget_by_id((int)luaL_checkinteger(L, 1));
+  mh_budget *b = budget_by_id((int)mh_l_arg_integer(L, 1, "hold"));
   if (b && b->defer > 0 && --b->defer == 0) {
     if (budget_over(b)) b->expired_seen = 0;   /* the timer interrupts what waits */
     wall_timer_arm(b->x);
@@ -1395,7 +1413,9 @@ static int l_rule_failures(lua_State *L) { return rt_failures_push(L); }
 ** (budgets start it anyway), with stall detection for a process that exists to
 ** run rules (hook, the rules worker); exit is the status it ends the process with. */
 static int l_watchdog(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const known[] = { "stall", "exit", NULL };
+  mh_l_arg_type(L, 1, "options", LUA_TTABLE);
+  mh_l_check_options(L, 1, "watchdog", known);
   watchdog_start(mh_l_loop(L));
   pthread_mutex_lock(&wd.mu);
   if (lua_getfield(L, 1, "stall") == LUA_TNUMBER) wd.stall_limit = secs_ns(lua_tonumber(L, -1));
@@ -1483,8 +1503,8 @@ static void budget_state_close(lua_State *L, mh_lctx *x) {
 
 /* spawn(fn, ...) -> task.  The task starts on the next loop turn. */
 static int l_spawn(lua_State *L) {
+  mh_l_arg_type(L, 1, "fn", LUA_TFUNCTION);
   lua_Debug ar;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_pushvalue(L, 1);
   if (!lua_getinfo(L, ">S", &ar)) strcpy(ar.short_src, "task");
   mh_task_spawn(L, 1, lua_gettop(L) - 1, ar.short_src);
@@ -1571,12 +1591,11 @@ static void sleep_cancel(mh_wait *w) {
 ** milliseconds would not fit a timer), as milliseconds.  Each way out of the
 ** range is named as it is: 1e300 "must be below", not "must be >= 0". */
 static uint64_t to_ms(lua_State *L, int idx) {
-  lua_Number s = luaL_checknumber(L, idx);
-  if (s != s) luaL_argerror(L, idx, "seconds must be a number, not NaN");
-  if (s < 0) luaL_argerror(L, idx, lua_pushfstring(L, "seconds must be >= 0 (got %s)", luaL_tolstring(L, idx, NULL)));
+  lua_Number s = mh_l_arg_number(L, idx, "seconds");
+  if (s != s) mh_l_arg_error(L, idx, "seconds", "a number, not NaN");
+  if (s < 0) mh_l_arg_error(L, idx, "seconds", ">= 0");
   if (s >= 1e9)
-    luaL_argerror(L, idx, lua_pushfstring(L, "seconds must be below 1e9 (about 31 years; got %s)",
-                                          luaL_tolstring(L, idx, NULL)));
+    mh_l_arg_error(L, idx, "seconds", "below 1e9 (about 31 years)");
   return (uint64_t)(s * 1000.0 + 0.5);
 }
 
@@ -1654,9 +1673,9 @@ static void every_stop(lua_State *L, every_t *e) {
 ** Made by a rule, each tick runs under a fresh budget named after that rule,
 ** and the timer does not keep the process alive (a rule's leftover). */
 static int l_every(lua_State *L) {
+  mh_l_arg_type(L, 2, "fn", LUA_TFUNCTION);
   uint64_t ms = to_ms(L, 1);
   every_t *e;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
   /* 0.0001 rounds to 0 ms: "period must be > 0" said nothing of the rounding */
   if (ms == 0) mh_l_field_error(L, 1, "mh.every", "seconds", "at least 0.001");
   e = (every_t *)lua_newuserdatauv(L, sizeof *e, 0);
@@ -1758,10 +1777,10 @@ static int l_resolve(lua_State *L) {
 
 /* log(level, ...) : values joined with spaces, as print does. */
 static int l_log(lua_State *L) {
-  int level = mh_log_parse_level(luaL_checkstring(L, 1));
+  int level = mh_log_parse_level(mh_l_arg_string(L, 1, "level"));
   int n = lua_gettop(L);
   luaL_Buffer b;
-  luaL_argcheck(L, level >= 0, 1, "level must be debug, info, warn or error");
+  if (level < 0) mh_l_arg_error(L, 1, "level", "debug, info, warn or error");
   if ((mh_log_level)level < mh_log_get_level()) return 0;
   luaL_buffinit(L, &b);
   for (int i = 2; i <= n; i++) {
@@ -1776,8 +1795,8 @@ static int l_log(lua_State *L) {
 
 static int l_log_level(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
-    int level = mh_log_parse_level(luaL_checkstring(L, 1));
-    luaL_argcheck(L, level >= 0, 1, "level must be debug, info, warn or error");
+    int level = mh_log_parse_level(mh_l_arg_string(L, 1, "level"));
+    if (level < 0) mh_l_arg_error(L, 1, "level", "debug, info, warn or error");
     mh_log_set_level((mh_log_level)level);
   }
   lua_pushstring(L, mh_log_level_name(mh_log_get_level()));
@@ -1785,7 +1804,7 @@ static int l_log_level(lua_State *L) {
 }
 
 static int l_log_syslog(lua_State *L) {
-  mh_log_use_syslog(lua_toboolean(L, 1) ? luaL_optstring(L, 2, "mailhook") : NULL);
+  mh_log_use_syslog(lua_toboolean(L, 1) ? mh_l_optarg_string(L, 2, "ident", "mailhook") : NULL);
   return 0;
 }
 
@@ -1859,7 +1878,7 @@ static int l_run(lua_State *L) {
   if (x->running) return luaL_error(L, "mh.run: called inside the running loop (a task or a "
                                     "callback); use mh.spawn there");
   if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TFUNCTION);
+    mh_l_arg_type(L, 1, "fn", LUA_TFUNCTION);
     t = mh_task_spawn(L, 1, lua_gettop(L) - 1, "mh.run");
     t->quiet = 1;             /* its error is raised here, not logged */
     tidx = lua_gettop(L);

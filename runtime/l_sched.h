@@ -95,6 +95,10 @@ lua_State *mh_wait_co(mh_wait *w);
 /* In the callback, after pushing nres values on mh_wait_co(w): resume the task.
 ** w is not touched afterwards, so the request may be freed after this returns. */
 void mh_wait_resume(mh_wait *w, int nres);
+/* The same from Lua that runs now (another task, a __gc): the waiter resumes
+** on the next loop turn with the nres values, never inside the caller (smtp
+** c:close() ending the wait of the task that waits on the session). */
+void mh_wait_resume_later(mh_wait *w, int nres);
 
 /* Thread-pool work: `work` runs off the loop without Lua; then `push` runs on the
 ** loop, pushes the results on co and returns their count; then `done` frees arg
@@ -146,6 +150,35 @@ const char *mh_l_optfield_cstring(lua_State *L, int i, const char *fn, const cha
 lua_Integer mh_l_optfield_integer(lua_State *L, int i, const char *fn, const char *field, lua_Integer def);
 lua_Number mh_l_optfield_number(lua_State *L, int i, const char *fn, const char *field, lua_Number def);
 const char *mh_l_optfield_string(lua_State *L, int i, const char *fn, const char *field, const char *def);
+
+/* Positional arguments of module functions (not methods): as the field
+** helpers, "FN: NAME must be EXPECTED (got ...)", FN being the function's
+** public name ("spool.stream", "mh.sleep"), found by the helper (l_core.c),
+** never written at the call.  Replace luaL_check*, luaL_argcheck and
+** luaL_argerror there, whose "bad argument #1 to 'mailhook.core.spool.stream'"
+** named the internal C function and no argument. */
+int mh_l_arg_error(lua_State *L, int arg, const char *name, const char *expected);
+lua_Integer mh_l_arg_integer(lua_State *L, int arg, const char *name);
+lua_Number mh_l_arg_number(lua_State *L, int arg, const char *name);
+const char *mh_l_arg_lstring(lua_State *L, int arg, const char *name, size_t *len);
+#define mh_l_arg_string(L, arg, name) mh_l_arg_lstring(L, arg, name, NULL)
+/* A string C keeps or hands to the system (a path): refused when longer
+** than max or holding a NUL, as mh_l_field_cstring, never cut. */
+const char *mh_l_arg_cstring(lua_State *L, int arg, const char *name, size_t max);
+#define mh_l_arg_path(L, arg, name) mh_l_arg_cstring(L, arg, name, 4095)
+void mh_l_arg_type(lua_State *L, int arg, const char *name, int type);   /* LUA_TTABLE, LUA_TFUNCTION */
+lua_Integer mh_l_optarg_integer(lua_State *L, int arg, const char *name, lua_Integer def);
+lua_Number mh_l_optarg_number(lua_State *L, int arg, const char *name, lua_Number def);
+const char *mh_l_optarg_string(lua_State *L, int arg, const char *name, const char *def);
+
+/* A table of options (at idx; nothing when no table is there) whose keys must
+** all be in known (NULL-terminated): else raises "FN: unknown option 'KEY'
+** (known: A, B, ...)".  A misspelt option ({timout = 5}) was silently the
+** default.  l_core.c (also core.check_options, for the Lua modules). */
+void mh_l_check_options(lua_State *L, int idx, const char *fn, const char *const *known);
+/* Raises "FN: takes at most MAX arguments (got N)": an extra argument (a
+** second options table, a value meant for another call) was ignored. */
+void mh_l_check_nargs(lua_State *L, int max, const char *fn);
 
 /* The userdata class of STYLE.md: metatable `name` with methods as __index, and
 ** one idempotent close as both __gc and __close; tostring may be NULL. */

@@ -53,15 +53,16 @@ static const char *name_of(int num) {
 static int check_signum(lua_State *L, int idx) {
   const char *s;
   if (lua_type(L, idx) == LUA_TNUMBER) {
-    lua_Integer n = luaL_checkinteger(L, idx);
-    luaL_argcheck(L, n > 0 && n < 65, idx, "no such signal number");
+    lua_Integer n = mh_l_arg_integer(L, idx, "signal");
+    if (!(n > 0 && n < 65)) mh_l_arg_error(L, idx, "signal", "a signal number 1-64");
     return (int)n;
   }
-  s = luaL_checkstring(L, idx);
+  s = mh_l_arg_string(L, idx, "signal");
   if (!strncasecmp(s, "SIG", 3)) s += 3;
   for (int i = 0; names[i].name; i++)
     if (!strcasecmp(s, names[i].name)) return names[i].num;
-  return luaL_argerror(L, idx, lua_pushfstring(L, "unknown signal '%s'", lua_tostring(L, idx)));
+  lua_pushfstring(L, "a signal name such as TERM (unknown signal '%s')", s);
+  return mh_l_arg_error(L, idx, "signal", lua_tostring(L, -1));
 }
 
 static void close_cb(uv_handle_t *h) { free(h->data); }
@@ -96,8 +97,8 @@ static int l_on(lua_State *L) {
   sig_ud *u;
   sigwatch *s;
   int rc;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  luaL_argcheck(L, signum != SIGKILL && signum != SIGSTOP, 1, "KILL and STOP cannot be caught");
+  mh_l_arg_type(L, 2, "fn", LUA_TFUNCTION);
+  if (signum == SIGKILL || signum == SIGSTOP) mh_l_arg_error(L, 1, "signal", "one that can be caught (not KILL nor STOP)");
   u = (sig_ud *)lua_newuserdatauv(L, sizeof *u, 0);
   u->s = NULL;
   luaL_setmetatable(L, SIGNAL_MT);
@@ -133,9 +134,9 @@ static int l_tostring(lua_State *L) {
 
 /* kill(pid, signal) -> true | nil, message, info.  Signal 0 probes a pid. */
 static int l_kill(lua_State *L) {
-  lua_Integer pid = luaL_checkinteger(L, 1);
+  lua_Integer pid = mh_l_arg_integer(L, 1, "pid");
   int signum = (lua_isinteger(L, 2) && lua_tointeger(L, 2) == 0) ? 0 : check_signum(L, 2);
-  luaL_argcheck(L, pid > 0, 1, "pid must be > 0");
+  if (pid <= 0) mh_l_arg_error(L, 1, "pid", "> 0");
   if (kill((pid_t)pid, signum) < 0)
     return mh_l_fail(L, -errno, NULL, "kill %d: %s", (int)pid, strerror(errno));
   lua_pushboolean(L, 1);

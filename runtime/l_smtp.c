@@ -67,6 +67,7 @@ enum { WAIT_NONE, WAIT_OP, WAIT_SEND };
 typedef struct {
   mh_wait w;                   /* first member: cancel_cb gets it back */
   int waiting;                 /* WAIT_*: a task waits (w in use) */
+  const char *op;              /* what it waits in ("smtp auth"): a close names it */
   int brief;                   /* the waiting result() is brief: an integer when every
                                   recipient took the message (the deliverer, per message) */
   mh_client *c;                /* NULL once closed */
@@ -236,7 +237,12 @@ static int l_new(lua_State *L) {
   char fingerprint[MH_CLIENT_FINGERPRINT_MAX + 1], min_version[MH_CLIENT_MIN_VERSION_MAX + 1];
   lconn *u;
   size_t i;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const known[] = { "host", "port", "tls", "tls_required", "helo", "ca_file", "fingerprint",
+    "min_version", "verify", "connect_timeout", "session_deadline", "greeting_wait", "command_timeout",
+    "data_timeout", NULL };
+  mh_l_arg_type(L, 1, "options", LUA_TTABLE);
+  mh_l_check_nargs(L, 1, "smtp.new");
+  mh_l_check_options(L, 1, "smtp.new", known);
   memset(&p, 0, sizeof p);
   opt_str(L, "host", host, sizeof host, NULL);
   if (!*host) return luaL_error(L, "smtp.new: host missing (a host name or address is required)");
@@ -296,6 +302,7 @@ static void begin(lua_State *L, lconn *u, const char *what) {
   if (u->waiting) luaL_error(L, "%s: another operation is in progress on this session", what);
   mh_wait_init(L, &u->w, what);
   u->w.cancel = cancel_cb;
+  u->op = what;
 }
 
 /* Ends an operation's start: the outcome at once when it already ended, else wait. */
@@ -411,6 +418,7 @@ static int collect(lua_State *L, lconn *u, const char *what, int brief) {
   if (mh_client_result_ready(u->c)) return pop_outcome(L, u, 1, brief);
   mh_wait_init(L, &u->w, what);
   u->w.cancel = cancel_cb;
+  u->op = what;
   u->waiting = WAIT_SEND;
   u->brief = brief;
   return mh_wait_yield(L, &u->w);
@@ -543,8 +551,20 @@ static int l_close(lua_State *L) {
   lconn *u = (lconn *)luaL_checkudata(L, 1, CONN_MT);
   mh_client *c = u->c;
   if (!c) return 0;
-  /* another task waiting on this session: its wait is cancelled and it gets an error */
-  if (u->waiting && u->w.task) mh_task_interrupt(u->w.task);
+  /* another task waiting on this session: its wait ends with the library's
+     failure, naming the operation and its stage (it raised "interrupted",
+     which said neither what happened nor where) */
+  if (u->waiting && u->w.task) {
+    lua_State *co = mh_wait_co(&u->w);
+    if (co) {
+      const char *op = u->op ? u->op : "smtp";
+      const char *stage = !strcmp(op, "smtp open") ? "connect" : !strcmp(op, "smtp auth") ? "auth"
+                        : !strcmp(op, "smtp check_sender") ? "mail" : !strcmp(op, "smtp quit") ? "quit" : "data";
+      mh_l_fail(co, MH_ECANCELED, stage, "%s: session closed (c:close() while this task waited)", op);
+      set_bool(co, "connection", 1);
+      mh_wait_resume_later(&u->w, 3);
+    }
+  }
   u->waiting = WAIT_NONE;
   u->c = NULL;
   mh_client_free(c);

@@ -120,7 +120,7 @@ static lua_State *main_state(lua_State *L) { return mh_l_cbstate(L); }
 /* ------------------------------------------------------------ open */
 
 static int l_open(lua_State *L) {
-  const char *dir = luaL_checkstring(L, 1);
+  const char *dir = mh_l_arg_path(L, 1, "dir");
   char err[MH_SPOOL_ERRLEN];
   mh_spool *sp;
   int rc = mh_spool_open(dir, &sp, err);
@@ -928,6 +928,8 @@ static int l_load(lua_State *L) {
   id = checkid(L, 2, "spool:load");
   now = opt_now(L, 3);
   if (lua_type(L, 3) == LUA_TTABLE) {
+    static const char *const known[] = { "now", "data", "keep", "lean", NULL };
+    mh_l_check_options(L, 3, "spool:load", known);
     lua_getfield(L, 3, "data");
     max = mh_l_optfield_integer(L, -1, "spool:load", "data", 0);
     lua_getfield(L, 3, "keep");
@@ -961,7 +963,9 @@ static int l_delivered(lua_State *L) {
   lspool *ls = check_spool(L, 1);
   id = checkid(L, 2, "spool:delivered");
   if (!lua_isnoneornil(L, 3)) {
+    static const char *const known[] = { "sync", "now", "journal", NULL };
     if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:delivered", "options", "a table");
+    mh_l_check_options(L, 3, "spool:delivered", known);
     lua_getfield(L, 3, "sync");
     nosync = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
     lua_getfield(L, 3, "journal");
@@ -1075,6 +1079,10 @@ static int l_defer(lua_State *L) {
   id = checkid(L, 2, "spool:defer");
   if (lua_isnoneornil(L, 3)) { lua_settop(L, 2); lua_newtable(L); }
   if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:defer", "options", "a table");
+  {
+    static const char *const known[] = { "done", "next_attempt", "reply", "attempts", "refused", NULL };
+    mh_l_check_options(L, 3, "spool:defer", known);
+  }
   check_can_wait(L, "spool:defer");
   lua_settop(L, 3);
   lua_getfield(L, 3, "done");  /* 4 */
@@ -1127,6 +1135,10 @@ static int l_fail(lua_State *L) {
   id = checkid(L, 2, "spool:fail");
   if (lua_isnoneornil(L, 3)) { lua_settop(L, 2); lua_newtable(L); }
   if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "spool:fail", "options", "a table");
+  {
+    static const char *const known[] = { "attempts", "refused", "reason", "reply", NULL };
+    mh_l_check_options(L, 3, "spool:fail", known);
+  }
   check_can_wait(L, "spool:fail");
   lua_settop(L, 3);
   lua_getfield(L, 3, "attempts");
@@ -1285,12 +1297,15 @@ static int stream_tostring(lua_State *L) {
 ** bytes of message, fewer than MH_LIMIT_MESSAGE).  dot (default true): a line
 ** with a lone "." ends the message (sendmail without -i).  fd is not closed. */
 static int l_stream(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1), max = 0;
+  lua_Integer fd = mh_l_arg_integer(L, 1, "fd"), max = 0;
   int dot = 1;
   lstream *st;
-  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a file descriptor");
+  if (!(fd >= 0 && fd <= 0x7fffffff)) mh_l_arg_error(L, 1, "fd", "a file descriptor");
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    static const char *const known[] = { "dot", "max", NULL };
+    mh_l_arg_type(L, 2, "options", LUA_TTABLE);
+    mh_l_check_nargs(L, 2, "spool.stream");
+    mh_l_check_options(L, 2, "spool.stream", known);
     lua_getfield(L, 2, "dot");
     if (!lua_isnil(L, -1)) dot = lua_toboolean(L, -1);
     lua_getfield(L, 2, "max");   /* below MH_LIMIT_MESSAGE only (tests, a stricter caller) */
@@ -1383,7 +1398,7 @@ static int stream_set_head(lua_State *L) {
 /* core.spool.parse(bytes) -> {from, to, offset, canonical} | nil, err, info */
 static int l_parse(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s = mh_l_arg_lstring(L, 1, "bytes", &len);
   char err[MH_SPOOL_ERRLEN];
   mh_env env;
   int rc = mh_env_parse(s, len, 1, &env, err);
@@ -1402,7 +1417,7 @@ static int l_parse(lua_State *L) {
 /* core.spool.addresses(list) -> {addr...} | nil, err, info (RFC 5322 list) */
 static int l_addresses(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s = mh_l_arg_lstring(L, 1, "list", &len);
   char err[MH_SPOOL_ERRLEN];
   mh_env env;
   int rc;

@@ -75,8 +75,8 @@ end
 -- the installed service).  A settings file named here must exist when loaded.
 function mh.configure(t)
   if type(t) ~= "table" then error("mh.configure: expects a table {conf =, spool =}", 2) end
+  core.check_options("mh.configure", t, { "conf", "spool" })
   for k, v in pairs(t) do
-    if k ~= "conf" and k ~= "spool" then error("mh.configure: unknown key '" .. tostring(k) .. "'", 2) end
     if type(v) ~= "string" or v == "" then error("mh.configure: " .. k .. " must be a path", 2) end
   end
   if t.conf then core.paths.conf = t.conf; core.paths.conf_given = "mh.configure" end

@@ -94,6 +94,10 @@ local function ensure(sub)
 end
 
 local busy = false  -- one task of this process holds the flock
+-- core.monotonic() until which the lock counts as stuck: rstate.lock timed out
+-- (10 s, docs/rules.md), so the next users in this process (the hook's sweep
+-- after its rules) try once instead of waiting as long again
+local stuck_until = -math.huge
 
 -- Runs fn() under the state lock (in-process turn, then flock).  A stop of the
 -- running rule's budget is deferred meanwhile (core.budget_hold), so a rule
@@ -107,7 +111,11 @@ local function locked(fn)
     local dir = state_dir()
     local ok, err = rstate.mkdir(dir)
     local lk
-    if ok then lk, err = rstate.lock(dir .. "/lock") end
+    local info
+    if ok then
+      lk, err, info = rstate.lock(dir .. "/lock", core.monotonic() < stuck_until and 0.001 or nil)
+      if not lk and info and info.code == "ETIMEDOUT" then stuck_until = core.monotonic() + 10 end
+    end
     if not lk then
       busy = false
       error("rule state: " .. tostring(err), 0)
@@ -259,6 +267,8 @@ end
 -- always allows and is not counted.  Waits (disk).
 function rs.throttle(o)
   if type(o) ~= "table" then error("throttle{key=, max=, per=}: expects a table", 2) end
+  -- a misspelt option ({pre = 60}, {summery = true}) was silently absent
+  core.check_options("throttle", o, { "key", "max", "per", "summary", "to", "cc", "from", "item", "critical" })
   if type(o.max) ~= "number" or o.max < 0 then error("throttle: max must be a number >= 0", 2) end
   if type(o.per) ~= "number" or o.per <= 0 then error("throttle: per must be seconds > 0", 2) end
   local file = fname(o.key)
@@ -302,6 +312,7 @@ end
 -- Waits (disk).
 function rs.digest(o)
   if type(o) ~= "table" then error("digest{key=, window=, item=}: expects a table", 2) end
+  core.check_options("digest", o, { "key", "window", "item", "message", "to", "cc", "from", "critical" })
   if type(o.window) ~= "number" or o.window <= 0 then error("digest: window must be seconds > 0", 2) end
   local file = fname(o.key)
   if o.critical then return false, { bypass = true } end
@@ -467,6 +478,7 @@ end
 --        tz = "Europe/Paris"} -> period with :contains(t), :ends(t), :route(msg, opts)
 function rs.period(o)
   if type(o) ~= "table" then error("period{weekdays=, times=, tz=}: expects a table", 2) end
+  core.check_options("period", o, { "weekdays", "times", "tz" })
   if o.tz ~= nil and type(o.tz) ~= "string" then error("period: tz must be a zone name", 2) end
   local p = setmetatable({ days = parse_days(o.weekdays), ranges = parse_times(o.times), tz = o.tz }, Period)
   if p.tz then rstate.localtime(0, p.tz) end  -- an unknown zone is an error now, not at 3 am

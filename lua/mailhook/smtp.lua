@@ -477,12 +477,16 @@ end
 -- 30 s) for each step.  report.stages lists the stages passed (connect, tls, auth,
 -- sender, recipient) and report.stage_at their time in ms from the start; on_stage
 -- is called as each one passes.
-function M.test(opts)
+local TEST_OPTIONS = { "to", "cfg", "timeout", "on_stage" }
+function M.test(opts, ...)
   -- misuse raises, naming it: mh.smtp.test("ops@example.com") used to index the
   -- string, find no `to`, and pass a test that sent nothing
   if opts ~= nil and type(opts) ~= "table" then
     error("mh.smtp.test: expects a table {to =, cfg =, timeout =} or nothing, got a " .. type(opts), 2)
   end
+  -- a misspelt option ({timout = 5}, {hots = ...}) or an extra argument was
+  -- silently ignored: the test ran with the default instead
+  core.check_options("mh.smtp.test", opts or {}, TEST_OPTIONS, select("#", ...) + 1, 1)
   opts = opts or {}
   local cfg = opts.cfg
   if not cfg then

@@ -186,6 +186,63 @@ tap.test("a wrong field names the function, the field, what was expected and wha
   os.execute("rm -rf " .. spdir)
 end)
 
+-- An unknown option key, or an argument too many, raises naming it: a misspelt
+-- option ({timout = 5}, {hots = ...}) or a second table was silently ignored,
+-- the default used instead.  One wording (mh_l_check_options, l_core.c; the
+-- Lua modules through core.check_options).  Every public function that takes
+-- a table of options is here.
+local mhl = require "mailhook"
+local rs = require "mailhook.rule_state"
+local option_cases = {
+  { "smtp.new", core.smtp.new, { { host = "x", hots = "y" } }, "^smtp%.new: unknown option 'hots' %(known: host, port, " },
+  { "smtp.new extra", core.smtp.new, { { host = "x" }, { port = 25 } }, "^smtp%.new: takes at most 1 argument %(got 2%)$" },
+  { "smtp.new key 1", core.smtp.new, { { "x", host = "x" } }, "^smtp%.new: unknown option %[1%] %(known: " },
+  { "http.listen", core.http.listen, { { handler = print, prot = 0 } }, "^http%.listen: unknown option 'prot' " },
+  { "logsink.set", core.logsink.set, { "stderr", { ident = "x", facilty = "daemon" } },
+    "^logsink%.set: unknown option 'facilty' %(known: ident, facility%)$" },
+  { "fsutil.read", core.fsutil.read, { "/dev/null", { maxx = 1 } }, "^fsutil%.read: unknown option 'maxx' %(known: max, follow, owned, what%)$" },
+  { "fsutil.read extra", core.fsutil.read, { "/dev/null", {}, {} }, "^fsutil%.read: takes at most 2 arguments %(got 3%)$" },
+  { "fsutil.check", core.fsutil.check, { "/dev/null", { owner = true } }, "^fsutil%.check: unknown option 'owner' " },
+  { "fsutil.open", core.fsutil.open, { "/dev/null", { follows = true } }, "^fsutil%.open: unknown option 'follows' " },
+  { "fsutil.write_atomic", core.fsutil.write_atomic, { tmp .. "/mh-field-errors-x", "d", 384, { synk = false } },
+    "^fsutil%.write_atomic: unknown option 'synk' %(known: sync, uid, gid%)$" },
+  { "admin.page", core.admin.page, { tmp, { limt = 5 } }, "^admin%.page: unknown option 'limt' " },
+  { "budget_limits", core.budget_limits, { { second = 5 } }, "^budget_limits: unknown option 'second' " },
+  { "proc.limit", core.proc.limit, { { nice = 1, cores = 0 } }, "^proc%.limit: unknown option 'cores' " },
+  { "spool.stream", core.spool.stream, { 0, { dots = false } }, "^spool%.stream: unknown option 'dots' %(known: dot, max%)$" },
+  { "spool:load", sp.load, { sp, id, { dat = 10 } }, "^spool:load: unknown option 'dat' " },
+  { "spool:delivered", sp.delivered, { sp, id, { synch = false } }, "^spool:delivered: unknown option 'synch' " },
+  { "spool:defer", sp.defer, { sp, id, { next = 5 } }, "^spool:defer: unknown option 'next' " },
+  { "spool:fail", sp.fail, { sp, id, { reasons = "x" } }, "^spool:fail: unknown option 'reasons' " },
+  { "mh.smtp.test timout", mhl.smtp.test, { { timout = 5 } }, "^mh%.smtp%.test: unknown option 'timout' %(known: to, cfg, timeout, on_stage%)$" },
+  { "mh.smtp.test hots", mhl.smtp.test, { { hots = "x" } }, "^mh%.smtp%.test: unknown option 'hots' " },
+  { "mh.smtp.test extra", mhl.smtp.test, { {}, { to = "x@y" } }, "^mh%.smtp%.test: takes at most 1 argument %(got 2%)$" },
+  { "mh.configure", mhl.configure, { { spol = "x" } }, "^mh%.configure: unknown option 'spol' %(known: conf, spool%)$" },
+  { "throttle", rs.throttle, { { key = "k", max = 1, pre = 60 } }, "^throttle: unknown option 'pre' " },
+  { "digest", rs.digest, { { key = "k", window = 60, itme = "x" } }, "^digest: unknown option 'itme' " },
+  { "rstate.mktime", core.rstate.mktime, { { year = 2026, month = 1, day = 1, hours = 3 } },
+    "^rstate%.mktime: unknown option 'hours' " },
+  { "period", rs.period, { { weekdays = "mon", tzz = "UTC" } }, "^period: unknown option 'tzz' %(known: weekdays, times, tz%)$" },
+}
+
+tap.test("an unknown option or an extra argument raises, naming it", function(t)
+  local dir2 = io.popen("mktemp -d " .. tmp .. "/mh-field-errors.XXXXXX"):read("l")
+  local sp2 = assert(core.spool.open(dir2))
+  for _, c in ipairs(option_cases) do
+    local args = c[3]
+    for i, a in ipairs(args) do if a == sp then args[i] = sp2 end end
+    local ok, err = pcall(c[2], table.unpack(args, 1, #args))
+    t:ok(not ok, c[1] .. ": raises")
+    t:like(err, c[4], c[1] .. ": " .. tostring(err))
+  end
+  sp2:close()
+  os.execute("rm -rf " .. dir2)
+  -- from Lua code, the position is the caller's line (error(msg, 2))
+  local ok, err = pcall(function() local r = mhl.smtp.test { timout = 5 }; return r end)
+  t:like(err, "^[^:]*test%-field%-errors%.lua:%d+: mh%.smtp%.test: unknown option 'timout'", "the caller's line: " .. tostring(err))
+  t:ok(not ok, "raised")
+end)
+
 -- The methods of a child process and its channel (a real child: this binary).
 tap.test("proc and channel methods name the argument", function(t)
   local p, ch = assert(core.proc.spawn { "-e", "require('mailhook').core.proc.channel():recv()" })
@@ -211,18 +268,72 @@ tap.test("convertible values still pass", function(t)
   t:like(err, "^7 /dev/null: ", "what = 7 names the file as 7")
 end)
 
--- A wrong positional argument through pcall (no call-site name) names the
--- function too: each core module is in package.loaded as mailhook.core.NAME,
--- where lauxlib looks (it said "bad argument #1 to '?'").
-tap.test("an argument error through pcall names the function", function(t)
-  local ok, err = pcall(core.smtp.new, 5)
-  t:is(err, "bad argument #1 to 'mailhook.core.smtp.new' (table expected, got number)", "smtp.new")
-  ok, err = pcall(core.msg.valid_address, {})
-  t:is(err, "bad argument #1 to 'mailhook.core.msg.valid_address' (string expected, got table)", "msg.valid_address")
-  ok, err = pcall(core.fsutil.mode, nil)
-  t:like(err, "^bad argument #1 to 'mailhook%.core%.fsutil%.mode'", "fsutil.mode")
-  t:ok(not ok, "raised")
-  t:is(package.loaded["mailhook.core.smtp"], core.smtp, "package.loaded[\"mailhook.core.smtp\"] is core.smtp")
+-- A wrong positional argument of a module function names the public
+-- function and the argument, as a field does: lauxlib's wording named the
+-- internal C function and no argument ("bad argument #1 to
+-- 'mailhook.core.spool.stream' (not a file descriptor)"), and through pcall
+-- with no module in package.loaded it said '?'.  The name is found once, by
+-- mh_l_arg_error (l_core.c), however the function is reached.
+tap.test("a wrong positional argument names the public function and the argument", function(t)
+  local stream = core.spool.stream   -- a local alias: no call-site name
+  for _, c in ipairs {
+    { "spool.stream fd", stream, { -1 }, "spool.stream: fd must be a file descriptor (got -1)" },
+    { "spool.stream fd type", core.spool.stream, { "x" }, "spool.stream: fd must be an integer (got string)" },
+    { "spool.stream options", core.spool.stream, { 0, 5 }, "spool.stream: options must be a table (got 5)" },
+    { "smtp.new", core.smtp.new, { 5 }, "smtp.new: options must be a table (got 5)" },
+    { "msg.valid_address", core.msg.valid_address, { {} }, "msg.valid_address: address must be a string (got table)" },
+    { "fsutil.mode", core.fsutil.mode, { nil, n = 1 }, "fsutil.mode: path must be a string (got nil)" },
+    { "fsutil.mode NUL", core.fsutil.mode, { "/etc/passwd\0x" }, "fsutil.mode: path must hold no NUL byte" },
+    { "fsutil.write_atomic mode", core.fsutil.write_atomic, { tmp .. "/x", "d", 99999 },
+      "fsutil.write_atomic: mode must be permission bits 0-07777 (got 99999)" },
+    { "fsutil.read fd", core.fsutil.read, { -5 }, "fsutil.read: fd must be a file descriptor (got -5)" },
+    { "spool.open dir", core.spool.open, { {} }, "spool.open: dir must be a string (got table)" },
+    { "rstate.ticker", core.rstate.ticker, { 0, print }, "rstate.ticker: seconds must be more than 0, below 1e9 (got 0)" },
+    { "rstate.mkdir empty", core.rstate.mkdir, { "" }, "rstate.mkdir: path must be a path, not an empty string (got string)" },
+    { "rstate.lock path", core.rstate.lock, { {} }, "rstate.lock: path must be a string (got table)" },
+    { "logsink.set sink", core.logsink.set, { "file" }, "logsink.set: sink must be stderr, syslog or journal (got string)" },
+    { "pwhash.random", core.pwhash.random, { 100 }, "pwhash.random: bytes must be 1-64 (got 100)" },
+    { "signal.kill pid", core.signal.kill, { 0, "TERM" }, "signal.kill: pid must be > 0 (got 0)" },
+    { "mh.spawn", core.spawn, { 5 }, "mh.spawn: fn must be a function (got 5)" },
+    { "mh.sleep", core.sleep, { "soon" }, "mh.sleep: seconds must be a number (got string)" },
+    { "mh.every fn", core.every, { 1, 5 }, "mh.every: fn must be a function (got 5)" },
+    { "mh.log level", core.log, { "loud", "x" }, "mh.log: level must be debug, info, warn or error (got string)" },
+    { "maildrop.close", core.maildrop.close, { 1 }, "maildrop.close: fd must be a descriptor of core.maildrop.open (got 1)" },
+  } do
+    local ok, err = pcall(c[2], table.unpack(c[3], 1, c[3].n or #c[3]))
+    t:ok(not ok, c[1] .. ": raises")
+    t:is(err, c[4], c[1])
+  end
+end)
+
+-- The class: no module function of the bindings keeps lauxlib's positional
+-- checks (luaL_check*, luaL_opt*, luaL_argcheck, luaL_argerror): each is an
+-- mh_l_arg_* call.  Methods (check_* of their object first) and the REPL's
+-- internals are not module functions; a file's remaining ones are listed here.
+tap.test("no lauxlib argument check left in the module functions", function(t)
+  local root = assert(os.getenv("ROOT"), "ROOT")
+  local allowed = {   -- file -> number of lauxlib checks that are not in module functions
+    ["l_core.c"] = 3,   -- core.check_options's own arguments (a helper for the Lua modules)
+    ["l_sched.c"] = 1,  -- mh_task_spawn's, after l_spawn checked
+    ["l_spool.c"] = 3,  -- methods: set_dropin_from, enqueue, defer's stack slot
+    ["l_watch.c"] = 1,  -- the watch helper shared by a method (spool:watch)
+  }
+  local p = assert(io.popen("ls " .. root .. "/runtime/l_*.c"))
+  for path in p:lines() do
+    local name = path:match("([^/]+)$")
+    if name ~= "l_repl.c" and name ~= "l_embed.c" then
+      local n = 0
+      for line in tap.slurp(path):gmatch("[^\n]+") do
+        if not line:find("^%s*/?%*") and (line:find("luaL_check%a+%(") or line:find("luaL_opt%a+%(")
+           or line:find("luaL_arg%a+%(")) and not line:find("luaL_checkudata") and not line:find("luaL_checkstack")
+           and not line:find("luaL_checkversion") then
+          n = n + 1
+        end
+      end
+      t:is(n, allowed[name] or 0, name .. ": lauxlib argument checks outside the allowed ones")
+    end
+  end
+  p:close()
 end)
 
 -- The class: no binding reads a field with luaL_check*/luaL_opt* at -1

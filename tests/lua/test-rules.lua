@@ -183,6 +183,23 @@ tap.test("the budget covers coroutines and tasks the handler starts", function(t
   rules.budget = saved
 end)
 
+-- A task the rule cancels itself (it no longer needs it) ended as asked: it
+-- was reported as a failure of the rule ("... (a task it started ...):
+-- interrupted"), and `mailhook hook` exited non-zero for it.
+tap.test("a task its rule cancels is no failure of the rule", function(t)
+  rules.clear()
+  mh.core.rule_failures()   -- forget earlier ones
+  mh.on("cx", function()
+    local helper = mh.spawn(function() mh.sleep(60) end)
+    mh.sleep(0.01)
+    helper:cancel()
+  end, "canceller")
+  local ok = mh.emit("cx", {})
+  core_wait_rule_tasks()
+  t:is(ok, true, "the rule succeeded")
+  t:is(#mh.core.rule_failures(), 0, "no failure recorded for the task it cancelled")
+end)
+
 tap.test("a rule ends within its lifetime: waits end too", function(t)
   rules.clear()
   local saved = rules.time_budget

@@ -77,11 +77,11 @@ end)
 -- "must be >= 0".
 tap.test("sleep: out-of-range seconds named by what is wrong", function(t)
   for _, c in ipairs {
-    { 1e300, "seconds must be below 1e9 %(about 31 years; got 1e%+300%)" },
+    { 1e300, "^mh%.sleep: seconds must be below 1e9 %(about 31 years%) %(got 1e%+300%)$" },
     { math.huge, "must be below 1e9" },
     { 1e9, "must be below 1e9" },
-    { -1, "seconds must be >= 0 %(got %-1%)" },
-    { 0 / 0, "seconds must be a number, not NaN" },
+    { -1, "^mh%.sleep: seconds must be >= 0 %(got %-1%)$" },
+    { 0 / 0, "^mh%.sleep: seconds must be a number, not NaN" },
   } do
     local ok, err = pcall(mh.sleep, c[1])
     t:ok(not ok, "sleep(" .. tostring(c[1]) .. ") raises")
