@@ -2317,10 +2317,17 @@ static int read_data(int fd, mh_spool_entry *e, size_t data_max, char *head, siz
   return 0;
 }
 
-/* Clears e and fills its id, path and folder from name in dirfd. */
+/* Clears e and fills its id, path and folder from name in dirfd.  The id
+** and path buffers (4 KB) are written as strings here, not cleared first:
+** a memset of the whole entry was ~550 instructions a message loaded. */
 static void entry_names(mh_spool *sp, int dirfd, const char *name, mh_spool_entry *e) {
   size_t nl = strlen(name);
-  memset(e, 0, sizeof *e);
+  /* id, failed and path first, then size: nothing else is left uncleared */
+  _Static_assert(offsetof(mh_spool_entry, failed) == sizeof e->id &&
+                 offsetof(mh_spool_entry, path) <= sizeof e->id + 8 &&
+                 offsetof(mh_spool_entry, size) <= offsetof(mh_spool_entry, path) + sizeof e->path + 8,
+                 "mh_spool_entry: id, failed, path, then size");
+  memset((char *)e + offsetof(mh_spool_entry, size), 0, sizeof *e - offsetof(mh_spool_entry, size));
   e->failed = dirfd == sp->failedfd;
   size_t dl = strlen(sp->dir);
   if (nl == 20 && !strcmp(name + 16, ".eml")) join2(e->id, name, 16, "", 0);
