@@ -667,7 +667,8 @@ void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
                    lua_CFunction close, lua_CFunction tostring) {
   if (luaL_newmetatable(L, name)) {
     lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);   /* the metatable as upvalue 1: mh_l_checkself */
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, close);
     lua_setfield(L, -2, "__gc");
@@ -679,6 +680,17 @@ void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
     }
   }
   lua_pop(L, 1);
+}
+
+void *mh_l_checkself(lua_State *L, int idx, const char *name) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    /* (a C function without upvalues: an invalid index, never equal) */
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return p;
+  }
+  return luaL_checkudata(L, idx, name);
 }
 
 /* ---------------------------------------------------------------- budgets

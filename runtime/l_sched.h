@@ -181,9 +181,17 @@ void mh_l_check_options(lua_State *L, int idx, const char *fn, const char *const
 void mh_l_check_nargs(lua_State *L, int max, const char *fn);
 
 /* The userdata class of STYLE.md: metatable `name` with methods as __index, and
-** one idempotent close as both __gc and __close; tostring may be NULL. */
+** one idempotent close as both __gc and __close; tostring may be NULL.  Each
+** method has the metatable as its upvalue 1 (for mh_l_checkself). */
 void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
                    lua_CFunction close, lua_CFunction tostring);
+
+/* luaL_checkudata(L, idx, name) for a method of mh_l_newclass's class `name`:
+** the same result and the same errors, without looking the metatable up by
+** name (a string key in the registry, some 130 instructions: several times a
+** message in the deliverer) when the object's metatable is the method's
+** upvalue 1.  Called from anything else it is luaL_checkudata. */
+void *mh_l_checkself(lua_State *L, int idx, const char *name);
 
 /* Per-module registration (generated list in build/l_modules.h). */
 #define MH_MODULE(name) void name##_open(lua_State *L);

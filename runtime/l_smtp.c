@@ -190,7 +190,7 @@ static void notify(void *ud) { wake((lconn *)ud); }
 /* ---------------------------------------------------------- Lua side */
 
 static lconn *check_lconn(lua_State *L) {
-  lconn *u = (lconn *)luaL_checkudata(L, 1, CONN_MT);
+  lconn *u = (lconn *)mh_l_checkself(L, 1, CONN_MT);
   if (!u->c) luaL_error(L, "SMTP session is closed");
   return u;
 }

@@ -91,7 +91,7 @@ static int kept_take(lspool *ls, const char *id, int *has_state) {
 }
 
 static lspool *check_spool(lua_State *L, int idx) {
-  lspool *ls = (lspool *)luaL_checkudata(L, idx, SPOOL_MT);
+  lspool *ls = (lspool *)mh_l_checkself(L, idx, SPOOL_MT);
   /* a method through pcall: luaL_argerror said "bad argument #1 to '?'" */
   if (!ls->sp || ls->closing) luaL_error(L, "the spool is closed (Spool:close() was called)");
   return ls;

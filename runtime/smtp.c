@@ -85,6 +85,23 @@ static size_t enhanced_len(const char *t, size_t n, int code) {
   return i;
 }
 
+/* How many bytes at the start of t[0..n) are neither control bytes nor DEL:
+** 8 at a time (a byte loop was a third of the reply parser's instructions;
+** the usual reply has none, and is copied at once). */
+static size_t printable_len(const char *t, size_t n) {
+  const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, d;
+    memcpy(&x, t + i, 8);
+    d = x ^ (ones * 0x7f);   /* a DEL byte: a zero byte here */
+    /* any byte < 0x20, or any zero byte of d (the classic "has less than" test) */
+    if (((x - ones * 0x20) & ~x & highs) | ((d - ones) & ~d & highs)) break;
+  }
+  while (i < n && (unsigned char)t[i] >= 0x20 && t[i] != 0x7f) i++;
+  return i;
+}
+
 int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len) {
   int code;
   const char *t;
@@ -115,10 +132,13 @@ int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len) {
   /* joined text, truncated at the buffer's end; NUL and control bytes become '?' */
   room = sizeof r->text - 1 - r->len;
   if (r->nlines > 1 && room > 0) { r->text[r->len++] = '\n'; room--; }
-  for (size_t i = 0; i < tn && room > 0; i++, room--) {
+  if (tn > room) tn = room;
+  memcpy(r->text + r->len, t, tn);
+  for (size_t i = printable_len(t, tn); i < tn; i++) {
     unsigned char c = (unsigned char)t[i];
-    r->text[r->len++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    if (c < 0x20 || c == 0x7f) r->text[r->len + i] = '?';
   }
+  r->len += tn;
   r->text[r->len] = '\0';
   if (len == 3 || line[3] == ' ') r->done = 1;
   return r->done;

@@ -336,6 +336,33 @@ tap.test("no lauxlib argument check left in the module functions", function(t)
   p:close()
 end)
 
+-- A method called on something that is not its object says so as
+-- luaL_checkudata does (mh_l_checkself: the deliverer's hot methods compare
+-- the metatable with their upvalue first), whatever the object is: another
+-- class's userdata, a file, a table, nothing; the right object still works.
+tap.test("a method on the wrong object: luaL_checkudata's error", function(t)
+  local cases = {
+    { sp.load, conn, "mailhook.Spool", "mailhook.SmtpConn" },
+    { sp.delivered, io.stdout, "mailhook.Spool", "FILE*" },
+    { sp.scan, {}, "mailhook.Spool", "table" },
+    { sp.load, nil, "mailhook.Spool", "nil" },
+    { conn.release, sp, "mailhook.SmtpConn", "mailhook.Spool" },
+    { conn.result, m, "mailhook.SmtpConn", nil },
+    { conn.submit, "x", "mailhook.SmtpConn", "string" },
+  }
+  for i, c in ipairs(cases) do
+    local ok, err = pcall(c[1], c[2], id)
+    t:ok(not ok, "case " .. i .. " raised")
+    t:like(tostring(err), "^bad argument #1 to '[^']*' %(" .. c[3]:gsub("%p", "%%%0") .. " expected, got "
+           .. (c[4] and c[4]:gsub("%p", "%%%0") or "[^)]+") .. "%)$", "case " .. i .. ": " .. tostring(err))
+  end
+  local sp2 = assert(core.spool.open(spdir))
+  local ok, e, err = pcall(sp2.load, sp2, id, { now = true })
+  sp2:close()
+  t:ok(ok and e == nil and tostring(err):find(id, 1, true), "the spool itself passes: no such message, " ..
+       tostring(ok and err or e))
+end)
+
 -- The class: no binding reads a field with luaL_check*/luaL_opt* at -1
 -- (their error is "bad argument #-1 to '?'").
 tap.test("no luaL_check*(L, -1) left in the bindings", function(t)

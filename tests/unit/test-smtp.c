@@ -326,6 +326,43 @@ static void test_dot_stuffing(void) {
   mh_buf_free(&out);
 }
 
+/* The joined text of a reply: its lines' text after the code, one LF between
+** them, each control byte and DEL as '?' (bytes over 0x7f kept), cut at the
+** buffer's end: against the rule byte by byte, over random lines whose
+** control bytes fall at every position of the parser's 8-byte steps. */
+static void test_reply_text(void) {
+  static const unsigned char pick[] = { 'a', ' ', '\0', '\t', '\r', 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xff };
+  static char want[sizeof ((mh_smtp_reply *)0)->text];
+  static mh_smtp_reply rep;
+  unsigned seed = 7;
+  int bad = 0, cut = 0;
+  for (int round = 0; round < 400; round++) {
+    int nlines = 1 + round % 5, longer = round % 50 == 4;   /* five lines of 2,000 bytes */
+    size_t wn = 0;
+    mh_smtp_reply_reset(&rep);
+    for (int l = 0; l < nlines; l++) {
+      char line[MH_SMTP_LINE_MAX];
+      size_t n = longer ? MH_SMTP_LINE_MAX : 4 + ((seed = seed * 1103515245u + 12345u) >> 16) % 40;
+      memcpy(line, l + 1 < nlines ? "250-" : "250 ", 4);
+      for (size_t i = 4; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        line[i] = (char)((seed >> 16) % 3 ? 'a' + (seed >> 20) % 26 : pick[(seed >> 18) % sizeof pick]);
+      }
+      if (l > 0 && wn < sizeof want - 1) want[wn++] = '\n';
+      for (size_t i = 4; i < n && wn < sizeof want - 1; i++) {
+        unsigned char c = (unsigned char)line[i];
+        want[wn++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+      }
+      mh_smtp_reply_line(&rep, line, n);
+    }
+    want[wn] = '\0';
+    cut += wn == sizeof want - 1;
+    if (rep.len != wn || memcmp(rep.text, want, wn + 1)) bad++;
+  }
+  is_int(bad, 0, "reply text: control bytes as '?', lines joined, cut at the buffer's end (400 replies)");
+  ok(cut > 0, "some replies filled the text buffer (%d)", cut);
+}
+
 static void test_reply_parser(void) {
   rec r = { 0 };
   mh_smtp *s = new_session(&r, 0);
@@ -366,6 +403,7 @@ static void test_reply_parser(void) {
   is_str(rep.enhanced, "", "enhanced code of another class ignored");
   mh_smtp_reply_reset(&rep);
   is_int(mh_smtp_reply_line(&rep, "250", 3), 1, "bare code is a complete reply");
+  test_reply_text();
 }
 
 static void test_starttls(void) {

@@ -341,10 +341,27 @@ static void test_removed_meanwhile(void) {
   mh_spool_close(sp);
 }
 
+/* id_value (the journal's and the listing's key) is the id read as a base-16
+** number, digit by digit, over ids of every digit at every place. */
+static void test_id_value(void) {
+  static const char digits[] = "0123456789abcdef";
+  char id[17];
+  uint64_t s = 88172645463325252u;
+  int bad = 0;
+  for (int k = 0; k < 100000; k++) {
+    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+    for (int i = 0; i < 16; i++) id[i] = k < 32 ? digits[k % 16 * (k < 16 || i % 2)] : digits[(s >> (4 * i)) & 15];
+    id[16] = '\0';
+    if (id_value(id) != (uint64_t)strtoull(id, NULL, 16)) bad++;
+  }
+  is_int(bad, 0, "id_value: the id as a base-16 number (100,000 ids)");
+}
+
 int main(void) {
   char cmd[300];
   snprintf(base, sizeof base, "%s/mh-journal-unit.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
+  test_id_value();
   test_readers();
   test_race();
   test_second_purge();

@@ -18,6 +18,7 @@
 #include "error.h"
 #include "spool.h"
 #include "spool-helpers.h"
+#include "eol.h"
 
 static char root[256];
 
@@ -537,6 +538,31 @@ static void test_follow(void) {
   mh_spool_close(sp);
 }
 
+/* mh_eol_find (eol.h: the header parser's line ends) against the byte rule,
+** on buffers where the CRs and LFs are sparse (far past its 256-byte
+** windows), dense, or missing. */
+static void test_eol_find(void) {
+  static char buf[1200];
+  unsigned seed = 11;
+  int bad = 0;
+  for (int round = 0; round < 3000; round++) {
+    size_t n = (seed = seed * 1103515245u + 12345u) >> 16;
+    unsigned every = 1u << (round % 12);   /* one byte in `every` is a CR or an LF */
+    n %= sizeof buf;
+    for (size_t i = 0; i < n; i++) {
+      seed = seed * 1103515245u + 12345u;
+      buf[i] = (seed >> 8) % every ? 'x' : (seed >> 4) & 1 ? '\r' : '\n';
+    }
+    for (size_t from = 0; from <= n; from += 1 + from / 3) {
+      const char *want = NULL;
+      for (size_t i = from; i < n && !want; i++)
+        if (buf[i] == '\r' || buf[i] == '\n') want = buf + i;
+      if (mh_eol_find(buf + from, n - from) != want) bad++;
+    }
+  }
+  is_int(bad, 0, "mh_eol_find: the first CR or LF, or none (3,000 buffers)");
+}
+
 int main(void) {
   mh_spool *sp;
   char err[MH_SPOOL_ERRLEN];
@@ -547,6 +573,7 @@ int main(void) {
      "tmp/ pickup/ failed/ corrupt/ exist");
   test_ids(sp);
   test_is_id();
+  test_eol_find();
   test_parse();
   test_enqueue(sp);
   test_scan(sp);
