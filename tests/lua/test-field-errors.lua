@@ -243,6 +243,30 @@ tap.test("an unknown option or an extra argument raises, naming it", function(t)
   t:ok(not ok, "raised")
 end)
 
+-- A C binding remembers the options tables it found sound (mh_l_check_options:
+-- the deliverer's per-message options are checked once): a remembered table is
+-- still checked against another function's list, and a fresh table with a
+-- misspelt key raises however many sound ones went before it.
+tap.test("options checked once per table are still checked per function", function(t)
+  local dir3 = io.popen("mktemp -d " .. tmp .. "/mh-field-errors.XXXXXX"):read("l")
+  local sp3 = assert(core.spool.open(dir3))
+  local id3 = assert(sp3:enqueue("From: a@b.example\r\n\r\nx\r\n", { from = "a@b.example", to = { "c@d.example" } }))
+  local opts = { now = true, keep = false }
+  for _ = 1, 3 do t:ok(sp3:load(id3, opts), "spool:load with a sound table, again") end
+  local ok, err = pcall(sp3.delivered, sp3, id3, opts)
+  t:ok(not ok, "the same table, sound for spool:load, raises in spool:delivered")
+  t:like(err, "^spool:delivered: unknown option '[a-z]+' %(known: sync, now, journal%)$", tostring(err))
+  for i = 1, 200 do
+    local o = i % 2 == 0 and { now = true } or { nwo = true }
+    ok, err = pcall(sp3.load, sp3, id3, o)
+    if (i % 2 == 0) ~= (ok and true or false) then t:ok(false, "round " .. i .. ": " .. tostring(err)); break end
+    if i % 40 == 0 then collectgarbage() end
+  end
+  t:ok(true, "200 fresh tables, sound and misspelt in turn, each judged by its own keys")
+  sp3:close()
+  os.execute("rm -rf " .. dir3)
+end)
+
 -- The methods of a child process and its channel (a real child: this binary).
 tap.test("proc and channel methods name the argument", function(t)
   local p, ch = assert(core.proc.spawn { "-e", "require('mailhook').core.proc.channel():recv()" })
