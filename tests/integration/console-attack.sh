@@ -65,14 +65,24 @@ short_run() {
 }
 short_run
 wait_for 10 up "$AP"; ok $? "a console whose sessions last 3 s unused, 8 s at most"
-"$PY" - "http://127.0.0.1:$AP" "$ADMIN_PW" "$SVC" "$CONF" > "$T/short.tap" 2> "$T/short.err" <<'PY'
+"$PY" - "http://127.0.0.1:$AP" "$ADMIN_PW" "$SVC" "$CONF" "$T/svc2.log" > "$T/short.tap" 2> "$T/short.err" <<'PY'
 import http.client, json, os, re, signal, socket, subprocess, sys, time
-base, pw, pid, conf = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+base, pw, pid, conf, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 host, port = re.match(r"http://([\d.]+):(\d+)$", base).groups()
 port = int(port)
 import os, sys; sys.path.insert(0, os.environ["ROOT"] + "/tests/console")   # taplib: ok(), done()
 from taplib import ok
 import taplib
+def reloads():
+    with open(log, errors="replace") as f:
+        return f.read().count("SIGHUP: settings reloaded")
+def hup():
+    """SIGHUP, then waits for the service's "settings reloaded" line: the console's reload
+    follows it in the same signal handler, with no wait between, so a request sent after
+    the line is answered by the reloaded console."""
+    n = reloads()
+    os.kill(pid, signal.SIGHUP)
+    ok(taplib.wait_until(lambda: reloads() > n, 15, 0.05), "SIGHUP: the service reloaded the settings")
 def req(method, path, body=None, cookie=None, csrf=None):
     c = http.client.HTTPConnection(host, port, timeout=20)
     h = {}
@@ -122,22 +132,19 @@ el = time.monotonic() - t0
 ok(b"event: logout" in buf and el < 8, "a live stream ends when its session expires (%.1f s), saying so" % el, buf[-200:])
 # SIGHUP with the same settings: sessions go on; with a new admin password: they end
 st, d = login()
-os.kill(pid, signal.SIGHUP)
-time.sleep(1)
+hup()
 ok(req("GET", "/api/session", cookie=d)[0] == 200, "SIGHUP, same admin password: the session goes on")
 ok(req("GET", "/", cookie=d)[0] == 200, "and the page is served")
 p = subprocess.run([os.environ["MAILHOOK"], "update", "admin_password=-"], input=b"third-Admin-Pw-1\n",
                    stdout=subprocess.DEVNULL)
 ok(p.returncode == 0, "a new admin password set with mailhook update")
-os.kill(pid, signal.SIGHUP)
-time.sleep(1)
+hup()
 ok(req("GET", "/api/session", cookie=d)[0] == 401, "SIGHUP: every session of the old password ends")
 pw = "third-Admin-Pw-1"
 ok(login()[0] == 200, "the new password logs in")
 # no admin password at all: the login page says how to set one
 subprocess.run([os.environ["MAILHOOK"], "update", "admin_password="], stdout=subprocess.DEVNULL)
-os.kill(pid, signal.SIGHUP)
-time.sleep(1)
+hup()
 st, h, b = req("GET", "/api/login")
 j = json.loads(b)
 ok(st == 200 and j.get("password_set") is False and "mailhook update admin_password=-" in j.get("message", ""),

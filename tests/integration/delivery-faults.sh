@@ -219,7 +219,7 @@ read
 close
 S
 )" --idle 5 || { echo "Bail out! fault.lua did not start"; exit 1; }
-conf_for "$F" retry_interval=1 retry_max=60
+conf_for "$F" retry_interval=0.25 retry_max=60
 enqueue 3 >/dev/null
 svc_start
 deferred_all() { [ "$(grep -c 'deferred (attempt 1)' "$T/svc.log")" -ge 3 ]; }

@@ -35,7 +35,7 @@ _await_port() {
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
+    _tap_pause 0.05   # tests/lib/tap.sh: no process per poll
   done
   echo "# $name did not start:" >&2
   sed 's/^/#   /' "${out%.out}.err" >&2 2>/dev/null
