@@ -303,6 +303,16 @@ CASES = [
      "helo_name:", "helo_name"),
     ("text/plain", b'{"changes": {"port": 25}}', "text/plain", 415, "application/json", None),
     ("form-encoded", b'port=25', "application/x-www-form-urlencoded", 415, "application/json", None),
+    # a charset other than UTF-8 was taken and the body read as UTF-8 anyway
+    ("JSON in UTF-16", '{"changes": {"port": 25}}'.encode("utf-16"), "application/json; charset=utf-16", 415,
+     "charset 'utf-16' is not taken", None),
+    ("JSON in UTF-16 (quoted, upper case)", '{"changes": {"port": 25}}'.encode("utf-16-le"),
+     'application/json; Charset="UTF-16LE"', 415, "charset 'utf-16le'", None),
+    ("JSON as latin1", b'{"changes": {"port": 25}}', "application/json;charset=iso-8859-1", 415,
+     "charset 'iso-8859-1'", None),
+    ("charset=UTF-8 (taken)", b'{"changes": {"port": 70000}}', "application/json; charset=UTF-8", 422, "port:", "port"),
+    ("charset=\"us-ascii\" (taken)", b'{"changes": {"port": 70000}}', 'application/json; charset="us-ascii"', 422,
+     "port:", "port"),
 ]
 for desc, raw, ctype, want, text, key in CASES:
     before = conf_text()
