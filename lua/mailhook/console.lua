@@ -466,7 +466,9 @@ function M:session_of(req)
       if s and expired(s, now) then
         self:end_session(id)
       elseif s then
-        s.seen = now
+        -- a page's own poll (X-Mailhook-Poll: the Queue page's outage banner) is
+        -- not a use: a tab left open must still end its session when unused
+        if req:header("x-mailhook-poll") ~= "1" then s.seen = now end
         return s, id
       end
     end
