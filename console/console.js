@@ -58,8 +58,11 @@ function replyText(r) {
   return [r.smtp, r.text].filter((x) => x != null && x !== '').join(' ');
 }
 
-async function api(method, path, body) {
+// poll: a request the page makes by itself (a timer, not a click): it does not
+// count as a use of the session, so a tab left open still logs out when unused.
+async function api(method, path, body, poll) {
   const opts = { method, credentials: 'same-origin', headers: {} };
+  if (poll) opts.headers['X-Mailhook-Poll'] = '1';
   if (method !== 'GET') {
     opts.headers['Content-Type'] = 'application/json';
     opts.headers['X-CSRF-Token'] = state.csrf || '';
@@ -127,7 +130,7 @@ function show(name) {
     $('page-' + p).hidden = p !== name;
     $('nav-' + p).classList.toggle('active', p === name);
   }
-  if (name === 'queue') loadQueue();
+  if (name === 'queue') loadQueue().finally(watchOutage);
   if (name === 'status') startEvents(); else stopEvents();
 }
 
@@ -472,6 +475,42 @@ async function queueAction(what, id) {
   await loadQueue();
 }
 
+function showQueueOutage(o) {
+  const line = outageLine(o, Date.now() / 1000);
+  text($('queue-outage'), line);
+  $('queue-outage').hidden = !line;
+}
+
+// The outage banner follows delivery while the Queue page is open (it was set
+// only on load or a tab click, so it said "suspended" long after the server
+// came back, and nothing when it went down): GET /api/status (its outage is the
+// same SPOOL/outage) every OUTAGE_POLL_MS while the page is shown and the tab
+// visible; a hidden tab asks nothing, and asks at once when shown again.  The
+// table itself is left alone (a poll must not move the rows under a click).
+const OUTAGE_POLL_MS = 3000;
+let outageTimer = null;
+
+function outageWatched() {
+  return !$('page-queue').hidden && document.visibilityState === 'visible';
+}
+
+function watchOutage() {
+  if (outageTimer || !outageWatched()) return;
+  outageTimer = setTimeout(async () => {
+    try {
+      const r = await api('GET', '/api/status', null, true);
+      if (r.httpStatus === 200 && outageWatched()) showQueueOutage(r.outage);
+    } catch (e) { /* logged out (handled), or the service gone: asked again next time */ }
+    outageTimer = null;
+    watchOutage();
+  }, OUTAGE_POLL_MS);
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState !== 'visible' || $('page-queue').hidden) return;
+  loadQueue().finally(watchOutage);
+});
+
 async function loadQueue() {
   const q = state.queue;
   $('queue-pickup-tab').classList.toggle('active', q.folder === 'pickup');
@@ -482,9 +521,7 @@ async function loadQueue() {
   text($('count-pickup'), '(' + r.counts.pickup + ')');
   text($('count-failed'), '(' + r.counts.failed + ')');
   const now = Date.now() / 1000;
-  const outage = outageLine(r.outage, now);
-  text($('queue-outage'), outage);
-  $('queue-outage').hidden = !outage;
+  showQueueOutage(r.outage);
   const body = document.querySelector('#queue-table tbody');
   body.replaceChildren();
   for (const e of r.entries) {
@@ -544,7 +581,13 @@ function showStatus(r) {
   const flow = $('flow');
   text(flow, r.flowing ? 'mail is flowing' : 'NOT flowing');
   flow.className = 'pill ' + (r.flowing ? 'ok' : 'bad');
-  text($('status-summary'), r.flowing ? 'Mail is flowing.' : 'Mail is NOT flowing: ' + r.reason);
+  // The outage is said once, in its own line (delivery suspended since ...: why):
+  // the summary, the connection and the last error named the same reason again.
+  const outage = outageLine(r.outage, r.checked_at);
+  const why = outage ? r.outage.error : null;
+  const said = (t) => why != null && t != null && String(t).includes(why);
+  text($('status-summary'), r.flowing ? 'Mail is flowing.' : 'Mail is NOT flowing: ' +
+    (said(r.reason) ? String(r.reason).replace(why, '').replace(/[:\s]+$/, '') + ' (delivery suspended: below)' : r.reason));
   $('status-summary').className = 'summary ' + (r.flowing ? 'ok' : 'error');
   const dl = $('status-rows');
   dl.replaceChildren();
@@ -556,17 +599,24 @@ function showStatus(r) {
   if (c) {
     let line = c.state + ' since ' + clock(c.since);
     if (c.state === 'connected') line = 'connected to ' + (c.server || '?') + (c.security && c.security !== 'none' ? ' (' + c.security + ')' : '') + ' since ' + clock(c.since);
-    if (c.state === 'waiting-retry' && c.outage) line = 'waiting to retry since ' + clock(c.outage.since) + ': ' + (c.outage.stage ? c.outage.stage + ': ' : '') + c.outage.error;
+    if (c.state === 'waiting-retry' && c.outage) {
+      const reason = (c.outage.stage ? c.outage.stage + ': ' : '') + c.outage.error;
+      line = 'waiting to retry since ' + clock(c.outage.since) + (said(reason) ? ' (the outage below)' : ': ' + reason);
+    }
     fact(dl, 'connection', line);
     if (c.next_attempt) fact(dl, 'next attempt', clock(c.next_attempt) + ' (in ' + ago(c.next_attempt - now) + ')');
     if (c.last_error) {
       const e = c.last_error;
-      fact(dl, 'last error', clock(e.at) + ' ' + (e.stage ? 'at ' + e.stage + ': ' : '') + (e.id ? e.id + ' ' : '') + e.error +
-        (e.reply && replyText(e.reply) && !String(e.error).includes(replyText(e.reply)) ? ' (' + replyText(e.reply) + ')' : ''));
+      if (said((e.stage ? e.stage + ': ' : '') + e.error)) {
+        fact(dl, 'last error', clock(e.at) + ' ' + (e.id ? e.id + ' ' : '') + '(the outage below)');
+      } else {
+        fact(dl, 'last error', clock(e.at) + ' ' + (e.stage ? 'at ' + e.stage + ': ' : '') + (e.id ? e.id + ' ' : '') + e.error +
+          (e.reply && replyText(e.reply) && !String(e.error).includes(replyText(e.reply)) ? ' (' + replyText(e.reply) + ')' : ''));
+      }
     }
     fact(dl, 'last success', c.last_success ? clock(c.last_success) + ' (' + ago(now - c.last_success) + ' ago)' : 'none since start');
   }
-  fact(dl, 'delivery', outageLine(r.outage, now));
+  fact(dl, 'delivery', outage);
   const q = r.queue;
   if (q) fact(dl, 'queue', q.pickup + ' in pickup/' + (q.oldest_age != null ? ', oldest ' + ago(q.oldest_age) : '') + '; ' + q.failed + ' in failed/');
   const k = r.counters;

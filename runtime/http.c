@@ -14,8 +14,10 @@
 **    max_body from its Content-Length before reading it (413); a deadline,
 **    set when a connection is ready for its next request and not moved by any
 **    byte, cuts a client that trickles a request or idles (req_timeout_ms);
-**  - connections: counted at accept; over max_conns every request gets 429,
-**    over twice it the socket is closed at once;
+**  - connections: counted at accept; over max_conns the one waiting longest
+**    for a request is ended (slowloris), and when every one is busy with a
+**    request, every new request gets 429; over twice it the socket is closed
+**    at once;
 **  - rate: one token bucket for the listener, checked before the caller sees
 **    the request, so a flood costs a few microseconds of C per request;
 **  - readers that stop reading: a sweep (at most each second) closes a
@@ -108,6 +110,8 @@ struct mh_http_server {
   char json_prefix[64];         /* what p.json_prefix pointed to ("": none) */
   int port;                     /* the bound port */
   conn *conns;                  /* open connections */
+  uint64_t live;                /* of which not closing: what the limits count (a burst
+                                   of connections ended for others must not fill them) */
   double tokens;                /* the rate limit's bucket */
   uint64_t tokens_at;           /* uv_now of the last refill */
   mh_http_stats st;
@@ -530,15 +534,23 @@ static void dispatch(conn *c, mh_hp_req *hp) {
   mh_http_req *r;
   c->deadline = 0;
   c->keep = hp->keep_alive;
-  if (s->st.connections > s->p.max_conns || !take_token(s)) {
+  if (s->live > s->p.max_conns || !take_token(s)) {
+    char text[120];
+    /* which limit: a client told "too many requests" while it sent one
+       cannot tell a busy console from its own rate */
+    if (s->live > s->p.max_conns)
+      snprintf(text, sizeof text, "too many requests: over %u connections open, try again in a second\n",
+               s->p.max_conns);
+    else
+      snprintf(text, sizeof text, "too many requests: over %g a second, try again in a second\n", s->p.rate);
     s->st.limited++;
-    answer_own(c, hp, hp->is_head, 429, "1", "too many requests: try again in a second\n");
+    answer_own(c, hp, hp->is_head, 429, "1", text);
     mh_hp_req_free(hp);
     linger(c);
     return;
   }
   if (!(r = calloc(1, sizeof *r))) {
-    answer_own(c, hp, hp->is_head, 503, "1", "out of memory\n");
+    answer_own(c, hp, hp->is_head, 503, "1", "service unavailable: out of memory\n");
     mh_hp_req_free(hp);
     linger(c);
     return;
@@ -568,9 +580,11 @@ static void process(conn *c) {
     } else if (rc == MH_HP_DONE) {
       dispatch(c, mh_hp_take(&c->hp));
     } else if (rc == MH_HP_ERROR) {
-      char text[160];
+      char text[200];
       c->s->st.malformed++;
-      snprintf(text, sizeof text, "bad request: %s\n", c->hp.why);
+      /* the parser's words say what was wrong; "bad request" only for a 400
+         (a 413 is not a malformed request: its reason is its own) */
+      snprintf(text, sizeof text, "%s%s\n", c->hp.status == 400 ? "bad request: " : "", c->hp.why);
       answer_own(c, c->hp.req, 0, c->hp.status, NULL, text);
       mh_hp_reset(&c->hp);
       linger(c);
@@ -629,6 +643,7 @@ static void close_conn(conn *c) {
   mh_http_req *r = c->cur;
   if (c->closing) return;
   c->closing = 1;
+  c->s->live--;
   c->reading = 0;
   if (r) {
     c->cur = NULL;
@@ -636,6 +651,24 @@ static void close_conn(conn *c) {
     req_unref(r);
   }
   uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+/* At the limit, a new connection ends the one that has waited longest for a
+** request (an idle keep-alive connection, or one trickling a head in) rather
+** than being refused.  Half-open connections cost a client nothing: 64 of them
+** (slowloris, the request deadline renewed by reconnecting) used to hold every
+** place, and the administrator's own request, which arrives whole at once, was
+** closed at accept.  A connection with a request under way (with the caller,
+** streaming, being answered or lingering) is never ended for another. */
+static void evict_waiting(mh_http_server *s, const conn *newc) {
+  conn *victim = NULL;
+  if (s->live <= s->p.max_conns) return;
+  for (conn *c = s->conns; c; c = c->next)
+    /* <=: the list is newest first, and connections accepted in one loop turn share a deadline */
+    if (c != newc && !c->closing && c->phase == C_READ && (!victim || c->deadline <= victim->deadline)) victim = c;
+  if (!victim) return;
+  s->st.evicted++;
+  close_conn(victim);
 }
 
 static void on_accept(uv_stream_t *listener, int status) {
@@ -652,9 +685,11 @@ static void on_accept(uv_stream_t *listener, int status) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->st.connections++;
+  s->live++;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) { close_conn(c); return; }
   s->st.accepted++;
-  if (s->st.connections > 2 * (uint64_t)s->p.max_conns) {
+  evict_waiting(s, c);
+  if (s->live > 2 * (uint64_t)s->p.max_conns) {
     s->st.refused++;
     close_conn(c);
     return;
@@ -682,7 +717,10 @@ static void on_sweep(uv_timer_t *t) {
     if (s->closing && now >= s->close_by) { close_conn(c); continue; }
     if (c->phase == C_READ && c->deadline && now >= c->deadline) {
       if (mh_hp_started(&c->hp) || c->in_len) {   /* a request under way: say why it ends */
-        answer_own(c, c->hp.req, 0, 408, NULL, "the request did not arrive in time\n");
+        char text[120];
+        snprintf(text, sizeof text, "request timeout: the request did not arrive in time (the limit is %.3g s)\n",
+                 s->p.req_timeout_ms / 1000.0);
+        answer_own(c, c->hp.req, 0, 408, NULL, text);
         mh_hp_reset(&c->hp);
         linger(c);
       } else {

@@ -70,6 +70,8 @@ typedef struct {
   uint64_t requests;            /* requests passed to on_request */
   uint64_t limited;             /* answered 429 (rate or connections) */
   uint64_t refused;             /* connections closed at accept (over twice max_conns) */
+  uint64_t evicted;             /* connections waiting for a request, ended at the limit
+                                   to make room for a new one (slowloris) */
   uint64_t stalled;             /* connections dropped for not reading */
   uint64_t malformed;           /* refused by the parser: 400, 411, 413, 417, 431, 501, 505 */
 } mh_http_stats;

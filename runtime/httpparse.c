@@ -9,6 +9,8 @@
 ** parsed when its CRLF arrives.  The framing is decided once the head ends,
 ** from every header line together, before a byte of the body is read.
 */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "httpparse.h"
@@ -22,6 +24,20 @@ static int fail(mh_hp *p, int status, const char *why) {
   p->why = why;
   return MH_HP_ERROR;
 }
+
+/* fail() with a text naming a value (a length, a limit, what was sent: the
+** head holds visible ASCII and tabs only, quoted through SHOWN). */
+static int failf(mh_hp *p, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int failf(mh_hp *p, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(p->why_buf, sizeof p->why_buf, fmt, ap);
+  va_end(ap);
+  return fail(p, status, p->why_buf);
+}
+
+/* A header value in a text: at most 40 bytes of it ("%.*s", SHOWN(v, n)). */
+#define SHOWN(v, n) (int)((n) > 40 ? 40 : (n)), (v)
 
 /* RFC 9110 5.6.2: the characters of a token (method, header name). */
 static int tchar(unsigned char c) {
@@ -132,7 +148,7 @@ static int request_line(mh_hp *p, char *line, size_t n) {
     r->query = path + pend + 1;
     r->query_len = path_n - pend - 1;
   }
-  if (!(r->path = malloc(pend + 2))) return fail(p, 503, "out of memory");
+  if (!(r->path = malloc(pend + 2))) return fail(p, 503, "service unavailable: out of memory");
   if (pend == 0) {                           /* "http://host" or "http://host?q" */
     r->path[0] = '/';
     r->path[1] = 0;
@@ -145,7 +161,7 @@ static int request_line(mh_hp *p, char *line, size_t n) {
     r->path_len = (size_t)len;
   }
   if (line[i + 5] != '1' || (line[i + 7] != '0' && line[i + 7] != '1'))
-    return fail(p, 505, "HTTP/1.0 and HTTP/1.1 only");
+    return failf(p, 505, "HTTP version not supported: %.8s (HTTP/1.0 and HTTP/1.1 only)", line + i);
   r->minor = line[i + 7] - '0';
   r->is_head = r->method_len == 4 && !memcmp(r->method, "HEAD", 4);
   return MH_HP_MORE;
@@ -191,27 +207,29 @@ static int list_has(const char *s, size_t n, const char *lc) {
 /* The head ended: the framing, from all header lines together. */
 static int head_done(mh_hp *p) {
   mh_hp_req *r = p->req;
-  const mh_hp_field *cl = NULL, *host = NULL;
+  const mh_hp_field *cl = NULL, *host = NULL, *te = NULL, *ex = NULL;
   int ncl = 0, nte = 0, nhost = 0, te_chunked = 0, close = 0, keep = 0, expect = 0, expect_other = 0;
   for (size_t i = 0; i < r->nfields; i++) {
     const mh_hp_field *f = &r->fields[i];
     if (eq_nocase(f->name, f->name_len, "content-length")) { ncl++; cl = f; }
     else if (eq_nocase(f->name, f->name_len, "transfer-encoding")) {
       nte++;
+      te = f;
       te_chunked = eq_nocase(f->value, f->value_len, "chunked");
     } else if (eq_nocase(f->name, f->name_len, "host")) { nhost++; host = f; }
     else if (eq_nocase(f->name, f->name_len, "connection")) {
       close |= list_has(f->value, f->value_len, "close");
       keep |= list_has(f->value, f->value_len, "keep-alive");
     } else if (eq_nocase(f->name, f->name_len, "expect")) {
-      if (eq_nocase(f->value, f->value_len, "100-continue")) expect = 1; else expect_other = 1;
+      if (eq_nocase(f->value, f->value_len, "100-continue")) expect = 1; else { expect_other = 1; ex = f; }
     }
   }
   if (nte && ncl) return fail(p, 400, "both Content-Length and Transfer-Encoding");
   if (ncl > 1) return fail(p, 400, "more than one Content-Length");
   if (nte > 1) return fail(p, 400, "more than one Transfer-Encoding");
-  if (nte && te_chunked) return fail(p, 411, "chunked request bodies are not taken: send Content-Length");
-  if (nte) return fail(p, 501, "Transfer-Encoding is not implemented: send Content-Length");
+  if (nte && te_chunked) return fail(p, 411, "length required: a chunked request body is not taken, send Content-Length");
+  if (nte) return failf(p, 501, "not implemented: Transfer-Encoding '%.*s' (a request body is taken "
+                         "with Content-Length only)", SHOWN(te->value, te->value_len));
   if (nhost > 1) return fail(p, 400, "more than one Host");
   if (host && !r->authority) {
     r->authority = host->value;
@@ -226,17 +244,20 @@ static int head_done(mh_hp *p) {
       if (v > p->max_body) continue;         /* already too large: no overflow */
       v = v * 10 + (size_t)(c - '0');
     }
-    if (v > p->max_body) return fail(p, 413, "request body too large");
+    if (v > p->max_body)
+      return failf(p, 413, "request body too large: %.*s%s bytes, the limit is %zu", SHOWN(cl->value, cl->value_len),
+                   cl->value_len > 40 ? "..." : "", p->max_body);
     r->content_length = v;
   }
-  if (expect_other) return fail(p, 417, "only \"Expect: 100-continue\" is understood");
+  if (expect_other) return failf(p, 417, "expectation failed: Expect '%.*s' (only 100-continue is understood)",
+                                  SHOWN(ex->value, ex->value_len));
   r->keep_alive = r->minor == 1 ? !close : (keep && !close);
   if (r->content_length == 0) {
     p->state = S_DONE;
     return MH_HP_DONE;
   }
   r->expect_continue = expect && r->minor == 1;
-  if (!(r->body = malloc(r->content_length))) return fail(p, 503, "out of memory");
+  if (!(r->body = malloc(r->content_length))) return fail(p, 503, "service unavailable: out of memory");
   p->got = 0;
   p->state = S_BODY;
   return MH_HP_HEAD;
@@ -295,7 +316,7 @@ int mh_hp_feed(mh_hp *p, const char *data, size_t len, size_t *used) {
     if (p->state == S_IDLE) {
       if (!(r = p->req = calloc(1, sizeof *r)) || !(r->head = malloc(p->max_head ? p->max_head : 1))) {
         *used = i;
-        return fail(p, 503, "out of memory");
+        return fail(p, 503, "service unavailable: out of memory");
       }
       p->line_at = 0;
       p->state = S_LINE;
@@ -303,7 +324,7 @@ int mh_hp_feed(mh_hp *p, const char *data, size_t len, size_t *used) {
     if (r->head_len >= p->max_head) {
       i++;
       *used = i;
-      return fail(p, 431, "request head too large");
+      return failf(p, 431, "request head too large: over %zu bytes (the request line and headers)", p->max_head);
     }
     if (p->state == S_CR) {
       if (c != '\n') { *used = i + 1; return fail(p, 400, "a bare CR in the request head"); }

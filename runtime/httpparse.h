@@ -72,7 +72,10 @@ typedef struct {
   size_t line_at;               /* private: where the current line starts in req->head */
   size_t got;                   /* private: body bytes read so far */
   int status;                   /* after MH_HP_ERROR: the status to answer with */
-  const char *why;              /* after MH_HP_ERROR: what was wrong, for the answer's text */
+  const char *why;              /* after MH_HP_ERROR: what was wrong, for the answer's text
+                                   (its own words for each status: only a 400's is
+                                   given a "bad request: " prefix by the server) */
+  char why_buf[160];            /* private: a why that names a value (a length, a limit) */
 } mh_hp;
 
 /* mh_hp_feed's results. */

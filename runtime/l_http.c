@@ -331,7 +331,7 @@ static int s_stats(lua_State *L) {
   api->stats(su->s, &st);
   lua_createtable(L, 0, 7);
 #define F(name) lua_pushinteger(L, (lua_Integer)st.name); lua_setfield(L, -2, #name);
-  F(connections) F(accepted) F(requests) F(limited) F(refused) F(stalled) F(malformed)
+  F(connections) F(accepted) F(requests) F(limited) F(refused) F(evicted) F(stalled) F(malformed)
 #undef F
   return 1;
 }

@@ -206,6 +206,40 @@ local function sorted_keys(t)
   return l
 end
 
+-- Why a POST's Content-Type is not JSON as the console reads it (nil when it
+-- is): application/json, its parameters well formed, and a charset (if one is
+-- named) that reads as UTF-8.  The body is decoded as UTF-8 whatever the
+-- header says: "charset=utf-16" was accepted and its body read as mojibake.
+function M.json_type_error(ctype)
+  local given = ctype or ""
+  local lc = given:lower()
+  local rest = lc:match("^application/json[ \t]*(.*)$")
+  if not rest or (rest ~= "" and rest:sub(1, 1) ~= ";") then
+    return "send the request as application/json (got " .. (given == "" and "no Content-Type" or
+           ("'" .. given:sub(1, 60) .. "'")) .. ")"
+  end
+  local TOKEN = "[%w!#$%%&'*+%-.^_`|~]+"
+  while rest ~= "" do
+    local p = rest:match("^;[ \t]*(.*)$")            -- RFC 9110 5.6.6: OWS ";" OWS [ parameter ]
+    if not p then return "send the request as application/json: malformed parameters ('" .. given:sub(1, 60) .. "')" end
+    rest = p
+    if p ~= "" and p:sub(1, 1) ~= ";" then
+      local name, value, after = p:match("^(" .. TOKEN .. ')=("[^"\\]*")[ \t]*(.*)$')
+      if name then value = value:sub(2, -2)
+      else name, value, after = p:match("^(" .. TOKEN .. ")=(" .. TOKEN .. ")[ \t]*(.*)$") end
+      if not name then
+        return "send the request as application/json: malformed parameters ('" .. given:sub(1, 60) .. "')"
+      end
+      if name == "charset" and value ~= "utf-8" and value ~= "us-ascii" then
+        return "charset '" .. value:sub(1, 40) .. "' is not taken: send application/json in UTF-8 " ..
+               "(charset=utf-8, or none)"
+      end
+      rest = after
+    end
+  end
+  return nil
+end
+
 -- The one check of a POST body against the fields its route declares
 -- (route's opts.fields: name -> "string" (required), "string?" (may be left
 -- out), "any" (the route checks it: changes, version, to)).  A field the route
@@ -432,7 +466,9 @@ function M:session_of(req)
       if s and expired(s, now) then
         self:end_session(id)
       elseif s then
-        s.seen = now
+        -- a page's own poll (X-Mailhook-Poll: the Queue page's outage banner) is
+        -- not a use: a tab left open must still end its session when unused
+        if req:header("x-mailhook-poll") ~= "1" then s.seen = now end
         return s, id
       end
     end
@@ -642,10 +678,8 @@ function M:dispatch(req)
   end
   if method == "POST" then
     if not self:same_origin(req) then return self:fail(req, 403, "cross-site request refused (Origin)") end
-    local ctype = (req:header("content-type") or ""):lower()
-    if not ctype:match("^application/json%s*$") and not ctype:match("^application/json%s*;") then
-      return self:fail(req, 415, "send the request as application/json")
-    end
+    local cterr = M.json_type_error(req:header("content-type"))
+    if cterr then return self:fail(req, 415, cterr) end
     if ctx.session and not NO_CSRF[key] then
       local given = req:header("x-csrf-token") or ""
       if not core.pwhash.equal(given, ctx.session.csrf) then

@@ -303,6 +303,16 @@ CASES = [
      "helo_name:", "helo_name"),
     ("text/plain", b'{"changes": {"port": 25}}', "text/plain", 415, "application/json", None),
     ("form-encoded", b'port=25', "application/x-www-form-urlencoded", 415, "application/json", None),
+    # a charset other than UTF-8 was taken and the body read as UTF-8 anyway
+    ("JSON in UTF-16", '{"changes": {"port": 25}}'.encode("utf-16"), "application/json; charset=utf-16", 415,
+     "charset 'utf-16' is not taken", None),
+    ("JSON in UTF-16 (quoted, upper case)", '{"changes": {"port": 25}}'.encode("utf-16-le"),
+     'application/json; Charset="UTF-16LE"', 415, "charset 'utf-16le'", None),
+    ("JSON as latin1", b'{"changes": {"port": 25}}', "application/json;charset=iso-8859-1", 415,
+     "charset 'iso-8859-1'", None),
+    ("charset=UTF-8 (taken)", b'{"changes": {"port": 70000}}', "application/json; charset=UTF-8", 422, "port:", "port"),
+    ("charset=\"us-ascii\" (taken)", b'{"changes": {"port": 70000}}', 'application/json; charset="us-ascii"', 422,
+     "port:", "port"),
 ]
 for desc, raw, ctype, want, text, key in CASES:
     before = conf_text()
@@ -468,6 +478,7 @@ def exchange_once(data):
     lines = head.decode("latin-1").split("\r\n")
     m = re.match(r"HTTP/1\.1 (\d+)", lines[0])
     hdrs = dict((k.strip().lower(), v.strip()) for k, _, v in (l.partition(":") for l in lines[1:]))
+    hdrs[":status-line"] = lines[0]
     return (int(m.group(1)) if m else 0), hdrs, body.decode("utf-8", "replace")
 
 
@@ -484,32 +495,42 @@ def json_error_of(hdrs, body):
 
 POST = b"POST /api/settings HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\n"
 LAYER = [
-    # (description, request bytes, status, text the error holds)
-    ("a body over max_body", POST + b"Content-Length: 999999\r\n\r\n", 413, "request body too large"),
-    ("a chunked body", POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411, "Content-Length"),
-    ("another Transfer-Encoding", POST + b"Transfer-Encoding: gzip\r\n\r\n", 501, "Transfer-Encoding"),
+    # (description, request bytes, status, text the error holds): each status says what was wrong in its own
+    # words ("bad request: " began every one of them, a 413 "bad request: request body too large")
+    ("a body over max_body", POST + b"Content-Length: 999999\r\n\r\n", 413,
+     "request body too large: 999999 bytes, the limit is 65536"),
+    ("a chunked body", POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411,
+     "length required: a chunked request body is not taken, send Content-Length"),
+    ("another Transfer-Encoding", POST + b"Transfer-Encoding: gzip\r\n\r\n", 501,
+     "not implemented: Transfer-Encoding 'gzip'"),
     ("a head over max_head", b"GET /api/status HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
-     "request head too large"),
+     "request head too large: over 8192 bytes"),
     ("a URL over max_head (no path parsed)", b"GET /api/queue?" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n", 431,
-     "request head too large"),
-    ("a malformed request line", b"GET /api/status HTTP/1.1 x\r\n" + H + b"\r\n", 400, "malformed request line"),
+     "request head too large: over 8192 bytes"),
+    ("a malformed request line", b"GET /api/status HTTP/1.1 x\r\n" + H + b"\r\n", 400,
+     "bad request: malformed request line"),
     ("an absolute-form target, HTTP/2.0", b"GET http://%s:%d/api/status HTTP/2.0\r\n\r\n" % (HOST.encode(), PORT), 505,
-     "HTTP/1.0 and HTTP/1.1 only"),
-    ("a bare LF", b"GET /api/status HTTP/1.1\n" + H + b"\r\n", 400, "bare LF"),
-    ("two Content-Length", POST + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400, "Content-Length"),
-    ("an Expect it does not know", POST + b"Content-Length: 2\r\nExpect: magic\r\n\r\n{}", 417, "Expect"),
+     "HTTP version not supported: HTTP/2.0 (HTTP/1.0 and HTTP/1.1 only)"),
+    ("a bare LF", b"GET /api/status HTTP/1.1\n" + H + b"\r\n", 400, "bad request: a bare LF"),
+    ("two Content-Length", POST + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400,
+     "bad request: more than one Content-Length"),
+    ("an Expect it does not know", POST + b"Content-Length: 2\r\nExpect: magic\r\n\r\n{}", 417,
+     "expectation failed: Expect 'magic' (only 100-continue is understood)"),
 ]
+REASON = {400: "Bad Request", 411: "Length Required", 413: "Content Too Large", 417: "Expectation Failed",
+          431: "Request Header Fields Too Large", 501: "Not Implemented", 505: "HTTP Version Not Supported"}
 for desc, data, want, text in LAYER:
     st, hdrs, body = exchange(data)
     err = json_error_of(hdrs, body)
-    ok(st == want and err is not None and text in err,
-       "/api/ and %s: %d as JSON {\"ok\": false, \"error\": ...} (application/json), as the console's own errors"
-       % (desc, want), "%d %r %r" % (st, hdrs.get("content-type"), body[:300]))
+    is_(hdrs.get(":status-line"), "HTTP/1.1 %d %s" % (want, REASON[want]), "%s: its status line" % desc)
+    ok(st == want and err is not None and err.startswith(text),
+       "/api/ and %s: %d as JSON {\"ok\": false, \"error\": \"%s...\"} (application/json), as the console's own errors"
+       % (desc, want, text), "%d %r %r" % (st, hdrs.get("content-type"), body[:300]))
     ok(hdrs.get("x-content-type-options") == "nosniff" and "no-store" in hdrs.get("cache-control", ""),
        "  with nosniff and no-store")
 # other paths keep the text the HTTP layer always answered
 st, hdrs, body = exchange(b"GET /login HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n")
-ok(st == 431 and hdrs.get("content-type", "").startswith("text/plain") and "request head too large" in body,
+ok(st == 431 and hdrs.get("content-type", "").startswith("text/plain") and body.startswith("request head too large: over "),
    "a page (/login), a head over max_head: 431 as text", "%d %r %r" % (st, hdrs.get("content-type"), body[:200]))
 # a HEAD gets the head only, JSON or not
 st, hdrs, body = exchange(b"HEAD /api/status HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n")

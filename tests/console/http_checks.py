@@ -349,14 +349,42 @@ ok(limited is not None and limited.getheader("Retry-After") is not None, "with R
 ok(wait_until(lambda: request("GET", "/api/session", cookie=COOKIE)[0] == 200, 15, 0.5),
    "and the console answers again once the burst is over")
 
+# 70 idle or half-open connections (slowloris: more than twice the 32 served): a whole request is
+# still answered, the connections waiting longest for a request ended for it (they held every place,
+# the administrator's request was answered 429 or closed at accept)
 socks = []
-for i in range(34):
+for i in range(70):
     sk = socket.create_connection((HOST, PORT), timeout=5)
+    if i % 2:
+        sk.sendall(("GET /api/session HTTP/1.1\r\nHost: %s:%d\r\n" % (HOST, PORT)).encode())
     socks.append(sk)
-# waited for, not slept on: under load the server accepts the 34 a moment after they connect
-ok(wait_until(lambda: request("GET", "/api/session", cookie=COOKIE)[0] == 429, 15, 0.1),
-   "more connections open than allowed (idle ones included): 429")
+st = request("GET", "/api/session", cookie=COOKIE)[0]
+is_(st, 200, "70 idle and half-open connections (slowloris): a whole request is answered")
 for sk in socks:
+    sk.close()
+# every place busy with a request (32 event streams): 429 for the next
+streams = []
+
+
+def open_stream():
+    """One more event stream, or False (a 429: the burst above spent the rate's tokens)."""
+    sk = socket.create_connection((HOST, PORT), timeout=10)
+    sk.sendall(("GET /api/events HTTP/1.1\r\nHost: %s:%d\r\nCookie: %s\r\n\r\n" % (HOST, PORT, COOKIE)).encode())
+    try:
+        head = sk.recv(200)
+    except OSError:
+        head = b""
+    if head.startswith(b"HTTP/1.1 200"):
+        streams.append(sk)
+        return True
+    sk.close()
+    return False
+
+
+ok(all(wait_until(open_stream, 15, 0.2) for i in range(32)), "32 event streams open", len(streams))
+ok(wait_until(lambda: request("GET", "/api/session", cookie=COOKIE)[0] == 429, 15, 0.1),
+   "all 32 connections busy with a request: 429")
+for sk in streams:
     sk.close()
 ok(wait_until(lambda: request("GET", "/api/session", cookie=COOKIE)[0] == 200, 15, 0.3),
    "they close: served again")

@@ -5,8 +5,8 @@
 # a refused body's sender reading the 413 (no reset), chunked streams (1.1)
 # and streams until close (1.0), the request deadline (408; an idle
 # keep-alive connection closed), a stream nobody reads dropped, a whole answer
-# nobody reads dropped (stall), connections over the limit (429) and over
-# twice it (closed at accept), and close(): 503 for requests still held, the
+# nobody reads dropped (stall), half-open connections (slowloris) ended for a
+# whole request, connections over the limit all busy (429), and close(): 503 for requests still held, the
 # end of a live stream.  Raw sockets: a library would hide the framing.
 . "$ROOT/tests/lib/tap.sh"
 PY=/usr/bin/python3
@@ -211,6 +211,8 @@ except OSError as e:
 a = c.answer()
 ok(err is None and a and a[0] == 413 and a[1].get("connection") == "close", "a 200 KB body sent at once: 413 read "
    "(the rest dropped, no reset)", (err, a))
+ok(a and a[2] == b"request body too large: 200000 bytes, the limit is 1024\n",
+   "  its text says so, the length and the limit (not \"bad request: ...\")", a)
 c.close()
 
 # the deadline: a request that does not arrive whole in 3 s gets 408; an idle connection is closed
@@ -219,12 +221,13 @@ c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
 a = c.answer()
 ok(a and a[0] == 408 and c.ended(), "half a request: 408 at the deadline, then closed", a)
 ok(a and a[1].get("content-type", "").startswith("text/plain"), "  as text (a path outside json_prefix)", a)
+ok(a and a[2] == b"request timeout: the request did not arrive in time (the limit is 3 s)\n", "  saying so, and the limit", a)
 c.close()
 c = Conn()
 c.send(b"GET /api/echo HTTP/1.1\r\nHost: x\r\n")
 a = c.answer()
 ok(a and a[0] == 408 and a[1].get("content-type") == "application/json" and
-   a[2] == b'{"ok":false,"error":"the request did not arrive in time"}\n',
+   a[2] == b'{"ok":false,"error":"request timeout: the request did not arrive in time (the limit is 3 s)"}\n',
    "half a request under json_prefix: 408 as JSON {\"ok\":false,\"error\":...}", a)
 c.close()
 c = Conn()
@@ -245,8 +248,27 @@ c.send(req("/big"))
 ok(wait_until(lambda: int(stats().get("stalled", 0)) > s0), "a 4 MB answer nobody reads: dropped after stall_ms", stats())
 c.close()
 
-# connections: 4 served; a 5th gets 429; beyond 8 closed at accept.  Two
-# requests held (and seen by the server), a live stream, one idle connection.
+# slowloris: 12 connections each holding half a head (three times max_conns, cheap to open, each
+# renewed at the deadline): a client whose request arrives whole is still served, the connections
+# waiting longest for their request ended to make room (it was closed at accept)
+slow = []
+for i in range(12):
+    s_ = Conn()
+    s_.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+    slow.append(s_)
+c = Conn()
+c.send(req("/echo"))
+a = c.answer()
+ok(a and a[0] == 200, "12 half-open connections (slowloris): a whole request is still answered", a)
+c.close()
+ok(slow[0].ended() and slow[7].ended(), "  the oldest half-open ones were ended for it")
+for s_ in slow:
+    s_.close()
+ok(wait_until(lambda: int(stats().get("evicted", 0)) >= 9 and int(stats().get("connections", 99)) <= 1),
+   "  counted (evicted); all closed", stats())
+
+# connections: 4 served; when all 4 are busy with a request a 5th gets 429.  Two
+# requests held (and seen by the server), two live streams.
 r0 = int(stats()["requests"])
 held = []
 for i in range(2):
@@ -258,11 +280,14 @@ tick = Conn()
 tick.send(req("/tick"))
 head = tick.until(b"\r\n\r\n")
 ok(head is not None and b"chunked" in head, "a live stream runs")
-idle = [Conn()]
+extra = Conn()                       # a second stream: it ends when its client leaves
+extra.send(req("/tick"))
+ok(extra.until(b"\r\n\r\n") is not None, "and a second one")
 c = Conn()
 c.send(req("/echo"))
 a = c.answer()
-ok(a and a[0] == 429 and "retry-after" in a[1], "a fifth connection: 429 with Retry-After", a)
+ok(a and a[0] == 429 and "retry-after" in a[1], "a fifth connection, all four busy: 429 with Retry-After", a)
+ok(a and a[2].startswith(b"too many requests: over 4 connections open"), "  naming the limit it met (connections)", a)
 c.close()
 c = Conn()
 c.send(req("/api/echo"))
@@ -270,14 +295,13 @@ a = c.answer()
 ok(a and a[0] == 429 and a[1].get("content-type") == "application/json" and a[2].startswith(b'{"ok":false,"error":"too many'),
    "under json_prefix: 429 as JSON", a)
 c.close()
-idle += [Conn() for _ in range(4)]
-c = Conn()
-ok(c.ended(), "a ninth connection is closed at accept, nothing sent")
-c.close()
+idle = [Conn() for _ in range(3)]
+ok(idle[0].ended() and idle[1].ended(), "idle connections over the limit end one another, oldest first; the busy "
+   "ones stay")
 for i in idle:
     i.close()
-ok(wait_until(lambda: int(stats().get("refused", 0)) >= 1 and int(stats().get("limited", 0)) >= 1),
-   "counted: refused, limited", stats())
+extra.close()
+ok(wait_until(lambda: int(stats().get("limited", 0)) >= 2), "counted: limited", stats())
 
 # close(): the held requests get 503, a live stream ends
 q = Conn()

@@ -135,4 +135,27 @@ tap.test("the settings version (a Save on values changed since is refused)", fun
   t:is(console.version_of(r(with_cmd, true)), v, "password_command is not in it (a hash of an inline secret)")
 end)
 
+
+-- A POST's Content-Type: JSON read as UTF-8, so a charset naming anything
+-- else is refused (charset=utf-16 was taken and its body mis-decoded).
+tap.test("Content-Type of a POST", function(t)
+  for _, ct in ipairs { "application/json", "Application/JSON", "application/json; charset=utf-8",
+                        "application/json;CHARSET=UTF-8", 'application/json; charset="utf-8"',
+                        "application/json; charset=US-ASCII", "application/json;", "application/json ; a=b" } do
+    t:is(console.json_type_error(ct), nil, ("%q is JSON in UTF-8"):format(ct))
+  end
+  for _, c in ipairs { { "application/json; charset=utf-16", "charset 'utf-16'" },
+                       { "application/json; charset=UTF-16", "charset 'utf-16'" },
+                       { 'application/json; charset="utf-16"', "charset 'utf-16'" },
+                       { 'application/json; charset="UTF-16LE"', "charset 'utf-16le'" },
+                       { "application/json; v=1; charset=iso-8859-1", "charset 'iso-8859-1'" },
+                       { "application/json; charset", "malformed parameters" },
+                       { "application/jsonp", "got 'application/jsonp'" },
+                       { "text/plain", "got 'text/plain'" },
+                       { nil, "got no Content-Type" } } do
+    local err = console.json_type_error(c[1])
+    t:ok(err and err:find(c[2], 1, true), ("%q refused naming %s"):format(tostring(c[1]), c[2]), err)
+  end
+end)
+
 tap.done()

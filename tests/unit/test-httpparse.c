@@ -262,7 +262,35 @@ static void test_refused(void) {
     /* after a refusal nothing more is read: no resynchronisation on later bytes */
     is_int(mh_hp_feed(&p, S("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), &used), MH_HP_ERROR, "a refused parser stays refused");
     is_int((int)used, 0, "and reads nothing");
+    ok(p.why && strcmp(p.why, "request head too large: over 8192 bytes (the request line and headers)") == 0,
+       "its text names the limit: %s", p.why ? p.why : "(none)");
     mh_hp_free(&p);
+  }
+  {
+    /* each refusal says what was wrong in its own words, with the value and the limit it met */
+    static const struct { const char *in; size_t len; const char *why; } texts[] = {
+      { S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\n"),
+        "request body too large: 70000 bytes, the limit is 65536" },
+      { S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999999999999999999999999999\r\n\r\n"),
+        "request body too large: 9999999999999999999999999999999999999999... bytes, the limit is 65536" },
+      { S("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), "HTTP version not supported: HTTP/2.0 (HTTP/1.0 and HTTP/1.1 only)" },
+      { S("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n"),
+        "expectation failed: Expect '200-ok' (only 100-continue is understood)" },
+      { S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        "not implemented: Transfer-Encoding 'gzip' (a request body is taken with Content-Length only)" },
+      { S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        "length required: a chunked request body is not taken, send Content-Length" },
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+      mh_hp p;
+      size_t used;
+      mh_hp_init(&p, HEAD_MAX, BODY_MAX);
+      mh_hp_feed(&p, texts[i].in, texts[i].len, &used);
+      int same = p.why && strcmp(p.why, texts[i].why) == 0;
+      ok(same, "says: %s", texts[i].why);
+      if (!same) printf("#   got: %s\n", p.why ? p.why : "(none)");
+      mh_hp_free(&p);
+    }
   }
 }
 
