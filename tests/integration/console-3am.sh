@@ -9,10 +9,7 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
-for f in /usr/bin/chromium /usr/bin/chromedriver; do
-  [ -x "$f" ] || { echo "Bail out! $f missing (scripts/deps installs chromium and chromium-driver)"; exit 1; }
-done
-"$PY" -c 'import selenium' 2>/dev/null || { echo "Bail out! python3-selenium missing (scripts/deps)"; exit 1; }
+need_browser
 
 PORT=$(free_port)
 AP=$(free_port)

@@ -7,10 +7,7 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 export MAILHOOK_SPOOL=$T/spool MAILHOOK_CONF=$T/mailhook.conf
-for f in /usr/bin/chromium /usr/bin/chromedriver; do
-  [ -x "$f" ] || { echo "Bail out! $f missing (scripts/deps installs chromium and chromium-driver)"; exit 1; }
-done
-"$PY" -c 'import selenium' 2>/dev/null || { echo "Bail out! python3-selenium missing (scripts/deps)"; exit 1; }
+need_browser
 
 make_certs "$T/certs" || exit 1
 SMTP_PW='smtp-Browser-Pw-552'

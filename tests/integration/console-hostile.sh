@@ -9,10 +9,7 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 export MAILHOOK_SPOOL=$T/spool MAILHOOK_CONF=$T/mailhook.conf
-for f in /usr/bin/chromium /usr/bin/chromedriver; do
-  [ -x "$f" ] || { echo "Bail out! $f missing (scripts/deps installs chromium and chromium-driver)"; exit 1; }
-done
-"$PY" -c 'import selenium' 2>/dev/null || { echo "Bail out! python3-selenium missing (scripts/deps)"; exit 1; }
+need_browser
 
 ADMIN_PW='admin-Hostile-Pw-903'
 # the hostile server: every MAIL from evil@ deferred with a script in the reply,

@@ -20,9 +20,7 @@ delivery_require
 SMTP_PW='smtp-Probe-Pw-5521'
 ADMIN_PW='admin-Probe-Pw-3307'
 mkdir -p "$T/mail"
-for f in /usr/bin/chromium /usr/bin/chromedriver; do
-  [ -x "$f" ] || { echo "Bail out! $f missing (scripts/deps installs chromium and chromium-driver)"; exit 1; }
-done
+need_browser --no-selenium
 start_smtpd S --auth "smtpuser:$SMTP_PW" --auth-in-clear --maildir "$T/mail" || exit 1
 # the attacker's server: offers AUTH, records what it gets
 printf '%s\n' 'send 220 evil.example ESMTP' 'read' 'send 250-evil.example\r\n250 AUTH PLAIN LOGIN' \

@@ -176,6 +176,18 @@ need_engine() {
   fi
 }
 
+# need_browser: bail out of the file (a failure, never a skip) without headless
+# chromium, its driver or python3-selenium (scripts/deps installs them); the
+# console's browser tests (tests/console/*browser*.py) drive them.
+need_browser() {
+  local f
+  for f in /usr/bin/chromium /usr/bin/chromedriver; do
+    [ -x "$f" ] || { echo "Bail out! $f missing (scripts/deps installs chromium and chromium-driver)"; exit 1; }
+  done
+  [ "${1:-}" = --no-selenium ] && return 0
+  "$PY" -c 'import selenium' 2>/dev/null || { echo "Bail out! python3-selenium missing (scripts/deps)"; exit 1; }
+}
+
 count_mail() {
   local n=0 f
   for f in "$1"/*.eml; do [ -e "$f" ] && n=$((n + 1)); done
