@@ -23,7 +23,7 @@ local M = {}
 
 -- (reading core.spool opens the binding, which makes the class: runtime/l_core.c)
 local methods = (core.spool and debug.getregistry()["mailhook.Spool"]).__index
-local raw_lock, raw_scan, raw_watch = methods.lock, methods.scan, methods.watch
+local raw_lock, raw_scan, raw_watch, raw_list = methods.lock, methods.scan, methods.watch, methods.list
 
 -- SPOOL/maildrop/ (unprivileged submission, lua/mailhook/maildrop.lua): the
 -- lock holder adopts its files into pickup/ at every scan, so whatever runs
@@ -56,6 +56,13 @@ function M.dropin_sender(sp, cfg)
                      .. " (their owner at the host name instead)")
     pcall(sp.set_dropin_from, sp, nil, nil)
   end
+  -- its bare local recipients (`To: root`): where `sendmail -t` sends them
+  local rok, names = pcall(require("mailhook.submit").dropin_names, cfg)
+  local sok, serr = rok and pcall(sp.set_dropin_names, sp, names)
+  if not (rok and sok) then
+    core.log("warn", "spool: drop-ins naming a local user (To: root): " .. tostring(rok and serr or names)
+                     .. " (such a drop-in goes to corrupt/)")
+  end
 end
 local function dropin_from(sp)
   local ok, cfg = pcall(require("mailhook.settings").load_intake)
@@ -78,6 +85,14 @@ function methods.scan(sp, ...)
   local ids, total, info = raw_scan(sp, ...)
   if dir and ids and not holders[sp] and type(total) == "number" then total = total + maildrop.count(dir) end
   return ids, total, info
+end
+
+-- A listing shows a drop-in not adopted yet with the sender and recipients its
+-- adoption will give it (not the null sender, not a corrupt `To: root`): the
+-- same settings as the lock holder's.
+function methods.list(sp, ...)
+  if not from_set[sp] then dropin_from(sp) end
+  return raw_list(sp, ...)
 end
 
 function methods.watch(sp, fn)

@@ -358,7 +358,33 @@ function M.resolver(cfg)
     if not ok then return nil, "'" .. q .. "': " .. tostring(why), M.EX.DATAERR end
     return { q }
   end
-  return function(a) return resolve(a, nil, 0) end
+  return function(a) return resolve(a, nil, 0) end, { locals = locals, aliases = load_aliases, domain = domain }
+end
+
+-- dropin_names(cfg) -> the table Spool:set_dropin_names takes: where the bare
+-- local recipients of a drop-in in pickup/ go.  Adoption runs in C (on the
+-- thread pool), so the answers of the resolver above are worked out here, once
+-- per settings, for every name the aliases file has and for any other name:
+-- the same recipients `sendmail -t` gives for the same file.  A name whose
+-- answer is an error carries it (the drop-in goes to corrupt/ saying why).
+function M.dropin_names(cfg)
+  local resolve, parts = M.resolver(cfg)
+  local out = { domain = parts.domain, locals = {}, names = {} }
+  for d in pairs(parts.locals) do out.locals[#out.locals + 1] = d end
+  local aliases = parts.aliases() or {}
+  for name in pairs(aliases) do
+    local list, why = resolve(name)
+    out.names[name] = list or why
+  end
+  -- any other name: what a name the aliases file does not have gets (its
+  -- `default:`, else admin_address); only NAME@default_domain depends on the
+  -- name, and C qualifies it itself when `other` is nil
+  local probe = "mailhook-dropin-probe"
+  while aliases[probe] do probe = probe .. "-" end
+  local list, why = resolve(probe)
+  if not list then out.other = why
+  elseif not (#list == 1 and list[1] == probe .. "@" .. parts.domain) then out.other = list end
+  return out
 end
 
 -- warn(cfg, line): a problem intake worked around, said where the caller
