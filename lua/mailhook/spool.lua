@@ -87,11 +87,14 @@ function methods.scan(sp, ...)
   return ids, total, info
 end
 
--- A listing shows a drop-in not adopted yet with the sender and recipients its
--- adoption will give it (not the null sender, not a corrupt `To: root`): the
--- same settings as the lock holder's.
-function methods.list(sp, ...)
+-- A listing (or `queue show NAME`) shows a drop-in not adopted yet with the
+-- sender and recipients its adoption will give it (not the null sender, not
+-- a corrupt `To: root`): the same settings as the lock holder's.
+function M.dropin_settings(sp)
   if not from_set[sp] then dropin_from(sp) end
+end
+function methods.list(sp, ...)
+  M.dropin_settings(sp)
   return raw_list(sp, ...)
 end
 

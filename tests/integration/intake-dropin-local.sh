@@ -58,6 +58,10 @@ printf 'To: root\nSubject: list\n\nl\n' > "$T/l.tmp"; mv "$T/l.tmp" "$SPOOL/pick
 json=$("$MAILHOOK" queue --json)
 like "$json" '"from":"app@example.com"' "queue --json: the drop-in's sender is from, not \"\""
 like "$json" '"sysadmin@example.org"' "and its recipients are root's"
-unlike "$("$MAILHOOK" queue)" "MAILER-DAEMON" "mailhook queue does not claim the null sender"
+like "$("$MAILHOOK" queue)" "list\.eml .*sysadmin@example\.org" "mailhook queue lists it with root's recipients"
+show=$("$MAILHOOK" queue show list.eml 2>&1)
+like "$show" "from: +app@example\.com" "queue show: its sender is from, not <>"
+like "$show" "to: +sysadmin@example\.org, ops-team@example\.org" "and its recipients are root's"
+ok "$(test -f "$SPOOL/pickup/list.eml"; echo $?)" "and it stays in pickup/ (was moved to corrupt/ by queue show)"
 unlike "$("$MAILHOOK" sendmail -bp)" "MAILER-DAEMON" "nor does sendmail -bp"
 done_testing
