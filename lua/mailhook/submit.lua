@@ -303,9 +303,12 @@ function M.resolver(cfg)
   local locals = local_domains(cfg)
   local aliases, aerr, awarned
   local domain = cfg.default_domain or core.fsutil.hostname() or "localhost"
+  local function aliases_path()
+    return cfg.aliases and (cfg.aliases:sub(1, 1) == "/" and cfg.aliases or (conf_dir() .. "/" .. cfg.aliases))
+  end
   local function load_aliases()
     if aliases == nil and cfg.aliases then
-      local path = cfg.aliases:sub(1, 1) == "/" and cfg.aliases or (conf_dir() .. "/" .. cfg.aliases)
+      local path = aliases_path()
       aliases, aerr = M.read_aliases(path)
       if not aliases then aliases = false end
     end
@@ -358,7 +361,8 @@ function M.resolver(cfg)
     if not ok then return nil, "'" .. q .. "': " .. tostring(why), M.EX.DATAERR end
     return { q }
   end
-  return function(a) return resolve(a, nil, 0) end, { locals = locals, aliases = load_aliases, domain = domain }
+  return function(a) return resolve(a, nil, 0) end, { locals = locals, aliases = load_aliases, domain = domain,
+                                                          path = aliases_path }
 end
 
 -- dropin_names(cfg) -> the table Spool:set_dropin_names takes: where the bare
@@ -369,7 +373,7 @@ end
 -- answer is an error carries it (the drop-in goes to corrupt/ saying why).
 function M.dropin_names(cfg)
   local resolve, parts = M.resolver(cfg)
-  local out = { domain = parts.domain, locals = {}, names = {} }
+  local out = { domain = parts.domain, locals = {}, names = {}, aliases_path = parts.path() }
   for d in pairs(parts.locals) do out.locals[#out.locals + 1] = d end
   local aliases = parts.aliases() or {}
   for name in pairs(aliases) do

@@ -64,4 +64,14 @@ like "$show" "from: +app@example\.com" "queue show: its sender is from, not <>"
 like "$show" "to: +sysadmin@example\.org, ops-team@example\.org" "and its recipients are root's"
 ok "$(test -f "$SPOOL/pickup/list.eml"; echo $?)" "and it stays in pickup/ (was moved to corrupt/ by queue show)"
 unlike "$("$MAILHOOK" sendmail -bp)" "MAILER-DAEMON" "nor does sendmail -bp"
+
+# the running service follows an edited aliases file as sendmail does (it reads it at
+# each call): no reload needed
+svc_start
+wait_for 10 grep -q "delivering" "$T/svc.log"; ok $? "the service started"
+printf 'root: changed@example.org\n' > "$T/aliases.new"; mv "$T/aliases.new" "$T/aliases"
+printf 'To: root\nSubject: edited\nMessage-ID: <edited@test>\n\ne\n' > "$T/e.tmp"; mv "$T/e.tmp" "$SPOOL/pickup/edited.eml"
+wait_for 10 grep -q "<edited@test>" "$T/peer/log"
+is "$(rcpts_of edited)" "changed@example.org" "a drop-in to root after the aliases file was edited: its new entry"
+svc_stop; is $? 0 "stopped"
 done_testing
