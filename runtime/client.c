@@ -66,6 +66,7 @@ struct mh_client {
   char fail_msg[800];
   int fail_why;                /* MH_CLIENT_WHY_* */
   const char *fail_reason;
+  char fail_causes[256];       /* the transport's causes of a failed connect (transport.h) */
   const char *waited;          /* what a timeout cut short (waiting_for) */
   /* sends, oldest first */
   send_slot sends[MH_CLIENT_MAX_SENDS];
@@ -103,6 +104,7 @@ static void result_clear(mh_client_result *r) {
   r->plain_smtp = 0;
   r->why = MH_CLIENT_WHY_NONE;
   r->tls_reason = "";
+  r->causes[0] = '\0';
   r->refused_early = 0;
 }
 
@@ -123,6 +125,8 @@ static void result_move(mh_client_result *dst, mh_client_result *src) {
   dst->plain_smtp = src->plain_smtp;
   dst->why = src->why;
   dst->tls_reason = src->tls_reason;
+  memcpy(dst->causes, src->causes, strnlen(src->causes, sizeof src->causes - 1) + 1);
+  dst->causes[sizeof dst->causes - 1] = '\0';
   dst->refused_early = src->refused_early;
   dst->rcpts = src->rcpts;
   dst->nrcpt = src->nrcpt;
@@ -160,6 +164,7 @@ static void snapshot(mh_client *c, mh_client_result *r, int rc, int send) {
     if (ours) {
       r->why = c->fail_why;
       r->tls_reason = c->fail_reason ? c->fail_reason : "";
+      snprintf(r->causes, sizeof r->causes, "%s", c->fail_causes);
     }
   }
   if (send) {
@@ -390,6 +395,7 @@ static void transport_failed(mh_client *c) {
   }
   if (e->phase == MH_TR_HANDSHAKE && e->tls_why == MH_TLS_WHY_VERSION) why = MH_CLIENT_WHY_TLS_VERSION;
   if (e->phase == MH_TR_HANDSHAKE && e->tls_why == MH_TLS_WHY_CLOSED) why = MH_CLIENT_WHY_TLS_CLOSED;
+  snprintf(c->fail_causes, sizeof c->fail_causes, "%s", e->causes);
   fail(c, e->code, stage, why, e->tls_reason, "%s", e->msg);
 }
 
@@ -558,6 +564,7 @@ static void fail_reset(mh_client *c) {
   c->fail_code = 0;
   c->fail_stage = NULL;
   c->fail_msg[0] = '\0';
+  c->fail_causes[0] = '\0';
   c->fail_why = MH_CLIENT_WHY_NONE;
   c->fail_reason = NULL;
   c->waited = NULL;

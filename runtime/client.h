@@ -96,6 +96,8 @@ typedef struct {
   int why;                      /* MH_CLIENT_WHY_* */
   const char *tls_reason;       /* WHY_TLS_VERSION: how it showed ("alert protocol version"),
                                    static, else "" */
+  char causes[256];             /* a failed connect: "ADDR ERRNO" lines, each address tried
+                                   and its cause by errno name (transport.h); else "" */
   int refused_early;            /* a send refused before anything was sent (bad address, too
                                    big, unusable session) */
   mh_smtp_rcpt *rcpts;          /* a send: each recipient's reply (owned; code 0: unanswered) */

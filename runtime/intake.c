@@ -38,6 +38,7 @@ struct mh_intake {
   int scan_field;      /* that line already showed itself a header field ("Name:") */
   int nfield;          /* a header field was seen: a line starting with a blank continues it */
   int from_;           /* still at the start: a From_ line here is dropped (see split) */
+  int read_any;        /* a read returned bytes: the input's start (a BOM there) is behind */
   int sep;             /* the header block ended at a line that is no header (body text, as
                        ** `echo hi | sendmail root` gives): an empty line goes between */
   char *head;          /* the caller's replacement header block, or NULL */
@@ -71,7 +72,19 @@ void mh_intake_free(mh_intake *in) {
 static int refill(mh_intake *in) {
   for (;;) {
     ssize_t n = read(in->fd, in->raw, sizeof in->raw);
-    if (n > 0) { in->rpos = 0; in->rlen = (size_t)n; return 0; }
+    if (n > 0) {
+      in->rpos = 0;
+      in->rlen = (size_t)n;
+      /* a UTF-8 byte order mark first (PowerShell 5's Out-File -Encoding UTF8,
+      ** Notepad): no part of an RFC 5322 message, and it made the first field
+      ** no header ("line 1 is not a header"): a drop-in went to corrupt/,
+      ** sendmail -t found no recipient.  Dropped (a BOM split over two reads
+      ** of a pipe, 1-2 bytes first, is not seen) */
+      if (!in->read_any && n >= 3 && !memcmp(in->raw, "\xEF\xBB\xBF", 3)) in->rpos = 3;
+      in->read_any = 1;
+      if (in->rpos == in->rlen) continue;
+      return 0;
+    }
     if (n == 0) { in->eof = 1; return 1; }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {

@@ -111,6 +111,39 @@ static void push_rcpts(lua_State *L, const mh_smtp_rcpt *r, size_t n) {
   lua_setfield(L, -2, "rejected");
 }
 
+/* info.errors = {{address =, errno =}, ...}: each address a failed connect
+** tried and its cause by errno name ("ECONNREFUSED", "ETIMEDOUT",
+** "ENETUNREACH"...); info.errno: the cause they share, when they all have
+** one.  For code to read instead of the English of the message. */
+static void push_causes(lua_State *L, const char *causes) {
+  const char *p = causes, *common = NULL;
+  size_t common_len = 0;
+  int same = 1;
+  lua_Integer i = 0;
+  lua_newtable(L);
+  while (*p) {
+    const char *nl = strchr(p, '\n'), *sp;
+    if (!nl) break;   /* a line cut by the buffer's end: left out */
+    sp = memchr(p, ' ', (size_t)(nl - p));
+    if (sp) {
+      lua_createtable(L, 0, 2);
+      lua_pushlstring(L, p, (size_t)(sp - p));
+      lua_setfield(L, -2, "address");
+      lua_pushlstring(L, sp + 1, (size_t)(nl - sp - 1));
+      lua_setfield(L, -2, "errno");
+      lua_rawseti(L, -2, ++i);
+      if (!common) { common = sp + 1; common_len = (size_t)(nl - sp - 1); }
+      else if ((size_t)(nl - sp - 1) != common_len || memcmp(common, sp + 1, common_len)) same = 0;
+    }
+    p = nl + 1;
+  }
+  lua_setfield(L, -2, "errors");
+  if (common && same) {
+    lua_pushlstring(L, common, common_len);
+    lua_setfield(L, -2, "errno");
+  }
+}
+
 /* Pushes what an operation (send: a send) returns to Lua, from its C result:
 ** true (an operation), the result table (a send), or nil, message, info. */
 static int push_outcome(lua_State *L, lconn *u, const mh_client_result *r, int send, int brief) {
@@ -145,6 +178,7 @@ static int push_outcome(lua_State *L, lconn *u, const mh_client_result *r, int s
   if (r->rc == MH_ETOOBIG || r->rc == MH_EBADADDR || r->rc == MH_E8BIT) set_str(L, "class", "permanent");
   set_bool(L, "connection", r->closed);
   if (!send && r->plain_smtp) set_bool(L, "plain_smtp", 1);
+  if (r->causes[0]) push_causes(L, r->causes);
   if (r->waited) {
     set_str(L, "waited", r->waited);
     if (!send && r->tls_probe) set_bool(L, "tls_probe", 1);

@@ -161,6 +161,72 @@ static int l_set_dropin_from(lua_State *L) {
   return 1;
 }
 
+/* One entry of a names table (at the stack top): a list of addresses (joined
+** with LF) or a string saying why the name has none. */
+static int names_entry(lua_State *L, mh_spool_names *n, const char *name) {
+  if (lua_type(L, -1) == LUA_TSTRING) return mh_spool_names_add(n, name, lua_tostring(L, -1), 1);
+  luaL_checktype(L, -1, LUA_TTABLE);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_Integer len = luaL_len(L, -2);   /* the buffer took a slot: the list is at -2 */
+  for (lua_Integer i = 1; i <= len; i++) {
+    lua_geti(L, -2, i);
+    size_t l;
+    const char *a = lua_tolstring(L, -1, &l);
+    if (!a || memchr(a, '\n', l)) { lua_pop(L, 1); return MH_EBADADDR; }
+    if (i > 1) luaL_addchar(&b, '\n');
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  int rc = mh_spool_names_add(n, name, lua_tostring(L, -1), 0);
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* Spool:set_dropin_names({domain =, locals = {...}, names = {[name] = {addr...} | why},
+** other = {addr...} | why | nil} | nil) -> true | nil, err, info: where a
+** drop-in's bare local recipients go (submit.lua's dropin_names works it out
+** from the settings, as `sendmail -t` resolves them).  spool.h. */
+static int l_set_dropin_names(lua_State *L) {
+  lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
+  if (!ls->sp) return luaL_error(L, "spool is closed");
+  if (lua_isnoneornil(L, 2)) { mh_spool_set_dropin_names(ls->sp, NULL); lua_pushboolean(L, 1); return 1; }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "domain");
+  mh_spool_names *n = mh_spool_names_new(luaL_optstring(L, -1, NULL));
+  lua_pop(L, 1);
+  if (!n) return mh_l_fail(L, MH_ENOMEM, "spool", "drop-in names");
+  int rc = 0;
+  lua_getfield(L, 2, "locals");
+  if (lua_istable(L, -1))
+    for (lua_Integer i = 1; !rc && i <= luaL_len(L, -1); i++) {
+      lua_geti(L, -1, i);
+      if (lua_type(L, -1) == LUA_TSTRING) rc = mh_spool_names_local(n, lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "names");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (!rc && lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING) rc = names_entry(L, n, lua_tostring(L, -2));
+      lua_pop(L, 1);
+    }
+    if (rc) lua_pop(L, 1);   /* the key lua_next left */
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "other");
+  if (!rc && !lua_isnil(L, -1)) rc = names_entry(L, n, NULL);
+  lua_pop(L, 1);
+  if (rc) {
+    mh_spool_names_free(n);
+    return mh_l_fail(L, rc, "spool", "drop-in names: an entry is not a list of addresses");
+  }
+  mh_spool_set_dropin_names(ls->sp, n);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_tostring(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
   if (ls->sp) lua_pushfstring(L, "mailhook.Spool(%s)", mh_spool_dir(ls->sp));
@@ -1447,7 +1513,8 @@ void l_spool_open(lua_State *L) {
     { "purge", l_purge },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
     { "list", l_list }, { "watch", l_watch }, { "close", l_close },
-    { "set_dropin_from", l_set_dropin_from }, { NULL, NULL }
+    { "set_dropin_from", l_set_dropin_from }, { "set_dropin_names", l_set_dropin_names },
+    { NULL, NULL }
   };
   static const luaL_Reg funcs[] = {
     { "open", l_open }, { "parse", l_parse }, { "addresses", l_addresses }, { "stream", l_stream },

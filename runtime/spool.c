@@ -78,6 +78,8 @@ struct mh_spool {
                        no sender (mh_spool_set_dropin_from), or NULL */
   char *dropin_domain; /* the settings' default_domain: without dropin_from, such a drop-in
                        is from its owner's login at it (NULL: the host name) */
+  mh_spool_names *names; /* where a drop-in's bare local recipients go (mh_spool_set_dropin_names),
+                       or NULL; under mu, referenced by the adoptions using it */
   /* Which folder (file) each descriptor above was opened on, to notice one
   ** removed, moved or replaced under a running service (see "following the
   ** folders"); under fmu, with the time of the last look. */
@@ -490,7 +492,7 @@ bad:
 }
 
 void mh_spool_close(mh_spool *sp) {
-  if (sp) { free(sp->dropin_from); free(sp->dropin_domain); }
+  if (sp) { free(sp->dropin_from); free(sp->dropin_domain); mh_spool_names_free(sp->names); }
   if (!sp) return;
   if (sp->dirfd >= 0) close(sp->dirfd);
   if (sp->tmpfd >= 0) close(sp->tmpfd);
@@ -621,6 +623,147 @@ static void dropin_sender(mh_spool *sp, uid_t owner, char *out, size_t cap) {
     snprintf(login, sizeof login, "uid%lu", (unsigned long)owner);
   snprintf(out, cap, "%s@%s", login, host);
   if (mh_addr_check(out, 0)) snprintf(out, cap, "uid%lu@localhost", (unsigned long)owner);
+}
+
+/* ------------------------------------------- a drop-in's local recipients */
+
+struct names_entry { char *name; char *val; int is_error; };   /* val: LF-separated, or why */
+struct mh_spool_names {
+  int refs;                    /* the spool's, plus adoptions under way (under the spool's mu) */
+  char *domain;                /* NAME@domain when no entry says otherwise */
+  struct names_entry *v;       /* the aliases, each resolved */
+  size_t n;
+  struct names_entry other;    /* every other name (the aliases' default:, admin_address) */
+  int has_other;
+  char **locals;               /* the domains that mean this machine (localhost, the host name) */
+  size_t nlocals;
+};
+
+mh_spool_names *mh_spool_names_new(const char *domain) {
+  mh_spool_names *n = calloc(1, sizeof *n);
+  if (!n) return NULL;
+  if (!(n->domain = strdup(domain ? domain : "localhost"))) { free(n); return NULL; }
+  n->refs = 1;
+  return n;
+}
+
+int mh_spool_names_add(mh_spool_names *n, const char *name, const char *addrs, int is_error) {
+  struct names_entry e = { NULL, strdup(addrs), is_error };
+  if (!e.val || (name && !(e.name = strdup(name)))) { free(e.val); return MH_ENOMEM; }
+  if (!name) {
+    free(n->other.val);
+    n->other = e;
+    n->has_other = 1;
+    return 0;
+  }
+  struct names_entry *nv = realloc(n->v, (n->n + 1) * sizeof *nv);
+  if (!nv) { free(e.val); free(e.name); return MH_ENOMEM; }
+  n->v = nv;
+  n->v[n->n++] = e;
+  return 0;
+}
+
+int mh_spool_names_local(mh_spool_names *n, const char *domain) {
+  char **nl = realloc(n->locals, (n->nlocals + 1) * sizeof *nl);
+  if (!nl) return MH_ENOMEM;
+  n->locals = nl;
+  if (!(nl[n->nlocals] = strdup(domain))) return MH_ENOMEM;
+  n->nlocals++;
+  return 0;
+}
+
+void mh_spool_names_free(mh_spool_names *n) {
+  if (!n) return;
+  for (size_t i = 0; i < n->n; i++) { free(n->v[i].name); free(n->v[i].val); }
+  for (size_t i = 0; i < n->nlocals; i++) free(n->locals[i]);
+  free(n->v);
+  free(n->locals);
+  free(n->other.val);
+  free(n->domain);
+  free(n);
+}
+
+void mh_spool_set_dropin_names(mh_spool *sp, mh_spool_names *n) {
+  mh_spool_names *old;
+  pthread_mutex_lock(&sp->mu);
+  old = sp->names;
+  sp->names = n;
+  if (old && --old->refs) old = NULL;   /* an adoption still uses it: freed by its names_put */
+  pthread_mutex_unlock(&sp->mu);
+  mh_spool_names_free(old);
+}
+
+/* The table for one parse (a scan may adopt on a pool thread while a reload
+** sets a new one): a reference, given back by names_put. */
+static mh_spool_names *names_get(mh_spool *sp) {
+  pthread_mutex_lock(&sp->mu);
+  mh_spool_names *n = sp->names;
+  if (n) n->refs++;
+  pthread_mutex_unlock(&sp->mu);
+  return n;
+}
+
+static void names_put(mh_spool *sp, mh_spool_names *n) {
+  if (!n) return;
+  pthread_mutex_lock(&sp->mu);
+  int last = --n->refs == 0;
+  pthread_mutex_unlock(&sp->mu);
+  if (last) mh_spool_names_free(n);
+}
+
+/* submit.lua's is_local_name: a bare name a program may use as an address. */
+static int is_local_name(const char *s, size_t n) {
+  if (!n || s[0] == '.' || s[n - 1] == '.') return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!isalnum(c) && !strchr("!#$%&'*+/=?^_`{|}~.-", c)) return 0;
+  }
+  return 1;
+}
+
+static int env_add(mh_env *env, const char *a, size_t n);
+
+static int names_add_list(mh_env *env, const char *list, char *err) {
+  for (const char *p = list; *p;) {
+    const char *e = strchr(p, '\n');
+    size_t l = e ? (size_t)(e - p) : strlen(p);
+    if (l) {
+      int rc = env_add(env, p, l);
+      if (rc) return fail(err, rc, "address list");
+    }
+    p += l + (e != NULL);
+  }
+  return 0;
+}
+
+/* A drop-in's recipient a: a local one (no @, or @ a domain of this machine)
+** goes where `mailhook sendmail -t` sends it (the table nm).  1: not a local
+** name (the caller checks it as an address); 0: its recipients added; an
+** error naming why it has none (the file goes to corrupt/ saying so). */
+static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, char *err) {
+  const char *at = strrchr(a, '@');
+  size_t ln = at ? (size_t)(at - a) : strlen(a);
+  if (at) {
+    size_t i;
+    for (i = 0; i < nm->nlocals && strcasecmp(at + 1, nm->locals[i]); i++) {}
+    if (i == nm->nlocals || !is_local_name(a, ln)) return 1;
+  } else if (!is_local_name(a, ln)) {
+    return fail(err, MH_EBADADDR, "'%s' is not an address", a);
+  }
+  for (size_t i = 0; i < nm->n; i++)
+    if (strlen(nm->v[i].name) == ln && !strncasecmp(nm->v[i].name, a, ln)) {
+      if (nm->v[i].is_error) return fail(err, MH_EBADADDR, "local name '%.*s': %s", (int)ln, a, nm->v[i].val);
+      return names_add_list(env, nm->v[i].val, err);
+    }
+  if (nm->has_other) {
+    if (nm->other.is_error) return fail(err, MH_EBADADDR, "local name '%.*s': %s", (int)ln, a, nm->other.val);
+    return names_add_list(env, nm->other.val, err);
+  }
+  char q[600];
+  snprintf(q, sizeof q, "%.*s@%s", (int)ln, a, nm->domain);
+  if (mh_addr_check(q, 0)) return fail(err, MH_EBADADDR, "local name '%.*s': '%s' is no address", (int)ln, a, q);
+  int rc = env_add(env, q, strlen(q));
+  return rc ? fail(err, rc, "address list") : 0;
 }
 
 /* ------------------------------------------------ the delivered journal
@@ -1698,8 +1841,10 @@ static void env_value_split(const char *buf, size_t vs, size_t ve, size_t *as, s
 }
 
 /* Ends one mailbox of an address list: plain text or <angle> address. */
-static int finish_mailbox(mh_env *env, char *plain, size_t pn, char *angle, size_t an,
-                          int had_angle, char *err) {
+static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, char *err);
+
+static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, size_t pn, char *angle,
+                          size_t an, int had_angle, char *err) {
   char *a;
   size_t n;
   int rc;
@@ -1717,12 +1862,19 @@ static int finish_mailbox(mh_env *env, char *plain, size_t pn, char *angle, size
     return 0;  /* an empty list element */
   }
   a[n] = '\0';
+  if (nm && (rc = names_resolve(nm, a, env, err)) <= 0) return rc;   /* a local name: resolved */
   if (mh_addr_check(a, 0)) return fail(err, MH_EBADADDR, "'%s'", a);
   rc = env_add(env, a, n);
   return rc ? fail(err, rc, "address list") : 0;
 }
 
+static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_names *nm, char *err);
+
 int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
+  return env_addrs(val, len, env, NULL, err);
+}
+
+static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_names *nm, char *err) {
   char *plain = malloc(len + 1), *angle = malloc(len + 1);
   size_t pn = 0, an = 0, i;
   int depth = 0, quote = 0, in_angle = 0, had_angle = 0, lit = 0, rc = 0;
@@ -1763,7 +1915,7 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
       break;
     case ',': case ';':
       if (in_angle) { angle[an++] = c; break; }
-      rc = finish_mailbox(env, plain, pn, angle, an, had_angle, err);
+      rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
       pn = an = 0; had_angle = 0;
       break;
     default:
@@ -1772,7 +1924,7 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
   }
   if (rc == 0 && (depth || quote || in_angle || lit))
     rc = fail(err, MH_EBADADDR, "unbalanced address list '%.*s'", (int)(len > 80 ? 80 : len), val);
-  if (rc == 0) rc = finish_mailbox(env, plain, pn, angle, an, had_angle, err);
+  if (rc == 0) rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
 out:
   free(plain);
   free(angle);
@@ -1845,13 +1997,15 @@ static void hdr_value(const char *buf, size_t p, size_t end, size_t n, size_t *v
 ** names no sender instead of making the message unparsable: a drop-in's
 ** (dropin_head), whose adoption then gives it its owner's (dropin_sender),
 ** its header kept as written, as `mailhook sendmail` does ("intake accepts"). */
-static int env_parse(const char *buf, size_t len, int eof, int lenient_from, mh_env *env, char *err);
+static int env_parse(const char *buf, size_t len, int eof, int lenient_from, const mh_spool_names *nm,
+                     mh_env *env, char *err);
 
 int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
-  return env_parse(buf, len, eof, 0, env, err);
+  return env_parse(buf, len, eof, 0, NULL, env, err);
 }
 
-static int env_parse(const char *buf, size_t len, int eof, int lenient_from, mh_env *env, char *err) {
+static int env_parse(const char *buf, size_t len, int eof, int lenient_from, const mh_spool_names *nm,
+                     mh_env *env, char *err) {
   size_t p = 0, he, body, end, n, vs, ve;
   int rc, have_sender = 0, from_done = 0;
   memset(env, 0, sizeof *env);
@@ -1961,7 +2115,7 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, mh_
       if (rc) { rc = rc == MH_ENOMEM ? rc : MH_ECORRUPT; goto bad_from; }
       from_done = 1;
     } else if (name_is(buf, p, n, "To") || name_is(buf, p, n, "Cc") || name_is(buf, p, n, "Bcc")) {
-      rc = mh_env_addrs(buf + vs, ve - vs, env, err);
+      rc = env_addrs(buf + vs, ve - vs, env, nm, err);
       if (rc) {
         char why[MH_SPOOL_ERRLEN];
         snprintf(why, sizeof why, "%s", err ? err : "");
@@ -2286,8 +2440,8 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
 ** lock): both see the same envelope.  *inp (the reader, positioned after
 ** *lenp bytes of *bufp, *capp large) and *bufp are the caller's to free,
 ** whatever the result.  0; MH_ECORRUPT (err says why); MH_ENOMEM; -errno. */
-static int dropin_head(int fd, mh_intake **inp, char **bufp, size_t *lenp, size_t *capp, mh_env *env,
-                       char *err) {
+static int dropin_head(int fd, const mh_spool_names *nm, mh_intake **inp, char **bufp, size_t *lenp,
+                       size_t *capp, mh_env *env, char *err) {
   size_t cap = 8192, len = 0;
   char *buf = malloc(cap);
   mh_intake *in = mh_intake_new(fd, 0);
@@ -2311,7 +2465,7 @@ static int dropin_head(int fd, mh_intake **inp, char **bufp, size_t *lenp, size_
       if (n < 0) return (int)n;
       *lenp = len += (size_t)n;
     } while (n > 0 && cap - len >= 4);
-    rc = env_parse(buf, len, n == 0, 1, env, err);
+    rc = env_parse(buf, len, n == 0, 1, nm, env, err);
     if (rc != 1) return rc;
     if (n == 0) return fail(err, MH_ECORRUPT, "no header block");   /* never: eof decides */
   }
@@ -2412,10 +2566,22 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, co
     mh_intake *in;
     char *buf;
     size_t len, cap;
-    rc = dropin_head(fd, &in, &buf, &len, &cap, &e->env, err);
+    mh_spool_names *nm = names_get(sp);
+    rc = dropin_head(fd, nm, &in, &buf, &len, &cap, &e->env, err);
+    names_put(sp, nm);
     mh_intake_free(in);
     free(buf);
     if (rc) return rc == MH_ENOMEM ? fail(err, rc, "read") : rc;
+    if (!e->env.canonical && !*e->env.from) {
+      /* it names no sender: listed with the one its adoption will give it
+         (dropin_sender), not as the null sender it will never go from */
+      char who[600];
+      dropin_sender(sp, st->st_uid, who, sizeof who);
+      char *c = strdup(who);
+      if (!c) return fail(err, MH_ENOMEM, "read");
+      free(e->env.from);
+      e->env.from = c;
+    }
   } else if ((rc = read_env(fd, &e->env, head, headlen, err))) {
     return rc;
   }
@@ -2845,7 +3011,10 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   ** read by eol.h's rule alone, so a PHP/Windows `Subject: x\r\r\nBcc: y`
   ** ended the header block at the CR CR LF: its Bcc line went out in the
   ** body, and each CR CR LF of the body became two line ends */
-  if ((rc = dropin_head(fd, &in, &buf, &len, &cap, &env, err)) == MH_ENOMEM) goto out;
+  mh_spool_names *nm = names_get(sp);
+  rc = dropin_head(fd, nm, &in, &buf, &len, &cap, &env, err);
+  names_put(sp, nm);
+  if (rc == MH_ENOMEM) goto out;
   if (rc == MH_ECORRUPT) { to_corrupt(sp, sp->pickupfd, name, err); rc = 1; goto out; }
   if (rc) goto out;
   if ((rc = mh_spool_new_id(sp, newid))) goto out_env;

@@ -144,6 +144,23 @@ const char *mh_spool_dir(const mh_spool *sp);
 ** 0, MH_EBADADDR (addr, or domain, is no address's) or MH_ENOMEM. */
 int mh_spool_set_dropin_from(mh_spool *sp, const char *addr, const char *domain);
 
+/* Where a drop-in's bare local recipients (`To: root`, `Cc: ops`, or
+** name@localhost / @this host) go: the answer `mailhook sendmail -t` gives for
+** the same name (lua/mailhook/submit.lua's resolver: aliases, their
+** `default:`, admin_address, NAME@default_domain), worked out by the Lua side
+** from the settings and handed over as a table, since adoption runs in C on
+** the thread pool.  Built with mh_spool_names_new, filled, then given to the
+** spool (which owns it from then on; NULL: none, a bare name is unparsable,
+** as before).  May be set again at any time (a reload), as the sender. */
+typedef struct mh_spool_names mh_spool_names;
+mh_spool_names *mh_spool_names_new(const char *domain);
+/* name: its recipients, LF-separated (or, is_error, why it has none);
+** name NULL: every name without an entry of its own (NULL never given: NAME@domain). */
+int mh_spool_names_add(mh_spool_names *n, const char *name, const char *addrs, int is_error);
+int mh_spool_names_local(mh_spool_names *n, const char *domain);  /* a domain meaning this machine */
+void mh_spool_names_free(mh_spool_names *n);
+void mh_spool_set_dropin_names(mh_spool *sp, mh_spool_names *n);
+
 /* Takes the deliverer lock (non-blocking) and then sweeps stale tmp/ files.
 ** 0; MH_ELOCKED with *holder = the holder's pid; -errno.  The lock lasts until
 ** mh_spool_close.  Enqueuing never takes this lock. */

@@ -51,6 +51,7 @@ struct mh_transport {
   int held;                    /* the owner wants the socket to keep the loop alive */
   char address[64];            /* the address being tried / connected to */
   char tried[700];             /* every address tried and why it failed */
+  char causes[256];            /* the same, by errno name (mh_tr_error.causes) */
   int writes;                  /* write requests in flight */
   uv_idle_t low_idle;          /* LOW after a write the kernel took at once: on the next
                                   loop turn, never from inside mh_transport_write */
@@ -350,9 +351,11 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
 
 static void try_next(mh_transport *t);
 
-static void tried(mh_transport *t, const char *why) {
+static void tried(mh_transport *t, const char *why, const char *cause) {
   size_t l = strlen(t->tried);
   snprintf(t->tried + l, sizeof t->tried - l, "%s%s: %s", l ? "; " : "", t->address, why);
+  l = strlen(t->causes);
+  snprintf(t->causes + l, sizeof t->causes - l, "%s %s\n", t->address, cause);
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
@@ -361,7 +364,7 @@ static void connect_cb(uv_connect_t *req, int status) {
   if (t->closed || t->sk != k) return;   /* given up (closed, or timed out: try_next ran) */
   if (t->timer_kind == TIMER_CONNECT) { uv_timer_stop(&t->timer); t->timer_kind = TIMER_OFF; }
   if (status < 0) {
-    tried(t, uv_strerror(status));
+    tried(t, uv_strerror(status), uv_err_name(status));
     sock_close(t);
     t->ai_cur = t->ai_cur->ai_next;
     try_next(t);
@@ -381,7 +384,7 @@ static void connect_timeout_cb(uv_timer_t *h) {
   if (!t->sk || t->phase != MH_TR_CONNECTING) return;
   t->sk->timed_out = 1;
   sock_close(t);   /* its connect_cb runs with ECANCELED and finds sk changed */
-  tried(t, "connect timed out");
+  tried(t, "connect timed out", "ETIMEDOUT");
   t->ai_cur = t->ai_cur->ai_next;
   try_next(t);
 }
@@ -406,7 +409,7 @@ static void try_next(mh_transport *t) {
     t->received = 0;
     mh_debug("smtp: connecting to %s port %d (%s)", t->address, t->port, t->host);
     if ((rc = uv_tcp_connect(&k->req, &k->tcp, a->ai_addr, connect_cb)) < 0) {
-      tried(t, uv_strerror(rc));
+      tried(t, uv_strerror(rc), uv_err_name(rc));
       sock_close(t);
       continue;
     }
@@ -415,6 +418,7 @@ static void try_next(mh_transport *t) {
     return;
   }
   t->address[0] = '\0';
+  snprintf(t->err.causes, sizeof t->err.causes, "%s", t->causes);
   fail(t, MH_ECONNECT, MH_TLS_WHY_NONE, "could not connect to %s port %d: %s", t->host, t->port,
        *t->tried ? t->tried : "no usable address");
 }

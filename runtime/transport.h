@@ -67,6 +67,9 @@ typedef struct {
   char msg[800];           /* for the administrator: "cannot resolve mx: ...",
                               "could not connect to mx port 25: 192.0.2.1: ...",
                               "mx:465: connection closed during the TLS handshake", ... */
+  char causes[256];        /* a failed connect: each address tried and its cause by errno
+                              name, "ADDR ERRNO" lines ("192.0.2.1 ECONNREFUSED\n::1
+                              ETIMEDOUT\n"), for code to read instead of msg; else "" */
 } mh_tr_error;
 
 typedef void (*mh_transport_cb)(void *ud, mh_tr_event ev, const char *buf, size_t len);

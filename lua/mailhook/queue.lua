@@ -107,6 +107,7 @@ local function by_id(fn)
 end
 
 M.show = by_id(function(sp, id)
+  if not spool.is_id(id) then spool.dropin_settings(sp) end   -- a drop-in's name: read as it will be adopted
   local e, err, info = sp:load(id)
   if not e then return nil, err, info end
   return with_login(e, {})

@@ -23,7 +23,7 @@ local M = {}
 
 -- (reading core.spool opens the binding, which makes the class: runtime/l_core.c)
 local methods = (core.spool and debug.getregistry()["mailhook.Spool"]).__index
-local raw_lock, raw_scan, raw_watch = methods.lock, methods.scan, methods.watch
+local raw_lock, raw_scan, raw_watch, raw_list = methods.lock, methods.scan, methods.watch, methods.list
 
 -- SPOOL/maildrop/ (unprivileged submission, lua/mailhook/maildrop.lua): the
 -- lock holder adopts its files into pickup/ at every scan, so whatever runs
@@ -56,6 +56,33 @@ function M.dropin_sender(sp, cfg)
                      .. " (their owner at the host name instead)")
     pcall(sp.set_dropin_from, sp, nil, nil)
   end
+  M.dropin_names(sp, cfg)
+end
+
+-- Where a drop-in's bare local recipients (`To: root`) go: where `sendmail -t`
+-- sends them (submit.dropin_names, handed to the C adoption).  sendmail reads
+-- the aliases file at each call; the lock holder reads it again at each scan
+-- (one small read, only when an aliases file is set) and sets the table again
+-- when it changed, so an edited aliases file needs no reload here either.
+local names_of = setmetatable({}, { __mode = "k" })   -- spool -> {cfg, path, text}
+local function aliases_text(path)
+  local ok, text = pcall(core.fsutil.read, path, { follow = true, max = (1 << 20) + 1 })
+  return ok and text or false
+end
+function M.dropin_names(sp, cfg, text)   -- text: the aliases file as read before (names_follow)
+  local rok, names = pcall(require("mailhook.submit").dropin_names, cfg)
+  local sok, serr = rok and pcall(sp.set_dropin_names, sp, names)
+  if not (rok and sok) then
+    core.log("warn", "spool: drop-ins naming a local user (To: root): " .. tostring(rok and serr or names)
+                     .. " (such a drop-in goes to corrupt/)")
+  end
+  local path = rok and names.aliases_path
+  names_of[sp] = path and { cfg = cfg, path = path, text = text or aliases_text(path) } or nil
+end
+local function names_follow(sp)
+  local n = names_of[sp]
+  local text = n and aliases_text(n.path)
+  if n and text ~= n.text then M.dropin_names(sp, n.cfg, text) end
 end
 local function dropin_from(sp)
   local ok, cfg = pcall(require("mailhook.settings").load_intake)
@@ -67,6 +94,7 @@ function methods.scan(sp, ...)
   local maildrop = require "mailhook.maildrop"
   local dir = dirs[sp]
   if holders[sp] and not from_set[sp] then dropin_from(sp) end
+  if holders[sp] then names_follow(sp) end
   -- one adoption at a time: two workers scanning at once (connections > 1)
   -- must not both take the same file in
   if dir and holders[sp] and not adopting[sp] then
@@ -78,6 +106,17 @@ function methods.scan(sp, ...)
   local ids, total, info = raw_scan(sp, ...)
   if dir and ids and not holders[sp] and type(total) == "number" then total = total + maildrop.count(dir) end
   return ids, total, info
+end
+
+-- A listing (or `queue show NAME`) shows a drop-in not adopted yet with the
+-- sender and recipients its adoption will give it (not the null sender, not
+-- a corrupt `To: root`): the same settings as the lock holder's.
+function M.dropin_settings(sp)
+  if not from_set[sp] then dropin_from(sp) end
+end
+function methods.list(sp, ...)
+  M.dropin_settings(sp)
+  return raw_list(sp, ...)
 end
 
 function methods.watch(sp, fn)

@@ -303,9 +303,12 @@ function M.resolver(cfg)
   local locals = local_domains(cfg)
   local aliases, aerr, awarned
   local domain = cfg.default_domain or core.fsutil.hostname() or "localhost"
+  local function aliases_path()
+    return cfg.aliases and (cfg.aliases:sub(1, 1) == "/" and cfg.aliases or (conf_dir() .. "/" .. cfg.aliases))
+  end
   local function load_aliases()
     if aliases == nil and cfg.aliases then
-      local path = cfg.aliases:sub(1, 1) == "/" and cfg.aliases or (conf_dir() .. "/" .. cfg.aliases)
+      local path = aliases_path()
       aliases, aerr = M.read_aliases(path)
       if not aliases then aliases = false end
     end
@@ -358,7 +361,34 @@ function M.resolver(cfg)
     if not ok then return nil, "'" .. q .. "': " .. tostring(why), M.EX.DATAERR end
     return { q }
   end
-  return function(a) return resolve(a, nil, 0) end
+  return function(a) return resolve(a, nil, 0) end, { locals = locals, aliases = load_aliases, domain = domain,
+                                                          path = aliases_path }
+end
+
+-- dropin_names(cfg) -> the table Spool:set_dropin_names takes: where the bare
+-- local recipients of a drop-in in pickup/ go.  Adoption runs in C (on the
+-- thread pool), so the answers of the resolver above are worked out here, once
+-- per settings, for every name the aliases file has and for any other name:
+-- the same recipients `sendmail -t` gives for the same file.  A name whose
+-- answer is an error carries it (the drop-in goes to corrupt/ saying why).
+function M.dropin_names(cfg)
+  local resolve, parts = M.resolver(cfg)
+  local out = { domain = parts.domain, locals = {}, names = {}, aliases_path = parts.path() }
+  for d in pairs(parts.locals) do out.locals[#out.locals + 1] = d end
+  local aliases = parts.aliases() or {}
+  for name in pairs(aliases) do
+    local list, why = resolve(name)
+    out.names[name] = list or why
+  end
+  -- any other name: what a name the aliases file does not have gets (its
+  -- `default:`, else admin_address); only NAME@default_domain depends on the
+  -- name, and C qualifies it itself when `other` is nil
+  local probe = "mailhook-dropin-probe"
+  while aliases[probe] do probe = probe .. "-" end
+  local list, why = resolve(probe)
+  if not list then out.other = why
+  elseif not (#list == 1 and list[1] == probe .. "@" .. parts.domain) then out.other = list end
+  return out
 end
 
 -- warn(cfg, line): a problem intake worked around, said where the caller

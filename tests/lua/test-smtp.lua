@@ -30,6 +30,33 @@ tap.test("dns and connect failures name the stage, the host and every address", 
   t:is(info and info.class, "transient", "transient")
 end)
 
+tap.test("a failed connect says its cause by errno name, for code to read (not the English)", function(t)
+  local port = peers.free_port()
+  local s, _, info = smtp.connect { server = { "127.0.0.1" }, port = port, tls = "none", tls_required = false }
+  t:is(s, nil, "refused")
+  t:is(info and info.errno, "ECONNREFUSED", "info.errno: ECONNREFUSED")
+  t:is(info and info.errors and info.errors[1] and info.errors[1].address, "127.0.0.1", "info.errors names the address")
+  t:is(info and info.errors and info.errors[1] and info.errors[1].errno, "ECONNREFUSED", "and its cause")
+  -- a listener whose accept queue is full: the kernel drops the next SYN, so the
+  -- connect neither succeeds nor is refused, and times out
+  local socket = require "socket"
+  local srv = socket.tcp()
+  assert(srv:bind("127.0.0.1", 0))
+  assert(srv:listen(0))
+  local _, lport = srv:getsockname()
+  local filler = socket.tcp()
+  filler:settimeout(5)
+  assert(filler:connect("127.0.0.1", lport))   -- established, never accepted: the queue is full
+  local c = core.smtp.new { host = "127.0.0.1", port = tonumber(lport), tls = "none", connect_timeout = 1 }
+  local ok, err2, info2 = c:open()
+  t:is(ok, nil, "a connect nobody answers fails")
+  t:is(info2 and info2.errno, "ETIMEDOUT", "info.errno: ETIMEDOUT (" .. tostring(err2) .. ")")
+  t:is(info2 and info2.errors and info2.errors[1] and info2.errors[1].errno, "ETIMEDOUT", "per address too")
+  c:close()
+  filler:close()
+  srv:close()
+end)
+
 tap.test("tls policy", function(t)
   local seen = { ["a:25"] = "starttls", ["b:2525"] = "implicit" }
   t:is(smtp.mode_for({ tls = "auto" }, "x", 465, {}), "implicit", "auto on 465: implicit")
