@@ -20,6 +20,9 @@
 
 #include <stddef.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* The length of the line end at p (n bytes available): 2 for CRLF, 1 for a
 ** bare CR or LF, 0 when p does not start a line end.  A CR that is the last
@@ -46,12 +49,26 @@ static inline size_t mh_eol_intake_len(const char *p, size_t n) {
   return k < n && p[k] == '\n' ? k + 1 : 1;
 }
 
-/* The first CR or LF in p[0..n), or NULL.  By memchr, a window at a time: a
-** byte loop cost some 6 instructions a byte, most of the spool's header
-** parsing per message; the window bounds what is scanned past the answer
-** (an LF far behind lines that end with bare CRs) so that a caller walking
-** the lines stays linear. */
+/* The first CR or LF in p[0..n), or NULL.  Where SSE2 is (every x86-64), 16
+** octets a step, CR and LF compared at once: the data writer asks it of every
+** line it sends, the spool's header parser of every header line, and two
+** memchr calls a line cost twice this.  Elsewhere by memchr, a window at a
+** time: a byte loop cost some 6 instructions a byte; the window bounds what is
+** scanned past the answer (an LF far behind lines that end with bare CRs) so
+** that a caller walking the lines stays linear (the SSE2 steps read at most 15
+** octets past it). */
 static inline const char *mh_eol_find(const char *p, size_t n) {
+#if defined(__SSE2__)
+  const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+  for (; n >= 16; p += 16, n -= 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+    if (m) return p + __builtin_ctz(m);
+  }
+  for (; n > 0; p++, n--)
+    if (*p == '\r' || *p == '\n') return p;
+  return NULL;
+#else
   while (n > 0) {
     size_t w = n < 256 ? n : 256;
     const char *lf = (const char *)memchr(p, '\n', w);
@@ -62,6 +79,7 @@ static inline const char *mh_eol_find(const char *p, size_t n) {
     n -= w;
   }
   return NULL;
+#endif
 }
 
 #endif

@@ -16,6 +16,7 @@
 #include "mime7.h"
 #include "error.h"
 #include "log.h"
+#include "eol.h"
 
 /* --------------------------------------------------------------- names */
 
@@ -250,27 +251,28 @@ static int dot_byte(mh_smtp_dotw *w, mh_buf *out, char c) {
 ** that holds one), fits the 998-octet rule from w's column, and does
 ** not start with a '.' to stuff.  Returns where the run ends (p when the line
 ** at p needs the byte-wise writer), with w's state updated past it; a last
-** line without its line end is taken too when it holds no CR.  memchr finds
-** the line ends, so an ordinary message costs a few instructions a line. */
+** line without its line end is taken too when it holds no CR.  mh_eol_find
+** (eol.h: CR and LF looked for in one pass) finds the line ends, so an
+** ordinary message costs a few instructions a line: the line is clean when
+** the first CR or LF is a CR with its LF. */
 static size_t clean_run(mh_smtp_dotw *w, const char *in, size_t p, size_t len) {
   while (p < len) {
-    const char *lf, *cr;
+    const char *e;
     size_t n;
     if (w->bol && in[p] == '.' && !w->nostuff) break;
-    lf = memchr(in + p, '\n', len - p);
-    if (!lf) {   /* the last line, not ended yet: its end may come with the next piece */
+    e = mh_eol_find(in + p, len - p);
+    if (!e) {   /* the last line, not ended yet: its end may come with the next piece */
       n = len - p;
-      if (memchr(in + p, '\r', n) || w->col + n > (w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT)) break;
+      if (w->col + n > (w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT)) break;
       w->col += n;
       w->prev_ws = n && (in[len - 1] == ' ' || in[len - 1] == '\t');
       w->bol = w->empty_line = 0;
       return len;
     }
-    n = (size_t)(lf - (in + p));           /* the line and its CR */
-    if (n == 0 || lf[-1] != '\r') break;   /* a bare LF */
-    n--;
-    cr = n ? memchr(in + p, '\r', n) : NULL;
-    if (cr || w->col + n > (w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT)) break;   /* a bare CR, or too long */
+    /* a bare LF, a bare CR, or a CR whose LF (if any) is in the next piece */
+    if (*e != '\r' || e + 1 == in + len || e[1] != '\n') break;
+    n = (size_t)(e - (in + p));   /* the line without its CRLF */
+    if (w->col + n > (w->body ? MH_SMTP_TEXT_LINE : MH_SMTP_FOLD_AT)) break;   /* too long */
     if (!w->body && w->empty_line && n == 0) w->body = 1;
     w->bol = w->empty_line = 1;
     w->col = 0;

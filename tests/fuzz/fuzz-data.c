@@ -15,11 +15,12 @@
 #include "smtp.h"
 
 /* The reference: one byte at a time, the rules spelled out. */
-typedef struct { int bol, cr, body, empty, col, nostuff; } ref;
+typedef struct { int bol, cr, body, empty, col, nostuff, ws; } ref;
 static void ref_eol(ref *r, mh_buf *o) {
   if (!r->body && r->empty) r->body = 1;
   r->bol = r->empty = 1;
   r->col = 0;
+  r->ws = 0;
   mh_buf_add(o, "\r\n", 2);
 }
 static void ref_write(ref *r, mh_buf *o, const uint8_t *in, size_t n) {
@@ -29,6 +30,13 @@ static void ref_write(ref *r, mh_buf *o, const uint8_t *in, size_t n) {
     if (c == '\r') { r->cr = 1; continue; }
     if (c == '\n') { ref_eol(r, o); continue; }
     if (c == '\0') continue;   /* never sent: dropped, no fold, the line stays empty if it was */
+    /* a header line past column 900 is folded before a blank that follows a
+    ** non-blank (as tests/unit/test-smtp-dotw.c's reference, since 3b22841) */
+    if (!r->body && (c == ' ' || c == '\t') && !r->ws && r->col >= MH_SMTP_FOLD_AT && r->col < MH_SMTP_TEXT_LINE) {
+      mh_buf_add(o, "\r\n", 2);
+      r->col = 0;
+    }
+    r->ws = c == ' ' || c == '\t';
     if (r->col >= MH_SMTP_TEXT_LINE) {
       mh_buf_add(o, r->body ? "\r\n" : "\r\n ", r->body ? 2 : 3);
       r->col = r->body ? 0 : 1;

@@ -398,6 +398,72 @@ static void test_long_lines(void) {
   free(msg);
 }
 
+/* mh_mime7_longline's rule written out line by line (as it was before it
+** learnt to jump over lines): a line runs to an LF, or to a CR that is not
+** last before the LF (nor last in the piece); its octets, the CR of a CRLF
+** not counted, are carried across pieces in *run. */
+static int longline_ref(const char *buf, size_t len, uint64_t *run) {
+  const char *p = buf, *end = buf + len;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p)), *stop = nl ? nl : end;
+    uint64_t n = (uint64_t)(stop - p);
+    if (*run + n > 998) {
+      const char *cr = memchr(p, '\r', (size_t)(stop - p));
+      while (cr && cr + 1 < stop) {
+        if (*run + (uint64_t)(cr - p) > 998) return 1;
+        *run = 0;
+        p = cr + 1;
+        cr = memchr(p, '\r', (size_t)(stop - p));
+      }
+      n = (uint64_t)(stop - p);
+      if (cr && cr + 1 == stop) n--;
+      if (*run + n > 998) return 1;
+    }
+    if (!nl) { *run += (uint64_t)(stop - p); return 0; }
+    *run = 0;
+    p = nl + 1;
+  }
+  return 0;
+}
+
+/* mh_mime7_longline against the rule over random messages whose lines sit
+** around the 998-octet limit, with LF, CRLF and bare CR line ends, fed in
+** random pieces: the same answer after every piece, and the same run. */
+static void test_longline_property(void) {
+  static char buf[8192];
+  int agree = 1, longs = 0;
+  for (int t = 0; t < 20000 && agree; t++) {
+    size_t n = 0;
+    while (n < sizeof buf - 1100) {
+      unsigned k = rnd(4);
+      size_t ll = k == 0 ? rnd(80) : k == 1 ? 990 + rnd(12) : k == 2 ? rnd(1001) : 996 + rnd(6);
+      memset(buf + n, 'a' + (int)rnd(26), ll);
+      n += ll;
+      if (rnd(5) == 0) break;   /* no line end: the message ends mid-line */
+      k = rnd(8);
+      if (k < 5) { buf[n++] = '\r'; buf[n++] = '\n'; }
+      else if (k < 7) buf[n++] = '\n';
+      else buf[n++] = '\r';
+      if (rnd(4) == 0) n = n > 1 ? n - 1 - rnd(2) : n;   /* cut a line end in two */
+    }
+    uint64_t r1 = rnd(3) == 0 ? rnd(1000) : 0, r2 = r1;
+    size_t off = 0;
+    while (off < n) {
+      size_t piece = rnd(3) == 0 ? n - off : 1 + rnd((unsigned)(n - off));
+      int a = mh_mime7_longline(buf + off, piece, &r1), b = longline_ref(buf + off, piece, &r2);
+      if (a != b || (!a && r1 != r2)) {
+        agree = 0;
+        diag("longline: case %d at %zu+%zu: %d (run %llu), the rule says %d (run %llu)", t, off, piece, a,
+             (unsigned long long)r1, b, (unsigned long long)r2);
+      }
+      if (a || b) { longs++; break; }
+      off += piece;
+    }
+  }
+  ok(agree, "longline: the rule's answer on 20000 random messages in random pieces");
+  ok(longs > 1000, "longline: many of them long (%d)", longs);
+}
+
 int main(void) {
   test_plain_8bit();
   test_headers();
@@ -405,5 +471,6 @@ int main(void) {
   test_long_and_edges();
   test_long_lines();
   test_property();
+  test_longline_property();
   return done_testing();
 }

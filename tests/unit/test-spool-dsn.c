@@ -79,6 +79,18 @@ static void test_parse(void) {
   is_str(env.from_params, "RET=FULL", "its parameters, spaces trimmed");
   is_str(env.to_params ? env.to_params[0] : NULL, "NOTIFY=DELAY", "recipient parameters");
   mh_env_free(&env);
+  /* read from the file, not the spool's own listing: a quoted local part's
+  ** space is no end of the address, a space before any quote is */
+  const char *quoted = "X-Sender: \"a b\"@c.d RET=FULL\r\nX-Receiver: \"x\\\" y\"@y.z NOTIFY=DELAY\r\n"
+                       "X-Receiver: p@q.r ORCPT=rfc822;p\"q@q.r\r\nX-Receiver: s@t.u\r\nS: x\r\n\r\n";
+  is_int(mh_env_parse(quoted, strlen(quoted), 1, &env, err), 0, "quoted local parts with spaces");
+  ok(env.from && !strcmp(env.from, "\"a b\"@c.d") && env.from_params && !strcmp(env.from_params, "RET=FULL"),
+     "a quoted sender with a space stays one address, its parameters after it");
+  ok(env.nto == 3 && !strcmp(env.to[0], "\"x\\\" y\"@y.z") && !strcmp(env.to[1], "p@q.r") &&
+     !strcmp(env.to[2], "s@t.u") && env.to_params && !strcmp(env.to_params[0], "NOTIFY=DELAY") &&
+     !strcmp(env.to_params[1], "ORCPT=rfc822;p\"q@q.r") && !env.to_params[2],
+     "a quoted recipient (an escaped quote in it) stays whole; a quote after the first space is a parameter's");
+  mh_env_free(&env);
   const char *bad[] = {
     "X-Sender: a@b.c\r\nX-Receiver: x@y.z junk\r\nS: x\r\n\r\n",
     "X-Sender: a@b.c BODY=8BITMIME\r\nX-Receiver: x@y.z\r\nS: x\r\n\r\n",
