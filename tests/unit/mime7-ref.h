@@ -98,6 +98,18 @@ static void ref_qp(const char *p, size_t n, rbuf *o) {
 
 /* Decodes the RFC 2047 B encoded-words in s (whitespace between two words is
 ** dropped); anything else is copied. */
+/* RFC 2047 §2: an encoded word's charset is a token (no especials), its text
+** printable ASCII without '?' or SPACE.  Anything else is plain text a reader
+** shows as written ("=?:?B?==<0xfe>..." is not a word). */
+static int ref_word_ok(const char *cs, const char *q1, const char *end) {
+  if (cs == q1) return 0;
+  for (const char *k = cs; k < q1; k++)
+    if ((unsigned char)*k <= ' ' || (unsigned char)*k >= 0x7f || strchr("()<>@,;:\"/[]?.=", *k)) return 0;
+  for (const char *k = q1 + 3; k < end; k++)
+    if ((unsigned char)*k <= ' ' || (unsigned char)*k >= 0x7f || *k == '?') return 0;
+  return 1;
+}
+
 static void ref_words(const char *s, size_t n, rbuf *o) {
   size_t i = 0;
   int last_word = 0;
@@ -109,7 +121,7 @@ static void ref_words(const char *s, size_t n, rbuf *o) {
         const char *end = NULL;
         for (const char *k = q1 + 3; k + 1 < s + n; k++)
           if (k[0] == '?' && k[1] == '=') { end = k; break; }
-        if (end) {
+        if (end && ref_word_ok(s + i + 2, q1, end)) {
           if (!last_word && ws_len) rb_add(o, s + ws_start, ws_len);
           ws_len = 0;
           ref_b64(q1 + 3, (size_t)(end - q1 - 3), o);
@@ -166,7 +178,7 @@ static void ref_params(const char *u, size_t n, rbuf *o, char *boundary, size_t 
   char lastname[128] = "";
   for (i = 0; i <= n; i++) {
     if (i < n) {
-      if (q) { if (u[i] == '\\') i++; else if (u[i] == '"') q = 0; continue; }
+      if (q) { if (u[i] == '\\' && i + 1 < n) i++; else if (u[i] == '"') q = 0; continue; }   /* (a final backslash escapes nothing: the segment still ends at n) */
       if (u[i] == '"') { q = 1; continue; }
       if (u[i] != ';') continue;
     }
@@ -246,7 +258,7 @@ static void ref_addrs(const char *u, size_t n, rbuf *o) {
   int q = 0, angle = 0;
   for (size_t i = 0; i <= n; i++) {
     if (i < n) {
-      if (q) { if (u[i] == '\\') i++; else if (u[i] == '"') q = 0; continue; }
+      if (q) { if (u[i] == '\\' && i + 1 < n) i++; else if (u[i] == '"') q = 0; continue; }   /* (a final backslash escapes nothing: the segment still ends at n) */
       if (u[i] == '"') { q = 1; continue; }
       if (u[i] == '<') angle = 1;
       if (u[i] == '>') angle = 0;
@@ -277,6 +289,10 @@ static void ref_addrs(const char *u, size_t n, rbuf *o) {
       rb_adds(o, "|");
       rb_add(o, lt, (size_t)(it + in - lt));
     } else {
+      /* blanks around a bare address mean nothing (a fold after the comma adds one) */
+      while (in && (*it == ' ' || *it == '\t')) { it++; in--; }
+      while (in && (it[in - 1] == ' ' || it[in - 1] == '\t')) in--;
+      if (!in) continue;   /* an empty element (",,", obs-addr-list) is no address */
       rb_add(o, it, in);
     }
     rb_adds(o, ";");
@@ -290,6 +306,10 @@ static int ref_is(const char *name, size_t nl, const char *want) {
 }
 
 /* One entity: its canonical text appended to o. */
+/* The whole value is the literal (a value may hold a NUL: strcmp would stop
+** there, and take "text/plain; charset=utf-8<NUL>x" for the one a conversion adds). */
+static int ref_same(const rbuf *u, const char *lit) { return u->n == strlen(lit) && !memcmp(u->p, lit, u->n); }
+
 static void ref_entity(const char *p, size_t n, int digest_part, rbuf *o, int depth) {
   size_t he = n, bs = n;
   char boundary[80] = "", type[80] = "", cte[40] = "";
@@ -326,9 +346,9 @@ static void ref_entity(const char *p, size_t n, int digest_part, rbuf *o, int de
         cte[k] = '\0';
       } else if (ref_is(f, nl, "mime-version")) {
         /* added by a conversion: not compared */
-      } else if (ref_is(f, nl, "content-type") && u.n && (!strcmp(u.p, "text/plain; charset=utf-8") ||
-                                                          !strcmp(u.p, "text/plain; charset=unknown-8bit") ||
-                                                          !strcmp(u.p, "text/plain; charset=us-ascii"))) {
+      } else if (ref_is(f, nl, "content-type") && u.n && (ref_same(&u, "text/plain; charset=utf-8") ||
+                                                          ref_same(&u, "text/plain; charset=unknown-8bit") ||
+                                                          ref_same(&u, "text/plain; charset=us-ascii"))) {
         snprintf(type, sizeof type, "text/plain");   /* added by a conversion: not compared */
       } else {
         rb_adds(o, "H:");
