@@ -16,6 +16,7 @@
 #ifndef MH_MIME7_REF_H
 #define MH_MIME7_REF_H
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,7 +176,8 @@ static void ref_pct(const char *p, size_t n, rbuf *o) {
 static void ref_params(const char *u, size_t n, rbuf *o, char *boundary, size_t bcap, char *type, size_t tcap) {
   size_t i = 0, a = 0;
   int q = 0, first = 1;
-  char lastname[128] = "";
+  char *lastname = NULL;   /* (names of any length, NULs included: compared by length) */
+  size_t lastn = 0;
   for (i = 0; i <= n; i++) {
     if (i < n) {
       if (q) { if (u[i] == '\\' && i + 1 < n) i++; else if (u[i] == '"') q = 0; continue; }   /* (a final backslash escapes nothing: the segment still ends at n) */
@@ -199,21 +201,23 @@ static void ref_params(const char *u, size_t n, rbuf *o, char *boundary, size_t 
     }
     const char *eq = memchr(seg, '=', sn);
     if (!eq) continue;
-    char name[128];
     size_t nl = (size_t)(eq - seg);
     while (nl && (seg[nl - 1] == ' ' || seg[nl - 1] == '\t')) nl--;
-    if (nl >= sizeof name) nl = sizeof name - 1;
+    char *name = malloc(nl + 1);
+    assert(name);
     for (size_t k = 0; k < nl; k++) name[k] = (char)(seg[k] | 0x20);
     name[nl] = '\0';
+    size_t bl = nl;   /* the name without its "*N*" */
     const char *val = eq + 1;
     size_t vn = (size_t)(seg + sn - val);
     while (vn && (*val == ' ' || *val == '\t')) { val++; vn--; }
     rbuf dv = { 0 };
-    char *star = strchr(name, '*');
+    char *star = memchr(name, '*', nl);
     if (star) {
       /* name*=cs''pct, name*N*=..., name*N=... */
       int extended = name[nl - 1] == '*';
       *star = '\0';
+      bl = (size_t)(star - name);
       const char *v = val;
       size_t vl = vn;
       if (extended && (!strstr(name, "") || 1)) {
@@ -234,21 +238,24 @@ static void ref_params(const char *u, size_t n, rbuf *o, char *boundary, size_t 
     } else {
       rb_add(&dv, val, vn);
     }
-    if (strcmp(name, lastname) == 0) {
+    if (lastname && bl == lastn && !memcmp(name, lastname, bl)) {
       rb_add(o, dv.p ? dv.p : "", dv.n);   /* a continuation */
+      free(name);
     } else {
       rb_adds(o, "; ");
-      rb_adds(o, name);
+      rb_add(o, name, bl);
       rb_adds(o, "=");
       rb_add(o, dv.p ? dv.p : "", dv.n);
-      snprintf(lastname, sizeof lastname, "%s", name);
+      free(lastname);
+      lastname = name, lastn = bl;
     }
-    if (boundary && !strcmp(name, "boundary") && dv.n < bcap) {
+    if (boundary && lastn == 8 && !memcmp(lastname, "boundary", 8) && dv.n < bcap) {
       memcpy(boundary, dv.p ? dv.p : "", dv.n);
       boundary[dv.n] = '\0';
     }
     free(dv.p);
   }
+  free(lastname);
 }
 
 /* An address list: "display|addr" per mailbox (display: quotes removed,
@@ -267,6 +274,10 @@ static void ref_addrs(const char *u, size_t n, rbuf *o) {
     const char *it = u + a, *lt = NULL;
     size_t in = (i < n ? i : n) - a;
     a = i + 1;
+    /* blanks around an element mean nothing (a fold after the comma adds one) */
+    while (in && (*it == ' ' || *it == '\t')) { it++; in--; }
+    while (in && (it[in - 1] == ' ' || it[in - 1] == '\t')) in--;
+    if (!in) continue;   /* an empty element (",,", obs-addr-list) is no address */
     int iq = 0;
     for (size_t k = 0; k < in; k++) {
       if (it[k] == '"') iq = !iq;
@@ -289,10 +300,6 @@ static void ref_addrs(const char *u, size_t n, rbuf *o) {
       rb_adds(o, "|");
       rb_add(o, lt, (size_t)(it + in - lt));
     } else {
-      /* blanks around a bare address mean nothing (a fold after the comma adds one) */
-      while (in && (*it == ' ' || *it == '\t')) { it++; in--; }
-      while (in && (it[in - 1] == ' ' || it[in - 1] == '\t')) in--;
-      if (!in) continue;   /* an empty element (",,", obs-addr-list) is no address */
       rb_add(o, it, in);
     }
     rb_adds(o, ";");
