@@ -20,15 +20,7 @@ start_smtpd S --log "$T/smtpd.log" \
 # a server down, saying why with markup (the outage's reason, shown last)
 printf '%s\n' "send 421 4.3.2 <img src=x onerror=\"document.title='PWNED-outage'\"> down" close > "$T/down.script"
 start_fault D "$T/down.script" || exit 1
-AP=$(free_port)
-write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$S" tls=none tls_required=false \
-  from=app@example.com admin_listen="127.0.0.1:$AP" retry_interval=1
-echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null; ok $? "admin password set"
-
-MAILHOOK_LOG_LEVEL=info "$MAILHOOK" run >"$T/svc.log" 2>&1 &
-SVC=$!
-on_exit "kill -9 $SVC"
-wait_for 10 grep -q "console: http://127.0.0.1:$AP" "$T/svc.log"; ok $? "the service serves the console"
+start_console "$S"
 
 # any local user: sendmail with hostile headers and a quoted recipient holding markup
 printf '%s\n' "From: \"<svg/onload=document.title='PWNED-from'>\" <evil@example.com>" \

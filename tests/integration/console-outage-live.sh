@@ -12,14 +12,7 @@ need_browser
 
 ADMIN_PW='admin-Outage-Live-Pw-17'
 SMTP=$(free_port)      # the server: nothing listens there yet
-AP=$(free_port)
-write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$SMTP" tls=none tls_required=false \
-  from=app@example.com admin_listen="127.0.0.1:$AP" retry_interval=1
-echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null; ok $? "admin password set"
-MAILHOOK_LOG_LEVEL=info "$MAILHOOK" run >"$T/svc.log" 2>&1 &
-SVC=$!
-on_exit "kill -9 $SVC"
-wait_for 10 grep -q "console: http://127.0.0.1:$AP" "$T/svc.log"; ok $? "the service serves the console"
+start_console "$SMTP"
 
 "$PY" "$ROOT/tests/console/outage_browser.py" "http://127.0.0.1:$AP" "$ADMIN_PW" "$MAILHOOK" "$MAILHOOK_SPOOL" \
   "$SMTP" "$PEERS/smtpd.py" "$T" > "$T/browser.tap" 2> "$T/browser.err"

@@ -188,6 +188,20 @@ need_browser() {
   "$PY" -c 'import selenium' 2>/dev/null || { echo "Bail out! python3-selenium missing (scripts/deps)"; exit 1; }
 }
 
+# start_console SERVER_PORT: the console's tests' service: settings for a plain server
+# on SERVER_PORT and the console on a free port ($AP), the admin password $ADMIN_PW, the
+# service started ($SVC, its log $T/svc.log, killed at exit) and serving the console.
+start_console() {
+  AP=$(free_port)
+  write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$1" tls=none tls_required=false \
+    from=app@example.com admin_listen="127.0.0.1:$AP" retry_interval=1
+  echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null; ok $? "admin password set"
+  MAILHOOK_LOG_LEVEL=info "$MAILHOOK" run >"$T/svc.log" 2>&1 &
+  SVC=$!
+  on_exit "kill -9 $SVC"
+  wait_for 10 grep -q "console: http://127.0.0.1:$AP" "$T/svc.log"; ok $? "the service serves the console"
+}
+
 count_mail() {
   local n=0 f
   for f in "$1"/*.eml; do [ -e "$f" ] && n=$((n + 1)); done
