@@ -165,7 +165,7 @@ static int l_set_dropin_from(lua_State *L) {
 ** with LF) or a string saying why the name has none. */
 static int names_entry(lua_State *L, mh_spool_names *n, const char *name) {
   if (lua_type(L, -1) == LUA_TSTRING) return mh_spool_names_add(n, name, lua_tostring(L, -1), 1);
-  luaL_checktype(L, -1, LUA_TTABLE);
+  if (lua_type(L, -1) != LUA_TTABLE) return MH_EBADADDR;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   lua_Integer len = luaL_len(L, -2);   /* the buffer took a slot: the list is at -2 */
@@ -191,9 +191,9 @@ static int l_set_dropin_names(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
   if (!ls->sp) return luaL_error(L, "spool is closed");
   if (lua_isnoneornil(L, 2)) { mh_spool_set_dropin_names(ls->sp, NULL); lua_pushboolean(L, 1); return 1; }
-  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_istable(L, 2)) return mh_l_field_error(L, 2, "spool:set_dropin_names", "names", "a table");
   lua_getfield(L, 2, "domain");
-  mh_spool_names *n = mh_spool_names_new(luaL_optstring(L, -1, NULL));
+  mh_spool_names *n = mh_spool_names_new(mh_l_optfield_string(L, -1, "spool:set_dropin_names", "domain", NULL));
   lua_pop(L, 1);
   if (!n) return mh_l_fail(L, MH_ENOMEM, "spool", "drop-in names");
   int rc = 0;
