@@ -545,6 +545,56 @@ static int is_refused(const mh_state *st, const char *rcpt) {
   return 0;
 }
 
+/* The keys of an entry (and of the deliverer's per-message options), as Lua
+** strings made once per state: lua_setfield/lua_getfield with a C string look
+** it up in Lua's string cache first (a hash of its address, a strcmp), some
+** 100 instructions a field, a dozen fields a message.  A table in the
+** registry, its strings at fixed indices; push_keys leaves it on the stack. */
+enum {
+  K_ID = 1, K_PATH, K_STATE, K_OFFSET, K_SIZE, K_QUEUED_AT, K_FROM, K_UID, K_ALL, K_UTF8, K_TO,
+  K_DONE, K_REFUSED, K_RCPT, K_REPLY, K_ATTEMPTS, K_NEXT_ATTEMPT, K_LAST_REPLY, K_REASON,
+  K_FAILED_AT, K_DATA, K_N
+};
+static const char *const key_names[K_N] = {
+  NULL, "id", "path", "state", "offset", "size", "queued_at", "from", "uid", "all", "utf8", "to",
+  "done", "refused", "rcpt", "reply", "attempts", "next_attempt", "last_reply", "reason",
+  "failed_at", "data"
+};
+static const char KEYS = 0;   /* registry key (its address) */
+
+static int push_keys(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &KEYS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, K_N - 1, 0);
+    for (int k = 1; k < K_N; k++) {
+      lua_pushstring(L, key_names[k]);
+      lua_rawseti(L, -2, k);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &KEYS);
+  }
+  return lua_gettop(L);
+}
+
+/* t[key k] = the value on top, t just below it; keys at index `keys` */
+static void set_key(lua_State *L, int keys, int k) {
+  lua_rawgeti(L, keys, k);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
+static void set_str(lua_State *L, int keys, int k, const char *v) {
+  lua_rawgeti(L, keys, k);
+  lua_pushstring(L, v);
+  lua_rawset(L, -3);
+}
+
+static void set_int(lua_State *L, int keys, int k, lua_Integer v) {
+  lua_rawgeti(L, keys, k);
+  lua_pushinteger(L, v);
+  lua_rawset(L, -3);
+}
+
 /* The entry table of INTERFACES.md: to = pending recipients (neither accepted
 ** nor refused for good), all = envelope, refused = {{rcpt =, reply =}...}.
 ** lean (the deliverer's load{lean = true}, per message): no `all`, `done` and
@@ -553,29 +603,31 @@ static int is_refused(const mh_state *st, const char *rcpt) {
 ** ASCII. */
 static void push_entry(lua_State *L, mh_spool_entry *e, int lean) {
   int plain = e->state.ndone == 0 && e->state.nrefused == 0;   /* to = the whole envelope */
+  int keys = push_keys(L);
   lua_createtable(L, 0, 16);
-  lua_pushlstring(L, e->id, strlen(e->id)); lua_setfield(L, -2, "id");
-  lua_pushlstring(L, e->path, strlen(e->path)); lua_setfield(L, -2, "path");
-  if (!lean || e->failed) { lua_pushstring(L, e->failed ? "failed" : "pickup"); lua_setfield(L, -2, "state"); }
-  lua_pushinteger(L, (lua_Integer)e->env.offset); lua_setfield(L, -2, "offset");
-  lua_pushinteger(L, e->size); lua_setfield(L, -2, "size");
-  lua_pushinteger(L, e->queued_at); lua_setfield(L, -2, "queued_at");
-  if (e->env.from) { lua_pushstring(L, e->env.from); lua_setfield(L, -2, "from"); }
-  if (e->env.has_uid) { lua_pushinteger(L, (lua_Integer)e->env.uid); lua_setfield(L, -2, "uid"); }
+  lua_rawgeti(L, keys, K_ID); lua_pushlstring(L, e->id, strlen(e->id)); lua_rawset(L, -3);
+  lua_rawgeti(L, keys, K_PATH); lua_pushlstring(L, e->path, strlen(e->path)); lua_rawset(L, -3);
+  if (!lean || e->failed) set_str(L, keys, K_STATE, e->failed ? "failed" : "pickup");
+  set_int(L, keys, K_OFFSET, (lua_Integer)e->env.offset);
+  set_int(L, keys, K_SIZE, e->size);
+  set_int(L, keys, K_QUEUED_AT, e->queued_at);
+  if (e->env.from) set_str(L, keys, K_FROM, e->env.from);
+  if (e->env.has_uid) set_int(L, keys, K_UID, (lua_Integer)e->env.uid);
   push_params(L, &e->env);
   if (!lean) {
     push_strings(L, e->env.to, e->env.nto);
-    lua_setfield(L, -2, "all");
+    set_key(L, keys, K_ALL);
   } else {   /* utf8: whether a recipient's address is not ASCII (the deliverer's SMTPUTF8 check) */
     int eight = 0;
     for (size_t i = 0; i < e->env.nto && !eight; i++)
       for (const unsigned char *c = (const unsigned char *)e->env.to[i]; *c && !eight; c++) eight = *c >= 0x80;
+    lua_rawgeti(L, keys, K_UTF8);
     lua_pushboolean(L, eight);
-    lua_setfield(L, -2, "utf8");
+    lua_rawset(L, -3);
   }
   if (plain) {   /* every recipient pending: no lookups */
     push_strings(L, e->env.to, e->env.nto);
-    lua_setfield(L, -2, "to");
+    set_key(L, keys, K_TO);
   } else {
     lua_newtable(L);
     for (size_t i = 0, k = 0; i < e->env.nto; i++) {
@@ -585,25 +637,26 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean) {
       lua_pushstring(L, e->env.to[i]);
       lua_rawseti(L, -2, (lua_Integer)++k);
     }
-    lua_setfield(L, -2, "to");
+    set_key(L, keys, K_TO);
   }
-  if (!lean || e->state.ndone) { push_strings(L, e->state.done, e->state.ndone); lua_setfield(L, -2, "done"); }
+  if (!lean || e->state.ndone) { push_strings(L, e->state.done, e->state.ndone); set_key(L, keys, K_DONE); }
   if (!lean || e->state.nrefused) {
     lua_createtable(L, (int)e->state.nrefused, 0);
     for (size_t i = 0; i < e->state.nrefused; i++) {
       lua_createtable(L, 0, 2);
-      lua_pushstring(L, e->state.refused[i].rcpt); lua_setfield(L, -2, "rcpt");
-      lua_pushstring(L, e->state.refused[i].reply); lua_setfield(L, -2, "reply");
+      set_str(L, keys, K_RCPT, e->state.refused[i].rcpt);
+      set_str(L, keys, K_REPLY, e->state.refused[i].reply);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    lua_setfield(L, -2, "refused");
+    set_key(L, keys, K_REFUSED);
   }
-  lua_pushinteger(L, e->state.attempts); lua_setfield(L, -2, "attempts");
-  lua_pushinteger(L, e->state.next_attempt); lua_setfield(L, -2, "next_attempt");
-  if (e->state.last_reply) { lua_pushstring(L, e->state.last_reply); lua_setfield(L, -2, "last_reply"); }
-  if (e->state.reason) { lua_pushstring(L, e->state.reason); lua_setfield(L, -2, "reason"); }
-  if (e->state.failed_at) { lua_pushinteger(L, e->state.failed_at); lua_setfield(L, -2, "failed_at"); }
-  if (e->data) { lua_pushlstring(L, e->data, e->datalen); lua_setfield(L, -2, "data"); }
+  set_int(L, keys, K_ATTEMPTS, e->state.attempts);
+  set_int(L, keys, K_NEXT_ATTEMPT, e->state.next_attempt);
+  if (e->state.last_reply) set_str(L, keys, K_LAST_REPLY, e->state.last_reply);
+  if (e->state.reason) set_str(L, keys, K_REASON, e->state.reason);
+  if (e->state.failed_at) set_int(L, keys, K_FAILED_AT, e->state.failed_at);
+  if (e->data) { lua_rawgeti(L, keys, K_DATA); lua_pushlstring(L, e->data, e->datalen); lua_rawset(L, -3); }
+  lua_remove(L, keys);
 }
 
 static int op_push(lua_State *co, void *arg) {
