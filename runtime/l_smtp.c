@@ -54,6 +54,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "l_sched.h"
+#include "l_spool.h"   /* a loaded entry's data handle */
 #include "client.h"
 #include "error.h"
 #include "fsutil.h"
@@ -397,7 +398,8 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
     if (fd >= 0) close(fd);
     mh_l_field_error(L, 3, what, "recipients", "a table");
   }
-  if (fd < 0) data = mh_l_field_lstring(L, 4, what, "data", &len);
+  /* data: a string, or a spool entry's data handle (l_spool.h), alive on the stack */
+  if (fd < 0 && !(data = l_spool_data(L, 4, &len))) data = mh_l_field_lstring(L, 4, what, "data", &len);
   n = (size_t)luaL_len(L, 3);
   if ((u->waiting && u->waiting != WAIT_SEND) || mh_client_busy(c)) {
     if (fd >= 0) close(fd);

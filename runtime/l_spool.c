@@ -31,6 +31,7 @@
 
 #include "l_watch.h"
 #include "l_msg.h"   /* a message object (mh.message) is enqueued as it is */
+#include "l_spool.h"
 
 #define SPOOL_MT "mailhook.Spool"
 #define LIST_MT "mailhook.SpoolList"
@@ -291,6 +292,7 @@ typedef struct {
   size_t data_max;   /* load: the message itself too when at most this long (0: no) */
   int keep;          /* load: keep the file open (kept_add), in kept_fd */
   int lean;          /* load: the entry without what a deliverer never reads (push_entry) */
+  int buffer;        /* load: data as a SpoolData handle, not a string (push_data) */
   int kept_fd;
   int known;         /* delivered: held came from the kept table; has_state says ... */
   int has_state;     /* ... whether there is an ID.state to remove */
@@ -545,6 +547,87 @@ static int is_refused(const mh_state *st, const char *rcpt) {
   return 0;
 }
 
+/* The message data as a handle (load{buffer = true}): the buffer the load
+** read the file into, owned by a userdata (freed by its __gc) instead of
+** copied into a Lua string; for the deliverer, whose entry only carries its
+** data to c:submit (which copies it into the session's buffer).  A 1 KB
+** message's string was an allocation, a copy and 1 KB more for the collector
+** to pace itself on, per message. */
+typedef struct {
+  char *p;
+  size_t len;
+} spool_data;
+static const char DATA_MT = 0;   /* registry key (its address) of the metatable */
+
+static int data_gc(lua_State *L) {
+  spool_data *d = (spool_data *)lua_touserdata(L, 1);
+  free(d->p);
+  d->p = NULL;
+  d->len = 0;
+  return 0;
+}
+
+static spool_data *check_data(lua_State *L, int idx) {
+  spool_data *d = (spool_data *)luaL_checkudata(L, idx, MH_SPOOL_DATA_MT);
+  return d;
+}
+
+static int data_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_data(L, 1)->len);
+  return 1;
+}
+
+/* h:bytes([n]) -> the data (its first n bytes) as a string */
+static int data_bytes(lua_State *L) {
+  spool_data *d = check_data(L, 1);
+  lua_Integer n = mh_l_optfield_integer(L, 2, "SpoolData:bytes", "n", (lua_Integer)d->len);
+  lua_pushlstring(L, d->p ? d->p : "", n < 0 ? 0 : (size_t)n < d->len ? (size_t)n : d->len);
+  return 1;
+}
+
+static int data_tostring(lua_State *L) {
+  lua_pushfstring(L, MH_SPOOL_DATA_MT " (%d bytes)", (int)check_data(L, 1)->len);
+  return 1;
+}
+
+static void data_open(lua_State *L) {
+  static const luaL_Reg meta[] = {
+    { "__gc", data_gc }, { "__len", data_len }, { "__tostring", data_tostring }, { NULL, NULL }
+  };
+  luaL_newmetatable(L, MH_SPOOL_DATA_MT);   /* (its name: luaL_checkudata's messages) */
+  luaL_setfuncs(L, meta, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, data_bytes);
+  lua_setfield(L, -2, "bytes");
+  lua_setfield(L, -2, "__index");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &DATA_MT);
+}
+
+/* e->data as a handle on top of the stack; e no longer owns it */
+static void push_data(lua_State *L, mh_spool_entry *e) {
+  spool_data *d = (spool_data *)lua_newuserdatauv(L, sizeof *d, 0);
+  d->p = NULL;
+  d->len = 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &DATA_MT);
+  lua_setmetatable(L, -2);
+  d->p = e->data;
+  d->len = e->datalen;
+  e->data = NULL;
+}
+
+const char *l_spool_data(lua_State *L, int idx, size_t *len) {
+  spool_data *d;
+  int same;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &DATA_MT);
+  same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!same) return NULL;
+  d = (spool_data *)lua_touserdata(L, idx);
+  *len = d->len;
+  return d->p ? d->p : "";
+}
+
 /* The keys of an entry (and of the deliverer's per-message options), as Lua
 ** strings made once per state: lua_setfield/lua_getfield with a C string look
 ** it up in Lua's string cache first (a hash of its address, a strcmp), some
@@ -601,7 +684,7 @@ static void set_int(lua_State *L, int keys, int k, lua_Integer v) {
 ** `refused` only when not empty (three tables fewer for the usual message),
 ** `state` only when "failed"; and utf8, whether a recipient's address is not
 ** ASCII. */
-static void push_entry(lua_State *L, mh_spool_entry *e, int lean) {
+static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer) {
   int plain = e->state.ndone == 0 && e->state.nrefused == 0;   /* to = the whole envelope */
   int keys = push_keys(L);
   lua_createtable(L, 0, 16);
@@ -655,7 +738,11 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean) {
   if (e->state.last_reply) set_str(L, keys, K_LAST_REPLY, e->state.last_reply);
   if (e->state.reason) set_str(L, keys, K_REASON, e->state.reason);
   if (e->state.failed_at) set_int(L, keys, K_FAILED_AT, e->state.failed_at);
-  if (e->data) { lua_rawgeti(L, keys, K_DATA); lua_pushlstring(L, e->data, e->datalen); lua_rawset(L, -3); }
+  if (e->data) {
+    lua_rawgeti(L, keys, K_DATA);
+    if (buffer) push_data(L, e); else lua_pushlstring(L, e->data, e->datalen);
+    lua_rawset(L, -3);
+  }
   lua_remove(L, keys);
 }
 
@@ -685,7 +772,7 @@ static int op_push(lua_State *co, void *arg) {
       kept_add(o->ls, o->id, o->kept_fd, o->entry.has_state);
       o->kept_fd = -1;
     }
-    push_entry(co, &o->entry, o->lean);
+    push_entry(co, &o->entry, o->lean, o->buffer);
     return 1;
   default: lua_pushboolean(co, 1); return 1;
   }
@@ -1032,22 +1119,23 @@ static int l_scan(lua_State *L) {
   o->limit = (long)limit;
   return op_start(L, o, "spool:scan");
 }
-/* Spool:load(id [, {data = N, keep = true, now = true, lean = true}]) -> entry
+/* Spool:load(id [, {data = N, keep = true, now = true, lean = true, buffer = true}]) -> entry
 ** (waits unless now).  data = N: entry.data holds the message (after the
 ** envelope) when it is at most N bytes.  keep: the file stays open for a later
 ** delivered{now = true} (a few are kept, the oldest closed first).  now: on
 ** the calling thread, no wait (see op_now).  lean: no `all`, and `done` and
-** `refused` only when not empty (push_entry). */
+** `refused` only when not empty (push_entry).  buffer: entry.data is a
+** SpoolData handle, not a string (push_data). */
 static int l_load(lua_State *L) {
   const char *id;
-  int now, keep = 0, lean = 0;
+  int now, keep = 0, lean = 0, buffer = 0;
   lua_Integer max = 0;
   op *o;
   lspool *ls = check_spool(L, 1);
   id = checkid(L, 2, "spool:load");
   now = opt_now(L, 3);
   if (lua_type(L, 3) == LUA_TTABLE) {
-    static const char *const known[] = { "now", "data", "keep", "lean", NULL };
+    static const char *const known[] = { "now", "data", "keep", "lean", "buffer", NULL };
     mh_l_check_options(L, 3, "spool:load", known);
     lua_getfield(L, 3, "data");
     max = mh_l_optfield_integer(L, -1, "spool:load", "data", 0);
@@ -1055,7 +1143,9 @@ static int l_load(lua_State *L) {
     keep = lua_toboolean(L, -1);
     lua_getfield(L, 3, "lean");
     lean = lua_toboolean(L, -1);
-    lua_pop(L, 3);
+    lua_getfield(L, 3, "buffer");
+    buffer = lua_toboolean(L, -1);
+    lua_pop(L, 4);
   }
   if (!now) check_can_wait(L, "spool:load");
   lua_settop(L, 2);
@@ -1066,6 +1156,7 @@ static int l_load(lua_State *L) {
   o->data_max = max > 0 ? (size_t)max : 0;
   o->keep = keep;
   o->lean = lean;
+  o->buffer = buffer;
   return now ? op_now(L, o) : op_start(L, o, "spool:load");
 }
 /* Spool:delivered(id [, {sync = false, now = true, journal = true}]) -> true
@@ -1313,7 +1404,7 @@ static int list_push(lua_State *co, void *arg) {
   l->busy = 0;      /* before the task resumes and asks for more */
   if (l->n == 0 && l->rc < 0) return mh_l_fail(co, l->rc, "spool", "listing: %s", mh_strerror(l->rc));
   if (l->n == 0) { lua_pushnil(co); return 1; }
-  push_entry(co, &l->buf[0], 0);
+  push_entry(co, &l->buf[0], 0, 0);
   mh_spool_entry_free(&l->buf[0]);
   l->next = 1;
   return 1;
@@ -1331,7 +1422,7 @@ static int list_iter(lua_State *L) {
   llist *l = (llist *)luaL_checkudata(L, lua_upvalueindex(1), LIST_MT);
   if (!l->it) return 0;
   if (l->next < l->n) {
-    push_entry(L, &l->buf[l->next], 0);
+    push_entry(L, &l->buf[l->next], 0, 0);
     mh_spool_entry_free(&l->buf[l->next]);
     l->next++;
     return 1;
@@ -1578,6 +1669,7 @@ void l_spool_open(lua_State *L) {
   };
   mh_l_newclass(L, SPOOL_MT, methods, l_close, l_tostring);
   mh_l_newclass(L, STREAM_MT, stream_methods, stream_close, stream_tostring);
+  data_open(L);
   luaL_newmetatable(L, LIST_MT);
   lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, list_gc); lua_setfield(L, -2, "__close");

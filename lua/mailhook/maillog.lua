@@ -72,6 +72,7 @@ end
 -- The Message-ID header of the entry's message (the first 64 KiB of it).
 local function message_id(e)
   local head = e.data
+  if type(head) == "userdata" then head = head:bytes(65536) end   -- the deliverer's handle (spool.md)
   if not head and e.path then
     local f = require("mailhook.core").fsutil.open(e.path)   -- a spool file: never a FIFO
     if f then

@@ -49,7 +49,7 @@ tap.test("a flush pass on the real spool: 250 removes, 4xx defers, 5xx fails wit
   local ok1 = assert(sp:enqueue(msg(1), { from = "a@example.com", to = { "ok@x" } }))
   local tmp = assert(sp:enqueue(msg(2), { from = "a@example.com", to = { "ok@x", "temp@x" } }))
   local bad = assert(sp:enqueue(msg(3), { from = "a@example.com", to = { "perm@x" } }))
-  local sent = {}
+  local sent, given = {}, {}
   local function connect()
     local s = {}
     function s:alive() return true end
@@ -58,6 +58,7 @@ tap.test("a flush pass on the real spool: 250 removes, 4xx defers, 5xx fails wit
     function s:send(m)
       local f = assert(io.open(m.path, "rb")); f:seek("set", m.offset); local data = f:read("a"); f:close()
       sent[#sent + 1] = data
+      given[#given + 1] = m.data == data and "the bytes" or type(m.data)
       local res = { accepted = {}, rejected = {} }
       for _, r in ipairs(m.to) do
         if r == "ok@x" then res.accepted[#res.accepted + 1] = r
@@ -75,6 +76,9 @@ tap.test("a flush pass on the real spool: 250 removes, 4xx defers, 5xx fails wit
   local st = d:run()
   t:same({ st.delivered, st.deferred, st.failed }, { 1, 1, 1 }, "one of each")
   t:like(sent[1] or "", "^From: a@example%.com\r\n", "the bytes sent start after the X- lines")
+  -- the deliverer loads the data as a handle for the engine (LOAD_OPTS.buffer): a
+  -- session of the host's own still gets it as a string
+  t:same(given, { "the bytes", "the bytes", "the bytes" }, "a host's session gets m.data as a string")
   t:is(sp:load(ok1), nil, "the delivered one is gone")
   local e = sp:load(tmp)
   t:same(e and e.to, { "temp@x" }, "the deferred one keeps only its pending recipient")

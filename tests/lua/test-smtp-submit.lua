@@ -221,4 +221,45 @@ tap.test("result(brief): an integer only when every recipient took the message",
   f.stop()
 end)
 
+-- A spool entry loaded with {data = N, buffer = true} (the deliverer's load)
+-- carries its data as a handle: submit and send take it as they take a string.
+tap.test("submit and send take a spool entry's data handle", function(t)
+  local dir = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-submit.XXXXXX"):read("l")
+  local sp = assert(core.spool.open(dir))
+  local body1 = "Subject: handle 1\r\n\r\nfirst " .. string.rep("z", 200) .. "\r\n"
+  local body2 = "Subject: handle 2\r\n\r\nsecond\r\n.dot line\r\n"
+  local id1 = assert(sp:enqueue(body1, { from = "s1@x.test", to = { "r1@x.test" } }))
+  local id2 = assert(sp:enqueue(body2, { from = "s2@x.test", to = { "r2@x.test" } }))
+  local f = fault(OPEN .. accept(1) .. accept(2) .. "expect ^MAIL FROM:<s3@x.test>\nexpect ^RCPT\nexpect ^DATA\n" ..
+                  "send 250 ok\nsend 250 ok\nsend 354 go\ndata\nsend 250 queued 3\nexpect ^QUIT\nsend 221 bye\n")
+  local c = conn(f.port)
+  t:is(c:open(), true, "open")
+  local e1 = sp:load(id1, { data = 4096, buffer = true, now = true })
+  local e2 = sp:load(id2, { data = 4096, buffer = true, now = true })
+  t:is(type(e1.data), "userdata", "the entry's data is a handle")
+  t:is(c:submit(e1.from, e1.to, e1.data), true, "submit with a handle")
+  t:is(c:submit(e2.from, e2.to, e2.data), true, "submit the second")
+  e1, e2 = nil, nil
+  collectgarbage(); collectgarbage()   -- the handles go: the session copied their bytes at submit
+  local r, e = c:result()
+  t:is(r and r.reply.text, "queued 1", "result 1", e)
+  r, e = c:result()
+  t:is(r and r.reply.text, "queued 2", "result 2", e)
+  local e3 = sp:load(id1, { data = 4096, buffer = true, now = true })
+  r, e = c:send("s3@x.test", { "r3@x.test" }, e3.data)
+  t:is(r and r.reply.text, "queued 3", "send with a handle", e)
+  local ok, err = pcall(c.submit, c, "s@x.test", { "r@x.test" }, io.stdout)
+  t:ok(not ok and tostring(err):find("data", 1, true), "another userdata is no data: " .. tostring(err))
+  t:is(c:quit(), true, "QUIT")
+  c:close()
+  local rec = tap.slurp(f.rec) or ""
+  f.stop()
+  t:ok(rec:find(body1 .. ".\r\n", 1, true), "message 1's bytes reached the server whole")
+  t:ok(rec:find("second\r\n..dot line\r\n.\r\n", 1, true), "message 2's too, its dot line stuffed")
+  local _, n = rec:gsub("first z", "")
+  t:is(n, 2, "the third send carried message 1's bytes again")
+  sp:close()
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 return tap.done()
