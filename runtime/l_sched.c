@@ -122,6 +122,12 @@ struct mh_lctx {
   /* budgets section (below): what a budget needs of its state */
   uv_timer_t wall_timer;     /* interrupts the waits of this state's budgets past their lifetime */
   int wall_timer_init;
+  /* the task of the coroutine that last asked (find_task, once per wait: the
+     TASKS lookup and its luaL_testudata were ~600 instructions a message);
+     valid while TASKS[last_co] is last_task: forgotten when that task ends
+     (finish) or is collected (l_task_gc) */
+  lua_State *last_co;
+  mh_task *last_task;
 };
 
 /* One more in every child of fork() (pthread_atfork, registered with the first
@@ -260,14 +266,23 @@ static void push_task(lua_State *L, mh_task *t) {
   lua_remove(L, -2);
 }
 
-static mh_task *find_task(lua_State *L) {
+static mh_task *find_task_in(mh_lctx *x, lua_State *L) {
   mh_task *t;
+  if (x && L == x->last_co) return x->last_task;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS);
   lua_pushthread(L);
   lua_rawget(L, -2);
   t = (mh_task *)luaL_testudata(L, -1, TASK_MT);
   lua_pop(L, 2);
+  if (x && t) { x->last_co = L; x->last_task = t; }
   return t;
+}
+
+static mh_task *find_task(lua_State *L) { return find_task_in(NULL, L); }
+
+/* the task no longer stands for its coroutine (it ended, or is collected) */
+static void forget_task(mh_lctx *x, mh_task *t) {
+  if (x && x->last_task == t) { x->last_co = NULL; x->last_task = NULL; }
 }
 
 /* Wake every joiner of the finished task t (user value slot 3 holds joiners list as
@@ -371,6 +386,7 @@ static void finish(mh_task *t, int status, int nres) {
     j = next;
   }
   /* forget the coroutine: the task object lives on while referenced */
+  forget_task(t->x, t);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS);
   lua_pushthread(co);
   lua_xmove(co, L, 1);
@@ -471,7 +487,7 @@ void mh_task_interrupt(mh_task *t) {
 
 void mh_wait_init(lua_State *L, mh_wait *w, const char *what) {
   mh_lctx *x = mh_l_ctx(L);
-  mh_task *t = find_task(L);
+  mh_task *t = find_task_in(x, L);
   if (t && lua_isyieldable(L)) {   /* a task: it yields, the loop runs on */
     w->task = t;
     return;
@@ -1573,6 +1589,7 @@ static int l_task_gc(lua_State *L) {
   }
   set_joiners(L, 1, NULL);
   if (t->rule_task && t->state == 0) { t->rule_task = 0; rule_tasks_live--; }
+  forget_task(t->x, t);
   budget_unref(t->budget);    /* a task collected unfinished (lua_close) */
   t->budget = NULL;
   return 0;

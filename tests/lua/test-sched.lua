@@ -53,6 +53,22 @@ tap.test("a waiting call where it cannot yield is a clear error", function(t)
   t:ok(not pcall(mh.sleep, -1), "negative seconds raise")
 end)
 
+-- The scheduler remembers the task of the coroutine that last waited (one
+-- lookup fewer per wait): a task that ended and was collected must not be
+-- found again for a plain coroutine that took its place in memory.
+tap.test("a coroutine where an ended task's was is no task", function(t)
+  local bad = 0
+  for _ = 1, 40 do
+    local task = mh.spawn(function() mh.sleep(0) end)
+    task:wait()
+    task = nil
+    collectgarbage(); collectgarbage()
+    local ok, err = pcall(coroutine.wrap(function() mh.sleep(0); return "slept" end))
+    if ok or not tostring(err):find("mailhook task", 1, true) then bad = bad + 1 end
+  end
+  t:is(bad, 0, "every plain coroutine's wait raised 'must run in a mailhook task'")
+end)
+
 tap.test("cancel interrupts a waiting task", function(t)
   local task = mh.spawn(function() mh.sleep(10); return "not reached" end)
   mh.sleep(0.01)
