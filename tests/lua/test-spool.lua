@@ -246,6 +246,27 @@ tap.test("the deliverer's path: load with the data, on the calling thread; deliv
   t:like(derr, "unlink", "twice: an error naming the unlink")
 end)
 
+tap.test("delivered's options (read in one pass) mean what they meant", function(t)
+  local function one() return assert(sp:enqueue("Subject: o\r\n\r\nx\r\n", { from = "a@b.c", to = { "x@y.z" } })) end
+  local function outside(opts)   -- in a plain coroutine: only a call that does not wait succeeds
+    local id = one()
+    local ok, res, err = pcall(coroutine.wrap(function() return sp:delivered(id, opts) end))
+    if not (ok and res) then sp:remove(id) end
+    return ok and res or false, tostring(ok and err or res)
+  end
+  t:is(outside({ sync = false, now = true }), true, "{sync = false, now = true}: on the calling thread")
+  local ok, err = outside({ now = true })
+  t:ok(not ok and err:find("mailhook task", 1, true), "{now = true} alone waits (sync not false): " .. err)
+  ok, err = outside({ sync = true, now = true })
+  t:ok(not ok and err:find("mailhook task", 1, true), "{sync = true, now = true} waits: " .. err)
+  ok, err = outside({ sync = false })
+  t:ok(not ok and err:find("mailhook task", 1, true), "{sync = false} without now waits: " .. err)
+  ok, err = outside(setmetatable({}, { __index = { sync = false, now = true } }))
+  t:is(ok, true, "options through __index are read as before: " .. err)
+  ok, err = outside({ sync = false, now = true, [1] = "x" })
+  t:ok(not ok and err:find("unknown option", 1, true), "another key: the checked path's error: " .. err)
+end)
+
 tap.test("load{lean = true}: the deliverer's entry, without what it never reads", function(t)
   local id = assert(sp:enqueue("Subject: l\r\n\r\nx\r\n", { from = "a@b.c", to = { "x@y.z", "w@y.z" } }))
   local e = sp:load(id, { lean = true, now = true })
