@@ -58,7 +58,8 @@ typedef struct {
 enum {
   K_ID = 1, K_PATH, K_STATE, K_OFFSET, K_SIZE, K_QUEUED_AT, K_FROM, K_UID, K_ALL, K_UTF8, K_TO,
   K_DONE, K_REFUSED, K_RCPT, K_REPLY, K_ATTEMPTS, K_NEXT_ATTEMPT, K_LAST_REPLY, K_REASON,
-  K_FAILED_AT, K_DATA, K_NOW, K_KEEP, K_LEAN, K_BUFFER, K_SYNC, K_JOURNAL, K_N
+  K_FAILED_AT, K_DATA, K_NOW, K_KEEP, K_LEAN, K_BUFFER, K_SYNC, K_JOURNAL, K_N,
+  K_DATA_MT = K_N   /* (not a key: the SpoolData metatable, set by data_open) */
 };
 static const char *const key_names[K_N] = {
   NULL, "id", "path", "state", "offset", "size", "queued_at", "from", "uid", "all", "utf8", "to",
@@ -174,7 +175,7 @@ static int l_open(lua_State *L) {
     ls->key[k] = lua_tostring(L, -1);
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  lua_setiuservalue(L, -2, 1);   /* the keys at hand for a load on the calling thread (l_load) */
   return 1;
 }
 
@@ -335,6 +336,7 @@ typedef struct {
   int keep;          /* load: keep the file open (kept_add), in kept_fd */
   int lean;          /* load: the entry without what a deliverer never reads (push_entry) */
   int buffer;        /* load: data as a SpoolData handle, not a string (push_data) */
+  int keys;          /* load on the calling thread: the stack index of the keys (push_keys), or 0 */
   int kept_fd;
   int known;         /* delivered: held came from the kept table; has_state says ... */
   int has_state;     /* ... whether there is an ID.state to remove */
@@ -566,7 +568,7 @@ static void op_work(void *arg) {
 static void push_strings(lua_State *L, char **v, size_t n) {
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    lua_pushstring(L, v[i]);
+    lua_pushlstring(L, v[i], strlen(v[i]));   /* (lua_pushstring: a string-cache probe first, and its strcmp) */
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
 }
@@ -642,15 +644,22 @@ static void data_open(lua_State *L) {
   lua_pushcfunction(L, data_bytes);
   lua_setfield(L, -2, "bytes");
   lua_setfield(L, -2, "__index");
+  push_keys(L);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, K_DATA_MT);   /* at hand for push_data */
+  lua_pop(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &DATA_MT);
 }
 
 /* e->data as a handle on top of the stack; e no longer owns it */
-static void push_data(lua_State *L, mh_spool_entry *e) {
+static void push_data(lua_State *L, mh_spool_entry *e, int keys) {
   spool_data *d = (spool_data *)lua_newuserdatauv(L, sizeof *d, 0);
   d->p = NULL;
   d->len = 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &DATA_MT);
+  if (lua_rawgeti(L, keys, K_DATA_MT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &DATA_MT);
+  }
   lua_setmetatable(L, -2);
   d->p = e->data;
   d->len = e->datalen;
@@ -679,7 +688,7 @@ static void set_key(lua_State *L, int keys, int k) {
 
 static void set_str(lua_State *L, int keys, int k, const char *v) {
   lua_rawgeti(L, keys, k);
-  lua_pushstring(L, v);
+  lua_pushlstring(L, v, strlen(v));
   lua_rawset(L, -3);
 }
 
@@ -695,9 +704,10 @@ static void set_int(lua_State *L, int keys, int k, lua_Integer v) {
 ** `refused` only when not empty (three tables fewer for the usual message),
 ** `state` only when "failed"; and utf8, whether a recipient's address is not
 ** ASCII. */
-static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer) {
+static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer, int keys) {
   int plain = e->state.ndone == 0 && e->state.nrefused == 0;   /* to = the whole envelope */
-  int keys = push_keys(L);
+  int own = !keys;   /* keys: their stack index, or 0 (pushed here, removed at the end) */
+  if (own) keys = push_keys(L);
   lua_createtable(L, 0, 16);
   lua_rawgeti(L, keys, K_ID); lua_pushlstring(L, e->id, strlen(e->id)); lua_rawset(L, -3);
   lua_rawgeti(L, keys, K_PATH); lua_pushlstring(L, e->path, strlen(e->path)); lua_rawset(L, -3);
@@ -751,10 +761,10 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer) {
   if (e->state.failed_at) set_int(L, keys, K_FAILED_AT, e->state.failed_at);
   if (e->data) {
     lua_rawgeti(L, keys, K_DATA);
-    if (buffer) push_data(L, e); else lua_pushlstring(L, e->data, e->datalen);
+    if (buffer) push_data(L, e, keys); else lua_pushlstring(L, e->data, e->datalen);
     lua_rawset(L, -3);
   }
-  lua_remove(L, keys);
+  if (own) lua_remove(L, keys);
 }
 
 static int op_push(lua_State *co, void *arg) {
@@ -783,7 +793,7 @@ static int op_push(lua_State *co, void *arg) {
       kept_add(o->ls, o->id, o->kept_fd, o->entry.has_state);
       o->kept_fd = -1;
     }
-    push_entry(co, &o->entry, o->lean, o->buffer);
+    push_entry(co, &o->entry, o->lean, o->buffer, o->keys);
     return 1;
   default: lua_pushboolean(co, 1); return 1;
   }
@@ -1183,8 +1193,13 @@ static int l_load(lua_State *L) {
   if (!now) check_can_wait(L, "spool:load");
   lua_settop(L, 2);
   op here;
-  if (now) op_setup(L, o = &here, still_open(L, ls), OP_LOAD);
-  else o = op_new(L, OP_LOAD, 0);
+  if (now) {
+    op_setup(L, o = &here, still_open(L, ls), OP_LOAD);
+    lua_getiuservalue(L, 1, 1);   /* the keys (l_open), for push_entry: 3 */
+    o->keys = lua_type(L, 3) == LUA_TTABLE ? 3 : 0;
+  } else {
+    o = op_new(L, OP_LOAD, 0);
+  }
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->data_max = max > 0 ? (size_t)max : 0;
   o->keep = keep;
@@ -1446,7 +1461,7 @@ static int list_push(lua_State *co, void *arg) {
   l->busy = 0;      /* before the task resumes and asks for more */
   if (l->n == 0 && l->rc < 0) return mh_l_fail(co, l->rc, "spool", "listing: %s", mh_strerror(l->rc));
   if (l->n == 0) { lua_pushnil(co); return 1; }
-  push_entry(co, &l->buf[0], 0, 0);
+  push_entry(co, &l->buf[0], 0, 0, 0);
   mh_spool_entry_free(&l->buf[0]);
   l->next = 1;
   return 1;
@@ -1464,7 +1479,7 @@ static int list_iter(lua_State *L) {
   llist *l = (llist *)luaL_checkudata(L, lua_upvalueindex(1), LIST_MT);
   if (!l->it) return 0;
   if (l->next < l->n) {
-    push_entry(L, &l->buf[l->next], 0, 0);
+    push_entry(L, &l->buf[l->next], 0, 0, 0);
     mh_spool_entry_free(&l->buf[l->next]);
     l->next++;
     return 1;
