@@ -409,7 +409,11 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
     if (fd >= 0) close(fd);
     luaL_error(L, "%s: %d sends are outstanding already (collect one with result())", what, MH_CLIENT_MAX_SENDS);
   }
-  rcpt = (const char **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *rcpt, 0);  /* freed by the GC */
+  /* the list: on the C stack for the usual few recipients (a userdata per
+  ** message was an allocation for the collector), else freed by the GC */
+  const char *few[16];
+  int boxed = n > sizeof few / sizeof *few;
+  rcpt = boxed ? (const char **)lua_newuserdatauv(L, n * sizeof *rcpt, 0) : few;
   for (size_t i = 0; i < n; i++) {
     size_t rl;
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
@@ -441,7 +445,7 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
   } else {
     mh_client_submit(c, from, rcpt, n, data, len);
   }
-  lua_pop(L, 1);   /* rcpt */
+  if (boxed) lua_pop(L, 1);   /* rcpt */
 }
 
 /* The oldest outcome; waits for it.  Releases the gate first: the caller has

@@ -262,4 +262,35 @@ tap.test("submit and send take a spool entry's data handle", function(t)
   os.execute("rm -rf '" .. dir .. "'")
 end)
 
+-- The recipient list is built on the C stack up to 16, past that in a
+-- userdata: both hold every address to the end of the submission.
+tap.test("submit: 16 recipients and 20, each one sent", function(t)
+  local function many(n, k)
+    return "expect ^MAIL FROM:<s" .. k .. "@x.test>\n" .. string.rep("expect ^RCPT\n", n) .. "expect ^DATA\n" ..
+           "send 250 ok\n" .. string.rep("send 250 ok\n", n) .. "send 354 go\ndata\nsend 250 queued " .. k .. "\n"
+  end
+  local f = fault(OPEN .. many(16, 1) .. many(20, 2) .. "expect ^QUIT\nsend 221 bye\n")
+  local c = conn(f.port)
+  t:is(c:open(), true, "open")
+  local function rcpts(n, k)
+    local r = {}
+    for i = 1, n do r[i] = "r" .. k .. "-" .. i .. "@x.test" end
+    return r
+  end
+  t:is(c:submit("s1@x.test", rcpts(16, 1), "Subject: 1\r\n\r\nx\r\n"), true, "16 recipients")
+  collectgarbage()
+  local r, e = c:result()
+  t:is(r and #r.accepted, 16, "all 16 accepted", e)
+  t:is(c:submit("s2@x.test", rcpts(20, 2), "Subject: 2\r\n\r\nx\r\n"), true, "20 recipients")
+  collectgarbage()
+  r, e = c:result()
+  t:is(r and #r.accepted, 20, "all 20 accepted", e)
+  t:is(c:quit(), true, "QUIT")
+  c:close()
+  local rec = tap.slurp(f.rec) or ""
+  f.stop()
+  t:ok(rec:find("RCPT TO:<r1-16@x.test>", 1, true) and rec:find("RCPT TO:<r2-20@x.test>", 1, true),
+       "the last recipient of each was sent")
+end)
+
 return tap.done()
