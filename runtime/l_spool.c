@@ -9,7 +9,7 @@
 **   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message;
 **     env.uid: the submitter when not this process, else getuid())
 **   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
-**   Spool:lock() Spool:scan() Spool:load(id [, {data =, keep =, now =, lean =}]) Spool:sync()
+**   Spool:lock() Spool:scan() Spool:load(id [, {data =, keep =, now =, lean =, buffer =}]) Spool:sync()
 **   Spool:delivered(id [, {sync = false, now =, journal =}]) Spool:purge() Spool:defer(id, t)
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
