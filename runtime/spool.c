@@ -1213,8 +1213,8 @@ size_t mh_spool_marked(mh_spool *sp) {
 ** message (issue 16).  Its own scan has just read both answers from pickup/
 ** (readdir's d_type; the sidecars' names), so the lock holder keeps them: a
 ** load of an id of the last scan skips the fstatat (the open, O_NONBLOCK |
-** O_NOFOLLOW, and the fstat after it still refuse a FIFO, a device or a link
-** swapped in since: never read) and reads ID.state only when the scan saw
+** O_NOFOLLOW, and the first read (first_read: no fstat) still refuse a FIFO,
+** a folder or a link swapped in since: never read) and reads ID.state only when the scan saw
 ** one, or when one may have been written since the scan began:
 **  - by this handle (the holder's defer, fail: recorded in touched, by a
 **    sequence number, until a scan that began after them is published);
@@ -2491,16 +2491,25 @@ static int dropin_head(int fd, const mh_spool_names *nm, mh_intake **inp, char *
 
 /* Reads the head of the open file fd until mh_env_parse can decide.  With
 ** head, the bytes read stay there (*head, *headlen; the caller frees them): a
-** small file is then read once. */
+** small file is then read once.  *head may hold on entry what first_read
+** read (*headlen bytes of the HEAD_FIRST it asked): not read again. */
+#define HEAD_FIRST 8192
 static int read_env(int fd, mh_env *env, char **head, size_t *headlen, char *err) {
-  size_t cap = 8192, len = 0;
-  char *buf = malloc(cap);
-  int rc;
+  size_t cap = HEAD_FIRST, len = 0;
+  int rc, pre = head && *head;
+  char *buf = pre ? *head : malloc(cap);
+  if (pre) { len = *headlen; *head = NULL; }
   if (!buf) return fail(err, MH_ENOMEM, "read");
   for (;;) {
-    ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
-    if (n < 0) { rc = fail(err, -errno, "read"); break; }
-    len += (size_t)n;
+    ssize_t n;
+    if (pre) {
+      n = (ssize_t)len;
+      pre = 0;
+    } else {
+      n = pread(fd, buf + len, cap - len, (off_t)len);
+      if (n < 0) { rc = fail(err, -errno, "read"); break; }
+      len += (size_t)n;
+    }
     rc = mh_env_parse(buf, len, n == 0 || len < cap, env, err);
     if (rc != 1) break;
     if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
@@ -2512,6 +2521,40 @@ static int read_env(int fd, mh_env *env, char **head, size_t *headlen, char *err
   if (head && rc == 0) { *head = buf; *headlen = len; return 0; }
   free(buf);
   return rc;
+}
+
+/* The deliverer's first read of a listed file opened with MH_FS_UNREAD (no
+** fstat after the open: one system call a message, issue 16), which tells
+** what the fstat told.  A read shorter than asked is the whole file: spool
+** files are written whole in tmp/ and renamed into pickup/, never changed
+** after (a drop-in written in place is no listed id), so its size is what
+** came.  A FIFO or a socket swapped in since the scan fails the pread
+** (ESPIPE: nothing read), a folder too (EISDIR); a read that fails or fills
+** the buffer (a file of HEAD_FIRST bytes or more) takes the fstat, as
+** before.  What the fstat alone would have refused is a device node whose
+** read returns less than asked: only root can make one in pickup/, the open
+** already happened (MH_FS_LISTED), and O_NONBLOCK keeps the read from
+** waiting; it is then parsed like a message (an empty read: set aside to
+** corrupt/).  *sb gets S_IFREG and the size, or the fstat.  0 (*buf, *len:
+** the bytes read, the caller's), MH_ENOTREG (sb says what it is), or the
+** error. */
+static int first_read(int fd, struct stat *sb, char **buf, size_t *len) {
+  char *b = malloc(HEAD_FIRST);
+  ssize_t n;
+  if (!b) return MH_ENOMEM;
+  do n = pread(fd, b, HEAD_FIRST, 0); while (n < 0 && errno == EINTR);
+  if (n >= 0 && n < HEAD_FIRST) {
+    sb->st_mode = S_IFREG;
+    sb->st_size = n;
+  } else {
+    int e = n < 0 ? errno : 0;
+    if (fstat(fd, sb) < 0) e = errno;
+    else if (!S_ISREG(sb->st_mode)) { free(b); return MH_ENOTREG; }
+    if (e) { free(b); return -e; }
+  }
+  *buf = b;
+  *len = (size_t)n;
+  return 0;
 }
 
 void mh_spool_entry_free(mh_spool_entry *e) {
@@ -2724,8 +2767,16 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     /* a listed file is read without updating its access time (its inode
        would be written for that alone: relatime does it at a file's first
        read); O_NOATIME is for the file's owner, as spool files are */
-    fd = mh_fsutil_open(dirs[i], name, O_RDONLY | (listed ? O_NOATIME : 0), 0, listed ? MH_FS_LISTED : 0, &sb);
-    if (fd == -EPERM && listed) fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, MH_FS_LISTED, &sb);
+    /* and, when its bytes are wanted, with no fstat: the first read tells */
+    unsigned how = listed ? MH_FS_LISTED | (data_max ? MH_FS_UNREAD : 0) : 0;
+    char *head = NULL;
+    size_t headlen = 0;
+    fd = mh_fsutil_open(dirs[i], name, O_RDONLY | (listed ? O_NOATIME : 0), 0, how, &sb);
+    if (fd == -EPERM && listed) fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, how, &sb);
+    if (fd >= 0 && (how & MH_FS_UNREAD) && (rc = first_read(fd, &sb, &head, &headlen)) != 0) {
+      close(fd);
+      fd = rc;
+    }
     if (fd == -ENOENT) continue;
     if (fd == MH_ENOTREG) {   /* a FIFO or a link under a message's name: never ours */
       char why[100];
@@ -2747,8 +2798,6 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
       return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
     }
     if (listed && !state && listing_stale(sp, lx, lx_ok)) state = 1;   /* after the open: see listing_stale */
-    char *head = NULL;
-    size_t headlen = 0;
     rc = fill_entry(sp, dirs[i], fd, &sb, name, state, e, data_max ? &head : NULL, &headlen, err);
     if (rc == 0 && i == 0 && sp->lockfd >= 0 && !e->env.canonical) {
       mh_spool_entry_free(e);
