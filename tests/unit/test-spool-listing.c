@@ -94,21 +94,32 @@ static void test_sidecars(void) {
   mh_spool_close(sp);
 }
 
+/* A fresh spool NAME with n messages queued, the lock taken, and scanned:
+** the deliverer's listing holds them. */
+static void listed_spool(const char *name, mh_spool **sp, int n, char ids[][MH_SPOOL_IDLEN]) {
+  int state;
+  fresh(name, sp);
+  queue(*sp, n, ids);
+  is_int(mh_spool_lock(*sp, NULL), 0, "the deliverer takes the lock");
+  is_int((int)scan(*sp), n, "the scan lists %d", n);
+  ok(knows(*sp, ids[0], &state), "listed");
+}
+
+/* A FIFO renamed over pickup/ID.eml (that path into p): 1 once done. */
+static int fifo_over(const char *id, char *p, size_t n) {
+  char q[700];
+  snprintf(q, sizeof q, "%s/fifo", base);
+  snprintf(p, n, "%s/pickup/%s.eml", root, id);
+  return mkfifo(q, 0600) == 0 && rename(q, p) == 0;
+}
+
 /* What is swapped in under a listed name after the scan is refused unread. */
 static void test_swapped(void) {
   mh_spool *sp;
-  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], p[700], q[700];
+  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], p[700];
   mh_spool_entry e;
-  int state;
-  fresh("swapped", &sp);
-  queue(sp, 3, ids);
-  is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
-  is_int((int)scan(sp), 3, "the scan lists three");
-  ok(knows(sp, ids[0], &state), "listed");
-
-  snprintf(q, sizeof q, "%s/fifo", base);
-  snprintf(p, sizeof p, "%s/pickup/%s.eml", root, ids[0]);
-  ok(mkfifo(q, 0600) == 0 && rename(q, p) == 0, "a FIFO replaces the first message after the scan");
+  listed_spool("swapped", &sp, 3, ids);
+  ok(fifo_over(ids[0], p, sizeof p), "a FIFO replaces the first message after the scan");
   is_int(mh_spool_load(sp, ids[0], &e, err), MH_ECORRUPT, "its load is refused, without blocking: %s", err);
   ok(strstr(err, "FIFO") != NULL, "saying what it is");
   snprintf(p, sizeof p, "%s/corrupt/%s.eml", root, ids[0]);
@@ -149,17 +160,10 @@ static void test_swapped_read(void) {
   mh_spool *sp;
   char ids[4][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], p[700], q[700], buf[64];
   mh_spool_entry e;
-  int fd = -1, w, state;
+  int fd = -1, w;
   struct stat st;
-  fresh("swapped-read", &sp);
-  queue(sp, 4, ids);
-  is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
-  is_int((int)scan(sp), 4, "the scan lists four");
-  ok(knows(sp, ids[0], &state), "listed");
-
-  snprintf(q, sizeof q, "%s/fifo2", base);
-  snprintf(p, sizeof p, "%s/pickup/%s.eml", root, ids[0]);
-  ok(mkfifo(q, 0600) == 0 && rename(q, p) == 0, "a FIFO replaces the first message after the scan");
+  listed_spool("swapped-read", &sp, 4, ids);
+  ok(fifo_over(ids[0], p, sizeof p), "a FIFO replaces the first message after the scan");
   w = open(p, O_RDWR | O_NONBLOCK);
   ok(w >= 0 && write(w, "X-Sender: a@b.c\r\n", 17) == 17, "a writer holds it open, bytes waiting");
   is_int(mh_spool_load_ex(sp, ids[0], &e, 65536, &fd, err), MH_ECORRUPT, "the deliverer's load refuses it: %s", err);
