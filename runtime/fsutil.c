@@ -51,7 +51,9 @@ int mh_fsutil_open(int dirfd, const char *path, int oflags, mode_t mode, unsigne
       return MH_ENOTREG;
     return -e;
   }
-  /* 3. what was opened is what is read */
+  /* 3. what was opened is what is read (MH_FS_UNREAD: the caller's first
+  **    pread tells, see fsutil.h) */
+  if ((fsflags & (MH_FS_LISTED | MH_FS_UNREAD)) == (MH_FS_LISTED | MH_FS_UNREAD)) return fd;
   if (fstat(fd, st) < 0) { int e = errno; close(fd); return -e; }
   if (!S_ISREG(st->st_mode)) { close(fd); return MH_ENOTREG; }
   if ((fsflags & MH_FS_OWNED) &&

@@ -53,6 +53,14 @@
                              blocking, no terminal taken) but is never read.  Only the
                              folder's owner or root can swap one in.  The spool's
                              deliverer, per message (issue 16) */
+#define MH_FS_UNREAD 8u   /* with MH_FS_LISTED: step 3 is skipped too (st is left
+                             zeroed), for a caller whose first read, a pread, tells
+                             instead: a FIFO or a socket fails it (ESPIPE), a folder
+                             too (EISDIR), and a regular file written by a rename
+                             that returns less than asked is whole.  The caller
+                             fstats when the read fails or fills its buffer.  Only a
+                             device (its node made there by root since the listing)
+                             may be read once, non-blocking (spool.c's load) */
 
 /* Opens dirfd/path (dirfd AT_FDCWD for a plain path) with oflags (O_RDONLY,
 ** O_RDWR, O_CREAT, O_EXCL ...; mode for O_CREAT) the safe way, for a file
@@ -67,7 +75,7 @@
 **      with MH_FS_OWNED, owned by the running user or root and not writable
 **      by others (MH_EUNSAFE);
 **   4. O_NONBLOCK cleared (regular files ignore it anyway).
-** With MH_FS_LISTED, steps 2 and 3 only.
+** With MH_FS_LISTED, steps 2 and 3 only; with MH_FS_UNREAD too, step 2 only.
 ** Returns the descriptor; MH_ENOTREG with st->st_mode telling what it was (see
 ** mh_fsutil_kind); -errno (-ENOENT ...).  st (may be NULL) receives the
 ** descriptor's fstat. */

@@ -126,6 +126,8 @@ struct mh_spool {
   uint64_t *jscur, *jsold;
   size_t njscur, capscur, njsold;
   int jsall_cur, jsall_old; /* no memory to remember them: every sidecar of the batch */
+  int jold_live;    /* jold is this handle's records, not removed yet: a file found gone
+                       by its purge was removed meanwhile (queue rm), and is said so */
 };
 
 static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
@@ -947,8 +949,10 @@ static int journaled(mh_spool *sp, const char *id) {
 
 /* Unlinks the messages v[0..n) from pickup/, and the sidecars of those that
 ** may have one (all of them for a replay: a dead process's records).  A
-** message already gone is fine (a crash after its unlink).  0 or the first
+** message already gone is fine (a crash after its unlink; `queue rm` while
+** it was sent: said when report is set, see mh_spool_mark).  0 or the first
 ** -errno. */
+#define GONE_SAID 4         /* "removed meanwhile" lines per thread; past that, counted */
 typedef struct {
   mh_spool *sp;
   const uint64_t *v;
@@ -956,7 +960,8 @@ typedef struct {
   int sidecars;         /* unlink every ID.state too */
   const uint64_t *side; /* else only those of these ids (sorted) */
   size_t nside;
-  long removed;
+  int report;           /* say which were gone already (this handle's records, first try) */
+  long removed, gone;
   int rc;
 } unlink_job;
 
@@ -968,6 +973,9 @@ static void *unlink_run(void *arg) {
     memcpy(name + 16, ".eml", 5);
     if (unlinkat(j->sp->pickupfd, name, 0) == 0) j->removed++;
     else if (errno != ENOENT && !j->rc) j->rc = -errno;
+    else if (errno == ENOENT && j->report && j->gone++ < GONE_SAID)
+      mh_info("spool %s: %.16s was delivered; it had been removed meanwhile (mailhook queue rm)",
+              j->sp->dir, name);
     if (!j->sidecars && !ids_has(j->side, j->nside, j->v[i])) continue;
     memcpy(name + 16, ".state", 7);
     if (unlinkat(j->sp->pickupfd, name, 0) < 0 && errno != ENOENT && !j->rc) j->rc = -errno;
@@ -983,7 +991,7 @@ static void *unlink_run(void *arg) {
 #define PURGE_THREADS 4
 #define PURGE_SHARE 512     /* files per thread below which one thread does it all */
 static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecars, const uint64_t *side,
-                          size_t nside, long *removed) {
+                          size_t nside, int report, long *removed) {
   unlink_job jobs[PURGE_THREADS];
   pthread_t th[PURGE_THREADS];
   int started[PURGE_THREADS] = { 0 }, rc = 0;
@@ -992,7 +1000,7 @@ static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecar
   if (k > PURGE_THREADS) k = PURGE_THREADS;
   for (size_t i = 0; i < k; i++) {
     size_t share = n / k + (i < n % k);
-    jobs[i] = (unlink_job){ sp, v + at, share, sidecars, side, nside, 0, 0 };
+    jobs[i] = (unlink_job){ sp, v + at, share, sidecars, side, nside, report, 0, 0, 0 };
     at += share;
     /* job 0 runs here; a thread that cannot start leaves its share to this one */
     if (i > 0) started[i] = pthread_create(&th[i], NULL, unlink_run, &jobs[i]) == 0;
@@ -1002,10 +1010,15 @@ static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecar
     if (started[i]) pthread_join(th[i], NULL);
     else unlink_run(&jobs[i]);
   }
+  long more = 0;
   for (size_t i = 0; i < k; i++) {
     *removed += jobs[i].removed;
+    if (jobs[i].gone > GONE_SAID) more += jobs[i].gone - GONE_SAID;
     if (!rc) rc = jobs[i].rc;
   }
+  if (more)
+    mh_info("spool %s: %ld more delivered message(s) had been removed meanwhile (mailhook queue rm, or "
+            "by hand)", sp->dir, more);
   if (n && !rc) rc = fsync_fd(sp->pickupfd);
   return rc;
 }
@@ -1034,7 +1047,7 @@ static void journal_replay(mh_spool *sp) {
     return;
   }
   sort_ids(v, n);
-  rc = journal_remove(sp, v, n, 1, NULL, 0, &removed);   /* every sidecar: a dead process's records */
+  rc = journal_remove(sp, v, n, 1, NULL, 0, 0, &removed);   /* every sidecar: a dead process's records */
   if (rc == 0) {
     unlinkat(sp->dirfd, JOURNAL_OLD, 0);
     unlinkat(sp->dirfd, JOURNAL, 0);
@@ -1055,16 +1068,6 @@ static void journal_replay(mh_spool *sp) {
   pthread_mutex_unlock(&sp->jmu);
 }
 
-/* Whether the message's file is gone (`queue rm` while it was sent): through
-** the caller's open fd when it has one (no name left), else by its name. */
-static int eml_gone(mh_spool *sp, const char *id, int fd) {
-  struct stat st;
-  char name[32];
-  if (fd >= 0) return fstat(fd, &st) == 0 && st.st_nlink == 0;
-  snprintf(name, sizeof name, "%.16s.eml", id);
-  return fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
-}
-
 static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok);   /* "the listing" */
 
 int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
@@ -1073,7 +1076,15 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   if (!mh_spool_is_id(id)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   if (sp->lockfd < 0)
     return fail(err, MH_EINVAL, "spool %s: only the deliverer (the lock holder) records deliveries", sp->dir);
-  if (eml_gone(sp, id, fd)) return fail(err, MH_ENOTFOUND, "message %s: removed meanwhile", id);
+  /* No look whether the file is still there (an fstat per message, a tenth
+     of the kernel's part of the drain; issue 16): a `queue rm` that raced
+     the send gets its record all the same, and that is harmless.  The id
+     names that message for ever (the id clock, RENAME_NOREPLACE), so the
+     record removes nothing else; readers leave a recorded id out, as `queue
+     rm` left it out; the purge finds its file (and sidecar) gone, which it
+     takes as done, and says that it was removed meanwhile (jold_live).  fd
+     (the file held open) is no longer looked at. */
+  (void)fd;
   memcpy(rec, id, 16);
   rec[16] = '\n';
   int state, side = !listing_lookup(sp, id, &state, NULL, NULL) || state;   /* may it have a sidecar? */
@@ -1155,15 +1166,17 @@ long mh_spool_purge(mh_spool *sp, char *err) {
     sort_ids(sp->jscur, sp->njscur);
     sp->jsold = sp->jscur; sp->njsold = sp->njscur; sp->jsall_old = sp->jsall_cur;
     sp->jscur = NULL; sp->njscur = sp->capscur = 0; sp->jsall_cur = 0;
+    sp->jold_live = 1;   /* its first try: a file gone was removed meanwhile */
   }
   sp->purging = 1;
   uint64_t *v = sp->jold;    /* only a purge changes jold (and jsold), and this is the one */
   size_t n = sp->njold, nside = sp->njsold;
   const uint64_t *side = sp->jsold;
-  int all = sp->jsall_old;
+  int all = sp->jsall_old, report = sp->jold_live;
+  sp->jold_live = 0;   /* a try again after a failure finds its own unlinks gone */
   pthread_mutex_unlock(&sp->jmu);
   TEST_POINT("purge-renamed");
-  rc = journal_remove(sp, v, n, all, side, nside, &removed);
+  rc = journal_remove(sp, v, n, all, side, nside, report, &removed);
   TEST_POINT("purge-removed");
   if (rc == 0 && unlinkat(sp->dirfd, JOURNAL_OLD, 0) < 0 && errno != ENOENT) rc = -errno;
   pthread_mutex_lock(&sp->jmu);
@@ -1200,8 +1213,8 @@ size_t mh_spool_marked(mh_spool *sp) {
 ** message (issue 16).  Its own scan has just read both answers from pickup/
 ** (readdir's d_type; the sidecars' names), so the lock holder keeps them: a
 ** load of an id of the last scan skips the fstatat (the open, O_NONBLOCK |
-** O_NOFOLLOW, and the fstat after it still refuse a FIFO, a device or a link
-** swapped in since: never read) and reads ID.state only when the scan saw
+** O_NOFOLLOW, and the first read (first_read: no fstat) still refuse a FIFO,
+** a folder or a link swapped in since: never read) and reads ID.state only when the scan saw
 ** one, or when one may have been written since the scan began:
 **  - by this handle (the holder's defer, fail: recorded in touched, by a
 **    sequence number, until a scan that began after them is published);
@@ -2478,16 +2491,25 @@ static int dropin_head(int fd, const mh_spool_names *nm, mh_intake **inp, char *
 
 /* Reads the head of the open file fd until mh_env_parse can decide.  With
 ** head, the bytes read stay there (*head, *headlen; the caller frees them): a
-** small file is then read once. */
+** small file is then read once.  *head may hold on entry what first_read
+** read (*headlen bytes of the HEAD_FIRST it asked): not read again. */
+#define HEAD_FIRST 8192
 static int read_env(int fd, mh_env *env, char **head, size_t *headlen, char *err) {
-  size_t cap = 8192, len = 0;
-  char *buf = malloc(cap);
-  int rc;
+  size_t cap = HEAD_FIRST, len = 0;
+  int rc, pre = head && *head;
+  char *buf = pre ? *head : malloc(cap);
+  if (pre) { len = *headlen; *head = NULL; }
   if (!buf) return fail(err, MH_ENOMEM, "read");
   for (;;) {
-    ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
-    if (n < 0) { rc = fail(err, -errno, "read"); break; }
-    len += (size_t)n;
+    ssize_t n;
+    if (pre) {
+      n = (ssize_t)len;
+      pre = 0;
+    } else {
+      n = pread(fd, buf + len, cap - len, (off_t)len);
+      if (n < 0) { rc = fail(err, -errno, "read"); break; }
+      len += (size_t)n;
+    }
     rc = mh_env_parse(buf, len, n == 0 || len < cap, env, err);
     if (rc != 1) break;
     if (cap >= HEAD_CAP) { rc = fail(err, MH_ECORRUPT, "header block over 4 MB"); break; }
@@ -2499,6 +2521,40 @@ static int read_env(int fd, mh_env *env, char **head, size_t *headlen, char *err
   if (head && rc == 0) { *head = buf; *headlen = len; return 0; }
   free(buf);
   return rc;
+}
+
+/* The deliverer's first read of a listed file opened with MH_FS_UNREAD (no
+** fstat after the open: one system call a message, issue 16), which tells
+** what the fstat told.  A read shorter than asked is the whole file: spool
+** files are written whole in tmp/ and renamed into pickup/, never changed
+** after (a drop-in written in place is no listed id), so its size is what
+** came.  A FIFO or a socket swapped in since the scan fails the pread
+** (ESPIPE: nothing read), a folder too (EISDIR); a read that fails or fills
+** the buffer (a file of HEAD_FIRST bytes or more) takes the fstat, as
+** before.  What the fstat alone would have refused is a device node whose
+** read returns less than asked: only root can make one in pickup/, the open
+** already happened (MH_FS_LISTED), and O_NONBLOCK keeps the read from
+** waiting; it is then parsed like a message (an empty read: set aside to
+** corrupt/).  *sb gets S_IFREG and the size, or the fstat.  0 (*buf, *len:
+** the bytes read, the caller's), MH_ENOTREG (sb says what it is), or the
+** error. */
+static int first_read(int fd, struct stat *sb, char **buf, size_t *len) {
+  char *b = malloc(HEAD_FIRST);
+  ssize_t n;
+  if (!b) return MH_ENOMEM;
+  do n = pread(fd, b, HEAD_FIRST, 0); while (n < 0 && errno == EINTR);
+  if (n >= 0 && n < HEAD_FIRST) {
+    sb->st_mode = S_IFREG;
+    sb->st_size = n;
+  } else {
+    int e = n < 0 ? errno : 0;
+    if (fstat(fd, sb) < 0) e = errno;
+    else if (!S_ISREG(sb->st_mode)) { free(b); return MH_ENOTREG; }
+    if (e) { free(b); return -e; }
+  }
+  *buf = b;
+  *len = (size_t)n;
+  return 0;
 }
 
 void mh_spool_entry_free(mh_spool_entry *e) {
@@ -2711,8 +2767,16 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     /* a listed file is read without updating its access time (its inode
        would be written for that alone: relatime does it at a file's first
        read); O_NOATIME is for the file's owner, as spool files are */
-    fd = mh_fsutil_open(dirs[i], name, O_RDONLY | (listed ? O_NOATIME : 0), 0, listed ? MH_FS_LISTED : 0, &sb);
-    if (fd == -EPERM && listed) fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, MH_FS_LISTED, &sb);
+    /* and, when its bytes are wanted, with no fstat: the first read tells */
+    unsigned how = listed ? MH_FS_LISTED | (data_max ? MH_FS_UNREAD : 0) : 0;
+    char *head = NULL;
+    size_t headlen = 0;
+    fd = mh_fsutil_open(dirs[i], name, O_RDONLY | (listed ? O_NOATIME : 0), 0, how, &sb);
+    if (fd == -EPERM && listed) fd = mh_fsutil_open(dirs[i], name, O_RDONLY, 0, how, &sb);
+    if (fd >= 0 && (how & MH_FS_UNREAD) && (rc = first_read(fd, &sb, &head, &headlen)) != 0) {
+      close(fd);
+      fd = rc;
+    }
     if (fd == -ENOENT) continue;
     if (fd == MH_ENOTREG) {   /* a FIFO or a link under a message's name: never ours */
       char why[100];
@@ -2734,8 +2798,6 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
       return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
     }
     if (listed && !state && listing_stale(sp, lx, lx_ok)) state = 1;   /* after the open: see listing_stale */
-    char *head = NULL;
-    size_t headlen = 0;
     rc = fill_entry(sp, dirs[i], fd, &sb, name, state, e, data_max ? &head : NULL, &headlen, err);
     if (rc == 0 && i == 0 && sp->lockfd >= 0 && !e->env.canonical) {
       mh_spool_entry_free(e);

@@ -238,11 +238,12 @@ int mh_spool_unlink_names(mh_spool *sp, const char *id, int has_state, char *err
 ** deliverer's cheap way to say "delivered" after a 250, one write(2) where an
 ** unlink freed the file's blocks.
 ** mh_spool_mark records id (the lock holder only, else MH_EINVAL; fd: its file
-** when the caller holds it open, else -1): from its
+** when the caller holds it open, else -1; not looked at): from its
 ** return the message is delivered for every reader of this spool (scan, load,
 ** the listing, remove and retry leave it out) and no crash of the process can
-** undo it; its file stays until a purge.  MH_ENOTFOUND when the file is gone
-** (`queue rm` while it was sent: nothing to record).  MH_ELIMIT when too many records
+** undo it; its file stays until a purge.  A file gone meanwhile (`queue rm`
+** while it was sent) is recorded all the same, with no system call to look:
+** the purge finds it gone and logs that it was removed meanwhile.  MH_ELIMIT when too many records
 ** wait for a purge; -errno of the write (a full disk): then nothing is
 ** recorded and the caller removes the message the old way
 ** (mh_spool_delivered_nosync).  Safe to call while a purge runs.

@@ -4,7 +4,10 @@
 # of that name first (the scan's d_type was that look) and without a lookup of
 # an ID.state sidecar the scan did not see; no F_SETFL on it (a regular file
 # ignores O_NONBLOCK), with O_NOATIME (a first read would write the inode for
-# relatime); one 17-byte record per message in the delivered journal.
+# relatime); no fstat of its open file (the first read of a small file tells
+# what it is and its size; the record after the 250 needs no look whether a
+# `queue rm` took it meanwhile); one 17-byte record per message in the
+# delivered journal.
 # A sidecar that exists is still read (tests/unit/test-spool-listing.c covers
 # the sidecars written after the scan, and what is swapped in under a name).
 . "$ROOT/tests/lib/tap.sh"
@@ -42,6 +45,8 @@ is "$(by_name plain state)" 0 "no lookup of a sidecar the scan did not see"
 is "$(grep -cE '"[0-9a-f]{16}\.state"' "$T/plain.tr")" 0 "no sidecar name met at all (nor by the purge)"
 is "$(grep -cE 'fcntl\([0-9]+<[^>]*/pickup/[0-9a-f]{16}\.eml>, F_SETFL' "$T/plain.tr")" 0 \
    "no F_SETFL on the messages' files"
+is "$(grep -cE '(newfstatat|fstatat64|fstat|fstat64|statx)\([0-9]+<[^>]*/pickup/[0-9a-f]{16}\.eml>' "$T/plain.tr")" 0 \
+   "no fstat of a message's open file (its first read tells; its record needs no look)"
 is "$(grep -cE 'write\([0-9]+<[^>]*/delivered>, "[0-9a-f]{16}\\n", 17\)' "$T/plain.tr")" "$N" "one 17-byte journal record per message"
 
 # a message with a sidecar (queue retry writes one): it is still read

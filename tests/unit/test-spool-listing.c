@@ -6,8 +6,10 @@
 ** defer, fail; by `queue retry` or any other handle, also while the scan
 ** runs) is read; a power cut that loses a delivered record never brings the
 ** message back without its sidecar; a scan never removes the sidecar a retry
-** is bringing back; a FIFO or a link swapped in under a listed name after the
-** scan is still refused, never read; a scan that began before the published
+** is bringing back; a FIFO, a folder or a link swapped in under a listed name
+** after the scan is still refused, never read (also by the deliverer's load,
+** which makes no fstat: its first read tells), and a message replaced since
+** is read whole; a scan that began before the published
 ** one never replaces it, nor one under way when memory ran out; a handle
 ** without the lock keeps no listing.  The races were found by review (they
 ** fail on the first version of the listing: 9a64dd5).
@@ -92,21 +94,32 @@ static void test_sidecars(void) {
   mh_spool_close(sp);
 }
 
+/* A fresh spool NAME with n messages queued, the lock taken, and scanned:
+** the deliverer's listing holds them. */
+static void listed_spool(const char *name, mh_spool **sp, int n, char ids[][MH_SPOOL_IDLEN]) {
+  int state;
+  fresh(name, sp);
+  queue(*sp, n, ids);
+  is_int(mh_spool_lock(*sp, NULL), 0, "the deliverer takes the lock");
+  is_int((int)scan(*sp), n, "the scan lists %d", n);
+  ok(knows(*sp, ids[0], &state), "listed");
+}
+
+/* A FIFO renamed over pickup/ID.eml (that path into p): 1 once done. */
+static int fifo_over(const char *id, char *p, size_t n) {
+  char q[700];
+  snprintf(q, sizeof q, "%s/fifo", base);
+  snprintf(p, n, "%s/pickup/%s.eml", root, id);
+  return mkfifo(q, 0600) == 0 && rename(q, p) == 0;
+}
+
 /* What is swapped in under a listed name after the scan is refused unread. */
 static void test_swapped(void) {
   mh_spool *sp;
-  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], p[700], q[700];
+  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], p[700];
   mh_spool_entry e;
-  int state;
-  fresh("swapped", &sp);
-  queue(sp, 3, ids);
-  is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
-  is_int((int)scan(sp), 3, "the scan lists three");
-  ok(knows(sp, ids[0], &state), "listed");
-
-  snprintf(q, sizeof q, "%s/fifo", base);
-  snprintf(p, sizeof p, "%s/pickup/%s.eml", root, ids[0]);
-  ok(mkfifo(q, 0600) == 0 && rename(q, p) == 0, "a FIFO replaces the first message after the scan");
+  listed_spool("swapped", &sp, 3, ids);
+  ok(fifo_over(ids[0], p, sizeof p), "a FIFO replaces the first message after the scan");
   is_int(mh_spool_load(sp, ids[0], &e, err), MH_ECORRUPT, "its load is refused, without blocking: %s", err);
   ok(strstr(err, "FIFO") != NULL, "saying what it is");
   snprintf(p, sizeof p, "%s/corrupt/%s.eml", root, ids[0]);
@@ -120,6 +133,70 @@ static void test_swapped(void) {
   snprintf(p, sizeof p, "%s/pickup/%s.eml", root, ids[2]);
   ok(unlink(p) == 0, "the third is removed (queue rm)");
   is_int(mh_spool_load(sp, ids[2], &e, err), MH_ENOTFOUND, "not found");
+  mh_spool_close(sp);
+}
+
+/* A spool file written by hand as mailhook writes one (envelope, message of
+** body bytes), renamed over pickup/ID.eml: a message replaced after the scan. */
+static void replace_with(const char *id, size_t body) {
+  char p[700], q[700];
+  snprintf(q, sizeof q, "%s/new.eml", base);
+  snprintf(p, sizeof p, "%s/pickup/%s.eml", root, id);
+  FILE *f = fopen(q, "wb");
+  if (!f) bail_out("write", q);
+  fputs("X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nSubject: new\r\n\r\n", f);
+  for (size_t i = 0; i < body; i++) fputc(i % 64 == 63 ? '\n' : 'a' + (int)(i % 26), f);
+  fputs("\r\n", f);
+  fclose(f);
+  if (rename(q, p) != 0) bail_out("rename", p);
+}
+
+/* The deliverer's own load (its bytes wanted: no fstat after the open, the
+** first read tells, see first_read) of what was swapped in after the scan: a
+** FIFO (one a writer holds open, with bytes waiting) and a folder are
+** refused unread; a message replaced by a bigger or a smaller one is read
+** whole, its size what the file holds. */
+static void test_swapped_read(void) {
+  mh_spool *sp;
+  char ids[4][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], p[700], q[700], buf[64];
+  mh_spool_entry e;
+  int fd = -1, w;
+  struct stat st;
+  listed_spool("swapped-read", &sp, 4, ids);
+  ok(fifo_over(ids[0], p, sizeof p), "a FIFO replaces the first message after the scan");
+  w = open(p, O_RDWR | O_NONBLOCK);
+  ok(w >= 0 && write(w, "X-Sender: a@b.c\r\n", 17) == 17, "a writer holds it open, bytes waiting");
+  is_int(mh_spool_load_ex(sp, ids[0], &e, 65536, &fd, err), MH_ECORRUPT, "the deliverer's load refuses it: %s", err);
+  ok(strstr(err, "FIFO") != NULL, "saying it is a FIFO");
+  is_int(fd, -1, "nothing held open");
+  ok(w >= 0 && read(w, buf, sizeof buf) == 17, "its bytes were never read");
+  if (w >= 0) close(w);
+  snprintf(q, sizeof q, "%s/corrupt/%s.eml", root, ids[0]);
+  ok(lstat(q, &st) == 0 && S_ISFIFO(st.st_mode), "and it went to corrupt/");
+
+  snprintf(p, sizeof p, "%s/pickup/%s.eml", root, ids[1]);
+  ok(unlink(p) == 0 && mkdir(p, 0700) == 0, "a folder replaces the second");
+  is_int(mh_spool_load_ex(sp, ids[1], &e, 65536, &fd, err), MH_ECORRUPT, "refused too: %s", err);
+  ok(strstr(err, "folder") != NULL, "saying it is a folder");
+
+  replace_with(ids[2], 20000);
+  snprintf(p, sizeof p, "%s/pickup/%s.eml", root, ids[2]);
+  is_int(mh_spool_load_ex(sp, ids[2], &e, 65536, &fd, err), 0, "a bigger message in place of the third loads");
+  ok(stat(p, &st) == 0 && e.size == st.st_size, "its size is the new file's (%lld)", (long long)e.size);
+  ok(e.data && e.datalen == (size_t)(st.st_size - (off_t)e.env.offset) && e.data[e.datalen - 1] == '\n',
+     "its data whole, past the first read (%zu bytes)", e.datalen);
+  mh_spool_entry_free(&e);
+  if (fd >= 0) close(fd);
+  fd = -1;
+
+  replace_with(ids[3], 10);
+  snprintf(p, sizeof p, "%s/pickup/%s.eml", root, ids[3]);
+  is_int(mh_spool_load_ex(sp, ids[3], &e, 65536, &fd, err), 0, "a smaller one in place of the fourth loads");
+  ok(stat(p, &st) == 0 && e.size == st.st_size && e.datalen == (size_t)(st.st_size - (off_t)e.env.offset),
+     "its size and data are the new file's (%lld)", (long long)e.size);
+  ok(e.data && e.datalen >= 12 && !memcmp(e.data + e.datalen - 12, "abcdefghij\r\n", 12), "its last bytes too");
+  mh_spool_entry_free(&e);
+  if (fd >= 0) close(fd);
   mh_spool_close(sp);
 }
 
@@ -331,6 +408,7 @@ int main(void) {
   if (!mkdtemp(base)) return 1;
   test_sidecars();
   test_swapped();
+  test_swapped_read();
   test_order();
   test_not_holder();
   test_retry_race(0);
