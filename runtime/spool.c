@@ -2607,11 +2607,17 @@ static const char *folder_name(mh_spool *sp, int dirfd) {
 /* Moves DIRFD/NAME to corrupt/ under a free name and fsyncs both folders;
 ** "moved" is logged once it is done.  A move that fails leaves the file
 ** where it is (the caller skips it) and is logged once, until the move works
-** or fails differently.  0, -ENOENT (gone meanwhile), or the error. */
+** or fails differently.  0, -ENOENT (gone meanwhile), or the error.  Only the
+** deliverer (the lock holder) moves anything: a process without the lock is a
+** reader (`mailhook queue show`, `sendmail -bp`, the console's Queue page of a
+** `mailhook queue` run beside the service) and leaves the spool as it found
+** it; the file is listed with its reason and the deliverer moves it at its
+** next look (MH_ELOCKED here: not moved). */
 static int to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why) {
   char dest[300], key[320];
   const char *folder = folder_name(sp, dirfd);
   int rc;
+  if (sp->lockfd < 0) return MH_ELOCKED;
   snprintf(key, sizeof key, "%s/%s", folder, name);
   snprintf(dest, sizeof dest, "%s", name);
   for (int k = 1;; k++) {
