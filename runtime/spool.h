@@ -59,7 +59,16 @@ typedef struct mh_env {
   int has_uid;         /* 1 when the envelope carries an X-Submitter-Uid line (0: a file
                           written before it existed, or no canonical envelope) */
   unsigned long uid;   /* who submitted it (valid when has_uid): the local caller's uid */
+  /* a drop-in's To/Cc/Bcc items that are no usable address, each with why
+  ** (rcpt as the log shows it: control bytes as \xNN): left out of the envelope,
+  ** the rest of the list still parsed; adoption records them as refused */
+  struct mh_refused *bad;
+  size_t nbad;
+  size_t nbad_more;    /* more of them, past the ones kept (MH_ENV_BAD_MAX) */
+  int keep_bad;        /* parsing a drop-in: collect them, instead of refusing the file */
 } mh_env;
+
+#define MH_ENV_BAD_MAX 100
 
 /* A recipient the server refused for good (a 5xx to RCPT, or to the message
 ** once it had accepted that recipient), with the reply: RFC 5321 §4.2.1, a 5yz
