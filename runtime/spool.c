@@ -1855,8 +1855,9 @@ static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, c
 ** no CR, LF or escape reaches a sidecar, a log line or a terminal), at most
 ** MH_ENV_BAD_MAX of them (the rest counted).  0 or MH_ENOMEM. */
 static int env_bad(mh_env *env, const char *a, const char *why) {
-  char v[VIS_LEN];
+  char v[VIS_LEN], w[VIS_LEN];
   vis(a, v);
+  vis(why, w);   /* a local name's error quotes the item as written */
   if (strlen(v) > 300) memcpy(v + 297, "...", 4);
   for (size_t i = 0; i < env->nbad; i++)
     if (!strcmp(env->bad[i].rcpt, v)) return 0;
@@ -1865,7 +1866,7 @@ static int env_bad(mh_env *env, const char *a, const char *why) {
   if (!nb) return MH_ENOMEM;
   env->bad = nb;
   nb[env->nbad].rcpt = strdup(v);
-  nb[env->nbad].reply = strdup(why);
+  nb[env->nbad].reply = strdup(w);
   if (!nb[env->nbad].rcpt || !nb[env->nbad].reply) {
     free(nb[env->nbad].rcpt);
     free(nb[env->nbad].reply);

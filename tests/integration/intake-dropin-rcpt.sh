@@ -11,10 +11,7 @@
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
-PORT=$(free_port)
-peer_start "$PORT" "$T/peer" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
-conf_for "$PORT"
-"$MAILHOOK" queue >/dev/null   # the spool folders
+delivery_peer
 P=$SPOOL/pickup
 # rcpts_of ID: the recipients the server got for Message-ID <ID@test>, sorted
 rcpts_of() { awk -v m="<$1@test>" '$4 == m { print $3 }' "$T/peer/log" | tr ',' '\n' | sort | paste -sd' '; }

@@ -7,10 +7,7 @@
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
 
-PORT=$(free_port)
-peer_start "$PORT" "$T/peer" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
-conf_for "$PORT"
-"$MAILHOOK" queue >/dev/null   # the spool folders
+delivery_peer
 P=$SPOOL/pickup
 mkdir -p "$T/bin"; ln -s "$MAILHOOK" "$T/bin/mailq"
 printf 'garbage line\n\nbody\n' > "$T/j"; mv "$T/j" "$P/junk.eml"
