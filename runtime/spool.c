@@ -2109,6 +2109,10 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
   return env_parse(buf, len, eof, 0, NULL, env, err);
 }
 
+int mh__spool_dropin_env(const char *buf, size_t len, mh_env *env, char *err) {
+  return env_parse(buf, len, 1, 1, NULL, env, err);
+}
+
 static int env_parse(const char *buf, size_t len, int eof, int lenient_from, const mh_spool_names *nm,
                      mh_env *env, char *err) {
   size_t p = 0, he, body, end, n, vs, ve;

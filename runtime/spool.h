@@ -343,6 +343,11 @@ int mh__spool_write_no_bcc(int fd, const char *buf, size_t len);
 ** block buf[0..len) in place, by the same rule; returns the new length. */
 size_t mh__spool_drop_bcc(char *buf, size_t len);
 
+/* For tests/fuzz/fuzz-envelope.c: a drop-in's envelope parsed as adoption parses
+** it (bad recipient items collected in env->bad, not refused), no local names
+** table.  mh_env_parse's results. */
+int mh__spool_dropin_env(const char *buf, size_t len, mh_env *env, char *err);
+
 /* True for a canonical id (16 lowercase hex digits). */
 int mh_spool_is_id(const char *s);
 
