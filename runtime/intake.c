@@ -38,7 +38,8 @@ struct mh_intake {
   int scan_field;      /* that line already showed itself a header field ("Name:") */
   int nfield;          /* a header field was seen: a line starting with a blank continues it */
   int from_;           /* still at the start: a From_ line here is dropped (see split) */
-  int read_any;        /* a read returned bytes: the input's start (a BOM there) is behind */
+  int start_done;      /* the input's start is decided: a BOM there was dropped, or there was none */
+  size_t nstart;       /* until then: the bytes read so far, a prefix of a BOM, held at raw[0..) */
   int sep;             /* the header block ended at a line that is no header (body text, as
                        ** `echo hi | sendmail root` gives): an empty line goes between */
   char *head;          /* the caller's replacement header block, or NULL */
@@ -70,18 +71,31 @@ void mh_intake_free(mh_intake *in) {
 /* Refills raw.  0 with bytes, 1 at end of input, -errno.  A non-blocking
 ** descriptor (a pipe libuv touched) is waited for with poll. */
 static int refill(mh_intake *in) {
+  static const char bom[3] = { '\xEF', '\xBB', '\xBF' };
   for (;;) {
-    ssize_t n = read(in->fd, in->raw, sizeof in->raw);
-    if (n > 0) {
+    /* until the start is decided, the bytes read so far (a prefix of the BOM)
+    ** stay at the start of raw and the next read goes after them */
+    size_t held = in->start_done ? 0 : in->nstart;
+    ssize_t n = read(in->fd, in->raw + held, sizeof in->raw - held);
+    if (n > 0 || (n == 0 && held)) {
       in->rpos = 0;
-      in->rlen = (size_t)n;
-      /* a UTF-8 byte order mark first (PowerShell 5's Out-File -Encoding UTF8,
-      ** Notepad): no part of an RFC 5322 message, and it made the first field
-      ** no header ("line 1 is not a header"): a drop-in went to corrupt/,
-      ** sendmail -t found no recipient.  Dropped (a BOM split over two reads
-      ** of a pipe, 1-2 bytes first, is not seen) */
-      if (!in->read_any && n >= 3 && !memcmp(in->raw, "\xEF\xBB\xBF", 3)) in->rpos = 3;
-      in->read_any = 1;
+      in->rlen = held + (size_t)n;
+      if (!in->start_done) {
+        /* a UTF-8 byte order mark first (PowerShell 5's Out-File -Encoding
+        ** UTF8, Notepad): no part of an RFC 5322 message, and it made the
+        ** first field no header ("line 1 is not a header"): a drop-in went to
+        ** corrupt/, sendmail -t found no recipient.  Dropped, wherever the
+        ** reads cut it: a pipe may give EF, then BB BF Subject... */
+        size_t k = 0;
+        while (k < in->rlen && k < 3 && in->raw[k] == bom[k]) k++;
+        if (k == in->rlen && k < 3 && n > 0) {   /* all of it may start a BOM: read on */
+          in->nstart = k;
+          continue;
+        }
+        in->start_done = 1;
+        if (k == 3) in->rpos = 3;
+        if (n == 0) in->eof = 1;   /* held bytes, then the end: never read again */
+      }
       if (in->rpos == in->rlen) continue;
       return 0;
     }

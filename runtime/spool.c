@@ -1802,6 +1802,8 @@ void mh_env_free(mh_env *env) {
   free(env->to_params);
   free(env->from);
   free(env->from_params);
+  for (size_t i = 0; i < env->nbad; i++) { free(env->bad[i].rcpt); free(env->bad[i].reply); }
+  free(env->bad);
   memset(env, 0, sizeof *env);
 }
 
@@ -1861,11 +1863,84 @@ static void env_value_split(const char *buf, size_t vs, size_t ve, size_t *as, s
 /* Ends one mailbox of an address list: plain text or <angle> address. */
 static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, char *err);
 
+/* A drop-in's recipient item a that is no usable address (env->keep_bad):
+** kept with why, shown as the log shows it (vis: a control byte as \xNN, so
+** no CR, LF or escape reaches a sidecar, a log line or a terminal), at most
+** MH_ENV_BAD_MAX of them (the rest counted).  0 or MH_ENOMEM. */
+static int env_bad(mh_env *env, const char *a, const char *why) {
+  char v[VIS_LEN], w[VIS_LEN];
+  vis(a, v);
+  vis(why, w);   /* a local name's error quotes the item as written */
+  if (strlen(v) > 300) memcpy(v + 297, "...", 4);
+  for (size_t i = 0; i < env->nbad; i++)
+    if (!strcmp(env->bad[i].rcpt, v)) return 0;
+  if (env->nbad >= MH_ENV_BAD_MAX) { env->nbad_more++; return 0; }
+  mh_refused *nb = realloc(env->bad, (env->nbad + 1) * sizeof *nb);
+  if (!nb) return MH_ENOMEM;
+  env->bad = nb;
+  nb[env->nbad].rcpt = strdup(v);
+  nb[env->nbad].reply = strdup(w);
+  if (!nb[env->nbad].rcpt || !nb[env->nbad].reply) {
+    free(nb[env->nbad].rcpt);
+    free(nb[env->nbad].reply);
+    return MH_ENOMEM;
+  }
+  env->nbad++;
+  return 0;
+}
+
+static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, size_t pn, char *angle,
+                          size_t an, int had_angle, char *err);
+
+/* A drop-in's item of several words outside quotes (`To: a@x b@y`, a script's
+** "$ADMINS", `John Doe john@x`): as `sendmail -t` reads it (submit.lua split,
+** Postfix's parser adding the missing commas), each word with an '@' inside
+** is an address, and the other words together an item that is no address
+** (left out, named).  1 when a held several words (*rc: the result), else 0. */
+static int split_words(mh_env *env, const mh_spool_names *nm, char *a, size_t n, char *err, int *rc) {
+  char rest[VIS_LEN];
+  size_t nw = 0, rl = 0, i = 0;
+  int quote = 0;
+  for (size_t k = 0; k < n; k++) {
+    if (a[k] == '"') quote = !quote;
+    else if (a[k] == '\\' && quote && k + 1 < n) k++;
+    else if (!quote && isspace((unsigned char)a[k])) nw = 1;
+  }
+  if (!nw) return 0;
+  *rc = 0;
+  while (i < n && !*rc) {
+    size_t s0, e0;
+    quote = 0;
+    while (i < n && isspace((unsigned char)a[i])) i++;
+    for (s0 = i; i < n && (quote || !isspace((unsigned char)a[i])); i++) {
+      if (a[i] == '"') quote = !quote;
+      else if (a[i] == '\\' && quote && i + 1 < n) i++;
+    }
+    e0 = i;
+    if (e0 == s0) break;
+    const char *at = memchr(a + s0 + 1, '@', e0 - s0 > 2 ? e0 - s0 - 2 : 0);   /* an inner '@' */
+    if (at && a[s0] != '@' && a[e0 - 1] != '@') {
+      char w[1024];
+      size_t wl = e0 - s0 < sizeof w ? e0 - s0 : sizeof w - 1;
+      memcpy(w, a + s0, wl);
+      *rc = finish_mailbox(env, nm, w, wl, NULL, 0, 0, err);
+    } else if (rl + (e0 - s0) + 2 < sizeof rest) {
+      if (rl) rest[rl++] = ' ';
+      memcpy(rest + rl, a + s0, e0 - s0);
+      rl += e0 - s0;
+    }
+  }
+  rest[rl] = '\0';
+  if (!*rc && rl) *rc = env_bad(env, rest, "not an address");
+  return 1;
+}
+
 static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, size_t pn, char *angle,
                           size_t an, int had_angle, char *err) {
   char *a;
   size_t n;
   int rc;
+  const char *why;
   if (had_angle) {
     char *c = memchr(angle, ':', an);   /* obsolete source route @a,@b:addr */
     a = angle; n = an;
@@ -1876,11 +1951,26 @@ static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, si
   while (n && isspace((unsigned char)a[0])) { a++; n--; }
   while (n && isspace((unsigned char)a[n - 1])) n--;
   if (n == 0) {
+    if (had_angle && env->keep_bad) return env_bad(env, "<>", "empty address");
     if (had_angle) return fail(err, MH_EBADADDR, "empty address <>");
     return 0;  /* an empty list element */
   }
   a[n] = '\0';
-  if (nm && (rc = names_resolve(nm, a, env, err)) <= 0) return rc;   /* a local name: resolved */
+  if (env->keep_bad && !had_angle && split_words(env, nm, a, n, err, &rc)) return rc;
+  if (nm && (rc = names_resolve(nm, a, env, err)) <= 0) {   /* a local name: resolved */
+    if (rc == MH_EBADADDR && env->keep_bad) return env_bad(env, a, err ? err : "no such local name");
+    return rc;
+  }
+  if (env->keep_bad) {
+    /* a drop-in's recipient gets the checks `sendmail -t` gives its items
+       (submit.lua valid: the builder's rule, non-ASCII left to delivery, then
+       the spool's): one that fails them is left out, named, and the others
+       still get the message (Postfix's pickup and nullmailer send to the valid
+       ones and bounce the rest) */
+    if (mh_msg_check_addr(a, n, &why) && why && strstr(why, "non-ASCII") == NULL)
+      return env_bad(env, a, why);
+    if (mh_addr_check(a, 0)) return env_bad(env, a, "not a usable address");
+  }
   if (mh_addr_check(a, 0)) return fail(err, MH_EBADADDR, "'%s'", a);
   rc = env_add(env, a, n);
   return rc ? fail(err, rc, "address list") : 0;
@@ -1894,7 +1984,7 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
 
 static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_names *nm, char *err) {
   char *plain = malloc(len + 1), *angle = malloc(len + 1);
-  size_t pn = 0, an = 0, i;
+  size_t pn = 0, an = 0, i, item = 0;   /* item: where the item being read starts */
   int depth = 0, quote = 0, in_angle = 0, had_angle = 0, lit = 0, rc = 0;
   if (!plain || !angle) { rc = fail(err, MH_ENOMEM, "address list"); goto out; }
   for (i = 0; i < len && rc == 0; i++) {
@@ -1935,10 +2025,20 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
       if (in_angle) { angle[an++] = c; break; }
       rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
       pn = an = 0; had_angle = 0;
+      item = i + 1;
       break;
     default:
       if (in_angle) angle[an++] = c; else plain[pn++] = c;
     }
+  }
+  if (rc == 0 && (depth || quote || in_angle || lit) && env->keep_bad) {
+    /* the items before the unbalanced one are in; the rest is no address */
+    while (item < len && isspace((unsigned char)val[item])) item++;
+    char *rest = xstrndup(val + item, len - item > 300 ? 300 : len - item);
+    rc = rest ? env_bad(env, rest, "unbalanced quote, comment, <...> or [...] in the address list") : MH_ENOMEM;
+    free(rest);
+    if (rc) rc = fail(err, rc, "address list");
+    goto out;
   }
   if (rc == 0 && (depth || quote || in_angle || lit))
     rc = fail(err, MH_EBADADDR, "unbalanced address list '%.*s'", (int)(len > 80 ? 80 : len), val);
@@ -2022,11 +2122,16 @@ int mh_env_parse(const char *buf, size_t len, int eof, mh_env *env, char *err) {
   return env_parse(buf, len, eof, 0, NULL, env, err);
 }
 
+int mh__spool_dropin_env(const char *buf, size_t len, mh_env *env, char *err) {
+  return env_parse(buf, len, 1, 1, NULL, env, err);
+}
+
 static int env_parse(const char *buf, size_t len, int eof, int lenient_from, const mh_spool_names *nm,
                      mh_env *env, char *err) {
   size_t p = 0, he, body, end, n, vs, ve;
   int rc, have_sender = 0, from_done = 0;
   memset(env, 0, sizeof *env);
+  env->keep_bad = lenient_from;   /* a drop-in's (see env_bad) */
   if (find_blank(buf, len, 0, eof, &he, &body)) {
     if (!eof) return len > HEAD_CAP ? fail(err, MH_ECORRUPT, "header block over 4 MB") : 1;
     he = body = len;   /* a message without a body */
@@ -2134,6 +2239,7 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       from_done = 1;
     } else if (name_is(buf, p, n, "To") || name_is(buf, p, n, "Cc") || name_is(buf, p, n, "Bcc")) {
       rc = env_addrs(buf + vs, ve - vs, env, nm, err);
+      if (rc == MH_ENOMEM) goto nomem;   /* not the file's fault: never corrupt/ for it */
       if (rc) {
         char why[MH_SPOOL_ERRLEN];
         snprintf(why, sizeof why, "%s", err ? err : "");
@@ -2141,6 +2247,17 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
         goto bad;
       }
     }
+  }
+  if (!env->nto && env->nbad) {
+    /* only bad items: nothing to send (sendmail -t's "no usable recipient") */
+    char why[MH_SPOOL_ERRLEN];
+    size_t o = 0;
+    for (size_t i = 0; i < env->nbad && o + 8 < sizeof why; i++)
+      o += (size_t)snprintf(why + o, sizeof why - o, "%s'%s': %s", i ? "; " : "", env->bad[i].rcpt,
+                            env->bad[i].reply);
+    if (o >= sizeof why) memcpy(why + sizeof why - 4, "...", 4);
+    rc = fail(err, MH_ECORRUPT, "no usable recipient: %s", why);
+    goto bad;
   }
   if (!env->nto) { rc = fail(err, MH_ECORRUPT, "no recipients (no X-Receiver, To, Cc or Bcc)"); goto bad; }
   if (!env->from && !(env->from = strdup(""))) goto nomem;
@@ -2613,6 +2730,8 @@ static void entry_names(mh_spool *sp, int dirfd, const char *name, mh_spool_entr
   }
 }
 
+static const char *dropin_bad_reply(char *out, size_t cap, const char *why, const char *vname);
+
 /* Fills e from the open file fd (named name in the folder dirfd); st is the
 ** fstat of fd that mh_fsutil_open made (its step 3), not taken again. */
 static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, const char *name,
@@ -2653,6 +2772,16 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, co
     return fail(err, rc, "%s.state", e->id);
   }
   e->has_state = rc;
+  /* a drop-in not adopted yet: the recipients its adoption will leave out,
+     listed as refused as they will be (see adopt) */
+  for (size_t i = 0; i < e->env.nbad; i++) {
+    char vn[VIS_LEN], why[VIS_LEN + 512];
+    dropin_bad_reply(why, sizeof why, e->env.bad[i].reply, vis(name, vn));
+    if (refused_set(&e->state, e->env.bad[i].rcpt, why)) {
+      mh_spool_entry_free(e);
+      return fail(err, MH_ENOMEM, "read");
+    }
+  }
   return 0;
 }
 
@@ -2663,11 +2792,17 @@ static const char *folder_name(mh_spool *sp, int dirfd) {
 /* Moves DIRFD/NAME to corrupt/ under a free name and fsyncs both folders;
 ** "moved" is logged once it is done.  A move that fails leaves the file
 ** where it is (the caller skips it) and is logged once, until the move works
-** or fails differently.  0, -ENOENT (gone meanwhile), or the error. */
+** or fails differently.  0, -ENOENT (gone meanwhile), or the error.  Only the
+** deliverer (the lock holder) moves anything: a process without the lock is a
+** reader (`mailhook queue show`, `sendmail -bp`, the console's Queue page of a
+** `mailhook queue` run beside the service) and leaves the spool as it found
+** it; the file is listed with its reason and the deliverer moves it at its
+** next look (MH_ELOCKED here: not moved). */
 static int to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why) {
   char dest[300], key[320];
   const char *folder = folder_name(sp, dirfd);
   int rc;
+  if (sp->lockfd < 0) return MH_ELOCKED;
   snprintf(key, sizeof key, "%s/%s", folder, name);
   snprintf(dest, sizeof dest, "%s", name);
   for (int k = 1;; k++) {
@@ -3052,6 +3187,45 @@ static int write_missing(int fd, const char *buf, size_t from, size_t he, const 
   return mh_fsutil_write_all(fd, line, len);
 }
 
+/* What a drop-in's recipient that is no usable address is recorded with (its
+** refused reply): why, and that mailhook left it out (no server said so). */
+static const char *dropin_bad_reply(char *out, size_t cap, const char *why, const char *vname) {
+  if (!strcmp(why, "not an address")) snprintf(out, cap, "not an address: left out of drop-in %s by mailhook, never sent", vname);
+  else snprintf(out, cap, "not an address (%s): left out of drop-in %s by mailhook, never sent", why, vname);
+  return out;
+}
+
+/* The recipients of the drop-in NAME (adopted as NEWID) that are no usable
+** address (env->bad: `To: ops@example.com, bad@@example.com`): the message
+** goes to the others, as Postfix's pickup and nullmailer send it, and each of
+** these is recorded the way a recipient the server refused for good is: in
+** NEWID.state as refused, with why (so `mailhook queue`, `queue show`,
+** `sendmail -bp` show it, and the message ends in failed/ with it once the
+** others are done, through the failure hook), and named in the log with the
+** drop-in's name (nobody waits on an exit status for a drop-in).  The sidecar
+** is written before the message is renamed into pickup/: never a moment when
+** the message could go without the record.  0 or the error. */
+static int dropin_refused(mh_spool *sp, const char *name, const char *newid, const mh_env *env) {
+  mh_state st;
+  char vn[VIS_LEN], why[VIS_LEN + 512];
+  int rc = 0;
+  memset(&st, 0, sizeof st);
+  vis(name, vn);
+  for (size_t i = 0; i < env->nbad && !rc; i++)
+    rc = refused_set(&st, env->bad[i].rcpt, dropin_bad_reply(why, sizeof why, env->bad[i].reply, vn));
+  if (!rc) rc = state_write(sp, sp->pickupfd, newid, &st);
+  state_free(&st);
+  if (rc) return rc;
+  for (size_t i = 0; i < env->nbad; i++)
+    mh_warn("spool %s: drop-in pickup/%s: recipient '%s' left out: %s (recorded as refused in %s; its "
+            "%zu other recipient(s) get the message)", sp->dir, vn, env->bad[i].rcpt, env->bad[i].reply,
+            newid, env->nto);
+  if (env->nbad_more)
+    mh_warn("spool %s: drop-in pickup/%s: and %zu more recipient(s) left out (no usable address)", sp->dir, vn,
+            env->nbad_more);
+  return 0;
+}
+
 /* A drop-in NAME in pickup/: give it an id, the canonical form (X- lines, no
 ** Bcc), and make it durable before the original goes.  newid gets the new id.
 ** 0 adopted; 1 not a message (set aside to corrupt/, or gone meanwhile: skip
@@ -3105,6 +3279,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   }
   if ((rc = create_tmp(sp, newid, &out))) goto out_env;
   if (fault_at("adopt-write") && (rc = -errno)) goto fail_tmp;
+  if (env.nbad && (rc = dropin_refused(sp, name, newid, &env))) goto fail_tmp;
   if (env.canonical) {
     /* already in our form: its envelope lines as they are (its submitter
     ** too, or none), the message without Bcc like any other */
@@ -3138,6 +3313,11 @@ fail_tmp:
   close(out);
   unlinkat(sp->tmpfd, newid, 0);
   unlinkat(sp->pickupfd, dest, 0);
+  if (env.nbad) {   /* the sidecar dropin_refused wrote (none is there otherwise) */
+    char side[MH_SPOOL_IDLEN + 8];
+    snprintf(side, sizeof side, "%s.state", newid);
+    unlinkat(sp->pickupfd, side, 0);
+  }
 out_env:
   mh_env_free(&env);
 out:

@@ -59,7 +59,16 @@ typedef struct mh_env {
   int has_uid;         /* 1 when the envelope carries an X-Submitter-Uid line (0: a file
                           written before it existed, or no canonical envelope) */
   unsigned long uid;   /* who submitted it (valid when has_uid): the local caller's uid */
+  /* a drop-in's To/Cc/Bcc items that are no usable address, each with why
+  ** (rcpt as the log shows it: control bytes as \xNN): left out of the envelope,
+  ** the rest of the list still parsed; adoption records them as refused */
+  struct mh_refused *bad;
+  size_t nbad;
+  size_t nbad_more;    /* more of them, past the ones kept (MH_ENV_BAD_MAX) */
+  int keep_bad;        /* parsing a drop-in: collect them, instead of refusing the file */
 } mh_env;
+
+#define MH_ENV_BAD_MAX 100
 
 /* A recipient the server refused for good (a 5xx to RCPT, or to the message
 ** once it had accepted that recipient), with the reply: RFC 5321 §4.2.1, a 5yz
@@ -334,6 +343,11 @@ int mh__spool_write_no_bcc(int fd, const char *buf, size_t len);
 /* For the intake (mailhook sendmail): removes the Bcc fields of the header
 ** block buf[0..len) in place, by the same rule; returns the new length. */
 size_t mh__spool_drop_bcc(char *buf, size_t len);
+
+/* For tests/fuzz/fuzz-envelope.c: a drop-in's envelope parsed as adoption parses
+** it (bad recipient items collected in env->bad, not refused), no local names
+** table.  mh_env_parse's results. */
+int mh__spool_dropin_env(const char *buf, size_t len, mh_env *env, char *err);
 
 /* True for a canonical id (16 lowercase hex digits). */
 int mh_spool_is_id(const char *s);

@@ -699,7 +699,14 @@ function D:settle(e, res, whole)
   for _, r in ipairs(e.refused or {}) do all[#all + 1] = r.rcpt .. ": " .. r.reply end
   for _, l in ipairs(plines) do all[#all + 1] = l end
   local delivered = #accepted + #(e.done or {})
-  local reason = whole and whole.reason or ("rejected by the server: " .. table.concat(all, "; "))
+  -- recipients mailhook left out itself (a drop-in's item that is no address:
+  -- runtime/spool.c dropin_refused) were refused by no server: said so
+  local by_server = #plines > 0
+  for _, r in ipairs(e.refused or {}) do
+    by_server = by_server or not tostring(r.reply):find(" by mailhook, never sent$")
+  end
+  local reason = whole and whole.reason
+                 or ((by_server and "rejected by the server: " or "not sent: ") .. table.concat(all, "; "))
   if delivered > 0 then
     reason = reason .. " (delivered to " .. plural(delivered, "other recipient") .. ")"
   end

@@ -109,7 +109,15 @@ end
 M.show = by_id(function(sp, id)
   if not spool.is_id(id) then spool.dropin_settings(sp) end   -- a drop-in's name: read as it will be adopted
   local e, err, info = sp:load(id)
-  if not e then return nil, err, info end
+  if not e then
+    if info and info.code == "ECORRUPT" and not err:find(id, 1, true) then
+      -- read only: what cannot be parsed stays where it is (runtime/spool.c
+      -- to_corrupt), named with why and who moves it
+      err = (spool.is_id(id) and id or ("pickup/" .. id)) .. " is no message that can be sent: " .. err
+            .. " (the service moves it to corrupt/)"
+    end
+    return nil, err, info
+  end
   return with_login(e, {})
 end)
 M.remove = by_id(function(sp, id) return sp:remove(id) end)

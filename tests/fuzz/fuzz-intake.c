@@ -3,7 +3,7 @@
 ** (runtime/intake.c).  The first byte chooses the lone-dot rule and where the
 ** input is cut into reads (a packet pipe: one write, one read); the rest is
 ** the input.  Asserts: no crash or leak, and the bytes written are exactly
-** those of the in-memory rule it replaced (after a BOM its first read began with) (every line end, CR* LF included,
+** those of the in-memory rule it replaced (a UTF-8 BOM first dropped, every line end, CR* LF included,
 ** made CRLF, cut before the first
 ** lone "." line, CRLF at the end), and the head is their prefix.
 */
@@ -33,10 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* every packet takes a page of the pipe until read: at most 14 of them fit
   ** the default pipe, so longer inputs are cut into fewer, larger packets */
   if (n / (size_t)step > 14) step = (int)(n / 14 + 1);
-  /* a UTF-8 byte order mark at the start of the first read is dropped (intake.c's
-  ** refill; one split over reads of 1-2 bytes is not seen): the rule reads what follows */
-  size_t skip = (n < (size_t)step ? n : (size_t)step) >= 3 && !memcmp(in, "\xEF\xBB\xBF", 3) ? 3 : 0;
-  size_t wl = intake_reference(in + skip, n - skip, dot, want);
+  size_t wl = intake_reference(in, n, dot, want);   /* a BOM first: dropped, however cut */
   while (at < n) {
     size_t k = n - at < (size_t)step ? n - at : (size_t)step;
     if (write(p[1], in + at, k) != (ssize_t)k) abort();

@@ -50,7 +50,7 @@ is "$(ls "$SPOOL/pickup" | wc -l)" 0 "all of them were sent"
 printf 'To: Cron Daemon\nSubject: bad\n\nb\n' > "$T/bad.tmp"; mv "$T/bad.tmp" "$SPOOL/pickup/bad.eml"
 "$MAILHOOK" flush >"$T/flush" 2>&1
 ok "$(test -f "$SPOOL/corrupt/bad.eml"; echo $?)" "an unresolvable name: moved to corrupt/" 
-like "$(cat "$T/flush")" "bad.eml.*'Cron Daemon' is not an address" "and the log says why"
+like "$(cat "$T/flush")" "bad.eml.*no usable recipient: 'Cron Daemon': not an address" "and the log says why"
 
 # the listing of a drop-in naming no sender, before its adoption: the sender it will get
 "$MAILHOOK" update from=app@example.com >/dev/null

@@ -32,13 +32,26 @@ ok "$(test -n "$f" && grep -q 'second half' "$f"; echo $?)" "closed: sent whole"
 printf '\xef\xbb\xbfTo: bom@example.net\r\nSubject: bom drop-in\r\n\r\nb\r\n' > "$T/bom"; mv "$T/bom" "$P/bom.eml"
 printf '\xef\xbb\xbfTo: smbom@example.net\r\nSubject: bom sendmail\r\n\r\nb\r\n' | "$MAILHOOK" sendmail -t -i
 is $? 0 "sendmail -t: a BOM before the first field is no obstacle"
+# the BOM cut over reads (a pipe read while its writer is at work: `printf '\xef'; sleep;
+# printf '\xbb\xbf...'`): each write to a packet pipe (O_DIRECT) is one read of sendmail's,
+# so it gets EF, then BB, then the rest, with no timing involved
+/usr/bin/python3 -c '
+import os, subprocess, sys
+r, w = os.pipe2(os.O_DIRECT)
+for b in (b"\xef", b"\xbb", b"\xbfTo: split@example.net\r\nSubject: bom split\r\n\r\nb\r\n"):
+    os.write(w, b)
+os.close(w)
+sys.exit(subprocess.run([os.environ["MAILHOOK"], "sendmail", "-t", "-i"], stdin=r).returncode)'
+is $? 0 "sendmail -t: a BOM read byte by byte is no obstacle either"
 printf 'To: hdr@example.net\nSubject: only headers' > "$T/hdr"; mv "$T/hdr" "$P/hdr.eml"
 flush
-for r in bom smbom hdr; do
+for r in bom smbom split hdr; do
   f=$(got "$r@example.net")
   ok "$(test -n "$f"; echo $?)" "$r: sent"
 done
 ok "$(grep -q $'\xef\xbb\xbf' "$(got bom@example.net)"; test $? = 1; echo $?)" "without its BOM"
+ok "$(f=$(got split@example.net); test -n "$f" && ! LC_ALL=C grep -q $'[\xef\xbb\xbf]' "$f" && grep -q '^Subject: bom split' "$f"; echo $?)" \
+  "the BOM read byte by byte: dropped, the Subject kept as a field"
 like "$(grep -m1 '^Subject' "$(got hdr@example.net)")" "only headers" "a file of only headers keeps them"
 
 # what is no message: set aside to corrupt/, each with its reason, and nothing blocks

@@ -8,6 +8,7 @@
 #                                    DIR/log ("NNNNNN FROM RCPTS MESSAGE-ID CLIENT_PORT"), more
 #                                    smtpd.py options in ARGS; waits until it listens
 #   peer_stop                        stop it
+#   delivery_peer [KEY=VALUE ...]    peer_start on a free $PORT, conf_for it, the spool made
 #   enqueue N [FROM [RCPT...]]       queue N messages (Message-ID <i@test>, Subject "msg i")
 #   svc_start [ARGS]                 `mailhook run` in the background, pid in $SVC (log $T/svc.log,
 #                                    level $SVC_LOG_LEVEL, default info)
@@ -43,6 +44,14 @@ peer_start() {
   local port=$1 dir=$2; shift 2
   mkdir -p "$dir"
   start_smtpd PEER --port "$port" --maildir "$dir" --index "$dir/log" --by-local-part "$@"
+}
+# delivery_peer [KEY=VALUE ...]: peer_start on a free port ($PORT, messages in $T/peer; a
+# bail-out when it does not start), conf_for it (the KEY=VALUE given), the spool folders made
+delivery_peer() {
+  PORT=$(free_port)
+  peer_start "$PORT" "$T/peer" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
+  conf_for "$PORT" "$@"
+  "$MAILHOOK" queue >/dev/null
 }
 peer_stop() { [ -n "${PEER_PID:-}" ] && stop_peer PEER; PEER_PID=; }
 

@@ -1,7 +1,7 @@
 /*
 ** intake-ref.h — the rule runtime/intake.c replaced, kept as the reference its
 ** tests compare with (tests/unit/test-intake.c, tests/fuzz/fuzz-intake.c): the
-** whole input in memory, every line end (CR* LF, a bare CR not before an LF,
+** whole input in memory, a UTF-8 BOM first dropped (however the reads cut it), every line end (CR* LF, a bare CR not before an LF,
 ** a bare LF: runtime/intake.h) made CRLF, cut before the first lone "." line when dot is set (sendmail
 ** without -i), CRLF added at the end, the From_ lines at the start (">From ",
 ** "From ") dropped, and an empty line put before the first
@@ -15,6 +15,7 @@
 
 static size_t intake_reference(const char *in, size_t n, int dot, char *out) {
   size_t o = 0;
+  if (n >= 3 && !memcmp(in, "\xEF\xBB\xBF", 3)) { in += 3; n -= 3; }
   for (size_t i = 0; i < n; i++) {
     if (in[i] == '\r' || in[i] == '\n') {   /* CR* LF, bare CR, bare LF: one line end */
       size_t j = i;

@@ -102,6 +102,69 @@ static void random_inputs(void) {
   ok(bad == 0, "%d random inputs cut at random reads: the bytes of the in-memory rule", runs);
 }
 
+/* A UTF-8 BOM first is dropped however the reads cut it: each write to the
+** packet pipe is one read, so the BOM arrives byte by byte (a pipe from
+** `printf '\xef'; sleep; printf '\xbb\xbf...'`), with no timing involved. */
+static void bom_split(void) {
+  static const char msg[] = "\xEF\xBB\xBFSubject: x\n\nbody\n", want[] = "Subject: x\r\n\r\nbody\r\n";
+  size_t n = sizeof msg - 1;
+  size_t c12[] = { 1, 2 }, c1[] = { 1 }, c2[] = { 2 }, c3[] = { 3 }, c4[] = { 4 };
+  const size_t *cuts[] = { c12, c1, c2, c3, c4, NULL };
+  const size_t ncuts[] = { 2, 1, 1, 1, 1, 0 };
+  const char *names[] = { "EF | BB | BF", "EF | BB BF", "EF BB | BF", "EF BB BF | text", "EF BB BF S | ...",
+                          "in one read" };
+  for (int k = 0; k < 6; k++) {
+    char got[256];
+    int empty;
+    long gl = through(msg, n, cuts[k], ncuts[k], 0, got, sizeof got, &empty);
+    ok(gl == (long)sizeof want - 1 && !memcmp(got, want, sizeof want - 1),
+       "a BOM read as %s: dropped, the first line a header", names[k]);
+  }
+  {   /* the head the caller parses starts with the field too */
+    int p[2];
+    const char *head;
+    size_t hl;
+    mh_intake *r = NULL;
+    if (pipe2(p, O_DIRECT) == 0 && write(p[1], "\xEF", 1) == 1 && write(p[1], "\xBB", 1) == 1 &&
+        write(p[1], "\xBF" "To: a@x\n\nb\n", 12) == 12) {
+      close(p[1]);
+      int empty;
+      char err[MH_INTAKE_ERRLEN];
+      r = mh_intake_new(p[0], 1);
+      ok(r && mh_intake_head(r, &head, &hl, &empty, err) == 0 && hl == 9 && !memcmp(head, "To: a@x\r\n", 9),
+         "byte by byte: the header block starts with 'To:'");
+      close(p[0]);
+    } else {
+      ok(0, "packet pipe: %s", strerror(errno));
+    }
+    mh_intake_free(r);
+  }
+  /* what only starts like a BOM is kept, byte for byte */
+  ok(same("\xEF\xBBX: y\n\nb\n", 11, c12, 2, 0), "EF | BB | 'X': no BOM, every byte kept");
+  ok(same("\xEF", 1, NULL, 0, 0), "a lone EF, then the end: kept");
+  ok(same("\xEF\xBB", 2, c1, 1, 0), "EF | BB, then the end: kept");
+  ok(same("\xEF\xBB\xBF", 3, c12, 2, 0), "only a BOM: an empty message");
+  ok(same("a: b\n\n\xEF\xBB\xBF", 9, c3, 1, 0), "a BOM after the start is text");
+  {   /* random inputs that start with the bytes of a BOM, random cuts */
+    static const char alpha[] = "\xEF\xBB\xBF" "a:\r\n.";
+    char in[64];
+    size_t rc4[4];
+    int bad = 0;
+    srand(7);
+    for (int r = 0; r < 2000 && bad <= 3; r++) {
+      size_t m = 1 + (size_t)rand() % sizeof in, nc = (size_t)rand() % 4;
+      for (size_t i = 0; i < m; i++) in[i] = alpha[rand() % 8];
+      if (r & 1 && m >= 3) memcpy(in, "\xEF\xBB\xBF", 3);
+      for (size_t k = 0; k < nc; k++) {   /* ascending, near the start */
+        size_t c = (k ? rc4[k - 1] : 0) + 1 + (size_t)rand() % 2;
+        rc4[k] = c < m ? c : m;
+      }
+      if (!same(in, m, rc4, nc, r & 2)) bad++;
+    }
+    ok(bad == 0, "2000 inputs starting with BOM bytes, cut near the start: the in-memory rule");
+  }
+}
+
 /* An intake reading msg through a pipe whose write end is closed (the whole
 ** input is there); its head already read into *head / *hl.  p[0] stays open
 ** for the caller to close.  NULL when the pipe cannot be made. */
@@ -264,6 +327,7 @@ int main(void) {
   fixed();
   body_without_blank();
   random_inputs();
+  bom_split();
   head_split();
   head_no_bcc();
   head_cap();

@@ -287,7 +287,13 @@ local function mailq()
       local from = (e.from == nil or e.from == "") and "MAILER-DAEMON" or e.from
       out:write(string.format("%-17s %8d %19.19s %s\n", id, e.size or 0, os.date("%a %b %e %H:%M:%S", e.queued_at),
                               from))
-      local why = e.reason or e.last_reply or (e.state ~= "failed" and outage) or nil
+      -- recipients refused for good (by the server, or left out of a drop-in as
+      -- no address) are not listed below, which lists what is still to go (as
+      -- Postfix's mailq): a message with no other reason names them here
+      local refused = e.refused and e.refused[1] and
+        ("refused: " .. e.refused[1].rcpt .. (#e.refused > 1 and (" and " .. (#e.refused - 1) .. " more") or "")
+         .. " (mailhook queue show " .. e.id .. ")")
+      local why = e.reason or e.last_reply or refused or (e.state ~= "failed" and outage) or nil
       if why then
         why = why:gsub("%c", " ")
         local pad = 76 - #why
