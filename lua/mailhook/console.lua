@@ -1464,6 +1464,16 @@ function M:metrics_text()
   local st = self.server:stats()
   metric(out, "mailhook_console_requests_total", "counter", "Console requests served.", { { st.requests } })
   metric(out, "mailhook_console_limited_total", "counter", "Console requests refused with 429.", { { st.limited } })
+  -- the connection limits at work (runtime/http.c): a rising evicted count is
+  -- a client holding connections open without sending requests (slowloris),
+  -- refused one opening them faster than they are ended, stalled one not reading
+  metric(out, "mailhook_console_evicted_total", "counter",
+    "Console connections waiting for a request, ended at the connection limit to make room for a new one.",
+    { { st.evicted or 0 } })
+  metric(out, "mailhook_console_refused_total", "counter",
+    "Console connections closed at accept (over twice the connection limit).", { { st.refused or 0 } })
+  metric(out, "mailhook_console_stalled_total", "counter",
+    "Console connections dropped because the client stopped reading its answer.", { { st.stalled or 0 } })
   metric(out, "mailhook_console_malformed_total", "counter",
     "Console requests refused for an ambiguous framing or an oversized head (400, 431).", { { st.malformed or 0 } })
   metric(out, "mailhook_console_auth_failures_total", "counter",
