@@ -1866,6 +1866,7 @@ static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, si
     if (had_angle) return fail(err, MH_EBADADDR, "empty address <>");
     return 0;  /* an empty list element */
   }
+  n = mh_msg_addr_unroot(a, n);   /* To: ops@example.com. is ops@example.com in the envelope */
   a[n] = '\0';
   if (nm && (rc = names_resolve(nm, a, env, err)) <= 0) return rc;   /* a local name: resolved */
   if (mh_addr_check(a, 0)) return fail(err, MH_EBADADDR, "'%s'", a);
@@ -2026,7 +2027,8 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       size_t as, ae, ps;
       hdr_value(buf, p, end, n, &vs, &ve);
       env_value_split(buf, vs, ve, &as, &ae, &ps);
-      if (!(env->from = xstrndup(buf + as, ae - as))) goto nomem;
+      /* a drop-in's sender written absolute (bench@example.com.): without the dot */
+      if (!(env->from = xstrndup(buf + as, mh_msg_addr_unroot(buf + as, ae - as)))) goto nomem;
       if (mh_addr_check(env->from, 1)) {
         rc = fail(err, MH_ECORRUPT, "bad X-Sender '%s'", env->from);
         goto bad;
@@ -2043,7 +2045,7 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       size_t as, ae, ps;
       hdr_value(buf, p, end, n, &vs, &ve);
       env_value_split(buf, vs, ve, &as, &ae, &ps);
-      char *a = xstrndup(buf + as, ae - as), *params = NULL;
+      char *a = xstrndup(buf + as, mh_msg_addr_unroot(buf + as, ae - as)), *params = NULL;
       if (!a) goto nomem;
       if (mh_addr_check(a, 0)) {
         rc = fail(err, MH_ECORRUPT, "bad X-Receiver '%s'", a);

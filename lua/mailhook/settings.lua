@@ -210,7 +210,10 @@ function parse.address(v)
   if not s then return nil, err end
   local ok, why = core.msg.valid_address(s)
   if not ok then return nil, quoted(s) .. " is not a valid address: " .. why end
-  return s
+  -- a domain written absolute (noreply@example.com.): kept without the root's
+  -- dot, as `server` is, and as the envelope carries it (runtime/msg.c
+  -- mh_msg_addr_unroot); it is the envelope sender and the default From
+  return core.msg.envelope_address(s)
 end
 
 -- A comma-separated list of addresses (admin_address = a@x, b@y), each validated.
