@@ -109,6 +109,10 @@ for bad in a@example..com a@.example.com a@example.com..; do
   out=$("$MAILHOOK" -e 'print(require("mailhook").enqueue{to = arg[1], subject = "x", text = "x"})' "$bad" 2>&1)
   like "$out" "^nil.*'$bad' is not a valid address: empty label in domain" "mh.enqueue{to = '$bad'}: nil, naming it"
 done
+out=$(printf 'EHLO x\r\nMAIL FROM:<a@example..com>\r\nMAIL FROM:<b@x.example>\r\nRCPT TO:<ops@.example.com>\r\nQUIT\r\n' |
+      "$MAILHOOK" sendmail -bs 2>&1)
+like "$out" "553 5\.1\.7 'a@example\.\.com': empty label in domain" "-bs: MAIL FROM:<a@example..com> refused, naming it"
+like "$out" "553 5\.1\.3 'ops@\.example\.com': empty label in domain" "-bs: RCPT TO:<ops@.example.com> refused, naming it"
 out=$(printf 'Subject: f\n\nx\n' | "$MAILHOOK" sendmail -f bench@example.com.. ops@example.com 2>&1); rc=$?
 is "$rc" 0 "-f bench@example.com..: queued all the same (a sender costs only itself)"
 like "$out" "bad sender address 'bench@example.com..': empty label in domain \(-f ignored\)" "the sender named ($out)"
