@@ -1079,7 +1079,9 @@ route("POST", "/api/test", function(self, req, ctx)
   if to then
     local valid, why = core.msg.valid_address(to)
     if not valid or to:find("[%z\1-\31\127]") then
-      return self:fail(req, 422, "test_to: not an address a test message can go to: " ..
+      -- named (cut, control characters shown as '?'): the page shows the message beside the field
+      return self:fail(req, 422, "test_to: '" .. to:sub(1, 200):gsub("[%c\127]", "?") ..
+                       "' is not an address a test message can go to: " ..
                        tostring(why or "control characters"), { key = "test_to" })
     end
   end

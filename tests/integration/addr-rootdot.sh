@@ -1,8 +1,8 @@
 # A domain written absolute, with the root's trailing dot (ops@example.com.), is the
 # address without it in the envelope, as Postfix's trivial-rewrite makes it, by every
 # way an address comes in: sendmail's arguments, -t, -f and -bs, `mailhook update from=`,
-# `mailhook enqueue --to`, mh.enqueue, `mailhook test --to` (the console's Test
-# recipient) and drop-ins (X-Sender/X-Receiver, To/Cc): the real server (aiosmtpd)
+# `mailhook enqueue --to`, mh.enqueue, `mailhook test --to`, the console's Test
+# recipient and drop-ins (X-Sender/X-Receiver, To/Cc): the real server (aiosmtpd)
 # records MAIL FROM and RCPT TO without the dot, and the header keeps what the writer
 # wrote.  Two dots or an empty label (a@example..com, a@.example.com, a@example.com..)
 # stay an error naming the address, by every way in.  Before, the builder, settings
@@ -123,5 +123,34 @@ dropin bad.eml 'X-Sender: drop@example.com\nX-Receiver: ops@example.com..\nSubje
 ok "$(test -f "$MAILHOOK_SPOOL/corrupt/bad.eml"; echo $?)" "a drop-in's X-Receiver ops@example.com..: set aside in corrupt/"
 like "$(cat "$T/flush.out")" "bad.eml.*ops@example\.com\.\." "the log names it"
 is "$(count_mail "$T/mail")" "$n" "nothing else reached the server"
+
+# --- the console's Test recipient (POST /api/test {to}), through the running service
+ADMIN_PW='admin-Rootdot-Pw-4410'
+start_console "$P"
+"$PY" - "$AP" "$ADMIN_PW" > "$T/console.out" 2>&1 <<'PY'
+import http.client, json, re, sys
+port, pw = int(sys.argv[1]), sys.argv[2]
+def req(method, path, body, h):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request(method, path, json.dumps(body).encode(), dict(h, **{"Content-Type": "application/json"}))
+    r = c.getresponse()
+    return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read().decode()
+st, h, b = req("POST", "/api/login", {"password": pw}, {})
+ck = re.match(r"(mh_session=[0-9a-f]{64});", h.get("set-cookie", "")).group(1)
+auth = {"Cookie": ck, "X-CSRF-Token": json.loads(b)["csrf"]}
+for to in ("ops@example.com.", "ops@example.com.."):
+    st, h, b = req("POST", "/api/test", {"changes": {}, "to": to}, auth)
+    last = [json.loads(l) for l in b.splitlines() if l.strip()][-1]
+    print(to, st, json.dumps(last.get("result", last)))
+PY
+out=$(cat "$T/console.out")
+like "$out" 'ops@example\.com\. 200 \{[^
+]*"ok": true' "console Test to ops@example.com.: passes"
+n=$((n + 1))
+E=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
+    "$T/mail/$(printf %06d $n).json" 2>/dev/null)
+is "$E" "app@example.com | ops@example.com" "its RCPT TO without the dot"
+like "$out" "ops@example\.com\.\. 422 .*'ops@example\.com\.\.' is not an address a test message can go to: empty label in domain" \
+  "console Test to ops@example.com..: 422, saying why"
 
 done_testing
