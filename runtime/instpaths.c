@@ -6,6 +6,7 @@
 */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "instpaths.h"
 
@@ -18,6 +19,9 @@
 #ifndef MH_INST_LOCALSTATEDIR
 #define MH_INST_LOCALSTATEDIR MH_INST_PREFIX "/var"
 #endif
+#ifndef MH_MAILNAME
+#define MH_MAILNAME "/etc/mailname"
+#endif
 #ifndef MH_SERVICE_USER
 #define MH_SERVICE_USER "mailhook"
 #endif
@@ -26,6 +30,11 @@ const char *mh_instpaths_prefix(void) { return MH_INST_PREFIX; }
 const char *mh_instpaths_sysconfdir(void) { return MH_INST_SYSCONFDIR; }
 const char *mh_instpaths_localstatedir(void) { return MH_INST_LOCALSTATEDIR; }
 const char *mh_instpaths_service_user(void) { return MH_SERVICE_USER; }
+
+const char *mh_instpaths_mailname(void) {
+  const char *p = secure_getenv("MAILHOOK_MAILNAME");
+  return p && *p ? p : MH_MAILNAME;
+}
 
 int mh_instpaths_defaults(const char *root, char *conf, size_t conflen, char *spool, size_t spoollen) {
   const char *prefix = MH_INST_PREFIX;

@@ -19,6 +19,15 @@ const char *mh_instpaths_localstatedir(void);
 ** to when the spool is its own (privdrop.h). */
 const char *mh_instpaths_service_user(void);
 
+/* The machine's mail name file (Debian policy 11.6: /etc/mailname, the domain
+** Postfix's myorigin, Exim's qualify domain and nullmailer use): where the
+** settings find the default of default_domain when `from` names none.
+** $MAILHOOK_MAILNAME when set and not empty (read with secure_getenv: a
+** setuid or setgid caller cannot point it elsewhere; the tests point it at a
+** file of their own, never the machine's), else the compiled MH_MAILNAME
+** (/etc/mailname). */
+const char *mh_instpaths_mailname(void);
+
 /* The default settings file and spool of an installed tree whose PREFIX was
 ** found at ROOT (the binary's ROOT/bin/mailhook, from /proc/self/exe):
 **   ROOT == PREFIX                 SYSCONFDIR/mailhook/mailhook.conf and

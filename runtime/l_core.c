@@ -101,6 +101,8 @@ static void push_lib_paths(lua_State *L) {
   if (spool && *spool) lua_pushstring(L, spool);
   else lua_pushfstring(L, "%s/spool/mailhook", mh_instpaths_localstatedir());
   lua_setfield(L, -2, "spool");
+  lua_pushstring(L, mh_instpaths_mailname());   /* the machine's mail domain (instpaths.h) */
+  lua_setfield(L, -2, "mailname");
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "installed");
   lua_pushboolean(L, 1);                    /* loaded by another program than mailhook */

@@ -8,6 +8,7 @@
 **   msg:envelope() -> {from = "a@b", to = {"x@y", ...}}
 **   msg:bytes() -> string     msg:id() -> "<...>"    msg:save(path) -> true | nil, err
 **   core.msg.valid_address(s) -> true | nil, reason
+**   core.msg.envelope_address(s) -> s without the root's dot of its domain
 **   core.msg.type_for(filename) -> content type
 **   core.msg.date([t]) -> RFC 5322 date     core.msg.new_id([domain]) -> "<...@domain>"
 **
@@ -442,6 +443,16 @@ static int l_valid_address(lua_State *L) {
   return 2;
 }
 
+/* envelope_address(s) -> s as the envelope carries it: the root's dot of a
+** domain written absolute dropped (ops@example.com. -> ops@example.com), the
+** one rule of mh_msg_addr_unroot; nothing else is changed or checked. */
+static int l_envelope_address(lua_State *L) {
+  size_t n;
+  const char *s = mh_l_arg_lstring(L, 1, "address", &n);
+  lua_pushlstring(L, s, mh_msg_addr_unroot(s, n));
+  return 1;
+}
+
 /* date([t]) -> "Fri, 4 Dec 2026 13:30:32 +0100" (now by default): the Date rule */
 static int l_date(lua_State *L) {
   char out[64];
@@ -480,7 +491,7 @@ void l_msg_open(lua_State *L) {
   };
   static const luaL_Reg fns[] = {
     { "build", l_build },
-    { "valid_address", l_valid_address },
+    { "valid_address", l_valid_address }, { "envelope_address", l_envelope_address },
     { "type_for", l_type_for },
     { "date", l_date },
     { "new_id", l_new_id },

@@ -342,6 +342,7 @@ static void set_paths(lua_State *L, const paths_t *p) {
   lua_pushstring(L, p->conf);    lua_setfield(L, -2, "conf");
   lua_pushstring(L, p->spool);   lua_setfield(L, -2, "spool");
   lua_pushstring(L, p->drop);    lua_setfield(L, -2, "drop");
+  lua_pushstring(L, mh_instpaths_mailname()); lua_setfield(L, -2, "mailname");
   lua_pushboolean(L, p->installed); lua_setfield(L, -2, "installed");
   if (p->conf_given) { lua_pushstring(L, p->conf_given); lua_setfield(L, -2, "conf_given"); }
   lua_setfield(L, -2, "paths");

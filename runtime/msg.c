@@ -80,6 +80,7 @@ struct mh_msg {
   char id[320];             /* Message-ID with brackets */
   piece *pieces;            /* the rendered message */
   size_t npieces;
+  char *env_from;           /* the envelope sender (From without a root dot), set by finish */
   char **rcpt;              /* envelope recipients, deduplicated */
   size_t nrcpt;
   char err[512];            /* detail of the last failure */
@@ -189,6 +190,16 @@ static int check_domain(const char *d, size_t n, const char **why) {
   return 0;
 }
 
+size_t mh_msg_addr_unroot(const char *a, size_t n) {
+  /* the dot ends a domain: after the last '@' (a quoted local part ends before
+  ** it), right after a label's letter, digit or hyphen (not '.', '@' or ']') */
+  if (n < 3 || a[n - 1] != '.') return n;
+  const char *at = memrchr(a, '@', n - 1);
+  if (!at || (size_t)(at - a) >= n - 2) return n;
+  unsigned char c = (unsigned char)a[n - 2];
+  return is_alnum(c) || c == '-' ? n - 1 : n;
+}
+
 int mh_msg_check_addr(const char *a, size_t n, const char **why) {
   const char *dummy;
   if (!why) why = &dummy;
@@ -198,6 +209,7 @@ int mh_msg_check_addr(const char *a, size_t n, const char **why) {
       *why = "CR, LF or NUL in address";
       return MH_EBADHDR;
     }
+  n = mh_msg_addr_unroot(a, n);   /* ops@example.com. is ops@example.com */
   if (n == 0) { *why = "empty address"; return MH_EBADADDR; }
   if (n > 254) { *why = "address longer than 254 characters"; return MH_EBADADDR; }
   /* the local part ends at the last '@' outside a quoted string */
@@ -268,6 +280,7 @@ void mh_msg_free(mh_msg *m) {
   free(m->pieces);
   for (size_t i = 0; i < m->nrcpt; i++) free(m->rcpt[i]);
   free(m->rcpt);
+  free(m->env_from);
   free(m);
 }
 
@@ -1001,14 +1014,16 @@ static piece *new_piece(mh_msg *m, long att) {
   return &v[m->npieces++];
 }
 
-/* Adds addr to the envelope recipients unless already there. */
+/* Adds addr, in its envelope form (mh_msg_addr_unroot: the header keeps it as
+** written), to the envelope recipients unless already there. */
 static int add_rcpt(mh_msg *m, const char *a) {
+  size_t n = mh_msg_addr_unroot(a, strlen(a));
   for (size_t i = 0; i < m->nrcpt; i++)
-    if (!strcmp(m->rcpt[i], a)) return 0;
+    if (strlen(m->rcpt[i]) == n && !memcmp(m->rcpt[i], a, n)) return 0;
   char **v = realloc(m->rcpt, (m->nrcpt + 1) * sizeof *v);
   if (!v) return MH_ENOMEM;
   m->rcpt = v;
-  if (!(v[m->nrcpt] = strdup(a))) return MH_ENOMEM;
+  if (!(v[m->nrcpt] = dupn(a, n))) return MH_ENOMEM;
   m->nrcpt++;
   return 0;
 }
@@ -1086,7 +1101,9 @@ int mh_msg_finish(mh_msg *m, time_t now) {
   for (size_t i = 0; i < m->bcc.n; i++) if (add_rcpt(m, m->bcc.v[i].addr)) return fail(m, MH_ENOMEM, "out of memory");
 
   mh_msg_date(date, sizeof date, now);
-  mh_msg_make_id(m->id, sizeof m->id, strrchr(m->from.v[0].addr, '@') + 1, now);
+  if (!(m->env_from = dupn(m->from.v[0].addr, mh_msg_addr_unroot(m->from.v[0].addr, strlen(m->from.v[0].addr)))))
+    return fail(m, MH_ENOMEM, "out of memory");
+  mh_msg_make_id(m->id, sizeof m->id, strrchr(m->env_from, '@') + 1, now);
   for (int i = 0; i < 2; i++) {
     random_hex(rnd, 12);
     snprintf(bound[i], sizeof bound[i], "=_mh_%s_%d", rnd, i);
@@ -1280,7 +1297,9 @@ int mh_msg_bytes(mh_msg *m, char **outp, size_t *len) {
   return 0;
 }
 
-const char *mh_msg_env_from(const mh_msg *m) { return m->from.n ? m->from.v[0].addr : NULL; }
+const char *mh_msg_env_from(const mh_msg *m) {
+  return m->env_from ? m->env_from : m->from.n ? m->from.v[0].addr : NULL;
+}
 size_t mh_msg_rcpt_count(const mh_msg *m) { return m->nrcpt; }
 const char *mh_msg_rcpt(const mh_msg *m, size_t i) { return i < m->nrcpt ? m->rcpt[i] : NULL; }
 const char *mh_msg_id(const mh_msg *m) { return m->id; }

@@ -40,7 +40,8 @@ typedef enum {
 /* ------------------------------------------------------------ addresses */
 
 /* Checks a bare address (local@domain, RFC 5321 "Mailbox": dot-atom or quoted
-** local part, host name or [address literal] domain; ASCII only).  Returns 0, or
+** local part, host name or [address literal] domain; ASCII only); a domain
+** written absolute (its root's dot, mh_msg_addr_unroot) is checked without it.  Returns 0, or
 ** MH_EBADHDR for CR, LF or NUL and MH_EBADADDR for anything else, with *why (when
 ** why is not NULL) set to a short static reason such as "no @". */
 int mh_msg_check_addr(const char *addr, size_t len, const char **why);
@@ -54,6 +55,16 @@ int mh_msg_check_addr(const char *addr, size_t len, const char **why);
 ** refused: it names no address a connection could use.  0, or MH_EBADADDR
 ** with *why (may be NULL) set to a short static reason. */
 int mh_msg_addr_literal(const char *d, size_t n, const char **why);
+
+/* The length of a[0..n) in its envelope form: an address whose domain is
+** written absolute, with the root's dot (ops@example.com.), is the address
+** without that dot, as Postfix's trivial-rewrite makes it.  The one rule for
+** every way an address comes in (the builder's envelope, the spool's parser of
+** X-Sender/X-Receiver and address headers, core.msg.envelope_address for the
+** Lua layer).  One dot only, after a label: a@example.com.., a@. and a@[IPv4].
+** keep theirs (and fail the checks: an empty label, no domain).  A header keeps
+** the address as its writer wrote it; only the envelope drops the dot. */
+size_t mh_msg_addr_unroot(const char *a, size_t n);
 
 /* 1 when addr (a C string) is a valid bare address. */
 int mh_msg_valid_addr(const char *addr);

@@ -1955,6 +1955,7 @@ static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, si
     if (had_angle) return fail(err, MH_EBADADDR, "empty address <>");
     return 0;  /* an empty list element */
   }
+  n = mh_msg_addr_unroot(a, n);   /* To: ops@example.com. is ops@example.com in the envelope */
   a[n] = '\0';
   if (env->keep_bad && !had_angle && split_words(env, nm, a, n, err, &rc)) return rc;
   if (nm && (rc = names_resolve(nm, a, env, err)) <= 0) {   /* a local name: resolved */
@@ -2144,7 +2145,8 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       size_t as, ae, ps;
       hdr_value(buf, p, end, n, &vs, &ve);
       env_value_split(buf, vs, ve, &as, &ae, &ps);
-      if (!(env->from = xstrndup(buf + as, ae - as))) goto nomem;
+      /* a drop-in's sender written absolute (bench@example.com.): without the dot */
+      if (!(env->from = xstrndup(buf + as, mh_msg_addr_unroot(buf + as, ae - as)))) goto nomem;
       if (mh_addr_check(env->from, 1)) {
         rc = fail(err, MH_ECORRUPT, "bad X-Sender '%s'", env->from);
         goto bad;
@@ -2161,7 +2163,7 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       size_t as, ae, ps;
       hdr_value(buf, p, end, n, &vs, &ve);
       env_value_split(buf, vs, ve, &as, &ae, &ps);
-      char *a = xstrndup(buf + as, ae - as), *params = NULL;
+      char *a = xstrndup(buf + as, mh_msg_addr_unroot(buf + as, ae - as)), *params = NULL;
       if (!a) goto nomem;
       if (mh_addr_check(a, 0)) {
         rc = fail(err, MH_ECORRUPT, "bad X-Receiver '%s'", a);

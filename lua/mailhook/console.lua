@@ -1079,7 +1079,9 @@ route("POST", "/api/test", function(self, req, ctx)
   if to then
     local valid, why = core.msg.valid_address(to)
     if not valid or to:find("[%z\1-\31\127]") then
-      return self:fail(req, 422, "test_to: not an address a test message can go to: " ..
+      -- named (cut, control characters shown as '?'): the page shows the message beside the field
+      return self:fail(req, 422, "test_to: '" .. to:sub(1, 200):gsub("[%c\127]", "?") ..
+                       "' is not an address a test message can go to: " ..
                        tostring(why or "control characters"), { key = "test_to" })
     end
   end
@@ -1464,6 +1466,16 @@ function M:metrics_text()
   local st = self.server:stats()
   metric(out, "mailhook_console_requests_total", "counter", "Console requests served.", { { st.requests } })
   metric(out, "mailhook_console_limited_total", "counter", "Console requests refused with 429.", { { st.limited } })
+  -- the connection limits at work (runtime/http.c): a rising evicted count is
+  -- a client holding connections open without sending requests (slowloris),
+  -- refused one opening them faster than they are ended, stalled one not reading
+  metric(out, "mailhook_console_evicted_total", "counter",
+    "Console connections waiting for a request, ended at the connection limit to make room for a new one.",
+    { { st.evicted or 0 } })
+  metric(out, "mailhook_console_refused_total", "counter",
+    "Console connections closed at accept (over twice the connection limit).", { { st.refused or 0 } })
+  metric(out, "mailhook_console_stalled_total", "counter",
+    "Console connections dropped because the client stopped reading its answer.", { { st.stalled or 0 } })
   metric(out, "mailhook_console_malformed_total", "counter",
     "Console requests refused for an ambiguous framing or an oversized head (400, 431).", { { st.malformed or 0 } })
   metric(out, "mailhook_console_auth_failures_total", "counter",

@@ -80,6 +80,11 @@ function M.run(o)
         if tx then reply("503 5.5.1 Error: nested MAIL command")
         elseif not addr then reply("501 5.5.4 Syntax: MAIL FROM:<address>")
         elseif addr ~= "" and not submit.check_arg(addr) then reply("553 5.1.7 Bad sender address syntax")
+        elseif addr:find("@", 1, true) and not submit.valid(addr) then
+          -- a@example..com, a@.example.com: named, as RCPT names a bad recipient (it
+          -- was taken, then replaced by `from` without a word); a@example.com. is fine
+          local _, why = submit.valid(addr)
+          reply("553 5.1.7 '" .. submit.shown(addr) .. "': " .. tostring(why):gsub("%c", " "))
         elseif params.SIZE and tonumber(params.SIZE) and tonumber(params.SIZE) > M.MAX_MESSAGE then
           reply("552 5.3.4 Message size exceeds fixed limit")
         else

@@ -84,7 +84,9 @@ local SCHEMA = {
   -- a bare name (root, www-data) is qualified with default_domain, or sent to the
   -- aliases file's addresses, or to admin_address; from_rewrite says what becomes
   -- of a sender the server may refuse (never, envelope, always)
-  { "default_domain", "host", function(c) return c.from and c.from:match("@([^@]+)$") or nil end },
+  -- default: the domain of `from`, else the machine's mail name (/etc/mailname,
+  -- M.mailname), else nil: the host name (submit.lua, spool.c dropin_sender)
+  { "default_domain", "host", function(c) return c.from and c.from:match("@([^@]+)$") or M.mailname() end },
   { "admin_address", "addresses" },
   { "aliases", "string" },
   { "from_rewrite", "enum", "envelope", { "never", "envelope", "always" } },
@@ -192,6 +194,41 @@ end
 
 local parse = {}
 
+-- mailname() -> the machine's mail domain | nil: the first line of /etc/mailname
+-- (core.paths.mailname: $MAILHOOK_MAILNAME overrides it, runtime/instpaths.h),
+-- Debian policy 11.6's "visible mail name of the system", which Postfix
+-- (myorigin), Exim (qualify domain) and nullmailer qualify bare names with.
+-- Read only when `from` names no domain (default_domain's default): `from` is
+-- this program's own statement of the domain its mail belongs to, and the one
+-- its server is known to take (docs/settings.md).  A missing file is no
+-- error (most machines without an MTA have none: a debug line); one whose
+-- first line is not a host name (a typo, a path, a binary) is ignored with a
+-- warning naming it, once per process, and the host name is used.
+local mailname_warned = {}
+function M.mailname()
+  local path = core.paths.mailname
+  if not path or path == "" then return nil end
+  local text, err, info = core.fsutil.read(path, { max = 4096, follow = true })
+  if not text then
+    if not mailname_warned[path] then
+      mailname_warned[path] = true
+      core.log(info and info.code == "ENOENT" and "debug" or "warn",
+               tostring(err) .. ": no mail name (default_domain falls back to the host name)")
+    end
+    return nil
+  end
+  local first = trim(text:match("^[^\n]*"))
+  local host = first ~= "" and not first:find("[%c\128-\255]") and parse.host(first)
+  -- a name, not an IP address: root@192.0.2.1 is no address
+  if host and not host:find("[:%[]") and not host:match("^[%d.]+$") then return host end
+  if not mailname_warned[path] then
+    mailname_warned[path] = true
+    core.log("warn", string.format("%s: first line %s is not a domain: ignored (default_domain falls back " ..
+      "to the host name; write the domain alone, as mail.example.com)", path, quoted((first:gsub("[%c\128-\255]", "?")))))
+  end
+  return nil
+end
+
 function parse.bool(v)
   if type(v) == "boolean" then return v end
   if type(v) == "string" then
@@ -210,7 +247,10 @@ function parse.address(v)
   if not s then return nil, err end
   local ok, why = core.msg.valid_address(s)
   if not ok then return nil, quoted(s) .. " is not a valid address: " .. why end
-  return s
+  -- a domain written absolute (noreply@example.com.): kept without the root's
+  -- dot, as `server` is, and as the envelope carries it (runtime/msg.c
+  -- mh_msg_addr_unroot); it is the envelope sender and the default From
+  return core.msg.envelope_address(s)
 end
 
 -- A comma-separated list of addresses (admin_address = a@x, b@y), each validated.

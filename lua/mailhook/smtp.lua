@@ -547,7 +547,9 @@ function M.test(opts, ...)
   if opts.to then
     local r, data
     data, err, info = test_message(cfg, opts.to)
-    if data then r, err, info = s:send { from = cfg.from, to = { opts.to }, data = data } end
+    -- RCPT TO without the root's dot of a domain written absolute (the
+    -- console's Test recipient ops@example.com.); the message's To as typed
+    if data then r, err, info = s:send { from = cfg.from, to = { core.msg.envelope_address(opts.to) }, data = data } end
     if not r then s:quit(); s:close(); return failed(err, info) end
     report.sent = true
     report.reply = r.reply.smtp .. " " .. r.reply.text

@@ -216,15 +216,20 @@ function M.check_arg(a)
   return true
 end
 
--- valid(addr) -> true | nil, why: an address the envelope may carry: the
--- message builder's rules (non-ASCII passes: delivery decides, SMTPUTF8) and
--- the spool's (runtime/spool.c mh_addr_check, through core.spool.addresses).
+-- valid(addr) -> the address as the envelope carries it | nil, why: an
+-- address the envelope may carry: the message builder's rules (non-ASCII
+-- passes: delivery decides, SMTPUTF8) and the spool's (runtime/spool.c
+-- mh_addr_check, through core.spool.addresses).  A domain written absolute
+-- (ops@example.com.) is the address without the root's dot, as Postfix's
+-- trivial-rewrite makes it (runtime/msg.c mh_msg_addr_unroot: one rule for
+-- every way in); two dots or an empty label stay an error.
 local function valid(addr)
   local ok, why = core.msg.valid_address(addr)
   if not ok and not tostring(why):find("non%-ASCII") then return nil, why end
+  local env = core.msg.envelope_address(addr)
   local list = core.spool.addresses(addr)
-  if not list or #list ~= 1 or list[1] ~= addr then return nil, "not a usable address" end
-  return true
+  if not list or #list ~= 1 or list[1] ~= env then return nil, "not a usable address" end
+  return env
 end
 M.valid = valid
 
@@ -323,13 +328,13 @@ function M.resolver(cfg)
   local resolve
   resolve = function(a, seen, depth)
     -- the root's dot a domain may be written with (a@example.com.): dropped,
-    -- as Postfix's address rewriting drops it
-    if a:find("@[^@]*[^.@]%.$") then a = a:sub(1, -2) end
+    -- as Postfix's address rewriting drops it (root@localhost. is local too)
+    a = core.msg.envelope_address(a)
     local name = localpart(a)
     if not name then
-      local ok, why = valid(a)
-      if not ok then return nil, "'" .. a .. "': " .. tostring(why), M.EX.DATAERR end
-      return { a }
+      local env, why = valid(a)
+      if not env then return nil, "'" .. a .. "': " .. tostring(why), M.EX.DATAERR end
+      return { env }
     end
     if not is_local_name(name) then return nil, "'" .. a .. "' is not an address", M.EX.DATAERR end
     local key = name:lower()
@@ -622,7 +627,8 @@ function M.prepare(ctx, head)
   end
   local own = M.qualify(cfg, caller.login or ("uid" .. tostring(caller.uid)))
   local asked = ctx.from and ctx.from:gsub("^<(.*)>$", "%1")
-  asked = asked and asked ~= "" and M.qualify(cfg, asked) or nil
+  -- -f bench@example.com.: its domain compared and sent without the root's dot
+  asked = asked and asked ~= "" and M.qualify(cfg, core.msg.envelope_address(asked)) or nil
   local sender
   if ctx.from == "" or ctx.from == "<>" then
     sender = ""                                         -- the null sender, as asked
@@ -637,7 +643,7 @@ function M.prepare(ctx, head)
     local hf = header_from and header_from.addr
     sender = asked or (hf and M.qualify(cfg, hf)) or cfg.from or own
   end
-  if sender ~= "" and not valid(sender) then sender = cfg.from or own end
+  if sender ~= "" then sender = valid(sender) or cfg.from or own end
 
   -- the header block
   local out = {}

@@ -352,6 +352,19 @@ ok(wait_until(lambda: request("GET", "/api/session", cookie=COOKIE)[0] == 200, 1
 # 70 idle or half-open connections (slowloris: more than twice the 32 served): a whole request is
 # still answered, the connections waiting longest for a request ended for it (they held every place,
 # the administrator's request was answered 429 or closed at accept)
+def metric(name):
+    """The value of one unlabelled sample of /metrics (None when missing); a 429 (the
+    burst above spent the rate's tokens) is asked again."""
+    got = []
+    wait_until(lambda: got.append(request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN}))
+               or got[-1][0] != 429, 15, 0.2)
+    st, h, body = got[-1]
+    mm = re.search(r"^%s (\S+)$" % re.escape(name), body if isinstance(body, str) else body.decode(), re.M)
+    return float(mm.group(1)) if st == 200 and mm else None
+
+
+evicted0 = metric("mailhook_console_evicted_total")
+ok(evicted0 is not None, "/metrics has mailhook_console_evicted_total", evicted0)
 socks = []
 for i in range(70):
     sk = socket.create_connection((HOST, PORT), timeout=5)
@@ -362,6 +375,10 @@ st = request("GET", "/api/session", cookie=COOKIE)[0]
 is_(st, 200, "70 idle and half-open connections (slowloris): a whole request is answered")
 for sk in socks:
     sk.close()
+evicted1 = metric("mailhook_console_evicted_total")
+ok(evicted0 is not None and evicted1 is not None and evicted1 >= evicted0 + 30,
+   "  the half-open connections ended for it counted in /metrics (mailhook_console_evicted_total)",
+   (evicted0, evicted1))
 # every place busy with a request (32 event streams): 429 for the next
 streams = []
 

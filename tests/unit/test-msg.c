@@ -86,6 +86,43 @@ static void test_addresses(void) {
   ok(!mh_msg_valid_addr(longlocal), "local part over 64 refused");
 }
 
+/* A domain written absolute (the root's dot): the one rule every way in uses. */
+static void test_root_dot(void) {
+  static const struct { const char *in, *out; } cases[] = {
+    { "ops@example.com.", "ops@example.com" }, { "a@b.", "a@b" }, { "a@x-1.", "a@x-1" },
+    { "\"a.\"@x.org.", "\"a.\"@x.org" },
+    /* kept: two dots, an empty domain, a literal, no domain at all, a local part's dot */
+    { "a@example.com..", "a@example.com.." }, { "a@.", "a@." }, { "a@[192.0.2.1].", "a@[192.0.2.1]." },
+    { "a.", "a." }, { "\"x@y.\"", "\"x@y.\"" }, { "ops@example.com", "ops@example.com" }, { "", "" },
+  };
+  const char *why;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t n = mh_msg_addr_unroot(cases[i].in, strlen(cases[i].in));
+    ok(n == strlen(cases[i].out) && !strncmp(cases[i].in, cases[i].out, n), "unroot '%s' -> '%s'", cases[i].in,
+       cases[i].out);
+  }
+  ok(mh_msg_check_addr("ops@example.com.", 16, &why) == 0, "ops@example.com. is a valid address");
+  ok(mh_msg_check_addr("a@example.com..", 15, &why) == MH_EBADADDR && !strcmp(why, "empty label in domain"),
+     "a@example.com.. is not: %s", why ? why : "");
+  ok(mh_msg_check_addr("a@.", 3, &why) == MH_EBADADDR, "a@. is not");
+
+  /* the builder: the header as written, the envelope without the dot */
+  mh_msg *m = mh_msg_new();
+  char *out = NULL;
+  size_t len = 0;
+  ok(mh_msg_add_addr(m, MH_MSG_FROM, "f@example.org.", 14, NULL) == 0 &&
+     mh_msg_add_addr(m, MH_MSG_TO, "ops@example.com., ops@example.com", 33, NULL) == 0 &&
+     mh_msg_finish(m, 1700000000) == 0 && mh_msg_bytes(m, &out, &len) == 0, "a message with root dots builds");
+  ok(!strcmp(mh_msg_env_from(m), "f@example.org"), "envelope sender: %s", mh_msg_env_from(m));
+  ok(mh_msg_rcpt_count(m) == 1 && !strcmp(mh_msg_rcpt(m, 0), "ops@example.com"),
+     "one recipient, without the dot (the same address twice): %s", mh_msg_rcpt(m, 0));
+  ok(out && strstr(out, "To: ops@example.com., ops@example.com\r\n") && strstr(out, "From: f@example.org.\r\n"),
+     "the headers as written");
+  ok(out && strstr(out, "@example.org>\r\n"), "the Message-ID's domain without the dot");
+  free(out);
+  mh_msg_free(m);
+}
+
 static void test_headers_and_bcc(void) {
   mh_msg *m = basic();
   size_t len;
@@ -568,6 +605,7 @@ static void test_attachment_name_folding(void) {
 int main(void) {
   test_edges();
   test_addresses();
+  test_root_dot();
   test_headers_and_bcc();
   test_injection();
   test_long_and_non_ascii();

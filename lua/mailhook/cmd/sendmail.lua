@@ -198,6 +198,16 @@ local function enqueue(o)
       o.from = nil
     else
       o.from = items[1].addr
+      -- an address the envelope cannot carry (a@example..com: an empty label)
+      -- is named and ignored the same way; one written absolute
+      -- (a@example.com.) is the address without its dot (submit.valid)
+      if o.from:find("@", 1, true) then
+        local vok, vwhy = submit.valid(o.from)
+        if not vok then
+          warn("bad sender address '" .. submit.shown(o.from) .. "': " .. tostring(vwhy) .. " (-f ignored)")
+          o.from = nil
+        end
+      end
     end
   end
   local cfg, code, err = settings_for_intake()
