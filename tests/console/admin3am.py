@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 BASE, ADMIN_PW, SMTP_PW, CONF, MAILHOOK, SVC_LOG, SMTP_PORT = sys.argv[1:8]
@@ -26,7 +25,7 @@ SECRETS = CONF[:-len(".conf")] + ".secrets" if CONF.endswith(".conf") else CONF 
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done, wait_until  # noqa: E402
+from taplib import ok, done, wait_until, chromium_options  # noqa: E402
 
 
 def is_(got, want, desc):
@@ -212,13 +211,7 @@ try:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    profile = tempfile.mkdtemp(prefix="mh-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1100",
-                "--user-data-dir=" + profile):
-        opts.add_argument(arg)
+    opts, profile = chromium_options()
     try:
         driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
     except WebDriverException as e:

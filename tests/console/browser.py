@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 from selenium import webdriver
@@ -26,16 +25,10 @@ NEW_ADMIN_PW = "new-Browser-Admin-Pw-31"
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done  # noqa: E402  (one TAP writer for both checkers)
+from taplib import ok, done, chromium_options  # noqa: E402  (one TAP writer for both checkers)
 
 
-profile = tempfile.mkdtemp(prefix="mh-chromium-")
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-          "--disable-dev-shm-usage", "--window-size=1280,1100", "--user-data-dir=" + profile):
-    opts.add_argument(a)
+opts, profile = chromium_options()
 driver = None
 try:
     driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)

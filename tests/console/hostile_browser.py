@@ -20,7 +20,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 from selenium import webdriver
@@ -31,6 +30,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+
+sys.dont_write_bytecode = True   # no __pycache__ in the checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from taplib import chromium_options  # noqa: E402  (the browser's options, shared)
 
 BASE, ADMIN_PW, SHOTS, MAILHOOK, SPOOL, SVC_PID, OUTAGE_PORT = sys.argv[1:8]
 n = 0
@@ -49,13 +52,7 @@ def ok(cond, desc, diag=None):
     return cond
 
 
-profile = tempfile.mkdtemp(prefix="mh-chromium-")
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-          "--disable-dev-shm-usage", "--window-size=1280,1100", "--user-data-dir=" + profile):
-    opts.add_argument(a)
+opts, profile = chromium_options()
 opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 try:
     driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)

@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import urllib.request
 
 from selenium import webdriver
@@ -31,7 +30,7 @@ BASE, ADMIN_PW, MAILHOOK, SPOOL, SMTP_PORT, SMTPD_PY, TMP = sys.argv[1:8]
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done, wait_until  # noqa: E402
+from taplib import ok, done, wait_until, chromium_options  # noqa: E402
 
 OUTAGE = os.path.join(SPOOL, "outage")
 
@@ -76,13 +75,7 @@ def session_left(cookie, poll):
         return json.load(r)["expires_in"]
 
 
-profile = tempfile.mkdtemp(prefix="mh-chromium-")
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-          "--disable-dev-shm-usage", "--window-size=1280,1000", "--user-data-dir=" + profile):
-    opts.add_argument(a)
+opts, profile = chromium_options(1000)
 driver = server = None
 try:
     driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)

@@ -37,3 +37,19 @@ def wait_until(fn, limit=15.0, step=0.1):
             return True
         time.sleep(step)
     return fn()
+
+
+def chromium_options(height=1100):
+    """(options, profile): headless chromium's options for a console checker (no network
+    of its own, no GPU, no sandbox: root in CI), its window 1280 x height, and the
+    throwaway profile folder they name (the caller removes it)."""
+    import tempfile
+    from selenium import webdriver
+    profile = tempfile.mkdtemp(prefix="mh-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--disable-dev-shm-usage", "--window-size=1280,%d" % height, "--user-data-dir=" + profile):
+        opts.add_argument(a)
+    return opts, profile
