@@ -59,4 +59,33 @@ small=$(flush_rss); ok $? "small messages after it"
 wait_for 10 received_at_least "$T/peer" 3; ok $? "all three received"
 diag "peak RSS of mailhook flush: $big KB for the $(stat -c %s "$T/big.eml")-byte message, $small KB for two small ones"
 [ $((big - small)) -lt 6000 ]; ok $? "the big message costs under 6 MB more ($((big - small)) KB): it is never held whole"
+
+# a 100 KB message (streamed: over 16 KiB) is read from its file once: the
+# pre-scan (long lines, NUL, the header's 8-bit bytes) reads it whole before
+# it is submitted and its first piece is what is sent (it was read three
+# times: the header's 64 KiB, the whole file for the long lines, and the
+# piece sent).  The load reads the envelope and the header's first bytes too.
+if strace -f -o /dev/null true 2>/dev/null; then
+  $PY - "$T/mid.eml" <<'PY'
+import sys
+body = b"".join((b"." if i % 50 == 0 else b"") + b"line %05d " % i + b"x" * 60 + b"\r\n" for i in range(1400))
+open(sys.argv[1], "wb").write(b"From: a@example.com\r\nTo: ok@example.net\r\nSubject: mid\r\n\r\n" + body)
+PY
+  "$MAILHOOK" -e '
+    local f = assert(io.open(..., "rb")); local bytes = f:read("a"); f:close()
+    local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
+    assert(sp:enqueue(bytes, { from = "a@example.com", to = { "ok@example.net" } }))' "$T/mid.eml"
+  ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+    strace -f -qq -y -e trace=read,pread64,readv,preadv -o "$T/mid.tr" "$MAILHOOK" flush >"$T/flush.out" 2>&1
+  ok $? "flush delivers a 100 KB message (traced)"
+  wait_for 10 received_at_least "$T/peer" 4
+  cmp -s "$T/mid.eml" "$T/peer/000004.eml"; ok $? "it arrives byte for byte"
+  size=$(stat -c %s "$T/mid.eml")
+  got=$(grep -E '^[0-9]+ +p?readv?64?\([0-9]+<[^>]*/pickup/[0-9a-f]{16}\.eml>' "$T/mid.tr" |
+        sed -nE 's/.*= ([0-9]+)$/\1/p' | awk '{ s += $1 } END { print s + 0 }')
+  diag "read from its spool file: $got bytes for a $size-byte message"
+  [ "$got" -le $((size + 16384)) ]; ok $? "its file is read once ($got bytes read, the message is $size)"
+else
+  diag "strace cannot trace here: the reads of a 100 KB message not counted"
+fi
 done_testing
