@@ -1348,7 +1348,10 @@ void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last) {
     rc = mh_mime7_convert_sink(t->conv, conv_out, &k, buf, len, last);
   } else {
     size_t direct = 0;
-    if (!t->bdat && s->wbuf.len == 0) {
+    /* (not behind a CR that ended the last piece: its line end is the
+    ** writer's to make, then the piece's own; a CR CR LF cut after its first
+    ** CR lost a line end here: in the header, the empty line that ends it) */
+    if (!t->bdat && s->wbuf.len == 0 && !t->dotw.cr) {
       int nul = memchr(buf, '\0', len) != NULL;   /* told to the writer: not scanned twice */
       if (!nul) {
         /* whole clean lines (most of a message) go to the owner as they are, not
