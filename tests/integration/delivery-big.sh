@@ -85,6 +85,48 @@ PY
         sed -nE 's/.*= ([0-9]+)$/\1/p' | awk '{ s += $1 } END { print s + 0 }')
   diag "read from its spool file: $got bytes for a $size-byte message"
   [ "$got" -le $((size + 16384)) ]; ok $? "its file is read once ($got bytes read, the message is $size)"
+
+  # three messages of 1 MB (four pieces each), to smtp-sink (PIPELINING: the
+  # next message's commands ride with the final dot): once the first is
+  # recorded, the second's data leaves before the third's file is opened and
+  # read whole for its submit (the pre-scan would else keep the server waiting;
+  # 5 MB: ms)
+  if start_sink SINK; then
+    conf_for "$SINK"
+    for i in 1 2 3; do
+      $PY -c "import sys; sys.stdout.buffer.write(b'Subject: m$i\r\n\r\n' + b''.join(b'%07d ' % k + b'y' * 70 + b'\r\n' for k in range(13000)))" > "$T/m$i.eml"
+      "$MAILHOOK" -e '
+        local f = assert(io.open(..., "rb")); local bytes = f:read("a"); f:close()
+        local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
+        assert(sp:enqueue(bytes, { from = "a@example.com", to = { "ok@example.net" } }))' "$T/m$i.eml"
+    done
+    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+      strace -f -qq -y -e trace=openat,write -o "$T/three.tr" "$MAILHOOK" flush >"$T/flush.out" 2>&1
+    ok $? "flush delivers three 1 MB messages to smtp-sink (traced)"
+    # the line numbers: the first record, the socket's next write, the third file's open for its send
+    order=$($PY - "$T/three.tr" <<'PY'
+import re, sys
+rec = sock = third = None
+opened = []
+for n, l in enumerate(open(sys.argv[1]), 1):
+    if rec is None and re.search(r'write\(\d+<[^>]*/delivered>', l):
+        rec = n
+    elif rec is not None and sock is None and re.search(r'write\(\d+<(TCP|socket)', l):
+        sock = n
+    m = re.search(r'openat\(AT_FDCWD(?:<[^>]*>)?, "[^"]*/pickup/([0-9a-f]{16})\.eml", O_RDONLY', l)
+    if m and m.group(1) not in opened:
+        opened.append(m.group(1))
+        if len(opened) == 3: third = n
+print(rec, sock, third)
+PY
+    )
+    read -r rec sock third <<< "$order"
+    diag "first record, the next socket write, the third message opened for its send: lines $order"
+    [ "$rec" != None ] && [ "$sock" != None ] && [ "$third" != None ] && [ "$sock" -lt "$third" ]
+    ok $? "after the first record, the second's data goes before the third is read"
+  else
+    ok 1 "smtp-sink did not start"
+  fi
 else
   diag "strace cannot trace here: the reads of a 100 KB message not counted"
 fi
