@@ -34,6 +34,10 @@ typedef struct {
   mh_client_result res;
   int fd;                      /* submit_file: the message's file, -1 otherwise or once done */
   uint64_t off, left;          /* where the next piece starts, bytes still to send */
+  char *held;                  /* its first piece (held_len bytes from off), read by the
+                                  pre-scan at submit and sent by the first feed: not read
+                                  twice (a 100 KB message was read three times); or NULL */
+  size_t held_len;
 } send_slot;
 
 struct mh_client {
@@ -193,6 +197,8 @@ static send_slot *running_send(mh_client *c) {
 static void slot_close_file(send_slot *r) {
   if (r->fd >= 0) close(r->fd);
   r->fd = -1;
+  free(r->held);
+  r->held = NULL;
 }
 
 /* The running operation ended with rc. */
@@ -321,21 +327,33 @@ static void io_done(void *ud, int rc) {
 ** its file. */
 static void feed_more(mh_client *c) {
   send_slot *r = running_send(c);
+  char *buf = c->fbuf, *held;
   size_t want;
   ssize_t n;
   if (!r || r->fd < 0) { mh_smtp_more_error(c->s, MH_EINVAL, "no message file"); return; }
-  want = r->left < sizeof c->fbuf ? (size_t)r->left : sizeof c->fbuf;
-  do n = pread(r->fd, c->fbuf, want, (off_t)r->off); while (n < 0 && errno == EINTR);
-  if (n < 0 || (n == 0 && want > 0)) {
-    mh_smtp_more_error(c->s, n < 0 ? -errno : MH_EEOF, n < 0 ? strerror(errno) : "the file got shorter");
-    return;
+  /* the first piece: the one the pre-scan read (detached: the call below may
+  ** end the send, and the slot's close would free it under the session) */
+  if ((held = r->held) != NULL) {
+    r->held = NULL;
+    buf = held;
+    n = (ssize_t)r->held_len;
+  } else {
+    want = r->left < sizeof c->fbuf ? (size_t)r->left : sizeof c->fbuf;
+    do n = pread(r->fd, c->fbuf, want, (off_t)r->off); while (n < 0 && errno == EINTR);
+    if (n < 0 || (n == 0 && want > 0)) {
+      mh_smtp_more_error(c->s, n < 0 ? -errno : MH_EEOF, n < 0 ? strerror(errno) : "the file got shorter");
+      return;
+    }
   }
   r->off += (uint64_t)n;
   r->left -= (uint64_t)n;
   /* the previous piece left: progress, so a big message on a slow link is not
   ** cut by the session deadline (the data timer still bounds a stall) */
   restart_deadline(c);
-  mh_smtp_more(c->s, c->fbuf, (size_t)n, r->left == 0);
+  /* the session keeps nothing of buf (what the socket does not take at once
+  ** is copied into the transport's queue) */
+  mh_smtp_more(c->s, buf, (size_t)n, r->left == 0);
+  free(held);
 }
 
 /* After every call into the session: what it asked for that could not be
@@ -638,58 +656,64 @@ void mh_client_quit(mh_client *c) {
 
 /* ------------------------------------------------------------------ sends */
 
-/* Does the message at off hold any 8-bit or NUL byte?  A plain pass (a word at
-** a time) before the MIME scan: a 7-bit file, most big ones (base64
-** attachments), needs no scan at all.  1 yes, 0 no, -1 the file could not be
-** read (the scan that follows says why). */
-static int has8_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
-  char *buf = c->fbuf;
-  while (size > 0) {
-    size_t want = size < sizeof c->fbuf ? (size_t)size : sizeof c->fbuf, i = 0;
-    ssize_t n;
-    do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
-    if (n <= 0) return -1;
-    for (; i + 8 <= (size_t)n; i += 8) {
-      uint64_t w;
-      memcpy(&w, buf + i, 8);
-      /* a byte >= 0x80, or a zero byte (the classic has-zero test) */
-      if ((w & 0x8080808080808080ull) || ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) break;
-    }
-    for (; i < (size_t)n; i++)
-      if ((unsigned char)buf[i] >= 0x80 || buf[i] == 0) return 1;
-    off += (uint64_t)n;
-    size -= (uint64_t)n;
+/* Does buf hold any 8-bit or NUL byte?  A plain pass (a word at a time)
+** before the MIME scan: a 7-bit file, most big ones (base64 attachments),
+** needs no scan at all. */
+static int has8(const char *buf, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, buf + i, 8);
+    /* a byte >= 0x80, or a zero byte (the classic has-zero test) */
+    if ((w & 0x8080808080808080ull) || ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) break;
   }
+  for (; i < n; i++)
+    if ((unsigned char)buf[i] >= 0x80 || buf[i] == 0) return 1;
   return 0;
 }
 
-/* Does the message at off hold a line over 998 octets (mh_mime7_longline) or a
-** NUL byte?  Then it is scanned and the parts holding them encoded (smtp.c's
-** to_convert), 8BITMIME or not: SMTP carries neither.  1 yes, 0 no (or
-** unreadable: the send that follows says why).  The same read of each piece
-** looks for both. */
-static int long_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
+/* The message at off (size bytes) read once before it is sent, a piece at a
+** time: does it need the MIME scan (mime7.h pass 1), its parts converted as
+** they go?  1 when it holds a line over 998 octets (mh_mime7_longline) or a
+** NUL byte (SMTP carries neither, 8BITMIME or not), or, for a server that
+** would need it converted (mh_smtp_stream_scan_needed: no 8BITMIME, or no
+** SMTPUTF8 for an 8-bit header), any 8-bit byte; else 0.  *head8: whether
+** the header (in its first 64 KiB) holds 8-bit bytes.  The three questions
+** were three reads (the header's 64 KiB, then the whole file once or twice)
+** and the first piece a fourth when it was sent: the first piece read here is
+** kept in r->held for the first feed (left NULL when there is no memory for
+** it: that piece is read again).  A file that cannot be read whole: 1 where
+** an 8-bit check was due (the scan that follows says why), else 0 (the send
+** does). */
+static int prescan_file(mh_client *c, send_slot *r, int fd, uint64_t off, uint64_t size, int *head8) {
   uint64_t run = 0;
+  int need8 = -1;   /* unknown until the first piece is in */
+  size_t first = size < sizeof c->fbuf ? (size_t)size : sizeof c->fbuf;
+  char *held = first ? (char *)malloc(first) : NULL;
+  *head8 = 0;
   while (size > 0) {
     size_t want = size < sizeof c->fbuf ? (size_t)size : sizeof c->fbuf;
+    char *buf = need8 < 0 && held ? held : c->fbuf;
     ssize_t n;
-    do n = pread(fd, c->fbuf, want, (off_t)off); while (n < 0 && errno == EINTR);
-    if (n <= 0) return 0;
-    if (mh_mime7_longline(c->fbuf, (size_t)n, &run) || memchr(c->fbuf, '\0', (size_t)n)) return 1;
+    do n = pread(fd, buf, want, (off_t)off); while (n < 0 && errno == EINTR);
+    if (n <= 0) break;
+    if (need8 < 0) {
+      *head8 = mh_mime7_head8(buf, (size_t)n < 65536 ? (size_t)n : 65536);
+      need8 = mh_smtp_stream_scan_needed(c->s, *head8);
+      if (buf == held) {
+        r->held = held;
+        r->held_len = (size_t)n;
+        held = NULL;
+      }
+    }
+    if (need8 ? has8(buf, (size_t)n) : memchr(buf, '\0', (size_t)n) != NULL) return 1;
+    if (mh_mime7_longline(buf, (size_t)n, &run)) return 1;
     off += (uint64_t)n;
     size -= (uint64_t)n;
   }
-  return 0;
-}
-
-/* Does the top-level header of the message at off hold 8-bit bytes?  (Its first
-** 64 KiB are read: the SMTPUTF8 question for a server that takes 8-bit whole.) */
-static int head8_file(mh_client *c, int fd, uint64_t off, uint64_t size) {
-  /* the header's first 64 KiB, not a whole piece: every streamed message pays it */
-  size_t want = size < 65536 ? (size_t)size : 65536;
-  ssize_t n;
-  do n = pread(fd, c->fbuf, want, (off_t)off); while (n < 0 && errno == EINTR);
-  return n > 0 && mh_mime7_head8(c->fbuf, (size_t)n);
+  free(held);   /* the first read failed: nothing kept */
+  if (need8 < 0) need8 = mh_smtp_stream_scan_needed(c->s, 0);
+  return size > 0 && need8;
 }
 
 /* A spool file's message (from off, size bytes) scanned whole (mime7.h pass 1),
@@ -742,6 +766,8 @@ static send_slot *new_slot(mh_client *c) {
   result_clear(&r->res);
   r->done = 0;
   r->fd = -1;
+  free(r->held);   /* (freed when its send ended: NULL here) */
+  r->held = NULL;
   return r;
 }
 
@@ -785,9 +811,8 @@ static void submit(mh_client *c, const char *from, const char *const *rcpt, size
     mh_mime7 *scan = NULL;
     unsigned flags = MH_SMTP_STREAM_8BIT;
     char err[300] = "";
-    int head8 = head8_file(c, fd, off, size);
-    if ((mh_smtp_stream_scan_needed(c->s, head8) && has8_file(c, fd, off, size) != 0) ||
-        long_file(c, fd, off, size)) {
+    int head8;
+    if (prescan_file(c, r, fd, off, size, &head8)) {
       if ((rc = scan_file(c, fd, off, size, &scan, err, sizeof err)) < 0) {
         refused(r, rc, "data", err, 0);
         return;

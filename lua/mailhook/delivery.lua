@@ -547,6 +547,9 @@ end
 M.SYNC_EVERY = 64
 M.PURGE_EVERY = 4096
 M.PURGE_BYTES = 64 * 1024 * 1024
+-- Worker:burst: the data of a message in flight of more bytes than this is
+-- released before the next message is submitted (three 256 KiB pieces)
+M.RELEASE_FIRST_BYTES = 2 * 262144
 
 -- The fsync of pickup/ itself, for the removals already done.
 function D:sync_now()
@@ -1134,7 +1137,23 @@ function W:burst(e)
   local nxt = pick()      -- picked and loaded ahead, while the server works
   while #flight > 0 do
     if nxt and #flight < 2 then
-      if d.stopping or self.stale then d:requeue(nxt) else submit(nxt) end
+      if d.stopping or self.stale then
+        d:requeue(nxt)
+      else
+        -- the one in flight goes from its file in three pieces or more
+        -- (runtime/client.c, 256 KiB each): its data leaves first, since the
+        -- next one's submit reads that one's file whole (client.c's pre-scan;
+        -- 5 MB: a few ms the server would wait for the data), and its final
+        -- dot, pieces later, still takes the next one's commands along.  Not
+        -- for a smaller one: its dot would leave at once and the commands
+        -- after it alone, and smtp-sink answered them up to 40 ms late
+        -- (Nagle on its side, its replies then in two writes)
+        local f = flight[1]
+        if f and not f.data and (f.size or 0) - (f.offset or 0) > M.RELEASE_FIRST_BYTES then
+          if c then c:release() elseif s.release then s:release() end
+        end
+        submit(nxt)
+      end
       nxt = nil
     end
     -- every result so far is settled: the oldest in flight sends its data,

@@ -134,6 +134,117 @@ static mh_buf streamed(const char *msg, size_t len, int chunking) {
   return body;
 }
 
+/* The writer given msg cut at the offsets in cuts (ascending, then len), and
+** the session streaming it cut there (DATA, its direct writes of clean lines
+** included): does each match the reference?  0 both, else which failed. */
+static int cut_case(const char *msg, size_t len, const size_t *cuts, size_t ncuts) {
+  mh_buf a = { 0 }, b = { 0 };
+  ref r = { 1, 0, 0, 1, 0, 0, 0, 0 };
+  mh_smtp_dotw w;
+  int bad = 0;
+  for (size_t i = 0; i < len; i++) ref_byte(&r, &a, msg[i]);
+  ref_end(&r, &a);
+  mh_smtp_dot_init(&w);
+  for (size_t k = 0, at = 0; k <= ncuts; k++) {
+    size_t to = k < ncuts ? cuts[k] : len;
+    mh_smtp_dot_write(&w, &b, msg + at, to - at);
+    at = to;
+  }
+  mh_smtp_dot_end(&w, &b);
+  if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0 || r.dots != w.dots) bad |= 1;
+  mh_buf_add(&a, ".\r\n", 3);
+  {
+    srec sr = { { 0 }, 0 };
+    mh_smtp_params p = { .helo = "c", .command_ms = 1000, .data_ms = 1000 };
+    mh_smtp_io io = { &sr, sw, st, ss, sd, sm };
+    mh_smtp *s = mh_smtp_new(&p, &io);
+    const char *to[] = { "b@x" };
+    mh_smtp_connected(s, 0);
+    feed(s, "220 x\r\n");
+    feed(s, "250-x\r\n250 PIPELINING\r\n");
+    mh_smtp_send_stream(s, "a@x", to, 1, len, 0, NULL);
+    feed(s, "250 ok\r\n250 ok\r\n354 go\r\n");
+    sr.out.len = 0;
+    for (size_t k = 0, at = 0; k <= ncuts; k++) {
+      size_t end = k < ncuts ? cuts[k] : len;
+      mh_smtp_more(s, msg + at, end - at, end == len);
+      mh_smtp_flushed(s);
+      at = end;
+    }
+    if (sr.out.len != a.len || memcmp(sr.out.data, a.data, a.len) != 0) bad |= 2;
+    mh_smtp_free(s);
+    mh_buf_free(&sr.out);
+  }
+  mh_buf_free(&a);
+  mh_buf_free(&b);
+  return bad;
+}
+
+/* The body's line scan (smtp.c clean_body: 32 octets' line ends at once)
+** at its edges, each special line put at every offset of a 70-octet span
+** (every place in a 32-octet window, its last two included, where a CRLF's
+** LF falls in the next one) in a body of 80-octet lines, the message cut
+** there and around it, and at a 256 KiB piece boundary as the client cuts
+** a spool file: a line that starts with '.', a CR that ends one piece and
+** its LF that starts the next, a bare CR, a bare LF, CR CR LF, and lines of
+** 997 to 1000 octets (998 is the most that leaves whole). */
+static void scan_edges(void) {
+  static char m[300000];
+  static const char *const specials[] = { ".dot", "..", ".", "bare\rcr", "bare\nlf", "crcr\r\r", "\r", "\n", NULL };
+  static const size_t longs[] = { 997, 998, 999, 1000 };
+  const size_t piece = 262144;
+  int bad = 0, cases = 0;
+  for (int kind = 0; kind < 12; kind++) {
+    for (size_t shift = 0; shift < 70; shift++) {
+      size_t n = 0, at, l;
+      n += (size_t)sprintf(m, "Subject: edges\r\n\r\n");
+      /* lines of 80 up to the special's offset (then a filler of shift octets) */
+      for (int k = 0; k < 40; k++) { memset(m + n, 'a' + k % 26, 78); n += 78; m[n++] = '\r'; m[n++] = '\n'; }
+      memset(m + n, 'f', shift); n += shift; m[n++] = '\r'; m[n++] = '\n';
+      at = n;
+      if (kind < 8) {
+        l = strlen(specials[kind]);
+        memcpy(m + n, specials[kind], l);
+      } else {
+        l = longs[kind - 8];
+        memset(m + n, 'L', l);
+      }
+      n += l;
+      m[n++] = '\r'; m[n++] = '\n';
+      for (int k = 0; k < 10; k++) { memset(m + n, 'z', 78); n += 78; m[n++] = '\r'; m[n++] = '\n'; }
+      {
+        size_t cuts1[] = { at }, cuts2[] = { at - 1 }, cuts3[] = { at + 1 }, cuts4[] = { at + l + 1 };
+        int r = cut_case(m, n, NULL, 0) | cut_case(m, n, cuts1, 1) | cut_case(m, n, cuts2, 1) |
+                cut_case(m, n, cuts3, 1) | cut_case(m, n, cuts4, 1);
+        cases += 5;
+        if (r && !bad++) diag("special %d at +%zu: %s wrong", kind, shift, r & 1 ? "the writer" : "the session");
+      }
+    }
+  }
+  is_int(bad, 0, "%d cuts of special lines at every place of the 32-octet scan: the reference's bytes", cases);
+  /* at the client's 256 KiB piece boundary: a '.' line opening the second
+     piece, then a CR ending the first piece with its LF opening the second */
+  bad = 0;
+  for (int kind = 0; kind < 3; kind++) {
+    size_t n = (size_t)sprintf(m, "Subject: piece\r\n\r\n"), cuts[] = { piece };
+    while (n < piece - 100) { memset(m + n, 'p', 78); n += 78; m[n++] = '\r'; m[n++] = '\n'; }
+    /* fill to the boundary: the last line before it ends at piece (kind 0),
+       one octet before (kind 1: its CR last in the piece), or runs over (kind 2) */
+    {
+      size_t stop = kind == 0 ? piece - 2 : kind == 1 ? piece - 1 : piece + 5;
+      while (n < stop) m[n++] = 'q';
+      m[n++] = '\r';
+      m[n++] = '\n';
+    }
+    memcpy(m + n, ".first\r\n..second\r\n", 19); n += 19;
+    for (int k = 0; k < 100; k++) { memset(m + n, 'r', 78); n += 78; m[n++] = '\r'; m[n++] = '\n'; }
+    if (cut_case(m, n, cuts, 1)) bad++;
+    if (kind == 1 && !(m[piece - 1] == '\r' && m[piece] == '\n')) bad++;
+    if (kind == 0 && m[piece] != '.') bad++;
+  }
+  is_int(bad, 0, "a '.' line opening a 256 KiB piece, a CRLF split across two: stuffed once, one line end");
+}
+
 int main(void) {
   static char msg[400000];
   int bad = 0, cases = 0;
@@ -217,5 +328,6 @@ int main(void) {
            "NULs dropped; CR NUL LF is two line ends; a line that starts with NUL then '.' is stuffed");
     mh_buf_free(&o);
   }
+  scan_edges();
   return done_testing();
 }
