@@ -392,6 +392,7 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
   size_t fromlen, len = 0, n;
   const char *from = mh_l_field_lstring(L, 2, what, "sender", &fromlen);
   const char *data = NULL;
+  int handle = 0;   /* data is a SpoolData handle's: taken (freed) once submitted */
   const char **rcpt;
   const char *nul = fromlen != strlen(from) ? from : NULL;   /* an address cut short by a NUL */
   if (!lua_istable(L, 3)) {
@@ -399,7 +400,10 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
     mh_l_field_error(L, 3, what, "recipients", "a table");
   }
   /* data: a string, or a spool entry's data handle (l_spool.h), alive on the stack */
-  if (fd < 0 && !(data = l_spool_data(L, 4, &len))) data = mh_l_field_lstring(L, 4, what, "data", &len);
+  if (fd < 0 && (handle = l_spool_data(L, 4, &data, &len)) < 0)
+    luaL_error(L, "%s: data: this SpoolData handle was submitted already (its bytes went with it: load the "
+                  "message again)", what);
+  if (fd < 0 && !handle) data = mh_l_field_lstring(L, 4, what, "data", &len);
   n = (size_t)luaL_len(L, 3);
   if ((u->waiting && u->waiting != WAIT_SEND) || mh_client_busy(c)) {
     if (fd >= 0) close(fd);
@@ -443,8 +447,9 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
   } else if (fd >= 0) {
     mh_client_submit_file(c, from, rcpt, n, fd, off, size);
   } else {
-    mh_client_submit(c, from, rcpt, n, data, len);
+    mh_client_submit(c, from, rcpt, n, data, len);   /* (copies the data) */
   }
+  if (handle) l_spool_data_take(L, 4);
   if (boxed) lua_pop(L, 1);   /* rcpt */
 }
 

@@ -596,10 +596,14 @@ static int is_refused(const mh_state *st, const char *rcpt) {
 ** copied into a Lua string; for the deliverer, whose entry only carries its
 ** data to c:submit (which copies it into the session's buffer).  A 1 KB
 ** message's string was an allocation, a copy and 1 KB more for the collector
-** to pace itself on, per message. */
+** to pace itself on, per message.  The submission takes the bytes
+** (l_spool_data_take): the buffer is freed there, not by the collector, which
+** knows nothing of it (it counts the userdata's few bytes, not the 8 KiB read
+** buffer it points to) and let a 20,000-message drain grow by 16 MB. */
 typedef struct {
   char *p;
   size_t len;
+  int taken;   /* the bytes went with a submission: p freed, len kept for #h */
 } spool_data;
 static const char DATA_MT = 0;   /* registry key (its address) of the metatable */
 
@@ -621,16 +625,19 @@ static int data_len(lua_State *L) {
   return 1;
 }
 
-/* h:bytes([n]) -> the data (its first n bytes) as a string */
+/* h:bytes([n]) -> the data (its first n bytes) as a string; nil once a
+** submission took them (maillog then reads the file) */
 static int data_bytes(lua_State *L) {
   spool_data *d = check_data(L, 1);
   lua_Integer n = mh_l_optfield_integer(L, 2, "SpoolData:bytes", "n", (lua_Integer)d->len);
+  if (d->taken) { lua_pushnil(L); return 1; }
   lua_pushlstring(L, d->p ? d->p : "", n < 0 ? 0 : (size_t)n < d->len ? (size_t)n : d->len);
   return 1;
 }
 
 static int data_tostring(lua_State *L) {
-  lua_pushfstring(L, MH_SPOOL_DATA_MT " (%d bytes)", (int)check_data(L, 1)->len);
+  spool_data *d = check_data(L, 1);
+  lua_pushfstring(L, MH_SPOOL_DATA_MT " (%d bytes%s)", (int)d->len, d->taken ? ", submitted" : "");
   return 1;
 }
 
@@ -656,6 +663,7 @@ static void push_data(lua_State *L, mh_spool_entry *e, int keys) {
   spool_data *d = (spool_data *)lua_newuserdatauv(L, sizeof *d, 0);
   d->p = NULL;
   d->len = 0;
+  d->taken = 0;
   if (lua_rawgeti(L, keys, K_DATA_MT) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &DATA_MT);
@@ -666,17 +674,30 @@ static void push_data(lua_State *L, mh_spool_entry *e, int keys) {
   e->data = NULL;
 }
 
-const char *l_spool_data(lua_State *L, int idx, size_t *len) {
-  spool_data *d;
+static spool_data *as_data(lua_State *L, int idx) {
   int same;
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &DATA_MT);
   same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
-  if (!same) return NULL;
-  d = (spool_data *)lua_touserdata(L, idx);
+  return same ? (spool_data *)lua_touserdata(L, idx) : NULL;
+}
+
+int l_spool_data(lua_State *L, int idx, const char **p, size_t *len) {
+  spool_data *d = as_data(L, idx);
+  if (!d) return 0;
+  if (d->taken) return -1;
+  *p = d->p ? d->p : "";
   *len = d->len;
-  return d->p ? d->p : "";
+  return 1;
+}
+
+void l_spool_data_take(lua_State *L, int idx) {
+  spool_data *d = as_data(L, idx);
+  if (!d) return;
+  free(d->p);
+  d->p = NULL;
+  d->taken = 1;
 }
 
 /* t[key k] = the value on top, t just below it; keys at index `keys` */

@@ -3,7 +3,7 @@
 ** spool:load(id, {data = N, buffer = true}) is a mailhook.SpoolData handle
 ** (the bytes read from the file, not copied into a Lua string: the
 ** deliverer's per-message load); c:submit and c:send take it where they take
-** a data string.  l_spool_data never raises.
+** a data string, and its bytes with it (once).  Neither function raises.
 */
 #ifndef MH_L_SPOOL_H
 #define MH_L_SPOOL_H
@@ -13,8 +13,14 @@
 
 #define MH_SPOOL_DATA_MT "mailhook.SpoolData"
 
-/* The bytes of the handle at idx (alive while it is: keep it on the stack),
-** or NULL when idx holds no handle. */
-const char *l_spool_data(lua_State *L, int idx, size_t *len);
+/* The bytes of the handle at idx in *p, *len (alive while it is: keep it on
+** the stack): 1; 0 when idx holds no handle; -1 when a submission took them
+** already (a handle is sent once). */
+int l_spool_data(lua_State *L, int idx, const char **p, size_t *len);
+
+/* The submission at hand copied the bytes of the handle at idx (if one is
+** there): they are freed now, not when the collector gets to the handle (it
+** cannot see the buffer, so it would not hurry); h:bytes() is nil after. */
+void l_spool_data_take(lua_State *L, int idx);
 
 #endif
