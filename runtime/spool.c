@@ -169,7 +169,7 @@ static int fail(char *err, int code, const char *fmt, ...) {
       else err[n++] = (char)*c;
     }
     err[n] = '\0';
-    if (code != MH_ECORRUPT && code != MH_EUNSAFE)  /* these messages say it themselves */
+    if (code != MH_ECORRUPT && code != MH_EUNSAFE && code != -EBUSY)  /* these say it themselves */
       snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code));
   }
   return code;
@@ -2736,6 +2736,22 @@ static const char *dropin_bad_reply(char *out, size_t cap, const char *why, cons
 
 /* Fills e from the open file fd (named name in the folder dirfd); st is the
 ** fstat of fd that mh_fsutil_open made (its step 3), not taken again. */
+/* Whether some process has FD's file open for writing: a read lease is refused
+** (EAGAIN) while any writer has it open.  The lease is let go at once; a writer
+** opening the file in that instant makes the kernel send SIGIO, whose default
+** ends the process: ignored, unless the host chose a handler (the lock holder
+** does the same when it takes the lock).  0 when it cannot tell (EACCES: a
+** reader who neither owns the file nor has CAP_LEASE; EINVAL: no leases). */
+static const char dropin_busy[] = "still being written (a program has it open for writing): "
+                                  "adopted once complete and closed";
+static int writer_open(int fd) {
+  struct sigaction sa;
+  if (sigaction(SIGIO, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGIO, SIG_IGN);
+  if (fault_at("lease") || fcntl(fd, F_SETLEASE, F_RDLCK) < 0) return errno == EAGAIN;
+  fcntl(fd, F_SETLEASE, F_UNLCK);
+  return 0;
+}
+
 static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, const char *name,
                       int state, mh_spool_entry *e, char **head, size_t *headlen, char *err) {
   int rc;
@@ -2744,15 +2760,24 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, co
   e->queued_at = mh_spool_is_id(e->id) ? parse_hex(e->id, 16) / 1000000 : (int64_t)st->st_mtime;
   /* a drop-in not adopted yet is read as its adoption will read it (the
      listing of anyone but the lock holder, who adopts at each scan) */
+  int busy = 0;
   if (!head && !mh_spool_is_id(e->id)) {
     mh_intake *in;
     char *buf;
     size_t len, cap;
     mh_spool_names *nm = names_get(sp);
+    /* one written in place, still open: what is there so far is no verdict
+       (its adoption waits for the close, dropin_check); said as such, not as
+       a file the service will set aside nor as the message it will be */
+    busy = dirfd == sp->pickupfd && writer_open(fd);
     rc = dropin_head(fd, nm, &in, &buf, &len, &cap, &e->env, err);
     names_put(sp, nm);
     mh_intake_free(in);
     free(buf);
+    if (rc == MH_ECORRUPT && busy) {
+      char vn[VIS_LEN];
+      return fail(err, -EBUSY, "pickup/%s is %s", vis(name, vn), dropin_busy);
+    }
     if (rc) return rc == MH_ENOMEM ? fail(err, rc, "read") : rc;
     if (!e->env.canonical && !*e->env.from) {
       /* it names no sender: listed with the one its adoption will give it
@@ -2774,6 +2799,10 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, co
     return fail(err, rc, "%s.state", e->id);
   }
   e->has_state = rc;
+  if (busy && !(e->state.reason = strdup(dropin_busy))) {
+    mh_spool_entry_free(e);
+    return fail(err, MH_ENOMEM, "read");
+  }
   /* a drop-in not adopted yet: the recipients its adoption will leave out,
      listed as refused as they will be (see adopt) */
   for (size_t i = 0; i < e->env.nbad; i++) {
@@ -3073,9 +3102,10 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
     char err[MH_SPOOL_ERRLEN];
     int rc = fill_entry(it->sp, dirfd, fd, &sb, name, 1, e, NULL, NULL, err);
     close(fd);
-    if (rc == MH_ECORRUPT) {  /* listed, flagged: the deliverer moves it */
+    if (rc == MH_ECORRUPT || rc == -EBUSY) {  /* listed, flagged: the deliverer moves it, or
+                                                  waits for its writer (fill_entry) */
       memset(&e->env, 0, sizeof e->env);
-      e->state.reason = strdup(err);
+      e->state.reason = strdup(rc == -EBUSY ? dropin_busy : err);
       return 1;
     }
     if (rc < 0) continue;
@@ -3132,12 +3162,7 @@ static int dropin_check(mh_spool *sp, const char *name, int fd, const struct sta
     to_corrupt(sp, sp->pickupfd, name, why);
     return 1;
   }
-  if (fault_at("lease") || fcntl(fd, F_SETLEASE, F_RDLCK) < 0) {
-    if (errno == EAGAIN) return -EBUSY;
-  } else {
-    fcntl(fd, F_SETLEASE, F_UNLCK);
-  }
-  return 0;
+  return writer_open(fd) ? -EBUSY : 0;
 }
 
 /* The drop-in changed while it was copied (a writer in place that leases
