@@ -85,6 +85,10 @@ function M.run(o)
           -- was taken, then replaced by `from` without a word); a@example.com. is fine
           local _, why = submit.valid(addr)
           reply("553 5.1.7 '" .. submit.shown(addr) .. "': " .. tostring(why):gsub("%c", " "))
+        elseif addr ~= "" and not addr:find("@", 1, true) and not submit.is_local_name(addr) then
+          -- <a b>, <.>: no address nor a local name to qualify; named too (it was
+          -- taken, then replaced by `from` without a word)
+          reply("553 5.1.7 '" .. submit.shown(addr) .. "': not an address (no @) nor a local name")
         elseif params.SIZE and tonumber(params.SIZE) and tonumber(params.SIZE) > M.MAX_MESSAGE then
           reply("552 5.3.4 Message size exceeds fixed limit")
         else

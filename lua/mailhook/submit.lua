@@ -182,6 +182,7 @@ end
 local function is_local_name(s)
   return s:match("^[%w!#$%%&'*+/=?^_`{|}~.-]+$") ~= nil and not s:find("^%.") and not s:find("%.$")
 end
+M.is_local_name = is_local_name
 
 -- The checks smtp-interop gave command-line addresses (issue 10.4), kept:
 -- no CR, LF or NUL ("a@x<LF>RCPT TO:<evil@y>" must not become two

@@ -113,6 +113,12 @@ out=$(printf 'EHLO x\r\nMAIL FROM:<a@example..com>\r\nMAIL FROM:<b@x.example>\r\
       "$MAILHOOK" sendmail -bs 2>&1)
 like "$out" "553 5\.1\.7 'a@example\.\.com': empty label in domain" "-bs: MAIL FROM:<a@example..com> refused, naming it"
 like "$out" "553 5\.1\.3 'ops@\.example\.com': empty label in domain" "-bs: RCPT TO:<ops@.example.com> refused, naming it"
+# a bare sender that is no local name either: named, not replaced by `from` without a word
+out=$(printf 'EHLO x\r\nMAIL FROM:<a b>\r\nMAIL FROM:<.>\r\nMAIL FROM:<www-data>\r\nQUIT\r\n' |
+      "$MAILHOOK" sendmail -bs 2>&1)
+like "$out" "553 5\.1\.7 'a b': not an address \(no @\) nor a local name" "-bs: MAIL FROM:<a b> refused, naming it"
+like "$out" "553 5\.1\.7 '\.': not an address" "-bs: MAIL FROM:<.> too"
+like "$out" "250 2\.1\.0 Ok" "-bs: MAIL FROM:<www-data>, a local name: taken"
 out=$(printf 'Subject: f\n\nx\n' | "$MAILHOOK" sendmail -f bench@example.com.. ops@example.com 2>&1); rc=$?
 is "$rc" 0 "-f bench@example.com..: queued all the same (a sender costs only itself)"
 like "$out" "bad sender address 'bench@example.com..': empty label in domain \(-f ignored\)" "the sender named ($out)"
