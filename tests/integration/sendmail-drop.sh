@@ -161,6 +161,12 @@ chmod 640 "$SPOOL/maildrop/000000000000000a.00000001"   # root's, but its record
 printf 'not a drop at all\n' > "$SPOOL/maildrop/000000000000000b.00000001"
 chown nobody "$SPOOL/maildrop/000000000000000b.00000001"
 mkfifo "$SPOOL/maildrop/000000000000000c.00000001"
+out=$(env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailq")
+like "$out" "000000000000000b\.00000001 .*"$'\n'" *\(maildrop/000000000000000b\.00000001: not a file of mailhook-drop.* \(the service moves it to corrupt/\)\)" \
+  "root's mailq lists the foreign file with why (before: left out, the queue looked empty)"
+like "$out" "000000000000000a\.00000001 .*"$'\n'" *\(.*belongs to uid 0 but its record says 65534" "and the one whose record lies"
+like "$out" "\(maildrop/000000000000000c\.00000001 is not a regular file" "and the FIFO (never opened)"
+is "$(ls "$SPOOL/maildrop" | wc -l)" 3 "and leaves them there"
 before=$(n_mail)
 deliver; rc=$?
 is "$rc:$(n_mail)" "0:$before" "root's flush: nothing of them delivered"

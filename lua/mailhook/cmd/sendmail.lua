@@ -283,20 +283,24 @@ local function mailq()
     local last = not outage and queue.outage()
     if last then outage = "delivery temporarily suspended: " .. last.error end
   end
+  -- one entry's first line, after the column heads or a blank line; its why, right-aligned
+  local function entry(id, size, when, from)
+    out:write(n == 0 and string.format("%-17s %8s %-19s %s\n", "----Queue ID-----", "--Size--",
+                                       "---Arrival Time----", "--Sender/Recipient------") or "\n")
+    n = n + 1
+    out:write(string.format("%-17s %8s %19.19s %s\n", id, size, when, from))
+  end
+  local function note(why)
+    why = why:gsub("%c", " ")
+    local pad = 76 - #why
+    out:write(string.rep(" ", pad > 0 and pad or 0), "(", why, ")\n")
+  end
   local ok, lerr = pcall(function()
     for e in queue.list() do
-      if n == 0 then
-        out:write(string.format("%-17s %8s %-19s %s\n", "----Queue ID-----", "--Size--",
-                                "---Arrival Time----", "--Sender/Recipient------"))
-      else
-        out:write("\n")
-      end
-      n = n + 1
       bytes = bytes + (e.size or 0)
       local id = e.id .. (e.state == "failed" and "!" or "")
       local from = (e.from == nil or e.from == "") and "MAILER-DAEMON" or e.from
-      out:write(string.format("%-17s %8d %19.19s %s\n", id, e.size or 0, os.date("%a %b %e %H:%M:%S", e.queued_at),
-                              from))
+      entry(id, e.size or 0, os.date("%a %b %e %H:%M:%S", e.queued_at), from)
       -- recipients refused for good (by the server, or left out of a drop-in as
       -- no address) are not listed below, which lists what is still to go (as
       -- Postfix's mailq): a message with no other reason names them here
@@ -304,27 +308,25 @@ local function mailq()
         ("refused: " .. e.refused[1].rcpt .. (#e.refused > 1 and (" and " .. (#e.refused - 1) .. " more") or "")
          .. " (mailhook queue show " .. e.id .. ")")
       local why = e.reason or e.last_reply or refused or (e.state ~= "failed" and outage) or nil
-      if why then
-        why = why:gsub("%c", " ")
-        local pad = 76 - #why
-        out:write(string.rep(" ", pad > 0 and pad or 0), "(", why, ")\n")
-      end
+      if why then note(why) end
       for _, r in ipairs(e.to or {}) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
     end
     -- what local users handed over and the service has not adopted yet
     local names = core.maildrop.list(core.paths.spool)
     for _, name in ipairs(type(names) == "table" and names or {}) do
-      local rec, fd = core.maildrop.open(core.paths.spool, name)
+      local rec, fd, info = core.maildrop.open(core.paths.spool, name)
       if rec then
         core.maildrop.close(fd)
-        out:write(n == 0 and string.format("%-17s %8s %-19s %s\n", "----Queue ID-----", "--Size--",
-                                           "---Arrival Time----", "--Sender/Recipient------") or "\n")
-        n = n + 1
         bytes = bytes + rec.size
-        out:write(string.format("%-17s %8d %19.19s %s\n", name, rec.size, os.date("%a %b %e %H:%M:%S", rec.time),
-                                "uid " .. rec.uid))
+        entry(name, rec.size, os.date("%a %b %e %H:%M:%S", rec.time), "uid " .. rec.uid)
         out:write(string.rep(" ", 48), "(in maildrop/: waits for the service)\n")
         for _, r in ipairs(rec.to) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
+      elseif info and info.code == "ECORRUPT" then
+        -- no drop of mailhook-drop's: listed with why, as an unparsable drop-in
+        -- of pickup/ is (it was left out: the queue looked empty until the
+        -- service moved it)
+        entry(name, "-", "", "-")
+        note(tostring(fd) .. " (the service moves it to corrupt/)")
       end
     end
   end)
