@@ -146,7 +146,14 @@ int mh_msg_addr_literal(const char *d, size_t n, const char **why) {
   unsigned char bin[16];
   const char *dummy;
   if (!why) why = &dummy;
-  if (n < 3 || d[0] != '[' || d[n - 1] != ']') { *why = "unterminated address literal"; return MH_EBADADDR; }
+  if (n < 3 || d[0] != '[' || d[n - 1] != ']') {
+    /* x@[192.0.2.1]. is closed: the root's dot is for names (mh_msg_addr_unroot),
+       and "unterminated" sent the writer looking for a missing ']' */
+    *why = n >= 3 && d[0] == '[' && memchr(d, ']', n) ? "text after the address literal's ']' (no root's dot "
+                                                          "after a literal)"
+                                                        : "unterminated address literal";
+    return MH_EBADADDR;
+  }
   if (n - 2 >= sizeof buf) { *why = "address literal too long"; return MH_EBADADDR; }
   memcpy(buf, d + 1, n - 2);
   buf[n - 2] = '\0';

@@ -58,7 +58,8 @@ done
 # the reason, [IPv6:::1] taken, by every way in
 for c in 'x@[foo]|neither an IPv4 address' 'x@[1.2.3]|neither an IPv4 address' \
          'x@[1.2.3.256]|neither an IPv4 address' 'x@[IPv6:zz::1]|holds no IPv6 address' \
-         'x@[tag:content]|General-address-literal' 'x@[IPv6:::1]|'; do
+         'x@[tag:content]|General-address-literal' 'x@[192.0.2.1].|text after the address literal' \
+         'x@[IPv6:::1]|'; do
   a=${c%%|*} why=${c#*|}
   v=$("$MAILHOOK" -e 'print(require("mailhook.message").valid_address(...))' "$a" 2>&1)
   b=$("$MAILHOOK" -e 'local m, err = require("mailhook.message"){ from = "a@example.com", to = (...), text = "x" }
