@@ -71,7 +71,7 @@ function M.run(o)
         elseif verb == "HELO" then reply("250 " .. host)
         else
           reply("250-" .. host .. "\r\n250-PIPELINING\r\n250-SIZE " .. M.MAX_MESSAGE .. "\r\n250-8BITMIME\r\n" ..
-                "250-DSN\r\n250 ENHANCEDSTATUSCODES")
+                "250-DSN\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES")
         end
       elseif verb == "MAIL" then
         local a = arg:match("^[Ff][Rr][Oo][Mm]:(.*)$")

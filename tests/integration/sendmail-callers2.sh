@@ -115,6 +115,39 @@ deliver
 like "$M" "Subject: bs" "-bs: the Subject a header"
 is "$B" $'Filesystem  Size\n/dev/sda1 20G' "-bs: the text is the body"
 
+# --- a Python script's smtplib speaking to `sendmail -bs` on a pipe: asked for SMTPUTF8
+# (an address not ASCII: send_message asks itself), it raises SMTPNotSupportedError
+# unless EHLO offers it (before: it did not, though MAIL FROM took the parameter)
+smtplib_bs() {   # FROM TO: the script's sendmail(); prints its result or the error
+  /usr/bin/python3 - "$@" <<'PY'
+import os, smtplib, subprocess, sys
+from email.message import EmailMessage
+class BS(smtplib.SMTP):   # the SMTP session on sendmail -bs's stdin and stdout
+    def connect(self, host="", port=0, source_address=None):
+        p = self.proc = subprocess.Popen([os.environ["MAILHOOK"], "sendmail", "-bs"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        class Sock:
+            def sendall(self, b): p.stdin.write(b); p.stdin.flush()
+            def makefile(self, mode): return p.stdout
+            def close(self): p.stdin.close()
+        self.sock, self.file = Sock(), None
+        return self.getreply()
+s = BS(); s.connect()
+m = EmailMessage(); m["From"], m["To"], m["Subject"] = sys.argv[1], sys.argv[2], "smtplib"
+m.set_content("from a script")
+utf8 = not (sys.argv[1] + sys.argv[2]).isascii()
+try: print(s.sendmail(sys.argv[1], [sys.argv[2]], m.as_bytes(), ["SMTPUTF8"] if utf8 else []))
+except smtplib.SMTPException as e: print(type(e).__name__, e)
+s.quit(); s.proc.wait()
+PY
+}
+is "$(smtplib_bs pbx@example.com ops@example.net.)" "{}" "smtplib over -bs: accepted"
+deliver
+is "$E" "pbx@example.com | ops@example.net" "delivered, the root's dot gone from RCPT TO"
+is "$(smtplib_bs pbx@example.com 'zoë@example.net')" "{}" "smtplib over -bs, a UTF-8 recipient: SMTPUTF8 offered, accepted"
+like "$("$MAILHOOK" queue)" "zoë@example\.net" "and queued for it (delivery decides: this server offers no SMTPUTF8)"
+"$MAILHOOK" queue rm "$("$MAILHOOK" queue | awk '/zoë/ {print $1}')" >/dev/null 2>&1
+
 # --- another user: through mailhook-drop, adopted by root's flush (needs root)
 if [ "$(id -u)" != 0 ]; then
   ok 0 "# SKIP unprivileged submission needs root to set up a user, a group and a setgid program"
