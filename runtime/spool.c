@@ -2127,6 +2127,16 @@ int mh__spool_dropin_env(const char *buf, size_t len, mh_env *env, char *err) {
   return env_parse(buf, len, 1, 1, NULL, env, err);
 }
 
+/* A drop-in's X-Sender or X-Receiver (env->keep_bad) gets the builder's rule
+** as its To/Cc items do (non-ASCII left to delivery): the spool's own check
+** alone took bad@@x (an '@' in the local part) and sent it to the server as
+** MAIL FROM:<a@@b> or RCPT TO:<bad@@x>.  A file mailhook wrote (canonical,
+** already queued) is not checked again: nothing queued is lost to a new rule. */
+static int dropin_addr_bad(const mh_env *env, const char *a, const char **why) {
+  if (!env->keep_bad || !*a) return 0;
+  return mh_msg_check_addr(a, strlen(a), why) && *why && !strstr(*why, "non-ASCII");
+}
+
 static int env_parse(const char *buf, size_t len, int eof, int lenient_from, const mh_spool_names *nm,
                      mh_env *env, char *err) {
   size_t p = 0, he, body, end, n, vs, ve;
@@ -2147,8 +2157,9 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       env_value_split(buf, vs, ve, &as, &ae, &ps);
       /* a drop-in's sender written absolute (bench@example.com.): without the dot */
       if (!(env->from = xstrndup(buf + as, mh_msg_addr_unroot(buf + as, ae - as)))) goto nomem;
-      if (mh_addr_check(env->from, 1)) {
-        rc = fail(err, MH_ECORRUPT, "bad X-Sender '%s'", env->from);
+      const char *why = NULL;
+      if (mh_addr_check(env->from, 1) || dropin_addr_bad(env, env->from, &why)) {
+        rc = fail(err, MH_ECORRUPT, "bad X-Sender '%s'%s%s", env->from, why ? ": " : "", why ? why : "");
         goto bad;
       }
       if (ps < ve) {
@@ -2165,8 +2176,9 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       env_value_split(buf, vs, ve, &as, &ae, &ps);
       char *a = xstrndup(buf + as, mh_msg_addr_unroot(buf + as, ae - as)), *params = NULL;
       if (!a) goto nomem;
-      if (mh_addr_check(a, 0)) {
-        rc = fail(err, MH_ECORRUPT, "bad X-Receiver '%s'", a);
+      const char *why = NULL;
+      if (mh_addr_check(a, 0) || dropin_addr_bad(env, a, &why)) {
+        rc = fail(err, MH_ECORRUPT, "bad X-Receiver '%s'%s%s", a, why ? ": " : "", why ? why : "");
         free(a);
         goto bad;
       }

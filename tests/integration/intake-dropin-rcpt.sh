@@ -68,4 +68,33 @@ flush
 ok "$(test -f "$SPOOL/corrupt/none.eml"; echo $?)" "the drop-in with no valid recipient: corrupt/"
 like "$(cat "$T/flush")" "pickup/none\.eml moved to corrupt/none\.eml: no usable recipient: 'bad@@example\.net': bad character in domain; '<>': empty address" \
   "with a reason naming each bad address"
+
+# the spool's form: X-Sender/X-Receiver are the declared envelope, checked by the same
+# rule as To (docs/spool.md: a bad one sends the file to corrupt/, naming it).  Before,
+# the spool's own check took an '@' in the local part: RCPT TO:<bad@@example.net> and
+# MAIL FROM:<a@@example.com> went to the server
+before=$(wc -l < "$T/peer/log")
+printf 'X-Sender: ok@example.com
+X-Receiver: bad@@example.net
+Subject: x
+Message-ID: <xr@test>
+
+b
+' > "$T/x"
+mv "$T/x" "$P/xr.eml"
+printf 'X-Sender: a@@example.com
+X-Receiver: ops@example.net
+Subject: x
+Message-ID: <xs@test>
+
+b
+' > "$T/x"
+mv "$T/x" "$P/xs.eml"
+like "$("$MAILHOOK" queue show xr.eml 2>&1)" "pickup/xr\.eml is no message that can be sent: bad X-Receiver 'bad@@example\.net'" \
+  "queue show, before adoption: the bad X-Receiver named"
+flush
+ok "$(test -f "$SPOOL/corrupt/xr.eml" && test -f "$SPOOL/corrupt/xs.eml"; echo $?)" "both in corrupt/"
+like "$(cat "$T/flush")" "xr\.eml: bad X-Receiver 'bad@@example\.net': bad character in domain" "the X-Receiver named, with why"
+like "$(cat "$T/flush")" "xs\.eml: bad X-Sender 'a@@example\.com': bad character in domain" "the X-Sender too"
+is "$(wc -l < "$T/peer/log")" "$before" "neither reached the server"
 done_testing
