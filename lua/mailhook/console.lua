@@ -435,6 +435,9 @@ function M:new_session(peer)
   if n >= M.SESSIONS and oldest then self:end_session(oldest) end
   local id = core.pwhash.random(32)
   self.sessions[id] = { id = id, created = now, seen = now, csrf = core.pwhash.random(32), peer = peer }
+  -- its requests are rate-limited apart from anyone else's (http.h: trust): a
+  -- flood needing no login emptied the one bucket and the page got only 429s
+  self.server:trust(id, true)
   return id, self.sessions[id]
 end
 
@@ -444,6 +447,7 @@ function M:end_session(id)
   local s = self.sessions[id]
   if not s then return end
   self.sessions[id] = nil
+  self.server:trust(id, false)
   s.ended = true
   for sub in pairs(self.subs) do
     if sub.session == s then sub.cond:notify() end
@@ -1515,7 +1519,12 @@ function M:reload(cfg)
   local old_hash = self.admin_hash
   self.cfg = cfg
   self.admin_hash = settings.admin_hash(cfg)
+  local old_token = self.token
   self.token = load_token(cfg, self.log)
+  if old_token ~= self.token then           -- a script's scrapes are not starved either (new_session)
+    if old_token then self.server:trust(old_token, false) end
+    if self.token then self.server:trust(self.token, true) end
+  end
   self.cache = {}                      -- pages edited on disk are read again
   self:build_redactions(cfg)
   if self.started and old_hash ~= self.admin_hash then
@@ -1548,6 +1557,7 @@ function M.start(opts)
   local limits = {}
   for k, v in pairs(M.LIMITS) do limits[k] = v end
   limits.host, limits.port = host, port
+  limits.trust_cookie = COOKIE
   limits.handler = function(req) self:handle(req) end
   local srv, err = core.http.listen(limits)
   if not srv then return nil, err end
