@@ -1420,6 +1420,12 @@ end)
 
 -- --------------------------------------------------------------- metrics
 
+-- A label value in the text format: backslash, double quote and line feed
+-- escaped as \\, \" and \n.  (A line feed was written as a backslash and a
+-- real line break: the sample split in two lines and the scrape failed.)
+local LABEL_ESC = { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }
+function M.label_value(v) return (tostring(v):gsub('[\\"\n]', LABEL_ESC)) end
+
 local function metric(out, name, kind, help, samples)
   out[#out + 1] = "# HELP " .. name .. " " .. help
   out[#out + 1] = "# TYPE " .. name .. " " .. kind
@@ -1427,7 +1433,7 @@ local function metric(out, name, kind, help, samples)
     local labels = ""
     if s[2] then
       local parts = {}
-      for k, v in pairs(s[2]) do parts[#parts + 1] = k .. '="' .. tostring(v):gsub('[\\"\n]', "\\%0") .. '"' end
+      for k, v in pairs(s[2]) do parts[#parts + 1] = k .. '="' .. M.label_value(v) .. '"' end
       table.sort(parts)
       labels = "{" .. table.concat(parts, ",") .. "}"
     end
@@ -1481,7 +1487,7 @@ function M:metrics_text()
   metric(out, "mailhook_console_stalled_total", "counter",
     "Console connections dropped because the client stopped reading its answer.", { { st.stalled or 0 } })
   metric(out, "mailhook_console_malformed_total", "counter",
-    "Console requests refused for an ambiguous framing or an oversized head (400, 431).", { { st.malformed or 0 } })
+    "Console requests refused by the HTTP parser (400, 411, 413, 417, 431, 501, 505).", { { st.malformed or 0 } })
   metric(out, "mailhook_console_auth_failures_total", "counter",
     "Failed console logins and wrong bearer tokens.", { { self.auth_failures or 0 } })
   metric(out, "mailhook_console_connections", "gauge", "Open console connections.", { { st.connections } })
