@@ -733,18 +733,31 @@ static void close_conn(conn *c) {
 ** than being refused.  Half-open connections cost a client nothing: 64 of them
 ** (slowloris, the request deadline renewed by reconnecting) used to hold every
 ** place, and the administrator's own request, which arrives whole at once, was
-** closed at accept.  A connection with a request under way (with the caller,
-** streaming, being answered or lingering) is never ended for another; nor one
-** whose head is in, carrying a credential the caller trusts, while its body
-** arrives: the administrator's Save (or its body after 100 Continue) was
-** ended by anyone opening connections, no login needed.  A client without
-** one trickling a body is ended like any half-open connection. */
+** closed at accept.  First, though, a connection lingering after its last
+** answer (its answer is out, its shutdown done: only the client's leftover
+** input is being dropped), the one that has lingered longest: a flood of
+** malformed requests (no login, no rate token: the parser refuses them) left
+** each connection lingering 2 s, never ended for another, and a hundred a
+** second held every place: the administrator got 429 or a closed socket.
+** A connection with a request under way (with the caller, streaming, being
+** answered) is never ended for another; nor one whose head is in, carrying a
+** credential the caller trusts, while its body arrives: the administrator's
+** Save (or its body after 100 Continue) was ended by anyone opening
+** connections, no login needed.  A client without one trickling a body is
+** ended like any half-open connection. */
 static void evict_waiting(mh_http_server *s, const conn *newc) {
   conn *victim = NULL;
   if (s->live <= s->p.max_conns) return;
   for (conn *c = s->conns; c; c = c->next)
-    /* <=: the list is newest first, and connections accepted in one loop turn share a deadline */
-    if (c != newc && !c->closing && c->phase == C_READ && !c->trusted_body && (!victim || c->deadline <= victim->deadline)) victim = c;
+    if (c != newc && !c->closing && c->phase == C_LINGER && c->linger_until &&
+        (!victim || c->linger_until <= victim->linger_until))
+      victim = c;
+  if (!victim)
+    for (conn *c = s->conns; c; c = c->next)
+      /* <=: the list is newest first, and connections accepted in one loop turn share a deadline */
+      if (c != newc && !c->closing && c->phase == C_READ && !c->trusted_body &&
+          (!victim || c->deadline <= victim->deadline))
+        victim = c;
   if (!victim) return;
   s->st.evicted++;
   close_conn(victim);

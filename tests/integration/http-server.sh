@@ -267,6 +267,27 @@ for s_ in slow:
 ok(wait_until(lambda: int(stats().get("evicted", 0)) >= 9 and int(stats().get("connections", 99)) <= 1),
    "  counted (evicted); all closed", stats())
 
+# connections lingering after a refusal (their answer out, the client's leftover input dropped for
+# LINGER_MS) are ended first for a new one: 10 malformed requests (no rate token, no login) each
+# left a connection lingering that nothing could end, and a whole request got 429 or a closed socket
+e0 = int(stats()["evicted"])
+lingering = []
+for i in range(10):
+    l_ = Conn()
+    l_.send(b"GET /echo HTTP/1.1\r\nHost: x\nX: y\r\n\r\n")
+    a = l_.answer()
+    lingering.append((l_, a and a[0] == 400 and l_.ended()))      # the answer, then the server's FIN
+ok(all(x for _, x in lingering), "10 malformed requests: 400, each connection lingering (open, shut for writing)")
+c = Conn()
+c.send(req("/echo"))
+a = c.answer()
+ok(a and a[0] == 200, "  a whole request is answered (they are ended for it, oldest first)", a)
+c.close()
+ok(int(stats()["evicted"]) >= e0 + 6, "  counted (evicted)", stats())
+for l_, _ in lingering:
+    l_.close()
+ok(wait_until(lambda: int(stats().get("connections", 99)) <= 1), "  all closed", stats())
+
 # eviction spares a request whose head is in, carrying a trusted credential, while its body
 # arrives (the administrator's Save, after 100 Continue or on a slow link): anyone opening
 # connections, no login needed, ended it as the oldest waiting; without it (or with a credential
