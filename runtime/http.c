@@ -70,6 +70,8 @@ struct conn {
   int keep;                     /* the connection serves another request after this answer */
   int reading;                  /* uv_read_start is in effect */
   int peer_eof;                 /* the client closed its sending side */
+  int trusted_body;             /* its head is in, carrying a trusted credential (api trust),
+                                   and its body is arriving: never evicted (evict_waiting) */
   int closing;                  /* uv_close was called */
   int writes;                   /* uv_write requests not completed */
   uint64_t deadline;            /* uv_now by which the next request must be whole (C_READ) */
@@ -114,6 +116,11 @@ struct mh_http_server {
                                    of connections ended for others must not fill them) */
   double tokens;                /* the rate limit's bucket */
   uint64_t tokens_at;           /* uv_now of the last refill */
+  double ttokens;               /* the bucket of requests carrying a trusted credential */
+  uint64_t ttokens_at;
+  char trust_cookie[64];        /* p.trust_cookie ("": none) */
+  char trusted[MH_HTTP_TRUSTED][MH_HTTP_TRUST_LEN];
+  size_t trusted_len[MH_HTTP_TRUSTED];   /* 0: a free place */
   mh_http_stats st;
   int closing;                  /* close() was called */
   uint64_t close_by;            /* close(): connections still open then are cut */
@@ -517,15 +524,83 @@ static int h_peer(mh_http_req *r, char *buf, size_t len) {
 
 /* ----------------------------------------------------------- reading */
 
-/* One token for this request, or 0 when the bucket is empty. */
-static int take_token(mh_http_server *s) {
+/* One token of a bucket for this request, or 0 when it is empty. */
+static int take_token(mh_http_server *s, double *tokens, uint64_t *at) {
   uint64_t now = uv_now(s->loop);
-  s->tokens += (double)(now - s->tokens_at) / 1000.0 * s->p.rate;
-  s->tokens_at = now;
-  if (s->tokens > s->p.burst) s->tokens = s->p.burst;
-  if (s->tokens < 1.0) return 0;
-  s->tokens -= 1.0;
+  *tokens += (double)(now - *at) / 1000.0 * s->p.rate;
+  *at = now;
+  if (*tokens > s->p.burst) *tokens = s->p.burst;
+  if (*tokens < 1.0) return 0;
+  *tokens -= 1.0;
   return 1;
+}
+
+/* v (n bytes) is one of the trusted keys; every key is compared whole, so
+** the time says nothing about where a guess differs. */
+static int is_trusted(const mh_http_server *s, const char *v, size_t n) {
+  int hit = 0;
+  if (n == 0 || n > MH_HTTP_TRUST_LEN) return 0;
+  for (int k = 0; k < MH_HTTP_TRUSTED; k++) {
+    unsigned char d = 0;
+    if (s->trusted_len[k] != n) continue;
+    for (size_t i = 0; i < n; i++) d |= (unsigned char)(s->trusted[k][i] ^ v[i]);
+    hit |= d == 0;
+  }
+  return hit;
+}
+
+/* Whether req carries a credential the caller holds live (api trust): the
+** trust cookie's value in any Cookie line, or a bearer token.  A flood of
+** requests without one (nobody logged in needed) used to empty the one
+** bucket, and every request of the administrator's page got 429 for as long
+** as it lasted. */
+static int carries_trusted(const mh_http_server *s, const mh_hp_req *req) {
+  size_t cn = strlen(s->trust_cookie);
+  int looked = 0;                        /* trust cookie values compared: at most 4 (a head
+                                            of 600 of them must not cost each request more) */
+  for (size_t i = 0; i < req->nfields; i++) {
+    const mh_hp_field *f = &req->fields[i];
+    const char *v = f->value, *end = f->value + f->value_len;
+    if (f->name_len == 13 && strncasecmp(f->name, "authorization", 13) == 0) {
+      if (f->value_len > 7 && strncasecmp(v, "bearer ", 7) == 0) {
+        v += 7;
+        while (v < end && (*v == ' ' || *v == '\t')) v++;
+        if (is_trusted(s, v, (size_t)(end - v))) return 1;
+      }
+    } else if (cn && f->name_len == 6 && strncasecmp(f->name, "cookie", 6) == 0) {
+      while (v < end) {                  /* name=value; name=value */
+        const char *semi = memchr(v, ';', (size_t)(end - v)), *eq, *e;
+        if (!semi) semi = end;
+        while (v < semi && (*v == ' ' || *v == '\t')) v++;
+        e = semi;
+        while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        eq = memchr(v, '=', (size_t)(e - v));
+        if (eq && (size_t)(eq - v) == cn && memcmp(v, s->trust_cookie, cn) == 0) {
+          if (is_trusted(s, eq + 1, (size_t)(e - eq - 1))) return 1;
+          if (++looked == 4) return 0;
+        }
+        v = semi + 1;
+      }
+    }
+  }
+  return 0;
+}
+
+static int h_trust(mh_http_server *s, const char *key, size_t len, int on) {
+  int k, free_at = -1;
+  if (len == 0 || len > MH_HTTP_TRUST_LEN) return -1;
+  for (k = 0; k < MH_HTTP_TRUSTED; k++) {
+    if (s->trusted_len[k] == len && memcmp(s->trusted[k], key, len) == 0) {
+      if (!on) s->trusted_len[k] = 0;
+      return 0;
+    }
+    if (!s->trusted_len[k] && free_at < 0) free_at = k;
+  }
+  if (!on) return 0;
+  if (free_at < 0) return -1;
+  memcpy(s->trusted[free_at], key, len);
+  s->trusted_len[free_at] = len;
+  return 0;
 }
 
 /* A whole request: past the limits, to the caller. */
@@ -534,7 +609,8 @@ static void dispatch(conn *c, mh_hp_req *hp) {
   mh_http_req *r;
   c->deadline = 0;
   c->keep = hp->keep_alive;
-  if (s->live > s->p.max_conns || !take_token(s)) {
+  if (s->live > s->p.max_conns || !(carries_trusted(s, hp) ? take_token(s, &s->ttokens, &s->ttokens_at)
+                                                              : take_token(s, &s->tokens, &s->tokens_at))) {
     char text[120];
     /* which limit: a client told "too many requests" while it sent one
        cannot tell a busy console from its own rate */
@@ -575,7 +651,9 @@ static void process(conn *c) {
     int rc = mh_hp_feed(&c->hp, c->in, c->in_len, &used);
     memmove(c->in, c->in + used, c->in_len - used);
     c->in_len -= used;
+    if (rc != MH_HP_MORE) c->trusted_body = 0;
     if (rc == MH_HP_HEAD) {
+      c->trusted_body = carries_trusted(c->s, c->hp.req);
       if (c->hp.req->expect_continue && c->in_len == 0) put(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     } else if (rc == MH_HP_DONE) {
       dispatch(c, mh_hp_take(&c->hp));
@@ -658,14 +736,31 @@ static void close_conn(conn *c) {
 ** than being refused.  Half-open connections cost a client nothing: 64 of them
 ** (slowloris, the request deadline renewed by reconnecting) used to hold every
 ** place, and the administrator's own request, which arrives whole at once, was
-** closed at accept.  A connection with a request under way (with the caller,
-** streaming, being answered or lingering) is never ended for another. */
+** closed at accept.  First, though, a connection lingering after its last
+** answer (its answer is out, its shutdown done: only the client's leftover
+** input is being dropped), the one that has lingered longest: a flood of
+** malformed requests (no login, no rate token: the parser refuses them) left
+** each connection lingering 2 s, never ended for another, and a hundred a
+** second held every place: the administrator got 429 or a closed socket.
+** A connection with a request under way (with the caller, streaming, being
+** answered) is never ended for another; nor one whose head is in, carrying a
+** credential the caller trusts, while its body arrives: the administrator's
+** Save (or its body after 100 Continue) was ended by anyone opening
+** connections, no login needed.  A client without one trickling a body is
+** ended like any half-open connection. */
 static void evict_waiting(mh_http_server *s, const conn *newc) {
   conn *victim = NULL;
   if (s->live <= s->p.max_conns) return;
   for (conn *c = s->conns; c; c = c->next)
-    /* <=: the list is newest first, and connections accepted in one loop turn share a deadline */
-    if (c != newc && !c->closing && c->phase == C_READ && (!victim || c->deadline <= victim->deadline)) victim = c;
+    if (c != newc && !c->closing && c->phase == C_LINGER && c->linger_until &&
+        (!victim || c->linger_until <= victim->linger_until))
+      victim = c;
+  if (!victim)
+    for (conn *c = s->conns; c; c = c->next)
+      /* <=: the list is newest first, and connections accepted in one loop turn share a deadline */
+      if (c != newc && !c->closing && c->phase == C_READ && !c->trusted_body &&
+          (!victim || c->deadline <= victim->deadline))
+        victim = c;
   if (!victim) return;
   s->st.evicted++;
   close_conn(victim);
@@ -795,8 +890,15 @@ static int h_listen(uv_loop_t *loop, const mh_http_params *p, mh_http_server **o
   }
   snprintf(s->json_prefix, sizeof s->json_prefix, "%s", p->json_prefix ? p->json_prefix : "");
   s->p.json_prefix = s->json_prefix;
-  s->tokens = p->burst;
-  s->tokens_at = uv_now(loop);
+  s->tokens = s->ttokens = p->burst;
+  s->tokens_at = s->ttokens_at = uv_now(loop);
+  if (p->trust_cookie && strlen(p->trust_cookie) >= sizeof s->trust_cookie) {
+    free(s);
+    snprintf(err, errlen, "trust_cookie is over %zu bytes", sizeof s->trust_cookie - 1);
+    return UV_EINVAL;
+  }
+  snprintf(s->trust_cookie, sizeof s->trust_cookie, "%s", p->trust_cookie ? p->trust_cookie : "");
+  s->p.trust_cookie = s->trust_cookie;
 
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
@@ -887,7 +989,7 @@ static void h_destroy(mh_http_server *s) {
 static const mh_http_api api = {
   MH_HTTP_API_VERSION, h_listen, h_address, h_stats, h_close, h_destroy,
   h_method, h_path, h_query, h_header, h_body, h_peer,
-  h_respond, h_stream, h_write, h_end, h_alive, h_release,
+  h_respond, h_stream, h_write, h_end, h_alive, h_release, h_trust,
 };
 
 const mh_http_api *mh_http_api_v1(void) { return &api; }

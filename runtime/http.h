@@ -61,6 +61,7 @@ typedef struct {
   ** reference to r (release it when done) and answers now or later. */
   void (*on_request)(void *ud, mh_http_req *r);
   void *ud;
+  const char *trust_cookie;     /* the cookie whose value trust() may name (copied; NULL: none) */
 } mh_http_params;
 
 /* What /metrics and the tests want to know about the server itself. */
@@ -120,7 +121,18 @@ typedef struct {
   /* Drops the caller's reference (the request is freed once its connection is
   ** done with it too); a stream not ended yet is ended. */
   void (*release)(mh_http_req *r);
+
+  /* A credential the caller holds live (a session id, a bearer token): a
+  ** request carrying it (params.trust_cookie's value, or Authorization:
+  ** Bearer) takes from a bucket of its own, of the same rate and burst, so
+  ** a flood without it cannot starve the administrator with 429s.  on: 1 to
+  ** add, 0 to remove.  0; -1 when the table is full or the key is over
+  ** MH_HTTP_TRUST_LEN bytes (the request then shares the common bucket). */
+  int (*trust)(mh_http_server *s, const char *key, size_t len, int on);
 } mh_http_api;
+
+#define MH_HTTP_TRUSTED 32
+#define MH_HTTP_TRUST_LEN 128
 
 #define MH_HTTP_API_VERSION 1
 #define MH_HTTP_API_SYMBOL "mh_http_api_v1"

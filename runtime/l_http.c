@@ -262,7 +262,7 @@ static int l_listen(lua_State *L) {
   const char *host;
   int rc;
   static const char *const known[] = { "handler", "host", "port", "json_prefix", "max_body", "max_head",
-    "max_conns", "rate", "burst", "req_timeout", "stall", "max_stream_buffer", NULL };
+    "max_conns", "rate", "burst", "req_timeout", "stall", "max_stream_buffer", "trust_cookie", NULL };
   mh_l_arg_type(L, 1, "options", LUA_TTABLE);
   mh_l_check_nargs(L, 1, "http.listen");
   mh_l_check_options(L, 1, "http.listen", known);
@@ -275,6 +275,8 @@ static int l_listen(lua_State *L) {
   p.host = host;
   lua_getfield(L, 1, "json_prefix");
   p.json_prefix = mh_l_optfield_cstring(L, -1, "http.listen", "json_prefix", 63, NULL);
+  lua_getfield(L, 1, "trust_cookie");
+  p.trust_cookie = mh_l_optfield_cstring(L, -1, "http.listen", "trust_cookie", 63, NULL);
   {
     lua_Number port = opt_num(L, "port", 0);
     if (!(port >= 0 && port <= 65535)) luaL_error(L, "http.listen: port must be 0-65535");
@@ -333,6 +335,24 @@ static int s_stats(lua_State *L) {
 #define F(name) lua_pushinteger(L, (lua_Integer)st.name); lua_setfield(L, -2, #name);
   F(connections) F(accepted) F(requests) F(limited) F(refused) F(evicted) F(stalled) F(malformed)
 #undef F
+  return 1;
+}
+
+/* srv:trust(key, on) -> true | nil, message: requests carrying key (the
+** trust_cookie's value, or a bearer token) are rate-limited apart from the
+** rest (http.h: trust). */
+static int s_trust(lua_State *L) {
+  server_ud *su = check_server(L);
+  size_t n;
+  const char *key = luaL_checklstring(L, 2, &n);
+  int on = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
+  if (api->trust(su->s, key, n, on) != 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "http trust: the table is full (%d) or the key is over %d bytes", MH_HTTP_TRUSTED,
+                    MH_HTTP_TRUST_LEN);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -397,7 +417,7 @@ void l_http_open(lua_State *L) {
     { "body", r_body }, { "peer", r_peer }, { "respond", r_respond }, { "stream", r_stream },
     { "write", r_write }, { "finish", r_finish }, { "alive", r_alive }, { NULL, NULL } };
   static const luaL_Reg server_methods[] = {
-    { "address", s_address }, { "stats", s_stats }, { "close", s_close }, { NULL, NULL } };
+    { "address", s_address }, { "stats", s_stats }, { "close", s_close }, { "trust", s_trust }, { NULL, NULL } };
   api = mh_http_api_v1();
   mh_l_newclass(L, REQ_MT, req_methods, r_gc, r_tostring);
   /* the server: __gc only (no __close: destroying it needs the loop stopped) */

@@ -435,6 +435,9 @@ function M:new_session(peer)
   if n >= M.SESSIONS and oldest then self:end_session(oldest) end
   local id = core.pwhash.random(32)
   self.sessions[id] = { id = id, created = now, seen = now, csrf = core.pwhash.random(32), peer = peer }
+  -- its requests are rate-limited apart from anyone else's (http.h: trust): a
+  -- flood needing no login emptied the one bucket and the page got only 429s
+  self.server:trust(id, true)
   return id, self.sessions[id]
 end
 
@@ -444,6 +447,7 @@ function M:end_session(id)
   local s = self.sessions[id]
   if not s then return end
   self.sessions[id] = nil
+  self.server:trust(id, false)
   s.ended = true
   for sub in pairs(self.subs) do
     if sub.session == s then sub.cond:notify() end
@@ -1416,6 +1420,12 @@ end)
 
 -- --------------------------------------------------------------- metrics
 
+-- A label value in the text format: backslash, double quote and line feed
+-- escaped as \\, \" and \n.  (A line feed was written as a backslash and a
+-- real line break: the sample split in two lines and the scrape failed.)
+local LABEL_ESC = { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }
+function M.label_value(v) return (tostring(v):gsub('[\\"\n]', LABEL_ESC)) end
+
 local function metric(out, name, kind, help, samples)
   out[#out + 1] = "# HELP " .. name .. " " .. help
   out[#out + 1] = "# TYPE " .. name .. " " .. kind
@@ -1423,7 +1433,7 @@ local function metric(out, name, kind, help, samples)
     local labels = ""
     if s[2] then
       local parts = {}
-      for k, v in pairs(s[2]) do parts[#parts + 1] = k .. '="' .. tostring(v):gsub('[\\"\n]', "\\%0") .. '"' end
+      for k, v in pairs(s[2]) do parts[#parts + 1] = k .. '="' .. M.label_value(v) .. '"' end
       table.sort(parts)
       labels = "{" .. table.concat(parts, ",") .. "}"
     end
@@ -1477,7 +1487,7 @@ function M:metrics_text()
   metric(out, "mailhook_console_stalled_total", "counter",
     "Console connections dropped because the client stopped reading its answer.", { { st.stalled or 0 } })
   metric(out, "mailhook_console_malformed_total", "counter",
-    "Console requests refused for an ambiguous framing or an oversized head (400, 431).", { { st.malformed or 0 } })
+    "Console requests refused by the HTTP parser (400, 411, 413, 417, 431, 501, 505).", { { st.malformed or 0 } })
   metric(out, "mailhook_console_auth_failures_total", "counter",
     "Failed console logins and wrong bearer tokens.", { { self.auth_failures or 0 } })
   metric(out, "mailhook_console_connections", "gauge", "Open console connections.", { { st.connections } })
@@ -1515,7 +1525,12 @@ function M:reload(cfg)
   local old_hash = self.admin_hash
   self.cfg = cfg
   self.admin_hash = settings.admin_hash(cfg)
+  local old_token = self.token
   self.token = load_token(cfg, self.log)
+  if old_token ~= self.token then           -- a script's scrapes are not starved either (new_session)
+    if old_token then self.server:trust(old_token, false) end
+    if self.token then self.server:trust(self.token, true) end
+  end
   self.cache = {}                      -- pages edited on disk are read again
   self:build_redactions(cfg)
   if self.started and old_hash ~= self.admin_hash then
@@ -1548,6 +1563,7 @@ function M.start(opts)
   local limits = {}
   for k, v in pairs(M.LIMITS) do limits[k] = v end
   limits.host, limits.port = host, port
+  limits.trust_cookie = COOKIE
   limits.handler = function(req) self:handle(req) end
   local srv, err = core.http.listen(limits)
   if not srv then return nil, err end

@@ -267,6 +267,61 @@ for s_ in slow:
 ok(wait_until(lambda: int(stats().get("evicted", 0)) >= 9 and int(stats().get("connections", 99)) <= 1),
    "  counted (evicted); all closed", stats())
 
+# connections lingering after a refusal (their answer out, the client's leftover input dropped for
+# LINGER_MS) are ended first for a new one: 10 malformed requests (no rate token, no login) each
+# left a connection lingering that nothing could end, and a whole request got 429 or a closed socket
+e0 = int(stats()["evicted"])
+lingering = []
+for i in range(10):
+    l_ = Conn()
+    l_.send(b"GET /echo HTTP/1.1\r\nHost: x\nX: y\r\n\r\n")
+    a = l_.answer()
+    lingering.append((l_, a and a[0] == 400 and l_.ended()))      # the answer, then the server's FIN
+ok(all(x for _, x in lingering), "10 malformed requests: 400, each connection lingering (open, shut for writing)")
+c = Conn()
+c.send(req("/echo"))
+a = c.answer()
+ok(a and a[0] == 200, "  a whole request is answered (they are ended for it, oldest first)", a)
+c.close()
+ok(int(stats()["evicted"]) >= e0 + 6, "  counted (evicted)", stats())
+for l_, _ in lingering:
+    l_.close()
+ok(wait_until(lambda: int(stats().get("connections", 99)) <= 1), "  all closed", stats())
+
+# eviction spares a request whose head is in, carrying a trusted credential, while its body
+# arrives (the administrator's Save, after 100 Continue or on a slow link): anyone opening
+# connections, no login needed, ended it as the oldest waiting; without it (or with a credential
+# no longer trusted) such a request is ended like any half-open one
+def body_arriving(cookie):
+    b = Conn()
+    b.send(("POST /echo HTTP/1.1\r\nHost: x\r\n%sContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nhalf-"
+            % ("Cookie: a=1; sid=%s\r\n" % cookie if cookie else "")).encode())
+    return b
+# (at most 4 values of the cookie are compared: a head of hundreds must not cost each request more)
+for cookie, spared in (("trusted-sid", True), ("gone-sid", False), (None, False),
+                       ("x; sid=x; sid=x; sid=x; sid=trusted-sid", False), ("x; sid=x; sid=trusted-sid", True)):
+    e0 = int(stats()["evicted"])
+    b = body_arriving(cookie)
+    ok(wait_until(lambda: int(stats().get("connections", 0)) <= 2), "  (the request's head is read)")
+    flood = [Conn() for _ in range(8)]
+    for f in flood:
+        f.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+    ok(wait_until(lambda: int(stats().get("evicted", 0)) >= e0 + 5), "  8 half-open connections evict", stats())
+    try:
+        b.send(b"body!")
+        a = b.answer()
+    except OSError:
+        a = None
+    if spared:
+        ok(a and a[0] == 200 and a[2] == b"POST /echo nil half-body!\n",
+           "a body arriving with a trusted session cookie (%s) is not evicted by 8 new connections" % cookie, a)
+    else:
+        ok(a is None, "a body arriving with %s is evicted like a half-open head" %
+           (("the cookie %s" % cookie) if cookie else "no credential"), a)
+    for f in flood + [b]:
+        f.close()
+    ok(wait_until(lambda: int(stats().get("connections", 99)) <= 1), "  all closed", stats())
+
 # connections: 4 served; when all 4 are busy with a request a 5th gets 429.  Two
 # requests held (and seen by the server), two live streams.
 r0 = int(stats()["requests"])

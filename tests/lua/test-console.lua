@@ -158,4 +158,9 @@ tap.test("Content-Type of a POST", function(t)
   end
 end)
 
+tap.test("/metrics label values are escaped as the text format says", function(t)
+  t:is(console.label_value('a\\b"c\nd'), 'a\\\\b\\"c\\nd', "backslash, quote, line feed (never a raw line break)")
+  t:is(console.label_value("idle"), "idle", "a plain value as it is")
+end)
+
 tap.done()

@@ -10,6 +10,7 @@
 --   /hold      no answer until the server closes
 --   /abandon   a stream whose handler returns without finish()   /gc   collectgarbage
 --   /stats     the server's counters           /quit    close the server
+-- It trusts the cookie sid=trusted-sid (core.http's trust: see http-server.sh's eviction checks).
 local core = require "mailhook.core"
 local srv
 local quit, flood_result = false, "none"
@@ -65,7 +66,11 @@ end
 
 srv = assert(core.http.listen { port = 0, max_conns = 4, rate = 1000, burst = 1000, req_timeout = 3, stall = 1,
                                 max_stream_buffer = 65536, max_body = 1024, json_prefix = "/api/",
-                                handler = handler })
+                                trust_cookie = "sid", handler = handler })
+-- a credential the server trusts (a request with Cookie: sid=trusted-sid is never
+-- evicted while its body arrives; the console trusts its live session ids)
+assert(srv:trust("trusted-sid"))
+assert(srv:trust("gone-sid") and srv:trust("gone-sid", false))
 local _, port = srv:address()
 io.stdout:write(port, "\n")
 io.stdout:flush()
