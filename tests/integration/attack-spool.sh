@@ -116,4 +116,35 @@ svc_stop
 unlike "$(grep "$id" "$T/svc.log")" "could not be removed" "no false alarm that it may be sent again"
 like "$(grep "$id" "$T/svc.log")" "removed meanwhile \(mailhook queue rm\)" "it says it was removed meanwhile"
 
+# --- another file renamed over a loaded message's name --------------------------------------------
+# Three 100 KB messages (streamed from their files): while the first one's dot waits for
+# its reply, the third is loaded already; then another spool's file (a longer envelope:
+# four recipients) is renamed over its name.  It was sent from the loaded offset: the
+# other file's last envelope lines went out as the message's first header lines, to the
+# loaded recipient only.  Now it is refused at the submit (not the file loaded) and sent
+# whole, to its own recipients, once loaded again.
+for m in A B C D; do
+  $PY -c "import sys; sys.stdout.buffer.write(b'From: a@example.com\r\nSubject: swap-$m\r\n\r\n' +
+    b''.join(b'$m %06d ' % k + b'z' * 90 + b'\r\n' for k in range(1000)))" > "$T/swap-$m.eml"
+done
+rm -f "$T/slow/in-data"
+ids=$(enqueue_file "$T/swap-A.eml" "$T/swap-B.eml" "$T/swap-C.eml")
+c=$(printf '%s\n' "$ids" | tail -1)
+d=$(MAILHOOK_SPOOL=$T/other enqueue_file "$T/swap-D.eml" -- a@example.com ok@example.net o1@example.net \
+    o2@example.net o3@example.net)
+MAILHOOK_LOG_LEVEL=info timeout -k 2 30 "$MAILHOOK" flush > "$T/swap.out" 2>&1 &
+FL=$!
+wait_for "$LIMIT" test -e "$T/slow/in-data"; ok $? "the first of three is in flight"
+cp "$T/other/pickup/$d.eml" "$SPOOL/pickup/.swap" && mv "$SPOOL/pickup/.swap" "$SPOOL/pickup/$c.eml"
+wait "$FL"
+like "$(cat "$T/swap.out")" "$c.*changed since it was loaded \([0-9]+ bytes, now [0-9]+\): not sent" \
+  "the file renamed over the loaded one is not sent as it; the log says why"
+is "$(grep -l '^X-Receiver:\|^X-Submitter' "$T/slow/"*.eml 2>/dev/null | wc -l)" 0 "no envelope line was sent as a header"
+run "$MAILHOOK" flush
+got=$(grep -l "^Subject: swap-D" "$T/slow/"*.eml 2>/dev/null)
+is "$(printf '%s\n' "$got" | grep -c .)" 1 "loaded again, it is sent once"
+cmp -s "$got" "$T/swap-D.eml"; ok $? "whole, byte for byte"
+is "$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1].replace(".eml", ".json")))["to"]))' "$got")" 4 \
+  "to its own four recipients"
+
 done_testing
