@@ -448,6 +448,7 @@ end
 function D:fail(e, reason, reply, how)
   how = how or {}
   local subject = subject_of(e.path)   -- before the file moves
+  maillog.before_move(e)               -- (so is the journal's Message-ID)
   local ok, err = self.spool:fail(e.id, { reason = reason, reply = reply, attempts = how.attempts,
                                           refused = how.refused })
   if ok == nil and err then
