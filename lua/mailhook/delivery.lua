@@ -1028,8 +1028,11 @@ function W:outcome(e, res, err, info)
       return d:defer(e, reply)
     end
     if reused and not info.smtp then
-      -- a kept-alive session that died under us: reconnect at once, no outage yet
-      d.log.debug("delivery: session lost (" .. tostring(err) .. "), reconnecting")
+      -- a kept-alive session that died under us: reconnect at once, no outage
+      -- yet.  Said at info, naming the message: it goes again, and may arrive
+      -- twice when only the reply to its final dot was lost (docs/delivery.md)
+      d.log.info("delivery: the session broke with " .. tostring(e.id) .. " in flight (" .. tostring(err)
+                 .. "); reconnecting, it goes again")
       return "again"
     end
     return "outage", err, info
