@@ -1121,6 +1121,13 @@ function W:burst(e)
     local ok, err, info = s:submit(x)
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = x; return end
+    if info and info.code == "ENOTFOUND" then
+      -- a streamed one's file, gone since its load: `mailhook queue rm` (no
+      -- deferral to record, nothing to say at error level)
+      d.log.info("delivery: " .. x.id .. " was removed meanwhile (mailhook queue rm); not sent")
+      d:release(x)
+      return
+    end
     -- the file could not be read: it waits its backoff, the rest go on
     d:defer(x, outcome.reply_text(info) or err)
     d:release(x)
