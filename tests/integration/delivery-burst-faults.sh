@@ -15,12 +15,6 @@ HELLO='send 220 fault.example ESMTP
 expect ^EHLO
 send 250-fault.example
 send 250 PIPELINING'
-TXN='expect ^MAIL FROM:
-send 250 2.1.0 ok
-expect ^RCPT TO:
-send 250 2.1.5 ok
-expect ^DATA
-send 354 go on'
 
 # make_msgs N SIZE: N messages of SIZE bytes in $T/src-*.eml, queued in order
 make_msgs() {

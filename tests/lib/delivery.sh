@@ -15,6 +15,7 @@
 #   svc_start [ARGS]                 `mailhook run` in the background, pid in $SVC (log $T/svc.log,
 #                                    level $SVC_LOG_LEVEL, default info)
 #   pickup_count, received_count     files in pickup/, messages the peer accepted
+#   TXN                              a fault.lua script's MAIL, RCPT and DATA, each accepted
 command -v start_smtpd >/dev/null || . "$ROOT/tests/lib/peers.sh"
 : "${SPOOL:=$T/spool}"
 : "${CONF:=$T/mailhook.conf}"
@@ -92,6 +93,13 @@ enqueue_file() {
       print(assert(sp:enqueue(bytes, { from = from, to = to })))
     end' "$from" "$rcpts" "${files[@]}"
 }
+
+TXN='expect ^MAIL FROM:
+send 250 2.1.0 ok
+expect ^RCPT TO:
+send 250 2.1.5 ok
+expect ^DATA
+send 354 go on'
 
 SVC=
 svc_start() {
