@@ -11,7 +11,7 @@
 **   c:auth(mech, user, secret)    -> true | nil, err, info      (waits)
 **   c:send(from, {rcpt...}, data) -> result | nil, err, info    (waits)
 **   c:submit(from, {rcpt...}, data) -> true                     (never waits)
-**   c:submit_file(from, {rcpt...}, path [, offset]) -> true | nil, err, info   (never waits)
+**   c:submit_file(from, {rcpt...}, path [, offset [, size]]) -> true | nil, err, info   (never waits)
 **   c:result([brief])             -> what send returns, for the oldest submission (waits);
 **                                    brief: the number of recipients when all took it
 **   c:release()                   -> (the collected ones are settled: the next data may go)
@@ -510,14 +510,19 @@ static int l_submit(lua_State *L) {
   return 1;
 }
 
-/* c:submit_file(from, {rcpt...}, path [, offset]) -> true | nil, err, info
+/* c:submit_file(from, {rcpt...}, path [, offset [, size]]) -> true | nil, err, info
 ** (never waits).  As submit, for a message read from its file while it is sent,
 ** one piece at a time (memory stays at 64 KiB whatever its size).  nil when
-** the file cannot be opened: nothing was submitted. */
+** the file cannot be opened: nothing was submitted.  size: the file's size
+** when it was loaded (the deliverer's entry); a file of another size is not
+** the one loaded (another file renamed over its name since: sent from the
+** loaded offset, its envelope's last lines went as the message's first and
+** its end under the loaded recipients), so nil, nothing submitted. */
 static int l_submit_file(lua_State *L) {
   lconn *u = check_lconn(L);
   const char *path = mh_l_field_cstring(L, 4, "smtp submit_file", "path", PATH_MAX - 1);
   lua_Integer off = mh_l_optfield_integer(L, 5, "smtp submit_file", "offset", 0);
+  lua_Integer want = mh_l_optfield_integer(L, 6, "smtp submit_file", "size", -1);
   struct stat st;
   int fd;
   if (off < 0) mh_l_field_error(L, 5, "smtp submit_file", "offset", ">= 0");
@@ -528,6 +533,11 @@ static int l_submit_file(lua_State *L) {
   fd = mh_fsutil_open(AT_FDCWD, path, O_RDONLY, 0, 0, &st);
   if (fd < 0)
     return mh_l_fail(L, fd == -ENOENT ? MH_ENOTFOUND : fd, "data", "%s: %s", path, mh_strerror(fd));
+  if (want >= 0 && (uint64_t)st.st_size != (uint64_t)want) {
+    close(fd);
+    return mh_l_fail(L, MH_ECORRUPT, "data", "%s: changed since it was loaded (%I bytes, now %I): not sent",
+                     path, want, (lua_Integer)st.st_size);
+  }
   if ((uint64_t)st.st_size < (uint64_t)off) {
     close(fd);
     return mh_l_fail(L, MH_EINVAL, "data", "%s: offset %lld past its end", path, (long long)off);

@@ -448,6 +448,7 @@ end
 function D:fail(e, reason, reply, how)
   how = how or {}
   local subject = subject_of(e.path)   -- before the file moves
+  maillog.before_move(e)               -- (so is the journal's Message-ID)
   local ok, err = self.spool:fail(e.id, { reason = reason, reply = reply, attempts = how.attempts,
                                           refused = how.refused })
   if ok == nil and err then
@@ -1027,8 +1028,11 @@ function W:outcome(e, res, err, info)
       return d:defer(e, reply)
     end
     if reused and not info.smtp then
-      -- a kept-alive session that died under us: reconnect at once, no outage yet
-      d.log.debug("delivery: session lost (" .. tostring(err) .. "), reconnecting")
+      -- a kept-alive session that died under us: reconnect at once, no outage
+      -- yet.  Said at info, naming the message: it goes again, and may arrive
+      -- twice when only the reply to its final dot was lost (docs/delivery.md)
+      d.log.info("delivery: the session broke with " .. tostring(e.id) .. " in flight (" .. tostring(err)
+                 .. "); reconnecting, it goes again")
       return "again"
     end
     return "outage", err, info
@@ -1117,6 +1121,13 @@ function W:burst(e)
     local ok, err, info = s:submit(x)
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = x; return end
+    if info and info.code == "ENOTFOUND" then
+      -- a streamed one's file, gone since its load: `mailhook queue rm` (no
+      -- deferral to record, nothing to say at error level)
+      d.log.info("delivery: " .. x.id .. " was removed meanwhile (mailhook queue rm); not sent")
+      d:release(x)
+      return
+    end
     -- the file could not be read: it waits its backoff, the rest go on
     d:defer(x, outcome.reply_text(info) or err)
     d:release(x)

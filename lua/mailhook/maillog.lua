@@ -22,6 +22,8 @@
 --                                     those the send accepted are `sent`, the
 --                                     others take `status` and their own reply
 --                                     (else `reply`)
+--   maillog.before_move(entry)        its file leaves pickup/ next (to failed/):
+--                                     the journal's Message-ID is read first
 -- The entry's fields used: id, from, uid, to (the recipients pending at this
 -- attempt), size and offset (the message is size - offset bytes), queued_at,
 -- attempts (before this attempt), relay (set when it was submitted on a
@@ -71,6 +73,7 @@ end
 
 -- The Message-ID header of the entry's message (the first 64 KiB of it).
 local function message_id(e)
+  if e.message_id ~= nil then return e.message_id or nil end   -- (M.before_move)
   local head = e.data
   if type(head) == "userdata" then head = head:bytes(65536) end   -- the deliverer's handle (spool.md)
   if not head and e.path then
@@ -85,6 +88,15 @@ local function message_id(e)
   head = "\n" .. (head:match("^(.-)\r?\n\r?\n") or head)
   local id = head:match("\n[Mm][Ee][Ss][Ss][Aa][Gg][Ee]%-[Ii][Dd]:[ \t]*([^\r\n]*)")
   return id and id ~= "" and clean(id, 998) or nil
+end
+
+-- before_move(entry): the entry's file is about to leave pickup/ (failed/):
+-- its Message-ID is read now for the journal's line after it, as the
+-- deliverer's data handle went with the submit (message_id then reads the file)
+function M.before_move(e)
+  if type(e) == "table" and e.message_id == nil and core.logsink.get() == "journal" then
+    e.message_id = message_id(e) or false
+  end
 end
 
 local function fmt_delay(s)

@@ -272,7 +272,8 @@ function Session:submit(m)
   if (data or m.path) and (m.from_params or m.to_params or self.dsn_set) then set_dsn(self, m, rcpts) end
   if data then return self.c:submit(m.from, rcpts, data) end
   if not m.path then error("submit: data or path required", 2) end
-  local ok, err, info = self.c:submit_file(m.from, rcpts, m.path, m.offset or 0)
+  -- (m.size: the file as loaded; another one renamed over its name is refused)
+  local ok, err, info = self.c:submit_file(m.from, rcpts, m.path, m.offset or 0, m.size)
   if not ok and info then info.class = "transient" end
   return ok, err, info
 end

@@ -116,4 +116,57 @@ svc_stop
 unlike "$(grep "$id" "$T/svc.log")" "could not be removed" "no false alarm that it may be sent again"
 like "$(grep "$id" "$T/svc.log")" "removed meanwhile \(mailhook queue rm\)" "it says it was removed meanwhile"
 
+# --- another file renamed over a loaded message's name --------------------------------------------
+# Three 100 KB messages (streamed from their files): while the first one's dot waits for
+# its reply, the third is loaded already; then another spool's file (a longer envelope:
+# four recipients) is renamed over its name.  It was sent from the loaded offset: the
+# other file's last envelope lines went out as the message's first header lines, to the
+# loaded recipient only.  Now it is refused at the submit (not the file loaded) and sent
+# whole, to its own recipients, once loaded again.
+# big_eml NAME: a 100 KB message (streamed from its file) in $T/NAME.eml, Subject NAME
+big_eml() {
+  $PY -c "import sys; sys.stdout.buffer.write(b'From: a@example.com\r\nSubject: $1\r\n\r\n' +
+    b''.join(b'$1 %06d ' % k + b'z' * 90 + b'\r\n' for k in range(1000)))" > "$T/$1.eml"
+}
+for m in A B C D; do big_eml swap-$m; done
+rm -f "$T/slow/in-data"
+ids=$(enqueue_file "$T/swap-A.eml" "$T/swap-B.eml" "$T/swap-C.eml")
+c=$(printf '%s\n' "$ids" | tail -1)
+d=$(MAILHOOK_SPOOL=$T/other enqueue_file "$T/swap-D.eml" -- a@example.com ok@example.net o1@example.net \
+    o2@example.net o3@example.net)
+MAILHOOK_LOG_LEVEL=info timeout -k 2 30 "$MAILHOOK" flush > "$T/swap.out" 2>&1 &
+FL=$!
+wait_for "$LIMIT" test -e "$T/slow/in-data"; ok $? "the first of three is in flight"
+cp "$T/other/pickup/$d.eml" "$SPOOL/pickup/.swap" && mv "$SPOOL/pickup/.swap" "$SPOOL/pickup/$c.eml"
+wait "$FL"
+like "$(cat "$T/swap.out")" "$c.*changed since it was loaded \([0-9]+ bytes, now [0-9]+\): not sent" \
+  "the file renamed over the loaded one is not sent as it; the log says why"
+is "$(grep -l '^X-Receiver:\|^X-Submitter' "$T/slow/"*.eml 2>/dev/null | wc -l)" 0 "no envelope line was sent as a header"
+run "$MAILHOOK" flush
+got=$(grep -l "^Subject: swap-D" "$T/slow/"*.eml 2>/dev/null)
+is "$(printf '%s\n' "$got" | grep -c .)" 1 "loaded again, it is sent once"
+cmp -s "$got" "$T/swap-D.eml"; ok $? "whole, byte for byte"
+is "$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1].replace(".eml", ".json")))["to"]))' "$got")" 4 \
+  "to its own four recipients"
+
+# --- queue rm of a message loaded ahead, before its submit ---------------------------------------
+# The third of three 100 KB messages is loaded while the first one's dot waits; removed
+# then, its file is gone at its submit: it was "deferred" with an error ("could not record
+# the deferral: no such message") and counted as deferred.  It is removed, as rm said.
+for m in A B C; do big_eml rm-$m; done
+rm -f "$T/slow/in-data"
+ids=$(enqueue_file "$T/rm-A.eml" "$T/rm-B.eml" "$T/rm-C.eml")
+c=$(printf '%s\n' "$ids" | tail -1)
+MAILHOOK_LOG_LEVEL=info timeout -k 2 30 "$MAILHOOK" flush > "$T/rm.out" 2>&1 &
+FL=$!
+wait_for "$LIMIT" test -e "$T/slow/in-data"; ok $? "the first of three is in flight"
+run "$MAILHOOK" queue rm "$c"
+is "$RC" 0 "queue rm of the one loaded ahead"
+wait "$FL"
+like "$(cat "$T/rm.out")" "$c was removed meanwhile \(mailhook queue rm\); not sent" "the log says it was removed"
+unlike "$(cat "$T/rm.out")" "could not record|$c deferred" "no deferral of a removed message, no error"
+like "$(cat "$T/rm.out")" "flush: 2 delivered, 0 deferred" "the flush counts no deferral"
+is "$(grep -l "^Subject: rm-C" "$T/slow/"*.eml | wc -l)" 0 "it was not sent"
+is "$(grep -l "^Subject: rm-B" "$T/slow/"*.eml | wc -l)" 1 "the one before it was"
+
 done_testing

@@ -111,4 +111,49 @@ for group in "fsync fdatasync" "rename renameat renameat2" "unlink unlinkat"; do
   done
   [ $used = 1 ]; ok $? "one of '$group' is used during delivery (so it was injected)"
 done
+
+# SIGKILL of `mailhook flush` at 12 moments of a 200-message drain on two connections,
+# small (1 KB, data handles) and big (600 KB, streamed, released before the next submit)
+# mixed: every message arrives, byte for byte, and at most one per connection and kill
+# twice.
+peer_stop
+SPOOL=$T/spool-kill; export MAILHOOK_SPOOL=$SPOOL
+KPORT=$(free_port)
+peer_start "$KPORT" "$T/kpeer"
+conf_for "$KPORT" connections=2
+"$MAILHOOK" queue >/dev/null
+$PY - "$T" <<'PY'
+import sys, random
+t = sys.argv[1]
+random.seed(3)
+for i in range(1, 201):
+    size = 600000 if i % 10 == 0 else 1000
+    head = b"From: app@example.com\r\nTo: ok@example.net\r\nSubject: k %d\r\nMessage-ID: <k%d@test>\r\n\r\n" % (i, i)
+    body, left = [], size - len(head)
+    while left > 0:
+        line = bytes(random.choice(b"abcdefghij .") for _ in range(random.randrange(0, 200)))
+        body.append(line + b"\r\n"); left -= len(line) + 2
+    open("%s/k-%03d.eml" % (t, i), "wb").write(head + b"".join(body))
+PY
+enqueue_file "$T"/k-*.eml >/dev/null
+kills=0
+for at in $(seq 3 17 199); do
+  "$MAILHOOK" flush >>"$T/kill.log" 2>&1 &
+  fl=$!
+  wait_for 30 received_at_least "$T/kpeer" "$at"
+  kill -9 "$fl"; wait "$fl" 2>/dev/null
+  kills=$((kills + 1))
+done
+"$MAILHOOK" flush >>"$T/kill.log" 2>&1; is $? 0 "after $kills kills, a flush drains the rest"
+got=$($PY - "$T" "$T/kpeer" <<'PY'
+import sys, glob
+t, peer = sys.argv[1], sys.argv[2]
+src = {open(p, "rb").read(): p for p in glob.glob(t + "/k-*.eml")}
+names = [src.get(open(p, "rb").read()) for p in glob.glob(peer + "/*.eml")]
+print(len(set(n for n in names if n)), names.count(None), len(names) - len(set(names)))
+PY
+)
+set -- $got
+is "$1 $2" "200 0" "every message arrived, none with wrong bytes"
+[ "$3" -le $((kills * 2)) ]; ok $? "at most one per connection and kill twice ($3 for $kills kills)"
 done_testing

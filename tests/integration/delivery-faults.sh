@@ -12,12 +12,6 @@ HELLO='send 220 fault.example ESMTP
 expect ^EHLO
 send 250 fault.example'
 DOT='data'   # (after $TXN: the message's body and final dot)
-TXN='expect ^MAIL FROM:
-send 250 2.1.0 ok
-expect ^RCPT TO:
-send 250 2.1.5 ok
-expect ^DATA
-send 354 go on'
 
 # scenario NAME: a fresh spool with N (2) messages (<N@test>), settings for the peer F started
 # from the script on stdin, then one `mailhook flush` (FLUSH_RC, FLUSH_OUT) and the listings

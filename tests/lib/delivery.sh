@@ -10,9 +10,12 @@
 #   peer_stop                        stop it
 #   delivery_peer [KEY=VALUE ...]    peer_start on a free $PORT, conf_for it, the spool made
 #   enqueue N [FROM [RCPT...]]       queue N messages (Message-ID <i@test>, Subject "msg i")
+#   enqueue_file FILE... [-- FROM [RCPT...]]  the message in each FILE queued as it is (from
+#                                    a@example.com to ok@example.net), the ids printed
 #   svc_start [ARGS]                 `mailhook run` in the background, pid in $SVC (log $T/svc.log,
 #                                    level $SVC_LOG_LEVEL, default info)
 #   pickup_count, received_count     files in pickup/, messages the peer accepted
+#   TXN                              a fault.lua script's MAIL, RCPT and DATA, each accepted
 command -v start_smtpd >/dev/null || . "$ROOT/tests/lib/peers.sh"
 : "${SPOOL:=$T/spool}"
 : "${CONF:=$T/mailhook.conf}"
@@ -74,6 +77,29 @@ enqueue() {
     end' "$n" $((ENQ_SEQ + 1)) "$from" "$rcpts"
   ENQ_SEQ=$((ENQ_SEQ + n))
 }
+
+enqueue_file() {
+  local files=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do files+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  local from=${1:-a@example.com}; [ $# -gt 0 ] && shift
+  local rcpts="$*"; [ -z "$rcpts" ] && rcpts="ok@example.net"
+  "$MAILHOOK" -e '
+    local from, rcpts = ...
+    local to = {} for r in rcpts:gmatch("%S+") do to[#to + 1] = r end
+    local sp = require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))
+    for i = 3, select("#", ...) do
+      local f = assert(io.open((select(i, ...)), "rb")); local bytes = f:read("a"); f:close()
+      print(assert(sp:enqueue(bytes, { from = from, to = to })))
+    end' "$from" "$rcpts" "${files[@]}"
+}
+
+TXN='expect ^MAIL FROM:
+send 250 2.1.0 ok
+expect ^RCPT TO:
+send 250 2.1.5 ok
+expect ^DATA
+send 354 go on'
 
 SVC=
 svc_start() {
