@@ -344,7 +344,7 @@ static int s_stats(lua_State *L) {
 static int s_trust(lua_State *L) {
   server_ud *su = check_server(L);
   size_t n;
-  const char *key = luaL_checklstring(L, 2, &n);
+  const char *key = mh_l_arg_lstring(L, 2, "key", &n);
   int on = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
   if (api->trust(su->s, key, n, on) != 0) {
     luaL_pushfail(L);
