@@ -1497,15 +1497,24 @@ int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret
   return 0;
 }
 
-/* An address we may put between < and >: no CR, LF, controls, brackets, spaces. */
+/* An address we may put between < and >: no CR, LF, controls nor angle
+** brackets (a server that does not parse quotes would end the path at a '>'
+** and read what follows as parameters); a space only inside a quoted local
+** part ("e x"@y, RFC 5321's qtextSMTP), which the intake takes: refused here,
+** such a recipient failed the whole message at delivery, for every recipient.
+** An unbalanced quote is refused. */
 static int addr_ok(const char *a, int *utf8) {
   size_t n = strlen(a);
+  int q = 0;   /* inside a quoted local part ("e x"@y): a space is text there */
   if (n > 500) return 0;
   for (const unsigned char *p = (const unsigned char *)a; *p; p++) {
+    if (q && *p == '\\' && p[1] >= 0x20 && p[1] < 0x7f && p[1] != '<' && p[1] != '>') { p++; continue; }
+    if (*p == '"') q = !q;
+    else if (q && *p == ' ') continue;   /* RFC 5321 qtextSMTP; the intake takes it (mh_addr_check) */
     if (*p < 0x21 || *p == 0x7f || *p == '<' || *p == '>') return 0;
     if (*p >= 0x80) *utf8 = 1;
   }
-  return 1;
+  return !q;
 }
 
 /* A message refused before anything is sent: the reason goes to verr (and,

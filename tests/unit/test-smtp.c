@@ -829,6 +829,32 @@ static void test_command_injection(void) {
 }
 
 
+/* A quoted local part may hold a space ("e x"@y: RFC 5321's qtextSMTP, which
+** the intake takes): refused here, the message failed for every recipient.
+** An angle bracket stays refused inside the quotes too (a server that does
+** not parse quotes would end the path there), as does an unbalanced quote. */
+static void test_quoted_local(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  const char *to[] = { "\"e x\"@x.test", "\"a\\\" b\"@x.test" };
+  is_int(mh_smtp_send(s, "\"s p\"@x.test", to, 2, "x\r\n", 3), 0, "a space inside quotes: sent");
+  is_str(take(&r), "MAIL FROM:<\"s p\"@x.test>\r\nRCPT TO:<\"e x\"@x.test>\r\nRCPT TO:<\"a\\\" b\"@x.test>\r\nDATA\r\n",
+         "the paths as written");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+  static const char *const bad[] = { "\"a>b\"@x.test", "\"a<b\"@x.test", "\"a\\>b\"@x.test", "\"e x@x.test",
+                                     "e x@x.test", "\"e\tx\"@x.test", "\"e\r\nx\"@x.test" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    rec q = { 0 };
+    const char *one[] = { bad[i] };
+    s = opened(&q, "250-mx\r\n250 PIPELINING\r\n");
+    is_int(mh_smtp_send(s, "a@x.test", one, 1, "x\r\n", 3), MH_EBADADDR, "refused: %s", bad[i]);
+    is_str(take(&q), "", "nothing written for it");
+    mh_smtp_free(s);
+    mh_buf_free(&q.out);
+  }
+}
+
 /* Issue 19.3: 8-bit and UTF-8 negotiated, never assumed. */
 static void test_8bit_negotiated(void) {
   rec r = { 0 };
@@ -922,6 +948,7 @@ int main(void) {
   test_reply_before_written();
   test_auth_echo_masked();
   test_command_injection();
+  test_quoted_local();
   test_8bit_negotiated();
   return done_testing();
 }

@@ -1,0 +1,44 @@
+# A quoted local part with a space ("e x"@example.com: RFC 5321's qtextSMTP; Postfix
+# sends RCPT TO:<"e x"@example.com>) is taken by the intake and was refused by the
+# engine's last check before MAIL/RCPT (smtp.c addr_ok: no space), so the whole
+# message went to failed/ with "invalid recipient address", its other recipients
+# never getting it.  The engine now takes a space inside the quotes, as the intake
+# does; the intake, in turn, refuses an angle bracket inside them ("a>b"@x), which the
+# engine never puts in a path (a server not parsing quotes would end the path there):
+# named at once, the other recipients served, rather than a failure at delivery.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+
+plain_smtpd_env
+"$MAILHOOK" queue >/dev/null   # the spool folders
+n=0
+# deliver: flush, then E (the envelope of the next mail the server got: "from | to...")
+deliver() {
+  "$MAILHOOK" flush >"$T/flush.out" 2>&1 || diag "flush: $(cat "$T/flush.out")"
+  n=$((n + 1))
+  E=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
+      "$T/mail/$(printf %06d $n).json" 2>/dev/null)
+}
+count() { find "$MAILHOOK_SPOOL/$1" -type f -name '*.eml' 2>/dev/null | wc -l; }
+
+out=$(printf 'Subject: q\n\nx\n' | "$MAILHOOK" sendmail '"e x"@example.com' ops@example.com 2>&1); rc=$?
+is "$rc" 0 "sendmail '\"e x\"@example.com' ops@example.com: queued ($out)"
+deliver
+is "$E" 'pbx@example.com | "e x"@example.com ops@example.com' "both reach the server, the quoted one as written"
+is "$(count failed)" 0 "nothing in failed/ ($(cat "$T/flush.out"))"
+
+printf 'To: "Ann Lee"@example.com, ops@example.com\nSubject: t\n\nx\n' | "$MAILHOOK" sendmail -t; rc=$?
+is "$rc" 0 "sendmail -t with To: \"Ann Lee\"@example.com: queued"
+deliver
+is "$E" 'pbx@example.com | "Ann Lee"@example.com ops@example.com' "-t: both reach the server"
+
+out=$(printf 'Subject: a\n\nx\n' | "$MAILHOOK" sendmail '"a>b"@example.com' ops@example.com 2>&1); rc=$?
+is "$rc" 0 "an angle bracket inside the quotes: queued for the other recipient"
+like "$out" '"a>b"@example.com' "the bad one named on stderr: $out"
+deliver
+is "$E" "pbx@example.com | ops@example.com" "only the good recipient in the envelope"
+is "$(count failed)" 0 "nothing in failed/"
+
+out=$(printf 'Subject: u\n\nx\n' | "$MAILHOOK" sendmail '"a>b"@example.com' 2>&1); rc=$?
+is "$rc" 65 "the bad one alone: refused (65), nothing queued ($out)"
+done_testing
