@@ -58,13 +58,13 @@ typedef struct {
 enum {
   K_ID = 1, K_PATH, K_STATE, K_OFFSET, K_SIZE, K_QUEUED_AT, K_FROM, K_UID, K_ALL, K_UTF8, K_TO,
   K_DONE, K_REFUSED, K_RCPT, K_REPLY, K_ATTEMPTS, K_NEXT_ATTEMPT, K_LAST_REPLY, K_REASON,
-  K_FAILED_AT, K_DATA, K_NOW, K_KEEP, K_LEAN, K_BUFFER, K_SYNC, K_JOURNAL, K_N,
+  K_FAILED_AT, K_DATA, K_NOW, K_KEEP, K_LEAN, K_BUFFER, K_SYNC, K_JOURNAL, K_ANGLE, K_N,
   K_DATA_MT = K_N   /* (not a key: the SpoolData metatable, set by data_open) */
 };
 static const char *const key_names[K_N] = {
   NULL, "id", "path", "state", "offset", "size", "queued_at", "from", "uid", "all", "utf8", "to",
   "done", "refused", "rcpt", "reply", "attempts", "next_attempt", "last_reply", "reason",
-  "failed_at", "data", "now", "keep", "lean", "buffer", "sync", "journal"
+  "failed_at", "data", "now", "keep", "lean", "buffer", "sync", "journal", "angle"
 };
 static const char KEYS = 0;   /* registry key (its address) */
 
@@ -724,7 +724,8 @@ static void set_int(lua_State *L, int keys, int k, lua_Integer v) {
 ** lean (the deliverer's load{lean = true}, per message): no `all`, `done` and
 ** `refused` only when not empty (three tables fewer for the usual message),
 ** `state` only when "failed"; and utf8, whether a recipient's address is not
-** ASCII. */
+** ASCII, and angle (only when true), whether one holds '<' or '>' (in a quoted
+** local part: the deliverer refuses that recipient alone, delivery.lua). */
 static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer, int keys) {
   int plain = e->state.ndone == 0 && e->state.nrefused == 0;   /* to = the whole envelope */
   int own = !keys;   /* keys: their stack index, or 0 (pushed here, removed at the end) */
@@ -743,12 +744,16 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer, in
     push_strings(L, e->env.to, e->env.nto);
     set_key(L, keys, K_ALL);
   } else {   /* utf8: whether a recipient's address is not ASCII (the deliverer's SMTPUTF8 check) */
-    int eight = 0;
-    for (size_t i = 0; i < e->env.nto && !eight; i++)
-      for (const unsigned char *c = (const unsigned char *)e->env.to[i]; *c && !eight; c++) eight = *c >= 0x80;
+    int eight = 0, angle = 0;
+    for (size_t i = 0; i < e->env.nto; i++)
+      for (const unsigned char *c = (const unsigned char *)e->env.to[i]; *c; c++) {
+        if (*c >= 0x80) eight = 1;
+        else if (*c == '<' || *c == '>') angle = 1;
+      }
     lua_rawgeti(L, keys, K_UTF8);
     lua_pushboolean(L, eight);
     lua_rawset(L, -3);
+    if (angle) { lua_rawgeti(L, keys, K_ANGLE); lua_pushboolean(L, 1); lua_rawset(L, -3); }
   }
   if (plain) {   /* every recipient pending: no lookups */
     push_strings(L, e->env.to, e->env.nto);

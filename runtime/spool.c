@@ -1742,12 +1742,10 @@ int mh_addr_check(const char *addr, int empty_ok) {
     end = at + 1;
   }
   const char *p = addr;
-  if (*p == '"') {   /* quoted local part: anything printable but CR, LF, NUL, '<', '>' */
+  if (*p == '"') {   /* quoted local part: anything printable but CR, LF, NUL */
     for (p++; *p && *p != '"'; p++) {
       if (*p == '\\' && p[1]) p++;
-      /* the engine puts no angle bracket in a path (smtp.c addr_ok): taken
-      ** here, the message would fail at delivery for every recipient */
-      if ((unsigned char)*p < ' ' || *p == 127 || *p == '<' || *p == '>') return MH_EBADADDR;
+      if ((unsigned char)*p < ' ' || *p == 127) return MH_EBADADDR;
     }
     if (*p != '"' || p[1] != '@') return MH_EBADADDR;
     p++;

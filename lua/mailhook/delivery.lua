@@ -102,6 +102,8 @@ local LOAD_OPTS = { data = M.DATA_MAX, keep = true, now = true, lean = true, buf
 local REMOVE_OPTS = { journal = true }
 
 -- Whether any address of the list is not ASCII (per message: no table unless one is).
+local sfind = string.find
+
 local function eight_bit(list)
   for _, r in ipairs(list) do
     if r:find("[\128-\255]") then return true end
@@ -1096,6 +1098,25 @@ function W:burst(e)
   local function submit(x)
     stats.attempts = stats.attempts + 1
     -- (x.utf8: the spool's lean load says whether an address is not ASCII; else looked at)
+    -- an angle bracket in a quoted local part ("a>b"@x: RFC 5321 allows it, the
+    -- intake takes it, as Postfix does) is never put in a path (smtp.c addr_ok: a
+    -- server that does not parse quotes would end the path there and read the rest
+    -- as parameters): that recipient fails by itself, saying why, not the message
+    -- (x.angle: the spool's lean load says whether one holds an angle bracket; else looked at)
+    if x.to and (x.angle or x.utf8 == nil) then
+      local keep, bad
+      for i, r in ipairs(x.to) do
+        if sfind(r, "<", 1, true) or sfind(r, ">", 1, true) then   -- (plain: no pattern per message)
+          if not bad then keep, bad = table.move(x.to, 1, i - 1, 1, {}), x.local_refused or {} end
+          bad[#bad + 1] = { rcpt = r, class = "permanent", text = "not sent: the address holds an angle " ..
+                            "bracket, which mailhook never puts in an SMTP path (a server that does not " ..
+                            "parse quotes would read what follows as parameters)" }
+        elseif keep then
+          keep[#keep + 1] = r
+        end
+      end
+      if bad then x.to, x.local_refused = keep, bad end
+    end
     if self.no_utf8 and x.to and (x.utf8 or (x.utf8 == nil and eight_bit(x.to))) then
       -- each non-ASCII recipient fails by itself, with why; the others go on
       local ascii, bad = {}, {}
@@ -1107,7 +1128,12 @@ function W:burst(e)
           ascii[#ascii + 1] = r
         end
       end
-      if #bad > 0 then x.to, x.local_refused = ascii, bad end
+      if #bad > 0 then
+        if x.local_refused then   -- (after the angle brackets' refusals)
+          bad = table.move(bad, 1, #bad, #x.local_refused + 1, x.local_refused)
+        end
+        x.to, x.local_refused = ascii, bad
+      end
     end
     if not x.to or #x.to == 0 then
       d:settle(x, { accepted = {}, rejected = x.local_refused or {} })
