@@ -442,6 +442,14 @@ static const char *const *mta_name(const char *argv0) {
 ** everything as before, so LeakSanitizer still checks what the runtime leaks.
 ** Growth during the close goes to realloc, as with luaL_newstate's allocator
 ** (the same heap: a block made before is grown correctly). */
+#if defined(__SANITIZE_ADDRESS__)
+#define MH_FREE_AT_EXIT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define MH_FREE_AT_EXIT 1
+#endif
+#endif
+
 #ifndef MH_FREE_AT_EXIT
 static lua_State *volatile closing_state;
 static void *exit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -449,14 +457,6 @@ static void *exit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize == 0) return NULL;          /* left to exit */
   return realloc(ptr, nsize);
 }
-#endif
-
-#if defined(__SANITIZE_ADDRESS__)
-#define MH_FREE_AT_EXIT 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define MH_FREE_AT_EXIT 1
-#endif
 #endif
 
 /* The argv main builds under an MTA name: kept here, reachable for the whole
