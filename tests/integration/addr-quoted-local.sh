@@ -11,30 +11,22 @@
 
 plain_smtpd_env
 "$MAILHOOK" queue >/dev/null   # the spool folders
-n=0
-# deliver: flush, then E (the envelope of the next mail the server got: "from | to...")
-deliver() {
-  "$MAILHOOK" flush >"$T/flush.out" 2>&1 || diag "flush: $(cat "$T/flush.out")"
-  n=$((n + 1))
-  E=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
-      "$T/mail/$(printf %06d $n).json" 2>/dev/null)
-}
 count() { find "$MAILHOOK_SPOOL/$1" -type f -name '*.eml' 2>/dev/null | wc -l; }
 
 out=$(printf 'Subject: q\n\nx\n' | "$MAILHOOK" sendmail '"e x"@example.com' ops@example.com 2>&1); rc=$?
 is "$rc" 0 "sendmail '\"e x\"@example.com' ops@example.com: queued ($out)"
-deliver
+flush_next
 is "$E" 'pbx@example.com | "e x"@example.com ops@example.com' "both reach the server, the quoted one as written"
 is "$(count failed)" 0 "nothing in failed/ ($(cat "$T/flush.out"))"
 
 printf 'To: "Ann Lee"@example.com, ops@example.com\nSubject: t\n\nx\n' | "$MAILHOOK" sendmail -t; rc=$?
 is "$rc" 0 "sendmail -t with To: \"Ann Lee\"@example.com: queued"
-deliver
+flush_next
 is "$E" 'pbx@example.com | "Ann Lee"@example.com ops@example.com' "-t: both reach the server"
 
 out=$(printf 'Subject: a\n\nx\n' | "$MAILHOOK" sendmail '"a>b"@example.com' ops@example.com 2>&1); rc=$?
 is "$rc" 0 "an angle bracket inside the quotes: queued ($out)"
-deliver
+flush_next
 is "$E" "pbx@example.com | ops@example.com" "the other recipient gets it"
 is "$(count failed)" 1 "the message in failed/ for the one refused alone"
 like "$(grep -a '"a>b"@example.com' "$MAILHOOK_SPOOL"/failed/*.state 2>/dev/null)" "angle bracket" \

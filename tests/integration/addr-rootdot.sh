@@ -14,42 +14,31 @@
 
 plain_smtpd_env
 "$MAILHOOK" queue >/dev/null   # the spool folders
-n=0
-# deliver: flush, then E (the envelope of the next mail the server got: "from | to...")
-# and M (its header block)
-deliver() {
-  "$MAILHOOK" flush >"$T/flush.out" 2>&1 || diag "flush: $(cat "$T/flush.out")"
-  n=$((n + 1))
-  local f=$T/mail/$(printf %06d $n)
-  E=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
-      "$f.json" 2>/dev/null)
-  M=$(sed -n '1,/^\r\?$/p' "$f.eml" 2>/dev/null | tr -d '\r')
-}
 # dropin NAME BYTES(printf format): written elsewhere, renamed into pickup/ (the convention)
 dropin() { printf "$2" > "$T/$1.tmp"; mv "$T/$1.tmp" "$MAILHOOK_SPOOL/pickup/$1"; }
 
 # --- sendmail
 out=$(printf 'Subject: arg\n\nx\n' | "$MAILHOOK" sendmail ops@example.com. 2>&1); rc=$?
 is "$rc" 0 "sendmail ops@example.com.: queued ($out)"
-deliver
+flush_next
 is "$E" "pbx@example.com | ops@example.com" "RCPT TO without the root's dot"
 
 printf 'To: ops@example.com.\nCc: Ann <ann@example.net.>\nSubject: t\n\nx\n' | "$MAILHOOK" sendmail -t; rc=$?
 is "$rc" 0 "sendmail -t with To: ops@example.com.: queued"
-deliver
+flush_next
 is "$E" "pbx@example.com | ops@example.com ann@example.net" "RCPT TO without the dots"
 like "$M" "To: ops@example.com\.$" "the header as the writer wrote it"
 like "$M" "Cc: Ann <ann@example.net\.>" "the Cc too"
 
 printf 'Subject: f\n\nx\n' | "$MAILHOOK" sendmail -f bench@example.com. ops@example.com; rc=$?
 is "$rc" 0 "-f bench@example.com.: queued"
-deliver
+flush_next
 is "$E" "bench@example.com | ops@example.com" "MAIL FROM without the dot (the account's domain: kept, from_rewrite=envelope)"
 
 out=$(printf 'EHLO x\r\nMAIL FROM:<bs@example.com.>\r\nRCPT TO:<ops@example.com.>\r\nDATA\r\nSubject: bs\r\n\r\nx\r\n.\r\nQUIT\r\n' |
       "$MAILHOOK" sendmail -bs 2>&1)
 like "$out" "250 .*queued" "-bs: MAIL FROM and RCPT TO written absolute: queued"
-deliver
+flush_next
 is "$E" "bs@example.com | ops@example.com" "delivered without the dots"
 
 # --- the settings' from
@@ -57,37 +46,37 @@ out=$("$MAILHOOK" update from=alerts@example.com. 2>&1); rc=$?
 is "$rc" 0 "update from=alerts@example.com.: saved"
 like "$("$MAILHOOK" settings)" "from = alerts@example\.com$" "the settings read it without the dot"
 printf 'Subject: s\n\nx\n' | "$MAILHOOK" sendmail ops@example.com
-deliver
+flush_next
 is "$E" "alerts@example.com | ops@example.com" "MAIL FROM is the from without the dot"
 like "$M" "From: alerts@example\.com$" "and so is the From intake adds"
 
 # --- the builder: mailhook enqueue, mh.enqueue
 out=$(echo body | "$MAILHOOK" enqueue --to ops@example.com. --cc cc@example.net. --subject enq 2>&1); rc=$?
 is "$rc" 0 "mailhook enqueue --to ops@example.com.: queued ($out)"
-deliver
+flush_next
 is "$E" "alerts@example.com | ops@example.com cc@example.net" "RCPT TO without the dots"
 like "$M" "To: ops@example.com\.$" "the To header as given"
 out=$("$MAILHOOK" -e 'local mh = require "mailhook"
   print(mh.enqueue{from = "lua@example.com.", to = "ops@example.com.", subject = "lua", text = "x"})' 2>&1)
 like "$out" "^[0-9a-f]{16}$" "mh.enqueue{to = 'ops@example.com.'}: queued ($out)"
-deliver
+flush_next
 is "$E" "lua@example.com | ops@example.com" "MAIL FROM and RCPT TO without the dots"
 like "$M" "Message-ID: <[^>]*@example\.com>" "the Message-ID's domain without it either"
 
 # --- mailhook test --to (the console's Test recipient: the same mh.smtp.test)
 out=$("$MAILHOOK" test --to ops@example.com. 2>&1); rc=$?; [ "$rc" = 0 ] || diag "$out"
 is "$rc" 0 "mailhook test --to ops@example.com.: passes"
-n=$((n + 1))
+MAILN=$((MAILN + 1))
 E=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
-    "$T/mail/$(printf %06d $n).json" 2>/dev/null)
+    "$T/mail/$(printf %06d $MAILN).json" 2>/dev/null)
 is "$E" "alerts@example.com | ops@example.com" "its RCPT TO without the dot"
 
 # --- drop-ins: X-Sender / X-Receiver, and To/Cc/From
 dropin x.eml 'X-Sender: drop@example.com.\nX-Receiver: ops@example.com.\nSubject: x\n\nx\n'
-deliver
+flush_next
 is "$E" "drop@example.com | ops@example.com" "a drop-in's X-Sender and X-Receiver written absolute: sent without the dots"
 dropin h.eml 'From: hdr@example.com.\nTo: ops@example.com.\nCc: c@example.net.\nSubject: h\n\nx\n'
-deliver
+flush_next
 is "$E" "hdr@example.com | ops@example.com c@example.net" "a drop-in's From/To/Cc written absolute: the envelope without the dots"
 like "$M" "To: ops@example.com\.$" "its header as written"
 is "$(ls "$MAILHOOK_SPOOL/corrupt" 2>/dev/null | wc -l)" 0 "none went to corrupt/"
@@ -122,13 +111,13 @@ like "$out" "250 2\.1\.0 Ok" "-bs: MAIL FROM:<www-data>, a local name: taken"
 out=$(printf 'Subject: f\n\nx\n' | "$MAILHOOK" sendmail -f bench@example.com.. ops@example.com 2>&1); rc=$?
 is "$rc" 0 "-f bench@example.com..: queued all the same (a sender costs only itself)"
 like "$out" "bad sender address 'bench@example.com..': empty label in domain \(-f ignored\)" "the sender named ($out)"
-deliver
+flush_next
 is "$E" "alerts@example.com | ops@example.com" "and sent from the account"
 dropin bad.eml 'X-Sender: drop@example.com\nX-Receiver: ops@example.com..\nSubject: x\n\nx\n'
 "$MAILHOOK" flush >"$T/flush.out" 2>&1
 ok "$(test -f "$MAILHOOK_SPOOL/corrupt/bad.eml"; echo $?)" "a drop-in's X-Receiver ops@example.com..: set aside in corrupt/"
 like "$(cat "$T/flush.out")" "bad.eml.*ops@example\.com\.\." "the log names it"
-is "$(count_mail "$T/mail")" "$n" "nothing else reached the server"
+is "$(count_mail "$T/mail")" "$MAILN" "nothing else reached the server"
 
 # --- the console's Test recipient (POST /api/test {to}), through the running service
 ADMIN_PW='admin-Rootdot-Pw-4410'
@@ -152,9 +141,9 @@ PY
 out=$(cat "$T/console.out")
 like "$out" 'ops@example\.com\. 200 \{[^
 ]*"ok": true' "console Test to ops@example.com.: passes"
-n=$((n + 1))
+MAILN=$((MAILN + 1))
 E=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
-    "$T/mail/$(printf %06d $n).json" 2>/dev/null)
+    "$T/mail/$(printf %06d $MAILN).json" 2>/dev/null)
 is "$E" "app@example.com | ops@example.com" "its RCPT TO without the dot"
 like "$out" "ops@example\.com\.\. 422 .*'ops@example\.com\.\.' is not an address a test message can go to: empty label in domain" \
   "console Test to ops@example.com..: 422, saying why"

@@ -217,3 +217,17 @@ plain_smtpd_env() {
   "$MAILHOOK" update enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false \
     from=pbx@example.com >/dev/null || { echo "Bail out! update failed"; exit 1; }
 }
+
+# flush_next: `mailhook flush` (its output in $T/flush.out, shown when it fails), then the
+# next mail plain_smtpd_env's server got (MAILN counts them): E its envelope ("from |
+# to..."), M its header block, B its body (CRs removed).
+MAILN=0
+flush_next() {
+  "$MAILHOOK" flush >"$T/flush.out" 2>&1 || diag "flush: $(cat "$T/flush.out")"
+  MAILN=$((MAILN + 1))
+  local f=$T/mail/$(printf %06d $MAILN)
+  E=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' \
+      "$f.json" 2>/dev/null)
+  M=$(sed -n '1,/^\r\?$/p' "$f.eml" 2>/dev/null | tr -d '\r')
+  B=$(sed '1,/^\r\?$/d' "$f.eml" 2>/dev/null | tr -d '\r')
+}
