@@ -1097,7 +1097,6 @@ function W:burst(e)
   local c = smtp and getmetatable(s) == smtp.Session and rawget(s, "c") or nil
   local function submit(x)
     stats.attempts = stats.attempts + 1
-    -- (x.utf8: the spool's lean load says whether an address is not ASCII; else looked at)
     -- an angle bracket in a quoted local part ("a>b"@x: RFC 5321 allows it, the
     -- intake takes it, as Postfix does) is never put in a path (smtp.c addr_ok: a
     -- server that does not parse quotes would end the path there and read the rest
@@ -1117,6 +1116,7 @@ function W:burst(e)
       end
       if bad then x.to, x.local_refused = keep, bad end
     end
+    -- (x.utf8: the spool's lean load says whether an address is not ASCII; else looked at)
     if self.no_utf8 and x.to and (x.utf8 or (x.utf8 == nil and eight_bit(x.to))) then
       -- each non-ASCII recipient fails by itself, with why; the others go on
       local ascii, bad = {}, {}
