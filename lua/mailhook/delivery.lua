@@ -745,6 +745,11 @@ end
 function W:wait(seconds)
   self.d:sync()
   if self.d.stopping then return true end
+  -- a kick (a new file in pickup/) that came while this worker was not yet
+  -- asleep (the rescan, the sync above: both wait on the thread pool) found
+  -- nothing to cancel; it must not wait for the next rescan.  Not in an
+  -- outage (its own cadence) nor while disabled (nothing would consume it).
+  if self.d.kicked and self.state == "idle" then return true end
   self.woken = false
   self.sleeping = true
   pcall(self.d.sleep, math.max(0, seconds))

@@ -71,7 +71,7 @@ svc_start
 wait_for 10 grep -q "delivering" "$T/svc.log"; ok $? "the service started"
 printf 'root: changed@example.org\n' > "$T/aliases.new"; mv "$T/aliases.new" "$T/aliases"
 printf 'To: root\nSubject: edited\nMessage-ID: <edited@test>\n\ne\n' > "$T/e.tmp"; mv "$T/e.tmp" "$SPOOL/pickup/edited.eml"
-wait_for 10 grep -q "<edited@test>" "$T/peer/log"
+wait_for 30 grep -q "<edited@test>" "$T/peer/log"
 is "$(rcpts_of edited)" "changed@example.org" "a drop-in to root after the aliases file was edited: its new entry"
 svc_stop; is $? 0 "stopped"
 done_testing

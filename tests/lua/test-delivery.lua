@@ -729,6 +729,41 @@ tap.test("flush_request on a service: deferred messages go now, on_flushed repor
   d:stop(); task:wait()
 end)
 
+tap.test("a kick that comes while the worker rescans, or syncs before its sleep, is not lost", function(t)
+  -- The watch on pickup/ kicks when a file appears.  The worker, with nothing
+  -- left, rescans pickup/ (a listing that waits on the thread pool), syncs
+  -- (fsync of pickup/, purge: they wait too) and only then sleeps; a kick in
+  -- between found it not sleeping, and a file that came after the listing
+  -- waited the whole rescan interval (5 s in the service; seen in CI as a
+  -- drop-in taking over 10 s under ASan).
+  for _, when in ipairs{ "scan", "sync" } do
+    local d, sp, smtp = setup{ scan_interval = 3600, idle_close = 3600 }   -- no timer wakes it
+    local added
+    local scan = sp.scan
+    sp.scan = function(self, limit)
+      local ids = scan(self, limit)              -- the listing, then the wait for it
+      -- the rescan after the first message was sent (the one before came while it was in flight)
+      if when == "scan" and not added and #smtp.sends == 1 and next(self.msgs) == nil then
+        added = sp:add{ to = { "ok@x" } }; d:kick()
+      end
+      mh.sleep(0.05)
+      return ids
+    end
+    sp.purge = function() mh.sleep(0.05); return 1 end
+    sp.sync = function()
+      mh.sleep(0.05)
+      if when == "sync" and not added then added = sp:add{ to = { "ok@x" } }; d:kick() end
+      return true
+    end
+    sp:add{ to = { "ok@x" } }
+    local task = start(d)
+    t:ok(until_(function() return added and sp:count() == 0 end),
+         "a message added (and kicked) during the " .. when .. " is sent at once, not at the next rescan")
+    t:is(#smtp.sends, 2, "both sent")
+    d:stop(); task:wait()
+  end
+end)
+
 tap.test("deliveries are recorded, group-committed and purged: one fsync and one purge per run, before waiting", function(t)
   local d, sp = setup()
   local calls = {}
