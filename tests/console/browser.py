@@ -53,7 +53,8 @@ def until(fn, desc, limit=30):
                       ignored_exceptions=[StaleElementReferenceException]).until(lambda d: fn())
         return ok(True, desc)
     except TimeoutException:
-        return ok(False, desc, driver.find_element(By.TAG_NAME, "body").text[:1500])
+        # where the page was and what it said: a CI log must tell why, not only which
+        return ok(False, desc, "at %s: %s" % (driver.current_url, driver.find_element(By.TAG_NAME, "body").text[:1500]))
 
 
 def stage_state(name):

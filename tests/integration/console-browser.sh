@@ -35,6 +35,8 @@ rm -f "$SHOTS"/console-*.png
 rc=$?
 [ "$rc" = 0 ] || sed 's/^/# /' "$T/browser.err" | tail -25
 tap_merge "$T/browser.tap" "$rc" browser.py
+# a failed step: what the service said meanwhile (logins, refusals), for the CI log
+if [ "$rc" != 0 ] || grep -q "^not ok" "$T/browser.tap"; then tail -40 "$T/svc.log" | sed 's/^/# svc: /' >&2; fi
 for p in login test-running test settings-error settings queue status test-failed; do
   [ -s "$SHOTS/console-$p.png" ]; ok $? "screenshot $SHOTS/console-$p.png"
 done

@@ -64,12 +64,12 @@ diag() { echo "# $*"; }
 # tap_merge FILE RC NAME: the TAP another producer wrote to FILE (a Python checker), renumbered
 # into this file's plan (its diagnostics kept), then one check that NAME exited RC = 0.
 tap_merge() {
-  local line
+  local line failing=0
   while IFS= read -r line; do
     case $line in
-      "ok "*) ok 0 "${line#ok * - }" ;;
-      "not ok "*) ok 1 "${line#not ok * - }" ;;
-      "#"*) echo "$line" ;;
+      "ok "*) ok 0 "${line#ok * - }"; failing=0 ;;
+      "not ok "*) ok 1 "${line#not ok * - }"; failing=1 ;;
+      "#"*) echo "$line"; [ $failing = 0 ] || echo "$line" >&2 ;;   # a failure's why, shown by prove
     esac
   done < "$1"
   [ "$2" = 0 ] || diag "$3 exit $2"
