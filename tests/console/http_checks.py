@@ -344,7 +344,17 @@ while len(flood) < 400 and (not flood or flood[-1] != 429):
 is_(flood[-1], 429, "a flood without a session is limited (429 after %d)" % len(flood))
 is_(request("GET", "/api/session", cookie=COOKIE)[0], 200, "  meanwhile the logged-in page is served")
 is_(request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})[0], 200, "  and the token's scrape")
-is_(request("GET", "/api/session", cookie="mh_session=" + "0" * 64)[0], 429, "  a made-up session id is not")
+# the bucket gains a token every 1/rate s: under load the requests above can take that
+# long, and the made-up id then finds one.  A made-up id let through with the logged-in
+# ones would never see 429: the flood is topped up until it is refused, five times at most.
+made_up = []
+for _ in range(5):
+    while request("GET", "/metrics")[0] != 429 and len(flood) < 800:
+        flood.append(0)
+    made_up.append(request("GET", "/api/session", cookie="mh_session=" + "0" * 64)[0])
+    if made_up[-1] == 429:
+        break
+ok(made_up[-1] == 429, "  a made-up session id is not", made_up)
 ok(wait_until(lambda: request("GET", "/api/login")[0] == 200, 15, 0.3), "  and the flood's bucket fills again")
 
 limited, statuses = None, []
@@ -451,7 +461,7 @@ ok(wait_until(lambda: peer_count() >= n0 + 30, 30), "30 messages are delivered w
 st, h, body = request("GET", "/api/status", cookie=COOKIE)
 is_(st, 200, "and the console answers others meanwhile")
 ok(wait_until(lambda: len(cut) == 5, 25, 0.5), "the server cuts each trickling client (the request deadline)", cut)
-ok(all(x < 20 for x in cut), "within the 10 s request deadline (+ slack)", cut)
+ok(all(x < 15 for x in cut), "within the 5 s request deadline console-http.sh sets (+ slack)", cut)
 stop.set()
 
 # ------------------------------------------------------------------ logout; secrets

@@ -30,7 +30,19 @@ conf_for "$S" admin_listen="127.0.0.1:$AP" admin_token_file="$T/token" auth=true
 echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null
 ok $? "admin password set"
 
-svc_start
+# `mailhook run` with fields of the console module set first (a test hook: they are
+# read once `run` starts): $1 Lua assignments to c, $2 the log
+console_run() {
+  MAILHOOK_LOG_LEVEL=info "$MAILHOOK" -e "
+    local c = require 'mailhook.console'
+    $1
+    return require('mailhook.cli').main('run')" >>"$2" 2>&1 &
+  SVC=$!
+  on_exit "kill -9 $SVC"
+}
+# a failed login answered after 0.2 s, not 1 (the brute force below makes ~20), and
+# the request deadline 5 s, not 10 (the trickling clients wait for it)
+console_run 'c.LOGIN_DELAY, c.LIMITS.req_timeout = 0.2, 5' "$T/svc.log"
 up() { "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1"; }
 wait_for 10 up "$AP"; ok $? "the console listens"
 
@@ -55,18 +67,10 @@ svc_stop; is $? 0 "SIGTERM: exit 0"
 # the same service, its console's session times shortened (a test hook: the
 # module's fields, set before `run` starts)
 ADMIN_PW=$(sed -n 's/^NEW_ADMIN_PW = "\(.*\)"$/\1/p' "$ROOT/tests/console/attack_checks.py")
-short_run() {
-  MAILHOOK_LOG_LEVEL=info "$MAILHOOK" -e '
-    local c = require "mailhook.console"
-    c.SESSION_IDLE, c.SESSION_MAX, c.LOGIN_DELAY = 3, 8, 0.2
-    return require("mailhook.cli").main("run")' >>"$T/svc2.log" 2>&1 &
-  SVC=$!
-  on_exit "kill -9 $SVC"
-}
-short_run
+console_run 'c.SESSION_IDLE, c.SESSION_MAX, c.LOGIN_DELAY = 3, 8, 0.2' "$T/svc2.log"
 wait_for 10 up "$AP"; ok $? "a console whose sessions last 3 s unused, 8 s at most"
 "$PY" - "http://127.0.0.1:$AP" "$ADMIN_PW" "$SVC" "$CONF" "$T/svc2.log" > "$T/short.tap" 2> "$T/short.err" <<'PY'
-import http.client, json, os, re, signal, socket, subprocess, sys, time
+import http.client, json, os, re, signal, socket, subprocess, sys, threading, time
 base, pw, pid, conf, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 host, port = re.match(r"http://([\d.]+):(\d+)$", base).groups()
 port = int(port)
@@ -100,35 +104,45 @@ def login():
     st, h, b = req("POST", "/api/login", {"password": pw})
     m = re.match(r"mh_session=([0-9a-f]{64});", h.get("set-cookie", ""))
     return st, "mh_session=" + m.group(1) if m else None
+# three sessions at once (each used, or not, at once after its login): a unused, c held
+# by a live stream, b used every second
 st, a = login()
 ok(st == 200, "log in")
-time.sleep(4)
-ok(req("GET", "/api/session", cookie=a)[0] == 401, "unused for longer than the idle time: logged out")
+ta = time.monotonic()
+st, c = login()
+stream = {}
+def watch():
+    """A live stream on c until it ends, saying logout (a stream is not a use of the session)."""
+    s = socket.create_connection((host, port), timeout=15)
+    s.sendall(("GET /api/events HTTP/1.1\r\nHost: %s:%d\r\nCookie: %s\r\n\r\n" % (host, port, c)).encode())
+    buf, ts = b"", time.monotonic()
+    while time.monotonic() - ts < 12:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        buf += chunk
+        if b"event: logout" in buf:
+            break
+    stream["buf"], stream["el"] = buf, time.monotonic() - ts
+th = threading.Thread(target=watch)
+th.start()
 st, b = login()
 t0 = time.monotonic()
-alive = True
+alive, idle_checked = True, False
 while time.monotonic() - t0 < 7:
     alive = alive and req("GET", "/api/session", cookie=b)[0] == 200
+    if not idle_checked and time.monotonic() - ta >= 4:
+        ok(req("GET", "/api/session", cookie=a)[0] == 401, "unused for longer than the idle time: logged out")
+        idle_checked = True
     time.sleep(1)
 ok(alive, "used every second: alive for 7 s")
 time.sleep(max(0, 9 - (time.monotonic() - t0)))
 ok(req("GET", "/api/session", cookie=b)[0] == 401, "but not past the absolute limit (8 s)")
-# a live stream ends with its session's idle time (it is not a use of the session)
-st, c = login()
-s = socket.create_connection((host, port), timeout=15)
-s.sendall(("GET /api/events HTTP/1.1\r\nHost: %s:%d\r\nCookie: %s\r\n\r\n" % (host, port, c)).encode())
-buf, t0 = b"", time.monotonic()
-while time.monotonic() - t0 < 12:
-    try:
-        chunk = s.recv(65536)
-    except socket.timeout:
-        break
-    if not chunk:
-        break
-    buf += chunk
-    if b"event: logout" in buf:
-        break
-el = time.monotonic() - t0
+th.join()
+buf, el = stream["buf"], stream["el"]
 ok(b"event: logout" in buf and el < 8, "a live stream ends when its session expires (%.1f s), saying so" % el, buf[-200:])
 # SIGHUP with the same settings: sessions go on; with a new admin password: they end
 st, d = login()

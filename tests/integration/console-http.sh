@@ -22,7 +22,13 @@ echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null
 ok $? "admin password set"
 
 peer_start "$PORT" "$T/peer"
-svc_start
+# the request deadline 5 s, not 10 (a test hook: the console module's limits, set
+# before `run` reads them): the clients trickling requests below wait for it
+MAILHOOK_LOG_LEVEL=info "$MAILHOOK" -e '
+  require("mailhook.console").LIMITS.req_timeout = 5
+  return require("mailhook.cli").main("run")' >>"$T/svc.log" 2>&1 &
+SVC=$!
+on_exit "kill -9 $SVC"
 up() { "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$AP"; }
 wait_for 10 up; ok $? "the console listens (admin_listen)"
 like "$(cat "$T/svc.log")" "console: http://127.0.0.1:$AP \(this machine only\)" "the service logs its address"

@@ -215,26 +215,25 @@ ok(a and a[2] == b"request body too large: 200000 bytes, the limit is 1024\n",
    "  its text says so, the length and the limit (not \"bad request: ...\")", a)
 c.close()
 
-# the deadline: a request that does not arrive whole in 3 s gets 408; an idle connection is closed
-c = Conn()
+# the deadline: a request that does not arrive whole in 3 s gets 408; an idle connection is
+# closed.  The three connections wait out their deadlines together (3 s, not 9; max_conns is 4)
+c, cj, ci = Conn(), Conn(), Conn()
 c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+cj.send(b"GET /api/echo HTTP/1.1\r\nHost: x\r\n")
+ci.send(req("/echo"))
+ci.answer()
 a = c.answer()
 ok(a and a[0] == 408 and c.ended(), "half a request: 408 at the deadline, then closed", a)
 ok(a and a[1].get("content-type", "").startswith("text/plain"), "  as text (a path outside json_prefix)", a)
 ok(a and a[2] == b"request timeout: the request did not arrive in time (the limit is 3 s)\n", "  saying so, and the limit", a)
 c.close()
-c = Conn()
-c.send(b"GET /api/echo HTTP/1.1\r\nHost: x\r\n")
-a = c.answer()
+a = cj.answer()
 ok(a and a[0] == 408 and a[1].get("content-type") == "application/json" and
    a[2] == b'{"ok":false,"error":"request timeout: the request did not arrive in time (the limit is 3 s)"}\n',
    "half a request under json_prefix: 408 as JSON {\"ok\":false,\"error\":...}", a)
-c.close()
-c = Conn()
-c.send(req("/echo"))
-c.answer()
-ok(c.ended(), "an idle keep-alive connection is closed at the deadline, with nothing sent")
-c.close()
+cj.close()
+ok(ci.ended(), "an idle keep-alive connection is closed at the deadline, with nothing sent")
+ci.close()
 
 # clients that do not read: a stream over max_stream_buffer, a whole answer stalled
 c = Conn(rcvbuf=4096)
