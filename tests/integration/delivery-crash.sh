@@ -11,7 +11,7 @@ command -v strace >/dev/null || { echo "1..0 # SKIP strace not installed"; exit 
 strace -f -o /dev/null true 2>/dev/null || { echo "1..0 # SKIP strace cannot trace here (ptrace not permitted)"; exit 0; }
 
 PORT=$(free_port)
-conf_for "$PORT" retry_interval=1 retry_max=1
+conf_for "$PORT" retry_interval=0.25 retry_max=0.25   # (the 450'd first message's retry: a quarter second a round, not one)
 peer_start "$PORT" "$T/peer"
 N=4        # messages per round; the first is refused once (450), so a deferral is written too
 POINTS=${DELIVERY_CRASH_POINTS:-4}   # kill points per system call
