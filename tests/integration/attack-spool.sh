@@ -104,13 +104,17 @@ is "$(printf '%s\n' "$OUT" | grep -c '^2026-01-01T00:00:00.000+00:00 info  forge
 like "$OUT" "moved to corrupt/x\\\\x0a2026" "the name is logged escaped"
 
 # --- queue rm of the message being sent ----------------------------------------------------------
+# (here and below a final dot waits for its reply while $T/hold exists: tests/peers/smtpd.py
+# --hold-data; the test removes it once it has done what it does meanwhile)
 peer_stop
-peer_start "$PORT" "$T/slow" --delay-data 3
+touch "$T/hold"
+peer_start "$PORT" "$T/slow" --hold-data "$T/hold"
 svc_start
 id=$(enqueue 1)
 wait_for "$LIMIT" test -e "$T/slow/in-data"; ok $? "the message is in flight (its final dot waits for the reply)"
 run "$MAILHOOK" queue rm "$id"
 is "$RC" 0 "queue rm of the message in flight"
+rm -f "$T/hold"
 wait_for "$LIMIT" grep -q "$id.*status=sent" "$T/svc.log"; ok $? "the send in flight completes"
 svc_stop
 unlike "$(grep "$id" "$T/svc.log")" "could not be removed" "no false alarm that it may be sent again"
@@ -123,13 +127,16 @@ like "$(grep "$id" "$T/svc.log")" "removed meanwhile \(mailhook queue rm\)" "it 
 # other file's last envelope lines went out as the message's first header lines, to the
 # loaded recipient only.  Now it is refused at the submit (not the file loaded) and sent
 # whole, to its own recipients, once loaded again.
+# loaded_by PID ID: the process PID started (a `timeout`) holds ID's file open, as a load
+# with keep does (delivery.lua: picked and loaded ahead, while the server works)
+loaded_by() { local p; p=$(pgrep -P "$1") && ls -l "/proc/$p/fd" 2>/dev/null | grep -q "/$2\.eml\$"; }
 # big_eml NAME: a 100 KB message (streamed from its file) in $T/NAME.eml, Subject NAME
 big_eml() {
   $PY -c "import sys; sys.stdout.buffer.write(b'From: a@example.com\r\nSubject: $1\r\n\r\n' +
     b''.join(b'$1 %06d ' % k + b'z' * 90 + b'\r\n' for k in range(1000)))" > "$T/$1.eml"
 }
 for m in A B C D; do big_eml swap-$m; done
-rm -f "$T/slow/in-data"
+rm -f "$T/slow/in-data"; touch "$T/hold"
 ids=$(enqueue_file "$T/swap-A.eml" "$T/swap-B.eml" "$T/swap-C.eml")
 c=$(printf '%s\n' "$ids" | tail -1)
 d=$(MAILHOOK_SPOOL=$T/other enqueue_file "$T/swap-D.eml" -- a@example.com ok@example.net o1@example.net \
@@ -137,7 +144,9 @@ d=$(MAILHOOK_SPOOL=$T/other enqueue_file "$T/swap-D.eml" -- a@example.com ok@exa
 MAILHOOK_LOG_LEVEL=info timeout -k 2 30 "$MAILHOOK" flush > "$T/swap.out" 2>&1 &
 FL=$!
 wait_for "$LIMIT" test -e "$T/slow/in-data"; ok $? "the first of three is in flight"
+wait_for "$LIMIT" loaded_by "$FL" "$c"; ok $? "the third is loaded ahead"
 cp "$T/other/pickup/$d.eml" "$SPOOL/pickup/.swap" && mv "$SPOOL/pickup/.swap" "$SPOOL/pickup/$c.eml"
+rm -f "$T/hold"
 wait "$FL"
 like "$(cat "$T/swap.out")" "$c.*changed since it was loaded \([0-9]+ bytes, now [0-9]+\): not sent" \
   "the file renamed over the loaded one is not sent as it; the log says why"
@@ -154,14 +163,16 @@ is "$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1].replace(".
 # then, its file is gone at its submit: it was "deferred" with an error ("could not record
 # the deferral: no such message") and counted as deferred.  It is removed, as rm said.
 for m in A B C; do big_eml rm-$m; done
-rm -f "$T/slow/in-data"
+rm -f "$T/slow/in-data"; touch "$T/hold"
 ids=$(enqueue_file "$T/rm-A.eml" "$T/rm-B.eml" "$T/rm-C.eml")
 c=$(printf '%s\n' "$ids" | tail -1)
 MAILHOOK_LOG_LEVEL=info timeout -k 2 30 "$MAILHOOK" flush > "$T/rm.out" 2>&1 &
 FL=$!
 wait_for "$LIMIT" test -e "$T/slow/in-data"; ok $? "the first of three is in flight"
+wait_for "$LIMIT" loaded_by "$FL" "$c"; ok $? "the third is loaded ahead"
 run "$MAILHOOK" queue rm "$c"
 is "$RC" 0 "queue rm of the one loaded ahead"
+rm -f "$T/hold"
 wait "$FL"
 like "$(cat "$T/rm.out")" "$c was removed meanwhile \(mailhook queue rm\); not sent" "the log says it was removed"
 unlike "$(cat "$T/rm.out")" "could not record|$c deferred" "no deferral of a removed message, no error"

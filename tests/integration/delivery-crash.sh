@@ -11,7 +11,7 @@ command -v strace >/dev/null || { echo "1..0 # SKIP strace not installed"; exit 
 strace -f -o /dev/null true 2>/dev/null || { echo "1..0 # SKIP strace cannot trace here (ptrace not permitted)"; exit 0; }
 
 PORT=$(free_port)
-conf_for "$PORT" retry_interval=1 retry_max=1
+conf_for "$PORT" retry_interval=0.25 retry_max=0.25   # (the 450'd first message's retry: a quarter second a round, not one)
 peer_start "$PORT" "$T/peer"
 N=4        # messages per round; the first is refused once (450), so a deferral is written too
 POINTS=${DELIVERY_CRASH_POINTS:-4}   # kill points per system call
@@ -33,19 +33,24 @@ stop_traced() {
   wait "$1" 2>/dev/null
 }
 
-# calls SYSCALL [all]: traces a clean run delivering one round; sets CALLS to the calls
+# calls SYSCALL [all]: from a traced clean run delivering one round; sets CALLS to the calls
 # the main thread made (with all: the most any one thread made, as strace counts
 # `when=` per thread), and SOCK to the ordinals of the main thread's calls that wrote
 # SMTP commands or data to the socket or a record to the delivered journal (for
-# write/writev).  (Not in $(...): the round counters must survive.)
+# write/writev).  One clean run, the first time, traces every system call injected here
+# (strace counts each one's calls apart, per thread: the ordinals are those of a run
+# tracing it alone), not one run per call.  (Not in $(...): the round counters must survive.)
+TRACED=?write,?writev,?fsync,?fdatasync,?rename,?renameat,?renameat2,?unlink,?unlinkat   # (?: a call this architecture lacks is no error)
 calls() {
-  queue_round
-  strace -f -o "$T/trace" -e trace="$1" "$MAILHOOK" run >/dev/null 2>&1 &
-  local st=$!
-  wait_for 20 pickup_empty
-  stop_traced $st
-  local main
-  main=$(awk 'NR == 1 {print $1}' "$T/trace")
+  if [ ! -s "$T/trace" ]; then
+    queue_round
+    strace -f -o "$T/trace" -e trace="$TRACED" "$MAILHOOK" run >/dev/null 2>&1 &
+    local st=$!
+    wait_for 20 pickup_empty
+    stop_traced $st
+  fi
+  local main   # the main thread: the process itself, the lowest id in the trace
+  main=$(awk '{print $1}' "$T/trace" | sort -n | head -1)
   grep -E "^$main +$1\(" "$T/trace" > "$T/main-calls"
   CALLS=$(wc -l < "$T/main-calls")
   [ "${2:-}" = all ] && CALLS=$(awk -v sc="$1(" 'index($2, sc) == 1 {n[$1]++}

@@ -15,11 +15,12 @@ DOT='data'   # (after $TXN: the message's body and final dot)
 
 # scenario NAME: a fresh spool with N (2) messages (<N@test>), settings for the peer F started
 # from the script on stdin, then one `mailhook flush` (FLUSH_RC, FLUSH_OUT) and the listings
-# (QUEUE: `mailhook queue`, QJSON: its --json, MAILQ: `sendmail -bp`).
+# (QUEUE: `mailhook queue`, QJSON: its --json, MAILQ: `sendmail -bp`).  DATA_TIMEOUT: data_timeout
+# (3 s; shorter where the scenario waits for it to run out).
 scenario() {
   SPOOL=$T/spool-$1; export MAILHOOK_SPOOL=$SPOOL
   start_fault F "$(fault_script)" --idle 5 || { echo "Bail out! fault.lua did not start"; exit 1; }
-  conf_for "$F" retry_interval=30 retry_max=60 command_timeout=2 data_timeout=3 session_deadline=20
+  conf_for "$F" retry_interval=30 retry_max=60 command_timeout=2 data_timeout="${DATA_TIMEOUT:-3}" session_deadline=20
   enqueue "${N:-2}" >/dev/null
   FLUSH_OUT=$(timeout 60 "$MAILHOOK" flush 2>&1); FLUSH_RC=$?
   QUEUE=$("$MAILHOOK" queue 2>&1)
@@ -109,7 +110,7 @@ is "$FLUSH_RC" 0 "a final dot answered after 2 s (data_timeout 3 s): delivered"
 is "$QUEUE" "queue is empty" "nothing left"
 is "$(grep -c '^Subject: msg' "$F_REC")" 2 "the server got each message once ($(grep '^Subject' "$F_REC" | tr '\r\n' '  '))"
 
-scenario no-dot-reply <<S
+DATA_TIMEOUT=1 scenario no-dot-reply <<S
 $HELLO
 $TXN
 $DOT
@@ -227,7 +228,7 @@ stop_peer F
 
 # a working server (a new service: the record left by the last one goes at its first delivery)
 peer_start "$(free_port)" "$T/peer-svc"
-conf_for "$PEER" retry_interval=1 retry_max=1
+conf_for "$PEER" retry_interval=0.25 retry_max=0.25
 svc_start
 wait_for 20 pickup_empty; ok $? "a working server: the queue drains"
 is "$(received_count "$T/peer-svc")" 3 "each message once"

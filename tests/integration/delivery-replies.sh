@@ -7,7 +7,7 @@
 delivery_require
 
 PORT=$(free_port)
-conf_for "$PORT" retry_interval=1 retry_max=1
+conf_for "$PORT" retry_interval=0.25 retry_max=0.25   # (the retries after a 451 and a 450: no whole seconds)
 peer_start "$PORT" "$T/peer"
 touch "$T/peer/reject"          # permdata@ gets 554 while this file exists
 sidecar_of() { grep -rl -- "$1" "$SPOOL/failed" 2>/dev/null | grep -v '\.eml$' | head -1; }
@@ -70,7 +70,7 @@ svc_stop; is $? 0 "stopped"
 
 # (c) expiry: older than max_queue_age -> failed/ "expired", even with no server
 peer_stop
-conf_for "$PORT" retry_interval=1 max_queue_age=2
+conf_for "$PORT" retry_interval=0.25 max_queue_age=1
 enqueue 1 >/dev/null                                       # <5@test>
 svc_start
 wait_for 15 failed_with "expired"; ok $? "a message older than max_queue_age moves to failed/ as expired"

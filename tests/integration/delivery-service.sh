@@ -13,7 +13,9 @@ peer_start "$PORT" "$T/peer"
 
 # --- a new message moves at once; one service per spool
 svc_start
-wait_for 5 grep -q . "$SPOOL/pickup/../pickup" 2>/dev/null; [ -d "$SPOOL/pickup" ]
+# (its pid in the lock file: the lock is held, so the second service below meets it)
+svc_up() { [ -d "$SPOOL/pickup" ] && [ "$(cat "$SPOOL/lock" 2>/dev/null)" = "$SVC" ]; }
+wait_for 10 svc_up
 ok $? "the service created the spool"
 out=$("$MAILHOOK" run 2>&1); rc=$?
 is "$rc" 1 "a second service on the same spool is refused"

@@ -230,7 +230,7 @@ S6=$MNT/spool
 mkdir -m 700 "$S6"
 CONF6=$T/full.conf
 MAILHOOK_CONF=$CONF6 "$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none \
-  tls_required=false from=app@example.com retry_interval=1 retry_max=1 connect_timeout=2 >/dev/null
+  tls_required=false from=app@example.com retry_interval=0.25 retry_max=0.25 connect_timeout=2 >/dev/null
 MAILHOOK_SPOOL=$S6 enqueue 1 app@example.com temp@example.net >/dev/null   # 450 at every try
 printf 'From: app@example.com\r\nTo: ok@example.net\r\nSubject: dropped\r\n\r\nhi\r\n' > "$MNT/drop.tmp"
 mv "$MNT/drop.tmp" "$S6/pickup/drop.eml"

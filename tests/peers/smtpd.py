@@ -192,6 +192,13 @@ class Handler:
             if self.o.maildir:
                 open(os.path.join(self.o.maildir, "in-data"), "a").close()
             await asyncio.sleep(self.o.delay_data)
+        if self.o.hold_data:
+            # held until the test removes the file: a window as long as the test's action
+            # takes, however loaded the machine, and no wait once it is done
+            if self.o.maildir:
+                open(os.path.join(self.o.maildir, "in-data"), "a").close()
+            while os.path.exists(self.o.hold_data):
+                await asyncio.sleep(0.02)
         mid = message_id(content)
         if self.o.by_local_part:
             sender = (envelope.mail_from or "").lower()
@@ -378,6 +385,8 @@ def main():
                    help="the next DATA gets REPLY (repeat the option for several)")
     p.add_argument("--reply-data", metavar="REPLY", help="every DATA gets REPLY (nothing stored)")
     p.add_argument("--delay-data", type=float, default=0, help="seconds before answering the final dot (MAILDIR/in-data is made first)")
+    p.add_argument("--hold-data", metavar="FILE",
+                   help="while FILE exists the final dot waits for its reply (MAILDIR/in-data is made first)")
     p.add_argument("--size", type=int, default=33554432, help="SIZE limit (0 = no SIZE)")
     p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
     p.add_argument("--dsn", action="store_true",
