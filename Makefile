@@ -310,6 +310,7 @@ test-long: deps all
 	@$(MAKE) --no-print-directory fuzz
 	MAILHOOK_BUILD=$(BUILD) DELIVERY_CRASH_POINTS=16 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/delivery-crash.sh
 	MAILHOOK_BUILD=$(BUILD) MH_DEB_FULL=1 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/deb.sh
+	MAILHOOK_BUILD=$(BUILD) MH_TEST_BOUNDS_DEFAULT=1 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/smtp-test-bounds.sh
 
 # `make test` from a clean clone of HEAD in fresh minimal Debian 12 and 13 roots, both at once
 # (as root: scripts/fresh-root; FRESH_SUITES="bookworm trixie"). CI runs it after make asan.
