@@ -13,6 +13,7 @@
 #   free_port                            print a free TCP port on 127.0.0.1
 #   count_mail DIR                       how many messages a --maildir holds
 #   mh_test CONF [ARGS]                  run `mailhook -c CONF test ARGS`: OUT, RC, ERR, ELAPSED_MS
+#   mh_test_bg KEY CONF [ARGS]; mh_test_wait KEY   the same in the background, then its results
 #   todo_ok STATUS DESC REASON           a TAP TODO test (a known gap, reported, not failing)
 #   need_engine                          bail out (a failure) when `mailhook test` does not exist
 #   ilike GOT REGEX DESC                 like, ignoring case
@@ -22,8 +23,11 @@ PY=/usr/bin/python3                    # Debian's interpreter: its aiosmtpd, not
 SMTP_SINK=$ROOT/.deps/postfix/usr/sbin/smtp-sink
 _peer_n=0
 
+# free_port and _port_open run in LuaSocket (fault.lua's): a Lua start costs a few ms,
+# Python's 20-40 ms (hundreds of calls across the suite, on a loaded 2-core machine).
 free_port() {
-  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  lua5.4 -e 'local s = assert(require("socket").tcp()); assert(s:bind("127.0.0.1", 0))
+    local _, port = s:getsockname(); print(port)'
 }
 
 # _await_port VAR PID OUT NAME: wait (10 s) for "PORT n" from a peer that may die first.
@@ -93,7 +97,11 @@ start_sink() {
   return 1
 }
 
-_port_open() { "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1"; }
+_port_open() {   # _port_open PORT: whether something accepts on 127.0.0.1 PORT (1 s bound)
+  case $1 in ''|*[!0-9]*) return 2 ;; esac
+  lua5.4 -e "local s = require('socket').tcp(); s:settimeout(1)
+    os.exit(s:connect('127.0.0.1', $1) and 0 or 1)"
+}
 
 stop_peer() {
   local pid_var=${1}_PID
@@ -145,14 +153,29 @@ ilike() {
 # and ELAPSED_MS (how long it took).  The spool is $T/spool, never the repository's.
 mh_test() {
   local conf=$1 t0; shift
-  t0=$(date +%s%N)
+  t0=${EPOCHREALTIME//[!0-9]/}   # µs, the shell's own clock: no `date` process
   # The test's own spool: `test` remembers servers seen with TLS in SPOOL/state.
   OUT=$(MAILHOOK_SPOOL=$T/spool timeout 60 "$MAILHOOK" -c "$conf" test "$@" 2>&1); RC=$?
   ERR=$(printf '%s\n' "$OUT" | grep -iE '^[[:space:]]*error\b')
-  ELAPSED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+  ELAPSED_MS=$(( (${EPOCHREALTIME//[!0-9]/} - t0) / 1000 ))
   if [ -n "${PEERS_DEBUG:-}" ]; then   # PEERS_DEBUG=1 prove -v ...: show every report
     printf '%s\n' "-- mailhook test $* (exit $RC, $ELAPSED_MS ms)" "$OUT" | sed 's/^/#   /'
   fi
+}
+
+# mh_test_bg KEY CONF [ARGS]: mh_test in the background, for the cases that wait out a
+# timeout: started together, they wait at once.  mh_test_wait KEY: waits for it, then
+# sets OUT, RC, ERR and ELAPSED_MS as mh_test does.
+declare -gA _MH_BG=()
+mh_test_bg() {
+  local key=$1; shift
+  ( mh_test "$@"; printf '%s\n' "$OUT" > "$T/mh-bg-$key.out"; echo "$RC $ELAPSED_MS" > "$T/mh-bg-$key.rc" ) &
+  _MH_BG[$key]=$!
+}
+mh_test_wait() {
+  wait "${_MH_BG[$1]}"
+  OUT=$(cat "$T/mh-bg-$1.out"); read -r RC ELAPSED_MS < "$T/mh-bg-$1.rc"
+  ERR=$(printf '%s\n' "$OUT" | grep -iE '^[[:space:]]*error\b')
 }
 
 # todo_ok STATUS DESC REASON: a TAP TODO test — reported, not failing the suite; for a
