@@ -13,19 +13,7 @@ start_fault SILENT "$T/silent.script" || exit 1
 BASE=(enabled=true from=pbx@example.org server=127.0.0.1)
 
 # Each case waits for its bound (2 s) in the background, all at once; their checks run
-# when they are all done (bg_test, then collect), in the order written.
-declare -A BG_PID=()
-bg_test() {   # bg_test KEY CONF [ARGS]: mh_test CONF ARGS in the background
-  local key=$1; shift
-  ( mh_test "$@"; printf '%s\n' "$OUT" > "$T/bg-$key.out"; echo "$RC $ELAPSED_MS" > "$T/bg-$key.rc" ) &
-  BG_PID[$key]=$!
-}
-collect() {   # collect KEY: waits for it; OUT, RC, ERR, ELAPSED_MS as mh_test sets them
-  wait "${BG_PID[$1]}"
-  OUT=$(cat "$T/bg-$1.out"); read -r RC ELAPSED_MS < "$T/bg-$1.rc"
-  ERR=$(printf '%s\n' "$OUT" | grep -iE '^[[:space:]]*error\b')
-}
-
+# when they are all done (mh_test_bg, then mh_test_wait), in the order written.
 # The default bound: about 30 s, never the RFC's 300 s.  Waiting it out takes the
 # whole 30 s, so `make test` checks its parts instead: the bound is 30, and `test`
 # without --timeout waits for that bound, not for the settings' longer timeouts
@@ -51,10 +39,10 @@ LUA
 BG2=$!
 
 for tls in auto none starttls; do
-  bg_test "silent-$tls" "$(new_conf port="$SILENT" tls="$tls" tls_required=false)" --timeout 2
+  mh_test_bg "silent-$tls" "$(new_conf port="$SILENT" tls="$tls" tls_required=false)" --timeout 2
 done
-bg_test silent-auto2 "$(new_conf port="$SILENT" tls=auto)" --timeout 2
-bg_test silent-implicit "$(new_conf port="$SILENT" tls=implicit)" --timeout 2
+mh_test_bg silent-auto2 "$(new_conf port="$SILENT" tls=auto)" --timeout 2
+mh_test_bg silent-implicit "$(new_conf port="$SILENT" tls=implicit)" --timeout 2
 
 # A stall at each later step.  steps: the script after the greeting; waited: the words.
 declare -A STALL_WHAT=() STALL_STAGE=()
@@ -67,11 +55,11 @@ stall_at() {   # stall_at WHAT STAGE SCRIPT-LINES... (then: conf extras after --
   printf '%s\n' 'send 220 stall.example ESMTP' "${lines[@]}" stall > "$T/$key.script"
   start_fault P "$T/$key.script" || return 1   # no starttls step: no certificate
   STALL_WHAT[$key]=$what STALL_STAGE[$key]=$stage
-  bg_test "$key" "$(new_conf port="$P" tls=none tls_required=false "${extra[@]}")" --timeout 2 ${TO:+--to "$TO"}
+  mh_test_bg "$key" "$(new_conf port="$P" tls=none tls_required=false "${extra[@]}")" --timeout 2 ${TO:+--to "$TO"}
 }
 stall_check() {   # stall_check KEY
   local what=${STALL_WHAT[$1]} stage=${STALL_STAGE[$1]}
-  collect "$1"
+  mh_test_wait "$1"
   is "$RC" 1 "stalled at $what: fails"
   like "$ERR" "the server did not answer $what \(timed out after [0-9]+ s\)" "names what never came: $what"
   ilike "$OUT" "FAILED at stage $stage" "at stage $stage"
@@ -96,11 +84,11 @@ printf '%s\n' 'send 220 stall.example ESMTP' 'expect ^EHLO' 'send 250-stall.exam
   'expect ^STARTTLS' 'send 220 go ahead' stall > "$T/hs.script"
 start_fault H "$T/hs.script" || exit 1
 write_conf "$T/h.conf" "${BASE[@]}" port="$H" tls=starttls
-bg_test handshake "$T/h.conf" --timeout 2
+mh_test_bg handshake "$T/h.conf" --timeout 2
 
 # The checks, in the order the cases were started.
 for tls in auto none starttls; do
-  collect "silent-$tls"
+  mh_test_wait "silent-$tls"
   is "$RC" 1 "tls = $tls, a server that never greets: fails"
   like "$ERR" "127.0.0.1 port $SILENT: connected, but the server sent no greeting \(timed out after [0-9]+ s\)" \
     "tls = $tls: 'connected, but the server sent no greeting'"
@@ -110,16 +98,16 @@ for tls in auto none starttls; do
   ok "$([ "$ELAPSED_MS" -lt 30000 ]; echo $?)" "tls = $tls: within the --timeout bound, not the RFC's minutes ($ELAPSED_MS ms)"
 done
 like "$OUT" "security +not negotiated: the server sent nothing" "the report does not claim a plain-text session"
-collect silent-auto2
+mh_test_wait silent-auto2
 like "$ERR" "nor did it answer a TLS handshake" "tls = auto also says the ClientHello got no answer"
-collect silent-implicit
+mh_test_wait silent-implicit
 is "$RC" 1 "tls = implicit, a server that never answers: fails"
 like "$ERR" "connected, but the TLS handshake got no answer \(timed out after [0-9]+ s\)" "naming the TLS handshake"
 ilike "$OUT" "FAILED at stage tls" "at stage tls"
 
 for key in $(printf '%s\n' "${!STALL_WHAT[@]}" | sort -t- -k2n); do stall_check "$key"; done
 
-collect handshake
+mh_test_wait handshake
 is "$RC" 1 "a handshake that stalls after STARTTLS: fails"
 like "$ERR" "the server did not answer the TLS handshake after STARTTLS \(timed out after [0-9]+ s\)" "naming the handshake after STARTTLS"
 ilike "$OUT" "FAILED at stage tls" "at stage tls"
