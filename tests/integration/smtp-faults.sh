@@ -7,8 +7,8 @@ need_engine
 
 # The certificates are made (seconds of openssl on a loaded machine) while the first
 # cases run; the STARTTLS injection case waits for them.
-"$PEERS/mkcerts" "$T/certs" >/dev/null & CERTS=$!
 C=$T/certs
+make_certs_bg "$C"
 BASE=(enabled=true from=mailhook@example.org server=127.0.0.1 helo_name=client.example.org
       tls=none tls_required=false connect_timeout=5 command_timeout=5 session_deadline=20)
 # The cases that wait out a timeout or a deadline (3 s, 2 s, 2 s) start first, in the
@@ -64,7 +64,7 @@ expect ^STARTTLS
 raw 220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n
 S
 )
-wait "$CERTS" || { echo "Bail out! mkcerts failed: $(cat "$C/mkcerts.log")"; exit 1; }
+certs_ready
 start_fault F "$s" --cert "$C/server.crt" --key "$C/server.key"
 mh_test "$(new_conf port="$F" tls=starttls tls_required=true tls_ca_file="$C/ca.crt")"
 is "$RC" 1 "extra bytes after STARTTLS's 220: aborts"

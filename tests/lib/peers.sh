@@ -9,6 +9,7 @@
 #                                        VAR=port, VAR_PID, VAR_OUT, VAR_REC (bytes received)
 #   stop_peer VAR                        SIGTERM the peer and wait for it
 #   make_certs DIR                       tests/peers/mkcerts; sets CERT_FP (good leaf sha256)
+#   make_certs_bg DIR; certs_ready       the same in the background; certs_ready waits for it
 #   write_conf FILE key=value ...        a mailhook settings file, `key = value` lines
 #   free_port                            print a free TCP port on 127.0.0.1
 #   count_mail DIR                       how many messages a --maildir holds
@@ -112,6 +113,17 @@ stop_peer() {
 
 make_certs() {
   CERT_FP=$("$PEERS/mkcerts" "$1") || { echo "# mkcerts failed: $(cat "$1/mkcerts.log")" >&2; return 1; }
+}
+# make_certs_bg DIR: make_certs in the background (seconds of openssl on a loaded machine)
+# while the cases that need no certificate run; certs_ready: waits for it and sets CERT_FP,
+# or bails out of the file naming why mkcerts failed.
+make_certs_bg() {
+  _certs_dir=$1; "$PEERS/mkcerts" "$1" > "$T/.certs-fp" & _certs_pid=$!
+  on_exit "kill $_certs_pid"
+}
+certs_ready() {
+  wait "$_certs_pid" || { echo "Bail out! mkcerts failed: $(cat "$_certs_dir/mkcerts.log")"; exit 1; }
+  CERT_FP=$(cat "$T/.certs-fp")
 }
 
 # write_conf FILE key=value ...: one `key = value` line per key (the settings format:
