@@ -314,6 +314,7 @@ test-long: deps all
 	MAILHOOK_BUILD=$(BUILD) DELIVERY_CRASH_POINTS=16 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/delivery-crash.sh
 	MAILHOOK_BUILD=$(BUILD) MH_DEB_FULL=1 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/deb.sh
 	MAILHOOK_BUILD=$(BUILD) QUEUE_SCALE_N=100000 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/console-queue-scale.sh
+	MAILHOOK_BUILD=$(BUILD) MH_TEST_BOUNDS_DEFAULT=1 prove $(PROVE_FLAGS) --exec tests/run-one tests/integration/smtp-test-bounds.sh
 
 # `make test` from a clean clone of HEAD in fresh minimal Debian 12 and 13 roots, both at once
 # (as root: scripts/fresh-root; FRESH_SUITES="bookworm trixie"). CI runs it after make asan.

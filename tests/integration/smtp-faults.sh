@@ -5,10 +5,30 @@
 . "$ROOT/tests/lib/peers.sh"
 need_engine
 
-make_certs "$T/certs" || exit 1
+# The certificates are made (seconds of openssl on a loaded machine) while the first
+# cases run; the STARTTLS injection case waits for them.
 C=$T/certs
+make_certs_bg "$C"
 BASE=(enabled=true from=mailhook@example.org server=127.0.0.1 helo_name=client.example.org
       tls=none tls_required=false connect_timeout=5 command_timeout=5 session_deadline=20)
+# The cases that wait out a timeout or a deadline (3 s, 2 s, 2 s) start first, in the
+# background; each is checked in its place below.
+s=$(fault_script <<'S'
+trickle 1
+send 220 fault.example ESMTP a greeting long enough to outlast any deadline of a test
+S
+)
+start_fault F "$s"
+mh_test_bg trickle "$(new_conf port="$F" command_timeout=3 session_deadline=3)"
+s=$(fault_script <<'S'
+send 220 fault.example ESMTP
+stall
+S
+)
+start_fault F "$s"
+mh_test_bg stall "$(new_conf port="$F" command_timeout=2 session_deadline=20)"
+start_sink S -W EHLO:30; mh_test_bg ehlo30 "$(new_conf port="$S" command_timeout=2)"
+
 after() {   # after WORD FILE: the recorded bytes after the first line starting with WORD
   awk -v w="$1" 'f { print } index($0, w) == 1 { f = 1 }' "$2"
 }
@@ -44,6 +64,7 @@ expect ^STARTTLS
 raw 220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n
 S
 )
+certs_ready
 start_fault F "$s" --cert "$C/server.crt" --key "$C/server.key"
 mh_test "$(new_conf port="$F" tls=starttls tls_required=true tls_ca_file="$C/ca.crt")"
 is "$RC" 1 "extra bytes after STARTTLS's 220: aborts"
@@ -126,24 +147,12 @@ wait_for 5 grep -q "^END" "$F_OUT"
 unlike "$(cat "$F_OUT")" "EXPECT-FAIL" "the client said EHLO, MAIL FROM, RSET, QUIT in order"
 
 # --- slow and silent servers ----------------------------------------------------------------
-s=$(fault_script <<'S'
-trickle 1
-send 220 fault.example ESMTP a greeting long enough to outlast any deadline of a test
-S
-)
-start_fault F "$s"
-mh_test "$(new_conf port="$F" command_timeout=3 session_deadline=3)"
+mh_test_wait trickle
 is "$RC" 1 "one byte per second: fails"
 ok $(( ELAPSED_MS < 9000 ? 0 : 1 )) "within the deadline (took ${ELAPSED_MS} ms; 3 s deadline)"
 ilike "$ERR" "deadline|time" "reason: the deadline"
 
-s=$(fault_script <<'S'
-send 220 fault.example ESMTP
-stall
-S
-)
-start_fault F "$s"
-mh_test "$(new_conf port="$F" command_timeout=2 session_deadline=20)"
+mh_test_wait stall
 is "$RC" 1 "a server that stalls after the greeting: fails"
 ok $(( ELAPSED_MS < 8000 ? 0 : 1 )) "at its command timeout (took ${ELAPSED_MS} ms; 2 s timeout)"
 ilike "$ERR" "time" "reason: timeout"
@@ -205,7 +214,7 @@ start_sink S -Q .; mh_test "$(new_conf port="$S")" --to rcpt@example.net
 is "$RC" 1 "421 to the final dot: fails"; like "$OUT" "421" "reply shown"
 start_sink S -q .; mh_test "$(new_conf port="$S")" --to rcpt@example.net
 is "$RC" 1 "dropped after the final dot: fails"
-start_sink S -W EHLO:30; mh_test "$(new_conf port="$S" command_timeout=2)"
+mh_test_wait ehlo30
 is "$RC" 1 "EHLO answered after 30 s, 2 s timeout: fails"
 ok $(( ELAPSED_MS < 8000 ? 0 : 1 )) "at the timeout (took ${ELAPSED_MS} ms)"
 

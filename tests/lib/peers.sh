@@ -9,10 +9,12 @@
 #                                        VAR=port, VAR_PID, VAR_OUT, VAR_REC (bytes received)
 #   stop_peer VAR                        SIGTERM the peer and wait for it
 #   make_certs DIR                       tests/peers/mkcerts; sets CERT_FP (good leaf sha256)
+#   make_certs_bg DIR; certs_ready       the same in the background; certs_ready waits for it
 #   write_conf FILE key=value ...        a mailhook settings file, `key = value` lines
 #   free_port                            print a free TCP port on 127.0.0.1
 #   count_mail DIR                       how many messages a --maildir holds
 #   mh_test CONF [ARGS]                  run `mailhook -c CONF test ARGS`: OUT, RC, ERR, ELAPSED_MS
+#   mh_test_bg KEY CONF [ARGS]; mh_test_wait KEY   the same in the background, then its results
 #   todo_ok STATUS DESC REASON           a TAP TODO test (a known gap, reported, not failing)
 #   need_engine                          bail out (a failure) when `mailhook test` does not exist
 #   ilike GOT REGEX DESC                 like, ignoring case
@@ -22,8 +24,11 @@ PY=/usr/bin/python3                    # Debian's interpreter: its aiosmtpd, not
 SMTP_SINK=$ROOT/.deps/postfix/usr/sbin/smtp-sink
 _peer_n=0
 
+# free_port and _port_open run in LuaSocket (fault.lua's): a Lua start costs a few ms,
+# Python's 20-40 ms (hundreds of calls across the suite, on a loaded 2-core machine).
 free_port() {
-  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  lua5.4 -e 'local s = assert(require("socket").tcp()); assert(s:bind("127.0.0.1", 0))
+    local _, port = s:getsockname(); print(port)'
 }
 
 # _await_port VAR PID OUT NAME: wait (10 s) for "PORT n" from a peer that may die first.
@@ -93,7 +98,11 @@ start_sink() {
   return 1
 }
 
-_port_open() { "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1"; }
+_port_open() {   # _port_open PORT: whether something accepts on 127.0.0.1 PORT (1 s bound)
+  case $1 in ''|*[!0-9]*) return 2 ;; esac
+  lua5.4 -e "local s = require('socket').tcp(); s:settimeout(1)
+    os.exit(s:connect('127.0.0.1', $1) and 0 or 1)"
+}
 
 stop_peer() {
   local pid_var=${1}_PID
@@ -104,6 +113,17 @@ stop_peer() {
 
 make_certs() {
   CERT_FP=$("$PEERS/mkcerts" "$1") || { echo "# mkcerts failed: $(cat "$1/mkcerts.log")" >&2; return 1; }
+}
+# make_certs_bg DIR: make_certs in the background (seconds of openssl on a loaded machine)
+# while the cases that need no certificate run; certs_ready: waits for it and sets CERT_FP,
+# or bails out of the file naming why mkcerts failed.
+make_certs_bg() {
+  _certs_dir=$1; "$PEERS/mkcerts" "$1" > "$T/.certs-fp" & _certs_pid=$!
+  on_exit "kill $_certs_pid"
+}
+certs_ready() {
+  wait "$_certs_pid" || { echo "Bail out! mkcerts failed: $(cat "$_certs_dir/mkcerts.log")"; exit 1; }
+  CERT_FP=$(cat "$T/.certs-fp")
 }
 
 # write_conf FILE key=value ...: one `key = value` line per key (the settings format:
@@ -145,14 +165,29 @@ ilike() {
 # and ELAPSED_MS (how long it took).  The spool is $T/spool, never the repository's.
 mh_test() {
   local conf=$1 t0; shift
-  t0=$(date +%s%N)
+  t0=${EPOCHREALTIME//[!0-9]/}   # µs, the shell's own clock: no `date` process
   # The test's own spool: `test` remembers servers seen with TLS in SPOOL/state.
   OUT=$(MAILHOOK_SPOOL=$T/spool timeout 60 "$MAILHOOK" -c "$conf" test "$@" 2>&1); RC=$?
   ERR=$(printf '%s\n' "$OUT" | grep -iE '^[[:space:]]*error\b')
-  ELAPSED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+  ELAPSED_MS=$(( (${EPOCHREALTIME//[!0-9]/} - t0) / 1000 ))
   if [ -n "${PEERS_DEBUG:-}" ]; then   # PEERS_DEBUG=1 prove -v ...: show every report
     printf '%s\n' "-- mailhook test $* (exit $RC, $ELAPSED_MS ms)" "$OUT" | sed 's/^/#   /'
   fi
+}
+
+# mh_test_bg KEY CONF [ARGS]: mh_test in the background, for the cases that wait out a
+# timeout: started together, they wait at once.  mh_test_wait KEY: waits for it, then
+# sets OUT, RC, ERR and ELAPSED_MS as mh_test does.
+declare -gA _MH_BG=()
+mh_test_bg() {
+  local key=$1; shift
+  ( mh_test "$@"; printf '%s\n' "$OUT" > "$T/mh-bg-$key.out"; echo "$RC $ELAPSED_MS" > "$T/mh-bg-$key.rc" ) &
+  _MH_BG[$key]=$!
+}
+mh_test_wait() {
+  wait "${_MH_BG[$1]}"
+  OUT=$(cat "$T/mh-bg-$1.out"); read -r RC ELAPSED_MS < "$T/mh-bg-$1.rc"
+  ERR=$(printf '%s\n' "$OUT" | grep -iE '^[[:space:]]*error\b')
 }
 
 # todo_ok STATUS DESC REASON: a TAP TODO test — reported, not failing the suite; for a
