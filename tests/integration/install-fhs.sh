@@ -16,8 +16,7 @@ clean_env() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL -u MAILHOOK_ROOT "$@"; }
 
 # --- PREFIX=/usr, staged with DESTDIR
 S=$T/stage
-# (-j2: the one full build of this file; the later installs rebuild one object at most)
-mk -j2 install PREFIX=/usr DESTDIR="$S" >"$T/make1.log" 2>&1; rc=$?
+mk install PREFIX=/usr DESTDIR="$S" >"$T/make1.log" 2>&1; rc=$?
 is "$rc" 0 "make install PREFIX=/usr DESTDIR=STAGE succeeds"
 [ "$rc" = 0 ] || sed 's/^/#   /' "$T/make1.log" | tail -20
 perm() { stat -c %a "$1" 2>/dev/null; }
