@@ -25,6 +25,23 @@ like "$(head -c 4 "$T/dump" | od -An -c)" "033 +L +u +a" "then a Lua binary chun
 printf 'return "source"\n' > "$R/lua/mailhook/zz_probe.lua"
 { head_of "$R/lua/mailhook/zz_probe.lua"; cat "$T/dump"; } > "$R/build/luac/mailhook/zz_probe.luac"
 probe() { "$MH" -e 'io.write((require "mailhook.zz_probe"))' 2>&1; }
+# stale SRCDIR LUACDIR: "N" then each SRCDIR/F.lua (of N) whose LUACDIR/F.luac does not start
+# with head_of F.lua, one per line; one process for every module (four a file before)
+stale() {
+  "$MAILHOOK" -e '
+    local src, out = arg[1], arg[2]
+    local p, n, bad = io.popen("cd \"" .. src .. "\" && find . -name \"*.lua\""), 0, {}
+    for f in p:lines() do
+      f = f:gsub("^%./", ""); n = n + 1
+      local h = assert(io.open(src .. "/" .. f, "rb")); local s = h:read("a"); h:close()
+      local head = ("MHLUAC2 %d\n"):format(#s) .. s
+      local c = io.open(out .. "/" .. f .. "c", "rb")
+      local got = c and c:read(#head); if c then c:close() end
+      if got ~= head then bad[#bad + 1] = f end
+    end
+    p:close()
+    print(n); for _, f in ipairs(bad) do print(f) end' "$1" "$2"
+}
 
 is "$(probe)" "bytecode" "a .luac matching its source is loaded, not the source"
 printf 'return "source" -- edited\n' > "$R/lua/mailhook/zz_probe.lua"
@@ -53,11 +70,9 @@ out=$("$MAILHOOK" -e '
   io.write(i.source, " ", i.linedefined > 0 and "lines" or "nolines")')
 is "$out" "@$("$MAILHOOK" -e 'io.write(require("mailhook.core").paths.lua)')/mailhook/settings.lua lines" \
    "a precompiled module keeps its source name and line numbers"
-for f in $(cd "$ROOT/lua" && find . -name '*.lua' | sed 's|^\./||'); do
-  head_of "$ROOT/lua/$f" > "$T/h"
-  cmp -s -n "$(wc -c < "$T/h")" "$T/h" "$BUILD/luac/${f}c" || { echo "# stale or missing: $f"; bad=1; }
-done
-is "${bad:-0}" 0 "make precompiled every lua/ module, each matching its source"
+out=$(stale "$ROOT/lua" "$BUILD/luac")
+printf '%s\n' "$out" | sed '1d; s/^/# stale or missing: /'
+is "$(printf '%s\n' "$out" | sed 1d)" "" "make precompiled every lua/ module, each matching its source ($(echo "$out" | head -1))"
 
 # `make install`: the precompiled modules go to PREFIX/lib/mailhook/luac and the
 # installed binary loads them (relocatable: the tree is moved first).  Staged at the
@@ -73,12 +88,10 @@ mv "$P" "$P2"
 IMH="$P2/bin/mailhook"
 ILUA="$P2/share/mailhook/lua"
 ILUAC="$P2/lib/mailhook/luac"
-bad=0; n=0
-for f in $(cd "$ILUA" && find . -name '*.lua' | sed 's|^\./||'); do
-  head_of "$ILUA/$f" > "$T/h"; n=$((n + 1))
-  cmp -s -n "$(wc -c < "$T/h")" "$T/h" "$ILUAC/${f}c" || { echo "# not installed or stale: $f"; bad=1; }
-done
-ok "$([ "$bad" = 0 ] && [ "$n" -gt 10 ]; echo $?)" "every installed module has its precompiled chunk in PREFIX/lib/mailhook/luac ($n)"
+out=$(stale "$ILUA" "$ILUAC")
+printf '%s\n' "$out" | sed '1d; s/^/# not installed or stale: /'
+n=$(printf '%s\n' "$out" | head -1)
+ok "$([ -z "$(printf '%s\n' "$out" | sed 1d)" ] && [ "$n" -gt 10 ]; echo $?)" "every installed module has its precompiled chunk in PREFIX/lib/mailhook/luac ($n)"
 # the probe, in the installed tree: a .luac whose bytecode differs from its source
 printf 'return "source"\n' > "$ILUA/mailhook/zz_probe.lua"
 { head_of "$ILUA/mailhook/zz_probe.lua"; cat "$T/dump"; } > "$ILUAC/mailhook/zz_probe.luac"
