@@ -90,6 +90,9 @@ struct mh_spool {
   _Atomic long lost;  /* the lock file was replaced and another process (this pid, -1 unknown)
                        holds the new one: this handle delivers no more (0: not lost) */
   pthread_mutex_t mu;   /* guards notes (scans run on several pool threads) */
+  pthread_mutex_t amu;  /* one adoption at a time: two scans at once (the deliverer's, the
+                           service's status count) each adopted the same drop-in under an
+                           id of its own, and it was sent twice */
   note *notes;      /* problems logged once (see note_once) */
   size_t nnotes;
   unsigned gen;     /* scan generation, for pruning notes of names gone */
@@ -447,6 +450,7 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
   sp->jfd = -1;
   sp->xfd = -1;
   pthread_mutex_init(&sp->mu, NULL);
+  pthread_mutex_init(&sp->amu, NULL);
   pthread_mutex_init(&sp->fmu, NULL);
   pthread_mutex_init(&sp->jmu, NULL);
   pthread_cond_init(&sp->jcv, NULL);
@@ -515,6 +519,7 @@ void mh_spool_close(mh_spool *sp) {
   for (size_t i = 0; i < sp->nnotes; i++) free(sp->notes[i].name);
   free(sp->notes);
   pthread_mutex_destroy(&sp->mu);
+  pthread_mutex_destroy(&sp->amu);
   pthread_mutex_destroy(&sp->fmu);
   pthread_mutex_destroy(&sp->jmu);
   pthread_cond_destroy(&sp->jcv);
@@ -3272,7 +3277,17 @@ static int dropin_refused(mh_spool *sp, const char *name, const char *newid, con
 ** says so once): -EBUSY while a program still writes it.  Its X-Submitter-Uid
 ** is the file's owner (pickup/ is writable by the spool's owner and root
 ** alone); one already in our form keeps its envelope lines as they are. */
+static int adopt_one(mh_spool *sp, const char *name, char *newid);
 static int adopt(mh_spool *sp, const char *name, char *newid) {
+  /* under amu: the other scan's adoption of the same name is over by then, and
+     this one finds the name gone (1) */
+  pthread_mutex_lock(&sp->amu);
+  int rc = adopt_one(sp, name, newid);
+  pthread_mutex_unlock(&sp->amu);
+  return rc;
+}
+
+static int adopt_one(mh_spool *sp, const char *name, char *newid) {
   char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8];
   mh_env env;
   size_t cap = 8192, len = 0, he, body;

@@ -234,6 +234,45 @@ static void test_second_purge(void) {
   mh_spool_close(sp);
 }
 
+/* Two scans of one lock holder at once (the deliverer's, and the service's
+** status count every few seconds: both on the thread pool) met the same
+** drop-in: each adopted it under an id of its own, and the message was sent
+** twice (CI, intake-dropin-local.sh under ASan: "changed@example.org
+** changed@example.org").  The second scan is run while the first one is
+** inside its adoption, and given a second to finish. */
+static pthread_t other_scan;
+static volatile int other_done;
+static int other_started;
+static void *scan_once(void *arg) {
+  char str[200];
+  scan_str((mh_spool *)arg, str, sizeof str);
+  other_done = 1;
+  return NULL;
+}
+static void scan_meanwhile(const char *where) {
+  if (strcmp(where, "adopt-checked") || other_started) return;
+  other_started = pthread_create(&other_scan, NULL, scan_once, racing) == 0;
+  for (int i = 0; i < 100 && other_started && !other_done; i++) usleep(10000);
+}
+
+static void test_adopt_once(void) {
+  mh_spool *sp;
+  char str[200];
+  long holder = 0;
+  fresh("adopt", &sp);
+  if (mh_spool_lock(sp, &holder)) bail_out("lock %s%s", root, "");
+  put("pickup/dropin.eml", "To: a@b.c\r\nSubject: once\r\n\r\nbody\r\n");
+  racing = sp;
+  test_point = scan_meanwhile;
+  scan_str(sp, str, sizeof str);
+  test_point = NULL;
+  ok(other_started, "a second scan ran while the first was adopting the drop-in");
+  if (other_started) pthread_join(other_scan, NULL);
+  is_int(count_pickup(), 1, "the drop-in was adopted once: one message in pickup/, not two");
+  is_int((int)scan_str(sp, str, sizeof str), 1, "one message queued (%s)", str);
+  mh_spool_close(sp);
+}
+
 /* A deliverer killed with records and no purge, or in the middle of one (a
 ** child ends itself at a test point: _exit, no clean-up, as a SIGKILL): the
 ** next lock holder removes what was recorded and sends it again never. */
@@ -389,6 +428,7 @@ int main(void) {
   test_readers();
   test_race();
   test_second_purge();
+  test_adopt_once();
   killed_deliverer(NULL, "killed before a purge");
   killed_deliverer("purge-renamed", "killed after the journal's rename");
   killed_deliverer("purge-removed", "killed after the unlinks");
