@@ -27,13 +27,6 @@ failed_550_named() {
 same() {
   if [ -s "$1" ] && cmp -s "$1" "$2"; then ok 0 "$3"; else ok 1 "$3"; diff "$1" "$2" 2>&1 | head -10 | sed 's/^/#   /'; fi
 }
-# snap VAR: VAR's maildir as it is now, listed once (a Python start each: they were most
-# of this file's time on a loaded machine) for the checks after it: copies, copy_of
-snap() { SNAP=$(mta_list "$1"); }
-# copies MSGID [RCPT]: how many copies of MSGID (to RCPT) the last snap holds
-copies() { printf '%s\n' "$SNAP" | awk -F'\t' -v id="$1" -v r="${2:-}" '$2 == id && (r == "" || $1 == r) { n++ } END { print n + 0 }'; }
-# copy_of MSGID RCPT: the maildir file of the last snap holding MSGID's copy for RCPT
-copy_of() { printf '%s\n' "$SNAP" | awk -F'\t' -v id="<$1>" -v r="$2" '$2 == id && $1 == r { print $4; exit }'; }
 
 # 1. Strict synchronisation (Exim's default smtp_enforce_sync) with PIPELINING and CHUNKING
 # advertised: content that exercises every wire rule, and 40 messages to 2 recipients in

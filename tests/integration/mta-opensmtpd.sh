@@ -19,13 +19,6 @@
 
 ehlo() { swaks --server "127.0.0.1:$1" --quit-after EHLO --helo mta-test 2>&1; }
 md() { "$PY" "$MAILDIR_PY" "$@"; }
-# snap VAR: VAR's maildir as it is now, listed once (a Python start each) for the checks
-# after it: copies, copy_of
-snap() { SNAP=$(mta_list "$1"); }
-# copies MSGID [RCPT]: how many copies of MSGID (to RCPT) the last snap holds
-copies() { printf '%s\n' "$SNAP" | awk -F'\t' -v id="$1" -v r="${2:-}" '$2 == id && (r == "" || $1 == r) { n++ } END { print n + 0 }'; }
-# copy_of MSGID RCPT: the maildir file of the last snap holding MSGID's copy for RCPT
-copy_of() { printf '%s\n' "$SNAP" | awk -F'\t' -v id="<$1>" -v r="$2" '$2 == id && $1 == r { print $4; exit }'; }
 same() {
   if [ -s "$1" ] && cmp -s "$1" "$2"; then ok 0 "$3"; else ok 1 "$3"; diff "$1" "$2" 2>&1 | head -10 | sed 's/^/#   /'; fi
 }

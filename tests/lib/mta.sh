@@ -45,6 +45,7 @@
 #   mta_idle VAR               true when the server holds nothing left to deliver
 #   mta_list VAR               maildir.py list: RCPT<TAB>MESSAGE-ID<TAB>SUBJECT<TAB>FILE a copy
 #   mta_copies VAR MSGID [RCPT]   how many copies of MSGID (to RCPT) were delivered
+#   snap VAR; copies MSGID [RCPT]; copy_of MSGID RCPT   the same from one listing, for many checks
 : "${ROOT:?source tests/lib/tap.sh first}"
 : "${PEERS:?source tests/lib/peers.sh first}"
 MTA_EXIM=$ROOT/.deps/exim4/usr/sbin/exim4
@@ -184,10 +185,16 @@ mta_kill_restart() {
 }
 
 mta_list() { local mail=${1}_MAIL; "$PY" "$MAILDIR_PY" list "${!mail}"; }
-mta_copies() {   # mta_copies VAR MSGID [RCPT]
-  local mail=${1}_MAIL
-  "$PY" "$MAILDIR_PY" list "${!mail}" | awk -F'\t' -v id="$2" -v r="${3:-}" \
-    '$2 == id && (r == "" || $1 == r) { n++ } END { print n + 0 }'
+# snap VAR: VAR's maildir as it is now, listed once (a Python start each: they were most
+# of the mta files' time on a loaded machine) for the checks after it: copies, copy_of
+snap() { SNAP=$(mta_list "$1"); }
+# copies MSGID [RCPT]: how many copies of MSGID (to RCPT) the last snap holds
+copies() { printf '%s\n' "$SNAP" | awk -F'\t' -v id="$1" -v r="${2:-}" '$2 == id && (r == "" || $1 == r) { n++ } END { print n + 0 }'; }
+# copy_of MSGID RCPT: the maildir file of the last snap holding MSGID's copy for RCPT
+copy_of() { printf '%s\n' "$SNAP" | awk -F'\t' -v id="<$1>" -v r="$2" '$2 == id && $1 == r { print $4; exit }'; }
+mta_copies() {   # mta_copies VAR MSGID [RCPT]: a snap of its own, the caller's kept
+  local SNAP
+  snap "$1"; copies "$2" "${3:-}"
 }
 
 mta_idle() {
