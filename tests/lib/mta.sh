@@ -126,7 +126,8 @@ stop_mta() {
     wait_for 5 _mta_gone "$pid"
   fi
   left=$(_mta_tree "$pid")
-  [ -z "$left" ] || echo "# $1: processes left after stop: $left" >&2
+  # shellcheck disable=SC2086
+  [ -z "$left" ] || { echo "# $1: processes left after stop:" >&2; ps -o pid,ppid,stat,wchan:24,comm -p "${left// /,}" 2>&1 | sed 's/^/#   /' >&2; }
   printf -v "$pid_var" '%s' ""
   return 0
 }
@@ -164,12 +165,22 @@ mta_kill_restart() {
   }
   wait_for 60 _mta_enough; ok $? "20 messages arrived"
   stop_mta "$var" KILL
+  # dead means its sockets gone too: nothing listening on the port and no session of
+  # the service's still held open by the server's side (said, with who holds them, if not)
+  wait_for 20 _mta_port_quiet "${!var}" || { diag "$name's port ${!var} still has sockets after the kill:"; _mta_port_sockets "${!var}" | sed 's/^/#   /'; }
   kill -CONT "$svc"
   left=$(pickup_n)
   ok "$([ "$left" -gt 0 ] && echo 0 || echo 1)" "$name was killed mid-queue ($left still queued)"
   # waited for, not assumed: a service slow to wake (ASan, a loaded machine) could
   # otherwise reconnect only once the server is back and never see the outage
-  wait_for 60 grep -q "server unreachable" "$T/kill.svc.log"; ok $? "the service logged the server unreachable"
+  if ! wait_for 60 grep -q "server unreachable" "$T/kill.svc.log"; then
+    ok 1 "the service logged the server unreachable"
+    diag "its log's tail, and the sockets on $name's port ${!var}:"
+    tail -5 "$T/kill.svc.log" | sed 's/^/#   /'; _mta_port_sockets "${!var}" | sed 's/^/#   /'
+    ps -o pid,stat,wchan:24,comm -p "$svc" 2>&1 | sed 's/^/#   /'
+  else
+    ok 0 "the service logged the server unreachable"
+  fi
   restart_mta "$var" || { ok 1 "$name restarts"; kill "$svc"; return; }
   _mta_pickup_empty() { [ "$(pickup_n)" = 0 ]; }
   wait_for 60 _mta_pickup_empty; ok $? "the service drained the queue after the restart"
@@ -182,6 +193,21 @@ mta_kill_restart() {
   dup=$("$dups")
   ok "$([ "$dup" -le 1 ] && echo 0 || echo 1)" "$name accepted at most the one message in flight twice ($dup)"
   is "$(failed_n)" 0 "nothing in failed/"
+}
+
+# _mta_port_sockets PORT: the TCP sockets on 127.0.0.1 PORT (either end), "STATE LOCAL REMOTE",
+# from /proc/net/tcp (no ss: the fresh roots have no iproute2)
+_mta_port_sockets() {
+  awk -v p="$(printf '%04X' "$1")" 'NR > 1 { split($2, l, ":"); split($3, r, ":")
+    if (l[2] == p || r[2] == p) print $4, $2, $3 }' /proc/net/tcp |
+    sed 's/^0A /LISTEN /; s/^01 /ESTABLISHED /; s/^06 /TIME_WAIT /; s/^08 /CLOSE_WAIT /'
+}
+# _mta_port_quiet PORT: no socket a live process holds on PORT's server side: none
+# listening, none established or half-closed (a closed one lingers in FIN_WAIT or
+# TIME_WAIT, the kernel's alone, while the service is stopped)
+_mta_port_quiet() {
+  ! _mta_port_sockets "$1" | awk -v p=":$(printf '%04X' "$1")" '
+    ($1 == "LISTEN" || $1 == "ESTABLISHED" || $1 == "CLOSE_WAIT") && substr($2, length($2) - 4) == p' | grep -q .
 }
 
 mta_list() { local mail=${1}_MAIL; "$PY" "$MAILDIR_PY" list "${!mail}"; }
