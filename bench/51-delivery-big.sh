@@ -48,20 +48,28 @@ timed() {
 }
 
 run_size() {   # run_size LABEL N BYTES
-  local label=$1 n=$2 size=$3 r src dr_r=() mh_r=() src_r=() mh_c=() src_c=()
+  local label=$1 n=$2 size=$3 r src k0 k1 dr_r=() mh_r=() src_r=() mh_c=() src_c=() mh_s=() src_s=()
   for r in $(seq "$ROUNDS"); do
     fill_size "$n" "$size"
+    k0=$(sink_ticks)
     flush_timed "$n" || { echo "delivery-big  flush failed: $FLUSH_ERR"; return; }
+    k1=$(sink_ticks)
+    # the sink's share of the drain (its CPU while mailhook sent, over the time until the
+    # last 250), and of smtp-source's run: near 1.0 for both, the receiver is the bound
+    mh_s+=("$($PY -c "print('%.2f' % ((($k1 - $k0) / $CLK_TCK) / $FLUSH_DRAIN))")")
+    k0=$(sink_ticks)
     src=$(timed taskset -c 0 "$PF/smtp-source" -d -s 1 -m "$n" -l "$size" -f bench@example.com \
       -t sink@example.net 127.0.0.1:"$PORT")
+    k1=$(sink_ticks)
+    src_s+=("$($PY -c "print('%.2f' % ((($k1 - $k0) / $CLK_TCK) / (${src% *} / 1000)))")")
     dr_r+=("$($PY -c "print('%.1f' % ($n / $FLUSH_DRAIN))")")
     mh_r+=("$($PY -c "print('%.1f' % ($n / $FLUSH_WALL))")"); mh_c+=("$FLUSH_CPU")
     src_r+=("$($PY -c "print('%.1f' % ($n / (${src% *} / 1000)))")"); src_c+=("${src#* }")
   done
-  $PY - "$label" "$n" "${dr_r[*]}" "${mh_r[*]}" "${src_r[*]}" "${mh_c[*]}" "${src_c[*]}" <<'PY'
+  $PY - "$label" "$n" "${dr_r[*]}" "${mh_r[*]}" "${src_r[*]}" "${mh_c[*]}" "${src_c[*]}" "${mh_s[*]}" "${src_s[*]}" <<'PY'
 import sys, statistics as st
 label, n = sys.argv[1], sys.argv[2]
-dr, mh, src, mc, sc = [list(map(float, a.split())) for a in sys.argv[3:8]]
+dr, mh, src, mc, sc, ms, ss = [list(map(float, a.split())) for a in sys.argv[3:10]]
 rd = [a / b for a, b in zip(dr, src)]
 rf = [a / b for a, b in zip(mh, src)]
 print("delivery-big  %s x %s, spool -> smtp-sink, %d alternating rounds:" % (n, label, len(mh)))
@@ -70,6 +78,8 @@ print("delivery-big    mailhook flush     %.1f msg/s  (until its files were remo
 print("delivery-big    smtp-source -s 1   %.1f msg/s  (rounds: %s)  cpu %.0f ms" % (st.median(src), " ".join("%g" % x for x in src), st.median(sc)))
 print("delivery-big    ratio: drain %.2f (per round %.2f-%.2f), flush %.2f (%.2f-%.2f)  (goal >= 1.0)" %
       (st.median(rd), min(rd), max(rd), st.median(rf), min(rf), max(rf)))
+print("delivery-big    smtp-sink busy     %.2f of mailhook's drain, %.2f of smtp-source's run (its CPU over the time; rounds: %s / %s)" %
+      (st.median(ms), st.median(ss), " ".join("%g" % x for x in ms), " ".join("%g" % x for x in ss)))
 PY
 }
 run_size "100 KB" "$BIG_N" 102400

@@ -134,6 +134,12 @@ start_sink() {
   for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.05; done
 }
 
+# sink_ticks: the CPU time smtp-sink (SINK) has used so far, user + sys, in clock ticks
+# (CLK_TCK a second): how busy the receiver was between two reads.  A sender whose sink
+# is busy all the time of its run is bound by the sink, not by its own work.
+sink_ticks() { awk '{ print $14 + $15 }' "/proc/$SINK/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
 # sink_bench NAME: what the delivery benches share: a scratch folder W (removed at exit),
 # smtp-sink started (start_sink; killed at exit), and settings in W pointing at it, with
 # MAILHOOK_CONF and MAILHOOK_SPOOL exported.  1, having said why under NAME, when the bench
