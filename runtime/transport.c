@@ -10,6 +10,7 @@
 */
 #include <assert.h>
 #include <errno.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,7 +30,7 @@ typedef struct sock {         /* one TCP attempt; freed in its close callback */
 } sock;
 
 /* What the one timer does now. */
-enum { TIMER_OFF, TIMER_CONNECT, TIMER_USER, TIMER_ERROR };
+enum { TIMER_OFF, TIMER_CONNECT, TIMER_USER, TIMER_ERROR, TIMER_LATE };
 
 struct mh_transport {
   uv_loop_t *loop;
@@ -63,6 +64,8 @@ struct mh_transport {
   size_t hs_n;
   int guard_sigpipe;           /* SIGPIPE was not ignored when it was made (a host process
                                   or a foreign Lua): each write is guarded */
+  int werr;                    /* a write the kernel refused (UV_EPIPE, UV_ECONNRESET): reported
+                                  once what the socket still holds was read (late_cb) */
   mh_tr_error err;      /* why it failed (phase FAILED) */
   char rbuf[65536];            /* what the socket read (one read at a time) */
   char pbuf[16384];            /* TLS plain text taken from rbuf's records */
@@ -141,6 +144,27 @@ static void fail(mh_transport *t, int code, int tls_why, const char *fmt, ...) {
 
 /* --------------------------------------------------------------- writing */
 
+static void late_cb(uv_timer_t *h);
+
+/* A write the kernel refused because the server closed or reset the
+** connection.  A server that refuses a message while its data still flows
+** (a 421 mid-DATA, a 552 as it grows past the server's limit) says so first,
+** then closes: its reply sits in the socket, unread behind the write, and it
+** is the reason an administrator must see, not "broken pipe" or "connection
+** reset".  So the failure waits for the next loop turn (as every failure
+** does), the socket still open; late_cb reads what it holds and hands it to
+** the owner first.  Nothing more is written meanwhile. */
+static void write_failed(mh_transport *t, int rc) {
+  if ((rc == UV_EPIPE || rc == UV_ECONNRESET) && t->sk && !t->werr && !t->closed &&
+      (t->phase == MH_TR_OPEN || t->phase == MH_TR_SECURE)) {
+    t->werr = rc;
+    t->timer_kind = TIMER_LATE;
+    uv_timer_start(&t->timer, late_cb, 0, 0);
+    return;
+  }
+  fail(t, MH_ECONNECT, MH_TLS_WHY_NONE, "write failed: %s", uv_strerror(rc));
+}
+
 /* SIGPIPE around a write, for a process that does not ignore it: the signal a
 ** write to a reset connection raises is consumed, and the write fails with
 ** EPIPE instead of killing the host.  req NULL: uv_try_write (what the kernel
@@ -175,7 +199,7 @@ static void write_cb(uv_write_t *req, int status) {
   assert(t->writes > 0);
   t->writes--;
   if (status < 0 && status != UV_ECANCELED)
-    fail(t, MH_ECONNECT, MH_TLS_WHY_NONE, "write failed: %s", uv_strerror(status));
+    write_failed(t, status);
   else if (status == 0 && t->writes == 0 && t->phase != MH_TR_FAILED)
     emit(t, MH_TR_LOW, NULL, 0);
   unref(t);
@@ -198,12 +222,12 @@ static void queue_raw(mh_transport *t, const char *buf, size_t len) {
   wreq *r;
   uv_buf_t b;
   int rc;
-  if (!t->sk || t->phase == MH_TR_FAILED || len == 0) return;
+  if (!t->sk || t->phase == MH_TR_FAILED || t->werr || len == 0) return;
   if (t->writes == 0) {
     b = uv_buf_init((char *)buf, (unsigned)len);
     rc = guarded_write(t, NULL, &b, NULL);
     if (rc < 0 && rc != UV_EAGAIN) {
-      fail(t, MH_ECONNECT, MH_TLS_WHY_NONE, "write failed: %s", uv_strerror(rc));
+      write_failed(t, rc);
       return;
     }
     if (rc == (int)len) {
@@ -227,7 +251,7 @@ static void queue_raw(mh_transport *t, const char *buf, size_t len) {
     t->refs--;
     t->writes--;
     free(r);
-    fail(t, MH_ECONNECT, MH_TLS_WHY_NONE, "write failed: %s", uv_strerror(rc));
+    write_failed(t, rc);
   }
 }
 
@@ -246,7 +270,7 @@ static void tls_flush(mh_transport *t) {
 }
 
 void mh_transport_write(mh_transport *t, const char *buf, size_t len) {
-  if (t->closed || t->phase == MH_TR_FAILED) return;   /* ERROR is on its way */
+  if (t->closed || t->phase == MH_TR_FAILED || t->werr) return;   /* ERROR is on its way */
   /* only on a connection, and nothing in plain text while TLS is being set up */
   assert(t->sk && (t->phase == MH_TR_OPEN || t->phase == MH_TR_SECURE));
   if (t->tls_on) {
@@ -304,6 +328,8 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   *b = uv_buf_init(t->rbuf, sizeof t->rbuf);
 }
 
+static void received(mh_transport *t, const char *buf, size_t n);
+
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   sock *k = (sock *)st->data;
   mh_transport *t = k->t;
@@ -317,19 +343,44 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
            n == UV_EOF ? "" : ": ", n == UV_EOF ? "" : uv_strerror((int)n));
     return;
   }
+  received(t, b->base, (size_t)n);
+}
+
+/* The write failed (write_failed): what the socket still holds, read now
+** without waiting (the kernel keeps what arrived before the reset), goes to
+** the owner as any data; then, unless the owner closed the transport or it
+** failed otherwise, the write's failure. */
+static void late_cb(uv_timer_t *h) {
+  mh_transport *t = (mh_transport *)h->data;
+  uv_os_fd_t fd;
+  t->timer_kind = TIMER_OFF;
+  if (t->closed || t->phase == MH_TR_FAILED) return;
+  while (t->sk && !t->closed && t->phase != MH_TR_FAILED &&
+         uv_fileno((uv_handle_t *)&t->sk->tcp, &fd) == 0) {
+    ssize_t n = recv(fd, t->rbuf, sizeof t->rbuf, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    received(t, t->rbuf, (size_t)n);
+  }
+  if (!t->closed && t->phase != MH_TR_FAILED)
+    fail(t, MH_ECONNECT, MH_TLS_WHY_NONE, "write failed: %s", uv_strerror(t->werr));
+}
+
+/* n bytes from the socket (in rbuf): to the owner, through TLS once it is on. */
+static void received(mh_transport *t, const char *buf, size_t n) {
   t->received += (uint64_t)n;
   if (!t->tls) {
-    emit(t, MH_TR_DATA, b->base, (size_t)n);
+    emit(t, MH_TR_DATA, buf, n);
     return;
   }
   t->refs++;   /* the owner may close it from any callback below */
   if (t->phase == MH_TR_HANDSHAKE && t->hs_n < sizeof t->hs_first) {
-    size_t room = sizeof t->hs_first - t->hs_n, m = room < (size_t)n ? room : (size_t)n;
-    memcpy(t->hs_first + t->hs_n, b->base, m);
+    size_t room = sizeof t->hs_first - t->hs_n, m = room < n ? room : n;
+    memcpy(t->hs_first + t->hs_n, buf, m);
     t->hs_n += m;
   }
-  if (mh_tls_feed(t->tls, b->base, (size_t)n) < 0)
-    fail(t, MH_ENOMEM, MH_TLS_WHY_NONE, "out of memory (%zd bytes read)", n);
+  if (mh_tls_feed(t->tls, buf, n) < 0)
+    fail(t, MH_ENOMEM, MH_TLS_WHY_NONE, "out of memory (%zu bytes read)", n);
   else if (t->phase == MH_TR_HANDSHAKE)
     tls_step(t);
   while (t->tls_on && t->sk && !t->closed && t->phase == MH_TR_SECURE) {
@@ -485,7 +536,7 @@ static void user_timer_cb(uv_timer_t *h) {
 
 void mh_transport_timer(mh_transport *t, uint64_t ms) {
   /* the timer is the owner's once connected; a failure's report is never displaced */
-  if (t->closed || t->phase == MH_TR_FAILED || t->timer_kind == TIMER_CONNECT) return;
+  if (t->closed || t->phase == MH_TR_FAILED || t->werr || t->timer_kind == TIMER_CONNECT) return;
   if (ms) {
     t->timer_kind = TIMER_USER;
     uv_timer_start(&t->timer, user_timer_cb, ms, 0);

@@ -17,7 +17,11 @@
 ** Events come only from libuv callbacks, never from inside a call into the
 ** transport: a call that fails (a write to a reset connection, no memory for
 ** the output, a TLS engine that cannot start) closes the socket at once and
-** reports ERROR on the next loop turn.  So the owner may call the transport
+** reports ERROR on the next loop turn.  A write refused because the server
+** closed or reset the connection is the exception to "at once": the socket
+** stays open until that turn, when what it still holds (the reply the server
+** sent before it closed) comes as DATA first, then ERROR unless the owner
+** closed the transport meanwhile; writes in between are dropped.  So the owner may call the transport
 ** from anywhere, its own callbacks included.  No byte is ever dropped: what
 ** cannot be queued whole fails the transport.
 **

@@ -234,4 +234,39 @@ wait_for 20 pickup_empty; ok $? "a working server: the queue drains"
 is "$(received_count "$T/peer-svc")" 3 "each message once"
 [ ! -e "$SPOOL/outage" ]; ok $? "and its record removed"
 svc_stop
+
+# --- a reply sent as the server closes, while a big message's data still goes out ------------
+# The server answers mid-DATA (a 421 as it shuts down, a 552 as the message grows past its
+# limit) and closes at once, with the data unread: the connection is reset, and the write of
+# the next piece fails.  The reply came first and is the reason to log and record, not the
+# write's "connection reset by peer", which it was about half the time (the write was tried
+# before the reply was read).  Five flushes of a 10 MB message, each a new session.
+big_msg() {
+  { printf 'From: app@example.com\nTo: big@example.net\nSubject: big\nMessage-ID: <big@test>\n\n'
+    head -c 10000000 /dev/zero | tr '\0' 'a' | fold -w 76; } | "$MAILHOOK" sendmail -i big@example.net
+}
+for reply in "421 4.3.2 shutting down" "552 5.3.4 message size exceeds fixed limit"; do
+  code=${reply%% *}
+  SPOOL=$T/spool-early-$code; export MAILHOOK_SPOOL=$SPOOL
+  start_fault F "$(fault_script <<S
+$HELLO
+$TXN
+read
+send $reply
+close
+S
+)" --idle 5 || { echo "Bail out! fault.lua did not start"; exit 1; }
+  conf_for "$F" retry_interval=30 retry_max=60
+  big_msg
+  said=0 reset=""
+  for i in 1 2 3 4 5; do
+    out=$("$MAILHOOK" flush 2>&1)
+    case $out in *"$code"*) said=$((said + 1)) ;; *) reset="$reset [$(printf '%s' "$out" | grep -m1 -i 'write failed\|closed\|reset')]" ;; esac
+  done
+  is "$said" 5 "a $code sent mid-DATA then a close: each of 5 flushes names it${reset:+:$reset}"
+  like "$(cat "$SPOOL"/pickup/*.state 2>/dev/null)" "last_reply .*$code" "$code mid-DATA: the message's record has it"
+  is "$(ls "$SPOOL/pickup" | grep -c '\.eml$') $(ls "$SPOOL/failed" 2>/dev/null | grep -c '\.eml$')" "1 0" \
+     "$code mid-DATA: the message is kept for a retry (a reply before the final dot settles nothing)"
+  stop_peer F
+done
 done_testing
