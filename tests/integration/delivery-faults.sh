@@ -269,4 +269,32 @@ S
      "$code mid-DATA: the message is kept for a retry (a reply before the final dot settles nothing)"
   stop_peer F
 done
+# the same through STARTTLS: the reply is in a TLS record read after the failed write
+make_certs "$T/certs" >/dev/null || { echo "Bail out! make_certs failed"; exit 1; }
+SPOOL=$T/spool-early-tls; export MAILHOOK_SPOOL=$SPOOL
+start_fault F "$(fault_script <<S
+send 220 fault.example ESMTP
+expect ^EHLO
+send 250-fault.example
+send 250 STARTTLS
+expect ^STARTTLS
+send 220 2.0.0 go ahead
+starttls
+expect ^EHLO
+send 250 fault.example
+$TXN
+read
+send 421 4.3.2 shutting down
+close
+S
+)" --idle 5 --cert "$T/certs/server.crt" --key "$T/certs/server.key" || { echo "Bail out! fault.lua did not start"; exit 1; }
+conf_for "$F" tls=starttls tls_required=true tls_ca_file="$T/certs/ca.crt" retry_interval=30 retry_max=60
+big_msg
+said=0
+for i in 1 2 3 4 5; do
+  out=$("$MAILHOOK" flush 2>&1)
+  case $out in *"421 4.3.2"*) said=$((said + 1)) ;; esac
+done
+is "$said" 5 "through STARTTLS too: each of 5 flushes names the 421 (${out##*$'\n'})"
+stop_peer F
 done_testing
