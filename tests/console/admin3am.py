@@ -25,7 +25,7 @@ SECRETS = CONF[:-len(".conf")] + ".secrets" if CONF.endswith(".conf") else CONF 
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done, wait_until, chromium_options  # noqa: E402
+from taplib import ok, done, wait_until, chromium_options, steady  # noqa: E402
 
 
 def is_(got, want, desc):
@@ -223,7 +223,7 @@ try:
     def until(fn, desc, limit=40, show=None):
         try:
             WebDriverWait(driver, limit, poll_frequency=0.1,
-                          ignored_exceptions=[StaleElementReferenceException]).until(lambda _: fn())
+                          ignored_exceptions=[StaleElementReferenceException]).until(lambda _: steady(fn))
             return ok(True, desc)
         except TimeoutException:
             return ok(False, desc, show() if show else driver.find_element(By.TAG_NAME, "body").text[:1500])

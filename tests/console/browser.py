@@ -25,7 +25,7 @@ NEW_ADMIN_PW = "new-Browser-Admin-Pw-31"
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done, chromium_options  # noqa: E402  (one TAP writer for both checkers)
+from taplib import ok, done, chromium_options, steady  # noqa: E402  (one TAP writer for both checkers)
 
 
 opts, profile = chromium_options()
@@ -50,7 +50,7 @@ def until(fn, desc, limit=30):
     try:
         # a page that re-renders between two looks is looked at again, not a failure
         WebDriverWait(driver, limit, poll_frequency=0.1,
-                      ignored_exceptions=[StaleElementReferenceException]).until(lambda d: fn())
+                      ignored_exceptions=[StaleElementReferenceException]).until(lambda d: steady(fn))
         return ok(True, desc)
     except TimeoutException:
         # where the page was and what it said: a CI log must tell why, not only which

@@ -33,7 +33,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import chromium_options  # noqa: E402  (the browser's options, shared)
+from taplib import chromium_options, steady  # noqa: E402  (the browser's options, shared)
 
 BASE, ADMIN_PW, SHOTS, MAILHOOK, SPOOL, SVC_PID, OUTAGE_PORT = sys.argv[1:8]
 n = 0
@@ -73,7 +73,7 @@ TRANSIENT = (NoSuchElementException, StaleElementReferenceException, ElementClic
 
 def until(fn, desc, limit=30):
     try:
-        WebDriverWait(driver, limit, poll_frequency=0.1, ignored_exceptions=TRANSIENT).until(lambda d: fn())
+        WebDriverWait(driver, limit, poll_frequency=0.1, ignored_exceptions=TRANSIENT).until(lambda d: steady(fn))
         return ok(True, desc)
     except TimeoutException:
         return ok(False, desc, driver.find_element(By.TAG_NAME, "body").text[:1500])

@@ -30,7 +30,7 @@ BASE, ADMIN_PW, MAILHOOK, SPOOL, SMTP_PORT, SMTPD_PY, TMP = sys.argv[1:8]
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done, wait_until, chromium_options  # noqa: E402
+from taplib import ok, done, wait_until, chromium_options, steady  # noqa: E402
 
 OUTAGE = os.path.join(SPOOL, "outage")
 
@@ -38,7 +38,8 @@ OUTAGE = os.path.join(SPOOL, "outage")
 def until(fn, desc, limit=30):
     try:
         WebDriverWait(driver, limit, poll_frequency=0.1,
-                      ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(lambda d: fn())
+                      ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+                          lambda d: steady(fn))
         return ok(True, desc)
     except TimeoutException:
         return ok(False, desc, driver.find_element(By.TAG_NAME, "body").text[:1500])
@@ -93,8 +94,8 @@ try:
     driver.get(BASE + "/#status")
     until(lambda: "delivery suspended since" in E("page-status").text, "the Status page shows the outage")
     reason = "could not connect"
-    page = E("status-summary").text + "\n" + E("status-rows").text     # (the log below quotes it as it was written)
-    ok(page.count(reason) == 1 and "delivery suspended since" in E("status-rows").text,
+    page = steady(lambda: E("status-summary").text + "\n" + E("status-rows").text)  # (the log below quotes it)
+    ok(page.count(reason) == 1 and "delivery suspended since" in steady(lambda: E("status-rows").text),
        "  its reason once, in the delivery line (the summary, the connection and the last error each said it too)",
        page[:1500])
 
@@ -137,7 +138,11 @@ try:
     ok(wait_until(lambda: session_left(cookie, True) <= base - 7, 15, 0.5) and same_page(),
        "the Queue page polling for 7 s does not keep the session alive")
 except WebDriverException as e:
-    ok(False, "the browser ran", e)
+    try:
+        where = driver.current_url if driver else "(no browser)"
+    except WebDriverException:
+        where = "(the browser does not answer)"
+    ok(False, "the browser ran", "at %s: %s" % (where, e))
 finally:
     if server:
         server.terminate()

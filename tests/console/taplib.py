@@ -39,6 +39,25 @@ def wait_until(fn, limit=15.0, step=0.1):
     return fn()
 
 
+def steady(fn, limit=10.0):
+    """fn()'s value, asked again while the browser says a navigation aborted the look
+    (chromedriver's "aborted by navigation": seen once, under CI's load, right after a
+    same-page navigation, on a page that had not gone anywhere) or the element went
+    stale, for at most limit seconds; any other error, or the same past the limit, is
+    raised.  A page that really went elsewhere (a logout to /login) still fails: its
+    next look finds no such element."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    end = time.monotonic() + limit
+    while True:
+        try:
+            return fn()
+        except WebDriverException as e:
+            transient = isinstance(e, StaleElementReferenceException) or "aborted by navigation" in str(e)
+            if not transient or time.monotonic() > end:
+                raise
+        time.sleep(0.1)
+
+
 def chromium_options(height=1100):
     """(options, profile): headless chromium's options for a console checker (no network
     of its own, no GPU, no sandbox: root in CI), its window 1280 x height, and the
