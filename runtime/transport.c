@@ -10,7 +10,6 @@
 */
 #include <assert.h>
 #include <errno.h>
-#include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include "transport.h"
 #include "error.h"
 #include "log.h"

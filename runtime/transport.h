@@ -21,8 +21,8 @@
 ** closed or reset the connection is the exception to "at once": the socket
 ** stays open until that turn, when what it still holds (the reply the server
 ** sent before it closed) comes as DATA first, then ERROR unless the owner
-** closed the transport meanwhile; writes in between are dropped.  So the owner may call the transport
-** from anywhere, its own callbacks included.  No byte is ever dropped: what
+** closed the transport meanwhile; writes in between are dropped.  So the
+** owner may call the transport from anywhere, its own callbacks included.  No byte is ever dropped: what
 ** cannot be queued whole fails the transport.
 **
 ** Inside the callback the owner may call anything here, mh_transport_free
