@@ -16,54 +16,30 @@
 # delivery-postfix).
 #
 # Postfix is unpacked in .deps/postfix (scripts/deps), never installed: each instance is a
-# private one, its configuration, queue and data in the bench's scratch folder (removed at
-# exit), its smtpd on a free high port of 127.0.0.1, its log in its own file; the machine's
-# mail system (/etc/postfix, port 25, syslog) is never touched.  Its master starts as root
-# (skipped otherwise); it runs as nobody.  Postfix wants three distinct identities:
-# mail_owner = nobody, and two names that only its start-up checks read (default_privs is
-# for local(8)/pipe(8), setgid_group for postdrop/postqueue's setgid; neither is used
-# here): the base system's `games` user and `users` group, which get no access to anything
-# (the queue is nobody's, mode 700).  No account is created.  Everything started (both
-# masters with their daemons, each in its own session, and smtp-sink) is killed at exit,
-# Ctrl-C included.
+# private one (bench/lib.sh pf_start), its configuration, queue and data in the bench's
+# scratch folder (removed at exit), its smtpd on a free high port of 127.0.0.1, its log in its
+# own file; the machine's mail system is never touched.  Skipped unless root.  Everything
+# started (both masters with their daemons, each in its own session, and smtp-sink) is killed
+# at exit, Ctrl-C included.
 . "$(dirname "$0")/lib.sh"
 ROOT=${ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 MAILHOOK=${MAILHOOK:-$ROOT/build/mailhook}
 MSGS=${MSGS:-2000}
 ROUNDS=${ROUNDS:-5}
-PFROOT=$ROOT/.deps/postfix
-PF=$PFROOT/usr/sbin
-PFD=$PFROOT/usr/lib/postfix/sbin
-export LD_LIBRARY_PATH="$PFROOT/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 PY=/usr/bin/python3
-PF_OWNER=nobody PF_PRIVS=games PF_SGID=users
 B=delivery-postfix
 
 skip() { echo "$B  skipped: $*"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "Postfix's master starts as root (run the bench as root)"
-for f in "$PFD"/{master,smtpd,cleanup,qmgr,trivial-rewrite,bounce,discard,smtp,scache,pickup,anvil,postlogd} \
-         "$PF"/{postsuper,postqueue,smtp-source}; do
-  [ -x "$f" ] || skip "no ${f#"$ROOT"/} (run scripts/deps)"
-done
-if ! getent passwd "$PF_OWNER" "$PF_PRIVS" >/dev/null || ! getent group "$PF_SGID" >/dev/null; then
-  skip "no user $PF_OWNER or $PF_PRIVS, or no group $PF_SGID, for Postfix's identities"
-fi
+pf_ready postsuper postqueue smtp-source || skip "$PF_WHY"
 missing=$("$MAILHOOK" -e 'for _, m in ipairs{"mailhook.spool", "mailhook.smtp", "mailhook.settings"} do
   if not pcall(require, m) then io.write(m, " ") end end' 2>&1)
 [ -z "$missing" ] || skip "not built yet ($missing)"
 sink_bench "$B" || exit 0   # sets W, SINK and PORT (smtp-sink's)
 
-# Clean-up, replacing sink_bench's trap: each master's whole session (its daemons), then
-# smtp-sink, then the scratch folder.
-PF_MASTERS=()
+# Clean-up, replacing sink_bench's trap: each Postfix (pf_stop), then smtp-sink, then the
+# scratch folder.
 cleanup() {
-  local p _
-  for p in "${PF_MASTERS[@]}"; do kill -TERM -- -"$p" 2>/dev/null; done
-  for _ in $(seq 100); do
-    pgrep -g "$(IFS=,; echo "${PF_MASTERS[*]}")" >/dev/null || break
-    sleep 0.05
-  done
-  for p in "${PF_MASTERS[@]}"; do kill -KILL -- -"$p" 2>/dev/null; done
+  pf_stop
   [ -n "$SINK" ] && kill "$SINK" 2>/dev/null
   rm -rf "$W"
 }
@@ -71,79 +47,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 chmod 711 "$W"   # Postfix's daemons (nobody) reach their queue below it
-
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-
-# pf_start DIR CPU PORT: a private Postfix in DIR, pinned to CPU, its smtpd on 127.0.0.1:PORT;
-# main.cf's lines for its role on stdin.  Returns once its smtpd accepts connections (1, having
-# said why, if it does not within 20 s).
-pf_start() {
-  local d=$1 q _
-  mkdir -p "$d/etc" "$d/data" "$d/queue/pid"
-  for q in active bounce corrupt defer deferred flush hold incoming maildrop private public saved trace; do
-    mkdir "$d/queue/$q"
-  done
-  chown -R "$PF_OWNER" "$d/data" "$d/queue"
-  chown root "$d/queue" "$d/queue/pid"
-  chmod 700 "$d/data" "$d/queue"/*; chmod 755 "$d/queue" "$d/queue/pid"
-  : > "$d/etc/dynamicmaps.cf"
-  {
-    cat <<EOF
-# A private instance for bench/52-delivery-postfix.sh (never the machine's own).
-compatibility_level = 3.6
-queue_directory = $d/queue
-data_directory = $d/data
-meta_directory = $d/etc
-daemon_directory = $PFD
-command_directory = $PF
-shlib_directory = $PFROOT/usr/lib/postfix
-import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH
-mail_owner = $PF_OWNER
-default_privs = $PF_PRIVS
-setgid_group = $PF_SGID
-maillog_file = $d/maillog
-maillog_file_prefixes = $d
-myhostname = pfbench.invalid
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-EOF
-    cat
-  } > "$d/etc/main.cf"
-  cat > "$d/etc/master.cf" <<EOF
-# service     type  private unpriv chroot wakeup maxproc command
-127.0.0.1:$3 inet  n       -      n      -      -       smtpd
-pickup        unix  n       -      n      60     1       pickup
-cleanup       unix  n       -      n      -      0       cleanup
-qmgr          unix  n       -      n      300    1       qmgr
-rewrite       unix  -       -      n      -      -       trivial-rewrite
-bounce        unix  -       -      n      -      0       bounce
-defer         unix  -       -      n      -      0       bounce
-trace         unix  -       -      n      -      0       bounce
-flush         unix  n       -      n      1000?  0       flush
-anvil         unix  -       -      n      -      1       anvil
-scache        unix  -       -      n      -      1       scache
-smtp          unix  -       -      n      -      -       smtp
-discard       unix  -       -      n      -      -       discard
-postlog       unix-dgram n  -      n      -      1       postlogd
-EOF
-  taskset -c "$2" setsid "$PFD/master" -d -c "$d/etc" > "$d/master.out" 2>&1 &
-  PF_MASTERS+=($!)
-  for _ in $(seq 400); do
-    (echo > /dev/tcp/127.0.0.1/"$3") 2>/dev/null && return 0
-    kill -0 "$!" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "$B  Postfix in $d did not start: $(tail -2 "$d/maillog" "$d/master.out" 2>/dev/null | tr '\n' ' ')"
-  return 1
-}
 
 # pf_wait_empty DIR [release]: with "release", first release DIR's hold queue (postsuper -H
 # ALL, postqueue -f); then poll, every 10 ms from CPU 1, until DIR's queue holds no message;

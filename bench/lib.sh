@@ -224,3 +224,125 @@ flush_timed() {
   FLUSH_WALL=$(/usr/bin/python3 -c "print('%.6f' % ($t1 - $t0))")
   FLUSH_CPU=$(awk '{ printf "%.0f", ($1 + $2) * 1000 }' "$W/flush.time")
 }
+
+# Postfix, unpacked in .deps/postfix by scripts/deps and never installed, for private
+# instances (52-delivery-postfix.sh, 60-hook.sh): each one's configuration, queue and log in
+# a folder of the bench's, its smtpd on a free high port of 127.0.0.1; the machine's mail
+# system (/etc/postfix, port 25, syslog) is never touched.  Its master starts as root; it
+# runs as nobody.  Postfix wants three distinct identities: mail_owner = nobody, and two
+# names that only its start-up checks read (default_privs is for local(8)/pipe(8),
+# setgid_group for postdrop/postqueue's setgid; neither is needed when root submits): the
+# base system's `games` user and `users` group, which get no access to anything (the queue
+# is nobody's, mode 700).  No account is created.
+PFROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.deps/postfix
+PF=$PFROOT/usr/sbin PFD=$PFROOT/usr/lib/postfix/sbin
+PF_OWNER=nobody PF_PRIVS=games PF_SGID=users
+PF_MASTERS=()
+
+# pf_ready [PROGRAM...]: 0 when a private Postfix can run here, with PROGRAMs of its
+# usr/sbin too (LD_LIBRARY_PATH then reaches its libraries); else 1, with PF_WHY saying why.
+pf_ready() {
+  local f
+  PF_WHY=""
+  [ "$(id -u)" = 0 ] || { PF_WHY="Postfix's master starts as root (run the bench as root)"; return 1; }
+  for f in "$PFD"/{master,smtpd,cleanup,qmgr,trivial-rewrite,bounce,discard,smtp,scache,pickup,anvil,postlogd} \
+           "${@/#/$PFROOT/usr/sbin/}"; do
+    [ -x "$f" ] || { PF_WHY="no ${f#"$PFROOT"/} in .deps/postfix (run scripts/deps)"; return 1; }
+  done
+  if ! getent passwd "$PF_OWNER" "$PF_PRIVS" >/dev/null || ! getent group "$PF_SGID" >/dev/null; then
+    PF_WHY="no user $PF_OWNER or $PF_PRIVS, or no group $PF_SGID, for Postfix's identities"; return 1
+  fi
+  case ":${LD_LIBRARY_PATH:-}:" in
+    *":$PFROOT/usr/lib/postfix:"*) ;;
+    *) export LD_LIBRARY_PATH="$PFROOT/usr/lib/postfix${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+  esac
+}
+
+# pf_start DIR CPU PORT: a private Postfix in DIR, pinned to CPU, its smtpd on 127.0.0.1:PORT;
+# main.cf's lines for its role on stdin.  Every folder above DIR must let nobody through (711).
+# Returns once its smtpd accepts connections (1, having said why, if it does not within 20 s).
+pf_start() {
+  local d=$1 q _
+  mkdir -p "$d/etc" "$d/data" "$d/queue/pid"
+  for q in active bounce corrupt defer deferred flush hold incoming maildrop private public saved trace; do
+    mkdir "$d/queue/$q"
+  done
+  chown -R "$PF_OWNER" "$d/data" "$d/queue"
+  chown root "$d/queue" "$d/queue/pid"
+  chmod 700 "$d/data" "$d/queue"/*; chmod 755 "$d/queue" "$d/queue/pid"
+  : > "$d/etc/dynamicmaps.cf"
+  {
+    cat <<EOF
+# A private instance for mailhook's benches (never the machine's own).
+compatibility_level = 3.6
+queue_directory = $d/queue
+data_directory = $d/data
+meta_directory = $d/etc
+daemon_directory = $PFD
+command_directory = $PFROOT/usr/sbin
+shlib_directory = $PFROOT/usr/lib/postfix
+import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH
+export_environment = TZ MAIL_CONFIG LANG LD_LIBRARY_PATH
+mail_owner = $PF_OWNER
+default_privs = $PF_PRIVS
+setgid_group = $PF_SGID
+maillog_file = $d/maillog
+maillog_file_prefixes = $d
+myhostname = pfbench.invalid
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+EOF
+    cat
+  } > "$d/etc/main.cf"
+  cat > "$d/etc/master.cf" <<EOF
+# service     type  private unpriv chroot wakeup maxproc command
+127.0.0.1:$3 inet  n       -      n      -      -       smtpd
+pickup        unix  n       -      n      60     1       pickup
+cleanup       unix  n       -      n      -      0       cleanup
+qmgr          unix  n       -      n      300    1       qmgr
+rewrite       unix  -       -      n      -      -       trivial-rewrite
+bounce        unix  -       -      n      -      0       bounce
+defer         unix  -       -      n      -      0       bounce
+trace         unix  -       -      n      -      0       bounce
+flush         unix  n       -      n      1000?  0       flush
+anvil         unix  -       -      n      -      1       anvil
+scache        unix  -       -      n      -      1       scache
+smtp          unix  -       -      n      -      -       smtp
+discard       unix  -       -      n      -      -       discard
+postlog       unix-dgram n  -      n      -      1       postlogd
+EOF
+  taskset -c "$2" setsid "$PFD/master" -d -c "$d/etc" > "$d/master.out" 2>&1 &
+  PF_MASTERS+=($!)
+  for _ in $(seq 400); do
+    (echo > /dev/tcp/127.0.0.1/"$3") 2>/dev/null && return 0
+    kill -0 "$!" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "${B:-postfix}  Postfix in $d did not start: $(tail -2 "$d/maillog" "$d/master.out" 2>/dev/null | tr '\n' ' ')"
+  return 1
+}
+
+# pf_stop: every Postfix pf_start started, each master's whole session (its daemons): TERM,
+# then KILL what is left after 5 s.  For the caller's clean-up.
+pf_stop() {
+  local p _
+  [ ${#PF_MASTERS[@]} = 0 ] && return 0
+  for p in "${PF_MASTERS[@]}"; do kill -TERM -- -"$p" 2>/dev/null; done
+  for _ in $(seq 100); do
+    pgrep -g "$(IFS=,; echo "${PF_MASTERS[*]}")" >/dev/null || break
+    sleep 0.05
+  done
+  for p in "${PF_MASTERS[@]}"; do kill -KILL -- -"$p" 2>/dev/null; done
+  PF_MASTERS=()
+}
+
+# free_port: a free TCP port of 127.0.0.1.
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
