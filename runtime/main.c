@@ -164,10 +164,10 @@ static const char *read_pieces(lua_State *L, void *ud, size_t *size) {
   return NULL;
 }
 
-/* Loads DUMP (string.dump of a main chunk, with debug info) as the chunk of
-** source file SRC: its main function's source name, which build-luac set to
-** the build tree's file, becomes "@SRC", as Lua's file searcher names it (the
-** nested functions inherit it).  Lua 5.4's layout: a header of 15 bytes, then
+/* Loads DUMP (build-luac's dump of a main chunk: line numbers and source name,
+** no local names) as the chunk of source file SRC: its main function's source
+** name, which build-luac set to the build tree's file, becomes "@SRC", as Lua's
+** file searcher names it (the nested functions inherit it).  Lua 5.4's layout: a header of 15 bytes, then
 ** an integer and a number of the sizes given at bytes 13 and 14, the number of
 ** upvalues (1 byte), then the source: its length + 1 in base 128, most
 ** significant group first, the last byte marked with 0x80, then its bytes.

@@ -70,6 +70,33 @@ out=$("$MAILHOOK" -e '
   io.write(i.source, " ", i.linedefined > 0 and "lines" or "nolines")')
 is "$out" "@$("$MAILHOOK" -e 'io.write(require("mailhook.core").paths.lua)')/mailhook/settings.lua lines" \
    "a precompiled module keeps its source name and line numbers"
+# without the names of local variables (scripts/build-luac, lean): line numbers and the
+# code stay; the same chunk parsed from source has the names (the cost they add to a
+# one-shot command's start: docs/perf-hook.md)
+out=$("$MAILHOOK" -e '
+  local s = require "mailhook.settings"
+  local fn, line = s.load, debug.getinfo(s.load, "S").linedefined
+  local parsed = assert(loadfile(debug.getinfo(fn, "S").source:sub(2)))()
+  io.write(tostring(debug.getlocal(fn, 1)), " ", tostring(debug.getlocal(parsed.load, 1)), " ",
+           next(debug.getinfo(fn, "L").activelines) and "lines" or "nolines", " ",
+           string.dump(fn, true) == string.dump(parsed.load, true) and "same" or "differ")')
+like "$out" "^nil [a-z_]+ lines same$" \
+   "a precompiled function carries no local names, but its line numbers and the same code as its source ($out)"
+out=$("$MAILHOOK" -e 'local ok, e = pcall(require("mailhook.args").parse, 42) io.write(tostring(e))' 2>&1)
+like "$out" "/lua/mailhook/args.lua:[0-9]+: " "an error raised in a precompiled module names its file and line ($out)"
+# build-luac checks its lean chunk (loaded back: the same code, its line info where it read
+# it) and says when it keeps the names instead: for none of ours, and every chunk make wrote
+# is the one it writes now
+n=0 same=0
+: > "$T/lb.err"
+for f in $(cd "$ROOT" && find lua -name '*.lua' | sort); do
+  (cd "$ROOT" && "$MAILHOOK" scripts/build-luac "$f" "$T/lb.luac") 2>> "$T/lb.err"
+  n=$((n + 1))
+  cmp -s "$T/lb.luac" "$BUILD/luac/${f#lua/}c" && same=$((same + 1))
+done
+is "$(cat "$T/lb.err")" "" "build-luac drops the local names of every module ($n)"
+is "$same" "$n" "and make's chunks are those"
+
 out=$(stale "$ROOT/lua" "$BUILD/luac")
 printf '%s\n' "$out" | sed '1d; s/^/# stale or missing: /'
 is "$(printf '%s\n' "$out" | sed 1d)" "" "make precompiled every lua/ module, each matching its source ($(echo "$out" | head -1))"
