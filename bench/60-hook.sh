@@ -11,7 +11,7 @@
 set -u
 T=$(mktemp -d "${TMPDIR:-/tmp}/mh-bench.XXXXXX")
 SINK=${ROOT:-.}/.deps/postfix/usr/sbin/smtp-sink
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 USER_OPT=""; [ "$(id -u)" = 0 ] && USER_OPT="-u nobody"   # smtp-sink refuses to run as root
 # shellcheck disable=SC2086
 "$SINK" $USER_OPT -c 127.0.0.1:"$PORT" 256 >/dev/null 2>&1 &

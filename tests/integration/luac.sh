@@ -75,7 +75,7 @@ is "$out" "@$("$MAILHOOK" -e 'io.write(require("mailhook.core").paths.lua)')/mai
 # one-shot command's start: docs/perf-hook.md)
 out=$("$MAILHOOK" -e '
   local s = require "mailhook.settings"
-  local fn, line = s.load, debug.getinfo(s.load, "S").linedefined
+  local fn = s.load
   local parsed = assert(loadfile(debug.getinfo(fn, "S").source:sub(2)))()
   io.write(tostring(debug.getlocal(fn, 1)), " ", tostring(debug.getlocal(parsed.load, 1)), " ",
            next(debug.getinfo(fn, "L").activelines) and "lines" or "nolines", " ",
