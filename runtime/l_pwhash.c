@@ -65,7 +65,7 @@ static int start(lua_State *L, int check) {
   memcpy(r->pw, pw, len + 1);
   r->pwlen = len;
   r->check = check;
-  return mh_l_work(L, check ? "pwhash.check" : "pwhash.make", pw_work, pw_push, pw_done, r);
+  return mh_l_work_pool(L, check ? "pwhash.check" : "pwhash.make", pw_work, pw_push, pw_done, r);   /* CPU-bound */
 }
 
 static int l_make(lua_State *L) { return start(L, 0); }

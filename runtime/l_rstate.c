@@ -167,7 +167,7 @@ static int l_lock(lua_State *L) {
   memcpy(r->path, path, len + 1);
   r->timeout = timeout;
   r->fd = -1;
-  return mh_l_work(L, "rstate.lock", lock_work, lock_push, lock_done, r);
+  return mh_l_work_pool(L, "rstate.lock", lock_work, lock_push, lock_done, r);   /* waits up to timeout */
 }
 
 /* Idempotent: __gc, __close and unlock() all come here. */

@@ -100,13 +100,23 @@ void mh_wait_resume(mh_wait *w, int nres);
 ** c:close() ending the wait of the task that waits on the session). */
 void mh_wait_resume_later(mh_wait *w, int nres);
 
-/* Thread-pool work: `work` runs off the loop without Lua; then `push` runs on the
-** loop, pushes the results on co and returns their count; then `done` frees arg
-** (also when the task was interrupted).  Returns what the task is resumed with. */
+/* Thread-pool work: `work` runs off the loop without Lua (or on it, at once, where
+** the state runs jobs inline: `work` never touches Lua either way); then `push`
+** runs on the loop, pushes the results on co and returns their count; then `done`
+** frees arg (also when the task was interrupted).  Returns what the task is
+** resumed with. */
 typedef void (*mh_work_fn)(void *arg);
 typedef int (*mh_push_fn)(lua_State *co, void *arg);
 int mh_l_work(lua_State *L, const char *what, mh_work_fn work, mh_push_fn push,
               void (*done)(void *arg), void *arg);
+/* The same, always on the pool: for a job that may wait long on another process
+** (a lock), which must not hold this state's loop where jobs run inline. */
+int mh_l_work_pool(lua_State *L, const char *what, mh_work_fn work, mh_push_fn push,
+                   void (*done)(void *arg), void *arg);
+/* on: mh_l_work runs its jobs on the loop thread, at once (a one-shot command whose
+** jobs come one at a time: no pool thread to start and join).  l_sched.c
+** work_inline says what stays the same. */
+void mh_l_jobs_inline(lua_State *L, int on);
 
 /* Spawn fn (at index idx) with the nargs values above it as a new task; pushes the
 ** task object.  The task starts on the next loop turn.  Spawned while a rule

@@ -375,14 +375,17 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
 }
 
 /* Whether COMMAND is a one-shot intake (hook, enqueue, sendmail): an event
-** turned into mail, then exit.  Its disk work is one write after another, so
-** libuv's default pool of 4 threads, all started on the first request, buys
-** nothing and costs ~1 ms of a ~12 ms run (4 clone3 + stack mappings at start,
-** 4 joins at exit): bench/60-hook.sh.  These commands get a pool of one
-** unless UV_THREADPOOL_SIZE is already set (the caller's choice wins).
-** Safe with one worker: no request waits on another request of this process
-** (the spool's seq flock is taken and released inside one request; rule
-** state's flock is turned in-process first, see rule_state.lua locked()).
+** turned into mail, then exit.  Its disk work is one write after another, with
+** nothing to overlap it, so its jobs run on the loop thread itself
+** (mh_l_jobs_inline): a pool thread cost its start, its malloc arena and its
+** join, ~0.5 ms of a ~10 ms hook (bench/60-hook.sh).  The pool still serves
+** what must not hold the loop (rule state's lock, which waits on other
+** processes; libuv's own file requests), with one thread: libuv's default of
+** 4, all started on the first request, bought nothing and cost ~1 ms (4
+** clone3 + stack mappings at start, 4 joins at exit), unless
+** UV_THREADPOOL_SIZE is already set (the caller's choice wins).  Safe with one
+** worker: no request waits on another request of this process (rule state's
+** flock is turned in-process first, see rule_state.lua locked()).
 ** Every other command (run, flush, repl, scripts) keeps libuv's default.
 ** Programs a rule starts inherit the variable: it only sizes their pool. */
 static int one_worker(const char *cmd) {
@@ -559,7 +562,10 @@ int main(int argc, char **argv) {
   } else {
     /* a command: mailhook.cli dispatches it (help when none) */
     static const char boot[] = "return require('mailhook.cli').main(...)";
-    if (first < argc && one_worker(argv[first])) setenv("UV_THREADPOOL_SIZE", "1", 0);
+    if (first < argc && one_worker(argv[first])) {
+      setenv("UV_THREADPOOL_SIZE", "1", 0);
+      mh_l_jobs_inline(L, 1);
+    }
     set_arg(L, argv, argc, first - 1);
     status = luaL_loadbuffer(L, boot, sizeof boot - 1, "=mailhook");
     nargs = argc - first;

@@ -1,6 +1,7 @@
-# One-shot intake commands (hook, enqueue, sendmail) run their disk work on
-# one libuv worker thread instead of four (start-up cost, bench/60-hook.sh);
-# the caller's UV_THREADPOOL_SIZE still wins, and other commands keep four.
+# One-shot intake commands (hook, enqueue, sendmail) run their disk jobs on the
+# loop thread itself (start-up cost, bench/60-hook.sh), and what must not hold
+# the loop (rule state's lock) on one libuv worker thread instead of four; the
+# caller's UV_THREADPOOL_SIZE still wins, and other commands keep four.
 # Observed as the process's thread count (/proc/self/status) right after a
 # durable enqueue, and proven to still work under lock contention: several
 # concurrent hooks sharing rule state and the spool's id sequence.  A process
@@ -19,6 +20,10 @@ on("alarm", function(ev)
   assert(mh.enqueue { to = "ops@example.com", subject = "alarm " .. ev.n, text = "x" })
   local f = assert(io.open(ev.out, "w")); f:write(threads(), "\n"); f:close()
 end)
+on("state", function(ev)
+  assert(throttle { key = "state", max = 100, per = 3600 })
+  local f = assert(io.open(ev.out, "w")); f:write(threads(), "\n"); f:close()
+end)
 on("burst", function(ev)
   if throttle { key = "burst", max = 3, per = 3600 } then
     assert(mh.enqueue { to = "ops@example.com", subject = "burst " .. ev.n, text = "x" })
@@ -29,10 +34,12 @@ pickup() { ls "$T/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
 
 "$MAILHOOK" hook alarm n=1 out="$T/th1"; rc=$?
 is "$rc" 0 "hook alarm exits 0"
-is "$(cat "$T/th1")" 3 "hook: main thread + one worker + the rules' watchdog after a durable enqueue"
+is "$(cat "$T/th1")" 2 "hook: main thread + the rules' watchdog after a durable enqueue (its job ran on the loop thread)"
 is "$(pickup)" 1 "the message is in pickup/"
 
-UV_THREADPOOL_SIZE=3 "$MAILHOOK" hook alarm n=2 out="$T/th2"
+"$MAILHOOK" hook state out="$T/th1s"
+is "$(cat "$T/th1s")" 3 "a rule-state lock (it waits on other processes) takes one worker: main + 1 + watchdog"
+UV_THREADPOOL_SIZE=3 "$MAILHOOK" hook state out="$T/th2"
 is "$(cat "$T/th2")" 5 "UV_THREADPOOL_SIZE set by the caller is kept (main + 3 + watchdog)"
 
 "$MAILHOOK" -e '
@@ -44,7 +51,7 @@ is "$(cat "$T/th3")" 5 "a script keeps libuv's default pool (main + 4)"
 
 printf 'x\n' | "$MAILHOOK" enqueue --to ops@example.com --subject one-worker >/dev/null; rc=$?
 is "$rc" 0 "enqueue with one worker exits 0"
-is "$(pickup)" 4 "and its message is queued"
+is "$(pickup)" 3 "and its message is queued (after the hook's and the script's)"
 
 # contention with one worker each: 6 processes race for the rule-state lock
 # and the spool's seq lock; each must finish, 3 pass the throttle
