@@ -88,8 +88,28 @@ LIBS := $(PKG_LIBS) $(shell pkg-config --libs readline 2>/dev/null)
 # libcrypto are BIND_NOW: their relocations were two thirds of the instructions of every start).
 # Nor readline: the REPL loads it when it first needs it (runtime/l_repl.c: linking it
 # cost 0.49 M instructions of every start).
+# Lua and libuv are linked into the binary, from their archives, where installed
+# (Debian's liblua5.4-dev ships liblua5.4.a; libuv1-dev ships libuv_a.a on Debian 12,
+# none on 13): loading them shared cost every start ~0.4 ms of a ~7 ms hook (two more
+# files opened and mapped, ~1,070 relocations, more page faults: docs/perf-hook.md).
+# With Lua linked in, the binary exports Lua's API (lua_*, luaL_*, luaopen_*) as
+# liblua5.4.so did, so a site's Lua C module (package.cpath) still finds it.
+# LUA_UV_STATIC=0 links both shared, as debian/rules does (a security update of either
+# then reaches the package without a rebuild).
+LUA_UV_STATIC ?= 1
+ifeq ($(LUA_UV_STATIC),1)
+LUA_ARCHIVE := $(wildcard $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)/liblua5.4.a)
+UV_LIBDIR := $(shell pkg-config --variable=libdir libuv 2>/dev/null)
+UV_ARCHIVE := $(firstword $(wildcard $(UV_LIBDIR)/libuv_a.a $(UV_LIBDIR)/libuv.a))
+endif
 # -lm: libm's floor() (l_msg.c) is inlined at -O2 but a call at -O1 (make asan) and -O0 (the deb's noopt)
-BIN_LIBS := $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) -lm
+BIN_LIBS := $(or $(LUA_ARCHIVE),$(shell pkg-config --libs lua5.4 2>/dev/null)) \
+            $(or $(UV_ARCHIVE),$(shell pkg-config --libs libuv 2>/dev/null)) \
+            $(filter-out -luv,$(shell pkg-config --static --libs libuv 2>/dev/null)) -lm -ldl
+ifneq ($(LUA_ARCHIVE),)
+BIN_LUA_EXPORTS := -Wl,--export-dynamic-symbol='lua_*' -Wl,--export-dynamic-symbol='luaL_*' \
+                   -Wl,--export-dynamic-symbol='luaopen_*'
+endif
 
 CORE_SRC := $(filter-out runtime/l_%.c runtime/main.c runtime/tls_load.c runtime/drop.c,$(wildcard runtime/*.c))
 BIND_SRC := $(wildcard runtime/l_*.c)
@@ -160,8 +180,8 @@ $(BUILD)/libmailhook.a: $(CORE_OBJ) $(BIND_OBJ)
 
 # The link line, kept in a file that changes only when the line does, so that a
 # change of link mode (OPENSSL_STATIC, LDFLAGS) relinks.
-BIN_LDFLAGS := -Wl,--export-dynamic-symbol='mh_*'
-LINK_LINE := $(ALL_LDFLAGS) $(BIN_LDFLAGS) $(LIBS) | $(SSL_LIBS)
+BIN_LDFLAGS := -Wl,--export-dynamic-symbol='mh_*' $(BIN_LUA_EXPORTS)
+LINK_LINE := $(ALL_LDFLAGS) $(BIN_LDFLAGS) $(LIBS) | $(SSL_LIBS) | $(BIN_LIBS)
 $(BUILD)/link-line: FORCE
 	@mkdir -p $(@D)
 	@echo '$(LINK_LINE)' | cmp -s - $@ 2>/dev/null || echo '$(LINK_LINE)' > $@
