@@ -53,6 +53,24 @@ printf 'x\n' | "$MAILHOOK" enqueue --to ops@example.com --subject one-worker >/d
 is "$rc" 0 "enqueue with one worker exits 0"
 is "$(pickup)" 3 "and its message is queued (after the hook's and the script's)"
 
+# A slow disk: the hook's one fsync of its message held 4.5 s (tests/lib/fsync-gate.c
+# MH_FSYNC_SLOW), with rule_timeout = 2: 2 s of running time, which the watchdog ends
+# 1 s past it; a loop that has not moved for 3 s ended too (the watchdog pings it at
+# most 1 s late: 4 s at most, within the hold); 6 s of lifetime, waits included.  The
+# job runs on the loop thread, yet it stays a wait, as on a pool thread: neither the
+# rule's running time nor a stalled loop.
+{ cat "$MAILHOOK_CONF"; printf 'rule_timeout = 2\n'; } > "$T/slow.conf"
+t0=$(date +%s%N)
+MAILHOOK_CONF="$T/slow.conf" MH_FSYNC_SLOW=4500 LD_PRELOAD="$BUILD/tests/fsync-gate.so" \
+  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+  "$MAILHOOK" hook alarm n=slow out="$T/th-slow" 2>"$T/slow.err"; rc=$?
+t1=$(date +%s%N)
+is "$rc" 0 "a hook whose fsync takes 4.5 s, past its rule's 2 s of running time, exits 0"
+[ "$rc" = 0 ] || sed 's/^/#   /' "$T/slow.err"
+ok "$([ $(( (t1 - t0) / 1000000 )) -ge 4500 ]; echo $?)" "the fsync was held (the run took $(( (t1 - t0) / 1000000 )) ms)"
+unlike "$(cat "$T/slow.err")" "stopped|ending the process" "neither the rule's budget nor the watchdog stopped it"
+grep -qs "Subject: alarm slow" "$T"/spool/pickup/*.eml; ok $? "its message is queued"
+
 # contention with one worker each: 6 processes race for the rule-state lock
 # and the spool's seq lock; each must finish, 3 pass the throttle
 rm -f "$T"/spool/pickup/*.eml

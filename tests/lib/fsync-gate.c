@@ -11,13 +11,20 @@
 ** DIR/held; one that waited 20 s in vain appends a byte to DIR/timeouts instead, and the gate
 ** opens for good (a broken build fails once, not once per fsync).  Without DIR/on, or without
 ** MH_FSYNC_GATE, every call goes straight through.
+**
+** MH_FSYNC_SLOW=MS: a slow disk on demand instead: each fsync and fdatasync of a regular
+** file first sleeps MS milliseconds (a folder's goes straight through).  A test of what a
+** long disk wait must not be taken for (a rule's running time, a stalled loop:
+** tests/integration/hook-pool.sh).
 */
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,9 +68,20 @@ static void gate(void) {
   mark(dir, "timeouts");
 }
 
+/* MH_FSYNC_SLOW: sleeps that many milliseconds when fd is a regular file. */
+static void slow(int fd) {
+  const char *ms = getenv("MH_FSYNC_SLOW");
+  struct stat st;
+  long n;
+  if (!ms || (n = strtol(ms, NULL, 10)) <= 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+  struct timespec ts = { n / 1000, (n % 1000) * 1000000L };
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
 int fsync(int fd) {
   static int (*real)(int);
   if (!real) *(void **)&real = dlsym(RTLD_NEXT, "fsync");
+  slow(fd);
   gate();
   return real(fd);
 }
@@ -71,6 +89,7 @@ int fsync(int fd) {
 int fdatasync(int fd) {
   static int (*real)(int);
   if (!real) *(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
+  slow(fd);
   gate();
   return real(fd);
 }
