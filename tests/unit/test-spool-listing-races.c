@@ -94,7 +94,8 @@ static void test_load_order(void) {
   is_int(mh_spool_fail(sp, id, "rejected", "550 no", 1, &ref, 1, err), 0, "the deliverer: to failed/");
   list[0] = id;
   s2 = s2 > sp->tseq ? s2 : sp->tseq;          /* (and began after the fail's touch) */
-  listing_publish(sp, s2, x, xok, list, 1, NULL, 0);
+  uint64_t vals[1] = { id_value(list[0]) };
+  listing_publish(sp, s2, x, xok, vals, 1, NULL, 0);
   ok(knows(sp, id, &state) && state == 0, "that scan lists it, no sidecar, no touch left");
   if (mh_spool_open(root, &other, err)) bail_out("other", err);
   racer = other;

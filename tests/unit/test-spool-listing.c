@@ -214,12 +214,13 @@ static void test_order(void) {
   queue(sp, 2, ids);
   is_int(mh_spool_lock(sp, NULL), 0, "the deliverer takes the lock");
   list[0] = ids[0]; list[1] = ids[1]; side[0] = ids[1];
+  uint64_t vals[2] = { id_value(list[0]), id_value(list[1]) };   /* the scan's values, sorted */
   a = listing_begin(sp, xa, &oka);   /* scan A begins, and reads the folder before the sidecar... */
   is_int(mh_spool_defer(sp, ids[1], 2, 0, "451 x", NULL, 0, NULL, 0, err), 0, "a sidecar is written");
   b = listing_begin(sp, xb, &okb);   /* ...scan B begins after it, sees it, and ends first */
-  listing_publish(sp, b, xb, okb, list, 2, side, 1);
+  listing_publish(sp, b, xb, okb, vals, 2, side, 1);
   ok(knows(sp, ids[1], &state) && state == 1, "scan B's view: the sidecar is read");
-  listing_publish(sp, a, xa, oka, list, 2, NULL, 0);
+  listing_publish(sp, a, xa, oka, vals, 2, NULL, 0);
   ok(knows(sp, ids[1], &state) && state == 1, "scan A, older, ending last, does not replace it");
   mh_spool_close(sp);
 }
