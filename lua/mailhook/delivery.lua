@@ -54,7 +54,7 @@ M.STUCK_AFTER = 600    -- emit `queue_stuck` once an outage lasts this long
 -- (600 s) and systemd would SIGKILL the service, a failed stop.
 M.STOP_GRACE = 90
 M.REFUSED_EXTRA = 2     -- first wait of a connection refused as one too many (W:outage)
-M.BATCH = 1000         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
+M.BATCH = 4096         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
 
 -- backoff(attempts, base, cap [, random]) -> seconds before the next attempt of
 -- a message that got a 4xx: base doubling with each attempt (base, 2 base, 4 base,
@@ -146,7 +146,7 @@ local function default_emit(event, fields)
 end
 
 -- new{spool =, cfg = [, connect =, ready =, emit =, log =, now =, sleep =, spawn =,
---      random =, idle_close =, scan_interval =, stuck_after =, connections =, once =]}
+--      random =, idle_close =, scan_interval =, stuck_after =, connections =, once =, queue =]}
 function M.new(opts)
   assert(type(opts) == "table" and opts.spool, "delivery.new needs {spool = ...}")
   local mh = require "mailhook"
@@ -168,7 +168,8 @@ function M.new(opts)
     once = opts.once or false,          -- flush mode: one pass, backoff ignored, stop on outage
     n = opts.connections,
     workers = {},
-    queue = {}, pos = 1,                -- the last scan, oldest first, and where we are in it
+    queue = opts.queue or {}, pos = 1,  -- the last scan, oldest first, and where we are in it
+                                        -- (opts.queue: a scan the caller made, flush's count)
     claimed = {},                       -- id -> worker sending it
     later = {},                         -- id -> next_attempt of a deferred message
     seen = {},                          -- ids attempted in this forced pass (flush)

@@ -90,6 +90,40 @@ tap.test("a flush pass on the real spool: 250 removes, 4xx defers, 5xx fails wit
   sp:close()
 end)
 
+tap.test("flush: the lock holder's count is the deliverer's first scan (pickup/ read once before the first send)", function(t)
+  local fdir = dir .. "-flush"
+  local sp = assert(spool.open(fdir))
+  for i = 1, 3 do assert(sp:enqueue(msg(10 + i), { from = "a@example.com", to = { "ok@x" } })) end
+  -- every scan of any spool handle, counted (a scan reads the whole of pickup/)
+  local index = getmetatable(sp).__index
+  local scan, scans, at_first_send = index.scan, 0, nil
+  index.scan = function(...) scans = scans + 1; return scan(...) end
+  local order = {}
+  local function connect()
+    local s = {}
+    function s:alive() return true end
+    function s:quit() return true end
+    function s:close() end
+    function s:send(m)
+      at_first_send = at_first_send or scans
+      order[#order + 1] = m.data:match("Subject: (m%d+)")
+      return { accepted = { "ok@x" }, rejected = {} }
+    end
+    return s
+  end
+  local ok, res = pcall(require("mailhook.flush").run, { spool = sp, spool_dir = fdir,
+    cfg = { retry_interval = 30, retry_max = 1800, max_queue_age = 3600, connections = 1 },
+    connect = connect, ready = function() return true end, emit = function() end })
+  index.scan = scan
+  t:ok(ok, "flush ran: " .. tostring(ok or res))
+  res = ok and res or {}
+  t:same({ res.delivered, res.left, res.total }, { 3, 0, 3 }, "all three delivered, none left, total counted")
+  t:is(at_first_send, 1, "one scan before the first send: the count's (it was two)")
+  t:same(order, { "m11", "m12", "m13" }, "oldest first")
+  sp:close()
+  os.execute("rm -rf '" .. fdir .. "'")
+end)
+
 local status = tap.done()
 rm_rf()
 return status
