@@ -54,7 +54,7 @@ M.STUCK_AFTER = 600    -- emit `queue_stuck` once an outage lasts this long
 -- (600 s) and systemd would SIGKILL the service, a failed stop.
 M.STOP_GRACE = 90
 M.REFUSED_EXTRA = 2     -- first wait of a connection refused as one too many (W:outage)
-M.BATCH = 4096         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
+M.BATCH = 1000         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
 
 -- backoff(attempts, base, cap [, random]) -> seconds before the next attempt of
 -- a message that got a 4xx: base doubling with each attempt (base, 2 base, 4 base,
@@ -362,10 +362,15 @@ function D:next_entry(w)
       if rescanned then break end
       rescanned = true
       if self.kicked then self.later = {}; self.kicked = false end
-      local ids = sp:scan(M.BATCH)
+      -- the messages in flight are still in pickup/ and come back first (the
+      -- oldest): the limit is for the ones to send next, so a batch does not
+      -- fall short by them (a drain of 2,000 scanned a third time for the last two)
+      local limit = M.BATCH
+      for _ in pairs(self.claimed) do limit = limit + 1 end
+      local ids = sp:scan(limit)
       if type(ids) ~= "table" then ids = {} end
       -- a limited scan whose every id waits would starve the rest: look at all
-      if #ids == M.BATCH then
+      if #ids == limit then
         local due = false
         for _, id in ipairs(ids) do
           if not self.claimed[id] and not (self.later[id] and self.later[id] > now and not self.forced)

@@ -124,6 +124,50 @@ tap.test("flush: the lock holder's count is the deliverer's first scan (pickup/ 
   os.execute("rm -rf '" .. fdir .. "'")
 end)
 
+tap.test("a rescan's limit leaves out the messages in flight: each batch lists that many new ones", function(t)
+  local fdir = dir .. "-batch"
+  local sp = assert(spool.open(fdir))
+  assert(sp:lock())
+  for i = 1, 7 do assert(sp:enqueue(msg(20 + i), { from = "a@example.com", to = { "ok@x" } })) end
+  local sent, d = {}, nil
+  local function connect()
+    local s = {}
+    function s:alive() return true end
+    function s:quit() return true end
+    function s:close() end
+    function s:send(m) sent[#sent + 1] = m.data:match("Subject: (m%d+)"); return { accepted = { "ok@x" }, rejected = {} } end
+    return s
+  end
+  local batch = delivery.BATCH
+  delivery.BATCH = 3
+  local index = getmetatable(sp).__index
+  local scan, short = index.scan, {}
+  index.scan = function(self, limit)
+    local ids, total = scan(self, limit)
+    if limit and d and type(ids) == "table" then
+      local new, unsent = 0, 7 - #sent
+      for _, id in ipairs(ids) do if not d.claimed[id] then new = new + 1 end end
+      -- (unsent: not yet settled, the ones in flight included)
+      local left = 0
+      for _ in pairs(d.claimed) do left = left + 1 end
+      if new < math.min(delivery.BATCH, unsent - left) then short[#short + 1] = new .. " of " .. #ids end
+    end
+    return ids, total
+  end
+  d = delivery.new{ spool = sp, cfg = { retry_interval = 30, retry_max = 1800, max_queue_age = 3600 },
+                    connect = connect, ready = function() return true end, once = true,
+                    emit = function() end, log = { debug = function() end, info = function() end,
+                    warn = function() end, error = function() end } }
+  local ok, st = pcall(d.run, d)
+  index.scan, delivery.BATCH = scan, batch
+  t:ok(ok, "the pass ran: " .. tostring(ok or st))
+  t:is(ok and st.delivered, 7, "all seven delivered")
+  t:same(sent, { "m21", "m22", "m23", "m24", "m25", "m26", "m27" }, "oldest first")
+  t:same(short, {}, "no rescan came back short of new messages by the ones in flight")
+  sp:close()
+  os.execute("rm -rf '" .. fdir .. "'")
+end)
+
 local status = tap.done()
 rm_rf()
 return status
