@@ -16,6 +16,15 @@ local function msg(i, from)
          "\r\nMessage-ID: <" .. i .. "@t>\r\n\r\nbody " .. i .. "\r\n"
 end
 
+-- connect() of a scripted session whose send(m) is the given function (a
+-- session that is always alive, quits and closes without a word)
+local function scripted(send)
+  return function()
+    return { alive = function() return true end, quit = function() return true end,
+             close = function() end, send = function(_, m) return send(m) end }
+  end
+end
+
 tap.test("scan(limit) returns the oldest ids and the total", function(t)
   local sp = assert(spool.open(dir))
   local ids = {}
@@ -50,25 +59,18 @@ tap.test("a flush pass on the real spool: 250 removes, 4xx defers, 5xx fails wit
   local tmp = assert(sp:enqueue(msg(2), { from = "a@example.com", to = { "ok@x", "temp@x" } }))
   local bad = assert(sp:enqueue(msg(3), { from = "a@example.com", to = { "perm@x" } }))
   local sent, given = {}, {}
-  local function connect()
-    local s = {}
-    function s:alive() return true end
-    function s:quit() return true end
-    function s:close() end
-    function s:send(m)
-      local f = assert(io.open(m.path, "rb")); f:seek("set", m.offset); local data = f:read("a"); f:close()
-      sent[#sent + 1] = data
-      given[#given + 1] = m.data == data and "the bytes" or type(m.data)
-      local res = { accepted = {}, rejected = {} }
-      for _, r in ipairs(m.to) do
-        if r == "ok@x" then res.accepted[#res.accepted + 1] = r
-        elseif r == "temp@x" then res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 451, text = "later", class = "transient" }
-        else res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 550, text = "unknown", class = "permanent" } end
-      end
-      return res
+  local connect = scripted(function(m)
+    local f = assert(io.open(m.path, "rb")); f:seek("set", m.offset); local data = f:read("a"); f:close()
+    sent[#sent + 1] = data
+    given[#given + 1] = m.data == data and "the bytes" or type(m.data)
+    local res = { accepted = {}, rejected = {} }
+    for _, r in ipairs(m.to) do
+      if r == "ok@x" then res.accepted[#res.accepted + 1] = r
+      elseif r == "temp@x" then res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 451, text = "later", class = "transient" }
+      else res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 550, text = "unknown", class = "permanent" } end
     end
-    return s
-  end
+    return res
+  end)
   local d = delivery.new{ spool = sp, cfg = { retry_interval = 30, retry_max = 1800, max_queue_age = 3600 },
                           connect = connect, ready = function() return true end, once = true,
                           emit = function() end, log = { debug = function() end, info = function() end,
@@ -99,18 +101,11 @@ tap.test("flush: the lock holder's count is the deliverer's first scan (pickup/ 
   local scan, scans, at_first_send = index.scan, 0, nil
   index.scan = function(...) scans = scans + 1; return scan(...) end
   local order = {}
-  local function connect()
-    local s = {}
-    function s:alive() return true end
-    function s:quit() return true end
-    function s:close() end
-    function s:send(m)
-      at_first_send = at_first_send or scans
-      order[#order + 1] = m.data:match("Subject: (m%d+)")
-      return { accepted = { "ok@x" }, rejected = {} }
-    end
-    return s
-  end
+  local connect = scripted(function(m)
+    at_first_send = at_first_send or scans
+    order[#order + 1] = m.data:match("Subject: (m%d+)")
+    return { accepted = { "ok@x" }, rejected = {} }
+  end)
   local ok, res = pcall(require("mailhook.flush").run, { spool = sp, spool_dir = fdir,
     cfg = { retry_interval = 30, retry_max = 1800, max_queue_age = 3600, connections = 1 },
     connect = connect, ready = function() return true end, emit = function() end })
@@ -130,14 +125,10 @@ tap.test("a rescan's limit leaves out the messages in flight: each batch lists t
   assert(sp:lock())
   for i = 1, 7 do assert(sp:enqueue(msg(20 + i), { from = "a@example.com", to = { "ok@x" } })) end
   local sent, d = {}, nil
-  local function connect()
-    local s = {}
-    function s:alive() return true end
-    function s:quit() return true end
-    function s:close() end
-    function s:send(m) sent[#sent + 1] = m.data:match("Subject: (m%d+)"); return { accepted = { "ok@x" }, rejected = {} } end
-    return s
-  end
+  local connect = scripted(function(m)
+    sent[#sent + 1] = m.data:match("Subject: (m%d+)")
+    return { accepted = { "ok@x" }, rejected = {} }
+  end)
   local batch = delivery.BATCH
   delivery.BATCH = 3
   local index = getmetatable(sp).__index
