@@ -1143,7 +1143,6 @@ static void fire(const char *what) {
 static void *watchdog_main(void *arg) {
   char msg[640];
   (void)arg;
-  pthread_setname_np(pthread_self(), "mh-watchdog");   /* seen in ps -L, /proc/PID/task */
   pthread_mutex_lock(&wd.mu);
   for (;;) {
     uint64_t now = uv_hrtime(), next = now + 1000000000ULL;
@@ -1231,6 +1230,11 @@ static void watchdog_start(uv_loop_t *loop) {
   if (pthread_create(&th, &at, watchdog_main, NULL) != 0) {
     wd.started = 0;
     mh_error("rules: cannot start the watchdog thread: rules stuck in a C call will not be stopped");
+  } else {
+    /* named here, not by the thread: the name (ps -L, /proc/PID/task) is
+       there when this returns, whenever the new thread first runs; the
+       thread never exits, so th stays valid though detached */
+    pthread_setname_np(th, "mh-watchdog");
   }
   pthread_attr_destroy(&at);
 }

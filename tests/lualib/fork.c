@@ -119,8 +119,11 @@ int main(int argc, char **argv) {
     n = enqueue_all(L, "child");
     /* the thread stayed in the parent: the child's first rule starts its own,
        so a rule stuck in a C call is still stopped there */
-    st = emit_note(L, "child rule") && has_watchdog();
+    st = emit_note(L, "child rule");
+    if (!has_watchdog()) { printf("# child: no thread named mh-watchdog after its rule\n"); st = 0; }
+    if (n != 2 * ROUNDS) printf("# child: %ld of %d enqueued\n", n, 2 * ROUNDS);
     lua_close(L);
+    fflush(stdout);           /* _exit does not: the reasons above reach the log */
     _exit(n == 2 * ROUNDS && st ? 0 : 1);
   }
   n = enqueue_all(L, "parent");
