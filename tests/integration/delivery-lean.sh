@@ -47,7 +47,8 @@ is "$(grep -cE 'fcntl\([0-9]+<[^>]*/pickup/[0-9a-f]{16}\.eml>, F_SETFL' "$T/plai
    "no F_SETFL on the messages' files"
 is "$(grep -cE '(newfstatat|fstatat64|fstat|fstat64|statx)\([0-9]+<[^>]*/pickup/[0-9a-f]{16}\.eml>' "$T/plain.tr")" 0 \
    "no fstat of a message's open file (its first read tells; its record needs no look)"
-is "$(grep -cE 'write\([0-9]+<[^>]*/delivered>, "[0-9a-f]{16}\\n", 17\)' "$T/plain.tr")" "$N" "one 17-byte journal record per message"
+# (no closing parenthesis: strace -f cuts a call another thread's line interrupts, "<unfinished ...>")
+is "$(grep -cE 'write\([0-9]+<[^>]*/delivered>, "[0-9a-f]{16}\\n", 17' "$T/plain.tr")" "$N" "one 17-byte journal record per message"
 
 # a message with a sidecar (queue retry writes one): it is still read
 enqueue 2 > "$T/ids2"
@@ -61,7 +62,7 @@ grep -qE 'openat\([^"]*"'"$id"'\.state"' "$T/side.tr"
 ok $? "the sidecar the scan saw is read"
 other=$(sed -n 2p "$T/ids2")
 is "$(grep -cE '"'"$other"'\.state"' "$T/side.tr")" 0 "the other one's sidecar name is never met"
-rec=$(grep -nE 'write\([0-9]+<[^>]*/delivered>, "'"$id"'\\n", 17\)' "$T/side.tr" | cut -d: -f1)
+rec=$(grep -nE 'write\([0-9]+<[^>]*/delivered>, "'"$id"'\\n", 17' "$T/side.tr" | cut -d: -f1)   # (unfinished or not)
 gone=$(grep -nE 'unlinkat\([^"]*"'"$id"'\.state", 0\) = 0' "$T/side.tr" | cut -d: -f1)
 ok "$([ -n "$rec" ] && [ -n "$gone" ] && [ "$gone" -gt "$rec" ]; echo $?)" \
    "its sidecar is removed after its delivered record (lines ${rec:-none} < ${gone:-none})"
