@@ -34,6 +34,10 @@ local function once(name, level, msg)
   log(level, msg)
 end
 
+-- What the spool refuses in a message itself (sp:enqueue's info.code), as
+-- against a full disk or a failed write: such a file goes to corrupt/.
+local REFUSED = { EBADADDR = true, EBADHDR = true, EINVAL = true, ETOOLONG = true, ECORRUPT = true }
+
 -- One file: adopted (true), moved to corrupt/ ("corrupt"), or left for a
 -- later scan (nil: a temporary failure, logged once).
 local function adopt_one(sp, cfg, dir, name)
@@ -92,7 +96,10 @@ local function adopt_one(sp, cfg, dir, name)
   end
   stream:set_head(newhead)
   env.uid = rec.uid        -- the submitter, as the drop program proved it (X-Submitter-Uid)
-  local id, err = sp:enqueue(stream, env)
+  local id, err, info = sp:enqueue(stream, env)
+  -- refused for what it holds: no later scan would take it (it stayed in
+  -- maildrop/ for ever, unseen by `queue`, its warning at every scan)
+  if not id and type(info) == "table" and REFUSED[info.code] then return corrupt(tostring(err)) end
   core.maildrop.close(fd)
   if not id then
     once(name, "warn", "maildrop: cannot queue " .. name .. ": " .. tostring(err) .. " (tried again at the next scan)")

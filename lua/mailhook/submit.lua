@@ -470,9 +470,11 @@ function M.caller(spool_dir)
 end
 
 -- The xtext of RFC 3461 §4 (ENVID, ORCPT): '+', '=' and what is not
--- printable ASCII as +XX.
+-- printable ASCII as +XX; so are '<' and '>', which xtext allows as they are
+-- but the spool never carries in a parameter (spool.c mh_spool_params_ok: a
+-- server that reads the path loosely could take them for its end).
 local function xtext(s)
-  return (s:gsub("[^!-*,-<>-~]", function(c) return string.format("+%02X", c:byte()) end))
+  return (s:gsub("[^!-*,-;?-~]", function(c) return string.format("+%02X", c:byte()) end))
 end
 
 local NOTIFY = { never = "NEVER", success = "SUCCESS", failure = "FAILURE", delay = "DELAY" }

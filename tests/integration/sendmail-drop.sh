@@ -232,6 +232,31 @@ cp -p "$T/conf.good" "$CONF"
 deliver
 is "$(n_mail):$(n_drop)" "$((n0 + 1)):0" "the file fixed: adopted and delivered"
 
+# --- an ENVID holding '<' or '>' (RFC 3461 xtext allows them): nobody's mail is adopted,
+# the value encoded (+3C, +3E); it stayed in maildrop/ for ever, warned at every scan
+n0=$(n_mail)
+printf 'Subject: envid\n\nx\n' | as nobody "$SM" -V 'ticket<42>' ops@example.net; rc=$?
+is "$rc:$(n_drop)" "0:1" "nobody's sendmail -V 'ticket<42>': exit 0, in maildrop/"
+deliver
+is "$(n_mail):$(n_drop)" "$((n0 + 1)):0" "adopted and delivered"
+unlike "$(cat "$T/flush.out")" "cannot queue" "no 'cannot queue' warning"
+
+# --- a file the spool refuses for what it holds goes to corrupt/, said once, never
+# retried at every scan (a refusal made here by a spool whose enqueue says EBADADDR)
+printf 'Subject: refused\n\nx\n' | as nobody "$SM" ops@example.net
+is "$(n_drop)" 1 "one more file in maildrop/"
+name=$(basename "$(find "$SPOOL/maildrop" -type f)")
+out=$(SPOOL_DIR="$SPOOL" MAILHOOK_LOG_LEVEL=info root_mh -e '
+  local spool = require("mailhook.spool")
+  local sp = assert(spool.open(os.getenv("SPOOL_DIR")))
+  local refusing = setmetatable({ enqueue = function() return nil, "recipient refused by the test", { code = "EBADADDR" } end },
+                                { __index = function(_, k) return function(_, ...) return sp[k](sp, ...) end end })
+  print("adopted", require("mailhook.maildrop").adopt(refusing, os.getenv("SPOOL_DIR")))' 2>&1)
+like "$out" "adopted	0" "nothing adopted ($out)"
+is "$(n_drop)" 0 "the file left maildrop/"
+[ -f "$SPOOL/corrupt/maildrop.$name" ]; ok $? "to corrupt/maildrop.$name"
+like "$out" "maildrop: $name from uid 65534: recipient refused by the test: moved to corrupt/" "saying why"
+
 # --- a maildrop/ of any other mode: the spool is refused (the exemption is exact)
 chmod 1777 "$SPOOL/maildrop"
 out=$(root_mh queue 2>&1); rc=$?

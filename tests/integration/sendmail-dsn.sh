@@ -47,4 +47,13 @@ printf 'EHLO c\r\nMAIL FROM:<pbx@example.com> RET=FULL ENVID=QQ314159\r\nRCPT TO
 "$MAILHOOK" flush >/dev/null 2>&1
 is "$(json "$T/dsn/000003.json" mail_options)" "RET=FULL ENVID=QQ314159" "-bs: MAIL's DSN parameters reach the server"
 is "$(json "$T/dsn/000003.json" rcpt_options)" "NOTIFY=FAILURE ORCPT=rfc822;x@example.net" "the first RCPT's NOTIFY and ORCPT, the second none"
+# an ENVID holding '<', '>' or '=' (xtext allows the first two as they are): queued, each
+# encoded (it was refused whole, exit 65, "the sender: invalid mail address")
+out=$(printf 'Subject: x\n\ny\n' | "$MAILHOOK" sendmail -V 'ticket<42> a=b' a@example.net 2>&1); rc=$?
+is "$rc" 0 "-V 'ticket<42> a=b': queued ($out)"
+f=$(ls -t "$T/spool/pickup/"*.eml | head -1)
+like "$(grep -a '^X-Sender' "$f" | tr -d '\r')" "ENVID=ticket\+3C42\+3E\+20a\+3Db$" "ENVID in xtext, '<' '>' ' ' '=' encoded"
+"$MAILHOOK" flush >/dev/null 2>&1
+is "$(json "$(ls -t "$T/dsn/"*.json | head -1)" mail_options)" "ENVID=ticket+3C42+3E+20a+3Db" "sent so to the DSN server"
+
 done_testing
