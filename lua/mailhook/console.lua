@@ -27,6 +27,11 @@
 --  - no response carries a secret (SMTP password, admin hash, token) or where
 --    the settings, the spool or the token file live: every JSON value, event
 --    and text leaving the console is scrubbed (M:scrub);
+--  - no response quotes what the request sent (its path, Host, Content-Type,
+--    a field, key or value): the scrubber would mask a secret in it, so the
+--    answer would tell whether a guess was the password (a path holding 600
+--    guesses, answered without a session, told which one in 10 requests);
+--    errors name the field, never its value (settings.quote_values);
 --  - the HTTP layer limits head and body size (431, 413), request rate and
 --    connections (429), slow or non-reading clients, and ambiguous framing (400).
 local core = require "mailhook.core"
@@ -216,23 +221,22 @@ function M.json_type_error(ctype)
   local rest = lc:match("^application/json[ \t]*(.*)$")
   if not rest or (rest ~= "" and rest:sub(1, 1) ~= ";") then
     return "send the request as application/json (got " .. (given == "" and "no Content-Type" or
-           ("'" .. given:sub(1, 60) .. "'")) .. ")"
+           "another Content-Type") .. ")"
   end
   local TOKEN = "[%w!#$%%&'*+%-.^_`|~]+"
   while rest ~= "" do
     local p = rest:match("^;[ \t]*(.*)$")            -- RFC 9110 5.6.6: OWS ";" OWS [ parameter ]
-    if not p then return "send the request as application/json: malformed parameters ('" .. given:sub(1, 60) .. "')" end
+    if not p then return "send the request as application/json: its parameters are malformed" end
     rest = p
     if p ~= "" and p:sub(1, 1) ~= ";" then
       local name, value, after = p:match("^(" .. TOKEN .. ')=("[^"\\]*")[ \t]*(.*)$')
       if name then value = value:sub(2, -2)
       else name, value, after = p:match("^(" .. TOKEN .. ")=(" .. TOKEN .. ")[ \t]*(.*)$") end
       if not name then
-        return "send the request as application/json: malformed parameters ('" .. given:sub(1, 60) .. "')"
+        return "send the request as application/json: its parameters are malformed"
       end
       if name == "charset" and value ~= "utf-8" and value ~= "us-ascii" then
-        return "charset '" .. value:sub(1, 40) .. "' is not taken: send application/json in UTF-8 " ..
-               "(charset=utf-8, or none)"
+        return "that charset is not taken: send application/json in UTF-8 (charset=utf-8, or none)"
       end
       rest = after
     end
@@ -255,8 +259,8 @@ local function body_error(body, fields)
   if #names > 0 then
     table.sort(names)
     local known = sorted_keys(fields)
-    return names[1] .. ": not a field of this request (it takes " ..
-      (#known > 0 and table.concat(known, ", ") or "none: send {}") .. ")", names[1]
+    return "a field this request does not take (it takes " ..
+      (#known > 0 and table.concat(known, ", ") or "none: send {}") .. ")"
   end
   for _, k in ipairs(sorted_keys(fields)) do
     local kind, v = fields[k], body[k]
@@ -650,8 +654,8 @@ function M:dispatch(req)
   -- DNS rebinding: Host must name this console (M:host_ok)
   local host = req:header("host")
   if not self:host_ok(host) then
-    return self:fail(req, 421, "this console answers to " .. self.url .. " only (Host: " ..
-                     tostring(host or "none") .. ")")
+    return self:fail(req, 421, "this console answers to " .. self.url .. " only (the request named " ..
+                     (host and "another host" or "no host") .. ")")
   end
   local head = method == "HEAD"
   if head then method = "GET" end
@@ -662,7 +666,7 @@ function M:dispatch(req)
     if ALLOW[path] or path:match("^/assets/") then
       return self:fail(req, 405, "method not allowed", nil, { Allow = ALLOW[path] or "GET, HEAD" })
     end
-    return self:fail(req, 404, "no such page: " .. path)
+    return self:fail(req, 404, "no such page")
   end
   local ctx = { secrets = {} }
   if not PUBLIC[key] then
@@ -694,7 +698,10 @@ function M:dispatch(req)
     local v, err = json.decode(body ~= "" and body or "{}")
     -- an object only: null decodes to a table too (json.null), and [] to an empty one
     if type(v) ~= "table" or v == json.null or json.is_array(v) then
-      return self:fail(req, 400, "bad JSON body: " .. tostring(err or "not an object (send {...})"))
+      -- (where, never what: a key given twice is not quoted back; see the top of the file)
+      return self:fail(req, 400, "bad JSON body: " .. tostring(err and tostring(err):gsub("duplicate key '.*'$",
+                                                                                          "duplicate key") or
+                                                                 "not an object (send {...})"))
     end
     local ferr, fkey = body_error(v, FIELDS[key])
     if ferr then return self:fail(req, 400, ferr, { key = fkey }) end
@@ -730,7 +737,7 @@ function M:asset(req, name)
   local body = self.cache[name]
   if not body then
     body = core.fsutil.read(self.assets .. "/" .. name, { max = 4 * 1024 * 1024 })
-    if not body then return self:fail(req, 404, "no such file: " .. name) end
+    if not body then return self:fail(req, 404, "no such file") end
     self.cache[name] = body
   end
   return self:send(req, 200, TYPES[ext], body)
@@ -947,7 +954,7 @@ local function changes_of(body)
   for _, k in ipairs(keys) do
     local v = c[k]
     if not known[k] then
-      return nil, 422, k .. ": no such setting (the console changes " .. table.concat(editable_list(), ", ") .. ")", k
+      return nil, 422, "a key that is no setting (the console changes " .. table.concat(editable_list(), ", ") .. ")"
     end
     if not M.EDITABLE[k] then
       return nil, 422, k .. ": not changed from the console (it names a command, a file on the server, " ..
@@ -961,6 +968,18 @@ local function changes_of(body)
     out[k] = v
   end
   return out
+end
+
+-- fn(...), settings' error messages saying "that value" where they quoted
+-- the value (no answer quotes the request: see the top of this file).
+local function unquoted(fn, ...)
+  local settings = require "mailhook.settings"
+  local was = settings.quote_values      -- (nested: a Save's guard previews too)
+  settings.quote_values = false
+  local r = table.pack(pcall(fn, ...))
+  settings.quote_values = was
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
 end
 
 local function same(a, b)
@@ -979,7 +998,7 @@ function M:credentials_guard(changes, save)
   if type(changes.password) == "string" and changes.password ~= "" then return true end
   local settings = require "mailhook.settings"
   local cur = settings.load()
-  local new = settings.preview(changes)
+  local new = unquoted(settings.preview, changes)
   if not cur or not new then return true end                    -- invalid: validation says why
   if not save and not new.auth then return true end             -- a Test without AUTH sends none
   local kept = settings.stored_password(new) or new.password_command or new.oauth_token_command
@@ -1037,7 +1056,7 @@ route("POST", "/api/settings", function(self, req, ctx)
     if not gok then refused = { 422, gerr, gkey }; return nil, gerr, { key = gkey } end
     return true
   end
-  local result, serr = update(self.log, { changes = changes, guard = guard })
+  local result, serr = unquoted(update, self.log, { changes = changes, guard = guard })
   if result and result.locked then return self:fail_locked(req, result) end
   if conflict then
     local cur = public_report(conflict.full)
@@ -1083,14 +1102,13 @@ route("POST", "/api/test", function(self, req, ctx)
   if to then
     local valid, why = core.msg.valid_address(to)
     if not valid or to:find("[%z\1-\31\127]") then
-      -- named (cut, control characters shown as '?'): the page shows the message beside the field
-      return self:fail(req, 422, "test_to: '" .. to:sub(1, 200):gsub("[%c\127]", "?") ..
-                       "' is not an address a test message can go to: " ..
+      -- not quoted (no answer quotes the request: M:scrub); the page shows it beside the field
+      return self:fail(req, 422, "test_to: not an address a test message can go to: " ..
                        tostring(why or "control characters"), { key = "test_to" })
     end
   end
   local settings = require "mailhook.settings"
-  local cfg, perr, pinfo = settings.preview(changes)
+  local cfg, perr, pinfo = unquoted(settings.preview, changes)
   local gok, gerr, gkey = true, nil, nil
   if cfg then gok, gerr, gkey = self:credentials_guard(changes) end
   local ok = req:stream(200, headers { { "Content-Type", "application/x-ndjson" } })
@@ -1253,16 +1271,18 @@ local QUEUE_PARAMS = {
 -- The query of GET /api/queue -> {folder, limit, after, before, last} | nil, message, key.
 function M.queue_query(query)
   local q, twice = parse_query(query)
-  if twice then return nil, twice .. ": given twice (give it once)", twice end
+  if twice then
+    if QUEUE_PARAMS[twice] then return nil, twice .. ": given twice (give it once)", twice end
+    return nil, "a parameter given twice (give it once)"
+  end
   for _, k in ipairs(sorted_keys(q)) do
     local p = QUEUE_PARAMS[k]
     if not p then
-      return nil, k .. ": not a parameter of /api/queue (it takes " .. table.concat(sorted_keys(QUEUE_PARAMS), ", ") ..
-        ")", k
+      return nil, "a parameter /api/queue does not take (it takes " ..
+        table.concat(sorted_keys(QUEUE_PARAMS), ", ") .. ")"
     end
     if not p[2](q[k]) then
-      local got = #q[k] > 40 and q[k]:sub(1, 40) .. "..." or q[k]
-      return nil, k .. ": must be " .. p[1] .. " (got " .. string.format("%q", got):gsub("\\\n", "\\n") .. ")", k
+      return nil, k .. ": must be " .. p[1], k
     end
   end
   local after, before = q.after ~= "" and q.after or nil, q.before ~= "" and q.before or nil

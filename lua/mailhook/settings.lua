@@ -132,7 +132,12 @@ end
 
 -- A value as an error message quotes it: a long one cut (the message goes to
 -- the log and to the page; the value was sent by whoever made the mistake).
+-- Not while M.quote_values is false: the console's answers never quote a
+-- request (console.lua: its scrubber would mask a secret in the value, and so
+-- tell whether the value was the password); it sets it around its calls.
+M.quote_values = true
 local function quoted(v)
+  if not M.quote_values then return "that value" end
   v = tostring(v)
   if #v <= 120 then return "'" .. v .. "'" end
   return string.format("'%s...' (%d bytes)", v:sub(1, 80):gsub("[\128-\255]+$", ""), #v)

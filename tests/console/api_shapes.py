@@ -14,8 +14,9 @@ uses it, against a running `mailhook run` (tests/integration/console-api-shapes.
     UTF-8, huge): a 4xx naming the field, never a 500, and the settings file
     untouched;
  5. GET /api/queue: every form the page and a script send works; a value a
-    parameter does not take, an unknown or repeated parameter: 400 naming it
-    (limit=abc, folder=../x fell back to the defaults);
+    parameter does not take, an unknown or repeated parameter: 400 naming it,
+    or what it takes for one it does not know (limit=abc, folder=../x fell back
+    to the defaults); no error quotes what the request sent (console.lua);
  6. the HTTP layer's own errors (400, 411, 413, 431, 505...) to /api/ have
     the console's shape ({"ok": false, "error": ...}, application/json); to
     a page they stay text.
@@ -270,7 +271,8 @@ ok(winner is not None and re.search(r"(?m)^retry_interval\s*=\s*%d\b" % winner, 
 CASES = [
     # (description, raw body or value, content type, status, text the error must hold, key)
     ("not JSON", b'{"changes": {"port": 25', "application/json", 400, "line 1", None),
-    ("a duplicate key", b'{"changes": {"port": 25, "port": 26}}', "application/json", 400, "duplicate key 'port'", None),
+    # (no answer quotes the request: a key, field, value or charset it named is not said back)
+    ("a duplicate key", b'{"changes": {"port": 25, "port": 26}}', "application/json", 400, "line 1, column 32: duplicate key", None),
     ("invalid UTF-8", b'{"changes": {"helo_name": "\xff"}}', "application/json", 400, "invalid UTF-8", None),
     ("an array body", b'[]', "application/json", 400, "not an object", None),
     ("a null body", b'null', "application/json", 400, "not an object", None),
@@ -281,10 +283,12 @@ CASES = [
     ("changes an array", b'{"changes": [1]}', "application/json", 400, "changes: must be an object", "changes"),
     ("changes a string", b'{"changes": "port=25"}', "application/json", 400, "changes: must be an object", "changes"),
     ("changes empty", b'{"changes": {}}', "application/json", 400, "nothing to save", "changes"),
-    ("a misspelt field", b'{"change": {"port": 25}}', "application/json", 400, "change: not a field", "change"),
+    ("a misspelt field", b'{"change": {"port": 25}}', "application/json", 400,
+     "a field this request does not take (it takes changes, version)", None),
     ("an extra field", b'{"changes": {"port": 25}, "dry_run": true}', "application/json", 400,
-     "dry_run: not a field", "dry_run"),
-    ("a setting that does not exist", b'{"changes": {"prot": 25}}', "application/json", 422, "prot: no such setting", "prot"),
+     "a field this request does not take", None),
+    ("a setting that does not exist", b'{"changes": {"prot": 25}}', "application/json", 422,
+     "a key that is no setting (the console changes", None),
     ("a setting not in the form", b'{"changes": {"rules": "/etc/x"}}', "application/json", 422,
      "rules: not changed from the console", "rules"),
     ("a port as an array", b'{"changes": {"port": [25]}}', "application/json", 400, "port: must be a string, a number",
@@ -305,11 +309,11 @@ CASES = [
     ("form-encoded", b'port=25', "application/x-www-form-urlencoded", 415, "application/json", None),
     # a charset other than UTF-8 was taken and the body read as UTF-8 anyway
     ("JSON in UTF-16", '{"changes": {"port": 25}}'.encode("utf-16"), "application/json; charset=utf-16", 415,
-     "charset 'utf-16' is not taken", None),
+     "that charset is not taken", None),
     ("JSON in UTF-16 (quoted, upper case)", '{"changes": {"port": 25}}'.encode("utf-16-le"),
-     'application/json; Charset="UTF-16LE"', 415, "charset 'utf-16le'", None),
+     'application/json; Charset="UTF-16LE"', 415, "that charset is not taken", None),
     ("JSON as latin1", b'{"changes": {"port": 25}}', "application/json;charset=iso-8859-1", 415,
-     "charset 'iso-8859-1'", None),
+     "that charset is not taken", None),
     ("charset=UTF-8 (taken)", b'{"changes": {"port": 70000}}', "application/json; charset=UTF-8", 422, "port:", "port"),
     ("charset=\"us-ascii\" (taken)", b'{"changes": {"port": 70000}}', 'application/json; charset="us-ascii"', 422,
      "port:", "port"),
@@ -326,7 +330,7 @@ for desc, raw, ctype, want, text, key in CASES:
     is_(conf_text(), before, "  %s: nothing written" % desc)
 
 # a Test: the same for its fields (a misspelt "to" ran a Test that sent nothing, and passed)
-for desc, body, want, key in (("a misspelt to", {"changes": {}, "To": "x@example.net"}, 400, "To"),
+for desc, body, want, key in (("a misspelt to", {"changes": {}, "To": "x@example.net"}, 400, None),
                               ("to a number", {"changes": {}, "to": 5}, 400, "test_to"),
                               ("to an array", {"changes": {}, "to": ["x@example.net"]}, 400, "test_to"),
                               ("a port as an array", {"changes": {"port": [25]}}, 400, "port")):
@@ -343,23 +347,23 @@ for desc, body, want, key in (("a misspelt to", {"changes": {}, "To": "x@example
 ID = "0123456789abcdef"
 FIELD_CASES = [
     # (route, body, key, text the error holds)
-    ("/api/login", {"pasword": "x"}, "pasword", "pasword: not a field of this request (it takes password)"),
-    ("/api/login", {"password": "x", "remember": True}, "remember", "remember: not a field"),
+    ("/api/login", {"pasword": "x"}, None, "a field this request does not take (it takes password)"),
+    ("/api/login", {"password": "x", "remember": True}, None, "a field this request does not take"),
     ("/api/login", {}, "password", "password: missing"),
     ("/api/login", {"password": 12345678}, "password", "password: must be a string (got a number)"),
     ("/api/login", {"password": ["x"]}, "password", "password: must be a string (got an array)"),
-    ("/api/password", {"current": "x", "new": "long-enough-1", "confirm": "long-enough-1"}, "confirm",
-     "confirm: not a field of this request (it takes current, new)"),
+    ("/api/password", {"current": "x", "new": "long-enough-1", "confirm": "long-enough-1"}, None,
+     "a field this request does not take (it takes current, new)"),
     ("/api/password", {"current": 5, "new": "long-enough-1"}, "current", "current: must be a string (got a number)"),
     ("/api/password", {"current": "x", "new": None}, "new", "new: must be a string (got null)"),
     ("/api/queue/retry", {"id": [ID]}, "id", "id: must be a string (got an array)"),
-    ("/api/queue/retry", {"ids": ID}, "ids", "ids: not a field of this request (it takes id)"),
+    ("/api/queue/retry", {"ids": ID}, None, "a field this request does not take (it takes id)"),
     ("/api/queue/retry", {}, "id", "id: missing"),
     ("/api/queue/retry", {"id": "../../etc/passwd"}, "id", "id: not a message id"),
     ("/api/queue/remove", {"id": 1}, "id", "id: must be a string (got a number)"),
-    ("/api/queue/remove", {"id": ID, "force": True}, "force", "force: not a field"),
-    ("/api/queue/flush", {"folder": "failed"}, "folder", "folder: not a field of this request (it takes none: send {})"),
-    ("/api/logout", {"all": True}, "all", "all: not a field"),
+    ("/api/queue/remove", {"id": ID, "force": True}, None, "a field this request does not take"),
+    ("/api/queue/flush", {"folder": "failed"}, None, "a field this request does not take (it takes none: send {})"),
+    ("/api/logout", {"all": True}, None, "a field this request does not take"),
 ]
 for path, body, key, text in FIELD_CASES:
     st, raw = request("POST", path, body)
@@ -414,7 +418,7 @@ for q in GOOD:
        "GET /api/queue?%s: 200" % q, "%d %s" % (st, raw[:300]))
 BAD = [
     # (query, key, text the error holds)
-    ("limit=abc", "limit", 'limit: must be a whole number 1-200 (50 when left out) (got "abc")'),
+    ("limit=abc", "limit", 'limit: must be a whole number 1-200 (50 when left out)'),
     ("limit=1.5", "limit", "whole number 1-200"),
     ("limit=-1", "limit", "whole number 1-200"),
     ("limit=10^9", "limit", "whole number 1-200"),
@@ -425,18 +429,18 @@ BAD = [
     ("limit=0x10", "limit", "whole number 1-200"),
     ("limit=", "limit", "whole number 1-200"),
     ("limit=%2050", "limit", "whole number 1-200"),
-    ("folder=../x", "folder", 'folder: must be pickup or failed (pickup when left out) (got "../x")'),
+    ("folder=../x", "folder", 'folder: must be pickup or failed (pickup when left out)'),
     ("folder=Failed", "folder", "pickup or failed"),
     ("folder=", "folder", "pickup or failed"),
     ("folder=failed%00", "folder", "pickup or failed"),
     ("last=true", "last", "last: must be 1 (the last page) or 0"),
     ("after=../../etc", "after", "after: must be a message id"),
     ("before=0123456789ABCDEF", "before", "before: must be a message id"),
-    ("folder=pickup&page=2", "page", "page: not a parameter of /api/queue (it takes after, before, folder, last, limit)"),
-    ("Folder=failed", "Folder", "Folder: not a parameter"),
+    ("folder=pickup&page=2", None, "a parameter /api/queue does not take (it takes after, before, folder, last, limit)"),
+    ("Folder=failed", None, "a parameter /api/queue does not take"),
     ("folder=pickup&folder=failed", "folder", "folder: given twice"),
     ("after=%s&before=%s" % (ID, ID), "before", "not both"),
-    ("limit=" + "9" * 5000, "limit", "..."),
+    ("limit=" + "9" * 5000, "limit", "limit: must be a whole number 1-200"),
 ]
 for q, key, text in BAD:
     st, raw = request("GET", "/api/queue?" + q)

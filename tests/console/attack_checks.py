@@ -14,6 +14,7 @@ Usage: attack_checks.py BASE ADMIN_PW TOKEN SMTP_PW SPOOL CONF TOKEN_FILE MAILHO
 """
 import http.client
 import json
+import urllib.parse
 import os
 import re
 import socket
@@ -253,14 +254,16 @@ out, closed = raw(b"GET /login HTTP/1.1\r\n" + H + b"Upgrade: h2c\r\nConnection:
                   b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", wait=2, until=1)
 is_(statuses(out), [200], "an h2c upgrade is not taken (answered in HTTP/1.1)")
 
-# pipelining: ten requests in one write, ten answers in order
-pipe = b""
+# pipelining: ten requests in one write, ten answers in order (told apart by their
+# statuses: no answer quotes the path it was asked for)
+pipe, want = b"", []
 for i in range(10):
-    pipe += (b"GET /nope%d HTTP/1.1\r\n" % i) + H + b"\r\n"
+    path, st = [(b"/nope", 404), (b"/login", 200), (b"/api/settings", 401)][i % 3]
+    pipe += b"GET " + path + b" HTTP/1.1\r\n" + H + b"\r\n"
+    want.append(st)
 pipe += b"GET /login HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"
 out, closed = raw(pipe, wait=5)
-ok(statuses(out) == [404] * 10 + [200] and all((b"/nope%d" % i) in out for i in range(10)),
-   "eleven pipelined requests: eleven answers, in order", statuses(out))
+is_(statuses(out), want + [200], "eleven pipelined requests: eleven answers, in order")
 
 # methods
 st, h, body = request("OPTIONS", "/api/login", headers={"Origin": "http://evil.example",
@@ -573,6 +576,52 @@ ok(wait_until(lambda: len(cut) == 6, 25, 0.5), "each trickling client is cut (th
 ok(all(x < 15 for x in cut), "within the 5 s deadline console-attack.sh sets (+ slack)", cut)
 stop.set()
 never_read.close()
+
+# ================================================================== the scrubber is no oracle
+# No answer quotes what the request sent: the scrubber masks the stored SMTP password wherever
+# it appears, so a path, Host, Content-Type, field, key or value said back with the mask in it
+# (or without) told whether it was the password, without a session (a path of 600 guesses
+# answered which one in 10 requests).  Each request is made twice, with the password and with
+# a decoy of its length: the answers must be the same (the guess written <C>) and hold no mask.
+DECOY = "q" * len(SMTP_PW)
+SAME = {"Origin": BASE, "X-CSRF-Token": CSRF}
+
+
+def probes(c):
+    q = urllib.parse.quote(c, safe="")
+    out = [
+        ("GET /<guess>, no session", request("GET", "/" + q)),
+        ("Host: <guess>", request("GET", "/", host=c)),
+        ("POST /api/login as application/<guess>", request("POST", "/api/login", raw_body=b"{}",
+                                                             headers={"Content-Type": "application/" + c})),
+        ("POST /api/login with charset=<guess>", request("POST", "/api/login", raw_body=b"{}",
+                                                          headers={"Content-Type": "application/json; charset=" + c})),
+        ("POST /api/login, a key <guess> twice", request("POST", "/api/login", raw_body=('{"%s": 1, "%s": 2}' % (c, c)).encode(),
+                                                          headers={"Content-Type": "application/json"})),
+        ("POST /api/login, a field <guess>", request("POST", "/api/login", {c: "x"})),
+        ("GET /api/queue?folder=<guess>", request("GET", "/api/queue?folder=" + q, cookie=COOKIE)),
+        ("GET /api/queue?<guess>=1", request("GET", "/api/queue?" + q + "=1", cookie=COOKIE)),
+        ("Save of a setting <guess>", request("POST", "/api/settings", {"changes": {c: "x"}}, cookie=COOKIE, headers=SAME)),
+        ("Save of from = <guess>", request("POST", "/api/settings", {"changes": {"from": c}}, cookie=COOKIE, headers=SAME)),
+        ("Save of port = <guess>", request("POST", "/api/settings", {"changes": {"port": c}}, cookie=COOKIE, headers=SAME)),
+        ("Test of from = <guess>", request("POST", "/api/test", {"changes": {"from": c}}, cookie=COOKIE, headers=SAME)),
+        ("Test to <guess>", request("POST", "/api/test", {"changes": {}, "to": c}, cookie=COOKIE, headers=SAME)),
+    ]
+    return [(what, st, text.replace(c, "<C>")) for what, (st, h, text) in out]
+
+
+with_pw, with_decoy = probes(SMTP_PW), probes(DECOY)
+def first_difference(x, y):
+    i = next((k for k in range(min(len(x), len(y))) if x[k] != y[k]), min(len(x), len(y)))
+    return "...%s | ...%s" % (x[max(0, i - 60):i + 80], y[max(0, i - 60):i + 80])
+
+
+differ = ["%s: %d | %d %s" % (a[0], a[1], b[1], first_difference(a[2], b[2]))
+          for a, b in zip(with_pw, with_decoy) if a[1:] != b[1:] or "********" in a[2]]
+is_(differ, [], "%d requests quoting a guess: the same answer for the password and for a decoy, no mask in it"
+    % len(with_pw))
+ok(all(st in (400, 404, 415, 421, 422) or (what.startswith("Test") and st == 200) for what, st, _ in with_pw),
+   "each was refused for what it holds", [(w, st) for w, st, _ in with_pw])
 
 # ================================================================== security headers, secrets, paths
 
