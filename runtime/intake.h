@@ -51,7 +51,8 @@ long mh_intake_read(mh_intake *in, char *out, size_t cap);
 int mh_intake_head(mh_intake *in, const char **head, size_t *len, int *empty, char *err);
 
 /* Replaces the header block that is written (the caller added a Date...): a
-** copy of head[0..len) is taken, its Bcc fields left out (mh__spool_drop_bcc,
+** copy of head[0..len) is taken, its Bcc fields (and the others never sent:
+** Return-Path, Content-Length) left out (mh__spool_drop_bcc,
 ** the spool's rule for what is sent).  0 or MH_ENOMEM. */
 int mh_intake_set_head(mh_intake *in, const char *head, size_t len);
 

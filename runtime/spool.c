@@ -2301,16 +2301,25 @@ bad:
   return rc;
 }
 
-/* The one rule for leaving Bcc out of what is sent: the runs of the header
-** block buf[0..he) that are not a Bcc or Resent-Bcc field (as Postfix drops
-** both; their continuation lines included),
-** each given to put(arg, run, len) in order.  0, or what put returned. */
+/* The one rule for the fields left out of what is sent, at every intake
+** (sendmail, a drop-in, bytes given to the Lua API), as Postfix's cleanup
+** drops them (message_drop_headers): Bcc and Resent-Bcc; Return-Path, the
+** final MDA's to add (RFC 5321 4.4); Content-Length, wrong once a header is
+** added or a line end changed (a reader that trusts it cuts the body).  The
+** runs of the header block buf[0..he) that are none of them (their
+** continuation lines go with them), each given to put(arg, run, len) in
+** order.  0, or what put returned. */
+static int never_sent(const char *buf, size_t p, size_t n) {
+  return name_is(buf, p, n, "Bcc") || name_is(buf, p, n, "Resent-Bcc") || name_is(buf, p, n, "Return-Path") ||
+         name_is(buf, p, n, "Content-Length");
+}
+
 static int no_bcc_runs(const char *buf, size_t he, int (*put)(void *, const char *, size_t), void *arg) {
   size_t p = 0, end, n, run = 0;
   int rc;
   while (p < he) {
     if (hdr_line(buf, p, he, &end, &n)) end = he, n = 0;
-    if (n && (name_is(buf, p, n, "Bcc") || name_is(buf, p, n, "Resent-Bcc"))) {
+    if (n && never_sent(buf, p, n)) {
       if ((rc = put(arg, buf + run, p - run))) return rc;
       run = end;
     }

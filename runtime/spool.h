@@ -336,7 +336,8 @@ int mh_addr_check(const char *addr, int empty_ok);
 int mh_spool_params_ok(const char *p, int sender);
 
 /* For the binding: writes buf[0..len) to fd, with the Bcc lines of its header
-** block (up to the first blank line) left out.  0 or
+** block (up to the first blank line) left out, and the other fields never
+** sent (Resent-Bcc, Return-Path, Content-Length: spool.c never_sent).  0 or
 ** -errno (never retried on fd). */
 int mh__spool_write_no_bcc(int fd, const char *buf, size_t len);
 

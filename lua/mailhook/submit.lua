@@ -500,6 +500,9 @@ end
 
 -- ---------------------------------------------------------------- prepare
 
+-- Header fields never carried into the queued copy (M.prepare).
+local DROPPED = { bcc = true, ["resent-bcc"] = true, ["return-path"] = true, ["content-length"] = true }
+
 -- The Resent- fields (RFC 5322 3.6.6; Postfix's HDR_OPT_RR set): one of them
 -- makes a message resent, for -t.
 local RESENT = { ["resent-date"] = 1, ["resent-from"] = 1, ["resent-sender"] = 1, ["resent-to"] = 1,
@@ -658,8 +661,12 @@ function M.prepare(ctx, head)
   local reply_to = find(fields, "reply-to")
   local F = cfg.from
   for _, f in ipairs(fields) do
-    if f.lname == "bcc" or f.lname == "resent-bcc" then
-      -- removed from the copy that is sent, always (Resent-Bcc too, as Postfix)
+    if DROPPED[f.lname] then
+      -- removed from the copy that is sent, always, as Postfix's cleanup does
+      -- (message_drop_headers): Bcc, Resent-Bcc; a Return-Path is the final
+      -- MDA's to add (RFC 5321 §4.4), and a Content-Length stops being true as
+      -- soon as a header is added or a line end changed (an mbox reader that
+      -- trusts it cut the body: a message replayed from a mailbox brings both)
     elseif f == from_field and F and mode ~= "never" then
       local a = header_from and header_from.addr
       -- kept when written with the account's own domain (envelope) or as the

@@ -87,6 +87,16 @@ send ops@example.net < <(printf '.\nwhat follows the dot\n')
 is "$RC" 0 "a lone '.' first (no -i): the message ends there: empty, queued"
 is "$B" "" "nothing after the dot kept"
 
+# --- a message replayed from a mailbox: its Return-Path and Content-Length are dropped, as
+# Postfix's cleanup drops them (the server adds its own Return-Path; a stale Content-Length
+# made an mbox reader cut the body once intake had added headers)
+send -t -i < <(printf 'Return-Path: <old@elsewhere.example>\nContent-Length: 5\nFrom: pbx@example.com\nTo: ops@example.net\nSubject: replayed\ncontent-length:  5\n\nhello there, longer than five\n')
+is "$RC" 0 "a message with Return-Path and Content-Length: queued ($ERR)"
+unlike "$M" "Return-Path: <old@" "its Return-Path not sent"
+unlike "$M" "(C|c)ontent-(L|l)ength" "nor any Content-Length field"
+like "$M" "Subject: replayed" "the rest of its header kept"
+is "$B" "hello there, longer than five" "its whole body"
+
 # --- a resent message (RFC 5322 3.6.6): -t reads Resent-To/Cc/Bcc, not the first
 # recipients again (Postfix's and sendmail's rule); Resent-Bcc never in the copy sent
 send -t -i < <(printf 'From: a@example.com\nTo: first@example.net\nSubject: report\nResent-From: pbx@example.com\nResent-To: again@example.net\nResent-Bcc: hidden@example.net\n\nthe report\n')

@@ -277,6 +277,19 @@ static void head_no_bcc(void) {
   close(tmp);
   mh_intake_free(r);
   close(p[0]);
+  /* Return-Path and Content-Length: never sent either (Postfix's cleanup drops them) */
+  const char set3[] = "Return-Path: <old@x>\r\nTo: c@d\r\ncontent-length:\r\n 5\r\nX-Content-Length: kept\r\n";
+  const char want3[] = "To: c@d\r\nX-Content-Length: kept\r\n\r\nbody\r\n";
+  if (!(r = piped(msg, sizeof msg - 1, p, &head, &hl))) return;
+  tmp = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+  is_int(mh_intake_set_head(r, set3, sizeof set3 - 1), 0, "a head with Return-Path and Content-Length set");
+  is_int(mh_intake_write(r, tmp), 0, "written");
+  n = pread(tmp, got, sizeof got, 0);
+  ok(n == (ssize_t)sizeof want3 - 1 && !memcmp(got, want3, sizeof want3 - 1),
+     "Return-Path and Content-Length (folded) left out; X-Content-Length kept");
+  close(tmp);
+  mh_intake_free(r);
+  close(p[0]);
 }
 
 static void head_cap(void) {
