@@ -667,6 +667,11 @@ function M.prepare(ctx, head)
       -- MDA's to add (RFC 5321 §4.4), and a Content-Length stops being true as
       -- soon as a header is added or a line end changed (an mbox reader that
       -- trusts it cut the body: a message replayed from a mailbox brings both)
+    elseif f.lname == "from" and f ~= from_field and F and mode ~= "never" then
+      -- a second From (a script that adds one to a template that has one):
+      -- RFC 5322 allows one, and the providers that check it against the
+      -- account refuse the message; carried, under another name
+      out[#out + 1] = (f.raw:gsub("^[^:]*:", "X-Original-From:", 1))
     elseif f == from_field and F and mode ~= "never" then
       local a = header_from and header_from.addr
       -- kept when written with the account's own domain (envelope) or as the

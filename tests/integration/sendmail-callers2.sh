@@ -97,6 +97,15 @@ unlike "$M" "(C|c)ontent-(L|l)ength" "nor any Content-Length field"
 like "$M" "Subject: replayed" "the rest of its header kept"
 is "$B" "hello there, longer than five" "its whole body"
 
+# --- two From fields (a script adding its own to a template that has one): the first is
+# rewritten (from_rewrite = envelope), the other carried as X-Original-From, never a second
+# From a provider that checks it against the account would refuse
+send ops@example.net < <(printf 'From: Web <web@site.example>\nFROM : Other <other@site2.example>\nSubject: two froms\n\nb\n')
+is "$RC" 0 "a message with two From fields: queued ($ERR)"
+is "$(printf '%s\n' "$M" | grep -ci '^from *:')" 1 "one From field sent"
+like "$M" "From: Web <pbx@example.com>" "the first, rewritten"
+like "$M" "X-Original-From: Other <other@site2.example>" "the other carried as X-Original-From"
+
 # --- a resent message (RFC 5322 3.6.6): -t reads Resent-To/Cc/Bcc, not the first
 # recipients again (Postfix's and sendmail's rule); Resent-Bcc never in the copy sent
 send -t -i < <(printf 'From: a@example.com\nTo: first@example.net\nSubject: report\nResent-From: pbx@example.com\nResent-To: again@example.net\nResent-Bcc: hidden@example.net\n\nthe report\n')
