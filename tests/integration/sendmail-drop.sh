@@ -49,6 +49,8 @@ like "$(head -c 200 "$f")" "^MAILHOOK-DROP 1"$'\n'"uid 65534"$'\n' "its record: 
 is "$(find "$SPOOL/pickup" -name '*.eml' | wc -l)" 0 "nothing in pickup/ (nobody cannot write there)"
 out=$(env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailq")
 like "$out" "uid 65534" "root's mailq lists it (waiting in maildrop/)"
+like "$out" $'\n[0-9a-f]{16} +[0-9]+ [A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} uid 65534\n' \
+   "in the columns of the others: its id part, size, arrival, sender"
 like "$out" "-- [0-9]+ Kbytes in 1 Request\." "counted as a request"
 deliver
 is "$(n_drop):$(n_mail)" "0:1" "root's flush adopts it and delivers it"
@@ -162,9 +164,9 @@ printf 'not a drop at all\n' > "$SPOOL/maildrop/000000000000000b.00000001"
 chown nobody "$SPOOL/maildrop/000000000000000b.00000001"
 mkfifo "$SPOOL/maildrop/000000000000000c.00000001"
 out=$(env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailq")
-like "$out" "000000000000000b\.00000001 .*"$'\n'" *\(maildrop/000000000000000b\.00000001: not a file of mailhook-drop.* \(the service moves it to corrupt/\)\)" \
+like "$out" "000000000000000b +- .*"$'\n'" *\(maildrop/000000000000000b\.00000001: not a file of mailhook-drop.* \(the service moves it to corrupt/\)\)" \
   "root's mailq lists the foreign file with why (before: left out, the queue looked empty)"
-like "$out" "000000000000000a\.00000001 .*"$'\n'" *\(.*belongs to uid 0 but its record says 65534" "and the one whose record lies"
+like "$out" "000000000000000a +- .*"$'\n'" *\(.*belongs to uid 0 but its record says 65534" "and the one whose record lies"
 like "$out" "\(maildrop/000000000000000c\.00000001 is not a regular file" "and the FIFO (never opened)"
 is "$(ls "$SPOOL/maildrop" | wc -l)" 3 "and leaves them there"
 before=$(n_mail)

@@ -315,17 +315,20 @@ local function mailq()
     local names = core.maildrop.list(core.paths.spool)
     for _, name in ipairs(type(names) == "table" and names or {}) do
       local rec, fd, info = core.maildrop.open(core.paths.spool, name)
+      -- its name's id part, in the id column (the whole name, with its dot and
+      -- random tail, pushed the other columns right: mailq parsers missed it)
+      local shown = name:match("^(%x+)%.") or name
       if rec then
         core.maildrop.close(fd)
         bytes = bytes + rec.size
-        entry(name, rec.size, os.date("%a %b %e %H:%M:%S", rec.time), "uid " .. rec.uid)
+        entry(shown, rec.size, os.date("%a %b %e %H:%M:%S", rec.time), "uid " .. rec.uid)
         out:write(string.rep(" ", 48), "(in maildrop/: waits for the service)\n")
         for _, r in ipairs(rec.to) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
       elseif info and info.code == "ECORRUPT" then
         -- no drop of mailhook-drop's: listed with why, as an unparsable drop-in
         -- of pickup/ is (it was left out: the queue looked empty until the
         -- service moved it)
-        entry(name, "-", "", "-")
+        entry(shown, "-", "", "-")
         note(tostring(fd) .. " (the service moves it to corrupt/)")
       end
     end
