@@ -183,6 +183,12 @@ local function valid_ipv6(s)
 end
 
 local function valid_host(h)
+  -- an IPv4 address literal ("[192.0.2.1]": an EHLO name, a server as Postfix's relayhost writes it)
+  local v4 = h:match("^%[([%d.]+)%]$")
+  if v4 then return valid_ipv4(v4) end
+  -- and RFC 5321's IPv6 one ("[IPv6:2001:db8::1]", the form an EHLO name takes)
+  local v6 = h:match("^%[[Ii][Pp][Vv]6:(.+)%]$")
+  if v6 then return valid_ipv6(v6) end
   if h:find(":", 1, true) or h:find("[", 1, true) then return valid_ipv6(h) end
   if #h > 253 then return false end
   -- no top-level domain is all digits: a dotted number is an IPv4 address or nothing
@@ -316,7 +322,7 @@ function parse.hosts(v)
     -- a server in brackets (as in a URL or Postfix's relayhost): the address; kept
     -- bracketed it reached getaddrinfo so, and every delivery failed at dns.  (An
     -- EHLO name, helo_name, keeps its brackets: an address literal.)
-    list[i] = ok:match("^%[(.*)%]$") or ok
+    list[i] = ok:match("^%[[Ii][Pp][Vv]6:(.*)%]$") or ok:match("^%[(.*)%]$") or ok
   end
   return list
 end

@@ -131,7 +131,8 @@ tap.test("server: IP literals checked as inet_pton would, host:port refused nami
   local good = { ["::1"] = "::1", ["[::1]"] = "::1", ["[2001:DB8::1]"] = "2001:DB8::1", ["2001:db8::1"] = "2001:db8::1",
                  ["::ffff:192.0.2.1"] = "::ffff:192.0.2.1", ["1:2:3:4:5:6:7:8"] = "1:2:3:4:5:6:7:8",
                  ["192.0.2.1"] = "192.0.2.1", ["mail.example.com."] = "mail.example.com",
-                 ["MX1.Example.COM"] = "MX1.Example.COM", ["localhost"] = "localhost" }
+                 ["MX1.Example.COM"] = "MX1.Example.COM", ["localhost"] = "localhost",
+                 ["[192.0.2.1]"] = "192.0.2.1", ["[IPv6:2001:db8::1]"] = "2001:db8::1" }
   for v, want in pairs(good) do
     local cfg, err = settings.validate({ server = v })
     t:ok(cfg, "accepted: " .. v, err)
@@ -142,11 +143,24 @@ tap.test("server: IP literals checked as inet_pton would, host:port refused nami
                 ["[2001:db8::1]:2525"] = "the port goes apart %(port = 2525%)",
                 ["::::"] = "not a valid host name or IP address$", ["1::2::3"] = "not a valid", ["12345::1"] = "not a valid",
                 ["1:2:3:4:5:6:7:8:9:a"] = "not a valid", ["10.0.0"] = "not a valid", ["999.1.1.1"] = "not a valid",
-                ["mail.example.com.."] = "not a valid", ["."] = "not a valid" }
+                ["mail.example.com.."] = "not a valid", ["."] = "not a valid", ["[999.1.1.1]"] = "not a valid",
+                ["[192.0.2]"] = "not a valid", ["[mail.example.com]"] = "not a valid" }
   for v, why in pairs(bad) do
     local cfg, err = settings.validate({ server = v })
     t:is(cfg, nil, "refused: " .. v)
     t:like(tostring(err), why, "why: " .. v)
+  end
+end)
+
+tap.test("helo_name: a host name or an address literal, kept bracketed (docs/settings.md)", function(t)
+  for _, v in ipairs { "box.example.com", "[192.0.2.1]", "[::1]", "[IPv6:2001:db8::1]" } do
+    local cfg, err = settings.validate({ helo_name = v })
+    t:ok(cfg, "accepted: " .. v, err)
+  end
+  local cfg = settings.validate({ helo_name = "[192.0.2.1]" })
+  t:is(cfg and cfg.helo_name, "[192.0.2.1]", "an IPv4 literal keeps its brackets (it was refused)")
+  for _, v in ipairs { "[999.1.1.1]", "[192.0.2.1", "box example" } do
+    t:is((settings.validate({ helo_name = v })), nil, "refused: " .. v)
   end
 end)
 
