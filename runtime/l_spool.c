@@ -58,13 +58,13 @@ typedef struct {
 enum {
   K_ID = 1, K_PATH, K_STATE, K_OFFSET, K_SIZE, K_QUEUED_AT, K_FROM, K_UID, K_ALL, K_UTF8, K_TO,
   K_DONE, K_REFUSED, K_RCPT, K_REPLY, K_ATTEMPTS, K_NEXT_ATTEMPT, K_LAST_REPLY, K_REASON,
-  K_FAILED_AT, K_DATA, K_NOW, K_KEEP, K_LEAN, K_BUFFER, K_SYNC, K_JOURNAL, K_ANGLE, K_N,
+  K_FAILED_AT, K_DATA, K_NOW, K_KEEP, K_LEAN, K_BUFFER, K_SYNC, K_JOURNAL, K_ANGLE, K_RETRIED_AT, K_N,
   K_DATA_MT = K_N   /* (not a key: the SpoolData metatable, set by data_open) */
 };
 static const char *const key_names[K_N] = {
   NULL, "id", "path", "state", "offset", "size", "queued_at", "from", "uid", "all", "utf8", "to",
   "done", "refused", "rcpt", "reply", "attempts", "next_attempt", "last_reply", "reason",
-  "failed_at", "data", "now", "keep", "lean", "buffer", "sync", "journal", "angle"
+  "failed_at", "data", "now", "keep", "lean", "buffer", "sync", "journal", "angle", "retried_at"
 };
 static const char KEYS = 0;   /* registry key (its address) */
 
@@ -785,6 +785,7 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer, in
   if (e->state.last_reply) set_str(L, keys, K_LAST_REPLY, e->state.last_reply);
   if (e->state.reason) set_str(L, keys, K_REASON, e->state.reason);
   if (e->state.failed_at) set_int(L, keys, K_FAILED_AT, e->state.failed_at);
+  if (e->state.retried_at) set_int(L, keys, K_RETRIED_AT, e->state.retried_at);
   if (e->data) {
     lua_rawgeti(L, keys, K_DATA);
     if (buffer) push_data(L, e, keys); else lua_pushlstring(L, e->data, e->datalen);

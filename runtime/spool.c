@@ -2532,6 +2532,7 @@ static int state_read(mh_spool *sp, int dirfd, const char *id, mh_state *st) {
     if (!strcmp(line, "attempts")) st->attempts = atoi(v);
     else if (!strcmp(line, "next_attempt")) st->next_attempt = strtoll(v, NULL, 10);
     else if (!strcmp(line, "failed_at")) st->failed_at = strtoll(v, NULL, 10);
+    else if (!strcmp(line, "retried_at")) st->retried_at = strtoll(v, NULL, 10);
     else if (!strcmp(line, "last_reply")) { free(st->last_reply); st->last_reply = strdup(v); }
     else if (!strcmp(line, "reason")) { free(st->reason); st->reason = strdup(v); }
     else if (!strcmp(line, "done")) {
@@ -2582,6 +2583,7 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   for (size_t i = 0; i < st->nrefused; i++) put_refused(f, &st->refused[i]);
   put_text(f, "reason", st->reason);
   if (st->failed_at) fprintf(f, "failed_at %" PRId64 "\n", st->failed_at);
+  if (st->retried_at) fprintf(f, "retried_at %" PRId64 "\n", st->retried_at);
   if (fclose(f) != 0) { free(mem); return MH_ENOMEM; }
   snprintf(tname, sizeof tname, "%s.state.%ld.%u", id, (long)getpid(),
            __atomic_add_fetch(&tmp_counter, 1, __ATOMIC_RELAXED));
@@ -3723,6 +3725,7 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
   st.next_attempt = 0;
   free(st.reason); st.reason = NULL;
   st.failed_at = 0;
+  st.retried_at = (int64_t)time(NULL);   /* a new max_queue_age from now: one more chance */
   for (size_t i = 0; i < st.nrefused; i++) { free(st.refused[i].rcpt); free(st.refused[i].reply); }
   free(st.refused);
   st.refused = NULL;

@@ -89,6 +89,8 @@ typedef struct mh_state {
   size_t nrefused;
   char *reason;        /* failed/: why it failed, or NULL */
   int64_t failed_at;   /* failed/: when (unix seconds) */
+  int64_t retried_at;  /* `queue retry`: when (unix seconds), or 0; max_queue_age counts from it
+                          (an expired message retried failed again at once, never tried) */
 } mh_state;
 
 /* What load/list return about one message. */

@@ -402,8 +402,14 @@ function D:next_entry(w)
           self.claimed[id] = nil
           self.later[id] = e.next_attempt
           if not soonest or e.next_attempt < soonest then soonest = e.next_attempt end
-        elseif e.queued_at and now - e.queued_at > self:max_age() then
+        elseif e.queued_at and now - math.max(e.queued_at, e.retried_at or 0) > self:max_age() then
+          -- (counted from a `queue retry` when there was one: a message that
+          -- expired in an outage, retried once the server was fixed, failed
+          -- again at once, never tried)
+          local retried = e.retried_at and e.retried_at > e.queued_at
           self:fail(e, "expired: in the queue since " .. os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(e.queued_at))
+                       .. (retried and (", retried " .. os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(e.retried_at)))
+                           or "")
                        .. ", longer than max_queue_age (" .. self:max_age() .. " s)",
                     e.last_reply)
           self.claimed[id] = nil

@@ -70,12 +70,22 @@ svc_stop; is $? 0 "stopped"
 
 # (c) expiry: older than max_queue_age -> failed/ "expired", even with no server
 peer_stop
-conf_for "$PORT" retry_interval=0.25 max_queue_age=1
+conf_for "$PORT" retry_interval=0.25 max_queue_age=2
 enqueue 1 >/dev/null                                       # <5@test>
 svc_start
 wait_for 15 failed_with "expired"; ok $? "a message older than max_queue_age moves to failed/ as expired"
 like "$(cat "$(sidecar_of expired)")" "max_queue_age" "the reason says why"
 svc_stop
+# ... and `queue retry` once the server is back gives it a new max_queue_age from the retry:
+# it was failed again at once, never tried (the admin's 3 a.m. case: an outage longer than
+# max_queue_age, the server fixed, the dead letters retried)
+id=$(basename "$(sidecar_of expired)" .state)
+peer_start "$PORT" "$T/peer-retry"
+out=$("$MAILHOOK" queue retry "$id" 2>&1); ok $? "queue retry of the expired message ($out)"
+grep -q "^retried_at [0-9]" "$SPOOL/pickup/$id.state"; ok $? "its sidecar records when it was retried"
+"$MAILHOOK" flush >"$T/flush-retry.out" 2>&1; rc=$?
+is "$rc:$(received_count "$T/peer-retry")" "0:1" "the next flush sends it ($(tail -1 "$T/flush-retry.out"))"
+peer_stop
 
 # (f) a stalled server does not hold the queue past its deadline
 conf_for "$PORT" retry_interval=1 retry_max=60 command_timeout=2 data_timeout=2 session_deadline=3
