@@ -223,25 +223,56 @@ local function copy_fields(event, fields)
   return ev
 end
 
+-- How deep events emitted by rules are nested (a handler's emit, whose handler
+-- emits...), per task; past rules.max_emit_depth the emit raises.
+local emit_depth = setmetatable({}, { __mode = "k" })
+rules.max_emit_depth = 8
+
 -- emit(event, fields) -> ok, failures.  From a task it waits for every handler;
 -- elsewhere the handlers are spawned and emit returns true, {} at once.
+-- From inside a rule (a handler, or a task it started) each handler runs
+-- under that rule's budget, not a fresh one: its time, memory and mail limits
+-- count for both, and its failure (a raise, mail not queued) is the rule's.
+-- A fresh budget per emit let a handler that emits an event it handles
+-- itself (a "*" handler that emits "audit") run for ever, queueing mail
+-- without limit, with `hook` never ending; and its failure left `hook` at 0.
 function rules.emit(event, fields)
   if type(event) ~= "string" or event == "" then
     error("mh.emit: event must be a non-empty string", 2)
   end
   if fields ~= nil and type(fields) ~= "table" then error("mh.emit: fields must be a table", 2) end
+  local in_rule = core.budget() ~= nil
+  local me = core.current_task()
+  local depth = ((me and emit_depth[me]) or 0) + 1
+  if in_rule and depth > rules.max_emit_depth then
+    error(string.format("mh.emit: events emitted by rules nested %d deep (a rule that emits an event it " ..
+                        "handles itself?): '%s' not emitted", depth - 1, event), 2)
+  end
   local list = rules.handlers_for(event)
   local tasks, failures = {}, {}
   for i, h in ipairs(list) do
     local ev = copy_fields(event, fields)   -- a handler cannot change what the next one sees
     local label = string.format("rule %s for event '%s'", h.name, event)
-    tasks[i] = core.spawn(function()
-      local ok, err, tb = rules.run(label, h.fn, ev)
-      if not ok then
-        rules.log_failure(label, err, tb)
-        failures[#failures + 1] = { handler = h.name, event = event, error = rules.error_text(err) }
-      end
-    end)
+    if in_rule then
+      tasks[i] = core.spawn(function()   -- (a task of the rule: its budget, its failures)
+        emit_depth[core.current_task()] = depth
+        local tb
+        local ok, err = xpcall(h.fn, function(e) tb = debug.traceback(tostring(e), 2); return e end, ev)
+        if not ok then
+          rules.log_failure(label, err, tb)
+          failures[#failures + 1] = { handler = h.name, event = event, error = rules.error_text(err) }
+          error(label .. " failed: " .. rules.error_text(err), 0)
+        end
+      end)
+    else
+      tasks[i] = core.spawn(function()
+        local ok, err, tb = rules.run(label, h.fn, ev)
+        if not ok then
+          rules.log_failure(label, err, tb)
+          failures[#failures + 1] = { handler = h.name, event = event, error = rules.error_text(err) }
+        end
+      end)
+    end
   end
   if core.current_task() and coroutine.isyieldable() then
     for _, t in ipairs(tasks) do t:wait() end

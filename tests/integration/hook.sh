@@ -174,4 +174,29 @@ out=$(timeout 10 "$MAILHOOK" -e '
 is "$rc" 0 "a service process exits while the rules' timers still run"
 is "$out" "bye" "cleanly"
 
+# events a rule emits: its handlers run under that rule's budget (a fresh one each let a
+# handler that emits its own event run for ever, queueing mail without limit), and their
+# failure is the rule's (it left hook at 0, the mail not queued)
+mkdir -p "$T/rules-emit"
+cat > "$T/rules-emit/t.lua" <<'LUA'
+on("storm", function(ev)
+  local n = (ev.n or 0) + 1
+  assert(mh.enqueue { to = "ops@example.com", subject = "storm " .. n, text = "x" })
+  emit("storm", { n = n })
+end)
+on("*", function(ev) if ev.event == "tick" or ev.event == "audit" then emit("audit", { what = ev.event }) end end)
+on("sub", function() error("template bug") end)
+on("relay", function() emit("sub", { x = 1 }) end)
+LUA
+before=$(pickup)
+out=$(timeout -s KILL 60 "$MAILHOOK" hook storm --rules "$T/rules-emit" 2>&1); rc=$?
+is "$rc" 1 "a handler that emits its own event: stopped, exit 1 (it ran for ever)"
+like "$out" "events emitted by rules nested 8 deep \\(a rule that emits an event it handles itself\\?\\)" "saying why"
+is "$(( $(pickup) - before ))" 9 "nine messages queued, the event's and one per nested level, not thousands"
+out=$(timeout -s KILL 60 "$MAILHOOK" hook tick --rules "$T/rules-emit" 2>&1); rc=$?
+is "$rc" 1 "a '*' handler that emits 'audit', which it receives too: stopped, exit 1"
+out=$(timeout -s KILL 60 "$MAILHOOK" hook relay --rules "$T/rules-emit" 2>&1); rc=$?
+is "$rc" 1 "a handler reached through emit raises: hook exits 1 (it said 0)"
+like "$out" "rule sub@t\\.lua:[0-9]+ for event 'sub' failed: .*template bug" "naming it"
+
 done_testing
