@@ -25,12 +25,14 @@ on("fax", function(ev)
   ctx.attached = size ~= nil
   ctx.file_name = ev.file and ev.file:match("[^/]+$")
   ctx.plural = tonumber(ev.pages) ~= 1
-  ctx.recipient = ev.to
+  -- (an empty to= is none: a fax script passes its variable even when unset)
+  local to = ev.to ~= nil and ev.to ~= "" and ev.to or DEFAULT_TO
+  ctx.recipient = to
   ctx.time = ctx.time or os.date("%Y-%m-%d %H:%M")
   if ev.file and not ctype then mh.log.warn("fax: " .. ev.file .. " is neither PDF nor TIFF; not attached") end
   local m = mh.template.message(tpl, ctx)
   assert(mh.enqueue {
-    to = ev.to or DEFAULT_TO,
+    to = to,
     subject = m.subject, text = m.text,
     attachments = ctx.attached and { { path = ev.file, type = ctype, name = ctx.file_name } } or nil,
   })

@@ -42,6 +42,10 @@ like "$(cat "$F")" "Content-Type: application/pdf" "fax: PDF attached"
 hook fax sender=+33100000000 pages=1 file="$T/media/fax0043.tif"
 like "$(cat "$(newest)")" "Content-Type: image/tiff" "fax: TIFF attached"
 like "$(cat "$(newest)")" "Subject: Fax from \+33100000000 \(1 page\)" "fax: one page, singular"
+like "$(cat "$(newest)")" "X-Receiver: <?fax@example.com>?" "fax: no to=: to the fax mailbox"
+hook fax sender=+33100000001 pages=1 to=
+is "$?" 0 "fax: an empty to= (a script's unset variable): hook exits 0"
+like "$(cat "$(newest)")" "X-Receiver: <?fax@example.com>?" "fax: to the fax mailbox, not lost"
 
 # alarm: critical bypass, severity routing, throttle + summary state, quiet hours
 before=$(n_eml)
