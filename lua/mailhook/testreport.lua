@@ -32,6 +32,14 @@ M.HINT = {
     "`tls_min_version` (%s) up or no cipher in common; also check `tls` " ..
     "(465 = implicit TLS, 587 = STARTTLS) and the server's TLS log",
   offers_starttls = "the server offers STARTTLS: set tls = auto",
+  auth_required = "the server wants a login before it takes mail (530): set `auth = true`, " ..
+    "`username` and `password` (or `password_command`)",
+  busy = "the server answered but refused the session for now (421: busy, in maintenance, or too " ..
+    "many connections): try again later; if it lasts, see the server's log",
+  plain_greeting = "the server greets in plain text, so this is no implicit-TLS port: set " ..
+    "`tls = starttls` (or `auto`), or use its implicit-TLS port (465)",
+  not_tls = "something on this port answered the TLS handshake in plain text that is not SMTP (a " ..
+    "web server?): check `port` (25, 465 = implicit TLS, 587 = submission)",
   -- a setting missing (server, from): nothing was asked of any server; "the server refuses
   -- the From address" and "nothing answers there" were said for them
   not_set = "a setting is missing, so no server was asked: set it as the error says, then test again",
@@ -90,9 +98,9 @@ local function offers_starttls(i)
   return false
 end
 
--- hint_for(cfg, info, report) -> the hint line for a failure: its cause when
+-- hint_for(cfg, info, report, err) -> the hint line for a failure: its cause when
 -- known, else its stage.
-function M.hint_for(cfg, info, report)
+function M.hint_for(cfg, info, report, err)
   if not info then return nil end
   local why = info.why
   if why == "tls_version" and info.tls_min_version == "1.3" then why = "tls_version_13" end
@@ -114,6 +122,19 @@ function M.hint_for(cfg, info, report)
     elseif report and report.info and not offers_starttls(report.info) then why = "starttls_missing" end
   end
   if not why and info.code == "EDOWNGRADE" then why = "downgrade" end
+  -- a 530 to MAIL or RCPT with no login configured: RFC 4954's "authentication
+  -- required" (a 530 asking for STARTTLS is requires_tls, above), not the From
+  if not why and not cfg.auth and (info.stage == "sender" or info.stage == "recipient") and
+     tonumber(info.smtp) == 530 then
+    why = "auth_required"
+  end
+  -- a 421 greeting: something answered, and said not now
+  if not why and info.stage == "connect" and tonumber(info.smtp) == 421 then why = "busy" end
+  if not why and info.plain_smtp then why = "plain_greeting" end
+  -- plain text where a TLS record was due, from a port that gave no SMTP greeting
+  if not why and info.stage == "tls" and tostring(err or ""):find("wrong version number", 1, true) then
+    why = "not_tls"
+  end
   if not why and info.code == "EPROTO" then why = "protocol" end
   if not why and info.code == "ETOOBIG" then why = "too_big" end
   -- plain text by choice against a server that offers TLS: say so before any
@@ -198,7 +219,7 @@ function M.format(cfg, opts, report, err, info)
   if info and info.smtp then
     out[#out + 1] = "  server reply   " .. tostring(info.smtp) .. " " .. (tostring(info.text or ""):gsub("\n", " "))
   end
-  local hint = M.hint_for(cfg, info, learned)
+  local hint = M.hint_for(cfg, info, learned, err)
   if hint then out[#out + 1] = "  hint           " .. hint end
   return out
 end
@@ -249,7 +270,7 @@ function M.data(cfg, opts, report, msg, info)
     failed_stage = failed, error = not report and tostring(msg) or nil,
     reply = not report and info and info.smtp and { smtp = info.smtp, enhanced = info.enhanced,
       text = (tostring(info.text or ""):gsub("\n", " ")) } or nil,
-    hint = not report and M.hint_for(cfg, info, rep) or nil,
+    hint = not report and M.hint_for(cfg, info, rep, msg) or nil,
     warnings = json.array(require("mailhook.settings").warnings(cfg)),
   }
 end
@@ -291,7 +312,7 @@ function M.run(opts)
     r.error, r.stage, r.failure = err, info and info.stage, info
     r.report = info and info.report
     r.info = r.report and r.report.info
-    r.hint = M.hint_for(cfg, info, r.report)
+    r.hint = M.hint_for(cfg, info, r.report, err)
   end
   return r
 end

@@ -131,5 +131,39 @@ start_fault F "$s"
 mh_test "$(new_conf port="$F")"
 is "$RC" 1 "530 5.7.0 Authentication required: exit 1"
 unlike "$OUT" "requires TLS" "not reported as a TLS requirement"
-is "$(hint)" "$SENDER_HINT" "the sender hint"
+is "$(hint)" "  hint           the server wants a login before it takes mail (530): set \`auth = true\`, \`username\` and \`password\` (or \`password_command\`)" \
+  "with auth = false: the login hint (the sender hint blamed the From address)"
+
+# --- hints that pointed the wrong way --------------------------------------------------------
+# a 421 greeting: something answered (busy, maintenance, a connection limit), not "nothing answers"
+s=$(fault_script <<'S'
+send 421 4.3.2 mail.example.com Service not available, closing channel
+close
+S
+)
+start_fault F "$s"
+mh_test "$(new_conf port="$F")"
+is "$RC" 1 "a 421 greeting: exit 1"
+is "$(hint)" "  hint           the server answered but refused the session for now (421: busy, in maintenance, or too many connections): try again later; if it lasts, see the server's log" \
+  "hint: busy, not 'nothing answers there'"
+# tls = implicit on a port that greets in plain text: the hint agrees with the error
+s=$(fault_script <<'S'
+send 220 fault.example ESMTP
+sleep 3
+S
+)
+start_fault F "$s"
+mh_test "$(new_conf port="$F" tls=implicit tls_required=true)"
+is "$RC" 1 "tls = implicit on a plain-text port: exit 1"
+is "$(hint)" "  hint           the server greets in plain text, so this is no implicit-TLS port: set \`tls = starttls\` (or \`auto\`), or use its implicit-TLS port (465)" \
+  "hint: starttls (not the certificate)"
+# a web server on the port (tls = auto: no greeting, and its answer to the ClientHello is HTTP)
+HP=$(free_port)
+/usr/bin/python3 -m http.server "$HP" --bind 127.0.0.1 >/dev/null 2>&1 &
+on_exit "kill $!"
+wait_for 10 _port_open "$HP"
+mh_test "$(new_conf port="$HP" tls=auto)"
+is "$RC" 1 "a web server's port with tls = auto: exit 1"
+is "$(hint)" "  hint           something on this port answered the TLS handshake in plain text that is not SMTP (a web server?): check \`port\` (25, 465 = implicit TLS, 587 = submission)" \
+  "hint: not an SMTP port (not the certificate)"
 done_testing
