@@ -233,6 +233,13 @@ function W.serve(argv)
     return 2
   end
   core.proc.die_with_parent()
+  -- a signal to the whole group (systemctl stop, Ctrl-C, a terminal's hangup)
+  -- is the service's to act on: it stops this worker by closing its channel.
+  -- Killed by it first, the worker made the service log at every clean stop
+  -- "the rules worker was killed by signal 15 ... restarting" (an error)
+  -- (the handles kept: a collected one stops its watch, and the signal kills again)
+  local group_signals = {}
+  for _, name in ipairs { "TERM", "INT", "HUP" } do group_signals[name] = core.signal.on(name, function() end) end
   if level then pcall(core.log_level, level) end
   local m = mh()
   local rules = require "mailhook.rules"
@@ -278,6 +285,7 @@ function W.serve(argv)
   end
   -- the service stops: handlers still running end by their deadline
   hb:stop()
+  for _, h in pairs(group_signals) do h:stop() end
   rules.unserve()
   rules.load({})   -- stops the rule files' timers
   return 0

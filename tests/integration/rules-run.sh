@@ -37,4 +37,18 @@ is "$(grep -l "more suppressed: flap" "$T"/inbox/*.eml | wc -l)" 1 "exactly one 
 wait_for 15 inbox_has "Subject: failed: "; ok $? "the failed event reached the rule, its mail delivered"
 like "$(grep -l "Subject: failed: " "$T"/inbox/*.eml | xargs cat)" "5.1.1|no such user|550" "with the server's reason"
 kill "$RUN"; wait "$RUN" 2>/dev/null
+# a clean stop by a signal to the whole process group (systemctl stop's default
+# KillMode, Ctrl-C in a terminal): the service stops its worker itself; the
+# worker killed by the signal first made it log an error ("the rules worker ... was
+# killed by signal 15 ... restarting") at every stop
+for sig in TERM INT; do
+  : > "$T/stop.log"
+  MAILHOOK_LOG_LEVEL=info setsid "$MAILHOOK" run >>"$T/stop.log" 2>&1 & RUN=$!
+  on_exit "kill -9 -- -$RUN"
+  wait_for 15 grep -q "rules worker: [0-9]* rule file" "$T/stop.log"; ok $? "the service and its rules worker are up"
+  kill -"$sig" -- -"$RUN"; wait "$RUN"; rc=$?
+  is "$rc" 0 "SIG$sig to the service's process group: exit 0"
+  like "$(cat "$T/stop.log")" "mailhook run: stopped" "stopped"
+  unlike "$(cat "$T/stop.log")" " error |killed by signal|restarting" "no error about the rules worker"
+done
 done_testing
