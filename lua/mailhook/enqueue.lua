@@ -47,12 +47,50 @@ function M.enqueue(t, opts)
   return nil, err, info
 end
 
+-- A recipient written as a bare local name (root, www-data): where `sendmail`
+-- sends that name (its alias, admin_address, else NAME@default_domain), as
+-- DESIGN.md has default_domain qualify one "in any address"; it was refused
+-- ("no @").  In a list, or alone; an address with '@' is left as it is.
+local function local_names(cfg, v)
+  local submit = require "mailhook.submit"
+  local resolve
+  local function one(a, out)
+    if type(a) == "string" and not a:find("@", 1, true) and submit.is_local_name(a) then
+      resolve = resolve or submit.resolver(cfg)
+      local list, why = resolve(a)
+      if not list then return nil, why end
+      for _, x in ipairs(list) do out[#out + 1] = x end
+    else
+      out[#out + 1] = a
+    end
+    return out
+  end
+  if type(v) == "string" then
+    if v:find("@", 1, true) or not submit.is_local_name(v) then return v end
+    return one(v, {})
+  end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for _, a in ipairs(v) do
+    local ok, why = one(a, out)
+    if not ok then return nil, why end
+  end
+  return out
+end
+
 function enqueue(t, opts)
   local cfg, err, info = M.ready(opts and opts.conf)
   if not cfg then return nil, err, info end
   local fields = {}
   for k, v in pairs(t) do fields[k] = v end
   if fields.from == nil then fields.from = cfg.from end
+  for _, k in ipairs { "to", "cc", "bcc" } do
+    if fields[k] ~= nil then
+      local v, why = local_names(cfg, fields[k])
+      if v == nil then return nil, k .. ": " .. tostring(why), { code = "EBADADDR", class = "permanent", stage = "rcpt" } end
+      fields[k] = v
+    end
+  end
   -- a wrong type is the caller's programming error: raised at the caller's
   -- line (level 3: enqueue <- M.enqueue <- caller) and named mh.enqueue, not
   -- at message.lua's line where the builder raised it

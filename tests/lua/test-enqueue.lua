@@ -71,6 +71,22 @@ tap.test("a builder error (bad address, CR/LF in subject) queues nothing", funct
   t:is(files(), before, "nothing written")
 end)
 
+tap.test("a bare local name (root, www-data) goes where sendmail sends it", function(t)
+  assert(settings.update({ default_domain = "corp.example" }, conf))
+  local id, err = intake.enqueue({ to = "root", cc = { "www-data", "ops@ex.org" }, subject = "l", text = "x" },
+                                 { spool = sp, conf = conf })
+  t:ok(spool.is_id(id), "queued (it was refused: 'no @'): " .. tostring(id or err))
+  local e = id and sp:load(id)
+  t:same(e and e.to, { "root@corp.example", "www-data@corp.example", "ops@ex.org" }, "qualified with default_domain")
+  assert(settings.update({ admin_address = "admin@corp.example" }, conf))
+  id, err = intake.enqueue({ to = { "root" }, subject = "l", text = "x" }, { spool = sp, conf = conf })
+  e = id and sp:load(id)
+  t:same(e and e.to, { "admin@corp.example" }, "to admin_address when it is set, as sendmail: " .. tostring(id or err))
+  local f = id and io.open(e.path, "rb"); local s = f and f:read("a") or ""; if f then f:close() end
+  t:like(s, "\r\nTo: admin@corp%.example\r\n", "the header names the same address")
+  assert(settings.update({ admin_address = "", default_domain = "" }, conf))
+end)
+
 tap.test("mh.enqueue is reachable from the mailhook table", function(t)
   t:is(type(mh.enqueue), "function", "mh.enqueue")
   t:is(type(mh.queue.list), "function", "mh.queue.list")
