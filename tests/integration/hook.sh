@@ -199,4 +199,14 @@ out=$(timeout -s KILL 60 "$MAILHOOK" hook relay --rules "$T/rules-emit" 2>&1); r
 is "$rc" 1 "a handler reached through emit raises: hook exits 1 (it said 0)"
 like "$out" "rule sub@t\\.lua:[0-9]+ for event 'sub' failed: .*template bug" "naming it"
 
+# a `rules` setting naming a folder that is not there (a typo): refused, exit 1, naming it
+# (every event was dropped with exit 0); `update` says so when it saves it
+out=$("$MAILHOOK" update rules="$T/rulez" 2>&1 >/dev/null); rc=$?
+is "$rc" 0 "update rules=<a missing folder>: saved"
+like "$out" "warning: rules = $T/rulez: no such folder" "with a warning"
+out=$("$MAILHOOK" hook alarm severity=x 2>&1); rc=$?
+is "$rc" 1 "hook with that setting: exit 1 (it was 0, the event dropped)"
+like "$out" "rules = $T/rulez: no such folder or file .*no rule ran for event 'alarm'" "naming the setting and the event"
+"$MAILHOOK" update rules=rules >/dev/null 2>&1
+
 done_testing

@@ -138,6 +138,15 @@ return function(...)
       return usage("--rules " .. rules.shown(rules_path) .. ": no such folder or file")
     end
   end
+  -- the same typo in the settings' `rules` (set, so no "no rules yet"): every
+  -- event was dropped with exit 0, the PBX told all was well
+  local folder = rules.default_paths(cfg)
+  if not rules_path and folder ~= rules.default_paths({}) and not core.rstate.exists(folder) then
+    io.stderr:write("mailhook hook: settings: rules = ", rules.shown(cfg.rules), ": no such folder or file (",
+                    rules.shown(folder), "): no rule ran for event '", rules.shown(event),
+                    "'; fix it with `mailhook update rules=FOLDER`\n")
+    return 1
+  end
   rules.configure(cfg)
   -- this process exists to run rules: the loop itself must never stall either
   core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }
