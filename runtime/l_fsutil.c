@@ -203,7 +203,8 @@ static int l_mode(lua_State *L) {
   return 1;
 }
 
-/* owner(path [, link]) -> {mode =, uid =, gid =, user =, group =, link =, regular =} | nil, err
+/* owner(path [, link]) -> {mode =, uid =, gid =, user =, group =, link =, regular =, size =, ino =,
+**                          mtime_ns =} | nil, err
 ** Of the file path names (followed; with link true, of a symbolic link itself,
 ** link = true then): what a rewrite keeps, and who made a link.  user and
 ** group are the names (the numbers as text when the system has none). */
@@ -233,6 +234,12 @@ static int l_owner(lua_State *L) {
   lua_setfield(L, -2, "link");
   lua_pushboolean(L, S_ISREG(st.st_mode));
   lua_setfield(L, -2, "regular");
+  lua_pushinteger(L, (lua_Integer)st.st_size);
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)st.st_ino);
+  lua_setfield(L, -2, "ino");
+  lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+  lua_setfield(L, -2, "mtime_ns");
   return 1;
 }
 

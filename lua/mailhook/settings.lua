@@ -587,6 +587,20 @@ end
 
 -- The secrets file of the settings file path: mailhook.conf -> mailhook.secrets
 -- (same folder), any other name + ".secrets".
+-- stamp([path]) -> a string that changes whenever the settings file or its
+-- secrets file is written (each one's inode, size and modification time;
+-- "-" for one that is not there): the service keeps the one it loaded, and
+-- `mailhook status` names a file changed since (a fix saved, not reloaded).
+function M.stamp(path)
+  path = path or M.path()
+  local parts = {}
+  for i, p in ipairs { path, M.secrets_path(path) } do
+    local o = core.fsutil.owner(p)
+    parts[i] = o and string.format("%d/%d/%d", o.ino, o.size, o.mtime_ns) or "-"
+  end
+  return table.concat(parts, " ")
+end
+
 function M.secrets_path(path)
   path = path or M.path()
   local base = path:match("^(.*)%.conf$")

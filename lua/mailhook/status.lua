@@ -100,6 +100,7 @@ function M.tracker(opts)
     dir = opts.spool_dir or core.paths.spool,
     conf = opts.conf or core.paths.conf,
     console = opts.console,
+    settings_stamp = opts.settings_stamp,   -- settings.stamp of the files the service loaded
     now = opts.now or mh.now,
     started_at = (opts.now or mh.now)(),
     pid = opts.pid or M.pid(),
@@ -194,6 +195,7 @@ function Tracker:snapshot()
     pid = self.pid, started_at = self.started_at, updated_at = self.now(), seq = self.seq,
     stopped_at = self.stopped_at, console = self.console,
     settings_ready = ready and true or false, settings_error = (not ready) and why or nil,
+    settings_stamp = self.settings_stamp,
     connection = {
       state = state, since = self.since, server = self.server, security = self.security,
       servers = d.cfg.server, port = d.cfg.port,
@@ -368,6 +370,11 @@ function M.collect(opts)
     r.service.console = snap.console
     r.service.settings_ready = snap.settings_ready
     r.service.settings_error = snap.settings_error
+    -- a file written since the service loaded it: a fix saved and not reloaded
+    -- (the service still delivers with the old settings; said, not "flowing" alone)
+    if snap.settings_stamp and cfg then
+      r.service.settings_changed = snap.settings_stamp ~= settings.stamp(conf)
+    end
     r.connection = snap.connection
     r.counters = snap.counters
   end
@@ -462,6 +469,10 @@ function M.text(r)
     row("settings", "ready (" .. tostring(r.settings.path) .. ")")
   else
     row("settings", "NOT ready: " .. tostring(r.settings.error))
+  end
+  if s.running and s.settings_changed then
+    row("", string.format("changed since the service loaded them: it still uses the old ones until " ..
+      "reloaded (systemctl reload mailhook, or kill -HUP %s)", tostring(s.pid)))
   end
   local c = r.connection
   if c then

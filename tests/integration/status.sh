@@ -91,6 +91,21 @@ st
 like "$OUT" "connection +paused: outgoing mail is disabled" "after SIGHUP: delivery paused"
 "$MAILHOOK" update enabled=true >/dev/null
 kill -HUP "$SVC"
+wait_for 5 grep -q "settings reloaded" "$T/svc.log"
+
+# --- a settings change saved and not reloaded: named (status said only "flowing"), until SIGHUP
+st
+unlike "$OUT" "changed since the service loaded them" "reloaded: nothing to say"
+"$MAILHOOK" update retry_interval=2 >/dev/null
+st
+like "$OUT" "changed since the service loaded them: it still uses the old ones until reloaded \(systemctl reload mailhook, or kill -HUP $SVC\)" \
+  "an update not reloaded yet is named, with how to reload"
+is "$("$MAILHOOK" status --json | J 'd["service"]["settings_changed"]')" true "and in --json"
+n=$(grep -c "settings reloaded" "$T/svc.log")
+kill -HUP "$SVC"
+wait_for 5 test "$(grep -c "settings reloaded" "$T/svc.log")" -gt "$n"
+st
+unlike "$OUT" "changed since" "after SIGHUP: no longer"
 
 # --- a service that does not answer (stopped): said, bounded by --timeout
 kill -STOP "$SVC"

@@ -45,6 +45,7 @@ return function(...)
   end
 
   local settings = require "mailhook.settings"
+  local stamp = settings.stamp(core.paths.conf)   -- (before the load: a write in between is seen as a change)
   local cfg, err = settings.load(core.paths.conf)
   if not cfg then return args.fail("run", err) end
   service.setup(cfg)
@@ -68,7 +69,8 @@ return function(...)
   end
 
   -- status: SPOOL/status.json follows the deliverer; SIGUSR2 asks for it now
-  local status = require("mailhook.status").tracker{ delivery = d, spool_dir = dir, conf = core.paths.conf }
+  local status = require("mailhook.status").tracker{ delivery = d, spool_dir = dir, conf = core.paths.conf,
+                                                     settings_stamp = stamp }
   local usr2 = core.signal.on("USR2", function() status:answer() end)
   local console
   local function console_start(c)
@@ -99,11 +101,13 @@ return function(...)
     core.signal.on("INT", stop),
     core.signal.on("HUP", function()
       if svc then svc:reloading() end
+      local st = settings.stamp(core.paths.conf)
       local c, e = settings.load(core.paths.conf)
       if not c then
         mh.log.error("mailhook run: SIGHUP: settings not reloaded, keeping the old ones: " .. tostring(e))
       else
         cfg = c
+        status.settings_stamp = st
         service.apply_log(c)
         d:reload(c)
         mh.log.info("mailhook run: SIGHUP: settings reloaded")
