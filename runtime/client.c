@@ -458,8 +458,16 @@ static void on_transport(void *ud, mh_tr_event ev, const char *buf, size_t len) 
         start_implicit(c);
       } else if (what == T_HANDSHAKE) {
         c->waited = waiting_for(c);
-        fail(c, MH_ETIMEDOUT, "tls", MH_CLIENT_WHY_NONE, NULL, "%s:%d: TLS handshake timed out after %llu s",
-             c->host, c->port, (unsigned long long)(c->command_ms / 1000));
+        if (c->sniffed && c->tr && mh_transport_received(c->tr) == 0)
+          /* tls = auto heard no greeting, and its ClientHello got nothing either: said
+             so (a "TLS handshake timed out" sent the administrator to certificates) */
+          fail(c, MH_ETIMEDOUT, "connect", MH_CLIENT_WHY_NONE, NULL,
+               "%s:%d: connected, but the server sent no greeting, nor answered a TLS handshake "
+               "(timed out after %llu s): not an SMTP server, or a stuck one",
+               c->host, c->port, (unsigned long long)(c->command_ms / 1000));
+        else
+          fail(c, MH_ETIMEDOUT, "tls", MH_CLIENT_WHY_NONE, NULL, "%s:%d: TLS handshake timed out after %llu s",
+               c->host, c->port, (unsigned long long)(c->command_ms / 1000));
       } else if (what == T_SESSION && mh_smtp_get_state(c->s) != MH_SMTP_INIT) {
         c->waited = waiting_for(c);
         mh_smtp_timeout(c->s);
