@@ -55,14 +55,15 @@ function M.outage(dir)
   return M.outage_at((dir or core.paths.spool) .. "/outage")
 end
 
--- outage_at(path) -> {since =, error =} | nil: the outage file at path (a
--- deliverer loads its spool's at start: mailhook.delivery load_outage).
+-- outage_at(path) -> {since =, error =, server =} | nil: the outage file at
+-- path (a deliverer loads its spool's at start: mailhook.delivery load_outage;
+-- server: "HOST,...:PORT" it was about, nil in a file written before it was kept).
 function M.outage_at(path)
   local text = core.fsutil.read(path)
   local since = text and tonumber(text:match("^since (%d+)\n"))
   local err = text and text:match("\nerror ([^\n]*)")
   if not (since and err) then return nil end
-  return { since = since, error = err }
+  return { since = since, error = err, server = text:match("\nserver ([^\n]*)") }
 end
 
 -- An id as a message shows it: control bytes escaped, a long one cut.

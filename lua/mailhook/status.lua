@@ -385,6 +385,11 @@ function M.collect(opts)
   -- (SPOOL/outage: the service's, or a flush's, or a run's before a restart,
   -- as `mailhook queue` and the console show it): {since, age, error}
   local o = require("mailhook.queue").outage(dir)
+  -- (one about another server than the settings name now is over for them)
+  if o and o.server and cfg then
+    local s = type(cfg.server) == "table" and table.concat(cfg.server, ",") or tostring(cfg.server or "")
+    if o.server ~= s .. ":" .. tostring(cfg.port or 25) then o = nil end
+  end
   if o then r.outage = { since = o.since, age = math.max(0, math.floor(now - o.since)), error = o.error } end
 
   local ok, reason = M.flowing(r)

@@ -33,6 +33,8 @@ like "$(tail -n +$((run1 + 1)) "$T/svc.log")" "server unreachable .*before this 
 is "$(sed -n 's/^since //p' "$SPOOL/outage")" "$since0" "SPOOL/outage keeps the outage's start across the restart"
 like "$("$MAILHOOK" queue)" "delivery suspended since $(date -u -d "@$since0" +%Y-%m-%dT%H:%M:%S)" \
      "mailhook queue gives the first run's start"
+grep -q "^server 127.0.0.1:$PORT\$" "$SPOOL/outage"; ok $? "SPOOL/outage names the server it is about"
+
 
 t0=$(date +%s%N)
 peer_start "$PORT" "$T/peer"
@@ -54,4 +56,20 @@ ok $? "'reachable again after $secs s': the whole outage ($(( $(date +%s) - sinc
 
 svc_stop; rc=$?
 is "$rc" 0 "SIGTERM stops the service with status 0"
+
+# the outage of another server is not this one's: a flush while a port is down records
+# its outage; the settings then name another port (down too): the next flush says its
+# own outage, not "since <the first port's start>, before this start"
+peer_stop
+A=$(free_port); conf_for "$A" retry_interval=1
+enqueue 1 >/dev/null
+"$MAILHOOK" flush >/dev/null 2>&1
+sinceA=$(sed -n 's/^since //p' "$SPOOL/outage")
+grep -q "^server 127.0.0.1:$A\$" "$SPOOL/outage"; ok $? "SPOOL/outage names the server it is about"
+wait_for 10 eval '[ "$(date +%s)" -ge $((sinceA + 2)) ]'
+B=$(free_port); conf_for "$B" retry_interval=1
+"$MAILHOOK" flush >"$T/flush-b.out" 2>&1
+unlike "$(cat "$T/flush-b.out")" "before this start" "a flush against another server: no 'since before this start' of the old one"
+grep -q "^server 127.0.0.1:$B\$" "$SPOOL/outage"; ok $? "SPOOL/outage now about the new server"
+[ "$(sed -n 's/^since //p' "$SPOOL/outage")" -gt "$sinceA" ]; ok $? "dated from its own start"
 done_testing
