@@ -270,13 +270,35 @@ end
 -- to timeout for it.  Returns the snapshot and whether it answered.  The signal
 -- is sent only to a service that wrote the file itself (its pid is in it): one
 -- that does not know SIGUSR2 would be killed by it.
+-- holder(pid) -> what holds the spool's lock, in words, when it is a mailhook
+-- command that is no service (`mailhook flush`, `sendmail -q`, a script's
+-- mh.queue.flush()): it delivers the queue once and ends; nil otherwise.
+function M.holder(pid)
+  local f = io.open("/proc/" .. tostring(pid) .. "/cmdline", "rb")
+  local text = f and f:read(4096) or ""
+  if f then f:close() end
+  local argv = {}
+  for a in text:gmatch("([^%z]*)%z") do argv[#argv + 1] = a end
+  if not (argv[1] and argv[1]:find("mailhook", 1, true) or argv[1] and argv[1]:find("sendmail", 1, true)) then
+    return nil
+  end
+  for i = 2, #argv do
+    if argv[i] == "run" then return nil end
+    if argv[i] == "flush" or argv[i] == "-q" or argv[i]:match("^%-q%d") or argv[i] == "-e" or argv[i]:match("%.lua$") then
+      return string.format("a `%s` (pid %d) holds the spool: it delivers the queue once and ends; wait for it",
+                           table.concat(argv, " ", 1, math.min(#argv, 3)):gsub("^.*/", ""), pid)
+    end
+  end
+  return nil
+end
+
 local function ask(dir, pid, timeout)
   local mh = require "mailhook"
   local path = M.file_path(dir)
   local old = denull(decode(read_file(path)))
   if not old or old.pid ~= pid then
-    return nil, false, "the lock holder (pid " .. pid .. ") wrote no status file: not asked (an older " ..
-      "mailhook, or another program; SIGUSR2 could stop it)"
+    return nil, false, M.holder(pid) or ("the lock holder (pid " .. pid .. ") wrote no status file: not asked " ..
+      "(an older mailhook, or another program; SIGUSR2 could stop it)")
   end
   local seq = old.seq
   local ok = core.signal.kill(pid, "USR2")

@@ -158,4 +158,27 @@ is "$(echo "$OUT" | J 'd["connection"]["outage"]["reply"]["smtp"]')" 535 "--json
 unlike "$OUT" "wrong" "the password is not in the report"
 svc_stop
 
+# --- a `mailhook flush` holding the spool (a server that never greets keeps it there):
+# said as such by status and by run (they called it "an older mailhook, or another
+# program" and advised "use mailhook flush", the very thing holding it)
+s=$(fault_script <<'S'
+stall
+S
+)
+start_fault F "$s"
+conf_for "$F" tls=none command_timeout=20
+"$MAILHOOK" flush >/dev/null 2>&1 &
+FL=$!
+on_exit "kill $FL"
+holding() { [ "$(core_lock_holder)" = "$FL" ]; }
+core_lock_holder() { "$MAILHOOK" -e 'print(require("mailhook.core").admin.lock_holder(os.getenv("MAILHOOK_SPOOL")) or "")'; }
+wait_for 10 holding; ok $? "the flush holds the spool"
+st
+like "$OUT" "a \`mailhook flush\` \(pid $FL\) holds the spool: it delivers the queue once and ends; wait for it" \
+  "status names the flush"
+out=$("$MAILHOOK" run 2>&1); rc=$?
+is "$rc" 1 "run refuses the held spool"
+like "$out" "a \`mailhook flush\` \(pid $FL\) holds the spool" "naming the flush, not advising one"
+kill "$FL"; wait "$FL" 2>/dev/null
+
 done_testing

@@ -55,7 +55,10 @@ return function(...)
   if not sp then return args.fail("run", "spool " .. dir .. ": " .. tostring(serr), 1) end
   local locked, lerr = sp:lock()
   if not locked then
-    return args.fail("run", tostring(lerr) .. " (one service per spool; stop it first, or use `mailhook flush`)", 1)
+    local holder = require("mailhook.core").admin.lock_holder(dir)
+    local what = holder and require("mailhook.status").holder(holder)
+    return args.fail("run", tostring(lerr) .. (what and (": " .. what) or
+                     " (one service per spool; stop it first, or use `mailhook flush`)"), 1)
   end
 
   local worker = start_rules(files, cfg)
