@@ -217,6 +217,8 @@ local function copy_fields(event, fields)
   local ev = {}
   if fields ~= nil then
     if type(fields) ~= "table" then error("mh.emit: fields must be a table", 3) end
+    -- (the top level: a nested table is the same one for every handler, and
+    -- the caller's -- the way a caller hands out a table to collect answers in)
     for k, v in pairs(fields) do ev[k] = v end
   end
   ev.event = event   -- always the event's name: no field can stand in for it
@@ -386,7 +388,14 @@ function rules.load(paths, opts)
       -- user may write, is refused (owned)
       local src
       src, err = core.fsutil.read(file, { follow = true, owned = true, what = "rule file" })
-      if src then chunk, err = load(src, "@" .. file, "t", rule_env(file)) end
+      if src then
+        -- as lua and `mailhook FILE.lua` read a file (luaL_loadfile): a UTF-8 byte
+        -- order mark (an editor's) and a first line "#!..." are skipped; the line
+        -- is kept empty, so line numbers stay the file's
+        src = src:gsub("^\239\187\191", "", 1)
+        if src:sub(1, 1) == "#" then src = src:gsub("^[^\n]*", "", 1) end
+        chunk, err = load(src, "@" .. file, "t", rule_env(file))
+      end
     end
     if chunk then
       loading = file
