@@ -60,7 +60,7 @@ end
 
 -- risky settings first (allow_plaintext_auth = true, ...), on stderr (in --json: in the document)
 if not opts.json then
-  for _, w in ipairs(settings.warnings(cfg)) do io.stderr:write("mailhook test: warning: ", w, "\n") end
+  for _, w in ipairs(require("mailhook.testreport").warnings(cfg)) do io.stderr:write("mailhook test: warning: ", w, "\n") end
 end
 
 local r = require("mailhook.testreport").run {

@@ -1132,7 +1132,7 @@ route("POST", "/api/test", function(self, req, ctx)
   if not ok2 then rerr = tostring(e) end
   if not result then result = { ok = false, failed_stage = "test", error = rerr } end
   -- valid but risky values tested (tls_verify = false, ...): what `mailhook test` says on stderr
-  result.warnings = json.array(settings.warnings(cfg))
+  result.warnings = json.array(require("mailhook.testreport").warnings(cfg))
   emit { event = "result", result = result }
   self.log.info("console: test " .. (result.ok and "passed" or ("failed at " .. tostring(result.failed_stage))))
   return req:finish()

@@ -271,7 +271,7 @@ function M.data(cfg, opts, report, msg, info)
     reply = not report and info and info.smtp and { smtp = info.smtp, enhanced = info.enhanced,
       text = (tostring(info.text or ""):gsub("\n", " ")) } or nil,
     hint = not report and M.hint_for(cfg, info, rep, msg) or nil,
-    warnings = json.array(require("mailhook.settings").warnings(cfg)),
+    warnings = json.array(M.warnings(cfg)),
   }
 end
 
@@ -290,11 +290,23 @@ Result.__index = Result
 -- info: class, smtp, why, waited); .data, the same facts as data (M.data: --json
 -- and the console).  on_stage(name, report) is called as each stage passes.  started(header) runs before the test waits,
 -- so a terminal shows what is being tried at once.
+-- warnings(cfg) -> {text...}: what a test warns about: the risky settings
+-- (settings.warnings), and mail turned off (a test that passed, "OK", while
+-- nothing would be sent: enqueue refused, the queue waiting).
+function M.warnings(cfg)
+  local settings = require "mailhook.settings"
+  local out = settings.warnings and settings.warnings(cfg) or require("mailhook.json").array {}
+  if cfg.enabled == false then
+    out[#out + 1] = "enabled = false: this test talks to the server, but no mail is sent until " ..
+      "`mailhook update enabled=true` (new mail is refused, the queue waits)"
+  end
+  return out
+end
+
 function M.run(opts)
   local cfg = opts.cfg
   local smtp = require "mailhook.smtp"
-  local settings = require "mailhook.settings"
-  local r = setmetatable({ warnings = settings.warnings and settings.warnings(cfg) or {} }, Result)
+  local r = setmetatable({ warnings = M.warnings(cfg) }, Result)
   local header = M.header(cfg, opts)
   if opts.started then opts.started(header) end
   local report, err, info = smtp.test { to = opts.to, cfg = cfg, timeout = opts.timeout,

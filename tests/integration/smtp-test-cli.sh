@@ -13,6 +13,11 @@ BASE=(enabled=true from=mailhook@example.org server=127.0.0.1 helo_name=client.e
 start_smtpd N --maildir "$T/plain" --log "$T/plain.log"
 mh_test "$(new_conf port="$N" tls=auto tls_required=false)"
 is "$RC" 0 "plain server, tls_required=false: passes"
+unlike "$OUT" "enabled = false" "mail on: no word about it"
+mh_test "$(new_conf port="$N" tls=auto tls_required=false enabled=false)"
+is "$RC" 0 "with enabled = false: the server still passes"
+like "$OUT" "warning: enabled = false: this test talks to the server, but no mail is sent until \`mailhook update enabled=true\`" \
+  "but it says no mail is sent (it said OK and nothing more)"
 like "$OUT" "security +none \(plain text\)" "security mode reported"
 like "$OUT" "from +mailhook@example.org accepted" "From accepted"
 like "$OUT" "capabilities +.*8BITMIME" "capabilities listed"
