@@ -50,6 +50,7 @@ for j in '{"a":' '[1,2]' '"text"' '{"a":1} {}' ''; do
 done
 like "$(printf '{"a":1,}' | "$MAILHOOK" hook alarm --json 2>&1)" "bad JSON on stdin: line 1, column 8" "bad JSON: where"
 like "$(printf '[]' | "$MAILHOOK" hook alarm --json 2>&1)" "must be an object" "non-object: says so"
+like "$(printf 'null' | "$MAILHOOK" hook alarm --json 2>&1)" "must be an object \(\{\.\.\.\}\), not null" "null: named as null (it said 'an array')"
 out=$("$MAILHOOK" hook 2>&1); rc=$?
 is "$rc" 2 "no event: exit 2"
 is "$(pickup)" 0 "malformed events queued nothing"

@@ -99,7 +99,8 @@ local function fields_from(argv)
     if v == nil then return nil, "bad JSON on stdin: " .. err end
     if type(v) ~= "table" or not text:match("^%s*{") then
       return nil, "the JSON on stdin must be an object ({...}), not " ..
-        (type(v) == "table" and "an array" or type(v) == "string" and "a string" or tostring(v))
+        (v == json_mod.null and "null" or type(v) == "table" and "an array" or type(v) == "string" and "a string"
+         or tostring(v))
     end
     fields = strip_null(v, json_mod.null)
     for k, x in pairs(fields) do
