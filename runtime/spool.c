@@ -2301,19 +2301,20 @@ bad:
   return rc;
 }
 
-/* The one rule for the fields left out of what is sent, at every intake
-** (sendmail, a drop-in, bytes given to the Lua API), as Postfix's cleanup
-** drops them (message_drop_headers): Bcc and Resent-Bcc; Return-Path, the
-** final MDA's to add (RFC 5321 4.4); Content-Length, wrong once a header is
-** added or a line end changed (a reader that trusts it cuts the body).  The
-** runs of the header block buf[0..he) that are none of them (their
-** continuation lines go with them), each given to put(arg, run, len) in
-** order.  0, or what put returned. */
+/* The fields left out of what is sent, at every intake (sendmail, a drop-in,
+** bytes given to the Lua API), as Postfix's cleanup drops them
+** (message_drop_headers): Bcc and Resent-Bcc; Return-Path, the final MDA's to
+** add (RFC 5321 4.4); Content-Length, wrong once a header is added or a line
+** end changed (a reader that trusts it cuts the body).  (submit.lua's
+** DROPPED is the same list, for the header intake builds itself.) */
 static int never_sent(const char *buf, size_t p, size_t n) {
   return name_is(buf, p, n, "Bcc") || name_is(buf, p, n, "Resent-Bcc") || name_is(buf, p, n, "Return-Path") ||
          name_is(buf, p, n, "Content-Length");
 }
 
+/* The one rule for leaving those fields out: the runs of the header block
+** buf[0..he) that are none of them (their continuation lines go with them),
+** each given to put(arg, run, len) in order.  0, or what put returned. */
 static int no_bcc_runs(const char *buf, size_t he, int (*put)(void *, const char *, size_t), void *arg) {
   size_t p = 0, end, n, run = 0;
   int rc;

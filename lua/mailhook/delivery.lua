@@ -198,20 +198,13 @@ end
 -- queue_stuck event, "reachable again after N s", the status's "since" count
 -- from it, not from this start).  A server reachable again clears it at the
 -- first answered message, as any outage.
--- The server an outage is about ("HOST,HOST:PORT"), as its file records it.
-function D:server_of_outage()
-  local c = self.cfg or {}
-  local s = type(c.server) == "table" and table.concat(c.server, ",") or tostring(c.server or "")
-  return s .. ":" .. tostring(c.port or 25)
-end
-
 function D:load_outage()
   if not self.outage_file then return end
   local o = require("mailhook.queue").outage_at(self.outage_file)
   if not o then return end
   -- an outage of another server (the settings changed since): not this one's
   -- start ("so since 10:28, before this start" named a port nothing used now)
-  if o.server and o.server ~= self:server_of_outage() then return end
+  if o.server and o.server ~= require("mailhook.queue").outage_server(self.cfg or {}) then return end
   self.outage = { err = o.error, since = o.since, earlier = true }
   self.outage_shown = o.error     -- the file says it already: not written again for the same error
 end
@@ -323,7 +316,7 @@ function D:record_outage(now, why)
   local since = self.outage and self.outage.since or now
   local ok, res, err = pcall(require("mailhook.core").fsutil.write_atomic, self.outage_file,
     string.format("since %d\nerror %s\nserver %s\n", math.floor(since), (why:gsub("%c", " ")),
-                  (self:server_of_outage():gsub("%c", " "))), 384, { sync = false })
+                  (require("mailhook.queue").outage_server(self.cfg or {}):gsub("%c", " "))), 384, { sync = false })
   if not (ok and res) then
     self.log.warn("delivery: cannot write " .. self.outage_file .. ": " .. tostring(ok and err or res))
   end

@@ -55,6 +55,13 @@ function M.outage(dir)
   return M.outage_at((dir or core.paths.spool) .. "/outage")
 end
 
+-- outage_server(cfg) -> "HOST,HOST:PORT": the server an outage is about, as
+-- its file records it (an outage of another server is not this one's).
+function M.outage_server(cfg)
+  local s = type(cfg.server) == "table" and table.concat(cfg.server, ",") or tostring(cfg.server or "")
+  return s .. ":" .. tostring(cfg.port or 25)
+end
+
 -- outage_at(path) -> {since =, error =, server =} | nil: the outage file at
 -- path (a deliverer loads its spool's at start: mailhook.delivery load_outage;
 -- server: "HOST,...:PORT" it was about, nil in a file written before it was kept).

@@ -509,6 +509,15 @@ function rules.default_paths(cfg)
   return folder
 end
 
+-- missing_folder(cfg) -> the folder the settings' `rules` names, when it is
+-- not the default one and is not there (a typo: `hook` refuses the event,
+-- `update` warns); nil otherwise (the default folder may be missing: no rules yet).
+function rules.missing_folder(cfg)
+  local folder = rules.default_paths(cfg)
+  if folder ~= rules.default_paths({}) and not core.rstate.exists(folder) then return folder end
+  return nil
+end
+
 -- is_service() -> whether this process is `mailhook run` (the service owns
 -- the timers: summaries, digests and held mail are sent by it).
 function rules.is_service()

@@ -585,8 +585,6 @@ local function read_doc(path, secrets)
   return parse_text(data, path, secrets)
 end
 
--- The secrets file of the settings file path: mailhook.conf -> mailhook.secrets
--- (same folder), any other name + ".secrets".
 -- stamp([path]) -> a string that changes whenever the settings file or its
 -- secrets file is written (each one's inode, size and modification time;
 -- "-" for one that is not there): the service keeps the one it loaded, and
@@ -601,6 +599,8 @@ function M.stamp(path)
   return table.concat(parts, " ")
 end
 
+-- The secrets file of the settings file path: mailhook.conf -> mailhook.secrets
+-- (same folder), any other name + ".secrets".
 function M.secrets_path(path)
   path = path or M.path()
   local base = path:match("^(.*)%.conf$")

@@ -275,13 +275,10 @@ function M.saved_warnings(cfg)
     out[#out + 1] = why .. ": new mail is refused (sendmail exits 69) and the queue waits until this is set"
   end
   -- a `rules` set to a folder that is not there (a typo): `hook` refuses every event
-  local rules = require "mailhook.rules"
-  local folder = rules.default_paths(cfg)
-  if folder ~= rules.default_paths({}) then
-    if not require("mailhook.core").rstate.exists(folder) then
-      out[#out + 1] = "rules = " .. cfg.rules .. ": no such folder (" .. folder .. "): `mailhook hook` " ..
-        "runs no rule and exits 1 until it exists"
-    end
+  local folder = require("mailhook.rules").missing_folder(cfg)
+  if folder then
+    out[#out + 1] = "rules = " .. cfg.rules .. ": no such folder (" .. folder .. "): `mailhook hook` " ..
+      "runs no rule and exits 1 until it exists"
   end
   return out
 end

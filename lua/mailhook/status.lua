@@ -266,10 +266,6 @@ local function denull(v)
   return v
 end
 
--- Asks the service holding the lock for a fresh file (SIGUSR2) and waits up
--- to timeout for it.  Returns the snapshot and whether it answered.  The signal
--- is sent only to a service that wrote the file itself (its pid is in it): one
--- that does not know SIGUSR2 would be killed by it.
 -- holder(pid) -> what holds the spool's lock, in words, when it is a mailhook
 -- command that is no service (`mailhook flush`, `sendmail -q`, a script's
 -- mh.queue.flush()): it delivers the queue once and ends; nil otherwise.
@@ -292,6 +288,10 @@ function M.holder(pid)
   return nil
 end
 
+-- Asks the service holding the lock for a fresh file (SIGUSR2) and waits up
+-- to timeout for it.  Returns the snapshot and whether it answered.  The signal
+-- is sent only to a service that wrote the file itself (its pid is in it): one
+-- that does not know SIGUSR2 would be killed by it.
 local function ask(dir, pid, timeout)
   local mh = require "mailhook"
   local path = M.file_path(dir)
@@ -406,12 +406,10 @@ function M.collect(opts)
   -- the server outage the spool's last deliverer met and has not seen end
   -- (SPOOL/outage: the service's, or a flush's, or a run's before a restart,
   -- as `mailhook queue` and the console show it): {since, age, error}
-  local o = require("mailhook.queue").outage(dir)
+  local queue = require "mailhook.queue"
+  local o = queue.outage(dir)
   -- (one about another server than the settings name now is over for them)
-  if o and o.server and cfg then
-    local s = type(cfg.server) == "table" and table.concat(cfg.server, ",") or tostring(cfg.server or "")
-    if o.server ~= s .. ":" .. tostring(cfg.port or 25) then o = nil end
-  end
+  if o and o.server and cfg and o.server ~= queue.outage_server(cfg) then o = nil end
   if o then r.outage = { since = o.since, age = math.max(0, math.floor(now - o.since)), error = o.error } end
 
   local ok, reason = M.flowing(r)

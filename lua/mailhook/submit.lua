@@ -500,7 +500,9 @@ end
 
 -- ---------------------------------------------------------------- prepare
 
--- Header fields never carried into the queued copy (M.prepare).
+-- Header fields never carried into the queued copy (M.prepare): the list of
+-- runtime/spool.c's never_sent, for a header that reaches the spool with its
+-- envelope (sendmail -bs) and so is not filtered there.
 local DROPPED = { bcc = true, ["resent-bcc"] = true, ["return-path"] = true, ["content-length"] = true }
 
 -- The Resent- fields (RFC 5322 3.6.6; Postfix's HDR_OPT_RR set): one of them

@@ -280,16 +280,6 @@ end
 local Result = { __tostring = function(r) return (r.text:gsub("\n$", "")) end }
 Result.__index = Result
 
--- run{cfg = cfg, to = ADDR, timeout = S [, started = fn(header)] [, on_stage = fn(name,
--- report)]} -> result (waits):
--- result.ok, .from_accepted, .sent, .stages, .text (the header and the report, as
--- `mailhook test` prints them;
--- .body without the header), .warnings (about the settings: allow_plaintext_auth,
--- ...), .report (smtp.test's), .info (the session: security, capabilities,
--- auth_mechanism, ...); on failure .error, .stage, .hint, .failure (the failure's
--- info: class, smtp, why, waited); .data, the same facts as data (M.data: --json
--- and the console).  on_stage(name, report) is called as each stage passes.  started(header) runs before the test waits,
--- so a terminal shows what is being tried at once.
 -- warnings(cfg) -> {text...}: what a test warns about: the risky settings
 -- (settings.warnings), and mail turned off (a test that passed, "OK", while
 -- nothing would be sent: enqueue refused, the queue waiting).
@@ -303,6 +293,16 @@ function M.warnings(cfg)
   return out
 end
 
+-- run{cfg = cfg, to = ADDR, timeout = S [, started = fn(header)] [, on_stage = fn(name,
+-- report)]} -> result (waits):
+-- result.ok, .from_accepted, .sent, .stages, .text (the header and the report, as
+-- `mailhook test` prints them;
+-- .body without the header), .warnings (about the settings: allow_plaintext_auth,
+-- ...), .report (smtp.test's), .info (the session: security, capabilities,
+-- auth_mechanism, ...); on failure .error, .stage, .hint, .failure (the failure's
+-- info: class, smtp, why, waited); .data, the same facts as data (M.data: --json
+-- and the console).  on_stage(name, report) is called as each stage passes.  started(header) runs before the test waits,
+-- so a terminal shows what is being tried at once.
 function M.run(opts)
   local cfg = opts.cfg
   local smtp = require "mailhook.smtp"

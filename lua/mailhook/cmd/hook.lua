@@ -141,8 +141,8 @@ return function(...)
   end
   -- the same typo in the settings' `rules` (set, so no "no rules yet"): every
   -- event was dropped with exit 0, the PBX told all was well
-  local folder = rules.default_paths(cfg)
-  if not rules_path and folder ~= rules.default_paths({}) and not core.rstate.exists(folder) then
+  local folder = not rules_path and rules.missing_folder(cfg)
+  if folder then
     io.stderr:write("mailhook hook: settings: rules = ", rules.shown(cfg.rules), ": no such folder or file (",
                     rules.shown(folder), "): no rule ran for event '", rules.shown(event),
                     "'; fix it with `mailhook update rules=FOLDER`\n")
