@@ -45,6 +45,48 @@ end
 -- that is no address at all (`foo bar`) has addr = nil and raw = its text.
 -- An unbalanced '(', '"' or '<': nil, why, the items read before the one it is
 -- in, and where that one starts in value (so a caller may keep those).
+-- The addr-spec inside <...> without the CFWS RFC 5322 allows around its
+-- '.' and '@' (obs-local-part, obs-domain: "b @example.org" is what a folder
+-- breaking before the '@' leaves, "a.(x)b@c" a comment): comments dropped,
+-- blanks next to '.', '@' or the ends dropped; quoted strings and domain
+-- literals kept as written; any other blank ("a b@c") stays, and the address
+-- is refused by valid() as it was.
+local function angle_spec(s)
+  local out, i, n, blank = {}, 1, #s, false
+  local function put(piece)
+    local last = out[#out]
+    if blank and last and not last:find("[.@]$") and not piece:find("^[.@]") then out[#out + 1] = " " end
+    blank = false
+    out[#out + 1] = piece
+  end
+  while i <= n do
+    local c = s:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while j <= n and s:sub(j, j) ~= '"' do j = j + (s:sub(j, j) == "\\" and 2 or 1) end
+      put(s:sub(i, j)); i = j + 1
+    elseif c == "[" then
+      local j = s:find("]", i + 1, true) or n
+      put(s:sub(i, j)); i = j + 1
+    elseif c == "(" then
+      local depth, j = 1, i + 1
+      while j <= n and depth > 0 do
+        local d = s:sub(j, j)
+        if d == "\\" then j = j + 1 elseif d == "(" then depth = depth + 1 elseif d == ")" then depth = depth - 1 end
+        j = j + 1
+      end
+      blank = true; i = j
+    elseif c:match("%s") then
+      blank = true; i = i + 1
+    else
+      local j = i
+      while j <= n and not s:sub(j, j):match('[%s"%[%(]') do j = j + 1 end
+      put(s:sub(i, j - 1)); i = j
+    end
+  end
+  return table.concat(out)
+end
+
 function M.split(value)
   local items, i, n = {}, 1, #value
   local start = 1   -- where the item being read began (after the last ',', ';' or group name)
@@ -55,8 +97,8 @@ function M.split(value)
     if raw == "" and not cur.angle then reset() return end
     local item = { raw = raw }
     if cur.angle then
-      local a = cur.angle:gsub("^@[^:]*:", "")   -- source route
-      item.addr = a:match("^%s*(.-)%s*$")
+      local a = angle_spec(cur.angle):gsub("^@[^:]*:", "")   -- source route
+      item.addr = a
       item.name = #cur.text > 0 and table.concat(cur.text, " ") or cur.comment
     else
       -- one word (the tokenizer glued "a . b @ c" into one): an addr-spec;
@@ -67,11 +109,19 @@ function M.split(value)
       -- script's "$ADMINS", "John Doe john@x"): each word with an '@' an
       -- address, as Postfix's parser adds the commas; the words without one
       -- ("John Doe") together an item that is no address (left out, named)
+      -- A word without one right after an address ("c@exa mple.org", a
+      -- domain folded in two) is no phrase: the address may be cut short, so
+      -- the two go together as an item that is no address (sending to c@exa
+      -- would be a wrong recipient, not a left-out one).
       local ats, rest = {}, {}
       if #cur.words > 1 then
+        local after_at = false
         for _, w in ipairs(cur.words) do
-          if w:find("[^@]@[^@]") and not w:find("^@") and not w:find("@$") then ats[#ats + 1] = w
+          local at = w:find("[^@]@[^@]") and not w:find("^@") and not w:find("@$")
+          if at then ats[#ats + 1] = w
+          elseif after_at then rest[#rest + 1] = table.remove(ats) .. " " .. w; at = false
           else rest[#rest + 1] = w end
+          after_at = at
         end
       end
       if #ats > 0 then

@@ -64,6 +64,12 @@ like "$out" "Cc header: 'John Doe' is not an address" "the words without an addr
 out=$(printf 'Subject: x\n\nbody\n' | mh sendmail -i "s1@ex.org s2@ex.org" 2>&1); rc=$?
 is "$rc:$(envelope)" "0:s1@ex.org s2@ex.org " "the same for an argument ($out)"
 
+# folded inside an address: before the '@' (valid, RFC 5322's CFWS) it is the
+# address; inside a domain it is none (never the cut-short c@exa)
+out=$(printf 'To: <b\r\n @ex.org>, c@exa\r\n mple.org, d@ex.org\r\nSubject: fold\r\n\r\nb\r\n' | mh sendmail -t 2>&1); rc=$?
+is "$rc:$(envelope)" "0:b@ex.org d@ex.org " "folded before the '@': b@ex.org; inside a domain: left out ($out)"
+like "$out" "'c@exa mple.org' is not an address" "the cut domain named whole"
+
 # a domain written with the root's dot (a@ex.org.): the address without it, as Postfix
 out=$(printf 'To: dot@ex.org., bad@ex..org.\n\nbody\n' | mh sendmail -t 2>&1); rc=$?
 is "$rc:$(envelope)" "0:dot@ex.org " "'dot@ex.org.' is dot@ex.org ($out)"

@@ -28,6 +28,15 @@ tap.test("split: what cron, mdadm, mailx and people write", function(t)
     { "a b@c.example", "b@c.example|nil ; nil|nil" },
     { "a@x.example b@y.example", "a@x.example|nil ; b@y.example|nil" },
     { "=?UTF-8?Q?Z=C3=BCrich?= <z@example.com>", "z@example.com|=?UTF-8?Q?Z=C3=BCrich?=" },
+    -- CFWS around '.' and '@' inside <> (a folder breaking before the '@'), comments in it
+    { "<b @example.org>", "b@example.org|nil" },
+    { "B <b . c @ example.org>", "b.c@example.org|B" },
+    { "<b(x)@(y)example.org>", "b@example.org|nil" },
+    { '<"a b" @example.org>', '"a b"@example.org|nil' },
+    { "<a b@example.org>", "a b@example.org|nil" },           -- refused later by valid()
+    -- a domain folded in two: no address at all, never c@exa
+    { "c@exa mple.org", "nil|nil" },
+    { "a@x.example c@exa mple.org", "a@x.example|nil ; nil|nil" },
   }
   for _, c in ipairs(cases) do t:is(addrs(submit.split(c[1])), c[2], c[1]) end
   t:is(submit.split("a (unclosed"), nil, "an unbalanced comment: nil, why")
