@@ -229,7 +229,15 @@ function clearErrors() {
   for (const e of document.querySelectorAll('.field-error')) text(e, '');
   for (const e of document.querySelectorAll('[aria-invalid]')) e.removeAttribute('aria-invalid');
   text($('update-result'), '');
+  text($('update-saved'), '');
   showWarnings($('update-warnings'), []);
+}
+
+// A setting's name as its form shows it (the label of its field), else its key.
+function labelOf(key) {
+  const input = document.querySelector('[data-key="' + key + '"]');
+  const label = input && input.id && document.querySelector('label[for="' + input.id + '"]');
+  return label ? label.textContent.trim() : key;
 }
 
 // Warnings the service gives with a saved or tested value (mail stopped,
@@ -289,6 +297,8 @@ async function update() {
       fillSettings(r);
       text($('update-result'), 'saved');
       $('update-result').className = 'ok';
+      // what was saved, by name: the admin sees the Update took what was meant
+      text($('update-saved'), '(' + Object.keys(c).map(labelOf).join(', ') + ')');
       showWarnings($('update-warnings'), r.warnings);
     } else if (r.conflict && r.current) {
       conflict(r);

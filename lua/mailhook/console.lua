@@ -661,6 +661,12 @@ function M:dispatch(req)
   if head then method = "GET" end
   local key = method .. " " .. path
   local fn = ROUTES[key]
+  -- the login form sent by the browser itself (JavaScript off, login.js not
+  -- loaded): back to the login page, which says the console needs JavaScript
+  -- (was a raw JSON 405).  Its body, the password, is never read.
+  if key == "POST /login" then
+    return self:send(req, 303, TYPES.txt, "the console needs JavaScript\n", { Location = "/login" })
+  end
   if not fn then
     if path:match("^/assets/") and method == "GET" then return self:asset(req, path:sub(9)) end
     if ALLOW[path] or path:match("^/assets/") then

@@ -151,6 +151,8 @@ try:
     E("f-port").send_keys(SMTP_PORT)
     E("update-button").click()
     until(lambda: E("update-result").text == "saved", "Update: saved")
+    ok("Email From address" in E("update-saved").text and "Server" in E("update-saved").text,
+       "Update names what it saved, by the fields' labels", E("update-saved").text)
     text = conf_text()
     for line in ("enabled = true", "from = pbx@example.com", "server = localhost", "port = " + SMTP_PORT,
                  "tls = starttls", "auth = true", "username = smtpuser"):
