@@ -589,16 +589,18 @@ $('flush-button').addEventListener('click', async () => {
 
 function showStatus(r) {
   const flow = $('flow');
-  text(flow, r.flowing ? 'mail is flowing' : 'NOT flowing');
-  flow.className = 'pill ' + (r.flowing ? 'ok' : 'bad');
+  // flowing only because nothing was tried since the service started: said so
+  text(flow, r.untried ? 'idle, not tried' : r.flowing ? 'mail is flowing' : 'NOT flowing');
+  flow.className = 'pill ' + (r.untried ? '' : r.flowing ? 'ok' : 'bad');
   // The outage is said once, in its own line (delivery suspended since ...: why):
   // the summary, the connection and the last error named the same reason again.
   const outage = outageLine(r.outage, r.checked_at);
   const why = outage ? r.outage.error : null;
   const said = (t) => why != null && t != null && String(t).includes(why);
-  text($('status-summary'), r.flowing ? 'Mail is flowing.' : 'Mail is NOT flowing: ' +
+  text($('status-summary'), r.untried ? 'Nothing to send: the server has not been tried since the service ' +
+    'started (Test, on the Settings page, tries it now).' : r.flowing ? 'Mail is flowing.' : 'Mail is NOT flowing: ' +
     (said(r.reason) ? String(r.reason).replace(why, '').replace(/[:\s]+$/, '') + ' (delivery suspended: below)' : r.reason));
-  $('status-summary').className = 'summary ' + (r.flowing ? 'ok' : 'error');
+  $('status-summary').className = 'summary ' + (r.untried ? '' : r.flowing ? 'ok' : 'error');
   const dl = $('status-rows');
   dl.replaceChildren();
   const now = r.checked_at;

@@ -414,6 +414,14 @@ function M.collect(opts)
 
   local ok, reason = M.flowing(r)
   r.flowing, r.reason = ok, reason
+  -- flowing, but only because nothing was tried: no message delivered, no
+  -- connection failed since the service started (a restart at 3 a.m. with a
+  -- wrong server read "mail is flowing" until the first message was queued).
+  -- Still exit 0 (nothing waits), said as what it is.
+  local c = r.connection
+  if ok and c and c.state == "idle" and not c.last_success and not c.last_error and not c.outage then
+    r.untried = true
+  end
   return r
 end
 
@@ -473,12 +481,16 @@ M.reply_text = reply_text
 
 local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s") end
 
+M.UNTRIED = "nothing to send: the server has not been tried since the service started " ..
+  "(`mailhook test` tries it now)"
+
 -- text(report) -> the lines `mailhook status` prints.
 function M.text(r)
   local now = r.checked_at
   local out = {}
   local function row(k, v) out[#out + 1] = string.format("%-13s%s", k, v) end
-  out[#out + 1] = r.flowing and "mail is flowing" or ("mail is NOT flowing: " .. tostring(r.reason))
+  out[#out + 1] = r.untried and M.UNTRIED or r.flowing and "mail is flowing" or
+    ("mail is NOT flowing: " .. tostring(r.reason))
   local s = r.service
   if s.running then
     row("service", string.format("running, pid %s, since %s (%s)%s", tostring(s.pid), clock(s.since),

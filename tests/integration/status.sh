@@ -31,12 +31,19 @@ is "$(echo "$OUT" | J 'd["flowing"]')" false "flowing false"
 peer_start "$PORT" "$T/peer"
 svc_start
 wait_for 10 test -e "$SPOOL/status.json"; ok $? "the service writes SPOOL/status.json"
+# nothing sent yet: not "mail is flowing" (the server may be wrong), said as untried
+st
+is "$RC" 0 "started, nothing queued: exit 0 (nothing waits)"
+like "$OUT" "^nothing to send: the server has not been tried since the service started" "said as untried: $OUT"
+st --json
+like "$OUT" '"untried":true' "--json: untried"
 enqueue 3 >/dev/null
 wait_for 10 received_at_least "$T/peer" 3; ok $? "3 delivered"
 wait_for 5 pickup_empty
 st
 is "$RC" 0 "running and the server answers: exit 0"
 like "$OUT" "^mail is flowing" "mail is flowing"
+unlike "$OUT" "not been tried" "tried now: not untried"
 like "$OUT" "service +running, pid $SVC, since " "the service's pid and start"
 like "$OUT" "delivered 3, deferred 0, failed 0" "counters since start"
 like "$OUT" "last success +[0-9-]+ [0-9:]+ \([0-9]+s ago\)" "the last success"
