@@ -22,6 +22,7 @@ for i = #argv, 1, -1 do
 end
 if not api and #argv == 0 then
   io.stderr:write("usage: mailhook update KEY=VALUE ...\nkeys: ", table.concat(settings.keys, " "), "\n")
+  if json then io.write(require("mailhook.json").encode { ok = false, usage = true, error = "no KEY=VALUE given" }, "\n") end
   return 2
 end
 local changes = {}

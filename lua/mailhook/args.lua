@@ -63,10 +63,24 @@ function M.seconds(opt, value, max)
 end
 
 -- Prints "mailhook CMD: MESSAGE" on stderr and returns code (2 by default),
--- so a command can `return args.fail("enqueue", err)`.
+-- so a command can `return args.fail("enqueue", err)`.  Under a command whose
+-- --json was given (M.json, set by mailhook.cli before it runs one of
+-- M.JSON_COMMANDS) the failure is also its JSON document on stdout, {ok =
+-- false, error, usage = true for a usage error}: "--json prints one JSON
+-- document, same exit status" held only where the command reached its end
+-- (`test --json --to bad` printed nothing a script could parse).
+M.JSON_COMMANDS = { test = true, update = true, settings = true, queue = true, status = true }
+M.json = false
+
 function M.fail(cmd, msg, code)
   io.stderr:write("mailhook ", cmd, ": ", tostring(msg), "\n")
-  return code or 2
+  code = code or 2
+  if M.json then
+    M.json = false      -- one document
+    io.stdout:write(require("mailhook.json").encode { ok = false, error = tostring(msg),
+                                                      usage = code == 2 or nil }, "\n")
+  end
+  return code
 end
 
 return M

@@ -54,6 +54,15 @@ function M.main(cmd, ...)
     io.stderr:write("mailhook: unknown command '", cmd, "' (try 'mailhook help')\n")
     return 2
   end
+  -- a command printing JSON: its failures printed as JSON too (mailhook.args.fail)
+  local args = require "mailhook.args"
+  if args.JSON_COMMANDS[cmd] then
+    for i = 1, select("#", ...) do
+      local a = select(i, ...)
+      if a == "--" then break end
+      if a == "--json" then args.json = true break end
+    end
+  end
   local script = core.paths.scripts .. "/" .. cmd .. ".lua"
   if core.loadscript then      -- the binary's: precompiled when it matches (main.c), one open
     local chunk, err, unopened = core.loadscript(script)

@@ -35,6 +35,16 @@ is "$(echo "$out" | J 'd["connection"]["auth_mechanism"]')" plain "the mechanism
 is "$(echo "$out" | J 'd["from_accepted"]')" true "From accepted"
 unlike "$out" "$PW" "no password in it"
 
+# a usage error: JSON too (was nothing on stdout), exit 2, the line on stderr still
+# (every command with --json: test, update, settings, queue, status)
+for a in "test --to bad" "test --timeout x" "test --bogus" "test extra" "update --bogus" "settings --bogus" \
+         "queue --bogus" "queue show" "status --timeout x"; do
+  out=$("$MAILHOOK" $a --json 2>"$T/err"); rc=$?
+  is "$rc:$(echo "$out" | J '[d["ok"], d["usage"], d["error"]]')" \
+    "2:$(echo "[false, true, \"$(sed 's/^mailhook [a-z ]*: //' "$T/err")\"]")" "$a --json: a JSON usage error ($out)"
+done
+out=$("$MAILHOOK" update --json 2>/dev/null); rc=$?
+is "$rc:$(echo "$out" | J '[d["ok"], d["usage"]]')" "2:[false, true]" "update --json with no KEY=VALUE: JSON ($out)"
 out=$("$MAILHOOK" test --json --to rcpt@example.org); rc=$?
 is "$rc" 0 "test --json --to: exit 0"
 is "$(echo "$out" | J 'd["stages"][-1]["state"]')" ok "the recipient stage passed"
