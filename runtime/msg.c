@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,74 @@ int mh_msg_set_error(mh_msg *m, int code, const char *fmt, ...) {
 static char *dupn(const char *s, size_t n) {
   char *d = malloc(n + 1);
   if (d) { memcpy(d, s, n); d[n] = '\0'; }
+  return d;
+}
+
+/* The length of the UTF-8 sequence at c (at most left bytes), 0 when it is
+** none: a stray continuation byte, a cut sequence, an overlong form, a
+** surrogate, or past U+10FFFF. */
+static size_t utf8_seq(const unsigned char *c, size_t left) {
+  if (c[0] < 0x80) return 1;
+  size_t k = (c[0] & 0xe0) == 0xc0 ? 2 : (c[0] & 0xf0) == 0xe0 ? 3 : (c[0] & 0xf8) == 0xf0 ? 4 : 0;
+  if (k == 0 || k > left) return 0;
+  for (size_t j = 1; j < k; j++)
+    if ((c[j] & 0xc0) != 0x80) return 0;
+  if (k == 2) return c[0] >= 0xc2 ? 2 : 0;
+  if (k == 3) {
+    if (c[0] == 0xe0 && c[1] < 0xa0) return 0;           /* overlong */
+    if (c[0] == 0xed && c[1] >= 0xa0) return 0;          /* U+D800-DFFF */
+    return 3;
+  }
+  if (c[0] == 0xf0 && c[1] < 0x90) return 0;             /* overlong */
+  if (c[0] > 0xf4 || (c[0] == 0xf4 && c[1] >= 0x90)) return 0;
+  return 4;
+}
+
+/* Windows-1252's 0x80-0x9F (0: a byte it leaves undefined, shown as U+FFFD). */
+static const unsigned short cp1252[32] = {
+  0x20ac, 0, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017d, 0,
+  0, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0, 0x017e, 0x0178,
+};
+
+/* A copy of s (n bytes) as UTF-8, NUL-terminated, its length in *outn.  Every
+** part the builder labels UTF-8 (the Subject, a header value, a display name,
+** the text and HTML bodies) goes through here: a byte that is no UTF-8 is
+** read as Windows-1252 (Latin-1 with its printable 0x80-0x9F), what a PBX or a
+** Windows program passes for "Jérôme" (was sent as is under charset=utf-8:
+** readers showed J?r?me, and an encoded word held invalid UTF-8).  Valid
+** UTF-8 is copied untouched, so mixed input keeps its UTF-8 characters. */
+static char *utf8_dup(const char *s, size_t n, size_t *outn) {
+  size_t i = 0;
+  while (i < n) {
+    size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+    if (k == 0) break;
+    i += k;
+  }
+  if (i == n) {                         /* already UTF-8: the common case */
+    if (outn) *outn = n;
+    return dupn(s, n);
+  }
+  if (n > (SIZE_MAX - 1) / 3) return NULL;
+  char *d = malloc(n * 3 + 1);          /* each byte at most 3 (U+20AC, U+FFFD) */
+  if (!d) return NULL;
+  memcpy(d, s, i);
+  size_t o = i;
+  while (i < n) {
+    const unsigned char *c = (const unsigned char *)s + i;
+    size_t k = utf8_seq(c, n - i);
+    if (k) { memcpy(d + o, c, k); o += k; i += k; continue; }
+    unsigned cp = c[0] >= 0xa0 ? c[0] : c[0] >= 0x80 ? cp1252[c[0] - 0x80] : c[0];
+    if (cp == 0) cp = 0xfffd;
+    if (cp < 0x800) { d[o++] = (char)(0xc0 | cp >> 6); d[o++] = (char)(0x80 | (cp & 0x3f)); }
+    else {
+      d[o++] = (char)(0xe0 | cp >> 12);
+      d[o++] = (char)(0x80 | (cp >> 6 & 0x3f));
+      d[o++] = (char)(0x80 | (cp & 0x3f));
+    }
+    i++;
+  }
+  d[o] = '\0';
+  if (outn) *outn = o;
   return d;
 }
 
@@ -388,7 +457,13 @@ static int add_one(mh_msg *m, mh_msg_field f, const char *s, size_t n, const cha
     name = strdup(name_in);
     if (!name) return fail(m, MH_ENOMEM, "out of memory");
   }
-  if (name) drop_bidi(name, strlen(name));
+  if (name) {
+    char *u = utf8_dup(name, strlen(name), NULL);
+    free(name);
+    if (!u) return fail(m, MH_ENOMEM, "out of memory");
+    name = u;
+    drop_bidi(name, strlen(name));
+  }
   int rc = mh_msg_check_addr(a, alen, &why);
   if (rc < 0) {
     free(name);
@@ -460,7 +535,7 @@ int mh_msg_add_addr(mh_msg *m, mh_msg_field f, const char *spec, size_t len, con
 int mh_msg_set_subject(mh_msg *m, const char *s, size_t len) {
   if (m->finished) return fail(m, MH_EINVAL, "message already finished");
   if (has_crlfnul(s, len)) return fail(m, MH_EBADHDR, "subject: CR, LF or NUL in the subject");
-  char *d = dupn(s, len);
+  char *d = utf8_dup(s, len, &len);
   if (!d) return fail(m, MH_ENOMEM, "out of memory");
   free(m->subject);
   m->subject = d;
@@ -490,7 +565,7 @@ int mh_msg_add_header(mh_msg *m, const char *name, const char *value, size_t len
   if (!v) return fail(m, MH_ENOMEM, "out of memory");
   m->hdrs = v;
   v[m->nhdrs].name = strdup(name);
-  v[m->nhdrs].value = dupn(value, len);
+  v[m->nhdrs].value = utf8_dup(value, len, &len);
   v[m->nhdrs].len = len;
   if (!v[m->nhdrs].name || !v[m->nhdrs].value) {
     free(v[m->nhdrs].name); free(v[m->nhdrs].value);
@@ -508,7 +583,7 @@ static int set_body(mh_msg *m, char **dst, size_t *dlen, const char *s, size_t l
     return fail(m, MH_ELIMIT, "%s body: %zu bytes, over the %s limit", what, len,
                 mh_fsutil_size(lim, sizeof lim, MH_LIMIT_BODY));
   }
-  char *d = dupn(s, len);
+  char *d = utf8_dup(s, len, &len);
   if (!d) return fail(m, MH_ENOMEM, "out of memory");
   free(*dst);
   *dst = d;

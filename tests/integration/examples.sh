@@ -26,6 +26,15 @@ like "$(cat "$V")" "J. Doe" "voicemail: caller name"
 like "$(cat "$V")" "Content-Type: audio/wav" "voicemail: WAV attachment"
 like "$(cat "$V")" "msg0001.wav" "voicemail: with its file name"
 like "$(tr -d '\r\n' < "$V")" "$(base64 -w0 < "$T/media/msg0001.wav" | cut -c1-40)" "voicemail: the recording's bytes, base64"
+# a caller name in Latin-1 (a PBX's, not UTF-8): sent as UTF-8, never raw under charset=utf-8
+hook voicemail mailbox=200 caller=+33123 "caller_name=$(printf 'J\xe9r\xf4me M\xfcller')" duration=5
+like "$(tr -d '\r' < "$(newest)" | /usr/bin/python3 -c '
+import email, sys
+m = email.message_from_binary_file(sys.stdin.buffer)
+for p in m.walk():
+    if p.get_content_type() == "text/plain":
+        print(p.get_payload(decode=True).decode("utf-8"))')" "Jérôme Müller" \
+  "voicemail: a Latin-1 caller name reads right in UTF-8"
 hook voicemail mailbox=999 caller=+1555 duration=3
 like "$(cat "$(newest)")" "X-Receiver: <?reception@example.com>?" "voicemail: unknown mailbox to the fallback"
 like "$(cat "$(newest)")" "could not be attached" "voicemail: no recording, said so"

@@ -270,7 +270,7 @@ static void test_bodies(void) {
   mh_msg_set_text(m, line, 2004);
   out = build(m, &len);
   ok(out && lines_ok(out, len, why, sizeof why), "long QP body lines ok (%s)", why);
-  ok(out && strstr(out, "=20\r\n=FF\r\n") != NULL, "trailing space encoded, =FF for 0xff");
+  ok(out && strstr(out, "=20\r\n=C3=BF\r\n") != NULL, "trailing space encoded; 0xff (no UTF-8) is Latin-1's \u00ff");
   int qp_ok = 1;
   const char *body = out ? strstr(out, "\r\n\r\n") + 4 : NULL;
   for (const char *p = body; p && *p; ) {
@@ -280,6 +280,33 @@ static void test_bodies(void) {
     p = e + 2;
   }
   ok(qp_ok, "quoted-printable lines <= 76");
+  free(out);
+  mh_msg_free(m);
+}
+
+/* Bytes that are no UTF-8 in what the builder labels UTF-8 are read as
+** Windows-1252 (a PBX's Latin-1 "J\xe9r\xf4me"); valid UTF-8 beside them is kept. */
+static void test_not_utf8(void) {
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  mh_msg_add_addr(m, MH_MSG_CC, "c@y.com", 7, "J\xe9r\xf4me");
+  const char *subj = "caf\xe9 \x80 caf\xc3\xa9", *text =
+    "From: J\xe9r\xf4me \x93quoted\x94 \x81 \xed\xa0\x80 \xc0\xaf \xf0\x9f\x93\x9e \xf0\x9f\n";
+  is_int(mh_msg_set_subject(m, subj, strlen(subj)), 0, "a Latin-1 subject: taken");
+  is_int(mh_msg_add_header(m, "X-Caller", "M\xfcller", 6), 0, "a Latin-1 header value: taken");
+  is_int(mh_msg_set_text(m, text, strlen(text)), 0, "a body with bytes that are no UTF-8: taken");
+  size_t len;
+  char *out = build(m, &len);
+  /* "Jérôme" -> =?UTF-8?B?SsOpcsO0bWU=?= ; "café € café" ; "Müller" */
+  ok(out && strstr(out, "=?UTF-8?B?SsOpcsO0bWU=?= <c@y.com>") != NULL, "a Latin-1 display name sent as UTF-8");
+  ok(out && strstr(out, "Subject: =?UTF-8?B?Y2Fmw6kg4oKsIGNhZsOp?=") != NULL,
+     "a Latin-1 subject (and cp1252's 0x80, the euro) as UTF-8, its UTF-8 part kept");
+  ok(out && strstr(out, "X-Caller: =?UTF-8?B?TcO8bGxlcg==?=") != NULL, "a header value too");
+  ok(out && strstr(out, "From: J=C3=A9r=C3=B4me =E2=80=9Cquoted=E2=80=9D =EF=BF=BD") != NULL,
+     "the body: Latin-1 and cp1252's quotes as UTF-8, an undefined byte U+FFFD");
+  ok(out && strstr(out, "=C3=AD=C2=A0=E2=") && strstr(out, "=82=AC =C3=80=C2=AF =F0=9F=93=9E =C3=B0=C5=B8") != NULL,
+     "a surrogate's bytes, an overlong form and a cut sequence are no UTF-8 (each byte read alone); a 4-byte "
+     "character kept");
   free(out);
   mh_msg_free(m);
 }
@@ -610,6 +637,7 @@ int main(void) {
   test_injection();
   test_long_and_non_ascii();
   test_bodies();
+  test_not_utf8();
   test_attachment();
   test_attachment_names();
   test_attachment_name_folding();
