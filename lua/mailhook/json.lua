@@ -41,19 +41,18 @@ M.shortest = shortest
 
 -- number(text) -> the value of a JSON number, exact: an integer when the text
 -- is one within 64 bits; a float when the float holds every digit written
--- (19.99, 1.5e3 -> 1500, 1e20); else the text itself, as a string, so that a
+-- (19.99, 1.5e3 -> 1500, 1e20); else the text itself, as a string (also one
+-- past a float's range, 1e400, or below it, 1e-400), so that a
 -- ticket number or caller id of 20 digits (9223372036854775808 and up, past
 -- 2^63) or a 25-digit decimal reaches the mail with none of its digits lost
 -- instead of as 9.2233720368548e+18 (docs/rules.md).
-function M.number(num, fail)
+function M.number(num)
   local v = tonumber(num)
   if math.type(v) == "integer" then return v end
   if not num:find("[.eE]") then return num end   -- an integer past 64 bits: as written, any length
-  -- 1e400 would be inf: a value no JSON can hold (encode writes null)
-  if v == math.huge or v == -math.huge then
-    if fail then fail("number out of range") end
-    return nil
-  end
+  -- 1e400 would be inf (a value no JSON can hold: encode writes null): as
+  -- written, as 1e-400 (which would be 0) is; the event is never refused for it
+  if v == math.huge or v == -math.huge then return num end
   if digits(num) ~= digits(shortest(v)) then return num end
   return math.tointeger(v) or v
 end
@@ -174,7 +173,7 @@ function M.decode(s)
         p = p + 1 + #ex
       end
       local num = s:sub(pos, p - 1)
-      local v = M.number(num, fail)   -- fails where the number starts
+      local v = M.number(num)
       pos = pos + #num
       return v
     elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4; return true
