@@ -345,15 +345,21 @@ local function rule_env(path)
 end
 
 -- Expands a folder into its *.lua files (sorted), keeps files as they are.
-local function expand(paths)
+-- A folder that exists but cannot be listed (EACCES: a rules folder of mode
+-- 0700 read by another user) is an error naming why, in unlisted (it read "a
+-- folder, not a regular file").
+local function expand(paths, unlisted)
   if type(paths) == "string" then paths = { paths } end
   local files = {}
   for _, p in ipairs(paths) do
     if p:sub(1, 1) ~= "/" and not core.rstate.exists(p) then
       p = rules.default_paths({ rules = p })   -- the settings' `rules`: beside the settings file
     end
-    local names = core.rstate.list(p)
-    if names then
+    local names, lerr, info = core.rstate.list(p)
+    local code = type(info) == "table" and info.code
+    if not names and code and code ~= "ENOENT" and code ~= "ENOTDIR" and unlisted then
+      unlisted[#unlisted + 1] = { file = p, error = tostring(lerr) }
+    elseif names then
       for _, n in ipairs(names) do
         if n:match("%.lua$") then files[#files + 1] = p .. "/" .. n end
       end
@@ -378,7 +384,7 @@ function rules.load(paths, opts)
     for _, h in ipairs(list) do if not h.file then keep[#keep + 1] = h end end
     handlers[event] = keep
   end
-  for _, file in ipairs(expand(paths)) do
+  for _, file in ipairs(expand(paths, errors)) do
     local chunk, err
     if skip[file] then
       err = "skipped: it stopped the rules worker while loading (it loads again after a reload, SIGHUP)"

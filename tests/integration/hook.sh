@@ -210,4 +210,19 @@ is "$rc" 1 "hook with that setting: exit 1 (it was 0, the event dropped)"
 like "$out" "rules = $T/rulez: no such folder or file .*no rule ran for event 'alarm'" "naming the setting and the event"
 "$MAILHOOK" update rules=rules >/dev/null 2>&1
 
+# a rules folder another user cannot list (0700, root's): its error is said (it read
+# "a folder, not a regular file")
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  mkdir -p "$T/closed-rules" && chmod 700 "$T/closed-rules"
+  NB=$(mailhook_for_others "$T/others")
+  printf 'from = pbx@example.com\n' > "$T/others/nb.conf"; chmod 644 "$T/others/nb.conf"
+  out=$(env -u LD_LIBRARY_PATH setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        "$NB" -c "$T/others/nb.conf" -s "$T/others/spool" hook alarm --rules "$T/closed-rules" 2>&1); rc=$?
+  is "$rc" 1 "a rules folder nobody cannot list: exit 1"
+  like "$out" "$T/closed-rules.*Permission denied" "saying why ($out)"
+  unlike "$out" "not a regular file" "not 'a folder, not a regular file'"
+else
+  ok 1 "# SKIP an unlistable rules folder needs root to set up"
+fi
+
 done_testing
