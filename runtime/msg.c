@@ -619,7 +619,10 @@ const char *mh_msg_type_for(const char *filename) {
 static int is_tspecial(unsigned char c) { return c && strchr("()<>@,;:\\\"/[]?=", c) != NULL; }
 static int is_token(unsigned char c) { return c > 32 && c < 127 && !is_tspecial(c); }
 
-/* "type/subtype" of token characters, then optionally "; ..." of printable ASCII. */
+/* "type/subtype" of token characters, then any "; attribute=value" (RFC 2045
+** 5.1: a token, '=', a token or a quoted string), blanks around them.  Each
+** parameter whole: an unbalanced quote (`audio/wav; x="\`) swallowed the
+** name="..." the builder writes after it, and readers lost the file name. */
 static int valid_type(const char *t) {
   size_t i = 0, n = strlen(t);
   if (n == 0 || n > 200) return 0;
@@ -628,11 +631,28 @@ static int valid_type(const char *t) {
   size_t s = ++i;
   while (i < n && is_token((unsigned char)t[i])) i++;
   if (i == s) return 0;
-  if (i == n) return 1;
-  if (t[i] != ';') return 0;
-  for (; i < n; i++)
-    if ((unsigned char)t[i] < 32 || (unsigned char)t[i] >= 127) return 0;
-  return 1;
+  for (;;) {
+    while (i < n && is_wsp(t[i])) i++;
+    if (i == n) return 1;
+    if (t[i++] != ';') return 0;
+    while (i < n && is_wsp(t[i])) i++;
+    if (i == n) return 1;                        /* a trailing ';' */
+    s = i;
+    while (i < n && is_token((unsigned char)t[i])) i++;
+    if (i == s || i == n || t[i++] != '=') return 0;
+    if (i < n && t[i] == '"') {
+      for (i++; i < n && t[i] != '"'; i++) {
+        if ((unsigned char)t[i] < 32 || (unsigned char)t[i] >= 127) return 0;
+        if (t[i] == '\\' && ++i == n) return 0;
+      }
+      if (i == n) return 0;                      /* no closing quote */
+      i++;
+    } else {
+      s = i;
+      while (i < n && is_token((unsigned char)t[i])) i++;
+      if (i == s) return 0;
+    }
+  }
 }
 
 /* The file name an attachment is shown with (RFC 2183 2.3: a sender should
@@ -737,7 +757,8 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
   if (has_crlfnul(type, strlen(type)))
     return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the content type", path);
   if (!valid_type(type))
-    return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is not type/subtype", path, type);
+    return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is not type/subtype[; attribute=value]...",
+                path, type);
   /* the part goes as base64, which RFC 2045 6.4 forbids for a composite type: a
      multipart/x with its own boundary= (or a message/rfc822) would have a reader
      look for parts or headers in what the file holds, a structure the message's
@@ -755,6 +776,9 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
     free(v[m->natt].path); free(v[m->natt].type); free(v[m->natt].name);
     return fail(m, MH_ENOMEM, "out of memory");
   }
+  /* a trailing ';' ("text/plain;") dropped: the builder adds its own before name= */
+  for (size_t k = strlen(v[m->natt].type); k > 0 && (v[m->natt].type[k - 1] == ';' || is_wsp(v[m->natt].type[k - 1]));)
+    v[m->natt].type[--k] = '\0';
   m->natt++;
   m->att_bytes += (int64_t)st.st_size;
   return 0;

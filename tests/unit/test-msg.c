@@ -335,6 +335,15 @@ static void test_attachment(void) {
   ok(strstr(mh_msg_error(m), "/nonexistent/msg.wav") != NULL, "error names the path: %s", mh_msg_error(m));
   is_int(mh_msg_add_attachment(m, path, "bad type", NULL), MH_EINVAL, "bad content type refused");
   is_int(mh_msg_add_attachment(m, path, "text/plain\r\nX: y", NULL), MH_EBADHDR, "CRLF in type refused");
+  /* parameters whole: an unbalanced quote swallowed the name= written after it */
+  is_int(mh_msg_add_attachment(m, path, "audio/wav; x=\"\\", NULL), MH_EINVAL, "an unbalanced quote refused");
+  is_int(mh_msg_add_attachment(m, path, "audio/wav; x=\"a", NULL), MH_EINVAL, "a quote never closed refused");
+  is_int(mh_msg_add_attachment(m, path, "audio/wav; =x", NULL), MH_EINVAL, "a parameter without a name refused");
+  is_int(mh_msg_add_attachment(m, path, "audio/wav; x", NULL), MH_EINVAL, "a parameter without '=' refused");
+  is_int(mh_msg_add_attachment(m, path, "audio/wav; x=a b", NULL), MH_EINVAL, "two words unquoted refused");
+  is_int(mh_msg_add_attachment(m, path, "text/csv; charset=utf-8; header=\"present; x\\\"y\"", NULL), 0,
+         "tokens and a quoted string (its ';' and escaped quote inside) accepted");
+  is_int(mh_msg_add_attachment(m, path, "application/x-trail; ", "trail.bin"), 0, "a trailing ';' accepted");
   is_int(mh_msg_add_attachment(m, "/tmp", NULL, NULL), MH_ENOTREG, "a folder refused");
   is_int(mh_msg_add_attachment(m, "/dev/zero", NULL, NULL), MH_ENOTREG, "/dev/zero refused (never read)");
   ok(strstr(mh_msg_error(m), "/dev/zero: a character device, not a regular file") != NULL,
@@ -343,6 +352,8 @@ static void test_attachment(void) {
   char *out = build(m, &len);
   char why[64] = "";
   ok(out && lines_ok(out, len, why, sizeof why), "CRLF lines (%s)", why);
+  ok(out && strstr(out, "Content-Type: application/x-trail;\r\n name=\"trail.bin\"") != NULL,
+     "the trailing ';' dropped: one before name=");
   ok(out && strstr(out, "Content-Type: multipart/mixed;") != NULL, "multipart/mixed");
   ok(out && strstr(out, "Content-Type: application/pdf;\r\n name=\"Fax 12.pdf\"\r\n"
                         "Content-Disposition: attachment;\r\n filename=\"Fax 12.pdf\"\r\n") != NULL,
