@@ -52,6 +52,13 @@ like "$(echo "$out" | J 'd["test_reply"]')" "^250 " "with the server's reply"
 wait_for 5 test "$(count_mail "$T/mail")" = 1; ok $? "the message arrived"
 
 # --- a wrong password: the failing stage, the server's reply, the hint (as the text says)
+# a refused connect: the name was resolved (dns ok), the connect failed
+printf 'enabled = true\nfrom = app@example.org\nserver = localhost\nport = %s\ntls = none\ntls_required = false\n' \
+  "$(free_port)" > "$T/refused.conf"
+out=$("$MAILHOOK" -c "$T/refused.conf" test --json); rc=$?
+is "$rc:$(echo "$out" | J '" ".join(s["name"] + "=" + s["state"] for s in d["stages"][:2])')" \
+  "1:dns=ok connect=failed" "a refused connect: dns ok, connect failed (dns read 'not reached')"
+
 "$MAILHOOK" update password=wrong-one >/dev/null
 out=$("$MAILHOOK" test --json); rc=$?
 text=$("$MAILHOOK" test)
