@@ -532,6 +532,11 @@ function M.test(opts, ...)
     return nil, err, info
   end
   if not cfg.from or cfg.from == "" then
+    -- both missing: both named (the next test revealed the server's)
+    if not servers_of(cfg)[1] then
+      return failed("no From address and no server are set (mailhook update from=notify@example.com " ..
+                    "server=smtp.example.com)", { stage = "connect", why = "not_set" })
+    end
     return failed("no From address is set (mailhook update from=notify@example.com)",
                   { stage = "sender", why = "not_set" })
   end

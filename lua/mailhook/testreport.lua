@@ -236,10 +236,13 @@ function M.data(cfg, opts, report, msg, info)
   local failed = not report and (info and info.stage or "connect") or nil
   local passed, at = {}, rep.stage_at or {}
   for _, st in ipairs(rep.stages or {}) do passed[st] = true end
-  -- a failure at connect or later was resolved first (the client names a failed
+  -- a failure at connect was resolved first (the client names a failed
   -- resolution stage dns): a refused connect has no address, yet dns passed
-  local after_dns = { connect = true, tls = true, auth = true, sender = true, recipient = true }
-  if passed.connect or (failed and after_dns[failed]) then passed.dns = true end
+  -- (not a missing server setting: why = "not_set", nothing was resolved)
+  if passed.connect or (failed == "connect" and not (info and info.why == "not_set")) or
+     (failed and failed ~= "dns" and i.address and i.address ~= "") then
+    passed.dns = true
+  end
   -- a failure past connect (a refused STARTTLS or certificate, AUTH...) was connected first
   if failed and failed ~= "dns" and failed ~= "connect" and i.address and i.address ~= "" then
     passed.connect = true

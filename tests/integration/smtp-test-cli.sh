@@ -67,4 +67,14 @@ mh_test "$(new_conf port="$P" tls=auto tls_required=false)"
 is "$RC" 1 "closed port fails"
 like "$OUT" "FAILED at stage connect" "stage connect"
 like "$OUT" "127\.0\.0\.1: connection refused" "the address and the reason"
+# settings missing: each one named at once (the next test revealed the server's), no
+# server asked, so dns is not reached either
+printf 'enabled = true\n' > "$T/none.conf"
+out=$("$MAILHOOK" -c "$T/none.conf" test 2>&1); rc=$?
+is "$rc" 1 "neither from nor server set: fails"
+like "$out" "no From address and no server are set \(mailhook update from=.* server=.*\)" "both named ($out)"
+out=$("$MAILHOOK" -c "$T/none.conf" test --json 2>/dev/null)
+is "$(printf '%s' "$out" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(s["name"]+"="+s["state"] for s in d["stages"][:2]))')" \
+  "dns=not reached connect=failed" "--json: nothing resolved"
+
 done_testing
