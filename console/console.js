@@ -540,7 +540,9 @@ async function loadQueue() {
     tr.append(el('td', 'mono', e.id), el('td', null, ago(e.age)), el('td', null, e.subject || ''),
       el('td', null, (e.to || []).join(', ')), el('td', 'num', e.attempts),
       el('td', null, e.state === 'failed' ? 'failed ' + (e.failed_at ? clock(e.failed_at) : '')
-        : !e.next_attempt || e.next_attempt <= now ? 'now' : 'in ' + ago(e.next_attempt - now)),
+        : e.next_attempt && e.next_attempt > now ? 'in ' + ago(e.next_attempt - now)
+        // due, but waiting on the outage's retry (not being sent now), as `mailhook queue` says
+        : e.outage ? 'outage' : 'now'),
       // a waiting message with no reply of its own waits on the outage (only the one tried got its reply)
       el('td', 'reply', e.reason || e.last_reply || (e.state !== 'failed' && e.outage ? 'outage: ' + e.outage : '')));
     const actions = el('td', 'actions');

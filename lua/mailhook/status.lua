@@ -68,6 +68,18 @@ end
 local function read_file(path) return (core.fsutil.read(path)) end
 local function write_file(path, data) return core.fsutil.write_atomic(path, data, 384) end
 
+-- running(dir) -> the connection part of SPOOL/status.json | nil: what the
+-- running service last wrote, when the spool's lock holder wrote it (a file
+-- left by a stopped service is not its state).  Never a signal: read by
+-- commands monitors poll (mailq, mailhook queue).
+function M.running(dir)
+  dir = dir or core.paths.spool
+  local okj, snap = pcall(require("mailhook.json").decode, read_file(M.file_path(dir)) or "")
+  local pid = okj and type(snap) == "table" and core.admin.lock_holder(dir)
+  local c = pid and snap.pid == pid and type(snap.connection) == "table" and snap.connection
+  return c or nil
+end
+
 local function reply_of(info)
   if type(info) ~= "table" or not (info.smtp or info.text) then return nil end
   return { smtp = info.smtp, enhanced = info.enhanced,

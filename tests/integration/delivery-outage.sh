@@ -34,6 +34,10 @@ is "$(sed -n 's/^since //p' "$SPOOL/outage")" "$since0" "SPOOL/outage keeps the 
 like "$("$MAILHOOK" queue)" "delivery suspended since $(date -u -d "@$since0" +%Y-%m-%dT%H:%M:%S)" \
      "mailhook queue gives the first run's start"
 grep -q "^server 127.0.0.1:$PORT\$" "$SPOOL/outage"; ok $? "SPOOL/outage names the server it is about"
+# a message waiting on the outage is not "now" (it read as being sent now): the
+# service's next retry, or "outage"
+line=$("$MAILHOOK" queue | sed -n 2p)
+like "$line" "^[0-9a-f]{16} +[^ ]+ +[0-9]+ +[0-9]+ +(in [0-9]+s|outage) " "NEXT: the retry or 'outage', never 'now' ($line)"
 
 
 t0=$(date +%s%N)

@@ -35,21 +35,30 @@ local function vis_text(s)
            :gsub("\194[\128-\159]", c1))
 end
 
-local function next_attempt(e, now)
+-- When a waiting message goes next.  One due during an outage waits for the
+-- connection's retry, not "now" (it read as being sent now): the running
+-- service's next attempt (status.json), else "outage".
+local function next_at(e, now, retry_at, outage)
+  if (e.next_attempt or 0) > now or not outage then return e.next_attempt end
+  return retry_at and retry_at > now and retry_at or nil
+end
+local function next_attempt(e, now, retry_at, outage)
   if e.state == "failed" then return "failed" end
-  if (e.next_attempt or 0) <= now then return "now" end
-  return "in " .. age(e.next_attempt - now)
+  local at = next_at(e, now, retry_at, outage)
+  if not at then return "outage" end
+  if at <= now then return "now" end
+  return "in " .. age(at - now)
 end
 
 -- One entry as JSON: through mailhook.json like every --json of the CLI, so a
 -- drop-in's file name or a server's reply holding bytes that are not UTF-8
 -- still makes valid JSON (U+FFFD), keys sorted.
-local function json_entry(e, waits)
+local function json_entry(e, waits, next_attempt)
   local refused = json.array()
   for i, r in ipairs(e.refused or {}) do refused[i] = { rcpt = r.rcpt, reply = r.reply } end
   return json.encode {
     id = e.id, state = e.state, size = e.size, queued_at = e.queued_at, attempts = e.attempts,
-    next_attempt = e.next_attempt, from = e.from or "",
+    next_attempt = next_attempt, from = e.from or "",
     to = json.array(e.to or {}), done = json.array(e.done or {}), refused = refused,
     last_reply = e.last_reply, reason = e.reason, failed_at = e.failed_at,
     uid = e.uid and math.tointeger(e.uid), login = e.login,
@@ -78,10 +87,14 @@ local function list(json)
   -- message that has no reply of its own (only the one tried got one)
   local outage = queue.outage()
   local waits = outage and ("outage: " .. outage.error)
+  local c = outage and require("mailhook.status").running()
+  local retry_at = c and tonumber(c.next_attempt)
   for e in queue.list() do
     n = n + 1
     if json then
-      out:write(n > 1 and ",\n" or "\n", json_entry(e, outage and outage.error))
+      out:write(n > 1 and ",\n" or "\n", json_entry(e, outage and outage.error,
+                                                  e.state == "failed" and e.next_attempt or
+                                                  next_at(e, now, retry_at, outage) or 0))
     else
       if n == 1 then
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
@@ -94,7 +107,7 @@ local function list(json)
       for i, r in ipairs(e.refused or {}) do refused[i] = r.rcpt end
       if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id), age(now - e.queued_at),
-                              e.size, e.attempts, next_attempt(e, now), reply, vis(submitter(e)), vis(rcpts)))
+                              e.size, e.attempts, next_attempt(e, now, retry_at, outage), reply, vis(submitter(e)), vis(rcpts)))
     end
   end
   if json then out:write(n > 0 and "\n]\n" or "]\n")

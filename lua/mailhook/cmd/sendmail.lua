@@ -270,10 +270,7 @@ local function mailq()
   -- the message it tried), as Postfix's "(delivery temporarily suspended: ...)"
   local outage
   do
-    local st = core.fsutil.read(core.paths.spool .. "/status.json")
-    local okj, snap = pcall(require("mailhook.json").decode, st or "")
-    local pid = okj and type(snap) == "table" and core.admin.lock_holder(core.paths.spool)
-    local c = pid and snap.pid == pid and type(snap.connection) == "table" and snap.connection
+    local c = require("mailhook.status").running(core.paths.spool)
     local o = c and type(c.outage) == "table" and c.outage   -- (status.lua clears it once over)
     if o and type(o.error) == "string" then
       outage = "delivery temporarily suspended: " .. (type(o.stage) == "string" and (o.stage .. ": ") or "") .. o.error
