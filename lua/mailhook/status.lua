@@ -378,7 +378,12 @@ function M.collect(opts)
   else
     local pid, lerr = core.admin.lock_holder(dir)
     if pid == nil then r.service.error = lerr end
-    if pid then
+    -- a `mailhook flush` (or sendmail -q) holding the lock is no service: not
+    -- listed as one running "since ?" (what it is, and to wait for it, said)
+    local held = pid and M.holder(pid)
+    if held then
+      r.service.error, r.service.flush_pid = held, pid
+    elseif pid then
       r.service.running, r.service.pid = true, pid
       if opts.ask ~= false then
         snap, answered, why = ask(dir, pid, opts.timeout or M.ASK_TIMEOUT)

@@ -183,6 +183,8 @@ wait_for 10 holding; ok $? "the flush holds the spool"
 st
 like "$OUT" "a \`mailhook flush\` \(pid $FL\) holds the spool: it delivers the queue once and ends; wait for it" \
   "status names the flush"
+unlike "$OUT" "service +running" "a flush is not listed as a service running"
+like "$OUT" "service +not running: a \`mailhook flush\`" "the service row says what holds the spool"
 out=$("$MAILHOOK" run 2>&1); rc=$?
 is "$rc" 1 "run refuses the held spool"
 like "$out" "a \`mailhook flush\` \(pid $FL\) holds the spool" "naming the flush, not advising one"
