@@ -1339,13 +1339,30 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
     if (!nl) break;
     i++;  /* the LF */
     if (s->linelen && s->line[s->linelen - 1] == '\r') s->linelen--;
+    size_t got = s->linelen;   /* (the line stays in s->line: quoted below) */
     rc = mh_smtp_reply_line(&s->reply, s->line, s->linelen);
     s->linelen = 0;
     if (rc < 0) {
       if (rc == MH_ETOOLONG)
         die(s, rc, stage_of(s->state), "reply longer than %d lines or %d bytes per line",
             MH_SMTP_LINES_MAX, MH_SMTP_LINE_MAX);
-      else
+      else if (s->state == MH_SMTP_BANNER) {
+        /* a greeting that is no SMTP: quoted (its start, escaped), so the
+        ** administrator sees what answers there ("SSH-2.0-OpenSSH", "HTTP/1.1
+        ** 400").  Only here: nothing was sent yet, so no later reply can be a
+        ** hostile server's echo of the credentials. */
+        char shown[4 * 60 + 1];
+        size_t o = 0;
+        for (size_t k = 0; k < got && k < 60; k++) {
+          unsigned char c = (unsigned char)s->line[k];
+          if (c >= 32 && c < 127 && c != '\\') shown[o++] = (char)c;
+          else o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", c);
+        }
+        shown[o] = '\0';
+        die(s, rc, stage_of(s->state), "malformed reply line (line %d%s): '%s%s'", s->reply.nlines + 1,
+            s->reply.nlines ? ", a continuation must carry the code of the first line" : "", shown,
+            got > 60 ? "..." : "");
+      } else
         die(s, rc, stage_of(s->state), "malformed reply line (line %d%s)", s->reply.nlines + 1,
             s->reply.nlines ? ", a continuation must carry the code of the first line" : "");
       break;

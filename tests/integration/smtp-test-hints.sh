@@ -30,7 +30,8 @@ S
 start_fault F "$s"
 mh_test "$(new_conf port="$F")"
 is "$RC" 1 "a greeting that is not SMTP: exit 1"
-like "$ERR" "malformed reply" "the error: a malformed reply"
+like "$ERR" "malformed reply line \(line 1\): 'SSH-2\.0-OpenSSH_9\.2p1 Debian-2'" \
+  "the error: a malformed reply, what answered quoted (an SSH server)"
 is "$(hint)" "$PROTO_HINT" "hint: not SMTP (not 'nothing answers there')"
 
 s=$(fault_script <<'S'

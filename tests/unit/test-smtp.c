@@ -96,6 +96,40 @@ static void test_421_with_greeting(void) {
   mh_buf_free(&r.out);
 }
 
+/* A greeting that is no SMTP is quoted, escaped and cut (the admin sees an SSH
+** or HTTP server there); a malformed reply later is not (it could echo AUTH). */
+static void test_garbage_greeting_quoted(void) {
+  rec r = { 0 };
+  mh_smtp *s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "SSH-2.0-OpenSSH_9.2 \x1b[31m\\\r\n");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "a greeting that is no SMTP: closed");
+  is_str(mh_smtp_errmsg(s), "malformed reply line (line 1): 'SSH-2.0-OpenSSH_9.2 \\x1b[31m\\x5c'",
+         "the greeting quoted, its control byte and backslash escaped");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+  r = (rec){ 0 };
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  char big[200];
+  memset(big, 'H', sizeof big);
+  memcpy(big + sizeof big - 3, "\r\n", 3);
+  feed(s, big);
+  ok(strstr(mh_smtp_errmsg(s), "HHHH...'") != NULL && strlen(mh_smtp_errmsg(s)) < 120,
+     "a long one cut at 60 bytes: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+  r = (rec){ 0 };
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 mx.test\r\n");
+  take(&r);
+  feed(s, "AHVzZXIAcGFzcw==\r\n");
+  is_str(mh_smtp_errmsg(s), "malformed reply line (line 1)", "a malformed reply after the greeting: not quoted");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 static void test_helo_fallback(void) {
   rec r = { 0 };
   mh_smtp *s = new_session(&r, 0);
@@ -929,6 +963,7 @@ static void test_8bit_negotiated(void) {
 int main(void) {
   test_ehlo_caps();
   test_421_with_greeting();
+  test_garbage_greeting_quoted();
   test_helo_fallback();
   test_pipelining();
   test_pipelined_mail_refused();
