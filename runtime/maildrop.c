@@ -185,6 +185,26 @@ static int parse_record(const char *buf, size_t len, mh_drop_rec *r, char *err) 
   return fail(err, MH_ECORRUPT, "the record has no end");
 }
 
+/* The uid a file of an unmapped owner shows as (kernel.overflowuid, 65534). */
+static unsigned long overflow_uid(void) {
+  unsigned long v = 65534;
+  FILE *f = fopen("/proc/sys/kernel/overflowuid", "r");
+  if (f) { if (fscanf(f, "%lu", &v) != 1) v = 65534; fclose(f); }
+  return v;
+}
+
+/* 1 when this process runs in a user namespace other than the initial one
+** (its uid_map is not the identity over the whole range). */
+static int in_user_namespace(void) {
+  unsigned long a, b, n;
+  int r = 0;
+  FILE *f = fopen("/proc/self/uid_map", "r");
+  if (!f) return 0;
+  if (fscanf(f, "%lu %lu %lu", &a, &b, &n) == 3) r = !(a == 0 && b == 0 && n == 4294967295UL);
+  fclose(f);
+  return r;
+}
+
 int mh_maildrop_open(const char *spool, const char *name, mh_drop_rec *rec, int *fdp, char *err) {
   struct stat st;
   int dfd, fd = -1, rc;
@@ -248,6 +268,17 @@ int mh_maildrop_open(const char *spool, const char *name, mh_drop_rec *rec, int 
     if (rc) { rc = fail(err, rc, "maildrop/%s: %s", name, why); goto bad; }
   }
   if (rec->uid != (unsigned long)st.st_uid) {
+    /* in a user namespace that does not map the caller (systemd's
+    ** PrivateUsers=), every other user's file shows as the overflow uid: no
+    ** forgery, and nothing to decide here -- the file stays for a process that
+    ** can see its owner, with an error saying why (it went to corrupt/: cron's
+    ** and PHP's mail lost while sendmail said 0) */
+    if ((unsigned long)st.st_uid == overflow_uid() && in_user_namespace()) {
+      rc = fail(err, MH_EUNSAFE, "maildrop/%s: its owner shows as uid %lu (nobody): this process runs in a user "
+                "namespace that hides the submitting user (systemd's PrivateUsers=?), so the owner its record "
+                "names (uid %lu) cannot be checked; left in maildrop/", name, (unsigned long)st.st_uid, rec->uid);
+      goto bad;
+    }
     rc = fail(err, MH_ECORRUPT, "maildrop/%s belongs to uid %lu but its record says %lu", name,
               (unsigned long)st.st_uid, rec->uid);
     goto bad;

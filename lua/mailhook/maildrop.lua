@@ -51,6 +51,10 @@ local function adopt_one(sp, cfg, dir, name)
       once(name, "warn", "maildrop: " .. why .. ", but it cannot be moved to corrupt/: " .. tostring(err))
       return nil
     end
+    if info and info.code == "EUNSAFE" then   -- its owner cannot be seen from here: it waits, said as an error
+      once(name, "error", "maildrop: " .. tostring(why) .. " (tried again at the next scan)")
+      return nil
+    end
     once(name, "warn", "maildrop: cannot read " .. name .. ": " .. tostring(why) .. " (tried again at the next scan)")
     return nil
   end

@@ -259,6 +259,29 @@ is "$(n_drop)" 0 "the file left maildrop/"
 [ -f "$SPOOL/corrupt/maildrop.$name" ]; ok $? "to corrupt/maildrop.$name"
 like "$out" "maildrop: $name from uid 65534: recipient refused by the test: moved to corrupt/" "saying why"
 
+# --- adopted inside a user namespace that hides the caller (systemd's PrivateUsers=):
+# www-data's file shows as nobody's there; it stays in maildrop/ with an error naming
+# the cause (it went to corrupt/: cron's and PHP's mail lost), and is adopted by a
+# process that sees its owner
+! grep -q '^PrivateUsers=' "$ROOT/packaging/mailhook.service.in"
+ok $? "the shipped unit has no PrivateUsers= (its namespace hides the submitting user)"
+if unshare --user --map-root-user true 2>/dev/null; then
+  printf 'To: ops@example.net\nSubject: from www-data\n\nhello\n' | as www-data "$SM" -t
+  f=$(find "$SPOOL/maildrop" -type f); name=$(basename "$f")
+  chmod 644 "$f"   # (readable inside the namespace, where root has no power over another's file)
+  before=$(n_mail)
+  out=$(MAILHOOK_LOG_LEVEL=info unshare --user --map-root-user \
+        env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$MH" flush 2>&1)
+  [ -f "$f" ]; ok $? "in a user namespace: the drop stays in maildrop/ ($out)"
+  [ ! -e "$SPOOL/corrupt/maildrop.$name" ]; ok $? "not moved to corrupt/"
+  like "$out" "maildrop/$name: its owner shows as uid 65534 \(nobody\): this process runs in a user namespace" \
+    "the error names the cause"
+  deliver
+  is "$(n_drop):$(( $(n_mail) - before ))" "0:1" "outside it: adopted and delivered"
+else
+  ok 0 "# SKIP no user namespaces here"; ok 0 "# SKIP"; ok 0 "# SKIP"; ok 0 "# SKIP"
+fi
+
 # --- a maildrop/ of any other mode: the spool is refused (the exemption is exact)
 chmod 1777 "$SPOOL/maildrop"
 out=$(root_mh queue 2>&1); rc=$?
