@@ -342,6 +342,12 @@ function M.queue_facts(dir, now)
   end
   local fids, ftotal = core.admin.page(dir .. "/failed", { limit = 0 })
   if fids then q.failed = ftotal end
+  -- what waits outside pickup/, and what will never be sent: a local user's
+  -- message still in maildrop/ (the service stopped, or refusing it: its log
+  -- says why), and files set aside in corrupt/ (they were nowhere in the report)
+  q.maildrop = require("mailhook.maildrop").count(dir)
+  local cids, ctotal, _, cothers = core.admin.page(dir .. "/corrupt", { limit = 0 })
+  q.corrupt = cids and (ctotal + (cothers or 0)) or 0
   return q
 end
 
@@ -567,7 +573,14 @@ function M.text(r)
     if q.oldest_age then line = line .. ", oldest " .. M.ago(q.oldest_age) end
     if q.drop_ins and q.drop_ins > 0 then line = line .. ", " .. q.drop_ins .. " dropped in, not adopted yet" end
     line = line .. "; " .. q.failed .. " in failed/"
+    if q.maildrop and q.maildrop > 0 then
+      line = line .. "; " .. q.maildrop .. " in maildrop/ (from local users: wait for the service)"
+    end
     row("queue", line)
+    if q.corrupt and q.corrupt > 0 then
+      row("", string.format("%s in %s/corrupt/: set aside as unusable, never sent (the log says why; " ..
+                            "look at them, then remove them)", plural(q.corrupt, "file"), r.spool))
+    end
   end
   if r.outage then
     row("outage", string.format("since %s (%s): %s", clock(r.outage.since), M.ago(r.outage.age), tostring(r.outage.error)))

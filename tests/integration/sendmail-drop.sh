@@ -276,6 +276,8 @@ if unshare --user --map-root-user true 2>/dev/null; then
   [ ! -e "$SPOOL/corrupt/maildrop.$name" ]; ok $? "not moved to corrupt/"
   like "$out" "maildrop/$name: its owner shows as uid 65534 \(nobody\): this process runs in a user namespace" \
     "the error names the cause"
+  like "$(root_mh status 2>&1)" "; 1 in maildrop/ \(from local users: wait for the service\)" \
+    "status counts the message waiting in maildrop/"
   deliver
   is "$(n_drop):$(( $(n_mail) - before ))" "0:1" "outside it: adopted and delivered"
 else

@@ -26,6 +26,14 @@ st --json
 is "$RC" 1 "--json: the same exit status"
 is "$(echo "$OUT" | J 'd["service"]["running"]')" false "service.running false"
 is "$(echo "$OUT" | J 'd["flowing"]')" false "flowing false"
+# files set aside in corrupt/ are never sent: the report names them (they were nowhere in it)
+printf 'garbage\n' > "$SPOOL/corrupt/000661f6ae5c87ed.eml"; printf 'x\n' > "$SPOOL/corrupt/maildrop.x.y"
+st
+like "$OUT" "2 files in $SPOOL/corrupt/: set aside as unusable, never sent" "corrupt/ named, with its count"
+st --json
+is "$(echo "$OUT" | J 'd["queue"]["corrupt"]')" 2 "--json: queue.corrupt"
+like "$("$MAILHOOK" queue)" "2 files in $SPOOL/corrupt/: set aside as unusable, never sent" "mailhook queue names them too"
+rm -f "$SPOOL"/corrupt/*
 
 # --- running, server up: flowing; counters; the pid and since
 peer_start "$PORT" "$T/peer"

@@ -110,6 +110,16 @@ local function list(json)
                               e.size, e.attempts, next_attempt(e, now, retry_at, outage), reply, vis(submitter(e)), vis(rcpts)))
     end
   end
+  -- (text only) files set aside in corrupt/: never sent, and listed nowhere else
+  if not json then
+    local dir = require("mailhook.core").paths.spool
+    local cids, ctotal, _, cothers = require("mailhook.core").admin.page(dir .. "/corrupt", { limit = 0 })
+    local nc = cids and (ctotal + (cothers or 0)) or 0
+    if nc > 0 then
+      out:write(string.format("%d file%s in %s/corrupt/: set aside as unusable, never sent (the log says why)\n",
+                              nc, nc == 1 and "" or "s", dir))
+    end
+  end
   if json then out:write(n > 0 and "\n]\n" or "]\n")
   elseif n == 0 then out:write("queue is empty\n")
   elseif outage then
