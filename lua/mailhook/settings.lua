@@ -645,6 +645,29 @@ function M.hold(cfg)
   return cfg
 end
 
+-- unsafe(path) -> why | nil: a settings file this process must not believe.
+-- It says where the password is sent (server, auth, tls): one any user may
+-- write, or one owned by a user who is neither root, this process's user nor
+-- the spool's owner (the service's user), lets that user send the password
+-- to a server of theirs (it was loaded without a word).  Rule files and
+-- password_command get the same rule (docs/rules.md).
+local function unsafe(path)
+  local o = core.fsutil.owner(path)
+  if not o or not o.regular then return nil end
+  if o.mode & 2 ~= 0 then
+    return string.format("%s: any user may write it (mode %04o), and it decides where the password is sent: " ..
+                         "refused (chmod o-w %s)", path, o.mode, path)
+  end
+  if o.uid == 0 then return nil end
+  local me = core.maildrop.whoami()
+  if me and o.uid == me.euid then return nil end
+  local sp = core.fsutil.owner(core.paths.spool)
+  if sp and o.uid == sp.uid then return nil end
+  return string.format("%s: owned by %s, who is neither root, this user nor the spool's owner, and it decides " ..
+                       "where the password is sent: refused (chown root %s)", path, o.user, path)
+end
+M.unsafe = unsafe
+
 -- load([path]) -> cfg | nil, "FILE:LINE: message"
 -- A missing file means the defaults, except the settings file named with -c or
 -- $MAILHOOK_CONF (core.paths.conf_given): a typo there must not quietly run
@@ -659,6 +682,8 @@ function M.load(path)
   end
   local doc, sdoc, values = read_both(path)
   if not doc then return nil, sdoc end
+  local why = not doc.missing and unsafe(path)
+  if why then return nil, why end
   if doc.missing and path == core.paths.conf and core.paths.conf_given then
     return nil, string.format("%s: no such settings file (named by %s; " ..
       "`mailhook update KEY=VALUE` creates it)", path, core.paths.conf_given)
@@ -762,6 +787,10 @@ function M.load_intake(path, needs)
   if not data then return nil, err end        -- unreadable, or the named file is missing: as load() said
   local values, where, bad = parse_lenient(data, path)
   local server_broken = false
+  -- a file the service refuses as unsafe: the message is still queued (intake
+  -- accepts), warned; nothing leaves until it is fixed
+  local why = unsafe(path)
+  if why then bad[#bad + 1] = { key = "(file)", msg = why } end
   local function refuse(msg)
     return nil, msg .. " (a setting intake needs: nothing queued; fix it, `mailhook status` checks it)"
   end

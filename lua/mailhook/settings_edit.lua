@@ -412,6 +412,12 @@ local function write_kept(file, text, secret, conf)
                                      "(the secrets are for the service alone)", file, mode, mode & 504))
       mode = mode & 504                                             -- 0770
     end
+    if not secret and mode & 2 ~= 0 then
+      -- a settings file any user may write is refused by the service (settings.unsafe)
+      file_warn(string.format("%s was writable by any user (mode %04o): written %04o (it decides where " ..
+                              "the password is sent)", file, mode, mode & ~2))
+      mode = mode & ~2
+    end
   elseif secret and conf then
     local cst = core.fsutil.owner(conf)
     if cst then

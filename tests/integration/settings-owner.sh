@@ -80,6 +80,26 @@ like "$err" "note: the service running on .*svcspool \(pid $SVC\) uses the new s
   "says the running service needs a reload, naming its pid"
 kill -TERM "$SVC"; wait "$SVC" 2>/dev/null
 
+# a settings file any user may write, or another user's: it decides where the password goes,
+# so the service refuses it (it was loaded without a word: a local user pointed it at a
+# server of theirs and got the password); intake still queues, warned; update drops o+w
+cp "$C" "$T/ww.conf"; chmod 0666 "$T/ww.conf"; [ -e "$S" ] && cp -p "$S" "$T/ww.secrets"
+out=$("$MAILHOOK" -c "$T/ww.conf" settings 2>&1); rc=$?
+is "$rc" 1 "a settings file of mode 0666: refused"
+like "$out" "ww.conf: any user may write it \(mode 0666\), and it decides where the password is sent: refused \(chmod o-w" \
+  "naming why and the fix"
+out=$(printf 'To: a@example.com\n\nx\n' | "$MAILHOOK" -c "$T/ww.conf" sendmail -t 2>&1); rc=$?
+is "$rc" 0 "sendmail with it: still queued (intake accepts)"
+like "$out" "warning: .*any user may write it" "warned"
+out=$("$MAILHOOK" -c "$T/ww.conf" update port=2525 2>&1); rc=$?
+is "$rc:$(owner "$T/ww.conf")" "0:664 root:root" "update writes it without the others' write bit"
+like "$out" "was writable by any user \(mode 0666\): written 0664" "and says so"
+"$MAILHOOK" -c "$T/ww.conf" settings >/dev/null 2>&1; ok $? "then it loads"
+chown nobody "$T/ww.conf"; chmod 0644 "$T/ww.conf"
+out=$("$MAILHOOK" -c "$T/ww.conf" settings 2>&1); rc=$?
+is "$rc" 1 "a settings file owned by nobody (neither root, this user nor the spool's owner): refused"
+like "$out" "ww.conf: owned by nobody, who is neither root, this user nor the spool's owner" "naming the owner"
+
 # not root: a file another user owns cannot be given back to them -- refused, nothing changed
 if command -v setpriv >/dev/null; then
   MH=$(mailhook_for_others "$T/inst")
