@@ -509,6 +509,9 @@ struct mh_smtp {
   mh_buf auth_user, auth_secret;  /* wiped after use */
   mh_buf auth_sent;             /* the base64 strings sent in the AUTH exchange, '\n'
                                    separated: masked in any reply that echoes them */
+  mh_buf auth_ir;               /* an initial response too long for the AUTH line
+                                   (RFC 4954 4: a 2 KB OAuth token): sent after the
+                                   server's empty 334 instead; wiped after use */
 };
 
 static void enter_state(mh_smtp *s, mh_smtp_state st);
@@ -621,6 +624,7 @@ void mh_smtp_free(mh_smtp *s) {
   mh_buf_wipe(&s->auth_user);
   mh_buf_wipe(&s->auth_secret);
   mh_buf_wipe(&s->auth_sent);
+  mh_buf_wipe(&s->auth_ir);
   free(s);
 }
 
@@ -871,9 +875,26 @@ static void auth_remember(mh_smtp *s, const mh_buf *b64s) {
   if (s->auth_sent.oom) s->wbuf.oom = 1;   /* an echo could not be masked: do not send it */
 }
 
+/* "AUTH MECH IR": the initial response on the command line when the line
+** fits SMTP's 512 octets (RFC 5321 4.5.3.1.4); else RFC 4954 4's MUST: the
+** command alone, the response after the server's empty 334 (a 3 KB OAuth
+** token on the AUTH line got "500 Command line too long", and Postfix cuts
+** lines past 2048). */
+static void auth_with_ir(mh_smtp *s, const char *mech, mh_buf *ir) {
+  if (strlen("AUTH  \r\n") + strlen(mech) + ir->len <= 512) {
+    put_cmd(s, "AUTH %s %s", mech, ir->data ? ir->data : "=");
+    return;
+  }
+  put_cmd(s, "AUTH %s", mech);
+  mh_buf_wipe(&s->auth_ir);
+  mh_buf_add(&s->auth_ir, ir->data, ir->len);
+  if (s->auth_ir.oom) s->wbuf.oom = 1;
+}
+
 static void auth_start(mh_smtp *s) {
   mh_buf ir = { 0 };
   mh_buf_wipe(&s->auth_sent);
+  mh_buf_wipe(&s->auth_ir);
   switch (s->mech) {
     case MH_SMTP_AUTH_PLAIN: {
       mh_buf raw = { 0 };
@@ -884,7 +905,7 @@ static void auth_start(mh_smtp *s) {
       if (raw.oom) ir.oom = 1;
       else mh_buf_b64(&ir, raw.data, raw.len);
       mh_buf_wipe(&raw);
-      put_cmd(s, "AUTH PLAIN %s", ir.data ? ir.data : "=");
+      auth_with_ir(s, "PLAIN", &ir);
       break;
     }
     case MH_SMTP_AUTH_LOGIN:
@@ -900,7 +921,7 @@ static void auth_start(mh_smtp *s) {
       if (raw.oom) ir.oom = 1;
       else mh_buf_b64(&ir, raw.data, raw.len);
       mh_buf_wipe(&raw);
-      put_cmd(s, "AUTH XOAUTH2 %s", ir.data);
+      auth_with_ir(s, "XOAUTH2", &ir);
       break;
     }
     case MH_SMTP_AUTH_OAUTHBEARER: {
@@ -912,7 +933,7 @@ static void auth_start(mh_smtp *s) {
       if (raw.oom) ir.oom = 1;
       else mh_buf_b64(&ir, raw.data, raw.len);
       mh_buf_wipe(&raw);
-      put_cmd(s, "AUTH OAUTHBEARER %s", ir.data);
+      auth_with_ir(s, "OAUTHBEARER", &ir);
       break;
     }
   }
@@ -1100,12 +1121,18 @@ static void on_reply(mh_smtp *s) {
         reply_copy(&s->decisive, r);
         mh_buf_wipe(&s->auth_secret);
         mh_buf_wipe(&s->auth_sent);
+        mh_buf_wipe(&s->auth_ir);
         finish(s, 0, MH_SMTP_READY);
         break;
       }
       if (code == 334 && s->auth_step < 3) {
         s->auth_step++;
-        if (s->mech == MH_SMTP_AUTH_LOGIN && s->auth_step <= 2) {
+        if (s->auth_ir.len) {
+          /* the initial response kept off the AUTH line (auth_with_ir) */
+          mh_buf_add(&s->wbuf, s->auth_ir.data, s->auth_ir.len);
+          mh_buf_add(&s->wbuf, "\r\n", 2);
+          mh_buf_wipe(&s->auth_ir);
+        } else if (s->mech == MH_SMTP_AUTH_LOGIN && s->auth_step <= 2) {
           mh_buf e = { 0 };
           mh_buf *v = s->auth_step == 1 ? &s->auth_user : &s->auth_secret;
           if (mh_buf_b64(&e, v->data ? v->data : "", v->len) < 0) s->wbuf.oom = 1;
@@ -1124,6 +1151,7 @@ static void on_reply(mh_smtp *s) {
       }
       mh_buf_wipe(&s->auth_secret);
       mh_buf_wipe(&s->auth_sent);
+      mh_buf_wipe(&s->auth_ir);
       refused(s, "authentication failed", "auth");
       finish(s, code == 334 ? MH_EPROTO : MH_EAUTH, code == 334 ? MH_SMTP_CLOSED : MH_SMTP_READY);
       break;

@@ -67,6 +67,19 @@ mh_test "$(new_conf port="$P" tls=auto tls_required=false)"
 is "$RC" 1 "closed port fails"
 like "$OUT" "FAILED at stage connect" "stage connect"
 like "$OUT" "127\.0\.0\.1: connection refused" "the address and the reason"
+# a 3 KB OAuth token (a JWT): RFC 4954 4 keeps it off the AUTH line (aiosmtpd answered
+# "500 Command line too long", Postfix cuts lines past 2048): sent after the empty 334
+TOK=$(head -c 2400 /dev/zero | tr '\0' 'J')
+printf '%s\n' "$TOK" > "$T/token"
+start_smtpd O --tls starttls --require-starttls --cert "$C/server.crt" --key "$C/server.key" \
+  --auth user:pw-XYZ-123 --token "$TOK" --maildir "$T/oauth" --log "$T/oauth.log"
+for mech in xoauth2 oauthbearer; do
+  mh_test "$(new_conf port="$O" auth=true username=user auth_mechanism=$mech oauth_token_command="cat $T/token" \
+             tls_ca_file="$C/ca.crt")"
+  is "$RC" 0 "$mech with a 2.4 KB token: passes ($(printf '%s' "$OUT" | grep -E 'error|result'))"
+done
+grep -q "auth ok XOAUTH2 token" "$T/oauth.log"; ok $? "the server took the long token (XOAUTH2)"
+
 # settings missing: each one named at once (the next test revealed the server's), no
 # server asked, so dns is not reached either
 printf 'enabled = true\n' > "$T/none.conf"

@@ -269,8 +269,20 @@ class OAuth:
 
     async def _oauth(self, args, parse):
         if len(args) < 2:
-            return AuthResult(success=False, handled=False)
-        raw = base64.b64decode(args[1]).decode("utf-8", "replace")
+            # no initial response on the AUTH line (RFC 4954 4: a client must not
+            # put one that passes the line limit there): asked for with an empty 334
+            # (a response line may be 12288 octets, RFC 4954 4; commands stay at 512)
+            limit = self._reader._limit
+            self._reader._limit = 12288
+            try:
+                blob = await self.challenge_auth("", encode_to_b64=False)
+            finally:
+                self._reader._limit = limit
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+            raw = blob.decode("utf-8", "replace")
+        else:
+            raw = base64.b64decode(args[1]).decode("utf-8", "replace")
         token = parse(raw)
         good = token == self.token
         if self.events:
