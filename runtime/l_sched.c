@@ -1818,6 +1818,12 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) 
         lua_pushstring(co, buf);
         lua_rawseti(co, -2, ++i);
       }
+      /* the name's canonical form (AI_CANONNAME: /etc/hosts' first name, or
+      ** DNS's), where the resolver gave one: what a short host name stands for */
+      if (res && res->ai_canonname) {
+        lua_pushstring(co, res->ai_canonname);
+        lua_setfield(co, -2, "canonical");
+      }
       n = 1;
     }
     mh_wait_resume(&r->w, n);
@@ -1831,7 +1837,7 @@ static void resolve_cancel(mh_wait *w) {
   uv_cancel((uv_req_t *)&r->req);
 }
 
-/* resolve(host) -> {addr, ...} | nil, message, info   (waits) */
+/* resolve(host) -> {addr, ..., canonical = name} | nil, message, info   (waits) */
 static int l_resolve(lua_State *L) {
   /* copied into r->host whole or refused: a name cut to fit is another name */
   const char *host = mh_l_field_cstring(L, 1, "mh.resolve", "host", sizeof ((resolve_req *)0)->host - 1);
@@ -1848,6 +1854,7 @@ static int l_resolve(lua_State *L) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_CANONNAME;
   r->req.data = r;
   rc = uv_getaddrinfo(mh_l_loop(L), &r->req, resolve_cb, r->host, NULL, &hints);
   if (rc < 0) {

@@ -301,6 +301,28 @@ local function passed(report, name)
   end
 end
 
+-- helo(cfg) -> the name EHLO gives.  helo_name when the settings set it;
+-- its default, the host name, fully qualified when it is short (Debian's
+-- /etc/hostname holds "pbx01", /etc/hosts its full name): RFC 5321 4.1.1.1
+-- wants a domain, and Postfix's common reject_non_fqdn_helo_hostname refused
+-- every message of a short one for good (504 5.5.2 ... need fully-qualified
+-- hostname).  The resolver's canonical name (AI_CANONNAME: /etc/hosts first),
+-- else NAME.localdomain as Postfix's own client does.  Once per process, in
+-- the task that connects (intake never asks the resolver).
+local qualified
+function M.helo(cfg)
+  local h = cfg.helo_name
+  local host = core.fsutil.hostname()
+  if not h or h:find(".", 1, true) or h:sub(1, 1) == "[" or h ~= host then return h end
+  if not qualified then
+    local ok, r = pcall(core.resolve, host)
+    local canon = ok and type(r) == "table" and r.canonical
+    qualified = (type(canon) == "string" and canon:find("%.") and canon:match("^[%w.-]+$")) and canon:lower()
+                or (host .. ".localdomain")
+  end
+  return qualified
+end
+
 -- connect(cfg [, report [, limits]]) -> session | nil, err, info.  Waits: DNS, every
 -- address of every server in order, TLS, EHLO, AUTH.  report (a table) receives
 -- what was learned even on failure (tests and `mailhook test`); limits overrides
@@ -317,6 +339,7 @@ function M.connect(cfg, report, limits)
       { class = "permanent", why = "not_set" })   -- no server was asked: no hint about one
   end
   local seen = seen_set()
+  local helo = M.helo(cfg)
   local port = tonumber(cfg.port) or ((cfg.tls == "implicit") and 465 or 25)
   local last_err, last_info
   report.attempts = {}
@@ -326,7 +349,7 @@ function M.connect(cfg, report, limits)
     local c, ok, err, info
     local function attempt()
       c = core.smtp.new {
-      host = host, port = port, tls = mode, tls_required = tls_required(cfg), helo = cfg.helo_name,
+      host = host, port = port, tls = mode, tls_required = tls_required(cfg), helo = helo,
       greeting_wait = cfg.greeting_wait,
       verify = cfg.tls_verify ~= false, ca_file = cfg.tls_ca_file, fingerprint = cfg.tls_fingerprint,
       min_version = cfg.tls_min_version and tostring(cfg.tls_min_version) or "1.2",
@@ -354,7 +377,7 @@ function M.connect(cfg, report, limits)
         return fail_info("EDOWNGRADE", "tls", key .. " was seen with TLS before and now offers none; " ..
           "refusing plain text (a downgrade attack, or a server misconfiguration)")
       end
-      local s = setmetatable({ c = c, server = host, helo = cfg.helo_name }, Session)
+      local s = setmetatable({ c = c, server = host, helo = helo }, Session)
       passed(report, "connect")
       if ci.security ~= "none" then passed(report, "tls") end
       if cfg.auth then

@@ -44,6 +44,9 @@ M.HINT = {
   -- the From address" and "nothing answers there" were said for them
   not_set = "a setting is missing, so no server was asked: set it as the error says, then test again",
   too_big = "the message is larger than the server's SIZE limit (in its EHLO reply)",
+  helo_rejected = "the server refuses the name mailhook greets with (EHLO, shown in its reply): set " ..
+    "`helo_name` to this machine's fully qualified name, one the server's DNS knows " ..
+    "(mailhook update helo_name=pbx.example.com)",
   plaintext_auth = "use TLS for the credentials: `tls = auto` (or `starttls`, or `implicit` on port 465); " ..
     "set `allow_plaintext_auth = true` only for a server that cannot do TLS, on a network you trust",
   no_greeting = "something accepts connections on this port but does not speak SMTP (or is stuck): " ..
@@ -127,6 +130,12 @@ function M.hint_for(cfg, info, report, err)
   if not why and not cfg.auth and (info.stage == "sender" or info.stage == "recipient") and
      tonumber(info.smtp) == 530 then
     why = "auth_required"
+  end
+  -- "Helo command rejected" (Postfix's reject_non_fqdn_helo_hostname and kin,
+  -- said at RCPT): the EHLO name, not the recipient nor the From
+  if not why and (info.stage == "sender" or info.stage == "recipient" or info.stage == "connect") and
+     tostring(info.text or err or ""):lower():find("helo command rejected", 1, true) then
+    why = "helo_rejected"
   end
   -- a 421 greeting: something answered, and said not now
   if not why and info.stage == "connect" and tonumber(info.smtp) == 421 then why = "busy" end

@@ -80,6 +80,14 @@ for mech in xoauth2 oauthbearer; do
 done
 grep -q "auth ok XOAUTH2 token" "$T/oauth.log"; ok $? "the server took the long token (XOAUTH2)"
 
+# no helo_name: the EHLO name is the host's, fully qualified (RFC 5321 4.1.1.1; Postfix's
+# reject_non_fqdn_helo_hostname refused every message of a short one)
+printf 'enabled = true\nfrom = a@example.org\nserver = 127.0.0.1\nport = %s\ntls = none\ntls_required = false\n' \
+  "$N" > "$T/nohelo.conf"
+"$MAILHOOK" -c "$T/nohelo.conf" test >/dev/null 2>&1
+like "$(grep '^ehlo ' "$T/plain.log" | tail -1)" "^ehlo [A-Za-z0-9-]+\.[A-Za-z0-9.-]+ " \
+  "the default EHLO name has a domain ($(grep '^ehlo ' "$T/plain.log" | tail -1), host $(hostname))"
+
 # settings missing: each one named at once (the next test revealed the server's), no
 # server asked, so dns is not reached either
 printf 'enabled = true\n' > "$T/none.conf"

@@ -66,6 +66,30 @@ like "$OUT" "result: FAILED at stage tls" "stage tls"
 like "$ERR" "protocol violation: .*after the 220 reply to STARTTLS" "the error names the injection"
 is "$(hint)" "$PROTO_HINT" "hint: not SMTP / something rewrites the traffic"
 
+# Postfix's reject_non_fqdn_helo_hostname, said at RCPT: the hint names helo_name (it
+# blamed the recipient)
+s=$(fault_script <<'S'
+send 220 fault.example ESMTP
+expect ^EHLO
+send 250-fault.example
+send 250 SIZE 100000
+expect ^MAIL
+send 250 ok
+expect ^RSET
+send 250 ok
+expect ^MAIL
+send 250 ok
+expect ^RCPT
+send 504 5.5.2 <pbx01>: Helo command rejected: need fully-qualified hostname
+expect ^QUIT
+send 221 bye
+S
+)
+start_fault F "$s"
+mh_test "$(new_conf port="$F" tls=none tls_required=false)" --to ops@example.org
+is "$RC" 1 "Helo command rejected at RCPT: exit 1"
+like "$(hint)" "set .helo_name. to this machine's fully qualified name" "hint: helo_name, not the recipient"
+
 # Nothing listening keeps its own hint.
 mh_test "$(new_conf port="$(free_port)")"
 is "$RC" 1 "a closed port: exit 1"
