@@ -127,7 +127,7 @@ M.DOCS = {
   ["mh.spawn"] = { "mh.spawn(fn, ...) -> task", "run fn as a new task; task:wait() (waits: true, results... or false, message), task:cancel(), task:status()" },
   ["mh.sleep"] = { "mh.sleep(seconds)", "pause this task (waits); other tasks, timers and the prompt go on" },
   ["mh.every"] = { "mh.every(seconds, fn) -> handle", "run fn every so many seconds, each time as a new task; handle:stop() ends it" },
-  ["mh.resolve"] = { "mh.resolve(host) -> {address...} | nil, err, info", "every address of a name (getaddrinfo; waits)" },
+  ["mh.resolve"] = { "mh.resolve(host) -> {address..., canonical = name} | nil, err, info", "every address of a name, and its canonical name (getaddrinfo; waits)" },
   ["mh.now"] = { "mh.now() -> seconds", "wall-clock time (Unix seconds, with a fraction)" },
   ["mh.monotonic"] = { "mh.monotonic() -> seconds", "a clock that never steps: for measuring durations" },
   ["mh.current_task"] = { "mh.current_task() -> task", "the task running this code" },
