@@ -1004,6 +1004,16 @@ end
 -- outcome.classify's; what is done about it is the worker's.
 function W:outcome(e, res, err, info)
   local d = self.d
+  local ci = self.session and self.session.info and self.session:info()
+  local ctx = { auth = d.cfg and d.cfg.auth, caps = ci and ci.capabilities }
+  if res and math_type(res) ~= "integer" and not (res.accepted and res.accepted[1]) and
+     outcome.login_wanted({ stage = "rcpt", accepted = {}, rejected = res.rejected }, ctx) then
+    -- every recipient refused for a login the settings do not give: the
+    -- session's refusal (below), not each recipient's
+    local r = res.rejected[#res.rejected]
+    res, err, info = nil, tostring(r.text), { stage = "rcpt", smtp = r.smtp, enhanced = r.enhanced, text = r.text,
+                                             accepted = {}, rejected = res.rejected }
+  end
   if res then
     self.broke = nil
     self.mails = (self.mails or 0) + 1
@@ -1022,7 +1032,7 @@ function W:outcome(e, res, err, info)
   local reply = outcome.reply_text(info) or err
   local code = tonumber(info.smtp)
   local reused = (self.mails or 0) > 0
-  local kind = outcome.classify(info, reused)
+  local kind = outcome.classify(info, reused, ctx)
   if kind == "limit" then
     -- a connection that has delivered messages refused one more: the server's
     -- per-connection limit (Exim: 421 and a close; OpenSMTPD: 452 4.5.3, kept

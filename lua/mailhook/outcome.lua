@@ -3,7 +3,7 @@
 -- deliverer (mailhook.delivery) acts on the kind this module names, the mail
 -- log (mailhook.maillog) and the failure sidecars word replies with it.
 --
---   outcome.classify(info, reused) -> kind      (see below)
+--   outcome.classify(info, reused, ctx) -> kind (see below)
 --   outcome.permanent(x) -> boolean             x = {smtp =, class =}: the code first, the class second
 --   outcome.stalled(info) -> boolean            a timeout on one message's own commands
 --   outcome.overflow(r, accepted) -> boolean    r (a RCPT refusal) is only the server's recipient limit
@@ -16,7 +16,9 @@
 --                   the server's per-connection limit (Exim: 421; OpenSMTPD: 452)
 --   "connection"    the session broke (DNS, connect, TLS, auth, 421, EOF, timeout)
 --   "session"       530/538 to MAIL or RCPT: authentication or TLS required, a
---                   setting and not the message
+--                   setting and not the message; also every recipient refused
+--                   5.7.1 / "access denied" with auth = false where the server
+--                   offers AUTH (ctx: {auth =, caps =}; login_wanted)
 --   "not_sent"      decided before asking the server (over its SIZE; 8-bit with
 --                   nothing to convert it with)
 --   "bad_address"   an address the engine will not send
@@ -40,6 +42,31 @@ local function session_refusal(info)
   local code = tonumber(info.smtp)
   return (code == 530 or code == 538) and (info.stage == "mail" or info.stage == "rcpt")
 end
+
+-- login_wanted(info, ctx): every recipient refused for a login the settings do
+-- not give: auth = false, the server offers AUTH, no recipient accepted, and
+-- each refusal is a 5xx with the enhanced code 5.7.1 or the words of an
+-- access refusal.  Postfix never says 530 for a missing login: its submission
+-- port answers "554 5.7.1 <x>: Recipient address rejected: Access denied",
+-- its relay check "554 5.7.1 <x>: Relay access denied", to every recipient --
+-- each message went to failed/ over a setting, each to be retried by hand.
+-- ctx = {auth =, caps = the session's capability lines}.
+local function login_wanted(info, ctx)
+  if type(ctx) ~= "table" or ctx.auth or info.stage ~= "rcpt" then return false end
+  local offers = false
+  for _, c in ipairs(ctx.caps or {}) do if tostring(c):upper():find("^AUTH[%s,=]") then offers = true end end
+  if not offers or #(info.accepted or {}) > 0 or #(info.rejected or {}) == 0 then return false end
+  for _, r in ipairs(info.rejected) do
+    local code, text = tonumber(r.smtp), tostring(r.text or ""):lower()
+    if not code or code < 500 then return false end
+    if r.enhanced ~= "5.7.1" and not text:find("access denied", 1, true)
+       and not text:find("authentication required", 1, true) then
+      return false
+    end
+  end
+  return true
+end
+M.login_wanted = login_wanted
 
 -- stalled(info): a timeout while this message's own commands or data were
 -- answered: it waits its backoff, the rest of the queue goes on.
@@ -75,7 +102,7 @@ end
 M.SESSION_STAGES = { dns = true, connect = true, greeting = true, ehlo = true, helo = true, tls = true,
                      auth = true }
 
-function M.classify(info, reused)
+function M.classify(info, reused, ctx)
   local code = tonumber(info.smtp)
   if reused and (code == 421 or (info.stage == "mail" and code and code >= 400 and code < 500)) then
     return "limit"
@@ -83,7 +110,7 @@ function M.classify(info, reused)
   if info.connection or M.SESSION_STAGES[info.stage] or code == 421 then
     return "connection"
   end
-  if session_refusal(info) then return "session" end
+  if session_refusal(info) or login_wanted(info, ctx) then return "session" end
   if info.code == "ETOOBIG" or info.code == "E8BIT" then return "not_sent" end
   if info.code == "EBADADDR" then return "bad_address" end
   if (info.stage == "rcpt" or info.stage == "data") and info.smtp
@@ -115,6 +142,10 @@ end
 function M.session_refusal_text(ci, info, reply)
   local tls = require("mailhook.smtp").requires_tls(ci, info)
   if tls then return tls .. ": set tls = starttls (or auto)" end
+  if info.stage == "rcpt" and tonumber(info.smtp) ~= 530 and tonumber(info.smtp) ~= 538 then
+    return "the server refuses every recipient without a login (" .. tostring(reply) ..
+           "), and offers one: set auth = true, username and password (mailhook test shows what was negotiated)"
+  end
   return "the server refuses mail on this session (" .. tostring(reply) ..
          "): check `auth`, `username` and `tls` (mailhook test shows what was negotiated)"
 end

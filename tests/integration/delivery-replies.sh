@@ -125,4 +125,23 @@ rm "$T/peer4/needtls"
 wait_for 15 pickup_empty; ok $? "once the server takes mail again, the queue drains"
 is "$(received_ids "$T/peer4" | tr '\n' ' ')" "<9@test> <10@test> " "in order"
 svc_stop; is $? 0 "stopped"
+
+# Postfix never says 530 for a missing login: its submission port and relay check refuse
+# every recipient with 554 5.7.1 (Relay access denied). With auth = false and AUTH
+# offered, that is the session's refusal too: the queue waits, nothing goes to failed/
+# (each message went there, to be retried one by one after the fix)
+peer_stop
+P5=$(free_port)
+start_smtpd L --port "$P5" --maildir "$T/peer5" --auth user:pw-5 --auth-optional --auth-in-clear \
+  --reply-rcpt 'ops@relay.test=554 5.7.1 <ops@relay.test>: Relay access denied' \
+  || { echo "Bail out! aiosmtpd did not start"; exit 1; }
+conf_for "$P5"
+rm -f "$SPOOL/pickup"/* "$SPOOL/failed"/*
+enqueue 2 app@example.com ops@relay.test >/dev/null
+out=$("$MAILHOOK" flush 2>&1)
+is "$(failed_count):$(pickup_count)" "0:2" "Relay access denied to every recipient, auth = false: nothing to failed/ ($out)"
+like "$out" "refuses every recipient without a login .*Relay access denied.*set auth = true" "saying what to set"
+conf_for "$P5" auth=true username=user password=pw-5 allow_plaintext_auth=true
+out=$("$MAILHOOK" flush 2>&1)
+is "$(failed_count)" 2 "logged in and still refused: the recipient's own refusal, to failed/"
 done_testing

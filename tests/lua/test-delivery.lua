@@ -306,6 +306,29 @@ tap.test("overflow: a RCPT refusal that is only the server's recipient limit (ma
   t:ok(not overflow({ class = "permanent", text = "not sent: too many recipients" }, 1), "no code: not the server's")
 end)
 
+tap.test("classify: every recipient refused for a missing login is the session's (mailhook.outcome)", function(t)
+  local classify = require("mailhook.outcome").classify
+  local caps = { "SIZE,10240000", "AUTH,PLAIN,LOGIN", "8BITMIME" }   -- (as the engine lists them)
+  local function rcpt(rejected, accepted)
+    return { stage = "rcpt", smtp = rejected[#rejected].smtp, rejected = rejected, accepted = accepted or {} }
+  end
+  local denied = { rcpt = "a@x", smtp = 554, enhanced = "5.7.1", text = "<a@x>: Recipient address rejected: Access denied" }
+  local relay = { rcpt = "b@x", smtp = 554, enhanced = "5.7.1", text = "<b@x>: Relay access denied" }
+  t:is(classify(rcpt { denied, relay }, false, { auth = false, caps = caps }), "session",
+       "Postfix's submission port and relay check, auth = false, AUTH offered: the session's (the queue waits)")
+  t:is(classify(rcpt { denied }, false, { auth = true, caps = caps }), "recipients",
+       "logged in: the recipient's own refusal")
+  t:is(classify(rcpt { denied }, false, { auth = false, caps = { "SIZE 1" } }), "recipients",
+       "no AUTH offered: the recipient's own refusal")
+  t:is(classify(rcpt({ denied }, { "c@x" }), false, { auth = false, caps = caps }), "recipients",
+       "another recipient accepted: each settled by its reply")
+  t:is(classify(rcpt { denied, { rcpt = "d@x", smtp = 550, enhanced = "5.1.1", text = "no such user" } }, false,
+                { auth = false, caps = caps }), "recipients", "one refused for another reason: each by its reply")
+  t:is(classify(rcpt { { rcpt = "e@x", smtp = 450, enhanced = "4.7.1", text = "Access denied" } }, false,
+                { auth = false, caps = caps }), "recipients", "a 4xx: not this case")
+  t:is(classify(rcpt { denied }, false, nil), "recipients", "no context (a caller that gives none): as before")
+end)
+
 ---------------------------------------------------------------- scheduling
 
 tap.test("messages go oldest first on one reused session, then it closes when idle", function(t)
