@@ -647,11 +647,11 @@ void mh_client_auth(mh_client *c, unsigned mech, const char *user, const char *s
   after_session(c);
 }
 
-void mh_client_check_sender(mh_client *c, const char *from) {
+void mh_client_check_sender(mh_client *c, const char *from, const char *rcpt) {
   int rc;
   begin(c, OP_CHECK);
   restart_deadline(c);
-  if ((rc = mh_smtp_check_sender(c->s, from)) < 0) op_end(c, rc);
+  if ((rc = mh_smtp_check_sender(c->s, from, rcpt)) < 0) op_end(c, rc);
   after_session(c);
 }
 

@@ -16,7 +16,7 @@
 **                                    brief: the number of recipients when all took it
 **   c:release()                   -> (the collected ones are settled: the next data may go)
 **   c:pending()                   -> submissions not collected yet (at most 2)
-**   c:check_sender(from)          -> true | nil, err, info      (waits: MAIL FROM + RSET)
+**   c:check_sender(from [, rcpt]) -> true | nil, err, info      (waits: MAIL FROM [+ RCPT TO] + RSET)
 **   c:quit()                      -> true                       (waits)
 **   c:close()  c:alive()  c:info() -> table
 **
@@ -577,9 +577,10 @@ static int l_pending(lua_State *L) {
 static int l_check_sender(lua_State *L) {
   lconn *u = check_lconn(L);
   const char *from = mh_l_field_string(L, 2, "smtp check_sender", "sender");
+  const char *rcpt = lua_isnoneornil(L, 3) ? NULL : mh_l_field_string(L, 3, "smtp check_sender", "recipient");
   if (not_ready(L, u, "smtp check_sender")) return 3;
   begin(L, u, "smtp check_sender");
-  mh_client_check_sender(u->c, from);
+  mh_client_check_sender(u->c, from, rcpt);
   return wait_op(L, u);
 }
 

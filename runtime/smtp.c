@@ -802,7 +802,11 @@ static void put_group(mh_smtp *s, txn *x, int rset) {
   x->rset_ahead = rset;
   if (rset) put_str(s, "RSET", NULL, NULL, NULL);
   put_str(s, "MAIL FROM:<", x->from, ">", x->mail_params);
-  if (s->op == OP_CHECK) { put_str(s, "RSET", NULL, NULL, NULL); return; }
+  if (s->op == OP_CHECK) {
+    for (size_t i = 0; i < x->nrcpt; i++) put_rcpt(s, x, i);
+    put_str(s, "RSET", NULL, NULL, NULL);
+    return;
+  }
   for (size_t i = 0; i < x->nrcpt; i++) put_rcpt(s, x, i);
   if (!x->bdat) put_str(s, "DATA", NULL, NULL, NULL);
   /* BDAT: an in-memory message that may go now leaves with its commands (RFC
@@ -1170,7 +1174,13 @@ static void on_reply(mh_smtp *s) {
       if (s->op == OP_CHECK) {
         if (is2(code)) { reply_copy(&s->decisive, r); s->check_rc = 0; }
         else { refused(s, "MAIL FROM refused", "mail"); s->check_rc = MH_EREPLY; }
-        enter_state(s, MH_SMTP_RSET);
+        /* the RCPT: asked when MAIL passed, or answered anyway (pipelined with it) */
+        if (s->t->nrcpt && (s->t->ahead || s->check_rc == 0)) {
+          s->t->rcpt_i = 0;
+          enter_state(s, MH_SMTP_RCPT);
+        } else {
+          enter_state(s, MH_SMTP_RSET);
+        }
         break;
       }
       if (!is2(code)) {
@@ -1182,6 +1192,13 @@ static void on_reply(mh_smtp *s) {
       enter_state(s, MH_SMTP_RCPT);
       break;
     case MH_SMTP_RCPT: {
+      if (s->op == OP_CHECK) {
+        /* the check's one RCPT: its refusal is the outcome unless MAIL's came first */
+        if (!is2(code) && s->check_rc == 0) { refused(s, "RCPT TO refused", "rcpt"); s->check_rc = MH_EREPLY; }
+        else if (is2(code) && s->check_rc == 0) reply_copy(&s->decisive, r);
+        enter_state(s, MH_SMTP_RSET);
+        break;
+      }
       assert(s->t->rcpt_i < s->t->nrcpt);   /* one RCPT reply per recipient sent */
       mh_smtp_rcpt *rc = &s->t->rcpts[s->t->rcpt_i];
       rc->code = code;
@@ -1844,11 +1861,11 @@ const char *mh_smtp_send_error(const mh_smtp *s, const char **stage) {
   return s->verr;
 }
 
-int mh_smtp_check_sender(mh_smtp *s, const char *from) {
+int mh_smtp_check_sender(mh_smtp *s, const char *from, const char *rcpt) {
   int rc;
   if ((rc = start_op(s, OP_CHECK)) < 0) return rc;
   s->op = OP_NONE;
-  if ((rc = prepare(s, s->t, from, NULL, 0, 0, 0, 0)) < 0) {
+  if ((rc = prepare(s, s->t, from, rcpt ? &rcpt : NULL, rcpt ? 1 : 0, 0, 0, 0)) < 0) {
     set_err(s, s->vstage, "%s", s->verr);
     return rc;
   }

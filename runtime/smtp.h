@@ -267,7 +267,12 @@ const char *mh_smtp_send_error(const mh_smtp *s, const char **stage);
 ** line break or a '>'.  Copied; used (or dropped) by the next send, which
 ** forgets them.  0 or MH_ENOMEM. */
 int mh_smtp_set_dsn(mh_smtp *s, const char *mail, const char *const *rcpt, size_t n);
-int mh_smtp_check_sender(mh_smtp *s, const char *from);
+/* The Test button's check: MAIL FROM:<from>, then RCPT TO:<rcpt> when rcpt is
+** not NULL, then RSET -- no message.  A server that decides at RCPT (Postfix's
+** smtpd_delay_reject: its HELO, sender and relay checks) is asked there too;
+** MAIL alone passed for sessions whose every message it would refuse.  The
+** outcome: MAIL's refusal (stage "mail"), else RCPT's (stage "rcpt"), else 0. */
+int mh_smtp_check_sender(mh_smtp *s, const char *from, const char *rcpt);
 int mh_smtp_quit(mh_smtp *s);
 
 /* What the session knows. */

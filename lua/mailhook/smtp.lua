@@ -8,7 +8,7 @@
 --   local s, err, info = smtp.connect(cfg)          (waits)
 --   s:info()  s:send{from=, to={...}, data= | path=, offset=}  (waits)
 --   s:submit{...} (never waits)  s:result() (waits: the oldest submission's outcome)
---   s:check_sender(from) (waits)  s:alive()  s:quit() (waits)  s:close()
+--   s:check_sender(from [, rcpt]) (waits)  s:alive()  s:quit() (waits)  s:close()
 --   smtp.test{to = nil [, cfg = cfg]} -> report | nil, err, info   (waits)
 --
 -- Expected failures return nil, message, info with info = {class, stage, smtp,
@@ -281,7 +281,7 @@ function Session:result() return self.c:result() end
 function Session:release() return self.c:release() end
 function Session:pending() return self.c:pending() end
 
-function Session:check_sender(from) return self.c:check_sender(from) end
+function Session:check_sender(from, rcpt) return self.c:check_sender(from, rcpt) end
 function Session:alive() return self.c:alive() end
 function Session:quit() return self.c:quit() end
 function Session:close() return self.c:close() end
@@ -568,8 +568,24 @@ function M.test(opts, ...)
   step_started = now()
   report.info = s:info()
   local ok
-  ok, err, info = s:check_sender(cfg.from)
+  -- without --to, a RCPT too: to postmaster@ of the From's domain (RFC 5321
+  -- 4.5.1: it exists wherever mail is taken), then RSET, no message.  Postfix
+  -- decides its HELO, sender and relay checks at RCPT (smtpd_delay_reject):
+  -- MAIL alone passed for sessions whose every message it refuses
+  local probe = not opts.to and cfg.from:match("@([^@]+)$") or nil
+  probe = probe and ("postmaster@" .. probe:gsub("%.$", "")) or nil
+  ok, err, info = s:check_sender(cfg.from, probe)
+  if not ok and probe and type(info) == "table" and info.stage == "rcpt" then
+    report.from_accepted = true
+    passed(report, "sender")
+    err = "the server takes the From address, then refuses mail after it (" ..
+          (require("mailhook.outcome").reply_text(info) or tostring(err)) .. " to RCPT TO:<" .. probe ..
+          ">): it would refuse every message " ..
+          "the same way"
+    info.probe = probe
+  end
   if not ok then s:quit(); s:close(); return failed(err, info) end
+  report.probe = probe
   report.from_accepted = true
   passed(report, "sender")
   step_started = now()

@@ -34,6 +34,8 @@ M.HINT = {
   offers_starttls = "the server offers STARTTLS: set tls = auto",
   auth_required = "the server wants a login before it takes mail (530): set `auth = true`, " ..
     "`username` and `password` (or `password_command`)",
+  login_wanted = "the server refuses mail without a login, and offers one: set `auth = true`, " ..
+    "`username` and `password` (or `password_command`)",
   busy = "the server answered but refused the session for now (421: busy, in maintenance, or too " ..
     "many connections): try again later; if it lasts, see the server's log",
   plain_greeting = "the server greets in plain text, so this is no implicit-TLS port: set " ..
@@ -137,6 +139,14 @@ function M.hint_for(cfg, info, report, err)
      tostring(info.text or err or ""):lower():find("helo command rejected", 1, true) then
     why = "helo_rejected"
   end
+  -- every recipient refused 5.7.1 / "access denied" while a login is offered
+  -- and not used (Postfix's submission port, its relay check): the login
+  if not why and not cfg.auth and info.stage == "recipient" and report and report.info and
+     require("mailhook.outcome").login_wanted({ stage = "rcpt", accepted = {},
+       rejected = { { smtp = info.smtp, enhanced = info.enhanced, text = info.text } } },
+       { auth = false, caps = report.info.capabilities }) then
+    why = "login_wanted"
+  end
   -- a 421 greeting: something answered, and said not now
   if not why and info.stage == "connect" and tonumber(info.smtp) == 421 then why = "busy" end
   if not why and info.plain_smtp then why = "plain_greeting" end
@@ -215,7 +225,8 @@ function M.format(cfg, opts, report, err, info)
   local out = {}
   if report then
     local row = info_rows(out, cfg, report.info)
-    row("from", report.from .. " accepted (MAIL FROM + RSET)")
+    row("from", report.from .. " accepted (MAIL FROM" .. (report.probe and (", RCPT TO:<" .. report.probe .. ">") or "")
+        .. " + RSET)")
     if report.sent then row("test message", "sent to " .. report.to .. ": " .. (report.reply or "")) end
     out[#out + 1] = "result: OK"
     return out

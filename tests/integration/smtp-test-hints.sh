@@ -90,6 +90,37 @@ mh_test "$(new_conf port="$F" tls=none tls_required=false)" --to ops@example.org
 is "$RC" 1 "Helo command rejected at RCPT: exit 1"
 like "$(hint)" "set .helo_name. to this machine's fully qualified name" "hint: helo_name, not the recipient"
 
+# without --to, the test asks a RCPT too (postmaster@ of the From's domain): the same
+# HELO check, said at RCPT, failed every real message while the test said OK
+s=$(fault_script <<'S'
+send 220 fault.example ESMTP
+expect ^EHLO
+send 250-fault.example
+send 250 SIZE 100000
+expect ^MAIL
+send 250 ok
+expect ^RCPT TO:<postmaster@example.org>
+send 504 5.5.2 <pbx01>: Helo command rejected: need fully-qualified hostname
+expect ^RSET
+send 250 ok
+expect ^QUIT
+send 221 bye
+S
+)
+start_fault F "$s"
+mh_test "$(new_conf port="$F" tls=none tls_required=false)"
+is "$RC" 1 "no --to, Helo command rejected at RCPT: the test fails (it said OK)"
+like "$ERR" "takes the From address, then refuses mail after it \(504 5.5.2 .* to RCPT TO:<postmaster@example.org>\)" \
+  "the error says what was asked and refused"
+like "$(hint)" "set .helo_name. to this machine's fully qualified name" "hint: helo_name"
+
+# the submission port without a login (Postfix: 554 5.7.1 Access denied at RCPT, AUTH offered)
+start_smtpd R --auth user:pw --auth-optional --auth-in-clear \
+  --reply-rcpt 'postmaster@example.org=554 5.7.1 <postmaster@example.org>: Recipient address rejected: Access denied'
+mh_test "$(new_conf port="$R" tls=none tls_required=false)"
+is "$RC" 1 "no login where every RCPT is refused 5.7.1: the test fails"
+like "$(hint)" "refuses mail without a login, and offers one: set .auth = true." "hint: the login"
+
 # Nothing listening keeps its own hint.
 mh_test "$(new_conf port="$(free_port)")"
 is "$RC" 1 "a closed port: exit 1"

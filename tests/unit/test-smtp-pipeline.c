@@ -392,7 +392,7 @@ static void test_einval_other_times(void) {
   is_str(take(&r), "", "nothing written");
   feed(s, "235 ok\r\n");
   is_int(r.ndone, 2, "only the auth io.done");
-  mh_smtp_check_sender(s, "a@x.test");
+  mh_smtp_check_sender(s, "a@x.test", NULL);
   take(&r);
   is_int(send_msg(s, 1), MH_EINVAL, "during check_sender");
   feed(s, "250 ok\r\n250 ok\r\n");

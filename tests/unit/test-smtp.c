@@ -572,7 +572,7 @@ static void test_auth_long_token(void) {
 static void test_check_sender_and_quit(void) {
   rec r = { 0 };
   mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
-  is_int(mh_smtp_check_sender(s, "a@x.test"), 0, "check started");
+  is_int(mh_smtp_check_sender(s, "a@x.test", NULL), 0, "check started");
   is_str(take(&r), "MAIL FROM:<a@x.test>\r\nRSET\r\n", "MAIL and RSET pipelined");
   feed(s, "553 5.7.1 sender not allowed\r\n250 ok\r\n");
   is_int(r.rc, MH_EREPLY, "sender refused");
@@ -587,7 +587,7 @@ static void test_check_sender_and_quit(void) {
   take(&r);
   feed(s, "250 ok\r\n550 no such user\r\n554 no valid recipients\r\n");
   is_int(r.rc, MH_EREPLY, "a message refused before its data");
-  is_int(mh_smtp_check_sender(s, "c@x.test"), 0, "a check after it");
+  is_int(mh_smtp_check_sender(s, "c@x.test", NULL), 0, "a check after it");
   is_str(take(&r), "RSET\r\n", "the clearing RSET alone");
   ok(mh_smtp_get_caps(s)->flags & MH_SMTP_CAP_PIPELINING, "PIPELINING still known meanwhile");
   feed(s, "250 flushed\r\n");
@@ -599,6 +599,50 @@ static void test_check_sender_and_quit(void) {
   is_str(take(&r), "QUIT\r\n", "QUIT");
   feed(s, "221 bye\r\n");
   is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "closed after QUIT");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
+/* The check with a recipient (the Test button's postmaster@ of the From's
+** domain): Postfix decides its HELO, sender and relay checks at RCPT, so MAIL
+** alone passed for sessions whose every message it refuses. */
+static void test_check_sender_rcpt(void) {
+  rec r = { 0 };
+  mh_smtp *s = opened(&r, "250-mx\r\n250 PIPELINING\r\n");
+  is_int(mh_smtp_check_sender(s, "a@x.test", "postmaster@x.test"), 0, "check with a recipient started");
+  is_str(take(&r), "MAIL FROM:<a@x.test>\r\nRCPT TO:<postmaster@x.test>\r\nRSET\r\n", "MAIL, RCPT, RSET pipelined");
+  feed(s, "250 ok\r\n554 5.7.1 <postmaster@x.test>: Relay access denied\r\n250 ok\r\n");
+  is_int(r.rc, MH_EREPLY, "the RCPT's refusal is the outcome");
+  is_str(mh_smtp_stage(s), "rcpt", "stage rcpt");
+  is_int(mh_smtp_last_reply(s)->code, 554, "its code kept");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready again");
+  is_int(mh_smtp_check_sender(s, "a@x.test", "postmaster@x.test"), 0, "again");
+  take(&r);
+  feed(s, "553 5.7.1 sender not allowed\r\n503 5.5.1 need MAIL\r\n250 ok\r\n");
+  is_int(r.rc, MH_EREPLY, "MAIL refused, the RCPT's reply read all the same");
+  is_str(mh_smtp_stage(s), "mail", "the outcome is MAIL's");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready again, in step with the server");
+  is_int(mh_smtp_check_sender(s, "a@x.test", "postmaster@x.test"), 0, "and again");
+  take(&r);
+  feed(s, "250 ok\r\n250 ok\r\n250 ok\r\n");
+  is_int(r.rc, 0, "both accepted");
+  mh_smtp_free(s);
+  /* without PIPELINING: one command at a time; a refused MAIL asks no RCPT */
+  s = opened(&r, "250 mx\r\n");
+  mh_smtp_check_sender(s, "a@x.test", "postmaster@x.test");
+  is_str(take(&r), "MAIL FROM:<a@x.test>\r\n", "MAIL alone");
+  feed(s, "250 ok\r\n");
+  is_str(take(&r), "RCPT TO:<postmaster@x.test>\r\n", "then RCPT");
+  feed(s, "504 5.5.2 <vm>: Helo command rejected: need fully-qualified hostname\r\n");
+  is_str(take(&r), "RSET\r\n", "then RSET");
+  feed(s, "250 ok\r\n");
+  is_int(r.rc, MH_EREPLY, "refused at RCPT");
+  mh_smtp_check_sender(s, "a@x.test", "postmaster@x.test");
+  is_str(take(&r), "MAIL FROM:<a@x.test>\r\n", "MAIL");
+  feed(s, "550 no\r\n");
+  is_str(take(&r), "RSET\r\n", "refused: RSET, no RCPT");
+  feed(s, "250 ok\r\n");
+  is_str(mh_smtp_stage(s), "mail", "stage mail");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
 }
@@ -872,7 +916,7 @@ static void test_command_injection(void) {
     is_int(mh_smtp_send(s, "a@x.test", to, 1, "x\r\n", 3), MH_EBADADDR, "recipient %zu refused", i);
     if (*bad[i])
       is_int(mh_smtp_send(s, bad[i], good, 1, "x\r\n", 3), MH_EBADADDR, "sender %zu refused", i);
-    if (*bad[i]) is_int(mh_smtp_check_sender(s, bad[i]), MH_EBADADDR, "check_sender %zu refused", i);
+    if (*bad[i]) is_int(mh_smtp_check_sender(s, bad[i], NULL), MH_EBADADDR, "check_sender %zu refused", i);
   }
   is_str(take(&r), "", "nothing written for any of them");
   is_int(r.done, 0, "and no io.done");
@@ -996,6 +1040,7 @@ int main(void) {
   test_auth();
   test_auth_long_token();
   test_check_sender_and_quit();
+  test_check_sender_rcpt();
   test_timeouts_and_421();
   test_state_names();
   test_streamed();
