@@ -348,6 +348,8 @@ static int l_spawn_proc(lua_State *L) {
   mh_l_arg_type(L, 1, "arguments", LUA_TTABLE);
   n = (int)luaL_len(L, 1);
   if (uv_exepath(exe, &exelen) < 0) return mh_l_fail(L, MH_EINVAL, "spawn", "cannot find this program's path");
+  /* a binary replaced on disk reads "PATH (deleted)": argv[0] is its path */
+  if (exelen > 10 && !strcmp(exe + exelen - 10, " (deleted)")) exe[exelen - 10] = '\0';
   argv = (const char **)lua_newuserdatauv(L, sizeof *argv * (size_t)(n + 2), 0);
   argv[0] = exe;
   for (i = 1; i <= n; i++) {
@@ -373,7 +375,12 @@ static int l_spawn_proc(lua_State *L) {
   stdio[2].data.fd = 2;
   stdio[3].flags = (uv_stdio_flags)(UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE);
   stdio[3].data.stream = (uv_stream_t *)&c->pipe;
-  o.file = exe;
+  /* the running image itself, through /proc/self/exe in the child (it is that
+  ** process's own link, to the same file): after an upgrade replaced the binary
+  ** on disk, its path names "... (deleted)" and a rules worker killed by its
+  ** budget could never be started again (the service logged the failure for
+  ** ever and said "mail is flowing").  argv[0] keeps the path, for ps. */
+  o.file = access("/proc/self/exe", X_OK) == 0 ? "/proc/self/exe" : exe;
   o.args = (char **)argv;
   o.exit_cb = proc_exit_cb;
   o.stdio = stdio;

@@ -51,4 +51,20 @@ for sig in TERM INT; do
   like "$(cat "$T/stop.log")" "mailhook run: stopped" "stopped"
   unlike "$(cat "$T/stop.log")" " error |killed by signal|restarting" "no error about the rules worker"
 done
+
+# the binary replaced on disk while the service runs (an upgrade before its restart): a
+# rules worker killed then is started again from the running image ("cannot start
+# .../mailhook (deleted)" was retried for ever, rules and timers gone)
+B=$(mailhook_for_others "$T/up")
+: > "$T/up.log"
+MAILHOOK_LOG_LEVEL=info "$B" run >>"$T/up.log" 2>&1 & RUN=$!
+on_exit "kill $RUN"
+wait_for 15 grep -q "rules worker: [0-9]* rule file" "$T/up.log"; ok $? "a service run from a copy, with its worker"
+rm "$B"; cp "$MAILHOOK" "$B"                  # a new file at the same path, the old one deleted
+worker=$(pgrep -P "$RUN" | head -1)
+kill -9 "$worker"
+wait_for 15 eval '[ "$(grep -c "rules worker: [0-9]* rule file" "$T/up.log")" -ge 2 ]'
+ok $? "the killed worker starts again ($(grep -E "cannot start|restarting" "$T/up.log" | head -2))"
+unlike "$(cat "$T/up.log")" "cannot start" "no 'cannot start ... (deleted)'"
+kill "$RUN"; wait "$RUN" 2>/dev/null
 done_testing
