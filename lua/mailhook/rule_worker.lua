@@ -252,6 +252,12 @@ function W.serve(argv)
       return 0, {}
     end
     rules.configure(cfg)
+    -- its lines, and the rules' mh.log, where the service's go (the `log`
+    -- setting: syslog, the journal); they always went to stderr, so rule errors
+    -- never reached mail.log.  A sink not possible here was said by the service.
+    if not pcall(core.logsink.set, cfg.log or "stderr", { facility = cfg.syslog_facility }) then
+      pcall(core.logsink.set, "stderr")
+    end
     -- the process's own limits: the rules' heap (enforced by the allocator)
     -- plus room for the runtime; no core files
     core.proc.limit { data = rules.memory_limit + 512 * 1048576, core = 0 }

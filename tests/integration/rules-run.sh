@@ -4,6 +4,7 @@
 # server, and its `failed` event reaches the rules.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/lib/service.sh"
 export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
 start_smtpd P --maildir "$T/inbox" --reply-rcpt "dead@example.org=550 5.1.1 no such user"
 write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$P" from=pbx@example.com tls=none \
@@ -51,6 +52,21 @@ for sig in TERM INT; do
   like "$(cat "$T/stop.log")" "mailhook run: stopped" "stopped"
   unlike "$(cat "$T/stop.log")" " error |killed by signal|restarting" "no error about the rules worker"
 done
+
+# log = journal: the rules worker's lines and a rule's mh.log go there too (they always
+# went to stderr: rule errors never reached the journal's fields or syslog's mail.log)
+start_unixgram J journal "$T/journal.sock" || { echo "Bail out! unixgram.py did not start"; exit 1; }
+cp "$MAILHOOK_CONF" "$T/journal.conf"; printf 'log = journal\n' >> "$T/journal.conf"
+mkdir -p "$T/jrules"; printf 'on("ping", function() end)\nmh.log.warn("jrule loaded here")\n' > "$T/jrules/j.lua"
+: > "$T/j.err"
+MAILHOOK_LOG_LEVEL=info MAILHOOK_JOURNAL_SOCKET=$T/journal.sock "$MAILHOOK" -c "$T/journal.conf" run "$T/jrules/j.lua" 2>"$T/j.err" & RUN=$!
+on_exit "kill $RUN"
+MSGS='[r["fields"].get("MESSAGE", "") for r in recs]'
+wait_for 15 has "$J_OUT" "any('rule file(s) loaded' in m for m in $MSGS)"
+ok $? "the worker's 'rule file(s) loaded' line in the journal"
+wait_for 5 has "$J_OUT" "any('jrule loaded here' in m for m in $MSGS)"; ok $? "a rule's mh.log.warn in the journal"
+unlike "$(cat "$T/j.err")" "jrule loaded here|rule file\(s\) loaded" "not on stderr"
+kill "$RUN"; wait "$RUN" 2>/dev/null
 
 # the binary replaced on disk while the service runs (an upgrade before its restart): a
 # rules worker killed then is started again from the running image ("cannot start
