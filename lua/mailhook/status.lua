@@ -380,7 +380,18 @@ function M.collect(opts)
     snap, answered = opts.tracker:snapshot(), true
     r.service.running, r.service.pid = true, snap.pid
   elseif not exists(dir .. "/pickup") then
-    r.service.error = "no spool at " .. dir
+    -- a spool this user may not look into (0710, the service's: a monitoring
+    -- agent's `status`) is no missing spool (it said "no spool" of a healthy one)
+    local o = core.fsutil.owner(dir)
+    if o and not core.fsutil.owner(dir .. "/pickup") then
+      local me = core.maildrop.whoami()
+      r.service.error = string.format("this user (%s) cannot look into the spool %s (mode %04o, %s's): run " ..
+        "`mailhook status` as root%s", me.login or tostring(me.euid), dir, o.mode, o.user,
+        o.uid ~= 0 and (" or as " .. o.user) or "")
+      r.spool_unreadable = true
+    else
+      r.service.error = "no spool at " .. dir
+    end
   else
     local pid, lerr = core.admin.lock_holder(dir)
     if pid == nil then r.service.error = lerr end

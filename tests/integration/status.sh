@@ -26,6 +26,17 @@ st --json
 is "$RC" 1 "--json: the same exit status"
 is "$(echo "$OUT" | J 'd["service"]["running"]')" false "service.running false"
 is "$(echo "$OUT" | J 'd["flowing"]')" false "flowing false"
+# a user who may not look into the spool (a monitoring agent): said so, not "no spool"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  NB=$(mailhook_for_others "$T/others"); chmod 644 "$MAILHOOK_CONF"; chmod 700 "$SPOOL"
+  out=$(cd / && env -u LD_LIBRARY_PATH setpriv --reuid=nobody --regid=nogroup --clear-groups "$NB" status 2>&1); rc=$?
+  is "$rc" 1 "status as nobody, the spool 0700: exit 1"
+  like "$out" "this user \(nobody\) cannot look into the spool $SPOOL \(mode 0700, root's\): run .mailhook status. as root" \
+    "says why ($out)"
+else
+  ok 0 "# SKIP needs root"; ok 0 "# SKIP needs root"
+fi
+
 # files set aside in corrupt/ are never sent: the report names them (they were nowhere in it)
 printf 'garbage\n' > "$SPOOL/corrupt/000661f6ae5c87ed.eml"; printf 'x\n' > "$SPOOL/corrupt/maildrop.x.y"
 st
