@@ -28,7 +28,9 @@
 #include "l_watch.h"
 #include "error.h"
 #include "intake.h"
+#include "privdrop.h"
 #include "maildrop.h"
+#include "privdrop.h"
 
 
 /* A core.spool Stream userdata holds its mh_intake * as its first member
@@ -43,9 +45,15 @@ static void set_str(lua_State *L, const char *k, const char *v) {
 
 /* whoami() */
 static int l_whoami(lua_State *L) {
-  struct passwd *pw = getpwuid(getuid());
-  lua_createtable(L, 0, 5);
-  lua_pushinteger(L, (lua_Integer)getuid()); lua_setfield(L, -2, "uid");
+  /* uid, login, name: the caller's (root's, when root works as the spool's
+  ** owner: privdrop.h); euid, elogin: who this process acts as */
+  uid_t uid = (uid_t)mh_privdrop_caller();
+  struct passwd *pw;
+  lua_createtable(L, 0, 6);
+  pw = getpwuid(geteuid());
+  if (pw) set_str(L, "elogin", pw->pw_name);
+  pw = getpwuid(uid);
+  lua_pushinteger(L, (lua_Integer)uid); lua_setfield(L, -2, "uid");
   lua_pushinteger(L, (lua_Integer)geteuid()); lua_setfield(L, -2, "euid");
   lua_pushinteger(L, (lua_Integer)getgid()); lua_setfield(L, -2, "gid");
   if (pw) {

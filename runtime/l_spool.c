@@ -7,7 +7,7 @@
 **   core.spool.parse(bytes) -> {from, to = {...}, offset, canonical, uid} | nil, err, info
 **     (uid: the X-Submitter-Uid line, absent in a file written before it)
 **   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message;
-**     env.uid: the submitter when not this process, else getuid())
+**     env.uid: the submitter when not this process, else the caller (privdrop.h))
 **   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
 **   Spool:lock() Spool:scan() Spool:load(id [, {data =, keep =, now =, lean =, buffer =}]) Spool:sync()
 **   Spool:delivered(id [, {sync = false, now =, journal =}]) Spool:purge() Spool:defer(id, t)
@@ -949,7 +949,7 @@ static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) 
   size_t n, i;
   const char **to;
   /* uid: the submitter, when it is not this process (the maildrop adopter's
-  ** proven caller); absent = getuid() */
+  ** proven caller); absent = the caller (mh_privdrop_caller) */
   lua_getfield(L, idx, "uid");
   if (!lua_isnil(L, -1)) {
     int isnum;

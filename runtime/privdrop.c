@@ -9,6 +9,11 @@
 #include <unistd.h>
 #include "privdrop.h"
 
+static int switched;            /* mh_privdrop_to_owner became the spool's owner */
+static unsigned long caller_uid; /* the real uid before it */
+
+unsigned long mh_privdrop_caller(void) { return switched ? caller_uid : (unsigned long)getuid(); }
+
 int mh_privdrop_to_owner(const char *dir, const char *user) {
   struct stat st;
   struct passwd *pw;
@@ -19,8 +24,10 @@ int mh_privdrop_to_owner(const char *dir, const char *user) {
   if (!pw || pw->pw_uid != st.st_uid || pw->pw_uid == 0) return 0;   /* not the service's spool */
   gid = pw->pw_gid;
   /* groups first (they need root), then the gid, the uid last */
+  caller_uid = (unsigned long)getuid();
   if (initgroups(pw->pw_name, gid) < 0) return -errno;
   if (setgid(gid) < 0 || setuid(st.st_uid) < 0) return -errno;
   if (setuid(0) == 0 || geteuid() == 0 || getegid() != gid) return -EPERM;   /* for good */
+  switched = 1;
   return 1;
 }

@@ -27,4 +27,9 @@
 ** caller must stop then: a half-dropped process must not go on). */
 int mh_privdrop_to_owner(const char *dir, const char *user);
 
+/* The uid of the caller: getuid(), or root's when mh_privdrop_to_owner switched
+** (root's `sendmail` is root's mail, recorded as uid 0 in its Received line,
+** the mail log and the queue's USER; it read as the service's uid). */
+unsigned long mh_privdrop_caller(void);
+
 #endif

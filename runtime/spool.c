@@ -36,6 +36,7 @@
 #include "fsutil.h"
 #include "error.h"
 #include "log.h"
+#include "privdrop.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -2413,7 +2414,7 @@ static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, char *err)
     }
     s[i].state = 1;
     if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->from_params, it->to, it->to_params,
-                        it->nto, it->has_uid ? it->uid : (unsigned long)getuid())) ||
+                        it->nto, it->has_uid ? it->uid : mh_privdrop_caller())) ||
         (rc = it->write(it->arg, s[i].fd))) {
       fail(err, rc, "spool %s: write tmp/%s", sp->dir, it->id);
       goto undo;

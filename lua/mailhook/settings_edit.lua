@@ -444,7 +444,7 @@ local function write_kept(file, text, secret, conf)
   if not ok and info and info.code == "EPERM" and (st or opts.uid) then
     local o = st or core.fsutil.owner(conf)
     local me = core.maildrop.whoami()
-    local who = me.login or tostring(me.euid)
+    local who = me.elogin or tostring(me.euid)
     return nil, string.format("%s: cannot keep its owner %s:%s: this update runs as %s, which may " ..
       "not give a file to another user or group (root works as the spool's owner: give the file to " ..
       "%s with chown, or run the update as %s); nothing was changed", file, o.user, o.group, who, who,
@@ -459,7 +459,7 @@ local function write_kept(file, text, secret, conf)
     return nil, string.format("%s: cannot write: %s (a new copy is made in %s and renamed over it: " ..
       "that folder must be writable%s); nothing was changed", file,
       info.code == "EROFS" and "read-only file system" or "Permission denied", dir,
-      info.code == "EACCES" and (" by " .. (me.login or tostring(me.euid))) or ""), info
+      info.code == "EACCES" and (" by " .. (me.elogin or tostring(me.euid))) or ""), info
   end
   return ok, err, info
 end

@@ -386,7 +386,7 @@ function M.collect(opts)
     if o and not core.fsutil.owner(dir .. "/pickup") then
       local me = core.maildrop.whoami()
       r.service.error = string.format("this user (%s) cannot look into the spool %s (mode %04o, %s's): run " ..
-        "`mailhook status` as root%s", me.login or tostring(me.euid), dir, o.mode, o.user,
+        "`mailhook status` as root%s", me.elogin or tostring(me.euid), dir, o.mode, o.user,
         o.uid ~= 0 and (" or as " .. o.user) or "")
       r.spool_unreadable = true
     else

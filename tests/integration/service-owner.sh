@@ -40,6 +40,9 @@ printf 'To: ops@example.net\nSubject: from root cron\n\nhello\n' | mh sendmail -
 is "$rc" 0 "root's sendmail -t queues"
 f=$(ls "$T/spool/pickup/"*.eml 2>/dev/null | head -1)
 is "$(stat -c %U "$f" 2>/dev/null)" mailhook "the spool file is the service's, not root's"
+# but the mail is root's: its Received line, the spool's submitter (it read as the service's uid)
+like "$(cat "$f")" "Received: by [^ ]+ \(mailhook, from userid 0\)" "the Received line names root, the caller"
+like "$(mh queue)" " root +ops@example.net" "the queue's USER: root"
 id=$(echo body | mh enqueue --to ops@example.net --subject enq); rc=$?
 is "$rc:$(stat -c %U "$T/spool/pickup/$id.eml" 2>/dev/null)" "0:mailhook" "enqueue as well"
 mh hook touch path="$T/spool/touched" >/dev/null 2>&1; rc=$?
