@@ -391,7 +391,7 @@ install: $(INSTALLABLE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/mailhook/lua $(DESTDIR)$(PREFIX)/share/mailhook/scripts \
 	           $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/mailhook/luac \
 	           $(DESTDIR)$(SYSCONFDIR)/mailhook $(DESTDIR)$(SYSTEMDUNITDIR) \
-	           $(addprefix $(DESTDIR)$(MANDIR)/man,1 3 5)
+	           $(addprefix $(DESTDIR)$(MANDIR)/man,1 3 5 8)
 	install -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/spool/mailhook
 	install -m 0755 $(BUILD)/mailhook $(DESTDIR)$(PREFIX)/bin/mailhook
 	install -m 0644 $(TLS_MODULE) $(DESTDIR)$(PREFIX)/lib/mailhook/

@@ -10,11 +10,11 @@
 M=$BUILD/man
 # Each page is rendered once per width (man is the cost of this file) and read from $T after.
 render() { cat "$T/$(basename "$1").${2:-80}"; }
-for p in mailhook.1 mailhook.conf.5 mailhook-lua.3; do
+for p in mailhook.1 mailhook.conf.5 mailhook-lua.3 mailhook-drop.8; do
   MANWIDTH=80 man --warnings -l "$M/$p" > "$T/$p.80" 2>"$T/$p.warn"
   MANWIDTH=250 man -l "$M/$p" > "$T/$p.250" 2>/dev/null
 done
-for p in mailhook.1 mailhook.conf.5 mailhook-lua.3; do
+for p in mailhook.1 mailhook.conf.5 mailhook-lua.3 mailhook-drop.8; do
   [ -s "$M/$p" ]; ok $? "$p is built (make)"
   [ "$M/$p" -nt "$ROOT/man/$p.scd" ] || [ ! "$ROOT/man/$p.scd" -nt "$M/$p" ]
   ok $? "$p is up to date with man/$p.scd"
