@@ -29,18 +29,19 @@ local enqueue
 
 -- enqueue(t [, opts]) -> id | nil, err, info.  opts.spool: a Spool to use;
 -- opts.conf: a settings file other than the -c one; opts.note = false: a
--- failure is not the running rule's (held mail that waits for a later sweep).
+-- failure is not the running rule's (held mail that waits for a later sweep);
+-- opts.check = true: built and checked, not queued (-> true | nil, err, info).
 -- info is always a table on failure (a rule may set info.handled = true).
 function M.enqueue(t, opts)
   if type(t) ~= "table" then error("mh.enqueue: expects a table of message fields", 2) end
-  if not (opts and opts.note == false) then   -- a rule's own mail: at most rules.max_enqueue
+  if not (opts and (opts.note == false or opts.check)) then   -- a rule's own mail: at most rules.max_enqueue
     local rules = package.loaded["mailhook.rules"]
     if rules and rules.count_enqueue then rules.count_enqueue() end
   end
   local id, err, info = enqueue(t, opts)
   if id then return id end
   if type(info) ~= "table" then info = { class = "permanent" } end
-  if not (opts and opts.note == false) then
+  if not (opts and (opts.note == false or opts.check)) then
     local rules = package.loaded["mailhook.rules"]
     if rules and rules.note_enqueue_failure then rules.note_enqueue_failure(err, info) end
   end
@@ -87,7 +88,12 @@ local function local_names(cfg, v)
 end
 
 function enqueue(t, opts)
+  local check = opts and opts.check
   local cfg, err, info = M.ready(opts and opts.conf)
+  -- check: the message is only built (a rule's hold(), throttle and digest
+  -- check what they keep for later as mh.enqueue will take it); settings that
+  -- refuse intake now may allow it later, so they are no reason to refuse it
+  if not cfg and check then cfg = { from = "postmaster@invalid.example" } end
   if not cfg then return nil, err, info end
   local fields = {}
   for k, v in pairs(t) do fields[k] = v end
@@ -109,6 +115,7 @@ function enqueue(t, opts)
     error("mh.enqueue: " .. why, 3)
   end
   if not msg then return nil, err, info end
+  if check then return true end
   local sp = opts and opts.spool
   if not sp then
     sp, err, info = require("mailhook.spool").shared()   -- mh.queue.spool(), without mh.queue

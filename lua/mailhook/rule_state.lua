@@ -18,6 +18,7 @@ local rs = {
   dir = nil,                 -- nil: SPOOL/state/rules (core.paths.spool)
   clock = os.time,           -- seconds since the epoch (tests may replace it)
   enqueue = nil,             -- nil: mh.enqueue (tests may replace it)
+  digest_items = 1000,       -- items a digest lists (the rest are counted)
 }
 
 local function state_dir() return rs.dir or (core.paths.spool .. "/state/rules") end
@@ -35,6 +36,28 @@ end
 local function enqueue_held(msg)
   if rs.enqueue then return rs.enqueue(msg) end
   return require("mailhook.enqueue").enqueue(msg, { note = false })
+end
+
+-- check(msg, fn) -> true | nil, err, info: msg as mh.enqueue will take it,
+-- checked when it is kept (hold, a throttle's summary, a digest's message),
+-- not when it falls due: a misspelt field or a bad address kept in held/ was
+-- refused at every sweep for ever, and a raising one stopped the sweep (every
+-- rule's held mail, digest and summary after it never went).  A wrong type
+-- raises at the rule's line (level: the caller's), as mh.enqueue's does.
+local function check(msg, fn, level)
+  if rs.enqueue then return true end   -- (a test's enqueue: nothing to check against)
+  local ok, r, err, info = pcall(require("mailhook.enqueue").enqueue, msg, { check = true })
+  if not ok then error(fn .. ": " .. tostring(r):gsub("^[^\n]-:%d+: ", "", 1):gsub("^mh%.enqueue: ", "", 1), level + 1) end
+  if not r then return nil, fn .. ": " .. tostring(err), info end
+  return true
+end
+
+-- Held mail that can never go (a message refused for what it holds, not for
+-- settings that may change): set aside beside it as NAME.bad, said once as an
+-- error, never retried at every sweep.
+local function set_aside(path, what, why)
+  os.rename(path, path .. ".bad")
+  core.log("error", string.format("rules: %s can never be sent (%s): set aside as %s.bad", what, tostring(why), path))
 end
 
 ------------------------------------------------------------------ files
@@ -145,6 +168,7 @@ local function keep_attachments(msg, dir, name)
   for k, v in pairs(msg) do m[k] = v end
   m.attachments = {}
   for i, a in ipairs(msg.attachments) do
+    if type(a) == "string" then a = { path = a } end   -- a bare path, as mh.message takes it
     local c = {}
     for k, v in pairs(a) do c[k] = v end
     if type(a.path) == "string" then
@@ -183,12 +207,16 @@ local function flush_held(now)
     if n:match("%.lua$") then
       local h = read(d .. "/" .. n)
       if h and (h.due or 0) <= now then
-        local id, err = enqueue_held(h.message)
-        if id then
+        -- one file's failure is its own: it never stops the others (a raise here
+        -- left every later held mail, digest and summary unsent)
+        local ok, id, err, info = pcall(enqueue_held, h.message)
+        if ok and id then
           os.remove(d .. "/" .. n)
           for _, c in ipairs(h.copies or {}) do os.remove(c) end
           sent = sent + 1
           core.log("info", string.format("rules: sent %s (%s)", h.reason or "held mail", tostring(id)))
+        elseif not ok or (type(info) == "table" and info.class == "permanent" and info.stage ~= "settings") then
+          set_aside(d .. "/" .. n, h.reason or "held mail", ok and err or id)
         else
           core.log("warn", string.format("rules: %s stays held: %s", h.reason or "mail", tostring(err)))
         end
@@ -217,8 +245,11 @@ local function message_spec(o, what)
   return m
 end
 
-local function render(src, ctx)
-  local text = require("mailhook.template")(src)(ctx)
+-- header: a line of a header (the subject), where a key or item from an event
+-- holding a line break is folded to spaces (a summary whose subject held one
+-- was refused for ever: "stays held")
+local function render(src, ctx, header)
+  local text = require("mailhook.template")(src, header and { header = true } or nil)(ctx)
   return text
 end
 
@@ -236,7 +267,10 @@ end
 local function current(path, now, close)
   local st = read(path)
   if st and now >= st.window_end then
-    close(st)
+    -- a window whose summary cannot be made (a template that raises) is set
+    -- aside, not raised at every later call with its key and every sweep
+    local ok, err = pcall(close, st)
+    if not ok then set_aside(path, (st.kind or "window") .. " " .. tostring(st.key), err) end
     flush_held(now)
     return nil
   end
@@ -251,7 +285,7 @@ local function close_throttle(st)
     local ctx = { key = st.key, suppressed = st.suppressed, sent = st.count, max = st.max,
                   per = st.per, from = fmt_time(st.window_start), ["until"] = fmt_time(st.window_end),
                   items = items_text(st.items) }
-    m.subject = render(m.subject or "[mailhook] {{suppressed}} more suppressed: {{key}}", ctx)
+    m.subject = render(m.subject or "[mailhook] {{suppressed}} more suppressed: {{key}}", ctx, true)
     m.text = render(m.text or
       "{{suppressed}} more notifications for '{{key}}' were suppressed between {{from}} and " ..
       "{{until}} (limit: {{max}} per {{per}} s).\n{{#if items}}\n{{items}}\n{{/if}}", ctx)
@@ -274,6 +308,20 @@ function rs.throttle(o)
   local file = fname(o.key)
   if o.critical then return true, { bypass = true } end
   local summary = o.summary and message_spec(o, "summary") or nil
+  if summary then
+    -- the summary as it will go (its subject and text rendered at the window's
+    -- end: a non-string one would raise then)
+    local probe = {}
+    for k, v in pairs(summary) do probe[k] = v end
+    for _, f in ipairs { "subject", "text" } do
+      if probe[f] ~= nil and type(probe[f]) ~= "string" then
+        error(string.format("throttle: summary.%s must be a string (a template)", f), 2)
+      end
+    end
+    probe.subject, probe.text = "summary", "summary"
+    local ok, err, info = check(probe, "throttle: summary", 2)
+    if not ok then return nil, err, info end
+  end
   return locked(function()
     local path = ensure("throttle") .. "/" .. file
     local now = rs.clock()
@@ -298,9 +346,14 @@ end
 local function close_digest(st)
   local m = {}
   for k, v in pairs(st.message) do m[k] = v end
-  local ctx = { key = st.key, count = #st.items, from = fmt_time(st.window_start),
-                ["until"] = fmt_time(st.window_end), items = items_text(st.items) }
-  m.subject = render(m.subject or "[mailhook] digest {{key}}: {{count}} events", ctx)
+  local count = st.count or #st.items
+  local items = items_text(st.items)
+  if count > #st.items then
+    items = items .. string.format("\n(and %d more, not listed)", count - #st.items)
+  end
+  local ctx = { key = st.key, count = count, from = fmt_time(st.window_start),
+                ["until"] = fmt_time(st.window_end), items = items }
+  m.subject = render(m.subject or "[mailhook] digest {{key}}: {{count}} events", ctx, true)
   m.text = render(m.text or "{{count}} events for '{{key}}' between {{from}} and {{until}}:\n\n{{items}}\n", ctx)
   park(m, st.window_end, "digest for " .. st.key)
 end
@@ -317,13 +370,27 @@ function rs.digest(o)
   local file = fname(o.key)
   if o.critical then return false, { bypass = true } end
   local spec = message_spec(o, "message")
+  do
+    local probe = {}
+    for k, v in pairs(spec) do probe[k] = v end
+    for _, f in ipairs { "subject", "text" } do
+      if probe[f] ~= nil and type(probe[f]) ~= "string" then
+        error(string.format("digest: message.%s must be a string (a template)", f), 2)
+      end
+    end
+    probe.subject, probe.text = "digest", "digest"
+    local ok, err, info = check(probe, "digest: message", 2)
+    if not ok then return nil, err, info end
+  end
   return locked(function()
     local path = ensure("digest") .. "/" .. file
     local now = rs.clock()
     local st = current(path, now, function(ended) close_digest(ended); os.remove(path) end)
     st = st or { kind = "digest", key = o.key, window_start = now, window_end = now + o.window, items = {} }
     st.message = spec
-    if #st.items < 1000 then st.items[#st.items + 1] = { t = now, text = tostring(o.item or o.key) } end
+    -- every item counted; the mail lists the first 1000 and says how many more
+    st.count = (st.count or #st.items) + 1
+    if #st.items < rs.digest_items then st.items[#st.items + 1] = { t = now, text = tostring(o.item or o.key) } end
     write(path, st)
     return true, st
   end)
@@ -336,7 +403,11 @@ end
 -- when it already has.  Durable before it returns.  Waits (disk).
 function rs.hold(msg, due, reason)
   if type(msg) ~= "table" then error("hold(message, until): message must be a table", 2) end
-  if type(due) ~= "number" then error("hold(message, until): until must be an epoch time", 2) end
+  if type(due) ~= "number" or due ~= due or due == math.huge or due == -math.huge then
+    error("hold(message, until): until must be an epoch time (a finite number)", 2)
+  end
+  local ok, err, info = check(msg, "hold", 2)
+  if not ok then return nil, err, info end
   return locked(function()
     local name = park(msg, math.floor(due), reason or "held message")
     flush_held(rs.clock())
@@ -356,8 +427,8 @@ function rs.sweep()
           local path = base .. "/" .. kind .. "/" .. n
           local st = read(path)
           if st and now >= (st.window_end or 0) then
-            if kind == "throttle" then close_throttle(st) else close_digest(st) end
-            os.remove(path)
+            local ok, err = pcall(kind == "throttle" and close_throttle or close_digest, st)
+            if ok then os.remove(path) else set_aside(path, kind .. " " .. tostring(st.key), err) end
           end
         end
       end
@@ -471,7 +542,9 @@ function Period:route(msg, opts)
     for k, v in pairs(opts.elsewhere) do m[k] = v end
     return "routed", assert(enqueue(m))
   end
-  return "held", rs.hold(msg, self:ends(), opts.reason or "held for the end of a quiet period")
+  local name, err, info = rs.hold(msg, self:ends(), opts.reason or "held for the end of a quiet period")
+  if not name then return nil, err, info end
+  return "held", name
 end
 
 -- period{weekdays = "mon-fri" | {"sat", "sun"}, times = "22:00-07:00" | {...},

@@ -210,6 +210,49 @@ is "$rc" 1 "hook with that setting: exit 1 (it was 0, the event dropped)"
 like "$out" "rules = $T/rulez: no such folder or file .*no rule ran for event 'alarm'" "naming the setting and the event"
 "$MAILHOOK" update rules=rules >/dev/null 2>&1
 
+# what is kept for later (hold, a throttle's summary, a digest) is checked when it is kept,
+# and one bad held file never stops the others (it blocked every rule's held mail, and
+# correct rules exited 1 for it)
+mkdir -p "$T/rules-held"; printf 'x\n' > "$T/att.txt"
+cat > "$T/rules-held/h.lua" <<LUA
+on("typo", function() return hold({ to = "a@example.com", sbject = "typo", text = "x" }, os.time() - 1) end)
+on("badaddr", function()
+  local name, err = hold({ to = "not an address", subject = "s", text = "x" }, os.time() + 60)
+  assert(not name and err:find("hold: "), tostring(err))
+end)
+on("good", function() assert(hold({ to = "a@example.com", subject = "good held", text = "y",
+                                   attachments = { "$T/att.txt" } }, os.time() - 1)) end)
+on("th", function(ev)
+  local ok = throttle { key = "th:" .. ev.k, max = 1, per = 1, summary = true, to = "ops@example.com", item = ev.i }
+  if ok then assert(mh.enqueue { to = "ops@example.com", subject = "th allowed", text = "x" }) end
+end)
+LUA
+out=$("$MAILHOOK" hook typo --rules "$T/rules-held" 2>&1); rc=$?
+is "$rc" 1 "hold() with a misspelt field: the rule fails at once"
+like "$out" "hold: unknown field 'sbject'" "naming the field"
+out=$("$MAILHOOK" hook badaddr --rules "$T/rules-held" 2>&1); rc=$?
+is "$rc" 0 "hold() with a bad address: nil, err (the rule may deal with it) ($out)"
+# a held file that can never go (written by an older version): set aside, the rest go on
+mkdir -p "$T/spool/state/rules/held"
+"$MAILHOOK" -e 'io.write(require("mailhook.luaval").encode { due = 0, reason = "bad old",
+  message = { to = "a@example.com", sbject = "x" } })' > "$T/spool/state/rules/held/000000000000-00000000-0001.lua"
+before=$(pickup)
+out=$("$MAILHOOK" hook good --rules "$T/rules-held" 2>&1); rc=$?
+is "$rc" 0 "a correct hold() beside a bad held file: exit 0 (it was 1) ($out)"
+is "$(( $(pickup) - before ))" 1 "its mail queued (a bare attachment path kept as mh.message takes it)"
+[ -e "$T/spool/state/rules/held/000000000000-00000000-0001.lua.bad" ]; ok $? "the bad file set aside as .bad"
+like "$out" "can never be sent .*set aside as" "said as an error"
+out=$("$MAILHOOK" hook good --rules "$T/rules-held" 2>&1); rc=$?
+unlike "$out" "bad old" "and not said again"
+# a throttle key holding a line break (from an event field): its summary still goes, on one line
+k=$(printf 'w\nBcc: evil@example.com')
+for i in 1 2 3; do "$MAILHOOK" hook th --rules "$T/rules-held" "k=$k" "i=$i" >/dev/null 2>&1; done
+summary_queued() { grep -lqs "more suppressed: th:w Bcc: evil@example.com" "$T/spool/pickup/"*.eml; }
+wait_for 10 eval '"$MAILHOOK" hook good --rules "$T/rules-held" >/dev/null 2>&1; summary_queued'
+ok $? "the summary of a key with a line break is queued, its subject on one line"
+for f in "$T/spool/pickup/"*.eml; do sed '/^\r\?$/q' "$f"; done | grep -q "^Bcc: evil"
+is "$?" 1 "no header from the key"
+
 # a rules folder another user cannot list (0700, root's): its error is said (it read
 # "a folder, not a regular file")
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then

@@ -125,6 +125,27 @@ tap.test("digest: one mail listing the events of the window", function(t)
   rs.sweep()
 end)
 
+tap.test("digest: every item counted, the first ones listed, the rest said", function(t)
+  local rs = fresh()
+  rs.digest_items = 3
+  sent = {}
+  for i = 1, 5 do rs.digest { key = "many", window = 60, item = "item " .. i, to = "admin@example.com" } end
+  now = now + 60
+  t:is(rs.sweep(), 1, "one mail")
+  t:is(sent[1].subject, "[mailhook] digest many: 5 events", "the subject counts all five (it said 3)")
+  t:like(sent[1].text, "item 3\n%(and 2 more, not listed%)", "the text says how many it did not list")
+  t:ok(not sent[1].text:find("item 4", 1, true), "the fourth not listed")
+end)
+
+tap.test("a key with a line break: the summary's subject is one line", function(t)
+  local rs = fresh()
+  sent = {}
+  for i = 1, 3 do rs.throttle { key = "k:w\nBcc: evil@example.com", max = 1, per = 60, summary = true, to = "o@example.com" } end
+  now = now + 60
+  rs.sweep()
+  t:is(sent[1] and sent[1].subject, "[mailhook] 2 more suppressed: k:w Bcc: evil@example.com", "folded to spaces")
+end)
+
 tap.test("period: weekdays, times across midnight, time zone, daylight saving", function(t)
   local rs = fresh()
   local p = rs.period { weekdays = "mon-fri", times = "22:00-07:00", tz = "Europe/Paris" }
