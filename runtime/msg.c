@@ -619,10 +619,12 @@ const char *mh_msg_type_for(const char *filename) {
 static int is_tspecial(unsigned char c) { return c && strchr("()<>@,;:\\\"/[]?=", c) != NULL; }
 static int is_token(unsigned char c) { return c > 32 && c < 127 && !is_tspecial(c); }
 
-/* "type/subtype" of token characters, then any "; attribute=value" (RFC 2045
+/* 1: "type/subtype" of token characters, then any "; attribute=value" (RFC 2045
 ** 5.1: a token, '=', a token or a quoted string), blanks around them.  Each
 ** parameter whole: an unbalanced quote (`audio/wav; x="\`) swallowed the
-** name="..." the builder writes after it, and readers lost the file name. */
+** name="..." the builder writes after it, and readers lost the file name.
+** 0 when it is not such a type; -1 when a parameter is one the builder writes
+** itself (name, filename, boundary). */
 static int valid_type(const char *t) {
   size_t i = 0, n = strlen(t);
   if (n == 0 || n > 200) return 0;
@@ -639,7 +641,15 @@ static int valid_type(const char *t) {
     if (i == n) return 1;                        /* a trailing ';' */
     s = i;
     while (i < n && is_token((unsigned char)t[i])) i++;
-    if (i == s || i == n || t[i++] != '=') return 0;
+    if (i == s || i == n || t[i] != '=') return 0;
+    /* the builder's own parameters: a name= of the caller's read as the file's
+    ** name by readers (evil.exe, ../../.bashrc), past the rule of shown_name,
+    ** and written twice beside the builder's; a charset= beside a body part's */
+    if ((i - s == 4 && !strncasecmp(t + s, "name", 4)) || (i - s == 8 && !strncasecmp(t + s, "filename", 8)) ||
+        (i - s == 8 && !strncasecmp(t + s, "boundary", 8)) || (i - s > 4 && !strncasecmp(t + s, "name*", 5)) ||
+        (i - s > 8 && !strncasecmp(t + s, "filename*", 9)))
+      return -1;
+    i++;
     if (i < n && t[i] == '"') {
       for (i++; i < n && t[i] != '"'; i++) {
         if ((unsigned char)t[i] < 32 || (unsigned char)t[i] >= 127) return 0;
@@ -756,7 +766,11 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
   if (!type || !*type) type = mh_msg_type_for(name);
   if (has_crlfnul(type, strlen(type)))
     return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the content type", path);
-  if (!valid_type(type))
+  int vt = valid_type(type);
+  if (vt < 0)
+    return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' names the file (name=, filename=) or a "
+                "boundary: the name goes in the attachment's name", path, type);
+  if (!vt)
     return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is not type/subtype[; attribute=value]...",
                 path, type);
   /* the part goes as base64, which RFC 2045 6.4 forbids for a composite type: a

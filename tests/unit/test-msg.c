@@ -344,6 +344,15 @@ static void test_attachment(void) {
   is_int(mh_msg_add_attachment(m, path, "text/csv; charset=utf-8; header=\"present; x\\\"y\"", NULL), 0,
          "tokens and a quoted string (its ';' and escaped quote inside) accepted");
   is_int(mh_msg_add_attachment(m, path, "application/x-trail; ", "trail.bin"), 0, "a trailing ';' accepted");
+  /* the type may not name the file: readers took its name= over the checked one */
+  is_int(mh_msg_add_attachment(m, path, "application/pdf; name=\"evil.exe\"", "Gr\xc3\xbc\xc3\x9f" "e.pdf"), MH_EINVAL,
+         "name= in the type refused");
+  ok(strstr(mh_msg_error(m), "names the file") != NULL, "saying why: %s", mh_msg_error(m));
+  is_int(mh_msg_add_attachment(m, path, "application/pdf; x=1; NAME*=UTF-8''evil.exe", NULL), MH_EINVAL,
+         "NAME* (any case, RFC 2231) refused");
+  is_int(mh_msg_add_attachment(m, path, "text/plain; filename=a", NULL), MH_EINVAL, "filename= refused");
+  is_int(mh_msg_add_attachment(m, path, "text/plain; boundary=x", NULL), MH_EINVAL, "boundary= refused");
+  is_int(mh_msg_add_attachment(m, path, "text/plain; names=x; xname=y", NULL), 0, "names=, xname= are other parameters");
   is_int(mh_msg_add_attachment(m, "/tmp", NULL, NULL), MH_ENOTREG, "a folder refused");
   is_int(mh_msg_add_attachment(m, "/dev/zero", NULL, NULL), MH_ENOTREG, "/dev/zero refused (never read)");
   ok(strstr(mh_msg_error(m), "/dev/zero: a character device, not a regular file") != NULL,
