@@ -66,7 +66,7 @@ function M.run(opts)
   if not sp then
     -- a spool this user may not open (sendmail -q, mailhook flush as a local
     -- user): said, with nothing counted
-    return { error = "spool " .. dir .. ": " .. tostring(serr), spool_error = true, delivered = 0, deferred = 0,
+    return { error = require("mailhook.spool").why(dir, serr), spool_error = true, delivered = 0, deferred = 0,
              failed = 0, left = 0, total = 0 }
   end
   local cfg = opts.cfg
@@ -164,7 +164,8 @@ end
 -- queue(opts) -> summary | nil, err, summary: run(opts) for mh.queue.flush (waits).
 function M.queue(opts)
   local s = M.run(opts)
-  if s.left == 0 then return s end
+  -- a spool that could not be opened left 0 "left": no success (assert() passed)
+  if s.left == 0 and not s.spool_error then return s end
   return nil, s.error or (s.left .. " message(s) left in the queue"), s
 end
 

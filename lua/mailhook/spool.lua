@@ -136,6 +136,23 @@ function M.open(dir)
   return sp, err, info
 end
 
+-- why(dir, err, info) -> a spool error for an administrator: naming the folder
+-- once (the core's error often names it already: "spool S: spool S: ..." was
+-- printed), and for a folder this process may not use, who it runs as and the
+-- fix (a spool left root's while the service runs as its own user said only
+-- "Permission denied").
+function M.why(dir, err, info)
+  local e = tostring(err)
+  if not e:find(dir, 1, true) then e = "spool " .. dir .. ": " .. e end
+  if e:find("Permission denied", 1, true) or (type(info) == "table" and info.code == "EACCES") then
+    local me = core.maildrop.whoami()
+    local who = me.elogin or tostring(me.euid)
+    e = e .. string.format(" (this runs as %s, who must own the spool and its folders: chown -R %s %s)",
+                           who, who, dir)
+  end
+  return e
+end
+
 -- shared([dir]) -> the Spool object of dir (default: -s / $MAILHOOK_SPOOL),
 -- opened once per process and kept: what mh.queue and mh.enqueue use
 -- (mailhook.queue.spool is this; intake needs no more of mailhook.queue).

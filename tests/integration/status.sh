@@ -33,8 +33,13 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   is "$rc" 1 "status as nobody, the spool 0700: exit 1"
   like "$out" "this user \(nobody\) cannot look into the spool $SPOOL \(mode 0700, root's\): run .mailhook status. as root" \
     "says why ($out)"
+  out=$(cd / && env -u LD_LIBRARY_PATH setpriv --reuid=nobody --regid=nogroup --clear-groups "$NB" run 2>&1); rc=$?
+  is "$rc" 1 "run as nobody on root's spool: exit 1"
+  is "$(printf '%s\n' "$out" | grep -c "spool $SPOOL: spool")" 0 "the folder named once"
+  like "$out" "Permission denied \(this runs as nobody, who must own the spool and its folders: chown -R nobody $SPOOL\)" \
+    "naming who it runs as and the fix ($out)"
 else
-  ok 0 "# SKIP needs root"; ok 0 "# SKIP needs root"
+  ok 0 "# SKIP needs root"; ok 0 "# SKIP needs root"; ok 0 "# SKIP"; ok 0 "# SKIP"; ok 0 "# SKIP"
 fi
 
 # files set aside in corrupt/ are never sent: the report names them (they were nowhere in it)

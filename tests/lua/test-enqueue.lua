@@ -92,6 +92,17 @@ tap.test("mh.enqueue is reachable from the mailhook table", function(t)
   t:is(type(mh.queue.list), "function", "mh.queue.list")
 end)
 
+tap.test("mh.queue.flush on a spool that cannot be opened: nil, err (it returned a success table)", function(t)
+  local bad = os.tmpname()
+  os.remove(bad)
+  os.execute("mkdir -p '" .. bad .. "' && chmod 777 '" .. bad .. "'")
+  local s, err, summary = require("mailhook.flush").queue { spool_dir = bad }
+  t:is(s, nil, "nil")
+  t:like(err, "writable by other users", "the spool's error")
+  t:ok(type(summary) == "table" and summary.spool_error, "and the summary, marked spool_error")
+  os.execute("rm -rf '" .. bad .. "'")
+end)
+
 local status = tap.done()
 sp:close()
 os.execute("rm -rf '" .. dir .. "'")

@@ -51,8 +51,8 @@ return function(...)
   service.setup(cfg)
 
   local dir = core.paths.spool
-  local sp, serr = require("mailhook.spool").open(dir)
-  if not sp then return args.fail("run", "spool " .. dir .. ": " .. tostring(serr), 1) end
+  local sp, serr, sinfo = require("mailhook.spool").open(dir)
+  if not sp then return args.fail("run", require("mailhook.spool").why(dir, serr, sinfo), 1) end
   local locked, lerr = sp:lock()
   if not locked then
     local holder = require("mailhook.core").admin.lock_holder(dir)
