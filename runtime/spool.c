@@ -3305,6 +3305,33 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   return rc;
 }
 
+/* The original of a drop-in adopted as NEWID goes -- only the file that was
+** read (read: its fstat): a program may have renamed a new complete file onto
+** that name meanwhile (a fixed name, `alarm.eml`), and an unlink by name
+** deleted it unread, nothing sent, nothing said.  The name is first renamed
+** aside in pickup/ to "NEWID.adopted" (atomic: it moves whatever is there
+** now), then looked at: the inode that was read is unlinked; any other file
+** goes back under its name (or, taken again meanwhile, under the aside name,
+** which is no id: a drop-in) for the next scan.  A crash in between leaves
+** NEWID.adopted in pickup/: adopted again as a drop-in (a repeat of one just
+** adopted, never a loss). */
+static void remove_adopted(mh_spool *sp, const char *name, const char *newid, const struct stat *read) {
+  char aside[MH_SPOOL_IDLEN + 16];
+  struct stat now;
+  snprintf(aside, sizeof aside, "%s.adopted", newid);
+  if (renameat(sp->pickupfd, name, sp->pickupfd, aside) < 0) return;   /* gone meanwhile */
+  if (fstatat(sp->pickupfd, aside, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == read->st_ino &&
+      now.st_dev == read->st_dev) {
+    unlinkat(sp->pickupfd, aside, 0);
+    return;
+  }
+  if (rename_new(sp->pickupfd, aside, sp->pickupfd, name) < 0) {
+    char v[VIS_LEN];
+    mh_warn("spool %s: pickup/%s was replaced while it was adopted; the new file waits as pickup/%s",
+            sp->dir, vis(name, v), aside);
+  }
+}
+
 static int adopt_one(mh_spool *sp, const char *name, char *newid) {
   char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8];
   mh_env env;
@@ -3378,7 +3405,8 @@ static int adopt_one(mh_spool *sp, const char *name, char *newid) {
       (rc = fsync_fd(sp->pickupfd)))
     goto fail_tmp;
   close(out);
-  unlinkat(sp->pickupfd, name, 0);   /* the adopted copy is durable: the original goes */
+  TEST_POINT("adopt-durable");
+  remove_adopted(sp, name, newid, &st);   /* the adopted copy is durable: the original goes */
   rc = 0;
   goto out_env;
 fail_tmp:

@@ -723,6 +723,62 @@ static void test_control_names(void) {
   is_int(log_count("\033"), 0, "no escape byte reaches the log");
 }
 
+/* A program renames a new complete file onto a drop-in's fixed name while that
+** name is adopted (after the copy is durable, before the original goes): the
+** new file was unlinked by name, unread, nothing said.  It must stay, and be
+** adopted by the next scan. */
+static void replace_during_adoption(const char *where) {
+  char src[700], dst[700];
+  if (strcmp(where, "adopt-durable")) return;
+  path_of(src, sizeof src, "new.part");
+  path_of(dst, sizeof dst, "pickup/fixed.eml");
+  FILE *f = fopen(src, "wb");
+  if (f) { fputs("From: a@b.c\r\nTo: x@y.z\r\nSubject: SECOND\r\n\r\nb\r\n", f); fclose(f); }
+  if (rename(src, dst)) diag("rename: %s", strerror(errno));
+}
+static int do_scans_replacing(void *arg) {
+  test_point = replace_during_adoption;
+  return do_scans(arg);
+}
+
+/* How many canonical messages in pickup/ hold text. */
+static int adopted_with(const char *text) {
+  int n = 0;
+  DIR *d;
+  char p[700];
+  path_of(p, sizeof p, "pickup");
+  if (!(d = opendir(p))) return -1;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    char f[1100], id[17];
+    if (strlen(de->d_name) != 20 || strcmp(de->d_name + 16, ".eml")) continue;
+    memcpy(id, de->d_name, 16); id[16] = '\0';
+    if (!mh_spool_is_id(id)) continue;
+    snprintf(f, sizeof f, "%s/%s", p, de->d_name);
+    if (strstr(get(f), text)) n++;
+  }
+  closedir(d);
+  return n;
+}
+
+static void test_replaced_during_adoption(void) {
+  int scans = 1;
+  fresh("replaced");
+  mh_spool_close(open_or_die());
+  put("pickup/fixed.eml", "From: a@b.c\r\nTo: x@y.z\r\nSubject: FIRST\r\n\r\na\r\n");
+  log_reset();
+  is_int(in_child(do_scans_replacing, &scans, 10), 0, "a scan adopts pickup/fixed.eml while a new one is renamed onto it");
+  is_int(adopted_with("Subject: FIRST"), 1, "the first adopted");
+  {
+    char f[700];
+    path_of(f, sizeof f, "pickup/fixed.eml");
+    ok(strstr(get(f), "Subject: SECOND") != NULL, "the new file is still there, under its name");
+  }
+  is_int(in_child(do_scans, &scans, 10), 0, "the next scan");
+  is_int(adopted_with("Subject: SECOND"), 1, "adopts it (it was unlinked unread)");
+  is_int(dropins_in("pickup") - 2, 0, "nothing else left in pickup/ (the aside name gone)");
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/mh-spool-hostile.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
@@ -741,6 +797,7 @@ int main(void) {
   test_hard_links();
   test_oversized();
   test_written_in_place();
+  test_replaced_during_adoption();
   test_control_names();
   test_flood();
   if (tap_failed || getenv("SHOW_LOG")) {
