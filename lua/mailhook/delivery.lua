@@ -172,6 +172,8 @@ function M.new(opts)
                                         -- (opts.queue: a scan the caller made, flush's count)
     claimed = {},                       -- id -> worker sending it
     later = {},                         -- id -> next_attempt of a deferred message
+    unrecorded = {},                    -- id -> {done, refused, attempts} a deferral could not
+                                        -- write (a full disk): kept here, never sent again
     seen = {},                          -- ids attempted in this forced pass (flush)
     forced = opts.once or false,        -- backoff ignored until the pass ends
     kicked = false,
@@ -395,6 +397,7 @@ function D:next_entry(w)
         self.later[id] = nil
         self.claimed[id] = w
         local e, err, info = sp:load(id, LOAD_OPTS)
+        if e then self:apply_unrecorded(e) end
         if not e then
           self.claimed[id] = nil
           self.log.debug("delivery: " .. id .. " skipped: " .. tostring(err))
@@ -497,6 +500,30 @@ function D:fail(e, reason, reply, how)
                         attempts = how.attempts or e.attempts })
 end
 
+-- A deferral the spool could not record (a full disk, no inode left): who took
+-- the message and how many attempts it had are kept in memory, applied to the
+-- message at each load and written with its next deferral that works.  Else
+-- each attempt (every ~30 s, "attempt 1" for ever) sent it again to the
+-- recipients that had taken it: thousands of copies over max_queue_age.
+function D:apply_unrecorded(e)
+  local u = self.unrecorded[e.id]
+  if not u then return end
+  local skip = {}
+  for _, r in ipairs(u.done) do skip[r] = true end
+  for _, r in ipairs(u.refused) do skip[r.rcpt] = true end
+  local to = {}
+  for _, r in ipairs(e.to or {}) do if not skip[r] then to[#to + 1] = r end end
+  e.to = to
+  e.attempts = math.max(e.attempts or 0, u.attempts)
+end
+
+local function joined(a, b)
+  local out = {}
+  for _, x in ipairs(a or {}) do out[#out + 1] = x end
+  for _, x in ipairs(b or {}) do out[#out + 1] = x end
+  return out
+end
+
 -- defer(e, reply [, done, refused]): a later attempt, after its backoff.  done:
 -- recipients accepted now; refused: {{rcpt =, reply =}...} refused for good now
 -- (both recorded, so neither is sent to again).
@@ -505,16 +532,22 @@ function D:defer(e, reply, done, refused)
   local delay = M.backoff(n, math.min(self:cfgn("retry_interval", 30), 30),
                           self:cfgn("retry_max", 1800), self.random)
   local at = self.now() + delay
+  local u = self.unrecorded[e.id]
+  if u then done, refused = joined(u.done, done), joined(u.refused, refused) end
   local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = at, done = done, attempts = n,
                                            refused = refused })
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
+    self.unrecorded[e.id] = { done = done or {}, refused = refused or {}, attempts = n }
     if spool_news(self, e.id, "defer", err) then
       self.log.error("delivery: " .. e.id .. ": could not record the deferral: " .. tostring(err) ..
-                     " (said once until it changes)")
+                     " (said once until it changes; who took it is kept in memory: not sent to them again)")
     end
-  elseif spool_news(self, e.id, "defer", nil) then
-    self.log.info("delivery: " .. e.id .. ": its deferral is recorded again")
+  else
+    self.unrecorded[e.id] = nil
+    if spool_news(self, e.id, "defer", nil) then
+      self.log.info("delivery: " .. e.id .. ": its deferral is recorded again")
+    end
   end
   self.later[e.id] = at
   if self.forced then self.seen[e.id] = true end
@@ -630,6 +663,7 @@ local function removal_failed(d, id, err, info)
 end
 
 function D:delivered(e, n)
+  self.unrecorded[e.id] = nil
   if self.outage or self.outage_shown ~= false then self:recovered() end
   local sp = self.spool
   local ok, res, err, info = pcall(sp.delivered, sp, e.id, REMOVE_OPTS)
