@@ -3688,13 +3688,31 @@ static int exists_in(int dirfd, const char *id) {
   return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The lock of a sidecar's read-modify-write (defer, fail, retry): a flock on
+** DIR/state.lock, through a descriptor of its own each time (so it also holds
+** between threads of one process: the console's retry beside the deliverer).
+** A `queue retry` that read ID.state before the deliverer's deferral wrote
+** "done a@x" and renamed its copy after it erased that line: a@x got the
+** message again.  -1 when it cannot be had (a full disk cannot create it):
+** the write goes on unlocked, as before. */
+static int state_lock(mh_spool *sp) {
+  int fd = mh_fsutil_open(sp->dirfd, "state.lock", O_RDWR | O_CREAT, 0600, 0, NULL);
+  if (fd < 0) return -1;
+  while (flock(fd, LOCK_EX) < 0) {
+    if (errno != EINTR) { close(fd); return -1; }
+  }
+  return fd;
+}
+static void state_unlock(int fd) { if (fd >= 0) close(fd); }
+
 int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_attempt, const char *reply,
                    const char *const *done, size_t ndone, const mh_refused *refused, size_t nrefused,
                    char *err) {
   mh_state st;
-  int rc;
+  int rc, lk;
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
-  if ((rc = state_read(sp, sp->pickupfd, id, &st)) < 0) return fail(err, rc, "%s.state", id);
+  lk = state_lock(sp);
+  if ((rc = state_read(sp, sp->pickupfd, id, &st)) < 0) { state_unlock(lk); return fail(err, rc, "%s.state", id); }
   st.attempts = attempts >= 0 ? attempts : st.attempts + 1;
   st.next_attempt = next_attempt;
   if (reply) { free(st.last_reply); st.last_reply = strdup(reply); }
@@ -3703,24 +3721,44 @@ int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_atte
     for (k = 0; k < st.ndone && strcmp(st.done[k], done[i]); k++) {}
     if (k < st.ndone) continue;
     char **nd = realloc(st.done, (st.ndone + 1) * sizeof *nd);
-    if (!nd) { state_free(&st); return fail(err, MH_ENOMEM, "defer"); }
+    if (!nd) { state_free(&st); state_unlock(lk); return fail(err, MH_ENOMEM, "defer"); }
     st.done = nd;
     if ((nd[st.ndone] = strdup(done[i]))) st.ndone++;
   }
   for (size_t i = 0; i < nrefused; i++)
-    if (refused_set(&st, refused[i].rcpt, refused[i].reply)) { state_free(&st); return fail(err, MH_ENOMEM, "defer"); }
+    if (refused_set(&st, refused[i].rcpt, refused[i].reply)) {
+      state_free(&st);
+      state_unlock(lk);
+      return fail(err, MH_ENOMEM, "defer");
+    }
   rc = state_write(sp, sp->pickupfd, id, &st);
   state_free(&st);
+  state_unlock(lk);
   return rc ? fail(err, rc, "spool %s: write pickup/%s.state", sp->dir, id) : 0;
 }
+
+static int fail_locked(mh_spool *sp, const char *id, const char *reason, const char *reply, int attempts,
+                       const mh_refused *refused, size_t nrefused, char *err);
 
 int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *reply, int attempts,
                   const mh_refused *refused, size_t nrefused, char *err) {
   char name[300];
+  int rc, lk;
+  if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
+  if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
+  lk = state_lock(sp);
+  rc = fail_locked(sp, id, reason, reply, attempts, refused, nrefused, err);
+  state_unlock(lk);
+  return rc;
+}
+
+/* mh_spool_fail's work, under the sidecars' lock. */
+static int fail_locked(mh_spool *sp, const char *id, const char *reason, const char *reply, int attempts,
+                       const mh_refused *refused, size_t nrefused, char *err) {
+  char name[300];
   mh_state st;
   int rc;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
-  if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
   if ((rc = state_read(sp, sp->pickupfd, id, &st)) < 0) return fail(err, rc, "%s.state", id);
   free(st.reason);
   st.reason = strdup(reason ? reason : "failed");
@@ -3750,8 +3788,10 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
   from_failed = exists_in(sp->failedfd, id);
   if (!from_failed && (!exists_in(sp->pickupfd, id) || journaled(sp, id)))
     return fail(err, MH_ENOTFOUND, "message %s", id);
-  if ((rc = state_read(sp, from_failed ? sp->failedfd : sp->pickupfd, id, &st)) < 0)
-    return fail(err, rc, "%s.state", id);
+  int lk = state_lock(sp);
+  rc = state_read(sp, from_failed ? sp->failedfd : sp->pickupfd, id, &st);
+  if (rc < 0) { state_unlock(lk); return fail(err, rc, "%s.state", id); }
+  TEST_POINT("retry-read");
   st.next_attempt = 0;
   free(st.reason); st.reason = NULL;
   st.failed_at = 0;
@@ -3762,6 +3802,7 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
   st.nrefused = 0;
   rc = state_write(sp, sp->pickupfd, id, &st);
   state_free(&st);
+  state_unlock(lk);
   if (rc) return fail(err, rc, "spool %s: write pickup/%s.state", sp->dir, id);
   if (!from_failed) return 0;
   if ((rc = rename_new(sp->failedfd, name, sp->pickupfd, name)))

@@ -779,6 +779,60 @@ static void test_replaced_during_adoption(void) {
   is_int(dropins_in("pickup") - 2, 0, "nothing else left in pickup/ (the aside name gone)");
 }
 
+/* `queue retry` (another process) racing the deliverer's deferral: the retry
+** read ID.state before the deferral wrote "done a@x", and renamed its copy
+** after it: the line was gone and a@x got the message again.  Both now hold
+** DIR/state.lock: the deferral waits for the retry and adds to what it wrote. */
+static char race_id[MH_SPOOL_IDLEN];
+static pid_t racer_pid;
+static void defer_during_retry(const char *where) {
+  if (strcmp(where, "retry-read") || racer_pid) return;
+  fflush(stdout);
+  racer_pid = fork();
+  if (racer_pid == 0) {
+    char err[MH_SPOOL_ERRLEN];
+    const char *done[] = { "a@x.y" };
+    mh_spool *sp;
+    alarm(10);
+    test_point = NULL;
+    /* another process: none of the parent's descriptors (its lock's among them) */
+    for (int fd = 3; fd < 1024; fd++) close(fd);
+    if (mh_spool_open(root, &sp, err)) _exit(90);
+    _exit(mh_spool_defer(sp, race_id, 1, 0, "451 later", done, 1, NULL, 0, err) ? 91 : 0);
+  }
+  /* the deferral runs to its end now unless it waits for this retry: give it
+     that chance, bounded (it is done in a few ms when nothing holds it) */
+  for (int i = 0; i < 50; i++) {
+    int st;
+    if (waitpid(racer_pid, &st, WNOHANG) == racer_pid) { racer_pid = -1; return; }
+    usleep(10000);
+  }
+}
+
+static void test_retry_racing_defer(void) {
+  char err[MH_SPOOL_ERRLEN];
+  mh_spool *sp;
+  fresh("retryrace");
+  sp = open_or_die();
+  if (enqueue_one(sp, race_id)) { diag("enqueue failed"); mh_spool_close(sp); return; }
+  racer_pid = 0;
+  test_point = defer_during_retry;
+  is_int(mh_spool_retry(sp, race_id, err), 0, "queue retry while the deliverer defers the message");
+  test_point = NULL;
+  if (racer_pid > 0) {
+    int st;
+    waitpid(racer_pid, &st, 0);
+    is_int(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0, "the deferral (another process) succeeded");
+  } else {
+    diag("the deferral did not wait for the retry (racer %d)", (int)racer_pid);
+  }
+  mh_state state;
+  ok(state_read(sp, sp->pickupfd, race_id, &state) == 1 && state.ndone == 1 && !strcmp(state.done[0], "a@x.y"),
+     "the recipient the deferral recorded done is still done (the retry erased it)");
+  state_free(&state);
+  mh_spool_close(sp);
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/mh-spool-hostile.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
@@ -798,6 +852,7 @@ int main(void) {
   test_oversized();
   test_written_in_place();
   test_replaced_during_adoption();
+  test_retry_racing_defer();
   test_control_names();
   test_flood();
   if (tap_failed || getenv("SHOW_LOG")) {
