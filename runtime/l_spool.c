@@ -1282,6 +1282,15 @@ static int l_delivered(lua_State *L) {
 }
 
 /* Spool:sync() -> true   (waits): fsync pickup/ (after delivered{sync = false}). */
+/* Spool:sidecars() -> what DIR/sidecars holds (a string that changes when
+** another process wrote a sidecar into pickup/: mh_spool_sidecars_mark). */
+static int l_sidecars(lua_State *L) {
+  char m[17];
+  mh_spool_sidecars_mark(check_spool(L, 1)->sp, m);
+  lua_pushlstring(L, m, sizeof m);
+  return 1;
+}
+
 static int l_sync(lua_State *L) {
   op *o;
   check_spool(L, 1);
@@ -1746,7 +1755,7 @@ static int l_is_id(lua_State *L) {
 void l_spool_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "enqueue", l_enqueue }, { "enqueue_many", l_enqueue_many }, { "lock", l_lock },
-    { "scan", l_scan }, { "load", l_load }, { "delivered", l_delivered }, { "sync", l_sync },
+    { "scan", l_scan }, { "sidecars", l_sidecars }, { "load", l_load }, { "delivered", l_delivered }, { "sync", l_sync },
     { "purge", l_purge },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
     { "list", l_list }, { "watch", l_watch }, { "close", l_close },

@@ -1255,6 +1255,17 @@ static int sidecars_read(int fd, char *buf) {
   return n < 0 ? -1 : 0;
 }
 
+void mh_spool_sidecars_mark(mh_spool *sp, char out[17]) {
+  int fd;
+  pthread_mutex_lock(&sp->lmu);
+  fd = sp->xfd;
+  pthread_mutex_unlock(&sp->lmu);
+  if (fd >= 0) { if (sidecars_read(fd, out) < 0) memset(out, 0, SIDECARS_REC); return; }
+  fd = openat(sp->dirfd, SIDECARS, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 || sidecars_read(fd, out) < 0) memset(out, 0, SIDECARS_REC);
+  if (fd >= 0) close(fd);
+}
+
 /* A handle without the lock wrote a sidecar into pickup/: the counter moves
 ** (under flock, as seq).  0, or the error: the caller must not go on as if
 ** the deliverer knew (a retry leaves the message in failed/). */

@@ -300,6 +300,13 @@ int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *
 ** administrator asked for them to be tried). */
 int mh_spool_retry(mh_spool *sp, const char *id, char *err);
 
+/* What DIR/sidecars holds now (16 hex digits and a newline; zeros when it is
+** empty or cannot be read) into out: it moves whenever a process without the
+** lock wrote a sidecar into pickup/ (`queue retry` of a deferred message), so
+** the deliverer, which keeps each deferred message's next attempt in memory,
+** knows to look again (a retry did nothing until the old backoff ended). */
+void mh_spool_sidecars_mark(mh_spool *sp, char out[17]);
+
 /* Deletes a message (pickup/ or failed/) and its sidecar. */
 int mh_spool_remove(mh_spool *sp, const char *id, char *err);
 

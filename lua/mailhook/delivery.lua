@@ -367,6 +367,14 @@ function D:next_entry(w)
     if self.pos > #self.queue then
       if rescanned then break end
       rescanned = true
+      -- a sidecar another process wrote (`queue retry` of a deferred message):
+      -- the next attempts kept here are looked at again (a retry did nothing
+      -- while the service ran, until the old backoff ended)
+      local mark = sp.sidecars and sp:sidecars()
+      if mark ~= self.sidecars_mark then
+        if self.sidecars_mark ~= nil then self.kicked = true end
+        self.sidecars_mark = mark
+      end
       if self.kicked then self.later = {}; self.kicked = false end
       -- the messages in flight are still in pickup/ and come back first (the
       -- oldest): the limit is for the ones to send next, so a batch does not

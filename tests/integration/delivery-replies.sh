@@ -126,6 +126,21 @@ wait_for 15 pickup_empty; ok $? "once the server takes mail again, the queue dra
 is "$(received_ids "$T/peer4" | tr '\n' ' ')" "<9@test> <10@test> " "in order"
 svc_stop; is $? 0 "stopped"
 
+# `queue retry` of a deferred message while the service runs: tried again now, not after
+# its backoff (the service kept its next attempt in memory and was never told)
+peer_stop
+peer_start "$PORT" "$T/peer6"
+conf_for "$PORT" retry_interval=30 retry_max=30
+rm -f "$SPOOL/pickup"/* "$SPOOL/failed"/*
+: > "$T/svc.log"
+svc_start
+id=$(enqueue 1 app@example.com ok6@example.net temp@example.net)
+wait_for 15 grep -q "deferred (attempt 1)" "$T/svc.log"; ok $? "deferred once (temp@: 450), next attempt in ~30 s"
+"$MAILHOOK" queue retry "$id" >/dev/null
+wait_for 12 grep -q "deferred (attempt 2)" "$T/svc.log"
+ok $? "queue retry: tried again within seconds ($(grep -o 'deferred (attempt [0-9]*).*' "$T/svc.log" | tail -1))"
+svc_stop
+
 # Postfix never says 530 for a missing login: its submission port and relay check refuse
 # every recipient with 554 5.7.1 (Relay access denied). With auth = false and AUTH
 # offered, that is the session's refusal too: the queue waits, nothing goes to failed/
