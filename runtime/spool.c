@@ -3144,7 +3144,22 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
       e->state.reason = strdup(why);
       return 1;
     }
-    if (fd < 0) continue;   /* delivered meanwhile */
+    if (fd == -ENOENT) continue;   /* delivered meanwhile */
+    if (fd < 0) {
+      /* there, but not readable by this process (EACCES: a file of mode 000;
+      ** EIO): listed, flagged with why -- it was skipped as "delivered", and
+      ** `mailhook queue`, --json and mailq said the queue was empty */
+      char why[400];
+      struct stat ls;
+      entry_names(it->sp, dirfd, name, e);
+      if (fstatat(dirfd, name, &ls, AT_SYMLINK_NOFOLLOW) == 0) {
+        e->size = (int64_t)ls.st_size;
+        e->queued_at = (int64_t)ls.st_mtime;
+      }
+      snprintf(why, sizeof why, "cannot be read: %s (%s/%s)", strerror(-fd), failed ? "failed" : "pickup", name);
+      e->state.reason = strdup(why);
+      return 1;
+    }
     char err[MH_SPOOL_ERRLEN];
     int rc = fill_entry(it->sp, dirfd, fd, &sb, name, 1, e, NULL, NULL, err);
     close(fd);
