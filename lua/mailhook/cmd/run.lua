@@ -53,8 +53,13 @@ return function(...)
   local dir = core.paths.spool
   local sp, serr, sinfo = require("mailhook.spool").open(dir)
   if not sp then return args.fail("run", require("mailhook.spool").why(dir, serr, sinfo), 1) end
-  local locked, lerr = sp:lock()
+  local locked, lerr, linfo = sp:lock()
   if not locked then
+    -- the hint about another service only when another holds it: a full disk
+    -- or a read-only spool (no lock file can be made) got it too
+    if type(linfo) == "table" and linfo.code ~= "ELOCKED" and linfo.code ~= "EAGAIN" and linfo.code ~= "EWOULDBLOCK" then
+      return args.fail("run", require("mailhook.spool").why(dir, lerr, linfo), 1)
+    end
     local holder = require("mailhook.core").admin.lock_holder(dir)
     local what = holder and require("mailhook.status").holder(holder)
     return args.fail("run", tostring(lerr) .. (what and (": " .. what) or
