@@ -407,6 +407,7 @@ install: $(INSTALLABLE)
 	  install -m 0644 packaging/mailhook.conf $(DESTDIR)$(SYSCONFDIR)/mailhook/mailhook.conf
 	install -d $(DESTDIR)$(PREFIX)/sbin
 	install -m 0755 $(BUILD)/mailhook-drop $(DESTDIR)$(PREFIX)/sbin/mailhook-drop
+	@$(MAKE) --no-print-directory install-service-user
 	@$(MAKE) --no-print-directory install-drop-perms
 	@$(MAKE) --no-print-directory install-mta-links
 	install -d $(DESTDIR)$(PREFIX)/share/mailhook/console
@@ -417,6 +418,31 @@ install: $(INSTALLABLE)
 	ln -sfn "$$(realpath -m --relative-to=$(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(PREFIX)/share/mailhook/lua/mailhook)" \
 	        $(DESTDIR)$(LUA_LMOD)/mailhook
 	install -m 0755 $(LUAMOD) $(DESTDIR)$(LUA_CMOD)/mailhook/core.so
+
+# The service's account (mailhook.service: User=$(SERVICE_USER)), for an install
+# as root without DESTDIR (a package's postinst does this itself): the unit could
+# not start (no such user, 217/USER), or, the user made by hand, met a spool
+# still root's ("Permission denied").  CREATE_USER=1 makes the account (useradd
+# --system); an existing one gets the spool and the settings' folder (the
+# console's Update saves there by rename), as the package's postinst gives
+# them.  Without it, install says what to run.
+CREATE_USER ?= 0
+install-service-user:
+	@if [ -n "$(DESTDIR)" ] || [ "$$(id -u)" != 0 ]; then exit 0; fi; \
+	u='$(SERVICE_USER)'; \
+	if ! getent passwd "$$u" >/dev/null; then \
+	  if [ "$(CREATE_USER)" = 1 ]; then \
+	    useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$$u" \
+	      || exit 1; echo "make install: user $$u created"; \
+	  else \
+	    echo "make install: the service runs as '$$u' (mailhook.service), which does not exist:" \
+	         "make install CREATE_USER=1 creates it (or useradd --system $$u; chown -R $$u: $(LOCALSTATEDIR)/spool/mailhook)"; \
+	    exit 0; \
+	  fi; \
+	fi; \
+	chown -R "$$u:" '$(LOCALSTATEDIR)/spool/mailhook' && \
+	chown "$$u:" '$(SYSCONFDIR)/mailhook' '$(SYSCONFDIR)/mailhook/mailhook.conf' || exit 1; \
+	echo "make install: the spool and $(SYSCONFDIR)/mailhook are $$u's (the service's user)"
 
 # Unprivileged submission (docs/sendmail.md): mailhook-drop setgid to DROP_GROUP,
 # SPOOL/maildrop/ mode 1730 of that group and of the spool's owner (the service
@@ -549,7 +575,7 @@ deb:
 	@scripts/build-deb $(BUILD)/deb $(LINTIAN)
 
 
-.PHONY: man deb installable install-drop-perms install-mta-links install-sendmail uninstall-sendmail
+.PHONY: man deb installable install-service-user install-drop-perms install-mta-links install-sendmail uninstall-sendmail
 
 clean:
 	rm -rf build build-asan build-fuzz build-trace build-ci
