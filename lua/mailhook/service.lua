@@ -101,7 +101,8 @@ function S:send(fields)
   local ok, err = core.notify.send(fields)
   if ok == nil and not self.failed then
     self.failed = true
-    mh.log.warn("mailhook run: cannot notify the service manager: " .. tostring(err))
+    -- (err names it already: "cannot notify the service manager: ...", said twice)
+    mh.log.warn("mailhook run: " .. tostring(err) .. " (NOTIFY_SOCKET=" .. tostring(os.getenv("NOTIFY_SOCKET")) .. ")")
   end
   return ok
 end
@@ -157,7 +158,7 @@ function M.start(opts)
   svc.on = ok ~= false
   if ok == nil then
     svc.failed = true
-    mh.log.warn("mailhook run: cannot notify the service manager: " .. tostring(err))
+    mh.log.warn("mailhook run: " .. tostring(err) .. " (NOTIFY_SOCKET=" .. tostring(os.getenv("NOTIFY_SOCKET")) .. ")")
   end
   if not svc.on then return svc end
   local every = M.STATUS_EVERY

@@ -465,7 +465,7 @@ end
 -- the connection is not waiting out an outage.
 function M.flowing(r)
   if not r.service.running then
-    return false, r.service.error or "no service is running on this spool (start it: mailhook run)"
+    return false, r.service.error or "no service is running on this spool (start it: systemctl start mailhook, or mailhook run)"
   end
   if r.service.answered == false then
     -- a service whose loop does not answer within seconds delivers nothing either

@@ -116,6 +116,8 @@ RUN5=$!
 on_exit "kill -9 $RUN5"
 wait_for 15 grep -q "cannot notify the service manager" "$T/run5.log"
 ok $? "an unusable NOTIFY_SOCKET (not absolute, not @) is logged"
+like "$(cat "$T/run5.log")" "NOTIFY_SOCKET=relative/path" "naming the socket"
+is "$(grep -c "cannot notify the service manager: cannot notify" "$T/run5.log")" 0 "said once, not twice over"
 kill -0 "$RUN5"; ok $? "and the service goes on delivering"
 kill -TERM "$RUN5"; wait "$RUN5"
 
