@@ -62,7 +62,9 @@ static int l_send(lua_State *L) {
   }
   luaL_pushresult(&b);
   rc = mh_notify_send(lua_tostring(L, -1));
-  if (rc < 0) return mh_l_fail(L, rc, "notify", "cannot notify the service manager: %s", mh_strerror(rc));
+  if (rc < 0)
+    return mh_l_fail(L, rc, "notify", "cannot notify the service manager (NOTIFY_SOCKET=%s): %s", mh_notify_socket(),
+                     mh_strerror(rc));
   lua_pushboolean(L, rc == 1);
   return 1;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -19,6 +20,9 @@ static struct sockaddr_un addr;      /* where datagrams go (sun_path[0] = 0: abs
 static socklen_t addr_len;           /* 0: no manager */
 static int addr_err;                 /* MH_EINVAL when $NOTIFY_SOCKET was set but unusable */
 static uint64_t watchdog_usec;       /* 0: no watchdog for this process */
+static char sock_name[120];          /* $NOTIFY_SOCKET as given (cut), for errors */
+
+const char *mh_notify_socket(void) { return sock_name; }
 
 /* Parses a decimal unsigned integer that fills the whole string; 0 on success. */
 static int parse_u64(const char *s, uint64_t *out) {
@@ -39,6 +43,7 @@ int mh_notify_init(void) {
   if (inited) return addr_len ? 1 : addr_err ? addr_err : 0;
   inited = 1;
   sock = getenv("NOTIFY_SOCKET");
+  if (sock) snprintf(sock_name, sizeof sock_name, "%s", sock);
   if (sock && *sock) {
     size_t n = strlen(sock);
     memset(&addr, 0, sizeof addr);

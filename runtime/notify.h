@@ -39,4 +39,7 @@ int mh_notify_send(const char *state);
 ** is the usual cadence. */
 uint64_t mh_notify_watchdog_usec(void);
 
+/* $NOTIFY_SOCKET as mh_notify_init read it ("" when unset), for messages. */
+const char *mh_notify_socket(void);
+
 #endif

@@ -102,7 +102,7 @@ function S:send(fields)
   if ok == nil and not self.failed then
     self.failed = true
     -- (err names it already: "cannot notify the service manager: ...", said twice)
-    mh.log.warn("mailhook run: " .. tostring(err) .. " (NOTIFY_SOCKET=" .. tostring(os.getenv("NOTIFY_SOCKET")) .. ")")
+    mh.log.warn("mailhook run: " .. tostring(err))
   end
   return ok
 end
@@ -158,7 +158,7 @@ function M.start(opts)
   svc.on = ok ~= false
   if ok == nil then
     svc.failed = true
-    mh.log.warn("mailhook run: " .. tostring(err) .. " (NOTIFY_SOCKET=" .. tostring(os.getenv("NOTIFY_SOCKET")) .. ")")
+    mh.log.warn("mailhook run: " .. tostring(err))
   end
   if not svc.on then return svc end
   local every = M.STATUS_EVERY
