@@ -61,6 +61,15 @@ local function key_less(a, b)
   return tostring(a) < tostring(b)
 end
 
+-- tostring(v) for a value with its own text (__tostring, __name): a metamethod
+-- that raises is shown as such (the REPL exited on printing it), and what it
+-- returns has its control bytes escaped (a "\27[2J" cleared the terminal).
+local function own_text(v)
+  local ok, s = pcall(tostring, v)
+  if not ok then return "<" .. type(v) .. ": __tostring raised: " .. tostring(s):gsub("%c", "?") .. ">" end
+  return (tostring(s):gsub("[%c\127]", function(c) return string.format("\\%03d", c:byte()) end))
+end
+
 -- A scalar (anything but a plain table) as text.
 local function scalar(v)
   local t = type(v)
@@ -71,7 +80,7 @@ local function scalar(v)
     end
     return tostring(v)
   end
-  return tostring(v)  -- nil, booleans, functions, threads, userdata (__tostring honoured)
+  return own_text(v)  -- nil, booleans, functions, threads, userdata (__tostring honoured)
 end
 
 -- Does the table have its own text (a __tostring metamethod)?
@@ -97,7 +106,7 @@ end
 -- Renders v; `path` holds the tables from the root to here (cycle detection).
 local function render(v, o, depth, path, col)
   if type(v) ~= "table" or has_tostring(v) then
-    return type(v) == "table" and tostring(v) or scalar(v)
+    return type(v) == "table" and own_text(v) or scalar(v)
   end
   if path[v] then return "<cycle>" end
   if next(v) == nil then return "{}" end
