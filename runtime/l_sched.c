@@ -1604,6 +1604,9 @@ static int l_task_wait(lua_State *L) {
   mh_task *t = (mh_task *)luaL_checkudata(L, 1, TASK_MT);
   joiner *j;
   if (t->state != 0) return push_outcome(L, 1);
+  /* its own end: a wait that can never end (the binary's main task then
+     said only "never finished", the pcall around it never returned) */
+  if (L == t->co) return luaL_error(L, "task:wait: a task cannot wait for itself");
   j = (joiner *)calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "out of memory");
   mh_wait_init(L, &j->w, "task:wait");

@@ -105,4 +105,12 @@ tap.test("sleep: out-of-range seconds named by what is wrong", function(t)
   end
 end)
 
+tap.test("a task waiting on itself raises at once (it hung: the wait could never end)", function(t)
+  local task = mh.spawn(function() return pcall(function() return mh.current_task():wait() end) end)
+  local ok, pok, err = task:wait()
+  t:is(ok, true, "the task ends")
+  t:is(pok, false, "its pcall saw an error")
+  t:like(err, "task:wait: a task cannot wait for itself", "naming it")
+end)
+
 return tap.done()
