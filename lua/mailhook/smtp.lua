@@ -142,7 +142,27 @@ end
 
 -- Order when auth_mechanism is not set: the OAuth mechanisms when a token command
 -- is configured, else PLAIN (one round trip) then LOGIN.
-local function choose_mech(cfg, offered)
+-- offered: the mechanisms mailhook speaks that the server offers; caps: the
+-- server's capability lines, to name the ones it offers that mailhook does not
+-- speak (a server offering only CRAM-MD5 read "the server offers: none")
+local function offered_text(offered, caps)
+  local known, other = {}, {}
+  for _, m in ipairs(offered) do known[m] = true end
+  for _, c in ipairs(caps or {}) do
+    local list = tostring(c):upper():match("^AUTH[%s,=](.*)$")
+    for m in (list or ""):gmatch("[%w_-]+") do
+      if not known[m:lower()] then other[#other + 1] = m; known[m:lower()] = true end
+    end
+  end
+  local s = #offered > 0 and table.concat(offered, ", ") or "none"
+  if #other > 0 then
+    s = s .. "; also " .. table.concat(other, ", ") .. ", which mailhook does not speak (it speaks plain, login, " ..
+        "xoauth2, oauthbearer)"
+  end
+  return s
+end
+
+local function choose_mech(cfg, offered, caps)
   local set = {}
   for _, m in ipairs(offered) do set[m] = true end
   local want = cfg.auth_mechanism
@@ -150,15 +170,14 @@ local function choose_mech(cfg, offered)
     want = want:lower()
     if not set[want] then
       return nil, "the server does not offer AUTH " .. want:upper() .. " (it offers: " ..
-        (#offered > 0 and table.concat(offered, ", ") or "none") .. ")"
+        offered_text(offered, caps) .. ")"
     end
     return want
   end
   local order = cfg.oauth_token_command and { "oauthbearer", "xoauth2", "plain", "login" }
                 or { "plain", "login" }
   for _, m in ipairs(order) do if set[m] then return m end end
-  return nil, "no usable authentication mechanism (the server offers: " ..
-    (#offered > 0 and table.concat(offered, ", ") or "none") .. ")"
+  return nil, "no usable authentication mechanism (the server offers: " .. offered_text(offered, caps) .. ")"
 end
 
 -- Credentials never cross in the clear by accident: a session without TLS gets
@@ -185,7 +204,7 @@ local function authenticate(c, cfg, security)
                    "allow_plaintext_auth = true for a server that cannot do TLS"),
       { class = "permanent", why = "plaintext_auth", starttls_offered = starttls })
   end
-  local mech, why = choose_mech(cfg, info.auth_offered or {})
+  local mech, why = choose_mech(cfg, info.auth_offered or {}, info.capabilities)
   if not mech then return fail_info("ENOAUTH", "auth", why, { class = "permanent" }) end
   local oauth = mech == "xoauth2" or mech == "oauthbearer"
   local secret, err

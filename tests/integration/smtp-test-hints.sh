@@ -121,6 +121,21 @@ mh_test "$(new_conf port="$R" tls=none tls_required=false)"
 is "$RC" 1 "no login where every RCPT is refused 5.7.1: the test fails"
 like "$(hint)" "refuses mail without a login, and offers one: set .auth = true." "hint: the login"
 
+# a server offering only a mechanism mailhook does not speak: named (it said "offers: none")
+s=$(fault_script <<'S'
+send 220 fault.example ESMTP
+expect ^EHLO
+send 250-fault.example
+send 250 AUTH CRAM-MD5
+expect ^QUIT
+send 221 bye
+S
+)
+start_fault F "$s"
+mh_test "$(new_conf port="$F" tls=none tls_required=false auth=true username=u password=pw-7 allow_plaintext_auth=true)"
+is "$RC" 1 "only CRAM-MD5 offered: exit 1"
+like "$ERR" "offers: none; also CRAM-MD5, which mailhook does not speak" "the mechanism it offers named ($ERR)"
+
 # Nothing listening keeps its own hint.
 mh_test "$(new_conf port="$(free_port)")"
 is "$RC" 1 "a closed port: exit 1"
