@@ -623,8 +623,9 @@ static int is_token(unsigned char c) { return c > 32 && c < 127 && !is_tspecial(
 ** 5.1: a token, '=', a token or a quoted string), blanks around them.  Each
 ** parameter whole: an unbalanced quote (`audio/wav; x="\`) swallowed the
 ** name="..." the builder writes after it, and readers lost the file name.
-** 0 when it is not such a type; -1 when a parameter is one the builder writes
-** itself (name, filename, boundary). */
+** 0 when it is not such a type; -1 when a parameter names the file (name,
+** filename: the builder writes them).  (A boundary makes sense only for a
+** multipart type, which is refused below with its own reason.) */
 static int valid_type(const char *t) {
   size_t i = 0, n = strlen(t);
   if (n == 0 || n > 200) return 0;
@@ -646,8 +647,7 @@ static int valid_type(const char *t) {
     ** name by readers (evil.exe, ../../.bashrc), past the rule of shown_name,
     ** and written twice beside the builder's; a charset= beside a body part's */
     if ((i - s == 4 && !strncasecmp(t + s, "name", 4)) || (i - s == 8 && !strncasecmp(t + s, "filename", 8)) ||
-        (i - s == 8 && !strncasecmp(t + s, "boundary", 8)) || (i - s > 4 && !strncasecmp(t + s, "name*", 5)) ||
-        (i - s > 8 && !strncasecmp(t + s, "filename*", 9)))
+        (i - s > 4 && !strncasecmp(t + s, "name*", 5)) || (i - s > 8 && !strncasecmp(t + s, "filename*", 9)))
       return -1;
     i++;
     if (i < n && t[i] == '"') {
@@ -768,8 +768,8 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
     return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the content type", path);
   int vt = valid_type(type);
   if (vt < 0)
-    return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' names the file (name=, filename=) or a "
-                "boundary: the name goes in the attachment's name", path, type);
+    return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' names the file (name=, filename=): the "
+                "name goes in the attachment's name", path, type);
   if (!vt)
     return fail(m, MH_EINVAL, "attachment %s: content type '%.200s' is not type/subtype[; attribute=value]...",
                 path, type);

@@ -230,10 +230,14 @@ try:
     e = d.find_element(By.ID, "password")
     e.send_keys(pw)
     e.send_keys(Keys.ENTER)
-    # the browser's own submission has gone somewhere: another URL, or another page
-    WebDriverWait(d, 30).until(lambda d: d.current_url != base + "/login" or not d.find_elements(By.ID, "login-form"))
+    # the browser's own submission has gone somewhere: a new page (the old field is
+    # gone from the document), which is the login page again (POST /login: 303 to it)
+    from selenium.webdriver.support import expected_conditions as EC
+    WebDriverWait(d, 30).until(EC.staleness_of(e))
     ok(pw not in d.current_url and "password" not in d.current_url,
        "the form submitted by the browser itself: no password in the URL", d.current_url)
+    ok(d.current_url == base + "/login" and "JavaScript" in d.find_element(By.TAG_NAME, "body").text,
+       "it lands back on the login page, which says it needs JavaScript (it was a raw JSON 405)", d.current_url)
 finally:
     d.quit()
 taplib.done()

@@ -134,6 +134,8 @@ send 250-PIPELINING
 send 250 8BITMIME
 expect ^MAIL FROM:<mailhook@example.org>
 send 250 ok
+expect ^RCPT TO:<postmaster@example.org>
+send 250 ok
 expect ^RSET
 send 250 ok
 expect ^QUIT
@@ -144,7 +146,7 @@ start_fault F "$s"
 mh_test "$(new_conf port="$F")"
 is "$RC" 0 "a well-formed multi-line greeting and EHLO reply: passes"
 wait_for 5 grep -q "^END" "$F_OUT"
-unlike "$(cat "$F_OUT")" "EXPECT-FAIL" "the client said EHLO, MAIL FROM, RSET, QUIT in order"
+unlike "$(cat "$F_OUT")" "EXPECT-FAIL" "the client said EHLO, MAIL FROM, RCPT TO (postmaster@), RSET, QUIT in order"
 
 # --- slow and silent servers ----------------------------------------------------------------
 mh_test_wait trickle
