@@ -248,6 +248,22 @@ end
 -- header: a line of a header (the subject), where a key or item from an event
 -- holding a line break is folded to spaces (a summary whose subject held one
 -- was refused for ever: "stays held")
+-- check_spec(spec, what) -> true | nil, err, info: a summary's or a digest's
+-- message as it will go at the window's end (its subject and text are
+-- templates rendered then: a non-string one raised then), checked now.
+-- Raises at the rule's line (the caller of throttle / digest) for a wrong type.
+local function check_spec(spec, what)
+  local probe = {}
+  for k, v in pairs(spec) do probe[k] = v end
+  for _, f in ipairs { "subject", "text" } do
+    if probe[f] ~= nil and type(probe[f]) ~= "string" then
+      error(string.format("%s.%s must be a string (a template)", what, f), 3)
+    end
+  end
+  probe.subject, probe.text = "summary", "summary"
+  return check(probe, what, 3)
+end
+
 local function render(src, ctx, header)
   local text = require("mailhook.template")(src, header and { header = true } or nil)(ctx)
   return text
@@ -309,17 +325,7 @@ function rs.throttle(o)
   if o.critical then return true, { bypass = true } end
   local summary = o.summary and message_spec(o, "summary") or nil
   if summary then
-    -- the summary as it will go (its subject and text rendered at the window's
-    -- end: a non-string one would raise then)
-    local probe = {}
-    for k, v in pairs(summary) do probe[k] = v end
-    for _, f in ipairs { "subject", "text" } do
-      if probe[f] ~= nil and type(probe[f]) ~= "string" then
-        error(string.format("throttle: summary.%s must be a string (a template)", f), 2)
-      end
-    end
-    probe.subject, probe.text = "summary", "summary"
-    local ok, err, info = check(probe, "throttle: summary", 2)
+    local ok, err, info = check_spec(summary, "throttle: summary")
     if not ok then return nil, err, info end
   end
   return locked(function()
@@ -371,15 +377,7 @@ function rs.digest(o)
   if o.critical then return false, { bypass = true } end
   local spec = message_spec(o, "message")
   do
-    local probe = {}
-    for k, v in pairs(spec) do probe[k] = v end
-    for _, f in ipairs { "subject", "text" } do
-      if probe[f] ~= nil and type(probe[f]) ~= "string" then
-        error(string.format("digest: message.%s must be a string (a template)", f), 2)
-      end
-    end
-    probe.subject, probe.text = "digest", "digest"
-    local ok, err, info = check(probe, "digest: message", 2)
+    local ok, err, info = check_spec(spec, "digest: message")
     if not ok then return nil, err, info end
   end
   return locked(function()
