@@ -63,11 +63,13 @@ end
 
 -- tostring(v) for a value with its own text (__tostring, __name): a metamethod
 -- that raises is shown as such (the REPL exited on printing it), and what it
--- returns has its control bytes escaped (a "\27[2J" cleared the terminal).
+-- returns has its control bytes but line ends and tabs escaped (a "\27[2J"
+-- cleared the terminal).
 local function own_text(v)
   local ok, s = pcall(tostring, v)
   if not ok then return "<" .. type(v) .. ": __tostring raised: " .. tostring(s):gsub("%c", "?") .. ">" end
-  return (tostring(s):gsub("[%c\127]", function(c) return string.format("\\%03d", c:byte()) end))
+  -- (line ends and tabs kept: a report's own text is several lines, test()'s)
+  return (tostring(s):gsub("[%z\1-\8\11-\31\127]", function(c) return string.format("\\%03d", c:byte()) end))
 end
 
 -- A scalar (anything but a plain table) as text.
