@@ -422,27 +422,26 @@ install: $(INSTALLABLE)
 # The service's account (mailhook.service: User=$(SERVICE_USER)), for an install
 # as root without DESTDIR (a package's postinst does this itself): the unit could
 # not start (no such user, 217/USER), or, the user made by hand, met a spool
-# still root's ("Permission denied").  CREATE_USER=1 makes the account (useradd
-# --system); an existing one gets the spool and the settings' folder (the
-# console's Update saves there by rename), as the package's postinst gives
-# them.  Without it, install says what to run.
+# still root's ("Permission denied").  CREATE_USER=1 makes the account when it
+# is missing (useradd --system) and gives it the spool and the settings'
+# folder (the console's Update saves there by rename), as the package's
+# postinst does; without it, install says what to run when the account is
+# missing or does not own the spool.
 CREATE_USER ?= 0
 install-service-user:
 	@if [ -n "$(DESTDIR)" ] || [ "$$(id -u)" != 0 ]; then exit 0; fi; \
-	u='$(SERVICE_USER)'; \
-	if ! getent passwd "$$u" >/dev/null; then \
-	  if [ "$(CREATE_USER)" = 1 ]; then \
+	u='$(SERVICE_USER)'; sp='$(LOCALSTATEDIR)/spool/mailhook'; \
+	if [ "$(CREATE_USER)" = 1 ]; then \
+	  if ! getent passwd "$$u" >/dev/null; then \
 	    useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$$u" \
 	      || exit 1; echo "make install: user $$u created"; \
-	  else \
-	    echo "make install: the service runs as '$$u' (mailhook.service), which does not exist:" \
-	         "make install CREATE_USER=1 creates it (or useradd --system $$u; chown -R $$u: $(LOCALSTATEDIR)/spool/mailhook)"; \
-	    exit 0; \
 	  fi; \
-	fi; \
-	chown -R "$$u:" '$(LOCALSTATEDIR)/spool/mailhook' && \
-	chown "$$u:" '$(SYSCONFDIR)/mailhook' '$(SYSCONFDIR)/mailhook/mailhook.conf' || exit 1; \
-	echo "make install: the spool and $(SYSCONFDIR)/mailhook are $$u's (the service's user)"
+	  chown -R "$$u:" "$$sp" && chown "$$u:" '$(SYSCONFDIR)/mailhook' '$(SYSCONFDIR)/mailhook/mailhook.conf' || exit 1; \
+	  echo "make install: the spool and $(SYSCONFDIR)/mailhook are $$u's (the service's user)"; \
+	elif ! getent passwd "$$u" >/dev/null || [ "$$(stat -c %U "$$sp")" != "$$u" ]; then \
+	  echo "make install: mailhook.service runs as '$$u': make install CREATE_USER=1 creates that user when" \
+	       "missing and gives it $$sp (or: useradd --system $$u; chown -R $$u: $$sp $(SYSCONFDIR)/mailhook)"; \
+	fi
 
 # Unprivileged submission (docs/sendmail.md): mailhook-drop setgid to DROP_GROUP,
 # SPOOL/maildrop/ mode 1730 of that group and of the spool's owner (the service
