@@ -7,6 +7,7 @@ local queue = require "mailhook.queue"
 local json = require "mailhook.json"
 
 local function age(secs)
+  secs = math.floor(secs)
   if secs < 0 then secs = 0 end
   if secs < 120 then return string.format("%ds", secs) end
   if secs < 7200 then return string.format("%dm", secs // 60) end
@@ -40,7 +41,8 @@ end
 -- service's next attempt (status.json), else "outage".
 local function next_at(e, now, retry_at, outage)
   if (e.next_attempt or 0) > now or not outage then return e.next_attempt end
-  return retry_at and retry_at > now and retry_at or nil
+  -- (the service's time has a fraction: whole seconds, as the rest of the listing)
+  return retry_at and retry_at > now and math.ceil(retry_at) or nil
 end
 local function next_attempt(e, now, retry_at, outage)
   if e.state == "failed" then return "failed" end
