@@ -101,6 +101,10 @@ function methods.scan(sp, ...)
     adopting[sp] = true
     local ok, err = pcall(maildrop.adopt, sp, dir)
     adopting[sp] = nil
+    -- the scheduler's interrupt (a stop while the task waited: a bare
+    -- userdata) goes on up, as for any waiting call: it is no failure (a
+    -- SIGINT during an adoption logged "adoption failed: userdata: 0x...")
+    if not ok and type(err) == "userdata" and getmetatable(err) == nil then error(err, 0) end
     if not ok then core.log("error", "maildrop: adoption failed: " .. tostring(err)) end
   end
   local ids, total, info = raw_scan(sp, ...)
