@@ -245,12 +245,20 @@ function W.serve(argv)
   local rules = require "mailhook.rules"
   local settings = require "mailhook.settings"
   local function send(t) ch:send(W.encode(t)) end
+  local last_cfg          -- the settings of the last load that read them
   local function load_all()
     local cfg, serr = settings.load()
-    if not cfg then
+    if not cfg and last_cfg then
+      -- a SIGHUP with a broken file: as the service does, keep the previous
+      -- settings and reload the rule files with them (a rule file fixed in the
+      -- same change still loads; the others keep running)
+      core.log("error", "rules worker: settings: " .. tostring(serr) .. " (keeping the previous ones)")
+      cfg = last_cfg
+    elseif not cfg then
       core.log("error", "rules worker: settings: " .. tostring(serr) .. " (rules not loaded)")
       return 0, {}
     end
+    last_cfg = cfg
     rules.configure(cfg)
     -- its lines, and the rules' mh.log, where the service's go (the `log`
     -- setting: syslog, the journal); they always went to stderr, so rule errors

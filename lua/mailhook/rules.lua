@@ -38,7 +38,9 @@ local rules = {
 
 local handlers = {}         -- event -> {{fn=, name=, file=}, ...} in registration order
 local loading = nil         -- the rule file being loaded (its handlers are tagged with it)
-local file_timers = {}      -- every() timers made by rule files (stopped on reload)
+local file_timers = {}      -- file -> {timer...}: the every() timers each rule file made
+                            -- (stopped when that file reloads or goes)
+local in_use = {}           -- file -> true: the files whose handlers and timers are loaded
 
 local function describe(fn)
   local info = debug.getinfo(fn, "S")
@@ -70,7 +72,7 @@ function rules.handlers_for(event)
 end
 
 -- clear(): forget every handler (reload, tests).
-function rules.clear() handlers = {} end
+function rules.clear() handlers = {}; in_use = {} end
 
 -- configure(cfg): the budget from the settings (rule_timeout in seconds,
 -- rule_memory in MB); keys that are absent leave the module's values.
@@ -316,7 +318,9 @@ local function rule_env(path)
         local ok, err, tb = rules.run(label, fn)
         if not ok then rules.log_failure(label, err, tb) end
       end)
-      file_timers[#file_timers + 1] = h
+      local mine = file_timers[path]
+      if not mine then mine = {}; file_timers[path] = mine end
+      mine[#mine + 1] = h
       return h
     end,
   }
@@ -376,16 +380,42 @@ end
 function rules.load(paths, opts)
   local n, errors = 0, {}
   local skip = opts and opts.skip or {}
-  -- a reload (SIGHUP) replaces what the files registered before
-  for _, h in ipairs(file_timers) do h:stop() end
-  file_timers = {}
+  -- A reload (SIGHUP) replaces what each file registered before.  A file that
+  -- no longer compiles or runs keeps its previous version (handlers, timers):
+  -- a syntax error saved mid-edit must not silence that file's notifications
+  -- until someone notices.  A file that went, or can no longer be read or is
+  -- now refused (owner, mode), loses them.
+  local before = {}         -- file -> {event -> {handler...}} as last loaded
+  for file in pairs(in_use) do before[file] = {} end
+  in_use = {}
   for event, list in pairs(handlers) do
     local keep = {}
-    for _, h in ipairs(list) do if not h.file then keep[#keep + 1] = h end end
+    for _, h in ipairs(list) do
+      if h.file then
+        local of = before[h.file] or {}
+        before[h.file] = of
+        of[event] = of[event] or {}
+        table.insert(of[event], h)
+      else
+        keep[#keep + 1] = h
+      end
+    end
     handlers[event] = keep
   end
+  local old_timers = file_timers
+  file_timers = {}
+  local function stop(timers) for _, h in ipairs(timers or {}) do h:stop() end end
+  local function drop_new(file)       -- what a failed run of file registered
+    for event, list in pairs(handlers) do
+      local keep = {}
+      for _, h in ipairs(list) do if h.file ~= file then keep[#keep + 1] = h end end
+      handlers[event] = keep
+    end
+    stop(file_timers[file])
+    file_timers[file] = nil
+  end
   for _, file in ipairs(expand(paths, errors)) do
-    local chunk, err
+    local chunk, err, kept
     if skip[file] then
       err = "skipped: it stopped the rules worker while loading (it loads again after a reload, SIGHUP)"
     else
@@ -401,6 +431,7 @@ function rules.load(paths, opts)
         src = src:gsub("^\239\187\191", "", 1)
         if src:sub(1, 1) == "#" then src = src:gsub("^[^\n]*", "", 1) end
         chunk, err = load(src, "@" .. file, "t", rule_env(file))
+        kept = before[file] and not chunk    -- it read, but does not compile
       end
     end
     if chunk then
@@ -408,13 +439,28 @@ function rules.load(paths, opts)
       if rules.on_loading then rules.on_loading(file) end
       local ok, e, tb = rules.run("rule file " .. file, chunk)
       loading = nil
-      if ok then n = n + 1 else chunk, err = nil, tb or e end
+      if ok then n = n + 1; in_use[file] = true else chunk, err, kept = nil, tb or e, before[file] ~= nil end
+    end
+    if kept then
+      drop_new(file)
+      for event, list in pairs(before[file]) do
+        local to = handlers[event] or {}
+        handlers[event] = to
+        for _, h in ipairs(list) do to[#to + 1] = h end
+      end
+      file_timers[file], old_timers[file] = old_timers[file], nil
+      in_use[file] = true
+      err = tostring(err) .. "; its previous version stays in use until the file loads again (SIGHUP)"
+    else
+      stop(old_timers[file])
+      old_timers[file] = nil
     end
     if not chunk then
       errors[#errors + 1] = { file = file, error = tostring(err) }
       core.log("error", "rule file " .. file .. ": " .. tostring(err))
     end
   end
+  for _, timers in pairs(old_timers) do stop(timers) end   -- files no longer there
   if rules.is_service() then rules.serve() end
   return n, errors
 end

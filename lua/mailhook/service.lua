@@ -86,9 +86,14 @@ function M.connection_state(d)
   return table.concat(parts, ", ")
 end
 
-function M.status_text(sp, d)
+-- status_text(sp, d [, reload_error]): a SIGHUP whose settings did not load
+-- leads the line while it stands (the old settings still deliver): systemctl
+-- status showed "idle" after a failed reload.
+function M.status_text(sp, d, reload_error)
   local n = sp and count(sp)
-  return clean(string.format("%s queued; %s", n and tostring(n) or "?", M.connection_state(d)))
+  return clean(string.format("%s%s queued; %s",
+    reload_error and ("reload failed, the previous settings stay in use: " .. reload_error .. "; ") or "",
+    n and tostring(n) or "?", M.connection_state(d)))
 end
 
 local S = {}
@@ -112,7 +117,7 @@ end
 function S:tick()
   local fields = {}
   if self.watchdog then fields.WATCHDOG = 1 end
-  local st = not self.stopped and M.status_text(self.spool, self.delivery)
+  local st = not self.stopped and M.status_text(self.spool, self.delivery, self.reload_error)
   -- counting the spool waits (a scan on the thread pool): a SIGTERM handled
   -- meanwhile has sent STOPPING=1, after which no status may follow
   if self.stopped then st = nil end
@@ -134,7 +139,7 @@ end
 
 function S:reloaded()
   if self.stopped then return end
-  local st = M.status_text(self.spool, self.delivery)
+  local st = M.status_text(self.spool, self.delivery, self.reload_error)
   if self.stopped then return end   -- SIGTERM while the spool was counted (see tick)
   self.last_status = st
   self:send { READY = 1, STATUS = self.last_status }

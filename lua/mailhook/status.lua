@@ -208,6 +208,7 @@ function Tracker:snapshot()
     stopped_at = self.stopped_at, console = self.console,
     settings_ready = ready and true or false, settings_error = (not ready) and why or nil,
     settings_stamp = self.settings_stamp,
+    reload_error = self.reload_error,   -- {at, error}: the last SIGHUP's settings did not load
     connection = {
       state = state, since = self.since, server = self.server, security = self.security,
       servers = d.cfg.server, port = d.cfg.port,
@@ -426,6 +427,7 @@ function M.collect(opts)
     r.service.console = snap.console
     r.service.settings_ready = snap.settings_ready
     r.service.settings_error = snap.settings_error
+    r.service.reload_error = snap.reload_error
     -- a file written since the service loaded it: a fix saved and not reloaded
     -- (the service still delivers with the old settings; said, not "flowing" alone)
     if snap.settings_stamp and cfg then
@@ -446,8 +448,8 @@ function M.collect(opts)
   if o and o.server and cfg and o.server ~= queue.outage_server(cfg) then o = nil end
   if o then r.outage = { since = o.since, age = math.max(0, math.floor(now - o.since)), error = o.error } end
 
-  local ok, reason = M.flowing(r)
-  r.flowing, r.reason = ok, reason
+  local ok, reason, old_settings = M.flowing(r)
+  r.flowing, r.reason, r.old_settings = ok, reason, old_settings
   -- flowing, but only because nothing was tried: no message delivered, no
   -- connection failed since the service started (a restart at 3 a.m. with a
   -- wrong server read "mail is flowing" until the first message was queued).
@@ -471,7 +473,14 @@ function M.flowing(r)
     -- a service whose loop does not answer within seconds delivers nothing either
     return false, tostring(r.service.note or "the service did not answer")
   end
-  if not r.settings.ready then return false, "settings not ready: " .. tostring(r.settings.error) end
+  -- the file is not ready, but the service loaded good settings before and
+  -- still delivers with them: not "NOT flowing" (the reviewer saw mail go 1 s
+  -- later), but not fine either (the next restart stops delivery): exit 1,
+  -- said as what it is, once the connection is known to work
+  local file_only = not r.settings.ready and r.service.settings_ready == true
+  if not r.settings.ready and not file_only then
+    return false, "settings not ready: " .. tostring(r.settings.error)
+  end
   if r.service.settings_ready == false then
     return false, "the service's settings are not ready: " .. tostring(r.service.settings_error) ..
       " (the file may have changed since: SIGHUP reloads it)"
@@ -485,6 +494,10 @@ function M.flowing(r)
   end
   if c.state == "disabled" then return false, "delivery is paused: " .. tostring(r.service.settings_error or "settings not ready") end
   if c.state == "stopping" or c.state == "stopped" then return false, "the service is stopping" end
+  if file_only then
+    return false, "the settings file is not ready: " .. tostring(r.settings.error) .. "; a restart or a reload (SIGHUP) " ..
+      "would stop delivery", true
+  end
   return true
 end
 
@@ -524,6 +537,7 @@ function M.text(r)
   local out = {}
   local function row(k, v) out[#out + 1] = string.format("%-13s%s", k, v) end
   out[#out + 1] = r.untried and M.UNTRIED or r.flowing and "mail is flowing" or
+    r.old_settings and ("mail is flowing with the settings the service loaded before, but " .. tostring(r.reason)) or
     ("mail is NOT flowing: " .. tostring(r.reason))
   local s = r.service
   if s.running then
@@ -541,7 +555,10 @@ function M.text(r)
   else
     row("settings", "NOT ready: " .. tostring(r.settings.error))
   end
-  if s.running and s.settings_changed then
+  if s.running and type(s.reload_error) == "table" then
+    row("", string.format("the reload at %s failed: %s; the service still uses the settings it loaded " ..
+      "before", clock(s.reload_error.at), tostring(s.reload_error.error)))
+  elseif s.running and s.settings_changed then
     row("", string.format("changed since the service loaded them: it still uses the old ones until " ..
       "reloaded (systemctl reload mailhook, or kill -HUP %s)", tostring(s.pid)))
   end

@@ -67,6 +67,38 @@ wait_for 20 test -e "$T/mail/000001.eml"; ok $? "the reloaded settings deliver t
 wait_for 15 has "$N_OUT" "any(r['fields'].get('STATUS', '').startswith('0 queued; ') and 'unreachable' not in r['fields']['STATUS'] for r in recs if r['n'] > $n_before)"
 ok $? "STATUS= follows: 0 queued, the outage over"
 
+# --- a SIGHUP whose settings do not load: the old ones stay, and the manager, `status`
+#     and the log say so (systemctl status read "idle" and status "NOT flowing", while
+#     the old settings delivered); a rule file saved with a syntax error keeps its
+#     previous version
+cp "$CONF" "$T/good.conf"
+echo "sever = typo.example.com" >> "$CONF"
+printf 'on("ping", function(\n' > "$T/etc/rules/ping.lua"
+n_before=$(q "$N_OUT" 'len(recs)')
+kill -HUP "$RUN"
+wait_for 15 has "$N_OUT" "any(r['n'] > $n_before and $READY for r in recs)"
+ok $? "a failed reload: READY=1 again (the service goes on)"
+like "$(q "$N_OUT" "[r['fields'].get('STATUS', '') for r in recs if r['n'] > $n_before and $READY][0]")" \
+  "^reload failed, the previous settings stay in use: .*unknown setting 'sever'.*; 0 queued; " \
+  "its STATUS= leads with the failed reload, naming the error"
+out=$(mh status 2>&1); rc=$?
+is "$rc" 1 "status: exit 1 (the next restart would stop delivery)"
+like "$out" "^mail is flowing with the settings the service loaded before, but the settings file is not ready: .*sever" \
+  "status: the first line says mail still flows, and why it needs a look ($(echo "$out" | head -1))"
+like "$out" "the reload at [-0-9: ]+ failed: .*sever.*; the service still uses the settings it loaded before" \
+  "status: the failed reload, with its time"
+wait_for 15 grep -q "rule file .*ping.lua: .*its previous version stays in use" "$T/run.log" || cat "$T/run.log" >&2
+ok $? "the rule file with a syntax error: its previous version stays in use (logged)"
+echo "after the reload" | mh enqueue --to rcpt@example.net --subject two >/dev/null
+wait_for 20 test -e "$T/mail/000002.eml"; ok $? "the old settings still deliver"
+cp "$T/good.conf" "$CONF"
+n_before=$(q "$N_OUT" 'len(recs)')
+kill -HUP "$RUN"
+wait_for 15 has "$N_OUT" "any(r['n'] > $n_before and $READY and not r['fields'].get('STATUS', '').startswith('reload failed') for r in recs)"
+ok $? "fixed and reloaded: the STATUS= no longer names a failure"
+wait_for 10 sh -c "'$MAILHOOK' -c '$CONF' -s '$SPOOL' status >/dev/null 2>&1"
+ok $? "status: exit 0 again"
+
 # --- SIGTERM: STOPPING=1, clean exit
 kill -TERM "$RUN"
 wait "$RUN"; rc=$?

@@ -126,7 +126,9 @@ like "$OUT" "last error +.* at connect: " "the last error is kept for the record
 "$MAILHOOK" update enabled=false >/dev/null
 st
 is "$RC" 1 "settings disabled in the file: exit 1"
-like "$OUT" "settings not ready: outgoing mail is disabled \(mailhook update enabled=true\)" "naming the setting"
+like "$OUT" "^mail is flowing with the settings the service loaded before, but the settings file is not ready: outgoing mail is disabled \(mailhook update enabled=true\); a restart or a reload \(SIGHUP\) would stop delivery" \
+  "naming the setting, and that the service still delivers (it said NOT flowing)"
+is "$("$MAILHOOK" status --json | J 'd["old_settings"]')" true "old_settings in --json"
 kill -HUP "$SVC"
 wait_for 5 grep -q "paused" "$T/svc.log"
 st

@@ -167,6 +167,58 @@ tap.test("a reload replaces the handlers and timers of rule files", function(t)
   rules.clear()
 end)
 
+-- A file saved mid-edit (a syntax error) or that now raises at its top level
+-- keeps its previous version through a reload: its handlers and timers go on,
+-- nothing the failed run registered is added; the error names the file.
+tap.test("a reload keeps the previous version of a file that no longer loads", function(t)
+  rules.clear()
+  local d = tmpdir()
+  local ticks = { n = 0 }
+  _G.TICKS = ticks
+  write(d .. "/a.lua", [[
+    on("r", function(ev) ev.out[#ev.out + 1] = "a1" end)
+    every(0.01, function() TICKS.n = TICKS.n + 1 end)
+  ]])
+  write(d .. "/b.lua", [[on("r", function(ev) ev.out[#ev.out + 1] = "b1" end)]])
+  local n = rules.load(d)
+  t:is(n, 2, "both files load")
+  write(d .. "/a.lua", "on('r', function(ev)\n")               -- saved mid-edit
+  write(d .. "/b.lua", [[
+    on("r", function(ev) ev.out[#ev.out + 1] = "b-partial" end)
+    error("top level raises")
+  ]])
+  local n2, errors = rules.load(d)   -- SIGHUP
+  t:is(n2, 0, "neither file loads")
+  t:is(#errors, 2, "both reported")
+  t:like(errors[1] and errors[1].error, "previous version stays in use", "the error says the old one is kept")
+  t:like(errors[2] and errors[2].error, "top level raises.*previous version stays in use", "for a raise too")
+  local out = {}
+  mh.emit("r", { out = out })
+  t:same(out, { "a1", "b1" }, "the previous handlers still run, in file order; the partial one is not added")
+  local seen = ticks.n
+  local until_ = mh.monotonic() + 2
+  while ticks.n < seen + 2 and mh.monotonic() < until_ do mh.sleep(0.01) end
+  t:ok(ticks.n >= seen + 2, "the previous version's every() timer still ticks")
+  rules.load(d)                      -- a second SIGHUP, still broken: still kept
+  out = {}
+  mh.emit("r", { out = out })
+  t:same(out, { "a1", "b1" }, "kept through a second failed reload")
+  write(d .. "/a.lua", [[on("r", function(ev) ev.out[#ev.out + 1] = "a2" end)]])
+  os.remove(d .. "/b.lua")
+  t:is(rules.load(d), 1, "fixed: it loads")
+  out = {}
+  mh.emit("r", { out = out })
+  t:same(out, { "a2" }, "the new version replaces the old; a removed file's handlers go")
+  mh.sleep(0.02)   -- a tick spawned just before the stop may still run once
+  seen = ticks.n
+  mh.sleep(0.05)
+  t:is(ticks.n, seen, "the old version's timer stopped once the new one loaded")
+  _G.TICKS = nil
+  os.remove(d .. "/a.lua")
+  os.remove(d)
+  rules.clear()
+end)
+
 -- The budget covers every coroutine and task a rule creates (issue 10 point 2).
 tap.test("the budget covers coroutines and tasks the handler starts", function(t)
   rules.clear()

@@ -113,7 +113,14 @@ return function(...)
       local c, e = settings.load(core.paths.conf)
       if not c then
         mh.log.error("mailhook run: SIGHUP: settings not reloaded, keeping the old ones: " .. tostring(e))
+        -- said where the administrator looks, not only in the log: systemctl
+        -- status (STATUS=), mailhook status and the console (status.json)
+        status.reload_error = { at = os.time(), error = tostring(e) }
+        status.dirty = true
+        if svc then svc.reload_error = tostring(e) end
       else
+        status.reload_error = nil
+        if svc then svc.reload_error = nil end
         cfg = c
         status.settings_stamp = st
         service.apply_log(c)
