@@ -9,7 +9,10 @@
 ** path unlinks the temporary file.  A write or fsync error is never retried
 ** on the same descriptor: the whole operation fails.
 */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "error.h"
 #include "fsutil.h"
@@ -229,6 +233,35 @@ int mh_fsutil_write_all(int fd, const void *buf, size_t len) {
     len -= (size_t)n;
   }
   return 0;
+}
+
+int mh_fsutil_sweep_temps(int dfd, int min_age) {
+  int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), removed = 0;
+  DIR *d;
+  struct dirent *de;
+  time_t now = time(NULL);
+  if (fd < 0) return -errno;
+  if (!(d = fdopendir(fd))) { close(fd); return -errno; }
+  while ((de = readdir(d))) {
+    /* ".NAME.PID.N": the last two dot-separated parts are digits */
+    const char *n = de->d_name, *dot2 = strrchr(n, '.'), *dot1;
+    struct stat st;
+    char *end;
+    long pid;
+    if (n[0] != '.' || !dot2 || dot2 == n || !dot2[1]) continue;
+    for (dot1 = dot2 - 1; dot1 > n && *dot1 != '.'; dot1--) {}
+    if (dot1 <= n + 1) continue;
+    strtoul(dot2 + 1, &end, 10);
+    if (*end || !isdigit((unsigned char)dot2[1])) continue;
+    pid = strtol(dot1 + 1, &end, 10);
+    if (end != dot2 || pid <= 0 || !isdigit((unsigned char)dot1[1])) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    if (fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) continue;
+    if (now - st.st_mtime < min_age) continue;
+    if (unlinkat(dfd, n, 0) == 0) removed++;
+  }
+  closedir(d);
+  return removed;
 }
 
 int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode) {

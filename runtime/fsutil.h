@@ -137,6 +137,14 @@ int mh_fsutil_write_atomic_ex(const char *path, const void *data, size_t len, mo
 int mh_fsutil_write_atomic_as(const char *path, const void *data, size_t len, mode_t mode,
                               uid_t uid, gid_t gid, int sync);
 
+/* Removes from the folder dfd the temporaries ".NAME.PID.N" that writers
+** killed between their open and their rename left (a crash-looping service
+** piled up .status.json.PID.N): only regular files whose PID no longer exists
+** (kill(PID, 0) gives ESRCH) and that are at least min_age seconds old, a
+** writer in another pid namespace looking dead.  Returns how many went, or a
+** negative errno when the folder cannot be read. */
+int mh_fsutil_sweep_temps(int dfd, int min_age);
+
 /* write(2) all of len bytes, retrying short writes and EINTR; 0 or -errno on the
 ** first error (the caller never retries on that descriptor). */
 int mh_fsutil_write_all(int fd, const void *buf, size_t len);

@@ -52,6 +52,13 @@
 ** SWEEP_FRESH seconds, so the instant between creat and flock is never a
 ** window for the sweep, and a writer killed in it leaves nothing for long. */
 #define SWEEP_FRESH 600
+
+/* The lock holder also removes the ".NAME.PID.N" temporaries of atomic writes
+** (mh_fsutil_write_atomic) whose writer is dead, in DIR and in these folders
+** of state/, once TEMP_MIN_AGE seconds old (a writer in another pid namespace
+** looks dead, but none takes a minute between its open and its rename). */
+#define TEMP_MIN_AGE 60
+static const char *const temp_dirs[] = { ".", "rules", "rules/held" };
 #define CREATING "w."
 
 /* A problem already logged about a spool name ("pickup/x.eml"), so that the
@@ -1457,6 +1464,17 @@ int mh_spool_lock(mh_spool *sp, long *holder) {
   }
   n = mh_spool_sweep(sp, 0);
   if (n > 0) mh_info("spool %s: removed %d stale file(s) from tmp/", sp->dir, n);
+  /* the temporaries of atomic writes (status.json, outage, flush.done, the
+     rule state) whose writer was killed before its rename */
+  n = mh_fsutil_sweep_temps(sp->dirfd, TEMP_MIN_AGE);
+  if (n < 0) n = 0;
+  for (size_t i = 0; sp->statefd >= 0 && i < sizeof temp_dirs / sizeof *temp_dirs; i++) {
+    int sfd = openat(sp->statefd, temp_dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), m;
+    if (sfd < 0) continue;
+    if ((m = mh_fsutil_sweep_temps(sfd, TEMP_MIN_AGE)) > 0) n += m;
+    close(sfd);
+  }
+  if (n > 0) mh_info("spool %s: removed %d temporary file(s) left by killed writers", sp->dir, n);
   journal_replay(sp);
   return 0;
 }

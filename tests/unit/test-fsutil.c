@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "tap.h"
 #include "error.h"
@@ -165,12 +166,66 @@ static void test_open_input(void) {
   }
 }
 
+/* A writer killed between its open and its rename leaves ".NAME.PID.N": the
+** lock holder's sweep removes those of dead writers once old enough, and
+** nothing else (a live writer's, a young one, other dot files, a folder). */
+static void touch_aged(const char *name, int age, int folder) {
+  char path[160];
+  struct timespec ts[2];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (folder) mkdir(path, 0700);
+  else close(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  clock_gettime(CLOCK_REALTIME, &ts[0]);
+  ts[0].tv_sec -= age;
+  ts[1] = ts[0];
+  utimensat(AT_FDCWD, path, ts, 0);
+}
+
+static int exists(const char *name) {
+  char path[160];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return lstat(path, &st) == 0;
+}
+
+static void test_sweep_temps(void) {
+  char dead[64], dead_young[64], live[64], dead_dir[64], other[64];
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, NULL, 0);            /* a pid that no longer exists */
+  snprintf(dead, sizeof dead, ".status.json.%ld.0", (long)pid);
+  snprintf(dead_young, sizeof dead_young, ".outage.%ld.3", (long)pid);
+  snprintf(live, sizeof live, ".status.json.%ld.7", (long)getpid());
+  snprintf(dead_dir, sizeof dead_dir, ".held.%ld.1", (long)pid);
+  snprintf(other, sizeof other, ".notes.%ld.x", (long)pid);
+  touch_aged(dead, 120, 0);
+  touch_aged(dead_young, 5, 0);
+  touch_aged(live, 120, 0);
+  touch_aged(dead_dir, 120, 1);
+  touch_aged(other, 120, 0);
+  touch_aged(".keep", 120, 0);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  is_int(mh_fsutil_sweep_temps(dfd, 60), 1, "sweep_temps: one file removed");
+  ok(!exists(dead), "a dead writer's old temporary goes");
+  ok(exists(dead_young), "a young one stays (a writer in another pid namespace)");
+  ok(exists(live), "a live writer's stays");
+  ok(exists(dead_dir), "a folder of that shape stays");
+  ok(exists(other) && exists(".keep"), "other dot files stay");
+  close(dfd);
+  char path[160];
+  const char *names[] = { dead_young, live, other, ".keep" };
+  for (size_t i = 0; i < 4; i++) { snprintf(path, sizeof path, "%s/%s", dir, names[i]); unlink(path); }
+  snprintf(path, sizeof path, "%s/%s", dir, dead_dir);
+  rmdir(path);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/mh-fsutil.XXXXXX");
   if (!mkdtemp(dir)) return 1;
   test_write_replace();
   test_failures();
   test_open_input();
+  test_sweep_temps();
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) diag("could not remove %s", dir);

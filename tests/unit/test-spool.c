@@ -563,6 +563,43 @@ static void test_eol_find(void) {
   is_int(bad, 0, "mh_eol_find: the first CR or LF, or none (3,000 buffers)");
 }
 
+/* The lock holder removes the temporaries of atomic writes whose writer was
+** killed (.status.json.PID.N piled up under a crash-looping service), in DIR,
+** state/rules/ and state/rules/held/, and leaves a live writer's. */
+static void aged_file(const char *path) {
+  struct timespec ts[2];
+  close(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  clock_gettime(CLOCK_REALTIME, &ts[0]);
+  ts[0].tv_sec -= 300;
+  ts[1] = ts[0];
+  utimensat(AT_FDCWD, path, ts, 0);
+}
+
+static void test_lock_sweeps_temps(void) {
+  char dir[300], a[400], b[400], c[400], live[400], err[MH_SPOOL_ERRLEN];
+  mh_spool *sp;
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, NULL, 0);
+  snprintf(dir, sizeof dir, "%s/temps", root);
+  is_int(mh_spool_open(dir, &sp, err), 0, "temps: a spool");
+  snprintf(a, sizeof a, "%s/state/rules", dir);
+  mkdir(a, 0700);
+  snprintf(a, sizeof a, "%s/state/rules/held", dir);
+  mkdir(a, 0700);
+  snprintf(a, sizeof a, "%s/.status.json.%ld.0", dir, (long)pid);
+  snprintf(b, sizeof b, "%s/state/rules/.k.state.%ld.2", dir, (long)pid);
+  snprintf(c, sizeof c, "%s/state/rules/held/.h1.%ld.0", dir, (long)pid);
+  snprintf(live, sizeof live, "%s/.outage.%ld.0", dir, (long)getpid());
+  aged_file(a); aged_file(b); aged_file(c); aged_file(live);
+  is_int(mh_spool_lock(sp, NULL), 0, "temps: the deliverer takes the lock");
+  ok(access(a, F_OK) < 0 && access(b, F_OK) < 0 && access(c, F_OK) < 0,
+     "the dead writers' temporaries are gone (DIR, state/rules, state/rules/held)");
+  ok(access(live, F_OK) == 0, "a live writer's stays");
+  unlink(live);
+  mh_spool_close(sp);
+}
+
 int main(void) {
   mh_spool *sp;
   char err[MH_SPOOL_ERRLEN];
@@ -580,6 +617,7 @@ int main(void) {
   test_delivered_held(sp);
   test_concurrent_scans(sp);
   test_follow();
+  test_lock_sweeps_temps();
   mh_spool_close(sp);
   is_int(mh_spool_open("/proc/no/such", &sp, err), -ENOENT, "open of an impossible folder fails: %s", err);
   {
