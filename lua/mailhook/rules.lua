@@ -585,9 +585,30 @@ function rules.serve()
   if sweeper then return sweeper end
   rules.serving = true
   local rs = require "mailhook.rule_state"
+  -- A failure that lasts (a full disk, inodes used up) is logged when it
+  -- starts, with its traceback, then once every REMIND seconds with a count,
+  -- and when it ends: not a 7-line traceback every 5 s.
+  local REMIND, failing = 600, nil   -- failing: {err=, since=, n=, said=}
   local function sweep()
     local ok, err, tb = rules.run("rules sweep", rs.sweep)
-    if not ok then core.log("warn", "rules: sweep: " .. tostring(tb or err)) end
+    local now = core.monotonic()
+    if ok then
+      if failing then
+        core.log("info", string.format("rules: sweep works again (it failed %d time(s))", failing.n))
+        failing = nil
+      end
+    elseif failing and failing.err == tostring(err) then
+      failing.n = failing.n + 1
+      if now - failing.said >= REMIND then
+        failing.said = now
+        core.log("warn", string.format("rules: sweep still fails (%d times in %d s): %s", failing.n,
+                                       math.floor(now - failing.since), tostring(err)))
+      end
+    else
+      failing = { err = tostring(err), since = now, said = now, n = 1 }
+      core.log("warn", "rules: sweep: " .. tostring(tb or err) ..
+               " (said again every " .. REMIND .. " s while it lasts)")
+    end
   end
   core.spawn(sweep)
   sweeper = core.rstate.ticker(rules.sweep_interval, sweep)   -- never holds the process

@@ -408,4 +408,36 @@ tap.test("error_text: escaped, one line, bounded with the cut counted", function
   t:is(rules.error_text(setmetatable({}, { __tostring = function() return "obj\n" end })), "obj\\n", "an object")
 end)
 
+-- A sweep that keeps failing (the state folder cannot be made: a full disk,
+-- inodes used up) is logged once with its traceback, not every interval, and
+-- its end is logged (a 7-line traceback came every 5 s).
+tap.test("a lasting sweep failure is logged once, and its end", function(t)
+  local rs = require "mailhook.rule_state"
+  local saved_dir, saved_log, saved_iv = rs.dir, mh.core.log, rules.sweep_interval
+  local lines = {}
+  mh.core.log = function(level, msg) lines[#lines + 1] = level .. " " .. tostring(msg) end
+  rs.dir = "/dev/null/mh-rules-state"        -- ENOTDIR: never creatable
+  rules.sweep_interval = 0.01
+  rules.unserve()
+  rules.serve()
+  local function count(pat)
+    local n = 0
+    for _, l in ipairs(lines) do if l:find(pat) then n = n + 1 end end
+    return n
+  end
+  local until_ = mh.monotonic() + 5
+  while count("sweep") < 1 and mh.monotonic() < until_ do mh.sleep(0.01) end
+  mh.sleep(0.2)                              -- some twenty more failed sweeps
+  t:is(count("rules: sweep: "), 1, "the failure is logged once")
+  t:like(table.concat(lines, "\n"), "said again every 600 s while it lasts", "saying when it is said again")
+  local d = tmpdir()
+  rs.dir = d
+  until_ = mh.monotonic() + 5
+  while count("sweep works again") < 1 and mh.monotonic() < until_ do mh.sleep(0.01) end
+  t:is(count("sweep works again"), 1, "its end is logged")
+  rules.unserve()
+  mh.core.log, rs.dir, rules.sweep_interval = saved_log, saved_dir, saved_iv
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
 return tap.done()
