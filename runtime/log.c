@@ -107,13 +107,30 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   /* a message of several lines (a traceback; a value holding a newline) continues
      on lines that start with a tab: only the first line of an entry starts with a
      time stamp, so text from outside cannot forge an entry of its own */
-  fprintf(stderr, "%s.%03d+00:00 %-5s ", ts, (int)(tv.tv_usec / 1000), level_names[level]);
+  /* The entry is built whole and written with one write(2): stderr is
+     unbuffered, and the service and its rules worker share it, so an entry
+     written in pieces (stamp, text, newline) could be cut by the other's
+     (seen: "...info  2026-...info  maildrop: ..."). Up to PIPE_BUF bytes a
+     pipe (the journal's stdout stream) keeps one write whole. */
+  char entry[64 + 2 * sizeof msg];
+  size_t n = (size_t)snprintf(entry, 64, "%s.%03d+00:00 %-5s ", ts, (int)(tv.tv_usec / 1000),
+                              level_names[level]);
   for (const char *line = msg, *nl; ; line = nl + 1) {
+    size_t len;
     nl = strchr(line, '\n');
-    if (line != msg) fputc('\t', stderr);
-    fwrite(line, 1, nl ? (size_t)(nl - line) : strlen(line), stderr);
-    fputc('\n', stderr);
+    len = nl ? (size_t)(nl - line) : strlen(line);
+    if (line != msg) entry[n++] = '\t';
+    memcpy(entry + n, line, len);
+    n += len;
+    entry[n++] = '\n';
     if (!nl || !nl[1]) break;   /* a final newline ends the entry, as none would */
+  }
+  fflush(stderr);   /* (unbuffered unless a host changed it: what it holds goes first) */
+  for (size_t off = 0; off < n; ) {
+    ssize_t w = write(STDERR_FILENO, entry + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;   /* nowhere to say it */
+    off += (size_t)w;
   }
   if (hooked && hook_after) {
     fflush(stderr);   /* the line first, then what the hook redraws after it */

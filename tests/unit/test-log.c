@@ -6,11 +6,13 @@
 ** offset written out (ISO 8601), whatever the process's local zone.
 ** stderr is pointed at a scratch file; the hooks write markers into it.
 */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "log.h"
 #include "tap.h"
@@ -114,6 +116,36 @@ int main(void) {
     ok(at >= before - 1 && at <= time(NULL) + 60, "and it is the UTC time, not the local one (%lld vs %lld)",
        (long long)at, (long long)before);
     ok(strstr(got, " warn  stamp\n") != NULL, "then the level and the message");
+  }
+  /* two processes sharing stderr (the service and its rules worker): each
+     entry is written whole, never cut by the other's (an entry written as
+     stamp, text and newline gave "...info  2026-...info  maildrop: ...") */
+  {
+    FILE *g = tmpfile();
+    enum { N = 3000 };
+    pid_t kids[2];
+    int bad = 0, lines = 0;
+    char line[512];
+    if (!g || dup2(fileno(g), 2) < 0) { ok(0, "a second scratch file"); return done_testing(); }
+    fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_APPEND);
+    for (int k = 0; k < 2; k++) {
+      if ((kids[k] = fork()) == 0) {
+        for (int i = 0; i < N; i++) mh_warn("process %d entry %d\ncontinued", k, i);
+        _exit(0);
+      }
+    }
+    for (int k = 0; k < 2; k++) waitpid(kids[k], NULL, 0);
+    rewind(g);
+    while (fgets(line, sizeof line, g)) {
+      int k, i, n = 0;
+      lines++;
+      if (line[0] == '\t') { bad += strcmp(line, "\tcontinued\n") != 0; continue; }
+      bad += !(sscanf(line, "%*4d-%*2d-%*2dT%*2d:%*2d:%*2d.%*3d+00:00 warn  process %d entry %d\n%n",
+                      &k, &i, &n) == 2 && n == (int)strlen(line));
+    }
+    is_int(lines, 2 * 2 * N, "every line of both processes is there");
+    is_int(bad, 0, "and no entry was cut by the other process's");
+    fclose(g);
   }
   return done_testing();
 }
