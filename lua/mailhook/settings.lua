@@ -831,15 +831,21 @@ function M.load_intake(path, needs)
     -- the service's sink when this runs inside it; in a sendmail process, the
     -- sink the settings name (syslog, the journal) for these lines alone
     local sink = core.logsink.get()
-    local other = sink == "stderr" and cfg.log and cfg.log ~= "stderr" and
-                  pcall(core.logsink.set, cfg.log, { facility = cfg.syslog_facility })
+    -- (set says nil, err when nothing listens there: then stderr alone, not twice)
+    local other = false
+    if sink == "stderr" and cfg.log and cfg.log ~= "stderr" then
+      local ok, set = pcall(core.logsink.set, cfg.log, { facility = cfg.syslog_facility })
+      other = ok and set == true
+      if not other then pcall(core.logsink.set, "stderr") end
+    end
     -- bounded: a file of thousands of bad lines says ten, then counts the rest
     local said = {}
     for i = 1, math.min(#bad, 10) do said[i] = bad[i] end
     if #bad > 10 then said[11] = { msg = path .. ": and " .. (#bad - 10) .. " more problems" } end
     for _, b in ipairs(said) do
       local line = "warning: " .. b.msg .. ": ignored by intake, the message is queued " ..
-        "(the service refuses this file until it is fixed: mailhook status)"
+        "(a running service keeps the settings it loaded; it refuses this file at its next " ..
+        "reload or start: mailhook status)"
       if sink == "stderr" then io.stderr:write("mailhook: ", line, "\n") end
       if sink ~= "stderr" or other then core.logsink.entry("warn", line) end
     end

@@ -27,6 +27,13 @@ out=$(echo body | "$MAILHOOK" enqueue --to ops@example.net --subject enq 2>&1); 
 is "$rc" 0 "mailhook enqueue: queued too"
 like "$out" "mailhook.conf:$L: unknown setting 'sever'" "with the same warning"
 is "$(n_pickup)" 2 "two queued"
+# the settings name a log sink nothing listens on: the warning is said once on
+# stderr, not twice (the sink fell back to stderr and wrote it again)
+cp "$T/mailhook.conf" "$T/typo.conf"
+echo "log = journal" >> "$T/mailhook.conf"
+out=$(echo body | MAILHOOK_JOURNAL_SOCKET="$T/no-journal.sock" "$MAILHOOK" -s "$T/spool-l" enqueue --to ops@example.net --subject enq2 2>&1)
+is "$(printf '%s\n' "$out" | grep -c "unknown setting 'sever'")" 1 "log = journal without a journal: said once ($out)"
+cp "$T/typo.conf" "$T/mailhook.conf"
 "$MAILHOOK" status >/dev/null 2>&1; rc=$?
 ok "$([ "$rc" != 0 ]; echo $?)" "mailhook status still says the settings are wrong"
 out=$("$MAILHOOK" run 2>&1 </dev/null); rc=$?
