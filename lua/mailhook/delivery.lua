@@ -826,6 +826,9 @@ function W:close_session(polite)
   if polite and s.alive and s:alive() then pcall(s.quit, s) end
   pcall(s.close, s)
   self.quitting = nil
+  -- the state is the same ("idle"), but it was shown as "connected" while a
+  -- session stayed open: said again, `status` read "connected" long after QUIT
+  self.d:changed("state", self, self.state, self.state, self.detail)
 end
 
 -- A 5xx to AUTH (535 credentials refused, 534 mechanism too weak, 538):

@@ -341,16 +341,25 @@ tap.test("messages go oldest first on one reused session, then it closes when id
   t:is(smtp.connects, 1, "one connection for all")
   t:ok(until_(function() return smtp.quits == 1 end), "the idle session is closed with QUIT")
   t:is(d.workers[1].state, "idle", "the worker is idle")
+  -- what `mailhook status` shows follows the close (it read "connected" after QUIT)
+  local tr = require("mailhook.status").tracker { delivery = d, spool_dir = "/nonexistent/mh-status" }
+  t:is(tr.state, "idle", "status: idle, not connected, once the session is closed")
+  sp:add{ to = { "ok@x" } }
+  d:kick()
+  t:ok(until_(function() return tr.state == "connected" end), "status: connected while a session is open")
+  t:ok(until_(function() return smtp.quits == 2 and tr.state == "idle" end),
+       "status: idle again after its QUIT")
+  tr:stop()
   -- a new message after the close: kick() starts it at once on a new session
   sp:add{ to = { "ok@x" } }
   d:kick()
   t:ok(until_(function() return sp:count() == 0 end),
        "a new message is delivered at once (kick: the next rescan is an hour away)")
-  t:is(smtp.connects, 2, "on a new connection")
+  t:is(smtp.connects, 3, "on a new connection")
   d:stop()
   local ok, st = task:wait()
   t:ok(ok, "run returns after stop")
-  t:is(st.delivered, 6, "stats count the deliveries")
+  t:is(st.delivered, 7, "stats count the deliveries")
   t:is(d.workers[1].state, "stopped", "final state")
 end)
 
