@@ -297,7 +297,7 @@ function D:stop()
     for _, w in ipairs(self.workers) do
       local s = w.session
       if s and w.state ~= "stopped" then
-        self.log.warn(string.format("delivery: stopping: the server has not finished %s after %d s; " ..
+        self.log.warn(string.format("delivery: stopping: the server has not finished %s after %g s; " ..
           "session closed, the message stays queued and is sent again at the next start",
           tostring(w.detail or "the message in flight"), self.stop_grace))
         w.session, w.cut = nil, true        -- its task ends on "interrupted": expected, not an error
@@ -888,6 +888,11 @@ end
 
 function W:outage(err, info, e)
   local d = self.d
+  -- the stop's grace cut this session (D:stop): the server stalled, it was not
+  -- unreachable; the message stays queued as it was, and no outage is kept
+  -- (status, queue and mailq said "server unreachable (data: session closed
+  -- (c:close() while this task waited))" after such a stop)
+  if self.cut and d.stopping then return "stop" end
   local code = info and tonumber(info.smtp)
   -- a plain "connection refused" while another of our sessions is open and
   -- delivering: the server (or a firewall before it) limits connections per

@@ -141,6 +141,10 @@ local function fake_smtp(opts)
       assert(self.open, "send on a closed session")
       if smtp.delay > 0 then mh.sleep(smtp.delay) end
       mh.sleep(0)
+      if not self.open then   -- closed while it waited: the engine's error then
+        return nil, "session closed (c:close() while this task waited)",
+               { class = "transient", stage = "data", connection = true }
+      end
       if opts.limit and self.mails >= opts.limit then
         smtp.limited = (smtp.limited or 0) + 1
         if (opts.limit_reply or 421) == 421 then
@@ -236,7 +240,7 @@ local function setup(o)
     emit = function(ev, f) events[#events + 1] = { ev, f } end,
     idle_close = o.idle_close or 0.1, scan_interval = o.scan_interval or 0.05,
     connections = o.connections, once = o.once, random = function() return 0.5 end,
-    stuck_after = o.stuck_after,
+    stuck_after = o.stuck_after, stop_grace = o.stop_grace,
   }
   return d, sp, smtp, log, events
 end
@@ -675,6 +679,27 @@ tap.test("stop finishes the messages in flight (on the wire and pipelined behind
   t:same(sp.ops, { "delivered 000001", "delivered 000002" }, "exactly the two in flight were settled, delivered")
   t:is(sp:count(), 2, "the rest stay queued")
   t:is(smtp.quits, 1, "QUIT sent")
+end)
+
+-- A server that stalls past the stop's grace: the session is cut, the message
+-- stays queued, and that is no outage (status, queue and mailq said "delivery
+-- suspended: server unreachable (data: ... c:close() while this task waited)").
+tap.test("a stop that cuts a stalled session records no outage", function(t)
+  local d, sp, smtp, log = setup{ smtp = { delay = 0.5 }, stop_grace = 0.05 }
+  local outages = 0
+  d.on_change = function(_, event) if event == "outage" then outages = outages + 1 end end
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return d.workers[1] and d.workers[1].state == "sending" end), "sending")
+  d:stop()
+  local ok = task:wait()
+  t:ok(ok, "run returned")
+  t:is(sp:count(), 1, "the message stays queued")
+  t:same(sp.ops, {}, "nothing deferred, no reply noted on it")
+  t:is(outages, 0, "no outage said to the status tracker")
+  t:is(d.outage, nil, "none kept")
+  t:is(log:count("server unreachable"), 0, "none logged")
+  t:is(log:count("session closed, the message stays queued"), 1, "the cut is logged as what it is")
 end)
 
 tap.test("a broken session (421) makes the queue wait, without deferring the message", function(t)
