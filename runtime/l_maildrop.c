@@ -14,7 +14,10 @@
 **       record = {uid, gid, pid, time, from, to = {...}, notify, ret, envid, size}
 **       fd: the file at its message (core.spool.stream(fd, {dot = false}));
 **       close it with core.maildrop.close(fd)
-**   core.maildrop.done(spool, name [, corrupt]) -> true | nil, err, info  (waits)
+**   core.maildrop.done(spool, name [, corrupt [, as]]) -> true | nil, err, info  (waits)
+**       as: the name it had before aside() (corrupt/maildrop.AS)
+**   core.maildrop.aside(spool, name, id, fd) -> aside name | nil, err, info  (waits)
+**       renames the open file to ID.adopted before its copy is made (maildrop.h)
 **   core.maildrop.watch(dir, fn) -> Watch (:stop()): fn() as a task when a
 **       file appears in dir (bursts coalesced)
 */
@@ -84,7 +87,7 @@ static int l_login(lua_State *L) {
 
 /* -------------------------------------------------------- thread-pool ops */
 
-enum { OP_SUBMIT, OP_LIST, OP_OPEN, OP_DONE };
+enum { OP_SUBMIT, OP_LIST, OP_OPEN, OP_DONE, OP_ASIDE };
 
 typedef struct {
   int kind;
@@ -106,6 +109,9 @@ typedef struct {
   mh_drop_rec rec;
   int fd;
   int corrupt;
+  /* aside */
+  char id[20], aside[256];   /* aside: its new name; done: the name it came under */
+  int afd;                /* the caller's descriptor (not ours to close) */
   lua_State *main;
   int anchor;
 } op;
@@ -143,7 +149,10 @@ static void op_work(void *arg) {
     o->rc = mh_maildrop_open(o->spool, o->name, &o->rec, &o->fd, o->err);
     break;
   case OP_DONE:
-    o->rc = mh_maildrop_done(o->spool, o->name, o->corrupt, o->err);
+    o->rc = mh_maildrop_done(o->spool, o->name, o->corrupt, o->aside[0] ? o->aside : NULL, o->err);
+    break;
+  case OP_ASIDE:
+    o->rc = mh_maildrop_aside(o->spool, o->name, o->id, o->afd, o->aside, o->err);
     break;
   }
 }
@@ -184,6 +193,9 @@ static int op_push(lua_State *co, void *arg) {
     lua_pushinteger(co, o->fd);
     o->fd = -1;   /* the caller's now */
     return 2;
+  case OP_ASIDE:
+    lua_pushstring(co, o->aside);
+    return 1;
   default:
     lua_pushboolean(co, 1);
     return 1;
@@ -273,15 +285,35 @@ static int l_open(lua_State *L) {
   return mh_l_work(L, "maildrop.open", op_work, op_push, op_done, o);
 }
 
-/* done(spool, name [, corrupt]) */
+/* done(spool, name [, corrupt [, as]]) */
 static int l_done(lua_State *L) {
+  const char *as = luaL_optstring(L, 4, NULL);
   op *o = op_new(L, OP_DONE);
   o->corrupt = lua_toboolean(L, 3);
+  if (as) snprintf(o->aside, sizeof o->aside, "%s", as);
   if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name")))) {
     op_done(o);
     return luaL_error(L, "out of memory");
   }
   return mh_l_work(L, "maildrop.done", op_work, op_push, op_done, o);
+}
+
+/* aside(spool, name, id, fd) */
+static int l_aside(lua_State *L) {
+  size_t len;
+  const char *id = luaL_checklstring(L, 3, &len);
+  lua_Integer fd = mh_l_arg_integer(L, 4, "fd");
+  op *o;
+  if (len != 16) mh_l_arg_error(L, 3, "id", "a spool id (16 hex digits)");
+  if (!(fd > 2 && fd <= 0x7fffffff)) mh_l_arg_error(L, 4, "fd", "a descriptor of core.maildrop.open");
+  o = op_new(L, OP_ASIDE);
+  memcpy(o->id, id, 17);
+  o->afd = (int)fd;
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name")))) {
+    op_done(o);
+    return luaL_error(L, "out of memory");
+  }
+  return mh_l_work(L, "maildrop.aside", op_work, op_push, op_done, o);
 }
 
 /* close(fd) */
@@ -306,6 +338,7 @@ void l_maildrop_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "whoami", l_whoami }, { "owner", l_owner }, { "login", l_login }, { "submit", l_submit },
     { "list", l_list }, { "open", l_open }, { "done", l_done }, { "close", l_close },
+    { "aside", l_aside },
     { "watch", l_watch }, { NULL, NULL },
   };
   luaL_newlib(L, fns);

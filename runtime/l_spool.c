@@ -281,7 +281,7 @@ static int l_tostring(lua_State *L) {
 /* --------------------------------------------------------- generic ops */
 
 enum { OP_ENQ, OP_LOCK, OP_SCAN, OP_LOAD, OP_DELIVERED, OP_DEFER, OP_FAIL, OP_RETRY,
-       OP_REMOVE, OP_LIST, OP_SYNC, OP_PURGE };
+       OP_REMOVE, OP_LIST, OP_SYNC, OP_PURGE, OP_NEWID, OP_HASCOPY };
 
 typedef struct {
   const char *data;  /* bytes (anchored), or NULL for a message */
@@ -505,7 +505,8 @@ static void op_work(void *arg) {
   o->err[0] = '\0';
   switch (o->kind) {
   case OP_ENQ:
-    o->rc = mh_spool_enqueue(sp, o->items, o->n, o->err);
+    /* with an id given (a maildrop adoption's): that id or nothing */
+    o->rc = o->id[0] ? mh_spool_enqueue_as(sp, o->items, o->id, o->err) : mh_spool_enqueue(sp, o->items, o->n, o->err);
     for (size_t i = 0; o->rc && i < o->n; i++)   /* the input failed, not the spool */
       if (o->src[i].intake && mh_intake_error(o->src[i].intake) == MH_ELIMIT) {
         char lim[32];
@@ -562,6 +563,8 @@ static void op_work(void *arg) {
     break;
   case OP_RETRY: o->rc = mh_spool_retry(sp, o->id, o->err); break;
   case OP_REMOVE: o->rc = mh_spool_remove(sp, o->id, o->err); break;
+  case OP_NEWID: o->rc = mh_spool_new_id(sp, o->id); break;
+  case OP_HASCOPY: o->total = mh_spool_has_copy(sp, o->id); break;
   }
 }
 
@@ -822,6 +825,8 @@ static int op_push(lua_State *co, void *arg) {
     }
     push_entry(co, &o->entry, o->lean, o->buffer, o->keys);
     return 1;
+  case OP_NEWID: lua_pushstring(co, o->id); return 1;
+  case OP_HASCOPY: lua_pushboolean(co, o->total != 0); return 1;
   default: lua_pushboolean(co, 1); return 1;
   }
 }
@@ -1090,6 +1095,23 @@ static int l_enqueue(lua_State *L) {
     if (rc == -2) return mh_l_fail(L, code, "spool", "%s", err);
     return luaL_argerror(L, rc == -1 ? 2 : 3, err);
   }
+  /* envelope.id: the id to take, never another (sp:new_id()'s, recorded first in
+     the name a maildrop adoption gives its original: maildrop.lua) */
+  if (lua_istable(L, 3)) {
+    size_t len = 0;
+    const char *id;
+    lua_getfield(L, 3, "id");
+    id = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (!lua_isnil(L, -1) && (!id || len != 16 || !mh_spool_is_id(id))) {
+      lua_pop(L, 1);
+      o->ls->pending++;
+      lua_pop(L, 1);
+      op_free(o);
+      return luaL_argerror(L, 3, "envelope.id must be a spool id (16 lowercase hex digits)");
+    }
+    if (id) memcpy(o->id, id, 17);
+    lua_pop(L, 1);
+  }
   return op_start(L, o, "spool:enqueue");
 }
 
@@ -1146,7 +1168,7 @@ static int simple(lua_State *L, int kind, const char *what) {
   op *o;
   check_spool(L, 1);
   check_can_wait(L, what);
-  const char *id = kind == OP_LOCK || kind == OP_SCAN ? NULL : checkid(L, 2, what);
+  const char *id = kind == OP_LOCK || kind == OP_SCAN || kind == OP_NEWID ? NULL : checkid(L, 2, what);
   o = op_new(L, kind, 0);
   if (id) memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   return op_start(L, o, what);
@@ -1314,6 +1336,12 @@ static int l_purge(lua_State *L) {
 }
 static int l_retry(lua_State *L) { return simple(L, OP_RETRY, "spool:retry"); }
 static int l_remove(lua_State *L) { return simple(L, OP_REMOVE, "spool:remove"); }
+/* Spool:new_id() -> id (waits): an id from the spool's clock, for an adoption
+** that records it in its original's name before its copy is made
+** (maildrop.lua); Spool:has_copy(id) -> boolean (waits): whether that copy
+** was made (the message is queued, failed, or recorded delivered). */
+static int l_new_id(lua_State *L) { return simple(L, OP_NEWID, "spool:new_id"); }
+static int l_has_copy(lua_State *L) { return simple(L, OP_HASCOPY, "spool:has_copy"); }
 
 static char *opt_str(lua_State *L, int t, const char *key) {
   char *v = NULL;
@@ -1758,6 +1786,7 @@ void l_spool_open(lua_State *L) {
     { "scan", l_scan }, { "sidecars", l_sidecars }, { "load", l_load }, { "delivered", l_delivered }, { "sync", l_sync },
     { "purge", l_purge },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
+    { "new_id", l_new_id }, { "has_copy", l_has_copy },
     { "list", l_list }, { "watch", l_watch }, { "close", l_close },
     { "set_dropin_from", l_set_dropin_from }, { "set_dropin_names", l_set_dropin_names },
     { NULL, NULL }

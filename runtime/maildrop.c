@@ -299,7 +299,7 @@ bad:
   return rc;
 }
 
-int mh_maildrop_done(const char *spool, const char *name, int corrupt, char *err) {
+int mh_maildrop_done(const char *spool, const char *name, int corrupt, const char *as, char *err) {
   int dfd, cfd = -1, rc = 0;
   char dest[300];
   if (!name[0] || name[0] == '.' || strchr(name, '/')) return fail(err, MH_EINVAL, "bad name '%s'", name);
@@ -309,15 +309,41 @@ int mh_maildrop_done(const char *spool, const char *name, int corrupt, char *err
   } else if ((cfd = open_dir(spool, "corrupt")) < 0) {
     rc = fail(err, cfd, "%s/corrupt: %s", spool, strerror(-cfd));
   } else {
-    snprintf(dest, sizeof dest, "maildrop.%s", name);
+    if (!as || !as[0] || as[0] == '.' || strchr(as, '/')) as = name;
+    snprintf(dest, sizeof dest, "maildrop.%s", as);
     for (int k = 1; renameat2(dfd, name, cfd, dest, RENAME_NOREPLACE) < 0; k++) {
       if (errno != EEXIST || k > 1000) { rc = fail(err, -errno, "move maildrop/%s to corrupt/: %s", name, strerror(errno)); break; }
-      snprintf(dest, sizeof dest, "maildrop.%s.%d", name, k);
+      snprintf(dest, sizeof dest, "maildrop.%s.%d", as, k);
     }
     if (rc == 0 && fsync(cfd) < 0) rc = fail(err, -errno, "fsync %s/corrupt: %s", spool, strerror(errno));
   }
   if (rc == 0 && fsync(dfd) < 0) rc = fail(err, -errno, "fsync %s/maildrop: %s", spool, strerror(errno));
   if (cfd >= 0) close(cfd);
+  close(dfd);
+  return rc;
+}
+
+int mh_maildrop_aside(const char *spool, const char *name, const char *id, int fd, char *aside, char *err) {
+  struct stat was, now;
+  int dfd, rc = 0;
+  if (!name[0] || name[0] == '.' || strchr(name, '/')) return fail(err, MH_EINVAL, "bad name '%s'", name);
+  if (strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16) return fail(err, MH_EINVAL, "bad id '%.20s'", id);
+  snprintf(aside, 32, "%s.adopted", id);
+  if (fstat(fd, &was) < 0) return fail(err, -errno, "maildrop/%s: %s", name, strerror(errno));
+  if ((dfd = open_dir(spool, "maildrop")) < 0) return fail(err, dfd, "%s/maildrop: %s", spool, strerror(-dfd));
+  /* no fsync of the folder here: the copy's own (pickup/) follows, and until
+     the copy is durable the file is under one of its two names; a power cut
+     may keep the old name beside the copy (sent twice), never lose both */
+  if (renameat2(dfd, name, dfd, aside, RENAME_NOREPLACE) < 0) {
+    rc = errno == ENOENT ? MH_ENOTFOUND : -errno;
+    fail(err, rc, "rename maildrop/%s to %s: %s", name, aside, strerror(errno));
+  } else if (fstatat(dfd, aside, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_ino != was.st_ino ||
+             now.st_dev != was.st_dev) {
+    /* not the file that was read (nothing but root can rename onto a name
+       here; the drop program never replaces one): it goes back */
+    renameat2(dfd, aside, dfd, name, RENAME_NOREPLACE);
+    rc = fail(err, -EAGAIN, "maildrop/%s was replaced while it was read", name);
+  }
   close(dfd);
   return rc;
 }

@@ -59,9 +59,20 @@ int mh_maildrop_list(const char *spool, char ***names, size_t *n, int64_t stale_
 int mh_maildrop_open(const char *spool, const char *name, mh_drop_rec *rec, int *fd, char *err);
 
 /* After adoption: removes maildrop/NAME (corrupt = 0) or moves it to
-** corrupt/ under a free name (corrupt = 1); the folders fsynced.  0 or a
-** negative code (err says which path). */
-int mh_maildrop_done(const char *spool, const char *name, int corrupt, char *err);
+** corrupt/ under a free name (corrupt = 1: maildrop.AS, AS the name it came
+** under when it was renamed aside since, else NULL for NAME); the folders
+** fsynced.  0 or a negative code (err says which path). */
+int mh_maildrop_done(const char *spool, const char *name, int corrupt, const char *as, char *err);
+
+/* Before its copy is made: maildrop/NAME, open as fd, is renamed to
+** maildrop/ID.adopted, the name recording the id its copy will take
+** (lua/mailhook/maildrop.lua; the pickup/ side does the same, spool.c's
+** adopt_one).  A kill after this leaves that name, which the next adopter
+** removes when ID is queued and adopts under ID otherwise: never twice.  The
+** file renamed must be the one open (its inode): another goes back under its
+** name, -EAGAIN.  0 with the new name in aside (at least 32 bytes);
+** MH_ENOTFOUND when NAME is gone; or a negative code (err says why). */
+int mh_maildrop_aside(const char *spool, const char *name, const char *id, int fd, char *aside, char *err);
 
 /* Runs the drop program (argv[0] = its path; argv NULL-terminated) with the
 ** message on its stdin, produced by write(arg, fd) (an mh_spool_writer:

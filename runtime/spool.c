@@ -141,7 +141,10 @@ struct mh_spool {
                        by its purge was removed meanwhile (queue rm), and is said so */
 };
 
-static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
+static unsigned tmp_counter;
+
+/* pickup/ID.adopted: a drop-in's original while it is adopted as ID (adopt_one) */
+#define ASIDE_SUFFIX ".adopted"  /* makes sidecar tmp names unique within a process */
 
 #ifdef MH_TESTS
 /* Test builds only (tests/unit/test-spool-hostile.c compiles this file with
@@ -238,6 +241,15 @@ int mh_spool_is_id(const char *s) {
 static int is_sidecar(const char *nm, size_t nl) {
   char id[MH_SPOOL_IDLEN];
   if (nl != 22 || strcmp(nm + 16, ".state")) return 0;
+  memcpy(id, nm, 16);
+  id[16] = '\0';
+  return mh_spool_is_id(id);
+}
+
+/* Whether NM is an aside name "ID.adopted" (ID a canonical id, into id): the
+** original of a drop-in while it is adopted as ID (adopt_one). */
+static int aside_id(const char *nm, size_t nl, char id[MH_SPOOL_IDLEN]) {
+  if (nl != 16 + sizeof ASIDE_SUFFIX - 1 || strcmp(nm + 16, ASIDE_SUFFIX)) return 0;
   memcpy(id, nm, 16);
   id[16] = '\0';
   return mh_spool_is_id(id);
@@ -2409,7 +2421,7 @@ typedef struct {
   int state;         /* 0 nothing, 1 in tmp/, 2 renamed into pickup/ */
 } slot;
 
-static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
+static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, const char *given, char *err) {
   slot *s;
   size_t i;
   int rc = 0;
@@ -2436,7 +2448,13 @@ static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, char *err)
   /* 1. every message into tmp/ID, each under a flock the sweeper respects */
   for (i = 0; i < n; i++) {
     mh_spool_item *it = &items[i];
-    if ((rc = mh_spool_new_id(sp, it->id))) { fail(err, rc, "spool %s: seq", sp->dir); goto undo; }
+    if (given) {   /* an adoption's, named in its original's aside: this id or none */
+      memcpy(it->id, given, MH_SPOOL_IDLEN);
+      mh_spool_raise_seq(sp, it->id);
+    } else if ((rc = mh_spool_new_id(sp, it->id))) {
+      fail(err, rc, "spool %s: seq", sp->dir);
+      goto undo;
+    }
     if ((rc = create_tmp(sp, it->id, &s[i].fd))) {
       fail(err, rc, "spool %s: create tmp/%s", sp->dir, it->id);
       goto undo;
@@ -2458,7 +2476,7 @@ static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, char *err)
   /* 3. rename each into pickup/, never over an existing file */
   for (i = 0; i < n; i++) {
     snprintf(name, sizeof name, "%s.eml", items[i].id);
-    while ((rc = rename_new(sp->tmpfd, items[i].id, sp->pickupfd, name)) == -EEXIST) {
+    while ((rc = rename_new(sp->tmpfd, items[i].id, sp->pickupfd, name)) == -EEXIST && !given) {
       /* an id issued before a lost seq update: take a later one */
       char old[MH_SPOOL_IDLEN];
       memcpy(old, items[i].id, sizeof old);
@@ -2498,8 +2516,17 @@ undo:
 int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err) {
   int rc;
   mh_spool_follow(sp, 0, NULL);
-  rc = enqueue_once(sp, items, n, err);
-  if (rc == -ENOENT && mh_spool_follow(sp, 1, NULL) == 0) rc = enqueue_once(sp, items, n, err);
+  rc = enqueue_once(sp, items, n, NULL, err);
+  if (rc == -ENOENT && mh_spool_follow(sp, 1, NULL) == 0) rc = enqueue_once(sp, items, n, NULL, err);
+  return rc;
+}
+
+int mh_spool_enqueue_as(mh_spool *sp, mh_spool_item *item, const char *id, char *err) {
+  int rc;
+  if (!mh_spool_is_id(id)) return fail(err, MH_EINVAL, "bad id '%.20s'", id);
+  mh_spool_follow(sp, 0, NULL);
+  rc = enqueue_once(sp, item, 1, id, err);
+  if (rc == -ENOENT && mh_spool_follow(sp, 1, NULL) == 0) rc = enqueue_once(sp, item, 1, id, err);
   return rc;
 }
 
@@ -3116,9 +3143,25 @@ static int iter_collect(mh_spool_iter *it) {
       }
     }
   }
-  free(jv);
   sort_ids(it->ids[0], it->nids[0]);
   sort_ids(it->ids[1], it->nids[1]);
+  /* an aside (pickup/ID.adopted) whose copy ID is listed, or was delivered: the
+     original of an adoption under way or stopped by a kill, not a message of
+     its own (the lock holder removes it) */
+  for (size_t k = 0, keep = 0, n0 = it->nothers; k < n0; k++) {
+    const char *nm = it->others[k].name;
+    char id[MH_SPOOL_IDLEN];
+    uint64_t x;
+    if (!it->others[k].failed && aside_id(nm, strlen(nm), id) &&
+        (x = id_value(id), ids_has(it->ids[0], it->nids[0], x) || ids_has(it->ids[1], it->nids[1], x) ||
+                               ids_has(jv, nj, x))) {
+      free(it->others[k].name);
+      it->nothers--;
+      continue;
+    }
+    it->others[keep++] = it->others[k];
+  }
+  free(jv);
   if (it->nothers > 1) qsort(it->others, it->nothers, sizeof *it->others, cmp_other);
   it->collected = 1;
   return 0;
@@ -3349,40 +3392,107 @@ static int adopt(mh_spool *sp, const char *name, char *newid) {
   return rc;
 }
 
-/* The original of a drop-in adopted as NEWID goes -- only the file that was
-** read (read: its fstat): a program may have renamed a new complete file onto
-** that name meanwhile (a fixed name, `alarm.eml`), and an unlink by name
-** deleted it unread, nothing sent, nothing said.  The name is first renamed
-** aside in pickup/ to "NEWID.adopted" (atomic: it moves whatever is there
-** now), then looked at: the inode that was read is unlinked; any other file
-** goes back under its name (or, taken again meanwhile, under the aside name,
-** which is no id: a drop-in) for the next scan.  A crash in between leaves
-** NEWID.adopted in pickup/: adopted again as a drop-in (a repeat of one just
-** adopted, never a loss). */
-static void remove_adopted(mh_spool *sp, const char *name, const char *newid, const struct stat *read) {
-  char aside[MH_SPOOL_IDLEN + 16];
+/* Adoption is idempotent across a kill (F3): the original goes aside FIRST,
+** under a name that records the id its copy will have, and the copy is made
+** after that:
+**   1. pickup/NAME is renamed to pickup/ID.adopted (atomic: the file that is
+**      there now; its inode is checked against the one read, see take_aside);
+**   2. tmp/ID is written, fsynced, renamed to pickup/ID.eml, pickup/ fsynced;
+**   3. pickup/ID.adopted is unlinked (fsynced with the scan's other unlinks).
+** A kill at any point leaves one of: NAME (before 1: adopted afresh), ID.adopted
+** alone (between 1 and 2: adopted under that very id), or ID.adopted and
+** ID.eml (between 2 and 3: the aside is removed, the copy is the message).
+** Before, the copy was renamed in first and the original unlinked after the
+** folder's fsync: a kill in that window (the fsync is the long part) left both
+** and the next scan queued the original again, under a new id.  Why not
+** unlink the original before the copy is durable: on a file system without a
+** journal the unlink could reach the disk before the new name, and a power
+** cut lose the message; here nothing is unlinked before the copy's name is
+** fsynced, and the aside rename moves one name within one folder, so a power
+** cut leaves the message as NAME, ID.adopted or ID.eml, never none.  No fsync
+** is spent on the aside rename itself: the folder's fsync after the copy's
+** rename covers both; a power cut before it may keep NAME beside ID.eml (the
+** message goes twice, as after any power cut), never lose it.  Why the aside
+** records the id, not the copy the original's name: a re-adoption is then
+** recognised by one lookup (is ID queued?), never by reading every message. */
+
+int mh_spool_has_copy(mh_spool *sp, const char *id) {
+  char name[MH_SPOOL_IDLEN + 8];
+  struct stat sb;
+  if (!mh_spool_is_id(id)) return 0;
+  snprintf(name, sizeof name, "%s.eml", id);
+  return fstatat(sp->pickupfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 ||
+         fstatat(sp->failedfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 || journaled(sp, id);
+}
+
+/* The aside pickup/NAME (ID.adopted) of an adoption that was stopped after
+** its copy ID was queued: removed, said. */
+static void aside_drop(mh_spool *sp, const char *name, const char *id) {
+  char v[VIS_LEN];
+  if (unlinkat(sp->pickupfd, name, 0) == 0)
+    mh_info("spool %s: pickup/%s, the original of %s left by an adoption that was stopped after its copy "
+            "was queued, removed: the message is queued once, as %s", sp->dir, vis(name, v), id, id);
+}
+
+/* An aside pickup/NAME (= ID.adopted) a killed adoption left, whose copy was
+** made: removed by the lock holder (under amu: an adoption under way in
+** another scan is over by then).  1 when it was such an aside (its copy
+** counts, not it), else 0: it is to be adopted under ID.  Anyone else only
+** looks. */
+static int aside_copied(mh_spool *sp, const char *name, const char *id) {
+  int copied;
+  if (sp->lockfd < 0) return mh_spool_has_copy(sp, id);
+  pthread_mutex_lock(&sp->amu);
+  if ((copied = mh_spool_has_copy(sp, id))) aside_drop(sp, name, id);
+  pthread_mutex_unlock(&sp->amu);
+  return copied;
+}
+
+/* Step 1 (see above): pickup/NAME, read as `read`, goes to pickup/ID.adopted.
+** The rename moves whatever is at NAME now: a program may have renamed a new
+** complete file onto that name since it was opened (a fixed name,
+** `alarm.eml`).  Then the new file goes back under its name for the next
+** scan, and the one read, which its producer replaced, is adopted from its
+** descriptor with no name left to remove (*named 0); when NAME was taken
+** again meanwhile, the new file waits as ID.adopted (adopted as ID) and the
+** one read is not adopted (1).  0 (*named 1: the original is the aside);
+** 1: NAME gone meanwhile, or not adopted; or the rename's error (it stays). */
+static int take_aside(mh_spool *sp, const char *name, const char *aside, const struct stat *read, int *named) {
   struct stat now;
-  snprintf(aside, sizeof aside, "%s.adopted", newid);
-  if (renameat(sp->pickupfd, name, sp->pickupfd, aside) < 0) return;   /* gone meanwhile */
+  char v[VIS_LEN];
+  int rc = rename_new(sp->pickupfd, name, sp->pickupfd, aside);
+  *named = 0;
+  if (rc == -ENOENT) return 1;   /* gone meanwhile */
+  if (rc) return rc;
+  TEST_POINT("adopt-aside");
   if (fstatat(sp->pickupfd, aside, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == read->st_ino &&
       now.st_dev == read->st_dev) {
-    unlinkat(sp->pickupfd, aside, 0);
-    return;
+    *named = 1;
+    return 0;
   }
-  if (rename_new(sp->pickupfd, aside, sp->pickupfd, name) < 0) {
-    char v[VIS_LEN];
-    mh_warn("spool %s: pickup/%s was replaced while it was adopted; the new file waits as pickup/%s",
-            sp->dir, vis(name, v), aside);
-  }
+  if (rename_new(sp->pickupfd, aside, sp->pickupfd, name) == 0) return 0;
+  mh_warn("spool %s: pickup/%s was replaced while it was adopted, and again while the new file was put back; "
+          "the new file waits as pickup/%s (adopted at the next scan), the one read is not adopted",
+          sp->dir, vis(name, v), aside);
+  return 1;
+}
+
+/* After a failure: the original goes back under its name (its notes and the
+** log name it), or, when the name was taken meanwhile, waits as the aside. */
+static void put_back(mh_spool *sp, const char *aside, const char *name) {
+  rename_new(sp->pickupfd, aside, sp->pickupfd, name);
 }
 
 static int adopt_one(mh_spool *sp, const char *name, char *newid) {
-  char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8];
+  char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8], aside[MH_SPOOL_IDLEN + sizeof ASIDE_SUFFIX];
   mh_env env;
   size_t cap = 8192, len = 0, he, body;
   char *buf = NULL;
   mh_intake *in = NULL;
   struct stat st;
+  /* an aside a killed adoption left: its id is given; gone when its copy was made */
+  int again = aside_id(name, strlen(name), newid), named = again;
+  if (again && mh_spool_has_copy(sp, newid)) { aside_drop(sp, name, newid); return 1; }
   int fd = mh_fsutil_open(sp->pickupfd, name, O_RDONLY, 0, 0, &st), out = -1, rc;
   if (fd == -ENOENT) return 1;
   if (fd == MH_ENOTREG) { set_aside(sp, sp->pickupfd, name, fd, &st); return 1; }
@@ -3401,8 +3511,10 @@ static int adopt_one(mh_spool *sp, const char *name, char *newid) {
   if (rc == MH_ENOMEM) goto out;
   if (rc == MH_ECORRUPT) { to_corrupt(sp, sp->pickupfd, name, err); rc = 1; goto out; }
   if (rc) goto out;
-  if ((rc = mh_spool_new_id(sp, newid))) goto out_env;
+  if (!again && (rc = mh_spool_new_id(sp, newid))) goto out_env;
   snprintf(dest, sizeof dest, "%s.eml", newid);
+  snprintf(aside, sizeof aside, "%s" ASIDE_SUFFIX, newid);
+  if (!again && (rc = take_aside(sp, name, aside, &st, &named))) goto out_env;
   if (find_blank(buf, len, 0, 1, &he, &body)) he = body = len;
   /* RFC 5322 §3.6 requires a From.  Postfix's cleanup gives what its pickup
   ** takes without one the envelope sender's; so here: the sender the drop-in
@@ -3420,7 +3532,8 @@ static int adopt_one(mh_spool *sp, const char *name, char *newid) {
     if (!*sender) { dropin_sender(sp, st.st_uid, fallback, sizeof fallback); author = fallback; }
     else author = sender;
   }
-  if ((rc = create_tmp(sp, newid, &out))) goto out_env;
+  TEST_POINT("adopt-taken");
+  if ((rc = create_tmp(sp, newid, &out))) goto out_restore;
   if (fault_at("adopt-write") && (rc = -errno)) goto fail_tmp;
   if (env.nbad && (rc = dropin_refused(sp, name, newid, &env))) goto fail_tmp;
   if (env.canonical) {
@@ -3445,12 +3558,15 @@ static int adopt_one(mh_spool *sp, const char *name, char *newid) {
   }
   /* a writer still at work (unseen by the lease): not this time */
   if (changed_since(fd, &st)) { rc = -EBUSY; goto fail_tmp; }
-  if ((rc = fsync_fd(out)) || (rc = rename_new(sp->tmpfd, newid, sp->pickupfd, dest)) ||
-      (rc = fsync_fd(sp->pickupfd)))
-    goto fail_tmp;
+  if ((rc = fsync_fd(out))) goto fail_tmp;
+  TEST_POINT("adopt-synced");
+  if ((rc = rename_new(sp->tmpfd, newid, sp->pickupfd, dest))) goto fail_tmp;
+  TEST_POINT("adopt-renamed");
+  if ((rc = fsync_fd(sp->pickupfd))) goto fail_tmp;
   close(out);
   TEST_POINT("adopt-durable");
-  remove_adopted(sp, name, newid, &st);   /* the adopted copy is durable: the original goes */
+  /* the adopted copy is durable: the original goes (fsynced by the caller) */
+  if (named) unlinkat(sp->pickupfd, aside, 0);
   rc = 0;
   goto out_env;
 fail_tmp:
@@ -3462,6 +3578,8 @@ fail_tmp:
     snprintf(side, sizeof side, "%s.state", newid);
     unlinkat(sp->pickupfd, side, 0);
   }
+out_restore:
+  if (named && !again) put_back(sp, aside, name);
 out_env:
   mh_env_free(&env);
 out:
@@ -3560,8 +3678,15 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
       for (int k = 0; k < adopted && !seen; k++) seen = !strcmp(fresh[k], id);
       if (seen) continue;
     } else {
+      int as = aside_id(nm, nl, id);
+      if (as && sp->lockfd >= 0 && (id_max[0] == '\0' || strcmp(id, id_max) > 0))
+        memcpy(id_max, id, sizeof id_max);   /* its id is taken: the clock goes past it */
       if (sp->lockfd < 0 || adopted >= ADOPT_MAX ||   /* only the lock holder adopts drop-ins, */
           (adopted && now_us() - t0 > ADOPT_MS * 1000)) {
+        /* an aside (ID.adopted) whose copy is queued: the copy counts; the
+           lock holder removes it now, whatever its slice (a copy sent and
+           purged first would leave it looking never adopted) */
+        if (as && aside_copied(sp, nm, id)) continue;
         all++;                        /* a slice per scan; they still wait to be sent: */
         continue;                     /* counted (a flush with no service running must */
       }                               /* not see an empty queue) */
@@ -3870,6 +3995,12 @@ int mh_spool_remove(mh_spool *sp, const char *id, char *err) {
     }
     snprintf(name, sizeof name, "%s.state", id);
     unlinkat(dirs[i], name, 0);
+    /* and the original of its adoption, if a kill left it: it would be
+       adopted again once its copy is gone (adopt_one) */
+    if (mh_spool_is_id(id)) {
+      snprintf(name, sizeof name, "%s" ASIDE_SUFFIX, id);
+      if (unlinkat(sp->pickupfd, name, 0) == 0 && i) fsync(sp->pickupfd);
+    }
     fsync(dirs[i]);
     return 0;
   }

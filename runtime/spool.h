@@ -194,12 +194,24 @@ int mh_spool_new_id(mh_spool *sp, char id[MH_SPOOL_IDLEN]);
 ** saw, so a seq update lost in a power cut cannot make ids go backwards). */
 int mh_spool_raise_seq(mh_spool *sp, const char *id);
 
+/* Whether the message id is queued or was: its file in pickup/ or failed/, or
+** recorded delivered and not purged yet.  An adoption (a drop-in in pickup/,
+** a file of maildrop/) renames its original aside under a name that records
+** the id its copy takes, before it makes the copy: after a kill, an aside whose
+** id this says is queued is only removed, any other is adopted under its id
+** (docs/spool.md, "A kill during an adoption"). */
+int mh_spool_has_copy(mh_spool *sp, const char *id);
+
 /* Enqueues n items (1..MH_SPOOL_MAXBATCH) all or nothing: tmp/ID written with
 ** O_EXCL 0600, fsynced, renamed into pickup/ (never over an existing file), and
 ** pickup/ fsynced once for the batch.  0 once every item is durable (ids set);
 ** otherwise a negative code, err says what failed, and no item was acknowledged
 ** (every tmp/ file and every file already renamed is removed again). */
 int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
+/* mh_spool_enqueue of one item under the id given (16 hex digits), never
+** another: a maildrop adoption's, recorded in its original's aside name before
+** the copy is made.  -EEXIST when ID.eml exists. */
+int mh_spool_enqueue_as(mh_spool *sp, mh_spool_item *item, const char *id, char *err);
 
 /* Ready ids of pickup/, oldest first (caller frees each and the array); with
 ** limit > 0 only the `limit` oldest (memory bounded by limit, not by the

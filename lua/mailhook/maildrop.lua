@@ -13,8 +13,15 @@
 -- the same treatment as any sendmail intake (From, Date, Message-ID added when
 -- missing, Bcc removed) and a Received line naming the uid; the uid is also the
 -- spool file's X-Submitter-Uid (docs/spool.md).  The adopted copy
--- is durable in pickup/ before the maildrop file is removed: a crash in
--- between sends the message twice, never loses it.  A file that is not what
+-- is durable in pickup/ before the maildrop file is removed, and the adoption
+-- is idempotent across a kill: before the copy is made, the file is renamed
+-- to maildrop/ID.adopted, ID being the id its copy takes (sp:new_id, then
+-- sp:enqueue with env.id); a kill after the copy leaves that name, which the
+-- next adopter removes (sp:has_copy(ID)), and one before it is adopted under
+-- ID.  Before, the copy was queued and then the file unlinked: a kill in
+-- between queued it twice (the same order as pickup/, spool.c's adopt_one,
+-- which says why the original is never removed before the copy is durable).
+-- A file that is not what
 -- the drop program writes goes to corrupt/ with a log line saying why.
 local core = require "mailhook.core"
 local submit = require "mailhook.submit"
@@ -41,6 +48,20 @@ local REFUSED = { EBADADDR = true, EBADHDR = true, EINVAL = true, ETOOLONG = tru
 -- One file: adopted (true), moved to corrupt/ ("corrupt"), or left for a
 -- later scan (nil: a temporary failure, logged once).
 local function adopt_one(sp, cfg, dir, name)
+  local orig = name   -- the name it came under (logs, corrupt/): name is its aside's once renamed
+  -- the original of an adoption a kill stopped: removed when its copy is queued
+  local given = name:match("^(%x+)%.adopted$")
+  if given and not core.spool.is_id(given) then given = nil end
+  if given and sp:has_copy(given) then
+    local ok, err = core.maildrop.done(dir, name)
+    if ok then
+      log("info", "maildrop: " .. name .. ", the original of " .. given .. " left by an adoption that was stopped "
+          .. "after its copy was queued, removed: the message is queued once, as " .. given)
+    else
+      once(name, "warn", "maildrop: " .. name .. " (queued as " .. given .. ") cannot be removed: " .. tostring(err))
+    end
+    return nil
+  end
   local rec, fd, info = core.maildrop.open(dir, name)
   if not rec then
     local why = fd
@@ -64,9 +85,9 @@ local function adopt_one(sp, cfg, dir, name)
   local function corrupt(why)
     stream:close()
     core.maildrop.close(fd)
-    local ok, err = core.maildrop.done(dir, name, true)
+    local ok, err = core.maildrop.done(dir, name, true, orig)
     if ok then
-      log("warn", string.format("maildrop: %s from uid %d: %s: moved to corrupt/maildrop.%s", name, rec.uid, why, name))
+      log("warn", string.format("maildrop: %s from uid %d: %s: moved to corrupt/maildrop.%s", orig, rec.uid, why, orig))
       return "corrupt"
     end
     once(name, "warn", "maildrop: " .. name .. ": " .. why .. ", but it cannot be moved to corrupt/: " .. tostring(err))
@@ -100,6 +121,21 @@ local function adopt_one(sp, cfg, dir, name)
   end
   stream:set_head(newhead)
   env.uid = rec.uid        -- the submitter, as the drop program proved it (X-Submitter-Uid)
+  -- the original goes aside first, under the id its copy takes (see the top)
+  if not given then
+    local nid, ierr = sp:new_id()
+    local aside, aerr
+    if nid then aside, aerr = core.maildrop.aside(dir, name, nid, fd) end
+    if not aside then
+      stream:close()
+      core.maildrop.close(fd)
+      once(name, "warn", "maildrop: cannot adopt " .. name .. ": " .. tostring(ierr or aerr) .. " (tried again at the next scan)")
+      return nil
+    end
+    said[name] = nil
+    given, name = nid, aside
+  end
+  env.id = given
   local id, err, info = sp:enqueue(stream, env)
   -- refused for what it holds: no later scan would take it (it stayed in
   -- maildrop/ for ever, unseen by `queue`, its warning at every scan)

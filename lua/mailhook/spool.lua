@@ -5,6 +5,7 @@
 --   sp:enqueue_many({{msg_or_bytes, envelope}, ...}) -> {id...}          (waits; group commit)
 --   sp:lock() -> true | nil, "spool DIR is locked by pid N", {code = "ELOCKED", pid = N}  (waits; sweeps tmp/)
 --   sp:scan([limit]) -> {id...} oldest first, total; adopts drop-ins    (waits)
+--   sp:new_id() -> id, sp:has_copy(id) -> boolean (waits): for an adoption (maildrop.lua)
 --   sp:set_dropin_from(addr | nil [, domain]): the sender a drop-in naming none gets (from the settings:
 --     M.dropin_sender(sp, cfg), by the lock holder and at each reload of the deliverer)
 --   sp:load(id) -> entry | nil, err, info                                (waits)

@@ -779,6 +779,144 @@ static void test_replaced_during_adoption(void) {
   is_int(dropins_in("pickup") - 2, 0, "nothing else left in pickup/ (the aside name gone)");
 }
 
+/* A deliverer killed (kill -9) at each step of an adoption: the next scan must
+** end with the message queued exactly once, and nothing else left in pickup/.
+** Before, the copy was renamed in and pickup/ fsynced before the original
+** went: a kill there (adopt-durable) left both, and the original was adopted
+** again under a new id (F3).  The child dies with _exit at the point, as a
+** kill -9 would leave it: no cleanup, nothing flushed but what the kernel has. */
+static const char *kill_where;
+static void die_at(const char *where) {
+  if (kill_where && !strcmp(where, kill_where)) _exit(77);
+}
+static int do_scans_killed(void *arg) {
+  test_point = die_at;
+  return do_scans(arg);
+}
+
+/* The names in pickup/ other than canonical ID.eml, ID.state ("" if none). */
+static const char *leftovers(void) {
+  static char out[600];
+  DIR *d;
+  char p[700];
+  out[0] = '\0';
+  path_of(p, sizeof p, "pickup");
+  if (!(d = opendir(p))) return "(no pickup/)";
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    char id[MH_SPOOL_IDLEN];
+    size_t nl = strlen(de->d_name);
+    if (de->d_name[0] == '.' || is_sidecar(de->d_name, nl)) continue;
+    if (nl == 20 && !strcmp(de->d_name + 16, ".eml") && (memcpy(id, de->d_name, 16), id[16] = '\0', mh_spool_is_id(id)))
+      continue;
+    snprintf(out + strlen(out), sizeof out - strlen(out), "%s ", de->d_name);
+  }
+  closedir(d);
+  return out;
+}
+
+/* As `mailhook queue` after the kill: how many entries the listing gives. */
+static int do_list_count(void *arg) {
+  (void)arg;
+  return do_list(NULL) ? 99 : 0;
+}
+
+static void test_killed_during_adoption(void) {
+  static const char *const points[] = { "adopt-checked", "adopt-aside", "adopt-taken", "adopt-synced",
+                                        "adopt-renamed", "adopt-durable" };
+  for (size_t i = 0; i < sizeof points / sizeof *points; i++) {
+    char dir[64], what[200];
+    int scans = 1, reached;
+    snprintf(dir, sizeof dir, "killed-%zu", i);
+    fresh(dir);
+    mh_spool_close(open_or_die());
+    put("pickup/app.eml", "From: a@b.c\r\nTo: x@y.z\r\nSubject: KILLED\r\n\r\nbody\r\n");
+    kill_where = points[i];
+    log_reset();
+    reached = in_child(do_scans_killed, &scans, 10);
+    kill_where = NULL;
+    snprintf(what, sizeof what, "killed at %s", points[i]);
+    ok(reached == 77, "%s: the adopting scan died there (%d)", what, reached);
+    if (!strcmp(points[i], "adopt-durable")) {
+      /* both the original and the copy are there: a listing shows it once */
+      log_reset();
+      is_int(in_child(do_list_count, NULL, 10), 0, "%s: a listing (no lock) runs", what);
+      is_int(log_count("LISTED "), 1, "%s: it lists the message once, not its original too", what);
+    }
+    log_reset();
+    is_int(in_child(do_scans, &scans, 10), 0, "%s: the next deliverer's scan", what);
+    is_int(adopted_with("Subject: KILLED"), 1, "%s: the message is queued exactly once", what);
+    is_str(leftovers(), "", "%s: no drop-in nor aside left in pickup/", what);
+    is_int(dropins_in("corrupt"), 0, "%s: nothing set aside to corrupt/", what);
+    scans = 2;
+    is_int(in_child(do_scans, &scans, 10), 0, "%s: two more scans", what);
+    is_int(adopted_with("Subject: KILLED"), 1, "%s: still once", what);
+  }
+}
+
+/* A kill after the copy was queued, then `queue rm` of the copy before the
+** service starts again: the original left aside goes with it (it was
+** adopted again, and the removed message came back). */
+static void test_killed_then_removed(void) {
+  int scans = 1;
+  char err[MH_SPOOL_ERRLEN], id[MH_SPOOL_IDLEN] = "";
+  mh_spool *sp;
+  fresh("killed-rm");
+  mh_spool_close(open_or_die());
+  put("pickup/app.eml", "From: a@b.c\r\nTo: x@y.z\r\nSubject: REMOVED\r\n\r\nbody\r\n");
+  kill_where = "adopt-durable";
+  is_int(in_child(do_scans_killed, &scans, 10), 77, "killed once its copy is queued");
+  kill_where = NULL;
+  {
+    DIR *d;
+    char p[700];
+    path_of(p, sizeof p, "pickup");
+    if ((d = opendir(p))) {
+      struct dirent *de;
+      while ((de = readdir(d)))
+        if (strlen(de->d_name) == 20 && !strcmp(de->d_name + 16, ".eml")) { memcpy(id, de->d_name, 16); id[16] = '\0'; }
+      closedir(d);
+    }
+  }
+  sp = open_or_die();
+  is_int(mh_spool_remove(sp, id, err), 0, "queue rm of the copy");
+  mh_spool_close(sp);
+  is_int(in_child(do_scans, &scans, 10), 0, "the next deliverer's scan");
+  is_int(adopted_with("Subject: REMOVED"), 0, "the removed message is not queued again");
+  is_str(leftovers(), "", "nothing left in pickup/");
+}
+
+/* A new file renamed onto the drop-in's name after it was opened and before
+** it went aside (the F1 case, in the window that is left): the one read is
+** adopted, the new one is put back under its name and adopted by the next
+** scan; each once. */
+static void replace_before_aside(const char *where) {
+  char src[700], dst[700];
+  if (strcmp(where, "adopt-checked")) return;
+  path_of(src, sizeof src, "new.part");
+  path_of(dst, sizeof dst, "pickup/fixed.eml");
+  FILE *f = fopen(src, "wb");
+  if (f) { fputs("From: a@b.c\r\nTo: x@y.z\r\nSubject: SECOND\r\n\r\nb\r\n", f); fclose(f); }
+  if (rename(src, dst)) diag("rename: %s", strerror(errno));
+}
+static int do_scans_replacing_early(void *arg) {
+  test_point = replace_before_aside;
+  return do_scans(arg);
+}
+
+static void test_replaced_before_aside(void) {
+  int scans = 1;
+  fresh("replaced-early");
+  mh_spool_close(open_or_die());
+  put("pickup/fixed.eml", "From: a@b.c\r\nTo: x@y.z\r\nSubject: FIRST\r\n\r\na\r\n");
+  is_int(in_child(do_scans_replacing_early, &scans, 10), 0, "a new file renamed onto the name before it goes aside");
+  is_int(adopted_with("Subject: FIRST"), 1, "the one read is adopted");
+  is_int(in_child(do_scans, &scans, 10), 0, "the next scan");
+  is_int(adopted_with("Subject: SECOND"), 1, "the new one is adopted too");
+  is_int(adopted_with("Subject: FIRST"), 1, "the first still once");
+  is_str(leftovers(), "", "nothing left in pickup/");
+}
+
 /* `queue retry` (another process) racing the deliverer's deferral: the retry
 ** read ID.state before the deferral wrote "done a@x", and renamed its copy
 ** after it: the line was gone and a@x got the message again.  Both now hold
@@ -852,6 +990,9 @@ int main(void) {
   test_oversized();
   test_written_in_place();
   test_replaced_during_adoption();
+  test_killed_during_adoption();
+  test_killed_then_removed();
+  test_replaced_before_aside();
   test_retry_racing_defer();
   test_control_names();
   test_flood();
