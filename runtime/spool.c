@@ -141,10 +141,10 @@ struct mh_spool {
                        by its purge was removed meanwhile (queue rm), and is said so */
 };
 
-static unsigned tmp_counter;
+static unsigned tmp_counter;  /* makes sidecar tmp names unique within a process */
 
 /* pickup/ID.adopted: a drop-in's original while it is adopted as ID (adopt_one) */
-#define ASIDE_SUFFIX ".adopted"  /* makes sidecar tmp names unique within a process */
+#define ASIDE_SUFFIX ".adopted"
 
 #ifdef MH_TESTS
 /* Test builds only (tests/unit/test-spool-hostile.c compiles this file with
