@@ -196,7 +196,10 @@ function M.new(opts)
     stopping = false,
     outage = nil,                       -- {err =, since =, stuck =} while the server is unreachable
     outage_file = opts.outage_file,     -- SPOOL/outage: the outage as `mailhook queue` shows it (M.record_outage)
-    stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0 },
+    -- partial: of the failed, those some recipients got (partial_delivered of
+    -- their partial_recipients recipients; mailhook.flush's summary)
+    stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0, partial = 0,
+              partial_delivered = 0, partial_recipients = 0 },
     unsynced = 0,                       -- records (or removals) not yet covered by an fsync
     syncing = nil,                      -- the task running that fsync, if any
     marked = 0,                         -- delivered records since the last purge
@@ -516,6 +519,16 @@ function D:fail(e, reason, reply, how)
   for _, r in ipairs(how.delivered or {}) do delivered[#delivered + 1] = r end
   local stats = self.stats
   stats.failed = stats.failed + 1
+  if #delivered > 0 then
+    -- partly delivered: failed/ holds it for the others (counted as failed too)
+    local settled, failing = {}, #refused
+    for _, r in ipairs(delivered) do settled[r] = true end
+    for _, r in ipairs(refused) do settled[r.rcpt] = true end
+    for _, r in ipairs(e.to or {}) do if not settled[r] then failing = failing + 1 end end
+    stats.partial = (stats.partial or 0) + 1
+    stats.partial_delivered = (stats.partial_delivered or 0) + #delivered
+    stats.partial_recipients = (stats.partial_recipients or 0) + #delivered + failing
+  end
   self:changed("failed", e, reply or reason)
   -- the reply once: a reason that quotes it already is not followed by it again
   self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason

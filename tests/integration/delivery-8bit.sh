@@ -167,6 +167,8 @@ like "$(grep -F 'to=<jérôme@example.net>,' "$T/f")" \
      "mail log: the locally refused recipient has its line, status=failed, saying mailhook refused it"
 is "$(grep -c 'to=<jérôme@example.net>,' "$T/f")" 1 "once"
 unlike "$(cat "$T/f")" "rejected by the server" "the warning does not say the server rejected it"
+like "$(tail -1 "$T/f")" "^flush: 0 delivered, 0 deferred, 1 failed \(partly delivered: 1 of 2 recipients\)" \
+     "flush: partly delivered"
 rm -f "$S"/failed/*
 # the only recipient refused by mailhook: no send at all, still its line
 printf 'From: app@example.com\nTo: x@example.net\nSubject: x\n\nx\n' | "$MAILHOOK" sendmail zoë@example.net

@@ -6,8 +6,8 @@
 # `failed` event, and `flush` exits non-zero while anything is queued.  The mail
 # log (`ID: to=<...>, ... status=`) gives each recipient one line once its fate is
 # known: a 5xx one `failed` at the attempt that refused it, also when another is
-# deferred or over the server's recipient limit (a 452 round), never again later.
-
+# deferred or over the server's recipient limit (a 452 round), never again later;
+# `flush` says a message some recipients got is partly delivered.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 
@@ -54,6 +54,8 @@ is "$(rcpts_to b451@example.net)" 2 "RCPT TO:<b451@> twice (451, then accepted)"
 is "$(count_mail "$MD")" 1 "the 451 recipient got the message"
 is "$(n_failed)" 1 "then failed/ for the 550 one"
 is "$(lines "$T/f2" a550@example.net)" "" "mail log: the 550 one is not logged again when the message moves to failed/"
+like "$(tail -1 "$T/f2")" "^flush: 0 delivered, 0 deferred, 1 failed \(partly delivered: 1 of 2 recipients\), 0 left" \
+     "flush: a message one of its two recipients got is said partly delivered"
 sc=$(sidecar "$id")
 like "$sc" "refused a550@example.net	550 5.1.1 no such user" "the sidecar names the refused recipient and its reply"
 like "$sc" "done b451@example.net" "and the one that got it"
@@ -116,6 +118,8 @@ is "$(lines "$T/f4" a550@example.net | sed -E 's/^.*(dsn=)/\1/')" "dsn=5.1.1, st
    "mail log: the 550 one of the 452 round failed, not deferred, and once"
 is "$(lines "$T/f4" over1@example.net | sed -E 's/^.*(status=[a-z]+).*$/\1/' | tr '\n' ' ')" "status=deferred status=sent " \
    "mail log: the one over the limit deferred, then sent in the next transaction"
+like "$(tail -1 "$T/f4")" "^flush: 0 delivered, 0 deferred, 1 failed \(partly delivered: 2 of 3 recipients\), 0 left" \
+     "flush: partly delivered, 2 of 3"
 like "$(sidecar "$id")" "reason rejected by the server: a550@example.net: 550 5.1.1 no such user \(delivered to 2 other recipients\)" \
      "the sidecar's reason"
 done_testing

@@ -53,6 +53,8 @@ limit_scenario() {
   like "$(printf '%s\n' "$FLUSH_OUT" | grep -F 'to=<grey@x.example>,')" "attempts=2, .*status=sent" \
     "$name: mail log: grey@ sent at the second attempt"
   unlike "$FLUSH_OUT" "to=<r550@x.example>," "$name: mail log: r550@ not logged again when the message moves to failed/"
+  like "${FLUSH_OUT##*$'\n'}" "^flush: 0 delivered, 0 deferred, 1 failed \(partly delivered: 5 of 6 recipients\)" \
+    "$name: flush: the message 5 of its 6 recipients got is said partly delivered"
   wait_for 30 mta_idle "$var"
   mta_once "$var" mix 1 ok1@x.example ok2@x.example ok3@x.example ok4@x.example grey@x.example
   is "$(mta_copies "$var" '<mix-1@test>' r550@x.example)" 0 "$name: r550@ got nothing"
