@@ -56,6 +56,22 @@ M.STOP_GRACE = 90
 M.REFUSED_EXTRA = 2     -- first wait of a connection refused as one too many (W:outage)
 M.BATCH = 1000         -- ids asked of spool:scan at a time (bounded memory on big backlogs)
 
+-- The reply of a recipient mailhook refuses itself at a send, without asking
+-- the server (Worker:burst: a non-ASCII address to a server without SMTPUTF8,
+-- an angle bracket in a path), then why.
+M.BY_MAILHOOK = "refused by mailhook (the server was not asked): "
+
+-- by_mailhook(reply) -> "send" | "intake" | nil: a refusal no server made:
+-- at a send (M.BY_MAILHOOK), or at intake (a drop-in's item that is no
+-- address: runtime/spool.c dropin_refused, "... by mailhook, never sent",
+-- recorded before any attempt, so no attempt's mail log line named it).
+local function by_mailhook(reply)
+  reply = tostring(reply)
+  if reply:sub(1, #M.BY_MAILHOOK) == M.BY_MAILHOOK then return "send" end
+  if reply:find(" by mailhook, never sent$") then return "intake" end
+  return nil
+end
+
 -- backoff(attempts, base, cap [, random]) -> seconds before the next attempt of
 -- a message that got a 4xx: base doubling with each attempt (base, 2 base, 4 base,
 -- ...), times a jitter in [0.75, 1.25) so deferred messages do not come back in a
@@ -180,7 +196,10 @@ function M.new(opts)
     stopping = false,
     outage = nil,                       -- {err =, since =, stuck =} while the server is unreachable
     outage_file = opts.outage_file,     -- SPOOL/outage: the outage as `mailhook queue` shows it (M.record_outage)
-    stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0 },
+    -- partial: of the failed, those some recipients got (partial_delivered of
+    -- their partial_recipients recipients; mailhook.flush's summary)
+    stats = { delivered = 0, deferred = 0, failed = 0, attempts = 0, errors = 0, partial = 0,
+              partial_delivered = 0, partial_recipients = 0 },
     unsynced = 0,                       -- records (or removals) not yet covered by an fsync
     syncing = nil,                      -- the task running that fsync, if any
     marked = 0,                         -- delivered records since the last purge
@@ -470,7 +489,8 @@ end
 
 -- fail(e, reason, reply [, how]): to failed/ with its sidecar, and the `failed`
 -- event.  how = {attempts =, refused = {{rcpt =, reply =}...} (this attempt's),
--- delivered = {...}}; attempts is the count to record (the attempt that failed
+-- delivered = {...}, quoted = true when the reason quotes the reply already};
+-- attempts is the count to record (the attempt that failed
 -- included; nil keeps the stored one: an expiry is no attempt).  The event's
 -- `to` is the recipients that failed; `refused` gives each one's reply (the
 -- ones refused on earlier attempts too) and `delivered` those that got it.
@@ -489,12 +509,6 @@ function D:fail(e, reason, reply, how)
     return
   end
   spool_news(self, e.id, "fail", nil)
-  self.stats.failed = self.stats.failed + 1
-  self:changed("failed", e, reply or reason)
-  -- the reply once: a reason that quotes it already is not followed by it again
-  self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
-                .. ((reply and not reason:find(reply, 1, true)) and (" (" .. reply .. ")") or ""))
-  maillog.outcome(self, e, "failed", reply or reason)
   local refused, to = {}, {}
   for _, r in ipairs(e.refused or {}) do refused[#refused + 1] = r end
   for _, r in ipairs(how.refused or {}) do refused[#refused + 1] = r end
@@ -503,6 +517,31 @@ function D:fail(e, reason, reply, how)
   local delivered = {}
   for _, r in ipairs(e.done or {}) do delivered[#delivered + 1] = r end
   for _, r in ipairs(how.delivered or {}) do delivered[#delivered + 1] = r end
+  local stats = self.stats
+  stats.failed = stats.failed + 1
+  if #delivered > 0 then
+    -- partly delivered: failed/ holds it for the others (counted as failed too)
+    local settled, failing = {}, #refused
+    for _, r in ipairs(delivered) do settled[r] = true end
+    for _, r in ipairs(refused) do settled[r.rcpt] = true end
+    for _, r in ipairs(e.to or {}) do if not settled[r] then failing = failing + 1 end end
+    stats.partial = (stats.partial or 0) + 1
+    stats.partial_delivered = (stats.partial_delivered or 0) + #delivered
+    stats.partial_recipients = (stats.partial_recipients or 0) + #delivered + failing
+  end
+  self:changed("failed", e, reply or reason)
+  -- the reply once: a reason that quotes it already is not followed by it again
+  self.log.warn("delivery: " .. e.id .. " moved to failed/: " .. reason
+                .. ((reply and not how.quoted and not reason:find(reply, 1, true)) and (" (" .. reply .. ")") or ""))
+  -- the lines not written yet: the pending recipients (failed, or sent when
+  -- this attempt's send took them), this attempt's refused ones, and those
+  -- left out at intake (no attempt named them); the ones refused on earlier
+  -- attempts had theirs then
+  local intake = {}
+  for _, r in ipairs(e.refused or {}) do
+    if by_mailhook(r.reply) == "intake" then intake[#intake + 1] = r end
+  end
+  maillog.outcome(self, e, "failed", reply or reason, nil, how.refused, intake)
   self:emit("failed", { id = e.id, reason = reason, reply = reply, to = to, from = e.from,
                         subject = subject, refused = refused, delivered = delivered,
                         attempts = how.attempts or e.attempts })
@@ -536,6 +575,7 @@ end
 -- recipients accepted now; refused: {{rcpt =, reply =}...} refused for good now
 -- (both recorded, so neither is sent to again).
 function D:defer(e, reply, done, refused)
+  local now_done, now_refused = done, refused   -- this attempt's (for the mail log)
   local n = (e.attempts or 0) + 1
   local delay = M.backoff(n, math.min(self:cfgn("retry_interval", 30), 30),
                           self:cfgn("retry_max", 1800), self.random)
@@ -563,7 +603,7 @@ function D:defer(e, reply, done, refused)
   self:changed("deferred", e, reply)
   self.log.info(string.format("delivery: %s deferred (attempt %d): %s; next attempt in %d s",
                               e.id, n, reply or "temporary failure", math.floor(delay + 0.5)))
-  maillog.outcome(self, e, "deferred", reply or "temporary failure", done)
+  maillog.outcome(self, e, "deferred", reply or "temporary failure", now_done, now_refused)
 end
 
 -- split(e, reply, done, refused, n): the server took some recipients and
@@ -588,7 +628,7 @@ function D:split(e, reply, done, refused, n)
                               .. "sending %s in a new transaction now",
                               e.id, plural(#(done or {}), "recipient"), n .. " more", reply,
                               n == 1 and "it" or "them"))
-  maillog.outcome(self, e, "deferred", reply, done)
+  maillog.outcome(self, e, "deferred", reply, done, refused)
 end
 
 -- A delivered message is recorded in the spool's delivered journal (one
@@ -759,23 +799,32 @@ function D:settle(e, res, whole)
     self.spool:defer(e.id, { reply = table.concat(plines, "; "), next_attempt = self.now(),
                              done = accepted, refused = refused, attempts = n })
   end
-  local all = {}
-  for _, r in ipairs(e.refused or {}) do all[#all + 1] = r.rcpt .. ": " .. r.reply end
-  for _, l in ipairs(plines) do all[#all + 1] = l end
-  local delivered = #accepted + #(e.done or {})
-  -- recipients mailhook left out itself (a drop-in's item that is no address:
-  -- runtime/spool.c dropin_refused) were refused by no server: said so
-  local by_server = #plines > 0
-  for _, r in ipairs(e.refused or {}) do
-    by_server = by_server or not tostring(r.reply):find(" by mailhook, never sent$")
+  -- the reason names who the server refused apart from those mailhook
+  -- refused itself (left out at intake, or not sendable to this server): no
+  -- server was asked about them
+  local all, server, mine = {}, {}, {}
+  for _, list in ipairs({ e.refused or {}, refused }) do
+    for _, r in ipairs(list) do
+      local l = r.rcpt .. ": " .. r.reply
+      local t = by_mailhook(r.reply) and mine or server
+      t[#t + 1] = l
+    end
   end
+  for _, l in ipairs(server) do all[#all + 1] = l end
+  for _, l in ipairs(mine) do all[#all + 1] = l end
+  local delivered = #accepted + #(e.done or {})
   local reason = whole and whole.reason
-                 or ((by_server and "rejected by the server: " or "not sent: ") .. table.concat(all, "; "))
+  if not reason then
+    local parts = {}
+    if #server > 0 then parts[#parts + 1] = "rejected by the server: " .. table.concat(server, "; ") end
+    if #mine > 0 then parts[#parts + 1] = "not sent: " .. table.concat(mine, "; ") end
+    reason = table.concat(parts, "; ")
+  end
   if delivered > 0 then
     reason = reason .. " (delivered to " .. plural(delivered, "other recipient") .. ")"
   end
   return self:fail(e, reason, whole and whole.reply or table.concat(all, "; "),
-                   { attempts = n, refused = refused, delivered = accepted })
+                   { attempts = n, refused = refused, delivered = accepted, quoted = not whole })
 end
 
 ---------------------------------------------------------------- a worker
@@ -1188,7 +1237,7 @@ function W:burst(e)
       for i, r in ipairs(x.to) do
         if sfind(r, "<", 1, true) or sfind(r, ">", 1, true) then   -- (plain: no pattern per message)
           if not bad then keep, bad = table.move(x.to, 1, i - 1, 1, {}), x.local_refused or {} end
-          bad[#bad + 1] = { rcpt = r, class = "permanent", text = "not sent: the address holds an angle " ..
+          bad[#bad + 1] = { rcpt = r, class = "permanent", text = M.BY_MAILHOOK .. "the address holds an angle " ..
                             "bracket, which mailhook never puts in an SMTP path (a server that does not " ..
                             "parse quotes would read what follows as parameters)" }
         elseif keep then
@@ -1203,7 +1252,7 @@ function W:burst(e)
       local ascii, bad = {}, {}
       for _, r in ipairs(x.to) do
         if r:find("[\128-\255]") then
-          bad[#bad + 1] = { rcpt = r, class = "permanent", text = "not sent: the address is not ASCII and " ..
+          bad[#bad + 1] = { rcpt = r, class = "permanent", text = M.BY_MAILHOOK .. "the address is not ASCII and " ..
                             "the server does not offer SMTPUTF8 (RFC 6531)" }
         else
           ascii[#ascii + 1] = r

@@ -33,6 +33,40 @@ function M.failed_count(dir)
   return n
 end
 
+-- failed_ids([dir]) -> {ID = true...} | nil: the messages in failed/ (a readdir).
+function M.failed_ids(dir)
+  local core = require "mailhook.core"
+  local names = core.rstate.list((dir or core.paths.spool) .. "/failed")
+  if type(names) ~= "table" then return nil end
+  local ids = {}
+  for _, name in ipairs(names) do
+    local id = name:match("^(.+)%.eml$")
+    if id then ids[id] = true end
+  end
+  return ids
+end
+
+-- partial_since(before [, dir]) -> partial, delivered, recipients: of the
+-- messages in failed/ now and not in before (failed_ids), those some
+-- recipients got (their sidecar's `done`), and how many recipients got them
+-- of how many in all.  A sidecar that cannot be read counts as none.
+function M.partial_since(before, dir)
+  local now = before and M.failed_ids(dir)
+  local n, got, all = 0, 0, 0
+  if not now then return n, got, all end
+  local queue = require "mailhook.queue"
+  for id in pairs(now) do
+    if not before[id] then
+      local ok, e = pcall(queue.show, id)
+      if ok and type(e) == "table" and #(e.done or {}) > 0 then
+        n, got = n + 1, got + #e.done
+        all = all + #e.done + #(e.refused or {}) + #(e.to or {})
+      end
+    end
+  end
+  return n, got, all
+end
+
 -- The file a running service writes when a flush it was asked for is over:
 -- "TIME LEFT [ERROR]\n".
 function M.done_path(dir) return dir .. "/flush.done" end
@@ -48,7 +82,10 @@ end
 
 -- flush{[spool_dir =, cfg =, progress = fn(done, total, left), timeout =]} -> summary
 --   summary = {delivered =, deferred =, failed =, left =, total =, via = "self"|"service",
---              error = string|nil, spool_error = true when the spool could not be opened}
+--              error = string|nil, spool_error = true when the spool could not be opened,
+--              partial =, partial_delivered =, partial_recipients =}
+--   (messages: failed counts every one moved to failed/, partial those of them
+--   some recipients got: partial_delivered of partial_recipients recipients)
 -- Waits.  Delivers the queue now, backoff ignored, one pass; stops early when
 -- the server cannot be reached.  While a service holds the spool lock, it asks
 -- that service (SIGUSR1 to the pid in the lock) and waits for it: never two
@@ -124,7 +161,8 @@ function M.run(opts)
     progress(st.delivered + st.failed, total, left)
     return { delivered = st.delivered, deferred = st.deferred, failed = st.failed, left = left,
              total = total, via = "self", error = d.last_error, seconds = ended, drain_seconds = drain,
-             drained_at = d.last_delivered }
+             drained_at = d.last_delivered, partial = st.partial or 0,
+             partial_delivered = st.partial_delivered or 0, partial_recipients = st.partial_recipients or 0 }
   end
   -- a service holds the lock: ask it
   local pid = type(linfo) == "table" and linfo.code == "ELOCKED" and linfo.pid
@@ -133,6 +171,7 @@ function M.run(opts)
              delivered = 0, deferred = 0, failed = 0 }
   end
   local donefile = M.done_path(dir)
+  local failed_before = M.failed_ids(dir)
   local asked = mh.now()
   local ok, kerr = core.signal.kill(pid, "USR1")
   if not ok then
@@ -157,8 +196,12 @@ function M.run(opts)
     if timeout and mh.now() - asked > timeout then err = "timed out waiting for the service"; break end
   end
   progress(math.max(0, total - left), total, left)
+  -- (failed stays 0 here: mailhook.cmd.flush counts failed/; the partly
+  -- delivered ones are read from their sidecars)
+  local partial, got, all = M.partial_since(failed_before, dir)
   return { delivered = math.max(0, total - left), deferred = 0, failed = 0, left = left, total = total,
-           via = "service", pid = pid, error = err }
+           via = "service", pid = pid, error = err, partial = partial, partial_delivered = got,
+           partial_recipients = all }
 end
 
 -- queue(opts) -> summary | nil, err, summary: run(opts) for mh.queue.flush (waits).

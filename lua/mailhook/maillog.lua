@@ -17,11 +17,18 @@
 -- one line there:
 --   maillog.relay(session)            -> "host[addr]:port", once per connection
 --   maillog.note(entry, result)       the per-recipient replies of a send
---   maillog.outcome(d, entry, status [, reply [, done]])
+--   maillog.outcome(d, entry, status [, reply [, done [, refused [, logged]]]])
 --                                     the lines for the entry's recipients:
---                                     those the send accepted are `sent`, the
+--                                     those the send accepted are `sent`,
+--                                     those refused for good at this attempt
+--                                     (refused = {{rcpt =, reply =}...}: by the
+--                                     server, or by mailhook itself without
+--                                     asking it, when they are in entry.to no
+--                                     more) `failed` with their own reply, the
 --                                     others take `status` and their own reply
---                                     (else `reply`)
+--                                     (else `reply`); logged: more recipients
+--                                     refused before whose line was never
+--                                     written (drop-in items left out at intake)
 --   maillog.before_move(entry)        its file leaves pickup/ next (to failed/):
 --                                     the journal's Message-ID is read first
 -- The entry's fields used: id, from, uid, to (the recipients pending at this
@@ -108,10 +115,17 @@ end
 
 local LEVEL = { sent = "info", deferred = "info", failed = "warn" }
 
-function M.outcome(d, e, status, reply, done)
-  if type(e) ~= "table" or type(e.to) ~= "table" or #e.to == 0 then return end
+-- A recipient's fate is logged once: a recipient refused for good is `failed`
+-- at the attempt that refused it (it is never in entry.to again), whatever
+-- happens to the others; the ones still pending are `deferred` until the
+-- attempt that settles them (docs/service.md, *The mail log*).
+function M.outcome(d, e, status, reply, done, refused, logged)
+  if type(e) ~= "table" then return end
+  local to = type(e.to) == "table" and e.to or {}
+  refused, logged = refused or {}, logged or {}
+  if #to == 0 and #refused == 0 and #logged == 0 then return end
   local verbose = not d or d.verbose ~= false          -- info lines wanted (the deliverer knows)
-  if not verbose and status ~= "failed" then return end
+  if not verbose and status ~= "failed" and #refused == 0 and #logged == 0 then return end
   local mh = require "mailhook"
   local log = d and d.log
   local injected = type(log) == "table" and log ~= mh.log     -- a test's logger: plain lines to it
@@ -120,6 +134,18 @@ function M.outcome(d, e, status, reply, done)
   e.maillog = nil                                              -- logged once
   local sent_to = {}
   for _, r in ipairs(done or {}) do sent_to[r] = true end
+  -- refused for good: failed, with its own reply; the ones no longer in
+  -- entry.to (refused by mailhook before the send) after the others
+  local gone, rcpts, seen = {}, {}, {}
+  for _, r in ipairs(to) do rcpts[#rcpts + 1] = r; seen[r] = true end
+  for _, list in ipairs({ refused, logged }) do
+    for _, r in ipairs(list) do
+      if type(r) == "table" and r.rcpt then
+        gone[r.rcpt] = r.reply or true
+        if not seen[r.rcpt] then rcpts[#rcpts + 1] = r.rcpt; seen[r.rcpt] = true end
+      end
+    end
+  end
   local now = d and d.now and d.now() or mh.now()
   local common = {
     id = tostring(e.id),
@@ -131,10 +157,13 @@ function M.outcome(d, e, status, reply, done)
     attempts = (e.attempts or 0) + (e.relay and 1 or 0),
   }
   local msgid = journal and message_id(e) or nil
-  for _, rcpt in ipairs(e.to) do
+  for _, rcpt in ipairs(rcpts) do
     local st, rep
     if note.accepted[rcpt] or sent_to[rcpt] then
       st, rep = "sent", reply_text(note.final) or "250 accepted"
+    elseif gone[rcpt] then
+      st = "failed"
+      rep = reply_text(note.replies[rcpt]) or (gone[rcpt] ~= true and reply_text(gone[rcpt])) or reply_text(reply)
     else
       st, rep = status, reply_text(note.replies[rcpt]) or reply_text(reply)
       if st == "sent" then rep = rep or reply_text(note.final) or "250 accepted" end

@@ -216,8 +216,9 @@ function Tracker:snapshot()
       last_error = self.last_error, last_success = self.last_success,
       connections = #(d.workers or {}),
     },
+    -- partial: of the failed, those some recipients got (mailhook.delivery D:fail)
     counters = { delivered = st.delivered or 0, deferred = st.deferred or 0, failed = st.failed or 0,
-                 attempts = st.attempts or 0 },
+                 attempts = st.attempts or 0, partial = st.partial or 0 },
   }
 end
 
@@ -615,7 +616,8 @@ function M.text(r)
   end
   local k = r.counters
   if k then
-    row("since start", string.format("delivered %d, deferred %d, failed %d", k.delivered, k.deferred, k.failed))
+    row("since start", string.format("delivered %d, deferred %d, failed %d%s", k.delivered, k.deferred, k.failed,
+                                     (k.partial or 0) > 0 and string.format(" (%d partly delivered)", k.partial) or ""))
   end
   return table.concat(out, "\n") .. "\n"
 end

@@ -157,9 +157,26 @@ like "$meta" '"to":\["ascii@example.net"\]' "without SMTPUTF8: the ASCII recipie
 like "$meta" '"mail_options":\["SIZE=[0-9]+","BODY=8BITMIME"\]' "BODY=8BITMIME declared (8BITMIME offered), no SMTPUTF8"
 like "$(tr -d '\r' < "$T"/a/000001.eml)" "Subject: =\?UTF-8\?B\?Y2Fmw6k=\?=" "the UTF-8 Subject as RFC 2047 words (no SMTPUTF8)"
 like "$(cat "$T"/a/000001.eml)" "Café" "the 8-bit body as it was (8BITMIME offered)"
-like "$(sidecar)" "jérôme@example.net	not sent: the address is not ASCII and the server does not offer SMTPUTF8" \
+like "$(sidecar)" "jérôme@example.net	refused by mailhook \(the server was not asked\): the address is not ASCII and the server does not offer SMTPUTF8" \
      "the UTF-8 recipient failed by itself, saying why"
+like "$(sidecar)" "reason not sent: jérôme@example.net: refused by mailhook" "the reason: not sent, by mailhook"
 unlike "$(cat "$T/a.log")" "jérôme" "no RCPT was sent for it"
+# the mail log: a line of its own, failed, saying mailhook refused it and why
+like "$(grep -F 'to=<jérôme@example.net>,' "$T/f")" \
+     "relay=127\.0\.0\.1\[127\.0\.0\.1\]:[0-9]+, .*status=failed \(refused by mailhook \(the server was not asked\): the address is not ASCII and the server does not offer SMTPUTF8 \(RFC 6531\)\)$" \
+     "mail log: the locally refused recipient has its line, status=failed, saying mailhook refused it"
+is "$(grep -c 'to=<jérôme@example.net>,' "$T/f")" 1 "once"
+unlike "$(cat "$T/f")" "rejected by the server" "the warning does not say the server rejected it"
+like "$(tail -1 "$T/f")" "^flush: 0 delivered, 0 deferred, 1 failed \(partly delivered: 1 of 2 recipients\)" \
+     "flush: partly delivered"
+rm -f "$S"/failed/*
+# the only recipient refused by mailhook: no send at all, still its line
+printf 'From: app@example.com\nTo: x@example.net\nSubject: x\n\nx\n' | "$MAILHOOK" sendmail zoë@example.net
+"$MAILHOOK" flush >"$T/f" 2>&1
+like "$(grep -F 'to=<zoë@example.net>,' "$T/f")" "status=failed \(refused by mailhook \(the server was not asked\): the address is not ASCII" \
+     "mail log: a message whose one recipient mailhook refused has its line too"
+like "$(cat "$T/f")" "moved to failed/: not sent: zoë@example.net: refused by mailhook" "the warning says not sent"
+unlike "$(cat "$T/f")" "rejected by the server" "not 'rejected by the server'"
 rm -f "$S"/failed/*
 # a UTF-8 address in a header field cannot be converted: the whole message fails, saying so
 printf 'From: app@example.com\nTo: ascii@example.net, jérôme@example.net\nSubject: x\n\nx\n' |

@@ -39,6 +39,12 @@ like "$log" "drop-in pickup/mixed\.eml: recipient 'bad@@example\.net' left out: 
   "the log names the drop-in, the address and why"
 like "$log" "drop-in pickup/mixed\.eml: recipient 'x\\\\x01y@example\.net' left out" "a control byte is escaped in the log"
 unlike "$log" $'\001' "no raw control byte reaches the log"
+# the mail log: each one left out gets its line once the message moves to failed/ (no
+# attempt named it before), failed, saying mailhook left it out
+like "$(grep -F 'to=<bad@@example.net>,' "$T/flush")" \
+  "status=failed \(not an address \(bad character in domain\): left out of drop-in mixed\.eml by mailhook, never sent\)$" \
+  "mail log: a recipient left out of the drop-in is failed, with why"
+is "$(grep -c 'to=<.*, status=failed (not an address' "$T/flush")" 4 "mail log: one line for each of the 4 left out"
 is "$(ls "$SPOOL/corrupt")" "" "nothing went to corrupt/"
 
 # recorded as refused: the message is in failed/ with them, as after a server's 5xx

@@ -35,6 +35,13 @@ limit_scenario() {
   ok "$([ -n "$f" ] && echo 0 || echo 1)" "$name: the mixed message waits in pickup/ for grey@"
   [ -n "$f" ] && is "$(sed -n 's/^attempts //p' "${f%.eml}.state")" 1 \
     "$name: one attempt counted (the rounds the limit asked for are not)"
+  # the mail log: r550@ failed in the round whose 550 refused it (not deferred with
+  # that round's overflow), once (a round before may have deferred it as over the limit)
+  is "$(printf '%s\n' "$FLUSH_OUT" | grep -F 'to=<r550@x.example>,' | grep -c 'status=failed (550 5\.1\.1 ')" 1 \
+    "$name: mail log: r550@ failed, once, in the 452 round that refused it"
+  unlike "$FLUSH_OUT" "to=<r550@x.example>,.*status=deferred \(550" "$name: mail log: r550@ never deferred with its 550"
+  like "$(printf '%s\n' "$FLUSH_OUT" | grep -F 'to=<grey@x.example>,')" "status=deferred \(451 " \
+    "$name: mail log: grey@ deferred"
   wait_for 30 mta_idle "$var"
   local r
   for r in ok1 ok2 ok3 ok4; do
@@ -43,6 +50,11 @@ limit_scenario() {
   mta_rule_off "$var" grey@x.example
   mta_flush
   is "$FLUSH_RC" 0 "$name: once grey@ accepts, the next flush settles the message"
+  like "$(printf '%s\n' "$FLUSH_OUT" | grep -F 'to=<grey@x.example>,')" "attempts=2, .*status=sent" \
+    "$name: mail log: grey@ sent at the second attempt"
+  unlike "$FLUSH_OUT" "to=<r550@x.example>," "$name: mail log: r550@ not logged again when the message moves to failed/"
+  like "${FLUSH_OUT##*$'\n'}" "^flush: 0 delivered, 0 deferred, 1 failed \(partly delivered: 5 of 6 recipients\)" \
+    "$name: flush: the message 5 of its 6 recipients got is said partly delivered"
   wait_for 30 mta_idle "$var"
   mta_once "$var" mix 1 ok1@x.example ok2@x.example ok3@x.example ok4@x.example grey@x.example
   is "$(mta_copies "$var" '<mix-1@test>' r550@x.example)" 0 "$name: r550@ got nothing"

@@ -66,13 +66,16 @@ no_password "$T/stderr.log" "stderr: the password appears nowhere (nor AUTH's ba
 start_unixgram J journal "$T/journal.sock"
 conf "$T/journal.conf" log=journal
 queue3 "$T/journal.conf" "$T/sp2"
+# and one message to both soft@ (451) and hard@ (550): hard@ is failed at once
+ID_mix=$(echo "body for both" | "$MAILHOOK" -c "$T/journal.conf" -s "$T/sp2" enqueue --to soft@example.net \
+  --cc hard@example.net --subject "to both")
 MAILHOOK_JOURNAL_SOCKET=$T/journal.sock MAILHOOK_LOG_LEVEL=info \
   "$MAILHOOK" -c "$T/journal.conf" -s "$T/sp2" run 2>"$T/journal.err" &
 RUN=$!
 on_exit "kill -9 $RUN"
 OUTCOMES='[r for r in recs if "MAILHOOK_STATUS" in r.get("fields", {})]'
-wait_for 20 has "$J_OUT" "len($OUTCOMES) >= 3"
-ok $? "journal: three outcome entries"
+wait_for 20 has "$J_OUT" "len($OUTCOMES) >= 5"
+ok $? "journal: five outcome entries"
 kill -TERM "$RUN"; wait "$RUN"
 is "$(q "$J_OUT" '[r["error"] for r in recs if "error" in r]')" "[]" "every datagram is well-formed native protocol"
 for st in ok:sent:6 soft:deferred:6 hard:failed:4; do
@@ -88,6 +91,9 @@ for st in ok:sent:6 soft:deferred:6 hard:failed:4; do
     "SYSLOG_IDENTIFIER, MAILHOOK_SENDER, MAILHOOK_ATTEMPTS and the catalog MESSAGE_ID"
   is "$(q "$J_OUT" "$e.get('MAILHOOK_UID')")" "$(id -u)" "MAILHOOK_UID: who submitted it"
 done
+is "$(q "$J_OUT" "[[r['fields'].get(k) for k in ('MAILHOOK_RECIPIENT', 'MAILHOOK_STATUS', 'MAILHOOK_DSN', 'MAILHOOK_SMTP_REPLY')] for r in recs if r['fields'].get('MAILHOOK_QUEUE_ID') == '$ID_mix']")" \
+  '[["soft@example.net", "deferred", "4.2.0", "451 4.2.0 mailbox busy"], ["hard@example.net", "failed", "5.1.1", "550 5.1.1 no such user"]]' \
+  "journal: in a message with a deferred recipient, the one refused for good has MAILHOOK_STATUS=failed"
 is "$(q "$J_OUT" "[r['fields'] for r in recs if r['fields'].get('MAILHOOK_RECIPIENT') == 'soft@example.net'][0]['MAILHOOK_SMTP_REPLY']")" \
   "451 4.2.0 mailbox busy" "MAILHOOK_SMTP_REPLY: the server's reply"
 is "$(q "$J_OUT" "[r['fields'] for r in recs if r['fields'].get('MAILHOOK_RECIPIENT') == 'hard@example.net'][0]['MAILHOOK_DSN']")" \

@@ -50,12 +50,35 @@ tap.test("mixed recipients: each its own status and reply", function(t)
   maillog.note(e, { accepted = { "ok@x.net" }, reply = { smtp = 250, text = "2.0.0 fine" },
                     rejected = { { rcpt = "busy@x.net", smtp = 451, enhanced = "4.2.0", text = "busy" },
                                  { rcpt = "gone@x.net", smtp = 550, enhanced = "5.1.1", text = "no such user" } } })
-  maillog.outcome(d, e, "deferred", "busy@x.net: 451 ...; gone@x.net: 550 ...", { "ok@x.net" })
+  maillog.outcome(d, e, "deferred", "busy@x.net: 451 ...; gone@x.net: 550 ...", { "ok@x.net" },
+                  { { rcpt = "gone@x.net", reply = "550 5.1.1 no such user" } })
   t:is(#d.lines, 3, "one line per recipient")
   t:like(d.lines[1], "to=<ok@x%.net>.*dsn=2%.0%.0, status=sent %(250 2%.0%.0 fine%)$", "the accepted one: sent")
   t:like(d.lines[2], "to=<busy@x%.net>.*dsn=4%.2%.0, status=deferred %(451 4%.2%.0 busy%)$", "451: deferred, its reply")
-  t:like(d.lines[3], "to=<gone@x%.net>.*status=deferred %(550 5%.1%.1 no such user%)$",
-         "550 with a 451 beside it: deferred with the message (its own reply)")
+  t:like(d.lines[3], "^warn .*to=<gone@x%.net>.*dsn=5%.1%.1, status=failed %(550 5%.1%.1 no such user%)$",
+         "550 with a 451 beside it: failed at once (refused for good), its reply, a warning")
+  -- below info (verbose = false) the failed one is still said
+  d, e = deliverer(), entry { to = { "busy@x.net", "gone@x.net" } }
+  d.verbose = false
+  maillog.outcome(d, e, "deferred", "451 busy", nil, { { rcpt = "gone@x.net", reply = "550 5.1.1 no such user" } })
+  t:is(#d.lines, 1, "not verbose: the failed line alone")
+  t:like(d.lines[1], "to=<gone@x%.net>.*status=failed", "it")
+end)
+
+tap.test("refused by mailhook before the send: a line of its own, failed", function(t)
+  local d, e = deliverer(), entry { to = { "ok@x.net" } }
+  local mine = { rcpt = "zo\195\171@x.net", reply = "refused by mailhook (the server was not asked): not ASCII" }
+  maillog.note(e, { accepted = { "ok@x.net" }, reply = { smtp = 250, text = "2.0.0 fine" } })
+  maillog.outcome(d, e, "failed", "x", nil, { mine })
+  t:is(#d.lines, 2, "two lines")
+  t:like(d.lines[2], "to=<zo\195\171@x%.net>.*attempts=1, status=failed %(refused by mailhook %(the server was " ..
+         "not asked%): not ASCII%)$", "the one no server was asked about")
+  d, e = deliverer(), entry { to = {} }
+  maillog.outcome(d, e, "failed", "x", nil, { mine })
+  t:is(#d.lines, 1, "also when it was the only recipient (no send)")
+  d, e = deliverer(), entry { to = {} }
+  maillog.outcome(d, e, "failed", "x", nil, nil, { { rcpt = "bad@@x.net", reply = "not an address: left out" } })
+  t:like(d.lines[1], "to=<bad@@x%.net>.*status=failed %(not an address: left out%)$", "and one left out at intake")
 end)
 
 tap.test("failed is a warning; expired in the queue: relay=none, attempts unchanged", function(t)

@@ -55,17 +55,25 @@ return function(...)
   if not ok then return args.fail("flush", s, 1) end
   if s.spool_error then return args.fail("flush", s.error, 1) end
   local dt = mh.monotonic() - t0
+  -- "N failed": moved to failed/; those some recipients got are said so
+  -- (a message 121 of its 123 recipients got is no plain failure)
+  local function failed_text(failed)
+    local p = math.min(s.partial or 0, failed)
+    if p == 0 then return failed .. " failed" end
+    return string.format("%d failed (%spartly delivered: %d of %d recipients)", failed,
+                         p == failed and "" or (p .. " "), s.partial_delivered or 0, s.partial_recipients or 0)
+  end
   if s.via == "service" then
     -- the service reports what pickup/ still holds; what left it went out or
     -- moved to failed/ (counted there: a dead letter is neither delivered nor left)
     local failed_after = flush.failed_count()
     local failed = (failed_before and failed_after) and math.max(0, failed_after - failed_before) or 0
     failed = math.min(failed, s.delivered)
-    io.stdout:write(string.format("flush: asked the service (pid %d): %d delivered, %d failed, %d left, %.1f s\n",
-                                  s.pid, s.delivered - failed, failed, s.left, dt))
+    io.stdout:write(string.format("flush: asked the service (pid %d): %d delivered, %s, %d left, %.1f s\n",
+                                  s.pid, s.delivered - failed, failed_text(failed), s.left, dt))
   else
-    io.stdout:write(string.format("flush: %d delivered, %d deferred, %d failed, %d left, %.1f s\n",
-                                  s.delivered, s.deferred, s.failed, s.left, dt))
+    io.stdout:write(string.format("flush: %d delivered, %d deferred, %s, %d left, %.1f s\n",
+                                  s.delivered, s.deferred, failed_text(s.failed), s.left, dt))
   end
   if s.error then io.stderr:write("mailhook flush: ", tostring(s.error), "\n") end
   return s.left == 0 and 0 or 1
