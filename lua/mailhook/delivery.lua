@@ -547,6 +547,14 @@ function D:fail(e, reason, reply, how)
                         attempts = how.attempts or e.attempts })
 end
 
+-- joined(a, b) -> a new list: a's items, then b's
+local function joined(a, b)
+  local out = {}
+  for _, x in ipairs(a or {}) do out[#out + 1] = x end
+  for _, x in ipairs(b or {}) do out[#out + 1] = x end
+  return out
+end
+
 -- A deferral the spool could not record (a full disk, no inode left): who took
 -- the message and how many attempts it had are kept in memory, applied to the
 -- message at each load and written with its next deferral that works.  Else
@@ -561,14 +569,11 @@ function D:apply_unrecorded(e)
   local to = {}
   for _, r in ipairs(e.to or {}) do if not skip[r] then to[#to + 1] = r end end
   e.to = to
+  -- as a recorded deferral gives them: who took it, who refused it for good
+  -- (without these, the last recipient's 250 made the message "delivered"
+  -- and the 550 was lost with it, never in failed/)
+  e.done, e.refused = joined(e.done, u.done), joined(e.refused, u.refused)
   e.attempts = math.max(e.attempts or 0, u.attempts)
-end
-
-local function joined(a, b)
-  local out = {}
-  for _, x in ipairs(a or {}) do out[#out + 1] = x end
-  for _, x in ipairs(b or {}) do out[#out + 1] = x end
-  return out
 end
 
 -- defer(e, reply [, done, refused]): a later attempt, after its backoff.  done:

@@ -27,4 +27,21 @@ like "$(cat "$T/svc.log")" "deferred \\(attempt 4\\)" "the attempts counted (it 
 n=$(grep -c 'ok1@example.net' "$T/peer/log" 2>/dev/null)
 is "$n" 1 "ok1@ got the message once (it got it at every attempt)"
 svc_stop
+
+# A recipient refused for good (550) in an attempt whose deferral could not be
+# recorded: once the last recipient owed takes the message, it goes to failed/
+# naming the refused one (it was kept only in memory, and the message was
+# removed as delivered: the refusal was lost)
+rm -f "$T/full/pad"
+ID2=$(enqueue 1 app2@example.com ok2@example.net perm@example.net temp-once@example.net)
+dd if=/dev/zero of="$T/full/pad" bs=1k count=1024 2>/dev/null
+svc_start
+wait_for 20 grep -q "$ID2: could not record the deferral" "$T/svc.log"
+ok $? "the second message's deferral (ok2 took it, perm refused, temp-once owed) is not recorded"
+rm -f "$T/full/pad"               # room again: the next attempt takes temp-once
+wait_for 20 test -e "$SPOOL/failed/$ID2.eml"
+ok $? "once temp-once@ took it, the message goes to failed/ (the 550 recipient was kept)"
+like "$(cat "$SPOOL/failed/$ID2.state" 2>/dev/null)" "perm@example.net" "its record names perm@"
+is "$(grep -c 'ok2@example.net' "$T/peer/log")" 1 "ok2@ got it once"
+svc_stop
 done_testing
