@@ -53,6 +53,13 @@ M.HINT = {
     "set `allow_plaintext_auth = true` only for a server that cannot do TLS, on a network you trust",
   no_greeting = "something accepts connections on this port but does not speak SMTP (or is stuck): " ..
     "check `server` and `port` (25, 465 = implicit TLS, 587 = submission)",
+  -- (tls = starttls or none: an implicit-TLS port greets only after a handshake)
+  no_greeting_plain = "something accepts connections on this port but does not speak SMTP (or is stuck), " ..
+    "or it is an implicit-TLS port (465), which greets only after a TLS handshake: set `tls = implicit` " ..
+    "(or `tls = auto`, which tries it); else check `server` and `port`",
+  recipient_temporary = "the server refused the test recipient for now (a 4xx: greylisting, a full or " ..
+    "busy mailbox, a rate limit): test again in a few minutes; a message the service sends is retried " ..
+    "on its own",
   dns_silent = "the DNS resolver does not answer: check this machine's resolver (/etc/resolv.conf)",
   tls_silent = "something accepts connections on this port but does not answer a TLS handshake: " ..
     "check `port` and `tls` (465 = implicit TLS, 587 = STARTTLS, 25 = plain then STARTTLS)",
@@ -76,6 +83,10 @@ M.HINT = {
     "`tls_required = false`: to send in plain text knowingly, set `tls = none`",
   starttls_missing = "the server offers no STARTTLS on this port: use its implicit-TLS port " ..
     "(465, `tls = implicit`) or its submission port (587)",
+  -- (tls = none set by hand towards a server once reached with TLS: the setting, not an attack)
+  downgrade_setting = "this server was reached with TLS before, and `tls = none` would send to it in " ..
+    "plain text: set `tls = auto` (or `starttls`); only if it really lost its TLS, delete its line in " ..
+    "SPOOL/state/tls-seen",
   downgrade = "this server was reached with TLS before and now offers none: something in between " ..
     "may strip STARTTLS (an attack), or the server changed; only if the change is known, delete its " ..
     "line in SPOOL/state/tls-seen",
@@ -126,7 +137,10 @@ function M.hint_for(cfg, info, report, err)
             and "starttls_refused_optional" or "starttls_refused"
     elseif report and report.info and not offers_starttls(report.info) then why = "starttls_missing" end
   end
-  if not why and info.code == "EDOWNGRADE" then why = "downgrade" end
+  if not why and info.code == "EDOWNGRADE" then
+    why = cfg.tls == "none" and "downgrade_setting" or "downgrade"
+  end
+  if why == "no_greeting" and (cfg.tls == "starttls" or cfg.tls == "none") then why = "no_greeting_plain" end
   -- a 530 to MAIL or RCPT with no login configured: RFC 4954's "authentication
   -- required" (a 530 asking for STARTTLS is requires_tls, above), not the From
   if not why and not cfg.auth and (info.stage == "sender" or info.stage == "recipient") and
@@ -162,6 +176,11 @@ function M.hint_for(cfg, info, report, err)
   if not why and cfg.tls == "none" and offers_starttls(report and report.info) and
      (info.stage == "auth" or info.stage == "sender" or info.stage == "recipient") then
     why = "offers_starttls"
+  end
+  -- a 4xx to the test recipient: for now, not for good
+  if not why and info.stage == "recipient" and tonumber(info.smtp) and tonumber(info.smtp) >= 400 and
+     tonumber(info.smtp) < 500 then
+    why = "recipient_temporary"
   end
   local h = (why and M.HINT[why]) or M.HINT[info.stage]
   if h and h:find("%s", 1, true) then h = h:format(info.tls_min_version or "1.2") end

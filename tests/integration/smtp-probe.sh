@@ -132,7 +132,21 @@ is "$RC" 1 "the same host:port without STARTTLS later: refused"
 like "$(printf '%s\n' "$OUT" | grep '^  hint')" "reached with TLS before and now offers none.*delete its line in SPOOL/state/tls-seen" \
   "the hint: a downgrade, and how to accept a known change"
 unlike "$(cat "$T/down.log")" "^mail" "no MAIL FROM in the clear"
+# tls = none set by hand towards it: the setting, not an attack, is what to change
+mh_test "$(new_conf port="$port" tls=none tls_required=false tls_ca_file="$C/ca.crt")"
+is "$RC" 1 "tls = none towards a server seen with TLS: refused"
+like "$(printf '%s\n' "$OUT" | grep '^  hint')" "\`tls = none\` would send to it in plain text: set \`tls = auto\`" \
+  "the hint names the setting (it said 'something in between may strip STARTTLS (an attack)')"
 stop_peer D2
+# a 4xx to the test recipient (greylisting): for now, not for good
+start_smtpd G --by-local-part --maildir "$T/grey" || exit 1
+mh_test "$(new_conf port="$G" tls=none tls_required=false)" --to temp@example.net
+is "$RC" 1 "test --to a recipient the server defers (450): fails"
+like "$(printf '%s\n' "$OUT" | grep '^  hint')" "refused the test recipient for now \(a 4xx: greylisting" \
+  "the hint says it is temporary (it was the 5xx one)"
+mh_test "$(new_conf port="$G" tls=none tls_required=false)" --to perm@example.net
+like "$(printf '%s\n' "$OUT" | grep '^  hint')" "the server refused the test recipient or the message" "a 550 keeps the other hint"
+stop_peer G
 unset MAILHOOK_SPOOL
 
 # --- refused certificates: the reason named, and a hint saying which setting to change -------

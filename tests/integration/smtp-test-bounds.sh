@@ -95,6 +95,12 @@ for tls in auto none starttls; do
   unlike "$OUT" "TLS handshake timed out" "tls = $tls: not a TLS handshake timeout"
   ilike "$OUT" "FAILED at stage connect" "tls = $tls: at stage connect"
   like "$OUT" "hint +something accepts connections on this port but does not speak SMTP" "tls = $tls: the hint says what it means"
+  if [ "$tls" = auto ]; then
+    unlike "$OUT" "greets only after a TLS handshake" "tls = auto: no implicit-TLS suggestion (auto tries it)"
+  else
+    like "$OUT" "or it is an implicit-TLS port \(465\), which greets only after a TLS handshake: set \`tls = implicit\`" \
+      "tls = $tls: the hint suggests an implicit-TLS port"
+  fi
   ok "$([ "$ELAPSED_MS" -lt 30000 ]; echo $?)" "tls = $tls: within the --timeout bound, not the RFC's minutes ($ELAPSED_MS ms)"
 done
 like "$OUT" "security +not negotiated: the server sent nothing" "the report does not claim a plain-text session"
