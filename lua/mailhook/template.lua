@@ -10,7 +10,8 @@
 --   {{{raw}}}                                         no HTML escaping (html templates only)
 --
 -- `missing` lists (once each, in order) the variables that had no value and no
--- default; they render as "".  Escaping follows the context: in an html
+-- default; they render as "".  An unknown option ({htlm = true}), an
+-- argument too many or a wrong type raises.  Escaping follows the context: in an html
 -- template every value is HTML-escaped; in a header template CR, LF and NUL
 -- (and any other control character) become spaces, in values and in the
 -- result, so a value can never start a new header line.
@@ -27,7 +28,28 @@
 --       from one folder
 --   mh.template.message(name_or_set, context) -> {subject=, text=, html=}, missing
 --   mh.template.dirs() -> {site_dir, shipped_dir}: where default() looks
+local core = require "mailhook.core"
+
 local M = {}
+
+local OPTIONS = { "html", "header", "name" }
+
+-- The options of compile and file, after core.check_options (called by them:
+-- it raises at its caller's caller): each of its type, raised at the caller
+-- of compile or file.  A misspelt {htlm = true} was silently a plain
+-- template: no HTML escaping.
+local function check_opts(fn, opts)
+  if opts == nil then return end
+  if type(opts) ~= "table" then error(fn .. ": options must be a table (got " .. type(opts) .. ")", 3) end
+  for _, k in ipairs { "html", "header" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      error(fn .. ": " .. k .. " must be a boolean (got " .. type(opts[k]) .. ")", 3)
+    end
+  end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error(fn .. ": name must be a string (got " .. type(opts.name) .. ")", 3)
+  end
+end
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
@@ -208,11 +230,19 @@ end
 
 -- compile(source [, opts]) -> render(context) -> text, missing.  Raises on a
 -- malformed template (a misuse found once, when the rule loads).
-function M.compile(source, opts)
-  if type(source) ~= "string" then error("mh.template: source must be a string", 2) end
+function M.compile(source, opts, ...)
+  if type(source) ~= "string" then error("mh.template: source must be a string (got " .. type(source) .. ")", 2) end
+  core.check_options("mh.template", type(opts) == "table" and opts or {}, OPTIONS, select("#", ...) + 2, 2)
+  check_opts("mh.template", opts)
   opts = opts or {}
   local tree = parse(source, opts.name or "template")
-  return function(context)
+  return function(context, ...)
+    if context ~= nil and type(context) ~= "table" then
+      error("mh.template: context must be a table (got " .. type(context) .. ")", 2)
+    end
+    if select("#", ...) > 0 then
+      error("mh.template: a render takes at most 1 argument (got " .. (select("#", ...) + 1) .. ")", 2)
+    end
     local out, missing = {}, {}
     render(tree, { { ctx = context or {}, item = context } }, out, missing, {}, opts)
     local text = table.concat(out)
@@ -247,8 +277,10 @@ end
 
 -- file(path [, opts]) -> render.  Raises (at the caller) when the file is
 -- missing, unreadable or malformed, naming it.
-function M.file(path, opts)
+function M.file(path, opts, ...)
   if type(path) ~= "string" or path == "" then error("mh.template.file: path must be a non-empty string", 2) end
+  core.check_options("mh.template.file", type(opts) == "table" and opts or {}, OPTIONS, select("#", ...) + 2, 2)
+  check_opts("mh.template.file", opts)
   local full = path
   if path:sub(1, 1) ~= "/" then
     local dir = caller_dir(2)
@@ -297,7 +329,10 @@ local function site_dir()
 end
 
 -- dirs() -> {site, shipped}: where default() looks, in order.
-function M.dirs() return { site_dir(), shipped_dir() } end
+function M.dirs(...)
+  core.check_options("mh.template.dirs", {}, {}, select("#", ...), 0)
+  return { site_dir(), shipped_dir() }
+end
 
 local PARTS = { { "subject", ".subject", { header = true } }, { "text", ".txt" },
                 { "html", ".html", { html = true } } }
@@ -309,8 +344,12 @@ local function exists(path) return require("mailhook.core").rstate.exists(path) 
 -- default(name) -> {subject=, text=, html=} (renders; html may be nil).  The
 -- set comes whole from the first folder holding any NAME.subject, NAME.txt or
 -- NAME.html: a site's text is never paired with a shipped HTML part.
-function M.default(name)
-  if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
+function M.default(name, ...)
+  core.check_options("mh.template.default", {}, {}, select("#", ...) + 1, 1)
+  if type(name) ~= "string" then
+    error("mh.template.default: name must be a string (got " .. type(name) .. ")", 2)
+  end
+  if not name:match("^[%w_%-]+$") then
     error("mh.template.default: bad template name", 2)
   end
   for _, dir in ipairs(M.dirs()) do
@@ -339,8 +378,31 @@ function M.default(name)
 end
 
 -- message(name_or_set, context) -> {subject=, text=, html=}, missing (all parts)
-function M.message(set, context)
-  if type(set) == "string" then set = M.default(set) end
+local SET = { "subject", "text", "html" }
+
+function M.message(set, context, ...)
+  local fn = "mh.template.message"
+  core.check_options(fn, {}, {}, select("#", ...) + 2, 2)
+  if type(set) == "string" then
+    local ok, r = pcall(M.default, set)
+    if not ok then error((tostring(r):gsub("^mh%.template%.default: ", fn .. ": ")), 2) end
+    set = r
+  elseif type(set) == "table" then
+    core.check_options(fn, set, SET)
+    for _, part in ipairs(SET) do
+      if set[part] ~= nil and type(set[part]) ~= "function" then
+        error(fn .. ": " .. part .. " must be a function (a render of mh.template; got " .. type(set[part]) .. ")", 2)
+      end
+    end
+    if not (set.subject or set.text or set.html) then
+      error(fn .. ": the set holds no subject, text nor html", 2)
+    end
+  else
+    error(fn .. ": name_or_set must be a template name or a set of mh.template.default (got " .. type(set) .. ")", 2)
+  end
+  if context ~= nil and type(context) ~= "table" then
+    error(fn .. ": context must be a table (got " .. type(context) .. ")", 2)
+  end
   local out, missing, seen = {}, {}, {}
   for _, part in ipairs { "subject", "text", "html" } do
     if set[part] then
@@ -354,4 +416,4 @@ function M.message(set, context)
   return out, missing
 end
 
-return setmetatable(M, { __call = function(_, source, opts) return M.compile(source, opts) end })
+return setmetatable(M, { __call = function(_, ...) return M.compile(...) end })
