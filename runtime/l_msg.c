@@ -140,11 +140,12 @@ static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const cha
 /* A float as a person writes it (as mailhook.template does, the rule of
 ** JavaScript's Number#toString): the fewest digits that read back as v,
 ** written out from 1e-6 up to 1e21 ("3", "100000000000000000000",
-** "0.30000000000000004"), with an exponent past them ("1e+300").  Lua's own
-** text was "3.0" and "1e+20". */
+** "0.30000000000000004"), with an exponent past them ("1e+300"); NaN and
+** the infinities as "NaN", "Infinity", "-Infinity" (C's were "nan", "-nan",
+** "inf").  Lua's own text was "3.0" and "1e+20". */
 static void float_text(char *out, size_t cap, double v) {
   char e[64], digits[32];
-  if (v != v || v == HUGE_VAL || v == -HUGE_VAL) { snprintf(out, cap, "%s", v != v ? "nan" : v > 0 ? "inf" : "-inf"); return; }
+  if (v != v || v == HUGE_VAL || v == -HUGE_VAL) { snprintf(out, cap, "%s", v != v ? "NaN" : v > 0 ? "Infinity" : "-Infinity"); return; }
   if (v == floor(v) && fabs(v) < 9.2e18) { snprintf(out, cap, "%lld", (long long)v); return; }
   for (int prec = 0; prec <= 16; prec++) {
     snprintf(e, sizeof e, "%.*e", prec, v);

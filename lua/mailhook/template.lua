@@ -10,8 +10,10 @@
 --   {{{raw}}}                                         no HTML escaping (html templates only)
 --
 -- `missing` lists (once each, in order) the variables that had no value and no
--- default; they render as "".  An unknown option ({htlm = true}), an
--- argument too many or a wrong type raises.  Escaping follows the context: in an html
+-- default; they render as "".  A value that has no text (a function, a
+-- coroutine, a userdata) renders as "" and is listed in `missing` too: its
+-- address ("function: 0x55...") is nothing a reader should get.  An unknown
+-- option ({htlm = true}), an argument too many or a wrong type raises.  Escaping follows the context: in an html
 -- template every value is HTML-escaped; in a header template CR, LF and NUL
 -- (and any other control character) become spaces, in values and in the
 -- result, so a value can never start a new header line.
@@ -158,8 +160,12 @@ end
 -- up to 1e21 (3, 100000000000000000000, 0.30000000000000004), with an
 -- exponent past them (1e+300, not 301 digits of binary noise).  An integer
 -- past 2^63 in the event's JSON is a string already (mailhook.json keeps its digits).
+-- NaN and the infinities as JavaScript writes them, not C's "-nan" or "inf"
+-- (mh.message writes them the same way).
 local function show_float(v)
-  if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+  if v ~= v then return "NaN" end
+  if v == math.huge then return "Infinity" end
+  if v == -math.huge then return "-Infinity" end
   local i = math.tointeger(v)
   if i then return string.format("%d", i) end
   local e
@@ -185,8 +191,12 @@ local function show_float(v)
 end
 M.number_text = show_float
 
+-- nil for a value that has no text to show (a function, a coroutine, a
+-- userdata): tostring would give its address.
 local function show(v)
   if math.type(v) == "float" then return show_float(v) end
+  local t = type(v)
+  if t == "function" or t == "thread" or t == "userdata" then return nil end
   return tostring(v)
 end
 
@@ -205,6 +215,13 @@ local function render(node, scopes, out, missing, seen, opts)
         end
       else
         s = type(v) == "table" and "" or show(v)
+        if not s then   -- no text: reported as a missing value is (its default, if any)
+          if n.default then s = n.default
+          else
+            if not seen[n.path] then seen[n.path] = true; missing[#missing + 1] = n.path end
+            s = ""
+          end
+        end
       end
       if opts.header then s = fold(s)
       elseif opts.html and not n.raw then s = s:gsub("[&<>\"']", HTML) end
