@@ -338,9 +338,15 @@ static void push_public_name(lua_State *L) {
   lua_pushstring(L, *name ? name : "?");
 }
 
+/* An absent argument is "got no value", as luaL_typeerror says: the index,
+** past the top, would otherwise point at the public name pushed above it
+** ("mh.sleep: seconds must be a number (got string)" for mh.sleep()). */
 int mh_l_arg_error(lua_State *L, int arg, const char *name, const char *expected) {
+  int none;
   arg = lua_absindex(L, arg);
+  none = lua_type(L, arg) == LUA_TNONE;
   push_public_name(L);
+  if (none) return luaL_error(L, "%s: %s must be %s (got no value)", lua_tostring(L, -1), name, expected);
   return mh_l_field_error(L, arg, lua_tostring(L, -1), name, expected);
 }
 
@@ -480,10 +486,27 @@ void mh_l_check_options(lua_State *L, int idx, const char *fn, const char *const
   lua_pop(L, 1);
 }
 
+static const char *push_too_many(lua_State *L, const char *fn, lua_Integer max, lua_Integer got) {
+  if (!max) return lua_pushfstring(L, "%s: takes no arguments (got %d)", fn, (int)got);
+  return lua_pushfstring(L, "%s: takes at most %d argument%s (got %d)", fn, (int)max, max == 1 ? "" : "s", (int)got);
+}
+
 void mh_l_check_nargs(lua_State *L, int max, const char *fn) {
   int n = lua_gettop(L);
-  if (n > max)
-    luaL_error(L, "%s: takes %s%d argument%s (got %d)", fn, max ? "at most " : "", max, max == 1 ? "" : "s", n);
+  if (n > max) {
+    push_too_many(L, fn, max, n);
+    lua_error(L);
+  }
+}
+
+/* A method's: self is not counted ("task:wait: takes no arguments (got 1)"
+** for task:wait(1), not "at most 1 argument (got 2)"). */
+void mh_l_check_method_nargs(lua_State *L, int max, const char *fn) {
+  int n = lua_gettop(L) - 1;
+  if (n > max) {
+    push_too_many(L, fn, max, n);
+    lua_error(L);
+  }
 }
 
 /* core.check_options(fn, opts, {known...} [, nargs, max]) for the Lua modules:
@@ -497,8 +520,7 @@ static int l_check_options(lua_State *L) {
   if (!lua_isnoneornil(L, 4)) {
     lua_Integer got = luaL_checkinteger(L, 4), max = luaL_checkinteger(L, 5);
     if (got > max) {
-      lua_pushfstring(L, "%s: takes %s%d argument%s (got %d)", fn, max ? "at most " : "", (int)max,
-                      max == 1 ? "" : "s", (int)got);
+      push_too_many(L, fn, max, got);
       return raise_at(L, 2);
     }
   }

@@ -140,11 +140,12 @@ static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const cha
 /* A float as a person writes it (as mailhook.template does, the rule of
 ** JavaScript's Number#toString): the fewest digits that read back as v,
 ** written out from 1e-6 up to 1e21 ("3", "100000000000000000000",
-** "0.30000000000000004"), with an exponent past them ("1e+300").  Lua's own
-** text was "3.0" and "1e+20". */
+** "0.30000000000000004"), with an exponent past them ("1e+300"); NaN and
+** the infinities as "NaN", "Infinity", "-Infinity" (C's were "nan", "-nan",
+** "inf").  Lua's own text was "3.0" and "1e+20". */
 static void float_text(char *out, size_t cap, double v) {
   char e[64], digits[32];
-  if (v != v || v == HUGE_VAL || v == -HUGE_VAL) { snprintf(out, cap, "%s", v != v ? "nan" : v > 0 ? "inf" : "-inf"); return; }
+  if (v != v || v == HUGE_VAL || v == -HUGE_VAL) { snprintf(out, cap, "%s", v != v ? "NaN" : v > 0 ? "Infinity" : "-Infinity"); return; }
   if (v == floor(v) && fabs(v) < 9.2e18) { snprintf(out, cap, "%lld", (long long)v); return; }
   for (int prec = 0; prec <= 16; prec++) {
     snprintf(e, sizeof e, "%.*e", prec, v);
@@ -302,6 +303,7 @@ static const char *const known[] = {
 /* build{...} -> Message | nil, err, info */
 static int l_build(lua_State *L) {
   mh_l_arg_type(L, 1, "fields", LUA_TTABLE);
+  mh_l_check_nargs(L, 1, "mh.message");
   lua_settop(L, 1);
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -360,6 +362,7 @@ static int l_build(lua_State *L) {
 
 static int l_envelope(lua_State *L) {
   l_msg *u = check_msg(L, 1);
+  mh_l_check_method_nargs(L, 0, "msg:envelope");
   lua_createtable(L, 0, 2);
   lua_pushstring(L, mh_msg_env_from(u->m));
   lua_setfield(L, -2, "from");
@@ -375,6 +378,7 @@ static int l_envelope(lua_State *L) {
 
 static int l_bytes(lua_State *L) {
   l_msg *u = check_msg(L, 1);
+  mh_l_check_method_nargs(L, 0, "msg:bytes");
   char *out;
   size_t len;
   int rc = mh_msg_bytes(u->m, &out, &len);
@@ -385,7 +389,9 @@ static int l_bytes(lua_State *L) {
 }
 
 static int l_id(lua_State *L) {
-  lua_pushstring(L, mh_msg_id(check_msg(L, 1)->m));
+  l_msg *u = check_msg(L, 1);
+  mh_l_check_method_nargs(L, 0, "msg:id");
+  lua_pushstring(L, mh_msg_id(u->m));
   return 1;
 }
 
@@ -398,6 +404,7 @@ static int l_save(lua_State *L) {
   l_msg *u = check_msg(L, 1);
   size_t plen;
   const char *path = mh_l_field_lstring(L, 2, "msg:save", "path", &plen);
+  mh_l_check_method_nargs(L, 1, "msg:save");
   struct stat st;
   char why[4200];
   if (strlen(path) != plen)   /* the C string would end at the NUL: another file */
@@ -434,6 +441,7 @@ static int l_tostring(lua_State *L) {
 static int l_valid_address(lua_State *L) {
   size_t n;
   const char *s = mh_l_arg_lstring(L, 1, "address", &n), *why;
+  mh_l_check_nargs(L, 1, "msg.valid_address");
   if (mh_msg_check_addr(s, n, &why) == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -449,6 +457,7 @@ static int l_valid_address(lua_State *L) {
 static int l_envelope_address(lua_State *L) {
   size_t n;
   const char *s = mh_l_arg_lstring(L, 1, "address", &n);
+  mh_l_check_nargs(L, 1, "msg.envelope_address");
   lua_pushlstring(L, s, mh_msg_addr_unroot(s, n));
   return 1;
 }
@@ -458,6 +467,7 @@ static int l_date(lua_State *L) {
   char out[64];
   int whole = 1;
   lua_Integer t = lua_isnoneornil(L, 1) ? (lua_Integer)time(NULL) : lua_tointegerx(L, 1, &whole);
+  mh_l_check_nargs(L, 1, "msg.date");
   /* raised as "msg.date: t ...": luaL_argerror named the function '?' when
   ** called through pcall or an alias */
   if (!whole && !(lua_type(L, 1) == LUA_TNUMBER && lua_tonumber(L, 1) == floor(lua_tonumber(L, 1))))
@@ -474,12 +484,14 @@ static int l_date(lua_State *L) {
 /* new_id([domain]) -> "<...@domain>": the Message-ID rule (the one build uses) */
 static int l_new_id(lua_State *L) {
   char out[320];
+  mh_l_check_nargs(L, 1, "msg.new_id");
   mh_msg_make_id(out, sizeof out, mh_l_optarg_string(L, 1, "domain", NULL), time(NULL));
   lua_pushstring(L, out);
   return 1;
 }
 
 static int l_type_for(lua_State *L) {
+  mh_l_check_nargs(L, 1, "msg.type_for");
   lua_pushstring(L, mh_msg_type_for(mh_l_arg_string(L, 1, "name")));
   return 1;
 }

@@ -189,6 +189,8 @@ void mh_l_check_options(lua_State *L, int idx, const char *fn, const char *const
 /* Raises "FN: takes at most MAX arguments (got N)": an extra argument (a
 ** second options table, a value meant for another call) was ignored. */
 void mh_l_check_nargs(lua_State *L, int max, const char *fn);
+/* The same for a method, self not counted: "task:wait: takes no arguments (got 1)". */
+void mh_l_check_method_nargs(lua_State *L, int max, const char *fn);
 
 /* The userdata class of STYLE.md: metatable `name` with methods as __index, and
 ** one idempotent close as both __gc and __close; tostring may be NULL.  Each

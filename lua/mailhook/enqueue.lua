@@ -11,6 +11,7 @@
 -- info.handled = true (docs/rules.md, "When mh.enqueue fails").
 local settings = require "mailhook.settings"
 local message = require "mailhook.message"
+local core = require "mailhook.core"
 
 local M = {}
 
@@ -32,8 +33,24 @@ local enqueue
 -- failure is not the running rule's (held mail that waits for a later sweep);
 -- opts.check = true: built and checked, not queued (-> true | nil, err, info).
 -- info is always a table on failure (a rule may set info.handled = true).
-function M.enqueue(t, opts)
-  if type(t) ~= "table" then error("mh.enqueue: expects a table of message fields", 2) end
+-- The options (internal callers': rule_state's hold/check, the tests' spool
+-- and conf): an unknown one, an argument too many or a wrong type raises.
+local OPTIONS = { "spool", "conf", "note", "check" }
+
+function M.enqueue(t, opts, ...)
+  if type(t) ~= "table" then error("mh.enqueue: expects a table of message fields (got " .. type(t) .. ")", 2) end
+  core.check_options("mh.enqueue", type(opts) == "table" and opts or {}, OPTIONS, select("#", ...) + 2, 2)
+  if opts ~= nil and type(opts) ~= "table" then error("mh.enqueue: options must be a table (got " .. type(opts) .. ")", 2) end
+  if opts then
+    if opts.conf ~= nil and type(opts.conf) ~= "string" then
+      error("mh.enqueue: conf must be a string (got " .. type(opts.conf) .. ")", 2)
+    end
+    for _, k in ipairs { "note", "check" } do
+      if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+        error("mh.enqueue: " .. k .. " must be a boolean (got " .. type(opts[k]) .. ")", 2)
+      end
+    end
+  end
   if not (opts and (opts.note == false or opts.check)) then   -- a rule's own mail: at most rules.max_enqueue
     local rules = package.loaded["mailhook.rules"]
     if rules and rules.count_enqueue then rules.count_enqueue() end

@@ -90,10 +90,16 @@ end
 -- the server cannot be reached.  While a service holds the spool lock, it asks
 -- that service (SIGUSR1 to the pid in the lock) and waits for it: never two
 -- deliverers on one spool.  `mailhook flush` and mh.queue.flush() call it.
-function M.run(opts)
+-- The options run takes (cmd/flush's progress and timeout, the tests' and
+-- sendmail's spool, cfg, connect, emit, ready): another one, or an argument
+-- too many, raises (a misspelt {timout = 1} waited for ever).
+local OPTIONS = { "timeout", "progress", "spool", "spool_dir", "cfg", "connect", "emit", "ready" }
+
+function M.run(opts, ...)
   if opts ~= nil and type(opts) ~= "table" then
     error("mh.queue.flush: expects a table of options or nothing, got a " .. type(opts), 2)
   end
+  require("mailhook.core").check_options("mh.queue.flush", opts or {}, OPTIONS, select("#", ...) + 1, 1)
   opts = opts or {}
   local mh = require "mailhook"
   local core = require "mailhook.core"
@@ -205,7 +211,11 @@ function M.run(opts)
 end
 
 -- queue(opts) -> summary | nil, err, summary: run(opts) for mh.queue.flush (waits).
-function M.queue(opts)
+function M.queue(opts, ...)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("mh.queue.flush: expects a table of options or nothing, got a " .. type(opts), 2)
+  end
+  require("mailhook.core").check_options("mh.queue.flush", opts or {}, OPTIONS, select("#", ...) + 1, 1)
   local s = M.run(opts)
   -- a spool that could not be opened left 0 "left": no success (assert() passed)
   if s.left == 0 and not s.spool_error then return s end

@@ -73,9 +73,9 @@ end
 -- configure{conf =, spool =} -> paths: the settings file and the spool this
 -- program uses (by default $MAILHOOK_CONF and $MAILHOOK_SPOOL, else those of
 -- the installed service).  A settings file named here must exist when loaded.
-function mh.configure(t)
+function mh.configure(t, ...)
   if type(t) ~= "table" then error("mh.configure: expects a table {conf =, spool =}", 2) end
-  core.check_options("mh.configure", t, { "conf", "spool" })
+  core.check_options("mh.configure", t, { "conf", "spool" }, select("#", ...) + 1, 1)
   for k, v in pairs(t) do
     if type(v) ~= "string" or v == "" then error("mh.configure: " .. k .. " must be a path", 2) end
   end
@@ -99,12 +99,17 @@ mh.log = {
 }
 
 -- Rules (lua/mailhook/rules.lua), loaded on first use.
-function mh.on(event, fn, name) return require("mailhook.rules").on(event, fn, name) end
+-- (an argument too many raises here: rules.on takes the three)
+function mh.on(event, fn, name, ...)
+  core.check_options("mh.on", {}, {}, select("#", ...) + 3, 3)
+  return require("mailhook.rules").on(event, fn, name)
+end
 
 -- emit(event, fields) -> ok, failures, n.  In a task it waits for every
 -- handler.  Outside the loop (a plain script) nothing would run the handlers:
 -- there it runs the emit as a task and blocks until the handlers are done.
-function mh.emit(event, fields)
+function mh.emit(event, fields, ...)
+  core.check_options("mh.emit", {}, {}, select("#", ...) + 2, 2)
   local rules = require "mailhook.rules"
   if core.wait_mode() ~= "block" then return rules.emit(event, fields) end
   if type(event) ~= "string" or event == "" then error("mh.emit: event must be a non-empty string", 2) end

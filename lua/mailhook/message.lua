@@ -18,4 +18,5 @@ local M = {
   type_for = core.msg.type_for,             -- type_for("x.pdf") -> "application/pdf"
 }
 
-return setmetatable(M, { __call = function(_, fields) return core.msg.build(fields) end })
+-- every argument passed on: an argument too many raises (core.msg.build checks)
+return setmetatable(M, { __call = function(_, ...) return core.msg.build(...) end })

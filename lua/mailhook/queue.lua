@@ -40,7 +40,8 @@ local function with_login(e, logins)
   return e
 end
 
-function M.list(which)
+function M.list(which, ...)
+  core.check_options("mh.queue.list", {}, {}, select("#", ...) + 1, 1)   -- an argument too many raises
   local sp, err = M.spool()
   if not sp then error(err, 2) end
   local it, logins = sp:list(which), {}
@@ -51,7 +52,9 @@ end
 -- the spool met and has not seen end (SPOOL/outage, written by
 -- mailhook.delivery, a running service or a `flush`): why every waiting
 -- message waits, not only the one that was tried.
-function M.outage(dir)
+function M.outage(dir, ...)
+  core.check_options("mh.queue.outage", {}, {}, select("#", ...) + 1, 1)
+  if dir ~= nil and type(dir) ~= "string" then error("mh.queue.outage: dir must be a string (got " .. type(dir) .. ")", 2) end
   return M.outage_at((dir or core.paths.spool) .. "/outage")
 end
 
@@ -106,15 +109,19 @@ function M.check_id(id)
 end
 
 -- op(name, fn): fn(sp, id) after check_id (a bad id is nil, message, info).
-local function by_id(fn)
-  return with_spool(function(sp, id, ...)
+local function by_id(name, fn)
+  local checked = with_spool(function(sp, id)
     local good, err, info = M.check_id(id)
     if not good then return nil, err, info end
-    return fn(sp, good, ...)
+    return fn(sp, good)
   end)
+  return function(...)
+    core.check_options(name, {}, {}, select("#", ...), 1)   -- mh.queue.show(id, x) raises
+    return checked(...)
+  end
 end
 
-M.show = by_id(function(sp, id)
+M.show = by_id("mh.queue.show", function(sp, id)
   if not spool.is_id(id) then spool.dropin_settings(sp) end   -- a drop-in's name: read as it will be adopted
   local e, err, info = sp:load(id)
   if not e then
@@ -128,8 +135,8 @@ M.show = by_id(function(sp, id)
   end
   return with_login(e, {})
 end)
-M.remove = by_id(function(sp, id) return sp:remove(id) end)
-M.retry = by_id(function(sp, id) return sp:retry(id) end)
+M.remove = by_id("mh.queue.remove", function(sp, id) return sp:remove(id) end)
+M.retry = by_id("mh.queue.retry", function(sp, id) return sp:retry(id) end)
 
 -- flush(opts): deliver now and wait (mailhook.flush.queue).  Required here,
 -- not at load: the hook's intake (mailhook.enqueue) loads this module, and

@@ -315,10 +315,10 @@ end
 -- and, with summary, one mail "N more suppressed" is sent at the end of the
 -- window (by `mailhook run`, or by the next event after it).  critical = true
 -- always allows and is not counted.  Waits (disk).
-function rs.throttle(o)
+function rs.throttle(o, ...)
   if type(o) ~= "table" then error("throttle{key=, max=, per=}: expects a table", 2) end
   -- a misspelt option ({pre = 60}, {summery = true}) was silently absent
-  core.check_options("throttle", o, { "key", "max", "per", "summary", "to", "cc", "from", "item", "critical" })
+  core.check_options("throttle", o, { "key", "max", "per", "summary", "to", "cc", "from", "item", "critical" }, select("#", ...) + 1, 1)
   if type(o.max) ~= "number" or o.max < 0 then error("throttle: max must be a number >= 0", 2) end
   if type(o.per) ~= "number" or o.per <= 0 then error("throttle: per must be seconds > 0", 2) end
   local file = fname(o.key)
@@ -369,9 +369,9 @@ end
 -- Collects item; at the end of the window (started by the first item) one mail
 -- lists them all.  critical = true returns false at once: send it yourself now.
 -- Waits (disk).
-function rs.digest(o)
+function rs.digest(o, ...)
   if type(o) ~= "table" then error("digest{key=, window=, item=}: expects a table", 2) end
-  core.check_options("digest", o, { "key", "window", "item", "message", "to", "cc", "from", "critical" })
+  core.check_options("digest", o, { "key", "window", "item", "message", "to", "cc", "from", "critical" }, select("#", ...) + 1, 1)
   if type(o.window) ~= "number" or o.window <= 0 then error("digest: window must be seconds > 0", 2) end
   local file = fname(o.key)
   if o.critical then return false, { bypass = true } end
@@ -399,8 +399,10 @@ end
 -- hold(message, until_epoch [, reason]) -> name: the message is enqueued once
 -- until_epoch has passed (by `mailhook run`'s sweep or a later event); at once
 -- when it already has.  Durable before it returns.  Waits (disk).
-function rs.hold(msg, due, reason)
+function rs.hold(msg, due, reason, ...)
+  core.check_options("hold", {}, {}, select("#", ...) + 3, 3)
   if type(msg) ~= "table" then error("hold(message, until): message must be a table", 2) end
+  if reason ~= nil and type(reason) ~= "string" then error("hold: reason must be a string (got " .. type(reason) .. ")", 2) end
   if type(due) ~= "number" or due ~= due or due == math.huge or due == -math.huge then
     error("hold(message, until): until must be an epoch time (a finite number)", 2)
   end
@@ -487,7 +489,19 @@ Period.__index = Period
 
 -- contains([t]) -> whether epoch t (default now) lies in the period, in its zone.
 -- A range that crosses midnight ("22:00-07:00") belongs to the weekday it starts on.
-function Period:contains(t)
+-- t of contains and ends: a number (epoch) or nil, else raised at the caller
+-- of the method, named (p:contains("now") raised rstate.localtime's error,
+-- pointing into this file).
+local function period_time(fn, t)
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t == math.huge or t == -math.huge) then
+    error(string.format("%s: t must be an epoch time (a finite number; got %s)", fn,
+                        type(t) == "number" and tostring(t) or type(t)), 3)
+  end
+end
+
+function Period:contains(t, ...)
+  core.check_options("period:contains", {}, {}, select("#", ...) + 1, 1)
+  period_time("period:contains", t)
   t = t or rs.clock()
   local lt = rstate.localtime(t, self.tz)
   local m = lt.hour * 60 + lt.min
@@ -506,7 +520,9 @@ end
 
 -- ends([t]) -> the epoch at which the period that contains t ends (t itself when
 -- t is outside), honouring daylight saving changes of the zone.
-function Period:ends(t)
+function Period:ends(t, ...)
+  core.check_options("period:ends", {}, {}, select("#", ...) + 1, 1)
+  period_time("period:ends", t)
   t = t or rs.clock()
   if not self:contains(t) then return t end
   local lt = rstate.localtime(t, self.tz)
@@ -529,7 +545,13 @@ end
 -- route(message [, {critical = bool, elsewhere = {to = ...}}]) -> how, id_or_name
 -- Inside the period: held until it ends ("held"), or sent at once to
 -- `elsewhere` ("routed"); outside it, or critical: enqueued now ("sent").
-function Period:route(msg, opts)
+function Period:route(msg, opts, ...)
+  if opts ~= nil and type(opts) ~= "table" then error("period:route: options must be a table (got " .. type(opts) .. ")", 2) end
+  core.check_options("period:route", opts or {}, { "critical", "elsewhere", "reason" }, select("#", ...) + 2, 2)
+  if type(msg) ~= "table" then error("period:route: message must be a table (got " .. type(msg) .. ")", 2) end
+  if opts and opts.elsewhere ~= nil and type(opts.elsewhere) ~= "table" then
+    error("period:route: elsewhere must be a table (got " .. type(opts.elsewhere) .. ")", 2)
+  end
   opts = opts or {}
   if opts.critical or not self:contains() then
     return "sent", assert(enqueue(msg))
@@ -547,12 +569,15 @@ end
 
 -- period{weekdays = "mon-fri" | {"sat", "sun"}, times = "22:00-07:00" | {...},
 --        tz = "Europe/Paris"} -> period with :contains(t), :ends(t), :route(msg, opts)
-function rs.period(o)
+function rs.period(o, ...)
   if type(o) ~= "table" then error("period{weekdays=, times=, tz=}: expects a table", 2) end
-  core.check_options("period", o, { "weekdays", "times", "tz" })
+  core.check_options("period", o, { "weekdays", "times", "tz" }, select("#", ...) + 1, 1)
   if o.tz ~= nil and type(o.tz) ~= "string" then error("period: tz must be a zone name", 2) end
   local p = setmetatable({ days = parse_days(o.weekdays), ranges = parse_times(o.times), tz = o.tz }, Period)
-  if p.tz then rstate.localtime(0, p.tz) end  -- an unknown zone is an error now, not at 3 am
+  if p.tz then   -- an unknown zone is an error now, not at 3 am; named period, at the caller
+    local ok, err = pcall(rstate.localtime, 0, p.tz)
+    if not ok then error("period: tz: " .. tostring(err):gsub("^rstate%.localtime: ", ""), 2) end
+  end
   return p
 end
 

@@ -599,9 +599,24 @@ function M.stamp(path)
   return table.concat(parts, " ")
 end
 
+-- arg(fn, name, v, want): v, an argument of the public function fn, must be
+-- of type want ("string": a path, nil allowed; "table": a cfg): else raises
+-- "FN: NAME must be a WANT (got TYPE)" at the caller of fn (level 3).
+-- settings.get(5) was "attempt to index a number value" inside read_doc.
+local function arg(fn, name, v, want)
+  if want == "string" and v == nil then return end
+  if type(v) ~= want then
+    error(string.format("%s: %s must be a %s (got %s)", fn, name, want == "table" and "table (settings)" or "string",
+                        type(v)), 3)
+  end
+end
+M.check_arg = arg
+
 -- The secrets file of the settings file path: mailhook.conf -> mailhook.secrets
 -- (same folder), any other name + ".secrets".
-function M.secrets_path(path)
+function M.secrets_path(path, ...)
+  core.check_options("mh.settings.secrets_path", {}, {}, select("#", ...) + 1, 1)
+  arg("mh.settings.secrets_path", "path", path, "string")
   path = path or M.path()
   local base = path:match("^(.*)%.conf$")
   return (base or path) .. ".secrets"
@@ -640,6 +655,7 @@ end
 -- twice, `hook` three times: the command, the templates' folder, mh.enqueue).
 -- A process that lives on (run, the REPL) never holds: it sees every change.
 function M.hold(cfg)
+  arg("mh.settings.hold", "cfg", cfg, "table")
   local p = private[cfg]
   if p and p.path then held[p.path] = cfg end
   return cfg
@@ -672,7 +688,9 @@ M.unsafe = unsafe
 -- A missing file means the defaults, except the settings file named with -c or
 -- $MAILHOOK_CONF (core.paths.conf_given): a typo there must not quietly run
 -- with defaults.  update() creates that file.
-function M.load(path)
+function M.load(path, ...)
+  core.check_options("mh.settings.load", {}, {}, select("#", ...) + 1, 1)
+  arg("mh.settings.load", "path", path, "string")
   path = path or M.path()
   local h = held[path]
   if h then
@@ -778,7 +796,10 @@ end
 -- key (`foo bar`), a problem in a key of INTAKE_KEYS or of needs ({key = true}:
 -- the keys this intake also uses, hook's rules and their budgets).  A broken `server` line
 -- (a bad value, `sevrer = x`) counts as set: the administrator did set one.
-function M.load_intake(path, needs)
+function M.load_intake(path, needs, ...)
+  core.check_options("mh.settings.load_intake", {}, {}, select("#", ...) + 2, 2)
+  arg("mh.settings.load_intake", "path", path, "string")
+  if needs ~= nil then arg("mh.settings.load_intake", "needs", needs, "table") end
   path = path or M.path()
   needs = needs or {}
   local cfg, err = M.load(path)
@@ -860,7 +881,9 @@ function M.admin_hash(cfg) return admin_hashes[cfg] end
 -- ready(cfg) -> true | nil, reason: whether anything may be generated.
 -- A cfg of load_intake whose `server` line is broken counts as one with a
 -- server: the administrator set one (the service says what is wrong with it).
-function M.ready(cfg)
+function M.ready(cfg, ...)
+  core.check_options("mh.settings.ready", {}, {}, select("#", ...) + 1, 1)
+  arg("mh.settings.ready", "cfg", cfg, "table")
   if not cfg.enabled then return nil, "outgoing mail is disabled (mailhook update enabled=true)" end
   if (not cfg.server or #cfg.server == 0) and not (private[cfg] and private[cfg].server_broken) then
     return nil, "no server is set (mailhook update server=HOST)"
@@ -881,7 +904,7 @@ local EDIT = { password = true, stored_password = true, token = true, get = true
 local shared = { near_key = near_key, MASK = MASK, SCHEMA = SCHEMA, SECRET = SECRET, BY_NAME = BY_NAME, ORDER = ORDER,
                  private = private, admin_hashes = admin_hashes, held = held,
                  parse_value = parse_value, validate = validate, parse_text = parse_text,
-                 read_both = read_both }
+                 read_both = read_both, arg = arg }
 
 -- (the metatable goes only once the half is in: a load that failed, a rule's
 -- memory budget refusing it, is tried again at the next use)

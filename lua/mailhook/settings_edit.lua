@@ -12,6 +12,7 @@ local MASK, SCHEMA, SECRET, BY_NAME, ORDER = shared.MASK, shared.SCHEMA, shared.
 local private, admin_hashes, held = shared.private, shared.admin_hashes, shared.held
 local parse_value, validate, parse_text, read_both =
   shared.parse_value, shared.validate, shared.parse_text, shared.read_both
+local arg = shared.arg   -- arg(fn, name, v, "string"|"table"): a wrong type raises at fn's caller
 
 -- Kinds written to the file in their normalised form; the others (strings,
 -- durations such as "1h") are written as the user gave them.
@@ -170,7 +171,9 @@ local function command_allowed(cfg, what)
   return nil, what .. " not run: " .. tostring(err)
 end
 
-function M.password(cfg)
+function M.password(cfg, ...)
+  core.check_options("mh.settings.password", {}, {}, select("#", ...) + 1, 1)
+  arg("mh.settings.password", "cfg", cfg, "table")
   local p = private[cfg]
   if p and p.password then return p.password end
   if cfg.password_command then
@@ -193,7 +196,9 @@ function M.stored_password(cfg)
 end
 
 -- token(cfg) -> a fresh OAuth token from oauth_token_command | nil, err
-function M.token(cfg)
+function M.token(cfg, ...)
+  core.check_options("mh.settings.token", {}, {}, select("#", ...) + 1, 1)
+  arg("mh.settings.token", "cfg", cfg, "table")
   if not cfg.oauth_token_command then
     return nil, "no oauth_token_command is set (mailhook update oauth_token_command=...)"
   end
@@ -203,7 +208,9 @@ function M.token(cfg)
 end
 
 -- get([path]) -> cfg for display (password = "********" when one is set) | nil, err
-function M.get(path)
+function M.get(path, ...)
+  core.check_options("mh.settings.get", {}, {}, select("#", ...) + 1, 1)
+  arg("mh.settings.get", "path", path, "string")
   local cfg, err = M.load(path)
   if not cfg then return nil, err end
   local out = {}
@@ -227,9 +234,11 @@ end
 -- preview(changes [, path]) -> cfg | nil, err, {key = bad key}: what update()
 -- would save, validated the same way, without writing anything (the console's
 -- Test of values not saved yet).  settings.password(cfg) works on the result.
-function M.preview(changes, path)
+function M.preview(changes, path, ...)
+  core.check_options("mh.settings.preview", {}, {}, select("#", ...) + 2, 2)
+  arg("mh.settings.preview", "changes", changes, "table")
+  arg("mh.settings.preview", "path", path, "string")
   path = path or M.path()
-  if type(changes) ~= "table" then error("settings.preview: changes must be a table", 2) end
   local doc, sdoc, values = read_both(path)
   if not doc then return nil, sdoc, {} end
   for key, value in pairs(changes) do
@@ -245,7 +254,9 @@ end
 
 -- warnings(cfg) -> {text...}: what `update` and `test` say on stderr about
 -- valid but risky settings (empty when there is nothing to say).
-function M.warnings(cfg)
+function M.warnings(cfg, ...)
+  core.check_options("mh.settings.warnings", {}, {}, select("#", ...) + 1, 1)
+  arg("mh.settings.warnings", "cfg", cfg, "table")
   local out = require("mailhook.json").array {}   -- [] in the JSON when none (the console, --json)
   if cfg.allow_plaintext_auth then
     out[#out + 1] = "allow_plaintext_auth = true: the username and password cross the network " ..
@@ -337,9 +348,15 @@ local update
 -- the lock, nil, err, {locked = true, lock = folder} at once, nothing done (the
 -- service: its loop must not wait on a `mailhook update` or a script's flock;
 -- the console retries on a timer).
-function M.update(changes, path, guard, nowait)
+function M.update(changes, path, guard, nowait, ...)
+  -- guard(path) -> ok | nil, err, info and nowait: scripts/update.lua's (the console's lock)
+  core.check_options("mh.settings.update", {}, {}, select("#", ...) + 4, 4)
+  arg("mh.settings.update", "changes", changes, "table")
+  arg("mh.settings.update", "path", path, "string")
+  if guard ~= nil and type(guard) ~= "function" then
+    error("mh.settings.update: guard must be a function (got " .. type(guard) .. ")", 2)
+  end
   path = path or M.path()
-  if type(changes) ~= "table" then error("settings.update: changes must be a table", 2) end
   held[path] = nil   -- this process changes them: it reads them again from now on
   -- one update at a time per folder: two concurrent updates both take effect
   return (nowait and core.fsutil.try_lock or core.fsutil.with_lock)(path, update, changes, path, guard)

@@ -346,11 +346,19 @@ end
 -- address of every server in order, TLS, EHLO, AUTH.  report (a table) receives
 -- what was learned even on failure (tests and `mailhook test`); limits overrides
 -- cfg's connect_timeout, command_timeout, data_timeout, session_deadline (test's bound).
-function M.connect(cfg, report, limits)
+local LIMITS = { "connect_timeout", "command_timeout", "data_timeout", "session_deadline" }
+function M.connect(cfg, report, limits, ...)
   -- misuse raises, naming it (a string was read as a table with no server)
   if type(cfg) ~= "table" then
     error("mh.smtp.connect: expects the settings table (mh.settings.get() or settings.load()), got a " .. type(cfg), 2)
   end
+  if report ~= nil and type(report) ~= "table" then
+    error("mh.smtp.connect: report must be a table (got " .. type(report) .. ")", 2)
+  end
+  if limits ~= nil and type(limits) ~= "table" then
+    error("mh.smtp.connect: limits must be a table (got " .. type(limits) .. ")", 2)
+  end
+  core.check_options("mh.smtp.connect", limits or {}, LIMITS, select("#", ...) + 3, 3)
   report = report or {}
   local list = servers_of(cfg)
   if #list == 0 then
@@ -532,6 +540,12 @@ function M.test(opts, ...)
   core.check_options("mh.smtp.test", opts or {}, TEST_OPTIONS, select("#", ...) + 1, 1)
   opts = opts or {}
   local cfg = opts.cfg
+  if cfg ~= nil and type(cfg) ~= "table" then   -- {cfg = 5}: "attempt to index a number value" deep inside
+    error("mh.smtp.test: cfg must be a table (settings; got " .. type(cfg) .. ")", 2)
+  end
+  if opts.on_stage ~= nil and type(opts.on_stage) ~= "function" then
+    error("mh.smtp.test: on_stage must be a function (got " .. type(opts.on_stage) .. ")", 2)
+  end
   if not cfg then
     local err
     cfg, err = require("mailhook.settings").load()

@@ -10,7 +10,10 @@
 --   {{{raw}}}                                         no HTML escaping (html templates only)
 --
 -- `missing` lists (once each, in order) the variables that had no value and no
--- default; they render as "".  Escaping follows the context: in an html
+-- default; they render as "".  A value that has no text (a function, a
+-- coroutine, a userdata) renders as "" and is listed in `missing` too: its
+-- address ("function: 0x55...") is nothing a reader should get.  An unknown
+-- option ({htlm = true}), an argument too many or a wrong type raises.  Escaping follows the context: in an html
 -- template every value is HTML-escaped; in a header template CR, LF and NUL
 -- (and any other control character) become spaces, in values and in the
 -- result, so a value can never start a new header line.
@@ -27,7 +30,28 @@
 --       from one folder
 --   mh.template.message(name_or_set, context) -> {subject=, text=, html=}, missing
 --   mh.template.dirs() -> {site_dir, shipped_dir}: where default() looks
+local core = require "mailhook.core"
+
 local M = {}
+
+local OPTIONS = { "html", "header", "name" }
+
+-- The options of compile and file, after core.check_options (called by them:
+-- it raises at its caller's caller): each of its type, raised at the caller
+-- of compile or file.  A misspelt {htlm = true} was silently a plain
+-- template: no HTML escaping.
+local function check_opts(fn, opts)
+  if opts == nil then return end
+  if type(opts) ~= "table" then error(fn .. ": options must be a table (got " .. type(opts) .. ")", 3) end
+  for _, k in ipairs { "html", "header" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      error(fn .. ": " .. k .. " must be a boolean (got " .. type(opts[k]) .. ")", 3)
+    end
+  end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    error(fn .. ": name must be a string (got " .. type(opts.name) .. ")", 3)
+  end
+end
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
@@ -136,8 +160,12 @@ end
 -- up to 1e21 (3, 100000000000000000000, 0.30000000000000004), with an
 -- exponent past them (1e+300, not 301 digits of binary noise).  An integer
 -- past 2^63 in the event's JSON is a string already (mailhook.json keeps its digits).
+-- NaN and the infinities as JavaScript writes them, not C's "-nan" or "inf"
+-- (mh.message writes them the same way).
 local function show_float(v)
-  if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+  if v ~= v then return "NaN" end
+  if v == math.huge then return "Infinity" end
+  if v == -math.huge then return "-Infinity" end
   local i = math.tointeger(v)
   if i then return string.format("%d", i) end
   local e
@@ -163,8 +191,12 @@ local function show_float(v)
 end
 M.number_text = show_float
 
+-- nil for a value that has no text to show (a function, a coroutine, a
+-- userdata): tostring would give its address.
 local function show(v)
   if math.type(v) == "float" then return show_float(v) end
+  local t = type(v)
+  if t == "function" or t == "thread" or t == "userdata" then return nil end
   return tostring(v)
 end
 
@@ -183,6 +215,13 @@ local function render(node, scopes, out, missing, seen, opts)
         end
       else
         s = type(v) == "table" and "" or show(v)
+        if not s then   -- no text: reported as a missing value is (its default, if any)
+          if n.default then s = n.default
+          else
+            if not seen[n.path] then seen[n.path] = true; missing[#missing + 1] = n.path end
+            s = ""
+          end
+        end
       end
       if opts.header then s = fold(s)
       elseif opts.html and not n.raw then s = s:gsub("[&<>\"']", HTML) end
@@ -208,11 +247,19 @@ end
 
 -- compile(source [, opts]) -> render(context) -> text, missing.  Raises on a
 -- malformed template (a misuse found once, when the rule loads).
-function M.compile(source, opts)
-  if type(source) ~= "string" then error("mh.template: source must be a string", 2) end
+function M.compile(source, opts, ...)
+  if type(source) ~= "string" then error("mh.template: source must be a string (got " .. type(source) .. ")", 2) end
+  core.check_options("mh.template", type(opts) == "table" and opts or {}, OPTIONS, select("#", ...) + 2, 2)
+  check_opts("mh.template", opts)
   opts = opts or {}
   local tree = parse(source, opts.name or "template")
-  return function(context)
+  return function(context, ...)
+    if context ~= nil and type(context) ~= "table" then
+      error("mh.template: context must be a table (got " .. type(context) .. ")", 2)
+    end
+    if select("#", ...) > 0 then
+      error("mh.template: a render takes at most 1 argument (got " .. (select("#", ...) + 1) .. ")", 2)
+    end
     local out, missing = {}, {}
     render(tree, { { ctx = context or {}, item = context } }, out, missing, {}, opts)
     local text = table.concat(out)
@@ -247,8 +294,10 @@ end
 
 -- file(path [, opts]) -> render.  Raises (at the caller) when the file is
 -- missing, unreadable or malformed, naming it.
-function M.file(path, opts)
+function M.file(path, opts, ...)
   if type(path) ~= "string" or path == "" then error("mh.template.file: path must be a non-empty string", 2) end
+  core.check_options("mh.template.file", type(opts) == "table" and opts or {}, OPTIONS, select("#", ...) + 2, 2)
+  check_opts("mh.template.file", opts)
   local full = path
   if path:sub(1, 1) ~= "/" then
     local dir = caller_dir(2)
@@ -297,7 +346,10 @@ local function site_dir()
 end
 
 -- dirs() -> {site, shipped}: where default() looks, in order.
-function M.dirs() return { site_dir(), shipped_dir() } end
+function M.dirs(...)
+  core.check_options("mh.template.dirs", {}, {}, select("#", ...), 0)
+  return { site_dir(), shipped_dir() }
+end
 
 local PARTS = { { "subject", ".subject", { header = true } }, { "text", ".txt" },
                 { "html", ".html", { html = true } } }
@@ -309,8 +361,12 @@ local function exists(path) return require("mailhook.core").rstate.exists(path) 
 -- default(name) -> {subject=, text=, html=} (renders; html may be nil).  The
 -- set comes whole from the first folder holding any NAME.subject, NAME.txt or
 -- NAME.html: a site's text is never paired with a shipped HTML part.
-function M.default(name)
-  if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
+function M.default(name, ...)
+  core.check_options("mh.template.default", {}, {}, select("#", ...) + 1, 1)
+  if type(name) ~= "string" then
+    error("mh.template.default: name must be a string (got " .. type(name) .. ")", 2)
+  end
+  if not name:match("^[%w_%-]+$") then
     error("mh.template.default: bad template name", 2)
   end
   for _, dir in ipairs(M.dirs()) do
@@ -339,8 +395,31 @@ function M.default(name)
 end
 
 -- message(name_or_set, context) -> {subject=, text=, html=}, missing (all parts)
-function M.message(set, context)
-  if type(set) == "string" then set = M.default(set) end
+local SET = { "subject", "text", "html" }
+
+function M.message(set, context, ...)
+  local fn = "mh.template.message"
+  core.check_options(fn, {}, {}, select("#", ...) + 2, 2)
+  if type(set) == "string" then
+    local ok, r = pcall(M.default, set)
+    if not ok then error((tostring(r):gsub("^mh%.template%.default: ", fn .. ": ")), 2) end
+    set = r
+  elseif type(set) == "table" then
+    core.check_options(fn, set, SET)
+    for _, part in ipairs(SET) do
+      if set[part] ~= nil and type(set[part]) ~= "function" then
+        error(fn .. ": " .. part .. " must be a function (a render of mh.template; got " .. type(set[part]) .. ")", 2)
+      end
+    end
+    if not (set.subject or set.text or set.html) then
+      error(fn .. ": the set holds no subject, text nor html", 2)
+    end
+  else
+    error(fn .. ": name_or_set must be a template name or a set of mh.template.default (got " .. type(set) .. ")", 2)
+  end
+  if context ~= nil and type(context) ~= "table" then
+    error(fn .. ": context must be a table (got " .. type(context) .. ")", 2)
+  end
   local out, missing, seen = {}, {}, {}
   for _, part in ipairs { "subject", "text", "html" } do
     if set[part] then
@@ -354,4 +433,4 @@ function M.message(set, context)
   return out, missing
 end
 
-return setmetatable(M, { __call = function(_, source, opts) return M.compile(source, opts) end })
+return setmetatable(M, { __call = function(_, ...) return M.compile(...) end })
