@@ -291,7 +291,16 @@ local function rule_env(path)
   local mh = require "mailhook"
   local function rs() return require "mailhook.rule_state" end
   local own = {
-    mh = mh, on = rules.on, emit = rules.emit,
+    mh = mh,
+    -- (an argument too many raises, as mh.on's and mh.emit's: docs/lua-library.md)
+    on = function(event, fn, name, ...)
+      core.check_options("on", {}, {}, select("#", ...) + 3, 3)
+      return rules.on(event, fn, name)
+    end,
+    emit = function(event, fields, ...)
+      core.check_options("emit", {}, {}, select("#", ...) + 2, 2)
+      return rules.emit(event, fields)
+    end,
     enqueue = function(...) return mh.enqueue(...) end,
     RULE_FILE = path,
     -- a __gc finalizer set here is named after the rule that set it, so the
@@ -311,7 +320,8 @@ local function rule_env(path)
     }, { __index = os }),
     -- every(seconds, fn): a periodic task for the service; it never keeps a
     -- process alive and is stopped when the rules are reloaded
-    every = function(seconds, fn)
+    every = function(seconds, fn, ...)
+      core.check_options("every", {}, {}, select("#", ...) + 2, 2)
       if type(fn) ~= "function" then error("every(seconds, fn): fn must be a function", 2) end
       local label = "every@" .. describe(fn)
       local h = core.rstate.ticker(seconds, function()

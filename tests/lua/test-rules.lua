@@ -167,6 +167,25 @@ tap.test("a reload replaces the handlers and timers of rule files", function(t)
   rules.clear()
 end)
 
+-- In a rule file, on/emit/every take no argument too many (as mh.on, mh.emit)
+tap.test("rule files: an argument too many to on, every or emit raises", function(t)
+  rules.clear()
+  local d = tmpdir()
+  write(d .. "/a.lua", 'on("x", function() end, "name", 5)\n')
+  write(d .. "/b.lua", 'every(1, function() end, 5)\n')
+  write(d .. "/c.lua", 'on("y", function(ev) emit("z", {}, 1) end)\n')
+  local n, errors = rules.load(d)
+  t:is(n, 1, "only c.lua loads")
+  t:like(errors[1] and errors[1].error, "a%.lua:1: on: takes at most 3 arguments %(got 4%)", "on")
+  t:like(errors[2] and errors[2].error, "b%.lua:1: every: takes at most 2 arguments %(got 3%)", "every")
+  local ok, failures = mh.emit("y", {})
+  t:is(ok, false, "emit with a third argument fails the rule")
+  t:like(failures[1] and failures[1].error, "c%.lua:1: emit: takes at most 2 arguments %(got 3%)", "emit")
+  for _, f in ipairs { "a.lua", "b.lua", "c.lua" } do os.remove(d .. "/" .. f) end
+  os.remove(d)
+  rules.clear()
+end)
+
 -- A file saved mid-edit (a syntax error) or that now raises at its top level
 -- keeps its previous version through a reload: its handlers and timers go on,
 -- nothing the failed run registered is added; the error names the file.
