@@ -1608,6 +1608,21 @@ static int l_task_wait(lua_State *L) {
   /* its own end: a wait that can never end (the binary's main task then
      said only "never finished", the pcall around it never returned) */
   if (L == t->co) return luaL_error(L, "task:wait: a task cannot wait for itself");
+  /* nor for a task that waits (through task:wait, at any depth) for it: two
+     tasks waiting on each other both hung for ever, the binary's main task
+     saying only "never finished".  Each wait was checked when it began, so
+     the chain from t has no cycle of its own and ends. */
+  {
+    mh_task *me = find_task(L), *x = t;
+    int depth = 0;
+    while (me && x && x->wait && x->wait->cancel == joiner_cancel) {
+      x = ((joiner *)x->wait)->target;   /* (w is a joiner's first member) */
+      depth++;
+      if (x == me)
+        return luaL_error(L, "task:wait: the task %s waits for this one (%d deep): they would wait for "
+                          "each other for ever", t->name, depth);
+    }
+  }
   j = (joiner *)calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "out of memory");
   mh_wait_init(L, &j->w, "task:wait");

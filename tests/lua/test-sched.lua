@@ -113,4 +113,18 @@ tap.test("a task waiting on itself raises at once (it hung: the wait could never
   t:like(err, "task:wait: a task cannot wait for itself", "naming it")
 end)
 
+tap.test("tasks waiting on each other: the wait that closes the cycle raises (they hung)", function(t)
+  local a, b, c
+  a = mh.spawn(function() mh.sleep(0.01); return b:wait() end)
+  b = mh.spawn(function() mh.sleep(0.01); return c:wait() end)
+  c = mh.spawn(function() mh.sleep(0.03); return pcall(a.wait, a) end)
+  local ok, pok, err = c:wait()
+  t:is(ok, true, "the last task ends")
+  t:is(pok, false, "its wait on the first raised")
+  t:like(err, "task:wait: the task .* waits for this one %(2 deep%): they would wait for each other for ever",
+         "saying why")
+  local aok, bok = a:wait()
+  t:is(aok, true, "the others end too (their waits return)")
+end)
+
 return tap.done()
