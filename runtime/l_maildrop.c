@@ -287,7 +287,7 @@ static int l_open(lua_State *L) {
 
 /* done(spool, name [, corrupt [, as]]) */
 static int l_done(lua_State *L) {
-  const char *as = luaL_optstring(L, 4, NULL);
+  const char *as = mh_l_optarg_string(L, 4, "as", NULL);
   op *o = op_new(L, OP_DONE);
   o->corrupt = lua_toboolean(L, 3);
   if (as) snprintf(o->aside, sizeof o->aside, "%s", as);
@@ -301,7 +301,7 @@ static int l_done(lua_State *L) {
 /* aside(spool, name, id, fd) */
 static int l_aside(lua_State *L) {
   size_t len;
-  const char *id = luaL_checklstring(L, 3, &len);
+  const char *id = mh_l_arg_lstring(L, 3, "id", &len);
   lua_Integer fd = mh_l_arg_integer(L, 4, "fd");
   op *o;
   if (len != 16) mh_l_arg_error(L, 3, "id", "a spool id (16 hex digits)");

@@ -1107,7 +1107,7 @@ static int l_enqueue(lua_State *L) {
       o->ls->pending++;
       lua_pop(L, 1);
       op_free(o);
-      return luaL_argerror(L, 3, "envelope.id must be a spool id (16 lowercase hex digits)");
+      return luaL_error(L, "spool:enqueue: envelope.id must be a spool id (16 lowercase hex digits)");
     }
     if (id) memcpy(o->id, id, 17);
     lua_pop(L, 1);
