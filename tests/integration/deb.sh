@@ -53,6 +53,12 @@ for p in /usr/bin/mailhook /etc/mailhook/mailhook.conf /usr/share/mailhook/lua/m
          /usr/share/man/man3/mailhook-lua.3.gz /usr/share/doc/mailhook/copyright; do
   like "$C" "^$p$" "mailhook ships $p"
 done
+# the documents messages cite (docs/NAME.md in lua/ and runtime/ strings) are in the package,
+# under the same name (README.md's links too)
+for d in $(grep -rhoE '"[^"]*docs/[a-z-]+\.md' "$ROOT/lua" "$ROOT/runtime" | grep -oE 'docs/[a-z-]+\.md' | sort -u) service; do
+  d=${d#docs/}; d=${d%.md}
+  like "$C" "^/usr/share/doc/mailhook/docs/$d\.md(\.gz)?$" "mailhook ships docs/$d.md (cited by its messages or README)"
+done
 like "$C" "^(/usr)?/lib/systemd/system/mailhook.service$" "mailhook ships the unit"
 like "$C" "^/usr/lib/$(cc -print-multiarch)/lua/5.4/mailhook/core.so$" "and the Lua module where lua5.4 looks (docs/lua-library.md)"
 like "$(dpkg-deb -c "$DEB")" "\./usr/share/lua/5.4/mailhook -> \.\./\.\./mailhook/lua/mailhook" "with its Lua modules (a link to the binary's)"
@@ -60,7 +66,8 @@ unlike "$C" "^/usr/(etc|var)/|libmailhook\.a|/include/" "nothing in /usr/etc or 
 unlike "$C" "^/var/spool" "the spool is made by the postinst, not shipped"
 is "$(dpkg-deb -I "$DEB" conffiles)" "/etc/mailhook/mailhook.conf" "the settings file is a conffile"
 CM=$(dpkg-deb -c "$MTA" | awk '{ print $6 }' | sed 's|^\./|/|')
-for p in /usr/sbin/sendmail /usr/bin/mailq /usr/lib/sendmail /usr/share/man/man8/sendmail.8.gz /usr/share/man/man1/mailq.1.gz; do
+for p in /usr/sbin/sendmail /usr/bin/mailq /usr/lib/sendmail /usr/bin/newaliases /usr/share/man/man8/sendmail.8.gz \
+         /usr/share/man/man1/mailq.1.gz /usr/share/man/man1/newaliases.1.gz; do
   like "$CM" "^$p$" "mailhook-mta ships $p"
 done
 
@@ -148,6 +155,7 @@ if [ "$WITHMTA" = 1 ]; then
   f=$(inr sh -c 'ls /var/spool/mailhook/pickup/*.eml' | head -1)
   [ "$(st "$f")" = "mailhook:mailhook 600" ]; check $? "the spool file is mailhook's ($(st "$f"))"
   inr mailq | grep -q "ops@example.net"; check $? "mailq lists it"
+  out=$(inr newaliases 2>&1); check $? "newaliases (what package scripts run) exits 0 $out"
 else
   echo "body" | inr mailhook enqueue --to ops@example.net --subject "root cron" >/dev/null; check $? "root's enqueue queues"
 fi
@@ -174,10 +182,26 @@ pid=$(pgrep -u "$uid" -f "/usr/bin/mailhook run" | head -1)
 [ -n "$pid" ] && [ "$(awk '/^Uid:/ { print $2 }' /proc/$pid/status)" = "$uid" ]; check $? "as the user mailhook"
 kill -TERM $sp; wait $sp; check $? "SIGTERM: exit 0"
 kill $lp; wait $lp 2>/dev/null
+# what purge must remove (the password) and keep (the site's own rules)
+echo "s3cret-pw" | inr mailhook update password=- >/dev/null 2>"$T/upd2.err"
+inr test -s /etc/mailhook/mailhook.secrets; check $? "mailhook update password=- wrote mailhook.secrets $(cat "$T/upd2.err")"
+inr mkdir -p /etc/mailhook/rules && echo '-- site rule' | inr tee /etc/mailhook/rules/site.lua >/dev/null
 inr dpkg --force-unsafe-io --no-triggers --purge mailhook-mta mailhook >"$T/purge.log" 2>&1; check $? "dpkg --purge"
-inr test ! -e /var/spool/mailhook; check $? "purge removed the spool"
+inr test ! -e /var/spool/mailhook; check $? "purge removed the spool (no message waited in it)"
 ! inr dpkg-statoverride --list | grep -q /etc/mailhook; check $? "and the ownership overrides"
 inr test ! -e /etc/mailhook/mailhook.conf; check $? "and the conffile"
+inr test ! -e /etc/mailhook/mailhook.secrets; check $? "and mailhook.secrets (a password must not outlive the package)"
+inr test -s /etc/mailhook/rules/site.lua; check $? "but not the site's own rules"
+grep -q "purge keeps /etc/mailhook: .*rules" "$T/purge.log"; check $? "and it says what it kept"
+# the postrm with mail still waiting: the spool is kept (mail is never lost), and said
+dpkg-deb -e "$DEB" "$T/ctl"
+inr mkdir -p /var/spool/mailhook/pickup /var/spool/mailhook/maildrop
+printf 'x' | inr tee /var/spool/mailhook/pickup/000661f945f434b7.eml >/dev/null
+printf 'x' | inr tee /var/spool/mailhook/maildrop/000661f945f434b8.92d7632c >/dev/null
+cp "$T/ctl/postrm" "$R/tmp/postrm"
+inr sh /tmp/postrm purge 2>"$T/postrm.err"; check $? "postrm purge with mail waiting: exit 0"
+inr test -e /var/spool/mailhook/pickup/000661f945f434b7.eml; check $? "it keeps the spool and its undelivered mail"
+grep -q "purge keeps /var/spool/mailhook: 2 undelivered" "$T/postrm.err"; check $? "and says so: $(cat "$T/postrm.err")"
 EOF
 ROOT=$ROOT T=$T R=$R DEB=$DEB MTA=$MTA SMTP=$SMTP WITHMTA=$withmta \
   timeout 240 unshare --mount --propagation private bash "$T/inner.sh" >"$T/inner.out" 2>"$T/inner.err"

@@ -27,6 +27,23 @@ for p in mailhook.1 mailhook.conf.5 mailhook-lua.3 mailhook-drop.8; do
   is "$n" 0 "$p: no line wider than 80 columns at MANWIDTH=80"
 done
 
+# mailhook-mta's pages (packaging/*.scd, built by debian/rules): each renders without a
+# warning, within 80 columns, and each program the package ships has its page (lintian's
+# no-manual-page)
+for src in "$ROOT"/packaging/*.scd; do
+  p=$(basename "$src" .scd)
+  scdoc < "$src" > "$T/pkg-$p"; ok $? "packaging/$p.scd builds (scdoc)"
+  MANWIDTH=80 man --warnings -l "$T/pkg-$p" > "$T/pkg-$p.80" 2>"$T/pkg-$p.warn"
+  is "$(cat "$T/pkg-$p.warn")" "" "$p renders with no warning"
+  like "$(head -3 "$T/pkg-$p.80")" "^${p%%.*}" "$p starts with its title"
+  is "$(perl -CSD -ne 'print if length($_) > 81' "$T/pkg-$p.80" | wc -l)" 0 "$p: no line wider than 80 columns"
+done
+for f in $(awk '{ print $1 }' "$ROOT/debian/mailhook-mta.install") $(awk '{ print $2 }' "$ROOT/debian/mailhook-mta.links"); do
+  n=$(basename "$f")
+  grep -qx "debian/build/$n\.[0-9]" "$ROOT/debian/mailhook-mta.manpages" && [ -e "$ROOT/packaging/$(grep -x "debian/build/$n\.[0-9]" "$ROOT/debian/mailhook-mta.manpages" | xargs basename).scd" ]
+  ok $? "mailhook-mta's $n has its manual page (debian/mailhook-mta.manpages, packaging/)"
+done
+
 # The section SECTION of a page, rendered wide (terms on one line each).
 section() { render "$1" 250 | awk -v s="$2" '/^[A-Z]/ { on = ($0 == s) ; next } on'; }
 # Terms of a section: the lines indented by 7 spaces (the tagged paragraphs' heads).
