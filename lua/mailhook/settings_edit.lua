@@ -182,10 +182,28 @@ function M.password(cfg, ...)
     return first_line(cfg.password_command, "password_command")
   end
   if p and p.hidden then
-    return nil, "the password is in " .. M.secrets_path(p.path) .. ", which this user cannot read " ..
-      "(the service's user and root can)"
+    return nil, "the password is in " .. M.unreadable(M.secrets_path(p.path))
   end
   return nil, "no password is set (mailhook update password=... or password_command=...)"
+end
+
+-- unreadable(spath [, bare]) -> "SPATH, which this process (running as U) cannot
+-- read: it is O's, mode M; ..." with the fix: the service's user (the spool's
+-- owner) must read the secrets.  It said "(the service's user and root can)"
+-- to root's commands, which act as the spool's owner (privdrop), and to the
+-- service, whose user was the one that could not (a root:root 0600 file).
+function M.unreadable(spath, bare)
+  local o = core.fsutil.owner(spath)
+  local me = core.maildrop.whoami() or {}
+  local who = me.elogin or ("uid " .. tostring(me.euid))
+  if me.uid == 0 and me.euid ~= 0 then who = who .. ", as root's commands do on this spool" end
+  local sp = core.fsutil.owner(core.paths.spool)
+  local svc = sp and sp.user or "the service's user"
+  local what = o and string.format("it is %s's, mode %04o", o.user, o.mode) or "it cannot be looked at"
+  local fix = string.format("the service's user (%s, the spool's owner) must read it: chown %s %s; chmod 600 %s",
+                            svc, svc, spath, spath)
+  if bare then return string.format("this process runs as %s; %s; %s", who, what:gsub("^it is", "the file is"), fix) end
+  return string.format("%s, which this process (running as %s) cannot read: %s; %s", spath, who, what, fix)
 end
 
 -- stored_password(cfg) -> the password written in the settings file | nil; never
@@ -491,8 +509,7 @@ function update(changes, path, guard)
   if not doc then return nil, sdoc, {} end
   local spath = M.secrets_path(path)
   if sdoc.hidden then
-    return nil, spath .. ": cannot read: Permission denied (update the settings as root or as the " ..
-      "service's user)", {}
+    return nil, spath .. ": cannot read: Permission denied: " .. M.unreadable(spath, true), {}
   end
   local keys, norm = {}, {}
   for key, value in pairs(changes) do

@@ -68,6 +68,25 @@ out=$("$MAILHOOK" -c "$T/root-only.conf" -s "$T/spool" settings 2>&1); rc=$?
 [ "$rc" != 0 ]; ok $? "settings the service user cannot read: an error (exit $rc)"
 like "$out" "root-only.conf.*(Permission denied|cannot read)" "naming the file and why"
 
+# secrets root:root 0600 (a careful admin, or an update run before the spool was the
+# service's): root's commands act as the service's user, who cannot read them; the
+# error says so and names the chown (it said "(the service's user and root can)")
+start_smtpd AUTHD --auth "pbx:s3cret" --auth-in-clear --maildir "$T/mail-auth" || exit 1
+write_conf "$W/mailhook.conf" enabled=true from=app@example.com server=127.0.0.1 port="$AUTHD" tls=none \
+  tls_required=false rules=./rules auth=true username=pbx allow_plaintext_auth=true
+chown mailhook "$W/mailhook.conf"
+printf 'password = s3cret\n' > "$W/mailhook.secrets"; chown root:root "$W/mailhook.secrets"; chmod 600 "$W/mailhook.secrets"
+out=$(mh test 2>&1); rc=$?
+is "$rc" 1 "test with root-only secrets: exit 1"
+like "$out" "mailhook.secrets, which this process \(running as mailhook, as root's commands do on this spool\) cannot read: it is root's, mode 0600; the service's user \(mailhook, the spool's owner\) must read it: chown mailhook " \
+  "the error says who runs, whose the file is and the chown"
+unlike "$out" "s3cret" "the password is not shown"
+out=$(mh update retry_interval=20s 2>&1); rc=$?
+[ "$rc" != 0 ]; ok $? "update with root-only secrets: refused (exit $rc)"
+like "$out" "mailhook.secrets: cannot read: Permission denied: this process runs as mailhook, as root's commands do on this spool; the file is root's, mode 0600; .*chown mailhook " \
+  "update says the same ($out)"
+rm -f "$W/mailhook.secrets"
+
 # a spool another user owns (pre-created by them): root stays root and refuses it, naming the owner
 mkdir -p "$T/theirs/pickup"; chown -R nobody "$T/theirs"; chmod 700 "$T/theirs"
 out=$(printf 'To: ops@example.net\n\nx\n' | "$MAILHOOK" -c "$W/mailhook.conf" -s "$T/theirs" sendmail -t 2>&1); rc=$?
