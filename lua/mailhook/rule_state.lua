@@ -52,6 +52,28 @@ local function check(msg, fn, level)
   return true
 end
 
+-- A number as an error message names it: nan and inf as such (tostring gives
+-- "-nan" or "nan" by platform), an other type by its name.
+local function got(v)
+  if type(v) ~= "number" then return type(v) end
+  if v ~= v then return "nan" end
+  if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
+  return tostring(v)
+end
+
+-- number_option(fn, name, v, min, what): v must be a finite number of at
+-- least min (above it when `above`), else "FN: NAME must be a finite number
+-- WHAT (got nan)" raised at the rule's line.  NaN passed `max < 0` and went
+-- into the state file as "-nan" (unreadable: the window started afresh at
+-- every call); per = math.huge made a window end that could not be written,
+-- so nothing was ever kept and nothing throttled.
+local function number_option(fn, name, v, min, above, what)
+  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge
+     or (above and v <= min) or (not above and v < min) then
+    error(string.format("%s: %s must be a finite number %s (got %s)", fn, name, what, got(v)), 3)
+  end
+end
+
 -- Held mail that can never go (a message refused for what it holds, not for
 -- settings that may change): set aside beside it as NAME.bad, said once as an
 -- error, never retried at every sweep.
@@ -82,7 +104,25 @@ local function read(path)
   return v
 end
 
+-- The first non-finite number in v (a state table), as "KEY.KEY = nan", or nil.
+local function non_finite(v, where, depth)
+  if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return where .. " = " .. got(v) end
+  elseif type(v) == "table" and depth < luaval.MAX_DEPTH then
+    for k, x in pairs(v) do
+      local bad = non_finite(x, where .. "." .. tostring(k), depth + 1)
+      if bad then return bad end
+    end
+  end
+end
+
+-- A state file is written whole or not at all (core.rstate.write: a temporary
+-- file, fsync, rename).  A NaN or an infinity is never written: it came out as
+-- "-nan" or "inf", which no read takes back, and the key's window was lost at
+-- every call; the previous file stays instead, and the caller hears why.
 local function write(path, v)
+  local bad = non_finite(v, "state", 0)
+  if bad then error("rule state: " .. path .. ": not written, it would hold a non-finite number (" .. bad .. ")", 0) end
   local ok, err = rstate.write(path, encode(v))
   if not ok then error("rule state: " .. err, 0) end
 end
@@ -319,8 +359,8 @@ function rs.throttle(o, ...)
   if type(o) ~= "table" then error("throttle{key=, max=, per=}: expects a table", 2) end
   -- a misspelt option ({pre = 60}, {summery = true}) was silently absent
   core.check_options("throttle", o, { "key", "max", "per", "summary", "to", "cc", "from", "item", "critical" }, select("#", ...) + 1, 1)
-  if type(o.max) ~= "number" or o.max < 0 then error("throttle: max must be a number >= 0", 2) end
-  if type(o.per) ~= "number" or o.per <= 0 then error("throttle: per must be seconds > 0", 2) end
+  number_option("throttle", "max", o.max, 0, false, ">= 0")
+  number_option("throttle", "per", o.per, 0, true, "of seconds > 0")
   local file = fname(o.key)
   if o.critical then return true, { bypass = true } end
   local summary = o.summary and message_spec(o, "summary") or nil
@@ -372,7 +412,7 @@ end
 function rs.digest(o, ...)
   if type(o) ~= "table" then error("digest{key=, window=, item=}: expects a table", 2) end
   core.check_options("digest", o, { "key", "window", "item", "message", "to", "cc", "from", "critical" }, select("#", ...) + 1, 1)
-  if type(o.window) ~= "number" or o.window <= 0 then error("digest: window must be seconds > 0", 2) end
+  number_option("digest", "window", o.window, 0, true, "of seconds > 0")
   local file = fname(o.key)
   if o.critical then return false, { bypass = true } end
   local spec = message_spec(o, "message")
@@ -404,7 +444,7 @@ function rs.hold(msg, due, reason, ...)
   if type(msg) ~= "table" then error("hold(message, until): message must be a table", 2) end
   if reason ~= nil and type(reason) ~= "string" then error("hold: reason must be a string (got " .. type(reason) .. ")", 2) end
   if type(due) ~= "number" or due ~= due or due == math.huge or due == -math.huge then
-    error("hold(message, until): until must be an epoch time (a finite number)", 2)
+    error("hold: until must be a finite number (an epoch time; got " .. got(due) .. ")", 2)
   end
   local ok, err, info = check(msg, "hold", 2)
   if not ok then return nil, err, info end
@@ -494,8 +534,7 @@ Period.__index = Period
 -- pointing into this file).
 local function period_time(fn, t)
   if t ~= nil and (type(t) ~= "number" or t ~= t or t == math.huge or t == -math.huge) then
-    error(string.format("%s: t must be an epoch time (a finite number; got %s)", fn,
-                        type(t) == "number" and tostring(t) or type(t)), 3)
+    error(string.format("%s: t must be an epoch time (a finite number; got %s)", fn, got(t)), 3)
   end
 end
 

@@ -228,6 +228,42 @@ tap.test("state files are private and concurrent tasks do not lose counts", func
   f:close()
 end)
 
+-- L6: throttle{max = 0/0} wrote ["max"]=-nan, a file no read takes back (the
+-- window started afresh at every call); per = math.huge wrote nothing at all
+-- (the window's end was inf), so it never throttled.  Both were accepted.
+tap.test("NaN and infinities: refused by name, and never written to a state file", function(t)
+  local rs = fresh()
+  local nan, inf = 0 / 0, math.huge
+  local before = #files("throttle")
+  for _, c in ipairs {
+    { rs.throttle, { key = "n", max = nan, per = 60 }, "throttle: max must be a finite number >= 0 (got nan)" },
+    { rs.throttle, { key = "n", max = inf, per = 60 }, "throttle: max must be a finite number >= 0 (got inf)" },
+    { rs.throttle, { key = "n", max = 1, per = inf }, "throttle: per must be a finite number of seconds > 0 (got inf)" },
+    { rs.throttle, { key = "n", max = 1, per = nan }, "throttle: per must be a finite number of seconds > 0 (got nan)" },
+    { rs.throttle, { key = "n", max = 1, per = 0 }, "throttle: per must be a finite number of seconds > 0 (got 0)" },
+    { rs.throttle, { key = "n", max = -1, per = 60 }, "throttle: max must be a finite number >= 0 (got -1)" },
+    { rs.digest, { key = "n", window = nan, to = "a@example.com" }, "digest: window must be a finite number of seconds > 0 (got nan)" },
+    { rs.digest, { key = "n", window = -inf, to = "a@example.com" }, "digest: window must be a finite number of seconds > 0 (got -inf)" },
+  } do
+    local ok, err = pcall(c[1], c[2])
+    t:is(not ok and err, c[3], c[3])
+  end
+  local ok, err = pcall(rs.hold, { to = "a@example.com" }, nan)
+  t:is(not ok and err, "hold: until must be a finite number (an epoch time; got nan)", "hold: until")
+  t:is(#files("throttle"), before, "no state written for any of them")
+  -- the writer itself: a window whose clock gives inf keeps no state at all
+  -- rather than a file that cannot be read back
+  local saved = now
+  now = inf
+  ok, err = pcall(rs.throttle, { key = "clock", max = 1, per = 60 })
+  now = saved
+  t:like(not ok and err or "", "not written, it would hold a non%-finite number %(state%.window_%a+ = inf%)",
+         "the state writer refuses a non-finite number")
+  t:is(#files("throttle"), before, "and writes nothing")
+  t:is(rs.throttle { key = "fine", max = 1, per = 60 }, true, "a finite throttle still works")
+  t:is(rs.throttle { key = "fine", max = 1, per = 60 }, false, "and throttles")
+end)
+
 local r = tap.done()
 os.execute("rm -rf " .. dir)
 return r
