@@ -19,6 +19,7 @@ local rs = {
   clock = os.time,           -- seconds since the epoch (tests may replace it)
   enqueue = nil,             -- nil: mh.enqueue (tests may replace it)
   digest_items = 1000,       -- items a digest lists (the rest are counted)
+  digest_chunk = 50,         -- items a digest keeps in its state file, then in a chunk file
 }
 
 local function state_dir() return rs.dir or (core.paths.spool .. "/state/rules") end
@@ -389,13 +390,45 @@ end
 
 ------------------------------------------------------------------ digest
 
-local function close_digest(st)
+-- A digest's items are kept in pieces, so that one call costs the same
+-- whatever the window holds already: the latest ones (fewer than
+-- rs.digest_chunk) in the window's state file KEY.lua, the earlier ones in
+-- chunk files beside it, KEY.lua.1.items, KEY.lua.2.items..., each of
+-- rs.digest_chunk items, written once when full (st.chunks of them, holding
+-- st.spilled items).  The whole list rewritten at every call made a rule
+-- calling digest in a loop run out of its instruction budget after ~400 calls.
+-- Each file is written atomically and the state file last: a chunk written by
+-- a call that ended before its state file was is written again by the next.
+local function chunk_path(path, i) return string.format("%s.%d.items", path, i) end
+
+local function digest_items(path, st)
+  local all = {}
+  for i = 1, st.chunks or 0 do
+    local c = read(chunk_path(path, i))
+    for _, it in ipairs(c and c.items or {}) do all[#all + 1] = it end
+  end
+  for _, it in ipairs(st.items or {}) do all[#all + 1] = it end
+  return all
+end
+
+-- Removes the chunk files of the window in path: its st.chunks ones, and any
+-- left past them (a window set aside, a call cut before its state was written).
+local function drop_chunks(path, st)
+  local i = 1
+  while i <= ((st and st.chunks) or 0) or os.remove(chunk_path(path, i)) do
+    os.remove(chunk_path(path, i))
+    i = i + 1
+  end
+end
+
+local function close_digest(st, path)
   local m = {}
   for k, v in pairs(st.message) do m[k] = v end
-  local count = st.count or #st.items
-  local items = items_text(st.items)
-  if count > #st.items then
-    items = items .. string.format("\n(and %d more, not listed)", count - #st.items)
+  local kept = path and digest_items(path, st) or st.items
+  local count = st.count or #kept
+  local items = items_text(kept)
+  if count > #kept then
+    items = items .. string.format("\n(and %d more, not listed)", count - #kept)
   end
   local ctx = { key = st.key, count = count, from = fmt_time(st.window_start),
                 ["until"] = fmt_time(st.window_end), items = items }
@@ -423,12 +456,27 @@ function rs.digest(o, ...)
   return locked(function()
     local path = ensure("digest") .. "/" .. file
     local now = rs.clock()
-    local st = current(path, now, function(ended) close_digest(ended); os.remove(path) end)
-    st = st or { kind = "digest", key = o.key, window_start = now, window_end = now + o.window, items = {} }
+    local st = current(path, now, function(ended)
+      close_digest(ended, path)
+      os.remove(path)
+      drop_chunks(path, ended)
+    end)
+    if not st then
+      drop_chunks(path, nil)   -- (left by a window set aside, or a call cut short)
+      st = { kind = "digest", key = o.key, window_start = now, window_end = now + o.window, items = {},
+             chunks = 0, spilled = 0 }
+    end
     st.message = spec
+    st.chunks, st.spilled = st.chunks or 0, st.spilled or 0
     -- every item counted; the mail lists the first 1000 and says how many more
     st.count = (st.count or #st.items) + 1
-    if #st.items < rs.digest_items then st.items[#st.items + 1] = { t = now, text = tostring(o.item or o.key) } end
+    if st.spilled + #st.items < rs.digest_items then
+      st.items[#st.items + 1] = { t = now, text = tostring(o.item or o.key) }
+      if #st.items >= rs.digest_chunk then   -- full: to a chunk file of its own, written once
+        write(chunk_path(path, st.chunks + 1), { items = st.items })
+        st.chunks, st.spilled, st.items = st.chunks + 1, st.spilled + #st.items, {}
+      end
+    end
     write(path, st)
     return true, st
   end)
@@ -467,8 +515,13 @@ function rs.sweep()
           local path = base .. "/" .. kind .. "/" .. n
           local st = read(path)
           if st and now >= (st.window_end or 0) then
-            local ok, err = pcall(kind == "throttle" and close_throttle or close_digest, st)
-            if ok then os.remove(path) else set_aside(path, kind .. " " .. tostring(st.key), err) end
+            local ok, err = pcall(kind == "throttle" and close_throttle or close_digest, st, path)
+            if ok then
+              os.remove(path)
+              if kind == "digest" then drop_chunks(path, st) end
+            else
+              set_aside(path, kind .. " " .. tostring(st.key), err)
+            end
           end
         end
       end
