@@ -1446,7 +1446,7 @@ static int rule_call_k(lua_State *L, int status, lua_KContext ctx) {
   } else {
     int e = lua_gettop(L);
     lua_pushboolean(L, 0);
-    if (lua_type(L, e) == LUA_TSTRING) lua_pushvalue(L, e);
+    if (lua_isstring(L, e)) { lua_pushvalue(L, e); lua_tolstring(L, -1, NULL); }   /* lengths kept */
     else lua_pushliteral(L, "error in the error handler");
     lua_pushvalue(L, -1);
   }
