@@ -215,18 +215,112 @@ static const char *budget_why(mh_budget *b, char *buf, size_t n);
 
 #define MAX_ERROR 1000      /* bytes of a task's error kept for the log and its rule's failure */
 
+/* The one text of an error value, for the log and a rule's failure (not for
+** task:wait(), which returns the value itself, as pcall does): a string (or a
+** number) as it is, NUL bytes and all; what a __tostring returns (called
+** protected: one that raises or returns no string is described instead);
+** else a short description that keeps what a table holds: "(error object: a
+** table {code=5, why="disk"})".  It was "(error object is a table value)",
+** the fields lost.  Pushed on L; returns it and its length in *len. */
+#define DESCRIBED_FIELDS 8  /* fields of a table error shown, then ", ..." */
+static int call_tostring(lua_State *L) {
+  if (!luaL_callmeta(L, 1, "__tostring") || lua_type(L, -1) != LUA_TSTRING) lua_pushnil(L);
+  return 1;
+}
+static void describe_scalar(lua_State *L, int idx, int quoted) {
+  size_t n;
+  const char *s;
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING:
+    s = lua_tolstring(L, idx, &n);
+    if (!quoted) { lua_pushvalue(L, idx); return; }
+    lua_pushliteral(L, "\"");
+    lua_pushlstring(L, s, n > 60 ? 60 : n);
+    lua_pushstring(L, n > 60 ? "...\"" : "\"");
+    lua_concat(L, 3);
+    return;
+  case LUA_TNUMBER:
+    lua_pushvalue(L, idx);
+    lua_tolstring(L, -1, NULL);   /* (on the copy: a key must stay a number for lua_next) */
+    return;
+  case LUA_TBOOLEAN: lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false"); return;
+  default: lua_pushfstring(L, "(a %s)", luaL_typename(L, idx)); return;
+  }
+}
+static const char *error_value_text(lua_State *L, int idx, size_t *len) {
+  int t = lua_type(L, idx), top, shown = 0;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 12, "error text");
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    return lua_tolstring(L, -1, len);
+  }
+  if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, call_tostring);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) return lua_tolstring(L, -1, len);
+    lua_pop(L, 1);
+  }
+  if (t != LUA_TTABLE) {
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+    return lua_tolstring(L, -1, len);
+  }
+  top = lua_gettop(L);
+  lua_pushliteral(L, "(error object: a table {");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {          /* raw: no __pairs, no __index is called */
+    /* [..., key, value] */
+    if (shown == DESCRIBED_FIELDS) { lua_pop(L, 2); lua_pushliteral(L, ", ..."); break; }
+    luaL_checkstack(L, 8, "error text");
+    lua_pushstring(L, shown++ ? ", " : "");
+    if (lua_type(L, -3) == LUA_TSTRING) {
+      describe_scalar(L, -3, 0);
+    } else {
+      lua_pushliteral(L, "[");
+      describe_scalar(L, -4, 1);
+      lua_pushliteral(L, "]");
+      lua_concat(L, 3);
+    }
+    lua_pushliteral(L, "=");
+    describe_scalar(L, -4, 1);
+    lua_concat(L, 4);                 /* [..., key, value, "SEP K=V"] */
+    lua_remove(L, -2);
+    lua_insert(L, -2);                /* [..., "SEP K=V", key] */
+  }
+  lua_pushliteral(L, "})");
+  lua_concat(L, lua_gettop(L) - top);
+  return lua_tolstring(L, -1, len);
+}
+
+/* Pushes s (len bytes) for a C log line: each NUL as "\0" (the log line was
+** cut at the first NUL, what followed lost; log.c shows the other control
+** bytes).  Returns the copy, a C string. */
+static const char *nul_escaped(lua_State *L, const char *s, size_t len) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < len; i++) {
+    if (s[i]) luaL_addchar(&b, s[i]);
+    else luaL_addlstring(&b, "\\0", 2);
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
 /* A task's error as logged and reported: its start, cut on a UTF-8 character
 ** boundary past MAX_ERROR bytes with how much was cut (an error may carry an
 ** event's value of megabytes; cut silently by the log, the traceback after it
-** was lost too).  Pushed on co when cut. */
-static const char *bounded_error(lua_State *co, const char *msg) {
-  size_t n = strlen(msg), cut = MAX_ERROR;
-  if (n <= MAX_ERROR || !lua_checkstack(co, 2)) return msg;
+** was lost too).  Pushed on co when cut; *len is updated. */
+static const char *bounded_error(lua_State *co, const char *msg, size_t *len) {
+  size_t n = *len, cut = MAX_ERROR;
+  if (n <= MAX_ERROR || !lua_checkstack(co, 3)) return msg;
   while (cut > 0 && ((unsigned char)msg[cut] & 0xc0) == 0x80) cut--;
   lua_pushlstring(co, msg, cut);
-  return lua_pushfstring(co, "%s ... (%I more bytes)", lua_tostring(co, -1), (lua_Integer)(n - cut));
+  lua_pushfstring(co, " ... (%I more bytes)", (lua_Integer)(n - cut));
+  lua_concat(co, 2);
+  return lua_tolstring(co, -1, len);
 }
-static void rule_task_finished(mh_task *t, const char *msg);
+static void rule_task_finished(mh_task *t, const char *msg, size_t len);
 
 static void ready_cb(uv_idle_t *h) {
   mh_lctx *x = (mh_lctx *)h->data;
@@ -302,7 +396,8 @@ static void set_joiners(lua_State *L, int tidx, joiner *j) {
 }
 
 /* Pushes on L what task:wait() returns for finished task at tidx:
-** true, results... or false, message. */
+** true, results... or false and the error value (the object raised, as pcall returns it;
+** the reason for a task stopped by its budget or cancelled). */
 static int push_outcome(lua_State *L, int tidx) {
   int n, i;
   lua_getiuservalue(L, tidx, 2);          /* results table {n=, ...} */
@@ -336,38 +431,51 @@ static void finish(mh_task *t, int status, int nres) {
   } else {
     char why[200];
     /* ended by task:cancel() (shutdown, reload, a wake-up): normal, not an error */
-    int cancelled = lua_touserdata(co, -1) == &INTERRUPT;
-    const char *msg = cancelled ? "interrupted" : lua_tostring(co, -1);
+    int cancelled = lua_touserdata(co, -1) == &INTERRUPT, res = tidx + 1, vidx = tidx + 2, tbi;
+    const char *msg, *shown;
+    size_t len;
     t->state = -1;
     if (t->budget && t->budget->mem_refused && !t->budget->stopped) t->budget->stopped = STOP_MEM;
     if (t->budget && t->budget->stopped) {
-      msg = budget_why(t->budget, why, sizeof why);   /* not "interrupted" nor "not enough memory" */
+      lua_pushstring(L, budget_why(t->budget, why, sizeof why));  /* not "interrupted" nor "not enough memory" */
       cancelled = 0;                                  /* a rule stopped by its budget is an error */
-    } else if (msg == NULL) {
-      if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
-        msg = lua_tostring(co, -1);
-      else
-        msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
+    } else if (cancelled) {
+      lua_pushliteral(L, "interrupted");
+    } else {
+      lua_pushvalue(co, -1);   /* the error value itself: task:wait() returns it, as pcall does */
+      lua_xmove(co, L, 1);
     }
-    msg = bounded_error(co, msg);
-    luaL_traceback(L, co, msg, 0);
+    /* its text (on L: no call is made on co, a thread in error), lengths kept:
+       a NUL cut the log line, the failure and task:wait()'s message short */
+    msg = error_value_text(L, vidx, &len);
+    msg = bounded_error(L, msg, &len);
+    lua_pushlstring(L, msg, len);
+    lua_pushliteral(L, "\n");
+    luaL_traceback(L, co, NULL, 0);
+    lua_concat(L, 3);
+    tbi = lua_gettop(L);
     if (t->quiet) {
     } else if (cancelled) {   /* debug at most, and no traceback: it says where it waited, not a fault */
       if (t->budget) mh_debug("%s (a task of %s): cancelled", t->name, t->budget->label);
       else mh_debug("%s: cancelled", t->name);
     } else {
-      if (t->budget) mh_error("%s (a task of %s): %s", t->name, t->budget->label, lua_tostring(L, -1));
-      else mh_error("%s: %s", t->name, lua_tostring(L, -1));
+      size_t tlen;
+      const char *tb = lua_tolstring(L, tbi, &tlen);
+      shown = nul_escaped(L, tb, tlen);
+      if (t->budget) mh_error("%s (a task of %s): %s", t->name, t->budget->label, shown);
+      else mh_error("%s: %s", t->name, shown);
     }
-    if (t->rule_task) rule_task_finished(t, cancelled ? NULL : msg);   /* cancelled by its rule: no failure */
-    lua_setfield(L, -2, "traceback");
-    lua_pushstring(L, msg);
-    lua_rawseti(L, -2, 1);
+    if (t->rule_task) rule_task_finished(t, cancelled ? NULL : msg, len);   /* cancelled by its rule: no failure */
+    lua_pushvalue(L, tbi);
+    lua_setfield(L, res, "traceback");
+    lua_pushvalue(L, vidx);
+    lua_rawseti(L, res, 1);
     lua_pushinteger(L, 1);
-    lua_setfield(L, -2, "n");
+    lua_setfield(L, res, "n");
+    lua_settop(L, res);
     lua_resetthread(co);
   }
-  if (t->rule_task && status == LUA_OK) rule_task_finished(t, NULL);
+  if (t->rule_task && status == LUA_OK) rule_task_finished(t, NULL, 0);
   budget_unref(t->budget);
   t->budget = NULL;
   lua_setiuservalue(L, tidx, 2);
@@ -786,8 +894,8 @@ typedef struct {
 
 /* Rule tasks that failed (spawned tasks: their rule_call was over), for
 ** core.rule_tasks_wait(); waiters resumed when rule_tasks_live drops to 0. */
-/* text: "LABEL (a task it started, NAME): ERROR", the error within MAX_ERROR */
-typedef struct rt_failure { struct rt_failure *next; char text[MAX_ERROR + 600]; } rt_failure;
+/* text: "LABEL (a task it started, NAME): ERROR" (len bytes), the error within MAX_ERROR */
+typedef struct rt_failure { struct rt_failure *next; size_t len; char text[]; } rt_failure;
 static rt_failure *rt_failures, **rt_failures_tail = &rt_failures;
 typedef struct rt_waiter { mh_wait w; struct rt_waiter *next; } rt_waiter;
 static rt_waiter *rt_waiters;
@@ -1055,14 +1163,19 @@ static void wall_timer_cb(uv_timer_t *h) {
   wall_timer_arm(x);
 }
 
-/* A rule task ended (msg: its error, NULL when it returned). */
-static void rule_task_finished(mh_task *t, const char *msg) {
+/* A rule task ended (msg: its error of len bytes, NULL when it returned). */
+static void rule_task_finished(mh_task *t, const char *msg, size_t len) {
   t->rule_task = 0;
   rule_tasks_live--;
   if (msg && t->budget && !t->budget->reported) {
-    rt_failure *f = (rt_failure *)calloc(1, sizeof *f);
+    int head = snprintf(NULL, 0, "%s (a task it started, %s): ", t->budget->label, t->name);
+    rt_failure *f = head < 0 ? NULL : (rt_failure *)malloc(sizeof *f + (size_t)head + len + 1);
     if (f) {
-      snprintf(f->text, sizeof f->text, "%s (a task it started, %s): %s", t->budget->label, t->name, msg);
+      f->next = NULL;
+      snprintf(f->text, (size_t)head + 1, "%s (a task it started, %s): ", t->budget->label, t->name);
+      memcpy(f->text + head, msg, len);   /* (NUL bytes and all: the error is shown escaped) */
+      f->len = (size_t)head + len;
+      f->text[f->len] = '\0';
       *rt_failures_tail = f;
       rt_failures_tail = &f->next;
     }
@@ -1278,21 +1391,16 @@ static int rcall_gc(lua_State *L) {
 static int rcall_msgh(lua_State *L) {
   mh_budget *b = cur;
   char why[200];
-  const char *msg;
   cur = NULL;
-  if (b && b->stopped) {
-    msg = budget_why(b, why, sizeof why);
-  } else {
-    msg = lua_tostring(L, 1);
-    if (!msg) {
-      if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
-      else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-  }
+  if (b && b->stopped) lua_pushstring(L, budget_why(b, why, sizeof why));
+  else error_value_text(L, 1, NULL);   /* lengths kept (a NUL cut it); a table's __tostring or fields */
   lua_createtable(L, 2, 0);
-  lua_pushstring(L, msg);
+  lua_pushvalue(L, -2);
   lua_rawseti(L, -2, 1);
-  luaL_traceback(L, L, msg, 1);
+  lua_pushvalue(L, -2);
+  lua_pushliteral(L, "\n");
+  luaL_traceback(L, L, NULL, 1);
+  lua_concat(L, 3);
   lua_rawseti(L, -2, 2);
   cur = b;
   return 1;
@@ -1317,22 +1425,29 @@ static int rule_call_k(lua_State *L, int status, lua_KContext ctx) {
   slice_switch(NULL);         /* nothing below is charged or refused */
   b->reported = 1;
   if (b->stopped) {
-    const char *tb = status != LUA_OK && lua_istable(L, -1) && lua_rawgeti(L, -1, 2) == LUA_TSTRING
-                     ? lua_tostring(L, -1) : NULL;
-    budget_why(b, why, sizeof why);
+    int tb = status != LUA_OK && lua_istable(L, -1) && lua_rawgeti(L, -1, 2) == LUA_TSTRING
+             ? lua_gettop(L) : 0;
+    size_t tlen = 0, wlen;
+    const char *tbs = tb ? lua_tolstring(L, tb, &tlen) : NULL;
+    wlen = strlen(budget_why(b, why, sizeof why));
     lua_pushboolean(L, 0);
     lua_pushstring(L, why);
-    if (tb && strncmp(tb, why, strlen(why)) != 0) lua_pushfstring(L, "%s\n%s", why, tb);
-    else if (tb) lua_pushstring(L, tb);
-    else lua_pushstring(L, why);
+    if (tb && (tlen < wlen || memcmp(tbs, why, wlen) != 0)) {
+      lua_pushfstring(L, "%s\n", why);
+      lua_pushvalue(L, tb);
+      lua_concat(L, 2);
+    } else {
+      lua_pushvalue(L, tb ? tb : -1);
+    }
   } else if (lua_istable(L, -1)) {
     lua_pushboolean(L, 0);
     lua_rawgeti(L, -2, 1);
     lua_rawgeti(L, -3, 2);
   } else {
-    const char *m = lua_tostring(L, -1);
+    int e = lua_gettop(L);
     lua_pushboolean(L, 0);
-    lua_pushstring(L, m ? m : "error in the error handler");
+    if (lua_isstring(L, e)) { lua_pushvalue(L, e); lua_tolstring(L, -1, NULL); }   /* lengths kept */
+    else lua_pushliteral(L, "error in the error handler");
     lua_pushvalue(L, -1);
   }
   mem = b->stopped == STOP_MEM;
@@ -1465,7 +1580,7 @@ static int rt_failures_push(lua_State *L) {
   while (rt_failures) {
     rt_failure *f = rt_failures;
     rt_failures = f->next;
-    lua_pushstring(L, f->text);
+    lua_pushlstring(L, f->text, f->len);
     lua_rawseti(L, -2, ++i);
     free(f);
   }
@@ -1906,7 +2021,11 @@ static int l_log(lua_State *L) {
     luaL_addvalue(&b);
   }
   luaL_pushresult(&b);
-  mh_log((mh_log_level)level, "%s", lua_tostring(L, -1));
+  {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    mh_log((mh_log_level)level, "%s", nul_escaped(L, s, len));   /* a NUL cut the line there */
+  }
   return 0;
 }
 

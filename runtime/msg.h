@@ -162,6 +162,10 @@ int mh_msg_bytes(mh_msg *m, char **out, size_t *len);
 const char *mh_msg_env_from(const mh_msg *m);
 size_t mh_msg_rcpt_count(const mh_msg *m);
 const char *mh_msg_rcpt(const mh_msg *m, size_t i);
+/* (tests) How many hash-set slots mh_msg_finish looked at to remove the
+** duplicates: about one per recipient, never a number that grows with the
+** square of their count. */
+size_t mh__msg_rcpt_probes(const mh_msg *m);
 
 /* The Message-ID (with its angle brackets), after mh_msg_finish. */
 const char *mh_msg_id(const mh_msg *m);

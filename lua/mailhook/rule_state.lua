@@ -19,6 +19,7 @@ local rs = {
   clock = os.time,           -- seconds since the epoch (tests may replace it)
   enqueue = nil,             -- nil: mh.enqueue (tests may replace it)
   digest_items = 1000,       -- items a digest lists (the rest are counted)
+  digest_chunk = 50,         -- items a digest keeps in its state file, then in a chunk file
 }
 
 local function state_dir() return rs.dir or (core.paths.spool .. "/state/rules") end
@@ -52,6 +53,28 @@ local function check(msg, fn, level)
   return true
 end
 
+-- A number as an error message names it: nan and inf as such (tostring gives
+-- "-nan" or "nan" by platform), an other type by its name.
+local function got(v)
+  if type(v) ~= "number" then return type(v) end
+  if v ~= v then return "nan" end
+  if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
+  return tostring(v)
+end
+
+-- number_option(fn, name, v, min, what): v must be a finite number of at
+-- least min (above it when `above`), else "FN: NAME must be a finite number
+-- WHAT (got nan)" raised at the rule's line.  NaN passed `max < 0` and went
+-- into the state file as "-nan" (unreadable: the window started afresh at
+-- every call); per = math.huge made a window end that could not be written,
+-- so nothing was ever kept and nothing throttled.
+local function number_option(fn, name, v, min, above, what)
+  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge
+     or (above and v <= min) or (not above and v < min) then
+    error(string.format("%s: %s must be a finite number %s (got %s)", fn, name, what, got(v)), 3)
+  end
+end
+
 -- Held mail that can never go (a message refused for what it holds, not for
 -- settings that may change): set aside beside it as NAME.bad, said once as an
 -- error, never retried at every sweep.
@@ -82,7 +105,25 @@ local function read(path)
   return v
 end
 
+-- The first non-finite number in v (a state table), as "KEY.KEY = nan", or nil.
+local function non_finite(v, where, depth)
+  if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return where .. " = " .. got(v) end
+  elseif type(v) == "table" and depth < luaval.MAX_DEPTH then
+    for k, x in pairs(v) do
+      local bad = non_finite(x, where .. "." .. tostring(k), depth + 1)
+      if bad then return bad end
+    end
+  end
+end
+
+-- A state file is written whole or not at all (core.rstate.write: a temporary
+-- file, fsync, rename).  A NaN or an infinity is never written: it came out as
+-- "-nan" or "inf", which no read takes back, and the key's window was lost at
+-- every call; the previous file stays instead, and the caller hears why.
 local function write(path, v)
+  local bad = non_finite(v, "state", 0)
+  if bad then error("rule state: " .. path .. ": not written, it would hold a non-finite number (" .. bad .. ")", 0) end
   local ok, err = rstate.write(path, encode(v))
   if not ok then error("rule state: " .. err, 0) end
 end
@@ -319,8 +360,8 @@ function rs.throttle(o, ...)
   if type(o) ~= "table" then error("throttle{key=, max=, per=}: expects a table", 2) end
   -- a misspelt option ({pre = 60}, {summery = true}) was silently absent
   core.check_options("throttle", o, { "key", "max", "per", "summary", "to", "cc", "from", "item", "critical" }, select("#", ...) + 1, 1)
-  if type(o.max) ~= "number" or o.max < 0 then error("throttle: max must be a number >= 0", 2) end
-  if type(o.per) ~= "number" or o.per <= 0 then error("throttle: per must be seconds > 0", 2) end
+  number_option("throttle", "max", o.max, 0, false, ">= 0")
+  number_option("throttle", "per", o.per, 0, true, "of seconds > 0")
   local file = fname(o.key)
   if o.critical then return true, { bypass = true } end
   local summary = o.summary and message_spec(o, "summary") or nil
@@ -349,13 +390,45 @@ end
 
 ------------------------------------------------------------------ digest
 
-local function close_digest(st)
+-- A digest's items are kept in pieces, so that one call costs the same
+-- whatever the window holds already: the latest ones (fewer than
+-- rs.digest_chunk) in the window's state file KEY.lua, the earlier ones in
+-- chunk files beside it, KEY.lua.1.items, KEY.lua.2.items..., each of
+-- rs.digest_chunk items, written once when full (st.chunks of them, holding
+-- st.spilled items).  The whole list rewritten at every call made a rule
+-- calling digest in a loop run out of its instruction budget after ~400 calls.
+-- Each file is written atomically and the state file last: a chunk written by
+-- a call that ended before its state file was is written again by the next.
+local function chunk_path(path, i) return string.format("%s.%d.items", path, i) end
+
+local function digest_items(path, st)
+  local all = {}
+  for i = 1, st.chunks or 0 do
+    local c = read(chunk_path(path, i))
+    for _, it in ipairs(c and c.items or {}) do all[#all + 1] = it end
+  end
+  for _, it in ipairs(st.items or {}) do all[#all + 1] = it end
+  return all
+end
+
+-- Removes the chunk files of the window in path: its st.chunks ones, and any
+-- left past them (a window set aside, a call cut before its state was written).
+local function drop_chunks(path, st)
+  local i = 1
+  while i <= ((st and st.chunks) or 0) or os.remove(chunk_path(path, i)) do
+    os.remove(chunk_path(path, i))
+    i = i + 1
+  end
+end
+
+local function close_digest(st, path)
   local m = {}
   for k, v in pairs(st.message) do m[k] = v end
-  local count = st.count or #st.items
-  local items = items_text(st.items)
-  if count > #st.items then
-    items = items .. string.format("\n(and %d more, not listed)", count - #st.items)
+  local kept = path and digest_items(path, st) or st.items
+  local count = st.count or #kept
+  local items = items_text(kept)
+  if count > #kept then
+    items = items .. string.format("\n(and %d more, not listed)", count - #kept)
   end
   local ctx = { key = st.key, count = count, from = fmt_time(st.window_start),
                 ["until"] = fmt_time(st.window_end), items = items }
@@ -372,7 +445,7 @@ end
 function rs.digest(o, ...)
   if type(o) ~= "table" then error("digest{key=, window=, item=}: expects a table", 2) end
   core.check_options("digest", o, { "key", "window", "item", "message", "to", "cc", "from", "critical" }, select("#", ...) + 1, 1)
-  if type(o.window) ~= "number" or o.window <= 0 then error("digest: window must be seconds > 0", 2) end
+  number_option("digest", "window", o.window, 0, true, "of seconds > 0")
   local file = fname(o.key)
   if o.critical then return false, { bypass = true } end
   local spec = message_spec(o, "message")
@@ -383,12 +456,27 @@ function rs.digest(o, ...)
   return locked(function()
     local path = ensure("digest") .. "/" .. file
     local now = rs.clock()
-    local st = current(path, now, function(ended) close_digest(ended); os.remove(path) end)
-    st = st or { kind = "digest", key = o.key, window_start = now, window_end = now + o.window, items = {} }
+    local st = current(path, now, function(ended)
+      close_digest(ended, path)
+      os.remove(path)
+      drop_chunks(path, ended)
+    end)
+    if not st then
+      drop_chunks(path, nil)   -- (left by a window set aside, or a call cut short)
+      st = { kind = "digest", key = o.key, window_start = now, window_end = now + o.window, items = {},
+             chunks = 0, spilled = 0 }
+    end
     st.message = spec
+    st.chunks, st.spilled = st.chunks or 0, st.spilled or 0
     -- every item counted; the mail lists the first 1000 and says how many more
     st.count = (st.count or #st.items) + 1
-    if #st.items < rs.digest_items then st.items[#st.items + 1] = { t = now, text = tostring(o.item or o.key) } end
+    if st.spilled + #st.items < rs.digest_items then
+      st.items[#st.items + 1] = { t = now, text = tostring(o.item or o.key) }
+      if #st.items >= rs.digest_chunk then   -- full: to a chunk file of its own, written once
+        write(chunk_path(path, st.chunks + 1), { items = st.items })
+        st.chunks, st.spilled, st.items = st.chunks + 1, st.spilled + #st.items, {}
+      end
+    end
     write(path, st)
     return true, st
   end)
@@ -404,7 +492,7 @@ function rs.hold(msg, due, reason, ...)
   if type(msg) ~= "table" then error("hold(message, until): message must be a table", 2) end
   if reason ~= nil and type(reason) ~= "string" then error("hold: reason must be a string (got " .. type(reason) .. ")", 2) end
   if type(due) ~= "number" or due ~= due or due == math.huge or due == -math.huge then
-    error("hold(message, until): until must be an epoch time (a finite number)", 2)
+    error("hold: until must be a finite number (an epoch time; got " .. got(due) .. ")", 2)
   end
   local ok, err, info = check(msg, "hold", 2)
   if not ok then return nil, err, info end
@@ -427,8 +515,13 @@ function rs.sweep()
           local path = base .. "/" .. kind .. "/" .. n
           local st = read(path)
           if st and now >= (st.window_end or 0) then
-            local ok, err = pcall(kind == "throttle" and close_throttle or close_digest, st)
-            if ok then os.remove(path) else set_aside(path, kind .. " " .. tostring(st.key), err) end
+            local ok, err = pcall(kind == "throttle" and close_throttle or close_digest, st, path)
+            if ok then
+              os.remove(path)
+              if kind == "digest" then drop_chunks(path, st) end
+            else
+              set_aside(path, kind .. " " .. tostring(st.key), err)
+            end
           end
         end
       end
@@ -494,8 +587,7 @@ Period.__index = Period
 -- pointing into this file).
 local function period_time(fn, t)
   if t ~= nil and (type(t) ~= "number" or t ~= t or t == math.huge or t == -math.huge) then
-    error(string.format("%s: t must be an epoch time (a finite number; got %s)", fn,
-                        type(t) == "number" and tostring(t) or type(t)), 3)
+    error(string.format("%s: t must be an epoch time (a finite number; got %s)", fn, got(t)), 3)
   end
 end
 

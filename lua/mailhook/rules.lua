@@ -136,10 +136,47 @@ end
 -- are escaped (\r, \n, \27, so no line can be forged nor a terminal driven),
 -- bytes of invalid UTF-8 too, and past max bytes (1000) the start is kept and
 -- the rest counted: "... (2999000 more bytes)".
+-- A table raised (error({code = 5})) is shown by its __tostring, else by what
+-- it holds (error_value); NUL bytes are shown as \0, not cut there.
 rules.max_error = 1000
 local ERR_ESC = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+-- error_value(err) -> the text of an error value, as the core shows a task's:
+-- a string or number as it is; what its __tostring returns (called protected);
+-- else a short description that keeps a table's fields: '(error object: a
+-- table {code=5, why="disk"})' (it was "(error object is a table value)" or
+-- "table: 0x...", the fields lost).
+local DESCRIBED_FIELDS = 8
+local function scalar(v, quoted)
+  local ty = type(v)
+  if ty == "string" then
+    if not quoted then return v end
+    return '"' .. v:sub(1, 60) .. (#v > 60 and '..."' or '"')
+  elseif ty == "number" or ty == "boolean" then
+    return tostring(v)
+  end
+  return "(a " .. ty .. ")"
+end
+function rules.error_value(err)
+  local ty = type(err)
+  if ty == "string" or ty == "number" then return tostring(err) end
+  local mt = getmetatable(err)
+  if type(mt) == "table" and rawget(mt, "__tostring") ~= nil then
+    local ok, s = pcall(tostring, err)
+    if ok and type(s) == "string" then return s end
+  end
+  if ty ~= "table" then return "(error object is a " .. ty .. " value)" end
+  local parts, n = {}, 0
+  for k, v in next, err do   -- raw: no __pairs
+    if n == DESCRIBED_FIELDS then parts[#parts + 1] = "..."; break end
+    n = n + 1
+    parts[#parts + 1] = (type(k) == "string" and k or "[" .. scalar(k, true) .. "]") .. "=" .. scalar(v, true)
+  end
+  return "(error object: a table {" .. table.concat(parts, ", ") .. "})"
+end
+
 function rules.error_text(err, max)
-  local s = tostring(err)
+  local s = rules.error_value(err)
   max = max or rules.max_error
   local valid = utf8.len(s) ~= nil   -- else every byte over 127 is escaped
   local out, n, i = {}, 0, 1
@@ -174,7 +211,7 @@ end
 -- error_text shows it, then the traceback's lines (the log continues an entry
 -- on tab-led lines: they cannot pose as entries of their own).
 function rules.log_failure(label, err, tb)
-  local msg = tostring(err)
+  local msg = rules.error_value(err)
   local trace = ""
   if type(tb) == "string" and tb:sub(1, #msg) == msg then trace = tb:sub(#msg + 1)
   elseif type(tb) == "string" and tb ~= msg then trace = "\n" .. tb end
@@ -261,7 +298,7 @@ function rules.emit(event, fields)
       tasks[i] = core.spawn(function()   -- (a task of the rule: its budget, its failures)
         emit_depth[core.current_task()] = depth
         local tb
-        local ok, err = xpcall(h.fn, function(e) tb = debug.traceback(tostring(e), 2); return e end, ev)
+        local ok, err = xpcall(h.fn, function(e) tb = debug.traceback(rules.error_value(e), 2); return e end, ev)
         if not ok then
           rules.log_failure(label, err, tb)
           failures[#failures + 1] = { handler = h.name, event = event, error = rules.error_text(err) }

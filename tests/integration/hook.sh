@@ -21,6 +21,9 @@ on("flap", function(ev)
 end)
 on("boom", function() error("kaboom") end)
 on("spin", function() while true do end end)
+on("nul", function(ev) error("bad caller " .. ev.v .. " end") end)
+on("tbl", function() error({ code = 5, why = "disk" }) end)
+on("tsk", function(ev) mh.spawn(function() error("in task " .. ev.v .. " end") end) end)
 LUA
 pickup() { ls "$T/spool/pickup" 2>/dev/null | grep -c '\.eml$'; }
 eml() { cat "$T"/spool/pickup/*.eml 2>/dev/null; }
@@ -59,6 +62,21 @@ out=$("$MAILHOOK" hook boom 2>&1); rc=$?
 is "$rc" 1 "a failing rule exits 1"
 like "$out" "rule boom@10-test.lua:[0-9]+ failed: .*kaboom" "naming the handler and its error"
 like "$out" "stack traceback" "the log has the traceback"
+
+# An error holding a NUL (an event's value) was cut there on stderr and in the
+# log ("bad caller a"), a task's too; a table raised showed as "(error object
+# is a table value)", its fields lost.  Now shown whole, the NUL as \0.
+out=$("$MAILHOOK" hook --json nul <<<'{"v":"a\u0000b"}' 2>&1); rc=$?
+is "$rc" 1 "a rule whose error holds a NUL fails (exit 1)"
+like "$out" "mailhook hook nul: rule nul@10-test.lua:[0-9]+ failed: .*bad caller a\\\\0b end" "stderr shows the NUL as \\0, the rest kept"
+like "$out" " error .*failed: .*bad caller a\\\\0b end" "and so does the log"
+out=$("$MAILHOOK" hook --json tsk <<<'{"v":"a\u0000b"}' 2>&1); rc=$?
+is "$rc" 1 "a task of a rule whose error holds a NUL: exit 1"
+like "$out" "mailhook hook tsk: .*a task it started.*in task a\\\\0b end" "its failure shows the NUL as \\0, the rest kept"
+out=$("$MAILHOOK" hook tbl 2>&1); rc=$?
+is "$rc" 1 "a rule raising a table fails (exit 1)"
+like "$out" "mailhook hook tbl: rule tbl@.* failed: \\(error object: a table \\{.*code=5" "stderr shows the table's fields"
+like "$out" "why=.disk." "all of them"
 
 start=$(date +%s)
 out=$(timeout 20 "$MAILHOOK" hook spin 2>&1); rc=$?

@@ -31,4 +31,18 @@ out=$(run_log warn "$RAISE")
 like "$out" " error .*boom in a task" "a task that raises: an error line with its message"
 like "$out" "stack traceback" "with its traceback"
 
+# A NUL cut a log line and a task's error short (mh_log("%s", lua_tostring)):
+# "x\0y z" was logged as "x", the next value lost too.  Now shown as \0.
+out=$(run_log info 'require("mailhook").log.info("x\0y", "z")')
+like "$out" ' info  x\\0y z$' "mh.log: a NUL is shown as \\0, the rest and the next value kept"
+out=$(run_log warn 'local mh = require "mailhook"
+local a = mh.spawn(function() error("a\0b tail") end)
+while a:status() ~= "failed" do mh.sleep(0.01) end')
+like "$out" ' error .*a\\0b tail' "a task's error with a NUL: logged whole"
+# A table raised was logged as "(error object is a table value)": its fields lost.
+out=$(run_log warn 'local mh = require "mailhook"
+local a = mh.spawn(function() error({code = 5}) end)
+while a:status() ~= "failed" do mh.sleep(0.01) end')
+like "$out" ' error .*error object: a table \{code=5\}' "a table raised by a task: logged with its fields"
+
 done_testing

@@ -137,6 +137,61 @@ tap.test("digest: every item counted, the first ones listed, the rest said", fun
   t:ok(not sent[1].text:find("item 4", 1, true), "the fourth not listed")
 end)
 
+-- M3: each digest call wrote the whole list kept so far, so a rule calling
+-- digest in a loop ran out of its 50 M-instruction budget after ~460 calls
+-- (the count is of instructions: the same on any machine).  The latest items
+-- are kept in the state file, the earlier ones in chunk files written once.
+-- The time budget is raised here: the point is the instruction count, and each
+-- call fsyncs its state (a loaded disk must not make this test fail).
+tap.test("digest: 1,200 calls in one rule run within its instruction budget, every item kept", function(t)
+  local rules = require "mailhook.rules"
+  local rs = fresh()
+  sent = {}
+  local saved_time = rules.time_budget
+  rules.time_budget = 600
+  local n = 0
+  local ok, err = rules.run("digest loop", function()
+    for i = 1, 1200 do
+      rs.digest { key = "loop", window = 60, item = "item " .. i, to = "admin@example.com" }
+      n = i
+      if i == 700 then rs = fresh() end   -- a restart in the middle: the chunks are found again
+    end
+  end)
+  rules.time_budget = saved_time
+  t:is(ok, true, "within the default budget of " .. rules.budget .. " instructions (" .. tostring(err) .. ")")
+  t:is(n, 1200, "all 1,200 calls made")
+  local chunks = 0
+  for _, f in ipairs(files("digest")) do if f:match("^loop%.lua%.%d+%.items$") then chunks = chunks + 1 end end
+  t:is(chunks, 1000 // rs.digest_chunk, "the first 1000 items in chunk files of " .. rs.digest_chunk)
+  now = now + 60
+  t:is(rs.sweep(), 1, "one mail at the end of the window")
+  local text = sent[1] and sent[1].text or ""
+  t:is(sent[1] and sent[1].subject, "[mailhook] digest loop: 1200 events", "every call counted")
+  local listed = {}
+  for i in text:gmatch("item (%d+)") do listed[#listed + 1] = tonumber(i) end
+  local in_order = #listed == 1000
+  for i = 1, #listed do in_order = in_order and listed[i] == i end
+  t:ok(in_order, "the first 1000 listed, in order (" .. #listed .. " listed)")
+  t:like(text, "item 1000\n%(and 200 more, not listed%)", "the rest said")
+  t:is(#files("digest"), 0, "the state and its chunk files removed")
+end)
+
+tap.test("digest: a chunk file left by a cut call or an old window is not listed", function(t)
+  local rs = fresh()
+  rs.digest_chunk = 2
+  sent = {}
+  mh.core.rstate.mkdir(dir .. "/digest")
+  -- left from a window that was set aside: must not be read into the new one
+  assert(mh.core.rstate.write(dir .. "/digest/old.lua.1.items", 'return {items={{t=1,text="stale"}}}\n'))
+  for i = 1, 5 do rs.digest { key = "old", window = 60, item = "new " .. i, to = "admin@example.com" } end
+  now = now + 60
+  rs.sweep()
+  local text = sent[1] and sent[1].text or ""
+  t:ok(not text:find("stale", 1, true), "the stale chunk is not listed")
+  t:like(text, "new 1\n.*new 2\n.*new 3\n.*new 4\n.*new 5\n", "the five items, in order")
+  t:is(#files("digest"), 0, "nothing left")
+end)
+
 tap.test("a key with a line break: the summary's subject is one line", function(t)
   local rs = fresh()
   sent = {}
@@ -226,6 +281,42 @@ tap.test("state files are private and concurrent tasks do not lose counts", func
   local f = io.popen("stat -c %a " .. dir .. "/throttle/burst.lua")
   t:is(f:read("l"), "600", "mode 0600")
   f:close()
+end)
+
+-- L6: throttle{max = 0/0} wrote ["max"]=-nan, a file no read takes back (the
+-- window started afresh at every call); per = math.huge wrote nothing at all
+-- (the window's end was inf), so it never throttled.  Both were accepted.
+tap.test("NaN and infinities: refused by name, and never written to a state file", function(t)
+  local rs = fresh()
+  local nan, inf = 0 / 0, math.huge
+  local before = #files("throttle")
+  for _, c in ipairs {
+    { rs.throttle, { key = "n", max = nan, per = 60 }, "throttle: max must be a finite number >= 0 (got nan)" },
+    { rs.throttle, { key = "n", max = inf, per = 60 }, "throttle: max must be a finite number >= 0 (got inf)" },
+    { rs.throttle, { key = "n", max = 1, per = inf }, "throttle: per must be a finite number of seconds > 0 (got inf)" },
+    { rs.throttle, { key = "n", max = 1, per = nan }, "throttle: per must be a finite number of seconds > 0 (got nan)" },
+    { rs.throttle, { key = "n", max = 1, per = 0 }, "throttle: per must be a finite number of seconds > 0 (got 0)" },
+    { rs.throttle, { key = "n", max = -1, per = 60 }, "throttle: max must be a finite number >= 0 (got -1)" },
+    { rs.digest, { key = "n", window = nan, to = "a@example.com" }, "digest: window must be a finite number of seconds > 0 (got nan)" },
+    { rs.digest, { key = "n", window = -inf, to = "a@example.com" }, "digest: window must be a finite number of seconds > 0 (got -inf)" },
+  } do
+    local ok, err = pcall(c[1], c[2])
+    t:is(not ok and err, c[3], c[3])
+  end
+  local ok, err = pcall(rs.hold, { to = "a@example.com" }, nan)
+  t:is(not ok and err, "hold: until must be a finite number (an epoch time; got nan)", "hold: until")
+  t:is(#files("throttle"), before, "no state written for any of them")
+  -- the writer itself: a window whose clock gives inf keeps no state at all
+  -- rather than a file that cannot be read back
+  local saved = now
+  now = inf
+  ok, err = pcall(rs.throttle, { key = "clock", max = 1, per = 60 })
+  now = saved
+  t:like(not ok and err or "", "not written, it would hold a non%-finite number %(state%.window_%a+ = inf%)",
+         "the state writer refuses a non-finite number")
+  t:is(#files("throttle"), before, "and writes nothing")
+  t:is(rs.throttle { key = "fine", max = 1, per = 60 }, true, "a finite throttle still works")
+  t:is(rs.throttle { key = "fine", max = 1, per = 60 }, false, "and throttles")
 end)
 
 local r = tap.done()

@@ -427,6 +427,32 @@ tap.test("error_text: escaped, one line, bounded with the cut counted", function
   t:is(rules.error_text(setmetatable({}, { __tostring = function() return "obj\n" end })), "obj\\n", "an object")
 end)
 
+-- A NUL in a rule's error cut it short (core.rule_call: "a"); a table raised
+-- became "(error object is a table value)" in the rule's failure, its fields lost.
+tap.test("a rule's error: a NUL kept (shown as \\0), a table shown by __tostring or its fields", function(t)
+  local ok, msg, tb = mh.core.rule_call("r", function() error("a\0b tail", 0) end)
+  t:is(ok, false, "rule_call fails")
+  t:is(msg, "a\0b tail", "its message whole, NUL and all")
+  t:like(tb, "^a%zb tail\nstack traceback:", "the traceback starts with all of it")
+  ok, msg = mh.core.rule_call("r", function() error({ code = 5 }) end)
+  t:is(msg, "(error object: a table {code=5})", "a table: its fields")
+  ok, msg = mh.core.rule_call("r", function() error(setmetatable({}, { __tostring = function() return "E6" end })) end)
+  t:is(msg, "E6", "a table with a __tostring: what it says")
+  ok, msg = mh.core.rule_call("r", function()
+    error(setmetatable({ code = 7 }, { __tostring = function() error("bad") end }))
+  end)
+  t:is(msg, "(error object: a table {code=7})", "a __tostring that raises: its fields")
+  t:is(rules.error_text("a\0b"), "a\\0b", "error_text shows a NUL as \\0")
+  t:is(rules.error_text({ code = 5, why = "x" }):match("^%(error object: a table {.*}%)$") ~= nil, true,
+       "error_text of a table: its fields (" .. rules.error_text({ code = 5, why = "x" }) .. ")")
+  rules.clear()
+  mh.on("e", function() error({ code = 5 }) end, "tbl")
+  local eok, failures = mh.emit("e", {})
+  t:is(eok, false, "emit reports the failure")
+  t:is(failures[1] and failures[1].error, "(error object: a table {code=5})", "the failure shows the table's fields")
+  rules.clear()
+end)
+
 -- A sweep that keeps failing (the state folder cannot be made: a full disk,
 -- inodes used up) is logged once with its traceback, not every interval, and
 -- its end is logged (a 7-line traceback came every 5 s).

@@ -21,6 +21,21 @@ tap.test("wait returns a task's results or its error", function(t)
   t:is(mh.spawn(function() end):wait(), true, "a task that never waits")
 end)
 
+-- task:wait() gave "(error object is a table value)" for error({code = 5}),
+-- the fields lost, and a message cut at its first NUL ("a").  It returns what
+-- was raised, as pcall does.
+tap.test("wait returns the error value itself, as pcall does", function(t)
+  local obj = { code = 5 }
+  local ok, err = mh.spawn(function() mh.sleep(0); error(obj) end):wait()
+  t:is(ok, false, "failed task")
+  t:is(err, obj, "the table raised, not a text about it")
+  local mt = { __tostring = function() return "E6" end }
+  local ok2, err2 = mh.spawn(function() error(setmetatable({ code = 6 }, mt)) end):wait()
+  t:is(ok2 == false and type(err2) == "table" and err2.code, 6, "one with a __tostring too")
+  local ok3, err3 = mh.spawn(function() error("a\0b tail", 0) end):wait()
+  t:is(ok3 == false and err3, "a\0b tail", "a string holding a NUL comes back whole")
+end)
+
 tap.test("every runs a task each period until stopped", function(t)
   local n = 0
   local h
