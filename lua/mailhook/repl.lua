@@ -124,7 +124,7 @@ M.commands = {
 -- name by looking these up in the modules already loaded (a function in hand
 -- was loaded), so asking never loads anything.
 M.DOCS = {
-  ["mh.spawn"] = { "mh.spawn(fn, ...) -> task", "run fn as a new task; task:wait() (waits: true, results... or false, message), task:cancel(), task:status()" },
+  ["mh.spawn"] = { "mh.spawn(fn, ...) -> task", "run fn as a new task; task:wait() (waits: true, results... or false, the value raised), task:cancel(), task:status()" },
   ["mh.sleep"] = { "mh.sleep(seconds)", "pause this task (waits); other tasks, timers and the prompt go on" },
   ["mh.every"] = { "mh.every(seconds, fn) -> handle", "run fn every so many seconds, each time as a new task; handle:stop() ends it" },
   ["mh.resolve"] = { "mh.resolve(host) -> {address..., canonical = name} | nil, err, info", "every address of a name, and its canonical name (getaddrinfo; waits)" },
