@@ -1078,7 +1078,7 @@ static void *unlink_run(void *arg) {
          never removed unseen, nor sent under an id that is delivered */
       char why[300];
       snprintf(why, sizeof why, "it was replaced after %.16s was loaded and sent (another file under its "
-               "name, inode %llu, not %llu): the message sent was the one loaded; this file was not sent",
+               "name, inode %llu, not %llu): kept, it may not be the message the server took",
                name, (unsigned long long)is, (unsigned long long)was);
       to_corrupt(j->sp, j->sp->pickupfd, name, why);
     } else if (unlinkat(j->sp->pickupfd, name, 0) == 0) j->removed++;
