@@ -66,4 +66,42 @@ for r in "$F_REC"*; do
 done
 is "$cut" 0 "the cut message never got a final dot"
 is "$(grep -c 'status=sent' "$T/svc.log")" 1 "one message sent, the small one"
+stop_peer F
+
+# Review 2 F9: a small message edited in place (sed -i: a new file renamed over its name)
+# while its final dot waits for the reply.  The original goes (it was read whole at its
+# load); the purge used to remove the edited file by name, without a word.  Now it is kept
+# in corrupt/, said so.  The moment is known: the peer holds its 250 for 3 s after the dot,
+# and the test edits once the peer recorded the dot.
+SPOOL=$T/spool-f9; export MAILHOOK_SPOOL=$SPOOL
+start_fault G "$(fault_script <<'S'
+send 220 fault.example ESMTP
+expect ^EHLO
+send 250 fault.example
+expect ^MAIL FROM:
+send 250 2.1.0 ok
+expect ^RCPT TO:
+send 250 2.1.5 ok
+expect ^DATA
+send 354 go on
+data
+sleep 3
+send 250 2.0.0 queued
+expect ^QUIT|^RSET|^MAIL
+send 221 bye
+close
+S
+)" --idle 30 || { echo "Bail out! fault.lua did not start"; exit 1; }
+conf_for "$G" retry_interval=1 retry_max=2 command_timeout=30 data_timeout=30
+id=$(enqueue 1)
+"$MAILHOOK" flush > "$T/f9.out" 2>&1 &
+fl=$!
+wait_for 30 grep -aq $'^\.\r$' "$G_REC"; ok $? "the peer has the final dot and holds its reply"
+sed -i 's/^body \(.*\)$/edited \1/' "$SPOOL/pickup/$id.eml"; ok $? "the message is edited in place (sed -i)"
+wait "$fl"; is "$?" 0 "flush delivers it"
+grep -aq '^body [0-9]' "$G_REC" && ! grep -aq '^edited' "$G_REC"; ok $? "the server got the message as it was loaded"
+test ! -f "$SPOOL/pickup/$id.eml"; ok $? "pickup/ no longer holds it"
+grep -aq '^edited [0-9]' "$SPOOL/corrupt/$id.eml"; ok $? "the edited file is kept in corrupt/"
+like "$(cat "$T/f9.out")" "pickup/$id.eml moved to corrupt/$id.eml: it was replaced after $id was loaded and sent" \
+     "the purge says why"
 done_testing
