@@ -822,7 +822,8 @@ static void submit(mh_client *c, const char *from, const char *const *rcpt, size
     int head8;
     if (prescan_file(c, r, fd, off, size, &head8)) {
       if ((rc = scan_file(c, fd, off, size, &scan, err, sizeof err)) < 0) {
-        refused(r, rc, "data", err, 0);
+        /* "file": the message's spool file, not the server (session kept) */
+        refused(r, rc, rc == MH_ENOMEM ? "data" : "file", err, 0);
         return;
       }
       /* the reads took their time on this thread: the timers about to be

@@ -1512,8 +1512,9 @@ void mh_smtp_more(mh_smtp *s, const char *buf, size_t len, int last) {
 void mh_smtp_more_error(mh_smtp *s, int code, const char *what) {
   if (s->state != MH_SMTP_BODY || !s->t->streamed) return;
   /* half a message is on the wire: only closing the session keeps the server
-  ** from taking it as complete */
-  die(s, code, "data", "reading the message failed: %s", what ? what : mh_strerror(code));
+  ** from taking it as complete.  Stage "file": the message's own spool file
+  ** failed (cut short, an I/O error), not the server (outcome.classify) */
+  die(s, code, "file", "reading the message failed: %s", what ? what : mh_strerror(code));
 }
 
 void mh_smtp_timeout(mh_smtp *s) {

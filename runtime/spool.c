@@ -72,6 +72,8 @@ typedef struct {
 
 #define SIDECARS "sidecars"   /* DIR/sidecars: see "the listing" */
 #define SIDECARS_REC 17         /* 16 hex digits and a newline */
+#define LOADED_MAX 64           /* loads remembered until their record: the deliverer has a few
+                                   in flight at most (two, and one loaded ahead, per session) */
 
 struct mh_spool {
   char *dir;        /* the spool folder as given */
@@ -114,6 +116,9 @@ struct mh_spool {
   size_t njcur, capcur;
   uint64_t *jold;   /* the ids of DIR/delivered.old: the batch being (or to be) removed */
   size_t njold;
+  uint64_t *jicur, *jiold; /* per record of jcur, jold: the inode of the file that was loaded
+                       and sent, as the scan's readdir gave it (0: unknown); NULL: none known.
+                       The purge removes a name only while that file is under it */
   uint64_t jmax;    /* no id above this is recorded: the usual load (the next in the queue,
                        newer than every one delivered) is answered without a search */
   int purging;      /* a purge runs (one at a time: the next waits on jcv) */
@@ -123,6 +128,10 @@ struct mh_spool {
   pthread_mutex_t lmu;
   uint64_t *listed;     /* the ids the published scan returned, regular files then (sorted) */
   size_t nlisted;
+  uint64_t *linos;      /* each listed id's inode (readdir's d_ino), or NULL */
+  struct loaded { uint64_t id, ino; } loaded[LOADED_MAX];   /* the last loads of listed ids: the
+                           inode their scan listed, for their record (mh_spool_mark); a ring */
+  unsigned nloaded;     /* loads noted so far (the next slot: nloaded % LOADED_MAX) */
   uint64_t *stated;     /* the ids of the pickup/ID.state files it saw (sorted) */
   size_t nstated;
   uint64_t lseq;        /* the touch sequence when that scan began */
@@ -538,6 +547,9 @@ void mh_spool_close(mh_spool *sp) {
   free(sp->jsold);
   free(sp->jcur);
   free(sp->jold);
+  free(sp->jicur);
+  free(sp->jiold);
+  free(sp->linos);
   free(sp->listed);
   free(sp->stated);
   free(sp->touched);
@@ -977,6 +989,62 @@ static int journaled(mh_spool *sp, const char *id) {
   return has;
 }
 
+/* A map of id values to inodes (readdir's d_ino): kv[0..n) as {value,
+** d_ino}, any order, through a hash (no sort: see vheap_up). */
+typedef struct { uint64_t (*kv)[2]; size_t n, cap, *slot; } inomap;
+static size_t inomap_hash(const inomap *m, uint64_t v) {
+  return (size_t)((v * 0x9E3779B97F4A7C15ULL) >> 20) & (m->cap - 1);
+}
+/* 0, or MH_ENOMEM (then m->slot is NULL and nothing is found) */
+static int inomap_build(inomap *m) {
+  m->cap = 64;
+  while (m->cap < 2 * m->n) m->cap *= 2;
+  if (!(m->slot = calloc(m->cap, sizeof *m->slot))) return MH_ENOMEM;   /* index + 1, 0 empty */
+  for (size_t i = 0; i < m->n; i++) {
+    size_t h = inomap_hash(m, m->kv[i][0]);
+    while (m->slot[h]) h = (h + 1) & (m->cap - 1);
+    m->slot[h] = i + 1;
+  }
+  return 0;
+}
+/* v's inode, or 0 when v is not there */
+static uint64_t inomap_get(const inomap *m, uint64_t v) {
+  if (!m->slot) return 0;
+  for (size_t h = inomap_hash(m, v); m->slot[h]; h = (h + 1) & (m->cap - 1))
+    if (m->kv[m->slot[h] - 1][0] == v) return m->kv[m->slot[h] - 1][1];
+  return 0;
+}
+
+static int to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why);   /* "load, list" */
+
+/* What pickup/ holds now: each message's id value and inode (readdir's
+** d_ino, as the scan's: one pass over the folder per purge, no look per
+** name) into m->kv.  0 or a negative code. */
+static int pickup_inodes(mh_spool *sp, inomap *m) {
+  int dfd = dir_reopen(sp->pickupfd);
+  size_t cap = 0;
+  DIR *d;
+  struct dirent *de;
+  if (dfd < 0) return -errno;
+  if (!(d = fdopendir(dfd))) { close(dfd); return -errno; }
+  while ((de = readdir(d))) {
+    char id[MH_SPOOL_IDLEN];
+    if (strlen(de->d_name) != 20 || strcmp(de->d_name + 16, ".eml")) continue;
+    memcpy(id, de->d_name, 16);
+    id[16] = '\0';
+    if (!mh_spool_is_id(id)) continue;
+    if (m->n == cap) {
+      uint64_t (*t)[2] = realloc(m->kv, (cap = cap ? cap * 2 : 256) * sizeof *t);
+      if (!t) { closedir(d); free(m->kv); m->kv = NULL; m->n = 0; return MH_ENOMEM; }
+      m->kv = t;
+    }
+    m->kv[m->n][0] = id_value(id);
+    m->kv[m->n++][1] = (uint64_t)de->d_ino;
+  }
+  closedir(d);
+  return 0;
+}
+
 /* Unlinks the messages v[0..n) from pickup/, and the sidecars of those that
 ** may have one (all of them for a replay: a dead process's records).  A
 ** message already gone is fine (a crash after its unlink; `queue rm` while
@@ -991,6 +1059,8 @@ typedef struct {
   const uint64_t *side; /* else only those of these ids (sorted) */
   size_t nside;
   int report;           /* say which were gone already (this handle's records, first try) */
+  const uint64_t *ino;  /* per id of v: the inode of the file sent (0: unknown), or NULL */
+  const inomap *now;    /* what pickup/ holds under each id now (readdir), when ino is given */
   long removed, gone;
   int rc;
 } unlink_job;
@@ -1001,7 +1071,17 @@ static void *unlink_run(void *arg) {
     char name[32];
     hex16(name, j->v[i]);
     memcpy(name + 16, ".eml", 5);
-    if (unlinkat(j->sp->pickupfd, name, 0) == 0) j->removed++;
+    uint64_t was = j->ino ? j->ino[i] : 0, is = was ? inomap_get(j->now, j->v[i]) : 0;
+    if (was && is && is != was) {
+      /* another file was renamed over the name since its load (an edit:
+         `sed -i`, a copy): not the one the server took.  Kept for a human,
+         never removed unseen, nor sent under an id that is delivered */
+      char why[300];
+      snprintf(why, sizeof why, "it was replaced after %.16s was loaded and sent (another file under its "
+               "name, inode %llu, not %llu): kept, it may not be the message the server took",
+               name, (unsigned long long)is, (unsigned long long)was);
+      to_corrupt(j->sp, j->sp->pickupfd, name, why);
+    } else if (unlinkat(j->sp->pickupfd, name, 0) == 0) j->removed++;
     else if (errno != ENOENT && !j->rc) j->rc = -errno;
     else if (errno == ENOENT && j->report && j->gone++ < GONE_SAID)
       mh_info("spool %s: %.16s was delivered; it had been removed meanwhile (mailhook queue rm)",
@@ -1021,8 +1101,13 @@ static void *unlink_run(void *arg) {
 #define PURGE_THREADS 4
 #define PURGE_SHARE 512     /* files per thread below which one thread does it all */
 static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecars, const uint64_t *side,
-                          size_t nside, int report, long *removed) {
+                          size_t nside, int report, const uint64_t *inos, long *removed) {
   unlink_job jobs[PURGE_THREADS];
+  inomap now = { NULL, 0, 0, NULL };
+  size_t known = 0;
+  for (size_t i = 0; inos && i < n; i++) known += inos[i] != 0;
+  if (known && pickup_inodes(sp, &now) == 0) inomap_build(&now);
+  if (!now.slot) inos = NULL;   /* no look was possible: by name, as before */
   pthread_t th[PURGE_THREADS];
   int started[PURGE_THREADS] = { 0 }, rc = 0;
   size_t k = n / PURGE_SHARE, at = 0;
@@ -1030,7 +1115,8 @@ static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecar
   if (k > PURGE_THREADS) k = PURGE_THREADS;
   for (size_t i = 0; i < k; i++) {
     size_t share = n / k + (i < n % k);
-    jobs[i] = (unlink_job){ sp, v + at, share, sidecars, side, nside, report, 0, 0, 0 };
+    jobs[i] = (unlink_job){ sp, v + at, share, sidecars, side, nside, report, inos ? inos + at : NULL, &now,
+                            0, 0, 0 };
     at += share;
     /* job 0 runs here; a thread that cannot start leaves its share to this one */
     if (i > 0) started[i] = pthread_create(&th[i], NULL, unlink_run, &jobs[i]) == 0;
@@ -1049,6 +1135,8 @@ static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecar
   if (more)
     mh_info("spool %s: %ld more delivered message(s) had been removed meanwhile (mailhook queue rm, or "
             "by hand)", sp->dir, more);
+  free(now.kv);
+  free(now.slot);
   if (n && !rc) rc = fsync_fd(sp->pickupfd);
   return rc;
 }
@@ -1077,7 +1165,7 @@ static void journal_replay(mh_spool *sp) {
     return;
   }
   sort_ids(v, n);
-  rc = journal_remove(sp, v, n, 1, NULL, 0, 0, &removed);   /* every sidecar: a dead process's records */
+  rc = journal_remove(sp, v, n, 1, NULL, 0, 0, NULL, &removed);   /* every sidecar: a dead process's records */
   if (rc == 0) {
     unlinkat(sp->dirfd, JOURNAL_OLD, 0);
     unlinkat(sp->dirfd, JOURNAL, 0);
@@ -1092,13 +1180,17 @@ static void journal_replay(mh_spool *sp) {
           "sent again; tried again later)", sp->dir, mh_strerror(rc));
   pthread_mutex_lock(&sp->jmu);
   sp->jold = v;
+  free(sp->jiold);
+  sp->jiold = NULL;   /* a dead process's loads: not known */
   sp->njold = n;
   sp->jsall_old = 1;     /* a dead process's records: their sidecars too */
   sp->jmax = v[n - 1];   /* sorted */
   pthread_mutex_unlock(&sp->jmu);
 }
 
-static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok);   /* "the listing" */
+static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok,
+                          uint64_t *ino);   /* "the listing" */
+static uint64_t loaded_take(mh_spool *sp, const char *id);
 
 int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   char rec[JOURNAL_REC];
@@ -1117,7 +1209,8 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   (void)fd;
   memcpy(rec, id, 16);
   rec[16] = '\n';
-  int state, side = !listing_lookup(sp, id, &state, NULL, NULL) || state;   /* may it have a sidecar? */
+  uint64_t ino = loaded_take(sp, id);   /* the file its load read (0: unknown) */
+  int state, side = !listing_lookup(sp, id, &state, NULL, NULL, NULL) || state;   /* may it have a sidecar? */
   pthread_mutex_lock(&sp->jmu);
   if (sp->njcur + sp->njold >= JOURNAL_MAX_IDS) {
     rc = fail(err, MH_ELIMIT, "spool %s: %d delivered messages wait to be removed", sp->dir, JOURNAL_MAX_IDS);
@@ -1125,9 +1218,11 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
   }
   if (sp->njcur == sp->capcur) {
     size_t nc = sp->capcur ? sp->capcur * 2 : 256;
-    uint64_t *t = realloc(sp->jcur, nc * sizeof *t);
+    uint64_t *t = realloc(sp->jcur, nc * sizeof *t), *ti;
     if (!t) { rc = fail(err, MH_ENOMEM, "spool %s: %s", sp->dir, JOURNAL); goto out; }
     sp->jcur = t;
+    if (!(ti = realloc(sp->jicur, nc * sizeof *ti))) { rc = fail(err, MH_ENOMEM, "spool %s: %s", sp->dir, JOURNAL); goto out; }
+    sp->jicur = ti;
     sp->capcur = nc;
   }
   if (sp->jfd < 0) {
@@ -1151,6 +1246,7 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
     goto out;
   }
   sp->jcur[sp->njcur] = id_value(id);
+  sp->jicur[sp->njcur] = ino;
   if (sp->jcur[sp->njcur] > sp->jmax) sp->jmax = sp->jcur[sp->njcur];
   sp->njcur++;
   /* its sidecar goes with its message, at the purge: never before the record
@@ -1190,6 +1286,9 @@ long mh_spool_purge(mh_spool *sp, char *err) {
     sp->jfd = -1;
     sp->jold = sp->jcur;
     sp->njold = sp->njcur;
+    free(sp->jiold);
+    sp->jiold = sp->jicur;
+    sp->jicur = NULL;
     sp->jcur = NULL;
     sp->njcur = sp->capcur = 0;
     free(sp->jsold);
@@ -1200,19 +1299,22 @@ long mh_spool_purge(mh_spool *sp, char *err) {
   }
   sp->purging = 1;
   uint64_t *v = sp->jold;    /* only a purge changes jold (and jsold), and this is the one */
+  const uint64_t *inos = sp->jiold;
   size_t n = sp->njold, nside = sp->njsold;
   const uint64_t *side = sp->jsold;
   int all = sp->jsall_old, report = sp->jold_live;
   sp->jold_live = 0;   /* a try again after a failure finds its own unlinks gone */
   pthread_mutex_unlock(&sp->jmu);
   TEST_POINT("purge-renamed");
-  rc = journal_remove(sp, v, n, all, side, nside, report, &removed);
+  rc = journal_remove(sp, v, n, all, side, nside, report, inos, &removed);
   TEST_POINT("purge-removed");
   if (rc == 0 && unlinkat(sp->dirfd, JOURNAL_OLD, 0) < 0 && errno != ENOENT) rc = -errno;
   pthread_mutex_lock(&sp->jmu);
   if (rc == 0) {
     free(sp->jold);
     sp->jold = NULL;
+    free(sp->jiold);
+    sp->jiold = NULL;
     sp->njold = 0;
     free(sp->jsold);
     sp->jsold = NULL;
@@ -1369,12 +1471,23 @@ static uint64_t listing_begin(mh_spool *sp, char *x, int *x_ok) {
   return s;
 }
 
+/* The inode of each of vals[0..n) among seen[0..ns), or NULL. */
+static uint64_t *listing_inos(const uint64_t *vals, size_t n, uint64_t (*seen)[2], size_t ns) {
+  inomap m = { seen, ns, 0, NULL };
+  uint64_t *out;
+  if (!n || !ns || inomap_build(&m)) return NULL;
+  if ((out = calloc(n, sizeof *out)))
+    for (size_t i = 0; i < n; i++) out[i] = inomap_get(&m, vals[i]);
+  free(m.slot);
+  return out;
+}
+
 /* The scan that began at seq0 (DIR/sidecars holding x) returned the ids of
 ** values vals[0..n) (sorted) and saw the sidecars of side[0..ns) (ids, any
 ** order): they become the listing, unless a scan that began later was
 ** published already.  No memory: no listing. */
 static void listing_publish(mh_spool *sp, uint64_t seq0, const char *x, int x_ok, const uint64_t *vals,
-                            size_t n, char *const *side, size_t ns) {
+                            size_t n, char *const *side, size_t ns, uint64_t *inos) {
   uint64_t *l = n ? malloc(n * sizeof *l) : NULL, *st = ns ? malloc(ns * sizeof *st) : NULL;
   size_t k = 0;
   if ((n && !l) || (ns && !st)) { free(l); free(st); l = st = NULL; n = ns = 0; }
@@ -1386,10 +1499,13 @@ static void listing_publish(mh_spool *sp, uint64_t seq0, const char *x, int x_ok
     pthread_mutex_unlock(&sp->lmu);
     free(l);
     free(st);
+    free(inos);
     return;
   }
   free(sp->listed);
   free(sp->stated);
+  free(sp->linos);
+  sp->linos = l ? inos : (free(inos), NULL);
   sp->listed = l; sp->nlisted = n;
   sp->stated = st; sp->nstated = ns;
   sp->lseq = seq0;
@@ -1405,16 +1521,22 @@ static void listing_publish(mh_spool *sp, uint64_t seq0, const char *x, int x_ok
 ** says whether its sidecar must be read, as far as the scan and this handle's
 ** own touches tell.  lx (may be NULL): the counter of DIR/sidecars that
 ** listing began with, *lx_ok whether it was read, for listing_stale. */
-static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok) {
+static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok, uint64_t *ino) {
   uint64_t v;
   int known = 0;
   *state = 1;
+  if (ino) *ino = 0;
   if (lx_ok) *lx_ok = 0;
   if (sp->lockfd < 0 || !mh_spool_is_id(id)) return 0;
   v = id_value(id);
   pthread_mutex_lock(&sp->lmu);
   if (ids_has(sp->listed, sp->nlisted, v)) {
     known = 1;
+    if (ino && sp->linos) {   /* (ids_has found it: its place, for the inode) */
+      size_t lo = 0, hi = sp->nlisted;
+      while (lo < hi) { size_t m = lo + (hi - lo) / 2; if (sp->listed[m] < v) lo = m + 1; else hi = m; }
+      if (lo < sp->nlisted && sp->listed[lo] == v) *ino = sp->linos[lo];
+    }
     *state = ids_has(sp->stated, sp->nstated, v);
     for (size_t i = 0; i < sp->ntouched && !*state; i++) *state = sp->touched[i].id == v;
     if (lx) { memcpy(lx, sp->lx, SIDECARS_REC); *lx_ok = sp->lx_ok; }
@@ -1436,6 +1558,28 @@ static int listing_stale(mh_spool *sp, const char *lx, int lx_ok) {
   pthread_mutex_unlock(&sp->lmu);
   if (!lx_ok || fd < 0 || sidecars_read(fd, x) < 0) return 1;
   return memcmp(x, lx, SIDECARS_REC) != 0;
+}
+
+/* A load of the listed id (the lock holder's): the inode its scan listed,
+** kept for its record (loaded_take).  The purge removes the name only while
+** that file is under it: a file renamed over it since (an edit, `sed -i`) is
+** not the one that was sent (see mh_spool_purge). */
+static void loaded_note(mh_spool *sp, const char *id, uint64_t ino) {
+  pthread_mutex_lock(&sp->lmu);
+  sp->loaded[sp->nloaded++ % LOADED_MAX] = (struct loaded){ id_value(id), ino };
+  pthread_mutex_unlock(&sp->lmu);
+}
+
+/* The inode the last load of id noted (and forgets it), or 0. */
+static uint64_t loaded_take(mh_spool *sp, const char *id) {
+  uint64_t v = id_value(id), ino = 0;
+  pthread_mutex_lock(&sp->lmu);
+  for (unsigned k = 0; k < LOADED_MAX && k < sp->nloaded; k++) {
+    struct loaded *l = &sp->loaded[(sp->nloaded - 1 - k) % LOADED_MAX];   /* the newest first */
+    if (l->id == v && l->ino) { ino = l->ino; l->ino = 0; break; }
+  }
+  pthread_mutex_unlock(&sp->lmu);
+  return ino;
 }
 
 /* ------------------------------------------------------------- lock */
@@ -2168,6 +2312,11 @@ static void hdr_value(const char *buf, size_t p, size_t end, size_t n, size_t *v
 ** names no sender instead of making the message unparsable: a drop-in's
 ** (dropin_head), whose adoption then gives it its owner's (dropin_sender),
 ** its header kept as written, as `mailhook sendmail` does ("intake accepts"). */
+/* The X-Spool-Size line (see size_fill): its value is written once the
+** message is, over these zeros, so the envelope is still one write. */
+#define SIZE_FIELD "X-Spool-Size: "
+#define SIZE_DIGITS 12      /* 999 GB: over the 1 GiB limit of a message */
+
 static int env_parse(const char *buf, size_t len, int eof, int lenient_from, const mh_spool_names *nm,
                      mh_env *env, char *err);
 
@@ -2245,6 +2394,19 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       free(a);
       free(params);
       if (rc) goto nomem;
+    } else if (name_is(buf, p, n, "X-Spool-Size") && (have_sender || env->nto) && !env->has_size) {
+      /* the message's size after the envelope when it was queued (size_fill) */
+      unsigned long long v = 0;
+      size_t k;
+      hdr_value(buf, p, end, n, &vs, &ve);
+      for (k = vs; k < ve && k - vs < SIZE_DIGITS && buf[k] >= '0' && buf[k] <= '9'; k++)
+        v = v * 10 + (unsigned)(buf[k] - '0');
+      if (k == vs || k != ve) {
+        rc = fail(err, MH_ECORRUPT, "bad X-Spool-Size '%.*s'", (int)(ve - vs > 40 ? 40 : ve - vs), buf + vs);
+        goto bad;
+      }
+      env->has_size = 1;
+      env->size = (uint64_t)v;
     } else if (name_is(buf, p, n, "X-Submitter-Uid") && (have_sender || env->nto)) {
       /* the submitter's uid, and the end of the envelope: a line after it is
       ** the message's, whatever its name (a caller's X-Receiver lookalike) */
@@ -2393,9 +2555,12 @@ size_t mh__spool_drop_bcc(char *buf, size_t len) {
 
 /* The X-Sender / X-Receiver lines for an envelope, in one write; the DSN
 ** parameters (from_params, to_params: may be NULL) after the addresses; then
-** X-Submitter-Uid, the submitter's uid, always (the envelope's last line). */
+** X-Spool-Size (zeros, for size_fill: *size_at gets where its digits are and
+** *envlen the envelope's length, fd being at offset 0), and X-Submitter-Uid,
+** the submitter's uid, always (the envelope's last line). */
 static int write_env(int fd, const char *from, const char *from_params, const char *const *to,
-                     const char *const *to_params, size_t nto, unsigned long uid) {
+                     const char *const *to_params, size_t nto, unsigned long uid, size_t *size_at,
+                     size_t *envlen) {
   size_t cap = 64 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
   char *buf;
   int rc;
@@ -2408,10 +2573,31 @@ static int write_env(int fd, const char *from, const char *from_params, const ch
     const char *tp = to_params && to_params[i] ? to_params[i] : "";
     len += (size_t)snprintf(buf + len, cap - len, "X-Receiver: %s%s%s\r\n", to[i], *tp ? " " : "", tp);
   }
+  *size_at = len + strlen(SIZE_FIELD);
+  len += (size_t)snprintf(buf + len, cap - len, SIZE_FIELD "%0*d\r\n", SIZE_DIGITS, 0);
   len += (size_t)snprintf(buf + len, cap - len, "X-Submitter-Uid: %lu\r\n", uid);
+  *envlen = len;
   rc = mh_fsutil_write_all(fd, buf, len);
   free(buf);
   return rc;
+}
+
+/* The message is written whole in fd (a tmp/ file, not fsynced yet): its size
+** after the envelope (envlen bytes) goes into the X-Spool-Size line's digits
+** at size_at.  A load compares it with what the file holds then (fill_entry):
+** a spool file cut short or written over after it was queued is never sent
+** as if it were whole (docs/spool.md, "a spool file that changed").  0 or
+** -errno. */
+static int size_fill(int fd, size_t size_at, size_t envlen) {
+  struct stat st;
+  char d[SIZE_DIGITS + 1];
+  if (fstat(fd, &st) < 0) return -errno;
+  if ((uint64_t)st.st_size < envlen) return MH_EINVAL;
+  snprintf(d, sizeof d, "%0*llu", SIZE_DIGITS, (unsigned long long)((uint64_t)st.st_size - envlen));
+  if (strlen(d) != SIZE_DIGITS) return MH_ELIMIT;
+  ssize_t w = pwrite(fd, d, SIZE_DIGITS, (off_t)size_at);
+  if (w != SIZE_DIGITS) return w < 0 ? -errno : -EIO;
+  return 0;
 }
 
 /* ----------------------------------------------------------- enqueue */
@@ -2460,9 +2646,10 @@ static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, const char
       goto undo;
     }
     s[i].state = 1;
+    size_t size_at, envlen;
     if ((rc = write_env(s[i].fd, it->from ? it->from : "", it->from_params, it->to, it->to_params,
-                        it->nto, it->has_uid ? it->uid : mh_privdrop_caller())) ||
-        (rc = it->write(it->arg, s[i].fd))) {
+                        it->nto, it->has_uid ? it->uid : mh_privdrop_caller(), &size_at, &envlen)) ||
+        (rc = it->write(it->arg, s[i].fd)) || (rc = size_fill(s[i].fd, size_at, envlen))) {
       fail(err, rc, "spool %s: write tmp/%s", sp->dir, it->id);
       goto undo;
     }
@@ -2882,6 +3069,15 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, co
     }
   } else if ((rc = read_env(fd, &e->env, head, headlen, err))) {
     return rc;
+  } else if (e->env.has_size && (uint64_t)e->size != e->env.offset + e->env.size) {
+    /* cut short or written over since it was queued (spool files never
+    ** change): never sent as if whole; the lock holder's load sets it aside */
+    uint64_t now = (uint64_t)e->size > e->env.offset ? (uint64_t)e->size - e->env.offset : 0, was = e->env.size;
+    mh_env_free(&e->env);
+    if (head) { free(*head); *head = NULL; }
+    return fail(err, MH_ECORRUPT, "the message is %llu bytes, it was %llu when it was queued: the file "
+                "changed after it was queued (cut short or written over); not sent",
+                (unsigned long long)now, (unsigned long long)was);
   }
   if (!state) memset(&e->state, 0, sizeof e->state);   /* the listing knows there is none */
   if ((rc = state ? state_read(sp, dirfd, e->id, &e->state) : 0) < 0) {
@@ -3020,7 +3216,8 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     int fd, listed = 0, state = 1, lx_ok = 0;
     char lx[SIDECARS_REC];
     if (i == 0 && journaled(sp, id)) continue;   /* delivered: its file goes with the next purge */
-    if (i == 0) listed = listing_lookup(sp, id, &state, lx, &lx_ok);
+    uint64_t ino = 0;
+    if (i == 0) listed = listing_lookup(sp, id, &state, lx, &lx_ok, &ino);
     /* a listed file is read without updating its access time (its inode
        would be written for that alone: relatime does it at a file's first
        read); O_NOATIME is for the file's owner, as spool files are */
@@ -3066,6 +3263,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
       mh_spool_entry_free(e);
     if (rc == 0 && keep) *keep = fd;
     else close(fd);
+    if (rc == 0 && ino) loaded_note(sp, id, ino);
     if (rc == MH_ECORRUPT && i == 0) to_corrupt(sp, dirs[i], name, err ? err : "unparsable");
     return rc;
   }
@@ -3483,6 +3681,20 @@ static void put_back(mh_spool *sp, const char *aside, const char *name) {
   rename_new(sp->pickupfd, aside, sp->pickupfd, name);
 }
 
+/* A canonical drop-in's envelope lines (buf[0..n)) into fd without an
+** X-Spool-Size line. */
+static int write_no_size(int fd, const char *buf, size_t n) {
+  size_t p = 0, end, nl;
+  while (p < n) {
+    if (hdr_line(buf, p, n, &end, &nl)) end = n;
+    else if (name_is(buf, p, nl, "X-Spool-Size")) { p = end; continue; }
+    int rc = mh_fsutil_write_all(fd, buf + p, end - p);
+    if (rc) return rc;
+    p = end;
+  }
+  return 0;
+}
+
 static int adopt_one(mh_spool *sp, const char *name, char *newid) {
   char err[MH_SPOOL_ERRLEN], dest[MH_SPOOL_IDLEN + 8], aside[MH_SPOOL_IDLEN + sizeof ASIDE_SUFFIX];
   mh_env env;
@@ -3536,14 +3748,18 @@ static int adopt_one(mh_spool *sp, const char *name, char *newid) {
   if ((rc = create_tmp(sp, newid, &out))) goto out_restore;
   if (fault_at("adopt-write") && (rc = -errno)) goto fail_tmp;
   if (env.nbad && (rc = dropin_refused(sp, name, newid, &env))) goto fail_tmp;
+  size_t size_at = 0, envlen = 0;
   if (env.canonical) {
     /* already in our form: its envelope lines as they are (its submitter
-    ** too, or none), the message without Bcc like any other */
-    if ((rc = mh_fsutil_write_all(out, buf, env.offset)) ||
+    ** too, or none), the message without Bcc like any other.  An
+    ** X-Spool-Size line (a spool file copied in by hand) is left out: the
+    ** copy has a size of its own (Bcc removed), and carries no record */
+    if ((rc = write_no_size(out, buf, env.offset)) ||
         (rc = write_no_bcc(out, buf + env.offset, he - env.offset)))
       goto fail_tmp;
   } else if ((rc = write_env(out, sender ? sender : "", env.from_params, (const char *const *)env.to,
-                             (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid)) ||
+                             (const char *const *)env.to_params, env.nto, (unsigned long)st.st_uid,
+                             &size_at, &envlen)) ||
              (rc = write_no_bcc(out, buf, he))) {
     goto fail_tmp;
   }
@@ -3558,6 +3774,7 @@ static int adopt_one(mh_spool *sp, const char *name, char *newid) {
   }
   /* a writer still at work (unseen by the lease): not this time */
   if (changed_since(fd, &st)) { rc = -EBUSY; goto fail_tmp; }
+  if (envlen && (rc = size_fill(out, size_at, envlen))) goto fail_tmp;
   if ((rc = fsync_fd(out))) goto fail_tmp;
   TEST_POINT("adopt-synced");
   if ((rc = rename_new(sp->tmpfd, newid, sp->pickupfd, dest))) goto fail_tmp;
@@ -3620,6 +3837,8 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   char **ids = NULL, **orphans = NULL;
   uint64_t *vals = NULL;   /* the ids kept, as values (vheap_up); names made at the end */
   size_t n = 0, cap = 0, no = 0, ocap = 0;
+  uint64_t (*inos_seen)[2] = NULL;   /* the lock holder's: each id's value and d_ino (listing_inos) */
+  size_t nseen = 0, cseen = 0;
   int adopted = 0;
   char fresh[ADOPT_MAX][MH_SPOOL_IDLEN];   /* ids this scan gave: readdir may show their
                                               new names too, and each must count once */
@@ -3711,6 +3930,13 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
     all++;
     if (id_max[0] == '\0' || strcmp(id, id_max) > 0) memcpy(id_max, id, sizeof id_max);
     uint64_t v = id_value(id);
+    if (sp->lockfd >= 0 && de->d_ino) {   /* (no memory: no inode known, unlinked as before) */
+      if (nseen == cseen) {
+        uint64_t (*t)[2] = realloc(inos_seen, (cseen = cseen ? cseen * 2 : 64) * sizeof *t);
+        if (t) inos_seen = t; else cseen = nseen;
+      }
+      if (nseen < cseen) { inos_seen[nseen][0] = v; inos_seen[nseen++][1] = (uint64_t)de->d_ino; }
+    }
     if (limit && n == limit) {          /* full: replace the newest if this is older */
       if (v < vals[0]) {
         vals[0] = v;
@@ -3737,7 +3963,9 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
       ids[i][16] = '\0';
     }
   }
-  if (rc == 0 && sp->lockfd >= 0) listing_publish(sp, seq0, x0, x0_ok, vals, n, orphans, no);
+  if (rc == 0 && sp->lockfd >= 0)
+    listing_publish(sp, seq0, x0, x0_ok, vals, n, orphans, no, listing_inos(vals, n, inos_seen, nseen));
+  free(inos_seen);
   free(vals);
   for (size_t i = 0; i < no; i++) {
     if (rc == 0) {

@@ -59,6 +59,10 @@ typedef struct mh_env {
   int has_uid;         /* 1 when the envelope carries an X-Submitter-Uid line (0: a file
                           written before it existed, or no canonical envelope) */
   unsigned long uid;   /* who submitted it (valid when has_uid): the local caller's uid */
+  int has_size;        /* 1 when the envelope carries an X-Spool-Size line (0: a file written
+                          before it existed, or a drop-in's own envelope) */
+  uint64_t size;       /* the message's bytes after the envelope when it was queued (valid
+                          when has_size): a load of a file of another size refuses it */
   /* a drop-in's To/Cc/Bcc items that are no usable address, each with why
   ** (rcpt as the log shows it: control bytes as \xNN): left out of the envelope,
   ** the rest of the list still parsed; adoption records them as refused */

@@ -1152,6 +1152,23 @@ function W:outcome(e, res, err, info)
     self:close_session(code ~= 421)
     return "again"
   end
+  if kind == "file" then
+    -- its own spool file failed while it streamed (cut short, an I/O error):
+    -- the engine closed the session before the final dot, so the server took
+    -- nothing.  That message waits its backoff (its next load sets it aside
+    -- when the file no longer has the size it was queued with, docs/spool.md);
+    -- the server is fine: no outage, the rest go on over a new session
+    self.broke = nil
+    local how = "not sent"
+    if info.connection then
+      self:close_session(false)
+      how = "the session was closed before its final dot: not sent (the server takes nothing without it)"
+    end
+    d.log.warn("delivery: " .. tostring(e.id) .. ": " .. tostring(err) .. " (its spool file changed or "
+               .. "cannot be read); " .. how .. "; it waits, the rest of the queue goes on")
+    d:defer(e, tostring(err))
+    return nil
+  end
   if kind == "connection" then
     self:close_session(false)
     -- the same message broke the session before: do not let it block the queue

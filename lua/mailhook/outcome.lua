@@ -14,6 +14,10 @@
 -- the session had already carried a message):
 --   "limit"         421, or a 4xx to MAIL, on a session that delivered before:
 --                   the server's per-connection limit (Exim: 421; OpenSMTPD: 452)
+--   "file"          the message's own spool file could not be read while it
+--                   streamed (cut short, an I/O error; stage "file"): the
+--                   engine closed the session before the final dot; that
+--                   message's problem, never the server's
 --   "connection"    the session broke (DNS, connect, TLS, auth, 421, EOF, timeout)
 --   "session"       530/538 to MAIL or RCPT: authentication or TLS required, a
 --                   setting and not the message; also every recipient refused
@@ -104,6 +108,7 @@ M.SESSION_STAGES = { dns = true, connect = true, greeting = true, ehlo = true, h
 
 function M.classify(info, reused, ctx)
   local code = tonumber(info.smtp)
+  if info.stage == "file" then return "file" end
   if reused and (code == 421 or (info.stage == "mail" and code and code >= 400 and code < 500)) then
     return "limit"
   end

@@ -192,7 +192,7 @@ like "$q" "^[0-9a-f]{16} 65534 nobody ops@example.net$" "root's queue --json: no
 like "$q" "^[0-9a-f]{16} 0 root ops@example.net$" "root's own sendmail: uid 0"
 unlike "$q" "victim" "the caller's header is neither the uid nor a recipient"
 nid=$(echo "$q" | sed -n 's/^\([0-9a-f]\{16\}\) 65534 .*/\1/p' | head -1)
-like "$(head -c 300 "$SPOOL/pickup/$nid.eml")" "^X-Sender: [^"$'\r'"]*"$'\r\n'"X-Receiver: ops@example.net"$'\r\n'"X-Submitter-Uid: 65534"$'\r\n'"Received:" \
+like "$(head -c 300 "$SPOOL/pickup/$nid.eml")" "^X-Sender: [^"$'\r'"]*"$'\r\n'"X-Receiver: ops@example.net"$'\r\n'"X-Spool-Size: [0-9]{12}"$'\r\n'"X-Submitter-Uid: 65534"$'\r\n'"Received:" \
   "the spool file: the uid the drop program proved, the envelope's last line"
 like "$(root_mh queue show "$nid")" "submitter: +uid 65534 \(nobody\)" "queue show names it"
 like "$(root_mh queue)" "$nid .* nobody +ops@example.net" "the listing's USER column"

@@ -58,6 +58,7 @@ h = hashlib.sha1(); env = []
 with open(sys.argv[1], "rb") as f:
     while True:
         line = f.readline()
+        if line.startswith(b"X-Spool-Size:"): continue   # (the size recorded: docs/spool.md)
         if not line.startswith((b"X-Sender:", b"X-Receiver:", b"X-Submitter-Uid:")): break
         env.append(line.decode().strip())
     if line.startswith(b"Received: by ") and b"(mailhook, from userid" in line:

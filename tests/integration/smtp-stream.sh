@@ -63,7 +63,8 @@ like "$stall" "^stall	true	ETIMEDOUT	data	true	" "a server that stops reading mi
 secs=$(awk -F'\t' '{print $6}' <<<"$stall")
 /usr/bin/python3 -c "import sys; sys.exit(0 if 0.9 <= float('${secs:-99}') < 5 else 1)"
 ok $? "after data_timeout (1 s) without progress, not the 2 s session deadline nor a hang (${secs} s)"
-like "$shrink" "^shrink	true	data	true	.*(shorter|reading the message failed)" "a file that shrinks mid-send ends the session, saying why"
+like "$shrink" "^shrink	true	file	true	.*(shorter|reading the message failed)" \
+     "a file that shrinks mid-send ends the session, saying why (stage file: the message's file, not the server)"
 wait_for 10 grep -q "^END" "$SHRINK_OUT"; ok $? "the peer saw the connection end"
 ! grep -q '^\.\r\?$' "$SHRINK_REC"; ok $? "no final dot was sent for the truncated message"
 ! grep -q 'X-Not-Sent' "$STALL_REC" "$SHRINK_REC"; ok $? "the bytes before offset never left"

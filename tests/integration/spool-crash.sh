@@ -39,9 +39,10 @@ for _, id in ipairs(ids) do
   else
     local f = io.open(e.path, "rb"); local s = f:read("a"); f:close()
     local i = tonumber(s:match("Subject: msg (%d+)\r\n"))
-    local want = i and ("X-Sender: a@b.c\r\nX-Receiver: r" .. i .. "@x.y\r\nX-Submitter-Uid: " ..
-                        require("mailhook.core").maildrop.whoami().uid .. "\r\nSubject: msg " .. i .. "\r\n\r\n" ..
-                        string.rep(string.format("line %06d\r\n", i), 80))
+    local msg = i and ("Subject: msg " .. i .. "\r\n\r\n" .. string.rep(string.format("line %06d\r\n", i), 80))
+    local want = i and ("X-Sender: a@b.c\r\nX-Receiver: r" .. i .. "@x.y\r\nX-Spool-Size: " ..
+                        string.format("%012d", #msg) .. "\r\nX-Submitter-Uid: " ..
+                        require("mailhook.core").maildrop.whoami().uid .. "\r\n" .. msg)
     if s ~= want then print("PROBLEM torn " .. id) end
     if i then by_index[i] = (by_index[i] or 0) + 1 end
     seen[id] = true

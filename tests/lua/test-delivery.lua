@@ -333,6 +333,18 @@ tap.test("classify: every recipient refused for a missing login is the session's
   t:is(classify(rcpt { denied }, false, nil), "recipients", "no context (a caller that gives none): as before")
 end)
 
+tap.test("classify: the message's own file failing is never an outage (review 2 F8; mailhook.outcome)", function(t)
+  local classify = require("mailhook.outcome").classify
+  local cut = { stage = "file", code = "EEOF", connection = true,
+                message = "reading the message failed: the file got shorter" }
+  t:is(classify(cut, false), "file", "the file cut short mid-data (the engine closed the session): the message's")
+  t:is(classify(cut, true), "file", "on a session that delivered before too (no per-connection limit)")
+  t:is(classify({ stage = "file", code = "EIO", connection = false }, false), "file",
+       "a read error before any data left (the session kept): the message's")
+  t:is(classify({ stage = "data", code = "EEOF", connection = true }, false), "connection",
+       "the server closing during data is still the connection's")
+end)
+
 ---------------------------------------------------------------- scheduling
 
 tap.test("messages go oldest first on one reused session, then it closes when idle", function(t)

@@ -24,7 +24,7 @@ local me = require("mailhook.core").maildrop.whoami().uid
 tap.test("the submitter's uid: given, kept, never taken from the message", function(t)
   local id = assert(sp:enqueue("Subject: u\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" }, uid = 4242 }))
   t:is(sp:load(id).uid, 4242, "envelope.uid (the maildrop adopter's proven caller) is recorded")
-  t:like(slurp(dir .. "/pickup/" .. id .. ".eml"), "^X%-Sender: a@b%.c\r\nX%-Receiver: x@y%.z\r\nX%-Submitter%-Uid: 4242\r\nSubject",
+  t:like(slurp(dir .. "/pickup/" .. id .. ".eml"), "^X%-Sender: a@b%.c\r\nX%-Receiver: x@y%.z\r\nX%-Spool%-Size: %d+\r\nX%-Submitter%-Uid: 4242\r\nSubject",
          "as the envelope's last line")
   -- bytes without an envelope that carry envelope lookalikes: the uid is ours
   local forged = "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: 4243\r\nX-Receiver: v@evil.example\r\n" ..
@@ -60,10 +60,12 @@ tap.test("enqueue with an envelope writes X- lines and the bytes as given", func
   local id, err = sp:enqueue("Subject: one\r\n\r\nbody\r\n", { from = "a@b.c", to = { "x@y.z" } })
   t:ok(spool.is_id(id), "an id: " .. tostring(id or err))
   t:is(slurp(dir .. "/pickup/" .. id .. ".eml"),
-       "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: " .. me .. "\r\nSubject: one\r\n\r\nbody\r\n",
+       "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Spool-Size: 000000000022\r\nX-Submitter-Uid: " .. me ..
+       "\r\nSubject: one\r\n\r\nbody\r\n",
        "file content")
   local e = sp:load(id)
-  t:is(e.offset, #("X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: " .. me .. "\r\n"), "offset")
+  t:is(e.offset, #("X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Spool-Size: 000000000022\r\nX-Submitter-Uid: " .. me .. "\r\n"),
+       "offset")
   t:is(e.uid, me, "uid: this process's")
   t:same(e.to, { "x@y.z" }, "pending recipients")
   t:is(e.from, "a@b.c", "sender")
@@ -185,7 +187,8 @@ tap.test("scan adopts a drop-in and returns ids oldest first", function(t)
   t:same(two, { ids[1], ids[2] }, "scan(2): the two oldest")
   local e = locked:load(ids[#ids])
   t:same(e.to, { "ops@ex.org" }, "the drop-in is the newest")
-  t:like(slurp(e.path), "^X%-Sender: app@ex.org\r\nX%-Receiver: ops@ex.org\r\nX%-Submitter%-Uid: " .. me .. "\r\nFrom:",
+  t:like(slurp(e.path), "^X%-Sender: app@ex.org\r\nX%-Receiver: ops@ex.org\r\nX%-Spool%-Size: %d+\r\nX%-Submitter%-Uid: " .. me ..
+         "\r\nFrom:",
          "in canonical form, its file's owner as submitter")
   t:is(slurp(dir .. "/pickup/from-app.eml"), nil, "original gone")
   locked:close()

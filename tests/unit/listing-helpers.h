@@ -42,7 +42,7 @@ static long scan(mh_spool *sp) {
 ** whether its sidecar would be read (the scan, the touches, DIR/sidecars). */
 static int knows(mh_spool *sp, const char *id, int *state) {
   char lx[SIDECARS_REC];
-  int lx_ok, known = listing_lookup(sp, id, state, lx, &lx_ok);
+  int lx_ok, known = listing_lookup(sp, id, state, lx, &lx_ok, NULL);
   if (known && !*state && listing_stale(sp, lx, lx_ok)) *state = 1;
   return known;
 }

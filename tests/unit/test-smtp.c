@@ -749,6 +749,7 @@ static void test_streamed(void) {
   is_int(r.rc, MH_EEOF, "with the read error");
   is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "and the session with it (half a message must not look complete)");
   ok(strstr(mh_smtp_errmsg(s), "file got shorter") != NULL, "the reason says why: %s", mh_smtp_errmsg(s));
+  is_str(mh_smtp_stage(s), "file", "at stage file: the message's file, not the server (outcome.classify)");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
 }

@@ -29,6 +29,7 @@ static void test_write_and_read(mh_spool *sp) {
          "X-Receiver: x@y.z NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y.z\r\n"
          "X-Receiver: w@y.z\r\n"
          "X-Receiver: \"a b\"@y.z NOTIFY=NEVER\r\n"
+         "X-Spool-Size: 000000000020\r\n"
          "X-Submitter-Uid: 0\r\n"
          "Subject: t\r\n\r\nbody\r\n",
          "the parameters follow the addresses");
@@ -47,7 +48,8 @@ static void test_write_and_read(mh_spool *sp) {
   mh_spool_item plain = { "a@b.c", plain_to, 1, write_bytes, (void *)"Subject: p\r\n\r\n", "", NULL, NULL, 1, 0 };
   is_int(mh_spool_enqueue(sp, &plain, 1, err), 0, "enqueue without parameters");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, plain.id);
-  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: p@y.z\r\nX-Submitter-Uid: 0\r\nSubject: p\r\n\r\n", "lines as before");
+  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: p@y.z\r\nX-Spool-Size: 000000000014\r\nX-Submitter-Uid: 0\r\n"
+         "Subject: p\r\n\r\n", "lines as before");
   is_int(mh_spool_load(sp, plain.id, &e, err), 0, "load");
   ok(e.env.from_params == NULL && e.env.to_params == NULL, "no parameters: NULL");
   mh_spool_entry_free(&e);

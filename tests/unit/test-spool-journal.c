@@ -404,6 +404,121 @@ static void test_removed_meanwhile(void) {
   mh_spool_close(sp);
 }
 
+/* Loads id as the deliverer does (after a scan: the listing; data read whole). */
+static int deliverer_load(mh_spool *sp, const char *id, mh_spool_entry *e, char *err) {
+  char **ids;
+  long n = mh_spool_scan(sp, 0, &ids, NULL, err);
+  for (long i = 0; i < n; i++) free(ids[i]);
+  if (n >= 0) free(ids);
+  return mh_spool_load_ex(sp, id, e, 1 << 20, NULL, err);
+}
+
+/* Runs the purge with stderr into DIR/NAME; the log's text. */
+static const char *purge_logged(mh_spool *sp, const char *name, long *removed) {
+  char logp[700], err[MH_SPOOL_ERRLEN];
+  int saved, logfd;
+  path_of(logp, sizeof logp, name);
+  fflush(stderr);
+  saved = dup(2);
+  logfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  dup2(logfd, 2);
+  mh_log_set_level(MH_LOG_INFO);
+  *removed = mh_spool_purge(sp, err);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  close(logfd);
+  return contents(name);
+}
+
+/* Review 2 F9: a message edited in place (`sed -i`: a new file renamed over
+** pickup/ID.eml) after its load, while the server answered its final dot.
+** The original was sent; the purge removed the edited file by name, without a
+** word.  Now the purge removes a name only while the file loaded is under it:
+** the replaced one goes to corrupt/, said so; the untouched ones go. */
+static void test_replaced_after_load(void) {
+  mh_spool *sp;
+  mh_spool_entry e;
+  char ids[2][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], rel[64], tmp[64], p[700], q[700];
+  long removed = -1;
+  fresh("replaced", &sp);
+  queue(sp, 2, ids);
+  mh_spool_lock(sp, NULL);
+  for (int k = 0; k < 2; k++) {
+    is_int(deliverer_load(sp, ids[k], &e, err), 0, "the deliverer loads %s", ids[k]);
+    mh_spool_entry_free(&e);
+  }
+  /* sed -i: a new file, renamed over the name */
+  snprintf(rel, sizeof rel, "pickup/%s.eml", ids[0]);
+  snprintf(tmp, sizeof tmp, "pickup/sed%s", ids[0]);
+  put(tmp, "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nSubject: edited\r\n\r\nnew body\r\n");
+  path_of(p, sizeof p, tmp);
+  path_of(q, sizeof q, rel);
+  ok(rename(p, q) == 0, "%s is edited in place (renamed over) after its load", ids[0]);
+  for (int k = 0; k < 2; k++) is_int(mh_spool_mark(sp, ids[k], -1, err), 0, "its 250 is recorded");
+  const char *log = purge_logged(sp, "replaced.log", &removed);
+  ok(log && strstr(log, "was replaced after") && strstr(log, ids[0]) && strstr(log, "moved to corrupt/"),
+     "the purge says so (%s)", log ? log : "(no log)");
+  is_int(removed, 1, "the purge removes the one that was not replaced");
+  ok(!exists(rel), "the name is no longer in pickup/");
+  snprintf(rel, sizeof rel, "corrupt/%s.eml", ids[0]);
+  ok(exists(rel), "the edited file is kept in corrupt/");
+  const char *c = contents(rel);
+  ok(c && strstr(c, "new body") != NULL, "it is the edited one");
+  snprintf(rel, sizeof rel, "pickup/%s.eml", ids[1]);
+  ok(!exists(rel), "the other one is removed as before");
+  is_int(count_pickup(), 0, "pickup/ is empty");
+  mh_spool_close(sp);
+}
+
+/* Review 2 F8: a spool file cut short (or written over at another size)
+** after it was queued is never sent as if whole: the envelope's X-Spool-Size
+** is the message's size when it was queued, and a load of a file of another
+** size refuses it (the lock holder's moves it to corrupt/, saying why).  A
+** file written before the line existed loads as before. */
+static void test_size_record(void) {
+  mh_spool *sp;
+  mh_spool_entry e;
+  char ids[3][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], rel[64], p[700];
+  struct stat st;
+  fresh("size", &sp);
+  queue(sp, 3, ids);
+  snprintf(rel, sizeof rel, "pickup/%s.eml", ids[0]);
+  const char *c = contents(rel);
+  ok(c && strstr(c, "\r\nX-Spool-Size: 000000000020\r\nX-Submitter-Uid: "), "the size is in the envelope");
+  is_int(mh_spool_load(sp, ids[0], &e, err), 0, "a whole file loads");
+  is_int(e.env.has_size, 1, "with its size");
+  is_int((long)e.env.size, 20, "20 bytes after the envelope");
+  mh_spool_entry_free(&e);
+  path_of(p, sizeof p, rel);
+  ok(stat(p, &st) == 0 && truncate(p, st.st_size - 7) == 0, "cut 7 bytes short");
+  is_int(mh_spool_load(sp, ids[0], &e, err), MH_ECORRUPT, "a reader refuses it (%s)", err);
+  ok(strstr(err, "13 bytes, it was 20") != NULL, "saying the sizes");
+  ok(exists(rel), "and leaves it where it is (no lock)");
+  mh_spool_lock(sp, NULL);
+  is_int(deliverer_load(sp, ids[0], &e, err), MH_ECORRUPT, "the deliverer refuses it");
+  ok(!exists(rel), "not in pickup/ any more");
+  snprintf(rel, sizeof rel, "corrupt/%s.eml", ids[0]);
+  ok(exists(rel), "set aside to corrupt/");
+  /* grown: written over, longer */
+  snprintf(rel, sizeof rel, "pickup/%s.eml", ids[1]);
+  path_of(p, sizeof p, rel);
+  FILE *f = fopen(p, "ab");
+  if (f) { fputs("more\r\n", f); fclose(f); }
+  is_int(deliverer_load(sp, ids[1], &e, err), MH_ECORRUPT, "a file grown since is refused too");
+  is_int(deliverer_load(sp, ids[2], &e, err), 0, "the untouched one loads");
+  mh_spool_entry_free(&e);
+  /* a file written before the line existed */
+  put("pickup/0000000000000abc.eml", "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nX-Submitter-Uid: 0\r\nS: x\r\n\r\nb\r\n");
+  err[0] = '\0';
+  is_int(deliverer_load(sp, "0000000000000abc", &e, err), 0, "an older file without the line loads");
+  is_int(e.env.has_size, 0, "with no size known");
+  mh_spool_entry_free(&e);
+  put("pickup/0000000000000abd.eml", "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nX-Spool-Size: 12x\r\nS: x\r\n\r\nb\r\n");
+  is_int(deliverer_load(sp, "0000000000000abd", &e, err), MH_ECORRUPT, "a bad value is unparsable (%s)", err);
+  mh_spool_close(sp);
+}
+
 /* id_value (the journal's and the listing's key) is the id read as a base-16
 ** number, digit by digit, over ids of every digit at every place. */
 static void test_id_value(void) {
@@ -435,6 +550,8 @@ int main(void) {
   test_replay_files();
   test_write_fails();
   test_removed_meanwhile();
+  test_replaced_after_load();
+  test_size_record();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
   if (system(cmd)) diag("could not remove %s", base);
   return done_testing();

@@ -95,7 +95,7 @@ static void test_load_order(void) {
   list[0] = id;
   s2 = s2 > sp->tseq ? s2 : sp->tseq;          /* (and began after the fail's touch) */
   uint64_t vals[1] = { id_value(list[0]) };
-  listing_publish(sp, s2, x, xok, vals, 1, NULL, 0);
+  listing_publish(sp, s2, x, xok, vals, 1, NULL, 0, NULL);
   ok(knows(sp, id, &state) && state == 0, "that scan lists it, no sidecar, no touch left");
   if (mh_spool_open(root, &other, err)) bail_out("other", err);
   racer = other;

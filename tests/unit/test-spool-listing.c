@@ -218,9 +218,9 @@ static void test_order(void) {
   a = listing_begin(sp, xa, &oka);   /* scan A begins, and reads the folder before the sidecar... */
   is_int(mh_spool_defer(sp, ids[1], 2, 0, "451 x", NULL, 0, NULL, 0, err), 0, "a sidecar is written");
   b = listing_begin(sp, xb, &okb);   /* ...scan B begins after it, sees it, and ends first */
-  listing_publish(sp, b, xb, okb, vals, 2, side, 1);
+  listing_publish(sp, b, xb, okb, vals, 2, side, 1, NULL);
   ok(knows(sp, ids[1], &state) && state == 1, "scan B's view: the sidecar is read");
-  listing_publish(sp, a, xa, oka, vals, 2, NULL, 0);
+  listing_publish(sp, a, xa, oka, vals, 2, NULL, 0, NULL);
   ok(knows(sp, ids[1], &state) && state == 1, "scan A, older, ending last, does not replace it");
   mh_spool_close(sp);
 }

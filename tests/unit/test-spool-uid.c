@@ -37,18 +37,20 @@ static void test_written(mh_spool *sp) {
   mh_spool_entry e;
   is_int(mh_spool_enqueue(sp, &given, 1, err), 0, "enqueue with a given uid");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, given.id);
-  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: 65534\r\nSubject: t\r\n\r\nbody\r\n",
-         "the uid is the envelope's last line");
+  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Spool-Size: 000000000020\r\nX-Submitter-Uid: 65534\r\n"
+         "Subject: t\r\n\r\nbody\r\n", "the uid is the envelope's last line");
   is_int(mh_spool_load(sp, given.id, &e, err), 0, "load");
   is_int(e.env.has_uid, 1, "it has a uid");
   is_int(e.env.uid, 65534, "the one given");
-  is_int(e.env.offset, strlen("X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: 65534\r\n"),
+  is_int(e.env.offset, strlen("X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Spool-Size: 000000000020\r\n"
+                              "X-Submitter-Uid: 65534\r\n"),
          "the message starts after it");
   mh_spool_entry_free(&e);
 
   is_int(mh_spool_enqueue(sp, &own, 1, err), 0, "enqueue without one");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, own.id);
-  snprintf(want, sizeof want, "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Submitter-Uid: %lu\r\nSubject: u\r\n\r\nbody\r\n",
+  snprintf(want, sizeof want, "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Spool-Size: 000000000020\r\n"
+           "X-Submitter-Uid: %lu\r\nSubject: u\r\n\r\nbody\r\n",
            (unsigned long)getuid());
   is_str(slurp(path), want, "this process's real uid is recorded");
   is_int(mh_spool_load(sp, own.id, &e, err), 0, "load");

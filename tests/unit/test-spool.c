@@ -198,7 +198,8 @@ static void test_enqueue(mh_spool *sp) {
   int before = count("pickup");
   is_int(mh_spool_enqueue(sp, &it, 1, err), 0, "enqueue");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, it.id);
-  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Receiver: w@y.z\r\nX-Submitter-Uid: 0\r\nSubject: t\r\n\r\nbody\r\n",
+  is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\nX-Receiver: w@y.z\r\nX-Spool-Size: 000000000020\r\n"
+         "X-Submitter-Uid: 0\r\nSubject: t\r\n\r\nbody\r\n",
          "pickup/ID.eml holds the envelope lines and the message");
   ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "mode 0600");
   is_int(count("tmp"), 0, "nothing left in tmp/");
