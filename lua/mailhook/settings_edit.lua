@@ -202,6 +202,10 @@ function M.unreadable(spath, bare)
   local what = o and string.format("it is %s's, mode %04o", o.user, o.mode) or "it cannot be looked at"
   local fix = string.format("the service's user (%s, the spool's owner) must read it: chown %s %s; chmod 600 %s",
                             svc, svc, spath, spath)
+  -- a local user (not root, not the service's user): the password is not theirs to read
+  if me.uid ~= 0 and me.euid ~= 0 and not (sp and sp.uid == me.euid) then
+    fix = string.format("only root and the service's user (%s) may read it: run this as one of them", svc)
+  end
   if bare then return string.format("this process runs as %s; %s; %s", who, what:gsub("^it is", "the file is"), fix) end
   return string.format("%s, which this process (running as %s) cannot read: %s; %s", spath, who, what, fix)
 end

@@ -123,7 +123,8 @@ unlike "$out" "Top-Secret-7" "but never the password"
 out=$(as nobody cat "${CONF%.conf}.secrets" 2>&1); rc=$?
 [ "$rc" != 0 ]; ok $? "nor read the secrets file ($out)"
 out=$(as nobody "$MH" -e 'print(require("mailhook.settings").password(require("mailhook.settings").load()))' 2>&1)
-like "$out" "the password is in .*mailhook\.secrets, which this user cannot read" "password() says where it is and why not"
+like "$out" "the password is in .*mailhook\.secrets, which this process \(running as nobody\) cannot read: it is [a-z]+'s, mode 0600; only root and the service's user \([a-z]+\) may read it: run this as one of them" \
+  "password() says where it is and why not (not to chown it to nobody)"
 unlike "$out" "Top-Secret-7" "and does not give it"
 
 # --- what a caller cannot do
