@@ -3891,6 +3891,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
       }
       continue;
     }
+    uint64_t ino = (uint64_t)de->d_ino;   /* the listed file's: the purge's identity check */
     if (nl == 20 && !strcmp(nm + 16, ".eml") && (memcpy(id, nm, 16), id[16] = '\0', mh_spool_is_id(id))) {
       /* ours; unless adopted by this very scan (already counted) or delivered */
       int seen = nj && ids_has(jv, nj, id_value(id));
@@ -3926,16 +3927,25 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
       }
       if (note_clear(sp, key)) mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, vis(nm, vn), id);
       memcpy(fresh[adopted++], id, MH_SPOOL_IDLEN);
+      /* the entry read was the drop-in's: the message is its copy, ID.eml (with
+         the drop-in's inode, the purge took every adopted message for one
+         replaced after its send and moved it to corrupt/) */
+      {
+        char cname[MH_SPOOL_IDLEN + 8];
+        struct stat cst;
+        snprintf(cname, sizeof cname, "%s.eml", id);
+        ino = fstatat(sp->pickupfd, cname, &cst, AT_SYMLINK_NOFOLLOW) == 0 ? (uint64_t)cst.st_ino : 0;
+      }
     }
     all++;
     if (id_max[0] == '\0' || strcmp(id, id_max) > 0) memcpy(id_max, id, sizeof id_max);
     uint64_t v = id_value(id);
-    if (sp->lockfd >= 0 && de->d_ino) {   /* (no memory: no inode known, unlinked as before) */
+    if (sp->lockfd >= 0 && ino) {   /* (no memory: no inode known, unlinked as before) */
       if (nseen == cseen) {
         uint64_t (*t)[2] = realloc(inos_seen, (cseen = cseen ? cseen * 2 : 64) * sizeof *t);
         if (t) inos_seen = t; else cseen = nseen;
       }
-      if (nseen < cseen) { inos_seen[nseen][0] = v; inos_seen[nseen++][1] = (uint64_t)de->d_ino; }
+      if (nseen < cseen) { inos_seen[nseen][0] = v; inos_seen[nseen++][1] = ino; }
     }
     if (limit && n == limit) {          /* full: replace the newest if this is older */
       if (v < vals[0]) {

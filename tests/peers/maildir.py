@@ -11,7 +11,7 @@ for tests/lib/mta.sh and tests/integration/mta-*.sh.
                              put on top (Return-path, Envelope-to, Delivered-To, Received) are
                              cut off; line ends normalised to LF (maildirs store LF)
   maildir.py wire FILE       a spool file (pickup/ID.eml) as the client must send it: the
-                             leading X-Sender/X-Receiver/X-Submitter-Uid lines cut off, then the trace fields
+                             leading X-Sender/X-Receiver/X-Spool-Size/X-Submitter-Uid lines cut off, then the trace fields
                              on top as `strip` cuts them (sendmail's intake puts a Received
                              line first), LF line ends; the same form as `strip`, so the two
                              compare byte for byte
@@ -76,6 +76,8 @@ def wire(data):
     i = 0
     while i < len(lines) and lines[i].split(b":", 1)[0].lower() in (b"x-sender", b"x-receiver"):
         i += 1
+    if i > 0 and i < len(lines) and lines[i].split(b":", 1)[0].lower() == b"x-spool-size":
+        i += 1   # the message's size when queued (docs/spool.md)
     if i > 0 and i < len(lines) and lines[i].split(b":", 1)[0].lower() == b"x-submitter-uid":
         i += 1   # the envelope's last line (docs/spool.md)
     return strip(b"\n".join(lines[i:]))

@@ -471,6 +471,36 @@ static void test_replaced_after_load(void) {
   mh_spool_close(sp);
 }
 
+/* A drop-in adopted by the scan that lists it: the inode the purge checks is
+** its copy's (ID.eml), not the drop-in's entry the scan read.  With the
+** drop-in's, every adopted message was taken for one replaced after its send
+** and moved to corrupt/ once delivered. */
+static void test_adopted_purged(void) {
+  mh_spool *sp;
+  mh_spool_entry e;
+  char **ids, err[MH_SPOOL_ERRLEN], id[MH_SPOOL_IDLEN], rel[64];
+  long n, removed = -1;
+  fresh("adopted", &sp);
+  mh_spool_lock(sp, NULL);
+  put("pickup/alarm.eml", "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nSubject: drop\r\n\r\nbody\r\n");
+  n = mh_spool_scan(sp, 0, &ids, NULL, err);
+  is_int(n, 1, "the scan adopts the drop-in and lists its copy");
+  if (n != 1) { mh_spool_close(sp); return; }
+  memcpy(id, ids[0], MH_SPOOL_IDLEN);
+  free(ids[0]);
+  free(ids);
+  is_int(mh_spool_load_ex(sp, id, &e, 1 << 20, NULL, err), 0, "the deliverer loads it");
+  mh_spool_entry_free(&e);
+  is_int(mh_spool_mark(sp, id, -1, err), 0, "its 250 is recorded");
+  const char *log = purge_logged(sp, "adopted.log", &removed);
+  is_int(removed, 1, "the purge removes it");
+  ok(!log || !strstr(log, "replaced"), "without a word about a replaced file (%s)", log ? log : "");
+  snprintf(rel, sizeof rel, "corrupt/%s.eml", id);
+  ok(!exists(rel), "nothing in corrupt/");
+  is_int(count_pickup(), 0, "pickup/ is empty");
+  mh_spool_close(sp);
+}
+
 /* Review 2 F8: a spool file cut short (or written over at another size)
 ** after it was queued is never sent as if whole: the envelope's X-Spool-Size
 ** is the message's size when it was queued, and a load of a file of another
@@ -552,6 +582,7 @@ int main(void) {
   test_removed_meanwhile();
   test_replaced_after_load();
   test_size_record();
+  test_adopted_purged();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
   if (system(cmd)) diag("could not remove %s", base);
   return done_testing();
