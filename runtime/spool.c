@@ -3161,7 +3161,7 @@ static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const st
   return rc;
 }
 
-static int adopt(mh_spool *sp, const char *name, char *newid);
+static int adopt(mh_spool *sp, const char *name, const char *key, char *newid);
 
 /* pickup/NAME bears an id's name but is not in the spool's form: no X-Sender /
 ** X-Receiver envelope lines, which every file mailhook writes starts with
@@ -3176,7 +3176,7 @@ static int adopt(mh_spool *sp, const char *name, char *newid);
 ** (the file stays; said once, tried again at the next load). */
 static int foreign(mh_spool *sp, const char *name, char *err) {
   char newid[MH_SPOOL_IDLEN], key[320], vn[VIS_LEN];
-  int rc = adopt(sp, name, newid);
+  int rc = adopt(sp, name, NULL, newid);
   snprintf(key, sizeof key, "pickup/%s", name);
   if (rc < 0) {
     if (note_once(sp, key, rc))
@@ -3581,13 +3581,37 @@ static int dropin_refused(mh_spool *sp, const char *name, const char *newid, con
 ** is the file's owner (pickup/ is writable by the spool's owner and root
 ** alone); one already in our form keeps its envelope lines as they are. */
 static int adopt_one(mh_spool *sp, const char *name, char *newid);
-static int adopt(mh_spool *sp, const char *name, char *newid) {
-  /* under amu: the other scan's adoption of the same name is over by then, and
-     this one finds the name gone (1) */
+/* Adopts pickup/NAME (key: "pickup/NAME", the name of its notes) as a new
+** message, its id into newid: 0; 1 when it is not a message to count (set
+** aside, gone); or the error, logged once (a full disk: it stays, tried again
+** at each scan).  Under amu: another scan's adoption of the same name is over
+** by then, and this one finds the name gone (1).  The notes are taken under
+** amu too: a second scan that saw the aside (ID.adopted) while this adoption
+** failed waits on amu, then prunes the notes of the names it did not see
+** (NAME among them); had this scan noted the failure after releasing amu, the
+** prune could come between, and the failure was logged again at every such
+** race (CI, trixie: "cannot adopt pickup/drop.eml" twice on a full disk).
+** key NULL: nothing logged, the caller says what failed. */
+static int adopt(mh_spool *sp, const char *name, const char *key, char *newid) {
+  char vn[VIS_LEN];
+  TEST_POINT("adopt-wait");
   pthread_mutex_lock(&sp->amu);
-  int rc = adopt_one(sp, name, newid);
+  int a = adopt_one(sp, name, newid);
+  if (!key) {                     /* the caller says it (foreign) */
+  } else if (a == -EBUSY) {              /* written in place: once it is closed */
+    if (note_once(sp, key, a))
+      mh_warn("spool %s: pickup/%s is still being written (a program has it open for writing); "
+              "adopted once it is complete and closed (a drop-in should be renamed into pickup/ "
+              "when complete; logged once)", sp->dir, vis(name, vn));
+  } else if (a < 0) {             /* e.g. a full disk: tried again at each scan, said once */
+    if (note_once(sp, key, a))
+      mh_warn("spool %s: cannot adopt pickup/%s: %s; it stays there and is tried again at each "
+              "scan (logged once)", sp->dir, vis(name, vn), mh_strerror(a));
+  } else if (a == 0 && note_clear(sp, key)) {
+    mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, vis(name, vn), newid);
+  }
   pthread_mutex_unlock(&sp->amu);
-  return rc;
+  return a;
 }
 
 /* Adoption is idempotent across a kill (F3): the original goes aside FIRST,
@@ -3862,7 +3886,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   while ((de = readdir(d))) {
     const char *nm = de->d_name;
     size_t nl = strlen(nm);
-    char id[MH_SPOOL_IDLEN], key[300], vn[VIS_LEN];
+    char id[MH_SPOOL_IDLEN], key[300];
     struct stat sb;
     int type = de->d_type;
     if (nm[0] == '.') continue;
@@ -3910,22 +3934,9 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
         all++;                        /* a slice per scan; they still wait to be sent: */
         continue;                     /* counted (a flush with no service running must */
       }                               /* not see an empty queue) */
-      int a = adopt(sp, nm, id);
-      if (a == 1) continue;           /* set aside to corrupt/, or gone */
-      if (a == -EBUSY) {              /* written in place: once it is closed */
-        if (note_once(sp, key, a))
-          mh_warn("spool %s: pickup/%s is still being written (a program has it open for writing); "
-                  "adopted once it is complete and closed (a drop-in should be renamed into pickup/ "
-                  "when complete; logged once)", sp->dir, vis(nm, vn));
-        continue;
-      }
-      if (a < 0) {                    /* e.g. a full disk: tried again at each scan, said once */
-        if (note_once(sp, key, a))
-          mh_warn("spool %s: cannot adopt pickup/%s: %s; it stays there and is tried again at each "
-                  "scan (logged once)", sp->dir, vis(nm, vn), mh_strerror(a));
-        continue;
-      }
-      if (note_clear(sp, key)) mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, vis(nm, vn), id);
+      int a = adopt(sp, nm, key, id);   /* logs its failure (once) */
+      TEST_POINT("adopt-returned");
+      if (a) continue;                /* set aside to corrupt/, gone, or not now */
       memcpy(fresh[adopted++], id, MH_SPOOL_IDLEN);
       /* the entry read was the drop-in's: the message is its copy, ID.eml (with
          the drop-in's inode, the purge took every adopted message for one

@@ -13,6 +13,7 @@
 */
 #include "spool.c"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include "tap.h"
@@ -971,6 +972,85 @@ static void test_retry_racing_defer(void) {
   mh_spool_close(sp);
 }
 
+/* Two scans of the lock holder at once (the service lists from its thread
+** pool): scan B saw the aside (ID.adopted) of scan A's adoption, which then
+** failed for lack of space; B waited for it (amu), then pruned the notes of
+** the names it had not seen, pickup/drop.eml among them, before A noted its
+** failure: the failure was logged again (CI, Debian 13, spool-hostile.sh:
+** "cannot adopt pickup/drop.eml" twice on a full disk).  Here A, its adoption
+** over, waits for B's whole scan before it goes on (the old code noted after
+** that point); B is stopped until A's aside is there and B waits for A. */
+static mh_spool *pair_sp;
+static pthread_t pair_main, pair_b;
+static int pair_state;            /* 0 idle, 1 B started, 2 B waits for A, 3 B joined */
+static pthread_mutex_t pair_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pair_cv = PTHREAD_COND_INITIALIZER;
+static long pair_b_n;
+
+static void *pair_scan(void *arg) {
+  char err[MH_SPOOL_ERRLEN], **ids;
+  long n = mh_spool_scan(pair_sp, 0, &ids, NULL, err);
+  for (long k = 0; k < n; k++) free(ids[k]);
+  if (n >= 0) free(ids);
+  pair_b_n = n;
+  return arg;
+}
+
+static void scan_beside(const char *where) {
+  if (!pthread_equal(pthread_self(), pair_main)) {   /* B */
+    if (!strcmp(where, "adopt-wait")) {
+      pthread_mutex_lock(&pair_mu);
+      pair_state = 2;
+      pthread_cond_signal(&pair_cv);
+      pthread_mutex_unlock(&pair_mu);
+    }
+    return;
+  }
+  if (!strcmp(where, "adopt-taken") && pair_state == 0) {   /* A, its original aside */
+    pair_state = 1;
+    if (pthread_create(&pair_b, NULL, pair_scan, NULL)) { pair_state = 3; return; }
+    pthread_mutex_lock(&pair_mu);
+    while (pair_state != 2) pthread_cond_wait(&pair_cv, &pair_mu);
+    pthread_mutex_unlock(&pair_mu);
+  } else if (!strcmp(where, "adopt-returned") && pair_state == 2) {   /* A, adoption over */
+    pthread_join(pair_b, NULL);
+    pair_state = 3;
+  }
+}
+
+static int do_scans_paired(void *arg) {
+  long h;
+  char err[MH_SPOOL_ERRLEN], **ids;
+  (void)arg;
+  pair_sp = open_or_die();
+  pair_main = pthread_self();
+  if (mh_spool_lock(pair_sp, &h)) { mh_spool_close(pair_sp); return 91; }
+  test_fault = inject;
+  for (int i = 0; i < 2; i++) {   /* the first alone (noted), the second with B beside */
+    if (i == 1) test_point = scan_beside;
+    long n = mh_spool_scan(pair_sp, 0, &ids, NULL, err);
+    if (n < 0) { fprintf(stderr, "scan: %s\n", err); mh_spool_close(pair_sp); return 92; }
+    for (long k = 0; k < n; k++) free(ids[k]);
+    free(ids);
+  }
+  test_point = NULL;
+  mh_spool_close(pair_sp);
+  return pair_state == 3 && pair_b_n >= 0 ? 0 : 93;
+}
+
+static void test_failed_adoption_two_scans(void) {
+  fresh("adopt-pair");
+  mh_spool_close(open_or_die());
+  put("pickup/drop.eml", "From: a@b.c\r\nTo: x@y.z\r\n\r\nhi\r\n");
+  fault_where = "adopt-write";
+  fault_code = -ENOSPC;
+  log_reset();
+  is_int(in_child(do_scans_paired, NULL, 10), 0, "a scan, then two at once, while adoption fails (ENOSPC)");
+  is_int(log_count("cannot adopt pickup/drop.eml"), 1, "the failure is logged once, the scan beside it too");
+  is_int(kind_of("pickup/drop.eml"), S_IFREG, "the drop-in is still there, under its name");
+  fault_where = NULL;
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/mh-spool-hostile.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
@@ -986,6 +1066,7 @@ int main(void) {
   test_spool_permissions();
   test_sweep_window();
   test_enospc();
+  test_failed_adoption_two_scans();
   test_hard_links();
   test_oversized();
   test_written_in_place();
