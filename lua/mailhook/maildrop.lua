@@ -177,11 +177,20 @@ function M.adopt(sp, dir)
   return n
 end
 
--- count(dir) -> how many messages wait in maildrop/ (0 when there is none or
--- it cannot be read).  Waits.
-function M.count(dir)
+-- count(dir [, sp]) -> how many messages wait in maildrop/ (0 when there is
+-- none or it cannot be read).  Waits.  With the spool sp, the original a
+-- killed adoption left (ID.adopted) whose copy ID is queued already is not
+-- counted: the copy is (until the next adopter removes it, `queue` and
+-- `flush` counted that message twice).
+function M.count(dir, sp)
   local names = core.maildrop.list(dir)
-  return type(names) == "table" and #names or 0
+  if type(names) ~= "table" then return 0 end
+  local n = #names
+  for _, name in ipairs(names) do
+    local given = sp and name:match("^(%x+)%.adopted$")
+    if given and core.spool.is_id(given) and sp:has_copy(given) then n = n - 1 end
+  end
+  return n
 end
 
 return M

@@ -109,7 +109,7 @@ function methods.scan(sp, ...)
     if not ok then core.log("error", "maildrop: adoption failed: " .. tostring(err)) end
   end
   local ids, total, info = raw_scan(sp, ...)
-  if dir and ids and not holders[sp] and type(total) == "number" then total = total + maildrop.count(dir) end
+  if dir and ids and not holders[sp] and type(total) == "number" then total = total + maildrop.count(dir, sp) end
   return ids, total, info
 end
 

@@ -412,6 +412,29 @@ tap.test("a message closed while its enqueue runs is still written whole", funct
   raw:close()
 end)
 
+-- A kill between an adoption's copy and the removal of its original leaves
+-- maildrop/ID.adopted beside the queued ID: `queue` and `flush` (no lock)
+-- counted that message twice until the next adopter removed the original.
+tap.test("an adopted original left beside its queued copy is not counted again", function(t)
+  local d = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-aside.XXXXXX"):read("l")
+  local s = assert(spool.open(d))
+  local id = assert(s:enqueue("Subject: a\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  os.execute("mkdir -m 700 '" .. d .. "/maildrop'")
+  local function drop(name)
+    local f = assert(io.open(d .. "/maildrop/" .. name, "wb"))
+    f:write("From: a@b.c\r\nTo: x@y.z\r\n\r\nhi\r\n")
+    f:close()
+  end
+  drop(id .. ".adopted")
+  local _, total = assert(s:scan())
+  t:is(total, 1, "the original of a queued copy: the copy counts, once")
+  drop("0000000000000001.adopted")   -- its copy was never made: still waits
+  _, total = assert(s:scan())
+  t:is(total, 2, "an original whose copy is not queued counts")
+  s:close()
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
 local status = tap.done()
 sp:close()
 os.execute("rm -rf '" .. dir .. "'")
