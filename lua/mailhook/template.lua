@@ -15,8 +15,8 @@
 -- address ("function: 0x55...") is nothing a reader should get.  An unknown
 -- option ({htlm = true}), an argument too many or a wrong type raises.  Escaping follows the context: in an html
 -- template every value is HTML-escaped; in a header template CR, LF and NUL
--- (and any other control character) become spaces, in values and in the
--- result, so a value can never start a new header line.
+-- (and any other control character, TAB too) become spaces, in values and in
+-- the result, so a value can never start a new header line.
 --
 --   mh.template.file(path [, opts]) -> render   (html when path ends in .html)
 --       a relative path is taken from the folder of the Lua file that calls it
@@ -146,11 +146,14 @@ end
 
 local HTML = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
 
--- The C1 controls (U+0080-9F: NEL, U+0085, among them) and the line and
--- paragraph separators U+2028/9 too: a reader decoding the Subject's RFC 2047
--- words may show them as a new line ("x<U+2028>From: ceo@bank").
+-- Every C0 control and DEL become a space, TAB too: legal whitespace in a
+-- header, but a value's TAB in a Subject shows as a gap, a box or nothing,
+-- as readers please.  The C1 controls (U+0080-9F: NEL, U+0085, among them)
+-- and the line and paragraph separators U+2028/9 too: a reader decoding the
+-- Subject's RFC 2047 words may show them as a new line ("x<U+2028>From:
+-- ceo@bank").
 local function fold(s)
-  return (s:gsub("[%z\1-\8\10-\31\127]", " "):gsub("\xC2[\x80-\x9F]", " "):gsub("\xE2\x80[\xA8\xA9]", " "))
+  return (s:gsub("[%z\1-\31\127]", " "):gsub("\xC2[\x80-\x9F]", " "):gsub("\xE2\x80[\xA8\xA9]", " "))
 end
 
 -- A value as a template shows it.  A number as a person writes it (the rule

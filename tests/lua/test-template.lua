@@ -63,6 +63,11 @@ tap.test("a header value can never add a line", function(t)
   t:is(r { caller = "x\u{85}From: ceo@bank\u{2028}y\u{2029}z\u{9F}\u{80}" },
        "Voicemail from x From: ceo@bank y z", "NEL, U+2028, U+2029 and the C1 controls: spaces")
   t:is(r { caller = "Zoë Ünal" }, "Voicemail from Zoë Ünal", "other non-ASCII letters kept (their C2/C3 bytes)")
+  -- a TAB (a legal WSP in a header, but a Subject "a<TAB>b" shows oddly, or
+  -- not at all, in readers) was kept: a space, as every other control
+  t:is(r { caller = "a\tb\27c" }, "Voicemail from a b c", "TAB and ESC in a value: spaces")
+  t:is(mh.template("a\t{{x}}", { header = true })({ x = "\t" }), "a", "TAB in the template's text too; trimmed")
+  t:is(mh.template("a\t{{x}}")({ x = "\tb" }), "a\t\tb", "a plain (body) template keeps its TABs")
 end)
 
 local function tmpdir()
