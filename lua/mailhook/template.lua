@@ -7,7 +7,16 @@
 --   {{name}}  {{caller.name}}  {{caller|unknown}}      variables, dotted paths, defaults
 --   {{#if x}}...{{else}}...{{/if}}   {{#unless x}}...{{/unless}}
 --   {{#each items}}{{@index}}: {{.}} {{name}}{{else}}none{{/each}}
+--   {{#each map}}{{@key}}={{.}}{{/each}}              a map: its keys in sorted order
 --   {{{raw}}}                                         no HTML escaping (html templates only)
+--
+-- each: a table whose [1] is set is a list, iterated 1..n (its other keys are
+-- not: the array part only); any other non-empty table is a map, iterated by
+-- key: the number keys in ascending order, then the string keys in byte
+-- order (keys of another type are skipped: they have no text nor order).
+-- @index counts from 1 (lists and maps alike); @key is a map's key, a list
+-- item's index.  A list or map with nothing to iterate, or a value that is
+-- not a table, renders the {{else}} part.
 --
 -- `missing` lists (once each, in order) the variables that had no value and no
 -- default; they render as "".  A value that has no text (a function, a
@@ -119,11 +128,13 @@ local function parse(src, name)
 end
 
 -- Looks a path up in the scopes (innermost first): "." is the current item,
--- "@index" its 1-based position, "a.b" walks tables.
+-- "@index" its 1-based position, "@key" its key (a list's: its index), "a.b"
+-- walks tables.
 local function lookup(scopes, path)
   local top = scopes[#scopes]
   if path == "." then return top.item end
   if path == "@index" then return top.index end
+  if path == "@key" then return top.key end
   local first, rest = path:match("^([^%.]+)(.*)$")
   local v
   for i = #scopes, 1, -1 do
@@ -203,6 +214,27 @@ local function show(v)
   return tostring(v)
 end
 
+-- The keys an {{#each}} walks in t, in order: 1..n for a list (t[1] set: the
+-- array part only, as ipairs), else the number keys ascending then the string
+-- keys in byte order (a map; other keys skipped).  Empty: the {{else}} part.
+local function each_keys(t)
+  local keys = {}
+  if t[1] ~= nil then
+    for i in ipairs(t) do keys[i] = i end
+    return keys
+  end
+  for k in pairs(t) do
+    local kt = type(k)
+    if kt == "number" or kt == "string" then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b)
+    local na, nb = type(a) == "number", type(b) == "number"
+    if na ~= nb then return na end
+    return a < b
+  end)
+  return keys
+end
+
 local function render(node, scopes, out, missing, seen, opts)
   for _, n in ipairs(node.children) do
     if n.kind == "text" then
@@ -235,9 +267,11 @@ local function render(node, scopes, out, missing, seen, opts)
       render(yes and n or { children = n.no }, scopes, out, missing, seen, opts)
     elseif n.kind == "each" then
       local list = lookup(scopes, n.path)
-      if type(list) == "table" and #list > 0 then
-        for i, item in ipairs(list) do
-          scopes[#scopes + 1] = { ctx = item, item = item, index = i }
+      local keys = type(list) == "table" and each_keys(list) or {}
+      if #keys > 0 then
+        for i, k in ipairs(keys) do
+          local item = list[k]
+          scopes[#scopes + 1] = { ctx = item, item = item, index = i, key = k }
           render(n, scopes, out, missing, seen, opts)
           scopes[#scopes] = nil
         end

@@ -30,6 +30,32 @@ tap.test("conditionals and lists", function(t)
   t:is(mh.template("{{#each xs}}{{top}}{{/each}}")({ top = "T", xs = { {}, {} } }), "TT", "outer scope seen")
 end)
 
+-- {{#each}} over a map (an object, a table with string keys) walks its keys in
+-- sorted order with @key; it rendered the {{else}} part, as if empty.
+tap.test("each over a map: sorted keys, @key and @index", function(t)
+  local r = mh.template("{{#each m}}{{@index}}:{{@key}}={{.}} {{else}}none{{/each}}")
+  t:is(r { m = { b = 2, a = 1, c = "x" } }, "1:a=1 2:b=2 3:c=x ", "keys in byte order, @index from 1")
+  t:is(r { m = { z = 1, [10] = "ten", [2] = "two", B = 3 } }, "1:2=two 2:10=ten 3:B=3 4:z=1 ",
+       "number keys first, ascending, then strings")
+  t:is(r { m = {} }, "none", "an empty map: the else part")
+  t:is(r { m = { [true] = 1 } }, "none", "keys that are neither numbers nor strings are skipped")
+  t:is(r { m = { "x", "y", k = "v" } }, "1:1=x 2:2=y ", "a list with other keys: its array part only")
+  t:is(r { m = { [2] = "b", [3] = "c" } }, "1:2=b 2:3=c ", "no [1]: a map of numbers (not nothing at all)")
+  t:is(r { m = "text" }, "none", "a string is not iterated")
+  local f = mh.template("{{#each people}}{{@key}}: {{name}} ({{ext|-}}){{#if boss}} [{{title}}]{{/if}}; {{/each}}")
+  local text, missing = f { title = "T", people = { bob = { name = "Bob", ext = 201, boss = true }, al = { name = "Al" } } }
+  t:is(text, "al: Al (-); bob: Bob (201) [T]; ", "fields of the values, the outer scope seen")
+  t:same(missing, {}, "nothing missing")
+  text, missing = f { people = { x = { ext = 1 }, y = {} } }
+  t:is(text, "x:  (1); y:  (-); ", "missing fields render empty")
+  t:same(missing, { "name" }, "and are listed once")
+  text, missing = mh.template("{{@key}}{{#each l}}{{@key}}{{/each}}")({ l = { "a", "b" } })
+  t:is(text, "12", "@key of a list item: its index")
+  t:same(missing, { "@key" }, "@key outside each: missing")
+  -- arrays exactly as before
+  t:is(mh.template("{{#each xs}}{{@index}}{{.}}{{/each}}")({ xs = { "a", "b", "c" } }), "1a2b3c", "a list as before")
+end)
+
 tap.test("malformed templates are an error naming the line", function(t)
   for src, want in pairs {
     ["a\n{{#if x}}never closed"] = "template:2: '{{#if x}}' is never closed",
