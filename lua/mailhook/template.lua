@@ -9,6 +9,7 @@
 --   {{#each items}}{{@index}}: {{.}} {{name}}{{else}}none{{/each}}
 --   {{#each map}}{{@key}}={{.}}{{/each}}              a map: its keys in sorted order
 --   {{{raw}}}                                         no HTML escaping (html templates only)
+--   {{! comment }}  {{!-- a comment that may hold {{x}} --}}
 --
 -- each: a table whose [1] is set is a list, iterated 1..n (its other keys are
 -- not: the array part only); any other non-empty table is a map, iterated by
@@ -64,6 +65,17 @@ end
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
+-- A name a template may look up: "." (the current item), or dot-separated
+-- parts ("caller.name", "@index"); ".name", "a..b" or "a." would fail at
+-- render or silently find nothing.
+local function good_path(p)
+  if p == "." then return true end
+  for part in (p .. "."):gmatch("(.-)%.") do
+    if not part:match("^[%w_@%-]+$") then return false end
+  end
+  return true
+end
+
 -- Parses src into a tree; raises "NAME:LINE: message" on a malformed tag.
 local function parse(src, name)
   local pos, len = 1, #src
@@ -84,6 +96,13 @@ local function parse(src, name)
     local s = src:find("{{", pos, true)
     if not s then add({ kind = "text", s = src:sub(pos) }) break end
     if s > pos then add({ kind = "text", s = src:sub(pos, s - 1) }) end
+    if src:sub(s, s + 4) == "{{!--" then
+      -- a long comment ends at the first "--}}" (it may hold "}}" and tags)
+      local e = src:find("--}}", s + 5, true)
+      if not e then fail(s, "unclosed '{{!--' (a long comment ends with '--}}')") end
+      pos = e + 4
+      goto continue
+    end
     local raw = src:sub(s, s + 2) == "{{{"
     local close = raw and "}}}" or "}}"
     local e = src:find(close, s + (raw and 3 or 2), true)
@@ -91,10 +110,14 @@ local function parse(src, name)
     local tag = trim(src:sub(s + (raw and 3 or 2), e - 1))
     pos = e + #close
     local c = tag:sub(1, 1)
+    if raw and (c == "#" or c == "/" or c == "!" or tag == "else") then
+      fail(s, "'{{{" .. tag .. "}}}': triple braces hold a variable only")
+    end
     if c == "#" then
       local kw, arg = tag:match("^#(%a+)%s+(.-)$")
       if not kw or arg == "" then fail(s, "'{{" .. tag .. "}}' needs a name") end
       if kw ~= "if" and kw ~= "unless" and kw ~= "each" then fail(s, "unknown block '{{#" .. kw .. "}}'") end
+      if not good_path(trim(arg)) then fail(s, "bad variable name '" .. trim(arg) .. "' in '{{#" .. kw .. "}}'") end
       local node = { kind = kw, path = trim(arg), children = {}, no = {}, at = s }
       add(node)
       stack[#stack + 1] = node
@@ -111,14 +134,19 @@ local function parse(src, name)
       if #stack == 1 or top.in_else then fail(s, "'{{else}}' outside a block") end
       top.in_else = true
     elseif c == "!" then
-      -- a comment
+      -- a short comment ends at the first "}}": one holding a tag would end
+      -- inside it and show the rest ("{{! see {{x}} }}" printed " }}")
+      if tag:find("{{", 1, true) then
+        fail(s, "'{{!' comment holds '{{' (it ends at the first '}}'; write '{{!-- ... --}}')")
+      end
     else
       if tag == "" then fail(s, "empty '{{}}'") end
       local path, default = tag:match("^(.-)|(.*)$")
       path = trim(path or tag)
-      if not path:match("^[%w_@%.%-]+$") then fail(s, "bad variable name '" .. path .. "'") end
+      if not good_path(path) then fail(s, "bad variable name '" .. path .. "'") end
       add({ kind = "var", path = path, default = default, raw = raw })
     end
+    ::continue::
   end
   if #stack > 1 then
     local top = stack[#stack]

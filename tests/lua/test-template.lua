@@ -56,6 +56,42 @@ tap.test("each over a map: sorted keys, @key and @index", function(t)
   t:is(mh.template("{{#each xs}}{{@index}}{{.}}{{/each}}")({ xs = { "a", "b", "c" } }), "1a2b3c", "a list as before")
 end)
 
+-- {{!-- ... --}} may hold "}}"; a short comment holding a tag leaked its tail.
+tap.test("comments: long ones may hold tags, short ones may not", function(t)
+  t:is(mh.template("a{{!-- see {{name}} and }} --}}b")({ name = "N" }), "ab", "a long comment ends at --}}")
+  t:is(mh.template("a{{!-- x\n{{#if y}}\n--}}b{{! short }}c")({}), "abc", "over lines, with a block tag; a short one")
+  t:same(select(2, mh.template("{{!-- {{who}} --}}")({})), {}, "nothing in a comment is looked up")
+  for src, want in pairs {
+    ["x\ny{{!-- never closed }}"] = "template:2: unclosed '{{!--'",
+    ["{{!-- a --}"] = "template:1: unclosed '{{!--'",
+    ["\n\n{{! see {{name}} }}"] = "template:3: '{{!' comment holds '{{'",
+  } do
+    local ok, err = pcall(mh.template, src)
+    t:ok(not ok, "rejected: " .. src:gsub("\n", "\\n"))
+    t:like(err, want:gsub("[%(%)%.%-%[%]]", "%%%0"), "message for " .. src:gsub("\n", "\\n"))
+  end
+end)
+
+-- Names that compiled but raised at render ({{.name}}: a rule failed on every
+-- event) or silently matched nothing ({{#if a b}}, {{#each xs as |x|}}).
+tap.test("bad names are an error when compiled, in blocks too", function(t)
+  for src, want in pairs {
+    ["{{.name}}"] = "bad variable name '.name'",
+    ["{{..}}"] = "bad variable name '..'",
+    ["{{a.}}"] = "bad variable name 'a.'",
+    ["{{a..b}}"] = "bad variable name 'a..b'",
+    ["{{#if a b}}x{{/if}}"] = "bad variable name 'a b' in '{{#if}}'",
+    ["\n{{#each xs as |x|}}{{x}}{{/each}}"] = "template:2: bad variable name 'xs as |x|' in '{{#each}}'",
+    ["{{#unless .x}}x{{/unless}}"] = "bad variable name '.x'",
+    ["{{{#if a}}}x{{/if}}"] = "triple braces hold a variable only",
+  } do
+    local ok, err = pcall(mh.template, src)
+    t:ok(not ok, "rejected: " .. src:gsub("\n", "\\n"))
+    t:like(err, want:gsub("[%(%)%.%-%[%]%|]", "%%%0"), "message for " .. src:gsub("\n", "\\n"))
+  end
+  t:is(mh.template("{{a.b-c}}{{@index}}{{#each .}}{{.}}{{/each}}")({ a = { ["b-c"] = 1 } }), "1", "good names still compile")
+end)
+
 tap.test("malformed templates are an error naming the line", function(t)
   for src, want in pairs {
     ["a\n{{#if x}}never closed"] = "template:2: '{{#if x}}' is never closed",
