@@ -7,7 +7,17 @@
 --   {{name}}  {{caller.name}}  {{caller|unknown}}      variables, dotted paths, defaults
 --   {{#if x}}...{{else}}...{{/if}}   {{#unless x}}...{{/unless}}
 --   {{#each items}}{{@index}}: {{.}} {{name}}{{else}}none{{/each}}
+--   {{#each map}}{{@key}}={{.}}{{/each}}              a map: its keys in sorted order
 --   {{{raw}}}                                         no HTML escaping (html templates only)
+--   {{! comment }}  {{!-- a comment that may hold {{x}} --}}
+--
+-- each: a table whose [1] is set is a list, iterated 1..n (its other keys are
+-- not: the array part only); any other non-empty table is a map, iterated by
+-- key: the number keys in ascending order, then the string keys in byte
+-- order (keys of another type are skipped: they have no text nor order).
+-- @index counts from 1 (lists and maps alike); @key is a map's key, a list
+-- item's index.  A list or map with nothing to iterate, or a value that is
+-- not a table, renders the {{else}} part.
 --
 -- `missing` lists (once each, in order) the variables that had no value and no
 -- default; they render as "".  A value that has no text (a function, a
@@ -15,8 +25,8 @@
 -- address ("function: 0x55...") is nothing a reader should get.  An unknown
 -- option ({htlm = true}), an argument too many or a wrong type raises.  Escaping follows the context: in an html
 -- template every value is HTML-escaped; in a header template CR, LF and NUL
--- (and any other control character) become spaces, in values and in the
--- result, so a value can never start a new header line.
+-- (and any other control character, TAB too) become spaces, in values and in
+-- the result, so a value can never start a new header line.
 --
 --   mh.template.file(path [, opts]) -> render   (html when path ends in .html)
 --       a relative path is taken from the folder of the Lua file that calls it
@@ -55,6 +65,17 @@ end
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
+-- A name a template may look up: "." (the current item), or dot-separated
+-- parts ("caller.name", "@index"); ".name", "a..b" or "a." would fail at
+-- render or silently find nothing.
+local function good_path(p)
+  if p == "." then return true end
+  for part in (p .. "."):gmatch("(.-)%.") do
+    if not part:match("^[%w_@%-]+$") then return false end
+  end
+  return true
+end
+
 -- Parses src into a tree; raises "NAME:LINE: message" on a malformed tag.
 local function parse(src, name)
   local pos, len = 1, #src
@@ -75,6 +96,13 @@ local function parse(src, name)
     local s = src:find("{{", pos, true)
     if not s then add({ kind = "text", s = src:sub(pos) }) break end
     if s > pos then add({ kind = "text", s = src:sub(pos, s - 1) }) end
+    if src:sub(s, s + 4) == "{{!--" then
+      -- a long comment ends at the first "--}}" (it may hold "}}" and tags)
+      local e = src:find("--}}", s + 5, true)
+      if not e then fail(s, "unclosed '{{!--' (a long comment ends with '--}}')") end
+      pos = e + 4
+      goto continue
+    end
     local raw = src:sub(s, s + 2) == "{{{"
     local close = raw and "}}}" or "}}"
     local e = src:find(close, s + (raw and 3 or 2), true)
@@ -82,10 +110,14 @@ local function parse(src, name)
     local tag = trim(src:sub(s + (raw and 3 or 2), e - 1))
     pos = e + #close
     local c = tag:sub(1, 1)
+    if raw and (c == "#" or c == "/" or c == "!" or tag == "else") then
+      fail(s, "'{{{" .. tag .. "}}}': triple braces hold a variable only")
+    end
     if c == "#" then
       local kw, arg = tag:match("^#(%a+)%s+(.-)$")
       if not kw or arg == "" then fail(s, "'{{" .. tag .. "}}' needs a name") end
       if kw ~= "if" and kw ~= "unless" and kw ~= "each" then fail(s, "unknown block '{{#" .. kw .. "}}'") end
+      if not good_path(trim(arg)) then fail(s, "bad variable name '" .. trim(arg) .. "' in '{{#" .. kw .. "}}'") end
       local node = { kind = kw, path = trim(arg), children = {}, no = {}, at = s }
       add(node)
       stack[#stack + 1] = node
@@ -102,14 +134,19 @@ local function parse(src, name)
       if #stack == 1 or top.in_else then fail(s, "'{{else}}' outside a block") end
       top.in_else = true
     elseif c == "!" then
-      -- a comment
+      -- a short comment ends at the first "}}": one holding a tag would end
+      -- inside it and show the rest ("{{! see {{x}} }}" printed " }}")
+      if tag:find("{{", 1, true) then
+        fail(s, "'{{!' comment holds '{{' (it ends at the first '}}'; write '{{!-- ... --}}')")
+      end
     else
       if tag == "" then fail(s, "empty '{{}}'") end
       local path, default = tag:match("^(.-)|(.*)$")
       path = trim(path or tag)
-      if not path:match("^[%w_@%.%-]+$") then fail(s, "bad variable name '" .. path .. "'") end
+      if not good_path(path) then fail(s, "bad variable name '" .. path .. "'") end
       add({ kind = "var", path = path, default = default, raw = raw })
     end
+    ::continue::
   end
   if #stack > 1 then
     local top = stack[#stack]
@@ -119,11 +156,13 @@ local function parse(src, name)
 end
 
 -- Looks a path up in the scopes (innermost first): "." is the current item,
--- "@index" its 1-based position, "a.b" walks tables.
+-- "@index" its 1-based position, "@key" its key (a list's: its index), "a.b"
+-- walks tables.
 local function lookup(scopes, path)
   local top = scopes[#scopes]
   if path == "." then return top.item end
   if path == "@index" then return top.index end
+  if path == "@key" then return top.key end
   local first, rest = path:match("^([^%.]+)(.*)$")
   local v
   for i = #scopes, 1, -1 do
@@ -146,11 +185,14 @@ end
 
 local HTML = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
 
--- The C1 controls (U+0080-9F: NEL, U+0085, among them) and the line and
--- paragraph separators U+2028/9 too: a reader decoding the Subject's RFC 2047
--- words may show them as a new line ("x<U+2028>From: ceo@bank").
+-- Every C0 control and DEL become a space, TAB too: legal whitespace in a
+-- header, but a value's TAB in a Subject shows as a gap, a box or nothing,
+-- as readers please.  The C1 controls (U+0080-9F: NEL, U+0085, among them)
+-- and the line and paragraph separators U+2028/9 too: a reader decoding the
+-- Subject's RFC 2047 words may show them as a new line ("x<U+2028>From:
+-- ceo@bank").
 local function fold(s)
-  return (s:gsub("[%z\1-\8\10-\31\127]", " "):gsub("\xC2[\x80-\x9F]", " "):gsub("\xE2\x80[\xA8\xA9]", " "))
+  return (s:gsub("[%z\1-\31\127]", " "):gsub("\xC2[\x80-\x9F]", " "):gsub("\xE2\x80[\xA8\xA9]", " "))
 end
 
 -- A value as a template shows it.  A number as a person writes it (the rule
@@ -200,6 +242,27 @@ local function show(v)
   return tostring(v)
 end
 
+-- The keys an {{#each}} walks in t, in order: 1..n for a list (t[1] set: the
+-- array part only, as ipairs), else the number keys ascending then the string
+-- keys in byte order (a map; other keys skipped).  Empty: the {{else}} part.
+local function each_keys(t)
+  local keys = {}
+  if t[1] ~= nil then
+    for i in ipairs(t) do keys[i] = i end
+    return keys
+  end
+  for k in pairs(t) do
+    local kt = type(k)
+    if kt == "number" or kt == "string" then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b)
+    local na, nb = type(a) == "number", type(b) == "number"
+    if na ~= nb then return na end
+    return a < b
+  end)
+  return keys
+end
+
 local function render(node, scopes, out, missing, seen, opts)
   for _, n in ipairs(node.children) do
     if n.kind == "text" then
@@ -232,9 +295,11 @@ local function render(node, scopes, out, missing, seen, opts)
       render(yes and n or { children = n.no }, scopes, out, missing, seen, opts)
     elseif n.kind == "each" then
       local list = lookup(scopes, n.path)
-      if type(list) == "table" and #list > 0 then
-        for i, item in ipairs(list) do
-          scopes[#scopes + 1] = { ctx = item, item = item, index = i }
+      local keys = type(list) == "table" and each_keys(list) or {}
+      if #keys > 0 then
+        for i, k in ipairs(keys) do
+          local item = list[k]
+          scopes[#scopes + 1] = { ctx = item, item = item, index = i, key = k }
           render(n, scopes, out, missing, seen, opts)
           scopes[#scopes] = nil
         end

@@ -30,6 +30,68 @@ tap.test("conditionals and lists", function(t)
   t:is(mh.template("{{#each xs}}{{top}}{{/each}}")({ top = "T", xs = { {}, {} } }), "TT", "outer scope seen")
 end)
 
+-- {{#each}} over a map (an object, a table with string keys) walks its keys in
+-- sorted order with @key; it rendered the {{else}} part, as if empty.
+tap.test("each over a map: sorted keys, @key and @index", function(t)
+  local r = mh.template("{{#each m}}{{@index}}:{{@key}}={{.}} {{else}}none{{/each}}")
+  t:is(r { m = { b = 2, a = 1, c = "x" } }, "1:a=1 2:b=2 3:c=x ", "keys in byte order, @index from 1")
+  t:is(r { m = { z = 1, [10] = "ten", [2] = "two", B = 3 } }, "1:2=two 2:10=ten 3:B=3 4:z=1 ",
+       "number keys first, ascending, then strings")
+  t:is(r { m = {} }, "none", "an empty map: the else part")
+  t:is(r { m = { [true] = 1 } }, "none", "keys that are neither numbers nor strings are skipped")
+  t:is(r { m = { "x", "y", k = "v" } }, "1:1=x 2:2=y ", "a list with other keys: its array part only")
+  t:is(r { m = { [2] = "b", [3] = "c" } }, "1:2=b 2:3=c ", "no [1]: a map of numbers (not nothing at all)")
+  t:is(r { m = "text" }, "none", "a string is not iterated")
+  local f = mh.template("{{#each people}}{{@key}}: {{name}} ({{ext|-}}){{#if boss}} [{{title}}]{{/if}}; {{/each}}")
+  local text, missing = f { title = "T", people = { bob = { name = "Bob", ext = 201, boss = true }, al = { name = "Al" } } }
+  t:is(text, "al: Al (-); bob: Bob (201) [T]; ", "fields of the values, the outer scope seen")
+  t:same(missing, {}, "nothing missing")
+  text, missing = f { people = { x = { ext = 1 }, y = {} } }
+  t:is(text, "x:  (1); y:  (-); ", "missing fields render empty")
+  t:same(missing, { "name" }, "and are listed once")
+  text, missing = mh.template("{{@key}}{{#each l}}{{@key}}{{/each}}")({ l = { "a", "b" } })
+  t:is(text, "12", "@key of a list item: its index")
+  t:same(missing, { "@key" }, "@key outside each: missing")
+  -- arrays exactly as before
+  t:is(mh.template("{{#each xs}}{{@index}}{{.}}{{/each}}")({ xs = { "a", "b", "c" } }), "1a2b3c", "a list as before")
+end)
+
+-- {{!-- ... --}} may hold "}}"; a short comment holding a tag leaked its tail.
+tap.test("comments: long ones may hold tags, short ones may not", function(t)
+  t:is(mh.template("a{{!-- see {{name}} and }} --}}b")({ name = "N" }), "ab", "a long comment ends at --}}")
+  t:is(mh.template("a{{!-- x\n{{#if y}}\n--}}b{{! short }}c")({}), "abc", "over lines, with a block tag; a short one")
+  t:same(select(2, mh.template("{{!-- {{who}} --}}")({})), {}, "nothing in a comment is looked up")
+  for src, want in pairs {
+    ["x\ny{{!-- never closed }}"] = "template:2: unclosed '{{!--'",
+    ["{{!-- a --}"] = "template:1: unclosed '{{!--'",
+    ["\n\n{{! see {{name}} }}"] = "template:3: '{{!' comment holds '{{'",
+  } do
+    local ok, err = pcall(mh.template, src)
+    t:ok(not ok, "rejected: " .. src:gsub("\n", "\\n"))
+    t:like(err, want:gsub("[%(%)%.%-%[%]]", "%%%0"), "message for " .. src:gsub("\n", "\\n"))
+  end
+end)
+
+-- Names that compiled but raised at render ({{.name}}: a rule failed on every
+-- event) or silently matched nothing ({{#if a b}}, {{#each xs as |x|}}).
+tap.test("bad names are an error when compiled, in blocks too", function(t)
+  for src, want in pairs {
+    ["{{.name}}"] = "bad variable name '.name'",
+    ["{{..}}"] = "bad variable name '..'",
+    ["{{a.}}"] = "bad variable name 'a.'",
+    ["{{a..b}}"] = "bad variable name 'a..b'",
+    ["{{#if a b}}x{{/if}}"] = "bad variable name 'a b' in '{{#if}}'",
+    ["\n{{#each xs as |x|}}{{x}}{{/each}}"] = "template:2: bad variable name 'xs as |x|' in '{{#each}}'",
+    ["{{#unless .x}}x{{/unless}}"] = "bad variable name '.x'",
+    ["{{{#if a}}}x{{/if}}"] = "triple braces hold a variable only",
+  } do
+    local ok, err = pcall(mh.template, src)
+    t:ok(not ok, "rejected: " .. src:gsub("\n", "\\n"))
+    t:like(err, want:gsub("[%(%)%.%-%[%]%|]", "%%%0"), "message for " .. src:gsub("\n", "\\n"))
+  end
+  t:is(mh.template("{{a.b-c}}{{@index}}{{#each .}}{{.}}{{/each}}")({ a = { ["b-c"] = 1 } }), "1", "good names still compile")
+end)
+
 tap.test("malformed templates are an error naming the line", function(t)
   for src, want in pairs {
     ["a\n{{#if x}}never closed"] = "template:2: '{{#if x}}' is never closed",
@@ -63,6 +125,11 @@ tap.test("a header value can never add a line", function(t)
   t:is(r { caller = "x\u{85}From: ceo@bank\u{2028}y\u{2029}z\u{9F}\u{80}" },
        "Voicemail from x From: ceo@bank y z", "NEL, U+2028, U+2029 and the C1 controls: spaces")
   t:is(r { caller = "Zoë Ünal" }, "Voicemail from Zoë Ünal", "other non-ASCII letters kept (their C2/C3 bytes)")
+  -- a TAB (a legal WSP in a header, but a Subject "a<TAB>b" shows oddly, or
+  -- not at all, in readers) was kept: a space, as every other control
+  t:is(r { caller = "a\tb\27c" }, "Voicemail from a b c", "TAB and ESC in a value: spaces")
+  t:is(mh.template("a\t{{x}}", { header = true })({ x = "\t" }), "a", "TAB in the template's text too; trimmed")
+  t:is(mh.template("a\t{{x}}")({ x = "\tb" }), "a\t\tb", "a plain (body) template keeps its TABs")
 end)
 
 local function tmpdir()
