@@ -216,9 +216,12 @@ function Tracker:snapshot()
       last_error = self.last_error, last_success = self.last_success,
       connections = #(d.workers or {}),
     },
-    -- partial: of the failed, those some recipients got (mailhook.delivery D:fail)
+    -- partial: of the failed, those some recipients got (mailhook.delivery D:fail),
+    -- partial_delivered of their partial_recipients recipients (as `mailhook flush`
+    -- says them; /metrics has each counter here: mailhook.console metrics_text)
     counters = { delivered = st.delivered or 0, deferred = st.deferred or 0, failed = st.failed or 0,
-                 attempts = st.attempts or 0, partial = st.partial or 0 },
+                 attempts = st.attempts or 0, partial = st.partial or 0,
+                 partial_delivered = st.partial_delivered or 0, partial_recipients = st.partial_recipients or 0 },
   }
 end
 

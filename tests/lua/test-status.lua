@@ -173,6 +173,19 @@ tap.test("text and JSON of a report", function(t)
   t:is(back.queue.pickup, 12, "numbers too")
 end)
 
+tap.test("partly delivered: the snapshot's counters carry the recipients too", function(t)
+  local dir = tmpdir()
+  local d = fake_delivery(mh.now)
+  d.stats.failed, d.stats.partial, d.stats.partial_delivered, d.stats.partial_recipients = 3, 1, 121, 123
+  local tr = status.tracker { delivery = d, spool_dir = dir }
+  local k = tr:snapshot().counters
+  t:is(k.partial, 1, "partial: the messages")
+  t:is(k.partial_delivered, 121, "partial_delivered: the recipients that got them (status --json, /metrics)")
+  t:is(k.partial_recipients, 123, "partial_recipients: of how many")
+  tr:stop()
+  os.execute("rm -rf " .. dir)
+end)
+
 tap.test("cond: notify wakes a waiter, a timeout does not", function(t)
   local c = status.cond()
   local t0 = mh.monotonic()
