@@ -357,13 +357,17 @@ function M.queue_facts(dir, now)
 end
 
 -- collect{...} -> report (waits).  Options: spool_dir, conf (paths), tracker (in
--- the service itself: no signal), ask (false: never signal), timeout.
+-- the service itself: no signal), ask (false: never signal), timeout.  With a
+-- tracker and no paths, those of the tracker's service (its spool and settings
+-- file: the queue, failed/ and the outage of the spool it delivers, never the
+-- default one's; the console's /api/status and /metrics).
 function M.collect(opts)
   opts = opts or {}
   local mh = require "mailhook"
   local now = (opts.now or mh.now)()
-  local dir = opts.spool_dir or core.paths.spool
-  local conf = opts.conf or core.paths.conf
+  local tr = opts.tracker
+  local dir = opts.spool_dir or (tr and tr.dir) or core.paths.spool
+  local conf = opts.conf or (tr and tr.conf) or core.paths.conf
   local r = { checked_at = now, spool = dir }
 
   -- the settings file, as a service would load it now

@@ -186,6 +186,28 @@ tap.test("partly delivered: the snapshot's counters carry the recipients too", f
   os.execute("rm -rf " .. dir)
 end)
 
+tap.test("collect with the service's tracker: its spool and settings, not the default ones", function(t)
+  local core = require "mailhook.core"
+  local dir, other = tmpdir(), tmpdir()
+  local sp = assert(require("mailhook.spool").open(dir))
+  assert(sp:enqueue("Subject: s\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  assert(sp:enqueue("Subject: s\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  local saved_spool, saved_conf = core.paths.spool, core.paths.conf
+  core.paths.spool, core.paths.conf = other, other .. "/none.conf"   -- the default: an empty spool
+  local d = fake_delivery(mh.now)
+  local tr = status.tracker { delivery = d, spool_dir = dir, conf = dir .. "/mailhook.conf" }
+  local ok, r = pcall(status.collect, { tracker = tr })
+  core.paths.spool, core.paths.conf = saved_spool, saved_conf
+  t:ok(ok, "collected", not ok and r or nil)
+  if ok then
+    t:is(r.spool, dir, "the tracker's spool (the console's /api/status and /metrics)")
+    t:is(r.queue and r.queue.pickup, 2, "its pickup/ counted (the default spool's is empty)")
+    t:is(r.settings.path, dir .. "/mailhook.conf", "the settings file the service loaded")
+  end
+  tr:stop()
+  os.execute("rm -rf " .. dir .. " " .. other)
+end)
+
 tap.test("cond: notify wakes a waiter, a timeout does not", function(t)
   local c = status.cond()
   local t0 = mh.monotonic()
