@@ -1483,6 +1483,13 @@ function M:metrics_text()
   metric(out, "mailhook_queue_oldest_age_seconds", "gauge", "Age of the oldest message in pickup/ (0 when empty).",
     { { q.oldest_age or 0 } })
   metric(out, "mailhook_failed_messages", "gauge", "Dead letters in failed/.", { { q.failed or 0 } })
+  -- the rest of the queue `status --json` reports (queue.drop_ins, maildrop, corrupt)
+  metric(out, "mailhook_queue_drop_ins", "gauge", "Files dropped into pickup/ by other programs, not adopted yet.",
+    { { q.drop_ins or 0 } })
+  metric(out, "mailhook_maildrop_messages", "gauge", "Messages from local users waiting in maildrop/ for the service.",
+    { { q.maildrop or 0 } })
+  metric(out, "mailhook_corrupt_files", "gauge", "Files set aside in corrupt/ as unusable: never sent.",
+    { { q.corrupt or 0 } })
   metric(out, "mailhook_delivered_total", "counter", "Messages delivered since the service started.",
     { { k.delivered or 0 } })
   metric(out, "mailhook_deferred_total", "counter", "Deferrals (4xx) since the service started.",
@@ -1491,6 +1498,16 @@ function M:metrics_text()
     { { k.failed or 0 } })
   metric(out, "mailhook_delivery_attempts_total", "counter", "Messages submitted to the server since start.",
     { { k.attempts or 0 } })
+  -- partly delivered: failed, but some recipients got it (the counters of
+  -- `status --json`, `mailhook flush`'s "partly delivered: N of M recipients")
+  metric(out, "mailhook_partial_total", "counter",
+    "Messages moved to failed/ since the service started that some of their recipients got (partly delivered; " ..
+    "counted in mailhook_failed_total too).", { { k.partial or 0 } })
+  metric(out, "mailhook_partial_delivered_total", "counter",
+    "Recipients that got a partly delivered message, since the service started.", { { k.partial_delivered or 0 } })
+  metric(out, "mailhook_partial_recipients_total", "counter",
+    "Recipients of the partly delivered messages in all (those that got them and those refused), since the " ..
+    "service started.", { { k.partial_recipients or 0 } })
   local states = {}
   for _, s in ipairs(require("mailhook.status").STATES) do
     states[#states + 1] = { c.state == s and 1 or 0, { state = s } }

@@ -47,17 +47,20 @@ function M.failed_ids(dir)
 end
 
 -- partial_since(before [, dir]) -> partial, delivered, recipients: of the
--- messages in failed/ now and not in before (failed_ids), those some
+-- messages in dir's failed/ now and not in before (failed_ids), those some
 -- recipients got (their sidecar's `done`), and how many recipients got them
--- of how many in all.  A sidecar that cannot be read counts as none.
+-- of how many in all.  The sidecars are read from dir too (mh.queue.show read
+-- the default spool's: a flush{spool_dir =} of another spool counted none).
+-- A sidecar that cannot be read counts as none.
 function M.partial_since(before, dir)
   local now = before and M.failed_ids(dir)
   local n, got, all = 0, 0, 0
   if not now then return n, got, all end
-  local queue = require "mailhook.queue"
+  local sp = require("mailhook.queue").spool(dir)   -- dir's (nil: the default), opened once
+  if not sp then return n, got, all end
   for id in pairs(now) do
     if not before[id] then
-      local ok, e = pcall(queue.show, id)
+      local ok, e = pcall(sp.load, sp, id)
       if ok and type(e) == "table" and #(e.done or {}) > 0 then
         n, got = n + 1, got + #e.done
         all = all + #e.done + #(e.refused or {}) + #(e.to or {})

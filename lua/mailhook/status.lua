@@ -216,9 +216,12 @@ function Tracker:snapshot()
       last_error = self.last_error, last_success = self.last_success,
       connections = #(d.workers or {}),
     },
-    -- partial: of the failed, those some recipients got (mailhook.delivery D:fail)
+    -- partial: of the failed, those some recipients got (mailhook.delivery D:fail),
+    -- partial_delivered of their partial_recipients recipients (as `mailhook flush`
+    -- says them; /metrics has each counter here: mailhook.console metrics_text)
     counters = { delivered = st.delivered or 0, deferred = st.deferred or 0, failed = st.failed or 0,
-                 attempts = st.attempts or 0, partial = st.partial or 0 },
+                 attempts = st.attempts or 0, partial = st.partial or 0,
+                 partial_delivered = st.partial_delivered or 0, partial_recipients = st.partial_recipients or 0 },
   }
 end
 
@@ -354,13 +357,17 @@ function M.queue_facts(dir, now)
 end
 
 -- collect{...} -> report (waits).  Options: spool_dir, conf (paths), tracker (in
--- the service itself: no signal), ask (false: never signal), timeout.
+-- the service itself: no signal), ask (false: never signal), timeout.  With a
+-- tracker and no paths, those of the tracker's service (its spool and settings
+-- file: the queue, failed/ and the outage of the spool it delivers, never the
+-- default one's; the console's /api/status and /metrics).
 function M.collect(opts)
   opts = opts or {}
   local mh = require "mailhook"
   local now = (opts.now or mh.now)()
-  local dir = opts.spool_dir or core.paths.spool
-  local conf = opts.conf or core.paths.conf
+  local tr = opts.tracker
+  local dir = opts.spool_dir or (tr and tr.dir) or core.paths.spool
+  local conf = opts.conf or (tr and tr.conf) or core.paths.conf
   local r = { checked_at = now, spool = dir }
 
   -- the settings file, as a service would load it now

@@ -166,4 +166,61 @@ tap.test("/metrics label values are escaped as the text format says", function(t
   t:is(console.label_value("idle"), "idle", "a plain value as it is")
 end)
 
+-- a console as far as metrics_text sees one: a report and the HTTP layer's stats
+local function scraped(report)
+  local c = setmetatable({ status_report = function() return report end,
+                           server = { stats = function() return { requests = 0, limited = 0, connections = 0 } end } },
+                         { __index = console })
+  return c:metrics_text()
+end
+
+tap.test("/metrics: partly delivered messages and their recipients", function(t)
+  local text = scraped { service = { running = true, since = 1 }, settings = { ready = true }, flowing = true,
+    connection = { state = "idle" }, queue = { pickup = 0, failed = 1 },
+    counters = { delivered = 0, deferred = 0, failed = 1, attempts = 1, partial = 1, partial_delivered = 121,
+                 partial_recipients = 123 } }
+  for _, m in ipairs { { "mailhook_partial_total", 1 }, { "mailhook_partial_delivered_total", 121 },
+                       { "mailhook_partial_recipients_total", 123 } } do
+    t:like(text, "\n# HELP " .. m[1] .. " [^\n]+\n# TYPE " .. m[1] .. " counter\n" .. m[1] .. " " .. m[2] .. "\n",
+           m[1] .. ": HELP, TYPE counter, " .. m[2])
+  end
+end)
+
+-- every figure of `status --json` a monitor alerts on has its sample: each
+-- counter of the service's snapshot and each count of the queue, given a
+-- value of its own, is the value of some sample (a counter added to one and
+-- not the other was missing from /metrics: partial)
+tap.test("/metrics has every counter and queue count of status --json", function(t)
+  local status = require "mailhook.status"
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  local d = { workers = {}, cfg = { server = { "smtp.example.com" }, port = 25, retry_interval = 30 },
+              stats = { delivered = 1001, deferred = 1002, failed = 1003, attempts = 1004, errors = 0, partial = 1005,
+                        partial_delivered = 1006, partial_recipients = 1007 } }
+  local tr = status.tracker { delivery = d, spool_dir = dir }
+  local k = tr:snapshot().counters
+  tr:stop()
+  os.execute("rm -rf " .. dir)
+  local q = { pickup = 2001, failed = 2002, drop_ins = 2003, maildrop = 2004, corrupt = 2005, oldest_age = 2006 }
+  local text = scraped { service = { running = true, since = 1 }, settings = { ready = true }, flowing = true,
+    connection = { state = "idle" }, queue = q, counters = k }
+  local function sample(v)
+    for line in text:gmatch("[^\n]+") do
+      local name, got = line:match("^(mailhook_[%w_]+) (%d+)$")
+      if got and tonumber(got) == v then return name end
+    end
+  end
+  local n = 0
+  for key, v in pairs(k) do
+    n = n + 1
+    local name = sample(v)
+    t:ok(name and name:match("_total$"), "counters." .. key .. ": a counter sample" .. (name and (" (" .. name .. ")") or ""))
+  end
+  t:ok(n >= 7, n .. " counters in the snapshot")
+  for key, v in pairs(q) do
+    t:ok(sample(v), "queue." .. key .. ": a sample" .. (sample(v) and (" (" .. sample(v) .. ")") or ""))
+  end
+end)
+
 tap.done()

@@ -173,6 +173,41 @@ tap.test("text and JSON of a report", function(t)
   t:is(back.queue.pickup, 12, "numbers too")
 end)
 
+tap.test("partly delivered: the snapshot's counters carry the recipients too", function(t)
+  local dir = tmpdir()
+  local d = fake_delivery(mh.now)
+  d.stats.failed, d.stats.partial, d.stats.partial_delivered, d.stats.partial_recipients = 3, 1, 121, 123
+  local tr = status.tracker { delivery = d, spool_dir = dir }
+  local k = tr:snapshot().counters
+  t:is(k.partial, 1, "partial: the messages")
+  t:is(k.partial_delivered, 121, "partial_delivered: the recipients that got them (status --json, /metrics)")
+  t:is(k.partial_recipients, 123, "partial_recipients: of how many")
+  tr:stop()
+  os.execute("rm -rf " .. dir)
+end)
+
+tap.test("collect with the service's tracker: its spool and settings, not the default ones", function(t)
+  local core = require "mailhook.core"
+  local dir, other = tmpdir(), tmpdir()
+  local sp = assert(require("mailhook.spool").open(dir))
+  assert(sp:enqueue("Subject: s\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  assert(sp:enqueue("Subject: s\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  local saved_spool, saved_conf = core.paths.spool, core.paths.conf
+  core.paths.spool, core.paths.conf = other, other .. "/none.conf"   -- the default: an empty spool
+  local d = fake_delivery(mh.now)
+  local tr = status.tracker { delivery = d, spool_dir = dir, conf = dir .. "/mailhook.conf" }
+  local ok, r = pcall(status.collect, { tracker = tr })
+  core.paths.spool, core.paths.conf = saved_spool, saved_conf
+  t:ok(ok, "collected", not ok and r or nil)
+  if ok then
+    t:is(r.spool, dir, "the tracker's spool (the console's /api/status and /metrics)")
+    t:is(r.queue and r.queue.pickup, 2, "its pickup/ counted (the default spool's is empty)")
+    t:is(r.settings.path, dir .. "/mailhook.conf", "the settings file the service loaded")
+  end
+  tr:stop()
+  os.execute("rm -rf " .. dir .. " " .. other)
+end)
+
 tap.test("cond: notify wakes a waiter, a timeout does not", function(t)
   local c = status.cond()
   local t0 = mh.monotonic()

@@ -1,0 +1,99 @@
+# `mailhook flush` while a service runs on a spool that is not the default one
+# (-s DIR, $MAILHOOK_SPOOL, mh.queue.flush{spool_dir =}): the flush asks that
+# service (SIGUSR1, SPOOL/flush.done) and says what became of the messages, a
+# partly delivered one (some recipients got it, the others were refused for
+# good) counted from that spool's failed/ and sidecars, never the default
+# spool's (mh.queue.flush{spool_dir =} read the default one's: 0 partly
+# delivered).  The service's own counters of them: `status --json`, the
+# console's /api/status and /metrics (mailhook_partial_total, ..._delivered_,
+# ..._recipients_total: /metrics had none).  Real server: aiosmtpd
+# (tests/peers/smtpd.py --reply-rcpt).
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+
+C=$T/mailhook.conf MD=$T/maildir LOG=$T/smtpd.log
+DEF=$T/default-spool OTHER=$T/other-spool
+export MAILHOOK_CONF=$C MAILHOOK_SPOOL=$DEF
+start_smtpd P --maildir "$MD" --log "$LOG" \
+  --reply-rcpt "a550@example.net=550 5.1.1 no such user" \
+  --reply-rcpt-once "b451@example.net=451 4.2.1 mailbox busy" \
+  --reply-rcpt-once "c451@example.net=451 4.2.1 mailbox busy" \
+  --reply-rcpt-once "e451@example.net=451 4.2.1 mailbox busy" \
+  || { echo "Bail out! aiosmtpd did not start"; exit 1; }
+AP=$(free_port)
+TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+( umask 077; echo "$TOKEN" > "$T/token" )
+"$MAILHOOK" update enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false \
+  from=app@example.com retry_interval=1 admin_listen="127.0.0.1:$AP" admin_token_file="$T/token" >/dev/null
+"$MAILHOOK" queue >/dev/null             # the default spool exists, with its folders
+"$MAILHOOK" -s "$OTHER" queue >/dev/null
+rcpts_to() { grep -c "^rcpt <$1>" "$LOG"; }
+# get PATH: the console's answer to PATH (the bearer token)
+get() { curl -s -m 10 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AP$1"; }
+# J EXPR: EXPR of the JSON on stdin (d)
+J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(json.dumps(eval(sys.argv[1])))' "$1"; }
+
+# svc DIR: the service on DIR (-s), its log $T/svc.log; SVC its pid
+svc() {
+  MAILHOOK_LOG_LEVEL=info "$MAILHOOK" -s "$1" run >"$T/svc.log" 2>&1 &
+  SVC=$!
+  on_exit "kill -9 $SVC"
+  wait_for 10 grep -q "console: http://127.0.0.1:$AP" "$T/svc.log"
+}
+# queue1 DIR SUBJECT RCPT...: one message through `sendmail` into DIR; its id printed
+queue1() {
+  local dir=$1 subj=$2; shift 2
+  printf 'From: app@example.com\nTo: %s\nSubject: %s\n\nbody\n' "$(IFS=,; echo "$*")" "$subj" |
+    "$MAILHOOK" -s "$dir" sendmail "$@" && ls -t "$dir/pickup" | grep -m1 '\.eml$' | sed 's/\.eml$//'
+}
+refused_recorded() { "$MAILHOOK" -s "$1" queue show "$2" | grep -q "refused: *a550@example.net"; }
+
+# (a) -s OTHER: the service tried once (a550 refused for good, b451 deferred with
+# its backoff); the flush asks it, b451 gets it, the message goes to failed/
+svc "$OTHER"; ok $? "the service runs on the other spool"
+id=$(queue1 "$OTHER" "case a" a550@example.net b451@example.net)
+wait_for 20 refused_recorded "$OTHER" "$id"; ok $? "first attempt: a550@ refused for good, b451@ deferred"
+"$MAILHOOK" -s "$OTHER" flush >"$T/f1" 2>&1; rc=$?
+is "$rc" 0 "flush -s OTHER: exit 0 ($(cat "$T/f1"))"
+like "$(cat "$T/f1")" "^flush: asked the service \(pid $SVC\): 0 delivered, 1 failed \(partly delivered: 1 of 2 recipients\), 0 left" \
+     "flush -s OTHER: the message is said partly delivered, 1 of 2 (read from OTHER's failed/)"
+is "$(rcpts_to b451@example.net)" 2 "b451@ tried twice (451, then accepted)"
+# the service's counters of it: status --json, /api/status, /metrics
+k=$("$MAILHOOK" -s "$OTHER" status --json | J '[d["counters"][k] for k in ("failed", "partial", "partial_delivered", "partial_recipients")]')
+is "$k" "[1, 1, 1, 2]" "status -s OTHER --json: failed 1, partial 1, partial_delivered 1 of partial_recipients 2"
+is "$(get /api/status | J '[d["counters"][k] for k in ("partial", "partial_delivered", "partial_recipients")]')" \
+   "[1, 1, 2]" "the console's /api/status: the same counters"
+m=$(get /metrics)
+like "$m" "^# TYPE mailhook_partial_total counter$" "/metrics: mailhook_partial_total is a counter"
+is "$(printf '%s\n' "$m" | grep -E '^mailhook_(failed|partial|partial_delivered|partial_recipients)_total ' | tr '\n' ' ')" \
+   "mailhook_failed_total 1 mailhook_partial_total 1 mailhook_partial_delivered_total 1 mailhook_partial_recipients_total 2 " \
+   "/metrics: 1 failed, 1 of them partly delivered, to 1 of its 2 recipients"
+kill -TERM "$SVC"; wait "$SVC"
+
+# (b) mh.queue.flush{spool_dir = OTHER} from a script whose default spool is DEF
+svc "$OTHER"; ok $? "the service runs on the other spool again"
+id=$(queue1 "$OTHER" "case b" a550@example.net c451@example.net)
+wait_for 20 refused_recorded "$OTHER" "$id"; ok $? "(b) first attempt: a550@ refused, c451@ deferred"
+cat > "$T/flush.lua" <<LUA
+local mh = require "mailhook"
+local s = mh.queue.flush { spool_dir = "$OTHER", timeout = 20 }
+print(string.format("via=%s left=%d partial=%d got=%d of=%d", s.via, s.left, s.partial or -1,
+                    s.partial_delivered or -1, s.partial_recipients or -1))
+LUA
+is "$("$MAILHOOK" "$T/flush.lua" 2>&1)" "via=service left=0 partial=1 got=1 of=2" \
+   "mh.queue.flush{spool_dir = OTHER}: partly delivered, read from OTHER (the default spool is another)"
+kill -TERM "$SVC"; wait "$SVC"
+
+# (c) MAILHOOK_SPOOL=OTHER, no -s: the same
+export MAILHOOK_SPOOL=$OTHER
+svc "$OTHER"; ok $? "the service runs on the other spool a third time"
+id=$(queue1 "$OTHER" "case c" a550@example.net e451@example.net ok1@example.net)
+wait_for 20 refused_recorded "$OTHER" "$id"; ok $? "(c) first attempt: a550@ refused, e451@ deferred, ok1@ got it"
+"$MAILHOOK" flush >"$T/f3" 2>&1; rc=$?
+is "$rc" 0 "MAILHOOK_SPOOL=OTHER flush: exit 0"
+like "$(cat "$T/f3")" "^flush: asked the service \(pid $SVC\): 0 delivered, 1 failed \(partly delivered: 2 of 3 recipients\), 0 left" \
+     "MAILHOOK_SPOOL=OTHER flush: partly delivered, 2 of 3 ($(cat "$T/f3"))"
+kill -TERM "$SVC"; wait "$SVC"
+export MAILHOOK_SPOOL=$DEF
+
+done_testing
