@@ -205,10 +205,17 @@ function M.run(opts, ...)
     if timeout and mh.now() - asked > timeout then err = "timed out waiting for the service"; break end
   end
   progress(math.max(0, total - left), total, left)
-  -- (failed stays 0 here: mailhook.cmd.flush counts failed/; the partly
-  -- delivered ones are read from their sidecars)
+  -- what left pickup/ went out, or to failed/: the messages there now that
+  -- were not before (a dead letter is neither delivered nor left; failed was
+  -- 0 here and every failure counted delivered, for mh.queue.flush callers)
+  local gone, failed = math.max(0, total - left), 0
+  local failed_now = failed_before and M.failed_ids(dir)
+  for id in pairs(failed_now or {}) do
+    if not failed_before[id] then failed = failed + 1 end
+  end
+  failed = math.min(failed, gone)
   local partial, got, all = M.partial_since(failed_before, dir)
-  return { delivered = math.max(0, total - left), deferred = 0, failed = 0, left = left, total = total,
+  return { delivered = gone - failed, deferred = 0, failed = failed, left = left, total = total,
            via = "service", pid = pid, error = err, partial = partial, partial_delivered = got,
            partial_recipients = all }
 end

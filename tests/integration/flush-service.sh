@@ -77,11 +77,11 @@ wait_for 20 refused_recorded "$OTHER" "$id"; ok $? "(b) first attempt: a550@ ref
 cat > "$T/flush.lua" <<LUA
 local mh = require "mailhook"
 local s = mh.queue.flush { spool_dir = "$OTHER", timeout = 20 }
-print(string.format("via=%s left=%d partial=%d got=%d of=%d", s.via, s.left, s.partial or -1,
-                    s.partial_delivered or -1, s.partial_recipients or -1))
+print(string.format("via=%s delivered=%d failed=%d left=%d partial=%d got=%d of=%d", s.via, s.delivered, s.failed,
+                    s.left, s.partial or -1, s.partial_delivered or -1, s.partial_recipients or -1))
 LUA
-is "$("$MAILHOOK" "$T/flush.lua" 2>&1)" "via=service left=0 partial=1 got=1 of=2" \
-   "mh.queue.flush{spool_dir = OTHER}: partly delivered, read from OTHER (the default spool is another)"
+is "$("$MAILHOOK" "$T/flush.lua" 2>&1)" "via=service delivered=0 failed=1 left=0 partial=1 got=1 of=2" \
+   "mh.queue.flush{spool_dir = OTHER}: 1 failed (not delivered: failed was 0 asking a service), partly delivered, read from OTHER"
 kill -TERM "$SVC"; wait "$SVC"
 
 # (c) MAILHOOK_SPOOL=OTHER, no -s: the same

@@ -49,7 +49,6 @@ return function(...)
     shown = true
   end
 
-  local failed_before = flush.failed_count()
   local ok, s = pcall(flush.run, { progress = progress, timeout = timeout })
   if shown then io.stderr:write("\n") end
   if not ok then return args.fail("flush", s, 1) end
@@ -65,12 +64,10 @@ return function(...)
   end
   if s.via == "service" then
     -- the service reports what pickup/ still holds; what left it went out or
-    -- moved to failed/ (counted there: a dead letter is neither delivered nor left)
-    local failed_after = flush.failed_count()
-    local failed = (failed_before and failed_after) and math.max(0, failed_after - failed_before) or 0
-    failed = math.min(failed, s.delivered)
+    -- moved to failed/ (counted there by flush.run: a dead letter is neither
+    -- delivered nor left)
     io.stdout:write(string.format("flush: asked the service (pid %d): %d delivered, %s, %d left, %.1f s\n",
-                                  s.pid, s.delivered - failed, failed_text(failed), s.left, dt))
+                                  s.pid, s.delivered, failed_text(s.failed), s.left, dt))
   else
     io.stdout:write(string.format("flush: %d delivered, %d deferred, %s, %d left, %.1f s\n",
                                   s.delivered, s.deferred, failed_text(s.failed), s.left, dt))
