@@ -623,8 +623,13 @@ function M.text(r)
   end
   local k = r.counters
   if k then
+    -- the partly delivered as `mailhook flush` says them (their recipients too)
+    local p = math.min(k.partial or 0, k.failed)
     row("since start", string.format("delivered %d, deferred %d, failed %d%s", k.delivered, k.deferred, k.failed,
-                                     (k.partial or 0) > 0 and string.format(" (%d partly delivered)", k.partial) or ""))
+                                     p > 0 and string.format(" (%spartly delivered: %d of %d recipients)",
+                                                             p == k.failed and "" or (p .. " "),
+                                                             k.partial_delivered or 0, k.partial_recipients or 0)
+                                     or ""))
   end
   return table.concat(out, "\n") .. "\n"
 end

@@ -61,6 +61,8 @@ is "$(rcpts_to b451@example.net)" 2 "b451@ tried twice (451, then accepted)"
 # the service's counters of it: status --json, /api/status, /metrics
 k=$("$MAILHOOK" -s "$OTHER" status --json | J '[d["counters"][k] for k in ("failed", "partial", "partial_delivered", "partial_recipients")]')
 is "$k" "[1, 1, 1, 2]" "status -s OTHER --json: failed 1, partial 1, partial_delivered 1 of partial_recipients 2"
+like "$("$MAILHOOK" -s "$OTHER" status)" "since start +delivered 0, deferred [0-9]+, failed 1 \(partly delivered: 1 of 2 recipients\)" \
+     "status -s OTHER: the partly delivered said as flush says them, with their recipients"
 is "$(get /api/status | J '[d["counters"][k] for k in ("partial", "partial_delivered", "partial_recipients")]')" \
    "[1, 1, 2]" "the console's /api/status: the same counters"
 m=$(get /metrics)
