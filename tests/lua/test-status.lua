@@ -165,9 +165,11 @@ tap.test("text and JSON of a report", function(t)
   t:like(text, "next attempt .* %(in 20s%)", "the next attempt")
   t:like(text, "12 messages in pickup/, oldest 3m; 2 in failed/", "the queue")
   t:like(text, "delivered 5, deferred 1, failed 2\n", "counters since start")
-  r.counters.partial = 1
-  t:like(status.text(r), "delivered 5, deferred 1, failed 2 %(1 partly delivered%)",
-         "a failed message some recipients got is said partly delivered")
+  r.counters.partial, r.counters.partial_delivered, r.counters.partial_recipients = 1, 121, 123
+  t:like(status.text(r), "delivered 5, deferred 1, failed 2 %(1 partly delivered: 121 of 123 recipients%)",
+         "a failed message some recipients got is said partly delivered, with its recipients")
+  r.counters.failed = 1
+  t:like(status.text(r), "failed 1 %(partly delivered: 121 of 123 recipients%)", "every failed one partly delivered")
   local back = json.decode(json.encode(r))
   t:is(back.connection.outage.stage, "connect", "the report survives JSON")
   t:is(back.queue.pickup, 12, "numbers too")
