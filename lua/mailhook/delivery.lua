@@ -1294,9 +1294,12 @@ function W:burst(e)
     end
     x.relay = self.relay
     -- the entry is the message: from, to, data or path and offset, from_params, to_params;
-    -- its data a handle (LOAD_OPTS.buffer) that the engine takes, a string for any other session
+    -- its data a handle (LOAD_OPTS.buffer) that the engine takes, a string for any other session.
+    -- A real session's submit_entry: the entry carries fields a message has not (id,
+    -- attempts, ...), which s:submit refuses (its check is for a script's typo)
     if not c and type(x.data) == "userdata" then x.data = x.data:bytes() end
-    local ok, err, info = s:submit(x)
+    local ok, err, info
+    if c then ok, err, info = smtp.submit_entry(s, x) else ok, err, info = s:submit(x) end
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = x; return end
     if info and info.code == "ENOTFOUND" then
