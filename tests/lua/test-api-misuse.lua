@@ -115,6 +115,15 @@ local cases = {
   { "mh.settings.load_intake needs list", mh.settings.load_intake, { nil, { "rules" }, n = 2 },
     "mh.settings.load_intake: needs: [1] is not a setting (needs is a set {key = true} of: " ..
     table.concat(mh.settings.keys, ", ") .. ")" },
+  -- intake's own (sendmail, maildrop): a misspelt ctx key ({recieved = true})
+  -- was no Received line
+  { "submit.prepare recieved", require("mailhook.submit").prepare, { { recieved = true }, "" },
+    "submit.prepare: unknown option 'recieved' (known: cfg, caller, rcpts, t, from, fullname, notify, ret, " ..
+    "envid, rcpt_params, from_params, time, received)" },
+  { "submit.prepare extra", require("mailhook.submit").prepare, { {}, "", 1 },
+    "submit.prepare: takes at most 2 arguments (got 3)" },
+  { "submit.prepare head", require("mailhook.submit").prepare, { {}, nil, n = 2 },
+    "submit.prepare: head must be a string (got nil)" },
   { "mh.settings.ready 5", mh.settings.ready, { 5 }, "mh.settings.ready: cfg must be a table (settings) (got number)" },
   { "mh.settings.update path", mh.settings.update, { {}, 5 }, "mh.settings.update: path must be a string (got number)" },
   { "mh.smtp.test cfg", mh.smtp.test, { { cfg = 5 } }, "mh.smtp.test: cfg must be a table (settings; got number)" },
