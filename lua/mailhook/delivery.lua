@@ -1294,9 +1294,12 @@ function W:burst(e)
     end
     x.relay = self.relay
     -- the entry is the message: from, to, data or path and offset, from_params, to_params;
-    -- its data a handle (LOAD_OPTS.buffer) that the engine takes, a string for any other session
+    -- its data a handle (LOAD_OPTS.buffer) that the engine takes, a string for any other session.
+    -- A real session's submit_entry: the entry carries fields a message has not (id,
+    -- attempts, ...), which s:submit refuses (its check is for a script's typo)
     if not c and type(x.data) == "userdata" then x.data = x.data:bytes() end
-    local ok, err, info = s:submit(x)
+    local ok, err, info
+    if c then ok, err, info = smtp.submit_entry(s, x) else ok, err, info = s:submit(x) end
     self.sent = self.sent + 1
     if ok then flight[#flight + 1] = x; return end
     if info and info.code == "ENOTFOUND" then
@@ -1427,7 +1430,8 @@ function W:loop()
           if not ok then
             d:requeue(e)
             if d.stopping then break end
-            s, err, info = nil, tostring(s), { stage = "connect" }
+            -- (a table raised: its text or fields, not "table: 0x55...")
+            s, err, info = nil, require("mailhook.rules").error_text(s), { stage = "connect" }
           end
           if s then
             self:connected(s)
@@ -1466,8 +1470,12 @@ function D:run()
     local ok, err = w.task:wait()
     self:sync()
     if not ok and not w.cut then
-      self.log.error("delivery[" .. w.i .. "] stopped on an error: " .. tostring(err))
-      self.last_error = self.last_error or tostring(err)
+      -- an error raised as a table (a session's or a spool's error{...})
+      -- by its __tostring, else its fields, on one bounded line: it was
+      -- "table: 0x55...", what went wrong lost (the rules' own rendering)
+      local text = require("mailhook.rules").error_text(err)
+      self.log.error("delivery[" .. w.i .. "] stopped on an error: " .. text)
+      self.last_error = self.last_error or text
       self.stats.errors = self.stats.errors + 1
     end
   end

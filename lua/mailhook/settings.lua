@@ -794,12 +794,28 @@ end
 -- key then at its default).  Still nil, err: a file that cannot be read (the
 -- spool it names may not be the one the service reads), a line that names no
 -- key (`foo bar`), a problem in a key of INTAKE_KEYS or of needs ({key = true}:
--- the keys this intake also uses, hook's rules and their budgets).  A broken `server` line
+-- the keys this intake also uses, hook's rules and their budgets; a key that
+-- names no setting raises, listing the settings).  A broken `server` line
 -- (a bad value, `sevrer = x`) counts as set: the administrator did set one.
 function M.load_intake(path, needs, ...)
   core.check_options("mh.settings.load_intake", {}, {}, select("#", ...) + 2, 2)
   arg("mh.settings.load_intake", "path", path, "string")
-  if needs ~= nil then arg("mh.settings.load_intake", "needs", needs, "table") end
+  if needs ~= nil then
+    if type(needs) ~= "table" then
+      error("mh.settings.load_intake: needs must be a table {key = true} of setting names (got " .. type(needs) ..
+            ")", 2)
+    end
+    -- a need that names no setting ({rulez = true}, a list {"rules"}) was
+    -- taken and meant nothing: that key's problems still only warned
+    for k in next, needs do
+      if type(k) ~= "string" or not BY_NAME[k] then
+        local shown = type(k) == "string" and ("'" .. k .. "'") or ("[" .. tostring(k) .. "]")
+        error(string.format("mh.settings.load_intake: needs: %s is not a setting%s (needs is a set {key = true} " ..
+                            "of: %s)", shown, type(k) == "string" and near_key(k) or "",
+                            table.concat(M.keys, ", ")), 2)
+      end
+    end
+  end
   path = path or M.path()
   needs = needs or {}
   local cfg, err = M.load(path)

@@ -230,10 +230,13 @@ end
 local Session = {}
 Session.__index = Session
 -- (the deliverer calls a session's client directly for release and result, the
--- two pass-throughs below, once it knows the session is one of these)
+-- two pass-throughs below, once it knows the session is one of these, and
+-- submits its spool entries through M.submit_entry)
 M.Session = Session
+local NONE = {}   -- (no options: core.check_options counts the arguments)
 
-function Session:info()
+function Session:info(...)
+  core.check_options("session:info", NONE, NONE, select("#", ...), 0)
   local i = self.c:info()
   i.auth_mechanism = self.auth_mechanism
   i.helo = self.helo
@@ -265,15 +268,78 @@ local function set_dsn(s, m, rcpts)
   c:set_dsn(m.from_params, list)
 end
 
+-- The fields of a message as send and submit take it (m):
+--   from, to (an address or a list), data (the message) or path (a spool file,
+--   read from offset; size: its size as loaded, a file renamed over it is
+--   refused), from_params, to_params (DSN parameters: see set_dsn).
+-- Any other key raises, naming it: s:send{..., bodi = text} read no data and
+-- said "data or path required", s:send{..., data = d, ofset = 5} sent from
+-- byte 0.  The deliverer's spool entries carry many more fields (id, attempts,
+-- done, refused, reason, ...: runtime/l_spool.c push_entry, and the
+-- deliverer's own): it goes through submit_entry, below, never checked.
+local MESSAGE = { "from", "to", "data", "path", "offset", "size", "from_params", "to_params" }
+
+-- The types of m's fields (its keys the method checks first); raised at the
+-- line of the method's caller.
+local function check_message(fn, m)
+  local function bad(name, want, v)
+    error(string.format("%s: %s must be %s (got %s)", fn, name, want, type(v)), 4)   -- (bad, check_message, the method)
+  end
+  if type(m.from) ~= "string" then bad("from", "an address (a string; \"\" the null sender)", m.from) end
+  local to = m.to
+  if type(to) == "table" then
+    for i, r in ipairs(to) do
+      if type(r) ~= "string" then bad("to[" .. i .. "]", "an address (a string)", r) end
+    end
+  elseif type(to) ~= "string" then
+    bad("to", "an address or a list of addresses", to)
+  end
+  -- (data: a string, or the handle of a spool entry loaded with {buffer = true})
+  if m.data ~= nil and type(m.data) ~= "string" and type(m.data) ~= "userdata" then
+    bad("data", "a string (the message)", m.data)
+  end
+  if m.path ~= nil and type(m.path) ~= "string" then bad("path", "a string (a file)", m.path) end
+  if m.data == nil and m.path == nil then error(fn .. ": data or path required", 3) end
+  if m.offset ~= nil and math.type(m.offset) ~= "integer" then bad("offset", "an integer", m.offset) end
+  if m.size ~= nil and math.type(m.size) ~= "integer" then bad("size", "an integer", m.size) end
+  if m.from_params ~= nil and type(m.from_params) ~= "string" then bad("from_params", "a string", m.from_params) end
+  if m.to_params ~= nil and type(m.to_params) ~= "table" then
+    bad("to_params", "a table {[rcpt] = parameters}", m.to_params)
+  end
+end
+
+-- submit_entry(s, e) -> as submit: e a message or a spool entry (whatever
+-- fields it carries; nothing checked).  Never waits.  For the deliverer
+-- (delivery.lua, a real session's), not part of the API: a Lua script calls
+-- s:submit, which checks its table.
+local function submit_entry(self, m)
+  local rcpts, data = m.to, m.data
+  if type(rcpts) ~= "table" then rcpts = rcpts_of(m) end
+  -- (set_dsn is skipped for the usual message without DSN parameters after another: per message)
+  if (data or m.path) and (m.from_params or m.to_params or self.dsn_set) then set_dsn(self, m, rcpts) end
+  if data then return self.c:submit(m.from, rcpts, data) end
+  if not m.path then error("session:submit: data or path required", 2) end
+  -- (m.size: the file as loaded; another one renamed over its name is refused)
+  local ok, err, info = self.c:submit_file(m.from, rcpts, m.path, m.offset or 0, m.size)
+  if not ok and info then info.class = "transient" end
+  return ok, err, info
+end
+M.submit_entry = submit_entry
+
 -- send{from=, to={...}, data=} or {path=, offset=} (a spool file from offset,
 -- read piece by piece as it is sent: memory does not grow with its size);
 -- from_params, to_params: DSN parameters (see set_dsn).  Waits.
-function Session:send(m)
+function Session:send(m, ...)
+  if type(m) ~= "table" then
+    error("session:send: message must be a table {from =, to =, data = | path =} (got " .. type(m) .. ")", 2)
+  end
+  core.check_options("session:send", m, MESSAGE, select("#", ...) + 1, 1)
+  check_message("session:send", m)
   if m.data then
     set_dsn(self, m, rcpts_of(m))
     return self.c:send(m.from, rcpts_of(m), m.data)
   end
-  local ok, err, info = self:submit(m)
+  local ok, err, info = submit_entry(self, m)
   if not ok then return nil, err, info end
   return self.c:result()
 end
@@ -284,27 +350,48 @@ end
 -- dot (one round trip per message).  result() -> what send returns, for the
 -- oldest submission (waits).  Settle that message before asking for the next
 -- result (or calling release()): the next message's data leaves only then.
-function Session:submit(m)
-  local rcpts, data = m.to, m.data
-  if type(rcpts) ~= "table" then rcpts = rcpts_of(m) end
-  -- (set_dsn is skipped for the usual message without DSN parameters after another: per message)
-  if (data or m.path) and (m.from_params or m.to_params or self.dsn_set) then set_dsn(self, m, rcpts) end
-  if data then return self.c:submit(m.from, rcpts, data) end
-  if not m.path then error("submit: data or path required", 2) end
-  -- (m.size: the file as loaded; another one renamed over its name is refused)
-  local ok, err, info = self.c:submit_file(m.from, rcpts, m.path, m.offset or 0, m.size)
-  if not ok and info then info.class = "transient" end
-  return ok, err, info
+function Session:submit(m, ...)
+  if type(m) ~= "table" then
+    error("session:submit: message must be a table {from =, to =, data = | path =} (got " .. type(m) .. ")", 2)
+  end
+  core.check_options("session:submit", m, MESSAGE, select("#", ...) + 1, 1)
+  check_message("session:submit", m)
+  return submit_entry(self, m)
 end
-function Session:result() return self.c:result() end
-function Session:release() return self.c:release() end
-function Session:pending() return self.c:pending() end
 
-function Session:check_sender(from, rcpt) return self.c:check_sender(from, rcpt) end
-function Session:alive() return self.c:alive() end
-function Session:quit() return self.c:quit() end
-function Session:close() return self.c:close() end
-Session.__close = Session.close
+-- The other methods take what they say and no more: an argument too many
+-- raises, naming the method (s:quit(true), s:result(1) were ignored).
+function Session:result(...)
+  core.check_options("session:result", NONE, NONE, select("#", ...), 0)
+  return self.c:result()
+end
+function Session:release(...)
+  core.check_options("session:release", NONE, NONE, select("#", ...), 0)
+  return self.c:release()
+end
+function Session:pending(...)
+  core.check_options("session:pending", NONE, NONE, select("#", ...), 0)
+  return self.c:pending()
+end
+
+function Session:check_sender(from, rcpt, ...)
+  core.check_options("session:check_sender", NONE, NONE, select("#", ...) + 2, 2)
+  return self.c:check_sender(from, rcpt)
+end
+function Session:alive(...)
+  core.check_options("session:alive", NONE, NONE, select("#", ...), 0)
+  return self.c:alive()
+end
+function Session:quit(...)
+  core.check_options("session:quit", NONE, NONE, select("#", ...), 0)
+  return self.c:quit()
+end
+function Session:close(...)
+  core.check_options("session:close", NONE, NONE, select("#", ...), 0)
+  return self.c:close()
+end
+-- (a to-be-closed variable's __close gets the error too: not an argument)
+function Session:__close() return self.c:close() end
 function Session:__tostring() return "mailhook.smtp session " .. tostring(self.c) end
 
 -- A stage of smtp.test passed: listed in report.stages, its time (ms since the

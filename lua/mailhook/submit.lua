@@ -575,12 +575,20 @@ end
 -- from the command line, -bs's RCPT, a maildrop record: each an address list),
 -- t (-t: To, Cc, Bcc of the header block too), from (-f as given, "<>" or ""
 -- for the null sender, nil), fullname (-F), notify, ret, envid (-N -R -V),
--- rcpt_params ({[rcpt as given] = "NOTIFY=.."}: -bs), time (when submitted),
+-- rcpt_params ({[rcpt as given] = "NOTIFY=.."}: -bs), from_params (more MAIL
+-- parameters, as they are sent), time (when submitted),
 -- received (add the Received line: the process that writes into pickup/).
 -- env = {from =, to = {...}, from_params =, to_params = {[addr] =}, bad = {why...}
 -- or nil: the recipient items left out, each a line naming it, escaped}; newhead:
 -- the header block to store (CRLF lines, no blank line).
-function M.prepare(ctx, head)
+-- A key of ctx not listed above, or an argument too many, raises, naming it
+-- ({recieved = true} was taken and no Received line written).
+local PREPARE = { "cfg", "caller", "rcpts", "t", "from", "fullname", "notify", "ret", "envid", "rcpt_params",
+                  "from_params", "time", "received" }
+function M.prepare(ctx, head, ...)
+  if type(ctx) ~= "table" then error("submit.prepare: ctx must be a table (got " .. type(ctx) .. ")", 2) end
+  core.check_options("submit.prepare", ctx, PREPARE, select("#", ...) + 2, 2)
+  if type(head) ~= "string" then error("submit.prepare: head must be a string (got " .. type(head) .. ")", 2) end
   local cfg, caller = ctx.cfg, ctx.caller
   local t = ctx.time or os.time()
   local fields, ferr = M.fields(head)

@@ -106,7 +106,24 @@ local cases = {
   { "mh.settings.get 5", mh.settings.get, { 5 }, "mh.settings.get: path must be a string (got number)" },
   { "mh.settings.load 5", mh.settings.load, { 5 }, "mh.settings.load: path must be a string (got number)" },
   { "mh.settings.load_intake needs", mh.settings.load_intake, { nil, 5, n = 2 },
-    "mh.settings.load_intake: needs must be a table (settings) (got number)" },
+    "mh.settings.load_intake: needs must be a table {key = true} of setting names (got number)" },
+  -- a need that names no setting was taken and meant nothing (a problem in
+  -- `rules` still only warned): named, with the settings it may name
+  { "mh.settings.load_intake needs rulez", mh.settings.load_intake, { nil, { rulez = true }, n = 2 },
+    "mh.settings.load_intake: needs: 'rulez' is not a setting (did you mean 'rules'?) (needs is a set " ..
+    "{key = true} of: " .. table.concat(mh.settings.keys, ", ") .. ")" },
+  { "mh.settings.load_intake needs list", mh.settings.load_intake, { nil, { "rules" }, n = 2 },
+    "mh.settings.load_intake: needs: [1] is not a setting (needs is a set {key = true} of: " ..
+    table.concat(mh.settings.keys, ", ") .. ")" },
+  -- intake's own (sendmail, maildrop): a misspelt ctx key ({recieved = true})
+  -- was no Received line
+  { "submit.prepare recieved", require("mailhook.submit").prepare, { { recieved = true }, "" },
+    "submit.prepare: unknown option 'recieved' (known: cfg, caller, rcpts, t, from, fullname, notify, ret, " ..
+    "envid, rcpt_params, from_params, time, received)" },
+  { "submit.prepare extra", require("mailhook.submit").prepare, { {}, "", 1 },
+    "submit.prepare: takes at most 2 arguments (got 3)" },
+  { "submit.prepare head", require("mailhook.submit").prepare, { {}, nil, n = 2 },
+    "submit.prepare: head must be a string (got nil)" },
   { "mh.settings.ready 5", mh.settings.ready, { 5 }, "mh.settings.ready: cfg must be a table (settings) (got number)" },
   { "mh.settings.update path", mh.settings.update, { {}, 5 }, "mh.settings.update: path must be a string (got number)" },
   { "mh.smtp.test cfg", mh.smtp.test, { { cfg = 5 } }, "mh.smtp.test: cfg must be a table (settings; got number)" },
@@ -172,6 +189,9 @@ tap.test("what the library's own callers pass still works", function(t)
   t:ok(mh.template("{{x}}", nil)({ x = "a" }) == "a", "opts nil given")
   t:ok(mh.template.message("alarm", { message = "m" }).subject, "a shipped template by name")
   t:is(mh.settings.secrets_path("/x/mailhook.conf"), "/x/mailhook.secrets", "secrets_path")
+  t:ok(pcall(mh.settings.load_intake, spool_dir .. "/none.conf", { rules = true, templates = true,
+                                                                  rule_timeout = true, rule_memory = true }),
+       "load_intake with hook's needs")
   t:ok(mh.log.level() ~= nil, "mh.log.level()")
   t:ok(period:contains(0) ~= nil, "period:contains(t)")
   local ok, yes = pcall(require("mailhook.enqueue").enqueue, { to = "a@example.com", text = "x" }, { check = true })

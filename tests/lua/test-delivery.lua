@@ -917,4 +917,40 @@ tap.test("flush_request while disabled ends the pass at once, with the reason", 
   d:stop(); task:wait()
 end)
 
+-- A worker that stops on an error raised as a table (a session's or a
+-- spool's error{...}): logged by its __tostring, else its fields on one
+-- line; it was "table: 0x55...", what went wrong lost.  So is a connect that
+-- raised one (the outage's reason).
+tap.test("a worker's error that is a table is logged by its text or its fields", function(t)
+  for _, c in ipairs {
+    { "fields", { message = "disk on fire", code = 5 }, { 'message="disk on fire"', "code=5" } },
+    { "__tostring", setmetatable({}, { __tostring = function() return "the spool said no" end }),
+      { "the spool said no" } },
+  } do
+    local d, sp, smtp, log = setup{ once = true }
+    local connect = smtp.connect
+    d.connect = function(cfg)
+      local s = connect(cfg)
+      if s then s.submit = function() error(c[2]) end end
+      return s
+    end
+    sp:add{}
+    d:run()
+    local line
+    for _, l in ipairs(log.lines) do if l:find("stopped on an error", 1, true) then line = l end end
+    t:ok(line, c[1] .. ": the worker's error is logged: " .. tostring(line))
+    for _, want in ipairs(c[3]) do
+      t:ok(line and line:find(want, 1, true), c[1] .. ": it says " .. want)
+    end
+    t:ok(line and not line:find("table: 0x", 1, true), c[1] .. ": no table address")
+    t:ok(d.last_error and d.last_error:find(c[3][1], 1, true), c[1] .. ": last_error too: " .. tostring(d.last_error))
+  end
+  local d, sp, _, log = setup{ once = true }
+  d.connect = function() error({ why = "no route", code = 113 }) end
+  sp:add{}
+  d:run()
+  t:ok(log:count('why="no route"') > 0, "a connect that raised a table: its fields in the outage's line")
+  t:is(log:count("table: 0x"), 0, "no table address")
+end)
+
 return tap.done()

@@ -301,4 +301,76 @@ tap.test("submit: 16 recipients and 20, each one sent", function(t)
        "the last recipient of each was sent")
 end)
 
+-- mailhook.smtp's session (mh.smtp.connect): send and submit check the
+-- message's fields, as the rest of the API checks its options.  A key no
+-- message has (s:send{..., bodi = text}: "data or path required", not the key;
+-- {..., data = d, ofset = 5}: sent from byte 0) or an argument too many was
+-- taken silently.  The deliverer's spool entries carry more fields (id,
+-- attempts, ...): they go through smtp.submit_entry, unchecked.
+tap.test("session send/submit: an unknown message field raises, naming it and the method", function(t)
+  local smtp = require "mailhook.smtp"
+  local f = fault(OPEN .. accept(1) .. accept(2) .. "expect ^QUIT\nsend 221 bye\n")
+  local s, cerr = smtp.connect { server = "127.0.0.1", port = f.port, tls = "none", tls_required = false,
+                                 helo_name = "client.x.test", connect_timeout = 5, command_timeout = 5 }
+  t:ok(s, "connected: " .. tostring(cerr))
+  if not s then f.stop() return end
+  local body = "Subject: 1\r\n\r\nbody\r\n"
+  local known = "(known: from, to, data, path, offset, size, from_params, to_params)"
+  for _, c in ipairs {
+    { "send bodi", s.send, { s, { from = "s1@x.test", to = "r1@x.test", bodi = body } },
+      "session:send: unknown option 'bodi' " .. known },
+    { "send ofset", s.send, { s, { from = "s1@x.test", to = { "r1@x.test" }, data = body, ofset = 5 } },
+      "session:send: unknown option 'ofset' " .. known },
+    { "submit to_parms", s.submit, { s, { from = "s1@x.test", to = { "r1@x.test" }, data = body, to_parms = {} } },
+      "session:submit: unknown option 'to_parms' " .. known },
+    { "send extra", s.send, { s, { from = "s1@x.test", to = "r1@x.test", data = body }, true },
+      "session:send: takes at most 1 argument (got 2)" },
+    { "submit a string", s.submit, { s, body }, "session:submit: message must be a table {from =, to =, data = | " ..
+      "path =} (got string)" },
+    { "send from 5", s.send, { s, { from = 5, to = "r1@x.test", data = body } },
+      "session:send: from must be an address (a string; \"\" the null sender) (got number)" },
+    { "send to[2]", s.send, { s, { from = "s1@x.test", to = { "r1@x.test", 7 }, data = body } },
+      "session:send: to[2] must be an address (a string) (got number)" },
+    { "submit offset", s.submit, { s, { from = "s1@x.test", to = "r1@x.test", path = "/x", offset = "5" } },
+      "session:submit: offset must be an integer (got string)" },
+    { "send no data", s.send, { s, { from = "s1@x.test", to = "r1@x.test" } }, "session:send: data or path required" },
+    { "quit extra", s.quit, { s, true }, "session:quit: takes no arguments (got 1)" },
+    { "result extra", s.result, { s, 1 }, "session:result: takes no arguments (got 1)" },
+    { "check_sender extra", s.check_sender, { s, "a@x.test", "b@x.test", 1 },
+      "session:check_sender: takes at most 2 arguments (got 3)" },
+    { "info extra", s.info, { s, 1 }, "session:info: takes no arguments (got 1)" },
+  } do
+    local ok, err = pcall(c[2], table.unpack(c[3]))
+    t:is(ok, false, c[1] .. ": raises")
+    t:is(err, c[4], c[1])
+  end
+  -- at the script's line, not inside the library
+  local ok, err = pcall(function() local r = s:send { from = "s1@x.test", to = "r1@x.test", bodi = body }; return r end)
+  t:ok(not ok and tostring(err):match("^[^:]*test%-smtp%-submit%.lua:%d+: session:send: unknown option 'bodi'"),
+       "the caller's line: " .. tostring(err))
+  ok, err = pcall(function() local r = s:submit { from = 5, to = "r1@x.test", data = body }; return r end)
+  t:ok(not ok and tostring(err):match("^[^:]*test%-smtp%-submit%.lua:%d+: session:submit: from must be"),
+       "a wrong type too: " .. tostring(err))
+  -- a message as documented still goes
+  local r, e = s:send { from = "s1@x.test", to = { "r1@x.test" }, data = body, from_params = nil }
+  t:is(r and r.reply.text, "queued 1", "a send with the message's fields", e)
+  -- a spool entry with every field it carries: refused by submit (not a
+  -- message), taken by submit_entry (the deliverer's)
+  local entry = { id = "0000000000000002", path = "/nonexistent", state = "pickup", offset = 0, size = 0,
+                  queued_at = 1, from = "s2@x.test", to = { "r2@x.test" }, all = { "r2@x.test" }, utf8 = false,
+                  done = {}, refused = {}, attempts = 1, next_attempt = 0, last_reply = "451 x", data = body }
+  ok, err = pcall(s.submit, s, entry)
+  t:ok(not ok and tostring(err):find("^session:submit: unknown option '"), "a spool entry is no message: " ..
+       tostring(err))
+  t:is(smtp.submit_entry(s, entry), true, "submit_entry takes it")
+  r, e = s:result()
+  t:is(r and r.reply.text, "queued 2", "and it is sent", e)
+  t:is(s:quit(), true, "QUIT")
+  s:close()
+  local rec = tap.slurp(f.rec) or ""
+  f.stop()
+  local _, n = rec:gsub("MAIL FROM", "")
+  t:is(n, 2, "nothing left for a refused call: two MAIL FROM")
+end)
+
 return tap.done()
