@@ -142,7 +142,7 @@ function D:changed(event, ...)
   local fn = self.on_change
   if not fn then return end
   local ok, err = pcall(fn, self, event, ...)
-  if not ok then self.log.error("delivery: on_change: " .. tostring(err)) end
+  if not ok then self.log.error("delivery: on_change: " .. require("mailhook.rules").error_text(err)) end
 end
 
 -- The engine, unless a test gives its own connect (a scripted session).
@@ -253,7 +253,9 @@ end
 function D:emit(event, fields)
   self.spawn(function()
     local ok, err = pcall(self.emit_fn, event, fields)
-    if not ok then self.log.error("delivery: a `" .. event .. "` handler raised: " .. tostring(err)) end
+    if not ok then
+      self.log.error("delivery: a `" .. event .. "` handler raised: " .. require("mailhook.rules").error_text(err))
+    end
   end)
 end
 
@@ -290,7 +292,7 @@ function D:end_forced(err)
   self.forced, self.seen = false, {}
   if self.on_flushed then
     local ok, e = pcall(self.on_flushed, self, err)
-    if not ok then self.log.error("delivery: on_flushed: " .. tostring(e)) end
+    if not ok then self.log.error("delivery: on_flushed: " .. require("mailhook.rules").error_text(e)) end
   end
 end
 

@@ -951,6 +951,20 @@ tap.test("a worker's error that is a table is logged by its text or its fields",
   d:run()
   t:ok(log:count('why="no route"') > 0, "a connect that raised a table: its fields in the outage's line")
   t:is(log:count("table: 0x"), 0, "no table address")
+  -- the script's own hooks (on_change, on_flushed, an event handler) raising a table
+  local d2, sp2, _, log2 = setup{ once = true }
+  d2.on_change = function() error({ hook = "on_change" }) end
+  d2.on_flushed = function() error({ hook = "on_flushed" }) end
+  d2.emit_fn = function() error({ hook = "emit" }) end
+  sp2:add{}
+  d2:run()
+  d2:end_forced()
+  d2:emit("delivered", {})
+  mh.sleep(0)
+  for _, h in ipairs { "on_change", "on_flushed", "emit" } do
+    t:ok(log2:count('hook="' .. h .. '"') > 0, h .. " raising a table: logged by its fields")
+  end
+  t:is(log2:count("table: 0x"), 0, "the hooks' errors: no table address")
 end)
 
 return tap.done()
