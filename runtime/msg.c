@@ -396,11 +396,15 @@ static int is_wsp(char c) { return c == ' ' || c == '\t'; }
 ** separators U+2028/9 and the C1 controls U+0080-9F (NEL, U+0085, among
 ** them), which a reader that decodes the RFC 2047 words may show as a new
 ** line ("Call from x<U+2028>From: ceo@bank") -- the header-template rule
-** (template.lua: every control character becomes a space). */
+** (template.lua: every control character becomes a space).  So do the C0
+** controls left (CR, LF and NUL are refused before) and DEL: TAB, which a
+** reader shows as a gap, a box or nothing, and ESC, which went inside the
+** RFC 2047 words to a reader's terminal ("\x1b[2J"). */
 static size_t drop_bidi(char *s, size_t n) {
   size_t o = 0;
   for (size_t i = 0; i < n; ) {
     const unsigned char *c = (const unsigned char *)s + i;
+    if (c[0] < 0x20 || c[0] == 0x7f) { s[o++] = ' '; i++; continue; }
     if (i + 3 <= n && c[0] == 0xe2 && ((c[1] == 0x80 && ((c[2] >= 0xaa && c[2] <= 0xae) || c[2] == 0x8e || c[2] == 0x8f)) ||
                                        (c[1] == 0x81 && c[2] >= 0xa6 && c[2] <= 0xa9))) { i += 3; continue; }
     if (i + 2 <= n && c[0] == 0xd8 && c[1] == 0x9c) { i += 2; continue; }

@@ -288,6 +288,18 @@ tap.test("Unicode line breaks in the subject and display names become spaces", f
   local head = split(m:bytes())
   t:is(ew_decode(field(head, "Subject")), "x Bcc: y z é", "subject: NEL, U+2029, a C1 control: spaces; é kept")
   t:is(ew_decode(field(head, "To")), "\"Ann From: ceo@bank\" <b@example.com>", "display name: U+2028 a space")
+  -- the C0 controls a value may hold (CR, LF and NUL are refused): TAB and ESC
+  -- went out as they were (ESC inside the encoded words, to a terminal reader)
+  m = assert(mh.message {
+    from = "a@example.com",
+    to = { { name = "Ann\tB\27[2J", address = "b@example.com" } },
+    subject = "alarm\tzone 3\27[31m red\127",
+    text = "x",
+  })
+  head = split(m:bytes())
+  t:is(ew_decode(field(head, "Subject")), "alarm zone 3 [31m red ", "subject: TAB, ESC and DEL: spaces")
+  t:is(ew_decode(field(head, "To")), "\"Ann B [2J\" <b@example.com>", "display name: TAB and ESC: spaces")
+  t:ok(not m:bytes():find("[\1-\9\11\12\14-\31\127]"), "no control byte left in the message (TAB included)")
 end)
 
 -- 100,000 recipients (each To also in Bcc every 10th): the duplicates found by
