@@ -158,7 +158,7 @@ end
 -- Looks a path up in the scopes (innermost first): "." is the current item,
 -- "@index" its 1-based position, "@key" its key (a list's: its index), "a.b"
 -- walks tables.
-local function lookup(scopes, path)
+local function lookup_raw(scopes, path)
   local top = scopes[#scopes]
   if path == "." then return top.item end
   if path == "@index" then return top.index end
@@ -174,6 +174,16 @@ local function lookup(scopes, path)
     v = v[tonumber(part) or part]
     if v == nil then v = nil end
   end
+  return v
+end
+
+-- JSON's null (json.null, a decoded document's) is no value: nil, so a
+-- default applies and it is reported missing (it rendered "" and skipped the
+-- default: {{caller|unknown}} showed nothing for "caller": null).
+local function lookup(scopes, path)
+  local v = lookup_raw(scopes, path)
+  local json = package.loaded["mailhook.json"]   -- (not loaded: no value is its null)
+  if json and v == json.null then return nil end
   return v
 end
 

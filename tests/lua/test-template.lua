@@ -320,4 +320,18 @@ tap.test("numbers render without .0, exponents or lost digits", function(t)
   end
 end)
 
+-- A JSON document's null (a rule decoding JSON itself: json.null, a sentinel
+-- table) is no value: the default applies and it is reported missing; it
+-- rendered "" and skipped the default.
+tap.test("JSON null is no value: the default applies, reported missing", function(t)
+  local json = require "mailhook.json"
+  local ev = json.decode('{"caller": null, "who": {"name": null}, "xs": [null, "b"]}')
+  local r = mh.template("{{caller|unknown}}/{{who.name|nobody}}/{{caller}}")
+  local out, missing = r(ev)
+  t:is(out, "unknown/nobody/", "defaults for null values; none: empty")
+  t:same(missing, { "caller" }, "a null without a default is reported missing")
+  t:is(mh.template("{{#if caller}}yes{{else}}no{{/if}}")(ev), "no", "null is false in a condition")
+  t:is(mh.template("{{#each xs}}[{{.|-}}]{{/each}}")(ev), "[-][b]", "a null item: its default")
+end)
+
 return tap.done()
