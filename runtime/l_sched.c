@@ -916,7 +916,22 @@ static struct {
                                slow disk, not a stall */
   int exit_code;            /* what the process exits with when the watchdog fires */
   char gc_label[160];       /* a rule's __gc finalizer runs now: that rule ("" none) */
-} wd = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, "", 0, 0, 0, 0, 0, 1, "" };
+  /* Past the budget, the CPU the loop thread burns decides, not the wall
+  ** clock: a machine too busy to run the loop thread (CI's two cores under
+  ** six processes, a host swapping) stalled a rule the hook was about to stop
+  ** past its deadline plus the grace, and the watchdog ended the process
+  ** blaming "one call where rules cannot be interrupted".  Code the hook cannot
+  ** reach burns CPU (a backtracking pattern, a looping __gc): it is ended once
+  ** it has burnt the grace past the budget; a loop thread that does not run
+  ** (starved, or blocked in a system call) only after STARVE_GRACES graces. */
+  uint64_t slice_due;       /* slice_deadline without the grace: the budget's end */
+  clockid_t loop_cpu;       /* the loop thread's CPU clock (pthread_getcpuclockid) */
+  int loop_cpu_ok;          /* loop_cpu is known (else the wall clock decides, as before) */
+  int past_sampled;         /* past_cpu0 holds the loop thread's CPU time at slice_due */
+  uint64_t past_cpu0;
+} wd = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, "", 0, 0, 0, 0, 0, 1, "", 0, 0, 0, 0, 0 };
+#define STARVE_GRACES 10    /* wall-clock graces past the budget before a loop thread that
+                               burns no CPU is ended anyway (blocked for good) */
 static uv_async_t pong;
 static uv_loop_t *pong_loop; /* the loop pong is on; pong_dead (under wd.mu) once it closed */
 static int pong_dead;
@@ -1034,12 +1049,16 @@ static void watchdog_slice(mh_budget *b, uint64_t now) {
   if (b) {
     uint64_t used = run_time(b, now), left = used < b->run_limit ? b->run_limit - used : 0;
     uint64_t dl = (now + left < b->deadline ? now + left : b->deadline);
-    dl = (dl > now ? dl : now) + secs_ns(limits.grace);
+    dl = dl > now ? dl : now;
+    wd.slice_due = dl;
+    wd.past_sampled = 0;
+    dl += secs_ns(limits.grace);
     wd.slice_deadline = dl;
     memcpy(wd.slice_label, b->label, sizeof wd.slice_label);
     if (dl < wd.wake_at) pthread_cond_signal(&wd.cv);
   } else {
     wd.slice_deadline = 0;
+    wd.past_sampled = 0;
   }
   pthread_mutex_unlock(&wd.mu);
 }
@@ -1253,6 +1272,24 @@ static void fire(const char *what) {
   _exit(wd.exit_code);
 }
 
+/* The loop thread's CPU time in ns, or 0 when it cannot be read. */
+static uint64_t loop_cpu_ns(void) {
+  struct timespec t;
+  if (!wd.loop_cpu_ok || clock_gettime(wd.loop_cpu, &t) < 0) return 0;
+  return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+/* Past the slice's deadline and grace (wd.mu held): 1 when the process is to
+** end now; else 0 and *next is when to look again.  See wd.slice_due. */
+static int past_budget_fires(uint64_t now, uint64_t *next) {
+  uint64_t grace = secs_ns(limits.grace), cpu;
+  if (!wd.past_sampled || !(cpu = loop_cpu_ns())) return 1;   /* nothing known: the wall clock */
+  if (cpu - wd.past_cpu0 >= grace) return 1;                 /* it burns CPU the hook cannot stop */
+  if (now - wd.slice_due >= STARVE_GRACES * grace) return 1; /* it does not run at all */
+  *next = now + (grace / 8 > 20000000ULL ? grace / 8 : 20000000ULL);
+  return 0;
+}
+
 static void *watchdog_main(void *arg) {
   char msg[640];
   (void)arg;
@@ -1260,7 +1297,12 @@ static void *watchdog_main(void *arg) {
   for (;;) {
     uint64_t now = uv_hrtime(), next = now + 1000000000ULL;
     struct timespec ts;
-    if (wd.slice_deadline && now >= wd.slice_deadline) {
+    if (wd.slice_deadline && !wd.past_sampled && now >= wd.slice_due) {
+      /* the budget's end: what the loop thread has burnt so far */
+      wd.past_cpu0 = loop_cpu_ns();
+      wd.past_sampled = wd.past_cpu0 != 0;
+    }
+    if (wd.slice_deadline && now >= wd.slice_deadline && past_budget_fires(now, &next)) {
       if (wd.gc_label[0])
         snprintf(msg, sizeof msg, "%s: stopped: still running %.1f s past its budget, inside a __gc "
                  "finalizer set by %s that never returns", wd.slice_label, limits.grace, wd.gc_label);
@@ -1291,7 +1333,10 @@ static void *watchdog_main(void *arg) {
         uv_async_send(&pong);
       }
     }
-    if (wd.slice_deadline && wd.slice_deadline < next) next = wd.slice_deadline;
+    if (wd.slice_deadline && now < wd.slice_deadline) {
+      uint64_t at = wd.past_sampled || now >= wd.slice_due ? wd.slice_deadline : wd.slice_due;
+      if (at < next) next = at;
+    }
     if (next <= now) next = now + 1000000;
     wd.wake_at = next;
     ts.tv_sec = (time_t)(next / 1000000000ULL);
@@ -1328,6 +1373,8 @@ static void watchdog_start(uv_loop_t *loop) {
     pong_loop = loop;
     pthread_atfork(wd_fork_prepare, wd_fork_parent, wd_fork_child);
   }
+  /* this thread runs the rules: its CPU clock (a child of fork() has its own) */
+  wd.loop_cpu_ok = pthread_getcpuclockid(pthread_self(), &wd.loop_cpu) == 0;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_destroy(&wd.cv);

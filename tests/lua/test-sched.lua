@@ -142,4 +142,35 @@ tap.test("tasks waiting on each other: the wait that closes the cycle raises (th
   t:is(aok, true, "the others end too (their waits return)")
 end)
 
+-- The watchdog ends a process whose rule is still running past its budget
+-- plus the grace.  It decided by the wall clock: a loop thread that did not
+-- run (a machine too busy, CI's 2 cores; here blocked in waitpid) was ended
+-- as runaway C code, though the hook stops it the moment it runs again.  Now
+-- the CPU the loop thread burns past the budget decides: a backtracking
+-- pattern is still ended after the grace, a thread that burns nothing is not.
+tap.test("the watchdog: CPU burnt past the budget ends the process, a stalled thread does not", function(t)
+  local mailhook = os.getenv("MAILHOOK")
+  local function child(body)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write('local core = require "mailhook.core"\n',
+            'core.budget_limits { seconds = 0.3, grace = 0.5 }\n',
+            'local ok, err = core.rule_call("r", function() ', body, ' end)\n',
+            'print("returned", ok, err)\n')
+    f:close()
+    local p = io.popen("'" .. mailhook .. "' " .. path .. " 2>&1")
+    local out = p:read("a")
+    p:close()
+    os.remove(path)
+    return out
+  end
+  local out = child('os.execute("sleep 1.5"); local x = 0; for i = 1, 1e10 do x = x + i end')
+  t:like(out, "returned\tfalse\tstopped: exceeded its budget of 0.3 seconds",
+         "blocked 1.5 s (no CPU), then looping: stopped by the hook, the process goes on")
+  t:ok(not out:find("still running", 1, true), "not ended by the watchdog", out)
+  out = child('local s = ("a"):rep(3e5); s:find(".-.-.-.-b")')
+  t:like(out, "r: stopped: still running 0.5 s past its budget, inside one call", "a backtracking pattern: ended")
+  t:ok(not out:find("returned", 1, true), "the process ended there", out)
+end)
+
 return tap.done()
