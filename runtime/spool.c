@@ -3169,7 +3169,7 @@ static int set_aside(mh_spool *sp, int dirfd, const char *name, int rc, const st
   return rc;
 }
 
-static int adopt(mh_spool *sp, const char *name, const char *key, char *newid);
+static int adopt(mh_spool *sp, const char *name, const char *key, int foreign, char *newid);
 
 /* pickup/NAME bears an id's name but is not in the spool's form: no X-Sender /
 ** X-Receiver envelope lines, which every file mailhook writes starts with
@@ -3184,17 +3184,9 @@ static int adopt(mh_spool *sp, const char *name, const char *key, char *newid);
 ** (the file stays; said once, tried again at the next load). */
 static int foreign(mh_spool *sp, const char *name, char *err) {
   char newid[MH_SPOOL_IDLEN], key[320], vn[VIS_LEN];
-  int rc = adopt(sp, name, NULL, newid);
   snprintf(key, sizeof key, "pickup/%s", name);
-  if (rc < 0) {
-    if (note_once(sp, key, rc))
-      mh_warn("spool %s: pickup/%s is not in the spool's form (no X-Sender/X-Receiver lines: written "
-              "straight into pickup/ under an id's name) and cannot be adopted: %s; it is not sent "
-              "as it is, and is tried again at each scan (logged once)", sp->dir, vis(name, vn),
-              mh_strerror(rc));
-    return fail(err, rc, "pickup/%s: not in the spool's form, not adopted", name);
-  }
-  note_clear(sp, key);
+  int rc = adopt(sp, name, key, 1, newid);   /* a failure noted (once) under amu */
+  if (rc < 0) return fail(err, rc, "pickup/%s: not in the spool's form, not adopted", name);
   if (rc == 0) {
     fsync(sp->pickupfd);   /* the original's unlink */
     mh_warn("spool %s: pickup/%s was not in the spool's form (no X-Sender/X-Receiver lines: written "
@@ -3599,13 +3591,21 @@ static int adopt_one(mh_spool *sp, const char *name, char *newid);
 ** (NAME among them); had this scan noted the failure after releasing amu, the
 ** prune could come between, and the failure was logged again at every such
 ** race (CI, trixie: "cannot adopt pickup/drop.eml" twice on a full disk).
-** key NULL: nothing logged, the caller says what failed. */
-static int adopt(mh_spool *sp, const char *name, const char *key, char *newid) {
+** foreign: a load's adoption of a file under an id's name (foreign()), said
+** in its own words, under amu too. */
+static int adopt(mh_spool *sp, const char *name, const char *key, int foreign, char *newid) {
   char vn[VIS_LEN];
   TEST_POINT("adopt-wait");
   pthread_mutex_lock(&sp->amu);
   int a = adopt_one(sp, name, newid);
-  if (!key) {                     /* the caller says it (foreign) */
+  if (foreign) {                  /* a load's (foreign, below): its own words; the rest it says */
+    if (a < 0 && note_once(sp, key, a))
+      mh_warn("spool %s: pickup/%s is not in the spool's form (no X-Sender/X-Receiver lines: written "
+              "straight into pickup/ under an id's name) and cannot be adopted: %s; it is not sent "
+              "as it is, and is tried again at each scan (logged once)", sp->dir, vis(name, vn),
+              mh_strerror(a));
+    else if (a >= 0)
+      note_clear(sp, key);
   } else if (a == -EBUSY) {              /* written in place: once it is closed */
     if (note_once(sp, key, a))
       mh_warn("spool %s: pickup/%s is still being written (a program has it open for writing); "
@@ -3942,7 +3942,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
         all++;                        /* a slice per scan; they still wait to be sent: */
         continue;                     /* counted (a flush with no service running must */
       }                               /* not see an empty queue) */
-      int a = adopt(sp, nm, key, id);   /* logs its failure (once) */
+      int a = adopt(sp, nm, key, 0, id);   /* logs its failure (once) */
       TEST_POINT("adopt-returned");
       if (a) continue;                /* set aside to corrupt/, gone, or not now */
       memcpy(fresh[adopted++], id, MH_SPOOL_IDLEN);
