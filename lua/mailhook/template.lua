@@ -96,11 +96,12 @@ local function parse(src, name)
     local s = src:find("{{", pos, true)
     if not s then add({ kind = "text", s = src:sub(pos) }) break end
     if s > pos then add({ kind = "text", s = src:sub(pos, s - 1) }) end
-    if src:sub(s, s + 4) == "{{!--" then
-      -- a long comment ends at the first "--}}" (it may hold "}}" and tags)
-      local e = src:find("--}}", s + 5, true)
-      if not e then fail(s, "unclosed '{{!--' (a long comment ends with '--}}')") end
-      pos = e + 4
+    -- a long comment ends at the first "--}}" (it may hold "}}" and tags);
+    -- "{{!--}}" is one, and with no "--}}" after it, "{{!-- note }}" is the
+    -- short comment it always was (templates written before keep compiling)
+    local long_end = src:sub(s, s + 4) == "{{!--" and src:find("--}}", s + 3, true)
+    if long_end then
+      pos = long_end + 4
       goto continue
     end
     local raw = src:sub(s, s + 2) == "{{{"
