@@ -282,8 +282,10 @@ local MESSAGE = { "from", "to", "data", "path", "offset", "size", "from_params",
 -- The types of m's fields (its keys the method checks first); raised at the
 -- line of the method's caller.
 local function check_message(fn, m)
-  local function bad(name, want, v)
-    error(string.format("%s: %s must be %s (got %s)", fn, name, want, type(v)), 4)   -- (bad, check_message, the method)
+  local function bad(name, want, v, value)
+    -- (value: a number is shown, "got number" saying nothing of 5.5)
+    local got = value and type(v) == "number" and tostring(v) or type(v)
+    error(string.format("%s: %s must be %s (got %s)", fn, name, want, got), 4)   -- (bad, check_message, the method)
   end
   if type(m.from) ~= "string" then bad("from", "an address (a string; \"\" the null sender)", m.from) end
   local to = m.to
@@ -300,8 +302,10 @@ local function check_message(fn, m)
   end
   if m.path ~= nil and type(m.path) ~= "string" then bad("path", "a string (a file)", m.path) end
   if m.data == nil and m.path == nil then error(fn .. ": data or path required", 3) end
-  if m.offset ~= nil and math.type(m.offset) ~= "integer" then bad("offset", "an integer", m.offset) end
-  if m.size ~= nil and math.type(m.size) ~= "integer" then bad("size", "an integer", m.size) end
+  -- (a whole number: 5.0, from JSON or a division, is 5, as the engine takes it)
+  local function whole(v) return type(v) == "number" and math.tointeger(v) ~= nil end
+  if m.offset ~= nil and not whole(m.offset) then bad("offset", "a whole number", m.offset, true) end
+  if m.size ~= nil and not whole(m.size) then bad("size", "a whole number", m.size, true) end
   if m.from_params ~= nil and type(m.from_params) ~= "string" then bad("from_params", "a string", m.from_params) end
   if m.to_params ~= nil and type(m.to_params) ~= "table" then
     bad("to_params", "a table {[rcpt] = parameters}", m.to_params)

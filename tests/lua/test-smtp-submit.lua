@@ -332,7 +332,9 @@ tap.test("session send/submit: an unknown message field raises, naming it and th
     { "send to[2]", s.send, { s, { from = "s1@x.test", to = { "r1@x.test", 7 }, data = body } },
       "session:send: to[2] must be an address (a string) (got number)" },
     { "submit offset", s.submit, { s, { from = "s1@x.test", to = "r1@x.test", path = "/x", offset = "5" } },
-      "session:submit: offset must be an integer (got string)" },
+      "session:submit: offset must be a whole number (got string)" },
+    { "submit offset 5.5", s.submit, { s, { from = "s1@x.test", to = "r1@x.test", path = "/x", offset = 5.5 } },
+      "session:submit: offset must be a whole number (got 5.5)" },
     { "send no data", s.send, { s, { from = "s1@x.test", to = "r1@x.test" } }, "session:send: data or path required" },
     { "quit extra", s.quit, { s, true }, "session:quit: takes no arguments (got 1)" },
     { "result extra", s.result, { s, 1 }, "session:result: takes no arguments (got 1)" },
@@ -371,6 +373,19 @@ tap.test("session send/submit: an unknown message field raises, naming it and th
   f.stop()
   local _, n = rec:gsub("MAIL FROM", "")
   t:is(n, 2, "nothing left for a refused call: two MAIL FROM")
+end)
+
+-- s:submit{path =, offset = 5.0}: the engine (lua_tointegerx) takes a float of
+-- integral value (JSON, a division); the table check refused it, saying "got
+-- number" (found by review3)
+tap.test("session:submit takes an integral float offset and size, as the engine does", function(t)
+  local smtp = require "mailhook.smtp"
+  local got
+  local fake = { submit_file = function(_, from, rcpts, path, off, size) got = { off, size } return true end }
+  local s = setmetatable({ c = fake }, smtp.Session)
+  local ok, err = pcall(s.submit, s, { from = "a@x.test", to = "b@x.test", path = "/x", offset = 5.0, size = 100.0 })
+  t:ok(ok, "offset = 5.0 taken: " .. tostring(err))
+  t:ok(ok and got and got[1] == 5, "passed on as 5")
 end)
 
 return tap.done()
