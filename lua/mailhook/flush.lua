@@ -130,12 +130,15 @@ function M.run(opts, ...)
   -- the lock holder's count is the deliverer's first scan too: the oldest
   -- ids it sends first (a scan reads all of pickup/: 1-3 ms for 2,000 messages,
   -- 1% of draining them, once less)
-  local first, total
+  local first, total, failed_before
   if locked then
     first, total = sp:scan(require("mailhook.delivery").BATCH)
     if type(first) ~= "table" then first = nil end
     if type(total) ~= "number" then total = first and #first or 0 end
   else
+    -- failed/ before pickup/ is counted: a message the service moves between
+    -- the two would be counted gone from pickup/ and not failed (delivered)
+    failed_before = M.failed_ids(dir)
     total = count(sp)
   end
   if total == 0 then
@@ -180,7 +183,6 @@ function M.run(opts, ...)
              delivered = 0, deferred = 0, failed = 0 }
   end
   local donefile = M.done_path(dir)
-  local failed_before = M.failed_ids(dir)
   local asked = mh.now()
   local ok, kerr = core.signal.kill(pid, "USR1")
   if not ok then
