@@ -2,8 +2,8 @@
 ** drop.c — mailhook-drop: how a local user who may not write the spool hands
 ** a message to it (docs/sendmail.md, "Unprivileged submission").
 **
-**   mailhook-drop [-s SPOOL] [-f SENDER] [-N NOTIFY] [-R RET] [-V ENVID] [--] RCPT...
-**   < message
+**   mailhook-drop [-s SPOOL] [-f SENDER] [-N NOTIFY] [-R RET] [-V ENVID]
+**                 [-l ITEM WHY]... [--] RCPT...  < message
 **
 ** Installed setgid to the group of SPOOL/maildrop/ (`mailhook`), the one folder
 ** that group may write (mode 1730: group write and search, no listing, sticky
@@ -29,12 +29,19 @@
 **   - at most MH_DROP_MAX_MSG bytes of message, 10000 recipients, values
 **     without control characters, so the record below cannot be forged from
 **     inside (the limits are maildrop.h's, shared with the service);
+**   - -l ITEM WHY: a recipient item sendmail left out of the envelope (`To:
+**     a@x, Some Name`) and why, at most MH_DROP_MAX_LEFT of them: each part
+**     recorded with its control characters escaped (\x0A, so no part adds a
+**     line or holds the record's tab) and cut at MH_DROP_MAX_LEFTLEN bytes.
+**     Never a recipient: the service records them refused with the message
+**     (docs/sendmail.md), the caller's word about its own message;
 **   - the record states the caller's real uid and gid (getuid/getgid: what
 **     the kernel says, never a name or a variable), pid and time; the file is
 **     the caller's (its owner) and this program's group, mode 0640.
 **
 ** The file:   MAILHOOK-DROP 1\n  uid N\n gid N\n pid N\n time N\n
 **             [from SENDER\n]  to RCPT\n...  [notify X\n] [ret X\n] [envid X\n]
+**             [leftout ITEM<TAB>WHY\n]...
 **             \n  then the message, as piped in
 ** The service adopts it (lua/mailhook/maildrop.lua): it believes the uid (the
 ** file's owner must be that uid too), takes the recipients from the "to"
@@ -135,7 +142,21 @@ static void check_value(const char *what, const char *v, int may_be_empty) {
 
 static void usage(const char *why) {
   die(EX_USAGE_, "%s (usage: mailhook-drop [-s SPOOL] [-f SENDER] [-N NOTIFY] [-R RET] [-V ENVID] "
-      "[--] RCPT... < message)", why);
+      "[-l ITEM WHY]... [--] RCPT... < message)", why);
+}
+
+/* v as a leftout part: control characters (the tab, which separates the
+** parts, among them) as \xNN, at most MH_DROP_MAX_LEFTLEN bytes (an escape
+** is never cut), into out (MH_DROP_MAX_LEFTLEN + 1 bytes). */
+static void left_part(const char *v, char *out) {
+  size_t o = 0;
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    int ctl = *p < 0x20 || *p == 0x7f;
+    if (o + (ctl ? 4 : 1) > MH_DROP_MAX_LEFTLEN) break;
+    if (ctl) o += (size_t)snprintf(out + o, 5, "\\x%02X", *p);
+    else out[o++] = (char)*p;
+  }
+  out[o] = '\0';
 }
 
 /* Writes all of buf or dies (EX_TEMPFAIL: a full disk, an I/O error). */
@@ -225,8 +246,9 @@ static void copy_stdin(void) {
 
 int main(int argc, char **argv) {
   const char *spool = MH_DROP_SPOOL, *from = NULL, *notify = NULL, *ret = NULL, *envid = NULL;
+  const char *left[MH_DROP_MAX_LEFT][2];   /* -l ITEM WHY, as given */
   char name[64], link[64];
-  int i, nrcpt, rc;
+  int i, nrcpt, rc, nleft = 0;
 
   stdio_open();
   signal(SIGXFSZ, SIG_IGN);      /* a file size limit the caller set: EFBIG, a clean error */
@@ -237,6 +259,15 @@ int main(int argc, char **argv) {
     const char *o = argv[i];
     const char **slot;
     if (!strcmp(o, "--")) { i++; break; }
+    if (!strcmp(o, "-l")) {
+      if (i + 2 >= argc) usage("-l needs an item and why");
+      if (nleft == MH_DROP_MAX_LEFT) die(EX_USAGE_, "more than %d items left out (-l)", MH_DROP_MAX_LEFT);
+      if (!argv[i + 1][0]) usage("-l: an empty item");
+      left[nleft][0] = argv[i + 1];
+      left[nleft++][1] = argv[i + 2];
+      i += 2;
+      continue;
+    }
     if (!strcmp(o, "-s")) slot = &spool;
     else if (!strcmp(o, "-f")) slot = &from;
     else if (!strcmp(o, "-N")) slot = &notify;
@@ -252,6 +283,7 @@ int main(int argc, char **argv) {
   {
     size_t rec = (from ? strlen(from) : 0) + 200;   /* the record must fit what the service reads */
     for (int k = i; k < argc; k++) rec += strlen(argv[k]) + 4;
+    rec += (size_t)nleft * (2 * MH_DROP_MAX_LEFTLEN + 10);
     if (rec > (size_t)MH_DROP_MAX_REC) die(EX_DATAERR_, "the recipients take over %d MiB", MH_DROP_MAX_REC >> 20);
   }
   if (spool[0] != '/') usage("the spool must be an absolute path");
@@ -279,6 +311,16 @@ int main(int argc, char **argv) {
   if (notify) putf("notify %s\n", notify);
   if (ret) putf("ret %s\n", ret);
   if (envid) putf("envid %s\n", envid);
+  for (int k = 0; k < nleft; k++) {
+    char item[MH_DROP_MAX_LEFTLEN + 1], why[MH_DROP_MAX_LEFTLEN + 1];
+    left_part(left[k][0], item);
+    left_part(left[k][1], why);
+    put("leftout ", 8);
+    put(item, strlen(item));
+    put("\t", 1);
+    put(why, strlen(why));
+    put("\n", 1);
+  }
   put("\n", 1);
   copy_stdin();
   if (fsync(out_fd) < 0) die(EX_TEMPFAIL_, "fsync: %s", strerror(errno));

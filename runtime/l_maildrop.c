@@ -11,7 +11,8 @@
 **   core.maildrop.list(spool [, stale_age]) -> {names}, {stale t. names}
 **       | false (no maildrop/) | nil, err, info    (waits)
 **   core.maildrop.open(spool, name) -> record, fd | nil, err, info   (waits)
-**       record = {uid, gid, pid, time, from, to = {...}, notify, ret, envid, size}
+**       record = {uid, gid, pid, time, from, to = {...}, notify, ret, envid, size,
+**                 left = {{item =, why =}...} or nil: the items sendmail left out}
 **       fd: the file at its message (core.spool.stream(fd, {dot = false}));
 **       close it with core.maildrop.close(fd)
 **   core.maildrop.done(spool, name [, corrupt [, as]]) -> true | nil, err, info  (waits)
@@ -190,6 +191,16 @@ static int op_push(lua_State *co, void *arg) {
     set_str(co, "envid", o->rec.envid);
     push_list(co, o->rec.to, o->rec.nto);
     lua_setfield(co, -2, "to");
+    if (o->rec.nleft) {   /* the items sendmail left out: {{item =, why =}...} */
+      lua_createtable(co, (int)o->rec.nleft, 0);
+      for (size_t i = 0; i < o->rec.nleft; i++) {
+        lua_createtable(co, 0, 2);
+        set_str(co, "item", o->rec.left_item[i]);
+        set_str(co, "why", o->rec.left_why[i]);
+        lua_rawseti(co, -2, (lua_Integer)i + 1);
+      }
+      lua_setfield(co, -2, "left");
+    }
     lua_pushinteger(co, o->fd);
     o->fd = -1;   /* the caller's now */
     return 2;

@@ -7,7 +7,9 @@
 **   core.spool.parse(bytes) -> {from, to = {...}, offset, canonical, uid} | nil, err, info
 **     (uid: the X-Submitter-Uid line, absent in a file written before it)
 **   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message;
-**     env.uid: the submitter when not this process, else the caller (privdrop.h))
+**     env.uid: the submitter when not this process, else the caller (privdrop.h);
+**     env.refused = {{rcpt =, reply =}...}: items left out of the envelope at
+**     intake, recorded as refused before the message is in pickup/ (spool.h))
 **   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
 **   Spool:lock() Spool:scan() Spool:load(id [, {data =, keep =, now =, lean =, buffer =}]) Spool:sync()
 **   Spool:delivered(id [, {sync = false, now =, journal =}]) Spool:purge() Spool:defer(id, t)
@@ -469,8 +471,11 @@ static void op_clear(op *o) {
   for (i = 0; i < o->nstrs; i++) free(o->strs[i]);
   free(o->strs);
   if (o->items) for (i = 0; i < o->n; i++) {
+    mh_refused *r = (mh_refused *)o->items[i].refused;
     free((void *)o->items[i].to);
     free((void *)o->items[i].to_params);
+    for (size_t k = 0; k < o->items[i].nrefused; k++) { free(r[k].rcpt); free(r[k].reply); }
+    free(r);
   }
   free(o->items);
   if (o->src) for (i = 0; i < o->n; i++) {
@@ -948,11 +953,51 @@ static int has_nul(lua_State *L) {
   return s && strlen(s) != n;
 }
 
-/* Reads an envelope {from = , to = {...}, from_params =, to_params = {}} at
-** idx into item (strings copied). */
+/* envelope.refused = {{rcpt =, reply =}...} at idx: the recipient items left
+** out of the envelope at intake, into it (copied; op_clear frees them).  The
+** spool checks their count and lengths (MH_EINVAL: nil, err).  0, or -1 with
+** err (a usage error). */
+static int read_left_out(lua_State *L, int idx, mh_spool_item *it, char *err) {
+  size_t n;
+  mh_refused *r;
+  lua_getfield(L, idx, "refused");
+  if (lua_isnil(L, -1)) return lua_pop(L, 1), 0;
+  if (!lua_istable(L, -1))
+    return lua_pop(L, 1), snprintf(err, 200, "envelope.refused must be a list of {rcpt =, reply =}"), -1;
+  n = lua_rawlen(L, -1);
+  if (!n) return lua_pop(L, 1), 0;
+  if (n > 2 * MH_ENV_BAD_MAX) n = 2 * MH_ENV_BAD_MAX + 1;   /* enough for the spool to refuse */
+  if (!(r = (mh_refused *)calloc(n, sizeof *r))) return lua_pop(L, 1), snprintf(err, 200, "out of memory"), -1;
+  it->refused = r;
+  for (size_t i = 0; i < n; i++) {
+    const char *rcpt, *reply;
+    size_t lr, lp;
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    if (!lua_istable(L, -1))
+      return lua_pop(L, 2), snprintf(err, 200, "envelope.refused[%zu] must be a table {rcpt =, reply =}", i + 1), -1;
+    lua_getfield(L, -1, "rcpt");
+    lua_getfield(L, -2, "reply");
+    rcpt = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &lr) : NULL;
+    reply = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &lp) : NULL;
+    if (!rcpt || !reply || strlen(rcpt) != lr || strlen(reply) != lp)
+      return lua_pop(L, 4), snprintf(err, 200, "envelope.refused[%zu]: rcpt and reply must be strings without NUL",
+                                     i + 1), -1;
+    r[i].rcpt = strdup(rcpt);
+    r[i].reply = strdup(reply);
+    it->nrefused = i + 1;   /* freed by op_clear, whatever follows */
+    lua_pop(L, 3);
+    if (!r[i].rcpt || !r[i].reply) return lua_pop(L, 1), snprintf(err, 200, "out of memory"), -1;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Reads an envelope {from = , to = {...}, from_params =, to_params = {},
+** refused = {{rcpt =, reply =}...}} at idx into item (strings copied). */
 static int read_env(lua_State *L, int idx, op *o, mh_spool_item *it, char *err) {
   size_t n, i;
   const char **to;
+  if (read_left_out(L, idx, it, err)) return -1;
   /* uid: the submitter, when it is not this process (the maildrop adopter's
   ** proven caller); absent = the caller (mh_privdrop_caller) */
   lua_getfield(L, idx, "uid");

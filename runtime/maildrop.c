@@ -51,6 +51,9 @@ void mh_drop_rec_free(mh_drop_rec *r) {
   if (!r) return;
   for (size_t i = 0; i < r->nto; i++) free(r->to[i]);
   free(r->to);
+  for (size_t i = 0; i < r->nleft; i++) { free(r->left_item[i]); free(r->left_why[i]); }
+  free(r->left_item);
+  free(r->left_why);
   free(r->from);
   free(r->notify);
   free(r->ret);
@@ -171,6 +174,23 @@ static int parse_record(const char *buf, size_t len, mh_drop_rec *r, char *err) 
       r->to = nt;
       if (!vl || !(nt[r->nto] = value_dup(sp + 1, vl))) return fail(err, MH_ECORRUPT, "a bad recipient line");
       r->nto++;
+      continue;
+    }
+    if (KEY("leftout")) {   /* "leftout ITEM<TAB>WHY": the drop program escaped both, the tab is its own */
+      const char *v = sp + 1, *tab = memchr(v, '\t', vl);
+      size_t il = tab ? (size_t)(tab - v) : 0, wl = tab ? vl - il - 1 : 0;
+      char **ni, **nw;
+      if (r->nleft >= MH_DROP_MAX_LEFT) return fail(err, MH_ECORRUPT, "over %d items left out", MH_DROP_MAX_LEFT);
+      if (!tab || !il || il > MH_DROP_MAX_LEFTLEN || wl > MH_DROP_MAX_LEFTLEN)
+        return fail(err, MH_ECORRUPT, "a bad leftout line");
+      if (!(ni = realloc(r->left_item, (r->nleft + 1) * sizeof *ni))) return MH_ENOMEM;
+      r->left_item = ni;
+      if (!(nw = realloc(r->left_why, (r->nleft + 1) * sizeof *nw))) return MH_ENOMEM;
+      r->left_why = nw;
+      ni[r->nleft] = value_dup(v, il);
+      nw[r->nleft] = value_dup(tab + 1, wl);
+      r->nleft++;   /* freed with the record, whatever they are */
+      if (!ni[r->nleft - 1] || !nw[r->nleft - 1]) return fail(err, MH_ECORRUPT, "a bad leftout line");
       continue;
     }
     if (KEY("from")) slot = &r->from;

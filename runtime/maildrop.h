@@ -22,6 +22,9 @@
 #define MH_DROP_MAX_RCPT  10000                 /* recipients of one message */
 #define MH_DROP_MAX_VALUE 998                   /* bytes of one address or parameter */
 #define MH_DROP_MAX_REC   (4 << 20)             /* bytes of the record before the message */
+#define MH_DROP_MAX_LEFT  100                   /* recipient items left out one record names (-l) */
+#define MH_DROP_MAX_LEFTLEN 600                 /* bytes of each one's item, and of its why, as
+                                                   recorded (escaped, cut: the drop program) */
 #define MH_DROP_MAGIC     "MAILHOOK-DROP 1\n"
 #define MH_DROP_ERRLEN    300
 
@@ -36,6 +39,11 @@ typedef struct mh_drop_rec {
   char **to;                /* the recipients, as given (resolved by the service) */
   size_t nto;
   char *notify, *ret, *envid;  /* sendmail -N -R -V, or NULL */
+  char **left_item;         /* the recipient items sendmail left out of the envelope, as the
+                               caller wrote them (escaped: no control character), or NULL */
+  char **left_why;          /* why, for each ("To header: 'Some Name' is not an address") */
+  size_t nleft;             /* how many (at most MH_DROP_MAX_LEFT): never recipients, only
+                               recorded refused with the message (the caller's word) */
   int64_t offset;           /* the first byte of the message in the file */
   int64_t size;             /* bytes of the file */
 } mh_drop_rec;

@@ -2613,7 +2613,48 @@ static int size_fill(int fd, size_t size_at, size_t envlen) {
 typedef struct {
   int fd;            /* the tmp file, -1 once closed */
   int state;         /* 0 nothing, 1 in tmp/, 2 renamed into pickup/ */
+  int side;          /* 1: its sidecar (items left out) is in pickup/ */
 } slot;
+
+static void state_free(mh_state *st);
+static int refused_set(mh_state *st, const char *rcpt, const char *reply);
+static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *st);
+
+/* The items an enqueue left out of the envelope (it->refused: sendmail's `To:
+** a@x, Some Name`), recorded the way dropin_refused records a drop-in's: as
+** refused in pickup/ID.state, written (fsynced, and the deliverer told:
+** state_write) BEFORE ID.eml is renamed in, so no deliverer can load the
+** message without them and send it as if nothing was left out.  The scan's
+** orphan check looks at tmp/ID before pickup/ID.eml, so the sidecar is not
+** taken for an orphan while its message is on its way.  An item spelled as
+** one of the recipients is not recorded: the recipient would never get the
+** message.  *written: 1 when a sidecar was written (none when nothing was
+** left to record).  0 or the error. */
+static int left_out_write(mh_spool *sp, const mh_spool_item *it, int *written) {
+  mh_state st;
+  int rc = 0;
+  *written = 0;
+  memset(&st, 0, sizeof st);
+  for (size_t k = 0; k < it->nrefused && !rc; k++) {
+    size_t j;
+    for (j = 0; j < it->nto && strcmp(it->to[j], it->refused[k].rcpt); j++) {}
+    if (j == it->nto) rc = refused_set(&st, it->refused[k].rcpt, it->refused[k].reply);
+  }
+  if (!rc && st.nrefused) {
+    rc = fault_at("leftout-state") ? -errno : state_write(sp, sp->pickupfd, it->id, &st);
+    *written = rc == 0;
+  }
+  state_free(&st);
+  return rc;
+}
+
+/* Removes pickup/ID.state (a sidecar left_out_write made, when the message is
+** not queued after all). */
+static void left_out_unlink(mh_spool *sp, const char *id) {
+  char side[MH_SPOOL_IDLEN + 8];
+  snprintf(side, sizeof side, "%s.state", id);
+  unlinkat(sp->pickupfd, side, 0);
+}
 
 static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, const char *given, char *err) {
   slot *s;
@@ -2635,6 +2676,14 @@ static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, const char
     for (size_t k = 0; items[i].to_params && k < items[i].nto; k++)
       if (mh_spool_params_ok(items[i].to_params[k], 0))
         return fail(err, MH_EBADADDR, "DSN parameters '%.100s' of '%s'", items[i].to_params[k], items[i].to[k]);
+    if (items[i].nrefused > MH_ENV_BAD_MAX || (items[i].nrefused && !items[i].refused))
+      return fail(err, MH_EINVAL, "%zu items left out (at most %d are recorded)", items[i].nrefused, MH_ENV_BAD_MAX);
+    for (size_t k = 0; k < items[i].nrefused; k++) {
+      const mh_refused *r = &items[i].refused[k];
+      if (!r->rcpt || !*r->rcpt || strlen(r->rcpt) > MH_SPOOL_REFUSED_LEN || !r->reply ||
+          strlen(r->reply) > MH_SPOOL_REFUSED_LEN)
+        return fail(err, MH_EINVAL, "item left out %zu: empty, or over %d bytes", k + 1, MH_SPOOL_REFUSED_LEN);
+    }
   }
   s = calloc(n, sizeof *s);
   if (!s) return fail(err, MH_ENOMEM, "enqueue");
@@ -2668,21 +2717,37 @@ static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, const char
   for (i = 0; i < n; i++) {
     if ((rc = fsync_fd(s[i].fd))) { fail(err, rc, "spool %s: fsync tmp/%s", sp->dir, items[i].id); goto undo; }
   }
-  /* 3. rename each into pickup/, never over an existing file */
+  /* 3. rename each into pickup/, never over an existing file; the items an
+     item left out first, in its sidecar (left_out_write) */
   for (i = 0; i < n; i++) {
-    snprintf(name, sizeof name, "%s.eml", items[i].id);
-    while ((rc = rename_new(sp->tmpfd, items[i].id, sp->pickupfd, name)) == -EEXIST && !given) {
-      /* an id issued before a lost seq update: take a later one */
-      char old[MH_SPOOL_IDLEN];
-      memcpy(old, items[i].id, sizeof old);
-      if ((rc = mh_spool_new_id(sp, items[i].id)) ||
-          (renameat(sp->tmpfd, old, sp->tmpfd, items[i].id) < 0 && (rc = -errno))) {
-        memcpy(items[i].id, old, sizeof old);
-        break;
-      }
+    for (;;) {
+      const char *what = "the rename from tmp/ into pickup/";
       snprintf(name, sizeof name, "%s.eml", items[i].id);
+      rc = 0;
+      /* never a sidecar for an id queued already: it would be that message's */
+      if (items[i].nrefused && (rc = mh_spool_has_copy(sp, items[i].id) ? -EEXIST : 0) == 0 &&
+          (rc = left_out_write(sp, &items[i], &s[i].side)))
+        what = "its sidecar, pickup/ID.state (the items left out)";
+      if (rc == 0) {
+        TEST_POINT("enqueue-sidecar");
+        rc = rename_new(sp->tmpfd, items[i].id, sp->pickupfd, name);
+        if (rc && s[i].side) { left_out_unlink(sp, items[i].id); s[i].side = 0; }
+      }
+      if (rc == -EEXIST && !given) {
+        /* an id issued before a lost seq update: take a later one */
+        char old[MH_SPOOL_IDLEN];
+        memcpy(old, items[i].id, sizeof old);
+        if ((rc = mh_spool_new_id(sp, items[i].id)) ||
+            (renameat(sp->tmpfd, old, sp->tmpfd, items[i].id) < 0 && (rc = -errno))) {
+          memcpy(items[i].id, old, sizeof old);
+          what = "the rename in tmp/ for a new id";
+        } else {
+          continue;
+        }
+      }
+      if (rc) { fail(err, rc, "spool %s: %s: %s", sp->dir, items[i].id, what); goto undo; }
+      break;
     }
-    if (rc) { fail(err, rc, "spool %s: rename tmp/%s into pickup/", sp->dir, items[i].id); goto undo; }
     s[i].state = 2;
   }
   /* 4. one folder fsync makes every new name durable */
@@ -2698,6 +2763,7 @@ undo:
       snprintf(name, sizeof name, "%s.eml", items[i].id);
       unlinkat(sp->pickupfd, name, 0);
     }
+    if (s[i].side) left_out_unlink(sp, items[i].id);
     if (s[i].fd >= 0) close(s[i].fd);
     items[i].id[0] = '\0';
   }
@@ -4004,8 +4070,12 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
       snprintf(name, sizeof name, "%s.eml", orphans[i]);
       /* failed/ first: `queue retry` writes pickup/ID.state, then moves
          ID.eml from failed/ to pickup/; looked at in this order, one of the
-         two looks finds it (it was a sidecar removed under a retry) */
+         two looks finds it (it was a sidecar removed under a retry).  tmp/ID
+         before pickup/ too: an enqueue with items left out writes
+         pickup/ID.state, then renames tmp/ID to pickup/ID.eml (left_out_write;
+         the sidecar was removed under it, and the message went without them) */
       if (fstatat(sp->failedfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
+          fstatat(sp->tmpfd, orphans[i], &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
           fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
         /* a sidecar whose message was delivered or failed (a crash between
            the two unlinks): ours, removed; a file that only bears the name

@@ -128,7 +128,17 @@ typedef struct mh_spool_item {
   int has_uid;                  /* 1: uid is the submitter (the maildrop adopter gives the uid
                                    the drop program proved); 0: this process's getuid() */
   unsigned long uid;            /* the submitter's uid when has_uid (< 4294967295) */
+  const mh_refused *refused;    /* recipient items left out of the envelope at intake (sendmail's
+                                   `To: a@x, Some Name`), each with why (rcpt: the item as shown,
+                                   escaped; reply: why), or NULL: recorded as refused in
+                                   pickup/ID.state BEFORE ID.eml is renamed in, as a drop-in's
+                                   (docs/spool.md), so no deliverer ever sees the message
+                                   without them.  One spelled as a recipient is not recorded */
+  size_t nrefused;              /* how many: at most MH_ENV_BAD_MAX, each string at most
+                                   MH_SPOOL_REFUSED_LEN bytes (else MH_EINVAL) */
 } mh_spool_item;
+
+#define MH_SPOOL_REFUSED_LEN 1000
 
 /* Opens (creating what is missing, mode 0700) the spool in dir: the folder
 ** and tmp/ pickup/ failed/ corrupt/ state/.  Like `postfix check`, each must
@@ -208,9 +218,13 @@ int mh_spool_has_copy(mh_spool *sp, const char *id);
 
 /* Enqueues n items (1..MH_SPOOL_MAXBATCH) all or nothing: tmp/ID written with
 ** O_EXCL 0600, fsynced, renamed into pickup/ (never over an existing file), and
-** pickup/ fsynced once for the batch.  0 once every item is durable (ids set);
+** pickup/ fsynced once for the batch; an item with refused items gets its
+** sidecar (pickup/ID.state, fsynced) before its rename, and an id that is
+** queued already (a lost seq update) is never given one.  0 once every item
+** is durable (ids set);
 ** otherwise a negative code, err says what failed, and no item was acknowledged
-** (every tmp/ file and every file already renamed is removed again). */
+** (every tmp/ file, every file already renamed and every sidecar written is
+** removed again). */
 int mh_spool_enqueue(mh_spool *sp, mh_spool_item *items, size_t n, char *err);
 /* mh_spool_enqueue of one item under the id given (16 hex digits), never
 ** another: a maildrop adoption's, recorded in its original's aside name before

@@ -12,7 +12,9 @@
 -- (from_rewrite: its own login, or the settings' from); the header block gets
 -- the same treatment as any sendmail intake (From, Date, Message-ID added when
 -- missing, Bcc removed) and a Received line naming the uid; the uid is also the
--- spool file's X-Submitter-Uid (docs/spool.md).  The adopted copy
+-- spool file's X-Submitter-Uid (docs/spool.md); the recipient items sendmail
+-- left out (the record's "leftout" lines) are recorded refused with the copy,
+-- as the privileged sendmail records them, never made recipients.  The adopted copy
 -- is durable in pickup/ before the maildrop file is removed, and the adoption
 -- is idempotent across a kill: before the copy is made, the file is renamed
 -- to maildrop/ID.adopted, ID being the id its copy takes (sp:new_id, then
@@ -119,6 +121,16 @@ local function adopt_one(sp, cfg, dir, name)
   for _, b in ipairs(env.bad or {}) do   -- a recipient the record named that is no address: left out
     log("warn", string.format("maildrop: %s from uid %d: %s", name, rec.uid, b))
   end
+  -- the items left out, recorded refused with the message (the mail log's
+  -- failed line, failed/ once the others got it): those sendmail left out
+  -- (the record's "leftout" lines: the caller's word, about its own message
+  -- only; never a recipient), then any the record's recipients lost here
+  local left = {}
+  for _, l in ipairs(rec.left or {}) do left[#left + 1] = l end
+  for _, l in ipairs(env.left or {}) do
+    left[#left + 1] = { item = l.item, why = "maildrop/" .. orig .. ": " .. l.why }
+  end
+  env.refused = submit.left_out(left, "mailhook sendmail")
   stream:set_head(newhead)
   env.uid = rec.uid        -- the submitter, as the drop program proved it (X-Submitter-Uid)
   -- the original goes aside first, under the id its copy takes (see the top)

@@ -570,6 +570,33 @@ local function message_id(domain, t)
                        (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end)), domain)
 end
 
+-- left_out(left, by) -> {{rcpt =, reply =}...} | nil: the items an intake left
+-- out of the envelope (prepare's env.left, or a maildrop record's), as the
+-- spool records them refused (sp:enqueue's envelope.refused; docs/sendmail.md,
+-- "Recipients and local names"): rcpt the item as written, reply its line and
+-- who left it out (by: "mailhook sendmail", ...), ending as a drop-in's (spool.c
+-- dropin_refused) in " by mailhook, never sent", which the deliverer reads as a
+-- refusal made at intake: the mail log's failed line once the others got it.
+-- At most LEFT_MAX (the spool's bound, MH_ENV_BAD_MAX); each string cut to
+-- LEFT_LEN bytes (MH_SPOOL_REFUSED_LEN is 1000).
+M.LEFT_MAX, M.LEFT_LEN = 100, 600
+local function cut(s, n)
+  s = tostring(s):gsub("%c", " ")
+  if #s > n then s = s:sub(1, n - 3) .. "..." end
+  return s
+end
+function M.left_out(left, by)
+  if not left or #left == 0 then return nil end
+  local out = {}
+  for i = 1, math.min(#left, M.LEFT_MAX) do
+    local l = left[i]
+    local item = cut(l.item, M.LEFT_LEN)
+    out[i] = { rcpt = item ~= "" and item or "(empty)",
+               reply = cut(l.why, M.LEFT_LEN) .. ": left out at intake (" .. by .. ") by mailhook, never sent" }
+  end
+  return out
+end
+
 -- prepare(ctx, head) -> env, newhead | nil, exit code, why
 -- ctx: cfg (the settings), caller ({uid, login, privileged}), rcpts (strings
 -- from the command line, -bs's RCPT, a maildrop record: each an address list),
@@ -579,7 +606,9 @@ end
 -- parameters, as they are sent), time (when submitted),
 -- received (add the Received line: the process that writes into pickup/).
 -- env = {from =, to = {...}, from_params =, to_params = {[addr] =}, bad = {why...}
--- or nil: the recipient items left out, each a line naming it, escaped}; newhead:
+-- or nil: the recipient items left out, each a line naming it, escaped; left =
+-- {{item =, why =}...} or nil: the same items, each as written (escaped, cut:
+-- M.shown) with its line, for the queue (M.left_out)}; newhead:
 -- the header block to store (CRLF lines, no blank line).
 -- A key of ctx not listed above, or an argument too many, raises, naming it
 -- ({recieved = true} was taken and no Received line written).
@@ -601,19 +630,24 @@ function M.prepare(ctx, head, ...)
   -- env.bad, never turned into a recipient; the others still get the message
   -- (DESIGN.md: intake refuses only a message with no recipient left; Postfix
   -- accepts it too and bounces the bad item)
-  local to, seen, to_params, bad = {}, {}, nil, {}
+  local to, seen, to_params, bad, left = {}, {}, nil, {}, {}
+  -- each item left out: its line (env.bad), and the item with why (env.left)
+  local function leave(item, line)
+    bad[#bad + 1] = line .. " (left out)"
+    left[#left + 1] = { item = M.shown(item), why = line }
+  end
   local function reject(where, item, why)
-    bad[#bad + 1] = where .. ": '" .. M.shown(item) .. "' " .. why
+    leave(item, where .. ": '" .. M.shown(item) .. "' " .. why)
   end
   local function add_items(where, items, params)
     for _, it in ipairs(items) do
       if not it.addr then
-        reject(where, it.raw, "is not an address (left out)")
+        reject(where, it.raw, "is not an address")
       else
         local list, rwhy, code = resolve(it.addr)
         if not list then
           if code == M.EX.TEMPFAIL then return nil, code, "recipient " .. rwhy end
-          bad[#bad + 1] = where .. ": " .. M.shown(rwhy) .. " (left out)"
+          leave(it.addr, where .. ": " .. M.shown(rwhy))
         end
         for _, a in ipairs(list or {}) do
           if not seen[a] then
@@ -629,7 +663,7 @@ function M.prepare(ctx, head, ...)
   local function add(where, raw, params, arg)
     if arg then   -- a command-line argument: one address list, checked as a whole first
       local ok, why = M.check_arg(raw)
-      if not ok then bad[#bad + 1] = where .. ": " .. why .. " (left out)" return true end
+      if not ok then leave(raw, where .. ": " .. why) return true end
     end
     local items, _, before, from = M.split(raw)
     if items then return add_items(where, items, params) end
@@ -645,7 +679,7 @@ function M.prepare(ctx, head, ...)
           local ok, code, why = add_items(where, pitems, params)
           if not ok then return nil, code, why end
         else
-          reject(where, piece:match("^%s*(.-)%s*$"), "is not an address (left out)")
+          reject(where, piece:match("^%s*(.-)%s*$"), "is not an address")
         end
       end
     end
@@ -766,7 +800,8 @@ function M.prepare(ctx, head, ...)
     out[#out + 1] = "Message-ID: " .. message_id(dom ~= "" and dom or "localhost", t) .. "\r\n"
   end
 
-  local env = { from = sender, to = to, to_params = to_params, bad = #bad > 0 and bad or nil }
+  local env = { from = sender, to = to, to_params = to_params, bad = #bad > 0 and bad or nil,
+                left = #left > 0 and left or nil }
   local mp = {}
   if ctx.ret then mp[#mp + 1] = "RET=" .. ctx.ret end
   if ctx.envid then mp[#mp + 1] = "ENVID=" .. xtext(ctx.envid) end

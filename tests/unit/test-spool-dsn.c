@@ -20,7 +20,7 @@ static void test_write_and_read(mh_spool *sp) {
   const char *to[] = { "x@y.z", "w@y.z", "\"a b\"@y.z" };
   const char *tp[] = { "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y.z", NULL, "NOTIFY=NEVER" };
   mh_spool_item it = { "", to, 3, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "",
-                       "RET=HDRS ENVID=QQ314159", tp, 1, 0 };
+                       "RET=HDRS ENVID=QQ314159", tp, 1, 0, NULL, 0 };
   mh_spool_entry e;
   is_int(mh_spool_enqueue(sp, &it, 1, err), 0, "enqueue with DSN parameters");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, it.id);
@@ -45,7 +45,7 @@ static void test_write_and_read(mh_spool *sp) {
   mh_spool_entry_free(&e);
 
   const char *plain_to[] = { "p@y.z" };
-  mh_spool_item plain = { "a@b.c", plain_to, 1, write_bytes, (void *)"Subject: p\r\n\r\n", "", NULL, NULL, 1, 0 };
+  mh_spool_item plain = { "a@b.c", plain_to, 1, write_bytes, (void *)"Subject: p\r\n\r\n", "", NULL, NULL, 1, 0, NULL, 0 };
   is_int(mh_spool_enqueue(sp, &plain, 1, err), 0, "enqueue without parameters");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, plain.id);
   is_str(slurp(path), "X-Sender: a@b.c\r\nX-Receiver: p@y.z\r\nX-Spool-Size: 000000000014\r\nX-Submitter-Uid: 0\r\n"
@@ -62,12 +62,12 @@ static void test_refused(mh_spool *sp) {
                              "ENVID=" };
   const char *bad_rcpt[] = { "NOTIFY=SUCCESS\r\n", "RET=FULL", "ORCPT=rfc822;<e@v.il>", "NOTIFY" };
   for (size_t i = 0; i < sizeof bad_from / sizeof *bad_from; i++) {
-    mh_spool_item it = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", bad_from[i], NULL, 0, 0 };
+    mh_spool_item it = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", bad_from[i], NULL, 0, 0, NULL, 0 };
     is_int(mh_spool_enqueue(sp, &it, 1, err), MH_EBADADDR, "bad sender parameters %zu refused", i);
   }
   for (size_t i = 0; i < sizeof bad_rcpt / sizeof *bad_rcpt; i++) {
     const char *tp[] = { bad_rcpt[i] };
-    mh_spool_item it = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", NULL, tp, 0, 0 };
+    mh_spool_item it = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", NULL, tp, 0, 0, NULL, 0 };
     is_int(mh_spool_enqueue(sp, &it, 1, err), MH_EBADADDR, "bad recipient parameters %zu refused", i);
   }
 }

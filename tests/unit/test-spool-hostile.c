@@ -104,7 +104,7 @@ static int write_str(void *arg, int fd) {
 /* Enqueues one small message; its id into id.  0 or the error. */
 static int enqueue_one(mh_spool *sp, char *id) {
   const char *to[] = { "x@y.z" };
-  mh_spool_item it = { "a@b.c", to, 1, write_str, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL, 0, 0 };
+  mh_spool_item it = { "a@b.c", to, 1, write_str, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL, 0, 0, NULL, 0 };
   char err[MH_SPOOL_ERRLEN];
   int rc = mh_spool_enqueue(sp, &it, 1, err);
   if (rc) fprintf(stderr, "enqueue: %s\n", err);

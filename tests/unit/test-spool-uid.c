@@ -31,9 +31,9 @@ static void test_written(mh_spool *sp) {
   char err[MH_SPOOL_ERRLEN] = "", path[600], want[300];
   const char *to[] = { "x@y.z" };
   mh_spool_item given = { "a@b.c", to, 1, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL,
-                          1, 65534 };
+                          1, 65534, NULL, 0 };
   mh_spool_item own = { "a@b.c", to, 1, write_bytes, (void *)"Subject: u\r\n\r\nbody\r\n", "", NULL, NULL,
-                        0, 0 };
+                        0, 0, NULL, 0 };
   mh_spool_entry e;
   is_int(mh_spool_enqueue(sp, &given, 1, err), 0, "enqueue with a given uid");
   snprintf(path, sizeof path, "%s/pickup/%s.eml", root, given.id);
@@ -57,7 +57,7 @@ static void test_written(mh_spool *sp) {
   is_int(e.env.has_uid && e.env.uid == (unsigned long)getuid(), 1, "read back");
   mh_spool_entry_free(&e);
 
-  mh_spool_item bad = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", NULL, NULL, 1, 4294967295UL };
+  mh_spool_item bad = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", NULL, NULL, 1, 4294967295UL, NULL, 0 };
   is_int(mh_spool_enqueue(sp, &bad, 1, err), MH_EINVAL, "(uid_t)-1 is no uid: refused (%s)", err);
 }
 

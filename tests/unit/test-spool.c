@@ -192,7 +192,7 @@ static void test_parse(void) {
 static void test_enqueue(mh_spool *sp) {
   char err[MH_SPOOL_ERRLEN], path[600];
   const char *to[] = { "x@y.z", "w@y.z" };
-  mh_spool_item it = { "a@b.c", to, 2, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL, 1, 0 };
+  mh_spool_item it = { "a@b.c", to, 2, write_bytes, (void *)"Subject: t\r\n\r\nbody\r\n", "", NULL, NULL, 1, 0, NULL, 0 };
   mh_spool_entry e;
   struct stat st;
   int before = count("pickup");
@@ -206,7 +206,7 @@ static void test_enqueue(mh_spool *sp) {
   is_int(count("pickup"), before + 1, "one file more in pickup/");
 
   const char *bad_to[] = { "x@y.z\r\nRCPT TO:<evil@x.y>" };
-  mh_spool_item bad = { "a@b.c", bad_to, 1, write_bytes, (void *)"x", "", NULL, NULL, 0, 0 };
+  mh_spool_item bad = { "a@b.c", bad_to, 1, write_bytes, (void *)"x", "", NULL, NULL, 0, 0, NULL, 0 };
   is_int(mh_spool_enqueue(sp, &bad, 1, err), MH_EBADADDR, "a recipient with CR/LF is refused");
   is_int(count("pickup"), before + 1, "and nothing was written");
 
@@ -264,7 +264,7 @@ static void test_enqueue(mh_spool *sp) {
   mh_spool_item many[5];
   const char *one[] = { "m@y.z" };
   for (int i = 0; i < 5; i++) {
-    mh_spool_item x = { "", one, 1, write_bytes, (void *)"Subject: b\r\n\r\n.\r\n", "", NULL, NULL, 0, 0 };
+    mh_spool_item x = { "", one, 1, write_bytes, (void *)"Subject: b\r\n\r\n.\r\n", "", NULL, NULL, 0, 0, NULL, 0 };
     many[i] = x;
   }
   is_int(mh_spool_enqueue(sp, many, 5, err), 0, "a batch of 5");
@@ -274,7 +274,7 @@ static void test_enqueue(mh_spool *sp) {
   /* a lost seq update cannot make an id replace a file */
   put_file("pickup/0200000000000001.eml", "X-Sender: <>\r\nX-Receiver: old@y.z\r\nSubject: old\r\n\r\n");
   put_file("seq", "0200000000000000\n");
-  mh_spool_item again = { "a@b.c", to, 2, write_bytes, (void *)"Subject: new\r\n\r\n", "", NULL, NULL, 0, 0 };
+  mh_spool_item again = { "a@b.c", to, 2, write_bytes, (void *)"Subject: new\r\n\r\n", "", NULL, NULL, 0, 0, NULL, 0 };
   is_int(mh_spool_enqueue(sp, &again, 1, err), 0, "enqueue when the next id is taken");
   is_str(again.id, "0200000000000002", "it takes the next free id");
   snprintf(path, sizeof path, "%s/pickup/0200000000000001.eml", root);
@@ -460,14 +460,14 @@ static void test_follow(void) {
   snprintf(dir, sizeof dir, "%s/follow", root);
   is_int(mh_spool_open(dir, &sp, err), 0, "follow: a second spool");
   is_int(mh_spool_lock(sp, NULL), 0, "its deliverer holds the lock");
-  mh_spool_item a = { "a@b.c", to, 1, write_bytes, (void *)"Subject: a\r\n\r\na\r\n", "", NULL, NULL, 0, 0 };
+  mh_spool_item a = { "a@b.c", to, 1, write_bytes, (void *)"Subject: a\r\n\r\na\r\n", "", NULL, NULL, 0, 0, NULL, 0 };
   is_int(mh_spool_enqueue(sp, &a, 1, err), 0, "a message queued");
 
   /* rm -rf pickup/: `mailhook enqueue` (another handle) makes a new one */
   snprintf(cmd, sizeof cmd, "rm -rf '%s/pickup'", dir);
   ok(system(cmd) == 0, "pickup/ removed under the deliverer (its message with it: the administrator's act)");
   is_int(mh_spool_open(dir, &other, err), 0, "another handle opens the spool (makes pickup/ again)");
-  mh_spool_item b = { "a@b.c", to, 1, write_bytes, (void *)"Subject: b\r\n\r\nb\r\n", "", NULL, NULL, 0, 0 };
+  mh_spool_item b = { "a@b.c", to, 1, write_bytes, (void *)"Subject: b\r\n\r\nb\r\n", "", NULL, NULL, 0, 0, NULL, 0 };
   is_int(mh_spool_enqueue(other, &b, 1, err), 0, "and queues a message into the new pickup/");
   mh_spool_close(other);
   is_int(mh_spool_follow(sp, 1, err), 0, "the deliverer looks at its folders");
@@ -476,7 +476,7 @@ static void test_follow(void) {
   /* tmp/ removed: the deliverer's own enqueue (a rule's mh.enqueue) makes it again */
   snprintf(cmd, sizeof cmd, "rm -rf '%s/tmp'", dir);
   ok(system(cmd) == 0, "tmp/ removed");
-  mh_spool_item c = { "a@b.c", to, 1, write_bytes, (void *)"Subject: c\r\n\r\nc\r\n", "", NULL, NULL, 0, 0 };
+  mh_spool_item c = { "a@b.c", to, 1, write_bytes, (void *)"Subject: c\r\n\r\nc\r\n", "", NULL, NULL, 0, 0, NULL, 0 };
   is_int(mh_spool_enqueue(sp, &c, 1, err), 0, "an enqueue through the deliverer's handle still works");
   snprintf(path, sizeof path, "%s/tmp", dir);
   ok(stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700, "tmp/ made again, mode 0700");
@@ -518,7 +518,7 @@ static void test_follow(void) {
   snprintf(old, sizeof old, "%s.old", dir);
   ok(rename(dir, old) == 0, "mv SPOOL SPOOL.old");
   is_int(mh_spool_open(dir, &other, err), 0, "`mailhook enqueue` makes a new spool at the path");
-  mh_spool_item d = { "a@b.c", to, 1, write_bytes, (void *)"Subject: d\r\n\r\nd\r\n", "", NULL, NULL, 0, 0 };
+  mh_spool_item d = { "a@b.c", to, 1, write_bytes, (void *)"Subject: d\r\n\r\nd\r\n", "", NULL, NULL, 0, 0, NULL, 0 };
   is_int(mh_spool_enqueue(other, &d, 1, err), 0, "and queues a message into it");
   is_int(mh_spool_follow(sp, 1, err), 0, "the deliverer follows the path");
   ok(scan_has(sp, d.id, &n) && n == 1, "its scan sees the new spool's message (%ld)", n);

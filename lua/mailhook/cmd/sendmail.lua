@@ -131,6 +131,10 @@ local function store(caller, env, source, o)
   if caller.privileged then
     local sp, err, info = require("mailhook.spool").shared()
     if not sp then return nil, EX.CANTCREAT, err end
+    -- the items left out of the envelope: recorded refused in the queue (the
+    -- mail log's failed line, failed/ once the others got it), where before
+    -- they were named on stderr alone, which cron and PHP's mail() drop
+    env.refused = submit.left_out(env.left, "mailhook sendmail")
     local id
     id, err, info = sp:enqueue(source, env)
     if not id then
@@ -147,6 +151,12 @@ local function store(caller, env, source, o)
   if o.notify then argv[#argv + 1] = "-N"; argv[#argv + 1] = o.notify end
   if o.ret then argv[#argv + 1] = "-R"; argv[#argv + 1] = o.ret end
   if o.envid then argv[#argv + 1] = "-V"; argv[#argv + 1] = o.envid end
+  -- the items left out, each as written and why: recorded with the message
+  -- (runtime/drop.c's "leftout" lines), refused in the queue once adopted
+  for i = 1, math.min(#(env.left or {}), submit.LEFT_MAX) do
+    local l = env.left[i]
+    argv[#argv + 1] = "-l"; argv[#argv + 1] = l.item ~= "" and l.item or "(empty)"; argv[#argv + 1] = l.why
+  end
   argv[#argv + 1] = "--"
   for _, r in ipairs(env.to) do argv[#argv + 1] = r end
   local status, err, info = core.maildrop.submit(argv, source)
