@@ -1823,6 +1823,43 @@ static int l_is_id(lua_State *L) {
   return 1;
 }
 
+/* Spool:unchanged(id) -> true | false, why | nil   (no wait: an lstat, and an
+** fstat of the kept descriptor, on the calling thread).  Whether pickup/ID.eml
+** is still the file the last load{keep = true} of id read (the kept
+** descriptor's device and inode): why "gone" (nothing under that name any
+** more: `mailhook queue rm`) or "replaced" (another file under it: edited in
+** place).  No descriptor kept for id (a streamed message, or closed since):
+** only whether a file is there (true, or false, "gone").  nil: id is no spool
+** id, or the look failed otherwise (unknown).  The deliverer's look at a
+** message it loaded ahead and kept waiting (delivery.lua, Worker:burst). */
+static int l_unchanged(lua_State *L) {
+  lspool *ls = check_spool(L, 1);
+  const char *id = checkid(L, 2, "spool:unchanged");
+  char path[PATH_MAX];
+  struct stat is, was;
+  int fd = -1;
+  if (!mh_spool_is_id(id) ||
+      snprintf(path, sizeof path, "%s/pickup/%s.eml", mh_spool_dir(ls->sp), id) >= (int)sizeof path) {
+    lua_pushnil(L);
+    return 1;
+  }
+  for (int i = 0; i < KEPT_MAX; i++)
+    if (ls->kept[i].fd >= 0 && !strcmp(ls->kept[i].id, id)) { fd = ls->kept[i].fd; break; }
+  if (lstat(path, &is) < 0) {
+    if (errno != ENOENT) { lua_pushnil(L); return 1; }
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "gone");
+    return 2;
+  }
+  if (fd >= 0 && fstat(fd, &was) == 0 && (was.st_ino != is.st_ino || was.st_dev != is.st_dev)) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "replaced");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ------------------------------------------------------------ module */
 
 void l_spool_open(lua_State *L) {
@@ -1834,6 +1871,7 @@ void l_spool_open(lua_State *L) {
     { "new_id", l_new_id }, { "has_copy", l_has_copy },
     { "list", l_list }, { "watch", l_watch }, { "close", l_close },
     { "set_dropin_from", l_set_dropin_from }, { "set_dropin_names", l_set_dropin_names },
+    { "unchanged", l_unchanged },
     { NULL, NULL }
   };
   static const luaL_Reg funcs[] = {

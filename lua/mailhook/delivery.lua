@@ -11,6 +11,8 @@
 --   d:flush_request()  -- ignore backoff for one pass, reconnect now
 --   d:reload(cfg)      -- new settings: sessions are reopened before the next message
 --   d:stop()           -- finish the messages in flight (two with pipelining), QUIT, return
+--   d:look_again()     -- the messages loaded ahead are looked at again before they go
+--                      -- (`mailhook queue rm` asked: SIGUSR2, mailhook.status)
 --
 -- Each connection is a worker with an explicit state machine; in `sending` it
 -- keeps two messages in flight (Worker:burst: the next one's commands ride with
@@ -115,6 +117,13 @@ end
 -- s:submit hands to the engine, never copied into a Lua string.
 M.DATA_MAX = 16 * 1024
 local LOAD_OPTS = { data = M.DATA_MAX, keep = true, now = true, lean = true, buffer = true }   -- (done, refused: may be nil)
+-- A message loaded ahead (Worker:burst) is looked at again before its
+-- commands or its data go when it waited longer than this since its load (a
+-- stalled or slow server): `mailhook queue rm` of it meanwhile is honoured,
+-- as a streamed one's open at its send finds its file gone.  Not sooner: in
+-- a fast drain a message waits a round trip, and the look costs two system
+-- calls (spool:unchanged).  Seconds of the deliverer's clock (d.now).
+M.RECHECK_AFTER = 0.1
 local REMOVE_OPTS = { journal = true }
 
 -- Whether any address of the list is not ASCII (per message: no table unless one is).
@@ -451,6 +460,7 @@ function D:next_entry(w)
           self.claimed[id] = nil
         else
           e.id = e.id or id
+          e.loaded_at = now   -- (Worker:burst: a look again when it waited long)
           return e
         end
       end
@@ -464,6 +474,13 @@ function D:next_entry(w)
 end
 
 function D:release(e) self.claimed[e.id] = nil end
+
+-- look_again(): the messages loaded so far are looked at again before their
+-- commands or their data go, however short they waited (Worker:burst's
+-- withdrawn): asked by `mailhook queue rm` after its removal (SIGUSR2,
+-- mailhook.status Tracker:answer), so the one it removed is not sent unless
+-- its data is with the server already (which `queue rm` then says).
+function D:look_again() self.asked_at = self.now() end
 
 -- e was not settled (the session broke, or never opened): it must go first
 -- again, so the next pick starts over from a fresh scan.
@@ -489,6 +506,18 @@ local function spool_news(self, id, what, err)
   return true
 end
 
+-- removed_meanwhile(e, info, what, reply) -> true when the spool's answer (info)
+-- says e's file is gone: `mailhook queue rm` while its data was with the
+-- server, whose reply was no 250 (what: "deferred", "failed").  Nothing is left to
+-- record or to send again: said at info, not as a spool error.
+local function removed_meanwhile(self, e, info, what, reply)
+  if not (type(info) == "table" and info.code == "ENOTFOUND") then return false end
+  self.unrecorded[e.id], self.later[e.id] = nil, nil
+  self.log.info("delivery: " .. e.id .. " not delivered (" .. what .. ": " .. tostring(reply) .. "); it had been "
+                .. "removed meanwhile (mailhook queue rm): nothing recorded, not sent again")
+  return true
+end
+
 -- fail(e, reason, reply [, how]): to failed/ with its sidecar, and the `failed`
 -- event.  how = {attempts =, refused = {{rcpt =, reply =}...} (this attempt's),
 -- delivered = {...}, quoted = true when the reason quotes the reply already};
@@ -500,8 +529,9 @@ function D:fail(e, reason, reply, how)
   how = how or {}
   local subject = subject_of(e.path)   -- before the file moves
   maillog.before_move(e)               -- (so is the journal's Message-ID)
-  local ok, err = self.spool:fail(e.id, { reason = reason, reply = reply, attempts = how.attempts,
-                                          refused = how.refused })
+  local ok, err, info = self.spool:fail(e.id, { reason = reason, reply = reply, attempts = how.attempts,
+                                                refused = how.refused })
+  if ok == nil and err and removed_meanwhile(self, e, info, "failed", reply or reason) then return end
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
     if spool_news(self, e.id, "fail", err) then
@@ -589,8 +619,9 @@ function D:defer(e, reply, done, refused)
   local at = self.now() + delay
   local u = self.unrecorded[e.id]
   if u then done, refused = joined(u.done, done), joined(u.refused, refused) end
-  local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = at, done = done, attempts = n,
-                                           refused = refused })
+  local ok, err, info = self.spool:defer(e.id, { reply = reply, next_attempt = at, done = done, attempts = n,
+                                                 refused = refused })
+  if ok == nil and err and removed_meanwhile(self, e, info, "deferred", reply) then return end
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
     self.unrecorded[e.id] = { done = done or {}, refused = refused or {}, attempts = n }
@@ -1261,7 +1292,42 @@ function W:burst(e)
   -- directly, per message (a scripted session of the tests has no client)
   local smtp = package.loaded["mailhook.smtp"]
   local c = smtp and getmetatable(s) == smtp.Session and rawget(s, "c") or nil
+  -- withdrawn(x, submitted) -> nil (it goes) | "gone" | "replaced": x, loaded
+  -- ahead, waited longer than RECHECK_AFTER since its load (or its last look),
+  -- or was loaded before a `queue rm` asked (D:look_again), and is no longer
+  -- the file it was loaded from: removed meanwhile, or replaced (edited in
+  -- place).  A look costs two system calls, never made in a fast drain (a round
+  -- trip of wait).  A streamed one (no data) has its own look at its submit
+  -- (its file opened then: gone, or of another size); once submitted, its
+  -- data comes from the file opened then, so only its removal counts
+  local unchanged = d.spool.unchanged
+  local function withdrawn(x, submitted)
+    local t = x.loaded_at
+    if not t or not unchanged or not (submitted or x.data) then return nil end
+    local now = d.now()
+    local waited = now - t
+    if waited <= M.RECHECK_AFTER and waited >= -M.RECHECK_AFTER   -- (a clock step: a look)
+       and not (d.asked_at and t <= d.asked_at) then return nil end
+    x.loaded_at = now
+    local same, why = unchanged(d.spool, x.id)
+    if same == false and (x.data or why == "gone") then return why end
+    return nil
+  end
+  -- drop(x, why, how): x is not sent, said why (withdrawn); a replaced one is
+  -- loaded again (its next load reads what is there now and decides)
+  local function drop(x, why, how)
+    if why == "gone" then
+      d.log.info("delivery: " .. x.id .. " was removed meanwhile (mailhook queue rm); not sent" .. (how or ""))
+      d:release(x)
+    else
+      d.log.info("delivery: " .. x.id .. ": pickup/" .. x.id .. ".eml was replaced since its load; not sent as "
+                 .. "loaded" .. (how or "") .. ", it is loaded again")
+      d:requeue(x)
+    end
+  end
   local function submit(x)
+    local why = withdrawn(x)
+    if why then return drop(x, why) end
     stats.attempts = stats.attempts + 1
     -- an angle bracket in a quoted local part ("a>b"@x: RFC 5321 allows it, the
     -- intake takes it, as Postfix does) is never put in a path (smtp.c addr_ok: a
@@ -1342,6 +1408,22 @@ function W:burst(e)
   submit(e)
   local nxt = pick()      -- picked and loaded ahead, while the server works
   while #flight > 0 do
+    -- the oldest in flight: its commands went (with the final dot of the one
+    -- before it), its data leaves at the next release.  Waited long (the one
+    -- before it stalled) and removed meanwhile: the session is closed before
+    -- its data, so the server takes nothing of it (no final dot), and the rest
+    -- go over a new session
+    local why = withdrawn(flight[1], true)
+    if why then
+      self:close_session(false)
+      for i, g in ipairs(flight) do
+        pcall(s.result, s)
+        if i == 1 then drop(g, why, " (its transaction was abandoned before its data: the session is closed)")
+        else d:requeue(g) end
+      end
+      if nxt then d:requeue(nxt) end
+      return "again"
+    end
     if nxt and #flight < 2 then
       if d.stopping or self.stale then
         d:requeue(nxt)
@@ -1368,6 +1450,7 @@ function W:burst(e)
     if c then c:release() elseif s.release then s:release() end
     if not nxt then nxt = pick() end
     local f = table.remove(flight, 1)
+    self.sending = f.id   -- its data went: with the server (status.json; `mailhook queue rm` says so)
     local res, err, info
     if c then
       -- brief: the usual message's outcome as the number of recipients that
@@ -1376,6 +1459,7 @@ function W:burst(e)
     else
       res, err, info = s:result()
     end
+    self.sending = nil
     local outcome, oerr, oinfo = self:outcome(f, res, err, info)
     if outcome == "outage" or outcome == "again" then d:requeue(f) else claimed[f.id] = nil end   -- (release)
     if not self.session then

@@ -136,6 +136,27 @@ M.show = by_id("mh.queue.show", function(sp, id)
   return with_login(e, {})
 end)
 M.remove = by_id("mh.queue.remove", function(sp, id) return sp:remove(id) end)
+
+-- sending(id [, dir]) -> pid | nil (waits, up to a second): the pid of the
+-- service running on the spool when id's data is with the server right now,
+-- its outcome awaited (removed then, it may be delivered all the same: an SMTP
+-- transaction cannot be recalled).  Asked of the service (SIGUSR2 and a fresh
+-- SPOOL/status.json: mailhook.status), only when it holds the spool's lock and
+-- wrote that file itself; nil otherwise (no service, a `mailhook flush`, no
+-- answer).  A message loaded ahead of its turn is no such one: the service
+-- looks at it again before it goes (docs/delivery.md).
+function M.sending(id, dir)
+  dir = dir or core.paths.spool
+  local status = require "mailhook.status"
+  local pid = core.admin.lock_holder(dir)
+  if not pid or pid == status.pid() or not status.running(dir) then return nil end
+  local snap, answered = status.ask(dir, pid, 1)
+  if not (answered and type(snap) == "table" and type(snap.sending) == "table") then return nil end
+  for _, s in ipairs(snap.sending) do
+    if s == id then return pid end
+  end
+  return nil
+end
 M.retry = by_id("mh.queue.retry", function(sp, id) return sp:retry(id) end)
 
 -- flush(opts): deliver now and wait (mailhook.flush.queue).  Required here,

@@ -199,6 +199,12 @@ function Tracker:snapshot()
   local ready, why = true, nil
   if d.ready then ready, why = d.ready(d.cfg) end
   local state = self.stopped and "stopped" or (d.stopping and "stopping") or self.state
+  -- the ids whose data is with the server now, their outcome awaited
+  -- (delivery.lua Worker:burst; `mailhook queue rm` says so of them)
+  local sending
+  for _, w in ipairs(d.workers or {}) do
+    if w.sending then sending = sending or {}; sending[#sending + 1] = w.sending end
+  end
   local next_attempt
   if state == "waiting-retry" and self.outage then
     next_attempt = (self.outage.last_attempt or self.outage.since) + seconds(d.cfg.retry_interval, 30)
@@ -209,6 +215,7 @@ function Tracker:snapshot()
     settings_ready = ready and true or false, settings_error = (not ready) and why or nil,
     settings_stamp = self.settings_stamp,
     reload_error = self.reload_error,   -- {at, error}: the last SIGHUP's settings did not load
+    sending = sending,
     connection = {
       state = state, since = self.since, server = self.server, security = self.security,
       servers = d.cfg.server, port = d.cfg.port,
@@ -250,8 +257,15 @@ function Tracker:write_loop()
   end
 end
 
--- SIGUSR2: `mailhook status` asks; the answer is a fresh file.
-function Tracker:answer() self:write() end
+-- SIGUSR2: `mailhook status` asks (and `mailhook queue rm`, after its removal);
+-- the answer is a fresh file.  The messages the deliverer loaded ahead are looked
+-- at again before they go (mailhook.delivery D:look_again): one removed meanwhile
+-- is not sent.
+function Tracker:answer()
+  local d = self.d
+  if d.look_again then d:look_again() end
+  self:write()
+end
 
 -- The service stops: the last state, said so.
 function Tracker:stop()
@@ -328,6 +342,8 @@ local function ask(dir, pid, timeout)
   until mh.monotonic() > deadline
   return old, false, string.format("the service (pid %d) did not answer within %g s", pid, timeout)
 end
+
+M.ask = ask   -- (mailhook.queue sending: `queue rm` of a message in flight)
 
 -- The queue, read from the spool (no lock, nothing moved): pickup/ count and
 -- oldest message, failed/ count, drop-ins not adopted yet.

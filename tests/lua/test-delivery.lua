@@ -46,6 +46,7 @@ local function fake_spool()
   function sp:defer(id, o)
     mh.sleep(0)
     local m = self.msgs[id]
+    if not m then return nil, "message " .. id .. " in pickup/: no such message", { code = "ENOTFOUND" } end
     -- the same attempts and next attempt, nothing done: an outage's reason
     -- recorded (delivery.lua W:outage), no deferral
     local note = o.attempts == (m.attempts or 0) and o.next_attempt == (m.next_attempt or 0) and not o.done
@@ -64,8 +65,9 @@ local function fake_spool()
   end
   function sp:fail(id, o)
     mh.sleep(0)
-    self.ops[#self.ops + 1] = "fail " .. id
     local m = self.msgs[id]
+    if not m then return nil, "message " .. id .. " in pickup/: no such message", { code = "ENOTFOUND" } end
+    self.ops[#self.ops + 1] = "fail " .. id
     if o.attempts then m.attempts = o.attempts end
     m.refused = m.refused or {}
     for _, r in ipairs(o.refused or {}) do m.refused[#m.refused + 1] = r end
@@ -140,6 +142,7 @@ local function fake_smtp(opts)
     function s:send(m)
       assert(self.open, "send on a closed session")
       if smtp.delay > 0 then mh.sleep(smtp.delay) end
+      while smtp.hold do mh.sleep(0.005) end   -- a stalled server (the test lets it go)
       mh.sleep(0)
       if not self.open then   -- closed while it waited: the engine's error then
         return nil, "session closed (c:close() while this task waited)",
@@ -931,6 +934,120 @@ tap.test("the next message is picked and loaded while the current one is sent", 
   t:is(st.delivered, 3, "all three delivered")
   t:same(ids_sent(smtp), { "000001", "000002", "000003" }, "once each, in order")
   t:ok(during["000002"] and during["000003"], "000002 and 000003 were loaded during the send before them")
+end)
+
+-- `mailhook queue rm` of a message loaded ahead while a slow server works
+-- (tests/integration/queue-rm-inflight.sh with the real spool and engine): the
+-- spool's unchanged(id) says whether pickup/ID.eml is still the file loaded.
+local function rm_setup()
+  local d, sp, smtp, log = setup{ once = true }
+  local clock = 1000
+  d.now = function() return clock end   -- the deliverer's clock, moved by the test
+  local looks = {}
+  function sp:unchanged(id)
+    looks[#looks + 1] = id
+    if not self.msgs[id] then return false, "gone" end
+    if self.msgs[id].replaced then return false, "replaced" end
+    return true
+  end
+  local ids = {}
+  for i = 1, 4 do ids[i] = sp:add{} end
+  local load = sp.load
+  function sp:load(id, o)   -- up to 16 KiB: loaded with its data, as the real spool's (LOAD_OPTS)
+    local e, err, info = load(self, id, o)
+    if e then e.data = "body" end
+    return e, err, info
+  end
+  return d, sp, smtp, log, ids, looks, function(s) clock = clock + s end
+end
+
+-- run d until the first message's result is awaited (the server holds it), the
+-- second submitted behind it and the third loaded ahead; then fn(); then the server goes on
+local function held_first(t, d, smtp, ids, fn)
+  smtp.hold = true
+  local task = start(d)
+  t:ok(until_(function() return d.claimed[ids[3]] ~= nil and smtp.sessions[1] and #smtp.sessions[1].flight == 1 end),
+       "the first one's result is awaited, the second submitted, the third loaded")
+  local ok, err = pcall(fn)
+  smtp.hold = false
+  if not ok then d:stop() end
+  task:wait()
+  assert(ok, err)
+end
+
+tap.test("queue rm of a message loaded ahead, while the server stalls: not sent, said so (the rest goes)", function(t)
+  local d, sp, smtp, log, ids, looks, tick = rm_setup()
+  held_first(t, d, smtp, ids, function()
+    sp.msgs[ids[3]] = nil   -- `mailhook queue rm` of the third
+    tick(30)                -- a tarpit's 30 s
+  end)
+  t:same(ids_sent(smtp), { ids[1], ids[2], ids[4] }, "the removed one never reached the server; the others did, in order")
+  t:is(log:count(ids[3] .. " was removed meanwhile %(mailhook queue rm%); not sent$"), 1, "the log says it was removed")
+  t:is(d.stats.delivered, 3, "three delivered")
+  t:is(d.stats.attempts, 3, "no attempt counted for it")
+  t:is(smtp.connects, 1, "one session: nothing of it had gone, nothing to abandon")
+  t:is(log:count("^warn") + log:count("^error"), 0, "no warning, no error")
+end)
+
+tap.test("queue rm of the one submitted behind the stalled one: its transaction is abandoned before its data", function(t)
+  local d, sp, smtp, log, ids, _, tick = rm_setup()
+  held_first(t, d, smtp, ids, function()
+    sp.msgs[ids[2]] = nil   -- the second: its commands went with the first one's final dot
+    tick(30)
+  end)
+  t:same(ids_sent(smtp), { ids[1], ids[3], ids[4] }, "the removed one's data never went; the others did, in order")
+  t:is(log:count(ids[2] .. " was removed meanwhile %(mailhook queue rm%); not sent %(its transaction was abandoned"), 1,
+       "the log says it was removed, its transaction abandoned")
+  t:is(smtp.connects, 2, "the session was closed before its data, a new one sends the rest")
+  t:is(d.stats.delivered, 3, "three delivered")
+  t:is(log:count("^warn") + log:count("^error"), 0, "no warning, no error, no outage")
+end)
+
+tap.test("a message loaded ahead replaced meanwhile is loaded again, not sent as it was loaded", function(t)
+  local d, sp, smtp, log, ids, _, tick = rm_setup()
+  held_first(t, d, smtp, ids, function()
+    sp.msgs[ids[3]].replaced = true
+    sp.msgs[ids[3]].to = { "ok@edited.example" }
+    tick(30)
+  end)
+  t:same(ids_sent(smtp), ids, "each sent once, in order")
+  local third
+  for _, s in ipairs(smtp.sends) do if s.id == ids[3] then third = s.to[1] end end
+  t:is(third, "ok@edited.example", "the third as its file is now")
+  t:is(log:count(ids[3] .. ".eml was replaced since its load; not sent as loaded, it is loaded again"), 1, "said so")
+end)
+
+tap.test("queue rm of the one with the server, then a 4xx or 5xx for it: said, no spool error", function(t)
+  for _, c in ipairs { { "tempmsg@example.com", "deferred: 451" }, { "permmsg@example.com", "failed: 554" } } do
+    local d, sp, smtp, log, ids = rm_setup()
+    sp.msgs[ids[1]].from = c[1]
+    held_first(t, d, smtp, ids, function() sp.msgs[ids[1]] = nil end)
+    t:is(#smtp.sends, 4, c[1] .. ": its data was with the server; the rest went")
+    t:is(log:count(ids[1] .. " not delivered %(" .. c[2] .. ".*removed meanwhile %(mailhook queue rm%): nothing recorded"), 1,
+         c[1] .. ": the log says it was removed meanwhile")
+    t:is(log:count("^error") + log:count("^warn"), 0, c[1] .. ": no spool error")
+    t:is(sp.failed[ids[1]], nil, c[1] .. ": nothing in failed/")
+  end
+end)
+
+tap.test("a fast drain never looks at a loaded message again (no system call more per message)", function(t)
+  local d, sp, smtp, _, ids, looks = rm_setup()
+  for _ = 1, 20 do ids[#ids + 1] = sp:add{} end
+  d:run()
+  t:is(#smtp.sends, #ids, "all sent")
+  t:is(#looks, 0, "no look: none waited longer than RECHECK_AFTER")
+end)
+
+tap.test("look_again (queue rm asked the service): a message loaded ahead is looked at however short it waited", function(t)
+  local d, sp, smtp, log, ids, looks, tick = rm_setup()
+  held_first(t, d, smtp, ids, function()
+    sp.msgs[ids[3]] = nil
+    d:look_again()          -- then a millisecond, not RECHECK_AFTER
+    tick(0.001)
+  end)
+  t:same(ids_sent(smtp), { ids[1], ids[2], ids[4] }, "the removed one is not sent")
+  t:is(log:count(ids[3] .. " was removed meanwhile"), 1, "said so")
+  t:same(looks, { ids[2], ids[3] }, "only the messages loaded before the ask were looked at, once each")
 end)
 
 tap.test("flush_request while disabled ends the pass at once, with the reason", function(t)

@@ -181,7 +181,14 @@ local SUB = {
   rm = function(id)
     local ok, err = queue.remove(id)
     if not ok then return args.fail("queue rm", err, 1) end
-    print("removed " .. id)
+    local pid = queue.sending(id)
+    if pid then
+      print("removed " .. id .. " from the queue, but the service (pid " .. pid .. ") is sending it right now: "
+            .. "its data is with the server already and cannot be recalled; the server may deliver it "
+            .. "(the service's log says whether it went)")
+    else
+      print("removed " .. id)
+    end
     return 0
   end,
   retry = function(id)
