@@ -61,6 +61,17 @@ local function clean(s, max)
   return s
 end
 
+-- An address in its to=<...> or from=<...> field: what could end the field or
+-- read as another field (angle brackets, comma, '=', blank, quote, and the
+-- backslash itself) as \xNN.  A recipient item left out (sendmail's `To:
+-- ...` text, an unprivileged caller's mailhook-drop -l) or a quoted local part
+-- ("a, uid=0"@x) wrote `boss@x>, from=<ceo@x>, uid=0, ..., status=sent (...`:
+-- a line whose first to=, uid= and status= a log reader took were the
+-- sender's choice (found by review4).  A plain address is written as it is.
+local function addr(s)
+  return (clean(s):gsub("[<>\\,= \"]", function(c) return string.format("\\x%02x", c:byte()) end))
+end
+
 local function reply_text(r)
   if r == nil then return nil end
   if type(r) == "table" then r = outcome.reply_text(r) end
@@ -172,7 +183,7 @@ function M.outcome(d, e, status, reply, done, refused, logged)
     if verbose or level ~= "info" then
       local dsn = rep and rep:match("^[2-5]%d%d[ -]([2-5]%.%d%d?%d?%.%d%d?%d?)")
       local line = string.format("%s: to=<%s>, from=<%s>, %s%srelay=%s, %sattempts=%d, %sstatus=%s%s",
-        common.id, clean(rcpt), common.from, common.uid and ("uid=" .. common.uid .. ", ") or "",
+        common.id, addr(rcpt), addr(common.from), common.uid and ("uid=" .. common.uid .. ", ") or "",
         common.size and ("size=" .. common.size .. ", ") or "",
         common.relay, common.delay and ("delay=" .. common.delay .. ", ") or "", common.attempts,
         dsn and ("dsn=" .. dsn .. ", ") or "", st, rep and (" (" .. rep .. ")") or "")

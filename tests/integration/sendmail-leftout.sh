@@ -52,7 +52,7 @@ is "$(rcpts_of lt)" "ops@example.net" "the server got it for the recipient left"
 is "$(rcpts_of la)" "ops@example.net" "and the newline argument never reached it"
 ok "$(test -f "$SPOOL/failed/$id.eml" && test -f "$SPOOL/failed/$ida.eml"; echo $?)" "both in failed/ once the others got them"
 like "$(cat "$T/flush")" "partly delivered: 2 of 5 recipients" "flush: partly delivered"
-like "$(mlog "$T/flush" "Some Name")" \
+like "$(mlog "$T/flush" 'Some\x20Name')" \
   "status=failed \(To header: 'Some Name' is not an address: left out at intake \(mailhook sendmail\) by mailhook, never sent\)$" \
   "mail log: the item left out gets its failed line"
 like "$(mlog "$T/flush" "bad@@example.net")" "status=failed \(Cc header: " "and the other one"
@@ -86,7 +86,7 @@ uid=$(grep -m1 'queued as' "$T/uflush" | sed -E 's/.*queued as ([0-9a-f]{16}).*/
 is "$(rcpts_of lu)" "ops@example.net" "adopted and sent to the recipient left"
 ok "$(test -f "$SPOOL/failed/$uid.eml"; echo $?)" "then in failed/ ($uid)"
 like "$(cat "$T/uflush")" "partly delivered: 1 of 3 recipients" "flush: partly delivered"
-like "$(mlog "$T/uflush" "Some Name")" "status=failed \(To header: 'Some Name' is not an address: left out at intake \(mailhook sendmail\) by mailhook, never sent\)$" \
+like "$(mlog "$T/uflush" 'Some\x20Name')" "status=failed \(To header: 'Some Name' is not an address: left out at intake \(mailhook sendmail\) by mailhook, never sent\)$" \
   "mail log: the item's failed line"
 show=$(root_mh queue show "$uid")
 like "$show" "refused: +Some Name: To header" "queue show: refused"

@@ -102,6 +102,29 @@ tap.test("a reply cannot forge a line; long replies are cut", function(t)
   t:like(d.lines[1], "%.%.%.%)$", "and says so")
 end)
 
+-- An address (a quoted local part) or an item left out at intake (an
+-- unprivileged caller's `mailhook-drop -l`) wrote fields of its own inside
+-- to=<...>: a reader taking the first uid= and status= read the sender's
+-- (found by review4).  What could end the field or read as a field is \xNN.
+tap.test("an address or an item left out cannot forge fields", function(t)
+  local d = deliverer()
+  local item = "boss@x>, from=<ceo@x>, uid=0, relay=mx[192.0.2.1]:25, status=sent (250 2.0.0 Ok: queued"
+  local e = entry { uid = 65534, to = { "\"a, uid=1, status=sent\"@example.net" },
+                    from = "x>, uid=2@example.com" }
+  maillog.outcome(d, e, "failed", "not sent", e.to, nil, { { rcpt = item, reply = "left out by mailhook, never sent" } })
+  t:is(#d.lines, 2, "a line each")
+  for _, l in ipairs(d.lines) do
+    t:is(l:match("uid=(%d+)"), "65534", "the first uid= is the submitter's: " .. l)
+    t:is(l:match("status=(%a+)"), l:match(".*, status=(%a+)"), "the first status= is the line's own")
+    t:ok(not l:match("to=<[^>]*>, from=<[^>]*>.*to=<"), "one to= field")
+  end
+  t:like(d.lines[1] .. d.lines[2], "to=<\\x22a\\x2c\\x20uid\\x3d1", "the quoted local part, escaped")
+  t:like(d.lines[1], "from=<x\\x3e\\x2c\\x20uid\\x3d2@example%.com>", "the sender too")
+  d = deliverer()
+  maillog.outcome(d, entry(), "sent")
+  t:like(d.lines[1], "to=<a@example%.net>, from=<pbx@example%.com>", "a plain address as it is")
+end)
+
 tap.test("nothing for no recipients; info lines only when info is logged", function(t)
   local d = deliverer()
   maillog.outcome(d, entry { to = {} }, "sent")
