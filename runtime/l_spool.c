@@ -105,6 +105,13 @@ static void kept_close_all(lspool *ls) {
 
 /* Remembers fd for id (loop thread); the file it replaces is closed. */
 static void kept_add(lspool *ls, const char *id, int fd, int has_state) {
+  /* one slot per id: a load again (a file replaced since, reloaded) leaves no
+     older descriptor that kept_take or Spool:unchanged would find first (it
+     said "replaced" of the new file at each look, 15 more loads; review4) */
+  for (int i = 0; i < KEPT_MAX; i++) {
+    kept_file *o = &ls->kept[i];
+    if (o->fd >= 0 && !strcmp(o->id, id)) { close(o->fd); o->fd = -1; }
+  }
   kept_file *k = &ls->kept[ls->kept_next++ % KEPT_MAX];
   if (k->fd >= 0) close(k->fd);   /* still named: a cheap close */
   k->fd = -1;

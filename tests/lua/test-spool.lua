@@ -435,6 +435,27 @@ tap.test("an adopted original left beside its queued copy is not counted again",
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+-- Spool:unchanged(id) after a file replaced since its load was loaded again:
+-- each load{keep = true} added a slot and the look took the first, the old
+-- file's descriptor: "replaced" again at each look, for 15 more loads, the
+-- deliverer requeueing it each time (found by review4).
+tap.test("unchanged after a replaced file is loaded again", function(t)
+  local OPTS = { data = 16384, keep = true, now = true, lean = true, buffer = true }
+  local id = assert(sp:enqueue("Subject: a\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  assert(sp:load(id, OPTS))
+  t:is(sp:unchanged(id), true, "just loaded: unchanged")
+  local p = dir .. "/pickup/" .. id .. ".eml"
+  local f = assert(io.open(p, "rb")); local bytes = f:read("a"); f:close()
+  f = assert(io.open(p .. ".new", "wb")); f:write((bytes:gsub("Subject: a", "Subject: B"))); f:close()
+  assert(os.rename(p .. ".new", p))   -- edited in place: another file under the name
+  local same, why = sp:unchanged(id)
+  t:is(why, "replaced", "replaced: said so")
+  assert(sp:load(id, OPTS))
+  same, why = sp:unchanged(id)
+  t:is(same, true, "loaded again: the new file, unchanged (got " .. tostring(same) .. ", " .. tostring(why) .. ")")
+  assert(sp:remove(id))
+end)
+
 local status = tap.done()
 sp:close()
 os.execute("rm -rf '" .. dir .. "'")
