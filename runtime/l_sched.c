@@ -1055,7 +1055,7 @@ static void watchdog_slice(mh_budget *b, uint64_t now) {
     dl += secs_ns(limits.grace);
     wd.slice_deadline = dl;
     memcpy(wd.slice_label, b->label, sizeof wd.slice_label);
-    if (dl < wd.wake_at) pthread_cond_signal(&wd.cv);
+    if (wd.slice_due < wd.wake_at) pthread_cond_signal(&wd.cv);   /* it samples at the budget's end */
   } else {
     wd.slice_deadline = 0;
     wd.past_sampled = 0;
@@ -1279,13 +1279,16 @@ static uint64_t loop_cpu_ns(void) {
   return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
 }
 
-/* Past the slice's deadline and grace (wd.mu held): 1 when the process is to
+/* Past the slice's deadline and grace (wd.mu held): FIRE_BURNT (it burns
+** CPU the hook cannot stop, or nothing is known: the wall clock) or
+** FIRE_IDLE (it has not run for STARVE_GRACES graces) when the process is to
 ** end now; else 0 and *next is when to look again.  See wd.slice_due. */
+enum { FIRE_BURNT = 1, FIRE_IDLE = 2 };
 static int past_budget_fires(uint64_t now, uint64_t *next) {
   uint64_t grace = secs_ns(limits.grace), cpu;
-  if (!wd.past_sampled || !(cpu = loop_cpu_ns())) return 1;   /* nothing known: the wall clock */
-  if (cpu - wd.past_cpu0 >= grace) return 1;                 /* it burns CPU the hook cannot stop */
-  if (now - wd.slice_due >= STARVE_GRACES * grace) return 1; /* it does not run at all */
+  if (!wd.past_sampled || !(cpu = loop_cpu_ns())) return FIRE_BURNT;
+  if (cpu - wd.past_cpu0 >= grace) return FIRE_BURNT;
+  if (now - wd.slice_due >= STARVE_GRACES * grace) return FIRE_IDLE;
   *next = now + (grace / 8 > 20000000ULL ? grace / 8 : 20000000ULL);
   return 0;
 }
@@ -1302,7 +1305,17 @@ static void *watchdog_main(void *arg) {
       wd.past_cpu0 = loop_cpu_ns();
       wd.past_sampled = wd.past_cpu0 != 0;
     }
-    if (wd.slice_deadline && now >= wd.slice_deadline && past_budget_fires(now, &next)) {
+    int how = wd.slice_deadline && now >= wd.slice_deadline ? past_budget_fires(now, &next) : 0;
+    if (how == FIRE_IDLE) {
+      /* no CPU burnt past the budget: what it waits for, not a loop (the
+         message said "still running 1.0 s ... a string pattern" of it) */
+      snprintf(msg, sizeof msg, "%s: stopped: not finished %.1f s past its budget, burning no CPU "
+               "(blocked inside one call where rules cannot be interrupted, or the machine too busy "
+               "to run it)", wd.slice_label, (double)(now - wd.slice_due) / 1e9);
+      pthread_mutex_unlock(&wd.mu);
+      fire(msg);
+    }
+    if (how) {
       if (wd.gc_label[0])
         snprintf(msg, sizeof msg, "%s: stopped: still running %.1f s past its budget, inside a __gc "
                  "finalizer set by %s that never returns", wd.slice_label, limits.grace, wd.gc_label);

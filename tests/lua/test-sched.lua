@@ -171,6 +171,15 @@ tap.test("the watchdog: CPU burnt past the budget ends the process, a stalled th
   out = child('local s = ("a"):rep(3e5); s:find(".-.-.-.-b")')
   t:like(out, "r: stopped: still running 0.5 s past its budget, inside one call", "a backtracking pattern: ended")
   t:ok(not out:find("returned", 1, true), "the process ended there", out)
+  -- blocked for good, burning nothing: ended after 10 graces, said as it is
+  -- (the message said "still running 0.5 s ... a string pattern"; review4)
+  local t0 = mh.monotonic()
+  out = child('os.execute("exec sleep 30 </dev/null >/dev/null 2>&1")')
+  local took = mh.monotonic() - t0
+  t:like(out, "r: stopped: not finished [%d.]+ s past its budget, burning no CPU", "blocked for good: ended, said so")
+  local said = tonumber(out:match("not finished ([%d.]+) s past"))
+  t:ok(said and said >= 4.5 and took < 20, string.format("after 10 graces of 0.5 s (said %s s, took %.1f s)",
+       tostring(said), took), out)
 end)
 
 return tap.done()
