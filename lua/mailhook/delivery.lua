@@ -1555,6 +1555,15 @@ function W:loop()
   self:enter("stopped")
 end
 
+-- A worker's task: its loop, and whatever ends it (an error raised on the way,
+-- a cancel) leaves no message said to be with the server (w.sending: status.json,
+-- which `mailhook queue rm` reads).
+function W:run_loop()
+  local ok, err = pcall(W.loop, self)
+  self.sending = nil
+  if not ok then error(err, 0) end
+end
+
 -- run() waits: delivers until stop() (service) or, once = true, until the pass
 -- ends.  Returns the stats table.
 function D:run()
@@ -1562,7 +1571,7 @@ function D:run()
   for i = 1, n do
     local w = setmetatable({ d = self, i = i, sent = 0 }, W)
     self.workers[i] = w
-    w.task = self.spawn(W.loop, w)
+    w.task = self.spawn(W.run_loop, w)
   end
   for _, w in ipairs(self.workers) do
     local ok, err = w.task:wait()

@@ -1114,4 +1114,21 @@ tap.test("a worker's error that is a table is logged by its text or its fields",
   t:is(log2:count("table: 0x"), 0, "the hooks' errors: no table address")
 end)
 
+-- A worker that stops on an error while a message's data was with the server
+-- left that id in w.sending: status.json went on saying it was being sent, and
+-- `mailhook queue rm` of it said the service was sending it (review4).
+tap.test("a worker stopped by an error leaves no message said to be sending", function(t)
+  local d, sp, smtp = setup{ once = true }
+  local connect = smtp.connect
+  d.connect = function(cfg)
+    local s = connect(cfg)
+    if s then s.result = function() error("the session broke in a way nobody expected") end end
+    return s
+  end
+  sp:add{}
+  d:run()
+  t:ok(d.workers[1], "the worker ran")
+  t:is(d.workers[1].sending, nil, "nothing said to be with the server once it stopped")
+end)
+
 return tap.done()
