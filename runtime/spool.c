@@ -3927,6 +3927,20 @@ static void vheap_up(uint64_t *h, size_t i) {
 #define ADOPT_MAX 256
 #define ADOPT_MS 500
 
+/* Whether tmp/ID is not (or no longer) an enqueue on its way: gone, or
+** TEMP_MIN_AGE seconds old (its writer was killed between the sidecar it
+** wrote for the items left out and the rename: left_out_write).  Such a
+** sidecar was spared as long as tmp/ID stayed, which is until the next
+** lock's sweep, and would have been taken by a message given that id again
+** (review4).  tmp/ID itself is left to that sweep: a writer merely slow
+** (its fsyncs past a minute) then fails its rename and says so, where
+** removing it here would be a message gone unsaid. */
+static int tmp_gone_or_dead(mh_spool *sp, const char *id) {
+  struct stat st;
+  if (fstatat(sp->tmpfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno == ENOENT;
+  return time(NULL) - st.st_mtime >= TEMP_MIN_AGE;
+}
+
 long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *err) {
   int dfd, rc = 0;
   long all = 0;
@@ -4075,7 +4089,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
          pickup/ID.state, then renames tmp/ID to pickup/ID.eml (left_out_write;
          the sidecar was removed under it, and the message went without them) */
       if (fstatat(sp->failedfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
-          fstatat(sp->tmpfd, orphans[i], &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
+          tmp_gone_or_dead(sp, orphans[i]) &&
           fstatat(sp->pickupfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
         /* a sidecar whose message was delivered or failed (a crash between
            the two unlinks): ours, removed; a file that only bears the name

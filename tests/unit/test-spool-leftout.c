@@ -269,6 +269,34 @@ static void test_bounds(void) {
   mh_spool_close(sp);
 }
 
+/* An enqueue killed between its sidecar and its rename leaves pickup/ID.state
+** and tmp/ID.  The scan spared the sidecar while tmp/ID was there, which is
+** until the next lock's sweep, and a message given that id again would have
+** taken its refusals (review4).  A tmp/ID a minute old is no enqueue on its
+** way: the sidecar is an orphan, removed; a fresh one still spares it. */
+static void test_killed_between(void) {
+  char err[MH_SPOOL_ERRLEN], **ids, p[800];
+  long h, n;
+  struct timespec old[2] = { { time(NULL) - 2 * TEMP_MIN_AGE, 0 }, { time(NULL) - 2 * TEMP_MIN_AGE, 0 } };
+  fresh("killed");
+  mh_spool *sp = open_spool();
+  if (!sp || mh_spool_lock(sp, &h)) { ok(0, "spool open, lock taken"); mh_spool_close(sp); return; }
+  put("pickup", "0000000000000a01.state", "attempts 0\nrefused Some Name\tleft out by mailhook, never sent\n");
+  put("tmp", "0000000000000a01", "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\n\r\nhi\r\n");
+  put("pickup", "0000000000000a02.state", "attempts 0\nrefused Some Name\tleft out by mailhook, never sent\n");
+  put("tmp", "0000000000000a02", "X-Sender: a@b.c\r\nX-Receiver: x@y.z\r\n\r\nhi\r\n");
+  snprintf(p, sizeof p, "%s/tmp/0000000000000a01", root);
+  utimensat(AT_FDCWD, p, old, 0);
+  n = mh_spool_scan(sp, 0, &ids, NULL, err);
+  for (long k = 0; k < n; k++) free(ids[k]);
+  if (n >= 0) free(ids);
+  ok(n >= 0, "a scan (%ld)", n);
+  ok(!exists("pickup", "0000000000000a01", ".state"), "beside a tmp/ID two minutes old: an orphan, removed");
+  ok(exists("pickup", "0000000000000a02", ".state"), "beside a fresh tmp/ID: spared (an enqueue on its way)");
+  ok(exists("tmp", "0000000000000a01", ""), "the old tmp/ID is left to the lock's sweep");
+  mh_spool_close(sp);
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/mh-spool-leftout.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
@@ -279,6 +307,7 @@ int main(void) {
   test_given_id();
   test_failure_leaves_nothing();
   test_bounds();
+  test_killed_between();
   {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
