@@ -364,35 +364,16 @@ function Session:submit(m, ...)
 end
 
 -- The other methods take what they say and no more: an argument too many
--- raises, naming the method (s:quit(true), s:result(1) were ignored).
-function Session:result(...)
-  core.check_options("session:result", NONE, NONE, select("#", ...), 0)
-  return self.c:result()
-end
-function Session:release(...)
-  core.check_options("session:release", NONE, NONE, select("#", ...), 0)
-  return self.c:release()
-end
-function Session:pending(...)
-  core.check_options("session:pending", NONE, NONE, select("#", ...), 0)
-  return self.c:pending()
-end
-
-function Session:check_sender(from, rcpt, ...)
-  core.check_options("session:check_sender", NONE, NONE, select("#", ...) + 2, 2)
-  return self.c:check_sender(from, rcpt)
-end
-function Session:alive(...)
-  core.check_options("session:alive", NONE, NONE, select("#", ...), 0)
-  return self.c:alive()
-end
-function Session:quit(...)
-  core.check_options("session:quit", NONE, NONE, select("#", ...), 0)
-  return self.c:quit()
-end
-function Session:close(...)
-  core.check_options("session:close", NONE, NONE, select("#", ...), 0)
-  return self.c:close()
+-- raises, naming the method (s:quit(true), s:result(1) were ignored).  Each
+-- passes its arguments on to the engine's method of the same name.
+for name, max in pairs { result = 0, release = 0, pending = 0, alive = 0, quit = 0, close = 0,
+                         check_sender = 2 } do
+  local label = "session:" .. name
+  Session[name] = function(self, ...)
+    core.check_options(label, NONE, NONE, select("#", ...), max)
+    local c = self.c
+    return c[name](c, ...)
+  end
 end
 -- (a to-be-closed variable's __close gets the error too: not an argument)
 function Session:__close() return self.c:close() end
