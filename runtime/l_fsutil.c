@@ -203,33 +203,50 @@ static int l_mode(lua_State *L) {
   return 1;
 }
 
+/* owner_name(t, key): the __index of an owner() table, for "user" and
+** "group" only: the name of t.uid / t.gid (the number as text when the
+** system has none), looked up at the first read and kept in t.  Why lazy: a
+** lookup reads nsswitch.conf, passwd or group and asks nscd (some twenty
+** system calls), and most callers (settings.stamp, unsafe(), every intake)
+** read only uid, mode and size: `enqueue` paid for names it never showed. */
+static int owner_name(lua_State *L) {
+  const char *key = lua_tostring(L, 2);
+  int user = key && strcmp(key, "user") == 0;
+  if (!user && !(key && strcmp(key, "group") == 0)) return 0;
+  lua_getfield(L, 1, user ? "uid" : "gid");
+  lua_Integer id = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  char num[32];
+  snprintf(num, sizeof num, "%lld", (long long)id);
+  const char *name = NULL;
+  if (user) { struct passwd *pw = getpwuid((uid_t)id); if (pw) name = pw->pw_name; }
+  else { struct group *gr = getgrgid((gid_t)id); if (gr) name = gr->gr_name; }
+  lua_pushstring(L, name ? name : num);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);   /* kept: a second read makes no lookup */
+  return 1;
+}
+
 /* owner(path [, link]) -> {mode =, uid =, gid =, user =, group =, link =, regular =, size =, ino =,
 **                          mtime_ns =} | nil, err
 ** Of the file path names (followed; with link true, of a symbolic link itself,
 ** link = true then): what a rewrite keeps, and who made a link.  user and
-** group are the names (the numbers as text when the system has none). */
+** group are the names (the numbers as text when the system has none), looked
+** up when first read (owner_name). */
 static int l_owner(lua_State *L) {
   const char *path = mh_l_arg_path(L, 1, "path");
   int nofollow = lua_toboolean(L, 2);
   struct stat st;
-  char num[32];
   if ((nofollow ? lstat(path, &st) : stat(path, &st)) < 0)
     return mh_l_fail(L, -errno, NULL, "%s: %s", path, strerror(errno));
-  struct passwd *pw = getpwuid(st.st_uid);
-  struct group *gr = getgrgid(st.st_gid);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 10);
   lua_pushinteger(L, st.st_mode & 07777);
   lua_setfield(L, -2, "mode");
   lua_pushinteger(L, (lua_Integer)st.st_uid);
   lua_setfield(L, -2, "uid");
   lua_pushinteger(L, (lua_Integer)st.st_gid);
   lua_setfield(L, -2, "gid");
-  snprintf(num, sizeof num, "%lu", (unsigned long)st.st_uid);
-  lua_pushstring(L, pw ? pw->pw_name : num);
-  lua_setfield(L, -2, "user");
-  snprintf(num, sizeof num, "%lu", (unsigned long)st.st_gid);
-  lua_pushstring(L, gr ? gr->gr_name : num);
-  lua_setfield(L, -2, "group");
   lua_pushboolean(L, S_ISLNK(st.st_mode));
   lua_setfield(L, -2, "link");
   lua_pushboolean(L, S_ISREG(st.st_mode));
@@ -240,6 +257,11 @@ static int l_owner(lua_State *L) {
   lua_setfield(L, -2, "ino");
   lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
   lua_setfield(L, -2, "mtime_ns");
+  if (luaL_newmetatable(L, "fsutil.owner")   /* not "mailhook.": no class, no __gc */) {
+    lua_pushcfunction(L, owner_name);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_setmetatable(L, -2);
   return 1;
 }
 

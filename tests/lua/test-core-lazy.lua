@@ -58,4 +58,25 @@ tap.test("an open refused half-way leaves no half-made class, and opens whole la
   t:is(table.concat(broken, "; "), "", "no class left half-made, every Lock has its methods")
 end)
 
+
+-- fsutil.owner's user and group names are looked up when first read: a
+-- lookup costs some twenty system calls (nsswitch.conf, passwd, group, nscd),
+-- and every intake stats its settings file without ever showing a name.
+tap.test("fsutil.owner: names looked up at the first read, numbers as text when none", function(t)
+  local o = assert(core.fsutil.owner("/etc/passwd"))
+  t:is(rawget(o, "user"), nil, "no user name looked up by owner() itself")
+  t:is(rawget(o, "group"), nil, "no group name looked up by owner() itself")
+  t:is(o.uid, 0, "uid"); t:is(o.user, "root", "user: root"); t:is(o.group, "root", "group: root")
+  t:is(rawget(o, "user"), "root", "kept after the first read")
+  t:is(o.nothing, nil, "another missing key is nil")
+  local me = core.maildrop.whoami()
+  if me.euid ~= 0 then return t:diag("not root: a uid with no name not tried") end
+  local f = os.tmpname()
+  assert(os.execute("chown 54321:54322 '" .. f .. "'"))
+  local n = assert(core.fsutil.owner(f))
+  os.remove(f)
+  t:is(n.user, "54321", "a uid with no name: its number")
+  t:is(n.group, "54322", "a gid with no name: its number")
+end)
+
 tap.done()
