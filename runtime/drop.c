@@ -31,8 +31,10 @@
 **     inside (the limits are maildrop.h's, shared with the service);
 **   - -l ITEM WHY: a recipient item sendmail left out of the envelope (`To:
 **     a@x, Some Name`) and why, at most MH_DROP_MAX_LEFT of them: each part
-**     recorded with its control characters escaped (\x0A, so no part adds a
-**     line or holds the record's tab) and cut at MH_DROP_MAX_LEFTLEN bytes.
+**     recorded with its control characters and backslashes escaped (\x0A,
+**     \x5C: no part adds a line or holds the record's tab, and the reader
+**     decodes each part back to the bytes given) and cut at
+**     MH_DROP_MAX_LEFTLEN bytes.
 **     Never a recipient: the service records them refused with the message
 **     (docs/sendmail.md), the caller's word about its own message;
 **   - the record states the caller's real uid and gid (getuid/getgid: what
@@ -146,12 +148,14 @@ static void usage(const char *why) {
 }
 
 /* v as a leftout part: control characters (the tab, which separates the
-** parts, among them) as \xNN, at most MH_DROP_MAX_LEFTLEN bytes (an escape
-** is never cut), into out (MH_DROP_MAX_LEFTLEN + 1 bytes). */
+** parts, among them) and the backslash as \xNN, at most MH_DROP_MAX_LEFTLEN
+** bytes (an escape is never cut), into out (MH_DROP_MAX_LEFTLEN + 1 bytes).
+** The backslash too: a "\x0A" the caller typed read as an escaped newline,
+** and the reader (maildrop.c) could not give back what was given. */
 static void left_part(const char *v, char *out) {
   size_t o = 0;
   for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-    int ctl = *p < 0x20 || *p == 0x7f;
+    int ctl = *p < 0x20 || *p == 0x7f || *p == '\\';
     if (o + (ctl ? 4 : 1) > MH_DROP_MAX_LEFTLEN) break;
     if (ctl) o += (size_t)snprintf(out + o, 5, "\\x%02X", *p);
     else out[o++] = (char)*p;

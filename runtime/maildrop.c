@@ -123,6 +123,41 @@ static char *value_dup(const char *v, size_t len) {
   return s;
 }
 
+static int hex(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* A part of a leftout line, its escapes decoded: the drop program writes a
+** control character or a backslash as \xHH (drop.c left_part), so the part
+** read is the bytes the caller gave -l, a typed "\x0A" apart from a newline.
+** Any other byte is taken as it is (a backslash not starting an escape: a
+** record of an older drop program, which left backslashes as they were).
+** NULL: too long, a raw control character, an escaped NUL (no argument holds
+** one), or no memory. */
+static char *left_dup(const char *v, size_t len) {
+  char *s, *o;
+  if (len > MH_DROP_MAX_VALUE || !(s = malloc(len + 1))) return NULL;
+  o = s;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)v[i];
+    int hi, lo;
+    if (c < 0x20 || c == 0x7f) { free(s); return NULL; }
+    if (c == '\\' && i + 3 < len && v[i + 1] == 'x' && (hi = hex((unsigned char)v[i + 2])) >= 0 &&
+        (lo = hex((unsigned char)v[i + 3])) >= 0) {
+      if (!(hi | lo)) { free(s); return NULL; }
+      *o++ = (char)(hi << 4 | lo);
+      i += 3;
+      continue;
+    }
+    *o++ = (char)c;
+  }
+  *o = '\0';
+  return s;
+}
+
 /* A decimal number of the record, all of [v, v+len). */
 static int number(const char *v, size_t len, long long *out) {
   long long x = 0;
@@ -176,7 +211,8 @@ static int parse_record(const char *buf, size_t len, mh_drop_rec *r, char *err) 
       r->nto++;
       continue;
     }
-    if (KEY("leftout")) {   /* "leftout ITEM<TAB>WHY": the drop program escaped both, the tab is its own */
+    if (KEY("leftout")) {   /* "leftout ITEM<TAB>WHY": the drop program escaped both, the tab is its own;
+                               each part decoded (left_dup) */
       const char *v = sp + 1, *tab = memchr(v, '\t', vl);
       size_t il = tab ? (size_t)(tab - v) : 0, wl = tab ? vl - il - 1 : 0;
       char **ni, **nw;
@@ -187,8 +223,8 @@ static int parse_record(const char *buf, size_t len, mh_drop_rec *r, char *err) 
       r->left_item = ni;
       if (!(nw = realloc(r->left_why, (r->nleft + 1) * sizeof *nw))) return MH_ENOMEM;
       r->left_why = nw;
-      ni[r->nleft] = value_dup(v, il);
-      nw[r->nleft] = value_dup(tab + 1, wl);
+      ni[r->nleft] = left_dup(v, il);
+      nw[r->nleft] = left_dup(tab + 1, wl);
       r->nleft++;   /* freed with the record, whatever they are */
       if (!ni[r->nleft - 1] || !nw[r->nleft - 1]) return fail(err, MH_ECORRUPT, "a bad leftout line");
       continue;

@@ -40,7 +40,8 @@ typedef struct mh_drop_rec {
   size_t nto;
   char *notify, *ret, *envid;  /* sendmail -N -R -V, or NULL */
   char **left_item;         /* the recipient items sendmail left out of the envelope, as the
-                               caller wrote them (escaped: no control character), or NULL */
+                               caller gave them to -l (the record's escapes decoded: a control
+                               character may be there, never a NUL), or NULL */
   char **left_why;          /* why, for each ("To header: 'Some Name' is not an address") */
   size_t nleft;             /* how many (at most MH_DROP_MAX_LEFT): never recipients, only
                                recorded refused with the message (the caller's word) */

@@ -88,7 +88,10 @@ end
 --              error = string|nil, spool_error = true when the spool could not be opened,
 --              partial =, partial_delivered =, partial_recipients =}
 --   (messages: failed counts every one moved to failed/, partial those of them
---   some recipients got: partial_delivered of partial_recipients recipients)
+--   some recipients got: partial_delivered of partial_recipients recipients;
+--   deferred those still queued after the pass: via "self" the ones its pass
+--   deferred, via "service" those queued when it was asked and still in
+--   pickup/ at the end)
 -- Waits.  Delivers the queue now, backoff ignored, one pass; stops early when
 -- the server cannot be reached.  While a service holds the spool lock, it asks
 -- that service (SIGUSR1 to the pid in the lock) and waits for it: never two
@@ -130,7 +133,7 @@ function M.run(opts, ...)
   -- the lock holder's count is the deliverer's first scan too: the oldest
   -- ids it sends first (a scan reads all of pickup/: 1-3 ms for 2,000 messages,
   -- 1% of draining them, once less)
-  local first, total, failed_before
+  local first, total, failed_before, queued_before
   if locked then
     first, total = sp:scan(require("mailhook.delivery").BATCH)
     if type(first) ~= "table" then first = nil end
@@ -139,7 +142,11 @@ function M.run(opts, ...)
     -- failed/ before pickup/ is counted: a message the service moves between
     -- the two would be counted gone from pickup/ and not failed (delivered)
     failed_before = M.failed_ids(dir)
-    total = count(sp)
+    -- the ids, to tell at the end which of them are still queued (deferred)
+    local ids, n = sp:scan()
+    queued_before = {}
+    for _, id in ipairs(type(ids) == "table" and ids or {}) do queued_before[id] = true end
+    total = type(n) == "number" and n or (type(ids) == "table" and #ids or 0)
   end
   if total == 0 then
     if locked and not opts.spool then sp:close() end
@@ -216,8 +223,17 @@ function M.run(opts, ...)
     if not failed_before[id] then failed = failed + 1 end
   end
   failed = math.min(failed, gone)
+  -- deferred: of the messages queued when the service was asked, those still
+  -- in pickup/ now (a 4xx again, or the pass ended early), as the local
+  -- path's deferred says what its pass left queued (it said 0: a flush that
+  -- left a message deferred read as one that had nothing to defer)
+  local deferred = 0
+  local now_ids = sp:scan()
+  for _, id in ipairs(type(now_ids) == "table" and now_ids or {}) do
+    if queued_before and queued_before[id] then deferred = deferred + 1 end
+  end
   local partial, got, all = M.partial_since(failed_before, dir)
-  return { delivered = gone - failed, deferred = 0, failed = failed, left = left, total = total,
+  return { delivered = gone - failed, deferred = deferred, failed = failed, left = left, total = total,
            via = "service", pid = pid, error = err, partial = partial, partial_delivered = got,
            partial_recipients = all }
 end

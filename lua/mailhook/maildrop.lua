@@ -126,7 +126,11 @@ local function adopt_one(sp, cfg, dir, name)
   -- (the record's "leftout" lines: the caller's word, about its own message
   -- only; never a recipient), then any the record's recipients lost here
   local left = {}
-  for _, l in ipairs(rec.left or {}) do left[#left + 1] = l end
+  -- (each part as given to mailhook-drop -l, decoded by the core: a control
+  -- character in it is escaped, \x0A, as intake escapes an item it leaves out)
+  for _, l in ipairs(rec.left or {}) do
+    left[#left + 1] = { item = submit.printable(l.item), why = submit.printable(l.why) }
+  end
   for _, l in ipairs(env.left or {}) do
     left[#left + 1] = { item = l.item, why = "maildrop/" .. orig .. ": " .. l.why }
   end

@@ -417,29 +417,36 @@ end
 
 -- " (did you mean 'server'?)" for a key one or two edits from a known one
 -- (sever, Port, retry-max), "" otherwise: a typo at 3 a.m. named with its fix.
-local function near_key(key)
+-- names: the keys to look among (default: the settings'; mh.smtp.connect's
+-- cfg check passes the settings' and its own).
+local function near_key(key, names)
   key = tostring(key)
   local function dist(a, b)
     if math.abs(#a - #b) > 2 then return 3 end
-    local prev = {}
+    local prev, before = {}, nil
     for j = 0, #b do prev[j] = j end
     for i = 1, #a do
       local cur = { [0] = i }
       for j = 1, #b do
         cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+        -- two letters swapped is one edit (prot: port, not from)
+        if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+          cur[j] = math.min(cur[j], before[j - 2] + 1)
+        end
       end
-      prev = cur
+      before, prev = prev, cur
     end
     return prev[#b]
   end
   local k = key:lower():gsub("-", "_")
   local best, bd = nil, 3
-  for _, s in ipairs(SCHEMA) do
-    local d = dist(k, s[1])
-    if d < bd then best, bd = s[1], d end
+  for _, name in ipairs(names or M.keys) do
+    local d = dist(k, name)
+    if d < bd then best, bd = name, d end
   end
   return best and (" (did you mean '" .. best .. "'?)") or ""
 end
+M.near_key = near_key
 
 -- Parses value for key: normalised value | nil, reason.  "" means "not set".
 local function parse_value(key, value)

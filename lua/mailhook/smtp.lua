@@ -414,6 +414,94 @@ function M.helo(cfg)
   return qualified
 end
 
+-- ------------------------------------------------------- the cfg table
+
+-- The keys a cfg given to connect or test may hold: every setting
+-- (mh.settings.keys: a table of settings.load, preview or mh.settings.get,
+-- its masked password too) and CFG_ONLY, the engine's keys no settings file
+-- sets.  Those are all a caller adds (grep of lua/, scripts/, tests/, bench/,
+-- examples/): greeting_wait (tls = auto: seconds a plain greeting may take,
+-- 1.5; tests shorten it).  Any other key raises, naming it with the closest
+-- known one (or listing them all): {sever = ...} connected to no server and
+-- said "no server is set", {prot = 587} went to port 25.
+local CFG_ONLY = { "greeting_wait" }
+M.CFG_ONLY = CFG_ONLY
+local cfg_names, cfg_known   -- (built at the first check: settings loaded then)
+
+-- The types of the keys connect reads, checked where it is cheap (a value of
+-- another type failed deep inside, or was read as its default: tls = true
+-- was "auto", port = "587x" was 25).
+local TLS_MODES = { auto = true, implicit = true, starttls = true, none = true }
+local MECHS = { auto = true, plain = true, login = true, xoauth2 = true, oauthbearer = true }
+local MIN_VERSIONS = { ["1.0"] = true, ["1.1"] = true, ["1.2"] = true, ["1.3"] = true }
+local BOOLS = { "enabled", "auth", "tls_required", "tls_verify", "allow_plaintext_auth" }
+local STRINGS = { "from", "username", "password", "password_command", "oauth_token_command", "helo_name",
+                  "tls_ca_file", "tls_fingerprint" }
+local SECONDS = { "connect_timeout", "command_timeout", "data_timeout", "session_deadline", "greeting_wait" }
+
+-- check_cfg(fn, cfg, level): raises at `level` (the caller of connect or
+-- test) on a key cfg may not hold or a value of the wrong type; fn names the
+-- function ("mh.smtp.connect", "mh.smtp.test").
+local function check_cfg(fn, cfg, level)
+  level = level + 1
+  if not cfg_known then
+    local settings = require "mailhook.settings"
+    cfg_names, cfg_known = {}, {}
+    for _, k in ipairs(settings.keys) do cfg_names[#cfg_names + 1] = k end
+    for _, k in ipairs(CFG_ONLY) do cfg_names[#cfg_names + 1] = k end
+    for _, k in ipairs(cfg_names) do cfg_known[k] = true end
+  end
+  for k in pairs(cfg) do
+    if not cfg_known[k] then
+      local shown = type(k) == "string" and ("'" .. k .. "'") or ("[" .. tostring(k) .. "]")
+      local near = type(k) == "string" and require("mailhook.settings").near_key(k, cfg_names) or ""
+      if near == "" then near = " (known: " .. table.concat(cfg_names, ", ") .. ")" end
+      error(string.format("%s: unknown key %s in cfg%s", fn, shown, near), level)
+    end
+  end
+  local function bad(k, want)
+    local v = cfg[k]
+    local got = type(v) == "number" and tostring(v) or type(v) == "string" and string.format("%q", v:sub(1, 60))
+                or type(v)
+    error(string.format("%s: cfg.%s must be %s (got %s)", fn, k, want, got), level + 1)
+  end
+  local server = cfg.server
+  if type(server) == "table" then
+    for i, h in ipairs(server) do
+      if type(h) ~= "string" then
+        error(string.format("%s: cfg.server[%d] must be a host name (a string; got %s)", fn, i, type(h)), level)
+      end
+    end
+  elseif server ~= nil and type(server) ~= "string" then
+    bad("server", "a host name or a list of them")
+  end
+  local port = cfg.port
+  if port ~= nil and not (type(port) == "number" and math.tointeger(port) and port >= 1 and port <= 65535) then
+    bad("port", "a whole number from 1 to 65535")
+  end
+  if cfg.tls ~= nil and not TLS_MODES[cfg.tls] then bad("tls", "auto, implicit, starttls or none") end
+  if cfg.auth_mechanism ~= nil and not (type(cfg.auth_mechanism) == "string" and MECHS[cfg.auth_mechanism:lower()]) then
+    bad("auth_mechanism", "auto, plain, login, xoauth2 or oauthbearer")
+  end
+  local mv = cfg.tls_min_version
+  if mv ~= nil and not ((type(mv) == "string" or type(mv) == "number") and MIN_VERSIONS[tostring(mv)]) then
+    bad("tls_min_version", "\"1.0\", \"1.1\", \"1.2\" or \"1.3\"")
+  end
+  for _, k in ipairs(BOOLS) do
+    if cfg[k] ~= nil and type(cfg[k]) ~= "boolean" then bad(k, "true or false") end
+  end
+  for _, k in ipairs(STRINGS) do
+    if cfg[k] ~= nil and type(cfg[k]) ~= "string" then bad(k, "a string") end
+  end
+  for _, k in ipairs(SECONDS) do
+    local v = cfg[k]
+    if v ~= nil and not (type(v) == "number" and v >= 0 and v <= 31536000) then
+      bad(k, "seconds, a number from 0 (the default) up to 31536000")
+    end
+  end
+end
+M.check_cfg = check_cfg
+
 -- connect(cfg [, report [, limits]]) -> session | nil, err, info.  Waits: DNS, every
 -- address of every server in order, TLS, EHLO, AUTH.  report (a table) receives
 -- what was learned even on failure (tests and `mailhook test`); limits overrides
@@ -424,6 +512,7 @@ function M.connect(cfg, report, limits, ...)
   if type(cfg) ~= "table" then
     error("mh.smtp.connect: expects the settings table (mh.settings.get() or settings.load()), got a " .. type(cfg), 2)
   end
+  check_cfg("mh.smtp.connect", cfg, 2)
   if report ~= nil and type(report) ~= "table" then
     error("mh.smtp.connect: report must be a table (got " .. type(report) .. ")", 2)
   end
@@ -615,6 +704,7 @@ function M.test(opts, ...)
   if cfg ~= nil and type(cfg) ~= "table" then   -- {cfg = 5}: "attempt to index a number value" deep inside
     error("mh.smtp.test: cfg must be a table (settings; got " .. type(cfg) .. ")", 2)
   end
+  if cfg then check_cfg("mh.smtp.test", cfg, 2) end
   if opts.on_stage ~= nil and type(opts.on_stage) ~= "function" then
     error("mh.smtp.test: on_stage must be a function (got " .. type(opts.on_stage) .. ")", 2)
   end

@@ -25,6 +25,8 @@ M.EX = { USAGE = 64, DATAERR = 65, NOINPUT = 66, UNAVAILABLE = 69, SOFTWARE = 70
 local function printable(a)
   return (a:gsub("%c", function(c) return string.format("\\x%02X", c:byte()) end))
 end
+-- printable(s) -> s with its control characters as \xNN (not cut)
+M.printable = printable
 
 -- shown(s) -> s as an error message may quote it: control characters
 -- escaped (\x0A: a caller's value never adds a line to a terminal, a log or

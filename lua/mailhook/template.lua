@@ -11,13 +11,14 @@
 --   {{{raw}}}                                         no HTML escaping (html templates only)
 --   {{! comment }}  {{!-- a comment that may hold {{x}} --}}
 --
--- each: a table whose [1] is set is a list, iterated 1..n (its other keys are
--- not: the array part only); any other non-empty table is a map, iterated by
--- key: the number keys in ascending order, then the string keys in byte
--- order (keys of another type are skipped: they have no text nor order).
--- @index counts from 1 (lists and maps alike); @key is a map's key, a list
--- item's index.  A list or map with nothing to iterate, or a value that is
--- not a table, renders the {{else}} part.
+-- each: a list (t[1], t[2], ... up to the first nil) is walked in order; a
+-- map by key: the number keys ascending, then the string keys in byte order,
+-- whatever the locale (keys of another type are skipped: they have no text
+-- nor order).  A mixed table, a list with other keys too ({"a", "b", title =
+-- "x"}), is walked whole: its list items first, then its other keys as a
+-- map's.  @index counts from 1 over all of it; @key is a map key, a list
+-- item's index.  A table with nothing to walk, or a value that is not a
+-- table, renders the {{else}} part.
 --
 -- `missing` lists (once each, in order) the variables that had no value and no
 -- default; they render as "".  A value that has no text (a function, a
@@ -253,24 +254,46 @@ local function show(v)
   return tostring(v)
 end
 
--- The keys an {{#each}} walks in t, in order: 1..n for a list (t[1] set: the
--- array part only, as ipairs), else the number keys ascending then the string
--- keys in byte order (a map; other keys skipped).  Empty: the {{else}} part.
-local function each_keys(t)
-  local keys = {}
-  if t[1] ~= nil then
-    for i in ipairs(t) do keys[i] = i end
-    return keys
+-- a < b for two strings by their bytes, whatever the locale: Lua's < on
+-- strings is strcoll(3), so a rule's os.setlocale("de_DE.UTF-8") reordered
+-- every map a template walked ("B" after "a", "_x" anywhere).
+local byte = string.byte
+local function bytes_lt(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = byte(a, i), byte(b, i)
+    if x ~= y then return x < y end
   end
+  return #a < #b
+end
+
+-- map order: the number keys ascending, then the string keys in byte order
+local function key_lt(a, b)
+  local na, nb = type(a) == "number", type(b) == "number"
+  if na ~= nb then return na end
+  if na then return a < b end
+  return bytes_lt(a, b)
+end
+M.key_lt = key_lt
+
+-- The keys an {{#each}} walks in t, in order: its list part first, 1..n (as
+-- ipairs: t[1], t[2], ... up to the first nil), then every other key as a
+-- map's are, the number keys ascending, then the string keys in byte order
+-- (other keys skipped: they have no text nor order).  So a mixed table
+-- ({"a", "b", title = "x"}) shows all it holds, its items in order first (it
+-- walked the items alone, the other keys silently left out).  Empty: the
+-- {{else}} part.
+local function each_keys(t)
+  local keys, n = {}, 0
+  for i in ipairs(t) do keys[i], n = i, i end
+  local rest = {}
   for k in pairs(t) do
     local kt = type(k)
-    if kt == "number" or kt == "string" then keys[#keys + 1] = k end
+    if kt == "string" or (kt == "number" and not (math.type(k) == "integer" and k >= 1 and k <= n)) then
+      rest[#rest + 1] = k
+    end
   end
-  table.sort(keys, function(a, b)
-    local na, nb = type(a) == "number", type(b) == "number"
-    if na ~= nb then return na end
-    return a < b
-  end)
+  if #rest > 1 then table.sort(rest, key_lt) end
+  for i = 1, #rest do keys[n + i] = rest[i] end
   return keys
 end
 

@@ -138,7 +138,7 @@ wait_for 20 grep -q "could not connect\|unreachable\|connect" "$T/run.log"; ok $
 start_smtpd AGAIN --port "$P" --reply-rcpt "bad@example.org=550 5.1.1 no such user" --maildir "$T/mail"
 ok $? "(the server is back)"
 out=$(fl flush --timeout 30 2>/dev/null); rc=$?
-like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 2 failed \(1 partly delivered: 1 of 2 recipients\), 0 left" \
+like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 0 deferred, 2 failed \(1 partly delivered: 1 of 2 recipients\), 0 left" \
   "through the service: 1 delivered, 2 failed (1 partly delivered), 0 left (the dead letters of before not counted)"
 kill "$RUNPID"; wait "$RUNPID" 2>/dev/null
 

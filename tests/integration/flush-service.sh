@@ -19,6 +19,7 @@ start_smtpd P --maildir "$MD" --log "$LOG" \
   --reply-rcpt-once "b451@example.net=451 4.2.1 mailbox busy" \
   --reply-rcpt-once "c451@example.net=451 4.2.1 mailbox busy" \
   --reply-rcpt-once "e451@example.net=451 4.2.1 mailbox busy" \
+  --reply-rcpt "d451@example.net=451 4.2.1 mailbox busy for good" \
   || { echo "Bail out! aiosmtpd did not start"; exit 1; }
 AP=$(free_port)
 TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -55,7 +56,7 @@ id=$(queue1 "$OTHER" "case a" a550@example.net b451@example.net)
 wait_for 20 refused_recorded "$OTHER" "$id"; ok $? "first attempt: a550@ refused for good, b451@ deferred"
 "$MAILHOOK" -s "$OTHER" flush >"$T/f1" 2>&1; rc=$?
 is "$rc" 0 "flush -s OTHER: exit 0 ($(cat "$T/f1"))"
-like "$(cat "$T/f1")" "^flush: asked the service \(pid $SVC\): 0 delivered, 1 failed \(partly delivered: 1 of 2 recipients\), 0 left" \
+like "$(cat "$T/f1")" "^flush: asked the service \(pid $SVC\): 0 delivered, 0 deferred, 1 failed \(partly delivered: 1 of 2 recipients\), 0 left" \
      "flush -s OTHER: the message is said partly delivered, 1 of 2 (read from OTHER's failed/)"
 is "$(rcpts_to b451@example.net)" 2 "b451@ tried twice (451, then accepted)"
 # the service's counters of it: status --json, /api/status, /metrics
@@ -93,9 +94,32 @@ id=$(queue1 "$OTHER" "case c" a550@example.net e451@example.net ok1@example.net)
 wait_for 20 refused_recorded "$OTHER" "$id"; ok $? "(c) first attempt: a550@ refused, e451@ deferred, ok1@ got it"
 "$MAILHOOK" flush >"$T/f3" 2>&1; rc=$?
 is "$rc" 0 "MAILHOOK_SPOOL=OTHER flush: exit 0"
-like "$(cat "$T/f3")" "^flush: asked the service \(pid $SVC\): 0 delivered, 1 failed \(partly delivered: 2 of 3 recipients\), 0 left" \
+like "$(cat "$T/f3")" "^flush: asked the service \(pid $SVC\): 0 delivered, 0 deferred, 1 failed \(partly delivered: 2 of 3 recipients\), 0 left" \
      "MAILHOOK_SPOOL=OTHER flush: partly delivered, 2 of 3 ($(cat "$T/f3"))"
 kill -TERM "$SVC"; wait "$SVC"
 export MAILHOOK_SPOOL=$DEF
+
+# (d) a message the server defers again (451 at every attempt): the flush asks
+# the service and says it is still queued, deferred 1 (it said deferred 0, the
+# local flush's count of the same pass 1)
+svc "$OTHER"; ok $? "the service runs on the other spool a fourth time"
+id=$(queue1 "$OTHER" "case d" d451@example.net)
+attempted() { "$MAILHOOK" -s "$OTHER" queue show "$id" | grep -Eq "^attempts: +[1-9]"; }
+wait_for 20 attempted; ok $? "(d) first attempt: d451@ deferred"
+cat > "$T/flush-d.lua" <<LUA
+local mh = require "mailhook"
+local ok, err, s = mh.queue.flush { spool_dir = "$OTHER", timeout = 20 }
+s = s or ok
+print(string.format("via=%s delivered=%d deferred=%d failed=%d left=%d total=%d", s.via, s.delivered, s.deferred,
+                    s.failed, s.left, s.total))
+LUA
+out=$("$MAILHOOK" "$T/flush-d.lua" 2>&1)
+is "$out" "via=service delivered=0 deferred=1 failed=0 left=1 total=1" \
+   "(d) mh.queue.flush asking the service: deferred 1, the message still queued"
+"$MAILHOOK" -s "$OTHER" flush >"$T/f4" 2>&1; rc=$?
+is "$rc" 1 "(d) flush -s OTHER: exit 1 (a message left)"
+like "$(cat "$T/f4")" "^flush: asked the service \(pid $SVC\): 0 delivered, 1 deferred, 0 failed, 1 left" \
+     "(d) flush -s OTHER: 1 deferred ($(cat "$T/f4"))"
+kill -TERM "$SVC"; wait "$SVC"
 
 done_testing

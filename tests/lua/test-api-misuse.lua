@@ -151,6 +151,60 @@ tap.test("misuse of the public API raises, naming the function and what is wrong
   end
 end)
 
+-- The cfg of mh.smtp.connect and mh.smtp.test: a misspelt key ({sever = ...},
+-- {prot = 587}) was silently ignored (no server, or port 25), a value of the
+-- wrong type read as its default.  An unknown key raises naming it with the
+-- closest known one, else listing them; the keys that are no settings
+-- (greeting_wait) are known, and what settings.load and get give passes.
+tap.test("mh.smtp.connect / mh.smtp.test: cfg's unknown keys and wrong types raise, naming them", function(t)
+  for _, c in ipairs {
+    { "connect sever", mh.smtp.connect, { { sever = "smtp.example.com" } },
+      "mh.smtp.connect: unknown key 'sever' in cfg (did you mean 'server'?)" },
+    { "connect prot", mh.smtp.connect, { { server = "127.0.0.1", prot = 587 } },
+      "mh.smtp.connect: unknown key 'prot' in cfg (did you mean 'port'?)" },
+    { "test cfg greting_wait", mh.smtp.test, { { cfg = { server = "127.0.0.1", greting_wait = 1 } } },
+      "mh.smtp.test: unknown key 'greting_wait' in cfg (did you mean 'greeting_wait'?)" },
+    { "test cfg tsl", mh.smtp.test, { { cfg = { tsl = "none" } } },
+      "mh.smtp.test: unknown key 'tsl' in cfg (did you mean 'tls'?)" },
+    { "connect port string", mh.smtp.connect, { { server = "127.0.0.1", port = "587" } },
+      "mh.smtp.connect: cfg.port must be a whole number from 1 to 65535 (got \"587\")" },
+    { "connect tls true", mh.smtp.connect, { { server = "127.0.0.1", tls = true } },
+      "mh.smtp.connect: cfg.tls must be auto, implicit, starttls or none (got boolean)" },
+    { "connect auth yes", mh.smtp.connect, { { server = "127.0.0.1", auth = "yes" } },
+      "mh.smtp.connect: cfg.auth must be true or false (got \"yes\")" },
+    { "connect server 5", mh.smtp.connect, { { server = { "a.example", 5 } } },
+      "mh.smtp.connect: cfg.server[2] must be a host name (a string; got number)" },
+    { "test greeting_wait -1", mh.smtp.test, { { cfg = { server = "127.0.0.1", greeting_wait = -1 } } },
+      "mh.smtp.test: cfg.greeting_wait must be seconds, a number from 0 (the default) up to 31536000 (got -1)" },
+  } do
+    local ok, err = pcall(c[2], table.unpack(c[3]))
+    t:ok(not ok, c[1] .. ": raises")
+    t:is(err, c[4], c[1])
+  end
+  -- nothing near: every known key listed, the settings' and greeting_wait
+  local ok, err = pcall(mh.smtp.connect, { xyzzy = 1 })
+  t:ok(not ok, "a key near none raises")
+  t:like(err, "^mh%.smtp%.connect: unknown key 'xyzzy' in cfg %(known: enabled, from, server, port, .*, greeting_wait%)$",
+         "listing the known keys")
+  -- at the caller's line
+  ok, err = pcall(function() local s = mh.smtp.connect { sever = "x" }; return s end)
+  t:like(err, "^[^:]*test%-api%-misuse%.lua:%d+: mh%.smtp%.connect: unknown key 'sever'", "at the caller's line")
+  ok, err = pcall(function() local s = mh.smtp.connect { server = "x", port = 0 }; return s end)
+  t:like(err, "^[^:]*test%-api%-misuse%.lua:%d+: mh%.smtp%.connect: cfg%.port must be", "a type at the caller's line")
+  -- what the library's callers pass: a loaded cfg, mh.settings.get()'s (its
+  -- masked password too), the engine's greeting_wait; nothing listens there
+  local conf = spool_dir .. "/cfg.conf"
+  assert(mh.settings.update({ server = "127.0.0.1", port = 9, from = "a@example.com", tls = "none",
+                              tls_required = false, auth = true, username = "u", password = "p",
+                              allow_plaintext_auth = true }, conf))
+  for name, cfg in pairs { loaded = assert(mh.settings.load(conf)), get = assert(mh.settings.get(conf)) } do
+    cfg.greeting_wait, cfg.connect_timeout = 0.5, 2
+    local ok2, s, cerr = pcall(mh.smtp.connect, cfg)
+    t:ok(ok2 and s == nil and type(cerr) == "string", name .. ": taken (a connection error, not a raise): " ..
+         tostring(s) .. " " .. tostring(cerr))
+  end
+end)
+
 tap.test("methods of tasks and timers: an argument too many raises", function(t)
   local task = mh.spawn(function() return 1 end)
   local h = mh.every(60, print)

@@ -39,7 +39,13 @@ tap.test("each over a map: sorted keys, @key and @index", function(t)
        "number keys first, ascending, then strings")
   t:is(r { m = {} }, "none", "an empty map: the else part")
   t:is(r { m = { [true] = 1 } }, "none", "keys that are neither numbers nor strings are skipped")
-  t:is(r { m = { "x", "y", k = "v" } }, "1:1=x 2:2=y ", "a list with other keys: its array part only")
+  -- a mixed table: its list items first, then its other keys as a map's (it
+  -- walked the list part alone: k = "v" and [5] were silently left out)
+  t:is(r { m = { "x", "y", k = "v", [5] = "five", A = 0 } }, "1:1=x 2:2=y 3:5=five 4:A=0 5:k=v ",
+       "a list with other keys: the items, then the other keys, numbers then strings in byte order")
+  t:is(r { m = { "x", nil, "z" } }, "1:1=x 2:3=z ", "a list with a hole: the items before it, then the rest by key")
+  t:is(r { m = { [1] = "x", [1.5] = "h", [0] = "o", [-1] = "m" } }, "1:1=x 2:-1=m 3:0=o 4:1.5=h ",
+       "number keys outside the list part: after it, ascending")
   t:is(r { m = { [2] = "b", [3] = "c" } }, "1:2=b 2:3=c ", "no [1]: a map of numbers (not nothing at all)")
   t:is(r { m = "text" }, "none", "a string is not iterated")
   local f = mh.template("{{#each people}}{{@key}}: {{name}} ({{ext|-}}){{#if boss}} [{{title}}]{{/if}}; {{/each}}")
@@ -54,6 +60,27 @@ tap.test("each over a map: sorted keys, @key and @index", function(t)
   t:same(missing, { "@key" }, "@key outside each: missing")
   -- arrays exactly as before
   t:is(mh.template("{{#each xs}}{{@index}}{{.}}{{/each}}")({ xs = { "a", "b", "c" } }), "1a2b3c", "a list as before")
+end)
+
+-- A map's string keys in byte order, never the locale's collation (Lua's <
+-- is strcoll: a rule's os.setlocale reordered them; template-locale.sh shows
+-- it with a locale that collates otherwise).  The comparator is byte-wise.
+tap.test("each: string keys in byte order, whatever the locale", function(t)
+  local r = mh.template("{{#each m}}{{@key}} {{/each}}")
+  local m = { a = 1, B = 1, _x = 1, ["\xC3\xA9"] = 1, ["a\0b"] = 1, ab = 1, Z = 1, ["0"] = 1 }
+  t:is(r { m = m }, "0 B Z _x a a\0b ab \xC3\xA9 ", "byte order: digits, upper case, _, lower case, then UTF-8")
+  local lt = require("mailhook.template").key_lt
+  t:ok(lt("B", "a") and not lt("a", "B"), "key_lt: 'B' (0x42) before 'a' (0x61)")
+  t:ok(lt("a", "a\0") and lt("a\0", "a\1") and not lt("ab", "ab"), "a prefix first, NUL a byte like others")
+  t:ok(lt(10, "1") and lt(2, 10) and not lt("1", 10), "numbers before strings, numerically")
+  -- the locale changed by a rule: every one this system has
+  local before = os.setlocale(nil, "collate")
+  for _, loc in ipairs { "C.UTF-8", "C.utf8", "en_US.UTF-8", "de_DE.UTF-8", "fr_FR.UTF-8", "POSIX" } do
+    if os.setlocale(loc, "collate") then
+      t:is(r { m = m }, "0 B Z _x a a\0b ab \xC3\xA9 ", "the same order under LC_COLLATE=" .. loc)
+    end
+  end
+  os.setlocale(before, "collate")
 end)
 
 -- {{!-- ... --}} may hold "}}"; a short comment holding a tag leaked its tail.

@@ -66,8 +66,8 @@ return function(...)
     -- the service reports what pickup/ still holds; what left it went out or
     -- moved to failed/ (counted there by flush.run: a dead letter is neither
     -- delivered nor left)
-    io.stdout:write(string.format("flush: asked the service (pid %d): %d delivered, %s, %d left, %.1f s\n",
-                                  s.pid, s.delivered, failed_text(s.failed), s.left, dt))
+    io.stdout:write(string.format("flush: asked the service (pid %d): %d delivered, %d deferred, %s, %d left, %.1f s\n",
+                                  s.pid, s.delivered, s.deferred, failed_text(s.failed), s.left, dt))
   else
     io.stdout:write(string.format("flush: %d delivered, %d deferred, %s, %d left, %.1f s\n",
                                   s.delivered, s.deferred, failed_text(s.failed), s.left, dt))
