@@ -3,7 +3,7 @@
 -- admin actions as the CLI (scripts/test.lua, scripts/update.lua, mh.queue,
 -- mailhook.status), static pages from the share folder.  See docs/console.md.
 --
---   local con, err = console.start{cfg = cfg, delivery = d, status = tracker, spool = sp}
+--   local con, err = console.start{cfg = cfg, delivery = d, status = tracker, spool = sp, spool_dir = dir}
 --   con.url        con:reload(cfg)      con:stop()  (waits: every connection closed)
 --
 -- Safe by default (docs/console.md, "Security"; each point has its test):
@@ -1235,10 +1235,10 @@ local function subject_of(path, offset)
 end
 
 -- The server outage the spool's last deliverer met and has not seen end
--- (SPOOL/outage: the running service's, a flush's, a run before a restart's),
+-- (DIR/outage: the running service's, a flush's, a run before a restart's),
 -- as `mailhook queue` shows it: {since, age, error ("stage: reason")} | nil.
-local function outage_json(now)
-  local o = require("mailhook.queue").outage(core.paths.spool)
+local function outage_json(now, dir)
+  local o = require("mailhook.queue").outage(dir)
   if not o then return nil end
   return { since = o.since, age = math.max(0, math.floor(now - o.since)), error = o.error }
 end
@@ -1304,21 +1304,22 @@ route("GET", "/api/queue", function(self, req)
   local q, qerr, qkey = M.queue_query(req:query())
   if not q then return self:fail(req, 400, qerr, { key = qkey }) end
   local folder, limit = q.folder, q.limit
-  local dir = core.paths.spool .. "/" .. folder
+  local dir = self.spool_dir .. "/" .. folder         -- the service's spool (M.start), not core.paths'
   -- one folder read at a time (each reads every name of the folder on the thread pool)
   local ids, total, skipped, others = self:one_at_a_time("page", core.admin.page, dir, { after = q.after,
     before = q.before, last = q.last, limit = limit })
   if not ids then return self:fail(req, 500, total) end
-  local sp = require("mailhook.queue").spool()
+  local sp, serr = self:spool_object()
+  if not sp then return self:fail(req, 500, serr) end
   local now = core.now()
-  local outage = outage_json(now)
+  local outage = outage_json(now, self.spool_dir)
   local entries = {}
   for _, id in ipairs(ids) do
     local e = sp:load(id)
     if e then entries[#entries + 1] = entry_json(e, now, outage and outage.error) end
   end
   local other = folder == "pickup" and "failed" or "pickup"
-  local _, ototal = self:one_at_a_time("page", core.admin.page, core.paths.spool .. "/" .. other, { limit = 0 })
+  local _, ototal = self:one_at_a_time("page", core.admin.page, self.spool_dir .. "/" .. other, { limit = 0 })
   local counts = { [folder] = total, [other] = ototal }
   return self:send_json(req, 200, { ok = true, folder = folder, total = total, first = skipped + 1,
     last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts, outage = outage })
@@ -1336,7 +1337,7 @@ local BAD_ID = "id: not a message id (16 lowercase hex digits, as GET /api/queue
 route("POST", "/api/queue/retry", function(self, req, ctx)
   local id = id_of(ctx)
   if not id then return self:fail(req, 400, BAD_ID, { key = "id" }) end
-  local ok, err = require("mailhook.queue").retry(id)
+  local ok, err = require("mailhook.queue").retry(id, self.spool_dir)
   if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " queued for delivery (retry)")
   self.delivery:kick()
@@ -1346,7 +1347,7 @@ end, { fields = { id = "string" } })
 route("POST", "/api/queue/remove", function(self, req, ctx)
   local id = id_of(ctx)
   if not id then return self:fail(req, 400, BAD_ID, { key = "id" }) end
-  local ok, err = require("mailhook.queue").remove(id)
+  local ok, err = require("mailhook.queue").remove(id, self.spool_dir)
   if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " removed")
   return self:send_json(req, 200, { ok = true, id = id })
@@ -1557,6 +1558,7 @@ function M:build_redactions(cfg)
   path(core.paths.conf, "[settings file]")
   if core.paths.conf then path(settings.secrets_path(core.paths.conf), "[secrets file]") end
   path(core.paths.spool, "[spool]")
+  path(self.spool_dir, "[spool]")
   path(core.paths.scripts, "[scripts]")
   path(self.assets, "[console folder]")
   table.sort(list, function(a, b) return #a[1] > #b[1] end)
@@ -1590,7 +1592,18 @@ function M:reload(cfg)
   end
 end
 
--- start{cfg =, delivery =, status = tracker, spool =, assets =} -> console | nil, err
+-- The spool the console serves (/api/queue, its outage banner, Retry and
+-- Remove): the one its service delivers, M.start's spool_dir (else its status
+-- tracker's folder), never core.paths.spool as such: a service's spool need not
+-- be the process's default (an embedder's, a program that set core.paths after;
+-- before, those read the default spool while /api/status read the service's).
+function M:spool_object()
+  if self.spool then return self.spool end
+  return require("mailhook.queue").spool(self.spool_dir)
+end
+
+-- start{cfg =, delivery =, status = tracker, spool = Spool, spool_dir = its folder, assets =}
+--   -> console | nil, err
 function M.start(opts)
   local mh = require "mailhook"
   local cfg = assert(opts.cfg)
@@ -1598,6 +1611,7 @@ function M.start(opts)
   if not host then return nil, "admin_listen '" .. tostring(cfg.admin_listen) .. "' is not HOST:PORT" end
   local self = setmetatable({
     cfg = cfg, delivery = opts.delivery, status = opts.status, spool = opts.spool,
+    spool_dir = opts.spool_dir or (opts.status and opts.status.dir) or core.paths.spool,
     log = mh.log, sessions = {}, subs = {}, cache = {}, listen = cfg.admin_listen,
     assets = opts.assets or M.assets_dir(), host = host, loopback = loopback(host),
     fails = {}, pending = {}, pending_all = 0, limit_said = {}, busy = {}, waiting = {},
