@@ -1166,6 +1166,9 @@ route("POST", "/api/settings", function(self, req, ctx)
     table.sort(keys)
     self.log.info("console: settings saved (" .. table.concat(keys, ", ") .. ")")
     result = public_report(result)
+    -- the keys this Save wrote, by name (the page names them; "password" for a
+    -- password set or removed, never its value)
+    result.saved = json.array(keys)
   end
   result.path = nil
   result.choices = FORM

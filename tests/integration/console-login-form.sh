@@ -5,7 +5,8 @@
 # says why; a form from another site is refused (a cross-site page can post a
 # form where it cannot post JSON); failures count in the same gate as the JS
 # login (5 a minute per client, then both refuse).  Before, POST /login sent
-# the browser back to the login page, logged out, whatever it held.
+# the browser back to the login page, logged out, whatever it held.  And an
+# Update's answer names the keys it saved (`saved`; it said only ok).
 # Real parts: `mailhook run` with its console, curl.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
@@ -54,6 +55,16 @@ is "$(form "$ADMIN_PW" -H "Origin: $B")" "303 $B/" "Origin naming the console, n
 # a session id planted before the login is ended, not promoted (as POST /api/login)
 form "$ADMIN_PW" "${SAME[@]}" -H "Cookie: $C" >/dev/null
 is "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $C" "$B/api/session")" 401 "the session id sent with the login is ended"
+
+# (Update names the keys it saved, in its answer: `saved`, the password by name only)
+form "$ADMIN_PW" "${SAME[@]}" >/dev/null; C=$(cookie_of "$T/h")
+CSRF=$(curl -s -H "Cookie: $C" "$B/api/session" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["csrf"])')
+SMTP_PW='Smtp-Saved-Pw-4410'
+curl -s -o "$T/saved.json" -H "Cookie: $C" -H "X-CSRF-Token: $CSRF" -H 'Content-Type: application/json' \
+  -d "{\"changes\":{\"from\":\"ops@example.com\",\"username\":\"u\",\"password\":\"$SMTP_PW\"}}" "$B/api/settings"
+is "$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("ok"), d.get("saved"))' "$T/saved.json")" \
+  "True ['from', 'password', 'username']" "Update's answer names the keys it saved (saved)"
+unlike "$(cat "$T/saved.json")" "$SMTP_PW" "never the password's value"
 
 # cross-site: refused before the password is looked at, no cookie
 for h in "Origin: http://evil.example" "Sec-Fetch-Site: cross-site" "Sec-Fetch-Site: same-site|Origin: http://127.0.0.1:1" \
