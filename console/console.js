@@ -297,8 +297,10 @@ async function update() {
       fillSettings(r);
       text($('update-result'), 'saved');
       $('update-result').className = 'ok';
-      // what was saved, by name: the admin sees the Update took what was meant
-      text($('update-saved'), '(' + Object.keys(c).map(labelOf).join(', ') + ')');
+      // what was saved, by name, as the service says it wrote them (its `saved`):
+      // the admin sees the Update took what was meant
+      const saved = Array.isArray(r.saved) ? r.saved : Object.keys(c);
+      text($('update-saved'), saved.length ? '(' + saved.map(labelOf).join(', ') + ')' : '');
       showWarnings($('update-warnings'), r.warnings);
     } else if (r.conflict && r.current) {
       conflict(r);

@@ -3,7 +3,7 @@
 -- admin actions as the CLI (scripts/test.lua, scripts/update.lua, mh.queue,
 -- mailhook.status), static pages from the share folder.  See docs/console.md.
 --
---   local con, err = console.start{cfg = cfg, delivery = d, status = tracker, spool = sp}
+--   local con, err = console.start{cfg = cfg, delivery = d, status = tracker, spool = sp, spool_dir = dir}
 --   con.url        con:reload(cfg)      con:stop()  (waits: every connection closed)
 --
 -- Safe by default (docs/console.md, "Security"; each point has its test):
@@ -19,7 +19,9 @@
 --    all, and answered after a delay;
 --  - every change (POST) needs the session's CSRF token in X-CSRF-Token, a
 --    JSON body, an Origin (when the browser sends one) equal to the console's
---    and no Sec-Fetch-Site other than same-origin; GET changes nothing;
+--    and no Sec-Fetch-Site other than same-origin; GET changes nothing; the
+--    login form a browser posts itself (POST /login, no JavaScript) must show
+--    it is the console's own (M:form_from_console);
 --  - the console edits the seed's settings only (never a command, a path, or
 --    its own access), and never sends the stored SMTP password to a server
 --    other than the one it was saved for: changing where it goes needs the
@@ -215,34 +217,37 @@ end
 -- is): application/json, its parameters well formed, and a charset (if one is
 -- named) that reads as UTF-8.  The body is decoded as UTF-8 whatever the
 -- header says: "charset=utf-16" was accepted and its body read as mojibake.
-function M.json_type_error(ctype)
+local function media_type_error(ctype, want)
   local given = ctype or ""
   local lc = given:lower()
-  local rest = lc:match("^application/json[ \t]*(.*)$")
+  local rest = lc:sub(1, #want) == want and lc:sub(#want + 1):match("^[ \t]*(.*)$")
   if not rest or (rest ~= "" and rest:sub(1, 1) ~= ";") then
-    return "send the request as application/json (got " .. (given == "" and "no Content-Type" or
+    return "send the request as " .. want .. " (got " .. (given == "" and "no Content-Type" or
            "another Content-Type") .. ")"
   end
   local TOKEN = "[%w!#$%%&'*+%-.^_`|~]+"
   while rest ~= "" do
     local p = rest:match("^;[ \t]*(.*)$")            -- RFC 9110 5.6.6: OWS ";" OWS [ parameter ]
-    if not p then return "send the request as application/json: its parameters are malformed" end
+    if not p then return "send the request as " .. want .. ": its parameters are malformed" end
     rest = p
     if p ~= "" and p:sub(1, 1) ~= ";" then
       local name, value, after = p:match("^(" .. TOKEN .. ')=("[^"\\]*")[ \t]*(.*)$')
       if name then value = value:sub(2, -2)
       else name, value, after = p:match("^(" .. TOKEN .. ")=(" .. TOKEN .. ")[ \t]*(.*)$") end
       if not name then
-        return "send the request as application/json: its parameters are malformed"
+        return "send the request as " .. want .. ": its parameters are malformed"
       end
       if name == "charset" and value ~= "utf-8" and value ~= "us-ascii" then
-        return "that charset is not taken: send application/json in UTF-8 (charset=utf-8, or none)"
+        return "that charset is not taken: send " .. want .. " in UTF-8 (charset=utf-8, or none)"
       end
       rest = after
     end
   end
   return nil
 end
+function M.json_type_error(ctype) return media_type_error(ctype, "application/json") end
+-- The same for the login form a browser submits itself (POST /login).
+function M.form_type_error(ctype) return media_type_error(ctype, "application/x-www-form-urlencoded") end
 
 -- The one check of a POST body against the fields its route declares
 -- (route's opts.fields: name -> "string" (required), "string?" (may be left
@@ -623,6 +628,24 @@ function M:same_origin(req)
   return without_80(origin:lower()) == "http://" .. without_80(tostring(req:header("host")):lower())
 end
 
+-- Whether a form post (POST /login) is the console's own page's.  A page of
+-- another site can post a form (application/x-www-form-urlencoded) where it
+-- cannot post JSON, so a form must prove where it comes from, not only not
+-- say it comes from elsewhere: Sec-Fetch-Site: same-origin (with an Origin
+-- that is the console's, or "null": Chromium sends null from a page whose
+-- Referrer-Policy is no-referrer, as every console page's is), or, from a
+-- browser that sends no Sec-Fetch-Site, an Origin naming the console.  Neither
+-- (curl without -H Origin, a script): refused; scripts use POST /api/login.
+function M:form_from_console(req)
+  local site, origin = req:header("sec-fetch-site"), req:header("origin")
+  local mine = origin ~= nil and origin ~= "" and
+    without_80(origin:lower()) == "http://" .. without_80(tostring(req:header("host")):lower())
+  if site and site ~= "" then
+    return site == "same-origin" and (mine or origin == nil or origin == "" or origin == "null")
+  end
+  return mine
+end
+
 -- -------------------------------------------------------------- routing
 
 local ROUTES = {}      -- "METHOD path" -> handler(self, req, ctx)
@@ -662,11 +685,9 @@ function M:dispatch(req)
   local key = method .. " " .. path
   local fn = ROUTES[key]
   -- the login form sent by the browser itself (JavaScript off, login.js not
-  -- loaded): back to the login page, which says the console needs JavaScript
-  -- (was a raw JSON 405).  Its body, the password, is never read.
-  if key == "POST /login" then
-    return self:send(req, 303, TYPES.txt, "the console needs JavaScript\n", { Location = "/login" })
-  end
+  -- loaded yet): a login as a form post (M:form_login; it was a raw JSON 405,
+  -- then a redirect to the login page that logged nobody in)
+  if key == "POST /login" then return self:form_login(req) end
   if not fn then
     if path:match("^/assets/") and method == "GET" then return self:asset(req, path:sub(9)) end
     if ALLOW[path] or path:match("^/assets/") then
@@ -756,9 +777,37 @@ local function page(name)
 end
 
 route("GET", "/", page("index.html"))
+
+-- What the login page says after a form login failed (POST /login sends the
+-- browser back to /login?error=CODE): fixed texts, never the request's.
+M.LOGIN_ERRORS = {
+  wrong = "wrong password",
+  limited = "too many failed logins: wait a minute, then try again",
+  form = "the login form was not sent as expected (one field, password): reload the page and try again",
+}
+
+local function html_escape(s)
+  return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }))
+end
+
 route("GET", "/login", function(self, req)
   if self:session_of(req) then return self:send(req, 303, TYPES.txt, "logged in\n", { Location = "/" }) end
-  return self:asset(req, "login.html")
+  local code = parse_query(req:query()).error
+  local msg = code == "nopassword" and M.NO_PASSWORD or M.LOGIN_ERRORS[code or ""]
+  if not msg then return self:asset(req, "login.html") end
+  -- the error written into the page (no script needed to show it): in its
+  -- error line, else (a page a site edited) before </body>
+  local body = self.cache["login.html"] or core.fsutil.read(self.assets .. "/login.html", { max = 4 * 1024 * 1024 })
+  if not body then return self:fail(req, 404, "no such file") end
+  self.cache["login.html"] = body
+  local p = '<p class="error" role="alert">' .. html_escape(msg) .. "</p>"
+  local n
+  body, n = body:gsub('(<p id="login%-error"[^>]*>)(</p>)', function(a, b) return a .. html_escape(msg) .. b end, 1)
+  if n == 0 then
+    body, n = body:gsub("</body>", function() return p .. "\n</body>" end, 1)
+    if n == 0 then body = body .. p end
+  end
+  return self:send(req, 200, TYPES.html, body)
 end, { public = true })
 
 -- --------------------------------------------------------------- login
@@ -791,6 +840,36 @@ route("POST", "/api/login", function(self, req, ctx)
   self.log.info("console: login from " .. tostring(peer))
   return self:send_json(req, 200, { ok = true, csrf = s.csrf }, { session_cookie(id) })
 end, { public = true, no_csrf = true, fields = { password = "string" } })
+
+-- POST /login: the login form as the browser submits it itself (JavaScript
+-- off, Enter before login.js ran): application/x-www-form-urlencoded holding
+-- one field, password.  The same gate, delay, log line and session as POST
+-- /api/login, answered with a redirect: 303 to / with the session cookie, or
+-- back to /login?error=CODE, where the page says why (M.LOGIN_ERRORS).  Only
+-- from the console's own page (M:form_from_console: 403 otherwise).
+function M:form_login(req)
+  local peer = req:peer() or "?"
+  if not self:form_from_console(req) then
+    return self:send(req, 403, TYPES.txt, "cross-site request refused (Origin)\n")
+  end
+  local function back(code, extra)
+    local h = { Location = "/login?error=" .. code }
+    for k, v in pairs(extra or {}) do h[k] = v end
+    return self:send(req, 303, TYPES.txt, "not logged in: see /login\n", h)
+  end
+  if M.form_type_error(req:header("content-type")) then return back("form") end
+  local fields, twice = parse_query(req:body() or "")
+  for k in pairs(fields) do if k ~= "password" then twice = twice or k end end
+  if twice or not fields.password then return back("form") end
+  if not self.admin_hash then return back("nopassword") end
+  local ok, wait = self:verify_password(fields.password, peer, "failed login")
+  if ok == nil then return back("limited", { ["Retry-After"] = tostring(wait) }) end
+  if not ok then return back("wrong") end
+  for _, old in ipairs(session_cookies(req)) do self:end_session(old) end    -- as POST /api/login
+  local id = self:new_session(peer)
+  self.log.info("console: login from " .. tostring(peer) .. " (the login form, without JavaScript)")
+  return self:send(req, 303, TYPES.txt, "logged in\n", { Location = "/", session_cookie(id) })
+end
 
 route("POST", "/api/logout", function(self, req, ctx)
   if ctx.session_id then self:end_session(ctx.session_id) end
@@ -1087,6 +1166,9 @@ route("POST", "/api/settings", function(self, req, ctx)
     table.sort(keys)
     self.log.info("console: settings saved (" .. table.concat(keys, ", ") .. ")")
     result = public_report(result)
+    -- the keys this Save wrote, by name (the page names them; "password" for a
+    -- password set or removed, never its value)
+    result.saved = json.array(keys)
   end
   result.path = nil
   result.choices = FORM
@@ -1235,10 +1317,10 @@ local function subject_of(path, offset)
 end
 
 -- The server outage the spool's last deliverer met and has not seen end
--- (SPOOL/outage: the running service's, a flush's, a run before a restart's),
+-- (DIR/outage: the running service's, a flush's, a run before a restart's),
 -- as `mailhook queue` shows it: {since, age, error ("stage: reason")} | nil.
-local function outage_json(now)
-  local o = require("mailhook.queue").outage(core.paths.spool)
+local function outage_json(now, dir)
+  local o = require("mailhook.queue").outage(dir)
   if not o then return nil end
   return { since = o.since, age = math.max(0, math.floor(now - o.since)), error = o.error }
 end
@@ -1304,21 +1386,22 @@ route("GET", "/api/queue", function(self, req)
   local q, qerr, qkey = M.queue_query(req:query())
   if not q then return self:fail(req, 400, qerr, { key = qkey }) end
   local folder, limit = q.folder, q.limit
-  local dir = core.paths.spool .. "/" .. folder
+  local dir = self.spool_dir .. "/" .. folder         -- the service's spool (M.start), not core.paths'
   -- one folder read at a time (each reads every name of the folder on the thread pool)
   local ids, total, skipped, others = self:one_at_a_time("page", core.admin.page, dir, { after = q.after,
     before = q.before, last = q.last, limit = limit })
   if not ids then return self:fail(req, 500, total) end
-  local sp = require("mailhook.queue").spool()
+  local sp, serr = self:spool_object()
+  if not sp then return self:fail(req, 500, serr) end
   local now = core.now()
-  local outage = outage_json(now)
+  local outage = outage_json(now, self.spool_dir)
   local entries = {}
   for _, id in ipairs(ids) do
     local e = sp:load(id)
     if e then entries[#entries + 1] = entry_json(e, now, outage and outage.error) end
   end
   local other = folder == "pickup" and "failed" or "pickup"
-  local _, ototal = self:one_at_a_time("page", core.admin.page, core.paths.spool .. "/" .. other, { limit = 0 })
+  local _, ototal = self:one_at_a_time("page", core.admin.page, self.spool_dir .. "/" .. other, { limit = 0 })
   local counts = { [folder] = total, [other] = ototal }
   return self:send_json(req, 200, { ok = true, folder = folder, total = total, first = skipped + 1,
     last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts, outage = outage })
@@ -1336,7 +1419,7 @@ local BAD_ID = "id: not a message id (16 lowercase hex digits, as GET /api/queue
 route("POST", "/api/queue/retry", function(self, req, ctx)
   local id = id_of(ctx)
   if not id then return self:fail(req, 400, BAD_ID, { key = "id" }) end
-  local ok, err = require("mailhook.queue").retry(id)
+  local ok, err = require("mailhook.queue").retry(id, self.spool_dir)
   if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " queued for delivery (retry)")
   self.delivery:kick()
@@ -1346,7 +1429,7 @@ end, { fields = { id = "string" } })
 route("POST", "/api/queue/remove", function(self, req, ctx)
   local id = id_of(ctx)
   if not id then return self:fail(req, 400, BAD_ID, { key = "id" }) end
-  local ok, err = require("mailhook.queue").remove(id)
+  local ok, err = require("mailhook.queue").remove(id, self.spool_dir)
   if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " removed")
   return self:send_json(req, 200, { ok = true, id = id })
@@ -1557,6 +1640,7 @@ function M:build_redactions(cfg)
   path(core.paths.conf, "[settings file]")
   if core.paths.conf then path(settings.secrets_path(core.paths.conf), "[secrets file]") end
   path(core.paths.spool, "[spool]")
+  path(self.spool_dir, "[spool]")
   path(core.paths.scripts, "[scripts]")
   path(self.assets, "[console folder]")
   table.sort(list, function(a, b) return #a[1] > #b[1] end)
@@ -1590,7 +1674,18 @@ function M:reload(cfg)
   end
 end
 
--- start{cfg =, delivery =, status = tracker, spool =, assets =} -> console | nil, err
+-- The spool the console serves (/api/queue, its outage banner, Retry and
+-- Remove): the one its service delivers, M.start's spool_dir (else its status
+-- tracker's folder), never core.paths.spool as such: a service's spool need not
+-- be the process's default (an embedder's, a program that set core.paths after;
+-- before, those read the default spool while /api/status read the service's).
+function M:spool_object()
+  if self.spool then return self.spool end
+  return require("mailhook.queue").spool(self.spool_dir)
+end
+
+-- start{cfg =, delivery =, status = tracker, spool = Spool, spool_dir = its folder, assets =}
+--   -> console | nil, err
 function M.start(opts)
   local mh = require "mailhook"
   local cfg = assert(opts.cfg)
@@ -1598,6 +1693,7 @@ function M.start(opts)
   if not host then return nil, "admin_listen '" .. tostring(cfg.admin_listen) .. "' is not HOST:PORT" end
   local self = setmetatable({
     cfg = cfg, delivery = opts.delivery, status = opts.status, spool = opts.spool,
+    spool_dir = opts.spool_dir or (opts.status and opts.status.dir) or core.paths.spool,
     log = mh.log, sessions = {}, subs = {}, cache = {}, listen = cfg.admin_listen,
     assets = opts.assets or M.assets_dir(), host = host, loopback = loopback(host),
     fails = {}, pending = {}, pending_all = 0, limit_said = {}, busy = {}, waiting = {},

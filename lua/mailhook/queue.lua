@@ -5,8 +5,10 @@
 --   for e in mh.queue.list() do print(e.id, e.state, #e.to) end   -- streams
 --   mh.queue.show(id) -> entry | nil, err, info      -- a malformed id: nil, err (check_id)
 --   (entries of list and show: uid, the submitter, and its login when known)
---   mh.queue.remove(id) -> true | nil, err, info
---   mh.queue.retry(id)  -> true | nil, err, info     -- failed/ back to pickup/, due now
+--   mh.queue.remove(id [, dir]) -> true | nil, err, info
+--   mh.queue.retry(id [, dir])  -> true | nil, err, info     -- failed/ back to pickup/, due now
+--   (dir: the spool folder, default -s / $MAILHOOK_SPOOL: the console passes the
+--   spool its service delivers)
 --   mh.queue.outage() -> {since =, error =} | nil   -- the server outage every waiting message waits on
 --   mh.queue.flush(opts) -> summary | nil, err, summary   -- mailhook.flush (waits)
 local spool = require "mailhook.spool"
@@ -16,14 +18,6 @@ local M = {}
 
 -- spool([dir]) -> the Spool object of dir (default: -s / $MAILHOOK_SPOOL), opened once.
 M.spool = spool.shared
-
-local function with_spool(fn)
-  return function(...)
-    local sp, err, info = M.spool()
-    if not sp then return nil, err, info end
-    return fn(sp, ...)
-  end
-end
 
 -- list([which]) -> iterator of entries ("pickup", "failed" or both), oldest first
 -- (enqueue order), drop-ins not adopted yet last; the ids are read once (8
@@ -108,16 +102,21 @@ function M.check_id(id)
   return id
 end
 
--- op(name, fn): fn(sp, id) after check_id (a bad id is nil, message, info).
-local function by_id(name, fn)
-  local checked = with_spool(function(sp, id)
-    local good, err, info = M.check_id(id)
+-- op(name, fn [, takes_dir]): fn(sp, id) after check_id (a bad id is nil,
+-- message, info).  takes_dir: a second argument may name the spool folder
+-- (default: -s / $MAILHOOK_SPOOL), for a caller serving another spool than
+-- the process's default (the console of a service: its own spool).
+local function by_id(name, fn, takes_dir)
+  return function(...)
+    core.check_options(name, {}, {}, select("#", ...), takes_dir and 2 or 1)   -- mh.queue.show(id, x) raises
+    local id, dir = ...
+    if dir ~= nil and type(dir) ~= "string" then error(name .. ": dir must be a string (got " .. type(dir) .. ")", 2) end
+    local sp, err, info = M.spool(dir)
+    if not sp then return nil, err, info end
+    local good
+    good, err, info = M.check_id(id)
     if not good then return nil, err, info end
     return fn(sp, good)
-  end)
-  return function(...)
-    core.check_options(name, {}, {}, select("#", ...), 1)   -- mh.queue.show(id, x) raises
-    return checked(...)
   end
 end
 
@@ -135,7 +134,7 @@ M.show = by_id("mh.queue.show", function(sp, id)
   end
   return with_login(e, {})
 end)
-M.remove = by_id("mh.queue.remove", function(sp, id) return sp:remove(id) end)
+M.remove = by_id("mh.queue.remove", function(sp, id) return sp:remove(id) end, true)
 
 -- sending(id [, dir]) -> pid | nil (waits, up to a second): the pid of the
 -- service running on the spool when id's data is with the server right now,
@@ -157,7 +156,7 @@ function M.sending(id, dir)
   end
   return nil
 end
-M.retry = by_id("mh.queue.retry", function(sp, id) return sp:retry(id) end)
+M.retry = by_id("mh.queue.retry", function(sp, id) return sp:retry(id) end, true)
 
 -- flush(opts): deliver now and wait (mailhook.flush.queue).  Required here,
 -- not at load: the hook's intake (mailhook.enqueue) loads this module, and

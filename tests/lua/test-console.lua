@@ -223,4 +223,90 @@ tap.test("/metrics has every counter and queue count of status --json", function
   end
 end)
 
+-- A console as dispatch sees one (no listener: requests are handed to it), and
+-- a request as runtime/http.c gives one, its answer kept.
+local function served(opts)
+  local logged = {}
+  local function keep(s) logged[#logged + 1] = s end
+  local c = setmetatable({ host = "127.0.0.1", port = 8025, loopback = true, url = "http://127.0.0.1:8025",
+    sessions = {}, subs = {}, busy = {}, waiting = {}, fails = {}, pending = {}, pending_all = 0, limit_said = {},
+    cache = {}, server = { trust = function() end }, log = { info = keep, warn = keep, error = keep },
+    delivery = { kick = function() end }, logged = logged }, { __index = console })
+  for k, v in pairs(opts or {}) do c[k] = v end
+  return c
+end
+
+local function request(c, method, path, o)
+  o = o or {}
+  local h = { host = "127.0.0.1:8025", cookie = o.cookie, ["content-type"] = o.ctype, origin = o.origin,
+              ["x-csrf-token"] = o.csrf, ["sec-fetch-site"] = o.site }
+  local r = {}
+  function r.method() return method end
+  function r.path() return path end
+  function r.query() return o.query end
+  function r.header(_, n) return h[n] end
+  function r.body() return o.body end
+  function r.peer() return o.peer or "127.0.0.1" end
+  function r.alive() return true end
+  function r.respond(_, status, headers, body)
+    r.status, r.text, r.headers = status, body, {}
+    for _, kv in ipairs(headers) do r.headers[kv[1]:lower()] = kv[2] end
+    return true
+  end
+  c:dispatch(r)
+  r.json = r.text and r.headers["content-type"] == "application/json" and require("mailhook.json").decode(r.text)
+  return r
+end
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. d))
+  return d
+end
+
+-- The service delivers a spool given by -s (or an embedder's): the console's
+-- queue, its outage banner, Retry and Remove act on that one.  They read
+-- core.paths.spool (mh.queue's default) while /api/status read the service's.
+tap.test("the queue page, its outage, Retry and Remove: the service's spool, not the default", function(t)
+  local core = require "mailhook.core"
+  local dir, default = tmpdir(), tmpdir()
+  local sp = assert(require("mailhook.spool").open(dir))
+  local waiting = assert(sp:enqueue("Subject: waiting\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  local dead = assert(sp:enqueue("Subject: dead\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  assert(sp:fail(dead, { reason = "550 5.1.1 no such user" }))
+  local f = assert(io.open(dir .. "/outage", "w"))
+  f:write("since " .. os.time() .. "\nerror connect: connection refused\n")
+  f:close()
+  assert(require("mailhook.spool").open(default))      -- the default: an empty spool
+  local saved = core.paths.spool
+  core.paths.spool = default
+  local ok, err = pcall(function()
+    local c = served { spool = sp, spool_dir = dir }
+    local id, s = c:new_session("127.0.0.1")
+    local cookie = "mh_session=" .. id
+    local r = request(c, "GET", "/api/queue", { cookie = cookie })
+    t:is(r.status, 200, "GET /api/queue")
+    local q = r.json or {}
+    t:is(q.total, 1, "the service's pickup/ listed (the default spool's is empty)")
+    t:is(q.entries and q.entries[1] and q.entries[1].id, waiting, "its waiting message")
+    t:is(q.counts and q.counts.failed, 1, "its failed/ counted")
+    t:is(q.outage and q.outage.error, "connect: connection refused", "its outage (the banner)")
+    r = request(c, "GET", "/api/queue", { cookie = cookie, query = "folder=failed" })
+    t:is(r.json and r.json.entries and r.json.entries[1] and r.json.entries[1].id, dead, "its failed/ listed")
+    local post = { cookie = cookie, csrf = s.csrf, ctype = "application/json" }
+    post.body = '{"id":"' .. dead .. '"}'
+    r = request(c, "POST", "/api/queue/retry", post)
+    t:is(r.status, 200, "Retry of the failed message: 200 " .. tostring(r.text))
+    t:ok(core.fsutil.mode(dir .. "/pickup/" .. dead .. ".eml"), "it is back in the service's pickup/")
+    post.body = '{"id":"' .. waiting .. '"}'
+    r = request(c, "POST", "/api/queue/remove", post)
+    t:is(r.status, 200, "Remove: 200 " .. tostring(r.text))
+    t:ok(not core.fsutil.mode(dir .. "/pickup/" .. waiting .. ".eml"), "it is gone from the service's pickup/")
+  end)
+  core.paths.spool = saved
+  t:ok(ok, "no error", err)
+  os.execute("rm -rf " .. dir .. " " .. default)
+end)
+
 tap.done()

@@ -84,7 +84,7 @@ tap.test("help(fn): per-function help", function(t)
   t:like(help("queue"), "^queue%(%) / queue \"failed\"", "help \"queue\": an admin function by name")
   local q = env.mh.queue
   t:like(help(q.show), "^mh%.queue%.show%(id%)", "help(mh.queue.show)")
-  t:like(help(q), "mh%.queue%.retry%(id%)", "help(mh.queue) lists the module's functions")
+  t:like(help(q), "mh%.queue%.retry%(id %[, dir%]%)", "help(mh.queue) lists the module's functions")
   t:like(help(env.mh.log.warn), "^mh%.log%.warn", "help(mh.log.warn)")
   t:like(help(function() end), "^a Lua function defined at ", "a function of one's own: where it is defined")
   t:like(help(string.format), "^a C function", "a C function without help says so")

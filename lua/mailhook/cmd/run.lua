@@ -83,7 +83,8 @@ return function(...)
   local console
   local function console_start(c)
     if not c.admin_listen then return end
-    local con, cerr = require("mailhook.console").start{ cfg = c, delivery = d, status = status, spool = sp }
+    local con, cerr = require("mailhook.console").start{ cfg = c, delivery = d, status = status, spool = sp,
+                                                               spool_dir = dir }
     if con then console = con; status.console = con.url
     else mh.log.error("mailhook run: console not started: " .. tostring(cerr) ..
                       " (delivery goes on; SIGHUP tries again)") end
