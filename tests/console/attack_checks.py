@@ -273,12 +273,18 @@ ok(not any(k.startswith("access-control-") for k in h), "no CORS header ever", l
 for m in ("TRACE", "PUT", "DELETE", "BREW"):
     st, h, body = request(m, "/api/settings", cookie=COOKIE)
     is_(st, 405, "%s /api/settings: 405" % m)
-# the login form sent by the browser itself (JavaScript off): back to the login
-# page (it says the console needs JavaScript), never a raw JSON 405
+# the login form sent by the browser itself (JavaScript off): a form from the
+# console's own page logs in or goes back to the login page with the error;
+# one without that proof (another site's form, a script) is refused before the
+# password is looked at, never a raw JSON 405
 st, h, body = request("POST", "/login", raw_body=b"password=x",
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
-ok(st == 303 and (h.get("location") or [""])[0] == "/login", "POST /login (a form, JavaScript off): 303 to /login",
+ok(st == 403 and "set-cookie" not in h, "POST /login (a form, no same-origin proof): 403, no session",
    (st, h.get("location"), body))
+st, h, body = request("POST", "/login", raw_body=b"password=x",
+                      headers={"Content-Type": "application/x-www-form-urlencoded",
+                               "Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
+ok(st == 403 and "set-cookie" not in h, "POST /login (another site's form): 403, no session", (st, body))
 st, h, body = request("HEAD", "/login")
 ok(st == 200 and body == "" and "text/html" in (h.get("content-type") or [""])[0], "HEAD /login: the head, no body")
 st, h, body = request("HEAD", "/api/events", cookie=COOKIE)
