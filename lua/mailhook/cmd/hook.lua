@@ -134,10 +134,12 @@ return function(...)
   -- A --rules path that names nothing is a typo: without this, no rule ran
   -- and hook said only "no rule handles event" with exit 0 (the settings'
   -- folder may be missing: no rules yet). Relative: as rules.load takes it.
+  -- One that cannot be reached (EACCES on the way) is not "no such": rules.load
+  -- names it and why (exit 1).
   if rules_path then
     local exists = core.rstate.exists
-    if not exists(rules_path) and (rules_path:sub(1, 1) == "/" or
-                                   not exists(rules.default_paths({ rules = rules_path }))) then
+    if exists(rules_path) == false and (rules_path:sub(1, 1) == "/" or
+                                        exists(rules.default_paths({ rules = rules_path })) == false) then
       return usage("--rules " .. rules.shown(rules_path) .. ": no such folder or file")
     end
   end
