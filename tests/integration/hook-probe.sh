@@ -221,6 +221,15 @@ is "$?" 0 "an event with a 23-digit id: hook exits 0"
 newest=$(ls -t "$T"/spool/pickup/*.eml | head -1)
 like "$(cat "$newest")" "Subject: Ticket 92233720368547758071234 amount 12"$'\r' "the subject has every digit, 12 not 12.0"
 like "$(cat "$newest")" "id 92233720368547758071234" "so has the text"
+# A number past a float's range, over or under it, is its text both ways (it was
+# exit 2 for 1e400, 'number out of range', while 1e-400 was kept as text)
+for pair in '1e400:-1E+999' '1e-400:-2.5e-999'; do
+  printf '{"id":%s,"amount":%s}' "${pair%%:*}" "${pair#*:}" | "$MAILHOOK" hook id --json >/dev/null 2>&1
+  is "$?" 0 "an event with ${pair%%:*} and ${pair#*:}: hook exits 0, not refused"
+  newest=$(ls -t "$T"/spool/pickup/*.eml | head -1)
+  amt=${pair#*:}
+  like "$(cat "$newest")" "Subject: Ticket ${pair%%:*} amount ${amt//+/\\+}"$'\r' "both reach the mail as written"
+done
 
 # A null inside a JSON list keeps its place ("" there): dropped, it left a hole,
 # and {{#each}} and ipairs lost every element after it. A null value of a key: absent.
