@@ -304,6 +304,19 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   is "$rc" 1 "the setting rules naming such a folder: exit 1"
   like "$out" "cannot reach $T/closed-rules/inner: Permission denied" "naming it and why"
   unlike "$out" "no such folder or file" "the setting: not 'no such folder or file'"
+  # a site templates folder nobody cannot search: the shipped words go, and it is said
+  # why (the site's folder was passed over without a word)
+  mkdir -p "$T/closed-tpl" "$T/others/tplrules" && chmod 700 "$T/closed-tpl"
+  printf 'Site {{caller}}\n' > "$T/closed-tpl/voicemail.subject"
+  printf 'on("voicemail", function(ev) io.stderr:write("SUBJECT ", mh.template.message("voicemail", ev).subject, "\\n") end)\n' \
+    > "$T/others/tplrules/t.lua"
+  printf 'from = pbx@example.com\ntemplates = %s\n' "$T/closed-tpl" > "$T/others/nb3.conf"
+  chmod -R a+rX "$T/others/tplrules" "$T/others/nb3.conf"
+  out=$(asnobody -c "$T/others/nb3.conf" -s "$T/others/spool" hook voicemail caller=42 \
+        --rules "$T/others/tplrules" 2>&1); rc=$?
+  is "$rc" 0 "a site templates folder nobody cannot search: the rule still runs"
+  like "$out" "SUBJECT New voicemail from 42" "with the shipped template"
+  like "$out" "cannot reach $T/closed-tpl/voicemail.subject: Permission denied" "and the folder is named, with why"
 else
   ok 1 "# SKIP an unlistable rules folder needs root to set up"
 fi
