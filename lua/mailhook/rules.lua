@@ -407,9 +407,9 @@ local function expand(paths, unlisted)
     if p:sub(1, 1) ~= "/" and core.rstate.exists(p) == false then
       p = rules.default_paths({ rules = p })   -- the settings' `rules`: beside the settings file
     end
-    local there, why = core.rstate.exists(p)
+    local there, why, xinfo = core.rstate.exists(p)
     local names, lerr, info
-    if there == nil then lerr, info = "cannot reach " .. tostring(why), { code = "EACCES" }
+    if there == nil then lerr, info = "cannot reach " .. tostring(why), xinfo
     else names, lerr, info = core.rstate.list(p) end
     local code = type(info) == "table" and info.code
     if not names and code and code ~= "ENOENT" and code ~= "ENOTDIR" and unlisted then
