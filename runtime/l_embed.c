@@ -18,6 +18,7 @@
 #include "instpaths.h"
 #include "l_sched.h"
 #include "mailhook.h"
+#include "msg.h"
 
 int luaopen_mailhook_core(lua_State *L);
 
@@ -174,7 +175,14 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
       lua_settop(L, 0);
       return 2;
     }
-    lua_pushstring(L, kv[i + 1]);
+    /* hook's rule for a value that is not UTF-8 (a PBX's Latin-1): read as
+    ** Windows-1252 (mh_msg_utf8; docs/rules.md, "Values"), so the rules see
+    ** the text `mailhook hook` would give them */
+    size_t un;
+    char *u = mh_msg_utf8(kv[i + 1], strlen(kv[i + 1]), &un);
+    if (!u) { set_err(err, "out of memory"); lua_settop(L, 0); return 1; }
+    lua_pushlstring(L, u, un);
+    free(u);
     lua_setfield(L, 6, kv[i]);
   }
   task = mh_task_spawn(L, 3, 3, "mh_emit");

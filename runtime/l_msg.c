@@ -490,6 +490,21 @@ static int l_new_id(lua_State *L) {
   return 1;
 }
 
+/* utf8(s) -> s as UTF-8 by the builder's one rule (mh_msg_utf8): a byte that
+** is no UTF-8 read as Windows-1252, valid UTF-8 kept; s itself when it is
+** UTF-8 already.  `mailhook hook` reads every event value through it. */
+static int l_utf8(lua_State *L) {
+  size_t n, outn;
+  const char *s = mh_l_arg_lstring(L, 1, "s", &n);
+  mh_l_check_nargs(L, 1, "msg.utf8");
+  char *u = mh_msg_utf8(s, n, &outn);
+  if (!u) return luaL_error(L, "msg.utf8: out of memory");
+  if (outn == n && memcmp(u, s, n) == 0) lua_settop(L, 1);
+  else lua_pushlstring(L, u, outn);
+  free(u);
+  return 1;
+}
+
 static int l_type_for(lua_State *L) {
   mh_l_check_nargs(L, 1, "msg.type_for");
   lua_pushstring(L, mh_msg_type_for(mh_l_arg_string(L, 1, "name")));
@@ -504,7 +519,7 @@ void l_msg_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "build", l_build },
     { "valid_address", l_valid_address }, { "envelope_address", l_envelope_address },
-    { "type_for", l_type_for },
+    { "type_for", l_type_for }, { "utf8", l_utf8 },
     { "date", l_date },
     { "new_id", l_new_id },
     { NULL, NULL },

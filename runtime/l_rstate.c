@@ -393,10 +393,19 @@ static int l_mkdir(lua_State *L) {
   return 1;
 }
 
-/* exists(path) -> bool */
+/* exists(path) -> true | false (it is not there: ENOENT, ENOTDIR) | nil,
+** "PATH: why", info when it cannot be told (EACCES: a folder on the way that
+** the user may not search).  Both failures are falsy; a caller that must not
+** take "cannot see it" for "not there" (the rules folder: a folder 0700 of
+** another user read "no such folder or file") tells them apart. */
 static int l_exists(lua_State *L) {
-  lua_pushboolean(L, access(mh_l_arg_path(L, 1, "path"), F_OK) == 0);
-  return 1;
+  const char *path = mh_l_arg_path(L, 1, "path");
+  int there = access(path, F_OK) == 0, e = errno;
+  if (there || e == ENOENT || e == ENOTDIR) {
+    lua_pushboolean(L, there);
+    return 1;
+  }
+  return mh_l_fail(L, -e, "state", "%s: %s", path, strerror(e));
 }
 
 /* ---------------------------------------------------------------- ticker */

@@ -36,7 +36,8 @@ typedef struct mh_runtime mh_runtime;
 ** is a failure: the message names the file. */
 mh_runtime *mh_open(const char *conf, const char *spool, char **err);
 
-/* Emits event with fields kv = {"key", "value", ..., NULL}.  Returns 0 when
+/* Emits event with fields kv = {"key", "value", ..., NULL} (a value that is
+** not UTF-8 is read as Windows-1252, as hook reads it).  Returns 0 when
 ** every handler succeeded (their mail is durable); 1 when a handler failed
 ** (*err names it, and its error); 2 for a malformed event (a bad event or field
 ** name, a key without a value; nothing ran).  *err, when set, is freed by the

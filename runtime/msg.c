@@ -193,6 +193,8 @@ static char *utf8_dup(const char *s, size_t n, size_t *outn) {
   return d;
 }
 
+char *mh_msg_utf8(const char *s, size_t n, size_t *outn) { return utf8_dup(s, n, outn); }
+
 static int has_crlfnul(const char *s, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
@@ -763,9 +765,20 @@ int mh_msg_add_attachment(mh_msg *m, const char *path, const char *type, const c
   }
   if (name && has_crlfnul(name, strlen(name)))
     return fail(m, MH_EBADHDR, "attachment %s: CR, LF or NUL in the file name", path);
+  /* the name as the builder's other text is read (a PBX's Latin-1 "Jos\xe9.wav"
+     is shown as "José.wav", not "Jos_.wav"): shown_name's '_' for a byte that
+     is no UTF-8 no longer meets one */
   char shown[MAX_FILE_NAME + 1];
-  if (!shown_name(shown, name && *name ? name : path))
-    shown_name(shown, path);     /* "../..", "dir/", "...": the file's own name */
+  char *uname = name && *name ? utf8_dup(name, strlen(name), NULL) : NULL;
+  char *upath = utf8_dup(path, strlen(path), NULL);
+  if ((name && *name && !uname) || !upath) {
+    free(uname); free(upath);
+    return fail(m, MH_ENOMEM, "out of memory");
+  }
+  if (!shown_name(shown, uname ? uname : upath))
+    shown_name(shown, upath);    /* "../..", "dir/", "...": the file's own name */
+  free(uname);
+  free(upath);
   if (!*shown) snprintf(shown, sizeof shown, "attachment");
   name = shown;
   if (!type || !*type) type = mh_msg_type_for(name);

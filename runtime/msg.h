@@ -69,6 +69,15 @@ size_t mh_msg_addr_unroot(const char *a, size_t n);
 /* 1 when addr (a C string) is a valid bare address. */
 int mh_msg_valid_addr(const char *addr);
 
+/* The one rule for text that must be UTF-8 (docs/message.md, "Charset"): a
+** malloc'd, NUL-terminated copy of s[0..n) in which every byte that is no
+** UTF-8 is read as Windows-1252 (Latin-1 with its printable 0x80-0x9F; a byte
+** it leaves undefined as U+FFFD) and valid UTF-8 is kept as it is.  Its length
+** in *outn (may be NULL).  The builder applies it to everything it labels
+** UTF-8; `mailhook hook` to every event value at intake (core.msg.utf8), so a
+** rule sees the same text the mail will carry.  NULL when out of memory. */
+char *mh_msg_utf8(const char *s, size_t n, size_t *outn);
+
 /* ------------------------------------------------------------- building */
 
 /* A new empty message; NULL when out of memory. */
@@ -107,8 +116,9 @@ int mh_msg_set_html(mh_msg *m, const char *s, size_t len);
 /* Attaches the file at path (read only when the message is written, in chunks).
 ** type: "type/subtype[; params]" or NULL for one from the extension
 ** (mh_msg_type_for); name: the file name shown to the reader or NULL for the
-** base name of path, either made a safe file name (its last path component,
-** control bytes, non-UTF-8 and direction marks as '_', at most 255 bytes;
+** base name of path, either made a safe file name (read as mh_msg_utf8 reads
+** text; its last path component, control bytes and direction marks as '_',
+** at most 255 bytes;
 ** nothing or only dots left: path's own name; docs/message.md).  The file must exist and be a readable regular file now,
 ** of at most MH_LIMIT_ATTACHMENT bytes (opened by fsutil's rule: never a FIFO
 ** or a device, MH_ENOTREG; MH_ELIMIT past the limit, also if it grows before

@@ -1,7 +1,13 @@
 -- mailhook.json — a small strict JSON decoder (RFC 8259) for `mailhook hook
 -- EVENT --json`: no dependency, exact error positions, nothing lenient (a key
 -- given twice in one object is an error, not the last one winning).
---   json.decode(text) -> value | nil, "line L, column C: message"
+--   json.decode(text [, {utf8 = fn}]) -> value | nil, "line L, column C: message"
+--     strict by default: a string that is not UTF-8 is an error.  With utf8 (a
+--     function: core.msg.utf8, the builder's rule), a string's bytes that are
+--     not UTF-8 go through it instead (`mailhook hook --json`: a PBX's Latin-1
+--     "Jos\xe9" is read as Windows-1252, "José", not a refused event) and a
+--     lone surrogate escape (\ud83d: a UTF-16 string cut in the middle of a
+--     pair, which JSON.stringify writes so) is U+FFFD.
 -- null decodes to json.null (a unique sentinel), so a caller can tell it from
 -- an absent key; objects and arrays become tables.
 --   json.encode(value) -> text   (the `--json` of the CLI and the console; below)
@@ -57,8 +63,10 @@ function M.number(num)
   return math.tointeger(v) or v
 end
 
-function M.decode(s)
+function M.decode(s, opts)
   if type(s) ~= "string" then return nil, "expected a string" end
+  local fix = opts and opts.utf8
+  if fix ~= nil and type(fix) ~= "function" then error("json.decode: utf8 must be a function", 2) end
   local pos = 1
   local function fail(msg)
     local line, col = 1, 1
@@ -78,9 +86,11 @@ function M.decode(s)
         local run = s:sub(a, b)
         -- RFC 8259 8.1: JSON text is UTF-8 (a multi-byte sequence never holds '"'
         -- or '\\', so a run holds whole characters); invalid bytes are refused
-        -- where they are, not passed on to the rules as a value
+        -- where they are, not passed on to the rules as a value, unless the
+        -- caller gave its rule for them (utf8)
         local n, bad = utf8.len(run)
-        if not n then pos = a + bad - 1; fail("invalid UTF-8 in a string") end
+        if not n and fix then run = fix(run)
+        elseif not n then pos = a + bad - 1; fail("invalid UTF-8 in a string") end
         out[#out + 1] = run; pos = b + 1
       end
       local c = s:sub(pos, pos)
@@ -97,11 +107,14 @@ function M.decode(s)
         if cp >= 0xD800 and cp <= 0xDBFF then
           local l = s:match("^\\u(%x%x%x%x)", pos)
           local lo = l and tonumber(l, 16)
-          if not lo or lo < 0xDC00 or lo > 0xDFFF then fail("lone surrogate in \\u escape") end
-          cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
-          pos = pos + 6
+          if lo and lo >= 0xDC00 and lo <= 0xDFFF then
+            cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
+            pos = pos + 6
+          elseif fix then cp = 0xFFFD
+          else fail("lone surrogate in \\u escape") end
         elseif cp >= 0xDC00 and cp <= 0xDFFF then
-          fail("lone surrogate in \\u escape")
+          if not fix then fail("lone surrogate in \\u escape") end
+          cp = 0xFFFD
         end
         out[#out + 1] = utf8char(cp)
       else

@@ -16,6 +16,7 @@ local M = {
   build = core.msg.build,
   valid_address = core.msg.valid_address,   -- valid_address(s) -> true | nil, reason
   type_for = core.msg.type_for,             -- type_for("x.pdf") -> "application/pdf"
+  utf8 = core.msg.utf8,                     -- utf8("Jos\xe9") -> "José" (the builder's rule)
 }
 
 -- every argument passed on: an argument too many raises (core.msg.build checks)

@@ -397,16 +397,20 @@ end
 
 -- Expands a folder into its *.lua files (sorted), keeps files as they are.
 -- A folder that exists but cannot be listed (EACCES: a rules folder of mode
--- 0700 read by another user) is an error naming why, in unlisted (it read "a
--- folder, not a regular file").
+-- 0700 read by another user), or a path that cannot be reached (a folder on
+-- its way the user may not search), is an error naming it and why, in
+-- unlisted (they read "a folder, not a regular file", and "no such folder").
 local function expand(paths, unlisted)
   if type(paths) == "string" then paths = { paths } end
   local files = {}
   for _, p in ipairs(paths) do
-    if p:sub(1, 1) ~= "/" and not core.rstate.exists(p) then
+    if p:sub(1, 1) ~= "/" and core.rstate.exists(p) == false then
       p = rules.default_paths({ rules = p })   -- the settings' `rules`: beside the settings file
     end
-    local names, lerr, info = core.rstate.list(p)
+    local there, why, xinfo = core.rstate.exists(p)
+    local names, lerr, info
+    if there == nil then lerr, info = "cannot reach " .. tostring(why), xinfo
+    else names, lerr, info = core.rstate.list(p) end
     local code = type(info) == "table" and info.code
     if not names and code and code ~= "ENOENT" and code ~= "ENOTDIR" and unlisted then
       unlisted[#unlisted + 1] = { file = p, error = tostring(lerr) }
@@ -610,10 +614,11 @@ end
 
 -- missing_folder(cfg) -> the folder the settings' `rules` names, when it is
 -- not the default one and is not there (a typo: `hook` refuses the event,
--- `update` warns); nil otherwise (the default folder may be missing: no rules yet).
+-- `update` warns); nil otherwise (the default folder may be missing: no rules
+-- yet; one that cannot be reached is not said missing: rules.load names why).
 function rules.missing_folder(cfg)
   local folder = rules.default_paths(cfg)
-  if folder ~= rules.default_paths({}) and not core.rstate.exists(folder) then return folder end
+  if folder ~= rules.default_paths({}) and core.rstate.exists(folder) == false then return folder end
   return nil
 end
 

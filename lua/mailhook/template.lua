@@ -455,7 +455,22 @@ local PARTS = { { "subject", ".subject", { header = true } }, { "text", ".txt" }
 
 -- Whether path exists, without opening it (a FIFO named like a template must
 -- not block `hook`; load_file then reads it by the core's rule, or refuses it).
-local function exists(path) return require("mailhook.core").rstate.exists(path) end
+-- One that cannot be told (a site folder the caller may not search: EACCES)
+-- is not there, said once per folder at error level, naming it and why: the
+-- shipped set was used instead without a word.  Not raised: the notification
+-- still goes, in the shipped words, rather than not at all.
+local unreachable = {}
+local function exists(path)
+  local core = require "mailhook.core"
+  local there, why = core.rstate.exists(path)
+  local dir = path:match("^(.*)/") or "."
+  if there == nil and not unreachable[dir] then
+    unreachable[dir] = true
+    core.log("error", "mh.template.default: cannot reach " .. tostring(why) .. ": the templates there are not " ..
+             "used (the next folder's are)")
+  end
+  return there
+end
 
 -- default(name) -> {subject=, text=, html=} (renders; html may be nil).  The
 -- set comes whole from the first folder holding any NAME.subject, NAME.txt or

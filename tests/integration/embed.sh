@@ -29,6 +29,15 @@ like "$out" "mail durable" "the host reports it"
 is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 1 "the message is in the spool when mh_emit returns"
 like "$(cat "$T"/spool/pickup/*.eml)" "Subject: New voicemail from \+33123 \(42 s\) for mailbox 200" "built by the rule and the shipped template"
 
+# a value that is not UTF-8 (a PBX's Latin-1): read as hook reads it, Windows-1252
+cat > "$T/rules/latin.lua" <<'LUA'
+on("latin", function(ev)
+  local f = assert(io.open(ev.out, "w")); f:write(ev.name, " ", tostring(utf8.len(ev.name) ~= nil), "\n"); f:close()
+end)
+LUA
+"$T/host" "$T/mailhook.conf" "$T/spool" latin "name=$(printf 'Jos\351')" out="$T/latin.out" >/dev/null 2>&1
+is "$(cat "$T/latin.out" 2>/dev/null)" "José true" "mh_emit: a Latin-1 value reaches the rule as UTF-8 (it was the raw bytes)"
+
 HOST_TWICE=1 "$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller=+1 >/dev/null 2>&1
 is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 3 "two emits on one runtime: two more messages"
 

@@ -282,6 +282,41 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   is "$rc" 1 "a rules folder nobody cannot list: exit 1"
   like "$out" "$T/closed-rules.*Permission denied" "saying why ($out)"
   unlike "$out" "not a regular file" "not 'a folder, not a regular file'"
+  # mode 000, and a rules folder (or file) behind a folder nobody may not search: "cannot
+  # reach", naming it and why (it read "no such folder or file": exit 2 for --rules, and
+  # exit 1 for the setting, both saying the folder was missing)
+  mkdir -p "$T/zero-rules" "$T/closed-rules/inner" && chmod 000 "$T/zero-rules"
+  printf 'on("alarm", function() end)\n' > "$T/closed-rules/inner/a.lua"
+  asnobody() { env -u LD_LIBRARY_PATH setpriv --reuid=nobody --regid=nogroup --clear-groups "$NB" "$@"; }
+  out=$(asnobody -c "$T/others/nb.conf" -s "$T/others/spool" hook alarm --rules "$T/zero-rules" 2>&1); rc=$?
+  is "$rc" 1 "a rules folder of mode 000: exit 1"
+  like "$out" "$T/zero-rules: Permission denied" "naming it and why"
+  unlike "$out" "not a regular file" "mode 000: not 'a folder, not a regular file'"
+  for p in "$T/closed-rules/inner" "$T/closed-rules/inner/a.lua"; do
+    out=$(asnobody -c "$T/others/nb.conf" -s "$T/others/spool" hook alarm --rules "$p" 2>&1); rc=$?
+    is "$rc" 1 "--rules ${p#$T/} behind a folder nobody cannot search: exit 1 (was 2, a usage error)"
+    like "$out" "cannot reach $p: Permission denied" "naming it and why"
+    unlike "$out" "no such folder or file" "not 'no such folder or file'"
+  done
+  printf 'from = pbx@example.com\nrules = %s\n' "$T/closed-rules/inner" > "$T/others/nb2.conf"
+  chmod 644 "$T/others/nb2.conf"
+  out=$(asnobody -c "$T/others/nb2.conf" -s "$T/others/spool" hook alarm 2>&1); rc=$?
+  is "$rc" 1 "the setting rules naming such a folder: exit 1"
+  like "$out" "cannot reach $T/closed-rules/inner: Permission denied" "naming it and why"
+  unlike "$out" "no such folder or file" "the setting: not 'no such folder or file'"
+  # a site templates folder nobody cannot search: the shipped words go, and it is said
+  # why (the site's folder was passed over without a word)
+  mkdir -p "$T/closed-tpl" "$T/others/tplrules" && chmod 700 "$T/closed-tpl"
+  printf 'Site {{caller}}\n' > "$T/closed-tpl/voicemail.subject"
+  printf 'on("voicemail", function(ev) io.stderr:write("SUBJECT ", mh.template.message("voicemail", ev).subject, "\\n") end)\n' \
+    > "$T/others/tplrules/t.lua"
+  printf 'from = pbx@example.com\ntemplates = %s\n' "$T/closed-tpl" > "$T/others/nb3.conf"
+  chmod -R a+rX "$T/others/tplrules" "$T/others/nb3.conf"
+  out=$(asnobody -c "$T/others/nb3.conf" -s "$T/others/spool" hook voicemail caller=42 \
+        --rules "$T/others/tplrules" 2>&1); rc=$?
+  is "$rc" 0 "a site templates folder nobody cannot search: the rule still runs"
+  like "$out" "SUBJECT New voicemail from 42" "with the shipped template"
+  like "$out" "cannot reach $T/closed-tpl/voicemail.subject: Permission denied" "and the folder is named, with why"
 else
   ok 1 "# SKIP an unlistable rules folder needs root to set up"
 fi

@@ -75,6 +75,7 @@ local cases = {
   { "period:route extra", period.route, { period, {}, {}, 1 }, "period:route: takes at most 2 arguments (got 3)" },
   { "msg.type_for extra", core.msg.type_for, { "x.pdf", 1 }, "msg.type_for: takes at most 1 argument (got 2)" },
   { "msg.valid_address extra", core.msg.valid_address, { "a@b", 1 }, "msg.valid_address: takes at most 1 argument (got 2)" },
+  { "msg.utf8 extra", core.msg.utf8, { "x", 1 }, "msg.utf8: takes at most 1 argument (got 2)" },
   -- an unknown option
   { "mh.template htlm", mh.template, { "x", { htlm = true } }, "mh.template: unknown option 'htlm' (known: html, header, name)" },
   { "mh.template.file htm", mh.template.file, { "/nonexistent", { htm = true } },

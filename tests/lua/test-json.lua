@@ -37,6 +37,22 @@ tap.test("strictness, with positions", function(t)
   end
 end)
 
+-- Strict by default (the console's API); with the builder's rule for text that
+-- is not UTF-8 (`mailhook hook --json`), such a string is read by it, not refused.
+tap.test("strings that are not UTF-8: refused, or read by the caller's rule", function(t)
+  local core = require "mailhook.core"
+  local v, err = json.decode('{"a":"Jos\233"}')
+  t:is(v, nil, "strict: refused")
+  t:like(err, "line 1, column 10: invalid UTF%-8 in a string", "where")
+  v = assert(json.decode('{"a":"Jos\233 \\u00e9t\233","b":"\\ud83d","c":"\\udc00x","k":"ok"}', { utf8 = core.msg.utf8 }))
+  t:is(v.a, "José été", "Latin-1 read as Windows-1252, around an escape")
+  t:is(v.b .. "|" .. v.c, "\u{FFFD}|\u{FFFD}x", "a lone surrogate escape, high or low: U+FFFD")
+  t:is(v.k, "ok", "UTF-8 untouched")
+  t:is(core.msg.utf8("\147x\148 \128\129"), "“x” €\u{FFFD}", "core.msg.utf8: Windows-1252, an undefined byte U+FFFD")
+  local ok, e = pcall(json.decode, "{}", { utf8 = true })
+  t:ok(not ok and tostring(e):find("utf8 must be a function", 1, true), "utf8 not a function: misuse, raised")
+end)
+
 -- A long numeric id (a caller id, a ticket number) past 64 bits, or a decimal
 -- with more digits than a float holds, keeps every digit: the text as written.
 tap.test("numbers are exact: past 2^63 and long decimals stay the digits written", function(t)

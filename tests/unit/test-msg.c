@@ -499,8 +499,8 @@ static void test_attachments_grow(void) {
 
 /* The name shown for an attachment is a file name, never a path (RFC 2183
 ** 2.3): a reader that saves "../../.bashrc" as given writes outside its
-** folder.  Also nothing in it may trick the reader: control bytes, bytes that
-** are not UTF-8, direction overrides ("invoice\u202Efdp.exe" shown as
+** folder.  Also nothing in it may trick the reader: control bytes, direction
+** overrides ("invoice\u202Efdp.exe" shown as
 ** invoiceexe.pdf); a dot-only result takes the file's own name; a long one is
 ** cut keeping its extension. */
 static const char *name_shown(const char *path, const char *name, char *got, size_t cap) {
@@ -552,8 +552,11 @@ static void test_attachment_names(void) {
     { "a\tb\x1b[31m\x7f.txt", "filename=\"a_b_[31m_.txt\"" },
     { "invoice\xe2\x80\xae" "fdp.exe", "filename=\"invoice_fdp.exe\"" },
     { "x\xe2\x81\xa6y\xe2\x80\x8f.pdf\xd8\x9c", "filename=\"x_y_.pdf_\"" },
-    { "r\xe9sum\xe9.pdf", "filename=\"r_sum_.pdf\"" },                     /* Latin-1, not UTF-8 */
-    { "\xed\xa0\x80.pdf", "filename=\"___.pdf\"" },                        /* a surrogate */
+    /* bytes that are no UTF-8: read as Windows-1252, as the builder reads all its
+       text (a PBX's Latin-1 name was "r_sum_.pdf" while its subject said résumé) */
+    { "r\xe9sum\xe9.pdf", "filename*=UTF-8''r%C3%A9sum%C3%A9.pdf" },
+    { "\x93q\x94 \x85\x81.pdf", "filename*=UTF-8''%E2%80%9Cq%E2%80%9D%20%E2%80%A6%EF%BF%BD.pdf" },
+    { "\xed\xa0\x80.pdf", "filename*=UTF-8''%C3%AD%C2%A0%E2%82%AC.pdf" },   /* a surrogate's bytes, each alone */
     { "say \"hi\" \\o/.txt", "filename=\".txt\"" },
     { "say \"hi\".txt", "filename*=UTF-8''say%20%22hi%22.txt" },
     { "=?UTF-8?B?ZXZpbC5leGU=?=", "filename*=UTF-8''%3D%3FUTF-8%3FB%3FZXZpbC5leGU%3D%3F%3D" },
@@ -589,6 +592,14 @@ static void test_attachment_names(void) {
   for (; !strncmp(p, "%C3%A9", 6); p += 6) k++;
   whole = !strcmp(p, ".pdf");
   ok(whole && k == 125, "300 two-byte characters: 125 kept whole (250 bytes) and .pdf (%d, %s)", k, got);
+  /* no name given: the file's own name, a Latin-1 one read the same way */
+  char lpath[] = "/tmp/mh-att\xe9-XXXXXX";
+  int lfd = mkstemp(lpath);
+  ok(lfd >= 0, "a test file with a Latin-1 name");
+  if (lfd >= 0) close(lfd);
+  snprintf(want, sizeof want, "filename*=UTF-8''mh-att%%C3%%A9-%s", lpath + strlen("/tmp/mh-att\xe9-"));
+  is_str(name_shown(lpath, NULL, got, sizeof got), want, "a Latin-1 file name as UTF-8 (was mh-att_-...)");
+  unlink(lpath);
   /* CR, LF and NUL are still refused, never stripped */
   ok(strstr(name_shown(path, "a\r\nContent-Type: text/html", got, sizeof got), "CR, LF or NUL in the file name") != NULL,
      "CRLF in a name refused: %s", got);

@@ -84,7 +84,7 @@ local function fields_from(argv)
                                       " in '" .. rules.shown(a) .. "'") end
       local why = too_big(k, v, 0)
       if why then return nil, why end
-      fields[k] = v
+      fields[k] = core.msg.utf8(v)   -- docs/rules.md, "Values": Latin-1 read as Windows-1252
     end
     i = i + 1
   end
@@ -95,7 +95,9 @@ local function fields_from(argv)
     local text, rerr, rinfo = fsutil.read(0, { max = fsutil.limits.event, what = "the JSON on stdin" })
     if not text and rinfo and rinfo.code == "EBADF" then text = "" end
     if not text then return nil, rerr end
-    local v, err = json_mod.decode(text)
+    -- a string that is not UTF-8 (a PBX's Latin-1 caller name) is read as
+    -- KEY=VALUE's are, by the builder's rule: refused, the event was lost
+    local v, err = json_mod.decode(text, { utf8 = core.msg.utf8 })
     if v == nil then return nil, "bad JSON on stdin: " .. err end
     if type(v) ~= "table" or not text:match("^%s*{") then
       return nil, "the JSON on stdin must be an object ({...}), not " ..
@@ -132,10 +134,12 @@ return function(...)
   -- A --rules path that names nothing is a typo: without this, no rule ran
   -- and hook said only "no rule handles event" with exit 0 (the settings'
   -- folder may be missing: no rules yet). Relative: as rules.load takes it.
+  -- One that cannot be reached (EACCES on the way) is not "no such": rules.load
+  -- names it and why (exit 1).
   if rules_path then
     local exists = core.rstate.exists
-    if not exists(rules_path) and (rules_path:sub(1, 1) == "/" or
-                                   not exists(rules.default_paths({ rules = rules_path }))) then
+    if exists(rules_path) == false and (rules_path:sub(1, 1) == "/" or
+                                        exists(rules.default_paths({ rules = rules_path })) == false) then
       return usage("--rules " .. rules.shown(rules_path) .. ": no such folder or file")
     end
   end
