@@ -10,22 +10,27 @@ local M = {}
 -- meets them.  script = true: the command is an admin action in scripts/NAME.lua
 -- (a site may edit it), so its absence is a broken installation, said as such.
 M.commands = {
-  { "run", "[RULES.lua ...]", "the service: watch the pickup folder and deliver the queue" },
+  { "run", "[--connections N] [RULES.lua ...]", "the service: watch the pickup folder and deliver the queue" },
   { "test", "[--to ADDR] [--timeout S] [--json]", "connect, negotiate TLS, authenticate, check the From address; report",
     true },
   { "update", "[--json] KEY=VALUE ...", "validate and save settings (password masked in the output)", true },
   { "settings", "[--json]", "print the settings, password masked" },
   { "enqueue", "--to A [--cc A] [--bcc A] [--from A] [--subject S] [--attach F]... [--html F]",
     "queue a message (body on stdin) durably; print its id", true },
-  { "sendmail", "[-t] [-f FROM] [-i] [RCPT...]", "queue a full RFC 5322 message from stdin" },
-  { "hook", "EVENT [KEY=VALUE ...] | EVENT --json", "run the rules for EVENT" },
+  { "sendmail", "[-t] [-i] [-f FROM] [-F NAME] [-N DSN] [-bp|-bs|-bv|-q] [RCPT...]",
+    "queue a full RFC 5322 message from stdin (every flag of Postfix's sendmail(1) taken; docs/sendmail.md)" },
+  { "hook", "[--rules PATH] EVENT [KEY=VALUE ...] | EVENT --json", "run the rules for EVENT" },
   { "queue", "[--json] | show ID | rm ID | retry ID", "inspect and manage the queue" },
-  { "flush", "", "deliver the queue now and wait" },
-  { "status", "[--json]", "is mail flowing, and if not why (exit 0 only when it flows)" },
+  { "flush", "[--timeout S]", "deliver the queue now and wait" },
+  { "status", "[--json] [--timeout S]", "is mail flowing, and if not why (exit 0 only when it flows)" },
   { "repl", "", "interactive Lua with the runtime loaded" },
   { "version", "", "print the version" },
   { "help", "", "this text" },
 }
+
+-- The commands whose --help is answered here (M.main): they parse no options
+-- of their own that --help could be.
+M.HELP_HERE = { update = true, settings = true, hook = true, sendmail = true }
 
 function M.help(out)
   out = out or io.stdout
@@ -53,6 +58,21 @@ function M.main(cmd, ...)
   if not cmd:match("^[%w_-]+$") then
     io.stderr:write("mailhook: unknown command '", cmd, "' (try 'mailhook help')\n")
     return 2
+  end
+  -- `--help` to a command that reads no options of its own (update takes
+  -- KEY=VALUE, settings none, hook an EVENT, sendmail only sendmail's flags):
+  -- its line of the help, exit 0, where it was a usage error ("expected
+  -- KEY=VALUE, got '--help'"; sendmail: "unknown option '--'").  -h too, but
+  -- for sendmail, whose -h N is the hop count.
+  local first = ...
+  if M.HELP_HERE[cmd] and (first == "--help" or (first == "-h" and cmd ~= "sendmail")) then
+    for _, c in ipairs(M.commands) do
+      if c[1] == cmd then
+        io.stdout:write("usage: mailhook ", c[1], " ", c[2], "\n  ", c[3], "\n",
+                        "(mailhook help: every command; man mailhook)\n")
+      end
+    end
+    return 0
   end
   -- a command printing JSON: its failures printed as JSON too (mailhook.args.fail)
   local args = require "mailhook.args"

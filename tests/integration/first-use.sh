@@ -15,6 +15,15 @@ is "$(cat "$T/out")" "" "and nothing on stdout"
 out=$("$MAILHOOK" help 2>/dev/null); rc=$?
 is "$rc" 0 "mailhook help exits 0"
 like "$out" "^usage: mailhook " "with the usage on stdout"
+like "$out" "run       \[--connections N\]" "the help names run's --connections"
+like "$out" "hook      \[--rules PATH\]" "and hook's --rules"
+# every command answers --help with its usage, exit 0 (update, settings, hook and
+# sendmail took it for a KEY=VALUE, an option or a flag: exit 2 or 64)
+for c in run test update settings enqueue sendmail hook queue flush status repl; do
+  out=$(mh "$c" --help 2>&1 </dev/null); rc=$?
+  is "$rc" 0 "mailhook $c --help exits 0"
+  like "$out" "^usage: mailhook $c" "and prints $c's usage"
+done
 
 # --- a tree of one's own: the binary finds lua/ and scripts/ beside its folder ----------
 U=$T/tree
