@@ -603,6 +603,12 @@ function M.format(cfg)
       shown = key == "auth_mechanism" and "auto (strongest offered)" or "(not set)"
     elseif s[2] == "duration" then
       shown = duration.format(v)
+    elseif key == "helo_name" and v == core.fsutil.hostname() and not v:find("[.%[]") then
+      -- a short host name is not what EHLO says (smtp.helo: its full name,
+      -- RFC 5321 4.1.1.1); `settings` showed "vm" where the server saw
+      -- "vm.localdomain".  Not looked up here: `settings` never waits on DNS.
+      shown = format_value(key, v) .. " (a short name: EHLO sends the full one, from /etc/hosts or DNS, else " ..
+              v .. ".localdomain)"
     else
       shown = format_value(key, v)
     end

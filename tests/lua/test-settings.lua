@@ -322,4 +322,23 @@ tap.test("a value of 60 KB (the console's body limit): refused at once, quoted s
   end
 end)
 
+-- `settings` shows the EHLO name in effect: a short host name is not what is
+-- sent (smtp.helo qualifies it), and the line said only "helo_name = vm".
+tap.test("format: a short helo_name says EHLO sends the full name", function(t)
+  local core = require "mailhook.core"
+  local host = core.fsutil.hostname()
+  local function line(cfg)
+    for _, l in ipairs(settings.format(cfg)) do if l:match("^helo_name = ") then return l end end
+  end
+  local c = assert(settings.validate { helo_name = "box.example.com" })
+  t:is(line(c), "helo_name = box.example.com", "a full name: as it is")
+  if host and not host:find("[.%[]") then
+    c = assert(settings.validate {})
+    t:is(line(c), "helo_name = " .. host .. " (a short name: EHLO sends the full one, from /etc/hosts or DNS, else " ..
+         host .. ".localdomain)", "the default, a short host name: said")
+  else
+    t:diag("host name " .. tostring(host) .. " is not short: its case not tried")
+  end
+end)
+
 return tap.done()
