@@ -33,4 +33,10 @@ printf 'enabled = true\n' > "$T/none.conf"
 mh_test "$T/none.conf"
 like "$OUT" "no From address and no server are set" "neither from nor server: both named"
 
+# --- 2. --json: every failure one JSON document on stdout ------------------------------------
+for a in "--json=1" "--json --to" "--to --json" "--json --timeout 0"; do
+  out=$("$MAILHOOK" -c "$T/none.conf" test $a 2>/dev/null); rc=$?
+  is "$rc:$(echo "$out" | J '[d["ok"], "error" in d]' 2>&1)" "2:[false, true]" "test $a: one JSON document, exit 2 ($out)"
+done
+
 done_testing
