@@ -39,4 +39,36 @@ for a in "--json=1" "--json --to" "--to --json" "--json --timeout 0"; do
   is "$rc:$(echo "$out" | J '[d["ok"], "error" in d]' 2>&1)" "2:[false, true]" "test $a: one JSON document, exit 2 ($out)"
 done
 
+# --- 3. the stages at each failure point ------------------------------------------------------
+BASE=(enabled=true from=mailhook@example.org helo_name=client.example.org connect_timeout=5
+      command_timeout=5 session_deadline=20)
+jt() { OUT=$("$MAILHOOK" -c "$1" test --timeout 5 --json 2>/dev/null); RC=$?; }
+jt "$(new_conf server=no-such-host.invalid tls=none tls_required=false)"
+is "$RC:$(stages "$OUT")" "1:dns=failed connect=not reached tls=not reached auth=not reached sender=not reached recipient=not reached" \
+  "dns fails: dns failed, the rest not reached"
+jt "$(new_conf server=localhost port="$(free_port)" tls=none tls_required=false)"
+is "$RC:$(stages "$OUT")" "1:dns=ok connect=failed tls=not reached auth=not reached sender=not reached recipient=not reached" \
+  "connect refused: dns ok (it resolved), connect failed"
+s=$(fault_script <<'S'
+send hello
+sleep 2
+S
+)
+start_fault G "$s"
+jt "$(new_conf server=127.0.0.1 port="$G" tls=none tls_required=false)"
+is "$RC:$(stages "$OUT")" "1:dns=ok connect=failed tls=not reached auth=not reached sender=not reached recipient=not reached" \
+  "garbage greeting: dns ok, connect failed"
+start_smtpd I --tls implicit --cert "$C/server.crt" --key "$C/server.key" --log "$T/implicit.log"
+jt "$(new_conf server=localhost port="$I" tls=implicit)"       # no tls_ca_file: the certificate is refused
+is "$RC:$(stages "$OUT")" "1:dns=ok connect=ok tls=failed auth=not reached sender=not reached recipient=not reached" \
+  "TLS fails: dns and connect ok, tls failed"
+start_smtpd A --tls starttls --require-starttls --cert "$C/server.crt" --key "$C/server.key" \
+  --auth user:right-pw --log "$T/auth.log"
+jt "$(new_conf server=localhost port="$A" tls=starttls)"       # STARTTLS, the certificate refused
+is "$RC:$(stages "$OUT")" "1:dns=ok connect=ok tls=failed auth=not reached sender=not reached recipient=not reached" \
+  "STARTTLS fails: dns and connect ok, tls failed"
+jt "$(new_conf server=localhost port="$A" tls=starttls tls_ca_file="$C/ca.crt" auth=true username=user password=wrong-pw)"
+is "$RC:$(stages "$OUT")" "1:dns=ok connect=ok tls=ok auth=failed sender=not reached recipient=not reached" \
+  "auth fails: dns, connect, tls ok, auth failed"
+
 done_testing
