@@ -71,4 +71,25 @@ jt "$(new_conf server=localhost port="$A" tls=starttls tls_ca_file="$C/ca.crt" a
 is "$RC:$(stages "$OUT")" "1:dns=ok connect=ok tls=ok auth=failed sender=not reached recipient=not reached" \
   "auth fails: dns, connect, tls ok, auth failed"
 
+# --- 4. a greeting that is no SMTP, quoted (bounded, control bytes escaped) ------------------
+PROTO="the server answered, but not in SMTP"
+greet() {   # greet SCRIPT-LINE: mh_test against a peer sending it, then closing
+  local p s; s=$(printf '%s\nclose\n' "$1" | fault_script)
+  start_fault P "$s"; p=$P
+  mh_test "$(new_conf server=127.0.0.1 port="$p" tls=none tls_required=false)" --timeout 5
+}
+greet 'send hello'
+like "$ERR" "'hello'" "a 'hello' greeting: quoted"
+greet 'repeat 3000 AB'
+like "$ERR" "no SMTP reply \(a line longer than 2000 bytes\): '(AB){30}\.\.\.'" \
+  "a 6000-byte line: its start quoted, cut (was 'reply line longer than 2000 bytes' alone)"
+like "$OUT" "$PROTO" "with the not-SMTP hint (was 'nothing answers there')"
+greet 'raw \x00\x01\xffbin\x1b[31m'
+like "$ERR" "after '\\\\x00\\\\x01\\\\xffbin\\\\x1b\[31m'" \
+  "binary, then a hang-up: quoted with its control bytes escaped (was 'connection closed' alone)"
+like "$OUT" "$PROTO" "with the not-SMTP hint"
+unlike "$OUT" $'\x1b' "no raw escape byte reaches the terminal"
+like "$OUT" "security +not negotiated" "nothing negotiated (it said 'none (plain text)')"
+out=$("$MAILHOOK" -c "$(new_conf server=127.0.0.1 port="$P" tls=none tls_required=false)" test --timeout 5 --json 2>/dev/null)
+like "$(echo "$out" | J 'd["error"]')" "after '\\\\x00\\\\x01\\\\xffbin" "--json: the same quote"
 done_testing
