@@ -555,12 +555,20 @@ local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s")
 M.UNTRIED = "nothing to send: the server has not been tried since the service started " ..
   "(`mailhook test` tries it now)"
 
+-- (messages wait, deferred before a restart, their next attempt not due yet:
+-- not "nothing to send")
+M.UNTRIED_WAITING = "idle: nothing sent since start, the server not tried yet; %s wait%s " ..
+  "next attempt (`mailhook test` tries the server now)"
+
 -- text(report) -> the lines `mailhook status` prints.
 function M.text(r)
   local now = r.checked_at
   local out = {}
   local function row(k, v) out[#out + 1] = string.format("%-13s%s", k, v) end
-  out[#out + 1] = r.untried and M.UNTRIED or r.flowing and "mail is flowing" or
+  local waiting = r.untried and r.queue and (r.queue.pickup or 0) > 0 and r.queue.pickup
+  out[#out + 1] = waiting and M.UNTRIED_WAITING:format(plural(waiting, "message"),
+                                                       waiting == 1 and "s for its" or " for their") or
+    r.untried and M.UNTRIED or r.flowing and "mail is flowing" or
     r.old_settings and ("mail is flowing with the settings the service loaded before, but " .. tostring(r.reason)) or
     ("mail is NOT flowing: " .. tostring(r.reason))
   local s = r.service
@@ -602,6 +610,10 @@ function M.text(r)
       end
     elseif c.state == "disabled" then
       line = "paused: " .. tostring(s.settings_error or "settings not ready")
+    elseif r.untried then
+      -- (not "idle since": that read as a session that works and has nothing to do)
+      line = "idle: nothing sent since start, the server not tried yet (" .. servers .. " port " ..
+        tostring(c.port or "?") .. ")"
     else
       line = c.state .. " (" .. servers .. " port " .. tostring(c.port or "?") .. ") since " .. clock(c.since)
     end

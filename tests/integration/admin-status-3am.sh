@@ -1,0 +1,41 @@
+# `mailhook status` and `mailhook queue` read at 3 a.m. (review-admin): a service
+# that has not tried its server since it started is said to be idle and untried,
+# also while deferred messages wait (not "nothing to send", not "idle since" as if
+# it worked); during an outage `queue show` gives the real next attempt (the
+# running service's retry, as the listing's NEXT does), or says none is
+# scheduled when no service runs (and --json leaves next_attempt out rather than
+# 0, "due now"); a `mailhook flush` holding the spool, started with global options,
+# is named as the flush it is, not as the service.  Real aiosmtpd peers.
+. "$ROOT/tests/lib/tap.sh"
+. "$ROOT/tests/lib/peers.sh"
+. "$ROOT/tests/lib/delivery.sh"
+delivery_require
+J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
+st() { OUT=$("$MAILHOOK" status "$@" 2>&1); RC=$?; }
+answered() { "$MAILHOOK" status >/dev/null 2>&1; [ -s "$SPOOL/status.json" ] && grep -q "\"pid\":$SVC" "$SPOOL/status.json"; }
+
+# --- 5. a service that has not tried its server -------------------------------------------
+delivery_peer retry_max=10m retry_interval=60
+svc_start
+wait_for 10 answered; ok $? "the service answers"
+st
+is "$RC" 0 "idle, nothing waiting: exit 0 (nothing waits)"
+like "$OUT" "connection +idle: nothing sent since start, the server not tried yet \(127\.0\.0\.1 port $PORT\)" \
+  "the connection row: not tried yet (it said 'idle (...) since', as a session that works)"
+# a message deferred (451) before a restart: it waits, the new service has not tried
+id=$(enqueue 1 app@example.com temp@example.net)
+wait_for 10 grep -q '"deferred":1' "$SPOOL/status.json"; ok $? "a message deferred by a 451"
+svc_stop
+svc_start
+wait_for 10 answered; ok $? "the service restarted"
+st
+like "$OUT" "^idle: nothing sent since start, the server not tried yet; 1 message waits for its next attempt" \
+  "a deferred message waiting: said (it said 'nothing to send')"
+unlike "$OUT" "nothing to send" "not 'nothing to send'"
+st --json
+is "$(echo "$OUT" | J 'd["untried"]')" true "--json: untried"
+svc_stop
+peer_stop
+"$MAILHOOK" queue rm "$id" >/dev/null
+
+done_testing
