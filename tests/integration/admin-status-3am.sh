@@ -38,4 +38,24 @@ svc_stop
 peer_stop
 "$MAILHOOK" queue rm "$id" >/dev/null
 
+# --- 6. queue during an outage: the real next attempt ------------------------------------------
+conf_for "$(free_port)" retry_interval=60
+svc_start
+id=$(enqueue 1)
+wait_for 10 grep -q '"state":"waiting-retry"' "$SPOOL/status.json"; ok $? "the server unreachable: waiting to retry"
+next=$(J 'int(-(-d["connection"]["next_attempt"] // 1))' < "$SPOOL/status.json")
+out=$("$MAILHOOK" queue show "$id")
+like "$out" "next attempt: $(date -u -d "@$next" +%Y-%m-%dT%H:%M:%S)\+00:00 \(in [0-9]+s, the connection's retry during the outage\)" \
+  "queue show: the service's retry (it showed no next attempt, or one past)"
+like "$("$MAILHOOK" queue)" "$id .* in [0-9]+s " "queue: NEXT in the service's retry, not 'now'"
+is "$("$MAILHOOK" queue --json | J 'd[0]["next_attempt"]')" "$next" "--json: the same time"
+svc_stop
+out=$("$MAILHOOK" queue show "$id")
+like "$out" "next attempt: none scheduled: it waits on the outage since .*no running service has a retry due" \
+  "no service: queue show says none is scheduled"
+like "$("$MAILHOOK" queue)" "$id .* outage " "queue: NEXT outage"
+is "$("$MAILHOOK" queue --json | J '"next_attempt" in d[0]')" false \
+  "--json: no next_attempt (it was 0, which reads as due now)"
+"$MAILHOOK" queue rm "$id" >/dev/null
+
 done_testing
