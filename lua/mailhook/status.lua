@@ -297,9 +297,10 @@ local function denull(v)
   return v
 end
 
--- holder(pid) -> what holds the spool's lock, in words, when it is a mailhook
--- command that is no service (`mailhook flush`, `sendmail -q`, a script's
--- mh.queue.flush()): it delivers the queue once and ends; nil otherwise.
+-- holder(pid) -> what holds the spool's lock, in words, and the command
+-- ("mailhook flush"), when it is a mailhook command that is no service
+-- (`mailhook flush`, `sendmail -q`, a script's mh.queue.flush()): it delivers
+-- the queue once and ends; nil otherwise.
 function M.holder(pid)
   local f = io.open("/proc/" .. tostring(pid) .. "/cmdline", "rb")
   local text = f and f:read(4096) or ""
@@ -309,11 +310,16 @@ function M.holder(pid)
   if not (argv[1] and argv[1]:find("mailhook", 1, true) or argv[1] and argv[1]:find("sendmail", 1, true)) then
     return nil
   end
+  -- named by the program and the argument that made it a deliverer, global
+  -- options left out (the first three words read `mailhook -c /etc/mailhook.conf`,
+  -- or `mailhook flush --timeout`)
+  local prog = argv[1]:gsub("^.*/", "")
   for i = 2, #argv do
     if argv[i] == "run" then return nil end
     if argv[i] == "flush" or argv[i] == "-q" or argv[i]:match("^%-q%d") or argv[i] == "-e" or argv[i]:match("%.lua$") then
-      return string.format("a `%s` (pid %d) holds the spool: it delivers the queue once and ends; wait for it",
-                           table.concat(argv, " ", 1, math.min(#argv, 3)):gsub("^.*/", ""), pid)
+      local what = argv[i] == "-e" and (prog .. " -e CODE") or (prog .. " " .. argv[i]:gsub("^.*/", ""))
+      return string.format("a `%s` (pid %d) holds the spool: it delivers the queue once and " ..
+                           "ends; wait for it", what, pid), what
     end
   end
   return nil
@@ -422,9 +428,10 @@ function M.collect(opts)
     if pid == nil then r.service.error = lerr end
     -- a `mailhook flush` (or sendmail -q) holding the lock is no service: not
     -- listed as one running "since ?" (what it is, and to wait for it, said)
-    local held = pid and M.holder(pid)
+    local held, what = nil, nil
+    if pid then held, what = M.holder(pid) end
     if held then
-      r.service.error, r.service.flush_pid = held, pid
+      r.service.error, r.service.flush_pid, r.service.holder = held, pid, what
     elseif pid then
       r.service.running, r.service.pid = true, pid
       if opts.ask ~= false then

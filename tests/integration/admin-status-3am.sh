@@ -58,4 +58,26 @@ is "$("$MAILHOOK" queue --json | J '"next_attempt" in d[0]')" false \
   "--json: no next_attempt (it was 0, which reads as due now)"
 "$MAILHOOK" queue rm "$id" >/dev/null
 
+# --- 7. a flush holding the spool, started with global options ------------------------------
+mkdir -p "$T/held"
+start_smtpd H --maildir "$T/held" --hold-data "$T/hold"
+conf_for "$H" command_timeout=20 data_timeout=20
+: > "$T/hold"
+on_exit "rm -f $T/hold"
+enqueue 1 >/dev/null
+"$MAILHOOK" -c "$CONF" -s "$SPOOL" flush --timeout 30 >/dev/null 2>&1 &
+FL=$!
+on_exit "kill $FL"
+wait_for 10 test -e "$T/held/in-data"; ok $? "the flush is at the final dot, the spool locked"
+st
+like "$OUT" "a \`mailhook flush\` \(pid $FL\) holds the spool" \
+  "status names the flush (it said 'a \`mailhook -c $CONF\`')"
+unlike "$OUT" "service +running" "not listed as the service"
+st --json
+is "$(echo "$OUT" | J '[d["service"]["running"], d["service"]["flush_pid"], d["service"]["holder"]]')" \
+  "[false, $FL, \"mailhook flush\"]" "--json: not running; the flush's pid and what it is"
+out=$("$MAILHOOK" run 2>&1)
+like "$out" "a \`mailhook flush\` \(pid $FL\) holds the spool" "run names the flush"
+rm -f "$T/hold"
+wait "$FL"; ok $? "the flush ends once the server answers"
 done_testing
