@@ -1357,6 +1357,34 @@ void mh_smtp_tls_ready(mh_smtp *s) {
   flush(s);
 }
 
+/* What a server that does not speak SMTP sent in place of its greeting, for
+** the error: its first QUOTE_MAX bytes of a then b, printable ASCII kept, every
+** other byte (control, 8-bit, the backslash) as \xNN, "..." when there was
+** more.  Only for the greeting: nothing was sent yet, so it cannot be a hostile
+** server's echo of the credentials. */
+#define QUOTE_MAX 60
+static void quote_greeting(char *out, size_t outsz, const char *a, size_t alen, const char *b, size_t blen) {
+  size_t o = 0;
+  for (size_t k = 0; k < alen + blen && k < QUOTE_MAX && o + 5 < outsz; k++) {
+    unsigned char c = (unsigned char)(k < alen ? a[k] : b[k - alen]);
+    if (c >= 32 && c < 127 && c != '\\') out[o++] = (char)c;
+    else o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", c);
+  }
+  if (alen + blen > QUOTE_MAX && o + 4 < outsz) { memcpy(out + o, "...", 3); o += 3; }
+  out[o] = '\0';
+}
+
+/* Whether the bytes of a then b start as a reply does ("220", "421"...). */
+static int starts_as_reply(const char *a, size_t alen, const char *b, size_t blen) {
+  for (size_t k = 0; k < 3; k++) {
+    char c;
+    if (k >= alen + blen) return 0;
+    c = k < alen ? a[k] : b[k - alen];
+    if (c < (k ? '0' : '2') || c > (k ? '9' : '5')) return 0;
+  }
+  return 1;
+}
+
 void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
   size_t i = 0;
   if (s->state == MH_SMTP_CLOSED) return;
@@ -1375,7 +1403,16 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
     nl = memchr(buf + i, '\n', len - i);
     n = nl ? (size_t)(nl - (buf + i)) : len - i;
     if (s->linelen + n > MH_SMTP_LINE_MAX + 1) {
-      die(s, MH_ETOOLONG, stage_of(s->state), "reply line longer than %d bytes", MH_SMTP_LINE_MAX);
+      if (s->state == MH_SMTP_BANNER && !starts_as_reply(s->line, s->linelen, buf + i, n)) {
+        /* a "greeting" of 2000 bytes and no line end that does not even start
+        ** as a reply: no SMTP server (binary, a TLS record, a banner of
+        ** another protocol); quoted, so it shows */
+        char shown[4 * QUOTE_MAX + 4];
+        quote_greeting(shown, sizeof shown, s->line, s->linelen, buf + i, n);
+        die(s, MH_EPROTO, stage_of(s->state), "the server's greeting is no SMTP reply (a line longer than "
+            "%d bytes): '%s'", MH_SMTP_LINE_MAX, shown);
+      } else
+        die(s, MH_ETOOLONG, stage_of(s->state), "reply line longer than %d bytes", MH_SMTP_LINE_MAX);
       break;
     }
     memcpy(s->line + s->linelen, buf + i, n);
@@ -1396,17 +1433,10 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
         ** administrator sees what answers there ("SSH-2.0-OpenSSH", "HTTP/1.1
         ** 400").  Only here: nothing was sent yet, so no later reply can be a
         ** hostile server's echo of the credentials. */
-        char shown[4 * 60 + 1];
-        size_t o = 0;
-        for (size_t k = 0; k < got && k < 60; k++) {
-          unsigned char c = (unsigned char)s->line[k];
-          if (c >= 32 && c < 127 && c != '\\') shown[o++] = (char)c;
-          else o += (size_t)snprintf(shown + o, sizeof shown - o, "\\x%02x", c);
-        }
-        shown[o] = '\0';
-        die(s, rc, stage_of(s->state), "malformed reply line (line %d%s): '%s%s'", s->reply.nlines + 1,
-            s->reply.nlines ? ", a continuation must carry the code of the first line" : "", shown,
-            got > 60 ? "..." : "");
+        char shown[4 * QUOTE_MAX + 4];
+        quote_greeting(shown, sizeof shown, s->line, got, NULL, 0);
+        die(s, rc, stage_of(s->state), "malformed reply line (line %d%s): '%s'", s->reply.nlines + 1,
+            s->reply.nlines ? ", a continuation must carry the code of the first line" : "", shown);
       } else
         die(s, rc, stage_of(s->state), "malformed reply line (line %d%s)", s->reply.nlines + 1,
             s->reply.nlines ? ", a continuation must carry the code of the first line" : "");
@@ -1523,6 +1553,18 @@ void mh_smtp_timeout(mh_smtp *s) {
 }
 
 void mh_smtp_error(mh_smtp *s, int code, const char *what) {
+  if (s->state == MH_SMTP_BANNER && s->linelen > 0 && code == MH_EEOF) {
+    /* the server hung up in the middle of a line, before any greeting: what it
+    ** sent is quoted (binary, a banner of another protocol), and, when it does
+    ** not even start as a reply ("220"), it answered in something else than
+    ** SMTP (EPROTO: not "nothing answers there") */
+    char shown[4 * QUOTE_MAX + 4];
+    int smtpish = starts_as_reply(s->line, s->linelen, NULL, 0);
+    quote_greeting(shown, sizeof shown, s->line, s->linelen, NULL, 0);
+    die(s, smtpish ? code : MH_EPROTO, stage_of(s->state), "%s before a complete greeting, after '%s' "
+        "(in state %s)", what ? what : mh_strerror(code), shown, state_names[s->state]);
+    return;
+  }
   die(s, code, stage_of(s->state), "%s (in state %s)", what ? what : mh_strerror(code),
       state_names[s->state]);
 }

@@ -48,8 +48,18 @@ end
 
 local settings = require "mailhook.settings"
 local cfg, err
-if api and api.cfg then cfg = api.cfg else cfg, err = settings.load() end
+local linfo
+if api and api.cfg then cfg = api.cfg else cfg, err, linfo = settings.load() end
 if not cfg then
+  -- what the test needs and the file does not set, in the same error: every
+  -- missing or invalid setting at once, not one per run
+  local set = type(linfo) == "table" and linfo.set
+  if set then
+    local missing = {}
+    if not set.server then missing[#missing + 1] = "server: not set (mailhook update server=smtp.example.com)" end
+    if not set.from then missing[#missing + 1] = "from: not set (mailhook update from=notify@example.com)" end
+    if #missing > 0 then err = err .. "; " .. table.concat(missing, "; ") end
+  end
   if api then return { ok = false, failed_stage = "settings", error = err } end
   if opts.json then
     io.write(require("mailhook.json").encode { ok = false, failed_stage = "settings", error = err }, "\n")

@@ -51,7 +51,45 @@ local function file_exists(path)
   return false
 end
 
+local dispatch
+
+-- wants_json(cmd, ...) -> whether a command printing JSON (args.JSON_COMMANDS)
+-- was given --json before any "--" (--json=VALUE too: a usage error of its
+-- own, said as JSON); its failures are then printed as JSON too (args.fail).
+local function wants_json(cmd, ...)
+  if not require("mailhook.args").JSON_COMMANDS[cmd] then return false end
+  for i = 1, select("#", ...) do
+    local a = select(i, ...)
+    if a == "--" then break end
+    if a == "--json" or a:sub(1, 7) == "--json=" then return true end
+  end
+  return false
+end
+
+-- main(cmd, ...) -> the exit status of mailhook COMMAND ARGS.  Under --json
+-- (mailhook.args.JSON_COMMANDS) a command that raises instead of failing said
+-- nothing on stdout: its error is still one JSON document ({ok = false, error}),
+-- on stdout, and the error raised on as before (stderr, exit 1).
 function M.main(cmd, ...)
+  local args = require "mailhook.args"
+  -- (without --json nothing is wrapped: the error and its traceback as ever)
+  if not wants_json(cmd, ...) then return dispatch(cmd, ...) end
+  args.json = true
+  local raised
+  local ok, r = xpcall(dispatch, function(e)
+    raised = e
+    return debug.traceback(tostring(e), 2)
+  end, cmd, ...)
+  if ok then return r end
+  if args.json then
+    args.json = false
+    io.stdout:write(require("mailhook.json").encode { ok = false, error = tostring(raised) }, "\n")
+    io.stdout:flush()
+  end
+  error(r, 0)
+end
+
+function dispatch(cmd, ...)
   if cmd == nil then M.help(io.stderr) return 2 end   -- no command: a usage error
   if cmd == "help" then M.help() return 0 end
   if cmd == "version" then print("mailhook " .. core.version) return 0 end
@@ -73,15 +111,6 @@ function M.main(cmd, ...)
       end
     end
     return 0
-  end
-  -- a command printing JSON: its failures printed as JSON too (mailhook.args.fail)
-  local args = require "mailhook.args"
-  if args.JSON_COMMANDS[cmd] then
-    for i = 1, select("#", ...) do
-      local a = select(i, ...)
-      if a == "--" then break end
-      if a == "--json" then args.json = true break end
-    end
   end
   local script = core.paths.scripts .. "/" .. cmd .. ".lua"
   if core.loadscript then      -- the binary's: precompiled when it matches (main.c), one open

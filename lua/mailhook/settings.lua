@@ -465,19 +465,28 @@ end
 
 -- values: key -> raw value (string or typed).  Returns cfg, secret (the
 -- password or nil) on success, or nil, bad key, reason [, the key whose line
--- to name when the bad key is missing from the file].  Checks each value, fills defaults, then the rules between keys.
+-- to name when the bad key is missing from the file], problems: every problem
+-- found, {{key, reason, at}...}, the first one first (the first three values
+-- are problems[1]).  Every value is checked, then the rules between keys whose
+-- keys all parsed, so that one error names every bad setting (an
+-- administrator fixing them one run at a time found the next at each run).
 -- hidden: the secrets file exists but this user cannot read it (a local user's
 -- sendmail): the rules about the password then cannot be checked, and are not.
 local function validate(values, hidden)
-  local cfg = {}
+  local cfg, problems, bad = {}, {}, {}
+  local function problem(key, reason, at) problems[#problems + 1] = { key, reason, at } end
   for key, raw in pairs(values) do
-    if not BY_NAME[key] then return nil, key, "unknown setting" end
-    local v, err = parse_value(key, raw)
-    if err then return nil, key, err end
-    cfg[key] = v
+    if not BY_NAME[key] then
+      problem(key, "unknown setting")
+      bad[key] = true
+    else
+      local v, err = parse_value(key, raw)
+      if err then problem(key, err); bad[key] = true end
+      cfg[key] = v
+    end
   end
   for _, s in ipairs(SCHEMA) do
-    if cfg[s[1]] == nil and s[3] ~= nil then
+    if cfg[s[1]] == nil and s[3] ~= nil and not bad[s[1]] then
       local d = s[3]
       if type(d) == "function" then d = d(cfg) end
       cfg[s[1]] = d
@@ -487,27 +496,39 @@ local function validate(values, hidden)
   local secret = cfg.password
   cfg.password = nil
   admin_hashes[cfg], cfg.admin_password = cfg.admin_password, nil   -- settings.admin_hash(cfg)
-  -- rules between keys
-  if cfg.tls == "none" and cfg.tls_required then
-    return nil, "tls", "tls = none but tls_required is true" ..
+  -- rules between keys (each only when the keys it reads parsed: a bad value
+  -- is no value to judge another key by)
+  local function good(...)
+    for _, k in ipairs { ... } do if bad[k] then return false end end
+    return true
+  end
+  if good("tls", "tls_required", "auth") and cfg.tls == "none" and cfg.tls_required then
+    problem("tls", "tls = none but tls_required is true" ..
       (values.tls_required == nil and " (the default when auth is on)" or "") ..
       "; set tls_required=false to allow plain text" ..
-      (cfg.auth and " (credentials then also need allow_plaintext_auth=true)" or "")
+      (cfg.auth and " (credentials then also need allow_plaintext_auth=true)" or ""))
   end
-  if secret and cfg.password_command then
-    return nil, "password_command", "set either password or password_command, not both", "password"
+  if good("password", "password_command") and secret and cfg.password_command then
+    problem("password_command", "set either password or password_command, not both", "password")
   end
-  if cfg.auth then
-    if not cfg.username then return nil, "username", "auth is true but username is not set", "auth" end
+  if cfg.auth and good("auth") then
+    if not cfg.username and good("username") then
+      problem("username", "auth is true but username is not set", "auth")
+    end
     local m = cfg.auth_mechanism
-    if (m == "xoauth2" or m == "oauthbearer") and not cfg.oauth_token_command then
-      return nil, "oauth_token_command", "auth_mechanism " .. m .. " needs oauth_token_command",
-        "auth_mechanism"
+    if good("auth_mechanism", "oauth_token_command") and (m == "xoauth2" or m == "oauthbearer") and
+       not cfg.oauth_token_command then
+      problem("oauth_token_command", "auth_mechanism " .. m .. " needs oauth_token_command", "auth_mechanism")
     end
-    if (m == "plain" or m == "login" or not cfg.oauth_token_command)
+    if good("auth_mechanism", "oauth_token_command", "password", "password_command") and
+       (m == "plain" or m == "login" or not cfg.oauth_token_command)
        and not secret and not cfg.password_command and not hidden then
-      return nil, "password", "auth is true but neither password nor password_command is set", "auth"
+      problem("password", "auth is true but neither password nor password_command is set", "auth")
     end
+  end
+  if #problems > 0 then
+    local p = problems[1]
+    return nil, p[1], p[2], p[3], problems
   end
   return cfg, secret
 end
@@ -691,7 +712,9 @@ local function unsafe(path)
 end
 M.unsafe = unsafe
 
--- load([path]) -> cfg | nil, "FILE:LINE: message"
+-- load([path]) -> cfg | nil, "FILE:LINE: message[; FILE:LINE: message...]", info
+-- (every bad setting named, in the file's order; info.keys the bad keys,
+-- info.set the names of the keys the files set, when the values were read)
 -- A missing file means the defaults, except the settings file named with -c or
 -- $MAILHOOK_CONF (core.paths.conf_given): a typo there must not quietly run
 -- with defaults.  update() creates that file.
@@ -713,14 +736,28 @@ function M.load(path, ...)
     return nil, string.format("%s: no such settings file (named by %s; " ..
       "`mailhook update KEY=VALUE` creates it)", path, core.paths.conf_given)
   end
-  local cfg, secret_or_key, reason, at = validate(values, sdoc.hidden)
+  local cfg, secret_or_key, _, _, problems = validate(values, sdoc.hidden)
   if not cfg then
-    local key = secret_or_key
-    local where = sdoc.where[key] and sdoc or doc
-    local file = where == sdoc and M.secrets_path(path) or path
-    local line = where.where[key] or where.where[at]
-    return nil, line and string.format("%s:%d: %s: %s", file, line, key, reason)
-                       or string.format("%s: %s: %s", file, key, reason)
+    -- every problem, in the file's order (the settings file's lines, then the
+    -- secrets file's, then those of keys on no line), in one message
+    local said = {}
+    for i, p in ipairs(problems) do
+      local key, reason, at = p[1], p[2], p[3]
+      local where = sdoc.where[key] and sdoc or doc
+      local file = where == sdoc and M.secrets_path(path) or path
+      local line = where.where[key] or where.where[at]
+      said[i] = { order = (where == sdoc and 1e9 or 0) + (line or 2e9), i = i,
+                  text = line and string.format("%s:%d: %s: %s", file, line, key, reason)
+                              or string.format("%s: %s: %s", file, key, reason) }
+    end
+    table.sort(said, function(a, b) return a.order < b.order or (a.order == b.order and a.i < b.i) end)
+    for i, s in ipairs(said) do said[i] = s.text end
+    -- info: the keys found bad, and the names of the keys the files set (no
+    -- value: `mailhook test` names a missing from or server in the same error)
+    local keys, set = {}, {}
+    for i, p in ipairs(problems) do keys[i] = p[1] end
+    for k, v in pairs(values) do if v ~= "" then set[k] = true end end
+    return nil, table.concat(said, "; "), { keys = keys, set = set }
   end
   private[cfg] = { password = secret_or_key, path = path, hidden = sdoc.hidden }
   if doc.values.password and not warned[path] then

@@ -297,9 +297,10 @@ local function denull(v)
   return v
 end
 
--- holder(pid) -> what holds the spool's lock, in words, when it is a mailhook
--- command that is no service (`mailhook flush`, `sendmail -q`, a script's
--- mh.queue.flush()): it delivers the queue once and ends; nil otherwise.
+-- holder(pid) -> what holds the spool's lock, in words, and the command
+-- ("mailhook flush"), when it is a mailhook command that is no service
+-- (`mailhook flush`, `sendmail -q`, a script's mh.queue.flush()): it delivers
+-- the queue once and ends; nil otherwise.
 function M.holder(pid)
   local f = io.open("/proc/" .. tostring(pid) .. "/cmdline", "rb")
   local text = f and f:read(4096) or ""
@@ -309,11 +310,16 @@ function M.holder(pid)
   if not (argv[1] and argv[1]:find("mailhook", 1, true) or argv[1] and argv[1]:find("sendmail", 1, true)) then
     return nil
   end
+  -- named by the program and the argument that made it a deliverer, global
+  -- options left out (the first three words read `mailhook -c /etc/mailhook.conf`,
+  -- or `mailhook flush --timeout`)
+  local prog = argv[1]:gsub("^.*/", "")
   for i = 2, #argv do
     if argv[i] == "run" then return nil end
     if argv[i] == "flush" or argv[i] == "-q" or argv[i]:match("^%-q%d") or argv[i] == "-e" or argv[i]:match("%.lua$") then
-      return string.format("a `%s` (pid %d) holds the spool: it delivers the queue once and ends; wait for it",
-                           table.concat(argv, " ", 1, math.min(#argv, 3)):gsub("^.*/", ""), pid)
+      local what = argv[i] == "-e" and (prog .. " -e CODE") or (prog .. " " .. argv[i]:gsub("^.*/", ""))
+      return string.format("a `%s` (pid %d) holds the spool: it delivers the queue once and " ..
+                           "ends; wait for it", what, pid), what
     end
   end
   return nil
@@ -422,9 +428,10 @@ function M.collect(opts)
     if pid == nil then r.service.error = lerr end
     -- a `mailhook flush` (or sendmail -q) holding the lock is no service: not
     -- listed as one running "since ?" (what it is, and to wait for it, said)
-    local held = pid and M.holder(pid)
+    local held, what = nil, nil
+    if pid then held, what = M.holder(pid) end
     if held then
-      r.service.error, r.service.flush_pid = held, pid
+      r.service.error, r.service.flush_pid, r.service.holder = held, pid, what
     elseif pid then
       r.service.running, r.service.pid = true, pid
       if opts.ask ~= false then
@@ -555,12 +562,20 @@ local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s")
 M.UNTRIED = "nothing to send: the server has not been tried since the service started " ..
   "(`mailhook test` tries it now)"
 
+-- (messages wait, deferred before a restart, their next attempt not due yet:
+-- not "nothing to send")
+M.UNTRIED_WAITING = "idle: nothing sent since start, the server not tried yet; %s wait%s " ..
+  "next attempt (`mailhook test` tries the server now)"
+
 -- text(report) -> the lines `mailhook status` prints.
 function M.text(r)
   local now = r.checked_at
   local out = {}
   local function row(k, v) out[#out + 1] = string.format("%-13s%s", k, v) end
-  out[#out + 1] = r.untried and M.UNTRIED or r.flowing and "mail is flowing" or
+  local waiting = r.untried and r.queue and (r.queue.pickup or 0) > 0 and r.queue.pickup
+  out[#out + 1] = waiting and M.UNTRIED_WAITING:format(plural(waiting, "message"),
+                                                       waiting == 1 and "s for its" or " for their") or
+    r.untried and M.UNTRIED or r.flowing and "mail is flowing" or
     r.old_settings and ("mail is flowing with the settings the service loaded before, but " .. tostring(r.reason)) or
     ("mail is NOT flowing: " .. tostring(r.reason))
   local s = r.service
@@ -602,6 +617,10 @@ function M.text(r)
       end
     elseif c.state == "disabled" then
       line = "paused: " .. tostring(s.settings_error or "settings not ready")
+    elseif r.untried then
+      -- (not "idle since": that read as a session that works and has nothing to do)
+      line = "idle: nothing sent since start, the server not tried yet (" .. servers .. " port " ..
+        tostring(c.port or "?") .. ")"
     else
       line = c.state .. " (" .. servers .. " port " .. tostring(c.port or "?") .. ") since " .. clock(c.since)
     end

@@ -212,6 +212,9 @@ local function info_rows(out, cfg, i, stage, failure)
     sec = "TLS attempted, not established: the certificate below was refused"
   elseif i.security == "none" and stage == "tls" and cfg.tls ~= "none" then
     sec = "TLS not established"
+  elseif i.security == "none" and stage == "connect" and #(i.capabilities or {}) == 0 then
+    -- (a garbage or 421 greeting: no session, so nothing was negotiated, not "plain text")
+    sec = "not negotiated: the session ended before EHLO"
   end
   row("security", sec)
   if i.cert and (i.cert.subject or "") ~= "" then

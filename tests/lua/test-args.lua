@@ -38,4 +38,26 @@ tap.test("seconds: the duration rule, with the command's bound", function(t)
   t:is(args.seconds("--timeout", "1m", 60), 60, "the bound itself")
 end)
 
+-- --json: a command that raises (not args.fail) still prints one JSON document
+-- on stdout, {ok = false, error}, and the error goes on as before (it printed
+-- nothing a script could parse)
+tap.test("cli: --json, a command that raises: one JSON document, the error raised on", function(t)
+  local cli = require "mailhook.cli"
+  local saved_mod, saved_out = package.loaded["mailhook.cmd.status"], io.stdout
+  package.loaded["mailhook.cmd.status"] = function() error("boom: the spool vanished", 0) end
+  local f = io.tmpfile()
+  io.stdout = f
+  local ok, err = pcall(cli.main, "status", "--json")
+  io.stdout = saved_out
+  package.loaded["mailhook.cmd.status"] = saved_mod
+  args.json = false
+  f:seek("set")
+  local out = f:read("a")
+  f:close()
+  t:is(ok, false, "the error is raised on (exit 1, stderr, as before)")
+  t:like(tostring(err), "boom: the spool vanished", "the same error")
+  t:like(out, '^{[^\n]*"ok":false[^\n]*}\n$', "one JSON document on stdout")
+  t:like(out, '"error":"boom: the spool vanished"', "its error field")
+end)
+
 return tap.done()

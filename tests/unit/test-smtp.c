@@ -416,6 +416,33 @@ static void test_reply_parser(void) {
   is_int(r.rc, MH_ETOOLONG, "over-long line (even before its LF) refused");
   mh_smtp_free(s);
 
+  /* a greeting that is no SMTP at all: quoted (its start, escaped), said as a
+  ** protocol violation (EPROTO), whether it is too long or cut by a hang-up */
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  memset(line, 'B', sizeof line);
+  line[0] = '\x16';
+  mh_smtp_data(s, line, sizeof line);
+  is_int(r.rc, MH_EPROTO, "an over-long greeting that is no reply: a protocol violation");
+  ok(strstr(mh_smtp_errmsg(s), "'\\x16BBBB") && strstr(mh_smtp_errmsg(s), "BBB...'"),
+     "its start quoted, escaped and cut: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  mh_smtp_data(s, "\x00\x01" "bin\x1b[31m", 10);
+  mh_smtp_error(s, MH_EEOF, "connection closed by the server");
+  is_int(r.rc, MH_EPROTO, "binary, then a hang-up: a protocol violation");
+  ok(strstr(mh_smtp_errmsg(s), "after '\\x00\\x01bin\\x1b[31m'") != NULL, "what came quoted: %s",
+     mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  mh_smtp_data(s, "220 cut", 7);
+  mh_smtp_error(s, MH_EEOF, "connection closed by the server");
+  is_int(r.rc, MH_EEOF, "a greeting cut short: still the hang-up it is");
+  ok(strstr(mh_smtp_errmsg(s), "after '220 cut'") != NULL, "quoted too: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
+
   s = new_session(&r, 0);
   mh_smtp_connected(s, 0);
   for (int i = 0; i < 150 && r.done == 0; i++) feed(s, "220-more\r\n");

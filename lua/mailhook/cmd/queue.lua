@@ -94,9 +94,11 @@ local function list(json)
   for e in queue.list() do
     n = n + 1
     if json then
+      -- (absent while an outage waits on no known retry: 0 read as "due now")
       out:write(n > 1 and ",\n" or "\n", json_entry(e, outage and outage.error,
                                                   e.state == "failed" and e.next_attempt or
-                                                  next_at(e, now, retry_at, outage) or 0))
+                                                  next_at(e, now, retry_at, outage) or
+                                                  (not outage and 0 or nil)))
     else
       if n == 1 then
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
@@ -144,7 +146,19 @@ local function show(id)
   if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
   for _, r in ipairs(e.refused or {}) do line("refused", r.rcpt .. ": " .. r.reply) end
   line("attempts", e.attempts)
-  if e.next_attempt > 0 then line("next attempt", iso(e.next_attempt)) end
+  -- during an outage, the connection's retry (the running service's), as the
+  -- listing's NEXT says it: the message's own time had passed and read as due
+  local now = os.time()
+  local outage = e.state ~= "failed" and queue.outage()
+  local c = outage and require("mailhook.status").running()
+  local at = e.state ~= "failed" and next_at(e, now, c and tonumber(c.next_attempt), outage) or e.next_attempt
+  if at and at > now then
+    line("next attempt", iso(at) .. " (in " .. age(at - now) .. (outage and (e.next_attempt or 0) <= now and
+         ", the connection's retry during the outage" or "") .. ")")
+  elseif outage then
+    line("next attempt", "none scheduled: it waits on the outage since " .. iso(outage.since) ..
+         ", and no running service has a retry due (start the service, or `mailhook flush`)")
+  elseif at and at > 0 then line("next attempt", iso(at)) end
   line("last reply", e.last_reply)
   line("reason", e.reason)
   if e.failed_at then line("failed at", iso(e.failed_at)) end
