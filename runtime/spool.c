@@ -2677,7 +2677,11 @@ size_t mh__spool_drop_bcc(char *buf, size_t len) {
 static int write_env(int fd, const char *from, const char *from_params, const char *const *to,
                      const char *const *to_params, size_t nto, unsigned long uid, size_t *size_at,
                      size_t *envlen) {
-  size_t cap = 64 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
+  /* the fixed lines: "X-Sender: <>\r\n" (14, the null sender), the size line
+  ** (28), "X-Submitter-Uid: " with 20 digits (39): 81, and the NUL.  It was
+  ** 64 + the sender: short of room for the null sender and a uid of 5 digits
+  ** (65534), so the uid line lost its CRLF and the write read past buf */
+  size_t cap = 96 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
   char *buf;
   int rc;
   for (size_t i = 0; i < nto; i++)
