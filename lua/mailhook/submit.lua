@@ -505,6 +505,19 @@ function M.qualify(cfg, a)
   return a .. "@" .. (cfg.default_domain or core.fsutil.hostname() or "localhost")
 end
 
+-- unprivileged_sender(cfg, caller, from) -> the envelope sender of a message
+-- of a caller that may not write the spool (docs/sendmail.md, "The sender"):
+-- the null sender when it asked for it (from "" or "<>": bounces must not
+-- bounce), else the settings' from (from_rewrite envelope, always) or its own
+-- login qualified (never), never a name it gave.  prepare's rule, which the
+-- adoption of a maildrop/ file follows; mailq shows it for one still waiting.
+function M.unprivileged_sender(cfg, caller, from)
+  if from == "" or from == "<>" then return "" end
+  local own = M.qualify(cfg, caller.login or ("uid" .. tostring(caller.uid)))
+  local sender = ((cfg.from_rewrite or "envelope") ~= "never" and cfg.from) or own
+  return valid(sender) or cfg.from or own
+end
+
 -- ---------------------------------------------------------------- headers
 
 -- fields(head) -> {{name =, lname =, value =, raw =, folds =}, ...} | nil, why
@@ -785,7 +798,7 @@ function M.prepare(ctx, head, ...)
   if ctx.from == "" or ctx.from == "<>" then
     sender = ""                                         -- the null sender, as asked
   elseif not caller.privileged then
-    sender = (mode ~= "never" and cfg.from) or own      -- its own name, or the account's
+    sender = M.unprivileged_sender(cfg, caller, ctx.from)   -- its own name, or the account's
   elseif mode == "always" and cfg.from then
     sender = cfg.from
   elseif mode == "envelope" and cfg.from then
