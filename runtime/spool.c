@@ -2096,15 +2096,84 @@ static int env_bad(mh_env *env, const char *a, const char *why) {
 static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, size_t pn, char *angle,
                           size_t an, int had_angle, char *err);
 
+/* The marks env_addrs leaves in an item where a line break (a fold: CRLF,
+** blank) or a comment stuck to both sides ("ab(x)c@d") stood: blanks to
+** isspace(), so the rest of the parsing reads them as one; split_words reads
+** them as "the two sides may be one thing cut in two". */
+#define CFWS_FOLD '\n'
+#define CFWS_STUCK '\f'
+
+/* RFC 5322's CFWS inside an address (obs-local-part, obs-domain), as
+** `sendmail -t` reads it (submit.lua split, angle_spec): blanks next to a '.'
+** or an '@' or at either end taken out ("b @example.org", "c@example . org"
+** are b@example.org, c@example.org); any other run of blanks made one
+** character: CFWS_FOLD when a fold was in it, else CFWS_STUCK when a stuck
+** comment was, else ' '.  Quoted strings and domain literals are kept as
+** written.  In place; returns the new length. */
+static size_t cfws_norm(char *a, size_t n) {
+  size_t o = 0, i = 0;
+  int quote = 0, lit = 0;
+  while (i < n) {
+    char c = a[i];
+    if (quote || lit) {
+      a[o++] = c;
+      if (quote && c == '\\' && i + 1 < n) a[o++] = a[++i];
+      else if (quote && c == '"') quote = 0;
+      else if (lit && c == ']') lit = 0;
+      i++;
+      continue;
+    }
+    if (isspace((unsigned char)c)) {
+      char mark = ' ';
+      for (; i < n && isspace((unsigned char)a[i]); i++) {
+        if (a[i] == CFWS_FOLD) mark = CFWS_FOLD;
+        else if (a[i] == CFWS_STUCK && mark == ' ') mark = CFWS_STUCK;
+      }
+      if (o > 0 && i < n && a[o - 1] != '.' && a[o - 1] != '@' && a[i] != '.' && a[i] != '@') a[o++] = mark;
+      continue;
+    }
+    if (c == '"') quote = 1;
+    else if (c == '[') lit = 1;
+    a[o++] = c;
+    i++;
+  }
+  return o;
+}
+
+/* The marks of cfws_norm made plain blanks (an item quoted in a why). */
+static void cfws_blank(char *a, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (a[i] == CFWS_FOLD || a[i] == CFWS_STUCK) a[i] = ' ';
+}
+
+/* A word of a drop-in's item that is an address: an '@' inside it. */
+static int word_is_addr(const char *w, size_t n) {
+  return n > 2 && w[0] != '@' && w[n - 1] != '@' && memchr(w + 1, '@', n - 2) != NULL;
+}
+
+/* Appends the word [w, w + n) to rest (rl bytes), a blank between words. */
+static void rest_add(char *rest, size_t *rl, const char *w, size_t n) {
+  if (*rl + n + 2 >= VIS_LEN) return;
+  if (*rl) rest[(*rl)++] = ' ';
+  memcpy(rest + *rl, w, n);
+  *rl += n;
+}
+
 /* A drop-in's item of several words outside quotes (`To: a@x b@y`, a script's
-** "$ADMINS", `John Doe john@x`): as `sendmail -t` reads it (submit.lua split,
-** Postfix's parser adding the missing commas), each word with an '@' inside
-** is an address, and the other words together an item that is no address
-** (left out, named).  1 when a held several words (*rc: the result), else 0. */
+** "$ADMINS", `John Doe john@x`), CFWS already taken out (cfws_norm): as
+** `sendmail -t` reads it (submit.lua split, Postfix's parser adding the
+** missing commas), each word with an '@' inside is an address, and the other
+** words together an item that is no address (left out, named).  A word right
+** after an address goes with it ("c@exa mple.org", a domain folded in two:
+** never c@exa), and so does an address right after a word when a fold or a
+** stuck comment stands between them ("ab<CRLF> c@x" is what a mailer wrapping
+** long lines leaves of abc@x: never c@x); both are then that item, the why
+** saying so.  1 when a held several words (*rc: the result), else 0. */
 static int split_words(mh_env *env, const mh_spool_names *nm, char *a, size_t n, char *err, int *rc) {
   char rest[VIS_LEN];
-  size_t nw = 0, rl = 0, i = 0;
-  int quote = 0;
+  size_t rl = 0, i = 0, ps = 0, pe = 0;
+  int quote = 0, nw = 0, pending = 0, prev_rest = 0, prev_quoted = 0;
+  const char *why = NULL;
   for (size_t k = 0; k < n; k++) {
     if (a[k] == '"') quote = !quote;
     else if (a[k] == '\\' && quote && k + 1 < n) k++;
@@ -2114,28 +2183,51 @@ static int split_words(mh_env *env, const mh_spool_names *nm, char *a, size_t n,
   *rc = 0;
   while (i < n && !*rc) {
     size_t s0, e0;
+    char sep = 0;   /* CFWS_FOLD or CFWS_STUCK before this word */
+    for (; i < n && isspace((unsigned char)a[i]); i++)
+      if (a[i] == CFWS_FOLD || a[i] == CFWS_STUCK) sep = a[i];
     quote = 0;
-    while (i < n && isspace((unsigned char)a[i])) i++;
     for (s0 = i; i < n && (quote || !isspace((unsigned char)a[i])); i++) {
       if (a[i] == '"') quote = !quote;
       else if (a[i] == '\\' && quote && i + 1 < n) i++;
     }
     e0 = i;
     if (e0 == s0) break;
-    const char *at = memchr(a + s0 + 1, '@', e0 - s0 > 2 ? e0 - s0 - 2 : 0);   /* an inner '@' */
-    if (at && a[s0] != '@' && a[e0 - 1] != '@') {
-      char w[1024];
-      size_t wl = e0 - s0 < sizeof w ? e0 - s0 : sizeof w - 1;
-      memcpy(w, a + s0, wl);
-      *rc = finish_mailbox(env, nm, w, wl, NULL, 0, 0, err);
-    } else if (rl + (e0 - s0) + 2 < sizeof rest) {
-      if (rl) rest[rl++] = ' ';
-      memcpy(rest + rl, a + s0, e0 - s0);
-      rl += e0 - s0;
+    int is_addr = word_is_addr(a + s0, e0 - s0);
+    const char *cut = sep == CFWS_FOLD ? "a line break inside it: the part with an '@' may be another mailbox"
+                                       : "a comment inside it: the part with an '@' may be another mailbox";
+    if (is_addr && prev_rest && sep && !prev_quoted) {   /* "ab<CRLF> c@x": with the word before */
+      rest_add(rest, &rl, a + s0, e0 - s0);
+      why = cut;
+      is_addr = 0;
+    } else if (is_addr) {
+      if (pending) {
+        char w[1024];
+        size_t wl = pe - ps < sizeof w ? pe - ps : sizeof w - 1;
+        memcpy(w, a + ps, wl);
+        *rc = finish_mailbox(env, nm, w, wl, NULL, 0, 0, err);
+      }
+      pending = 1; ps = s0; pe = e0;
+    } else if (pending) {                                /* "c@exa mple.org": with the address before */
+      rest_add(rest, &rl, a + ps, pe - ps);
+      rest_add(rest, &rl, a + s0, e0 - s0);
+      pending = 0;
+      if (sep) why = cut;
+    } else {
+      rest_add(rest, &rl, a + s0, e0 - s0);
     }
+    prev_rest = !is_addr;
+    prev_quoted = a[s0] == '"';
+  }
+  if (!*rc && pending) {
+    char w[1024];
+    size_t wl = pe - ps < sizeof w ? pe - ps : sizeof w - 1;
+    memcpy(w, a + ps, wl);
+    *rc = finish_mailbox(env, nm, w, wl, NULL, 0, 0, err);
   }
   rest[rl] = '\0';
-  if (!*rc && rl) *rc = env_bad(env, rest, "not an address");
+  cfws_blank(rest, rl);
+  if (!*rc && rl) *rc = env_bad(env, rest, why ? why : "not an address");
   return 1;
 }
 
@@ -2152,8 +2244,8 @@ static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, si
   } else {
     a = plain; n = pn;
   }
-  while (n && isspace((unsigned char)a[0])) { a++; n--; }
-  while (n && isspace((unsigned char)a[n - 1])) n--;
+  n = cfws_norm(a, n);   /* "b @example.org" is b@example.org; the ends trimmed */
+  if (had_angle) cfws_blank(a, n);   /* <c@exa mple.org>: no address, said with a blank */
   if (n == 0) {
     if (had_angle && env->keep_bad) return env_bad(env, "<>", "empty address");
     if (had_angle) return fail(err, MH_EBADADDR, "empty address <>");
@@ -2162,6 +2254,7 @@ static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, si
   n = mh_msg_addr_unroot(a, n);   /* To: ops@example.com. is ops@example.com in the envelope */
   a[n] = '\0';
   if (env->keep_bad && !had_angle && split_words(env, nm, a, n, err, &rc)) return rc;
+  cfws_blank(a, n);
   if (nm && (rc = names_resolve(nm, a, env, err)) <= 0) {   /* a local name: resolved */
     if (rc == MH_EBADADDR && env->keep_bad) return env_bad(env, a, err ? err : "no such local name");
     return rc;
@@ -2190,11 +2283,19 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
 static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_names *nm, char *err) {
   char *plain = malloc(len + 1), *angle = malloc(len + 1);
   size_t pn = 0, an = 0, i, item = 0;   /* item: where the item being read starts */
-  int depth = 0, quote = 0, in_angle = 0, had_angle = 0, lit = 0, rc = 0;
+  size_t cstart = 0;   /* where the comment being read began */
+  int depth = 0, quote = 0, in_angle = 0, had_angle = 0, lit = 0, rc = 0, cfold = 0;
   if (!plain || !angle) { rc = fail(err, MH_ENOMEM, "address list"); goto out; }
   for (i = 0; i < len && rc == 0; i++) {
     char c = val[i];
-    if (c == '\r' || c == '\n') continue;  /* folding */
+    /* folding (RFC 5322 2.2.3): the CRLF taken out, the blank after it kept;
+    ** where it was is marked (CFWS_FOLD) outside quotes, literals and comments */
+    if (c == '\r') continue;
+    if (c == '\n') {
+      if (depth) cfold = 1;
+      else if (!quote && !lit) { if (in_angle) angle[an++] = CFWS_FOLD; else plain[pn++] = CFWS_FOLD; }
+      continue;
+    }
     if (lit) {   /* a domain literal [IPv6:2001:db8::1]: its ':' is no group, ends at ']' */
       if (in_angle) angle[an++] = c; else plain[pn++] = c;
       if (c == ']') lit = 0;
@@ -2203,7 +2304,14 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
     if (depth) {
       if (c == '\\' && i + 1 < len) i++;
       else if (c == '(') depth++;
-      else if (c == ')') depth--;
+      else if (c == ')' && --depth == 0) {
+        /* a comment is a blank (a@exa(x)mple.org is no a@example.org): a
+        ** fold if one was inside it, a stuck one if words touch both sides */
+        int stuck = cstart > 0 && !isspace((unsigned char)val[cstart - 1]) && !strchr(",;:", val[cstart - 1]) &&
+                    i + 1 < len && !isspace((unsigned char)val[i + 1]) && !strchr(",;:<", val[i + 1]);
+        char mark = cfold ? CFWS_FOLD : stuck ? CFWS_STUCK : ' ';
+        if (in_angle) angle[an++] = mark; else plain[pn++] = mark;
+      }
       continue;
     }
     if (quote) {
@@ -2217,7 +2325,7 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
       continue;
     }
     switch (c) {
-    case '(': depth = 1; break;
+    case '(': depth = 1; cstart = i; cfold = 0; break;
     case '"': quote = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
     case '<': in_angle = 1; had_angle = 1; an = 0; break;
     case '>': in_angle = 0; break;
@@ -2569,7 +2677,11 @@ size_t mh__spool_drop_bcc(char *buf, size_t len) {
 static int write_env(int fd, const char *from, const char *from_params, const char *const *to,
                      const char *const *to_params, size_t nto, unsigned long uid, size_t *size_at,
                      size_t *envlen) {
-  size_t cap = 64 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
+  /* the fixed lines: "X-Sender: <>\r\n" (14, the null sender), the size line
+  ** (28), "X-Submitter-Uid: " with 20 digits (39): 81, and the NUL.  It was
+  ** 64 + the sender: short of room for the null sender and a uid of 5 digits
+  ** (65534), so the uid line lost its CRLF and the write read past buf */
+  size_t cap = 96 + strlen(from) + (from_params ? strlen(from_params) + 1 : 0), len = 0;
   char *buf;
   int rc;
   for (size_t i = 0; i < nto; i++)

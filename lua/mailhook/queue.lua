@@ -4,6 +4,7 @@
 --
 --   for e in mh.queue.list() do print(e.id, e.state, #e.to) end   -- streams
 --   mh.queue.show(id) -> entry | nil, err, info      -- a malformed id: nil, err (check_id)
+--   mh.queue.maildrop() -> {entry...}               -- local users' mail the service has not adopted yet
 --   (entries of list and show: uid, the submitter, and its login when known)
 --   mh.queue.remove(id [, dir]) -> true | nil, err, info
 --   mh.queue.retry(id [, dir])  -> true | nil, err, info     -- failed/ back to pickup/, due now
@@ -40,6 +41,53 @@ function M.list(which, ...)
   if not sp then error(err, 2) end
   local it, logins = sp:list(which), {}
   return function() return with_login(it(), logins) end
+end
+
+-- maildrop() -> {entry...}: the files local users handed over through
+-- mailhook-drop (SPOOL/maildrop/, docs/sendmail.md) that no service has
+-- adopted yet, oldest first, as list's entries are (what is known before
+-- adoption): state "maildrop", id (the id part of its name; the message gets
+-- its own id when adopted), name, size, queued_at (when it was dropped),
+-- attempts 0, uid and login (the submitter the drop program proved), from
+-- (the sender adoption gives it, by the settings sendmail's intake reads;
+-- nil when they cannot be read), to (the recipients as given: aliases and
+-- local names are resolved at adoption), refused ({rcpt =, reply =}: the
+-- items sendmail left out of the envelope, never recipients).  A file there
+-- that is no drop of mailhook-drop's: id, name, state, reason (why; the
+-- service moves it to corrupt/).  One whose copy is queued already (an
+-- adoption stopped between the copy and the removal: ID.adopted) is not
+-- listed: list has it.  Waits on the disk (each file's record is read).
+function M.maildrop(...)
+  core.check_options("mh.queue.maildrop", {}, {}, select("#", ...) + 1, 1)
+  local sp, err = M.spool()
+  if not sp then error(err, 2) end
+  local dir = core.paths.spool
+  local names = core.maildrop.list(dir)
+  local out, logins, cfg = {}, {}, nil
+  for _, name in ipairs(type(names) == "table" and names or {}) do
+    local id = name:match("^(%x+)%.") or name
+    local given = name:match("^(%x+)%.adopted$")
+    if not (given and core.spool.is_id(given) and sp:has_copy(given)) then
+      local rec, fd, info = core.maildrop.open(dir, name)
+      if rec then
+        core.maildrop.close(fd)
+        if cfg == nil then
+          local ok, c = pcall(require("mailhook.settings").load_intake)
+          cfg = ok and c or false
+        end
+        local submit = require "mailhook.submit"
+        local e = with_login({ id = id, name = name, state = "maildrop", size = rec.size, queued_at = rec.time,
+                               attempts = 0, uid = rec.uid, to = rec.to }, logins)
+        if cfg then e.from = submit.unprivileged_sender(cfg, { uid = rec.uid, login = e.login }, rec.from) end
+        e.refused = submit.left_out(rec.left, "mailhook sendmail") or {}
+        out[#out + 1] = e
+      elseif info and info.code == "ECORRUPT" then
+        out[#out + 1] = { id = id, name = name, state = "maildrop", size = 0, queued_at = 0, attempts = 0,
+                          to = {}, refused = {}, reason = tostring(fd) .. " (the service moves it to corrupt/)" }
+      end
+    end
+  end
+  return out
 end
 
 -- outage([dir]) -> {since =, error =} | nil: the outage the last deliverer of

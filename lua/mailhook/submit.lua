@@ -37,14 +37,18 @@ function M.shown(s)
   return printable(s)
 end
 
--- split(value) -> {{addr =, name =}, ...} | nil, why
+-- split(value[, folds[, base]]) -> {{addr =, name =}, ...} | nil, why
 -- The mailboxes of an RFC 5322 address list as written in a header or on the
 -- command line, tolerant of what local programs write: a bare local name
 -- (`root`), a comment as the name (`root (Cron Daemon)`), `Name <root>`, quoted
 -- local parts, groups (`team: a@x, b@y;`, their members listed), an obsolete
 -- source route (`<@a,@b:c@d>`).  addr is the addr-spec as written (quotes kept,
 -- without <>), name the display name (phrase unquoted, or the comment); an item
--- that is no address at all (`foo bar`) has addr = nil and raw = its text.
+-- that is no address at all (`foo bar`) has addr = nil, raw = its text and
+-- maybe why (what to say instead of "is not an address").  folds: the
+-- positions (+ base) in value where a header's continuation line began
+-- (M.fields), so that a word and an address a line break stands between are
+-- one item that is no address (see finish).
 -- An unbalanced '(', '"' or '<': nil, why, the items read before the one it is
 -- in, and where that one starts in value (so a caller may keep those).
 -- The addr-spec inside <...> without the CFWS RFC 5322 allows around its
@@ -89,11 +93,32 @@ local function angle_spec(s)
   return table.concat(out)
 end
 
-function M.split(value)
+-- The why of an item made no address because a line break (a fold) or a
+-- comment (cause) stands between an address and a word it may have been cut from.
+local function cut_why(cause)
+  return "is not an address (" .. cause .. " inside it: the part with an '@' may be another mailbox)"
+end
+
+function M.split(value, folds, base)
   local items, i, n = {}, 1, #value
   local start = 1   -- where the item being read began (after the last ',', ';' or group name)
+  base = base or 0
+  local function folded(k) return folds ~= nil and folds[k + base] == true end
   local cur
-  local function reset() cur = { words = {}, text = {}, comment = nil, angle = nil, raw = {} } end
+  -- fb[k]: "a line break" (a fold) or "a comment" (stuck to both) between
+  -- word k-1 and word k, else false; fold: one seen since the last word
+  local function reset() cur = { words = {}, text = {}, comment = nil, angle = nil, raw = {}, fb = {}, fold = false } end
+  -- a word or piece of one: a new word, or glued to the last (a quoted local
+  -- part, "a . b @ c"); a new word records whether a fold came before it
+  local function word(piece, glue)
+    if #cur.words > 0 and glue then
+      cur.words[#cur.words] = cur.words[#cur.words] .. piece
+    else
+      cur.words[#cur.words + 1] = piece
+      cur.fb[#cur.words] = cur.fold
+    end
+    cur.fold = false
+  end
   local function finish()
     local raw = table.concat(cur.raw):match("^%s*(.-)%s*$")
     if raw == "" and not cur.angle then reset() return end
@@ -115,20 +140,32 @@ function M.split(value)
       -- domain folded in two) is no phrase: the address may be cut short, so
       -- the two go together as an item that is no address (sending to c@exa
       -- would be a wrong recipient, not a left-out one).
-      local ats, rest = {}, {}
+      -- The same the other way round when a line break (a fold) or a comment
+      -- stuck to both stands between a word and the address after it
+      -- ("ab<CRLF> c@x" is what a mailer wrapping at 78 columns leaves of
+      -- abc@x): c@x would be someone else; without the break ("John Doe
+      -- j@x") the words are a phrase, as before.
+      local ats, rest, why = {}, {}, nil
       if #cur.words > 1 then
-        local after_at = false
-        for _, w in ipairs(cur.words) do
+        local after_at, prev_rest = false, false
+        for k, w in ipairs(cur.words) do
           local at = w:find("[^@]@[^@]") and not w:find("^@") and not w:find("@$")
-          if at then ats[#ats + 1] = w
-          elseif after_at then rest[#rest + 1] = table.remove(ats) .. " " .. w; at = false
+          if at and prev_rest and cur.fb[k] and not cur.words[k - 1]:find('^"') then
+            rest[#rest] = rest[#rest] .. " " .. w; at = false; why = cut_why(cur.fb[k])
+          elseif at then ats[#ats + 1] = w
+          elseif after_at then
+            rest[#rest + 1] = table.remove(ats) .. " " .. w; at = false
+            if cur.fb[k] then why = cut_why(cur.fb[k]) end
           else rest[#rest + 1] = w end
+          prev_rest = not at
           after_at = at
         end
       end
-      if #ats > 0 then
+      if #ats == 0 and why then
+        item.why = why       -- the item as written (raw), saying why
+      elseif #ats > 0 then
         for _, w in ipairs(ats) do items[#items + 1] = { raw = w, addr = w } end
-        if #rest > 0 then items[#items + 1] = { raw = table.concat(rest, " ") } end
+        if #rest > 0 then items[#items + 1] = { raw = table.concat(rest, " "), why = why } end
         reset()
         return
       end
@@ -153,6 +190,12 @@ function M.split(value)
       if depth > 0 then return nil, "unbalanced '(' in '" .. M.shown(value) .. "'", items, start end
       local text = table.concat(buf):match("^%s*(.-)%s*$")
       if text ~= "" and not cur.comment then cur.comment = text end
+      -- a fold inside it, or the comment stuck between two words ("ab(x)c@d"):
+      -- the words on either side are not one phrase and one address
+      if i > 1 and value:sub(i - 1, i - 1):match("[^%s,;:]") and value:sub(j, j):match("[^%s,;:<]") then
+        cur.fold = cur.fold or "a comment"
+      end
+      for k = i, j - 1 do if folded(k) then cur.fold = "a line break" end end
       cur.raw[#cur.raw + 1] = value:sub(i, j - 1)
       i = j
     elseif c == '"' then                -- a quoted string: a word of the phrase or local part
@@ -165,8 +208,7 @@ function M.split(value)
       if j > n then return nil, "unbalanced '\"' in '" .. M.shown(value) .. "'", items, start end
       local quoted = value:sub(i, j)
       -- a quoted local part glues to what follows ("a b"@x): one word
-      if #cur.words > 0 and cur.glue then cur.words[#cur.words] = cur.words[#cur.words] .. quoted
-      else cur.words[#cur.words + 1] = quoted end
+      word(quoted, cur.glue)
       cur.text[#cur.text + 1] = table.concat(buf)
       cur.glue = true
       cur.raw[#cur.raw + 1] = quoted
@@ -175,8 +217,7 @@ function M.split(value)
       local j = value:find("]", i + 1, true)
       if not j then return nil, "unbalanced '[' in '" .. M.shown(value) .. "'", items, start end
       local lit = value:sub(i, j)
-      if #cur.words > 0 and cur.glue then cur.words[#cur.words] = cur.words[#cur.words] .. lit
-      else cur.words[#cur.words + 1] = lit end
+      word(lit, cur.glue)
       cur.text[#cur.text + 1] = lit
       cur.glue = false
       cur.raw[#cur.raw + 1] = lit
@@ -208,21 +249,18 @@ function M.split(value)
       -- "a . b @ example.com" is one address)
       local last = cur.words[#cur.words]
       cur.glue = last ~= nil and (last:sub(-1) == "." or last:sub(-1) == "@")
+      if folded(i) then cur.fold = "a line break" end
       cur.raw[#cur.raw + 1] = c
       i = i + 1
     else
       local j = i
       while j <= n and not value:sub(j, j):match('[%s%(%)<>,;:"%[]') do j = j + 1 end
       if j == i then j = i + 1 end      -- a stray special (':' inside an address)
-      local word = value:sub(i, j - 1)
-      if #cur.words > 0 and (cur.glue or word:sub(1, 1) == "@" or word:sub(1, 1) == ".") then
-        cur.words[#cur.words] = cur.words[#cur.words] .. word
-      else
-        cur.words[#cur.words + 1] = word
-      end
-      cur.text[#cur.text + 1] = word
-      cur.glue = word:sub(-1) == "@" or word:sub(-1) == "."
-      cur.raw[#cur.raw + 1] = word
+      local w = value:sub(i, j - 1)
+      word(w, cur.glue or w:sub(1, 1) == "@" or w:sub(1, 1) == ".")
+      cur.text[#cur.text + 1] = w
+      cur.glue = w:sub(-1) == "@" or w:sub(-1) == "."
+      cur.raw[#cur.raw + 1] = w
       i = j
     end
   end
@@ -469,11 +507,27 @@ function M.qualify(cfg, a)
   return a .. "@" .. (cfg.default_domain or core.fsutil.hostname() or "localhost")
 end
 
+-- unprivileged_sender(cfg, caller, from) -> the envelope sender of a message
+-- of a caller that may not write the spool (docs/sendmail.md, "The sender"):
+-- the null sender when it asked for it (from "" or "<>": bounces must not
+-- bounce), else the settings' from (from_rewrite envelope, always) or its own
+-- login qualified (never), never a name it gave.  prepare's rule, which the
+-- adoption of a maildrop/ file follows; mailq shows it for one still waiting.
+function M.unprivileged_sender(cfg, caller, from)
+  if from == "" or from == "<>" then return "" end
+  local own = M.qualify(cfg, caller.login or ("uid" .. tostring(caller.uid)))
+  local sender = ((cfg.from_rewrite or "envelope") ~= "never" and cfg.from) or own
+  return valid(sender) or cfg.from or own
+end
+
 -- ---------------------------------------------------------------- headers
 
--- fields(head) -> {{name =, lname =, value =, raw =}, ...} | nil, why
+-- fields(head) -> {{name =, lname =, value =, raw =, folds =}, ...} | nil, why
 -- The header block (CRLF lines, as core.spool.stream's head() gives it) as
--- fields: raw keeps the field's lines exactly; value is unfolded.
+-- fields: raw keeps the field's lines exactly; value is unfolded (RFC 5322
+-- 2.2.3: only the CRLF removed, the blank after it kept); folds (nil when
+-- the field is one line) the positions in value of the blanks that began a
+-- continuation line, for split().
 function M.fields(head)
   local out, n = {}, 0
   for line in head:gmatch("[^\n]*\n") do
@@ -481,6 +535,8 @@ function M.fields(head)
     if line:match("^[ \t]") and #out > 0 then
       local f = out[#out]
       f.raw = f.raw .. line
+      f.folds = f.folds or {}
+      f.folds[#f.value + 1] = true     -- the blank that began the continuation line
       f.value = f.value .. line:gsub("\r?\n$", "")
     else
       -- "Name:", or the obsolete "Name :" (RFC 5322 4.5.8) as runtime/intake.c reads it
@@ -492,7 +548,15 @@ function M.fields(head)
       out[#out + 1] = { name = name, lname = name:lower(), value = value, raw = line }
     end
   end
-  for _, f in ipairs(out) do f.value = f.value:match("^%s*(.-)%s*$") end
+  for _, f in ipairs(out) do
+    local lead = #f.value:match("^%s*")
+    f.value = f.value:match("^%s*(.-)%s*$")
+    if f.folds then   -- where the folds are in the trimmed value
+      local at = {}
+      for p in pairs(f.folds) do if p - lead >= 1 then at[p - lead] = true end end
+      f.folds = at
+    end
+  end
   return out
 end
 
@@ -644,7 +708,7 @@ function M.prepare(ctx, head, ...)
   local function add_items(where, items, params)
     for _, it in ipairs(items) do
       if not it.addr then
-        reject(where, it.raw, "is not an address")
+        reject(where, it.raw, it.why or "is not an address")
       else
         local list, rwhy, code = resolve(it.addr)
         if not list then
@@ -662,21 +726,22 @@ function M.prepare(ctx, head, ...)
     end
     return true
   end
-  local function add(where, raw, params, arg)
+  local function add(where, raw, params, arg, folds)
     if arg then   -- a command-line argument: one address list, checked as a whole first
       local ok, why = M.check_arg(raw)
       if not ok then leave(raw, where .. ": " .. why) return true end
     end
-    local items, _, before, from = M.split(raw)
+    local items, _, before, from = M.split(raw, folds)
     if items then return add_items(where, items, params) end
     -- an unbalanced quote, '(' or '<': the items before it as parsed, the rest
     -- comma-separated piece by piece, so one broken item costs only itself
     -- (`"Doe, J" <j@x>, "broken` keeps j@x; `"Broken, c@x` keeps c@x)
     local ok, code, why = add_items(where, before or {}, params)
     if not ok then return nil, code, why end
-    for piece in (raw:sub(from or 1) .. ","):gmatch("([^,]*),") do
+    local off = (from or 1) - 1
+    for at, piece in (raw:sub(off + 1) .. ","):gmatch("()([^,]*),") do
       if piece:find("%S") then
-        local pitems = M.split(piece)
+        local pitems = M.split(piece, folds, off + at - 1)
         if pitems then
           local ok, code, why = add_items(where, pitems, params)
           if not ok then return nil, code, why end
@@ -701,7 +766,7 @@ function M.prepare(ctx, head, ...)
   if ctx.t then
     for _, f in ipairs(fields) do
       if f.lname == pre .. "to" or f.lname == pre .. "cc" or f.lname == pre .. "bcc" then
-        local ok, code, why = add(f.name .. " header", f.value, default_params)
+        local ok, code, why = add(f.name .. " header", f.value, default_params, nil, f.folds)
         if not ok then return nil, code, f.name .. " header: " .. why end
       end
     end
@@ -735,7 +800,7 @@ function M.prepare(ctx, head, ...)
   if ctx.from == "" or ctx.from == "<>" then
     sender = ""                                         -- the null sender, as asked
   elseif not caller.privileged then
-    sender = (mode ~= "never" and cfg.from) or own      -- its own name, or the account's
+    sender = M.unprivileged_sender(cfg, caller, ctx.from)   -- its own name, or the account's
   elseif mode == "always" and cfg.from then
     sender = cfg.from
   elseif mode == "envelope" and cfg.from then

@@ -48,9 +48,9 @@ is "$(perm "$f")" "nobody:$DROPGROUP 640" "nobody's, of the drop group, 0640"
 like "$(head -c 200 "$f")" "^MAILHOOK-DROP 1"$'\n'"uid 65534"$'\n' "its record: the uid the kernel gave"
 is "$(find "$SPOOL/pickup" -name '*.eml' | wc -l)" 0 "nothing in pickup/ (nobody cannot write there)"
 out=$(env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailq")
-like "$out" "uid 65534" "root's mailq lists it (waiting in maildrop/)"
-like "$out" $'\n[0-9a-f]{16} +[0-9]+ [A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} uid 65534\n' \
-   "in the columns of the others: its id part, size, arrival, sender"
+like "$out" "in maildrop/: waits for the service; from uid 65534 \(nobody\)" "root's mailq lists it (waiting in maildrop/)"
+like "$out" $'\n[0-9a-f]{16} +[0-9]+ [A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} pbx@example.com\n' \
+   "in the columns of the others: its id part, size, arrival, the sender adoption gives it"
 like "$out" "-- [0-9]+ Kbytes in 1 Request\." "counted as a request"
 deliver
 is "$(n_drop):$(n_mail)" "0:1" "root's flush adopts it and delivers it"

@@ -114,6 +114,76 @@ local function prep(ctx, head)
   return submit.prepare(ctx, head)
 end
 
+-- -t: a header block -> the recipients and the items left out, for every way
+-- a header may be folded (RFC 5322 2.2.3: unfolding removes the CRLF, the
+-- blank stays) or hold CFWS inside an address.  No case may give a recipient
+-- that is a piece of what was written (c@exa of "c@exa<CRLF> mple.org", c@x
+-- of "ab<CRLF> c@x": another mailbox, maybe someone's).
+tap.test("prepare -t: header -> recipients, folded headers never give a wrong recipient", function(t)
+  local cases = {
+    -- { header lines (CRLF between them), recipients, left out (a pattern, "" for none) }
+    -- CFWS around '@' and '.' (obs-local-part, obs-domain): the normalised address
+    { "To: <b @example.org>", "b@example.org", "" },
+    { "To: c@example . org", "c@example.org", "" },
+    { "To: b @ example.org", "b@example.org", "" },
+    { "To: Bee <b . c @ example . org>", "b.c@example.org", "" },
+    { "To: <b\r\n @example.org>", "b@example.org", "" },
+    { "To: c@example.\r\n org", "c@example.org", "" },
+    { "To: c@\r\n example.org", "c@example.org", "" },
+    { "To: a(x)@(y)example.org", "a@example.org", "" },
+    { "To: a(x\r\n y)@example.org", "a@example.org", "" },
+    -- folded inside a domain: left out whole, never the piece before the break
+    { "To: a@example.org, c@exa\r\n mple.org", "a@example.org", "'c@exa mple.org' is not an address %(a line break" },
+    { "To: a@example.org, c@exa\r\n\tmple.org", "a@example.org", "'c@exa\\x09mple.org' is not an address" },
+    { "To: c@exa\r\n mple.org d@example.org", "d@example.org", "'c@exa mple.org' is not an address" },
+    { "To: c@exa\r\n mple\r\n .org", "", "'c@exa mple .org' is not an address" },
+    { "To: Name <a@exa\r\n mple.org>", "", "'a@exa mple.org': bad character in domain" },
+    { "To: team: c@exa\r\n mple.org;\r\nCc: d@example.org", "d@example.org", "'c@exa mple.org' is not an address" },
+    -- folded inside a local part: left out whole, never c@example.org
+    { "To: ab\r\n c@example.org", "", "'ab c@example.org' is not an address %(a line break" },
+    { "To: a.b\r\n c@example.org, d@example.org", "d@example.org", "'a.b c@example.org' is not an address" },
+    { "To: <ab\r\n c@example.org>", "", "'ab c@example.org'" },
+    { "To: Some Body\r\n a@example.org", "", "'Some Body a@example.org' is not an address %(a line break" },
+    -- comments inside an address
+    { "To: a@exa(x)mple.org", "", "'a@exa%(x%)mple.org' is not an address %(a comment" },
+    { "To: ab(x)c@example.org", "", "'ab%(x%)c@example.org' is not an address %(a comment" },
+    { "To: a@exa(\r\n x)mple.org", "", "is not an address %(a line break" },
+    { "To: x@example.org (Name\r\n Here)", "x@example.org", "" },
+    -- quoted local parts: the blank of the fold is part of the string
+    { 'To: "a\r\n b"@example.org', '"a b"@example.org', "" },
+    { 'To: "ab"@exa\r\n mple.org', "", "'\"ab\"@exa mple.org' is not an address" },
+    -- groups
+    { "To: undisclosed-recipients:;\r\nCc: d@example.org", "d@example.org", "" },
+    { "To: undisclosed-recipients:\r\n ;\r\nBcc: d@example.org", "d@example.org", "" },
+    { "To: team: a@example.org,\r\n b@example.org;", "a@example.org,b@example.org", "" },
+    -- Name <a@b> across lines
+    { "To: Name\r\n <a@example.org>", "a@example.org", "" },
+    { 'To: "Doe,\r\n John" <a@example.org>, b@example.org', "a@example.org,b@example.org", "" },
+    { "To: Name <a@example.org\r\n >", "a@example.org", "" },
+    { "To: root (Cron\r\n Daemon)", "root@example.com", "" },
+    -- a break between two whole addresses, or between items: nothing lost
+    { "To: a1@example.org\r\n a2@example.org", "a1@example.org,a2@example.org", "" },
+    { "To: a1@example.org,\r\n a2@example.org", "a1@example.org,a2@example.org", "" },
+    -- no break: a phrase before an address is a phrase, as before
+    { "To: John Doe j@example.org", "j@example.org", "'John Doe' is not an address$" },
+    { 'To: "John Doe"\r\n j@example.org', "j@example.org", "'\"John Doe\"' is not an address$" },
+  }
+  for _, c in ipairs(cases) do
+    local env, code, why = prep({ t = true }, c[1] .. "\r\nSubject: s\r\n")
+    local shown = c[1]:gsub("\r\n", "<CRLF>")
+    local left = {}
+    for _, l in ipairs(env and env.left or {}) do left[#left + 1] = l.why end
+    if c[2] == "" then
+      t:is(env, nil, shown .. ": no recipient, nothing queued")
+      t:like(tostring(why), c[3], shown .. ": " .. tostring(why))
+    else
+      t:is(env and table.concat(env.to, ","), c[2], shown .. ": recipients" .. (env and "" or (" (" .. tostring(why) .. ")")))
+      if c[3] == "" then t:is(table.concat(left, " / "), "", shown .. ": nothing left out")
+      else t:like(table.concat(left, " / "), c[3], shown .. ": left out, saying why") end
+    end
+  end
+end)
+
 tap.test("prepare: the sender by caller and from_rewrite", function(t)
   local head = "From: someone@other.example\r\nSubject: s\r\n"
   local env = prep({ rcpts = { "x@example.net" }, from = "bounce@other.example" }, head)

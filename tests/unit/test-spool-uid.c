@@ -57,6 +57,21 @@ static void test_written(mh_spool *sp) {
   is_int(e.env.has_uid && e.env.uid == (unsigned long)getuid(), 1, "read back");
   mh_spool_entry_free(&e);
 
+  /* the null sender (written "<>") and the longest uid: the envelope's fixed
+  ** lines are longer than a short sender's room was (the uid line lost its
+  ** CRLF, the write read past the buffer: a null-sender message of a local
+  ** user went to corrupt/ at adoption) */
+  const char *to1[] = { "y@z.w" };
+  mh_spool_item null = { "", to1, 1, write_bytes, (void *)"Subject: n\r\n\r\nbody\r\n", "", NULL, NULL,
+                         1, 4294967294UL, NULL, 0 };
+  is_int(mh_spool_enqueue(sp, &null, 1, err), 0, "enqueue from the null sender with a 10-digit uid");
+  snprintf(path, sizeof path, "%s/pickup/%s.eml", root, null.id);
+  is_str(slurp(path), "X-Sender: <>\r\nX-Receiver: y@z.w\r\nX-Spool-Size: 000000000020\r\n"
+         "X-Submitter-Uid: 4294967294\r\nSubject: n\r\n\r\nbody\r\n", "its envelope whole, each line ended");
+  is_int(mh_spool_load(sp, null.id, &e, err), 0, "it loads (%s)", err);
+  is_int(e.env.has_uid && e.env.uid == 4294967294UL, 1, "with its uid");
+  mh_spool_entry_free(&e);
+
   mh_spool_item bad = { "a@b.c", to, 1, write_bytes, (void *)"S: x\r\n\r\n", "", NULL, NULL, 1, 4294967295UL, NULL, 0 };
   is_int(mh_spool_enqueue(sp, &bad, 1, err), MH_EINVAL, "(uid_t)-1 is no uid: refused (%s)", err);
 }

@@ -142,6 +142,20 @@ static void test_parse(void) {
   ok(mh_env_parse(m3, strlen(m3), 1, &env, err) == 0 && env.nto == 2, "folded To header");
   mh_env_free(&env);
 
+  /* a drop-in's header folded inside an address, or with CFWS around its '@'
+  ** and dots: the normalised address, or the item left out whole (never the
+  ** piece before or after the break: c@exa, c@x) -- tests/integration/
+  ** intake-dropin-folded.sh has the table, compared with sendmail -t */
+  const char *m4 = "To: <b @ex.org>, c@ex . org, d@exa\r\n mple.org, ab\r\n e@ex.org,\r\n"
+                   " f@exa(x)mple.org, g(y\r\n z)@ex.org\r\n\r\n";
+  ok(mh__spool_dropin_env(m4, strlen(m4), &env, err) == 0 && env.nto == 3 &&
+     !strcmp(env.to[0], "b@ex.org") && !strcmp(env.to[1], "c@ex.org") && !strcmp(env.to[2], "g@ex.org") &&
+     env.nbad == 3 && !strcmp(env.bad[0].rcpt, "d@exa mple.org") && strstr(env.bad[0].reply, "a line break") &&
+     !strcmp(env.bad[1].rcpt, "ab e@ex.org") && !strcmp(env.bad[2].rcpt, "f@exa mple.org") &&
+     strstr(env.bad[2].reply, "a comment"),
+     "drop-in: CFWS taken out of addresses; an item a fold or a comment cut is left out whole");
+  mh_env_free(&env);
+
   const char *bad[] = {
     "this is not a header\n\nbody\n",
     "To: a@b.c\nbroken line\n\nbody\n",

@@ -64,6 +64,7 @@ local function json_entry(e, waits, next_attempt)
     to = json.array(e.to or {}), done = json.array(e.done or {}), refused = refused,
     last_reply = e.last_reply, reason = e.reason, failed_at = e.failed_at,
     uid = e.uid and math.tointeger(e.uid), login = e.login,
+    name = e.name,   -- a file of maildrop/ (state "maildrop"): its name there
     outage = e.state ~= "failed" and waits or nil,   -- the server outage it waits on (SPOOL/outage)
   }
 end
@@ -112,6 +113,26 @@ local function list(json)
       if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id), age(now - e.queued_at),
                               e.size, e.attempts, next_attempt(e, now, retry_at, outage), reply, vis(submitter(e)), vis(rcpts)))
+    end
+  end
+  -- what local users handed over (maildrop/) and no service adopted yet:
+  -- listed as sendmail -bp lists them (queue.maildrop), NEXT "maildrop"
+  for _, e in ipairs(queue.maildrop()) do
+    n = n + 1
+    if json then
+      out:write(n > 1 and ",\n" or "\n", json_entry(e, nil, nil))
+    else
+      if n == 1 then
+        out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
+                                "NEXT", "LAST REPLY", "USER", "RECIPIENTS"))
+      end
+      local refused = {}
+      for i, r in ipairs(e.refused) do refused[i] = r.rcpt end
+      local rcpts = table.concat(e.to, ",")
+      if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
+      out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id),
+                              e.reason and "-" or age(now - e.queued_at), e.size, 0, "maildrop",
+                              vis(e.reason or "waits for the service"):sub(1, 30), vis(submitter(e)), vis(rcpts)))
     end
   end
   -- (text only) files set aside in corrupt/: never sent, and listed nowhere else

@@ -319,24 +319,28 @@ local function mailq()
       for _, r in ipairs(e.to or {}) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
     end
     -- what local users handed over and the service has not adopted yet
-    local names = core.maildrop.list(core.paths.spool)
-    for _, name in ipairs(type(names) == "table" and names or {}) do
-      local rec, fd, info = core.maildrop.open(core.paths.spool, name)
-      -- its name's id part, in the id column (the whole name, with its dot and
-      -- random tail, pushed the other columns right: mailq parsers missed it)
-      local shown = name:match("^(%x+)%.") or name
-      if rec then
-        core.maildrop.close(fd)
-        bytes = bytes + rec.size
-        entry(shown, rec.size, os.date("%a %b %e %H:%M:%S", rec.time), "uid " .. rec.uid)
-        out:write(string.rep(" ", 48), "(in maildrop/: waits for the service)\n")
-        for _, r in ipairs(rec.to) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
-      elseif info and info.code == "ECORRUPT" then
+    -- (queue.maildrop: what `mailhook queue` lists too): the sender adoption
+    -- gives it, who dropped it, the items sendmail left out, the recipients
+    -- as given, as Postfix's mailq shows a maildrop file
+    for _, e in ipairs(queue.maildrop()) do
+      if e.reason then
         -- no drop of mailhook-drop's: listed with why, as an unparsable drop-in
         -- of pickup/ is (it was left out: the queue looked empty until the
         -- service moved it)
-        entry(shown, "-", "", "-")
-        note(tostring(fd) .. " (the service moves it to corrupt/)")
+        entry(e.id, "-", "", "-")
+        note(e.reason)
+      else
+        bytes = bytes + e.size
+        local from = e.from == "" and "MAILER-DAEMON" or e.from or ("uid " .. math.tointeger(e.uid))
+        entry(e.id, e.size, os.date("%a %b %e %H:%M:%S", e.queued_at), from)
+        local why = "in maildrop/: waits for the service; from uid " .. math.tointeger(e.uid) ..
+                    (e.login and (" (" .. e.login .. ")") or "")
+        if e.refused[1] then
+          why = why .. "; refused: " .. e.refused[1].rcpt ..
+                (#e.refused > 1 and (" and " .. (#e.refused - 1) .. " more") or "")
+        end
+        note(why)
+        for _, r in ipairs(e.to) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
       end
     end
   end)

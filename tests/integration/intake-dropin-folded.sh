@@ -1,0 +1,70 @@
+# A header folded inside an address, or with blanks and comments around its '@' and dots
+# (RFC 5322's obsolete CFWS), read by both ways in that take recipients from the header:
+# `sendmail -t` (lua/mailhook/submit.lua) and a drop-in in pickup/ (runtime/spool.c).
+# Both give the same recipients, and neither ever makes one of a piece of what was
+# written.  Before, the drop-in side sent "c@exa<CRLF> mple.org" to c@exa and
+# "c@example . org" to c@example, left <b @example.org> out, and took "a@exa(x)mple.org"
+# for a@example.org (a comment vanished instead of being a blank).
+. "$ROOT/tests/lib/tap.sh"
+
+S1=$T/drop; S2=$T/sm; C=$T/mailhook.conf
+mh() { "$MAILHOOK" -c "$C" "$@"; }
+mh update enabled=true from=noreply@example.com server=127.0.0.1 default_domain=example.com >/dev/null
+mkdir -p "$S1/pickup" "$S2/pickup"
+# the drop-in's recipients, before adoption, as the queue listing reads it: "to | refused"
+dropin_rcpts() {
+  mh -s "$S1" queue --json | /usr/bin/python3 -c 'import json,sys
+for e in json.load(sys.stdin):
+    if e["id"] == sys.argv[1]: print(",".join(e["to"]) + " | " + " / ".join(r["rcpt"] + ": " + r["reply"] for r in e["refused"]))' "$1"
+}
+sm_rcpts() {   # sendmail -t's: the newest file's X-Receiver lines, or "refused"
+  local before after
+  before=$(ls "$S2/pickup" | wc -l)
+  printf '%s\r\nSubject: s\r\n\r\nbody\r\n' "$1" | mh -s "$S2" sendmail -t -i 2>/dev/null
+  after=$(ls "$S2/pickup" | wc -l)
+  [ "$after" = "$before" ] && { echo "refused"; return; }
+  grep -a '^X-Receiver:' "$(ls -t "$S2"/pickup/*.eml | head -1)" | tr -d '\r' | sed 's/^X-Receiver: //' | paste -sd,
+}
+
+# header | recipients | a pattern the drop-in's refused items match ("" for none)
+n=0
+while IFS='|' read -r hdr want left; do
+  [ -z "$hdr" ] && continue
+  n=$((n + 1))
+  h=$(printf '%b' "$hdr")
+  printf '%s\r\nSubject: s\r\nMessage-ID: <f%d@test>\r\n\r\nbody\r\n' "$h" "$n" > "$T/m"
+  mv "$T/m" "$S1/pickup/f$n.eml"
+  got=$(dropin_rcpts "f$n.eml")
+  shown=$(printf '%s' "$hdr" | sed 's/\\r\\n/<CRLF>/g')
+  if [ -z "$want" ]; then
+    unlike "$got" '^[^|]*@' "drop-in $shown: no recipient ($got)"
+  else
+    like "$got" "^$(printf '%s' "$want" | sed 's/\./\\./g') \|" "drop-in $shown: to $want ($got)"
+  fi
+  if [ -n "$left" ]; then like "$got" "$left" "  and the item left out, saying why"
+  else like "$got" '\| $' "  nothing left out"; fi
+  s=$(sm_rcpts "$h")
+  is "$s" "${want:-refused}" "  sendmail -t: the same recipients"
+  rm -f "$S1/pickup/f$n.eml"
+done <<'EOF'
+To: <b @example.org>|b@example.org|
+To: c@example . org|c@example.org|
+To: Bee <b . c @ example . org>|b.c@example.org|
+To: <b\r\n @example.org>, d@example.org|b@example.org,d@example.org|
+To: c@example.\r\n org|c@example.org|
+To: a@example.org, c@exa\r\n mple.org|a@example.org|c@exa mple\.org: not an address \(a line break inside it
+To: c@exa\r\n mple.org d@example.org|d@example.org|c@exa mple\.org: not an address
+To: ab\r\n c@example.org, d@example.org|d@example.org|ab c@example\.org: not an address \(a line break inside it
+To: Some Body\r\n a@example.org, d@example.org|d@example.org|Some Body a@example\.org: not an address
+To: a@exa(x)mple.org, d@example.org|d@example.org|a@exa mple\.org: not an address \(a comment inside it
+To: ab(x)c@example.org, d@example.org|d@example.org|ab c@example\.org: not an address \(a comment inside it
+To: a(x\r\n y)@example.org|a@example.org|
+To: "a\r\n b"@example.org|"a b"@example.org|
+To: team: c@exa\r\n mple.org;\r\nCc: d@example.org|d@example.org|c@exa mple\.org
+To: undisclosed-recipients:\r\n ;\r\nCc: d@example.org|d@example.org|
+To: Name\r\n <a@example.org>|a@example.org|
+To: "Doe,\r\n John" <a@example.org>, b@example.org|a@example.org,b@example.org|
+To: a1@example.org\r\n a2@example.org|a1@example.org,a2@example.org|
+To: John Doe j@example.org|j@example.org|John Doe: not an address: left out
+EOF
+done_testing
