@@ -127,6 +127,21 @@ is "$rc" 0 "queue --json: exit 0"
 is "$(echo "$out" | J '[e["to"][0] for e in d]')" '["a@example.org", "b@example.org"]' "both messages, oldest first"
 ids=$("$MAILHOOK" queue | awk 'NR > 1 {print $1}' | tr '\n' ' ')
 is "$(echo "$out" | J '" ".join(e["id"] for e in d) + " "')" "$ids" "the ids the text lists"
+# queue show / rm / retry with --json: one JSON document each (they printed
+# text, exit 0, whatever --json said)
+first=${ids%% *}
+out=$("$MAILHOOK" queue show "$first" --json); rc=$?
+is "$rc" 0 "queue show ID --json: exit 0"
+is "$(echo "$out" | J 'd["id"] + " " + d["to"][0] + " " + d["state"]')" "$first a@example.org pickup" \
+  "queue show --json: the entry, as the listing's"
+like "$(echo "$out" | J 'd["path"]')" "/pickup/$first\.eml\$" "with its file"
+out=$("$MAILHOOK" queue --json show 0000000000000bad); rc=$?
+is "$rc:$(echo "$out" | J 'd["ok"]')" "1:false" "queue --json show of no such message: exit 1, ok false"
+out=$("$MAILHOOK" queue rm "$first" --json); rc=$?
+is "$rc:$(echo "$out" | J 'str(d["ok"]) + " " + d["id"] + " " + str(d["removed"])')" "0:True $first True" \
+  "queue rm --json: {ok, id, removed}"
+out=$("$MAILHOOK" queue retry "$first" --json); rc=$?
+is "$rc:$(echo "$out" | J 'd["ok"]')" "1:false" "queue retry --json of a message not in failed/: exit 1, ok false"
 # bytes that are not UTF-8 (a drop-in's file name, its sender, a server's reply) still make
 # valid JSON: queue had its own string encoder, which passed them through raw
 printf 'From: caf\xe9@example.org\r\nTo: c@example.org\r\nSubject: x\r\n\r\nx\r\n' \

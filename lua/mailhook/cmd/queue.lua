@@ -154,9 +154,21 @@ local function list(json)
   return 0
 end
 
-local function show(id)
+local function show(id, as_json)
   local e, err = queue.show(id)
   if not e then return args.fail("queue show", err, 1) end
+  if as_json then
+    -- the entry as the listing's --json gives it, with the file and where its
+    -- message starts (the text itself is the file's: a 50 MB fax is no JSON)
+    local now = os.time()
+    local outage = e.state ~= "failed" and queue.outage()
+    local c = outage and require("mailhook.status").running()
+    local at = e.state ~= "failed" and next_at(e, now, c and tonumber(c.next_attempt), outage) or e.next_attempt
+    local doc = json.decode(json_entry(e, outage and outage.error, at and at > 0 and at or nil))
+    doc.path, doc.offset = e.path, e.offset
+    io.write(json.encode(doc), "\n")
+    return 0
+  end
   local function line(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", vis(v))) end end
   line("id", e.id); line("state", e.state); line("file", e.path); line("size", e.size)
   line("queued", iso(e.queued_at))
@@ -206,18 +218,21 @@ local function show(id)
   return 0
 end
 
-local USAGE = "usage: mailhook queue [--json] | queue show ID | queue rm ID | queue retry ID\n"
+local USAGE = "usage: mailhook queue [--json] | queue [--json] show ID | queue [--json] rm ID | queue [--json] retry ID\n"
 
 -- subcommand -> what it does with a checked id.  Every id goes through
 -- queue.check_id first: a path, an empty or over-long name, a control byte is a
 -- one-line error naming it, never a traceback.
 local SUB = {
   show = show,
-  rm = function(id)
+  rm = function(id, as_json)
     local ok, err = queue.remove(id)
     if not ok then return args.fail("queue rm", err, 1) end
     local pid = queue.sending(id)
-    if pid then
+    if as_json then
+      -- sending: the service's pid when the message's data is with the server already
+      io.write(json.encode { ok = true, id = id, removed = true, sending = pid and math.tointeger(pid) or nil }, "\n")
+    elseif pid then
       print("removed " .. id .. " from the queue, but the service (pid " .. pid .. ") is sending it right now: "
             .. "its data is with the server already and cannot be recalled; the server may deliver it "
             .. "(the service's log says whether it went)")
@@ -226,9 +241,10 @@ local SUB = {
     end
     return 0
   end,
-  retry = function(id)
+  retry = function(id, as_json)
     local ok, err = queue.retry(id)
     if not ok then return args.fail("queue retry", err, 1) end
+    if as_json then io.write(json.encode { ok = true, id = id, queued = true }, "\n") return 0 end
     print("queued " .. id .. " for delivery")
     return 0
   end,
@@ -255,5 +271,5 @@ return function(...)
   if rest[3] then return args.fail("queue " .. sub, "one message id at a time (got '" .. rest[3] .. "' too)") end
   local good, err = queue.check_id(id)
   if not good then return args.fail("queue " .. sub, err) end
-  return fn(good)
+  return fn(good, opts.json)
 end
