@@ -414,7 +414,13 @@ function M.collect(opts)
     -- a spool this user may not look into (0710, the service's: a monitoring
     -- agent's `status`) is no missing spool (it said "no spool" of a healthy one)
     local o = core.fsutil.owner(dir)
-    if o and not core.fsutil.owner(dir .. "/pickup") then
+    local _, perr, pinfo = core.fsutil.owner(dir .. "/pickup")
+    if o and pinfo and pinfo.code == "ENOTDIR" then
+      -- a file where the spool belongs (a -s typo, a path swapped): said so, not
+      -- "cannot look into" with a fix (run as root) that cannot work
+      r.service.error = string.format("the spool %s is not a folder (%s)", dir, tostring(perr):match(": ([^:]*)$") or
+                                      "Not a directory")
+    elseif o and not core.fsutil.owner(dir .. "/pickup") then
       local me = core.maildrop.whoami()
       r.service.error = string.format("this user (%s) cannot look into the spool %s (mode %04o, %s's): run " ..
         "`mailhook status` as root%s", me.elogin or tostring(me.euid), dir, o.mode, o.user,

@@ -227,4 +227,12 @@ is "$rc" 1 "run refuses the held spool"
 like "$out" "a \`mailhook flush\` \(pid $FL\) holds the spool" "naming the flush, not advising one"
 kill "$FL"; wait "$FL" 2>/dev/null
 
+# a file where the spool belongs (a -s typo): said so, not "cannot look into
+# the spool ... run as root" (root could not either)
+: > "$T/notafolder"
+out=$("$MAILHOOK" -s "$T/notafolder" status 2>&1); rc=$?
+is "$rc" 1 "status on a spool path that is a file: exit 1"
+like "$out" "the spool $T/notafolder is not a folder" "said: not a folder"
+unlike "$out" "run .mailhook status. as root" "no fix that cannot work"
+
 done_testing
