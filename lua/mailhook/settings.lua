@@ -36,6 +36,13 @@ local M = {}
 local MASK = "********"
 
 -- ------------------------------------------------------------------ schema
+-- The longest wait the SMTP engine takes (runtime/l_smtp.c MAX_SECONDS: a
+-- year; mh.smtp's cfg check too): its four timeouts are bounded by it here, so
+-- a settings file never holds one the service cannot use (data_timeout = 400d
+-- was taken, then every connection raised: an outage without end).
+M.SMTP_WAIT_MAX = 365 * 86400
+local SMTP_WAIT_MAX = M.SMTP_WAIT_MAX
+
 -- The keys in display order.  kind decides parsing; default may be a function
 -- of the other (already parsed) values.
 local SCHEMA = {
@@ -62,10 +69,10 @@ local SCHEMA = {
   { "retry_interval", "duration", 30 },
   { "retry_max", "duration", 30 * 60 },
   { "max_queue_age", "duration", 5 * 86400 },
-  { "connect_timeout", "duration", 30 },
-  { "command_timeout", "duration", 300 },
-  { "data_timeout", "duration", 600 },
-  { "session_deadline", "duration", 900 },
+  { "connect_timeout", "duration", 30, SMTP_WAIT_MAX },
+  { "command_timeout", "duration", 300, SMTP_WAIT_MAX },
+  { "data_timeout", "duration", 600, SMTP_WAIT_MAX },
+  { "session_deadline", "duration", 900, SMTP_WAIT_MAX },
   { "connections", "count", 1, { 1, 64 } },
   { "rules", "string", "./rules" },
   { "templates", "string", "./templates" },
@@ -346,8 +353,16 @@ function parse.port(v) return integer(v, 1, 65535, "a port number") end
 
 function parse.count(v, s) return integer(v, s[4][1], s[4][2], "a whole number") end
 
--- durations: one rule for the whole layer (mailhook.duration)
-parse.duration = duration.parse
+-- durations: one rule for the whole layer (mailhook.duration); s[4], when
+-- set, a lower bound than duration.MAX (the SMTP engine's waits)
+function parse.duration(v, s)
+  local n, why = duration.parse(v)
+  if n and s and s[4] and n > s[4] then
+    return nil, "must be at most " .. duration.format(s[4]) .. ", the longest wait the SMTP engine takes (got " ..
+                quoted(v) .. ")"
+  end
+  return n, why
+end
 
 function parse.enum(v, s)
   if type(v) == "number" then v = string.format("%.1f", v) end  -- tls_min_version = 1.2

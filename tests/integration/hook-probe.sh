@@ -21,6 +21,11 @@ on("val", function(ev)   -- what a rule sees of ev.v: its bytes in hex, whether 
           utf8.len(ev.v) and "utf8" or "not-utf8", "\n")
   f:close()
 end)
+on("len", function(ev)   -- what a rule sees of ev.v: its length, whether UTF-8
+  local f = assert(io.open(ev.out, "w"))
+  f:write(#ev.v, " ", utf8.len(ev.v) and "utf8" or "not-utf8", "\n")
+  f:close()
+end)
 on("fail", function(ev) error("bad value: " .. ev.v, 0) end)
 on("failbig", function(ev) error(string.rep("x", 3000000) .. "END", 0) end)
 on("failtask", function(ev) mh.spawn(function() error("task: " .. ev.v .. string.rep("y", tonumber(ev.n or 0)), 0) end) end)
@@ -107,6 +112,19 @@ val "a JSON string with a UTF-8-encoded surrogate: its bytes read one by one" "6
   sh -c 'printf "{\"v\":\"ok\355\240\200\",\"out\":\"%s\"}" "$1" | "$0" hook val --json' "$MAILHOOK" "$T/val.out"
 val "a JSON lone surrogate escape (a UTF-16 string cut mid-pair): U+FFFD" "61efbfbd62efbfbd utf8" \
   sh -c 'printf "{\"v\":\"a\\\\ud83db\\\\udc00\",\"out\":\"%s\"}" "$1" | "$0" hook val --json' "$MAILHOOK" "$T/val.out"
+# The field limit (64 KiB) is on the value as given, whatever it grows to made UTF-8
+# (up to 3 bytes a byte): the same 30000 bytes of Latin-1 were taken as KEY=VALUE and
+# refused in JSON as "90000 bytes, over the 64 KiB limit" (the event lost).
+v30k=$(head -c 30000 /dev/zero | tr '\0' '\200')
+val "KEY=VALUE: 30000 bytes of Windows-1252's euro taken, the rule sees 90000 (UTF-8)" "90000 utf8" \
+  "$MAILHOOK" hook len "v=$v30k" out="$T/val.out"
+val "JSON: the same 30000 bytes taken too, the rule sees the same" "90000 utf8" \
+  sh -c 'printf "{\"v\":\"%s\",\"out\":\"%s\"}" "$1" "$2" | "$0" hook len --json' "$MAILHOOK" "$v30k" "$T/val.out"
+v70k=$(head -c 70000 /dev/zero | tr '\0' '\351')
+refused "JSON: 70000 bytes of Latin-1 given: refused, its size as given" "field 'v': 70000 bytes, over the 64 KiB limit" \
+  sh -c 'printf "{\"v\":\"%s\"}" "$1" | "$0" hook ev --json' "$MAILHOOK" "$v70k"
+refused "JSON: a key given twice once made UTF-8 (Latin-1 and UTF-8 e-acute)" "duplicate key" \
+  sh -c 'printf "{\"a\":{\"\351\":1,\"\303\251\":2}}" | "$0" hook ev --json' "$MAILHOOK"
 refused "a stray byte outside a string" "unexpected character '\\\\255'" \
   sh -c 'printf "{\"a\":\377}" | "$0" hook ev --json' "$MAILHOOK"
 out=$(printf '{"to":"caf\303\251","out":"%s"}' "$T/utf8.ran" | "$MAILHOOK" hook ev --json 2>&1); rc=$?

@@ -110,6 +110,7 @@ tap.test("malformed files name FILE:LINE", function(t)
     { "auth_mechanism = cram-md5\n", ":1: auth_mechanism: must be one of" },
     { "enabled = perhaps\n", ":1: enabled: must be true or false" },
     { "retry_max = soon\n", ":1: retry_max: must be a positive duration" },
+    { "data_timeout = 400d\n", ":1: data_timeout: must be at most 365d, the longest wait the SMTP engine takes" },
     { "server = ok.example.com,bad_host!\n", ":1: server: 'bad_host!' is not a valid host name" },
     { 'username = "open\n', ":1: username: unterminated" },
     { "x\nauth = true\n", ":1: expected" },
@@ -124,6 +125,25 @@ tap.test("malformed files name FILE:LINE", function(t)
     t:is(cfg, nil, "rejects " .. string.format("%q", c[1]))
     t:like(err, "^" .. path:gsub("%p", "%%%0") .. c[2], "message for " .. string.format("%q", c[1]))
     os.remove(path)
+  end
+end)
+
+-- The SMTP engine's four timeouts: what the settings take, the engine takes
+-- (data_timeout = 400d was a valid setting, then every connection raised
+-- "cfg.data_timeout must be seconds ... up to 31536000": an outage without end).
+tap.test("SMTP timeouts: at most the engine's year; every one taken is one mh.smtp.connect takes", function(t)
+  local smtp = require "mailhook.smtp"
+  for _, k in ipairs { "connect_timeout", "command_timeout", "data_timeout", "session_deadline" } do
+    local cfg, why, info = settings.validate({ [k] = "366d" })
+    t:ok(cfg == nil and type(info) == "table" and info.key == k and
+         tostring(why):match("^" .. k .. ": must be at most 365d, the longest wait the SMTP engine takes"),
+         k .. " = 366d refused", why)
+    cfg = settings.validate({ [k] = "365d" })
+    t:is(cfg and cfg[k], 365 * 86400, k .. " = 365d taken")
+    if cfg then
+      local ok, err = pcall(smtp.check_cfg, "mh.smtp.connect", cfg, 1)
+      t:ok(ok, k .. " = 365d: mh.smtp.connect's cfg check takes it", err)
+    end
   end
 end)
 
