@@ -1365,12 +1365,13 @@ void mh_smtp_tls_ready(mh_smtp *s) {
 #define QUOTE_MAX 60
 static void quote_greeting(char *out, size_t outsz, const char *a, size_t alen, const char *b, size_t blen) {
   size_t o = 0;
-  for (size_t k = 0; k < alen + blen && k < QUOTE_MAX && o + 5 < outsz; k++) {
+  /* out holds 4 * QUOTE_MAX + 4 bytes: every byte escaped, "..." and the NUL */
+  for (size_t k = 0; k < alen + blen && k < QUOTE_MAX && o + 4 < outsz; k++) {
     unsigned char c = (unsigned char)(k < alen ? a[k] : b[k - alen]);
     if (c >= 32 && c < 127 && c != '\\') out[o++] = (char)c;
     else o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", c);
   }
-  if (alen + blen > QUOTE_MAX && o + 4 < outsz) { memcpy(out + o, "...", 3); o += 3; }
+  if (alen + blen > QUOTE_MAX && o + 3 < outsz) { memcpy(out + o, "...", 3); o += 3; }
   out[o] = '\0';
 }
 

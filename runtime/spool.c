@@ -2097,18 +2097,23 @@ static int finish_mailbox(mh_env *env, const mh_spool_names *nm, char *plain, si
                           size_t an, int had_angle, char *err);
 
 /* The marks env_addrs leaves in an item where a line break (a fold: CRLF,
-** blank) or a comment stuck to both sides ("ab(x)c@d") stood: blanks to
-** isspace(), so the rest of the parsing reads them as one; split_words reads
-** them as "the two sides may be one thing cut in two". */
+** a bare CR or LF, then a blank) or a comment stuck to both sides
+** ("ab(x)c@d") stood: blanks to isspace(), so the rest of the parsing reads
+** them as one; split_words reads them as "the two sides may be one thing cut
+** in two".  A stuck comment with a fold inside it is CFWS_STUCK_FOLD: a line
+** break for the why, and still no blank between its two sides (a quoted
+** string before it is no display name: "q"(x<CRLF> y)c@d is not c@d). */
 #define CFWS_FOLD '\n'
 #define CFWS_STUCK '\f'
+#define CFWS_STUCK_FOLD '\v'
+#define CFWS_MARK(c) ((c) == CFWS_FOLD || (c) == CFWS_STUCK || (c) == CFWS_STUCK_FOLD)
 
 /* RFC 5322's CFWS inside an address (obs-local-part, obs-domain), as
 ** `sendmail -t` reads it (submit.lua split, angle_spec): blanks next to a '.'
 ** or an '@' or at either end taken out ("b @example.org", "c@example . org"
 ** are b@example.org, c@example.org); any other run of blanks made one
 ** character: CFWS_FOLD when a fold was in it, else CFWS_STUCK when a stuck
-** comment was, else ' '.  Quoted strings and domain literals are kept as
+** comment was (CFWS_STUCK_FOLD when that one held a fold), else ' '.  Quoted strings and domain literals are kept as
 ** written.  In place; returns the new length. */
 static size_t cfws_norm(char *a, size_t n) {
   size_t o = 0, i = 0;
@@ -2127,6 +2132,7 @@ static size_t cfws_norm(char *a, size_t n) {
       char mark = ' ';
       for (; i < n && isspace((unsigned char)a[i]); i++) {
         if (a[i] == CFWS_FOLD) mark = CFWS_FOLD;
+        else if (a[i] == CFWS_STUCK_FOLD && mark != CFWS_FOLD) mark = CFWS_STUCK_FOLD;
         else if (a[i] == CFWS_STUCK && mark == ' ') mark = CFWS_STUCK;
       }
       if (o > 0 && i < n && a[o - 1] != '.' && a[o - 1] != '@' && a[i] != '.' && a[i] != '@') a[o++] = mark;
@@ -2143,7 +2149,7 @@ static size_t cfws_norm(char *a, size_t n) {
 /* The marks of cfws_norm made plain blanks (an item quoted in a why). */
 static void cfws_blank(char *a, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (a[i] == CFWS_FOLD || a[i] == CFWS_STUCK) a[i] = ' ';
+    if (CFWS_MARK(a[i])) a[i] = ' ';
 }
 
 /* A word of a drop-in's item that is an address: an '@' inside it. */
@@ -2183,9 +2189,9 @@ static int split_words(mh_env *env, const mh_spool_names *nm, char *a, size_t n,
   *rc = 0;
   while (i < n && !*rc) {
     size_t s0, e0;
-    char sep = 0;   /* CFWS_FOLD or CFWS_STUCK before this word */
+    char sep = 0;   /* the CFWS mark before this word, if any */
     for (; i < n && isspace((unsigned char)a[i]); i++)
-      if (a[i] == CFWS_FOLD || a[i] == CFWS_STUCK) sep = a[i];
+      if (CFWS_MARK(a[i])) sep = a[i];
     quote = 0;
     for (s0 = i; i < n && (quote || !isspace((unsigned char)a[i])); i++) {
       if (a[i] == '"') quote = !quote;
@@ -2194,9 +2200,11 @@ static int split_words(mh_env *env, const mh_spool_names *nm, char *a, size_t n,
     e0 = i;
     if (e0 == s0) break;
     int is_addr = word_is_addr(a + s0, e0 - s0);
-    const char *cut = sep == CFWS_FOLD ? "a line break inside it: the part with an '@' may be another mailbox"
+    const char *cut = sep != CFWS_STUCK ? "a line break inside it: the part with an '@' may be another mailbox"
                                        : "a comment inside it: the part with an '@' may be another mailbox";
-    if (is_addr && prev_rest && sep && !prev_quoted) {   /* "ab<CRLF> c@x": with the word before */
+    /* "ab<CRLF> c@x": with the word before; a quoted string before is a
+    ** display name only with a blank between ("q"(x)c@x is no "q" <c@x>) */
+    if (is_addr && prev_rest && sep && !(prev_quoted && sep == CFWS_FOLD)) {
       rest_add(rest, &rl, a + s0, e0 - s0);
       why = cut;
       is_addr = 0;
@@ -2289,9 +2297,11 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
   for (i = 0; i < len && rc == 0; i++) {
     char c = val[i];
     /* folding (RFC 5322 2.2.3): the CRLF taken out, the blank after it kept;
-    ** where it was is marked (CFWS_FOLD) outside quotes, literals and comments */
-    if (c == '\r') continue;
-    if (c == '\n') {
+    ** where it was is marked (CFWS_FOLD) outside quotes, literals and comments;
+    ** a bare CR is a line end as CRLF is (hdr_line, eol.h: "ab<CR> c@x" was
+    ** sent to c@x), so it marks one too */
+    if (c == '\r' && i + 1 < len && val[i + 1] == '\n') continue;
+    if (c == '\r' || c == '\n') {
       if (depth) cfold = 1;
       else if (!quote && !lit) { if (in_angle) angle[an++] = CFWS_FOLD; else plain[pn++] = CFWS_FOLD; }
       continue;
@@ -2309,7 +2319,7 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
         ** fold if one was inside it, a stuck one if words touch both sides */
         int stuck = cstart > 0 && !isspace((unsigned char)val[cstart - 1]) && !strchr(",;:", val[cstart - 1]) &&
                     i + 1 < len && !isspace((unsigned char)val[i + 1]) && !strchr(",;:<", val[i + 1]);
-        char mark = cfold ? CFWS_FOLD : stuck ? CFWS_STUCK : ' ';
+        char mark = stuck ? (cfold ? CFWS_STUCK_FOLD : CFWS_STUCK) : cfold ? CFWS_FOLD : ' ';
         if (in_angle) angle[an++] = mark; else plain[pn++] = mark;
       }
       continue;

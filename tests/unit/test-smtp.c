@@ -442,6 +442,15 @@ static void test_reply_parser(void) {
   is_int(r.rc, MH_EEOF, "a greeting cut short: still the hang-up it is");
   ok(strstr(mh_smtp_errmsg(s), "after '220 cut'") != NULL, "quoted too: %s", mh_smtp_errmsg(s));
   mh_smtp_free(s);
+  /* all of its first 60 bytes escaped (a TLS record, binary): still cut
+  ** with "..." when there was more (the room for it was 4 bytes short) */
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  memset(line, '\x16', 100);
+  mh_smtp_data(s, line, 100);
+  mh_smtp_error(s, MH_EEOF, "connection closed by the server");
+  ok(strstr(mh_smtp_errmsg(s), "\\x16\\x16...'") != NULL, "binary cut, said so: %s", mh_smtp_errmsg(s));
+  mh_smtp_free(s);
 
   s = new_session(&r, 0);
   mh_smtp_connected(s, 0);

@@ -156,6 +156,27 @@ static void test_parse(void) {
      "drop-in: CFWS taken out of addresses; an item a fold or a comment cut is left out whole");
   mh_env_free(&env);
 
+  /* a bare CR is a line end here as CRLF is (hdr_line, eol.h): "ab<CR> c@x"
+  ** is a fold inside an address as "ab<CRLF> c@x" is (sendmail -t reads its
+  ** stdin's bare CR as a line end too), never sent to c@x */
+  const char *m5 = "To: ab\r c@ex.org, d@ex.org, e@exa\r mple.org\r\n\r\n";
+  ok(mh__spool_dropin_env(m5, strlen(m5), &env, err) == 0 && env.nto == 1 && !strcmp(env.to[0], "d@ex.org") &&
+     env.nbad == 2 && !strcmp(env.bad[0].rcpt, "ab c@ex.org") && strstr(env.bad[0].reply, "a line break") &&
+     !strcmp(env.bad[1].rcpt, "e@exa mple.org") && strstr(env.bad[1].reply, "a line break"),
+     "drop-in: a fold after a bare CR inside an item leaves it out whole, as after a CRLF");
+  mh_env_free(&env);
+
+  /* a quoted string with a comment stuck between it and an address is one
+  ** item ("q"c@x, as sendmail -t reads it: refused there), never c@x; with a
+  ** blank or a fold between them the quoted string is a display name */
+  const char *m6 = "To: \"q\"(x)c@ex.org, \"r\"(y\r\n z)d@ex.org, \"s\" (w)e@ex.org, \"t\"\r\n f@ex.org\r\n\r\n";
+  ok(mh__spool_dropin_env(m6, strlen(m6), &env, err) == 0 && env.nto == 2 && !strcmp(env.to[0], "e@ex.org") &&
+     !strcmp(env.to[1], "f@ex.org") && env.nbad == 4 && !strcmp(env.bad[0].rcpt, "\"q\" c@ex.org") &&
+     strstr(env.bad[0].reply, "a comment") && !strcmp(env.bad[1].rcpt, "\"r\" d@ex.org") &&
+     strstr(env.bad[1].reply, "a line break"),
+     "drop-in: a quoted string, a stuck comment, an address: left out whole, never the address");
+  mh_env_free(&env);
+
   const char *bad[] = {
     "this is not a header\n\nbody\n",
     "To: a@b.c\nbroken line\n\nbody\n",
