@@ -318,6 +318,10 @@ function M.holder(pid)
     if argv[i] == "run" then return nil end
     if argv[i] == "flush" or argv[i] == "-q" or argv[i]:match("^%-q%d") or argv[i] == "-e" or argv[i]:match("%.lua$") then
       local what = argv[i] == "-e" and (prog .. " -e CODE") or (prog .. " " .. argv[i]:gsub("^.*/", ""))
+      -- the words are the process's own (any user names their program and its
+      -- arguments): a control byte (an ESC sequence for the admin's terminal)
+      -- is shown as \xNN, the whole cut to 200 bytes
+      what = what:gsub("[%c\127]", function(c) return string.format("\\x%02X", c:byte()) end):sub(1, 200)
       return string.format("a `%s` (pid %d) holds the spool: it delivers the queue once and " ..
                            "ends; wait for it", what, pid), what
     end

@@ -227,6 +227,16 @@ is "$rc" 1 "run refuses the held spool"
 like "$out" "a \`mailhook flush\` \(pid $FL\) holds the spool" "naming the flush, not advising one"
 kill "$FL"; wait "$FL" 2>/dev/null
 
+# the holder's words are its process's own: a control byte in them (an ESC
+# sequence for the admin's terminal) is shown escaped
+(exec -a /tmp/mailhook bash -c 'sleep 30; :' a0 "$(printf 'x\033]0;pwn\007evil.lua')") &
+HP=$!
+wait_for 5 grep -q evil "/proc/$HP/cmdline"
+out=$("$MAILHOOK" -e "print((require('mailhook.status').holder($HP)))")
+kill "$HP" 2>/dev/null; wait "$HP" 2>/dev/null
+like "$out" 'x\\x1B\]0;pwn\\x07evil\.lua' "the holder's name: control bytes escaped ($out)"
+is "$(printf '%s' "$out" | tr -d '[:print:]' | wc -c)" 0 "no control byte left"
+
 # a file where the spool belongs (a -s typo): said so, not "cannot look into
 # the spool ... run as root" (root could not either)
 : > "$T/notafolder"
