@@ -233,7 +233,8 @@ static int owner_name(lua_State *L) {
 ** Of the file path names (followed; with link true, of a symbolic link itself,
 ** link = true then): what a rewrite keeps, and who made a link.  user and
 ** group are the names (the numbers as text when the system has none), looked
-** up when first read (owner_name). */
+** up when first read (owner_name): pairs() and a JSON encoding do not list
+** them until then. */
 static int l_owner(lua_State *L) {
   const char *path = mh_l_arg_path(L, 1, "path");
   int nofollow = lua_toboolean(L, 2);
