@@ -808,7 +808,9 @@ int mh_l_fail(lua_State *L, int code, const char *stage, const char *fmt, ...) {
 void mh_l_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
                    lua_CFunction close, lua_CFunction tostring) {
   if (luaL_newmetatable(L, name)) {
-    lua_newtable(L);
+    int n = 0;
+    while (methods[n].name) n++;
+    lua_createtable(L, 0, n);   /* sized once: no rehash per doubling (a one-shot command opens several) */
     lua_pushvalue(L, -2);
     luaL_setfuncs(L, methods, 1);   /* the metatable as upvalue 1: mh_l_checkself */
     lua_setfield(L, -2, "__index");
