@@ -2152,9 +2152,14 @@ static void cfws_blank(char *a, size_t n) {
     if (CFWS_MARK(a[i])) a[i] = ' ';
 }
 
-/* A word of a drop-in's item that is an address: an '@' inside it. */
+/* A word of a drop-in's item that is an address: an '@' inside it with no
+** '@' next to it (submit.lua split's test: "mple.org@@x" is none, so it goes
+** with an address before it as "c@exa mple.org" does). */
 static int word_is_addr(const char *w, size_t n) {
-  return n > 2 && w[0] != '@' && w[n - 1] != '@' && memchr(w + 1, '@', n - 2) != NULL;
+  if (n <= 2 || w[0] == '@' || w[n - 1] == '@') return 0;
+  for (size_t k = 1; k + 1 < n; k++)
+    if (w[k] == '@' && w[k - 1] != '@' && w[k + 1] != '@') return 1;
+  return 0;
 }
 
 /* Appends the word [w, w + n) to rest (rl bytes), a blank between words. */
@@ -2288,11 +2293,32 @@ int mh_env_addrs(const char *val, size_t len, mh_env *env, char *err) {
   return env_addrs(val, len, env, NULL, err);
 }
 
+/* An item [s, e) of the address list val with a ':' after an address in it
+** ("e@x: d@y", "Name <e@x>: d@y"): group syntax whose name is an address
+** (RFC 5322: a group's name is a phrase), so which word was meant as a
+** mailbox is unclear.  A drop-in's (env->keep_bad): the whole item, unfolded
+** and trimmed, left out, named, as `sendmail -t` leaves it (submit.lua
+** split); elsewhere an error.  0, MH_EBADADDR or MH_ENOMEM. */
+static int colon_item(mh_env *env, const char *val, size_t s, size_t e, char *err) {
+  char t[VIS_LEN];
+  size_t o = 0;
+  int rc;
+  for (; s < e && o + 1 < sizeof t; s++)
+    if (val[s] != '\r' && val[s] != '\n') t[o++] = val[s];
+  while (o > 0 && isspace((unsigned char)t[o - 1])) o--;
+  t[o] = '\0';
+  for (s = 0; isspace((unsigned char)t[s]); s++) {}
+  if (!env->keep_bad) return fail(err, MH_EBADADDR, "'%.200s': a ':' after an address", t + s);
+  rc = env_bad(env, t + s, "a ':' after an address: an address is no group name");
+  return rc ? fail(err, rc, "address list") : 0;
+}
+
 static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_names *nm, char *err) {
   char *plain = malloc(len + 1), *angle = malloc(len + 1);
   size_t pn = 0, an = 0, i, item = 0;   /* item: where the item being read starts */
   size_t cstart = 0;   /* where the comment being read began */
   int depth = 0, quote = 0, in_angle = 0, had_angle = 0, lit = 0, rc = 0, cfold = 0;
+  int at = 0, colon = 0;   /* an '@' outside quotes, literals, comments and <...>; a ':' after an address */
   if (!plain || !angle) { rc = fail(err, MH_ENOMEM, "address list"); goto out; }
   for (i = 0; i < len && rc == 0; i++) {
     char c = val[i];
@@ -2338,20 +2364,25 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
     case '(': depth = 1; cstart = i; cfold = 0; break;
     case '"': quote = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
     case '<': in_angle = 1; had_angle = 1; an = 0; break;
-    case '>': in_angle = 0; break;
+    case '>':   /* a stray one outside <...> is part of the word (a>b@x is no ab@x) */
+      if (in_angle) in_angle = 0; else plain[pn++] = c;
+      break;
     case '[': lit = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
     case ':':
       if (in_angle) angle[an++] = c;
-      else pn = 0;  /* "group name:" */
+      else if (at || had_angle || colon) { colon = 1; plain[pn++] = c; }   /* an address is no group name */
+      else { pn = 0; item = i + 1; }   /* "group name:" */
       break;
     case ',': case ';':
       if (in_angle) { angle[an++] = c; break; }
-      rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
-      pn = an = 0; had_angle = 0;
+      if (colon) rc = colon_item(env, val, item, i, err);
+      else rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
+      pn = an = 0; had_angle = at = colon = 0;
       item = i + 1;
       break;
     default:
       if (in_angle) angle[an++] = c; else plain[pn++] = c;
+      if (c == '@' && !in_angle) at = 1;
     }
   }
   if (rc == 0 && (depth || quote || in_angle || lit) && env->keep_bad) {
@@ -2365,7 +2396,8 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
   }
   if (rc == 0 && (depth || quote || in_angle || lit))
     rc = fail(err, MH_EBADADDR, "unbalanced address list '%.*s'", (int)(len > 80 ? 80 : len), val);
-  if (rc == 0) rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
+  if (rc == 0 && colon) rc = colon_item(env, val, item, len, err);
+  else if (rc == 0) rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
 out:
   free(plain);
   free(angle);

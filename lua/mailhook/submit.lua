@@ -41,7 +41,8 @@ end
 -- The mailboxes of an RFC 5322 address list as written in a header or on the
 -- command line, tolerant of what local programs write: a bare local name
 -- (`root`), a comment as the name (`root (Cron Daemon)`), `Name <root>`, quoted
--- local parts, groups (`team: a@x, b@y;`, their members listed), an obsolete
+-- local parts, groups (`team: a@x, b@y;`, their members listed; a ':' after an
+-- address starts none: the item is no address, why saying so), an obsolete
 -- source route (`<@a,@b:c@d>`).  addr is the addr-spec as written (quotes kept,
 -- without <>), name the display name (phrase unquoted, or the comment); an item
 -- that is no address at all (`foo bar`) has addr = nil, raw = its text and
@@ -106,23 +107,48 @@ function M.split(value, folds, base)
   local function folded(k) return folds ~= nil and folds[k + base] == true end
   local cur
   -- fb[k]: "a line break" (a fold) or "a comment" (stuck to both) between
-  -- word k-1 and word k, else false; fold: one seen since the last word
-  local function reset() cur = { words = {}, text = {}, comment = nil, angle = nil, raw = {}, fb = {}, fold = false } end
+  -- word k-1 and word k, else false; fold: one seen since the last word;
+  -- st[k]: that only a comment stuck to both stood there (stuck; with or
+  -- without a fold in it; bfold: a fold in a blank or another comment), so
+  -- the two are no display name and an address;
+  -- at: an '@' outside quotes, literals and comments seen; colon: a ':' that
+  -- starts no group (after an address) seen; wend: where the last piece of a
+  -- word ended
+  local function reset()
+    cur = { words = {}, text = {}, comment = nil, angle = nil, raw = {}, fb = {}, fold = false, st = {},
+            stuck = false, bfold = false, at = false, colon = false }
+  end
   -- a word or piece of one: a new word, or glued to the last (a quoted local
-  -- part, "a . b @ c"); a new word records whether a fold came before it
-  local function word(piece, glue)
+  -- part, "a . b @ c"); a new word records whether a fold came before it.
+  -- A piece with nothing between it and the one before (no blank, no
+  -- comment: ab"q"@x, a)b@x, [1.2.3.4]b@x) is always glued to it: one word,
+  -- as the drop-in's parser reads it, never a word cut off its start.
+  local function word(piece, glue, pos)
+    if pos == cur.wend then glue = true end
+    cur.wend = pos + #piece
     if #cur.words > 0 and glue then
       cur.words[#cur.words] = cur.words[#cur.words] .. piece
     else
       cur.words[#cur.words + 1] = piece
       cur.fb[#cur.words] = cur.fold
+      cur.st[#cur.words] = cur.stuck and not cur.bfold
     end
     cur.fold = false
+    cur.stuck, cur.bfold = false, false
   end
   local function finish()
     local raw = table.concat(cur.raw):match("^%s*(.-)%s*$")
     if raw == "" and not cur.angle then reset() return end
     local item = { raw = raw }
+    if cur.colon then
+      -- "e@x: d@y", "Name <e@x>: d@y": group syntax whose name is an address
+      -- (RFC 5322: a group's name is a phrase); which word was meant as a
+      -- mailbox is unclear, so the whole item is left out, named
+      item.why = "is not an address (a ':' after an address: an address is no group name)"
+      items[#items + 1] = item
+      reset()
+      return
+    end
     if cur.angle then
       local a = angle_spec(cur.angle):gsub("^@[^:]*:", "")   -- source route
       item.addr = a
@@ -150,7 +176,9 @@ function M.split(value, folds, base)
         local after_at, prev_rest = false, false
         for k, w in ipairs(cur.words) do
           local at = w:find("[^@]@[^@]") and not w:find("^@") and not w:find("@$")
-          if at and prev_rest and cur.fb[k] and not cur.words[k - 1]:find('^"') then
+          -- a quoted string before is a display name only with a blank
+          -- between ("q"(x)c@d is not "q" <c@d>)
+          if at and prev_rest and cur.fb[k] and not (cur.words[k - 1]:find('^"') and not cur.st[k]) then
             rest[#rest] = rest[#rest] .. " " .. w; at = false; why = cut_why(cur.fb[k])
           elseif at then ats[#ats + 1] = w
           elseif after_at then
@@ -192,10 +220,14 @@ function M.split(value, folds, base)
       if text ~= "" and not cur.comment then cur.comment = text end
       -- a fold inside it, or the comment stuck between two words ("ab(x)c@d"):
       -- the words on either side are not one phrase and one address
-      if i > 1 and value:sub(i - 1, i - 1):match("[^%s,;:]") and value:sub(j, j):match("[^%s,;:<]") then
+      local stuck = i > 1 and value:sub(i - 1, i - 1):match("[^%s,;:]") and value:sub(j, j):match("[^%s,;:<]")
+      if stuck then
         cur.fold = cur.fold or "a comment"
+        cur.stuck = true
       end
-      for k = i, j - 1 do if folded(k) then cur.fold = "a line break" end end
+      for k = i, j - 1 do
+        if folded(k) then cur.fold = "a line break"; cur.bfold = cur.bfold or not stuck end
+      end
       cur.raw[#cur.raw + 1] = value:sub(i, j - 1)
       i = j
     elseif c == '"' then                -- a quoted string: a word of the phrase or local part
@@ -207,17 +239,17 @@ function M.split(value, folds, base)
       end
       if j > n then return nil, "unbalanced '\"' in '" .. M.shown(value) .. "'", items, start end
       local quoted = value:sub(i, j)
-      -- a quoted local part glues to what follows ("a b"@x): one word
-      word(quoted, cur.glue)
+      -- a quoted local part glues to what touches it ("a b"@x, ab"q"@x): one word
+      word(quoted, cur.glue, i)
       cur.text[#cur.text + 1] = table.concat(buf)
-      cur.glue = true
+      cur.glue = false   -- what follows it with nothing between glues (word); after a comment it does not
       cur.raw[#cur.raw + 1] = quoted
       i = j + 1
     elseif c == "[" then                -- a domain literal ([IPv6:2001:db8::1]): one piece of a word, its ':' no group
       local j = value:find("]", i + 1, true)
       if not j then return nil, "unbalanced '[' in '" .. M.shown(value) .. "'", items, start end
       local lit = value:sub(i, j)
-      word(lit, cur.glue)
+      word(lit, cur.glue, i)
       cur.text[#cur.text + 1] = lit
       cur.glue = false
       cur.raw[#cur.raw + 1] = lit
@@ -240,24 +272,29 @@ function M.split(value, folds, base)
       finish()
       i = i + 1
       start = i
-    elseif c == ":" and not cur.angle and not table.concat(cur.words):find("@", 1, true) then
+    elseif c == ":" and not cur.angle and not cur.at and not cur.colon then
       reset()                           -- "group name:" starts a group
       i = i + 1
       start = i
+    elseif c == ":" then                -- after an address: no group (see finish)
+      cur.colon = true
+      cur.raw[#cur.raw + 1] = c
+      i = i + 1
     elseif c:match("%s") then
       -- a blank separates words, but not after a '.' or '@' (obs-local-part:
       -- "a . b @ example.com" is one address)
       local last = cur.words[#cur.words]
       cur.glue = last ~= nil and (last:sub(-1) == "." or last:sub(-1) == "@")
-      if folded(i) then cur.fold = "a line break" end
+      if folded(i) then cur.fold = "a line break"; cur.bfold = true end
       cur.raw[#cur.raw + 1] = c
       i = i + 1
     else
       local j = i
       while j <= n and not value:sub(j, j):match('[%s%(%)<>,;:"%[]') do j = j + 1 end
-      if j == i then j = i + 1 end      -- a stray special (':' inside an address)
+      if j == i then j = i + 1 end      -- a stray special (a ')' or '>' outside its pair)
       local w = value:sub(i, j - 1)
-      word(w, cur.glue or w:sub(1, 1) == "@" or w:sub(1, 1) == ".")
+      word(w, cur.glue or w:sub(1, 1) == "@" or w:sub(1, 1) == ".", i)
+      if w:find("@", 1, true) then cur.at = true end
       cur.text[#cur.text + 1] = w
       cur.glue = w:sub(-1) == "@" or w:sub(-1) == "."
       cur.raw[#cur.raw + 1] = w

@@ -2,7 +2,8 @@
 # (RFC 5322's obsolete CFWS), read by both ways in that take recipients from the header:
 # `sendmail -t` (lua/mailhook/submit.lua) and a drop-in in pickup/ (runtime/spool.c).
 # Both give the same recipients, and neither ever makes one of a piece of what was
-# written.  Before, the drop-in side sent "c@exa<CRLF> mple.org" to c@exa and
+# written (nor of a group whose name is an address: "e@x<CRLF> : d@y" sent to d@y
+# before, and `ab"q"@x` to "q"@x by sendmail -t, "a>b@x" to ab@x by the drop-in).  Before, the drop-in side sent "c@exa<CRLF> mple.org" to c@exa and
 # "c@example . org" to c@example, left <b @example.org> out, and took "a@exa(x)mple.org"
 # for a@example.org (a comment vanished instead of being a blank).
 . "$ROOT/tests/lib/tap.sh"
@@ -66,5 +67,14 @@ To: Name\r\n <a@example.org>|a@example.org|
 To: "Doe,\r\n John" <a@example.org>, b@example.org|a@example.org,b@example.org|
 To: a1@example.org\r\n a2@example.org|a1@example.org,a2@example.org|
 To: John Doe j@example.org|j@example.org|John Doe: not an address: left out
+To: e@example.org\r\n\t:\r\n d@example.org\r\nCc: f@example.org|f@example.org|: d@example\.org: not an address \(a ':' after an address
+To: c@example.org c@example.org\r\n :d@exa\r\nCc: f@example.org|f@example.org|c@example\.org c@example\.org :d@exa: not an address \(a ':' after an address
+To: a@example.org:b@example.org, c@example.org|c@example.org|a@example\.org:b@example\.org: not an address \(a ':'
+To: Name <a@example.org>: b@example.org\r\nCc: d@example.org|d@example.org|Name <a@example\.org>: b@example\.org: not an address \(a ':'
+To: team: a@example.org: b@example.org; c@example.org|c@example.org|a@example\.org: b@example\.org: not an address \(a ':'
+To: "a@b": c@example.org;|c@example.org|
+To: ab"q"@example.org\r\nCc: f@example.org|f@example.org|ab"q"@example\.org: not an address
+To: c@example.org"a b"d@example.org, e@example.org|e@example.org|c@example\.org"a b"d@example\.org: not an address
+To: a>b@example.org\r\nCc: f@example.org|f@example.org|a>b@example\.org: not an address
 EOF
 done_testing

@@ -156,6 +156,29 @@ tap.test("prepare -t: header -> recipients, folded headers never give a wrong re
     { "To: undisclosed-recipients:;\r\nCc: d@example.org", "d@example.org", "" },
     { "To: undisclosed-recipients:\r\n ;\r\nBcc: d@example.org", "d@example.org", "" },
     { "To: team: a@example.org,\r\n b@example.org;", "a@example.org,b@example.org", "" },
+    -- an address is no group name (RFC 5322: display-name is a phrase): a ':'
+    -- after an address makes the whole item no address, never the mailbox after it
+    { "To: e@example.org\r\n\t:\r\n d@example.org", "", "'e@example.org\\x09: d@example.org' is not an address %(a ':' after an address" },
+    { "To: c@example.org c@example.org\r\n :d@exa", "", "'c@example.org c@example.org :d@exa' is not an address %(a ':'" },
+    { "To: a@example.org:b@example.org, c@example.org", "c@example.org", "'a@example.org:b@example.org' is not an address %(a ':'" },
+    { "To: Name <a@example.org>: b@example.org", "", "'Name <a@example.org>: b@example.org' is not an address %(a ':'" },
+    { "To: team: a@example.org: b@example.org; c@example.org", "c@example.org", "'a@example.org: b@example.org' is not an address" },
+    { "To: @\"a b\":\r\n c@example.org;", "", "'@\"a b\": c@example.org' is not an address %(a ':'" },
+    -- a quoted '@' is a phrase's: a group name
+    { 'To: "a@b": c@example.org;', "c@example.org", "" },
+    -- what touches a word with nothing between is part of it: a quoted string
+    -- glued after atoms is no local part of its own, never "q"@x or b@x
+    { 'To: ab"q"@example.org', "", "'ab\"q\"@example.org'" },
+    { 'To: c@example.org"q"@ab', "", "'c@example.org\"q\"@ab'" },
+    { 'To: c@example.org"a b"d@example.org, e@example.org', "e@example.org", "'c@example.org\"a b\"d@example.org'" },
+    { "To: a)b@example.org", "", "'a%)b@example.org'" },
+    { "To: a>b@example.org", "", "'a>b@example.org'" },
+    { "To: [192.0.2.1]b@example.org", "", "'%[192.0.2.1%]b@example.org'" },
+    -- a comment stuck to both sides is no blank: "q"(x)c@x is no "q" <c@x>
+    { 'To: d@exa"q"(x\r\n y)mple.org(x\r\n y)e@example.org', "", "is not an address %(a line break" },
+    { 'To: "a b"mple.org\r\n (x)(x)e@example.org', "e@example.org", "'\"a b\"mple.org'" },
+    -- a word whose '@' touches another is no address: it goes with the one before
+    { 'To: d@exa (x\r\n y)mple.org@@"a b", e@example.org', "e@example.org", "is not an address %(a line break" },
     -- Name <a@b> across lines
     { "To: Name\r\n <a@example.org>", "a@example.org", "" },
     { 'To: "Doe,\r\n John" <a@example.org>, b@example.org', "a@example.org,b@example.org", "" },

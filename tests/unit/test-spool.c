@@ -116,6 +116,59 @@ static void test_is_id(void) {
   }
 }
 
+/* A drop-in's header -> its recipients and the items left out (rcpt: why),
+** for group syntax and words that touch: the same as `sendmail -t`
+** (tests/lua/test-submit.lua has these rows too), never a wrong recipient.
+** An address is no group name (RFC 5322: display-name is a phrase): a ':'
+** after one leaves the whole item out, never the mailbox after it; what
+** touches a word with nothing between is part of it (ab"q"@x is no "q"@x). */
+static void test_dropin_table(void) {
+  static const struct { const char *hdr, *to, *left; } rows[] = {
+    /* header, recipients ("" none: refused, err names the item), a left-out item and its why */
+    { "To: e@ex.org\r\n\t:\r\n d@ex.org", "", "'e@ex.org\\x09: d@ex.org': a ':' after an address" },
+    { "To: c@ex.org c@ex.org\r :d@exa", "", "'c@ex.org c@ex.org :d@exa': a ':' after an address" },
+    { "To: a@ex.org:b@ex.org, c@ex.org", "c@ex.org", "a@ex.org:b@ex.org: a ':' after an address" },
+    { "To: Name <a@ex.org>: b@ex.org", "", "'Name <a@ex.org>: b@ex.org': a ':' after an address" },
+    { "To: team: a@ex.org: b@ex.org; c@ex.org", "c@ex.org", "a@ex.org: b@ex.org: a ':' after an address" },
+    { "To: @\"a b\":\r\n c@ex.org;", "", "'@\"a b\": c@ex.org': a ':' after an address" },
+    { "To: @a,@b:c@ex.org, d@ex.org", "d@ex.org", "@b:c@ex.org: a ':' after an address" },
+    { "To: \"a@b\": c@ex.org;", "c@ex.org", "" },                   /* a quoted '@': a phrase's */
+    { "To: team: a@ex.org, b@ex.org;, c@ex.org", "a@ex.org,b@ex.org,c@ex.org", "" },
+    { "To: ab\"q\"@ex.org", "", "'ab\"q\"@ex.org'" },
+    { "To: c@ex.org\"a b\"d@ex.org, e@ex.org", "e@ex.org", "c@ex.org\"a b\"d@ex.org: " },
+    { "To: a>b@ex.org", "", "'a>b@ex.org'" },                         /* never ab@ex.org */
+    { "To: a)b@ex.org", "", "'a)b@ex.org'" },
+    { "To: [192.0.2.1]b@ex.org", "", "'[192.0.2.1]b@ex.org'" },
+    /* a word whose '@' touches another is no address: it goes with the one before */
+    { "To: d@exa (x\r\n y)mple.org@@\"a b\", e@ex.org", "e@ex.org", "d@exa mple.org@@\"a b\": a line break" },
+  };
+  for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+    char m[512], err[MH_SPOOL_ERRLEN] = "", to[512] = "", left[1024] = "", h[256];
+    size_t hl = 0;
+    mh_env env;
+    for (const char *c = rows[k].hdr; *c && hl + 5 < sizeof h; c++)   /* the header shown: <CR> <LF> <TAB> */
+      hl += (size_t)snprintf(h + hl, sizeof h - hl, "%s", *c == '\r' ? "<CR>" : *c == '\n' ? "<LF>" : *c == '\t' ? "<TAB>" : (char[]){ *c, 0 });
+    snprintf(m, sizeof m, "%s\r\nSubject: s\r\n\r\nbody\r\n", rows[k].hdr);
+    int rc = mh__spool_dropin_env(m, strlen(m), &env, err);
+    if (rc == 0) {
+      for (size_t i = 0; i < env.nto; i++)
+        snprintf(to + strlen(to), sizeof to - strlen(to), "%s%s", i ? "," : "", env.to[i]);
+      for (size_t i = 0; i < env.nbad; i++)
+        snprintf(left + strlen(left), sizeof left - strlen(left), "%s%s: %s", i ? " / " : "", env.bad[i].rcpt,
+                 env.bad[i].reply);
+      mh_env_free(&env);
+    } else {
+      snprintf(left, sizeof left, "%s", err);
+    }
+    if (!*rows[k].to) {
+      ok(rc != 0 && strstr(left, rows[k].left), "drop-in %s: no recipient (%s)", h, rc ? left : to);
+    } else {
+      is_str(to, rows[k].to, "drop-in %s: recipients", h);
+      ok(*rows[k].left ? strstr(left, rows[k].left) != NULL : !*left, "drop-in %s: left out: '%s'", h, left);
+    }
+  }
+}
+
 static void test_parse(void) {
   mh_env env;
   char err[MH_SPOOL_ERRLEN];
@@ -176,6 +229,8 @@ static void test_parse(void) {
      strstr(env.bad[1].reply, "a line break"),
      "drop-in: a quoted string, a stuck comment, an address: left out whole, never the address");
   mh_env_free(&env);
+
+  test_dropin_table();
 
   const char *bad[] = {
     "this is not a header\n\nbody\n",
