@@ -83,4 +83,21 @@ tap.test("spool.parse: the parsed envelope is freed when its push is refused", f
   check(t, "spool.parse", function() return core.spool.parse(head) end, 30)
 end)
 
+-- The same class with a raise for misuse: maildrop's calls made their op
+-- (~850 bytes) first, then read the paths; a path refused (too long) raised
+-- past it.  The op is boxed from the start now.
+tap.test("maildrop.open: the op is freed when a later argument is refused", function(t)
+  local long = string.rep("x", 5000)
+  for _ = 1, 100 do pcall(core.maildrop.open, long, "n") end
+  collectgarbage()
+  local before = rss()
+  for _ = 1, 20000 do pcall(core.maildrop.open, long, "n") end
+  collectgarbage()
+  local ok, err = pcall(core.maildrop.open, long, "n")
+  t:ok(not ok and err:find("spool must be at most 4095 bytes", 1, true), "misuse raises: " .. tostring(err))
+  local grew = rss() - before
+  t:ok(grew < 4 * MB, "no op left behind per refused call",
+       string.format("resident memory grew by %.1f MB over 20000 calls", grew / MB))
+end)
+
 tap.done()
