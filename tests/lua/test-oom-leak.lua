@@ -100,4 +100,28 @@ tap.test("maildrop.open: the op is freed when a later argument is refused", func
        string.format("resident memory grew by %.1f MB over 20000 calls", grew / MB))
 end)
 
+-- A job's request is the caller's until mh_l_work takes it: rstate.write's
+-- copy of the data was lost when the wait was refused (a plain coroutine
+-- while the loop runs), as mh_l_work raised before calling its done.
+tap.test("rstate.write: the copy of the data is freed when the call cannot wait", function(t)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(core.rstate.mkdir(dir))
+  local data = string.rep("d", MB)
+  local function try()
+    return pcall(coroutine.wrap(function() return core.rstate.write(dir .. "/f", data) end))
+  end
+  try()
+  collectgarbage()
+  local before = rss()
+  for _ = 1, 30 do try() end
+  collectgarbage()
+  local ok, err = try()
+  t:ok(not ok and err:find("plain coroutine", 1, true), "refused: " .. tostring(err))
+  local grew = rss() - before
+  t:ok(grew < 8 * MB, "no copy left behind per refused call",
+       string.format("resident memory grew by %.1f MB over 30 calls", grew / MB))
+  os.remove(dir)
+end)
+
 tap.done()
