@@ -100,6 +100,21 @@ tap.test("maildrop.open: the op is freed when a later argument is refused", func
        string.format("resident memory grew by %.1f MB over 20000 calls", grew / MB))
 end)
 
+tap.test("rstate.list: the names read are freed when their push is refused", function(t)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(core.rstate.mkdir(dir))
+  local names = {}
+  for i = 1, 2000 do   -- ~0.6 MB of malloc'd names per list
+    names[i] = dir .. "/" .. string.format("%04d", i) .. string.rep("n", 236)
+    assert(io.open(names[i], "w")):close()
+  end
+  t:is(#assert(core.rstate.list(dir)), 2000, "lists outside the budget")
+  check(t, "rstate.list", function() return core.rstate.list(dir) end, 30)
+  for _, f in ipairs(names) do os.remove(f) end
+  os.remove(dir)
+end)
+
 -- A job's request is the caller's until mh_l_work takes it: rstate.write's
 -- copy of the data was lost when the wait was refused (a plain coroutine
 -- while the loop runs), as mh_l_work raised before calling its done.
