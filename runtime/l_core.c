@@ -8,6 +8,7 @@
 ** of the Lua C module BUILD/lua/mailhook/core.so, which any Lua 5.4
 ** interpreter loads with require "mailhook.core" (docs/lua-library.md).
 */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "instpaths.h"
@@ -507,6 +508,65 @@ void mh_l_check_method_nargs(lua_State *L, int max, const char *fn) {
     push_too_many(L, fn, max, n);
     lua_error(L);
   }
+}
+
+/* ------------------------------------------------------------------ boxes
+** What a binding holds in C memory while it calls Lua (a buffer the core
+** malloc'd, a parsed envelope) is owned by a box on the stack, never by a C
+** local: any lua_push*, lua_createtable or lua_setfield may raise (out of
+** memory: a rule's budget refuses allocations, l_sched.c budget_alloc), and
+** the longjmp would leave the block behind, outside the budget's accounting,
+** once per pcall.  As lauxlib's own box (luaL_Buffer) and liolib's LStream:
+** a userdata whose __gc and __close run release once. */
+typedef struct {
+  void (*release)(void *);   /* frees what data holds; NULL once run */
+  union { max_align_t align; unsigned char bytes[1]; } data;   /* size bytes, zeroed */
+} box;
+
+static const char BOX_MT = 0;   /* the metatable's registry key: its address */
+
+static void box_release(box *b) {
+  if (b && b->release) {
+    void (*release)(void *) = b->release;
+    b->release = NULL;
+    release(&b->data);
+  }
+}
+
+static int box_close(lua_State *L) {
+  box_release((box *)lua_touserdata(L, 1));
+  return 0;
+}
+
+void *mh_l_box(lua_State *L, size_t size, void (*release)(void *)) {
+  box *b = (box *)lua_newuserdatauv(L, offsetof(box, data) + (size ? size : 1), 0);
+  memset(b, 0, offsetof(box, data) + (size ? size : 1));
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_MT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);   /* made whole, then registered: a refusal leaves nothing */
+    lua_pushcfunction(L, box_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, box_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BOX_MT);
+  }
+  lua_setmetatable(L, -2);
+  lua_toclose(L, -1);
+  b->release = release;   /* last: nothing above may raise with the block held */
+  return &b->data;
+}
+
+/* lua_closeslot, never lua_settop: 5.4.4's lua_settop keeps a pointer into
+** the stack across the __close it runs, which may move the stack (a
+** coroutine's small one: "unprotected error" panics seen in test-message). */
+void mh_l_box_free(lua_State *L, int idx) {
+  lua_closeslot(L, idx);
+}
+
+void mh_l_free_ptr(void *p) {
+  free(*(void **)p);
+  *(void **)p = NULL;
 }
 
 /* core.check_options(fn, opts, {known...} [, nargs, max]) for the Lua modules:

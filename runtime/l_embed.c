@@ -130,10 +130,58 @@ static const char EMIT_LUA[] =
   "res.status = status\n"
   "res.message = table.concat(msgs, '; ')\n";
 
+/* nil, message, code (2: the caller's mistake, 1: ours) for emit_fields. */
+static int emit_fail(lua_State *L, int code, const char *fmt, ...) {
+  va_list ap;
+  char buf[2048];
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  lua_pushnil(L);
+  lua_pushstring(L, buf);
+  lua_pushinteger(L, code);
+  return 3;
+}
+
+/* emit_fields(rules, kv) -> fields | nil, message, code: mh_emit's fields
+** table from kv (NULL-terminated name, value pairs), run by lua_pcall: a
+** push refused for want of memory raises, and mh_emit, called from C with no
+** protected call around it, would reach Lua's panic. */
+static int emit_fields(lua_State *L) {
+  const char *const *kv = (const char *const *)lua_touserdata(L, 2);
+  lua_newtable(L);                                   /* 3: fields */
+  for (int i = 0; kv && kv[i]; i += 2) {
+    /* hook's rule for a field (rules.field_problem): a valid name, not the
+    ** reserved 'event', not given twice; its message escapes control bytes */
+    lua_getfield(L, 1, "field_problem");
+    lua_pushstring(L, kv[i]);
+    lua_pushvalue(L, 3);
+    lua_call(L, 2, 1);
+    if (!lua_isnil(L, -1)) return emit_fail(L, 2, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (!kv[i + 1]) return emit_fail(L, 2, "field '%s' has no value", kv[i]);
+    if ((int64_t)strlen(kv[i + 1]) > MH_LIMIT_FIELD)   /* hook's limit (docs/spool.md, "Limits") */
+      return emit_fail(L, 2, "field '%s': %zu bytes, over the %lld KiB limit", kv[i], strlen(kv[i + 1]),
+                       (long long)(MH_LIMIT_FIELD >> 10));
+    /* hook's rule for a value that is not UTF-8 (a PBX's Latin-1): read as
+    ** Windows-1252 (mh_msg_utf8; docs/rules.md, "Values"), so the rules see
+    ** the text `mailhook hook` would give them; boxed (4), as pushing it may
+    ** raise */
+    size_t un;
+    char **u = (char **)mh_l_box(L, sizeof *u, mh_l_free_ptr);
+    if (!(*u = mh_msg_utf8(kv[i + 1], strlen(kv[i + 1]), &un))) return emit_fail(L, 1, "out of memory");
+    lua_pushlstring(L, *u, un);
+    lua_setfield(L, 3, kv[i]);
+    mh_l_box_free(L, 4);                             /* frees u */
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
 int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err) {
   lua_State *L;
   mh_task *task;
-  int status, done, i;
+  int status, done;
   if (err) *err = NULL;
   if (!rt || !event) { set_err(err, "mh_emit: no runtime or no event"); return 2; }
   L = rt->L;
@@ -158,33 +206,21 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
   }                                                  /* 3: function */
   lua_newtable(L);                                   /* 4: res */
   lua_pushstring(L, event);                          /* 5 */
-  lua_newtable(L);                                   /* 6: fields */
-  for (i = 0; kv && kv[i]; i += 2) {
-    /* hook's rule for a field (rules.field_problem): a valid name, not the
-    ** reserved 'event', not given twice; its message escapes control bytes */
-    lua_getfield(L, 2, "field_problem");
-    lua_pushstring(L, kv[i]);
-    lua_pushvalue(L, 6);
-    lua_call(L, 2, 1);
-    if (!lua_isnil(L, -1)) { set_err(err, "%s", lua_tostring(L, -1)); lua_settop(L, 0); return 2; }
-    lua_pop(L, 1);
-    if (!kv[i + 1]) { set_err(err, "field '%s' has no value", kv[i]); lua_settop(L, 0); return 2; }
-    if ((int64_t)strlen(kv[i + 1]) > MH_LIMIT_FIELD) {   /* hook's limit (docs/spool.md, "Limits") */
-      set_err(err, "field '%s': %zu bytes, over the %lld KiB limit", kv[i], strlen(kv[i + 1]),
-              (long long)(MH_LIMIT_FIELD >> 10));
-      lua_settop(L, 0);
-      return 2;
-    }
-    /* hook's rule for a value that is not UTF-8 (a PBX's Latin-1): read as
-    ** Windows-1252 (mh_msg_utf8; docs/rules.md, "Values"), so the rules see
-    ** the text `mailhook hook` would give them */
-    size_t un;
-    char *u = mh_msg_utf8(kv[i + 1], strlen(kv[i + 1]), &un);
-    if (!u) { set_err(err, "out of memory"); lua_settop(L, 0); return 1; }
-    lua_pushlstring(L, u, un);
-    free(u);
-    lua_setfield(L, 6, kv[i]);
+  lua_pushcfunction(L, emit_fields);                 /* 6: fields, made under protection */
+  lua_pushvalue(L, 2);
+  lua_pushlightuserdata(L, (void *)kv);
+  if (lua_pcall(L, 2, 3, 0) != LUA_OK) {   /* out of memory */
+    set_err(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "out of memory");
+    lua_settop(L, 0);
+    return 1;
   }
+  if (!lua_istable(L, 6)) {
+    status = (int)lua_tointeger(L, 8);
+    set_err(err, "%s", lua_tostring(L, 7));
+    lua_settop(L, 0);
+    return status;
+  }
+  lua_settop(L, 6);
   task = mh_task_spawn(L, 3, 3, "mh_emit");
   (void)task;
   mh_l_run(L, UV_RUN_DEFAULT);

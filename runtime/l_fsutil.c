@@ -62,7 +62,7 @@ static int l_read(lua_State *L) {
   int64_t max;
   unsigned flags;
   const char *what, *path = NULL;
-  char *buf = NULL, why[4200];
+  char **buf, why[4200];
   size_t len = 0;
   struct stat st;
   int rc;
@@ -71,18 +71,19 @@ static int l_read(lua_State *L) {
   if (lua_type(L, 1) == LUA_TNUMBER) {
     lua_Integer fd = mh_l_arg_integer(L, 1, "fd");
     if (!(fd >= 0 && fd <= 0x7fffffff)) mh_l_arg_error(L, 1, "fd", "a file descriptor");
-    rc = mh_fsutil_read_fd((int)fd, max, &buf, &len);
+    buf = (char **)mh_l_box(L, sizeof *buf, mh_l_free_ptr);   /* pushing the bytes may raise */
+    rc = mh_fsutil_read_fd((int)fd, max, buf, &len);
   } else {
     path = mh_l_arg_path(L, 1, "path");
-    rc = mh_fsutil_read(AT_FDCWD, path, flags, max, &buf, &len, &st);
+    buf = (char **)mh_l_box(L, sizeof *buf, mh_l_free_ptr);
+    rc = mh_fsutil_read(AT_FDCWD, path, flags, max, buf, &len, &st);
   }
   if (rc < 0) {
     mh_fsutil_why(why, sizeof why, *what ? what : path ? "" : "input", path, rc, &st, max);
     return mh_l_fail(L, rc, "read", "%s", why);
   }
-  lua_pushlstring(L, buf, len);
-  free(buf);
-  return 1;
+  lua_pushlstring(L, *buf, len);
+  return 1;   /* the box frees the buffer as the function returns */
 }
 
 /* check(path [, {max =, follow =, what =}]) -> size | nil, err, info: what read

@@ -377,15 +377,17 @@ static void close_done(void *ud) {
 static int s_close(lua_State *L) {
   server_ud *su = (server_ud *)luaL_checkudata(L, 1, SERVER_MT);
   close_wait *cw;
+  mh_wait probe;
   if (!su->s || su->closed) return 0;
   if (su->closing) return luaL_error(L, "HTTP server: close() already waited on by another task");
   api->close(su->s, close_done, su);
   if (su->close_done) return 0;  /* nothing was open */
+  mh_wait_init(L, &probe, "console close");   /* raises where no wait is possible: before cw */
   cw = (close_wait *)calloc(1, sizeof *cw);
   if (!cw) return luaL_error(L, "out of memory");
   cw->su = su;
+  cw->w = probe;
   cw->w.cancel = NULL;           /* an interrupted waiter: the close goes on */
-  mh_wait_init(L, &cw->w, "console close");
   su->closing = &cw->w;
   return mh_wait_yield(L, &cw->w);
 }

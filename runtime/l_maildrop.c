@@ -230,13 +230,33 @@ static void op_done(void *arg) {
   free(o);
 }
 
-static op *op_new(lua_State *L, int kind) {
+static void op_release(void *p) {
+  if (*(op **)p) op_done(*(op **)p);
+}
+
+/* A new op, owned by a box pushed on the stack (mh_l_box) until op_start
+** hands it to mh_l_work: what is read after it (a path, a number made text, a
+** registry ref) may raise, for misuse or for want of memory, and an op freed
+** by hand before each luaL_error was lost at every other raise.  nargs: the
+** function's arguments, the stack set to them first (the box above an absent
+** argument would be read as that argument). */
+static op **op_new(lua_State *L, int kind, int nargs) {
+  lua_settop(L, nargs);
+  op **ob = (op **)mh_l_box(L, sizeof *ob, op_release);
   op *o = (op *)calloc(1, sizeof *o);
   if (!o) luaL_error(L, "out of memory");
   o->kind = kind;
   o->fd = -1;
   o->anchor = LUA_NOREF;
-  return o;
+  *ob = o;
+  return ob;
+}
+
+/* Runs the op: mh_l_work's from here (it calls op_done, also when it raises). */
+static int op_start(lua_State *L, op **ob, const char *what) {
+  op *o = *ob;
+  *ob = NULL;
+  return mh_l_work(L, what, op_work, op_push, op_done, o);
 }
 
 /* Callbacks push and spawn on the state's callback thread (l_sched.h), never its main thread. */
@@ -245,23 +265,23 @@ static lua_State *main_state(lua_State *L) { return mh_l_cbstate(L); }
 /* submit({drop, arg...}, source) */
 static int l_submit(lua_State *L) {
   size_t n;
-  op *o;
+  op **ob, *o;
   mh_l_arg_type(L, 1, "arguments", LUA_TTABLE);
   n = (size_t)luaL_len(L, 1);
   if (n < 1) mh_l_arg_error(L, 1, "arguments", "a list, the drop program's path first");
   if (lua_type(L, 2) != LUA_TSTRING && !luaL_testudata(L, 2, STREAM_MT))
     return mh_l_arg_error(L, 2, "input", "a string or a core.spool Stream");
-  o = op_new(L, OP_SUBMIT);
-  if (!(o->argv = (char **)calloc(n + 1, sizeof *o->argv))) { op_done(o); return luaL_error(L, "out of memory"); }
+  ob = op_new(L, OP_SUBMIT, 2);
+  o = *ob;
+  if (!(o->argv = (char **)calloc(n + 1, sizeof *o->argv))) return luaL_error(L, "out of memory");
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 1, (lua_Integer)i + 1);
     if (!lua_isstring(L, -1)) {
       char item[40];
-      op_done(o);
       snprintf(item, sizeof item, "arguments[%zu]", i + 1);
       return mh_l_field_error(L, -1, "maildrop.submit", item, "a string");
     }
-    if (!(o->argv[i] = strdup(lua_tostring(L, -1)))) { op_done(o); return luaL_error(L, "out of memory"); }
+    if (!(o->argv[i] = strdup(lua_tostring(L, -1)))) return luaL_error(L, "out of memory");
     lua_pop(L, 1);
   }
   if (lua_type(L, 2) == LUA_TSTRING) {
@@ -271,42 +291,38 @@ static int l_submit(lua_State *L) {
     o->anchor = luaL_ref(L, LUA_REGISTRYINDEX);   /* the bytes live until done */
   } else {
     mh_intake **in = (mh_intake **)lua_touserdata(L, 2);
-    if (!*in) { op_done(o); return mh_l_arg_error(L, 2, "input", "a stream not closed nor used already"); }
+    if (!*in) return mh_l_arg_error(L, 2, "input", "a stream not closed nor used already");
     o->in = *in;
     *in = NULL;
   }
-  return mh_l_work(L, "maildrop.submit", op_work, op_push, op_done, o);
+  return op_start(L, ob, "maildrop.submit");
 }
 
 /* list(spool [, stale_age = 86400]) */
 static int l_list(lua_State *L) {
-  op *o = op_new(L, OP_LIST);
+  op **ob = op_new(L, OP_LIST, 2), *o = *ob;
   o->stale_age = (long long)mh_l_optarg_integer(L, 2, "stale_age", 86400);
-  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool")))) { op_done(o); return luaL_error(L, "out of memory"); }
-  return mh_l_work(L, "maildrop.list", op_work, op_push, op_done, o);
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool")))) return luaL_error(L, "out of memory");
+  return op_start(L, ob, "maildrop.list");
 }
 
 /* open(spool, name) */
 static int l_open(lua_State *L) {
-  op *o = op_new(L, OP_OPEN);
-  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name")))) {
-    op_done(o);
+  op **ob = op_new(L, OP_OPEN, 2), *o = *ob;
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name"))))
     return luaL_error(L, "out of memory");
-  }
-  return mh_l_work(L, "maildrop.open", op_work, op_push, op_done, o);
+  return op_start(L, ob, "maildrop.open");
 }
 
 /* done(spool, name [, corrupt [, as]]) */
 static int l_done(lua_State *L) {
   const char *as = mh_l_optarg_string(L, 4, "as", NULL);
-  op *o = op_new(L, OP_DONE);
+  op **ob = op_new(L, OP_DONE, 4), *o = *ob;
   o->corrupt = lua_toboolean(L, 3);
   if (as) snprintf(o->aside, sizeof o->aside, "%s", as);
-  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name")))) {
-    op_done(o);
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name"))))
     return luaL_error(L, "out of memory");
-  }
-  return mh_l_work(L, "maildrop.done", op_work, op_push, op_done, o);
+  return op_start(L, ob, "maildrop.done");
 }
 
 /* aside(spool, name, id, fd) */
@@ -314,17 +330,16 @@ static int l_aside(lua_State *L) {
   size_t len;
   const char *id = mh_l_arg_lstring(L, 3, "id", &len);
   lua_Integer fd = mh_l_arg_integer(L, 4, "fd");
-  op *o;
+  op **ob, *o;
   if (len != 16) mh_l_arg_error(L, 3, "id", "a spool id (16 hex digits)");
   if (!(fd > 2 && fd <= 0x7fffffff)) mh_l_arg_error(L, 4, "fd", "a descriptor of core.maildrop.open");
-  o = op_new(L, OP_ASIDE);
+  ob = op_new(L, OP_ASIDE, 4);
+  o = *ob;
   memcpy(o->id, id, 17);
   o->afd = (int)fd;
-  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name")))) {
-    op_done(o);
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name"))))
     return luaL_error(L, "out of memory");
-  }
-  return mh_l_work(L, "maildrop.aside", op_work, op_push, op_done, o);
+  return op_start(L, ob, "maildrop.aside");
 }
 
 /* close(fd) */

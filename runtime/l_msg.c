@@ -260,37 +260,40 @@ static int add_headers(lua_State *L, mh_msg *m, int idx) {
     }
   } else {                  /* a map: sorted by name, so the bytes do not depend on hashing */
     size_t n = 0, cap = 8;
-    const char **names = malloc(cap * sizeof *names);
+    int oom = 0;
+    /* boxed at h + 1: lua_getfield (a long name) and val_str (a number made
+    ** text) allocate, and may raise under a rule's budget */
+    const char ***names = (const char ***)mh_l_box(L, sizeof *names, mh_l_free_ptr);
+    *names = malloc(cap * sizeof **names);
     lua_pushnil(L);
-    while (names && lua_next(L, h)) {
-      if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
-        free(names);
+    while (*names && lua_next(L, h)) {
+      if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
         return luaL_error(L, "mh.message: headers must map names to strings");
-      }
       if (n == cap) {
-        const char **nn = realloc(names, (cap *= 2) * sizeof *nn);
-        if (!nn) { free(names); names = NULL; break; }
-        names = nn;
+        const char **nn = realloc(*names, (cap *= 2) * sizeof *nn);
+        if (!nn) { oom = 1; break; }
+        *names = nn;
       }
       int cut = 0;
-      names[n++] = cstr(L, -2, &cut);
+      (*names)[n++] = cstr(L, -2, &cut);
       lua_pop(L, 1);
       if (cut) {   /* looked up again below by its C string: it would find nothing */
-        free(names);
-        lua_pop(L, 2);   /* the key, the table */
+        mh_l_box_free(L, h + 1);   /* frees names */
+        lua_settop(L, h - 1);      /* the key, the box, the table */
         return mh_msg_set_error(m, MH_EBADHDR, "headers: CR, LF or NUL in a header name");
       }
     }
-    if (!names) return luaL_error(L, "out of memory");
-    qsort(names, n, sizeof *names, cmp_names);
+    if (!*names || oom) return luaL_error(L, "out of memory");
+    qsort(*names, n, sizeof **names, cmp_names);
     for (size_t i = 0; i < n && rc == 0; i++) {
       size_t vn;
-      lua_getfield(L, h, names[i]);
+      lua_getfield(L, h, (*names)[i]);
       const char *value = val_str(L, -1, &vn);
-      rc = mh_msg_add_header(m, names[i], value, vn);
+      rc = mh_msg_add_header(m, (*names)[i], value, vn);
       lua_pop(L, 1);
     }
-    free(names);
+    mh_l_box_free(L, h + 1);   /* frees names */
+    lua_settop(L, h);
   }
   lua_pop(L, 1);
   return rc;
@@ -379,13 +382,12 @@ static int l_envelope(lua_State *L) {
 static int l_bytes(lua_State *L) {
   l_msg *u = check_msg(L, 1);
   mh_l_check_method_nargs(L, 0, "msg:bytes");
-  char *out;
+  char **out = (char **)mh_l_box(L, sizeof *out, mh_l_free_ptr);   /* pushing them may raise */
   size_t len;
-  int rc = mh_msg_bytes(u->m, &out, &len);
+  int rc = mh_msg_bytes(u->m, out, &len);
   if (rc < 0) return mh_l_fail(L, rc, NULL, "%s", mh_msg_error(u->m));
-  lua_pushlstring(L, out, len);
-  free(out);
-  return 1;
+  lua_pushlstring(L, *out, len);
+  return 1;   /* the box frees out as the function returns */
 }
 
 static int l_id(lua_State *L) {
@@ -497,12 +499,11 @@ static int l_utf8(lua_State *L) {
   size_t n, outn;
   const char *s = mh_l_arg_lstring(L, 1, "s", &n);
   mh_l_check_nargs(L, 1, "msg.utf8");
-  char *u = mh_msg_utf8(s, n, &outn);
-  if (!u) return luaL_error(L, "msg.utf8: out of memory");
-  if (outn == n && memcmp(u, s, n) == 0) lua_settop(L, 1);
-  else lua_pushlstring(L, u, outn);
-  free(u);
-  return 1;
+  char **u = (char **)mh_l_box(L, sizeof *u, mh_l_free_ptr);   /* 2; pushing it may raise */
+  if (!(*u = mh_msg_utf8(s, n, &outn))) return luaL_error(L, "msg.utf8: out of memory");
+  if (outn == n && memcmp(*u, s, n) == 0) { mh_l_box_free(L, 2); lua_settop(L, 1); }
+  else lua_pushlstring(L, *u, outn);
+  return 1;   /* the box frees u as the function returns */
 }
 
 static int l_type_for(lua_State *L) {

@@ -52,15 +52,16 @@ static void pw_done(void *arg) {
 static int start(lua_State *L, int check) {
   size_t len;
   const char *pw = mh_l_arg_lstring(L, 1, "password", &len);
+  const char *stored = NULL;
+  size_t slen = 0;
+  if (check) {   /* before r: a number made text here allocates, and may raise */
+    stored = lua_tolstring(L, 2, &slen);
+    if (!stored) return mh_l_arg_error(L, 2, "stored", "a string");
+    if (slen >= sizeof ((pw_req *)0)->stored) return mh_l_arg_error(L, 2, "stored", "a stored hash (this one is too long)");
+  }
   pw_req *r = (pw_req *)calloc(1, sizeof *r);
   if (!r) return luaL_error(L, "out of memory");
-  if (check) {
-    size_t slen;
-    const char *stored = lua_tolstring(L, 2, &slen);
-    if (!stored) { free(r); return mh_l_arg_error(L, 2, "stored", "a string"); }
-    if (slen >= sizeof r->stored) { free(r); return mh_l_arg_error(L, 2, "stored", "a stored hash (this one is too long)"); }
-    memcpy(r->stored, stored, slen + 1);
-  }
+  if (check) memcpy(r->stored, stored, slen + 1);
   if (!(r->pw = (char *)malloc(len + 1))) { free(r); return luaL_error(L, "out of memory"); }
   memcpy(r->pw, pw, len + 1);
   r->pwlen = len;

@@ -342,33 +342,44 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The names read, in a box (mh_l_box): pushing them may raise (a rule's
+** memory budget), and a C local would lose them. */
+typedef struct { char **v; size_t n; } name_list;
+
+static void name_list_release(void *p) {
+  name_list *l = (name_list *)p;
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = 0;
+}
+
 static int l_list(lua_State *L) {
   const char *path = mh_l_arg_path(L, 1, "dir");
+  name_list *names = (name_list *)mh_l_box(L, sizeof *names, name_list_release);
   DIR *d = opendir(path);
   struct dirent *e;
-  char **names = NULL;
-  size_t n = 0, cap = 0;
+  size_t cap = 0;
   if (!d) return mh_l_fail(L, -errno, "state", "cannot list %s: %s", path, strerror(errno));
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.') continue;
-    if (n == cap) {
-      char **nn = (char **)realloc(names, (cap = cap ? cap * 2 : 16) * sizeof *names);
+    if (names->n == cap) {
+      char **nn = (char **)realloc(names->v, (cap ? cap * 2 : 16) * sizeof *nn);
       if (!nn) break;
-      names = nn;
+      names->v = nn;
+      cap = cap ? cap * 2 : 16;
     }
-    if (!(names[n] = strdup(e->d_name))) break;
-    n++;
+    if (!(names->v[names->n] = strdup(e->d_name))) break;
+    names->n++;
   }
   closedir(d);
-  if (n) qsort(names, n, sizeof *names, cmp_str);
-  lua_createtable(L, (int)n, 0);
-  for (size_t i = 0; i < n; i++) {
-    lua_pushstring(L, names[i]);
+  if (names->n) qsort(names->v, names->n, sizeof *names->v, cmp_str);
+  lua_createtable(L, (int)names->n, 0);
+  for (size_t i = 0; i < names->n; i++) {
+    lua_pushstring(L, names->v[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
-    free(names[i]);
   }
-  free(names);
-  return 1;
+  return 1;   /* the box frees the names as the function returns */
 }
 
 /* mkdir(path) -> true | nil, err, info: like mkdir -p, mode 0700. */

@@ -594,6 +594,14 @@ void mh_task_interrupt(mh_task *t) {
 
 /* ---------------------------------------------------------------- waits */
 
+/* mh_wait_init would not raise: L is a task's and may yield, or the loop is
+** not running (the caller blocks). */
+static int wait_possible(lua_State *L) {
+  mh_lctx *x = mh_l_ctx(L);
+  mh_task *t = find_task_in(x, L);
+  return (t && lua_isyieldable(L)) || !x->running;
+}
+
 void mh_wait_init(lua_State *L, mh_wait *w, const char *what) {
   mh_lctx *x = mh_l_ctx(L);
   mh_task *t = find_task_in(x, L);
@@ -742,8 +750,10 @@ static int work_start(lua_State *L, const char *what, mh_work_fn work, mh_push_f
                       void (*done)(void *), void *arg, int may_inline) {
   mh_wait probe;
   work_req *r;
-  mh_wait_init(L, &probe, what);  /* raises before anything is allocated: the same
-                                     contexts may wait whichever thread runs the job */
+  /* mh_wait_init raises where no wait is possible: the same contexts may wait
+     whichever thread runs the job; arg is the caller's, freed by done first */
+  if (!wait_possible(L) && done) done(arg);
+  mh_wait_init(L, &probe, what);
   if (may_inline && mh_l_ctx(L)->jobs_inline) return work_inline(L, &probe, work, push, done, arg);
   r = (work_req *)calloc(1, sizeof *r);
   if (!r) {
@@ -1088,11 +1098,23 @@ static mh_budget *slice_switch(mh_budget *b) {
 ** runs, no stall for the watchdog (a hung disk hangs the command as a pool job
 ** would: the state waits for its jobs before it closes).  Then push and done
 ** run as after_work_cb runs them; the caller gets the results at once. */
+/* The push of a job run inline, as a protected call: it pushes on the
+** caller's state, under the caller's budget, and a refused push must not
+** skip done (arg holds the job's malloc'd results). */
+typedef struct { mh_push_fn push; void *arg; } inline_push;
+
+static int inline_push_call(lua_State *L) {
+  inline_push *p = (inline_push *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return p->push(L, p->arg);
+}
+
 static int work_inline(lua_State *L, mh_wait *w, mh_work_fn work, mh_push_fn push,
                        void (*done)(void *), void *arg) {
   mh_lctx *x = mh_l_ctx(L);
   mh_budget *was = slice_switch(NULL);
-  int n;
+  inline_push p = { push, arg };
+  int top = lua_gettop(L), st;
   pthread_mutex_lock(&wd.mu);
   wd.in_job = 1;
   pthread_mutex_unlock(&wd.mu);
@@ -1104,10 +1126,16 @@ static int work_inline(lua_State *L, mh_wait *w, mh_work_fn work, mh_push_fn pus
   pthread_mutex_unlock(&wd.mu);
   slice_switch(was);
   if (w->task == &x->blocker) x->blocking_what = NULL;   /* no wait_blocking to end */
-  luaL_checkstack(L, LUA_MINSTACK, "mailhook job");
-  n = push(L, arg);
+  if (!lua_checkstack(L, 2)) {
+    if (done) done(arg);
+    return luaL_error(L, "mailhook job: stack overflow");
+  }
+  lua_pushcfunction(L, inline_push_call);
+  lua_pushlightuserdata(L, &p);
+  st = lua_pcall(L, 1, LUA_MULTRET, 0);
   if (done) done(arg);
-  return n;
+  if (st != LUA_OK) return lua_error(L);   /* the push's error, arg freed */
+  return lua_gettop(L) - top;
 }
 
 /* The hook of budgeted coroutines: count events (every STEP instructions)

@@ -192,6 +192,21 @@ void mh_l_check_nargs(lua_State *L, int max, const char *fn);
 /* The same for a method, self not counted: "task:wait: takes no arguments (got 1)". */
 void mh_l_check_method_nargs(lua_State *L, int max, const char *fn);
 
+/* Boxes (l_core.c): C memory a binding holds while it calls Lua, which may
+** raise (out of memory under a rule's budget) and must not leak it.
+** mh_l_box pushes a to-be-closed userdata with size zeroed bytes and returns
+** them; release(them) runs once: when the box is closed (the C function
+** returns, lua_settop drops it, an error unwinds it) or collected.  Store
+** the block in the box before any further Lua call.  Dropped only by the
+** function's return or by mh_l_box_free(L, idx), which runs release at
+** once and leaves nil in its slot, never by lua_settop or lua_pop over it
+** (Lua 5.4.4's lua_settop may use a stale stack pointer after running a
+** __close).  One box at a time per C function.  mh_l_free_ptr is the release of a box holding one
+** malloc'd pointer: char **p = mh_l_box(L, sizeof *p, mh_l_free_ptr). */
+void *mh_l_box(lua_State *L, size_t size, void (*release)(void *));
+void mh_l_box_free(lua_State *L, int idx);
+void mh_l_free_ptr(void *p);
+
 /* The userdata class of STYLE.md: metatable `name` with methods as __index, and
 ** one idempotent close as both __gc and __close; tostring may be NULL.  Each
 ** method has the metatable as its upvalue 1 (for mh_l_checkself). */

@@ -72,6 +72,10 @@ typedef struct {
   int brief;                   /* the waiting result() is brief: an integer when every
                                   recipient took the message (the deliverer, per message) */
   mh_client *c;                /* NULL once closed */
+  mh_client_result held;       /* the outcome being pushed, owned here (its recipients are
+                                  malloc'd), not by a C local: a push that raises (out of
+                                  memory under a rule's budget) leaves it for the next
+                                  pop_outcome or the close to free */
 } lconn;
 
 /* ------------------------------------------------------------- results */
@@ -198,12 +202,12 @@ static int push_outcome(lua_State *L, lconn *u, const mh_client_result *r, int s
 /* Pushes the finished operation's outcome (send = 0), or the oldest send's
 ** (send = 1: what c:send returns; brief: see c:result), and forgets it. */
 static int pop_outcome(lua_State *L, lconn *u, int send, int brief) {
-  mh_client_result r;
   int n;
-  if (send) mh_client_result_take(u->c, &r);
-  else mh_client_op_take(u->c, &r);
-  n = push_outcome(L, u, &r, send, brief);
-  mh_client_result_free(&r);
+  mh_client_result_free(&u->held);   /* one whose push raised */
+  if (send) mh_client_result_take(u->c, &u->held);
+  else mh_client_op_take(u->c, &u->held);
+  n = push_outcome(L, u, &u->held, send, brief);
+  mh_client_result_free(&u->held);
   return n;
 }
 
@@ -624,6 +628,7 @@ static int l_close(lua_State *L) {
   u->waiting = WAIT_NONE;
   u->c = NULL;
   mh_client_free(c);
+  mh_client_result_free(&u->held);
   return 0;
 }
 

@@ -236,6 +236,9 @@ static int names_entry(lua_State *L, mh_spool_names *n, const char *name) {
   return rc;
 }
 
+/* A box's release for drop-in names being filled (mh_l_box). */
+static void names_release(void *p) { mh_spool_names_free(*(mh_spool_names **)p); }
+
 /* Spool:set_dropin_names({domain =, locals = {...}, names = {[name] = {addr...} | why},
 ** other = {addr...} | why | nil} | nil) -> true | nil, err, info: where a
 ** drop-in's bare local recipients go (submit.lua's dropin_names works it out
@@ -246,15 +249,17 @@ static int l_set_dropin_names(lua_State *L) {
   if (lua_isnoneornil(L, 2)) { mh_spool_set_dropin_names(ls->sp, NULL); lua_pushboolean(L, 1); return 1; }
   if (!lua_istable(L, 2)) return mh_l_field_error(L, 2, "spool:set_dropin_names", "names", "a table");
   lua_getfield(L, 2, "domain");
-  mh_spool_names *n = mh_spool_names_new(mh_l_optfield_string(L, -1, "spool:set_dropin_names", "domain", NULL));
-  lua_pop(L, 1);
-  if (!n) return mh_l_fail(L, MH_ENOMEM, "spool", "drop-in names");
+  const char *domain = mh_l_optfield_string(L, -1, "spool:set_dropin_names", "domain", NULL);
+  /* boxed while the table is read (lua_getfield, luaL_len, a key made text
+  ** may raise); domain stays alive on the stack below */
+  mh_spool_names **n = (mh_spool_names **)mh_l_box(L, sizeof *n, names_release);
+  if (!(*n = mh_spool_names_new(domain))) return mh_l_fail(L, MH_ENOMEM, "spool", "drop-in names");
   int rc = 0;
   lua_getfield(L, 2, "locals");
   if (lua_istable(L, -1))
     for (lua_Integer i = 1; !rc && i <= luaL_len(L, -1); i++) {
       lua_geti(L, -1, i);
-      if (lua_type(L, -1) == LUA_TSTRING) rc = mh_spool_names_local(n, lua_tostring(L, -1));
+      if (lua_type(L, -1) == LUA_TSTRING) rc = mh_spool_names_local(*n, lua_tostring(L, -1));
       lua_pop(L, 1);
     }
   lua_pop(L, 1);
@@ -262,20 +267,19 @@ static int l_set_dropin_names(lua_State *L) {
   if (lua_istable(L, -1)) {
     lua_pushnil(L);
     while (!rc && lua_next(L, -2)) {
-      if (lua_type(L, -2) == LUA_TSTRING) rc = names_entry(L, n, lua_tostring(L, -2));
+      if (lua_type(L, -2) == LUA_TSTRING) rc = names_entry(L, *n, lua_tostring(L, -2));
       lua_pop(L, 1);
     }
     if (rc) lua_pop(L, 1);   /* the key lua_next left */
   }
   lua_pop(L, 1);
   lua_getfield(L, 2, "other");
-  if (!rc && !lua_isnil(L, -1)) rc = names_entry(L, n, NULL);
+  if (!rc && !lua_isnil(L, -1)) rc = names_entry(L, *n, NULL);
   lua_pop(L, 1);
-  if (rc) {
-    mh_spool_names_free(n);
+  if (rc)   /* the box frees *n */
     return mh_l_fail(L, rc, "spool", "drop-in names: an entry is not a list of addresses");
-  }
-  mh_spool_set_dropin_names(ls->sp, n);
+  mh_spool_set_dropin_names(ls->sp, *n);   /* the spool's now */
+  *n = NULL;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1787,23 +1791,26 @@ static int stream_set_head(lua_State *L) {
 
 /* -------------------------------------------------------------- parse */
 
+/* A box's release for an mh_env (mh_l_box): the parsed envelope is pushed
+** field by field, and every push may raise. */
+static void env_release(void *p) { mh_env_free((mh_env *)p); }
+
 /* core.spool.parse(bytes) -> {from, to, offset, canonical} | nil, err, info */
 static int l_parse(lua_State *L) {
   size_t len;
   const char *s = mh_l_arg_lstring(L, 1, "bytes", &len);
   char err[MH_SPOOL_ERRLEN];
-  mh_env env;
-  int rc = mh_env_parse(s, len, 1, &env, err);
+  mh_env *env = (mh_env *)mh_l_box(L, sizeof *env, env_release);
+  int rc = mh_env_parse(s, len, 1, env, err);
   if (rc) return mh_l_fail(L, rc, "parse", "%s", err);
   lua_createtable(L, 0, 4);
-  lua_pushstring(L, env.from); lua_setfield(L, -2, "from");
-  push_strings(L, env.to, env.nto); lua_setfield(L, -2, "to");
-  lua_pushinteger(L, (lua_Integer)env.offset); lua_setfield(L, -2, "offset");
-  lua_pushboolean(L, env.canonical); lua_setfield(L, -2, "canonical");
-  if (env.has_uid) { lua_pushinteger(L, (lua_Integer)env.uid); lua_setfield(L, -2, "uid"); }
-  push_params(L, &env);
-  mh_env_free(&env);
-  return 1;
+  lua_pushstring(L, env->from); lua_setfield(L, -2, "from");
+  push_strings(L, env->to, env->nto); lua_setfield(L, -2, "to");
+  lua_pushinteger(L, (lua_Integer)env->offset); lua_setfield(L, -2, "offset");
+  lua_pushboolean(L, env->canonical); lua_setfield(L, -2, "canonical");
+  if (env->has_uid) { lua_pushinteger(L, (lua_Integer)env->uid); lua_setfield(L, -2, "uid"); }
+  push_params(L, env);
+  return 1;   /* the box frees env as the function returns */
 }
 
 /* core.spool.addresses(list) -> {addr...} | nil, err, info (RFC 5322 list) */
@@ -1811,14 +1818,11 @@ static int l_addresses(lua_State *L) {
   size_t len;
   const char *s = mh_l_arg_lstring(L, 1, "list", &len);
   char err[MH_SPOOL_ERRLEN];
-  mh_env env;
-  int rc;
-  memset(&env, 0, sizeof env);
-  rc = mh_env_addrs(s, len, &env, err);
-  if (rc) { mh_env_free(&env); return mh_l_fail(L, rc, "parse", "%s", err); }
-  push_strings(L, env.to, env.nto);
-  mh_env_free(&env);
-  return 1;
+  mh_env *env = (mh_env *)mh_l_box(L, sizeof *env, env_release);   /* zeroed */
+  int rc = mh_env_addrs(s, len, env, err);
+  if (rc) return mh_l_fail(L, rc, "parse", "%s", err);
+  push_strings(L, env->to, env->nto);
+  return 1;   /* the box frees env as the function returns */
 }
 
 /* core.spool.is_id(s) -> boolean: a canonical spool id, by spool.c's one rule
