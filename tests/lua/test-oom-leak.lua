@@ -11,6 +11,21 @@ local tap = require "tap"
 local core = require "mailhook.core"
 
 local MB = 1 << 20
+
+-- Under AddressSanitizer (make asan) a freed block stays resident in its
+-- quarantine (256 MB by default), so resident memory says nothing there: the
+-- growth checks are skipped, and LeakSanitizer, which runs at this process's
+-- exit, reports a block left behind (unreachable once its C local is gone).
+local ASAN = (function()
+  local f = io.open("/proc/self/maps")
+  local maps = f and f:read("a") or ""
+  if f then f:close() end
+  return maps:find("libasan", 1, true) ~= nil
+end)()
+local function no_growth(t, grew, limit, what, diag)
+  if ASAN then return t:ok(true, what .. " (under ASan: LeakSanitizer checks at exit)") end
+  return t:ok(grew < limit, what, diag)
+end
 local ROUNDS = 40
 
 -- resident bytes of this process (glibc returns a freed block of this size to
@@ -29,7 +44,9 @@ local function sweep(fn, rounds)
   local stopped, before = 0, nil
   for round = 0, rounds do
     collectgarbage()
-    core.budget_limits { memory = core.heap() + 4096 + round * 256 }
+    -- time enough for a C call on a megabyte under ASan (several times slower):
+    -- the watchdog must not take it for runaway C code (grace: its margin)
+    core.budget_limits { memory = core.heap() + 4096 + round * 256, seconds = 60, life = 60, grace = 30 }
     local ok = core.rule_call("oom-leak", fn)
     if not ok then stopped = stopped + 1 end
     core.budget_limits { memory = 128 * MB }
@@ -44,8 +61,8 @@ local function check(t, what, fn, rounds)
   rounds = rounds or ROUNDS
   local stopped, grew = sweep(fn, rounds)
   t:ok(stopped >= rounds // 2, what .. ": the budget refused the push", "stopped " .. stopped .. " of " .. rounds + 1)
-  t:ok(grew < 8 * MB, what .. ": no block left behind per refused push",
-       string.format("resident memory grew by %.1f MB over %d rules", grew / MB, rounds))
+  no_growth(t, grew, 8 * MB, what .. ": no block left behind per refused push",
+            string.format("resident memory grew by %.1f MB over %d rules", grew / MB, rounds))
 end
 
 tap.test("msg.utf8: the converted copy is freed when its push is refused", function(t)
@@ -96,8 +113,8 @@ tap.test("maildrop.open: the op is freed when a later argument is refused", func
   local ok, err = pcall(core.maildrop.open, long, "n")
   t:ok(not ok and err:find("spool must be at most 4095 bytes", 1, true), "misuse raises: " .. tostring(err))
   local grew = rss() - before
-  t:ok(grew < 4 * MB, "no op left behind per refused call",
-       string.format("resident memory grew by %.1f MB over 20000 calls", grew / MB))
+  no_growth(t, grew, 4 * MB, "no op left behind per refused call",
+            string.format("resident memory grew by %.1f MB over 20000 calls", grew / MB))
 end)
 
 tap.test("rstate.list: the names read are freed when their push is refused", function(t)
@@ -134,8 +151,8 @@ tap.test("rstate.write: the copy of the data is freed when the call cannot wait"
   local ok, err = try()
   t:ok(not ok and err:find("plain coroutine", 1, true), "refused: " .. tostring(err))
   local grew = rss() - before
-  t:ok(grew < 8 * MB, "no copy left behind per refused call",
-       string.format("resident memory grew by %.1f MB over 30 calls", grew / MB))
+  no_growth(t, grew, 8 * MB, "no copy left behind per refused call",
+            string.format("resident memory grew by %.1f MB over 30 calls", grew / MB))
   os.remove(dir)
 end)
 
