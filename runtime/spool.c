@@ -2413,7 +2413,10 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
     case '(': depth = 1; cstart = i; cfold = 0; break;
     case '"': quote = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
     case '<':
-      if (had_angle && !in_angle && !colon) {   /* a second one: `<a@x> <b@y>` (angle_split) */
+      /* inside <...> a '<' is the address's (`<mple.org<c@x>` is no address, as
+      ** sendmail -t reads it: never c@x, a piece of it) */
+      if (in_angle) { angle[an++] = c; break; }
+      if (had_angle && !colon) {   /* a second one: `<a@x> <b@y>` (angle_split) */
         rc = angle_split(env, nm, plain, pclose, pn, angle, an, 1, &loose, err);
         item = loose ? i : vclose;   /* a display name goes with the second; C keeps no names */
         pn = 0;

@@ -84,5 +84,6 @@ To: <a@example.org> (Bob)\r\n <b@example.org>|a@example.org,b@example.org|
 To: <a@example.org> root|a@example.org|root: not an address
 To: <a@example.org> b@example.org Bob <c@example.org>|a@example.org,c@example.org|b@example\.org Bob: not an address
 To: <a@example.org> <b@example.org>: c@example.org|a@example.org|<b@example\.org>: c@example\.org: not an address \(a ':'
+To: <mple.org<c@example.org>, d@example.org|d@example.org|mple\.org<c@example\.org: not an address
 EOF
 done_testing

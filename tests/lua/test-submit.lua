@@ -208,6 +208,8 @@ tap.test("prepare -t: header -> recipients, folded headers never give a wrong re
     -- a ':' after them: that item left out whole, as before
     { "To: <a@example.org> <b@example.org>: c@example.org", "a@example.org", "'<b@example.org>: c@example.org' is not an address %(a ':'" },
     { "To: <a@example.org> team: b@example.org;\r\nCc: d@example.org", "d@example.org", "'<a@example.org> team: b@example.org' is not an address %(a ':'" },
+    -- a '<' inside <...> is the address's: never c@example.org, a piece of it
+    { "To: <mple.org<c@example.org>, d@example.org", "d@example.org", "'mple.org<c@example.org'" },
     { 'To: "John Doe"\r\n j@example.org', "j@example.org", "'\"John Doe\"' is not an address$" },
   }
   for _, c in ipairs(cases) do

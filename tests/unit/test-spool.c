@@ -157,6 +157,8 @@ static void test_dropin_table(void) {
     { "To: <a@ex.org> b@ex.org Bob <c@ex.org>", "a@ex.org,c@ex.org", "b@ex.org Bob: not an address" },
     { "To: <a@ex.org> <b@ex.org>: c@ex.org", "a@ex.org", "<b@ex.org>: c@ex.org: a ':' after an address" },
     { "To: <a@ex.org> team: b@ex.org;", "", "'<a@ex.org> team: b@ex.org': a ':' after an address" },
+    /* a '<' inside <...> is the address's: never c@ex.org, a piece of it */
+    { "To: <mple.org<c@ex.org>, d@ex.org", "d@ex.org", "mple.org<c@ex.org: " },
   };
   for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
     char m[512], err[MH_SPOOL_ERRLEN] = "", to[512] = "", left[1024] = "", h[256];
