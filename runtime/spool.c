@@ -2313,12 +2313,61 @@ static int colon_item(mh_env *env, const char *val, size_t s, size_t e, char *er
   return rc ? fail(err, rc, "address list") : 0;
 }
 
+/* Whether the words of a[0..n) (CFWS taken out, cfws_norm) hold an address
+** word (word_is_addr), a quoted string being part of its word. */
+static int words_have_addr(const char *a, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    size_t s0;
+    int quote = 0;
+    for (; i < n && isspace((unsigned char)a[i]); i++) {}
+    for (s0 = i; i < n && (quote || !isspace((unsigned char)a[i])); i++) {
+      if (a[i] == '"') quote = !quote;
+      else if (a[i] == '\\' && quote && i + 1 < n) i++;
+    }
+    if (i > s0 && word_is_addr(a + s0, i - s0)) return 1;
+  }
+  return 0;
+}
+
+/* An item with words after its angle address's '>' (`<a@x> b@y`, `Ann <a@x>
+** Bob <b@y>`: a comma missing), plain[pclose, pn) those words.  As
+** `sendmail -t` reads it (submit.lua split_angle): the angle address is an
+** item ended at its '>'; the words after it, when one is an address, are
+** items of their own as words without a comma between are (split_words);
+** else, before a second angle address (at_angle), its display name, and at
+** the item's end an item that is no address (a drop-in's: left out, named,
+** never a local name; elsewhere a trailing phrase, ignored as before).
+** Before, the second address took the first one's place: a recipient lost
+** unnamed.  *loose: the words after were addresses.  0 or an error. */
+static int angle_split(mh_env *env, const mh_spool_names *nm, char *plain, size_t pclose, size_t pn,
+                       char *angle, size_t an, int at_angle, int *loose, char *err) {
+  char *post = plain + pclose;
+  size_t m = pn - pclose;
+  int rc = finish_mailbox(env, nm, plain, pclose, angle, an, 1, err);
+  *loose = 0;
+  if (rc) return rc;
+  m = cfws_norm(post, m);
+  if (m == 0) return 0;
+  if (words_have_addr(post, m)) {
+    *loose = 1;
+    return finish_mailbox(env, nm, post, m, NULL, 0, 0, err);
+  }
+  if (at_angle || !env->keep_bad) return 0;
+  post[m] = '\0';
+  cfws_blank(post, m);
+  rc = env_bad(env, post, "not an address");
+  return rc ? fail(err, rc, "address list") : 0;
+}
+
 static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_names *nm, char *err) {
   char *plain = malloc(len + 1), *angle = malloc(len + 1);
   size_t pn = 0, an = 0, i, item = 0;   /* item: where the item being read starts */
   size_t cstart = 0;   /* where the comment being read began */
   int depth = 0, quote = 0, in_angle = 0, had_angle = 0, lit = 0, rc = 0, cfold = 0;
   int at = 0, colon = 0;   /* an '@' outside quotes, literals, comments and <...>; a ':' after an address */
+  size_t pclose = 0, vclose = 0;   /* where the words after the last '>' start, in plain and in val */
+  int loose = 0;
   if (!plain || !angle) { rc = fail(err, MH_ENOMEM, "address list"); goto out; }
   for (i = 0; i < len && rc == 0; i++) {
     char c = val[i];
@@ -2363,9 +2412,21 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
     switch (c) {
     case '(': depth = 1; cstart = i; cfold = 0; break;
     case '"': quote = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
-    case '<': in_angle = 1; had_angle = 1; an = 0; break;
+    case '<':
+      /* inside <...> a '<' is the address's (`<mple.org<c@x>` is no address, as
+      ** sendmail -t reads it: never c@x, a piece of it) */
+      if (in_angle) { angle[an++] = c; break; }
+      if (had_angle && !colon) {   /* a second one: `<a@x> <b@y>` (angle_split) */
+        rc = angle_split(env, nm, plain, pclose, pn, angle, an, 1, &loose, err);
+        item = loose ? i : vclose;   /* a display name goes with the second; C keeps no names */
+        pn = 0;
+        at = 0;
+      }
+      in_angle = 1; had_angle = 1; an = 0;
+      break;
     case '>':   /* a stray one outside <...> is part of the word (a>b@x is no ab@x) */
-      if (in_angle) in_angle = 0; else plain[pn++] = c;
+      if (in_angle) { in_angle = 0; pclose = pn; vclose = i + 1; }
+      else plain[pn++] = c;
       break;
     case '[': lit = 1; if (in_angle) angle[an++] = c; else plain[pn++] = c; break;
     case ':':
@@ -2376,6 +2437,7 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
     case ',': case ';':
       if (in_angle) { angle[an++] = c; break; }
       if (colon) rc = colon_item(env, val, item, i, err);
+      else if (had_angle && pn > pclose) rc = angle_split(env, nm, plain, pclose, pn, angle, an, 0, &loose, err);
       else rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
       pn = an = 0; had_angle = at = colon = 0;
       item = i + 1;
@@ -2397,6 +2459,8 @@ static int env_addrs(const char *val, size_t len, mh_env *env, const mh_spool_na
   if (rc == 0 && (depth || quote || in_angle || lit))
     rc = fail(err, MH_EBADADDR, "unbalanced address list '%.*s'", (int)(len > 80 ? 80 : len), val);
   if (rc == 0 && colon) rc = colon_item(env, val, item, len, err);
+  else if (rc == 0 && had_angle && pn > pclose)
+    rc = angle_split(env, nm, plain, pclose, pn, angle, an, 0, &loose, err);
   else if (rc == 0) rc = finish_mailbox(env, nm, plain, pn, angle, an, had_angle, err);
 out:
   free(plain);

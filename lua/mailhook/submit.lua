@@ -125,6 +125,8 @@ function M.split(value, folds, base)
   -- as the drop-in's parser reads it, never a word cut off its start.
   local function word(piece, glue, pos)
     if pos == cur.wend then glue = true end
+    -- an angle address ends the word before it: "@<a@x>@y" glues no "@y" to "@"
+    if cur.post and #cur.words == cur.post.w then glue = false end
     cur.wend = pos + #piece
     if #cur.words > 0 and glue then
       cur.words[#cur.words] = cur.words[#cur.words] .. piece
@@ -136,7 +138,50 @@ function M.split(value, folds, base)
     cur.fold = false
     cur.stuck, cur.bfold = false, false
   end
-  local function finish()
+  -- an address word: an '@' inside with none next to it (c@x, "a b"@x; not
+  -- @x, x@, a@@b)
+  local function is_addr(w) return w:find("[^@]@[^@]") and not w:find("^@") and not w:find("@$") end
+  -- the words after the angle address's '>' (cur.post, where they start) cut
+  -- off cur into a new item, returned; cur keeps the angle address and the
+  -- words before it, its display name
+  local function cut()
+    local old, p = cur, cur.post
+    reset()
+    local post = cur
+    cur = old
+    for k = p.w + 1, #old.words do
+      local m = #post.words + 1
+      post.words[m], post.fb[m], post.st[m] = old.words[k], old.fb[k], old.st[k]
+      old.words[k], old.fb[k], old.st[k] = nil, nil, nil
+    end
+    post.fb[1] = false
+    for k = p.t + 1, #old.text do post.text[#post.text + 1] = old.text[k]; old.text[k] = nil end
+    for k = p.r + 1, #old.raw do post.raw[#post.raw + 1] = old.raw[k]; old.raw[k] = nil end
+    post.wend, post.glue, post.fold, post.stuck, post.bfold = old.wend, old.glue, old.fold, old.stuck, old.bfold
+    for _, w in ipairs(post.words) do if is_addr(w) then post.has_addr = true end end
+    return post
+  end
+  local finish
+  -- words after an angle address (`<a@x> b@y`, `Ann <a@x> Bob <b@y>`, a
+  -- comma missing): the angle address is an item, a recipient, ended at its
+  -- '>'; the words after it, when one is an address, are items of their own
+  -- as words without a comma between are ("a@x b@y"); else, before a second
+  -- angle address (at_angle), its display name, and at the item's end an
+  -- item that is no address (left out, named: never a local name).
+  -- Without this the second address took the first one's place, a recipient
+  -- lost unnamed.
+  local function split_angle(at_angle)
+    local post = cut()
+    finish()
+    cur = post
+    if post.has_addr then finish()
+    elseif not at_angle then
+      items[#items + 1] = { raw = table.concat(post.raw):match("^%s*(.-)%s*$") }
+      reset()
+    end
+  end
+  function finish()
+    if cur.angle and cur.post and not cur.colon and #cur.words > cur.post.w then return split_angle(false) end
     local raw = table.concat(cur.raw):match("^%s*(.-)%s*$")
     if raw == "" and not cur.angle then reset() return end
     local item = { raw = raw }
@@ -175,7 +220,7 @@ function M.split(value, folds, base)
       if #cur.words > 1 then
         local after_at, prev_rest = false, false
         for k, w in ipairs(cur.words) do
-          local at = w:find("[^@]@[^@]") and not w:find("^@") and not w:find("@$")
+          local at = is_addr(w)
           -- a quoted string before is a display name only with a blank
           -- between ("q"(x)c@d is not "q" <c@d>)
           if at and prev_rest and cur.fb[k] and not (cur.words[k - 1]:find('^"') and not cur.st[k]) then
@@ -255,6 +300,15 @@ function M.split(value, folds, base)
       cur.raw[#cur.raw + 1] = lit
       i = j + 1
     elseif c == "<" then                -- an angle address; a quoted local part in it may hold '>'
+      if cur.angle and cur.post and not cur.colon then
+        -- a second one in the item (`<a@x> <b@y>`, `Ann <a@x> Bob <b@y>`): the
+        -- first ends at its '>' (split_angle), the words between are the
+        -- second's display name, or items of their own when one is an address
+        local post_start, loose = cur.post.pos, false
+        for k = cur.post.w + 1, #cur.words do if is_addr(cur.words[k]) then loose = true end end
+        split_angle(true)
+        start = loose and i or post_start
+      end
       local j, quoted = i + 1, false
       while j <= n do
         local d = value:sub(j, j)
@@ -267,6 +321,7 @@ function M.split(value, folds, base)
       if j > n then return nil, "unbalanced '<' in '" .. M.shown(value) .. "'", items, start end
       cur.angle = value:sub(i + 1, j - 1)
       cur.raw[#cur.raw + 1] = value:sub(i, j)
+      cur.post = { w = #cur.words, t = #cur.text, r = #cur.raw, pos = j + 1 }
       i = j + 1
     elseif c == "," or c == ";" then
       finish()

@@ -76,5 +76,14 @@ To: "a@b": c@example.org;|c@example.org|
 To: ab"q"@example.org\r\nCc: f@example.org|f@example.org|ab"q"@example\.org: not an address
 To: c@example.org"a b"d@example.org, e@example.org|e@example.org|c@example\.org"a b"d@example\.org: not an address
 To: a>b@example.org\r\nCc: f@example.org|f@example.org|a>b@example\.org: not an address
+To: <a@example.org> <b@example.org>|a@example.org,b@example.org|
+To: Ann <a@example.org> Bob <b@example.org>|a@example.org,b@example.org|
+To: <a@example.org> b@example.org|a@example.org,b@example.org|
+To: <a@example.org> "b"@example.org|a@example.org,"b"@example.org|
+To: <a@example.org> (Bob)\r\n <b@example.org>|a@example.org,b@example.org|
+To: <a@example.org> root|a@example.org|root: not an address
+To: <a@example.org> b@example.org Bob <c@example.org>|a@example.org,c@example.org|b@example\.org Bob: not an address
+To: <a@example.org> <b@example.org>: c@example.org|a@example.org|<b@example\.org>: c@example\.org: not an address \(a ':'
+To: <mple.org<c@example.org>, d@example.org|d@example.org|mple\.org<c@example\.org: not an address
 EOF
 done_testing

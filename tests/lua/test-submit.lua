@@ -189,6 +189,27 @@ tap.test("prepare -t: header -> recipients, folded headers never give a wrong re
     { "To: a1@example.org,\r\n a2@example.org", "a1@example.org,a2@example.org", "" },
     -- no break: a phrase before an address is a phrase, as before
     { "To: John Doe j@example.org", "j@example.org", "'John Doe' is not an address$" },
+    -- two angle addresses, or an angle address and an address, with the comma
+    -- between them missing: each a recipient, the words right before an angle
+    -- address its display name (before, the second took the first one's place)
+    { "To: <a@example.org> <b@example.org>", "a@example.org,b@example.org", "" },
+    { "To: Ann <a@example.org> Bob <b@example.org>", "a@example.org,b@example.org", "" },
+    { "To: <a@example.org> b@example.org", "a@example.org,b@example.org", "" },
+    { "To: <a@example.org>\r\n <b@example.org>", "a@example.org,b@example.org", "" },
+    { 'To: <a@example.org> "Bob" <b@example.org>', "a@example.org,b@example.org", "" },
+    { 'To: <a@example.org> "b"@example.org', 'a@example.org,"b"@example.org', "" },
+    { "To: <a@example.org> (Bob) <b@example.org>", "a@example.org,b@example.org", "" },
+    { "To: team: <a@example.org> <b@example.org>;", "a@example.org,b@example.org", "" },
+    -- words after an angle address that are no address: an item left out,
+    -- named (never a local name); a word after an address goes with it
+    { "To: <a@example.org> root", "a@example.org", "'root' is not an address$" },
+    { "To: <a@example.org> c@exa\r\n mple.org", "a@example.org", "'c@exa mple.org' is not an address %(a line break" },
+    { "To: <a@example.org> b@example.org Bob <c@example.org>", "a@example.org,c@example.org", "'b@example.org Bob' is not an address$" },
+    -- a ':' after them: that item left out whole, as before
+    { "To: <a@example.org> <b@example.org>: c@example.org", "a@example.org", "'<b@example.org>: c@example.org' is not an address %(a ':'" },
+    { "To: <a@example.org> team: b@example.org;\r\nCc: d@example.org", "d@example.org", "'<a@example.org> team: b@example.org' is not an address %(a ':'" },
+    -- a '<' inside <...> is the address's: never c@example.org, a piece of it
+    { "To: <mple.org<c@example.org>, d@example.org", "d@example.org", "'mple.org<c@example.org'" },
     { 'To: "John Doe"\r\n j@example.org', "j@example.org", "'\"John Doe\"' is not an address$" },
   }
   for _, c in ipairs(cases) do

@@ -141,6 +141,24 @@ static void test_dropin_table(void) {
     { "To: [192.0.2.1]b@ex.org", "", "'[192.0.2.1]b@ex.org'" },
     /* a word whose '@' touches another is no address: it goes with the one before */
     { "To: d@exa (x\r\n y)mple.org@@\"a b\", e@ex.org", "e@ex.org", "d@exa mple.org@@\"a b\": a line break" },
+    /* two angle addresses, or one and an address, the comma between missing:
+    ** each a recipient (before, the second took the first one's place) */
+    { "To: <a@ex.org> <b@ex.org>", "a@ex.org,b@ex.org", "" },
+    { "To: Ann <a@ex.org> Bob <b@ex.org>", "a@ex.org,b@ex.org", "" },
+    { "To: <a@ex.org> b@ex.org", "a@ex.org,b@ex.org", "" },
+    { "To: <a@ex.org>\r\n <b@ex.org>", "a@ex.org,b@ex.org", "" },
+    { "To: <a@ex.org> \"Bob\" <b@ex.org>", "a@ex.org,b@ex.org", "" },
+    { "To: <a@ex.org> \"b\"@ex.org", "a@ex.org,\"b\"@ex.org", "" },
+    { "To: <a@ex.org> (Bob) <b@ex.org>", "a@ex.org,b@ex.org", "" },
+    { "To: team: <a@ex.org> <b@ex.org>;", "a@ex.org,b@ex.org", "" },
+    /* words after an angle address that are no address: an item left out, named */
+    { "To: <a@ex.org> root", "a@ex.org", "root: not an address" },
+    { "To: <a@ex.org> c@exa\r\n mple.org", "a@ex.org", "c@exa mple.org: a line break" },
+    { "To: <a@ex.org> b@ex.org Bob <c@ex.org>", "a@ex.org,c@ex.org", "b@ex.org Bob: not an address" },
+    { "To: <a@ex.org> <b@ex.org>: c@ex.org", "a@ex.org", "<b@ex.org>: c@ex.org: a ':' after an address" },
+    { "To: <a@ex.org> team: b@ex.org;", "", "'<a@ex.org> team: b@ex.org': a ':' after an address" },
+    /* a '<' inside <...> is the address's: never c@ex.org, a piece of it */
+    { "To: <mple.org<c@ex.org>, d@ex.org", "d@ex.org", "mple.org<c@ex.org: " },
   };
   for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
     char m[512], err[MH_SPOOL_ERRLEN] = "", to[512] = "", left[1024] = "", h[256];
