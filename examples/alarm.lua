@@ -12,7 +12,10 @@
 local ONCALL, OPS, NIGHT = "oncall@example.com", "ops@example.com", "night-desk@example.com"
 local tpl = mh.template.default("alarm")
 
-local quiet = period { weekdays = "mon-fri", times = "20:00-07:00", tz = "Europe/Paris" }
+-- a range that crosses midnight belongs to the day it starts on: the nights
+-- that start Sunday to Friday, so Monday 00:00-07:00 (Sunday's night) is quiet
+-- too ("mon-fri" left it out: the weekend ends at Sunday midnight)
+local quiet = period { weekdays = "sun-fri", times = "20:00-07:00", tz = "Europe/Paris" }
 local weekend = period { weekdays = "sat-sun", times = "00:00-24:00", tz = "Europe/Paris" }
 
 local function in_quiet_hours() return quiet:contains() or weekend:contains() end

@@ -63,6 +63,25 @@ C=$(newest)
 like "$(cat "$C")" "X-Receiver: <?oncall@example.com>?" "alarm: critical goes to on-call"
 like "$(cat "$C")" "X-Receiver: <?ops@example.com>?" "alarm: and to ops"
 like "$(cat "$C")" "Subject: \[critical\] ups1: on battery" "alarm: subject"
+# the example's quiet hours against what its header says (weeknights 20:00-07:00
+# and weekends, Paris time), at every 10 minutes of three weeks: the check below
+# depends on the hour it runs at, and "mon-fri 20:00-07:00" left Monday 00:00-07:00
+# out (a range across midnight belongs to the day it starts on), which showed
+# only in a run on a Monday night
+out=$("$MAILHOOK" -e '
+local rs = require "mailhook.rule_state"
+local core = require "mailhook.core"
+local src = assert(io.open(arg[1])):read("a")
+local function def(name) return assert(load("return " .. src:match("local " .. name .. " = (period %b{})"), "=" .. name, "t", { period = rs.period }))() end
+local quiet, weekend = def("quiet"), def("weekend")
+local bad, first = 0, nil
+for t = 1796000000, 1796000000 + 21 * 86400, 600 do
+  local lt = core.rstate.localtime(t, "Europe/Paris")
+  local want = lt.wday == 1 or lt.wday == 7 or lt.hour >= 20 or lt.hour < 7
+  if (quiet:contains(t) or weekend:contains(t)) ~= want then bad = bad + 1; first = first or os.date("!%a %H:%M UTC", t) end
+end
+print(bad, first)' "$ROOT/examples/alarm.lua" 2>&1)
+is "$out" "0	nil" "alarm: quiet hours are weeknights 20:00-07:00 and weekends, at every hour of the week"
 quiet=$(/usr/bin/python3 -c '
 import datetime, zoneinfo
 n = datetime.datetime.now(zoneinfo.ZoneInfo("Europe/Paris"))
