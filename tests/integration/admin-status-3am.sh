@@ -10,7 +10,6 @@
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
-J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
 st() { OUT=$("$MAILHOOK" status "$@" 2>&1); RC=$?; }
 answered() { "$MAILHOOK" status >/dev/null 2>&1; [ -s "$SPOOL/status.json" ] && grep -q "\"pid\":$SVC" "$SPOOL/status.json"; }
 

@@ -11,7 +11,6 @@ make_certs "$T/certs" || exit 1
 C=$T/certs
 export MAILHOOK_SPOOL=$T/spool
 mkdir -p "$MAILHOOK_SPOOL"
-J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
 stages() { echo "$1" | J '" ".join(s["name"] + "=" + s["state"] for s in d["stages"])'; }
 
 # --- 1. every missing or invalid setting, in one error --------------------------------------

@@ -14,8 +14,6 @@ start_smtpd S --tls starttls --require-starttls --cert "$C/server.crt" --key "$C
   tls_ca_file="$C/ca.crt" auth=true username=user "password=$PW" connect_timeout=5 >/dev/null
 ok $? "settings written"
 
-# jq-like checks with Debian's python: J 'expression on d' < json
-J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
 
 # --- test --json: stages in order with their outcome, what was negotiated
 out=$("$MAILHOOK" test --json); rc=$?

@@ -9,7 +9,6 @@
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
-J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
 st() { OUT=$("$MAILHOOK" status "$@" 2>&1); RC=$?; }
 
 PORT=$(free_port)

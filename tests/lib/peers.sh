@@ -21,6 +21,8 @@
 : "${ROOT:?source tests/lib/tap.sh first}"
 PEERS=$ROOT/tests/peers
 PY=/usr/bin/python3                    # Debian's interpreter: its aiosmtpd, not PATH's python3
+# J 'EXPR on d' < JSON: a jq-like check with Debian's python (the JSON as d; a string printed bare)
+J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); v=eval(sys.argv[1]); print(json.dumps(v) if not isinstance(v, str) else v)' "$1"; }
 SMTP_SINK=$ROOT/.deps/postfix/usr/sbin/smtp-sink
 _peer_n=0
 
