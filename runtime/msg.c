@@ -29,7 +29,7 @@
 #include "eol.h"
 
 #define FOLD_AT 78          /* fold header lines after this many columns when possible */
-#define MAX_PLAIN_WORD 900  /* a longer unbroken word is sent as encoded words instead */
+#define MAX_PLAIN_WORD 900  /* a longer token (plain_ok) is sent as encoded words instead */
 #define EW_BYTES 42         /* input bytes per encoded word: 56 base64 + 12 = 68 <= 75,
                                so "Reply-To: " and one word fit in 78 columns */
 #define B64_LINE 57         /* input bytes per 76-column base64 line */
@@ -870,15 +870,20 @@ static void fold_encoded(fold *f, const char *s, size_t n) {
 }
 
 /* Whether s can go as plain text: printable ASCII (and tabs), no "=?" that a
-** reader would decode, no word too long for one line. */
+** reader would decode, no token too long for one line.  A token is what the
+** folding writer keeps on one line: a run of whitespace with the word after
+** it, and at the end the trailing whitespace with the word before it (never
+** alone on a line).  Counting words alone let a 2000-space run, or blanks
+** after a 900-character word, make a header line of 2000 octets. */
 static int plain_ok(const char *s, size_t n) {
-  size_t word = 0;
+  size_t tok = 0, last = n;
+  while (last > 0 && is_wsp(s[last - 1])) last--;     /* s[last..n) is the trailing whitespace */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if ((c < 32 && c != '\t') || c >= 127) return 0;
     if (c == '=' && i + 1 < n && s[i + 1] == '?') return 0;
-    word = is_wsp((char)c) ? 0 : word + 1;
-    if (word > MAX_PLAIN_WORD) return 0;
+    if (is_wsp((char)c) && i > 0 && !is_wsp(s[i - 1]) && i < last) tok = 0;   /* a new token */
+    if (++tok > MAX_PLAIN_WORD) return 0;
   }
   return 1;
 }

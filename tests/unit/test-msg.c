@@ -245,6 +245,50 @@ static void test_long_and_non_ascii(void) {
   mh_msg_free(m);
 }
 
+/* Long runs of spaces or tabs in a Subject or an extra header value (a template
+** makes every control byte of a value a space: a PBX field padded with blanks,
+** a value full of CRs): the plain writer folded only before whitespace, so a
+** 2000-space run, or trailing blanks added to the line they followed, made a
+** header line of 2000 octets; each value must come back exactly. */
+static void test_long_whitespace(void) {
+  static const char *shapes[] = { "a%sb", "a%s", "%sb", "%s", "word %sword", NULL };
+  char run[2100], val[2200];
+  for (int r = 0; r < 3; r++) {
+    size_t rn = r == 0 ? 2000 : r == 1 ? 950 : 899;
+    memset(run, r == 1 ? '\t' : ' ', rn);
+    run[rn] = '\0';
+    for (int k = 0; shapes[k]; k++) {
+      snprintf(val, sizeof val, shapes[k], run);
+      for (int h = 0; h < 2; h++) {
+        mh_msg *m = basic();
+        mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+        if (h == 0) mh_msg_set_subject(m, val, strlen(val));
+        else mh_msg_add_header(m, "X-Pad", val, strlen(val));
+        size_t len;
+        char *out = build(m, &len);
+        char why[64] = "";
+        ok(out && lines_ok(out, len, why, sizeof why), "%s: '%.10s' around %zu %s: lines <= 998 (%s)",
+           h ? "X-Pad" : "Subject", shapes[k], rn, r == 1 ? "tabs" : "spaces", why);
+        free(out);
+        mh_msg_free(m);
+      }
+    }
+  }
+  /* blanks after a long word: added to that word's line */
+  memset(val, 'w', 890);
+  memset(val + 890, ' ', 200);
+  val[1090] = '\0';
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  mh_msg_set_subject(m, val, strlen(val));
+  size_t len;
+  char *out = build(m, &len);
+  char why[64] = "";
+  ok(out && lines_ok(out, len, why, sizeof why), "Subject: 200 blanks after an 890-character word: lines <= 998 (%s)", why);
+  free(out);
+  mh_msg_free(m);
+}
+
 static void test_bodies(void) {
   mh_msg *m = basic();
   mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
@@ -698,6 +742,7 @@ int main(void) {
   test_headers_and_bcc();
   test_injection();
   test_long_and_non_ascii();
+  test_long_whitespace();
   test_bodies();
   test_not_utf8();
   test_attachment();
