@@ -981,10 +981,16 @@ static void header_addrs(mh_buf *b, const char *name, const alist *l) {
   fold_end(&f);
 }
 
+/* Whether s starts with "From ": a line that does is written ">From " by an
+** mbox (Postfix's local(8), procmail, mutt's folders), and the reader shows
+** that '>'.  RFC 2049 §4 (8): such a line goes quoted-printable, its F as =46. */
+static int from_line(const char *s, size_t n) { return n >= 5 && memcmp(s, "From ", 5) == 0; }
+
 /* Normalises line endings to CRLF by intake's rule (eol.h mh_eol_intake_len:
 ** CR* LF is one, a lone CR or LF one each) and makes sure a
-** non-empty body ends with CRLF; picks 7bit (ASCII, no NUL, lines <= 998) or
-** quoted-printable.  Appends the encoded body to out; returns the CTE name. */
+** non-empty body ends with CRLF; picks 7bit (ASCII, no NUL, lines <= 998, no
+** line starting "From ") or quoted-printable, where no encoded line starts
+** "From " either.  Appends the encoded body to out; returns the CTE name. */
 static const char *encode_body(mh_buf *out, const char *s, size_t n) {
   int sevenbit = 1;
   size_t line = 0;
@@ -995,6 +1001,7 @@ static const char *encode_body(mh_buf *out, const char *s, size_t n) {
       line = 0;
       continue;
     }
+    if (line == 0 && from_line(s + i, n - i)) { sevenbit = 0; break; }
     if (c == 0 || c >= 128 || ++line > 998) { sevenbit = 0; break; }
   }
   if (sevenbit) {
@@ -1035,6 +1042,10 @@ static const char *encode_body(mh_buf *out, const char *s, size_t n) {
     if (col + k > (eol ? 76 : 75)) {
       mh_buf_add(out, "=\r\n", 3);
       col = 0;
+    }
+    if (col == 0 && k == 1 && from_line(s + i, n - i)) {   /* after a hard or a soft break */
+      e[0] = '='; e[1] = '4'; e[2] = '6';
+      k = 3;
     }
     mh_buf_add(out, e, k);
     col += k;

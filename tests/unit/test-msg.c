@@ -289,6 +289,44 @@ static void test_long_whitespace(void) {
   mh_msg_free(m);
 }
 
+/* A body line starting "From " is written ">From " by an mbox (Postfix's
+** local(8), procmail) and the reader shows the '>': such a body goes
+** quoted-printable with the F as =46, also where a soft break puts "From " at
+** the start of an encoded line. */
+static void test_from_lines(void) {
+  char soft[200];
+  memset(soft, 'a', 75);
+  memcpy(soft + 75, "From x \xc3\xa9\n", 11);
+  soft[86] = '\0';
+  const char *bodies[] = { "From me\n", "hi\nFrom me\n", "hi\rFrom me", "hi\r\nFrom me\r\n",
+                           "caf\xc3\xa9\nFrom me\n", soft, NULL };
+  for (int k = 0; bodies[k]; k++) {
+    for (int h = 0; h < 2; h++) {
+      mh_msg *m = basic();
+      mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+      if (h == 0) mh_msg_set_text(m, bodies[k], strlen(bodies[k]));
+      else mh_msg_set_html(m, bodies[k], strlen(bodies[k]));
+      size_t len;
+      char *out = build(m, &len);
+      int starts = out && strncmp(out, "From ", 5) == 0;
+      for (size_t i = 0; out && i + 5 < len; i++)
+        if (out[i] == '\n' && strncmp(out + i + 1, "From ", 5) == 0) starts = 1;
+      ok(out && !starts && strstr(out, "=46rom ") != NULL,
+         "%s body %d: no line starts \"From \", written =46rom", h ? "html" : "text", k);
+      free(out);
+      mh_msg_free(m);
+    }
+  }
+  mh_msg *m = basic();
+  mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
+  mh_msg_set_text(m, "From: me\nFromage\n from x\n", 25);
+  size_t len;
+  char *out = build(m, &len);
+  ok(out && strstr(out, "Content-Transfer-Encoding: 7bit") != NULL, "\"From:\", \"Fromage\", \" from\": still 7bit");
+  free(out);
+  mh_msg_free(m);
+}
+
 static void test_bodies(void) {
   mh_msg *m = basic();
   mh_msg_add_addr(m, MH_MSG_TO, "x@y.com", 7, NULL);
@@ -744,6 +782,7 @@ int main(void) {
   test_long_and_non_ascii();
   test_long_whitespace();
   test_bodies();
+  test_from_lines();
   test_not_utf8();
   test_attachment();
   test_attachment_names();
