@@ -1261,6 +1261,10 @@ void mh_msg_date(char *out, size_t cap, time_t now) {
   struct tm tm;
   if (!mh_msg_date_ok(now)) now = 0;   /* tm would be left unset (days[garbage]) */
   if (!localtime_r(&now, &tm)) { now = 0; gmtime_r(&now, &tm); }
+  /* a zone RFC 5322's +hhmm cannot say (an offset in seconds: Monrovia's
+  ** -00:44:30 until 1972; a TZ of 24 hours or more, which readers refuse):
+  ** the time in UTC, so the instant stays exact */
+  if (tm.tm_gmtoff % 60 != 0 || labs(tm.tm_gmtoff) >= 24 * 3600) gmtime_r(&now, &tm);
   long off = tm.tm_gmtoff / 60;
   snprintf(out, cap, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday],
            tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,

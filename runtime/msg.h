@@ -149,7 +149,8 @@ int mh_msg_date_ok(time_t t);
 /* The Date and Message-ID rules, for every message mailhook queues: one built
 ** here (mh_msg_finish) and one that arrives whole without them (mailhook
 ** sendmail adds them at intake, so every retry sends the same bytes).
-** mh_msg_date: RFC 5322 date-time in the local time zone ("Fri, 4 Dec 2026
+** mh_msg_date: RFC 5322 date-time in the local time zone (UTC when its offset
+** is not whole minutes or is 24 hours or more) ("Fri, 4 Dec 2026
 ** 13:30:32 +0100"), at most 40 bytes.  mh_msg_make_id: "<YYYYMMDDhhmmss.RANDOM@domain>"
 ** (96 random bits; domain "localhost" when NULL or empty), at most 300 bytes.
 ** A time outside mh_msg_date_ok is written as the epoch (never a crash). */

@@ -2,6 +2,7 @@
 ** line limits, header injection, attachments streamed and decoded back. */
 #include <errno.h>
 #include <fcntl.h>
+#include <time.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "tap.h"
@@ -325,6 +326,32 @@ static void test_from_lines(void) {
   ok(out && strstr(out, "Content-Transfer-Encoding: 7bit") != NULL, "\"From:\", \"Fromage\", \" from\": still 7bit");
   free(out);
   mh_msg_free(m);
+}
+
+/* The Date in a zone whose offset +hhmm cannot say: in seconds (POSIX TZ
+** "XXX+0:44:30", tzdata's Africa/Monrovia until 1972) or of 24 hours or more
+** (readers refuse +2430): written in UTC, the same instant; an ordinary zone
+** keeps its offset. */
+static void test_date_zones(void) {
+  static const struct { const char *tz, *want; } v[] = {
+    { "XXX+0:44:30", "Thu, 1 Jan 1970 00:00:00 +0000" },
+    { "XXX-24:30", "Thu, 1 Jan 1970 00:00:00 +0000" },
+    { "XXX+24", "Thu, 1 Jan 1970 00:00:00 +0000" },
+    { "XXX+3:30", "Wed, 31 Dec 1969 20:30:00 -0330" },
+    { "XXX-13:45", "Thu, 1 Jan 1970 13:45:00 +1345" },
+  };
+  const char *old = getenv("TZ");
+  char *saved = old ? strdup(old) : NULL;
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    char out[64];
+    setenv("TZ", v[i].tz, 1);
+    tzset();
+    mh_msg_date(out, sizeof out, 0);
+    is_str(out, v[i].want, "Date in TZ=%s", v[i].tz);
+  }
+  if (saved) setenv("TZ", saved, 1); else unsetenv("TZ");
+  tzset();
+  free(saved);
 }
 
 static void test_bodies(void) {
@@ -783,6 +810,7 @@ int main(void) {
   test_long_whitespace();
   test_bodies();
   test_from_lines();
+  test_date_zones();
   test_not_utf8();
   test_attachment();
   test_attachment_names();
