@@ -931,6 +931,16 @@ local function auth_refused(info)
   return info and info.stage == "auth" and code and code >= 500 and code < 600 or false
 end
 
+-- A login that cannot be made with these settings, the server asked nothing:
+-- no mechanism in common (ENOAUTH: a server offering only CRAM-MD5, or AUTH only
+-- under TLS while tls = none), credentials refused in the clear (EPLAINAUTH), an
+-- empty password (EAUTH without a reply).  The server is up and answered: it
+-- was called "server unreachable", which sent the administrator to the network.
+local function login_unusable(info)
+  return info and info.stage == "auth" and not tonumber(info.smtp) and
+    (info.code == "ENOAUTH" or info.code == "EPLAINAUTH" or info.code == "EAUTH") or false
+end
+
 -- Another worker of this deliverer holds a session, is opening one or is
 -- closing one (if that one fails too, it is the one that declares the
 -- outage).  Any session it holds, not only an alive() one: alive() is true
@@ -1035,7 +1045,9 @@ function W:outage(err, info, e)
     d.auth_refusals = nil
   end
   local what = info and info.session_refused and "server refuses mail on this session"
-               or auth_refused(info) and "server refuses the login" or "server unreachable"
+               or auth_refused(info) and "server refuses the login"
+               or login_unusable(info) and "no login possible with these settings (the server answers)"
+               or "server unreachable"
   if d.outage then d.outage.refused = info and info.session_refused end
   d:record_outage(now, (info and info.stage and (info.stage .. ": ") or "") .. tostring(err))
   if not d.outage or d.outage.earlier then
@@ -1048,10 +1060,12 @@ function W:outage(err, info, e)
                                                      os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(since))) or ""))
   elseif d.outage.err ~= err then
     d.outage.err = err
-    d.log.warn(string.format("delivery: %s, now: %s%s", info and (info.session_refused or auth_refused(info)) and what
+    d.log.warn(string.format("delivery: %s, now: %s%s", info and (info.session_refused or auth_refused(info)
+                                                                   or login_unusable(info)) and what
                              or "server still unreachable", info and info.stage and (info.stage .. ": ") or "", err))
   end
-  d.outage.login = auth_refused(info) or nil   -- (mailhook.service words the state with it)
+  -- (mailhook.service words the state with it)
+  d.outage.login = (auth_refused(info) or login_unusable(info)) and what:gsub(" %(.*", "") or nil
   if not d.outage.stuck and now - d.outage.since >= d.stuck_after then
     d.outage.stuck = true
     d:emit("queue_stuck", { reason = err, since = d.outage.since })

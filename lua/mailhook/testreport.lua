@@ -15,6 +15,16 @@ M.HINT = {
   connect = "nothing answers there: check `server`, `port` and firewalls (465 = implicit TLS, 587 = submission)",
   tls = "TLS failed: check `tls`, `tls_ca_file`, `tls_fingerprint`, or the server's certificate",
   auth = "authentication failed: check `username`, `password`/`password_command`, `auth_mechanism`",
+  -- (ENOAUTH: no login was tried, so the credentials are not in question)
+  no_mechanism = "the server offers no login mechanism mailhook speaks (PLAIN, LOGIN, XOAUTH2, " ..
+    "OAUTHBEARER; CRAM-MD5, DIGEST-MD5, NTLM and GSSAPI are not spoken): enable PLAIN or LOGIN " ..
+    "on the server (under TLS), or use its port that offers them (often 587 or 465); the " ..
+    "username and password were not sent, so they are not in question",
+  no_mechanism_auth = "the server offers no login on this port at all (no AUTH in its EHLO reply): " ..
+    "use its submission port (587, or 465 with `tls = implicit`), or set `auth = false` if it " ..
+    "takes mail from this machine without a login",
+  mechanism_not_offered = "`auth_mechanism` names a mechanism the server does not offer: set " ..
+    "`auth_mechanism = auto` (or one it offers)",
   sender = "the server refuses the From address: use an address this account may send as",
   recipient = "the server refused the test recipient or the message",
   -- by cause (info.why, info.waited, or info.code EPROTO), before the stage's own hint
@@ -114,6 +124,14 @@ local function offers_starttls(i)
   return false
 end
 
+-- Whether the EHLO reply has an AUTH line (any mechanism; "AUTH=LOGIN" too).
+local function offers_auth(i)
+  for _, cap in ipairs(i and i.capabilities or {}) do
+    if tostring(cap):upper():match("^AUTH[%s,=]") or tostring(cap):upper() == "AUTH" then return true end
+  end
+  return false
+end
+
 -- hint_for(cfg, info, report, err) -> the hint line for a failure: its cause when
 -- known, else its stage.
 function M.hint_for(cfg, info, report, err)
@@ -122,6 +140,17 @@ function M.hint_for(cfg, info, report, err)
   if why == "tls_version" and info.tls_min_version == "1.3" then why = "tls_version_13" end
   if why == "requires_tls" and (cfg.tls or "auto") == "auto" then why = "requires_tls_auto" end
   if why == "plaintext_auth" and info.starttls_offered then why = "offers_starttls" end
+  if not why and info.code == "ENOAUTH" then
+    local want = tostring(cfg.auth_mechanism or "auto"):lower()
+    local i = report and report.info
+    if want ~= "auto" and want ~= "" and #(i and i.auth_offered or {}) > 0 then
+      why = "mechanism_not_offered"
+    elseif i and not offers_auth(i) and not offers_starttls(i) then
+      why = "no_mechanism_auth"
+    elseif not (cfg.tls == "none" and offers_starttls(i)) then   -- (else: offers_starttls, below)
+      why = "no_mechanism"
+    end
+  end
   if not why and info.code == "ETIMEDOUT" and info.waited then
     why = info.waited == "greeting" and "no_greeting" or info.waited == "dns" and "dns_silent" or
           info.waited == "connect" and "connect" or info.waited == "tls" and "tls_silent" or "silent"
@@ -233,7 +262,20 @@ local function info_rows(out, cfg, i, stage, failure)
   if i.auth_mechanism then
     row("auth", i.auth_mechanism:upper() .. (cfg.username and (" as " .. cfg.username) or ""))
   elseif cfg.auth then
-    row("auth", "offered: " .. (#(i.auth_offered or {}) > 0 and table.concat(i.auth_offered, ", ") or "none"))
+    -- the mechanisms mailhook speaks, and those it does not ("AUTH CRAM-MD5" read
+    -- "offered: none" beside a capabilities line naming it)
+    local other = {}
+    for _, c in ipairs(i.capabilities or {}) do
+      local list = tostring(c):upper():match("^AUTH[%s,=](.*)$")
+      for m in (list or ""):gmatch("[%w_-]+") do
+        local known = false
+        for _, k in ipairs(i.auth_offered or {}) do if k:upper() == m then known = true end end
+        if not known then other[#other + 1] = m end
+      end
+    end
+    local ours = #(i.auth_offered or {}) > 0 and table.concat(i.auth_offered, ", ") or "none"
+    row("auth", "offered: " .. ours .. (#other > 0 and ("; also " .. table.concat(other, ", ") ..
+        ", which mailhook does not speak") or ""))
   else
     row("auth", "not used (auth = false)")
   end
