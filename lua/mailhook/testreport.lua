@@ -48,6 +48,12 @@ M.HINT = {
     "`username` and `password` (or `password_command`)",
   busy = "the server answered but refused the session for now (421: busy, in maintenance, or too " ..
     "many connections): try again later; if it lasts, see the server's log",
+  refused_client = "the server answered, and refuses this client at once (its reply above: a " ..
+    "blocklist such as Spamhaus, an access rule, or a port that takes no mail from here): ask its " ..
+    "administrator to allow this machine's address, or use its submission port (587, with a login)",
+  refused_helo = "the server answered, and refuses the greeting (EHLO and HELO): it may not take the " ..
+    "name mailhook greets with (set `helo_name` to this machine's fully qualified name, one the " ..
+    "server's DNS knows), or not this client's address; its reply above says which",
   plain_greeting = "the server greets in plain text, so this is no implicit-TLS port: set " ..
     "`tls = starttls` (or `auto`), or use its implicit-TLS port (465)",
   not_tls = "something on this port answered the TLS handshake in plain text that is not SMTP (a " ..
@@ -192,6 +198,13 @@ function M.hint_for(cfg, info, report, err)
   end
   -- a 421 greeting: something answered, and said not now
   if not why and info.stage == "connect" and tonumber(info.smtp) == 421 then why = "busy" end
+  -- a 5xx greeting, or 5xx to EHLO and HELO: something answered, and refuses this
+  -- client or its greeting ("nothing answers there" was said for both)
+  if not why and info.stage == "connect" and tonumber(info.smtp) and tonumber(info.smtp) >= 500 then
+    local e = tostring(err or "")
+    if e:find("greeting: 5%d%d") then why = "refused_client"
+    elseif e:find("HELO refused: 5%d%d") or e:find("EHLO refused: 5%d%d") then why = "refused_helo" end
+  end
   if not why and info.plain_smtp then why = "plain_greeting" end
   -- plain text where a TLS record was due, from a port that gave no SMTP greeting
   if not why and info.stage == "tls" and tostring(err or ""):find("wrong version number", 1, true) then
