@@ -90,6 +90,11 @@ M.HINT = {
     "(after checking it with the server's administrator), or give its CA in `tls_ca_file`",
   cert_ca = "the certificate's issuer is not trusted here: set `tls_ca_file` to the issuing CA's " ..
     "certificate (PEM), or pin the server's certificate with `tls_fingerprint`",
+  -- (tls_ca_file given: most often its root, and the server sends no intermediate)
+  cert_ca_given = "the certificate's issuer is neither in `tls_ca_file` nor among the system's CAs: " ..
+    "when `tls_ca_file` holds the root, the server does not send its intermediate certificate (fix " ..
+    "the server's chain, or add the intermediate, the issuer above, to `tls_ca_file`: any CA there " ..
+    "is trusted as it is); else `tls_ca_file` holds another CA; or pin with `tls_fingerprint`",
   starttls_refused = "the server offers STARTTLS but refused it: its TLS is not set up or not " ..
     "working; fix it on the server, or use its implicit-TLS port (465, `tls = implicit`); mailhook " ..
     "does not fall back to plain text after a refused STARTTLS",
@@ -164,6 +169,7 @@ function M.hint_for(cfg, info, report, err)
   local cert = report and report.info and report.info.cert
   if not why and info.stage == "tls" and cert and cert.verified == false then
     why = CERT_WHY[tostring(cert.result or "")]
+    if why == "cert_ca" and (cfg.tls_ca_file or "") ~= "" then why = "cert_ca_given" end
   end
   -- STARTTLS answered with an error, or not offered at all (no certificate was involved)
   if not why and info.stage == "tls" and info.code == "ENOTLS" then
