@@ -283,13 +283,13 @@ local function info_rows(out, cfg, i, stage, failure)
   elseif cfg.auth then
     -- the mechanisms mailhook speaks, and those it does not ("AUTH CRAM-MD5" read
     -- "offered: none" beside a capabilities line naming it)
-    local other = {}
+    local other, known = {}, {}
+    for _, k in ipairs(i.auth_offered or {}) do known[k:upper()] = true end
     for _, c in ipairs(i.capabilities or {}) do
+      -- (Postfix's broken_sasl_auth_clients sends "AUTH=..." as well: each named once)
       local list = tostring(c):upper():match("^AUTH[%s,=](.*)$")
       for m in (list or ""):gmatch("[%w_-]+") do
-        local known = false
-        for _, k in ipairs(i.auth_offered or {}) do if k:upper() == m then known = true end end
-        if not known then other[#other + 1] = m end
+        if not known[m] then other[#other + 1] = m; known[m] = true end
       end
     end
     local ours = #(i.auth_offered or {}) > 0 and table.concat(i.auth_offered, ", ") or "none"
