@@ -1001,6 +1001,12 @@ local function client_refused(info)
     (info.stage == "greeting" or info.stage == "ehlo" or info.stage == "helo") or false
 end
 
+-- The server's certificate was refused (chain, host name, dates, pin): the
+-- server answered, and TLS stopped the session before anything was sent.
+local function cert_refused(info)
+  return info and info.stage == "tls" and info.code == "ECERT" or false
+end
+
 function W:outage(err, info, e)
   local d = self.d
   -- the stop's grace cut this session (D:stop): the server stalled, it was not
@@ -1066,6 +1072,7 @@ function W:outage(err, info, e)
                or auth_refused(info) and "server refuses the login"
                or login_unusable(info) and "no login possible with these settings (the server answers)"
                or client_refused(info) and "server refuses this client"
+               or cert_refused(info) and "the server's certificate is refused"
                or "server unreachable"
   if d.outage then d.outage.refused = info and info.session_refused end
   d:record_outage(now, staged(info, err))
@@ -1079,12 +1086,13 @@ function W:outage(err, info, e)
   elseif d.outage.err ~= err then
     d.outage.err = err
     d.log.warn(string.format("delivery: %s, now: %s", info and (info.session_refused or auth_refused(info)
-                                                                or login_unusable(info) or client_refused(info)) and what
+                                                                or login_unusable(info) or client_refused(info)
+                                                                or cert_refused(info)) and what
                              or "server still unreachable", staged(info, err)))
   end
   -- (mailhook.service words the state with it)
-  d.outage.login = (auth_refused(info) or login_unusable(info) or client_refused(info)) and what:gsub(" %(.*", "")
-                   or nil
+  d.outage.login = (auth_refused(info) or login_unusable(info) or client_refused(info) or cert_refused(info))
+                   and what:gsub(" %(.*", "") or nil
   if not d.outage.stuck and now - d.outage.since >= d.stuck_after then
     d.outage.stuck = true
     d:emit("queue_stuck", { reason = err, since = d.outage.since })

@@ -5,7 +5,8 @@
 # "unable to get issuer certificate", and the hint said to give the issuing CA, which
 # was given); the server's own certificate there pins it.  The host name and the dates
 # are still checked; the root given while the server sends no intermediate is refused,
-# the hint naming the missing intermediate; another CA's root trusts nothing.
+# the hint naming the missing intermediate, the service's log saying the certificate is
+# refused (it said "server unreachable"); another CA's root trusts nothing.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 need_engine
@@ -70,4 +71,16 @@ like "$(hint)" "the server does not send its intermediate certificate .*add the 
   "the hint names the missing intermediate"
 tcase other chain server
 is "$RC" 1 "another CA's root in tls_ca_file: refused"
+
+# the service, the intermediate missing: the queue waits, and the log says the
+# certificate was refused, not that the server is unreachable
+start_smtpd S --tls starttls --cert "$C/server.crt" --key "$C/server.key" || exit 1
+conf=$(new_conf port="$S" tls_ca_file="$C/root.crt" retry_interval=1)
+printf 'body\n' | "$MAILHOOK" -c "$conf" enqueue --to rcpt@example.net --subject chain >/dev/null
+out=$("$MAILHOOK" -c "$conf" flush 2>&1)
+like "$out" "delivery: the server's certificate is refused \(tls: localhost:[0-9]+: certificate verification failed: unable to get local issuer" \
+  "flush: the log says the certificate is refused, and why"
+unlike "$out" "unreachable" "not 'server unreachable'"
+is "$(find "$MAILHOOK_SPOOL/pickup" -name '*.eml' | wc -l)" 1 "the message waits in pickup/"
+stop_peer S
 done_testing
