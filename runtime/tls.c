@@ -192,6 +192,13 @@ static SSL_CTX *ctx_build(int minv, const char *ca_file, char *err, size_t errle
     SSL_CTX_free(ctx);
     return NULL;
   }
+  /* A certificate the administrator put in tls_ca_file is trusted as it is: an
+  ** intermediate CA (a company's issuing CA, the one its PKI team hands out) or
+  ** the server's own certificate ends the chain there, as msmtp's tls_trust_file
+  ** does (GnuTLS).  Without the flag OpenSSL wanted a self-signed root: the
+  ** issuing CA given read "unable to get issuer certificate", and the hint said to
+  ** give the issuing CA.  The host name, dates and purpose are still checked. */
+  if (*ca_file) X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), X509_V_FLAG_PARTIAL_CHAIN);
   return ctx;
 }
 

@@ -931,6 +931,16 @@ local function auth_refused(info)
   return info and info.stage == "auth" and code and code >= 500 and code < 600 or false
 end
 
+-- A login that cannot be made with these settings, the server asked nothing:
+-- no mechanism in common (ENOAUTH: a server offering only CRAM-MD5, or AUTH only
+-- under TLS while tls = none), credentials refused in the clear (EPLAINAUTH), an
+-- empty password (EAUTH without a reply).  The server is up and answered: it
+-- was called "server unreachable", which sent the administrator to the network.
+local function login_unusable(info)
+  return info and info.stage == "auth" and not tonumber(info.smtp) and
+    (info.code == "ENOAUTH" or info.code == "EPLAINAUTH" or info.code == "EAUTH") or false
+end
+
 -- Another worker of this deliverer holds a session, is opening one or is
 -- closing one (if that one fails too, it is the one that declares the
 -- outage).  Any session it holds, not only an alive() one: alive() is true
@@ -971,6 +981,30 @@ end
 -- docs/smtp.md).  It matched uv_strerror's English in the message before.
 local function connect_refused(err, info)
   return info ~= nil and info.stage == "connect" and info.errno == "ECONNREFUSED"
+end
+
+-- "stage: err" as the log and the queue show a failure, without the stage twice
+-- (the engine's "greeting: 554 ..." was shown "greeting: greeting: 554 ...").
+local function staged(info, err)
+  local stage = info and info.stage
+  err = tostring(err)
+  if not stage or err:sub(1, #stage + 1) == stage .. ":" then return err end
+  return stage .. ": " .. err
+end
+
+-- A 5xx greeting, or a 5xx to EHLO and HELO: the server is up and refuses this
+-- client (a blocklist, an access rule) or its greeting; "server unreachable"
+-- sent the administrator to the network.
+local function client_refused(info)
+  local code = info and tonumber(info.smtp)
+  return info and code and code >= 500 and code < 600 and
+    (info.stage == "greeting" or info.stage == "ehlo" or info.stage == "helo") or false
+end
+
+-- The server's certificate was refused (chain, host name, dates, pin): the
+-- server answered, and TLS stopped the session before anything was sent.
+local function cert_refused(info)
+  return info and info.stage == "tls" and info.code == "ECERT" or false
 end
 
 function W:outage(err, info, e)
@@ -1015,7 +1049,7 @@ function W:outage(err, info, e)
   self.refused_extra, self.extra_refusals = nil, nil
   d:changed("outage", self, err, info)
   if e and e.id then
-    local why = (info and info.stage and (info.stage .. ": ") or "") .. tostring(err)
+    local why = staged(info, err)
     if e.last_reply ~= why then
       local ok = pcall(d.spool.defer, d.spool, e.id, { reply = why, attempts = e.attempts or 0,
                                                        next_attempt = e.next_attempt or 0 })
@@ -1035,23 +1069,30 @@ function W:outage(err, info, e)
     d.auth_refusals = nil
   end
   local what = info and info.session_refused and "server refuses mail on this session"
-               or auth_refused(info) and "server refuses the login" or "server unreachable"
+               or auth_refused(info) and "server refuses the login"
+               or login_unusable(info) and "no login possible with these settings (the server answers)"
+               or client_refused(info) and "server refuses this client"
+               or cert_refused(info) and "the server's certificate is refused"
+               or "server unreachable"
   if d.outage then d.outage.refused = info and info.session_refused end
-  d:record_outage(now, (info and info.stage and (info.stage .. ": ") or "") .. tostring(err))
+  d:record_outage(now, staged(info, err))
   if not d.outage or d.outage.earlier then
     -- the first one of this run is said in full, an earlier run's start kept (load_outage)
     local since = d.outage and d.outage.since
     d.outage = { err = err, since = since or now, refused = info and info.session_refused }
-    d.log.warn(string.format("delivery: %s (%s%s); the queue waits, %s%s", what,
-                             info and info.stage and (info.stage .. ": ") or "", err, how,
+    d.log.warn(string.format("delivery: %s (%s); the queue waits, %s%s", what, staged(info, err), how,
                              since and string.format(" (so since %s, before this start)",
                                                      os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(since))) or ""))
   elseif d.outage.err ~= err then
     d.outage.err = err
-    d.log.warn(string.format("delivery: %s, now: %s%s", info and (info.session_refused or auth_refused(info)) and what
-                             or "server still unreachable", info and info.stage and (info.stage .. ": ") or "", err))
+    d.log.warn(string.format("delivery: %s, now: %s", info and (info.session_refused or auth_refused(info)
+                                                                or login_unusable(info) or client_refused(info)
+                                                                or cert_refused(info)) and what
+                             or "server still unreachable", staged(info, err)))
   end
-  d.outage.login = auth_refused(info) or nil   -- (mailhook.service words the state with it)
+  -- (mailhook.service words the state with it)
+  d.outage.login = (auth_refused(info) or login_unusable(info) or client_refused(info) or cert_refused(info))
+                   and what:gsub(" %(.*", "") or nil
   if not d.outage.stuck and now - d.outage.since >= d.stuck_after then
     d.outage.stuck = true
     d:emit("queue_stuck", { reason = err, since = d.outage.since })

@@ -68,7 +68,7 @@ function M.connection_state(d)
   if not d then return "starting" end
   if d.outage then
     return string.format("%s since %s: %s", d.outage.refused and "server refuses mail"
-                         or d.outage.login and "server refuses the login" or "server unreachable",
+                         or d.outage.login or "server unreachable",
                          os.date("!%H:%M:%SZ", math.floor(d.outage.since or 0)), tostring(d.outage.err))
   end
   local counts, order = {}, {}

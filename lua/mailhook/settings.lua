@@ -150,6 +150,21 @@ local function quoted(v)
   return string.format("'%s...' (%d bytes)", v:sub(1, 80):gsub("[\128-\255]+$", ""), #v)
 end
 
+-- A "quoted value" read: \" and \\ are its only escapes.  Another backslash
+-- was dropped silently (password = "C:\temp" read as "C:temp": the login then
+-- failed with a 535 and nothing said why): refused, as an unescaped quote is.
+-- The value is never shown (it may be the password).
+local function unquote(value)
+  local inner = value:match('^"(.*)"$')
+  if not inner then return nil, 'unterminated "quoted value"' end
+  local rest = inner:gsub('\\[\\"]', "")
+  if rest:find('"', 1, true) then return nil, 'a " inside a "quoted value" must be written \\"' end
+  if rest:find("\\", 1, true) then
+    return nil, 'a backslash inside a "quoted value" must be written \\\\ (\\" and \\\\ are its only escapes)'
+  end
+  return (inner:gsub('\\([\\"])', "%1"))
+end
+
 local function valid_ipv4(s)
   local parts = { s:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$") }
   if #parts ~= 4 then return false end
@@ -596,11 +611,9 @@ local function parse_text(textv, file, secrets)
         return nil, string.format("%s:%d: '%s' set twice (first on line %d)", file, n, key, doc.where[key])
       end
       if value:sub(1, 1) == '"' then
-        local inner = value:match('^"(.*)"$')
-        if not inner or inner:gsub("\\.", ""):find('"', 1, true) or inner:gsub("\\.", ""):find("\\", 1, true) then
-          return nil, string.format('%s:%d: %s: unterminated or badly escaped "quoted value"', file, n, key)
-        end
-        value = inner:gsub("\\(.)", "%1")
+        local why
+        value, why = unquote(value)
+        if not value then return nil, string.format("%s:%d: %s: %s", file, n, key, why) end
       end
       doc.values[key] = value
       doc.where[key] = n
@@ -830,13 +843,9 @@ local function parse_lenient(textv, file)
         values[key], where[key] = nil, nil
       else
         if value:sub(1, 1) == '"' then
-          local inner = value:match('^"(.*)"$')
-          if not inner or inner:gsub("\\.", ""):find('"', 1, true) or inner:gsub("\\.", ""):find("\\", 1, true) then
-            problem(key, key .. ': unterminated or badly escaped "quoted value"')
-            value = nil
-          else
-            value = inner:gsub("\\(.)", "%1")
-          end
+          local why
+          value, why = unquote(value)
+          if not value then problem(key, key .. ": " .. why) end
         end
         if value then values[key], where[key] = value, n end
       end

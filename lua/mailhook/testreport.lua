@@ -15,6 +15,16 @@ M.HINT = {
   connect = "nothing answers there: check `server`, `port` and firewalls (465 = implicit TLS, 587 = submission)",
   tls = "TLS failed: check `tls`, `tls_ca_file`, `tls_fingerprint`, or the server's certificate",
   auth = "authentication failed: check `username`, `password`/`password_command`, `auth_mechanism`",
+  -- (ENOAUTH: no login was tried, so the credentials are not in question)
+  no_mechanism = "the server offers no login mechanism mailhook speaks (PLAIN, LOGIN, XOAUTH2, " ..
+    "OAUTHBEARER; CRAM-MD5, DIGEST-MD5, NTLM and GSSAPI are not spoken): enable PLAIN or LOGIN " ..
+    "on the server (under TLS), or use its port that offers them (often 587 or 465); the " ..
+    "username and password were not sent, so they are not in question",
+  no_mechanism_auth = "the server offers no login on this port at all (no AUTH in its EHLO reply): " ..
+    "use its submission port (587, or 465 with `tls = implicit`), or set `auth = false` if it " ..
+    "takes mail from this machine without a login",
+  mechanism_not_offered = "`auth_mechanism` names a mechanism the server does not offer: set " ..
+    "`auth_mechanism = auto` (or one it offers)",
   sender = "the server refuses the From address: use an address this account may send as",
   recipient = "the server refused the test recipient or the message",
   -- by cause (info.why, info.waited, or info.code EPROTO), before the stage's own hint
@@ -38,6 +48,12 @@ M.HINT = {
     "`username` and `password` (or `password_command`)",
   busy = "the server answered but refused the session for now (421: busy, in maintenance, or too " ..
     "many connections): try again later; if it lasts, see the server's log",
+  refused_client = "the server answered, and refuses this client at once (its reply above: a " ..
+    "blocklist such as Spamhaus, an access rule, or a port that takes no mail from here): ask its " ..
+    "administrator to allow this machine's address, or use its submission port (587, with a login)",
+  refused_helo = "the server answered, and refuses the greeting (EHLO and HELO): it may not take the " ..
+    "name mailhook greets with (set `helo_name` to this machine's fully qualified name, one the " ..
+    "server's DNS knows), or not this client's address; its reply above says which",
   plain_greeting = "the server greets in plain text, so this is no implicit-TLS port: set " ..
     "`tls = starttls` (or `auto`), or use its implicit-TLS port (465)",
   not_tls = "something on this port answered the TLS handshake in plain text that is not SMTP (a " ..
@@ -74,6 +90,11 @@ M.HINT = {
     "(after checking it with the server's administrator), or give its CA in `tls_ca_file`",
   cert_ca = "the certificate's issuer is not trusted here: set `tls_ca_file` to the issuing CA's " ..
     "certificate (PEM), or pin the server's certificate with `tls_fingerprint`",
+  -- (tls_ca_file given: most often its root, and the server sends no intermediate)
+  cert_ca_given = "the certificate's issuer is neither in `tls_ca_file` nor among the system's CAs: " ..
+    "when `tls_ca_file` holds the root, the server does not send its intermediate certificate (fix " ..
+    "the server's chain, or add the intermediate, the issuer above, to `tls_ca_file`: any CA there " ..
+    "is trusted as it is); else `tls_ca_file` holds another CA; or pin with `tls_fingerprint`",
   starttls_refused = "the server offers STARTTLS but refused it: its TLS is not set up or not " ..
     "working; fix it on the server, or use its implicit-TLS port (465, `tls = implicit`); mailhook " ..
     "does not fall back to plain text after a refused STARTTLS",
@@ -114,6 +135,14 @@ local function offers_starttls(i)
   return false
 end
 
+-- Whether the EHLO reply has an AUTH line (any mechanism; "AUTH=LOGIN" too).
+local function offers_auth(i)
+  for _, cap in ipairs(i and i.capabilities or {}) do
+    if tostring(cap):upper():match("^AUTH[%s,=]") or tostring(cap):upper() == "AUTH" then return true end
+  end
+  return false
+end
+
 -- hint_for(cfg, info, report, err) -> the hint line for a failure: its cause when
 -- known, else its stage.
 function M.hint_for(cfg, info, report, err)
@@ -122,6 +151,17 @@ function M.hint_for(cfg, info, report, err)
   if why == "tls_version" and info.tls_min_version == "1.3" then why = "tls_version_13" end
   if why == "requires_tls" and (cfg.tls or "auto") == "auto" then why = "requires_tls_auto" end
   if why == "plaintext_auth" and info.starttls_offered then why = "offers_starttls" end
+  if not why and info.code == "ENOAUTH" then
+    local want = tostring(cfg.auth_mechanism or "auto"):lower()
+    local i = report and report.info
+    if want ~= "auto" and want ~= "" and #(i and i.auth_offered or {}) > 0 then
+      why = "mechanism_not_offered"
+    elseif i and not offers_auth(i) and not offers_starttls(i) then
+      why = "no_mechanism_auth"
+    elseif not (cfg.tls == "none" and offers_starttls(i)) then   -- (else: offers_starttls, below)
+      why = "no_mechanism"
+    end
+  end
   if not why and info.code == "ETIMEDOUT" and info.waited then
     why = info.waited == "greeting" and "no_greeting" or info.waited == "dns" and "dns_silent" or
           info.waited == "connect" and "connect" or info.waited == "tls" and "tls_silent" or "silent"
@@ -129,6 +169,7 @@ function M.hint_for(cfg, info, report, err)
   local cert = report and report.info and report.info.cert
   if not why and info.stage == "tls" and cert and cert.verified == false then
     why = CERT_WHY[tostring(cert.result or "")]
+    if why == "cert_ca" and (cfg.tls_ca_file or "") ~= "" then why = "cert_ca_given" end
   end
   -- STARTTLS answered with an error, or not offered at all (no certificate was involved)
   if not why and info.stage == "tls" and info.code == "ENOTLS" then
@@ -163,6 +204,13 @@ function M.hint_for(cfg, info, report, err)
   end
   -- a 421 greeting: something answered, and said not now
   if not why and info.stage == "connect" and tonumber(info.smtp) == 421 then why = "busy" end
+  -- a 5xx greeting, or 5xx to EHLO and HELO: something answered, and refuses this
+  -- client or its greeting ("nothing answers there" was said for both)
+  if not why and info.stage == "connect" and tonumber(info.smtp) and tonumber(info.smtp) >= 500 then
+    local e = tostring(err or "")
+    if e:find("greeting: 5%d%d") then why = "refused_client"
+    elseif e:find("HELO refused: 5%d%d") or e:find("EHLO refused: 5%d%d") then why = "refused_helo" end
+  end
   if not why and info.plain_smtp then why = "plain_greeting" end
   -- plain text where a TLS record was due, from a port that gave no SMTP greeting
   if not why and info.stage == "tls" and tostring(err or ""):find("wrong version number", 1, true) then
@@ -233,7 +281,20 @@ local function info_rows(out, cfg, i, stage, failure)
   if i.auth_mechanism then
     row("auth", i.auth_mechanism:upper() .. (cfg.username and (" as " .. cfg.username) or ""))
   elseif cfg.auth then
-    row("auth", "offered: " .. (#(i.auth_offered or {}) > 0 and table.concat(i.auth_offered, ", ") or "none"))
+    -- the mechanisms mailhook speaks, and those it does not ("AUTH CRAM-MD5" read
+    -- "offered: none" beside a capabilities line naming it)
+    local other, known = {}, {}
+    for _, k in ipairs(i.auth_offered or {}) do known[k:upper()] = true end
+    for _, c in ipairs(i.capabilities or {}) do
+      -- (Postfix's broken_sasl_auth_clients sends "AUTH=..." as well: each named once)
+      local list = tostring(c):upper():match("^AUTH[%s,=](.*)$")
+      for m in (list or ""):gmatch("[%w_-]+") do
+        if not known[m] then other[#other + 1] = m; known[m] = true end
+      end
+    end
+    local ours = #(i.auth_offered or {}) > 0 and table.concat(i.auth_offered, ", ") or "none"
+    row("auth", "offered: " .. ours .. (#other > 0 and ("; also " .. table.concat(other, ", ") ..
+        ", which mailhook does not speak") or ""))
   else
     row("auth", "not used (auth = false)")
   end

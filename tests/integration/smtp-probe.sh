@@ -173,7 +173,7 @@ certcase() {   # certcase CERT REASON HINT [settings]: refused, naming REASON, h
 certcase self "self-signed certificate" 'self-signed: set `tls_fingerprint` to its sha256'
 certcase wronghost "hostname mismatch" 'not for the name in `server`: set `server` to a name the certificate holds'
 certcase expired "certificate has expired" 'expired or not yet valid: renew it on the server'
-certcase unknown "unable to get local issuer certificate" 'issuer is not trusted here: set `tls_ca_file`'
+certcase unknown "unable to get local issuer certificate" 'issuer is neither in `tls_ca_file` nor among the system.s CAs'
 certcase server "fingerprint mismatch" 'not the one `tls_fingerprint` pins' tls_fingerprint="$SELF_FP"
 # The self-signed hint's advice works: pinned by its sha256, the same server passes.
 start_smtpd S --tls starttls --cert "$C/self.crt" --key "$C/self.key" || exit 1

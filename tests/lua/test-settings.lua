@@ -96,6 +96,25 @@ tap.test("implicit TLS defaults the port to 465; auth makes TLS required", funct
   os.remove(path)
 end)
 
+tap.test('a backslash in a "quoted value" is \\\\ or \\": another is refused, never dropped', function(t)
+  -- password = "C:\temp\new" was read as C:tempnew: the login failed with a 535 and
+  -- nothing said the file was misread (interop review)
+  local path = tmpconf('username = "C:\\temp\\new"\n')
+  local cfg, err = settings.load(path)
+  t:is(cfg, nil, "a \\t in a quoted value is refused")
+  t:like(err or "", ':1: username: a backslash inside a "quoted value" must be written \\\\', "naming FILE:LINE and the key")
+  t:ok(err and not err:find("temp", 1, true), "without the value (it may be the password)")
+  os.remove(path)
+  path = tmpconf('username = "C:\\\\temp \\"x\\" \\\\"\npassword = C:\\temp\n')
+  cfg, err = settings.load(path)
+  t:is(cfg and cfg.username, 'C:\\temp "x" \\', '\\\\ and \\" are the escapes' .. (err and (": " .. err) or ""))
+  os.remove(path)
+  path = tmpconf('auth = true\nusername = u\npassword = "pa\\ss"\n')
+  local _, ierr = settings.load_intake(path)
+  t:ok(ierr == nil, "intake warns of it and queues (the password is not intake's)")
+  os.remove(path)
+end)
+
 tap.test("malformed files name FILE:LINE", function(t)
   local cases = {
     { "port = 25\nthis is not a setting\n", ":2: expected 'key = value'" },

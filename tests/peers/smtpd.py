@@ -134,6 +134,9 @@ class Handler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.log("ehlo", hostname, "tls=%s" % (tls_of(server) or "none"))
+        if self.o.auth_mechs is not None:   # the AUTH line in the --auth-mechs order
+            order = " ".join(m.strip().upper() for m in self.o.auth_mechs.split(",") if m.strip())
+            responses = [("250-AUTH " + order).rstrip() if r.startswith("250-AUTH") else r for r in responses]
         if self.o.dsn:   # RFC 3461: announced before the last line
             responses.insert(len(responses) - 1, "250-DSN")
         return responses
@@ -306,6 +309,23 @@ class OAuth:
         return await self._oauth(args, self._bearer)
 
 
+class CramMD5:
+    """--auth-mechs: CRAM-MD5 (RFC 2195) against --auth's USER:PASS."""
+
+    async def auth_CRAM__MD5(self, server, args):
+        import hmac
+        challenge = ("<%d.%d@%s>" % (os.getpid(), time.time_ns(), self.hostname)).encode()
+        blob = await self.challenge_auth(challenge)
+        if not isinstance(blob, bytes):
+            return AuthResult(success=False, handled=True)
+        user, _, digest = blob.partition(b" ")
+        a = self._authenticator
+        good = (user == a.user and
+                hmac.compare_digest(digest, hmac.new(a.password, challenge, "md5").hexdigest().encode()))
+        a.log("auth", "ok" if good else "fail", "CRAM-MD5", user.decode(errors="replace"))
+        return AuthResult(success=good, handled=False, auth_data=LoginPassword(user, b""))
+
+
 def send_handshake_alerts():
     """asyncio (3.11's sslproto) closes the connection when a server-side handshake
     fails without sending the alert OpenSSL queued (e.g. protocol_version when no
@@ -385,6 +405,8 @@ def main():
     p.add_argument("--auth", help="USER:PASS; AUTH PLAIN and LOGIN, required before MAIL")
     p.add_argument("--auth-optional", action="store_true", help="offer AUTH but accept mail without it")
     p.add_argument("--auth-in-clear", action="store_true", help="offer AUTH before TLS (a bad server)")
+    p.add_argument("--auth-mechs", help="with --auth: the mechanisms offered, in this order (comma-separated "
+                   "among PLAIN, LOGIN, CRAM-MD5; default PLAIN and LOGIN); '' offers AUTH with none")
     p.add_argument("--maildir", help="store each accepted message here as NNNNNN.eml + .json")
     p.add_argument("--log", help="append one line per session event to this file")
     p.add_argument("--reply-rcpt", action="append", default=[], metavar="ADDR=REPLY",
@@ -466,6 +488,13 @@ def main():
         warnings.simplefilter("ignore")
 
     cls = Server
+    if o.auth_mechs is not None:
+        want = [m.strip().upper() for m in o.auth_mechs.split(",") if m.strip()]
+        for m in want:
+            if m not in ("PLAIN", "LOGIN", "CRAM-MD5"):
+                sys.exit("smtpd.py: --auth-mechs: PLAIN, LOGIN or CRAM-MD5, got %r" % m)
+        kwargs["auth_exclude_mechanism"] = [m for m in ("PLAIN", "LOGIN", "CRAM-MD5") if m not in want]
+        cls = type("MechServer", (CramMD5, Server), {})
     if o.token:
         cls = type("OAuthServer", (OAuth, Server), {"token": o.token})
     server = loop.run_until_complete(loop.create_server(
