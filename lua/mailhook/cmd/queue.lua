@@ -83,8 +83,8 @@ local function list(json)
   local n = 0
   local out = io.stdout
   -- a spool this user may not open (a local user's: 0710) is a one-line error
-  local sp, serr = queue.spool()
-  if not sp then return args.fail("queue", serr, 1) end
+  local sp, serr, sinfo = queue.spool()   -- never makes the spool: "no spool at DIR" (exit 1)
+  if not sp then return args.fail("queue", queue.why(serr, sinfo), 1) end
   if json then out:write("[") end
   -- the server outage met by the last deliverer: the reason of every waiting
   -- message that has no reply of its own (only the one tried got one)
@@ -164,6 +164,7 @@ local function show(id, as_json)
     local outage = e.state ~= "failed" and queue.outage()
     local c = outage and require("mailhook.status").running()
     local at = e.state ~= "failed" and next_at(e, now, c and tonumber(c.next_attempt), outage) or e.next_attempt
+    if e.state == "maildrop" then at = nil end
     local doc = json.decode(json_entry(e, outage and outage.error, at and at > 0 and at or nil))
     doc.path, doc.offset = e.path, e.offset
     io.write(json.encode(doc), "\n")
@@ -171,8 +172,11 @@ local function show(id, as_json)
   end
   local function line(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", vis(v))) end end
   line("id", e.id); line("state", e.state); line("file", e.path); line("size", e.size)
+  if e.state == "maildrop" then
+    line("waits", "in maildrop/ for the service to adopt it (it gets its own id then)")
+  end
   line("queued", iso(e.queued_at))
-  line("from", e.from == "" and "<>" or e.from)
+  line("from", e.from == "" and "<>" or e.from or "(decided at adoption)")
   line("submitter", e.uid and ("uid " .. math.tointeger(e.uid) .. (e.login and (" (" .. e.login:gsub("%c", "?") .. ")") or ""))
                     or "unknown (queued before the uid was kept)")
   line("to", table.concat(e.to, ", "))
@@ -185,6 +189,7 @@ local function show(id, as_json)
   local outage = e.state ~= "failed" and queue.outage()
   local c = outage and require("mailhook.status").running()
   local at = e.state ~= "failed" and next_at(e, now, c and tonumber(c.next_attempt), outage) or e.next_attempt
+  if e.state == "maildrop" then at, outage = nil, nil end
   if at and at > now then
     line("next attempt", iso(at) .. " (in " .. age(at - now) .. (outage and (e.next_attempt or 0) <= now and
          ", the connection's retry during the outage" or "") .. ")")
@@ -226,8 +231,14 @@ local USAGE = "usage: mailhook queue [--json] | queue [--json] show ID | queue [
 local SUB = {
   show = show,
   rm = function(id, as_json)
-    local ok, err = queue.remove(id)
+    local ok, err, info = queue.remove(id)
     if not ok then return args.fail("queue rm", err, 1) end
+    local md = type(info) == "table" and info.maildrop   -- a file of maildrop/, never adopted
+    if md then
+      if as_json then io.write(json.encode { ok = true, id = id, removed = true, maildrop = md }, "\n")
+      else print("removed maildrop/" .. vis(md) .. " (it was not adopted: never queued, never sent)") end
+      return 0
+    end
     local pid = queue.sending(id)
     if as_json then
       -- sending: the service's pid when the message's data is with the server already
@@ -242,7 +253,14 @@ local SUB = {
     return 0
   end,
   retry = function(id, as_json)
-    local ok, err = queue.retry(id)
+    local ok, err, info = queue.retry(id)
+    -- a file of maildrop/: not queued yet, it goes once adopted (exit 0: nothing is wrong)
+    if not ok and type(info) == "table" and info.code == "EMAILDROP" then
+      if as_json then
+        io.write(json.encode { ok = true, id = id, queued = false, maildrop = info.maildrop, note = err }, "\n")
+      else print(vis(err)) end
+      return 0
+    end
     if not ok then return args.fail("queue retry", err, 1) end
     if as_json then io.write(json.encode { ok = true, id = id, queued = true }, "\n") return 0 end
     print("queued " .. id .. " for delivery")

@@ -265,8 +265,11 @@ end
 -- message's last reply in parentheses, then "-- N Kbytes in N Requests.".
 local function mailq()
   local queue = require "mailhook.queue"
-  local sp, err = queue.spool()
+  local sp, err, info = queue.spool()   -- never makes the spool
   if not sp then
+    -- no spool there (a mistyped -s, a service never started): said, naming
+    -- the folder, EX_NOINPUT; nothing made (it made one, owned by the caller)
+    if require("mailhook.spool").no_spool(info) then return fail(EX.NOINPUT, queue.why(err, info)) end
     if tostring(err):find("Permission denied", 1, true) then
       return fail(EX_NOPERM, "the queue " .. core.paths.spool .. " is readable only by root and the " ..
                   "service's user (" .. err .. ")")
