@@ -21,10 +21,27 @@ local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%S+00:00", math.floor(t)) 
 -- A value for the terminal: control bytes (a newline in a drop-in's name, an
 -- escape sequence in a header or a server's reply) shown as \xNN, and so are
 -- the C1 controls written in UTF-8 (U+0080-U+009F: U+009B is a CSI to xterm).
-local function hex(c) return string.format("\\x%02x", c:byte()) end
+-- A backslash is \x5C, as mailhook-drop -l records it: else a "\x1b" a caller
+-- typed read exactly as an escaped ESC byte.
+local function hex(c) return c == "\\" and "\\x5C" or string.format("\\x%02x", c:byte()) end
 local function c1(s) return string.format("\\x%02x\\x%02x", s:byte(1, 2)) end
 local function vis(s)
+  return (tostring(s):gsub("[%c\127\\]", hex):gsub("\194[\128-\159]", c1))
+end
+-- A value the spool keeps escaped already, shown as it is: the items intake
+-- left out and why (submit.printable: a typed backslash is \x5C there
+-- already, the others are the escapes' own), a drop-in's reason (spool.c:
+-- its control bytes as \xNN); any control byte still escaped.
+local function esc(s)
   return (tostring(s):gsub("[%c\127]", hex):gsub("\194[\128-\159]", c1))
+end
+-- The RECIPIENTS column: the pending ones, then those refused for good.
+local function rcpts_of(e)
+  local refused = {}
+  for i, r in ipairs(e.refused or {}) do refused[i] = r.rcpt end
+  local s = vis(table.concat(e.to or {}, ","))
+  if #refused > 0 then s = s .. (s ~= "" and " " or "") .. "refused:" .. esc(table.concat(refused, ",")) end
+  return s
 end
 
 -- The message's text for the terminal: its lines and tabs as they are, every
@@ -105,14 +122,11 @@ local function list(json)
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
                                 "NEXT", "LAST REPLY", "USER", "RECIPIENTS"))
       end
-      local reply = vis(e.reason or e.last_reply or (e.state ~= "failed" and waits) or ""):sub(1, 30)
+      local reply = (e.reason and esc(e.reason) or vis(e.last_reply or (e.state ~= "failed" and waits) or "")):sub(1, 30)
       -- pending recipients, then those refused for good (never sent to again)
-      local rcpts = table.concat(e.to, ",")
-      local refused = {}
-      for i, r in ipairs(e.refused or {}) do refused[i] = r.rcpt end
-      if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id), age(now - e.queued_at),
-                              e.size, e.attempts, next_attempt(e, now, retry_at, outage), reply, vis(submitter(e)), vis(rcpts)))
+                              e.size, e.attempts, next_attempt(e, now, retry_at, outage), reply, vis(submitter(e)),
+                              rcpts_of(e)))
     end
   end
   -- what local users handed over (maildrop/) and no service adopted yet:
@@ -126,13 +140,9 @@ local function list(json)
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
                                 "NEXT", "LAST REPLY", "USER", "RECIPIENTS"))
       end
-      local refused = {}
-      for i, r in ipairs(e.refused) do refused[i] = r.rcpt end
-      local rcpts = table.concat(e.to, ",")
-      if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id),
                               e.reason and "-" or age(now - e.queued_at), e.size, 0, "maildrop",
-                              vis(e.reason or "waits for the service"):sub(1, 30), vis(submitter(e)), vis(rcpts)))
+                              esc(e.reason or "waits for the service"):sub(1, 30), vis(submitter(e)), rcpts_of(e)))
     end
   end
   -- (text only) files set aside in corrupt/: never sent, and listed nowhere else
@@ -181,7 +191,8 @@ local function show(id, as_json)
                     or "unknown (queued before the uid was kept)")
   line("to", table.concat(e.to, ", "))
   if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
-  for _, r in ipairs(e.refused or {}) do line("refused", r.rcpt .. ": " .. r.reply) end
+  local function line_esc(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", esc(v))) end end
+  for _, r in ipairs(e.refused or {}) do line_esc("refused", r.rcpt .. ": " .. r.reply) end
   line("attempts", e.attempts)
   -- during an outage, the connection's retry (the running service's), as the
   -- listing's NEXT says it: the message's own time had passed and read as due
@@ -198,7 +209,7 @@ local function show(id, as_json)
          ", and no running service has a retry due (start the service, or `mailhook flush`)")
   elseif at and at > 0 then line("next attempt", iso(at)) end
   line("last reply", e.last_reply)
-  line("reason", e.reason)
+  line_esc("reason", e.reason)
   if e.failed_at then line("failed at", iso(e.failed_at)) end
   -- the message as it is sent, streamed (a spool file: opened by the core's
   -- rule, so a FIFO swapped in since the load cannot block `queue show`)
