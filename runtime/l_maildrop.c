@@ -11,7 +11,8 @@
 **   core.maildrop.list(spool [, stale_age]) -> {names}, {stale t. names}
 **       | false (no maildrop/) | nil, err, info    (waits)
 **   core.maildrop.open(spool, name) -> record, fd | nil, err, info   (waits)
-**       record = {uid, gid, pid, time, from, to = {...}, notify, ret, envid, size,
+**       record = {uid, gid, pid, time, from, to = {...}, notify, ret, envid, size, offset
+**                 (where the message starts in the file),
 **                 left = {{item =, why =}...} or nil: the items sendmail left out}
 **       fd: the file at its message (core.spool.stream(fd, {dot = false}));
 **       close it with core.maildrop.close(fd)
@@ -185,6 +186,7 @@ static int op_push(lua_State *co, void *arg) {
     lua_pushinteger(co, (lua_Integer)o->rec.pid); lua_setfield(co, -2, "pid");
     lua_pushinteger(co, (lua_Integer)o->rec.time); lua_setfield(co, -2, "time");
     lua_pushinteger(co, (lua_Integer)o->rec.size); lua_setfield(co, -2, "size");
+    lua_pushinteger(co, (lua_Integer)o->rec.offset); lua_setfield(co, -2, "offset");
     set_str(co, "from", o->rec.from);
     set_str(co, "notify", o->rec.notify);
     set_str(co, "ret", o->rec.ret);

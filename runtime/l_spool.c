@@ -3,7 +3,7 @@
 ** that touches the disk runs on libuv's thread pool (mh_l_work) and yields the
 ** calling task until the work is done, so the loop never stalls on an fsync.
 **
-**   core.spool.open(dir) -> Spool | nil, err, info
+**   core.spool.open(dir [, {existing =, create =}]) -> Spool | nil, err, info
 **   core.spool.parse(bytes) -> {from, to = {...}, offset, canonical, uid} | nil, err, info
 **     (uid: the X-Submitter-Uid line, absent in a file written before it)
 **   Spool:enqueue(data, env | nil) -> id            (waits; data: string or Message;
@@ -165,11 +165,21 @@ static lua_State *main_state(lua_State *L) { return mh_l_cbstate(L); }
 
 /* ------------------------------------------------------------ open */
 
+/* open(dir [, {existing = true, create = false}]): existing, the folder and
+** its pickup/ must be there (MH_SPOOL_MUST_EXIST); create = false, no folder
+** is made (MH_SPOOL_NO_CREATE): nil, "no spool at DIR", {code = "ENOENT"}. */
 static int l_open(lua_State *L) {
   const char *dir = mh_l_arg_path(L, 1, "dir");
   char err[MH_SPOOL_ERRLEN];
   mh_spool *sp;
-  int rc = mh_spool_open(dir, &sp, err);
+  unsigned flags = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_getfield(L, 2, "existing") != LUA_TNIL && lua_toboolean(L, -1)) flags |= MH_SPOOL_MUST_EXIST;
+    if (lua_getfield(L, 2, "create") != LUA_TNIL && !lua_toboolean(L, -1)) flags |= MH_SPOOL_NO_CREATE;
+    lua_pop(L, 2);
+  }
+  int rc = mh_spool_open_ex(dir, flags, &sp, err);
   lspool *ls;
   if (rc) return mh_l_fail(L, rc, "spool", "%s", err);
   ls = (lspool *)lua_newuserdatauv(L, sizeof *ls, 1);

@@ -95,6 +95,7 @@ struct mh_spool {
   ** folders"); under fmu, with the time of the last look. */
   pthread_mutex_t fmu;
   struct fident { dev_t dev; ino_t ino; } idroot, idsub[5], idlock;
+  unsigned flags;   /* MH_SPOOL_MUST_EXIST, MH_SPOOL_NO_CREATE (mh_spool_open_ex) */
   _Atomic int64_t followed; /* monotonic us of the last look (0: never); read without fmu by
                        the loads' fast path (no look due: no lock taken) */
   _Atomic long lost;  /* the lock file was replaced and another process (this pid, -1 unknown)
@@ -179,6 +180,7 @@ static int fault_at(const char *where) {
 ** message may quote a caller's value (an envelope address given with CR,
 ** LF or ESC in it): a control byte is shown as \xNN, so the error printed or
 ** logged can neither start a forged line nor drive a terminal. */
+#define NO_SPOOL (MH__ERR_BASE - 1)   /* fail(): -ENOENT, its message saying it all ("no spool at DIR") */
 static int fail(char *err, int code, const char *fmt, ...) {
   if (err) {
     va_list ap;
@@ -192,10 +194,10 @@ static int fail(char *err, int code, const char *fmt, ...) {
       else err[n++] = (char)*c;
     }
     err[n] = '\0';
-    if (code != MH_ECORRUPT && code != MH_EUNSAFE && code != -EBUSY)  /* these say it themselves */
-      snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code));
+    if (code != MH_ECORRUPT && code != MH_EUNSAFE && code != -EBUSY && code != NO_SPOOL)  /* these say it themselves */
+      snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code == NO_SPOOL ? -ENOENT : code));
   }
-  return code;
+  return code == NO_SPOOL ? -ENOENT : code;
 }
 
 
@@ -428,16 +430,18 @@ static int folder_check(int fd, const char *what, int policy, char *err) {
   return 0;
 }
 
-/* DIR/name: created (mode 0700, never wider whatever the umask) when missing,
-** opened without following a link, checked.  The fd, or an error (err). */
-static int open_sub(int dirfd, const char *dir, const char *name, int policy, char *err) {
+/* DIR/name: created (mode 0700, never wider whatever the umask) when missing
+** (create: else -ENOENT), opened without following a link, checked.  The fd,
+** or an error (err). */
+static int open_sub(int dirfd, const char *dir, const char *name, int policy, int create, char *err) {
   char what[MH_SPOOL_ERRLEN];
   int fd;
   snprintf(what, sizeof what, "spool %s/%s", dir, name);
-  if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST) return fail(err, -errno, "%s", what);
+  if (create && mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST) return fail(err, -errno, "%s", what);
   fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
+    if (e == ENOENT && !create) return -ENOENT;   /* the caller says what it means */
     if (e == ELOOP || e == ENOTDIR)
       return fail(err, MH_EUNSAFE, "%s is a symbolic link or a file, not a folder", what);
     return fail(err, -e, "%s", what);
@@ -474,7 +478,12 @@ static int64_t mono_us(void) {
 }
 
 int mh_spool_open(const char *dir, mh_spool **out, char *err) {
+  return mh_spool_open_ex(dir, 0, out, err);
+}
+
+int mh_spool_open_ex(const char *dir, unsigned flags, mh_spool **out, char *err) {
   mh_spool *sp = calloc(1, sizeof *sp);
+  int create = !(flags & MH_SPOOL_NO_CREATE);
   int rc, i;
   struct stat st;
   char what[MH_SPOOL_ERRLEN];
@@ -489,20 +498,46 @@ int mh_spool_open(const char *dir, mh_spool **out, char *err) {
   pthread_mutex_init(&sp->jmu, NULL);
   pthread_cond_init(&sp->jcv, NULL);
   pthread_mutex_init(&sp->lmu, NULL);
-  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+  sp->flags = flags;
+  if (!(flags & (MH_SPOOL_MUST_EXIST | MH_SPOOL_NO_CREATE)) && mkdir(dir, 0700) < 0 && errno != EEXIST) {
     rc = fail(err, -errno, "spool %s", dir);
     goto bad;
   }
   /* the root may be a link (an administrator's choice of path); what it
      leads to is checked */
   sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (sp->dirfd < 0 && errno == ENOENT && (flags & (MH_SPOOL_MUST_EXIST | MH_SPOOL_NO_CREATE))) {
+    rc = fail(err, NO_SPOOL, "no spool at %s", dir);
+    goto bad;
+  }
   if (sp->dirfd < 0) { rc = fail(err, -errno, "spool %s", dir); goto bad; }
   snprintf(what, sizeof what, "spool %s", dir);
   if ((rc = folder_check(sp->dirfd, what, FOLDER_PRIVATE, err))) goto bad;
   if (fstat(sp->dirfd, &st) < 0) { rc = fail(err, -errno, "%s", what); goto bad; }
   ident_set(&sp->idroot, &st);
+  /* a folder without pickup/ is no spool (a -s typo, a service never
+     started): MUST_EXIST says so and makes nothing there.  Unless it has
+     maildrop/: the spool as `make install` and the package set it up, local
+     users' mail waiting there before the service ever ran (a deliverer
+     makes the rest; a NO_CREATE handle reads pickup/ as empty) */
+  if (flags & MH_SPOOL_MUST_EXIST) {
+    int fd = open_sub(sp->dirfd, dir, "pickup", FOLDER_PRIVATE, 0, err);
+    if (fd == -ENOENT) {
+      struct stat md;
+      if (fstatat(sp->dirfd, "maildrop", &md, AT_SYMLINK_NOFOLLOW) < 0) {
+        rc = fail(err, NO_SPOOL, "no spool at %s (it has no pickup/ folder)", dir);
+        goto bad;
+      }
+    } else if (fd < 0) {
+      rc = fd;
+      goto bad;
+    } else {
+      close(fd);
+    }
+  }
   for (i = 0; i < 5; i++) {
-    int fd = open_sub(sp->dirfd, dir, spool_subs[i].name, spool_subs[i].policy, err);
+    int fd = open_sub(sp->dirfd, dir, spool_subs[i].name, spool_subs[i].policy, create, err);
+    if (fd == -ENOENT && !create) continue;   /* NO_CREATE: a missing one reads as empty (-1) */
     if (fd < 0) { rc = fd; goto bad; }
     *sub_fd(sp, i) = fd;
     if (fstat(fd, &st) < 0) { rc = fail(err, -errno, "spool %s/%s", dir, spool_subs[i].name); goto bad; }
@@ -1826,7 +1861,14 @@ int mh_spool_follow(mh_spool *sp, int force, char *err) {
   /* the spool folder itself, through a link at its path as at open */
   snprintf(what, sizeof what, "spool %s", sp->dir);
   if (stat(sp->dir, &st) < 0 || !ident_is(&sp->idroot, &st)) {
-    if (mkdir(sp->dir, 0700) < 0 && errno != EEXIST) { rc = fail(err, -errno, "%s", what); goto out; }
+    if ((sp->flags & MH_SPOOL_NO_CREATE) && access(sp->dir, F_OK) < 0 && errno == ENOENT) {
+      rc = fail(err, NO_SPOOL, "no spool at %s (it was removed)", sp->dir);
+      goto out;
+    }
+    if (!(sp->flags & MH_SPOOL_NO_CREATE) && mkdir(sp->dir, 0700) < 0 && errno != EEXIST) {
+      rc = fail(err, -errno, "%s", what);
+      goto out;
+    }
     if ((fd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) { rc = fail(err, -errno, "%s", what); goto out; }
     if (!(rc = folder_check(fd, what, FOLDER_PRIVATE, err)) && fstat(fd, &st) < 0) rc = fail(err, -errno, "%s", what);
     if (rc) { close(fd); goto out; }
@@ -1840,9 +1882,14 @@ int mh_spool_follow(mh_spool *sp, int force, char *err) {
   for (int i = 0; i < 5; i++) {
     if (!moved && fstatat(sp->dirfd, spool_subs[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0 && ident_is(&sp->idsub[i], &st))
       continue;
-    if ((fd = open_sub(sp->dirfd, sp->dir, spool_subs[i].name, spool_subs[i].policy, err)) < 0) { rc = fd; goto out; }
+    int create = !(sp->flags & MH_SPOOL_NO_CREATE);
+    if ((fd = open_sub(sp->dirfd, sp->dir, spool_subs[i].name, spool_subs[i].policy, create, err)) == -ENOENT &&
+        !create)
+      continue;   /* NO_CREATE: makes nothing; what it had open stays */
+    if (fd < 0) { rc = fd; goto out; }
     if (fstat(fd, &st) < 0) { rc = fail(err, -errno, "spool %s/%s", sp->dir, spool_subs[i].name); close(fd); goto out; }
-    if ((rc = fd_swap(fd, sub_fd(sp, i)))) { fail(err, rc, "spool %s/%s", sp->dir, spool_subs[i].name); goto out; }
+    if (*sub_fd(sp, i) < 0) *sub_fd(sp, i) = fd;   /* NO_CREATE: one missing at open, there now */
+    else if ((rc = fd_swap(fd, sub_fd(sp, i)))) { fail(err, rc, "spool %s/%s", sp->dir, spool_subs[i].name); goto out; }
     ident_set(&sp->idsub[i], &st);
     if (!moved)
       mh_warn("spool %s: %s/ was removed or replaced while the service runs: opened again (made again "
@@ -3111,9 +3158,10 @@ static int state_write(mh_spool *sp, int dirfd, const char *id, const mh_state *
   char tname[300], name[300];
   char *mem = NULL;
   size_t mlen = 0;
-  FILE *f = open_memstream(&mem, &mlen);
+  FILE *f;
   int fd, rc;
-  if (!f) return MH_ENOMEM;
+  if (sp->tmpfd < 0) return -ENOENT;   /* a NO_CREATE handle of a spool without tmp/ */
+  if (!(f = open_memstream(&mem, &mlen))) return MH_ENOMEM;
   fprintf(f, "attempts %d\nnext_attempt %" PRId64 "\n", st->attempts, st->next_attempt);
   put_text(f, "last_reply", st->last_reply);
   for (size_t i = 0; i < st->ndone; i++) put_text(f, "done", st->done[i]);
@@ -3499,6 +3547,7 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
     struct stat sb;
     int fd, listed = 0, state = 1, lx_ok = 0;
     char lx[SIDECARS_REC];
+    if (dirs[i] < 0) continue;   /* a NO_CREATE handle's missing folder: empty */
     if (i == 0 && journaled(sp, id)) continue;   /* delivered: its file goes with the next purge */
     uint64_t ino = 0;
     if (i == 0) listed = listing_lookup(sp, id, &state, lx, &lx_ok, &ino);
@@ -3590,7 +3639,7 @@ static int iter_collect(mh_spool_iter *it) {
     int src = f ? it->sp->failedfd : it->sp->pickupfd, dfd;
     DIR *d;
     struct dirent *de;
-    if (!(it->which & (1 << f))) continue;
+    if (!(it->which & (1 << f)) || src < 0) continue;   /* (-1: a NO_CREATE handle's missing folder) */
     if ((dfd = dir_reopen(src)) < 0) { free(jv); return -errno; }
     if (!(d = fdopendir(dfd))) { close(dfd); free(jv); return -errno; }
     for (;;) {
@@ -4184,6 +4233,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   *out = NULL;
   /* a pickup/ (lock, spool) removed or replaced meanwhile: the one at the path now */
   if ((rc = mh_spool_follow(sp, 0, err))) return rc;
+  if (sp->pickupfd < 0) { if (total) *total = 0; return 0; }   /* NO_CREATE, no pickup/ yet: empty */
   dfd = dir_reopen(sp->pickupfd);
   seq0 = listing_begin(sp, x0, &x0_ok);   /* before readdir: see "the listing" */
   if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
@@ -4547,6 +4597,7 @@ int mh_spool_remove(mh_spool *sp, const char *id, char *err) {
   int dirs[2] = { sp->pickupfd, sp->failedfd };
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   for (int i = 0; i < 2; i++) {
+    if (dirs[i] < 0) continue;   /* a NO_CREATE handle's missing folder: empty */
     if (i == 0 && journaled(sp, id)) continue;   /* delivered already */
     if (unlinkat(dirs[i], name, 0) < 0) {
       if (errno == ENOENT) continue;

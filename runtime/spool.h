@@ -147,6 +147,23 @@ typedef struct mh_spool_item {
 ** negative code; err (MH_SPOOL_ERRLEN, may be NULL) says which path failed and
 ** why (owner, mode). */
 int mh_spool_open(const char *dir, mh_spool **out, char *err);
+/* mh_spool_open with flags (0: as mh_spool_open):
+**   MH_SPOOL_MUST_EXIST  the folder and its pickup/ (or its maildrop/: the
+**                        spool as installed, the service never started)
+**                        must be there: else -ENOENT, err "no spool at DIR"
+**                        (with why), and nothing made; the other
+**                        sub-folders are made when missing unless
+**                        NO_CREATE (a deliverer: flush)
+**   MH_SPOOL_NO_CREATE   makes no folder, at open or when following
+**                        (mh_spool_follow), a missing folder reading as
+**                        "no spool at DIR"; a missing tmp/ failed/ corrupt/
+**                        state/ reads as empty (a sidecar cannot be written
+**                        without tmp/: -ENOENT).  For an administrator's
+**                        look at the queue (list, show, rm, retry): a look
+**                        must never make a spool, owned by whoever looked. */
+#define MH_SPOOL_MUST_EXIST 1u
+#define MH_SPOOL_NO_CREATE 2u
+int mh_spool_open_ex(const char *dir, unsigned flags, mh_spool **out, char *err);
 void mh_spool_close(mh_spool *sp);
 
 /* Whether the spool folder, its sub-folders, the lock file (of a holder) and

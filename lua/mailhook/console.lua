@@ -1390,8 +1390,13 @@ route("GET", "/api/queue", function(self, req)
   -- one folder read at a time (each reads every name of the folder on the thread pool)
   local ids, total, skipped, others = self:one_at_a_time("page", core.admin.page, dir, { after = q.after,
     before = q.before, last = q.last, limit = limit })
+  -- no spool there (removed under the service, an embedder's spool_dir): said,
+  -- never made (spool_object opens it read-only: mh.queue.spool)
+  local sp, serr, sinfo = self:spool_object()
+  if not sp and require("mailhook.spool").no_spool(sinfo) then
+    return self:fail(req, 404, require("mailhook.queue").why(serr, sinfo, self.spool_dir))
+  end
   if not ids then return self:fail(req, 500, total) end
-  local sp, serr = self:spool_object()
   if not sp then return self:fail(req, 500, serr) end
   local now = core.now()
   local outage = outage_json(now, self.spool_dir)

@@ -86,6 +86,8 @@ end
 -- flush{[spool_dir =, cfg =, progress = fn(done, total, left), timeout =]} -> summary
 --   summary = {delivered =, deferred =, failed =, left =, total =, via = "self"|"service",
 --              error = string|nil, spool_error = true when the spool could not be opened,
+--              no_spool = "no spool at DIR: ..." when there is none (no folder, or one
+--              with neither pickup/ nor maildrop/: nothing made, nothing delivered),
 --              partial =, partial_delivered =, partial_recipients =}
 --   (messages: failed counts every one moved to failed/, partial those of them
 --   some recipients got: partial_delivered of partial_recipients recipients;
@@ -111,7 +113,16 @@ function M.run(opts, ...)
   local core = require "mailhook.core"
   local dir = opts.spool_dir or core.paths.spool
   local sp, serr = opts.spool, nil
-  if not sp then sp, serr = require("mailhook.spool").open(dir) end
+  local sinfo
+  -- a deliverer completes a spool (its missing folders, the lock; one with
+  -- maildrop/ alone is the installed spool, its mail waiting) but never makes
+  -- one: no folder, or one with neither pickup/ nor maildrop/, is nothing to
+  -- deliver (it made the spool, owned by whoever ran flush: "0 delivered")
+  if not sp then sp, serr, sinfo = require("mailhook.spool").open(dir, { existing = true }) end
+  if not sp and require("mailhook.spool").no_spool(sinfo) then
+    return { no_spool = require("mailhook.queue").why(serr, sinfo, dir), delivered = 0, deferred = 0, failed = 0,
+             left = 0, total = 0 }
+  end
   if not sp then
     -- a spool this user may not open (sendmail -q, mailhook flush as a local
     -- user): said, with nothing counted

@@ -17,8 +17,20 @@ local core = require "mailhook.core"
 
 local M = {}
 
--- spool([dir]) -> the Spool object of dir (default: -s / $MAILHOOK_SPOOL), opened once.
-M.spool = spool.shared
+-- spool([dir]) -> the Spool object of dir (default: -s / $MAILHOOK_SPOOL), opened once,
+-- never making the spool nor any of its folders (spool.existing): nil, "no
+-- spool at DIR", {code = "ENOENT"} when there is none.  Intake (mh.enqueue,
+-- sendmail) makes it: spool.shared.
+M.spool = spool.existing
+
+-- why(err, info [, dir]) -> what an administrator is told when the spool
+-- cannot be opened: for no spool at all, that nothing is queued there.
+function M.why(err, info, dir)
+  dir = dir or core.paths.spool
+  if not spool.no_spool(info) then return err end   -- (spool.why's fix is the service's: no admin's look)
+  return tostring(err) .. ": nothing is queued there (the service, `mailhook sendmail` and `mailhook enqueue` " ..
+         "make it; is -s or $MAILHOOK_SPOOL right?)"
+end
 
 -- list([which]) -> iterator of entries ("pickup", "failed" or both), oldest first
 -- (enqueue order), drop-ins not adopted yet last; the ids are read once (8
@@ -37,8 +49,8 @@ end
 
 function M.list(which, ...)
   core.check_options("mh.queue.list", {}, {}, select("#", ...) + 1, 1)   -- an argument too many raises
-  local sp, err = M.spool()
-  if not sp then error(err, 2) end
+  local sp, err, info = M.spool()
+  if not sp then error(M.why(err, info), 2) end
   local it, logins = sp:list(which), {}
   return function() return with_login(it(), logins) end
 end
@@ -57,37 +69,62 @@ end
 -- service moves it to corrupt/).  One whose copy is queued already (an
 -- adoption stopped between the copy and the removal: ID.adopted) is not
 -- listed: list has it.  Waits on the disk (each file's record is read).
+-- One file of maildrop/ as maildrop() lists it (nil: gone, adopted, or not
+-- readable); ctx caches the logins and the settings over a listing.
+local function maildrop_entry(sp, dir, name, ctx)
+  local id = name:match("^(%x+)%.") or name
+  local given = name:match("^(%x+)%.adopted$")
+  if given and core.spool.is_id(given) and sp:has_copy(given) then return nil end
+  local rec, fd, info = core.maildrop.open(dir, name)
+  if rec then
+    core.maildrop.close(fd)
+    if ctx.cfg == nil then
+      local ok, c = pcall(require("mailhook.settings").load_intake)
+      ctx.cfg = ok and c or false
+    end
+    local submit = require "mailhook.submit"
+    local e = with_login({ id = id, name = name, state = "maildrop", size = rec.size, queued_at = rec.time,
+                           attempts = 0, uid = rec.uid, to = rec.to, path = dir .. "/maildrop/" .. name,
+                           offset = rec.offset, done = {} }, ctx.logins)
+    if ctx.cfg then e.from = submit.unprivileged_sender(ctx.cfg, { uid = rec.uid, login = e.login }, rec.from) end
+    e.refused = submit.left_out(rec.left, "mailhook sendmail") or {}
+    return e
+  elseif info and info.code == "ECORRUPT" then
+    return { id = id, name = name, state = "maildrop", size = 0, queued_at = 0, attempts = 0, to = {}, done = {},
+             refused = {}, reason = tostring(fd) .. " (the service moves it to corrupt/)" }
+  end
+  return nil
+end
+
 function M.maildrop(...)
   core.check_options("mh.queue.maildrop", {}, {}, select("#", ...) + 1, 1)
-  local sp, err = M.spool()
-  if not sp then error(err, 2) end
+  local sp, err, info = M.spool()
+  if not sp then error(M.why(err, info), 2) end
   local dir = core.paths.spool
   local names = core.maildrop.list(dir)
-  local out, logins, cfg = {}, {}, nil
+  local out, ctx = {}, { logins = {} }
   for _, name in ipairs(type(names) == "table" and names or {}) do
-    local id = name:match("^(%x+)%.") or name
-    local given = name:match("^(%x+)%.adopted$")
-    if not (given and core.spool.is_id(given) and sp:has_copy(given)) then
-      local rec, fd, info = core.maildrop.open(dir, name)
-      if rec then
-        core.maildrop.close(fd)
-        if cfg == nil then
-          local ok, c = pcall(require("mailhook.settings").load_intake)
-          cfg = ok and c or false
-        end
-        local submit = require "mailhook.submit"
-        local e = with_login({ id = id, name = name, state = "maildrop", size = rec.size, queued_at = rec.time,
-                               attempts = 0, uid = rec.uid, to = rec.to }, logins)
-        if cfg then e.from = submit.unprivileged_sender(cfg, { uid = rec.uid, login = e.login }, rec.from) end
-        e.refused = submit.left_out(rec.left, "mailhook sendmail") or {}
-        out[#out + 1] = e
-      elseif info and info.code == "ECORRUPT" then
-        out[#out + 1] = { id = id, name = name, state = "maildrop", size = 0, queued_at = 0, attempts = 0,
-                          to = {}, refused = {}, reason = tostring(fd) .. " (the service moves it to corrupt/)" }
-      end
-    end
+    out[#out + 1] = maildrop_entry(sp, dir, name, ctx)
   end
   return out
+end
+
+-- The name in dir's maildrop/ that id names: the file's name, or the id part
+-- the listing shows in its ID column ("0000000000000001" of
+-- "0000000000000001.00004d2"); nil when none (an id part that two names
+-- share: nil, and an error naming them).
+local function maildrop_name(dir, id)
+  local names = core.maildrop.list(dir)
+  local found = {}
+  for _, name in ipairs(type(names) == "table" and names or {}) do
+    if name == id then return name end
+    if name:match("^(%x+)%.") == id then found[#found + 1] = name end
+  end
+  if #found > 1 then
+    return nil, id .. " names " .. #found .. " files in maildrop/ (" .. table.concat(found, ", ") ..
+                "): give the whole name, as `mailhook queue --json` lists it"
+  end
+  return found[1]
 end
 
 -- outage([dir]) -> {since =, error =} | nil: the outage the last deliverer of
@@ -160,15 +197,29 @@ local function by_id(name, fn, takes_dir)
     local id, dir = ...
     if dir ~= nil and type(dir) ~= "string" then error(name .. ": dir must be a string (got " .. type(dir) .. ")", 2) end
     local sp, err, info = M.spool(dir)
-    if not sp then return nil, err, info end
+    if not sp then return nil, M.why(err, info, dir), info end
     local good
     good, err, info = M.check_id(id)
     if not good then return nil, err, info end
-    return fn(sp, good)
+    return fn(sp, good, dir or core.paths.spool)
   end
 end
 
-M.show = by_id("mh.queue.show", function(sp, id)
+-- fn(sp, id, dir), then, when id names no message of pickup/ or failed/
+-- (ENOTFOUND), md(sp, name, dir) for the file of maildrop/ it names (as
+-- `mailhook queue` lists it: state "maildrop"), if there is one.
+local function or_maildrop(fn, md)
+  return function(sp, id, dir)
+    local r, err, info = fn(sp, id, dir)
+    if r or not (type(info) == "table" and info.code == "ENOTFOUND") then return r, err, info end
+    local name, merr = maildrop_name(dir, id)
+    if merr then return nil, merr, { class = "permanent", stage = "queue", code = "EINVAL" } end
+    if not name then return r, err, info end
+    return md(sp, name, dir, err, info)
+  end
+end
+
+local show = function(sp, id)
   if not spool.is_id(id) then spool.dropin_settings(sp) end   -- a drop-in's name: read as it will be adopted
   local e, err, info = sp:load(id)
   if not e then
@@ -181,8 +232,26 @@ M.show = by_id("mh.queue.show", function(sp, id)
     return nil, err, info
   end
   return with_login(e, {})
-end)
-M.remove = by_id("mh.queue.remove", function(sp, id) return sp:remove(id) end, true)
+end
+-- a file of maildrop/ (state "maildrop"), as the listing shows it
+M.show = by_id("mh.queue.show", or_maildrop(show, function(sp, name, dir, err, info)
+  local e = maildrop_entry(sp, dir, name, { logins = {} })
+  if not e then return nil, err, info end
+  if e.reason then
+    return nil, "maildrop/" .. name .. " is no message that can be sent: " .. e.reason, { class = "permanent",
+      stage = "queue", code = "ECORRUPT" }
+  end
+  return e
+end))
+-- remove: a file of maildrop/ too (removed as a pickup/ file is: by whoever
+-- may write the spool, root or the service's user; the service no longer
+-- adopts it).  entry.state "maildrop" in the third value's place: see cmd/queue.
+M.remove = by_id("mh.queue.remove", or_maildrop(function(sp, id) return sp:remove(id) end,
+  function(_, name, dir)
+    local ok, err, info = core.maildrop.done(dir, name)
+    if not ok then return nil, "maildrop/" .. name .. ": " .. tostring(err), info end
+    return true, nil, { maildrop = name }
+  end), true)
 
 -- sending(id [, dir]) -> pid | nil (waits, up to a second): the pid of the
 -- service running on the spool when id's data is with the server right now,
@@ -204,7 +273,16 @@ function M.sending(id, dir)
   end
   return nil
 end
-M.retry = by_id("mh.queue.retry", function(sp, id) return sp:retry(id) end, true)
+-- retry: a file of maildrop/ is no message of the queue yet: nil, a message
+-- saying that it waits for the service to adopt it, info.code "EMAILDROP",
+-- info.maildrop its name (adopted at the service's next scan, or by `mailhook
+-- flush` when no service runs: the lock holder's job, docs/spool.md).
+M.retry = by_id("mh.queue.retry", or_maildrop(function(sp, id) return sp:retry(id) end,
+  function(_, name, dir)
+    return nil, "maildrop/" .. name .. " is not queued yet: it waits in " .. dir .. "/maildrop/ for the service " ..
+      "to adopt it (at its next scan; without a service, `mailhook flush` adopts and sends it), and goes then",
+      { class = "temporary", stage = "queue", code = "EMAILDROP", maildrop = name }
+  end), true)
 
 -- flush(opts): deliver now and wait (mailhook.flush.queue).  Required here,
 -- not at load: the hook's intake (mailhook.enqueue) loads this module, and

@@ -132,11 +132,15 @@ function methods.watch(sp, fn)
   return { stop = function() md:stop(); return w:stop() end }
 end
 
--- open([dir]) -> spool | nil, err, info; creates tmp/ pickup/ failed/ corrupt/
--- state/ (0700); refuses (MH_EUNSAFE) a spool writable by others or not ours.
-function M.open(dir)
+-- open([dir [, how]]) -> spool | nil, err, info; creates tmp/ pickup/ failed/
+-- corrupt/ state/ (0700); refuses (MH_EUNSAFE) a spool writable by others or
+-- not ours.  how = {existing = true}: the folder and its pickup/ must be there
+-- (else nil, "no spool at DIR", {code = "ENOENT"}, nothing made: a deliverer
+-- such as flush); {existing = true, create = false}: makes no folder at all
+-- (an administrator's look: M.existing).
+function M.open(dir, how)
   dir = dir or core.paths.spool
-  local sp, err, info = core.spool.open(dir)
+  local sp, err, info = core.spool.open(dir, how)
   if sp then dirs[sp] = dir end
   return sp, err, info
 end
@@ -172,6 +176,28 @@ function M.shared(dir)
   opened[dir] = sp
   return sp
 end
+
+-- existing([dir]) -> the Spool object of dir for reading the queue (and for
+-- rm and retry of a message in it), opened once per process and kept: never
+-- makes the spool nor any of its folders (a `mailhook queue` as root on a
+-- spool the service never started left root's folders the service could not
+-- write; a mistyped -s said "queue is empty" and made a spool there).  nil,
+-- "no spool at DIR", {code = "ENOENT"} when the folder or its pickup/ is not
+-- there.  The process's intake handle (shared) serves when it is open.
+local looked = {}
+function M.existing(dir)
+  dir = dir or core.paths.spool
+  local sp = opened[dir] or looked[dir]
+  if sp then return sp end
+  local err, info
+  sp, err, info = M.open(dir, { existing = true, create = false })
+  if not sp then return nil, err, info end
+  looked[dir] = sp
+  return sp
+end
+
+-- no_spool(info) -> whether an open's failure is "no spool at DIR" (ENOENT).
+function M.no_spool(info) return type(info) == "table" and info.code == "ENOENT" end
 
 M.parse = core.spool.parse          -- parse(bytes) -> {from, to, offset, canonical} | nil, err
 M.addresses = core.spool.addresses  -- addresses("A <a@b>, c@d") -> {"a@b", "c@d"} | nil, err

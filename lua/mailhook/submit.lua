@@ -23,9 +23,12 @@ M.EX = { USAGE = 64, DATAERR = 65, NOINPUT = 66, UNAVAILABLE = 69, SOFTWARE = 70
 -- ------------------------------------------------------------ addresses
 
 local function printable(a)
-  return (a:gsub("%c", function(c) return string.format("\\x%02X", c:byte()) end))
+  return (a:gsub("[%c\\]", function(c) return c == "\\" and "\\x5C" or string.format("\\x%02X", c:byte()) end))
 end
--- printable(s) -> s with its control characters as \xNN (not cut)
+-- printable(s) -> s with its control characters as \xNN and a backslash as
+-- \x5C, as mailhook-drop -l records it (not cut): a "\x0A" the caller typed
+-- is \x5Cx0A, never the escaped newline \x0A (the items left out are kept
+-- in the spool in this form, and `mailhook queue` shows them as they are)
 M.printable = printable
 
 -- shown(s) -> s as an error message may quote it: control characters

@@ -10,7 +10,7 @@
 . "$ROOT/tests/lib/peers.sh"
 
 plain_smtpd_env
-"$MAILHOOK" queue >/dev/null   # the spool folders
+spool_make   # the spool folders
 count() { find "$MAILHOOK_SPOOL/$1" -type f -name '*.eml' 2>/dev/null | wc -l; }
 
 out=$(printf 'Subject: q\n\nx\n' | "$MAILHOOK" sendmail '"e x"@example.com' ops@example.com 2>&1); rc=$?

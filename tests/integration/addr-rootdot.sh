@@ -13,7 +13,7 @@
 . "$ROOT/tests/lib/peers.sh"
 
 plain_smtpd_env
-"$MAILHOOK" queue >/dev/null   # the spool folders
+spool_make   # the spool folders
 # dropin NAME BYTES(printf format): written elsewhere, renamed into pickup/ (the convention)
 dropin() { printf "$2" > "$T/$1.tmp"; mv "$T/$1.tmp" "$MAILHOOK_SPOOL/pickup/$1"; }
 

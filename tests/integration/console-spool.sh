@@ -19,7 +19,7 @@ AP=$(free_port)
 conf_for "$(free_port)" admin_listen="127.0.0.1:$AP" retry_interval=30 2>/dev/null
 echo "$ADMIN_PW" | "$MAILHOOK" update admin_password=- >/dev/null 2>&1
 ok $? "admin password set"
-"$MAILHOOK" queue >/dev/null 2>&1                         # the default spool ($MAILHOOK_SPOOL): empty
+spool_make                         # the default spool ($MAILHOOK_SPOOL): empty
 W=$(echo body | "$MAILHOOK" -s "$SVC_SPOOL" enqueue --to x@example.net --subject waiting 2>/dev/null)
 D=$(echo body | "$MAILHOOK" -s "$SVC_SPOOL" enqueue --to y@example.net --subject dead 2>/dev/null)
 "$MAILHOOK" -s "$SVC_SPOOL" -e 'assert(require("mailhook.queue").spool():fail(..., { reason = "550 5.1.1 no such user" }))' "$D"

@@ -81,7 +81,7 @@ scenario() {
   start_fault F "$(fault_script)" --idle 5 || { echo "Bail out! fault.lua did not start"; exit 1; }
   conf_for "$F" connections="$conns" retry_interval=30 retry_max=60 command_timeout=2 data_timeout=3 \
     session_deadline=20
-  "$MAILHOOK" queue >/dev/null
+  spool_make
   make_msgs $N "$size"
   FLUSH_OUT=$(MAILHOOK_LOG_LEVEL=info timeout 60 "$MAILHOOK" flush 2>&1); FLUSH_RC=$?
   stop_peer F

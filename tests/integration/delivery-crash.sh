@@ -126,7 +126,7 @@ SPOOL=$T/spool-kill; export MAILHOOK_SPOOL=$SPOOL
 KPORT=$(free_port)
 peer_start "$KPORT" "$T/kpeer"
 conf_for "$KPORT" connections=2
-"$MAILHOOK" queue >/dev/null
+spool_make
 $PY - "$T" <<'PY'
 import sys, random
 t = sys.argv[1]

@@ -26,8 +26,8 @@ TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ( umask 077; echo "$TOKEN" > "$T/token" )
 "$MAILHOOK" update enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false \
   from=app@example.com retry_interval=600 admin_listen="127.0.0.1:$AP" admin_token_file="$T/token" >/dev/null
-"$MAILHOOK" queue >/dev/null             # the default spool exists, with its folders
-"$MAILHOOK" -s "$OTHER" queue >/dev/null
+spool_make                                 # the default spool exists, with its folders
+spool_make "$OTHER"
 rcpts_to() { grep -c "^rcpt <$1>" "$LOG"; }
 # get PATH: the console's answer to PATH (the bearer token)
 get() { curl -s -m 10 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AP$1"; }

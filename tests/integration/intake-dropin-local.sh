@@ -17,7 +17,7 @@ root: sysadmin@example.org, ops
 ops: ops-team@example.org
 AL
 conf_for "$PORT" from_rewrite=never default_domain=example.org aliases="$T/aliases" admin_address=admin@example.org
-"$MAILHOOK" queue >/dev/null   # the spool folders
+spool_make   # the spool folders
 
 # rcpts_of ID: the recipients the server got for Message-ID <ID@test>, sorted
 rcpts_of() { awk -v m="<$1@test>" '$4 == m { print $3 }' "$T/peer/log" | tr ',' '\n' | sort | paste -sd' '; }

@@ -10,7 +10,7 @@ delivery_require
 PORT=$(free_port)
 peer_start "$PORT" "$T/peer" --size 104857600 || { echo "Bail out! aiosmtpd did not start"; exit 1; }
 conf_for "$PORT"
-"$MAILHOOK" queue >/dev/null   # the spool folders
+spool_make   # the spool folders
 P=$SPOOL/pickup
 flush() { timeout 60 "$MAILHOOK" flush >"$T/flush" 2>&1; }
 # got RCPT: the message the server got for RCPT (its file), else nothing

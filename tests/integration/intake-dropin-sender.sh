@@ -17,7 +17,7 @@ peer_start "$PORT" "$T/peer" || { echo "Bail out! aiosmtpd did not start"; exit 
 # no `from`, no default_domain: the settings of a machine whose admin set only the server
 "$MAILHOOK" update enabled=true server=127.0.0.1 port="$PORT" tls=none tls_required=false \
   retry_interval=1 retry_max=2 >/dev/null || { echo "Bail out! update failed"; exit 1; }
-"$MAILHOOK" queue >/dev/null   # the spool folders
+spool_make   # the spool folders
 login=$(id -un) host=$(hostname)
 
 # dropin NAME BYTES(printf format): written elsewhere, renamed into pickup/ (the convention)

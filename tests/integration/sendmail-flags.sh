@@ -10,7 +10,7 @@
 export MAILHOOK_CONF=$T/mailhook.conf MAILHOOK_SPOOL=$T/spool
 "$MAILHOOK" update enabled=true server=127.0.0.1 port=1 tls=none tls_required=false \
   from=pbx@example.com >/dev/null || { echo "Bail out! update failed"; exit 1; }
-"$MAILHOOK" queue >/dev/null   # makes the spool
+spool_make   # makes the spool
 MSG=$(printf 'Subject: flags\n\nbody\n.\nafter the dot\n')
 newest() { ls -t "$T/spool/pickup/"*.eml 2>/dev/null | head -1; }
 count() { find "$T/spool/pickup" -name '*.eml' | wc -l; }

@@ -13,7 +13,7 @@ start_smtpd P --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; 
 # no `from`, no default_domain: the settings of an admin who set only the server
 "$MAILHOOK" update enabled=true server=127.0.0.1 port="$P" tls=none tls_required=false >/dev/null ||
   { echo "Bail out! update failed"; exit 1; }
-"$MAILHOOK" queue >/dev/null   # the spool folders
+spool_make   # the spool folders
 login=$(id -un) host=$(hostname)
 n=0
 # send ARGS < message: queue (stderr in $T/err), deliver, E = "from | to..." of what the server got

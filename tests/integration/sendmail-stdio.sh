@@ -12,7 +12,7 @@ mkdir -p "$T/home"
 cat > "$T/rules/10-test.lua" <<'LUA'
 on("alarm", function(ev) assert(mh.enqueue { to = "ops@example.com", subject = "alarm", text = "x" }) end)
 LUA
-"$MAILHOOK" queue >/dev/null
+spool_make
 n() { find "$T/spool/pickup" -name '*.eml' | wc -l; }
 MSG='To: ops@example.net\nSubject: closed stdio\n\nbody\n'
 

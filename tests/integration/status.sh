@@ -16,7 +16,7 @@ conf_for "$PORT"
 
 # --- no service
 mkdir -p "$SPOOL"
-"$MAILHOOK" queue >/dev/null      # creates the spool's folders
+spool_make
 st
 is "$RC" 1 "no service: exit 1"
 like "$OUT" "^mail is NOT flowing: no service is running on this spool" "says so first"

@@ -54,7 +54,7 @@ delivery_peer() {
   PORT=$(free_port)
   peer_start "$PORT" "$T/peer" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
   conf_for "$PORT" "$@"
-  "$MAILHOOK" queue >/dev/null
+  spool_make
 }
 peer_stop() { [ -n "${PEER_PID:-}" ] && stop_peer PEER; PEER_PID=; }
 

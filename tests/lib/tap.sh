@@ -126,3 +126,8 @@ mailhook_for_others() {
   case $d in "$T"/*) chmod a+x "$T" ;; esac   # the scratch folder is mktemp's 0700
   echo "$d/build/mailhook"
 }
+# spool_make [DIR]: makes the spool (default: $MAILHOOK_SPOOL) with its folders, empty, as the
+# service's start does.  `mailhook queue` did it before it became a look that makes nothing.
+spool_make() {
+  "$MAILHOOK" ${1:+-s "$1"} -e 'local sp, err = require("mailhook.spool").open() assert(sp, err) sp:close()' >/dev/null
+}

@@ -268,6 +268,21 @@ end
 -- The service delivers a spool given by -s (or an embedder's): the console's
 -- queue, its outage banner, Retry and Remove act on that one.  They read
 -- core.paths.spool (mh.queue's default) while /api/status read the service's.
+-- The queue page of a console whose spool_dir holds no spool (an embedder's,
+-- or removed): "no spool at DIR", and nothing made there.  Before, its
+-- spool_object() made the spool (mh.queue.spool made what it opened).
+tap.test("the queue page on no spool: said, nothing made", function(t)
+  local core = require "mailhook.core"
+  local dir = tmpdir() .. "/nosuch"
+  local c = served { spool_dir = dir }
+  local id = c:new_session("127.0.0.1")
+  local r = request(c, "GET", "/api/queue", { cookie = "mh_session=" .. id })
+  t:is(r.status, 404, "GET /api/queue: 404")
+  t:like(r.json and r.json.error or tostring(r.text), "no spool at " .. dir:gsub("%p", "%%%0"), "no spool at DIR")
+  t:ok(not core.fsutil.mode(dir), "nothing made at " .. dir)
+  os.execute("rm -rf " .. dir:match("^(.*)/nosuch$"))
+end)
+
 tap.test("the queue page, its outage, Retry and Remove: the service's spool, not the default", function(t)
   local core = require "mailhook.core"
   local dir, default = tmpdir(), tmpdir()

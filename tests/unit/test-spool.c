@@ -709,6 +709,40 @@ static void test_lock_sweeps_temps(void) {
   mh_spool_close(sp);
 }
 
+/* mh_spool_open_ex: MUST_EXIST and NO_CREATE make no folder (an
+** administrator's look at the queue made the spool, owned by whoever looked);
+** a folder with maildrop/ alone is the installed spool. */
+static void test_open_existing(void) {
+  char d[400], p[500], err[MH_SPOOL_ERRLEN];
+  mh_spool *sp = NULL;
+  char **ids = NULL;
+  long total = -1;
+  mh_spool_entry e;
+  snprintf(d, sizeof d, "%s/ro", root);
+  is_int(mh_spool_open_ex(d, MH_SPOOL_MUST_EXIST | MH_SPOOL_NO_CREATE, &sp, err), -ENOENT, "existing: no folder");
+  ok(!strncmp(err, "no spool at ", 12) && strstr(err, "/ro") && !strchr(err, ':'), "err says so, naming it: %s", err);
+  is_int(mh_spool_open_ex(d, MH_SPOOL_MUST_EXIST, &sp, err), -ENOENT, "MUST_EXIST alone: the same");
+  ok(access(d, F_OK) < 0, "nothing made");
+  mkdir(d, 0700);
+  is_int(mh_spool_open_ex(d, MH_SPOOL_MUST_EXIST | MH_SPOOL_NO_CREATE, &sp, err), -ENOENT, "a folder without pickup/");
+  ok(strstr(err, "no spool at ") && strstr(err, "(it has no pickup/ folder)"), "said: %s", err);
+  snprintf(p, sizeof p, "%s/maildrop", d);
+  mkdir(p, 0700);
+  is_int(mh_spool_open_ex(d, MH_SPOOL_MUST_EXIST | MH_SPOOL_NO_CREATE, &sp, err), 0, "maildrop/ alone: a spool");
+  snprintf(p, sizeof p, "%s/pickup", d);
+  ok(access(p, F_OK) < 0, "NO_CREATE: pickup/ not made");
+  is_int(mh_spool_scan(sp, 10, &ids, &total, err), 0, "its scan: nothing");
+  is_int(total, 0, "total 0");
+  free(ids);
+  is_int(mh_spool_load(sp, "0000000000000001", &e, err), MH_ENOTFOUND, "a load: no such message");
+  is_int(mh_spool_remove(sp, "0000000000000001", err), MH_ENOTFOUND, "a remove: no such message");
+  ok(access(p, F_OK) < 0, "still no pickup/");
+  mh_spool_close(sp);
+  is_int(mh_spool_open_ex(d, MH_SPOOL_MUST_EXIST, &sp, err), 0, "MUST_EXIST (a deliverer) on it: opened");
+  ok(access(p, F_OK) == 0, "and its folders made");
+  mh_spool_close(sp);
+}
+
 int main(void) {
   mh_spool *sp;
   char err[MH_SPOOL_ERRLEN];
@@ -727,6 +761,7 @@ int main(void) {
   test_concurrent_scans(sp);
   test_follow();
   test_lock_sweeps_temps();
+  test_open_existing();
   mh_spool_close(sp);
   is_int(mh_spool_open("/proc/no/such", &sp, err), -ENOENT, "open of an impossible folder fails: %s", err);
   {

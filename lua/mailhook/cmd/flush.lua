@@ -53,6 +53,11 @@ return function(...)
   if shown then io.stderr:write("\n") end
   if not ok then return args.fail("flush", s, 1) end
   if s.spool_error then return args.fail("flush", s.error, 1) end
+  -- no spool there: nothing to deliver (the queue is empty: 0), nothing made
+  if s.no_spool then
+    io.stdout:write("flush: nothing to deliver: ", s.no_spool, "\n")
+    return 0
+  end
   local dt = mh.monotonic() - t0
   -- "N failed": moved to failed/; those some recipients got are said so
   -- (a message 121 of its 123 recipients got is no plain failure)

@@ -21,10 +21,27 @@ local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%S+00:00", math.floor(t)) 
 -- A value for the terminal: control bytes (a newline in a drop-in's name, an
 -- escape sequence in a header or a server's reply) shown as \xNN, and so are
 -- the C1 controls written in UTF-8 (U+0080-U+009F: U+009B is a CSI to xterm).
-local function hex(c) return string.format("\\x%02x", c:byte()) end
+-- A backslash is \x5C, as mailhook-drop -l records it: else a "\x1b" a caller
+-- typed read exactly as an escaped ESC byte.
+local function hex(c) return c == "\\" and "\\x5C" or string.format("\\x%02x", c:byte()) end
 local function c1(s) return string.format("\\x%02x\\x%02x", s:byte(1, 2)) end
 local function vis(s)
+  return (tostring(s):gsub("[%c\127\\]", hex):gsub("\194[\128-\159]", c1))
+end
+-- A value the spool keeps escaped already, shown as it is: the items intake
+-- left out and why (submit.printable: a typed backslash is \x5C there
+-- already, the others are the escapes' own), a drop-in's reason (spool.c:
+-- its control bytes as \xNN); any control byte still escaped.
+local function esc(s)
   return (tostring(s):gsub("[%c\127]", hex):gsub("\194[\128-\159]", c1))
+end
+-- The RECIPIENTS column: the pending ones, then those refused for good.
+local function rcpts_of(e)
+  local refused = {}
+  for i, r in ipairs(e.refused or {}) do refused[i] = r.rcpt end
+  local s = vis(table.concat(e.to or {}, ","))
+  if #refused > 0 then s = s .. (s ~= "" and " " or "") .. "refused:" .. esc(table.concat(refused, ",")) end
+  return s
 end
 
 -- The message's text for the terminal: its lines and tabs as they are, every
@@ -83,8 +100,8 @@ local function list(json)
   local n = 0
   local out = io.stdout
   -- a spool this user may not open (a local user's: 0710) is a one-line error
-  local sp, serr = queue.spool()
-  if not sp then return args.fail("queue", serr, 1) end
+  local sp, serr, sinfo = queue.spool()   -- never makes the spool: "no spool at DIR" (exit 1)
+  if not sp then return args.fail("queue", queue.why(serr, sinfo), 1) end
   if json then out:write("[") end
   -- the server outage met by the last deliverer: the reason of every waiting
   -- message that has no reply of its own (only the one tried got one)
@@ -105,14 +122,11 @@ local function list(json)
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
                                 "NEXT", "LAST REPLY", "USER", "RECIPIENTS"))
       end
-      local reply = vis(e.reason or e.last_reply or (e.state ~= "failed" and waits) or ""):sub(1, 30)
+      local reply = (e.reason and esc(e.reason) or vis(e.last_reply or (e.state ~= "failed" and waits) or "")):sub(1, 30)
       -- pending recipients, then those refused for good (never sent to again)
-      local rcpts = table.concat(e.to, ",")
-      local refused = {}
-      for i, r in ipairs(e.refused or {}) do refused[i] = r.rcpt end
-      if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id), age(now - e.queued_at),
-                              e.size, e.attempts, next_attempt(e, now, retry_at, outage), reply, vis(submitter(e)), vis(rcpts)))
+                              e.size, e.attempts, next_attempt(e, now, retry_at, outage), reply, vis(submitter(e)),
+                              rcpts_of(e)))
     end
   end
   -- what local users handed over (maildrop/) and no service adopted yet:
@@ -126,13 +140,9 @@ local function list(json)
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
                                 "NEXT", "LAST REPLY", "USER", "RECIPIENTS"))
       end
-      local refused = {}
-      for i, r in ipairs(e.refused) do refused[i] = r.rcpt end
-      local rcpts = table.concat(e.to, ",")
-      if #refused > 0 then rcpts = rcpts .. (rcpts ~= "" and " " or "") .. "refused:" .. table.concat(refused, ",") end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id),
                               e.reason and "-" or age(now - e.queued_at), e.size, 0, "maildrop",
-                              vis(e.reason or "waits for the service"):sub(1, 30), vis(submitter(e)), vis(rcpts)))
+                              esc(e.reason or "waits for the service"):sub(1, 30), vis(submitter(e)), rcpts_of(e)))
     end
   end
   -- (text only) files set aside in corrupt/: never sent, and listed nowhere else
@@ -164,6 +174,7 @@ local function show(id, as_json)
     local outage = e.state ~= "failed" and queue.outage()
     local c = outage and require("mailhook.status").running()
     local at = e.state ~= "failed" and next_at(e, now, c and tonumber(c.next_attempt), outage) or e.next_attempt
+    if e.state == "maildrop" then at = nil end
     local doc = json.decode(json_entry(e, outage and outage.error, at and at > 0 and at or nil))
     doc.path, doc.offset = e.path, e.offset
     io.write(json.encode(doc), "\n")
@@ -171,13 +182,17 @@ local function show(id, as_json)
   end
   local function line(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", vis(v))) end end
   line("id", e.id); line("state", e.state); line("file", e.path); line("size", e.size)
+  if e.state == "maildrop" then
+    line("waits", "in maildrop/ for the service to adopt it (it gets its own id then)")
+  end
   line("queued", iso(e.queued_at))
-  line("from", e.from == "" and "<>" or e.from)
+  line("from", e.from == "" and "<>" or e.from or "(decided at adoption)")
   line("submitter", e.uid and ("uid " .. math.tointeger(e.uid) .. (e.login and (" (" .. e.login:gsub("%c", "?") .. ")") or ""))
                     or "unknown (queued before the uid was kept)")
   line("to", table.concat(e.to, ", "))
   if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
-  for _, r in ipairs(e.refused or {}) do line("refused", r.rcpt .. ": " .. r.reply) end
+  local function line_esc(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", esc(v))) end end
+  for _, r in ipairs(e.refused or {}) do line_esc("refused", r.rcpt .. ": " .. r.reply) end
   line("attempts", e.attempts)
   -- during an outage, the connection's retry (the running service's), as the
   -- listing's NEXT says it: the message's own time had passed and read as due
@@ -185,6 +200,7 @@ local function show(id, as_json)
   local outage = e.state ~= "failed" and queue.outage()
   local c = outage and require("mailhook.status").running()
   local at = e.state ~= "failed" and next_at(e, now, c and tonumber(c.next_attempt), outage) or e.next_attempt
+  if e.state == "maildrop" then at, outage = nil, nil end
   if at and at > now then
     line("next attempt", iso(at) .. " (in " .. age(at - now) .. (outage and (e.next_attempt or 0) <= now and
          ", the connection's retry during the outage" or "") .. ")")
@@ -193,7 +209,7 @@ local function show(id, as_json)
          ", and no running service has a retry due (start the service, or `mailhook flush`)")
   elseif at and at > 0 then line("next attempt", iso(at)) end
   line("last reply", e.last_reply)
-  line("reason", e.reason)
+  line_esc("reason", e.reason)
   if e.failed_at then line("failed at", iso(e.failed_at)) end
   -- the message as it is sent, streamed (a spool file: opened by the core's
   -- rule, so a FIFO swapped in since the load cannot block `queue show`)
@@ -226,8 +242,14 @@ local USAGE = "usage: mailhook queue [--json] | queue [--json] show ID | queue [
 local SUB = {
   show = show,
   rm = function(id, as_json)
-    local ok, err = queue.remove(id)
+    local ok, err, info = queue.remove(id)
     if not ok then return args.fail("queue rm", err, 1) end
+    local md = type(info) == "table" and info.maildrop   -- a file of maildrop/, never adopted
+    if md then
+      if as_json then io.write(json.encode { ok = true, id = id, removed = true, maildrop = md }, "\n")
+      else print("removed maildrop/" .. vis(md) .. " (it was not adopted: never queued, never sent)") end
+      return 0
+    end
     local pid = queue.sending(id)
     if as_json then
       -- sending: the service's pid when the message's data is with the server already
@@ -242,7 +264,14 @@ local SUB = {
     return 0
   end,
   retry = function(id, as_json)
-    local ok, err = queue.retry(id)
+    local ok, err, info = queue.retry(id)
+    -- a file of maildrop/: not queued yet, it goes once adopted (exit 0: nothing is wrong)
+    if not ok and type(info) == "table" and info.code == "EMAILDROP" then
+      if as_json then
+        io.write(json.encode { ok = true, id = id, queued = false, maildrop = info.maildrop, note = err }, "\n")
+      else print(vis(err)) end
+      return 0
+    end
     if not ok then return args.fail("queue retry", err, 1) end
     if as_json then io.write(json.encode { ok = true, id = id, queued = true }, "\n") return 0 end
     print("queued " .. id .. " for delivery")

@@ -265,8 +265,11 @@ end
 -- message's last reply in parentheses, then "-- N Kbytes in N Requests.".
 local function mailq()
   local queue = require "mailhook.queue"
-  local sp, err = queue.spool()
+  local sp, err, info = queue.spool()   -- never makes the spool
   if not sp then
+    -- no spool there (a mistyped -s, a service never started): said, naming
+    -- the folder, EX_NOINPUT; nothing made (it made one, owned by the caller)
+    if require("mailhook.spool").no_spool(info) then return fail(EX.NOINPUT, queue.why(err, info)) end
     if tostring(err):find("Permission denied", 1, true) then
       return fail(EX_NOPERM, "the queue " .. core.paths.spool .. " is readable only by root and the " ..
                   "service's user (" .. err .. ")")
@@ -290,15 +293,27 @@ local function mailq()
     local last = not outage and queue.outage()
     if last then outage = "delivery temporarily suspended: " .. last.error end
   end
+  -- a caller's value (a sender, a recipient, an item left out, a server's
+  -- reply) for the terminal: control bytes as \xNN, and a backslash as \x5C
+  -- (as mailhook-drop -l records it: a typed "\x1b" is no escaped ESC)
+  local function vis(s)
+    return (tostring(s):gsub("[%c\127\\]", function(c)
+      return c == "\\" and "\\x5C" or string.format("\\x%02X", c:byte()) end))
+  end
+  -- one the spool keeps escaped already (an item left out and why:
+  -- submit.printable, a typed backslash \x5C there; a drop-in's reason:
+  -- spool.c): as it is, a control byte still escaped
+  local function esc(s)
+    return (tostring(s):gsub("[%c\127]", function(c) return string.format("\\x%02X", c:byte()) end))
+  end
   -- one entry's first line, after the column heads or a blank line; its why, right-aligned
   local function entry(id, size, when, from)
     out:write(n == 0 and string.format("%-17s %8s %-19s %s\n", "----Queue ID-----", "--Size--",
                                        "---Arrival Time----", "--Sender/Recipient------") or "\n")
     n = n + 1
-    out:write(string.format("%-17s %8s %19.19s %s\n", id, size, when, from))
+    out:write(string.format("%-17s %8s %19.19s %s\n", vis(id), size, when, vis(from)))
   end
-  local function note(why)
-    why = why:gsub("%c", " ")
+  local function note(why)   -- why: shown already (vis, esc)
     local pad = 76 - #why
     out:write(string.rep(" ", pad > 0 and pad or 0), "(", why, ")\n")
   end
@@ -312,11 +327,12 @@ local function mailq()
       -- no address) are not listed below, which lists what is still to go (as
       -- Postfix's mailq): a message with no other reason names them here
       local refused = e.refused and e.refused[1] and
-        ("refused: " .. e.refused[1].rcpt .. (#e.refused > 1 and (" and " .. (#e.refused - 1) .. " more") or "")
-         .. " (mailhook queue show " .. e.id .. ")")
-      local why = e.reason or e.last_reply or refused or (e.state ~= "failed" and outage) or nil
+        ("refused: " .. esc(e.refused[1].rcpt) .. (#e.refused > 1 and (" and " .. (#e.refused - 1) .. " more") or "")
+         .. " (mailhook queue show " .. vis(e.id) .. ")")
+      local why = e.reason and esc(e.reason) or e.last_reply and vis(e.last_reply) or refused or
+                  (e.state ~= "failed" and outage and vis(outage)) or nil
       if why then note(why) end
-      for _, r in ipairs(e.to or {}) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
+      for _, r in ipairs(e.to or {}) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", vis(r))) end
     end
     -- what local users handed over and the service has not adopted yet
     -- (queue.maildrop: what `mailhook queue` lists too): the sender adoption
@@ -328,19 +344,19 @@ local function mailq()
         -- of pickup/ is (it was left out: the queue looked empty until the
         -- service moved it)
         entry(e.id, "-", "", "-")
-        note(e.reason)
+        note(esc(e.reason))
       else
         bytes = bytes + e.size
         local from = e.from == "" and "MAILER-DAEMON" or e.from or ("uid " .. math.tointeger(e.uid))
         entry(e.id, e.size, os.date("%a %b %e %H:%M:%S", e.queued_at), from)
         local why = "in maildrop/: waits for the service; from uid " .. math.tointeger(e.uid) ..
-                    (e.login and (" (" .. e.login .. ")") or "")
+                    (e.login and (" (" .. vis(e.login) .. ")") or "")
         if e.refused[1] then
-          why = why .. "; refused: " .. e.refused[1].rcpt ..
+          why = why .. "; refused: " .. esc(e.refused[1].rcpt) ..
                 (#e.refused > 1 and (" and " .. (#e.refused - 1) .. " more") or "")
         end
         note(why)
-        for _, r in ipairs(e.to) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", r)) end
+        for _, r in ipairs(e.to) do out:write(string.format("%-17s %8s %-19s %s\n", "", "", "", vis(r))) end
       end
     end
   end)
