@@ -156,4 +156,43 @@ tap.test("rstate.write: the copy of the data is freed when the call cannot wait"
   os.remove(dir)
 end)
 
+-- spool:load{now = true} ran its op on the C stack: the entry it loaded (the
+-- message itself with data = N, here 1 MB) was left behind when the push of
+-- the entry was refused.  The op is boxed now (runtime/l_spool.c op_now_new).
+local spool_dir = os.tmpname()
+os.remove(spool_dir)
+local sp = assert(core.spool.open(spool_dir))
+local big_id = assert(sp:enqueue("Subject: big\r\n\r\n" .. string.rep("spool line\r\n", MB // 12),
+                                 { from = "a@example.com", to = { "b@example.com" } }))
+
+tap.test("spool:load{now = true}: the loaded entry is freed when its push is refused", function(t)
+  local e = assert(sp:load(big_id, { now = true, data = 2 * MB }))
+  t:ok(#e.data > MB - 100, "loads the message outside the budget")
+  check(t, "spool:load now", function() return sp:load(big_id, { now = true, data = 2 * MB }) end)
+end)
+
+-- spool:fail read its reason into a C local before its op, and the reply
+-- after: a reply of the wrong type raised past the copy of the reason.
+-- Both are read into the op now, which a box owns from its creation.
+tap.test("spool:fail: the reason is freed when a later option is refused", function(t)
+  local reason = string.rep("r", 64 * 1024)
+  local function try() return pcall(sp.fail, sp, big_id, { reason = reason, reply = {} }) end
+  for _ = 1, 20 do try() end
+  collectgarbage()
+  local before = rss()
+  for _ = 1, 1000 do try() end
+  collectgarbage()
+  local ok, err = try()
+  t:ok(not ok and tostring(err):find("reply must be a string", 1, true), "misuse raises: " .. tostring(err))
+  local grew = rss() - before
+  no_growth(t, grew, 16 * MB, "no reason left behind per refused call",
+            string.format("resident memory grew by %.1f MB over 1000 calls", grew / MB))
+  t:ok(sp:load(big_id), "the message is still queued")
+end)
+
+tap.test("(the spool removed)", function(t)
+  sp:close()
+  t:ok(os.execute("rm -rf '" .. spool_dir .. "'"), "removed")
+end)
+
 tap.done()
