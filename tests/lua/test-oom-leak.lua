@@ -190,6 +190,36 @@ tap.test("spool:fail: the reason is freed when a later option is refused", funct
   t:ok(sp:load(big_id), "the message is still queued")
 end)
 
+-- smtp submit_file opened its file into a C local, then read the recipients:
+-- a list whose length raised (a __len, or a list refused under a rule's
+-- budget) left the descriptor open, one per call, towards the fd limit.
+local function nfds()
+  local st = assert(io.open("/proc/self/stat"))   -- this process's pid (ls's own /proc/self is ls's)
+  local pid = st:read("n")
+  st:close()
+  local p = assert(io.popen("ls /proc/" .. pid .. "/fd"))
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+tap.test("smtp submit_file: the file is closed when the recipients raise", function(t)
+  local path = os.tmpname()
+  assert(io.open(path, "w")):write("Subject: x\r\n\r\nbody\r\n"):close()
+  local c = core.smtp.new { host = "127.0.0.1" }
+  local rcpts = setmetatable({}, { __len = function() error("no length") end })
+  local function try() return pcall(c.submit_file, c, "a@example.com", rcpts, path) end
+  try()
+  local before = nfds()
+  for _ = 1, 200 do try() end
+  local ok, err = try()
+  t:ok(not ok and tostring(err):find("no length", 1, true), "the recipients' length raises: " .. tostring(err))
+  t:is(nfds() - before, 0, "no descriptor left open (200 calls)")
+  c:close()
+  os.remove(path)
+end)
+
 tap.test("(the spool removed)", function(t)
   sp:close()
   t:ok(os.execute("rm -rf '" .. spool_dir .. "'"), "removed")
