@@ -220,6 +220,45 @@ tap.test("smtp submit_file: the file is closed when the recipients raise", funct
   os.remove(path)
 end)
 
+-- proc.spawn made the child and its channel (a pipe: a descriptor), then
+-- pushed the results: a push refused under a rule's budget left both in C
+-- locals, the pipe open for good.  The results' userdata are made first now.
+-- The room is swept in small steps until a spawn succeeds: the rounds just
+-- before it are stopped late in the call, past the spawn.
+tap.test("proc.spawn: the channel is closed when a push after the spawn is refused", function(t)
+  local filler = string.rep("f", MB)   -- luacheck: ignore (the limit must be at least 1 MB)
+  local spawned, stopped = {}, 0
+  local function spawn_under(room)
+    collectgarbage()
+    core.budget_limits { memory = core.heap() + room, seconds = 60, life = 60, grace = 30 }
+    local ok, p, ch = core.rule_call("oom-leak", function() return core.proc.spawn { "-e", "" } end)
+    core.budget_limits { memory = 128 * MB }
+    if ok then spawned[#spawned + 1] = { p, ch } else stopped = stopped + 1 end
+    return ok
+  end
+  local function reap()
+    for _, pc in ipairs(spawned) do pc[2]:close(); pc[1]:wait() end
+    spawned = {}
+    collectgarbage()
+    collectgarbage()
+    core.sleep(0.2)   -- the closes and exits seen by the loop
+  end
+  spawn_under(MB)   -- (the loop's own descriptors for children, made at the first spawn)
+  reap()
+  local before = nfds()
+  -- the room where the call first succeeds, coarsely (what the collector
+  -- frees when an allocation is refused counts), then in small steps below it
+  local room = -256 * 1024
+  while not spawn_under(room) do room = room + 4096 end
+  local fine = room - 4096
+  stopped = 0
+  while fine < room and not spawn_under(fine) do fine = fine + 8 end
+  t:ok(stopped > 0, "the budget stopped calls (" .. stopped .. ") until one spawned")
+  reap()
+  t:is(nfds() - before, 0, "no channel left open by a call stopped after its spawn")
+  filler = nil
+end)
+
 tap.test("(the spool removed)", function(t)
   sp:close()
   t:ok(os.execute("rm -rf '" .. spool_dir .. "'"), "removed")
