@@ -259,6 +259,24 @@ tap.test("proc.spawn: the channel is closed when a push after the spawn is refus
   filler = nil
 end)
 
+-- task:wait made its joiner, then checked that the caller can wait: from a
+-- plain coroutine while the loop runs it raised past the joiner, one per call.
+tap.test("task:wait: nothing is left behind when the call cannot wait", function(t)
+  local task = core.spawn(function() core.sleep(600) end)
+  local function try() return pcall(coroutine.wrap(function() return task:wait() end)) end
+  for _ = 1, 1000 do try() end
+  collectgarbage()
+  local before = rss()
+  for _ = 1, 200000 do try() end
+  collectgarbage()
+  local ok, err = try()
+  t:ok(not ok and tostring(err):find("plain coroutine", 1, true), "refused: " .. tostring(err))
+  local grew = rss() - before
+  no_growth(t, grew, 4 * MB, "no joiner left behind per refused call",
+            string.format("resident memory grew by %.1f MB over 200000 calls", grew / MB))
+  task:cancel()
+end)
+
 tap.test("(the spool removed)", function(t)
   sp:close()
   t:ok(os.execute("rm -rf '" .. spool_dir .. "'"), "removed")
