@@ -144,9 +144,8 @@ static int emit_fail(lua_State *L, int code, const char *fmt, ...) {
 }
 
 /* emit_fields(rules, kv) -> fields | nil, message, code: mh_emit's fields
-** table from kv (NULL-terminated name, value pairs), run by lua_pcall: a
-** push refused for want of memory raises, and mh_emit, called from C with no
-** protected call around it, would reach Lua's panic. */
+** table from kv (NULL-terminated name, value pairs), called by emit_run
+** (under mh_emit's lua_pcall: a push refused for want of memory raises). */
 static int emit_fields(lua_State *L) {
   const char *const *kv = (const char *const *)lua_touserdata(L, 2);
   lua_newtable(L);                                   /* 3: fields */
@@ -178,13 +177,18 @@ static int emit_fields(lua_State *L) {
   return 1;
 }
 
-int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err) {
-  lua_State *L;
+/* emit_run(event, kv) -> status, message | nil: mh_emit's body, run by
+** lua_pcall (event and kv light userdata).  Every step may raise: a string or
+** a table refused for want of memory, a Lua function of the rules module
+** (event_problem, field_problem: a rule file can replace them) raising, the
+** loop's own errors; mh_emit, called from C with no protected call around
+** it, reached Lua's panic (an abort of the host) at any of them.  Nothing C
+** is held here: the messages go back as Lua strings, copied by mh_emit. */
+static int emit_run(lua_State *L) {
+  const char *event = (const char *)lua_touserdata(L, 1);
+  const char *const *kv = (const char *const *)lua_touserdata(L, 2);
   mh_task *task;
-  int status, done;
-  if (err) *err = NULL;
-  if (!rt || !event) { set_err(err, "mh_emit: no runtime or no event"); return 2; }
-  L = rt->L;
+  int done;
   lua_settop(L, 0);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "mailhook.rules");           /* 2: rules */
@@ -194,46 +198,58 @@ int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err
   lua_pushstring(L, event);
   lua_call(L, 1, 1);
   if (!lua_isnil(L, -1)) {
-    set_err(err, "%s", lua_tostring(L, -1));
-    lua_settop(L, 0);
+    lua_pushinteger(L, 2);
+    lua_insert(L, -2);
     return 2;
   }
   lua_pop(L, 1);
   if (luaL_loadbuffer(L, EMIT_LUA, sizeof EMIT_LUA - 1, "=mh_emit") != LUA_OK) {
-    set_err(err, "%s", lua_tostring(L, -1));
-    lua_settop(L, 0);
-    return 1;
+    lua_pushinteger(L, 1);
+    lua_insert(L, -2);
+    return 2;
   }                                                  /* 3: function */
   lua_newtable(L);                                   /* 4: res */
   lua_pushstring(L, event);                          /* 5 */
-  lua_pushcfunction(L, emit_fields);                 /* 6: fields, made under protection */
+  lua_pushcfunction(L, emit_fields);                 /* 6: fields */
   lua_pushvalue(L, 2);
   lua_pushlightuserdata(L, (void *)kv);
-  if (lua_pcall(L, 2, 3, 0) != LUA_OK) {   /* out of memory */
-    set_err(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "out of memory");
-    lua_settop(L, 0);
-    return 1;
-  }
-  if (!lua_istable(L, 6)) {
-    status = (int)lua_tointeger(L, 8);
-    set_err(err, "%s", lua_tostring(L, 7));
-    lua_settop(L, 0);
-    return status;
+  lua_call(L, 2, 3);
+  if (!lua_istable(L, 6)) {                          /* nil, message, code */
+    lua_pushvalue(L, 8);
+    lua_pushvalue(L, 7);
+    return 2;
   }
   lua_settop(L, 6);
   task = mh_task_spawn(L, 3, 3, "mh_emit");
-  (void)task;
   mh_l_run(L, UV_RUN_DEFAULT);
   done = mh_task_done(task);
   if (done <= 0) {
-    set_err(err, "mh_emit: the rules did not finish%s", done < 0 ? " (an internal error, see the log)" : "");
+    lua_pushinteger(L, 1);
+    lua_pushfstring(L, "mh_emit: the rules did not finish%s", done < 0 ? " (an internal error, see the log)" : "");
+    return 2;
+  }
+  lua_getfield(L, 4, "status");
+  lua_getfield(L, 4, "message");
+  return 2;
+}
+
+int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err) {
+  lua_State *L;
+  int status;
+  if (err) *err = NULL;
+  if (!rt || !event) { set_err(err, "mh_emit: no runtime or no event"); return 2; }
+  L = rt->L;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, emit_run);   /* (none of these three allocates) */
+  lua_pushlightuserdata(L, (void *)event);
+  lua_pushlightuserdata(L, (void *)kv);
+  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+    set_err(err, "mh_emit: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "an error that is no string");
     lua_settop(L, 0);
     return 1;
   }
-  lua_getfield(L, 4, "status");
-  status = (int)lua_tointeger(L, -1);
-  lua_getfield(L, 4, "message");
-  if (status != 0) set_err(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "a rule failed");
+  status = (int)lua_tointeger(L, 1);
+  if (status != 0) set_err(err, "%s", lua_tostring(L, 2) ? lua_tostring(L, 2) : "a rule failed");
   lua_settop(L, 0);
   return status;
 }

@@ -161,11 +161,20 @@ static chan *chan_new(uv_loop_t *loop) {
   return c;
 }
 
-static void push_chan(lua_State *L, chan *c) {
+/* A Channel userdata with no channel yet, pushed: made before the channel it
+** will hold, so that no push may raise (a rule's memory budget) while a
+** channel (its pipe, a descriptor) is held in a C local only.  chan_ud_set
+** gives it its channel. */
+static chan_ud *push_chan_ud(lua_State *L) {
   chan_ud *u = (chan_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->c = NULL;
+  luaL_setmetatable(L, CHAN_MT);
+  return u;
+}
+
+static void chan_ud_set(chan_ud *u, chan *c) {
   u->c = c;
   c->ud = u;
-  luaL_setmetatable(L, CHAN_MT);
 }
 
 static chan *check_chan(lua_State *L) {
@@ -261,6 +270,7 @@ static int l_chan_tostring(lua_State *L) {
 /* proc.channel() -> the channel on fd 3 | nil, err (not started by proc.spawn). */
 static int l_channel(lua_State *L) {
   struct stat st;
+  chan_ud *cu;
   chan *c;
   int rc;
   if (fstat(3, &st) < 0 || !S_ISSOCK(st.st_mode))
@@ -268,6 +278,7 @@ static int l_channel(lua_State *L) {
   /* the channel is this process's alone: a program a rule starts (os.execute,
      io.popen) must not inherit it and write frames to the service */
   fcntl(3, F_SETFD, FD_CLOEXEC);
+  cu = push_chan_ud(L);   /* first: nothing below may raise with c held */
   c = chan_new(mh_l_loop(L));
   if (!c) return luaL_error(L, "out of memory");
   rc = uv_pipe_open(&c->pipe, 3);
@@ -277,7 +288,7 @@ static int l_channel(lua_State *L) {
     uv_close((uv_handle_t *)&c->pipe, chan_close_cb);
     return mh_l_fail(L, MH_EINVAL, "channel", "channel: %s", uv_strerror(rc));
   }
-  push_chan(L, c);
+  chan_ud_set(cu, c);
   return 1;
 }
 
@@ -345,6 +356,7 @@ static int l_spawn_proc(lua_State *L) {
   proc *p;
   chan *c;
   proc_ud *u;
+  chan_ud *cu;
   mh_l_arg_type(L, 1, "arguments", LUA_TTABLE);
   n = (int)luaL_len(L, 1);
   if (uv_exepath(exe, &exelen) < 0) return mh_l_fail(L, MH_EINVAL, "spawn", "cannot find this program's path");
@@ -363,6 +375,13 @@ static int l_spawn_proc(lua_State *L) {
     lua_pop(L, 1);   /* the table keeps the string alive */
   }
   argv[n + 1] = NULL;
+  /* the results' userdata first, empty (their __gc takes NULL): a push after
+  ** the spawn, refused under a rule's memory budget, left the child's handle
+  ** and its channel's pipe (a descriptor) in C locals, lost */
+  u = (proc_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->p = NULL;
+  luaL_setmetatable(L, PROC_MT);
+  cu = push_chan_ud(L);
   p = (proc *)calloc(1, sizeof *p);
   c = p ? chan_new(mh_l_loop(L)) : NULL;
   if (!c) { free(p); return luaL_error(L, "out of memory"); }
@@ -396,12 +415,10 @@ static int l_spawn_proc(lua_State *L) {
   }
   rc = uv_read_start((uv_stream_t *)&c->pipe, chan_alloc_cb, chan_read_cb);
   if (rc < 0) c->eof = 1;
-  u = (proc_ud *)lua_newuserdatauv(L, sizeof *u, 0);
-  u->p = p;
+  u->p = p;   /* nothing from here may raise */
   p->ud = u;
-  luaL_setmetatable(L, PROC_MT);
-  push_chan(L, c);
-  return 2;
+  chan_ud_set(cu, c);
+  return 2;   /* the proc and the channel, on top */
 }
 
 static void pwait_cancel(mh_wait *w) {

@@ -1808,6 +1808,7 @@ static void joiner_cancel(mh_wait *w) {
 static int l_task_wait(lua_State *L) {
   mh_task *t = (mh_task *)luaL_checkudata(L, 1, TASK_MT);
   joiner *j;
+  mh_wait probe;
   mh_l_check_method_nargs(L, 0, "task:wait");
   if (t->state != 0) return push_outcome(L, 1);
   /* its own end: a wait that can never end (the binary's main task then
@@ -1828,9 +1829,12 @@ static int l_task_wait(lua_State *L) {
                           "each other for ever", t->name, depth);
     }
   }
+  /* raises when L cannot wait (a plain coroutine while the loop runs): before
+     the joiner is made, which a raise after it lost (as mh.sleep checks) */
+  mh_wait_init(L, &probe, "task:wait");
   j = (joiner *)calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "out of memory");
-  mh_wait_init(L, &j->w, "task:wait");
+  j->w = probe;
   j->w.cancel = joiner_cancel;
   j->target = t;
   j->next = joiners_of(L, 1);

@@ -389,34 +389,46 @@ static int l_auth(lua_State *L) {
   return wait_op(L, u);
 }
 
-/* Submits one send (arguments 2..4: from, {rcpt...}, data or fd); its outcome
-** joins the queue that c:result() reads.  Never waits. */
-static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t off, uint64_t size) {
+/* A descriptor held while the Lua API is called (submit_file's file): in a
+** box (mh_l_box), closed as the call returns or an error unwinds it, unless
+** it was handed on (open = 0).  Zeroed: no descriptor. */
+typedef struct {
+  int open;          /* fd is ours to close */
+  int fd;
+} fdbox;
+
+static void fdbox_release(void *p) {
+  fdbox *b = (fdbox *)p;
+  if (b->open) close(b->fd);
+  b->open = 0;
+}
+
+/* Submits one send (arguments 2..4: from, {rcpt...}, data, or fb's file);
+** its outcome joins the queue that c:result() reads.  Never waits.  fb (or
+** NULL): the file's box, whose descriptor the engine takes when the send is
+** submitted; a raise before (a recipient of the wrong type, a __len that
+** raises, a list refused under a rule's memory budget) leaves it to the box,
+** and a send refused at once too. */
+static void submit(lua_State *L, lconn *u, const char *what, fdbox *fb, uint64_t off, uint64_t size) {
   mh_client *c = u->c;
+  int fd = fb ? fb->fd : -1;
   size_t fromlen, len = 0, n;
   const char *from = mh_l_field_lstring(L, 2, what, "sender", &fromlen);
   const char *data = NULL;
   int handle = 0;   /* data is a SpoolData handle's: taken (freed) once submitted */
   const char **rcpt;
   const char *nul = fromlen != strlen(from) ? from : NULL;   /* an address cut short by a NUL */
-  if (!lua_istable(L, 3)) {
-    if (fd >= 0) close(fd);
-    mh_l_field_error(L, 3, what, "recipients", "a table");
-  }
+  if (!lua_istable(L, 3)) mh_l_field_error(L, 3, what, "recipients", "a table");
   /* data: a string, or a spool entry's data handle (l_spool.h), alive on the stack */
   if (fd < 0 && (handle = l_spool_data(L, 4, &data, &len)) < 0)
     luaL_error(L, "%s: data: this SpoolData handle was submitted already (its bytes went with it: load the "
                   "message again)", what);
   if (fd < 0 && !handle) data = mh_l_field_lstring(L, 4, what, "data", &len);
   n = (size_t)luaL_len(L, 3);
-  if ((u->waiting && u->waiting != WAIT_SEND) || mh_client_busy(c)) {
-    if (fd >= 0) close(fd);
+  if ((u->waiting && u->waiting != WAIT_SEND) || mh_client_busy(c))
     luaL_error(L, "%s: another operation is in progress on this session", what);
-  }
-  if (mh_client_pending(c) >= MH_CLIENT_MAX_SENDS) {
-    if (fd >= 0) close(fd);
+  if (mh_client_pending(c) >= MH_CLIENT_MAX_SENDS)
     luaL_error(L, "%s: %d sends are outstanding already (collect one with result())", what, MH_CLIENT_MAX_SENDS);
-  }
   /* the list: on the C stack for the usual few recipients (a userdata per
   ** message was an allocation for the collector), else freed by the GC */
   const char *few[16];
@@ -427,7 +439,6 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
     if (lua_type(L, -1) != LUA_TSTRING) {   /* a number converted here would be no item of the table */
       char item[40];
-      if (fd >= 0) close(fd);
       snprintf(item, sizeof item, "recipients[%zu]", i + 1);
       mh_l_field_error(L, -1, what, item, "a string");
     }
@@ -439,16 +450,15 @@ static void submit(lua_State *L, lconn *u, const char *what, int fd, uint64_t of
     char msg[700];
     snprintf(msg, sizeof msg, "%s: the SMTP session is not usable (%s)", what,
              *mh_client_errmsg(c) ? mh_client_errmsg(c) : "closed");
-    if (fd >= 0) close(fd);
     mh_client_refuse(c, MH_ECONNECT, "connect", msg, 1);
   } else if (nul) {
     /* the engine sees C strings: "a@x\0RCPT TO:<y>" would reach it as "a@x" */
     char msg[300];
     snprintf(msg, sizeof msg, "invalid %s address: a NUL byte in '%.100s...'",
              nul == from ? "sender" : "recipient", nul);
-    if (fd >= 0) close(fd);
     mh_client_refuse(c, MH_EBADADDR, nul == from ? "mail" : "rcpt", msg, 0);
   } else if (fd >= 0) {
+    fb->open = 0;   /* the engine's from here */
     mh_client_submit_file(c, from, rcpt, n, fd, off, size);
   } else {
     mh_client_submit(c, from, rcpt, n, data, len);   /* (copies the data) */
@@ -478,7 +488,7 @@ static int l_send(lua_State *L) {
   lconn *u = check_lconn(L);
   size_t n = mh_client_pending(u->c);
   if (n) luaL_error(L, "smtp send: %d submitted send(s) not collected (use result())", (int)n);
-  submit(L, u, "smtp send", -1, 0, 0);
+  submit(L, u, "smtp send", NULL, 0, 0);
   return collect(L, u, "smtp send", 0);
 }
 
@@ -508,7 +518,7 @@ static int l_set_dsn(lua_State *L) {
 /* c:submit(from, {rcpt...}, data) -> true   (never waits; c:result() tells) */
 static int l_submit(lua_State *L) {
   lconn *u = check_lconn(L);
-  submit(L, u, "smtp submit", -1, 0, 0);
+  submit(L, u, "smtp submit", NULL, 0, 0);
   wake(u);
   lua_pushboolean(L, 1);
   return 1;
@@ -529,24 +539,27 @@ static int l_submit_file(lua_State *L) {
   lua_Integer want = mh_l_optfield_integer(L, 6, "smtp submit_file", "size", -1);
   struct stat st;
   int fd;
+  fdbox *fb;
   if (off < 0) mh_l_field_error(L, 5, "smtp submit_file", "offset", ">= 0");
-  /* checked before the file opens: the submit's checks close fd on error */
+  /* checked before the file opens */
   mh_l_field_string(L, 2, "smtp submit_file", "sender");
   if (!lua_istable(L, 3)) mh_l_field_error(L, 3, "smtp submit_file", "recipients", "a table");
+  /* the file is held in a box from its open: what submit reads and pushes
+     after it may raise (a descriptor in a C local was lost then, one per call) */
+  lua_settop(L, 6);
+  fb = (fdbox *)mh_l_box(L, sizeof *fb, fdbox_release);
   /* a spool file: opened by fsutil's rule (regular, never a FIFO or a link) */
   fd = mh_fsutil_open(AT_FDCWD, path, O_RDONLY, 0, 0, &st);
   if (fd < 0)
     return mh_l_fail(L, fd == -ENOENT ? MH_ENOTFOUND : fd, "data", "%s: %s", path, mh_strerror(fd));
-  if (want >= 0 && (uint64_t)st.st_size != (uint64_t)want) {
-    close(fd);
+  fb->fd = fd;
+  fb->open = 1;
+  if (want >= 0 && (uint64_t)st.st_size != (uint64_t)want)   /* (the box closes fd) */
     return mh_l_fail(L, MH_ECORRUPT, "data", "%s: changed since it was loaded (%I bytes, now %I): not sent",
                      path, want, (lua_Integer)st.st_size);
-  }
-  if ((uint64_t)st.st_size < (uint64_t)off) {
-    close(fd);
+  if ((uint64_t)st.st_size < (uint64_t)off)
     return mh_l_fail(L, MH_EINVAL, "data", "%s: offset %lld past its end", path, (long long)off);
-  }
-  submit(L, u, "smtp submit", fd, (uint64_t)off, (uint64_t)st.st_size - (uint64_t)off);
+  submit(L, u, "smtp submit", fb, (uint64_t)off, (uint64_t)st.st_size - (uint64_t)off);
   wake(u);
   lua_pushboolean(L, 1);
   return 1;

@@ -96,6 +96,8 @@ typedef struct {
   kept_file kept[KEPT_MAX];
   unsigned kept_next;  /* the slot to take next (round robin: the oldest) */
   const char *key[K_N];   /* the keys' strings (push_keys), alive in the registry */
+  void *spare;       /* the op (op *) that op_now reuses, made at its first use, or NULL */
+  int spare_busy;    /* spare is in a call of op_now (a push may run a finalizer that calls again) */
 } lspool;
 
 static void kept_close_all(lspool *ls) {
@@ -200,6 +202,7 @@ static int l_open(lua_State *L) {
 
 static int l_close(lua_State *L) {
   lspool *ls = (lspool *)luaL_checkudata(L, 1, SPOOL_MT);
+  if (ls->spare && !ls->spare_busy) { free(ls->spare); ls->spare = NULL; }   /* no op_now after a close */
   if (!ls->sp || ls->closing) return 0;
   kept_close_all(ls);
   flush_closes(ls->cl);
@@ -329,6 +332,8 @@ typedef struct {
   lspool *ls;
   lua_State *main;   /* to drop the anchor in done() */
   int anchor;        /* registry ref: table anchoring the spool and the data */
+  int anchor_at;     /* until op_start: the anchor table's stack index (op_new) */
+  void *owner;       /* until op_start: the box that frees the op at a raise (op **, op_new) */
   int rc;
   char err[MH_SPOOL_ERRLEN];
   char id[256];
@@ -872,43 +877,94 @@ static void op_setup(lua_State *L, op *o, lspool *ls, int kind) {
   o->anchor = LUA_NOREF;
 }
 
-/* A new op on the spool at index 1; the anchor table is left on the stack. */
+/* A box's release for an op not yet started (mh_l_box): freed as op_start's
+** mh_l_work would, the spool's count of users taken as op_free gives it back. */
+static void op_release(void *p) {
+  op *o = *(op **)p;
+  if (!o) return;
+  *(op **)p = NULL;
+  o->ls->pending++;
+  op_free(o);
+}
+
+/* A new op on the spool at index 1.  Pushed: the anchor table (at
+** o->anchor_at), then a box (mh_l_box) owning the op until op_start hands it
+** to mh_l_work: whatever is read or pushed after this (an argument refused, a
+** string copied, a push refused under a rule's memory budget) may raise, and
+** an op freed by hand before some luaL_errors was lost at every other raise
+** (some 5 KB, with its strings).  Nothing is malloc'd before the box holds it. */
 static op *op_new(lua_State *L, int kind, size_t nstrs) {
   lspool *ls = check_spool(L, 1);
-  op *o = (op *)malloc(sizeof *o);
-  if (!o) luaL_error(L, "out of memory");
-  op_setup(L, o, ls, kind);
-  o->main = main_state(L);
-  if (!(o->strs = (char **)calloc(nstrs + 1, sizeof *o->strs))) {
-    free(o);
-    luaL_error(L, "out of memory");
-  }
+  op **ob;
+  op *o;
   lua_newtable(L);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
+  ob = (op **)mh_l_box(L, sizeof *ob, op_release);
+  if (!(o = (op *)malloc(sizeof *o))) luaL_error(L, "out of memory");
+  op_setup(L, o, ls, kind);
+  o->main = main_state(L);
+  o->anchor_at = lua_gettop(L) - 1;
+  o->owner = ob;
+  *ob = o;
+  if (!(o->strs = (char **)calloc(nstrs + 1, sizeof *o->strs))) luaL_error(L, "out of memory");
   return o;
 }
 
-/* Starts o on the pool; the anchor table at the top of the stack is ref'd. */
+/* Starts o on the pool: its anchor table is ref'd, and mh_l_work owns it from
+** the call on (it calls op_free, also when it raises). */
 static int op_start(lua_State *L, op *o, const char *what) {
-  o->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, o->anchor_at);
+  o->anchor = luaL_ref(L, LUA_REGISTRYINDEX);   /* may raise: the box still frees o */
   o->ls->pending++;
+  *(op **)o->owner = NULL;
+  o->owner = NULL;
   return mh_l_work(L, what, op_work, op_push, op_free, o);
 }
 
-/* Runs o on the calling thread and returns its results: no wait, no pool.  For
-** the deliverer's per-message work on files in the page cache (an open, a read,
-** an unlink: some 10 us), where a thread-pool round trip cost more than the
-** work itself (two context switches each way on a busy CPU).  What may block
-** for long (fsync, the close that frees blocks) never runs this way.  o is
-** the caller's, on its C stack (op_setup): only what it holds is freed. */
-static int op_now(lua_State *L, op *o) {
-  int n;
-  o->ls->pending++;
-  op_work(o);
-  n = op_push(L, o);
+/* A box's release for an op run now (op_now): what it holds is freed, and the
+** op kept for the next call (or freed: one made while the spare was busy). */
+static void now_release(void *p) {
+  op *o = *(op **)p;
+  if (!o) return;
+  *(op **)p = NULL;
   op_clear(o);
-  return n;
+  if (o->ls->spare == o) o->ls->spare_busy = 0;
+  else free(o);
+}
+
+/* An op for op_now on ls, owned by a box pushed on the stack: the spool's
+** spare, made once (a malloc of the op, some 5 KB with no thread cache, cost
+** more than the rest of the deliverer's call), or a new one while that one is
+** in use.  What the op holds once its work ran (a loaded entry, a kept or
+** held descriptor) is freed by the box, also when a push of the results
+** raises (a rule's memory budget): an op on the C stack was left behind then,
+** the box cannot point into a frame the error has unwound. */
+static op *op_now_new(lua_State *L, lspool *ls, int kind) {
+  op **ob = (op **)mh_l_box(L, sizeof *ob, now_release);
+  op *o;
+  if (!ls->spare && !(ls->spare = malloc(sizeof *o))) luaL_error(L, "out of memory");
+  if (!ls->spare_busy) {
+    o = (op *)ls->spare;
+    ls->spare_busy = 1;
+  } else if (!(o = (op *)malloc(sizeof *o))) {
+    luaL_error(L, "out of memory");
+  }
+  op_setup(L, o, ls, kind);
+  *ob = o;
+  ls->pending++;   /* given back by op_clear */
+  return o;
+}
+
+/* Runs o (op_now_new's) on the calling thread and returns its results: no
+** wait, no pool.  For the deliverer's per-message work on files in the page
+** cache (an open, a read, an unlink: some 10 us), where a thread-pool round
+** trip cost more than the work itself (two context switches each way on a
+** busy CPU).  What may block for long (fsync, the close that frees blocks)
+** never runs this way.  The box frees what o holds as the call returns. */
+static int op_now(lua_State *L, op *o) {
+  op_work(o);
+  return op_push(L, o);
 }
 
 /* opts.now at index idx: run on the calling thread (see op_now). */
@@ -1148,16 +1204,13 @@ static int l_enqueue(lua_State *L) {
   check_spool(L, 1);
   check_can_wait(L, "spool:enqueue");
   lua_settop(L, 3);
-  o = op_new(L, OP_ENQ, env_strings(L, 3));   /* anchor at 4 */
+  o = op_new(L, OP_ENQ, env_strings(L, 3));   /* anchor at 4, its box at 5 */
   o->n = 1;
   o->items = (mh_spool_item *)calloc(1, sizeof *o->items);
   o->src = (source *)calloc(1, sizeof *o->src);
-  if (!o->items || !o->src) { o->ls->pending++; op_free(o); return luaL_error(L, "out of memory"); }
+  if (!o->items || !o->src) return luaL_error(L, "out of memory");
   rc = fill_item(L, o, 0, 2, 3, 4, err, &code);
-  if (rc) {
-    o->ls->pending++;
-    lua_pop(L, 1);
-    op_free(o);
+  if (rc) {   /* the box frees o as this returns or raises */
     if (rc == -2) return mh_l_fail(L, code, "spool", "%s", err);
     return luaL_argerror(L, rc == -1 ? 2 : 3, err);
   }
@@ -1168,13 +1221,8 @@ static int l_enqueue(lua_State *L) {
     const char *id;
     lua_getfield(L, 3, "id");
     id = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-    if (!lua_isnil(L, -1) && (!id || len != 16 || !mh_spool_is_id(id))) {
-      lua_pop(L, 1);
-      o->ls->pending++;
-      lua_pop(L, 1);
-      op_free(o);
+    if (!lua_isnil(L, -1) && (!id || len != 16 || !mh_spool_is_id(id)))
       return luaL_error(L, "spool:enqueue: envelope.id must be a spool id (16 lowercase hex digits)");
-    }
     if (id) memcpy(o->id, id, 17);
     lua_pop(L, 1);
   }
@@ -1205,22 +1253,19 @@ static int l_enqueue_many(lua_State *L) {
     ns += env_strings(L, -1);
     lua_pop(L, 2);
   }
-  o = op_new(L, OP_ENQ, ns);   /* anchor at 3 */
+  o = op_new(L, OP_ENQ, ns);   /* anchor at 3, its box at 4 */
   o->list = o;                 /* marks "return a table of ids" */
   o->n = n;
   o->items = (mh_spool_item *)calloc(n, sizeof *o->items);
   o->src = (source *)calloc(n, sizeof *o->src);
-  if (!o->items || !o->src) { o->ls->pending++; op_free(o); return luaL_error(L, "out of memory"); }
+  if (!o->items || !o->src) return luaL_error(L, "out of memory");
   for (i = 0; i < n; i++) {
-    lua_rawgeti(L, 2, (lua_Integer)i + 1);   /* 4 */
-    lua_rawgeti(L, 4, 1);                    /* 5 data */
-    lua_rawgeti(L, 4, 2);                    /* 6 env */
-    rc = fill_item(L, o, i, 5, 6, 3, err, &code);
-    lua_settop(L, 3);
-    if (rc) {
-      o->ls->pending++;
-      lua_pop(L, 1);
-      op_free(o);
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);   /* 5 */
+    lua_rawgeti(L, 5, 1);                    /* 6 data */
+    lua_rawgeti(L, 5, 2);                    /* 7 env */
+    rc = fill_item(L, o, i, 6, 7, 3, err, &code);
+    lua_settop(L, 4);   /* (down to the box, never over it) */
+    if (rc) {   /* the box frees o as this returns or raises */
       if (rc == -2) return mh_l_fail(L, code, "spool", "message %zu: %s", i + 1, err);
       return luaL_error(L, "bad message %d: %s", (int)i + 1, err);
     }
@@ -1307,10 +1352,9 @@ static int l_load(lua_State *L) {
   }
   if (!now) check_can_wait(L, "spool:load");
   lua_settop(L, 2);
-  op here;
   if (now) {
-    op_setup(L, o = &here, still_open(L, ls), OP_LOAD);
     lua_getiuservalue(L, 1, 1);   /* the keys (l_open), for push_entry: 3 */
+    o = op_now_new(L, still_open(L, ls), OP_LOAD);
     o->keys = lua_type(L, 3) == LUA_TTABLE ? 3 : 0;
   } else {
     o = op_new(L, OP_LOAD, 0);
@@ -1358,8 +1402,7 @@ static int l_delivered(lua_State *L) {
   }
   if (!now) check_can_wait(L, "spool:delivered");
   lua_settop(L, 2);
-  op here;
-  if (now) op_setup(L, o = &here, still_open(L, ls), OP_DELIVERED);
+  if (now) o = op_now_new(L, still_open(L, ls), OP_DELIVERED);
   else o = op_new(L, OP_DELIVERED, 0);
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
   o->nosync = nosync;
@@ -1518,7 +1561,7 @@ static int l_defer(lua_State *L) {
     keep(o, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  if (fill_refused(L, 3, o)) { o->ls->pending++; lua_pop(L, 1); op_free(o); return luaL_error(L, "out of memory"); }
+  if (fill_refused(L, 3, o)) return luaL_error(L, "out of memory");   /* the box frees o */
   return op_start(L, o, "spool:defer");
 }
 
@@ -1526,7 +1569,6 @@ static int l_defer(lua_State *L) {
 ** (waits).  attempts: the count to record (default: the stored one). */
 static int l_fail(lua_State *L) {
   const char *id;
-  char *reason, *reply;
   op *o;
   check_spool(L, 1);
   id = checkid(L, 2, "spool:fail");
@@ -1544,14 +1586,14 @@ static int l_fail(lua_State *L) {
   int attempts = lua_isnil(L, -1) ? -1 : (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
   check_refused(L, 3, "spool:fail");
-  reason = opt_str(L, 3, "reason");
-  reply = opt_str(L, 3, "reply");
-  o = op_new(L, OP_FAIL, 0);   /* anchor at 4 */
+  o = op_new(L, OP_FAIL, 0);   /* anchor at 4, its box at 5 */
   memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
-  o->reason = reason;
-  o->reply = reply;
+  /* read into the op, which the box owns: a reply not a string raised past a
+     reason strdup'd into a C local */
+  o->reason = opt_str(L, 3, "reason");
+  o->reply = opt_str(L, 3, "reply");
   o->attempts = attempts;
-  if (fill_refused(L, 3, o)) { o->ls->pending++; lua_pop(L, 1); op_free(o); return luaL_error(L, "out of memory"); }
+  if (fill_refused(L, 3, o)) return luaL_error(L, "out of memory");   /* the box frees o */
   return op_start(L, o, "spool:fail");
 }
 

@@ -39,8 +39,9 @@ mh_runtime *mh_open(const char *conf, const char *spool, char **err);
 /* Emits event with fields kv = {"key", "value", ..., NULL} (a value that is
 ** not UTF-8 is read as Windows-1252, as hook reads it).  Returns 0 when
 ** every handler succeeded (their mail is durable); 1 when a handler failed
-** (*err names it, and its error; also out of memory building the event's
-** fields); 2 for a malformed event (a bad event or field
+** (*err names it, and its error; also any error inside mh_emit itself, out
+** of memory included: "mh_emit: ...", never an abort of the host); 2 for a
+** malformed event (a bad event or field
 ** name, a key without a value; nothing ran).  *err, when set, is freed by the
 ** caller with free(). */
 int mh_emit(mh_runtime *rt, const char *event, const char *const *kv, char **err);

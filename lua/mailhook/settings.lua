@@ -479,8 +479,11 @@ end
 M.near_key = near_key
 
 -- Parses value for key: normalised value | nil, reason.  "" means "not set".
-local function parse_value(key, value)
-  local s = BY_NAME[key]
+-- entry: a schema entry of its own ({key, kind, default, bound}) for a key no
+-- settings file holds (mh.smtp's cfg: greeting_wait, a duration).  M.parse_value:
+-- mh.smtp.connect's cfg check reads its values with it.
+local function parse_value(key, value, entry)
+  local s = entry or BY_NAME[key]
   if not s then return nil, "unknown setting" end
   if value == "" or value == nil then return nil end
   -- before any parser, which may quote the value in its message: a lone CR
@@ -490,6 +493,8 @@ local function parse_value(key, value)
   end
   return parse[s[2]](value, s)
 end
+M.parse_value = parse_value
+M.MASK = MASK
 
 -- --------------------------------------------------------------- validation
 

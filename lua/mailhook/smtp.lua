@@ -24,8 +24,10 @@ local M = {}
 
 -- Secrets come from mailhook.settings only (password_command, oauth_token_command,
 -- the masked password of a loaded file): one place runs those commands.
-local function password(cfg) return require("mailhook.settings").password(cfg) end
-local function token(cfg) return require("mailhook.settings").token(cfg) end
+-- (cfg: connect's normalised copy; origin, below: the table it was made from)
+local origin
+local function password(cfg) return require("mailhook.settings").password(origin[cfg] or cfg) end
+local function token(cfg) return require("mailhook.settings").token(origin[cfg] or cfg) end
 
 -- ----------------------------------------------- servers seen with TLS
 
@@ -428,77 +430,66 @@ local CFG_ONLY = { "greeting_wait" }
 M.CFG_ONLY = CFG_ONLY
 local cfg_names, cfg_known   -- (built at the first check: settings loaded then)
 
--- The types of the keys connect reads, checked where it is cheap (a value of
--- another type failed deep inside, or was read as its default: tls = true
--- was "auto", port = "587x" was 25).
-local TLS_MODES = { auto = true, implicit = true, starttls = true, none = true }
-local MECHS = { auto = true, plain = true, login = true, xoauth2 = true, oauthbearer = true }
-local MIN_VERSIONS = { ["1.0"] = true, ["1.1"] = true, ["1.2"] = true, ["1.3"] = true }
-local BOOLS = { "enabled", "auth", "tls_required", "tls_verify", "allow_plaintext_auth" }
-local STRINGS = { "from", "username", "password", "password_command", "oauth_token_command", "helo_name",
-                  "tls_ca_file", "tls_fingerprint" }
-local SECONDS = { "connect_timeout", "command_timeout", "data_timeout", "session_deadline", "greeting_wait" }
+-- Each value is read by the settings' own parser for its key
+-- (settings.parse_value), so a cfg takes exactly what the settings file and
+-- `mailhook update` take, as they take it: port = "587", auth = "yes",
+-- connect_timeout = "30s", server = "a.example, b.example" (a rule copies
+-- values from the settings file, an event's KEY=VALUE, a form: strings), and
+-- refuses the rest with update's words ("cfg.port: must be a port number
+-- 1-65535 (got 'abc')"; port = "587" was refused, tls = true read as auto).
+-- "" is "not set", as in the file.  Three values pass as they are, being what
+-- the settings give: helo_name the host name (load's default, never parsed),
+-- a masked password or admin_password (get's).  tls_ca_file is a string
+-- here: a file missing now is the TLS stage's failure, returned, not raised
+-- (the service's connect would raise on a file removed after its load).
+-- greeting_wait (no setting) is a duration up to the engine's year.
+local GREETING_WAIT = { "greeting_wait", "duration", 1.5 }
+local CA_FILE = { "tls_ca_file", "string" }
 
--- check_cfg(fn, cfg, level): raises at `level` (the caller of connect or
--- test) on a key cfg may not hold or a value of the wrong type; fn names the
--- function ("mh.smtp.connect", "mh.smtp.test").
+-- The cfg a normalised copy was made from: its password and token are
+-- settings.password/token of that table (a loaded cfg's are private to it).
+origin = setmetatable({}, { __mode = "k" })
+
+-- check_cfg(fn, cfg, level) -> cfg normalised (a new table; settings.password
+-- of it is the given cfg's): raises at `level` (the caller of connect or test)
+-- on a key cfg may not hold or a value its setting does not take; fn names
+-- the function ("mh.smtp.connect", "mh.smtp.test").
 local function check_cfg(fn, cfg, level)
   level = level + 1
+  local settings = require "mailhook.settings"
   if not cfg_known then
-    local settings = require "mailhook.settings"
     cfg_names, cfg_known = {}, {}
     for _, k in ipairs(settings.keys) do cfg_names[#cfg_names + 1] = k end
     for _, k in ipairs(CFG_ONLY) do cfg_names[#cfg_names + 1] = k end
     for _, k in ipairs(cfg_names) do cfg_known[k] = true end
+    GREETING_WAIT[4] = settings.SMTP_WAIT_MAX
   end
   for k in pairs(cfg) do
     if not cfg_known[k] then
       local shown = type(k) == "string" and ("'" .. k .. "'") or ("[" .. tostring(k) .. "]")
-      local near = type(k) == "string" and require("mailhook.settings").near_key(k, cfg_names) or ""
+      local near = type(k) == "string" and settings.near_key(k, cfg_names) or ""
       if near == "" then near = " (known: " .. table.concat(cfg_names, ", ") .. ")" end
       error(string.format("%s: unknown key %s in cfg%s", fn, shown, near), level)
     end
   end
-  local function bad(k, want)
+  local out = {}
+  for _, k in ipairs(cfg_names) do   -- in the settings' order: the first bad one named
     local v = cfg[k]
-    local got = type(v) == "number" and tostring(v) or type(v) == "string" and string.format("%q", v:sub(1, 60))
-                or type(v)
-    error(string.format("%s: cfg.%s must be %s (got %s)", fn, k, want, got), level + 1)
-  end
-  local server = cfg.server
-  if type(server) == "table" then
-    for i, h in ipairs(server) do
-      if type(h) ~= "string" then
-        error(string.format("%s: cfg.server[%d] must be a host name (a string; got %s)", fn, i, type(h)), level)
+    if v ~= nil then
+      local n, why
+      if (k == "helo_name" and v == core.fsutil.hostname()) or
+         ((k == "password" or k == "admin_password") and v == settings.MASK) then
+        n = v
+      else
+        n, why = settings.parse_value(k, v, (k == "greeting_wait" and GREETING_WAIT) or
+                                            (k == "tls_ca_file" and CA_FILE) or nil)
       end
-    end
-  elseif server ~= nil and type(server) ~= "string" then
-    bad("server", "a host name or a list of them")
-  end
-  local port = cfg.port
-  if port ~= nil and not (type(port) == "number" and math.tointeger(port) and port >= 1 and port <= 65535) then
-    bad("port", "a whole number from 1 to 65535")
-  end
-  if cfg.tls ~= nil and not TLS_MODES[cfg.tls] then bad("tls", "auto, implicit, starttls or none") end
-  if cfg.auth_mechanism ~= nil and not (type(cfg.auth_mechanism) == "string" and MECHS[cfg.auth_mechanism:lower()]) then
-    bad("auth_mechanism", "auto, plain, login, xoauth2 or oauthbearer")
-  end
-  local mv = cfg.tls_min_version
-  if mv ~= nil and not ((type(mv) == "string" or type(mv) == "number") and MIN_VERSIONS[tostring(mv)]) then
-    bad("tls_min_version", "\"1.0\", \"1.1\", \"1.2\" or \"1.3\"")
-  end
-  for _, k in ipairs(BOOLS) do
-    if cfg[k] ~= nil and type(cfg[k]) ~= "boolean" then bad(k, "true or false") end
-  end
-  for _, k in ipairs(STRINGS) do
-    if cfg[k] ~= nil and type(cfg[k]) ~= "string" then bad(k, "a string") end
-  end
-  for _, k in ipairs(SECONDS) do
-    local v = cfg[k]
-    if v ~= nil and not (type(v) == "number" and v >= 0 and v <= 31536000) then
-      bad(k, "seconds, a number from 0 (the default) up to 31536000")
+      if why then error(string.format("%s: cfg.%s: %s", fn, k, why), level) end
+      out[k] = n
     end
   end
+  origin[out] = origin[cfg] or cfg
+  return out
 end
 M.check_cfg = check_cfg
 
@@ -512,7 +503,7 @@ function M.connect(cfg, report, limits, ...)
   if type(cfg) ~= "table" then
     error("mh.smtp.connect: expects the settings table (mh.settings.get() or settings.load()), got a " .. type(cfg), 2)
   end
-  check_cfg("mh.smtp.connect", cfg, 2)
+  cfg = check_cfg("mh.smtp.connect", cfg, 2)
   if report ~= nil and type(report) ~= "table" then
     error("mh.smtp.connect: report must be a table (got " .. type(report) .. ")", 2)
   end
@@ -704,7 +695,7 @@ function M.test(opts, ...)
   if cfg ~= nil and type(cfg) ~= "table" then   -- {cfg = 5}: "attempt to index a number value" deep inside
     error("mh.smtp.test: cfg must be a table (settings; got " .. type(cfg) .. ")", 2)
   end
-  if cfg then check_cfg("mh.smtp.test", cfg, 2) end
+  if cfg then cfg = check_cfg("mh.smtp.test", cfg, 2) end
   if opts.on_stage ~= nil and type(opts.on_stage) ~= "function" then
     error("mh.smtp.test: on_stage must be a function (got " .. type(opts.on_stage) .. ")", 2)
   end

@@ -94,6 +94,20 @@ done < "$T/two.out"
 is "$rc" 0 "embed-two exits 0"
 unlike "$(cat "$T/two.err")" "ERROR: (Address|Leak)Sanitizer|runtime error:" "no sanitizer report"
 
+# mh_emit ran outside any protected call: a raise in it (a push refused for
+# want of memory, a function of the rules module raising: here a rule file
+# replaced event_problem) reached Lua's panic and aborted the host.  Its body
+# runs under lua_pcall now: status 1, with the error.
+mkdir -p "$T/raise/rules"
+cp "$T/mailhook.conf" "$T/raise/mailhook.conf"
+cat > "$T/raise/rules/raise.lua" <<'LUA'
+mh.rules.event_problem = function() error("event_problem raises") end
+on("x", function() end)
+LUA
+out=$("$T/host" "$T/raise/mailhook.conf" "$T/raise" x a=1 2>&1); rc=$?
+is "$rc" 1 "mh_emit: a raise inside it is status 1, not an abort of the host (134)"
+like "$out" "mh_emit: .*raise\.lua:1: event_problem raises" "with the error"
+
 echo 'y = 2' > "$T/rules/broken.lua"
 out=$("$T/host" "$T/mailhook.conf" "$T/spool" voicemail caller=1 2>&1); rc=$?
 is "$rc" 1 "mh_open fails on a broken rule file"

@@ -169,16 +169,16 @@ tap.test("mh.smtp.connect / mh.smtp.test: cfg's unknown keys and wrong types rai
       "mh.smtp.test: unknown key 'greting_wait' in cfg (did you mean 'greeting_wait'?)" },
     { "test cfg tsl", mh.smtp.test, { { cfg = { tsl = "none" } } },
       "mh.smtp.test: unknown key 'tsl' in cfg (did you mean 'tls'?)" },
-    { "connect port string", mh.smtp.connect, { { server = "127.0.0.1", port = "587" } },
-      "mh.smtp.connect: cfg.port must be a whole number from 1 to 65535 (got \"587\")" },
+    { "connect port abc", mh.smtp.connect, { { server = "127.0.0.1", port = "abc" } },
+      "mh.smtp.connect: cfg.port: must be a port number 1-65535 (got 'abc')" },
     { "connect tls true", mh.smtp.connect, { { server = "127.0.0.1", tls = true } },
-      "mh.smtp.connect: cfg.tls must be auto, implicit, starttls or none (got boolean)" },
-    { "connect auth yes", mh.smtp.connect, { { server = "127.0.0.1", auth = "yes" } },
-      "mh.smtp.connect: cfg.auth must be true or false (got \"yes\")" },
+      "mh.smtp.connect: cfg.tls: must be one of auto, implicit, starttls, none (got 'true')" },
+    { "connect auth maybe", mh.smtp.connect, { { server = "127.0.0.1", auth = "maybe" } },
+      "mh.smtp.connect: cfg.auth: must be true or false (got 'maybe')" },
     { "connect server 5", mh.smtp.connect, { { server = { "a.example", 5 } } },
-      "mh.smtp.connect: cfg.server[2] must be a host name (a string; got number)" },
+      "mh.smtp.connect: cfg.server: '5' is not a valid host name or IP address" },
     { "test greeting_wait -1", mh.smtp.test, { { cfg = { server = "127.0.0.1", greeting_wait = -1 } } },
-      "mh.smtp.test: cfg.greeting_wait must be seconds, a number from 0 (the default) up to 31536000 (got -1)" },
+      "mh.smtp.test: cfg.greeting_wait: must be a positive duration such as 30, 30s, 30m, 2h or 5d (got '-1')" },
   } do
     local ok, err = pcall(c[2], table.unpack(c[3]))
     t:ok(not ok, c[1] .. ": raises")
@@ -193,7 +193,7 @@ tap.test("mh.smtp.connect / mh.smtp.test: cfg's unknown keys and wrong types rai
   ok, err = pcall(function() local s = mh.smtp.connect { sever = "x" }; return s end)
   t:like(err, "^[^:]*test%-api%-misuse%.lua:%d+: mh%.smtp%.connect: unknown key 'sever'", "at the caller's line")
   ok, err = pcall(function() local s = mh.smtp.connect { server = "x", port = 0 }; return s end)
-  t:like(err, "^[^:]*test%-api%-misuse%.lua:%d+: mh%.smtp%.connect: cfg%.port must be", "a type at the caller's line")
+  t:like(err, "^[^:]*test%-api%-misuse%.lua:%d+: mh%.smtp%.connect: cfg%.port: must be", "a value at the caller's line")
   -- what the library's callers pass: a loaded cfg, mh.settings.get()'s (its
   -- masked password too), the engine's greeting_wait; nothing listens there
   local conf = spool_dir .. "/cfg.conf"
@@ -205,6 +205,56 @@ tap.test("mh.smtp.connect / mh.smtp.test: cfg's unknown keys and wrong types rai
     local ok2, s, cerr = pcall(mh.smtp.connect, cfg)
     t:ok(ok2 and s == nil and type(cerr) == "string", name .. ": taken (a connection error, not a raise): " ..
          tostring(s) .. " " .. tostring(cerr))
+  end
+end)
+
+-- A cfg takes what the settings file and `mailhook update` take for the same
+-- key, as they take it: a rule copies a value from the settings file, an
+-- event's KEY=VALUE or a form, a string (port = "587" was refused, `update
+-- port=587` took it).  Each value goes through the settings' parser: the
+-- same normalised value, the same refusal in update's words.
+tap.test("mh.smtp.connect / mh.smtp.test: cfg takes each value as the settings file does", function(t)
+  local smtp = require "mailhook.smtp"
+  local good = {
+    { "port", "587", 587 }, { "port", " 465 ", 465 }, { "port", 2525, 2525 },
+    { "auth", "yes", true }, { "auth", "off", false }, { "tls_verify", "FALSE", false }, { "enabled", true, true },
+    { "tls", "STARTTLS", "starttls" }, { "tls_min_version", 1.3, "1.3" }, { "auth_mechanism", "Login", "login" },
+    { "connect_timeout", "30s", 30 }, { "command_timeout", "5m", 300 }, { "data_timeout", 0.5, 0.5 },
+    { "session_deadline", "1h", 3600 }, { "from", "a@example.com.", "a@example.com" },
+    { "helo_name", "mx.example.com", "mx.example.com" }, { "username", 42, "42" },
+    { "tls_fingerprint", ("AB:"):rep(31) .. "AB", ("ab"):rep(32) },
+  }
+  for _, c in ipairs(good) do
+    local k, v, want = c[1], c[2], c[3]
+    local ok, out = pcall(smtp.check_cfg, "mh.smtp.connect", { [k] = v }, 1)
+    t:ok(ok, string.format("%s = %q taken", k, tostring(v)), not ok and out or nil)
+    t:is(ok and out[k], want, string.format("%s = %q read as %s", k, tostring(v), tostring(want)))
+    local values = { username = "u", password = "p" }   -- (auth = true needs them)
+    values[k] = v
+    local cfg = mh.settings.validate(values)
+    t:is(cfg and cfg[k], want, string.format("%s = %q: the settings read it so too", k, tostring(v)))
+  end
+  -- a list, the string form the file writes; "" is "not set", as in the file
+  local ok, out = pcall(smtp.check_cfg, "mh.smtp.test", { server = "a.example, [192.0.2.1]", helo_name = "" }, 1)
+  t:ok(ok and out.server[1] == "a.example" and out.server[2] == "192.0.2.1" and out.helo_name == nil,
+       "server = 'a.example, [192.0.2.1]' read as the list; helo_name = '' not set", not ok and out or nil)
+  ok, out = pcall(smtp.check_cfg, "mh.smtp.test", { greeting_wait = "1.5s" }, 1)
+  t:is(ok and out.greeting_wait, 1.5, "greeting_wait = '1.5s' (no setting: a duration too)")
+  -- what settings.get gives: its masked secrets pass
+  ok = pcall(smtp.check_cfg, "mh.smtp.test", { password = "********", admin_password = "********" }, 1)
+  t:ok(ok, "get()'s masked password and admin_password pass")
+  -- refused, in update's words: "KEY: reason", as `mailhook update KEY=bad` says
+  for _, c in ipairs {
+    { "port", "587x" }, { "port", "0x19" }, { "port", 70000 }, { "auth", "maybe" }, { "tls_verify", 1 },
+    { "connect_timeout", "30 min" }, { "connect_timeout", "400d" }, { "command_timeout", 0 },
+    { "tls", "ssl" }, { "from", "nobody" }, { "server", "mail.example.com:587" }, { "helo_name", "a b" },
+    { "tls_fingerprint", "abc" }, { "username", "a\nb" }, { "server", {} },
+  } do
+    local k, v = c[1], c[2]
+    local _, why = mh.settings.validate { [k] = v }
+    local ok2, err = pcall(mh.smtp.connect, { [k] = v })
+    t:ok(not ok2, string.format("%s = %q refused", k, tostring(v)))
+    t:is(err, "mh.smtp.connect: cfg." .. tostring(why), string.format("%s = %q: update's words", k, tostring(v)))
   end
 end)
 

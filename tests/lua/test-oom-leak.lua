@@ -156,4 +156,130 @@ tap.test("rstate.write: the copy of the data is freed when the call cannot wait"
   os.remove(dir)
 end)
 
+-- spool:load{now = true} ran its op on the C stack: the entry it loaded (the
+-- message itself with data = N, here 1 MB) was left behind when the push of
+-- the entry was refused.  The op is boxed now (runtime/l_spool.c op_now_new).
+local spool_dir = os.tmpname()
+os.remove(spool_dir)
+local sp = assert(core.spool.open(spool_dir))
+local big_id = assert(sp:enqueue("Subject: big\r\n\r\n" .. string.rep("spool line\r\n", MB // 12),
+                                 { from = "a@example.com", to = { "b@example.com" } }))
+
+tap.test("spool:load{now = true}: the loaded entry is freed when its push is refused", function(t)
+  local e = assert(sp:load(big_id, { now = true, data = 2 * MB }))
+  t:ok(#e.data > MB - 100, "loads the message outside the budget")
+  check(t, "spool:load now", function() return sp:load(big_id, { now = true, data = 2 * MB }) end)
+end)
+
+-- spool:fail read its reason into a C local before its op, and the reply
+-- after: a reply of the wrong type raised past the copy of the reason.
+-- Both are read into the op now, which a box owns from its creation.
+tap.test("spool:fail: the reason is freed when a later option is refused", function(t)
+  local reason = string.rep("r", 64 * 1024)
+  local function try() return pcall(sp.fail, sp, big_id, { reason = reason, reply = {} }) end
+  for _ = 1, 20 do try() end
+  collectgarbage()
+  local before = rss()
+  for _ = 1, 1000 do try() end
+  collectgarbage()
+  local ok, err = try()
+  t:ok(not ok and tostring(err):find("reply must be a string", 1, true), "misuse raises: " .. tostring(err))
+  local grew = rss() - before
+  no_growth(t, grew, 16 * MB, "no reason left behind per refused call",
+            string.format("resident memory grew by %.1f MB over 1000 calls", grew / MB))
+  t:ok(sp:load(big_id), "the message is still queued")
+end)
+
+-- smtp submit_file opened its file into a C local, then read the recipients:
+-- a list whose length raised (a __len, or a list refused under a rule's
+-- budget) left the descriptor open, one per call, towards the fd limit.
+local function nfds()
+  local st = assert(io.open("/proc/self/stat"))   -- this process's pid (ls's own /proc/self is ls's)
+  local pid = st:read("n")
+  st:close()
+  local p = assert(io.popen("ls /proc/" .. pid .. "/fd"))
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+tap.test("smtp submit_file: the file is closed when the recipients raise", function(t)
+  local path = os.tmpname()
+  assert(io.open(path, "w")):write("Subject: x\r\n\r\nbody\r\n"):close()
+  local c = core.smtp.new { host = "127.0.0.1" }
+  local rcpts = setmetatable({}, { __len = function() error("no length") end })
+  local function try() return pcall(c.submit_file, c, "a@example.com", rcpts, path) end
+  try()
+  local before = nfds()
+  for _ = 1, 200 do try() end
+  local ok, err = try()
+  t:ok(not ok and tostring(err):find("no length", 1, true), "the recipients' length raises: " .. tostring(err))
+  t:is(nfds() - before, 0, "no descriptor left open (200 calls)")
+  c:close()
+  os.remove(path)
+end)
+
+-- proc.spawn made the child and its channel (a pipe: a descriptor), then
+-- pushed the results: a push refused under a rule's budget left both in C
+-- locals, the pipe open for good.  The results' userdata are made first now.
+-- The room is swept in small steps until a spawn succeeds: the rounds just
+-- before it are stopped late in the call, past the spawn.
+tap.test("proc.spawn: the channel is closed when a push after the spawn is refused", function(t)
+  local filler = string.rep("f", MB)   -- luacheck: ignore (the limit must be at least 1 MB)
+  local spawned, stopped = {}, 0
+  local function spawn_under(room)
+    collectgarbage()
+    core.budget_limits { memory = core.heap() + room, seconds = 60, life = 60, grace = 30 }
+    local ok, p, ch = core.rule_call("oom-leak", function() return core.proc.spawn { "-e", "" } end)
+    core.budget_limits { memory = 128 * MB }
+    if ok then spawned[#spawned + 1] = { p, ch } else stopped = stopped + 1 end
+    return ok
+  end
+  local function reap()
+    for _, pc in ipairs(spawned) do pc[2]:close(); pc[1]:wait() end
+    spawned = {}
+    collectgarbage()
+    collectgarbage()
+    core.sleep(0.2)   -- the closes and exits seen by the loop
+  end
+  spawn_under(MB)   -- (the loop's own descriptors for children, made at the first spawn)
+  reap()
+  local before = nfds()
+  -- the room where the call first succeeds, coarsely (what the collector
+  -- frees when an allocation is refused counts), then in small steps below it
+  local room = -256 * 1024
+  while not spawn_under(room) do room = room + 4096 end
+  local fine = room - 4096
+  stopped = 0
+  while fine < room and not spawn_under(fine) do fine = fine + 8 end
+  t:ok(stopped > 0, "the budget stopped calls (" .. stopped .. ") until one spawned")
+  reap()
+  t:is(nfds() - before, 0, "no channel left open by a call stopped after its spawn")
+  filler = nil
+end)
+
+-- task:wait made its joiner, then checked that the caller can wait: from a
+-- plain coroutine while the loop runs it raised past the joiner, one per call.
+tap.test("task:wait: nothing is left behind when the call cannot wait", function(t)
+  local task = core.spawn(function() core.sleep(600) end)
+  local function try() return pcall(coroutine.wrap(function() return task:wait() end)) end
+  for _ = 1, 1000 do try() end
+  collectgarbage()
+  local before = rss()
+  for _ = 1, 200000 do try() end
+  collectgarbage()
+  local ok, err = try()
+  t:ok(not ok and tostring(err):find("plain coroutine", 1, true), "refused: " .. tostring(err))
+  local grew = rss() - before
+  no_growth(t, grew, 4 * MB, "no joiner left behind per refused call",
+            string.format("resident memory grew by %.1f MB over 200000 calls", grew / MB))
+  task:cancel()
+end)
+
+tap.test("(the spool removed)", function(t)
+  sp:close()
+  t:ok(os.execute("rm -rf '" .. spool_dir .. "'"), "removed")
+end)
+
 tap.done()

@@ -116,4 +116,20 @@ tap.test("a silent server: the implicit TLS handshake has a timeout too", functi
   f.stop()
 end)
 
+-- The values as a settings file, an event's KEY=VALUE or a form give them,
+-- strings (port = "587" was refused: "cfg.port must be a whole number"): read
+-- by the settings' parsers, they reach the engine as numbers and modes.
+tap.test("cfg values written as the settings file writes them reach the engine", function(t)
+  local f = peers.fault("stall\n")
+  local t0 = mh.monotonic()
+  local ok, s, err, info = pcall(smtp.connect, { server = "127.0.0.1", port = tostring(f.port), tls = "Implicit",
+                                                 tls_required = "yes", command_timeout = "0.3s", helo_name = "" })
+  t:ok(ok, "taken", not ok and s or nil)
+  t:is(s, nil, "fails (a silent server)")
+  t:is(info and info.stage, "tls", "at the implicit TLS handshake: tls = 'Implicit' read as implicit")
+  t:like(err, "handshake timed out", "timed out: the port string was the peer's")
+  t:ok(mh.monotonic() - t0 < 10, "after command_timeout = '0.3s', not 300 s")
+  f.stop()
+end)
+
 return tap.done()
