@@ -246,9 +246,16 @@ end))
 -- remove: a file of maildrop/ too (removed as a pickup/ file is: by whoever
 -- may write the spool, root or the service's user; the service no longer
 -- adopts it).  entry.state "maildrop" in the third value's place: see cmd/queue.
+-- A file gone between the listing and the unlink was adopted meanwhile (the
+-- service renamed it aside, its copy queued): nil, said so, {code =
+-- "ENOTFOUND"}, never "removed" (core.maildrop.done took a file gone as done).
 M.remove = by_id("mh.queue.remove", or_maildrop(function(sp, id) return sp:remove(id) end,
   function(_, name, dir)
-    local ok, err, info = core.maildrop.done(dir, name)
+    local ok, err, info = core.maildrop.remove(dir, name)
+    if not ok and type(info) == "table" and info.code == "ENOTFOUND" then
+      return nil, "maildrop/" .. name .. " is no longer in maildrop/: the service adopted it meanwhile (" ..
+        "`mailhook queue` lists it under its queue id; `mailhook queue rm` that id removes it)", info
+    end
     if not ok then return nil, "maildrop/" .. name .. ": " .. tostring(err), info end
     return true, nil, { maildrop = name }
   end), true)

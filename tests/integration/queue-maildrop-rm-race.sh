@@ -1,0 +1,56 @@
+# `queue rm NAME` of a file of maildrop/ that the service adopts in the meantime: the
+# service renames it aside (NAME -> ID.adopted) and queues its copy, while rm, having
+# found NAME in its listing, unlinks it.  That unlink found nothing, and rm said
+# "removed maildrop/NAME (it was not adopted: never queued, never sent)", exit 0: the
+# administrator was told the message was gone while it was queued and then sent.  Now
+# rm says it is no longer there (adopted meanwhile: `mailhook queue` lists it), exit 1.
+# The adoption is made to happen between rm's listing and its unlink (the listing
+# function wrapped: the rename the service makes), not left to timing.
+. "$ROOT/tests/lib/tap.sh"
+export MAILHOOK_CONF="$T/mailhook.conf" MAILHOOK_SPOOL="$T/spool"
+printf 'enabled = true\nserver = 127.0.0.1\nport = 1\nfrom = pbx@example.com\n' > "$MAILHOOK_CONF"
+spool_make
+mkdir -m 1730 "$T/spool/maildrop"
+drop() { printf 'MAILHOOK-DROP 1\nuid %s\ngid %s\npid 1\ntime 1\nto ops@example.net\n\nSubject: %s\n\nbody\n' \
+           "$(id -u)" "$(id -g)" "$2" > "$T/spool/maildrop/$1"; }
+# race.lua NAME api|cli: the service adopts NAME right after rm lists maildrop/
+cat > "$T/race.lua" <<'LUA'
+local core = require "mailhook.core"
+local name, how = arg[1], arg[2]
+local real = core.maildrop.list
+core.maildrop.list = function(dir, ...)
+  local names, stale = real(dir, ...)
+  core.maildrop.list = real
+  assert(os.rename(dir .. "/maildrop/" .. name, dir .. "/maildrop/00000000000000aa.adopted"))
+  return names, stale
+end
+if how == "api" then
+  local ok, err, info = require("mailhook").queue.remove(name)
+  print(tostring(ok) .. "|" .. tostring(err) .. "|" .. tostring(info and info.code))
+else
+  os.exit(require("mailhook.cmd.queue")("rm", name))
+end
+LUA
+
+drop 0000000000000001.00000001 one
+out=$("$MAILHOOK" "$T/race.lua" 0000000000000001.00000001 api 2>&1)
+like "$out" "^nil\|" "mh.queue.remove: not true when the file was adopted meanwhile ($out)"
+like "$out" "no longer in maildrop/" "it says the file is no longer there"
+like "$out" "\|ENOTFOUND$" "info.code ENOTFOUND"
+is "$(ls "$T/spool/maildrop")" "00000000000000aa.adopted" "the adoption's file is left alone"
+
+rm -f "$T/spool/maildrop/"*
+drop 0000000000000002.00000001 two
+out=$("$MAILHOOK" "$T/race.lua" 0000000000000002.00000001 cli 2>&1); rc=$?
+is "$rc" 1 "queue rm: exit 1 ($out)"
+unlike "$out" "removed maildrop/" "never says it removed it"
+like "$out" "adopted it meanwhile" "says it was adopted meanwhile"
+
+# the plain case still works: rm removes a file that is there
+rm -f "$T/spool/maildrop/"*
+drop 0000000000000003.00000001 three
+out=$("$MAILHOOK" queue rm 0000000000000003 2>&1); rc=$?
+is "$rc" 0 "queue rm of a file that stays: exit 0 ($out)"
+like "$out" "removed maildrop/0000000000000003\.00000001" "removed"
+is "$(ls -A "$T/spool/maildrop")" "" "gone"
+done_testing
