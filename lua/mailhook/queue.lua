@@ -251,6 +251,20 @@ end))
 -- "ENOTFOUND"}, never "removed" (core.maildrop.done took a file gone as done).
 M.remove = by_id("mh.queue.remove", or_maildrop(function(sp, id) return sp:remove(id) end,
   function(_, name, dir)
+    -- ID.adopted: the original of an adoption, renamed aside while its copy is
+    -- queued as ID.  The adopter reads it from its open descriptor: an unlink
+    -- now stops nothing (the copy is queued and sent, and the file's removal
+    -- finds nothing), so while a deliverer holds the lock (it is adopting it,
+    -- or adopts it at its next scan) it is not removed, and said why; with
+    -- none, it is an adoption a kill stopped, and goes.
+    local given = name:match("^(%x+)%.adopted$")
+    local pid = given and core.spool.is_id(given) and core.admin.lock_holder(dir)
+    if pid then
+      return nil, "maildrop/" .. name .. " is being adopted by the process holding the spool's lock (pid " ..
+        math.tointeger(pid) .. "): it is queued as " .. given .. " in a moment, and cannot be stopped here; " ..
+        "`mailhook queue rm " .. given .. "` then", { class = "temporary", stage = "queue", code = "EBUSY",
+        maildrop = name, pid = pid }
+    end
     local ok, err, info = core.maildrop.remove(dir, name)
     if not ok and type(info) == "table" and info.code == "ENOTFOUND" then
       return nil, "maildrop/" .. name .. " is no longer in maildrop/: the service adopted it meanwhile (" ..

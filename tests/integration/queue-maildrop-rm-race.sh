@@ -53,4 +53,24 @@ out=$("$MAILHOOK" queue rm 0000000000000003 2>&1); rc=$?
 is "$rc" 0 "queue rm of a file that stays: exit 0 ($out)"
 like "$out" "removed maildrop/0000000000000003\.00000001" "removed"
 is "$(ls -A "$T/spool/maildrop")" "" "gone"
+
+# ID.adopted, the original of an adoption in progress (renamed aside, its copy being
+# queued from the adopter's open descriptor): while a process holds the spool's lock,
+# rm would stop nothing (the copy is queued and sent) and said "removed ... never
+# sent"; it is refused, naming the id.  With no lock holder (an adoption a kill
+# stopped) it goes.
+drop 00000000000000bb.adopted aside
+cat > "$T/held.lua" <<'LUA'
+local sp = assert(require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL")))
+assert(sp:lock())
+local ok, err, info = require("mailhook").queue.remove("00000000000000bb.adopted")
+print(tostring(ok) .. "|" .. tostring(info and info.code) .. "|" .. tostring(err))
+LUA
+out=$("$MAILHOOK" "$T/held.lua" 2>&1)
+like "$out" "^nil\|EBUSY\|" "ID.adopted while the lock is held: not removed ($out)"
+like "$out" "queued as 00000000000000bb in a moment" "says it is being queued, and its id"
+is "$(ls "$T/spool/maildrop")" "00000000000000bb.adopted" "the file stays"
+out=$("$MAILHOOK" queue rm 00000000000000bb.adopted 2>&1); rc=$?
+is "$rc" 0 "ID.adopted with no lock holder (a stopped adoption): removed ($out)"
+is "$(ls -A "$T/spool/maildrop")" "" "gone"
 done_testing
