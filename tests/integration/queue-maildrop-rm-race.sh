@@ -73,4 +73,27 @@ is "$(ls "$T/spool/maildrop")" "00000000000000bb.adopted" "the file stays"
 out=$("$MAILHOOK" queue rm 00000000000000bb.adopted 2>&1); rc=$?
 is "$rc" 0 "ID.adopted with no lock holder (a stopped adoption): removed ($out)"
 is "$(ls -A "$T/spool/maildrop")" "" "gone"
+
+# the other order: rm unlinks NAME after the service opened it and before it renames
+# it aside.  rm wins (nothing is queued); the service said "cannot adopt NAME: ...
+# (tried again at the next scan)", a warning of something that is no fault and has
+# nothing to try again.  Now one info line saying it was removed before its adoption.
+drop 0000000000000004.00000001 four
+cat > "$T/adopt.lua" <<'LUA'
+local core = require "mailhook.core"
+local dir = os.getenv("MAILHOOK_SPOOL")
+local sp = assert(require("mailhook.spool").open(dir))
+assert(sp:lock())
+local real = core.maildrop.aside
+core.maildrop.aside = function(d, name, ...)
+  os.remove(d .. "/maildrop/" .. name)   -- `mailhook queue rm NAME` between the open and the rename
+  return real(d, name, ...)
+end
+print("adopted " .. require("mailhook.maildrop").adopt(sp, dir))
+LUA
+out=$(MAILHOOK_LOG_LEVEL=info "$MAILHOOK" "$T/adopt.lua" 2>&1)
+like "$out" "adopted 0" "removed between the open and the rename: not adopted ($out)"
+is "$(ls -A "$T/spool/pickup" | grep -c eml)" 0 "nothing queued"
+like "$out" "info +maildrop: 0000000000000004\.00000001 was removed before its adoption" "said as what happened"
+unlike "$out" "cannot adopt|tried again" "not a warning that it is tried again"
 done_testing
