@@ -96,4 +96,23 @@ like "$out" "adopted 0" "removed between the open and the rename: not adopted ($
 is "$(ls -A "$T/spool/pickup" | grep -c eml)" 0 "nothing queued"
 like "$out" "info +maildrop: 0000000000000004\.00000001 was removed before its adoption" "said as what happened"
 unlike "$out" "cannot adopt|tried again" "not a warning that it is tried again"
+
+# a message whose adoption left its original behind (maildrop/ID.adopted beside the
+# queued ID: a kill between the copy and the unlink).  `queue rm ID` removed the copy
+# and left the original, which the next adopter, finding no copy of ID, queued again
+# as ID: the message removed was sent.  Now both go.  And `queue rm ID.adopted` said
+# "removed ... never queued, never sent" of a message queued as ID: now it names ID.
+id=$(printf 'Subject: kept\n\nbody\n' | "$MAILHOOK" enqueue --to ops@example.net)
+drop "$id.adopted" kept
+out=$("$MAILHOOK" queue rm "$id.adopted" 2>&1); rc=$?
+is "$rc" 1 "queue rm ID.adopted of a message queued as ID: exit 1 ($out)"
+like "$out" "queued as $id: \`mailhook queue rm $id\` removes both" "names the queued id"
+is "$(ls "$T/spool/maildrop")" "$id.adopted" "nothing removed"
+drop "$id.adopted" kept   # (there still, or again)
+out=$("$MAILHOOK" queue rm "$id" 2>&1); rc=$?
+is "$rc" 0 "queue rm ID: exit 0 ($out)"
+is "$(ls -A "$T/spool/maildrop")" "" "the original left behind goes with it"
+out=$(MAILHOOK_LOG_LEVEL=info "$MAILHOOK" -e 'local sp = assert(require("mailhook.spool").open(os.getenv("MAILHOOK_SPOOL"))); assert(sp:lock()); print("adopted " .. require("mailhook.maildrop").adopt(sp, os.getenv("MAILHOOK_SPOOL")))' 2>&1)
+like "$out" "adopted 0" "the next adoption brings nothing back ($out)"
+is "$(ls "$T/spool/pickup" | grep -c "$id")" 0 "the message removed stays removed"
 done_testing
