@@ -18,6 +18,8 @@
 **       close it with core.maildrop.close(fd)
 **   core.maildrop.done(spool, name [, corrupt [, as]]) -> true | nil, err, info  (waits)
 **       as: the name it had before aside() (corrupt/maildrop.AS)
+**   core.maildrop.remove(spool, name) -> true | nil, err, info  (waits)
+**       `queue rm`: unlinks it; info.code ENOTFOUND when it is not there
 **   core.maildrop.aside(spool, name, id, fd) -> aside name | nil, err, info  (waits)
 **       renames the open file to ID.adopted before its copy is made (maildrop.h)
 **   core.maildrop.watch(dir, fn) -> Watch (:stop()): fn() as a task when a
@@ -89,7 +91,7 @@ static int l_login(lua_State *L) {
 
 /* -------------------------------------------------------- thread-pool ops */
 
-enum { OP_SUBMIT, OP_LIST, OP_OPEN, OP_DONE, OP_ASIDE };
+enum { OP_SUBMIT, OP_LIST, OP_OPEN, OP_DONE, OP_REMOVE, OP_ASIDE };
 
 typedef struct {
   int kind;
@@ -152,6 +154,9 @@ static void op_work(void *arg) {
     break;
   case OP_DONE:
     o->rc = mh_maildrop_done(o->spool, o->name, o->corrupt, o->aside[0] ? o->aside : NULL, o->err);
+    break;
+  case OP_REMOVE:
+    o->rc = mh_maildrop_remove(o->spool, o->name, o->err);
     break;
   case OP_ASIDE:
     o->rc = mh_maildrop_aside(o->spool, o->name, o->id, o->afd, o->aside, o->err);
@@ -327,6 +332,14 @@ static int l_done(lua_State *L) {
   return op_start(L, ob, "maildrop.done");
 }
 
+/* remove(spool, name) */
+static int l_remove(lua_State *L) {
+  op **ob = op_new(L, OP_REMOVE, 2), *o = *ob;
+  if (!(o->spool = strdup(mh_l_arg_path(L, 1, "spool"))) || !(o->name = strdup(mh_l_arg_path(L, 2, "name"))))
+    return luaL_error(L, "out of memory");
+  return op_start(L, ob, "maildrop.remove");
+}
+
 /* aside(spool, name, id, fd) */
 static int l_aside(lua_State *L) {
   size_t len;
@@ -365,7 +378,7 @@ static int l_watch(lua_State *L) {
 void l_maildrop_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "whoami", l_whoami }, { "owner", l_owner }, { "login", l_login }, { "submit", l_submit },
-    { "list", l_list }, { "open", l_open }, { "done", l_done }, { "close", l_close },
+    { "list", l_list }, { "open", l_open }, { "done", l_done }, { "remove", l_remove }, { "close", l_close },
     { "aside", l_aside },
     { "watch", l_watch }, { NULL, NULL },
   };

@@ -379,6 +379,20 @@ int mh_maildrop_done(const char *spool, const char *name, int corrupt, const cha
   return rc;
 }
 
+int mh_maildrop_remove(const char *spool, const char *name, char *err) {
+  int dfd, rc = 0;
+  if (!name[0] || name[0] == '.' || strchr(name, '/')) return fail(err, MH_EINVAL, "bad name '%s'", name);
+  if ((dfd = open_dir(spool, "maildrop")) < 0) return fail(err, dfd, "%s/maildrop: %s", spool, strerror(-dfd));
+  if (unlinkat(dfd, name, 0) < 0) {
+    rc = errno == ENOENT ? fail(err, MH_ENOTFOUND, "maildrop/%s is no longer there", name)
+                         : fail(err, -errno, "unlink maildrop/%s: %s", name, strerror(errno));
+  } else if (fsync(dfd) < 0) {
+    rc = fail(err, -errno, "fsync %s/maildrop: %s", spool, strerror(errno));
+  }
+  close(dfd);
+  return rc;
+}
+
 int mh_maildrop_aside(const char *spool, const char *name, const char *id, int fd, char *aside, char *err) {
   struct stat was, now;
   int dfd, rc = 0;

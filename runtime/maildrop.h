@@ -73,6 +73,13 @@ int mh_maildrop_open(const char *spool, const char *name, mh_drop_rec *rec, int 
 ** fsynced.  0 or a negative code (err says which path). */
 int mh_maildrop_done(const char *spool, const char *name, int corrupt, const char *as, char *err);
 
+/* An administrator's removal of maildrop/NAME, never adopted (`mailhook queue
+** rm NAME`): unlinked, the folder fsynced.  MH_ENOTFOUND when NAME is not
+** there (unlike mh_maildrop_done, for which a file gone is the goal): the
+** service may have renamed it aside meanwhile, its copy queued, and "removed"
+** would be false.  0 or a negative code (err says why). */
+int mh_maildrop_remove(const char *spool, const char *name, char *err);
+
 /* Before its copy is made: maildrop/NAME, open as fd, is renamed to
 ** maildrop/ID.adopted, the name recording the id its copy will take
 ** (lua/mailhook/maildrop.lua; the pickup/ side does the same, spool.c's

@@ -140,11 +140,18 @@ local function adopt_one(sp, cfg, dir, name)
   -- the original goes aside first, under the id its copy takes (see the top)
   if not given then
     local nid, ierr = sp:new_id()
-    local aside, aerr
-    if nid then aside, aerr = core.maildrop.aside(dir, name, nid, fd) end
+    local aside, aerr, ainfo
+    if nid then aside, aerr, ainfo = core.maildrop.aside(dir, name, nid, fd) end
     if not aside then
       stream:close()
       core.maildrop.close(fd)
+      -- gone since it was opened: removed (`mailhook queue rm NAME`), which
+      -- wins; nothing to try again (it said "tried again at the next scan")
+      if type(ainfo) == "table" and ainfo.code == "ENOTFOUND" then
+        said[name] = nil
+        log("info", "maildrop: " .. name .. " was removed before its adoption (`mailhook queue rm`?): not queued")
+        return nil
+      end
       once(name, "warn", "maildrop: cannot adopt " .. name .. ": " .. tostring(ierr or aerr) .. " (tried again at the next scan)")
       return nil
     end

@@ -246,9 +246,44 @@ end))
 -- remove: a file of maildrop/ too (removed as a pickup/ file is: by whoever
 -- may write the spool, root or the service's user; the service no longer
 -- adopts it).  entry.state "maildrop" in the third value's place: see cmd/queue.
-M.remove = by_id("mh.queue.remove", or_maildrop(function(sp, id) return sp:remove(id) end,
-  function(_, name, dir)
-    local ok, err, info = core.maildrop.done(dir, name)
+-- A file gone between the listing and the unlink was adopted meanwhile (the
+-- service renamed it aside, its copy queued): nil, said so, {code =
+-- "ENOTFOUND"}, never "removed" (core.maildrop.done took a file gone as done).
+-- A message removed whose adoption left its original behind (maildrop/ID.adopted:
+-- a kill, or a failed unlink, between the copy and the original's removal):
+-- the original goes too, else the next adopter, finding no copy of ID, queued
+-- it again under ID and the message removed was sent.
+local function remove_queued(sp, id, dir)
+  local ok, err, info = sp:remove(id)
+  if ok and spool.is_id(id) then core.maildrop.remove(dir, id .. ".adopted") end   -- (ENOTFOUND: none)
+  return ok, err, info
+end
+M.remove = by_id("mh.queue.remove", or_maildrop(remove_queued,
+  function(sp, name, dir)
+    -- ID.adopted: the original of an adoption, renamed aside while its copy is
+    -- queued as ID.  The adopter reads it from its open descriptor: an unlink
+    -- now stops nothing (the copy is queued and sent, and the file's removal
+    -- finds nothing), so while a deliverer holds the lock (it is adopting it,
+    -- or adopts it at its next scan) it is not removed, and said why; with
+    -- none, it is an adoption a kill stopped, and goes.
+    local given = name:match("^(%x+)%.adopted$")
+    if given and core.spool.is_id(given) and sp:has_copy(given) then   -- its copy queued: that is the message
+      return nil, "maildrop/" .. name .. " is what is left of a message queued as " .. given .. ": `mailhook " ..
+        "queue rm " .. given .. "` removes both", { class = "permanent", stage = "queue", code = "EEXIST",
+        maildrop = name, id = given }
+    end
+    local pid = given and core.spool.is_id(given) and core.admin.lock_holder(dir)
+    if pid then
+      return nil, "maildrop/" .. name .. " is being adopted by the process holding the spool's lock (pid " ..
+        math.tointeger(pid) .. "): it is queued as " .. given .. " in a moment, and cannot be stopped here; " ..
+        "`mailhook queue rm " .. given .. "` then", { class = "temporary", stage = "queue", code = "EBUSY",
+        maildrop = name, pid = pid }
+    end
+    local ok, err, info = core.maildrop.remove(dir, name)
+    if not ok and type(info) == "table" and info.code == "ENOTFOUND" then
+      return nil, "maildrop/" .. name .. " is no longer in maildrop/: the service adopted it meanwhile (" ..
+        "`mailhook queue` lists it under its queue id; `mailhook queue rm` that id removes it)", info
+    end
     if not ok then return nil, "maildrop/" .. name .. ": " .. tostring(err), info end
     return true, nil, { maildrop = name }
   end), true)

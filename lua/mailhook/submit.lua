@@ -721,7 +721,15 @@ local DROPPED = { bcc = true, ["resent-bcc"] = true, ["return-path"] = true, ["c
 local RESENT = { ["resent-date"] = 1, ["resent-from"] = 1, ["resent-sender"] = 1, ["resent-to"] = 1,
                  ["resent-cc"] = 1, ["resent-bcc"] = 1, ["resent-message-id"] = 1, ["resent-reply-to"] = 1 }
 
-local function rfc_date(t) return os.date("%a, %d %b %Y %H:%M:%S %z", t) end
+-- The Date rule of every message mailhook queues (runtime/msg.c mh_msg_date):
+-- os.date's %z wrote a zone of whole seconds (Monrovia's -00:44:30) as -0044,
+-- 30 seconds off, and one of 24 hours or more as +2430, which readers refuse;
+-- the core writes those in UTC.  A time it cannot write (a maildrop record's):
+-- now.
+local function rfc_date(t)
+  local ok, d = pcall(core.msg.date, math.tointeger(t) or os.time())
+  return ok and d or core.msg.date(os.time())
+end
 
 local function message_id(domain, t)
   local r = io.open("/dev/urandom", "rb")

@@ -6,7 +6,10 @@
 # was given); the server's own certificate there pins it.  The host name and the dates
 # are still checked; the root given while the server sends no intermediate is refused,
 # the hint naming the missing intermediate, the service's log saying the certificate is
-# refused (it said "server unreachable"); another CA's root trusts nothing.
+# refused (it said "server unreachable"); another CA's root trusts nothing.  Nor does
+# "trusted as it is" widen anything: an expired certificate, one for client
+# authentication only, and one signed by a server certificate (no CA) are refused
+# whether the CA or the certificate itself is in tls_ca_file.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 need_engine
@@ -37,6 +40,22 @@ leaf() {   # leaf NAME SAN SIGNER [DAYS]
 ca root "Example Corp Root CA" && ca issuing "Example Corp Issuing CA" root && ca other "Someone Else Root CA" &&
   leaf server "DNS:localhost,IP:127.0.0.1" issuing && leaf wrong "DNS:wrong.example.net" issuing &&
   cat server.crt issuing.crt > chain.crt || { echo "Bail out! openssl: $(cat "$C/log")"; exit 1; }
+# what tls_ca_file's "trusted as it is" (X509_V_FLAG_PARTIAL_CHAIN) must not widen: a
+# certificate for client authentication only, and a server certificate (no CA) that
+# signed another one, each given in tls_ca_file
+cd "$C" && key client && printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' > client.ext &&
+  { openssl req -new -key client.key -subj "/CN=localhost" 2>>"$C/log" |
+    openssl x509 -req -CA issuing.crt -CAkey issuing.key -CAcreateserial -days 30 -extfile client.ext \
+      -out client.crt 2>>"$C/log"; } &&
+  leaf byleaf "DNS:localhost,IP:127.0.0.1" server || { echo "Bail out! openssl: $(cat "$C/log")"; exit 1; }
+# and one that expired in 2020, signed by the issuing CA (openssl ca: x509 -req cannot
+# set past dates)
+printf '[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\nnew_certs_dir = .\nserial = ca.serial\ndefault_md = sha256\npolicy = p\nunique_subject = no\n[p]\ncommonName = supplied\n' > ca.conf &&
+  : > index.txt && echo 01 > ca.serial && key expired &&
+  openssl req -new -key expired.key -subj "/CN=localhost" -out expired.csr 2>>"$C/log" &&
+  openssl ca -batch -config ca.conf -cert issuing.crt -keyfile issuing.key -in expired.csr -out expired.crt \
+    -startdate 20200101000000Z -enddate 20200201000000Z -extfile server.ext -notext >>"$C/log" 2>&1 ||
+  { echo "Bail out! openssl ca: $(cat "$C/log")"; exit 1; }
 cd "$T" || exit 1
 
 export MAILHOOK_SPOOL=$T/spool
@@ -71,6 +90,18 @@ like "$(hint)" "the server does not send its intermediate certificate .*add the 
   "the hint names the missing intermediate"
 tcase other chain server
 is "$RC" 1 "another CA's root in tls_ca_file: refused"
+tcase issuing expired expired
+is "$RC" 1 "the issuing CA in tls_ca_file, the server's certificate expired: refused"
+like "$OUT" "verified NO \(certificate has expired\)" "the dates are still checked"
+tcase expired expired expired
+is "$RC" 1 "an expired certificate, itself in tls_ca_file: refused (trusted as it is, dates and all)"
+like "$OUT" "verified NO \(certificate has expired\)" "the reason"
+tcase client client client
+is "$RC" 1 "a certificate for client authentication only, itself in tls_ca_file: refused (the purpose is still checked)"
+like "$OUT" "verified NO \(unsuitable certificate purpose\)" "the reason"
+tcase server byleaf byleaf
+is "$RC" 1 "a server certificate (CA:FALSE) in tls_ca_file, the server's signed by it: refused"
+like "$OUT" "verified NO \((invalid CA certificate|key usage does not include certificate signing)\)" "the reason"
 
 # the service, the intermediate missing: the queue waits, and the log says the
 # certificate was refused, not that the server is unreachable
