@@ -1084,12 +1084,15 @@ function W:outage(err, info, e)
                              since and string.format(" (so since %s, before this start)",
                                                      os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(since))) or ""))
   elseif d.outage.err ~= err then
+    -- "still" only when it was unreachable before too: after a refused login or
+    -- certificate the server had answered, it was never unreachable
+    local was = d.outage.what or "server unreachable"   -- an earlier run's outage: its kind unknown
     d.outage.err = err
-    d.log.warn(string.format("delivery: %s, now: %s", info and (info.session_refused or auth_refused(info)
-                                                                or login_unusable(info) or client_refused(info)
-                                                                or cert_refused(info)) and what
-                             or "server still unreachable", staged(info, err)))
+    d.log.warn(string.format("delivery: %s, now: %s",
+                             what == "server unreachable" and was == what and "server still unreachable" or what,
+                             staged(info, err)))
   end
+  d.outage.what = what
   -- (mailhook.service words the state with it)
   d.outage.login = (auth_refused(info) or login_unusable(info) or client_refused(info) or cert_refused(info))
                    and what:gsub(" %(.*", "") or nil

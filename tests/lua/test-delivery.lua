@@ -454,6 +454,45 @@ tap.test("a refused login (535) is retried less and less often, not every retry_
   d:stop(); task:wait()
 end)
 
+tap.test("a refused login, then a connection refused: said unreachable, not 'still unreachable'", function(t)
+  -- the server answered (and refused the login) before: it was never unreachable
+  local d, sp, smtp, log = setup{ cfg = { retry_interval = 0.05, retry_max = 0.05, max_queue_age = 3600 } }
+  smtp.auth_fails = 1
+  local connect = smtp.connect
+  d.connect = function(cfg)
+    if smtp.connects == 1 then smtp.fail_connects = 2 end   -- the second and third: refused
+    return connect(cfg)
+  end
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end, 10), "delivered once the server is back")
+  t:is(log:count("^warn delivery: server refuses the login"), 1, "the refused login said once")
+  t:is(log:count("^warn delivery: server unreachable, now: connect: 127.0.0.1:25: connection refused"), 1,
+       "then the new kind of outage said as it is")
+  t:is(log:count("still unreachable"), 0, "never 'still unreachable' after a server that answered")
+  d:stop(); task:wait()
+end)
+
+tap.test("an outage whose error changes: 'server still unreachable, now: ...'", function(t)
+  local d, sp, smtp, log = setup{ cfg = { retry_interval = 0.05, retry_max = 0.05, max_queue_age = 3600 } }
+  smtp.fail_connects = 1
+  local connect = smtp.connect
+  d.connect = function(cfg)
+    if smtp.connects == 0 then   -- the first: no route; the second: refused (fail_connects)
+      smtp.connects = 1
+      return nil, "127.0.0.1:25: no route to host", { stage = "connect", class = "transient", connection = true }
+    end
+    return connect(cfg)
+  end
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end, 10), "delivered once the server is back")
+  t:is(log:count("^warn delivery: server unreachable %(connect: 127.0.0.1:25: no route"), 1, "the first said in full")
+  t:is(log:count("^warn delivery: server still unreachable, now: connect: 127.0.0.1:25: connection refused"), 1,
+       "the change said with 'still'")
+  d:stop(); task:wait()
+end)
+
 tap.test("after a refused login, a reload tries again at once and at the usual pace", function(t)
   local d, sp, smtp = setup{ cfg = { retry_interval = 0.2, retry_max = 600, max_queue_age = 3600 } }
   smtp.auth_fails = 6
