@@ -483,8 +483,57 @@ function actionButton(label, cls, fn) {
 async function queueAction(what, id) {
   if (what === 'remove' && !window.confirm('Remove message ' + id + ' for good?')) return;
   const r = await api('POST', '/api/queue/' + what, { id });
-  text($('queue-message'), r.ok ? (what === 'retry' ? id + ' queued for delivery' : id + ' removed') : r.error);
+  text($('queue-message'), !r.ok ? r.error : what === 'remove' ? id + ' removed'
+    : r.queued === false ? r.note : id + ' queued for delivery');
   await loadQueue();
+}
+
+// A file of maildrop/ (the API's `maildrop`), by its name: Remove deletes it
+// (as `mailhook queue rm NAME`: it was never queued, never sent); Retry says
+// it waits for the service to adopt it (the API's note), nothing else.
+async function maildropAction(what, name) {
+  if (what === 'remove' && !window.confirm('Remove maildrop/' + name + ' for good? It was never adopted: ' +
+      'never queued, never sent.')) return;
+  const r = await api('POST', '/api/queue/' + what, { id: name });
+  text($('queue-message'), !r.ok ? r.error : what === 'remove'
+    ? 'maildrop/' + name + ' removed (it was never adopted: never queued, never sent)'
+    : r.note || 'maildrop/' + name + ' waits for the service to adopt it');
+  await loadQueue();
+}
+
+// Who dropped a maildrop/ file: its login and uid, as `mailhook queue` says.
+function dropper(e) {
+  if (e.uid == null) return '';
+  return e.login ? e.login + ' (uid ' + e.uid + ')' : 'uid ' + e.uid;
+}
+
+// The files local users handed over and the service has not adopted yet (the
+// API's `maildrop`, with the pickup/ page only), as `mailhook queue` and
+// mailq list them: text only, as every value of the page.
+function showMaildrop(r) {
+  const list = r.maildrop || [];
+  $('maildrop-box').hidden = list.length === 0;
+  text($('maildrop-count'), '(' + (r.maildrop_total > list.length ? list.length + ' of ' + r.maildrop_total
+    + ' listed' : list.length) + ')');
+  const body = document.querySelector('#maildrop-table tbody');
+  body.replaceChildren();
+  for (const e of list) {
+    const tr = el('tr');
+    tr.dataset.name = e.name;
+    const refused = e.refused || [];
+    // the items sendmail left out (kept escaped: \xNN, \x5C), each with why on hover;
+    // a file that is no drop: why (the service moves it to corrupt/)
+    const left = el('td', 'reply', e.reason || refused.map(x => x.rcpt).join(', '));
+    if (!e.reason && refused.length) left.title = refused.map(x => x.rcpt + ': ' + x.reply).join('\n');
+    tr.append(el('td', 'mono', e.name), el('td', null, e.age == null ? '' : ago(e.age)), el('td', null, dropper(e)),
+      el('td', null, e.from == null ? '' : e.from === '' ? '<> (null sender)' : e.from), el('td', null, e.subject || ''),
+      el('td', null, (e.to || []).join(', ')), left);
+    const actions = el('td', 'actions');
+    actions.append(actionButton('Retry', 'retry', () => maildropAction('retry', e.name)),
+      actionButton('Remove', 'remove danger', () => maildropAction('remove', e.name)));
+    tr.append(actions);
+    body.append(tr);
+  }
 }
 
 function showQueueOutage(o) {
@@ -560,8 +609,10 @@ async function loadQueue() {
     tr.append(td);
     body.append(tr);
   }
-  text($('queue-range'), r.total === 0 ? '0 messages' : 'messages ' + r.first.toLocaleString() + '–' +
-    r.last.toLocaleString() + ' of ' + r.total.toLocaleString() + (r.drop_ins ? ' (+' + r.drop_ins + ' dropped in)' : ''));
+  showMaildrop(r);
+  text($('queue-range'), (r.total === 0 ? '0 messages' : 'messages ' + r.first.toLocaleString() + '–' +
+    r.last.toLocaleString() + ' of ' + r.total.toLocaleString() + (r.drop_ins ? ' (+' + r.drop_ins + ' dropped in)' : '')) +
+    (r.maildrop_total ? ' (+' + r.maildrop_total + ' in maildrop/)' : ''));
   $('queue-first').disabled = $('queue-prev').disabled = r.first <= 1;
   $('queue-next').disabled = $('queue-last').disabled = r.last >= r.total;
 }

@@ -176,28 +176,61 @@ static int fault_at(const char *where) {
 
 /* ------------------------------------------------------------ helpers */
 
+/* s as an error, a log line or the spool may show it, into out (cap bytes,
+** NUL-terminated; cut before an escape that would not fit): a control byte as
+** \xNN, and when raw (s is a caller's bytes: an address, a header's text, a
+** file's name) a backslash as \x5C too -- submit.printable's form, as
+** mailhook-drop -l records it, so a "\x1b" written in a drop-in never reads
+** as an escaped ESC byte.  Not raw: s is shown already (an err of fail(), a
+** left-out item, a why built of those and constants), and only a control
+** byte that should never be there is escaped: its escapes stay as they are,
+** never \x5Cx09.  Returns the length. */
+static size_t show_into(char *out, size_t cap, const char *s, int raw) {
+  size_t o = 0;
+  for (const unsigned char *c = (const unsigned char *)s; *c && o + 5 < cap; c++) {
+    if (*c < 0x20 || *c == 0x7f || (raw && *c == '\\')) o += (size_t)snprintf(out + o, cap - o, "\\x%02X", *c);
+    else out[o++] = (char)*c;
+  }
+  if (cap) out[o] = '\0';
+  return o;
+}
+
 /* Formats "what: why" into err (when err is given); returns code.  The
 ** message may quote a caller's value (an envelope address given with CR,
-** LF or ESC in it): a control byte is shown as \xNN, so the error printed or
-** logged can neither start a forged line nor drive a terminal. */
+** LF or ESC in it, a drop-in's header text): every argument is taken as raw
+** and shown (show_into: a control byte as \xNN, a backslash as \x5C), so the
+** error printed, logged or kept as a drop-in's reason can neither start a
+** forged line nor drive a terminal, nor make a typed "\x0a" read as an
+** escaped LF.  A message that quotes text shown already (another fail()'s
+** err, a left-out item) is made with fail_shown(): never escaped twice. */
 #define NO_SPOOL (MH__ERR_BASE - 1)   /* fail(): -ENOENT, its message saying it all ("no spool at DIR") */
-static int fail(char *err, int code, const char *fmt, ...) {
+static int vfail(char *err, int code, int raw, const char *fmt, va_list ap) {
   if (err) {
-    va_list ap;
-    size_t n = 0;
-    char raw[MH_SPOOL_ERRLEN];
-    va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
-    va_end(ap);
-    for (const unsigned char *c = (const unsigned char *)raw; *c && n + 5 < MH_SPOOL_ERRLEN; c++) {
-      if (*c < 0x20 || *c == 0x7f) n += (size_t)snprintf(err + n, MH_SPOOL_ERRLEN - n, "\\x%02x", *c);
-      else err[n++] = (char)*c;
-    }
-    err[n] = '\0';
+    char text[MH_SPOOL_ERRLEN];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t n = show_into(err, MH_SPOOL_ERRLEN, text, raw);
     if (code != MH_ECORRUPT && code != MH_EUNSAFE && code != -EBUSY && code != NO_SPOOL)  /* these say it themselves */
       snprintf(err + n, MH_SPOOL_ERRLEN - n, ": %s", mh_strerror(code == NO_SPOOL ? -ENOENT : code));
   }
   return code == NO_SPOOL ? -ENOENT : code;
+}
+
+static int fail(char *err, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vfail(err, code, 1, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* fail() for a message whose every argument is shown already (an err, a
+** left-out item or its why, a name through vis()) or a constant. */
+static int fail_shown(char *err, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vfail(err, code, 0, fmt, ap);
+  va_end(ap);
+  return rc;
 }
 
 
@@ -297,18 +330,20 @@ static char *xstrndup(const char *s, size_t n) {
   return p;
 }
 
-/* A name or a text taken from a spool file, fit for a log line: control
-** bytes (a newline that would start a forged log line, an escape sequence
-** for the terminal that shows the log) as \xNN.  Returns buf. */
+/* A name or a text taken from a spool file (raw: a caller's bytes), fit for
+** a log line, a reason or a left-out item: control bytes (a newline that
+** would start a forged log line, an escape sequence for the terminal that
+** shows the log) as \xNN, a backslash as \x5C (show_into).  Returns buf. */
 #define VIS_LEN 1100
 static const char *vis(const char *s, char *buf) {
-  size_t o = 0;
-  for (; *s && o + 5 < VIS_LEN; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(buf + o, VIS_LEN - o, "\\x%02x", c);
-    else buf[o++] = (char)c;
-  }
-  buf[o] = '\0';
+  show_into(buf, VIS_LEN, s, 1);
+  return buf;
+}
+
+/* vis() for a text shown already (an err of fail(), a why that quotes one):
+** its escapes kept as they are, a stray control byte still escaped. */
+static const char *vis_shown(const char *s, char *buf) {
+  show_into(buf, VIS_LEN, s, 0);
   return buf;
 }
 
@@ -2114,14 +2149,19 @@ static void env_value_split(const char *buf, size_t vs, size_t ve, size_t *as, s
 /* Ends one mailbox of an address list: plain text or <angle> address. */
 static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, char *err);
 
-/* A drop-in's recipient item a that is no usable address (env->keep_bad):
-** kept with why, shown as the log shows it (vis: a control byte as \xNN, so
-** no CR, LF or escape reaches a sidecar, a log line or a terminal), at most
-** MH_ENV_BAD_MAX of them (the rest counted).  0 or MH_ENOMEM. */
+/* A drop-in's recipient item a (raw: the header's bytes) that is no usable
+** address (env->keep_bad): kept with why, shown as the log shows it (vis: a
+** control byte as \xNN, so no CR, LF or escape reaches a sidecar, a log line
+** or a terminal; a backslash as \x5C: the form `sendmail -t` keeps the same
+** item in, submit.printable), at most MH_ENV_BAD_MAX of them (the rest
+** counted).  why is shown already: a constant, mh_msg_check_addr's, or the
+** err of a fail() that quoted the item (names_resolve), never escaped twice
+** (a typed backslash would read \x5Cx5C, an item's TAB \x5Cx09).  0 or
+** MH_ENOMEM. */
 static int env_bad(mh_env *env, const char *a, const char *why) {
   char v[VIS_LEN], w[VIS_LEN];
   vis(a, v);
-  vis(why, w);   /* a local name's error quotes the item as written */
+  vis_shown(why, w);
   if (strlen(v) > 300) memcpy(v + 297, "...", 4);
   for (size_t i = 0; i < env->nbad; i++)
     if (!strcmp(env->bad[i].rcpt, v)) return 0;
@@ -2740,7 +2780,7 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       if (rc) {
         char why[MH_SPOOL_ERRLEN];
         snprintf(why, sizeof why, "%s", err ? err : "");
-        rc = fail(err, MH_ECORRUPT, "%.*s header: %s", (int)n, buf + p, why);
+        rc = fail_shown(err, MH_ECORRUPT, "%.*s header: %s", (int)n, buf + p, why);   /* To, Cc or Bcc: why an err */
         goto bad;
       }
     }
@@ -2753,7 +2793,7 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
       o += (size_t)snprintf(why + o, sizeof why - o, "%s'%s': %s", i ? "; " : "", env->bad[i].rcpt,
                             env->bad[i].reply);
     if (o >= sizeof why) memcpy(why + sizeof why - 4, "...", 4);
-    rc = fail(err, MH_ECORRUPT, "no usable recipient: %s", why);
+    rc = fail_shown(err, MH_ECORRUPT, "no usable recipient: %s", why);   /* the items and whys shown (env_bad) */
     goto bad;
   }
   if (!env->nto) { rc = fail(err, MH_ECORRUPT, "no recipients (no X-Receiver, To, Cc or Bcc)"); goto bad; }
@@ -2764,7 +2804,7 @@ bad_from:
   if (err) {
     char why[MH_SPOOL_ERRLEN];
     snprintf(why, sizeof why, "%s", err);
-    fail(err, MH_ECORRUPT, "From header: %s", why);
+    fail_shown(err, MH_ECORRUPT, "From header: %s", why);
   }
   goto bad;
 nomem:
@@ -3394,7 +3434,7 @@ static int fill_entry(mh_spool *sp, int dirfd, int fd, const struct stat *st, co
     free(buf);
     if (rc == MH_ECORRUPT && busy) {
       char vn[VIS_LEN];
-      return fail(err, -EBUSY, "pickup/%s is %s", vis(name, vn), dropin_busy);
+      return fail_shown(err, -EBUSY, "pickup/%s is %s", vis(name, vn), dropin_busy);
     }
     if (rc) return rc == MH_ENOMEM ? fail(err, rc, "read") : rc;
     if (!e->env.canonical && !*e->env.from) {
@@ -3455,7 +3495,8 @@ static const char *folder_name(mh_spool *sp, int dirfd) {
 ** reader (`mailhook queue show`, `sendmail -bp`, the console's Queue page of a
 ** `mailhook queue` run beside the service) and leaves the spool as it found
 ** it; the file is listed with its reason and the deliverer moves it at its
-** next look (MH_ELOCKED here: not moved). */
+** next look (MH_ELOCKED here: not moved).  why is shown already (an err of
+** fail(), or a constant: vis_shown, never escaped twice). */
 static int to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why) {
   char dest[300], key[320];
   const char *folder = folder_name(sp, dirfd);
@@ -3473,13 +3514,13 @@ static int to_corrupt(mh_spool *sp, int dirfd, const char *name, const char *why
   if (rc) {
     if (note_once(sp, key, rc))
       mh_error("spool %s: %s should go to corrupt/ (%s) but cannot be moved: %s; it stays in %s/ and "
-               "is skipped (logged once)", sp->dir, vis(key, vk), vis(why, vw), mh_strerror(rc), folder);
+               "is skipped (logged once)", sp->dir, vis(key, vk), vis_shown(why, vw), mh_strerror(rc), folder);
     return rc;
   }
   fsync(sp->corruptfd);
   fsync(dirfd);
   note_clear(sp, key);
-  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, vis(key, vk), vis(dest, vd), vis(why, vw));
+  mh_warn("spool %s: %s moved to corrupt/%s: %s", sp->dir, vis(key, vk), vis(dest, vd), vis_shown(why, vw));
   return 0;
 }
 
@@ -3728,10 +3769,10 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
       fd = mh_fsutil_open(dirfd, name, O_RDONLY, 0, 0, &sb);
     }
     if (fd == MH_ENOTREG) {   /* a FIFO, a link, a folder: listed, flagged, never opened */
-      char why[400];
+      char why[VIS_LEN + 100], vn[VIS_LEN];
       entry_names(it->sp, dirfd, name, e);
       e->queued_at = (int64_t)sb.st_mtime;
-      snprintf(why, sizeof why, "%s/%s is %s, not a regular file", failed ? "failed" : "pickup", name,
+      snprintf(why, sizeof why, "%s/%s is %s, not a regular file", failed ? "failed" : "pickup", vis(name, vn),
                mh_fsutil_kind(sb.st_mode));
       e->state.reason = strdup(why);
       return 1;
@@ -3741,14 +3782,15 @@ int mh_spool_iter_next(mh_spool_iter *it, mh_spool_entry *e) {
       /* there, but not readable by this process (EACCES: a file of mode 000;
       ** EIO): listed, flagged with why -- it was skipped as "delivered", and
       ** `mailhook queue`, --json and mailq said the queue was empty */
-      char why[400];
+      char why[VIS_LEN + 100], vn[VIS_LEN];
       struct stat ls;
       entry_names(it->sp, dirfd, name, e);
       if (fstatat(dirfd, name, &ls, AT_SYMLINK_NOFOLLOW) == 0) {
         e->size = (int64_t)ls.st_size;
         e->queued_at = (int64_t)ls.st_mtime;
       }
-      snprintf(why, sizeof why, "cannot be read: %s (%s/%s)", strerror(-fd), failed ? "failed" : "pickup", name);
+      snprintf(why, sizeof why, "cannot be read: %s (%s/%s)", strerror(-fd), failed ? "failed" : "pickup",
+               vis(name, vn));
       e->state.reason = strdup(why);
       return 1;
     }

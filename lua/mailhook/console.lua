@@ -61,6 +61,10 @@ M.LOG_LINES = 500                 -- recent log lines kept for the page
 M.HEARTBEAT = 15                  -- seconds between SSE keep-alive comments
 M.STATUS_EVERY = 1                -- at most one status event a second per page
 M.PAGE_SIZE = 50
+-- GET /api/queue lists at most this many files of maildrop/ (the oldest; the
+-- answer's maildrop_total counts them all): a flood of drops costs a page
+-- one readdir and these reads
+M.MAILDROP_LIST = 100
 
 local COOKIE = "mh_session"
 local MASK = "********"
@@ -1340,6 +1344,24 @@ local function entry_json(e, now, waits)
   }
 end
 
+-- A file of maildrop/ (mh.queue.maildrop's entry: local users' mail the
+-- service has not adopted yet) as GET /api/queue's `maildrop` lists it: who
+-- dropped it (uid, login), the sender adoption gives it, the recipients as
+-- given, the items sendmail left out ({rcpt, reply}: kept escaped, as the
+-- spool keeps them), its subject; or, for a file that is no drop, its reason.
+-- name: what Retry and Remove take (the id is only its name's first part).
+local function maildrop_json(e, now)
+  local refused = {}
+  for i, r in ipairs(e.refused or {}) do refused[i] = { rcpt = r.rcpt, reply = r.reply } end
+  return {
+    id = e.id, name = e.name, state = "maildrop", size = e.size, queued_at = e.queued_at,
+    age = (e.queued_at or 0) > 0 and math.max(0, math.floor(now - e.queued_at)) or nil,
+    uid = e.uid and math.tointeger(e.uid) or nil, login = e.login, from = e.from, to = json.array(e.to or {}),
+    refused = json.array(refused), reason = e.reason,
+    subject = not e.reason and subject_of(e.path, e.offset) or nil,
+  }
+end
+
 -- GET /api/queue's parameters: what each takes.  A value outside it is a 400
 -- naming the parameter: limit=abc, limit=1.5, folder=../x, a misspelt name
 -- fell back to the defaults silently (a script asking limit=500 read 50 and
@@ -1408,36 +1430,63 @@ route("GET", "/api/queue", function(self, req)
   local other = folder == "pickup" and "failed" or "pickup"
   local _, ototal = self:one_at_a_time("page", core.admin.page, self.spool_dir .. "/" .. other, { limit = 0 })
   local counts = { [folder] = total, [other] = ototal }
+  -- what waits in maildrop/ (local users' mail, not adopted yet: `mailhook
+  -- queue` and mailq list it too), with the waiting messages: a list of its
+  -- own, so `entries`, `total` and the paging stay pickup/'s
+  local maildrop, mtotal
+  if folder == "pickup" then
+    local ok, list, n = pcall(require("mailhook.queue").maildrop, self.spool_dir, M.MAILDROP_LIST)
+    maildrop, mtotal = {}, ok and n or 0
+    for _, e in ipairs(ok and list or {}) do maildrop[#maildrop + 1] = maildrop_json(e, now) end
+    maildrop = json.array(maildrop)
+    if not ok then self.log.warn("console: maildrop/ cannot be listed: " .. tostring(list)) end
+  end
   return self:send_json(req, 200, { ok = true, folder = folder, total = total, first = skipped + 1,
-    last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts, outage = outage })
+    last = skipped + #ids, entries = json.array(entries), drop_ins = others, counts = counts, outage = outage,
+    maildrop = maildrop, maildrop_total = mtotal })
 end)
 
--- The id of a retry or remove (a string: body_error checked), or nil.
-local function id_of(ctx)
+-- The id of a retry or remove (a string: body_error checked): a message id,
+-- or the name of a file in the spool's maildrop/ as GET /api/queue's
+-- `maildrop` lists it (true second: mh.queue takes it as `mailhook queue rm
+-- NAME` does); nil for anything else (never a path nor a guess).  Waits.
+local function id_of(self, ctx)
   local id = ctx.body.id
-  if not require("mailhook.spool").is_id(id) then return nil end
-  return id
+  if require("mailhook.spool").is_id(id) then return id end
+  if not require("mailhook.queue").check_id(id) then return nil end
+  local names = core.maildrop.list(self.spool_dir)
+  for _, name in ipairs(type(names) == "table" and names or {}) do
+    if name == id then return id, true end
+  end
+  return nil
 end
 
-local BAD_ID = "id: not a message id (16 lowercase hex digits, as GET /api/queue lists them)"
+local BAD_ID = "id: not a message id (16 lowercase hex digits) nor a file of maildrop/, as GET /api/queue lists them"
 
 route("POST", "/api/queue/retry", function(self, req, ctx)
-  local id = id_of(ctx)
+  local id = id_of(self, ctx)
   if not id then return self:fail(req, 400, BAD_ID, { key = "id" }) end
-  local ok, err = require("mailhook.queue").retry(id, self.spool_dir)
+  local ok, err, info = require("mailhook.queue").retry(id, self.spool_dir)
+  -- a file of maildrop/ is not queued yet: it goes once adopted (as `mailhook
+  -- queue retry NAME` says, exit 0): nothing is wrong, nothing to do
+  if not ok and type(info) == "table" and info.code == "EMAILDROP" then
+    return self:send_json(req, 200, { ok = true, id = id, queued = false, maildrop = info.maildrop, note = err })
+  end
   if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " queued for delivery (retry)")
   self.delivery:kick()
-  return self:send_json(req, 200, { ok = true, id = id })
+  return self:send_json(req, 200, { ok = true, id = id, queued = true })
 end, { fields = { id = "string" } })
 
 route("POST", "/api/queue/remove", function(self, req, ctx)
-  local id = id_of(ctx)
+  local id = id_of(self, ctx)
   if not id then return self:fail(req, 400, BAD_ID, { key = "id" }) end
-  local ok, err = require("mailhook.queue").remove(id, self.spool_dir)
+  local ok, err, info = require("mailhook.queue").remove(id, self.spool_dir)
   if not ok then return self:fail(req, 404, err) end
-  self.log.info("console: " .. id .. " removed")
-  return self:send_json(req, 200, { ok = true, id = id })
+  local md = type(info) == "table" and info.maildrop or nil   -- a file of maildrop/, never adopted
+  self.log.info("console: " .. (md and ("maildrop/" .. md .. " removed (never adopted: never queued, never sent)")
+                                 or (id .. " removed")))
+  return self:send_json(req, 200, { ok = true, id = id, maildrop = md })
 end, { fields = { id = "string" } })
 
 route("POST", "/api/queue/flush", function(self, req)

@@ -4,7 +4,7 @@
 --
 --   for e in mh.queue.list() do print(e.id, e.state, #e.to) end   -- streams
 --   mh.queue.show(id) -> entry | nil, err, info      -- a malformed id: nil, err (check_id)
---   mh.queue.maildrop() -> {entry...}               -- local users' mail the service has not adopted yet
+--   mh.queue.maildrop([dir [, limit]]) -> {entry...}, total  -- local users' mail the service has not adopted yet
 --   (entries of list and show: uid, the submitter, and its login when known)
 --   mh.queue.remove(id [, dir]) -> true | nil, err, info
 --   mh.queue.retry(id [, dir])  -> true | nil, err, info     -- failed/ back to pickup/, due now
@@ -96,17 +96,29 @@ local function maildrop_entry(sp, dir, name, ctx)
   return nil
 end
 
-function M.maildrop(...)
-  core.check_options("mh.queue.maildrop", {}, {}, select("#", ...) + 1, 1)
-  local sp, err, info = M.spool()
-  if not sp then error(M.why(err, info), 2) end
-  local dir = core.paths.spool
+-- maildrop([dir [, limit]]) -> {entry...}, total: dir the spool folder
+-- (default -s / $MAILHOOK_SPOOL: the console passes the spool its service
+-- delivers); limit: at most that many files read, the oldest (the console's
+-- page: a flood of drops costs it one readdir and limit reads); total: how
+-- many names maildrop/ holds (an upper bound of what is listed: a name may
+-- be an adoption's leftover, or gone meanwhile).
+function M.maildrop(dir, limit, ...)
+  core.check_options("mh.queue.maildrop", {}, {}, select("#", ...) + 2, 2)
+  if dir ~= nil and type(dir) ~= "string" then error("mh.queue.maildrop: dir must be a string (got " .. type(dir) .. ")", 2) end
+  if limit ~= nil and math.type(limit) ~= "integer" then
+    error("mh.queue.maildrop: limit must be an integer (got " .. type(limit) .. ")", 2)
+  end
+  local sp, err, info = M.spool(dir)
+  if not sp then error(M.why(err, info, dir), 2) end
+  dir = dir or core.paths.spool
   local names = core.maildrop.list(dir)
+  names = type(names) == "table" and names or {}
   local out, ctx = {}, { logins = {} }
-  for _, name in ipairs(type(names) == "table" and names or {}) do
+  for i, name in ipairs(names) do
+    if limit and i > limit then break end
     out[#out + 1] = maildrop_entry(sp, dir, name, ctx)
   end
-  return out
+  return out, #names
 end
 
 -- The name in dir's maildrop/ that id names: the file's name, or the id part

@@ -148,7 +148,7 @@ M.DOCS = {
   ["mh.settings.format"] = { "mh.settings.format(cfg) -> {\"key = value\", ...}", "display lines, password masked" },
   ["mh.settings.warnings"] = { "mh.settings.warnings(cfg) -> {text...}", "what update and test warn about (allow_plaintext_auth = true, ...)" },
   ["mh.queue.list"] = { "mh.queue.list([\"pickup\"|\"failed\"]) -> iterator", "for e in mh.queue.list() do ... end: every message, oldest first" },
-  ["mh.queue.maildrop"] = { "mh.queue.maildrop() -> {entry...}", "what local users handed over (maildrop/) and no service adopted yet (waits)" },
+  ["mh.queue.maildrop"] = { "mh.queue.maildrop([dir [, limit]]) -> {entry...}, total", "what local users handed over (maildrop/) and no service adopted yet (waits)" },
   ["mh.queue.show"] = { "mh.queue.show(id) -> entry | nil, err, info", "one message: envelope, attempts, last reply, file" },
   ["mh.queue.remove"] = { "mh.queue.remove(id [, dir]) -> true | nil, err, info", "delete a message from pickup/ or failed/, or a file waiting in maildrop/ (of the spool dir, default -s)" },
   ["mh.queue.retry"] = { "mh.queue.retry(id [, dir]) -> true | nil, err, info", "move a failed/ message back to pickup/, due now (spool dir, default -s)" },

@@ -101,7 +101,7 @@ like "$OUT" 'x\\x0a2026-01-01T00:00:00.000\+00:00 info  forged: all delivered\\x
 run "$MAILHOOK" flush
 unlike "$OUT" $'\e' "the log of the move to corrupt/: no escape byte"
 is "$(printf '%s\n' "$OUT" | grep -c '^2026-01-01T00:00:00.000+00:00 info  forged')" 0 "and no forged log line"
-like "$OUT" "moved to corrupt/x\\\\x0a2026" "the name is logged escaped"
+like "$OUT" "moved to corrupt/x\\\\x0A2026" "the name is logged escaped"
 
 # --- queue rm of the message being sent ----------------------------------------------------------
 # (here and below a final dot waits for its reply while $T/hold exists: tests/peers/smtpd.py

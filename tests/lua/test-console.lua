@@ -324,4 +324,68 @@ tap.test("the queue page, its outage, Retry and Remove: the service's spool, not
   os.execute("rm -rf " .. dir .. " " .. default)
 end)
 
+-- What local users handed over (maildrop/) and no service adopted yet is in
+-- GET /api/queue's answer (`maildrop`, a list of its own: entries, total and
+-- the paging stay pickup/'s), with who dropped it, the sender, the recipients
+-- and the items left out, as `mailhook queue` lists it; Remove takes its name
+-- (as `mailhook queue rm NAME`), Retry says it waits for the adoption.
+-- Before, the page did not list it at all, and Remove/Retry of its name was a 400.
+tap.test("the queue page lists maildrop/ files; Remove and Retry take their names", function(t)
+  local core = require "mailhook.core"
+  local dir, default = tmpdir(), tmpdir()
+  local sp = assert(require("mailhook.spool").open(dir))
+  assert(sp:enqueue("Subject: waiting\r\n\r\nb\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  assert(os.execute("mkdir -m 1730 " .. dir .. "/maildrop"))
+  local uid, gid = io.popen("id -u"):read("l"), io.popen("id -g"):read("l")
+  local name = "0000000000000001.00000001"
+  local f = assert(io.open(dir .. "/maildrop/" .. name, "w"))
+  -- as mailhook-drop -l records it: the item sendmail kept escaped (a typed backslash
+  -- \x5C), escaped once more for the record
+  f:write("MAILHOOK-DROP 1\nuid " .. uid .. "\ngid " .. gid .. "\npid 1\ntime 1\nto ops@example.net\n" ..
+          "leftout Some\\x5Cx5Cx07Name\twhy\n\nSubject: from a user\n\nbody\n")
+  f:close()
+  assert(require("mailhook.spool").open(default))      -- the default: an empty spool
+  local saved = core.paths.spool
+  core.paths.spool = default
+  local ok, err = pcall(function()
+    local c = served { spool = sp, spool_dir = dir }
+    local id, s = c:new_session("127.0.0.1")
+    local cookie = "mh_session=" .. id
+    local r = request(c, "GET", "/api/queue", { cookie = cookie })
+    t:is(r.status, 200, "GET /api/queue")
+    local q = r.json or {}
+    t:is(q.total, 1, "total: pickup/'s alone")
+    t:is(q.maildrop_total, 1, "maildrop_total: the file waiting in the service's maildrop/")
+    local e = q.maildrop and q.maildrop[1] or {}
+    t:is(e.name, name, "listed by its name")
+    t:is(e.state, "maildrop", "state maildrop")
+    t:is(e.uid, tonumber(uid), "who dropped it: its uid")
+    t:is(e.to and e.to[1], "ops@example.net", "its recipients")
+    t:is(e.refused and e.refused[1] and e.refused[1].rcpt, "Some\\x5Cx07Name", "the item left out, as kept")
+    t:is(e.subject, "from a user", "its subject")
+    r = request(c, "GET", "/api/queue", { cookie = cookie, query = "folder=failed" })
+    t:is(r.json and r.json.maildrop, nil, "not with failed/'s page")
+    local post = { cookie = cookie, csrf = s.csrf, ctype = "application/json" }
+    post.body = '{"id":"' .. name .. '"}'
+    r = request(c, "POST", "/api/queue/retry", post)
+    t:is(r.status, 200, "Retry of it: 200 " .. tostring(r.text))
+    t:is(r.json and r.json.queued, false, "not queued")
+    t:like(r.json and r.json.note or "", "waits in .*maildrop/ for the service to adopt it", "it waits for the adoption")
+    t:ok(core.fsutil.mode(dir .. "/maildrop/" .. name), "and is still there")
+    post.body = '{"id":"../maildrop/' .. name .. '"}'
+    r = request(c, "POST", "/api/queue/remove", post)
+    t:is(r.status, 400, "Remove of a path: 400")
+    post.body = '{"id":"' .. name .. '"}'
+    r = request(c, "POST", "/api/queue/remove", post)
+    t:is(r.status, 200, "Remove of it: 200 " .. tostring(r.text))
+    t:is(r.json and r.json.maildrop, name, "said as maildrop/'s")
+    t:ok(not core.fsutil.mode(dir .. "/maildrop/" .. name), "it is gone from the service's maildrop/")
+    r = request(c, "GET", "/api/queue", { cookie = cookie })
+    t:is(r.json and r.json.maildrop and #r.json.maildrop, 0, "the list is empty ([])")
+  end)
+  core.paths.spool = saved
+  t:ok(ok, "no error", err)
+  os.execute("rm -rf " .. dir .. " " .. default)
+end)
+
 tap.done()

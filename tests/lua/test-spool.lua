@@ -378,9 +378,9 @@ end)
 -- those bytes escaped (the raw CRLF was repeated in the message: a forged line).
 tap.test("a bad envelope address is quoted escaped", function(t)
   for _, c in ipairs {
-    { { from = "a@b.c\r\nX-Forged: 1", to = { "x@y.z" } }, "sender 'a@b%.c\\x0d\\x0aX%-Forged: 1'" },
-    { { from = "a@b.c", to = { "x@y.z\r\nRCPT TO:<evil@x.y>" } }, "recipient 'x@y%.z\\x0d\\x0aRCPT TO:<evil@x%.y>'" },
-    { { from = "a@b.c", to = { "x\27[2J@y.z" } }, "recipient 'x\\x1b%[2J@y%.z'" },
+    { { from = "a@b.c\r\nX-Forged: 1", to = { "x@y.z" } }, "sender 'a@b%.c\\x0D\\x0AX%-Forged: 1'" },
+    { { from = "a@b.c", to = { "x@y.z\r\nRCPT TO:<evil@x.y>" } }, "recipient 'x@y%.z\\x0D\\x0ARCPT TO:<evil@x%.y>'" },
+    { { from = "a@b.c", to = { "x\27[2J@y.z" } }, "recipient 'x\\x1B%[2J@y%.z'" },
   } do
     local id, err, info = sp:enqueue("Subject: e\r\n\r\nb\r\n", c[1])
     t:is(id, nil, "refused")

@@ -719,7 +719,7 @@ static void test_control_names(void) {
   log_reset();
   is_int(in_child(do_scans, &scans, 10), 0, "a scan with an unparsable drop-in whose name holds a newline");
   is_int(log_count("moved to corrupt/"), 1, "logged");
-  is_int(log_count("x\\x0a2026-01-01"), 1, "its newline shown as \\x0a, on the same line");
+  is_int(log_count("x\\x0A2026-01-01"), 1, "its newline shown as \\x0A, on the same line");
   is_int(log_count("forged"), 1, "no line of its own for the forged text");
   is_int(log_count("\033"), 0, "no escape byte reaches the log");
 }

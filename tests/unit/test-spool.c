@@ -159,13 +159,20 @@ static void test_dropin_table(void) {
     { "To: <a@ex.org> team: b@ex.org;", "", "'<a@ex.org> team: b@ex.org': a ':' after an address" },
     /* a '<' inside <...> is the address's: never c@ex.org, a piece of it */
     { "To: <mple.org<c@ex.org>, d@ex.org", "d@ex.org", "mple.org<c@ex.org: " },
+    /* an item left out is kept as `sendmail -t` keeps it (submit.printable):
+    ** a control byte as \xNN, a backslash as \x5C, so a "\x1b" typed and an
+    ** ESC byte never read the same; an item quoted in an error (all left out)
+    ** is escaped once, never \x5Cx5C nor \x5Cx09 */
+    { "To: Ops\\x1bName, Esc\x1b" "Name, d@ex.org", "d@ex.org", "Ops\\x5Cx1bName: no @ / Esc\\x1BName: no @" },
+    { "To: Ops\\x1bName, Esc\x1b" "Name\r\nCc: e@ex.org\r\n\t:\r\n d@ex.org", "",
+      "no usable recipient: 'Ops\\x5Cx1bName': no @; 'Esc\\x1BName': no @; 'e@ex.org\\x09: d@ex.org': a ':'" },
   };
   for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
     char m[512], err[MH_SPOOL_ERRLEN] = "", to[512] = "", left[1024] = "", h[256];
     size_t hl = 0;
     mh_env env;
-    for (const char *c = rows[k].hdr; *c && hl + 5 < sizeof h; c++)   /* the header shown: <CR> <LF> <TAB> */
-      hl += (size_t)snprintf(h + hl, sizeof h - hl, "%s", *c == '\r' ? "<CR>" : *c == '\n' ? "<LF>" : *c == '\t' ? "<TAB>" : (char[]){ *c, 0 });
+    for (const char *c = rows[k].hdr; *c && hl + 5 < sizeof h; c++)   /* the header shown: <CR> <LF> <TAB> <ESC> */
+      hl += (size_t)snprintf(h + hl, sizeof h - hl, "%s", *c == '\r' ? "<CR>" : *c == '\n' ? "<LF>" : *c == '\t' ? "<TAB>" : *c == 033 ? "<ESC>" : (char[]){ *c, 0 });
     snprintf(m, sizeof m, "%s\r\nSubject: s\r\n\r\nbody\r\n", rows[k].hdr);
     int rc = mh__spool_dropin_env(m, strlen(m), &env, err);
     if (rc == 0) {

@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""tests/console/maildrop_browser.py — the console's Queue page in a real browser
+(headless chromium through selenium) showing what waits in maildrop/: a file a
+local user handed over through an unprivileged `sendmail` that the service has
+not adopted yet.  Its row says who dropped it, the sender, the subject, the
+recipients and the items sendmail left out (kept escaped: \\x5C, \\xNN), all as
+text (a recipient and a subject holding markup never become elements); Retry
+says it waits for the adoption and leaves it; Remove (confirmed) deletes it, as
+`mailhook queue rm NAME` does.  Started by tests/integration/console-maildrop.sh.
+
+Usage: maildrop_browser.py BASE ADMIN_PW SPOOL NAME SHOTS
+"""
+import os
+import shutil
+import sys
+
+from selenium import webdriver
+from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,
+                                        TimeoutException, WebDriverException)
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+sys.dont_write_bytecode = True   # no __pycache__ in the checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from taplib import chromium_options, done, ok, steady  # noqa: E402
+
+BASE, ADMIN_PW, SPOOL, NAME, SHOTS = sys.argv[1:6]
+FILE = os.path.join(SPOOL, "maildrop", NAME)
+
+opts, profile = chromium_options()
+try:
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
+except WebDriverException as e:
+    ok(False, "chromium starts headless", e)
+    done()
+driver.set_page_load_timeout(60)
+E = lambda i: driver.find_element(By.ID, i)
+
+
+def until(fn, desc, limit=30):
+    try:
+        WebDriverWait(driver, limit, poll_frequency=0.1,
+                      ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+            lambda d: steady(fn))
+        return ok(True, desc)
+    except TimeoutException:
+        return ok(False, desc, driver.find_element(By.TAG_NAME, "body").text[:1500])
+
+
+def row():
+    return driver.find_element(By.CSS_SELECTOR, "#maildrop-table tbody tr")
+
+
+def cells():
+    return [td.text for td in row().find_elements(By.TAG_NAME, "td")]
+
+
+try:
+    driver.get(BASE + "/login")
+    E("password").send_keys(ADMIN_PW)
+    E("password").send_keys(Keys.ENTER)
+    until(lambda: E("page-settings").is_displayed(), "logged in")
+    driver.get(BASE + "/#queue")
+    until(lambda: E("maildrop-box").is_displayed(), "the Queue page shows what waits in maildrop/")
+    until(lambda: row().get_attribute("data-name") == NAME, "its file, by name")
+    c = cells()
+    ok(c[0] == NAME, "the name column", c)
+    ok(c[2] == "root (uid 0)", "who dropped it: login and uid", c)
+    ok(c[3] == "app@example.com", "the sender its adoption gives it (from_rewrite: the settings' from)", c)
+    ok(c[4] == "<b>bold</b> notice", "the subject, as text", c)
+    ok(c[5] == "ops@example.net, \"<img src=x onerror=document.title='PWNED-rcpt'>\"@example.net",
+       "the recipients, as text", c)
+    ok(c[6] == "Ops\\x5Cx1bName, Esc\\x1BName", "the items left out, as kept: a backslash \\x5C, an ESC \\x1B", c)
+    made = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#maildrop-table img, #maildrop-table b, script:not([src])'))"
+        ".map(e => e.outerHTML.slice(0, 80))")
+    ok(made == [] and not driver.title.startswith("PWNED"), "no value became an element or ran", made)
+    ok("in maildrop/" in E("queue-range").text, "the range line counts it", E("queue-range").text)
+    driver.save_screenshot(os.path.join(SHOTS, "console-maildrop.png"))
+
+    row().find_element(By.CSS_SELECTOR, "button.retry").click()
+    until(lambda: "waits in" in E("queue-message").text and "adopt" in E("queue-message").text,
+          "Retry says it waits for the service to adopt it")
+    ok(os.path.exists(FILE), "and leaves the file")
+    driver.execute_script("window.confirm = () => true")   # the confirmation, answered yes
+    until(lambda: row().get_attribute("data-name") == NAME, "listed again after Retry")
+    row().find_element(By.CSS_SELECTOR, "button.remove").click()
+    until(lambda: "removed" in E("queue-message").text, "Remove says it is removed")
+    ok(not os.path.exists(FILE), "the file is gone from maildrop/")
+    until(lambda: not E("maildrop-box").is_displayed(), "and the list is hidden, nothing left in it")
+except Exception as e:   # noqa: BLE001  (any failure is a TAP line, then the end)
+    ok(False, "the run went to its end", repr(e))
+finally:
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+done()
