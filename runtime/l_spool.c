@@ -176,7 +176,7 @@ static int l_open(lua_State *L) {
   mh_spool *sp;
   unsigned flags = 0;
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    mh_l_arg_type(L, 2, "opts", LUA_TTABLE);
     if (lua_getfield(L, 2, "existing") != LUA_TNIL && lua_toboolean(L, -1)) flags |= MH_SPOOL_MUST_EXIST;
     if (lua_getfield(L, 2, "create") != LUA_TNIL && !lua_toboolean(L, -1)) flags |= MH_SPOOL_NO_CREATE;
     lua_pop(L, 2);
