@@ -266,6 +266,11 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libmhcore.a $(BUILD)/
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DMH_TESTS -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libmhcore.a $(LIBS)
 
+# test-spool-grow counts the reallocs spool.c makes (its own __wrap_realloc)
+$(BUILD)/tests/test-spool-grow: tests/unit/test-spool-grow.c tests/unit/tap.h $(BUILD)/libmhcore.a $(BUILD)/link-line
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DMH_TESTS -Itests/unit $(ALL_LDFLAGS) -Wl,--wrap=realloc -o $@ $< $(BUILD)/libmhcore.a $(LIBS)
+
 # A test-only LD_PRELOAD library (tests/lib/fsync-gate.c), never sanitized: it is preloaded
 # into a child mailhook to hold its fsyncs (tests/lua/test-spool.lua).
 $(BUILD)/tests/fsync-gate.so: tests/lib/fsync-gate.c

@@ -2049,24 +2049,43 @@ int mh_addr_check(const char *addr, int empty_ok) {
   return 0;
 }
 
+/* The room an array of n items appended one by one (env_grow) has: the
+** next power of two at or above n, at least 8; none for 0. */
+static size_t env_cap(size_t n) {
+  size_t c = 8;
+  if (n == 0) return 0;
+  while (c < n) c *= 2;
+  return c;
+}
+
+/* v (an array of n items of sz bytes, its room env_cap(n)) with room for
+** one more: doubled when full.  A realloc to n + 1 for every item copied
+** the whole array each time where the allocator does not grow a block in
+** place (ASan's always copies, musl's often): 20,000 recipients took 7 s
+** there, 40,000 28 s.  NULL when out of memory (v unchanged). */
+static void *env_grow(void *v, size_t n, size_t sz) {
+  if (n != 0 && n != env_cap(n)) return v;   /* room left */
+  return realloc(v, env_cap(n + 1) * sz);
+}
+
 /* Appends recipient a[0..n) with its DSN parameters (NULL or "" for none),
-** keeping to_params parallel to to once a recipient has any. */
+** keeping to_params parallel to to once a recipient has any.  Both arrays
+** grow only here (env_grow: their room is env_cap(nto)). */
 static int env_add_p(mh_env *env, const char *a, size_t n, const char *params) {
   char **nt;
   for (size_t i = 0; i < env->nto && i < 1000; i++)  /* drop exact duplicates */
     if (strlen(env->to[i]) == n && !memcmp(env->to[i], a, n)) return 0;
   if (params && *params && !env->to_params &&
-      !(env->to_params = calloc(env->nto + 1, sizeof *env->to_params)))
+      !(env->to_params = calloc(env_cap(env->nto + 1), sizeof *env->to_params)))
     return MH_ENOMEM;
   if (env->to_params) {
-    char **np = realloc(env->to_params, (env->nto + 1) * sizeof *np);
+    char **np = (char **)env_grow(env->to_params, env->nto, sizeof *np);
     if (!np) return MH_ENOMEM;
     env->to_params = np;
     np[env->nto] = NULL;
     if (params && *params && !(np[env->nto] = strdup(params))) return MH_ENOMEM;
   }
-  nt = realloc(env->to, (env->nto + 1) * sizeof *nt);
-  if (!nt) return MH_ENOMEM;
+  if (!(nt = (char **)env_grow(env->to, env->nto, sizeof *nt))) return MH_ENOMEM;
   env->to = nt;
   if (!(nt[env->nto] = xstrndup(a, n))) {
     if (env->to_params) { free(env->to_params[env->nto]); env->to_params[env->nto] = NULL; }

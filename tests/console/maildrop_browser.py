@@ -54,7 +54,11 @@ def row():
 
 
 def cells():
-    return [td.text for td in row().find_elements(By.TAG_NAME, "td")]
+    """The row's texts in one look: the page redraws the table at each loadQueue
+    (a Retry, the outage watch), so a row found a moment before may be stale."""
+    return driver.execute_script(
+        "const r = document.querySelector('#maildrop-table tbody tr');"
+        "return r ? Array.from(r.cells).map(td => td.innerText) : null")
 
 
 try:
@@ -65,7 +69,7 @@ try:
     driver.get(BASE + "/#queue")
     until(lambda: E("maildrop-box").is_displayed(), "the Queue page shows what waits in maildrop/")
     until(lambda: row().get_attribute("data-name") == NAME, "its file, by name")
-    c = cells()
+    c = steady(cells) or []
     ok(c[0] == NAME, "the name column", c)
     ok(c[2] == "root (uid 0)", "who dropped it: login and uid", c)
     ok(c[3] == "app@example.com", "the sender its adoption gives it (from_rewrite: the settings' from)", c)
@@ -80,13 +84,13 @@ try:
     ok("in maildrop/" in E("queue-range").text, "the range line counts it", E("queue-range").text)
     driver.save_screenshot(os.path.join(SHOTS, "console-maildrop.png"))
 
-    row().find_element(By.CSS_SELECTOR, "button.retry").click()
+    steady(lambda: row().find_element(By.CSS_SELECTOR, "button.retry").click())   # a redraw: found again
     until(lambda: "waits in" in E("queue-message").text and "adopt" in E("queue-message").text,
           "Retry says it waits for the service to adopt it")
     ok(os.path.exists(FILE), "and leaves the file")
     driver.execute_script("window.confirm = () => true")   # the confirmation, answered yes
     until(lambda: row().get_attribute("data-name") == NAME, "listed again after Retry")
-    row().find_element(By.CSS_SELECTOR, "button.remove").click()
+    steady(lambda: row().find_element(By.CSS_SELECTOR, "button.remove").click())
     until(lambda: "removed" in E("queue-message").text, "Remove says it is removed")
     ok(not os.path.exists(FILE), "the file is gone from maildrop/")
     until(lambda: not E("maildrop-box").is_displayed(), "and the list is hidden, nothing left in it")
