@@ -1,7 +1,7 @@
 -- mailhook.smtp — the SMTP client as the rest of mailhook uses it: the security
 -- policy (tls = auto | implicit | starttls | none, never a silent downgrade),
--- failover over the server list, authentication (PLAIN, LOGIN, XOAUTH2,
--- OAUTHBEARER), and the Test button (smtp.test).  The protocol itself is the C
+-- failover over the server list, authentication (PLAIN, LOGIN, CRAM-MD5,
+-- XOAUTH2, OAUTHBEARER), and the Test button (smtp.test).  The protocol itself is the C
 -- client behind core.smtp (runtime/client.c: smtp.c's session on transport.c's
 -- TCP and TLS; l_smtp.c).
 --
@@ -142,11 +142,18 @@ end
 
 -- ----------------------------------------------------------- auth
 
--- Order when auth_mechanism is not set: the OAuth mechanisms when a token command
--- is configured, else PLAIN (one round trip) then LOGIN.
+-- Order when auth_mechanism is not set (msmtp's rule): the OAuth mechanisms
+-- when a token command is configured; else, under TLS, PLAIN (one round trip,
+-- and the server may keep its passwords in any form: hashed, LDAP, PAM), then
+-- LOGIN, then CRAM-MD5 (a server that offers only that); without TLS (only
+-- with allow_plaintext_auth, below) CRAM-MD5 first, so that the password
+-- itself never crosses in the clear when the server offers it.
 -- offered: the mechanisms mailhook speaks that the server offers; caps: the
 -- server's capability lines, to name the ones it offers that mailhook does not
--- speak (a server offering only CRAM-MD5 read "the server offers: none")
+-- speak (a server offering only DIGEST-MD5 read "the server offers: none")
+M.MECHS = { "plain", "login", "cram-md5", "xoauth2", "oauthbearer" }
+local ORDER_TLS = { "plain", "login", "cram-md5" }
+local ORDER_CLEAR = { "cram-md5", "plain", "login" }
 local function offered_text(offered, caps)
   local known, other = {}, {}
   for _, m in ipairs(offered) do known[m] = true end
@@ -158,13 +165,15 @@ local function offered_text(offered, caps)
   end
   local s = #offered > 0 and table.concat(offered, ", ") or "none"
   if #other > 0 then
-    s = s .. "; also " .. table.concat(other, ", ") .. ", which mailhook does not speak (it speaks plain, login, " ..
-        "xoauth2, oauthbearer)"
+    s = s .. "; also " .. table.concat(other, ", ") .. ", which mailhook does not speak (it speaks " ..
+        table.concat(M.MECHS, ", ") .. ")"
   end
   return s
 end
 
-local function choose_mech(cfg, offered, caps)
+-- choose_mech(cfg, offered, caps, tls) -> mechanism | nil, why.  tls: the session
+-- has TLS (implicit or after STARTTLS).
+local function choose_mech(cfg, offered, caps, tls)
   local set = {}
   for _, m in ipairs(offered) do set[m] = true end
   local want = cfg.auth_mechanism
@@ -176,11 +185,14 @@ local function choose_mech(cfg, offered, caps)
     end
     return want
   end
-  local order = cfg.oauth_token_command and { "oauthbearer", "xoauth2", "plain", "login" }
-                or { "plain", "login" }
+  local order = tls and ORDER_TLS or ORDER_CLEAR
+  if cfg.oauth_token_command then
+    order = { "oauthbearer", "xoauth2", table.unpack(order) }
+  end
   for _, m in ipairs(order) do if set[m] then return m end end
   return nil, "no usable authentication mechanism (the server offers: " .. offered_text(offered, caps) .. ")"
 end
+M.choose_mech = choose_mech
 
 -- Credentials never cross in the clear by accident: a session without TLS gets
 -- no AUTH unless allow_plaintext_auth = true, an opt-in of its own that no other
@@ -206,7 +218,7 @@ local function authenticate(c, cfg, security)
                    "allow_plaintext_auth = true for a server that cannot do TLS"),
       { class = "permanent", why = "plaintext_auth", starttls_offered = starttls })
   end
-  local mech, why = choose_mech(cfg, info.auth_offered or {}, info.capabilities)
+  local mech, why = choose_mech(cfg, info.auth_offered or {}, info.capabilities, security ~= "none")
   if not mech then return fail_info("ENOAUTH", "auth", why, { class = "permanent" }) end
   local oauth = mech == "xoauth2" or mech == "oauthbearer"
   local secret, err

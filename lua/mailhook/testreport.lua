@@ -17,7 +17,7 @@ M.HINT = {
   auth = "authentication failed: check `username`, `password`/`password_command`, `auth_mechanism`",
   -- (ENOAUTH: no login was tried, so the credentials are not in question)
   no_mechanism = "the server offers no login mechanism mailhook speaks (PLAIN, LOGIN, XOAUTH2, " ..
-    "OAUTHBEARER; CRAM-MD5, DIGEST-MD5, NTLM and GSSAPI are not spoken): enable PLAIN or LOGIN " ..
+    "OAUTHBEARER, CRAM-MD5; DIGEST-MD5, NTLM and GSSAPI are not spoken): enable PLAIN or LOGIN " ..
     "on the server (under TLS), or use its port that offers them (often 587 or 465); the " ..
     "username and password were not sent, so they are not in question",
   no_mechanism_auth = "the server offers no login on this port at all (no AUTH in its EHLO reply): " ..

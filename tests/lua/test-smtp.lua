@@ -57,6 +57,21 @@ tap.test("a failed connect says its cause by errno name, for code to read (not t
   srv:close()
 end)
 
+tap.test("auth mechanism order: under TLS PLAIN, LOGIN, CRAM-MD5; without TLS CRAM-MD5 first", function(t)
+  local all = { "login", "cram-md5", "plain" }
+  t:is(smtp.choose_mech({}, all, nil, true), "plain", "TLS: PLAIN first")
+  t:is(smtp.choose_mech({}, { "cram-md5", "login" }, nil, true), "login", "TLS: LOGIN before CRAM-MD5")
+  t:is(smtp.choose_mech({}, { "cram-md5" }, nil, true), "cram-md5", "TLS: CRAM-MD5 when it is all there is")
+  t:is(smtp.choose_mech({}, all, nil, false), "cram-md5", "no TLS: CRAM-MD5 first")
+  t:is(smtp.choose_mech({}, { "login", "plain" }, nil, false), "plain", "no TLS, no CRAM-MD5: PLAIN")
+  t:is(smtp.choose_mech({ auth_mechanism = "cram-md5" }, all, nil, true), "cram-md5", "auth_mechanism = cram-md5")
+  t:is(smtp.choose_mech({ oauth_token_command = "x" }, { "xoauth2", "cram-md5" }, nil, false), "xoauth2",
+       "a token command: OAuth first")
+  local m, why = smtp.choose_mech({}, {}, { "AUTH,DIGEST-MD5" }, true)
+  t:is(m, nil, "nothing in common")
+  t:like(why, "also DIGEST%-MD5, which mailhook does not speak %(it speaks plain, login, cram%-md5", "named")
+end)
+
 tap.test("tls policy", function(t)
   local seen = { ["a:25"] = "starttls", ["b:2525"] = "implicit" }
   t:is(smtp.mode_for({ tls = "auto" }, "x", 465, {}), "implicit", "auto on 465: implicit")
