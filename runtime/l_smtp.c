@@ -703,6 +703,10 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "auth_offered");
   set_bool(L, "pipelining", (caps->flags & MH_SMTP_CAP_PIPELINING) != 0);
   set_bool(L, "starttls_offered", mh_client_starttls_offered(c));
+  if (mh_client_greeting_ms(c)) {   /* seconds the plain-text greeting took */
+    lua_pushnumber(L, (lua_Number)mh_client_greeting_ms(c) / 1000.0);
+    lua_setfield(L, -2, "greeting_after");
+  }
   set_bool(L, "eightbitmime", (caps->flags & MH_SMTP_CAP_8BITMIME) != 0);
   set_bool(L, "smtputf8", (caps->flags & MH_SMTP_CAP_SMTPUTF8) != 0);
   set_bool(L, "chunking", (caps->flags & MH_SMTP_CAP_CHUNKING) != 0);   /* BDAT is used */
