@@ -19,4 +19,11 @@
 ** breaks); returns that count. */
 size_t mh_b64_encode(char *out, const void *in, size_t n);
 
+/* Decodes n characters of in into out (room for n / 4 * 3 + 2 bytes): the
+** strict alphabet of RFC 4648 §4, padding optional but only at the end, no
+** blank, no line break (an AUTH challenge is one line).  Returns the byte
+** count, or -1 when in is not base64 (a character outside the alphabet, a
+** '=' inside, a length that leaves 6 lone bits). */
+long mh_b64_decode(void *out, const char *in, size_t n);
+
 #endif

@@ -58,6 +58,9 @@ struct mh_client {
   uint64_t connect_ms, command_ms, deadline_ms, sniff_ms;
   /* the connection */
   int sniffed;                 /* tls = auto heard no greeting and sent a ClientHello */
+  uint64_t connected_at;       /* uv_now when TCP came up (0: not yet) */
+  uint64_t greeting_ms;        /* ms from then to the first plain-text byte (the greeting);
+                                  0: none came (yet), or the session began with TLS */
   int plain_greeting;          /* implicit TLS met a plain greeting */
   int want_more;               /* the session asked for a streamed message's next piece */
   /* the running operation */
@@ -422,6 +425,7 @@ static void on_transport(void *ud, mh_tr_event ev, const char *buf, size_t len) 
   c->refs++;
   switch (ev) {
     case MH_TR_CONNECTED:
+      c->connected_at = uv_now(c->loop);
       if (c->tls_mode == MH_CLIENT_TLS_IMPLICIT) start_implicit(c);
       else if (c->tls_mode == MH_CLIENT_TLS_AUTO) {
         c->timer_for = T_SNIFF;
@@ -431,6 +435,10 @@ static void on_transport(void *ud, mh_tr_event ev, const char *buf, size_t len) 
       }
       break;
     case MH_TR_DATA:
+      if (!c->greeting_ms && c->connected_at && !mh_transport_tls(c->tr)) {
+        uint64_t ms = uv_now(c->loop) - c->connected_at;
+        c->greeting_ms = ms ? ms : 1;
+      }
       if (c->tls_mode == MH_CLIENT_TLS_AUTO && !mh_transport_tls(c->tr)) {
         /* the server spoke first: plain SMTP (an implicit-TLS server waits for us) */
         mh_transport_timer(c->tr, 0);
@@ -892,6 +900,7 @@ int mh_client_port(const mh_client *c) { return c->port; }
 const char *mh_client_helo(const mh_client *c) { return c->helo; }
 const char *mh_client_address(const mh_client *c) { return c->tr ? mh_transport_address(c->tr) : ""; }
 uint64_t mh_client_received(const mh_client *c) { return c->tr ? mh_transport_received(c->tr) : 0; }
+uint64_t mh_client_greeting_ms(const mh_client *c) { return c->greeting_ms; }
 
 const char *mh_client_security(const mh_client *c) {
   if (!c->tr || !mh_transport_tls_on(c->tr)) return "none";

@@ -161,6 +161,10 @@ const char *mh_client_helo(const mh_client *c);
 const char *mh_client_address(const mh_client *c);  /* the address connected to, or "" */
 uint64_t mh_client_received(const mh_client *c);    /* bytes read from the server so far */
 const char *mh_client_security(const mh_client *c); /* "none", "implicit", "starttls" */
+/* How long the plain-text greeting took, in ms from the TCP connection (at least 1),
+** or 0 when none came (yet) or the session began with TLS: tls = auto remembers a
+** server that greets later than greeting_wait (lua/mailhook/smtp.lua, greeting-late). */
+uint64_t mh_client_greeting_ms(const mh_client *c);
 int mh_client_starttls_offered(const mh_client *c); /* the server offered STARTTLS (after the
                                                        handshake too, when the second EHLO
                                                        no longer lists it) */

@@ -381,8 +381,9 @@ static int l_auth(lua_State *L) {
   const char *secret = mh_l_field_string(L, 4, "smtp auth", "secret");
   unsigned m = !strcasecmp(mech, "plain") ? MH_SMTP_AUTH_PLAIN : !strcasecmp(mech, "login") ? MH_SMTP_AUTH_LOGIN
              : !strcasecmp(mech, "xoauth2") ? MH_SMTP_AUTH_XOAUTH2
-             : !strcasecmp(mech, "oauthbearer") ? MH_SMTP_AUTH_OAUTHBEARER : 0;
-  if (!m) luaL_error(L, "smtp auth: mechanism must be plain, login, xoauth2 or oauthbearer (got '%s')", mech);
+             : !strcasecmp(mech, "oauthbearer") ? MH_SMTP_AUTH_OAUTHBEARER
+             : !strcasecmp(mech, "cram-md5") ? MH_SMTP_AUTH_CRAM_MD5 : 0;
+  if (!m) luaL_error(L, "smtp auth: mechanism must be plain, login, cram-md5, xoauth2 or oauthbearer (got '%s')", mech);
   if (not_ready(L, u, "smtp auth")) return 3;
   begin(L, u, "smtp auth");
   mh_client_auth(u->c, m, user, secret);
@@ -694,7 +695,7 @@ static int l_info(lua_State *L) {
   {
     static const struct { unsigned bit; const char *name; } mechs[] = {
       { MH_SMTP_AUTH_OAUTHBEARER, "oauthbearer" }, { MH_SMTP_AUTH_XOAUTH2, "xoauth2" },
-      { MH_SMTP_AUTH_PLAIN, "plain" }, { MH_SMTP_AUTH_LOGIN, "login" } };
+      { MH_SMTP_AUTH_PLAIN, "plain" }, { MH_SMTP_AUTH_LOGIN, "login" }, { MH_SMTP_AUTH_CRAM_MD5, "cram-md5" } };
     int i = 0;
     for (size_t k = 0; k < sizeof mechs / sizeof mechs[0]; k++)
       if (caps->auth & mechs[k].bit) { lua_pushstring(L, mechs[k].name); lua_rawseti(L, -2, ++i); }
@@ -702,6 +703,10 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "auth_offered");
   set_bool(L, "pipelining", (caps->flags & MH_SMTP_CAP_PIPELINING) != 0);
   set_bool(L, "starttls_offered", mh_client_starttls_offered(c));
+  if (mh_client_greeting_ms(c)) {   /* seconds the plain-text greeting took */
+    lua_pushnumber(L, (lua_Number)mh_client_greeting_ms(c) / 1000.0);
+    lua_setfield(L, -2, "greeting_after");
+  }
   set_bool(L, "eightbitmime", (caps->flags & MH_SMTP_CAP_8BITMIME) != 0);
   set_bool(L, "smtputf8", (caps->flags & MH_SMTP_CAP_SMTPUTF8) != 0);
   set_bool(L, "chunking", (caps->flags & MH_SMTP_CAP_CHUNKING) != 0);   /* BDAT is used */

@@ -147,5 +147,15 @@ int mh_ct_equal_str(const void *given, size_t glen, const void *secret, size_t s
   return (CRYPTO_memcmp(dg, ds, 32) == 0) & (glen == slen);
 }
 
+/* EVP_Q_mac: OpenSSL 3's one-shot MAC (HMAC_CTX is deprecated there). */
+int mh_hmac_md5(const void *key, size_t keylen, const void *msg, size_t msglen, unsigned char out[16]) {
+  size_t n = 0;
+  static const unsigned char none = 0;
+  if (!EVP_Q_mac(NULL, "HMAC", NULL, "MD5", NULL, keylen ? key : &none, keylen, msg, msglen, out, 16, &n) ||
+      n != 16)
+    return MH_EINVAL;
+  return 0;
+}
+
 /* Linked with OpenSSL here: always usable. */
 const char *mh_pwhash_unavailable(void) { return NULL; }

@@ -31,6 +31,15 @@ int mh_pwhash_valid(const char *s);
 ** (out holds 2n + 1).  0 or MH_EINVAL. */
 int mh_random_hex(char *out, size_t n);
 
+/* HMAC-MD5 (RFC 2104) of msg under key into out (16 bytes): the one
+** computation of AUTH CRAM-MD5 (RFC 2195, runtime/smtp.c).  Here, beside the
+** console's scrypt, as the other code that needs OpenSSL without TLS: in the
+** binary it lives in the TLS module, loaded on first use (a plain session
+** that logs in with CRAM-MD5 loads it then).  0, or MH_EINVAL when OpenSSL
+** refuses (MD5 disabled, a FIPS provider) or the module cannot be loaded
+** (mh_pwhash_unavailable says why). */
+int mh_hmac_md5(const void *key, size_t keylen, const void *msg, size_t msglen, unsigned char out[16]);
+
 /* NULL when the functions above can work; otherwise why not (the binary's
 ** copy of them lives in the TLS module, runtime/tls_load.c: "cannot load the TLS
 ** module PATH: ..."), so a caller can say that instead of "invalid argument". */

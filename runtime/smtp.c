@@ -17,6 +17,8 @@
 #include "error.h"
 #include "log.h"
 #include "eol.h"
+#include "b64.h"
+#include "pwhash.h"
 
 /* --------------------------------------------------------------- names */
 
@@ -198,6 +200,7 @@ void mh_smtp_caps_line(mh_smtp_caps *c, const char *text) {
       else if (kw_eq(m, (size_t)(q - m), "LOGIN")) c->auth |= MH_SMTP_AUTH_LOGIN;
       else if (kw_eq(m, (size_t)(q - m), "XOAUTH2")) c->auth |= MH_SMTP_AUTH_XOAUTH2;
       else if (kw_eq(m, (size_t)(q - m), "OAUTHBEARER")) c->auth |= MH_SMTP_AUTH_OAUTHBEARER;
+      else if (kw_eq(m, (size_t)(q - m), "CRAM-MD5")) c->auth |= MH_SMTP_AUTH_CRAM_MD5;
     }
   }
 }
@@ -512,6 +515,11 @@ struct mh_smtp {
   mh_buf auth_ir;               /* an initial response too long for the AUTH line
                                    (RFC 4954 4: a 2 KB OAuth token): sent after the
                                    server's empty 334 instead; wiped after use */
+  char auth_cancel[400];        /* CRAM-MD5 answered its challenge with "*" (RFC 4954 4:
+                                   the client cancels): why, for the failure that ends
+                                   the exchange at the server's reply to it; "" none */
+  int auth_cancel_rc;           /* and the code that failure carries: MH_EPROTO (the
+                                   challenge), MH_EAUTH (no HMAC here) */
 };
 
 static void enter_state(mh_smtp *s, mh_smtp_state st);
@@ -915,6 +923,9 @@ static void auth_start(mh_smtp *s) {
     case MH_SMTP_AUTH_LOGIN:
       put_cmd(s, "AUTH LOGIN");
       break;
+    case MH_SMTP_AUTH_CRAM_MD5:
+      put_cmd(s, "AUTH CRAM-MD5");   /* no initial response: the server speaks first */
+      break;
     case MH_SMTP_AUTH_XOAUTH2: {
       mh_buf raw = { 0 };
       mh_buf_add(&raw, "user=", 5);
@@ -946,6 +957,54 @@ static void auth_start(mh_smtp *s) {
   mh_buf_wipe(&ir);
 }
 
+/* CRAM-MD5's one step (RFC 2195 2): the 334's text is the base64 challenge;
+** the answer is base64("USER " + the lower-case hex of HMAC-MD5(password,
+** challenge)), remembered for mask_creds like every string sent.  A challenge
+** that is not base64 (or empty), or an HMAC that cannot be computed, is
+** answered "*": the exchange is cancelled (RFC 4954 4) with nothing derived
+** from the password sent, and the reply to that ends the operation. */
+static void cram_answer(mh_smtp *s) {
+  const char *ch = s->reply.text;
+  size_t n = strnlen(ch, sizeof s->reply.text), hl = 0;
+  unsigned char mac[16], *raw = NULL;
+  long got = -1;
+  mh_buf line = { 0 }, e = { 0 };
+  s->auth_cancel[0] = '\0';
+  if (s->reply.nlines == 1 && n > 0 && (raw = (unsigned char *)malloc(n / 4 * 3 + 3)) != NULL)
+    got = mh_b64_decode(raw, ch, n);
+  if (!raw && s->reply.nlines == 1 && n > 0) {
+    s->wbuf.oom = 1;
+    return;
+  }
+  s->auth_cancel_rc = MH_EPROTO;
+  if (got <= 0) {
+    snprintf(s->auth_cancel, sizeof s->auth_cancel, "the server's CRAM-MD5 challenge is not %s "
+             "(334 %.40s%s); the exchange was cancelled, nothing derived from the password was sent",
+             got == 0 || n == 0 ? "a challenge (empty)" : "valid base64", ch, n > 40 ? "..." : "");
+  } else if (mh_hmac_md5(s->auth_secret.data ? s->auth_secret.data : "", s->auth_secret.len, raw,
+                         (size_t)got, mac) < 0) {
+    const char *why = mh_pwhash_unavailable();
+    s->auth_cancel_rc = MH_EAUTH;
+    snprintf(s->auth_cancel, sizeof s->auth_cancel, "CRAM-MD5 cancelled, its HMAC-MD5 cannot be "
+             "computed here: %s", why ? why : "OpenSSL refuses MD5");
+  }
+  free(raw);
+  if (s->auth_cancel[0]) {
+    mh_buf_add(&s->wbuf, "*\r\n", 3);
+    return;
+  }
+  mh_buf_add(&line, s->auth_user.data ? s->auth_user.data : "", s->auth_user.len);
+  mh_buf_add(&line, " ", 1);
+  for (hl = 0; hl < 16; hl++) mh_buf_printf(&line, "%02x", mac[hl]);
+  memset(mac, 0, sizeof mac);
+  if (line.oom || mh_buf_b64(&e, line.data, line.len) < 0) s->wbuf.oom = 1;
+  auth_remember(s, &e);
+  mh_buf_add(&s->wbuf, e.data ? e.data : "", e.len);
+  mh_buf_add(&s->wbuf, "\r\n", 2);
+  mh_buf_wipe(&line);
+  mh_buf_wipe(&e);
+}
+
 /* Whether entering st sends its commands as one PIPELINING group ([RSET,] MAIL,
 ** RCPT..., DATA; a sender check's MAIL and RSET).  The one exception to
 ** "whenever the server offers PIPELINING": the RSET that clears an earlier
@@ -967,7 +1026,7 @@ static void enter_state(mh_smtp *s, mh_smtp_state st) {
     case MH_SMTP_EHLO: put_cmd(s, "EHLO %s", s->helo); break;
     case MH_SMTP_HELO: put_cmd(s, "HELO %s", s->helo); break;
     case MH_SMTP_STARTTLS: put_cmd(s, "STARTTLS"); break;
-    case MH_SMTP_AUTH: s->auth_step = 0; auth_start(s); break;
+    case MH_SMTP_AUTH: s->auth_step = 0; s->auth_cancel[0] = '\0'; auth_start(s); break;
     case MH_SMTP_RSET:
     case MH_SMTP_MAIL:
       if (st == MH_SMTP_MAIL) s->need_rset = 1;
@@ -1121,6 +1180,20 @@ static void on_reply(mh_smtp *s) {
       }
       break;
     case MH_SMTP_AUTH:
+      if (s->auth_cancel[0]) {
+        /* the server's answer to our "*" (501, RFC 4954 4): the exchange is over,
+           the session still usable; the failure is the challenge's, said as such */
+        mh_buf_wipe(&s->auth_secret);
+        mh_buf_wipe(&s->auth_sent);
+        reply_copy(&s->decisive, r);
+        set_err(s, "auth", "%s", s->auth_cancel);
+        mh_debug("smtp: %s", s->errmsg);
+        s->auth_cancel[0] = '\0';
+        /* (a 2xx or 334 to "*" is no SMTP: the session ends) */
+        if (is2(code) || code == 334) finish(s, MH_EPROTO, MH_SMTP_CLOSED);
+        else finish(s, s->auth_cancel_rc, MH_SMTP_READY);
+        break;
+      }
       if (code == 235) {
         reply_copy(&s->decisive, r);
         mh_buf_wipe(&s->auth_secret);
@@ -1136,6 +1209,8 @@ static void on_reply(mh_smtp *s) {
           mh_buf_add(&s->wbuf, s->auth_ir.data, s->auth_ir.len);
           mh_buf_add(&s->wbuf, "\r\n", 2);
           mh_buf_wipe(&s->auth_ir);
+        } else if (s->mech == MH_SMTP_AUTH_CRAM_MD5 && s->auth_step == 1) {
+          cram_answer(s);
         } else if (s->mech == MH_SMTP_AUTH_LOGIN && s->auth_step <= 2) {
           mh_buf e = { 0 };
           mh_buf *v = s->auth_step == 1 ? &s->auth_user : &s->auth_secret;
@@ -1587,7 +1662,7 @@ static int start_op(mh_smtp *s, int op) {
 int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret) {
   int rc;
   if (mech != MH_SMTP_AUTH_PLAIN && mech != MH_SMTP_AUTH_LOGIN && mech != MH_SMTP_AUTH_XOAUTH2 &&
-      mech != MH_SMTP_AUTH_OAUTHBEARER)
+      mech != MH_SMTP_AUTH_OAUTHBEARER && mech != MH_SMTP_AUTH_CRAM_MD5)
     return MH_EINVAL;
   if ((rc = start_op(s, OP_AUTH)) < 0) return rc;
   mh_buf_wipe(&s->auth_user);

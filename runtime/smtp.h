@@ -80,7 +80,9 @@ enum {
   MH_SMTP_AUTH_PLAIN = 1 << 0,
   MH_SMTP_AUTH_LOGIN = 1 << 1,
   MH_SMTP_AUTH_XOAUTH2 = 1 << 2,
-  MH_SMTP_AUTH_OAUTHBEARER = 1 << 3
+  MH_SMTP_AUTH_OAUTHBEARER = 1 << 3,
+  MH_SMTP_AUTH_CRAM_MD5 = 1 << 4       /* RFC 2195: the password never crosses, an HMAC-MD5
+                                          of the server's challenge does (pwhash.h) */
 };
 
 typedef struct {

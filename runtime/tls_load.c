@@ -42,12 +42,13 @@ static struct {
   const char *(*error)(const mh_tls *);
   void (*get_info)(mh_tls *, mh_tls_info *);
   int (*check_ca_file)(const char *, char *, size_t);
-  /* pwhash.c, in the same module for the same reason (scrypt, RAND_bytes) */
+  /* pwhash.c, in the same module for the same reason (scrypt, RAND_bytes, HMAC-MD5) */
   int (*pw_make)(const char *, size_t, char *, size_t);
   int (*pw_check)(const char *, size_t, const char *);
   int (*pw_valid)(const char *);
   int (*random_hex)(char *, size_t);
   int (*ct_equal_str)(const void *, size_t, const void *, size_t);
+  int (*hmac_md5)(const void *, size_t, const void *, size_t, unsigned char *);
 } fn;
 static char load_err[PATH_MAX + 400];  /* why the module could not be loaded ("" once loaded) */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -73,7 +74,7 @@ static int try_load(const char *path) {
   SYM(check, "mh_tls_check") SYM(read, "mh_tls_read") SYM(write, "mh_tls_write")
   SYM(error, "mh_tls_error") SYM(get_info, "mh_tls_get_info") SYM(check_ca_file, "mh_tls_check_ca_file")
   SYM(pw_make, "mh_pwhash_make") SYM(pw_check, "mh_pwhash_check") SYM(pw_valid, "mh_pwhash_valid")
-  SYM(random_hex, "mh_random_hex") SYM(ct_equal_str, "mh_ct_equal_str")
+  SYM(random_hex, "mh_random_hex") SYM(ct_equal_str, "mh_ct_equal_str") SYM(hmac_md5, "mh_hmac_md5")
 #undef SYM
   load_err[0] = 0;
   return 0;
@@ -168,6 +169,13 @@ int mh_random_hex(char *out, size_t n) {
 int mh_ct_equal_str(const void *given, size_t glen, const void *secret, size_t slen) {
   if (need_module()) return 0;
   return fn.ct_equal_str(given, glen, secret, slen);
+}
+
+/* AUTH CRAM-MD5 (smtp.c): the module is loaded by the first login that uses it,
+** on a plain session too. */
+int mh_hmac_md5(const void *key, size_t keylen, const void *msg, size_t msglen, unsigned char out[16]) {
+  if (need_module()) return MH_EINVAL;
+  return fn.hmac_md5(key, keylen, msg, msglen, out);
 }
 
 /* No OpenSSL needed: every byte is compared whatever the others are. */

@@ -932,7 +932,7 @@ local function auth_refused(info)
 end
 
 -- A login that cannot be made with these settings, the server asked nothing:
--- no mechanism in common (ENOAUTH: a server offering only CRAM-MD5, or AUTH only
+-- no mechanism in common (ENOAUTH: a server offering only DIGEST-MD5, or AUTH only
 -- under TLS while tls = none), credentials refused in the clear (EPLAINAUTH), an
 -- empty password (EAUTH without a reply).  The server is up and answered: it
 -- was called "server unreachable", which sent the administrator to the network.

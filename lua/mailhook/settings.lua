@@ -60,7 +60,7 @@ local SCHEMA = {
   -- the one way credentials ever cross without TLS, whatever tls/tls_required say:
   -- an opt-in of its own, never a consequence of another setting (a demo's tls = none)
   { "allow_plaintext_auth", "bool", false },
-  { "auth_mechanism", "enum", nil, { "auto", "plain", "login", "xoauth2", "oauthbearer" } },
+  { "auth_mechanism", "enum", nil, { "auto", "plain", "login", "cram-md5", "xoauth2", "oauthbearer" } },
   { "username", "string" },
   { "password", "secret" },
   { "password_command", "string" },

@@ -1,7 +1,7 @@
 -- mailhook.smtp — the SMTP client as the rest of mailhook uses it: the security
 -- policy (tls = auto | implicit | starttls | none, never a silent downgrade),
--- failover over the server list, authentication (PLAIN, LOGIN, XOAUTH2,
--- OAUTHBEARER), and the Test button (smtp.test).  The protocol itself is the C
+-- failover over the server list, authentication (PLAIN, LOGIN, CRAM-MD5,
+-- XOAUTH2, OAUTHBEARER), and the Test button (smtp.test).  The protocol itself is the C
 -- client behind core.smtp (runtime/client.c: smtp.c's session on transport.c's
 -- TCP and TLS; l_smtp.c).
 --
@@ -70,6 +70,65 @@ local function mark_seen(key, mode)
   end
 end
 
+-- ------------------------------------- servers that greet late, in plain text
+
+-- tls = auto listens greeting_wait (1.5 s) for a greeting, then takes silence for
+-- implicit TLS and sends a ClientHello.  A plain server that delays its greeting
+-- on purpose (Exim's connect ACL `delay`, anti-spam greet pauses) sees input
+-- before its banner: Exim calls it a synchronisation error and hangs up, and
+-- fail2ban may ban the client; mailhook then connects again in plain text.  So
+-- such a server is remembered, apart from tls-seen (plain text is no TLS seen,
+-- and tls-seen's "TLS or nothing" must not be weakened), in
+-- SPOOL/state/greeting-late: one "host:port seconds" a line, the seconds its
+-- greeting took.  Its later sessions wait for the greeting (up to the greeting
+-- timeout) without probing.  A remembered server that then sends nothing at all
+-- is forgotten (it may have become an implicit-TLS port): the next session
+-- probes again.
+function M.greeting_late_path()
+  return (core.paths and core.paths.spool or "./spool") .. "/state/greeting-late"
+end
+
+local function late_set()
+  local set = {}
+  local text = core.fsutil.read(M.greeting_late_path())
+  for line in (text or ""):gmatch("[^\n]+") do
+    local key, secs = line:match("^(%S+)%s+([%d.]+)")
+    if key then set[key] = tonumber(secs) end
+  end
+  return set
+end
+
+-- Writes set (key -> seconds, nil: removed) as tls-seen is written.
+local function write_late(set, what)
+  local path = M.greeting_late_path()
+  local sp, err = core.spool.open(core.paths and core.paths.spool or "./spool")
+  if sp then sp:close() end
+  local lines = {}
+  for k, v in pairs(set) do lines[#lines + 1] = string.format("%s %.1f", k, v) end
+  table.sort(lines)
+  local ok, werr
+  if sp then ok, werr = core.fsutil.write_atomic(path, table.concat(lines, "\n") .. (#lines > 0 and "\n" or ""), 384) end
+  if not ok then
+    core.log("warn", "cannot record that " .. what .. " in " .. path .. ": " .. tostring(werr or err))
+  end
+end
+
+local function mark_late(key, secs)
+  local set = late_set()
+  if set[key] and math.abs(set[key] - secs) < 0.5 then return end
+  set[key] = secs
+  write_late(set, key .. " greets late in plain text")
+  core.log("info", string.format("smtp: %s greets in plain text after %.1f s (over greeting_wait): " ..
+    "remembered in %s, later sessions wait for its greeting without a TLS probe", key, secs, M.greeting_late_path()))
+end
+
+local function forget_late(key)
+  local set = late_set()
+  if not set[key] then return end
+  set[key] = nil
+  write_late(set, key .. " no longer greets")
+end
+
 -- ----------------------------------------------------------- policy
 
 local function servers_of(cfg)
@@ -93,10 +152,13 @@ end
 --   tls = none                -> none (refused when tls_required)
 --   tls = auto, port 465      -> implicit
 --   tls = auto, seen before   -> the mode that worked then (implicit or starttls)
+--   tls = auto, greets late   -> (late: greeting-late's set) no probe: "starttls" when
+--                                tls_required, else "opportunistic"; the greeting is
+--                                waited for up to the greeting timeout
 --   tls = auto, otherwise     -> "auto": the engine waits briefly for a greeting;
 --                                none means implicit TLS, a plain 220 means STARTTLS
 --                                (required when tls_required, else when offered)
-function M.mode_for(cfg, host, port, seen)
+function M.mode_for(cfg, host, port, seen, late)
   local tls = cfg.tls or "auto"
   if tls == "implicit" or tls == "starttls" then return tls end
   if tls == "none" then
@@ -111,6 +173,9 @@ function M.mode_for(cfg, host, port, seen)
   local known = seen[host .. ":" .. port]
   if known == "implicit" or known == "starttls" then return known end
   if port == 465 then return "implicit" end
+  if late and late[host .. ":" .. port] then
+    return tls_required(cfg) and "starttls" or "opportunistic"
+  end
   return "auto"
 end
 
@@ -142,11 +207,18 @@ end
 
 -- ----------------------------------------------------------- auth
 
--- Order when auth_mechanism is not set: the OAuth mechanisms when a token command
--- is configured, else PLAIN (one round trip) then LOGIN.
+-- Order when auth_mechanism is not set (msmtp's rule): the OAuth mechanisms
+-- when a token command is configured; else, under TLS, PLAIN (one round trip,
+-- and the server may keep its passwords in any form: hashed, LDAP, PAM), then
+-- LOGIN, then CRAM-MD5 (a server that offers only that); without TLS (only
+-- with allow_plaintext_auth, below) CRAM-MD5 first, so that the password
+-- itself never crosses in the clear when the server offers it.
 -- offered: the mechanisms mailhook speaks that the server offers; caps: the
 -- server's capability lines, to name the ones it offers that mailhook does not
--- speak (a server offering only CRAM-MD5 read "the server offers: none")
+-- speak (a server offering only DIGEST-MD5 read "the server offers: none")
+M.MECHS = { "plain", "login", "cram-md5", "xoauth2", "oauthbearer" }
+local ORDER_TLS = { "plain", "login", "cram-md5" }
+local ORDER_CLEAR = { "cram-md5", "plain", "login" }
 local function offered_text(offered, caps)
   local known, other = {}, {}
   for _, m in ipairs(offered) do known[m] = true end
@@ -158,13 +230,15 @@ local function offered_text(offered, caps)
   end
   local s = #offered > 0 and table.concat(offered, ", ") or "none"
   if #other > 0 then
-    s = s .. "; also " .. table.concat(other, ", ") .. ", which mailhook does not speak (it speaks plain, login, " ..
-        "xoauth2, oauthbearer)"
+    s = s .. "; also " .. table.concat(other, ", ") .. ", which mailhook does not speak (it speaks " ..
+        table.concat(M.MECHS, ", ") .. ")"
   end
   return s
 end
 
-local function choose_mech(cfg, offered, caps)
+-- choose_mech(cfg, offered, caps, tls) -> mechanism | nil, why.  tls: the session
+-- has TLS (implicit or after STARTTLS).
+local function choose_mech(cfg, offered, caps, tls)
   local set = {}
   for _, m in ipairs(offered) do set[m] = true end
   local want = cfg.auth_mechanism
@@ -176,11 +250,14 @@ local function choose_mech(cfg, offered, caps)
     end
     return want
   end
-  local order = cfg.oauth_token_command and { "oauthbearer", "xoauth2", "plain", "login" }
-                or { "plain", "login" }
+  local order = tls and ORDER_TLS or ORDER_CLEAR
+  if cfg.oauth_token_command then
+    order = { "oauthbearer", "xoauth2", table.unpack(order) }
+  end
   for _, m in ipairs(order) do if set[m] then return m end end
   return nil, "no usable authentication mechanism (the server offers: " .. offered_text(offered, caps) .. ")"
 end
+M.choose_mech = choose_mech
 
 -- Credentials never cross in the clear by accident: a session without TLS gets
 -- no AUTH unless allow_plaintext_auth = true, an opt-in of its own that no other
@@ -206,7 +283,7 @@ local function authenticate(c, cfg, security)
                    "allow_plaintext_auth = true for a server that cannot do TLS"),
       { class = "permanent", why = "plaintext_auth", starttls_offered = starttls })
   end
-  local mech, why = choose_mech(cfg, info.auth_offered or {}, info.capabilities)
+  local mech, why = choose_mech(cfg, info.auth_offered or {}, info.capabilities, security ~= "none")
   if not mech then return fail_info("ENOAUTH", "auth", why, { class = "permanent" }) end
   local oauth = mech == "xoauth2" or mech == "oauthbearer"
   local secret, err
@@ -242,6 +319,7 @@ function Session:info(...)
   local i = self.c:info()
   i.auth_mechanism = self.auth_mechanism
   i.helo = self.helo
+  i.greeting_late = self.greeting_late
   return i
 end
 
@@ -518,12 +596,15 @@ function M.connect(cfg, report, limits, ...)
       { class = "permanent", why = "not_set" })   -- no server was asked: no hint about one
   end
   local seen = seen_set()
+  local late = late_set()
   local helo = M.helo(cfg)
   local port = tonumber(cfg.port) or ((cfg.tls == "implicit") and 465 or 25)
   local last_err, last_info
   report.attempts = {}
   for _, host in ipairs(list) do
-    local mode, why = M.mode_for(cfg, host, port, seen)
+    local mode, why = M.mode_for(cfg, host, port, seen, late)
+    local key = host .. ":" .. port
+    local remembered = (cfg.tls or "auto") == "auto" and mode ~= "auto" and late[key] and not seen[key]
     if not mode then return fail_info("EDOWNGRADE", "tls", why, { class = "permanent" }) end
     local c, ok, err, info
     local function attempt()
@@ -540,29 +621,42 @@ function M.connect(cfg, report, limits, ...)
       ok, err, info = c:open()
     end
     attempt()
+    local probed = false
     if not ok and info.plain_smtp and (cfg.tls or "auto") == "auto" then
       c:close()
       mode = fallback_mode(cfg, host, port, seen)
+      probed = true
       attempt()
     end
     local ci = c:info()
+    -- a plain greeting later than greeting_wait: the probe cost a connection (and,
+    -- with Exim, a synchronisation error); remembered so that it is not repeated
+    if probed and ci.greeting_after then
+      mark_late(key, ci.greeting_after)
+      ci.greeting_late = "probed"
+    elseif remembered then
+      if ci.greeting_after then ci.greeting_late = "remembered"
+      elseif not ok and info.code == "ETIMEDOUT" and info.waited == "greeting" then
+        forget_late(key)   -- not one byte: perhaps an implicit-TLS port now; probe next time
+      end
+    end
     report.info = ci
     report.attempts[#report.attempts + 1] = { server = host, port = port, mode = mode, error = err }
     if ok then
-      local key = host .. ":" .. port
       if ci.security ~= "none" then mark_seen(key, ci.security)
       elseif seen[key] then
         c:close()
         return fail_info("EDOWNGRADE", "tls", key .. " was seen with TLS before and now offers none; " ..
           "refusing plain text (a downgrade attack, or a server misconfiguration)")
       end
-      local s = setmetatable({ c = c, server = host, helo = helo }, Session)
+      local s = setmetatable({ c = c, server = host, helo = helo, greeting_late = ci.greeting_late }, Session)
       passed(report, "connect")
       if ci.security ~= "none" then passed(report, "tls") end
       if cfg.auth then
         local mech, aerr, ainfo = authenticate(c, cfg, ci.security)
         if not mech then
           report.info = c:info()
+          report.info.greeting_late = ci.greeting_late
           c:quit()
           c:close()
           return nil, aerr, ainfo

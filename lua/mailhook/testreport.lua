@@ -17,7 +17,7 @@ M.HINT = {
   auth = "authentication failed: check `username`, `password`/`password_command`, `auth_mechanism`",
   -- (ENOAUTH: no login was tried, so the credentials are not in question)
   no_mechanism = "the server offers no login mechanism mailhook speaks (PLAIN, LOGIN, XOAUTH2, " ..
-    "OAUTHBEARER; CRAM-MD5, DIGEST-MD5, NTLM and GSSAPI are not spoken): enable PLAIN or LOGIN " ..
+    "OAUTHBEARER, CRAM-MD5; DIGEST-MD5, NTLM and GSSAPI are not spoken): enable PLAIN or LOGIN " ..
     "on the server (under TLS), or use its port that offers them (often 587 or 465); the " ..
     "username and password were not sent, so they are not in question",
   no_mechanism_auth = "the server offers no login on this port at all (no AUTH in its EHLO reply): " ..
@@ -265,6 +265,19 @@ local function info_rows(out, cfg, i, stage, failure)
     sec = "not negotiated: the session ended before EHLO"
   end
   row("security", sec)
+  -- tls = auto and a plain greeting later than greeting_wait (mailhook.smtp, greeting-late)
+  if i.greeting_late then
+    local path = require("mailhook.smtp").greeting_late_path()
+    local after = string.format("in plain text after %.1f s", tonumber(i.greeting_after) or 0)
+    if i.greeting_late == "probed" then
+      row("greeting", after .. ", later than greeting_wait: mailhook took the silence for implicit " ..
+        "TLS, the server answered its ClientHello in plain text, so it connected again and waited " ..
+        "for the greeting; remembered in " .. path .. ": later sessions wait for it without a TLS probe")
+    else
+      row("greeting", after .. ": a server known to greet late (" .. path .. "), waited for " ..
+        "without a TLS probe")
+    end
+  end
   if i.cert and (i.cert.subject or "") ~= "" then
     row("certificate", "subject " .. i.cert.subject)
     row("", "issuer  " .. (i.cert.issuer or "?"))
@@ -373,7 +386,8 @@ function M.data(cfg, opts, report, msg, info)
     connection = i.server and {
       server = i.server, address = (i.address ~= "" and i.address) or nil, port = i.port,
       security = i.security, tls_version = i.tls_version, cipher = i.cipher, certificate = cert,
-      capabilities = caps, auth_mechanism = i.auth_mechanism, auth_offered = json.array(i.auth_offered or {}) } or nil,
+      capabilities = caps, auth_mechanism = i.auth_mechanism, auth_offered = json.array(i.auth_offered or {}),
+      greeting_after = i.greeting_after, greeting_late = i.greeting_late } or nil,
     from_accepted = rep.from_accepted or false, sent = rep.sent or false,
     test_reply = rep.sent and rep.reply or nil,
     failed_stage = failed, error = not report and tostring(msg) or nil,

@@ -4,6 +4,9 @@
 # only after STARTTLS); a wrong password (535) fails no message: the service logs once
 # that the server refuses the login, retries less and less often (Exim's log counts the
 # attempts), and delivers at once after `mailhook update password=...` and a SIGHUP.
+# AUTH CRAM-MD5 against Exim's cram_md5 authenticator, the only mechanism it offers:
+# under STARTTLS and in plain text (allow_plaintext_auth), Exim checking the HMAC; a
+# wrong password is Exim's 535; the password is in no log, -v's included.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/mta.sh"
@@ -78,5 +81,41 @@ sc_auth_refused() {
   stop_mta E
 }
 
-mta_scenarios sc_auth_passwords sc_auth_refused
+sc_auth_cram() {
+  local CPW="cr4m-pässwört-$(printf 'k%.0s' $(seq 40))" tls out
+  [ -s "$T/certs/ca.crt" ] || make_certs "$T/certs" || { ok 1 "certificates"; return; }
+  start_exim X --tls "$T/certs" --auth-cram "mh-user:$CPW" || { ok 1 "exim starts"; return; }
+  # (plain text first: a server once reached with TLS gets no plain text after, tls-seen)
+  for tls in none starttls; do
+    local more=(tls=starttls tls_required=true)
+    [ "$tls" = none ] && more=(tls=none tls_required=false allow_plaintext_auth=true)
+    mta_mh "cram-$tls" "$X" "${more[@]}" tls_ca_file="$T/certs/ca.crt" auth=true username=mh-user password="$CPW"
+    mh_test "$CONF"
+    is "$RC" 0 "Exim offering only CRAM-MD5, tls=$tls: mailhook test passes${ERR:+ ($ERR)}"
+    like "$OUT" "auth +CRAM-MD5 as mh-user" "tls=$tls: it logs in with CRAM-MD5"
+    mta_queue "cram-$tls" 2 a@x.example
+    out=$(MAILHOOK_LOG_LEVEL=debug timeout 120 "$MAILHOOK" -v -c "$CONF" -s "$SPOOL" flush --timeout 90 2>&1)
+    is "$?" 0 "tls=$tls: flush delivers (${out##*$'\n'})"
+    printf '%s\n' "$out" >> "$T/flush.log"
+    wait_for 30 mta_idle X
+    mta_once X "cram-$tls" 2 a@x.example
+    if [ "$tls" = starttls ]; then
+      like "$(grep "id=cram-$tls-1@test" "$X_LOG")" " X=TLS1\.[23][^ ]* .*A=cram:mh-user " \
+        "tls=$tls: exim received it under TLS, authenticated with CRAM-MD5"
+    else
+      like "$(grep "id=cram-$tls-1@test" "$X_LOG")" " A=cram:mh-user " "tls=$tls: exim authenticated it with CRAM-MD5"
+    fi
+  done
+  mta_mh cram-bad "$X" tls=starttls tls_required=true tls_ca_file="$T/certs/ca.crt" auth=true username=mh-user \
+    password=wrong-password
+  mh_test "$CONF"
+  is "$RC" 1 "CRAM-MD5 with a wrong password: mailhook test fails"
+  like "$ERR" "authentication failed: 535" "with Exim's 535"
+  like "$(cat "$X_LOG")" "cram authenticator failed" "exim saw the failed CRAM-MD5 login"
+  unlike "$(cat "$T/flush.log" "$X_DIR"/log/* 2>/dev/null)$OUT" "pässwört|kkkkkkkkkk|wrong-password" \
+    "the password is in no log (-v included)"
+  stop_mta X
+}
+
+mta_scenarios sc_auth_passwords sc_auth_refused sc_auth_cram
 done_testing

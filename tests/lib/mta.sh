@@ -26,6 +26,10 @@
 #                              "452 4.5.3 too many recipients" (RFC 5321 §4.5.3.1.10)
 #       --tls CERTDIR          STARTTLS with CERTDIR/server.crt and .key (tests/peers/mkcerts)
 #       --auth USER:PASS       AUTH PLAIN and LOGIN, offered only under TLS, required before MAIL
+#       --auth-cram USER:PASS  AUTH CRAM-MD5 (Exim's cram_md5 driver), offered with or without
+#                              TLS, required before MAIL (PASS: no '{', '}', '$' or ':')
+#       --connect-delay SECS   acl_smtp_connect `delay = SECS`: the greeting comes SECS late,
+#                              and input before it is a synchronisation error (554, the end)
 #       --reply-rcpt ADDR=REPLY    RCPT TO:<ADDR> answered REPLY ("550 5.1.1 ...", "451 ...")
 #       --reply-data SENDER=REPLY  a message from SENDER answered REPLY after its final dot
 #   start_opensmtpd VAR [options]   OpenSMTPD (smtpd -d -f CONF) in its own mount namespace;
@@ -333,6 +337,7 @@ _start_exim() {
 _exim_conf() {
   local dir=$1 port=$2; shift 2
   local sync=true pipe='*' chunk='*' eightbit=true utf8='*' size=50M maxconn=1000 tls="" auth="" rcptmax=0 acceptmax=100
+  local cram="" cdelay=""
   local rcpt_acl="" data_acl="" n=0 kv addr reply verb
   while [ $# -gt 0 ]; do
     case $1 in
@@ -347,6 +352,8 @@ _exim_conf() {
       --accept-max) acceptmax=$2; shift ;;
       --tls) tls=$2; shift ;;
       --auth) auth=$2; shift ;;
+      --auth-cram) cram=$2; shift ;;
+      --connect-delay) cdelay=$2; shift ;;
       --reply-rcpt|--reply-data)
         kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
         case $reply in 4*) verb=defer ;; *) verb=deny ;; esac
@@ -408,6 +415,20 @@ login:
   server_set_id = \$auth1
   server_advertise_condition = \${if def:tls_in_cipher}"
   fi
+  if [ -n "$cram" ]; then
+    local cuser=${cram%%:*} cpass=${cram#*:}
+    mail_acl="  deny !authenticated = *
+       message = 530 5.7.0 authentication required
+  accept"
+    auths+="
+cram:
+  driver = cram_md5
+  public_name = CRAM-MD5
+  server_secret = \${if eq{\$auth1}{$cuser}{$cpass}fail}
+  server_set_id = \$auth1"
+  fi
+  local connect_acl=""
+  [ -z "$cdelay" ] || connect_acl="acl_smtp_connect = acl_connect"
   ( umask 022
     cat > "$dir/exim.conf" <<EOF
 # written by tests/lib/mta.sh for one test: nothing here is the machine's Exim.
@@ -439,11 +460,14 @@ smtputf8_advertise_hosts = $utf8
 message_size_limit = $size
 $tls_conf
 log_selector = +smtp_protocol_error +smtp_syntax_error +smtp_connection +received_recipients +pipelining
+$connect_acl
 acl_smtp_mail = acl_mail
 acl_smtp_rcpt = acl_rcpt
 acl_smtp_data = acl_data
 
 begin acl
+acl_connect:
+  accept delay = ${cdelay:-0s}
 acl_mail:
 $mail_acl
 acl_rcpt:

@@ -122,7 +122,7 @@ local cases = {
     "fsutil.try_lock: path must be at most 4095 bytes (got 4201)" },
   -- methods: through pcall lauxlib named them '?' ("bad argument #2 to '?'")
   { "smtp auth mechanism", conn.auth, { conn, "cram", "u", "p" },
-    "smtp auth: mechanism must be plain, login, xoauth2 or oauthbearer (got 'cram')" },
+    "smtp auth: mechanism must be plain, login, cram-md5, xoauth2 or oauthbearer (got 'cram')" },
   { "smtp auth user", conn.auth, { conn, "plain", {}, "p" }, "smtp auth: user must be a string (got table)" },
   { "smtp auth secret", conn.auth, { conn, "plain", "u" }, "smtp auth: secret must be a string (got no value)" },
   { "smtp submit sender", conn.submit, { conn, nil, {}, "d", n = 4 }, "smtp submit: sender must be a string (got nil)" },

@@ -126,7 +126,7 @@ tap.test("malformed files name FILE:LINE", function(t)
     { "from = not an address\n", ":1: from: 'not an address' is not a valid address" },
     { "tls = maybe\n", ":1: tls: must be one of auto, implicit, starttls, none" },
     { "tls_min_version = 1.4\n", ":1: tls_min_version: must be one of 1.0, 1.1, 1.2, 1.3" },
-    { "auth_mechanism = cram-md5\n", ":1: auth_mechanism: must be one of" },
+    { "auth_mechanism = digest-md5\n", ":1: auth_mechanism: must be one of" },
     { "enabled = perhaps\n", ":1: enabled: must be true or false" },
     { "retry_max = soon\n", ":1: retry_max: must be a positive duration" },
     { "data_timeout = 400d\n", ":1: data_timeout: must be at most 365d, the longest wait the SMTP engine takes" },

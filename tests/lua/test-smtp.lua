@@ -57,6 +57,21 @@ tap.test("a failed connect says its cause by errno name, for code to read (not t
   srv:close()
 end)
 
+tap.test("auth mechanism order: under TLS PLAIN, LOGIN, CRAM-MD5; without TLS CRAM-MD5 first", function(t)
+  local all = { "login", "cram-md5", "plain" }
+  t:is(smtp.choose_mech({}, all, nil, true), "plain", "TLS: PLAIN first")
+  t:is(smtp.choose_mech({}, { "cram-md5", "login" }, nil, true), "login", "TLS: LOGIN before CRAM-MD5")
+  t:is(smtp.choose_mech({}, { "cram-md5" }, nil, true), "cram-md5", "TLS: CRAM-MD5 when it is all there is")
+  t:is(smtp.choose_mech({}, all, nil, false), "cram-md5", "no TLS: CRAM-MD5 first")
+  t:is(smtp.choose_mech({}, { "login", "plain" }, nil, false), "plain", "no TLS, no CRAM-MD5: PLAIN")
+  t:is(smtp.choose_mech({ auth_mechanism = "cram-md5" }, all, nil, true), "cram-md5", "auth_mechanism = cram-md5")
+  t:is(smtp.choose_mech({ oauth_token_command = "x" }, { "xoauth2", "cram-md5" }, nil, false), "xoauth2",
+       "a token command: OAuth first")
+  local m, why = smtp.choose_mech({}, {}, { "AUTH,DIGEST-MD5" }, true)
+  t:is(m, nil, "nothing in common")
+  t:like(why, "also DIGEST%-MD5, which mailhook does not speak %(it speaks plain, login, cram%-md5", "named")
+end)
+
 tap.test("tls policy", function(t)
   local seen = { ["a:25"] = "starttls", ["b:2525"] = "implicit" }
   t:is(smtp.mode_for({ tls = "auto" }, "x", 465, {}), "implicit", "auto on 465: implicit")
@@ -67,6 +82,39 @@ tap.test("tls policy", function(t)
   t:is(smtp.mode_for({ tls = "none", auth = true }, "x", 25, {}), nil, "none + auth refused (required by default)")
   t:is(smtp.mode_for({ tls = "none", tls_required = false }, "a", 25, seen), nil, "none for a server seen with TLS")
   t:is(smtp.mode_for({ tls = "none", tls_required = false }, "x", 25, {}), "none", "none otherwise")
+  -- a plain server remembered as greeting late (state/greeting-late): no probe
+  local late = { ["x:25"] = 3.0, ["a:25"] = 3.0, ["y:465"] = 3.0 }
+  t:is(smtp.mode_for({ tls = "auto", tls_required = false }, "x", 25, {}, late), "opportunistic",
+       "greets late: wait for the greeting, STARTTLS when offered")
+  t:is(smtp.mode_for({ tls = "auto", tls_required = true }, "x", 25, {}, late), "starttls",
+       "greets late, tls_required: STARTTLS required")
+  t:is(smtp.mode_for({ tls = "auto" }, "a", 25, seen, late), "starttls", "tls-seen wins")
+  t:is(smtp.mode_for({ tls = "auto" }, "y", 465, {}, late), "implicit", "465 stays implicit")
+  t:is(smtp.mode_for({ tls = "starttls" }, "x", 25, {}, late), "starttls", "a forced mode stays")
+end)
+
+tap.test("a server remembered as greeting late is not probed; one that then sends nothing is forgotten", function(t)
+  local dir = os.tmpname()
+  os.remove(dir)
+  local saved = core.paths.spool
+  core.paths.spool = dir
+  local sp = assert(core.spool.open(dir))
+  sp:close()
+  local f = peers.fault("stall\n")
+  local key = "127.0.0.1:" .. f.port
+  local fh = assert(io.open(smtp.greeting_late_path(), "w"))
+  fh:write("other.example:25 4.0\n", key, " 3.0\n")
+  fh:close()
+  local s, err, info = smtp.connect { server = { "127.0.0.1" }, port = f.port, tls = "auto", tls_required = false,
+                                      command_timeout = 0.3, greeting_wait = 0.2 }
+  t:is(s, nil, "a silent server: fails")
+  t:is(info and info.waited, "greeting", "waiting for the greeting (" .. tostring(err) .. ")")
+  t:ok(info and not info.tls_probe, "and no ClientHello was sent")
+  local text = core.fsutil.read(smtp.greeting_late_path()) or ""
+  t:is(text, "other.example:25 4.0\n", "its line is gone (the next session probes), the others stay")
+  f.stop()
+  core.paths.spool = saved
+  os.execute("rm -rf '" .. dir .. "'")
 end)
 
 -- The waiter gets the library's failure, naming what it waited in and the

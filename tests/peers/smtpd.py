@@ -310,11 +310,19 @@ class OAuth:
 
 
 class CramMD5:
-    """--auth-mechs: CRAM-MD5 (RFC 2195) against --auth's USER:PASS."""
+    """--auth-mechs: CRAM-MD5 (RFC 2195) against --auth's USER:PASS: the answer's
+    HMAC-MD5 of the challenge under the password is checked, not merely its shape.
+    --cram-bad-challenge sends a challenge that is no base64.  DIGEST-MD5 is only
+    advertised (a mechanism mailhook does not speak): any attempt fails."""
+    bad_challenge = False
 
     async def auth_CRAM__MD5(self, server, args):
         import hmac
         challenge = ("<%d.%d@%s>" % (os.getpid(), time.time_ns(), self.hostname)).encode()
+        if self.bad_challenge:
+            blob = await self.challenge_auth("not*base64!", encode_to_b64=False)
+            self._authenticator.log("auth", "fail", "CRAM-MD5", "bad-challenge:%r" % (blob,))
+            return AuthResult(success=False, handled=True)
         blob = await self.challenge_auth(challenge)
         if not isinstance(blob, bytes):
             return AuthResult(success=False, handled=True)
@@ -324,6 +332,10 @@ class CramMD5:
                 hmac.compare_digest(digest, hmac.new(a.password, challenge, "md5").hexdigest().encode()))
         a.log("auth", "ok" if good else "fail", "CRAM-MD5", user.decode(errors="replace"))
         return AuthResult(success=good, handled=False, auth_data=LoginPassword(user, b""))
+
+    async def auth_DIGEST__MD5(self, server, args):
+        self._authenticator.log("auth", "fail", "DIGEST-MD5", "?")
+        return AuthResult(success=False, handled=False)
 
 
 def send_handshake_alerts():
@@ -406,7 +418,10 @@ def main():
     p.add_argument("--auth-optional", action="store_true", help="offer AUTH but accept mail without it")
     p.add_argument("--auth-in-clear", action="store_true", help="offer AUTH before TLS (a bad server)")
     p.add_argument("--auth-mechs", help="with --auth: the mechanisms offered, in this order (comma-separated "
-                   "among PLAIN, LOGIN, CRAM-MD5; default PLAIN and LOGIN); '' offers AUTH with none")
+                   "among PLAIN, LOGIN, CRAM-MD5, DIGEST-MD5 (advertised only); default PLAIN and LOGIN); "
+                   "'' offers AUTH with none")
+    p.add_argument("--cram-bad-challenge", action="store_true",
+                   help="with --auth-mechs CRAM-MD5: the challenge is no base64 (a broken server)")
     p.add_argument("--maildir", help="store each accepted message here as NNNNNN.eml + .json")
     p.add_argument("--log", help="append one line per session event to this file")
     p.add_argument("--reply-rcpt", action="append", default=[], metavar="ADDR=REPLY",
@@ -491,10 +506,11 @@ def main():
     if o.auth_mechs is not None:
         want = [m.strip().upper() for m in o.auth_mechs.split(",") if m.strip()]
         for m in want:
-            if m not in ("PLAIN", "LOGIN", "CRAM-MD5"):
-                sys.exit("smtpd.py: --auth-mechs: PLAIN, LOGIN or CRAM-MD5, got %r" % m)
-        kwargs["auth_exclude_mechanism"] = [m for m in ("PLAIN", "LOGIN", "CRAM-MD5") if m not in want]
-        cls = type("MechServer", (CramMD5, Server), {})
+            if m not in ("PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5"):
+                sys.exit("smtpd.py: --auth-mechs: PLAIN, LOGIN, CRAM-MD5 or DIGEST-MD5, got %r" % m)
+        kwargs["auth_exclude_mechanism"] = [m for m in ("PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5")
+                                            if m not in want]
+        cls = type("MechServer", (CramMD5, Server), {"bad_challenge": o.cram_bad_challenge})
     if o.token:
         cls = type("OAuthServer", (OAuth, Server), {"token": o.token})
     server = loop.run_until_complete(loop.create_server(

@@ -9,6 +9,7 @@
 #include "tap.h"
 #include "error.h"
 #include "pwhash.h"
+#include "b64.h"
 
 static void test_roundtrip(void) {
   char a[MH_PWHASH_LEN], b[MH_PWHASH_LEN];
@@ -70,7 +71,35 @@ static void test_random(void) {
   ok(mh_ct_equal_str("", 0, "", 0), "two empty strings are");
 }
 
+/* HMAC-MD5 for AUTH CRAM-MD5: RFC 2202's test cases 2 and 6 (a key longer than
+** the block, hashed first) and RFC 2195's example; and the strict base64 decoder
+** its challenge goes through (b64.h). */
+static void test_hmac_md5(void) {
+  unsigned char mac[16], key[80], raw[64];
+  char hex[33];
+  static const struct { const char *key; size_t klen; const char *msg; const char *want; } v[] = {
+    { "Jefe", 4, "what do ya want for nothing?", "750c783e6ab0b503eaa86e310a5db738" },
+    { NULL, 80, "Test Using Larger Than Block-Size Key - Hash Key First", "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd" },
+    { "tanstaaftanstaaf", 16, "<1896.697170952@postoffice.reston.mci.net>", "b913a602c7eda7a495b4e6e7334d3890" } };
+  memset(key, 0xaa, sizeof key);
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    is_int(mh_hmac_md5(v[i].key ? v[i].key : (const char *)key, v[i].klen, v[i].msg, strlen(v[i].msg), mac), 0,
+           "hmac-md5 %zu", i);
+    for (int k = 0; k < 16; k++) snprintf(hex + 2 * k, 3, "%02x", mac[k]);
+    is_str(hex, v[i].want, "  its value");
+  }
+  is_int((int)mh_b64_decode(raw, "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+", 56), 42, "b64: 42 bytes");
+  ok(memcmp(raw, "<1896.697170952@postoffice.reston.mci.net>", 42) == 0, "b64: the challenge");
+  is_int((int)mh_b64_decode(raw, "QQ==", 4), 1, "b64: padded");
+  is_int((int)mh_b64_decode(raw, "QUI", 3), 2, "b64: unpadded");
+  is_int((int)mh_b64_decode(raw, "", 0), 0, "b64: empty");
+  static const char *const bad[] = { "Q", "QQ=", "Q=Q=", "QQ==QQ==", "QQ QQ", "QQ\r\n", "===", "QQ*=" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    is_int((int)mh_b64_decode(raw, bad[i], strlen(bad[i])), -1, "b64: '%s' refused", bad[i]);
+}
+
 int main(void) {
+  test_hmac_md5();
   test_roundtrip();
   test_refused();
   test_random();

@@ -939,6 +939,76 @@ static void test_auth_echo_masked(void) {
   mh_buf_free(&r.out);
 }
 
+/* AUTH CRAM-MD5 (RFC 2195): the example of its section 2, byte for byte; the
+** server's 535 as for the other mechanisms; a challenge that is no base64
+** (or empty) cancelled with "*" and nothing derived from the password sent;
+** the answer masked in an echo.  Order and choice are mailhook.smtp's. */
+static void test_auth_cram_md5(void) {
+  rec r = { 0 };
+  char reply[600];
+  mh_smtp *s = opened(&r, "250-mx\r\n250 AUTH LOGIN CRAM-MD5 PLAIN\r\n");
+  is_int(mh_smtp_get_caps(s)->auth, MH_SMTP_AUTH_PLAIN | MH_SMTP_AUTH_LOGIN | MH_SMTP_AUTH_CRAM_MD5,
+         "CRAM-MD5 parsed from EHLO");
+  is_int(mh_smtp_auth(s, MH_SMTP_AUTH_CRAM_MD5, "tim", "tanstaaftanstaaf"), 0, "AUTH CRAM-MD5 starts");
+  is_str(take(&r), "AUTH CRAM-MD5\r\n", "the command, no initial response");
+  /* base64 of "<1896.697170952@postoffice.reston.mci.net>" (RFC 2195 2) */
+  feed(s, "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n");
+  /* base64 of "tim b913a602c7eda7a495b4e6e7334d3890", the RFC's answer */
+  is_str(take(&r), "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n",
+         "the RFC 2195 response: tim b913a602c7eda7a495b4e6e7334d3890");
+  feed(s, "235 2.7.0 ok\r\n");
+  is_int(r.rc, 0, "authenticated");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "ready");
+  mh_smtp_free(s);
+
+  /* a wrong password: 535, as PLAIN and LOGIN get it; an echo of the answer masked */
+  s = opened(&r, "250-mx\r\n250 AUTH CRAM-MD5\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_CRAM_MD5, "tim", "wrong-secret");
+  take(&r);
+  feed(s, "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n");
+  const char *a = take(&r);
+  char sent[200];
+  snprintf(sent, sizeof sent, "%.*s", (int)strcspn(a, "\r"), a);
+  snprintf(reply, sizeof reply, "535 5.7.8 %s: authentication failed\r\n", sent);
+  feed(s, reply);
+  is_int(r.rc, MH_EAUTH, "refused: MH_EAUTH");
+  is_str(mh_smtp_stage(s), "auth", "stage auth");
+  is_int(mh_smtp_last_reply(s)->code, 535, "the server's 535 kept");
+  is_int(mh_smtp_get_state(s), MH_SMTP_READY, "session still usable after 535");
+  no_creds(s, "wrong-secret", sent, "CRAM-MD5");
+  mh_smtp_free(s);
+
+  /* challenges that are not base64, and an empty one: cancelled */
+  static const char *const bad[] = { "334 not*base64!\r\n", "334 PDE4OTYu=jk3\r\n", "334 \r\n",
+                                     "334 A\r\n", "334 PDE4 OTYu\r\n" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    s = opened(&r, "250-mx\r\n250 AUTH CRAM-MD5\r\n");
+    mh_smtp_auth(s, MH_SMTP_AUTH_CRAM_MD5, "tim", "tanstaaftanstaaf");
+    take(&r);
+    feed(s, bad[i]);
+    is_str(take(&r), "*\r\n", "bad challenge %zu: cancelled with '*'", i);
+    is_int(r.done, 0, "  the operation waits for the reply to '*'");
+    feed(s, "501 5.7.0 AUTH aborted\r\n");
+    is_int(r.rc, MH_EPROTO, "  then fails as a protocol error");
+    is_str(mh_smtp_stage(s), "auth", "  at stage auth");
+    ok(strstr(mh_smtp_errmsg(s), "CRAM-MD5 challenge is not") != NULL, "  said: %s", mh_smtp_errmsg(s));
+    is_int(mh_smtp_get_state(s), MH_SMTP_READY, "  the session is usable");
+    mh_smtp_free(s);
+  }
+
+  /* a server that takes "*" for an answer (235): no SMTP, the session ends */
+  s = opened(&r, "250-mx\r\n250 AUTH CRAM-MD5\r\n");
+  mh_smtp_auth(s, MH_SMTP_AUTH_CRAM_MD5, "tim", "tanstaaftanstaaf");
+  take(&r);
+  feed(s, "334 %%%\r\n");
+  take(&r);
+  feed(s, "235 2.7.0 ok\r\n");
+  is_int(r.rc, MH_EPROTO, "235 to '*': a protocol error");
+  is_int(mh_smtp_get_state(s), MH_SMTP_CLOSED, "and the session is closed");
+  mh_smtp_free(s);
+  mh_buf_free(&r.out);
+}
+
 /* Issue 10.4, defence in depth: whatever a caller passes, no CR, LF, NUL,
 ** space or angle bracket gets into MAIL FROM:<...> or RCPT TO:<...>. */
 static void test_command_injection(void) {
@@ -1076,6 +1146,7 @@ int main(void) {
   test_starttls();
   test_auth();
   test_auth_long_token();
+  test_auth_cram_md5();
   test_check_sender_and_quit();
   test_check_sender_rcpt();
   test_timeouts_and_421();
