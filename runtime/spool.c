@@ -2156,13 +2156,21 @@ static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, c
 ** item in, submit.printable), at most MH_ENV_BAD_MAX of them (the rest
 ** counted).  why is shown already: a constant, mh_msg_check_addr's, or the
 ** err of a fail() that quoted the item (names_resolve), never escaped twice
-** (a typed backslash would read \x5Cx5C, an item's TAB \x5Cx09).  0 or
-** MH_ENOMEM. */
+** (a typed backslash would read \x5Cx5C, an item's TAB \x5Cx09).  Cut as
+** submit.shown cuts the item `sendmail -t` keeps: its first ENV_BAD_CUT bytes
+** as written, shown, then "..." -- never the shown text, whose cut split an
+** escape ("\x5C" kept as a bare "\" before the "...").  0 or MH_ENOMEM. */
+#define ENV_BAD_CUT 200
 static int env_bad(mh_env *env, const char *a, const char *why) {
-  char v[VIS_LEN], w[VIS_LEN];
-  vis(a, v);
+  char v[VIS_LEN], w[VIS_LEN], head[ENV_BAD_CUT + 1];
+  size_t alen = strlen(a);
+  if (alen > ENV_BAD_CUT) {
+    memcpy(head, a, ENV_BAD_CUT);
+    head[ENV_BAD_CUT] = '\0';
+  }
+  vis(alen > ENV_BAD_CUT ? head : a, v);   /* at most 4 * ENV_BAD_CUT bytes: "..." fits */
+  if (alen > ENV_BAD_CUT) strcat(v, "...");
   vis_shown(why, w);
-  if (strlen(v) > 300) memcpy(v + 297, "...", 4);
   for (size_t i = 0; i < env->nbad; i++)
     if (!strcmp(env->bad[i].rcpt, v)) return 0;
   if (env->nbad >= MH_ENV_BAD_MAX) { env->nbad_more++; return 0; }

@@ -108,4 +108,20 @@ unlike "$(cat "$T/why")" 'x5Cx5C|x5Cx1B|x5Cx07' "  and why quotes each once, nev
 printf '%s\r\nSubject: s\r\n\r\nbody\r\n' "$h" | mh -s "$S2" sendmail -t -i 2>/dev/null
 is "$(kept "$S2" "" 2>/dev/null)" "$got" "  sendmail -t keeps the same text"
 rm -f "$S1/pickup/bs.eml"
+
+# A long item left out: both parsers keep the same text, cut the same way (at 200
+# bytes of what was written, then "...", as every quoted value: submit.shown), and a
+# cut never splits an escape (before, the drop-in cut its shown text at 297 bytes:
+# "N<ESC>" 120 times kept as "...N\x1BN\..." with a bare backslash, a 249-byte
+# item kept whole where sendmail -t kept 200).
+for item in "$(printf 'Name%.0s\\' $(seq 150))" "$(printf 'Ann %.0s' $(seq 62))x" \
+            "$(printf 'N%.0s\033' $(seq 120))"; do
+  printf 'To: d@example.org, %s\r\nSubject: s\r\n\r\nbody\r\n' "$item" > "$T/m"
+  mv "$T/m" "$S1/pickup/long.eml"
+  got=$(kept "$S1" long.eml 2>/dev/null)
+  printf 'To: d@example.org, %s\r\nSubject: s\r\n\r\nbody\r\n' "$item" | mh -s "$S2" sendmail -t -i 2>/dev/null
+  is "$(kept "$S2" "" 2>/dev/null)" "$got" "a ${#item}-byte item: sendmail -t keeps the drop-in's text (${got:0:24}...${got: -12})"
+  unlike "$got" '\\(x?[0-9A-F]?)?\.\.\.$' "  its cut splits no escape"
+  rm -f "$S1/pickup/long.eml"
+done
 done_testing
