@@ -124,4 +124,17 @@ for item in "$(printf 'Name%.0s\\' $(seq 150))" "$(printf 'Ann %.0s' $(seq 62))x
   unlike "$got" '\\(x?[0-9A-F]?)?\.\.\.$' "  its cut splits no escape"
   rm -f "$S1/pickup/long.eml"
 done
+
+# A reason too long for the spool's 256-byte message ("no usable recipient: 'AAA\x1B..."):
+# cut with "...", never inside an escape (before, it ended "\x1B\x1" or "\x": a stray
+# backslash, and no sign that it was cut).
+for k in 0 1 2 3; do
+  printf 'To: %s%s\r\nSubject: s\r\n\r\nbody\r\n' "$(printf '%*s' $k '' | tr ' ' A)" "$(printf '\033%.0s' $(seq 70))" \
+    > "$T/m"
+  mv "$T/m" "$S1/pickup/nr$k.eml"
+  r=$(mh -s "$S1" queue --json | /usr/bin/python3 -c 'import json,sys
+print([e for e in json.load(sys.stdin) if e["id"] == sys.argv[1]][0].get("reason") or "")' "nr$k.eml")
+  like "$r" "^no usable recipient: 'A{$k}(\\\\x1B)+\\.\\.\\.\$" "a long reason ($k A): cut after a whole escape, with ... (${r: -16})"
+  rm -f "$S1/pickup/nr$k.eml"
+done
 done_testing
