@@ -885,8 +885,14 @@ static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, c
     return names_add_list(env, nm->other.val, err);
   }
   char q[600];
+  const char *why = NULL;
   snprintf(q, sizeof q, "%.*s@%s", (int)ln, a, nm->domain);
   if (mh_addr_check(q, 0)) return fail(err, MH_EBADADDR, "local name '%.*s': '%s' is no address", (int)ln, a, q);
+  /* the checks finish_mailbox gives a drop-in's address, as `sendmail -t`
+     gives the name it qualifies: a local part over 64 characters became a
+     recipient here and an item left out there */
+  if (env->keep_bad && mh_msg_check_addr(q, strlen(q), &why) && why && !strstr(why, "non-ASCII"))
+    return fail(err, MH_EBADADDR, "'%s': %s", q, why);
   int rc = env_add(env, q, strlen(q));
   return rc ? fail(err, rc, "address list") : 0;
 }

@@ -60,6 +60,7 @@ To: Some Body\r\n a@example.org, d@example.org|d@example.org|Some Body a@example
 To: a@exa(x)mple.org, d@example.org|d@example.org|a@exa mple\.org: not an address \(a comment inside it
 To: ab(x)c@example.org, d@example.org|d@example.org|ab c@example\.org: not an address \(a comment inside it
 To: a(x\r\n y)@example.org|a@example.org|
+To: a@example.org, wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww|a@example.org|wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww: .*local part longer than 64 characters
 To: "a\r\n b"@example.org|"a b"@example.org|
 To: team: c@exa\r\n mple.org;\r\nCc: d@example.org|d@example.org|c@exa mple\.org
 To: undisclosed-recipients:\r\n ;\r\nCc: d@example.org|d@example.org|
