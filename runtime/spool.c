@@ -184,14 +184,25 @@ static int fault_at(const char *where) {
 ** as an escaped ESC byte.  Not raw: s is shown already (an err of fail(), a
 ** left-out item, a why built of those and constants), and only a control
 ** byte that should never be there is escaped: its escapes stay as they are,
-** never \x5Cx09.  Returns the length. */
+** never \x5Cx09.  A text that does not fit is cut and ends in "...", never
+** inside an escape: one of a shown text copied whole or not at all (its
+** "\x1B" cut to "\x1" read as a stray backslash).  Returns the length. */
 static size_t show_into(char *out, size_t cap, const char *s, int raw) {
   size_t o = 0;
-  for (const unsigned char *c = (const unsigned char *)s; *c && o + 5 < cap; c++) {
+  const unsigned char *c = (const unsigned char *)s;
+  if (cap < 8) { if (cap) out[0] = '\0'; return 0; }
+  for (; *c && o + 8 < cap; c++) {   /* room left for an escape (4), "..." and the NUL */
     if (*c < 0x20 || *c == 0x7f || (raw && *c == '\\')) o += (size_t)snprintf(out + o, cap - o, "\\x%02X", *c);
     else out[o++] = (char)*c;
   }
-  if (cap) out[o] = '\0';
+  if (*c) {
+    /* in a shown text every backslash starts a \xNN: one in the last three
+       bytes copied starts an escape the cut split */
+    if (!raw) for (size_t k = o > 3 ? o - 3 : 0; k < o; k++) if (out[k] == '\\') { o = k; break; }
+    memcpy(out + o, "...", 3);
+    o += 3;
+  }
+  out[o] = '\0';
   return o;
 }
 
@@ -206,7 +217,7 @@ static size_t show_into(char *out, size_t cap, const char *s, int raw) {
 #define NO_SPOOL (MH__ERR_BASE - 1)   /* fail(): -ENOENT, its message saying it all ("no spool at DIR") */
 static int vfail(char *err, int code, int raw, const char *fmt, va_list ap) {
   if (err) {
-    char text[MH_SPOOL_ERRLEN];
+    char text[4 * MH_SPOOL_ERRLEN];   /* cut by show_into (never inside an escape), not here */
     vsnprintf(text, sizeof text, fmt, ap);
     size_t n = show_into(err, MH_SPOOL_ERRLEN, text, raw);
     if (code != MH_ECORRUPT && code != MH_EUNSAFE && code != -EBUSY && code != NO_SPOOL)  /* these say it themselves */
@@ -874,8 +885,14 @@ static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, c
     return names_add_list(env, nm->other.val, err);
   }
   char q[600];
+  const char *why = NULL;
   snprintf(q, sizeof q, "%.*s@%s", (int)ln, a, nm->domain);
   if (mh_addr_check(q, 0)) return fail(err, MH_EBADADDR, "local name '%.*s': '%s' is no address", (int)ln, a, q);
+  /* the checks finish_mailbox gives a drop-in's address, as `sendmail -t`
+     gives the name it qualifies: a local part over 64 characters became a
+     recipient here and an item left out there */
+  if (env->keep_bad && mh_msg_check_addr(q, strlen(q), &why) && why && !strstr(why, "non-ASCII"))
+    return fail(err, MH_EBADADDR, "'%s': %s", q, why);
   int rc = env_add(env, q, strlen(q));
   return rc ? fail(err, rc, "address list") : 0;
 }
@@ -2175,13 +2192,21 @@ static int names_resolve(const mh_spool_names *nm, const char *a, mh_env *env, c
 ** item in, submit.printable), at most MH_ENV_BAD_MAX of them (the rest
 ** counted).  why is shown already: a constant, mh_msg_check_addr's, or the
 ** err of a fail() that quoted the item (names_resolve), never escaped twice
-** (a typed backslash would read \x5Cx5C, an item's TAB \x5Cx09).  0 or
-** MH_ENOMEM. */
+** (a typed backslash would read \x5Cx5C, an item's TAB \x5Cx09).  Cut as
+** submit.shown cuts the item `sendmail -t` keeps: its first ENV_BAD_CUT bytes
+** as written, shown, then "..." -- never the shown text, whose cut split an
+** escape ("\x5C" kept as a bare "\" before the "...").  0 or MH_ENOMEM. */
+#define ENV_BAD_CUT 200
 static int env_bad(mh_env *env, const char *a, const char *why) {
-  char v[VIS_LEN], w[VIS_LEN];
-  vis(a, v);
+  char v[VIS_LEN], w[VIS_LEN], head[ENV_BAD_CUT + 1];
+  size_t alen = strlen(a);
+  if (alen > ENV_BAD_CUT) {
+    memcpy(head, a, ENV_BAD_CUT);
+    head[ENV_BAD_CUT] = '\0';
+  }
+  vis(alen > ENV_BAD_CUT ? head : a, v);   /* at most 4 * ENV_BAD_CUT bytes: "..." fits */
+  if (alen > ENV_BAD_CUT) strcat(v, "...");
   vis_shown(why, w);
-  if (strlen(v) > 300) memcpy(v + 297, "...", 4);
   for (size_t i = 0; i < env->nbad; i++)
     if (!strcmp(env->bad[i].rcpt, v)) return 0;
   if (env->nbad >= MH_ENV_BAD_MAX) { env->nbad_more++; return 0; }
@@ -2806,7 +2831,7 @@ static int env_parse(const char *buf, size_t len, int eof, int lenient_from, con
   }
   if (!env->nto && env->nbad) {
     /* only bad items: nothing to send (sendmail -t's "no usable recipient") */
-    char why[MH_SPOOL_ERRLEN];
+    char why[4 * MH_SPOOL_ERRLEN];   /* more than err holds: fail_shown cuts it, never inside an escape */
     size_t o = 0;
     for (size_t i = 0; i < env->nbad && o + 8 < sizeof why; i++)
       o += (size_t)snprintf(why + o, sizeof why - o, "%s'%s': %s", i ? "; " : "", env->bad[i].rcpt,

@@ -65,12 +65,13 @@ end
 -- nil when they cannot be read), to (the recipients as given: aliases and
 -- local names are resolved at adoption), refused ({rcpt =, reply =}: the
 -- items sendmail left out of the envelope, never recipients).  A file there
--- that is no drop of mailhook-drop's: id, name, state, reason (why; the
--- service moves it to corrupt/).  One whose copy is queued already (an
--- adoption stopped between the copy and the removal: ID.adopted) is not
--- listed: list has it.  Waits on the disk (each file's record is read).
--- One file of maildrop/ as maildrop() lists it (nil: gone, adopted, or not
--- readable); ctx caches the logins and the settings over a listing.
+-- that is no drop of mailhook-drop's, or one that cannot be read (its owner
+-- unseen from a user namespace, a file made unreadable): id, name, state,
+-- reason (why; the service moves a non-drop to corrupt/, leaves the others).
+-- One whose copy is queued already (an adoption stopped between the copy and
+-- the removal: ID.adopted) is not listed: list has it.  Waits on the disk (each file's record is read).
+-- One file of maildrop/ as maildrop() lists it (nil: gone, or adopted); ctx
+-- caches the logins and the settings over a listing.
 local function maildrop_entry(sp, dir, name, ctx)
   local id = name:match("^(%x+)%.") or name
   local given = name:match("^(%x+)%.adopted$")
@@ -89,9 +90,15 @@ local function maildrop_entry(sp, dir, name, ctx)
     if ctx.cfg then e.from = submit.unprivileged_sender(ctx.cfg, { uid = rec.uid, login = e.login }, rec.from) end
     e.refused = submit.left_out(rec.left, "mailhook sendmail") or {}
     return e
-  elseif info and info.code == "ECORRUPT" then
+  elseif info and info.code ~= "ENOTFOUND" then
+    -- no drop (corrupt/ takes it), or one that cannot be read here: its owner
+    -- unseen from a user namespace (EUNSAFE: the error says it is left in
+    -- maildrop/), a file its owner made unreadable (EACCES); those wait for
+    -- good, tried again at each scan: listed with why, to be seen and removed
+    local after = info.code == "ECORRUPT" and " (the service moves it to corrupt/)"
+                  or info.code ~= "EUNSAFE" and " (the service cannot adopt it: it stays in maildrop/)" or ""
     return { id = id, name = name, state = "maildrop", size = 0, queued_at = 0, attempts = 0, to = {}, done = {},
-             refused = {}, reason = tostring(fd) .. " (the service moves it to corrupt/)" }
+             refused = {}, reason = tostring(fd) .. after }
   end
   return nil
 end
@@ -114,8 +121,8 @@ function M.maildrop(dir, limit, ...)
   local names = core.maildrop.list(dir)
   names = type(names) == "table" and names or {}
   local out, ctx = {}, { logins = {} }
-  for i, name in ipairs(names) do
-    if limit and i > limit then break end
+  for _, name in ipairs(names) do   -- limit: entries listed (a name listed as nothing counts not)
+    if limit and #out >= limit then break end
     out[#out + 1] = maildrop_entry(sp, dir, name, ctx)
   end
   return out, #names

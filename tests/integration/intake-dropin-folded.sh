@@ -60,6 +60,7 @@ To: Some Body\r\n a@example.org, d@example.org|d@example.org|Some Body a@example
 To: a@exa(x)mple.org, d@example.org|d@example.org|a@exa mple\.org: not an address \(a comment inside it
 To: ab(x)c@example.org, d@example.org|d@example.org|ab c@example\.org: not an address \(a comment inside it
 To: a(x\r\n y)@example.org|a@example.org|
+To: a@example.org, wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww|a@example.org|wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww: .*local part longer than 64 characters
 To: "a\r\n b"@example.org|"a b"@example.org|
 To: team: c@exa\r\n mple.org;\r\nCc: d@example.org|d@example.org|c@exa mple\.org
 To: undisclosed-recipients:\r\n ;\r\nCc: d@example.org|d@example.org|
@@ -108,4 +109,33 @@ unlike "$(cat "$T/why")" 'x5Cx5C|x5Cx1B|x5Cx07' "  and why quotes each once, nev
 printf '%s\r\nSubject: s\r\n\r\nbody\r\n' "$h" | mh -s "$S2" sendmail -t -i 2>/dev/null
 is "$(kept "$S2" "" 2>/dev/null)" "$got" "  sendmail -t keeps the same text"
 rm -f "$S1/pickup/bs.eml"
+
+# A long item left out: both parsers keep the same text, cut the same way (at 200
+# bytes of what was written, then "...", as every quoted value: submit.shown), and a
+# cut never splits an escape (before, the drop-in cut its shown text at 297 bytes:
+# "N<ESC>" 120 times kept as "...N\x1BN\..." with a bare backslash, a 249-byte
+# item kept whole where sendmail -t kept 200).
+for item in "$(printf 'Name%.0s\\' $(seq 150))" "$(printf 'Ann %.0s' $(seq 62))x" \
+            "$(printf 'N%.0s\033' $(seq 120))"; do
+  printf 'To: d@example.org, %s\r\nSubject: s\r\n\r\nbody\r\n' "$item" > "$T/m"
+  mv "$T/m" "$S1/pickup/long.eml"
+  got=$(kept "$S1" long.eml 2>/dev/null)
+  printf 'To: d@example.org, %s\r\nSubject: s\r\n\r\nbody\r\n' "$item" | mh -s "$S2" sendmail -t -i 2>/dev/null
+  is "$(kept "$S2" "" 2>/dev/null)" "$got" "a ${#item}-byte item: sendmail -t keeps the drop-in's text (${got:0:24}...${got: -12})"
+  unlike "$got" '\\(x?[0-9A-F]?)?\.\.\.$' "  its cut splits no escape"
+  rm -f "$S1/pickup/long.eml"
+done
+
+# A reason too long for the spool's 256-byte message ("no usable recipient: 'AAA\x1B..."):
+# cut with "...", never inside an escape (before, it ended "\x1B\x1" or "\x": a stray
+# backslash, and no sign that it was cut).
+for k in 0 1 2 3; do
+  printf 'To: %s%s\r\nSubject: s\r\n\r\nbody\r\n' "$(printf '%*s' $k '' | tr ' ' A)" "$(printf '\033%.0s' $(seq 70))" \
+    > "$T/m"
+  mv "$T/m" "$S1/pickup/nr$k.eml"
+  r=$(mh -s "$S1" queue --json | /usr/bin/python3 -c 'import json,sys
+print([e for e in json.load(sys.stdin) if e["id"] == sys.argv[1]][0].get("reason") or "")' "nr$k.eml")
+  like "$r" "^no usable recipient: 'A{$k}(\\\\x1B)+\\.\\.\\.\$" "a long reason ($k A): cut after a whole escape, with ... (${r: -16})"
+  rm -f "$S1/pickup/nr$k.eml"
+done
 done_testing
