@@ -555,6 +555,12 @@ local function check_cfg(fn, cfg, level)
     local v = cfg[k]
     if v ~= nil then
       local n, why
+      if k == "password" and v ~= settings.MASK and v ~= "" then
+        -- a hand-built cfg's password was taken and then never used to log in (the
+        -- login read "the password is empty"); the value is never quoted
+        error(string.format("%s: cfg.password: a cfg never holds the password: set it with `mailhook update " ..
+                            "password=-` (or password_command) and pass mh.settings.load()'s cfg", fn), level)
+      end
       if (k == "helo_name" and v == core.fsutil.hostname()) or
          ((k == "password" or k == "admin_password") and v == settings.MASK) then
         n = v

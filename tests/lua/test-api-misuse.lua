@@ -246,6 +246,13 @@ tap.test("mh.smtp.connect / mh.smtp.test: cfg takes each value as the settings f
   -- what settings.get gives: its masked secrets pass
   ok = pcall(smtp.check_cfg, "mh.smtp.test", { password = "********", admin_password = "********" }, 1)
   t:ok(ok, "get()'s masked password and admin_password pass")
+  -- a hand-built cfg's own password was taken, then never used to log in ("the
+  -- password is empty" at the server): refused, the value never quoted
+  local perr
+  ok, perr = pcall(smtp.check_cfg, "mh.smtp.test", { password = "s3cret-9" }, 1)
+  t:ok(not ok and tostring(perr):find("cfg.password: a cfg never holds the password", 1, true) ~= nil,
+       "a password in a hand-built cfg is refused: " .. tostring(perr))
+  t:ok(not tostring(perr):find("s3cret-9", 1, true), "and the refusal does not quote it")
   -- refused, in update's words: "KEY: reason", as `mailhook update KEY=bad` says
   for _, c in ipairs {
     { "port", "587x" }, { "port", "0x19" }, { "port", 70000 }, { "auth", "maybe" }, { "tls_verify", 1 },
