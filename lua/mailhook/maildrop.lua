@@ -126,10 +126,17 @@ local function adopt_one(sp, cfg, dir, name)
   -- (the record's "leftout" lines: the caller's word, about its own message
   -- only; never a recipient), then any the record's recipients lost here
   local left = {}
-  -- (each part as given to mailhook-drop -l, decoded by the core: a control
-  -- character in it is escaped, \x0A, as intake escapes an item it leaves out)
+  -- (each part as given to mailhook-drop -l, decoded by the core: what sendmail
+  -- kept, escaped already (a typed backslash \x5C); a control character in it
+  -- (mailhook-drop run by hand) is escaped, \x0A, as intake escapes one, but a
+  -- backslash is not escaped again: submit.printable here turned the kept
+  -- "Ops\x5Cx1bName" into "Ops\x5Cx5Cx1bName" at adoption, where the listing
+  -- of the same file before it showed the first)
+  local function controls(s)
+    return (s:gsub("%c", function(c) return string.format("\\x%02X", c:byte()) end))
+  end
   for _, l in ipairs(rec.left or {}) do
-    left[#left + 1] = { item = submit.printable(l.item), why = submit.printable(l.why) }
+    left[#left + 1] = { item = controls(l.item), why = controls(l.why) }
   end
   for _, l in ipairs(env.left or {}) do
     left[#left + 1] = { item = l.item, why = "maildrop/" .. orig .. ": " .. l.why }
