@@ -72,7 +72,10 @@ try:
     c = steady(cells) or []
     ok(c[0] == NAME, "the name column", c)
     ok(c[2] == "root (uid 0)", "who dropped it: login and uid", c)
-    ok(c[3] == "app@example.com", "the sender its adoption gives it (from_rewrite: the settings' from)", c)
+    # the sender adoption gives it comes from the settings, moved away here so that
+    # no adoption takes the file meanwhile: not shown rather than guessed (that rule,
+    # submit.unprivileged_sender, is sendmail's own and tested with its local path)
+    ok(c[3] == "", "no sender shown while the settings cannot be read", c)
     ok(c[4] == "<b>bold</b> notice", "the subject, as text", c)
     ok(c[5] == "ops@example.net, \"<img src=x onerror=document.title='PWNED-rcpt'>\"@example.net",
        "the recipients, as text", c)
