@@ -557,6 +557,32 @@ void *mh_l_box(lua_State *L, size_t size, void (*release)(void *)) {
   return &b->data;
 }
 
+/* mh_l_box, with the box kept in user value uv of the userdata at owner and
+** pushed again at each call: a box made per call (a userdata with a __gc,
+** which the collector keeps one cycle more to finalize) was the deliverer's
+** only garbage per message, +3 MB of peak RSS over a 20,000-message backlog.
+** A box still in use (a call nested in a finalizer the first one's pushes
+** ran) is not taken: a new one is made, not kept. */
+void *mh_l_box_at(lua_State *L, int owner, int uv, size_t size, void (*release)(void *)) {
+  box *b;
+  owner = lua_absindex(L, owner);
+  if (lua_getiuservalue(L, owner, uv) == LUA_TUSERDATA
+      && !(b = (box *)lua_touserdata(L, -1))->release) {
+    memset(&b->data, 0, size ? size : 1);
+    lua_toclose(L, -1);
+    b->release = release;
+    return &b->data;
+  }
+  int empty = lua_isnil(L, -1);
+  lua_pop(L, 1);
+  void *data = mh_l_box(L, size, release);
+  if (empty) {
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, owner, uv);
+  }
+  return data;
+}
+
 /* lua_closeslot, never lua_settop: 5.4.4's lua_settop keeps a pointer into
 ** the stack across the __close it runs, which may move the stack (a
 ** coroutine's small one: "unprotected error" panics seen in test-message). */

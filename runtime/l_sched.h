@@ -205,6 +205,10 @@ void mh_l_check_method_nargs(lua_State *L, int max, const char *fn);
 ** malloc'd pointer: char **p = mh_l_box(L, sizeof *p, mh_l_free_ptr). */
 void *mh_l_box(lua_State *L, size_t size, void (*release)(void *));
 void mh_l_box_free(lua_State *L, int idx);
+/* mh_l_box, the box kept in user value uv of the userdata at owner (a slot
+** set aside for it, nil at first) and used again by later calls: no garbage
+** per call.  For a binding called once per message. */
+void *mh_l_box_at(lua_State *L, int owner, int uv, size_t size, void (*release)(void *));
 void mh_l_free_ptr(void *p);
 
 /* The userdata class of STYLE.md: metatable `name` with methods as __index, and

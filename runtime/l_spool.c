@@ -184,7 +184,7 @@ static int l_open(lua_State *L) {
   int rc = mh_spool_open_ex(dir, flags, &sp, err);
   lspool *ls;
   if (rc) return mh_l_fail(L, rc, "spool", "%s", err);
-  ls = (lspool *)lua_newuserdatauv(L, sizeof *ls, 1);
+  ls = (lspool *)lua_newuserdatauv(L, sizeof *ls, 2);   /* 1: keys; 2: op_now's box */
   memset(ls, 0, sizeof *ls);
   for (int i = 0; i < KEPT_MAX; i++) ls->kept[i].fd = -1;
   ls->sp = sp;
@@ -933,7 +933,8 @@ static void now_release(void *p) {
   else free(o);
 }
 
-/* An op for op_now on ls, owned by a box pushed on the stack: the spool's
+/* An op for op_now on ls, owned by the spool's kept box (mh_l_box_at: no
+** garbage per message) pushed on the stack: the spool's
 ** spare, made once (a malloc of the op, some 5 KB with no thread cache, cost
 ** more than the rest of the deliverer's call), or a new one while that one is
 ** in use.  What the op holds once its work ran (a loaded entry, a kept or
@@ -941,7 +942,7 @@ static void now_release(void *p) {
 ** raises (a rule's memory budget): an op on the C stack was left behind then,
 ** the box cannot point into a frame the error has unwound. */
 static op *op_now_new(lua_State *L, lspool *ls, int kind) {
-  op **ob = (op **)mh_l_box(L, sizeof *ob, now_release);
+  op **ob = (op **)mh_l_box_at(L, 1, 2, sizeof *ob, now_release);   /* the spool at 1 */
   op *o;
   if (!ls->spare && !(ls->spare = malloc(sizeof *o))) luaL_error(L, "out of memory");
   if (!ls->spare_busy) {
