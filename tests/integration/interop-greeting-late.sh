@@ -52,6 +52,19 @@ sc_greeting_late() {
   mhtest
   like "$OUT" "greeting +in plain text after [3-9]\.[0-9] s: a server known to greet late" \
     "the text report says so too"
+
+  # What is remembered never weakens tls_required: with it true, the same plain server
+  # (known to greet late) gets neither mail nor a login in the clear.
+  mta_mh late "$D" tls=auto tls_required=true auth=true username=u password=secret-pw command_timeout=30
+  mhtest
+  ok "$([ "$RC" != 0 ]; echo $?)" "tls_required = true: the test fails against the plain server (exit $RC)"
+  like "$OUT" "stage +tls|tls_required" "naming TLS as the failing stage"
+  printf "%s\n" "$OUT" | grep -iE "tls|result" | head -4 | sed "s/^/#   /"
+  mta_queue req 1 a@x.example
+  mta_flush
+  is "$(queued_n)" 1 "tls_required = true: the message stays queued (${FLUSH_OUT##*$'\n'})"
+  is "$(mta_copies D '<req-1@test>')" 0 "and the server never got it"
+  is "$(grep -c 'secret-pw' "$D_LOG")" 0 "nor the password"
   stop_mta D
 }
 
