@@ -398,6 +398,7 @@ function showResult(r) {
     fact(dl, 'security', c.security + (c.tls_version ? ' (' + c.tls_version + ', ' + (c.cipher || '') + ')' : ''));
     if (c.certificate) {
       fact(dl, 'certificate', c.certificate.subject);
+      fact(dl, 'names', c.certificate.names);
       fact(dl, 'issuer', c.certificate.issuer);
       fact(dl, 'expires', c.certificate.not_after);
       fact(dl, 'verified', (c.certificate.verified ? 'yes' : 'NO') + ' (' + (c.certificate.result || '') + ')');

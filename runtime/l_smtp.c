@@ -666,8 +666,9 @@ static int l_info(lua_State *L) {
       set_str(L, "tls_version", ti.version);
       set_str(L, "cipher", ti.cipher);
     }
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 8);
     set_str(L, "subject", ti.subject);
+    set_str(L, "names", ti.names);
     set_str(L, "issuer", ti.issuer);
     set_str(L, "not_after", ti.not_after);
     set_str(L, "fingerprint", ti.fingerprint);

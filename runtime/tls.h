@@ -80,6 +80,10 @@ typedef struct {
   char version[16];         /* "TLSv1.3" */
   char cipher[64];
   char subject[256];
+  char names[256];          /* its subjectAltName DNS names and addresses, ", " between
+                               them, "..." when cut: what the host name is checked against
+                               (the subject's CN is not, when there are any), so what an
+                               admin needs to see to pick `server` */
   char issuer[256];
   char not_after[64];       /* "2027-01-31 12:00:00 UTC" */
   char fingerprint[100];    /* sha256 hex with colons */

@@ -83,7 +83,7 @@ M.HINT = {
     "`mailhook test --timeout SECONDS` waits longer",
   -- a refused certificate, by the verifier's reason (info.cert.result): what to change
   cert_host = "the certificate is not for the name in `server`: set `server` to a name the " ..
-    "certificate holds (its subject above), not an address or another alias",
+    "certificate holds (its names above), not an address or another alias",
   cert_expired = "the server's certificate is expired or not yet valid: renew it on the server, " ..
     "and check this machine's clock (`date`)",
   cert_self = "the server's certificate is self-signed: set `tls_fingerprint` to its sha256 above " ..
@@ -256,7 +256,7 @@ local function info_rows(out, cfg, i, stage, failure)
   local waited = failure and failure.code == "ETIMEDOUT" and failure.waited
   if i.security == "none" and (waited == "greeting" or (waited == "tls" and #(i.capabilities or {}) == 0)) then
     sec = "not negotiated: the server sent nothing"
-  elseif i.security == "none" and i.cert and (i.cert.subject or "") ~= "" then
+  elseif i.security == "none" and i.cert and (i.cert.fingerprint or "") ~= "" then
     sec = "TLS attempted, not established: the certificate below was refused"
   elseif i.security == "none" and stage == "tls" and cfg.tls ~= "none" then
     sec = "TLS not established"
@@ -278,8 +278,11 @@ local function info_rows(out, cfg, i, stage, failure)
         "without a TLS probe")
     end
   end
-  if i.cert and (i.cert.subject or "") ~= "" then
-    row("certificate", "subject " .. i.cert.subject)
+  -- (a certificate with an empty subject and only alternative names is valid: RFC 5280)
+  if i.cert and (i.cert.fingerprint or "") ~= "" then
+    row("certificate", "subject " .. (i.cert.subject ~= "" and i.cert.subject or "(empty)"))
+    -- what the host name is checked against: the admin picks `server` among them
+    if (i.cert.names or "") ~= "" then row("", "names   " .. i.cert.names) end
     row("", "issuer  " .. (i.cert.issuer or "?"))
     row("", "expires " .. (i.cert.not_after or "?"))
     row("", "sha256  " .. (i.cert.fingerprint or "?"))
@@ -373,8 +376,8 @@ function M.data(cfg, opts, report, msg, info)
     else state = "not reached" end
     stages[#stages + 1] = { name = name, state = state, at_ms = at[name == "dns" and "connect" or name] }
   end
-  local cert = i.cert and (i.cert.subject or "") ~= "" and {
-    subject = i.cert.subject, issuer = i.cert.issuer, not_after = i.cert.not_after,
+  local cert = i.cert and (i.cert.fingerprint or "") ~= "" and {
+    subject = i.cert.subject, names = i.cert.names, issuer = i.cert.issuer, not_after = i.cert.not_after,
     sha256 = i.cert.fingerprint, verified = i.cert.verified and true or false, result = i.cert.result } or nil
   -- every list here goes out as [] when empty (json.array): the page and jq iterate them
   local json = require "mailhook.json"

@@ -134,6 +134,7 @@ try:
     info = E("test-info").text
     ok("TLSv1" in info and "STARTTLS" in E("stage-tls").text + info.upper(), "what was negotiated is shown", info)
     ok("CN=localhost" in info, "with the server's certificate", info)
+    ok("localhost, 127.0.0.1" in info, "and the names it holds (what the host name is checked against)", info)
     ok("PLAIN" in info or "LOGIN" in info, "and the AUTH mechanism", info)
     ok("sent to you@example.net: 250" in info, "and the server's reply to the test message", info)
     shot("test")

@@ -172,6 +172,10 @@ certcase() {   # certcase CERT REASON HINT [settings]: refused, naming REASON, h
 }
 certcase self "self-signed certificate" 'self-signed: set `tls_fingerprint` to its sha256'
 certcase wronghost "hostname mismatch" 'not for the name in `server`: set `server` to a name the certificate holds'
+# what the host name is checked against: the names the certificate holds (its subjectAltName),
+# shown so that the admin can pick `server` among them; the CA's own certificate has none
+like "$OUT" "names +wrong\.example\.net" "wronghost: the report lists the names the certificate holds"
+like "$(printf '%s\n' "$OUT" | grep '^  hint')" "holds \(its names above\)" "wronghost: the hint points at them"
 certcase expired "certificate has expired" 'expired or not yet valid: renew it on the server'
 certcase unknown "unable to get local issuer certificate" 'issuer is neither in `tls_ca_file` nor among the system.s CAs'
 certcase server "fingerprint mismatch" 'not the one `tls_fingerprint` pins' tls_fingerprint="$SELF_FP"
