@@ -661,6 +661,7 @@ static int l_info(lua_State *L) {
   set_str(L, "security", mh_client_security(c));
   set_str(L, "helo", mh_client_helo(c));
   set_bool(L, "esmtp", mh_smtp_used_ehlo(s));
+  if (mh_smtp_ehlo_refused(s)) set_str(L, "ehlo_refused", mh_smtp_ehlo_refused(s));
   if (mh_client_tls_info(c, &ti, &tls_err)) {
     if (strcmp(mh_client_security(c), "none") != 0) {
       set_str(L, "tls_version", ti.version);

@@ -474,6 +474,9 @@ struct mh_smtp {
   int tls;                      /* the connection is encrypted */
   int after_starttls_reply;     /* the 220 to STARTTLS was just parsed: no byte may follow */
   mh_smtp_caps caps;            /* forgotten when TLS starts */
+  char ehlo_refused[128];       /* the 5xx to EHLO that made us say HELO ("502 5.5.2 ..."),
+                                   else "": a report says why there are no extensions
+                                   (no STARTTLS, AUTH, SIZE) on an old server */
   mh_smtp_reply reply;          /* the reply being parsed / last parsed */
   mh_smtp_reply decisive;       /* the reply that ended the last op (copy) */
   char line[MH_SMTP_LINE_MAX + 2];  /* input line being assembled */
@@ -534,6 +537,7 @@ const char *mh_smtp_stage(const mh_smtp *s) { return s->stage ? s->stage : ""; }
 const char *mh_smtp_errmsg(const mh_smtp *s) { return s->errmsg; }
 int mh_smtp_is_tls(const mh_smtp *s) { return s->tls; }
 int mh_smtp_used_ehlo(const mh_smtp *s) { return (s->caps.flags & MH_SMTP_CAP_EHLO) != 0; }
+const char *mh_smtp_ehlo_refused(const mh_smtp *s) { return s->ehlo_refused[0] ? s->ehlo_refused : NULL; }
 const mh_smtp_rcpt *mh_smtp_rcpts(const mh_smtp *s, size_t *n) { *n = s->t->nrcpt; return s->t->rcpts; }
 
 mh_smtp *mh_smtp_new(const mh_smtp_params *p, const mh_smtp_io *io) {
@@ -1149,13 +1153,20 @@ static void on_reply(mh_smtp *s) {
   }
   switch (s->state) {
     case MH_SMTP_BANNER:
-      if (is2(code)) enter_state(s, MH_SMTP_EHLO);
+      if (is2(code)) { s->ehlo_refused[0] = '\0'; enter_state(s, MH_SMTP_EHLO); }
       else { refused(s, "greeting", "greeting"); finish(s, MH_EREPLY, MH_SMTP_CLOSED); }
       break;
     case MH_SMTP_EHLO:
     case MH_SMTP_HELO:
       if (!is2(code)) {
-        if (s->state == MH_SMTP_EHLO && code >= 500) { enter_state(s, MH_SMTP_HELO); break; }
+        if (s->state == MH_SMTP_EHLO && code >= 500) {
+          snprintf(s->ehlo_refused, sizeof s->ehlo_refused, "%d %.100s", code, r->text);
+          for (char *c = s->ehlo_refused; *c; c++)   /* (the server's bytes, for a terminal) */
+            if (*c == '\n') *c = ' ';
+            else if ((unsigned char)*c < 32 || *c == 127) *c = '?';
+          enter_state(s, MH_SMTP_HELO);
+          break;
+        }
         refused(s, s->state == MH_SMTP_EHLO ? "EHLO refused" : "HELO refused", stage_of(s->state));
         finish(s, MH_EREPLY, MH_SMTP_CLOSED);
         break;

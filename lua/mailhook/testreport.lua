@@ -288,6 +288,13 @@ local function info_rows(out, cfg, i, stage, failure)
     row("", "sha256  " .. (i.cert.fingerprint or "?"))
     row("", "verified " .. (i.cert.verified and "yes" or "NO") .. " (" .. (i.cert.result or "") .. ")")
   end
+  -- an old server that refused EHLO and took HELO: no extensions, so no
+  -- STARTTLS, AUTH nor SIZE, whatever the settings ask (said, not left to guess
+  -- from a missing capabilities row)
+  if i.ehlo_refused and not i.esmtp then
+    row("capabilities", "none: the server refused EHLO (" .. i.ehlo_refused .. ") and took HELO, " ..
+      "so it offers no extensions (no STARTTLS, AUTH, SIZE nor 8BITMIME)")
+  end
   if i.capabilities and #i.capabilities > 0 then
     -- each keyword with its parameters as the server sent them ("SIZE 35882577")
     local caps = {}
@@ -390,7 +397,8 @@ function M.data(cfg, opts, report, msg, info)
       server = i.server, address = (i.address ~= "" and i.address) or nil, port = i.port,
       security = i.security, tls_version = i.tls_version, cipher = i.cipher, certificate = cert,
       capabilities = caps, auth_mechanism = i.auth_mechanism, auth_offered = json.array(i.auth_offered or {}),
-      greeting_after = i.greeting_after, greeting_late = i.greeting_late } or nil,
+      greeting_after = i.greeting_after, greeting_late = i.greeting_late,
+      ehlo_refused = i.ehlo_refused } or nil,
     from_accepted = rep.from_accepted or false, sent = rep.sent or false,
     test_reply = rep.sent and rep.reply or nil,
     failed_stage = failed, error = not report and tostring(msg) or nil,

@@ -237,4 +237,39 @@ mh_test "$(new_conf port="$HP" tls=auto)"
 is "$RC" 1 "a web server's port with tls = auto: exit 1"
 is "$(hint)" "  hint           something on this port answered the TLS handshake in plain text that is not SMTP (a web server?): check \`port\` (25, 465 = implicit TLS, 587 = submission)" \
   "hint: not an SMTP port (not the certificate)"
+
+# --- an old server that refuses EHLO (502) and takes HELO: no extensions ---------------------
+# The report says so (it showed no capabilities row at all, leaving the admin to guess why
+# there was no STARTTLS); with tls_required the test fails at stage tls, nothing sent.
+s=$(fault_script <<'S'
+send 220 old.example SMTP
+expect ^EHLO
+send 502 5.5.2 command not recognized
+expect ^HELO
+send 250 old.example
+expect ^MAIL
+send 250 ok
+expect ^RCPT
+send 250 ok
+expect ^RSET
+send 250 ok
+expect ^QUIT
+send 221 bye
+S
+)
+start_fault F "$s"
+mh_test "$(new_conf port="$F")"
+is "$RC" 0 "EHLO refused, HELO taken, tls = none: the test passes"
+like "$OUT" "capabilities +none: the server refused EHLO \(502 5\.5\.2 command not recognized\) and took HELO, so it offers no extensions" \
+  "the report says EHLO was refused and why there are no extensions"
+mh_test "$(new_conf port="$F")" --json
+is "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | J 'd["connection"]["ehlo_refused"]')" "502 5.5.2 command not recognized" \
+  "--json: connection.ehlo_refused"
+MAILS=$(cat "$F_REC"* | grep -c '^MAIL')
+mh_test "$(new_conf port="$F" tls=auto tls_required=true)"
+is "$RC" 1 "the same server with tls_required = true: the test fails"
+like "$OUT" "FAILED at stage tls" "at stage tls"
+like "$OUT" "capabilities +none: the server refused EHLO" "the report says why there was no STARTTLS"
+is "$(cat "$F_REC"* | grep -c '^MAIL')" "$MAILS" "and no MAIL went in the clear (the wire: $MAILS from the two tests before)"
+stop_peer F
 done_testing

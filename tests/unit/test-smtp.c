@@ -142,6 +142,15 @@ static void test_helo_fallback(void) {
   is_int(r.rc, 0, "open ok with HELO");
   ok(!mh_smtp_used_ehlo(s), "no EHLO");
   is_int(mh_smtp_get_caps(s)->flags, 0, "no capabilities");
+  is_str(mh_smtp_ehlo_refused(s), "502 5.5.1 command not implemented", "the refusal kept, for the report");
+  mh_smtp_free(s);
+  /* a server that takes EHLO: nothing kept */
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 new.test\r\n");
+  take(&r);
+  feed(s, "250 new.test\r\n");
+  ok(mh_smtp_used_ehlo(s) && !mh_smtp_ehlo_refused(s), "EHLO taken: no refusal to report");
   mh_smtp_free(s);
   mh_buf_free(&r.out);
 }
