@@ -4,8 +4,9 @@
 ** (read, open, check: regular files only, never a blocking open, a size limit;
 ** limits: the named input limits), plus write_atomic, check_ca_file (what
 ** tls_ca_file must be), hostname() (the default EHLO name), mode(path),
-** with_lock(path, fn) and isatty(fd) (a progress line only on a terminal,
-** without forking a shell).  These calls block the loop briefly; they are
+** with_lock(path, fn), isatty(fd) (a progress line only on a terminal,
+** without forking a shell) and read_line(file, max) (a line of stdin, bounded).
+** These calls block the loop briefly; they are
 ** meant for small files (settings, templates, rules, state, stdin).
 */
 #include <errno.h>
@@ -143,6 +144,41 @@ static int l_open(lua_State *L) {
   }
   p->closef = stream_close;
   return 1;
+}
+
+/* read_line(file, max) -> line, long | nil: the next line of a Lua file handle
+** (io.stdin), its "\n" kept, at most max bytes of it held: a longer line gives
+** its first max bytes and long = true, and the rest of it is read and dropped
+** as it comes (never held).  nil at the end of the input with nothing read.
+** Like f:read("L"), it returns as soon as the line's "\n" arrives (a client
+** waiting for a reply is answered); unlike it, a line of gigabytes without a
+** "\n" costs max bytes, not the line (sendmail -bs: a 200 MB MAIL FROM line
+** took 590 MB to be refused as "Line too long"). */
+static int l_read_line(lua_State *L) {
+  luaL_Stream *p = (luaL_Stream *)luaL_testudata(L, 1, LUA_FILEHANDLE);
+  if (!p || !p->closef || !p->f) return mh_l_arg_error(L, 1, "file", "an open file");
+  lua_Integer max = mh_l_arg_integer(L, 2, "max");
+  if (max < 1) return mh_l_arg_error(L, 2, "max", "a positive integer");
+  luaL_Buffer b;
+  size_t kept = 0;
+  int c, got = 0, dropped = 0;
+  luaL_buffinit(L, &b);
+  flockfile(p->f);   /* as liolib's read_line: getc_unlocked, the buffer grown inside */
+  while ((c = getc_unlocked(p->f)) != EOF) {
+    got = 1;
+    if (kept < (size_t)max) {
+      luaL_addchar(&b, (char)c);
+      kept++;
+    } else {
+      dropped = 1;
+    }
+    if (c == '\n') break;
+  }
+  funlockfile(p->f);
+  if (!got) return 0;
+  luaL_pushresult(&b);
+  lua_pushboolean(L, dropped);
+  return 2;
 }
 
 /* check_ca_file(path) -> number of certificates | nil, err, info: path is what
@@ -347,6 +383,7 @@ void l_fsutil_open(lua_State *L) {
     { "open", l_open },
     { "check", l_check },
     { "check_ca_file", l_check_ca_file },
+    { "read_line", l_read_line },
     { NULL, NULL },
   };
   static const struct { const char *name; int64_t v; } limits[] = {

@@ -108,9 +108,12 @@ end
 -- Where the SMTP password goes and how well it is protected on the way: a
 -- change of any of these with the stored password kept would let whoever holds
 -- a session (or a script injected into it) send the password to a server of
--- their own.  So a change needs the password typed again.
+-- their own.  So a change needs the password typed again.  auth_mechanism is
+-- one: on a session without TLS (allow_plaintext_auth) CRAM-MD5 never sends
+-- the password, PLAIN and LOGIN send it readable by anyone on the path; it was
+-- left out, and a session turned a saved cram-md5 into plain and pressed Test.
 M.DESTINATION = { "server", "port", "tls", "tls_required", "tls_min_version", "tls_verify",
-                  "tls_fingerprint", "allow_plaintext_auth" }
+                  "tls_fingerprint", "allow_plaintext_auth", "auth_mechanism" }
 
 -- --------------------------------------------------------------- helpers
 
@@ -1095,8 +1098,11 @@ function M:credentials_guard(changes, save)
   local changed = {}
   for _, k in ipairs(M.DESTINATION) do
     -- tls_required's default follows auth (true when on): a change of auth
-    -- alone moves it, never the destination, and turns it on with auth
-    if not same(cur[k], new[k]) and (k ~= "tls_required" or changes[k] ~= nil) then
+    -- alone moves it, never the destination, and turns it on with auth.
+    -- auth_mechanism unset is auto: "auto" saved over it changes nothing.
+    local a, b = cur[k], new[k]
+    if k == "auth_mechanism" then a, b = a or "auto", b or "auto" end
+    if not same(a, b) and (k ~= "tls_required" or changes[k] ~= nil) then
       changed[#changed + 1] = k
     end
   end

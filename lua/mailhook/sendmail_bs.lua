@@ -11,7 +11,8 @@
 -- mailhook does not do (STARTTLS, AUTH, BDAT, EXPN, ETRN) is 502.  Lines are
 -- read as they come (a client waits for each reply), bounded: a command line
 -- over 4096 bytes is refused, a message over the size limit is read to its
--- end and refused with 552 (nothing stored).
+-- end and refused with 552 (nothing stored); no line is held beyond those
+-- limits, however long (core.fsutil.read_line).
 local submit = require "mailhook.submit"
 
 local M = {}
@@ -40,6 +41,11 @@ end
 --     input = file (io.stdin), output = file (io.stdout)} -> exit status
 function M.run(o)
   local input, output = o.input or io.stdin, o.output or io.stdout
+  -- the next line, at most max bytes of it held (true second when it was
+  -- longer: the rest read and dropped).  input:read("L") held a line whole
+  -- before its length was looked at: a 200 MB line without a newline took
+  -- 590 MB to be refused, and nothing bounded it
+  local read_line = require("mailhook.core").fsutil.read_line
   local host = o.cfg.helo_name or "localhost"
   -- each line of a reply (EHLO's are several, CRLF between) at most 512
   -- octets with its CRLF (RFC 5321 4.5.3.1.5), whatever it quotes (a
@@ -57,10 +63,10 @@ function M.run(o)
   local function reset() tx = nil end
   reply("220 " .. host .. " ESMTP mailhook (sendmail -bs)")
   while true do
-    local line = input:read("L")
+    local line, long = read_line(input, M.MAX_LINE + 2)   -- its CRLF too
     if not line then return 0 end                     -- the client went away: nothing half-stored
     line = line:gsub("\r?\n$", "")
-    if #line > M.MAX_LINE then
+    if long or #line > M.MAX_LINE then
       reply("500 5.5.2 Line too long")
     else
       local verb, arg = line:match("^(%a+)%s*(.*)$")
@@ -132,8 +138,12 @@ function M.run(o)
           reply("354 End data with <CR><LF>.<CR><LF>")
           local parts, size, over, ended = {}, 0, false, false
           while true do
-            local l = input:read("L")
+            -- held up to what the size limit leaves, and a command line's
+            -- worth for its CR* LF (a "." ending in CRs still ends the data):
+            -- a longer line makes the message too large, and is never held
+            local l, long = read_line(input, math.max(M.MAX_MESSAGE - size, 0) + M.MAX_LINE)
             if not l then break end
+            if long then size, l = M.MAX_MESSAGE + 1, "" end   -- over: nothing more is kept
             -- the line ends of runtime/intake.c (eol.h), so -bs splits lines
             -- as `sendmail` and the data writer do: CR* LF is one line end
             -- ("To: x\r\r\n" keeps the next field in the header block), a bare

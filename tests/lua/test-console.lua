@@ -388,4 +388,50 @@ tap.test("the queue page lists maildrop/ files; Remove and Retry take their name
   os.execute("rm -rf " .. dir .. " " .. default)
 end)
 
+-- The stored SMTP password stays bound to how safely it travels, not only to
+-- where: on a server without TLS (allow_plaintext_auth) a saved cram-md5 never
+-- sends the password, plain or login send it readable by anyone on the path.
+-- auth_mechanism was not among the fields that ask for the password again, so
+-- a session (a stolen cookie, a script injected into the page) saved plain, or
+-- pressed Test with it, and the password crossed the network in clear.
+tap.test("auth_mechanism changed with the stored password kept: type it again", function(t)
+  local core = require "mailhook.core"
+  local dir = tmpdir()
+  local f = assert(io.open(dir .. "/mailhook.conf", "w"))
+  f:write("enabled = true\nserver = 127.0.0.1\nport = 2525\nfrom = pbx@example.com\ntls = none\n" ..
+          "tls_required = false\nauth = true\nusername = u\nallow_plaintext_auth = true\n" ..
+          "auth_mechanism = cram-md5\n")
+  f:close()
+  f = assert(io.open(dir .. "/mailhook.secrets", "w"))
+  f:write("password = stored-Pw-77\n")
+  f:close()
+  os.execute("chmod 600 " .. dir .. "/mailhook.secrets")
+  local saved = core.paths.conf
+  core.paths.conf = dir .. "/mailhook.conf"
+  local ok, err = pcall(function()
+    local c = served()
+    for _, m in ipairs { "plain", "login", "auto" } do
+      local yes, why, key = c:credentials_guard({ auth_mechanism = m }, true)
+      t:ok(not yes and key == "password", "Update cram-md5 -> " .. m .. ": refused beside the password", why)
+      yes, why, key = c:credentials_guard({ auth_mechanism = m }, false)
+      t:ok(not yes and key == "password", "Test with " .. m .. ": refused beside the password", why)
+    end
+    t:ok(c:credentials_guard({ auth_mechanism = "plain", password = "typed-again" }, true),
+         "with the password typed again: allowed")
+    t:ok(c:credentials_guard({ auth_mechanism = "cram-md5" }, true), "the saved mechanism again: allowed")
+    t:ok(c:credentials_guard({ username = "v" }, true), "another field: no password asked")
+    -- unset is auto: saving "auto" over it moves nothing
+    f = assert(io.open(dir .. "/mailhook.conf", "w"))
+    f:write("enabled = true\nserver = 127.0.0.1\nport = 2525\nfrom = pbx@example.com\ntls = none\n" ..
+            "tls_required = false\nauth = true\nusername = u\nallow_plaintext_auth = true\n")
+    f:close()
+    t:ok(c:credentials_guard({ auth_mechanism = "auto" }, true), "unset -> auto: allowed (the same)")
+    local yes, _, key = c:credentials_guard({ auth_mechanism = "plain" }, true)
+    t:ok(not yes and key == "password", "unset (auto, cram-md5 first) -> plain: refused")
+  end)
+  core.paths.conf = saved
+  t:ok(ok, "no error", err)
+  os.execute("rm -rf " .. dir)
+end)
+
 tap.done()
