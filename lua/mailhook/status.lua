@@ -27,6 +27,7 @@ local M = {}
 M.FILE = "status.json"           -- in the spool folder, beside flush.done
 M.MIN_WRITE_INTERVAL = 0.25      -- seconds between two writes of the file (coalescing)
 M.ASK_TIMEOUT = 2                -- seconds `mailhook status` waits for the service's answer
+M.STUCK_LIST = 10                -- files of maildrop/ the service cannot adopt named in a report (the rest counted)
 
 -- States of the connection, as the report names them.
 M.STATES = { "idle", "connecting", "connected", "waiting-retry", "disabled", "stopping", "stopped" }
@@ -205,6 +206,8 @@ function Tracker:snapshot()
   for _, w in ipairs(d.workers or {}) do
     if w.sending then sending = sending or {}; sending[#sending + 1] = w.sending end
   end
+  local stuck, stuck_total = require("mailhook.maildrop").stuck(M.STUCK_LIST)
+  if stuck_total == 0 then stuck, stuck_total = nil, nil end
   local next_attempt
   if state == "waiting-retry" and self.outage then
     next_attempt = (self.outage.last_attempt or self.outage.since) + seconds(d.cfg.retry_interval, 30)
@@ -216,6 +219,11 @@ function Tracker:snapshot()
     settings_stamp = self.settings_stamp,
     reload_error = self.reload_error,   -- {at, error}: the last SIGHUP's settings did not load
     sending = sending,
+    -- the files of maildrop/ the service's adoption had to leave there (it
+    -- cannot read them: a mode, an owner its user namespace hides), tried
+    -- again at each scan and logged once each: named here for `status`
+    maildrop_stuck = stuck,
+    maildrop_stuck_total = stuck_total,
     connection = {
       state = state, since = self.since, server = self.server, security = self.security,
       servers = d.cfg.server, port = d.cfg.port,
@@ -469,6 +477,8 @@ function M.collect(opts)
     r.service.settings_ready = snap.settings_ready
     r.service.settings_error = snap.settings_error
     r.service.reload_error = snap.reload_error
+    r.service.maildrop_stuck = snap.maildrop_stuck
+    r.service.maildrop_stuck_total = snap.maildrop_stuck_total
     -- a file written since the service loaded it: a fix saved and not reloaded
     -- (the service still delivers with the old settings; said, not "flowing" alone)
     if snap.settings_stamp and cfg then
@@ -658,6 +668,16 @@ function M.text(r)
       line = line .. "; " .. q.maildrop .. " in maildrop/ (from local users: wait for the service)"
     end
     row("queue", line)
+    local stuck, n = r.service.maildrop_stuck, r.service.maildrop_stuck_total
+    if type(stuck) == "table" and type(n) == "number" and n > 0 then
+      row("", string.format("%s of maildrop/ the service cannot adopt (tried again at each scan, logged once " ..
+                            "each; fix the file, or `mailhook queue rm NAME`):", plural(n, "file")))
+      for _, w in ipairs(stuck) do
+        row("", string.format("  %s since %s: %s", tostring(w.name), clock(w.since),
+                              (tostring(w.reason):gsub("^maildrop: ", ""))))
+      end
+      if n > #stuck then row("", string.format("  and %d more (`mailhook queue` lists them)", n - #stuck)) end
+    end
     if q.corrupt and q.corrupt > 0 then
       row("", string.format("%s in %s/corrupt/: set aside as unusable, never sent (the log says why; " ..
                             "look at them, then remove them)", plural(q.corrupt, "file"), r.spool))
