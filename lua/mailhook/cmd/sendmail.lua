@@ -409,6 +409,14 @@ end
 -- -q: deliver the queue now (through a running service when there is one).
 local function flush()
   local summary = require("mailhook.flush").run {}
+  -- no spool there (none, or a folder without pickup/ nor maildrop/): nothing
+  -- to deliver, exit 0 as `mailhook flush`, said on stderr as `mailhook flush`
+  -- and `mailq` say it (it said nothing: a cron `sendmail -q` on a mistyped -s
+  -- or $MAILHOOK_SPOOL looked like a queue delivered)
+  if summary.no_spool then
+    warn("nothing to deliver: " .. summary.no_spool)
+    return 0
+  end
   if summary.spool_error and tostring(summary.error):find("Permission denied", 1, true) then
     -- a local user: the service delivers what it hands over as it arrives
     return fail(EX_NOPERM, "only root and the service's user flush the queue " .. core.paths.spool ..
