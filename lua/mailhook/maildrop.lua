@@ -39,6 +39,13 @@ local said = {}   -- name .. error already logged (a failure is said once, not a
 -- `mailhook status` names them; before, they showed there as waiting for the
 -- service, and only the log said that the service could not take them).
 local waiting = {}
+local listeners = setmetatable({}, { __mode = "k" })   -- key -> fn(): told when waiting changes
+
+-- on_change(key, fn): fn() is called when the files left in maildrop/ change
+-- (one more, one gone, a reason changed); key (weak) owns it: the service's
+-- status tracker, so that SPOOL/status.json names them for `mailhook queue`.
+function M.on_change(key, fn) listeners[key] = fn end
+local function changed() for _, fn in pairs(listeners) do pcall(fn) end end
 
 local function log(level, msg)
   local ok, mh = pcall(require, "mailhook")
@@ -49,6 +56,7 @@ local function once(name, level, msg)
   local w = waiting[name]
   if not w or w.reason ~= msg then
     waiting[name] = { name = name, reason = msg, since = w and w.since or os.time() }
+    changed()
   end
   if said[name] == msg then return end
   said[name] = msg
@@ -58,7 +66,9 @@ end
 -- A file taken (adopted, moved to corrupt/) or gone: forgotten, so that a
 -- later failure under its name is said again.
 local function forget(name)
+  local was = waiting[name]
   said[name], waiting[name] = nil, nil
+  if was then changed() end
 end
 
 -- What the spool refuses in a message itself (sp:enqueue's info.code), as

@@ -27,7 +27,8 @@ local M = {}
 M.FILE = "status.json"           -- in the spool folder, beside flush.done
 M.MIN_WRITE_INTERVAL = 0.25      -- seconds between two writes of the file (coalescing)
 M.ASK_TIMEOUT = 2                -- seconds `mailhook status` waits for the service's answer
-M.STUCK_LIST = 10                -- files of maildrop/ the service cannot adopt named in a report (the rest counted)
+M.STUCK_LIST = 100               -- files of maildrop/ the service cannot adopt named in status.json (the rest counted)
+M.STUCK_SHOWN = 10               -- of which `mailhook status` shows
 
 -- States of the connection, as the report names them.
 M.STATES = { "idle", "connecting", "connected", "waiting-retry", "disabled", "stopping", "stopped" }
@@ -81,6 +82,22 @@ function M.running(dir)
   return c or nil
 end
 
+-- maildrop_stuck(dir) -> {NAME = reason...} | nil: the files of maildrop/
+-- the running service (the lock holder that wrote SPOOL/status.json) left
+-- there, with the reason it logged; nil without a running service.  Never a
+-- signal (the service writes the file when that list changes).
+function M.maildrop_stuck(dir)
+  dir = dir or core.paths.spool
+  local okj, snap = pcall(require("mailhook.json").decode, read_file(M.file_path(dir)) or "")
+  local pid = okj and type(snap) == "table" and core.admin.lock_holder(dir)
+  if not (pid and snap.pid == pid and type(snap.maildrop_stuck) == "table") then return nil end
+  local m = {}
+  for _, w in ipairs(snap.maildrop_stuck) do
+    if type(w) == "table" and type(w.name) == "string" then m[w.name] = tostring(w.reason) end
+  end
+  return m
+end
+
 local function reply_of(info)
   if type(info) ~= "table" or not (info.smtp or info.text) then return nil end
   return { smtp = info.smtp, enhanced = info.enhanced,
@@ -129,6 +146,9 @@ function M.tracker(opts)
   }, Tracker)
   t.since = t.started_at
   d.on_change = function(_, event, ...) t:on_change(event, ...) end
+  -- a file of maildrop/ the adoption leaves there (or one it takes again):
+  -- written at once, `mailhook queue` reads it (M.maildrop_stuck)
+  require("mailhook.maildrop").on_change(t, function() t.dirty = true; t.cond:notify() end)
   t.writer = mh.spawn(function() t:write_loop() end)
   return t
 end
@@ -672,11 +692,13 @@ function M.text(r)
     if type(stuck) == "table" and type(n) == "number" and n > 0 then
       row("", string.format("%s of maildrop/ the service cannot adopt (tried again at each scan, logged once " ..
                             "each; fix the file, or `mailhook queue rm NAME`):", plural(n, "file")))
-      for _, w in ipairs(stuck) do
+      for i, w in ipairs(stuck) do
+        if i > M.STUCK_SHOWN then break end
         row("", string.format("  %s since %s: %s", tostring(w.name), clock(w.since),
                               (tostring(w.reason):gsub("^maildrop: ", ""))))
       end
-      if n > #stuck then row("", string.format("  and %d more (`mailhook queue` lists them)", n - #stuck)) end
+      local shown = math.min(#stuck, M.STUCK_SHOWN)
+      if n > shown then row("", string.format("  and %d more (`mailhook queue` lists them)", n - shown)) end
     end
     if q.corrupt and q.corrupt > 0 then
       row("", string.format("%s in %s/corrupt/: set aside as unusable, never sent (the log says why; " ..

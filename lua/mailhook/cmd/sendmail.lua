@@ -349,7 +349,8 @@ local function mailq()
         bytes = bytes + e.size
         local from = e.from == "" and "MAILER-DAEMON" or e.from or ("uid " .. math.tointeger(e.uid))
         entry(e.id, e.size, os.date("%a %b %e %H:%M:%S", e.queued_at), from)
-        local why = "in maildrop/: waits for the service; from uid " .. math.tointeger(e.uid) ..
+        local why = (e.stuck and ("in maildrop/: the service cannot adopt it: " .. esc(e.stuck) .. "; from uid ")
+                     or "in maildrop/: waits for the service; from uid ") .. math.tointeger(e.uid) ..
                     (e.login and (" (" .. vis(e.login) .. ")") or "")
         if e.refused[1] then
           why = why .. "; refused: " .. esc(e.refused[1].rcpt) ..
