@@ -1363,7 +1363,7 @@ local function maildrop_json(e, now)
     id = e.id, name = e.name, state = "maildrop", size = e.size, queued_at = e.queued_at,
     age = (e.queued_at or 0) > 0 and math.max(0, math.floor(now - e.queued_at)) or nil,
     uid = e.uid and math.tointeger(e.uid) or nil, login = e.login, from = e.from, to = json.array(e.to or {}),
-    refused = json.array(refused), reason = e.reason,
+    refused = json.array(refused), reason = e.reason, stuck = e.stuck,
     subject = not e.reason and subject_of(e.path, e.offset) or nil,
   }
 end

@@ -31,6 +31,21 @@ local submit = require "mailhook.submit"
 local M = {}
 
 local said = {}   -- name .. error already logged (a failure is said once, not at every scan)
+-- The files this process tried to adopt and had to leave in maildrop/ (a
+-- temporary failure: unreadable, its owner unseen, a failed write), by name:
+-- {name =, reason =, since =}.  Each is logged once (when first met, or when
+-- its reason changes), tried again quietly at every scan (a mode or an owner
+-- may be fixed), and reported by M.stuck() (the service's status snapshot:
+-- `mailhook status` names them; before, they showed there as waiting for the
+-- service, and only the log said that the service could not take them).
+local waiting = {}
+local listeners = setmetatable({}, { __mode = "k" })   -- key -> fn(): told when waiting changes
+
+-- on_change(key, fn): fn() is called when the files left in maildrop/ change
+-- (one more, one gone, a reason changed); key (weak) owns it: the service's
+-- status tracker, so that SPOOL/status.json names them for `mailhook queue`.
+function M.on_change(key, fn) listeners[key] = fn end
+local function changed() for _, fn in pairs(listeners) do pcall(fn) end end
 
 local function log(level, msg)
   local ok, mh = pcall(require, "mailhook")
@@ -38,9 +53,22 @@ local function log(level, msg)
 end
 
 local function once(name, level, msg)
+  local w = waiting[name]
+  if not w or w.reason ~= msg then
+    waiting[name] = { name = name, reason = msg, since = w and w.since or os.time() }
+    changed()
+  end
   if said[name] == msg then return end
   said[name] = msg
   log(level, msg)
+end
+
+-- A file taken (adopted, moved to corrupt/) or gone: forgotten, so that a
+-- later failure under its name is said again.
+local function forget(name)
+  local was = waiting[name]
+  said[name], waiting[name] = nil, nil
+  if was then changed() end
 end
 
 -- What the spool refuses in a message itself (sp:enqueue's info.code), as
@@ -70,7 +98,7 @@ local function adopt_one(sp, cfg, dir, name)
     if info and info.code == "ENOTFOUND" then return nil end
     if info and info.code == "ECORRUPT" then
       local ok, err = core.maildrop.done(dir, name, true)
-      if ok then log("warn", "maildrop: " .. why .. ": moved to corrupt/maildrop." .. name) return "corrupt" end
+      if ok then forget(name) log("warn", "maildrop: " .. why .. ": moved to corrupt/maildrop." .. name) return "corrupt" end
       once(name, "warn", "maildrop: " .. why .. ", but it cannot be moved to corrupt/: " .. tostring(err))
       return nil
     end
@@ -89,6 +117,7 @@ local function adopt_one(sp, cfg, dir, name)
     core.maildrop.close(fd)
     local ok, err = core.maildrop.done(dir, name, true, orig)
     if ok then
+      forget(orig); forget(name)
       log("warn", string.format("maildrop: %s from uid %d: %s: moved to corrupt/maildrop.%s", orig, rec.uid, why, orig))
       return "corrupt"
     end
@@ -155,14 +184,14 @@ local function adopt_one(sp, cfg, dir, name)
       -- gone since it was opened: removed (`mailhook queue rm NAME`), which
       -- wins; nothing to try again (it said "tried again at the next scan")
       if type(ainfo) == "table" and ainfo.code == "ENOTFOUND" then
-        said[name] = nil
+        forget(name)
         log("info", "maildrop: " .. name .. " was removed before its adoption (`mailhook queue rm`?): not queued")
         return nil
       end
       once(name, "warn", "maildrop: cannot adopt " .. name .. ": " .. tostring(ierr or aerr) .. " (tried again at the next scan)")
       return nil
     end
-    said[name] = nil
+    forget(name)
     given, name = nid, aside
   end
   env.id = given
@@ -180,7 +209,7 @@ local function adopt_one(sp, cfg, dir, name)
     -- queued, but the original stays: said loudly, it would be adopted twice
     log("error", "maildrop: " .. name .. " queued as " .. id .. " but not removed: " .. tostring(derr))
   end
-  said[name] = nil
+  forget(name)
   log("info", string.format("maildrop: %s from uid %d (%s) queued as %s, from <%s> to %s", name, rec.uid,
                             login or "?", id, env.from, table.concat(env.to, ",")))
   return true
@@ -200,11 +229,29 @@ function M.adopt(sp, dir)
     return 0
   end
   said["(settings)"] = nil
-  local n = 0
+  local n, present = 0, {}
   for _, name in ipairs(names) do
+    present[name] = true
     if adopt_one(sp, cfg, dir, name) == true then n = n + 1 end
   end
+  -- a file no longer there (removed: `mailhook queue rm`; adopted, or moved
+  -- to corrupt/): forgotten (the tables held every name that ever failed)
+  for name in pairs(said) do if not present[name] and name ~= "(settings)" then forget(name) end end
+  for name in pairs(waiting) do if not present[name] then forget(name) end end
   return n
+end
+
+-- stuck([limit]) -> {{name =, reason =, since =}...}, total: the files of
+-- maildrop/ this process's adoption had to leave there at its last scan (it
+-- tries them again at each scan), the oldest first, at most limit (10) of
+-- them; total counts them all.  For the service's status (mailhook.status).
+function M.stuck(limit)
+  local l = {}
+  for _, w in pairs(waiting) do l[#l + 1] = w end
+  table.sort(l, function(a, b) return a.name < b.name end)
+  local total = #l
+  for i = (limit or 10) + 1, total do l[i] = nil end
+  return l, total
 end
 
 -- count(dir [, sp]) -> how many messages wait in maildrop/ (0 when there is

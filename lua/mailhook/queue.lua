@@ -69,7 +69,9 @@ end
 -- unseen from a user namespace, a file made unreadable): id, name, state,
 -- reason (why; the service moves a non-drop to corrupt/, leaves the others).
 -- One whose copy is queued already (an adoption stopped between the copy and
--- the removal: ID.adopted) is not listed: list has it.  Waits on the disk (each file's record is read).
+-- the removal: ID.adopted) is not listed: list has it.  stuck: for one this
+-- user can read but the running service cannot (it left it there, its log
+-- says why once), that reason (SPOOL/status.json's maildrop_stuck).  Waits on the disk (each file's record is read).
 -- One file of maildrop/ as maildrop() lists it (nil: gone, or adopted); ctx
 -- caches the logins and the settings over a listing.
 local function maildrop_entry(sp, dir, name, ctx)
@@ -88,6 +90,12 @@ local function maildrop_entry(sp, dir, name, ctx)
                            attempts = 0, uid = rec.uid, to = rec.to, path = dir .. "/maildrop/" .. name,
                            offset = rec.offset, done = {} }, ctx.logins)
     if ctx.cfg then e.from = submit.unprivileged_sender(ctx.cfg, { uid = rec.uid, login = e.login }, rec.from) end
+    -- readable here, but not by the running service (a file its owner made
+    -- unreadable, read by root): what the service logged, so that the listing
+    -- does not say "waits for the service" of a file it cannot take
+    if ctx.stuck == nil then ctx.stuck = require("mailhook.status").maildrop_stuck(dir) or false end
+    local why = ctx.stuck and ctx.stuck[name]
+    if why then e.stuck = (why:gsub("^maildrop: ", "")) end
     e.refused = submit.left_out(rec.left, "mailhook sendmail") or {}
     return e
   elseif info and info.code ~= "ENOTFOUND" then

@@ -27,6 +27,8 @@ local M = {}
 M.FILE = "status.json"           -- in the spool folder, beside flush.done
 M.MIN_WRITE_INTERVAL = 0.25      -- seconds between two writes of the file (coalescing)
 M.ASK_TIMEOUT = 2                -- seconds `mailhook status` waits for the service's answer
+M.STUCK_LIST = 100               -- files of maildrop/ the service cannot adopt named in status.json (the rest counted)
+M.STUCK_SHOWN = 10               -- of which `mailhook status` shows
 
 -- States of the connection, as the report names them.
 M.STATES = { "idle", "connecting", "connected", "waiting-retry", "disabled", "stopping", "stopped" }
@@ -80,6 +82,22 @@ function M.running(dir)
   return c or nil
 end
 
+-- maildrop_stuck(dir) -> {NAME = reason...} | nil: the files of maildrop/
+-- the running service (the lock holder that wrote SPOOL/status.json) left
+-- there, with the reason it logged; nil without a running service.  Never a
+-- signal (the service writes the file when that list changes).
+function M.maildrop_stuck(dir)
+  dir = dir or core.paths.spool
+  local okj, snap = pcall(require("mailhook.json").decode, read_file(M.file_path(dir)) or "")
+  local pid = okj and type(snap) == "table" and core.admin.lock_holder(dir)
+  if not (pid and snap.pid == pid and type(snap.maildrop_stuck) == "table") then return nil end
+  local m = {}
+  for _, w in ipairs(snap.maildrop_stuck) do
+    if type(w) == "table" and type(w.name) == "string" then m[w.name] = tostring(w.reason) end
+  end
+  return m
+end
+
 local function reply_of(info)
   if type(info) ~= "table" or not (info.smtp or info.text) then return nil end
   return { smtp = info.smtp, enhanced = info.enhanced,
@@ -128,6 +146,9 @@ function M.tracker(opts)
   }, Tracker)
   t.since = t.started_at
   d.on_change = function(_, event, ...) t:on_change(event, ...) end
+  -- a file of maildrop/ the adoption leaves there (or one it takes again):
+  -- written at once, `mailhook queue` reads it (M.maildrop_stuck)
+  require("mailhook.maildrop").on_change(t, function() t.dirty = true; t.cond:notify() end)
   t.writer = mh.spawn(function() t:write_loop() end)
   return t
 end
@@ -205,6 +226,8 @@ function Tracker:snapshot()
   for _, w in ipairs(d.workers or {}) do
     if w.sending then sending = sending or {}; sending[#sending + 1] = w.sending end
   end
+  local stuck, stuck_total = require("mailhook.maildrop").stuck(M.STUCK_LIST)
+  if stuck_total == 0 then stuck, stuck_total = nil, nil end
   local next_attempt
   if state == "waiting-retry" and self.outage then
     next_attempt = (self.outage.last_attempt or self.outage.since) + seconds(d.cfg.retry_interval, 30)
@@ -216,6 +239,11 @@ function Tracker:snapshot()
     settings_stamp = self.settings_stamp,
     reload_error = self.reload_error,   -- {at, error}: the last SIGHUP's settings did not load
     sending = sending,
+    -- the files of maildrop/ the service's adoption had to leave there (it
+    -- cannot read them: a mode, an owner its user namespace hides), tried
+    -- again at each scan and logged once each: named here for `status`
+    maildrop_stuck = stuck,
+    maildrop_stuck_total = stuck_total,
     connection = {
       state = state, since = self.since, server = self.server, security = self.security,
       servers = d.cfg.server, port = d.cfg.port,
@@ -469,6 +497,8 @@ function M.collect(opts)
     r.service.settings_ready = snap.settings_ready
     r.service.settings_error = snap.settings_error
     r.service.reload_error = snap.reload_error
+    r.service.maildrop_stuck = snap.maildrop_stuck
+    r.service.maildrop_stuck_total = snap.maildrop_stuck_total
     -- a file written since the service loaded it: a fix saved and not reloaded
     -- (the service still delivers with the old settings; said, not "flowing" alone)
     if snap.settings_stamp and cfg then
@@ -658,6 +688,18 @@ function M.text(r)
       line = line .. "; " .. q.maildrop .. " in maildrop/ (from local users: wait for the service)"
     end
     row("queue", line)
+    local stuck, n = r.service.maildrop_stuck, r.service.maildrop_stuck_total
+    if type(stuck) == "table" and type(n) == "number" and n > 0 then
+      row("", string.format("%s of maildrop/ the service cannot adopt (tried again at each scan, logged once " ..
+                            "each; fix the file, or `mailhook queue rm NAME`):", plural(n, "file")))
+      for i, w in ipairs(stuck) do
+        if i > M.STUCK_SHOWN then break end
+        row("", string.format("  %s since %s: %s", tostring(w.name), clock(w.since),
+                              (tostring(w.reason):gsub("^maildrop: ", ""))))
+      end
+      local shown = math.min(#stuck, M.STUCK_SHOWN)
+      if n > shown then row("", string.format("  and %d more (`mailhook queue` lists them)", n - shown)) end
+    end
     if q.corrupt and q.corrupt > 0 then
       row("", string.format("%s in %s/corrupt/: set aside as unusable, never sent (the log says why; " ..
                             "look at them, then remove them)", plural(q.corrupt, "file"), r.spool))

@@ -13,8 +13,7 @@ import sys
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import (NoAlertPresentException, StaleElementReferenceException, TimeoutException,
-                                        WebDriverException)
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -25,7 +24,7 @@ NEW_ADMIN_PW = "new-Browser-Admin-Pw-31"
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done, chromium_options, steady  # noqa: E402  (one TAP writer for both checkers)
+from taplib import ok, done, chromium_options, until as taplib_until  # noqa: E402  (one TAP writer for both checkers)
 
 
 opts, profile = chromium_options()
@@ -47,14 +46,8 @@ def shot(name):
 
 
 def until(fn, desc, limit=30):
-    try:
-        # a page that re-renders between two looks is looked at again, not a failure
-        WebDriverWait(driver, limit, poll_frequency=0.1,
-                      ignored_exceptions=[StaleElementReferenceException]).until(lambda d: steady(fn))
-        return ok(True, desc)
-    except TimeoutException:
-        # where the page was and what it said: a CI log must tell why, not only which
-        return ok(False, desc, "at %s: %s" % (driver.current_url, driver.find_element(By.TAG_NAME, "body").text[:1500]))
+    # (a page that re-renders between two looks is looked at again, not a failure)
+    return taplib_until(driver, fn, desc, limit, ignored=(StaleElementReferenceException,))
 
 
 def stage_state(name):

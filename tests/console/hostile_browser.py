@@ -24,32 +24,16 @@ import time
 
 from selenium import webdriver
 from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
-                                        NoSuchElementException, StaleElementReferenceException,
-                                        TimeoutException, WebDriverException)
+                                        NoSuchElementException, StaleElementReferenceException, WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import chromium_options, steady  # noqa: E402  (the browser's options, shared)
+from taplib import chromium_options, done, ok, until as taplib_until  # noqa: E402  (one TAP writer, one wait)
 
 BASE, ADMIN_PW, SHOTS, MAILHOOK, SPOOL, SVC_PID, OUTAGE_PORT = sys.argv[1:8]
-n = 0
-failed = 0
-
-
-def ok(cond, desc, diag=None):
-    global n, failed
-    n += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, desc), flush=True)
-    if not cond:
-        failed += 1
-        if diag is not None:
-            for line in str(diag).splitlines()[:15]:
-                print("#   " + line, flush=True)
-    return cond
 
 
 opts, profile = chromium_options()
@@ -58,8 +42,7 @@ try:
     driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
 except WebDriverException as e:
     ok(False, "chromium starts headless", e)
-    print("1..%d" % n)
-    sys.exit(1)
+    done()
 driver.set_page_load_timeout(60)
 E = lambda i: driver.find_element(By.ID, i)
 
@@ -72,11 +55,7 @@ TRANSIENT = (NoSuchElementException, StaleElementReferenceException, ElementClic
 
 
 def until(fn, desc, limit=30):
-    try:
-        WebDriverWait(driver, limit, poll_frequency=0.1, ignored_exceptions=TRANSIENT).until(lambda d: steady(fn))
-        return ok(True, desc)
-    except TimeoutException:
-        return ok(False, desc, driver.find_element(By.TAG_NAME, "body").text[:1500])
+    return taplib_until(driver, fn, desc, limit, ignored=TRANSIENT)
 
 
 def shot(name):
@@ -241,5 +220,4 @@ finally:
         pass
     shutil.rmtree(profile, ignore_errors=True)
 
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+done()

@@ -19,30 +19,22 @@ import sys
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException, TimeoutException,
-                                        WebDriverException)
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
 BASE, ADMIN_PW, MAILHOOK, SPOOL, SMTP_PORT, SMTPD_PY, TMP = sys.argv[1:8]
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done, wait_until, chromium_options, steady  # noqa: E402
+from taplib import ok, done, wait_until, chromium_options, steady, until as taplib_until  # noqa: E402
 
 OUTAGE = os.path.join(SPOOL, "outage")
 
 
 def until(fn, desc, limit=30):
-    try:
-        WebDriverWait(driver, limit, poll_frequency=0.1,
-                      ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
-                          lambda d: steady(fn))
-        return ok(True, desc)
-    except TimeoutException:
-        return ok(False, desc, driver.find_element(By.TAG_NAME, "body").text[:1500])
+    return taplib_until(driver, fn, desc, limit)   # (an element not there yet, or stale: not yet)
 
 
 def enqueue(subject):

@@ -1,6 +1,7 @@
 """TAP output for the console's Python checkers (browser.py, http_checks.py...):
 one ok() and one done() for all, so their plan and exit status follow one rule,
-and wait_until(), their one way to wait on a condition.
+and wait_until(), their one way to wait on a condition (until(), the browser
+checkers' one: a condition in the page, checked as one TAP line).
 Their TAP is renumbered into the calling shell test's plan by tap_merge
 (tests/lib/tap.sh)."""
 import sys
@@ -56,6 +57,31 @@ def steady(fn, limit=10.0):
             if not transient or time.monotonic() > end:
                 raise
         time.sleep(0.1)
+
+
+def until(driver, fn, desc, limit=30, ignored=None, show=None):
+    """One check (ok) that fn() comes true in the browser within limit seconds, looked at
+    every 0.1 s: fn is asked through steady (a look a navigation aborted, or a stale
+    element, is looked at again); the exceptions in ignored (default: the element not
+    there yet, or stale; WebDriverWait adds the first always) mean "not yet", any
+    other ends the run.  On
+    a timeout the failure says where the page was and what it said (show(), when
+    given, instead of the page's text): a CI log must tell why, not only which.  The
+    browser checkers' one way to wait (each had its own copy)."""
+    from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,
+                                            TimeoutException)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    if ignored is None:
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+    try:
+        WebDriverWait(driver, limit, poll_frequency=0.1, ignored_exceptions=ignored).until(lambda _: steady(fn))
+        return ok(True, desc)
+    except TimeoutException:
+        if show is not None:
+            return ok(False, desc, show())
+        return ok(False, desc, "at %s: %s" % (driver.current_url,
+                                              driver.find_element(By.TAG_NAME, "body").text[:1500]))
 
 
 def chromium_options(height=1100):

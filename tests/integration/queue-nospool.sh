@@ -1,5 +1,5 @@
 # A look at the queue makes no spool (docs/spool.md, "No spool"): `mailhook queue`,
-# `queue --json`, `queue show/rm/retry ID`, `sendmail -bp`, `mailq`, `flush` and
+# `queue --json`, `queue show/rm/retry ID`, `sendmail -bp`, `mailq`, `flush`, `sendmail -q` and
 # mh.queue.list() on a folder that is no spool (none there, or one without pickup/)
 # make nothing and say "no spool at PATH", each with its exit status.  Before, each
 # made the spool (tmp/ pickup/ failed/ corrupt/ state/, owned by the caller: root's,
@@ -9,7 +9,7 @@
 export MAILHOOK_CONF="$T/mailhook.conf"
 printf 'enabled = true\nserver = 127.0.0.1\nport = 1\nfrom = pbx@example.com\n' > "$MAILHOOK_CONF"
 NS=$T/nosuch
-mkdir -p "$T/bin"; ln -s "$MAILHOOK" "$T/bin/mailq"
+mkdir -p "$T/bin"; ln -s "$MAILHOOK" "$T/bin/mailq"; ln -s "$MAILHOOK" "$T/bin/sendmail"
 run() { OUT=$("$MAILHOOK" -s "$NS" "$@" 2>&1); RC=$?; }
 NONE="no spool at $NS: nothing is queued there"
 
@@ -34,6 +34,14 @@ is "$RC" 66 "mailq: the same"
 run flush
 is "$RC" 0 "flush on no spool: exit 0 (nothing to deliver)"
 like "$OUT" "^flush: nothing to deliver: $NONE" "says so"
+# sendmail -q (cron's queue run) says it as flush does, on stderr (it said nothing), exit 0
+# as flush (Postfix's sendmail -q exits 0)
+OUT=$("$MAILHOOK" -s "$NS" sendmail -q 2>/dev/null); RC=$?
+is "$RC:$OUT" "0:" "sendmail -q on no spool: exit 0, nothing on stdout"
+run sendmail -q
+like "$OUT" "^mailhook sendmail: nothing to deliver: $NONE" "and on stderr, that there is no spool there ($OUT)"
+OUT=$(MAILHOOK_SPOOL=$NS "$T/bin/sendmail" -q 2>&1); RC=$?
+like "$RC:$OUT" "^0:mailhook sendmail: nothing to deliver: $NONE" "the binary called as sendmail, -q: the same"
 run -e 'local mh = require "mailhook"; local ok, err = pcall(mh.queue.list); print(ok, err)'
 like "$OUT" "false.*$NONE" "mh.queue.list() raises 'no spool at'"
 run -e 'local mh = require "mailhook"; print(mh.queue.show("0000000000000001"))'
@@ -46,6 +54,10 @@ run queue
 like "$OUT" "no spool at $NS \(it has no pickup/ folder\)" "a folder without pickup/: said so"
 run sendmail -bp; run flush; run queue show 0000000000000001
 is "$(ls -A "$NS")" "" "queue, mailq, flush, show made nothing in it"
+run sendmail -q
+like "$RC:$OUT" "^0:mailhook sendmail: nothing to deliver: no spool at $NS \(it has no pickup/ folder\)" \
+  "sendmail -q there: said so, exit 0"
+is "$(ls -A "$NS")" "" "  nothing made"
 # one with maildrop/ alone is the spool as installed (make install, the package), the
 # service never started: its mail is listed (nothing made), and flush, a deliverer, takes it
 mkdir -m 1730 "$NS/maildrop"

@@ -82,6 +82,7 @@ local function json_entry(e, waits, next_attempt)
     last_reply = e.last_reply, reason = e.reason, failed_at = e.failed_at,
     uid = e.uid and math.tointeger(e.uid), login = e.login,
     name = e.name,   -- a file of maildrop/ (state "maildrop"): its name there
+    stuck = e.stuck, -- one the running service cannot adopt (it can be read here): why
     outage = e.state ~= "failed" and waits or nil,   -- the server outage it waits on (SPOOL/outage)
   }
 end
@@ -142,7 +143,7 @@ local function list(json)
       end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id),
                               e.reason and "-" or age(now - e.queued_at), e.size, 0, "maildrop",
-                              esc(e.reason or "waits for the service"):sub(1, 30), vis(submitter(e)), rcpts_of(e)))
+                              esc(e.reason or (e.stuck and "the service cannot adopt it") or "waits for the service"):sub(1, 30), vis(submitter(e)), rcpts_of(e)))
     end
   end
   -- (text only) files set aside in corrupt/: never sent, and listed nowhere else

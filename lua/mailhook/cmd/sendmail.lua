@@ -349,7 +349,8 @@ local function mailq()
         bytes = bytes + e.size
         local from = e.from == "" and "MAILER-DAEMON" or e.from or ("uid " .. math.tointeger(e.uid))
         entry(e.id, e.size, os.date("%a %b %e %H:%M:%S", e.queued_at), from)
-        local why = "in maildrop/: waits for the service; from uid " .. math.tointeger(e.uid) ..
+        local why = (e.stuck and ("in maildrop/: the service cannot adopt it: " .. esc(e.stuck) .. "; from uid ")
+                     or "in maildrop/: waits for the service; from uid ") .. math.tointeger(e.uid) ..
                     (e.login and (" (" .. vis(e.login) .. ")") or "")
         if e.refused[1] then
           why = why .. "; refused: " .. esc(e.refused[1].rcpt) ..
@@ -409,6 +410,14 @@ end
 -- -q: deliver the queue now (through a running service when there is one).
 local function flush()
   local summary = require("mailhook.flush").run {}
+  -- no spool there (none, or a folder without pickup/ nor maildrop/): nothing
+  -- to deliver, exit 0 as `mailhook flush`, said on stderr as `mailhook flush`
+  -- and `mailq` say it (it said nothing: a cron `sendmail -q` on a mistyped -s
+  -- or $MAILHOOK_SPOOL looked like a queue delivered)
+  if summary.no_spool then
+    warn("nothing to deliver: " .. summary.no_spool)
+    return 0
+  end
   if summary.spool_error and tostring(summary.error):find("Permission denied", 1, true) then
     -- a local user: the service delivers what it hands over as it arrives
     return fail(EX_NOPERM, "only root and the service's user flush the queue " .. core.paths.spool ..
