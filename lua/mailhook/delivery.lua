@@ -281,12 +281,33 @@ end
 
 function D:kick()
   self.kicked = true
+  local scans = false
   for _, w in ipairs(self.workers) do
     -- an outage keeps its own cadence: a new message does not reconnect at once
-    if w.state ~= "waiting-retry" then
+    if w.state ~= "waiting-retry" and w.state ~= "disabled" then
+      scans = true
       if w.sleeping then w.woken = true; w.task:cancel() end
     end
   end
+  -- no worker will scan soon (each waits out an outage, or mail is disabled):
+  -- one of them adopts maildrop/ now and sleeps on (W:wait), so that a local
+  -- user's drop is queued, in its turn, not at the end of the outage
+  if not scans then
+    for _, w in ipairs(self.workers) do
+      if w.sleeping then w.adopt_due = true; w.task:cancel(); break end
+    end
+  end
+end
+
+-- maildrop/ into pickup/ (the spool's adopt: the lock holder's), for a worker
+-- that scans nothing meanwhile.  A spool without adopt (a test's) does nothing.
+function D:adopt()
+  local sp = self.spool
+  local ok, adopt = pcall(function() return sp.adopt end)
+  if not (ok and adopt) then return end
+  local aok, err = pcall(adopt, sp)
+  if not aok and type(err) == "userdata" and getmetatable(err) == nil then error(err, 0) end
+  if not aok then self.log.error("delivery: maildrop adoption failed: " .. tostring(err)) end
 end
 
 function D:flush_request()
@@ -895,10 +916,21 @@ function W:wait(seconds)
   -- nothing to cancel; it must not wait for the next rescan.  Not in an
   -- outage (its own cadence) nor while disabled (nothing would consume it).
   if self.d.kicked and self.state == "idle" then return true end
-  self.woken = false
-  self.sleeping = true
-  pcall(self.d.sleep, math.max(0, seconds))
-  self.sleeping = false
+  local d = self.d
+  -- a worker that scans nothing meanwhile (an outage, mail disabled) adopts
+  -- maildrop/ before it sleeps (what came while it was connecting), and when
+  -- woken for that only (D:kick), then sleeps the rest of the wait
+  if self.state == "waiting-retry" or self.state == "disabled" then d:adopt() end
+  local deadline = d.now() + math.max(0, seconds)
+  repeat
+    self.woken, self.adopt_due = false, false
+    self.sleeping = true
+    pcall(d.sleep, math.max(0, deadline - d.now()))
+    self.sleeping = false
+    local adopt = self.adopt_due and not self.woken and not d.stopping
+    self.adopt_due = false
+    if adopt then d:adopt() end
+  until not adopt or self.woken or d.stopping or d.now() >= deadline
   local woken = self.woken
   self.woken = false
   return woken

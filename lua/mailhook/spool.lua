@@ -91,7 +91,11 @@ local function dropin_from(sp)
   if ok then M.dropin_sender(sp, cfg) end
 end
 
-function methods.scan(sp, ...)
+-- Spool:adopt(): maildrop/'s files into pickup/ (the lock holder's; waits),
+-- as every scan does first.  Also for a service that scans nothing (in an
+-- outage, with mail disabled: mailhook.delivery's D:adopt), so that a local
+-- user's mail is queued when it is dropped, not when the server answers.
+function methods.adopt(sp)
   local maildrop = require "mailhook.maildrop"
   local dir = dirs[sp]
   if holders[sp] and not from_set[sp] then dropin_from(sp) end
@@ -108,6 +112,12 @@ function methods.scan(sp, ...)
     if not ok and type(err) == "userdata" and getmetatable(err) == nil then error(err, 0) end
     if not ok then core.log("error", "maildrop: adoption failed: " .. tostring(err)) end
   end
+end
+
+function methods.scan(sp, ...)
+  local maildrop = require "mailhook.maildrop"
+  local dir = dirs[sp]
+  methods.adopt(sp)
   local ids, total, info = raw_scan(sp, ...)
   if dir and ids and not holders[sp] and type(total) == "number" then total = total + maildrop.count(dir, sp) end
   return ids, total, info
