@@ -416,12 +416,13 @@ static void submit(lua_State *L, lconn *u, const char *what, fdbox *fb, uint64_t
   size_t fromlen, len = 0, n;
   const char *from = mh_l_field_lstring(L, 2, what, "sender", &fromlen);
   const char *data = NULL;
-  int handle = 0;   /* data is a SpoolData handle's: taken (freed) once submitted */
+  int handle = 0;   /* data is a SpoolData handle's (hd): taken (freed) once submitted */
+  void *hd = NULL;
   const char **rcpt;
   const char *nul = fromlen != strlen(from) ? from : NULL;   /* an address cut short by a NUL */
   if (!lua_istable(L, 3)) mh_l_field_error(L, 3, what, "recipients", "a table");
   /* data: a string, or a spool entry's data handle (l_spool.h), alive on the stack */
-  if (fd < 0 && (handle = l_spool_data(L, 4, &data, &len)) < 0)
+  if (fd < 0 && (handle = l_spool_data(L, 4, &data, &len, &hd)) < 0)
     luaL_error(L, "%s: data: this SpoolData handle was submitted already (its bytes went with it: load the "
                   "message again)", what);
   if (fd < 0 && !handle) data = mh_l_field_lstring(L, 4, what, "data", &len);
@@ -464,7 +465,7 @@ static void submit(lua_State *L, lconn *u, const char *what, fdbox *fb, uint64_t
   } else {
     mh_client_submit(c, from, rcpt, n, data, len);   /* (copies the data) */
   }
-  if (handle) l_spool_data_take(L, 4);
+  if (handle) l_spool_data_take(hd);
   if (boxed) lua_pop(L, 1);   /* rcpt */
 }
 

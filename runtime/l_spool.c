@@ -717,8 +717,9 @@ static spool_data *as_data(lua_State *L, int idx) {
   return same ? (spool_data *)lua_touserdata(L, idx) : NULL;
 }
 
-int l_spool_data(lua_State *L, int idx, const char **p, size_t *len) {
+int l_spool_data(lua_State *L, int idx, const char **p, size_t *len, void **h) {
   spool_data *d = as_data(L, idx);
+  *h = d;
   if (!d) return 0;
   if (d->taken) return -1;
   *p = d->p ? d->p : "";
@@ -726,8 +727,8 @@ int l_spool_data(lua_State *L, int idx, const char **p, size_t *len) {
   return 1;
 }
 
-void l_spool_data_take(lua_State *L, int idx) {
-  spool_data *d = as_data(L, idx);
+void l_spool_data_take(void *h) {
+  spool_data *d = (spool_data *)h;
   if (!d) return;
   free(d->p);
   d->p = NULL;

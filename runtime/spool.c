@@ -938,9 +938,17 @@ static void sift(uint64_t *v, size_t n, size_t i) {
   }
 }
 
+/* v[0..n) in ascending order.  A heap sort (no recursion, no memory), after
+** one look whether v is in order already: the delivered journal, sorted at
+** each scan (journal_snapshot), is appended in the order the messages went,
+** which is the ids' order in a drain (oldest first), and the heap sort of
+** 2,000 ids in order was 270,000 instructions a scan (callgrind; issue 16). */
 static void sort_ids(uint64_t *v, size_t n) {
+  size_t k = 1;
+  while (k < n && v[k - 1] <= v[k]) k++;
+  if (k >= n) return;
   for (size_t i = n / 2; i-- > 0;) sift(v, n, i);
-  for (size_t k = n; k > 1; k--) {
+  for (k = n; k > 1; k--) {
     uint64_t t = v[0]; v[0] = v[k - 1]; v[k - 1] = t;
     sift(v, k - 1, 0);
   }
@@ -1015,8 +1023,11 @@ static void journal_snapshot(mh_spool *sp, uint64_t **out, size_t *n) {
     pthread_mutex_lock(&sp->jmu);
     cap = sp->njcur + sp->njold;
     if (cap && (v = malloc(cap * sizeof *v))) {
-      if (sp->njcur) memcpy(v, sp->jcur, sp->njcur * sizeof *v);
-      if (sp->njold) memcpy(v + sp->njcur, sp->jold, sp->njold * sizeof *v);
+      /* the older file's records first: in a drain the whole is then in
+         order already, and sort_ids has only to look (the order of v is
+         the sort's, whatever it was) */
+      if (sp->njold) memcpy(v, sp->jold, sp->njold * sizeof *v);
+      if (sp->njcur) memcpy(v + sp->njold, sp->jcur, sp->njcur * sizeof *v);
       nv = cap;
     }
     pthread_mutex_unlock(&sp->jmu);

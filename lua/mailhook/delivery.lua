@@ -142,6 +142,10 @@ local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s")
 
 local D = {}
 D.__index = D
+-- (On the per-message path (Worker:burst, W:outcome, D:next_entry) a few
+-- methods are called as D.f(d, ...) and W.f(w, ...): d:f() first looks for f
+-- in d itself, misses, then finds it in D, some 120 instructions a call more
+-- (callgrind; issue 16).  Nothing sets these on an object.)
 
 -- The status hook (mailhook.status): d.on_change(d, event, ...) when set, for
 -- "state" (worker, old, new, detail), "outage" (worker, err, info) and the
@@ -217,6 +221,11 @@ function M.new(opts)
     purging = nil,                      -- the task removing their files, if any
     last_error = nil,                   -- once mode: why the pass stopped early
     verbose = true,                     -- info lines are logged (else not even built)
+    -- false, not absent: read per message (Worker:burst's withdrawn, D:delivered),
+    -- and a key absent here is looked up in D too (two lookups a read: some
+    -- 120 instructions each, callgrind; issue 16)
+    asked_at = false,                   -- when the last `queue rm` asked for a look again (D:look_again)
+    on_change = false,                  -- the status tracker's hook (status.lua), if any
   }, D)
   d:check_verbose()
   d:load_outage()
@@ -456,7 +465,9 @@ function D:next_entry(w)
         self.later[id] = nil
         self.claimed[id] = w
         local e, err, info = sp:load(id, LOAD_OPTS)
-        if e then self:apply_unrecorded(e) end
+        -- (its own look first: a method call per message for a table that is
+        -- empty but after a full disk; issue 16)
+        if e and self.unrecorded[e.id] then self:apply_unrecorded(e) end
         if not e then
           self.claimed[id] = nil
           self.log.debug("delivery: " .. id .. " skipped: " .. tostring(err))
@@ -468,7 +479,7 @@ function D:next_entry(w)
           self.claimed[id] = nil
           self.later[id] = e.next_attempt
           if not soonest or e.next_attempt < soonest then soonest = e.next_attempt end
-        elseif e.queued_at and now - math.max(e.queued_at, e.retried_at or 0) > self:max_age() then
+        elseif e.queued_at and now - math.max(e.queued_at, e.retried_at or 0) > D.max_age(self) then
           -- (counted from a `queue retry` when there was one: a message that
           -- expired in an outage, retried once the server was fixed, failed
           -- again at once, never tried)
@@ -1242,7 +1253,7 @@ function W:outcome(e, res, err, info)
   if res then
     self.broke = nil
     self.mails = (self.mails or 0) + 1
-    if math_type(res) == "integer" then return d:delivered(e, res) end   -- brief (burst): all took it
+    if math_type(res) == "integer" then return D.delivered(d, e, res) end   -- brief (burst): all took it
     if d.outage or d.outage_shown ~= false then d:recovered() end
     local accepted = res.accepted
     if not d.verbose and not e.local_refused and accepted and accepted[1] and not (res.rejected and res.rejected[1])
@@ -1476,7 +1487,7 @@ function W:burst(e)
   d:check_verbose()
   local function pick()
     if drained or d.stopping or self.stale or (limit and self.sent >= limit) then return nil end
-    local x = d:next_entry(self)
+    local x = D.next_entry(d, self)
     if not x then drained = true end
     return x
   end
@@ -1536,7 +1547,7 @@ function W:burst(e)
       res, err, info = s:result()
     end
     self.sending = nil
-    local outcome, oerr, oinfo = self:outcome(f, res, err, info)
+    local outcome, oerr, oinfo = W.outcome(self, f, res, err, info)
     if outcome == "outage" or outcome == "again" then d:requeue(f) else claimed[f.id] = nil end   -- (release)
     if not self.session then
       -- the session is gone: what was in flight behind it goes first again
@@ -1645,7 +1656,8 @@ end
 function D:run()
   local n = math.max(1, math.floor(tonumber(self.n or self.cfg.connections) or 1))
   for i = 1, n do
-    local w = setmetatable({ d = self, i = i, sent = 0 }, W)
+    -- (stale: false, not absent, as d's fields read per message: see M.new)
+    local w = setmetatable({ d = self, i = i, sent = 0, stale = false }, W)
     self.workers[i] = w
     w.task = self.spawn(W.run_loop, w)
   end

@@ -565,11 +565,44 @@ static void test_id_value(void) {
   is_int(bad, 0, "id_value: the id as a base-16 number (100,000 ids)");
 }
 
+/* sort_ids' look for an array in order already (issue 16: the journal's
+** snapshot at each scan) against the heap sort it skips: the same result as
+** qsort for arrays in order, reversed, with ties, out of order only at the
+** end, and shuffled, of 0 to 300 ids. */
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void test_sort_ids(void) {
+  static uint64_t v[300], w[300];
+  int same = 1;
+  unsigned r = 12345;
+  for (size_t n = 0; n <= 300 && same; n += n < 5 ? 1 : 37) {
+    for (int shape = 0; shape < 5 && same; shape++) {
+      for (size_t i = 0; i < n; i++) {
+        r = r * 1103515245u + 12345u;
+        v[i] = shape == 0 ? i : shape == 1 ? n - i : shape == 2 ? i / 3 : shape == 3 ? (i + 1 == n ? 0 : i + 1)
+             : (uint64_t)(r >> 8) << 20;
+      }
+      memcpy(w, v, n * sizeof *v);
+      sort_ids(v, n);
+      if (n) qsort(w, n, sizeof *w, cmp_u64);
+      if (n && memcmp(v, w, n * sizeof *v)) {
+        diag("%zu ids of shape %d: not sorted as qsort sorts them", n, shape);
+        same = 0;
+      }
+    }
+  }
+  ok(same, "sort_ids: in order already (left as is), or not (sorted): as qsort sorts");
+}
+
 int main(void) {
   char cmd[300];
   snprintf(base, sizeof base, "%s/mh-journal-unit.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
   test_id_value();
+  test_sort_ids();
   test_readers();
   test_race();
   test_second_purge();
