@@ -524,8 +524,16 @@ function showMaildrop(r) {
     const refused = e.refused || [];
     // the items sendmail left out (kept escaped: \xNN, \x5C), each with why on hover;
     // a file that is no drop: why (the service moves it to corrupt/)
-    const left = el('td', 'reply', e.reason || refused.map(x => x.rcpt).join(', '));
+    const left = el('td', 'reply', e.stuck ? null : e.reason || refused.map(x => x.rcpt).join(', '));
     if (!e.reason && refused.length) left.title = refused.map(x => x.rcpt + ': ' + x.reply).join('\n');
+    // one the service tried and had to leave there (`stuck`: its owner unseen from
+    // its user namespace, a mode): said so, with its reason, as `mailhook queue`
+    // says it; it looked like any file waiting for the service
+    if (e.stuck) {
+      tr.dataset.stuck = '';
+      left.append(el('span', 'error', 'the service cannot adopt it: ' + e.stuck));
+      if (!e.reason && refused.length) left.append(el('br'), refused.map(x => x.rcpt).join(', '));
+    }
     tr.append(el('td', 'mono', e.name), el('td', null, e.age == null ? '' : ago(e.age)), el('td', null, dropper(e)),
       el('td', null, e.from == null ? '' : e.from === '' ? '<> (null sender)' : e.from), el('td', null, e.subject || ''),
       el('td', null, (e.to || []).join(', ')), left);
@@ -686,7 +694,21 @@ function showStatus(r) {
   }
   fact(dl, 'delivery', outage);
   const q = r.queue;
-  if (q) fact(dl, 'queue', q.pickup + ' in pickup/' + (q.oldest_age != null ? ', oldest ' + ago(q.oldest_age) : '') + '; ' + q.failed + ' in failed/');
+  if (q) fact(dl, 'queue', q.pickup + ' in pickup/' + (q.oldest_age != null ? ', oldest ' + ago(q.oldest_age) : '') + '; ' + q.failed + ' in failed/' +
+    (q.maildrop ? '; ' + q.maildrop + ' in maildrop/ (from local users: wait for the service)' : ''));
+  // the files of maildrop/ the service cannot adopt, as `mailhook status` names them
+  // (service.maildrop_stuck: at most 10 here, the rest counted)
+  const stuck = s.maildrop_stuck || [], nstuck = s.maildrop_stuck_total || 0;
+  if (nstuck > 0) {
+    const dd = el('dd', 'error', nstuck + (nstuck === 1 ? ' file' : ' files') + ' of maildrop/ the service cannot ' +
+      'adopt (tried again at each scan, logged once each; fix the file, or mailhook queue rm NAME):');
+    for (const w of stuck.slice(0, 10)) {
+      dd.append(el('br'), w.name + ' since ' + clock(w.since) + ': ' + String(w.reason).replace(/^maildrop: /, ''));
+    }
+    if (nstuck > Math.min(stuck.length, 10)) dd.append(el('br'), 'and ' + (nstuck - Math.min(stuck.length, 10)) +
+      ' more (the Queue page lists them)');
+    dl.append(el('dt', null, 'maildrop/'), dd);
+  }
   const k = r.counters;
   if (k) fact(dl, 'since start', 'delivered ' + k.delivered + ', deferred ' + k.deferred + ', failed ' + k.failed);
 }

@@ -1356,14 +1356,21 @@ end
 -- given, the items sendmail left out ({rcpt, reply}: kept escaped, as the
 -- spool keeps them), its subject; or, for a file that is no drop, its reason.
 -- name: what Retry and Remove take (the id is only its name's first part).
-local function maildrop_json(e, now)
+-- stuck: the reason the service's adoption left it there (mh.queue.maildrop's
+-- `stuck`, for a drop readable here); for one unreadable here too (its owner
+-- unseen from the service's user namespace, where the console runs as well)
+-- the listing has only its own `reason`, so this process's adoption says
+-- (left: mailhook.maildrop.stuck's, by name): the page showed such a file as
+-- one waiting for the service, its reason under "Left out".
+local function maildrop_json(e, now, left)
+  local stuck = e.stuck or (e.reason and left[e.name])
   local refused = {}
   for i, r in ipairs(e.refused or {}) do refused[i] = { rcpt = r.rcpt, reply = r.reply } end
   return {
     id = e.id, name = e.name, state = "maildrop", size = e.size, queued_at = e.queued_at,
     age = (e.queued_at or 0) > 0 and math.max(0, math.floor(now - e.queued_at)) or nil,
     uid = e.uid and math.tointeger(e.uid) or nil, login = e.login, from = e.from, to = json.array(e.to or {}),
-    refused = json.array(refused), reason = e.reason, stuck = e.stuck,
+    refused = json.array(refused), reason = e.reason, stuck = stuck and (stuck:gsub("^maildrop: ", "")) or nil,
     subject = not e.reason and subject_of(e.path, e.offset) or nil,
   }
 end
@@ -1443,7 +1450,9 @@ route("GET", "/api/queue", function(self, req)
   if folder == "pickup" then
     local ok, list, n = pcall(require("mailhook.queue").maildrop, self.spool_dir, M.MAILDROP_LIST)
     maildrop, mtotal = {}, ok and n or 0
-    for _, e in ipairs(ok and list or {}) do maildrop[#maildrop + 1] = maildrop_json(e, now) end
+    local left = {}
+    for _, w in ipairs(require("mailhook.maildrop").stuck(1 << 30)) do left[w.name] = w.reason end
+    for _, e in ipairs(ok and list or {}) do maildrop[#maildrop + 1] = maildrop_json(e, now, left) end
     maildrop = json.array(maildrop)
     if not ok then self.log.warn("console: maildrop/ cannot be listed: " .. tostring(list)) end
   end
