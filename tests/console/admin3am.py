@@ -25,7 +25,7 @@ SECRETS = CONF[:-len(".conf")] + ".secrets" if CONF.endswith(".conf") else CONF 
 
 sys.dont_write_bytecode = True   # no __pycache__ in the checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from taplib import ok, done, wait_until, chromium_options, steady  # noqa: E402
+from taplib import ok, done, wait_until, chromium_options, steady, until as taplib_until  # noqa: E402
 
 
 def is_(got, want, desc):
@@ -206,10 +206,9 @@ try:
 
     # ============================================================== browser
     from selenium import webdriver
-    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     opts, profile = chromium_options()
     try:
@@ -221,12 +220,9 @@ try:
     E = lambda i: driver.find_element(By.ID, i)
 
     def until(fn, desc, limit=40, show=None):
-        try:
-            WebDriverWait(driver, limit, poll_frequency=0.1,
-                          ignored_exceptions=[StaleElementReferenceException]).until(lambda _: steady(fn))
-            return ok(True, desc)
-        except TimeoutException:
-            return ok(False, desc, show() if show else driver.find_element(By.TAG_NAME, "body").text[:1500])
+        # taplib's (its own copy waited through the same: a stale element, and the
+        # element not there yet, which WebDriverWait always adds)
+        return taplib_until(driver, fn, desc, limit, ignored=(StaleElementReferenceException,), show=show)
 
     def browser_login():
         until(lambda: driver.current_url.endswith("/login"), "on /login")
