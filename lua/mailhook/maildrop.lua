@@ -52,12 +52,19 @@ local function log(level, msg)
   if ok and mh.log and mh.log[level] then mh.log[level](msg) else core.log(level, msg) end
 end
 
-local function once(name, level, msg)
+-- mark(name, msg) -> true when it changed: name is left in maildrop/ for msg.
+local function mark(name, msg)
   local w = waiting[name]
-  if not w or w.reason ~= msg then
-    waiting[name] = { name = name, reason = msg, since = w and w.since or os.time() }
-    changed()
-  end
+  if w and w.reason == msg then return false end
+  waiting[name] = { name = name, reason = msg, since = w and w.since or os.time() }
+  return true
+end
+
+-- Logs msg once per name (again when it changes).  "(settings)" is no file:
+-- its failure holds every file back, each marked by M.adopt, and was listed
+-- by status as a file of maildrop/ named "(settings)".
+local function once(name, level, msg)
+  if name ~= "(settings)" and mark(name, msg) then changed() end
   if said[name] == msg then return end
   said[name] = msg
   log(level, msg)
@@ -226,6 +233,14 @@ function M.adopt(sp, dir)
   local cfg, err = require("mailhook.settings").load_intake()   -- as the sendmail that dropped them
   if not cfg then
     once("(settings)", "error", "maildrop: " .. #names .. " message(s) wait: the settings cannot be read: " .. tostring(err))
+    -- each file waits for that: status names them with it (logged once above)
+    local any, present = false, {}
+    for _, name in ipairs(names) do
+      present[name] = true
+      if mark(name, "maildrop/" .. name .. ": waits: the settings cannot be read: " .. tostring(err)) then any = true end
+    end
+    for name in pairs(waiting) do if not present[name] then waiting[name] = nil; any = true end end
+    if any then changed() end
     return 0
   end
   said["(settings)"] = nil

@@ -40,4 +40,30 @@ case_ 11 enabled=true server=127.0.0.1 port="$DOWN" tls=none tls_required=false 
   retry_interval=60 connect_timeout=2
 like "$(cat "$T/run.out")" "unreachable|refused" "(the server was down all along)"
 case_ 22 enabled=false server=127.0.0.1 port="$DOWN" tls=none tls_required=false from=pbx@example.com
+
+# The settings unreadable (a folder where the file was: EISDIR even for root): nothing
+# is adopted (the sender and names come from them), and the service's status names each
+# waiting file with that reason; it listed one stuck file named "(settings)".
+write_conf "$MAILHOOK_CONF" enabled=false server=127.0.0.1 port="$DOWN" tls=none tls_required=false from=pbx@example.com
+: > "$T/run.out"
+MAILHOOK_LOG_LEVEL=info "$MAILHOOK" run >"$T/run.out" 2>&1 &
+svc=$!
+wait_for 20 grep -q "delivery paused" "$T/run.out"
+mv "$MAILHOOK_CONF" "$T/conf.real" && mkdir "$MAILHOOK_CONF"
+drop 0000000000000033.00000001
+wait_for 20 grep -q "the settings cannot be read" "$T/run.out"
+ok $? "unreadable settings: the service says the drop waits for them"
+stuck() { /usr/bin/python3 -c 'import json,sys
+s=json.load(open(sys.argv[1])); print(" ".join(w["name"] for w in s.get("maildrop_stuck") or []))' "$T/spool/status.json"; }
+wait_for 20 eval '[ "$(stuck)" = 0000000000000033.00000001 ]'
+is "$(stuck)" "0000000000000033.00000001" "status.json names the waiting file, not '(settings)'"
+like "$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["maildrop_stuck"][0]["reason"])' "$T/spool/status.json")" \
+  "waits: the settings cannot be read" "  with why"
+rmdir "$MAILHOOK_CONF" && mv "$T/conf.real" "$MAILHOOK_CONF"
+kill -HUP "$svc"
+wait_for 20 eval '[ ! -e "$T/spool/maildrop/0000000000000033.00000001" ]'
+ok $? "the settings back: the file is adopted"
+wait_for 20 eval '[ -z "$(stuck)" ]'
+is "$(stuck)" "" "and no longer listed"
+kill "$svc"; wait "$svc"
 done_testing
