@@ -1484,9 +1484,12 @@ route("POST", "/api/queue/retry", function(self, req, ctx)
   local ok, err, info = require("mailhook.queue").retry(id, self.spool_dir)
   -- a file of maildrop/ is not queued yet: it goes once adopted (as `mailhook
   -- queue retry NAME` says, exit 0): nothing is wrong, nothing to do
-  if not ok and type(info) == "table" and info.code == "EMAILDROP" then
+  if not ok and type(info) == "table" and info.code == "EMAILDROP" and not info.stuck then
     return self:send_json(req, 200, { ok = true, id = id, queued = false, maildrop = info.maildrop, note = err })
   end
+  -- one this service has tried and cannot adopt: a retry changes nothing (409,
+  -- the message saying why and the way out)
+  if not ok and type(info) == "table" and info.stuck then return self:fail(req, 409, err) end
   if not ok then return self:fail(req, 404, err) end
   self.log.info("console: " .. id .. " queued for delivery (retry)")
   self.delivery:kick()

@@ -341,6 +341,15 @@ end
 -- flush` when no service runs: the lock holder's job, docs/spool.md).
 M.retry = by_id("mh.queue.retry", or_maildrop(function(sp, id) return sp:retry(id) end,
   function(_, name, dir)
+    -- a file the running service has tried and cannot take (its status says
+    -- why): a retry would wait for ever, so the way out is said instead
+    local stuck = (require("mailhook.status").maildrop_stuck(dir) or {})[name]
+    if stuck then
+      return nil, "maildrop/" .. name .. " is not queued: the service cannot adopt it (" ..
+        stuck:gsub("^maildrop: ", ""):gsub("%c", "?") .. "); fix the file (its owner, its mode), or remove it " ..
+        "(`mailhook queue rm " .. name .. "`)",
+        { class = "temporary", stage = "queue", code = "EMAILDROP", maildrop = name, stuck = stuck }
+    end
     return nil, "maildrop/" .. name .. " is not queued yet: it waits in " .. dir .. "/maildrop/ for the service " ..
       "to adopt it (at its next scan; without a service, `mailhook flush` adopts and sends it), and goes then",
       { class = "temporary", stage = "queue", code = "EMAILDROP", maildrop = name }

@@ -57,6 +57,13 @@ for e in json.load(sys.stdin): print(e.get("name"), e.get("stuck"))')
 like "$js" "$STUCK maildrop/$STUCK: its owner shows as uid 65534" "  --json: its stuck field says why"
 like "$("$MAILHOOK" sendmail -bp 2>&1)" "in maildrop/: the service cannot adopt it: maildrop/$STUCK: its owner shows" \
   "  mailq too"
+# show and retry say the same (they said it waited for the service, which had given up)
+like "$("$MAILHOOK" queue show "$STUCK" 2>&1)" "waits: +in maildrop/: the service cannot adopt it: maildrop/$STUCK: its owner shows as uid 65534" \
+  "  queue show NAME too"
+out=$("$MAILHOOK" queue retry "$STUCK" 2>&1); rc=$?
+is "$rc" 1 "  queue retry NAME: exit 1"
+like "$out" "is not queued: the service cannot adopt it \(maildrop/$STUCK: its owner shows as uid 65534.*\); fix the file \(its owner, its mode\), or remove it \(.mailhook queue rm $STUCK.\)" \
+  "  and says why, and the way out ($out)"
 # removed: the service forgets it, status no longer names it
 "$MAILHOOK" queue rm "$STUCK" >/dev/null 2>&1
 drop 0000000000000004.00000001 0   # (a scan at once, as a new drop makes one)

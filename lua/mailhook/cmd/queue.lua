@@ -184,7 +184,8 @@ local function show(id, as_json)
   local function line(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", vis(v))) end end
   line("id", e.id); line("state", e.state); line("file", e.path); line("size", e.size)
   if e.state == "maildrop" then
-    line("waits", "in maildrop/ for the service to adopt it (it gets its own id then)")
+    line("waits", e.stuck and ("in maildrop/: the service cannot adopt it: " .. e.stuck:gsub("^maildrop: ", ""))
+                  or "in maildrop/ for the service to adopt it (it gets its own id then)")
   end
   line("queued", iso(e.queued_at))
   line("from", e.from == "" and "<>" or e.from or "(decided at adoption)")
@@ -266,8 +267,9 @@ local SUB = {
   end,
   retry = function(id, as_json)
     local ok, err, info = queue.retry(id)
-    -- a file of maildrop/: not queued yet, it goes once adopted (exit 0: nothing is wrong)
-    if not ok and type(info) == "table" and info.code == "EMAILDROP" then
+    -- a file of maildrop/: not queued yet, it goes once adopted (exit 0: nothing is
+    -- wrong); one the running service cannot adopt (info.stuck) is an error, below
+    if not ok and type(info) == "table" and info.code == "EMAILDROP" and not info.stuck then
       if as_json then
         io.write(json.encode { ok = true, id = id, queued = false, maildrop = info.maildrop, note = err }, "\n")
       else print(vis(err)) end
