@@ -60,9 +60,9 @@ local function mark(name, msg)
   return true
 end
 
--- Logs msg once per name (again when it changes).  "(settings)" is no file:
--- its failure holds every file back, each marked by M.adopt, and was listed
--- by status as a file of maildrop/ named "(settings)".
+-- Logs msg once per name (again when it changes), and marks the file as left
+-- in maildrop/.  "(settings)" is no file (the key of the settings' failure):
+-- it was listed by status as a file of maildrop/ named "(settings)".
 local function once(name, level, msg)
   if name ~= "(settings)" and mark(name, msg) then changed() end
   if said[name] == msg then return end
@@ -232,15 +232,9 @@ function M.adopt(sp, dir)
   if #names == 0 then return 0 end
   local cfg, err = require("mailhook.settings").load_intake()   -- as the sendmail that dropped them
   if not cfg then
+    -- (logged once; no file is marked: the settings are at fault, not one of
+    -- them, and `status` says the settings' error on its own line)
     once("(settings)", "error", "maildrop: " .. #names .. " message(s) wait: the settings cannot be read: " .. tostring(err))
-    -- each file waits for that: status names them with it (logged once above)
-    local any, present = false, {}
-    for _, name in ipairs(names) do
-      present[name] = true
-      if mark(name, "maildrop/" .. name .. ": waits: the settings cannot be read: " .. tostring(err)) then any = true end
-    end
-    for name in pairs(waiting) do if not present[name] then waiting[name] = nil; any = true end end
-    if any then changed() end
     return 0
   end
   said["(settings)"] = nil

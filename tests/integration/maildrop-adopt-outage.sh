@@ -42,8 +42,9 @@ like "$(cat "$T/run.out")" "unreachable|refused" "(the server was down all along
 case_ 22 enabled=false server=127.0.0.1 port="$DOWN" tls=none tls_required=false from=pbx@example.com
 
 # The settings unreadable (a folder where the file was: EISDIR even for root): nothing
-# is adopted (the sender and names come from them), and the service's status names each
-# waiting file with that reason; it listed one stuck file named "(settings)".
+# is adopted (the sender and names come from them), the log says so once, and the
+# service's status lists no stuck file: it listed one named "(settings)", the log
+# line's key (no file is at fault; `status` says the settings' error on its own).
 write_conf "$MAILHOOK_CONF" enabled=false server=127.0.0.1 port="$DOWN" tls=none tls_required=false from=pbx@example.com
 : > "$T/run.out"
 MAILHOOK_LOG_LEVEL=info "$MAILHOOK" run >"$T/run.out" 2>&1 &
@@ -55,15 +56,13 @@ wait_for 20 grep -q "the settings cannot be read" "$T/run.out"
 ok $? "unreadable settings: the service says the drop waits for them"
 stuck() { /usr/bin/python3 -c 'import json,sys
 s=json.load(open(sys.argv[1])); print(" ".join(w["name"] for w in s.get("maildrop_stuck") or []))' "$T/spool/status.json"; }
-wait_for 20 eval '[ "$(stuck)" = 0000000000000033.00000001 ]'
-is "$(stuck)" "0000000000000033.00000001" "status.json names the waiting file, not '(settings)'"
-like "$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["maildrop_stuck"][0]["reason"])' "$T/spool/status.json")" \
-  "waits: the settings cannot be read" "  with why"
+# (the status file is written at each change of the list: a "(settings)" entry was there
+# by the time the log line was)
+wait_for 5 eval '[ -n "$(stuck)" ]'
+is "$(stuck)" "" "status.json lists no stuck file (no '(settings)')"
 rmdir "$MAILHOOK_CONF" && mv "$T/conf.real" "$MAILHOOK_CONF"
 kill -HUP "$svc"
 wait_for 20 eval '[ ! -e "$T/spool/maildrop/0000000000000033.00000001" ]'
 ok $? "the settings back: the file is adopted"
-wait_for 20 eval '[ -z "$(stuck)" ]'
-is "$(stuck)" "" "and no longer listed"
 kill "$svc"; wait "$svc"
 done_testing
