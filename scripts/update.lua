@@ -21,7 +21,8 @@ for i = #argv, 1, -1 do
   if argv[i] == "--json" then json = true; table.remove(argv, i) end
 end
 if not api and #argv == 0 then
-  io.stderr:write("usage: mailhook update KEY=VALUE ...\nkeys: ", table.concat(settings.keys, " "), "\n")
+  -- [--json] as in `mailhook update --help` (this line left it out)
+  io.stderr:write("usage: mailhook update [--json] KEY=VALUE ...\nkeys: ", table.concat(settings.keys, " "), "\n")
   if json then io.write(require("mailhook.json").encode { ok = false, usage = true, error = "no KEY=VALUE given" }, "\n") end
   return 2
 end

@@ -969,12 +969,20 @@ end, { fields = { current = "string?", new = "string" } })
 
 -- --------------------------------------------------------------- settings
 
--- What the form needs besides the values: the choices of each enumerated key.
-local FORM = {
-  tls = { "auto", "implicit", "starttls", "none" },
-  tls_min_version = { "1.0", "1.1", "1.2", "1.3" },
-  auth_mechanism = { "auto", "plain", "login", "xoauth2", "oauthbearer" },
-}
+-- What the form needs besides the values: the choices of each enumerated key
+-- the console may change, taken from the settings' schema (docs/console.md).  A
+-- list of its own here lacked cram-md5 (which update takes), from_rewrite and
+-- log_level: a script or page offering `choices` could not pick them.
+-- Made at the first request (the console loads mailhook.settings only then).
+local FORM
+local function form()
+  if not FORM then
+    local settings = require "mailhook.settings"
+    FORM = {}
+    for k in pairs(M.EDITABLE) do FORM[k] = settings.choices(k) end
+  end
+  return FORM
+end
 
 -- The keys the console may change, sorted (the form, and errors that list them).
 local function editable_list()
@@ -1024,7 +1032,7 @@ route("GET", "/api/settings", function(self, req)
   local full = settings.report(cfg)
   local version = M.version_of(full)
   local r = public_report(full)
-  r.ok, r.choices, r.version = true, FORM, version
+  r.ok, r.choices, r.version = true, form(), version
   return self:send_json(req, 200, r)
 end)
 
@@ -1155,7 +1163,7 @@ route("POST", "/api/settings", function(self, req, ctx)
   if result and result.locked then return self:fail_locked(req, result) end
   if conflict then
     local cur = public_report(conflict.full)
-    cur.ok, cur.choices, cur.version = true, FORM, conflict.now
+    cur.ok, cur.choices, cur.version = true, form(), conflict.now
     self.log.warn("console: a save refused: the settings were changed elsewhere since its page loaded them")
     return self:send_json(req, 409, { ok = false, conflict = true, current = cur,
       error = "not saved: the settings were changed elsewhere (another browser tab, or `mailhook update` " ..
@@ -1181,7 +1189,7 @@ route("POST", "/api/settings", function(self, req, ctx)
     result.saved = json.array(keys)
   end
   result.path = nil
-  result.choices = FORM
+  result.choices = form()
   return self:send_json(req, result.ok and 200 or 422, result, nil, ctx.secrets)
 end, { fields = { changes = "any", version = "any" } })
 

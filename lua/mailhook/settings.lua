@@ -113,6 +113,15 @@ for i, s in ipairs(SCHEMA) do
   M.keys[i] = s[1]
 end
 
+-- The values an enumerated key takes (a fresh list, in the schema's order), nil
+-- for another key: the console's form offers these, so it cannot drift from what
+-- update accepts (its own copy lacked cram-md5, from_rewrite and log_level).
+function M.choices(key)
+  local s = BY_NAME[key]
+  if not s or s[2] ~= "enum" then return nil end
+  return table.move(s[4], 1, #s[4], 1, {})
+end
+
 -- Private per-cfg data (password, file path), weak so cfg tables die normally.
 local private = setmetatable({}, { __mode = "k" })
 local warned = {}           -- files already reported as readable by others

@@ -452,12 +452,18 @@ function M.collect(opts)
       -- "cannot look into" with a fix (run as root) that cannot work
       r.service.error = string.format("the spool %s is not a folder (%s)", dir, tostring(perr):match(": ([^:]*)$") or
                                       "Not a directory")
-    elseif o and not core.fsutil.owner(dir .. "/pickup") then
+    elseif o and pinfo and pinfo.code == "EACCES" then
       local me = core.maildrop.whoami()
       r.service.error = string.format("this user (%s) cannot look into the spool %s (mode %04o, %s's): run " ..
         "`mailhook status` as root%s", me.elogin or tostring(me.euid), dir, o.mode, o.user,
         o.uid ~= 0 and (" or as " .. o.user) or "")
       r.spool_unreadable = true
+    elseif o then
+      -- a folder with no pickup/ yet (what `make install` leaves before the
+      -- service first ran): root was told it "cannot look into" it, and to run
+      -- as root.  Only a denied look is that; this one is an empty spool.
+      r.service.error = "no spool at " .. dir .. " (it has no pickup/ folder yet: the service, " ..
+                        "`mailhook sendmail` and `mailhook enqueue` make it)"
     else
       r.service.error = "no spool at " .. dir
     end

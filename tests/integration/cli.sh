@@ -35,6 +35,15 @@ like "$out" "unknown option '--frob'" "naming it"
 out=$("$MAILHOOK" -c 2>&1); rc=$?
 is "$rc" 2 "an option without its value exits 2"
 
+# the usage a mistake prints names the options --help names (hook's left out --rules,
+# update's --json)
+out=$("$MAILHOOK" -c "$T/none.conf" -s "$T/spool" hook 2>&1); rc=$?
+is "$rc" 2 "hook without EVENT: a usage error"
+like "$out" "usage: mailhook hook \[--rules PATH\] EVENT" "its usage names --rules, as hook --help does"
+out=$("$MAILHOOK" -c "$T/none.conf" -s "$T/spool" update 2>&1); rc=$?
+is "$rc" 2 "update without KEY=VALUE: a usage error"
+like "$out" "usage: mailhook update \[--json\] KEY=VALUE" "its usage names --json, as update --help does"
+
 like "$("$MAILHOOK" version)" "^mailhook [0-9]+\.[0-9]+\.[0-9]+$" "version"
 like "$("$MAILHOOK" help)" "enqueue" "help lists the commands"
 

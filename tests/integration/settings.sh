@@ -73,7 +73,7 @@ out=$("$MAILHOOK" -c "$C" update notakeyvalue 2>&1); rc=$?
 is "$rc" 2 "an argument without = exits 2"
 out=$("$MAILHOOK" -c "$C" update 2>&1); rc=$?
 is "$rc" 2 "no argument exits 2 with usage"
-like "$out" "usage: mailhook update KEY=VALUE" "usage shown"
+like "$out" "usage: mailhook update \[--json\] KEY=VALUE" "usage shown (with --json, as --help)"
 ls -a "$T" | grep -q '^\.mailhook\.conf\.'; ok $((! $?)) "no temporary file left behind"
 
 # password from stdin keeps it out of argv

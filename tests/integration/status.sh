@@ -244,4 +244,13 @@ is "$rc" 1 "status on a spool path that is a file: exit 1"
 like "$out" "the spool $T/notafolder is not a folder" "said: not a folder"
 unlike "$out" "run .mailhook status. as root" "no fix that cannot work"
 
+# a spool folder with nothing in it yet (`make install` makes it 0700 before the
+# service first ran): an empty spool, not "this user (root) cannot look into
+# the spool ... run as root", which root was told
+mkdir -m 700 "$T/fresh"
+out=$("$MAILHOOK" -s "$T/fresh" status 2>&1); rc=$?
+is "$rc" 1 "status on a spool folder with no pickup/ yet: exit 1"
+like "$out" "no spool at $T/fresh \(it has no pickup/ folder yet" "said: no pickup/ yet ($out)"
+unlike "$out" "cannot look into" "not a look this user may not take"
+
 done_testing

@@ -10,9 +10,11 @@
 local core = require "mailhook.core"
 local rules = require "mailhook.rules"
 
+-- The usage names every option, as `mailhook hook --help` does: it left out
+-- --rules, so the line a mistake printed hid the way to try another rule file.
 local function usage(msg)
   io.stderr:write("mailhook hook: ", msg, "\n",
-                  "usage: mailhook hook EVENT [KEY=VALUE ...] | mailhook hook EVENT --json < object.json\n")
+                  "usage: mailhook hook [--rules PATH] EVENT [KEY=VALUE ...] | mailhook hook EVENT --json < object.json\n")
   return 2
 end
 
