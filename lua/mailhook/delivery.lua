@@ -931,7 +931,12 @@ function W:wait(seconds)
   -- a worker that scans nothing meanwhile (an outage, mail disabled) adopts
   -- maildrop/ before it sleeps (what came while it was connecting), and when
   -- woken for that only (D:kick), then sleeps the rest of the wait
-  if self.state == "waiting-retry" or self.state == "disabled" then d:adopt() end
+  if self.state == "waiting-retry" or self.state == "disabled" then
+    d:adopt()
+    -- (the adoption waits: a stop or a flush request meanwhile found this
+    -- worker awake, nothing to cancel; a pass forced before it was ended above)
+    if d.stopping or d.forced then return true end
+  end
   local deadline = d.now() + math.max(0, seconds)
   repeat
     self.woken, self.adopt_due = false, false

@@ -536,6 +536,41 @@ tap.test("a new message does not cut an outage's retry cadence short", function(
   d:stop(); task:wait()
 end)
 
+-- W:wait adopts maildrop/ before it sleeps out an outage (D:adopt): the
+-- adoption waits (the thread pool), and a stop that came meanwhile found no
+-- worker asleep to wake; the worker then slept the whole retry_interval.
+tap.test("a stop during the adoption before an outage's wait is not missed", function(t)
+  local d, sp, smtp = setup{ cfg = { retry_interval = 30, retry_max = 60, max_queue_age = 3600 },
+                             smtp = { fail_connects = 1 } }
+  local adopting = false
+  function sp:adopt() adopting = true; mh.sleep(0.2); adopting = false end
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return adopting end), "the worker adopts before its outage wait")
+  local t0 = mh.monotonic()
+  d:stop()
+  t:ok(until_(function() local s = task:status() return s == "done" or s == "failed" end, 5), "the deliverer stopped")
+  t:ok(mh.monotonic() - t0 < 5, string.format("within the adoption's time, not retry_interval (%.2f s)",
+                                              mh.monotonic() - t0))
+  if task:status() ~= "done" then d.workers[1].task:cancel() end
+  task:wait()
+end)
+
+tap.test("a flush request during the adoption before an outage's wait reconnects at once", function(t)
+  local d, sp, smtp = setup{ cfg = { retry_interval = 30, retry_max = 60, max_queue_age = 3600 },
+                             smtp = { fail_connects = 1 } }
+  local adopting = false
+  function sp:adopt() adopting = true; mh.sleep(0.2); adopting = false end
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return adopting end), "the worker adopts before its outage wait")
+  d:flush_request()
+  t:ok(until_(function() return sp:count() == 0 end, 5), "the flush reconnected and delivered")
+  d:stop()
+  if not until_(function() return task:status() == "done" end, 5) then d.workers[1].task:cancel() end
+  task:wait()
+end)
+
 tap.test("a 4xx defers that message with backoff; the rest go on", function(t)
   local d, sp, smtp, log = setup()
   sp:add{ from = "tempmsg@x" }
