@@ -225,11 +225,22 @@ end
 -- adopt(sp, dir) -> how many were adopted (waits): the spool sp (whose lock
 -- is held) in folder dir.  Temporary files of drop programs killed more than a
 -- day ago (where O_TMPFILE is missing) go too.
+-- The names of files no longer in maildrop/ (removed: `mailhook queue rm`;
+-- adopted, or moved to corrupt/), present the set of those there: forgotten
+-- (the tables held every name that ever failed).
+local function forget_gone(present)
+  for name in pairs(said) do if not present[name] and name ~= "(settings)" then forget(name) end end
+  for name in pairs(waiting) do if not present[name] then forget(name) end end
+end
+
 function M.adopt(sp, dir)
   local names, stale = core.maildrop.list(dir)
+  if names == false then forget_gone({}) end   -- no maildrop/: no file is left there
   if not names then return 0 end           -- no maildrop/ (false), or unreadable (nil, err)
   for _, s in ipairs(stale or {}) do core.maildrop.done(dir, s) end
-  if #names == 0 then return 0 end
+  -- empty: the last file left there was removed, so it is no longer listed
+  -- (status named it as one the service cannot adopt until the next drop)
+  if #names == 0 then forget_gone({}) return 0 end
   local cfg, err = require("mailhook.settings").load_intake()   -- as the sendmail that dropped them
   if not cfg then
     -- (logged once; no file is marked: the settings are at fault, not one of
@@ -243,10 +254,7 @@ function M.adopt(sp, dir)
     present[name] = true
     if adopt_one(sp, cfg, dir, name) == true then n = n + 1 end
   end
-  -- a file no longer there (removed: `mailhook queue rm`; adopted, or moved
-  -- to corrupt/): forgotten (the tables held every name that ever failed)
-  for name in pairs(said) do if not present[name] and name ~= "(settings)" then forget(name) end end
-  for name in pairs(waiting) do if not present[name] then forget(name) end end
+  forget_gone(present)
   return n
 end
 

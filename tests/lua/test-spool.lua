@@ -453,6 +453,41 @@ tap.test("an adopted original left beside its queued copy is not counted again",
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+-- maildrop.stuck(): a file the adoption had to leave in maildrop/ is listed
+-- until it is gone.  The list was pruned only by a scan that found files:
+-- once the last stuck one was removed (`queue rm`), maildrop/ was empty, the
+-- adoption returned early, and `mailhook status` named the removed file as
+-- one the service cannot adopt for as long as nothing else was dropped.
+tap.test("a stuck maildrop file removed, maildrop/ empty: stuck() forgets it", function(t)
+  local core = require "mailhook.core"
+  local maildrop = require "mailhook.maildrop"
+  local settings = require "mailhook.settings"
+  local d = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-stuck.XXXXXX"):read("l")
+  local s = assert(spool.open(d))
+  os.execute("mkdir -m 700 '" .. d .. "/maildrop'")
+  local name = "0000000000000001.00000001"
+  local f = assert(io.open(d .. "/maildrop/" .. name, "wb")); f:write("x"); f:close()
+  local open, load_intake = core.maildrop.open, settings.load_intake
+  core.maildrop.open = function(_, n)
+    return nil, "maildrop/" .. n .. ": its owner shows as uid 65534 (nobody)", { code = "EUNSAFE" }
+  end
+  settings.load_intake = function() return {} end
+  local ok, err = pcall(function()
+    maildrop.adopt(s, d)
+    local l, total = maildrop.stuck()
+    t:is(total, 1, "the file left in maildrop/ is listed")
+    t:is(l[1] and l[1].name, name, "  by its name")
+    os.remove(d .. "/maildrop/" .. name)   -- `mailhook queue rm NAME`
+    maildrop.adopt(s, d)
+    l, total = maildrop.stuck()
+    t:is(total, 0, "removed, maildrop/ empty: no longer listed")
+  end)
+  core.maildrop.open, settings.load_intake = open, load_intake
+  assert(ok, err)
+  s:close()
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
 -- Spool:unchanged(id) after a file replaced since its load was loaded again:
 -- each load{keep = true} added a slot and the look took the first, the old
 -- file's descriptor: "replaced" again at each look, for 15 more loads, the
