@@ -302,8 +302,15 @@ function D:kick()
   -- one of them adopts maildrop/ now and sleeps on (W:wait), so that a local
   -- user's drop is queued, in its turn, not at the end of the outage
   if not scans then
+    local asleep
     for _, w in ipairs(self.workers) do
-      if w.sleeping then w.adopt_due = true; w.task:cancel(); break end
+      if w.sleeping then asleep = w; break end
+    end
+    if asleep then asleep.adopt_due = true; asleep.task:cancel()
+    elseif self.workers[1] then
+      -- none asleep: each is adopting (or about to), and its look at maildrop/
+      -- may have come before this drop; the first adopts again before it sleeps
+      self.workers[1].adopt_due = true
     end
   end
 end
@@ -931,6 +938,7 @@ function W:wait(seconds)
   -- a worker that scans nothing meanwhile (an outage, mail disabled) adopts
   -- maildrop/ before it sleeps (what came while it was connecting), and when
   -- woken for that only (D:kick), then sleeps the rest of the wait
+  self.adopt_due = false
   if self.state == "waiting-retry" or self.state == "disabled" then
     d:adopt()
     -- (the adoption waits: a stop or a flush request meanwhile found this
@@ -939,13 +947,19 @@ function W:wait(seconds)
   end
   local deadline = d.now() + math.max(0, seconds)
   repeat
-    self.woken, self.adopt_due = false, false
-    self.sleeping = true
-    pcall(d.sleep, math.max(0, deadline - d.now()))
-    self.sleeping = false
+    self.woken = false
+    -- (a kick during an adoption found no worker asleep: adopt again at once)
+    if not self.adopt_due then
+      self.sleeping = true
+      pcall(d.sleep, math.max(0, deadline - d.now()))
+      self.sleeping = false
+    end
     local adopt = self.adopt_due and not self.woken and not d.stopping
     self.adopt_due = false
-    if adopt then d:adopt() end
+    if adopt then
+      d:adopt()
+      if d.stopping or d.forced then self.woken = true end   -- (as above)
+    end
   until not adopt or self.woken or d.stopping or d.now() >= deadline
   local woken = self.woken
   self.woken = false

@@ -556,6 +556,32 @@ tap.test("a stop during the adoption before an outage's wait is not missed", fun
   task:wait()
 end)
 
+-- A drop (D:kick) while the only worker in an outage adopts: no worker was
+-- asleep to wake, the adoption's look at maildrop/ may have come before the
+-- drop, and the drop waited the whole retry_interval.
+tap.test("a kick during an outage's adoption adopts again before the worker sleeps", function(t)
+  local d, sp, smtp = setup{ cfg = { retry_interval = 30, retry_max = 60, max_queue_age = 3600 },
+                             smtp = { fail_connects = 1 } }
+  local adopting, adoptions = false, 0
+  function sp:adopt() adoptions = adoptions + 1; adopting = true; mh.sleep(0.2); adopting = false end
+  sp:add{}
+  local task = start(d)
+  t:ok(until_(function() return adopting end), "the worker adopts before its outage wait")
+  d:kick()   -- a drop in maildrop/ meanwhile
+  t:ok(until_(function() return adoptions >= 2 end, 5), "adopted again (" .. adoptions .. " adoptions)")
+  mh.sleep(0.3)
+  t:is(adoptions, 2, "  once, then it sleeps")
+  t:is(smtp.connects, 1, "  no reconnect")
+  -- a flush during an adoption a kick started reconnects at once
+  d:kick()
+  t:ok(until_(function() return adopting end), "a kick with the worker asleep: it adopts")
+  d:flush_request()
+  t:ok(until_(function() return sp:count() == 0 end, 5), "a flush meanwhile reconnected and delivered")
+  d:stop()
+  if not until_(function() return task:status() == "done" end, 5) then d.workers[1].task:cancel() end
+  task:wait()
+end)
+
 tap.test("a flush request during the adoption before an outage's wait reconnects at once", function(t)
   local d, sp, smtp = setup{ cfg = { retry_interval = 30, retry_max = 60, max_queue_age = 3600 },
                              smtp = { fail_connects = 1 } }
