@@ -1167,6 +1167,10 @@ static void on_reply(mh_smtp *s) {
           enter_state(s, MH_SMTP_HELO);
           break;
         }
+        /* HELO refused as well: no session took HELO, so no refusal of EHLO
+           explains one without extensions (the report said "and took HELO";
+           the error names both refusals) */
+        s->ehlo_refused[0] = '\0';
         refused(s, s->state == MH_SMTP_EHLO ? "EHLO refused" : "HELO refused", stage_of(s->state));
         finish(s, MH_EREPLY, MH_SMTP_CLOSED);
         break;

@@ -286,7 +286,8 @@ const char *mh_smtp_errmsg(const mh_smtp *s);     /* why the last op failed ("" 
 int mh_smtp_is_tls(const mh_smtp *s);
 int mh_smtp_used_ehlo(const mh_smtp *s);
 /* The 5xx reply to EHLO ("502 5.5.2 not recognized", one line) after which HELO
-** was said, or NULL: why an old server's session has no extensions. */
+** was said and taken, or NULL (also when HELO was refused too): why an old
+** server's session has no extensions. */
 const char *mh_smtp_ehlo_refused(const mh_smtp *s);
 const mh_smtp_rcpt *mh_smtp_rcpts(const mh_smtp *s, size_t *n);
 uint64_t mh_smtp_state_timeout(const mh_smtp *s); /* ms for the current state's reply */

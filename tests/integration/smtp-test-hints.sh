@@ -272,4 +272,20 @@ like "$OUT" "FAILED at stage tls" "at stage tls"
 like "$OUT" "capabilities +none: the server refused EHLO" "the report says why there was no STARTTLS"
 is "$(cat "$F_REC"* | grep -c '^MAIL')" "$MAILS" "and no MAIL went in the clear (the wire: $MAILS from the two tests before)"
 stop_peer F
+# --- one that refuses EHLO and HELO too: the report must not say it took HELO ----------------
+s=$(fault_script <<'S'
+send 220 older.example SMTP
+expect ^EHLO
+send 502 5.5.2 command not recognized
+expect ^HELO
+send 550 5.7.1 go away
+expect ^QUIT
+send 221 bye
+S
+)
+start_fault G "$s"
+mh_test "$(new_conf port="$G")"
+is "$RC" 1 "EHLO and HELO refused: the test fails"
+unlike "$OUT" "took HELO" "the report does not say HELO was taken ($OUT)"
+stop_peer G
 done_testing

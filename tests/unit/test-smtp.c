@@ -152,6 +152,16 @@ static void test_helo_fallback(void) {
   feed(s, "250 new.test\r\n");
   ok(mh_smtp_used_ehlo(s) && !mh_smtp_ehlo_refused(s), "EHLO taken: no refusal to report");
   mh_smtp_free(s);
+  /* HELO refused too: no session took HELO (the report said "and took HELO") */
+  s = new_session(&r, 0);
+  mh_smtp_connected(s, 0);
+  feed(s, "220 older.test\r\n");
+  take(&r);
+  feed(s, "502 5.5.1 command not implemented\r\n");
+  take(&r);
+  feed(s, "550 5.7.1 go away\r\n");
+  ok(r.rc != 0 && !mh_smtp_ehlo_refused(s), "EHLO and HELO refused: no session without extensions to explain");
+  mh_smtp_free(s);
   mh_buf_free(&r.out);
 }
 
