@@ -377,11 +377,14 @@ static void name_str(X509_NAME *nm, char *out, size_t cap) {
 /* Appends one name to out ("a, b"), control and non-ASCII bytes as '?' (the
 ** names come from the server, and go to a terminal and a web page); "..." and
 ** nothing more once it does not fit. */
-static void names_add(char *out, size_t cap, const unsigned char *p, size_t n) {
+static void names_add(char *out, size_t cap, int *cut, const unsigned char *p, size_t n) {
   size_t len = strlen(out), need = n + (len ? 2 : 0);
-  if (len >= 3 && strcmp(out + len - 3, "...") == 0) return;
+  /* (cut: a flag, not a look at out's end: a name of the server's may end
+     in "...", and the names after it were dropped) */
+  if (*cut) return;
   if (len + need + 4 > cap) {   /* room kept for "..." */
     if (len + 4 <= cap) memcpy(out + len, "...", 4);
+    *cut = 1;
     return;
   }
   if (len) { memcpy(out + len, ", ", 2); len += 2; }
@@ -392,18 +395,19 @@ static void names_add(char *out, size_t cap, const unsigned char *p, size_t n) {
 /* The certificate's subjectAltName DNS names and IP addresses into out. */
 static void alt_names(X509 *cert, char *out, size_t cap) {
   GENERAL_NAMES *gens = (GENERAL_NAMES *)X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+  int cut = 0;
   out[0] = '\0';
   if (!gens) return;
   for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
     const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
     if (g->type == GEN_DNS) {
-      names_add(out, cap, ASN1_STRING_get0_data(g->d.dNSName), (size_t)ASN1_STRING_length(g->d.dNSName));
+      names_add(out, cap, &cut, ASN1_STRING_get0_data(g->d.dNSName), (size_t)ASN1_STRING_length(g->d.dNSName));
     } else if (g->type == GEN_IPADD) {
       char a[INET6_ADDRSTRLEN];
       int n = ASN1_STRING_length(g->d.iPAddress);
       if ((n == 4 || n == 16) &&
           inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress), a, sizeof a))
-        names_add(out, cap, (const unsigned char *)a, strlen(a));
+        names_add(out, cap, &cut, (const unsigned char *)a, strlen(a));
     }
   }
   GENERAL_NAMES_free(gens);

@@ -176,6 +176,13 @@ certcase wronghost "hostname mismatch" 'not for the name in `server`: set `serve
 # shown so that the admin can pick `server` among them; the CA's own certificate has none
 like "$OUT" "names +wrong\.example\.net" "wronghost: the report lists the names the certificate holds"
 like "$(printf '%s\n' "$OUT" | grep '^  hint')" "holds \(its names above\)" "wronghost: the hint points at them"
+# a name of the server's that ends in "..." (its bytes, any): the names after it are shown
+# too ("..." as the mark of a list cut short stopped the list at that name)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$C/dots.key" \
+  -out "$C/dots.crt" -days 30 -subj /CN=localhost -addext 'subjectAltName=DNS:old...,DNS:localhost,IP:127.0.0.1' \
+  2>/dev/null || exit 1
+certcase dots "self-signed certificate" 'self-signed: set `tls_fingerprint` to its sha256'
+like "$OUT" "names +old\.\.\., localhost, 127\.0\.0\.1" "a name ending in '...' does not hide the names after it"
 certcase expired "certificate has expired" 'expired or not yet valid: renew it on the server'
 certcase unknown "unable to get local issuer certificate" 'issuer is neither in `tls_ca_file` nor among the system.s CAs'
 certcase server "fingerprint mismatch" 'not the one `tls_fingerprint` pins' tls_fingerprint="$SELF_FP"
