@@ -33,6 +33,7 @@ local raw_lock, raw_scan, raw_watch, raw_list = methods.lock, methods.scan, meth
 local holders = setmetatable({}, { __mode = "k" })   -- spools whose lock we hold
 local dirs = setmetatable({}, { __mode = "k" })      -- spool -> its folder (M.open)
 local adopting = setmetatable({}, { __mode = "k" })  -- spools whose maildrop/ is being adopted
+local again = setmetatable({}, { __mode = "k" })     -- spools whose adoption was asked for again meanwhile
 
 function methods.lock(sp, ...)
   local ok, err, info = raw_lock(sp, ...)
@@ -102,10 +103,19 @@ function methods.adopt(sp)
   if holders[sp] then names_follow(sp) end
   -- one adoption at a time: two workers scanning at once (connections > 1)
   -- must not both take the same file in
+  -- An adoption asked for while one runs (a drop's kick to a second worker
+  -- in an outage) makes the running one go again once it ends: its look at
+  -- maildrop/ may have come before that drop, which then waited out the
+  -- retry_interval (the ask returned at once and nothing adopted it)
+  if dir and holders[sp] and adopting[sp] then again[sp] = true end
   if dir and holders[sp] and not adopting[sp] then
     adopting[sp] = true
-    local ok, err = pcall(maildrop.adopt, sp, dir)
-    adopting[sp] = nil
+    local ok, err
+    repeat
+      again[sp] = nil
+      ok, err = pcall(maildrop.adopt, sp, dir)
+    until not ok or not again[sp]
+    adopting[sp], again[sp] = nil, nil
     -- the scheduler's interrupt (a stop while the task waited: a bare
     -- userdata) goes on up, as for any waiting call: it is no failure (a
     -- SIGINT during an adoption logged "adoption failed: userdata: 0x...")

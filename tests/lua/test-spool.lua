@@ -488,6 +488,32 @@ tap.test("a stuck maildrop file removed, maildrop/ empty: stuck() forgets it", f
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+-- Spool:adopt() asked for while an adoption runs (two workers in an outage:
+-- one adopting, the other kicked by a drop) returned at once, and the running
+-- one may have looked at maildrop/ before the drop: it waited out the outage's
+-- retry_interval.  The running adoption now goes again once.
+tap.test("an adoption asked for while one runs makes it go again", function(t)
+  local maildrop = require "mailhook.maildrop"
+  local d = io.popen("mktemp -d ${TMPDIR:-/tmp}/mh-lua-again.XXXXXX"):read("l")
+  local s = assert(spool.open(d))
+  assert(s:lock())
+  local adopt, runs, inside = maildrop.adopt, 0, false
+  maildrop.adopt = function() runs = runs + 1; inside = true; mh.sleep(0.1); inside = false; return 0 end
+  local ok, err = pcall(function()
+    local first = mh.spawn(function() s:adopt() end)
+    while not inside do mh.sleep(0.005) end
+    s:adopt()   -- returns at once (the first one runs)
+    first:wait()
+    t:is(runs, 2, "the running adoption went again once")
+    s:adopt()
+    t:is(runs, 3, "  and an adoption alone runs once")
+  end)
+  maildrop.adopt = adopt
+  assert(ok, err)
+  s:close()
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
 -- Spool:unchanged(id) after a file replaced since its load was loaded again:
 -- each load{keep = true} added a slot and the look took the first, the old
 -- file's descriptor: "replaced" again at each look, for 15 more loads, the
