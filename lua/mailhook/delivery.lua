@@ -939,11 +939,15 @@ function W:wait(seconds)
   -- maildrop/ before it sleeps (what came while it was connecting), and when
   -- woken for that only (D:kick), then sleeps the rest of the wait
   self.adopt_due = false
+  -- a flush asked for during an adoption (below), not one already running: a
+  -- worker whose extra connection was refused waits (W:outage) while another
+  -- one's forced pass goes on, and must not reconnect at once for it
+  local forced0 = d.forced
   if self.state == "waiting-retry" or self.state == "disabled" then
     d:adopt()
     -- (the adoption waits: a stop or a flush request meanwhile found this
     -- worker awake, nothing to cancel; a pass forced before it was ended above)
-    if d.stopping or d.forced then return true end
+    if d.stopping or (d.forced and not forced0) then return true end
   end
   local deadline = d.now() + math.max(0, seconds)
   repeat
@@ -958,7 +962,7 @@ function W:wait(seconds)
     self.adopt_due = false
     if adopt then
       d:adopt()
-      if d.stopping or d.forced then self.woken = true end   -- (as above)
+      if d.stopping or (d.forced and not forced0) then self.woken = true end   -- (as above)
     end
   until not adopt or self.woken or d.stopping or d.now() >= deadline
   local woken = self.woken

@@ -895,6 +895,27 @@ tap.test("connections = 2, a server taking one at once: the 421 at the greeting 
   d:stop(); task:wait()
 end)
 
+-- A flush (forced pass) while a second connection is refused as one too many:
+-- that worker waits its short backoff (W:outage's extra refusal) while the
+-- first delivers; the forced pass already running must not make it reconnect
+-- at once, again and again (W:wait ended at once for any d.forced after its
+-- adoption, d8184c3: a connection attempt per loop until the pass ended).
+tap.test("connections = 2, one refused as too many during a flush: it waits its backoff, no reconnect loop", function(t)
+  local d, sp, smtp = setup{ connections = 2, cfg = { retry_interval = 30, retry_max = 60, max_queue_age = 3600 },
+                             smtp = { delay = 0.02, max_open = 1 } }
+  for _ = 1, 30 do sp:add{ next_attempt = mh.now() + 3600 } end
+  local flushed
+  d.on_flushed = function() flushed = true end
+  local task = start(d)
+  d:flush_request()
+  t:ok(until_(function() return flushed end, 10), "the forced pass ended")
+  t:is(sp:count(), 0, "every message delivered")
+  t:ok((smtp.greeting_refused or 0) >= 1, "the second connection was refused")
+  t:ok((smtp.greeting_refused or 0) <= 2, "and tried again at its backoff's pace, not in a loop ("
+       .. tostring(smtp.greeting_refused) .. " refusals)")
+  d:stop(); task:wait()
+end)
+
 tap.test("once (flush): backoff ignored, one pass, a deferral is not retried in the pass", function(t)
   local d, sp, smtp = setup{ once = true }
   sp:add{ next_attempt = mh.now() + 3600 }
