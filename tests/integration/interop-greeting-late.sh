@@ -64,7 +64,9 @@ sc_greeting_late() {
   mta_flush
   is "$(queued_n)" 1 "tls_required = true: the message stays queued (${FLUSH_OUT##*$'\n'})"
   is "$(mta_copies D '<req-1@test>')" 0 "and the server never got it"
-  is "$(grep -c 'secret-pw' "$D_LOG")" 0 "nor the password"
+  # (an AUTH to this Exim, which offers none, is logged as a protocol error naming the
+  # command: the password would have gone with it, base64'd, never as typed)
+  is "$(grep -c 'AUTH' "$D_LOG")" 0 "nor a login (no AUTH command in Exim's log)"
   stop_mta D
 }
 
