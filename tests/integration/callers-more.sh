@@ -13,6 +13,8 @@
 #   logwatch    scripts/logwatch.pl (initprint; Debian's logwatch.conf: mailer = "/usr/sbin/sendmail -t")
 #   mutt/neomutt sendlib.c send_msg ($sendmail "/usr/sbin/sendmail -oem -oi", -B8BITMIME, -f, --)
 #   s-nail      sendout.c a_sendout_prepare_mta_args (-i [-m] [-f FROM] -- RCPT...)
+#   Perl Mail::Mailer 'sendmail' (MailTools: exec $exe, '-t'), from a daemon that set
+#               $SIG{CHLD} = 'IGNORE' (inherited across exec)
 #   Python      email.message.EmailMessage + subprocess.run([sendmail, "-t", "-oi"])
 #   vacation-style auto-replies: sendmail -oi -f '<>' -- RCPT (the null sender)
 # Needs root (a group for the drop program, users); skipped otherwise.
@@ -227,6 +229,31 @@ rc=$?
 check
 is "$rc:$E" "0:ann@example.com | admin@example.org ops@example.net" \
    "s-nail's sendmail -i -m -f ADDR -- root ADDR (root): exit 0, -f of the account's domain kept, both recipients"
+
+# --- a Perl daemon that reaps nothing ($SIG{CHLD} = 'IGNORE', inherited across exec) and
+# mails with Mail::Mailer's 'sendmail' (MailTools: exec($exe, '-t', @args)), as a user:
+# sendmail's own child (mailhook-drop) is reaped by the kernel, waitpid() fails ECHILD
+cat > "$T/mm.pl" <<'PL'
+BEGIN { $ENV{PERL_MAILERS} = "sendmail:$ARGV[0]" }   # where Mail::Mailer finds sendmail
+use Mail::Mailer;
+$SIG{CHLD} = 'IGNORE';
+my $m = Mail::Mailer->new('sendmail');
+$m->open({ From => 'monitor@example.com', To => 'ops@example.net', Subject => 'disk /srv 95%' }) or die "open: $!";
+print $m "disk /srv is 95% full\n";
+$m->close;
+PL
+printf 'From: monitor@example.com\nTo: ops@example.net\nSubject: disk /srv 95%%\n\ndisk /srv is 95%% full\n' > "$T/mm.msg"
+as "$USR" /usr/bin/perl -e '$SIG{CHLD} = "IGNORE"; open(STDIN, "<", $ARGV[1]) or die; exec { $ARGV[0] } "sendmail", "-t", "-oi"' "$SM" "$T/mm.msg" 2>"$T/mm.err"
+rc=$?
+check
+is "$rc" 0 "sendmail -t -oi as $USR with SIGCHLD ignored by its parent: exit 0 ($(cat "$T/mm.err"))"
+is "$E" "pbx@example.com | ops@example.net" "delivered once"
+as "$USR" /usr/bin/perl "$T/mm.pl" "$SM" 2>"$T/mm2.err"
+rc=$?
+check
+is "$rc" 0 "Mail::Mailer 'sendmail' from a Perl process ignoring SIGCHLD: no error ($(cat "$T/mm2.err"))"
+is "$E" "pbx@example.com | ops@example.net" "Mail::Mailer's message delivered"
+is "$(count_mail "$T/mail")" "$n" "each message exactly once"
 
 # --- Python's email + subprocess idiom: EmailMessage (policy default, LF lines), To, Cc,
 # Bcc, then subprocess.run(["/usr/sbin/sendmail", "-t", "-oi"], input=msg.as_bytes())
