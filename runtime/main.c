@@ -476,6 +476,13 @@ int main(int argc, char **argv) {
 
   stdio_open();                        /* first: before libuv or anything opens a file */
   signal(SIGPIPE, SIG_IGN);
+  /* An ignored SIGCHLD survives exec: a caller that reaps nothing (a Perl
+  ** daemon's $SIG{CHLD} = 'IGNORE' before it opens "|sendmail -t") would make
+  ** the kernel reap our own children, and waitpid() fail with ECHILD after
+  ** mailhook-drop had stored the message: sendmail exited 75 for mail that was
+  ** queued (a caller that retries sends it twice); pclose() and io.popen's
+  ** status the same.  Postfix's and sendmail's children are waited for alike. */
+  signal(SIGCHLD, SIG_DFL);
   find_paths(&paths);
   mta = argc > 0 ? mta_name(argv[0]) : NULL;
   if (mta) {
