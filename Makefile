@@ -137,12 +137,16 @@ LUAC_OUT := $(LUA_SRC:lua/%.lua=$(BUILD)/luac/%.luac)
 LUAC_OUT += $(patsubst scripts/%.lua,$(BUILD)/luac/scripts/%.luac,$(wildcard scripts/*.lua))
 MAN_SRC  := $(wildcard man/*.scd)
 MAN_OUT  := $(MAN_SRC:man/%.scd=$(BUILD)/man/%)
+# The pages of the MTA's names (sendmail(8), mailq(1), newaliases(1)): installed
+# with the links (install-mta-links, install-sendmail), and shipped by mailhook-mta
+MTA_MAN_SRC := $(wildcard packaging/*.scd)
+MTA_MAN_OUT := $(MTA_MAN_SRC:packaging/%.scd=$(BUILD)/man-mta/%)
 
 .PHONY: all pkg-check FORCE deps deps-check deps-trace test test-fresh test-long run bench asan valgrind fuzz install uninstall clean peers \
         lualib install-lualib
 
 all: pkg-check $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(UNIT_BIN) $(LUAC_OUT) \
-     $(BUILD)/tests/fsync-gate.so $(MAN_OUT) $(LUAMOD)
+     $(BUILD)/tests/fsync-gate.so $(MAN_OUT) $(MTA_MAN_OUT) $(LUAMOD)
 
 # A clear message instead of missing headers when the -dev packages are not there.
 pkg-check:
@@ -389,7 +393,7 @@ bench: deps all
 # loudly: an install that half happened must not look like one that did.
 # The settings file is installed only when there is none (never over an
 # administrator's); the spool folder is made, never emptied.
-INSTALLABLE := $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) \
+INSTALLABLE := $(BUILD)/mailhook $(BUILD)/mailhook-drop $(TLS_MODULE) $(BUILD)/libmailhook.a $(LUAC_OUT) $(MAN_OUT) $(MTA_MAN_OUT) \
                $(BUILD)/mailhook.service $(LUAMOD)
 installable: $(INSTALLABLE)
 install: $(INSTALLABLE)
@@ -514,7 +518,8 @@ install-mta-links:
 	  [ -L "$$name" ] && continue; \
 	  install -d "$$(dirname "$$name")" && ln -s "$$to" "$$name" || exit 1; \
 	  echo "make install: $$name -> $$to"; \
-	done
+	done; \
+	$(MAKE) --no-print-directory install-mta-man
 
 install-sendmail: install
 	@for l in $(MTA_LINKS); do \
@@ -528,9 +533,27 @@ install-sendmail: install
 	  install -d "$$(dirname "$$name")" && ln -sfn "$$to" "$$name" || exit 1; \
 	  echo "make install-sendmail: $$name -> $$to"; \
 	done
+	@$(MAKE) --no-print-directory install-mta-man
 
-# Only our own links go.
+# The manual pages of the links' names (sendmail(8), mailq(1), newaliases(1): an
+# admin who got the links types `man sendmail`), installed wherever the links are
+# made, never without them (another mail system owns those pages then).
+install-mta-man: $(MTA_MAN_OUT)
+	@for m in $(MTA_MAN_OUT); do \
+	  d=$(DESTDIR)$(MANDIR)/man$${m##*.}; \
+	  install -d "$$d" && install -m 0644 "$$m" "$$d/" || exit 1; \
+	done
+
+# Only our pages go: those with our links, and the same bytes as ours.
+uninstall-mta-man:
+	@for m in $(MTA_MAN_OUT); do \
+	  f=$(DESTDIR)$(MANDIR)/man$${m##*.}/$$(basename "$$m"); \
+	  if [ -f "$$f" ] && [ -f "$$m" ] && cmp -s "$$m" "$$f"; then rm -f "$$f"; fi; \
+	done
+
+# Only our own links go, and the pages installed with them.
 uninstall-sendmail:
+	@$(MAKE) --no-print-directory uninstall-mta-man
 	@for l in $(MTA_LINKS); do \
 	  name=$(DESTDIR)$(PREFIX)/$${l%%:*}; to=$${l#*:}; \
 	  if [ -L "$$name" ] && [ "$$(readlink "$$name")" = "$$to" ]; then rm -f "$$name"; fi; \
@@ -563,6 +586,9 @@ man: $(MAN_OUT)
 $(BUILD)/man/%: man/%.scd
 	@mkdir -p $(@D)
 	scdoc < $< > $@.tmp && mv $@.tmp $@
+$(BUILD)/man-mta/%: packaging/%.scd
+	@mkdir -p $(@D)
+	scdoc < $< > $@.tmp && mv $@.tmp $@
 
 # The systemd unit, with this install's paths.
 $(BUILD)/mailhook.service: packaging/mailhook.service.in Makefile $(BUILD)/instpaths.stamp
@@ -579,7 +605,7 @@ deb:
 	@scripts/build-deb $(BUILD)/deb $(LINTIAN)
 
 
-.PHONY: man deb installable install-service-user install-drop-perms install-mta-links install-sendmail uninstall-sendmail
+.PHONY: man deb installable install-service-user install-drop-perms install-mta-links install-sendmail uninstall-sendmail install-mta-man uninstall-mta-man
 
 clean:
 	rm -rf build build-asan build-fuzz build-trace build-ci

@@ -37,7 +37,8 @@ function M.help(out)
   out:write("usage: mailhook [-c FILE] [-s DIR] [-v|-q] COMMAND [ARGS]\n",
             "       mailhook [-c FILE] [-s DIR] SCRIPT.lua [ARGS] | -e CODE [ARGS]\n\ncommands:\n")
   for _, c in ipairs(M.commands) do
-    out:write(string.format("  %-9s %s\n            %s\n", c[1], c[2], c[3]))
+    -- (a command without arguments, repl: its name alone, no padding left at the end)
+    out:write((string.format("  %-9s %s", c[1], c[2]):gsub("%s+$", "")), "\n            ", c[3], "\n")
   end
   out:write("\noptions:\n",
             "  -c FILE   settings file (now ", core.paths.conf, ")\n",
@@ -106,7 +107,7 @@ function dispatch(cmd, ...)
   if M.HELP_HERE[cmd] and (first == "--help" or (first == "-h" and cmd ~= "sendmail")) then
     for _, c in ipairs(M.commands) do
       if c[1] == cmd then
-        io.stdout:write("usage: mailhook ", c[1], " ", c[2], "\n  ", c[3], "\n",
+        io.stdout:write("usage: mailhook ", c[1], c[2] ~= "" and " " or "", c[2], "\n  ", c[3], "\n",
                         "(mailhook help: every command; man mailhook)\n")
       end
     end

@@ -60,6 +60,8 @@ function M.enqueue(t, opts, ...)
   if type(info) ~= "table" then info = { class = "permanent" } end
   if not (opts and (opts.note == false or opts.check)) then
     local rules = package.loaded["mailhook.rules"]
+    -- a header refused for a line break: the event's field that brought it named
+    if rules and rules.explain_header then err, info = rules.explain_header(err, info, t) end
     if rules and rules.note_enqueue_failure then rules.note_enqueue_failure(err, info) end
   end
   return nil, err, info

@@ -103,6 +103,61 @@ function rules.note_enqueue_failure(err, info)
   end
 end
 
+-- The events each running rule handles: budget id -> {fields...} (its own, and
+-- those of the events it emits: their handlers run under its budget).
+local events = {}
+
+-- explain_header(err, info, t) -> err, info: an mh.enqueue of a rule refused
+-- for a CR, LF or NUL in a header (EBADHDR) says which field of the event put
+-- it there, and the header: a plain template, not {header = true}, copies a
+-- value as it is, so a caller=$'Bob\r\nBcc: x' lost the voicemail's mail with
+-- "subject: CR, LF or NUL in the subject" and no word of the field.  The
+-- fields are those holding a CR, LF or NUL whose value is in the refused
+-- header's; info gets header and event_fields.  Nothing is rewritten.
+function rules.explain_header(err, info, t)
+  if type(info) ~= "table" or info.code ~= "EBADHDR" or type(t) ~= "table" or type(err) ~= "string" then
+    return err, info
+  end
+  local id = core.budget()
+  local evs = id and events[id]
+  if not evs then return err, info end
+  local vals = {}
+  local function collect(v, depth)
+    if type(v) == "string" then vals[#vals + 1] = v
+    elseif type(v) == "table" and depth < 3 then for _, x in pairs(v) do collect(x, depth + 1) end end
+  end
+  collect(t[info.field or ""], 0)
+  local found, seen = {}, {}
+  local function walk(v, path, depth)
+    if type(v) == "string" then
+      if path and not seen[path] and v:find("[\r\n%z]") then
+        for _, h in ipairs(vals) do
+          if h:find(v, 1, true) then found[#found + 1], seen[path] = path, true break end
+        end
+      end
+    elseif type(v) == "table" and depth < 4 then
+      for k, x in pairs(v) do
+        if (type(k) == "string" or math.type(k) == "integer") and k ~= "event" then
+          walk(x, (path and (path .. ".") or "") .. tostring(k), depth + 1)
+        end
+      end
+    end
+  end
+  for _, ev in ipairs(evs) do walk(ev, nil, 0) end
+  if #found == 0 then return err, info end
+  table.sort(found)
+  local more = #found > 5 and (" and " .. (#found - 5) .. " more") or ""
+  for i = #found, 6, -1 do found[i] = nil end
+  local header = info.field == "headers" and err:match("^header (.-): ") or info.field or "?"
+  local names = {}
+  for i, f in ipairs(found) do names[i] = "'" .. f:gsub("[%c\127]", "?") .. "'" end
+  info.header, info.event_fields = header, found
+  return err .. string.format(" (the event's field%s %s%s hold%s a line break or NUL, and the %s copies " ..
+    "%s as it is: render the %s with mh.template(src, {header = true}), which keeps a header on one line)",
+    #found > 1 and "s" or "", table.concat(names, ", "), more, #found > 1 and "" or "s", header,
+    #found > 1 and "them" or "it", header), info
+end
+
 -- count_enqueue(): mailhook.enqueue calls it before each mh.enqueue made by
 -- a rule; past rules.max_enqueue messages for one rule run (its tasks
 -- included) it raises, naming the rule and the limit.  On a disk whose fsync
@@ -239,10 +294,11 @@ function rules.run(label, fn, ...)
   local res = table.pack(core.rule_call(label, function(...)
     id = core.budget()
     notes[id] = {}
+    events[id] = type((...)) == "table" and { (...) } or {}
     return fn(...)
   end, ...))
   local list = id and notes[id]
-  if id then notes[id] = nil; counts[id] = nil end
+  if id then notes[id] = nil; counts[id] = nil; events[id] = nil end
   local bad = unhandled(list)
   if res[1] and bad then
     local msg = "its mail was not queued: mh.enqueue failed: " .. bad.err ..
@@ -295,6 +351,8 @@ function rules.emit(event, fields)
     local ev = copy_fields(event, fields)   -- a handler cannot change what the next one sees
     local label = string.format("rule %s for event '%s'", h.name, event)
     if in_rule then
+      local evs = events[core.budget() or false]
+      if evs and #evs < 16 then evs[#evs + 1] = ev end
       tasks[i] = core.spawn(function()   -- (a task of the rule: its budget, its failures)
         emit_depth[core.current_task()] = depth
         local tb

@@ -124,7 +124,8 @@ end
 
 -- Private per-cfg data (password, file path), weak so cfg tables die normally.
 local private = setmetatable({}, { __mode = "k" })
-local warned = {}           -- files already reported as readable by others
+local warned = {}           -- files already reported as readable by others; `key =` lines warned about
+local quiet_empty = false   -- load_intake's load(): no warning about `key =` lines
 local admin_hashes = setmetatable({}, { __mode = "k" })  -- cfg -> admin_password hash (kept out of cfg)
 
 -- ----------------------------------------------------------------- parsers
@@ -585,7 +586,7 @@ function M.path() return core.paths.conf end
 -- Parses the text of a settings file into {lines = {raw...}, values = {key = raw},
 -- where = {key = line number}} or nil, "FILE:LINE: message".
 local function parse_text(textv, file, secrets)
-  local doc = { lines = {}, values = {}, where = {} }
+  local doc = { lines = {}, values = {}, where = {}, empty = {} }
   local n = 0
   -- A UTF-8 byte order mark (a Windows editor's, an administrator's at 3 a.m.)
   -- is no part of the first key: it made line 1 "expected 'key = value'" and
@@ -631,11 +632,37 @@ local function parse_text(textv, file, secrets)
       end
       doc.values[key] = value
       doc.where[key] = n
+      -- `port =`, `from = ""`: unset, as if the line were not there (docs/settings.md);
+      -- noted, so that load() warns naming the line (it was taken without a word)
+      if value == "" then doc.empty[#doc.empty + 1] = { key = key, line = n } end
     end
     if not nl then break end
     pos = nl + 1
   end
   return doc
+end
+
+-- empty_warnings(doc, file, cfg) -> {text...}: one warning for each line of doc
+-- that names a key with no value (`port =`, `from = ""`): such a key is unset,
+-- as if the line were not there, and the warning names the file, the line, the
+-- key and what it is then (its default, or unset).  An administrator who blanked
+-- a value meaning to fill it in got port 25 without a word.
+local function empty_warnings(doc, file, cfg)
+  local out = {}
+  for _, e in ipairs(doc.empty or {}) do
+    local s, v = BY_NAME[e.key], cfg and cfg[e.key]
+    local now
+    if e.key == "password" or e.key == "admin_password" or v == nil then
+      now = "it stays unset"
+    else
+      if s[2] == "duration" and type(v) == "number" then v = duration.format(v)
+      elseif type(v) == "table" then v = table.concat(v, ", ") end
+      now = "the default applies: " .. e.key .. " = " .. tostring(v)
+    end
+    out[#out + 1] = string.format("%s:%d: %s has no value: taken as unset (%s); give it a value, or delete " ..
+                                  "the line (`mailhook update %s=` does)", file, e.line, e.key, now, e.key)
+  end
+  return out
 end
 
 -- Reads and parses path; a missing file is an empty document (missing = true).
@@ -802,6 +829,20 @@ function M.load(path, ...)
     return nil, table.concat(said, "; "), { keys = keys, set = set }
   end
   private[cfg] = { password = secret_or_key, path = path, hidden = sdoc.hidden }
+  -- each `key =` line said once per process (the service: at start, and at a
+  -- reload that finds a new one); not by an intake (sendmail, hook: their
+  -- callers' stderr is mailed by cron at every call, and nothing is wrong with
+  -- the message): `settings`, `test`, `status`, `update` and the service say it
+  if not quiet_empty then
+    local w = empty_warnings(doc, path, cfg)
+    for _, t in ipairs(empty_warnings(sdoc, M.secrets_path(path), cfg)) do w[#w + 1] = t end
+    for _, t in ipairs(w) do
+      if not warned[t] then
+        warned[t] = true
+        core.log("warn", t)
+      end
+    end
+  end
   if doc.values.password and not warned[path] then
     local mode = core.fsutil.mode(path)
     if mode and mode & 63 ~= 0 then       -- 0077: group or others may read the password
@@ -900,7 +941,10 @@ function M.load_intake(path, needs, ...)
   end
   path = path or M.path()
   needs = needs or {}
-  local cfg, err = M.load(path)
+  quiet_empty = true
+  local lok, cfg, err = pcall(M.load, path)
+  quiet_empty = false
+  if not lok then error(cfg, 0) end
   if cfg then return cfg end
   local data = core.fsutil.read(path, { follow = true, max = core.fsutil.limits.config })
   if not data then return nil, err end        -- unreadable, or the named file is missing: as load() said
@@ -1002,7 +1046,7 @@ local EDIT = { password = true, stored_password = true, token = true, get = true
 local shared = { near_key = near_key, MASK = MASK, SCHEMA = SCHEMA, SECRET = SECRET, BY_NAME = BY_NAME, ORDER = ORDER,
                  private = private, admin_hashes = admin_hashes, held = held,
                  parse_value = parse_value, validate = validate, parse_text = parse_text,
-                 read_both = read_both, arg = arg }
+                 read_both = read_both, arg = arg, empty_warnings = empty_warnings }
 
 -- (the metatable goes only once the half is in: a load that failed, a rule's
 -- memory budget refusing it, is tried again at the next use)

@@ -570,6 +570,10 @@ function update(changes, path, guard)
   end
   local ok, werr, info = write_kept(path, textv, false)
   if not ok then return nil, werr, info end
+  -- a hand-written `port =` line this update kept (it removes only the keys it
+  -- sets): unset, as load() warns (the console's Save shows it: file_warnings)
+  for _, t in ipairs(shared.empty_warnings(again, path, cfg)) do file_warn(t) end
+  for _, t in ipairs(shared.empty_warnings(sagain, spath, cfg)) do file_warn(t) end
   private[cfg] = { password = secret_or_key, path = path, file_warnings = file_notes }
   return cfg
 end

@@ -525,8 +525,10 @@ function M.collect(opts)
   if o and o.server and cfg and o.server ~= queue.outage_server(cfg) then o = nil end
   if o then r.outage = { since = o.since, age = math.max(0, math.floor(now - o.since)), error = o.error } end
 
-  local ok, reason, old_settings = M.flowing(r)
-  r.flowing, r.reason, r.old_settings = ok, reason, old_settings
+  local ok, reason, but = M.flowing(r)
+  r.flowing, r.reason = ok, reason
+  r.old_settings = but == "old_settings" or nil
+  r.maildrop_stuck = but == "maildrop_stuck" or nil
   -- flowing, but only because nothing was tried: no message delivered, no
   -- connection failed since the service started (a restart at 3 a.m. with a
   -- wrong server read "mail is flowing" until the first message was queued).
@@ -538,10 +540,16 @@ function M.collect(opts)
   return r
 end
 
--- flowing(report) -> true | false, why: the exit status of `mailhook status`.
--- Mail flows when a service runs on the spool and answers, the settings are
--- ready (for the file and for the service, which may not have reloaded it) and
--- the connection is not waiting out an outage.
+-- flowing(report) -> true | false, why [, but]: the exit status of `mailhook
+-- status`.  Mail flows when a service runs on the spool and answers, the
+-- settings are ready (for the file and for the service, which may not have
+-- reloaded it), the connection is not waiting out an outage, and no file of
+-- maildrop/ waits on a human.  but: the mail that can go goes, and yet exit 1
+-- ("old_settings": the next restart or reload stops delivery;
+-- "maildrop_stuck": a local user's message the service cannot adopt never
+-- leaves until someone fixes or removes the file, and a 3 a.m. check reads only
+-- the exit status; failed/ and corrupt/ hold mail whose fate is settled, so
+-- they do not count).
 function M.flowing(r)
   if not r.service.running then
     return false, r.service.error or "no service is running on this spool (start it: systemctl start mailhook, or mailhook run)"
@@ -573,7 +581,13 @@ function M.flowing(r)
   if c.state == "stopping" or c.state == "stopped" then return false, "the service is stopping" end
   if file_only then
     return false, "the settings file is not ready: " .. tostring(r.settings.error) .. "; a restart or a reload (SIGHUP) " ..
-      "would stop delivery", true
+      "would stop delivery", "old_settings"
+  end
+  local n = r.service.maildrop_stuck_total
+  if type(n) == "number" and n > 0 then
+    return false, string.format("%d %s of maildrop/ the service cannot adopt never leave%s until %s fixed or " ..
+      "removed (below; `mailhook queue rm NAME`)", n, n == 1 and "file" or "files", n == 1 and "s" or "",
+      n == 1 and "it is" or "they are"), "maildrop_stuck"
   end
   return true
 end
@@ -623,6 +637,7 @@ function M.text(r)
                                                        waiting == 1 and "s for its" or " for their") or
     r.untried and M.UNTRIED or r.flowing and "mail is flowing" or
     r.old_settings and ("mail is flowing with the settings the service loaded before, but " .. tostring(r.reason)) or
+    r.maildrop_stuck and ("mail is flowing, but " .. tostring(r.reason)) or
     ("mail is NOT flowing: " .. tostring(r.reason))
   local s = r.service
   if s.running then

@@ -361,6 +361,7 @@ function M.data(cfg, opts, report, msg, info)
   local i = rep.info or {}
   local failed = not report and (info and info.stage or "connect") or nil
   local passed, at = {}, rep.stage_at or {}
+  local keys = not report and info and info.stage == "settings" and info.keys or nil
   for _, st in ipairs(rep.stages or {}) do passed[st] = true end
   -- a failure at connect was resolved first (the client names a failed
   -- resolution stage dns): a refused connect has no address, yet dns passed
@@ -374,7 +375,7 @@ function M.data(cfg, opts, report, msg, info)
     passed.connect = true
   end
   local optional = { tls = passed.connect and i.security == "none", auth = not cfg.auth, recipient = not opts.to }
-  local stages, reached = {}, true
+  local stages, reached = {}, failed ~= "settings"   -- (settings: no stage was begun)
   for _, name in ipairs(STAGES) do
     local state
     if name == failed then state, reached = "failed", false
@@ -405,8 +406,29 @@ function M.data(cfg, opts, report, msg, info)
     reply = not report and info and info.smtp and { smtp = info.smtp, enhanced = info.enhanced,
       text = (tostring(info.text or ""):gsub("\n", " ")) } or nil,
     hint = not report and M.hint_for(cfg, info, rep, msg) or nil,
+    -- settings unset (M.missing): their names; key the first (the console marks its field)
+    missing = keys and json.array(keys) or nil, key = keys and keys[1] or nil,
     warnings = json.array(M.warnings(cfg)),
   }
+end
+
+-- missing(cfg) -> nil | error, {key...}: the settings a test needs and cfg
+-- leaves unset (server, from: a fresh install), named with the command that
+-- sets them.  A settings problem, as an invalid file is (failed_stage
+-- "settings"): it was "FAILED at stage connect", a server's stage, for a
+-- server nobody named.
+function M.missing(cfg)
+  local keys, set = {}, {}
+  local s = cfg.server
+  if s == nil or s == "" or (type(s) == "table" and #s == 0) then
+    keys[#keys + 1], set[#set + 1] = "server", "server=smtp.example.com"
+  end
+  if cfg.from == nil or cfg.from == "" then
+    keys[#keys + 1], set[#set + 1] = "from", "from=notify@example.com"
+  end
+  if #keys == 0 then return nil end
+  return string.format("%s %s not set (mailhook update %s)", table.concat(keys, " and "),
+                       #keys > 1 and "are" or "is", table.concat(set, " ")), keys
 end
 
 -- The object run() returns: its fields, and the report's text as its string
@@ -443,8 +465,13 @@ function M.run(opts)
   local r = setmetatable({ warnings = M.warnings(cfg) }, Result)
   local header = M.header(cfg, opts)
   if opts.started then opts.started(header) end
-  local report, err, info = smtp.test { to = opts.to, cfg = cfg, timeout = opts.timeout,
-                                       on_stage = opts.on_stage }
+  local report, err, info
+  err = M.missing(cfg)
+  if err then
+    info = { stage = "settings", why = "not_set", class = "permanent", keys = select(2, M.missing(cfg)) }
+  else
+    report, err, info = smtp.test { to = opts.to, cfg = cfg, timeout = opts.timeout, on_stage = opts.on_stage }
+  end
   local lines = M.format(cfg, opts, report, err, info)
   r.data = M.data(cfg, opts, report, err, info)
   r.body = table.concat(lines, "\n") .. "\n"

@@ -137,6 +137,15 @@ st, r, ev = test_result({"port": int(DEAD_PORT)})
 answers["POST /api/test (nothing listening)"] = (st, {"events": ev}, json.dumps(ev))
 ok(r is not None and r.get("failed_stage") == "connect", "the Test of a port nothing listens on fails at connect",
    json.dumps(ev)[-600:])
+# server and from unset (a fresh install): a settings problem, as on the command line
+# (`mailhook test`: it was "FAILED at stage connect"), both named, the server's field marked
+st, r, ev = test_result({"server": "", "from": ""})
+answers["POST /api/test (server and from unset)"] = (st, {"events": ev}, json.dumps(ev))
+ok(r is not None and r.get("failed_stage") == "settings" and r.get("missing") == ["server", "from"]
+   and r.get("key") == "server" and "mailhook update server=" in r.get("error", "")
+   and all(s["state"] == "not reached" for s in r.get("stages", [])),
+   "the Test with server and from unset fails at stage settings, naming both and the command",
+   json.dumps(ev)[-600:])
 
 for what, (st, d, raw) in answers.items():
     is_(st, 200, what + ": 200", raw[:300])

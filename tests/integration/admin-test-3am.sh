@@ -30,7 +30,21 @@ like "$OUT" "password: auth is true but neither password nor password_command is
 like "$OUT" "from: not set" "nor from"
 printf 'enabled = true\n' > "$T/none.conf"
 mh_test "$T/none.conf"
-like "$OUT" "no From address and no server are set" "neither from nor server: both named"
+like "$OUT" "server and from are not set \(mailhook update server=smtp\.example\.com from=notify@example\.com\)" \
+  "neither from nor server: both named, with the command that sets them"
+# unset required settings are a settings problem (as an invalid file is), not a
+# server's: it said "FAILED at stage connect" for a server nobody named
+like "$OUT" "result: FAILED at stage settings" "neither from nor server: stage settings"
+out=$("$MAILHOOK" -c "$T/none.conf" test --json 2>/dev/null); rc=$?
+is "$rc:$(echo "$out" | J 'd["failed_stage"], d["missing"], d["key"]')" '1:["settings", ["server", "from"], "server"]' \
+  "--json: stage settings, the missing keys named, exit 1"
+is "$(stages "$out")" "dns=not reached connect=not reached tls=not reached auth=not reached sender=not reached recipient=not reached" \
+  "--json: no stage begun"
+printf 'enabled = true\nserver = 127.0.0.1\n' > "$T/nofrom.conf"
+mh_test "$T/nofrom.conf"
+is "$RC" 1 "from alone unset: exit 1"
+like "$OUT" "result: FAILED at stage settings" "from alone unset: stage settings (it was sender)"
+like "$OUT" "from is not set \(mailhook update from=notify@example\.com\)" "from alone: named, with its command"
 
 # --- 2. --json: every failure one JSON document on stdout ------------------------------------
 for a in "--json=1" "--json --to" "--to --json" "--json --timeout 0"; do

@@ -47,6 +47,27 @@ like "$out" "usage: mailhook update \[--json\] KEY=VALUE" "its usage names --jso
 like "$("$MAILHOOK" version)" "^mailhook [0-9]+\.[0-9]+\.[0-9]+$" "version"
 like "$("$MAILHOOK" help)" "enqueue" "help lists the commands"
 
+# no help or usage line ends in a blank (repl, version and help did, in `mailhook help`: a
+# command with no arguments left "  repl      " before its summary's line): the global
+# help, and each command's --help and usage error (the commands come from `mailhook help`)
+blanks() { printf '%s\n' "$1" | grep -n '[[:blank:]]$' | head -3 | tr '\n' '|'; }
+for form in help --help -h ""; do
+  out=$("$MAILHOOK" -c "$T/none.conf" -s "$T/spool" $form 2>&1 </dev/null)
+  is "$(blanks "$out")" "" "mailhook ${form:-(no command)}: no line ends in a blank"
+done
+cmds=$("$MAILHOOK" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p; s/^  \([a-z][a-z-]*\)$/\1/p')
+like "$(echo $cmds)" "run .*repl version help" "the command list read from mailhook help ($(echo $cmds))"
+for c in $cmds; do
+  for a in --help --no-such-option; do
+    out=$(timeout 20 "$MAILHOOK" -c "$T/none.conf" -s "$T/spool" $c $a 2>&1 </dev/null)
+    is "$(blanks "$out")" "" "mailhook $c $a: no line ends in a blank"
+  done
+done
+for c in "queue show" "queue rm" "queue retry" "queue bogus"; do
+  out=$("$MAILHOOK" -c "$T/none.conf" -s "$T/spool" $c 2>&1 </dev/null)
+  is "$(blanks "$out")" "" "mailhook $c (a usage error): no line ends in a blank"
+done
+
 out=$("$MAILHOOK" -e 'local mh = require "mailhook"; mh.spawn(function() mh.sleep(0.05) print("late") end) print("main done")')
 is "$out" "main done
 late" "the process waits for every task before exiting"

@@ -264,6 +264,42 @@ for nm in '../../.bashrc' '/etc/passwd' 'C:\Users\x\report.pdf' '..'; do
   like "$(cat "$newest")" "filename=\"${want//./\\.}\"" "attachment name '$nm' sent as $want"
 done
 
+# A custom rule that builds its Subject with a plain template (not {header = true}) and
+# never looks at mh.enqueue's answer, given a field holding CR LF: no header is injected,
+# and the loss of that mail is no secret: hook exits 1, its message and the log name the
+# rule, the event's field and the header (it said "subject: CR, LF or NUL in the
+# subject", no word of the field). Nothing is rewritten: nothing is queued.
+cat > "$T/rules/20-plain.lua" <<'LUA'
+local subject = mh.template("Voicemail from {{caller}} ({{box.name}})")
+on("vm", function(ev)
+  mh.enqueue { to = "ops@example.com", subject = subject(ev), text = "a voicemail" }
+end)
+on("vmh", function(ev)
+  mh.enqueue { to = "ops@example.com", subject = "vm", text = "t", headers = { ["X-Caller"] = ev.caller } }
+end)
+LUA
+before=$(pickup)
+err=$("$MAILHOOK" hook vm "caller=$(printf 'Bob\r\nBcc: evil@example.net')" 2>&1); rc=$?
+is "$rc" 1 "a plain-template subject with CR LF from a field: hook exits 1 (the caller knows)"
+out=$(printf '%s\n' "$err" | grep '^mailhook hook vm:')
+like "$out" "rule vm@20-plain\.lua:2 failed: its mail was not queued" "its message names the rule"
+like "$out" "subject: CR, LF or NUL in the subject \(the event's field 'caller' holds a line break" \
+  "and the field and the header ($out)"
+like "$out" "mh\.template\(src, \{header = true\}\)" "and how a rule keeps a header on one line"
+like "$(printf '%s\n' "$err" | grep ' error ' | head -1)" "rule vm@20-plain\.lua:2 .*field 'caller'.*subject" \
+  "the log line names them too"
+is "$(pickup)" "$before" "nothing queued (no header injected, no value rewritten)"
+err=$(printf '{"caller": "Bob", "box": {"name": "sales\\nBcc: x@example.net"}}' | "$MAILHOOK" hook vm --json 2>&1); rc=$?
+is "$rc" 1 "a nested field (JSON): exit 1"
+like "$err" "the event's field 'box\.name' holds a line break" "named by its path"
+err=$("$MAILHOOK" hook vmh "caller=$(printf 'Bob\nX: y')" 2>&1); rc=$?
+is "$rc" 1 "an extra header from a field with LF: exit 1"
+like "$err" "header X-Caller: CR, LF or NUL .*the event's field 'caller' holds a line break or NUL, and the X-Caller copies it" \
+  "the header named by its name"
+"$MAILHOOK" hook vm caller=Bob 'box.name=sales' >/dev/null 2>&1; rc=$?
+is "$rc:$(pickup)" "0:$((before + 1))" "the same rule with clean fields queues its mail"
+rm -f "$T/rules/20-plain.lua"
+
 is "$(ls "$T/spool/tmp" 2>/dev/null | wc -l)" 0 "nothing left in tmp/"
 ok "$(ls "$T/spool/pickup" | grep -q .; echo $?)" "the first message is still queued"
 done_testing

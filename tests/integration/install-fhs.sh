@@ -37,6 +37,12 @@ done
 for m in man1/mailhook.1 man5/mailhook.conf.5 man3/mailhook-lua.3; do
   [ -s "$S/usr/share/man/$m" ]; ok $? "the manual page STAGE/usr/share/man/$m"
 done
+# and the pages of those names, with them: `man sendmail` after `make install` found nothing
+for m in man8/sendmail.8 man1/mailq.1 man1/newaliases.1; do
+  n=$(basename "$m"); n=${n%.*}
+  [ -s "$S/usr/share/man/$m" ] && head -c 2000 "$S/usr/share/man/$m" | grep -q "^\.TH \"\?$n"
+  ok $? "the manual page STAGE/usr/share/man/$m, installed with the $n link"
+done
 U=$S/usr/lib/systemd/system/mailhook.service
 like "$(grep '^ExecStart=' "$U")" '^ExecStart=/usr/bin/mailhook run$' "the unit runs /usr/bin/mailhook"
 is "$(grep '^ReadWritePaths=' "$U" | tr '\n' ' ')" "ReadWritePaths=/var/spool/mailhook ReadWritePaths=-/etc/mailhook " \
@@ -88,16 +94,20 @@ is "$rc" 0 "make install over a stage holding another MTA's sbin/sendmail succee
 is "$(cat "$O/usr/sbin/sendmail")" "$(printf '#!/bin/sh\necho other MTA')" "and leaves that sendmail as it was"
 [ ! -e "$O/usr/bin/mailq" ] && [ ! -L "$O/usr/bin/mailq" ] && [ ! -L "$O/usr/lib/sendmail" ]
 ok $? "and makes no mailq nor lib/sendmail link beside another MTA"
+[ ! -e "$O/usr/share/man/man8/sendmail.8" ] && [ ! -e "$O/usr/share/man/man1/mailq.1" ]
+ok $? "nor their manual pages (the other mail system's are the ones that apply)"
 like "$(cat "$T/make-other.log")" "another mail system's $O/usr/sbin/sendmail: no sendmail, mailq" "saying why"
 mk install-sendmail PREFIX=/usr DESTDIR="$O" >/dev/null 2>&1; rc=$?
 [ "$rc" != 0 ] && [ "$(cat "$O/usr/sbin/sendmail")" = "$(printf '#!/bin/sh\necho other MTA')" ]
 ok $? "make install-sendmail refuses it too (exit $rc)"
 mk install-sendmail PREFIX=/usr DESTDIR="$O" FORCE_SENDMAIL=1 >/dev/null 2>&1; rc=$?
 is "$rc:$(readlink "$O/usr/sbin/sendmail")" "0:../bin/mailhook" "FORCE_SENDMAIL=1 replaces it, as asked"
+[ -s "$O/usr/share/man/man8/sendmail.8" ] && [ -s "$O/usr/share/man/man1/mailq.1" ] && [ -s "$O/usr/share/man/man1/newaliases.1" ]
+ok $? "make install-sendmail installs the pages with the links"
 N=$T/no-links
 mk install PREFIX=/usr DESTDIR="$N" SENDMAIL_LINKS=no >/dev/null 2>&1; rc=$?
-[ "$rc" = 0 ] && [ ! -L "$N/usr/sbin/sendmail" ] && [ ! -L "$N/usr/bin/mailq" ]
-ok $? "SENDMAIL_LINKS=no (the Debian package's mailhook) makes none"
+[ "$rc" = 0 ] && [ ! -L "$N/usr/sbin/sendmail" ] && [ ! -L "$N/usr/bin/mailq" ] && [ ! -e "$N/usr/share/man/man8/sendmail.8" ]
+ok $? "SENDMAIL_LINKS=no (the Debian package's mailhook) makes none, and installs none of their pages"
 
 # --- another PREFIX: everything under it; SYSCONFDIR/LOCALSTATEDIR override; paths rebuilt
 P=$T/opt
@@ -123,5 +133,7 @@ is "$rc" 0 "make uninstall"
   && [ ! -e "$U" ]; ok $? "removes the binary, modules, manual pages and unit"
 [ ! -L "$S/usr/sbin/sendmail" ] && [ ! -L "$S/usr/bin/mailq" ] && [ ! -L "$S/usr/lib/sendmail" ] \
   && [ ! -L "$S/usr/bin/newaliases" ]; ok $? "and its sendmail, mailq, newaliases links"
+[ ! -e "$S/usr/share/man/man8/sendmail.8" ] && [ ! -e "$S/usr/share/man/man1/mailq.1" ] \
+  && [ ! -e "$S/usr/share/man/man1/newaliases.1" ]; ok $? "and their manual pages"
 [ -f "$S/etc/mailhook/mailhook.conf" ] && [ -d "$S/var/spool/mailhook/pickup" ]; ok $? "keeps the settings and the spool"
 done_testing

@@ -36,9 +36,15 @@ for i in 2 3; do
 done
 is "$(grep -c "$STUCK" "$T/run.out")" 1 "the stuck file is logged once, not at each scan"
 [ -f "$T/spool/maildrop/$STUCK" ]; ok $? "it stays in maildrop/ (never deleted)"
-out=$("$MAILHOOK" status 2>&1)
+out=$("$MAILHOOK" status 2>&1); rc=$?
 like "$out" "1 file of maildrop/ the service cannot adopt \(tried again at each scan" \
   "status says the service cannot adopt it ($out)"
+# a message that never leaves until someone acts: exit 1 (a monitoring check reads only that)
+is "$rc" 1 "status exits 1 while a file of maildrop/ is stuck (it was 0)"
+like "$out" "^mail is flowing, but 1 file of maildrop/ the service cannot adopt never leaves until it is fixed" \
+  "its first line says the rest flows, and what waits on a human"
+is "$("$MAILHOOK" status --json 2>/dev/null | J '[d["flowing"], d.get("maildrop_stuck")]')" "[false, true]" \
+  "--json: flowing false, maildrop_stuck true"
 like "$out" "  $STUCK since [-0-9]+ [:0-9]+: maildrop/$STUCK: its owner shows as uid 65534 \(nobody\)" \
   "  naming the file and why"
 js=$("$MAILHOOK" status --json 2>/dev/null | python3 -c 'import json,sys
@@ -70,6 +76,7 @@ drop 0000000000000004.00000001 0   # (a scan at once, as a new drop makes one)
 wait_for 20 adopted 3
 gone() { ! "$MAILHOOK" status 2>&1 | grep -q "cannot adopt"; }
 wait_for 20 gone; ok $? "once removed, status no longer names it"
+"$MAILHOOK" status >/dev/null 2>&1; is "$?" 0 "and exits 0 again"
 kill -TERM $svc; wait $svc
 
 # --- a file its owner made unreadable (mode 000), the service running as another user

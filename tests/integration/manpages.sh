@@ -27,7 +27,8 @@ for p in mailhook.1 mailhook.conf.5 mailhook-lua.3 mailhook-drop.8; do
   is "$n" 0 "$p: no line wider than 80 columns at MANWIDTH=80"
 done
 
-# mailhook-mta's pages (packaging/*.scd, built by debian/rules): each renders without a
+# the pages of the sendmail names (packaging/*.scd, built by make and by debian/rules,
+# installed with the links and by mailhook-mta): each renders without a
 # warning, within 80 columns, and each program the package ships has its page (lintian's
 # no-manual-page)
 for src in "$ROOT"/packaging/*.scd; do

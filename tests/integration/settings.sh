@@ -112,6 +112,30 @@ unlike "$err" "$SECRET" "without showing it"
 chmod 600 "$T/open.conf"
 is "$("$MAILHOOK" -c "$T/open.conf" settings 2>&1 >/dev/null)" "" "no warning at 0600"
 
+# `key =` (no value, or "") is unset, as documented, and never silently: every key warned
+# about by name, file and line, with what it then is (`port =` was port 25 without a word)
+printf 'enabled = true\nport =\nfrom = ""\nserver = mx.example.com\ntls =\nretry_max =   \n' > "$T/empty.conf"
+out=$("$MAILHOOK" -c "$T/empty.conf" settings 2>"$T/empty.err"); rc=$?; err=$(cat "$T/empty.err")
+is "$rc" 0 "a file with empty values is read (they are unset)"
+like "$out" "port = 25" "port = (empty): the default"
+like "$err" "empty\.conf:2: port has no value: taken as unset \(the default applies: port = 25\)" \
+  "warned: file, line, key and the port in effect"
+like "$err" "empty\.conf:3: from has no value: taken as unset \(it stays unset\)" "from = \"\": warned too"
+like "$err" "empty\.conf:5: tls has no value: taken as unset \(the default applies: tls = auto\)" "tls =: warned"
+like "$err" "empty\.conf:6: retry_max has no value: .*retry_max = 30m\)" "a duration: warned, shown as one"
+like "$err" "delete the line \(\`mailhook update port=\` does\)" "naming the fix"
+unlike "$err" "server has no value" "a key with a value: no warning"
+# `update KEY=` (empty) is the same unset: it deletes the line (and so the warning);
+# an update of another key keeps the hand-written empty lines, and says so
+err=$("$MAILHOOK" -c "$T/empty.conf" update port= tls= 2>&1 >/dev/null); rc=$?
+is "$rc" 0 "update port= tls= exits 0"
+grep -q '^port' "$T/empty.conf"; ok $((! $?)) "update port= deletes the line"
+like "$err" "empty\.conf:2: from has no value" "update warns about an empty line it kept (renumbered)"
+unlike "$err" "port has no value" "and not about the line it deleted"
+# intake (sendmail, hook) takes the file without a word: its callers' stderr is mailed by cron
+err=$(printf 'To: a@example.org\n\nx\n' | MAILHOOK_SPOOL=$T/empty-spool "$MAILHOOK" -c "$T/empty.conf" sendmail -t 2>&1)
+unlike "$err" "has no value" "sendmail says nothing about empty values"
+
 # the update leaves a readable-by-owner-only file even under a permissive umask
 rm -f "$C"
 (umask 000; "$MAILHOOK" -c "$C" update port=2525 "password=$SECRET" >/dev/null)

@@ -89,13 +89,14 @@ like "$(grep '^ehlo ' "$T/plain.log" | tail -1)" "^ehlo [A-Za-z0-9-]+\.[A-Za-z0-
   "the default EHLO name has a domain ($(grep '^ehlo ' "$T/plain.log" | tail -1), host $(hostname))"
 
 # settings missing: each one named at once (the next test revealed the server's), no
-# server asked, so dns is not reached either
+# server asked, so no stage is begun: it fails at stage settings (it said connect)
 printf 'enabled = true\n' > "$T/none.conf"
 out=$("$MAILHOOK" -c "$T/none.conf" test 2>&1); rc=$?
 is "$rc" 1 "neither from nor server set: fails"
-like "$out" "no From address and no server are set \(mailhook update from=.* server=.*\)" "both named ($out)"
+like "$out" "server and from are not set \(mailhook update server=.* from=.*\)" "both named ($out)"
+like "$out" "FAILED at stage settings" "at stage settings"
 out=$("$MAILHOOK" -c "$T/none.conf" test --json 2>/dev/null)
-is "$(printf '%s' "$out" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(s["name"]+"="+s["state"] for s in d["stages"][:2]))')" \
-  "dns=not reached connect=failed" "--json: nothing resolved"
+is "$(printf '%s' "$out" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d["failed_stage"], " ".join(s["name"]+"="+s["state"] for s in d["stages"][:2]))')" \
+  "settings dns=not reached connect=not reached" "--json: stage settings, nothing resolved"
 
 done_testing

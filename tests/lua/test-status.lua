@@ -144,6 +144,21 @@ tap.test("flowing: each reason", function(t)
   r = base(); r.connection = nil; r.service.note = "the service (pid 9) did not answer within 2 s"
   ok, why = status.flowing(r)
   t:ok(not ok and why:find("did not answer", 1, true), "a service that does not answer")
+  -- a file of maildrop/ the service cannot adopt: a local user's mail that never leaves
+  -- until someone acts; a 3 a.m. check reads only the exit status (it was 0)
+  r = base(); r.service.maildrop_stuck_total = 2
+  r.service.maildrop_stuck = { { name = "0000000000000001.00000001", reason = "maildrop: unreadable", since = 1 } }
+  local but
+  ok, why, but = status.flowing(r)
+  t:is(ok, false, "a stuck maildrop/ file: not flowing (status exits 1)")
+  t:is(but, "maildrop_stuck", "said as such: the rest flows")
+  t:like(why, "^2 files of maildrop/ the service cannot adopt never leave until they are fixed or removed",
+         "naming how many and what to do")
+  r.checked_at, r.flowing, r.reason, r.maildrop_stuck = 2000, ok, why, true
+  r.queue = { pickup = 0, failed = 0 }
+  t:like(status.text(r), "^mail is flowing, but 2 files of maildrop/", "the first line: flowing, but")
+  r = base(); r.service.maildrop_stuck_total = 0
+  t:is(status.flowing(r), true, "no stuck file: flowing")
 end)
 
 tap.test("text and JSON of a report", function(t)

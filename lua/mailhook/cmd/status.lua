@@ -4,7 +4,8 @@
 -- or waiting to retry since when, with the last error's stage and server reply
 -- and the next attempt), the queue (depth, oldest message, failed/), and what
 -- was delivered, deferred and failed since the service started.
--- Exit 0 when mail is flowing, 1 otherwise (2 on bad usage).  --json prints the
+-- Exit 0 when mail is flowing, 1 otherwise, a file of maildrop/ the service
+-- cannot adopt included (status.flowing; 2 on bad usage).  --json prints the
 -- same report as one JSON document (mailhook.status.collect).
 local args = require "mailhook.args"
 local status = require "mailhook.status"
