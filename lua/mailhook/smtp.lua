@@ -781,6 +781,19 @@ end
 -- sender, recipient) and report.stage_at their time in ms from the start; on_stage
 -- is called as each one passes.
 local TEST_OPTIONS = { "to", "cfg", "timeout", "on_stage" }
+-- unset(cfg) -> nil | error, {key...}: the settings a test needs and cfg
+-- leaves unset (server, from: a fresh install), named with the command that
+-- sets them.  A settings problem, as an invalid file is (stage "settings"):
+-- it was "FAILED at stage connect", a server's stage, for a server nobody named.
+function M.unset(cfg)
+  local keys, set = {}, {}
+  if not servers_of(cfg)[1] then keys[#keys + 1], set[#set + 1] = "server", "server=smtp.example.com" end
+  if cfg.from == nil or cfg.from == "" then keys[#keys + 1], set[#set + 1] = "from", "from=notify@example.com" end
+  if #keys == 0 then return nil end
+  return string.format("%s %s not set (mailhook update %s)", table.concat(keys, " and "),
+                       #keys > 1 and "are" or "is", table.concat(set, " ")), keys
+end
+
 function M.test(opts, ...)
   -- misuse raises, naming it: mh.smtp.test("ops@example.com") used to index the
   -- string, find no `to`, and pass a test that sent nothing
@@ -840,14 +853,9 @@ function M.test(opts, ...)
     info.report = report
     return nil, err, info
   end
-  if not cfg.from or cfg.from == "" then
-    -- both missing: both named (the next test revealed the server's)
-    if not servers_of(cfg)[1] then
-      return failed("no From address and no server are set (mailhook update from=notify@example.com " ..
-                    "server=smtp.example.com)", { stage = "connect", why = "not_set" })
-    end
-    return failed("no From address is set (mailhook update from=notify@example.com)",
-                  { stage = "sender", why = "not_set" })
+  local unset, keys = M.unset(cfg)
+  if unset then   -- nothing to connect to, or nobody to send as: no stage begun
+    return failed(unset, { stage = "settings", why = "not_set", class = "permanent", keys = keys })
   end
   local s, err, info = M.connect(cfg, report, limits)
   if not s then return failed(err, info) end

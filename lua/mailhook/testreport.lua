@@ -413,23 +413,9 @@ function M.data(cfg, opts, report, msg, info)
 end
 
 -- missing(cfg) -> nil | error, {key...}: the settings a test needs and cfg
--- leaves unset (server, from: a fresh install), named with the command that
--- sets them.  A settings problem, as an invalid file is (failed_stage
--- "settings"): it was "FAILED at stage connect", a server's stage, for a
--- server nobody named.
-function M.missing(cfg)
-  local keys, set = {}, {}
-  local s = cfg.server
-  if s == nil or s == "" or (type(s) == "table" and #s == 0) then
-    keys[#keys + 1], set[#set + 1] = "server", "server=smtp.example.com"
-  end
-  if cfg.from == nil or cfg.from == "" then
-    keys[#keys + 1], set[#set + 1] = "from", "from=notify@example.com"
-  end
-  if #keys == 0 then return nil end
-  return string.format("%s %s not set (mailhook update %s)", table.concat(keys, " and "),
-                       #keys > 1 and "are" or "is", table.concat(set, " ")), keys
-end
+-- leaves unset, named with the command that sets them (mh.smtp.unset: the
+-- Lua API's mh.smtp.test says the same, at the same stage).
+function M.missing(cfg) return require("mailhook.smtp").unset(cfg) end
 
 -- The object run() returns: its fields, and the report's text as its string
 -- form (the REPL prints it so; print(r) and tostring(r) give it too).
@@ -465,13 +451,8 @@ function M.run(opts)
   local r = setmetatable({ warnings = M.warnings(cfg) }, Result)
   local header = M.header(cfg, opts)
   if opts.started then opts.started(header) end
-  local report, err, info
-  err = M.missing(cfg)
-  if err then
-    info = { stage = "settings", why = "not_set", class = "permanent", keys = select(2, M.missing(cfg)) }
-  else
-    report, err, info = smtp.test { to = opts.to, cfg = cfg, timeout = opts.timeout, on_stage = opts.on_stage }
-  end
+  local report, err, info = smtp.test { to = opts.to, cfg = cfg, timeout = opts.timeout,
+                                       on_stage = opts.on_stage }
   local lines = M.format(cfg, opts, report, err, info)
   r.data = M.data(cfg, opts, report, err, info)
   r.body = table.concat(lines, "\n") .. "\n"

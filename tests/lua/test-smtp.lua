@@ -16,6 +16,20 @@ tap.test("misuse raises, clearly", function(t)
   t:ok(not ok and err:find("port"), "port range checked")
 end)
 
+tap.test("mh.smtp.test with server or from unset fails at stage settings, naming the keys", function(t)
+  local r, err, info = smtp.test { cfg = { port = 25, tls = "none", tls_required = false } }
+  t:is(r, nil, "no report")
+  t:is(info and info.stage, "settings", "stage settings, not connect (no server was asked)")
+  t:is(info and info.keys and table.concat(info.keys, ","), "server,from", "both keys named")
+  t:like(err, "mailhook update server=", "the command that sets them")
+  r, err, info = smtp.test { cfg = { server = { "127.0.0.1" }, port = 25, tls = "none", tls_required = false } }
+  t:is(info and info.stage, "settings", "from unset: stage settings, not sender")
+  t:is(info and info.keys and table.concat(info.keys, ","), "from", "from named")
+  r, err, info = smtp.test { cfg = { from = "a@example.com", port = 25, tls = "none", tls_required = false } }
+  t:is(info and info.stage, "settings", "server unset: stage settings, not connect")
+  t:like(err, "^server is not set", "server named")
+end)
+
 tap.test("dns and connect failures name the stage, the host and every address", function(t)
   local s, err, info = smtp.connect { server = { "no-such-host.invalid" }, port = 25, tls = "none",
                                       tls_required = false }
