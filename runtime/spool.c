@@ -4358,11 +4358,14 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   if ((rc = mh_spool_follow(sp, 0, err))) return rc;
   if (sp->pickupfd < 0) { if (total) *total = 0; return 0; }   /* NO_CREATE, no pickup/ yet: empty */
   dfd = dir_reopen(sp->pickupfd);
+  int derr = errno;   /* (listing_begin may change errno: an EIO was said as ENOENT) */
   seq0 = listing_begin(sp, x0, &x0_ok);   /* before readdir: see "the listing" */
-  if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
+  if (dfd < 0) return fail(err, -derr, "spool %s: pickup/", sp->dir);
   if (!(d = fdopendir(dfd))) { close(dfd); return fail(err, -errno, "spool %s: pickup/", sp->dir); }
   journal_snapshot(sp, &jv, &nj);
-  while ((de = readdir(d))) {
+  /* readdir's NULL is the end or a failure (getdents: EIO): errno tells,
+     cleared before each call (the loop's own calls set it) */
+  while ((errno = 0, de = readdir(d))) {
     const char *nm = de->d_name;
     size_t nl = strlen(nm);
     char id[MH_SPOOL_IDLEN], key[300];
@@ -4452,8 +4455,12 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
     vals[n++] = v;
     if (limit) vheap_up(vals, n - 1);
   }
+  int rderr = de ? 0 : errno;
   closedir(d);
   free(jv);
+  /* a listing cut short by a read error is no listing: never taken as the
+     queue (nor published: it would say the messages not read were gone) */
+  if (rc == 0 && rderr) rc = -rderr;
   if (rc == 0 && n) {   /* oldest first, then their names */
     sort_ids(vals, n);
     if (!(ids = malloc(n * sizeof *ids))) rc = MH_ENOMEM;
@@ -4501,7 +4508,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   if (rc) {
     for (size_t i = 0; ids && i < n; i++) free(ids[i]);   /* (no names made yet: ids NULL) */
     free(ids);
-    return fail(err, rc, "spool %s: scan", sp->dir);
+    return fail(err, rc, rderr ? "spool %s: reading pickup/" : "spool %s: scan", sp->dir);
   }
   if (adopted) fsync(sp->pickupfd);   /* the unlinks of adopted originals */
   if (id_max[0]) mh_spool_raise_seq(sp, id_max);

@@ -448,8 +448,21 @@ function D:next_entry(w)
       -- fall short by them (a drain of 2,000 scanned a third time for the last two)
       local limit = M.BATCH
       for _ in pairs(self.claimed) do limit = limit + 1 end
-      local ids = sp:scan(limit)
-      if type(ids) ~= "table" then ids = {} end
+      local ids, serr = sp:scan(limit)
+      if type(ids) ~= "table" then
+        -- pickup/ cannot be listed (an I/O error): said once per change, not
+        -- at every scan (it waited without a word, and flush said "0 left")
+        if serr ~= self.scan_error then
+          self.scan_error = serr
+          local why = "cannot list the queue: " .. tostring(serr)
+          if self.once then self.last_error = why end
+          self.log.error("delivery: " .. why .. "; the queue waits until it can be read")
+        end
+        ids = {}
+      elseif self.scan_error then
+        self.scan_error = nil
+        self.log.info("delivery: the queue can be listed again")
+      end
       -- a limited scan whose every id waits would starve the rest: look at all
       if #ids == limit then
         local due = false
