@@ -95,6 +95,7 @@ static int out_fd = -1;            /* the file being written, closed (and so gon
 static int out_named;              /* it has a name already (the fallback): unlink on failure */
 static int drop_fd = -1;           /* maildrop/ */
 static char tmp_name[64];
+static const char *spool_dir = "the spool"; /* for the messages: which maildrop/ a failure was in */
 
 /* Says why on stderr and exits with code; a file not linked in disappears. */
 static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
@@ -168,7 +169,8 @@ static void put(const char *buf, size_t n) {
   while (n) {
     ssize_t w = write(out_fd, buf, n);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) die(EX_TEMPFAIL_, "writing the message: %s", w < 0 ? strerror(errno) : "short write");
+    if (w <= 0) die(EX_TEMPFAIL_, "%s/maildrop: writing the message: %s (nothing stored)", spool_dir,
+                    w < 0 ? strerror(errno) : "short write");
     buf += w;
     n -= (size_t)w;
   }
@@ -238,7 +240,7 @@ static void copy_stdin(void) {
       poll(&p, 1, -1);
       continue;
     }
-    if (n < 0) die(EX_TEMPFAIL_, "reading the message: %s", strerror(errno));
+    if (n < 0) die(EX_TEMPFAIL_, "reading the message on stdin: %s (nothing stored)", strerror(errno));
     if (n == 0) break;
     total += n;
     if (total > MH_DROP_MAX)
@@ -298,6 +300,7 @@ int main(int argc, char **argv) {
   if (ret) check_value("-R", ret, 0);
   if (envid) check_value("-V", envid, 0);
 
+  spool_dir = spool;
   drop_fd = open_maildrop(spool);
   out_fd = openat(drop_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
   if (out_fd < 0) {   /* no O_TMPFILE here: a "t." name, swept by the service after a day */
@@ -327,7 +330,7 @@ int main(int argc, char **argv) {
   }
   put("\n", 1);
   copy_stdin();
-  if (fsync(out_fd) < 0) die(EX_TEMPFAIL_, "fsync: %s", strerror(errno));
+  if (fsync(out_fd) < 0) die(EX_TEMPFAIL_, "%s/maildrop: fsync of the message: %s (nothing stored)", spool, strerror(errno));
 
   /* the name, only now: the service never sees a partial file */
   for (int tries = 0;; tries++) {
@@ -340,16 +343,21 @@ int main(int argc, char **argv) {
     if (rc == 0) break;
     if (errno != EEXIST || tries > 100) die(EX_TEMPFAIL_, "%s/maildrop: naming the file: %s", spool, strerror(errno));
   }
-  out_named = 0;
+  /* named now, but not stored until the name is durable: a failure below removes
+     it (it said "try again" and left the file, which the service then delivered
+     beside the caller's retry: twice) */
+  snprintf(tmp_name, sizeof tmp_name, "%s", name);
+  out_named = 1;
   /* the new name durable: the folder's fsync needs read permission, which mode
      1730 withholds; then the file's own fsync, which on a journaling file
      system (ext4, xfs) commits the transaction its link count changed in */
   {
     int dfd = openat(drop_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     rc = dfd >= 0 ? fsync(dfd) : fsync(out_fd);
-    if (rc < 0) die(EX_TEMPFAIL_, "fsync of %s/maildrop: %s", spool, strerror(errno));
+    if (rc < 0) die(EX_TEMPFAIL_, "fsync of %s/maildrop: %s (nothing stored)", spool, strerror(errno));
     if (dfd >= 0) close(dfd);
   }
-  if (close(out_fd) < 0 && errno != EINTR) die(EX_TEMPFAIL_, "close: %s", strerror(errno));
+  if (close(out_fd) < 0 && errno != EINTR) die(EX_TEMPFAIL_, "%s/maildrop: close: %s", spool, strerror(errno));
+  out_named = 0;
   return EX_OK_;
 }

@@ -269,19 +269,23 @@ int mh_fsutil_write_atomic(const char *path, const void *data, size_t len, mode_
 }
 
 int mh_fsutil_write_atomic_ex(const char *path, const void *data, size_t len, mode_t mode, int sync) {
-  return mh_fsutil_write_atomic_as(path, data, len, mode, (uid_t)-1, (gid_t)-1, sync);
+  return mh_fsutil_write_atomic_as(path, data, len, mode, (uid_t)-1, (gid_t)-1, sync, NULL);
 }
 
 int mh_fsutil_write_atomic_as(const char *path, const void *data, size_t len, mode_t mode,
-                              uid_t uid, gid_t gid, int sync) {
+                              uid_t uid, gid_t gid, int sync, const char **step) {
   char dir[PATH_MAX], tmp[PATH_MAX];
   const char *base = split(path, dir, sizeof dir);
+  const char *unused;
   int fd = -1, rc;
   static unsigned counter;
 
+  if (!step) step = &unused;
+  *step = "open";
   if (!base || !*base) return base ? -EISDIR : -ENAMETOOLONG;
   /* O_EXCL with a name unique to this process and call; retry on a collision
      with a stale file left by a crashed writer of the same pid. */
+  *step = "create the new copy";
   for (int tries = 0; fd < 0; tries++) {
     int n = snprintf(tmp, sizeof tmp, "%s/.%s.%ld.%u", dir, base, (long)getpid(),
                      __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));   /* states in threads */
@@ -294,6 +298,7 @@ int mh_fsutil_write_atomic_as(const char *path, const void *data, size_t len, mo
      (not root, not the owner's group) fails the whole write: path untouched. */
   if (uid != (uid_t)-1 || gid != (gid_t)-1) {
     struct stat st;
+    *step = "chown the new copy";
     if (fstat(fd, &st) < 0) { rc = -errno; goto fail; }
     /* already theirs (the same user, a setgid folder): no chown to refuse */
     if ((uid != (uid_t)-1 && st.st_uid != uid) || (gid != (gid_t)-1 && st.st_gid != gid)) {
@@ -301,13 +306,19 @@ int mh_fsutil_write_atomic_as(const char *path, const void *data, size_t len, mo
     }
   }
   /* The umask may have narrowed mode; widening is never wanted, but make it exact. */
+  *step = "chmod the new copy";
   if (fchmod(fd, mode) < 0) { rc = -errno; goto fail; }
+  *step = "write the new copy";
   if ((rc = mh_fsutil_write_all(fd, data, len)) < 0) goto fail;
+  *step = "fsync the new copy";
   if (sync && fsync(fd) < 0) { rc = -errno; goto fail; }
+  *step = "close the new copy";
   rc = close(fd);
   fd = -1;
   if (rc < 0) { rc = -errno; goto fail; }
+  *step = "rename the new copy over it";
   if (rename(tmp, path) < 0) { rc = -errno; goto fail; }
+  *step = "fsync the folder";     /* the new content is in place: the caller says so */
   return sync ? fsync_dir(dir) : 0;
 
 fail:

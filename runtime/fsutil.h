@@ -133,9 +133,11 @@ int mh_fsutil_write_atomic_ex(const char *path, const void *data, size_t len, mo
 ** (gid_t)-1: unchanged) before its content and the rename, so that a file
 ** rewritten (the settings, the secrets) keeps the owner and group an
 ** administrator gave it.  A chown refused (-EPERM: not root) fails the write
-** with path untouched. */
+** with path untouched.  step (may be NULL) is set to the step that failed, for
+** the message ("write the new copy", "rename the new copy over it", ...); when
+** it is "fsync the folder", the new content is in place (see above). */
 int mh_fsutil_write_atomic_as(const char *path, const void *data, size_t len, mode_t mode,
-                              uid_t uid, gid_t gid, int sync);
+                              uid_t uid, gid_t gid, int sync, const char **step);
 
 /* Removes from the folder dfd the temporaries ".NAME.PID.N" that writers
 ** killed between their open and their rename left (a crash-looping service

@@ -200,6 +200,8 @@ static int l_isatty(lua_State *L) {
 }
 
 /* write_atomic(path, bytes [, mode = 0600 [, {sync = false, uid =, gid =}]]) -> true | nil, err, info
+** (err "PATH: STEP: strerror"; info.step the step that failed, info.replaced
+** true when path holds the new content all the same: the folder's fsync failed)
 ** (sync = false: no fsync, for a snapshot rewritten often such as status.json;
 ** uid, gid: the owner and group the new file gets before its rename, e.g. the
 ** ones of the file it replaces -- EPERM when this process may not give them) */
@@ -225,8 +227,19 @@ static int l_write_atomic(lua_State *L) {
     if (!lua_isnil(L, -1)) gid = (gid_t)mh_l_field_integer(L, -1, "fsutil.write_atomic", "gid");
     lua_pop(L, 2);
   }
-  int rc = mh_fsutil_write_atomic_as(path, data, len, (mode_t)mode, uid, gid, sync);
-  if (rc < 0) return mh_l_fail(L, rc, "write", "%s: %s", path, mh_strerror(rc));
+  const char *step = NULL;
+  int rc = mh_fsutil_write_atomic_as(path, data, len, (mode_t)mode, uid, gid, sync, &step);
+  if (rc < 0) {
+    /* which step, and whether path now holds the new content (only a failed
+       fsync of the folder comes after the rename) */
+    int in_place = step && strcmp(step, "fsync the folder") == 0;
+    mh_l_fail(L, rc, "write", "%s: %s: %s", path, step ? step : "write", mh_strerror(rc));
+    lua_pushstring(L, step ? step : "write");
+    lua_setfield(L, -2, "step");
+    lua_pushboolean(L, in_place);
+    lua_setfield(L, -2, "replaced");
+    return 3;
+  }
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -357,6 +357,8 @@ typedef struct {
   int may_hold;      /* delivered: fewer than MAX_HELD closes are pending (decided on the loop) */
   int journal;       /* delivered: record it in the journal (mh_spool_mark); the file goes with a
                         later purge, and is unlinked at once only when the record fails */
+  int memory;        /* delivered: record and unlink both failed; kept as recorded in memory
+                        (mh_spool_mark_memory), said as info.kept_in_memory */
   long purged;       /* purge: how many files it removed */
   /* load */
   int have_entry;    /* entry (below) holds a loaded message */
@@ -579,6 +581,14 @@ static void op_work(void *arg) {
             : !o->nosync ? mh_spool_delivered(sp, o->id, o->err)
             : o->may_hold ? mh_spool_delivered_held(sp, o->id, &o->held, o->err)
             : mh_spool_delivered_nosync(sp, o->id, o->err);
+    if (o->journal && o->rc < 0 && o->rc != MH_ENOTFOUND) {
+      /* neither recorded nor removed (a failing disk): the file stays in
+         pickup/, and the next scan sent it again at once.  Kept as recorded
+         in memory: not sent again by this process, its unlink tried again by
+         the purge.  The unlink's error is still returned, to be said. */
+      char e2[MH_SPOOL_ERRLEN];
+      o->memory = mh_spool_mark_memory(sp, o->id, e2) == 0;
+    }
     break;
   case OP_SYNC: o->rc = mh_spool_sync(sp, o->err); break;
   case OP_PURGE:
@@ -836,6 +846,10 @@ static int op_push(lua_State *co, void *arg) {
     if (o->kind == OP_LOCK && o->rc == MH_ELOCKED) {   /* who holds it, as a field: never parsed from text */
       lua_pushinteger(co, o->holder);
       lua_setfield(co, -2, "pid");
+    }
+    if (o->kind == OP_DELIVERED && o->memory) {   /* neither recorded nor removed: kept in memory */
+      lua_pushboolean(co, 1);
+      lua_setfield(co, -2, "kept_in_memory");
     }
     return n;
   }
@@ -1374,7 +1388,9 @@ static int l_load(lua_State *L) {
 ** calling thread.  journal (the lock holder; implies sync = false and now):
 ** one record in the delivered journal instead of the unlink, the file removed
 ** by a later Spool:purge() (spool.h: mh_spool_mark); when the record cannot be
-** written the file is unlinked as without it. */
+** written the file is unlinked as without it; when that fails too: nil, err,
+** info with info.kept_in_memory (mh_spool_mark_memory: not sent again by this
+** process, its unlink tried again by the next purge). */
 static int l_delivered(lua_State *L) {
   const char *id;
   int nosync = 0, now, journal = 0;

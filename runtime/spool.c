@@ -1162,6 +1162,7 @@ typedef struct {
   const inomap *now;    /* what pickup/ holds under each id now (readdir), when ino is given */
   long removed, gone;
   int rc;
+  char what[48];        /* what failed first, for the message: "unlink pickup/ID.eml" */
 } unlink_job;
 
 static void *unlink_run(void *arg) {
@@ -1181,13 +1182,19 @@ static void *unlink_run(void *arg) {
                name, (unsigned long long)is, (unsigned long long)was);
       to_corrupt(j->sp, j->sp->pickupfd, name, why);
     } else if (unlinkat(j->sp->pickupfd, name, 0) == 0) j->removed++;
-    else if (errno != ENOENT && !j->rc) j->rc = -errno;
+    else if (errno != ENOENT && !j->rc) {
+      j->rc = -errno;
+      snprintf(j->what, sizeof j->what, "unlink pickup/%s", name);
+    }
     else if (errno == ENOENT && j->report && j->gone++ < GONE_SAID)
       mh_info("spool %s: %.16s was delivered; it had been removed meanwhile (mailhook queue rm)",
               j->sp->dir, name);
     if (!j->sidecars && !ids_has(j->side, j->nside, j->v[i])) continue;
     memcpy(name + 16, ".state", 7);
-    if (unlinkat(j->sp->pickupfd, name, 0) < 0 && errno != ENOENT && !j->rc) j->rc = -errno;
+    if (unlinkat(j->sp->pickupfd, name, 0) < 0 && errno != ENOENT && !j->rc) {
+      j->rc = -errno;
+      snprintf(j->what, sizeof j->what, "unlink pickup/%s", name);
+    }
   }
   return NULL;
 }
@@ -1196,11 +1203,12 @@ static void *unlink_run(void *arg) {
 ** unlink frees the file's blocks there and then, and on ext4 mounted with
 ** discard it waits for the disk to take the discard (100-250 us for a 1 KB
 ** file here); a big batch is shared by up to PURGE_THREADS threads, whose
-** waits overlap (5,000 files: 7,500/s with one, 12,000/s with four). */
+** waits overlap (5,000 files: 7,500/s with one, 12,000/s with four).
+** what (48 bytes, may be NULL): on failure, the step that failed first. */
 #define PURGE_THREADS 4
 #define PURGE_SHARE 512     /* files per thread below which one thread does it all */
 static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecars, const uint64_t *side,
-                          size_t nside, int report, const uint64_t *inos, long *removed) {
+                          size_t nside, int report, const uint64_t *inos, long *removed, char *what) {
   unlink_job jobs[PURGE_THREADS];
   inomap now = { NULL, 0, 0, NULL };
   size_t known = 0;
@@ -1219,7 +1227,7 @@ static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecar
   for (size_t i = 0; i < k; i++) {
     size_t share = n / k + (i < n % k);
     jobs[i] = (unlink_job){ sp, v + at, share, sidecars, side, nside, report, inos ? inos + at : NULL, &now,
-                            0, 0, 0 };
+                            0, 0, 0, "" };
     at += share;
     /* job 0 runs here; a thread that cannot start leaves its share to this one */
     if (i > 0) started[i] = pthread_create(&th[i], NULL, unlink_run, &jobs[i]) == 0;
@@ -1233,14 +1241,14 @@ static int journal_remove(mh_spool *sp, const uint64_t *v, size_t n, int sidecar
   for (size_t i = 0; i < k; i++) {
     *removed += jobs[i].removed;
     if (jobs[i].gone > GONE_SAID) more += jobs[i].gone - GONE_SAID;
-    if (!rc) rc = jobs[i].rc;
+    if (!rc && (rc = jobs[i].rc) && what) snprintf(what, 48, "%s", jobs[i].what);
   }
   if (more)
     mh_info("spool %s: %ld more delivered message(s) had been removed meanwhile (mailhook queue rm, or "
             "by hand)", sp->dir, more);
   free(now.kv);
   free(now.slot);
-  if (n && !rc) rc = fsync_fd(sp->pickupfd);
+  if (n && !rc && (rc = fsync_fd(sp->pickupfd)) && what) snprintf(what, 48, "fsync pickup/");
   return rc;
 }
 
@@ -1268,7 +1276,7 @@ static void journal_replay(mh_spool *sp) {
     return;
   }
   sort_ids(v, n);
-  rc = journal_remove(sp, v, n, 1, NULL, 0, 0, NULL, &removed);   /* every sidecar: a dead process's records */
+  rc = journal_remove(sp, v, n, 1, NULL, 0, 0, NULL, &removed, NULL);   /* every sidecar: a dead process's records */
   if (rc == 0) {
     unlinkat(sp->dirfd, JOURNAL_OLD, 0);
     unlinkat(sp->dirfd, JOURNAL, 0);
@@ -1295,7 +1303,9 @@ static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, in
                           uint64_t *ino);   /* "the listing" */
 static uint64_t loaded_take(mh_spool *sp, const char *id);
 
-int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
+/* mh_spool_mark, and mh_spool_mark_memory (write_it = 0): the record kept in
+   memory only, no write. */
+static int mark(mh_spool *sp, const char *id, int write_it, char *err) {
   char rec[JOURNAL_REC];
   int rc = 0;
   if (!mh_spool_is_id(id)) return fail(err, MH_EINVAL, "bad id '%s'", id);
@@ -1309,7 +1319,6 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
      rm` left it out; the purge finds its file (and sidecar) gone, which it
      takes as done, and says that it was removed meanwhile (jold_live).  fd
      (the file held open) is no longer looked at. */
-  (void)fd;
   memcpy(rec, id, 16);
   rec[16] = '\n';
   uint64_t ino = loaded_take(sp, id);   /* the file its load read (0: unknown) */
@@ -1328,6 +1337,7 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
     sp->jicur = ti;
     sp->capcur = nc;
   }
+  if (!write_it) goto noted;
   if (sp->jfd < 0) {
     int jfd = mh_fsutil_open(sp->dirfd, JOURNAL, O_WRONLY | O_APPEND | O_CREAT, 0600, 0, NULL);
     if (jfd < 0) { rc = fail(err, jfd, "spool %s: %s", sp->dir, JOURNAL); goto out; }
@@ -1348,6 +1358,7 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
     rc = fail(err, -e, "spool %s: write %s", sp->dir, JOURNAL);
     goto out;
   }
+noted:
   sp->jcur[sp->njcur] = id_value(id);
   sp->jicur[sp->njcur] = ino;
   if (sp->jcur[sp->njcur] > sp->jmax) sp->jmax = sp->jcur[sp->njcur];
@@ -1361,6 +1372,15 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
 out:
   pthread_mutex_unlock(&sp->jmu);
   return rc;
+}
+
+int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err) {
+  (void)fd;
+  return mark(sp, id, 1, err);
+}
+
+int mh_spool_mark_memory(mh_spool *sp, const char *id, char *err) {
+  return mark(sp, id, 0, err);
 }
 
 long mh_spool_purge(mh_spool *sp, char *err) {
@@ -1409,9 +1429,13 @@ long mh_spool_purge(mh_spool *sp, char *err) {
   sp->jold_live = 0;   /* a try again after a failure finds its own unlinks gone */
   pthread_mutex_unlock(&sp->jmu);
   TEST_POINT("purge-renamed");
-  rc = journal_remove(sp, v, n, all, side, nside, report, inos, &removed);
+  char what[48] = "";
+  rc = journal_remove(sp, v, n, all, side, nside, report, inos, &removed, what);
   TEST_POINT("purge-removed");
-  if (rc == 0 && unlinkat(sp->dirfd, JOURNAL_OLD, 0) < 0 && errno != ENOENT) rc = -errno;
+  if (rc == 0 && unlinkat(sp->dirfd, JOURNAL_OLD, 0) < 0 && errno != ENOENT) {
+    rc = -errno;
+    snprintf(what, sizeof what, "unlink %s", JOURNAL_OLD);
+  }
   pthread_mutex_lock(&sp->jmu);
   if (rc == 0) {
     free(sp->jold);
@@ -1427,7 +1451,8 @@ long mh_spool_purge(mh_spool *sp, char *err) {
   sp->purging = 0;
   pthread_cond_broadcast(&sp->jcv);
   pthread_mutex_unlock(&sp->jmu);
-  return rc ? fail(err, rc, "spool %s: removing delivered messages", sp->dir) : removed;
+  return rc ? fail(err, rc, "spool %s: removing delivered messages%s%s", sp->dir, what[0] ? ": " : "", what)
+            : removed;
 }
 
 size_t mh_spool_marked(mh_spool *sp) {
@@ -3676,7 +3701,8 @@ int mh_spool_load_ex(mh_spool *sp, const char *id, mh_spool_entry *e, size_t dat
         snprintf(key, sizeof key, "pickup/%s", name);
         if (note_once(sp, key, fd))
           mh_warn("spool %s: pickup/%s cannot be read: %s; it stays queued and is tried again at each "
-                  "scan (fix its mode or owner; logged once)", sp->dir, vis(name, vn), mh_strerror(fd));
+                  "scan (%s; logged once)", sp->dir, vis(name, vn), mh_strerror(fd),
+                  fd == -EACCES || fd == -EPERM ? "fix its mode or owner" : "check the disk");
       }
       return fail(err, fd, "%s/%s", i ? "failed" : "pickup", name);
     }
@@ -4332,11 +4358,14 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   if ((rc = mh_spool_follow(sp, 0, err))) return rc;
   if (sp->pickupfd < 0) { if (total) *total = 0; return 0; }   /* NO_CREATE, no pickup/ yet: empty */
   dfd = dir_reopen(sp->pickupfd);
+  int derr = errno;   /* (listing_begin may change errno: an EIO was said as ENOENT) */
   seq0 = listing_begin(sp, x0, &x0_ok);   /* before readdir: see "the listing" */
-  if (dfd < 0) return fail(err, -errno, "spool %s: pickup/", sp->dir);
+  if (dfd < 0) return fail(err, -derr, "spool %s: pickup/", sp->dir);
   if (!(d = fdopendir(dfd))) { close(dfd); return fail(err, -errno, "spool %s: pickup/", sp->dir); }
   journal_snapshot(sp, &jv, &nj);
-  while ((de = readdir(d))) {
+  /* readdir's NULL is the end or a failure (getdents: EIO): errno tells,
+     cleared before each call (the loop's own calls set it) */
+  while ((errno = 0, de = readdir(d))) {
     const char *nm = de->d_name;
     size_t nl = strlen(nm);
     char id[MH_SPOOL_IDLEN], key[300];
@@ -4426,8 +4455,12 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
     vals[n++] = v;
     if (limit) vheap_up(vals, n - 1);
   }
+  int rderr = de ? 0 : errno;
   closedir(d);
   free(jv);
+  /* a listing cut short by a read error is no listing: never taken as the
+     queue (nor published: it would say the messages not read were gone) */
+  if (rc == 0 && rderr) rc = -rderr;
   if (rc == 0 && n) {   /* oldest first, then their names */
     sort_ids(vals, n);
     if (!(ids = malloc(n * sizeof *ids))) rc = MH_ENOMEM;
@@ -4475,7 +4508,7 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
   if (rc) {
     for (size_t i = 0; ids && i < n; i++) free(ids[i]);   /* (no names made yet: ids NULL) */
     free(ids);
-    return fail(err, rc, "spool %s: scan", sp->dir);
+    return fail(err, rc, rderr ? "spool %s: reading pickup/" : "spool %s: scan", sp->dir);
   }
   if (adopted) fsync(sp->pickupfd);   /* the unlinks of adopted originals */
   if (id_max[0]) mh_spool_raise_seq(sp, id_max);

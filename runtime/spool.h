@@ -313,6 +313,13 @@ int mh_spool_unlink_names(mh_spool *sp, const char *id, int has_state, char *err
 ** returns.  mh_spool_lock finishes the purge a killed deliverer left.
 ** mh_spool_marked: records not removed yet. */
 int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err);
+/* The same record kept in this process's memory only, nothing written: for a
+** message the server took whose record and unlink both failed (a failing
+** disk).  Every reader of this handle leaves it out, as a record, so this
+** process does not send it again; the next purge tries its unlink again (and
+** says when that fails).  Only a restart before that removal sends it again.
+** 0, MH_ELIMIT, MH_ENOMEM, MH_EINVAL (not the lock holder). */
+int mh_spool_mark_memory(mh_spool *sp, const char *id, char *err);
 long mh_spool_purge(mh_spool *sp, char *err);
 size_t mh_spool_marked(mh_spool *sp);
 

@@ -448,8 +448,21 @@ function D:next_entry(w)
       -- fall short by them (a drain of 2,000 scanned a third time for the last two)
       local limit = M.BATCH
       for _ in pairs(self.claimed) do limit = limit + 1 end
-      local ids = sp:scan(limit)
-      if type(ids) ~= "table" then ids = {} end
+      local ids, serr = sp:scan(limit)
+      if type(ids) ~= "table" then
+        -- pickup/ cannot be listed (an I/O error): said once per change, not
+        -- at every scan (it waited without a word, and flush said "0 left")
+        if serr ~= self.scan_error then
+          self.scan_error = serr
+          local why = "cannot list the queue: " .. tostring(serr)
+          if self.once then self.last_error = why end
+          self.log.error("delivery: " .. why .. "; the queue waits until it can be read")
+        end
+        ids = {}
+      elseif self.scan_error then
+        self.scan_error = nil
+        self.log.info("delivery: the queue can be listed again")
+      end
       -- a limited scan whose every id waits would starve the rest: look at all
       if #ids == limit then
         local due = false
@@ -735,7 +748,13 @@ function D:sync_now()
   local ok, err = self.spool:sync()
   if ok == nil and err then
     self.stats.errors = self.stats.errors + 1
-    self.log.error("delivery: fsync of pickup/ failed (removed messages may be sent again): " .. tostring(err))
+    -- the records (or removals) written since the last sync may not be on
+    -- disk, and a later fsync of the same file may not say so again (the
+    -- kernel reports a write-back error once): their files are removed now,
+    -- by a purge, whose own fsync of pickup/ is what makes them gone
+    self.log.error("delivery: the fsync of the delivered records failed: " .. tostring(err) ..
+                   "; the delivered messages are removed now (a power cut before that may send them again)")
+    if self.marked > 0 and not self.purging then self:purge_later() end
   end
 end
 
@@ -783,6 +802,14 @@ local function removal_failed(d, id, err, info)
     return
   end
   d.stats.errors = d.stats.errors + 1
+  if type(info) == "table" and info.kept_in_memory then
+    -- the journal's record failed, then the unlink: the file stays, known
+    -- here as delivered (the next scan sent it again at once, sp:delivered)
+    d.log.error("delivery: " .. id .. " was delivered but could be neither recorded nor removed: " ..
+                tostring(err) .. "; this process does not send it again and tries the removal again " ..
+                "later (a restart before that sends it again)")
+    return
+  end
   d.log.error("delivery: " .. id .. " was delivered but could not be removed (it may be sent again): "
               .. tostring(err))
 end

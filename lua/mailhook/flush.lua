@@ -146,9 +146,16 @@ function M.run(opts, ...)
   -- 1% of draining them, once less)
   local first, total, failed_before, queued_before
   if locked then
+    local serr2
     first, total = sp:scan(require("mailhook.delivery").BATCH)
-    if type(first) ~= "table" then first = nil end
-    if type(total) ~= "number" then total = first and #first or 0 end
+    if type(first) ~= "table" then
+      -- pickup/ cannot be listed (an I/O error): not "0 left", exit 0, unsaid
+      serr2 = total
+      if not opts.spool then sp:close() end
+      return { error = "cannot list the queue: " .. tostring(serr2), spool_error = true, delivered = 0,
+               deferred = 0, failed = 0, left = 0, total = 0 }
+    end
+    if type(total) ~= "number" then total = #first end
   else
     -- failed/ before pickup/ is counted: a message the service moves between
     -- the two would be counted gone from pickup/ and not failed (delivered)
@@ -186,11 +193,22 @@ function M.run(opts, ...)
     -- flush (15% of draining 2,000 messages)
     ticker:cancel()
     ticker:wait()
-    local left = count(sp)
+    -- what pickup/ holds now; when it cannot be listed (count says 0), what
+    -- this pass did not send, and an error: never "0 left" unseen
+    local lids, left = sp:scan(1)
+    local listing_error
+    if type(lids) ~= "table" then
+      listing_error = true
+      d.last_error = d.last_error or ("cannot list the queue: " .. tostring(left))
+      left = math.max(total - st.delivered - st.failed, 0)
+    elseif type(left) ~= "number" then
+      left = #lids
+    end
     if not opts.spool then sp:close() end   -- releases the lock (it lasts until close)
     progress(st.delivered + st.failed, total, left)
     return { delivered = st.delivered, deferred = st.deferred, failed = st.failed, left = left,
-             total = total, via = "self", error = d.last_error, seconds = ended, drain_seconds = drain,
+             total = total, via = "self", error = d.last_error, listing_error = listing_error,
+             seconds = ended, drain_seconds = drain,
              drained_at = d.last_delivered, partial = st.partial or 0,
              partial_delivered = st.partial_delivered or 0, partial_recipients = st.partial_recipients or 0 }
   end
@@ -257,7 +275,7 @@ function M.queue(opts, ...)
   require("mailhook.core").check_options("mh.queue.flush", opts or {}, OPTIONS, select("#", ...) + 1, 1)
   local s = M.run(opts)
   -- a spool that could not be opened left 0 "left": no success (assert() passed)
-  if s.left == 0 and not s.spool_error then return s end
+  if s.left == 0 and not s.spool_error and not s.listing_error then return s end
   return nil, s.error or (s.left .. " message(s) left in the queue"), s
 end
 

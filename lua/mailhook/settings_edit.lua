@@ -361,7 +361,7 @@ end
 -- keeping its comments, the order of its lines, its mode, owner and group
 -- (write_kept).  On any error nothing
 -- is written.
-local update
+local update, what_was_saved
 
 -- guard(path) -> true | nil, err, info: run under the same lock, before the
 -- files are read: a check of what is saved (the console's version) that no
@@ -503,6 +503,30 @@ local function write_kept(file, text, secret, conf)
   return ok, err, info
 end
 
+-- what_was_saved(err, info, failed, other) -> err with which file holds what:
+-- a write that failed before its rename left the old file whole (said, unless
+-- write_kept said "nothing was changed" already); one whose folder fsync failed
+-- has the new file in place, not yet durable.  other: the file saved before
+-- (the secrets, written first), or the settings file not written because the
+-- secrets failed.  The caller then knows it must not take the update as lost
+-- or as made: "mailhook update: FILE: No space left on device" said neither.
+function what_was_saved(err, info, failed, other)
+  local msg = err
+  if info and info.replaced then
+    msg = msg .. "; the new file is in place, but may not survive a power cut: run the update again"
+  elseif not tostring(err):find("nothing was changed", 1, true) then
+    msg = msg .. "; not saved: the old file is kept, whole"
+  end
+  if other and other ~= failed then
+    if failed:find("%.secrets$") and not (info and info.replaced) then
+      msg = msg .. " (" .. other .. " was not written either)"
+    elseif not failed:find("%.secrets$") then
+      msg = msg .. " (" .. other .. " was saved already: its new values are in use)"
+    end
+  end
+  return msg
+end
+
 function update(changes, path, guard)
   file_notes = {}
   if guard then
@@ -566,10 +590,12 @@ function update(changes, path, guard)
   -- (the secrets file wins on load), never in neither
   if stext and (#secret > 0 or next(moved)) then
     local ok, werr, info = write_kept(spath, stext, true, path)
-    if not ok then return nil, werr, info end
+    if not ok then return nil, what_was_saved(werr, info, spath, path), info end
   end
   local ok, werr, info = write_kept(path, textv, false)
-  if not ok then return nil, werr, info end
+  if not ok then
+    return nil, what_was_saved(werr, info, path, stext and (#secret > 0 or next(moved)) and spath), info
+  end
   -- a hand-written `port =` line this update kept (it removes only the keys it
   -- sets): unset, as load() warns (the console's Save shows it: file_warnings)
   for _, t in ipairs(shared.empty_warnings(again, path, cfg)) do file_warn(t) end

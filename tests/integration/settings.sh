@@ -154,7 +154,8 @@ else
     out=$(strace -f -o /dev/null -e trace="${fault%%:*}" -e inject="$fault" \
             "$MAILHOOK" -c "$T/io.conf" update port=26 2>&1); rc=$?
     is "$rc" 1 "injected ${fault}: update exits 1 (an I/O error, not an invalid value)"
-    like "$out" "io.conf: (Input/output error|Invalid cross-device link)" "injected ${fault}: error names the file"
+    like "$out" "io.conf: (fsync the new copy|rename the new copy over it): (Input/output error|Invalid cross-device link); not saved: the old file is kept, whole" \
+      "injected ${fault}: error names the file, the step, and that the old file is kept"
     cmp -s "$T/io.conf" "$T/io.before"; ok $? "injected ${fault}: file unchanged"
     is "$(ls -a "$T" | grep -c '^\.io\.conf\.')" 0 "injected ${fault}: no temporary file left"
   done

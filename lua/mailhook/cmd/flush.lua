@@ -78,5 +78,5 @@ return function(...)
                                   s.delivered, s.deferred, failed_text(s.failed), s.left, dt))
   end
   if s.error then io.stderr:write("mailhook flush: ", tostring(s.error), "\n") end
-  return s.left == 0 and 0 or 1
+  return (s.left == 0 and not s.listing_error) and 0 or 1   -- pickup/ unlisted: not known empty
 end
