@@ -20,6 +20,7 @@
 #include "error.h"
 #include "journal.h"
 #include "log.h"
+#include "text.h"
 
 static mh_log_level min_level = MH_LOG_INFO;
 static int level_from_env = 0;  /* $MAILHOOK_LOG_LEVEL read once */
@@ -86,9 +87,9 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   }
   /* text from outside (a server's reply, a file name, a header) must not
      drive the terminal that shows the log: control bytes but newline and
-     tab become '?' (an escape sequence, a CR that rewrites the line) */
-  for (char *c = msg; *c; c++)
-    if (((unsigned char)*c < 0x20 && *c != '\n' && *c != '\t') || *c == 0x7f) *c = '?';
+     tab, C1 controls, direction overrides, bytes that are no UTF-8 become '?'
+     (an escape sequence, a CR that rewrites the line; text.h) */
+  mh_text_shown(msg, strlen(msg), MH_TEXT_KEEP_LINES);
   if (to_syslog) {
     syslog(prio[level], "%s", msg);
     return;
