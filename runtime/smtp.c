@@ -500,9 +500,12 @@ struct mh_smtp {
   /* auth */
   unsigned mech;
   int auth_step;
-  mh_buf auth_user, auth_secret;  /* wiped after use */
-  mh_buf auth_sent;             /* the base64 strings sent in the AUTH exchange, '\n'
-                                   separated: masked in any reply that echoes them */
+  mh_buf auth_user, auth_secret;  /* wiped with the session */
+  mh_buf auth_sent;             /* the base64 strings sent in the AUTH exchanges, '\n'
+                                   separated: masked in any reply that echoes them.
+                                   Kept with the secret until the session ends: a
+                                   server may quote the AUTH line in a later reply
+                                   (a MAIL refusal), after 235 as after 535 */
   mh_buf auth_ir;               /* an initial response too long for the AUTH line
                                    (RFC 4954 4: a 2 KB OAuth token): sent after the
                                    server's empty 334 instead; wiped after use */
@@ -897,8 +900,7 @@ static void auth_with_ir(mh_smtp *s, const char *mech, mh_buf *ir) {
 
 static void auth_start(mh_smtp *s) {
   mh_buf ir = { 0 };
-  mh_buf_wipe(&s->auth_sent);
-  mh_buf_wipe(&s->auth_ir);
+  mh_buf_wipe(&s->auth_ir);   /* (auth_sent keeps an earlier exchange's strings) */
   switch (s->mech) {
     case MH_SMTP_AUTH_PLAIN: {
       mh_buf raw = { 0 };
@@ -1186,8 +1188,6 @@ static void on_reply(mh_smtp *s) {
       if (s->auth_cancel[0]) {
         /* the server's answer to our "*" (501, RFC 4954 4): the exchange is over,
            the session still usable; the failure is the challenge's, said as such */
-        mh_buf_wipe(&s->auth_secret);
-        mh_buf_wipe(&s->auth_sent);
         reply_copy(&s->decisive, r);
         set_err(s, "auth", "%s", s->auth_cancel);
         mh_debug("smtp: %s", s->errmsg);
@@ -1199,8 +1199,6 @@ static void on_reply(mh_smtp *s) {
       }
       if (code == 235) {
         reply_copy(&s->decisive, r);
-        mh_buf_wipe(&s->auth_secret);
-        mh_buf_wipe(&s->auth_sent);
         mh_buf_wipe(&s->auth_ir);
         finish(s, 0, MH_SMTP_READY);
         break;
@@ -1231,8 +1229,6 @@ static void on_reply(mh_smtp *s) {
         s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
         break;
       }
-      mh_buf_wipe(&s->auth_secret);
-      mh_buf_wipe(&s->auth_sent);
       mh_buf_wipe(&s->auth_ir);
       refused(s, "authentication failed", "auth");
       finish(s, code == 334 ? MH_EPROTO : MH_EAUTH, code == 334 ? MH_SMTP_CLOSED : MH_SMTP_READY);
@@ -1553,7 +1549,9 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
       }
       if (s->expect > 0) s->expect--;
     }
-    if (s->state == MH_SMTP_AUTH) {
+    /* every reply once credentials were sent, not only AUTH's: a server may
+       quote the AUTH line or the password when it refuses MAIL after its 235 */
+    if (s->auth_secret.len || s->auth_sent.len) {
       mask_creds(s, s->reply.first, sizeof s->reply.first);
       mask_creds(s, s->reply.text, sizeof s->reply.text);
       s->reply.len = strlen(s->reply.text);
