@@ -3,7 +3,7 @@
 # EHLO lines, replies and certificate subject/issuer holding ESC sequences, the C1 CSI and
 # OSC (U+009B, U+009D: xterm and VTE obey them as ESC [ and ESC ]), a right-to-left
 # override, a line separator, bytes that are no UTF-8, NUL, BS and CR.  Every display is
-# read back: `mailhook test` (text and --json), the log of a flush (debug: every reply
+# read back: `mailhook test` (text and --json: quotes and backslashes too), the log of a flush (debug: every reply
 # line), the failed/ sidecar, `queue`, `queue --json`, `queue show`, mailq, and `status`
 # with the running service in an outage whose 421 says it.  Markup stays as text in them
 # (the console shows it with textContent: console-hostile.sh).  And an AUTH echo of a
@@ -37,7 +37,7 @@ PY
 keep() { printf '%s\n' "$2" > "$T/$1"; echo "$T/$1"; }   # keep NAME TEXT: TEXT in a file, its path
 
 # the payload, in fault.lua's escapes (\xNN)
-P='<script>x</script> esc:\x1b[2J\x1b]0;TITLE\x07 c1:\xc2\x9b2J\xc2\x9d52;c;ZXZpbA==\xc2\x9c raw:\x9b rlo:\xe2\x80\xaegpj.exe ls:\xe2\x80\xa8x bad:\xff\xfe bs:\x08\x08 cr:\rOVER nul:\x00 f\xc3\xbcr end'
+P='<script>x</script> esc:\x1b[2J\x1b]0;TITLE\x07 c1:\xc2\x9b2J\xc2\x9d52;c;ZXZpbA==\xc2\x9c raw:\x9b rlo:\xe2\x80\xaegpj.exe ls:\xe2\x80\xa8x bad:\xff\xfe bs:\x08\x08 cr:\rOVER nul:\x00 q:"\\ f\xc3\xbcr end'
 
 # --- mailhook test: text and --json
 cat > "$T/test.script" <<S
@@ -57,13 +57,13 @@ write_conf "$CONF" enabled=true server=127.0.0.1 port="$F" tls=none tls_required
 mh_test "$CONF"
 is "$RC" 1 "test: fails at the sender"
 shown_ok "$(keep test.out "$OUT")" "test: the report holds no terminal control, bidi or broken UTF-8"
-like "$OUT" "server reply +550 5\.7\.1 refused <script>x</script> esc:\?\[2J\?\]0;TITLE\? c1:\?2J\?52;c;ZXZpbA==\? raw:\? rlo:\?gpj\.exe ls:\?x bad:\?\? bs:\?\? cr:\?OVER nul:\? für end" \
+like "$OUT" "server reply +550 5\.7\.1 refused <script>x</script> esc:\?\[2J\?\]0;TITLE\? c1:\?2J\?52;c;ZXZpbA==\? raw:\? rlo:\?gpj\.exe ls:\?x bad:\?\? bs:\?\? cr:\?OVER nul:\? q:\"\\\\ für end" \
   "test: the reply shown as text, each unsafe character a '?', UTF-8 kept"
 like "$OUT" "capabilities +X-EVIL <script>x</script> esc:\?\[2J" "test: the EHLO line likewise"
 mh_test "$CONF" --json
 shown_ok "$(keep test.json "$OUT")" "test --json: no control, C1 or bidi character, even escaped as text"
 is "$(printf '%s' "$OUT" | J 'd["reply"]["text"]')" \
-  "5.7.1 refused <script>x</script> esc:?[2J?]0;TITLE? c1:?2J?52;c;ZXZpbA==? raw:? rlo:?gpj.exe ls:?x bad:?? bs:?? cr:?OVER nul:? für end" \
+  "5.7.1 refused <script>x</script> esc:?[2J?]0;TITLE? c1:?2J?52;c;ZXZpbA==? raw:? rlo:?gpj.exe ls:?x bad:?? bs:?? cr:?OVER nul:? q:\"\\ für end" \
   "test --json: the reply as the report shows it"
 stop_peer F
 
