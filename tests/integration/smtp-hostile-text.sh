@@ -101,6 +101,29 @@ ln -sf "$MAILHOOK" "$T/mailq"
 shown_ok "$(keep mailq.out "$("$T/mailq" 2>&1)")" "mailq holds none"
 stop_peer F
 
+# a deferral whose reply has a character of two bytes across the LAST REPLY column's
+# 30th byte: cut before it, never inside (a stray byte reached the terminal)
+cat > "$T/451.script" <<S
+send 220 evil.example ESMTP
+expect ^EHLO
+send 250 evil.example
+expect ^MAIL
+send 451 4.7.1 greylisted_try_late\xc3\xbcber morgen
+expect ^RSET|^QUIT
+send 250 ok
+S
+start_fault F "$T/451.script" --idle 5
+write_conf "$CONF" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false from=a@example.com \
+  retry_interval=1 connect_timeout=5 command_timeout=5
+rm -f "$SPOOL"/failed/*
+printf 'From: a@example.com\nTo: to@example.net\nSubject: z\n\nbody\n' | "$MAILHOOK" sendmail -t
+"$MAILHOOK" flush > /dev/null 2>&1
+OUT=$("$MAILHOOK" queue 2>&1)
+like "$OUT" " 451 4\.7\.1 greylisted_try_late " "queue: the 451 in LAST REPLY, cut before the ü"
+shown_ok "$(keep queue451.out "$OUT")" "queue: the cut column is UTF-8"
+"$MAILHOOK" queue rm "$("$MAILHOOK" queue --json | J 'd[0]["id"]')" > /dev/null
+stop_peer F
+
 # --- an outage whose 421 greeting says it: the running service, status, queue
 cat > "$T/421.script" <<S
 send 421 4.3.2 evil.example busy $P
