@@ -20,6 +20,7 @@
 #include "error.h"
 #include "journal.h"
 #include "log.h"
+#include "text.h"
 
 static mh_log_level min_level = MH_LOG_INFO;
 static int level_from_env = 0;  /* $MAILHOOK_LOG_LEVEL read once */
@@ -86,9 +87,9 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
   }
   /* text from outside (a server's reply, a file name, a header) must not
      drive the terminal that shows the log: control bytes but newline and
-     tab become '?' (an escape sequence, a CR that rewrites the line) */
-  for (char *c = msg; *c; c++)
-    if (((unsigned char)*c < 0x20 && *c != '\n' && *c != '\t') || *c == 0x7f) *c = '?';
+     tab, C1 controls, direction overrides, bytes that are no UTF-8 become '?'
+     (an escape sequence, a CR that rewrites the line; text.h) */
+  mh_text_shown(msg, strlen(msg), MH_TEXT_KEEP_LINES);
   if (to_syslog) {
     syslog(prio[level], "%s", msg);
     return;
@@ -230,10 +231,36 @@ static int journal_line(mh_log_level level, const char *msg, const mh_journal_fi
   return rc;
 }
 
+/* A journal entry's MESSAGE and the caller's field values as mh_vlog shows an
+** entry (text.h, lines kept: the journal frames them): a reply or an address
+** in a mail log line never carries an ESC or a C1 control to `journalctl`.
+** 0, or the failure (journal_line's, MH_ENOMEM). */
+static int journal_shown(mh_log_level level, const char *msg, const mh_journal_field *extra, size_t n) {
+  mh_journal_field f[32];
+  char *copy[33];
+  size_t k = 0;
+  int rc = MH_ENOMEM;
+  if (n > sizeof f / sizeof f[0]) n = sizeof f / sizeof f[0];
+  for (; k <= n; k++) {
+    const char *v = k ? extra[k - 1].value : msg;
+    size_t len = k ? extra[k - 1].len : (size_t)-1;
+    if (len == (size_t)-1) len = strlen(v);
+    if (!(copy[k] = malloc(len + 1))) goto out;
+    memcpy(copy[k], v, len);
+    copy[k][len] = '\0';
+    len = mh_text_shown(copy[k], len, MH_TEXT_KEEP_LINES);
+    if (k) f[k - 1] = (mh_journal_field){extra[k - 1].name, copy[k], len};
+  }
+  rc = journal_line(level, copy[0], f, n);
+out:
+  while (k > 0) free(copy[--k]);
+  return rc;
+}
+
 int mh_log_fields(mh_log_level level, const char *msg, const mh_journal_field *extra, size_t n) {
   init_from_env();
   if (level < min_level) return 0;
-  if (to_journal && journal_line(level, msg, extra, n) == 0) return 1;
+  if (to_journal && journal_shown(level, msg, extra, n) == 0) return 1;
   journal_skip = to_journal;
   mh_log(level, "%s", msg);
   journal_skip = 0;

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "log.h"
 #include "eol.h"
+#include "text.h"
 #include "b64.h"
 #include "pwhash.h"
 
@@ -88,23 +89,6 @@ static size_t enhanced_len(const char *t, size_t n, int code) {
   return i;
 }
 
-/* How many bytes at the start of t[0..n) are neither control bytes nor DEL:
-** 8 at a time (a byte loop was a third of the reply parser's instructions;
-** the usual reply has none, and is copied at once). */
-static size_t printable_len(const char *t, size_t n) {
-  const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t x, d;
-    memcpy(&x, t + i, 8);
-    d = x ^ (ones * 0x7f);   /* a DEL byte: a zero byte here */
-    /* any byte < 0x20, or any zero byte of d (the classic "has less than" test) */
-    if (((x - ones * 0x20) & ~x & highs) | ((d - ones) & ~d & highs)) break;
-  }
-  while (i < n && (unsigned char)t[i] >= 0x20 && t[i] != 0x7f) i++;
-  return i;
-}
-
 int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len) {
   int code;
   const char *t;
@@ -123,8 +107,13 @@ int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len) {
   r->nlines++;
   t = len > 4 ? line + 4 : "";
   tn = len > 4 ? len - 4 : 0;
+  /* the text as it may be shown (text.h: a server's ESC, C1 CSI, bidi override,
+     bytes that are no UTF-8 each a '?'): what reaches the report, the log, the
+     sidecar and the console is this, never the raw bytes */
   memcpy(r->first, t, tn);
+  tn = mh_text_shown(r->first, tn, 0);
   r->first[tn] = '\0';
+  t = r->first;
   if (r->nlines == 1) {
     size_t e = enhanced_len(t, tn, code);
     if (e && e < sizeof r->enhanced) {
@@ -132,15 +121,14 @@ int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len) {
       r->enhanced[e] = '\0';
     }
   }
-  /* joined text, truncated at the buffer's end; NUL and control bytes become '?' */
+  /* joined text, truncated at the buffer's end on a character boundary */
   room = sizeof r->text - 1 - r->len;
   if (r->nlines > 1 && room > 0) { r->text[r->len++] = '\n'; room--; }
-  if (tn > room) tn = room;
-  memcpy(r->text + r->len, t, tn);
-  for (size_t i = printable_len(t, tn); i < tn; i++) {
-    unsigned char c = (unsigned char)t[i];
-    if (c < 0x20 || c == 0x7f) r->text[r->len + i] = '?';
+  if (tn > room) {
+    tn = room;
+    while (tn > 0 && ((unsigned char)t[tn] & 0xc0) == 0x80) tn--;
   }
+  memcpy(r->text + r->len, t, tn);
   r->len += tn;
   r->text[r->len] = '\0';
   if (len == 3 || line[3] == ' ') r->done = 1;
@@ -512,9 +500,12 @@ struct mh_smtp {
   /* auth */
   unsigned mech;
   int auth_step;
-  mh_buf auth_user, auth_secret;  /* wiped after use */
-  mh_buf auth_sent;             /* the base64 strings sent in the AUTH exchange, '\n'
-                                   separated: masked in any reply that echoes them */
+  mh_buf auth_user, auth_secret;  /* wiped with the session */
+  mh_buf auth_sent;             /* the base64 strings sent in the AUTH exchanges, '\n'
+                                   separated: masked in any reply that echoes them.
+                                   Kept with the secret until the session ends: a
+                                   server may quote the AUTH line in a later reply
+                                   (a MAIL refusal), after 235 as after 535 */
   mh_buf auth_ir;               /* an initial response too long for the AUTH line
                                    (RFC 4954 4: a 2 KB OAuth token): sent after the
                                    server's empty 334 instead; wiped after use */
@@ -909,8 +900,7 @@ static void auth_with_ir(mh_smtp *s, const char *mech, mh_buf *ir) {
 
 static void auth_start(mh_smtp *s) {
   mh_buf ir = { 0 };
-  mh_buf_wipe(&s->auth_sent);
-  mh_buf_wipe(&s->auth_ir);
+  mh_buf_wipe(&s->auth_ir);   /* (auth_sent keeps an earlier exchange's strings) */
   switch (s->mech) {
     case MH_SMTP_AUTH_PLAIN: {
       mh_buf raw = { 0 };
@@ -1198,8 +1188,6 @@ static void on_reply(mh_smtp *s) {
       if (s->auth_cancel[0]) {
         /* the server's answer to our "*" (501, RFC 4954 4): the exchange is over,
            the session still usable; the failure is the challenge's, said as such */
-        mh_buf_wipe(&s->auth_secret);
-        mh_buf_wipe(&s->auth_sent);
         reply_copy(&s->decisive, r);
         set_err(s, "auth", "%s", s->auth_cancel);
         mh_debug("smtp: %s", s->errmsg);
@@ -1211,8 +1199,6 @@ static void on_reply(mh_smtp *s) {
       }
       if (code == 235) {
         reply_copy(&s->decisive, r);
-        mh_buf_wipe(&s->auth_secret);
-        mh_buf_wipe(&s->auth_sent);
         mh_buf_wipe(&s->auth_ir);
         finish(s, 0, MH_SMTP_READY);
         break;
@@ -1243,8 +1229,6 @@ static void on_reply(mh_smtp *s) {
         s->io.timer(s->io.ud, mh_smtp_state_timeout(s));
         break;
       }
-      mh_buf_wipe(&s->auth_secret);
-      mh_buf_wipe(&s->auth_sent);
       mh_buf_wipe(&s->auth_ir);
       refused(s, "authentication failed", "auth");
       finish(s, code == 334 ? MH_EPROTO : MH_EAUTH, code == 334 ? MH_SMTP_CLOSED : MH_SMTP_READY);
@@ -1364,6 +1348,22 @@ static void mark(unsigned char *m, size_t len, size_t from, size_t n) {
   for (size_t k = from; k < from + n && k < len; k++) m[k] = 1;
 }
 
+/* Marks in text (len bytes) each place the secret sec (n bytes) stands; a
+** secret under 4 bytes only where it stands alone (not inside a word).
+** Returns whether any was found. */
+static int mark_secret(unsigned char *m, const char *text, size_t len, const char *sec, size_t n) {
+  int any = 0;
+  if (n > len) return 0;
+  for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), sec, n)) != NULL; p++) {
+    size_t at = (size_t)(p - text), end = at + n;
+    if (n < 4 && ((at > 0 && alnum((unsigned char)text[at - 1])) || (end < len && alnum((unsigned char)text[end]))))
+      continue;                       /* a short secret inside a word: not it */
+    mark(m, len, at, n), any = 1;
+    if (end >= len) break;
+  }
+  return any;
+}
+
 /* Some servers quote the AUTH line in their 535 ("535 5.7.8 AUTH PLAIN
 ** AGFsaWNl... failed"): the reply text would carry the credentials into the
 ** error, the log, `mailhook test` and the failed/ sidecar.  Every trace is
@@ -1384,17 +1384,19 @@ static void mask_creds(const mh_smtp *s, char *text, size_t cap) {
   if (!len || (!sentlen && !s->auth_secret.len)) return;
   if (!(m = (unsigned char *)calloc(len, 1))) return;
   if (!(out = (char *)malloc(len * (sizeof MASK - 1) + 1))) { free(m); return; }
-  /* the secret itself (echoed decoded: NUL and controls arrive as '?') */
-  if (s->auth_secret.len && s->auth_secret.len <= len)
-    for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), s->auth_secret.data,
-                                           s->auth_secret.len)) != NULL; p++) {
-      size_t at = (size_t)(p - text), end = at + s->auth_secret.len;
-      if (s->auth_secret.len < 4 && ((at > 0 && alnum((unsigned char)text[at - 1])) ||
-                                     (end < len && alnum((unsigned char)text[end]))))
-        continue;                       /* a short secret inside a word: not it */
-      mark(m, len, at, s->auth_secret.len), any = 1;
-      if (end >= len) break;
+  /* the secret itself, as given and as the reply's text shows it (text.h: an
+     echoed secret holding a control byte, or a byte that is no UTF-8 (a
+     Latin-1 "p\xE4ss"), arrives with '?' for it, and was not found) */
+  if (s->auth_secret.len) {
+    any |= mark_secret(m, text, len, s->auth_secret.data, s->auth_secret.len);
+    mh_buf shown = { 0 };
+    if (mh_buf_add(&shown, s->auth_secret.data, s->auth_secret.len) == 0) {
+      size_t sn = mh_text_shown(shown.data, shown.len, 0);
+      if (sn && (sn != s->auth_secret.len || memcmp(shown.data, s->auth_secret.data, sn)))
+        any |= mark_secret(m, text, len, shown.data, sn);
     }
+    mh_buf_wipe(&shown);   /* (a copy of the secret) */
+  }
   /* each base64 string sent, wherever it appears */
   for (const char *a = sent; a < sent + sentlen;) {
     const char *e = memchr(a, '\n', (size_t)(sent + sentlen - a));
@@ -1547,7 +1549,9 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
       }
       if (s->expect > 0) s->expect--;
     }
-    if (s->state == MH_SMTP_AUTH) {
+    /* every reply once credentials were sent, not only AUTH's: a server may
+       quote the AUTH line or the password when it refuses MAIL after its 235 */
+    if (s->auth_secret.len || s->auth_sent.len) {
       mask_creds(s, s->reply.first, sizeof s->reply.first);
       mask_creds(s, s->reply.text, sizeof s->reply.text);
       s->reply.len = strlen(s->reply.text);

@@ -20,6 +20,7 @@
 #include "tls.h"
 #include "error.h"
 #include "fsutil.h"
+#include "text.h"
 
 struct mh_tls {
   SSL *ssl;              /* holds a reference to the shared SSL_CTX (ctx_get) */
@@ -370,7 +371,10 @@ static void name_str(X509_NAME *nm, char *out, size_t cap) {
   if (!b) return;
   X509_NAME_print_ex(b, nm, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
   n = BIO_read(b, out, (int)cap - 1);
-  out[n > 0 ? n : 0] = '\0';
+  /* RFC 2253 escapes the C0 controls, but the names are the server's: a C1
+     control (U+009B, CSI), a direction override, a name cut mid-character
+     go to a terminal and a page (text.h) */
+  out[mh_text_shown(out, n > 0 ? (size_t)n : 0, 0)] = '\0';
   BIO_free(b);
 }
 

@@ -216,7 +216,9 @@ function M.hint_for(cfg, info, report, err)
   if not why and info.stage == "tls" and tostring(err or ""):find("wrong version number", 1, true) then
     why = "not_tls"
   end
-  if not why and info.code == "EPROTO" then why = "protocol" end
+  -- (a reply over its bounds, 100 lines or 2000 bytes a line, is one too: it
+  -- said "nothing answers there" to a server that answered thousands of lines)
+  if not why and (info.code == "EPROTO" or info.code == "ETOOLONG") then why = "protocol" end
   if not why and info.code == "ETOOBIG" then why = "too_big" end
   -- plain text by choice against a server that offers TLS: say so before any
   -- guess about credentials or addresses (the refusal may well be the server's

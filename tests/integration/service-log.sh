@@ -116,6 +116,19 @@ ok $? "a multi-line field arrives whole (NAME, 64-bit length, bytes)"
 is "$(q "$J_OUT" "[r['fields']['MESSAGE'] for r in recs if 'MAILHOOK_TEST' in r['fields']][0] == 'first line\nsecond line'")" \
   True "and a multi-line MESSAGE"
 
+# an entry's MESSAGE and its fields follow the rule of every log line (runtime/text.h): an
+# ESC, a C1 CSI, a direction override as '?', lines kept (they went to the journal raw)
+MAILHOOK_JOURNAL_SOCKET=$T/journal.sock "$MAILHOOK" -e '
+  local core = require "mailhook.core"
+  assert(core.logsink.set("journal"))
+  core.logsink.entry("warn", "esc\27[2J c1\194\155\50J rlo\226\128\174x\nnext", { MAILHOOK_TEST2 = "a\27]0;t\7b\tc" })'
+wait_for 10 has "$J_OUT" "any('MAILHOOK_TEST2' in r['fields'] for r in recs)"
+ok $? "journal: the entry with control characters arrives"
+is "$(q "$J_OUT" "[r['fields']['MESSAGE'] for r in recs if 'MAILHOOK_TEST2' in r['fields']][0] == 'esc?[2J c1?2J rlo?x\nnext'")" \
+  True "journal: its MESSAGE holds no ESC, C1 or override, its lines kept"
+is "$(q "$J_OUT" "[r['fields']['MAILHOOK_TEST2'] for r in recs if 'MAILHOOK_TEST2' in r['fields']][0] == 'a?]0;t?b\tc'")" \
+  True "journal: nor its fields (a tab kept)"
+
 # nothing listens: the service says so and logs to stderr
 conf "$T/nojournal.conf" log=journal
 echo x | "$MAILHOOK" -c "$T/nojournal.conf" -s "$T/sp3" enqueue --to ok@example.net >/dev/null

@@ -47,6 +47,40 @@ secret_free "mailhook queue" "$("$MAILHOOK" queue; "$MAILHOOK" queue --json)"
 secret_free "the spool" "$(cat "$S"/pickup/* "$S"/failed/* 2>/dev/null)"
 stop_peer F
 
+# A server that takes the login (235) and then quotes it when it refuses MAIL or RCPT:
+# masked there too (only AUTH's own replies were: the 550 showed the password and its
+# base64 in the report, the log, queue and failed/)
+cat > "$T/after.script" <<S
+send 220 echo.example ESMTP
+expect ^EHLO
+send 250-echo.example
+send 250 AUTH PLAIN
+expect ^AUTH PLAIN
+send 235 2.7.0 ok
+expect ^MAIL
+send 550-5.7.1 your last command was AUTH PLAIN $B64_PLAIN
+send 550 5.7.1 password $PW may not send as this address
+expect ^RSET|^QUIT
+send 250 ok
+S
+start_fault F "$T/after.script" --idle 5
+write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
+  auth_mechanism=plain username=alice password="$PW" from=app@example.com retry_interval=1
+mh_test "$C"
+like "$OUT" "550 5\.7\.1 your last command was AUTH PLAIN \*{8} 5\.7\.1 password \*{8} may not send" \
+  "after 235: the MAIL refusal's echo is masked"
+secret_free "after 235: mailhook test's report" "$OUT"
+mh_test "$C" --json
+secret_free "after 235: mailhook test --json" "$OUT"
+rm -f "$S"/pickup/* "$S"/failed/*
+printf 'From: app@example.com\nTo: to@example.net\nSubject: x\n\nbody\n' | "$MAILHOOK" sendmail -t
+"$MAILHOOK" -v flush >"$T/flush.out" 2>&1
+like "$(cat "$T/flush.out")" "password \*{8} may not send" "after 235: flush's log shows the refusal, masked"
+secret_free "after 235: flush's log (debug level)" "$(cat "$T/flush.out")"
+secret_free "after 235: mailhook queue" "$("$MAILHOOK" queue; "$MAILHOOK" queue --json)"
+secret_free "after 235: the spool" "$(cat "$S"/pickup/* "$S"/failed/* 2>/dev/null)"
+stop_peer F
+
 # login_script FILE LINE...: a server offering AUTH LOGIN that takes the user name and
 # the password, then answers with the LINEs (its 535), and QUIT
 login_script() {

@@ -47,6 +47,22 @@ mh_test "$(new_conf port="$F")"
 is "$RC" 1 "a malformed EHLO reply: exit 1"
 is "$(hint)" "$PROTO_HINT" "hint: not SMTP"
 
+# An EHLO reply of 3000 lines (over the 100 a reply may have): the server answered, so
+# the protocol hint, not "nothing answers there"
+s=$(fault_script <<'S'
+send 220 fault.example ESMTP
+expect ^EHLO
+send 250-fault.example
+repeat 3000 250-X-PAD aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n
+send 250 SIZE 1000
+S
+)
+start_fault F "$s"
+mh_test "$(new_conf port="$F")"
+is "$RC" 1 "an EHLO reply of 3000 lines: exit 1"
+like "$ERR" "reply longer than 100 lines" "the error says why"
+is "$(hint)" "$PROTO_HINT" "hint: not SMTP (it said 'nothing answers there')"
+
 # Bytes after STARTTLS's 220 (a response injection): stage tls, and the protocol hint,
 # not the certificate one.
 s=$(fault_script <<'S'

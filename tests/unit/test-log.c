@@ -82,6 +82,14 @@ int main(void) {
      "continuation lines start with a tab");
   ok(got[strlen(got) - 1] == '\n' && got[strlen(got) - 2] == 'd', "a final newline adds no empty line");
 
+  /* text from outside that would drive the terminal reading the log: ESC and
+     CR, the C1 CSI (U+009B), a direction override, a line separator, bytes
+     that are no UTF-8 each become '?' (runtime/text.h); UTF-8 text stays */
+  mh_error("reply: %s", "a\x1b[2J\rb\xc2\x9b" "2Jc\xe2\x80\xae" "d\xe2\x80\xa8" "e\x9b\xff f\xc3\xbcr\tx");
+  got = take(f);
+  ok(strstr(got, " error reply: a?[2J?b?2Jc?d?e?? f\xc3\xbcr\tx\n") != NULL,
+     "controls, C1, bidi, separators, stray bytes as '?' (tab kept): %s", got);
+
   /* a message over the 2 KiB of a line: its start, then how much was cut */
   {
     static char big[100000];

@@ -404,7 +404,7 @@ static void test_reply_text(void) {
       if (l > 0 && wn < sizeof want - 1) want[wn++] = '\n';
       for (size_t i = 4; i < n && wn < sizeof want - 1; i++) {
         unsigned char c = (unsigned char)line[i];
-        want[wn++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        want[wn++] = c < 0x20 || c >= 0x7f ? '?' : (char)c;   /* 0x80, 0xff: no UTF-8 */
       }
       mh_smtp_reply_line(&rep, line, n);
     }
@@ -412,8 +412,52 @@ static void test_reply_text(void) {
     cut += wn == sizeof want - 1;
     if (rep.len != wn || memcmp(rep.text, want, wn + 1)) bad++;
   }
-  is_int(bad, 0, "reply text: control bytes as '?', lines joined, cut at the buffer's end (400 replies)");
+  is_int(bad, 0, "reply text: control bytes and stray high bytes as '?', lines joined, cut at the buffer's end "
+         "(400 replies)");
   ok(cut > 0, "some replies filled the text buffer (%d)", cut);
+}
+
+/* A hostile server's text as it may be shown (text.h): what drives a terminal
+** (C1 controls, ESC), turns text around (U+202E) or breaks a line (U+2028),
+** bytes that are no UTF-8, each become '?'; UTF-8 text is kept, and the joined
+** text is cut at its end on a character boundary. */
+static void test_reply_text_shown(void) {
+  static mh_smtp_reply rep;
+  static const struct { const char *in, *want, *what; } cases[] = {
+    { "550 a\xc2\x9b" "2Jb", "a?2Jb", "C1 CSI (U+009B, xterm's and VTE's ESC [)" },
+    { "550 \xc2\x9d" "52;c;ZXZpbA==\xc2\x9c", "?52;c;ZXZpbA==?", "C1 OSC 52 and ST" },
+    { "550 \x1b]0;title\x07x", "?]0;title?x", "ESC and BEL" },
+    { "550 evil\xe2\x80\xaegpj.exe", "evil?gpj.exe", "right-to-left override" },
+    { "550 a\xe2\x80\xa8" "b\xe2\x80\xa9" "c", "a?b?c", "line and paragraph separators" },
+    { "550 \xe2\x81\xa6x\xe2\x81\xa9\xe2\x80\x8f\xd8\x9c", "?x???", "isolates, RLM, ALM" },
+    { "550 raw\x9b" "2J \xff\xfe \xc0\xaf \xed\xa0\x80", "raw?2J ?? ?? ???", "stray, overlong, surrogate bytes" },
+    { "550 Zugang f\xc3\xbcr \xe2\x82\xac \xf0\x9f\x93\xa7 verweigert", "Zugang f\xc3\xbcr \xe2\x82\xac \xf0\x9f\x93\xa7 verweigert",
+      "UTF-8 kept" },
+    { "550 cut \xe2\x82", "cut ??", "a character cut at the line's end" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    mh_smtp_reply_reset(&rep);
+    is_int(mh_smtp_reply_line(&rep, cases[i].in, strlen(cases[i].in)), 1, "%s: a reply", cases[i].what);
+    is_str(rep.text, cases[i].want, "%s: shown as text", cases[i].what);
+    is_str(rep.first, cases[i].want, "%s: the line too (the EHLO list's source)", cases[i].what);
+  }
+  /* the joined text full: a 3-byte character that does not fit is left out whole */
+  char line[MH_SMTP_LINE_MAX];
+  size_t room = sizeof rep.text - 1, n = 0;
+  mh_smtp_reply_reset(&rep);
+  memcpy(line, "250-", 4);
+  memset(line + 4, 'a', sizeof line - 4);
+  while (room - n > MH_SMTP_LINE_MAX) {
+    mh_smtp_reply_line(&rep, line, sizeof line);
+    n = rep.len + 1;
+  }
+  size_t pad = room - n - 1;   /* then one byte of room left for "\xe2\x82\xac" */
+  memcpy(line, "250 ", 4);
+  memset(line + 4, 'b', pad);
+  memcpy(line + 4 + pad, "\xe2\x82\xac", 3);
+  mh_smtp_reply_line(&rep, line, 4 + pad + 3);
+  is_int((int)rep.len, (int)(room - 1), "the text cut before the character that does not fit");
+  ok(rep.text[rep.len - 1] == 'b', "no piece of it at the end");
 }
 
 static void test_reply_parser(void) {
@@ -493,6 +537,7 @@ static void test_reply_parser(void) {
   mh_smtp_reply_reset(&rep);
   is_int(mh_smtp_reply_line(&rep, "250", 3), 1, "bare code is a complete reply");
   test_reply_text();
+  test_reply_text_shown();
 }
 
 static void test_starttls(void) {

@@ -35,6 +35,14 @@ end
 local function esc(s)
   return (tostring(s):gsub("[%c\127]", hex):gsub("\194[\128-\159]", c1))
 end
+-- s cut to at most n bytes on a character boundary: the LAST REPLY column of a
+-- server's "451 4.7.1 Grüße..." cut inside the ü wrote a stray byte (no UTF-8)
+-- to the terminal.
+local function cut(s, n)
+  if #s <= n then return s end
+  while n > 0 and (s:byte(n + 1) & 0xC0) == 0x80 do n = n - 1 end
+  return s:sub(1, n)
+end
 -- The RECIPIENTS column: the pending ones, then those refused for good.
 local function rcpts_of(e)
   local refused = {}
@@ -123,7 +131,7 @@ local function list(json)
         out:write(string.format("%-16s %5s %9s %3s %-9s %-30s %-8s %s\n", "ID", "AGE", "SIZE", "TRY",
                                 "NEXT", "LAST REPLY", "USER", "RECIPIENTS"))
       end
-      local reply = (e.reason and esc(e.reason) or vis(e.last_reply or (e.state ~= "failed" and waits) or "")):sub(1, 30)
+      local reply = cut((e.reason and esc(e.reason) or vis(e.last_reply or (e.state ~= "failed" and waits) or "")), 30)
       -- pending recipients, then those refused for good (never sent to again)
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id), age(now - e.queued_at),
                               e.size, e.attempts, next_attempt(e, now, retry_at, outage), reply, vis(submitter(e)),
@@ -143,7 +151,7 @@ local function list(json)
       end
       out:write(string.format("%-16s %5s %9d %3d %-9s %-30s %-8s %s\n", vis(e.id),
                               e.reason and "-" or age(now - e.queued_at), e.size, 0, "maildrop",
-                              esc(e.reason or (e.stuck and "the service cannot adopt it") or "waits for the service"):sub(1, 30), vis(submitter(e)), rcpts_of(e)))
+                              cut(esc(e.reason or (e.stuck and "the service cannot adopt it") or "waits for the service"), 30), vis(submitter(e)), rcpts_of(e)))
     end
   end
   -- (text only) files set aside in corrupt/: never sent, and listed nowhere else
