@@ -10,7 +10,7 @@
 ** order and a client that pipelines without reading holds one answer's memory.
 **
 ** Why each limit is enforced where it is:
-**  - head and body: the parser bounds the head (431) and refuses a body over
+**  - head and body: the parser bounds the head (414 in the request line, 431) and refuses a body over
 **    max_body from its Content-Length before reading it (413); a deadline,
 **    set when a connection is ready for its next request and not moved by any
 **    byte, cuts a client that trickles a request or idles (req_timeout_ms);
@@ -152,6 +152,7 @@ static const char *reason_of(int status) {
   case 409: return "Conflict";
   case 411: return "Length Required";
   case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
   case 415: return "Unsupported Media Type";
   case 417: return "Expectation Failed";
   case 421: return "Misdirected Request";
@@ -561,6 +562,7 @@ static int carries_trusted(const mh_http_server *s, const mh_hp_req *req) {
   for (size_t i = 0; i < req->nfields; i++) {
     const mh_hp_field *f = &req->fields[i];
     const char *v = f->value, *end = f->value + f->value_len;
+    if (f->dup) continue;                /* its value is in the first line's (httpparse.h) */
     if (f->name_len == 13 && strncasecmp(f->name, "authorization", 13) == 0) {
       if (f->value_len > 7 && strncasecmp(v, "bearer ", 7) == 0) {
         v += 7;

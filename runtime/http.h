@@ -39,7 +39,8 @@ typedef struct {
   int port;                     /* 0 = any free port (tests); see address() */
   size_t max_body;              /* request bodies above this get 413 (known from
                                    Content-Length before a byte of the body is read) */
-  size_t max_head;              /* request line + headers above this get 431: the
+  size_t max_head;              /* request line + headers above this get 431 (414 while
+                                   the request line is still arriving): the
                                    memory a request head may take */
   unsigned max_conns;           /* open connections served; above it every request
                                    gets 429, and above twice it new connections are
@@ -53,7 +54,7 @@ typedef struct {
   unsigned stall_ms;            /* a response write without progress for this long
                                    (a client that stopped reading) drops the connection */
   size_t max_stream_buffer;     /* bytes a stream may have unsent before it is dropped */
-  const char *json_prefix;      /* this file's own answers (400, 408, 411, 413, 429, 431,
+  const char *json_prefix;      /* this file's own answers (400, 408, 411, 413, 414, 429, 431,
                                    503...) to a path starting with it ("/api/", copied)
                                    are JSON {"ok":false,"error":"..."}, the shape of the
                                    caller's own errors; other paths, or NULL: text */
@@ -74,7 +75,7 @@ typedef struct {
   uint64_t evicted;             /* connections waiting for a request, ended at the limit
                                    to make room for a new one (slowloris) */
   uint64_t stalled;             /* connections dropped for not reading */
-  uint64_t malformed;           /* refused by the parser: 400, 411, 413, 417, 431, 501, 505 */
+  uint64_t malformed;           /* refused by the parser: 400, 411, 413, 414, 417, 431, 501, 505 */
 } mh_http_stats;
 
 typedef struct {
