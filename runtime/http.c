@@ -18,8 +18,11 @@
 **    for a request is ended (slowloris), and when every one is busy with a
 **    request, every new request gets 429; over twice it the socket is closed
 **    at once;
-**  - rate: one token bucket for the listener, checked before the caller sees
-**    the request, so a flood costs a few microseconds of C per request;
+**  - rate: token buckets (one for requests carrying a trusted credential,
+**    one for the rest), checked before the caller sees the request, so a
+**    flood costs a few microseconds of C per request; the caller's open
+**    routes (the login page, its assets, the login itself, limited by the
+**    caller's count of failures) take no token: a 429 costs what they cost;
 **  - readers that stop reading: a sweep (at most each second) closes a
 **    connection whose unsent bytes made no progress for stall_ms; a stream
 **    with more than max_stream_buffer bytes unsent is dropped at once;
@@ -119,6 +122,7 @@ struct mh_http_server {
   double ttokens;               /* the bucket of requests carrying a trusted credential */
   uint64_t ttokens_at;
   char trust_cookie[64];        /* p.trust_cookie ("": none) */
+  char open[MH_HTTP_OPEN][MH_HTTP_OPEN_LEN];  /* p.open's entries ("" ends them) */
   char trusted[MH_HTTP_TRUSTED][MH_HTTP_TRUST_LEN];
   size_t trusted_len[MH_HTTP_TRUSTED];   /* 0: a free place */
   mh_http_stats st;
@@ -605,14 +609,35 @@ static int h_trust(mh_http_server *s, const char *key, size_t len, int on) {
   return 0;
 }
 
+/* Whether req is for one of the open routes (params.open): never limited. */
+static int is_open(const mh_http_server *s, const mh_hp_req *req) {
+  for (int k = 0; k < MH_HTTP_OPEN && s->open[k][0]; k++) {
+    const char *e = s->open[k], *sp = strchr(e, ' '), *path;
+    size_t ml = (size_t)(sp - e), pl;
+    int prefix;
+    if (!(req->method_len == ml && memcmp(req->method, e, ml) == 0) &&
+        !(req->is_head && ml == 3 && memcmp(e, "GET", 3) == 0))
+      continue;
+    path = sp + 1;
+    pl = strlen(path);
+    prefix = pl && path[pl - 1] == '*';
+    if (prefix) pl--;
+    if (prefix ? req->path_len >= pl && memcmp(req->path, path, pl) == 0
+               : req->path_len == pl && memcmp(req->path, path, pl) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 /* A whole request: past the limits, to the caller. */
 static void dispatch(conn *c, mh_hp_req *hp) {
   mh_http_server *s = c->s;
   mh_http_req *r;
   c->deadline = 0;
   c->keep = hp->keep_alive;
-  if (s->live > s->p.max_conns || !(carries_trusted(s, hp) ? take_token(s, &s->ttokens, &s->ttokens_at)
-                                                              : take_token(s, &s->tokens, &s->tokens_at))) {
+  if (s->live > s->p.max_conns ||
+      !(is_open(s, hp) || (carries_trusted(s, hp) ? take_token(s, &s->ttokens, &s->ttokens_at)
+                                                  : take_token(s, &s->tokens, &s->tokens_at)))) {
     char text[120];
     /* which limit: a client told "too many requests" while it sent one
        cannot tell a busy console from its own rate */
@@ -901,6 +926,17 @@ static int h_listen(uv_loop_t *loop, const mh_http_params *p, mh_http_server **o
   }
   snprintf(s->trust_cookie, sizeof s->trust_cookie, "%s", p->trust_cookie ? p->trust_cookie : "");
   s->p.trust_cookie = s->trust_cookie;
+  for (int k = 0; p->open && p->open[k]; k++) {
+    const char *sp = strchr(p->open[k], ' ');
+    if (k == MH_HTTP_OPEN || strlen(p->open[k]) >= MH_HTTP_OPEN_LEN || !sp || sp == p->open[k] || sp[1] != '/') {
+      free(s);
+      snprintf(err, errlen, "open: more than %d entries, or one over %d bytes or not 'METHOD /path'",
+               MH_HTTP_OPEN, MH_HTTP_OPEN_LEN - 1);
+      return UV_EINVAL;
+    }
+    snprintf(s->open[k], sizeof s->open[k], "%s", p->open[k]);
+  }
+  s->p.open = NULL;
 
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;

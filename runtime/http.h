@@ -63,6 +63,15 @@ typedef struct {
   void (*on_request)(void *ud, mh_http_req *r);
   void *ud;
   const char *trust_cookie;     /* the cookie whose value trust() may name (copied; NULL: none) */
+  const char *const *open;      /* the way in, never rate-limited: NULL-terminated
+                                   "METHOD /path" entries (a trailing * makes a prefix; GET
+                                   also matches HEAD), at most MH_HTTP_OPEN, each under
+                                   MH_HTTP_OPEN_LEN bytes (copied; NULL: none).  For
+                                   answers that cost no more than a 429 (a page from
+                                   memory, a redirect) and for what the caller limits
+                                   itself (a login's failures): a flood without a session
+                                   spent the bucket and the administrator could not even
+                                   load the login page */
 } mh_http_params;
 
 /* What /metrics and the tests want to know about the server itself. */
@@ -126,12 +135,15 @@ typedef struct {
   /* A credential the caller holds live (a session id, a bearer token): a
   ** request carrying it (params.trust_cookie's value, or Authorization:
   ** Bearer) takes from a bucket of its own, of the same rate and burst, so
-  ** a flood without it cannot starve the administrator with 429s.  on: 1 to
+  ** a flood without it cannot starve the administrator with 429s (a request
+  ** for an open route, params.open, takes from neither).  on: 1 to
   ** add, 0 to remove.  0; -1 when the table is full or the key is over
   ** MH_HTTP_TRUST_LEN bytes (the request then shares the common bucket). */
   int (*trust)(mh_http_server *s, const char *key, size_t len, int on);
 } mh_http_api;
 
+#define MH_HTTP_OPEN 16
+#define MH_HTTP_OPEN_LEN 64
 #define MH_HTTP_TRUSTED 32
 #define MH_HTTP_TRUST_LEN 128
 

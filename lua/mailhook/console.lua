@@ -46,6 +46,15 @@ M.LIMITS = { max_body = 64 * 1024, max_head = 8 * 1024, max_conns = 32, rate = 2
              req_timeout = 10, stall = 30, max_stream_buffer = 1024 * 1024,
              -- the HTTP layer's own errors (413, 431, 429...) to the API: JSON, the shape of M:fail
              json_prefix = "/api/" }
+-- The way in, never rate-limited by the HTTP layer (http.h: open): what an
+-- administrator not logged in yet needs, each no dearer to answer than a 429
+-- (a page or an asset from memory, a redirect, a fixed JSON), and the login
+-- itself, whose failures the console counts (LOGIN_FAILS, LOGIN_FAILS_ALL).
+-- Before, a flood of requests without a session (anyone on this machine)
+-- spent the common bucket, and the login page, its script and the login were
+-- answered 429 for as long as it lasted: the administrator could not log in.
+M.OPEN = { "GET /", "GET /login", "GET /api/login", "GET /assets/*", "GET /favicon.ico",
+           "POST /login", "POST /api/login" }
 M.SESSION_IDLE = 30 * 60          -- a session unused this long is gone
 M.SESSION_MAX = 12 * 3600         -- and none lives longer than this
 M.SESSIONS = 16                   -- at most this many at once (the oldest goes)
@@ -1783,6 +1792,7 @@ function M.start(opts)
   for k, v in pairs(M.LIMITS) do limits[k] = v end
   limits.host, limits.port = host, port
   limits.trust_cookie = COOKIE
+  limits.open = M.OPEN
   limits.handler = function(req) self:handle(req) end
   local srv, err = core.http.listen(limits)
   if not srv then return nil, err end
