@@ -100,6 +100,10 @@ local SECURITY_HEADERS = {
 local TYPES = { html = "text/html; charset=utf-8", js = "text/javascript; charset=utf-8",
                 css = "text/css; charset=utf-8", svg = "image/svg+xml", png = "image/png",
                 ico = "image/x-icon", json = "application/json", txt = "text/plain; charset=utf-8" }
+-- Every text type names its charset: an event stream is UTF-8 by definition, and
+-- now says so (it was the one text answer without it).  JSON has no charset
+-- parameter (RFC 8259 8.1: always UTF-8).  Not in TYPES: no asset is a stream.
+local EVENT_STREAM = "text/event-stream; charset=utf-8"
 
 -- The settings the console may change: the seed's form and what tunes delivery.
 -- Not: commands (password_command, oauth_token_command: a session would run a
@@ -1575,9 +1579,9 @@ end)
 -- when its session does (logout, expiry, a password change): a last `logout`
 -- event tells the page.
 route("GET", "/api/events", function(self, req, ctx)
-  if ctx.head then return self:send(req, 200, "text/event-stream", "") end
+  if ctx.head then return self:send(req, 200, EVENT_STREAM, "") end
   local status = require "mailhook.status"
-  local ok = req:stream(200, headers { { "Content-Type", "text/event-stream" } })
+  local ok = req:stream(200, headers { { "Content-Type", EVENT_STREAM } })
   if not ok then return end
   local sub = { cond = status.cond(), status_dirty = true, log_seq = self.log_seq or 0, last_status = -1e9,
                 session = ctx.session }
