@@ -63,6 +63,7 @@ M.LOGIN_FAILS = 5                 -- per client address in LOGIN_WINDOW, then 42
 M.LOGIN_FAILS_ALL = 20            -- from all addresses together (127.0.0.0/8 is 16M clients)
 M.LOGIN_WAITING = 4               -- password checks waiting for the one running; more: 429
 M.LOGIN_DELAY = 1                 -- seconds before a failed login is answered
+M.LOGIN_BODY_MAX = 16 * 1024      -- bytes of a login's body (POST /login, /api/login); more: 413
 M.PASSWORD_MIN = 8                -- characters of a console password set from the console
 M.SETTINGS_LOCK_WAIT = 10         -- seconds a Save waits for another process's settings lock, then 503
 M.SETTINGS_LOCK_RETRY = 0.2       -- how often it tries the lock meanwhile
@@ -707,6 +708,13 @@ function M:dispatch(req)
   -- the login form sent by the browser itself (JavaScript off, login.js not
   -- loaded yet): a login as a form post (M:form_login; it was a raw JSON 405,
   -- then a redirect to the login page that logged nobody in)
+  -- the logins take no rate token (M.OPEN): their bodies are bounded before any
+  -- Lua reads them (a password is at most 4096 bytes; 16 KiB hold it escaped),
+  -- so a flood of 64 KiB bodies costs no more than one of 429s
+  if (key == "POST /login" or key == "POST /api/login") and #(req:body() or "") > M.LOGIN_BODY_MAX then
+    if key == "POST /login" then return self:send(req, 413, TYPES.txt, "the login form is too large\n") end
+    return self:fail(req, 413, "a login body is at most " .. M.LOGIN_BODY_MAX .. " bytes")
+  end
   if key == "POST /login" then return self:form_login(req) end
   if not fn then
     if path:match("^/assets/") and method == "GET" then return self:asset(req, path:sub(9)) end
