@@ -690,7 +690,9 @@ static void process(conn *c) {
       /* the parser's words say what was wrong; "bad request" only for a 400
          (a 413 is not a malformed request: its reason is its own) */
       snprintf(text, sizeof text, "%s%s\n", c->hp.status == 400 ? "bad request: " : "", c->hp.why);
-      answer_own(c, c->hp.req, 0, c->hp.status, NULL, text);
+      /* a HEAD refused after its request line was read gets the head alone (RFC
+         9110 9.3.2: an answer to HEAD has no body; it had the text) */
+      answer_own(c, c->hp.req, c->hp.req && c->hp.req->is_head, c->hp.status, NULL, text);
       mh_hp_reset(&c->hp);
       linger(c);
     }

@@ -236,6 +236,18 @@ ok(st == 200 and "charset=utf-8" in h.get("content-type", "") and "no-store" in 
    "HEAD /api/events: the same type, no-store", (st, h))
 st, h, hl, body = req("GET", "/", "")
 ok(st == 303 and "no-store" in h.get("cache-control", ""), "GET / without a session: 303, no-store", (st, h))
+# a HEAD the HTTP layer refuses (its framing): the head alone, no body after it
+c = Conn()
+c.send("HEAD /login HTTP/1.1\r\n%sOrigin: a\r\nOrigin: b\r\n\r\n" % HOSTH)
+r = read_response(c, head_only=True)
+try:
+    while c.fill():
+        pass
+except OSError:
+    pass
+c.close()
+ok(r and r[0] == 400 and c.buf == b"" and int(dict(r[1]).get("content-length", "0")) > 0,
+   "HEAD refused by the HTTP layer (two Origin): 400, its length, no body", (r and r[0], c.buf[:80]))
 # HEAD: the GET's head, no body
 st, h, hl, body = req("HEAD", "/api/settings", "Cookie: %s\r\n" % COOKIE)
 ok(st == 200 and body == "" and int(h.get("content-length", "0")) > 0, "HEAD /api/settings: 200, its length, no body",
