@@ -6,7 +6,9 @@ browser goes to another page of the console; the session ends elsewhere
 (a logout with the same cookie from another client: the browser's cookie
 does not change, so nothing evicts the page from the back/forward cache);
 then Back: the login page, not the settings.  And after Log out: Back shows
-the login page too.  Speaks TAP.
+the login page too.  All of it while another local user floods the console
+with requests needing no login (its bucket empty all along): the login page,
+its script and styles and the login are never limited.  Speaks TAP.
 
 Usage: back_browser.py BASE ADMIN_PW
 """
@@ -16,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -40,6 +43,8 @@ def until(fn, desc, limit=30):
 
 def login():
     driver.get(BASE + "/login")
+    if not until(lambda: E("password").is_displayed(), "the login page is shown", 10):
+        raise SystemExit("no login page")
     E("password").send_keys(ADMIN_PW)
     E("login-button").click()
     until(lambda: E("page-settings").is_displayed() and E("f-server") is not None, "logged in: the settings page")
@@ -59,7 +64,28 @@ def end_elsewhere():
     return r.status
 
 
+flooding = threading.Event()
+flooded = []
+
+
+def flooder():
+    """Requests without a session, as fast as they are answered (429 once the bucket is empty)."""
+    while not flooding.is_set():
+        try:
+            c = http.client.HTTPConnection(HOST, int(PORT), timeout=10)
+            c.request("GET", "/api/status")
+            flooded.append(c.getresponse().status)
+            c.close()
+        except OSError:
+            pass
+
+
+flooders = [threading.Thread(target=flooder) for _ in range(3)]
+for t in flooders:
+    t.start()
 try:
+    taplib_wait = __import__("taplib").wait_until
+    ok(taplib_wait(lambda: flooded.count(429) > 20, 15, 0.05), "a flood without a session: 429s")
     login()
     driver.get(BASE + "/login?error=form")      # another document of the console (logged in: on to /)
     driver.get(BASE + "/assets/console.css")
@@ -75,7 +101,13 @@ try:
     driver.back()
     until(lambda: driver.current_url.endswith("/login") and E("login-form").is_displayed(),
           "Back after logging out: the login page")
+    flooding.set()
+    ok(flooded.count(429) > len(flooded) // 2, "the flood was limited all along (%d of %d: 429)"
+       % (flooded.count(429), len(flooded)))
 finally:
+    flooding.set()
+    for t in flooders:
+        t.join()
     try:
         driver.quit()
     except Exception:

@@ -1,6 +1,8 @@
 # The Back button and a session that ended (tests/console/back_browser.py,
 # headless chromium): a settings page whose session was ended elsewhere is
-# never shown again by Back, whatever the browser's back/forward cache kept.
+# never shown again by Back, whatever the browser's back/forward cache kept;
+# all while another local user floods the console without a session: the
+# login page, its assets and the login are never rate-limited.
 # Real parts: `mailhook run` with its console, chromium.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
