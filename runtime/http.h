@@ -111,8 +111,9 @@ typedef struct {
   const char *(*path)(mh_http_req *r, size_t *len);       /* without the query, %-decoded, no
                                                              "." or ".." segment (httpparse.h) */
   const char *(*query)(mh_http_req *r, size_t *len);      /* after '?', or NULL */
-  const char *(*header)(mh_http_req *r, const char *lc_name, size_t *len); /* first one, or NULL;
-                                                             "host": an http:// target's authority */
+  const char *(*header)(mh_http_req *r, const char *lc_name, size_t *len); /* NULL when absent;
+                                                             "host": an http:// target's authority; a field sent
+                                                             twice: all its lines joined (httpparse.h) */
   const char *(*body)(mh_http_req *r, size_t *len);       /* NULL when none */
   int (*peer)(mh_http_req *r, char *buf, size_t len);     /* "127.0.0.1"; 0 or -1 */
 
