@@ -10,7 +10,7 @@
 ** order and a client that pipelines without reading holds one answer's memory.
 **
 ** Why each limit is enforced where it is:
-**  - head and body: the parser bounds the head (431) and refuses a body over
+**  - head and body: the parser bounds the head (414 in the request line, 431) and refuses a body over
 **    max_body from its Content-Length before reading it (413); a deadline,
 **    set when a connection is ready for its next request and not moved by any
 **    byte, cuts a client that trickles a request or idles (req_timeout_ms);
@@ -18,8 +18,11 @@
 **    for a request is ended (slowloris), and when every one is busy with a
 **    request, every new request gets 429; over twice it the socket is closed
 **    at once;
-**  - rate: one token bucket for the listener, checked before the caller sees
-**    the request, so a flood costs a few microseconds of C per request;
+**  - rate: token buckets (one for requests carrying a trusted credential,
+**    one for the rest), checked before the caller sees the request, so a
+**    flood costs a few microseconds of C per request; the caller's open
+**    routes (the login page, its assets, the login itself, limited by the
+**    caller's count of failures) take no token: a 429 costs what they cost;
 **  - readers that stop reading: a sweep (at most each second) closes a
 **    connection whose unsent bytes made no progress for stall_ms; a stream
 **    with more than max_stream_buffer bytes unsent is dropped at once;
@@ -119,6 +122,7 @@ struct mh_http_server {
   double ttokens;               /* the bucket of requests carrying a trusted credential */
   uint64_t ttokens_at;
   char trust_cookie[64];        /* p.trust_cookie ("": none) */
+  char open[MH_HTTP_OPEN][MH_HTTP_OPEN_LEN];  /* p.open's entries ("" ends them) */
   char trusted[MH_HTTP_TRUSTED][MH_HTTP_TRUST_LEN];
   size_t trusted_len[MH_HTTP_TRUSTED];   /* 0: a free place */
   mh_http_stats st;
@@ -152,6 +156,7 @@ static const char *reason_of(int status) {
   case 409: return "Conflict";
   case 411: return "Length Required";
   case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
   case 415: return "Unsupported Media Type";
   case 417: return "Expectation Failed";
   case 421: return "Misdirected Request";
@@ -561,6 +566,7 @@ static int carries_trusted(const mh_http_server *s, const mh_hp_req *req) {
   for (size_t i = 0; i < req->nfields; i++) {
     const mh_hp_field *f = &req->fields[i];
     const char *v = f->value, *end = f->value + f->value_len;
+    if (f->dup) continue;                /* its value is in the first line's (httpparse.h) */
     if (f->name_len == 13 && strncasecmp(f->name, "authorization", 13) == 0) {
       if (f->value_len > 7 && strncasecmp(v, "bearer ", 7) == 0) {
         v += 7;
@@ -603,14 +609,35 @@ static int h_trust(mh_http_server *s, const char *key, size_t len, int on) {
   return 0;
 }
 
+/* Whether req is for one of the open routes (params.open): never limited. */
+static int is_open(const mh_http_server *s, const mh_hp_req *req) {
+  for (int k = 0; k < MH_HTTP_OPEN && s->open[k][0]; k++) {
+    const char *e = s->open[k], *sp = strchr(e, ' '), *path;
+    size_t ml = (size_t)(sp - e), pl;
+    int prefix;
+    if (!(req->method_len == ml && memcmp(req->method, e, ml) == 0) &&
+        !(req->is_head && ml == 3 && memcmp(e, "GET", 3) == 0))
+      continue;
+    path = sp + 1;
+    pl = strlen(path);
+    prefix = pl && path[pl - 1] == '*';
+    if (prefix) pl--;
+    if (prefix ? req->path_len >= pl && memcmp(req->path, path, pl) == 0
+               : req->path_len == pl && memcmp(req->path, path, pl) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 /* A whole request: past the limits, to the caller. */
 static void dispatch(conn *c, mh_hp_req *hp) {
   mh_http_server *s = c->s;
   mh_http_req *r;
   c->deadline = 0;
   c->keep = hp->keep_alive;
-  if (s->live > s->p.max_conns || !(carries_trusted(s, hp) ? take_token(s, &s->ttokens, &s->ttokens_at)
-                                                              : take_token(s, &s->tokens, &s->tokens_at))) {
+  if (s->live > s->p.max_conns ||
+      !(is_open(s, hp) || (carries_trusted(s, hp) ? take_token(s, &s->ttokens, &s->ttokens_at)
+                                                  : take_token(s, &s->tokens, &s->tokens_at)))) {
     char text[120];
     /* which limit: a client told "too many requests" while it sent one
        cannot tell a busy console from its own rate */
@@ -663,7 +690,9 @@ static void process(conn *c) {
       /* the parser's words say what was wrong; "bad request" only for a 400
          (a 413 is not a malformed request: its reason is its own) */
       snprintf(text, sizeof text, "%s%s\n", c->hp.status == 400 ? "bad request: " : "", c->hp.why);
-      answer_own(c, c->hp.req, 0, c->hp.status, NULL, text);
+      /* a HEAD refused after its request line was read gets the head alone (RFC
+         9110 9.3.2: an answer to HEAD has no body; it had the text) */
+      answer_own(c, c->hp.req, c->hp.req && c->hp.req->is_head, c->hp.status, NULL, text);
       mh_hp_reset(&c->hp);
       linger(c);
     }
@@ -899,6 +928,17 @@ static int h_listen(uv_loop_t *loop, const mh_http_params *p, mh_http_server **o
   }
   snprintf(s->trust_cookie, sizeof s->trust_cookie, "%s", p->trust_cookie ? p->trust_cookie : "");
   s->p.trust_cookie = s->trust_cookie;
+  for (int k = 0; p->open && p->open[k]; k++) {
+    const char *sp = strchr(p->open[k], ' ');
+    if (k == MH_HTTP_OPEN || strlen(p->open[k]) >= MH_HTTP_OPEN_LEN || !sp || sp == p->open[k] || sp[1] != '/') {
+      free(s);
+      snprintf(err, errlen, "open: more than %d entries, or one over %d bytes or not 'METHOD /path'",
+               MH_HTTP_OPEN, MH_HTTP_OPEN_LEN - 1);
+      return UV_EINVAL;
+    }
+    snprintf(s->open[k], sizeof s->open[k], "%s", p->open[k]);
+  }
+  s->p.open = NULL;
 
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;

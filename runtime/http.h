@@ -39,7 +39,8 @@ typedef struct {
   int port;                     /* 0 = any free port (tests); see address() */
   size_t max_body;              /* request bodies above this get 413 (known from
                                    Content-Length before a byte of the body is read) */
-  size_t max_head;              /* request line + headers above this get 431: the
+  size_t max_head;              /* request line + headers above this get 431 (414 while
+                                   the request line is still arriving): the
                                    memory a request head may take */
   unsigned max_conns;           /* open connections served; above it every request
                                    gets 429, and above twice it new connections are
@@ -53,7 +54,7 @@ typedef struct {
   unsigned stall_ms;            /* a response write without progress for this long
                                    (a client that stopped reading) drops the connection */
   size_t max_stream_buffer;     /* bytes a stream may have unsent before it is dropped */
-  const char *json_prefix;      /* this file's own answers (400, 408, 411, 413, 429, 431,
+  const char *json_prefix;      /* this file's own answers (400, 408, 411, 413, 414, 429, 431,
                                    503...) to a path starting with it ("/api/", copied)
                                    are JSON {"ok":false,"error":"..."}, the shape of the
                                    caller's own errors; other paths, or NULL: text */
@@ -62,6 +63,15 @@ typedef struct {
   void (*on_request)(void *ud, mh_http_req *r);
   void *ud;
   const char *trust_cookie;     /* the cookie whose value trust() may name (copied; NULL: none) */
+  const char *const *open;      /* the way in, never rate-limited: NULL-terminated
+                                   "METHOD /path" entries (a trailing * makes a prefix; GET
+                                   also matches HEAD), at most MH_HTTP_OPEN, each under
+                                   MH_HTTP_OPEN_LEN bytes (copied; NULL: none).  For
+                                   answers that cost no more than a 429 (a page from
+                                   memory, a redirect) and for what the caller limits
+                                   itself (a login's failures): a flood without a session
+                                   spent the bucket and the administrator could not even
+                                   load the login page */
 } mh_http_params;
 
 /* What /metrics and the tests want to know about the server itself. */
@@ -74,7 +84,7 @@ typedef struct {
   uint64_t evicted;             /* connections waiting for a request, ended at the limit
                                    to make room for a new one (slowloris) */
   uint64_t stalled;             /* connections dropped for not reading */
-  uint64_t malformed;           /* refused by the parser: 400, 411, 413, 417, 431, 501, 505 */
+  uint64_t malformed;           /* refused by the parser: 400, 411, 413, 414, 417, 431, 501, 505 */
 } mh_http_stats;
 
 typedef struct {
@@ -101,8 +111,9 @@ typedef struct {
   const char *(*path)(mh_http_req *r, size_t *len);       /* without the query, %-decoded, no
                                                              "." or ".." segment (httpparse.h) */
   const char *(*query)(mh_http_req *r, size_t *len);      /* after '?', or NULL */
-  const char *(*header)(mh_http_req *r, const char *lc_name, size_t *len); /* first one, or NULL;
-                                                             "host": an http:// target's authority */
+  const char *(*header)(mh_http_req *r, const char *lc_name, size_t *len); /* NULL when absent;
+                                                             "host": an http:// target's authority; a field sent
+                                                             twice: all its lines joined (httpparse.h) */
   const char *(*body)(mh_http_req *r, size_t *len);       /* NULL when none */
   int (*peer)(mh_http_req *r, char *buf, size_t len);     /* "127.0.0.1"; 0 or -1 */
 
@@ -125,12 +136,15 @@ typedef struct {
   /* A credential the caller holds live (a session id, a bearer token): a
   ** request carrying it (params.trust_cookie's value, or Authorization:
   ** Bearer) takes from a bucket of its own, of the same rate and burst, so
-  ** a flood without it cannot starve the administrator with 429s.  on: 1 to
+  ** a flood without it cannot starve the administrator with 429s (a request
+  ** for an open route, params.open, takes from neither).  on: 1 to
   ** add, 0 to remove.  0; -1 when the table is full or the key is over
   ** MH_HTTP_TRUST_LEN bytes (the request then shares the common bucket). */
   int (*trust)(mh_http_server *s, const char *key, size_t len, int on);
 } mh_http_api;
 
+#define MH_HTTP_OPEN 16
+#define MH_HTTP_OPEN_LEN 64
 #define MH_HTTP_TRUSTED 32
 #define MH_HTTP_TRUST_LEN 128
 

@@ -55,6 +55,13 @@ static int eq_nocase(const char *a, size_t n, const char *lc) {
   return lc[i] == 0;
 }
 
+/* a and b (n bytes each) are equal, ignoring case. */
+static int eq_nocase_n(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return 0;
+  return 1;
+}
+
 static int hexval(int c) {
   if (c >= '0' && c <= '9') return c - '0';
   c = lower(c);
@@ -189,6 +196,60 @@ static int field_line(mh_hp *p, char *line, size_t n) {
   return MH_HP_MORE;
 }
 
+/* Fields with one value only that a decision of the server or the console
+** rests on: sent twice, they are refused (400), never read by one copy while
+** a proxy in front may have read the other (Host, Content-Length and
+** Transfer-Encoding are judged with the framing, in head_done).  Shown: the
+** name as the refusal says it (never as the request spelt it). */
+static const struct { const char *lc, *shown; } SINGLETONS[] = {
+  { "origin", "Origin" }, { "referer", "Referer" }, { "content-type", "Content-Type" },
+  { "authorization", "Authorization" }, { "sec-fetch-site", "Sec-Fetch-Site" },
+  { "sec-fetch-mode", "Sec-Fetch-Mode" }, { "sec-fetch-dest", "Sec-Fetch-Dest" },
+  { "sec-fetch-user", "Sec-Fetch-User" }, { "x-csrf-token", "X-CSRF-Token" },
+  { "x-mailhook-poll", "X-Mailhook-Poll" },
+};
+
+/* Several lines of one name: a singleton is refused; the others' values are
+** joined into r->joined, the first line's value pointing there and the later
+** lines marked dup (mh_hp_header, and the server's own look at Cookie, then
+** see every value: a first-copy reader and a last-copy proxy cannot disagree).
+** MH_HP_MORE, or MH_HP_ERROR. */
+static int join_repeats(mh_hp *p) {
+  mh_hp_req *r = p->req;
+  size_t cap = 0, at = 0;
+  for (size_t i = 0; i < r->nfields; i++) cap += r->fields[i].value_len + 2;
+  for (size_t i = 0; i < r->nfields; i++) {
+    mh_hp_field *f = &r->fields[i];
+    int cookie, n = 0;
+    const char *sep;
+    if (f->dup) continue;
+    for (size_t j = i + 1; j < r->nfields; j++)
+      if (r->fields[j].name_len == f->name_len && eq_nocase_n(r->fields[j].name, f->name, f->name_len)) n++;
+    if (!n) continue;
+    for (size_t k = 0; k < sizeof SINGLETONS / sizeof SINGLETONS[0]; k++)
+      if (eq_nocase(f->name, f->name_len, SINGLETONS[k].lc))
+        return failf(p, 400, "more than one %s", SINGLETONS[k].shown);
+    if (!r->joined && !(r->joined = malloc(cap ? cap : 1))) return fail(p, 503, "service unavailable: out of memory");
+    cookie = eq_nocase(f->name, f->name_len, "cookie");
+    sep = cookie ? "; " : ", ";
+    {
+      size_t start = at;
+      for (size_t j = i; j < r->nfields; j++) {
+        mh_hp_field *g = &r->fields[j];
+        if (g->name_len != f->name_len || !eq_nocase_n(g->name, f->name, f->name_len)) continue;
+        if (g->value_len == 0) { if (j != i) g->dup = 1; continue; }   /* an empty line adds nothing */
+        if (at > start) { memcpy(r->joined + at, sep, 2); at += 2; }
+        memcpy(r->joined + at, g->value, g->value_len);
+        at += g->value_len;
+        if (j != i) g->dup = 1;
+      }
+      f->value = r->joined + start;
+      f->value_len = at - start;
+    }
+  }
+  return MH_HP_MORE;
+}
+
 /* Does the comma-separated list (a Connection header) hold token lc? */
 static int list_has(const char *s, size_t n, const char *lc) {
   size_t i = 0;
@@ -231,6 +292,7 @@ static int head_done(mh_hp *p) {
   if (nte) return failf(p, 501, "not implemented: Transfer-Encoding '%.*s' (a request body is taken "
                          "with Content-Length only)", SHOWN(te->value, te->value_len));
   if (nhost > 1) return fail(p, 400, "more than one Host");
+  if (join_repeats(p) != MH_HP_MORE) return MH_HP_ERROR;
   if (host && !r->authority) {
     r->authority = host->value;
     r->authority_len = host->value_len;
@@ -324,6 +386,8 @@ int mh_hp_feed(mh_hp *p, const char *data, size_t len, size_t *used) {
     if (r->head_len >= p->max_head) {
       i++;
       *used = i;
+      if (!r->method)                       /* still in the request line: its target is too long */
+        return failf(p, 414, "URI too long: the request line is over %zu bytes", p->max_head);
       return failf(p, 431, "request head too large: over %zu bytes (the request line and headers)", p->max_head);
     }
     if (p->state == S_CR) {
@@ -369,6 +433,7 @@ void mh_hp_req_free(mh_hp_req *r) {
   free(r->head);
   free(r->path);
   free(r->body);
+  free(r->joined);
   free(r);
 }
 
@@ -391,7 +456,7 @@ const char *mh_hp_header(const mh_hp_req *r, const char *lc_name, size_t *len) {
     return r->authority;
   }
   for (size_t i = 0; i < r->nfields; i++)
-    if (eq_nocase(r->fields[i].name, r->fields[i].name_len, lc_name)) {
+    if (!r->fields[i].dup && eq_nocase(r->fields[i].name, r->fields[i].name_len, lc_name)) {
       *len = r->fields[i].value_len;
       return r->fields[i].value;
     }

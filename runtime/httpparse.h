@@ -10,11 +10,19 @@
 ** obsolete folded line, whitespace before a header's colon, two Content-Length
 ** (even equal), a Content-Length that is not plain digits, any
 ** Transfer-Encoding (411 for chunked, 501 for another coding, 400 beside a
-** Content-Length or twice), two Host, a request target that is not
-** visible ASCII or has a bad %-escape or a fragment, a version other than
-** HTTP/1.0 and HTTP/1.1.  Bounds: the head (request line and header lines) to
-** max_head bytes (431), header lines to MH_HP_MAX_FIELDS (400), the body to
+** Content-Length or twice), two Host, two of any other field that has one
+** value only and that a decision rests on (Origin, Referer, Content-Type,
+** Authorization, Sec-Fetch-*, X-CSRF-Token: SINGLETONS in httpparse.c), a request
+** target that is not visible ASCII or has a bad %-escape or a fragment, a
+** version other than HTTP/1.0 and HTTP/1.1.  Bounds: the head (request line
+** and header lines) to max_head bytes (414 while the request line is still
+** arriving, 431 after it), header lines to MH_HP_MAX_FIELDS (400), the body to
 ** max_body bytes (413, known from Content-Length before any of it is read).
+**
+** A field sent twice is never answered by its first copy alone (a proxy in
+** front may read the last one): a singleton is refused (above); Cookie lines
+** are joined with "; " (RFC 6265 5.4, as an HTTP/2 hop splits them, RFC 9113
+** 8.2.3); any other field's lines are joined with ", " (RFC 9110 5.3: a list).
 **
 ** The path handed on is percent-decoded and then cleared of "." and ".."
 ** segments (RFC 3986 5.2.4 on the decoded bytes), so no segment of it is "."
@@ -32,8 +40,11 @@
 typedef struct {
   const char *name;             /* as sent (compare without case) */
   size_t name_len;
-  const char *value;            /* without the whitespace around it */
+  const char *value;            /* without the whitespace around it; for the first of
+                                   several lines of one name, all their values joined */
   size_t value_len;
+  int dup;                      /* a later line of a name seen before: its value is in
+                                   the first one's (look at that one, not this) */
 } mh_hp_field;
 
 /* A request read to its end.  Owned by whoever took it (mh_hp_take);
@@ -59,6 +70,7 @@ typedef struct {
   int is_head;                  /* the method is HEAD: the answer has no body */
   size_t content_length;        /* the body's length (0: none) */
   char *body;                   /* content_length bytes (owned), NULL when none */
+  char *joined;                 /* the joined values of fields sent twice (owned), or NULL */
   size_t nfields;
   mh_hp_field fields[MH_HP_MAX_FIELDS];
 } mh_hp_req;
@@ -105,8 +117,9 @@ void mh_hp_reset(mh_hp *p);
 void mh_hp_free(mh_hp *p);
 void mh_hp_req_free(mh_hp_req *r);
 
-/* The first header named lc_name (lower case; "host" gives the authority),
-** or NULL. */
+/* The header named lc_name (lower case; "host" gives the authority): its
+** value, all its lines' values joined when it came several times (Cookie with
+** "; ", others with ", "; a singleton never comes twice), or NULL. */
 const char *mh_hp_header(const mh_hp_req *r, const char *lc_name, size_t *len);
 
 /* Percent-decodes in (n bytes, starting with '/') into out (n + 1 bytes) and

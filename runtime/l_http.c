@@ -6,7 +6,9 @@
 **
 **   local srv, err = core.http.listen{host = "127.0.0.1", port = 8025,
 **       max_body =, max_head =, max_conns =, rate =, burst =, req_timeout =, stall =,
-**       max_stream_buffer =, json_prefix = "/api/", handler = function(req) ... end}
+**       max_stream_buffer =, json_prefix = "/api/", trust_cookie =, open = {"GET /login", ...},
+**       handler = function(req) ... end}
+**   (open: routes never rate-limited, "METHOD /path", a trailing * for a prefix: http.h)
 **   (json_prefix: the server's own errors, 400 413 429 431..., to paths under it
 **   are JSON {"ok":false,"error":"..."}, as the console's handlers answer)
 **   srv:address() -> host, port      srv:stats() -> {connections=, requests=, limited=, malformed=, ...}
@@ -262,7 +264,8 @@ static int l_listen(lua_State *L) {
   const char *host;
   int rc;
   static const char *const known[] = { "handler", "host", "port", "json_prefix", "max_body", "max_head",
-    "max_conns", "rate", "burst", "req_timeout", "stall", "max_stream_buffer", "trust_cookie", NULL };
+    "max_conns", "rate", "burst", "req_timeout", "stall", "max_stream_buffer", "trust_cookie", "open", NULL };
+  const char *open[MH_HTTP_OPEN + 1] = { NULL };
   mh_l_arg_type(L, 1, "options", LUA_TTABLE);
   mh_l_check_nargs(L, 1, "http.listen");
   mh_l_check_options(L, 1, "http.listen", known);
@@ -277,6 +280,21 @@ static int l_listen(lua_State *L) {
   p.json_prefix = mh_l_optfield_cstring(L, -1, "http.listen", "json_prefix", 63, NULL);
   lua_getfield(L, 1, "trust_cookie");
   p.trust_cookie = mh_l_optfield_cstring(L, -1, "http.listen", "trust_cookie", 63, NULL);
+  lua_getfield(L, 1, "open");                 /* {"GET /login", ...}: http.h */
+  if (!lua_isnil(L, -1)) {
+    lua_Integer n;
+    if (!lua_istable(L, -1)) mh_l_field_error(L, -1, "http.listen", "open", "a list of 'METHOD /path' strings");
+    n = (lua_Integer)lua_rawlen(L, -1);
+    if (n > MH_HTTP_OPEN) luaL_error(L, "http.listen: open: at most %d entries", MH_HTTP_OPEN);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_type(L, -1) != LUA_TSTRING) mh_l_field_error(L, -1, "http.listen", "open", "a list of 'METHOD /path' strings");
+      open[i - 1] = lua_tostring(L, -1);       /* kept alive by the options table */
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  p.open = open;
   {
     lua_Number port = opt_num(L, "port", 0);
     if (!(port >= 0 && port <= 65535)) luaL_error(L, "http.listen: port must be 0-65535");

@@ -46,6 +46,15 @@ M.LIMITS = { max_body = 64 * 1024, max_head = 8 * 1024, max_conns = 32, rate = 2
              req_timeout = 10, stall = 30, max_stream_buffer = 1024 * 1024,
              -- the HTTP layer's own errors (413, 431, 429...) to the API: JSON, the shape of M:fail
              json_prefix = "/api/" }
+-- The way in, never rate-limited by the HTTP layer (http.h: open): what an
+-- administrator not logged in yet needs, each no dearer to answer than a 429
+-- (a page or an asset from memory, a redirect, a fixed JSON), and the login
+-- itself, whose failures the console counts (LOGIN_FAILS, LOGIN_FAILS_ALL).
+-- Before, a flood of requests without a session (anyone on this machine)
+-- spent the common bucket, and the login page, its script and the login were
+-- answered 429 for as long as it lasted: the administrator could not log in.
+M.OPEN = { "GET /", "GET /login", "GET /api/login", "GET /assets/*", "GET /favicon.ico",
+           "POST /login", "POST /api/login" }
 M.SESSION_IDLE = 30 * 60          -- a session unused this long is gone
 M.SESSION_MAX = 12 * 3600         -- and none lives longer than this
 M.SESSIONS = 16                   -- at most this many at once (the oldest goes)
@@ -54,6 +63,7 @@ M.LOGIN_FAILS = 5                 -- per client address in LOGIN_WINDOW, then 42
 M.LOGIN_FAILS_ALL = 20            -- from all addresses together (127.0.0.0/8 is 16M clients)
 M.LOGIN_WAITING = 4               -- password checks waiting for the one running; more: 429
 M.LOGIN_DELAY = 1                 -- seconds before a failed login is answered
+M.LOGIN_BODY_MAX = 16 * 1024      -- bytes of a login's body (POST /login, /api/login); more: 413
 M.PASSWORD_MIN = 8                -- characters of a console password set from the console
 M.SETTINGS_LOCK_WAIT = 10         -- seconds a Save waits for another process's settings lock, then 503
 M.SETTINGS_LOCK_RETRY = 0.2       -- how often it tries the lock meanwhile
@@ -91,6 +101,10 @@ local SECURITY_HEADERS = {
 local TYPES = { html = "text/html; charset=utf-8", js = "text/javascript; charset=utf-8",
                 css = "text/css; charset=utf-8", svg = "image/svg+xml", png = "image/png",
                 ico = "image/x-icon", json = "application/json", txt = "text/plain; charset=utf-8" }
+-- Every text type names its charset: an event stream is UTF-8 by definition, and
+-- now says so (it was the one text answer without it).  JSON has no charset
+-- parameter (RFC 8259 8.1: always UTF-8).  Not in TYPES: no asset is a stream.
+local EVENT_STREAM = "text/event-stream; charset=utf-8"
 
 -- The settings the console may change: the seed's form and what tunes delivery.
 -- Not: commands (password_command, oauth_token_command: a session would run a
@@ -694,6 +708,13 @@ function M:dispatch(req)
   -- the login form sent by the browser itself (JavaScript off, login.js not
   -- loaded yet): a login as a form post (M:form_login; it was a raw JSON 405,
   -- then a redirect to the login page that logged nobody in)
+  -- the logins take no rate token (M.OPEN): their bodies are bounded before any
+  -- Lua reads them (a password is at most 4096 bytes; 16 KiB hold it escaped),
+  -- so a flood of 64 KiB bodies costs no more than one of 429s
+  if (key == "POST /login" or key == "POST /api/login") and #(req:body() or "") > M.LOGIN_BODY_MAX then
+    if key == "POST /login" then return self:send(req, 413, TYPES.txt, "the login form is too large\n") end
+    return self:fail(req, 413, "a login body is at most " .. M.LOGIN_BODY_MAX .. " bytes")
+  end
   if key == "POST /login" then return self:form_login(req) end
   if not fn then
     if path:match("^/assets/") and method == "GET" then return self:asset(req, path:sub(9)) end
@@ -1566,9 +1587,9 @@ end)
 -- when its session does (logout, expiry, a password change): a last `logout`
 -- event tells the page.
 route("GET", "/api/events", function(self, req, ctx)
-  if ctx.head then return self:send(req, 200, "text/event-stream", "") end
+  if ctx.head then return self:send(req, 200, EVENT_STREAM, "") end
   local status = require "mailhook.status"
-  local ok = req:stream(200, headers { { "Content-Type", "text/event-stream" } })
+  local ok = req:stream(200, headers { { "Content-Type", EVENT_STREAM } })
   if not ok then return end
   local sub = { cond = status.cond(), status_dirty = true, log_seq = self.log_seq or 0, last_status = -1e9,
                 session = ctx.session }
@@ -1783,6 +1804,7 @@ function M.start(opts)
   for k, v in pairs(M.LIMITS) do limits[k] = v end
   limits.host, limits.port = host, port
   limits.trust_cookie = COOKIE
+  limits.open = M.OPEN
   limits.handler = function(req) self:handle(req) end
   local srv, err = core.http.listen(limits)
   if not srv then return nil, err end

@@ -518,8 +518,8 @@ LAYER = [
      "not implemented: Transfer-Encoding 'gzip'"),
     ("a head over max_head", b"GET /api/status HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
      "request head too large: over 8192 bytes"),
-    ("a URL over max_head (no path parsed)", b"GET /api/queue?" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n", 431,
-     "request head too large: over 8192 bytes"),
+    ("a URL over max_head (no path parsed)", b"GET /api/queue?" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414,
+     "URI too long: the request line is over 8192 bytes"),
     ("a malformed request line", b"GET /api/status HTTP/1.1 x\r\n" + H + b"\r\n", 400,
      "bad request: malformed request line"),
     ("an absolute-form target, HTTP/2.0", b"GET http://%s:%d/api/status HTTP/2.0\r\n\r\n" % (HOST.encode(), PORT), 505,
@@ -530,7 +530,8 @@ LAYER = [
     ("an Expect it does not know", POST + b"Content-Length: 2\r\nExpect: magic\r\n\r\n{}", 417,
      "expectation failed: Expect 'magic' (only 100-continue is understood)"),
 ]
-REASON = {400: "Bad Request", 411: "Length Required", 413: "Content Too Large", 417: "Expectation Failed",
+REASON = {400: "Bad Request", 411: "Length Required", 413: "Content Too Large", 414: "URI Too Long",
+          417: "Expectation Failed",
           431: "Request Header Fields Too Large", 501: "Not Implemented", 505: "HTTP Version Not Supported"}
 for desc, data, want, text in LAYER:
     st, hdrs, body = exchange(data)

@@ -355,7 +355,7 @@ for _ in range(5):
     if made_up[-1] == 429:
         break
 ok(made_up[-1] == 429, "  a made-up session id is not", made_up)
-ok(wait_until(lambda: request("GET", "/api/login")[0] == 200, 15, 0.3), "  and the flood's bucket fills again")
+ok(wait_until(lambda: request("GET", "/metrics")[0] == 401, 15, 0.3), "  and the flood's bucket fills again")
 
 limited, statuses = None, []
 c = http.client.HTTPConnection(HOST, PORT, timeout=30)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "tap.h"
 #include "httpparse.h"
 
@@ -206,6 +207,14 @@ static void test_refused(void) {
     { S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"), 501, "chunked not alone" },
     { S("GET / HTTP/1.1\r\nTransfer-Encoding:\r\nHost: a\r\n\r\n"), 501, "an empty Transfer-Encoding" },
     { S("GET / HTTP/1.1\r\nHost: evil.example\r\nHost: a\r\n\r\n"), 400, "two Host" },
+    { S("POST / HTTP/1.1\r\nHost: a\r\nOrigin: http://a\r\nOrigin: http://evil.example\r\n\r\n"), 400, "two Origin" },
+    { S("POST / HTTP/1.1\r\nHost: a\r\norigin: http://a\r\nORIGIN: http://a\r\n\r\n"), 400, "two Origin, equal, in other cases" },
+    { S("POST / HTTP/1.1\r\nHost: a\r\nOrigin:\r\nOrigin: http://a\r\n\r\n"), 400, "two Origin, one empty" },
+    { S("POST / HTTP/1.1\r\nHost: a\r\nReferer: http://a/\r\nReferer: http://b/\r\n\r\n"), 400, "two Referer" },
+    { S("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\n\r\n"), 400, "two Content-Type" },
+    { S("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\nAuthorization: Bearer y\r\n\r\n"), 400, "two Authorization" },
+    { S("POST / HTTP/1.1\r\nHost: a\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Site: cross-site\r\n\r\n"), 400, "two Sec-Fetch-Site" },
+    { S("POST / HTTP/1.1\r\nHost: a\r\nX-CSRF-Token: a\r\nX-Csrf-Token: b\r\n\r\n"), 400, "two X-CSRF-Token" },
     { S("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n"), 417, "an Expect other than 100-continue" },
     { S("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505, "HTTP/1.2" },
     { S("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505, "HTTP/2.0" },
@@ -258,12 +267,27 @@ static void test_refused(void) {
     memset(url + 5, 'a', sizeof url - 5);
     mh_hp_init(&p, HEAD_MAX, BODY_MAX);
     is_int(mh_hp_feed(&p, url, sizeof url, &used), MH_HP_ERROR, "a 20 KB URL");
-    ok(p.status == 431 && used == HEAD_MAX + 1, "431 as the bound is passed (%zu bytes read)", used);
+    ok(p.status == 414 && used == HEAD_MAX + 1, "414 as the bound is passed in the request line (%zu bytes read)", used);
     /* after a refusal nothing more is read: no resynchronisation on later bytes */
     is_int(mh_hp_feed(&p, S("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), &used), MH_HP_ERROR, "a refused parser stays refused");
     is_int((int)used, 0, "and reads nothing");
-    ok(p.why && strcmp(p.why, "request head too large: over 8192 bytes (the request line and headers)") == 0,
+    ok(p.why && strcmp(p.why, "URI too long: the request line is over 8192 bytes") == 0,
        "its text names the limit: %s", p.why ? p.why : "(none)");
+    mh_hp_free(&p);
+    /* a head whose request line fits and whose headers do not: 431 */
+    mh_hp_init(&p, HEAD_MAX, BODY_MAX);
+    mh_hp_feed(&p, big, sizeof big, &used);
+    ok(p.status == 431 && p.why && strcmp(p.why, "request head too large: over 8192 bytes (the request line and headers)") == 0,
+       "headers over the bound: 431, %s", p.why ? p.why : "(none)");
+    mh_hp_free(&p);
+  }
+  {
+    /* each singleton's refusal names it (as the server spells it, not the request) */
+    mh_hp p;
+    size_t used;
+    mh_hp_init(&p, HEAD_MAX, BODY_MAX);
+    mh_hp_feed(&p, S("POST / HTTP/1.1\r\nHost: a\r\norigin: http://a\r\nOrigin: http://b\r\n\r\n"), &used);
+    ok(p.status == 400 && p.why && !strcmp(p.why, "more than one Origin"), "two Origin: %s", p.why ? p.why : "(none)");
     mh_hp_free(&p);
   }
   {
@@ -291,6 +315,36 @@ static void test_refused(void) {
       if (!same) printf("#   got: %s\n", p.why ? p.why : "(none)");
       mh_hp_free(&p);
     }
+  }
+}
+
+/* A field of several lines is read with all of them, never the first alone (a
+** proxy in front may take the last): Cookie joined with "; ", a list with ", ". */
+static void test_repeated(void) {
+  static const char req[] = "GET / HTTP/1.1\r\nHost: a\r\nCookie: mh_session=old\r\nAccept: text/html\r\n"
+                            "cookie: mh_session=live; x=1\r\nCookie:\r\nACCEPT: */*\r\nX-One: v\r\n\r\n";
+  for (size_t step = 0; step <= 1; step++) {
+    mh_hp p;
+    mh_hp_req *r;
+    size_t used, len;
+    const char *v;
+    int lines = 0;
+    mh_hp_init(&p, HEAD_MAX, BODY_MAX);
+    is_int(feed(&p, req, sizeof req - 1, step, &used), MH_HP_DONE, "three Cookie lines, two Accept: read (%s)",
+           step ? "a byte at a time" : "at once");
+    r = mh_hp_take(&p);
+    v = r ? mh_hp_header(r, "cookie", &len) : NULL;
+    ok(v && len == 36 && !memcmp(v, "mh_session=old; mh_session=live; x=1", 36),
+       "Cookie: every line's cookies, joined with '; ': '%.*s'", (int)len, v ? v : "");
+    v = r ? mh_hp_header(r, "accept", &len) : NULL;
+    ok(v && len == 14 && !memcmp(v, "text/html, */*", 14), "Accept: a list, joined with ', ': '%.*s'", (int)len, v ? v : "");
+    v = r ? mh_hp_header(r, "x-one", &len) : NULL;
+    ok(v && len == 1 && *v == 'v', "a field sent once: as it was");
+    for (size_t i = 0; r && i < r->nfields; i++)
+      if (!r->fields[i].dup && r->fields[i].name_len == 6 && !strncasecmp(r->fields[i].name, "cookie", 6)) lines++;
+    is_int(lines, 1, "the later Cookie lines are marked dup (the server's look at Cookie sees one)");
+    mh_hp_req_free(r);
+    mh_hp_free(&p);
   }
 }
 
@@ -378,6 +432,7 @@ int main(void) {
   test_versions_and_connection();
   test_body_and_pipeline();
   test_refused();
+  test_repeated();
   test_absolute_form();
   test_paths();
   return done_testing();
