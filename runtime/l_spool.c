@@ -365,6 +365,7 @@ typedef struct {
   size_t data_max;   /* load: the message itself too when at most this long (0: no) */
   int keep;          /* load: keep the file open (kept_add), in kept_fd */
   int lean;          /* load: the entry without what a deliverer never reads (push_entry) */
+  int bare;          /* load by a lean loader: no id, no attempts/next_attempt at 0 (l_loader) */
   int buffer;        /* load: data as a SpoolData handle, not a string (push_data) */
   int keys;          /* load on the calling thread: the stack index of the keys (push_keys), or 0 */
   int kept_fd;
@@ -770,13 +771,18 @@ static void set_int(lua_State *L, int keys, int k, lua_Integer v) {
 ** `refused` only when not empty (three tables fewer for the usual message),
 ** `state` only when "failed"; and utf8, whether a recipient's address is not
 ** ASCII, and angle (only when true), whether one holds '<' or '>' (in a quoted
-** local part: the deliverer refuses that recipient alone, delivery.lua). */
-static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer, int keys) {
+** local part: the deliverer refuses that recipient alone, delivery.lua).
+** bare (a lean loader's, l_loader): no `id` when it is `asked`, the id the
+** load was asked for; no `attempts`, `next_attempt` when 0. */
+static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int bare, const char *asked, int buffer,
+                       int keys) {
   int plain = e->state.ndone == 0 && e->state.nrefused == 0;   /* to = the whole envelope */
   int own = !keys;   /* keys: their stack index, or 0 (pushed here, removed at the end) */
   if (own) keys = push_keys(L);
   lua_createtable(L, 0, 16);
-  lua_rawgeti(L, keys, K_ID); lua_pushlstring(L, e->id, strlen(e->id)); lua_rawset(L, -3);
+  if (!bare || strcmp(e->id, asked)) {   /* bare: the caller has the id it asked for */
+    lua_rawgeti(L, keys, K_ID); lua_pushlstring(L, e->id, strlen(e->id)); lua_rawset(L, -3);
+  }
   lua_rawgeti(L, keys, K_PATH); lua_pushlstring(L, e->path, strlen(e->path)); lua_rawset(L, -3);
   if (!lean || e->failed) set_str(L, keys, K_STATE, e->failed ? "failed" : "pickup");
   set_int(L, keys, K_OFFSET, (lua_Integer)e->env.offset);
@@ -825,8 +831,8 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int buffer, in
     }
     set_key(L, keys, K_REFUSED);
   }
-  set_int(L, keys, K_ATTEMPTS, e->state.attempts);
-  set_int(L, keys, K_NEXT_ATTEMPT, e->state.next_attempt);
+  if (!bare || e->state.attempts) set_int(L, keys, K_ATTEMPTS, e->state.attempts);
+  if (!bare || e->state.next_attempt) set_int(L, keys, K_NEXT_ATTEMPT, e->state.next_attempt);
   if (e->state.last_reply) set_str(L, keys, K_LAST_REPLY, e->state.last_reply);
   if (e->state.reason) set_str(L, keys, K_REASON, e->state.reason);
   if (e->state.failed_at) set_int(L, keys, K_FAILED_AT, e->state.failed_at);
@@ -869,7 +875,7 @@ static int op_push(lua_State *co, void *arg) {
       kept_add(o->ls, o->id, o->kept_fd, o->entry.has_state);
       o->kept_fd = -1;
     }
-    push_entry(co, &o->entry, o->lean, o->buffer, o->keys);
+    push_entry(co, &o->entry, o->lean, o->bare, o->id, o->buffer, o->keys);
     return 1;
   case OP_NEWID: lua_pushstring(co, o->id); return 1;
   case OP_HASCOPY: lua_pushboolean(co, o->total != 0); return 1;
@@ -1338,6 +1344,55 @@ static int fast_opts(lua_State *L, lspool *ls, int idx, const int *want, int *on
   return 1;
 }
 
+/* The options of a load: Spool:load's table, or a loader's (read once). */
+typedef struct {
+  int now, keep, lean, buffer;
+  lua_Integer max;     /* data = N */
+  int loader;          /* a loader's entry: see l_loader (push_entry's `bare`) */
+} load_opts;
+
+/* The options table at idx (none or nil: all off) into lo; raises on a key
+** it does not know or a bad data = N, as Spool:load always did. */
+static void read_load_opts(lua_State *L, int idx, load_opts *lo) {
+  memset(lo, 0, sizeof *lo);
+  lo->now = opt_now(L, idx);
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    static const char *const known[] = { "now", "data", "keep", "lean", "buffer", NULL };
+    mh_l_check_options(L, idx, "spool:load", known);
+    lua_getfield(L, idx, "data");
+    lo->max = mh_l_optfield_integer(L, -1, "spool:load", "data", 0);
+    lua_getfield(L, idx, "keep");
+    lo->keep = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "lean");
+    lo->lean = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "buffer");
+    lo->buffer = lua_toboolean(L, -1);
+    lua_pop(L, 4);
+  }
+}
+
+/* A load of id (checkid's, at index 2) from the spool at index 1 (ls) with
+** lo; the stack above 2 is dropped.  Spool:load's and a loader's one path. */
+static int load_with(lua_State *L, lspool *ls, const char *id, const load_opts *lo) {
+  op *o;
+  if (!lo->now) check_can_wait(L, "spool:load");
+  lua_settop(L, 2);
+  if (lo->now) {
+    lua_getiuservalue(L, 1, 1);   /* the keys (l_open), for push_entry: 3 */
+    o = op_now_new(L, still_open(L, ls), OP_LOAD);
+    o->keys = lua_type(L, 3) == LUA_TTABLE ? 3 : 0;
+  } else {
+    o = op_new(L, OP_LOAD, 0);
+  }
+  memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
+  o->data_max = lo->max > 0 ? (size_t)lo->max : 0;
+  o->keep = lo->keep;
+  o->lean = lo->lean;
+  o->bare = lo->loader && lo->lean;
+  o->buffer = lo->buffer;
+  return lo->now ? op_now(L, o) : op_start(L, o, "spool:load");
+}
+
 /* Spool:load(id [, {data = N, keep = true, now = true, lean = true, buffer = true}]) -> entry
 ** (waits unless now).  data = N: entry.data holds the message (after the
 ** envelope) when it is at most N bytes.  keep: the file stays open for a later
@@ -1346,42 +1401,46 @@ static int fast_opts(lua_State *L, lspool *ls, int idx, const int *want, int *on
 ** `refused` only when not empty (push_entry).  buffer: entry.data is a
 ** SpoolData handle, not a string (push_data). */
 static int l_load(lua_State *L) {
-  const char *id;
-  int now, keep = 0, lean = 0, buffer = 0;
-  lua_Integer max = 0;
-  op *o;
+  load_opts lo;
   lspool *ls = check_spool(L, 1);
-  id = checkid(L, 2, "spool:load");
-  now = opt_now(L, 3);
-  if (lua_type(L, 3) == LUA_TTABLE) {
-    static const char *const known[] = { "now", "data", "keep", "lean", "buffer", NULL };
-    mh_l_check_options(L, 3, "spool:load", known);
-    lua_getfield(L, 3, "data");
-    max = mh_l_optfield_integer(L, -1, "spool:load", "data", 0);
-    lua_getfield(L, 3, "keep");
-    keep = lua_toboolean(L, -1);
-    lua_getfield(L, 3, "lean");
-    lean = lua_toboolean(L, -1);
-    lua_getfield(L, 3, "buffer");
-    buffer = lua_toboolean(L, -1);
-    lua_pop(L, 4);
-  }
-  if (!now) check_can_wait(L, "spool:load");
-  lua_settop(L, 2);
-  if (now) {
-    lua_getiuservalue(L, 1, 1);   /* the keys (l_open), for push_entry: 3 */
-    o = op_now_new(L, still_open(L, ls), OP_LOAD);
-    o->keys = lua_type(L, 3) == LUA_TTABLE ? 3 : 0;
-  } else {
-    o = op_new(L, OP_LOAD, 0);
-  }
-  memcpy(o->id, id, strlen(id) + 1);   /* checkid: < 250 bytes */
-  o->data_max = max > 0 ? (size_t)max : 0;
-  o->keep = keep;
-  o->lean = lean;
-  o->buffer = buffer;
-  return now ? op_now(L, o) : op_start(L, o, "spool:load");
+  const char *id = checkid(L, 2, "spool:load");   /* (its error before an option's, as ever) */
+  read_load_opts(L, 3, &lo);
+  return load_with(L, ls, id, &lo);
 }
+
+/* load(id): a loader's call (l_loader); upvalue 1 the spool (a Spool by
+** construction: not checked again, only whether it is still open), 2 its
+** options (a userdata holding a load_opts). */
+static int loader_call(lua_State *L) {
+  const load_opts *lo = (const load_opts *)lua_touserdata(L, lua_upvalueindex(2));
+  lspool *ls;
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);   /* the spool at 1, the id at 2, as for Spool:load */
+  ls = still_open(L, (lspool *)lua_touserdata(L, 1));
+  return load_with(L, ls, checkid(L, 2, "spool:load"), lo);
+}
+
+/* Spool:loader([opts]) -> load: load(id) does what spool:load(id, opts)
+** does, with opts read and checked once, here (a later change to the table
+** is not seen).  With lean, its entry also leaves out what a caller that
+** names the id has already or reads as 0 when absent: `id` (unless the entry
+** is another's than asked for), `attempts` and `next_attempt` when 0.  The
+** deliverer's per-message load (delivery.lua): the five options read and
+** checked per call, the Spool checked again, and those three fields were some
+** 2,300 instructions of a message's 61,500 (callgrind; issue 16). */
+static int l_loader(lua_State *L) {
+  load_opts *lo;
+  check_spool(L, 1);
+  lo = (load_opts *)lua_newuserdatauv(L, sizeof *lo, 0);
+  read_load_opts(L, 2, lo);
+  lo->loader = 1;
+  lua_pushvalue(L, 1);
+  lua_insert(L, -2);   /* the spool, then the options: upvalues 1 and 2 */
+  lua_pushcclosure(L, loader_call, 2);
+  return 1;
+}
+
 /* Spool:delivered(id [, {sync = false, now = true, journal = true}]) -> true
 ** (waits unless now).  sync = false: unlink only; the caller runs Spool:sync()
 ** after a run of removals (group commit).  now (with sync = false): on the
@@ -1658,7 +1717,7 @@ static int list_push(lua_State *co, void *arg) {
   l->busy = 0;      /* before the task resumes and asks for more */
   if (l->n == 0 && l->rc < 0) return mh_l_fail(co, l->rc, "spool", "listing: %s", mh_strerror(l->rc));
   if (l->n == 0) { lua_pushnil(co); return 1; }
-  push_entry(co, &l->buf[0], 0, 0, 0);
+  push_entry(co, &l->buf[0], 0, 0, NULL, 0, 0);
   mh_spool_entry_free(&l->buf[0]);
   l->next = 1;
   return 1;
@@ -1676,7 +1735,7 @@ static int list_iter(lua_State *L) {
   llist *l = (llist *)luaL_checkudata(L, lua_upvalueindex(1), LIST_MT);
   if (!l->it) return 0;
   if (l->next < l->n) {
-    push_entry(L, &l->buf[l->next], 0, 0, 0);
+    push_entry(L, &l->buf[l->next], 0, 0, NULL, 0, 0);
     mh_spool_entry_free(&l->buf[l->next]);
     l->next++;
     return 1;
@@ -1946,7 +2005,7 @@ static int l_unchanged(lua_State *L) {
 void l_spool_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "enqueue", l_enqueue }, { "enqueue_many", l_enqueue_many }, { "lock", l_lock },
-    { "scan", l_scan }, { "sidecars", l_sidecars }, { "load", l_load }, { "delivered", l_delivered }, { "sync", l_sync },
+    { "scan", l_scan }, { "sidecars", l_sidecars }, { "load", l_load }, { "loader", l_loader }, { "delivered", l_delivered }, { "sync", l_sync },
     { "purge", l_purge },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
     { "new_id", l_new_id }, { "has_copy", l_has_copy },

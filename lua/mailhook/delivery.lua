@@ -117,6 +117,10 @@ end
 -- s:submit hands to the engine, never copied into a Lua string.
 M.DATA_MAX = 16 * 1024
 local LOAD_OPTS = { data = M.DATA_MAX, keep = true, now = true, lean = true, buffer = true }   -- (done, refused: may be nil)
+-- The spool's loader for those (sp:loader(LOAD_OPTS), made once per deliverer: D:next_entry):
+-- load(id) is sp:load(id, LOAD_OPTS) without the five options read per message, and its
+-- entry carries no `id` (set here), and no `attempts`, `next_attempt` when 0 (nil reads as
+-- 0 wherever they are read).  A spool without one (a test's) is asked sp:load(id, LOAD_OPTS).
 -- A message loaded ahead (Worker:burst) is looked at again before its
 -- commands or its data go when it waited longer than this since its load (a
 -- stalled or slow server): `mailhook queue rm` of it meanwhile is honoured,
@@ -226,6 +230,7 @@ function M.new(opts)
     -- 120 instructions each, callgrind; issue 16)
     asked_at = false,                   -- when the last `queue rm` asked for a look again (D:look_again)
     on_change = false,                  -- the status tracker's hook (status.lua), if any
+    load_fn = false,                    -- load(id): the spool's loader (D:next_entry), made at its first use
   }, D)
   d:check_verbose()
   d:load_outage()
@@ -484,7 +489,13 @@ function D:next_entry(w)
       else
         self.later[id] = nil
         self.claimed[id] = w
-        local e, err, info = sp:load(id, LOAD_OPTS)
+        local load = self.load_fn
+        if not load then
+          load = sp.loader and sp:loader(LOAD_OPTS) or function(i) return sp:load(i, LOAD_OPTS) end
+          self.load_fn = load
+        end
+        local e, err, info = load(id)
+        if e then e.id = e.id or id end   -- (a loader's entry names no id: the one asked for)
         -- (its own look first: a method call per message for a table that is
         -- empty but after a full disk; issue 16)
         if e and self.unrecorded[e.id] then self:apply_unrecorded(e) end
@@ -511,7 +522,6 @@ function D:next_entry(w)
                     e.last_reply)
           self.claimed[id] = nil
         else
-          e.id = e.id or id
           e.loaded_at = now   -- (Worker:burst: a look again when it waited long)
           return e
         end
@@ -628,7 +638,7 @@ function D:fail(e, reason, reply, how)
   maillog.outcome(self, e, "failed", reply or reason, nil, how.refused, intake)
   self:emit("failed", { id = e.id, reason = reason, reply = reply, to = to, from = e.from,
                         subject = subject, refused = refused, delivered = delivered,
-                        attempts = how.attempts or e.attempts })
+                        attempts = how.attempts or e.attempts or 0 })   -- (a loader's entry: nil for 0)
 end
 
 -- joined(a, b) -> a new list: a's items, then b's

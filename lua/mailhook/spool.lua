@@ -9,6 +9,7 @@
 --   sp:set_dropin_from(addr | nil [, domain]): the sender a drop-in naming none gets (from the settings:
 --     M.dropin_sender(sp, cfg), by the lock holder and at each reload of the deliverer)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
+--   sp:loader(opts) -> load: load(id) is sp:load(id, opts), the options read once (the deliverer's)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
 --   sp:fail(id, {reason=, reply=})  sp:retry(id)  sp:remove(id)          (wait)
 --   for entry in sp:list(["pickup"|"failed"]) do ... end   (oldest first; waits per batch)

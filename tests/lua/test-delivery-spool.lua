@@ -159,6 +159,82 @@ tap.test("a rescan's limit leaves out the messages in flight: each batch lists t
   os.execute("rm -rf '" .. fdir .. "'")
 end)
 
+-- The deliverer loads through the spool's loader (sp:loader: its options
+-- read once, a leaner entry); a spool without one (a test's, a wrapper) is
+-- asked sp:load(id, LOAD_OPTS).  The same queue through either: the same
+-- sends, outcomes, sidecars and `failed` event.  A usual message, one with a
+-- sidecar (an earlier attempt: done, refused, attempts), one the server refuses.
+tap.test("the spool's loader and sp:load: the same pass", function(t)
+  local function pass(name, wrap, max_age)
+    local fdir = dir .. "-" .. name
+    local sp = assert(spool.open(fdir))
+    assert(sp:lock())
+    local ids = {
+      assert(sp:enqueue(msg(31), { from = "a@example.com", to = { "ok@x" } })),
+      assert(sp:enqueue(msg(32), { from = "a@example.com", to = { "ok@x", "done@x", "gone@x" } })),
+      assert(sp:enqueue(msg(33), { from = "a@example.com", to = { "perm@x" } })),
+    }
+    assert(sp:defer(ids[2], { reply = "451 later", next_attempt = 0, done = { "done@x" }, attempts = 3,
+                              refused = { { rcpt = "gone@x", reply = "550 gone" } } }))
+    local used = wrap and setmetatable({ loader = false }, { __index = function(_, k)
+      local v = sp[k]
+      if type(v) ~= "function" then return v end
+      return function(_, ...) return v(sp, ...) end
+    end }) or sp
+    local loads, sent, events = 0, {}, {}
+    if wrap then
+      local load = used.load
+      used.load = function(...) loads = loads + 1; return load(...) end
+    end
+    local connect = scripted(function(m)
+      sent[#sent + 1] = { id = m.id, from = m.from, to = m.to, data = m.data }
+      local res = { accepted = {}, rejected = {} }
+      for _, r in ipairs(m.to) do
+        if r == "ok@x" then res.accepted[#res.accepted + 1] = r
+        else res.rejected[#res.rejected + 1] = { rcpt = r, smtp = 550, text = "unknown", class = "permanent" } end
+      end
+      return res
+    end)
+    local d = delivery.new{ spool = used, cfg = { retry_interval = 30, retry_max = 1800, max_queue_age = max_age or 3600 },
+                            connect = connect, ready = function() return true end, once = true,
+                            emit = function(ev, f) events[#events + 1] = { ev, f.id, f.attempts, f.to, f.delivered } end,
+                            log = { debug = function() end, info = function() end,
+                                    warn = function() end, error = function() end } }
+    local st = d:run()
+    local after = {}
+    for i, id in ipairs(ids) do
+      local e = sp:load(id)
+      after[i] = e and { state = e.state, attempts = e.attempts, to = e.to, done = e.done, refused = e.refused,
+                         -- (the two passes may straddle a second: its time left out)
+                         reason = e.reason and e.reason:gsub("%d+%-%d+%-%d+ %d+:%d+:%d+", "T") } or "gone"
+      -- (ids differ between the two spools: named by their place)
+      for _, x in ipairs(sent) do if x.id == id then x.id = i end end
+      for _, x in ipairs(events) do if x[2] == id then x[2] = i end end
+    end
+    sp:close()
+    os.execute("rm -rf '" .. fdir .. "'")
+    return { stats = { st.delivered, st.deferred, st.failed, st.partial }, sent = sent, after = after,
+             events = events }, loads, d.load_fn
+  end
+  local a, _, fa = pass("loader")
+  local b, loads, fb = pass("load", true)
+  t:ok(type(fa) == "function" and fa ~= nil, "the real spool: its loader")
+  t:is(loads, 3, "the wrapper without one: sp:load, once per message")
+  t:ok(fb ~= fa, "(two loaders)")
+  t:same(a, b, "the same sends, outcomes, sidecars and failed events")
+  t:same(a.stats, { 1, 0, 2, 1 }, "one delivered; the partly delivered one and the refused one failed")
+  t:is(a.events[1] and a.events[1][3], 4, "the failed event of the one with a sidecar: its 4th attempt")
+  t:is(a.events[2] and a.events[2][3], 1, "the refused one's: its first")
+  -- expired (max_queue_age a microsecond): failed unsent, the event's attempts read from the entry
+  a = pass("loader-expired", false, 1e-6)
+  b = pass("load-expired", true, 1e-6)
+  t:same(a, b, "expired: the same outcomes and failed events")
+  t:same({ #a.sent, a.stats[3] }, { 0, 3 }, "expired: none sent, three failed")
+  local att = {}
+  for i, ev in ipairs(a.events) do att[i] = ev[3] end
+  t:same(att, { 0, 3, 0 }, "the failed events' attempts: 0 for one never tried (a loader's entry has none)")
+end)
+
 local status = tap.done()
 rm_rf()
 return status

@@ -514,6 +514,56 @@ tap.test("an adoption asked for while one runs makes it go again", function(t)
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+-- Spool:loader(opts): load(id) is sp:load(id, opts) with the options read once
+-- (the deliverer's per-message load, issue 16).  Its lean entry leaves out
+-- `id` and a 0 `attempts` / `next_attempt`; everything else is the same as
+-- sp:load's, for the usual message (no sidecar) and for one with a sidecar.
+local function plain(e)   -- an entry with its data handle as its bytes, comparable
+  local c = {}
+  for k, v in pairs(e) do c[k] = v end
+  if type(c.data) == "userdata" then c.data = { len = #c.data, bytes = c.data:bytes() } end
+  return c
+end
+
+tap.test("loader(opts): load(id) is load(id, opts), options read once", function(t)
+  local OPTS = { data = 16384, keep = true, now = true, lean = true, buffer = true }
+  local usual = assert(sp:enqueue("Subject: u\r\n\r\nusual\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  local other = assert(sp:enqueue("Subject: o\r\n\r\nother\r\n", { from = "a@b.c", to = { "x@y.z", "w@y.z" } }))
+  assert(sp:defer(other, { reply = "451 later", next_attempt = 12345, done = { "x@y.z" }, attempts = 2,
+                           refused = { { rcpt = "q@y.z", reply = "550 no" } } }))
+  local load = sp:loader(OPTS)
+  t:is(type(load), "function", "a function")
+  local e, want = load(usual), sp:load(usual, OPTS)
+  t:ok(e and e.id == nil and e.attempts == nil and e.next_attempt == nil,
+       "the usual message: no id, no attempts, no next_attempt (0)")
+  t:is(want and want.attempts, 0, "(sp:load gives attempts = 0)")
+  e.id, e.attempts, e.next_attempt = usual, 0, 0
+  t:same(plain(e), plain(want), "with those: the entry sp:load gives, data bytes and all")
+  e, want = load(other), sp:load(other, OPTS)
+  t:ok(e and e.id == nil and e.attempts == 2 and e.next_attempt == 12345, "with a sidecar: attempts, next_attempt")
+  e.id = other
+  t:same(plain(e), plain(want), "and the rest as sp:load gives it (to, done, refused, last_reply)")
+  local full = sp:loader({ data = 16384 })
+  t:same(plain(full(usual)), plain(sp:load(usual, { data = 16384 })), "not lean: every field, id and zeros included")
+  t:same(plain(sp:loader()(other)), plain(sp:load(other)), "no options: as sp:load(id)")
+  local n1, e1, i1 = load("0000000000000001")
+  local n2, e2, i2 = sp:load("0000000000000001", OPTS)
+  t:same({ n1, e1, i1 and i1.code }, { n2, e2, i2 and i2.code }, "a missing id: the same failure")
+  t:ok(not pcall(load, "a/b") and not pcall(load, nil), "a bad id raises, as sp:load's")
+  local opts = { data = 16384, now = true, lean = true, buffer = true }
+  local l2 = sp:loader(opts)
+  opts.buffer, opts.data = false, 0
+  t:is(type(l2(usual).data), "userdata", "the options as they were when the loader was made")
+  t:ok(not pcall(sp.loader, sp, { nosuch = true }), "an unknown option raises at once")
+  t:ok(not pcall(sp.loader, sp, { data = "x" }), "a bad data = N too")
+  local sp2 = assert(spool.open(dir))
+  local l3 = sp2:loader(OPTS)
+  sp2:close()
+  t:ok(not pcall(l3, usual), "after its spool's close: raises, as sp:load does")
+  assert(sp:remove(usual))
+  assert(sp:remove(other))
+end)
+
 -- Spool:unchanged(id) after a file replaced since its load was loaded again:
 -- each load{keep = true} added a slot and the look took the first, the old
 -- file's descriptor: "replaced" again at each look, for 15 more loads, the
