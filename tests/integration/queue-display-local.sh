@@ -69,4 +69,10 @@ wait_for 5 grep -q lua "/proc/$HP/cmdline"
 kill "$HP" 2>/dev/null; wait "$HP" 2>/dev/null
 is "$(bytes "$T/holder" "$RAW")" 0 "status: a holder's name cut on a character boundary (no stray byte)"
 like "$(cat "$T/holder")" '^mailhook (é){95}$' "  as many whole characters as fit in 200 bytes"
+
+# a bad id quoted in the error: cut to 60 bytes on a character boundary
+badid="a$(python3 -c 'print("\u00e9" * 40)')$(printf '\001')"
+"$MAILHOOK" queue show "$badid" > "$T/badid" 2>&1
+is "$(bytes "$T/badid" "$RAW")" 0 "queue show BAD-ID: the id quoted cut on a character boundary"
+like "$(cat "$T/badid")" "'a(é){29}\\.\\.\\. \\(82 bytes\\)'" "  29 whole characters, then ... ($(head -c 120 "$T/badid"))"
 done_testing
