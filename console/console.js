@@ -22,12 +22,27 @@ const state = {
 
 // ---------------------------------------------------------------- helpers
 
-function text(el, s) { el.textContent = s == null ? '' : String(s); }
+// shown(s): the display rule of the CLI (runtime/text.h, lua/mailhook/display.lua)
+// for every value the page shows.  Text is no markup here, but what an admin reads
+// can still be disguised: a direction override or isolate (a Subject
+// "\u202Etxt.exe" read "exe.txt"), a line separator, a control character; each
+// is shown as a visible escape: \u202e, \xNN (a C1 control as the two bytes of
+// its UTF-8 form, \xc2\x9b, as `mailhook queue` shows it).  Lines and tabs stay.
+const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+const hex2 = (n) => '\\x' + n.toString(16).padStart(2, '0');
+function shown(s) {
+  return String(s).replace(UNSAFE, (c) => {
+    const n = c.charCodeAt(0);
+    return n < 0x80 ? hex2(n) : n < 0xa0 ? hex2(0xc2) + hex2(n) : '\\u' + n.toString(16).padStart(4, '0');
+  });
+}
+
+function text(el, s) { el.textContent = s == null ? '' : shown(s); }
 
 function el(tag, cls, content) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
-  if (content != null) e.textContent = String(content);
+  if (content != null) e.textContent = shown(content);
   return e;
 }
 
@@ -525,14 +540,14 @@ function showMaildrop(r) {
     // the items sendmail left out (kept escaped: \xNN, \x5C), each with why on hover;
     // a file that is no drop: why (the service moves it to corrupt/)
     const left = el('td', 'reply', e.stuck ? null : e.reason || refused.map(x => x.rcpt).join(', '));
-    if (!e.reason && refused.length) left.title = refused.map(x => x.rcpt + ': ' + x.reply).join('\n');
+    if (!e.reason && refused.length) left.title = refused.map(x => shown(x.rcpt + ': ' + x.reply)).join('\n');
     // one the service tried and had to leave there (`stuck`: its owner unseen from
     // its user namespace, a mode): said so, with its reason, as `mailhook queue`
     // says it; it looked like any file waiting for the service
     if (e.stuck) {
       tr.dataset.stuck = '';
       left.append(el('span', 'error', 'the service cannot adopt it: ' + e.stuck));
-      if (!e.reason && refused.length) left.append(el('br'), refused.map(x => x.rcpt).join(', '));
+      if (!e.reason && refused.length) left.append(el('br'), shown(refused.map(x => x.rcpt).join(', ')));
     }
     tr.append(el('td', 'mono', e.name), el('td', null, e.age == null ? '' : ago(e.age)), el('td', null, dropper(e)),
       el('td', null, e.from == null ? '' : e.from === '' ? '<> (null sender)' : e.from), el('td', null, e.subject || ''),
@@ -703,7 +718,7 @@ function showStatus(r) {
     const dd = el('dd', 'error', nstuck + (nstuck === 1 ? ' file' : ' files') + ' of maildrop/ the service cannot ' +
       'adopt (tried again at each scan, logged once each; fix the file, or mailhook queue rm NAME):');
     for (const w of stuck.slice(0, 10)) {
-      dd.append(el('br'), w.name + ' since ' + clock(w.since) + ': ' + String(w.reason).replace(/^maildrop: /, ''));
+      dd.append(el('br'), shown(w.name + ' since ' + clock(w.since) + ': ' + String(w.reason).replace(/^maildrop: /, '')));
     }
     if (nstuck > Math.min(stuck.length, 10)) dd.append(el('br'), 'and ' + (nstuck - Math.min(stuck.length, 10)) +
       ' more (the Queue page lists them)');

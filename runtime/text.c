@@ -75,3 +75,62 @@ size_t mh_text_shown(char *s, size_t n, int flags) {
   if (o < n) s[o] = '\0';
   return o;
 }
+
+/* Whether c[0..n) is the start of a UTF-8 character that more bytes could
+** complete (a lead byte followed only by continuation bytes, fewer than it
+** needs). */
+static int cut_char(const unsigned char *c, size_t n) {
+  size_t k = (c[0] & 0xe0) == 0xc0 ? 2 : (c[0] & 0xf0) == 0xe0 ? 3 : (c[0] & 0xf8) == 0xf0 ? 4 : 0;
+  if (k == 0 || n >= k) return 0;
+  for (size_t j = 1; j < n; j++)
+    if ((c[j] & 0xc0) != 0x80) return 0;
+  return 1;
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+static size_t put_byte(char *o, unsigned char b) {
+  o[0] = '\\'; o[1] = 'x'; o[2] = hexdig[b >> 4]; o[3] = hexdig[b & 15];
+  return 4;
+}
+
+size_t mh_text_visible(const char *s, size_t n, int flags, char *out, size_t *used) {
+  const unsigned char *c = (const unsigned char *)s;
+  size_t i = 0, o = 0;
+  while (i < n) {
+    size_t a = ascii_len(s + i, n - i), k;
+    uint32_t cp = 0;
+    if (flags & MH_TEXT_BACKSLASH) {   /* the printable run, up to a backslash */
+      const char *bs = memchr(s + i, '\\', a);
+      if (bs) a = (size_t)(bs - (s + i));
+    }
+    memcpy(out + o, s + i, a);
+    o += a;
+    i += a;
+    if (i >= n) break;
+    if (c[i] == '\\' && (flags & MH_TEXT_BACKSLASH)) {   /* \x5C: as mailhook-drop -l records it */
+      memcpy(out + o, "\\x5C", 4);
+      o += 4;
+      i++;
+      continue;
+    }
+    k = utf8_char(c + i, n - i, &cp);
+    if (k == 0) {
+      if ((flags & MH_TEXT_PARTIAL) && cut_char(c + i, n - i)) break;
+      o += put_byte(out + o, c[i++]);
+    } else if (!unsafe(cp, flags & MH_TEXT_KEEP_LINES)) {
+      memcpy(out + o, s + i, k);
+      o += k;
+      i += k;
+    } else if (cp < 0xa0) {   /* C0, DEL, C1: the bytes as they are written */
+      for (size_t j = 0; j < k; j++) o += put_byte(out + o, c[i + j]);
+      i += k;
+    } else {                  /* marks, overrides, isolates, separators */
+      out[o++] = '\\'; out[o++] = 'u';
+      for (int sh = 12; sh >= 0; sh -= 4) out[o++] = hexdig[(cp >> sh) & 15];
+      i += k;
+    }
+  }
+  if (used) *used = i;
+  return o;
+}

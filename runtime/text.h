@@ -11,6 +11,8 @@
 
 /* Flags of mh_text_shown. */
 #define MH_TEXT_KEEP_LINES 1   /* newline and tab stay (a log entry's lines) */
+#define MH_TEXT_BACKSLASH  2   /* mh_text_visible: a backslash is \x5C (else it stays), so a typed "\x1b" never reads as an escape */
+#define MH_TEXT_PARTIAL    4   /* mh_text_visible: more follows; a character cut at the end waits */
 
 /* Makes s[0..n) safe to show, in place: each control byte (C0, DEL; newline
 ** and tab too unless MH_TEXT_KEEP_LINES), each C1 control (U+0080-9F, which
@@ -21,5 +23,22 @@
 ** UTF-8 (a server's "Zugang verweigert für ...") is kept.  Returns the new
 ** length, at most n; s[result] is set to NUL when result < n. */
 size_t mh_text_shown(char *s, size_t n, int flags);
+
+/* The most bytes mh_text_visible writes for n bytes of input. */
+#define MH_TEXT_VISIBLE_MAX(n) ((n) * 4)
+
+/* The display rule for text that local users wrote (a queued message's
+** From, To, Subject, the items sendmail left out, a drop-in's reason, a
+** process's name): the same characters as mh_text_shown, written as
+** visible escapes instead of '?' so the administrator sees what is there:
+** a control byte and each byte that is not part of a UTF-8 character as
+** \xNN, a C1 control as the two bytes of its UTF-8 form (\xc2\x9b), the
+** direction marks, overrides, isolates and U+2028/9 as \uNNNN (hex digits
+** lower-case throughout).  Writes to out (MH_TEXT_VISIBLE_MAX(n) bytes of
+** room, not NUL-terminated) and returns the length written.  *used (may be
+** NULL) is the number of input bytes consumed: n, except with
+** MH_TEXT_PARTIAL, where the start of a UTF-8 character cut by the end of
+** s is left for the next call. */
+size_t mh_text_visible(const char *s, size_t n, int flags, char *out, size_t *used);
 
 #endif

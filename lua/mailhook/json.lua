@@ -215,7 +215,8 @@ end
 -- json.null is null; NaN and infinities (no JSON form) are null.  Strings are
 -- made valid UTF-8 (a stray byte becomes U+FFFD: a server's reply may hold
 -- anything), and <, >, & are escaped as \u003c... so the text may be put in an
--- HTML page as it is.  A function, a cycle or a non-string key is misuse: it raises.
+-- HTML page as it is; the C1 controls, direction overrides and isolates and
+-- U+2028/9 are \u escapes too (the output is read on terminals).  A function, a cycle or a non-string key is misuse: it raises.
 
 local ESCAPE = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
                  ["<"] = "\\u003c", [">"] = "\\u003e", ["&"] = "\\u0026" }
@@ -237,11 +238,24 @@ local function valid_utf8(s)
   return table.concat(out)
 end
 
+-- The characters text.h keeps off a terminal besides the controls, as \uNNNN:
+-- the C1 controls (U+0080-9F: U+009B is a CSI to xterm, and `mailhook queue
+-- --json` is read on terminals too), the direction marks, overrides and
+-- isolates (U+061C, U+200E/F, U+202A-E, U+2066-9: a Subject "\u{202E}txt.exe"
+-- read reversed) and U+2028/9 (a line break to a terminal and to JavaScript).
+-- A decoder gets the same characters back: the data is given as it is.
+local function uesc(ch) return string.format("\\u%04x", utf8.codepoint(ch)) end
+
 local function encode_string(s)
   s = valid_utf8(s)
-  return '"' .. s:gsub('[%c"\\<>&\127]', function(c)
+  s = s:gsub('[%c"\\<>&\127]', function(c)
     return ESCAPE[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
+  end)
+  if s:find("[\194\216\226]") then
+    s = s:gsub("\194[\128-\159]", uesc):gsub("\216\156", uesc):gsub("\226\128[\142\143\168-\174]", uesc)
+         :gsub("\226\129[\166-\169]", uesc)
+  end
+  return '"' .. s .. '"'
 end
 
 local function encode(v, out, seen)

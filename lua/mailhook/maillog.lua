@@ -54,10 +54,12 @@ function M.relay(s)
 end
 
 -- One line of text: control characters (CR, LF of a multi-line reply) become
--- spaces, so a server cannot add a line of its own to the log.
+-- spaces, so a server cannot add a line of its own to the log; one too long
+-- is cut on a character boundary (a reply "550 Grüße..." cut inside the ü
+-- logged a byte that is no UTF-8, a '?' once the log cleaned it).
 local function clean(s, max)
   s = tostring(s):gsub("%c+", " "):gsub("^ +", ""):gsub(" +$", "")
-  if max and #s > max then s = s:sub(1, max - 3) .. "..." end
+  if max and #s > max then s = require("mailhook.core").text.cut(s, max - 3) .. "..." end
   return s
 end
 

@@ -182,9 +182,12 @@ function M.outage_at(path)
   return { since = since, error = err, server = text:match("\nserver ([^\n]*)") }
 end
 
--- An id as a message shows it: control bytes escaped, a long one cut.
+-- An id as a message shows it: by the display rule for local users' text
+-- (mailhook.display: control bytes, C1 controls, bytes no UTF-8 as \xNN,
+-- direction overrides as \u202e), a long one cut on a character boundary.
 local function shown(id)
-  local s = id:sub(1, 60):gsub("%c", function(c) return string.format("\\x%02x", c:byte()) end)
+  local text = require("mailhook.core").text
+  local s = text.visible(text.cut(id, 60))
   if #id > 60 then s = s .. "..." .. " (" .. #id .. " bytes)" end
   return "'" .. s .. "'"
 end

@@ -347,9 +347,12 @@ function M.holder(pid)
     if argv[i] == "flush" or argv[i] == "-q" or argv[i]:match("^%-q%d") or argv[i] == "-e" or argv[i]:match("%.lua$") then
       local what = argv[i] == "-e" and (prog .. " -e CODE") or (prog .. " " .. argv[i]:gsub("^.*/", ""))
       -- the words are the process's own (any user names their program and its
-      -- arguments): a control byte (an ESC sequence for the admin's terminal)
-      -- is shown as \xNN, the whole cut to 200 bytes
-      what = what:gsub("[%c\127]", function(c) return string.format("\\x%02X", c:byte()) end):sub(1, 200)
+      -- arguments): shown by mailhook.display's rule for text local users
+      -- wrote (a control byte, a C1 control as \xNN, a direction override as
+      -- \u202e), the whole cut to 200 bytes on a character boundary (a cut
+      -- inside a character wrote a byte that is no UTF-8)
+      local display = require "mailhook.display"
+      what = display.cut(display.raw(what), 200)
       return string.format("a `%s` (pid %d) holds the spool: it delivers the queue once and " ..
                            "ends; wait for it", what, pid), what
     end
@@ -627,7 +630,12 @@ M.UNTRIED = "nothing to send: the server has not been tried since the service st
 M.UNTRIED_WAITING = "idle: nothing sent since start, the server not tried yet; %s wait%s " ..
   "next attempt (`mailhook test` tries the server now)"
 
--- text(report) -> the lines `mailhook status` prints.
+-- text(report) -> the lines `mailhook status` prints.  Each line is shown by
+-- mailhook.display's rule for text local users wrote (a stuck maildrop/
+-- file's name, a process's name, an error quoting either): a control byte, a
+-- C1 control, a byte that is no UTF-8 as \xNN, a direction override or
+-- U+2028/9 as \u202e, so nothing in them drives the terminal or forges a
+-- line; what is escaped already stays as it is (the backslashes are kept).
 function M.text(r)
   local now = r.checked_at
   local out = {}
@@ -739,6 +747,8 @@ function M.text(r)
                                                              k.partial_delivered or 0, k.partial_recipients or 0)
                                      or ""))
   end
+  local shown = require("mailhook.display").kept
+  for i, line in ipairs(out) do out[i] = shown(line) end
   return table.concat(out, "\n") .. "\n"
 end
 

@@ -68,7 +68,9 @@ try:
     # no adoption takes the file meanwhile: not shown rather than guessed (that rule,
     # submit.unprivileged_sender, is sendmail's own and tested with its local path)
     ok(c[3] == "", "no sender shown while the settings cannot be read", c)
-    ok(c[4] == "<b>bold</b> notice", "the subject, as text", c)
+    # and by the CLI's display rule: a direction override (it turned "txt.exe"
+    # around) shown as \u202e (console.js shown())
+    ok(c[4] == "<b>bold</b> notice \\u202etxt.exe", "the subject, as text, its U+202E as \\u202e", c)
     ok(c[5] == "ops@example.net, \"<img src=x onerror=document.title='PWNED-rcpt'>\"@example.net",
        "the recipients, as text", c)
     ok(c[6] == "Ops\\x5Cx1bName, Esc\\x1BName", "the items left out, as kept: a backslash \\x5C, an ESC \\x1B", c)

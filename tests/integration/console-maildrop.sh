@@ -29,7 +29,7 @@ mkdir -m 1730 "$MAILHOOK_SPOOL/maildrop"
 NAME=0000000000000001.00000001
 printf 'MAILHOOK-DROP 1\nuid %s\ngid %s\npid 1\ntime 1\nto ops@example.net\nto %s\nleftout %s\twhy\nleftout %s\twhy\n\nSubject: %s\n\nbody\n' \
   "$(id -u)" "$(id -g)" "\"<img src=x onerror=document.title='PWNED-rcpt'>\"@example.net" \
-  'Ops\x5Cx5Cx1bName' 'Esc\x5Cx1BName' '<b>bold</b> notice' > "$T/drop"
+  'Ops\x5Cx5Cx1bName' 'Esc\x5Cx1BName' "$(printf '<b>bold</b> notice \342\200\256txt.exe')" > "$T/drop"
 mv "$T/drop" "$MAILHOOK_SPOOL/maildrop/$NAME"
 like "$("$MAILHOOK" queue)" "maildrop .*refused:Ops\\\\x5Cx1bName,Esc\\\\x1BName" "mailhook queue lists it"
 

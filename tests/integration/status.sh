@@ -233,7 +233,7 @@ HP=$!
 wait_for 5 grep -q evil "/proc/$HP/cmdline"
 out=$("$MAILHOOK" -e "print((require('mailhook.status').holder($HP)))")
 kill "$HP" 2>/dev/null; wait "$HP" 2>/dev/null
-like "$out" 'x\\x1B\]0;pwn\\x07evil\.lua' "the holder's name: control bytes escaped ($out)"
+like "$out" 'x\\x1b\]0;pwn\\x07evil\.lua' "the holder's name: control bytes escaped ($out)"
 is "$(printf '%s' "$out" | tr -d '[:print:]' | wc -c)" 0 "no control byte left"
 
 # a file where the spool belongs (a -s typo): said so, not "cannot look into

@@ -28,6 +28,13 @@ tap.test("strings", function(t)
   t:is(json.encode "l1\nl2\r\t", '"l1\\nl2\\r\\t"', "line breaks and tab")
   t:is(json.encode "\0\1\31\127", '"\\u0000\\u0001\\u001f\\u007f"', "control characters as \\u")
   t:is(json.encode "</script><b>&", '"\\u003c/script\\u003e\\u003cb\\u003e\\u0026"', "HTML-safe: < > &")
+  -- what text.h keeps off a terminal (`queue --json` is read on one too), as \u
+  -- escapes: the data given as it is, nothing that drives the terminal or turns
+  -- the text around
+  local hostile = "a\194\155b\226\128\174c\226\128\168d\226\128\169\216\156\226\128\142\226\129\166\226\129\169é€"
+  t:is(json.encode(hostile), '"a\\u009bb\\u202ec\\u2028d\\u2029\\u061c\\u200e\\u2066\\u2069é€"',
+       "C1 controls, direction overrides and isolates, U+2028/9 as \\u; other UTF-8 kept")
+  t:is(json.decode(json.encode(hostile)), hostile, "  and read back the same")
   t:is(json.encode "café ✓ 😀", '"café ✓ 😀"', "UTF-8 kept as it is")
   t:is(json.encode "a\255b\192", '"a\u{FFFD}b\u{FFFD}"', "invalid bytes become U+FFFD")
   t:is(json.encode "\237\160\128", '"\u{FFFD}\u{FFFD}\u{FFFD}"', "a lone surrogate is invalid too")

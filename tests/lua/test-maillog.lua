@@ -45,6 +45,15 @@ tap.test("uid=: who submitted it (the spool's X-Submitter-Uid), after from=", fu
   t:like(d.lines[1], "from=<pbx@example%.com>, uid=0, size=", "root's uid 0 is said too")
 end)
 
+tap.test("a long reply is cut on a character boundary", function(t)
+  local d, e = deliverer(), entry()
+  maillog.outcome(d, e, "failed", "550 " .. ("é"):rep(400))
+  local rep = d.lines[1]:match("status=failed %((.*)%)$")
+  t:ok(rep and utf8.len(rep), "the reply in the line is UTF-8 (" .. tostring(rep and #rep) .. " bytes)")
+  t:is((rep or ""):gsub("é", ""), "550 ...", "whole characters, then ...")
+  t:ok(rep and #rep <= maillog.REPLY_MAX, "at most REPLY_MAX bytes")
+end)
+
 tap.test("mixed recipients: each its own status and reply", function(t)
   local d, e = deliverer(), entry { to = { "ok@x.net", "busy@x.net", "gone@x.net" } }
   maillog.note(e, { accepted = { "ok@x.net" }, reply = { smtp = 250, text = "2.0.0 fine" },

@@ -18,31 +18,19 @@ end
 -- A time as the log lines show it: UTC, ISO 8601, the offset written out.
 local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%S+00:00", math.floor(t)) end
 
--- A value for the terminal: control bytes (a newline in a drop-in's name, an
--- escape sequence in a header or a server's reply) shown as \xNN, and so are
--- the C1 controls written in UTF-8 (U+0080-U+009F: U+009B is a CSI to xterm).
--- A backslash is \x5C, as mailhook-drop -l records it: else a "\x1b" a caller
--- typed read exactly as an escaped ESC byte.
-local function hex(c) return c == "\\" and "\\x5C" or string.format("\\x%02x", c:byte()) end
-local function c1(s) return string.format("\\x%02x\\x%02x", s:byte(1, 2)) end
-local function vis(s)
-  return (tostring(s):gsub("[%c\127\\]", hex):gsub("\194[\128-\159]", c1))
-end
--- A value the spool keeps escaped already, shown as it is: the items intake
--- left out and why (submit.printable: a typed backslash is \x5C there
--- already, the others are the escapes' own), a drop-in's reason (spool.c:
--- its control bytes as \xNN); any control byte still escaped.
-local function esc(s)
-  return (tostring(s):gsub("[%c\127]", hex):gsub("\194[\128-\159]", c1))
-end
+-- Values for the terminal, by mailhook.display's rule (the one for text local
+-- users wrote): control bytes, C1 controls, bytes that are not UTF-8 as \xNN,
+-- direction overrides, isolates and U+2028/9 as \u202e.  vis: a caller's
+-- value as it came (a backslash as \x5C, as mailhook-drop -l records it: else
+-- a "\x1b" a caller typed read exactly as an escaped ESC byte); esc: a value
+-- the spool keeps escaped already (the items intake left out and why,
+-- submit.printable; a drop-in's reason, spool.c), its backslashes kept.
+local display = require "mailhook.display"
+local vis, esc = display.raw, display.kept
 -- s cut to at most n bytes on a character boundary: the LAST REPLY column of a
 -- server's "451 4.7.1 Grüße..." cut inside the ü wrote a stray byte (no UTF-8)
 -- to the terminal.
-local function cut(s, n)
-  if #s <= n then return s end
-  while n > 0 and (s:byte(n + 1) & 0xC0) == 0x80 do n = n - 1 end
-  return s:sub(1, n)
-end
+local cut = display.cut
 -- The RECIPIENTS column: the pending ones, then those refused for good.
 local function rcpts_of(e)
   local refused = {}
@@ -50,15 +38,6 @@ local function rcpts_of(e)
   local s = vis(table.concat(e.to or {}, ","))
   if #refused > 0 then s = s .. (s ~= "" and " " or "") .. "refused:" .. esc(table.concat(refused, ",")) end
   return s
-end
-
--- The message's text for the terminal: its lines and tabs as they are, every
--- other control byte as vis() shows it.  Anyone who may submit mail writes
--- these bytes (a Subject or a body holding ESC [ ... sequences), and the
--- administrator reads them on a terminal: they must not drive it.
-local function vis_text(s)
-  return (s:gsub("\r\n", "\n"):gsub("[\0-\8\11-\31\127]", hex)
-           :gsub("\194[\128-\159]", c1))
 end
 
 -- When a waiting message goes next.  One due during an outage waits for the
@@ -99,7 +78,7 @@ end
 -- "-" (a file written before the uid was kept).  Control bytes cannot reach
 -- the terminal (a login is the password database's, still escaped).
 local function submitter(e)
-  if e.login then return (e.login:gsub("%c", "?")) end
+  if e.login then return e.login end
   if e.uid then return tostring(math.tointeger(e.uid)) end
   return "-"
 end
@@ -197,7 +176,7 @@ local function show(id, as_json)
   end
   line("queued", iso(e.queued_at))
   line("from", e.from == "" and "<>" or e.from or "(decided at adoption)")
-  line("submitter", e.uid and ("uid " .. math.tointeger(e.uid) .. (e.login and (" (" .. e.login:gsub("%c", "?") .. ")") or ""))
+  line("submitter", e.uid and ("uid " .. math.tointeger(e.uid) .. (e.login and (" (" .. e.login .. ")") or ""))
                     or "unknown (queued before the uid was kept)")
   line("to", table.concat(e.to, ", "))
   if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
@@ -227,18 +206,15 @@ local function show(id, as_json)
   if f then
     io.write("\n")
     f:seek("set", e.offset)
-    -- a CRLF or a UTF-8 C1 control cut by a chunk's end: its first byte waits
-    -- for the next chunk
-    local carry = ""
+    -- a CRLF or a UTF-8 character cut by a chunk's end: shown whole
+    -- (display.lines keeps its first bytes for the next chunk)
+    local shown = display.lines()
     while true do
       local chunk = f:read(65536)
       if not chunk then break end
-      chunk = carry .. chunk
-      local last = chunk:sub(-1)
-      if last == "\r" or last == "\194" then carry, chunk = last, chunk:sub(1, -2) else carry = "" end
-      io.write(vis_text(chunk))
+      io.write(shown(chunk))
     end
-    io.write(vis_text(carry))
+    io.write(shown(nil))
     f:close()
   end
   return 0

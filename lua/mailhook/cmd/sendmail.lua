@@ -293,19 +293,17 @@ local function mailq()
     local last = not outage and queue.outage()
     if last then outage = "delivery temporarily suspended: " .. last.error end
   end
-  -- a caller's value (a sender, a recipient, an item left out, a server's
-  -- reply) for the terminal: control bytes as \xNN, and a backslash as \x5C
-  -- (as mailhook-drop -l records it: a typed "\x1b" is no escaped ESC)
-  local function vis(s)
-    return (tostring(s):gsub("[%c\127\\]", function(c)
-      return c == "\\" and "\\x5C" or string.format("\\x%02X", c:byte()) end))
-  end
+  -- a caller's value (a sender, a recipient, a server's reply) for the
+  -- terminal, by mailhook.display's rule for text local users wrote (as
+  -- `mailhook queue` shows it): control bytes, C1 controls and bytes that are
+  -- not UTF-8 as \xNN, direction overrides and U+2028/9 as \u202e (a To
+  -- holding U+2028 forged a line of this listing), and a backslash as \x5C
+  -- (as mailhook-drop -l records it: a typed "\x1b" is no escaped ESC); esc:
   -- one the spool keeps escaped already (an item left out and why:
   -- submit.printable, a typed backslash \x5C there; a drop-in's reason:
-  -- spool.c): as it is, a control byte still escaped
-  local function esc(s)
-    return (tostring(s):gsub("[%c\127]", function(c) return string.format("\\x%02X", c:byte()) end))
-  end
+  -- spool.c), its backslashes kept
+  local display = require "mailhook.display"
+  local vis, esc = display.raw, display.kept
   -- one entry's first line, after the column heads or a blank line; its why, right-aligned
   local function entry(id, size, when, from)
     out:write(n == 0 and string.format("%-17s %8s %-19s %s\n", "----Queue ID-----", "--Size--",
