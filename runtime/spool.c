@@ -1302,9 +1302,12 @@ static void journal_replay(mh_spool *sp) {
 static int listing_lookup(mh_spool *sp, const char *id, int *state, char *lx, int *lx_ok,
                           uint64_t *ino);   /* "the listing" */
 static uint64_t loaded_take(mh_spool *sp, const char *id);
+static void loaded_note(mh_spool *sp, const char *id, uint64_t ino);
 
 /* mh_spool_mark, and mh_spool_mark_memory (write_it = 0): the record kept in
-   memory only, no write. */
+   memory only, no write.  A record that fails gives back the inode it took
+   (loaded_take): the record made instead (mh_spool_mark_memory, after the
+   unlink failed too) keeps the purge's look at the file it removes. */
 static int mark(mh_spool *sp, const char *id, int write_it, char *err) {
   char rec[JOURNAL_REC];
   int rc = 0;
@@ -1371,6 +1374,7 @@ noted:
   if (side && ids_push(&sp->jscur, &sp->njscur, &sp->capscur, id_value(id))) sp->jsall_cur = 1;
 out:
   pthread_mutex_unlock(&sp->jmu);
+  if (rc && ino) loaded_note(sp, id, ino);
   return rc;
 }
 

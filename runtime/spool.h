@@ -317,7 +317,8 @@ int mh_spool_mark(mh_spool *sp, const char *id, int fd, char *err);
 ** message the server took whose record and unlink both failed (a failing
 ** disk).  Every reader of this handle leaves it out, as a record, so this
 ** process does not send it again; the next purge tries its unlink again (and
-** says when that fails).  Only a restart before that removal sends it again.
+** says when that fails), as for a record, only while the file its load read is
+** under the name (one edited in place since goes to corrupt/).  Only a restart before that removal sends it again.
 ** 0, MH_ELIMIT, MH_ENOMEM, MH_EINVAL (not the lock holder). */
 int mh_spool_mark_memory(mh_spool *sp, const char *id, char *err);
 long mh_spool_purge(mh_spool *sp, char *err);

@@ -162,9 +162,16 @@ function M.run(opts, ...)
     failed_before = M.failed_ids(dir)
     -- the ids, to tell at the end which of them are still queued (deferred)
     local ids, n = sp:scan()
+    if type(ids) ~= "table" then
+      -- pickup/ cannot be listed (an I/O error): no empty queue, as for the
+      -- lock holder above (it said "0 delivered, 0 left" and exit 0)
+      if not opts.spool then sp:close() end
+      return { error = "cannot list the queue: " .. tostring(n), spool_error = true, delivered = 0,
+               deferred = 0, failed = 0, left = 0, total = 0 }
+    end
     queued_before = {}
-    for _, id in ipairs(type(ids) == "table" and ids or {}) do queued_before[id] = true end
-    total = type(n) == "number" and n or (type(ids) == "table" and #ids or 0)
+    for _, id in ipairs(ids) do queued_before[id] = true end
+    total = type(n) == "number" and n or #ids
   end
   if total == 0 then
     if locked and not opts.spool then sp:close() end
@@ -227,10 +234,18 @@ function M.run(opts, ...)
   end
   local timeout = opts.timeout
   local left = total
-  local err
+  local err, listing_error
   while true do
     mh.sleep(0.2)
-    left = count(sp)
+    -- what pickup/ holds; when it cannot be listed (count says 0), what it
+    -- held at the last count, and an error: never "0 left" unseen (it broke
+    -- out here as if the service had sent everything, exit 0)
+    local lids, n = sp:scan(1)
+    if type(lids) ~= "table" then
+      listing_error, err = true, "cannot list the queue: " .. tostring(n)
+      break
+    end
+    left = type(n) == "number" and n or #lids
     progress(math.max(0, total - left), total, nil)
     if left == 0 then break end
     local s = core.fsutil.read(donefile, { max = 4096 })   -- regular, no link, bounded
@@ -257,14 +272,17 @@ function M.run(opts, ...)
   -- path's deferred says what its pass left queued (it said 0: a flush that
   -- left a message deferred read as one that had nothing to defer)
   local deferred = 0
-  local now_ids = sp:scan()
+  local now_ids, nerr = sp:scan()
+  if type(now_ids) ~= "table" and not listing_error then
+    listing_error, err = true, err or ("cannot list the queue: " .. tostring(nerr))
+  end
   for _, id in ipairs(type(now_ids) == "table" and now_ids or {}) do
     if queued_before and queued_before[id] then deferred = deferred + 1 end
   end
   local partial, got, all = M.partial_since(failed_before, dir)
   return { delivered = gone - failed, deferred = deferred, failed = failed, left = left, total = total,
-           via = "service", pid = pid, error = err, partial = partial, partial_delivered = got,
-           partial_recipients = all }
+           via = "service", pid = pid, error = err, listing_error = listing_error, partial = partial,
+           partial_delivered = got, partial_recipients = all }
 end
 
 -- queue(opts) -> summary | nil, err, summary: run(opts) for mh.queue.flush (waits).

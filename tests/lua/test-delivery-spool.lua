@@ -235,6 +235,56 @@ tap.test("the spool's loader and sp:load: the same pass", function(t)
   t:same(att, { 0, 3, 0 }, "the failed events' attempts: 0 for one never tried (a loader's entry has none)")
 end)
 
+-- flush while a service holds the lock: it asks the service (USR1) and counts
+-- pickup/ until it is empty or the service says it is done.  A count that cannot
+-- list pickup/ (an I/O error) read as 0: "delivered, 0 left", a success, while
+-- the message was still queued; the first count failing read as an empty queue.
+-- Here the "service" is this process (its USR1 taken by a handler), the spool a
+-- wrapper whose lock is held elsewhere and whose scans fail from the Nth on.
+tap.test("flush via the service: a count that cannot list pickup/ is no empty queue", function(t)
+  local core = require "mailhook.core"
+  local fdir = dir .. "-svcflush"
+  local real = assert(spool.open(fdir))
+  assert(real:enqueue(msg(41), { from = "a@example.com", to = { "ok@x" } }))
+  local me = tonumber(assert(io.open("/proc/self/stat")):read("a"):match("^(%d+)"))
+  local usr1 = 0
+  local h = core.signal.on("USR1", function() usr1 = usr1 + 1 end)
+  local function pass(fail_from)
+    local scans = 0
+    local sp = setmetatable({
+      lock = function() return nil, "locked by the service", { code = "ELOCKED", pid = me } end,
+      scan = function(_, ...)
+        scans = scans + 1
+        if scans >= fail_from then return nil, "spool " .. fdir .. ": reading pickup/: Input/output error" end
+        return real:scan(...)
+      end,
+    }, { __index = function(_, k) local v = real[k]
+      return type(v) == "function" and function(_, ...) return v(real, ...) end or v end })
+    local ok, res = pcall(require("mailhook.flush").run, { spool = sp, spool_dir = fdir, timeout = 5,
+      cfg = { retry_interval = 30, retry_max = 1800, max_queue_age = 3600 } })
+    t:ok(ok, "flush ran: " .. tostring(ok or res))
+    return ok and res or {}, scans
+  end
+  local res = pass(1)
+  t:ok(res.spool_error and tostring(res.error):find("cannot list the queue: .*Input/output error"),
+       "its first count fails: said as an error (" .. tostring(res.error) .. ")")
+  t:is(res.delivered, 0, "and nothing counted delivered")
+  res = pass(2)
+  t:ok(usr1 >= 1, "the service was asked (USR1)")
+  t:ok(res.listing_error and tostring(res.error):find("cannot list the queue: .*Input/output error"),
+       "a count while waiting fails: a listing error, said (" .. tostring(res.error) .. ")")
+  t:is(res.left, 1, "the message counted as still there, not 0 left")
+  t:is(res.delivered, 0, "and not delivered")
+  local s, err = require("mailhook.flush").queue { spool = setmetatable({
+    lock = function() return nil, "locked", { code = "ELOCKED", pid = me } end,
+    scan = function() return nil, "reading pickup/: Input/output error" end }, { __index = real }),
+    spool_dir = fdir, timeout = 5, cfg = { retry_interval = 30 } }
+  t:ok(s == nil and tostring(err):find("cannot list the queue", 1, true), "mh.queue.flush: nil, the error")
+  h:stop()
+  real:close()
+  os.execute("rm -rf '" .. fdir .. "'")
+end)
+
 local status = tap.done()
 rm_rf()
 return status

@@ -471,6 +471,47 @@ static void test_replaced_after_load(void) {
   mh_spool_close(sp);
 }
 
+/* A message the server took whose record failed (a full disk), then its unlink
+** (EIO): kept as recorded in memory (mh_spool_mark_memory, faults10), its file
+** removed by the next purge.  That purge looks at the file as it does for a
+** record: one edited in place meanwhile is not the one sent, and goes to
+** corrupt/.  The failed record had taken the inode its load noted, and the
+** record in memory had none: the purge removed the edited file by name. */
+static void test_memory_replaced(void) {
+  mh_spool *sp;
+  mh_spool_entry e;
+  char ids[2][MH_SPOOL_IDLEN], err[MH_SPOOL_ERRLEN], rel[64], tmp[64], p[700], q[700];
+  long removed = -1;
+  fresh("memrepl", &sp);
+  queue(sp, 2, ids);
+  mh_spool_lock(sp, NULL);
+  for (int k = 0; k < 2; k++) {
+    is_int(deliverer_load(sp, ids[k], &e, err), 0, "the deliverer loads %s", ids[k]);
+    mh_spool_entry_free(&e);
+  }
+  test_fault = fail_journal;
+  is_int(mh_spool_mark(sp, ids[0], -1, err), -ENOSPC, "the record of %s fails (%s)", ids[0], err);
+  test_fault = NULL;
+  /* (its unlink failed too: not done here) */
+  is_int(mh_spool_mark_memory(sp, ids[0], err), 0, "kept as recorded in memory");
+  is_int(mh_spool_mark(sp, ids[1], -1, err), 0, "the other one's 250 is recorded");
+  /* sed -i: a new file, renamed over the name, before the purge */
+  snprintf(rel, sizeof rel, "pickup/%s.eml", ids[0]);
+  snprintf(tmp, sizeof tmp, "pickup/sed%s", ids[0]);
+  put(tmp, "X-Sender: a@b.c\r\nX-Receiver: d@e.f\r\nSubject: edited\r\n\r\nnew body\r\n");
+  path_of(p, sizeof p, tmp);
+  path_of(q, sizeof q, rel);
+  ok(rename(p, q) == 0, "%s is edited in place after its send", ids[0]);
+  const char *log = purge_logged(sp, "memrepl.log", &removed);
+  ok(log && strstr(log, "was replaced after") && strstr(log, ids[0]),
+     "the purge says the file was replaced (%s)", log ? log : "(no log)");
+  is_int(removed, 1, "the purge removes only the one not replaced");
+  snprintf(rel, sizeof rel, "corrupt/%s.eml", ids[0]);
+  ok(exists(rel), "the edited file is kept in corrupt/, not removed unseen");
+  is_int(count_pickup(), 0, "pickup/ is empty");
+  mh_spool_close(sp);
+}
+
 /* A drop-in adopted by the scan that lists it: the inode the purge checks is
 ** its copy's (ID.eml), not the drop-in's entry the scan read.  With the
 ** drop-in's, every adopted message was taken for one replaced after its send
@@ -614,6 +655,7 @@ int main(void) {
   test_write_fails();
   test_removed_meanwhile();
   test_replaced_after_load();
+  test_memory_replaced();
   test_size_record();
   test_adopted_purged();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
