@@ -666,20 +666,39 @@ $('flush-button').addEventListener('click', async () => {
 
 // ---------------------------------------------------------------- status
 
+// The pill and the summary: one of four states, as `mailhook status` says its
+// first line.  "flowing, but" (r.old_settings, r.maildrop_stuck): the exit
+// status is 1 and flowing is false, yet the mail that can go goes (the service
+// delivers with the settings it loaded before; a file of maildrop/ it cannot
+// adopt waits on a human): amber, with the reason.  Before, both read as a red
+// "NOT flowing", which sent the administrator after an outage there was not.
+function flowState(r) {
+  if (r.untried) return 'untried';
+  if (r.flowing) return 'flowing';
+  if (r.old_settings || r.maildrop_stuck) return 'but';
+  return 'not';
+}
+
 function showStatus(r) {
   const flow = $('flow');
+  const fs = flowState(r);
   // flowing only because nothing was tried since the service started: said so
-  text(flow, r.untried ? 'idle, not tried' : r.flowing ? 'mail is flowing' : 'NOT flowing');
-  flow.className = 'pill ' + (r.untried ? '' : r.flowing ? 'ok' : 'bad');
+  text(flow, { untried: 'idle, not tried', flowing: 'mail is flowing', but: 'flowing, but', not: 'NOT flowing' }[fs]);
+  flow.className = 'pill ' + { untried: '', flowing: 'ok', but: 'warn', not: 'bad' }[fs];
+  flow.title = fs === 'but' ? 'mail is flowing, but something needs you: the Status page says what' : '';
   // The outage is said once, in its own line (delivery suspended since ...: why):
   // the summary, the connection and the last error named the same reason again.
   const outage = outageLine(r.outage, r.checked_at);
   const why = outage ? r.outage.error : null;
   const said = (t) => why != null && t != null && String(t).includes(why);
-  text($('status-summary'), r.untried ? 'Nothing to send: the server has not been tried since the service ' +
-    'started (Test, on the Settings page, tries it now).' : r.flowing ? 'Mail is flowing.' : 'Mail is NOT flowing: ' +
+  // (the CLI's reason quotes commands in backquotes; the page's rows do not)
+  const but = () => (r.old_settings ? 'Mail is flowing with the settings the service loaded before, but ' :
+    'Mail is flowing, but ') + String(r.reason).replace(/`/g, '');
+  text($('status-summary'), fs === 'untried' ? 'Nothing to send: the server has not been tried since the service ' +
+    'started (Test, on the Settings page, tries it now).' : fs === 'flowing' ? 'Mail is flowing.' : fs === 'but' ? but() :
+    'Mail is NOT flowing: ' +
     (said(r.reason) ? String(r.reason).replace(why, '').replace(/[:\s]+$/, '') + ' (delivery suspended: below)' : r.reason));
-  $('status-summary').className = 'summary ' + (r.untried ? '' : r.flowing ? 'ok' : 'error');
+  $('status-summary').className = 'summary ' + { untried: '', flowing: 'ok', but: 'hint', not: 'error' }[fs];
   const dl = $('status-rows');
   dl.replaceChildren();
   const now = r.checked_at;

@@ -1661,6 +1661,15 @@ function M:metrics_text()
   metric(out, "mailhook_up", "gauge", "1 while the service answers.", { { r.service.running and 1 or 0 } })
   metric(out, "mailhook_flowing", "gauge", "1 when mail is flowing (the exit status of `mailhook status` is 0).",
     { { r.flowing and 1 or 0 } })
+  -- the "flowing, but" cases (status.flowing's third value): mailhook_flowing
+  -- is 0 there, as the exit status is 1, and an alert on it alone could not tell
+  -- them from an outage (the console's amber "flowing, but" pill): 1 for the
+  -- reason that holds, 0 for the other, both always there
+  metric(out, "mailhook_attention", "gauge", "1 when mail is flowing but `mailhook status` exits 1 for this " ..
+    "reason (old_settings: the settings file is not ready, the service delivers with the ones it loaded " ..
+    "before; maildrop_stuck: a file of maildrop/ the service cannot adopt).",
+    { { r.old_settings and 1 or 0, { reason = "old_settings" } },
+      { r.maildrop_stuck and 1 or 0, { reason = "maildrop_stuck" } } })
   metric(out, "mailhook_settings_ready", "gauge", "1 when the settings allow delivery.",
     { { r.settings.ready and 1 or 0 } })
   metric(out, "mailhook_queue_messages", "gauge", "Messages waiting in pickup/.", { { q.pickup or 0 } })

@@ -298,12 +298,16 @@ for name, t in types.items():
 ok(all(name in helps for name in types), "every metric has a HELP line")
 for need in ("mailhook_queue_messages", "mailhook_queue_oldest_age_seconds", "mailhook_failed_messages",
              "mailhook_delivered_total", "mailhook_deferred_total", "mailhook_failed_total",
-             "mailhook_connection_state", "mailhook_last_success_timestamp_seconds", "mailhook_up"):
+             "mailhook_connection_state", "mailhook_last_success_timestamp_seconds", "mailhook_up",
+             "mailhook_attention"):
     ok(need in samples, "has " + need)
 ok(samples.get("mailhook_delivered_total", [("", 0)])[0][1] >= 119, "delivered_total counts what was delivered",
    [l for l in body.splitlines() if l.startswith("mailhook_")])
 states = dict(samples.get("mailhook_connection_state", []))
 ok(sum(v for v in states.values()) == 1 and len(states) >= 5, "one connection_state series is 1, the others 0", states)
+attention = dict(samples.get("mailhook_attention", []))
+ok(sorted(attention) == ['{reason="maildrop_stuck"}', '{reason="old_settings"}'],
+   "mailhook_attention: one series per \"flowing, but\" reason", attention)
 ok(samples.get("mailhook_last_success_timestamp_seconds", [("", 0)])[0][1] > 1.6e9, "last success is a unix time")
 st, h, body = request("GET", "/metrics", cookie=COOKIE)
 is_(st, 200, "/metrics with the session too")
