@@ -55,7 +55,7 @@ static int l_visible(lua_State *L) {
 static int l_cut(lua_State *L) {
   size_t n;
   const char *s = mh_l_arg_lstring(L, 1, "s", &n);
-  lua_Integer max = luaL_checkinteger(L, 2);
+  lua_Integer max = mh_l_arg_integer(L, 2, "n");
   size_t k;
   if (max < 0) return mh_l_arg_error(L, 2, "n", "a count of bytes >= 0");
   if ((lua_Unsigned)max >= n) { lua_settop(L, 1); return 1; }
