@@ -23,7 +23,7 @@ is "$(pickup_count)" 1 "it is queued"
 
 # flush_fault WHEN: the flush with its WHEN-th getdents64 of pickup/ failed (EIO)
 flush_fault() {
-  strace -f -qq -o "$T/st" -P "$SPOOL/pickup" -e trace=getdents64 \
+  ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq -o "$T/st" -P "$SPOOL/pickup" -e trace=getdents64 \
     -e inject="getdents64:error=EIO:when=$1" "$MAILHOOK" flush --timeout 20 >"$T/out" 2>"$T/err"
 }
 
