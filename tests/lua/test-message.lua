@@ -198,6 +198,15 @@ tap.test("long lines and non-ASCII", function(t)
     if #w > 75 then t:ok(false, "encoded word over 75: " .. w) end
   end
   t:ok(true, "header lines <= 78, encoded words <= 75")
+  -- an address list: the comma after an address stays on its line, and was
+  -- not counted when folding ("To: user1@..., ..., user4@example.com," is 79)
+  local to = {}
+  for i = 1, 300 do to[i] = ("user%d@example.com"):format(i) end
+  local lh = split(assert(mh.message { from = "a@example.com", to = to, cc = to, reply_to = to }):bytes())
+  local longest = 0
+  for line in lh:gmatch("(.-)\r\n") do longest = math.max(longest, #line) end
+  t:ok(longest <= 78, "To/Cc/Reply-To of 300 addresses: lines <= 78 (longest " .. longest .. ")")
+  t:is(#(field(lh, "To") or ""):gsub("[^,]", ""), 299, "all 300 addresses in To")
   t:is(mh.message.type_for("fax.TIF"), "image/tiff", "type_for")
   t:ok(mh.message.valid_address("a@b.example"), "valid_address")
   local ok, why = mh.message.valid_address("a@b..example")
