@@ -321,4 +321,26 @@ else
   ok 1 "# SKIP an unlistable rules folder needs root to set up"
 fi
 
+# A task a rule spawned, and a tick of a timer it started, are named by where
+# their function is (FILE:LINE): they were "PATH" and "every", so a rule file
+# with several tasks or timers left its author guessing which one failed.
+mkdir -p "$T/where"
+cat > "$T/where/tk.lua" <<'LUA'
+on("tk", function(ev)
+  mh.spawn(function() end)
+  mh.spawn(function() error("task raised") end)
+end)
+on("tmr", function(ev)
+  mh.every(0.01, function() error("tick raised") end)
+  mh.sleep(0.3)
+end)
+LUA
+out=$("$MAILHOOK" hook tk --rules "$T/where/tk.lua" 2>&1); rc=$?
+is "$rc" 1 "a task that raises fails its rule"
+like "$out" "mailhook hook tk: rule tk@tk.lua:1 for event 'tk' \\(a task it started, tk\\.lua:3\\): .*task raised" \
+  "the task is named by its file and line"
+out=$("$MAILHOOK" hook tmr --rules "$T/where/tk.lua" 2>&1)
+like "$out" "error +every@tk\\.lua:6 \\(a task of rule tmr@tk\\.lua:5 for event 'tmr'\\): .*tick raised" \
+  "a tick of mh.every is named every@FILE:LINE"
+
 done_testing
