@@ -117,6 +117,12 @@ function enqueue(t, opts)
   local fields = {}
   for k, v in pairs(t) do fields[k] = v end
   if fields.from == nil then fields.from = cfg.from end
+  if fields.from == nil and not check then
+    -- the builder's "from: no From address" alone did not say where one comes from
+    return nil, "from: no From address: the settings (" .. tostring(opts and opts.conf or settings.path()) ..
+                ") have no `from` (mailhook update from=ADDRESS), and the message gives none",
+           { code = "EINVAL", class = "permanent", stage = "settings", field = "from" }
+  end
   for _, k in ipairs { "to", "cc", "bcc" } do
     if fields[k] ~= nil then
       local v, why = local_names(cfg, fields[k])
