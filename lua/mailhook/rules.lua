@@ -114,6 +114,24 @@ local events = {}
 -- "subject: CR, LF or NUL in the subject" and no word of the field.  The
 -- fields are those holding a CR, LF or NUL whose value is in the refused
 -- header's; info gets header and event_fields.  Nothing is rewritten.
+-- notice_of() -> id | nil: the id of the failed message the running rule
+-- handles, when it runs for a `failed` event (or an event a `failed` handler
+-- emitted).  mh.enqueue marks the mail such a rule queues (NOTICE_HEADER), and
+-- the service emits no `failed` for that mail: a notice sent the same way as
+-- the mail that failed fails the same way, and each failure queued another
+-- notice, without end (hundreds a second, filling failed/).
+rules.NOTICE_HEADER = "X-Mailhook-Notice"
+function rules.notice_of()
+  local id = core.budget()
+  local evs = id and events[id]
+  if not evs then return nil end
+  for _, ev in ipairs(evs) do
+    if type(ev) == "table" and ev.event == "failed" then
+      return (tostring(ev.id or "?"):sub(1, 64):gsub("[^%w._-]", "?"))   -- a header value, whatever the id
+    end
+  end
+end
+
 function rules.explain_header(err, info, t)
   if type(info) ~= "table" or info.code ~= "EBADHDR" or type(t) ~= "table" or type(err) ~= "string" then
     return err, info
