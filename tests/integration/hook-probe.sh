@@ -89,6 +89,11 @@ like "$out" "bad field name 'a\\\\r\\\\27\[2Jb'" "a field name with CR and ESC: 
 ok "$(printf '%s' "$out" | grep -q $'\x1b'; [ $? -ne 0 ]; echo $?)" "no ESC byte in the output"
 out=$("$MAILHOOK" hook $'\xff\xfe' 2>&1)
 like "$out" "bad event name '\\\\255\\\\254'" "non-UTF-8 bytes: shown escaped"
+# an event's name is [A-Za-z0-9_.:-]+ (docs/rules.md): a ':' and a leading digit are names
+for ev in backup:done 9am; do
+  out=$("$MAILHOOK" hook "$ev" 2>&1); rc=$?
+  is "$rc" 0 "event '$ev' is a name (exit 0: $out)"
+done
 rm -f "$ran"
 
 # A value that is not UTF-8 (a PBX's Latin-1 caller name) is read as Windows-1252 at
