@@ -1038,15 +1038,16 @@ static const char *budget_why(mh_budget *b, char *buf, size_t n) {
       snprintf(buf, n, "stopped: exceeded its budget of %lld instructions (an endless loop?)", b->instr_limit);
       break;
     case STOP_TIME:
-      snprintf(buf, n, "stopped: exceeded its budget of %g seconds of running time (an endless loop?)",
-               b->seconds);
+      snprintf(buf, n, "stopped: exceeded its budget of %g seconds of running time (an endless loop? "
+               "the setting rule_timeout gives more)", b->seconds);
       break;
     case STOP_LIFE:
       snprintf(buf, n, "stopped: not finished %g seconds after it started, waits included (a wait "
-               "that never ends?)", b->life);
+               "that never ends? it is 3 x the setting rule_timeout)", b->life);
       break;
     case STOP_MEM:
-      snprintf(buf, n, "stopped: exceeded the memory limit of %zu MB for rules", b->mem_limit >> 20);
+      snprintf(buf, n, "stopped: exceeded the memory limit of %zu MB for rules (the setting rule_memory)",
+               b->mem_limit >> 20);
       break;
     default:
       snprintf(buf, n, "stopped");

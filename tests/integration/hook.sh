@@ -343,4 +343,13 @@ out=$("$MAILHOOK" hook tmr --rules "$T/where/tk.lua" 2>&1)
 like "$out" "error +every@tk\\.lua:6 \\(a task of rule tmr@tk\\.lua:5 for event 'tmr'\\): .*tick raised" \
   "a tick of mh.every is named every@FILE:LINE"
 
+# A rule stopped for its running time names the setting that gives more
+cat > "$T/where/cpu.lua" <<'LUA'
+on("cpu", function(ev) local x = 0 while true do x = x + #("a"):rep(100000) end end)
+LUA
+{ cat "$MAILHOOK_CONF"; printf 'rule_timeout = 1\n'; } > "$T/cpu.conf"
+out=$(MAILHOOK_CONF="$T/cpu.conf" "$MAILHOOK" hook cpu --rules "$T/where/cpu.lua" 2>&1)
+like "$out" "stopped: exceeded its budget of 1 seconds of running time \\(an endless loop\\? the setting rule_timeout gives more\\)" \
+  "a rule out of running time: the setting named"
+
 done_testing

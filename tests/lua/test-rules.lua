@@ -297,6 +297,8 @@ tap.test("a rule ends within its lifetime: waits end too", function(t)
   t:is(ok, false, "the waiting handler failed")
   t:like(failures[1] and failures[1].error, "stopped: not finished 0.9 seconds after it started",
          "by its lifetime (3 x its running time)")
+  t:like(failures[1] and failures[1].error, "%(a wait that never ends%? it is 3 x the setting rule_timeout%)$",
+         "naming the setting that gives more")
   t:is(sleeper:status(), "failed", "the task it spawned ended with it")
   t:ok(mh.monotonic() - t0 < 10, "no later than the budget (and some slack)")
   mh.core.rule_failures()
@@ -317,6 +319,7 @@ tap.test("memory: the allocator caps the Lua heap while a rule runs", function(t
   t:is(ok, false, "the hog failed")
   t:is(#failures, 1, "only the hog")
   t:like(failures[1].error, "stopped: exceeded the memory limit of 24 MB for rules", "a pcall cannot keep it going")
+  t:like(failures[1].error, "for rules %(the setting rule_memory%)$", "naming the setting that gives more")
   t:is(after, ("ok"):rep(10), "the modest handler ran")
   t:ok(mh.core.heap() < 24 * 1048576, "its heap was given back")
   local big = ("z"):rep(30 * 1048576)   -- outside a rule nothing is refused
