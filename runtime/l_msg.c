@@ -120,8 +120,19 @@ static int add_addrs(lua_State *L, mh_msg *m, int idx, mh_msg_field f, const cha
     return rc;
   }
   lua_pop(L, 1);
+  /* An empty list adds no one, as nil does: a rule's list made from an event
+  ** (a JSON "cc": []) is data, not misuse; with no recipient at all the
+  ** builder says so ("no recipient") as a value. */
   lua_Integer len = luaL_len(L, idx);
-  if (len == 0) return luaL_error(L, "mh.message: %s is an empty table", fname);
+  if (len == 0) {           /* but {name = "x"} without its address is misuse */
+    lua_pushnil(L);
+    if (lua_next(L, idx)) {
+      lua_pop(L, 2);
+      return luaL_error(L, "mh.message: %s must be an address, {name=, address=} or a list of them "
+                        "(got a table with no address and no list items)", fname);
+    }
+    return 0;
+  }
   for (lua_Integer i = 1; i <= len; i++) {
     lua_geti(L, idx, i);
     if (lua_type(L, -1) == LUA_TTABLE) {

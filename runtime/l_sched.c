@@ -1038,15 +1038,16 @@ static const char *budget_why(mh_budget *b, char *buf, size_t n) {
       snprintf(buf, n, "stopped: exceeded its budget of %lld instructions (an endless loop?)", b->instr_limit);
       break;
     case STOP_TIME:
-      snprintf(buf, n, "stopped: exceeded its budget of %g seconds of running time (an endless loop?)",
-               b->seconds);
+      snprintf(buf, n, "stopped: exceeded its budget of %g seconds of running time (an endless loop? "
+               "the setting rule_timeout gives more)", b->seconds);
       break;
     case STOP_LIFE:
       snprintf(buf, n, "stopped: not finished %g seconds after it started, waits included (a wait "
-               "that never ends?)", b->life);
+               "that never ends? it is 3 x the setting rule_timeout)", b->life);
       break;
     case STOP_MEM:
-      snprintf(buf, n, "stopped: exceeded the memory limit of %zu MB for rules", b->mem_limit >> 20);
+      snprintf(buf, n, "stopped: exceeded the memory limit of %zu MB for rules (the setting rule_memory)",
+               b->mem_limit >> 20);
       break;
     default:
       snprintf(buf, n, "stopped");
@@ -1789,13 +1790,32 @@ static void budget_state_close(lua_State *L, mh_lctx *x) {
 
 /* ------------------------------------------------------------ Lua: tasks */
 
+/* fn_where(L, idx, prefix, out, cap): "PREFIXFILE:LINE" for the function at
+** idx, FILE without its folders (as rules.lua names handlers): a log line
+** then says which of a rule file's tasks or timers failed, and a long path
+** no longer pushes the line number out of a task's 48-byte name. */
+static void fn_where(lua_State *L, int idx, const char *prefix, char *out, size_t cap) {
+  lua_Debug ar;
+  lua_pushvalue(L, idx);
+  if (!lua_getinfo(L, ">S", &ar)) {
+    snprintf(out, cap, "%stask", prefix);
+    return;
+  }
+  const char *src = strrchr(ar.short_src, '/');
+  char line[24] = "";
+  src = src ? src + 1 : ar.short_src;
+  if (ar.linedefined > 0) snprintf(line, sizeof line, ":%d", ar.linedefined);
+  size_t fixed = strlen(prefix) + strlen(line);
+  int room = cap > fixed + 1 ? (int)(cap - fixed - 1) : 0;   /* the file name is cut, never the line */
+  snprintf(out, cap, "%s%.*s%s", prefix, room, src, line);
+}
+
 /* spawn(fn, ...) -> task.  The task starts on the next loop turn. */
 static int l_spawn(lua_State *L) {
   mh_l_arg_type(L, 1, "fn", LUA_TFUNCTION);
-  lua_Debug ar;
-  lua_pushvalue(L, 1);
-  if (!lua_getinfo(L, ">S", &ar)) strcpy(ar.short_src, "task");
-  mh_task_spawn(L, 1, lua_gettop(L) - 1, ar.short_src);
+  char name[48];
+  fn_where(L, 1, "", name, sizeof name);
+  mh_task_spawn(L, 1, lua_gettop(L) - 1, name);
   return 1;
 }
 
@@ -1942,6 +1962,7 @@ typedef struct {
   int closed;
   int budgeted;            /* made by a rule: each tick runs under a fresh budget */
   char label[160];         /* that rule's name */
+  char name[48];           /* each tick's task: "every@FILE:LINE" of fn */
 } every_t;
 
 /* Only now may the userdata go: unpin it (l_every pinned it in the registry). */
@@ -1965,7 +1986,7 @@ static void every_cb(uv_timer_t *h) {
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);
   {
-    mh_task *t = mh_task_spawn(L, -1, 0, "every");
+    mh_task *t = mh_task_spawn(L, -1, 0, e->name);
     if (e->budgeted) {       /* a timer a rule started is that rule's, tick by tick */
       t->budget = budget_new((mh_lctx *)h->loop->data, e->label);
       if (t->budget) { t->rule_task = 1; rule_tasks_live++; }
@@ -1999,6 +2020,7 @@ static int l_every(lua_State *L) {
   memset(e, 0, sizeof *e);
   luaL_setmetatable(L, EVERY_MT);
   e->L = mh_l_cbstate(L);
+  fn_where(L, 2, "every@", e->name, sizeof e->name);
   lua_pushvalue(L, 2);
   e->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   e->task_ref = LUA_NOREF;

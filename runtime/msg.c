@@ -833,6 +833,17 @@ static void fold_begin(fold *f, mh_buf *b, const char *name) {
   f->col = f->min = strlen(name) + 1;
 }
 
+/* fold_tok_r: as fold_tok, keeping room for `reserve` more columns that must
+** follow t on its line (an address list's comma, which cannot start one). */
+static void fold_tok_r(fold *f, const char *t, size_t n, size_t reserve) {
+  if (n > 0 && is_wsp(t[0]) && f->col > f->min && f->col + n + reserve > FOLD_AT) {
+    mh_buf_add(f->b, "\r\n", 2);
+    f->col = 0;
+  }
+  mh_buf_add(f->b, t, n);
+  f->col += n;
+}
+
 static void fold_tok(fold *f, const char *t, size_t n) {
   if (n > 0 && is_wsp(t[0]) && f->col > f->min && f->col + n > FOLD_AT) {
     mh_buf_add(f->b, "\r\n", 2);
@@ -975,7 +986,7 @@ static void header_addrs(mh_buf *b, const char *name, const alist *l) {
     } else {
       snprintf(tmp, sizeof tmp, " %s", a->addr);
     }
-    fold_tok(&f, tmp, strlen(tmp));
+    fold_tok_r(&f, tmp, strlen(tmp), i + 1 < l->n);   /* the comma stays on its line */
     if (i + 1 < l->n) fold_tok(&f, ",", 1);
   }
   fold_end(&f);

@@ -99,7 +99,9 @@ local function subject_of(path)
   head = head:match("^(.-)\n\n") or head
   local s = head:match("\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\n]*)")
       or head:match("^[Ss][Uu][Bb][Jj][Ee][Cc][Tt]:[ \t]*([^\n]*)")
-  return s
+  -- a notice a `failed` rule queued (rules.notice_of): "failed ID"
+  local n = ("\n" .. head):match("\n[Xx]%-[Mm][Aa][Ii][Ll][Hh][Oo][Oo][Kk]%-[Nn][Oo][Tt][Ii][Cc][Ee]:[ \t]*failed ([^\n]*)")
+  return s, n
 end
 
 -- The deliverer's per-message disk work (load, the delivered record) runs on the loop thread
@@ -589,7 +591,7 @@ end
 -- ones refused on earlier attempts too) and `delivered` those that got it.
 function D:fail(e, reason, reply, how)
   how = how or {}
-  local subject = subject_of(e.path)   -- before the file moves
+  local subject, notice = subject_of(e.path)   -- before the file moves
   maillog.before_move(e)               -- (so is the journal's Message-ID)
   local ok, err, info = self.spool:fail(e.id, { reason = reason, reply = reply, attempts = how.attempts,
                                                 refused = how.refused })
@@ -636,6 +638,12 @@ function D:fail(e, reason, reply, how)
     if by_mailhook(r.reply) == "intake" then intake[#intake + 1] = r end
   end
   maillog.outcome(self, e, "failed", reply or reason, nil, how.refused, intake)
+  if notice then
+    self.log.warn("delivery: " .. e.id .. ": no `failed` event: it is the notice a `failed` rule queued about " ..
+                  notice .. ", and a notice of its failure would fail the same way (a loop); tell someone " ..
+                  "by another path than this mail server")
+    return
+  end
   self:emit("failed", { id = e.id, reason = reason, reply = reply, to = to, from = e.from,
                         subject = subject, refused = refused, delivered = delivered,
                         attempts = how.attempts or e.attempts or 0 })   -- (a loader's entry: nil for 0)

@@ -116,7 +116,23 @@ function enqueue(t, opts)
   if not cfg then return nil, err, info end
   local fields = {}
   for k, v in pairs(t) do fields[k] = v end
+  -- mail a `failed` rule queues is marked: its own failure emits no `failed`
+  -- (rules.notice_of; a notice sent as the failed mail was looped for ever)
+  local rules = package.loaded["mailhook.rules"]
+  local about = rules and rules.notice_of and rules.notice_of()
+  if about and (fields.headers == nil or type(fields.headers) == "table") then
+    local h = {}
+    for k, v in pairs(fields.headers or {}) do h[k] = v end
+    h[rules.NOTICE_HEADER] = "failed " .. about
+    fields.headers = h
+  end
   if fields.from == nil then fields.from = cfg.from end
+  if fields.from == nil and not check then
+    -- the builder's "from: no From address" alone did not say where one comes from
+    return nil, "from: no From address: the settings (" .. tostring(opts and opts.conf or settings.path()) ..
+                ") have no `from` (mailhook update from=ADDRESS), and the message gives none",
+           { code = "EINVAL", class = "permanent", stage = "settings", field = "from" }
+  end
   for _, k in ipairs { "to", "cc", "bcc" } do
     if fields[k] ~= nil then
       local v, why = local_names(cfg, fields[k])

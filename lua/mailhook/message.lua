@@ -19,5 +19,16 @@ local M = {
   utf8 = core.msg.utf8,                     -- utf8("Jos\xe9") -> "José" (the builder's rule)
 }
 
--- every argument passed on: an argument too many raises (core.msg.build checks)
-return setmetatable(M, { __call = function(_, ...) return core.msg.build(...) end })
+-- every argument passed on: an argument too many raises (core.msg.build checks).
+-- A misuse raises at the caller's line, as the docs say: called from here the
+-- C function's error named this file's line (message.lua:NN) instead.
+local build = core.msg.build
+local function call(_, ...)
+  local ok, m, err, info = pcall(build, ...)
+  if not ok then
+    if type(m) == "string" then error(m, 2) end
+    error(m, 0)
+  end
+  return m, err, info
+end
+return setmetatable(M, { __call = call })

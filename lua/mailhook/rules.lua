@@ -114,6 +114,24 @@ local events = {}
 -- "subject: CR, LF or NUL in the subject" and no word of the field.  The
 -- fields are those holding a CR, LF or NUL whose value is in the refused
 -- header's; info gets header and event_fields.  Nothing is rewritten.
+-- notice_of() -> id | nil: the id of the failed message the running rule
+-- handles, when it runs for a `failed` event (or an event a `failed` handler
+-- emitted).  mh.enqueue marks the mail such a rule queues (NOTICE_HEADER), and
+-- the service emits no `failed` for that mail: a notice sent the same way as
+-- the mail that failed fails the same way, and each failure queued another
+-- notice, without end (hundreds a second, filling failed/).
+rules.NOTICE_HEADER = "X-Mailhook-Notice"
+function rules.notice_of()
+  local id = core.budget()
+  local evs = id and events[id]
+  if not evs then return nil end
+  for _, ev in ipairs(evs) do
+    if type(ev) == "table" and ev.event == "failed" then
+      return (tostring(ev.id or "?"):sub(1, 64):gsub("[^%w._-]", "?"))   -- a header value, whatever the id
+    end
+  end
+end
+
 function rules.explain_header(err, info, t)
   if type(info) ~= "table" or info.code ~= "EBADHDR" or type(t) ~= "table" or type(err) ~= "string" then
     return err, info
@@ -379,6 +397,45 @@ function rules.emit(event, fields)
   return #failures == 0, failures, #list
 end
 
+-- nearest(name, ...) -> the one key of the tables given within 2 edits of
+-- name (a letter missing, extra, changed or two swapped), or nil: the global a
+-- mistyped read meant ("tostrin" -> tostring, "mh.Enqueue" is found by Lua).
+-- Run only when the read has already failed.
+local function nearest(name, ...)
+  if #name < 3 or #name > 40 then return nil end
+  local function dist(a, b)   -- optimal string alignment distance, bounded by 2
+    if math.abs(#a - #b) > 2 then return 3 end
+    local prev2, prev, cur = nil, {}, nil
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+      cur = { [0] = i }
+      local best = i
+      for j = 1, #b do
+        local cost = a:byte(i) == b:byte(j) and 0 or 1
+        local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+        if prev2 and i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+          d = math.min(d, prev2[j - 2] + 1)
+        end
+        cur[j] = d
+        if d < best then best = d end
+      end
+      if best > 2 then return 3 end
+      prev2, prev = prev, cur
+    end
+    return prev[#b]
+  end
+  local found, best = nil, 3
+  for _, t in ipairs { ... } do
+    for key in pairs(t) do
+      if type(key) == "string" and key ~= name then
+        local d = dist(name:lower(), key:lower())
+        if d < best or (d == best and found and key < found) then found, best = key, d end
+      end
+    end
+  end
+  return best <= 2 and found or nil
+end
+
 -- The environment of a rule file: the standard globals and the rule API can be
 -- read; reading or assigning any other global is an error (a typo in a rule
 -- must not silently make a nil, nor leak state between files).
@@ -443,7 +500,9 @@ local function rule_env(path)
       if v == nil and lazy[k] then v = lazy[k](); own[k] = v end
       if v == nil then v = _G[k] end
       if v == nil then
-        error(string.format("read of undeclared global '%s' (declare it with local)", tostring(k)), 2)
+        local near = type(k) == "string" and nearest(k, own, lazy, _G)
+        error(string.format("read of undeclared global '%s' (%s)", tostring(k),
+                            near and ("a typo of '" .. near .. "'?") or "declare it with local"), 2)
       end
       return v
     end,

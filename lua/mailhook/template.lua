@@ -351,7 +351,10 @@ function M.compile(source, opts, ...)
   core.check_options("mh.template", type(opts) == "table" and opts or {}, OPTIONS, select("#", ...) + 2, 2)
   check_opts("mh.template", opts)
   opts = opts or {}
-  local tree = parse(source, opts.name or "template")
+  -- raised at the caller's line too: "template:2: ..." alone left a rule file
+  -- with several templates (and `hook`'s one-line message) without a clue
+  local ok, tree = pcall(parse, source, opts.name or "template")
+  if not ok then error("mh.template: " .. tostring(tree), 2) end
   return function(context, ...)
     if context ~= nil and type(context) ~= "table" then
       error("mh.template: context must be a table (got " .. type(context) .. ")", 2)
@@ -379,7 +382,7 @@ local function load_file(path, opts)
   o.name = o.name or path
   if o.html == nil and path:match("%.html?$") then o.html = true end
   local ok, r = pcall(M.compile, src, o)
-  if not ok then return nil, r end
+  if not ok then return nil, (tostring(r):gsub("^mh%.template: ", "", 1)) end
   return r
 end
 

@@ -89,6 +89,11 @@ like "$out" "bad field name 'a\\\\r\\\\27\[2Jb'" "a field name with CR and ESC: 
 ok "$(printf '%s' "$out" | grep -q $'\x1b'; [ $? -ne 0 ]; echo $?)" "no ESC byte in the output"
 out=$("$MAILHOOK" hook $'\xff\xfe' 2>&1)
 like "$out" "bad event name '\\\\255\\\\254'" "non-UTF-8 bytes: shown escaped"
+# an event's name is [A-Za-z0-9_.:-]+ (docs/rules.md): a ':' and a leading digit are names
+for ev in backup:done 9am; do
+  out=$("$MAILHOOK" hook "$ev" 2>&1); rc=$?
+  is "$rc" 0 "event '$ev' is a name (exit 0: $out)"
+done
 rm -f "$ran"
 
 # A value that is not UTF-8 (a PBX's Latin-1 caller name) is read as Windows-1252 at
@@ -112,6 +117,17 @@ val "a JSON string with a UTF-8-encoded surrogate: its bytes read one by one" "6
   sh -c 'printf "{\"v\":\"ok\355\240\200\",\"out\":\"%s\"}" "$1" | "$0" hook val --json' "$MAILHOOK" "$T/val.out"
 val "a JSON lone surrogate escape (a UTF-16 string cut mid-pair): U+FFFD" "61efbfbd62efbfbd utf8" \
   sh -c 'printf "{\"v\":\"a\\\\ud83db\\\\udc00\",\"out\":\"%s\"}" "$1" | "$0" hook val --json' "$MAILHOOK" "$T/val.out"
+# A path in Latin-1 bytes to a file that exists (an old PBX's recording, msg\xe9.wav) is
+# kept as its bytes: made UTF-8 it named no file, and the mail went without the recording
+mkdir -p "$T/vm"; printf 'RIFF' > "$T/vm/$(printf 'msg\351.wav')"
+hexpath=$(printf '%s' "$T/vm/" | od -An -tx1 | tr -d ' \n')
+val "KEY=VALUE: a Latin-1 path to a file that exists: its bytes kept" "${hexpath}6d7367e92e776176 not-utf8" \
+  "$MAILHOOK" hook val "v=$T/vm/$(printf 'msg\351.wav')" out="$T/val.out"
+val "JSON: the same path: its bytes kept" "${hexpath}6d7367e92e776176 not-utf8" \
+  sh -c 'printf "{\"v\":\"%s\",\"out\":\"%s\"}" "$1" "$2" | "$0" hook val --json' "$MAILHOOK" \
+  "$T/vm/$(printf 'msg\351.wav')" "$T/val.out"
+val "a Latin-1 path to nothing: made UTF-8 as any value" "${hexpath}6e6fc3a92e776176 utf8" \
+  "$MAILHOOK" hook val "v=$T/vm/$(printf 'no\351.wav')" out="$T/val.out"
 # The field limit (64 KiB) is on the value as given, whatever it grows to made UTF-8
 # (up to 3 bytes a byte): the same 30000 bytes of Latin-1 were taken as KEY=VALUE and
 # refused in JSON as "90000 bytes, over the 64 KiB limit" (the event lost).

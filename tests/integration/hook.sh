@@ -321,4 +321,35 @@ else
   ok 1 "# SKIP an unlistable rules folder needs root to set up"
 fi
 
+# A task a rule spawned, and a tick of a timer it started, are named by where
+# their function is (FILE:LINE): they were "PATH" and "every", so a rule file
+# with several tasks or timers left its author guessing which one failed.
+mkdir -p "$T/where"
+cat > "$T/where/tk.lua" <<'LUA'
+on("tk", function(ev)
+  mh.spawn(function() end)
+  mh.spawn(function() error("task raised") end)
+end)
+on("tmr", function(ev)
+  mh.every(0.01, function() error("tick raised") end)
+  mh.sleep(0.3)
+end)
+LUA
+out=$("$MAILHOOK" hook tk --rules "$T/where/tk.lua" 2>&1); rc=$?
+is "$rc" 1 "a task that raises fails its rule"
+like "$out" "mailhook hook tk: rule tk@tk.lua:1 for event 'tk' \\(a task it started, tk\\.lua:3\\): .*task raised" \
+  "the task is named by its file and line"
+out=$("$MAILHOOK" hook tmr --rules "$T/where/tk.lua" 2>&1)
+like "$out" "error +every@tk\\.lua:6 \\(a task of rule tmr@tk\\.lua:5 for event 'tmr'\\): .*tick raised" \
+  "a tick of mh.every is named every@FILE:LINE"
+
+# A rule stopped for its running time names the setting that gives more
+cat > "$T/where/cpu.lua" <<'LUA'
+on("cpu", function(ev) local x = 0 while true do x = x + #("a"):rep(100000) end end)
+LUA
+{ cat "$MAILHOOK_CONF"; printf 'rule_timeout = 1\n'; } > "$T/cpu.conf"
+out=$(MAILHOOK_CONF="$T/cpu.conf" "$MAILHOOK" hook cpu --rules "$T/where/cpu.lua" 2>&1)
+like "$out" "stopped: exceeded its budget of 1 seconds of running time \\(an endless loop\\? the setting rule_timeout gives more\\)" \
+  "a rule out of running time: the setting named"
+
 done_testing

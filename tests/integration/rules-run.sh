@@ -19,6 +19,11 @@ end)
 on("failed", function(ev)
   assert(mh.enqueue { to = "postmaster@example.com", subject = "failed: " .. tostring(ev.id), text = tostring(ev.reason) })
 end)
+on("failed", function(ev)   -- a notice sent the way the mail failed: it fails too
+  if ev.subject == "loop me" then
+    assert(mh.enqueue { to = "dead@example.org", subject = "notice of " .. tostring(ev.id), text = "x" })
+  end
+end)
 LUA
 inbox_has() { grep -qs "$1" "$T"/inbox/*.eml; }
 start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill $RUN"; }
@@ -37,6 +42,13 @@ is "$(grep -l "more suppressed: flap" "$T"/inbox/*.eml | wc -l)" 1 "exactly one 
 "$MAILHOOK" enqueue --to dead@example.org --subject doomed </dev/null >/dev/null
 wait_for 15 inbox_has "Subject: failed: "; ok $? "the failed event reached the rule, its mail delivered"
 like "$(grep -l "Subject: failed: " "$T"/inbox/*.eml | xargs cat)" "5.1.1|no such user|550" "with the server's reason"
+# A `failed` rule whose notice fails too: that failure emits no `failed` event
+# (each one queued another notice, hundreds a second, failed/ filling up)
+"$MAILHOOK" enqueue --to dead@example.org --subject "loop me" </dev/null >/dev/null
+wait_for 15 grep -q 'no `failed` event: it is the notice a `failed` rule queued about' "$T/run.log"
+ok $? "the notice's own failure: no failed event, said in the log"
+notice=$(grep -o 'delivery: [0-9a-f]*: no `failed` event' "$T/run.log" | head -1 | cut -d' ' -f2 | tr -d :)
+ok "$([ -n "$notice" ] && ! inbox_has "Subject: failed: $notice"; echo $?)" "the postmaster's rule did not run for it"
 kill "$RUN"; wait "$RUN" 2>/dev/null
 # a clean stop by a signal to the whole process group (systemctl stop's default
 # KillMode, Ctrl-C in a terminal): the service stops its worker itself; the

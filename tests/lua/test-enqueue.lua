@@ -26,6 +26,23 @@ tap.test("refused while disabled, naming the setting; nothing written", function
   t:is(files(), 0, "nothing in pickup/")
 end)
 
+-- Settings with no `from` (enabled, a server): "from: no From address" alone
+-- did not say that the settings lack one, nor how to set it.
+tap.test("no from in the settings nor the message: refused, naming the setting and its fix", function(t)
+  local c2 = dir .. "/nofrom.conf"
+  assert(settings.update({ enabled = "true", server = "127.0.0.1" }, c2))
+  local id, err, info = intake.enqueue({ to = "a@ex.org", subject = "x", text = "y" }, { spool = sp, conf = c2 })
+  t:is(id, nil, "no id")
+  t:like(err, "^from: no From address: the settings %(.*nofrom%.conf%) have no `from` %(mailhook update from=ADDRESS%)",
+         "names the settings file and the command: " .. tostring(err))
+  t:is(info and info.field, "from", "field from")
+  t:is(info and info.code, "EINVAL", "code EINVAL")
+  t:is(files(), 0, "nothing in pickup/")
+  t:ok(intake.enqueue({ from = "me@ex.org", to = "a@ex.org", subject = "x", text = "y" }, { spool = sp, conf = c2,
+                                                                                          check = true }),
+       "a message that gives its from is fine")
+end)
+
 tap.test("queued durably once enabled, with the settings' sender", function(t)
   assert(settings.update({ enabled = "true", server = "127.0.0.1", from = "noreply@ex.org" }, conf))
   local id, err = intake.enqueue({ to = { "Ann <ann@ex.org>" }, bcc = { "b@ex.org" }, subject = "Voicemail",

@@ -122,6 +122,36 @@ tap.test("bad input: error naming the culprit, nothing built", function(t)
   t:ok(not pcall(mh.message, { from = "a@example.com", to = 42 }), "a wrong type raises")
 end)
 
+tap.test("an empty address list adds no one; a misuse raises at the caller's line", function(t)
+  -- a rule's list made from an event (a JSON "cc": []) is data: it raised "cc is an empty table"
+  local m, err, info = mh.message { from = "a@example.com", to = "x@example.com", cc = {}, bcc = {} }
+  t:ok(m, "to = x, cc = {}, bcc = {}: built (" .. tostring(err) .. ")")
+  if m then
+    local head = split(m:bytes())
+    t:is(field(head, "Cc"), nil, "no Cc header")
+    t:is(table.concat(m:envelope().to, " "), "x@example.com", "one recipient")
+  end
+  m = mh.message { from = "a@example.com", to = {}, bcc = "b@example.com" }
+  t:ok(m, "to = {}, bcc = b: built")
+  if m then t:is(field(split(m:bytes()), "To"), "undisclosed-recipients:;", "To: undisclosed-recipients:;") end
+  m, err, info = mh.message { from = "a@example.com", to = {} }
+  t:is(m, nil, "to = {} alone: refused as a value, not raised")
+  t:like(err, "no recipient", "saying no recipient")
+  t:is(info and info.code, "EINVAL", "EINVAL")
+  local ok, e = pcall(mh.message, { from = "a@example.com", to = { name = "Bob" } })
+  t:ok(not ok, "{name=} without an address still raises")
+  t:like(tostring(e), "to must be an address, {name=, address=} or a list of them", "saying what a recipient is")
+end)
+
+tap.test("a misuse of mh.message raises at the caller's line", function(t)
+  local ok, e
+  local line = debug.getinfo(1, "l").currentline + 1
+  ok, e = pcall(function() local x = mh.message { from = "a@example.com", to = 42 }; return x end)
+  t:ok(not ok, "to = 42 raises")
+  t:like(tostring(e), "test%-message%.lua:" .. line .. ": mh%.message: to must be", "at the caller's line: " .. tostring(e))
+  t:ok(not tostring(e):find("mailhook/message.lua", 1, true), "not at message.lua's")
+end)
+
 tap.test("attachments stream and decode back byte-identical", function(t)
   local path = os.tmpname() .. ".wav"
   local f = assert(io.open(path, "wb"))
@@ -168,6 +198,15 @@ tap.test("long lines and non-ASCII", function(t)
     if #w > 75 then t:ok(false, "encoded word over 75: " .. w) end
   end
   t:ok(true, "header lines <= 78, encoded words <= 75")
+  -- an address list: the comma after an address stays on its line, and was
+  -- not counted when folding ("To: user1@..., ..., user4@example.com," is 79)
+  local to = {}
+  for i = 1, 300 do to[i] = ("user%d@example.com"):format(i) end
+  local lh = split(assert(mh.message { from = "a@example.com", to = to, cc = to, reply_to = to }):bytes())
+  local longest = 0
+  for line in lh:gmatch("(.-)\r\n") do longest = math.max(longest, #line) end
+  t:ok(longest <= 78, "To/Cc/Reply-To of 300 addresses: lines <= 78 (longest " .. longest .. ")")
+  t:is(#(field(lh, "To") or ""):gsub("[^,]", ""), 299, "all 300 addresses in To")
   t:is(mh.message.type_for("fax.TIF"), "image/tiff", "type_for")
   t:ok(mh.message.valid_address("a@b.example"), "valid_address")
   local ok, why = mh.message.valid_address("a@b..example")

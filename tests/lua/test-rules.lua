@@ -133,6 +133,29 @@ tap.test("rule files: strict environment, errors reported per file", function(t)
   rules.clear()
 end)
 
+-- A mistyped read said "(declare it with local)": no help for `tostrin(x)`
+tap.test("reading an undeclared global names the global it likely meant", function(t)
+  rules.clear()
+  local d = tmpdir()
+  write(d .. "/typo.lua", [[
+    on("typo", function(ev) return tostrin(ev.x) end)
+    on("typo2", function(ev) return perod { times = "20:00-07:00" } end)
+    on("typo3", function(ev) return quite_unknown_name end)
+  ]])
+  t:is(rules.load(d), 1, "loaded")
+  local _, f = mh.emit("typo", {})
+  t:like(f[1] and f[1].error, "read of undeclared global 'tostrin' %(a typo of 'tostring'%?%)", "a standard global")
+  _, f = mh.emit("typo2", {})
+  t:like(f[1] and f[1].error, "read of undeclared global 'perod' %(a typo of 'period'%?%)", "a rule API name")
+  _, f = mh.emit("typo3", {})
+  t:like(f[1] and f[1].error, "read of undeclared global 'quite_unknown_name' %(declare it with local%)",
+         "nothing near: as before")
+  os.remove(d .. "/typo.lua")
+  os.remove(d)
+  rules.clear()
+  mh.core.rule_failures()
+end)
+
 tap.test("a reload replaces the handlers and timers of rule files", function(t)
   rules.clear()
   local d = tmpdir()
@@ -297,6 +320,8 @@ tap.test("a rule ends within its lifetime: waits end too", function(t)
   t:is(ok, false, "the waiting handler failed")
   t:like(failures[1] and failures[1].error, "stopped: not finished 0.9 seconds after it started",
          "by its lifetime (3 x its running time)")
+  t:like(failures[1] and failures[1].error, "%(a wait that never ends%? it is 3 x the setting rule_timeout%)$",
+         "naming the setting that gives more")
   t:is(sleeper:status(), "failed", "the task it spawned ended with it")
   t:ok(mh.monotonic() - t0 < 10, "no later than the budget (and some slack)")
   mh.core.rule_failures()
@@ -317,6 +342,7 @@ tap.test("memory: the allocator caps the Lua heap while a rule runs", function(t
   t:is(ok, false, "the hog failed")
   t:is(#failures, 1, "only the hog")
   t:like(failures[1].error, "stopped: exceeded the memory limit of 24 MB for rules", "a pcall cannot keep it going")
+  t:like(failures[1].error, "for rules %(the setting rule_memory%)$", "naming the setting that gives more")
   t:is(after, ("ok"):rep(10), "the modest handler ran")
   t:ok(mh.core.heap() < 24 * 1048576, "its heap was given back")
   local big = ("z"):rep(30 * 1048576)   -- outside a rule nothing is refused

@@ -141,6 +141,16 @@ tap.test("malformed templates are an error naming the line", function(t)
   end
 end)
 
+-- A rule file with several templates: "template:1: ..." alone (hook's one-line
+-- message, "rule file x.lua did not load: template:1: ...") did not say which.
+tap.test("a malformed template raises at the line that compiles it", function(t)
+  local line = debug.getinfo(1, "l").currentline + 1
+  local ok, err = pcall(function() local r = mh.template("a\n{{#if x}}never closed"); return r end)
+  t:ok(not ok, "rejected")
+  t:like(err, "test%-template%.lua:" .. line .. ": mh%.template: template:2: '{{#if x}}' is never closed",
+         "the caller's line, then the template's: " .. tostring(err))
+end)
+
 tap.test("html templates escape values, raw only with triple braces", function(t)
   local r = mh.template("<b>{{name}}</b> {{{trusted}}}", { html = true })
   t:is(r { name = [[<script>"x" & 'y']], trusted = "<i>ok</i>" },

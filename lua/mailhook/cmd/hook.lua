@@ -58,6 +58,19 @@ local function too_big(name, v, depth)
 end
 
 -- fields_from(argv, json) -> event, fields | nil, message
+-- kept(raw, made) -> the value a rule sees: made (raw read as UTF-8 by the
+-- builder's rule), except for a path to something that exists, given in bytes
+-- that are not UTF-8 (an old PBX's /var/spool/vm/msg\xe9.wav): made UTF-8 it
+-- named no file, and the recording was sent without, "No such file".  The
+-- message builder makes its name UTF-8 when it is shown (docs/message.md).
+local function kept(raw, made)
+  if made ~= raw and type(raw) == "string" and raw:sub(1, 1) == "/" and not raw:find("\0", 1, true)
+     and fsutil.mode(raw) then
+    return raw
+  end
+  return made
+end
+
 local function fields_from(argv)
   local event, fields, json, rules_path = nil, {}, false, nil
   local i = 1
@@ -86,7 +99,7 @@ local function fields_from(argv)
                                       " in '" .. rules.shown(a) .. "'") end
       local why = too_big(k, v, 0)
       if why then return nil, why end
-      fields[k] = core.msg.utf8(v)   -- docs/rules.md, "Values": Latin-1 read as Windows-1252
+      fields[k] = kept(v, core.msg.utf8(v))   -- docs/rules.md, "Values": Latin-1 read as Windows-1252
     end
     i = i + 1
   end
@@ -116,6 +129,7 @@ local function fields_from(argv)
       v, err = json_mod.decode(text, { utf8 = core.msg.utf8 })
       if v == nil then return nil, "bad JSON on stdin: " .. err end   -- a key given twice once made UTF-8
       fields = strip_null(v, json_mod.null)
+      for k, x in pairs(given) do fields[k] = kept(x, fields[k]) end   -- (the top level's paths)
     else
       fields = given
     end
