@@ -289,7 +289,16 @@ function parse.address(v)
   local s, err = text(v)
   if not s then return nil, err end
   local ok, why = core.msg.valid_address(s)
-  if not ok then return nil, quoted(s) .. " is not a valid address: " .. why end
+  if not ok then
+    -- "Name <addr>", as a mail program's From is written: the setting is the
+    -- address alone (it said "non-ASCII local part" of "Zoë Müller <pbx@...>")
+    local inner = s:match("^[^<>]*<([^<>]+)>%s*$")
+    if inner and core.msg.valid_address(inner) then
+      return nil, quoted(s) .. " is not a valid address: this setting takes the address alone, without a " ..
+                  "display name (" .. quoted(inner) .. ")"
+    end
+    return nil, quoted(s) .. " is not a valid address: " .. why
+  end
   -- a domain written absolute (noreply@example.com.): kept without the root's
   -- dot, as `server` is, and as the envelope carries it (runtime/msg.c
   -- mh_msg_addr_unroot); it is the envelope sender and the default From

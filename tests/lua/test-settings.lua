@@ -124,6 +124,10 @@ tap.test("malformed files name FILE:LINE", function(t)
     { "port = 25\nport = 26\n", ":2: 'port' set twice %(first on line 1%)" },
     { "port = 70000\n", ":1: port: must be a port number 1%-65535" },
     { "from = not an address\n", ":1: from: 'not an address' is not a valid address" },
+    -- a From as a mail program writes it: the address alone is wanted, and said
+    { "from = Zoë Müller <pbx@example.com>\n", ":1: from: .* this setting takes the address alone, " ..
+      "without a display name %('pbx@example.com'%)" },
+    { "admin_address = Root <root@example.com>\n", ":1: admin_address: .* without a display name" },
     { "tls = maybe\n", ":1: tls: must be one of auto, implicit, starttls, none" },
     { "tls_min_version = 1.4\n", ":1: tls_min_version: must be one of 1.0, 1.1, 1.2, 1.3" },
     { "auth_mechanism = digest-md5\n", ":1: auth_mechanism: must be one of" },
