@@ -140,6 +140,14 @@ stop_peer P
 echo x | fl enqueue --to bad@example.org --subject c >/dev/null
 echo x | fl enqueue --to good@example.org --subject d >/dev/null
 echo x | fl enqueue --to good@example.org --cc bad@example.org --subject m2 >/dev/null
+# a flush with no service, the server down: nothing retries after it, and its
+# warning said "the queue waits, retrying every 600 s"
+out=$(fl flush 2>&1); rc=$?
+is "$rc" 1 "flush with the server down and no service: exit 1"
+like "$out" "3 left" "the three messages are left"
+unlike "$out" "retrying every" "its warning promises no retry (nothing retries after a flush)"
+like "$out" "this pass stops here: the service \(\`mailhook run\`\) retries every 600 s, \`mailhook test\` shows where it fails" \
+  "it says who retries and how to find out why"
 "$MAILHOOK" -c "$F" -s "$FS" run 2>"$T/run.log" &
 RUNPID=$!
 on_exit "kill $RUNPID; wait $RUNPID"
