@@ -159,6 +159,22 @@ like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 0 deferred,
   "through the service: 1 delivered, 2 failed (1 partly delivered), 0 left (the dead letters of before not counted)"
 kill "$RUNPID"; wait "$RUNPID" 2>/dev/null
 
+# --- hook before any rule is copied: the warning says where rules are looked for ---------
+# (it said only "no rule handles event 'voicemail'", exit 0: where to put the file?)
+H=$T/hookdir
+mkdir -p "$H"
+write_conf "$H/mailhook.conf" enabled=true server=127.0.0.1 port=2525 from=pbx@example.org
+hk() { "$MAILHOOK" -c "$H/mailhook.conf" -s "$T/hspool" hook "$@"; }
+out=$(hk voicemail mailbox=200 2>&1); rc=$?
+is "$rc" 0 "hook with no rules folder yet: exit 0 (the default folder may be missing)"
+like "$out" "no rule handles event 'voicemail' \($H/rules does not exist yet: put rule files \(\*\.lua\) there\)" \
+  "the warning names the folder the rules are looked for in"
+mkdir "$H/rules"
+cp "$ROOT/examples/fax.lua" "$H/rules/"
+out=$(hk voicemail mailbox=200 2>&1); rc=$?
+like "$out" "no rule handles event 'voicemail' \(1 rule file\(s\) loaded from $H/rules\)" \
+  "with a rule file there: how many were loaded, and from where"
+
 # --- the docs hold no placeholder (docs/delivery.md had @FIGURES@) ----------------------
 left=$(grep -rnE '@[A-Z_]{3,}@' "$ROOT/README.md" "$ROOT/docs" 2>/dev/null)
 is "$left" "" "no @PLACEHOLDER@ left in README.md or docs/"
