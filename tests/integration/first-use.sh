@@ -17,6 +17,9 @@ is "$rc" 0 "mailhook help exits 0"
 like "$out" "^usage: mailhook " "with the usage on stdout"
 like "$out" "run       \[--connections N\]" "the help names run's --connections"
 like "$out" "hook      \[--rules PATH\]" "and hook's --rules"
+# on an 80-column terminal, and naming nothing an installed binary lacks (docs/)
+is "$(printf '%s\n' "$out" | awk 'length($0) > 80')" "" "no help line is over 80 columns"
+unlike "$out" "docs/" "the help names no file of the source tree"
 # every command answers --help with its usage, exit 0 (update, settings, hook and
 # sendmail took it for a KEY=VALUE, an option or a flag: exit 2 or 64)
 for c in run test update settings enqueue sendmail hook queue flush status repl; do
