@@ -653,7 +653,7 @@ local function empty_warnings(doc, file, cfg)
     local s, v = BY_NAME[e.key], cfg and cfg[e.key]
     local now
     if e.key == "password" or e.key == "admin_password" or v == nil then
-      now = "it stays unset"
+      now = "it has no default"
     else
       if s[2] == "duration" and type(v) == "number" then v = duration.format(v)
       elseif type(v) == "table" then v = table.concat(v, ", ") end
