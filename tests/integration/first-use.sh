@@ -98,6 +98,12 @@ is "$(snap)" "$before" "the spool is byte for byte as it was"
 out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue show "$id" 2>&1); rc=$?
 is "$rc" 0 "a real id still works"
 like "$out" "queued: +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\+00:00" "queue show's times are ISO 8601 UTC"
+# retry with no service: it said only "queued ID for delivery", and nothing came
+out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue retry "$id" 2>&1); rc=$?
+is "$rc" 0 "queue retry of a waiting message: exit 0"
+like "$out" "^queued $id for delivery; no service runs on this spool: \`mailhook flush\` sends it now \(or start \`mailhook run\`\)$" \
+  "with no service, it says what will send it"
+before=$(snap)
 out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue show "$id.eml" 2>&1); rc=$?
 is "$rc" 0 "ID.eml (the file's name) is taken for the id"
 # the Lua API: a NUL inside an id, and other hostile ids, are nil + message

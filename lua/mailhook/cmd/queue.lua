@@ -261,7 +261,10 @@ local SUB = {
     end
     if not ok then return args.fail("queue retry", err, 1) end
     if as_json then io.write(json.encode { ok = true, id = id, queued = true }, "\n") return 0 end
-    print("queued " .. id .. " for delivery")
+    -- with no service on the spool nothing sends it: a newcomer waited for it
+    local holder = require("mailhook.core").admin.lock_holder(require("mailhook.core").paths.spool)
+    print("queued " .. id .. " for delivery" .. (holder and "" or
+          "; no service runs on this spool: `mailhook flush` sends it now (or start `mailhook run`)"))
     return 0
   end,
 }
