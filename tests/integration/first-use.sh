@@ -168,6 +168,40 @@ like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 0 deferred,
   "through the service: 1 delivered, 2 failed (1 partly delivered), 0 left (the dead letters of before not counted)"
 kill "$RUNPID"; wait "$RUNPID" 2>/dev/null
 
+# --- `update password=-` typed on a terminal (the README's command): a prompt, no echo ---
+# (it waited in silence, and the password showed on the screen as it was typed)
+cat > "$T/typepw.py" <<'PY'
+import os, pty, select, sys, time
+conf, mh, key, pw = sys.argv[1:5]
+pid, fd = pty.fork()
+if pid == 0:   # the shell says afterwards whether the terminal echoes again
+    os.execv("/bin/sh", ["sh", "-c", '"$0" -c "$1" update "$2=-" >/dev/null; stty -a | grep -ow -- "-\\?echo"',
+                         mh, conf, key])
+out = b""
+def until(pred, t):
+    global out
+    end = time.time() + t
+    while time.time() < end and not pred(out):
+        if select.select([fd], [], [], 0.2)[0]:
+            try: d = os.read(fd, 4096)
+            except OSError: return
+            if not d: return
+            out += d
+until(lambda o: b"Enter ends it" in o, 20)
+os.write(fd, pw.encode() + b"\n")
+until(lambda o: False, 20)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+PY
+out=$("$PY" "$T/typepw.py" "$T/tty.conf" "$MAILHOOK" password 'Typed-S3cret-77' 2>&1)
+like "$out" "mailhook update: password \(not shown as you type; Enter ends it\): " "password=- on a terminal: a prompt"
+unlike "$out" "Typed-S3cret-77" "the password typed is not shown"
+grep -qx 'password = Typed-S3cret-77' "$T/tty.secrets"; ok $? "and it is saved (mailhook.secrets)"
+like "$(printf '%s\n' "$out" | tail -1)" "^echo" "the terminal echoes again afterwards"
+out=$("$PY" "$T/typepw.py" "$T/tty.conf" "$MAILHOOK" admin_password 'Typed-Adm1n-88' 2>&1)
+like "$out" "admin_password \(not shown as you type" "admin_password=- too"
+unlike "$out" "Typed-Adm1n-88" "the console's password typed is not shown"
+
 # --- hook before any rule is copied: the warning says where rules are looked for ---------
 # (it said only "no rule handles event 'voicemail'", exit 0: where to put the file?)
 H=$T/hookdir
