@@ -136,13 +136,22 @@ write_conf "$F" enabled=true server=127.0.0.1 port="$P" tls=none tls_required=fa
   retry_interval=600
 FS=$T/fspool
 fl() { "$MAILHOOK" -c "$F" -s "$FS" "$@"; }
-echo x | fl enqueue --to bad@example.org --subject a >/dev/null
+fid=$(echo x | fl enqueue --to bad@example.org --subject a)
 echo x | fl enqueue --to good@example.org --subject b >/dev/null
-echo x | fl enqueue --to good@example.org --cc bad@example.org --subject m >/dev/null
+mid=$(echo x | fl enqueue --to good@example.org --cc bad@example.org --subject m)
 out=$(fl flush 2>/dev/null); rc=$?
 like "$out" "^flush: 1 delivered, 0 deferred, 2 failed \(1 partly delivered: 1 of 2 recipients\), 0 left" \
   "flush: 1 delivered, 2 failed of which 1 partly delivered (good@ got it), 0 left"
 is "$rc" 0 "exit 0: nothing is left in pickup/"
+# queue show of that dead letter: its only recipient refused, it printed an empty
+# "to:" line and, as "next attempt", the time of its last one
+out=$(fl queue show "$fid" 2>&1)
+like "$out" "refused: +bad@example.org: 550 5.1.1 no such user" "queue show of a failed message names the refusal"
+like "$out" "to: +\(none left to send to: accepted and refused below\)" "its to: line says none is left, not blank"
+unlike "$out" "next attempt" "and it has no next attempt"
+out=$(fl queue show "$mid" 2>&1)
+like "$out" "accepted: +good@example.org" "the partly delivered one: accepted good@"
+unlike "$out" "next attempt" "no next attempt for it either (its last attempt's time was shown as one)"
 # again with the earlier dead letter in failed/, through a running service: the service
 # cannot reach the server (it is down) until flush asks, then delivers one and fails one
 stop_peer P
