@@ -66,6 +66,25 @@ like "$out" "port = 2525" "with the value saved"
 out=$("$MAILHOOK" -c "" settings 2>&1); rc=$?
 is "$rc" 2 "-c with an empty value is a usage error"
 
+# --- tls_ca_file given relative: from the settings file's folder, as aliases and rules --
+# (it was from the current folder: saved when run beside the file, then every command
+# run elsewhere, and the service, refused the settings: "cannot read ca.pem")
+CA=$T/cadir
+mkdir -p "$CA" "$T/elsewhere"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=first-use-ca -days 2 \
+  -keyout "$CA/ca.key" -out "$CA/ca.pem" >/dev/null 2>&1
+out=$(cd "$CA" && "$MAILHOOK" -c "$CA/m.conf" update tls_ca_file=ca.pem 2>&1); rc=$?
+is "$rc" 0 "update tls_ca_file=ca.pem run beside the settings: saved"
+grep -qx 'tls_ca_file = ca.pem' "$CA/m.conf"; ok $? "as typed"
+out=$(cd "$T/elsewhere" && "$MAILHOOK" -c "$CA/m.conf" settings 2>&1); rc=$?
+is "$rc" 0 "settings read from another folder: still fine"
+like "$out" "tls_ca_file = $CA/ca.pem" "the CA file found beside the settings file"
+out=$(cd "$T/elsewhere" && "$MAILHOOK" -c "$CA/m.conf" update tls_ca_file=ca.pem 2>&1); rc=$?
+is "$rc" 0 "and update from another folder takes the same relative name"
+out=$(cd "$CA" && "$MAILHOOK" -c "$CA/m.conf" update tls_ca_file=nothere.pem 2>&1); rc=$?
+is "$rc" 2 "a relative name that is not beside the settings: refused"
+like "$out" "tls_ca_file: cannot read $CA/nothere.pem" "naming the path it looked at"
+
 # --- queue subcommands and hostile ids ------------------------------------------------
 write_conf "$T/q.conf" enabled=true server=127.0.0.1 from=pbx@example.org
 id=$(echo hello | "$MAILHOOK" -c "$T/q.conf" -s "$S" enqueue --to ops@example.org --subject hi)
