@@ -5,7 +5,8 @@
 ** limits: the named input limits), plus write_atomic, check_ca_file (what
 ** tls_ca_file must be), hostname() (the default EHLO name), mode(path),
 ** with_lock(path, fn), isatty(fd) (a progress line only on a terminal,
-** without forking a shell) and read_line(file, max) (a line of stdin, bounded).
+** without forking a shell), echo(fd [, on]) (a password typed on a terminal
+** is not shown) and read_line(file, max) (a line of stdin, bounded).
 ** These calls block the loop briefly; they are
 ** meant for small files (settings, templates, rules, state, stdin).
 */
@@ -19,6 +20,7 @@
 #include <unistd.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <uv.h>
 #include "l_sched.h"
 #include "error.h"
@@ -196,6 +198,34 @@ static int l_check_ca_file(lua_State *L) {
 static int l_isatty(lua_State *L) {
   lua_Integer fd = mh_l_arg_integer(L, 1, "fd");
   lua_pushboolean(L, fd >= 0 && fd <= 0x7fffffff && isatty((int)fd));
+  return 1;
+}
+
+/* echo(fd [, on]) -> was_on | nil, err: whether the terminal on fd echoes what
+** is typed; with on given, sets it first (off: what was typed ahead is dropped,
+** as getpass(3) does).  `update password=-` reads a password from a terminal
+** with it off. */
+static int l_echo(lua_State *L) {
+  struct termios t;
+  lua_Integer fd = mh_l_arg_integer(L, 1, "fd");
+  int set = !lua_isnoneornil(L, 2), on = lua_toboolean(L, 2), was;
+  mh_l_check_nargs(L, 2, "fsutil.echo");
+  if (fd < 0 || fd > 0x7fffffff || tcgetattr((int)fd, &t) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(fd < 0 || fd > 0x7fffffff ? EBADF : errno));
+    return 2;
+  }
+  was = (t.c_lflag & ECHO) != 0;
+  if (set) {
+    if (on) t.c_lflag |= ECHO;
+    else t.c_lflag &= ~(tcflag_t)ECHO;
+    if (tcsetattr((int)fd, on ? TCSANOW : TCSAFLUSH, &t) != 0) {
+      lua_pushnil(L);
+      lua_pushstring(L, strerror(errno));
+      return 2;
+    }
+  }
+  lua_pushboolean(L, was);
   return 1;
 }
 
@@ -386,6 +416,7 @@ void l_fsutil_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "write_atomic", l_write_atomic },
     { "isatty", l_isatty },
+    { "echo", l_echo },
     { "hostname", l_hostname },
     { "mode", l_mode },
     { "owner", l_owner },

@@ -26,6 +26,22 @@ if not api and #argv == 0 then
   if json then io.write(require("mailhook.json").encode { ok = false, usage = true, error = "no KEY=VALUE given" }, "\n") end
   return 2
 end
+-- typed(key, read) -> what read() returns: on a terminal, a prompt on stderr and
+-- the echo off while it reads (the README's `password=-` waited in silence, and
+-- showed the password as it was typed); from a pipe, read() as it is.
+local function typed(key, read)
+  local fsutil = require("mailhook.core").fsutil
+  if not fsutil.isatty(0) then return read() end
+  io.stderr:write("mailhook update: ", key, " (not shown as you type; Enter ends it): ")
+  io.stderr:flush()
+  local was = fsutil.echo(0, false)
+  local ok, v = pcall(read)
+  if was then fsutil.echo(0, true) end
+  io.stderr:write("\n")
+  if not ok then error(v, 0) end
+  return v
+end
+
 local changes = {}
 for _, a in ipairs(argv) do
   local key, value = a:match("^([^=]+)=(.*)$")
@@ -33,18 +49,21 @@ for _, a in ipairs(argv) do
   if changes[key] ~= nil then return args.fail("update", "'" .. key .. "' given twice") end
   if key == "password" and value == "-" then
     -- one line, at most 4 KiB: `update password=- < /dev/zero` is refused, not read forever
-    local buf = {}
-    while #buf <= 4096 do
-      local c = io.read(1)
-      if not c or c == "\n" then break end
-      buf[#buf + 1] = c
-    end
+    local buf = typed(key, function()
+      local buf = {}
+      while #buf <= 4096 do
+        local c = io.read(1)
+        if not c or c == "\n" then break end
+        buf[#buf + 1] = c
+      end
+      return buf
+    end)
     if #buf > 4096 then return args.fail("update", "password: the line on stdin is over 4 KiB") end
     value = table.concat(buf):gsub("\r$", "")
     if value == "" then return args.fail("update", "password: nothing on stdin") end
   end
   if key == "admin_password" and value == "-" then
-    value = io.read("l")
+    value = typed(key, function() return io.read("l") end)
     if not value or value == "" then return args.fail("update", "admin_password: nothing on stdin") end
   end
   changes[key] = value

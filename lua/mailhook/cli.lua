@@ -15,10 +15,11 @@ M.commands = {
     true },
   { "update", "[--json] KEY=VALUE ...", "validate and save settings (password masked in the output)", true },
   { "settings", "[--json]", "print the settings, password masked" },
-  { "enqueue", "--to A [--cc A] [--bcc A] [--from A] [--subject S] [--attach F]... [--html F]",
+  { "enqueue", "--to A [--cc A] [--bcc A] [--from A] [--subject S]\n" ..
+                "            [--attach F]... [--html F]",
     "queue a message (body on stdin) durably; print its id", true },
   { "sendmail", "[-t] [-i] [-f FROM] [-F NAME] [-N DSN] [-bp|-bs|-bv|-q] [RCPT...]",
-    "queue a full RFC 5322 message from stdin (every flag of Postfix's sendmail(1) taken; docs/sendmail.md)" },
+    "queue a full message from stdin, as Postfix's sendmail(1) does" },
   { "hook", "[--rules PATH] EVENT [KEY=VALUE ...] | EVENT --json", "run the rules for EVENT" },
   { "queue", "[--json] | show ID | rm ID | retry ID", "inspect and manage the queue" },
   { "flush", "[--timeout S]", "deliver the queue now and wait" },

@@ -746,7 +746,8 @@ function M:dispatch(req)
     if ctx.session and not NO_CSRF[key] then
       local given = req:header("x-csrf-token") or ""
       if not core.pwhash.equal(given, ctx.session.csrf) then
-        return self:fail(req, 403, "missing or wrong CSRF token (reload the page)")
+        return self:fail(req, 403, "missing or wrong CSRF token (reload the page; a script sends the " ..
+                         "csrf its login answered in the header X-CSRF-Token)")
       end
     end
     local body = req:body() or ""

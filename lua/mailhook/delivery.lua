@@ -1169,15 +1169,21 @@ function W:outage(err, info, e)
   end
   local now = d.now()
   local interval = d:cfgn("retry_interval", 30)
-  local how = "retrying every " .. interval .. " s"
+  local how = ", retrying every " .. interval .. " s"
   if auth_refused(info) then
     d.auth_refusals = (d.auth_refusals or 0) + 1
     interval = M.backoff(d.auth_refusals, interval, math.max(interval, d:cfgn("retry_max", 1800)), d.random)
-    how = string.format("retrying in %.0f s, then less and less often (at most every %g s) until the settings "
+    how = string.format(", retrying in %.0f s, then less and less often (at most every %g s) until the settings "
                         .. "change: the server refuses these credentials", interval,
                         math.max(d:cfgn("retry_interval", 30), d:cfgn("retry_max", 1800)))
   else
     d.auth_refusals = nil
+  end
+  if d.once then
+    -- a flush (or `sendmail -q`) retries nothing: "retrying every 30 s" told
+    -- a newcomer with no service running that something would
+    how = string.format("; this pass stops here: the service (`mailhook run`) retries every %g s, "
+                        .. "`mailhook test` shows where it fails", d:cfgn("retry_interval", 30))
   end
   local what = info and info.session_refused and "server refuses mail on this session"
                or auth_refused(info) and "server refuses the login"
@@ -1191,7 +1197,7 @@ function W:outage(err, info, e)
     -- the first one of this run is said in full, an earlier run's start kept (load_outage)
     local since = d.outage and d.outage.since
     d.outage = { err = err, since = since or now, refused = info and info.session_refused }
-    d.log.warn(string.format("delivery: %s (%s); the queue waits, %s%s", what, staged(info, err), how,
+    d.log.warn(string.format("delivery: %s (%s); the queue waits%s%s", what, staged(info, err), how,
                              since and string.format(" (so since %s, before this start)",
                                                      os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(since))) or ""))
   elseif d.outage.err ~= err then

@@ -686,13 +686,17 @@ end
 -- dispatch(event, fields) -> status (0 ok, 1 a rule failed), {message...}:
 -- what `mailhook hook` and mh_emit() do once the rules are loaded: run the
 -- handlers (waits), then send mail owed by earlier events that fell due.
-function rules.dispatch(event, fields)
+-- where: said after the warning when no rule handles the event (which rules
+-- were looked at: `hook` names the folder).
+function rules.dispatch(event, fields, where)
   late = {}                 -- what tasks of earlier events did was logged then
   core.rule_failures()
   local ok, failures, n = rules.emit(event, fields)
   local msgs = {}
   for _, f in ipairs(failures) do msgs[#msgs + 1] = "rule " .. f.handler .. " failed: " .. f.error end
-  if n == 0 then core.log("warn", "hook: no rule handles event '" .. event .. "'") end
+  if n == 0 then
+    core.log("warn", "hook: no rule handles event '" .. event .. "'" .. (where and " (" .. where .. ")" or ""))
+  end
   local loaded = package.loaded["mailhook.rule_state"]
   local dir = loaded and loaded.state_dir() or (core.paths.spool .. "/state/rules")
   if core.rstate.exists(dir) then

@@ -410,10 +410,17 @@ function parse.enum(v, s)
 end
 
 -- A file someone named: a readable regular file (checked without a blocking
--- open: a FIFO or a device is refused, never opened), links followed.
+-- open: a FIFO or a device is refused, never opened), links followed.  A
+-- relative path is from the settings file's folder, as aliases, rules and
+-- templates are (it was from the current folder: `update tls_ca_file=ca.pem`
+-- run beside the file saved it, and every command run elsewhere, the service
+-- under systemd too, then refused the settings); the value is that path.
 function parse.file(v)
   local s, err = text(v)
   if not s then return nil, err end
+  if s ~= "" and s:sub(1, 1) ~= "/" then
+    s = ((core.paths.conf or "./mailhook.conf"):match("^(.*)/[^/]*$") or ".") .. "/" .. s:gsub("^%./", "")
+  end
   local ok, ferr = core.fsutil.check(s, { follow = true, max = core.fsutil.limits.ca })
   if not ok then return nil, "cannot read " .. tostring(ferr) end
   return s
@@ -662,7 +669,7 @@ local function empty_warnings(doc, file, cfg)
     local s, v = BY_NAME[e.key], cfg and cfg[e.key]
     local now
     if e.key == "password" or e.key == "admin_password" or v == nil then
-      now = "it stays unset"
+      now = "it has no default"
     else
       if s[2] == "duration" and type(v) == "number" then v = duration.format(v)
       elseif type(v) == "table" then v = table.concat(v, ", ") end

@@ -172,6 +172,8 @@ is_(jbody(body).get("csrf"), CSRF, "the page gets its CSRF token from /api/sessi
 change = {"changes": {"retry_interval": "31s"}}
 st, h, body = request("POST", "/api/settings", change, cookie=COOKIE)
 is_(st, 403, "a change without the CSRF token: 403")
+ok("header X-CSRF-Token" in jbody(body).get("error", ""),
+   "the error names the header a script sends the token in (curl users got 'reload the page' only)")
 st, h, body = request("POST", "/api/settings", change, cookie=COOKIE, headers={"X-CSRF-Token": "0" * 64})
 is_(st, 403, "with a wrong CSRF token: 403")
 st, h, body = request("POST", "/api/queue/flush", {}, cookie=COOKIE, headers={"X-CSRF-Token": CSRF[:-1]})

@@ -17,6 +17,9 @@ is "$rc" 0 "mailhook help exits 0"
 like "$out" "^usage: mailhook " "with the usage on stdout"
 like "$out" "run       \[--connections N\]" "the help names run's --connections"
 like "$out" "hook      \[--rules PATH\]" "and hook's --rules"
+# on an 80-column terminal, and naming nothing an installed binary lacks (docs/)
+is "$(printf '%s\n' "$out" | awk 'length($0) > 80')" "" "no help line is over 80 columns"
+unlike "$out" "docs/" "the help names no file of the source tree"
 # every command answers --help with its usage, exit 0 (update, settings, hook and
 # sendmail took it for a KEY=VALUE, an option or a flag: exit 2 or 64)
 for c in run test update settings enqueue sendmail hook queue flush status repl; do
@@ -63,6 +66,25 @@ like "$out" "port = 2525" "with the value saved"
 out=$("$MAILHOOK" -c "" settings 2>&1); rc=$?
 is "$rc" 2 "-c with an empty value is a usage error"
 
+# --- tls_ca_file given relative: from the settings file's folder, as aliases and rules --
+# (it was from the current folder: saved when run beside the file, then every command
+# run elsewhere, and the service, refused the settings: "cannot read ca.pem")
+CA=$T/cadir
+mkdir -p "$CA" "$T/elsewhere"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=first-use-ca -days 2 \
+  -keyout "$CA/ca.key" -out "$CA/ca.pem" >/dev/null 2>&1
+out=$(cd "$CA" && "$MAILHOOK" -c "$CA/m.conf" update tls_ca_file=ca.pem 2>&1); rc=$?
+is "$rc" 0 "update tls_ca_file=ca.pem run beside the settings: saved"
+grep -qx 'tls_ca_file = ca.pem' "$CA/m.conf"; ok $? "as typed"
+out=$(cd "$T/elsewhere" && "$MAILHOOK" -c "$CA/m.conf" settings 2>&1); rc=$?
+is "$rc" 0 "settings read from another folder: still fine"
+like "$out" "tls_ca_file = $CA/ca.pem" "the CA file found beside the settings file"
+out=$(cd "$T/elsewhere" && "$MAILHOOK" -c "$CA/m.conf" update tls_ca_file=ca.pem 2>&1); rc=$?
+is "$rc" 0 "and update from another folder takes the same relative name"
+out=$(cd "$CA" && "$MAILHOOK" -c "$CA/m.conf" update tls_ca_file=nothere.pem 2>&1); rc=$?
+is "$rc" 2 "a relative name that is not beside the settings: refused"
+like "$out" "tls_ca_file: cannot read $CA/nothere.pem" "naming the path it looked at"
+
 # --- queue subcommands and hostile ids ------------------------------------------------
 write_conf "$T/q.conf" enabled=true server=127.0.0.1 from=pbx@example.org
 id=$(echo hello | "$MAILHOOK" -c "$T/q.conf" -s "$S" enqueue --to ops@example.org --subject hi)
@@ -95,6 +117,12 @@ is "$(snap)" "$before" "the spool is byte for byte as it was"
 out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue show "$id" 2>&1); rc=$?
 is "$rc" 0 "a real id still works"
 like "$out" "queued: +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\+00:00" "queue show's times are ISO 8601 UTC"
+# retry with no service: it said only "queued ID for delivery", and nothing came
+out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue retry "$id" 2>&1); rc=$?
+is "$rc" 0 "queue retry of a waiting message: exit 0"
+like "$out" "^queued $id for delivery; no service runs on this spool: \`mailhook flush\` sends it now \(or start \`mailhook run\`\)$" \
+  "with no service, it says what will send it"
+before=$(snap)
 out=$("$MAILHOOK" -c "$T/q.conf" -s "$S" queue show "$id.eml" 2>&1); rc=$?
 is "$rc" 0 "ID.eml (the file's name) is taken for the id"
 # the Lua API: a NUL inside an id, and other hostile ids, are nil + message
@@ -127,19 +155,36 @@ write_conf "$F" enabled=true server=127.0.0.1 port="$P" tls=none tls_required=fa
   retry_interval=600
 FS=$T/fspool
 fl() { "$MAILHOOK" -c "$F" -s "$FS" "$@"; }
-echo x | fl enqueue --to bad@example.org --subject a >/dev/null
+fid=$(echo x | fl enqueue --to bad@example.org --subject a)
 echo x | fl enqueue --to good@example.org --subject b >/dev/null
-echo x | fl enqueue --to good@example.org --cc bad@example.org --subject m >/dev/null
+mid=$(echo x | fl enqueue --to good@example.org --cc bad@example.org --subject m)
 out=$(fl flush 2>/dev/null); rc=$?
 like "$out" "^flush: 1 delivered, 0 deferred, 2 failed \(1 partly delivered: 1 of 2 recipients\), 0 left" \
   "flush: 1 delivered, 2 failed of which 1 partly delivered (good@ got it), 0 left"
 is "$rc" 0 "exit 0: nothing is left in pickup/"
+# queue show of that dead letter: its only recipient refused, it printed an empty
+# "to:" line and, as "next attempt", the time of its last one
+out=$(fl queue show "$fid" 2>&1)
+like "$out" "refused: +bad@example.org: 550 5.1.1 no such user" "queue show of a failed message names the refusal"
+like "$out" "to: +\(none left to send to: accepted and refused below\)" "its to: line says none is left, not blank"
+unlike "$out" "next attempt" "and it has no next attempt"
+out=$(fl queue show "$mid" 2>&1)
+like "$out" "accepted: +good@example.org" "the partly delivered one: accepted good@"
+unlike "$out" "next attempt" "no next attempt for it either (its last attempt's time was shown as one)"
 # again with the earlier dead letter in failed/, through a running service: the service
 # cannot reach the server (it is down) until flush asks, then delivers one and fails one
 stop_peer P
 echo x | fl enqueue --to bad@example.org --subject c >/dev/null
 echo x | fl enqueue --to good@example.org --subject d >/dev/null
 echo x | fl enqueue --to good@example.org --cc bad@example.org --subject m2 >/dev/null
+# a flush with no service, the server down: nothing retries after it, and its
+# warning said "the queue waits, retrying every 600 s"
+out=$(fl flush 2>&1); rc=$?
+is "$rc" 1 "flush with the server down and no service: exit 1"
+like "$out" "3 left" "the three messages are left"
+unlike "$out" "retrying every" "its warning promises no retry (nothing retries after a flush)"
+like "$out" "this pass stops here: the service \(\`mailhook run\`\) retries every 600 s, \`mailhook test\` shows where it fails" \
+  "it says who retries and how to find out why"
 "$MAILHOOK" -c "$F" -s "$FS" run 2>"$T/run.log" &
 RUNPID=$!
 on_exit "kill $RUNPID; wait $RUNPID"
@@ -150,6 +195,56 @@ out=$(fl flush --timeout 30 2>/dev/null); rc=$?
 like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 0 deferred, 2 failed \(1 partly delivered: 1 of 2 recipients\), 0 left" \
   "through the service: 1 delivered, 2 failed (1 partly delivered), 0 left (the dead letters of before not counted)"
 kill "$RUNPID"; wait "$RUNPID" 2>/dev/null
+
+# --- `update password=-` typed on a terminal (the README's command): a prompt, no echo ---
+# (it waited in silence, and the password showed on the screen as it was typed)
+cat > "$T/typepw.py" <<'PY'
+import os, pty, select, sys, time
+conf, mh, key, pw = sys.argv[1:5]
+pid, fd = pty.fork()
+if pid == 0:   # the shell says afterwards whether the terminal echoes again
+    os.execv("/bin/sh", ["sh", "-c", '"$0" -c "$1" update "$2=-" >/dev/null; stty -a | grep -ow -- "-\\?echo"',
+                         mh, conf, key])
+out = b""
+def until(pred, t):
+    global out
+    end = time.time() + t
+    while time.time() < end and not pred(out):
+        if select.select([fd], [], [], 0.2)[0]:
+            try: d = os.read(fd, 4096)
+            except OSError: return
+            if not d: return
+            out += d
+until(lambda o: b"Enter ends it" in o, 20)
+os.write(fd, pw.encode() + b"\n")
+until(lambda o: False, 20)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+PY
+out=$("$PY" "$T/typepw.py" "$T/tty.conf" "$MAILHOOK" password 'Typed-S3cret-77' 2>&1)
+like "$out" "mailhook update: password \(not shown as you type; Enter ends it\): " "password=- on a terminal: a prompt"
+unlike "$out" "Typed-S3cret-77" "the password typed is not shown"
+grep -qx 'password = Typed-S3cret-77' "$T/tty.secrets"; ok $? "and it is saved (mailhook.secrets)"
+like "$(printf '%s\n' "$out" | tail -1)" "^echo" "the terminal echoes again afterwards"
+out=$("$PY" "$T/typepw.py" "$T/tty.conf" "$MAILHOOK" admin_password 'Typed-Adm1n-88' 2>&1)
+like "$out" "admin_password \(not shown as you type" "admin_password=- too"
+unlike "$out" "Typed-Adm1n-88" "the console's password typed is not shown"
+
+# --- hook before any rule is copied: the warning says where rules are looked for ---------
+# (it said only "no rule handles event 'voicemail'", exit 0: where to put the file?)
+H=$T/hookdir
+mkdir -p "$H"
+write_conf "$H/mailhook.conf" enabled=true server=127.0.0.1 port=2525 from=pbx@example.org
+hk() { "$MAILHOOK" -c "$H/mailhook.conf" -s "$T/hspool" hook "$@"; }
+out=$(hk voicemail mailbox=200 2>&1); rc=$?
+is "$rc" 0 "hook with no rules folder yet: exit 0 (the default folder may be missing)"
+like "$out" "no rule handles event 'voicemail' \($H/rules does not exist yet: put rule files \(\*\.lua\) there\)" \
+  "the warning names the folder the rules are looked for in"
+mkdir "$H/rules"
+cp "$ROOT/examples/fax.lua" "$H/rules/"
+out=$(hk voicemail mailbox=200 2>&1); rc=$?
+like "$out" "no rule handles event 'voicemail' \(1 rule file\(s\) loaded from $H/rules\)" \
+  "with a rule file there: how many were loaded, and from where"
 
 # --- the docs hold no placeholder (docs/delivery.md had @FIGURES@) ----------------------
 left=$(grep -rnE '@[A-Z_]{3,}@' "$ROOT/README.md" "$ROOT/docs" 2>/dev/null)

@@ -82,6 +82,24 @@ else
   is "$rc" 0 "without run/enqueue it exits 0"
   like "$out" "not built yet in this tree: .*(run|enqueue)" "and names what is missing"
 fi
+# Port 8025 held by another program (MailHog's and Mailpit's web pages are there): the
+# demo said "admin console: http://127.0.0.1:8025" all the same, while the service had
+# logged "console not started: ... address already in use": someone else's page.
+if has run && has enqueue; then
+  lua5.4 -e 'local s = require("socket").bind("127.0.0.1", 8025)
+    io.stdout:write(s and "held\n" or "taken\n"); io.stdout:flush()
+    if s then s:settimeout(170); s:accept() end' > "$T/hold8025" 2>&1 &
+  HOLD=$!
+  on_exit "kill $HOLD"
+  wait_for 10 grep -q . "$T/hold8025"
+  out=$(demo); rc=$?
+  kill "$HOLD" 2>/dev/null; wait "$HOLD" 2>/dev/null
+  why "$rc" "$out"; is "$rc" 0 "with port 8025 taken, the demo runs"
+  like "$out" "port 8025 is taken by another program: the console uses [0-9]+" "it says 8025 is taken"
+  port=$(printf '%s\n' "$out" | sed -n 's/.*admin console: http:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p')
+  ok "$([ -n "$port" ] && [ "$port" != 8025 ]; echo $?)" "and gives the console's real address (port ${port:-none})"
+  grep -qx "admin_listen = 127.0.0.1:$port" "$U/.run/mailhook.conf"; ok $? "the port the demo's settings give the console"
+fi
 # A tree whose TLS module is missing: setting the console's password says so
 # (it said "admin_password: invalid argument", and the demo died on it).
 B=$T/bare; mkdir -p "$B/build"; cp "$MAILHOOK" "$B/build/"; cp -r "$ROOT/lua" "$ROOT/scripts" "$B/"

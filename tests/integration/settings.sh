@@ -120,7 +120,7 @@ is "$rc" 0 "a file with empty values is read (they are unset)"
 like "$out" "port = 25" "port = (empty): the default"
 like "$err" "empty\.conf:2: port has no value: taken as unset \(the default applies: port = 25\)" \
   "warned: file, line, key and the port in effect"
-like "$err" "empty\.conf:3: from has no value: taken as unset \(it stays unset\)" "from = \"\": warned too"
+like "$err" "empty\.conf:3: from has no value: taken as unset \(it has no default\)" "from = \"\": warned too, saying there is no default"
 like "$err" "empty\.conf:5: tls has no value: taken as unset \(the default applies: tls = auto\)" "tls =: warned"
 like "$err" "empty\.conf:6: retry_max has no value: .*retry_max = 30m\)" "a duration: warned, shown as one"
 like "$err" "delete the line \(\`mailhook update port=\` does\)" "naming the fix"

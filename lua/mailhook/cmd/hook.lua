@@ -185,8 +185,17 @@ return function(...)
   rules.configure(cfg)
   -- this process exists to run rules: the loop itself must never stall either
   core.watchdog { stall = rules.time_budget + rules.grace, exit = 1 }
-  local _, load_errors = rules.load(rules_path or rules.default_paths(cfg))
-  local status, msgs = rules.dispatch(event, fields)
+  local paths = rules_path or rules.default_paths(cfg)
+  local loaded, load_errors = rules.load(paths)
+  -- where the rules were looked for, should none handle the event: a newcomer
+  -- who had not copied a rule yet read only "no rule handles event" (exit 0)
+  local where
+  if core.rstate.exists(paths) == false then
+    where = rules.shown(paths) .. " does not exist yet: put rule files (*.lua) there"
+  else
+    where = string.format("%d rule file(s) loaded from %s", loaded, rules.shown(paths))
+  end
+  local status, msgs = rules.dispatch(event, fields, where)
   for _, e in ipairs(load_errors) do
     io.stderr:write("mailhook hook: rule file ", rules.error_text(e.file), " did not load: ",
                     rules.error_text(e.error:match("^[^\n]*")), "\n")

@@ -178,7 +178,10 @@ local function show(id, as_json)
   line("from", e.from == "" and "<>" or e.from or "(decided at adoption)")
   line("submitter", e.uid and ("uid " .. math.tointeger(e.uid) .. (e.login and (" (" .. e.login .. ")") or ""))
                     or "unknown (queued before the uid was kept)")
-  line("to", table.concat(e.to, ", "))
+  -- the recipients still to send to; none left (every one accepted or refused)
+  -- printed an empty "to:" line
+  line("to", #e.to > 0 and table.concat(e.to, ", ") or
+             ((#e.done > 0 or #(e.refused or {}) > 0) and "(none left to send to: accepted and refused below)" or ""))
   if #e.done > 0 then line("accepted", table.concat(e.done, ", ")) end
   local function line_esc(k, v) if v ~= nil then io.write(string.format("%-13s %s\n", k .. ":", esc(v))) end end
   for _, r in ipairs(e.refused or {}) do line_esc("refused", r.rcpt .. ": " .. r.reply) end
@@ -188,7 +191,8 @@ local function show(id, as_json)
   local now = os.time()
   local outage = e.state ~= "failed" and queue.outage()
   local c = outage and require("mailhook.status").running()
-  local at = e.state ~= "failed" and next_at(e, now, c and tonumber(c.next_attempt), outage) or e.next_attempt
+  local at = e.state ~= "failed" and next_at(e, now, c and tonumber(c.next_attempt), outage) or nil
+  -- (a message in failed/ has none: its last attempt's time read as the next one)
   if e.state == "maildrop" then at, outage = nil, nil end
   if at and at > now then
     line("next attempt", iso(at) .. " (in " .. age(at - now) .. (outage and (e.next_attempt or 0) <= now and
@@ -261,7 +265,10 @@ local SUB = {
     end
     if not ok then return args.fail("queue retry", err, 1) end
     if as_json then io.write(json.encode { ok = true, id = id, queued = true }, "\n") return 0 end
-    print("queued " .. id .. " for delivery")
+    -- with no service on the spool nothing sends it: a newcomer waited for it
+    local holder = require("mailhook.core").admin.lock_holder(require("mailhook.core").paths.spool)
+    print("queued " .. id .. " for delivery" .. (holder and "" or
+          "; no service runs on this spool: `mailhook flush` sends it now (or start `mailhook run`)"))
     return 0
   end,
 }
