@@ -425,6 +425,11 @@ end
 local function load_token(cfg, log)
   local path = cfg.admin_token_file
   if not path then return nil end
+  -- relative: from the settings file's folder, as aliases, rules, templates and
+  -- tls_ca_file are (it was from the service's working folder: / under systemd)
+  if path:sub(1, 1) ~= "/" then
+    path = ((core.paths.conf or "./mailhook.conf"):match("^(.*)/[^/]*$") or ".") .. "/" .. path:gsub("^%./", "")
+  end
   local mode = core.fsutil.mode(path)
   if not mode then log.error("console: admin_token_file " .. path .. " cannot be read; token login disabled"); return nil end
   if mode & 63 ~= 0 then

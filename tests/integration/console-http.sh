@@ -67,6 +67,18 @@ is "$code" 200 "and the console answers"
 svc_stop
 rm -f "$T/token"; ( umask 077; echo "$TOKEN" > "$T/token" )
 
+# --- a relative admin_token_file is from the settings file's folder, as aliases,
+# rules and tls_ca_file are: the service runs elsewhere (systemd: /), and it was
+# looked for there ("cannot be read; token login disabled")
+"$MAILHOOK" update admin_token_file=token >/dev/null 2>&1
+here=$PWD; cd / && svc_start; cd "$here"
+wait_for 10 up
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AP/api/status")
+is "$code" 200 "a relative admin_token_file, the service run from /: its token logs in"
+unlike "$(cat "$T/svc.log")" "admin_token_file token cannot be read" "and the log says nothing against it"
+svc_stop
+"$MAILHOOK" update admin_token_file="$T/token" >/dev/null 2>&1
+
 # --- admin_listen taken: the console does not start, delivery does
 "$PY" -c 'import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("up", flush=True); time.sleep(60)' "$AP" > "$T/squat.out" &
 SQ=$!
