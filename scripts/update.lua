@@ -32,9 +32,13 @@ end
 local function typed(key, read)
   local fsutil = require("mailhook.core").fsutil
   if not fsutil.isatty(0) then return read() end
+  -- the echo off first, then the prompt (as getpass(3) does): what is typed
+  -- once the prompt shows is neither echoed nor dropped (turning echo off
+  -- flushes what the terminal holds unread: after the prompt, a quick typist's
+  -- password was shown, then lost)
+  local was = fsutil.echo(0, false)
   io.stderr:write("mailhook update: ", key, " (not shown as you type; Enter ends it): ")
   io.stderr:flush()
-  local was = fsutil.echo(0, false)
   local ok, v = pcall(read)
   if was then fsutil.echo(0, true) end
   io.stderr:write("\n")

@@ -187,14 +187,17 @@ like "$out" "this pass stops here: the service \(\`mailhook run\`\) retries ever
   "it says who retries and how to find out why"
 "$MAILHOOK" -c "$F" -s "$FS" run 2>"$T/run.log" &
 RUNPID=$!
-on_exit "kill $RUNPID; wait $RUNPID"
+on_exit "kill -9 $RUNPID 2>/dev/null; wait $RUNPID 2>/dev/null"
 wait_for 20 grep -q "could not connect\|unreachable\|connect" "$T/run.log"; ok $? "(the service runs and finds the server down)"
 start_smtpd AGAIN --port "$P" --reply-rcpt "bad@example.org=550 5.1.1 no such user" --maildir "$T/mail"
 ok $? "(the server is back)"
 out=$(fl flush --timeout 30 2>/dev/null); rc=$?
 like "$out" "^flush: asked the service \(pid $RUNPID\): 1 delivered, 0 deferred, 2 failed \(1 partly delivered: 1 of 2 recipients\), 0 left" \
   "through the service: 1 delivered, 2 failed (1 partly delivered), 0 left (the dead letters of before not counted)"
-kill "$RUNPID"; wait "$RUNPID" 2>/dev/null
+# SIGTERM: the service stops (an unbounded wait here would hang the suite)
+gone() { ! kill -0 "$RUNPID" 2>/dev/null; }
+kill "$RUNPID"; wait_for 60 gone; ok $? "the service stops on SIGTERM"
+kill -9 "$RUNPID" 2>/dev/null; wait "$RUNPID" 2>/dev/null
 
 # --- `update password=-` typed on a terminal (the README's command): a prompt, no echo ---
 # (it waited in silence, and the password showed on the screen as it was typed)
@@ -218,7 +221,11 @@ def until(pred, t):
 until(lambda o: b"Enter ends it" in o, 20)
 os.write(fd, pw.encode() + b"\n")
 until(lambda o: False, 20)
-os.waitpid(pid, 0)
+for _ in range(300):   # bounded: a child still waiting is killed, and the checks fail
+    if os.waitpid(pid, os.WNOHANG)[0]: break
+    time.sleep(0.1)
+else:
+    os.kill(pid, 9); os.waitpid(pid, 0)
 sys.stdout.write(out.decode("utf-8", "replace"))
 PY
 out=$("$PY" "$T/typepw.py" "$T/tty.conf" "$MAILHOOK" password 'Typed-S3cret-77' 2>&1)
