@@ -74,12 +74,26 @@ end
 -- "TIME LEFT [ERROR]\n".
 function M.done_path(dir) return dir .. "/flush.done" end
 
+-- stamp(now) -> the TIME written: never before now once printed and read
+-- back (rounded up, to the microsecond), since a waiting flush takes a TIME
+-- at or after its request for the answer to it.  Rounded to the nearest
+-- millisecond, a service that answered within half a millisecond (it does,
+-- on a queue whose messages it cannot read) wrote a TIME before the
+-- request, and the flush waited for ever (spool-unreadable.sh hung in CI).
+function M.stamp(now)
+  local us = math.ceil(now * 1e6)
+  local t = us / 1e6
+  -- (a double printed lower than the decimal it stands for: one more)
+  if tonumber(string.format("%.6f", t)) < now then t = (us + 1) / 1e6 end
+  return t
+end
+
 -- write_done(dir, left [, err]) -> true | nil, err: written by rename, so a
 -- waiting `mailhook flush` never reads half a line: the core's atomic write
 -- (an O_EXCL temporary file: never through a link planted in the spool), mode 0600.
 function M.write_done(dir, left, err)
   local core = require "mailhook.core"
-  return core.fsutil.write_atomic(M.done_path(dir), string.format("%.3f %d %s\n", core.now(), left,
+  return core.fsutil.write_atomic(M.done_path(dir), string.format("%.6f %d %s\n", M.stamp(core.now()), left,
                                   err and tostring(err):gsub("\n", " ") or ""), 384)
 end
 

@@ -29,10 +29,10 @@ wait_for 15 received_at_least "$T/peer" 1; ok $? "the readable message is delive
 wait_for 15 grep -q "pickup/$first.eml cannot be read" "$T/svc.log"
 ok $? "one warning names the unreadable message"
 like "$(grep "pickup/$first.eml cannot be read" "$T/svc.log")" "Permission denied.*stays queued" "and says why, and that it stays queued"
-"$MAILHOOK" flush >/dev/null 2>&1; "$MAILHOOK" flush >/dev/null 2>&1
+"$MAILHOOK" flush --timeout 30 >/dev/null 2>&1; "$MAILHOOK" flush --timeout 30 >/dev/null 2>&1
 is "$(grep -c "pickup/$first.eml cannot be read" "$T/svc.log")" 1 "said once, not at each scan"
 chmod 600 "$SPOOL/pickup/$first.eml"
-"$MAILHOOK" flush >/dev/null 2>&1
+"$MAILHOOK" flush --timeout 30 >/dev/null 2>&1
 wait_for 20 received_at_least "$T/peer" 2; ok $? "readable again: delivered"
 svc_stop; is $? 0 "SIGTERM: exit 0"
 done_testing
