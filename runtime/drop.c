@@ -51,8 +51,9 @@
 ** rule for an unprivileged caller (from_rewrite): "from" is only a wish.
 **
 ** Exit codes are sysexits(3)'s: 0 stored, 64 usage, 65 message too big or a
-** bad value, 73 no usable maildrop/, 75 a write or fsync failed (try again),
-** 71 the system failed (no /dev/null).
+** bad value, 73 no usable maildrop/, 75 a write or fsync failed (try again:
+** the file is removed, unless a running service had taken it already, which
+** is then 0: it is the service's to deliver), 71 the system failed (no /dev/null).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -93,6 +94,7 @@ const char *__asan_default_options(void) { return "detect_leaks=0"; }
 
 static int out_fd = -1;            /* the file being written, closed (and so gone) on failure */
 static int out_named;              /* it has a name already (the fallback): unlink on failure */
+static int out_final;              /* that name is the final one: the service may have taken it */
 static int drop_fd = -1;           /* maildrop/ */
 static char tmp_name[64];
 static const char *spool_dir = "the spool"; /* for the messages: which maildrop/ a failure was in */
@@ -105,7 +107,20 @@ static void die(int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (out_named && drop_fd >= 0) unlinkat(drop_fd, tmp_name, 0);
+  if (out_named && drop_fd >= 0) {
+    if (unlinkat(drop_fd, tmp_name, 0) == 0) {
+      /* the removal durable too, as far as it goes: a file back after a power
+         cut would be sent beside the caller's retry */
+      int dfd = out_final ? openat(drop_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+      if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
+    } else if (errno == ENOENT && out_final) {
+      /* a running service adopts a file the moment it is named: it had taken
+         this one (its copy in pickup/ is made durable by its own fsyncs) and
+         delivers it.  "Not stored" here made a caller that retries send it twice. */
+      fprintf(stderr, "mailhook-drop: %s; but the service had taken the message already: stored\n", msg);
+      _exit(EX_OK_);
+    }
+  }
   fprintf(stderr, "mailhook-drop: %s\n", msg);
   _exit(code);
 }
@@ -347,7 +362,7 @@ int main(int argc, char **argv) {
      it (it said "try again" and left the file, which the service then delivered
      beside the caller's retry: twice) */
   snprintf(tmp_name, sizeof tmp_name, "%s", name);
-  out_named = 1;
+  out_named = out_final = 1;
   /* the new name durable: the folder's fsync needs read permission, which mode
      1730 withholds; then the file's own fsync, which on a journaling file
      system (ext4, xfs) commits the transaction its link count changed in */
@@ -357,7 +372,10 @@ int main(int argc, char **argv) {
     if (rc < 0) die(EX_TEMPFAIL_, "fsync of %s/maildrop: %s (nothing stored)", spool, strerror(errno));
     if (dfd >= 0) close(dfd);
   }
-  if (close(out_fd) < 0 && errno != EINTR) die(EX_TEMPFAIL_, "%s/maildrop: close: %s", spool, strerror(errno));
+  /* stored: its data and its name are durable (both fsyncs succeeded), and a
+     close that fails now says nothing about them (it was "75" and the file
+     removed, without a word to the service that may have taken it) */
   out_named = 0;
+  (void)close(out_fd);
   return EX_OK_;
 }
