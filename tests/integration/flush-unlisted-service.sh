@@ -8,10 +8,7 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
-command -v strace >/dev/null || { echo "1..0 # SKIP strace not installed"; exit 0; }
-if ! strace -f -qq -o /dev/null -e trace=getppid -e inject=getppid:error=EIO:when=1 true 2>"$T/probe"; then
-  echo "1..0 # SKIP strace cannot inject faults here (ptrace not permitted?): $(head -1 "$T/probe")"; exit 0
-fi
+strace_inject_require
 
 delivery_peer retry_interval=1 retry_max=1
 svc_start

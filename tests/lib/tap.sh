@@ -95,6 +95,14 @@ wait_for() {
     _tap_pause 0.05
   done
 }
+# strace_inject_require: the test skips (a plan of 0, with the reason) unless strace is
+# there and may inject faults (ptrace permitted: not in every container)
+strace_inject_require() {
+  command -v strace >/dev/null || { echo "1..0 # SKIP strace not installed"; exit 0; }
+  if ! strace -f -qq -o /dev/null -e trace=getppid -e inject=getppid:error=EIO:when=1 true 2>"$T/probe"; then
+    echo "1..0 # SKIP strace cannot inject faults here (ptrace not permitted?): $(head -1 "$T/probe")"; exit 0
+  fi
+}
 # stage_install_build STAGE TARGET [VAR=VALUE...]: `make TARGET` (install, install-sendmail)
 # of the suite's own build, staged into STAGE (DESTDIR) at the build's own PREFIX; the
 # staged prefix is left in $STAGED.  Never another PREFIX: it changes BUILD/instpaths.stamp,
