@@ -655,6 +655,10 @@ void mh_client_auth(mh_client *c, unsigned mech, const char *user, const char *s
   after_session(c);
 }
 
+int mh_client_mask(mh_client *c, const char *user, const char *secret) {
+  return mh_smtp_mask(c->s, user, secret);
+}
+
 void mh_client_check_sender(mh_client *c, const char *from, const char *rcpt) {
   int rc;
   begin(c, OP_CHECK);

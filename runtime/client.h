@@ -121,6 +121,7 @@ void mh_client_close(mh_client *c);
 void mh_client_open(mh_client *c);     /* DNS, every address, TLS, greeting, EHLO: once */
 int mh_client_can_open(const mh_client *c);   /* not opened (nor closed) yet */
 void mh_client_auth(mh_client *c, unsigned mech, const char *user, const char *secret);
+int mh_client_mask(mh_client *c, const char *user, const char *secret);   /* smtp.h: mh_smtp_mask */
 void mh_client_check_sender(mh_client *c, const char *from, const char *rcpt);   /* MAIL [RCPT] RSET */
 void mh_client_quit(mh_client *c);
 int mh_client_busy(const mh_client *c);      /* an operation runs or awaits its take */

@@ -9,6 +9,7 @@
 **                           connect_timeout=, command_timeout=, data_timeout=, session_deadline=}
 **   c:open()                      -> true | nil, err, info      (waits: DNS, every address, TLS, EHLO)
 **   c:auth(mech, user, secret)    -> true | nil, err, info      (waits)
+**   c:mask(user, secret)          -> true: masked in every reply, the greeting's too (never waits)
 **   c:send(from, {rcpt...}, data) -> result | nil, err, info    (waits)
 **   c:submit(from, {rcpt...}, data) -> true                     (never waits)
 **   c:submit_file(from, {rcpt...}, path [, offset [, size]]) -> true | nil, err, info   (never waits)
@@ -390,6 +391,18 @@ static int l_auth(lua_State *L) {
   return wait_op(L, u);
 }
 
+/* mask(user, secret) -> true: the credentials are masked in every reply from
+** the greeting on (smtp.h: mh_smtp_mask); before open, never waits. */
+static int l_mask(lua_State *L) {
+  lconn *u = check_lconn(L);
+  const char *user = mh_l_field_string(L, 2, "smtp mask", "user");
+  const char *secret = mh_l_field_string(L, 3, "smtp mask", "secret");
+  mh_l_check_nargs(L, 3, "smtp mask");
+  if (mh_client_mask(u->c, user, secret) < 0) return luaL_error(L, "smtp mask: out of memory");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* A descriptor held while the Lua API is called (submit_file's file): in a
 ** box (mh_l_box), closed as the call returns or an error unwinds it, unless
 ** it was handed on (open = 0).  Zeroed: no descriptor. */
@@ -728,7 +741,7 @@ static int l_tostring(lua_State *L) {
 
 void l_smtp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    { "open", l_open }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit }, { "set_dsn", l_set_dsn },
+    { "open", l_open }, { "mask", l_mask }, { "auth", l_auth }, { "send", l_send }, { "submit", l_submit }, { "set_dsn", l_set_dsn },
     { "submit_file", l_submit_file }, { "result", l_result }, { "release", l_release },
     { "pending", l_pending }, { "check_sender", l_check_sender },
     { "quit", l_quit }, { "alive", l_alive }, { "close", l_close }, { "info", l_info }, { NULL, NULL } };

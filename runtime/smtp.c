@@ -1502,6 +1502,7 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
         ** another protocol); quoted, so it shows */
         char shown[4 * QUOTE_MAX + 4];
         quote_greeting(shown, sizeof shown, s->line, s->linelen, buf + i, n);
+        mask_creds(s, shown, sizeof shown);   /* (credentials known from the start: mh_smtp_mask) */
         die(s, MH_EPROTO, stage_of(s->state), "the server's greeting is no SMTP reply (a line longer than "
             "%d bytes): '%s'", MH_SMTP_LINE_MAX, shown);
       } else
@@ -1525,9 +1526,11 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
         /* a greeting that is no SMTP: quoted (its start, escaped), so the
         ** administrator sees what answers there ("SSH-2.0-OpenSSH", "HTTP/1.1
         ** 400").  Only here: nothing was sent yet, so no later reply can be a
-        ** hostile server's echo of the credentials. */
+        ** hostile server's echo of the credentials (those known from an earlier
+        ** session are masked all the same). */
         char shown[4 * QUOTE_MAX + 4];
         quote_greeting(shown, sizeof shown, s->line, got, NULL, 0);
+        mask_creds(s, shown, sizeof shown);   /* (credentials known from the start: mh_smtp_mask) */
         die(s, rc, stage_of(s->state), "malformed reply line (line %d%s): '%s'", s->reply.nlines + 1,
             s->reply.nlines ? ", a continuation must carry the code of the first line" : "", shown);
       } else
@@ -1549,15 +1552,18 @@ void mh_smtp_data(mh_smtp *s, const char *buf, size_t len) {
       }
       if (s->expect > 0) s->expect--;
     }
+    /* (the capabilities read before the masking: a secret that is also a
+       keyword must not take the keyword away) */
+    if (s->state == MH_SMTP_EHLO && s->reply.nlines > 1 && is2(s->reply.code))
+      mh_smtp_caps_line(&s->caps, s->reply.first);
     /* every reply once credentials were sent, not only AUTH's: a server may
-       quote the AUTH line or the password when it refuses MAIL after its 235 */
+       quote the AUTH line or the password when it refuses MAIL after its 235;
+       and from the greeting on when they were known before (mh_smtp_mask) */
     if (s->auth_secret.len || s->auth_sent.len) {
       mask_creds(s, s->reply.first, sizeof s->reply.first);
       mask_creds(s, s->reply.text, sizeof s->reply.text);
       s->reply.len = strlen(s->reply.text);
     }
-    if (s->state == MH_SMTP_EHLO && s->reply.nlines > 1 && is2(s->reply.code))
-      mh_smtp_caps_line(&s->caps, s->reply.first);
     if (rc == 1) {
       on_reply(s);
       if (s->after_starttls_reply) {
@@ -1656,6 +1662,7 @@ void mh_smtp_error(mh_smtp *s, int code, const char *what) {
     char shown[4 * QUOTE_MAX + 4];
     int smtpish = starts_as_reply(s->line, s->linelen, NULL, 0);
     quote_greeting(shown, sizeof shown, s->line, s->linelen, NULL, 0);
+    mask_creds(s, shown, sizeof shown);   /* (credentials known from the start: mh_smtp_mask) */
     die(s, smtpish ? code : MH_EPROTO, stage_of(s->state), "%s before a complete greeting, after '%s' "
         "(in state %s)", what ? what : mh_strerror(code), shown, state_names[s->state]);
     return;
@@ -1676,6 +1683,27 @@ static int start_op(mh_smtp *s, int op) {
   mh_smtp_reply_reset(&s->decisive);
   s->op = op;
   return 0;
+}
+
+int mh_smtp_mask(mh_smtp *s, const char *user, const char *secret) {
+  mh_buf raw = { 0 }, b64s = { 0 };
+  if (!secret || !*secret) return 0;
+  if (!user) user = "";
+  mh_buf_wipe(&s->auth_secret);
+  mh_buf_add(&s->auth_secret, secret, strlen(secret));
+  /* PLAIN's initial response ("\0user\0secret"), LOGIN's second line */
+  mh_buf_add(&raw, "\0", 1);
+  mh_buf_add(&raw, user, strlen(user));
+  mh_buf_add(&raw, "\0", 1);
+  mh_buf_add(&raw, secret, strlen(secret));
+  if (!raw.oom) mh_buf_b64(&b64s, raw.data, raw.len);
+  auth_remember(s, &b64s);
+  mh_buf_wipe(&b64s);
+  mh_buf_b64(&b64s, secret, strlen(secret));
+  auth_remember(s, &b64s);
+  mh_buf_wipe(&b64s);
+  mh_buf_wipe(&raw);
+  return s->auth_secret.oom || raw.oom || s->auth_sent.oom ? MH_ENOMEM : 0;
 }
 
 int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret) {

@@ -219,6 +219,13 @@ void mh_smtp_tls_ready(mh_smtp *s);                /* STARTTLS handshake done an
 ** their reason in mh_smtp_send_error(), and also in mh_smtp_errmsg() unless
 ** another transaction was running. */
 int mh_smtp_auth(mh_smtp *s, unsigned mech, const char *user, const char *secret);
+
+/* The credentials this session may send, known before it opens: every reply,
+** the greeting's and EHLO's included, is masked of them (the secret, AUTH
+** PLAIN's and LOGIN's base64 strings), not only once AUTH has sent them.  A
+** server that got them in an earlier session could greet the next one with
+** them, into the log and `mailhook test`'s report.  0, or MH_ENOMEM. */
+int mh_smtp_mask(mh_smtp *s, const char *user, const char *secret);
 int mh_smtp_send(mh_smtp *s, const char *from, const char *const *rcpt, size_t nrcpt,
                  const char *data, size_t len);
 void mh_smtp_release(mh_smtp *s);

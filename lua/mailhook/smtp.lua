@@ -27,6 +27,10 @@ local M = {}
 -- (cfg: connect's normalised copy; origin, below: the table it was made from)
 local origin
 local function password(cfg) return require("mailhook.settings").password(origin[cfg] or cfg) end
+-- the password written in the settings, never a command run for it: masked
+-- in every reply from the greeting on (c:mask), where a server that got it in
+-- an earlier session could quote it, into the log and `mailhook test`
+local function stored_password(cfg) return require("mailhook.settings").stored_password(origin[cfg] or cfg) end
 local function token(cfg) return require("mailhook.settings").token(origin[cfg] or cfg) end
 
 -- ----------------------------------------------- servers seen with TLS
@@ -624,6 +628,8 @@ function M.connect(cfg, report, limits, ...)
       data_timeout = limits and limits.data_timeout or cfg.data_timeout,
       session_deadline = limits and limits.session_deadline or cfg.session_deadline,
       }
+      local known = cfg.auth and stored_password(cfg)
+      if known and known ~= "" then c:mask(cfg.username or "", known) end
       ok, err, info = c:open()
     end
     attempt()

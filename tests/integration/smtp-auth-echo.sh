@@ -119,4 +119,39 @@ for SPW in k9Z q; do
   unlike "$(cat "$T/flush.out")" "pass=$SPW|'$SPW'" "nor in flush's log"
   stop_peer F
 done
+# A server that got the credentials in an earlier session (a wrong server in the settings, a
+# relay that logs them) greets the next one with them, before any AUTH: masked from the
+# greeting on (only replies after AUTH were: the report and the log showed the password).
+# The greeting, EHLO's lines, a refusal of EHLO, and a greeting that is no SMTP at all.
+cat > "$T/greet.script" <<S
+send 220 echo.example ESMTP last time you sent $B64_PLAIN, i.e. $PW
+expect ^EHLO
+send 554 5.7.1 no service for $PW ($B64_PW)
+expect ^QUIT|^HELO
+send 554 5.7.1 still not for $PW
+S
+start_fault F "$T/greet.script" --idle 5
+write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
+  auth_mechanism=plain username=alice password="$PW" from=app@example.com retry_interval=1
+mh_test "$C"
+is "$RC" 1 "a greeting that quotes the credentials: mailhook test fails"
+like "$OUT" "554 5\.7\.1 still not for \*{8}" "the refusal is quoted, masked"
+secret_free "the next session's greeting: mailhook test's report" "$OUT"
+mh_test "$C" --json
+secret_free "the next session's greeting: mailhook test --json" "$OUT"
+rm -f "$S"/pickup/* "$S"/failed/*
+printf 'From: app@example.com\nTo: to@example.net\nSubject: x\n\nbody\n' | "$MAILHOOK" sendmail -t
+"$MAILHOOK" -v flush >"$T/flush.out" 2>&1
+secret_free "the next session's greeting: flush's log (debug level)" "$(cat "$T/flush.out")"
+secret_free "the next session's greeting: mailhook queue" "$("$MAILHOOK" queue; "$MAILHOOK" queue --json)"
+secret_free "the next session's greeting: the spool" "$(cat "$S"/pickup/* "$S"/failed/* 2>/dev/null)"
+stop_peer F
+printf 'send SSH-2.0-OpenSSH_9.2 %s\nexpect ^NEVER\n' "$PW" > "$T/nosmtp.script"
+start_fault F "$T/nosmtp.script" --idle 5
+write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \
+  auth_mechanism=plain username=alice password="$PW" from=app@example.com retry_interval=1 connect_timeout=2 command_timeout=2
+mh_test "$C"
+like "$OUT" "SSH-2\.0-OpenSSH_9\.2 \*{8}" "a greeting that is no SMTP is quoted, masked"
+secret_free "a greeting that is no SMTP: mailhook test's report" "$OUT"
+stop_peer F
 done_testing
