@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -201,6 +202,59 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* While echo(fd, false) holds the echo off, the terminal's settings of
+** before are kept here, and a signal that ends the process (Ctrl-C, SIGTERM,
+** SIGHUP, SIGQUIT) or its exit puts them back first: the process died with
+** the echo off, and under sh or a script every command typed afterwards was
+** invisible until `stty sane`.  echo(fd, true) takes the handlers away. */
+static const int quiet_sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+#define N_QUIET_SIGS (sizeof quiet_sigs / sizeof quiet_sigs[0])
+static struct termios quiet_saved;
+static volatile sig_atomic_t quiet_fd = -1;
+static struct sigaction quiet_old[N_QUIET_SIGS];
+static int quiet_caught[N_QUIET_SIGS];
+
+static void quiet_restore(void) {
+  int fd = quiet_fd;
+  if (fd >= 0) { quiet_fd = -1; (void)tcsetattr(fd, TCSANOW, &quiet_saved); }
+}
+
+/* Async-signal-safe: tcsetattr, sigaction and raise are. */
+static void quiet_on_signal(int sig) {
+  int saved = errno;
+  quiet_restore();
+  for (size_t i = 0; i < N_QUIET_SIGS; i++) {
+    if (quiet_sigs[i] == sig && quiet_caught[i]) { sigaction(sig, &quiet_old[i], NULL); quiet_caught[i] = 0; }
+  }
+  raise(sig);   /* as it would have been: the process dies of it (or its own handler runs) */
+  errno = saved;
+}
+
+static void quiet_release(void) {
+  for (size_t i = 0; i < N_QUIET_SIGS; i++) {
+    if (quiet_caught[i]) { sigaction(quiet_sigs[i], &quiet_old[i], NULL); quiet_caught[i] = 0; }
+  }
+  quiet_restore();
+}
+
+static void quiet_hold(int fd, const struct termios *before) {
+  static int once;
+  struct sigaction sa;
+  if (quiet_fd >= 0) return;        /* off already: the first settings are the ones to put back */
+  quiet_saved = *before;
+  quiet_fd = fd;
+  if (!once) { atexit(quiet_restore); once = 1; }
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = quiet_on_signal;
+  sigemptyset(&sa.sa_mask);
+  for (size_t i = 0; i < N_QUIET_SIGS; i++) {
+    struct sigaction old;
+    /* an ignored signal stays ignored (nohup): it ends nothing */
+    if (sigaction(quiet_sigs[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN) continue;
+    quiet_caught[i] = sigaction(quiet_sigs[i], &sa, &quiet_old[i]) == 0;
+  }
+}
+
 /* echo(fd [, on]) -> was_on | nil, err: whether the terminal on fd echoes what
 ** is typed; with on given, sets it first (off: what was typed ahead is dropped,
 ** as getpass(3) does).  `update password=-` reads a password from a terminal
@@ -217,13 +271,18 @@ static int l_echo(lua_State *L) {
   }
   was = (t.c_lflag & ECHO) != 0;
   if (set) {
+    struct termios before = t;
     if (on) t.c_lflag |= ECHO;
     else t.c_lflag &= ~(tcflag_t)ECHO;
+    if (!on && was) quiet_hold((int)fd, &before);   /* before the change: a signal in between restores */
     if (tcsetattr((int)fd, on ? TCSANOW : TCSAFLUSH, &t) != 0) {
+      int e = errno;
+      if (!on && was) quiet_release();
       lua_pushnil(L);
-      lua_pushstring(L, strerror(errno));
+      lua_pushstring(L, strerror(e));
       return 2;
     }
+    if (on && quiet_fd == (int)fd) { quiet_fd = -1; quiet_release(); }
   }
   lua_pushboolean(L, was);
   return 1;

@@ -46,29 +46,36 @@ local function typed(key, read)
   return v
 end
 
+-- one_line() -> the bytes of stdin's first line (a table of them), at most
+-- 4097: one more says the line is over 4 KiB.  `update password=- < /dev/zero`
+-- is refused, not read forever (admin_password=- read it with io.read("l"):
+-- memory until it ran out, then a traceback).
+local function one_line()
+  local buf = {}
+  while #buf <= 4096 do
+    local c = io.read(1)
+    if not c or c == "\n" then break end
+    buf[#buf + 1] = c
+  end
+  return buf
+end
+
 local changes = {}
 for _, a in ipairs(argv) do
   local key, value = a:match("^([^=]+)=(.*)$")
   if not key then return args.fail("update", "expected KEY=VALUE, got '" .. a .. "'") end
   if changes[key] ~= nil then return args.fail("update", "'" .. key .. "' given twice") end
   if key == "password" and value == "-" then
-    -- one line, at most 4 KiB: `update password=- < /dev/zero` is refused, not read forever
-    local buf = typed(key, function()
-      local buf = {}
-      while #buf <= 4096 do
-        local c = io.read(1)
-        if not c or c == "\n" then break end
-        buf[#buf + 1] = c
-      end
-      return buf
-    end)
+    local buf = typed(key, one_line)
     if #buf > 4096 then return args.fail("update", "password: the line on stdin is over 4 KiB") end
     value = table.concat(buf):gsub("\r$", "")
     if value == "" then return args.fail("update", "password: nothing on stdin") end
   end
   if key == "admin_password" and value == "-" then
-    value = typed(key, function() return io.read("l") end)
-    if not value or value == "" then return args.fail("update", "admin_password: nothing on stdin") end
+    local buf = typed(key, one_line)
+    if #buf > 4096 then return args.fail("update", "admin_password: the line on stdin is over 4 KiB") end
+    value = table.concat(buf)
+    if value == "" then return args.fail("update", "admin_password: nothing on stdin") end
   end
   changes[key] = value
 end

@@ -121,15 +121,25 @@ local events = {}
 -- the mail that failed fails the same way, and each failure queued another
 -- notice, without end (hundreds a second, filling failed/).
 rules.NOTICE_HEADER = "X-Mailhook-Notice"
-function rules.notice_of()
-  local id = core.budget()
-  local evs = id and events[id]
-  if not evs then return nil end
-  for _, ev in ipairs(evs) do
+-- A task the rule spawned (mh.spawn) runs under its budget after the handler
+-- has returned, when events[id] is gone: the budgets of rules that ran for
+-- `failed` are kept here (id -> {about =, till =}) until their lifetime is
+-- over, when no task of theirs runs any more.  A notice such a task queued
+-- was not marked, and its failure looped as before.
+local notice_budgets = {}
+local function failed_about(evs)
+  for _, ev in ipairs(evs or {}) do
     if type(ev) == "table" and ev.event == "failed" then
       return (tostring(ev.id or "?"):sub(1, 64):gsub("[^%w._-]", "?"))   -- a header value, whatever the id
     end
   end
+end
+function rules.notice_of()
+  local id = core.budget()
+  if not id then return nil end
+  if events[id] then return failed_about(events[id]) end
+  local kept = notice_budgets[id]
+  return kept and kept.about
 end
 
 function rules.explain_header(err, info, t)
@@ -316,6 +326,10 @@ function rules.run(label, fn, ...)
     return fn(...)
   end, ...))
   local list = id and notes[id]
+  local now = core.monotonic()
+  for k, v in pairs(notice_budgets) do if v.till < now then notice_budgets[k] = nil end end
+  local about = id and failed_about(events[id])
+  if about then notice_budgets[id] = { about = about, till = now + set_limits.life + set_limits.grace + 1 } end
   if id then notes[id] = nil; counts[id] = nil; events[id] = nil end
   local bad = unhandled(list)
   if res[1] and bad then

@@ -24,6 +24,14 @@ on("failed", function(ev)   -- a notice sent the way the mail failed: it fails t
     assert(mh.enqueue { to = "dead@example.org", subject = "notice of " .. tostring(ev.id), text = "x" })
   end
 end)
+on("failed", function(ev)   -- the notice queued by a task it spawned, after the handler returned
+  if ev.subject == "loop from a task" then
+    mh.spawn(function()
+      mh.sleep(0.2)
+      assert(mh.enqueue { to = "dead@example.org", subject = "task notice of " .. tostring(ev.id), text = "x" })
+    end)
+  end
+end)
 LUA
 inbox_has() { grep -qs "$1" "$T"/inbox/*.eml; }
 start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill $RUN"; }
@@ -49,6 +57,11 @@ wait_for 15 grep -q 'no `failed` event: it is the notice a `failed` rule queued 
 ok $? "the notice's own failure: no failed event, said in the log"
 notice=$(grep -o 'delivery: [0-9a-f]*: no `failed` event' "$T/run.log" | head -1 | cut -d' ' -f2 | tr -d :)
 ok "$([ -n "$notice" ] && ! inbox_has "Subject: failed: $notice"; echo $?)" "the postmaster's rule did not run for it"
+# the notice queued by a task the handler spawned (mh.spawn: part of the rule),
+# once the handler had returned: it was not marked, and its failure looped
+id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from a task" </dev/null 2>/dev/null)
+wait_for 15 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
+ok $? "a notice queued by the handler's task after it returned: its failure emits no failed event either"
 kill "$RUN"; wait "$RUN" 2>/dev/null
 # a clean stop by a signal to the whole process group (systemctl stop's default
 # KillMode, Ctrl-C in a terminal): the service stops its worker itself; the
