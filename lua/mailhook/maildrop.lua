@@ -154,7 +154,9 @@ local function adopt_one(sp, cfg, dir, name)
     end
     return corrupt(tostring(why))
   end
-  for _, b in ipairs(env.bad or {}) do   -- a recipient the record named that is no address: left out
+  -- a recipient the record named that is no address: left out, said in the
+  -- log; at most submit.BAD_SAID named, the rest counted (one line each flooded it)
+  for _, b in ipairs(submit.bad_lines(env.bad)) do
     log("warn", string.format("maildrop: %s from uid %d: %s", name, rec.uid, b))
   end
   -- the items left out, recorded refused with the message (the mail log's
