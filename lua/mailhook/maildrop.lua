@@ -144,7 +144,8 @@ local function adopt_one(sp, cfg, dir, name)
   if envid and (#envid > 100 or envid:find("%c")) then envid = nil end
   local env, newhead, why = submit.prepare({
     cfg = cfg, caller = caller, rcpts = rec.to, from = rec.from, notify = rec.notify and submit.dsn_notify(rec.notify),
-    ret = rec.ret and submit.dsn_ret(rec.ret), envid = envid, time = rec.time, received = true }, head)
+    ret = rec.ret and submit.dsn_ret(rec.ret), envid = envid, time = rec.time, received = true,
+    max_items = core.maildrop.MAX_RCPT }, head)   -- what mailhook-drop allows: more is no drop of sendmail's
   if not env then
     if newhead == submit.EX.TEMPFAIL then
       stream:close()

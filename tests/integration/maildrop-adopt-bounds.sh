@@ -27,4 +27,29 @@ like "$(root_mh queue 2>&1)" "nobody +ok@example.net" "adopted, queued to the on
 n=$(grep -c "maildrop: .* from uid 65534: recipient: '@'" "$T/flush.out")
 is "$n" 20 "the log names 20 items left out, not 300 (one line each flooded it)"
 like "$(cat "$T/flush.out")" "from uid 65534: and 280 more recipient item\(s\) left out" "and counts the rest in one line"
+
+# --- a record whose "to" lines are address lists holding more items than the drop
+# program's 10,000 recipients: no drop of sendmail's (it passes one address per
+# argument); corrupt/, never a message to 10,001 recipients (one drop of 1.4 MB of
+# such lists made 90,000 recipients, and 1.4 MB of '@,@,...' 12 s of adoption,
+# every delivery waiting)
+/usr/bin/python3 -c '
+import sys
+items = ["r%d@example.net" % i for i in range(10001)]
+print("\n".join(",".join(items[i:i + 50]) for i in range(0, len(items), 50)))' > "$T/args"
+mapfile -t lists < "$T/args"
+is "${#lists[@]}" 201 "201 arguments, 50 addresses each (the last one)"
+printf 'Subject: many\n\ny\n' | as nobody "$P/sbin/mailhook-drop" -s "$SPOOL" -- "${lists[@]}"
+is "$?" 0 "stored by the drop program (201 arguments)"
+name=$(ls "$SPOOL/maildrop")
+adopt
+[ -f "$SPOOL/corrupt/maildrop.$name" ]; ok $? "the adoption moves it to corrupt/maildrop.$name"
+like "$(cat "$T/flush.out")" "maildrop: $name from uid 65534: over 10000 recipient items" "saying why"
+unlike "$(root_mh queue 2>&1)" "r10000@example.net" "no message to those recipients is queued"
+# exactly 10,000 items in lists: adopted
+unset 'lists[200]'
+printf 'Subject: many\n\ny\n' | as nobody "$P/sbin/mailhook-drop" -s "$SPOOL" -- "${lists[@]}"
+adopt
+is "$(ls "$SPOOL/maildrop" | wc -l)" 0 "10,000 items in lists: adopted"
+like "$(root_mh queue --json 2>&1)" "r9999@example.net" "queued to all of them"
 done_testing
