@@ -383,5 +383,9 @@ void l_maildrop_open(lua_State *L) {
     { "watch", l_watch }, { NULL, NULL },
   };
   luaL_newlib(L, fns);
+  /* the drop program's bound on recipients (maildrop.h), which the adoption
+  ** applies to the items of a record's "to" lines (each an address list) */
+  lua_pushinteger(L, MH_DROP_MAX_RCPT);
+  lua_setfield(L, -2, "MAX_RCPT");
   lua_setfield(L, -2, "maildrop");
 }

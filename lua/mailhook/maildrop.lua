@@ -144,7 +144,8 @@ local function adopt_one(sp, cfg, dir, name)
   if envid and (#envid > 100 or envid:find("%c")) then envid = nil end
   local env, newhead, why = submit.prepare({
     cfg = cfg, caller = caller, rcpts = rec.to, from = rec.from, notify = rec.notify and submit.dsn_notify(rec.notify),
-    ret = rec.ret and submit.dsn_ret(rec.ret), envid = envid, time = rec.time, received = true }, head)
+    ret = rec.ret and submit.dsn_ret(rec.ret), envid = envid, time = rec.time, received = true,
+    max_items = core.maildrop.MAX_RCPT }, head)   -- what mailhook-drop allows: more is no drop of sendmail's
   if not env then
     if newhead == submit.EX.TEMPFAIL then
       stream:close()
@@ -154,7 +155,9 @@ local function adopt_one(sp, cfg, dir, name)
     end
     return corrupt(tostring(why))
   end
-  for _, b in ipairs(env.bad or {}) do   -- a recipient the record named that is no address: left out
+  -- a recipient the record named that is no address: left out, said in the
+  -- log; at most submit.BAD_SAID named, the rest counted (one line each flooded it)
+  for _, b in ipairs(submit.bad_lines(env.bad)) do
     log("warn", string.format("maildrop: %s from uid %d: %s", name, rec.uid, b))
   end
   -- the items left out, recorded refused with the message (the mail log's

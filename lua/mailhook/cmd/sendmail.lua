@@ -241,10 +241,7 @@ local function enqueue(o)
                                         fullname = o.fullname, notify = o.notify, ret = o.ret, envid = o.envid,
                                         received = caller.privileged }, head)
   if not env then stream:close() return fail(newhead, why) end
-  for k, b in ipairs(env.bad or {}) do   -- bounded: 20 named, the rest counted
-    if k > 20 then report_bad(cfg, "and " .. (#env.bad - 20) .. " more recipient item(s) left out") break end
-    report_bad(cfg, b)
-  end
+  for _, line in ipairs(submit.bad_lines(env.bad)) do report_bad(cfg, line) end   -- bounded: 20 named
   stream:set_head(newhead)
   local id
   id, code, err = store(caller, env, stream, o)
