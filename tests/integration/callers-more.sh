@@ -22,40 +22,8 @@
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/mailer.sh"
 
-if [ "$(id -u)" != 0 ]; then
-  ok 0 "# SKIP the callers' tests need root (a group for the drop program, test users)"
-  done_testing; exit 0
-fi
-stage_install || { echo "Bail out! the staged install failed"; exit 1; }
-SM=$P/sbin/sendmail
-start_smtpd S --maildir "$T/mail" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
-env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailhook" update enabled=true server=127.0.0.1 port="$S" \
-  tls=none tls_required=false from=pbx@example.com admin_address=admin@example.org >/dev/null ||
-  { echo "Bail out! update failed"; exit 1; }
+callers_env
 new_user mhusr; USR=$NEW_USER
-HOST=$(hostname)
-chmod 755 "$T"
-n=0
-# check: deliver what waits (root's `sendmail -q`) and read message n: M its header block,
-# E its envelope (from | to...), and its body as received, CRLF made LF, in $T/got
-check() {
-  env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$SM" -q >"$T/q.out" 2>&1 || diag "sendmail -q: $(cat "$T/q.out")"
-  n=$((n + 1))
-  local f=$T/mail/$(printf %06d $n)
-  M=$(sed -n '1,/^\r\?$/p' "$f.eml" 2>/dev/null | tr -d '\r')
-  /usr/bin/python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); i = b.find(b"\r\n\r\n")
-open(sys.argv[2], "wb").write(b[i + 4:].replace(b"\r\n", b"\n") if i >= 0 else b"")' "$f.eml" "$T/got" 2>/dev/null ||
-    : > "$T/got"
-  E=$(/usr/bin/python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["from"] + " | " + " ".join(j["to"]))' "$f.json" 2>/dev/null)
-}
-# body_is EXPECTED DESC: the body received is the file EXPECTED byte for byte
-body_is() {
-  if cmp -s "$1" "$T/got"; then ok 0 "$2"
-  else ok 1 "$2"; diag "expected: $(od -c "$1" | head -5)"; diag "got: $(od -c "$T/got" | head -5)"; fi
-}
-# count of the header field NAME in M
-nfield() { printf '%s\n' "$M" | grep -ci "^$1:"; }
-
 # --- sudo: send_mail() forks twice, setsid, chdir("/"), 0-2 on /dev/null, closefrom(3),
 # then exec_mailer: stdin the pipe, uid root, the environment exactly HOME=/ PATH=...
 # LOGNAME=root USER=root, argv "sendmail -t" (mailerpath, mailerflags); the message
