@@ -667,6 +667,13 @@ local function phrase(name)
 end
 
 local function domain_of(a) return a and (a:match("@([^@]+)$") or ""):lower() end
+-- what two spellings of one mailbox have in common: the domain is not case-sensitive
+-- (RFC 5321 2.4), so `ops@example.net` and `ops@EXAMPLE.net` are one recipient, sent
+-- once (the local part is kept as written: a server may tell its cases apart)
+local function mailbox_key(a)
+  local lp, d = a:match("^(.*)@([^@]*)$")
+  return lp and lp .. "@" .. d:lower() or a
+end
 
 -- The caller's identity, decided by the kernel (never $USER): uid, its login
 -- name, and whether it may write the spool itself (root, or the spool's
@@ -854,8 +861,9 @@ function M.prepare(ctx, head, ...)
           leave(it.addr, where .. ": " .. M.shown(rwhy))
         end
         for _, a in ipairs(list or {}) do
-          if not seen[a] then
-            seen[a] = true
+          local key = mailbox_key(a)
+          if not seen[key] then
+            seen[key] = true
             to[#to + 1] = a
             if params then to_params = to_params or {}; to_params[a] = params end
           end
