@@ -14,6 +14,8 @@
 #   git send-email  sendemail.sendmailcmd (`sh -c 'CMD "$@"' - -f FROM -i RCPT...`) with
 #               --envelope-sender, --cc and --bcc (a recipient, never a field), for real
 #   bsd-mailx   `mail -r FROM -a HEADER -c CC -b BCC`: `sendmail -i -t -f FROM`, for real
+#   Icinga 2    scripts/mail-host-notification.sh on Debian: `/usr/bin/printf "%b" "$MSG" |
+#               mail -a "From: $MAILFROM" -s "$SUBJECT" $USEREMAIL` as the nagios user
 # Needs root (a group for the drop program, users); skipped otherwise.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
@@ -180,4 +182,17 @@ is "$E" "ops@example.com | admin@example.org to@example.net cc@example.org bcc@e
 is "$(nfield Bcc)" 0 "mailx's Bcc field not sent"
 like "$M" "X-Priority: 1" "its -a field"
 like "$M" "From: Ops <ops@example.com>" "its -r From"
+
+# --- Icinga 2's mail-host-notification.sh (Debian branch: `-a "From: $MAILFROM"`), run by
+# the icinga daemon's user: printf %b of its NOTIFICATION_MESSAGE (a tab, no final newline)
+# into bsd-mailx, which runs `sendmail -i -t` (through mailhook-drop)
+printf '***** Host Monitoring on icinga *****\n\nweb1 is DOWN!\n\nInfo:    PING CRITICAL - Packet loss = 100%%\n\nWhen:    2026-12-07 11:20:01 +0000\nHost:    web1\nIPv4:\t 192.0.2.10' > "$T/icinga.msg"
+as "$USR" env MAILRC="$T/mailrc" HOME="$T/home" /bin/sh -c '/usr/bin/printf "%b" "$(cat "$1")" | "$2" -a "From: icinga@example.com" -s "[PROBLEM] Host web1 is DOWN!" ops@example.net' - "$T/icinga.msg" "$MAILX" 2>"$T/icinga.err"
+rc=$?
+check
+is "$rc:$E" "0:pbx@example.com | ops@example.net" "Icinga 2's mail -a 'From: ...' -s SUBJ ADDR as $USR: exit 0, the account's sender ($(cat "$T/icinga.err"))"
+like "$M" "From: icinga@example.com" "its -a From (the account's domain) kept"
+is "$(nfield From)" 1 "one From (mailx writes none of its own)"
+{ /usr/bin/printf "%b" "$(cat "$T/icinga.msg")"; echo; } > "$T/icinga.body"
+body_is "$T/icinga.body" "Icinga: the notification byte for byte, its tab kept, a final newline"
 done_testing
