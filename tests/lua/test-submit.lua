@@ -292,4 +292,13 @@ tap.test("secrets apart: the settings readable, the password in NAME.secrets (06
   os.execute("rm -rf " .. dir)
 end)
 
+tap.test("each mailbox once: a domain written in other capitals is the same recipient", function(t)
+  -- PHP's mail() with the customer's address in To and, as typed into a form, in Bcc;
+  -- an argument, -t's To and Cc (root: root@ the default domain here)
+  local env = prep({ rcpts = { "customer@example.net", "admin@example.org" }, t = true },
+    "To: Customer <customer@EXAMPLE.net>\r\nCc: root, admin@Example.ORG, OPS@example.net, ops@example.net\r\nBcc: customer@example.NET\r\n")
+  t:is(env and table.concat(env.to, ","), "customer@example.net,admin@example.org,root@example.com,OPS@example.net,ops@example.net",
+       "sent once each, the first spelling; local parts kept as written")
+end)
+
 tap.done()
