@@ -9,6 +9,9 @@
 #               after To, Subject, X-PHP-Originating-Script and each header, the body as
 #               the script gave it (LF); 8.0/8.1: LF after To/Subject, CRLF between the
 #               array headers (mixed line ends)
+#   PHPMailer   6.x isSendmail() (WordPress's wp_mail): popen(sprintf('%s -oi -f%s -t',
+#               escapeshellcmd(Sendmail), escapeshellarg(Sender))), CRLF lines, the Bcc
+#               field written for sendmail to take out, 8-bit UTF-8
 #   cron        Debian cron: MAILTO="a,b" is one argument of `sendmail ... -oem MAILTO`;
 #               cronie: `sendmail -FCronDaemon -i -odi -oem -oi -t -f MAILFROM`, To: MAILTO
 #   git send-email  sendemail.sendmailcmd (`sh -c 'CMD "$@"' - -f FROM -i RCPT...`) with
@@ -115,6 +118,24 @@ is "$E" "pbx@example.com | customer@example.net archive@example.org" "PHP 8.1: t
 is "$(nfield Bcc):$(nfield Reply-To)" "0:1" "PHP 8.1: Bcc not sent, its Reply-To kept once"
 printf 'second invoice\n' > "$T/php2.body"
 body_is "$T/php2.body" "PHP 8.1: the body"
+
+# --- PHPMailer (WordPress's wp_mail()): sendmailSend() runs, through popen's sh,
+# "/usr/sbin/sendmail -oi -f'wordpress@example.com' -t"; createHeader() writes the Bcc for
+# sendmail to extract, every line ends CRLF (static::$LE), the body normalized to CRLF
+printf 'Hallo Kunde,\r\n\r\nIhre Bestellung #1234 ist unterwegs \342\200\223 danke!\r\n' > "$T/pm.crlf"
+{ printf 'Date: Mon, 7 Dec 2026 10:12:44 +0000\r\nTo: Customer <customer@example.net>\r\nFrom: Shop <wordpress@example.com>\r\nBcc: orders@example.com\r\nSubject: [Shop] Ihre Bestellung\r\nMessage-ID: <Xk2o3Bd0cQfKpXbyZlQeH1s9m0@example.com>\r\nX-Mailer: PHPMailer 6.9.1 (https://github.com/PHPMailer/PHPMailer)\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'
+  cat "$T/pm.crlf"; } > "$T/pm.msg"
+as "$USR" /bin/sh -c "$SM -oi -f'wordpress@example.com' -t" < "$T/pm.msg" 2>"$T/pm.err"
+rc=$?
+check
+is "$rc" 0 "PHPMailer's sendmail -oi -fADDR -t as $USR: exit 0 ($(cat "$T/pm.err"))"
+is "$E" "pbx@example.com | customer@example.net orders@example.com" "PHPMailer: To and its Bcc"
+is "$(nfield Bcc)" 0 "PHPMailer's Bcc field not sent"
+like "$M" "X-Mailer: PHPMailer 6.9.1" "its X-Mailer"
+is "$(nfield Message-ID):$(nfield Date):$(nfield From)" "1:1:1" "its Message-ID, Date, From, none doubled"
+tr -d '\r' < "$T/pm.crlf" > "$T/pm.body"
+body_is "$T/pm.body" "PHPMailer: the 8-bit body byte for byte"
+crlf_only "PHPMailer: CRLF line ends only on the wire"
 
 # --- Debian cron, MAILTO="ops@example.net,root" (crontab(5): a comma-separated list): one
 # argument "ops@example.net,root" after -oem, To: as written
