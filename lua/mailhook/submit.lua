@@ -669,10 +669,15 @@ end
 local function domain_of(a) return a and (a:match("@([^@]+)$") or ""):lower() end
 -- what two spellings of one mailbox have in common: the domain is not case-sensitive
 -- (RFC 5321 2.4), so `ops@example.net` and `ops@EXAMPLE.net` are one recipient, sent
--- once (the local part is kept as written: a server may tell its cases apart)
+-- once, and quotes around a local part that needs none say nothing (`"ops"@x` is
+-- `ops@x`: RFC 5321 4.1.2, RFC 5322 3.2.4); the local part's case is kept as
+-- written: a server may tell its cases apart
 local function mailbox_key(a)
   local lp, d = a:match("^(.*)@([^@]*)$")
-  return lp and lp .. "@" .. d:lower() or a
+  if not lp then return a end
+  local q = lp:match('^"([%w!#$%%&\'*+/=?^_`{|}~.-]+)"$')
+  if q and not (q:find("^%.") or q:find("%.$") or q:find("..", 1, true)) then lp = q end
+  return lp .. "@" .. d:lower()
 end
 
 -- The caller's identity, decided by the kernel (never $USER): uid, its login

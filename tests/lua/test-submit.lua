@@ -299,6 +299,10 @@ tap.test("each mailbox once: a domain written in other capitals is the same reci
     "To: Customer <customer@EXAMPLE.net>\r\nCc: root, admin@Example.ORG, OPS@example.net, ops@example.net\r\nBcc: customer@example.NET\r\n")
   t:is(env and table.concat(env.to, ","), "customer@example.net,admin@example.org,root@example.com,OPS@example.net,ops@example.net",
        "sent once each, the first spelling; local parts kept as written")
+  local e2 = prep({ rcpts = { '"ops"@example.net', "ops@example.net", '"o.ps"@example.net', "o.ps@example.net",
+                           '"a b"@example.net', '".x"@example.net', ".x@example.net" } }, "Subject: s\r\n")
+  t:is(e2 and table.concat(e2.to, ","), '"ops"@example.net,"o.ps"@example.net,"a b"@example.net,".x"@example.net',
+       "quotes a local part does not need: the same mailbox (not around a blank, nor a dot-atom that is none)")
 end)
 
 tap.done()
