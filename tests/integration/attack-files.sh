@@ -11,7 +11,6 @@
 LIMIT=10
 run() { OUT=$(timeout -k 2 "$LIMIT" "$@" 2>&1); RC=$?; }
 hung() { [ "$RC" = 124 ] || [ "$RC" = 137 ]; }
-skip() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # SKIP $1"; }
 
 echo "precious" > "$T/victim"
 ln -s "$T/victim" "$T/link.eml"

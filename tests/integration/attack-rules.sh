@@ -21,7 +21,6 @@ delivery_require
 
 LIMIT=15
 run() { OUT=$(timeout -k 2 "$LIMIT" "$@" 2>&1); RC=$?; }
-skip() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # SKIP $1"; }
 
 PORT=$(free_port)
 mkdir -p "$T/rules"

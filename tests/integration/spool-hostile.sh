@@ -22,7 +22,6 @@ LIMIT=15   # seconds a command may take here; past it, it hung
 # run CMD...: OUT (stdout and stderr), RC (124 or 137: it hung and was killed)
 run() { OUT=$(timeout -k 2 "$LIMIT" "$@" 2>&1); RC=$?; }
 hung() { [ "$RC" = 124 ] || [ "$RC" = 137 ]; }
-skip() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # SKIP $1"; }
 mode_of() { stat -c %a "$1" 2>/dev/null; }
 
 PORT=$(free_port)

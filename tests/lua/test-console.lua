@@ -434,4 +434,4 @@ tap.test("auth_mechanism changed with the stored password kept: type it again", 
   os.execute("rm -rf " .. dir)
 end)
 
-tap.done()
+return tap.done()

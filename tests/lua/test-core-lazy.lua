@@ -79,4 +79,4 @@ tap.test("fsutil.owner: names looked up at the first read, numbers as text when 
   t:is(n.group, "54322", "a gid with no name: its number")
 end)
 
-tap.done()
+return tap.done()

@@ -85,4 +85,4 @@ tap.test("a state file that is code is read as damaged, not run", function(t)
   package.loaded["mailhook.rule_state"] = nil
 end)
 
-tap.done()
+return tap.done()

@@ -153,4 +153,4 @@ tap.test("relay() from a session's info", function(t)
   t:is(maillog.relay {}, nil, "no info(): nil")
 end)
 
-tap.done()
+return tap.done()

@@ -282,4 +282,4 @@ tap.test("(the spool removed)", function(t)
   t:ok(os.execute("rm -rf '" .. spool_dir .. "'"), "removed")
 end)
 
-tap.done()
+return tap.done()

@@ -61,4 +61,4 @@ tap.test("a status counted while SIGTERM comes is not sent after STOPPING=1", fu
   svc:close()
 end)
 
-tap.done()
+return tap.done()

@@ -39,4 +39,4 @@ tap.test("a server that requires TLS before MAIL", function(t)
   t:is(smtp.requires_tls(plain, { stage = "sender", text = "timed out" }), nil, "no reply: not it")
 end)
 
-tap.done()
+return tap.done()

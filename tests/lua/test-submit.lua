@@ -305,4 +305,4 @@ tap.test("each mailbox once: a domain written in other capitals is the same reci
        "quotes a local part does not need: the same mailbox (not around a blank, nor a dot-atom that is none)")
 end)
 
-tap.done()
+return tap.done()
