@@ -88,6 +88,17 @@ function M.backoff(attempts, base, cap, random)
   return d
 end
 
+-- The uid the service's own mail is queued under (mh.enqueue from its rules:
+-- the real uid, docs/spool.md), looked up once.
+local the_uid
+local function own_uid()
+  if the_uid == nil then
+    local ok, me = pcall(function() return require("mailhook.core").maildrop.whoami() end)
+    the_uid = ok and type(me) == "table" and me.uid or false
+  end
+  return the_uid
+end
+
 -- The Subject of a spool file (for the `failed` event), read from its header.
 local function subject_of(path)
   local f = path and require("mailhook.core").fsutil.open(path)   -- the core's rule: never a FIFO
@@ -592,6 +603,10 @@ end
 function D:fail(e, reason, reply, how)
   how = how or {}
   local subject, notice = subject_of(e.path)   -- before the file moves
+  -- the mark is the service's own (its rules run as it): a message another
+  -- uid submitted (a local user's sendmail, the header typed in) is no notice,
+  -- and its failure is told as any other (it silenced its own `failed`)
+  if notice and e.uid and e.uid ~= 0 and e.uid ~= own_uid() then notice = nil end
   maillog.before_move(e)               -- (so is the journal's Message-ID)
   local ok, err, info = self.spool:fail(e.id, { reason = reason, reply = reply, attempts = how.attempts,
                                                 refused = how.refused })

@@ -18,8 +18,8 @@ local function fake_spool()
     self.seq = self.seq + 1
     local id = string.format("%06d", self.seq)
     self.msgs[id] = { id = id, from = f.from or "app@example.com", to = copy(f.to or { "ok@example.com" }),
-                      attempts = 0, queued_at = f.queued_at or mh.now(), path = id, offset = 0,
-                      next_attempt = f.next_attempt }
+                      attempts = 0, queued_at = f.queued_at or mh.now(), path = f.path or id, offset = 0,
+                      next_attempt = f.next_attempt, uid = f.uid }
     return id
   end
   function sp:scan(limit)
@@ -632,6 +632,27 @@ tap.test("a 5xx moves the message to failed/ with reason and reply, and emits `f
   t:is(smtp.tried["000001"], 1, "never retried")
   t:is(sp.ops[2], "delivered 000002", "the next one went on")
   d:stop(); task:wait()
+end)
+
+tap.test("a notice's mark is the service's own: typed in by another uid, the failure is told", function(t)
+  local d, sp, smtp, log, events = setup()
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write("X-Mailhook-Notice: failed 0123456789abcdef\r\nSubject: hello\r\n\r\nbody\r\n")
+  f:close()
+  local me = mh.core.maildrop.whoami().uid
+  sp:add{ from = "permmsg@x", path = path, uid = me }      -- queued by the service's rule
+  sp:add{ from = "permmsg@x", path = path, uid = 4242 }    -- a local user's, the header typed in
+  sp:add{ from = "permmsg@x", path = path }                -- a drop-in: no submitter
+  local task = start(d)
+  t:ok(until_(function() return sp:count() == 0 end), "queue settled")
+  t:ok(until_(function() return #events >= 1 end), "an event")
+  t:is(#events, 1, "one `failed` event: the local user's message's")
+  t:is(events[1] and events[1][2].id, "000002", "for the message another uid submitted")
+  t:like(table.concat(log.lines, "\n"), "000001: no `failed` event: it is the notice", "the service's own notice: none, said")
+  t:like(table.concat(log.lines, "\n"), "000003: no `failed` event: it is the notice", "a drop-in (no submitter): none")
+  d:stop(); task:wait()
+  os.remove(path)
 end)
 
 tap.test("mixed recipients are settled one by one; accepted ones never again", function(t)
