@@ -531,7 +531,10 @@ function M.collect(opts)
   local ok, reason, but = M.flowing(r)
   r.flowing, r.reason = ok, reason
   r.old_settings = but == "old_settings" or nil
-  r.maildrop_stuck = but == "maildrop_stuck" or nil
+  -- (both may hold: flowing() names the first, and the stuck file is no less
+  -- stuck for it; /metrics' mailhook_attention{maildrop_stuck} read 0 then)
+  local stuck = r.service and r.service.maildrop_stuck_total
+  r.maildrop_stuck = (but and type(stuck) == "number" and stuck > 0) or nil
   -- flowing, but only because nothing was tried: no message delivered, no
   -- connection failed since the service started (a restart at 3 a.m. with a
   -- wrong server read "mail is flowing" until the first message was queued).

@@ -50,6 +50,7 @@ browser stuck
 "$MAILHOOK" update enabled=false >/dev/null 2>&1; ok $? "the settings file broken under the running service"
 wait_for 20 status_is old_settings
 ok $? "mailhook status: flowing with the settings loaded before ($("$MAILHOOK" status 2>&1 | head -1))"
+status_is maildrop_stuck; ok $? "and the maildrop/ file is still said stuck (both reasons hold: only the first was)"
 browser old
 
 kill -HUP "$SVC"
