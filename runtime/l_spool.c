@@ -13,6 +13,7 @@
 **   Spool:enqueue_many({{data, env}, ...}) -> {id...} (waits; group commit)
 **   Spool:lock() Spool:scan() Spool:load(id [, {data =, keep =, now =, lean =, buffer =}]) Spool:sync()
 **   Spool:delivered(id [, {sync = false, now =, journal =}]) Spool:purge() Spool:defer(id, t)
+**   Spool:loader([opts]) -> load   Spool:pickup_path(id) -> DIR/pickup/ID.eml | nil
 **   Spool:fail(id, t) Spool:retry(id) Spool:remove(id) Spool:list([which])
 **   Spool:watch(fn) -> Watch (:stop())   Spool:close()   Spool.dir
 **   core.spool.stream(fd [, {dot = true}]) -> Stream: a message read from fd
@@ -765,6 +766,15 @@ static void set_int(lua_State *L, int keys, int k, lua_Integer v) {
   lua_rawset(L, -3);
 }
 
+/* Whether path is DIR/pickup/ID.eml: as entry_names makes it, DIR the spool's
+** (not a path cut short: that loses its end). */
+static int at_pickup(const char *path, const char *id) {
+  size_t pl = strlen(path), il = strlen(id);
+  if (pl < il + 12) return 0;
+  path += pl - il - 12;
+  return !memcmp(path, "/pickup/", 8) && !memcmp(path + 8, id, il) && !strcmp(path + 8 + il, ".eml");
+}
+
 /* The entry table of INTERFACES.md: to = pending recipients (neither accepted
 ** nor refused for good), all = envelope, refused = {{rcpt =, reply =}...}.
 ** lean (the deliverer's load{lean = true}, per message): no `all`, `done` and
@@ -773,7 +783,11 @@ static void set_int(lua_State *L, int keys, int k, lua_Integer v) {
 ** ASCII, and angle (only when true), whether one holds '<' or '>' (in a quoted
 ** local part: the deliverer refuses that recipient alone, delivery.lua).
 ** bare (a lean loader's, l_loader): no `id` when it is `asked`, the id the
-** load was asked for; no `attempts`, `next_attempt` when 0. */
+** load was asked for; no `attempts`, `next_attempt` when 0; and no `path`
+** when the data is there and the file is pickup/ASKED.eml, the path
+** Spool:pickup_path(asked) gives (at_pickup): the message is sent from its
+** data, and the deliverer asks for the path only where the file is read (a
+** failure's Subject, the mail log's Message-ID, a host's session). */
 static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int bare, const char *asked, int buffer,
                        int keys) {
   int plain = e->state.ndone == 0 && e->state.nrefused == 0;   /* to = the whole envelope */
@@ -783,7 +797,9 @@ static void push_entry(lua_State *L, mh_spool_entry *e, int lean, int bare, cons
   if (!bare || strcmp(e->id, asked)) {   /* bare: the caller has the id it asked for */
     lua_rawgeti(L, keys, K_ID); lua_pushlstring(L, e->id, strlen(e->id)); lua_rawset(L, -3);
   }
-  lua_rawgeti(L, keys, K_PATH); lua_pushlstring(L, e->path, strlen(e->path)); lua_rawset(L, -3);
+  if (!bare || !e->data || e->failed || !at_pickup(e->path, asked)) {
+    lua_rawgeti(L, keys, K_PATH); lua_pushlstring(L, e->path, strlen(e->path)); lua_rawset(L, -3);
+  }
   if (!lean || e->failed) set_str(L, keys, K_STATE, e->failed ? "failed" : "pickup");
   set_int(L, keys, K_OFFSET, (lua_Integer)e->env.offset);
   set_int(L, keys, K_SIZE, e->size);
@@ -1441,6 +1457,18 @@ static int l_loader(lua_State *L) {
   return 1;
 }
 
+/* Spool:pickup_path(id) -> DIR/pickup/ID.eml, the path of the message id in
+** pickup/ (no file looked at), or nil once the spool is closed: a lean
+** loader's entry leaves its path out (push_entry), for the deliverer to ask
+** for it only when a failure wants it (delivery.lua D:fail). */
+static int l_pickup_path(lua_State *L) {
+  lspool *ls = (lspool *)mh_l_checkself(L, 1, SPOOL_MT);
+  const char *id = checkid(L, 2, "spool:pickup_path");
+  if (!ls->sp || ls->closing) lua_pushnil(L);
+  else lua_pushfstring(L, "%s/pickup/%s.eml", mh_spool_dir(ls->sp), id);
+  return 1;
+}
+
 /* Spool:delivered(id [, {sync = false, now = true, journal = true}]) -> true
 ** (waits unless now).  sync = false: unlink only; the caller runs Spool:sync()
 ** after a run of removals (group commit).  now (with sync = false): on the
@@ -2005,7 +2033,7 @@ static int l_unchanged(lua_State *L) {
 void l_spool_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "enqueue", l_enqueue }, { "enqueue_many", l_enqueue_many }, { "lock", l_lock },
-    { "scan", l_scan }, { "sidecars", l_sidecars }, { "load", l_load }, { "loader", l_loader }, { "delivered", l_delivered }, { "sync", l_sync },
+    { "scan", l_scan }, { "sidecars", l_sidecars }, { "load", l_load }, { "loader", l_loader }, { "pickup_path", l_pickup_path }, { "delivered", l_delivered }, { "sync", l_sync },
     { "purge", l_purge },
     { "defer", l_defer }, { "fail", l_fail }, { "retry", l_retry }, { "remove", l_remove },
     { "new_id", l_new_id }, { "has_copy", l_has_copy },

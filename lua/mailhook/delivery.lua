@@ -593,6 +593,14 @@ local function removed_meanwhile(self, e, info, what, reply)
   return true
 end
 
+-- with_path(d, e): e.path set when e names none: a loader's entry sent from its
+-- data leaves its path out (pickup/ID.eml: Spool:pickup_path, runtime/l_spool.c
+-- push_entry), and the paths that read the file (the `failed` event's subject,
+-- the mail log's Message-ID once the data went with the submit) ask for it here.
+local function with_path(d, e)
+  if e.path == nil and e.id and d.spool.pickup_path then e.path = d.spool:pickup_path(e.id) end
+end
+
 -- fail(e, reason, reply [, how]): to failed/ with its sidecar, and the `failed`
 -- event.  how = {attempts =, refused = {{rcpt =, reply =}...} (this attempt's),
 -- delivered = {...}, quoted = true when the reason quotes the reply already};
@@ -602,6 +610,7 @@ end
 -- ones refused on earlier attempts too) and `delivered` those that got it.
 function D:fail(e, reason, reply, how)
   how = how or {}
+  with_path(self, e)
   local subject, notice = subject_of(e.path)   -- before the file moves
   -- the mark is the service's own (its rules run as it): a message another
   -- uid submitted (a local user's sendmail, the header typed in) is no notice,
@@ -698,6 +707,7 @@ end
 -- (both recorded, so neither is sent to again).
 function D:defer(e, reply, done, refused)
   local now_done, now_refused = done, refused   -- this attempt's (for the mail log)
+  with_path(self, e)
   local n = (e.attempts or 0) + 1
   local delay = M.backoff(n, math.min(self:cfgn("retry_interval", 30), 30),
                           self:cfgn("retry_max", 1800), self.random)
@@ -740,6 +750,7 @@ end
 -- ordinary deferral (a 552 "too many recipients" then stays pending, RFC 5321
 -- §4.5.3.1.10 asks that it be taken as temporary).
 function D:split(e, reply, done, refused, n)
+  with_path(self, e)
   local ok, err = self.spool:defer(e.id, { reply = reply, next_attempt = self.now(), done = done,
                                            attempts = e.attempts or 0, refused = refused })
   if ok == nil and err then
@@ -862,7 +873,7 @@ function D:delivered(e, n)
   local stats = self.stats
   stats.delivered = stats.delivered + 1
   if self.on_change then self:changed("delivered", e) end
-  if self.verbose then maillog.outcome(self, e, "sent") end   -- (a "sent" line is at info)
+  if self.verbose then with_path(self, e); maillog.outcome(self, e, "sent") end   -- (a "sent" line is at info)
 end
 
 -- settle(e, result): every recipient settled by its own reply (RFC 5321
@@ -1553,7 +1564,10 @@ function W:burst(e)
     -- its data a handle (LOAD_OPTS.buffer) that the engine takes, a string for any other session.
     -- A real session's submit_entry: the entry carries fields a message has not (id,
     -- attempts, ...), which s:submit refuses (its check is for a script's typo)
-    if not c and type(x.data) == "userdata" then x.data = x.data:bytes() end
+    if not c then
+      if type(x.data) == "userdata" then x.data = x.data:bytes() end
+      with_path(d, x)   -- (a loader's entry names no path: a host's session gets it as before)
+    end
     local ok, err, info
     if c then ok, err, info = smtp.submit_entry(s, x) else ok, err, info = s:submit(x) end
     self.sent = self.sent + 1

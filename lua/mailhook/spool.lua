@@ -10,6 +10,7 @@
 --     M.dropin_sender(sp, cfg), by the lock holder and at each reload of the deliverer)
 --   sp:load(id) -> entry | nil, err, info                                (waits)
 --   sp:loader(opts) -> load: load(id) is sp:load(id, opts), the options read once (the deliverer's)
+--   sp:pickup_path(id) -> DIR/pickup/ID.eml (a lean loader's entry sent from its data names no path)
 --   sp:delivered(id)  sp:defer(id, {reply=, next_attempt=, done={...}, attempts=})  (wait)
 --   sp:fail(id, {reason=, reply=})  sp:retry(id)  sp:remove(id)          (wait)
 --   for entry in sp:list(["pickup"|"failed"]) do ... end   (oldest first; waits per batch)

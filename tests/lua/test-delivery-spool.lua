@@ -187,7 +187,9 @@ tap.test("the spool's loader and sp:load: the same pass", function(t)
       used.load = function(...) loads = loads + 1; return load(...) end
     end
     local connect = scripted(function(m)
-      sent[#sent + 1] = { id = m.id, from = m.from, to = m.to, data = m.data }
+      -- (a loader's entry names no path: the deliverer gives a host's session one, the file's)
+      sent[#sent + 1] = { id = m.id, from = m.from, to = m.to, data = m.data, offset = m.offset,
+                          path = m.path == fdir .. "/pickup/" .. m.id .. ".eml" }
       local res = { accepted = {}, rejected = {} }
       for _, r in ipairs(m.to) do
         if r == "ok@x" then res.accepted[#res.accepted + 1] = r
@@ -197,7 +199,9 @@ tap.test("the spool's loader and sp:load: the same pass", function(t)
     end)
     local d = delivery.new{ spool = used, cfg = { retry_interval = 30, retry_max = 1800, max_queue_age = max_age or 3600 },
                             connect = connect, ready = function() return true end, once = true,
-                            emit = function(ev, f) events[#events + 1] = { ev, f.id, f.attempts, f.to, f.delivered } end,
+                            emit = function(ev, f)
+                              events[#events + 1] = { ev, f.id, f.attempts, f.to, f.delivered, f.subject }
+                            end,
                             log = { debug = function() end, info = function() end,
                                     warn = function() end, error = function() end } }
     local st = d:run()
@@ -225,11 +229,16 @@ tap.test("the spool's loader and sp:load: the same pass", function(t)
   t:same(a.stats, { 1, 0, 2, 1 }, "one delivered; the partly delivered one and the refused one failed")
   t:is(a.events[1] and a.events[1][3], 4, "the failed event of the one with a sidecar: its 4th attempt")
   t:is(a.events[2] and a.events[2][3], 1, "the refused one's: its first")
+  t:same({ a.events[1] and a.events[1][6], a.events[2] and a.events[2][6] }, { "m32", "m33" },
+         "the failed events' subjects, read from the file (a loader's entry names no path)")
+  t:ok(a.sent[1] and a.sent[1].path, "a host's session: the entry's path, the file's")
   -- expired (max_queue_age a microsecond): failed unsent, the event's attempts read from the entry
   a = pass("loader-expired", false, 1e-6)
   b = pass("load-expired", true, 1e-6)
   t:same(a, b, "expired: the same outcomes and failed events")
   t:same({ #a.sent, a.stats[3] }, { 0, 3 }, "expired: none sent, three failed")
+  t:same({ a.events[1] and a.events[1][6], a.events[3] and a.events[3][6] }, { "m31", "m33" },
+         "expired: the failed events' subjects")
   local att = {}
   for i, ev in ipairs(a.events) do att[i] = ev[3] end
   t:same(att, { 0, 3, 0 }, "the failed events' attempts: 0 for one never tried (a loader's entry has none)")

@@ -534,15 +534,26 @@ tap.test("loader(opts): load(id) is load(id, opts), options read once", function
   local load = sp:loader(OPTS)
   t:is(type(load), "function", "a function")
   local e, want = load(usual), sp:load(usual, OPTS)
-  t:ok(e and e.id == nil and e.attempts == nil and e.next_attempt == nil,
-       "the usual message: no id, no attempts, no next_attempt (0)")
+  t:ok(e and e.id == nil and e.attempts == nil and e.next_attempt == nil and e.path == nil,
+       "the usual message: no id, no attempts, no next_attempt (0), no path (its data is there)")
   t:is(want and want.attempts, 0, "(sp:load gives attempts = 0)")
-  e.id, e.attempts, e.next_attempt = usual, 0, 0
+  t:is(sp:pickup_path(usual), want and want.path, "pickup_path(id): the path sp:load gives")
+  e.id, e.attempts, e.next_attempt, e.path = usual, 0, 0, sp:pickup_path(usual)
   t:same(plain(e), plain(want), "with those: the entry sp:load gives, data bytes and all")
   e, want = load(other), sp:load(other, OPTS)
   t:ok(e and e.id == nil and e.attempts == 2 and e.next_attempt == 12345, "with a sidecar: attempts, next_attempt")
-  e.id = other
+  e.id, e.path = other, sp:pickup_path(other)
   t:same(plain(e), plain(want), "and the rest as sp:load gives it (to, done, refused, last_reply)")
+  -- over the data limit: sent from the file, its path kept; a failed/ one (state) keeps its own
+  local big = assert(sp:enqueue("Subject: b\r\n\r\n" .. string.rep("b", 100) .. "\r\n", { from = "a@b.c", to = { "x@y.z" } }))
+  local small = sp:loader({ data = 10, keep = true, now = true, lean = true, buffer = true })
+  e, want = small(big), sp:load(big, { data = 10, keep = true, now = true, lean = true, buffer = true })
+  t:ok(e and e.data == nil and e.path ~= nil and e.path == want.path, "over the data limit: its path, as sp:load's")
+  assert(sp:fail(big, { reason = "test" }))
+  e, want = load(big), sp:load(big, OPTS)
+  t:ok(e and e.state == "failed" and e.path == want.path and e.path ~= sp:pickup_path(big),
+       "in failed/: its own path (not pickup/'s)")
+  assert(sp:remove(big))
   local full = sp:loader({ data = 16384 })
   t:same(plain(full(usual)), plain(sp:load(usual, { data = 16384 })), "not lean: every field, id and zeros included")
   t:same(plain(sp:loader()(other)), plain(sp:load(other)), "no options: as sp:load(id)")
@@ -560,6 +571,8 @@ tap.test("loader(opts): load(id) is load(id, opts), options read once", function
   local l3 = sp2:loader(OPTS)
   sp2:close()
   t:ok(not pcall(l3, usual), "after its spool's close: raises, as sp:load does")
+  t:is(sp2:pickup_path(usual), nil, "pickup_path after its spool's close: nil")
+  t:ok(not pcall(sp.pickup_path, sp, "a/b"), "pickup_path of a bad id raises")
   assert(sp:remove(usual))
   assert(sp:remove(other))
 end)
