@@ -53,7 +53,7 @@ EOF
   on_exit "kill -9 $FAKE"
   wait_for 10 grep -q ready "$T/fake.out"
 }
-fake_stop() { kill -9 "$FAKE" 2>/dev/null; wait_for 10 eval '! kill -0 '"$FAKE"; }
+fake_stop() { kill -9 "$FAKE" 2>/dev/null; wait "$FAKE" 2>/dev/null; }   # (SIGKILL: a bounded wait)
 
 # (a)
 fake_service past; ok $? "(a) the stand-in service holds the lock"
@@ -100,6 +100,27 @@ rmdir "$SPOOL/flush.done"
 flush_bounded "$T/fe"
 is "$FRC" 1 "(e) a live service that answers: exit 1 (1 left: server unreachable)"
 ok $([ "$FSECS" -lt 8 ]; echo $?) "(e) at once, on its answer ($FSECS s: $(cat "$T/fe"))"
+svc_stop; ok $? "the service stops"
+
+# (f) a flush asked while another one's pass runs (coalesced), on a message the
+# server holds longer than the 10 s without progress: the service answers the
+# status request (alive, busy), both flushes wait on and end with the pass
+seq_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("seq", 0))' "$SPOOL/status.json"; }
+touch "$T/hold"
+peer_start "$PORT" "$T/peer" --hold-data "$T/hold" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
+: > "$T/svc.log"
+svc_start
+wait_for 20 test -e "$T/peer/in-data"; ok $? "(f) the server holds the first message's final dot"
+timeout -k 5 60 "$MAILHOOK" flush >"$T/ff1" 2>&1 & fl1=$!
+wait_for 10 grep -q "flush requested" "$T/svc.log"; ok $? "(f) the first flush asked"
+timeout -k 5 60 "$MAILHOOK" flush >"$T/ff2" 2>&1 & fl2=$!
+wait_for 10 eval '[ "$(grep -c "flush requested" "$T/svc.log")" = 2 ]'; ok $? "(f) the second asked during the pass"
+seq0=$(seq_of)
+wait_for 30 eval '[ "$(seq_of)" -gt "$seq0" ]'; ok $? "(f) nothing moved: the service was asked a status, and answered"
+rm -f "$T/hold"
+wait "$fl1"; r1=$?; wait "$fl2"; r2=$?        # (each under timeout 60)
+is "$r1:$r2" "0:0" "(f) both flushes end with the pass, exit 0 ($(tail -1 "$T/ff1"); $(tail -1 "$T/ff2"))"
+unlike "$(cat "$T/ff1" "$T/ff2")" "stopped waiting" "(f) neither gave up on a live service"
 svc_stop; ok $? "the service stops"
 
 done_testing
