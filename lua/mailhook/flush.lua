@@ -107,7 +107,9 @@ end
 --              error = string|nil, spool_error = true when the spool could not be opened,
 --              no_spool = "no spool at DIR: ..." when there is none (no folder, or one
 --              with neither pickup/ nor maildrop/: nothing made, nothing delivered),
---              partial =, partial_delivered =, partial_recipients =}
+--              partial =, partial_delivered =, partial_recipients =,
+--              service_lost = true when the service stopped answering: went away,
+--              no answer to a status request, or no answer written (error says which)}
 --   (messages: failed counts every one moved to failed/, partial those of them
 --   some recipients got: partial_delivered of partial_recipients recipients;
 --   deferred those still queued after the pass: via "self" the ones its pass
@@ -261,7 +263,7 @@ function M.run(opts, ...)
   end
   local timeout = opts.timeout
   local left = total
-  local err, listing_error
+  local err, listing_error, lost
   -- the sign of life: pickup/ shrinking, or, after M.QUIET seconds without
   -- it, an answer to a status request (SIGUSR2, within status.ASK_TIMEOUT);
   -- a service stopped (SIGSTOP, a hung disk) or unable to write to the spool
@@ -293,7 +295,7 @@ function M.run(opts, ...)
     -- kill(pid, 0) succeeds for ever
     local holder = core.admin.lock_holder(dir)
     if holder == false or (holder and holder ~= pid) or (holder == nil and not core.signal.kill(pid, 0)) then
-      err = "the service (pid " .. pid .. ") went away (it holds the spool's lock no more)"; break
+      err, lost = "the service (pid " .. pid .. ") went away (it holds the spool's lock no more)", true; break
     end
     if timeout and mh.monotonic() - asked > timeout then err = "timed out waiting for the service"; break end
     if mh.monotonic() - moved >= M.QUIET then
@@ -302,10 +304,11 @@ function M.run(opts, ...)
       if not answered then
         err = string.format("nothing left the queue for %g s and %s: stopped waiting (%d message(s) " ..
                             "still queued; the service's log says why)", M.QUIET, tostring(swhy), left)
+        lost = true
         break
       end
       if snap and snap.flush_error then
-        err = "the service (pid " .. pid .. ") ended its pass but " .. tostring(snap.flush_error); break
+        err, lost = "the service (pid " .. pid .. ") ended its pass but " .. tostring(snap.flush_error), true; break
       end
       moved = mh.monotonic()
     end
@@ -334,7 +337,8 @@ function M.run(opts, ...)
   end
   local partial, got, all = M.partial_since(failed_before, dir)
   return { delivered = gone - failed, deferred = deferred, failed = failed, left = left, total = total,
-           via = "service", pid = pid, error = err, listing_error = listing_error, partial = partial,
+           via = "service", pid = pid, error = err, listing_error = listing_error, service_lost = lost,
+           partial = partial,
            partial_delivered = got, partial_recipients = all }
 end
 

@@ -9,6 +9,7 @@
 #  (b) the service went away and its pid lives on in another process: kill(pid,
 #      0) succeeded for ever (the stand-in lets go of the lock and stays)
 #  (c) the service stopped (SIGSTOP): no answer, nothing leaves pickup/
+#      `sendmail -q` too, which said "stay queued for the next attempt", exit 0
 #  (d) the service cannot write its answer (flush.done a folder here; a full or
 #      read-only spool stops status.json too, and is (c) to the flush)
 . "$ROOT/tests/lib/tap.sh"
@@ -79,12 +80,15 @@ wait_for 10 grep -q "delivering" "$T/svc.log"; ok $? "(c) the service started"
 wait_for 10 grep -q '"pid": *'"$SVC" "$SPOOL/status.json"; ok $? "(c) it wrote status.json"
 kill -STOP "$SVC"
 flush_bounded "$T/fc"
+t0=$SECONDS
+timeout -k 5 40 "$MAILHOOK" sendmail -q >"$T/fq" 2>&1; QRC=$? QSECS=$((SECONDS - t0))
 kill -CONT "$SVC"
 isnt_rc "$FRC"; ok $? "(c) service stopped: the flush ended (rc $FRC in $FSECS s)"
 like "$(cat "$T/fc")" "nothing left the queue for [0-9]+ s and the service \(pid $SVC\) did not answer within 2 s: stopped waiting \(1 message\(s\) still queued" \
      "(c) said what it waited for ($(cat "$T/fc"))"
 is "$FRC" 1 "(c) exit 1"
 ok $([ "$FSECS" -ge 10 ] && [ "$FSECS" -le 30 ]; echo $?) "(c) after the documented bound, 10 s + 2 s ($FSECS s)"
+is "$QRC" 75 "(c) sendmail -q: exit 75, not 'stay queued for the next attempt' and 0 ($QSECS s: $(cat "$T/fq"))"
 
 # (d) the same service, its answer unwritable
 rm -f "$SPOOL/flush.done"; mkdir "$SPOOL/flush.done"
