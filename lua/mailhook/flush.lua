@@ -11,6 +11,11 @@
 --   flush.write_done(dir, left [, err])                the service's answer (cmd/run.lua)
 local M = {}
 
+-- Seconds a flush waiting for the service sees nothing leave pickup/ before
+-- it asks the service whether it is alive (a status request: SIGUSR2); no
+-- answer within status.ASK_TIMEOUT ends the wait (exit 1, said why).
+M.QUIET = 10
+
 -- count(sp): how many messages wait in pickup/ (scan(1): only one id crosses into Lua).
 function M.count(sp)
   local ids, total = sp:scan(1)
@@ -102,7 +107,9 @@ end
 --              error = string|nil, spool_error = true when the spool could not be opened,
 --              no_spool = "no spool at DIR: ..." when there is none (no folder, or one
 --              with neither pickup/ nor maildrop/: nothing made, nothing delivered),
---              partial =, partial_delivered =, partial_recipients =}
+--              partial =, partial_delivered =, partial_recipients =,
+--              service_lost = true when the service stopped answering: went away,
+--              no answer to a status request, or no answer written (error says which)}
 --   (messages: failed counts every one moved to failed/, partial those of them
 --   some recipients got: partial_delivered of partial_recipients recipients;
 --   deferred those still queued after the pass: via "self" the ones its pass
@@ -235,12 +242,20 @@ function M.run(opts, ...)
   end
   -- a service holds the lock: ask it
   local pid = type(linfo) == "table" and linfo.code == "ELOCKED" and linfo.pid
+  -- the pid the lock file names is informative only (empty: 0, and kill(0)
+  -- raised): the holder /proc/locks names, then
+  if pid and not (math.type(pid) == "integer" and pid > 0) then pid = core.admin.lock_holder(dir) or nil end
   if not pid then
     return { error = "cannot flush: " .. tostring(lerr), left = total, total = total,
              delivered = 0, deferred = 0, failed = 0 }
   end
   local donefile = M.done_path(dir)
-  local asked = mh.now()
+  -- the answer is a flush.done other than the one there before the request
+  -- (written by rename: a new line, whatever its TIME says): its TIME against
+  -- this clock waited for ever when the wall clock stepped back between the
+  -- request and the answer (NTP, a VM resumed), the answer dated before it
+  local before = core.fsutil.read(donefile, { max = 4096 })
+  local asked = mh.monotonic()
   local ok, kerr = core.signal.kill(pid, "USR1")
   if not ok then
     return { error = "cannot reach the service (pid " .. pid .. "): " .. tostring(kerr), left = total,
@@ -248,7 +263,12 @@ function M.run(opts, ...)
   end
   local timeout = opts.timeout
   local left = total
-  local err, listing_error
+  local err, listing_error, lost
+  -- the sign of life: pickup/ shrinking, or, after M.QUIET seconds without
+  -- it, an answer to a status request (SIGUSR2, within status.ASK_TIMEOUT);
+  -- a service stopped (SIGSTOP, a hung disk) or unable to write to the spool
+  -- (full, read-only) answers neither, and the flush says so and ends
+  local moved = asked
   while true do
     mh.sleep(0.2)
     -- what pickup/ holds; when it cannot be listed (count says 0), what it
@@ -259,17 +279,39 @@ function M.run(opts, ...)
       listing_error, err = true, "cannot list the queue: " .. tostring(n)
       break
     end
+    local was = left
     left = type(n) == "number" and n or #lids
+    if left ~= was then moved = mh.monotonic() end
     progress(math.max(0, total - left), total, nil)
     if left == 0 then break end
     local s = core.fsutil.read(donefile, { max = 4096 })   -- regular, no link, bounded
-    local t, l, why = (s or ""):match("^(%S+) (%d+) ?(.-)\n?$")
-    if tonumber(t) and tonumber(t) >= asked then
+    local t, _, why = (s or ""):match("^(%S+) (%d+) ?(.-)\n?$")
+    if tonumber(t) and s ~= before then
       if why and why ~= "" then err = why end
       break
     end
-    if not core.signal.kill(pid, 0) then err = "the service (pid " .. pid .. ") went away"; break end
-    if timeout and mh.now() - asked > timeout then err = "timed out waiting for the service"; break end
+    -- the service: the lock's holder still (/proc/locks), not only a live pid:
+    -- a service that died left its pid to the next process, for which
+    -- kill(pid, 0) succeeds for ever
+    local holder = core.admin.lock_holder(dir)
+    if holder == false or (holder and holder ~= pid) or (holder == nil and not core.signal.kill(pid, 0)) then
+      err, lost = "the service (pid " .. pid .. ") went away (it holds the spool's lock no more)", true; break
+    end
+    if timeout and mh.monotonic() - asked > timeout then err = "timed out waiting for the service"; break end
+    if mh.monotonic() - moved >= M.QUIET then
+      local status = require "mailhook.status"
+      local snap, answered, swhy = status.ask(dir, pid, status.ASK_TIMEOUT)
+      if not answered then
+        err = string.format("nothing left the queue for %g s and %s: stopped waiting (%d message(s) " ..
+                            "still queued; the service's log says why)", M.QUIET, tostring(swhy), left)
+        lost = true
+        break
+      end
+      if snap and snap.flush_error then
+        err, lost = "the service (pid " .. pid .. ") ended its pass but " .. tostring(snap.flush_error), true; break
+      end
+      moved = mh.monotonic()
+    end
   end
   progress(math.max(0, total - left), total, left)
   -- what left pickup/ went out, or to failed/: the messages there now that
@@ -295,7 +337,8 @@ function M.run(opts, ...)
   end
   local partial, got, all = M.partial_since(failed_before, dir)
   return { delivered = gone - failed, deferred = deferred, failed = failed, left = left, total = total,
-           via = "service", pid = pid, error = err, listing_error = listing_error, partial = partial,
+           via = "service", pid = pid, error = err, listing_error = listing_error, service_lost = lost,
+           partial = partial,
            partial_delivered = got, partial_recipients = all }
 end
 

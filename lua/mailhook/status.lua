@@ -238,6 +238,9 @@ function Tracker:snapshot()
     settings_ready = ready and true or false, settings_error = (not ready) and why or nil,
     settings_stamp = self.settings_stamp,
     reload_error = self.reload_error,   -- {at, error}: the last SIGHUP's settings did not load
+    -- the last flush pass's answer (SPOOL/flush.done) could not be written: why
+    -- (what a waiting `mailhook flush` says and stops on: mailhook.flush)
+    flush_error = d.flush_error,
     sending = sending,
     -- the files of maildrop/ the service's adoption had to leave there (it
     -- cannot read them: a mode, an owner its user namespace hides), tried

@@ -60,5 +60,5 @@ wait_for 20 notflow; ok $? "mailhook status: NOT flowing"
 browser not
 
 [ -f "$MAILHOOK_SPOOL/maildrop/$NAME" ]; ok $? "the file stays in maildrop/"
-kill -TERM "$SVC"; wait "$SVC"; is $? 0 "the service stops cleanly"
+term_wait "$SVC"; is $? 0 "the service stops cleanly"
 done_testing

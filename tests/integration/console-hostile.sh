@@ -63,5 +63,5 @@ done < "$T/browser.tap"
 [ "$rc" = 0 ] || { diag "hostile_browser.py exit $rc"; sed 's/^/# /' "$T/browser.err" | tail -25; }
 ok "$rc" "hostile_browser.py ran to its end"
 [ -n "$KEEP_LOG" ] && cp "$T/svc.log" "$KEEP_LOG"
-kill -TERM "$SVC"; wait "$SVC"; is $? 0 "the service stops cleanly"
+term_wait "$SVC"; is $? 0 "the service stops cleanly"
 done_testing

@@ -39,5 +39,5 @@ rc=$?
 [ "$rc" = 0 ] || sed 's/^/# /' "$T/browser.err" | tail -25
 tap_merge "$T/browser.tap" "$rc" maildrop_browser.py
 grep -q "console: maildrop/$NAME removed" "$T/svc.log"; ok $? "the removal is logged"
-kill -TERM "$SVC"; wait "$SVC"; is $? 0 "the service stops cleanly"
+term_wait "$SVC"; is $? 0 "the service stops cleanly"
 done_testing

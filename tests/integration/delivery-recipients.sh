@@ -88,7 +88,7 @@ MAILHOOK_LOG_LEVEL=info "$MAILHOOK" run "$T/rule.lua" >"$T/svc.log" 2>&1 &
 SVC=$!
 on_exit "kill -9 $SVC"
 wait_for 20 test -s "$T/event"; ok $? "(c) the failed event fired once the deferred one got it"
-kill -TERM "$SVC"; wait "$SVC"
+term_wait "$SVC"
 is "$(cat "$T/event")" \
    "to=a550@example.net delivered=ok1@example.net,ok2@example.net,d451@example.net refused=a550@example.net=550 5.1.1 no such user attempts=2" \
    "event: to = the failed recipient, delivered = the others, refused with its reply"

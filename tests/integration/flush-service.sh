@@ -54,7 +54,7 @@ refused_recorded() { "$MAILHOOK" -s "$1" queue show "$2" | grep -q "refused: *a5
 svc "$OTHER"; ok $? "the service runs on the other spool"
 id=$(queue1 "$OTHER" "case a" a550@example.net b451@example.net)
 wait_for 20 refused_recorded "$OTHER" "$id"; ok $? "first attempt: a550@ refused for good, b451@ deferred"
-"$MAILHOOK" -s "$OTHER" flush >"$T/f1" 2>&1; rc=$?
+"$MAILHOOK" -s "$OTHER" flush --timeout 60 >"$T/f1" 2>&1; rc=$?
 is "$rc" 0 "flush -s OTHER: exit 0 ($(cat "$T/f1"))"
 like "$(cat "$T/f1")" "^flush: asked the service \(pid $SVC\): 0 delivered, 0 deferred, 1 failed \(partly delivered: 1 of 2 recipients\), 0 left" \
      "flush -s OTHER: the message is said partly delivered, 1 of 2 (read from OTHER's failed/)"
@@ -71,7 +71,7 @@ like "$m" "^# TYPE mailhook_partial_total counter$" "/metrics: mailhook_partial_
 is "$(printf '%s\n' "$m" | grep -E '^mailhook_(failed|partial|partial_delivered|partial_recipients)_total ' | tr '\n' ' ')" \
    "mailhook_failed_total 1 mailhook_partial_total 1 mailhook_partial_delivered_total 1 mailhook_partial_recipients_total 2 " \
    "/metrics: 1 failed, 1 of them partly delivered, to 1 of its 2 recipients"
-kill -TERM "$SVC"; wait "$SVC"
+term_wait "$SVC"
 
 # (b) mh.queue.flush{spool_dir = OTHER} from a script whose default spool is DEF
 svc "$OTHER"; ok $? "the service runs on the other spool again"
@@ -85,18 +85,18 @@ print(string.format("via=%s delivered=%d failed=%d left=%d partial=%d got=%d of=
 LUA
 is "$("$MAILHOOK" "$T/flush.lua" 2>&1)" "via=service delivered=0 failed=1 left=0 partial=1 got=1 of=2" \
    "mh.queue.flush{spool_dir = OTHER}: 1 failed (not delivered: failed was 0 asking a service), partly delivered, read from OTHER"
-kill -TERM "$SVC"; wait "$SVC"
+term_wait "$SVC"
 
 # (c) MAILHOOK_SPOOL=OTHER, no -s: the same
 export MAILHOOK_SPOOL=$OTHER
 svc "$OTHER"; ok $? "the service runs on the other spool a third time"
 id=$(queue1 "$OTHER" "case c" a550@example.net e451@example.net ok1@example.net)
 wait_for 20 refused_recorded "$OTHER" "$id"; ok $? "(c) first attempt: a550@ refused, e451@ deferred, ok1@ got it"
-"$MAILHOOK" flush >"$T/f3" 2>&1; rc=$?
+"$MAILHOOK" flush --timeout 60 >"$T/f3" 2>&1; rc=$?
 is "$rc" 0 "MAILHOOK_SPOOL=OTHER flush: exit 0"
 like "$(cat "$T/f3")" "^flush: asked the service \(pid $SVC\): 0 delivered, 0 deferred, 1 failed \(partly delivered: 2 of 3 recipients\), 0 left" \
      "MAILHOOK_SPOOL=OTHER flush: partly delivered, 2 of 3 ($(cat "$T/f3"))"
-kill -TERM "$SVC"; wait "$SVC"
+term_wait "$SVC"
 export MAILHOOK_SPOOL=$DEF
 
 # (d) a message the server defers again (451 at every attempt): the flush asks
@@ -116,10 +116,10 @@ LUA
 out=$("$MAILHOOK" "$T/flush-d.lua" 2>&1)
 is "$out" "via=service delivered=0 deferred=1 failed=0 left=1 total=1" \
    "(d) mh.queue.flush asking the service: deferred 1, the message still queued"
-"$MAILHOOK" -s "$OTHER" flush >"$T/f4" 2>&1; rc=$?
+"$MAILHOOK" -s "$OTHER" flush --timeout 60 >"$T/f4" 2>&1; rc=$?
 is "$rc" 1 "(d) flush -s OTHER: exit 1 (a message left)"
 like "$(cat "$T/f4")" "^flush: asked the service \(pid $SVC\): 0 delivered, 1 deferred, 0 failed, 1 left" \
      "(d) flush -s OTHER: 1 deferred ($(cat "$T/f4"))"
-kill -TERM "$SVC"; wait "$SVC"
+term_wait "$SVC"
 
 done_testing

@@ -76,7 +76,7 @@ sc_auth_refused() {
   wait_for 5 _drained; ok $? "after the SIGHUP the queue goes at once, not after the backoff"
   wait_for 30 mta_idle E
   mta_once E bad 3 a@x.example
-  kill -TERM "$svc"; wait "$svc"
+  term_wait "$svc"
   unlike "$(cat "$T/svc.log" "$E_DIR"/log/* 2>/dev/null)" "pässwörd|zzzzzzzzzz|wrong-password" "no password in any log"
   stop_mta E
 }

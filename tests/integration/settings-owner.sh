@@ -78,7 +78,7 @@ err=$(MAILHOOK_SPOOL=$T/svcspool "$MAILHOOK" -c "$T/cm/real.conf" update port=25
 is "$rc" 0 "update while the service runs: saved"
 like "$err" "note: the service running on .*svcspool \(pid $SVC\) uses the new settings once reloaded: systemctl reload mailhook \(or kill -HUP $SVC\)" \
   "says the running service needs a reload, naming its pid"
-kill -TERM "$SVC"; wait "$SVC" 2>/dev/null
+term_wait "$SVC"
 
 # a settings file any user may write, or another user's: it decides where the password goes,
 # so the service refuses it (it was loaded without a word: a local user pointed it at a

@@ -251,7 +251,7 @@ SVC_LOG_LEVEL=info MAILHOOK_SPOOL=$S6 MAILHOOK_CONF=$CONF6 svc_start
 
 deferrals() { [ "$(grep -c 'deferred (attempt' "$T/svc.log")" -ge "$1" ]; }
 wait_for 30 deferrals 4; ok $? "on a full disk the service goes on retrying (4 deferrals seen)"
-kill -TERM "$SVC"; wait "$SVC" 2>/dev/null
+term_wait "$SVC"
 is "$(grep -c 'could not record the deferral' "$T/svc.log")" 1 "\"could not record the deferral\": said once, not at each retry"
 like "$(grep 'could not record the deferral' "$T/svc.log")" "No space left on device" "naming the cause"
 is "$(grep -c 'cannot adopt pickup/drop.eml' "$T/svc.log")" 1 "a drop-in that cannot be adopted: said once, not at each scan"

@@ -107,7 +107,8 @@ svc_start() {
   SVC=$!
   on_exit "kill -9 $SVC"
 }
-svc_stop() { [ -n "$SVC" ] && kill -TERM "$SVC" 2>/dev/null; wait "$SVC" 2>/dev/null; local rc=$?; SVC=; return $rc; }
+# svc_stop: SIGTERM, the service's exit status (124: it did not end within 30 s, killed)
+svc_stop() { [ -n "$SVC" ] || return 0; term_wait "$SVC"; local rc=$?; SVC=; return $rc; }
 
 pickup_count() { find "$SPOOL/pickup" -maxdepth 1 -type f -name '*.eml' 2>/dev/null | wc -l; }
 failed_count() { find "$SPOOL/failed" -maxdepth 1 -type f -name '*.eml' 2>/dev/null | wc -l; }

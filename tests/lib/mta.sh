@@ -193,7 +193,7 @@ mta_kill_restart() {
   _mta_pickup_empty() { [ "$(pickup_n)" = 0 ]; }
   wait_for 60 _mta_pickup_empty; ok $? "the service drained the queue after the restart"
   wait_for 30 mta_idle "$var"
-  kill -TERM "$svc"; wait "$svc"
+  term_wait "$svc"
   like "$(cat "$T/kill.svc.log")" "server reachable again" "the service logged the outage's end"
   list=$(mta_list "$var")
   miss=$(for i in $(seq "$n"); do printf '%s\n' "$list" | grep -qF "<kill-$i@test>" || echo "$i"; done | tr '\n' ' ')

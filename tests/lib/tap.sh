@@ -23,8 +23,12 @@ rules_env() {
 _tap_n=0; _tap_failed=0; _tap_exit=()
 T=$(mktemp -d "${TMPDIR:-/tmp}/mh-test.XXXXXX")
 on_exit() { _tap_exit+=("$1"); }
+_tap_pid=$BASHPID
 _tap_cleanup() {
   local c
+  # only the test's own shell: a child it forked (`cmd &`) that is signalled before
+  # it runs its command inherits these traps, and removed $T under the test
+  [ "$BASHPID" = "$_tap_pid" ] || return 0
   for c in "${_tap_exit[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
   rm -rf "$T"
 }
@@ -103,6 +107,21 @@ strace_inject_require() {
   if ! strace -f -qq -o /dev/null -e trace=getppid -e inject=getppid:error=EIO:when=1 true 2>"$T/probe"; then
     echo "1..0 # SKIP strace cannot inject faults here (ptrace not permitted?): $(head -1 "$T/probe")"; exit 0
   fi
+}
+# proc_gone PID: PID has ended (no process, or a zombie its parent has not reaped:
+# kill -0 succeeds on one, so a child's end is never seen by it).
+proc_gone() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0; [[ $st == Z* ]]; }
+# term_wait PID [SECONDS]: SIGTERM to a child (a service), its exit status once it ended
+# within SECONDS (default 30); one that did not end is said, SIGKILLed and 124: a
+# service that ignores SIGTERM fails a check instead of hanging the file on `wait`.
+term_wait() {
+  kill -TERM "$1" 2>/dev/null
+  if ! wait_for "${2:-30}" proc_gone "$1"; then
+    echo "# pid $1 did not end within ${2:-30} s of SIGTERM: killed" >&2
+    kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null
+    return 124
+  fi
+  wait "$1" 2>/dev/null
 }
 # stage_install_build STAGE TARGET [VAR=VALUE...]: `make TARGET` (install, install-sendmail)
 # of the suite's own build, staged into STAGE (DESTDIR) at the build's own PREFIX; the

@@ -74,6 +74,9 @@ return function(...)
   d.on_flushed = function(_, ferr)
     local ok, werr = flush.write_done(dir, flush.count(sp), ferr)
     if not ok then mh.log.error("mailhook run: cannot write flush.done: " .. tostring(werr)) end
+    -- said in status.json too: a waiting `mailhook flush` asks it when nothing
+    -- moves (it waited for ever for an answer the service could not write)
+    d.flush_error = (not ok) and ("cannot write " .. flush.done_path(dir) .. ": " .. tostring(werr)) or nil
   end
 
   -- status: SPOOL/status.json follows the deliverer; SIGUSR2 asks for it now

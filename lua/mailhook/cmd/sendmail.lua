@@ -422,8 +422,9 @@ local function flush()
   -- deliver stays queued for the next: that is done, as Postfix's -q (exit 0
   -- once the flush is asked for; a cron `sendmail -q` mails no error while
   -- the server is down); said on stderr
-  if summary.error and summary.via and summary.left and summary.left > 0 and
-     not tostring(summary.error):find("went away", 1, true) and
+  -- (a service that stopped answering is no delivery round: a failure, as a
+  -- timed-out wait)
+  if summary.error and summary.via and summary.left and summary.left > 0 and not summary.service_lost and
      not tostring(summary.error):find("timed out waiting", 1, true) then
     warn(summary.left .. " message(s) stay queued for the next attempt: " .. submit.shown(summary.error))
     return 0
