@@ -60,7 +60,10 @@ while IFS= read -r line; do
     "#"*) echo "$line" ;;
   esac
 done < "$T/browser.tap"
-[ "$rc" = 0 ] || { diag "hostile_browser.py exit $rc"; sed 's/^/# /' "$T/browser.err" | tail -25; }
+# (on stderr too, with the service's last lines: prove shows a failing file's stderr,
+# and a CI log must tell why the browser saw what it saw, not only which check failed)
+[ "$rc" = 0 ] || { diag "hostile_browser.py exit $rc"; sed 's/^/# /' "$T/browser.err" | tail -25
+                   { grep '^not ok' -A3 "$T/browser.tap"; tail -15 "$T/svc.log"; } | sed 's/^/# /' >&2; }
 ok "$rc" "hostile_browser.py ran to its end"
 [ -n "$KEEP_LOG" ] && cp "$T/svc.log" "$KEEP_LOG"
 term_wait "$SVC"; is $? 0 "the service stops cleanly"
