@@ -16,7 +16,10 @@ local luaval = require "mailhook.luaval"
 
 local rs = {
   dir = nil,                 -- nil: SPOOL/state/rules (core.paths.spool)
-  clock = os.time,           -- seconds since the epoch (tests may replace it)
+  -- seconds since the epoch, to the microsecond (tests may replace it): os.time's whole
+  -- seconds made a window of per seconds end at the second boundary after per - 1 to per
+  -- seconds (per = 1: from 0 to 1 s), so two events 0.1 s apart fell in two windows
+  clock = core.now,
   enqueue = nil,             -- nil: mh.enqueue (tests may replace it)
   digest_items = 1000,       -- items a digest lists (the rest are counted)
   digest_chunk = 50,         -- items a digest keeps in its state file, then in a chunk file
@@ -231,7 +234,7 @@ end
 local function park(msg, due, reason)
   local d = ensure("held")
   seq = seq + 1
-  local name = string.format("%012d-%08x-%04d.lua", due, math.random(0, 0x7fffffff), seq)
+  local name = string.format("%012d-%08x-%04d.lua", math.floor(due), math.random(0, 0x7fffffff), seq)
   local copies
   msg, copies = keep_attachments(msg, d, name)
   write(d .. "/" .. name, { due = due, message = msg, reason = reason, parked = rs.clock(), copies = copies })
@@ -271,7 +274,7 @@ end
 
 ------------------------------------------------------------------ throttle
 
-local function fmt_time(t) return os.date("!%Y-%m-%d %H:%M:%SZ", t) end
+local function fmt_time(t) return os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(t)) end
 
 local function message_spec(o, what)
   local spec = type(o[what]) == "table" and o[what] or {}

@@ -115,9 +115,16 @@ function S:wait_ready(seconds)
 end
 
 -- Kills a worker that gave no sign of life for too long: its own watchdog
--- should have ended it first; this is the service's own guarantee.
+-- should have ended it first; this is the service's own guarantee.  That
+-- watchdog ends a rule whose loop thread burns no CPU (blocked in one C call,
+-- or starved on a busy machine) only STARVE_GRACES (10) graces past its budget
+-- (runtime/l_sched.c): the guard waits longer, or it killed the worker first
+-- (it was rule_timeout + 6 s) and the log lost the watchdog's line naming what
+-- the rule was doing (CI: rules-guard-run.sh under ASan on a loaded machine).
+W.STARVE_GRACES = 10
 function S:guard_loop(proc)
-  local limit = W.silence or ((tonumber(self.cfg.rule_timeout) or 10) + 6)
+  local grace = tonumber(require("mailhook.rules").grace) or 1
+  local limit = W.silence or ((tonumber(self.cfg.rule_timeout) or 10) + W.STARVE_GRACES * grace + 3)
   while true do
     if not pcall(core.sleep, W.heartbeat) then return end
     local quiet = core.monotonic() - self.heard

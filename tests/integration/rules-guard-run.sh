@@ -97,6 +97,8 @@ on("failed", function(ev)
     coroutine.wrap(function() while true do end end)()     -- a plain coroutine: budgeted too
   elseif kind == "pattern" then
     local _ = ("a"):rep(1e6):find(".-.-.-.-b")
+  elseif kind == "blocked" then   -- one C call that burns no CPU: a FIFO nobody opens to write
+    io.open(os.getenv("MAILHOOK_SPOOL") .. "/../never.fifo", "r")
   elseif kind == "hog" then
     local t, chunk = {}, ("0123456789abcdef"):rep(4096)
     for i = 1, 1e9 do t[i] = chunk .. i end
@@ -118,6 +120,16 @@ logged 30 "rule guard for event 'failed': stopped: still running .* inside one c
 ok $? "a backtracking pattern is stopped by the worker's watchdog, naming the rule"
 logged 30 "the rules worker \(pid [0-9]+\) exited with status 1; .*restarting"
 ok $? "the service logs the worker's end and restarts it"
+# blocked in one C call, burning no CPU (as a worker starved on a busy machine): its
+# watchdog ends it 10 graces past the budget, naming the rule; the service's guard
+# waits longer (it killed the worker 6 s past the budget, before the watchdog's line)
+mkfifo "$T/never.fifo"
+send dead@example.org blocked
+logged 40 "rule guard for event 'failed': stopped: not finished [0-9.]+ s past its budget, burning no CPU"
+ok $? "a rule blocked in one C call is stopped by the worker's own watchdog, saying so"
+! grep -q "gave no sign of life" "$T/run.log"; ok $? "not killed by the service's guard first"
+logged 30 "the rules worker \(pid [0-9]+\) exited with status 1; .*restarting"
+ok $? "the service logs the worker's end and restarts it (blocked)"
 send ops@example.com "after the stops"
 send dead@example.org notify
 went_on() { in_inbox 1 "after the stops" && in_inbox 1 "told: notify"; }

@@ -319,6 +319,29 @@ tap.test("NaN and infinities: refused by name, and never written to a state file
   t:is(rs.throttle { key = "fine", max = 1, per = 60 }, false, "and throttles")
 end)
 
+-- The real clock (not the injected one): a window of per = 1 lasts 1 s from its first
+-- event.  With os.time's whole seconds it ended at the next second boundary: an event
+-- at x.9 s and one at (x+1).1 s, 0.2 s apart, fell in two windows (both allowed), and
+-- hook.sh's three `mailhook hook` processes, a few tenths of a second apart, saw one
+-- window or two depending on where the second boundary fell.
+tap.test("throttle: a window lasts per seconds from its first event, not to a second boundary", function(t)
+  package.loaded["mailhook.rule_state"] = nil
+  local rs = require "mailhook.rule_state"
+  rs.dir = dir
+  local now = mh.core.now
+  local function frac() local x = now(); return x - math.floor(x) end
+  local t0 = now()   -- waits (each bounded: 3 s) for a time late in a second
+  while not (frac() >= 0.7 and frac() < 0.8) and now() - t0 < 3 do mh.sleep(0.005) end
+  local t1 = now()
+  t:is(rs.throttle { key = "second-edge", max = 1, per = 1 }, true, "the first event, late in a second: allowed")
+  -- past the boundary, by 0.05 s (time(2) and a loop's cached time lag by a few ms)
+  while now() < math.floor(t1) + 1.05 and now() - t1 < 3 do mh.sleep(0.005) end
+  local el = now() - t1
+  t:ok(el < 1, string.format("the second event comes within the 1 s window, past a second boundary (%.2f s later)", el))
+  t:is(rs.throttle { key = "second-edge", max = 1, per = 1 }, false,
+       "the second event, in the same window past a second boundary: suppressed")
+end)
+
 local r = tap.done()
 os.execute("rm -rf " .. dir)
 return r
