@@ -598,7 +598,7 @@ function Period:contains(t, ...)
   core.check_options("period:contains", {}, {}, select("#", ...) + 1, 1)
   period_time("period:contains", t)
   t = t or rs.clock()
-  local lt = rstate.localtime(t, self.tz)
+  local lt = rstate.localtime(math.floor(t), self.tz)   -- (the clock, and a t given, may hold a fraction)
   local m = lt.hour * 60 + lt.min
   local today, yesterday = lt.wday, (lt.wday + 5) % 7 + 1
   for _, r in ipairs(self.ranges) do
@@ -620,7 +620,7 @@ function Period:ends(t, ...)
   period_time("period:ends", t)
   t = t or rs.clock()
   if not self:contains(t) then return t end
-  local lt = rstate.localtime(t, self.tz)
+  local lt = rstate.localtime(math.floor(t), self.tz)
   local cands = {}
   for d = 0, 8 do
     for _, r in ipairs(self.ranges) do

@@ -211,6 +211,13 @@ tap.test("period: weekdays, times across midnight, time zone, daylight saving", 
   t:is(p:contains(1795860000 + 12 * 3600), false, "Saturday 23:00 Paris is the weekend")
   t:is(p:ends(1795815000), 1795845600, "Friday night ends Saturday 07:00 Paris (06:00 UTC)")
   t:is(p:ends(1795780800), 1795780800, "outside: ends now")
+  -- a time with a fraction, as the module's own clock gives (core.now): the alarm
+  -- example's quiet hours raised "t must be an integer" at every event
+  t:is(p:contains(1795815000.75), true, "a fraction of a second: Friday 22:30:00.75 Paris is inside")
+  t:is(p:ends(1795815000.75), 1795845600, "and it ends as the whole second does")
+  rs.clock = mh.core.now
+  t:ok(pcall(p.contains, p), "the real clock (microseconds): contains() answers")
+  t:ok(pcall(p.ends, p), "and ends()")
   local all = rs.period { times = "22:00-07:00", tz = "Europe/Paris" }
   t:is(all:ends(1774738800), 1774760400, "spring forward: ends 07:00 CEST = 05:00 UTC")
   t:is(all:ends(1792882800), 1792908000, "fall back: ends 07:00 CET = 06:00 UTC")
