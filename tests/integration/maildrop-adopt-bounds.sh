@@ -6,13 +6,7 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/mailer.sh"
-if [ "$(id -u)" != 0 ]; then
-  ok 0 "# SKIP unprivileged submission needs root to set up users, a group and a setgid program"
-  done_testing; exit 0
-fi
-stage_install || { echo "Bail out! the staged install failed"; exit 1; }
-MH=$P/bin/mailhook
-root_mh() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$MH" "$@"; }
+unprivileged_install
 root_mh update enabled=true server=127.0.0.1 port=1 tls=none tls_required=false from=pbx@example.com \
   auth=false username=pbx password=Top-Secret-7 >/dev/null 2>&1 || { echo "Bail out! update failed"; exit 1; }
 adopt() { MAILHOOK_LOG_LEVEL=info root_mh flush >"$T/flush.out" 2>&1; }

@@ -175,7 +175,6 @@ fi
 . "$ROOT/tests/lib/mailer.sh"
 stage_install || { echo "Bail out! the staged install failed"; exit 1; }
 start_smtpd Q --maildir "$T/mail2" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
-root_mh() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailhook" "$@"; }
 root_mh update enabled=true server=127.0.0.1 port="$Q" tls=none tls_required=false from=pbx@example.com \
   >/dev/null 2>&1 || { echo "Bail out! update failed"; exit 1; }
 printf '%s\n' "$DF" | as nobody "$P/sbin/sendmail" ops@example.net; rc=$?

@@ -11,15 +11,8 @@
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/mailer.sh"
 
-if [ "$(id -u)" != 0 ]; then
-  ok 0 "# SKIP unprivileged submission needs root to set up users, a group and a setgid program"
-  done_testing; exit 0
-fi
-stage_install || { echo "Bail out! the staged install failed"; exit 1; }
-MH=$P/bin/mailhook
-SM=$P/sbin/sendmail
+unprivileged_install
 start_smtpd S --maildir "$T/mail" --log "$T/smtpd.log" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
-root_mh() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$MH" "$@"; }
 root_mh update enabled=true server=127.0.0.1 port="$S" tls=none tls_required=false from=pbx@example.com \
   auth=false username=pbx password=Top-Secret-7 >/dev/null 2>&1 || { echo "Bail out! update failed"; exit 1; }
 perm() { stat -c '%U:%G %a' "$1"; }

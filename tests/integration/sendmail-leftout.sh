@@ -69,7 +69,6 @@ fi
 MY_PORT=$PORT
 stage_install || { echo "Bail out! the staged install failed"; exit 1; }
 SM=$P/sbin/sendmail
-root_mh() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailhook" "$@"; }
 root_mh update enabled=true server=127.0.0.1 port="$MY_PORT" tls=none tls_required=false from=pbx@example.com \
   >/dev/null 2>&1 || { echo "Bail out! update failed"; exit 1; }
 deliver() { MAILHOOK_LOG_LEVEL=info root_mh flush >"$T/uflush" 2>&1; }

@@ -8,13 +8,7 @@
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/mailer.sh"
 
-if [ "$(id -u)" != 0 ]; then
-  ok 0 "# SKIP unprivileged submission needs root to set up users, a group and a setgid program"
-  done_testing; exit 0
-fi
-stage_install || { echo "Bail out! the staged install failed"; exit 1; }
-MH=$P/bin/mailhook; SM=$P/sbin/sendmail
-root_mh() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$MH" "$@"; }
+unprivileged_install
 mailq() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailq"; }
 # no server (port 1): what root's flush adopts stays queued
 root_mh update enabled=true server=127.0.0.1 port=1 tls=none tls_required=false from=pbx@example.com \

@@ -17,6 +17,10 @@
 #                          server's $T/mail read: M its headers, E its envelope, $T/got its body
 #   body_is FILE DESC      the body received ($T/got) is FILE byte for byte
 #   nfield NAME            how many NAME fields M has
+#   unprivileged_install   the set-up of the unprivileged-submission tests: skipped (one
+#                          counted skip) unless root, else stage_install or a bail-out;
+#                          MH and SM the staged mailhook and sendmail
+#   root_mh ARGS...        the staged mailhook as root, with no MAILHOOK_CONF/SPOOL of the suite
 : "${T:?source tests/lib/tap.sh first}"
 
 stage_install() {
@@ -36,6 +40,16 @@ stage_install() {
   CONF=$P/etc/mailhook/mailhook.conf
   [ -x "$P/sbin/sendmail" ] && [ -u "$P/sbin/mailhook-drop" -o -g "$P/sbin/mailhook-drop" ]
 }
+
+unprivileged_install() {
+  if [ "$(id -u)" != 0 ]; then
+    ok 0 "# SKIP unprivileged submission needs root to set up users, a group and a setgid program"
+    done_testing; exit 0
+  fi
+  stage_install || { echo "Bail out! the staged install failed"; exit 1; }
+  MH=$P/bin/mailhook SM=$P/sbin/sendmail
+}
+root_mh() { env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$P/bin/mailhook" "$@"; }
 
 as() {
   local user=$1; shift
