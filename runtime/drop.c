@@ -117,6 +117,8 @@ static void die(int code, const char *fmt, ...) {
       /* a running service adopts a file the moment it is named: it had taken
          this one (its copy in pickup/ is made durable by its own fsyncs) and
          delivers it.  "Not stored" here made a caller that retries send it twice. */
+      char *no = strstr(msg, " (nothing stored)");   /* (it is stored: not said twice both ways) */
+      if (no) *no = '\0';
       fprintf(stderr, "mailhook-drop: %s; but the service had taken the message already: stored\n", msg);
       _exit(EX_OK_);
     }
