@@ -31,8 +31,13 @@ flush_bounded() {
 # A stand-in service: holds SPOOL/lock (flock, as a service does) and answers
 # SIGUSR1 as told: "past" writes flush.done with a TIME an hour back; "unlock"
 # lets go of the lock and lives on.  Its pid in FAKE.
+# (its own output file, made empty before it starts: the wait for "ready" read
+# the one before's file, not yet truncated by the new child's redirection, and
+# (b)'s flush ran with the lock free, by itself)
 fake_service() {
-  "$PY" - "$SPOOL" "$1" >"$T/fake.out" 2>&1 <<'EOF' &
+  local out="$T/fake-$1.out"
+  : > "$out"
+  "$PY" - "$SPOOL" "$1" >"$out" 2>&1 <<'EOF' &
 import fcntl, os, signal, sys, time
 spool, mode = sys.argv[1], sys.argv[2]
 fd = os.open(spool + "/lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -52,7 +57,7 @@ while time.time() < end: time.sleep(0.05)
 EOF
   FAKE=$!
   on_exit "kill -9 $FAKE"
-  wait_for 10 grep -q ready "$T/fake.out"
+  wait_for 10 grep -q ready "$out"
 }
 fake_stop() { kill -9 "$FAKE" 2>/dev/null; wait "$FAKE" 2>/dev/null; }   # (SIGKILL: a bounded wait)
 
