@@ -62,6 +62,8 @@ send 550-5.7.1 your last command was AUTH PLAIN $B64_PLAIN
 send 550 5.7.1 password $PW may not send as this address
 expect ^RSET|^QUIT
 send 250 ok
+expect ^QUIT
+send 221 bye
 S
 start_fault F "$T/after.script" --idle 5
 write_conf "$C" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false allow_plaintext_auth=true auth=true \

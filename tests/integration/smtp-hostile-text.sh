@@ -50,6 +50,8 @@ expect ^MAIL
 send 550 5.7.1 refused $P
 expect ^RSET|^QUIT
 send 250 ok
+expect ^QUIT
+send 221 bye
 S
 start_fault F "$T/test.script" --idle 5 || { echo "Bail out! fault.lua"; exit 1; }
 write_conf "$CONF" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false from=a@example.com \
@@ -80,6 +82,8 @@ send 550-5.1.1 first $P
 send 550 5.1.1 last $P
 expect ^RSET|^QUIT
 send 250 ok
+expect ^QUIT
+send 221 bye
 S
 start_fault F "$T/rcpt.script" --idle 5
 write_conf "$CONF" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false from=a@example.com \
@@ -111,6 +115,8 @@ expect ^MAIL
 send 451 4.7.1 greylisted_try_late\xc3\xbcber morgen
 expect ^RSET|^QUIT
 send 250 ok
+expect ^QUIT
+send 221 bye
 S
 start_fault F "$T/451.script" --idle 5
 write_conf "$CONF" enabled=true server=127.0.0.1 port="$F" tls=none tls_required=false from=a@example.com \
@@ -162,6 +168,8 @@ expect ^MAIL
 send 550 no
 expect ^RSET|^QUIT
 send 250 ok
+expect ^QUIT
+send 221 bye
 S
 start_fault F "$T/tls.script" --cert "$T/h.crt" --key "$T/h.key" --idle 5
 c=$(new_conf enabled=true from=a@example.com server=localhost port="$F" tls=starttls tls_verify=false \
