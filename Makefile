@@ -300,9 +300,11 @@ PROVE_JOBS ?= $(shell echo $$(($(NPROC) + 1)))
 PROVE_FLAGS ?= --timer
 # The longest files first (15-60 s each, measured by --timer in CI): with -j2 a long one
 # started last keeps one core busy alone at the end (the suite's wall was 40 s above half its sum).
-SLOW_TESTS = $(wildcard $(addprefix tests/integration/,console-attack.sh mta-exim.sh delivery-crash.sh \
-  deb.sh mta-opensmtpd.sh smtp-test-bounds.sh console-browser.sh delivery-faults.sh console-outage-live.sh \
-  rules-guard-run.sh attack-spool.sh console-3am.sh console-http.sh lualib-install.sh install-fhs.sh))
+SLOW_TESTS = $(wildcard $(addprefix tests/integration/,deb.sh flush-wait.sh mta-exim.sh console-browser.sh console-hostile.sh install-fhs.sh \
+  console-attack.sh console-flowing-but.sh rules-guard-run.sh mta-opensmtpd.sh delivery-faults.sh \
+  lualib-install.sh smtp-hostile-text.sh interop-greeting-late.sh console-3am.sh delivery-crash.sh \
+  console-outage-live.sh console-login-form.sh spool-hostile.sh sendmail-drop.sh status.sh \
+  cli-json.sh delivery-changed.sh interop-auth.sh console-http.sh))
 TEST_FILES = $(SLOW_TESTS) $(filter-out $(SLOW_TESTS),$(wildcard tests/unit/test-*.c tests/lua/test-*.lua \
   tests/integration/*.sh))
 DEPS_CHECK ?= 1
