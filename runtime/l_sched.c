@@ -29,6 +29,7 @@
 #include "l_sched.h"
 #include "error.h"
 #include "log.h"
+#include "text.h"
 
 #define TASK_MT "mailhook.Task"
 #define EVERY_MT "mailhook.Every"
@@ -314,7 +315,7 @@ static const char *nul_escaped(lua_State *L, const char *s, size_t len) {
 static const char *bounded_error(lua_State *co, const char *msg, size_t *len) {
   size_t n = *len, cut = MAX_ERROR;
   if (n <= MAX_ERROR || !lua_checkstack(co, 3)) return msg;
-  while (cut > 0 && ((unsigned char)msg[cut] & 0xc0) == 0x80) cut--;
+  cut = mh_text_cut(msg, cut);
   lua_pushlstring(co, msg, cut);
   lua_pushfstring(co, " ... (%I more bytes)", (lua_Integer)(n - cut));
   lua_concat(co, 2);

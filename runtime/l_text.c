@@ -59,8 +59,7 @@ static int l_cut(lua_State *L) {
   size_t k;
   if (max < 0) return mh_l_arg_error(L, 2, "n", "a count of bytes >= 0");
   if ((lua_Unsigned)max >= n) { lua_settop(L, 1); return 1; }
-  k = (size_t)max;
-  while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80) k--;   /* s[k]: the first byte left out */
+  k = mh_text_cut(s, (size_t)max);
   lua_pushlstring(L, s, k);
   return 1;
 }

@@ -81,7 +81,7 @@ void mh_vlog(mh_log_level level, const char *fmt, va_list ap) {
        without a word) */
     char tail[48];
     size_t keep = sizeof msg - sizeof tail;
-    while (keep > 0 && ((unsigned char)msg[keep] & 0xc0) == 0x80) keep--;
+    keep = mh_text_cut(msg, keep);
     snprintf(tail, sizeof tail, " ... (%lld more bytes)", (long long)full - (long long)keep);
     memcpy(msg + keep, tail, strlen(tail) + 1);
   }

@@ -27,6 +27,7 @@
 #include "fsutil.h"
 #include "msg.h"
 #include "eol.h"
+#include "text.h"
 
 #define FOLD_AT 78          /* fold header lines after this many columns when possible */
 #define MAX_PLAIN_WORD 900  /* a longer token (plain_ok) is sent as encoded words instead */
@@ -735,7 +736,7 @@ static int shown_name(char *out, const char *in) {
   const char *ext = strrchr(t, '.');
   size_t el = ext && ext != t && strlen(ext) <= 16 ? strlen(ext) : 0;
   size_t head = MAX_FILE_NAME - el;
-  while (head > 0 && ((unsigned char)t[head] & 0xc0) == 0x80) head--;
+  head = mh_text_cut(t, head);
   memcpy(out, t, head);
   memcpy(out + head, t + o - el, el + 1);
   free(tmp);

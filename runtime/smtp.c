@@ -124,10 +124,7 @@ int mh_smtp_reply_line(mh_smtp_reply *r, const char *line, size_t len) {
   /* joined text, truncated at the buffer's end on a character boundary */
   room = sizeof r->text - 1 - r->len;
   if (r->nlines > 1 && room > 0) { r->text[r->len++] = '\n'; room--; }
-  if (tn > room) {
-    tn = room;
-    while (tn > 0 && ((unsigned char)t[tn] & 0xc0) == 0x80) tn--;
-  }
+  if (tn > room) tn = mh_text_cut(t, room);
   memcpy(r->text + r->len, t, tn);
   r->len += tn;
   r->text[r->len] = '\0';

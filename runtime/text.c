@@ -94,6 +94,15 @@ static size_t put_byte(char *o, unsigned char b) {
   return 4;
 }
 
+size_t mh_text_cut(const char *s, size_t max) {
+  size_t j = max;
+  unsigned c;
+  while (j > 0 && max - j < 3 && ((unsigned char)s[j] & 0xc0) == 0x80) j--;
+  c = (unsigned char)s[j];
+  if (j == max || c < 0xc0) return max;            /* s[max] starts a character, or is a stray byte */
+  return j + (c >= 0xf0 ? 4u : c >= 0xe0 ? 3u : 2u) > max ? j : max;
+}
+
 size_t mh_text_visible(const char *s, size_t n, int flags, char *out, size_t *used) {
   const unsigned char *c = (const unsigned char *)s;
   size_t i = 0, o = 0;

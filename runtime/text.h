@@ -41,4 +41,12 @@ size_t mh_text_shown(char *s, size_t n, int flags);
 ** s is left for the next call. */
 size_t mh_text_visible(const char *s, size_t n, int flags, char *out, size_t *used);
 
+/* Where text longer than max bytes is cut to at most max: before the UTF-8
+** character s[max] belongs to when it started at most 3 bytes back and
+** reaches past max, at max otherwise (s[max] must be readable).  Continuation
+** bytes that belong to no character are bytes like others: a walk back over
+** every one of them cut a run of them, and all the text before it, to
+** nothing (a log line, a server's reply, an attachment's name). */
+size_t mh_text_cut(const char *s, size_t max);
+
 #endif

@@ -101,6 +101,20 @@ int main(void) {
        strstr(got, " ... (") ? strstr(got, " ... (") : "(none)");
     ok(strlen(got) < 2200, "the line stays within its 2 KiB (%zu)", strlen(got));
   }
+  /* ... when it is a run of bytes that are no UTF-8 (0x80: a continuation
+     byte of no character): its start and the run up to the cut, each byte a
+     '?'; a walk back over the whole run logged "stray: ... (N more bytes)"
+     alone, the text the run followed hidden (an event's value could hide it) */
+  {
+    static char stray[5000];
+    memset(stray, 0x80, sizeof stray - 1);
+    memcpy(stray, "start of it ", 12);
+    mh_error("stray: %s", stray);
+    got = take(f);
+    ok(strstr(got, " error stray: start of it ????") != NULL, "stray bytes: its start shown: %.80s", got);
+    ok(strstr(got, " ... (") && strstr(got, " ... (") - got > 1900, "and the run up to the cut (%zu bytes before it)",
+       strstr(got, " ... (") ? (size_t)(strstr(got, " ... (") - got) : (size_t)0);
+  }
 
   /* a local zone 5 h 30 away from UTC (a POSIX TZ string: no tzdata needed) */
   setenv("TZ", "IST-5:30", 1);

@@ -458,6 +458,23 @@ static void test_reply_text_shown(void) {
   mh_smtp_reply_line(&rep, line, 4 + pad + 3);
   is_int((int)rep.len, (int)(room - 1), "the text cut before the character that does not fit");
   ok(rep.text[rep.len - 1] == 'b', "no piece of it at the end");
+  /* the same, ended by 40 bytes that are no UTF-8 (0x80, continuation bytes of
+     no character): the text cut at the buffer's end, not walked back over the
+     whole run (which cut the last line's words with it) */
+  mh_smtp_reply_reset(&rep);
+  memcpy(line, "250-", 4);
+  memset(line + 4, 'a', sizeof line - 4);
+  n = 0;
+  while (room - n > MH_SMTP_LINE_MAX) {
+    mh_smtp_reply_line(&rep, line, sizeof line);
+    n = rep.len + 1;
+  }
+  pad = room - n - 10;
+  memcpy(line, "250 ", 4);
+  memset(line + 4, 'b', pad);
+  memset(line + 4 + pad, 0x80, 40);
+  mh_smtp_reply_line(&rep, line, 4 + pad + 40);
+  is_int((int)rep.len, (int)room, "stray bytes at the end: the text cut where the buffer ends");
 }
 
 static void test_reply_parser(void) {

@@ -85,7 +85,25 @@ static void test_bound(void) {
   is_int(mh_text_visible("", 0, 0, NULL, NULL), 0, "empty input: nothing written");
 }
 
+static void test_cut(void) {
+  static const struct { const char *s; size_t max, want; const char *what; } cases[] = {
+    { "abcdef", 3, 3, "ASCII: at max" },
+    { "ab\xc3\xbc", 3, 2, "a 2-byte character cut after its first byte: left out" },
+    { "ab\xc3\xbcx", 4, 4, "a 2-byte character that fits: kept" },
+    { "a\xe2\x80\xae", 3, 1, "a 3-byte one cut after 2 bytes" },
+    { "a\xf0\x9f\x98\x80" "b", 4, 1, "a 4-byte one cut after 3" },
+    { "a\xf0\x9f\x98\x80" "b", 5, 5, "a 4-byte one whole" },
+    { "reply \x80\x80\x80\x80\x80\x80\x80\x80", 10, 10, "a run of stray bytes: at max, the text kept" },
+    { "\xbf\xbf\xbf\xbf\xbf\xbf", 5, 5, "stray bytes alone: at max, not 0" },
+    { "x\xc3\xbc\x80\x80\x80y", 5, 5, "stray bytes after a whole character: at max" },
+    { "\xe2\x80\x80\x80\x80", 4, 4, "a lead byte 4 back starts no character reaching past max" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    is_int((int)mh_text_cut(cases[i].s, cases[i].max), (int)cases[i].want, "cut: %s", cases[i].what);
+}
+
 int main(void) {
+  test_cut();
   test_kinds();
   test_partial();
   test_bound();
