@@ -346,6 +346,10 @@ end
 
 function D:flush_request()
   self.forced = true
+  -- when the last request came (the system's monotonic clock, as the waiting
+  -- `mailhook flush` reads it): the answer says the requests it covers, so a
+  -- pass that ended before a request was handled is not taken for its answer
+  self.forced_asked = require("mailhook").monotonic()
   self.seen = {}
   self.kicked = true
   self:wake(false)
@@ -353,9 +357,10 @@ end
 
 -- The forced pass asked by flush_request() is over (err: why it stopped early).
 function D:end_forced(err)
-  self.forced, self.seen = false, {}
+  local asked = self.forced_asked
+  self.forced, self.seen, self.forced_asked = false, {}, nil
   if self.on_flushed then
-    local ok, e = pcall(self.on_flushed, self, err)
+    local ok, e = pcall(self.on_flushed, self, err, asked)
     if not ok then self.log.error("delivery: on_flushed: " .. require("mailhook.rules").error_text(e)) end
   end
 end

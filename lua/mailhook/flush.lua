@@ -93,13 +93,34 @@ function M.stamp(now)
   return t
 end
 
--- write_done(dir, left [, err]) -> true | nil, err: written by rename, so a
--- waiting `mailhook flush` never reads half a line: the core's atomic write
--- (an O_EXCL temporary file: never through a link planted in the spool), mode 0600.
-function M.write_done(dir, left, err)
+-- write_done(dir, left [, err [, asked]]) -> true | nil, err: written by
+-- rename, so a waiting `mailhook flush` never reads half a line: the core's
+-- atomic write (an O_EXCL temporary file: never through a link planted in the
+-- spool), mode 0600.  asked: when the last request the pass covers was
+-- handled (mh.monotonic(): CLOCK_MONOTONIC, one clock for every process,
+-- never stepped), a second line "asked SECONDS", rounded up: a waiting flush
+-- takes no answer asked before it signalled.
+function M.write_done(dir, left, err, asked)
   local core = require "mailhook.core"
   return core.fsutil.write_atomic(M.done_path(dir), string.format("%.6f %d %s\n", M.stamp(core.now()), left,
-                                  err and tostring(err):gsub("\n", " ") or ""), 384)
+                                  err and tostring(err):gsub("\n", " ") or "") ..
+                                  (asked and string.format("asked %.6f\n", M.stamp(asked)) or ""), 384)
+end
+
+-- answer(s, before, since) -> true, err | false: whether flush.done's text s
+-- answers a request signalled at monotonic time since, the file having held
+-- before then.  A new file is the answer unless it says it covers only
+-- requests asked before since: a pass that ended between the flush's read of
+-- before and the service's handling of its signal (an earlier request's
+-- answer, taken for this one: the flush ended early, messages left).  A file
+-- without the line (an older service) is the answer when new.
+function M.answer(s, before, since)
+  if not s or s == before then return false end
+  local t, _, why, rest = s:match("^(%S+) (%d+) ?([^\n]*)\n?(.*)$")
+  if not tonumber(t) then return false end
+  local asked = tonumber((rest or ""):match("^asked (%S+)\n?$"))
+  if asked and since and asked < since then return false end
+  return true, why ~= "" and why or nil
 end
 
 -- flush{[spool_dir =, cfg =, progress = fn(done, total, left), timeout =]} -> summary
@@ -256,6 +277,8 @@ function M.run(opts, ...)
   -- request and the answer (NTP, a VM resumed), the answer dated before it
   local before = core.fsutil.read(donefile, { max = 4096 })
   local asked = mh.monotonic()
+  -- (signalled after asked: the service handles it later on the same clock,
+  -- and its answer says when: flush.answer)
   local ok, kerr = core.signal.kill(pid, "USR1")
   if not ok then
     return { error = "cannot reach the service (pid " .. pid .. "): " .. tostring(kerr), left = total,
@@ -285,9 +308,9 @@ function M.run(opts, ...)
     progress(math.max(0, total - left), total, nil)
     if left == 0 then break end
     local s = core.fsutil.read(donefile, { max = 4096 })   -- regular, no link, bounded
-    local t, _, why = (s or ""):match("^(%S+) (%d+) ?(.-)\n?$")
-    if tonumber(t) and s ~= before then
-      if why and why ~= "" then err = why end
+    local answered, why = M.answer(s, before, asked)
+    if answered then
+      if why then err = why end
       break
     end
     -- the service: the lock's holder still (/proc/locks), not only a live pid:

@@ -12,6 +12,7 @@
 #      `sendmail -q` too, which said "stay queued for the next attempt", exit 0
 #  (d) the service cannot write its answer (flush.done a folder here; a full or
 #      read-only spool stops status.json too, and is (c) to the flush)
+#  (g) an answer from the pass before, landing after the flush read the file
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/delivery.sh"
 
@@ -43,11 +44,20 @@ spool, mode = sys.argv[1], sys.argv[2]
 fd = os.open(spool + "/lock", os.O_RDWR | os.O_CREAT, 0o600)
 fcntl.flock(fd, fcntl.LOCK_EX)
 os.ftruncate(fd, 0); os.write(fd, b"%d\n" % os.getpid())   # as the service writes its pid there
+def answer(text):
+    tmp = spool + "/.flush.done.tmp"
+    with open(tmp, "w") as f: f.write(text)
+    os.rename(tmp, spool + "/flush.done")
 def usr1(*_):
     if mode == "past":
-        tmp = spool + "/.flush.done.tmp"
-        with open(tmp, "w") as f: f.write("%.6f 1 \n" % (time.time() - 3600))
-        os.rename(tmp, spool + "/flush.done")
+        answer("%.6f 1 \n" % (time.time() - 3600))
+    elif mode == "stale":
+        # the pass before ends as the signal comes: its answer says it covers
+        # requests asked up to 5 s ago (CLOCK_MONOTONIC, as mh.monotonic);
+        # this request's pass ends 1 s later
+        answer("%.6f 1 the previous pass\nasked %.6f\n" % (time.time(), time.monotonic() - 5))
+        time.sleep(1)
+        answer("%.6f 1 this pass\nasked %.6f\n" % (time.time(), time.monotonic()))
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 signal.signal(signal.SIGUSR1, usr1)
@@ -77,6 +87,16 @@ flush_bounded "$T/fb"
 isnt_rc "$FRC"; ok $? "(b) the lock's holder gone, its pid alive: the flush ended (rc $FRC in $FSECS s)"
 like "$(cat "$T/fb")" "the service \(pid $FAKE\) went away" "(b) said: the service went away ($(cat "$T/fb"))"
 is "$FRC" 1 "(b) exit 1"
+fake_stop
+
+# (g) an answer that lands after the flush read flush.done but says it covers
+# only requests asked before this one (the pass before ended as the signal
+# came): not taken; the old code ended with it (exit 1, messages left, the
+# pass that was asked for still to come)
+fake_service stale; ok $? "(g) the stand-in service holds the lock"
+flush_bounded "$T/fg"
+like "$(cat "$T/fg")" "this pass" "(g) the answer to this request taken ($(cat "$T/fg"))"
+unlike "$(cat "$T/fg")" "previous pass" "(g) not the one before it"
 fake_stop
 
 # (c) a real service, stopped

@@ -5,7 +5,8 @@
 -- SIGINT (the message in flight is finished, then exit 0).  SIGHUP reloads the
 -- settings and the rules; SIGUSR1 is a flush request (what `mailhook flush`
 -- sends while a service runs): backoff is ignored for one pass, and when the
--- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]".  SIGUSR2 is `mailhook
+-- pass is over SPOOL/flush.done says "TIME LEFT [ERROR]" and when the last
+-- request it covers was asked (flush.write_done).  SIGUSR2 is `mailhook
 -- status` asking: SPOOL/status.json is written at once (mailhook.status).  With
 -- admin_listen set, the console is served on this loop (mailhook.console).  Under systemd
 -- (Type=notify) it reports ready, reloading and stopping, and where the log
@@ -71,8 +72,8 @@ return function(...)
   local d = delivery.new{ spool = sp, cfg = cfg, connections = connections or cfg.connections,
                           outage_file = dir .. "/outage",
                           emit = function(event, fields) return worker:emit(event, fields) end }
-  d.on_flushed = function(_, ferr)
-    local ok, werr = flush.write_done(dir, flush.count(sp), ferr)
+  d.on_flushed = function(_, ferr, asked)
+    local ok, werr = flush.write_done(dir, flush.count(sp), ferr, asked)
     if not ok then mh.log.error("mailhook run: cannot write flush.done: " .. tostring(werr)) end
     -- said in status.json too: a waiting `mailhook flush` asks it when nothing
     -- moves (it waited for ever for an answer the service could not write)
