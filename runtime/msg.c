@@ -1308,7 +1308,7 @@ int mh_msg_finish(mh_msg *m, time_t now) {
   mh_msg_make_id(m->id, sizeof m->id, strrchr(m->env_from, '@') + 1, now);
   for (int i = 0; i < 2; i++) {
     random_hex(rnd, 12);
-    snprintf(bound[i], sizeof bound[i], "=_mh_%s_%d", rnd, i);
+    snprintf(bound[i], sizeof bound[i], "=_mh_%.24s_%c", rnd, i ? '1' : '0');   /* (24 hex digits: 12 bytes) */
   }
 
   piece *p = new_piece(m, -1);
