@@ -57,7 +57,10 @@ is "$code" 401 "and its token does not log in"
 svc_stop
 
 # --- a token file that is a FIFO: never opened blocking (the service would hang at start)
+# (the log made empty first: the last service's "readable by others ... token login
+# disabled until" matched the wait below before this service said a word)
 rm -f "$T/token"; mkfifo -m 600 "$T/token"
+: > "$T/svc.log"
 svc_start
 wait_for 10 up; ok $? "a token file that is a FIFO: the service starts, the console listens"
 wait_for 5 grep -q "admin_token_file.*token login disabled" "$T/svc.log"

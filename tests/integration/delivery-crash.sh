@@ -51,7 +51,9 @@ calls() {
   fi
   local main   # the main thread: the process itself, the lowest id in the trace
   main=$(awk '{print $1}' "$T/trace" | sort -n | head -1)
-  grep -E "^$main +$1\(" "$T/trace" > "$T/main-calls"
+  # (joined: a record's write another thread's line cut ends "17 <unfinished ...>", its
+  # ") = 17" on the "resumed" half; the main thread's calls keep their order, their ordinals)
+  strace_joined "$T/trace" | grep -E "^$main +$1\(" > "$T/main-calls"
   CALLS=$(wc -l < "$T/main-calls")
   [ "${2:-}" = all ] && CALLS=$(awk -v sc="$1(" 'index($2, sc) == 1 {n[$1]++}
     END {m = 0; for (t in n) if (n[t] > m) m = n[t]; print m}' "$T/trace")

@@ -71,7 +71,7 @@ is "$rc" 0 "SIGTERM: exit 0"
 peer_stop
 conf_for "$PORT"
 svc_start
-wait_for 5 test -e "$SPOOL/pickup"
+wait_for 5 svc_up   # (its pid in the lock: pickup/ was there since the first service)
 enqueue 3 >/dev/null
 wait_for 10 grep -q "unreachable" "$T/svc.log"; ok $? "server down: the service waits"
 out=$("$MAILHOOK" flush --timeout 20 2>&1); rc=$?

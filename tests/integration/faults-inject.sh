@@ -32,8 +32,9 @@ fault() {
   ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq -o "$T/st" "${paths[@]}" -e trace="$call" -e inject="$call:error=$errno:when=$when" \
     "$@" >"$T/out" 2>"$T/err"
 }
-# hit REGEX: the injected call was the one aimed at (its line in strace's log)
-hit() { grep 'INJECTED' "$T/st" | grep -Eq -- "$1"; }
+# hit REGEX: the injected call was the one aimed at (its line in strace's log; a call
+# another thread's line cut has its "(INJECTED)" on its "resumed" half: joined first)
+hit() { strace_joined "$T/st" | grep 'INJECTED' | grep -Eq -- "$1"; }
 # nth CALL REGEX -- CMD...: the number, among its thread's CALLs, of the first CALL
 # whose line matches REGEX, from a dry run of CMD on a copy of the spool (stdin: the
 # caller's; what CMD writes elsewhere, a settings file, is written)

@@ -34,8 +34,11 @@ get() { curl -s -m 10 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AP$1"
 # J EXPR: EXPR of the JSON on stdin (d)
 J() { "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(json.dumps(eval(sys.argv[1])))' "$1"; }
 
-# svc DIR: the service on DIR (-s), its log $T/svc.log; SVC its pid
+# svc DIR: the service on DIR (-s), its log $T/svc.log; SVC its pid.  The log is made
+# empty first: the new child's own truncation may come after the wait's first look,
+# which then found the last service's console line and returned before this one ran.
 svc() {
+  : > "$T/svc.log"
   MAILHOOK_LOG_LEVEL=info "$MAILHOOK" -s "$1" run >"$T/svc.log" 2>&1 &
   SVC=$!
   on_exit "kill -9 $SVC"

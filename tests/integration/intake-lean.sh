@@ -116,7 +116,8 @@ strace -f -qq -e trace=openat,fstat,newfstatat,statx,close -o "$T/list.tr" "$MAI
   for e in sp:list() do n = n + 1; assert(sp:load(e.id)) end
   io.write(n)' > "$T/list.out"
 is "$(cat "$T/list.out")" 3 "the three messages listed and loaded (traced)"
-most=$(/usr/bin/python3 - "$T/list.tr" <<'PY'
+# (joined: the open of a file another thread's line cut has its "= FD" on its "resumed" half)
+most=$(/usr/bin/python3 - <(strace_joined "$T/list.tr") <<'PY'
 import re, sys
 fds, n, most = set(), {}, 0
 for line in open(sys.argv[1]):

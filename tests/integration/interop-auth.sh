@@ -56,11 +56,11 @@ sc_auth_refused() {
   is "$RC" 1 "mailhook test fails"
   like "$OUT" "FAILED at stage auth" "at stage auth"
   is "$(pickup_n) $(failed_n)" "3 0" "no message failed over a password"
-  local svc
+  local svc before
+  before=$(auth_fails)   # (before the start: counted after it, the service's first attempt could be in it)
   MAILHOOK_LOG_LEVEL=info MAILHOOK_SPOOL=$SPOOL "$MAILHOOK" -c "$CONF" run >"$T/svc.log" 2>&1 &
   svc=$!
   on_exit "kill -9 $svc 2>/dev/null"
-  local before; before=$(auth_fails)
   # four attempts, 1, 2 and 4 s apart (x0.75-1.25): the next one is 6 s away at least
   _fails_past() { [ "$(auth_fails)" -ge $((before + 4)) ]; }
   wait_for 40 _fails_past; ok $? "the service retries the login (exim counts $(auth_fails) failures)"

@@ -14,9 +14,10 @@ conf() {   # conf RULE_TIMEOUT
     tls_required=false rules=rules retry_interval=1 rule_timeout="$1" rule_memory=32
 }
 mkdir -p "$T/rules"
-has_line() { grep -qE -- "$1" "$T/run.log"; }
-logged() {   # logged SECONDS REGEX: waits for the line; shows the log's end if it never comes
-  wait_for "$1" has_line "$2" && return 0
+has_line() { tail -n +$((${2:-0} + 1)) "$T/run.log" | grep -qE -- "$1"; }   # has_line REGEX [AFTER_LINE]
+logged() {   # logged SECONDS REGEX [AFTER_LINE]: waits for the line (after the first AFTER_LINE lines
+             # of the log); shows the log's end if it never comes
+  wait_for "$1" has_line "$2" "${3:-0}" && return 0
   sed 's/^/#   /' "$T/run.log" | grep -v '^#   	' | tail -15
   return 1
 }
@@ -124,11 +125,12 @@ ok $? "the service logs the worker's end and restarts it"
 # watchdog ends it 10 graces past the budget, naming the rule; the service's guard
 # waits longer (it killed the worker 6 s past the budget, before the watchdog's line)
 mkfifo "$T/never.fifo"
+lines0=$(wc -l < "$T/run.log")   # (the worker's end below is looked for after: the pattern's is there)
 send dead@example.org blocked
 logged 40 "rule guard for event 'failed': stopped: not finished [0-9.]+ s past its budget, burning no CPU"
 ok $? "a rule blocked in one C call is stopped by the worker's own watchdog, saying so"
 ! grep -q "gave no sign of life" "$T/run.log"; ok $? "not killed by the service's guard first"
-logged 30 "the rules worker \(pid [0-9]+\) exited with status 1; .*restarting"
+logged 30 "the rules worker \(pid [0-9]+\) exited with status 1; .*restarting" "$lines0"
 ok $? "the service logs the worker's end and restarts it (blocked)"
 send ops@example.com "after the stops"
 send dead@example.org notify

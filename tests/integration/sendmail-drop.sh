@@ -97,7 +97,7 @@ deliver
 env -u MAILHOOK_CONF -u MAILHOOK_SPOOL "$MH" run >"$T/run.out" 2>&1 &
 svc=$!
 on_exit "kill $svc"
-wait_for 20 grep -q . "$SPOOL/lock"
+wait_for 20 grep -qx "$svc" "$SPOOL/lock"   # (its pid: each flush above left its own there)
 before=$(n_mail)
 printf 'To: ops@example.net\nSubject: while the service runs\n\nx\n' | as nobody "$SM" -t; rc=$?
 is "$rc" 0 "nobody sends while the service runs"

@@ -172,7 +172,8 @@ if systemd-run --user --quiet --wait --collect true >/dev/null 2>&1; then
   is "$(systemctl --user show -p ActiveState --value "$unit")" active "the unit is active"
   like "$(systemctl --user show -p StatusText --value "$unit")" "queued" "its status text is the service's STATUS="
   systemctl --user kill -s HUP "$unit"
-  wait_for 10 test "$(systemctl --user show -p ActiveState --value "$unit")" = active
+  # (quoted for eval: in "$(...)" the state was read once, before the wait)
+  wait_for 10 eval '[ "$(systemctl --user show -p ActiveState --value "$unit")" = active ]'
   ok $? "active again after SIGHUP (RELOADING=1 ... READY=1)"
   systemctl --user stop "$unit"
   is "$(systemctl --user show -p Result --value "$unit" 2>/dev/null || echo success)" success "stopped cleanly"

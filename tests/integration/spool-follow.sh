@@ -42,7 +42,9 @@ mv "$SPOOL" "$T/spool.old"
 enqueue 1 >/dev/null
 wait_for 15 received_at_least "$T/peer" 6; ok $? "after the spool was moved away, a new message is delivered"
 like "$(cat "$T/svc.log")" "spool folder was removed, moved or replaced" "one line says so"
-wait_for 15 test "$(grep -c "watch $SPOOL/pickup: it was removed or replaced" "$T/svc.log")" -ge 3
+# (a function: `wait_for 15 test "$(grep -c ...)" -ge 3` counted once, before the wait)
+watched_again() { [ "$(grep -c "watch $SPOOL/pickup: it was removed or replaced" "$T/svc.log")" -ge 3 ]; }
+wait_for 15 watched_again
 ok $? "the new spool's pickup/ is watched"
 out=$(MAILHOOK_LOG_LEVEL=info timeout 20 "$MAILHOOK" run 2>&1); rc=$?
 [ "$rc" != 0 ] && [ "$rc" != 124 ]; ok $? "the new spool is locked by the service: a second one exits ($rc)"

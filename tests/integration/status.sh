@@ -133,8 +133,12 @@ wait_for 5 grep -q "paused" "$T/svc.log"
 st
 like "$OUT" "connection +paused: outgoing mail is disabled" "after SIGHUP: delivery paused"
 "$MAILHOOK" update enabled=true >/dev/null
+# (counted before the signal: the reload above, to enabled=false, logged "settings
+# reloaded" too, and a look for the line found that one before this reload)
+reloaded_past() { [ "$(grep -c "settings reloaded" "$T/svc.log")" -gt "$1" ]; }
+n=$(grep -c "settings reloaded" "$T/svc.log")
 kill -HUP "$SVC"
-wait_for 5 grep -q "settings reloaded" "$T/svc.log"
+wait_for 5 reloaded_past "$n"
 
 # --- a settings change saved and not reloaded: named (status said only "flowing"), until SIGHUP
 st
@@ -146,7 +150,7 @@ like "$OUT" "changed since the service loaded them: it still uses the old ones u
 is "$("$MAILHOOK" status --json | J 'd["service"]["settings_changed"]')" true "and in --json"
 n=$(grep -c "settings reloaded" "$T/svc.log")
 kill -HUP "$SVC"
-wait_for 5 test "$(grep -c "settings reloaded" "$T/svc.log")" -gt "$n"
+wait_for 5 reloaded_past "$n"   # (a `test "$(grep -c ...)"` was counted once, before the wait)
 st
 unlike "$OUT" "changed since" "after SIGHUP: no longer"
 
@@ -164,7 +168,8 @@ svc_stop
 
 # --- a crashed service: not running, its last state named
 svc_start
-wait_for 10 test -e "$SPOOL/status.json"
+# (its own status.json: the stopped service's file was there already)
+wait_for 10 grep -q "\"pid\":$SVC[,}]" "$SPOOL/status.json"
 wait_for 5 "$MAILHOOK" status
 pid=$SVC
 kill -9 "$SVC"; wait "$SVC" 2>/dev/null; SVC=

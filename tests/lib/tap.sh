@@ -100,6 +100,16 @@ wait_for() {
     _tap_pause 0.05
   done
 }
+# strace_joined FILE: an `strace -f -o FILE` trace, each call that another thread's line cut
+# in two ("PID call(args <unfinished ...>", then "PID <... call resumed>rest") put back on
+# one line, where it ended: a check that reads a call's arguments with its result (or its
+# "(INJECTED)") sees both.  A thread's own calls stay in their order.
+strace_joined() {
+  awk '/ <unfinished \.\.\.>$/ { cut[$1] = substr($0, 1, length($0) - 17); next }
+    match($0, /^[0-9]+ +<\.\.\. [^ ]+ resumed>/) && ($1 in cut) {
+      print cut[$1] substr($0, RLENGTH + 1); delete cut[$1]; next }
+    { print }' "$1"
+}
 # strace_inject_require: the test skips (a plan of 0, with the reason) unless strace is
 # there and may inject faults (ptrace permitted: not in every container)
 strace_inject_require() {
