@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,6 +393,28 @@ static int one_worker(const char *cmd) {
   return !strcmp(cmd, "hook") || !strcmp(cmd, "enqueue") || !strcmp(cmd, "sendmail");
 }
 
+/* The exit status once standard output is written out: what a command printed
+** and could not write (a full disk under `> file`, /dev/full) was lost without
+** a word and exit 0 (`mailhook queue --json > report` left an empty report).
+** Said on stderr; the status becomes 1 unless it was already a failure.  An
+** intake (enqueue, hook, sendmail) has queued its message by then: its status
+** stays (the caller that retried on 1 sent it twice), and it is said that the
+** message is queued.  A reader gone (EPIPE: `mailhook queue | head -1`) is
+** what SIGPIPE ends silently elsewhere: nothing said, status kept. */
+static int stdout_done(int status, int intake) {
+  int failed = fflush(stdout) != 0, err = errno;
+  if (!failed && ferror(stdout)) {
+    /* an earlier write failed, its errno gone: a pipe whose reader left says
+       so still (POLLERR on the write end) */
+    struct pollfd p = { 1, POLLOUT, 0 };
+    failed = 1, err = poll(&p, 1, 0) == 1 && (p.revents & POLLERR) ? EPIPE : 0;
+  }
+  if (!failed || err == EPIPE) return status;
+  fprintf(stderr, "mailhook: cannot write standard output: %s%s\n", err ? strerror(err) : "a write to it failed",
+          intake && status == 0 ? " (the message is queued; its id is not shown)" : "");
+  return intake || status != 0 ? status : 1;
+}
+
 /* Descriptors 0, 1 and 2 open, on /dev/null where the caller closed them, before
 ** anything else opens a file (as MTAs do: Postfix's msg_vstream_init/
 ** closefrom dance, sendmail's fill_fd).  A caller such as mailutils' mail(1)
@@ -608,7 +631,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mailhook: main task never finished (it waited on nothing)\n");
     status = 1;
   }
-  fflush(stdout);
+  status = stdout_done(status, code == NULL && first < argc && one_worker(argv[first]));
 #ifndef MH_FREE_AT_EXIT
   closing_state = L;
   lua_setallocf(L, exit_alloc, NULL);
