@@ -422,14 +422,21 @@ end
 
 -- The bearer token of admin_token_file, refused unless only its owner may read
 -- it (read without a blocking open: a FIFO there cannot stall the service).
-local function load_token(cfg, log)
+-- token_path(cfg) -> the admin_token_file's path | nil: relative, from the
+-- settings file's folder, as aliases, rules, templates and tls_ca_file are
+-- (it was from the service's working folder: / under systemd)
+local function token_path(cfg)
   local path = cfg.admin_token_file
-  if not path then return nil end
-  -- relative: from the settings file's folder, as aliases, rules, templates and
-  -- tls_ca_file are (it was from the service's working folder: / under systemd)
+  if type(path) ~= "string" or path == "" then return nil end
   if path:sub(1, 1) ~= "/" then
     path = ((core.paths.conf or "./mailhook.conf"):match("^(.*)/[^/]*$") or ".") .. "/" .. path:gsub("^%./", "")
   end
+  return path
+end
+
+local function load_token(cfg, log)
+  local path = token_path(cfg)
+  if not path then return nil end
   local mode = core.fsutil.mode(path)
   if not mode then log.error("console: admin_token_file " .. path .. " cannot be read; token login disabled"); return nil end
   if mode & 63 ~= 0 then
@@ -1752,7 +1759,10 @@ function M:build_redactions(cfg)
   secret(settings.stored_password and settings.stored_password(cfg))
   secret(self.token)
   secret(self.admin_hash)
-  path(cfg.admin_token_file, "[admin_token_file]")
+  -- the file's path as resolved, never the value as written: `admin_token_file
+  -- = token` masked the word "token" in every answer (the settings page's own
+  -- field names, a log line's "token login disabled")
+  path(token_path(cfg), "[admin_token_file]")
   path(core.paths.conf, "[settings file]")
   if core.paths.conf then path(settings.secrets_path(core.paths.conf), "[secrets file]") end
   path(core.paths.spool, "[spool]")

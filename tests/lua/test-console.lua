@@ -95,6 +95,18 @@ tap.test("a password under 4 characters is masked too, where it stands alone", f
        "a one-character secret of the request itself")
 end)
 
+tap.test("a relative admin_token_file: its resolved path is masked, not the word", function(t)
+  local core = require "mailhook.core"
+  local was = core.paths.conf
+  core.paths.conf = "/etc/mailhook-test/mailhook.conf"
+  local c = setmetatable({}, { __index = console })
+  c:build_redactions({ admin_token_file = "token" })
+  core.paths.conf = was
+  t:is(c:scrub("console: admin token login disabled"), "console: admin token login disabled",
+       "the word the value is stays")
+  t:is(c:scrub("cannot read /etc/mailhook-test/token"), "cannot read [admin_token_file]", "the file's path is masked")
+end)
+
 tap.test("the failed-login gate: per client, in all, in flight", function(t)
   local logged = {}
   local c = setmetatable({ fails = {}, pending = {}, pending_all = 0, limit_said = {},
