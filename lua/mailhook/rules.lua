@@ -107,13 +107,6 @@ end
 -- those of the events it emits: their handlers run under its budget).
 local events = {}
 
--- explain_header(err, info, t) -> err, info: an mh.enqueue of a rule refused
--- for a CR, LF or NUL in a header (EBADHDR) says which field of the event put
--- it there, and the header: a plain template, not {header = true}, copies a
--- value as it is, so a caller=$'Bob\r\nBcc: x' lost the voicemail's mail with
--- "subject: CR, LF or NUL in the subject" and no word of the field.  The
--- fields are those holding a CR, LF or NUL whose value is in the refused
--- header's; info gets header and event_fields.  Nothing is rewritten.
 -- notice_of() -> id | nil: the id of the failed message the running rule
 -- handles, when it runs for a `failed` event (or an event a `failed` handler
 -- emitted).  mh.enqueue marks the mail such a rule queues (NOTICE_HEADER), and
@@ -142,6 +135,13 @@ function rules.notice_of()
   return kept and kept.about
 end
 
+-- explain_header(err, info, t) -> err, info: an mh.enqueue of a rule refused
+-- for a CR, LF or NUL in a header (EBADHDR) says which field of the event put
+-- it there, and the header: a plain template, not {header = true}, copies a
+-- value as it is, so a caller=$'Bob\r\nBcc: x' lost the voicemail's mail with
+-- "subject: CR, LF or NUL in the subject" and no word of the field.  The
+-- fields are those holding a CR, LF or NUL whose value is in the refused
+-- header's; info gets header and event_fields.  Nothing is rewritten.
 function rules.explain_header(err, info, t)
   if type(info) ~= "table" or info.code ~= "EBADHDR" or type(t) ~= "table" or type(err) ~= "string" then
     return err, info
