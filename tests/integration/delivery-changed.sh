@@ -6,8 +6,10 @@
 # message behind it goes; its next load finds the file no longer of the size it was queued
 # with (X-Spool-Size) and sets it aside to corrupt/, saying why.  Never a final dot after
 # part of it.  The moment is known, not guessed: the scripted peer answers DATA and then
-# reads nothing for 3 s (the socket buffers fill, the engine waits for them), and the test
-# cuts the file once the peer recorded the DATA command.
+# reads nothing for 1.5 s (the socket buffers fill, the engine waits for them), and the test
+# cuts the file once the peer recorded the DATA command (a poll and a `truncate`: ~0.1 s;
+# the engine then still has ~11 MB to send before it gets to the cut).  The same script
+# serves the small message's session: 1.5 s there too (3 s was 3 s of every run waiting).
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/delivery.sh"
 delivery_require
@@ -22,7 +24,7 @@ expect ^RCPT TO:
 send 250 2.1.5 ok
 expect ^DATA
 send 354 go on
-sleep 3
+sleep 1.5
 data
 send 250 2.0.0 queued
 expect ^QUIT|^RSET|^MAIL
@@ -71,8 +73,8 @@ stop_peer F
 # Review 2 F9: a small message edited in place (sed -i: a new file renamed over its name)
 # while its final dot waits for the reply.  The original goes (it was read whole at its
 # load); the purge used to remove the edited file by name, without a word.  Now it is kept
-# in corrupt/, said so.  The moment is known: the peer holds its 250 for 3 s after the dot,
-# and the test edits once the peer recorded the dot.
+# in corrupt/, said so.  The moment is known: the peer holds its 250 for 1.5 s after the dot,
+# and the test edits once the peer recorded the dot (a poll and a `sed -i`: ~0.1 s).
 SPOOL=$T/spool-f9; export MAILHOOK_SPOOL=$SPOOL
 start_fault G "$(fault_script <<'S'
 send 220 fault.example ESMTP
@@ -85,7 +87,7 @@ send 250 2.1.5 ok
 expect ^DATA
 send 354 go on
 data
-sleep 3
+sleep 1.5
 send 250 2.0.0 queued
 expect ^QUIT|^RSET|^MAIL
 send 221 bye

@@ -12,6 +12,10 @@ HELLO='send 220 fault.example ESMTP
 expect ^EHLO
 send 250 fault.example'
 DOT='data'   # (after $TXN: the message's body and final dot)
+# the end of a session that went well: the QUIT answered (else mailhook waits command_timeout for it)
+BYE='expect ^QUIT
+send 221 bye'
+make_certs_bg "$T/certs"   # (for the STARTTLS case at the end: openssl runs while the cases before it do)
 
 # scenario NAME: a fresh spool with N (2) messages (<N@test>), settings for the peer F started
 # from the script on stdin, then one `mailhook flush` (FLUSH_RC, FLUSH_OUT) and the listings
@@ -105,6 +109,7 @@ send 250 2.0.0 queued late
 $TXN
 $DOT
 send 250 2.0.0 queued
+$BYE
 S
 is "$FLUSH_RC" 0 "a final dot answered after 2 s (data_timeout 3 s): delivered"
 is "$QUEUE" "queue is empty" "nothing left"
@@ -148,6 +153,7 @@ raw k\r\n
 $TXN
 $DOT
 send 250 2.0.0 ok \x01\xff garbage\tafter
+$BYE
 S
 is "$FLUSH_RC" 0 "replies cut at odd places (in the code, before the LF), a 250 with control bytes after: delivered"
 is "$(grep -c '^Subject: msg' "$F_REC")" 2 "each once"
@@ -195,6 +201,7 @@ send 250 2.0.0 ok
 $TXN
 $DOT
 send 250 2.0.0 ok
+$BYE
 S
 is "$FLUSH_RC" 0 "a 552 at the dot for one message of five: flush ends with nothing queued"
 is "$(ls "$SPOOL/failed" | grep -c '\.eml$')" 1 "that one is in failed/"
@@ -270,7 +277,7 @@ S
   stop_peer F
 done
 # the same through STARTTLS: the reply is in a TLS record read after the failed write
-make_certs "$T/certs" >/dev/null || { echo "Bail out! make_certs failed"; exit 1; }
+certs_ready
 SPOOL=$T/spool-early-tls; export MAILHOOK_SPOOL=$SPOOL
 start_fault F "$(fault_script <<S
 send 220 fault.example ESMTP

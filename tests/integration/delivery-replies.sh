@@ -88,7 +88,7 @@ is "$rc:$(received_count "$T/peer-retry")" "0:1" "the next flush sends it ($(tai
 peer_stop
 
 # (f) a stalled server does not hold the queue past its deadline
-conf_for "$PORT" retry_interval=1 retry_max=60 command_timeout=2 data_timeout=2 session_deadline=3
+conf_for "$PORT" retry_interval=30 retry_max=60 command_timeout=2 data_timeout=2 session_deadline=3
 rm -rf "$SPOOL/failed"/*
 peer_start "$PORT" "$T/peer3"
 enqueue 1 stall@example.com >/dev/null                     # <6@test> never gets its final-dot reply

@@ -146,7 +146,7 @@ like "$out" "not this program's group" "naming why"
 ln -s "$SPOOL/maildrop" "$T/evil/maildrop"
 out=$(echo x | as nobody "$P/sbin/mailhook-drop" -s "$T/evil" a@example.net 2>&1); rc=$?
 is "$rc" 73 "a maildrop/ that is a link to the real one: refused"
-out=$(head -c 104857700 /dev/zero | tr '\0' 'a' | sed 's/^/Subject: big\n\n/' | as nobody "$SM" ops@example.net 2>&1); rc=$?
+out=$({ printf 'Subject: big\n\n'; head -c 104857700 /dev/zero | tr '\0' a; } | as nobody "$SM" ops@example.net 2>&1); rc=$?
 is "$rc" 65 "a message over 100 MiB: EX_DATAERR"
 like "$out" "over the 100 MiB limit: nothing stored" "saying so"
 is "$(n_drop)" 0 "and nothing is left in maildrop/"
