@@ -39,29 +39,36 @@ sc_greeting_late() {
   is "$(probes)" 1 "one of them the probe (not ended by QUIT)"
   like "$(late_line)" "^127\.0\.0\.1:$D [3-9]\.[0-9]$" "SPOOL/state/greeting-late: host:port and the seconds"
 
+  # sessions 2 (a flush), 3 and 4 (tests) at once: each waits out Exim's 3 s delay,
+  # and none may probe (all three know the server from session 1's memory)
   mta_queue late 2 a@x.example
+  local s3 s4
+  ( mhtest --json; printf '%s\n' "$OUT" > "$T/s3.out" ) & s3=$!
+  ( mhtest; printf '%s\n' "$OUT" > "$T/s4.out" ) & s4=$!
   mta_flush
   is "$FLUSH_RC" 0 "session 2 (flush) delivers (${FLUSH_OUT##*$'\n'})"
+  wait "$s3" "$s4"
   wait_for 30 mta_idle D
   mta_once D late 2 a@x.example
-  mhtest --json
-  is "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | J 'd["connection"].get("greeting_late")')" "remembered" \
+  is "$(sed -n '/^{/,$p' "$T/s3.out" | J 'd["connection"].get("greeting_late")')" "remembered" \
     "session 3 (test --json): the server was known to greet late"
-  is "$(( $(connections) - c0 ))" 4 "sessions 2 and 3: one connection each (four in all)"
-  is "$(probes)" 1 "and no other probe: sessions 2 and 3 sent nothing before the greeting"
-  mhtest
-  like "$OUT" "greeting +in plain text after [3-9]\.[0-9] s: a server known to greet late" \
-    "the text report says so too"
+  is "$(( $(connections) - c0 ))" 5 "sessions 2, 3 and 4: one connection each (five in all)"
+  is "$(probes)" 1 "and no other probe: sessions 2, 3 and 4 sent nothing before the greeting"
+  like "$(cat "$T/s4.out")" "greeting +in plain text after [3-9]\.[0-9] s: a server known to greet late" \
+    "session 4: the text report says so too"
 
   # What is remembered never weakens tls_required: with it true, the same plain server
   # (known to greet late) gets neither mail nor a login in the clear.
   mta_mh late "$D" tls=auto tls_required=true auth=true username=u password=secret-pw command_timeout=30
-  mhtest
+  # the test and a flush at once (each waits out the 3 s delay)
+  mta_queue req 1 a@x.example
+  ( mhtest; printf '%s\n' "$RC" "$OUT" > "$T/req.out" ) & s3=$!
+  mta_flush
+  wait "$s3"
+  OUT=$(sed 1d "$T/req.out"); RC=$(head -1 "$T/req.out")
   ok "$([ "$RC" != 0 ]; echo $?)" "tls_required = true: the test fails against the plain server (exit $RC)"
   like "$OUT" "stage +tls|tls_required" "naming TLS as the failing stage"
   printf "%s\n" "$OUT" | grep -iE "tls|result" | head -4 | sed "s/^/#   /"
-  mta_queue req 1 a@x.example
-  mta_flush
   is "$(queued_n)" 1 "tls_required = true: the message stays queued (${FLUSH_OUT##*$'\n'})"
   is "$(mta_copies D '<req-1@test>')" 0 "and the server never got it"
   # (an AUTH to this Exim, which offers none, is logged as a protocol error naming the

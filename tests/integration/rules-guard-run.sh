@@ -14,14 +14,15 @@ conf() {   # conf RULE_TIMEOUT
     tls_required=false rules=rules retry_interval=1 rule_timeout="$1" rule_memory=32
 }
 mkdir -p "$T/rules"
-has_line() { tail -n +$((${2:-0} + 1)) "$T/run.log" | grep -qE -- "$1"; }   # has_line REGEX [AFTER_LINE]
+LOG=$T/run.log   # the service's log (part 3's own, in its subshell)
+has_line() { tail -n +$((${2:-0} + 1)) "$LOG" | grep -qE -- "$1"; }   # has_line REGEX [AFTER_LINE]
 logged() {   # logged SECONDS REGEX [AFTER_LINE]: waits for the line (after the first AFTER_LINE lines
              # of the log); shows the log's end if it never comes
   wait_for "$1" has_line "$2" "${3:-0}" && return 0
-  sed 's/^/#   /' "$T/run.log" | grep -v '^#   	' | tail -15
+  sed 's/^/#   /' "$LOG" | grep -v '^#   	' | tail -15
   return 1
 }
-start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill -9 $RUN"; }
+start_run() { "$MAILHOOK" run >>"$LOG" 2>&1 & RUN=$!; on_exit "kill -9 $RUN"; }
 stop_run() {   # SIGTERM; sets STOP_S (seconds until it exited)
   local t0=$(date +%s%N)
   kill -TERM "$RUN"; wait "$RUN"; RUN_RC=$?
@@ -85,6 +86,57 @@ stuck_checks() {
   done
 }
 
+# 3. a rule file whose top level never ends: stopped, named, skipped; the
+#    other files load and their rules work; fixed, it loads again at SIGHUP.
+#    Its own service, settings, rules, spool and log under $T/top, in the
+#    background beside 2. (whose blocked rule waits out 10 graces); its
+#    outcomes go to $T/top/results, checked at the end.
+toplevel() {   # in a subshell
+  local D=$T/top
+  export MAILHOOK_CONF=$D/mailhook.conf MAILHOOK_SPOOL=$D/spool
+  LOG=$D/run.log
+  res() { echo "$1 $2" >> "$D/results"; }
+  conf 3
+  printf 'while true do end\n' > "$D/rules/10-spin.lua"
+  printf 'local x = ("a"):rep(1e6):find(".-.-.-.-b")\n' > "$D/rules/20-pattern.lua"
+  cat > "$D/rules/30-ok.lua" <<'LUA'
+on("failed", function(ev)
+  assert(mh.enqueue { to = "postmaster@example.com", subject = "toplevel-ok " .. tostring(ev.subject), text = "x" })
+end)
+LUA
+  start_run
+  echo "$RUN" > "$D/pid"
+  logged 30 "rule file .*10-spin.lua.*stopped: exceeded its budget"
+  res $? "a Lua loop at a rule file's top level is stopped, naming the file"
+  logged 40 "while loading .*20-pattern.lua; that file is skipped until the next reload"
+  res $? "a pattern at a rule file's top level: the worker is stopped and the file skipped"
+  send dead@example.org third
+  inbox_has_ok() { grep -qs "Subject: toplevel-ok third" "$T"/inbox/*.eml; }
+  wait_for 40 inbox_has_ok; res $? "the other rule file loaded and handled the event"
+  # fixed, the skipped file loads again at SIGHUP
+  cat > "$D/rules/20-pattern.lua" <<'LUA'
+on("failed", function(ev)
+  assert(mh.enqueue { to = "postmaster@example.com", subject = "fixed " .. tostring(ev.subject), text = "x" })
+end)
+LUA
+  kill -HUP "$RUN"
+  send dead@example.org fourth
+  fixed_has() { grep -qs "Subject: fixed fourth" "$T"/inbox/*.eml; }
+  wait_for 60 fixed_has; res $? "SIGHUP: the worker reloads the fixed file, and its rule handles the next event"
+  stop_run
+  res "$([ "$RUN_RC" = 0 ]; echo $?)" "clean stop"
+}
+mkdir -p "$T/top/rules"
+on_exit "kill -9 \$(cat $T/top/pid)"
+( toplevel ) &
+TOP=$!
+toplevel_checks() {
+  local st desc
+  wait "$TOP"
+  while read -r st desc; do ok "$st" "$desc"; done < "$T/top/results"
+  is "$(grep -c . "$T/top/results")" 5 "part 3 ran to its end (five outcomes)"
+}
+
 # 2. budgets that end: an endless Lua loop (caught by the count hook), the same
 #    pattern (caught by the worker's watchdog), and a memory hog (the allocator)
 #    are stopped, each named in the log; the worker is restarted and the next
@@ -140,36 +192,6 @@ like "$(grep -l 'Subject: told: notify' "$T"/inbox/*.eml)" "eml" "the rule's mai
 stop_run
 ok "$([ "$STOP_S" -le 10 ]; echo $?)" "SIGTERM: prompt stop (${STOP_S} s)"
 
-# 3. a rule file whose top level never ends: stopped, named, skipped; the
-#    other files load and their rules work; fixed, it loads again at SIGHUP
-rm -f "$T/run.log"
-printf 'while true do end\n' > "$T/rules/10-spin.lua"
-printf 'local x = ("a"):rep(1e6):find(".-.-.-.-b")\n' > "$T/rules/20-pattern.lua"
-cat > "$T/rules/30-ok.lua" <<'LUA'
-on("failed", function(ev)
-  assert(mh.enqueue { to = "postmaster@example.com", subject = "toplevel-ok " .. tostring(ev.subject), text = "x" })
-end)
-LUA
-rm -f "$T/rules/guard.lua"
-start_run
-logged 30 "rule file .*10-spin.lua.*stopped: exceeded its budget"
-ok $? "a Lua loop at a rule file's top level is stopped, naming the file"
-logged 40 "while loading .*20-pattern.lua; that file is skipped until the next reload"
-ok $? "a pattern at a rule file's top level: the worker is stopped and the file skipped"
-send dead@example.org third
-inbox_has_ok() { grep -qs "Subject: toplevel-ok third" "$T"/inbox/*.eml; }
-wait_for 40 inbox_has_ok; ok $? "the other rule file loaded and handled the event"
-# fixed, the skipped file loads again at SIGHUP
-cat > "$T/rules/20-pattern.lua" <<'LUA'
-on("failed", function(ev)
-  assert(mh.enqueue { to = "postmaster@example.com", subject = "fixed " .. tostring(ev.subject), text = "x" })
-end)
-LUA
-kill -HUP "$RUN"
-send dead@example.org fourth
-fixed_has() { grep -qs "Subject: fixed fourth" "$T"/inbox/*.eml; }
-wait_for 60 fixed_has; ok $? "SIGHUP: the worker reloads the fixed file, and its rule handles the next event"
-stop_run
-is "$RUN_RC" 0 "clean stop"
+toplevel_checks
 stuck_checks
 done_testing
