@@ -142,6 +142,7 @@ function M.tracker(opts)
     last_success = nil,          -- time of the last message delivered
     dirty = true, urgent = true,
     cond = M.cond(),
+    pause = M.cond(),            -- the pause after a write, cut short by stop() alone
     listeners = {},              -- fn(t) called after each change (the console's live page)
   }, Tracker)
   t.since = t.started_at
@@ -282,7 +283,9 @@ function Tracker:write_loop()
   while not self.stopped do
     if self.dirty then
       self:write()
-      pcall(mh.sleep, M.MIN_WRITE_INTERVAL)
+      -- (stop() ends the pause: every service stop waited it out, 0.25 s
+      -- after the last write, idle or not)
+      self.pause:wait(M.MIN_WRITE_INTERVAL)
     end
     if not self.dirty and not self.stopped then self.cond:wait(30) end
   end
@@ -305,6 +308,7 @@ function Tracker:stop()
   self.stopped_at = self.now()
   self.state, self.since = "stopped", self.stopped_at
   self.cond:notify()
+  self.pause:notify()
   if self.writer then self.writer:wait() end
   self:write()
   self.d.on_change = nil

@@ -94,6 +94,21 @@ tap.test("states, an outage and its recovery", function(t)
   os.execute("rm -rf " .. dir)
 end)
 
+tap.test("stop: not held by the pause between two writes", function(t)
+  local dir = tmpdir()
+  local d = fake_delivery(mh.now)
+  local was = status.MIN_WRITE_INTERVAL
+  status.MIN_WRITE_INTERVAL = 6      -- (0.25 s in use: each service stop waited it out)
+  local tr = status.tracker { delivery = d, spool_dir = dir }
+  mh.sleep(0.05)                     -- the first write is done: the writer pauses
+  local t0 = mh.monotonic()
+  tr:stop()
+  local took = mh.monotonic() - t0
+  status.MIN_WRITE_INTERVAL = was
+  t:ok(took < 3, "stop returns without waiting out the pause (" .. string.format("%.2f", took) .. " s of 6)")
+  t:is(json.decode(tap.slurp(dir .. "/status.json")).connection.state, "stopped", "the last state written: stopped")
+end)
+
 tap.test("the file: written by rename, seq grows, stopped last", function(t)
   local dir = tmpdir()
   local d = fake_delivery(mh.now)
