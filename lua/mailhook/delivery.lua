@@ -560,7 +560,19 @@ function D:release(e) self.claimed[e.id] = nil end
 -- withdrawn): asked by `mailhook queue rm` after its removal (SIGUSR2,
 -- mailhook.status Tracker:answer), so the one it removed is not sent unless
 -- its data is with the server already (which `queue rm` then says).
-function D:look_again() self.asked_at = self.now() end
+function D:look_again()
+  self.asked_at = self.now()
+  -- an idle worker looks at the queue now: a `queue retry` of a deferred
+  -- message writes only its sidecar, which the pickup/ watch skips, and it
+  -- went at the idle rescan, up to SCAN_INTERVAL (5 s) later.  A worker
+  -- waiting out an outage keeps its cadence.
+  for _, w in ipairs(self.workers) do
+    if w.task and w.sleeping and w.state == "idle" then
+      w.woken = true
+      w.task:cancel()
+    end
+  end
+end
 
 -- e was not settled (the session broke, or never opened): it must go first
 -- again, so the next pick starts over from a fresh scan.

@@ -342,7 +342,22 @@ end
 -- saying that it waits for the service to adopt it, info.code "EMAILDROP",
 -- info.maildrop its name (adopted at the service's next scan, or by `mailhook
 -- flush` when no service runs: the lock holder's job, docs/spool.md).
-M.retry = by_id("mh.queue.retry", or_maildrop(function(sp, id) return sp:retry(id) end,
+-- A message retried in pickup/ (deferred: only its sidecar changes) is looked
+-- at by the running service now, not at its next idle rescan: SIGUSR2 (its
+-- status request, which looks at the queue again), only to a lock holder
+-- that wrote status.json itself (a service; a `mailhook flush` has no
+-- handler, and the signal would end it).
+local function poke(dir)
+  local status = require "mailhook.status"
+  local pid = core.admin.lock_holder(dir)
+  if pid and pid ~= status.pid() and status.running(dir) then core.signal.kill(pid, "USR2") end
+end
+
+M.retry = by_id("mh.queue.retry", or_maildrop(function(sp, id, dir)
+    local r, err, info = sp:retry(id)
+    if r then poke(dir) end
+    return r, err, info
+  end,
   function(_, name, dir)
     -- a file the running service has tried and cannot take (its status says
     -- why): a retry would wait for ever, so the way out is said instead
