@@ -15,8 +15,16 @@
 
 /* The pid holding the flock on SPOOL/lock, read from /proc/locks (matched by
 ** device and inode).  1 and *pid; 0 when nobody holds it (or there is no
-** lock file); a negative errno when /proc/locks cannot be read. */
+** lock file); -EAGAIN when it is held but /proc/locks did not list it in 15
+** reads (its list is made a page at a time and can skip an entry); another
+** negative errno when /proc/locks cannot be read. */
 int mh_admin_lock_holder(const char *spool_dir, long *pid);
+
+/* The same for the file st describes (any flock'd file: rule state's locks):
+** 1 and *pid, 0 when /proc/locks lists none (read three times: one read of it
+** can miss a lock that is held, see admin.c), -errno. */
+struct stat;
+int mh_admin_flock_holder(const struct stat *st, long *pid);
 
 /* One page of the canonical ids (ID.eml) of a folder, in enqueue order.
 **   after:  ids > after (NULL: from the first)     } at most one of them;

@@ -7,6 +7,7 @@
 ** See admin.h for what a page is.
 */
 #include <limits.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "l_sched.h"
@@ -17,6 +18,8 @@ static int l_lock_holder(lua_State *L) {
   const char *dir = mh_l_arg_path(L, 1, "dir");
   long pid = 0;
   int rc = mh_admin_lock_holder(dir, &pid);
+  if (rc == -EAGAIN)   /* held, its holder not listed (admin.c): not "nobody" */
+    return mh_l_fail(L, rc, "status", "%s/lock is held, but /proc/locks does not list its holder", dir);
   if (rc < 0) return mh_l_fail(L, rc, "status", "cannot tell who holds %s/lock: %s", dir, mh_strerror(rc));
   if (rc == 0) lua_pushboolean(L, 0); else lua_pushinteger(L, pid);
   return 1;

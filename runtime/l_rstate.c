@@ -39,6 +39,7 @@
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
+#include "admin.h"
 #include "l_sched.h"
 #include "fsutil.h"
 #include "error.h"
@@ -66,27 +67,12 @@ typedef struct {
   long holder;            /* result of a timeout: the pid holding the lock, 0 if unknown */
 } lock_req;
 
-/* The pid holding a flock on fd's file, from /proc/locks ("1: FLOCK  ADVISORY
-** WRITE PID MAJ:MIN:INODE 0 EOF", device numbers in hex); 0 when not found
-** (no /proc, another namespace).  Waiters ("1: -> FLOCK ...") are skipped. */
+/* The pid holding a flock on fd's file (admin.c: /proc/locks, read until it
+** lists it); 0 when not found (no /proc, another namespace). */
 static long lock_holder(int fd) {
   struct stat st;
-  char line[256];
   long pid = 0;
-  FILE *f;
-  if (fstat(fd, &st) != 0 || !(f = fopen("/proc/locks", "re"))) return 0;
-  while (!pid && fgets(line, sizeof line, f)) {
-    char kind[16], mode[16], rw[16];
-    unsigned maj, mn;
-    unsigned long long ino;
-    long p;
-    if (strstr(line, "->")) continue;
-    if (sscanf(line, "%*d: %15s %15s %15s %ld %x:%x:%llu", kind, mode, rw, &p, &maj, &mn, &ino) != 7) continue;
-    if (!strcmp(kind, "FLOCK") && ino == (unsigned long long)st.st_ino &&
-        maj == major(st.st_dev) && mn == minor(st.st_dev))
-      pid = p;
-  }
-  fclose(f);
+  if (fstat(fd, &st) != 0 || mh_admin_flock_holder(&st, &pid) != 1) return 0;
   return pid;
 }
 

@@ -151,7 +151,8 @@ seq0=$(seq_of)
 wait_for 30 eval '[ "$(seq_of)" -gt "$seq0" ]'; ok $? "(f) nothing moved: the service was asked a status, and answered"
 rm -f "$T/hold"
 wait "$fl1"; r1=$?; wait "$fl2"; r2=$?        # (each under timeout 60)
-is "$r1:$r2" "0:0" "(f) both flushes end with the pass, exit 0 ($(tail -1 "$T/ff1"); $(tail -1 "$T/ff2"))"
+is "$r1:$r2" "0:0" "(f) both flushes end with the pass, exit 0 ($(tail -1 "$T/ff1"); $(tail -1 "$T/ff2"))" ||
+  { sed 's/^/#   ff1: /' "$T/ff1"; sed 's/^/#   ff2: /' "$T/ff2"; grep -E "flush|pass|USR|status" "$T/svc.log" | tail -20 | sed 's/^/#   svc: /'; } >&2
 unlike "$(cat "$T/ff1" "$T/ff2")" "stopped waiting" "(f) neither gave up on a live service"
 svc_stop; ok $? "the service stops"
 
