@@ -292,11 +292,12 @@ deps-trace: deps
 	@scripts/deps-trace
 
 # The whole TAP suite: unit (C), lua, integration (real SMTP peers started by the tests).
-# One file more than the cores: the files wait on peers and timers for ~30% of their
-# time, and a third file fills it (2 cores: 479 s at -j2, 418 s at -j3).  The sanitizer
-# run (each file 2-3x slower) and CI's two fresh roots at once keep one per core.
+# Two files more than the cores: the files wait on peers, timers and browsers for about
+# half of their wall time (1,600 s of files, 860 s of CPU), and two more fill it (2 cores,
+# quiet: 541 s at -j3, 505 s at -j4, the CPU's floor ~430 s).  The sanitizer run (each
+# file 2-3x slower) and CI's two fresh roots at once keep one per core.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
-PROVE_JOBS ?= $(shell echo $$(($(NPROC) + 1)))
+PROVE_JOBS ?= $(shell echo $$(($(NPROC) + 2)))
 PROVE_FLAGS ?= --timer
 # The longest files first (15-60 s each, measured by --timer in CI): with -j2 a long one
 # started last keeps one core busy alone at the end (the suite's wall was 40 s above half its sum).
@@ -313,14 +314,27 @@ DEPS_CHECK ?= 1
 # running beside it, which then failed at random.  The build's products are checksummed
 # before and after, and a change fails the run, naming them.
 SUITE_PRODUCTS = $(BUILD)/mailhook $(TLS_MODULE) $(LUAMOD) $(BUILD)/instpaths.stamp
+# $(2), $(3): shell text run before the suite and after it (rc its status), in its shell
 define run_suite
-	@sum=$$(cksum $(SUITE_PRODUCTS)); \
+	@$(2)sum=$$(cksum $(SUITE_PRODUCTS)); \
 	echo "MAILHOOK_BUILD=$(BUILD) $(1) prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one ..."; \
 	MAILHOOK_BUILD=$(BUILD) $(1) prove $(PROVE_FLAGS) -j$(PROVE_JOBS) --exec tests/run-one $(TEST_FILES); rc=$$?; \
 	if [ "$$(cksum $(SUITE_PRODUCTS))" != "$$sum" ]; then \
 	  echo "make: the suite changed this build's own files while it ran (a test rebuilt them):" >&2; \
 	  echo "before:" >&2; echo "$$sum" >&2; echo "after:" >&2; cksum $(SUITE_PRODUCTS) >&2; rc=1; fi; \
-	exit $$rc
+	$(3)exit $$rc
+endef
+
+# The fuzzers' build and smoke run beside the suite, not before it: its ~30 clang
+# compilations were ~40 s of make test's 10 minutes, on cores the suite's first files
+# leave idle while they wait.  Its output is shown when it fails (and the run fails).
+define fuzz_start
+mkdir -p $(FUZZ_BUILD); { $(MAKE) --no-print-directory -j$(BUILD_JOBS) fuzz-smoke > $(FUZZ_BUILD)/smoke.out 2>&1; \
+	echo $$? > $(FUZZ_BUILD)/smoke.rc; } & fz=$$!; 
+endef
+define fuzz_wait
+wait $$fz; if [ "$$(cat $(FUZZ_BUILD)/smoke.rc 2>/dev/null)" != 0 ]; then cat $(FUZZ_BUILD)/smoke.out >&2; \
+	echo "make: fuzz-smoke failed" >&2; rc=1; else echo "fuzz-smoke: ok ($(words $(FUZZ_BIN)) fuzzers, 3 s each)"; fi; 
 endef
 
 # The build before the suite runs on every core (CI's serial build and fuzz build
@@ -329,8 +343,7 @@ BUILD_JOBS ?= $(NPROC)
 test: deps
 	@[ "$(DEPS_CHECK)" = 0 ] || scripts/deps-check
 	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) all
-	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) fuzz-smoke
-	$(call run_suite)
+	$(call run_suite,,$(fuzz_start),$(fuzz_wait))
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZER=address,undefined CFLAGS="-O1 -g" \
