@@ -393,6 +393,17 @@ static int one_worker(const char *cmd) {
   return !strcmp(cmd, "hook") || !strcmp(cmd, "enqueue") || !strcmp(cmd, "sendmail");
 }
 
+/* Whether the command COMMAND [ARGS] queues mail (enqueue, hook, sendmail), as
+** against printing a report: `sendmail -bp` (mailq), `-bv` and `-bt` only
+** print, and what they could not print is their failure. */
+static int queues_mail(int argc, char **argv, int first) {
+  if (!one_worker(argv[first])) return 0;
+  if (strcmp(argv[first], "sendmail")) return 1;
+  for (int i = first + 1; i < argc; i++)
+    if (!strncmp(argv[i], "-bp", 3) || !strncmp(argv[i], "-bv", 3) || !strncmp(argv[i], "-bt", 3)) return 0;
+  return 1;
+}
+
 /* The exit status once standard output is written out: what a command printed
 ** and could not write (a full disk under `> file`, /dev/full) was lost without
 ** a word and exit 0 (`mailhook queue --json > report` left an empty report).
@@ -411,7 +422,7 @@ static int stdout_done(int status, int intake) {
   }
   if (!failed || err == EPIPE) return status;
   fprintf(stderr, "mailhook: cannot write standard output: %s%s\n", err ? strerror(err) : "a write to it failed",
-          intake && status == 0 ? " (the message is queued; its id is not shown)" : "");
+          intake && status == 0 ? " (what it queued stays queued)" : "");
   return intake || status != 0 ? status : 1;
 }
 
@@ -631,7 +642,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mailhook: main task never finished (it waited on nothing)\n");
     status = 1;
   }
-  status = stdout_done(status, code == NULL && first < argc && one_worker(argv[first]));
+  status = stdout_done(status, code == NULL && first < argc && queues_mail(argc, argv, first));
 #ifndef MH_FREE_AT_EXIT
   closing_state = L;
   lua_setallocf(L, exit_alloc, NULL);

@@ -13,7 +13,7 @@ spool_make
 
 echo "the voicemail" | "$MAILHOOK" enqueue --to b@example.com --subject vm > /dev/full 2> "$T/e1"; rc=$?
 is "$rc" 0 "enqueue with its id unwritable: exit 0 (the message is queued)"
-like "$(cat "$T/e1")" "cannot write standard output: .*\(the message is queued; its id is not shown\)" \
+like "$(cat "$T/e1")" "cannot write standard output: .*\(what it queued stays queued\)" \
   "it says the id was not shown, and that the message is queued ($(cat "$T/e1"))"
 is "$(ls "$SPOOL/pickup" | grep -c '\.eml$')" 1 "the message is in pickup/"
 
@@ -23,6 +23,10 @@ like "$(cat "$T/e2")" "^mailhook: cannot write standard output: No space left on
 "$MAILHOOK" queue > /dev/full 2> "$T/e3"; rc=$?
 is "$rc" 1 "queue (text) into a full disk: exit 1"
 like "$(cat "$T/e3")" "cannot write standard output" "said ($(cat "$T/e3"))"
+
+"$MAILHOOK" sendmail -bp > /dev/full 2> "$T/e5"; rc=$?
+is "$rc" 1 "sendmail -bp (mailq) into a full disk: exit 1 (a listing, nothing queued)"
+unlike "$(cat "$T/e5")" "stays queued" "and no word of mail queued ($(cat "$T/e5"))"
 
 # a reader that leaves early: 300 messages make a listing longer than a pipe's buffer
 "$MAILHOOK" -e '
