@@ -137,7 +137,6 @@ svc_stop; ok $? "the service stops"
 # (f) a flush asked while another one's pass runs (coalesced), on a message the
 # server holds longer than the 10 s without progress: the service answers the
 # status request (alive, busy), both flushes wait on and end with the pass
-seq_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("seq", 0))' "$SPOOL/status.json"; }
 touch "$T/hold"
 peer_start "$PORT" "$T/peer" --hold-data "$T/hold" || { echo "Bail out! aiosmtpd did not start"; exit 1; }
 : > "$T/svc.log"

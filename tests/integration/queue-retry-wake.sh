@@ -15,7 +15,6 @@ svc_start
 enqueue 1 tempdata-once@example.com >/dev/null            # <1@test>: 451 at the dot once
 wait_for 10 grep -q "deferred (attempt 1)" "$T/svc.log"; ok $? "the message is deferred (next attempt in 600 s)"
 id=$(ls "$SPOOL/pickup" | sed -n 's/\.eml$//p' | head -1)
-seq_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("seq", 0))' "$SPOOL/status.json"; }
 seq0=$(seq_of)
 t0=$(date +%s%N)
 out=$("$MAILHOOK" queue retry "$id" 2>&1); ok $? "queue retry $id ($out)"

@@ -114,6 +114,8 @@ pickup_count() { find "$SPOOL/pickup" -maxdepth 1 -type f -name '*.eml' 2>/dev/n
 failed_count() { find "$SPOOL/failed" -maxdepth 1 -type f -name '*.eml' 2>/dev/null | wc -l; }
 received_count() { [ -f "$1/log" ] && wc -l < "$1/log" || echo 0; }
 pickup_empty() { [ "$(pickup_count)" = 0 ]; }
+# seq_of: the running service's status.json write count (it grows when the service answers a look)
+seq_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("seq", 0))' "$SPOOL/status.json"; }
 received_at_least() { [ "$(received_count "$1")" -ge "$2" ]; }
 # The Message-IDs the peer accepted, in arrival order, one a line.
 received_ids() { [ -f "$1/log" ] && awk '{print $4}' "$1/log"; }
