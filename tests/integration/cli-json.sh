@@ -47,7 +47,7 @@ out=$("$MAILHOOK" test --json --to rcpt@example.org); rc=$?
 is "$rc" 0 "test --json --to: exit 0"
 is "$(echo "$out" | J 'd["stages"][-1]["state"]')" ok "the recipient stage passed"
 like "$(echo "$out" | J 'd["test_reply"]')" "^250 " "with the server's reply"
-wait_for 5 test "$(count_mail "$T/mail")" = 1; ok $? "the message arrived"
+wait_for 5 mail_count_is "$T/mail" 1; ok $? "the message arrived"
 
 # --- a wrong password: the failing stage, the server's reply, the hint (as the text says)
 # a refused connect: the name was resolved (dns ok), the connect failed

@@ -30,7 +30,9 @@ traced() {
   [ "$rc" = 0 ] || sed "s/^/#   $name: /" "$T/$name.err" | tail -5 >&2
   return "$rc"
 }
-opened() { grep -E 'open(at)?\(' "$T/$1.tr" | grep -v ENOENT | sed -E 's/.*open(at)?\([^"]*"([^"]*)".*/\2/'; }
+# opened NAME: the files NAME's process opened, one per line (a failed open left out).  On the
+# joined trace: an open another thread's call cut in two has its ENOENT on the second half.
+opened() { strace_joined "$T/$1.tr" | grep -E 'open(at)?\(' | grep -v ENOENT | sed -E 's/.*open(at)?\([^"]*"([^"]*)".*/\2/'; }
 
 echo "body" > "$T/in"
 traced enqueue "$MAILHOOK" enqueue --to ops@example.com --subject hi

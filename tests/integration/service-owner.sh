@@ -55,8 +55,11 @@ is "$(stat -c %G:%a "$W/mailhook.conf")" "mailhook:600" "in the service user's g
 "$MAILHOOK" -c "$W/mailhook.conf" -s "$T/spool" run >"$T/run.log" 2>&1 &
 RUN=$!
 on_exit "kill -9 $RUN"
-wait_for 5 test -e "$T/spool/lock"
-is "$(awk '/^Uid:/ { print $2 ":" $3 }' /proc/$RUN/status)" "$SVC:$SVC" "the service started by root runs as the service user (real and effective)"
+# (waited for, not read once: until it has dropped root, the service is root's; the spool's
+# lock file may be there before, made by the intakes above)
+run_uids() { awk '/^Uid:/ { print $2 ":" $3 }' /proc/$RUN/status 2>/dev/null; }
+wait_for 20 eval '[ "$(run_uids)" = "$SVC:$SVC" ]'
+is "$(run_uids)" "$SVC:$SVC" "the service started by root runs as the service user (real and effective)"
 wait_for 20 test -e "$T/mail/000002.eml"; ok $? "and delivers what root queued"
 kill -TERM "$RUN"; wait "$RUN"
 is "$(ls "$T/spool/pickup" | grep -c '\.eml$')" 0 "pickup/ is empty"

@@ -36,7 +36,7 @@ like "$OUT" "verified yes" "verification result"
 like "$OUT" "auth +PLAIN as user" "mechanism and user"
 like "$OUT" "test message +sent to rcpt@example.org: 250" "test message sent with the server's reply"
 unlike "$OUT" "pw-XYZ-123" "the password is never printed"
-wait_for 5 test "$(count_mail "$T/tls")" = 1; ok $? "the test message arrived"
+wait_for 5 mail_count_is "$T/tls" 1; ok $? "the test message arrived"
 like "$(cat "$T"/tls/*.eml 2>/dev/null)" "Subject: mailhook test message" "with its subject"
 
 start_smtpd I --tls implicit --cert "$C/server.crt" --key "$C/server.key" --log "$T/implicit.log"

@@ -136,7 +136,7 @@ nothing_sent st12 "1.3 floor, STARTTLS"
 mh_test "$(new_conf port="$P" tls=starttls)" --to rcpt@example.org
 is "$RC" 0 "default floor, STARTTLS, server max 1.2, --to: passes"
 like "$OUT" "security +STARTTLS \(TLSv1\.2, " "TLSv1.2 reported"
-wait_for 5 test "$(count_mail "$T/st12.mail")" = 1; ok $? "the test message arrived"
+wait_for 5 mail_count_is "$T/st12.mail" 1; ok $? "the test message arrived"
 like "$(cat "$T"/st12.mail/*.json 2>/dev/null)" '"tls": "TLSv1.2"' "the server received it over TLS 1.2"
 
 # --- TLS 1.3 servers: the default and 1.3 floors both work --------------------------------

@@ -88,7 +88,7 @@ start_sink() {
     port=$(free_port)
     "$SMTP_SINK" "${user[@]}" "$@" "127.0.0.1:$port" 64 >"$T/sink-$_peer_n.out" 2>&1 &
     pid=$!
-    if wait_for 5 _port_open "$port" && kill -0 "$pid" 2>/dev/null; then
+    if wait_for 5 _port_open "$port" && _port_listener_is "$port" "$pid"; then
       on_exit "kill $pid; wait $pid"
       printf -v "$var" '%s' "$port"
       printf -v "${var}_PID" '%s' "$pid"
@@ -98,6 +98,17 @@ start_sink() {
   done
   echo "# smtp-sink did not start: $(cat "$T/sink-$_peer_n.out")" >&2
   return 1
+}
+
+# _port_listener_is PORT PID: PID holds the socket that listens on 127.0.0.1:PORT (from
+# /proc/net/tcp's inode and PID's descriptors).  That something accepts there is not enough:
+# another program may have taken the port between free_port and the sink's bind, and the
+# sink, still alive for an instant before it gives up, would pass for a started one.
+_port_listener_is() {
+  local hex inode
+  hex=$(printf '%04X' "$1")
+  inode=$(awk -v a="0100007F:$hex" '$2 == a && $4 == "0A" { print $10; exit }' /proc/net/tcp)
+  [ -n "$inode" ] && ls -l "/proc/$2/fd" 2>/dev/null | grep -q "socket:\[$inode\]"
 }
 
 _port_open() {   # _port_open PORT: whether something accepts on 127.0.0.1 PORT (1 s bound)
@@ -244,6 +255,9 @@ count_mail() {
   for f in "$1"/*.eml; do [ -e "$f" ] && n=$((n + 1)); done
   echo "$n"
 }
+# mail_count_is DIR N: DIR holds N messages, counted at each call (so `wait_for 5 mail_count_is
+# DIR 1` waits; `wait_for 5 test "$(count_mail DIR)" = 1` counted once, before the wait)
+mail_count_is() { [ "$(count_mail "$1")" = "$2" ]; }
 
 # plain_smtpd_env: the settings and spool of a sendmail test, in $T (MAILHOOK_CONF,
 # MAILHOOK_SPOOL exported), delivering in plain SMTP to an aiosmtpd started as P,
