@@ -5,14 +5,15 @@
 ** limits: the named input limits), plus write_atomic, check_ca_file (what
 ** tls_ca_file must be), hostname() (the default EHLO name), mode(path),
 ** with_lock(path, fn), isatty(fd) (a progress line only on a terminal,
-** without forking a shell), echo(fd [, on]) (a password typed on a terminal
-** is not shown) and read_line(file, max) (a line of stdin, bounded).
+** without forking a shell), echo(fd [, on [, again]]) (a password typed on a
+** terminal is not shown, a stop included) and read_line(file, max) (a line of stdin, bounded).
 ** These calls block the loop briefly; they are
 ** meant for small files (settings, templates, rules, state, stdin).
 */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -206,13 +207,20 @@ static int l_isatty(lua_State *L) {
 ** before are kept here, and a signal that ends the process (Ctrl-C, SIGTERM,
 ** SIGHUP, SIGQUIT) or its exit puts them back first: the process died with
 ** the echo off, and under sh or a script every command typed afterwards was
-** invisible until `stty sane`.  echo(fd, true) takes the handlers away. */
+** invisible until `stty sane`.  A stop (Ctrl-Z) puts them back for as long as
+** the process is stopped and takes the echo off again when it goes on: see
+** quiet_on_stop.  echo(fd, true) takes the handlers away. */
 static const int quiet_sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 #define N_QUIET_SIGS (sizeof quiet_sigs / sizeof quiet_sigs[0])
-static struct termios quiet_saved;
+static struct termios quiet_saved;            /* as it was: put back at the end, and while stopped */
+static struct termios quiet_off;              /* the echo off: taken again after a stop */
 static volatile sig_atomic_t quiet_fd = -1;
 static struct sigaction quiet_old[N_QUIET_SIGS];
 static int quiet_caught[N_QUIET_SIGS];
+static struct sigaction quiet_old_tstp;       /* SIGTSTP's disposition before quiet_hold */
+static int quiet_tstp_caught;
+static char quiet_again[512];                 /* echo's AGAIN: written to stderr when typing starts over */
+static size_t quiet_again_len;
 
 static void quiet_restore(void) {
   int fd = quiet_fd;
@@ -230,40 +238,86 @@ static void quiet_on_signal(int sig) {
   errno = saved;
 }
 
+/* Ctrl-Z while the echo is off.  Before, the process stopped with the echo
+** off; bash then set the terminal for itself, and after `fg` gave the job
+** back no settings of its own: the rest of the password showed on the screen
+** as it was typed, and what was typed before the stop stayed at the front of
+** the line (a password the administrator did not mean was saved).  Now, as
+** readpassphrase(3) does: the settings of before are put back for the stop,
+** the process stops as it would have (SIGTSTP's default, raised here with it
+** unblocked: this handler returns only once the process goes on), then the
+** echo goes off again, what the terminal holds unread is dropped (TCSAFLUSH:
+** in canonical mode an unfinished line was never read) and AGAIN is written:
+** typing starts over.  A process group the kernel will not stop (orphaned:
+** no shell to `fg` it) goes on at once, the same way.  Async-signal-safe:
+** tcsetattr, sigaction, pthread_sigmask, raise and write are. */
+static void quiet_on_stop(int sig) {
+  int saved = errno, fd = quiet_fd;
+  struct sigaction dfl, mine;
+  sigset_t set;
+  (void)sig;
+  if (fd >= 0) (void)tcsetattr(fd, TCSANOW, &quiet_saved);
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(SIGTSTP, &dfl, &mine);
+  sigemptyset(&set);
+  sigaddset(&set, SIGTSTP);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  raise(SIGTSTP);                       /* stopped here, until SIGCONT */
+  sigaction(SIGTSTP, &mine, NULL);
+  if ((fd = quiet_fd) >= 0) {
+    (void)tcsetattr(fd, TCSAFLUSH, &quiet_off);
+    if (quiet_again_len) (void)!write(2, quiet_again, quiet_again_len);
+  }
+  errno = saved;
+}
+
 static void quiet_release(void) {
   for (size_t i = 0; i < N_QUIET_SIGS; i++) {
     if (quiet_caught[i]) { sigaction(quiet_sigs[i], &quiet_old[i], NULL); quiet_caught[i] = 0; }
   }
+  if (quiet_tstp_caught) { sigaction(SIGTSTP, &quiet_old_tstp, NULL); quiet_tstp_caught = 0; }
   quiet_restore();
 }
 
-static void quiet_hold(int fd, const struct termios *before) {
+static void quiet_hold(int fd, const struct termios *before, const struct termios *off) {
   static int once;
-  struct sigaction sa;
+  struct sigaction sa, old;
   if (quiet_fd >= 0) return;        /* off already: the first settings are the ones to put back */
   quiet_saved = *before;
+  quiet_off = *off;
   quiet_fd = fd;
   if (!once) { atexit(quiet_restore); once = 1; }
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = quiet_on_signal;
   sigemptyset(&sa.sa_mask);
   for (size_t i = 0; i < N_QUIET_SIGS; i++) {
-    struct sigaction old;
     /* an ignored signal stays ignored (nohup): it ends nothing */
     if (sigaction(quiet_sigs[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN) continue;
     quiet_caught[i] = sigaction(quiet_sigs[i], &sa, &quiet_old[i]) == 0;
   }
+  /* a stop: the read in progress goes on after it (SA_RESTART), from a fresh line;
+     an ignored or handled SIGTSTP (the program's own) is left as it is */
+  sa.sa_handler = quiet_on_stop;
+  sa.sa_flags = SA_RESTART;
+  if (sigaction(SIGTSTP, NULL, &old) == 0 && old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO))
+    quiet_tstp_caught = sigaction(SIGTSTP, &sa, &quiet_old_tstp) == 0;
 }
 
-/* echo(fd [, on]) -> was_on | nil, err: whether the terminal on fd echoes what
-** is typed; with on given, sets it first (off: what was typed ahead is dropped,
-** as getpass(3) does).  `update password=-` reads a password from a terminal
-** with it off. */
+/* echo(fd [, on [, again]]) -> was_on | nil, err: whether the terminal on fd
+** echoes what is typed; with on given, sets it first (off: what was typed
+** ahead is dropped, as getpass(3) does).  `update password=-` reads a
+** password from a terminal with it off.  again (with on false): the prompt,
+** written to stderr when typing starts over after a stop (Ctrl-Z, then `fg`:
+** quiet_on_stop), cut to 511 bytes. */
 static int l_echo(lua_State *L) {
   struct termios t;
   lua_Integer fd = mh_l_arg_integer(L, 1, "fd");
   int set = !lua_isnoneornil(L, 2), on = lua_toboolean(L, 2), was;
-  mh_l_check_nargs(L, 2, "fsutil.echo");
+  size_t alen = 0;
+  const char *again = lua_isnoneornil(L, 3) ? NULL : mh_l_arg_lstring(L, 3, "again", &alen);
+  mh_l_check_nargs(L, 3, "fsutil.echo");
   if (fd < 0 || fd > 0x7fffffff || tcgetattr((int)fd, &t) != 0) {
     lua_pushnil(L);
     lua_pushstring(L, strerror(fd < 0 || fd > 0x7fffffff ? EBADF : errno));
@@ -274,7 +328,13 @@ static int l_echo(lua_State *L) {
     struct termios before = t;
     if (on) t.c_lflag |= ECHO;
     else t.c_lflag &= ~(tcflag_t)ECHO;
-    if (!on && was) quiet_hold((int)fd, &before);   /* before the change: a signal in between restores */
+    if (!on && was) {
+      if (quiet_fd < 0) {           /* (the handlers are not in place yet: no stop reads it) */
+        quiet_again_len = again ? (alen < sizeof quiet_again ? alen : sizeof quiet_again - 1) : 0;
+        if (quiet_again_len) memcpy(quiet_again, again, quiet_again_len);
+      }
+      quiet_hold((int)fd, &before, &t);   /* before the change: a signal in between restores */
+    }
     if (tcsetattr((int)fd, on ? TCSANOW : TCSAFLUSH, &t) != 0) {
       int e = errno;
       if (!on && was) quiet_release();

@@ -36,7 +36,10 @@ local function typed(key, read)
   -- once the prompt shows is neither echoed nor dropped (turning echo off
   -- flushes what the terminal holds unread: after the prompt, a quick typist's
   -- password was shown, then lost)
-  local was = fsutil.echo(0, false)
+  -- (a stop, Ctrl-Z then `fg`, gives the terminal back as it was while stopped, drops
+  -- what was typed before it and says so, with the prompt again: core.fsutil.echo)
+  local was = fsutil.echo(0, false, "\nmailhook update: " .. key ..
+                          " (what was typed before the stop is dropped: type it again): ")
   io.stderr:write("mailhook update: ", key, " (not shown as you type; Enter ends it): ")
   io.stderr:flush()
   local ok, v = pcall(read)
