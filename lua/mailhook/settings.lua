@@ -693,7 +693,9 @@ local function read_doc(path, secrets)
     if secrets and info and info.code == "EACCES" then
       return { lines = {}, values = {}, where = {}, hidden = true }
     end
-    return nil, path .. ": cannot read: " .. tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
+    -- info.code: the disk's or the system's refusal, not the file's words (update exits 1, not 2)
+    return nil, path .. ": cannot read: " .. tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", ""),
+           { code = info and info.code or "EIO" }
   end
   return parse_text(data, path, secrets)
 end
@@ -739,12 +741,13 @@ end
 -- (a key of the secrets file wins: a settings file written before the split may
 -- still hold an old copy of the password).  nil, err when either is unreadable
 -- (the secrets file may be unreadable: sdoc.hidden) or malformed.
+-- read_both(path) -> doc, sdoc, values | nil, err, info (info.code when a file could not be read)
 local function read_both(path)
-  local doc, err = read_doc(path)
-  if not doc then return nil, err end
+  local doc, err, info = read_doc(path)
+  if not doc then return nil, err, info end
   local sdoc
-  sdoc, err = read_doc(M.secrets_path(path), true)
-  if not sdoc then return nil, err end
+  sdoc, err, info = read_doc(M.secrets_path(path), true)
+  if not sdoc then return nil, err, info end
   local values = {}
   for k, v in pairs(doc.values) do values[k] = v end
   for k, v in pairs(sdoc.values) do values[k] = v end

@@ -262,7 +262,7 @@ function M.preview(changes, path, ...)
   arg("mh.settings.preview", "path", path, "string")
   path = path or M.path()
   local doc, sdoc, values = read_both(path)
-  if not doc then return nil, sdoc, {} end
+  if not doc then return nil, sdoc, values or {} end   -- (values: the info, its code when unreadable)
   for key, value in pairs(changes) do
     local ok, err, info = check_change(key, value)
     if not ok then return nil, err, info end
@@ -534,10 +534,10 @@ function update(changes, path, guard)
     if not ok then return nil, gerr, ginfo or {} end
   end
   local doc, sdoc, values = read_both(path)
-  if not doc then return nil, sdoc, {} end
+  if not doc then return nil, sdoc, values or {} end   -- (values: the info, its code when unreadable)
   local spath = M.secrets_path(path)
   if sdoc.hidden then
-    return nil, spath .. ": cannot read: Permission denied: " .. M.unreadable(spath, true), {}
+    return nil, spath .. ": cannot read: Permission denied: " .. M.unreadable(spath, true), { code = "EACCES" }
   end
   local keys, norm = {}, {}
   for key, value in pairs(changes) do
