@@ -606,7 +606,7 @@ static void op_work(void *arg) {
     break;
   case OP_RETRY: o->rc = mh_spool_retry(sp, o->id, o->err); break;
   case OP_REMOVE: o->rc = mh_spool_remove(sp, o->id, o->err); break;
-  case OP_NEWID: o->rc = mh_spool_new_id(sp, o->id); break;
+  case OP_NEWID: o->rc = mh_spool_new_id(sp, o->id, o->err); break;
   case OP_HASCOPY: o->total = mh_spool_has_copy(sp, o->id); break;
   }
 }

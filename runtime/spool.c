@@ -1499,6 +1499,48 @@ size_t mh_spool_marked(mh_spool *sp) {
 
 static int64_t parse_hex(const char *s, size_t n);   /* "ids" */
 
+/* The longest wait for one of the spool's short flocks: DIR/seq (each new
+** id: enqueue, hook, sendmail, an adoption), DIR/sidecars (a sidecar written
+** without the deliverer lock) and DIR/state.lock (a sidecar's read-modify-
+** write: defer, fail, retry).  Their holders keep them for microseconds
+** (seq, sidecars: a pread and a pwrite) up to a few fsyncs (state.lock:
+** state_write's, fail's rename and its two folder fsyncs), which a loaded
+** disk stretches to a second or more: 10 s is generous for those and still
+** bounded.  The wait was a blocking flock: a holder that was stopped
+** (SIGSTOP, Ctrl-Z, a debugger, an admin's `flock DIR/seq sleep 1000`) held
+** every intake with it, forever (`mailhook hook` never returned).  Now the
+** operation fails with MH_ETIMEDOUT and a message naming the file.  (The
+** holder is not named: admin.c can, but it depends on spool.c.) */
+#define LOCK_WAIT_MS 10000
+#ifdef MH_TESTS
+static int lock_wait_ms = LOCK_WAIT_MS;   /* test builds: test-spool-hostile.c shortens it */
+#else
+#define lock_wait_ms LOCK_WAIT_MS
+#endif
+
+/* flock(fd, LOCK_EX) on DIR/what, waited for at most lock_wait_ms: tried
+** without blocking, then again after a pause growing from 1 ms to 50 ms (a
+** holder of microseconds is had within the first pauses; a long wait costs
+** 20 wakeups a second).  Polled: a blocked flock cannot be given a deadline
+** (no signal of ours may reach a pool thread).  0; MH_ETIMEDOUT, err (when
+** given) naming the file; or -errno. */
+static int lock_bounded(mh_spool *sp, int fd, const char *what, char *err) {
+  int64_t end = mono_us() + (int64_t)lock_wait_ms * 1000, left;
+  long pause_us = 1000;
+  for (;;) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK) return -errno;
+    if ((left = end - mono_us()) <= 0) break;
+    long us = left < pause_us ? (long)left : pause_us;
+    struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+    nanosleep(&ts, NULL);   /* cut short by a signal: the clock says what is left */
+    if (pause_us < 50000) pause_us = pause_us * 2 < 50000 ? pause_us * 2 : 50000;
+  }
+  return fail(err, MH_ETIMEDOUT, "%s/%s: held by another process for over %g s (one stopped while "
+              "holding it?)", sp->dir, what, lock_wait_ms / 1000.0);
+}
+
 /* The counter of DIR/sidecars into buf (SIDECARS_REC bytes, zeros when the
 ** file is empty): 0, or -1 when it cannot be read. */
 static int sidecars_read(int fd, char *buf) {
@@ -1523,11 +1565,11 @@ void mh_spool_sidecars_mark(mh_spool *sp, char out[17]) {
 ** (under flock, as seq).  0, or the error: the caller must not go on as if
 ** the deliverer knew (a retry leaves the message in failed/). */
 static int sidecars_bump(mh_spool *sp) {
-  char buf[SIDECARS_REC + 1];
+  char buf[SIDECARS_REC + 1], why[MH_SPOOL_ERRLEN] = "";
   int fd = mh_fsutil_open(sp->dirfd, SIDECARS, O_RDWR | O_CREAT, 0600, 0, NULL), rc = 0;
   uint64_t v = 0;
   if (fd < 0) goto out;
-  if (flock(fd, LOCK_EX) < 0 || sidecars_read(fd, buf) < 0) rc = -errno;
+  if ((rc = lock_bounded(sp, fd, SIDECARS, why)) == 0 && sidecars_read(fd, buf) < 0) rc = -errno;
   if (rc == 0) {
     /* max(old + 1, now in us), as the id clock: a file removed and made
        again never repeats a value a deliverer may hold from the old one */
@@ -1541,9 +1583,11 @@ static int sidecars_bump(mh_spool *sp) {
   close(fd);   /* drops the flock */
 out:
   if (fd < 0) rc = fd;
-  if (rc)   /* the caller's error names the sidecar: say which file it was */
-    mh_warn("spool %s: cannot move the counter in %s/%s (%s): the sidecar just written is left, "
-            "the message it belongs to is not moved", sp->dir, sp->dir, SIDECARS, mh_strerror(rc));
+  if (rc) {   /* the caller's error names the sidecar: say which file it was (held: for how long) */
+    if (!why[0]) fail(why, rc, "%s/%s", sp->dir, SIDECARS);
+    mh_warn("spool %s: cannot move the counter: %s; the sidecar just written is left, "
+            "the message it belongs to is not moved", sp->dir, why);
+  }
   return rc;
 }
 
@@ -2028,16 +2072,16 @@ static int64_t parse_hex(const char *s, size_t n) {
   return (int64_t)v;
 }
 
-/* Under flock on DIR/seq: new = max(floor, last + 1); store and return it. */
-static int seq_bump(mh_spool *sp, int64_t floor, int64_t *out) {
+/* Under flock on DIR/seq: new = max(floor, last + 1); store and return it.
+** 0; MH_ETIMEDOUT (held: err says by what), -errno.  Nothing is written
+** before the lock is had: an enqueue that fails here leaves no tmp/ file. */
+static int seq_bump(mh_spool *sp, int64_t floor, int64_t *out, char *err) {
   char buf[40];
   int64_t last = 0, v;
   ssize_t n;
   int fd = mh_fsutil_open(sp->dirfd, "seq", O_RDWR | O_CREAT, 0600, 0, NULL), rc = 0;
-  if (fd < 0) return fd;
-  while (flock(fd, LOCK_EX) < 0) {
-    if (errno != EINTR) { rc = -errno; goto out; }
-  }
+  if (fd < 0) return fail(err, fd, "spool %s: %s/seq", sp->dir, sp->dir);
+  if ((rc = lock_bounded(sp, fd, "seq", err))) goto out;
   n = pread(fd, buf, sizeof buf, 0);
   if (n >= 16) last = parse_hex(buf, 16);
   if (last < 0 || last == INT64_MAX) last = 0;   /* garbage, or no id after it: the clock again */
@@ -2046,27 +2090,27 @@ static int seq_bump(mh_spool *sp, int64_t floor, int64_t *out) {
   /* no fsync: a process crash keeps the page cache, and after a power cut the
      scanner raises seq above every id it finds (mh_spool_raise_seq); an id that
      collides anyway cannot replace a file (rename_new) */
-  if (pwrite(fd, buf, 17, 0) != 17) rc = errno ? -errno : MH_EINVAL;
+  if (pwrite(fd, buf, 17, 0) != 17) rc = fail(err, errno ? -errno : MH_EINVAL, "spool %s: %s/seq", sp->dir, sp->dir);
   *out = v;
 out:
   close(fd);
   return rc;
 }
 
-int mh_spool_new_id(mh_spool *sp, char id[MH_SPOOL_IDLEN]) {
+int mh_spool_new_id(mh_spool *sp, char id[MH_SPOOL_IDLEN], char *err) {
   int64_t v;
-  int rc = seq_bump(sp, now_us(), &v);
+  int rc = seq_bump(sp, now_us(), &v, err);
   if (rc < 0) return rc;
   snprintf(id, MH_SPOOL_IDLEN, "%016" PRIx64, (uint64_t)v);
   return 0;
 }
 
-int mh_spool_raise_seq(mh_spool *sp, const char *id) {
+int mh_spool_raise_seq(mh_spool *sp, const char *id, char *err) {
   int64_t v, got;
-  if (!mh_spool_is_id(id)) return MH_EINVAL;
+  if (!mh_spool_is_id(id)) return fail(err, MH_EINVAL, "id '%s'", id);
   v = parse_hex(id, 16);
-  if (v < 0 || v == INT64_MAX) return MH_EINVAL;   /* past any id the clock can give */
-  return seq_bump(sp, v, &got);
+  if (v < 0 || v == INT64_MAX) return fail(err, MH_EINVAL, "id %s", id);   /* past any id the clock can give */
+  return seq_bump(sp, v, &got, err);
 }
 
 /* ------------------------------------------------------ header parsing */
@@ -3086,10 +3130,9 @@ static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, const char
     mh_spool_item *it = &items[i];
     if (given) {   /* an adoption's, named in its original's aside: this id or none */
       memcpy(it->id, given, MH_SPOOL_IDLEN);
-      mh_spool_raise_seq(sp, it->id);
-    } else if ((rc = mh_spool_new_id(sp, it->id))) {
-      fail(err, rc, "spool %s: seq", sp->dir);
-      goto undo;
+      mh_spool_raise_seq(sp, it->id, NULL);
+    } else if ((rc = mh_spool_new_id(sp, it->id, err))) {
+      goto undo;   /* (err names DIR/seq and why: held for LOCK_WAIT_MS, say) */
     }
     if ((rc = create_tmp(sp, it->id, &s[i].fd))) {
       fail(err, rc, "spool %s: create tmp/%s", sp->dir, it->id);
@@ -3130,8 +3173,11 @@ static int enqueue_once(mh_spool *sp, mh_spool_item *items, size_t n, const char
         /* an id issued before a lost seq update: take a later one */
         char old[MH_SPOOL_IDLEN];
         memcpy(old, items[i].id, sizeof old);
-        if ((rc = mh_spool_new_id(sp, items[i].id)) ||
-            (renameat(sp->tmpfd, old, sp->tmpfd, items[i].id) < 0 && (rc = -errno))) {
+        if ((rc = mh_spool_new_id(sp, items[i].id, err))) {
+          memcpy(items[i].id, old, sizeof old);   /* tmp/OLD is the file undo removes */
+          goto undo;   /* err names DIR/seq */
+        }
+        if (renameat(sp->tmpfd, old, sp->tmpfd, items[i].id) < 0 && (rc = -errno)) {
           memcpy(items[i].id, old, sizeof old);
           what = "the rename in tmp/ for a new id";
         } else {
@@ -4219,7 +4265,7 @@ static int adopt_one(mh_spool *sp, const char *name, char *newid) {
   if (rc == MH_ENOMEM) goto out;
   if (rc == MH_ECORRUPT) { to_corrupt(sp, sp->pickupfd, name, err); rc = 1; goto out; }
   if (rc) goto out;
-  if (!again && (rc = mh_spool_new_id(sp, newid))) goto out_env;
+  if (!again && (rc = mh_spool_new_id(sp, newid, err))) goto out_env;
   snprintf(dest, sizeof dest, "%s.eml", newid);
   snprintf(aside, sizeof aside, "%s" ASIDE_SUFFIX, newid);
   if (!again && (rc = take_aside(sp, name, aside, &st, &named))) goto out_env;
@@ -4519,7 +4565,14 @@ long mh_spool_scan(mh_spool *sp, size_t limit, char ***out, long *total, char *e
     return fail(err, rc, rderr ? "spool %s: reading pickup/" : "spool %s: scan", sp->dir);
   }
   if (adopted) fsync(sp->pickupfd);   /* the unlinks of adopted originals */
-  if (id_max[0]) mh_spool_raise_seq(sp, id_max);
+  if (id_max[0]) {
+    /* (best effort, as before: the next scan raises it; DIR/seq held, the
+       scan waited LOCK_WAIT_MS for it: said once, until it changes) */
+    char e2[MH_SPOOL_ERRLEN];
+    int r2 = mh_spool_raise_seq(sp, id_max, e2);
+    if (r2 == 0) note_clear(sp, "seq");
+    else if (note_once(sp, "seq", r2)) mh_warn("%s (logged once)", e2);
+  }
   *out = ids;
   if (total) *total = all;
   return (long)n;
@@ -4609,15 +4662,23 @@ static int exists_in(int dirfd, const char *id) {
 ** between threads of one process: the console's retry beside the deliverer).
 ** A `queue retry` that read ID.state before the deliverer's deferral wrote
 ** "done a@x" and renamed its copy after it erased that line: a@x got the
-** message again.  -1 when it cannot be had (a full disk cannot create it):
-** the write goes on unlocked, as before. */
-static int state_lock(mh_spool *sp) {
-  int fd = mh_fsutil_open(sp->dirfd, "state.lock", O_RDWR | O_CREAT, 0600, 0, NULL);
-  if (fd < 0) return -1;
-  while (flock(fd, LOCK_EX) < 0) {
-    if (errno != EINTR) { close(fd); return -1; }
+** message again.  0 and *fdp, the lock (-1: none to be had, a full disk
+** cannot create the file, flock refused it: the write goes on unlocked, as
+** before).  MH_ETIMEDOUT (err says so) when another holds it past
+** LOCK_WAIT_MS: the operation fails, nothing written.  Going on unlocked
+** there would reopen that race, and the holder is no full disk but a process
+** stopped or stuck; a deferral not recorded is kept in the deliverer's
+** memory, a `queue retry` is told and can be typed again. */
+static int state_lock(mh_spool *sp, int *fdp, char *err) {
+  int fd = mh_fsutil_open(sp->dirfd, "state.lock", O_RDWR | O_CREAT, 0600, 0, NULL), rc;
+  *fdp = -1;
+  if (fd < 0) return 0;
+  if ((rc = lock_bounded(sp, fd, "state.lock", err))) {
+    close(fd);
+    return rc == MH_ETIMEDOUT ? rc : 0;
   }
-  return fd;
+  *fdp = fd;
+  return 0;
 }
 static void state_unlock(int fd) { if (fd >= 0) close(fd); }
 
@@ -4627,7 +4688,7 @@ int mh_spool_defer(mh_spool *sp, const char *id, int attempts, int64_t next_atte
   mh_state st;
   int rc, lk;
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
-  lk = state_lock(sp);
+  if ((rc = state_lock(sp, &lk, err))) return rc;
   if ((rc = state_read(sp, sp->pickupfd, id, &st)) < 0) { state_unlock(lk); return fail(err, rc, "%s.state", id); }
   st.attempts = attempts >= 0 ? attempts : st.attempts + 1;
   st.next_attempt = next_attempt;
@@ -4662,7 +4723,7 @@ int mh_spool_fail(mh_spool *sp, const char *id, const char *reason, const char *
   int rc, lk;
   if (file_name(id, name, sizeof name)) return fail(err, MH_EINVAL, "bad id '%s'", id);
   if (!exists_in(sp->pickupfd, id)) return fail(err, MH_ENOTFOUND, "message %s in pickup/", id);
-  lk = state_lock(sp);
+  if ((rc = state_lock(sp, &lk, err))) return rc;
   rc = fail_locked(sp, id, reason, reply, attempts, refused, nrefused, err);
   state_unlock(lk);
   return rc;
@@ -4704,7 +4765,8 @@ int mh_spool_retry(mh_spool *sp, const char *id, char *err) {
   from_failed = exists_in(sp->failedfd, id);
   if (!from_failed && (!exists_in(sp->pickupfd, id) || journaled(sp, id)))
     return fail(err, MH_ENOTFOUND, "message %s", id);
-  int lk = state_lock(sp);
+  int lk;
+  if ((rc = state_lock(sp, &lk, err))) return rc;
   rc = state_read(sp, from_failed ? sp->failedfd : sp->pickupfd, id, &st);
   if (rc < 0) { state_unlock(lk); return fail(err, rc, "%s.state", id); }
   TEST_POINT("retry-read");

@@ -218,12 +218,15 @@ int mh_spool_sweep(mh_spool *sp, int min_age);
 
 /* The next id: 16 hex digits of max(now in microseconds, last id + 1), kept in
 ** DIR/seq under flock, so ids sort in enqueue order across processes, restarts
-** and backward clock steps.  0 or -errno. */
-int mh_spool_new_id(mh_spool *sp, char id[MH_SPOOL_IDLEN]);
+** and backward clock steps.  0 or -errno; MH_ETIMEDOUT when another process
+** holds DIR/seq for over 10 s (stopped while holding it): err (may be NULL)
+** says so, naming the file. */
+int mh_spool_new_id(mh_spool *sp, char id[MH_SPOOL_IDLEN], char *err);
 
 /* Makes the seq clock at least id (the scanner calls it with the highest id it
-** saw, so a seq update lost in a power cut cannot make ids go backwards). */
-int mh_spool_raise_seq(mh_spool *sp, const char *id);
+** saw, so a seq update lost in a power cut cannot make ids go backwards).
+** Errors as mh_spool_new_id's. */
+int mh_spool_raise_seq(mh_spool *sp, const char *id, char *err);
 
 /* Whether the message id is queued or was: its file in pickup/ or failed/, or
 ** recorded delivered and not purged yet.  An adoption (a drop-in in pickup/,

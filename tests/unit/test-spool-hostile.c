@@ -1051,6 +1051,99 @@ static void test_failed_adoption_two_scans(void) {
   fault_where = NULL;
 }
 
+/* The spool's short flocks (DIR/seq, DIR/state.lock, DIR/sidecars) were
+** waited for without limit: a holder stopped (SIGSTOP, a debugger, an admin's
+** `flock DIR/seq sleep 1000`) hung every intake and every defer, fail and
+** retry.  Each is held here through a descriptor of its own (another open
+** file description: flock conflicts with it in this very process) and each
+** operation must fail after lock_wait_ms (shortened to 300 ms here), naming
+** the file, having written nothing; a hold shorter than that is waited out. */
+static const char *held_rel;     /* the lock file the child holds */
+static int held_fd = -1;
+static char held_id[MH_SPOOL_IDLEN];
+
+static void *let_go_soon(void *arg) {   /* the holder lets go after 100 ms */
+  (void)arg;
+  usleep(100000);
+  close(held_fd);
+  return NULL;
+}
+
+/* In a child: hold held_rel, run the operation *arg names; 0 when it ended
+** as the test wants, a code saying what went wrong otherwise. */
+static int do_held(void *arg) {
+  const char *op = arg;
+  char p[700], err[MH_SPOOL_ERRLEN] = "", id[MH_SPOOL_IDLEN], want[800];
+  path_of(p, sizeof p, held_rel);
+  if ((held_fd = open(p, O_RDWR)) < 0 || flock(held_fd, LOCK_EX) < 0) return 80;
+  mh_spool *sp = open_or_die();
+  int64_t t0 = mono_us(), rc;
+  pthread_t th;
+  int brief = op[0] == '+';   /* "+op": held 100 ms only, the op succeeds */
+  if (brief && pthread_create(&th, NULL, let_go_soon, NULL)) return 81;
+  op += brief;
+  if (!strcmp(op, "enqueue")) rc = enqueue_one(sp, id);   /* (its error to the log) */
+  else if (!strcmp(op, "defer")) rc = mh_spool_defer(sp, held_id, 7, 0, "451 held", NULL, 0, NULL, 0, err);
+  else if (!strcmp(op, "fail")) rc = mh_spool_fail(sp, held_id, "held", NULL, -1, NULL, 0, err);
+  else rc = mh_spool_retry(sp, held_id, err);
+  int64_t ms = (mono_us() - t0) / 1000;
+  mh_spool_close(sp);
+  if (brief) { pthread_join(th, NULL); return rc == 0 ? 0 : 82; }
+  fprintf(stderr, "%s: %s (%lld ms)\n", op, err, (long long)ms);
+  if (rc != MH_ETIMEDOUT) return 83;
+  if (ms < lock_wait_ms || ms > lock_wait_ms + 2000) return 84;
+  snprintf(want, sizeof want, "%s: held by another process for over 0.3 s", p);
+  /* in err, or in the log: enqueue_one's, and a sidecar's counter (the
+     retry's error names its sidecar, the warning the counter's file) */
+  if (!strstr(err, want) && log_count(want) != 1) return 85;
+  return 0;
+}
+
+static void test_locks_bounded(void) {
+  char err[MH_SPOOL_ERRLEN], before[8192], statepath[700], rel[64];
+  mh_spool *sp;
+  fresh("locks-bounded");
+  sp = open_or_die();
+  if (enqueue_one(sp, held_id) || mh_spool_retry(sp, held_id, err)) {   /* (makes state.lock, sidecars) */
+    ok(0, "the spool is set up: %s", err);
+    mh_spool_close(sp);
+    return;
+  }
+  mh_spool_close(sp);
+  lock_wait_ms = 300;
+  snprintf(rel, sizeof rel, "pickup/%s.state", held_id);
+  path_of(statepath, sizeof statepath, rel);
+  snprintf(before, sizeof before, "%s", get(statepath));
+  static const struct { const char *file, *op, *what; } cases[] = {
+    { "seq", "enqueue", "an enqueue (DIR/seq held)" },
+    { "state.lock", "defer", "a deferral (DIR/state.lock held)" },
+    { "state.lock", "fail", "a failure (DIR/state.lock held)" },
+    { "state.lock", "retry", "a retry (DIR/state.lock held)" },
+    { "sidecars", "retry", "a retry without the deliverer lock (DIR/sidecars held)" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    held_rel = cases[i].file;
+    log_reset();
+    is_int(in_child(do_held, (void *)cases[i].op, 5), 0, "%s fails after the bound, naming %s", cases[i].what,
+           cases[i].file);
+    if (i == 3)   /* (the sidecars' retry writes its sidecar first, as any failure to move the counter left it) */
+      is_str(get(statepath), before, "its sidecar is as it was: nothing written under a state.lock not had");
+  }
+  is_int(dropins_in("pickup"), 2, "the queued message is still in pickup/, nothing more (and its sidecar)");
+  is_int(dropins_in("tmp"), 0, "nothing is left in tmp/");
+  static const struct { const char *file, *op; } brief[] = {
+    { "seq", "+enqueue" }, { "state.lock", "+defer" }, { "sidecars", "+retry" },
+  };
+  lock_wait_ms = 3000;
+  for (size_t i = 0; i < sizeof brief / sizeof brief[0]; i++) {
+    held_rel = brief[i].file;
+    is_int(in_child(do_held, (void *)brief[i].op, 10), 0, "%s held 100 ms: %s waits it out", brief[i].file,
+           brief[i].op + 1);
+  }
+  is_int(dropins_in("pickup"), 3, "then the enqueue is queued beside it");
+  lock_wait_ms = LOCK_WAIT_MS;
+}
+
 int main(void) {
   snprintf(base, sizeof base, "%s/mh-spool-hostile.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(base)) return 1;
@@ -1077,6 +1170,7 @@ int main(void) {
   test_retry_racing_defer();
   test_control_names();
   test_flood();
+  test_locks_bounded();
   if (tap_failed || getenv("SHOW_LOG")) {
     FILE *f = fopen(logpath, "rb");
     char line[2048];

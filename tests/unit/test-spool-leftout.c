@@ -199,7 +199,7 @@ static void test_given_id(void) {
   char err[MH_SPOOL_ERRLEN], id[MH_SPOOL_IDLEN], name[40];
   fresh("given");
   mh_spool *sp = open_spool();
-  if (!sp || mh_spool_new_id(sp, id)) { ok(0, "open"); mh_spool_close(sp); return; }
+  if (!sp || mh_spool_new_id(sp, id, NULL)) { ok(0, "open"); mh_spool_close(sp); return; }
   snprintf(name, sizeof name, "%s.state", id);
   put("pickup", name, "attempts 0\nnext_attempt 0\nrefused stale\tfrom a killed adoption\n");
   mh_spool_item it = item(1);

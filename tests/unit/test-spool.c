@@ -47,28 +47,28 @@ static void put_file(const char *rel, const char *content) {
 static void test_ids(mh_spool *sp) {
   char a[MH_SPOOL_IDLEN], b[MH_SPOOL_IDLEN], c[MH_SPOOL_IDLEN];
   int sorted = 1;
-  ok(mh_spool_new_id(sp, a) == 0 && mh_spool_is_id(a), "an id is 16 hex digits (%s)", a);
+  ok(mh_spool_new_id(sp, a, NULL) == 0 && mh_spool_is_id(a), "an id is 16 hex digits (%s)", a);
   for (int i = 0; i < 1000; i++) {
-    if (mh_spool_new_id(sp, b)) { sorted = 0; break; }
+    if (mh_spool_new_id(sp, b, NULL)) { sorted = 0; break; }
     if (strcmp(a, b) >= 0) sorted = 0;
     memcpy(a, b, sizeof a);
   }
   ok(sorted, "1000 ids in a row sort strictly increasing");
   /* the clock "steps back": seq holds a time far ahead; ids keep increasing */
   put_file("seq", "00ff000000000000\n");
-  ok(mh_spool_new_id(sp, c) == 0 && strcmp(c, "00ff000000000000") > 0,
+  ok(mh_spool_new_id(sp, c, NULL) == 0 && strcmp(c, "00ff000000000000") > 0,
      "after a backward clock step ids still sort after the last one (%s)", c);
-  ok(mh_spool_raise_seq(sp, "0100000000000000") == 0 && mh_spool_new_id(sp, c) == 0 &&
+  ok(mh_spool_raise_seq(sp, "0100000000000000", NULL) == 0 && mh_spool_new_id(sp, c, NULL) == 0 &&
      strcmp(c, "0100000000000000") > 0, "raise_seq lifts the clock above a seen id");
   /* a seq at the end of the range (garbage, a hostile write): no overflow, ids still increase */
   put_file("seq", "7fffffffffffffff\n");
-  ok(mh_spool_new_id(sp, a) == 0 && mh_spool_new_id(sp, b) == 0 && strcmp(a, b) < 0 && a[0] == '0',
+  ok(mh_spool_new_id(sp, a, NULL) == 0 && mh_spool_new_id(sp, b, NULL) == 0 && strcmp(a, b) < 0 && a[0] == '0',
      "a seq at the end of the signed range: the clock again, ids increase (%s, %s)", a, b);
   put_file("seq", "ffffffffffffffff\n");
-  ok(mh_spool_new_id(sp, a) == 0 && mh_spool_new_id(sp, b) == 0 && strcmp(a, b) < 0 && a[0] == '0',
+  ok(mh_spool_new_id(sp, a, NULL) == 0 && mh_spool_new_id(sp, b, NULL) == 0 && strcmp(a, b) < 0 && a[0] == '0',
      "a seq past it: the same (%s, %s)", a, b);
-  is_int(mh_spool_raise_seq(sp, "ffffffffffffffff"), MH_EINVAL, "a drop-in named past any id does not move the clock");
-  ok(mh_spool_new_id(sp, c) == 0 && strcmp(c, b) > 0, "ids go on after it (%s)", c);
+  is_int(mh_spool_raise_seq(sp, "ffffffffffffffff", NULL), MH_EINVAL, "a drop-in named past any id does not move the clock");
+  ok(mh_spool_new_id(sp, c, NULL) == 0 && strcmp(c, b) > 0, "ids go on after it (%s)", c);
   /* two processes share the clock through the flocked seq file */
   {
     int fds[2];
@@ -76,15 +76,15 @@ static void test_ids(mh_spool *sp) {
     pid_t pid = -1;
     if (pipe(fds) == 0 && (pid = fork()) == 0) {
       char id[MH_SPOOL_IDLEN];
-      for (int i = 0; i < 200; i++) mh_spool_new_id(sp, id);
+      for (int i = 0; i < 200; i++) mh_spool_new_id(sp, id, NULL);
       if (write(fds[1], id, sizeof id) < 0) _exit(1);
       _exit(0);
     }
-    for (int i = 0; i < 200; i++) mh_spool_new_id(sp, a);
+    for (int i = 0; i < 200; i++) mh_spool_new_id(sp, a, NULL);
     waitpid(pid, NULL, 0);
     if (read(fds[0], child, sizeof child) < 0) child[0] = '\0';
     close(fds[0]); close(fds[1]);
-    mh_spool_new_id(sp, b);
+    mh_spool_new_id(sp, b, NULL);
     ok(strcmp(b, a) > 0 && strcmp(b, child) > 0, "ids from two processes never repeat or go back");
   }
 }
