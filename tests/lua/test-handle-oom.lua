@@ -2,11 +2,12 @@
 -- take every registry reference (and pin) before the handle is in the loop:
 -- luaL_ref and lua_rawsetp may grow the registry, and under a rule's memory
 -- budget (runtime/l_sched.c budget_alloc) or out of memory that raises.
--- core.signal.on and the watches took theirs after: a refused reference left
--- a started handle whose function was no function (a signal: a Lua panic, the
--- process ended), or a userdata nothing held, collected while libuv still had
--- its handles (their close callbacks wrote to freed memory: AddressSanitizer
--- says so).
+-- core.signal.on, the watches, mh.every, core.rstate.ticker and
+-- core.http.listen took theirs after: a refused reference left a started
+-- handle whose function was no function (a signal or a request: a Lua panic,
+-- the process ended), or a running timer for a call that had failed, or a
+-- userdata nothing held, collected while libuv still had its handles (their
+-- close callbacks wrote to freed memory: AddressSanitizer says so).
 --
 -- Each case fills the registry's hash part until a new key's insertion must
 -- grow it, then makes the call in a rule whose budget has room for the call's
@@ -68,7 +69,7 @@ local function unfill()
 end
 
 -- the bindings opened now (first use registers their classes: new keys)
-for _, name in ipairs { "signal", "maildrop", "rstate" } do assert(core[name]) end
+for _, name in ipairs { "signal", "maildrop", "rstate", "http" } do assert(core[name]) end
 -- big enough that growing it takes kilobytes
 for i = 1, 150 do reg["handle-oom base " .. i] = true end
 
@@ -155,6 +156,46 @@ tap.test("watches: a refused reference or pin leaves no handle in the loop", fun
     os.remove(dir .. "/" .. mode)
   end
   os.remove(dir)
+end)
+
+tap.test("mh.every and core.rstate.ticker: a refused reference or pin leaves no timer", function(t)
+  local makers = {
+    every = function(fn) return core.every(0.01, fn) end,
+    ticker = function(fn) return core.rstate.ticker(0.01, fn) end,
+  }
+  for _, what in ipairs { "every", "ticker" } do
+    for _, mode in ipairs { "ref", "pin" } do
+      local dead = 0
+      -- a live timer of the same period ticks three times: the refused one would have too
+      local function no_tick(when)
+        local n = 0
+        local h = makers[what](function() n = n + 1 end)
+        t:ok(until_(function() return n >= 3 end), what .. " " .. mode .. ": a live timer ticks " .. when)
+        h:stop()
+        t:is(dead, 0, what .. " " .. mode .. ": the refused one never ticks " .. when)
+      end
+      refused(t, mode, function() return makers[what](function() dead = dead + 1 end) end, what,
+              function() no_tick("at once") end)
+      no_tick("once collected")
+    end
+  end
+end)
+
+tap.test("core.http.listen: a refused reference leaves no server listening", function(t)
+  local probe = assert(core.http.listen { handler = function() end, host = "127.0.0.1", port = 0 })
+  local _, port = probe:address()
+  probe:close()
+  -- one options table: its check is cached (core's table of checked options:
+  -- a new one would be a new key there, refused before the server listens)
+  local opts = { handler = function() end, host = "127.0.0.1", port = port }
+  local function port_free(when)
+    local srv, err = core.http.listen(opts)
+    t:ok(srv, "the port is free " .. when .. " (the refused server is not listening)", err)
+    if srv then srv:close() end
+  end
+  port_free("before")
+  refused(t, "ref", function() return core.http.listen(opts) end, nil, function() port_free("at once") end)
+  port_free("once collected")
 end)
 
 return tap.done()
