@@ -262,7 +262,8 @@ static int l_listen(lua_State *L) {
   mh_http_params p;
   server_ud *su;
   const char *host;
-  int rc;
+  int rc, anchor;
+  uv_loop_t *loop;
   static const char *const known[] = { "handler", "host", "port", "json_prefix", "max_body", "max_head",
     "max_conns", "rate", "burst", "req_timeout", "stall", "max_stream_buffer", "trust_cookie", "open", NULL };
   const char *open[MH_HTTP_OPEN + 1] = { NULL };
@@ -314,18 +315,24 @@ static int l_listen(lua_State *L) {
   luaL_setmetatable(L, SERVER_MT);
   p.on_request = on_request;
   p.ud = su;
-  rc = api->listen(mh_l_loop(L), &p, &su->s, err, sizeof err);
-  if (rc != 0) {
-    su->closed = 1;
-    return mh_l_fail(L, rc, "console", "%s", err);
-  }
   su->L = mh_l_cbstate(L);   /* the state's callback thread (l_sched.h) */
+  loop = mh_l_loop(L);
+  /* The references before the server listens: they may grow the registry and
+  ** raise (out of memory, a rule's memory budget), and taken after it they
+  ** left a listening server whose requests ran no handler (a Lua panic), in a
+  ** userdata nothing held */
   lua_getfield(L, 1, "handler");
   su->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* held until lua_close: its __gc then runs with the loop stopped and frees
      what close() left */
   lua_pushvalue(L, -1);
-  luaL_ref(L, LUA_REGISTRYINDEX);
+  anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  rc = api->listen(loop, &p, &su->s, err, sizeof err);
+  if (rc != 0) {
+    su->closed = 1;
+    luaL_unref(L, LUA_REGISTRYINDEX, anchor);   /* the handler's: its __gc */
+    return mh_l_fail(L, rc, "console", "%s", err);
+  }
   return 1;
 }
 

@@ -422,6 +422,7 @@ typedef struct {
   int fn_ref;             /* the function, released on stop */
   mh_task *last;          /* the previous tick's task (kept by last_ref) */
   int last_ref;
+  int live;               /* its timer was made (else only the memory to free) */
 } ticker_t;
 
 typedef struct {
@@ -446,6 +447,11 @@ static void ticker_stop(lua_State *L, ticker_ud *u, int release) {
   ticker_t *t = u->t;
   if (!t) return;
   u->t = NULL;
+  if (!t->live) {   /* its making was refused half-way: no timer, no pin */
+    luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+    free(t);
+    return;
+  }
   if (release) {
     luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, t->last_ref);
@@ -479,27 +485,33 @@ static int l_ticker(lua_State *L) {
   lua_Number s = mh_l_arg_number(L, 1, "seconds");
   ticker_ud *u;
   ticker_t *t;
+  uv_loop_t *loop;
   uint64_t ms;
   if (!(s > 0 && s < 1e9)) mh_l_arg_error(L, 1, "seconds", "more than 0, below 1e9");
   mh_l_arg_type(L, 2, "fn", LUA_TFUNCTION);
   ms = (uint64_t)(s * 1000.0 + 0.5);
   if (ms == 0) ms = 1;
+  loop = mh_l_loop(L);      /* raises where core is not open */
   u = (ticker_ud *)lua_newuserdatauv(L, sizeof *u, 0);
   u->t = NULL;
   luaL_setmetatable(L, TICKER_MT);
   t = (ticker_t *)calloc(1, sizeof *t);
   if (!t) return luaL_error(L, "out of memory");
   t->L = mh_l_cbstate(L);
+  t->fn_ref = t->last_ref = LUA_NOREF;
+  u->t = t;                 /* from here the userdata's __gc frees it */
+  /* What may raise (the reference and the pin may grow the registry: out of
+  ** memory, a rule's memory budget) comes before the timer is started: a pin
+  ** refused after it left a ticking timer for a call that had failed */
   lua_pushvalue(L, 2);
   t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  t->last_ref = LUA_NOREF;
-  t->timer.data = t;
-  uv_timer_init(mh_l_loop(L), &t->timer);
-  uv_timer_start(&t->timer, ticker_cb, ms, ms);
-  uv_unref((uv_handle_t *)&t->timer);
-  u->t = t;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, u);      /* pinned until stopped */
+  t->timer.data = t;
+  uv_timer_init(loop, &t->timer);
+  t->live = 1;
+  uv_timer_start(&t->timer, ticker_cb, ms, ms);
+  uv_unref((uv_handle_t *)&t->timer);
   return 1;
 }
 

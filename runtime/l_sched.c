@@ -1997,8 +1997,15 @@ static void every_cb(uv_timer_t *h) {
   lua_pop(L, 1);
 }
 
+/* Also what a timer whose making was refused half-way runs (collected
+** unpinned, its timer never made: closed from the start): it drops the
+** function's reference, if any. */
 static void every_stop(lua_State *L, every_t *e) {
-  if (e->closed) return;
+  if (e->closed) {
+    luaL_unref(L, LUA_REGISTRYINDEX, e->fn_ref);
+    e->fn_ref = LUA_NOREF;
+    return;
+  }
   e->closed = 1;
   uv_timer_stop(&e->timer);
   uv_close((uv_handle_t *)&e->timer, every_close_cb);
@@ -2014,28 +2021,36 @@ static int l_every(lua_State *L) {
   mh_l_arg_type(L, 2, "fn", LUA_TFUNCTION);
   uint64_t ms = to_ms(L, 1);
   every_t *e;
+  uv_loop_t *loop;
   mh_l_check_nargs(L, 2, "mh.every");
   /* 0.0001 rounds to 0 ms: "period must be > 0" said nothing of the rounding */
   if (ms == 0) mh_l_field_error(L, 1, "mh.every", "seconds", "at least 0.001");
+  loop = mh_l_loop(L);      /* raises where core is not open */
   e = (every_t *)lua_newuserdatauv(L, sizeof *e, 0);
   memset(e, 0, sizeof *e);
+  e->closed = 1;            /* no timer yet: its __gc has none to stop */
+  e->fn_ref = e->task_ref = LUA_NOREF;
   luaL_setmetatable(L, EVERY_MT);
   e->L = mh_l_cbstate(L);
   fn_where(L, 2, "every@", e->name, sizeof e->name);
+  /* What may raise (the reference and the pin may grow the registry: out of
+  ** memory, a rule's memory budget) comes before the timer is started: a pin
+  ** refused after it left a running timer in a userdata nothing held, ticking
+  ** for a call that had failed, then collected while libuv still held it */
   lua_pushvalue(L, 2);
   e->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  e->task_ref = LUA_NOREF;
+  /* a running timer must not be collected: pin it in the registry until stopped */
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, e);
   e->timer.data = e;
-  uv_timer_init(mh_l_loop(L), &e->timer);
+  uv_timer_init(loop, &e->timer);
+  e->closed = 0;
   if (cur) {                /* a rule's timer: budgeted ticks, and it never holds a process */
     e->budgeted = 1;
     snprintf(e->label, sizeof e->label, "%s", cur->label);
     uv_unref((uv_handle_t *)&e->timer);
   }
   uv_timer_start(&e->timer, every_cb, ms, ms);
-  /* a running timer must not be collected: pin it in the registry until stopped */
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, e);
   return 1;
 }
 

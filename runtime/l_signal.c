@@ -96,26 +96,39 @@ static int l_on(lua_State *L) {
   int signum = check_signum(L, 1);
   sig_ud *u;
   sigwatch *s;
-  int rc;
+  int rc, fn_ref;
+  lua_State *cb;
+  uv_loop_t *loop;
   mh_l_arg_type(L, 2, "fn", LUA_TFUNCTION);
   if (signum == SIGKILL || signum == SIGSTOP) mh_l_arg_error(L, 1, "signal", "one that can be caught (not KILL nor STOP)");
+  cb = mh_l_cbstate(L);   /* these raise where core is not open */
+  loop = mh_l_loop(L);
   u = (sig_ud *)lua_newuserdatauv(L, sizeof *u, 0);
   u->s = NULL;
   luaL_setmetatable(L, SIGNAL_MT);
+  /* Everything that may raise (the reference may grow the registry: out of
+  ** memory, a rule's memory budget) before the handle is started: a reference
+  ** taken after the start and refused left a started handle nothing could
+  ** stop, whose delivery ran no function (a Lua panic: the process ended) */
+  lua_pushvalue(L, 2);
+  fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   s = (sigwatch *)calloc(1, sizeof *s);
-  if (!s) return luaL_error(L, "out of memory");
-  s->L = mh_l_cbstate(L);
+  if (!s) {
+    luaL_unref(L, LUA_REGISTRYINDEX, fn_ref);
+    return luaL_error(L, "out of memory");
+  }
+  s->L = cb;
   s->signum = signum;
+  s->fn_ref = fn_ref;
   s->h.data = s;
-  uv_signal_init(mh_l_loop(L), &s->h);
+  uv_signal_init(loop, &s->h);
   rc = uv_signal_start(&s->h, signal_cb, signum);
   if (rc < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, fn_ref);
     uv_close((uv_handle_t *)&s->h, close_cb);
     return luaL_error(L, "signal %s: %s", name_of(signum), uv_strerror(rc));
   }
   uv_unref((uv_handle_t *)&s->h);
-  lua_pushvalue(L, 2);
-  s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   u->s = s;
   return 1;
 }

@@ -79,11 +79,13 @@ static void watch_closed(uv_handle_t *h) {
   }
 }
 
+/* Also what a watch whose making was refused half-way (collected unpinned,
+** its handles never made) runs: it drops the function's reference, if any. */
 static void watch_stop(lwatch *w) {
-  if (w->stopped) return;
-  w->stopped = 1;
   luaL_unref(w->L, LUA_REGISTRYINDEX, w->fn_ref);
   w->fn_ref = LUA_NOREF;
+  if (w->stopped) return;
+  w->stopped = 1;
   w->closing = 3;
   uv_fs_event_stop(&w->ev);
   uv_close((uv_handle_t *)&w->ev, watch_closed);
@@ -100,22 +102,32 @@ int mh_l_watch(lua_State *L, const char *dir, int fn_idx, mh_l_watch_skip skip, 
                const char *task_name) {
   lwatch *w;
   int rc;
+  uv_loop_t *loop;
   fn_idx = lua_absindex(L, fn_idx);
   luaL_checktype(L, fn_idx, LUA_TFUNCTION);
+  loop = mh_l_loop(L);   /* raises where core is not open */
   w = (lwatch *)lua_newuserdatauv(L, sizeof *w, 0);
   memset(w, 0, sizeof *w);
-  luaL_setmetatable(L, WATCH_MT);
+  w->stopped = 1;        /* no handles yet: its __gc has none to close */
+  w->fn_ref = LUA_NOREF;
   w->L = mh_l_cbstate(L);
+  luaL_setmetatable(L, WATCH_MT);
   w->skip = skip;
   w->task_name = task_name;
-  uv_fs_event_init(mh_l_loop(L), &w->ev);
-  uv_timer_init(mh_l_loop(L), &w->timer);
-  uv_timer_init(mh_l_loop(L), &w->check);
-  w->ev.data = w->timer.data = w->check.data = w;
+  /* What may raise (the reference and the pin may grow the registry: out of
+  ** memory, a rule's memory budget) comes before the handles are linked into
+  ** the loop: a reference refused after them left the userdata unpinned with
+  ** its handles in the loop, collected while libuv still held them (their
+  ** close callbacks then wrote to freed memory) */
   lua_pushvalue(L, fn_idx);
   w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, w);   /* pinned until both handles closed */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, w);   /* pinned until all three handles closed */
+  uv_fs_event_init(loop, &w->ev);
+  uv_timer_init(loop, &w->timer);
+  uv_timer_init(loop, &w->check);
+  w->ev.data = w->timer.data = w->check.data = w;
+  w->stopped = 0;
   if ((rc = uv_fs_event_start(&w->ev, watch_event, dir, 0)) < 0) {
     watch_stop(w);
     return mh_l_fail(L, rc, stage, "watch %s: %s", dir, uv_strerror(rc));

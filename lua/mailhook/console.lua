@@ -423,15 +423,12 @@ end
 -- The bearer token of admin_token_file, refused unless only its owner may read
 -- it (read without a blocking open: a FIFO there cannot stall the service).
 -- token_path(cfg) -> the admin_token_file's path | nil: relative, from the
--- settings file's folder, as aliases, rules, templates and tls_ca_file are
--- (it was from the service's working folder: / under systemd)
+-- folder of the settings file that names it, as aliases, rules, templates and
+-- tls_ca_file are (it was from the service's working folder: / under systemd)
 local function token_path(cfg)
   local path = cfg.admin_token_file
   if type(path) ~= "string" or path == "" then return nil end
-  if path:sub(1, 1) ~= "/" then
-    path = ((core.paths.conf or "./mailhook.conf"):match("^(.*)/[^/]*$") or ".") .. "/" .. path:gsub("^%./", "")
-  end
-  return path
+  return require("mailhook.settings").resolve(cfg, path)
 end
 
 local function load_token(cfg, log)

@@ -144,6 +144,7 @@ M.DOCS = {
   ["mh.settings.load"] = { "mh.settings.load([path]) -> cfg | nil, err", "the settings as the service uses them (no password in the table)" },
   ["mh.settings.update"] = { "mh.settings.update{KEY = VALUE, ...} -> cfg | nil, err, {key =}", "validate and save atomically (mode, owner and group kept)" },
   ["mh.settings.path"] = { "mh.settings.path() -> file", "the settings file in use (-c, $MAILHOOK_CONF or the default)" },
+  ["mh.settings.resolve"] = { "mh.settings.resolve(cfg, path) -> path", "a relative path from the folder of the settings file cfg was read from" },
   ["mh.settings.validate"] = { "mh.settings.validate(values) -> cfg | nil, err, {key =}", "check settings without touching a file" },
   ["mh.settings.format"] = { "mh.settings.format(cfg) -> {\"key = value\", ...}", "display lines, password masked" },
   ["mh.settings.warnings"] = { "mh.settings.warnings(cfg) -> {text...}", "what update and test warn about (allow_plaintext_auth = true, ...)" },

@@ -736,15 +736,10 @@ function rules.dispatch(event, fields, where)
 end
 
 -- The rules folder of the settings (`rules`, default ./rules): a relative path
--- is taken from the settings file's folder (ROOT/rules in the repo).
+-- is taken from the folder of the settings file cfg was read from
+-- (settings.resolve; ROOT/rules in the repo).
 function rules.default_paths(cfg)
-  local folder = (cfg and cfg.rules) or "./rules"
-  if folder:sub(1, 1) ~= "/" then
-    local conf = core.paths.conf or "./mailhook.conf"
-    local base = conf:match("^(.*)/[^/]*$") or "."
-    folder = base .. "/" .. folder:gsub("^%./", "")
-  end
-  return folder
+  return require("mailhook.settings").resolve(cfg, (cfg and cfg.rules) or "./rules")
 end
 
 -- missing_folder(cfg) -> the folder the settings' `rules` names, when it is
@@ -753,7 +748,9 @@ end
 -- yet; one that cannot be reached is not said missing: rules.load names why).
 function rules.missing_folder(cfg)
   local folder = rules.default_paths(cfg)
-  if folder ~= rules.default_paths({}) and core.rstate.exists(folder) == false then return folder end
+  if folder ~= require("mailhook.settings").resolve(cfg, "./rules") and core.rstate.exists(folder) == false then
+    return folder
+  end
   return nil
 end
 

@@ -409,18 +409,34 @@ function parse.enum(v, s)
   return nil, "must be one of " .. table.concat(s[4], ", ") .. " (got " .. quoted(v) .. ")"
 end
 
+-- relative(file, p) -> p, a relative one taken from the folder of file (the
+-- settings file that names it; by default the one in use): every path a
+-- settings file holds is relative to that file's folder, as nginx's include or
+-- ssh's Include are, whichever file the process was started with.
+local function relative(file, p)
+  if type(p) ~= "string" or p == "" or p:sub(1, 1) == "/" then return p end
+  return ((file or M.path() or "./mailhook.conf"):match("^(.*)/[^/]*$") or ".") .. "/" .. p:gsub("^%./", "")
+end
+
+-- resolve(cfg, p) -> p, a relative one taken from the folder of the file cfg
+-- was read from (load, load_intake, preview, update), else of the settings
+-- file in use (a cfg built by hand: settings.validate's).
+function M.resolve(cfg, p)
+  local own = type(cfg) == "table" and private[cfg]
+  return relative(own and own.path, p)
+end
+
 -- A file someone named: a readable regular file (checked without a blocking
 -- open: a FIFO or a device is refused, never opened), links followed.  A
--- relative path is from the settings file's folder, as aliases, rules and
--- templates are (it was from the current folder: `update tls_ca_file=ca.pem`
--- run beside the file saved it, and every command run elsewhere, the service
--- under systemd too, then refused the settings); the value is that path.
-function parse.file(v)
+-- relative path is from the folder of the settings file that names it, as
+-- aliases, rules and templates are (it was from the current folder: `update
+-- tls_ca_file=ca.pem` run beside the file saved it, and every command run
+-- elsewhere, the service under systemd too, then refused the settings); the
+-- value is that path.  file: the settings file being read.
+function parse.file(v, _, file)
   local s, err = text(v)
   if not s then return nil, err end
-  if s ~= "" and s:sub(1, 1) ~= "/" then
-    s = ((core.paths.conf or "./mailhook.conf"):match("^(.*)/[^/]*$") or ".") .. "/" .. s:gsub("^%./", "")
-  end
+  s = relative(file, s)
   local ok, ferr = core.fsutil.check(s, { follow = true, max = core.fsutil.limits.ca })
   if not ok then return nil, "cannot read " .. tostring(ferr) end
   return s
@@ -508,7 +524,7 @@ M.near_key = near_key
 -- entry: a schema entry of its own ({key, kind, default, bound}) for a key no
 -- settings file holds (mh.smtp's cfg: greeting_wait, a duration).  M.parse_value:
 -- mh.smtp.connect's cfg check reads its values with it.
-local function parse_value(key, value, entry)
+local function parse_value(key, value, entry, file)
   local s = entry or BY_NAME[key]
   if not s then return nil, "unknown setting" end
   if value == "" or value == nil then return nil end
@@ -517,7 +533,7 @@ local function parse_value(key, value, entry)
   if type(value) == "string" and value:find("[%z\1-\31\127]") then
     return nil, "must not contain control characters (CR, LF, NUL, ...)"
   end
-  return parse[s[2]](value, s)
+  return parse[s[2]](value, s, file)
 end
 M.parse_value = parse_value
 M.MASK = MASK
@@ -533,7 +549,9 @@ M.MASK = MASK
 -- administrator fixing them one run at a time found the next at each run).
 -- hidden: the secrets file exists but this user cannot read it (a local user's
 -- sendmail): the rules about the password then cannot be checked, and are not.
-local function validate(values, hidden)
+-- file: the settings file the values were read from (relative paths are from
+-- its folder), else the one in use.
+local function validate(values, hidden, file)
   local cfg, problems, bad = {}, {}, {}
   local function problem(key, reason, at) problems[#problems + 1] = { key, reason, at } end
   for key, raw in pairs(values) do
@@ -541,7 +559,7 @@ local function validate(values, hidden)
       problem(key, "unknown setting")
       bad[key] = true
     else
-      local v, err = parse_value(key, raw)
+      local v, err = parse_value(key, raw, nil, file)
       if err then problem(key, err); bad[key] = true end
       cfg[key] = v
     end
@@ -824,7 +842,7 @@ function M.load(path, ...)
     return nil, string.format("%s: no such settings file (named by %s; " ..
       "`mailhook update KEY=VALUE` creates it)", path, core.paths.conf_given)
   end
-  local cfg, secret_or_key, _, _, problems = validate(values, sdoc.hidden)
+  local cfg, secret_or_key, _, _, problems = validate(values, sdoc.hidden, path)
   if not cfg then
     -- every problem, in the file's order (the settings file's lines, then the
     -- secrets file's, then those of keys on no line), in one message
@@ -993,7 +1011,7 @@ function M.load_intake(path, needs, ...)
   end
   -- each value, then the rules between keys: a bad one left at its default
   for _ = 1, #SCHEMA + 4 do
-    local c, key, reason, at = validate(values, hidden)
+    local c, key, reason, at = validate(values, hidden, path)
     if c then cfg = c break end
     local line = where[key] or where[at]
     local msg = line and string.format("%s:%d: %s: %s", path, line, key, reason)

@@ -242,13 +242,13 @@ function M.get(path, ...)
   return out
 end
 
--- check_change(key, value) -> true, parsed | nil, err, {key =}: one change given
+-- check_change(key, value, path) -> true, parsed | nil, err, {key =}: one change given
 -- to preview or update is a known setting with a value it can take.
-local function check_change(key, value)
+local function check_change(key, value, path)
   if type(key) ~= "string" or not BY_NAME[key] then
     return nil, "unknown setting '" .. tostring(key) .. "'" .. shared.near_key(key), { key = tostring(key) }
   end
-  local parsed, perr = parse_value(key, value)
+  local parsed, perr = parse_value(key, value, nil, path)
   if perr then return nil, key .. ": " .. perr, { key = key } end
   return true, parsed
 end
@@ -264,11 +264,11 @@ function M.preview(changes, path, ...)
   local doc, sdoc, values = read_both(path)
   if not doc then return nil, sdoc, values or {} end   -- (values: the info, its code when unreadable)
   for key, value in pairs(changes) do
-    local ok, err, info = check_change(key, value)
+    local ok, err, info = check_change(key, value, path)
     if not ok then return nil, err, info end
     if value == "" then values[key] = nil else values[key] = value end
   end
-  local cfg, secret_or_key, reason = validate(values, sdoc.hidden)
+  local cfg, secret_or_key, reason = validate(values, sdoc.hidden, path)
   if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
   private[cfg] = { password = secret_or_key, path = path, hidden = sdoc.hidden }
   return cfg
@@ -541,7 +541,7 @@ function update(changes, path, guard)
   end
   local keys, norm = {}, {}
   for key, value in pairs(changes) do
-    local ok, parsed, info = check_change(key, value)
+    local ok, parsed, info = check_change(key, value, path)
     if not ok then return nil, parsed, info end
     if parsed ~= nil and SAVE_CHECK[key] then
       local ok, why = SAVE_CHECK[key](parsed)
@@ -556,7 +556,7 @@ function update(changes, path, guard)
     local v = changes[key]
     if v == "" then values[key] = nil else values[key] = v end   -- false is a value, not "unset"
   end
-  local cfg, secret_or_key, reason = validate(values)
+  local cfg, secret_or_key, reason = validate(values, nil, path)
   if not cfg then return nil, secret_or_key .. ": " .. reason, { key = secret_or_key } end
   -- the settings file gets the other keys and loses every secret one (a file
   -- written before the split had the password: it moves to the secrets file)
@@ -584,7 +584,7 @@ function update(changes, path, guard)
   local merged = {}
   for k, v in pairs(again.values) do merged[k] = v end
   for k, v in pairs(sagain.values) do merged[k] = v end
-  local ok2, bad, why = validate(merged)
+  local ok2, bad, why = validate(merged, nil, path)
   if not ok2 then return nil, bad .. ": " .. why .. " (as it would be written)", { key = bad } end
   -- the secrets first: a crash in between leaves the password in both files
   -- (the secrets file wins on load), never in neither

@@ -430,11 +430,6 @@ local function local_domains(cfg)
   return set
 end
 
--- The folder of the settings file: relative paths in it (aliases) are from there.
-local function conf_dir()
-  return (core.paths.conf:match("^(.*)/[^/]*$")) or "."
-end
-
 -- read_aliases(path) -> {name = {entries...}} | nil, "FILE:LINE: why"
 -- msmtp's format (`name: addr, addr`; `default: addr`; `#` to the end of a
 -- line is a comment), plus /etc/aliases' continuation lines (starting with
@@ -495,7 +490,8 @@ function M.resolver(cfg)
   local aliases, aerr, awarned
   local domain = cfg.default_domain or core.fsutil.hostname() or "localhost"
   local function aliases_path()
-    return cfg.aliases and (cfg.aliases:sub(1, 1) == "/" and cfg.aliases or (conf_dir() .. "/" .. cfg.aliases))
+    -- relative: from the folder of the settings file that names it
+    return cfg.aliases and require("mailhook.settings").resolve(cfg, cfg.aliases)
   end
   local function load_aliases()
     if aliases == nil and cfg.aliases then

@@ -434,15 +434,12 @@ local function site_dir()
     local folder = "./templates"
     -- settings that cannot be read leave the default folder (the command that
     -- loaded them first, hook or run, has already said why)
-    local cfg = require("mailhook.settings").load(conf)
+    local settings = require "mailhook.settings"
+    local cfg = settings.load(conf)
     if type(cfg) == "table" and type(cfg.templates) == "string" and cfg.templates ~= "" then
       folder = cfg.templates
     end
-    if folder:sub(1, 1) ~= "/" then
-      local base = conf:match("^(.*)/[^/]*$") or "."
-      folder = base .. "/" .. folder:gsub("^%./", "")
-    end
-    site_cache[conf] = folder
+    site_cache[conf] = settings.resolve(type(cfg) == "table" and cfg or nil, folder)
   end
   return site_cache[conf]
 end

@@ -384,4 +384,53 @@ tap.test("format: a short helo_name says EHLO sends the full name", function(t)
   end
 end)
 
+-- load(OTHER): the relative paths OTHER holds are from OTHER's folder, not
+-- from the folder of the settings file in use (-c, $MAILHOOK_CONF): they
+-- were, so tls_ca_file = ca.pem beside OTHER was refused ("cannot read"), and
+-- its aliases, rules and admin token were looked for beside the other file.
+tap.test("relative paths are from the folder of the file that names them", function(t)
+  local core = require "mailhook.core"
+  local function folder(name)
+    local d = os.tmpname()
+    os.remove(d)
+    assert(core.rstate.mkdir(d .. name))
+    return d .. name
+  end
+  local function put(path, text)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+  end
+  local a, b = folder("-inuse"), folder("-other")
+  local in_use = core.paths.conf
+  core.paths.conf = a .. "/mailhook.conf"
+  put(a .. "/mailhook.conf", "aliases = aliases\n")
+  put(b .. "/other.conf", "tls_ca_file = ca.pem\naliases = aliases\nrules = myrules\ntemplates = ./tpl\n" ..
+                          "admin_token_file = token\n")
+  put(b .. "/ca.pem", "a certificate\n")
+  put(b .. "/aliases", "ops: ops@b.example\n")
+  local cfg, err = settings.load(b .. "/other.conf")
+  t:ok(cfg, "the other file loads: its tls_ca_file is found beside it", err)
+  cfg = cfg or {}
+  t:is(cfg.tls_ca_file, b .. "/ca.pem", "tls_ca_file: from the other file's folder")
+  t:is(require("mailhook.rules").default_paths(cfg), b .. "/myrules", "rules: from the other file's folder")
+  local list = cfg.aliases and require("mailhook.submit").resolver(cfg)("ops")
+  t:same(list, { "ops@b.example" }, "aliases: the other file's aliases file")
+  t:is(settings.resolve(cfg, cfg.admin_token_file), b .. "/token", "admin_token_file: resolve() from its folder")
+  t:is(settings.resolve(cfg, cfg.templates), b .. "/tpl", "templates: resolve() from its folder")
+  t:is(settings.resolve(cfg, "/etc/x"), "/etc/x", "an absolute path is itself")
+  local p = settings.preview({ tls_ca_file = "ca.pem" }, b .. "/other.conf")
+  t:is(p and p.tls_ca_file, b .. "/ca.pem", "preview(changes, OTHER): from the other file's folder")
+  -- the file in use, and a cfg no file was read for, are as before
+  local mine = assert(settings.load())
+  t:is(settings.resolve(mine, mine.aliases), a .. "/aliases", "the file in use: from its own folder")
+  t:is(settings.resolve(assert(settings.validate {}), "x"), a .. "/x", "a cfg of no file: from the file in use's")
+  core.paths.conf = in_use
+  for _, f in ipairs { a .. "/mailhook.conf", b .. "/other.conf", b .. "/ca.pem", b .. "/aliases" } do
+    os.remove(f)
+  end
+  os.remove(a)
+  os.remove(b)
+end)
+
 return tap.done()

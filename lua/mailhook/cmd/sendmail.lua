@@ -392,10 +392,10 @@ end
 -- as it is); its syntax is checked, and a problem said, never an error exit
 -- (package scripts run newaliases).
 local function newaliases()
-  local cfg = require("mailhook.settings").load()
+  local settings = require "mailhook.settings"
+  local cfg = settings.load()
   if cfg and cfg.aliases then
-    local path = cfg.aliases:sub(1, 1) == "/" and cfg.aliases or
-                 ((core.paths.conf:match("^(.*)/[^/]*$") or ".") .. "/" .. cfg.aliases)
+    local path = settings.resolve(cfg, cfg.aliases)
     local map, err = submit.read_aliases(path)
     if not map then warn(err) end
   end
