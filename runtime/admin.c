@@ -11,38 +11,10 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 #include "admin.h"
+#include "fsutil.h"
 #include "spool.h"
-
-/* One read of /proc/locks: 1 and *pid when a FLOCK WRITE lock on st's inode is
-** listed, 0 when not, -errno. */
-static int scan_locks(const struct stat *st, long *pid) {
-  char line[256];
-  FILE *f;
-  int found = 0;
-  if (!(f = fopen("/proc/locks", "re"))) return -errno;
-  /* "1: FLOCK  ADVISORY  WRITE 4242 08:01:131075 0 EOF"; waiters read "1: -> FLOCK ..." */
-  while (fgets(line, sizeof line, f)) {
-    char type[16], mode[16], rw[16];
-    long p;
-    unsigned maj, min;
-    unsigned long long ino;
-    int n;
-    const char *s = strchr(line, ':');
-    if (!s || strstr(line, "->")) continue;
-    n = sscanf(s + 1, " %15s %15s %15s %ld %x:%x:%llu", type, mode, rw, &p, &maj, &min, &ino);
-    if (n != 7 || strcmp(type, "FLOCK") || strcmp(rw, "WRITE")) continue;
-    if (ino == (unsigned long long)st->st_ino && maj == major(st->st_dev) && min == minor(st->st_dev)) {
-      *pid = p;
-      found = 1;
-      break;
-    }
-  }
-  fclose(f);
-  return found;
-}
 
 /* /proc/locks is made a page at a time, the lock list let go between pages:
 ** a lock before ours released meanwhile shifts the list, and ours is not
@@ -54,9 +26,7 @@ static int scan_locks(const struct stat *st, long *pid) {
 #define LOCK_READS 3
 
 int mh_admin_flock_holder(const struct stat *st, long *pid) {
-  int rc = 0;
-  for (int i = 0; i < LOCK_READS && rc == 0; i++) rc = scan_locks(st, pid);
-  return rc;
+  return mh_fsutil_flock_holder(st, LOCK_READS, pid);
 }
 
 int mh_admin_lock_holder(const char *spool_dir, long *pid) {
@@ -78,8 +48,7 @@ int mh_admin_lock_holder(const char *spool_dir, long *pid) {
   if (rc == 0) return 0;
   if (e != EWOULDBLOCK) return -e;
   /* held: its holder, from more reads (the churn that hid it passes) */
-  for (int i = 0; i < 4 * LOCK_READS; i++)
-    if ((rc = scan_locks(&st, pid)) != 0) return rc;
+  if ((rc = mh_fsutil_flock_holder(&st, 4 * LOCK_READS, pid)) != 0) return rc;
   return -EAGAIN;
 }
 

@@ -8,6 +8,8 @@
 ** destination folder, write, fsync, rename, fsync the folder; one `fail:`
 ** path unlinks the temporary file.  A write or fsync error is never retried
 ** on the same descriptor: the whole operation fails.
+** Locks: who holds a flock, from /proc/locks, and whether that process is
+** stopped (a 3 a.m. message names the pid to look at).
 */
 #include <ctype.h>
 #include <dirent.h>
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include "error.h"
@@ -325,4 +328,53 @@ fail:
   if (fd >= 0) close(fd);
   unlink(tmp);
   return rc;
+}
+
+/* One read of /proc/locks: 1 and *pid when a FLOCK WRITE lock on st's inode is
+** listed, 0 when not, -errno. */
+static int scan_locks(const struct stat *st, long *pid) {
+  char line[256];
+  FILE *f;
+  int found = 0;
+  if (!(f = fopen("/proc/locks", "re"))) return -errno;
+  /* "1: FLOCK  ADVISORY  WRITE 4242 08:01:131075 0 EOF"; waiters read "1: -> FLOCK ..." */
+  while (fgets(line, sizeof line, f)) {
+    char type[16], mode[16], rw[16];
+    long p;
+    unsigned maj, min;
+    unsigned long long ino;
+    int n;
+    const char *s = strchr(line, ':');
+    if (!s || strstr(line, "->")) continue;
+    n = sscanf(s + 1, " %15s %15s %15s %ld %x:%x:%llu", type, mode, rw, &p, &maj, &min, &ino);
+    if (n != 7 || strcmp(type, "FLOCK") || strcmp(rw, "WRITE")) continue;
+    if (ino == (unsigned long long)st->st_ino && maj == major(st->st_dev) && min == minor(st->st_dev)) {
+      *pid = p;
+      found = 1;
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+int mh_fsutil_flock_holder(const struct stat *st, int reads, long *pid) {
+  int rc = 0;
+  for (int i = 0; i < reads && rc == 0; i++) rc = scan_locks(st, pid);
+  return rc;
+}
+
+int mh_fsutil_proc_stopped(long pid) {
+  char path[64], buf[512], *p;
+  ssize_t n;
+  int fd;
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return -errno;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return n < 0 ? -errno : -EIO;
+  buf[n] = 0;
+  /* "PID (COMM) S ...": COMM may hold ')' and spaces: the state follows the last ')' */
+  if (!(p = strrchr(buf, ')')) || p[1] != ' ') return -EIO;
+  return p[2] == 'T' || p[2] == 't';
 }

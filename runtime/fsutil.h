@@ -154,4 +154,17 @@ int mh_fsutil_write_all(int fd, const void *buf, size_t len);
 /* fsync the folder that holds path (its dirname); 0 or a negative errno. */
 int mh_fsutil_fsync_parent(const char *path);
 
+/* Who holds a flock: the pid of a FLOCK WRITE lock on st's file (device and
+** inode) as /proc/locks lists it, looked for in up to `reads` reads (one read
+** can miss a lock that is held: the kernel makes that file a page at a time).
+** 1 and *pid; 0 when none listed it; -errno when /proc/locks cannot be read.
+** (admin.c: the spool's deliverer lock; spool.c: its short locks, to name the
+** holder of one held too long; l_rstate.c: rule state's locks.) */
+struct stat;
+int mh_fsutil_flock_holder(const struct stat *st, int reads, long *pid);
+
+/* Whether process pid is stopped (SIGSTOP, Ctrl-Z, a debugger: state T or t
+** in /proc/PID/stat): 1, 0, or -errno (no such process). */
+int mh_fsutil_proc_stopped(long pid);
+
 #endif

@@ -1509,8 +1509,8 @@ static int64_t parse_hex(const char *s, size_t n);   /* "ids" */
 ** bounded.  The wait was a blocking flock: a holder that was stopped
 ** (SIGSTOP, Ctrl-Z, a debugger, an admin's `flock DIR/seq sleep 1000`) held
 ** every intake with it, forever (`mailhook hook` never returned).  Now the
-** operation fails with MH_ETIMEDOUT and a message naming the file.  (The
-** holder is not named: admin.c can, but it depends on spool.c.) */
+** operation fails with MH_ETIMEDOUT and a message naming the file and its
+** holder's pid (from /proc/locks), and saying whether that one is stopped. */
 #define LOCK_WAIT_MS 10000
 #ifdef MH_TESTS
 static int lock_wait_ms = LOCK_WAIT_MS;   /* test builds: test-spool-hostile.c shortens it */
@@ -1537,8 +1537,17 @@ static int lock_bounded(mh_spool *sp, int fd, const char *what, char *err) {
     nanosleep(&ts, NULL);   /* cut short by a signal: the clock says what is left */
     if (pause_us < 50000) pause_us = pause_us * 2 < 50000 ? pause_us * 2 : 50000;
   }
-  return fail(err, MH_ETIMEDOUT, "%s/%s: held by another process for over %g s (one stopped while "
-              "holding it?)", sp->dir, what, lock_wait_ms / 1000.0);
+  /* who holds it, when /proc/locks says: the administrator's next step
+     (kill -CONT, or end it) needs the pid, and whether it is stopped */
+  struct stat st;
+  long pid = 0;
+  if (fstat(fd, &st) == 0 && mh_fsutil_flock_holder(&st, 3, &pid) == 1) {
+    int stopped = mh_fsutil_proc_stopped(pid);
+    return fail(err, MH_ETIMEDOUT, "%s/%s: held by process %ld for more than %g s%s", sp->dir, what, pid,
+                lock_wait_ms / 1000.0, stopped == 1 ? ", and it is stopped (kill -CONT it, or end it)" : "");
+  }
+  return fail(err, MH_ETIMEDOUT, "%s/%s: held by another process for more than %g s (one stopped "
+              "while holding it?)", sp->dir, what, lock_wait_ms / 1000.0);
 }
 
 /* The counter of DIR/sidecars into buf (SIDECARS_REC bytes, zeros when the

@@ -7,7 +7,8 @@
 # run by an application never returned.  Here each is held from outside (a
 # process of its own, in a spool of its own, all three at once so the file
 # takes one bound): the command ends after the bound with exit 1 and a message
-# naming the file (sendmail: 75, EX_TEMPFAIL), nothing half-written; once the holder is gone the same
+# naming the file and its holder's pid, and saying so when that one is stopped
+# (sendmail: 75, EX_TEMPFAIL), nothing half-written; once the holder is gone the same
 # command succeeds and nothing queued before is lost.  The old code hung: the
 # commands run under `timeout`, whose 124 fails the exit-status checks.
 . "$ROOT/tests/lib/tap.sh"
@@ -49,6 +50,8 @@ for l in seq state.lock sidecars; do
   hold "$T/s-$l/$l"; ok $? "$l: held from outside (pid $HOLDER)"
   HELD[$l]=$HOLDER
 done
+# the state.lock holder stopped, as a Ctrl-Z'd or debugged one would be: the message says so
+kill -STOP "${HELD[state.lock]}"
 
 # timed NAME CMD...: CMD in the background under `timeout $LIMIT`, stdin empty but for
 # the body; its status and wall time in ms into $T/NAME.res, its output into $T/NAME.out
@@ -75,16 +78,20 @@ check() {
   is "$rc" "$3" "$1 with $2 held: exit $3, not a hang (124: killed after $LIMIT s) ($(tail -1 "$T/$1.out"))"
   [ "$ms" -ge $((BOUND * 1000 - 100)) ] && [ "$ms" -lt $(((BOUND + 8) * 1000)) ]
   ok $? "$1: ended after the bound of $BOUND s, not much later ($ms ms)"
-  like "$out" "$(printf '%s' "$2" | sed 's/[.]/[.]/g'): held by another process for over $BOUND s" "$1: the message names $2"
+  like "$out" "$(printf '%s' "$2" | sed 's/[.]/[.]/g'): held by process $4 for more than $BOUND s$5" \
+    "$1: the message names $2 and its holder, pid $4${5:+ (stopped)}"
 }
-check enqueue "$T/s-seq/seq" 1
-check sendmail "$T/s-seq/seq" 75     # EX_TEMPFAIL: try again
-check hook "$T/s-seq/seq" 1          # (a rule failed: the application is told)
-check retry-state "$T/s-state.lock/state.lock" 1
-check retry-sidecars "$T/s-sidecars/sidecars" 1
+STOPPED=", and it is stopped \(kill -CONT it, or end it\)"
+check enqueue "$T/s-seq/seq" 1 "${HELD[seq]}"
+check sendmail "$T/s-seq/seq" 75 "${HELD[seq]}"     # EX_TEMPFAIL: try again
+check hook "$T/s-seq/seq" 1 "${HELD[seq]}"          # (a rule failed: the application is told)
+check retry-state "$T/s-state.lock/state.lock" 1 "${HELD[state.lock]}" "$STOPPED"
+check retry-sidecars "$T/s-sidecars/sidecars" 1 "${HELD[sidecars]}"
+unlike "$(cat "$T/enqueue.out")" "stopped" "a holder that runs is not said stopped"
 is "$(pickup_eml "$T/s-seq"):$(tmp_files "$T/s-seq")" "1:0" "seq: nothing queued meanwhile, nothing left in tmp/"
 
 # the holders go: the same commands succeed, and what was queued before is still there
+kill -CONT "${HELD[state.lock]}"
 for l in seq state.lock sidecars; do kill "${HELD[$l]}"; wait "${HELD[$l]}" 2>/dev/null; done
 out=$(echo body | timeout "$LIMIT" "$MAILHOOK" -s "$T/s-seq" enqueue --to ops@example.com 2>&1)
 like "$out" '^[0-9a-f]{16}$' "seq free again: enqueue queues ($out)"

@@ -1092,7 +1092,8 @@ static int do_held(void *arg) {
   fprintf(stderr, "%s: %s (%lld ms)\n", op, err, (long long)ms);
   if (rc != MH_ETIMEDOUT) return 83;
   if (ms < lock_wait_ms || ms > lock_wait_ms + 2000) return 84;
-  snprintf(want, sizeof want, "%s: held by another process for over 0.3 s", p);
+  /* (its holder: this very process, another open of the file; named by /proc/locks) */
+  snprintf(want, sizeof want, "%s: held by process %ld for more than 0.3 s", p, (long)getpid());
   /* in err, or in the log: enqueue_one's, and a sidecar's counter (the
      retry's error names its sidecar, the warning the counter's file) */
   if (!strstr(err, want) && log_count(want) != 1) return 85;
