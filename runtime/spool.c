@@ -4131,9 +4131,10 @@ static int adopt(mh_spool *sp, const char *name, const char *key, int foreign, c
               "adopted once it is complete and closed (a drop-in should be renamed into pickup/ "
               "when complete; logged once)", sp->dir, vis(name, vn));
   } else if (a < 0) {             /* e.g. a full disk: tried again at each scan, said once */
-    if (note_once(sp, key, a))
-      mh_warn("spool %s: cannot adopt pickup/%s: %s; it stays there and is tried again at each "
-              "scan (logged once)", sp->dir, vis(name, vn), mh_strerror(a));
+    if (note_once(sp, key, a))   /* (timed out: only seq's lock is waited for on this path) */
+      mh_warn("spool %s: cannot adopt pickup/%s: %s%s; it stays there and is tried again at each "
+              "scan (logged once)", sp->dir, vis(name, vn), mh_strerror(a),
+              a == MH_ETIMEDOUT ? " (its new id's lock, seq, held by another process)" : "");
   } else if (a == 0 && note_clear(sp, key)) {
     mh_info("spool %s: pickup/%s adopted after all, as %s", sp->dir, vis(name, vn), newid);
   }
