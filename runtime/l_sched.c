@@ -418,6 +418,12 @@ static void finish(mh_task *t, int status, int nres) {
   lua_State *L = t->x->cb, *co = t->co;
   int top = lua_gettop(L), tidx, i;
   joiner *j;
+  /* The end of a task is the scheduler's bookkeeping, run from a callback
+  ** where no protected call is: nobody's, never refused by a budget.  Run
+  ** from a rule's blocking wait (a host's lua5.4), it was charged to that
+  ** rule: a refused result table or traceback unwound through uv_run (the
+  ** loop left half-run for good) or, where no pcall is, was a Lua panic. */
+  mh_budget *was = slice_switch(NULL);
   luaL_checkstack(L, nres + LUA_MINSTACK, "too many results");
   push_task(L, t);
   tidx = lua_gettop(L);
@@ -503,6 +509,7 @@ static void finish(mh_task *t, int status, int nres) {
   lua_pushnil(L);
   lua_rawset(L, -3);
   lua_settop(L, top);
+  slice_switch(was);
 }
 
 static void task_resume(mh_task *t, int nargs) {
@@ -576,6 +583,36 @@ mh_task *mh_task_spawn(lua_State *L, int idx, int nargs, const char *name) {
   }
   make_ready(t, 0);
   return t;
+}
+
+int mh_l_cb_call(lua_State *L, lua_CFunction fn, void *ud, const char *what) {
+  int top = lua_gettop(L), st;
+  /* Nothing before lua_pcall may raise: lua_checkstack reports a refused
+  ** growth by its result; a C function without upvalues and a light
+  ** userdata are pushed as values, allocating nothing (lapi.c:
+  ** lua_pushcclosure with n == 0 is setfvalue, lua_pushlightuserdata
+  ** setpvalue).  What lua_pcall allocates (a CallInfo, stack for fn) it
+  ** allocates inside its protection. */
+  if (!lua_checkstack(L, 2)) st = LUA_ERRMEM;
+  else {
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    st = lua_pcall(L, 1, 0, 0);
+  }
+  if (st != LUA_OK) {
+    /* a string error is shown as it is (the refusal's is preallocated: no
+       conversion, nothing allocated here); another value is only named; a
+       refusal by the rule's budget as its stop is (a rule's error says) */
+    char why[200];
+    const char *msg = st == LUA_ERRMEM ? "not enough memory"
+                      : lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(an error object that is no string)";
+    if (cur && st == LUA_ERRMEM && cur->mem_refused && !cur->stopped) cur->stopped = STOP_MEM;
+    if (cur && cur->stopped) msg = budget_why(cur, why, sizeof why);
+    if (cur) mh_error("%s (in %s): %s", what, cur->label, msg);
+    else mh_error("%s: %s", what, msg);
+  }
+  lua_settop(L, top);
+  return st;
 }
 
 int mh_task_done(const mh_task *t) { return t->state; }
@@ -724,11 +761,41 @@ static void work_cb(uv_work_t *req) {
   r->work(r->arg);
 }
 
+static int after_work_push(lua_State *L) {
+  work_req *r = (work_req *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return r->push(L, r->arg);
+}
+
+/* The push is a protected call (as every callback's Lua work, mh_l_cb_call),
+** made on the callback thread (a yielded coroutine takes no call), its
+** results then moved to the waiter.  A push refused (out of memory, or the
+** budget of a rule whose blocking wait runs the loop: unprotected, that
+** unwound through uv_run and left the loop half-run for good) resumes the
+** waiter with nil and the error, as a failed call returns. */
 static void after_work_cb(uv_work_t *req, int status) {
   work_req *r = (work_req *)req->data;
   lua_State *co = mh_wait_co(&r->w);
   if (co) {
-    int n = r->push(co, r->arg);
+    lua_State *cb = r->w.task->x->cb;
+    int top = lua_gettop(cb), n = 0, st = LUA_ERRMEM;
+    if (lua_checkstack(cb, 2)) {
+      lua_pushcfunction(cb, after_work_push);   /* allocate nothing: see mh_l_cb_call */
+      lua_pushlightuserdata(cb, r);
+      st = lua_pcall(cb, 1, LUA_MULTRET, 0);
+      n = lua_gettop(cb) - top;
+    }
+    if (st == LUA_OK && lua_checkstack(co, n)) {
+      lua_xmove(cb, co, n);
+    } else {
+      /* nil and the error (moved, not made: nothing to allocate); a rule
+         refused here is stopped, as a refusal in its own code stops it */
+      if (cur && st == LUA_ERRMEM && cur->mem_refused && !cur->stopped) cur->stopped = STOP_MEM;
+      lua_pushnil(co);
+      n = 1;
+      if (st != LUA_OK && lua_gettop(cb) > top && lua_type(cb, -1) == LUA_TSTRING) { lua_xmove(cb, co, 1); n = 2; }
+      lua_settop(cb, top);
+    }
     mh_wait_resume(&r->w, n);
   }
   if (r->done) r->done(r->arg);
@@ -1973,28 +2040,43 @@ static void every_close_cb(uv_handle_t *h) {
   lua_rawsetp(e->L, LUA_REGISTRYINDEX, e);
 }
 
-static void every_cb(uv_timer_t *h) {
-  every_t *e = (every_t *)h->data;
-  lua_State *L = e->L;
+/* A tick's Lua work, protected (mh_l_cb_call): the task's reference is
+** taken first, holding false, then set to the task (an existing key: no
+** allocation), so a refusal anywhere leaves e consistent: no reference, or
+** one to false (no previous tick running), dropped at the next tick or stop. */
+static int every_tick(lua_State *L) {
+  every_t *e = (every_t *)lua_touserdata(L, 1);
+  mh_task *t;
   if (e->task_ref != LUA_NOREF) {
     mh_task *prev;
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->task_ref);
     prev = (mh_task *)lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (prev && prev->state == 0) return;  /* previous tick still running: skip */
+    if (prev && prev->state == 0) return 0;  /* previous tick still running: skip */
     luaL_unref(L, LUA_REGISTRYINDEX, e->task_ref);
     e->task_ref = LUA_NOREF;
   }
+  lua_pushboolean(L, 0);
+  e->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);
-  {
-    mh_task *t = mh_task_spawn(L, -1, 0, e->name);
-    if (e->budgeted) {       /* a timer a rule started is that rule's, tick by tick */
-      t->budget = budget_new((mh_lctx *)h->loop->data, e->label);
-      if (t->budget) { t->rule_task = 1; rule_tasks_live++; }
+  t = mh_task_spawn(L, -1, 0, e->name);
+  if (e->budgeted) {       /* a timer a rule started is that rule's, tick by tick */
+    mh_budget *b = budget_new(mh_l_ctx(L), e->label);
+    if (b) {
+      /* spawned while a rule is charged (a host's blocking wait), t holds
+         that budget already, and is counted: the reference is given back */
+      if (t->budget) budget_unref(t->budget);
+      else { t->rule_task = 1; rule_tasks_live++; }
+      t->budget = b;
     }
   }
-  e->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, e->task_ref);
+  return 0;
+}
+
+static void every_cb(uv_timer_t *h) {
+  every_t *e = (every_t *)h->data;
+  mh_l_cb_call(e->L, every_tick, e, e->name);
 }
 
 /* Also what a timer whose making was refused half-way runs (collected

@@ -123,6 +123,20 @@ void mh_l_jobs_inline(lua_State *L, int on);
 ** runs (core.rule_call), it belongs to that rule: same budget (see l_sched.c). */
 mh_task *mh_task_spawn(lua_State *L, int idx, int nargs, const char *name);
 
+/* For a libuv callback that enters Lua (spawns a task, takes a reference,
+** pushes a value): runs fn on L (the state's callback thread) with ud as
+** its one argument, a light userdata, as a protected call.  Anything there
+** may raise (a refused allocation: out of memory, or the memory budget of
+** the rule charged while the loop runs a host's blocking wait), and no
+** protected call surrounds a callback: the raise was a Lua panic (the
+** process aborted: `mailhook run` and every rule with it) or unwound
+** through uv_run into a host's pcall (the loop left half-run, marked
+** running for good: no wait worked again).  Now it fails this one call,
+** logged as an error naming what ("signal USR2", a timer's name) and the
+** rule charged, if any; the stack is left as it was.  fn keeps its handle
+** consistent when it raises half-way.  Returns LUA_OK or the error status. */
+int mh_l_cb_call(lua_State *L, lua_CFunction fn, void *ud, const char *what);
+
 /* Task state for hosts (main.c, the REPL). */
 int mh_task_done(const mh_task *t);   /* 0 running, 1 returned, -1 raised */
 void mh_task_set_quiet(mh_task *t, int quiet); /* don't log its error (a joiner reports it) */
