@@ -761,43 +761,44 @@ static void work_cb(uv_work_t *req) {
   r->work(r->arg);
 }
 
-static int after_work_push(lua_State *L) {
-  work_req *r = (work_req *)lua_touserdata(L, 1);
+typedef struct { mh_push_fn push; void *arg; } wait_push;
+
+static int wait_push_call(lua_State *L) {
+  wait_push *p = (wait_push *)lua_touserdata(L, 1);
   lua_pop(L, 1);
-  return r->push(L, r->arg);
+  return p->push(L, p->arg);
 }
 
-/* The push is a protected call (as every callback's Lua work, mh_l_cb_call),
-** made on the callback thread (a yielded coroutine takes no call), its
-** results then moved to the waiter.  A push refused (out of memory, or the
-** budget of a rule whose blocking wait runs the loop: unprotected, that
-** unwound through uv_run and left the loop half-run for good) resumes the
-** waiter with nil and the error, as a failed call returns. */
+void mh_wait_deliver(mh_wait *w, mh_push_fn push, void *arg) {
+  lua_State *co = mh_wait_co(w), *cb;
+  wait_push p = { push, arg };
+  int top, n = 0, st = LUA_ERRMEM;
+  if (!co) return;
+  cb = w->task->x->cb;
+  top = lua_gettop(cb);
+  if (lua_checkstack(cb, 2)) {
+    lua_pushcfunction(cb, wait_push_call);   /* allocate nothing: see mh_l_cb_call */
+    lua_pushlightuserdata(cb, &p);
+    st = lua_pcall(cb, 1, LUA_MULTRET, 0);
+    n = lua_gettop(cb) - top;
+  }
+  if (st == LUA_OK && lua_checkstack(co, n)) {
+    lua_xmove(cb, co, n);
+  } else {
+    /* nil and the error (moved, not made: nothing to allocate); a rule
+       refused here is stopped, as a refusal in its own code stops it */
+    if (cur && st == LUA_ERRMEM && cur->mem_refused && !cur->stopped) cur->stopped = STOP_MEM;
+    lua_pushnil(co);
+    n = 1;
+    if (st != LUA_OK && lua_gettop(cb) > top && lua_type(cb, -1) == LUA_TSTRING) { lua_xmove(cb, co, 1); n = 2; }
+    lua_settop(cb, top);
+  }
+  mh_wait_resume(w, n);
+}
+
 static void after_work_cb(uv_work_t *req, int status) {
   work_req *r = (work_req *)req->data;
-  lua_State *co = mh_wait_co(&r->w);
-  if (co) {
-    lua_State *cb = r->w.task->x->cb;
-    int top = lua_gettop(cb), n = 0, st = LUA_ERRMEM;
-    if (lua_checkstack(cb, 2)) {
-      lua_pushcfunction(cb, after_work_push);   /* allocate nothing: see mh_l_cb_call */
-      lua_pushlightuserdata(cb, r);
-      st = lua_pcall(cb, 1, LUA_MULTRET, 0);
-      n = lua_gettop(cb) - top;
-    }
-    if (st == LUA_OK && lua_checkstack(co, n)) {
-      lua_xmove(cb, co, n);
-    } else {
-      /* nil and the error (moved, not made: nothing to allocate); a rule
-         refused here is stopped, as a refusal in its own code stops it */
-      if (cur && st == LUA_ERRMEM && cur->mem_refused && !cur->stopped) cur->stopped = STOP_MEM;
-      lua_pushnil(co);
-      n = 1;
-      if (st != LUA_OK && lua_gettop(cb) > top && lua_type(cb, -1) == LUA_TSTRING) { lua_xmove(cb, co, 1); n = 2; }
-      lua_settop(cb, top);
-    }
-    mh_wait_resume(&r->w, n);
-  }
+  mh_wait_deliver(&r->w, r->push, r->arg);
   if (r->done) r->done(r->arg);
   free(r);
   (void)status;
@@ -1169,20 +1170,14 @@ static mh_budget *slice_switch(mh_budget *b) {
 ** run as after_work_cb runs them; the caller gets the results at once. */
 /* The push of a job run inline, as a protected call: it pushes on the
 ** caller's state, under the caller's budget, and a refused push must not
-** skip done (arg holds the job's malloc'd results). */
-typedef struct { mh_push_fn push; void *arg; } inline_push;
-
-static int inline_push_call(lua_State *L) {
-  inline_push *p = (inline_push *)lua_touserdata(L, 1);
-  lua_pop(L, 1);
-  return p->push(L, p->arg);
-}
+** skip done (arg holds the job's malloc'd results): wait_push_call, as
+** mh_wait_deliver's. */
 
 static int work_inline(lua_State *L, mh_wait *w, mh_work_fn work, mh_push_fn push,
                        void (*done)(void *), void *arg) {
   mh_lctx *x = mh_l_ctx(L);
   mh_budget *was = slice_switch(NULL);
-  inline_push p = { push, arg };
+  wait_push p = { push, arg };
   int top = lua_gettop(L), st;
   pthread_mutex_lock(&wd.mu);
   wd.in_job = 1;
@@ -1199,7 +1194,7 @@ static int work_inline(lua_State *L, mh_wait *w, mh_work_fn work, mh_push_fn pus
     if (done) done(arg);
     return luaL_error(L, "mailhook job: stack overflow");
   }
-  lua_pushcfunction(L, inline_push_call);
+  lua_pushcfunction(L, wait_push_call);
   lua_pushlightuserdata(L, &p);
   st = lua_pcall(L, 1, LUA_MULTRET, 0);
   if (done) done(arg);
@@ -2151,37 +2146,38 @@ typedef struct {
   char host[256];
 } resolve_req;
 
+typedef struct { resolve_req *r; int status; struct addrinfo *res; } resolve_out;
+
+/* resolve_cb's results (mh_wait_deliver: a protected push) */
+static int resolve_push(lua_State *co, void *arg) {
+  resolve_out *o = (resolve_out *)arg;
+  int i = 0;
+  if (o->status < 0) return mh_l_fail(co, MH_EDNS, "dns", "%s: %s", o->r->host, uv_strerror(o->status));
+  lua_newtable(co);
+  for (struct addrinfo *a = o->res; a; a = a->ai_next) {
+    char buf[64];
+    if (a->ai_family == AF_INET)
+      uv_ip4_name((struct sockaddr_in *)a->ai_addr, buf, sizeof buf);
+    else if (a->ai_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, buf, sizeof buf);
+    else
+      continue;
+    lua_pushstring(co, buf);
+    lua_rawseti(co, -2, ++i);
+  }
+  /* the name's canonical form (AI_CANONNAME: /etc/hosts' first name, or
+  ** DNS's), where the resolver gave one: what a short host name stands for */
+  if (o->res && o->res->ai_canonname) {
+    lua_pushstring(co, o->res->ai_canonname);
+    lua_setfield(co, -2, "canonical");
+  }
+  return 1;
+}
+
 static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   resolve_req *r = (resolve_req *)req->data;
-  lua_State *co = mh_wait_co(&r->w);
-  if (co) {
-    int n;
-    if (status < 0) {
-      n = mh_l_fail(co, MH_EDNS, "dns", "%s: %s", r->host, uv_strerror(status));
-    } else {
-      int i = 0;
-      lua_newtable(co);
-      for (struct addrinfo *a = res; a; a = a->ai_next) {
-        char buf[64];
-        if (a->ai_family == AF_INET)
-          uv_ip4_name((struct sockaddr_in *)a->ai_addr, buf, sizeof buf);
-        else if (a->ai_family == AF_INET6)
-          uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, buf, sizeof buf);
-        else
-          continue;
-        lua_pushstring(co, buf);
-        lua_rawseti(co, -2, ++i);
-      }
-      /* the name's canonical form (AI_CANONNAME: /etc/hosts' first name, or
-      ** DNS's), where the resolver gave one: what a short host name stands for */
-      if (res && res->ai_canonname) {
-        lua_pushstring(co, res->ai_canonname);
-        lua_setfield(co, -2, "canonical");
-      }
-      n = 1;
-    }
-    mh_wait_resume(&r->w, n);
-  }
+  resolve_out o = { r, status, res };
+  mh_wait_deliver(&r->w, resolve_push, &o);
   uv_freeaddrinfo(res);
   free(r);
 }

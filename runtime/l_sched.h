@@ -95,6 +95,15 @@ lua_State *mh_wait_co(mh_wait *w);
 /* In the callback, after pushing nres values on mh_wait_co(w): resume the task.
 ** w is not touched afterwards, so the request may be freed after this returns. */
 void mh_wait_resume(mh_wait *w, int nres);
+/* In the callback, instead of mh_wait_co + pushes + mh_wait_resume: push(co,
+** arg) pushes the results (returns their count) as a protected call (made on
+** the callback thread, the results then moved to the waiter), and the
+** waiter resumes with them; a push that raises (a refused allocation: out
+** of memory, the budget of a rule whose blocking wait runs the loop) resumes
+** it with nil and the error instead of unwinding through uv_run.  Nothing
+** happens when the wait was cancelled.  w is not touched afterwards. */
+typedef int (*mh_push_fn)(lua_State *co, void *arg);
+void mh_wait_deliver(mh_wait *w, mh_push_fn push, void *arg);
 /* The same from Lua that runs now (another task, a __gc): the waiter resumes
 ** on the next loop turn with the nres values, never inside the caller (smtp
 ** c:close() ending the wait of the task that waits on the session). */
@@ -106,7 +115,6 @@ void mh_wait_resume_later(mh_wait *w, int nres);
 ** frees arg (also when the task was interrupted).  Returns what the task is
 ** resumed with. */
 typedef void (*mh_work_fn)(void *arg);
-typedef int (*mh_push_fn)(lua_State *co, void *arg);
 int mh_l_work(lua_State *L, const char *what, mh_work_fn work, mh_push_fn push,
               void (*done)(void *arg), void *arg);
 /* The same, always on the pool: for a job that may wait long on another process

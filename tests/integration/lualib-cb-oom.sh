@@ -15,15 +15,15 @@
 mkdir -p "$T/watched/spool/maildrop" "$T/watched/spool/pickup"
 for i in $(seq 1 200); do : > "$T/watched/spool/maildrop/m$i"; done
 # KIND:NAME: the handle, and the name its callback's failure is logged under (job: a
-# thread-pool job's results, mh_l_work)
-for what in "every:every@cb-oom.lua:[0-9]*" "ticker:rules sweep" "signal:signal USR2" "watch:maildrop watch" "job:"; do
+# thread-pool job's results, mh_l_work; resolve: mh.resolve's)
+for what in "every:every@cb-oom.lua:[0-9]*" "ticker:rules sweep" "signal:signal USR2" "watch:maildrop watch" "job:" "resolve:"; do
   kind=${what%%:*}; name=${what#*:}
   # tap_cmd: its lines as tests, and that it exits 0 (no panic, no error out of the
   # loop) with no sanitizer report; its stderr is kept in $T/tap_cmd.$$.out.err
   tap_cmd "cb-oom.lua $kind" lua_with timeout 120 "$LUA54" "$ROOT/tests/lualib/cb-oom.lua" "$T/watched" "$kind"
   # the refusal its callback met itself (not only a task it spawned), logged as a
   # rule's error is: what failed, in which rule, why
-  if [ -n "$name" ]; then   # a job's refused results go to its caller, who fails
+  if [ -n "$name" ]; then   # refused results go to their caller, who fails
     grep -q "error $name (in cb-oom $kind): stopped: exceeded the memory limit of 1 MB" "$T/tap_cmd.$$.out.err"
     ok $? "$kind: the callback's own refusal is logged, naming it and the rule"
   fi

@@ -10,7 +10,7 @@
 -- the memory limit ..."), the rule fails for it, and everything goes on.
 -- Run by tests/integration/lualib-cb-oom.sh, one process a kind of handle (a
 -- wedged loop stops the process's later checks):
---   lua5.4 cb-oom.lua DIR every|ticker|signal|watch|job
+--   lua5.4 cb-oom.lua DIR every|ticker|signal|watch|job|resolve
 -- (DIR: the folder watched; DIR/spool/maildrop holds 200 files, for "job")
 local t = require "lltap"
 local dir, only = arg[1], arg[2]
@@ -99,6 +99,20 @@ local cases = {
 -- A thread-pool job's results (mh_l_work: after_work_cb pushed them, where
 -- no protected call is): a listing of DIR/spool's maildrop/, a table of 200
 -- names, pushed while the rule waits (blocking) under its budget.
+-- mh.resolve's results (resolve_cb pushed them unprotected too)
+if only == "resolve" then
+  local err, n = refused_in_callback("resolve", function(made)
+    made()
+    for _ = 1, 8 do core.resolve("localhost") end
+  end)
+  t.like(err, "memory limit", "resolve: a rule whose lookup's results are refused by its memory budget fails" ..
+         " (" .. n .. " times)")
+  local ok, e = pcall(core.sleep, 0.001)
+  t.ok(ok, "resolve: a wait after it works (the loop was not left half-run)", e)
+  local addrs = core.resolve("localhost")
+  t.ok(addrs and #addrs >= 1, "resolve: a lookup outside the budget gets its addresses")
+end
+
 if only == "job" then
   local spool = dir .. "/spool"
   local err, n = refused_in_callback("job", function(made)
