@@ -209,16 +209,34 @@ static int r_tostring(lua_State *L) {
 
 /* From the server, on the loop: a request passed the limits.  The handler runs as a
 ** new task with the request object; the object's __gc releases it. */
+typedef struct { server_ud *su; mh_http_req *r; int owned; } request_call;
+
+/* on_request's Lua work, protected (mh_l_cb_call): once the request object
+** holds r (owned), its __gc answers and releases it, also when what follows
+** is refused. */
+static int request_spawn(lua_State *L) {
+  request_call *c = (request_call *)lua_touserdata(L, 1);
+  req_ud *u;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->su->handler_ref);
+  u = (req_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->r = NULL;
+  luaL_setmetatable(L, REQ_MT);
+  u->r = c->r;
+  c->owned = 1;
+  mh_task_spawn(L, -2, 1, "console");
+  return 0;
+}
+
 static void on_request(void *ud, mh_http_req *r) {
   server_ud *su = (server_ud *)ud;
-  lua_State *L = su->L;
-  req_ud *u;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, su->handler_ref);
-  u = (req_ud *)lua_newuserdatauv(L, sizeof *u, 0);
-  u->r = r;
-  luaL_setmetatable(L, REQ_MT);
-  mh_task_spawn(L, -2, 1, "console");
-  lua_pop(L, 3);                  /* the task, the request, the handler */
+  request_call c = { su, r, 0 };
+  if (mh_l_cb_call(su->L, request_spawn, &c, "console") != LUA_OK && !c.owned) {
+    /* no object holds it: answer here, as a handler that never answered is */
+    static const mh_http_header h[] = { { "Content-Type", "text/plain; charset=utf-8" } };
+    static const char msg[] = "internal error: the handler could not start\n";
+    if (api->alive(r)) api->respond(r, 500, h, 1, msg, sizeof msg - 1);
+    api->release(r);
+  }
 }
 
 static lua_Number opt_num(lua_State *L, const char *key, lua_Number def) {

@@ -431,14 +431,27 @@ typedef struct {
 
 static void ticker_close_cb(uv_handle_t *h) { free(h->data); }
 
+/* A tick's Lua work, protected (mh_l_cb_call).  The reference is taken
+** first (holding false), then set to the task (an existing key: no
+** allocation): a refusal anywhere leaves no task marked running (last NULL)
+** and at most a reference to false, dropped at the next tick or stop. */
+static int ticker_tick(lua_State *L) {
+  ticker_t *t = (ticker_t *)lua_touserdata(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->last_ref);
+  t->last_ref = LUA_NOREF;
+  t->last = NULL;
+  lua_pushboolean(L, 0);
+  t->last_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+  t->last = mh_task_spawn(L, -1, 0, "rules sweep");
+  lua_rawseti(L, LUA_REGISTRYINDEX, t->last_ref);
+  return 0;
+}
+
 static void ticker_cb(uv_timer_t *h) {
   ticker_t *t = (ticker_t *)h->data;
   if (!t->L || (t->last && mh_task_done(t->last) == 0)) return;
-  luaL_unref(t->L, LUA_REGISTRYINDEX, t->last_ref);
-  lua_rawgeti(t->L, LUA_REGISTRYINDEX, t->fn_ref);
-  t->last = mh_task_spawn(t->L, -1, 0, "rules sweep");
-  t->last_ref = luaL_ref(t->L, LUA_REGISTRYINDEX);
-  lua_pop(t->L, 1);
+  mh_l_cb_call(t->L, ticker_tick, t, "rules sweep");
 }
 
 /* Stops the timer and hands its memory to the close callback.  release: also

@@ -418,6 +418,12 @@ static void finish(mh_task *t, int status, int nres) {
   lua_State *L = t->x->cb, *co = t->co;
   int top = lua_gettop(L), tidx, i;
   joiner *j;
+  /* The end of a task is the scheduler's bookkeeping, run from a callback
+  ** where no protected call is: nobody's, never refused by a budget.  Run
+  ** from a rule's blocking wait (a host's lua5.4), it was charged to that
+  ** rule: a refused result table or traceback unwound through uv_run (the
+  ** loop left half-run for good) or, where no pcall is, was a Lua panic. */
+  mh_budget *was = slice_switch(NULL);
   luaL_checkstack(L, nres + LUA_MINSTACK, "too many results");
   push_task(L, t);
   tidx = lua_gettop(L);
@@ -503,6 +509,7 @@ static void finish(mh_task *t, int status, int nres) {
   lua_pushnil(L);
   lua_rawset(L, -3);
   lua_settop(L, top);
+  slice_switch(was);
 }
 
 static void task_resume(mh_task *t, int nargs) {
@@ -576,6 +583,36 @@ mh_task *mh_task_spawn(lua_State *L, int idx, int nargs, const char *name) {
   }
   make_ready(t, 0);
   return t;
+}
+
+int mh_l_cb_call(lua_State *L, lua_CFunction fn, void *ud, const char *what) {
+  int top = lua_gettop(L), st;
+  /* Nothing before lua_pcall may raise: lua_checkstack reports a refused
+  ** growth by its result; a C function without upvalues and a light
+  ** userdata are pushed as values, allocating nothing (lapi.c:
+  ** lua_pushcclosure with n == 0 is setfvalue, lua_pushlightuserdata
+  ** setpvalue).  What lua_pcall allocates (a CallInfo, stack for fn) it
+  ** allocates inside its protection. */
+  if (!lua_checkstack(L, 2)) st = LUA_ERRMEM;
+  else {
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    st = lua_pcall(L, 1, 0, 0);
+  }
+  if (st != LUA_OK) {
+    /* a string error is shown as it is (the refusal's is preallocated: no
+       conversion, nothing allocated here); another value is only named; a
+       refusal by the rule's budget as its stop is (a rule's error says) */
+    char why[200];
+    const char *msg = st == LUA_ERRMEM ? "not enough memory"
+                      : lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(an error object that is no string)";
+    if (cur && st == LUA_ERRMEM && cur->mem_refused && !cur->stopped) cur->stopped = STOP_MEM;
+    if (cur && cur->stopped) msg = budget_why(cur, why, sizeof why);
+    if (cur) mh_error("%s (in %s): %s", what, cur->label, msg);
+    else mh_error("%s: %s", what, msg);
+  }
+  lua_settop(L, top);
+  return st;
 }
 
 int mh_task_done(const mh_task *t) { return t->state; }
@@ -724,13 +761,44 @@ static void work_cb(uv_work_t *req) {
   r->work(r->arg);
 }
 
+typedef struct { mh_push_fn push; void *arg; } wait_push;
+
+static int wait_push_call(lua_State *L) {
+  wait_push *p = (wait_push *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return p->push(L, p->arg);
+}
+
+void mh_wait_deliver(mh_wait *w, mh_push_fn push, void *arg) {
+  lua_State *co = mh_wait_co(w), *cb;
+  wait_push p = { push, arg };
+  int top, n = 0, st = LUA_ERRMEM;
+  if (!co) return;
+  cb = w->task->x->cb;
+  top = lua_gettop(cb);
+  if (lua_checkstack(cb, 2)) {
+    lua_pushcfunction(cb, wait_push_call);   /* allocate nothing: see mh_l_cb_call */
+    lua_pushlightuserdata(cb, &p);
+    st = lua_pcall(cb, 1, LUA_MULTRET, 0);
+    n = lua_gettop(cb) - top;
+  }
+  if (st == LUA_OK && lua_checkstack(co, n)) {
+    lua_xmove(cb, co, n);
+  } else {
+    /* nil and the error (moved, not made: nothing to allocate); a rule
+       refused here is stopped, as a refusal in its own code stops it */
+    if (cur && st == LUA_ERRMEM && cur->mem_refused && !cur->stopped) cur->stopped = STOP_MEM;
+    lua_pushnil(co);
+    n = 1;
+    if (st != LUA_OK && lua_gettop(cb) > top && lua_type(cb, -1) == LUA_TSTRING) { lua_xmove(cb, co, 1); n = 2; }
+    lua_settop(cb, top);
+  }
+  mh_wait_resume(w, n);
+}
+
 static void after_work_cb(uv_work_t *req, int status) {
   work_req *r = (work_req *)req->data;
-  lua_State *co = mh_wait_co(&r->w);
-  if (co) {
-    int n = r->push(co, r->arg);
-    mh_wait_resume(&r->w, n);
-  }
+  mh_wait_deliver(&r->w, r->push, r->arg);
   if (r->done) r->done(r->arg);
   free(r);
   (void)status;
@@ -1102,20 +1170,14 @@ static mh_budget *slice_switch(mh_budget *b) {
 ** run as after_work_cb runs them; the caller gets the results at once. */
 /* The push of a job run inline, as a protected call: it pushes on the
 ** caller's state, under the caller's budget, and a refused push must not
-** skip done (arg holds the job's malloc'd results). */
-typedef struct { mh_push_fn push; void *arg; } inline_push;
-
-static int inline_push_call(lua_State *L) {
-  inline_push *p = (inline_push *)lua_touserdata(L, 1);
-  lua_pop(L, 1);
-  return p->push(L, p->arg);
-}
+** skip done (arg holds the job's malloc'd results): wait_push_call, as
+** mh_wait_deliver's. */
 
 static int work_inline(lua_State *L, mh_wait *w, mh_work_fn work, mh_push_fn push,
                        void (*done)(void *), void *arg) {
   mh_lctx *x = mh_l_ctx(L);
   mh_budget *was = slice_switch(NULL);
-  inline_push p = { push, arg };
+  wait_push p = { push, arg };
   int top = lua_gettop(L), st;
   pthread_mutex_lock(&wd.mu);
   wd.in_job = 1;
@@ -1132,7 +1194,7 @@ static int work_inline(lua_State *L, mh_wait *w, mh_work_fn work, mh_push_fn pus
     if (done) done(arg);
     return luaL_error(L, "mailhook job: stack overflow");
   }
-  lua_pushcfunction(L, inline_push_call);
+  lua_pushcfunction(L, wait_push_call);
   lua_pushlightuserdata(L, &p);
   st = lua_pcall(L, 1, LUA_MULTRET, 0);
   if (done) done(arg);
@@ -1973,28 +2035,43 @@ static void every_close_cb(uv_handle_t *h) {
   lua_rawsetp(e->L, LUA_REGISTRYINDEX, e);
 }
 
-static void every_cb(uv_timer_t *h) {
-  every_t *e = (every_t *)h->data;
-  lua_State *L = e->L;
+/* A tick's Lua work, protected (mh_l_cb_call): the task's reference is
+** taken first, holding false, then set to the task (an existing key: no
+** allocation), so a refusal anywhere leaves e consistent: no reference, or
+** one to false (no previous tick running), dropped at the next tick or stop. */
+static int every_tick(lua_State *L) {
+  every_t *e = (every_t *)lua_touserdata(L, 1);
+  mh_task *t;
   if (e->task_ref != LUA_NOREF) {
     mh_task *prev;
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->task_ref);
     prev = (mh_task *)lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (prev && prev->state == 0) return;  /* previous tick still running: skip */
+    if (prev && prev->state == 0) return 0;  /* previous tick still running: skip */
     luaL_unref(L, LUA_REGISTRYINDEX, e->task_ref);
     e->task_ref = LUA_NOREF;
   }
+  lua_pushboolean(L, 0);
+  e->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);
-  {
-    mh_task *t = mh_task_spawn(L, -1, 0, e->name);
-    if (e->budgeted) {       /* a timer a rule started is that rule's, tick by tick */
-      t->budget = budget_new((mh_lctx *)h->loop->data, e->label);
-      if (t->budget) { t->rule_task = 1; rule_tasks_live++; }
+  t = mh_task_spawn(L, -1, 0, e->name);
+  if (e->budgeted) {       /* a timer a rule started is that rule's, tick by tick */
+    mh_budget *b = budget_new(mh_l_ctx(L), e->label);
+    if (b) {
+      /* spawned while a rule is charged (a host's blocking wait), t holds
+         that budget already, and is counted: the reference is given back */
+      if (t->budget) budget_unref(t->budget);
+      else { t->rule_task = 1; rule_tasks_live++; }
+      t->budget = b;
     }
   }
-  e->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, e->task_ref);
+  return 0;
+}
+
+static void every_cb(uv_timer_t *h) {
+  every_t *e = (every_t *)h->data;
+  mh_l_cb_call(e->L, every_tick, e, e->name);
 }
 
 /* Also what a timer whose making was refused half-way runs (collected
@@ -2069,37 +2146,38 @@ typedef struct {
   char host[256];
 } resolve_req;
 
+typedef struct { resolve_req *r; int status; struct addrinfo *res; } resolve_out;
+
+/* resolve_cb's results (mh_wait_deliver: a protected push) */
+static int resolve_push(lua_State *co, void *arg) {
+  resolve_out *o = (resolve_out *)arg;
+  int i = 0;
+  if (o->status < 0) return mh_l_fail(co, MH_EDNS, "dns", "%s: %s", o->r->host, uv_strerror(o->status));
+  lua_newtable(co);
+  for (struct addrinfo *a = o->res; a; a = a->ai_next) {
+    char buf[64];
+    if (a->ai_family == AF_INET)
+      uv_ip4_name((struct sockaddr_in *)a->ai_addr, buf, sizeof buf);
+    else if (a->ai_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, buf, sizeof buf);
+    else
+      continue;
+    lua_pushstring(co, buf);
+    lua_rawseti(co, -2, ++i);
+  }
+  /* the name's canonical form (AI_CANONNAME: /etc/hosts' first name, or
+  ** DNS's), where the resolver gave one: what a short host name stands for */
+  if (o->res && o->res->ai_canonname) {
+    lua_pushstring(co, o->res->ai_canonname);
+    lua_setfield(co, -2, "canonical");
+  }
+  return 1;
+}
+
 static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   resolve_req *r = (resolve_req *)req->data;
-  lua_State *co = mh_wait_co(&r->w);
-  if (co) {
-    int n;
-    if (status < 0) {
-      n = mh_l_fail(co, MH_EDNS, "dns", "%s: %s", r->host, uv_strerror(status));
-    } else {
-      int i = 0;
-      lua_newtable(co);
-      for (struct addrinfo *a = res; a; a = a->ai_next) {
-        char buf[64];
-        if (a->ai_family == AF_INET)
-          uv_ip4_name((struct sockaddr_in *)a->ai_addr, buf, sizeof buf);
-        else if (a->ai_family == AF_INET6)
-          uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, buf, sizeof buf);
-        else
-          continue;
-        lua_pushstring(co, buf);
-        lua_rawseti(co, -2, ++i);
-      }
-      /* the name's canonical form (AI_CANONNAME: /etc/hosts' first name, or
-      ** DNS's), where the resolver gave one: what a short host name stands for */
-      if (res && res->ai_canonname) {
-        lua_pushstring(co, res->ai_canonname);
-        lua_setfield(co, -2, "canonical");
-      }
-      n = 1;
-    }
-    mh_wait_resume(&r->w, n);
-  }
+  resolve_out o = { r, status, res };
+  mh_wait_deliver(&r->w, resolve_push, &o);
   uv_freeaddrinfo(res);
   free(r);
 }

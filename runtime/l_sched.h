@@ -95,6 +95,15 @@ lua_State *mh_wait_co(mh_wait *w);
 /* In the callback, after pushing nres values on mh_wait_co(w): resume the task.
 ** w is not touched afterwards, so the request may be freed after this returns. */
 void mh_wait_resume(mh_wait *w, int nres);
+/* In the callback, instead of mh_wait_co + pushes + mh_wait_resume: push(co,
+** arg) pushes the results (returns their count) as a protected call (made on
+** the callback thread, the results then moved to the waiter), and the
+** waiter resumes with them; a push that raises (a refused allocation: out
+** of memory, the budget of a rule whose blocking wait runs the loop) resumes
+** it with nil and the error instead of unwinding through uv_run.  Nothing
+** happens when the wait was cancelled.  w is not touched afterwards. */
+typedef int (*mh_push_fn)(lua_State *co, void *arg);
+void mh_wait_deliver(mh_wait *w, mh_push_fn push, void *arg);
 /* The same from Lua that runs now (another task, a __gc): the waiter resumes
 ** on the next loop turn with the nres values, never inside the caller (smtp
 ** c:close() ending the wait of the task that waits on the session). */
@@ -106,7 +115,6 @@ void mh_wait_resume_later(mh_wait *w, int nres);
 ** frees arg (also when the task was interrupted).  Returns what the task is
 ** resumed with. */
 typedef void (*mh_work_fn)(void *arg);
-typedef int (*mh_push_fn)(lua_State *co, void *arg);
 int mh_l_work(lua_State *L, const char *what, mh_work_fn work, mh_push_fn push,
               void (*done)(void *arg), void *arg);
 /* The same, always on the pool: for a job that may wait long on another process
@@ -122,6 +130,20 @@ void mh_l_jobs_inline(lua_State *L, int on);
 ** task object.  The task starts on the next loop turn.  Spawned while a rule
 ** runs (core.rule_call), it belongs to that rule: same budget (see l_sched.c). */
 mh_task *mh_task_spawn(lua_State *L, int idx, int nargs, const char *name);
+
+/* For a libuv callback that enters Lua (spawns a task, takes a reference,
+** pushes a value): runs fn on L (the state's callback thread) with ud as
+** its one argument, a light userdata, as a protected call.  Anything there
+** may raise (a refused allocation: out of memory, or the memory budget of
+** the rule charged while the loop runs a host's blocking wait), and no
+** protected call surrounds a callback: the raise was a Lua panic (the
+** process aborted: `mailhook run` and every rule with it) or unwound
+** through uv_run into a host's pcall (the loop left half-run, marked
+** running for good: no wait worked again).  Now it fails this one call,
+** logged as an error naming what ("signal USR2", a timer's name) and the
+** rule charged, if any; the stack is left as it was.  fn keeps its handle
+** consistent when it raises half-way.  Returns LUA_OK or the error status. */
+int mh_l_cb_call(lua_State *L, lua_CFunction fn, void *ud, const char *what);
 
 /* Task state for hosts (main.c, the REPL). */
 int mh_task_done(const mh_task *t);   /* 0 running, 1 returned, -1 raised */

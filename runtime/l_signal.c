@@ -67,17 +67,24 @@ static int check_signum(lua_State *L, int idx) {
 
 static void close_cb(uv_handle_t *h) { free(h->data); }
 
-/* Delivery: spawn the callback as a task with the signal's name. */
+/* Delivery: spawn the callback as a task with the signal's name (protected:
+** mh_l_cb_call; a refused spawn leaves nothing behind but garbage). */
+static int signal_spawn(lua_State *L) {
+  sigwatch *s = (sigwatch *)lua_touserdata(L, 1);
+  char task_name[32];
+  snprintf(task_name, sizeof task_name, "signal %s", name_of(s->signum));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
+  lua_pushstring(L, name_of(s->signum));
+  mh_task_spawn(L, -2, 1, task_name);
+  return 0;
+}
+
 static void signal_cb(uv_signal_t *h, int signum) {
   sigwatch *s = (sigwatch *)h->data;
-  lua_State *L = s->L;
-  char task_name[32];
+  char what[32];
   if (s->fn_ref == LUA_NOREF) return;
-  snprintf(task_name, sizeof task_name, "signal %s", name_of(signum));
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
-  lua_pushstring(L, name_of(signum));
-  mh_task_spawn(L, -2, 1, task_name);
-  lua_pop(L, 3);  /* the task, the name, the function */
+  snprintf(what, sizeof what, "signal %s", name_of(signum));
+  mh_l_cb_call(s->L, signal_spawn, s, what);
 }
 
 /* Stops listening; the heap part is freed by libuv's close callback. */

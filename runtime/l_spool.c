@@ -1925,12 +1925,19 @@ static int stream_head(lua_State *L) {
   lstream *st = (lstream *)luaL_checkudata(L, 1, STREAM_MT);
   lhead *h;
   if (!st->in || st->busy) return luaL_error(L, "stream is closed, busy or already used");
+  int anchor;
   check_can_wait(L, "stream:head");
-  if (!(h = (lhead *)calloc(1, sizeof *h))) return luaL_error(L, "out of memory");
+  /* the reference first: it may raise (it may grow the registry: out of
+  ** memory, a rule's memory budget), and a request allocated before it leaked */
+  lua_settop(L, 1);
+  anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!(h = (lhead *)calloc(1, sizeof *h))) {
+    luaL_unref(L, LUA_REGISTRYINDEX, anchor);
+    return luaL_error(L, "out of memory");
+  }
   h->st = st;
   h->main = main_state(L);
-  lua_settop(L, 1);
-  h->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  h->anchor = anchor;
   st->busy = 1;
   return mh_l_work(L, "stream:head", head_work, head_push, head_done, h);
 }

@@ -32,12 +32,18 @@ typedef struct {
   int stopped;
 } lwatch;
 
+/* watch_fire's Lua work, protected (mh_l_cb_call). */
+static int watch_spawn(lua_State *L) {
+  lwatch *w = (lwatch *)lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->fn_ref);
+  mh_task_spawn(L, -1, 0, w->task_name);
+  return 0;
+}
+
 static void watch_fire(uv_timer_t *t) {
   lwatch *w = (lwatch *)t->data;
   if (w->stopped) return;
-  lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->fn_ref);
-  mh_task_spawn(w->L, -1, 0, w->task_name);
-  lua_pop(w->L, 2);
+  mh_l_cb_call(w->L, watch_spawn, w, w->task_name);
 }
 
 static void watch_event(uv_fs_event_t *h, const char *name, int events, int status) {
