@@ -100,15 +100,23 @@ static int take_frame(chan *c, lua_State *L) {
   return 0;
 }
 
+/* deliver's push: the frame (or the nil of the end) known to be there */
+static int deliver_push(lua_State *L, void *arg) {
+  return take_frame((chan *)arg, L);
+}
+
+/* Resumes the waiting recv() when a frame (or the end) has come.  From a loop
+** callback: the frame is pushed as a protected call (mh_wait_deliver), so a
+** refused allocation resumes the waiter with nil and the error instead of
+** unwinding through uv_run; the frame then stays for the next recv(). */
 static void deliver(chan *c) {
   recv_req *r = c->reader;
-  lua_State *co;
+  size_t off, n;
   if (!r) return;
-  co = mh_wait_co(&r->w);
-  if (!co) { c->reader = NULL; free(r); return; }
-  if (!take_frame(c, co)) return;
+  if (!mh_wait_co(&r->w)) { c->reader = NULL; free(r); return; }
+  if (!frame_ready(c, &off, &n) && !c->eof && !c->closing) return;
   c->reader = NULL;
-  mh_wait_resume(&r->w, 1);
+  mh_wait_deliver(&r->w, deliver_push, c);
   free(r);
 }
 

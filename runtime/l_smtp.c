@@ -212,16 +212,28 @@ static int pop_outcome(lua_State *L, lconn *u, int send, int brief) {
   return n;
 }
 
-/* Resumes the waiting task when what it waits for has ended. */
+/* wake's push: the outcome the waiter was waiting for */
+typedef struct { lconn *u; int send; } wake_arg;
+
+static int wake_push(lua_State *L, void *arg) {
+  wake_arg *a = (wake_arg *)arg;
+  return pop_outcome(L, a->u, a->send, a->u->brief);
+}
+
+/* Resumes the waiting task when what it waits for has ended.  From a loop
+** callback: the outcome is pushed as a protected call (mh_wait_deliver), so a
+** refused allocation (a rule's memory budget, while its blocking wait runs
+** the loop) resumes the waiter with nil and the error instead of unwinding
+** through uv_run (a Lua panic where no pcall is above the loop). */
 static void wake(lconn *u) {
-  lua_State *co;
-  int kind = u->waiting, n;
+  int kind = u->waiting;
+  wake_arg a;
   if (!kind || !u->c) return;
   if (kind == WAIT_OP ? !mh_client_op_done(u->c) : !mh_client_result_ready(u->c)) return;
   u->waiting = WAIT_NONE;
-  if (!(co = mh_wait_co(&u->w))) return;
-  n = pop_outcome(co, u, kind != WAIT_OP, u->brief);
-  mh_wait_resume(&u->w, n);
+  a.u = u;
+  a.send = kind != WAIT_OP;
+  mh_wait_deliver(&u->w, wake_push, &a);
 }
 
 /* The client's notify: from a loop callback. */

@@ -113,6 +113,65 @@ if only == "resolve" then
   t.ok(addrs and #addrs >= 1, "resolve: a lookup outside the budget gets its addresses")
 end
 
+-- An SMTP session's outcomes (l_smtp.c's wake pushed them, where no protected
+-- call is): the rule opens a session to smtp-sink (port in $SINK_PORT) and sends
+-- one message, each step a blocking wait under its budget.
+if only == "smtp" then
+  local port = assert(tonumber(os.getenv("SINK_PORT")), "SINK_PORT")
+  local function session()
+    return core.smtp.new { host = "127.0.0.1", port = port, tls = "none", tls_required = false,
+                           connect_timeout = 5, command_timeout = 5, data_timeout = 5 }
+  end
+  local function send(c)
+    assert(c:open())
+    assert(c:send("a@x.test", { "b@x.test" }, "Subject: cb-oom\r\n\r\nbody\r\n"))
+    assert(c:quit())
+  end
+  local err, n = refused_in_callback("smtp", function(made)
+    local c = session()
+    left = { stop = function() c:close() end }
+    made()
+    send(c)
+  end)
+  t.like(err, "memory limit", "smtp: a rule whose session's outcome is refused by its memory budget fails" ..
+         " (" .. n .. " times)")
+  local ok, e = pcall(core.sleep, 0.001)
+  t.ok(ok, "smtp: a wait after it works (the loop was not left half-run)", e)
+  local c = session()
+  ok, e = pcall(send, c)
+  c:close()
+  t.ok(ok, "smtp: a session outside the budget sends", e)
+end
+
+-- A channel's frames (l_proc.c's deliver pushed them, where no protected call
+-- is): a child (this interpreter, core.proc.spawn) echoes each frame it gets,
+-- and the rule sends one and waits (blocking, under its budget) for the echo.
+if only == "proc" then
+  local p, ch = assert(core.proc.spawn { "-e", [[
+    local ch = require("mailhook.core").proc.channel()
+    while true do
+      local m = ch:recv()
+      if not m then break end
+      ch:send(m .. string.rep("y", 200))
+    end
+    ch:close()]] })
+  local err, n = refused_in_callback("proc", function(made)
+    made()
+    for _ = 1, 4 do
+      assert(ch:send("x"))
+      assert(ch:recv())
+    end
+  end)
+  t.like(err, "memory limit", "proc: a rule whose channel's frame is refused by its memory budget fails" ..
+         " (" .. n .. " times)")
+  local ok, e = pcall(core.sleep, 0.001)
+  t.ok(ok, "proc: a wait after it works (the loop was not left half-run)", e)
+  ok, e = pcall(function() assert(ch:send("z")); return ch:recv() end)
+  t.ok(ok and type(e) == "string" and e:find("y", 1, true), "proc: a frame outside the budget is received", e)
+  ch:close()
+  t.is(p:wait(), 0, "proc: the child ends when the channel does")
+end
+
 if only == "job" then
   local spool = dir .. "/spool"
   local err, n = refused_in_callback("job", function(made)
