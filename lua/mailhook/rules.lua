@@ -308,7 +308,12 @@ end
 -- it starts share the budget.  A normal return still fails when one of the
 -- rule's mh.enqueue calls failed and the rule did not mark it handled.
 local set_limits = {}        -- what core.budget_limits was last given
-function rules.run(label, fn, ...)
+-- run_rule: run, for a rule that stands for a `failed` rule's notice when about
+-- (the failed message's id) is set: a tick of an every() timer that a `failed`
+-- handler started runs under a fresh budget of its own, after the handler has
+-- returned, and the notice it queued was not marked: its failure emitted
+-- `failed` again, and the handler started another timer.
+local function run_rule(label, about, fn, ...)
   local sl = set_limits
   if sl.instructions ~= rules.budget or sl.seconds ~= rules.time_budget or sl.memory ~= rules.memory_limit
      or sl.life ~= rules.time_budget * rules.life_factor or sl.grace ~= rules.grace then
@@ -323,6 +328,7 @@ function rules.run(label, fn, ...)
     id = core.budget()
     notes[id] = {}
     events[id] = type((...)) == "table" and { (...) } or {}
+    if about then table.insert(events[id], { event = "failed", id = about }) end
     return fn(...)
   end, ...))
   local list = id and notes[id]
@@ -339,6 +345,7 @@ function rules.run(label, fn, ...)
   end
   return table.unpack(res, 1, res.n)
 end
+function rules.run(label, fn, ...) return run_rule(label, nil, fn, ...) end
 
 local function copy_fields(event, fields)
   local ev = {}
@@ -490,8 +497,9 @@ local function rule_env(path)
       core.check_options("every", {}, {}, select("#", ...) + 2, 2)
       if type(fn) ~= "function" then error("every(seconds, fn): fn must be a function", 2) end
       local label = "every@" .. describe(fn)
+      local about = rules.notice_of()   -- started by a `failed` rule: its ticks' mail is a notice too
       local h = core.rstate.ticker(seconds, function()
-        local ok, err, tb = rules.run(label, fn)
+        local ok, err, tb = run_rule(label, about, fn)
         if not ok then rules.log_failure(label, err, tb) end
       end)
       local mine = file_timers[path]

@@ -32,6 +32,15 @@ on("failed", function(ev)   -- the notice queued by a task it spawned, after the
     end)
   end
 end)
+on("failed", function(ev)   -- the notice queued by an every() timer it started: each tick is a rule of its own
+  if ev.subject == "loop from every" then
+    local h
+    h = every(0.2, function()
+      h:stop()
+      assert(mh.enqueue { to = "dead@example.org", subject = "every notice of " .. tostring(ev.id), text = "x" })
+    end)
+  end
+end)
 LUA
 inbox_has() { grep -qs "$1" "$T"/inbox/*.eml; }
 start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill $RUN"; }
@@ -64,6 +73,11 @@ ok "$([ -n "$notice" ] && ! inbox_has "Subject: failed: $notice"; echo $?)" "the
 id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from a task" </dev/null 2>/dev/null)
 wait_for 15 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
 ok $? "a notice queued by the handler's task after it returned: its failure emits no failed event either"
+# the notice queued by a tick of an every() timer the handler started: the tick ran
+# under a fresh budget, its notice was not marked, and each failure started another timer
+id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from every" </dev/null 2>/dev/null)
+wait_for 15 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
+ok $? "a notice queued by a tick of the handler's every() timer: its failure emits no failed event either"
 kill "$RUN"; wait "$RUN" 2>/dev/null
 # a clean stop by a signal to the whole process group (systemctl stop's default
 # KillMode, Ctrl-C in a terminal): the service stops its worker itself; the
