@@ -119,13 +119,7 @@ function enqueue(t, opts)
   -- mail a `failed` rule queues is marked: its own failure emits no `failed`
   -- (rules.notice_of; a notice sent as the failed mail was looped for ever)
   local rules = package.loaded["mailhook.rules"]
-  local about = rules and rules.notice_of and rules.notice_of()
-  if about and (fields.headers == nil or type(fields.headers) == "table") then
-    local h = {}
-    for k, v in pairs(fields.headers or {}) do h[k] = v end
-    h[rules.NOTICE_HEADER] = "failed " .. about
-    fields.headers = h
-  end
+  if rules and rules.mark_notice then fields = rules.mark_notice(fields) end
   if fields.from == nil then fields.from = cfg.from end
   if fields.from == nil and not check then
     -- the builder's "from: no From address" alone did not say where one comes from

@@ -497,6 +497,9 @@ function rs.hold(msg, due, reason, ...)
   if type(due) ~= "number" or due ~= due or due == math.huge or due == -math.huge then
     error("hold: until must be a finite number (an epoch time; got " .. got(due) .. ")", 2)
   end
+  -- a `failed` rule's notice stays one when the sweep, a rule of its own, queues it
+  local rules = package.loaded["mailhook.rules"]
+  if rules and rules.mark_notice then msg = rules.mark_notice(msg) end
   local ok, err, info = check(msg, "hold", 2)
   if not ok then return nil, err, info end
   return locked(function()

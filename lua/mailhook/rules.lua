@@ -135,6 +135,22 @@ function rules.notice_of()
   return kept and kept.about
 end
 
+-- mark_notice(fields) -> fields: for mail the running rule queues or keeps for
+-- later (mh.enqueue, hold()), a copy carrying NOTICE_HEADER when that rule's
+-- mail is a notice (notice_of); fields itself otherwise, or when its headers
+-- are no table (the builder says what is wrong with them).  A held notice was
+-- queued later by the sweep, a rule of its own: unmarked, its failure looped.
+function rules.mark_notice(fields)
+  local about = rules.notice_of()
+  if not about or (fields.headers ~= nil and type(fields.headers) ~= "table") then return fields end
+  local f, h = {}, {}
+  for k, v in pairs(fields) do f[k] = v end
+  for k, v in pairs(fields.headers or {}) do h[k] = v end
+  h[rules.NOTICE_HEADER] = "failed " .. about
+  f.headers = h
+  return f
+end
+
 -- explain_header(err, info, t) -> err, info: an mh.enqueue of a rule refused
 -- for a CR, LF or NUL in a header (EBADHDR) says which field of the event put
 -- it there, and the header: a plain template, not {header = true}, copies a

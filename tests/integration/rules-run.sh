@@ -41,6 +41,11 @@ on("failed", function(ev)   -- the notice queued by an every() timer it started:
     end)
   end
 end)
+on("failed", function(ev)   -- the notice held for later: the sweep, a rule of its own, queues it
+  if ev.subject == "loop from hold" then
+    assert(hold({ to = "dead@example.org", subject = "held notice of " .. tostring(ev.id), text = "x" }, os.time() + 1))
+  end
+end)
 LUA
 inbox_has() { grep -qs "$1" "$T"/inbox/*.eml; }
 start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill $RUN"; }
@@ -78,6 +83,10 @@ ok $? "a notice queued by the handler's task after it returned: its failure emit
 id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from every" </dev/null 2>/dev/null)
 wait_for 15 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
 ok $? "a notice queued by a tick of the handler's every() timer: its failure emits no failed event either"
+# the notice a handler held for a second (hold(): quiet hours), queued by the sweep
+id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from hold" </dev/null 2>/dev/null)
+wait_for 20 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
+ok $? "a notice a handler held, queued later by the sweep: its failure emits no failed event either"
 kill "$RUN"; wait "$RUN" 2>/dev/null
 # a clean stop by a signal to the whole process group (systemctl stop's default
 # KillMode, Ctrl-C in a terminal): the service stops its worker itself; the
