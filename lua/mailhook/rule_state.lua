@@ -274,6 +274,15 @@ end
 
 ------------------------------------------------------------------ throttle
 
+-- marked(msg) -> msg: what a `failed` rule keeps for later (held mail, a
+-- summary's or a digest's message) carries its notice mark (rules.mark_notice):
+-- the sweep that queues it is a rule of its own, and an unmarked notice that
+-- failed emitted `failed` again, one more loop each window.
+local function marked(msg)
+  local rules = package.loaded["mailhook.rules"]
+  return rules and rules.mark_notice and rules.mark_notice(msg) or msg
+end
+
 local function fmt_time(t) return os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(t)) end
 
 local function message_spec(o, what)
@@ -367,7 +376,7 @@ function rs.throttle(o, ...)
   number_option("throttle", "per", o.per, 0, true, "of seconds > 0")
   local file = fname(o.key)
   if o.critical then return true, { bypass = true } end
-  local summary = o.summary and message_spec(o, "summary") or nil
+  local summary = o.summary and marked(message_spec(o, "summary")) or nil
   if summary then
     local ok, err, info = check_spec(summary, "throttle: summary")
     if not ok then return nil, err, info end
@@ -451,7 +460,7 @@ function rs.digest(o, ...)
   number_option("digest", "window", o.window, 0, true, "of seconds > 0")
   local file = fname(o.key)
   if o.critical then return false, { bypass = true } end
-  local spec = message_spec(o, "message")
+  local spec = marked(message_spec(o, "message"))
   do
     local ok, err, info = check_spec(spec, "digest: message")
     if not ok then return nil, err, info end
@@ -497,9 +506,7 @@ function rs.hold(msg, due, reason, ...)
   if type(due) ~= "number" or due ~= due or due == math.huge or due == -math.huge then
     error("hold: until must be a finite number (an epoch time; got " .. got(due) .. ")", 2)
   end
-  -- a `failed` rule's notice stays one when the sweep, a rule of its own, queues it
-  local rules = package.loaded["mailhook.rules"]
-  if rules and rules.mark_notice then msg = rules.mark_notice(msg) end
+  msg = marked(msg)
   local ok, err, info = check(msg, "hold", 2)
   if not ok then return nil, err, info end
   return locked(function()

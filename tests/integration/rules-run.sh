@@ -46,6 +46,11 @@ on("failed", function(ev)   -- the notice held for later: the sweep, a rule of i
     assert(hold({ to = "dead@example.org", subject = "held notice of " .. tostring(ev.id), text = "x" }, os.time() + 1))
   end
 end)
+on("failed", function(ev)   -- failures counted, one summary at the window's end, queued by the sweep
+  if ev.subject == "loop from throttle" then
+    throttle { key = "failures", max = 0, per = 1, summary = true, to = "dead@example.org" }
+  end
+end)
 LUA
 inbox_has() { grep -qs "$1" "$T"/inbox/*.eml; }
 start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill $RUN"; }
@@ -87,6 +92,10 @@ ok $? "a notice queued by a tick of the handler's every() timer: its failure emi
 id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from hold" </dev/null 2>/dev/null)
 wait_for 20 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
 ok $? "a notice a handler held, queued later by the sweep: its failure emits no failed event either"
+# the summary of a throttle a handler counts failures in (the same for a digest's mail)
+id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from throttle" </dev/null 2>/dev/null)
+wait_for 20 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
+ok $? "a handler's throttle summary, queued later by the sweep: its failure emits no failed event either"
 kill "$RUN"; wait "$RUN" 2>/dev/null
 # a clean stop by a signal to the whole process group (systemctl stop's default
 # KillMode, Ctrl-C in a terminal): the service stops its worker itself; the
