@@ -185,8 +185,14 @@ function M.run(o)
               local notify
               for _, p in pairs(tx.rcpt_params) do notify = notify or p:match("NOTIFY=(%S+)") end
               local id, scode, err = o.store(env, bytes, { ret = tx.ret, envid = tx.envid, notify = notify })
-              if id then
-                reply("250 2.0.0 Ok: queued" .. (id ~= true and (" as " .. id) or ""))
+              if id == true then
+                -- through the drop program: the queue id is given at pickup.  Not "Ok:
+                -- queued": Symfony Mailer (Laravel's sendmail -bs) reads the word after
+                -- "Ok: " as the id when " as ID" is missing, and every message a web
+                -- app sent was logged as id "queued"
+                reply("250 2.0.0 Accepted: queued, its id given at pickup")
+              elseif id then
+                reply("250 2.0.0 Ok: queued as " .. id)
               else
                 local why = tostring(err or "the message could not be stored"):gsub("%c", " ")
                 reply(((scode == submit.EX.TEMPFAIL or scode == submit.EX.CANTCREAT) and "451 4.3.0 " or "554 5.3.0 ") .. why)
