@@ -20,6 +20,10 @@
 #                       "RSET" (250 expected, a failure ignored).  stop() (destructor,
 #                       the restart threshold): "QUIT" (221), then stdin and stdout closed.
 #                       A reply is lines read up to the one whose 4th byte is a space.
+#   Swift Mailer 5/6    (Laravel <= 8, Symfony <= 4) the same HELO session, but a refused
+#                       RCPT is only counted: DATA for the others, RSET when none is
+#                       left; each Bcc in a transaction of its own, its message holding
+#                       "Bcc: that address" (mailhook takes the field out)
 #   Without QUIT        the PHP process dies (fatal error, kill): stdin closed between
 #                       messages, or during DATA when writing the body throws (the
 #                       transport is terminated without the final dot).
@@ -197,6 +201,44 @@ elif scenario == "raw":
     send(msg, S, [b"kunde@xn--bcher-kva.example"], "a RawMessage: dots, a long line, 8-bit, an IDNA domain")
     send(email(31, b"Then killed", b"No QUIT follows."), S, R, "a second message, then the PHP process dies")
     finish("stdin closed after a message, no QUIT", quit=False)
+elif scenario == "swift":
+    # Swift Mailer 5/6 (Laravel <= 8, Symfony <= 4: "/usr/sbin/sendmail -bs"), the same
+    # HELO session (AbstractSmtpTransport), but a refused RCPT is only counted failed and
+    # the others go on to DATA; no recipient left: RSET; each Bcc its own transaction with
+    # the message carrying "Bcc: that one" (mailhook takes the field out)
+    t.start()
+    def swift_transaction(msg, rcpts, want, desc):
+        global sent
+        t.command(b"MAIL FROM:<%s>\r\n" % S, [250])
+        ok = []
+        for r in rcpts:
+            try: t.command(b"RCPT TO:<%s>\r\n" % r, [250, 251, 252]); ok.append(r)
+            except TransportError: pass
+        if not ok:
+            t.command(b"RSET\r\n", [250])
+            return
+        t.command(b"DATA\r\n", [354])
+        t.stream.write(msg.replace(b"\r\n.", b"\r\n.."))
+        t.command(b"\r\n.\r\n", [250])
+        check(True, desc)
+        sent += 1
+        open(os.path.join(out, "sent-%d.eml" % sent), "wb").write(want + b"\r\n")
+        open(os.path.join(out, "sent-%d.env" % sent), "wb").write(b" ".join([S] + ok) + b"\n")
+    head = (b"Message-ID: <5f1e2d3c4b5a69788796a5b4c3d2e1f0@swift.generated>\r\n"
+            b"Date: Mon, 07 Dec 2026 10:12:44 +0000\r\nSubject: Welcome\r\n"
+            b"From: Shop <shop@example.com>\r\nTo: customer@example.net, a b@example.net\r\n")
+    tail = (b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\nWelcome aboard.=0A.")
+    try:
+        swift_transaction(head + tail, [b"customer@example.net", b"a b@example.net"], head + tail,
+                          "Swift: a refused RCPT among the To, DATA for the other")
+        swift_transaction(head + b"Bcc: audit@example.org\r\n" + tail, [b"audit@example.org"], head + tail,
+                          "Swift: the Bcc's own transaction, its Bcc field in the message")
+        swift_transaction(head + tail, [b"a b@example.net"], b"", "")
+        check(t.log[-2:] == [("RCPT", 553), ("RSET", 250)], "Swift: no recipient taken: RSET, 250 %r" % (t.log[-2:],))
+    except TransportError as e:
+        check(False, "Swift: a reply it does not take: %s" % e)
+    finish("Swift Mailer, QUIT")
 elif scenario == "cut":
     send(email(40, b"Before the cut", b"Kept."), S, R, "a message before the cut")
     t.send(email(41, b"Cut", b"never ends " * 100), S, R, cut=True)
@@ -218,12 +260,14 @@ got = {}
 for f in sorted(glob.glob(os.path.join(box, "*.eml"))):   # the newest last: it wins
     b = open(f, "rb").read()
     m = re.search(rb"(?im)^message-id:[ \t]*(\S+)", b.split(b"\r\n\r\n", 1)[0])
-    if m: got[m.group(1)] = (b, json.load(open(f[:-4] + ".json")))
+    if m:
+        j = json.load(open(f[:-4] + ".json"))
+        got[(m.group(1), tuple(j["to"]))] = (b, j)
 for k in range(1, n + 1):
     want = open(os.path.join(sent, "sent-%d.eml" % k), "rb").read()
     env = open(os.path.join(sent, "sent-%d.env" % k)).read().split()
     mid = re.search(rb"(?im)^message-id:[ \t]*(\S+)", want).group(1)
-    b, j = got.get(mid, (b"", {"from": "", "to": []}))
+    b, j = got.get((mid, tuple(env[1:])), (b"", {"from": "", "to": []}))
     # mailhook's Received field first (with its folded lines), then the message as sent
     rest = re.sub(rb"\AReceived:[^\r]*\r\n(?:[ \t][^\r]*\r\n)*", b"", b)
     d = mid.decode()
@@ -252,11 +296,11 @@ run() {
 for who in root "$USR"; do
   # root may send as shop@example.com (the account's domain); another user sends as the account
   if [ "$who" = root ]; then FROM=shop@example.com; else FROM=pbx@example.com; fi
-  for sc in one three failure raw cut; do
+  for sc in one three failure raw cut swift; do
     rm -rf "$T/$who"; NSENT=0
     run "$who" $sc
     while read -r st desc; do ok "$st" "$who, $sc: $desc"; done < <(delivered "$NSENT" "$who" "$FROM")
   done
 done
-is "$(count_mail "$T/mail")" 16 "16 messages delivered in all: the cut one never stored"
+is "$(count_mail "$T/mail")" 20 "20 messages delivered in all: the cut one never stored"
 done_testing
