@@ -37,6 +37,40 @@ local function path_and_params(arg)
   return addr:gsub("^@[^:]*:", ""), params, rest:match("^%s*(.-)%s*$")
 end
 
+-- A function writing a reply to output: each line of it (EHLO's are several,
+-- CRLF between) at most 512 octets with its CRLF (RFC 5321 4.5.3.1.5),
+-- whatever it quotes (a 3000-byte address): control characters blanked, cut
+local function replier(output)
+  return function(text)
+    local lines = {}
+    for l in (text .. "\r\n"):gmatch("(.-)\r\n") do
+      l = l:gsub("%c", " ")
+      if #l > 510 then l = l:sub(1, 507) .. "..." end
+      lines[#lines + 1] = l
+    end
+    output:write(table.concat(lines, "\r\n"), "\r\n"); output:flush()
+  end
+end
+
+-- refuse{why =, code =, input =, output =} -> code: no service (the settings
+-- cannot be read, mail is disabled), said in SMTP as RFC 5321 §3.1 has it: a
+-- 554 greeting naming why, 503 to every command but QUIT (221), until QUIT or
+-- the end of input.  It closed without a word on stdout: Symfony Mailer
+-- (Laravel's `sendmail -bs -i`) reported "Connection to process ... has been
+-- closed unexpectedly", the reason lost on a stderr it does not read.
+function M.refuse(o)
+  local input, reply = o.input or io.stdin, replier(o.output or io.stdout)
+  local read_line = require("mailhook.core").fsutil.read_line
+  local why = tostring(o.why)
+  reply("554 5.3.2 mailhook: " .. why)
+  while true do
+    local line = read_line(input, M.MAX_LINE + 2)
+    if not line then return o.code end
+    if line:match("^[Qq][Uu][Ii][Tt]%s*$") then reply("221 2.0.0 Bye"); return o.code end
+    reply("503 5.5.1 No service: " .. why)
+  end
+end
+
 -- run{cfg =, caller =, store = fn(env, bytes, dsn) -> id | nil, code, msg,
 --     input = file (io.stdin), output = file (io.stdout)} -> exit status
 function M.run(o)
@@ -47,18 +81,7 @@ function M.run(o)
   -- 590 MB to be refused, and nothing bounded it
   local read_line = require("mailhook.core").fsutil.read_line
   local host = o.cfg.helo_name or "localhost"
-  -- each line of a reply (EHLO's are several, CRLF between) at most 512
-  -- octets with its CRLF (RFC 5321 4.5.3.1.5), whatever it quotes (a
-  -- 3000-byte address): control characters blanked, cut
-  local function reply(text)
-    local lines = {}
-    for l in (text .. "\r\n"):gmatch("(.-)\r\n") do
-      l = l:gsub("%c", " ")
-      if #l > 510 then l = l:sub(1, 507) .. "..." end
-      lines[#lines + 1] = l
-    end
-    output:write(table.concat(lines, "\r\n"), "\r\n"); output:flush()
-  end
+  local reply = replier(output)
   local tx
   local function reset() tx = nil end
   reply("220 " .. host .. " ESMTP mailhook (sendmail -bs)")

@@ -24,6 +24,8 @@
 #                       RCPT is only counted: DATA for the others, RSET when none is
 #                       left; each Bcc in a transaction of its own, its message holding
 #                       "Bcc: that address" (mailhook takes the field out)
+#   No service          (mail disabled) a 554 greeting saying why: start() throws with it,
+#                       where an end of output said only "closed unexpectedly"
 #   Without QUIT        the PHP process dies (fatal error, kill): stdin closed between
 #                       messages, or during DATA when writing the body throws (the
 #                       transport is terminated without the final dot).
@@ -239,6 +241,17 @@ elif scenario == "swift":
     except TransportError as e:
         check(False, "Swift: a reply it does not take: %s" % e)
     finish("Swift Mailer, QUIT")
+elif scenario == "disabled":
+    # outgoing mail disabled: start() reads the greeting; anything but 220 throws (not
+    # started: no QUIT), and what the exception says is all the application logs
+    try:
+        t.start(); r = None
+    except TransportError as e:
+        r = e
+    check(isinstance(r, TransportError) and r.code == 554 and b"disabled" in str(r).encode(),
+          "mail disabled: Symfony's start() fails on a 554 greeting that says why (%s)" % r)
+    rc, err = t.stream.terminate()
+    check(rc == 69, "mail disabled: sendmail exits 69 as ever (%s)" % rc)
 elif scenario == "cut":
     send(email(40, b"Before the cut", b"Kept."), S, R, "a message before the cut")
     t.send(email(41, b"Cut", b"never ends " * 100), S, R, cut=True)
@@ -303,4 +316,6 @@ for who in root "$USR"; do
   done
 done
 is "$(count_mail "$T/mail")" 20 "20 messages delivered in all: the cut one never stored"
+root_mh update enabled=false >/dev/null 2>&1
+for who in root "$USR"; do run "$who" disabled; done
 done_testing
