@@ -82,6 +82,12 @@ function M.run(o)
   local read_line = require("mailhook.core").fsutil.read_line
   local host = o.cfg.helo_name or "localhost"
   local reply = replier(output)
+  -- one resolver for the session (RCPT and each message's prepare): a broken
+  -- aliases file is warned about once.  A resolver per RCPT warned at every
+  -- local name and again at each message, on a stderr Symfony Mailer never
+  -- reads: 169 of them filled its 64 KiB pipe and sendmail, and the PHP
+  -- worker waiting on its reply, hung for good
+  local resolve = submit.resolver(o.cfg)
   local tx
   local function reset() tx = nil end
   reply("220 " .. host .. " ESMTP mailhook (sendmail -bs)")
@@ -139,7 +145,7 @@ function M.run(o)
         else
           local ok = submit.check_arg(addr)
           local list, rwhy, code
-          if ok then list, rwhy, code = submit.resolver(o.cfg)(addr) end
+          if ok then list, rwhy, code = resolve(addr) end
           if not ok then reply("553 5.1.3 Bad recipient address syntax")
           elseif not list then
             reply((code == submit.EX.TEMPFAIL and "451 4.3.0 " or "553 5.1.3 ") .. tostring(rwhy):gsub("%c", " "))
@@ -200,7 +206,7 @@ function M.run(o)
             local headtext = #head > 0 and (table.concat(head, "\r\n") .. "\r\n") or ""
             local env, newhead, why = submit.prepare({ cfg = o.cfg, caller = o.caller, rcpts = tx.rcpts,
               rcpt_params = tx.rcpt_params, from = tx.from, ret = tx.ret, envid = tx.envid,
-              received = o.caller.privileged }, headtext)
+              received = o.caller.privileged, resolver = resolve }, headtext)
             if not env then
               reply((newhead == submit.EX.TEMPFAIL and "451 4.3.0 " or "554 5.6.0 ") .. tostring(why):gsub("%c", " "))
             else
