@@ -37,6 +37,40 @@ local function path_and_params(arg)
   return addr:gsub("^@[^:]*:", ""), params, rest:match("^%s*(.-)%s*$")
 end
 
+-- A function writing a reply to output: each line of it (EHLO's are several,
+-- CRLF between) at most 512 octets with its CRLF (RFC 5321 4.5.3.1.5),
+-- whatever it quotes (a 3000-byte address): control characters blanked, cut
+local function replier(output)
+  return function(text)
+    local lines = {}
+    for l in (text .. "\r\n"):gmatch("(.-)\r\n") do
+      l = l:gsub("%c", " ")
+      if #l > 510 then l = l:sub(1, 507) .. "..." end
+      lines[#lines + 1] = l
+    end
+    output:write(table.concat(lines, "\r\n"), "\r\n"); output:flush()
+  end
+end
+
+-- refuse{why =, code =, input =, output =} -> code: no service (the settings
+-- cannot be read, mail is disabled), said in SMTP as RFC 5321 §3.1 has it: a
+-- 554 greeting naming why, 503 to every command but QUIT (221), until QUIT or
+-- the end of input.  It closed without a word on stdout: Symfony Mailer
+-- (Laravel's `sendmail -bs -i`) reported "Connection to process ... has been
+-- closed unexpectedly", the reason lost on a stderr it does not read.
+function M.refuse(o)
+  local input, reply = o.input or io.stdin, replier(o.output or io.stdout)
+  local read_line = require("mailhook.core").fsutil.read_line
+  local why = tostring(o.why)
+  reply("554 5.3.2 mailhook: " .. why)
+  while true do
+    local line = read_line(input, M.MAX_LINE + 2)
+    if not line then return o.code end
+    if line:match("^[Qq][Uu][Ii][Tt]%s*$") then reply("221 2.0.0 Bye"); return o.code end
+    reply("503 5.5.1 No service: " .. why)
+  end
+end
+
 -- run{cfg =, caller =, store = fn(env, bytes, dsn) -> id | nil, code, msg,
 --     input = file (io.stdin), output = file (io.stdout)} -> exit status
 function M.run(o)
@@ -47,18 +81,13 @@ function M.run(o)
   -- 590 MB to be refused, and nothing bounded it
   local read_line = require("mailhook.core").fsutil.read_line
   local host = o.cfg.helo_name or "localhost"
-  -- each line of a reply (EHLO's are several, CRLF between) at most 512
-  -- octets with its CRLF (RFC 5321 4.5.3.1.5), whatever it quotes (a
-  -- 3000-byte address): control characters blanked, cut
-  local function reply(text)
-    local lines = {}
-    for l in (text .. "\r\n"):gmatch("(.-)\r\n") do
-      l = l:gsub("%c", " ")
-      if #l > 510 then l = l:sub(1, 507) .. "..." end
-      lines[#lines + 1] = l
-    end
-    output:write(table.concat(lines, "\r\n"), "\r\n"); output:flush()
-  end
+  local reply = replier(output)
+  -- one resolver for the session (RCPT and each message's prepare): a broken
+  -- aliases file is warned about once.  A resolver per RCPT warned at every
+  -- local name and again at each message, on a stderr Symfony Mailer never
+  -- reads: 169 of them filled its 64 KiB pipe and sendmail, and the PHP
+  -- worker waiting on its reply, hung for good
+  local resolve = submit.resolver(o.cfg)
   local tx
   local function reset() tx = nil end
   reply("220 " .. host .. " ESMTP mailhook (sendmail -bs)")
@@ -116,7 +145,7 @@ function M.run(o)
         else
           local ok = submit.check_arg(addr)
           local list, rwhy, code
-          if ok then list, rwhy, code = submit.resolver(o.cfg)(addr) end
+          if ok then list, rwhy, code = resolve(addr) end
           if not ok then reply("553 5.1.3 Bad recipient address syntax")
           elseif not list then
             reply((code == submit.EX.TEMPFAIL and "451 4.3.0 " or "553 5.1.3 ") .. tostring(rwhy):gsub("%c", " "))
@@ -177,7 +206,7 @@ function M.run(o)
             local headtext = #head > 0 and (table.concat(head, "\r\n") .. "\r\n") or ""
             local env, newhead, why = submit.prepare({ cfg = o.cfg, caller = o.caller, rcpts = tx.rcpts,
               rcpt_params = tx.rcpt_params, from = tx.from, ret = tx.ret, envid = tx.envid,
-              received = o.caller.privileged }, headtext)
+              received = o.caller.privileged, resolver = resolve }, headtext)
             if not env then
               reply((newhead == submit.EX.TEMPFAIL and "451 4.3.0 " or "554 5.6.0 ") .. tostring(why):gsub("%c", " "))
             else
@@ -185,8 +214,14 @@ function M.run(o)
               local notify
               for _, p in pairs(tx.rcpt_params) do notify = notify or p:match("NOTIFY=(%S+)") end
               local id, scode, err = o.store(env, bytes, { ret = tx.ret, envid = tx.envid, notify = notify })
-              if id then
-                reply("250 2.0.0 Ok: queued" .. (id ~= true and (" as " .. id) or ""))
+              if id == true then
+                -- through the drop program: the queue id is given at pickup.  Not "Ok:
+                -- queued": Symfony Mailer (Laravel's sendmail -bs) reads the word after
+                -- "Ok: " as the id when " as ID" is missing, and every message a web
+                -- app sent was logged as id "queued"
+                reply("250 2.0.0 Accepted: queued, its id given at pickup")
+              elseif id then
+                reply("250 2.0.0 Ok: queued as " .. id)
               else
                 local why = tostring(err or "the message could not be stored"):gsub("%c", " ")
                 reply(((scode == submit.EX.TEMPFAIL or scode == submit.EX.CANTCREAT) and "451 4.3.0 " or "554 5.3.0 ") .. why)

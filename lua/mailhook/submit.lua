@@ -802,7 +802,9 @@ end
 -- received (add the Received line: the process that writes into pickup/),
 -- max_items (at most that many recipient items in rcpts and -t's headers,
 -- addresses and items left out alike, else nil, EX.DATAERR: a maildrop
--- record's, MAX_ITEMS; the work they cost is bounded by it).
+-- record's, MAX_ITEMS; the work they cost is bounded by it), resolver (the
+-- M.resolver(cfg) to use: -bs's one for its whole session, so a broken
+-- aliases file is read and warned about once, not at every RCPT and message).
 -- env = {from =, to = {...}, from_params =, to_params = {[addr] =}, bad = {why...}
 -- or nil: the recipient items left out, each a line naming it, escaped; left =
 -- {{item =, why =}...} or nil: the same items, each as written (escaped, cut:
@@ -811,7 +813,7 @@ end
 -- A key of ctx not listed above, or an argument too many, raises, naming it
 -- ({recieved = true} was taken and no Received line written).
 local PREPARE = { "cfg", "caller", "rcpts", "t", "from", "fullname", "notify", "ret", "envid", "rcpt_params",
-                  "from_params", "time", "received", "max_items" }
+                  "from_params", "time", "received", "max_items", "resolver" }
 function M.prepare(ctx, head, ...)
   if type(ctx) ~= "table" then error("submit.prepare: ctx must be a table (got " .. type(ctx) .. ")", 2) end
   core.check_options("submit.prepare", ctx, PREPARE, select("#", ...) + 2, 2)
@@ -820,7 +822,7 @@ function M.prepare(ctx, head, ...)
   local t = ctx.time or os.time()
   local fields, ferr = M.fields(head)
   if not fields then return nil, M.EX.DATAERR, "malformed message: " .. ferr end
-  local resolve = M.resolver(cfg)
+  local resolve = ctx.resolver or M.resolver(cfg)
 
   -- recipients: the given ones, then (-t) the header's; each resolved, once.
   -- An item that is no usable address (`To: a@x, Some Name`, an unbalanced

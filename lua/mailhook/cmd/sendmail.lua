@@ -443,7 +443,9 @@ return function(...)
   if o.mode == "flush" then return flush() end
   if o.mode == "smtp" then
     local cfg, c2, err = settings_for_intake()
-    if not cfg then return fail(c2, err) end
+    if not cfg then   -- said on stderr as ever, and to the SMTP client
+      return require("mailhook.sendmail_bs").refuse { why = err, code = fail(c2, err) }
+    end
     local caller = submit.caller()
     return require("mailhook.sendmail_bs").run {
       cfg = cfg, caller = caller,
