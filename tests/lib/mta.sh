@@ -1,10 +1,12 @@
-# tests/lib/mta.sh — real Exim 4 and OpenSMTPD servers for integration tests (sourced after
-# tests/lib/tap.sh and tests/lib/peers.sh).  Both come from Debian packages that scripts/deps
-# unpacks into .deps/ and never installs: each server runs from a configuration written into
-# the test's scratch folder, on 127.0.0.1 on a free high port, delivers every recipient to a
-# maildir there, and is killed with its whole process tree at exit.  The machine's own mail
-# system, /etc and port 25 are never touched; the only system change is the servers' system
-# users, created with `useradd --system` when missing (Debian-exim; opensmtpd, opensmtpq).
+# tests/lib/mta.sh — real Exim 4, OpenSMTPD and Postfix servers for integration tests
+# (sourced after tests/lib/tap.sh and tests/lib/peers.sh).  All come from Debian packages
+# that scripts/deps unpacks into .deps/ and never installs: each server runs from a
+# configuration written into the test's scratch folder, on 127.0.0.1 on a free high port,
+# delivers every recipient to a maildir there, and is killed with its whole process tree at
+# exit.  The machine's own mail system, /etc and port 25 are never touched; the only system
+# change is the servers' system users, created with `useradd --system` when missing
+# (Debian-exim; opensmtpd, opensmtpq; Postfix runs as the base system's nobody, creating
+# none).
 #
 #   mta_scenarios FN...        run each scenario function, or, where these servers cannot run
 #                              (not root), count each one as a TAP skip with the reason
@@ -39,9 +41,17 @@
 #                              every MAIL gets "452 4.5.3 ... Too many messages sent")
 #       --max-rcpt N           smtp limit max-rcpt (default 1000): RCPTs after the Nth of
 #                              a message get "452 4.5.3 Too many recipients"
+#   start_postfix VAR [options]   Postfix (its master -d, tests/lib/postfix.sh's private
+#                              instance) delivering by virtual(8) to a maildir; sets the same
+#                              variables (VAR_LOG: its maillog, VAR_CONF: its main.cf)
+#       --port N, --size BYTES, --tls CERTDIR, --reply-rcpt ADDR=REPLY (as above; REPLY
+#                              is Postfix's access(5) action, "550 5.1.1 ..." or "450 ...")
+#       --no-size-keyword      SIZE not advertised (smtpd_discard_ehlo_keywords): a message
+#                              over --size is refused after its data (552 5.3.4)
 #   mta_rule_off VAR ADDR      from now on ADDR's --reply-rcpt/--reply-data rule is off: the
 #                              server accepts it (Exim reads a switch file per rule;
-#                              OpenSMTPD's table is emptied and reloaded with smtpctl)
+#                              OpenSMTPD's table is emptied and reloaded with smtpctl;
+#                              Postfix's map is emptied and Postfix restarted, queue kept)
 #   stop_mta VAR [SIGNAL]      kill the server and its whole process tree (TERM, or KILL to
 #                              die mid-session) and wait until every process is gone
 #   restart_mta VAR            start it again as it was started: same port, options, spool
@@ -55,6 +65,7 @@
 MTA_EXIM=$ROOT/.deps/exim4/usr/sbin/exim4
 MTA_OSMTPD=$ROOT/.deps/opensmtpd
 MAILDIR_PY=$ROOT/tests/peers/maildir.py
+. "$ROOT/tests/lib/postfix.sh"   # pf_ready, pf_conf: the private Postfix the benches run too
 _mta_n=0
 
 # mta_scenarios FN...: where the servers can run, call each FN (its own TAP tests);
@@ -154,15 +165,16 @@ restart_mta() {
   "_start_${!kind_var}" "$1" --reuse "${!1}" "${args[@]}"
 }
 
-# mta_kill_restart VAR NAME N DUPS: the kill scenario every server shares.  N messages
-# are queued, `mailhook run` starts, and once 20 have arrived the server's whole process
-# tree is SIGKILLed; the service sees it gone (logs it unreachable) before it is
+# mta_kill_restart VAR NAME N DUPS [SIGNAL]: the kill scenario every server shares (SIGNAL:
+# KILL by default; TERM is a server's own orderly stop).  N messages
+# are queued, `mailhook run` starts, and once 20 have been sent the server's whole process
+# tree gets SIGNAL; the service sees it gone (logs it unreachable) before it is
 # restarted, then drains the queue and logs the outage's end.  Nothing may be lost and
 # nothing sent twice but the one message in flight; DUPS prints how many messages the
 # server accepted more than once (read from its own log: a copy the server itself
 # delivers twice after a kill mid-delivery is its doing, not mailhook's).
 mta_kill_restart() {
-  local var=$1 name=$2 n=$3 dups=$4 svc left list miss dup
+  local var=$1 name=$2 n=$3 dups=$4 sig=${5:-KILL} svc left list miss dup
   mta_queue kill "$n" a@x.example
   MAILHOOK_LOG_LEVEL=info MAILHOOK_SPOOL=$SPOOL "$MAILHOOK" -c "$CONF" run >"$T/kill.svc.log" 2>&1 &
   svc=$!
@@ -180,13 +192,13 @@ mta_kill_restart() {
     kill -CONT "$svc"; return 1
   }
   wait_for 60 _mta_enough; ok $? "20 messages sent"
-  stop_mta "$var" KILL
+  stop_mta "$var" "$sig"
   # dead means its sockets gone too: nothing listening on the port and no session of
   # the service's still held open by the server's side (said, with who holds them, if not)
   wait_for 20 _mta_port_quiet "${!var}" || { diag "$name's port ${!var} still has sockets after the kill:"; _mta_port_sockets "${!var}" | sed 's/^/#   /'; }
   kill -CONT "$svc"
   left=$(queued_n)
-  ok "$([ "$left" -gt 0 ] && echo 0 || echo 1)" "$name was killed mid-queue ($left still queued)"
+  ok "$([ "$left" -gt 0 ] && echo 0 || echo 1)" "$name was stopped (SIG$sig) mid-queue ($left still queued)"
   # waited for, not assumed: a service slow to wake (ASan, a loaded machine) could
   # otherwise reconnect only once the server is back and never see the outage
   if ! wait_for 60 grep -q "server unreachable" "$T/kill.svc.log"; then
@@ -246,6 +258,9 @@ mta_idle() {
   case ${!kind} in
     exim) [ -z "$(find "${!dir}/spool/input" -name '*-H' 2>/dev/null | head -1)" ] ;;
     opensmtpd) [ -z "$(find "${!dir}/spool/queue" "${!dir}/spool/incoming" -type f 2>/dev/null | head -1)" ] ;;
+    # (Postfix's queue files, but the unfinished ones a kill left in incoming/: a file is
+    # complete, for its queue manager too, once cleanup gave it its owner-execute bit)
+    postfix) [ -z "$(find "${!dir}"/queue/{maildrop,incoming,active,deferred} -type f -perm -u+x 2>/dev/null | head -1)" ] ;;
   esac
 }
 
@@ -263,6 +278,8 @@ mta_rule_off() {
         nsenter -t "${!pid}" -m -r -w setpriv --regid=opensmtpq --clear-groups \
           "$MTA_OSMTPD/usr/sbin/smtpctl" update table "$name" >/dev/null ||
           echo "# smtpctl update table $name failed" >&2 ;;
+      # Postfix reads its map when an smtpd starts: emptied, then a restart (queue kept)
+      postfix) : > "$f"; stop_mta "$1"; restart_mta "$1" || echo "# postfix did not restart" >&2 ;;
     esac
   done
 }
@@ -608,6 +625,70 @@ mount --bind "$MTA_OSMTPD/usr/libexec" /usr/libexec
 exec "$MTA_OSMTPD/usr/sbin/smtpd" -d -f "$dir/smtpd.conf"
 EOF
   )
+}
+
+start_postfix() { _start_postfix "$@"; }
+_start_postfix() {
+  local var=$1; shift
+  pf_ready || { echo "# postfix cannot run: $PF_WHY" >&2; return 1; }
+  chmod 711 "$T"   # Postfix's daemons (nobody) reach their queue and maildir below it
+  _mta_common "$var" postfix "$@"
+  local dir=$MTA_DIR
+  _mta_start "$var" postfix _postfix_conf "$dir/etc/main.cf" "$dir/maillog" \
+    "$PFD/master" -d -c "$dir/etc" && return 0
+  echo "# postfix did not start:" >&2
+  tail -20 "$dir/daemon.out" "$dir/maillog" 2>/dev/null | sed 's/^/#   /' >&2
+  return 1
+}
+
+# _postfix_conf DIR PORT [options]: tests/lib/postfix.sh's pf_conf with this role: every
+# recipient of the x.example domain delivered by virtual(8), as nobody, to the maildir
+# DIR/mail (its Delivered-To: names the recipient of each copy; no X-Original-To:); headers
+# never rewritten nor completed (local_header_rewrite_clients empty), so what arrived is
+# what was sent, under Postfix's Delivered-To: and Received: (maildir.py strip cuts them).
+_postfix_conf() {
+  local dir=$1 port=$2; shift 2
+  local size=52428800 sizekw="" tls="" n=0 kv addr reply rcpt_map=""
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --size) size=$2; shift ;;
+      --no-size-keyword) sizekw=size ;;
+      --tls) tls=$2; shift ;;
+      --reply-rcpt)
+        kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
+        [ -z "$MTA_FIRST" ] || printf '%s\n' "$addr" > "$dir/rules/$n"
+        [ "$(head -1 "$dir/rules/$n")" = "$addr" ] && printf '%s %s\n' "$addr" "$reply" >> "$dir/rcpt.map.new"
+        shift ;;
+      *) echo "# start_postfix: unknown option $1" >&2; return 1 ;;
+    esac
+    shift
+  done
+  mkdir -p "$dir/mail"; chown nobody "$dir/mail"
+  touch "$dir/rcpt.map.new"; mv "$dir/rcpt.map.new" "$dir/rcpt.map"
+  touch -d '-1 minute' "$dir/rcpt.map"   # written whole: no settling wait (pf_conf)
+  local tls_conf=""
+  if [ -n "$tls" ]; then
+    mkdir -p "$dir/tls"; cp "$tls/server.crt" "$tls/server.key" "$dir/tls/"; chmod 600 "$dir/tls/server.key"
+    tls_conf="smtpd_tls_security_level = may
+smtpd_tls_cert_file = $dir/tls/server.crt
+smtpd_tls_key_file = $dir/tls/server.key
+smtpd_tls_loglevel = 1
+smtpd_tls_received_header = yes"
+  fi
+  pf_conf "$dir" "$port" <<CF
+enable_original_recipient = no
+message_size_limit = $size
+smtpd_discard_ehlo_keywords = $sizekw
+local_header_rewrite_clients =
+smtpd_recipient_restrictions = check_recipient_access texthash:$dir/rcpt.map, permit_mynetworks, reject
+virtual_mailbox_domains = x.example
+virtual_mailbox_base = $dir
+virtual_mailbox_maps = static:mail/
+virtual_mailbox_limit = 0
+virtual_uid_maps = static:$(id -u nobody)
+virtual_gid_maps = static:$(id -g nobody)
+$tls_conf
+CF
 }
 
 # ---- driving mailhook against these servers (tests/integration/mta-*.sh) ----
