@@ -648,7 +648,7 @@ _start_postfix() {
 # what was sent, under Postfix's Delivered-To: and Received: (maildir.py strip cuts them).
 _postfix_conf() {
   local dir=$1 port=$2; shift 2
-  local size=52428800 sizekw="" tls="" n=0 kv addr reply rcpt_map=""
+  local size=52428800 sizekw="" tls="" n=0 kv addr reply
   while [ $# -gt 0 ]; do
     case $1 in
       --size) size=$2; shift ;;
