@@ -305,7 +305,7 @@ SLOW_TESTS = $(wildcard $(addprefix tests/integration/,deb.sh flush-wait.sh mta-
   console-attack.sh console-flowing-but.sh rules-guard-run.sh mta-opensmtpd.sh delivery-faults.sh \
   lualib-install.sh smtp-hostile-text.sh interop-greeting-late.sh console-3am.sh delivery-crash.sh \
   console-outage-live.sh console-login-form.sh spool-hostile.sh sendmail-drop.sh status.sh \
-  cli-json.sh delivery-changed.sh interop-auth.sh console-http.sh spool-lock-bounded.sh))
+  cli-json.sh delivery-changed.sh interop-auth.sh console-http.sh spool-lock-bounded.sh mta-postfix.sh))
 TEST_FILES = $(SLOW_TESTS) $(filter-out $(SLOW_TESTS),$(wildcard tests/unit/test-*.c tests/lua/test-*.lua \
   tests/integration/*.sh))
 DEPS_CHECK ?= 1

@@ -14,19 +14,6 @@
 ehlo() { swaks --server "127.0.0.1:$1" --quit-after EHLO --helo mta-test 2>&1; }
 exim_logs() { cat "$E_DIR"/log/mainlog "$E_DIR"/log/rejectlog 2>/dev/null; }
 md() { "$PY" "$MAILDIR_PY" "$@"; }
-# failed_550_named RCPT REPLY TAG...: one test, each TAG-1's failed/ sidecar names RCPT and REPLY
-failed_550_named() {
-  local rcpt=$1 reply=$2 m f missing=""; shift 2
-  for m in "$@"; do
-    f=$(spool_file "$m-1@test" failed)
-    { [ -n "$f" ] && grep -q "$rcpt" "${f%.eml}.state" && grep -q "$reply" "${f%.eml}.state"; } || missing="$missing $m"
-  done
-  is "${missing:-none}" none "each message's refused recipient is named, with its reply, in failed/ ($*)"
-}
-# same WANT GOT DESC: one test, the two files are equal and not empty
-same() {
-  if [ -s "$1" ] && cmp -s "$1" "$2"; then ok 0 "$3"; else ok 1 "$3"; diff "$1" "$2" 2>&1 | head -10 | sed 's/^/#   /'; fi
-}
 
 # 1. Strict synchronisation (Exim's default smtp_enforce_sync) with PIPELINING and CHUNKING
 # advertised: content that exercises every wire rule, and 40 messages to 2 recipients in
@@ -70,7 +57,7 @@ sc_sync_pipelining() {
   done
   f=$(copy_of rich-1@test hidden@x.example)
   md strip "$f" > "$T/rich.got"
-  same "$T/rich.want" "$T/rich.got" "it arrived as queued (dots unstuffed, folding and spaces kept)"
+  mta_same "$T/rich.want" "$T/rich.got" "it arrived as queued (dots unstuffed, folding and spaces kept)"
   unlike "$(sed -n '1,/^$/p' "$T/rich.got")" "^Bcc:" "no Bcc header reached the server"
   [[ $(cat "$T/rich.got") == *$'\n..two dots lead\n.\na lone dot above'* ]]
   ok $? "the lone dot line is data, not the end"
@@ -81,7 +68,7 @@ sc_sync_pipelining() {
     "the drop-in arrived without its X-Sender/X-Receiver lines"
   f=$(copy_of "$attach_id" a@x.example)
   md strip "$f" > "$T/attach.got"
-  same "$T/attach.want" "$T/attach.got" "the 1 MB attachment arrived byte for byte"
+  mta_same "$T/attach.want" "$T/attach.got" "the 1 MB attachment arrived byte for byte"
   stop_mta E
 }
 
@@ -114,10 +101,10 @@ sc_chunking() {
     snap E
     f=$(copy_of "dots-$mode@test" a@x.example)
     md strip "$f" > "$T/dots-$mode.got"
-    same "$T/dots-$mode.want" "$T/dots-$mode.got" "$mode: the dot lines arrived as queued"
+    mta_same "$T/dots-$mode.want" "$T/dots-$mode.got" "$mode: the dot lines arrived as queued"
     f=$(copy_of "$big_id" a@x.example)
     md strip "$f" > "$T/big-$mode.got"
-    same "$T/big-$mode.want" "$T/big-$mode.got" "$mode: the 5 MB attachment arrived byte for byte"
+    mta_same "$T/big-$mode.want" "$T/big-$mode.got" "$mode: the 5 MB attachment arrived byte for byte"
     stop_mta E
   done
 }

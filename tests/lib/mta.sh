@@ -1,10 +1,12 @@
-# tests/lib/mta.sh — real Exim 4 and OpenSMTPD servers for integration tests (sourced after
-# tests/lib/tap.sh and tests/lib/peers.sh).  Both come from Debian packages that scripts/deps
-# unpacks into .deps/ and never installs: each server runs from a configuration written into
-# the test's scratch folder, on 127.0.0.1 on a free high port, delivers every recipient to a
-# maildir there, and is killed with its whole process tree at exit.  The machine's own mail
-# system, /etc and port 25 are never touched; the only system change is the servers' system
-# users, created with `useradd --system` when missing (Debian-exim; opensmtpd, opensmtpq).
+# tests/lib/mta.sh — real Exim 4, OpenSMTPD and Postfix servers for integration tests
+# (sourced after tests/lib/tap.sh and tests/lib/peers.sh).  All come from Debian packages
+# that scripts/deps unpacks into .deps/ and never installs: each server runs from a
+# configuration written into the test's scratch folder, on 127.0.0.1 on a free high port,
+# delivers every recipient to a maildir there, and is killed with its whole process tree at
+# exit.  The machine's own mail system, /etc and port 25 are never touched; the only system
+# change is the servers' system users, created with `useradd --system` when missing
+# (Debian-exim; opensmtpd, opensmtpq; Postfix runs as the base system's nobody, creating
+# none).
 #
 #   mta_scenarios FN...        run each scenario function, or, where these servers cannot run
 #                              (not root), count each one as a TAP skip with the reason
@@ -39,9 +41,17 @@
 #                              every MAIL gets "452 4.5.3 ... Too many messages sent")
 #       --max-rcpt N           smtp limit max-rcpt (default 1000): RCPTs after the Nth of
 #                              a message get "452 4.5.3 Too many recipients"
+#   start_postfix VAR [options]   Postfix (its master -d, tests/lib/postfix.sh's private
+#                              instance) delivering by virtual(8) to a maildir; sets the same
+#                              variables (VAR_LOG: its maillog, VAR_CONF: its main.cf)
+#       --port N, --size BYTES, --tls CERTDIR, --reply-rcpt ADDR=REPLY (as above; REPLY
+#                              is Postfix's access(5) action, "550 5.1.1 ..." or "450 ...")
+#       --no-size-keyword      SIZE not advertised (smtpd_discard_ehlo_keywords): a message
+#                              over --size is refused after its data (552 5.3.4)
 #   mta_rule_off VAR ADDR      from now on ADDR's --reply-rcpt/--reply-data rule is off: the
 #                              server accepts it (Exim reads a switch file per rule;
-#                              OpenSMTPD's table is emptied and reloaded with smtpctl)
+#                              OpenSMTPD's table is emptied and reloaded with smtpctl;
+#                              Postfix's map is emptied and Postfix restarted, queue kept)
 #   stop_mta VAR [SIGNAL]      kill the server and its whole process tree (TERM, or KILL to
 #                              die mid-session) and wait until every process is gone
 #   restart_mta VAR            start it again as it was started: same port, options, spool
@@ -55,6 +65,7 @@
 MTA_EXIM=$ROOT/.deps/exim4/usr/sbin/exim4
 MTA_OSMTPD=$ROOT/.deps/opensmtpd
 MAILDIR_PY=$ROOT/tests/peers/maildir.py
+. "$ROOT/tests/lib/postfix.sh"   # pf_ready, pf_conf: the private Postfix the benches run too
 _mta_n=0
 
 # mta_scenarios FN...: where the servers can run, call each FN (its own TAP tests);
@@ -129,13 +140,21 @@ stop_mta() {
     kill -KILL $(_mta_tree "$pid") 2>/dev/null
     wait_for 5 _mta_gone "$pid"
   fi
-  left=$(_mta_tree "$pid")
+  left=$(_mta_live "$pid")
   # shellcheck disable=SC2086
   [ -z "$left" ] || { echo "# $1: processes left after stop:" >&2; ps -o pid,ppid,stat,wchan:24,comm -p "${left// /,}" 2>&1 | sed 's/^/#   /' >&2; }
   printf -v "$pid_var" '%s' ""
   return 0
 }
-_mta_gone() { [ -z "$(_mta_tree "$1")" ]; }
+_mta_gone() { [ -z "$(_mta_live "$1")" ]; }
+# _mta_live PID: _mta_tree's processes but the zombies.  A zombie holds no socket, file or
+# lock, and one whose parent died first (a daemon's forks when the daemon is killed with
+# them) waits for pid 1 to reap it, which took 1.5 to 2 s here for every such stop.
+_mta_live() {
+  local pids; pids=$(_mta_tree "$1")
+  [ -n "$pids" ] || return 0
+  ps -o pid=,stat= -p "${pids// /,}" 2>/dev/null | awk '$2 !~ /^Z/ { printf "%s ", $1 }'
+}
 
 # restart_mta VAR: start_exim/start_opensmtpd again with the arguments it was first given,
 # on the same port and in the same folder (spool and maildir kept).
@@ -146,15 +165,16 @@ restart_mta() {
   "_start_${!kind_var}" "$1" --reuse "${!1}" "${args[@]}"
 }
 
-# mta_kill_restart VAR NAME N DUPS: the kill scenario every server shares.  N messages
-# are queued, `mailhook run` starts, and once 20 have arrived the server's whole process
-# tree is SIGKILLed; the service sees it gone (logs it unreachable) before it is
+# mta_kill_restart VAR NAME N DUPS [SIGNAL]: the kill scenario every server shares (SIGNAL:
+# KILL by default; TERM is a server's own orderly stop).  N messages
+# are queued, `mailhook run` starts, and once 20 have been sent the server's whole process
+# tree gets SIGNAL; the service sees it gone (logs it unreachable) before it is
 # restarted, then drains the queue and logs the outage's end.  Nothing may be lost and
 # nothing sent twice but the one message in flight; DUPS prints how many messages the
 # server accepted more than once (read from its own log: a copy the server itself
 # delivers twice after a kill mid-delivery is its doing, not mailhook's).
 mta_kill_restart() {
-  local var=$1 name=$2 n=$3 dups=$4 svc left list miss dup
+  local var=$1 name=$2 n=$3 dups=$4 sig=${5:-KILL} svc left list miss dup
   mta_queue kill "$n" a@x.example
   MAILHOOK_LOG_LEVEL=info MAILHOOK_SPOOL=$SPOOL "$MAILHOOK" -c "$CONF" run >"$T/kill.svc.log" 2>&1 &
   svc=$!
@@ -172,13 +192,13 @@ mta_kill_restart() {
     kill -CONT "$svc"; return 1
   }
   wait_for 60 _mta_enough; ok $? "20 messages sent"
-  stop_mta "$var" KILL
+  stop_mta "$var" "$sig"
   # dead means its sockets gone too: nothing listening on the port and no session of
   # the service's still held open by the server's side (said, with who holds them, if not)
   wait_for 20 _mta_port_quiet "${!var}" || { diag "$name's port ${!var} still has sockets after the kill:"; _mta_port_sockets "${!var}" | sed 's/^/#   /'; }
   kill -CONT "$svc"
   left=$(queued_n)
-  ok "$([ "$left" -gt 0 ] && echo 0 || echo 1)" "$name was killed mid-queue ($left still queued)"
+  ok "$([ "$left" -gt 0 ] && echo 0 || echo 1)" "$name was stopped (SIG$sig) mid-queue ($left still queued)"
   # waited for, not assumed: a service slow to wake (ASan, a loaded machine) could
   # otherwise reconnect only once the server is back and never see the outage
   if ! wait_for 60 grep -q "server unreachable" "$T/kill.svc.log"; then
@@ -190,8 +210,10 @@ mta_kill_restart() {
     ok 0 "the service logged the server unreachable"
   fi
   restart_mta "$var" || { ok 1 "$name restarts"; kill "$svc"; return; }
-  _mta_pickup_empty() { [ "$(pickup_n)" = 0 ]; }
-  wait_for 60 _mta_pickup_empty; ok $? "the service drained the queue after the restart"
+  # drained: nothing left to send (queued_n; the sent files leave pickup/ only at the
+  # deliverer's next purge, up to 30 s later, which this wait used to include)
+  _mta_drained() { [ "$(queued_n)" = 0 ]; }
+  wait_for 60 _mta_drained; ok $? "the service drained the queue after the restart"
   wait_for 30 mta_idle "$var"
   term_wait "$svc"
   like "$(cat "$T/kill.svc.log")" "server reachable again" "the service logged the outage's end"
@@ -236,6 +258,9 @@ mta_idle() {
   case ${!kind} in
     exim) [ -z "$(find "${!dir}/spool/input" -name '*-H' 2>/dev/null | head -1)" ] ;;
     opensmtpd) [ -z "$(find "${!dir}/spool/queue" "${!dir}/spool/incoming" -type f 2>/dev/null | head -1)" ] ;;
+    # (Postfix's queue files, but the unfinished ones a kill left in incoming/: a file is
+    # complete, for its queue manager too, once cleanup gave it its owner-execute bit)
+    postfix) [ -z "$(find "${!dir}"/queue/{maildrop,incoming,active,deferred} -type f -perm -u+x 2>/dev/null | head -1)" ] ;;
   esac
 }
 
@@ -253,6 +278,8 @@ mta_rule_off() {
         nsenter -t "${!pid}" -m -r -w setpriv --regid=opensmtpq --clear-groups \
           "$MTA_OSMTPD/usr/sbin/smtpctl" update table "$name" >/dev/null ||
           echo "# smtpctl update table $name failed" >&2 ;;
+      # Postfix reads its map when an smtpd starts: emptied, then a restart (queue kept)
+      postfix) : > "$f"; stop_mta "$1"; restart_mta "$1" || echo "# postfix did not restart" >&2 ;;
     esac
   done
 }
@@ -275,6 +302,22 @@ _mta_launch() {
   return 1
 }
 _mta_listening() { kill -0 "$1" 2>/dev/null || return 0; _port_open "$2"; }
+
+# _mta_start VAR KIND CONF_FN CONF LOG CMD...: CONF_FN DIR PORT OPTIONS... writes the
+# configuration (CONF; the server logs to LOG), then CMD is launched; on a port taken in
+# between, another is tried (twice) unless the port was fixed.  1 when it did not start.
+_mta_start() {
+  local var=$1 kind=$2 conf_fn=$3 conf=$4 log=$5 try; shift 5
+  for try in 1 2 3; do
+    "$conf_fn" "$MTA_DIR" "$MTA_PORT" "${MTA_OPTS[@]}" || return 1
+    printf -v "${var}_CONF" '%s' "$conf"
+    printf -v "${var}_LOG" '%s' "$log"
+    _mta_launch "$var" "$kind" "$MTA_DIR" "$MTA_PORT" "$@" && return 0
+    [ -n "$MTA_FIXED" ] && return 1
+    MTA_PORT=$(free_port)
+  done
+  return 1
+}
 
 # _mta_common VAR KIND "$@": parse --reuse PORT and --port N; set the folder, the port and
 # the variables; leaves the remaining options in MTA_OPTS.
@@ -311,22 +354,16 @@ _start_exim() {
   _mta_require
   _mta_user Debian-exim /nonexistent || return 1
   _mta_common "$var" exim "$@"
-  local dir=$MTA_DIR try
+  local dir=$MTA_DIR
   # Exim may re-execute itself (exim_path) after it dropped to Debian-exim, who may not
   # reach the checkout (a clone in root's 0700 home): it runs from a copy under $T.
   if [ ! -x "$T/exim-bin/exim4" ]; then
     mkdir -p "$T/exim-bin" && cp "$MTA_EXIM" "$T/exim-bin/exim4" && chmod 755 "$T/exim-bin" "$T/exim-bin/exim4"
   fi
-  for try in 1 2 3; do
-    _exim_conf "$dir" "$MTA_PORT" "${MTA_OPTS[@]}" || return 1
-    printf -v "${var}_CONF" '%s' "$dir/exim.conf"
-    printf -v "${var}_LOG" '%s' "$dir/log/mainlog"
-    # -bdf: the daemon stays in the foreground (its pid is the tree's root); -q5s: a queue
-    # run at start and every 5 s, so messages accepted before a kill are delivered.
-    _mta_launch "$var" exim "$dir" "$MTA_PORT" "$T/exim-bin/exim4" -C "$dir/exim.conf" -bdf -q5s && return 0
-    [ -n "$MTA_FIXED" ] && break
-    MTA_PORT=$(free_port)
-  done
+  # -bdf: the daemon stays in the foreground (its pid is the tree's root); -q5s: a queue
+  # run at start and every 5 s, so messages accepted before a kill are delivered.
+  _mta_start "$var" exim _exim_conf "$dir/exim.conf" "$dir/log/mainlog" \
+    "$T/exim-bin/exim4" -C "$dir/exim.conf" -bdf -q5s && return 0
   echo "# exim did not start:" >&2
   cat "$dir/daemon.out" "$dir/log/paniclog" 2>/dev/null | tail -20 | sed 's/^/#   /' >&2
   return 1
@@ -507,16 +544,9 @@ _start_opensmtpd() {
   _mta_user opensmtpd /var/lib/opensmtpd/empty || return 1
   _mta_user opensmtpq /var/lib/opensmtpd/empty || return 1
   _mta_common "$var" opensmtpd "$@"
-  local dir=$MTA_DIR try
-  for try in 1 2 3; do
-    _osmtpd_conf "$dir" "$MTA_PORT" "${MTA_OPTS[@]}" || return 1
-    printf -v "${var}_CONF" '%s' "$dir/smtpd.conf"
-    printf -v "${var}_LOG" '%s' "$dir/daemon.out"
-    _mta_launch "$var" opensmtpd "$dir" "$MTA_PORT" \
-      unshare --mount --propagation unchanged /bin/sh "$dir/ns.sh" && return 0
-    [ -n "$MTA_FIXED" ] && break
-    MTA_PORT=$(free_port)
-  done
+  local dir=$MTA_DIR
+  _mta_start "$var" opensmtpd _osmtpd_conf "$dir/smtpd.conf" "$dir/daemon.out" \
+    unshare --mount --propagation unchanged /bin/sh "$dir/ns.sh" && return 0
   echo "# opensmtpd did not start:" >&2
   tail -20 "$dir/daemon.out" 2>/dev/null | sed 's/^/#   /' >&2
   return 1
@@ -597,6 +627,70 @@ EOF
   )
 }
 
+start_postfix() { _start_postfix "$@"; }
+_start_postfix() {
+  local var=$1; shift
+  pf_ready || { echo "# postfix cannot run: $PF_WHY" >&2; return 1; }
+  chmod 711 "$T"   # Postfix's daemons (nobody) reach their queue and maildir below it
+  _mta_common "$var" postfix "$@"
+  local dir=$MTA_DIR
+  _mta_start "$var" postfix _postfix_conf "$dir/etc/main.cf" "$dir/maillog" \
+    "$PFD/master" -d -c "$dir/etc" && return 0
+  echo "# postfix did not start:" >&2
+  tail -20 "$dir/daemon.out" "$dir/maillog" 2>/dev/null | sed 's/^/#   /' >&2
+  return 1
+}
+
+# _postfix_conf DIR PORT [options]: tests/lib/postfix.sh's pf_conf with this role: every
+# recipient of the x.example domain delivered by virtual(8), as nobody, to the maildir
+# DIR/mail (its Delivered-To: names the recipient of each copy; no X-Original-To:); headers
+# never rewritten nor completed (local_header_rewrite_clients empty), so what arrived is
+# what was sent, under Postfix's Delivered-To: and Received: (maildir.py strip cuts them).
+_postfix_conf() {
+  local dir=$1 port=$2; shift 2
+  local size=52428800 sizekw="" tls="" n=0 kv addr reply
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --size) size=$2; shift ;;
+      --no-size-keyword) sizekw=size ;;
+      --tls) tls=$2; shift ;;
+      --reply-rcpt)
+        kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
+        [ -z "$MTA_FIRST" ] || printf '%s\n' "$addr" > "$dir/rules/$n"
+        [ "$(head -1 "$dir/rules/$n")" = "$addr" ] && printf '%s %s\n' "$addr" "$reply" >> "$dir/rcpt.map.new"
+        shift ;;
+      *) echo "# start_postfix: unknown option $1" >&2; return 1 ;;
+    esac
+    shift
+  done
+  mkdir -p "$dir/mail"; chown nobody "$dir/mail"
+  touch "$dir/rcpt.map.new"; mv "$dir/rcpt.map.new" "$dir/rcpt.map"
+  touch -d '-1 minute' "$dir/rcpt.map"   # written whole: no settling wait (pf_conf)
+  local tls_conf=""
+  if [ -n "$tls" ]; then
+    mkdir -p "$dir/tls"; cp "$tls/server.crt" "$tls/server.key" "$dir/tls/"; chmod 600 "$dir/tls/server.key"
+    tls_conf="smtpd_tls_security_level = may
+smtpd_tls_cert_file = $dir/tls/server.crt
+smtpd_tls_key_file = $dir/tls/server.key
+smtpd_tls_loglevel = 1
+smtpd_tls_received_header = yes"
+  fi
+  pf_conf "$dir" "$port" <<CF
+enable_original_recipient = no
+message_size_limit = $size
+smtpd_discard_ehlo_keywords = $sizekw
+local_header_rewrite_clients =
+smtpd_recipient_restrictions = check_recipient_access texthash:$dir/rcpt.map, permit_mynetworks, reject
+virtual_mailbox_domains = x.example
+virtual_mailbox_base = $dir
+virtual_mailbox_maps = static:mail/
+virtual_mailbox_limit = 0
+virtual_uid_maps = static:$(id -u nobody)
+virtual_gid_maps = static:$(id -g nobody)
+$tls_conf
+CF
+}
+
 # ---- driving mailhook against these servers (tests/integration/mta-*.sh) ----
 #   mta_mh NAME PORT [key=value ...]   a fresh spool $T/NAME.spool and settings $T/NAME.conf
 #                                      (plain SMTP, retry_interval 1 s unless given); sets
@@ -610,6 +704,12 @@ EOF
 #   spool_file MSGID [pickup|failed]   the spool file holding MSGID
 #   mta_once VAR TAG N RCPT...         one TAP test: each of TAG-1..N reached each RCPT
 #                                      exactly once (what is missing or doubled is shown)
+#   mta_queue_rich; mta_rich_arrived VAR NAME   a message exercising every wire rule and a
+#                                      drop-in, queued; then the checks of their arrival
+#   mta_flush_all VAR NAME TAG N RCPT... a flush that must deliver everything, and its checks
+#   mta_same WANT GOT DESC             one TAP test: the files are equal (and not empty)
+#   failed_550_named RCPT REPLY TAG... one TAP test: each TAG-1's failed/ sidecar names
+#                                      RCPT and the server's REPLY
 mta_mh() {
   local name=$1 port=$2; shift 2
   SPOOL=$T/$name.spool CONF=$T/$name.conf
@@ -648,6 +748,62 @@ queued_n() {
 failed_n() { find "$SPOOL/failed" -maxdepth 1 -name '*.eml' 2>/dev/null | wc -l; }
 spool_file() { grep -l -i -m1 "^Message-ID: <$1>" "$SPOOL/${2:-pickup}"/*.eml 2>/dev/null | head -1; }
 
+# mta_queue_rich: a message with everything the wire rules touch (rich-1: folded header,
+# Bcc, dot lines, a lone dot, trailing spaces, 8-bit text, an X-Sender line in the body)
+# through sendmail -t, and a drop-in (drop-1) whose envelope is its X-Sender/X-Receiver
+# lines; rich-1's bytes as they must arrive in $T/rich.want.  mta_rich_arrived VAR NAME:
+# the checks of what VAR delivered of them (one TAP test each).
+mta_queue_rich() {
+  printf '%s\n' 'From: Voicemail <app@example.org>' 'To: a@x.example' 'Cc: b@x.example' \
+    'Bcc: hidden@x.example' 'Subject: rich message with a folded' ' header line' \
+    'Message-ID: <rich-1@test>' '' 'first line' '.one dot leads' '..two dots lead' '.' \
+    'a lone dot above, kept (-i)' 'trailing spaces   ' 'Grüße, 8-bit as queued' \
+    'X-Sender: not an envelope line in the body' 'last line' | MH sendmail -t -i
+  printf '%s\r\n' 'X-Sender: app@example.org' 'X-Receiver: c@x.example' 'From: app@example.org' \
+    'To: not-the-envelope@x.example' 'Subject: drop-in' 'Message-ID: <drop-1@test>' \
+    'Date: Fri, 27 Nov 2026 06:00:00 +0000' '' 'dropped in by rename' > "$T/drop.tmp"
+  mkdir -p "$SPOOL/pickup" && mv "$T/drop.tmp" "$SPOOL/pickup/app-drop.eml"
+  "$PY" "$MAILDIR_PY" wire "$(spool_file rich-1@test)" > "$T/rich.want"
+}
+mta_rich_arrived() {
+  local var=$1 name=$2 r SNAP
+  snap "$var"
+  for r in a@x.example b@x.example hidden@x.example; do
+    is "$(copies '<rich-1@test>' "$r")" 1 "the rich message reached $r once"
+  done
+  "$PY" "$MAILDIR_PY" strip "$(copy_of rich-1@test hidden@x.example)" > "$T/rich.got"
+  mta_same "$T/rich.want" "$T/rich.got" "it arrived as queued (dots unstuffed, 8-bit kept under $name's 8BITMIME)"
+  unlike "$(sed -n '1,/^$/p' "$T/rich.got")" "^Bcc:" "no Bcc header reached $name"
+  is "$(copies '<drop-1@test>' c@x.example) $(copies '<drop-1@test>' not-the-envelope@x.example)" "1 0" \
+    "the drop-in went to its X-Receiver only"
+  is "$("$PY" "$MAILDIR_PY" strip "$(copy_of drop-1@test c@x.example)")" "$(printf 'From: app@example.org\nTo: not-the-envelope@x.example\nSubject: drop-in\nMessage-ID: <drop-1@test>\nDate: Fri, 27 Nov 2026 06:00:00 +0000\n\ndropped in by rename')" \
+    "the drop-in arrived without its X-Sender/X-Receiver lines"
+}
+# mta_flush_all VAR NAME TAG N RCPT...: one flush delivers everything queued, the server
+# delivers all it accepted, each of TAG-1..N reached each RCPT once, pickup/ and failed/
+# are empty (four TAP tests and mta_once's)
+mta_flush_all() {
+  local var=$1 name=$2; shift 2
+  mta_flush
+  is "$FLUSH_RC" 0 "one flush delivers everything (${FLUSH_OUT##*$'\n'})"
+  wait_for 30 mta_idle "$var"; ok $? "$name delivered all it accepted"
+  mta_once "$var" "$@"
+  is "$(pickup_n) $(failed_n)" "0 0" "pickup/ and failed/ are empty"
+}
+# mta_same WANT GOT DESC: one test, the two files are equal and not empty (the diff shown if not)
+mta_same() {
+  if [ -s "$1" ] && cmp -s "$1" "$2"; then ok 0 "$3"; else ok 1 "$3"; diff "$1" "$2" 2>&1 | head -10 | sed 's/^/#   /'; fi
+}
+
+# failed_550_named RCPT REPLY TAG...: one test, each TAG-1's failed/ sidecar names RCPT and REPLY
+failed_550_named() {
+  local rcpt=$1 reply=$2 m f missing=""; shift 2
+  for m in "$@"; do
+    f=$(spool_file "$m-1@test" failed)
+    { [ -n "$f" ] && grep -q "$rcpt" "${f%.eml}.state" && grep -q "$reply" "${f%.eml}.state"; } || missing="$missing $m"
+  done
+  is "${missing:-none}" none "each message's refused recipient is named, with its reply, in failed/ ($*)"
+}
 mta_once() {
   local var=$1 tag=$2 n=$3; shift 3
   local list bad
