@@ -125,7 +125,7 @@ local cases = {
   -- was no Received line
   { "submit.prepare recieved", require("mailhook.submit").prepare, { { recieved = true }, "" },
     "submit.prepare: unknown option 'recieved' (known: cfg, caller, rcpts, t, from, fullname, notify, ret, " ..
-    "envid, rcpt_params, from_params, time, received, max_items)" },
+    "envid, rcpt_params, from_params, time, received, max_items, resolver)" },
   { "submit.prepare extra", require("mailhook.submit").prepare, { {}, "", 1 },
     "submit.prepare: takes at most 2 arguments (got 3)" },
   { "submit.prepare head", require("mailhook.submit").prepare, { {}, nil, n = 2 },
