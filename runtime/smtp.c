@@ -741,6 +741,18 @@ static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
 static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
   va_list ap;
   if (s->state == MH_SMTP_CLOSED) return;
+  if (s->op == OP_CHECK && s->check_rc == MH_EREPLY) {
+    /* the check's refusal came first (MAIL's, or the RCPT's), and the server
+    ** then hung up or went silent before answering what was pipelined after
+    ** it: the refusal stays the outcome, its stage and reply (the session
+    ** breaking in state RCPT read as "takes the From address, then refuses
+    ** mail after it", quoting MAIL's refusal) */
+    s->wbuf.len = 0;
+    s->wcmds = 0;
+    mh_debug("smtp: after \"%s\" the session ended (code %d)", s->errmsg, code);
+    finish(s, MH_EREPLY, MH_SMTP_CLOSED);
+    return;
+  }
   va_start(ap, fmt);
   vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
   va_end(ap);
