@@ -273,10 +273,21 @@ mh_test "$C"
 is "$RC" 1 "Google XOAUTH2 refused: mailhook test fails"
 like "$OUT" "FAILED at stage auth" "at stage auth (not a protocol error)"
 like "$OUT" "server reply   535 5\.7\.8 Username and Password not accepted.*BadCredentials" "the final 535, both lines"
+like "$ERR" 'the server.s OAuth error: \{"status":"400","schemes":"Bearer","scope":"https://mail\.google\.com/"\}' \
+  "the error challenge's JSON, decoded, is reported with it (the final 535 never says what the token lacked)"
 peer_ok F "the exchange completed: an empty line answered each 334"
+# a server whose error challenge quotes the token: not shown
+XERR=$(printf '%s' '{"status":"401","token":"ya29.expired-token"}' | base64 -w0)
+start_fault G "$(printf '%s\n' "$G_EHLO" "expect ^AUTH XOAUTH2 " "send 334 $XERR" "expect ^\$" "send 535 5.7.8 no" \
+  "expect ^AUTH XOAUTH2 " "send 334 $XERR" "expect ^\$" "send 535 5.7.8 no" | fault_script)"
+mh_test "$(new_conf port="$G" auth=true username=app@example.com auth_mechanism=xoauth2 \
+  oauth_token_command="echo ya29.expired-token" allow_plaintext_auth=true)"
+like "$ERR" 'OAuth error: \{"status":"401","token":"\*+"\}' "an OAuth error quoting the token: masked ($ERR)"
+stop_peer G
 deliver "$C"
 is "$WHERE:$(attempts)" pickup:0 "XOAUTH2 refused at delivery: the message waits"
-like "$(last_reply)" "535 5\.7\.8 Username and Password not accepted" "queue show: the reply"
+like "$(last_reply)" "535 5\.7\.8 Username and Password not accepted.*OAuth error: \{\"status\":\"400\"" \
+  "queue show: the reply, and the OAuth error"
 stop_peer F
 
 # --- MAIL before STARTTLS (its pre-TLS part): 530-5.7.0, two lines -------------------------
