@@ -8,7 +8,7 @@
 --   outcome.stalled(info) -> boolean            a timeout on one message's own commands
 --   outcome.overflow(r, accepted) -> boolean    r (a RCPT refusal) is only the server's recipient limit
 --   outcome.reply_text{smtp =, enhanced =, text =} -> "451 4.7.0 try later" | nil
---   outcome.session_refusal_text(ci, info, reply) -> what to tell an administrator
+--   outcome.session_refusal_text(ci, info, reply, auth) -> what to tell an administrator
 --
 -- The kinds of classify(info, reused), in the order they are decided (reused:
 -- the session had already carried a message):
@@ -155,10 +155,17 @@ function M.reply_text(r)
 end
 
 -- What to tell an administrator about a "session" refusal (ci: the session's
--- info(), for whether it was in plain text and offered STARTTLS).
-function M.session_refusal_text(ci, info, reply)
+-- info(), for whether it was in plain text and offered STARTTLS; auth: whether
+-- the settings log in).
+function M.session_refusal_text(ci, info, reply, auth)
   local tls = require("mailhook.smtp").requires_tls(ci, info)
   if tls then return tls .. ": set tls = starttls (or auto)" end
+  if tonumber(info.smtp) == 530 and auth == false then
+    -- RFC 4954's "authentication required" ("530 5.7.57 Client not authenticated
+    -- to send mail"), and no login set: that setting, not "check auth and tls"
+    return "the server wants a login before it takes mail (" .. tostring(reply) ..
+           "): set auth = true, username and password (mailhook test shows what was negotiated)"
+  end
   if (info.stage == "rcpt" or info.stage == "mail") and tonumber(info.smtp) ~= 530 and tonumber(info.smtp) ~= 538 then
     return "the server refuses " .. (info.stage == "rcpt" and "every recipient" or "mail") ..
            " without a login (" .. tostring(reply) ..

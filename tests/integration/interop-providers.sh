@@ -162,7 +162,8 @@ like "$OUT" "server reply   530 5\.7\.57 Client not authenticated to send mail\.
 like "$(hint)" "wants a login .*set .auth = true." "hint: set auth = true"
 deliver "$(new_conf port="$D")"
 is "$WHERE:$(attempts)" pickup:0 "M365 5.7.57 at delivery: the queue waits (530: the session's refusal, not the message's)"
-like "$FLUSH" "Client not authenticated to send mail" "flush: the reply"
+like "$FLUSH" "wants a login before it takes mail \(530 5\.7\.57 Client not authenticated to send mail.*set auth = true" \
+  "flush: the reply, and the setting to change (not 'check auth, username and tls')"
 like "$(last_reply)" "530 5\.7\.57 Client not authenticated to send mail" "queue show: the reason"
 peer_ok F "the test's session went as Microsoft's does"
 peer_ok D "the delivery's too"
