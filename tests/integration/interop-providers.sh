@@ -145,6 +145,9 @@ like "$OUT" "server reply   535 5\.7\.139 Authentication unsuccessful, SmtpClien
   "the server's whole reply is shown"
 like "$(hint)" "SMTP AUTH.* disabled" "hint: SMTP AUTH is disabled on the server's side, not a wrong password ($(hint))"
 unlike "$(hint)" "^authentication failed: check .username." "not the credentials hint"
+mh_test "$C" --json
+is "$(jq_ 'd["failed_stage"] + " " + d["reply"]["enhanced"]')" "auth 5.7.139" "--json: failed_stage auth, reply.enhanced 5.7.139"
+like "$(jq_ 'd["hint"]')" "SMTP AUTH.* disabled" "--json: the same hint (the console's Test button shows it)"
 deliver "$C"
 is "$WHERE:$(attempts)" pickup:0 "M365 5.7.139 at delivery: the message waits, unpenalised (a login refused: docs/delivery.md)"
 like "$FLUSH" "535 5\.7\.139 Authentication unsuccessful, SmtpClientAuthentication is disabled" "flush says the server's reply"
