@@ -511,6 +511,9 @@ struct mh_smtp {
                                    the exchange at the server's reply to it; "" none */
   int auth_cancel_rc;           /* and the code that failure carries: MH_EPROTO (the
                                    challenge), MH_EAUTH (no HMAC here) */
+  char oauth_err[300];          /* XOAUTH2/OAUTHBEARER: the server's error challenge
+                                   (a 334 with base64 JSON, RFC 7628 3.2.2), decoded,
+                                   for the failure that follows; "" none */
 };
 
 static void enter_state(mh_smtp *s, mh_smtp_state st);
@@ -741,6 +744,18 @@ static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
 static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
   va_list ap;
   if (s->state == MH_SMTP_CLOSED) return;
+  if (s->op == OP_CHECK && s->check_rc == MH_EREPLY) {
+    /* the check's refusal came first (MAIL's, or the RCPT's), and the server
+    ** then hung up or went silent before answering what was pipelined after
+    ** it: the refusal stays the outcome, its stage and reply (the session
+    ** breaking in state RCPT read as "takes the From address, then refuses
+    ** mail after it", quoting MAIL's refusal) */
+    s->wbuf.len = 0;
+    s->wcmds = 0;
+    mh_debug("smtp: after \"%s\" the session ended (code %d)", s->errmsg, code);
+    finish(s, MH_EREPLY, MH_SMTP_CLOSED);
+    return;
+  }
   va_start(ap, fmt);
   vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
   va_end(ap);
@@ -756,6 +771,28 @@ static void refused(mh_smtp *s, const char *what, const char *stage) {
   reply_copy(&s->decisive, &s->reply);
   set_err(s, stage, "%s: %d %s", what, s->reply.code, s->reply.text);
   for (char *p = s->errmsg; *p; p++) if (*p == '\n') *p = ' ';
+}
+
+static void mask_creds(const mh_smtp *s, char *text, size_t cap);
+/* An OAuth error challenge (XOAUTH2, OAUTHBEARER: a 334 after the token), kept
+** decoded for the failure that ends the exchange: printable bytes only,
+** bounded; text that is not base64 is kept as it came. */
+static void oauth_error(mh_smtp *s, const mh_smtp_reply *r) {
+  char raw[sizeof s->oauth_err];
+  size_t len = strlen(r->text);
+  long n = -1;
+  if (len / 4 * 3 + 2 < sizeof raw) n = mh_b64_decode(raw, r->text, len);
+  if (n < 0) {
+    mh_smtp_strcopy(raw, sizeof raw, r->text);
+    n = (long)strlen(raw);
+  }
+  size_t o = 0;
+  for (long i = 0; i < n && o + 1 < sizeof s->oauth_err; i++) {
+    unsigned char c = (unsigned char)raw[i];
+    s->oauth_err[o++] = (c < 32 || c >= 127) ? '?' : (char)c;   /* (for a terminal, a log) */
+  }
+  s->oauth_err[o] = '\0';
+  mask_creds(s, s->oauth_err, sizeof s->oauth_err);   /* (a server echoing the token) */
 }
 
 /* One command into the event's output, whole (an AUTH line with an OAuth
@@ -1017,7 +1054,7 @@ static void enter_state(mh_smtp *s, mh_smtp_state st) {
     case MH_SMTP_EHLO: put_cmd(s, "EHLO %s", s->helo); break;
     case MH_SMTP_HELO: put_cmd(s, "HELO %s", s->helo); break;
     case MH_SMTP_STARTTLS: put_cmd(s, "STARTTLS"); break;
-    case MH_SMTP_AUTH: s->auth_step = 0; s->auth_cancel[0] = '\0'; auth_start(s); break;
+    case MH_SMTP_AUTH: s->auth_step = 0; s->auth_cancel[0] = s->oauth_err[0] = '\0'; auth_start(s); break;
     case MH_SMTP_RSET:
     case MH_SMTP_MAIL:
       if (st == MH_SMTP_MAIL) s->need_rset = 1;
@@ -1218,8 +1255,10 @@ static void on_reply(mh_smtp *s) {
           mh_buf_add(&s->wbuf, "\r\n", 2);
           mh_buf_wipe(&e);
         } else if (s->mech == MH_SMTP_AUTH_OAUTHBEARER) {
+          oauth_error(s, r);
           mh_buf_add(&s->wbuf, "AQ==\r\n", 6);  /* %x01: abort, the server then says why */
         } else {
+          oauth_error(s, r);
           mh_buf_add(&s->wbuf, "\r\n", 2);      /* XOAUTH2 error challenge: empty answer */
         }
         s->wcmds++;   /* each answer to a 334 is owed a reply */
@@ -1228,6 +1267,12 @@ static void on_reply(mh_smtp *s) {
       }
       mh_buf_wipe(&s->auth_ir);
       refused(s, "authentication failed", "auth");
+      if (s->oauth_err[0]) {
+        /* what the token lacked (Google: {"status":"400","schemes":"Bearer","scope":
+        ** "https://mail.google.com/"}), said with the final reply, which never says it */
+        size_t n = strlen(s->errmsg);
+        snprintf(s->errmsg + n, sizeof s->errmsg - n, " (the server's OAuth error: %s)", s->oauth_err);
+      }
       finish(s, code == 334 ? MH_EPROTO : MH_EAUTH, code == 334 ? MH_SMTP_CLOSED : MH_SMTP_READY);
       break;
     case MH_SMTP_RSET:

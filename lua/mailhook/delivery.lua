@@ -1445,7 +1445,7 @@ function W:outcome(e, res, err, info)
     -- about the session, not this message: every message would get it, so none
     -- is failed; the queue waits as for an outage, saying what to change
     local s = self.session
-    local why = outcome.session_refusal_text(s and s.info and s:info(), info, reply)
+    local why = outcome.session_refusal_text(s and s.info and s:info(), info, reply, d.cfg and d.cfg.auth == true)
     self:close_session(true)
     info.session_refused = true
     return "outage", why, info

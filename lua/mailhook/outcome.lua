@@ -8,7 +8,7 @@
 --   outcome.stalled(info) -> boolean            a timeout on one message's own commands
 --   outcome.overflow(r, accepted) -> boolean    r (a RCPT refusal) is only the server's recipient limit
 --   outcome.reply_text{smtp =, enhanced =, text =} -> "451 4.7.0 try later" | nil
---   outcome.session_refusal_text(ci, info, reply) -> what to tell an administrator
+--   outcome.session_refusal_text(ci, info, reply, auth) -> what to tell an administrator
 --
 -- The kinds of classify(info, reused), in the order they are decided (reused:
 -- the session had already carried a message):
@@ -55,16 +55,28 @@ end
 -- its relay check "554 5.7.1 <x>: Relay access denied", to every recipient --
 -- each message went to failed/ over a setting, each to be retried by hand.
 -- ctx = {auth =, caps = the session's capability lines}.
+-- A 5xx to MAIL worded so counts too (SendGrid: "550 Unauthenticated senders
+-- not allowed"): the From is not in question, every message would get it.
+local LOGIN_WORDS = { "unauthenticated", "not authenticated", "authentication required" }
+local function asks_login(text)
+  text = tostring(text or ""):lower()
+  for _, w in ipairs(LOGIN_WORDS) do if text:find(w, 1, true) then return true end end
+  return false
+end
 local function login_wanted(info, ctx)
-  if type(ctx) ~= "table" or ctx.auth or info.stage ~= "rcpt" then return false end
+  if type(ctx) ~= "table" or ctx.auth or (info.stage ~= "rcpt" and info.stage ~= "mail") then return false end
   local offers = false
   for _, c in ipairs(ctx.caps or {}) do if tostring(c):upper():find("^AUTH[%s,=]") then offers = true end end
-  if not offers or #(info.accepted or {}) > 0 or #(info.rejected or {}) == 0 then return false end
+  if not offers then return false end
+  if info.stage == "mail" then
+    local code = tonumber(info.smtp)
+    return code ~= nil and code >= 500 and asks_login(info.text)
+  end
+  if #(info.accepted or {}) > 0 or #(info.rejected or {}) == 0 then return false end
   for _, r in ipairs(info.rejected) do
     local code, text = tonumber(r.smtp), tostring(r.text or ""):lower()
     if not code or code < 500 then return false end
-    if r.enhanced ~= "5.7.1" and not text:find("access denied", 1, true)
-       and not text:find("authentication required", 1, true) then
+    if r.enhanced ~= "5.7.1" and not text:find("access denied", 1, true) and not asks_login(text) then
       return false
     end
   end
@@ -143,12 +155,20 @@ function M.reply_text(r)
 end
 
 -- What to tell an administrator about a "session" refusal (ci: the session's
--- info(), for whether it was in plain text and offered STARTTLS).
-function M.session_refusal_text(ci, info, reply)
+-- info(), for whether it was in plain text and offered STARTTLS; auth: whether
+-- the settings log in).
+function M.session_refusal_text(ci, info, reply, auth)
   local tls = require("mailhook.smtp").requires_tls(ci, info)
   if tls then return tls .. ": set tls = starttls (or auto)" end
-  if info.stage == "rcpt" and tonumber(info.smtp) ~= 530 and tonumber(info.smtp) ~= 538 then
-    return "the server refuses every recipient without a login (" .. tostring(reply) ..
+  if tonumber(info.smtp) == 530 and auth == false then
+    -- RFC 4954's "authentication required" ("530 5.7.57 Client not authenticated
+    -- to send mail"), and no login set: that setting, not "check auth and tls"
+    return "the server wants a login before it takes mail (" .. tostring(reply) ..
+           "): set auth = true, username and password (mailhook test shows what was negotiated)"
+  end
+  if (info.stage == "rcpt" or info.stage == "mail") and tonumber(info.smtp) ~= 530 and tonumber(info.smtp) ~= 538 then
+    return "the server refuses " .. (info.stage == "rcpt" and "every recipient" or "mail") ..
+           " without a login (" .. tostring(reply) ..
            "), and offers one: set auth = true, username and password (mailhook test shows what was negotiated)"
   end
   return "the server refuses mail on this session (" .. tostring(reply) ..

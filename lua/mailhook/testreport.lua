@@ -46,6 +46,18 @@ M.HINT = {
     "`username` and `password` (or `password_command`)",
   login_wanted = "the server refuses mail without a login, and offers one: set `auth = true`, " ..
     "`username` and `password` (or `password_command`)",
+  -- (by the reply's words and codes: a login the server will not take whatever the
+  -- password, or a From it will not take from this account)
+  auth_disabled = "the server has SMTP AUTH disabled for this account or its organisation (its " ..
+    "reply says so: the password is not in question): have its administrator enable SMTP AUTH " ..
+    "(authenticated SMTP) for the mailbox and the organisation, or log in with OAuth " ..
+    "(`auth_mechanism = xoauth2`, `oauth_token_command`)",
+  app_password = "the server wants a stronger login than this account's password (534 5.7.9): " ..
+    "an account with two-step verification needs an app password (made in the account's security " ..
+    "settings) as `password`, or OAuth (`auth_mechanism = xoauth2`, `oauth_token_command`)",
+  send_as = "the server does not let this account send as the From address (not its own address, " ..
+    "one it may send as, nor a verified sender): set `from` to such an address (often the login's, " ..
+    "`username`), or have the server's administrator allow this one",
   busy = "the server answered but refused the session for now (421: busy, in maintenance, or too " ..
     "many connections): try again later; if it lasts, see the server's log",
   refused_client = "the server answered, and refuses this client at once (its reply above: a " ..
@@ -195,15 +207,40 @@ function M.hint_for(cfg, info, report, err)
     why = "helo_rejected"
   end
   -- every recipient refused 5.7.1 / "access denied" while a login is offered
-  -- and not used (Postfix's submission port, its relay check): the login
-  if not why and not cfg.auth and info.stage == "recipient" and report and report.info and
-     require("mailhook.outcome").login_wanted({ stage = "rcpt", accepted = {},
-       rejected = { { smtp = info.smtp, enhanced = info.enhanced, text = info.text } } },
+  -- and not used (Postfix's submission port, its relay check), or MAIL refused
+  -- for the missing login ("550 Unauthenticated senders not allowed"): the login
+  if not why and not cfg.auth and (info.stage == "recipient" or info.stage == "sender") and
+     report and report.info and
+     require("mailhook.outcome").login_wanted(info.stage == "sender" and
+       { stage = "mail", smtp = info.smtp, enhanced = info.enhanced, text = info.text } or
+       { stage = "rcpt", accepted = {},
+         rejected = { { smtp = info.smtp, enhanced = info.enhanced, text = info.text } } },
        { auth = false, caps = report.info.capabilities }) then
     why = "login_wanted"
   end
-  -- a 421 greeting: something answered, and said not now
-  if not why and info.stage == "connect" and tonumber(info.smtp) == 421 then why = "busy" end
+  local code, text = tonumber(info.smtp), tostring(info.text or ""):lower()
+  -- a login refused whatever the password: SMTP AUTH off for the account ("535
+  -- 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for
+  -- the Tenant", "... basic authentication is disabled"), or too weak for it
+  -- (RFC 4954's 534 5.7.9; "534-5.7.9 Application-specific password required")
+  if not why and info.stage == "auth" and code and code >= 500 then
+    if text:find("authentication is disabled", 1, true) or text:find("auth is disabled", 1, true) then
+      why = "auth_disabled"
+    elseif code == 534 or info.enhanced == "5.7.9" or text:find("application-specific password", 1, true) then
+      why = "app_password"
+    end
+  end
+  -- the From refused for this account, at MAIL or for the message ("550 5.7.60
+  -- SMTP; Client does not have permissions to send as this sender", "554 5.2.252
+  -- SendAsDenied", "554 Message rejected: Email address is not verified")
+  if not why and code and code >= 500 and (info.stage == "sender" or info.stage == "recipient") and
+     (text:find("send as", 1, true) or text:find("sendas", 1, true) or
+      text:find("address is not verified", 1, true) or text:find("identities failed", 1, true) or
+      text:find("not authorized to send from", 1, true)) then
+    why = "send_as"
+  end
+  -- a 421, at the greeting or later: something answered, and said not now
+  if not why and code == 421 then why = "busy" end
   -- a 5xx greeting, or 5xx to EHLO and HELO: something answered, and refuses this
   -- client or its greeting ("nothing answers there" was said for both)
   if not why and info.stage == "connect" and tonumber(info.smtp) and tonumber(info.smtp) >= 500 then
