@@ -8,6 +8,10 @@
 ** Build (from the repository, after `make`):
 **   cc -Iruntime examples/embed/host.c build/libmailhook.a \
 **      $(pkg-config --libs lua5.4 libuv openssl) -lreadline -lm -o host
+** Run: the Lua modules are found under $MAILHOOK_ROOT, else the PREFIX the
+** library was built for (after `make install`); from the repository, without
+** an install, name it (else mh_open fails: module 'mailhook.settings' not found):
+**   MAILHOOK_ROOT=$PWD ./host mailhook.conf spool voicemail mailbox=200 duration=42
 */
 #include <stdio.h>
 #include <stdlib.h>

@@ -133,9 +133,9 @@ end
 --              no answer to a status request, or no answer written (error says which)}
 --   (messages: failed counts every one moved to failed/, partial those of them
 --   some recipients got: partial_delivered of partial_recipients recipients;
---   deferred those still queued after the pass: via "self" the ones its pass
---   deferred, via "service" those queued when it was asked and still in
---   pickup/ at the end)
+--   deferred those still queued after the pass: of the messages queued when
+--   the pass began (via "self") or when the service was asked (via "service"),
+--   those still in pickup/ at the end)
 -- Waits.  Delivers the queue now, backoff ignored, one pass; stops early when
 -- the server cannot be reached.  While a service holds the spool lock, it asks
 -- that service (SIGUSR1 to the pid in the lock) and waits for it: never two
@@ -255,7 +255,12 @@ function M.run(opts, ...)
     end
     if not opts.spool then sp:close() end   -- releases the lock (it lasts until close)
     progress(st.delivered + st.failed, total, left)
-    return { delivered = st.delivered, deferred = st.deferred, failed = st.failed, left = left,
+    -- deferred: of the messages queued when the pass began, those still queued
+    -- (a 4xx again, or the pass ended early), as the service's answer counts
+    -- them below; the pass's own count left out the ones an outage kept it
+    -- from trying ("0 deferred, 3 left" where a service's flush said 3)
+    local deferred = math.max(st.deferred, math.min(left, math.max(0, total - st.delivered - st.failed)))
+    return { delivered = st.delivered, deferred = deferred, failed = st.failed, left = left,
              total = total, via = "self", error = d.last_error, listing_error = listing_error,
              seconds = ended, drain_seconds = drain,
              drained_at = d.last_delivered, partial = st.partial or 0,

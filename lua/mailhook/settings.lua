@@ -645,7 +645,9 @@ local function parse_text(textv, file, secrets)
     local first = line:find("%S")
     local body = first and line:match("^.*%S", first) or ""
     if body ~= "" and body:sub(1, 1) ~= "#" then
-      local key, value = body:match("^([%w_]+)%s*=%s*(.*)$")
+      -- a key as typed may hold a hyphen (retry-max): an unknown key, named with
+      -- its fix below, not a line that is no `key = value`
+      local key, value = body:match("^([%w_%-]+)%s*=%s*(.*)$")
       if not key then
         return nil, string.format("%s:%d: expected 'key = value'", file, n)
       end
@@ -917,7 +919,7 @@ local function parse_lenient(textv, file)
     line = line:gsub("\r$", "")
     local body = line:match("^%s*(.-)%s*$")
     if body ~= "" and body:sub(1, 1) ~= "#" then
-      local key, value = body:match("^([%w_]+)%s*=%s*(.*)$")
+      local key, value = body:match("^([%w_%-]+)%s*=%s*(.*)$")   -- retry-max: parse_text's
       local function problem(k, msg) bad[#bad + 1] = { line = n, key = k, msg = string.format("%s:%d: %s", file, n, msg) } end
       if not key then
         -- "enabled true", "server: x": the line of the key it starts with

@@ -27,4 +27,23 @@ for p in swaks tmux strace; do
   is "$rc" 1 "deps-check fails without $p"
   like "$out" "^  $p +\(seen using /" "naming $p and a file the suite used from it"
 done
+
+# scripts/deps takes --list and nothing else: `scripts/deps --help` or a misspelt
+# `--lsit` ran the installer (as root: apt-get install).  Stubs of the Debian tools
+# first in PATH record any call, so an old scripts/deps installs nothing here.
+mkdir -p "$T/stub"
+for tool in apt-get dpkg-query dpkg-deb; do
+  printf '#!/bin/sh\necho "%s $*" >> "%s/stub.calls"\nexit 1\n' "$tool" "$T" > "$T/stub/$tool"
+  chmod +x "$T/stub/$tool"
+done
+for a in --lsit "--list extra" -x; do
+  # shellcheck disable=SC2086
+  out=$(PATH="$T/stub:$PATH" timeout 60 sh "$ROOT/scripts/deps" $a 2>&1); rc=$?
+  is "$rc" 2 "scripts/deps $a: a usage error (exit 2)"
+  like "$out" "^scripts/deps: unexpected argument '${a##* }' \(usage: scripts/deps \[--list\]\)$" "naming it, one line"
+done
+out=$(PATH="$T/stub:$PATH" timeout 60 sh "$ROOT/scripts/deps" --help 2>&1); rc=$?
+is "$rc" 0 "scripts/deps --help: exit 0"
+like "$out" "scripts/deps --list +print this release's package list" "with the usage"
+is "$(cat "$T/stub.calls" 2>/dev/null)" "" "and none of them ran apt-get, dpkg-query or dpkg-deb"
 done_testing

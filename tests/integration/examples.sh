@@ -113,6 +113,18 @@ hook disk_full path=/var/spool/mailhook percent=93
 like "$(cat "$(newest)")" "Subject: \[mailhook\] disk nearly full: /var/spool/mailhook at 93%" "admin: disk nearly full"
 is "$(cat "$T/hook.err")" "" "no warnings or errors from the examples"
 
+# examples/mailhook.conf (README: "Examples: ... examples/mailhook.conf"): a site copies
+# it as its settings; every line of it must load, as written, with no warning
+out=$("$MAILHOOK" -c "$ROOT/examples/mailhook.conf" settings 2>"$T/conf.err"); rc=$?
+is "$rc" 0 "examples/mailhook.conf: settings reads it (exit 0)"
+is "$(cat "$T/conf.err")" "" "with no warning"
+for kv in "server = smtp.example.com, smtp2.example.com" "port = 587" "auth = true" \
+  "password_command = cat /etc/mailhook/smtp-password" "retry_interval = 30s" "rule_timeout = 10s"; do
+  like "$out" "(^|
+)$kv(
+|$)" "examples/mailhook.conf: $kv"
+done
+
 # Delivery: the example mail reaches a real SMTP server.
 start_smtpd P --maildir "$T/inbox"
 write_conf "$MAILHOOK_CONF" enabled=true server=127.0.0.1 port="$P" from=pbx@example.com tls=none \

@@ -179,9 +179,14 @@ echo x | fl enqueue --to good@example.org --subject d >/dev/null
 echo x | fl enqueue --to good@example.org --cc bad@example.org --subject m2 >/dev/null
 # a flush with no service, the server down: nothing retries after it, and its
 # warning said "the queue waits, retrying every 600 s"
-out=$(fl flush 2>&1); rc=$?
+sum=$(fl flush 2>"$T/fl.err"); rc=$?
+out=$sum$'\n'$(cat "$T/fl.err")
 is "$rc" 1 "flush with the server down and no service: exit 1"
 like "$out" "3 left" "the three messages are left"
+# deferred is what the pass left queued (mailhook(1); a service's flush said 3 here,
+# a flush of its own said "0 deferred, 3 left" for the same three messages)
+is "$sum" "$(printf '%s' "$sum" | sed -n '/^flush: /p' | head -1)" "(the summary is flush's one stdout line)"
+like "$sum" "^flush: 0 delivered, 3 deferred, 0 failed, 3 left" "and counted deferred, as a service's flush counts them"
 unlike "$out" "retrying every" "its warning promises no retry (nothing retries after a flush)"
 like "$out" "this pass stops here: the service \(\`mailhook run\`\) retries every 600 s, \`mailhook test\` shows where it fails" \
   "it says who retries and how to find out why"

@@ -170,6 +170,12 @@ refused "a relative --rules naming nothing" "--rules nope: no such folder or fil
 is "$?:$(cat "$T/explicit.ran" 2>/dev/null)" "0:ev" "--rules naming a rule file: it runs"
 (cd "$T" && "$MAILHOOK" hook ev --rules rules out="$T/relative.ran" >/dev/null 2>&1)
 is "$?:$(cat "$T/relative.ran" 2>/dev/null)" "0:ev" "a relative --rules folder: it runs"
+# --rules given twice: the first was dropped without a word (its rules never ran);
+# mailhook(1): an option that takes one value given twice is a usage error
+refused "--rules given twice" "option '--rules' given twice \(it takes one value\)" \
+  "$MAILHOOK" hook ev --rules "$T/rules" --rules "$T/rules/10-probe.lua" a=1
+refused "--rules= given twice" "option '--rules' given twice" \
+  "$MAILHOOK" hook ev --rules="$T/rules" a=1 --rules "$T/rules"
 
 # what an event field may carry into an attachment's headers
 "$MAILHOOK" hook att file="$T/f.txt" 'name==?UTF-8?B?ZXZpbC5leGU=?=' >/dev/null 2>&1

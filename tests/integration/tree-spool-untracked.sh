@@ -11,4 +11,10 @@ is "$(git -C "$ROOT" ls-files -- spool)" "" "no file under spool/ is tracked"
 for f in status.json sidecars flush.done; do
   git -C "$ROOT" check-ignore -q --no-index "spool/$f"; ok $? "spool/$f, written by a service run in the tree, is ignored"
 done
+# README's first steps run `build/mailhook update ... password=-` at the checkout's
+# root: it writes ./mailhook.conf and, beside it, ./mailhook.secrets (the password).
+# The settings were ignored, the secrets not: `git add .` took the password along.
+for f in mailhook.conf mailhook.secrets; do
+  git -C "$ROOT" check-ignore -q --no-index "$f"; ok $? "$f, written by update at the tree's root, is ignored"
+done
 done_testing

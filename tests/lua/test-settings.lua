@@ -121,6 +121,9 @@ tap.test("malformed files name FILE:LINE", function(t)
     { "\n\ncolour = blue\n", ":3: unknown setting 'colour'$" },
     { "sever = mx.example.com\n", ":1: unknown setting 'sever' %(did you mean 'server'%?%)$" },
     { "Port = 25\n", ":1: unknown setting 'Port' %(did you mean 'port'%?%)$" },
+    -- a hyphen for the underscore (docs/settings.md names retry-max with sever and
+    -- Port): the file said "expected 'key = value'", only update named the fix
+    { "retry-max = 1h\n", ":1: unknown setting 'retry%-max' %(did you mean 'retry_max'%?%)$" },
     { "port = 25\nport = 26\n", ":2: 'port' set twice %(first on line 1%)" },
     { "port = 70000\n", ":1: port: must be a port number 1%-65535" },
     { "from = not an address\n", ":1: from: 'not an address' is not a valid address" },
@@ -205,6 +208,19 @@ tap.test("helo_name: a host name or an address literal, kept bracketed (docs/set
   for _, v in ipairs { "[999.1.1.1]", "[192.0.2.1", "box example" } do
     t:is((settings.validate({ helo_name = v })), nil, "refused: " .. v)
   end
+end)
+
+tap.test("intake: a hyphenated key is an unknown key, warned with its fix, not a line naming none", function(t)
+  -- retry_max is no key intake uses: the message is queued, as for `sever`
+  -- (it refused, as for `foo bar`, and said "expected 'key = value'")
+  local path = tmpconf("from = pbx@example.com\nretry-max = 1h\n")
+  local cfg, err = settings.load_intake(path)
+  t:ok(cfg ~= nil, "intake takes the file" .. (err and (": " .. err) or ""))
+  -- a hyphenated typo of a key intake uses still refuses, naming its fix
+  path = tmpconf("from = pbx@example.com\nfrom-rewrite = always\n")
+  cfg, err = settings.load_intake(path)
+  t:is(cfg, nil, "from-rewrite: refused (a key intake uses)")
+  t:like(tostring(err), ":2: unknown setting 'from%-rewrite' %(did you mean 'from_rewrite'%?%)", "naming its fix")
 end)
 
 tap.test("update names the key an unknown one is a typo of", function(t)

@@ -77,6 +77,9 @@ local function fields_from(argv)
   while i <= #argv do
     local a = argv[i]
     if a == "--json" then json = true
+    elseif rules_path and (a == "--rules" or a:match("^%-%-rules=")) then
+      -- given twice: the first was dropped without a word (its rules never ran)
+      return nil, "option '--rules' given twice (it takes one value)"
     elseif a == "--rules" then
       i = i + 1
       rules_path = argv[i]
