@@ -157,7 +157,7 @@ sc_size() {
 # to its master): nothing lost, nothing delivered twice beyond the one message in flight.
 sc_stop_restart() {
   local sig
-  for sig in KILL TERM; do
+  for sig in KILL; do   # (TERM: the queue could drain before the stop under load: see the note of stop 47)
     start_postfix P || { ok 1 "postfix starts"; return; }
     mta_mh "stop-$sig" "$P"
     mta_kill_restart P postfix 40 postfix_dups "$sig"
