@@ -52,6 +52,14 @@ on("failed", function(ev)   -- failures counted, one summary at the window's end
   end
 end)
 LUA
+# notice_unlooped SUBJECT SECS DESC: a message to the refused recipient with SUBJECT fails,
+# a `failed` handler's notice about it fails too, and the log says no `failed` followed
+notice_unlooped() {
+  local id
+  id=$("$MAILHOOK" enqueue --to dead@example.org --subject "$1" </dev/null 2>/dev/null)
+  wait_for "$2" grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
+  ok $? "$3"
+}
 inbox_has() { grep -qs "$1" "$T"/inbox/*.eml; }
 start_run() { "$MAILHOOK" run >>"$T/run.log" 2>&1 & RUN=$!; on_exit "kill $RUN"; }
 
@@ -80,22 +88,14 @@ notice=$(grep -o 'delivery: [0-9a-f]*: no `failed` event' "$T/run.log" | head -1
 ok "$([ -n "$notice" ] && ! inbox_has "Subject: failed: $notice"; echo $?)" "the postmaster's rule did not run for it"
 # the notice queued by a task the handler spawned (mh.spawn: part of the rule),
 # once the handler had returned: it was not marked, and its failure looped
-id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from a task" </dev/null 2>/dev/null)
-wait_for 15 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
-ok $? "a notice queued by the handler's task after it returned: its failure emits no failed event either"
+notice_unlooped "loop from a task" 15 "a notice queued by the handler's task after it returned: its failure emits no failed event either"
 # the notice queued by a tick of an every() timer the handler started: the tick ran
 # under a fresh budget, its notice was not marked, and each failure started another timer
-id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from every" </dev/null 2>/dev/null)
-wait_for 15 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
-ok $? "a notice queued by a tick of the handler's every() timer: its failure emits no failed event either"
+notice_unlooped "loop from every" 15 "a notice queued by a tick of the handler's every() timer: its failure emits no failed event either"
 # the notice a handler held for a second (hold(): quiet hours), queued by the sweep
-id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from hold" </dev/null 2>/dev/null)
-wait_for 20 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
-ok $? "a notice a handler held, queued later by the sweep: its failure emits no failed event either"
+notice_unlooped "loop from hold" 20 "a notice a handler held, queued later by the sweep: its failure emits no failed event either"
 # the summary of a throttle a handler counts failures in (the same for a digest's mail)
-id=$("$MAILHOOK" enqueue --to dead@example.org --subject "loop from throttle" </dev/null 2>/dev/null)
-wait_for 20 grep -q "no \`failed\` event: it is the notice a \`failed\` rule queued about $id" "$T/run.log"
-ok $? "a handler's throttle summary, queued later by the sweep: its failure emits no failed event either"
+notice_unlooped "loop from throttle" 20 "a handler's throttle summary, queued later by the sweep: its failure emits no failed event either"
 kill "$RUN"; wait "$RUN" 2>/dev/null
 # a clean stop by a signal to the whole process group (systemctl stop's default
 # KillMode, Ctrl-C in a terminal): the service stops its worker itself; the
