@@ -155,13 +155,21 @@ sc_size() {
 # 5. Postfix stopped mid-queue under `mailhook run`, then started again: killed (its whole
 # process tree, SIGKILL), and stopped in order (SIGTERM to it all, as `postfix stop` does
 # to its master): nothing lost, nothing delivered twice beyond the one message in flight.
+# A policy service (start_gate) lets 21 recipients through and holds the 22nd, so the stop
+# always finds the service mid-message and 20 still queued (the service pipelines the
+# 22nd's MAIL and RCPT behind the 21st's data, and Postfix holds its replies, the 21st's
+# 250 included, while that RCPT waits: the 21st is the one in flight).  Without it, the
+# whole queue could drain before the test's first look on a loaded machine, Postfix
+# taking a message in about a millisecond (CI, stop 47: SIGTERM's checks, then SIGKILL's).
 sc_stop_restart() {
   local sig
-  for sig in KILL; do   # (TERM: the queue could drain before the stop under load: see the note of stop 47)
-    start_postfix P || { ok 1 "postfix starts"; return; }
+  for sig in KILL TERM; do
+    start_gate G 21 "$T/gate-$sig.open" || { ok 1 "the policy gate starts"; return; }
+    start_postfix P --policy "$G" || { ok 1 "postfix starts"; return; }
     mta_mh "stop-$sig" "$P"
-    mta_kill_restart P postfix 40 postfix_dups "$sig"
-    stop_mta P
+    mta_kill_restart P postfix 40 postfix_dups "$sig" "touch $T/gate-$sig.open"
+    like "$(cat "$G_OUT")" "HOLD 22" "the gate held the 22nd recipient until the restart"
+    stop_mta P; stop_peer G
   done
 }
 # messages delivered more than once (each kill-N has one recipient)

@@ -48,6 +48,11 @@
 #                              is Postfix's access(5) action, "550 5.1.1 ..." or "450 ...")
 #       --no-size-keyword      SIZE not advertised (smtpd_discard_ehlo_keywords): a message
 #                              over --size is refused after its data (552 5.3.4)
+#       --policy PORT          every RCPT asks the policy service on 127.0.0.1 PORT first
+#                              (check_policy_service; start_gate's)
+#   start_gate VAR N FILE      tests/peers/policy-gate.lua: a policy service that lets the
+#                              first N RCPTs through and holds the rest until FILE exists
+#                              (a queue that cannot drain before a stop); VAR=port, VAR_OUT
 #   mta_rule_off VAR ADDR      from now on ADDR's --reply-rcpt/--reply-data rule is off: the
 #                              server accepts it (Exim reads a switch file per rule;
 #                              OpenSMTPD's table is emptied and reloaded with smtpctl;
@@ -165,8 +170,9 @@ restart_mta() {
   "_start_${!kind_var}" "$1" --reuse "${!1}" "${args[@]}"
 }
 
-# mta_kill_restart VAR NAME N DUPS [SIGNAL]: the kill scenario every server shares (SIGNAL:
-# KILL by default; TERM is a server's own orderly stop).  N messages
+# mta_kill_restart VAR NAME N DUPS [SIGNAL [OPEN]]: the kill scenario every server shares
+# (SIGNAL: KILL by default; TERM is a server's own orderly stop; OPEN: a command run just
+# before the restart, to lift what held the queue back, such as start_gate's).  N messages
 # are queued, `mailhook run` starts, and once 20 have been sent the server's whole process
 # tree gets SIGNAL; the service sees it gone (logs it unreachable) before it is
 # restarted, then drains the queue and logs the outage's end.  Nothing may be lost and
@@ -174,7 +180,7 @@ restart_mta() {
 # server accepted more than once (read from its own log: a copy the server itself
 # delivers twice after a kill mid-delivery is its doing, not mailhook's).
 mta_kill_restart() {
-  local var=$1 name=$2 n=$3 dups=$4 sig=${5:-KILL} svc left list miss dup
+  local var=$1 name=$2 n=$3 dups=$4 sig=${5:-KILL} open=${6:-} svc left list miss dup
   mta_queue kill "$n" a@x.example
   MAILHOOK_LOG_LEVEL=info MAILHOOK_SPOOL=$SPOOL "$MAILHOOK" -c "$CONF" run >"$T/kill.svc.log" 2>&1 &
   svc=$!
@@ -209,6 +215,7 @@ mta_kill_restart() {
   else
     ok 0 "the service logged the server unreachable"
   fi
+  [ -z "$open" ] || eval "$open"
   restart_mta "$var" || { ok 1 "$name restarts"; kill "$svc"; return; }
   # drained: nothing left to send (queued_n; the sent files leave pickup/ only at the
   # deliverer's next purge, up to 30 s later, which this wait used to include)
@@ -648,12 +655,13 @@ _start_postfix() {
 # what was sent, under Postfix's Delivered-To: and Received: (maildir.py strip cuts them).
 _postfix_conf() {
   local dir=$1 port=$2; shift 2
-  local size=52428800 sizekw="" tls="" n=0 kv addr reply
+  local size=52428800 sizekw="" tls="" policy="" n=0 kv addr reply
   while [ $# -gt 0 ]; do
     case $1 in
       --size) size=$2; shift ;;
       --no-size-keyword) sizekw=size ;;
       --tls) tls=$2; shift ;;
+      --policy) policy="check_policy_service inet:127.0.0.1:$2, "; shift ;;
       --reply-rcpt)
         kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
         [ -z "$MTA_FIRST" ] || printf '%s\n' "$addr" > "$dir/rules/$n"
@@ -680,7 +688,7 @@ enable_original_recipient = no
 message_size_limit = $size
 smtpd_discard_ehlo_keywords = $sizekw
 local_header_rewrite_clients =
-smtpd_recipient_restrictions = check_recipient_access texthash:$dir/rcpt.map, permit_mynetworks, reject
+smtpd_recipient_restrictions = ${policy}check_recipient_access texthash:$dir/rcpt.map, permit_mynetworks, reject
 virtual_mailbox_domains = x.example
 virtual_mailbox_base = $dir
 virtual_mailbox_maps = static:mail/
@@ -689,6 +697,18 @@ virtual_uid_maps = static:$(id -u nobody)
 virtual_gid_maps = static:$(id -g nobody)
 $tls_conf
 CF
+}
+
+start_gate() {
+  local var=$1 n=$2 file=$3
+  _peer_n=$((_peer_n + 1))
+  local out=$T/gate-$_peer_n.out
+  lua5.4 "$PEERS/policy-gate.lua" --port 0 --pass "$n" --open "$file" >"$out" 2>"${out%.out}.err" &
+  local pid=$!
+  on_exit "kill $pid; wait $pid"
+  printf -v "${var}_PID" '%s' "$pid"
+  printf -v "${var}_OUT" '%s' "$out"
+  _await_port "$var" "$pid" "$out" "policy-gate.lua"
 }
 
 # ---- driving mailhook against these servers (tests/integration/mta-*.sh) ----
