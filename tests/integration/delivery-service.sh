@@ -131,4 +131,10 @@ svc_stop
 out=$("$MAILHOOK" run --connections 0 2>&1); rc=$?
 is "$rc" 2 "--connections 0 is refused"
 like "$out" "connections must be a whole number from 1 to 64" "with a clear message"
+# a named rule file that is not there (a typo): refused at start, as hook's --rules, instead
+# of a service running without those rules (bounded: the old code ran on)
+echo 'mh.on("x", function() end)' > "$T/here.lua"
+out=$(timeout 10 "$MAILHOOK" run "$T/here.lua" "$T/no-such-rules.lua" 2>&1); rc=$?
+is "$rc" 2 "run with a named rule file that is not there exits 2"
+like "$out" "no-such-rules.lua: no such rule file" "naming the file"
 done_testing

@@ -51,6 +51,19 @@ return function(...)
   if not cfg then return args.fail("run", err) end
   service.setup(cfg)
 
+  -- A named rule file that is not there is a typo: the service ran on without
+  -- its rules, saying so only in its log (hook's --rules: the same test, the
+  -- same exit 2). Relative: as the rules worker takes it, from here or the
+  -- settings' folder. One that is there but does not load stays the worker's
+  -- to log: delivery must not wait for a rule to be fixed.
+  local rules = require "mailhook.rules"
+  for _, f in ipairs(files) do
+    if core.rstate.exists(f) == false and (f:sub(1, 1) == "/" or
+                                           core.rstate.exists(rules.default_paths({ rules = f })) == false) then
+      return args.fail("run", rules.shown(f) .. ": no such rule file")
+    end
+  end
+
   local dir = core.paths.spool
   local sp, serr, sinfo = require("mailhook.spool").open(dir)
   if not sp then return args.fail("run", require("mailhook.spool").why(dir, serr, sinfo), 1) end
