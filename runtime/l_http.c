@@ -17,6 +17,8 @@
 **   req:respond(status, headers, body) -> true | nil, "closed"
 **   req:stream(status, headers) ; req:write(data) ; req:finish()   -- chunked (SSE)
 **   req:alive()
+** A handler that raises before it answered: 500 at once (handler_run); one that
+** returns without answering: 500 when its request is collected (r_gc).
 ** headers: {["Content-Type"] = "text/html", ...} and/or a list of {name, value}
 ** pairs (for a header given twice).  A name or value holding CR, LF or NUL is
 ** misuse (it would split the response): it raises.
@@ -183,20 +185,57 @@ static int r_write(lua_State *L) {
 
 static int r_finish(lua_State *L) { return result(L, api->end(check_req(L))); }
 
+/* A 500 to a request nobody answered (a no-op when it was: MH_HTTP_BUSY). */
+static void answer_500(mh_http_req *r, const char *msg) {
+  static const mh_http_header h[] = { { "Content-Type", "text/plain; charset=utf-8" } };
+  if (api->alive(r)) api->respond(r, 500, h, 1, msg, strlen(msg));
+}
+
 static int r_gc(lua_State *L) {
   req_ud *u = (req_ud *)luaL_checkudata(L, 1, REQ_MT);
   if (u->r) {
     mh_http_req *r = u->r;
     u->r = NULL;
-    /* a handler that never answered (it raised before respond): 500, not a hang */
-    if (api->alive(r)) {
-      static const mh_http_header h[] = { { "Content-Type", "text/plain; charset=utf-8" } };
-      static const char msg[] = "internal error: the handler did not answer\n";
-      api->respond(r, 500, h, 1, msg, sizeof msg - 1);
-    }
+    /* a handler that returned without answering and left the request to nobody */
+    answer_500(r, "internal error: the handler did not answer\n");
     api->release(r);
   }
   return 0;
+}
+
+/* The handler's task runs handler_run(req), which calls the handler under a
+** yieldable pcall: a handler that raised got its 500 only from the request's
+** __gc, at the next collection (seconds or hours later, the client waiting).
+** Now it is answered when the handler raises; a request the handler answered,
+** or streams, is left as it is.  The error is raised again for the task, so
+** the scheduler logs it as before; the message handler adds the traceback of
+** where the handler raised, which the pcall unwinds (the task's own then shows
+** only handler_run). */
+static int handler_msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg && lua_type(L, 1) == LUA_TSTRING) luaL_traceback(L, L, msg, 1);
+  return 1;   /* another value (a table, a cancellation's marker) as it is */
+}
+
+static int handler_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    req_ud *u = (req_ud *)lua_touserdata(L, 1);
+    /* a cancellation (the server or the state closing) is no fault of the
+       handler's: close() answers what is still held */
+    if (u && u->r && lua_type(L, -1) != LUA_TLIGHTUSERDATA)
+      answer_500(u->r, "internal error: the handler failed\n");
+    return lua_error(L);
+  }
+  return 0;
+}
+
+static int handler_run(lua_State *L) {   /* upvalue 1: the handler; 1: the request */
+  lua_settop(L, 1);
+  lua_pushcfunction(L, handler_msgh);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 1);
+  return handler_k(L, lua_pcallk(L, 1, 0, 2, 0, handler_k), 0);
 }
 
 static int r_tostring(lua_State *L) {
@@ -232,9 +271,7 @@ static void on_request(void *ud, mh_http_req *r) {
   request_call c = { su, r, 0 };
   if (mh_l_cb_call(su->L, request_spawn, &c, "console") != LUA_OK && !c.owned) {
     /* no object holds it: answer here, as a handler that never answered is */
-    static const mh_http_header h[] = { { "Content-Type", "text/plain; charset=utf-8" } };
-    static const char msg[] = "internal error: the handler could not start\n";
-    if (api->alive(r)) api->respond(r, 500, h, 1, msg, sizeof msg - 1);
+    answer_500(r, "internal error: the handler could not start\n");
     api->release(r);
   }
 }
@@ -340,6 +377,7 @@ static int l_listen(lua_State *L) {
   ** left a listening server whose requests ran no handler (a Lua panic), in a
   ** userdata nothing held */
   lua_getfield(L, 1, "handler");
+  lua_pushcclosure(L, handler_run, 1);
   su->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* held until lua_close: its __gc then runs with the loop stopped and frees
      what close() left */

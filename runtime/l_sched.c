@@ -457,9 +457,14 @@ static void finish(mh_task *t, int status, int nres) {
     msg = error_value_text(L, vidx, &len);
     msg = bounded_error(L, msg, &len);
     lua_pushlstring(L, msg, len);
-    lua_pushliteral(L, "\n");
-    luaL_traceback(L, co, NULL, 0);
-    lua_concat(L, 3);
+    /* an error that carries its traceback (a message handler's, as core.http's
+       handler_run raises again) gets no second one, which would show only the
+       frame that raised it again */
+    if (strstr(msg, "\nstack traceback:\n") == NULL) {
+      lua_pushliteral(L, "\n");
+      luaL_traceback(L, co, NULL, 0);
+      lua_concat(L, 3);
+    }
     tbi = lua_gettop(L);
     if (t->quiet) {
     } else if (cancelled) {   /* debug at most, and no traceback: it says where it waited, not a fault */

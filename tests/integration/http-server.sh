@@ -151,6 +151,23 @@ ok(a[0] == 200 and a[1].get("transfer-encoding") == "chunked" and a[2] == b"piec
 c.send(req("/echo?after-stream"))
 ok(c.answer()[2] == b"GET /echo after-stream \n", "the connection serves on after the stream")
 
+# a handler that raises: answered 500 at once, not when its request object is collected
+# (the client waited for the next collection); one that answered first keeps its answer
+for path, why in (("/raise", "at once"), ("/raise-later", "after a wait")):
+    rc = Conn()
+    rc.s.settimeout(3)
+    rc.send(req(path))
+    a = rc.answer()
+    ok(a is not None and a[0] == 500 and b"handler failed" in a[2],
+       "a handler that raised %s: 500 at once (%r)" % (why, a and (a[0], a[2][:60])))
+    rc.send(req("/echo"))
+    a = rc.answer()
+    ok(a is not None and a[0] == 200, "and its connection goes on serving")
+rc = Conn()
+rc.send(req("/raise-answered"))
+a = rc.answer()
+ok(a is not None and a[0] == 200 and a[2] == b"answered\n", "one that raised after answering: its answer stands")
+
 # a stream its handler abandons ends when the request object is collected
 ab = Conn()
 ab.send(req("/abandon"))
@@ -385,5 +402,10 @@ ok "$rc" "the checks ran to their end"
 wait_for 10 grep -q '^closed' "$T/serve.out"; r=$?; ok $r "the server's close() returned"
 [ $r = 0 ] || kill -9 "$SRV"
 wait "$SRV"; is $? 0 "and the script ended (exit 0: no handle left open)"
-is "$(cat "$T/serve.err")" "" "nothing on stderr"
+# each handler that raised is logged once, with the line where it raised
+err=$(cat "$T/serve.err")
+is "$(grep -c 'raised at once\|raised after a wait\|raised after answering' <<<"$err")" 3 "the three raises are logged, once each"
+like "$err" "http-serve.lua:[0-9]+: in function <" "with the traceback of where the handler raised"
+is "$(grep -c '^[[:space:]]*stack traceback' <<<"$err")" 3 "one traceback each"
+is "$(grep -v 'raised at once\|raised after a wait\|raised after answering\|^[[:space:]]\|^stack traceback' <<<"$err")" "" "nothing else on stderr"
 done_testing

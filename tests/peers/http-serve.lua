@@ -9,6 +9,8 @@
 --   /big       4 MB at once (a client that does not read is dropped: stall)
 --   /hold      no answer until the server closes
 --   /abandon   a stream whose handler returns without finish()   /gc   collectgarbage
+--   /raise     a handler that raises at once  /raise-later   one that raises after a wait
+--   /raise-answered   one that raises after it answered
 --   /stats     the server's counters           /quit    close the server
 -- It trusts the cookie sid=trusted-sid (core.http's trust: see http-server.sh's eviction checks).
 local core = require "mailhook.core"
@@ -34,6 +36,14 @@ local function handler(req)
   elseif p == "/abandon" then              -- a stream its handler leaves without finish()
     req:stream(200, T)
     req:write("left\n")
+  elseif p == "/raise" then
+    error("raised at once")
+  elseif p == "/raise-later" then
+    core.sleep(0.05)
+    error("raised after a wait")
+  elseif p == "/raise-answered" then
+    req:respond(200, T, "answered\n")
+    error("raised after answering")
   elseif p == "/gc" then
     collectgarbage("collect")
     collectgarbage("collect")
