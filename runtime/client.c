@@ -155,6 +155,7 @@ static void snapshot(mh_client *c, mh_client_result *r, int rc, int send) {
   result_clear(r);
   r->rc = rc;
   r->closed = c->closed || !transport_up(c) || mh_smtp_get_state(c->s) == MH_SMTP_CLOSED;
+  if (mh_smtp_decided_then_closed(c->s)) r->closed = 0;   /* the replies are the outcome */
   r->code = rp->code;
   mh_smtp_strcopy(r->enhanced, sizeof r->enhanced, rp->enhanced);
   mh_smtp_strcopy(r->text, sizeof r->text, rp->text);

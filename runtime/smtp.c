@@ -482,6 +482,8 @@ struct mh_smtp {
   char verr[600];               /* why the last mh_smtp_send returned an error (also in
                                    errmsg unless it was queuing behind a running one) */
   const char *vstage;
+  int decided_then_closed;      /* while the op that ends now reports: its replies decided
+                                   it, then the server hung up (die): not a broken session */
   int check_rc;                 /* CHECK: outcome of MAIL, reported after the RSET; or
                                    CHECK_CLEARING while the RSET that clears an earlier
                                    transaction is out, before MAIL (sent alone) */
@@ -524,6 +526,7 @@ static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
 mh_smtp_state mh_smtp_get_state(const mh_smtp *s) { return s->state; }
 const mh_smtp_caps *mh_smtp_get_caps(const mh_smtp *s) { return &s->caps; }
 const mh_smtp_reply *mh_smtp_last_reply(const mh_smtp *s) { return &s->decisive; }
+int mh_smtp_decided_then_closed(const mh_smtp *s) { return s->decided_then_closed; }
 const char *mh_smtp_stage(const mh_smtp *s) { return s->stage ? s->stage : ""; }
 const char *mh_smtp_errmsg(const mh_smtp *s) { return s->errmsg; }
 int mh_smtp_is_tls(const mh_smtp *s) { return s->tls; }
@@ -741,8 +744,10 @@ static void set_err(mh_smtp *s, const char *stage, const char *fmt, ...) {
 /* The session is unusable: record why, close, end the op. */
 static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+static void send_done_in(mh_smtp *s, mh_smtp_state st);
 static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
   va_list ap;
+  char why[sizeof s->errmsg];
   if (s->state == MH_SMTP_CLOSED) return;
   if (s->op == OP_CHECK && s->check_rc == MH_EREPLY) {
     /* the check's refusal came first (MAIL's, or the RCPT's), and the server
@@ -757,12 +762,36 @@ static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
     return;
   }
   va_start(ap, fmt);
-  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+  vsnprintf(why, sizeof why, fmt, ap);
   va_end(ap);
-  s->stage = stage;
   s->wbuf.len = 0;
   s->wcmds = 0;
-  mh_debug("smtp: %s", s->errmsg);
+  mh_debug("smtp: %s", why);
+  if (s->op == OP_SEND && (s->t->mail_failed ||
+                           (s->t->rcpt_i == s->t->nrcpt && s->t->accepted == 0))) {
+    /* The replies in already decided this message: MAIL refused, or every
+    ** recipient refused, and the server then hung up (Exim's `drop`, a server
+    ** counting bad recipients) before answering what was pipelined after.
+    ** Those replies are its outcome, as without the hang-up: the break read
+    ** as an outage, the refusal lost (a 550 to MAIL retried as "connection
+    ** closed by the server (in state RCPT)" for as long as the outage lasted).
+    ** A send queued behind it ends with the break itself. */
+    txn *q = s->q;
+    s->q = NULL;
+    s->decided_then_closed = 1;
+    send_done_in(s, MH_SMTP_CLOSED);
+    s->decided_then_closed = 0;
+    if (!q) return;
+    s->q = q;
+    rotate(s);
+    s->op = OP_NONE;
+    memcpy(s->errmsg, why, sizeof why);
+    s->stage = stage;
+    s->io.done(s->io.ud, code);
+    return;
+  }
+  memcpy(s->errmsg, why, sizeof why);
+  s->stage = stage;
   finish(s, code, MH_SMTP_CLOSED);
 }
 
@@ -1105,8 +1134,12 @@ static void reject_accepted(mh_smtp *s) {
 }
 
 /* The message transaction ended (after the final reply, or early). */
-static void send_done(mh_smtp *s) {
-  if (s->t->mail_failed) finish(s, MH_EREPLY, MH_SMTP_READY);
+static void send_done_in(mh_smtp *s, mh_smtp_state st);
+static void send_done(mh_smtp *s) { send_done_in(s, MH_SMTP_READY); }
+/* The send's outcome from the replies it got, the session going to st: READY,
+** or CLOSED when the server hung up after those replies decided it (die). */
+static void send_done_in(mh_smtp *s, mh_smtp_state st) {
+  if (s->t->mail_failed) finish(s, MH_EREPLY, st);
   else if (s->t->accepted == 0) {
     reply_copy(&s->decisive, &s->reply);
     if (s->t->first_rejected >= 0) {
@@ -1116,9 +1149,9 @@ static void send_done(mh_smtp *s) {
       mh_smtp_strcopy(s->decisive.text, sizeof s->decisive.text, r->text);
       set_err(s, "rcpt", "no recipient accepted: %s: %d %s", r->rcpt, r->code, r->text);
     }
-    finish(s, MH_EREPLY, MH_SMTP_READY);
-  } else if (s->t->data_refused) finish(s, MH_EREPLY, MH_SMTP_READY);
-  else finish(s, 0, MH_SMTP_READY);
+    finish(s, MH_EREPLY, st);
+  } else if (s->t->data_refused) finish(s, MH_EREPLY, st);
+  else finish(s, 0, st);
 }
 
 /* A reply to a BDAT chunk (RFC 3030).  The first refusal decides the message,

@@ -288,6 +288,10 @@ int mh_smtp_quit(mh_smtp *s);
 mh_smtp_state mh_smtp_get_state(const mh_smtp *s);
 const mh_smtp_caps *mh_smtp_get_caps(const mh_smtp *s);
 const mh_smtp_reply *mh_smtp_last_reply(const mh_smtp *s);  /* the reply that decided the op */
+/* 1 while a send's done callback runs for an outcome the server's replies decided
+** (MAIL refused, every recipient refused) before it hung up: the session is
+** closed, yet the break is not the outcome (the caller reconnects for the next). */
+int mh_smtp_decided_then_closed(const mh_smtp *s);
 const char *mh_smtp_stage(const mh_smtp *s);      /* "greeting", "ehlo", "helo", "tls", "auth", "mail", "rcpt", "data", "quit" */
 const char *mh_smtp_errmsg(const mh_smtp *s);     /* why the last op failed ("" when it did not) */
 int mh_smtp_is_tls(const mh_smtp *s);

@@ -1062,7 +1062,7 @@ function W:close_session(polite)
   local s = self.session
   if not s then return end
   self.session = nil
-  self.sent, self.mails = 0, 0
+  self.sent, self.mails, self.answered = 0, 0, nil
   self.quitting = true   -- (others_connected: open at the server until closed)
   if polite and s.alive and s:alive() then pcall(s.quit, s) end
   pcall(s.close, s)
@@ -1310,7 +1310,7 @@ end
 function W:connected(s)
   local d = self.d
   if not s.submit then s = sequential(s) end
-  self.session, self.sent, self.mails = s, 0, 0
+  self.session, self.sent, self.mails, self.answered = s, 0, 0, nil
   self.relay = maillog.relay(s)
   self.key = self:server_key()
   d.auth_refusals = nil   -- logged in (or no login asked): the usual pace again
@@ -1385,6 +1385,10 @@ function W:outcome(e, res, err, info)
   local reply = outcome.reply_text(info) or err
   local code = tonumber(info.smtp)
   local reused = (self.mails or 0) > 0
+  -- the server answered an earlier message on this session, if only to refuse
+  -- it: a break now is no outage (a server that hangs up after a refusal,
+  -- Exim's `drop`, takes the message sent behind it down with it)
+  local answered = self.answered
   local kind = outcome.classify(info, reused, ctx or self:outcome_ctx())
   if kind == "limit" then
     -- a connection that has delivered messages refused one more: the server's
@@ -1430,7 +1434,7 @@ function W:outcome(e, res, err, info)
       -- a stall on this message: it waits its backoff, the rest go on
       return d:defer(e, reply)
     end
-    if reused and not info.smtp then
+    if (reused or answered) and not info.smtp then
       -- a kept-alive session that died under us: reconnect at once, no outage
       -- yet.  Said at info, naming the message: it goes again, and may arrive
       -- twice when only the reply to its final dot was lost (docs/delivery.md)
@@ -1451,6 +1455,7 @@ function W:outcome(e, res, err, info)
     return "outage", why, info
   end
   -- the server answered this message (a 4xx or 5xx of its own): it works
+  self.answered = true
   if d.outage or d.outage_shown ~= false then d:recovered() end
   local n = (e.attempts or 0) + 1
   if kind == "not_sent" then

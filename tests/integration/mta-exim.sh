@@ -6,7 +6,8 @@
 # Scenarios: strict synchronisation with and without PIPELINING and with CHUNKING
 # advertised; STARTTLS + AUTH PLAIN and LOGIN with a private CA; RCPT ACLs mixing 550 and
 # 451 in both orders; 550 and 451 after the final dot; smtp_accept_max_per_connection's
-# 421; no 8BITMIME and a small SIZE; Exim killed and restarted mid-queue.
+# 421; no 8BITMIME and a small SIZE; Exim killed and restarted mid-queue; `drop` (a
+# refusal, then the connection closed) at MAIL and at RCPT.
 . "$ROOT/tests/lib/tap.sh"
 . "$ROOT/tests/lib/peers.sh"
 . "$ROOT/tests/lib/mta.sh"
@@ -311,9 +312,41 @@ sc_kill_restart() {
   mta_mh kill "$E"
   mta_kill_restart E exim 40 exim_dups
 }
+# 9. Exim's `drop`: a refusal, then the connection closed, with what was pipelined after it
+# unanswered (a sender mailhook may not use; a spam trap among the recipients).  The
+# refusal decides the message, as without the hang-up: failed/ after one attempt, naming
+# Exim's reply; the messages behind it go at once over a new connection, no outage.  (The
+# hang-up read as an outage: "connection closed by the server (in state RCPT)" for every
+# message, the refusal lost, the queue waiting 30 s at each.)
+sc_drop() {
+  start_exim E --drop-mail 'bad@x.example=550 5.7.1 sender not allowed here'     --drop-rcpt 'trap@x.example=550 5.7.1 spam trap' || { ok 1 "exim starts"; return; }
+  mta_mh drop "$E" retry_interval=30
+  printf 'From: bad@x.example\nTo: a@x.example\nSubject: bad sender\nMessage-ID: <dropm-1@test>\n\nno\n' |
+    MH sendmail -i -f bad@x.example a@x.example
+  mta_queue after-mail 2 a@x.example
+  printf 'From: app@example.org\nTo: trap@x.example\nSubject: trap\nMessage-ID: <dropr-1@test>\n\nno\n' |
+    MH sendmail -i trap@x.example
+  mta_queue after-rcpt 2 a@x.example
+  mta_flush
+  is "$FLUSH_RC" 0 "one flush settles every message (${FLUSH_OUT##*$'\n'})"
+  wait_for 30 mta_idle E
+  mta_once E after-mail 2 a@x.example
+  mta_once E after-rcpt 2 a@x.example
+  local m f
+  for m in dropm:"550 5.7.1 sender not allowed here" dropr:"550 5.7.1 spam trap"; do
+    f=$(spool_file "${m%%:*}-1@test" failed)
+    ok "$([ -n "$f" ] && echo 0 || echo 1)" "${m%%:*}: the refused message is in failed/"
+    [ -n "$f" ] && like "$(cat "${f%.eml}.state")" "${m#*:}" "${m%%:*}: its sidecar has exim's reply"
+    [ -n "$f" ] && is "$(sed -n 's/^attempts //p' "${f%.eml}.state")" 1 "${m%%:*}: after one attempt"
+  done
+  is "$(pickup_n) $(failed_n)" "0 2" "nothing left in pickup/"
+  unlike "$(cat "$T/flush.log")" "unreachable|outage" "no outage was declared"
+  is "$(grep -c 'closed by DROP in ACL' "$E_LOG")" 2 "exim hung up twice (DROP in its ACL)"
+  stop_mta E
+}
 # messages mailhook sent twice: ids exim's reception log shows more than once
 exim_dups() { grep -o ' id=kill-[0-9]*@test' "$E_LOG" | sort | uniq -d | wc -l; }
 
 mta_scenarios sc_sync_pipelining sc_chunking sc_sync_no_pipelining sc_tls_auth sc_rcpt_acl sc_data_acl \
-  sc_conn_limit sc_8bit_size sc_kill_restart
+  sc_conn_limit sc_8bit_size sc_kill_restart sc_drop
 done_testing

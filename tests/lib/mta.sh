@@ -34,6 +34,10 @@
 #                              and input before it is a synchronisation error (554, the end)
 #       --reply-rcpt ADDR=REPLY    RCPT TO:<ADDR> answered REPLY ("550 5.1.1 ...", "451 ...")
 #       --reply-data SENDER=REPLY  a message from SENDER answered REPLY after its final dot
+#       --drop-mail SENDER=REPLY   MAIL FROM:<SENDER> answered REPLY (5xx), then the
+#                              connection closed (Exim's `drop` verb), nothing pipelined after
+#                              it answered
+#       --drop-rcpt ADDR=REPLY     the same at RCPT TO:<ADDR>
 #   start_opensmtpd VAR [options]   OpenSMTPD (smtpd -d -f CONF) in its own mount namespace;
 #                              sets the same variables (VAR_LOG: its stderr log)
 #       --port N, --size BYTES, --reply-rcpt ADDR=REPLY, --reply-data SENDER=REPLY (as above)
@@ -382,7 +386,7 @@ _exim_conf() {
   local dir=$1 port=$2; shift 2
   local sync=true pipe='*' chunk='*' eightbit=true utf8='*' size=50M maxconn=1000 tls="" auth="" rcptmax=0 acceptmax=100
   local cram="" cdelay=""
-  local rcpt_acl="" data_acl="" n=0 kv addr reply verb
+  local rcpt_acl="" data_acl="" drop_mail="" n=0 kv addr reply verb
   while [ $# -gt 0 ]; do
     case $1 in
       --no-sync) sync=false ;;
@@ -398,11 +402,17 @@ _exim_conf() {
       --auth) auth=$2; shift ;;
       --auth-cram) cram=$2; shift ;;
       --connect-delay) cdelay=$2; shift ;;
-      --reply-rcpt|--reply-data)
+      --reply-rcpt|--reply-data|--drop-mail|--drop-rcpt)
         kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
         case $reply in 4*) verb=defer ;; *) verb=deny ;; esac
+        case $1 in --drop-*) verb=drop ;; esac
         [ -z "$MTA_FIRST" ] || printf '%s\n' "$addr" > "$dir/rules/$n"   # a restart keeps it as it is
-        if [ "$1" = --reply-rcpt ]; then
+        if [ "$1" = --drop-mail ]; then
+          drop_mail+="  drop senders = $addr
+       condition = \${if exists{$dir/rules/$n}}
+       message = $reply
+"
+        elif [ "$1" = --reply-rcpt ] || [ "$1" = --drop-rcpt ]; then
           rcpt_acl+="  $verb recipients = $addr
          condition = \${if exists{$dir/rules/$n}}
          message = $reply
@@ -513,7 +523,7 @@ begin acl
 acl_connect:
   accept delay = ${cdelay:-0s}
 acl_mail:
-$mail_acl
+$drop_mail$mail_acl
 acl_rcpt:
 $rcpt_acl  accept
 acl_data:

@@ -32,6 +32,7 @@ typedef struct {
   size_t nrcpt;
   char rcpt[MAXR][32];
   int rcode[MAXR], accepted[MAXR];
+  int decided;             /* mh_smtp_decided_then_closed() */
 } done_rec;
 
 /* What the session told its owner. */
@@ -68,6 +69,7 @@ static void d_cb(void *ud, int rc) {
   snprintf(d->stage, sizeof d->stage, "%s", mh_smtp_stage(r->s));
   snprintf(d->errmsg, sizeof d->errmsg, "%s", mh_smtp_errmsg(r->s));
   d->code = rep ? rep->code : -1;
+  d->decided = mh_smtp_decided_then_closed(r->s);
   snprintf(d->text, sizeof d->text, "%.127s", rep ? rep->text : "");
   rc_ = mh_smtp_rcpts(r->s, &n);
   d->nrcpt = n;
@@ -637,6 +639,63 @@ static void test_session_failures(void) {
   close_session(&r);
 }
 
+/* The server refuses, then hangs up before answering what was pipelined after
+** (Exim's `drop` verb): the refusal is the message's outcome, as without the
+** hang-up, and the send queued behind it ends with the break.  The break used
+** to be the outcome of both: "connection closed (in state RCPT)", the 550 lost,
+** and the deliverer took it for an outage. */
+static void test_refusal_then_hangup(void) {
+  rec r = { 0 };
+  mh_smtp *s;
+
+  diag("550 to MAIL, then the server hangs up; message 2 queued");
+  s = opened(&r, EHLO_PIPE);
+  send_msg(s, 1);
+  send_msg(s, 2);
+  feed(s, "550 5.7.1 sender not allowed here\r\n");
+  is_int(r.ndone, 0, "MAIL refused: nothing ends yet (RCPT's reply is due)");
+  mh_smtp_error(s, MH_EEOF, "connection closed by the server");
+  is_int(r.ndone, 2, "two io.done");
+  is_int(r.d[0].rc, MH_EREPLY, "message 1: the refusal is its outcome");
+  is_str(r.d[0].stage, "mail", "message 1: at stage mail");
+  is_int(r.d[0].code, 550, "message 1: last_reply is the 550");
+  ok(strstr(r.d[0].errmsg, "MAIL FROM refused: 550 5.7.1 sender not allowed here") != NULL,
+     "message 1: errmsg quotes the refusal: %s", r.d[0].errmsg);
+  is_int(r.d[0].decided, 1, "message 1: decided, then closed");
+  is_int(r.d[0].state, MH_SMTP_CLOSED, "message 1: the session is CLOSED in its callback");
+  is_int(r.d[1].rc, MH_EEOF, "message 2: ends with the break");
+  ok(strstr(r.d[1].errmsg, "connection closed by the server") != NULL, "message 2: errmsg names it: %s",
+     r.d[1].errmsg);
+  is_str(r.d[1].rcpt[0], "b2@x.test", "message 2: its callback describes message 2");
+  is_int(r.d[1].decided, 0, "message 2: not decided by a reply");
+  is_int(mh_smtp_decided_then_closed(s), 0, "the flag lasts only the callback");
+  is_int(send_msg(s, 3), MH_EINVAL, "no send afterwards");
+  close_session(&r);
+
+  diag("every recipient refused, then the hang-up before DATA's reply");
+  s = opened(&r, EHLO_PIPE);
+  send_msg(s, 1);
+  feed(s, "250 2.1.0 ok\r\n550 5.7.1 spam trap\r\n");
+  is_int(r.ndone, 0, "RCPT refused: nothing ends yet (DATA's reply is due)");
+  mh_smtp_error(s, MH_EEOF, "connection closed by the server");
+  is_int(r.ndone, 1, "one io.done");
+  is_int(r.d[0].rc, MH_EREPLY, "the recipients' refusals are the outcome");
+  is_str(r.d[0].stage, "rcpt", "at stage rcpt");
+  ok(r.d[0].nrcpt == 1 && r.d[0].rcode[0] == 550 && !r.d[0].accepted[0], "its recipient: 550, not accepted");
+  is_int(r.d[0].decided, 1, "decided, then closed");
+  close_session(&r);
+
+  diag("MAIL and RCPT accepted, then the hang-up: the break is the outcome");
+  s = opened(&r, EHLO_PIPE);
+  send_msg(s, 1);
+  feed(s, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n");
+  mh_smtp_error(s, MH_EEOF, "connection closed by the server");
+  is_int(r.ndone, 1, "one io.done");
+  is_int(r.d[0].rc, MH_EEOF, "ends with the break");
+  is_int(r.d[0].decided, 0, "not decided by a reply");
+  close_session(&r);
+}
+
 static void test_no_pipelining(void) {
   rec r = { 0 };
   mh_smtp *s = opened(&r, EHLO_PLAIN);
@@ -846,6 +905,7 @@ int main(void) {
   test_354_without_recipient();
   test_rset_only_after_unfinished();
   test_session_failures();
+  test_refusal_then_hangup();
   test_no_pipelining();
   test_byte_boundaries();
   test_getters_not_stale();
