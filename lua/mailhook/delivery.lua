@@ -1422,6 +1422,27 @@ function W:outcome(e, res, err, info)
     d:defer(e, tostring(err))
     return nil
   end
+  if kind == "connection" and info.rejected then
+    -- the server refused recipients for good (their own 5xx) and then the
+    -- session broke, before the data went (Exim's `drop` on a spam trap among
+    -- the recipients): those are settled, as without the break, so the next
+    -- attempt goes to the others alone; the ones it accepted never got the data
+    -- and stay pending.  (Retried whole, the same refusal broke it every time:
+    -- the others never got it, the refusal never recorded.)
+    local rejected, final = {}, false
+    for _, r in ipairs(info.rejected) do
+      rejected[#rejected + 1] = r
+      if r.smtp and outcome.permanent(r) then final = true end
+    end
+    if final then
+      self:close_session(false)
+      for _, a in ipairs(info.accepted or {}) do
+        rejected[#rejected + 1] = { rcpt = a, class = "transient", text = "not sent: the session broke before "
+                                    .. "the data went (" .. tostring(err) .. ")" }
+      end
+      return d:settle(e, with_local(e, { accepted = {}, rejected = rejected }))
+    end
+  end
   if kind == "connection" then
     self:close_session(false)
     -- the same message broke the session before: do not let it block the queue

@@ -342,6 +342,26 @@ sc_drop() {
   is "$(pickup_n) $(failed_n)" "0 2" "nothing left in pickup/"
   unlike "$(cat "$T/flush.log")" "unreachable|outage" "no outage was declared"
   is "$(grep -c 'closed by DROP in ACL' "$E_LOG")" 2 "exim hung up twice (DROP in its ACL)"
+  # the trap among other recipients, after one accepted and before one: the trap is refused
+  # for good, the others get the message on the next attempt (it was retried whole, and
+  # broken by the same drop, until it expired: the others never got it)
+  printf 'From: app@example.org\nTo: a@x.example, trap@x.example\nSubject: mixed\nMessage-ID: <mixed-1@test>\n\n1\n' |
+    MH sendmail -i a@x.example trap@x.example
+  printf 'From: app@example.org\nTo: trap@x.example, b@x.example\nSubject: mixed\nMessage-ID: <mixed-2@test>\n\n2\n' |
+    MH sendmail -i trap@x.example b@x.example
+  mta_flush
+  [ "$FLUSH_RC" != 0 ]; ok $? "a trap among the recipients: the first flush leaves both messages waiting"
+  is "$(grep -c 'rejected RCPT <trap@x.example>' "$E_LOG")" 3 "having asked the trap once per message naming it"
+  mta_flush
+  is "$FLUSH_RC" 0 "the next flush settles them (${FLUSH_OUT##*$'\n'})"
+  wait_for 30 mta_idle E
+  snap E
+  is "$(copies '<mixed-1@test>' a@x.example) $(copies '<mixed-2@test>' b@x.example) $(copies '<mixed-1@test>' trap@x.example)$(copies '<mixed-2@test>' trap@x.example)" \
+    "1 1 00" "the others got each once, the trap nothing"
+  is "$(grep -c 'rejected RCPT <trap@x.example>' "$E_LOG")" 3 "and the trap was never asked again"
+  f=$(spool_file mixed-1@test failed)
+  ok "$([ -n "$f" ] && echo 0 || echo 1)" "the mixed message is in failed/ for its trap recipient"
+  [ -n "$f" ] && like "$(cat "${f%.eml}.state")" "trap@x.example.*550 5.7.1 spam trap" "naming it with exim's reply"
   stop_mta E
 }
 # messages mailhook sent twice: ids exim's reception log shows more than once
