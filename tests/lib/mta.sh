@@ -30,6 +30,9 @@
 #       --auth USER:PASS       AUTH PLAIN and LOGIN, offered only under TLS, required before MAIL
 #       --auth-cram USER:PASS  AUTH CRAM-MD5 (Exim's cram_md5 driver), offered with or without
 #                              TLS, required before MAIL (PASS: no '{', '}', '$' or ':')
+#       --gate N FILE          the RCPTs of a connection after its Nth wait (an ACL `delay`,
+#                              output flushed first) until FILE exists: a queue that cannot
+#                              drain before a kill (tests/peers/policy-gate.lua's for Postfix)
 #       --connect-delay SECS   acl_smtp_connect `delay = SECS`: the greeting comes SECS late,
 #                              and input before it is a synchronisation error (554, the end)
 #       --reply-rcpt ADDR=REPLY    RCPT TO:<ADDR> answered REPLY ("550 5.1.1 ...", "451 ...")
@@ -386,7 +389,7 @@ _exim_conf() {
   local dir=$1 port=$2; shift 2
   local sync=true pipe='*' chunk='*' eightbit=true utf8='*' size=50M maxconn=1000 tls="" auth="" rcptmax=0 acceptmax=100
   local cram="" cdelay=""
-  local rcpt_acl="" data_acl="" drop_mail="" n=0 kv addr reply verb
+  local rcpt_acl="" data_acl="" drop_mail="" gate="" n=0 kv addr reply verb
   while [ $# -gt 0 ]; do
     case $1 in
       --no-sync) sync=false ;;
@@ -402,6 +405,13 @@ _exim_conf() {
       --auth) auth=$2; shift ;;
       --auth-cram) cram=$2; shift ;;
       --connect-delay) cdelay=$2; shift ;;
+      --gate)
+        # (a restart keeps the gate: its file exists by then)
+        gate="  warn set acl_c0 = \${eval10:0\$acl_c0+1}
+  warn condition = \${if and{{>{\$acl_c0}{$2}}{!exists{$3}}}}
+       delay = 60s
+"
+        shift 2 ;;
       --reply-rcpt|--reply-data|--drop-mail|--drop-rcpt)
         kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
         case $reply in 4*) verb=defer ;; *) verb=deny ;; esac
@@ -525,7 +535,7 @@ acl_connect:
 acl_mail:
 $drop_mail$mail_acl
 acl_rcpt:
-$rcpt_acl  accept
+$gate$rcpt_acl  accept
 acl_data:
 $data_acl  accept
 
