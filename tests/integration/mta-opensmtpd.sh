@@ -138,12 +138,14 @@ sc_size() {
 }
 
 # 6. OpenSMTPD killed (its whole process tree, SIGKILL) and restarted mid-queue under
-# `mailhook run`: nothing lost, nothing duplicated beyond the one message in flight.
+# `mailhook run`: nothing lost, nothing duplicated beyond the one message in flight.  The
+# 22nd RCPT waits until the restart (start_opensmtpd --gate), so the kill always finds
+# the queue half sent, however fast the machine (Postfix's test lost that race in CI).
 sc_kill_restart() {
   # (its session limit raised: this scenario is about the kill, not the 452)
-  start_opensmtpd O --max-mails 1000 || { ok 1 "opensmtpd starts"; return; }
+  start_opensmtpd O --max-mails 1000 --gate 21 "$T/osmtpd-gate.open" || { ok 1 "opensmtpd starts"; return; }
   mta_mh kill "$O"
-  mta_kill_restart O opensmtpd 40 opensmtpd_dups
+  mta_kill_restart O opensmtpd 40 opensmtpd_dups KILL "touch $T/osmtpd-gate.open"
 }
 # messages accepted beyond the 40 queued: one "smtp message" log line per accepted message
 opensmtpd_dups() { echo $(( $(grep -c ' smtp message msgid=' "$O_LOG") - 40 )); }

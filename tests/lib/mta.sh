@@ -44,6 +44,8 @@
 #   start_opensmtpd VAR [options]   OpenSMTPD (smtpd -d -f CONF) in its own mount namespace;
 #                              sets the same variables (VAR_LOG: its stderr log)
 #       --port N, --size BYTES, --reply-rcpt ADDR=REPLY, --reply-data SENDER=REPLY (as above)
+#       --gate N FILE          the RCPTs after the Nth wait until FILE exists (a proc-exec
+#                              filter, tests/peers/osmtpd-gate.lua; Exim's --gate)
 #       --max-mails N          smtp limit max-mails (default OpenSMTPD's own: 100; after it
 #                              every MAIL gets "452 4.5.3 ... Too many messages sent")
 #       --max-rcpt N           smtp limit max-rcpt (default 1000): RCPTs after the Nth of
@@ -594,6 +596,13 @@ _osmtpd_conf() {
       --size) size=$2; shift ;;
       --max-mails) maxmails="smtp limit max-mails $2"; shift ;;
       --max-rcpt) maxrcpt="smtp limit max-rcpt $2"; shift ;;
+      --gate)
+        # run as OpenSMTPD's user: a copy it can read (the checkout may be root's, 0700)
+        cp "$ROOT/tests/peers/osmtpd-gate.lua" "$dir/gate.lua"; chmod 644 "$dir/gate.lua"
+        filters+="filter \"gate\" proc-exec \"/usr/bin/lua5.4 $dir/gate.lua $2 $3\"
+"
+        chain+="${chain:+, }\"gate\""
+        shift 2 ;;
       --reply-rcpt|--reply-data)
         kv=$2; addr=${kv%%=*}; reply=${kv#*=}; n=$((n + 1))
         if [ "$1" = --reply-rcpt ]; then phase=rcpt-to cond=rcpt-to; else phase=commit cond=mail-from; fi
