@@ -26,7 +26,7 @@ M.commands = {
   { "status", "[--json] [--timeout S]", "is mail flowing, and if not why (exit 0 only when it flows)" },
   { "repl", "", "interactive Lua with the runtime loaded" },
   { "version", "", "print the version" },
-  { "help", "", "this text" },
+  { "help", "[COMMAND]", "this text; with COMMAND, that command's --help" },
 }
 
 -- The commands whose --help is answered here (M.main): they parse no options
@@ -53,7 +53,7 @@ local function file_exists(path)
   return false
 end
 
-local dispatch
+local dispatch, command_help
 
 -- wants_json(cmd, ...) -> whether a command printing JSON (args.JSON_COMMANDS)
 -- was given --json before any "--" (--json=VALUE too: a usage error of its
@@ -91,10 +91,46 @@ function M.main(cmd, ...)
   error(r, 0)
 end
 
+-- A command's line of the help, as its --help (exit 0).
+function command_help(cmd)
+  for _, c in ipairs(M.commands) do
+    if c[1] == cmd then
+      io.stdout:write("usage: mailhook ", c[1], c[2] ~= "" and " " or "", c[2], "\n  ", c[3], "\n",
+                      "(mailhook help: every command; man mailhook)\n")
+    end
+  end
+  return 0
+end
+
 function dispatch(cmd, ...)
   if cmd == nil then M.help(io.stderr) return 2 end   -- no command: a usage error
-  if cmd == "help" then M.help() return 0 end
-  if cmd == "version" then print("mailhook " .. core.version) return 0 end
+  if cmd == "help" then
+    -- `help COMMAND` is that command's --help (as git's, ip's); anything
+    -- else after help is a usage error, never ignored
+    local topic, extra = ...
+    if topic == nil then M.help() return 0 end
+    if (topic == "--help" or topic == "-h") and extra == nil then return command_help("help") end
+    local known = false
+    for _, c in ipairs(M.commands) do known = known or c[1] == topic end
+    if extra ~= nil or not known then
+      io.stderr:write("mailhook help: ", known and "one command at most" or
+                      ("unknown command '" .. tostring(topic):gsub("[%c\128-\255]", "?") .. "'"),
+                      " (try 'mailhook help')\n")
+      return 2
+    end
+    if topic == "help" or topic == "version" then return command_help(topic) end
+    return dispatch(topic, "--help")
+  end
+  if cmd == "version" then
+    local first, extra = ...
+    if (first == "--help" or first == "-h") and extra == nil then return command_help("version") end
+    if first ~= nil then
+      io.stderr:write("mailhook version: takes no argument\n")
+      return 2
+    end
+    print("mailhook " .. core.version)
+    return 0
+  end
   if not cmd:match("^[%w_-]+$") then
     io.stderr:write("mailhook: unknown command '", cmd, "' (try 'mailhook help')\n")
     return 2
@@ -106,13 +142,7 @@ function dispatch(cmd, ...)
   -- for sendmail, whose -h N is the hop count.
   local first = ...
   if M.HELP_HERE[cmd] and (first == "--help" or (first == "-h" and cmd ~= "sendmail")) then
-    for _, c in ipairs(M.commands) do
-      if c[1] == cmd then
-        io.stdout:write("usage: mailhook ", c[1], c[2] ~= "" and " " or "", c[2], "\n  ", c[3], "\n",
-                        "(mailhook help: every command; man mailhook)\n")
-      end
-    end
-    return 0
+    return command_help(cmd)
   end
   local script = core.paths.scripts .. "/" .. cmd .. ".lua"
   if core.loadscript then      -- the binary's: precompiled when it matches (main.c), one open

@@ -46,6 +46,16 @@ like "$out" "usage: mailhook update \[--json\] KEY=VALUE" "its usage names --jso
 
 like "$("$MAILHOOK" version)" "^mailhook [0-9]+\.[0-9]+\.[0-9]+$" "version"
 like "$("$MAILHOOK" help)" "enqueue" "help lists the commands"
+# help COMMAND is its --help; anything else after help or version is a usage error (both
+# took any argument and ignored it: `mailhook help run` printed the whole list)
+is "$("$MAILHOOK" help run)" "$("$MAILHOOK" run --help)" "help run: run's --help"
+is "$("$MAILHOOK" help update)" "$("$MAILHOOK" update --help)" "help update: update's --help"
+for a in "help nosuch" "help run hook" "version extra"; do
+  out=$("$MAILHOOK" $a 2>&1); rc=$?
+  is "$rc" 2 "mailhook $a: a usage error"
+done
+like "$("$MAILHOOK" help nosuch 2>&1)" "unknown command 'nosuch'" "naming the command it does not know"
+like "$("$MAILHOOK" version --help)" "usage: mailhook version" "version --help: its line"
 
 # no help or usage line ends in a blank (repl, version and help did, in `mailhook help`: a
 # command with no arguments left "  repl      " before its summary's line): the global
