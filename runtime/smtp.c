@@ -700,6 +700,22 @@ static void rotate(mh_smtp *s) {
   mh_smtp_reply_reset(&s->decisive);
 }
 
+/* The session closed with a send queued behind the one that just ended: that
+** one ends too (io.done), with rc, msg and stage, and keep as its reply when
+** given (the 421 that closed the session). */
+static void end_queued(mh_smtp *s, int rc, const char *msg, const char *stage, const mh_smtp_reply *keep) {
+  char m[sizeof s->errmsg];
+  mh_smtp_reply k;
+  snprintf(m, sizeof m, "%s", msg);   /* (msg may be s->errmsg, keep s->decisive: rotate clears both) */
+  if (keep) reply_copy(&k, keep);
+  rotate(s);
+  memcpy(s->errmsg, m, sizeof m);
+  s->stage = stage;
+  if (keep) reply_copy(&s->decisive, &k);
+  s->op = OP_NONE;
+  s->io.done(s->io.ud, rc);
+}
+
 /* Ends the operation in progress with rc (io.done), the session going to st.
 ** A transaction queued behind a send then starts (its commands may be out
 ** already), or, when the session closed, ends too with the same rc. */
@@ -712,18 +728,7 @@ static void finish(mh_smtp *s, int rc, mh_smtp_state st) {
   if (op != OP_SEND || !s->q) return;
   if (s->state == MH_SMTP_CLOSED) {
     /* the same failure ends it: same reason, same reply (a 421), if any */
-    const char *stage = s->stage;
-    char msg[sizeof s->errmsg];
-    memcpy(msg, s->errmsg, sizeof msg);
-    int code = s->decisive.code == 421 ? 421 : 0;
-    mh_smtp_reply keep;
-    if (code) reply_copy(&keep, &s->decisive);
-    rotate(s);
-    memcpy(s->errmsg, msg, sizeof msg);
-    s->stage = stage;
-    if (code) reply_copy(&s->decisive, &keep);
-    s->op = OP_NONE;
-    s->io.done(s->io.ud, rc);
+    end_queued(s, rc, s->errmsg, s->stage, s->decisive.code == 421 ? &s->decisive : NULL);
   } else {
     rotate(s);
     /* its group (written ahead, perhaps with an RSET) is walked from its start */
@@ -781,13 +786,10 @@ static void die(mh_smtp *s, int code, const char *stage, const char *fmt, ...) {
     s->decided_then_closed = 1;
     send_done_in(s, MH_SMTP_CLOSED);
     s->decided_then_closed = 0;
-    if (!q) return;
-    s->q = q;
-    rotate(s);
-    s->op = OP_NONE;
-    memcpy(s->errmsg, why, sizeof why);
-    s->stage = stage;
-    s->io.done(s->io.ud, code);
+    if (q) {
+      s->q = q;
+      end_queued(s, code, why, stage, NULL);
+    }
     return;
   }
   memcpy(s->errmsg, why, sizeof why);
@@ -1134,7 +1136,6 @@ static void reject_accepted(mh_smtp *s) {
 }
 
 /* The message transaction ended (after the final reply, or early). */
-static void send_done_in(mh_smtp *s, mh_smtp_state st);
 static void send_done(mh_smtp *s) { send_done_in(s, MH_SMTP_READY); }
 /* The send's outcome from the replies it got, the session going to st: READY,
 ** or CLOSED when the server hung up after those replies decided it (die). */
